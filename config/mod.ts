@@ -1,0 +1,50 @@
+/**
+ * @module
+ * Configuration: what every role can be told and how.
+ *
+ * - `spec.ts`: the option-spec types and {@link COMMON_OPTIONS}; each role
+ *   exports an {@link OptionSpec}, and everything else is generated from it.
+ * - `values.ts`: durations, addresses, converting one value per option type,
+ *   built-in defaults and the merging of layers (later layers win).
+ * - `argv.ts`: `dist <role> [flags]` into a {@link ParsedCommand}.
+ * - `help.ts`: `dist --help` and `dist <role> --help`.
+ * - `topology.ts`: the TOML topology file, validated in one pass and expanded
+ *   into instances; `default_topology.ts` is the embedded default.
+ * - `errors.ts`: {@link UsageError}, a user's mistake (exit 2).
+ *
+ * Precedence for one instance: built-in defaults < `[defaults]` < the
+ * file's entry < command-line flags, i.e.
+ * `mergeOptions(roleSpec(info), instance.options, parsed.options)`.
+ */
+export * from "./spec.ts";
+export { UsageError } from "./errors.ts";
+export {
+  type Address,
+  type ConvertOptions,
+  convertValue,
+  defaultsOf,
+  formatAddress,
+  formatDuration,
+  isReferenceName,
+  mergeOptions,
+  parseAddress,
+  parseDuration,
+  roleSpec,
+  toCamel,
+  toKebab,
+  toSnake,
+} from "./values.ts";
+export { didYouMean, suggest } from "./_suggest.ts";
+export { optionsToArgv, parseArgv, type ParsedCommand } from "./argv.ts";
+export { formatMainHelp, formatRoleHelp } from "./help.ts";
+export {
+  findInstance,
+  type Instance,
+  loadTopology,
+  parseTopology,
+  type ParseTopologyOptions,
+  resolveReferences,
+  type RestartPolicy,
+  type Topology,
+} from "./topology.ts";
+export { DEFAULT_TOPOLOGY, DEFAULT_TOPOLOGY_FILE } from "./default_topology.ts";

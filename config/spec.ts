@@ -1,0 +1,106 @@
+/**
+ * Option specifications: the one place that says which options a role takes,
+ * their types and defaults. The argv parser, the topology loader and the help
+ * text are all generated from these tables.
+ */
+
+/** How a raw value (a CLI string or a TOML value) is checked and converted. */
+export type OptionType =
+  | "string" // any text
+  | "integer" // whole number, optional min/max
+  | "number" // finite number, optional min/max
+  | "boolean" // flag; on the CLI `--x` alone means true, `--no-x` means false
+  | "duration" // "500ms", "2s", "1m", "1h" or a bare number of ms -> number (ms)
+  | "port" // integer 0..65535
+  | "address" // "host:port" (or a topology instance name when `ref` is set) -> "host:port"
+  | "addresses" // comma list (CLI) or array (TOML) of addresses/names -> string[]
+  | "list" // comma list (CLI) or array (TOML) of strings -> string[]
+  | "choice"; // one of `choices`
+
+export interface OptionDef {
+  type: OptionType;
+  /** One line for `--help`. */
+  description: string;
+  /** Built-in default, already converted (duration in ms, address as "host:port"). */
+  default?: unknown;
+  /** One-letter alias on the CLI, e.g. "p" for `-p`. */
+  short?: string;
+  /** For `choice`. */
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+  /**
+   * For `address`/`addresses`: the value may name topology instances, which
+   * resolve to their "host:port" (a replicated name means all its replicas).
+   */
+  ref?: boolean;
+  /**
+   * For `ref` options: which option of the named instance gives the port a
+   * reference resolves to (default "port"), e.g. "workerPort" for a worker's
+   * balancer address.
+   */
+  refPort?: string;
+  /** Placeholder in help text, e.g. "HOST:PORT". */
+  metavar?: string;
+}
+
+/** Keys are camelCase; the CLI flag is kebab-case, the topology key snake_case. */
+export type OptionSpec = Record<string, OptionDef>;
+
+/** Converted option values keyed by camelCase name. */
+export type Options = Record<string, unknown>;
+
+/** A role as the command line and the topology loader see it. */
+export interface RoleInfo {
+  /** One line for `dist --help`. */
+  summary: string;
+  /** Usage lines shown by `dist <role> --help`, after "Usage:". */
+  usage: string[];
+  options: OptionSpec;
+  /** Whether the role takes positional arguments (the client's operation). */
+  positionals?: boolean;
+}
+
+/** Options every role takes. */
+export const COMMON_OPTIONS: OptionSpec = {
+  name: { type: "string", description: "Instance name used in logs and replies", metavar: "NAME" },
+  host: {
+    type: "string",
+    description: "Address to listen on or place the instance",
+    default: "127.0.0.1",
+    metavar: "HOST",
+  },
+  logLevel: {
+    type: "choice",
+    description: "Log level",
+    choices: ["trace", "debug", "info", "warning", "error", "fatal"],
+    default: "info",
+  },
+  logFile: { type: "string", description: "Also write logs to this file", metavar: "FILE" },
+  json: { type: "boolean", description: "Print one JSON object per line", default: false },
+  codec: {
+    type: "choice",
+    description: "Wire codec for connections this instance dials",
+    choices: ["json", "msgpack"],
+    default: "json",
+  },
+  heartbeat: {
+    type: "duration",
+    description: "Send a ping after this much silence",
+    default: 1000,
+  },
+  liveness: {
+    type: "integer",
+    description: "Heartbeats missed before a peer is declared dead",
+    default: 3,
+    min: 1,
+  },
+  maxFrame: {
+    type: "integer",
+    description: "Largest accepted frame in bytes (up to 64 MiB)",
+    default: 1024 * 1024,
+    min: 64,
+    max: 64 * 1024 * 1024,
+    metavar: "BYTES",
+  },
+};

@@ -1,0 +1,70 @@
+import type { Options } from "../../config/spec.ts";
+import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
+import type { Operation } from "../ops.ts";
+
+/** What one request came back with, as the client reports it. */
+export interface Outcome {
+  ok: boolean;
+  result?: unknown;
+  error?: { code: string; message: string };
+  by?: string;
+  ms: number;
+}
+
+export function splitAddress(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(":");
+  const host = address.slice(0, i).replace(/^\[(.*)\]$/, "$1");
+  return { host: host || "127.0.0.1", port: Number(address.slice(i + 1)) };
+}
+
+/** Dials the `--connect` address with the client's codec and heartbeat settings. */
+export function connect(options: Options): Promise<Peer> {
+  return dial(splitAddress(options.connect as string), {
+    role: "client",
+    name: (options.name as string | undefined) ?? `client-${Deno.pid}`,
+    codec: codecByName(options.codec as string),
+    heartbeatMs: options.heartbeat as number,
+    liveness: options.liveness as number,
+    maxFrame: options.maxFrame as number,
+    timeoutMs: options.timeout as number,
+    connectTimeoutMs: options.timeout as number,
+  });
+}
+
+/** Sends one request and describes the outcome; never throws. */
+export async function perform(peer: Peer, op: Operation, timeout: number): Promise<Outcome> {
+  const t0 = performance.now();
+  try {
+    const res: Response = await peer.request(op.method, op.params, { timeout });
+    return { ok: true, result: res.result, by: res.by, ms: round(performance.now() - t0) };
+  } catch (err) {
+    const e = DistError.from(err);
+    return {
+      ok: false,
+      error: { code: e.code, message: e.message },
+      ms: round(performance.now() - t0),
+    };
+  }
+}
+
+export function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** A result as a person reads it: numbers and text bare, anything else as JSON. */
+export function formatResult(result: unknown): string {
+  if (typeof result === "string") return result;
+  if (typeof result === "number") return String(result);
+  return JSON.stringify(result);
+}
+
+/** The one-line JSON of an outcome: `{"ok":true,"result":7,"by":"server-5557","ms":0.21}`. */
+export function outcomeJson(outcome: Outcome, extra?: Record<string, unknown>): string {
+  return JSON.stringify({ ...extra, ...outcome });
+}
+
+/** Counts of `by` as `server-1 ×12, server-2 ×8`. */
+export function formatBy(by: Map<string, number>): string {
+  if (by.size === 0) return "none";
+  return [...by].sort((a, b) => b[1] - a[1]).map(([name, n]) => `${name} ×${n}`).join(", ");
+}

@@ -1,0 +1,40 @@
+import type { Options } from "../../config/spec.ts";
+import type { Peer } from "../../wire/mod.ts";
+import { formatOperation, randomOperation } from "../ops.ts";
+import { formatBy, formatResult, outcomeJson, perform } from "./_common.ts";
+
+/**
+ * Sends `count` random arithmetic requests one after another, printing each
+ * with its result, then a summary line. Resolves with the number of errors.
+ */
+export async function runRandom(
+  peer: Peer,
+  count: number,
+  options: Options & { out: (line: string) => void },
+): Promise<number> {
+  const by = new Map<string, number>();
+  let ok = 0;
+  let errors = 0;
+  for (let i = 0; i < count; i++) {
+    const op = randomOperation();
+    const outcome = await perform(peer, op, options.timeout as number);
+    const shown = formatOperation(op);
+    if (outcome.ok) {
+      ok++;
+      if (outcome.by) by.set(outcome.by, (by.get(outcome.by) ?? 0) + 1);
+    } else errors++;
+    if (options.json) {
+      options.out(outcomeJson(outcome, { op: shown }));
+    } else if (outcome.ok) {
+      options.out(`${shown} = ${formatResult(outcome.result)}  (${outcome.by ?? "?"})`);
+    } else {
+      options.out(`${shown} -> ${outcome.error!.code}: ${outcome.error!.message}`);
+    }
+  }
+  if (options.json) {
+    options.out(JSON.stringify({ summary: { ok, errors, by: Object.fromEntries(by) } }));
+  } else {
+    options.out(`${count} requests: ${ok} ok, ${errors} errors; by: ${formatBy(by)}`);
+  }
+  return errors;
+}

@@ -1,0 +1,24 @@
+/**
+ * @module
+ * The role table: every part `dist` can play, by name. Each role is its own
+ * module exporting its option spec and `run(options, { signal })`; roles talk
+ * to each other only through wire/. `ops.ts` is the operation table the
+ * server and the worker share; `_logging.ts` sets up logtape for a process.
+ */
+import type { Role } from "./_role.ts";
+import { server } from "./server.ts";
+import { client } from "./client/mod.ts";
+
+export const ROLES: Readonly<Record<string, Role>> = { server, client };
+
+export type { Role, RunContext } from "./_role.ts";
+export { writeStdout } from "./_role.ts";
+export { closeLogging, setLogInstance, setupLogging } from "./_logging.ts";
+export {
+  findOperation,
+  formatOperation,
+  type Operation,
+  OPERATIONS,
+  parseOperation,
+  randomOperation,
+} from "./ops.ts";

@@ -1,0 +1,190 @@
+/**
+ * The operation table shared by the server and the worker roles, and the
+ * parser that turns a command line such as `add 3 4` into a request.
+ */
+import { DistError } from "../wire/mod.ts";
+
+/** Longest `sleep` a request may ask for (ms). */
+export const MAX_SLEEP_MS = 60_000;
+
+type Op = (params: unknown) => unknown;
+
+/** Reads argument `key` (object form) or position `index` (array form). */
+function arg(params: unknown, key: string, index: number): unknown {
+  if (Array.isArray(params)) return params[index];
+  if (params !== null && typeof params === "object") {
+    return (params as Record<string, unknown>)[key];
+  }
+  return index === 0 ? params : undefined;
+}
+
+function num(params: unknown, key: string, index: number): number {
+  const v = arg(params, key, index);
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new DistError(
+      "BAD_REQUEST",
+      v === undefined
+        ? `Missing number "${key}"`
+        : `"${key}" must be a finite number, got ${JSON.stringify(v) ?? String(v)}`,
+    );
+  }
+  return v;
+}
+
+function binary(f: (a: number, b: number) => number): Op {
+  return (params) => {
+    const count = Array.isArray(params) ? params.length : undefined;
+    if (count !== undefined && count !== 2) {
+      throw new DistError("BAD_REQUEST", `Expected 2 numbers, got ${count}`);
+    }
+    return f(num(params, "a", 0), num(params, "b", 1));
+  };
+}
+
+function sumOf(params: unknown): number {
+  let values: unknown = Array.isArray(params) ? params : arg(params, "values", 0);
+  if (typeof values === "string") values = values.split(",").map((s) => s.trim());
+  if (!Array.isArray(values)) {
+    throw new DistError("BAD_REQUEST", 'sum takes a list of numbers ("values")');
+  }
+  let total = 0;
+  for (const v of values) {
+    const n = typeof v === "string" && v !== "" ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isFinite(n)) {
+      throw new DistError("BAD_REQUEST", `sum: not a number: ${JSON.stringify(v)}`);
+    }
+    total += n;
+  }
+  return total;
+}
+
+function sleep(params: unknown): Promise<number> {
+  const ms = num(params, "ms", 0);
+  if (ms < 0 || ms > MAX_SLEEP_MS) {
+    throw new DistError("BAD_REQUEST", `sleep takes 0 to ${MAX_SLEEP_MS} ms, got ${ms}`);
+  }
+  return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
+}
+
+/** The operations, by method name; results are plain values. */
+export const OPERATIONS: Readonly<Record<string, Op>> = {
+  echo: (params) => {
+    const text = arg(params, "text", 0);
+    if (typeof text !== "string") throw new DistError("BAD_REQUEST", 'echo takes a string "text"');
+    return text;
+  },
+  add: binary((a, b) => a + b),
+  sub: binary((a, b) => a - b),
+  mul: binary((a, b) => a * b),
+  div: binary((a, b) => {
+    if (b === 0) throw new DistError("BAD_REQUEST", "Division by zero");
+    return a / b;
+  }),
+  sum: sumOf,
+  sleep,
+};
+
+/** The original lab's Italian names. */
+export const ALIASES: Readonly<Record<string, string>> = {
+  somma: "add",
+  sottrazione: "sub",
+  moltiplicazione: "mul",
+  divisione: "div",
+};
+
+/** One line per operation, for help texts. */
+export const OPERATION_HELP: readonly string[] = [
+  "echo TEXT        returns TEXT",
+  "add A B          A + B   (alias somma)",
+  "sub A B          A - B   (alias sottrazione)",
+  "mul A B          A × B   (alias moltiplicazione)",
+  "div A B          A ÷ B   (alias divisione; B = 0 is an error)",
+  "sum 1,2,3        the sum of a list (also: sum 1 2 3)",
+  "sleep MS         waits MS milliseconds, returns MS",
+];
+
+/**
+ * Finds the operation for a method name or alias.
+ * @returns undefined when there is none.
+ */
+export function findOperation(method: string): Op | undefined {
+  return Object.hasOwn(OPERATIONS, method)
+    ? OPERATIONS[method]
+    : Object.hasOwn(ALIASES, method)
+    ? OPERATIONS[ALIASES[method]]
+    : undefined;
+}
+
+/** A request as the client sends it. */
+export interface Operation {
+  method: string;
+  params?: unknown;
+}
+
+function parseNumber(word: string): number {
+  const n = Number(word);
+  if (word.trim() === "" || !Number.isFinite(n)) {
+    throw new DistError("BAD_REQUEST", `Not a number: ${word}`);
+  }
+  return n;
+}
+
+/**
+ * Turns words typed by a user (`add 3 4`, `echo hi there`, `sum 1,2,3`,
+ * `sys.stats`, or `method {"json":"params"}`) into a request.
+ * @throws {DistError} BAD_REQUEST naming what is wrong.
+ */
+export function parseOperation(words: readonly string[]): Operation {
+  if (words.length === 0) throw new DistError("BAD_REQUEST", "No operation given");
+  const [first, ...rest] = words;
+  const method = Object.hasOwn(ALIASES, first) ? ALIASES[first] : first;
+  switch (method) {
+    case "echo":
+      return { method, params: { text: rest.join(" ") } };
+    case "add":
+    case "sub":
+    case "mul":
+    case "div":
+      if (rest.length !== 2) {
+        throw new DistError("BAD_REQUEST", `${first} takes 2 numbers, got ${rest.length}`);
+      }
+      return { method, params: { a: parseNumber(rest[0]), b: parseNumber(rest[1]) } };
+    case "sum": {
+      const values = rest.join(",").split(",").filter((s) => s.trim() !== "").map(parseNumber);
+      return { method, params: { values } };
+    }
+    case "sleep":
+      if (rest.length !== 1) throw new DistError("BAD_REQUEST", "sleep takes 1 number (ms)");
+      return { method, params: { ms: parseNumber(rest[0]) } };
+  }
+  if (rest.length === 0) return { method };
+  const text = rest.join(" ");
+  try {
+    return { method, params: JSON.parse(text) };
+  } catch {
+    throw new DistError("BAD_REQUEST", `Parameters of ${method} must be JSON: ${text}`);
+  }
+}
+
+/** A random arithmetic request, as the original lab's client made them. */
+export function randomOperation(random: () => number = Math.random): Operation {
+  const methods = ["add", "sub", "mul", "div", "sum"] as const;
+  const method = methods[Math.floor(random() * methods.length)];
+  const n = () => Math.floor(random() * 201) - 100;
+  if (method === "sum") {
+    return { method, params: { values: Array.from({ length: 2 + Math.floor(random() * 4) }, n) } };
+  }
+  return { method, params: { a: n(), b: n() } };
+}
+
+/** Shows a request the way a user would type it. */
+export function formatOperation(op: Operation): string {
+  const p = op.params as Record<string, unknown> | undefined;
+  if (p && typeof p === "object" && !Array.isArray(p)) {
+    if ("a" in p && "b" in p) return `${op.method} ${p.a} ${p.b}`;
+    if ("values" in p && Array.isArray(p.values)) return `${op.method} ${p.values.join(",")}`;
+    if ("text" in p) return `${op.method} ${p.text}`;
+    if ("ms" in p) return `${op.method} ${p.ms}`;
+  }
+  return op.params === undefined ? op.method : `${op.method} ${JSON.stringify(op.params)}`;
+}

@@ -1,0 +1,95 @@
+import { getLogger } from "@logtape/logtape";
+import type { Options } from "../config/spec.ts";
+import { DistError, listen } from "../wire/mod.ts";
+import { findOperation, OPERATION_HELP } from "./ops.ts";
+import type { Role, RunContext } from "./_role.ts";
+import { setLogInstance } from "./_logging.ts";
+
+const log = getLogger(["dist", "server"]);
+
+/** The server: answers the operations of ops.ts on its own port. */
+export const server: Role = {
+  summary: "Answer echo/add/sub/mul/div/sum/sleep requests on a port",
+  usage: [
+    "dist server [--port 5557] [--host 127.0.0.1] [--name NAME]",
+    "",
+    "Operations:",
+    ...OPERATION_HELP.map((l) => "  " + l),
+    "  sys.ping, sys.stats",
+  ],
+  options: {
+    port: {
+      type: "port",
+      description: "Port to listen on (0 picks a free one)",
+      default: 5557,
+      short: "p",
+    },
+    maxConnections: {
+      type: "integer",
+      description: "Most concurrent connections; more are refused with OVERLOADED",
+      default: 10_000,
+      min: 1,
+    },
+    grace: {
+      type: "duration",
+      description: "On shutdown, how long requests in flight may take to finish",
+      default: 2000,
+    },
+  },
+  run: runServer,
+};
+
+async function runServer(options: Options, ctx: RunContext): Promise<number> {
+  const started = performance.now();
+  const stats = { requests: 0, errors: 0 };
+  let name = options.name as string | undefined;
+  const handle = (method: string, params: unknown): unknown => {
+    stats.requests++;
+    const op = findOperation(method);
+    try {
+      if (op !== undefined) return op(params);
+      if (method === "sys.ping") return { pong: true, role: "server", name };
+      if (method === "sys.stats") {
+        return {
+          role: "server",
+          name,
+          uptime_ms: Math.round(performance.now() - started),
+          connections: listener.peers.size,
+          requests: stats.requests,
+          errors: stats.errors,
+          rss_bytes: Deno.memoryUsage().rss,
+        };
+      }
+    } catch (err) {
+      stats.errors++;
+      throw err;
+    }
+    stats.errors++;
+    throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
+  };
+  const listener = listen({
+    host: options.host as string,
+    port: options.port as number,
+    role: "server",
+    name: "server",
+    maxConnections: options.maxConnections as number,
+    maxFrame: options.maxFrame as number,
+    heartbeatMs: options.heartbeat as number,
+    liveness: options.liveness as number,
+    onRequest: handle,
+  });
+  name ??= `server-${listener.addr.port}`;
+  // `by` and the handshake name are fixed once the port (maybe 0) is bound.
+  setLogInstance(name);
+  listener.name = listener.by = name;
+  log.info("Listening on {addr}", { addr: `${listener.addr.hostname}:${listener.addr.port}` });
+  ctx.onListening?.({ ...listener.addr, name });
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  log.info("Shutting down: finishing {n} connection(s)", { n: listener.peers.size });
+  await listener.close(options.grace as number);
+  log.info("Stopped after {requests} requests", { requests: stats.requests });
+  return 0;
+}

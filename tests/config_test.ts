@@ -1,0 +1,384 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_TOPOLOGY,
+  DEFAULT_TOPOLOGY_FILE,
+  findInstance,
+  loadTopology,
+  mergeOptions,
+  parseTopology,
+  resolveReferences,
+  type RoleInfo,
+  roleSpec,
+  type Topology,
+  UsageError,
+} from "../config/mod.ts";
+
+/** A fake role table, so these tests do not depend on the real roles. */
+const ROLES: Record<string, RoleInfo> = {
+  server: {
+    summary: "Answers requests",
+    usage: ["dist server [flags]"],
+    options: {
+      port: { type: "port", description: "Port to listen on", default: 5557, short: "p" },
+      service: { type: "string", description: "Service name to register under" },
+      binders: { type: "addresses", description: "Binders to register with", ref: true },
+    },
+  },
+  balancer: {
+    summary: "Spreads requests over backends",
+    usage: ["dist balancer [flags]"],
+    options: {
+      port: { type: "port", description: "Port for clients", default: 5556, short: "p" },
+      backends: { type: "addresses", description: "Servers to dial", ref: true, default: [] },
+      workerPort: { type: "port", description: "Port workers dial", default: 8889 },
+      policy: {
+        type: "choice",
+        description: "Balancing policy",
+        choices: ["round-robin", "least-loaded", "p2c", "random"],
+        default: "round-robin",
+      },
+    },
+  },
+  client: {
+    summary: "Sends requests",
+    usage: ["dist client [flags] <op> [args...]"],
+    positionals: true,
+    options: {
+      connect: {
+        type: "address",
+        description: "Server or balancer",
+        ref: true,
+        default: "127.0.0.1:5556",
+        short: "c",
+      },
+      random: { type: "integer", description: "Send N random requests", min: 0 },
+      timeout: { type: "duration", description: "Per-request timeout", default: 5000 },
+    },
+  },
+};
+
+function load(text: string): Topology {
+  return parseTopology(text, { file: "cluster.toml", roles: ROLES });
+}
+
+/** Asserts that `fn` throws a UsageError with exactly this message (or matching it). */
+function throwsUsage(fn: () => unknown, expected: string | RegExp): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof UsageError, `not a UsageError: ${error}`);
+    if (typeof expected === "string") assert.equal(error.message, expected);
+    else assert.match(error.message, expected);
+    return true;
+  });
+}
+
+function options(topology: Topology, name: string) {
+  return findInstance(topology, name).options;
+}
+
+// ---- topology: errors ----
+
+Deno.test("parseTopology() reports a TOML syntax error with its line", () => {
+  throwsUsage(
+    () => load("[[server]]\nport = 5557\nservice = \n"),
+    /^Cannot load cluster\.toml: line 3: /,
+  );
+});
+
+Deno.test("parseTopology() rejects an unknown top-level table with a suggestion", () => {
+  throwsUsage(
+    () => load('[[server]]\n\n[default]\nhost = "x"\n'),
+    'Cannot load cluster.toml: line 3: default: unknown table (did you mean "defaults"?)',
+  );
+});
+
+Deno.test("parseTopology() rejects an unknown role with a suggestion", () => {
+  throwsUsage(
+    () => load("[[server]]\n\n[[sever]]\nport = 1\n"),
+    'Cannot load cluster.toml: line 3: sever: unknown role (did you mean "server"?)',
+  );
+});
+
+Deno.test("parseTopology() rejects a role written as a single table", () => {
+  throwsUsage(
+    () => load("[server]\nport = 1\n"),
+    /line 1: server: must be an array of tables .*\[\[server\]\]/,
+  );
+});
+
+Deno.test("parseTopology() rejects an unknown key with a suggestion", () => {
+  const text = [
+    "[[server]]", // 1
+    "port = 5557",
+    "",
+    "[[balancer]]", // 4
+    "port = 5556",
+    'bakends = ["server"]', // 6
+  ].join("\n");
+  throwsUsage(
+    () => load(text),
+    'Cannot load cluster.toml: line 6: balancer.bakends: unknown key (did you mean "backends"?)',
+  );
+});
+
+Deno.test("parseTopology() finds the line of the Nth entry of a role", () => {
+  const text = '[[server]]\nname = "a"\nport = 1\n\n[[server]]\nname = "b"\nport = "x"\n';
+  throwsUsage(
+    () => load(text),
+    'Cannot load cluster.toml: line 7: server.port: "x" is not a port (0-65535)',
+  );
+});
+
+Deno.test("parseTopology() rejects a value of the wrong type", () => {
+  throwsUsage(
+    () => load("[[server]]\nport = 5557\nservice = 42\n"),
+    "Cannot load cluster.toml: line 3: server.service: 42 is not a string",
+  );
+});
+
+Deno.test("parseTopology() rejects a bad duration", () => {
+  throwsUsage(
+    () => load('[[server]]\n[[client]]\ntimeout = "soon"\n'),
+    /^Cannot load cluster\.toml: line 3: client\.timeout: "soon" is not a duration/,
+  );
+});
+
+Deno.test("parseTopology() rejects a bad choice with a suggestion", () => {
+  throwsUsage(
+    () => load('[[balancer]]\npolicy = "p2"\n'),
+    /^Cannot load cluster\.toml: line 2: balancer\.policy: "p2" is not one of .* \(did you mean "p2c"\?\)$/,
+  );
+});
+
+Deno.test("parseTopology() rejects a duplicate name", () => {
+  const text = "[[server]]\nport = 1\n\n[[server]]\nport = 2\n";
+  throwsUsage(
+    () => load(text),
+    'Cannot load cluster.toml: line 4: server.name: duplicate name "server" (first at line 1)',
+  );
+  const named = '[[server]]\nname = "a"\nport = 1\n[[server]]\nname = "a"\nport = 2\n';
+  throwsUsage(
+    () => load(named),
+    'Cannot load cluster.toml: line 5: server.name: duplicate name "a" (first at line 2)',
+  );
+});
+
+Deno.test("parseTopology() rejects a replica name that another entry takes", () => {
+  const text = '[[server]]\nreplicas = 2\n\n[[server]]\nname = "server-2"\nport = 6000\n';
+  throwsUsage(() => load(text), /duplicate name "server-2"/);
+});
+
+Deno.test("parseTopology() rejects two instances on one host and port, naming both", () => {
+  const text = '[[server]]\nname = "a"\nreplicas = 2\nport = 7000\n\n[[balancer]]\nport = 7001\n';
+  throwsUsage(
+    () => load(text),
+    "Cannot load cluster.toml: line 7: balancer.port: 127.0.0.1:7001 is used by both a-2 and balancer",
+  );
+  // The same port on two hosts is fine.
+  load('[[server]]\nhost = "10.0.0.1"\n[[balancer]]\nhost = "10.0.0.2"\nport = 5557\n');
+});
+
+Deno.test("parseTopology() rejects an unknown reference with a suggestion", () => {
+  const text = '[[server]]\nreplicas = 2\n\n[[client]]\nconnect = "server-3"\n';
+  throwsUsage(
+    () => load(text),
+    /^Cannot load cluster\.toml: line 5: client\.connect: unknown instance "server-3" \(did you mean "server-\d"\?\)$/,
+  );
+});
+
+Deno.test("parseTopology() rejects an address that names a replicated entry", () => {
+  const text = '[[server]]\nreplicas = 3\n\n[[client]]\nconnect = "server"\n';
+  throwsUsage(
+    () => load(text),
+    'Cannot load cluster.toml: line 5: client.connect: "server" names 3 instances (server-1..server-3): name one of them',
+  );
+});
+
+Deno.test("parseTopology() rejects a [defaults] key that no role takes", () => {
+  throwsUsage(
+    () => load('[defaults]\nhost = "127.0.0.1"\nworkers = 3\n\n[[server]]\n'),
+    "Cannot load cluster.toml: line 3: defaults.workers: unknown key: no role takes it",
+  );
+  throwsUsage(
+    () => load("[defaults]\nworker_prt = 3\n[[server]]\n"),
+    /line 2: defaults\.worker_prt: unknown key: no role takes it \(did you mean "worker_port"\?\)/,
+  );
+});
+
+Deno.test("parseTopology() counts the other problems after the first", () => {
+  throwsUsage(
+    () => load('[[server]]\nprot = 1\nservise = "x"\n'),
+    /line 2: server\.prot: .* \(and 1 more problem\)$/,
+  );
+});
+
+Deno.test("parseTopology() rejects a file without instances", () => {
+  throwsUsage(
+    () => load('[defaults]\nhost = "127.0.0.1"\n'),
+    /^Cannot load cluster\.toml: no instances/,
+  );
+});
+
+// ---- topology: expansion ----
+
+Deno.test("parseTopology() expands replicas on consecutive ports", () => {
+  const topology = load(
+    '[[server]]\nreplicas = 3\nport = 6000\n\n[[balancer]]\nname = "lb"\nreplicas = 2\n',
+  );
+  assert.deepEqual(
+    topology.instances.map((i) => [i.name, i.group, i.replica, i.options.port]),
+    [
+      ["server-1", "server", 1, 6000],
+      ["server-2", "server", 2, 6001],
+      ["server-3", "server", 3, 6002],
+      ["lb-1", "lb", 1, 5556],
+      ["lb-2", "lb", 2, 5557],
+    ],
+  );
+  assert.deepEqual(topology.instances.slice(3).map((i) => i.options.workerPort), [8889, 8890]);
+  assert.equal(options(topology, "server-2").name, "server-2");
+});
+
+Deno.test("parseTopology() keeps port 0 for every replica", () => {
+  const topology = load("[[server]]\nreplicas = 2\nport = 0\n");
+  assert.deepEqual(topology.instances.map((i) => i.options.port), [0, 0]);
+});
+
+Deno.test("parseTopology() leaves a single entry unnumbered", () => {
+  const [only] = load("[[server]]\n").instances;
+  assert.equal(only.name, "server");
+  assert.equal(only.replica, undefined);
+  assert.equal(only.restart, "on-failure");
+});
+
+Deno.test("parseTopology() resolves references to host:port", () => {
+  const text = [
+    "[[server]]",
+    "replicas = 2",
+    'host = "0.0.0.0"',
+    "[[balancer]]",
+    'backends = ["server", "10.0.0.9:80"]',
+    "[[client]]",
+    'name = "one"',
+    'connect = "server-2"',
+    "[[client]]",
+    'name = "lb"',
+    'connect = "balancer"',
+    "[[client]]",
+    'name = "direct"',
+    'connect = ":9000"',
+  ].join("\n");
+  const topology = load(text);
+  assert.deepEqual(options(topology, "balancer").backends, [
+    "127.0.0.1:5557",
+    "127.0.0.1:5558",
+    "10.0.0.9:80",
+  ]);
+  assert.deepEqual(findInstance(topology, "balancer").refs, { backends: ["server-1", "server-2"] });
+  assert.equal(options(topology, "one").connect, "127.0.0.1:5558");
+  assert.equal(options(topology, "lb").connect, "127.0.0.1:5556");
+  assert.equal(options(topology, "direct").connect, "127.0.0.1:9000");
+  assert.deepEqual(findInstance(topology, "direct").refs, {});
+});
+
+Deno.test("parseTopology() resolves a reference through refPort", () => {
+  const roles: Record<string, RoleInfo> = {
+    ...ROLES,
+    worker: {
+      summary: "",
+      usage: [],
+      options: {
+        balancer: { type: "address", description: "", ref: true, refPort: "workerPort" },
+      },
+    },
+  };
+  const text = '[[balancer]]\nworker_port = 9100\n[[worker]]\nbalancer = "balancer"\n';
+  const topology = parseTopology(text, { file: "c.toml", roles });
+  assert.equal(options(topology, "worker").balancer, "127.0.0.1:9100");
+});
+
+Deno.test("parseTopology() merges [defaults] into the instances whose role takes each key", () => {
+  const text = [
+    "[defaults]",
+    'host = "10.1.1.1"',
+    'log_level = "debug"',
+    'policy = "p2c"',
+    'timeout = "2s"',
+    'restart = "always"',
+    "[[server]]",
+    "[[balancer]]",
+    'log_level = "warning"',
+    "[[client]]",
+    'connect = "10.1.1.1:5556"',
+    'restart = "no"',
+  ].join("\n");
+  const topology = load(text);
+  const server = findInstance(topology, "server");
+  assert.equal(server.options.host, "10.1.1.1");
+  assert.equal(server.options.logLevel, "debug");
+  assert.equal(server.options.policy, undefined);
+  assert.equal(server.restart, "always");
+  assert.equal(options(topology, "balancer").policy, "p2c");
+  assert.equal(options(topology, "balancer").logLevel, "warning");
+  assert.equal(options(topology, "client").timeout, 2000);
+  assert.equal(findInstance(topology, "client").restart, "no");
+  assert.equal(options(topology, "client").heartbeat, 1000);
+});
+
+Deno.test("mergeOptions() layers flags over the file over [defaults] over built-ins", () => {
+  const text =
+    '[defaults]\nlog_level = "debug"\nheartbeat = "2s"\n[[balancer]]\nheartbeat = "3s"\nport = 6000\n';
+  const instance = findInstance(load(text), "balancer");
+  const merged = mergeOptions(roleSpec(ROLES.balancer), instance.options, { port: 7000 });
+  assert.equal(merged.port, 7000); // flag beats file
+  assert.equal(merged.heartbeat, 3000); // entry beats [defaults]
+  assert.equal(merged.logLevel, "debug"); // [defaults] beats built-in
+  assert.equal(merged.workerPort, 8889); // built-in
+});
+
+Deno.test("parseTopology() accepts the embedded default topology", () => {
+  const topology = parseTopology(DEFAULT_TOPOLOGY, { file: DEFAULT_TOPOLOGY_FILE, roles: ROLES });
+  assert.deepEqual(topology.instances.map((i) => i.name), ["server-1", "server-2", "client"]);
+  assert.equal(options(topology, "client").connect, "127.0.0.1:5557");
+  assert.equal(findInstance(topology, "client").restart, "no");
+});
+
+Deno.test("findInstance() suggests a close name", () => {
+  const topology = load("[[server]]\nreplicas = 2\n");
+  throwsUsage(
+    () => findInstance(topology, "server-3"),
+    /^No instance "server-3" in cluster\.toml \(did you mean "server-\d"\?\)$/,
+  );
+});
+
+Deno.test("loadTopology() reports a file it cannot read", async () => {
+  await assert.rejects(loadTopology("/nonexistent/cluster.toml", ROLES), (error: unknown) => {
+    assert.ok(error instanceof UsageError);
+    assert.match(error.message, /^Cannot read topology file \/nonexistent\/cluster\.toml: /);
+    return true;
+  });
+});
+
+Deno.test("loadTopology() reads a file", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".toml" });
+  try {
+    await Deno.writeTextFile(path, "[[server]]\nport = 0\n");
+    const topology = await loadTopology(path, ROLES);
+    assert.equal(topology.file, path);
+    assert.equal(options(topology, "server").port, 0);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("resolveReferences() resolves names given on the command line", () => {
+  const topology = load("[[server]]\nreplicas = 2\n");
+  const spec = roleSpec(ROLES.client);
+  assert.deepEqual(resolveReferences({ connect: "server-2", random: 3 }, { topology, spec }), {
+    connect: "127.0.0.1:5558",
+    random: 3,
+  });
+  throwsUsage(
+    () => resolveReferences({ connect: "sever-2" }, { topology, spec }),
+    '--connect: unknown instance "sever-2" (did you mean "server-2"?) (in cluster.toml)',
+  );
+});

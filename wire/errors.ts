@@ -1,0 +1,67 @@
+/** The stable error codes of DESIGN.md. */
+export const ERROR_CODES = [
+  "BAD_REQUEST",
+  "UNKNOWN_METHOD",
+  "NOT_FOUND",
+  "UNAVAILABLE",
+  "TIMEOUT",
+  "OVERLOADED",
+  "SLOW_CONSUMER",
+  "FRAME_TOO_LARGE",
+  "UNAUTHORIZED",
+  "INTERNAL",
+] as const;
+
+export type ErrorCode = typeof ERROR_CODES[number];
+
+/** The wire shape of an error: `{code, message, data?}`. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  data?: unknown;
+}
+
+/**
+ * The one error class of dist. Local failures and errors answered by a peer
+ * both arrive as a DistError with a stable `code`.
+ */
+export class DistError extends Error {
+  override name = "DistError";
+  readonly code: ErrorCode;
+  readonly data?: unknown;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; data?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    if (options?.data !== undefined) this.data = options.data;
+  }
+
+  /** The wire form sent to a peer. */
+  toBody(): ErrorBody {
+    const body: ErrorBody = { code: this.code, message: this.message };
+    if (this.data !== undefined) body.data = this.data;
+    return body;
+  }
+
+  /** Rebuilds an error received from a peer; an unknown code becomes INTERNAL. */
+  static fromBody(body: unknown): DistError {
+    if (body === null || typeof body !== "object") {
+      return new DistError("INTERNAL", "Malformed error from peer");
+    }
+    const b = body as Record<string, unknown>;
+    const code = isErrorCode(b.code) ? b.code : "INTERNAL";
+    const message = typeof b.message === "string" ? b.message : String(b.code ?? "error");
+    return new DistError(code, message, { data: b.data });
+  }
+
+  /** Wraps anything thrown into a DistError; non-DistErrors become INTERNAL. */
+  static from(err: unknown): DistError {
+    if (err instanceof DistError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new DistError("INTERNAL", message, { cause: err });
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && (ERROR_CODES as readonly string[]).includes(value);
+}

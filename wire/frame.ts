@@ -1,0 +1,170 @@
+import { DistError } from "./errors.ts";
+
+/** Default largest accepted frame payload (1 MiB); configurable up to MAX_FRAME_LIMIT. */
+export const DEFAULT_MAX_FRAME = 1024 * 1024;
+/** The hard ceiling any connection may be configured to accept (64 MiB). */
+export const MAX_FRAME_LIMIT = 64 * 1024 * 1024;
+/** Bytes in the length prefix. */
+export const HEADER_BYTES = 4;
+
+/**
+ * Incremental decoder of length-prefixed frames (4-byte big-endian length,
+ * then the payload). Feed it whatever the socket gave with `push()`, then
+ * call `next()` until it returns null.
+ *
+ * Frames returned by `next()` are views, not copies: they stay valid only
+ * until the next `push()`. A pushed chunk is borrowed, not copied, while whole
+ * frames are sliced out of it; only a trailing partial frame is copied into
+ * the decoder's own buffer, so the caller may reuse its read buffer after
+ * `next()` has returned null.
+ */
+export class FrameDecoder {
+  readonly maxFrame: number;
+  #buf: Uint8Array = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+  #borrowed = false;
+  #own: Uint8Array = new Uint8Array(0);
+
+  constructor(maxFrame = DEFAULT_MAX_FRAME) {
+    this.maxFrame = maxFrame;
+  }
+
+  /** Bytes received but not yet returned as frames. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /**
+   * Adds bytes from the stream. Precondition: `next()` returned null since
+   * the last push (all complete frames were taken).
+   */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    if (this.#start === this.#end) {
+      this.#buf = chunk;
+      this.#start = 0;
+      this.#end = chunk.length;
+      this.#borrowed = true;
+      return;
+    }
+    // A partial frame is pending in the owned buffer: append to it.
+    const pending = this.#end - this.#start;
+    const need = pending + chunk.length;
+    if (this.#buf !== this.#own || this.#start + need > this.#own.length) {
+      this.#ensureOwn(need);
+    }
+    this.#own.set(chunk, this.#end);
+    this.#end += chunk.length;
+  }
+
+  /**
+   * The next complete frame's payload, or null when more bytes are needed.
+   * @throws {DistError} FRAME_TOO_LARGE as soon as a length prefix exceeds the
+   * limit, before anything is allocated for it. The decoder is unusable after.
+   */
+  next(): Uint8Array | null {
+    const avail = this.#end - this.#start;
+    if (avail >= HEADER_BYTES) {
+      const b = this.#buf;
+      const s = this.#start;
+      const len = ((b[s] << 24) | (b[s + 1] << 16) | (b[s + 2] << 8) | b[s + 3]) >>> 0;
+      if (len > this.maxFrame) {
+        throw new DistError(
+          "FRAME_TOO_LARGE",
+          `Frame of ${len} bytes exceeds the limit of ${this.maxFrame} bytes`,
+        );
+      }
+      if (avail >= HEADER_BYTES + len) {
+        const frame = b.subarray(s + HEADER_BYTES, s + HEADER_BYTES + len);
+        this.#start = s + HEADER_BYTES + len;
+        if (this.#start === this.#end) {
+          this.#start = this.#end = 0;
+          this.#buf = this.#own;
+          this.#borrowed = false;
+        }
+        return frame;
+      }
+      // Partial frame whose size is known and allowed: make room for all of it.
+      this.#keep(HEADER_BYTES + len);
+      return null;
+    }
+    this.#keep(HEADER_BYTES);
+    return null;
+  }
+
+  /** Moves a pending partial frame out of a borrowed chunk into owned memory. */
+  #keep(frameBytes: number): void {
+    if (this.#start === this.#end) return;
+    if (this.#borrowed || this.#start + frameBytes > this.#own.length) this.#ensureOwn(frameBytes);
+  }
+
+  #ensureOwn(capacity: number): void {
+    const pending = this.#buf.subarray(this.#start, this.#end);
+    let own = this.#own;
+    if (own.length < capacity) {
+      own = new Uint8Array(
+        Math.max(capacity, Math.min(own.length * 2, this.maxFrame + HEADER_BYTES)),
+      );
+    }
+    own.set(pending, 0); // copyWithin semantics: `set` handles overlap for the same buffer
+    this.#own = own;
+    this.#buf = own;
+    this.#start = 0;
+    this.#end = pending.length;
+    this.#borrowed = false;
+  }
+}
+
+/**
+ * A growable byte buffer that frames are written into. Writers reserve room
+ * and write in place, so a frame is encoded once, straight into the bytes
+ * that go out.
+ */
+export class OutBuffer {
+  bytes: Uint8Array;
+  length = 0;
+
+  constructor(capacity = 16 * 1024) {
+    this.bytes = new Uint8Array(capacity);
+  }
+
+  /** Makes room for `n` more bytes after `length`. */
+  reserve(n: number): void {
+    const need = this.length + n;
+    if (need <= this.bytes.length) return;
+    const grown = new Uint8Array(Math.max(need, this.bytes.length * 2));
+    grown.set(this.bytes.subarray(0, this.length));
+    this.bytes = grown;
+  }
+
+  /** Writes a 4-byte big-endian length at `offset`. */
+  setHeader(offset: number, len: number): void {
+    const b = this.bytes;
+    b[offset] = len >>> 24;
+    b[offset + 1] = (len >>> 16) & 0xff;
+    b[offset + 2] = (len >>> 8) & 0xff;
+    b[offset + 3] = len & 0xff;
+  }
+
+  /** Appends one frame holding `payload`. */
+  writeFrame(payload: Uint8Array): void {
+    this.reserve(HEADER_BYTES + payload.length);
+    this.setHeader(this.length, payload.length);
+    this.bytes.set(payload, this.length + HEADER_BYTES);
+    this.length += HEADER_BYTES + payload.length;
+  }
+
+  /** Empties the buffer; shrinks it back when a burst made it large. */
+  reset(): void {
+    this.length = 0;
+    if (this.bytes.length > 1024 * 1024) this.bytes = new Uint8Array(16 * 1024);
+  }
+}
+
+/** One frame as a fresh byte array (for tests and one-off writes). */
+export function encodeFrame(payload: Uint8Array): Uint8Array {
+  const out = new OutBuffer(HEADER_BYTES + payload.length);
+  out.writeFrame(payload);
+  return out.bytes.subarray(0, out.length);
+}

@@ -1,0 +1,140 @@
+import { DistError } from "./errors.ts";
+import { type Codec, CODEC_NAMES, codecByName, type CodecName, jsonCodec } from "./codec.ts";
+import { CloseReason, type FramedConn } from "./conn.ts";
+import type { PeerInfo } from "./peer.ts";
+
+export const PROTOCOL_VERSION = 1;
+
+export interface Hello {
+  op: "hello";
+  v: number;
+  codec: CodecName;
+  role: string;
+  name: string;
+}
+
+/** Waits for the first frame on a connection whose read loop is started. */
+function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new DistError("TIMEOUT", `No handshake within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = () => clearTimeout(timer);
+    conn.onFrame = (payload) => {
+      done();
+      // Frames pipelined behind the handshake wait for the Peer.
+      conn.onFrame = (p) => conn.held.push(p.slice());
+      try {
+        resolve(jsonCodec.decode(payload));
+      } catch (err) {
+        reject(err);
+      }
+    };
+    conn.onStreamError = (err) => {
+      done();
+      reject(err);
+    };
+    conn.onClose = (reason) => {
+      done();
+      reject(new DistError("UNAVAILABLE", `Connection closed during handshake (${reason})`));
+    };
+  });
+}
+
+/**
+ * The dialer's half: sends hello, waits for welcome.
+ * @throws {DistError} the listener's error (e.g. OVERLOADED, BAD_REQUEST),
+ * TIMEOUT, or UNAVAILABLE.
+ */
+export async function handshakeDialer(
+  conn: FramedConn,
+  hello: { codec: Codec; role: string; name: string; timeoutMs: number },
+): Promise<PeerInfo> {
+  const answer = firstFrame(conn, hello.timeoutMs);
+  conn.send(
+    jsonCodec,
+    {
+      op: "hello",
+      v: PROTOCOL_VERSION,
+      codec: hello.codec.name,
+      role: hello.role,
+      name: hello.name,
+    } satisfies Hello,
+  );
+  const msg = await answer as Record<string, unknown> | null;
+  if (msg && typeof msg === "object" && msg.op === "welcome") {
+    if (msg.codec !== hello.codec.name) {
+      throw new DistError("BAD_REQUEST", `Listener chose codec ${String(msg.codec)}`);
+    }
+    return { role: String(msg.role ?? "unknown"), name: String(msg.name ?? "unknown") };
+  }
+  if (msg && typeof msg === "object" && msg.error !== undefined) {
+    throw DistError.fromBody(msg.error);
+  }
+  throw new DistError("BAD_REQUEST", "Unexpected handshake answer");
+}
+
+/**
+ * The listener's half: waits for hello, answers welcome, and says which codec
+ * to use. On a bad hello it answers an error and closes the connection.
+ */
+export async function handshakeListener(
+  conn: FramedConn,
+  self: { role: string; name: string; timeoutMs: number },
+): Promise<{ codec: Codec; remote: PeerInfo }> {
+  let msg: unknown;
+  try {
+    msg = await firstFrame(conn, self.timeoutMs);
+    const hello = checkHello(msg);
+    const codec = codecByName(hello.codec)!;
+    conn.send(jsonCodec, {
+      op: "welcome",
+      v: PROTOCOL_VERSION,
+      codec: codec.name,
+      role: self.role,
+      name: self.name,
+    });
+    return { codec, remote: { role: hello.role, name: hello.name } };
+  } catch (err) {
+    const e = DistError.from(err);
+    if (!conn.isClosed) {
+      try {
+        conn.send(jsonCodec, { op: "error", error: e.toBody() });
+      } catch {
+        // The error itself could not be encoded; closing says enough.
+      }
+      const reason = e.code === "FRAME_TOO_LARGE"
+        ? CloseReason.FrameTooLarge
+        : CloseReason.HandshakeFailed;
+      await conn.closeAfterFlush(reason, e);
+    }
+    throw e;
+  }
+}
+
+function checkHello(msg: unknown): Hello {
+  if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
+    throw new DistError("BAD_REQUEST", "Handshake must be a JSON object");
+  }
+  const m = msg as Record<string, unknown>;
+  if (m.op !== "hello") throw new DistError("BAD_REQUEST", 'Handshake must start with op "hello"');
+  if (m.v !== PROTOCOL_VERSION) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `Unsupported protocol version ${String(m.v)} (this side speaks ${PROTOCOL_VERSION})`,
+    );
+  }
+  if (typeof m.codec !== "string" || !codecByName(m.codec)) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `Unsupported codec ${String(m.codec)} (expected one of ${CODEC_NAMES.join(", ")})`,
+    );
+  }
+  return {
+    op: "hello",
+    v: PROTOCOL_VERSION,
+    codec: m.codec as CodecName,
+    role: typeof m.role === "string" ? m.role : "unknown",
+    name: typeof m.name === "string" ? m.name : "unknown",
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * @module
+ * The wire protocol v1 of DESIGN.md, and the only code that touches sockets'
+ * bytes. `frame.ts` splits and builds length-prefixed frames; `codec.ts` turns
+ * messages into payloads (JSON or MessagePack); `conn.ts` runs a socket's read
+ * loop and coalesced, bounded writes; `handshake.ts` agrees on the codec;
+ * `peer.ts` is the RPC endpoint (calls, answers, notifications, timeouts,
+ * heartbeats); `net.ts` listens and dials; `redial.ts` keeps a connection up.
+ */
+export { DistError, ERROR_CODES, type ErrorBody, type ErrorCode, isErrorCode } from "./errors.ts";
+export {
+  DEFAULT_MAX_FRAME,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME_LIMIT,
+  OutBuffer,
+} from "./frame.ts";
+export {
+  type Codec,
+  CODEC_NAMES,
+  codecByName,
+  type CodecName,
+  jsonCodec,
+  msgpackCodec,
+} from "./codec.ts";
+export { CloseReason, FramedConn, type FramedConnOptions } from "./conn.ts";
+export { PROTOCOL_VERSION } from "./handshake.ts";
+export {
+  type CallOptions,
+  type NotificationHandler,
+  Peer,
+  type PeerInfo,
+  type PeerOptions,
+  Reply,
+  type RequestHandler,
+  type Response,
+} from "./peer.ts";
+export {
+  type ConnSettings,
+  dial,
+  type DialOptions,
+  listen,
+  type Listener,
+  type ListenOptions,
+} from "./net.ts";
+export { Redialer, type RedialOptions } from "./redial.ts";

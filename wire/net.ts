@@ -1,0 +1,262 @@
+import { getLogger } from "@logtape/logtape";
+import { DistError } from "./errors.ts";
+import { type Codec, jsonCodec } from "./codec.ts";
+import { CloseReason, FramedConn } from "./conn.ts";
+import { handshakeDialer, handshakeListener } from "./handshake.ts";
+import { type NotificationHandler, Peer, type RequestHandler } from "./peer.ts";
+
+const log = getLogger(["dist", "wire"]);
+
+/** Connection settings shared by listeners and dialers. */
+export interface ConnSettings {
+  maxFrame?: number;
+  highWater?: number;
+  maxOutbound?: number;
+  heartbeatMs?: number;
+  liveness?: number;
+  /** Default call timeout (ms). */
+  timeoutMs?: number;
+  /** Time allowed for the handshake (ms). */
+  handshakeMs?: number;
+}
+
+export interface ListenOptions extends ConnSettings {
+  host?: string;
+  port: number;
+  /** This process's role and name, told to every dialer. */
+  role: string;
+  name: string;
+  /** Put in `by` of every response. */
+  by?: string;
+  /** Most concurrent connections; above it a new one gets OVERLOADED and is closed. */
+  maxConnections?: number;
+  onRequest?: RequestHandler;
+  onNotification?: NotificationHandler;
+  /** Called for each connection once its handshake is done. */
+  onPeer?: (peer: Peer) => void;
+}
+
+export interface Listener {
+  readonly addr: { hostname: string; port: number };
+  /**
+   * Name told to dialers and put in `by` of responses; settable after
+   * binding, so a name may carry the port that `--port 0` picked.
+   */
+  name: string;
+  by?: string;
+  readonly peers: ReadonlySet<Peer>;
+  /**
+   * Stops accepting, lets requests in flight finish (up to `graceMs`),
+   * then closes every connection.
+   */
+  close(graceMs?: number): Promise<void>;
+  /** Resolves once the accept loop has ended. */
+  readonly done: Promise<void>;
+}
+
+/** Listens for dist connections and runs an RPC peer on each. */
+export function listen(options: ListenOptions): Listener {
+  const listener = Deno.listen({ hostname: options.host ?? "127.0.0.1", port: options.port });
+  const addr = listener.addr as Deno.NetAddr;
+  const peers = new Set<Peer>();
+  const conns = new Set<FramedConn>();
+  const maxConnections = options.maxConnections ?? 10_000;
+  let stopping = false;
+
+  async function accept(conn: Deno.TcpConn): Promise<void> {
+    const framed = new FramedConn(conn, options);
+    conns.add(framed);
+    framed.closed.then(() => conns.delete(framed));
+    if (conns.size > maxConnections) {
+      framed.send(jsonCodec, {
+        op: "error",
+        error: { code: "OVERLOADED", message: `Connection limit of ${maxConnections} reached` },
+      });
+      await framed.closeAfterFlush(CloseReason.Overloaded);
+      return;
+    }
+    try {
+      conn.setNoDelay(true);
+    } catch {
+      // Not a TCP socket option on this platform: latency only.
+    }
+    framed.start();
+    let agreed: { codec: Codec; remote: { role: string; name: string } };
+    try {
+      agreed = await handshakeListener(framed, {
+        role: options.role,
+        name: self.name,
+        timeoutMs: options.handshakeMs ?? 5000,
+      });
+    } catch (err) {
+      log.debug("Handshake from {remote} failed: {error}", {
+        remote: remoteOf(conn),
+        error: String(err),
+      });
+      return;
+    }
+    if (framed.isClosed) return;
+    const peer = new Peer(framed, {
+      codec: agreed.codec,
+      remote: agreed.remote,
+      by: self.by,
+      heartbeatMs: options.heartbeatMs,
+      liveness: options.liveness,
+      timeoutMs: options.timeoutMs,
+      onRequest: options.onRequest,
+      onNotification: options.onNotification,
+    });
+    peers.add(peer);
+    peer.closed.then(() => peers.delete(peer));
+    options.onPeer?.(peer);
+  }
+
+  const done = (async () => {
+    let backoff = 5;
+    while (!stopping) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+        backoff = 5;
+      } catch (err) {
+        if (stopping || err instanceof Deno.errors.BadResource) break;
+        // Out of file descriptors and the like: wait a little, don't spin.
+        log.warn("Accept failed: {error}; retrying in {ms} ms", {
+          error: String(err),
+          ms: backoff,
+        });
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
+      }
+      if (stopping) {
+        conn.close();
+        break;
+      }
+      accept(conn).catch((err) =>
+        log.error("Connection setup failed: {error}", { error: String(err) })
+      );
+    }
+  })();
+
+  const self: Listener = {
+    addr: { hostname: addr.hostname, port: addr.port },
+    name: options.name,
+    by: options.by,
+    peers,
+    done,
+    async close(graceMs = 2000) {
+      if (!stopping) {
+        stopping = true;
+        try {
+          listener.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await done;
+      await Promise.all([...peers].map((p) => p.idle(graceMs)));
+      for (const c of conns) c.close(CloseReason.Shutdown);
+    },
+  };
+  return self;
+}
+
+export interface DialOptions extends ConnSettings {
+  codec?: Codec;
+  /** This process's role and name, told to the listener. */
+  role: string;
+  name: string;
+  /** Connect plus handshake timeout (ms). */
+  connectTimeoutMs?: number;
+  by?: string;
+  onRequest?: RequestHandler;
+  onNotification?: NotificationHandler;
+  signal?: AbortSignal;
+}
+
+/**
+ * Connects to `host:port`, does the handshake and returns the peer.
+ * @throws {DistError} UNAVAILABLE when nothing listens or the connection
+ * drops, TIMEOUT when connect plus handshake take too long, or the
+ * listener's own refusal (OVERLOADED, BAD_REQUEST).
+ */
+export async function dial(
+  address: { host: string; port: number },
+  options: DialOptions,
+): Promise<Peer> {
+  const timeoutMs = options.connectTimeoutMs ?? 5000;
+  const where = `${address.host}:${address.port}`;
+  let conn: Deno.TcpConn;
+  try {
+    conn = await withTimeout(
+      Deno.connect({ hostname: address.host, port: address.port }),
+      timeoutMs,
+      `Connect to ${where} timed out after ${timeoutMs} ms`,
+      (late) => late.close(),
+    );
+  } catch (err) {
+    if (err instanceof DistError) throw err;
+    throw new DistError("UNAVAILABLE", `Cannot connect to ${where}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  try {
+    conn.setNoDelay(true);
+  } catch {
+    // Latency only.
+  }
+  const framed = new FramedConn(conn, options);
+  framed.start();
+  const codec = options.codec ?? jsonCodec;
+  let remote;
+  try {
+    remote = await handshakeDialer(framed, {
+      codec,
+      role: options.role,
+      name: options.name,
+      timeoutMs,
+    });
+  } catch (err) {
+    framed.close(CloseReason.HandshakeFailed, err);
+    throw err;
+  }
+  return new Peer(framed, {
+    codec,
+    remote,
+    by: options.by,
+    heartbeatMs: options.heartbeatMs,
+    liveness: options.liveness,
+    timeoutMs: options.timeoutMs,
+    onRequest: options.onRequest,
+    onNotification: options.onNotification,
+  });
+}
+
+function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  message: string,
+  onLate: (value: T) => void,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      reject(new DistError("TIMEOUT", message));
+    }, ms);
+    promise.then((value) => {
+      clearTimeout(timer);
+      if (expired) onLate(value);
+      else resolve(value);
+    }, (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function remoteOf(conn: Deno.Conn): string {
+  const a = conn.remoteAddr as Deno.NetAddr;
+  return `${a.hostname}:${a.port}`;
+}

@@ -1,0 +1,433 @@
+import { getLogger } from "@logtape/logtape";
+import { DistError } from "./errors.ts";
+import type { Codec } from "./codec.ts";
+import { CloseReason, FramedConn } from "./conn.ts";
+
+const log = getLogger(["dist", "wire"]);
+
+/** Who is at the other end, as told in the handshake. */
+export interface PeerInfo {
+  role: string;
+  name: string;
+}
+
+/**
+ * What a request handler returns when the answer carries a `by` other than
+ * this peer's own name (a balancer passing through its backend's name).
+ */
+export class Reply {
+  constructor(readonly result: unknown, readonly by?: string) {}
+}
+
+/**
+ * Answers one request. Return the result (or a Promise of it), or throw a
+ * DistError; anything else thrown becomes INTERNAL.
+ */
+export type RequestHandler = (method: string, params: unknown, peer: Peer) => unknown;
+export type NotificationHandler = (method: string, params: unknown, peer: Peer) => void;
+
+export interface PeerOptions {
+  codec: Codec;
+  /** Name put in `by` of every response this side sends. */
+  by?: string;
+  /** Silence after which a `ping` notification is sent (ms); 0 disables heartbeats. */
+  heartbeatMs?: number;
+  /** Heartbeat periods of silence after which the peer is dead. */
+  liveness?: number;
+  /** Timeout of a call that names none (ms). */
+  timeoutMs?: number;
+  onRequest?: RequestHandler;
+  onNotification?: NotificationHandler;
+  /** Most consecutive undecodable frames tolerated before closing. */
+  maxProtocolErrors?: number;
+  remote?: PeerInfo;
+}
+
+export interface CallOptions {
+  /** Milliseconds; defaults to the peer's `timeoutMs`. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+/** A response as received: the result and who did the work. */
+export interface Response {
+  result: unknown;
+  by?: string;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: DistError) => void;
+  deadline: number;
+  full: boolean;
+  method: string;
+  cleanup?: () => void;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * The RPC endpoint on one connection, the same at both ends: it sends
+ * requests and notifications, answers requests with its handler, matches
+ * responses to calls by id (many in flight, any order), times calls out,
+ * keeps the connection alive with heartbeats and declares a silent peer dead.
+ */
+export class Peer {
+  readonly conn: FramedConn;
+  readonly codec: Codec;
+  readonly remote: PeerInfo;
+  readonly by?: string;
+  onRequest: RequestHandler;
+  onNotification: NotificationHandler;
+  /** Free for the owner: the role's per-connection state. */
+  data: unknown;
+
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #timeoutMs: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #handling = 0;
+  #idleWaiters: (() => void)[] = [];
+  #protocolErrors = 0;
+  #maxProtocolErrors: number;
+
+  constructor(conn: FramedConn, options: PeerOptions) {
+    this.conn = conn;
+    this.codec = options.codec;
+    this.by = options.by;
+    this.remote = options.remote ?? { role: "unknown", name: "unknown" };
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#maxProtocolErrors = options.maxProtocolErrors ?? 10;
+    this.onRequest = options.onRequest ?? ((method) => {
+      throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
+    });
+    this.onNotification = options.onNotification ?? (() => {});
+    conn.onFrame = (payload) => this.#onFrame(payload);
+    conn.onStreamError = (err) => this.#fatal(err);
+    conn.onClose = (reason, err) => this.#onClose(reason, err);
+    const hb = options.heartbeatMs ?? 1000;
+    if (hb > 0) this.#startHeartbeat(hb, options.liveness ?? 3);
+    conn.start();
+    for (const frame of conn.held.splice(0)) this.#onFrame(frame);
+  }
+
+  get isClosed(): boolean {
+    return this.conn.isClosed;
+  }
+
+  get closed(): Promise<CloseReason> {
+    return this.conn.closed;
+  }
+
+  /** Calls in flight from this side. */
+  get pendingCalls(): number {
+    return this.#pending.size;
+  }
+
+  /** Requests from the peer being handled now. */
+  get handling(): number {
+    return this.#handling;
+  }
+
+  /**
+   * Calls `method` and resolves with its result.
+   * @throws {DistError} the peer's error, TIMEOUT, UNAVAILABLE when the
+   * connection closes first, or the abort reason's code (TIMEOUT/UNAVAILABLE).
+   */
+  call(method: string, params?: unknown, options?: CallOptions): Promise<unknown> {
+    return this.#call(method, params, options, false) as Promise<unknown>;
+  }
+
+  /** Like `call`, but resolves with the result and the `by` of the response. */
+  request(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
+    return this.#call(method, params, options, true) as Promise<Response>;
+  }
+
+  #call(method: string, params: unknown, options: CallOptions | undefined, full: boolean) {
+    if (this.conn.isClosed) {
+      return Promise.reject(
+        new DistError("UNAVAILABLE", `Connection closed (${this.conn.closeReason})`),
+      );
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const id = this.#nextId++;
+    const timeout = options?.timeout ?? this.#timeoutMs;
+    return new Promise((resolve, reject) => {
+      const entry: Pending = {
+        resolve,
+        reject,
+        deadline: performance.now() + timeout,
+        full,
+        method,
+      };
+      try {
+        this.conn.send(this.codec, { id, method, params });
+      } catch (err) {
+        reject(DistError.from(err));
+        return;
+      }
+      this.#pending.set(id, entry);
+      if (signal) {
+        const onAbort = () => {
+          if (this.#pending.delete(id)) reject(abortError(signal));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        entry.cleanup = () => signal.removeEventListener("abort", onAbort);
+      }
+      if (entry.deadline < this.#timerAt) this.#armTimer(entry.deadline);
+    });
+  }
+
+  /** Sends a notification (no answer). @returns false if the connection is closed. */
+  notify(method: string, params?: unknown): boolean {
+    return this.conn.send(this.codec, params === undefined ? { method } : { method, params });
+  }
+
+  /** Closes the connection; pending calls fail with UNAVAILABLE. */
+  close(reason: CloseReason = CloseReason.Local): void {
+    this.conn.close(reason);
+  }
+
+  /**
+   * Resolves when no request from the peer is being handled and output is
+   * flushed, or after `timeoutMs`. Used for a graceful stop.
+   */
+  async idle(timeoutMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
+    const idle = this.#handling === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
+      this.#idleWaiters.push(resolve);
+    });
+    await Promise.race([idle.then(() => this.conn.drained(0)), deadline]);
+    clearTimeout(timer);
+  }
+
+  // ---- incoming ----
+
+  #onFrame(payload: Uint8Array): void {
+    let msg: unknown;
+    try {
+      msg = this.codec.decode(payload);
+    } catch (err) {
+      this.#protocolError(null, DistError.from(err));
+      return;
+    }
+    if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
+      this.#protocolError(null, new DistError("BAD_REQUEST", "A message must be an object"));
+      return;
+    }
+    const m = msg as Record<string, unknown>;
+    const id = m.id;
+    if (typeof m.method === "string") {
+      this.#protocolErrors = 0;
+      if (id === undefined || id === null) this.#onNotification(m.method, m.params);
+      else if (typeof id === "number" || typeof id === "string") {
+        this.#onRequest(id, m.method, m.params);
+      } else this.#protocolError(null, new DistError("BAD_REQUEST", "Invalid request id"));
+    } else if (typeof id === "number") {
+      this.#protocolErrors = 0;
+      this.#onResponse(id, m);
+    } else if (m.error !== undefined && (id === null || id === undefined)) {
+      // An error about no request in particular (a bad frame we sent).
+      const err = DistError.fromBody(m.error);
+      log.warn("Peer {peer} reported: {code}: {message}", {
+        peer: this.remote.name,
+        code: err.code,
+        message: err.message,
+      });
+    } else {
+      this.#protocolError(
+        null,
+        new DistError("BAD_REQUEST", "A message needs a method (request) or an id (response)"),
+      );
+    }
+  }
+
+  #onNotification(method: string, params: unknown): void {
+    if (method === "ping") return; // heartbeat: receiving it was the point
+    try {
+      this.onNotification(method, params, this);
+    } catch (err) {
+      log.error("Notification {method} failed: {error}", { method, error: String(err) });
+    }
+  }
+
+  #onRequest(id: number | string, method: string, params: unknown): void {
+    let result: unknown;
+    try {
+      result = this.onRequest(method, params, this);
+    } catch (err) {
+      this.#respondError(id, err);
+      return;
+    }
+    if (result instanceof Promise) {
+      this.#handling++;
+      result.then(
+        (value) => this.#respond(id, value),
+        (err) => this.#respondError(id, err),
+      ).finally(() => {
+        if (--this.#handling === 0 && this.#idleWaiters.length > 0) {
+          const waiters = this.#idleWaiters;
+          this.#idleWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
+    } else {
+      this.#respond(id, result);
+    }
+  }
+
+  #respond(id: number | string, value: unknown): void {
+    let msg: Record<string, unknown>;
+    if (value instanceof Reply) {
+      msg = value.by === undefined
+        ? { id, result: value.result }
+        : { id, result: value.result, by: value.by };
+    } else {
+      msg = this.by === undefined ? { id, result: value } : { id, result: value, by: this.by };
+    }
+    if (msg.result === undefined) msg.result = null;
+    try {
+      this.conn.send(this.codec, msg);
+    } catch (err) {
+      // The result could not be encoded (too large, or not encodable): say so.
+      this.#respondError(id, err);
+    }
+  }
+
+  #respondError(id: number | string | null, err: unknown): void {
+    const e = DistError.from(err);
+    if (e.code === "INTERNAL") {
+      log.error("Request {id} failed: {error}", { id, error: String(err) });
+    }
+    const msg: Record<string, unknown> = { id, error: e.toBody() };
+    if (this.by !== undefined) msg.by = this.by;
+    try {
+      this.conn.send(this.codec, msg);
+    } catch (sendErr) {
+      log.error("Cannot send error reply: {error}", { error: String(sendErr) });
+    }
+  }
+
+  #onResponse(id: number, m: Record<string, unknown>): void {
+    const entry = this.#pending.get(id);
+    if (entry === undefined) return; // late answer to a call that timed out or was aborted
+    this.#pending.delete(id);
+    entry.cleanup?.();
+    if (m.error !== undefined) {
+      entry.reject(DistError.fromBody(m.error));
+    } else if (entry.full) {
+      entry.resolve({ result: m.result, by: typeof m.by === "string" ? m.by : undefined });
+    } else {
+      entry.resolve(m.result);
+    }
+  }
+
+  /** A message we cannot use: answer with an error, and close if it keeps happening. */
+  #protocolError(id: null, err: DistError): void {
+    this.#respondError(id, err);
+    if (++this.#protocolErrors >= this.#maxProtocolErrors) {
+      this.conn.closeAfterFlush(CloseReason.ProtocolError, err);
+    }
+  }
+
+  /** The byte stream itself is broken (e.g. FRAME_TOO_LARGE): tell the peer and hang up. */
+  #fatal(err: DistError): void {
+    log.warn("Closing connection from {peer}: {message}", {
+      peer: this.remote.name,
+      message: err.message,
+    });
+    try {
+      this.conn.send(this.codec, { id: null, error: err.toBody() });
+    } catch {
+      // Nothing more can be said on this connection.
+    }
+    const reason = err.code === "FRAME_TOO_LARGE"
+      ? CloseReason.FrameTooLarge
+      : CloseReason.ProtocolError;
+    this.conn.closeAfterFlush(reason, err);
+  }
+
+  #onClose(reason: CloseReason, err?: unknown): void {
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#timer);
+    this.#timerAt = Infinity;
+    const pending = this.#pending;
+    this.#pending = new Map();
+    if (pending.size > 0) {
+      const detail = err instanceof Error ? `: ${err.message}` : "";
+      const failure = new DistError("UNAVAILABLE", `Connection closed (${reason})${detail}`);
+      for (const entry of pending.values()) {
+        entry.cleanup?.();
+        entry.reject(failure);
+      }
+    }
+  }
+
+  // ---- timers ----
+
+  /** One timer per peer, armed for the earliest deadline, instead of one per call. */
+  #armTimer(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, entry] of this.#pending) {
+      if (entry.deadline <= now + 1) {
+        this.#pending.delete(id);
+        entry.cleanup?.();
+        entry.reject(new DistError("TIMEOUT", `Call ${entry.method} timed out`));
+      } else if (entry.deadline < next) {
+        next = entry.deadline;
+      }
+    }
+    if (next !== Infinity) this.#armTimer(next);
+  }
+
+  #startHeartbeat(heartbeatMs: number, liveness: number): void {
+    // Ticks at a quarter of the heartbeat, so a dead peer is noticed within
+    // heartbeat × liveness plus at most one tick.
+    const tick = Math.max(5, Math.floor(heartbeatMs / 4));
+    const deadAfter = heartbeatMs * liveness;
+    let quietSend = 0;
+    let quietRecv = 0;
+    this.#heartbeat = setInterval(() => {
+      const conn = this.conn;
+      quietSend = conn.sentSinceTick ? 0 : quietSend + tick;
+      quietRecv = conn.receivedSinceTick ? 0 : quietRecv + tick;
+      conn.sentSinceTick = false;
+      conn.receivedSinceTick = false;
+      if (quietRecv >= deadAfter) {
+        conn.close(
+          CloseReason.HeartbeatTimeout,
+          new Error(`Peer silent for ${quietRecv} ms (heartbeat ${heartbeatMs} ms × ${liveness})`),
+        );
+        return;
+      }
+      if (quietSend >= heartbeatMs) {
+        this.notify("ping");
+        conn.sentSinceTick = false; // a ping keeps the peer content, it is not our traffic
+        quietSend = 0;
+      }
+    }, tick);
+    Deno.unrefTimer(this.#heartbeat as unknown as number);
+  }
+}
+
+function abortError(signal: AbortSignal): DistError {
+  const reason = signal.reason;
+  if (reason instanceof DistError) return reason;
+  if (reason instanceof DOMException && reason.name === "TimeoutError") {
+    return new DistError("TIMEOUT", "Call aborted: timed out", { cause: reason });
+  }
+  return new DistError("UNAVAILABLE", "Call aborted", { cause: reason });
+}

@@ -1,0 +1,130 @@
+import { getLogger } from "@logtape/logtape";
+import { DistError } from "./errors.ts";
+import { CloseReason } from "./conn.ts";
+import { dial, type DialOptions } from "./net.ts";
+import type { Peer } from "./peer.ts";
+
+const log = getLogger(["dist", "wire"]);
+
+export interface RedialOptions extends DialOptions {
+  /** First wait after a failure (ms); doubles up to `maxBackoffMs`. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Runs on every new connection before it counts as up (e.g. to register). */
+  onConnect?: (peer: Peer) => void | Promise<void>;
+  onDisconnect?: (reason: CloseReason) => void;
+}
+
+/**
+ * Keeps one connection to an address up: dials, and when the connection
+ * fails or drops, dials again after an exponential backoff with jitter
+ * (100 ms, 200 ms, … up to 5 s by default) until stopped.
+ */
+export class Redialer {
+  readonly address: { host: string; port: number };
+  #options: RedialOptions;
+  #peer: Peer | undefined;
+  #stopped = false;
+  #waiters: ((peer: Peer) => void)[] = [];
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  /** Consecutive failed dials; 0 while connected. */
+  failures = 0;
+
+  constructor(address: { host: string; port: number }, options: RedialOptions) {
+    this.address = address;
+    this.#options = options;
+  }
+
+  /** The connected peer, if any. */
+  get peer(): Peer | undefined {
+    return this.#peer && !this.#peer.isClosed ? this.#peer : undefined;
+  }
+
+  start(): this {
+    this.#loop ??= this.#run();
+    return this;
+  }
+
+  /**
+   * Resolves with a connected peer, waiting up to `timeoutMs` for one.
+   * @throws {DistError} UNAVAILABLE when none is up in time or when stopped.
+   */
+  ready(timeoutMs: number): Promise<Peer> {
+    const current = this.peer;
+    if (current) return Promise.resolve(current);
+    if (this.#stopped) return Promise.reject(new DistError("UNAVAILABLE", "Dialer stopped"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(
+          new DistError(
+            "UNAVAILABLE",
+            `No connection to ${this.address.host}:${this.address.port} within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      const waiter = (peer: Peer) => {
+        clearTimeout(timer);
+        resolve(peer);
+      };
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** Stops redialing and closes the current connection. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#peer?.close(CloseReason.Shutdown);
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const min = this.#options.minBackoffMs ?? 100;
+    const max = this.#options.maxBackoffMs ?? 5000;
+    let backoff = min;
+    while (!this.#stopped) {
+      try {
+        const peer = await dial(this.address, this.#options);
+        if (this.#stopped) {
+          peer.close(CloseReason.Shutdown);
+          break;
+        }
+        await this.#options.onConnect?.(peer);
+        if (peer.isClosed) throw new DistError("UNAVAILABLE", "Connection closed while setting up");
+        this.#peer = peer;
+        this.failures = 0;
+        backoff = min;
+        for (const w of this.#waiters.splice(0)) w(peer);
+        const reason = await peer.closed;
+        this.#peer = undefined;
+        if (this.#stopped) break;
+        log.info("Connection to {addr} lost ({reason}); redialing", {
+          addr: `${this.address.host}:${this.address.port}`,
+          reason,
+        });
+        this.#options.onDisconnect?.(reason);
+        continue; // dial again at once after a drop; back off only on failures
+      } catch (err) {
+        this.failures++;
+        if (this.failures === 1 || this.failures % 10 === 0) {
+          log.warn("Cannot reach {addr}: {error}; retrying in {ms} ms", {
+            addr: `${this.address.host}:${this.address.port}`,
+            error: err instanceof Error ? err.message : String(err),
+            ms: Math.round(backoff),
+          });
+        }
+      }
+      const jittered = backoff * (0.8 + Math.random() * 0.4);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, jittered);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      backoff = Math.min(backoff * 2, max);
+    }
+  }
+}
