@@ -174,7 +174,11 @@ export function randomOperation(random: () => number = Math.random): Operation {
   if (method === "sum") {
     return { method, params: { values: Array.from({ length: 2 + Math.floor(random() * 4) }, n) } };
   }
-  return { method, params: { a: n(), b: n() } };
+  const a = n();
+  let b = n();
+  // The random batch exercises the servers, not their error path: no b = 0 for div.
+  while (method === "div" && b === 0) b = n();
+  return { method, params: { a, b } };
 }
 
 /** Shows a request the way a user would type it. */

@@ -78,11 +78,23 @@ export async function runBench(peers: Peer[], plan: BenchPlan): Promise<BenchSum
 
   try {
     if (plan.rate === undefined) {
+      // The hot loop: one await per request, no wrapper promise.
+      const { method, params } = plan.op;
+      const callOptions = { timeout: plan.timeout };
       await Promise.all(Array.from({ length: plan.concurrency }, async (_, i) => {
         const peer = peers[i % peers.length];
-        while (started < limit && performance.now() < endAt) {
+        let now = performance.now();
+        while (started < limit && now < endAt) {
           started++;
-          await one(peer, performance.now());
+          const sent = now;
+          try {
+            const res = await peer.request(method, params, callOptions);
+            now = performance.now();
+            record(now - sent, res.by, undefined);
+          } catch (err) {
+            now = performance.now();
+            record(now - sent, undefined, DistError.from(err).code);
+          }
         }
       }));
     } else {

@@ -1,0 +1,258 @@
+/**
+ * Helpers that run real `dist` processes for scenario tests.
+ *
+ * By default a process is `deno run -A <repo>/main.ts ...`; when the
+ * environment variable `DIST_BIN` is set, that executable is run instead (to
+ * test the compiled binary). Paths come from `import.meta.url`, so tests may
+ * be run from any working directory.
+ *
+ * Every process a helper starts has its pipes drained, so a chatty child can
+ * never block on a full pipe, and is killed when a wait times out, so a test
+ * never hangs on it.
+ */
+import { fileURLToPath } from "node:url";
+
+/** Absolute path of the repository's main.ts. */
+export const MAIN_PATH: string = fileURLToPath(new URL("../../main.ts", import.meta.url));
+
+/** How long {@link startDist} waits for the `Listening on` line by default (ms). */
+export const LISTEN_TIMEOUT_MS = 10_000;
+/** How long `stop()` waits after SIGTERM before it sends SIGKILL (ms). */
+export const STOP_TIMEOUT_MS = 5_000;
+/** How long {@link runDist} lets a one-shot command run by default (ms). */
+export const RUN_TIMEOUT_MS = 15_000;
+
+const LISTENING = /Listening on ([\d.]+):(\d+)/;
+
+/** Most text kept per stream; older text is dropped (a bounded buffer). */
+const MAX_KEPT_CHARS = 1 << 20;
+
+/** The executable and arguments that run `dist` with `args`. */
+export function distCommand(args: string[]): { exe: string; args: string[] } {
+  const bin = Deno.env.get("DIST_BIN");
+  if (bin) return { exe: bin, args };
+  return { exe: Deno.execPath(), args: ["run", "-A", MAIN_PATH, ...args] };
+}
+
+/** Options shared by {@link startDist} and {@link runDist}. */
+export interface SpawnOptions {
+  /** Extra environment variables (added to the test's own). */
+  env?: Record<string, string>;
+  /** Working directory of the child (default: the test's). */
+  cwd?: string;
+}
+
+function spawn(args: string[], stdin: "piped" | "null", opts: SpawnOptions): Deno.ChildProcess {
+  const { exe, args: argv } = distCommand(args);
+  return new Deno.Command(exe, {
+    args: argv,
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+    cwd: opts.cwd,
+    env: { NO_COLOR: "1", ...opts.env },
+  }).spawn();
+}
+
+/**
+ * Reads a byte stream to its end as text, in the background, keeping at most
+ * {@link MAX_KEPT_CHARS}; `onData` is called after every chunk and at the end.
+ */
+class Drain {
+  text = "";
+  ended = false;
+  onData?: () => void;
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = (async () => {
+      try {
+        for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+          this.text += chunk;
+          if (this.text.length > MAX_KEPT_CHARS) this.text = this.text.slice(-MAX_KEPT_CHARS);
+          this.onData?.();
+        }
+      } catch {
+        // The pipe broke (the child was killed): what was read is all there is.
+      } finally {
+        this.ended = true;
+        this.onData?.();
+      }
+    })();
+  }
+}
+
+/** A running `dist` process that listens on a port. */
+export interface DistProcess {
+  /** The port it listens on (as logged). */
+  port: number;
+  /** `host:port` it listens on, ready for `--connect`. */
+  address: string;
+  child: Deno.ChildProcess;
+  /** Stderr read so far. */
+  stderr(): string;
+  /** Stdout read so far. */
+  stdout(): string;
+  /**
+   * Sends `signal` (default SIGTERM), waits up to {@link STOP_TIMEOUT_MS} for
+   * the process to exit, then SIGKILLs it. Safe to call more than once.
+   * `killed` says whether SIGKILL was needed.
+   */
+  stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string; killed: boolean }>;
+}
+
+/** Options of {@link startDist}. */
+export interface StartOptions extends SpawnOptions {
+  /** How long to wait for the `Listening on` line (ms). */
+  timeoutMs?: number;
+}
+
+/**
+ * Starts `dist ...args` and waits until its stderr says `Listening on
+ * HOST:PORT`.
+ *
+ * @throws {Error} when the line does not come within `timeoutMs` (the child
+ *   is killed) or the child exits first; the message includes its stderr.
+ */
+export async function startDist(args: string[], opts: StartOptions = {}): Promise<DistProcess> {
+  const child = spawn(args, "piped", opts);
+  const err = new Drain(child.stderr);
+  const out = new Drain(child.stdout);
+  const timeoutMs = opts.timeoutMs ?? LISTEN_TIMEOUT_MS;
+
+  let stopped: Promise<{ code: number; stderr: string; killed: boolean }> | undefined;
+  const stop = (signal: Deno.Signal = "SIGTERM") => {
+    stopped ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let killed = false;
+      const status = await Promise.race([
+        child.status,
+        new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
+      ]);
+      clearTimeout(timer);
+      if (status === null) {
+        killed = true;
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Exited just now.
+        }
+      }
+      const { code } = await child.status;
+      await Promise.all([err.done, out.done]);
+      await closeStdin(child);
+      return { code, stderr: err.text, killed };
+    })();
+    return stopped;
+  };
+
+  let match: RegExpMatchArray;
+  try {
+    match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        err.onData = undefined;
+        reject(new Error(`No "Listening on" line within ${timeoutMs} ms`));
+      }, timeoutMs);
+      err.onData = () => {
+        const m = err.text.match(LISTENING);
+        if (m !== null || err.ended) {
+          clearTimeout(timer);
+          err.onData = undefined;
+          if (m !== null) resolve(m);
+          else reject(new Error(`dist exited before listening`));
+        }
+      };
+      err.onData();
+    });
+  } catch (e) {
+    const { code } = await stop("SIGKILL");
+    throw new Error(
+      `${(e as Error).message}: dist ${args.join(" ")} (exit code ${code}); stderr:\n${err.text}`,
+    );
+  }
+  const port = Number(match[2]);
+  return {
+    port,
+    address: `${match[1]}:${port}`,
+    child,
+    stderr: () => err.text,
+    stdout: () => out.text,
+    stop,
+  };
+}
+
+async function closeStdin(child: Deno.ChildProcess): Promise<void> {
+  if (child.stdin.locked) return;
+  try {
+    await child.stdin.close();
+  } catch {
+    // The child is gone and its end of the pipe with it.
+  }
+}
+
+/** Options of {@link runDist}. */
+export interface RunOptions extends SpawnOptions {
+  /** Text written to the child's stdin, which is then closed (default: no stdin). */
+  stdin?: string;
+  /** Kill the child after this long (ms). */
+  timeoutMs?: number;
+}
+
+/** What a one-shot command did. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** The child ran out of time and was killed. */
+  timedOut: boolean;
+}
+
+/** Runs `dist ...args` to its end (or kills it after `timeoutMs`). */
+export async function runDist(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const child = spawn(args, opts.stdin === undefined ? "null" : "piped", opts);
+  const out = new Drain(child.stdout);
+  const err = new Drain(child.stderr);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited just now.
+    }
+  }, opts.timeoutMs ?? RUN_TIMEOUT_MS);
+  try {
+    if (opts.stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      try {
+        await writer.write(new TextEncoder().encode(opts.stdin));
+        await writer.close();
+      } catch {
+        // The child exited without reading all of its input; its exit code tells.
+      }
+    }
+    const { code } = await child.status;
+    await Promise.all([out.done, err.done]);
+    return { code, stdout: out.text, stderr: err.text, timedOut };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A port on 127.0.0.1 where, a moment ago, nothing listened. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** The non-empty lines of a text. */
+export function lines(text: string): string[] {
+  return text.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
+}
