@@ -47,7 +47,7 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     }
   };
   const sinks: Record<string, Sink> = { stderr };
-  if (options.file) sinks.file = getFileSink(options.file);
+  if (options.file) sinks.file = getFileSink(options.file, { formatter });
   await configure({
     reset: true,
     sinks,
