@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import {
   type Codec,
   DEFAULT_MAX_FRAME,
-  DistError,
   encodeFrame,
   FrameDecoder,
   jsonCodec,
@@ -11,14 +10,7 @@ import {
   OutBuffer,
 } from "../wire/mod.ts";
 import { concat, frame, header, prng } from "./helpers/raw.ts";
-
-function isCode(code: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof DistError, `expected a DistError, got ${err}`);
-    assert.equal(err.code, code);
-    return true;
-  };
-}
+import { isCode } from "./helpers/rpc.ts";
 
 /** Random payloads of mixed sizes: empty, tiny, medium and some large ones. */
 function randomPayloads(rand: () => number, count: number, large: number): Uint8Array[] {
@@ -173,13 +165,14 @@ Deno.test("FrameDecoder.next() keeps frames intact when the caller reuses its re
   }
 });
 
-// BUG: frame.ts FrameDecoder.#keep() (line ~97) compacts the owned buffer in
+// Regression test: frame.ts FrameDecoder.#keep() (line 99) compacts the owned buffer in
 // place from inside next(), overwriting frames that next() returned earlier
 // from that buffer, although the class promises views stay valid until the
-// next push().
+// next push(). Fix: in #keep only copy out of a borrowed chunk
+// (`if (this.#borrowed) this.#ensureOwn(frameBytes)`); push() already makes room.
 Deno.test({
   name: "FrameDecoder.next() views stay valid until the next push()",
-  ignore: true,
+
   fn() {
     const f1 = new Uint8Array(10).fill(1);
     const f2 = new Uint8Array(11).fill(2);
@@ -315,12 +308,13 @@ Deno.test("msgpackCodec.decode() returns binary values that survive reuse of the
   assert.deepEqual(msg.bin, new Uint8Array([1, 2, 3]));
 });
 
-// BUG: codec.ts jsonCodec.writeFrame() (line ~18) uses JSON.stringify's
+// Regression test: codec.ts jsonCodec.writeFrame() (lines 37, 46) uses JSON.stringify's
 // result without checking it: for undefined (or a function) that result is
 // undefined and `text.length` throws a TypeError instead of BAD_REQUEST.
+// Fix: throw DistError BAD_REQUEST when `text === undefined`.
 Deno.test({
   name: "jsonCodec.writeFrame() throws BAD_REQUEST for undefined",
-  ignore: true,
+
   fn() {
     assert.throws(
       () => jsonCodec.writeFrame(new OutBuffer(), undefined, DEFAULT_MAX_FRAME),

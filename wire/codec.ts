@@ -32,7 +32,7 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true });
 export const jsonCodec: Codec = {
   name: "json",
   writeFrame(out, msg, maxFrame) {
-    let text: string;
+    let text: string | undefined;
     try {
       text = JSON.stringify(msg);
     } catch (err) {
@@ -40,6 +40,9 @@ export const jsonCodec: Codec = {
         "BAD_REQUEST",
         `Cannot encode message as JSON: ${(err as Error).message}`,
       );
+    }
+    if (text === undefined) {
+      throw new DistError("BAD_REQUEST", `Cannot encode ${typeof msg} as JSON`);
     }
     // UTF-8 needs at most 3 bytes per UTF-16 code unit.
     const start = out.length;

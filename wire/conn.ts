@@ -61,6 +61,8 @@ export class FramedConn {
   onClose: (reason: CloseReason, err?: unknown) => void = () => {};
   /** Frames that arrived before anyone could take them (behind the handshake). */
   held: Uint8Array[] = [];
+  /** A stream error that came behind the handshake, for the Peer to report. */
+  heldError: DistError | undefined;
   /** Set on every frame received; the heartbeat clears it. */
   receivedSinceTick = false;
   /** Set on every frame queued; the heartbeat clears it. */
@@ -83,8 +85,8 @@ export class FramedConn {
   constructor(conn: Deno.Conn, options: FramedConnOptions = {}) {
     this.conn = conn;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
-    this.highWater = options.highWater ?? 4 * 1024 * 1024;
-    this.maxOutbound = Math.max(options.maxOutbound ?? 64 * 1024 * 1024, this.highWater);
+    this.maxOutbound = options.maxOutbound ?? 64 * 1024 * 1024;
+    this.highWater = Math.min(options.highWater ?? 4 * 1024 * 1024, this.maxOutbound);
     this.#decoder = new FrameDecoder(this.maxFrame);
     this.closed = new Promise((resolve) => this.#closedResolve = resolve);
   }

@@ -93,10 +93,14 @@ export class FrameDecoder {
     return null;
   }
 
-  /** Moves a pending partial frame out of a borrowed chunk into owned memory. */
+  /**
+   * Moves a pending partial frame out of a borrowed chunk into owned memory.
+   * An owned buffer is left as it is: compacting it here would overwrite
+   * frames already returned, which stay valid until the next push (push
+   * makes room when it must).
+   */
   #keep(frameBytes: number): void {
-    if (this.#start === this.#end) return;
-    if (this.#borrowed || this.#start + frameBytes > this.#own.length) this.#ensureOwn(frameBytes);
+    if (this.#start !== this.#end && this.#borrowed) this.#ensureOwn(frameBytes);
   }
 
   #ensureOwn(capacity: number): void {

@@ -22,8 +22,9 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
     const done = () => clearTimeout(timer);
     conn.onFrame = (payload) => {
       done();
-      // Frames pipelined behind the handshake wait for the Peer.
+      // Frames (and a broken stream) pipelined behind the handshake wait for the Peer.
       conn.onFrame = (p) => conn.held.push(p.slice());
+      conn.onStreamError = (err) => conn.heldError = err;
       try {
         resolve(jsonCodec.decode(payload));
       } catch (err) {

@@ -111,6 +111,7 @@ export class Peer {
     if (hb > 0) this.#startHeartbeat(hb, options.liveness ?? 3);
     conn.start();
     for (const frame of conn.held.splice(0)) this.#onFrame(frame);
+    if (conn.heldError) this.#fatal(conn.heldError);
   }
 
   get isClosed(): boolean {

@@ -25,7 +25,8 @@ export class Redialer {
   #options: RedialOptions;
   #peer: Peer | undefined;
   #stopped = false;
-  #waiters: ((peer: Peer) => void)[] = [];
+  /** Callers of ready(): given the peer once up, or the error when stopped. */
+  #waiters: ((outcome: Peer | DistError) => void)[] = [];
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   /** Consecutive failed dials; 0 while connected. */
@@ -64,9 +65,10 @@ export class Redialer {
           ),
         );
       }, timeoutMs);
-      const waiter = (peer: Peer) => {
+      const waiter = (outcome: Peer | DistError) => {
         clearTimeout(timer);
-        resolve(peer);
+        if (outcome instanceof DistError) reject(outcome);
+        else resolve(outcome);
       };
       this.#waiters.push(waiter);
     });
@@ -75,6 +77,8 @@ export class Redialer {
   /** Stops redialing and closes the current connection. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    const stopped = new DistError("UNAVAILABLE", "Dialer stopped");
+    for (const w of this.#waiters.splice(0)) w(stopped);
     this.#peer?.close(CloseReason.Shutdown);
     this.#wake?.();
     await this.#loop;
