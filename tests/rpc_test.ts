@@ -181,6 +181,28 @@ Deno.test("Peer heartbeat keeps an idle, healthy connection open", async () => {
   }
 });
 
+Deno.test("handshake agrees on the shorter heartbeat, so unequal settings keep an idle link", async () => {
+  // The dialer expects traffic every 50 ms × 3; the listener alone would ping
+  // only after 2 s. Both must use 50 ms, whichever side asked for it.
+  for (const [listenMs, dialMs] of [[2000, 50], [50, 2000]]) {
+    const l = server({ heartbeatMs: listenMs, onRequest: echo });
+    let p: Peer | undefined;
+    try {
+      p = await connect(l, { heartbeatMs: dialMs });
+      await sleep(400);
+      assert.ok(
+        !p.isClosed,
+        `closed: ${p.conn.closeReason} (listener ${listenMs}, dialer ${dialMs})`,
+      );
+      assert.equal(l.peers.size, 1);
+      assert.equal(await p.call("echo", "ok"), "ok");
+    } finally {
+      p?.close();
+      await l.close(500);
+    }
+  }
+});
+
 Deno.test("listen() serves JSON and MessagePack dialers with the codec each asked for", async () => {
   const seen: Record<string, string> = {};
   const l = server({

@@ -11,6 +11,19 @@ export interface Hello {
   codec: CodecName;
   role: string;
   name: string;
+  /** The dialer's heartbeat (ms); the listener answers the one both use. */
+  heartbeat?: number;
+}
+
+/**
+ * The heartbeat both sides of a connection use: the shorter of the two, so
+ * neither side declares the other dead for pinging at its own slower pace
+ * (0, "off", only when both are off).
+ */
+export function agreeHeartbeat(mine: number, theirs: unknown): number {
+  const other = typeof theirs === "number" && Number.isFinite(theirs) && theirs > 0 ? theirs : 0;
+  if (mine <= 0) return other;
+  return other === 0 ? mine : Math.min(mine, other);
 }
 
 /** Waits for the first frame on a connection whose read loop is started. */
@@ -49,8 +62,8 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
  */
 export async function handshakeDialer(
   conn: FramedConn,
-  hello: { codec: Codec; role: string; name: string; timeoutMs: number },
-): Promise<PeerInfo> {
+  hello: { codec: Codec; role: string; name: string; timeoutMs: number; heartbeatMs: number },
+): Promise<{ remote: PeerInfo; heartbeatMs: number }> {
   const answer = firstFrame(conn, hello.timeoutMs);
   conn.send(
     jsonCodec,
@@ -60,6 +73,7 @@ export async function handshakeDialer(
       codec: hello.codec.name,
       role: hello.role,
       name: hello.name,
+      heartbeat: hello.heartbeatMs,
     } satisfies Hello,
   );
   const msg = await answer as Record<string, unknown> | null;
@@ -67,7 +81,10 @@ export async function handshakeDialer(
     if (msg.codec !== hello.codec.name) {
       throw new DistError("BAD_REQUEST", `Listener chose codec ${String(msg.codec)}`);
     }
-    return { role: String(msg.role ?? "unknown"), name: String(msg.name ?? "unknown") };
+    return {
+      remote: { role: String(msg.role ?? "unknown"), name: String(msg.name ?? "unknown") },
+      heartbeatMs: agreeHeartbeat(hello.heartbeatMs, msg.heartbeat),
+    };
   }
   if (msg && typeof msg === "object" && msg.error !== undefined) {
     throw DistError.fromBody(msg.error);
@@ -81,21 +98,23 @@ export async function handshakeDialer(
  */
 export async function handshakeListener(
   conn: FramedConn,
-  self: { role: string; name: string; timeoutMs: number },
-): Promise<{ codec: Codec; remote: PeerInfo }> {
+  self: { role: string; name: string; timeoutMs: number; heartbeatMs: number },
+): Promise<{ codec: Codec; remote: PeerInfo; heartbeatMs: number }> {
   let msg: unknown;
   try {
     msg = await firstFrame(conn, self.timeoutMs);
     const hello = checkHello(msg);
     const codec = codecByName(hello.codec)!;
+    const heartbeatMs = agreeHeartbeat(self.heartbeatMs, hello.heartbeat);
     conn.send(jsonCodec, {
       op: "welcome",
       v: PROTOCOL_VERSION,
       codec: codec.name,
       role: self.role,
       name: self.name,
+      heartbeat: heartbeatMs,
     });
-    return { codec, remote: { role: hello.role, name: hello.name } };
+    return { codec, remote: { role: hello.role, name: hello.name }, heartbeatMs };
   } catch (err) {
     const e = DistError.from(err);
     if (!conn.isClosed) {
@@ -137,5 +156,6 @@ function checkHello(msg: unknown): Hello {
     codec: m.codec as CodecName,
     role: typeof m.role === "string" ? m.role : "unknown",
     name: typeof m.name === "string" ? m.name : "unknown",
+    heartbeat: typeof m.heartbeat === "number" ? m.heartbeat : undefined,
   };
 }

@@ -3,7 +3,12 @@ import { DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
 import { handshakeDialer, handshakeListener } from "./handshake.ts";
-import { type NotificationHandler, Peer, type RequestHandler } from "./peer.ts";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  type NotificationHandler,
+  Peer,
+  type RequestHandler,
+} from "./peer.ts";
 
 const log = getLogger(["dist", "wire"]);
 
@@ -81,12 +86,13 @@ export function listen(options: ListenOptions): Listener {
       // Not a TCP socket option on this platform: latency only.
     }
     framed.start();
-    let agreed: { codec: Codec; remote: { role: string; name: string } };
+    let agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number };
     try {
       agreed = await handshakeListener(framed, {
         role: options.role,
         name: self.name,
         timeoutMs: options.handshakeMs ?? 5000,
+        heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
       });
     } catch (err) {
       log.debug("Handshake from {remote} failed: {error}", {
@@ -100,7 +106,7 @@ export function listen(options: ListenOptions): Listener {
       codec: agreed.codec,
       remote: agreed.remote,
       by: self.by,
-      heartbeatMs: options.heartbeatMs,
+      heartbeatMs: agreed.heartbeatMs,
       liveness: options.liveness,
       timeoutMs: options.timeoutMs,
       onRequest: options.onRequest,
@@ -209,13 +215,14 @@ export async function dial(
   const framed = new FramedConn(conn, options);
   framed.start();
   const codec = options.codec ?? jsonCodec;
-  let remote;
+  let agreed;
   try {
-    remote = await handshakeDialer(framed, {
+    agreed = await handshakeDialer(framed, {
       codec,
       role: options.role,
       name: options.name,
       timeoutMs,
+      heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
     });
   } catch (err) {
     framed.close(CloseReason.HandshakeFailed, err);
@@ -223,9 +230,9 @@ export async function dial(
   }
   return new Peer(framed, {
     codec,
-    remote,
+    remote: agreed.remote,
     by: options.by,
-    heartbeatMs: options.heartbeatMs,
+    heartbeatMs: agreed.heartbeatMs,
     liveness: options.liveness,
     timeoutMs: options.timeoutMs,
     onRequest: options.onRequest,

@@ -65,6 +65,8 @@ interface Pending {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** Default heartbeat (ms); a connection uses the shorter of its two sides'. */
+export const DEFAULT_HEARTBEAT_MS = 1000;
 
 /**
  * The RPC endpoint on one connection, the same at both ends: it sends
@@ -107,7 +109,7 @@ export class Peer {
     conn.onFrame = (payload) => this.#onFrame(payload);
     conn.onStreamError = (err) => this.#fatal(err);
     conn.onClose = (reason, err) => this.#onClose(reason, err);
-    const hb = options.heartbeatMs ?? 1000;
+    const hb = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     if (hb > 0) this.#startHeartbeat(hb, options.liveness ?? 3);
     conn.start();
     for (const frame of conn.held.splice(0)) this.#onFrame(frame);
