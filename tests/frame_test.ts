@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type Codec,
   DEFAULT_MAX_FRAME,
+  DistError,
   encodeFrame,
   FrameDecoder,
   jsonCodec,
@@ -321,4 +322,51 @@ Deno.test({
       isCode("BAD_REQUEST"),
     );
   },
+});
+
+Deno.test("jsonCodec.decodeAll() decodes a read's frames like decode() does, one by one", () => {
+  const enc = new TextEncoder();
+  const payloads = [
+    enc.encode('{"id":1,"result":"plain ascii"}'),
+    enc.encode('{"id":2,"result":"caf\u00e9 \u2603 \ud83d\ude00"}'), // valid non-ASCII
+    new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), // {"a":"<0xff>"}
+    enc.encode('{"id":3,'), // not JSON
+    // Length prefixes with bytes above 0x7f: 200 bytes, and 0xC3A9 (a valid "é" in UTF-8).
+    enc.encode(JSON.stringify({ id: 4, result: "x".repeat(200 - 20) })),
+    enc.encode(JSON.stringify({ id: 5, result: "y".repeat(0xc3a9 - 20) })),
+    enc.encode('{"id":6,"result":"\ufffd is fine when sent"}'),
+    enc.encode('{"id":7,"result":"last"}'),
+  ];
+  assert.equal(payloads[4].length, 200);
+  assert.equal(payloads[5].length, 0xc3a9);
+  const stream = concat(payloads.map((p) => frame(p)));
+  const decoder = new FrameDecoder(1 << 20);
+  decoder.push(stream);
+  const frames: Uint8Array[] = [];
+  for (let f; (f = decoder.next()) !== null;) frames.push(f);
+  assert.equal(frames.length, payloads.length);
+
+  const strict = (p: Uint8Array) => {
+    try {
+      return jsonCodec.decode(p);
+    } catch (err) {
+      return err;
+    }
+  };
+  // Batches of every length and start position, so each frame meets each neighbour.
+  for (let from = 0; from < frames.length; from++) {
+    for (let to = from + 1; to <= frames.length; to++) {
+      const got = jsonCodec.decodeAll(frames.slice(from, to));
+      const want = frames.slice(from, to).map(strict);
+      assert.equal(got.length, want.length);
+      for (let i = 0; i < got.length; i++) {
+        if (want[i] instanceof DistError) {
+          assert.ok(got[i] instanceof DistError, `frame ${from + i}: ${JSON.stringify(got[i])}`);
+          assert.equal((got[i] as DistError).code, "BAD_REQUEST");
+        } else {
+          assert.deepEqual(got[i], want[i], `frame ${from + i}`);
+        }
+      }
+    }
+  }
 });

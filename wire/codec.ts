@@ -16,6 +16,23 @@ export interface Codec {
   writeFrame(out: OutBuffer, msg: unknown, maxFrame: number): void;
   /** @throws {DistError} BAD_REQUEST when the payload is not a valid message. */
   decode(payload: Uint8Array): unknown;
+  /**
+   * Decodes the frames of one read, in order. A frame that cannot be decoded
+   * yields its DistError (BAD_REQUEST) in its place; the others still decode.
+   */
+  decodeAll(frames: readonly Uint8Array[]): unknown[];
+}
+
+/** Decodes frame by frame, putting each failure in its place. */
+function decodeEach(codec: Codec, frames: readonly Uint8Array[], out: unknown[] = []): unknown[] {
+  for (const frame of frames) {
+    try {
+      out.push(codec.decode(frame));
+    } catch (err) {
+      out.push(DistError.from(err));
+    }
+  }
+  return out;
 }
 
 function tooLarge(len: number, maxFrame: number): DistError {
@@ -27,6 +44,52 @@ function tooLarge(len: number, maxFrame: number): DistError {
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
+/** Replaces invalid bytes with U+FFFD one for one: used on whole reads, see jsonDecodeAll. */
+const looseDecoder = new TextDecoder("utf-8");
+const REPLACEMENT = "\uFFFD";
+
+/**
+ * Decodes the JSON frames of one read with one UTF-8 decode instead of one
+ * per frame (each decode is a call into the runtime). Frames that sit back
+ * to back in one buffer are decoded as a single span, length prefixes and
+ * all; when the text has exactly as many UTF-16 units as the span has bytes,
+ * every byte became one unit, so a frame's text is the slice at its byte
+ * offsets. A byte above 0x7f can only have become U+FFFD then: inside a
+ * length prefix that is harmless, inside a payload it sends that frame to
+ * the strict per-frame decoder. Anything else falls back to frame by frame.
+ */
+function jsonDecodeAll(frames: readonly Uint8Array[]): unknown[] {
+  const first = frames[0];
+  const last = frames[frames.length - 1];
+  const base = first.byteOffset;
+  const end = last.byteOffset + last.length;
+  let contiguous = frames.length > 1;
+  for (let i = 1; contiguous && i < frames.length; i++) {
+    const prev = frames[i - 1];
+    contiguous = frames[i].buffer === first.buffer &&
+      frames[i].byteOffset === prev.byteOffset + prev.length + HEADER_BYTES;
+  }
+  if (!contiguous) return decodeEach(jsonCodec, frames);
+  const text = looseDecoder.decode(new Uint8Array(first.buffer, base, end - base));
+  if (text.length !== end - base) return decodeEach(jsonCodec, frames);
+  const out: unknown[] = [];
+  let bad = text.indexOf(REPLACEMENT);
+  for (const frame of frames) {
+    const from = frame.byteOffset - base;
+    const to = from + frame.length;
+    while (bad !== -1 && bad < from) bad = text.indexOf(REPLACEMENT, bad + 1);
+    if (bad !== -1 && bad < to) {
+      decodeEach(jsonCodec, [frame], out); // not ASCII: decode strictly on its own
+      continue;
+    }
+    try {
+      out.push(JSON.parse(text.slice(from, to)));
+    } catch (err) {
+      out.push(new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`));
+    }
+  }
+  return out;
+}
 
 /** JSON text in UTF-8, encoded straight into the outbound buffer. */
 export const jsonCodec: Codec = {
@@ -62,6 +125,9 @@ export const jsonCodec: Codec = {
       throw new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`);
     }
   },
+  decodeAll(frames) {
+    return frames.length === 1 ? decodeEach(this, frames) : jsonDecodeAll(frames);
+  },
 };
 
 // One encoder/decoder per process: encoding and decoding are synchronous, so
@@ -93,6 +159,9 @@ export const msgpackCodec: Codec = {
     } catch (err) {
       throw new DistError("BAD_REQUEST", `Invalid MessagePack: ${(err as Error).message}`);
     }
+  },
+  decodeAll(frames) {
+    return decodeEach(this, frames);
   },
 };
 

@@ -36,12 +36,12 @@ export interface FramedConnOptions {
 }
 
 /** Coalesced output is written at once when it reaches this size. */
-const FLUSH_AT = 32 * 1024;
+const FLUSH_AT = 1500;
 const READ_BUFFER = 64 * 1024;
 
 /**
  * A TCP connection carrying length-prefixed frames. Reads run in a loop that
- * hands each frame to `onFrame`; writes queued in the same turn of the event
+ * hands the frames of each read to `onFrames`; writes queued in the same turn of the event
  * loop are coalesced into one write, with one write in flight at a time.
  *
  * Outbound policy: above `highWater` pending bytes the read loop pauses
@@ -53,8 +53,12 @@ export class FramedConn {
   readonly maxFrame: number;
   readonly highWater: number;
   readonly maxOutbound: number;
-  /** Called with each frame's payload (a view valid only during the call). */
-  onFrame: (payload: Uint8Array) => void = () => {};
+  /**
+   * Called with the frames of one read, in order: views valid only during the
+   * call (the array is reused). Receiving a read's frames together lets a
+   * codec decode them in one pass.
+   */
+  onFrames: (frames: Uint8Array[]) => void = () => {};
   /** Called when the decoder rejects the stream; the default closes. */
   onStreamError: (err: DistError) => void = (err) => this.close(CloseReason.ProtocolError, err);
   /** Called once, when the connection has closed. */
@@ -208,6 +212,7 @@ export class FramedConn {
   async #readLoop(): Promise<void> {
     const buf = new Uint8Array(READ_BUFFER);
     const decoder = this.#decoder;
+    const batch: Uint8Array[] = [];
     try {
       while (this.#closeReason === undefined) {
         if (this.pendingBytes > this.highWater) {
@@ -224,8 +229,12 @@ export class FramedConn {
         this.receivedSinceTick = true;
         decoder.push(buf.subarray(0, n));
         let frame: Uint8Array | null;
-        while (this.#closeReason === undefined && (frame = decoder.next()) !== null) {
-          this.onFrame(frame);
+        batch.length = 0;
+        try {
+          while ((frame = decoder.next()) !== null) batch.push(frame);
+        } finally {
+          // Frames before a broken length prefix are delivered before the error.
+          if (batch.length > 0 && this.#closeReason === undefined) this.onFrames(batch);
         }
       }
     } catch (err) {

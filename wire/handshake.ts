@@ -33,13 +33,17 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
       reject(new DistError("TIMEOUT", `No handshake within ${timeoutMs} ms`));
     }, timeoutMs);
     const done = () => clearTimeout(timer);
-    conn.onFrame = (payload) => {
+    const hold = (frames: Uint8Array[], from: number) => {
+      for (let i = from; i < frames.length; i++) conn.held.push(frames[i].slice());
+    };
+    conn.onFrames = (frames) => {
       done();
       // Frames (and a broken stream) pipelined behind the handshake wait for the Peer.
-      conn.onFrame = (p) => conn.held.push(p.slice());
+      hold(frames, 1);
+      conn.onFrames = (later) => hold(later, 0);
       conn.onStreamError = (err) => conn.heldError = err;
       try {
-        resolve(jsonCodec.decode(payload));
+        resolve(jsonCodec.decode(frames[0]));
       } catch (err) {
         reject(err);
       }

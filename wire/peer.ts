@@ -106,13 +106,13 @@ export class Peer {
       throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
     });
     this.onNotification = options.onNotification ?? (() => {});
-    conn.onFrame = (payload) => this.#onFrame(payload);
+    conn.onFrames = (frames) => this.#onFrames(frames);
     conn.onStreamError = (err) => this.#fatal(err);
     conn.onClose = (reason, err) => this.#onClose(reason, err);
     const hb = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     if (hb > 0) this.#startHeartbeat(hb, options.liveness ?? 3);
     conn.start();
-    for (const frame of conn.held.splice(0)) this.#onFrame(frame);
+    if (conn.held.length > 0) this.#onFrames(conn.held.splice(0));
     if (conn.heldError) this.#fatal(conn.heldError);
   }
 
@@ -210,12 +210,14 @@ export class Peer {
 
   // ---- incoming ----
 
-  #onFrame(payload: Uint8Array): void {
-    let msg: unknown;
-    try {
-      msg = this.codec.decode(payload);
-    } catch (err) {
-      this.#protocolError(null, DistError.from(err));
+  #onFrames(frames: Uint8Array[]): void {
+    const messages = this.codec.decodeAll(frames);
+    for (let i = 0; i < messages.length && !this.conn.isClosed; i++) this.#onMessage(messages[i]);
+  }
+
+  #onMessage(msg: unknown): void {
+    if (msg instanceof DistError) {
+      this.#protocolError(null, msg);
       return;
     }
     if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
