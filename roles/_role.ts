@@ -1,4 +1,4 @@
-import type { Options, RoleInfo } from "../config/spec.ts";
+import type { Options, RoleInfo } from "../config/mod.ts";
 
 /** What a role's `run` gets besides its options. */
 export interface RunContext {

@@ -1,5 +1,5 @@
 import { getLogger } from "@logtape/logtape";
-import type { Options } from "../config/spec.ts";
+import type { Options } from "../config/mod.ts";
 import { DistError, listen } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import type { Role, RunContext } from "./_role.ts";

@@ -134,6 +134,38 @@ Deno.test("listen() with maxConnections 1 refuses a second dial with OVERLOADED"
   }
 });
 
+Deno.test("listen() with maxInFlight stops reading from a peer at the limit, then resumes", async () => {
+  let running = 0;
+  let peak = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const l = server({
+    maxInFlight: 4,
+    onRequest: async (_m, params) => {
+      peak = Math.max(peak, ++running);
+      await gate;
+      running--;
+      return params;
+    },
+  });
+  let p: Peer | undefined;
+  try {
+    p = await connect(l);
+    const first = [1, 2, 3, 4].map((n) => p!.call("hold", n));
+    await waitFor(() => running === 4, 2000, "4 requests in flight");
+    const more = [5, 6, 7, 8, 9, 10].map((n) => p!.call("hold", n));
+    await sleep(150);
+    assert.equal(running, 4, "requests past the limit must wait unread");
+    release();
+    assert.deepEqual(await Promise.all([...first, ...more]), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.ok(peak <= 4 + 6, `peak ${peak}`);
+  } finally {
+    release();
+    p?.close();
+    await l.close(500);
+  }
+});
+
 Deno.test("Listener.close() lets a call in flight finish before closing", async () => {
   let started = 0;
   const l = server({

@@ -79,6 +79,8 @@ export class FramedConn {
   #writing = false;
   #flushQueued = false;
   #paused = false;
+  #readGate: Promise<void> | undefined;
+  #openGate: (() => void) | undefined;
   #reading = false;
   #closeReason: CloseReason | undefined;
   #drainWaiters: (() => void)[] = [];
@@ -215,6 +217,10 @@ export class FramedConn {
     const batch: Uint8Array[] = [];
     try {
       while (this.#closeReason === undefined) {
+        if (this.#readGate !== undefined) {
+          await this.#readGate;
+          continue;
+        }
         if (this.pendingBytes > this.highWater) {
           this.#paused = true;
           await this.drained(this.highWater / 2);
@@ -244,6 +250,20 @@ export class FramedConn {
     }
   }
 
+  /**
+   * Stops reading from the peer (after the read in progress) until
+   * `resumeReading()`: the owner has as much work from this peer as it takes.
+   */
+  pauseReading(): void {
+    this.#readGate ??= new Promise((resolve) => this.#openGate = resolve);
+  }
+
+  resumeReading(): void {
+    const open = this.#openGate;
+    this.#readGate = this.#openGate = undefined;
+    open?.();
+  }
+
   /** Whether the read loop is paused by backpressure. */
   get paused(): boolean {
     return this.#paused;
@@ -262,6 +282,7 @@ export class FramedConn {
       // Already closed by the runtime: nothing left to release.
     }
     this.#wakeDrainWaiters();
+    this.resumeReading();
     this.onClose(reason, err);
     this.#closedResolve(reason);
   }

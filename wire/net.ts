@@ -23,6 +23,8 @@ export interface ConnSettings {
   timeoutMs?: number;
   /** Time allowed for the handshake (ms). */
   handshakeMs?: number;
+  /** Most requests from one peer handled at once; then reading pauses. */
+  maxInFlight?: number;
 }
 
 export interface ListenOptions extends ConnSettings {
@@ -111,6 +113,7 @@ export function listen(options: ListenOptions): Listener {
       timeoutMs: options.timeoutMs,
       onRequest: options.onRequest,
       onNotification: options.onNotification,
+      maxInFlight: options.maxInFlight,
     });
     peers.add(peer);
     peer.closed.then(() => peers.delete(peer));
@@ -237,6 +240,7 @@ export async function dial(
     timeoutMs: options.timeoutMs,
     onRequest: options.onRequest,
     onNotification: options.onNotification,
+    maxInFlight: options.maxInFlight,
   });
 }
 

@@ -40,6 +40,11 @@ export interface PeerOptions {
   onNotification?: NotificationHandler;
   /** Most consecutive undecodable frames tolerated before closing. */
   maxProtocolErrors?: number;
+  /**
+   * Most requests from the peer handled at once (answers still pending);
+   * at the limit the connection stops reading until one finishes.
+   */
+  maxInFlight?: number;
   remote?: PeerInfo;
 }
 
@@ -65,6 +70,8 @@ interface Pending {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** Default limit of requests from one peer handled at once. */
+export const DEFAULT_MAX_IN_FLIGHT = 4096;
 /** Default heartbeat (ms); a connection uses the shorter of its two sides'. */
 export const DEFAULT_HEARTBEAT_MS = 1000;
 
@@ -94,6 +101,7 @@ export class Peer {
   #idleWaiters: (() => void)[] = [];
   #protocolErrors = 0;
   #maxProtocolErrors: number;
+  #maxInFlight: number;
 
   constructor(conn: FramedConn, options: PeerOptions) {
     this.conn = conn;
@@ -102,6 +110,7 @@ export class Peer {
     this.remote = options.remote ?? { role: "unknown", name: "unknown" };
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#maxProtocolErrors = options.maxProtocolErrors ?? 10;
+    this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     this.onRequest = options.onRequest ?? ((method) => {
       throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
     });
@@ -269,12 +278,13 @@ export class Peer {
       return;
     }
     if (result instanceof Promise) {
-      this.#handling++;
+      if (++this.#handling === this.#maxInFlight) this.conn.pauseReading();
       result.then(
         (value) => this.#respond(id, value),
         (err) => this.#respondError(id, err),
       ).finally(() => {
-        if (--this.#handling === 0 && this.#idleWaiters.length > 0) {
+        if (this.#handling-- === this.#maxInFlight) this.conn.resumeReading();
+        if (this.#handling === 0 && this.#idleWaiters.length > 0) {
           const waiters = this.#idleWaiters;
           this.#idleWaiters = [];
           for (const w of waiters) w();

@@ -1,4 +1,4 @@
-import type { Options } from "../../config/spec.ts";
+import { type Options, parseAddress } from "../../config/mod.ts";
 import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
 import type { Operation } from "../ops.ts";
 
@@ -11,15 +11,9 @@ export interface Outcome {
   ms: number;
 }
 
-export function splitAddress(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  const host = address.slice(0, i).replace(/^\[(.*)\]$/, "$1");
-  return { host: host || "127.0.0.1", port: Number(address.slice(i + 1)) };
-}
-
 /** Dials the `--connect` address with the client's codec and heartbeat settings. */
 export function connect(options: Options): Promise<Peer> {
-  return dial(splitAddress(options.connect as string), {
+  return dial(parseAddress(options.connect as string), {
     role: "client",
     name: (options.name as string | undefined) ?? `client-${Deno.pid}`,
     codec: codecByName(options.codec as string),

@@ -1,4 +1,3 @@
-import type { Options } from "../../config/spec.ts";
 import { DistError, type Peer } from "../../wire/mod.ts";
 import { formatBy, round } from "./_common.ts";
 import type { Operation } from "../ops.ts";
@@ -198,10 +197,4 @@ export function progressLine(done: number, elapsedMs: number, total?: number, du
   return `\r[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${
     Math.min(100, Math.round(frac * 100))
   }% ${done} req ${rps} req/s `;
-}
-
-export function ensureOptions(options: Options): void {
-  if (options.requests === undefined && options.duration === undefined) {
-    options.requests = 10_000;
-  }
 }

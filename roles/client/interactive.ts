@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline";
-import type { Options } from "../../config/spec.ts";
+import type { Options } from "../../config/mod.ts";
 import { DistError, type Peer } from "../../wire/mod.ts";
 import { OPERATION_HELP, parseOperation } from "../ops.ts";
 import { formatResult, outcomeJson, perform } from "./_common.ts";

@@ -1,4 +1,4 @@
-import type { Options } from "../../config/spec.ts";
+import type { Options } from "../../config/mod.ts";
 import type { Peer } from "../../wire/mod.ts";
 import { formatOperation, randomOperation } from "../ops.ts";
 import { formatBy, formatResult, outcomeJson, perform } from "./_common.ts";
