@@ -35,7 +35,14 @@ export interface FramedConnOptions {
   maxOutbound?: number;
 }
 
-/** Coalesced output is written at once when it reaches this size. */
+/**
+ * Queued output starts going out at once when it reaches this size (about
+ * one Ethernet frame) instead of waiting for the end of the turn; what is
+ * queued while that write is in flight is coalesced into the next one. The
+ * peer then starts on the first answers while this side still produces the
+ * rest: on loopback with 64 calls in flight this doubled throughput against
+ * coalescing up to 32 KiB (bench/, median of 5 alternating runs).
+ */
 const FLUSH_AT = 1500;
 const READ_BUFFER = 64 * 1024;
 
