@@ -12,50 +12,7 @@ import {
   type Topology,
   UsageError,
 } from "../config/mod.ts";
-
-/** A fake role table, so these tests do not depend on the real roles. */
-const ROLES: Record<string, RoleInfo> = {
-  server: {
-    summary: "Answers requests",
-    usage: ["dist server [flags]"],
-    options: {
-      port: { type: "port", description: "Port to listen on", default: 5557, short: "p" },
-      service: { type: "string", description: "Service name to register under" },
-      binders: { type: "addresses", description: "Binders to register with", ref: true },
-    },
-  },
-  balancer: {
-    summary: "Spreads requests over backends",
-    usage: ["dist balancer [flags]"],
-    options: {
-      port: { type: "port", description: "Port for clients", default: 5556, short: "p" },
-      backends: { type: "addresses", description: "Servers to dial", ref: true, default: [] },
-      workerPort: { type: "port", description: "Port workers dial", default: 8889 },
-      policy: {
-        type: "choice",
-        description: "Balancing policy",
-        choices: ["round-robin", "least-loaded", "p2c", "random"],
-        default: "round-robin",
-      },
-    },
-  },
-  client: {
-    summary: "Sends requests",
-    usage: ["dist client [flags] <op> [args...]"],
-    positionals: true,
-    options: {
-      connect: {
-        type: "address",
-        description: "Server or balancer",
-        ref: true,
-        default: "127.0.0.1:5556",
-        short: "c",
-      },
-      random: { type: "integer", description: "Send N random requests", min: 0 },
-      timeout: { type: "duration", description: "Per-request timeout", default: 5000 },
-    },
-  },
-};
+import { ROLES } from "./helpers/fake_roles.ts";
 
 function load(text: string): Topology {
   return parseTopology(text, { file: "cluster.toml", roles: ROLES });

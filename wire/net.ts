@@ -104,17 +104,7 @@ export function listen(options: ListenOptions): Listener {
       return;
     }
     if (framed.isClosed) return;
-    const peer = new Peer(framed, {
-      codec: agreed.codec,
-      remote: agreed.remote,
-      by: self.by,
-      heartbeatMs: agreed.heartbeatMs,
-      liveness: options.liveness,
-      timeoutMs: options.timeoutMs,
-      onRequest: options.onRequest,
-      onNotification: options.onNotification,
-      maxInFlight: options.maxInFlight,
-    });
+    const peer = startPeer(framed, { ...options, by: self.by }, agreed);
     peers.add(peer);
     peer.closed.then(() => peers.delete(peer));
     options.onPeer?.(peer);
@@ -231,8 +221,21 @@ export async function dial(
     framed.close(CloseReason.HandshakeFailed, err);
     throw err;
   }
+  return startPeer(framed, options, { codec, ...agreed });
+}
+
+/** The Peer on a connection whose handshake agreed on `agreed`. */
+function startPeer(
+  framed: FramedConn,
+  options: ConnSettings & {
+    by?: string;
+    onRequest?: RequestHandler;
+    onNotification?: NotificationHandler;
+  },
+  agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number },
+): Peer {
   return new Peer(framed, {
-    codec,
+    codec: agreed.codec,
     remote: agreed.remote,
     by: options.by,
     heartbeatMs: agreed.heartbeatMs,
