@@ -13,22 +13,11 @@ import {
   parseDuration,
   roleSpec,
   suggest,
-  UsageError,
 } from "../config/mod.ts";
-import { ROLES } from "./helpers/fake_roles.ts";
+import { ROLES, throwsUsage } from "./helpers/fake_roles.ts";
 
 function parse(line: string) {
   return parseArgv(line === "" ? [] : line.split(" "), ROLES);
-}
-
-/** Asserts that `fn` throws a UsageError with exactly this message (or matching it). */
-function throwsUsage(fn: () => unknown, expected: string | RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof UsageError, `not a UsageError: ${error}`);
-    if (typeof expected === "string") assert.equal(error.message, expected);
-    else assert.match(error.message, expected);
-    return true;
-  });
 }
 
 /** Asserts that parsing `line` throws a UsageError with this message. */

@@ -12,20 +12,10 @@ import {
   type Topology,
   UsageError,
 } from "../config/mod.ts";
-import { ROLES } from "./helpers/fake_roles.ts";
+import { ROLES, throwsUsage } from "./helpers/fake_roles.ts";
 
 function load(text: string): Topology {
   return parseTopology(text, { file: "cluster.toml", roles: ROLES });
-}
-
-/** Asserts that `fn` throws a UsageError with exactly this message (or matching it). */
-function throwsUsage(fn: () => unknown, expected: string | RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof UsageError, `not a UsageError: ${error}`);
-    if (typeof expected === "string") assert.equal(error.message, expected);
-    else assert.match(error.message, expected);
-    return true;
-  });
 }
 
 function options(topology: Topology, name: string) {

@@ -1,4 +1,6 @@
-import type { RoleInfo } from "../../config/mod.ts";
+/** Shared by the config and argv tests: a fake role table and an assertion. */
+import assert from "node:assert/strict";
+import { type RoleInfo, UsageError } from "../../config/mod.ts";
 
 /** A fake role table, so these tests do not depend on the real roles. */
 export const ROLES: Record<string, RoleInfo> = {
@@ -43,3 +45,13 @@ export const ROLES: Record<string, RoleInfo> = {
     },
   },
 };
+
+/** Asserts that `fn` throws a UsageError with exactly this message (or matching it). */
+export function throwsUsage(fn: () => unknown, expected: string | RegExp): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof UsageError, `not a UsageError: ${error}`);
+    if (typeof expected === "string") assert.equal(error.message, expected);
+    else assert.match(error.message, expected);
+    return true;
+  });
+}
