@@ -51,11 +51,17 @@ export async function main(argv: string[]): Promise<number> {
   const role = ROLES[parsed.role];
   const name = (options.name as string | undefined) ??
     (options.port !== undefined ? `${parsed.role}-${options.port}` : `${parsed.role}-${Deno.pid}`);
-  await setupLogging({
-    instance: name,
-    level: options.logLevel as "info",
-    file: options.logFile as string | undefined,
-  });
+  try {
+    await setupLogging({
+      instance: name,
+      level: options.logLevel as "info",
+      file: options.logFile as string | undefined,
+    });
+  } catch (err) {
+    return fail(
+      new UsageError(`Cannot open log file ${options.logFile}: ${(err as Error).message}`),
+    );
+  }
   const abort = new AbortController();
   const stop = () => abort.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -114,7 +120,12 @@ function fail(err: unknown): number {
     console.error(`dist: ${err.code}: ${err.message}`);
     return 1;
   }
-  console.error(`dist: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  // The runtime's own errors (a busy port, a bad address) are the user's to
+  // fix, not bugs: one line. Anything else is a bug and keeps its stack.
+  const runtime = err instanceof Error && Object.values(Deno.errors).some((e) => err instanceof e);
+  console.error(
+    `dist: ${err instanceof Error ? (runtime ? err.message : err.stack) : String(err)}`,
+  );
   return 1;
 }
 

@@ -36,6 +36,9 @@ function tryDuration(value: unknown): number | undefined {
   return text.length > 0 ? Math.round(total * 1000) / 1000 : undefined;
 }
 
+/** The longest duration a timer can wait (2^31 - 1 ms, about 24.8 days). */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /**
  * Parses a duration: "500ms", "2s", "1.5s", "1m", "1h" (or a sum such as
  * "1m30s"); a bare number, or a numeric string, is milliseconds.
@@ -47,6 +50,10 @@ export function parseDuration(text: string | number): number {
   const ms = tryDuration(text);
   if (ms === undefined) {
     throw new UsageError(`Invalid duration ${showValue(text)}: ${DURATION_HINT}`);
+  }
+  if (ms > MAX_DURATION_MS) {
+    // Timers cannot wait longer; a longer one would fire at once.
+    throw new UsageError(`Duration ${showValue(text)} is too long: at most 24 days (2^31-1 ms)`);
   }
   return ms;
 }
@@ -243,7 +250,8 @@ export function convertValue(
     }
     case "duration": {
       const ms = tryDuration(raw);
-      return ms !== undefined ? ms : fail(`is not a duration (${DURATION_HINT})`);
+      if (ms === undefined) return fail(`is not a duration (${DURATION_HINT})`);
+      return ms <= MAX_DURATION_MS ? ms : fail("is too long: at most 24 days (2^31-1 ms)");
     }
     case "choice": {
       const choices = def.choices ?? [];

@@ -2,7 +2,7 @@
  * The operation table shared by the server and the worker roles, and the
  * parser that turns a command line such as `add 3 4` into a request.
  */
-import { DistError } from "../wire/mod.ts";
+import { describe, DistError } from "../wire/mod.ts";
 
 /** Longest `sleep` a request may ask for (ms). */
 export const MAX_SLEEP_MS = 60_000;
@@ -25,7 +25,7 @@ function num(params: unknown, key: string, index: number): number {
       "BAD_REQUEST",
       v === undefined
         ? `Missing number "${key}"`
-        : `"${key}" must be a finite number, got ${JSON.stringify(v) ?? String(v)}`,
+        : `"${key}" must be a finite number, got ${describe(v)}`,
     );
   }
   return v;
@@ -51,7 +51,7 @@ function sumOf(params: unknown): number {
   for (const v of values) {
     const n = typeof v === "string" && v !== "" ? Number(v) : v;
     if (typeof n !== "number" || !Number.isFinite(n)) {
-      throw new DistError("BAD_REQUEST", `sum: not a number: ${JSON.stringify(v)}`);
+      throw new DistError("BAD_REQUEST", `sum: not a number: ${describe(v)}`);
     }
     total += n;
   }

@@ -166,6 +166,31 @@ Deno.test("listen() with maxInFlight stops reading from a peer at the limit, the
   }
 });
 
+Deno.test("a listener that paused reading does not take the peer's unread pings for silence", async () => {
+  // Reading stops at 2 requests in flight for 400 ms, far longer than
+  // heartbeat × liveness (50 ms × 3): the connection must survive it.
+  const l = server({
+    maxInFlight: 2,
+    heartbeatMs: 50,
+    onRequest: async (_m, params) => {
+      await sleep(400);
+      return params;
+    },
+  });
+  let p: Peer | undefined;
+  try {
+    p = await connect(l, { heartbeatMs: 50 });
+    const first = [1, 2].map((n) => p!.call("slow", n));
+    await sleep(50); // the rest arrive while reading is paused
+    const rest = [3, 4, 5, 6].map((n) => p!.call("slow", n));
+    assert.deepEqual(await Promise.all([...first, ...rest]), [1, 2, 3, 4, 5, 6]);
+    assert.ok(!p.isClosed, `closed: ${p.conn.closeReason}`);
+  } finally {
+    p?.close();
+    await l.close(500);
+  }
+});
+
 Deno.test("Listener.close() lets a call in flight finish before closing", async () => {
   let started = 0;
   const l = server({

@@ -271,6 +271,11 @@ export class FramedConn {
     open?.();
   }
 
+  /** Whether reading is stopped, by backpressure or by `pauseReading()`. */
+  get readingPaused(): boolean {
+    return this.#paused || this.#readGate !== undefined;
+  }
+
   /** Whether the read loop is paused by backpressure. */
   get paused(): boolean {
     return this.#paused;

@@ -48,9 +48,15 @@ export class DistError extends Error {
     if (body === null || typeof body !== "object") {
       return new DistError("INTERNAL", "Malformed error from peer");
     }
+    // Peer data: read only what has the right type, never String() it (an
+    // object with a bad toString would throw here, far from any handler).
     const b = body as Record<string, unknown>;
     const code = isErrorCode(b.code) ? b.code : "INTERNAL";
-    const message = typeof b.message === "string" ? b.message : String(b.code ?? "error");
+    const message = typeof b.message === "string"
+      ? b.message
+      : typeof b.code === "string"
+      ? b.code
+      : "Malformed error from peer";
     return new DistError(code, message, { data: b.data });
   }
 
@@ -60,6 +66,16 @@ export class DistError extends Error {
     const message = err instanceof Error ? err.message : String(err);
     return new DistError("INTERNAL", message, { cause: err });
   }
+}
+
+/** Text of an untrusted value for a message: strings as they are, anything else typed, capped. */
+export function describe(value: unknown, max = 100): string {
+  let text: string;
+  if (typeof value === "string") text = value;
+  else if (typeof value === "number" || typeof value === "boolean" || value == null) {
+    text = `${value}`;
+  } else text = Array.isArray(value) ? "an array" : `a ${typeof value}`;
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} chars)` : text;
 }
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -6,6 +6,8 @@ export const DEFAULT_MAX_FRAME = 1024 * 1024;
 export const MAX_FRAME_LIMIT = 64 * 1024 * 1024;
 /** Bytes in the length prefix. */
 export const HEADER_BYTES = 4;
+/** A decoder's own buffer above this size is released once it drains. */
+const KEEP_OWN_BYTES = 256 * 1024;
 
 /**
  * Incremental decoder of length-prefixed frames (4-byte big-endian length,
@@ -79,13 +81,17 @@ export class FrameDecoder {
         const frame = b.subarray(s + HEADER_BYTES, s + HEADER_BYTES + len);
         this.#start = s + HEADER_BYTES + len;
         if (this.#start === this.#end) {
+          // Drained: an idle connection does not keep a large frame's buffer
+          // (the frame just returned still holds it until the caller is done).
+          if (this.#own.length > KEEP_OWN_BYTES) this.#own = new Uint8Array(0);
           this.#start = this.#end = 0;
           this.#buf = this.#own;
           this.#borrowed = false;
         }
         return frame;
       }
-      // Partial frame whose size is known and allowed: make room for all of it.
+      // Partial frame whose size is allowed: room grows with the bytes that
+      // arrive, not with what the prefix claims (a header alone costs little).
       this.#keep(HEADER_BYTES + len);
       return null;
     }
@@ -100,7 +106,10 @@ export class FrameDecoder {
    * makes room when it must).
    */
   #keep(frameBytes: number): void {
-    if (this.#start !== this.#end && this.#borrowed) this.#ensureOwn(frameBytes);
+    const pending = this.#end - this.#start;
+    if (pending > 0 && this.#borrowed) {
+      this.#ensureOwn(Math.min(frameBytes, Math.max(KEEP_OWN_BYTES / 4, 2 * pending)));
+    }
   }
 
   #ensureOwn(capacity: number): void {

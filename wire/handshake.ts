@@ -1,4 +1,4 @@
-import { DistError } from "./errors.ts";
+import { describe, DistError } from "./errors.ts";
 import { type Codec, CODEC_NAMES, codecByName, type CodecName, jsonCodec } from "./codec.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
 import type { PeerInfo } from "./peer.ts";
@@ -22,9 +22,14 @@ export interface Hello {
  */
 export function agreeHeartbeat(mine: number, theirs: unknown): number {
   const other = typeof theirs === "number" && Number.isFinite(theirs) && theirs > 0 ? theirs : 0;
-  if (mine <= 0) return other;
-  return other === 0 ? mine : Math.min(mine, other);
+  const agreed = mine <= 0 ? other : other === 0 ? mine : Math.min(mine, other);
+  // A peer may ask for anything: keep pings sane (not every few ms, not never).
+  return agreed === 0 ? 0 : Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, agreed));
 }
+
+/** Bounds of an agreed heartbeat (ms). */
+export const MIN_HEARTBEAT_MS = 10;
+export const MAX_HEARTBEAT_MS = 24 * 60 * 60 * 1000;
 
 /** Waits for the first frame on a connection whose read loop is started. */
 function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
@@ -83,10 +88,13 @@ export async function handshakeDialer(
   const msg = await answer as Record<string, unknown> | null;
   if (msg && typeof msg === "object" && msg.op === "welcome") {
     if (msg.codec !== hello.codec.name) {
-      throw new DistError("BAD_REQUEST", `Listener chose codec ${String(msg.codec)}`);
+      throw new DistError("BAD_REQUEST", `Listener chose codec ${describe(msg.codec)}`);
     }
     return {
-      remote: { role: String(msg.role ?? "unknown"), name: String(msg.name ?? "unknown") },
+      remote: {
+        role: typeof msg.role === "string" ? msg.role : "unknown",
+        name: typeof msg.name === "string" ? msg.name : "unknown",
+      },
       heartbeatMs: agreeHeartbeat(hello.heartbeatMs, msg.heartbeat),
     };
   }
@@ -145,13 +153,13 @@ function checkHello(msg: unknown): Hello {
   if (m.v !== PROTOCOL_VERSION) {
     throw new DistError(
       "BAD_REQUEST",
-      `Unsupported protocol version ${String(m.v)} (this side speaks ${PROTOCOL_VERSION})`,
+      `Unsupported protocol version ${describe(m.v)} (this side speaks ${PROTOCOL_VERSION})`,
     );
   }
   if (typeof m.codec !== "string" || !codecByName(m.codec)) {
     throw new DistError(
       "BAD_REQUEST",
-      `Unsupported codec ${String(m.codec)} (expected one of ${CODEC_NAMES.join(", ")})`,
+      `Unsupported codec ${describe(m.codec)} (expected one of ${CODEC_NAMES.join(", ")})`,
     );
   }
   return {

@@ -7,7 +7,14 @@
  * `peer.ts` is the RPC endpoint (calls, answers, notifications, timeouts,
  * heartbeats); `net.ts` listens and dials; `redial.ts` keeps a connection up.
  */
-export { DistError, ERROR_CODES, type ErrorBody, type ErrorCode, isErrorCode } from "./errors.ts";
+export {
+  describe,
+  DistError,
+  ERROR_CODES,
+  type ErrorBody,
+  type ErrorCode,
+  isErrorCode,
+} from "./errors.ts";
 export {
   DEFAULT_MAX_FRAME,
   encodeFrame,

@@ -5,6 +5,7 @@ import { CloseReason, FramedConn } from "./conn.ts";
 import { handshakeDialer, handshakeListener } from "./handshake.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
+  MAX_TIMER_MS,
   type NotificationHandler,
   Peer,
   type RequestHandler,
@@ -63,7 +64,15 @@ export interface Listener {
 
 /** Listens for dist connections and runs an RPC peer on each. */
 export function listen(options: ListenOptions): Listener {
-  const listener = Deno.listen({ hostname: options.host ?? "127.0.0.1", port: options.port });
+  const where = `${options.host ?? "127.0.0.1"}:${options.port}`;
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: options.host ?? "127.0.0.1", port: options.port });
+  } catch (err) {
+    throw new DistError("UNAVAILABLE", `Cannot listen on ${where}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
   const addr = listener.addr as Deno.NetAddr;
   const peers = new Set<Peer>();
   const conns = new Set<FramedConn>();
@@ -184,14 +193,15 @@ export async function dial(
   address: { host: string; port: number },
   options: DialOptions,
 ): Promise<Peer> {
-  const timeoutMs = options.connectTimeoutMs ?? 5000;
+  const timeoutMs = Math.min(options.connectTimeoutMs ?? 5000, MAX_TIMER_MS);
   const where = `${address.host}:${address.port}`;
+  const signal = options.signal;
+  if (signal?.aborted) throw new DistError("UNAVAILABLE", `Dial to ${where} aborted`);
   let conn: Deno.TcpConn;
   try {
     conn = await withTimeout(
       Deno.connect({ hostname: address.host, port: address.port }),
-      timeoutMs,
-      `Connect to ${where} timed out after ${timeoutMs} ms`,
+      { ms: timeoutMs, message: `Connect to ${where} timed out after ${timeoutMs} ms`, signal },
       (late) => late.close(),
     );
   } catch (err) {
@@ -208,6 +218,9 @@ export async function dial(
   const framed = new FramedConn(conn, options);
   framed.start();
   const codec = options.codec ?? jsonCodec;
+  // An abort during the handshake closes the socket, which fails the handshake.
+  const onAbort = () => framed.close(CloseReason.Local);
+  signal?.addEventListener("abort", onAbort, { once: true });
   let agreed;
   try {
     agreed = await handshakeDialer(framed, {
@@ -220,6 +233,8 @@ export async function dial(
   } catch (err) {
     framed.close(CloseReason.HandshakeFailed, err);
     throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
   return startPeer(framed, options, { codec, ...agreed });
 }
@@ -247,24 +262,38 @@ function startPeer(
   });
 }
 
+/**
+ * Settles like `promise`, or rejects with TIMEOUT after `ms` (UNAVAILABLE on
+ * abort); a value that arrives too late goes to `onLate` to be released.
+ */
 function withTimeout<T>(
   promise: Promise<T>,
-  ms: number,
-  message: string,
+  limit: { ms: number; message: string; signal?: AbortSignal },
   onLate: (value: T) => void,
 ): Promise<T> {
   return new Promise((resolve, reject) => {
-    let expired = false;
-    const timer = setTimeout(() => {
-      expired = true;
-      reject(new DistError("TIMEOUT", message));
-    }, ms);
+    let settled = false;
+    const finish = (err: DistError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      limit.signal?.removeEventListener("abort", onAbort);
+      reject(err);
+    };
+    const onAbort = () => finish(new DistError("UNAVAILABLE", "Aborted"));
+    const timer = setTimeout(() => finish(new DistError("TIMEOUT", limit.message)), limit.ms);
+    limit.signal?.addEventListener("abort", onAbort, { once: true });
     promise.then((value) => {
+      if (settled) return onLate(value);
+      settled = true;
       clearTimeout(timer);
-      if (expired) onLate(value);
-      else resolve(value);
+      limit.signal?.removeEventListener("abort", onAbort);
+      resolve(value);
     }, (err) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
+      limit.signal?.removeEventListener("abort", onAbort);
       reject(err);
     });
   });

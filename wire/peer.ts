@@ -1,5 +1,5 @@
 import { getLogger } from "@logtape/logtape";
-import { DistError } from "./errors.ts";
+import { describe, DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
 
@@ -70,6 +70,8 @@ interface Pending {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** The longest delay a timer takes (2^31 - 1 ms); longer ones would fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Default limit of requests from one peer handled at once. */
 export const DEFAULT_MAX_IN_FLIGHT = 4096;
 /** Default heartbeat (ms); a connection uses the shorter of its two sides'. */
@@ -176,7 +178,11 @@ export class Peer {
         method,
       };
       try {
-        this.conn.send(this.codec, { id, method, params });
+        if (!this.conn.send(this.codec, { id, method, params })) {
+          // Closed by this very send (slow consumer) or before it.
+          reject(new DistError("UNAVAILABLE", `Connection closed (${this.conn.closeReason})`));
+          return;
+        }
       } catch (err) {
         reject(DistError.from(err));
         return;
@@ -235,15 +241,31 @@ export class Peer {
     }
     const m = msg as Record<string, unknown>;
     const id = m.id;
-    if (typeof m.method === "string") {
-      this.#protocolErrors = 0;
-      if (id === undefined || id === null) this.#onNotification(m.method, m.params);
-      else if (typeof id === "number" || typeof id === "string") {
-        this.#onRequest(id, m.method, m.params);
-      } else this.#protocolError(null, new DistError("BAD_REQUEST", "Invalid request id"));
-    } else if (typeof id === "number") {
+    const validId = typeof id === "string" || Number.isSafeInteger(id);
+    if (m.method !== undefined) {
+      if (id !== undefined && id !== null && !validId) {
+        this.#protocolError(
+          null,
+          new DistError("BAD_REQUEST", "A request id must be a string or a safe integer"),
+        );
+      } else if (typeof m.method !== "string") {
+        this.#protocolError(
+          validId ? id as number | string : null,
+          new DistError("BAD_REQUEST", "A method must be a string"),
+        );
+      } else {
+        this.#protocolErrors = 0;
+        if (validId) this.#onRequest(id as number | string, m.method, m.params);
+        else this.#onNotification(m.method, m.params);
+      }
+    } else if (typeof id === "number" && ("result" in m || "error" in m)) {
       this.#protocolErrors = 0;
       this.#onResponse(id, m);
+    } else if (typeof id === "number" && this.#pending.has(id)) {
+      // An answer with neither result nor error: never a silent wrong answer.
+      this.#onResponse(id, {
+        error: { code: "INTERNAL", message: "Malformed response: no result and no error" },
+      });
     } else if (m.error !== undefined && (id === null || id === undefined)) {
       // An error about no request in particular (a bad frame we sent).
       const err = DistError.fromBody(m.error);
@@ -323,7 +345,15 @@ export class Peer {
     try {
       this.conn.send(this.codec, msg);
     } catch (sendErr) {
-      log.error("Cannot send error reply: {error}", { error: String(sendErr) });
+      // The error itself is too large or not encodable (its data or an echoed
+      // value): the caller still gets an answer, with the code alone.
+      log.warn("Error reply {id} cut to its code: {error}", { id, error: String(sendErr) });
+      const short = { code: e.code, message: describe(e.message, 200) };
+      try {
+        this.conn.send(this.codec, { id, error: short });
+      } catch (lastErr) {
+        log.error("Cannot send error reply: {error}", { error: String(lastErr) });
+      }
     }
   }
 
@@ -342,7 +372,7 @@ export class Peer {
   }
 
   /** A message we cannot use: answer with an error, and close if it keeps happening. */
-  #protocolError(id: null, err: DistError): void {
+  #protocolError(id: number | string | null, err: DistError): void {
     this.#respondError(id, err);
     if (++this.#protocolErrors >= this.#maxProtocolErrors) {
       this.conn.closeAfterFlush(CloseReason.ProtocolError, err);
@@ -388,7 +418,10 @@ export class Peer {
   #armTimer(at: number): void {
     clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
+    this.#timer = setTimeout(
+      () => this.#expire(),
+      Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())),
+    );
   }
 
   #expire(): void {
@@ -418,7 +451,9 @@ export class Peer {
     this.#heartbeat = setInterval(() => {
       const conn = this.conn;
       quietSend = conn.sentSinceTick ? 0 : quietSend + tick;
-      quietRecv = conn.receivedSinceTick ? 0 : quietRecv + tick;
+      // While this side is not reading (backpressure), the peer's pings wait
+      // unread in the socket: its silence proves nothing.
+      quietRecv = conn.receivedSinceTick || conn.readingPaused ? 0 : quietRecv + tick;
       conn.sentSinceTick = false;
       conn.receivedSinceTick = false;
       if (quietRecv >= deadAfter) {

@@ -29,6 +29,8 @@ export class Redialer {
   #waiters: ((outcome: Peer | DistError) => void)[] = [];
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
+  /** Aborted by stop(), so a dial in progress ends at once. */
+  #abort = new AbortController();
   /** Consecutive failed dials; 0 while connected. */
   failures = 0;
 
@@ -77,6 +79,7 @@ export class Redialer {
   /** Stops redialing and closes the current connection. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#abort.abort();
     const stopped = new DistError("UNAVAILABLE", "Dialer stopped");
     for (const w of this.#waiters.splice(0)) w(stopped);
     this.#peer?.close(CloseReason.Shutdown);
@@ -89,8 +92,9 @@ export class Redialer {
     const max = this.#options.maxBackoffMs ?? 5000;
     let backoff = min;
     while (!this.#stopped) {
+      let peer: Peer | undefined;
       try {
-        const peer = await dial(this.address, this.#options);
+        peer = await dial(this.address, { ...this.#options, signal: this.#abort.signal });
         if (this.#stopped) {
           peer.close(CloseReason.Shutdown);
           break;
@@ -111,6 +115,7 @@ export class Redialer {
         this.#options.onDisconnect?.(reason);
         continue; // dial again at once after a drop; back off only on failures
       } catch (err) {
+        peer?.close(CloseReason.HandshakeFailed); // onConnect failed: don't leak the socket
         this.failures++;
         if (this.failures === 1 || this.failures % 10 === 0) {
           log.warn("Cannot reach {addr}: {error}; retrying in {ms} ms", {

@@ -27,6 +27,8 @@ export interface BenchPlan {
   timeout: number;
   /** Called every 200 ms with the requests done so far (for a progress bar). */
   onProgress?: (done: number, elapsedMs: number) => void;
+  /** When aborted, no new request starts; those in flight finish. */
+  signal?: AbortSignal;
 }
 
 /** Reads a value at quantile q of sorted latencies. */
@@ -83,7 +85,7 @@ export async function runBench(peers: Peer[], plan: BenchPlan): Promise<BenchSum
       await Promise.all(Array.from({ length: plan.concurrency }, async (_, i) => {
         const peer = peers[i % peers.length];
         let now = performance.now();
-        while (started < limit && now < endAt) {
+        while (started < limit && now < endAt && !plan.signal?.aborted) {
           started++;
           const sent = now;
           try {
@@ -147,7 +149,7 @@ async function openLoop(
   let inFlight = 0;
   let slotFreed: (() => void) | undefined;
   const running = new Set<Promise<void>>();
-  while (i < limit) {
+  while (i < limit && !plan.signal?.aborted) {
     const scheduled = t0 + (i * 1000) / rate;
     if (scheduled >= endAt) break;
     const now = performance.now();

@@ -20,7 +20,7 @@ const SHELL_HELP = [
  */
 export async function runInteractive(
   peer: Peer,
-  options: Options & { out: (line: string) => void },
+  options: Options & { out: (line: string) => void; signal?: AbortSignal },
 ): Promise<number> {
   const tty = Deno.stdin.isTerminal();
   const rl = createInterface({
@@ -39,6 +39,9 @@ export async function runInteractive(
     options.out(`Connected to ${peer.remote.name}. Type "help" for operations, "exit" to leave.`);
     rl.prompt();
   }
+  // SIGINT/SIGTERM end the session like Ctrl-D (a pipe would otherwise wait on).
+  const onAbort = () => rl.close();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
   for await (const raw of rl) {
     const words = raw.trim().split(/\s+/).filter((w) => w !== "");
     if (words.length === 0) {
@@ -74,6 +77,7 @@ export async function runInteractive(
     }
     if (tty) rl.prompt();
   }
+  options.signal?.removeEventListener("abort", onAbort);
   rl.close();
   return failures;
 }

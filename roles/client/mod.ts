@@ -85,15 +85,15 @@ export const client: Role = {
 
 async function runClient(options: Options, ctx: RunContext): Promise<number> {
   const out = ctx.stdout ?? writeStdout;
-  const o = { ...options, out };
+  // On SIGINT/SIGTERM every mode stops starting requests, lets those in flight
+  // finish (each bounded by --timeout), reports, and exits.
+  const o = { ...options, out, signal: ctx.signal };
   // Check the operation before connecting: a typo should not wait on the network.
   const op = ctx.positionals.length > 0
     ? asUsage(() => parseOperation(ctx.positionals))
     : undefined;
   const connections = options.bench ? options.connections as number : 1;
   const peers = await Promise.all(Array.from({ length: connections }, () => connect(options)));
-  const closeAll = () => peers.forEach((p) => p.close());
-  ctx.signal.addEventListener("abort", closeAll, { once: true });
   try {
     if (options.bench) {
       const words = (options.op as string).split(/\s+/);
@@ -111,6 +111,7 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
         concurrency: options.concurrency as number,
         rate: options.rate as number | undefined,
         timeout: options.timeout as number,
+        signal: ctx.signal,
         onProgress: tty
           ? (done, ms) =>
             Deno.stderr.writeSync(
@@ -136,8 +137,7 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
     }
     return (await runInteractive(peer, o)) === 0 ? 0 : 1;
   } finally {
-    ctx.signal.removeEventListener("abort", closeAll);
-    closeAll();
+    for (const p of peers) p.close();
   }
 }
 

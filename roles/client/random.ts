@@ -10,12 +10,13 @@ import { formatBy, formatResult, outcomeJson, perform } from "./_common.ts";
 export async function runRandom(
   peer: Peer,
   count: number,
-  options: Options & { out: (line: string) => void },
+  options: Options & { out: (line: string) => void; signal?: AbortSignal },
 ): Promise<number> {
   const by = new Map<string, number>();
   let ok = 0;
   let errors = 0;
-  for (let i = 0; i < count; i++) {
+  let sent = 0;
+  for (; sent < count && !options.signal?.aborted; sent++) {
     const op = randomOperation();
     const outcome = await perform(peer, op, options.timeout as number);
     const shown = formatOperation(op);
@@ -34,7 +35,7 @@ export async function runRandom(
   if (options.json) {
     options.out(JSON.stringify({ summary: { ok, errors, by: Object.fromEntries(by) } }));
   } else {
-    options.out(`${count} requests: ${ok} ok, ${errors} errors; by: ${formatBy(by)}`);
+    options.out(`${sent} requests: ${ok} ok, ${errors} errors; by: ${formatBy(by)}`);
   }
   return errors;
 }
