@@ -4,7 +4,14 @@
  * run in parallel to keep the file fast (each start-up costs ~0.3-1 s).
  */
 import assert from "node:assert/strict";
-import { type DistProcess, freePort, lines, runDist, startDist } from "./helpers/dist.ts";
+import {
+  distCommand,
+  type DistProcess,
+  freePort,
+  lines,
+  runDist,
+  startDist,
+} from "./helpers/dist.ts";
 import { randomOperation } from "../roles/mod.ts";
 
 /** Runs `body` with a fresh `dist server --port 0`, stopped afterwards. */
@@ -446,4 +453,32 @@ Deno.test("SIGTERM and SIGINT stop the server cleanly with exit 0", async () => 
   } finally {
     await Promise.all([term.stop(), int.stop()]);
   }
+});
+
+Deno.test("SIGTERM stops a client bench and a piped client: report, exit 0", async () => {
+  await withServer(async (server) => {
+    const spawn = (args: string[], stdin: "piped" | "null") => {
+      const { exe, args: argv } = distCommand(["client", "--connect", server.address, ...args]);
+      return new Deno.Command(exe, { args: argv, stdin, stdout: "piped", stderr: "piped" })
+        .spawn();
+    };
+    // A bench meant to run 30 s, and a client reading a pipe that stays open.
+    const bench = spawn(["--bench", "--duration", "30s", "--concurrency", "4"], "null");
+    const piped = spawn([], "piped");
+    const writer = piped.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("add 1 2\n"));
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = performance.now();
+    bench.kill("SIGTERM");
+    piped.kill("SIGTERM");
+    const [b, p] = await Promise.all([bench.output(), piped.output()]);
+    await writer.close().catch(() => {});
+    assert.ok(performance.now() - t0 < 5000, "took too long to stop");
+    const text = (o: Deno.CommandOutput) => new TextDecoder().decode(o.stdout);
+    assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
+    assert.match(text(b), /^\d+ requests in [\d.]+ s/m);
+    assert.match(text(b), /errors: none/);
+    assert.equal(p.code, 0, new TextDecoder().decode(p.stderr));
+    assert.equal(text(p), "3\n");
+  });
 });

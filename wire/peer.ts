@@ -102,6 +102,7 @@ export class Peer {
   #handling = 0;
   #idleWaiters: (() => void)[] = [];
   #protocolErrors = 0;
+  #peerComplaints = 0;
   #maxProtocolErrors: number;
   #maxInFlight: number;
 
@@ -269,7 +270,9 @@ export class Peer {
     } else if (m.error !== undefined && (id === null || id === undefined)) {
       // An error about no request in particular (a bad frame we sent).
       const err = DistError.fromBody(m.error);
-      log.warn("Peer {peer} reported: {code}: {message}", {
+      // A peer could send these endlessly: the first few are worth a warning.
+      const level = ++this.#peerComplaints <= 3 ? "warn" : "debug";
+      log[level]("Peer {peer} reported: {code}: {message}", {
         peer: this.remote.name,
         code: err.code,
         message: err.message,
