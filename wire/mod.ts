@@ -3,9 +3,10 @@
  * The wire protocol v1 of DESIGN.md, and the only code that touches sockets'
  * bytes. `frame.ts` splits and builds length-prefixed frames; `codec.ts` turns
  * messages into payloads (JSON or MessagePack); `conn.ts` runs a socket's read
- * loop and coalesced, bounded writes; `handshake.ts` agrees on the codec;
- * `peer.ts` is the RPC endpoint (calls, answers, notifications, timeouts,
- * heartbeats); `net.ts` listens and dials; `redial.ts` keeps a connection up.
+ * loop and coalesced, bounded writes; `handshake.ts` agrees on the codec and
+ * the heartbeat; `peer.ts` is the RPC endpoint (calls, answers, notifications,
+ * timeouts); `heartbeat.ts` pings and declares a silent peer dead; `net.ts`
+ * listens and dials; `redial.ts` keeps a connection up.
  */
 export {
   describe,

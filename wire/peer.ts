@@ -2,6 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { describe, DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
+import { startHeartbeat } from "./heartbeat.ts";
 
 const log = getLogger(["dist", "wire"]);
 
@@ -98,7 +99,7 @@ export class Peer {
   #timeoutMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
-  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #stopHeartbeat: () => void = () => {};
   #handling = 0;
   #idleWaiters: (() => void)[] = [];
   #protocolErrors = 0;
@@ -122,7 +123,13 @@ export class Peer {
     conn.onStreamError = (err) => this.#fatal(err);
     conn.onClose = (reason, err) => this.#onClose(reason, err);
     const hb = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    if (hb > 0) this.#startHeartbeat(hb, options.liveness ?? 3);
+    if (hb > 0) {
+      this.#stopHeartbeat = startHeartbeat(conn, {
+        heartbeatMs: hb,
+        liveness: options.liveness ?? 3,
+        ping: () => this.notify("ping"),
+      });
+    }
     conn.start();
     if (conn.held.length > 0) this.#onFrames(conn.held.splice(0));
     if (conn.heldError) this.#fatal(conn.heldError);
@@ -400,7 +407,7 @@ export class Peer {
   }
 
   #onClose(reason: CloseReason, err?: unknown): void {
-    clearInterval(this.#heartbeat);
+    this.#stopHeartbeat();
     clearTimeout(this.#timer);
     this.#timerAt = Infinity;
     const pending = this.#pending;
@@ -442,37 +449,6 @@ export class Peer {
       }
     }
     if (next !== Infinity) this.#armTimer(next);
-  }
-
-  #startHeartbeat(heartbeatMs: number, liveness: number): void {
-    // Ticks at a quarter of the heartbeat, so a dead peer is noticed within
-    // heartbeat × liveness plus at most one tick.
-    const tick = Math.max(5, Math.floor(heartbeatMs / 4));
-    const deadAfter = heartbeatMs * liveness;
-    let quietSend = 0;
-    let quietRecv = 0;
-    this.#heartbeat = setInterval(() => {
-      const conn = this.conn;
-      quietSend = conn.sentSinceTick ? 0 : quietSend + tick;
-      // While this side is not reading (backpressure), the peer's pings wait
-      // unread in the socket: its silence proves nothing.
-      quietRecv = conn.receivedSinceTick || conn.readingPaused ? 0 : quietRecv + tick;
-      conn.sentSinceTick = false;
-      conn.receivedSinceTick = false;
-      if (quietRecv >= deadAfter) {
-        conn.close(
-          CloseReason.HeartbeatTimeout,
-          new Error(`Peer silent for ${quietRecv} ms (heartbeat ${heartbeatMs} ms × ${liveness})`),
-        );
-        return;
-      }
-      if (quietSend >= heartbeatMs) {
-        this.notify("ping");
-        conn.sentSinceTick = false; // a ping keeps the peer content, it is not our traffic
-        quietSend = 0;
-      }
-    }, tick);
-    Deno.unrefTimer(this.#heartbeat as unknown as number);
   }
 }
 
