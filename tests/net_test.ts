@@ -394,3 +394,28 @@ Deno.test({
     assert.ok(fc.highWater <= fc.maxOutbound);
   },
 });
+
+Deno.test("Redialer.stop() cuts short a dial stuck in its handshake", async () => {
+  // A listener that accepts and never answers the hello.
+  const raw = Deno.listen({ hostname: HOST, port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const serve = (async () => {
+    for await (const c of raw) accepted.push(c);
+  })();
+  const r = new Redialer({ host: HOST, port: (raw.addr as Deno.NetAddr).port }, {
+    role: "test",
+    name: "test",
+    connectTimeoutMs: 10_000,
+  }).start();
+  try {
+    await waitFor(() => accepted.length === 1, 2000, "the dial to connect");
+    const t0 = performance.now();
+    await within(r.stop(), 1000, "Redialer.stop()");
+    assert.ok(performance.now() - t0 < 1000);
+  } finally {
+    await r.stop();
+    accepted.forEach(closeQuietly);
+    closeQuietly(raw);
+    await serve.catch(() => {});
+  }
+});

@@ -273,29 +273,24 @@ function withTimeout<T>(
 ): Promise<T> {
   return new Promise((resolve, reject) => {
     let settled = false;
-    const finish = (err: DistError) => {
-      if (settled) return;
+    const settle = () => {
       settled = true;
       clearTimeout(timer);
       limit.signal?.removeEventListener("abort", onAbort);
+    };
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settle();
       reject(err);
     };
-    const onAbort = () => finish(new DistError("UNAVAILABLE", "Aborted"));
-    const timer = setTimeout(() => finish(new DistError("TIMEOUT", limit.message)), limit.ms);
+    const onAbort = () => fail(new DistError("UNAVAILABLE", "Aborted"));
+    const timer = setTimeout(() => fail(new DistError("TIMEOUT", limit.message)), limit.ms);
     limit.signal?.addEventListener("abort", onAbort, { once: true });
     promise.then((value) => {
       if (settled) return onLate(value);
-      settled = true;
-      clearTimeout(timer);
-      limit.signal?.removeEventListener("abort", onAbort);
+      settle();
       resolve(value);
-    }, (err) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      limit.signal?.removeEventListener("abort", onAbort);
-      reject(err);
-    });
+    }, fail);
   });
 }
 
