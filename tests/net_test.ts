@@ -419,3 +419,27 @@ Deno.test("Redialer.stop() cuts short a dial stuck in its handshake", async () =
     await serve.catch(() => {});
   }
 });
+
+Deno.test("Redialer closes a connection whose onConnect failed before dialing again", async () => {
+  const l = server({ onRequest: echo });
+  let attempts = 0;
+  const r = new Redialer({ host: HOST, port: l.addr.port }, {
+    role: "test",
+    name: "test",
+    minBackoffMs: 10,
+    maxBackoffMs: 20,
+    onConnect: () => {
+      attempts++;
+      throw new Error("registration refused");
+    },
+  }).start();
+  try {
+    await waitFor(() => attempts >= 5, 3000, "5 attempts");
+    // Each failed attempt hung up: the listener never holds more than the one being set up.
+    await waitFor(() => l.peers.size <= 1, 1000, "failed connections to close");
+    assert.ok(l.peers.size <= 1, `${l.peers.size} connections left open`);
+  } finally {
+    await r.stop();
+    await l.close(500);
+  }
+});
