@@ -28,6 +28,12 @@ export async function main(argv: string[]): Promise<number> {
   let parsed: ParsedCommand;
   let options: Options;
   try {
+    if (argv[0] === "up") {
+      throw new UsageError(
+        "dist up (the launcher) is not built yet: run each instance with dist <role> or " +
+          "dist --config FILE --name INSTANCE",
+      );
+    }
     parsed = parseArgv(await withRoleFromConfig(argv), ROLES);
     if (parsed.version) {
       console.log(`dist ${VERSION} (deno ${Deno.version.deno})`);

@@ -69,7 +69,6 @@ export function formatMainHelp(roles: Record<string, RoleInfo>, version: string)
     "Usage:",
     "  dist <role> [flags]",
     "  dist --role <role> [flags]",
-    "  dist up [file]          Run a topology file (default: the embedded topology)",
     "  dist <role> --help      Flags of one role",
     "",
     "Roles:",

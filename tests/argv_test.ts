@@ -331,7 +331,6 @@ Deno.test("formatMainHelp() lists usage, roles and global flags", () => {
   assert.match(text, /dist 1\.2\.3/);
   assert.match(text, /dist <role> \[flags\]/);
   assert.match(text, /dist --role <role> \[flags\]/);
-  assert.match(text, /dist up \[file\]/);
   assert.match(text, /balancer\s+Spreads requests over backends/);
   assert.match(text, /--version/);
 });
