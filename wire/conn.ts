@@ -48,8 +48,9 @@ const READ_BUFFER = 64 * 1024;
 
 /**
  * A TCP connection carrying length-prefixed frames. Reads run in a loop that
- * hands the frames of each read to `onFrames`; writes queued in the same turn of the event
- * loop are coalesced into one write, with one write in flight at a time.
+ * hands the frames of each read to `onFrames`; writes queued in the same turn
+ * of the event loop are coalesced into one write (started early at FLUSH_AT),
+ * with one write in flight at a time.
  *
  * Outbound policy: above `highWater` pending bytes the read loop pauses
  * (so a peer that floods requests without reading answers is slowed by TCP);
