@@ -2,6 +2,9 @@ import { type Options, parseAddress } from "../../config/mod.ts";
 import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
 import type { Operation } from "../ops.ts";
 
+/** Options of a client mode: its flags, where its lines go, and the stop signal. */
+export type ModeOptions = Options & { out: (line: string) => void; signal?: AbortSignal };
+
 /** What one request came back with, as the client reports it. */
 export interface Outcome {
   ok: boolean;

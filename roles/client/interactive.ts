@@ -1,8 +1,7 @@
 import { createInterface } from "node:readline";
-import type { Options } from "../../config/mod.ts";
 import { DistError, type Peer } from "../../wire/mod.ts";
 import { OPERATION_HELP, parseOperation } from "../ops.ts";
-import { formatResult, outcomeJson, perform } from "./_common.ts";
+import { formatResult, type ModeOptions, outcomeJson, perform } from "./_common.ts";
 import { runRandom } from "./random.ts";
 
 const SHELL_HELP = [
@@ -20,7 +19,7 @@ const SHELL_HELP = [
  */
 export async function runInteractive(
   peer: Peer,
-  options: Options & { out: (line: string) => void; signal?: AbortSignal },
+  options: ModeOptions,
 ): Promise<number> {
   const tty = Deno.stdin.isTerminal();
   const rl = createInterface({

@@ -1,7 +1,6 @@
-import type { Options } from "../../config/mod.ts";
 import type { Peer } from "../../wire/mod.ts";
 import { formatOperation, randomOperation } from "../ops.ts";
-import { formatBy, formatResult, outcomeJson, perform } from "./_common.ts";
+import { formatBy, formatResult, type ModeOptions, outcomeJson, perform } from "./_common.ts";
 
 /**
  * Sends `count` random arithmetic requests one after another, printing each
@@ -10,7 +9,7 @@ import { formatBy, formatResult, outcomeJson, perform } from "./_common.ts";
 export async function runRandom(
   peer: Peer,
   count: number,
-  options: Options & { out: (line: string) => void; signal?: AbortSignal },
+  options: ModeOptions,
 ): Promise<number> {
   const by = new Map<string, number>();
   let ok = 0;
