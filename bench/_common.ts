@@ -1,0 +1,82 @@
+/**
+ * What every benchmark suite shares: the flags of `deno task bench`, medians,
+ * a process's RSS, and the child processes suites start.
+ */
+import { runDist } from "../tests/helpers/dist.ts";
+
+/** Flags of `deno task bench`, as every suite gets them. */
+export interface BenchFlags {
+  /** One short round of everything (a smoke run, not a measurement). */
+  quick: boolean;
+  /** Rounds per suite (each figure is the median over them). */
+  runs: number;
+  /** Length of each throughput run, e.g. "5s". */
+  duration: string;
+  /** Connections of the wire suite's c=64 run. */
+  connections: number;
+}
+
+/** A suite of `deno task bench`: prints its own lines, returns its medians. */
+export type Suite = (flags: BenchFlags) => Promise<Record<string, number>>;
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Resident set size of a process in bytes (0 when it is gone). */
+export function rssOf(pid: number): number {
+  try {
+    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/);
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Runs `dist client --bench --json …` against `address` and returns its summary. */
+export async function clientBench(address: string, args: string[]) {
+  const res = await runDist(
+    ["client", "--connect", address, "--bench", "--json", "--log-level", "warning", ...args],
+    { timeoutMs: 120_000 },
+  );
+  if (res.code !== 0) {
+    throw new Error(`client bench failed (${res.code}): ${res.stderr}${res.stdout}`);
+  }
+  return JSON.parse(res.stdout.trim().split("\n").at(-1)!);
+}
+
+/** Whether an executable is on PATH (for comparisons with haproxy, nats-server…). */
+export async function onPath(exe: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("sh", { args: ["-c", `command -v ${exe}`] }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+export const mib = (b: number): string => (b / 1024 / 1024).toFixed(1) + " MiB";
+export const us = (ms: number): string => (ms * 1000).toFixed(0) + " µs";
+export const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** Collects per-round figures and prints a round's line. */
+export class Rounds {
+  readonly rows: Record<string, number[]> = {};
+
+  add(key: string, value: number): void {
+    (this.rows[key] ??= []).push(value);
+  }
+
+  printRound(suite: string, round: number): void {
+    console.log(
+      `${suite} round ${round}: ` +
+        Object.entries(this.rows).map(([k, v]) => `${k}=${round3(v.at(-1)!)}`).join(" "),
+    );
+  }
+
+  medians(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this.rows).map(([k, v]) => [k, median(v)]));
+  }
+}
