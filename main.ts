@@ -5,16 +5,10 @@
  *   dist --config FILE --name INSTANCE [<role>] [flags]
  */
 import {
-  findInstance,
+  type Command,
   formatMainHelp,
   formatRoleHelp,
-  loadTopology,
-  mergeOptions,
-  type Options,
-  parseArgv,
-  type ParsedCommand,
-  resolveReferences,
-  roleSpec,
+  parseCommand,
   UsageError,
 } from "./config/mod.ts";
 import { closeLogging, ROLES, setupLogging } from "./roles/mod.ts";
@@ -25,8 +19,7 @@ export const VERSION: string = denoJson.version;
 
 /** Runs `dist` with `argv` and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  let parsed: ParsedCommand;
-  let options: Options;
+  let parsed: Command;
   try {
     if (argv[0] === "up") {
       throw new UsageError(
@@ -34,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
           "dist --config FILE --name INSTANCE",
       );
     }
-    parsed = parseArgv(await withRoleFromConfig(argv), ROLES);
+    parsed = await parseCommand(argv, ROLES);
     if (parsed.version) {
       console.log(`dist ${VERSION} (deno ${Deno.version.deno})`);
       return 0;
@@ -50,11 +43,11 @@ export async function main(argv: string[]): Promise<number> {
       console.error(text);
       return 2;
     }
-    options = await resolveOptions(parsed);
   } catch (err) {
     return fail(err);
   }
   const role = ROLES[parsed.role];
+  const options = parsed.resolved;
   const name = (options.name as string | undefined) ??
     (options.port !== undefined ? `${parsed.role}-${options.port}` : `${parsed.role}-${Deno.pid}`);
   try {
@@ -82,44 +75,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/**
- * `dist --config FILE --name X` without a role: the role is the instance's.
- * Returns argv with the role put first when it had to be found this way.
- */
-async function withRoleFromConfig(argv: string[]): Promise<string[]> {
-  const at = argv.findIndex((a) => a === "--config" || a.startsWith("--config="));
-  if (at < 0 || argv.some((a) => a === "--role" || a.startsWith("--role="))) return argv;
-  if (argv.some((a) => Object.hasOwn(ROLES, a)) || argv.includes("--help")) return argv;
-  const file = argv[at].includes("=") ? argv[at].slice("--config=".length) : argv[at + 1];
-  const n = argv.findIndex((a) => a === "--name" || a.startsWith("--name="));
-  if (!file || n < 0) return argv;
-  const name = argv[n].includes("=") ? argv[n].slice("--name=".length) : argv[n + 1];
-  if (!name) return argv;
-  const topology = await loadTopology(file, ROLES);
-  return [findInstance(topology, name).role, ...argv];
-}
-
-async function resolveOptions(parsed: ParsedCommand): Promise<Options> {
-  const role = ROLES[parsed.role!];
-  const spec = roleSpec(role);
-  if (parsed.config === undefined) return mergeOptions(spec, parsed.options);
-  const name = parsed.options.name as string | undefined;
-  if (name === undefined) throw new UsageError("--config needs --name INSTANCE");
-  const topology = await loadTopology(parsed.config, ROLES);
-  const instance = findInstance(topology, name);
-  if (instance.role !== parsed.role) {
-    throw new UsageError(
-      `Instance ${name} in ${parsed.config} is a ${instance.role}, not a ${parsed.role}`,
-    );
-  }
-  const cli = resolveReferences(parsed.options, { topology, spec });
-  return mergeOptions(spec, instance.options, cli);
-}
-
 /** Prints a failure the way users see it and picks the exit code. */
 function fail(err: unknown): number {
   if (err instanceof UsageError) {
-    console.error(`dist: ${err.message}`);
+    // Several problems (a topology file's) are several lines, each `dist: …`.
+    for (const line of err.message.split("\n")) console.error(`dist: ${line}`);
     return 2;
   }
   if (err instanceof DistError) {

@@ -7,7 +7,13 @@ import { LineLocator } from "./_locate.ts";
 import { nameTable, resolveValue, type Target } from "./_resolve.ts";
 import { didYouMean } from "./_suggest.ts";
 import { UsageError } from "./errors.ts";
-import type { OptionDef, Options, OptionSpec, RoleInfo } from "./spec.ts";
+import {
+  HOST_OPTION,
+  type OptionDef,
+  type Options,
+  type OptionSpec,
+  type RoleInfo,
+} from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
 import {
   convertValue,
@@ -24,8 +30,13 @@ const RESTART: OptionDef = {
   choices: ["always", "on-failure", "no"],
 };
 const REPLICAS: OptionDef = { type: "integer", description: "How many copies", min: 1 };
-/** Keys an entry takes besides its role's options. */
-const ENTRY_KEYS = ["name", "replicas", "restart"];
+/**
+ * Keys an entry takes besides its role's options. `host` is one for roles that
+ * do not listen: it only places the instance on a machine.
+ */
+const ENTRY_KEYS = ["name", "replicas", "restart", "host"];
+/** Most problems listed, one per line; the rest are counted. */
+const MAX_PROBLEMS = 20;
 /** Returned by a failed conversion, whose problem is already recorded. */
 const INVALID = Symbol("invalid");
 
@@ -37,6 +48,8 @@ interface Entry {
   group: string;
   replicas: number;
   restart?: RestartPolicy;
+  /** `host` of an entry whose role does not listen (placement only). */
+  host?: string;
   options: Options;
 }
 
@@ -61,6 +74,8 @@ export class TopologyLoader {
   #where: LineLocator;
   #problems: Problem[] = [];
   #defaults: Record<string, unknown> = {};
+  /** `host` of `[defaults]`, for every instance's placement. */
+  #defaultHost?: string;
   #entryOf = new Map<Instance, Entry>();
 
   constructor(text: string, options: ParseTopologyOptions) {
@@ -134,6 +149,9 @@ export class TopologyLoader {
       } else if (key === "restart") {
         const restart = this.#convert(label, RESTART, raw, line);
         if (restart !== INVALID) entry.restart = restart as RestartPolicy;
+      } else if (key === "host" && !Object.hasOwn(spec, "host")) {
+        const host = this.#convert(label, HOST_OPTION, raw, line);
+        if (host !== INVALID) entry.host = host as string;
       } else if (toSnake(camel) === key && Object.hasOwn(spec, camel)) {
         const value = this.#convert(label, spec[camel], raw, line);
         if (value !== INVALID) entry.options[camel] = value;
@@ -164,17 +182,22 @@ export class TopologyLoader {
         if (value !== INVALID) restart = value as RestartPolicy;
       } else if (key === "name" || key === "replicas") {
         this.#problem(line, `${label}: cannot be a default (set it on each entry)`);
+      } else if (key === "host" && takers.length === 0) {
+        const host = this.#convert(label, HOST_OPTION, raw, line);
+        if (host !== INVALID) this.#defaultHost = host as string;
       } else if (takers.length === 0) {
         const known = new Set(["restart"]);
         for (const info of Object.values(this.#roles)) {
           for (const option of Object.keys(roleSpec(info))) known.add(toSnake(option));
         }
         known.delete("name");
+        known.add("host");
         this.#problem(line, `${label}: unknown key: no role takes it${didYouMean(key, known)}`);
       } else {
         for (const [role, info] of takers) {
           const value = this.#convert(label, roleSpec(info)[camel], raw, line);
           if (value !== INVALID) layers.get(role)![camel] = value;
+          if (value !== INVALID && key === "host") this.#defaultHost = value as string;
         }
       }
     }
@@ -204,6 +227,8 @@ export class TopologyLoader {
         name,
         role: entry.role,
         group: entry.group,
+        host: (options.host as string | undefined) ?? entry.host ?? this.#defaultHost ??
+          HOST_OPTION.default as string,
         ...(many ? { replica } : {}),
         options,
         restart: entry.restart ?? restart ?? "on-failure",
@@ -239,10 +264,7 @@ export class TopologyLoader {
       for (const key of portKeys(roleSpec(this.#roles[instance.role]))) {
         const port = instance.options[key];
         if (typeof port !== "number" || port === 0) continue;
-        const host = String(instance.options.host ?? "").toLowerCase().replace(
-          /^localhost$/,
-          "127.0.0.1",
-        );
+        const host = instance.host.toLowerCase().replace(/^localhost$/, "127.0.0.1");
         const address = `${host}:${port}`;
         const other = taken.get(address);
         if (other === undefined) {
@@ -310,16 +332,18 @@ export class TopologyLoader {
     }
   }
 
-  /** Throws the first problem (by line) if there is any. */
+  /**
+   * Throws every problem so far, in line order, one per line of the message
+   * (each line names the file, so each reads alone, as a compiler's do).
+   */
   #check(): void {
     if (this.#problems.length === 0) return;
-    const [first, ...rest] = this.#problems.toSorted((a, b) =>
-      (a.line ?? Infinity) - (b.line ?? Infinity)
+    const sorted = this.#problems.toSorted((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+    const lines = sorted.slice(0, MAX_PROBLEMS).map(({ line, text }) =>
+      `Cannot load ${this.#file}: ${line === undefined ? "" : `line ${line}: `}${text}`
     );
-    const where = first.line === undefined ? "" : `line ${first.line}: `;
-    const more = rest.length === 0
-      ? ""
-      : ` (and ${rest.length} more ${rest.length === 1 ? "problem" : "problems"})`;
-    throw new UsageError(`Cannot load ${this.#file}: ${where}${first.text}${more}`);
+    const rest = sorted.length - lines.length;
+    if (rest > 0) lines.push(`Cannot load ${this.#file}: ${rest} more problems not shown`);
+    throw new UsageError(lines.join("\n"));
   }
 }

@@ -7,6 +7,8 @@ import { formatAddress, isReferenceName, toSnake } from "./values.ts";
 export interface Target {
   name: string;
   group: string;
+  /** The machine it runs on (where its port is). */
+  host: string;
   options: Options;
 }
 
@@ -60,7 +62,7 @@ export function resolveValue(
       if (typeof port !== "number") {
         return `${JSON.stringify(target.name)} has no ${toSnake(portKey)} to connect to`;
       }
-      addresses.push(formatAddress({ host: dialHost(target.options.host), port }));
+      addresses.push(formatAddress({ host: dialHost(target.host), port }));
       targets.push(target.name);
     }
   }

@@ -4,8 +4,21 @@
  */
 import { didYouMean } from "./_suggest.ts";
 import { UsageError } from "./errors.ts";
-import type { OptionDef, Options, OptionSpec, RoleInfo } from "./spec.ts";
-import { convertValue, roleSpec, toKebab } from "./values.ts";
+import {
+  COMMON_OPTIONS,
+  type OptionDef,
+  type Options,
+  type OptionSpec,
+  type RoleInfo,
+} from "./spec.ts";
+import { convertValue, mergeOptions, roleSpec, toCamel, toKebab } from "./values.ts";
+import {
+  findInstance,
+  type Instance,
+  loadTopology,
+  resolveReferences,
+  type Topology,
+} from "./topology.ts";
 
 /** What the command line asked for. */
 export interface ParsedCommand {
@@ -65,25 +78,79 @@ function takeRoleFlag(tokens: string[]): string | undefined {
   return role;
 }
 
-/** Takes the first positional out of `tokens`, skipping global flags before it. */
-function takeRolePositional(tokens: string[]): string | undefined {
+/** Whether `token` is a flag every command takes (global or common), and whether it takes a value. */
+function knownBeforeRole(token: string): { value: boolean } | undefined {
+  if (token.length === 2 && GLOBAL_SHORT[token[1]] !== undefined) return { value: false };
+  if (!token.startsWith("--")) return undefined;
+  const eq = token.indexOf("=");
+  const name = token.slice(2, eq < 0 ? undefined : eq);
+  if (name === "help" || name === "version") return { value: false };
+  if (name === "config" || name === "role") return { value: eq < 0 };
+  const def = COMMON_OPTIONS[toCamel(name)];
+  if (def === undefined || toKebab(toCamel(name)) !== name) return undefined;
+  return { value: eq < 0 && def.type !== "boolean" };
+}
+
+/**
+ * Finds where the role is named positionally: the first argument that is
+ * neither a flag every command takes nor such a flag's value. So in
+ * `dist --name client server` the role is "server", never the value of
+ * `--name`. The search stops at a flag only a role knows (its arity is not
+ * known yet) and at `--`.
+ *
+ * @returns the index in `tokens`, or -1
+ */
+function rolePosition(tokens: string[]): number {
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i];
-    if (token === "--") return undefined;
-    if (token === "--config") {
-      i++;
-      continue;
-    }
-    const name = token.replace(/^--?/, "").replace(/=.*$/, "");
-    const global = token.startsWith("--")
-      ? GLOBAL_FLAGS.includes(name as typeof GLOBAL_FLAGS[number])
-      : token.length === 2 && GLOBAL_SHORT[name] !== undefined;
-    if (global) continue;
-    if (isFlag(token)) return undefined;
-    tokens.splice(i, 1);
-    return token;
+    if (token === "--") return -1;
+    if (!isFlag(token)) return i;
+    const known = knownBeforeRole(token);
+    if (known === undefined) return -1;
+    if (known.value && isValue(tokens[i + 1])) i++;
   }
-  return undefined;
+  return -1;
+}
+
+/**
+ * The value of the last `--flag X` / `--flag=X` before `--` (a value is never
+ * a flag, so this cannot be fooled by another flag's value).
+ */
+function flagValue(tokens: readonly string[], flag: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < tokens.length && tokens[i] !== "--"; i++) {
+    if (tokens[i] === flag && isValue(tokens[i + 1])) value = tokens[i + 1];
+    else if (tokens[i].startsWith(`${flag}=`)) value = tokens[i].slice(flag.length + 1);
+  }
+  return value;
+}
+
+/**
+ * Takes the role out of `tokens`: `--role X`, or the first positional.
+ * With `fallback` (the role of a topology instance), a first positional that
+ * is not a role is left alone (it is the client's operation).
+ */
+function takeRole(
+  tokens: string[],
+  roles: Record<string, RoleInfo>,
+  fallback: string | undefined,
+): string | undefined {
+  const flag = takeRoleFlag(tokens);
+  const at = rolePosition(tokens);
+  const positional = at < 0 ? undefined : tokens[at];
+  if (flag !== undefined) {
+    if (positional !== undefined && Object.hasOwn(roles, positional)) {
+      if (positional !== flag) {
+        throw new UsageError(`Two roles given: ${positional} and --role ${flag}: give one`);
+      }
+      tokens.splice(at, 1);
+    }
+    return flag;
+  }
+  if (positional === undefined) return fallback;
+  if (fallback !== undefined && !Object.hasOwn(roles, positional)) return fallback;
+  tokens.splice(at, 1);
+  return positional;
 }
 
 /**
@@ -99,12 +166,17 @@ function takeRolePositional(tokens: string[]): string | undefined {
  * When `--help` is given, mistakes in the other flags are ignored so that the
  * help can be shown; an unknown role is still an error.
  *
+ * @param options.role the role when argv names none (a topology instance's)
  * @throws {UsageError} for an unknown role or flag, a missing or bad value,
  *   or an unexpected positional
  */
-export function parseArgv(argv: string[], roles: Record<string, RoleInfo>): ParsedCommand {
+export function parseArgv(
+  argv: string[],
+  roles: Record<string, RoleInfo>,
+  options: { role?: string } = {},
+): ParsedCommand {
   const tokens = [...argv];
-  const role = takeRoleFlag(tokens) ?? takeRolePositional(tokens);
+  const role = takeRole(tokens, roles, options.role);
   if (role !== undefined && !Object.hasOwn(roles, role)) {
     const hint = didYouMean(role, Object.keys(roles)) || " (see dist --help)";
     throw new UsageError(`Unknown role ${JSON.stringify(role)}${hint}`);
@@ -244,6 +316,10 @@ class ArgvParser {
     const hint = flag.startsWith("--")
       ? didYouMean(flag.slice(2), flags, { format: (f) => `--${f}` })
       : "";
+    const advice = this.#info?.flagHints?.[flag.startsWith("--") ? flag : flag.slice(0, 2)];
+    if (advice !== undefined) {
+      return new UsageError(`Unknown flag ${flag} for ${this.#role}: ${advice}`);
+    }
     if (this.#role === undefined) {
       return new UsageError(
         hint
@@ -253,6 +329,78 @@ class ArgvParser {
     }
     return new UsageError(`Unknown flag ${flag} for ${this.#role}${hint}`);
   }
+}
+
+/** What `dist …` asks for, with the options it runs with. */
+export interface Command extends ParsedCommand {
+  /**
+   * Everything the role runs with: built-in defaults < the topology
+   * instance's options (with `--config`) < the flags given.
+   */
+  resolved: Options;
+  /** With `--config FILE --name X`: the file and instance X in it. */
+  topology?: Topology;
+  instance?: Instance;
+}
+
+/** How {@link parseCommand} reads a topology file (tests give their own). */
+export interface ParseCommandOptions {
+  load?: (file: string, roles: Record<string, RoleInfo>) => Promise<Topology>;
+}
+
+/**
+ * Parses the arguments after `dist` and resolves the options the role runs
+ * with. `--config FILE --name X` takes X's options from the topology file,
+ * and X's role when argv names none (`dist --config cluster.toml --name
+ * client`). The role is undefined only with `--help`, `--version` or no
+ * arguments at all.
+ *
+ * @throws {UsageError} as {@link parseArgv} does; for a topology file that
+ *   cannot be loaded; for `--config` without `--name` (naming the instances);
+ *   for an unknown instance, or one of another role than the one given
+ */
+export async function parseCommand(
+  argv: string[],
+  roles: Record<string, RoleInfo>,
+  options: ParseCommandOptions = {},
+): Promise<Command> {
+  const config = flagValue(argv, "--config");
+  if (config === undefined) {
+    const parsed = parseArgv(argv, roles);
+    const resolved = parsed.role === undefined
+      ? {}
+      : mergeOptions(roleSpec(roles[parsed.role]), parsed.options);
+    return { ...parsed, resolved };
+  }
+  const help = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : undefined)
+    .some((t) => t === "-h" || t === "--help");
+  let topology: Topology;
+  let instance: Instance;
+  try {
+    topology = await (options.load ?? loadTopology)(config, roles);
+    const name = flagValue(argv, "--name");
+    if (name === undefined) {
+      const names = topology.instances.map((i) => i.name);
+      const shown = names.length > 30 ? [...names.slice(0, 30), "…"] : names;
+      throw new UsageError(`--config needs --name INSTANCE: one of ${shown.join(", ")}`);
+    }
+    instance = findInstance(topology, name);
+  } catch (error) {
+    // Help is shown whatever is wrong with the file.
+    if (!help || !(error instanceof UsageError)) throw error;
+    return { ...parseArgv(argv, roles), resolved: {} };
+  }
+  const parsed = parseArgv(argv, roles, { role: instance.role });
+  if (parsed.role !== instance.role && !parsed.help) {
+    throw new UsageError(
+      `Instance ${instance.name} in ${config} is a ${instance.role}, not a ${parsed.role}`,
+    );
+  }
+  if (parsed.help || parsed.version) return { ...parsed, resolved: {}, topology, instance };
+  const spec = roleSpec(roles[instance.role]);
+  const flags = resolveReferences(parsed.options, { topology, spec });
+  const resolved = mergeOptions(spec, instance.options, flags);
+  return { ...parsed, resolved, topology, instance };
 }
 
 /**

@@ -6,7 +6,9 @@
  *   exports an {@link OptionSpec}, and everything else is generated from it.
  * - `values.ts`: durations, addresses, converting one value per option type,
  *   built-in defaults and the merging of layers (later layers win).
- * - `argv.ts`: `dist <role> [flags]` into a {@link ParsedCommand}.
+ * - `argv.ts`: `dist <role> [flags]` into a {@link ParsedCommand}, and with
+ *   `--config FILE --name X` the instance's role and options
+ *   ({@link parseCommand}).
  * - `help.ts`: `dist --help` and `dist <role> --help`.
  * - `topology.ts`: the TOML topology file, validated in one pass and expanded
  *   into instances; `default_topology.ts` is the embedded default.
@@ -14,7 +16,8 @@
  *
  * Precedence for one instance: built-in defaults < `[defaults]` < the
  * file's entry < command-line flags, i.e.
- * `mergeOptions(roleSpec(info), instance.options, parsed.options)`.
+ * `mergeOptions(roleSpec(info), instance.options, parsed.options)` (what
+ * {@link parseCommand} returns as `resolved`).
  */
 export * from "./spec.ts";
 export { UsageError } from "./errors.ts";
@@ -35,7 +38,14 @@ export {
   toSnake,
 } from "./values.ts";
 export { didYouMean, suggest } from "./_suggest.ts";
-export { optionsToArgv, parseArgv, type ParsedCommand } from "./argv.ts";
+export {
+  type Command,
+  optionsToArgv,
+  parseArgv,
+  parseCommand,
+  type ParseCommandOptions,
+  type ParsedCommand,
+} from "./argv.ts";
 export { formatMainHelp, formatRoleHelp } from "./help.ts";
 export {
   findInstance,

@@ -59,17 +59,29 @@ export interface RoleInfo {
   options: OptionSpec;
   /** Whether the role takes positional arguments (the client's operation). */
   positionals?: boolean;
+  /**
+   * What to say about a flag the role does not take but a user may try,
+   * keyed by the flag as typed: `{"--port": "the client dials: give --connect HOST:PORT"}`.
+   */
+  flagHints?: Record<string, string>;
 }
+
+/**
+ * `--host`: the address a role listens on. Only roles that listen take it as
+ * a flag (put `host: HOST_OPTION` in their options); in a topology file every
+ * entry may say `host`, which also places the instance on a machine
+ * (`Instance.host` of the topology, for `dist up --on HOST`).
+ */
+export const HOST_OPTION: OptionDef = {
+  type: "string",
+  description: "Address to listen on",
+  default: "127.0.0.1",
+  metavar: "HOST",
+};
 
 /** Options every role takes. */
 export const COMMON_OPTIONS: OptionSpec = {
   name: { type: "string", description: "Instance name used in logs and replies", metavar: "NAME" },
-  host: {
-    type: "string",
-    description: "Address to listen on or place the instance",
-    default: "127.0.0.1",
-    metavar: "HOST",
-  },
   logLevel: {
     type: "choice",
     description: "Log level",

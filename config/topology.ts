@@ -32,9 +32,15 @@ export interface Instance {
   /** 1..N when the entry has `replicas` > 1. */
   replica?: number;
   /**
+   * The machine it is placed on (`dist up --on HOST` starts the instances
+   * whose host this is): `host` of the entry, else of `[defaults]`, else
+   * 127.0.0.1. Every instance has one, whether or not its role listens.
+   */
+  host: string;
+  /**
    * Fully merged: built-in defaults < `[defaults]` < the entry; converted;
-   * references resolved to "host:port"; includes `name` and `host` (and
-   * `port` where the role takes one).
+   * references resolved to "host:port"; includes `name` (and `host` and
+   * `port` where the role takes them: roles that listen).
    */
   options: Options;
   restart: RestartPolicy;
@@ -59,9 +65,9 @@ export interface ParseTopologyOptions {
 /**
  * Parses and validates a topology text and expands it into instances.
  *
- * @throws {UsageError} naming the file, the line and the key path of the
- *   first problem, e.g. `Cannot load cluster.toml: line 12: balancer.bakends:
- *   unknown key (did you mean "backends"?)`
+ * @throws {UsageError} naming the file, the line and the key path of every
+ *   problem, one per line of the message, e.g. `Cannot load cluster.toml:
+ *   line 12: balancer.bakends: unknown key (did you mean "backends"?)`
  */
 export function parseTopology(text: string, options: ParseTopologyOptions): Topology {
   let document: Record<string, unknown>;

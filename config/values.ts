@@ -163,11 +163,10 @@ export interface ConvertOptions {
   names?: boolean;
 }
 
+/** What a number out of `min`..`max` must be: "at least 1", "between 64 and 1024". */
 function rangeText(min?: number, max?: number): string {
-  if (min !== undefined && max !== undefined) return ` (${min}-${max})`;
-  if (min !== undefined) return ` (at least ${min})`;
-  if (max !== undefined) return ` (at most ${max})`;
-  return "";
+  if (min !== undefined && max !== undefined) return `between ${min} and ${max}`;
+  return min !== undefined ? `at least ${min}` : `at most ${max}`;
 }
 
 function toNumber(raw: unknown, integer: boolean): number | undefined {
@@ -228,11 +227,13 @@ export function convertValue(
     case "number": {
       const integer = def.type === "integer";
       const n = toNumber(raw, integer);
-      const ok = n !== undefined && Number.isFinite(n) && (!integer || Number.isInteger(n)) &&
-        (def.min === undefined || n >= def.min) && (def.max === undefined || n <= def.max);
-      return ok
-        ? n
-        : fail(`is not ${integer ? "an integer" : "a number"}${rangeText(def.min, def.max)}`);
+      if (n === undefined || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+        return fail(`is not ${integer ? "an integer" : "a number"}`);
+      }
+      if ((def.min !== undefined && n < def.min) || (def.max !== undefined && n > def.max)) {
+        throw new UsageError(`${key}: must be ${rangeText(def.min, def.max)}, got ${showValue(n)}`);
+      }
+      return n;
     }
     case "port": {
       const n = toNumber(raw, true);

@@ -1,5 +1,5 @@
 import { getLogger } from "@logtape/logtape";
-import type { Options } from "../config/mod.ts";
+import { formatAddress, HOST_OPTION, type Options } from "../config/mod.ts";
 import { DistError, listen } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import type { Role, RunContext } from "./_role.ts";
@@ -18,6 +18,7 @@ export const server: Role = {
     "  sys.ping, sys.stats",
   ],
   options: {
+    host: HOST_OPTION,
     port: {
       type: "port",
       description: "Port to listen on (0 picks a free one)",
@@ -82,7 +83,11 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
   // `by` and the handshake name are fixed once the port (maybe 0) is bound.
   setLogInstance(name);
   listener.name = listener.by = name;
-  log.info("Listening on {addr}", { addr: `${listener.addr.hostname}:${listener.addr.port}` });
+  log.info("Listening on {address}", {
+    address: formatAddress({ host: listener.addr.hostname, port: listener.addr.port }),
+    host: listener.addr.hostname,
+    port: listener.addr.port,
+  });
   ctx.onListening?.({ ...listener.addr, name });
   await new Promise<void>((resolve) => {
     if (ctx.signal.aborted) resolve();

@@ -10,7 +10,9 @@ import {
   optionsToArgv,
   parseAddress,
   parseArgv,
+  parseCommand,
   parseDuration,
+  parseTopology,
   roleSpec,
   suggest,
 } from "../config/mod.ts";
@@ -164,6 +166,67 @@ Deno.test("parseArgv() reads --config anywhere and then keeps instance names", (
   rejects("client --connect server-1 ping", /instance names work only in a topology file/);
 });
 
+Deno.test("parseArgv() never takes the value of a flag for the role", () => {
+  // README's own example: an instance named like a role.
+  assert.equal(parse("--name client server").role, "server");
+  assert.equal(parse("--name client server").options.name, "client");
+  assert.equal(parse("--log-level debug --name server client add 1 2").role, "client");
+  assert.deepEqual(parse("--json client add 1 2").positionals, ["add", "1", "2"]);
+  // With a role from a topology instance, a first word that is no role is the operation.
+  const fromInstance = parseArgv(["--name", "c", "add", "1", "2"], ROLES, { role: "client" });
+  assert.equal(fromInstance.role, "client");
+  assert.deepEqual(fromInstance.positionals, ["add", "1", "2"]);
+});
+
+Deno.test("parseArgv() rejects two different roles", () => {
+  rejects("server --role client", "Two roles given: server and --role client: give one");
+  assert.equal(parse("server --role server --port 1").role, "server");
+});
+
+Deno.test("parseArgv() says what to use instead of a flag the role does not take", () => {
+  rejects(
+    "client --port 5557 add 1 2",
+    "Unknown flag --port for client: the client dials: give --connect HOST:PORT",
+  );
+  rejects("client --host 1.2.3.4", "Unknown flag --host for client");
+});
+
+/** A topology loader for parseCommand() tests: one server s1, one client c1. */
+function fakeLoad(file: string) {
+  return Promise.resolve(parseTopology(
+    '[[server]]\nname = "s1"\nport = 6000\n[[client]]\nname = "c1"\nconnect = "s1"\n',
+    { file, roles: ROLES },
+  ));
+}
+
+Deno.test("parseCommand() takes the role and options of a topology instance", async () => {
+  const command = (line: string) => parseCommand(line.split(" "), ROLES, { load: fakeLoad });
+  const s1 = await command("--config c.toml --name s1 --port 0");
+  assert.equal(s1.role, "server");
+  assert.equal(s1.resolved.port, 0);
+  assert.equal(s1.resolved.name, "s1");
+  assert.equal(s1.instance?.name, "s1");
+  const c1 = await command("--config c.toml --name c1 add 1 2");
+  assert.equal(c1.role, "client");
+  assert.equal(c1.resolved.connect, "127.0.0.1:6000");
+  assert.deepEqual(c1.positionals, ["add", "1", "2"]);
+  const flagWins = await command("client --config c.toml --name c1 --connect s1 --timeout 1s");
+  assert.equal(flagWins.resolved.timeout, 1000);
+  await assert.rejects(command("--config c.toml"), {
+    message: "--config needs --name INSTANCE: one of s1, c1",
+  });
+  await assert.rejects(command("server --config c.toml --name c1"), {
+    message: "Instance c1 in c.toml is a client, not a server",
+  });
+  await assert.rejects(command("--config c.toml --name s2"), {
+    message: 'No instance "s2" in c.toml (did you mean "s1"?)',
+  });
+  assert.equal((await command("--config c.toml --name c1 --help")).help, true);
+  const plain = await parseCommand(["server", "-p", "1"], ROLES);
+  assert.equal(plain.resolved.port, 1);
+  assert.equal(plain.resolved.host, "127.0.0.1");
+});
+
 Deno.test("optionsToArgv() writes flags that parseArgv() reads back", () => {
   const spec = roleSpec(ROLES.balancer);
   const options = {
@@ -253,12 +316,13 @@ Deno.test("convertValue() checks numbers, ports and ranges with the given label"
   const liveness = roleSpec(ROLES.server).liveness;
   throwsUsage(
     () => convertValue("--liveness", liveness, "0"),
-    '--liveness: "0" is not an integer (at least 1)',
+    "--liveness: must be at least 1, got 0",
   );
   throwsUsage(() => convertValue("--liveness", liveness, "1.5"), /is not an integer/);
   const ratio = { type: "number", description: "", min: 0, max: 1 } as const;
   assert.equal(convertValue("--ratio", ratio, "0.25"), 0.25);
-  throwsUsage(() => convertValue("--ratio", ratio, "2"), '--ratio: "2" is not a number (0-1)');
+  throwsUsage(() => convertValue("--ratio", ratio, "2"), "--ratio: must be between 0 and 1, got 2");
+  throwsUsage(() => convertValue("--ratio", ratio, "x"), '--ratio: "x" is not a number');
 });
 
 Deno.test("convertValue() reads booleans from TOML and from words", () => {

@@ -151,11 +151,22 @@ Deno.test("parseTopology() rejects a [defaults] key that no role takes", () => {
   );
 });
 
-Deno.test("parseTopology() counts the other problems after the first", () => {
+Deno.test("parseTopology() lists every problem, one per line, in line order", () => {
   throwsUsage(
-    () => load('[[server]]\nprot = 1\nservise = "x"\n'),
-    /line 2: server\.prot: .* \(and 1 more problem\)$/,
+    () => load('[[client]]\nrandom = "x"\n[[server]]\nservise = "x"\nprot = 1\n'),
+    [
+      'Cannot load cluster.toml: line 2: client.random: "x" is not an integer',
+      'Cannot load cluster.toml: line 4: server.servise: unknown key (did you mean "service"?)',
+      'Cannot load cluster.toml: line 5: server.prot: unknown key (did you mean "port"?)',
+    ].join("\n"),
   );
+  const many = Array.from({ length: 25 }, (_, i) => `[[server]]\nname = "s${i}"\nprot = 1`);
+  assert.throws(() => load(many.join("\n")), (error: Error) => {
+    const lines = error.message.split("\n");
+    assert.equal(lines.length, 21);
+    assert.equal(lines[20], "Cannot load cluster.toml: 5 more problems not shown");
+    return true;
+  });
 });
 
 Deno.test("parseTopology() rejects a file without instances", () => {
@@ -269,6 +280,42 @@ Deno.test("parseTopology() merges [defaults] into the instances whose role takes
   assert.equal(options(topology, "client").timeout, 2000);
   assert.equal(findInstance(topology, "client").restart, "no");
   assert.equal(options(topology, "client").heartbeat, 1000);
+});
+
+Deno.test("parseTopology() places every instance on a host, whether or not its role listens", () => {
+  const text = [
+    "[defaults]",
+    'host = "10.1.1.1"',
+    "[[server]]",
+    'host = "10.2.2.2"',
+    "[[client]]",
+    'name = "c1"',
+    "[[client]]",
+    'name = "c2"',
+    'host = "10.3.3.3"',
+  ].join("\n");
+  const topology = load(text);
+  const hosts = topology.instances.map((i) => [i.name, i.host, i.options.host]);
+  // The client dials: `host` only places it, and is not one of its options.
+  assert.deepEqual(hosts, [
+    ["server", "10.2.2.2", "10.2.2.2"],
+    ["c1", "10.1.1.1", undefined],
+    ["c2", "10.3.3.3", undefined],
+  ]);
+  assert.equal(load("[[client]]\n").instances[0].host, "127.0.0.1");
+  // A [defaults] host is fine even when no role in the table listens.
+  const clientsOnly = { client: ROLES.client };
+  const only = parseTopology('[defaults]\nhost = "10.9.9.9"\n[[client]]\n', {
+    file: "c.toml",
+    roles: clientsOnly,
+  });
+  assert.equal(only.instances[0].host, "10.9.9.9");
+  throwsUsage(() => load("[[client]]\nhost = 5\n"), /line 2: client\.host: 5 is not a string/);
+});
+
+Deno.test("parseTopology() resolves a reference to the named instance's host", () => {
+  const text = '[[server]]\nhost = "10.2.2.2"\nport = 6000\n[[client]]\nconnect = "server"\n';
+  assert.equal(options(load(text), "client").connect, "10.2.2.2:6000");
 });
 
 Deno.test("mergeOptions() layers flags over the file over [defaults] over built-ins", () => {

@@ -12,6 +12,7 @@ import {
   runDist,
   startDist,
 } from "./helpers/dist.ts";
+import { assertUserError } from "./helpers/cli.ts";
 import { randomOperation } from "../roles/mod.ts";
 
 /** Runs `body` with a fresh `dist server --port 0`, stopped afterwards. */
@@ -25,19 +26,6 @@ async function withServer(
   } finally {
     await server.stop();
   }
-}
-
-/** Asserts a user error: exit `code` and one stderr line starting `dist: `. */
-function assertUserError(
-  result: { code: number; stderr: string },
-  code: number,
-  what: string,
-): string {
-  assert.equal(result.code, code, `${what}: exit code; stderr:\n${result.stderr}`);
-  const errLines = lines(result.stderr);
-  assert.equal(errLines.length, 1, `${what}: one stderr line, got:\n${result.stderr}`);
-  assert.match(errLines[0], /^dist: /, what);
-  return errLines[0];
 }
 
 Deno.test("client one shot prints the result of every operation and exits 0", async () => {

@@ -1,4 +1,4 @@
-import { type Options, parseAddress } from "../../config/mod.ts";
+import { formatAddress, type Options, parseAddress } from "../../config/mod.ts";
 import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
 import type { Operation } from "../ops.ts";
 
@@ -14,9 +14,34 @@ export interface Outcome {
   ms: number;
 }
 
-/** Dials the `--connect` address with the client's codec and heartbeat settings. */
-export function connect(options: Options): Promise<Peer> {
-  return dial(parseAddress(options.connect as string), {
+/** Where the client connects by default: the balancer of the default topology. */
+export const DEFAULT_CONNECT = "127.0.0.1:5556";
+
+/**
+ * Dials the `--connect` address with the client's codec and heartbeat
+ * settings. A refused connection says what to try.
+ *
+ * @throws {DistError} UNAVAILABLE or TIMEOUT when it cannot connect
+ */
+export async function connect(options: Options): Promise<Peer> {
+  const address = parseAddress(options.connect as string);
+  try {
+    return await dialAddress(address, options);
+  } catch (err) {
+    if (!(err instanceof DistError) || !(err.cause instanceof Deno.errors.ConnectionRefused)) {
+      throw err;
+    }
+    const hint = options.connect === DEFAULT_CONNECT
+      ? "nothing listening; is the balancer up? give --connect HOST:PORT"
+      : "nothing listening";
+    throw new DistError("UNAVAILABLE", `Cannot connect to ${formatAddress(address)} (${hint})`, {
+      cause: err,
+    });
+  }
+}
+
+function dialAddress(address: { host: string; port: number }, options: Options): Promise<Peer> {
+  return dial(address, {
     role: "client",
     name: (options.name as string | undefined) ?? `client-${Deno.pid}`,
     codec: codecByName(options.codec as string),

@@ -2,7 +2,7 @@ import { type Options, UsageError } from "../../config/mod.ts";
 import { DistError } from "../../wire/mod.ts";
 import { parseOperation } from "../ops.ts";
 import { type Role, type RunContext, writeStdout } from "../_role.ts";
-import { connect, formatResult, outcomeJson, perform } from "./_common.ts";
+import { connect, DEFAULT_CONNECT, formatResult, outcomeJson, perform } from "./_common.ts";
 import { runRandom } from "./random.ts";
 import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
@@ -12,6 +12,11 @@ import { OPERATION_HELP } from "../ops.ts";
 export const client: Role = {
   summary: "Send requests: one shot, interactive, --random N, or --bench",
   positionals: true,
+  flagHints: {
+    "--port": "the client dials, it does not listen: give --connect HOST:PORT",
+    "-p": "the client dials, it does not listen: give --connect HOST:PORT (or -c HOST:PORT)",
+    "--host": "the client dials, it does not listen: give --connect HOST:PORT",
+  },
   usage: [
     "dist client [--connect HOST:PORT] OPERATION...     one request, prints the result",
     "dist client [--connect HOST:PORT]                  interactive shell (or one op per line from a pipe)",
@@ -26,7 +31,7 @@ export const client: Role = {
     connect: {
       type: "address",
       description: "Where to send requests (a server, or a balancer)",
-      default: "127.0.0.1:5556",
+      default: DEFAULT_CONNECT,
       short: "c",
       ref: true,
       metavar: "HOST:PORT",

@@ -22,7 +22,8 @@ export const STOP_TIMEOUT_MS = 5_000;
 /** How long {@link runDist} lets a one-shot command run by default (ms). */
 export const RUN_TIMEOUT_MS = 15_000;
 
-const LISTENING = /Listening on ([\d.]+):(\d+)/;
+/** The line a listening role logs; an IPv6 host is in brackets (`[::1]:5557`). */
+const LISTENING = /Listening on (\[[\w:.%]+\]|[\w.-]+):(\d+)/;
 
 /** Most text kept per stream; older text is dropped (a bounded buffer). */
 const MAX_KEPT_CHARS = 1 << 20;

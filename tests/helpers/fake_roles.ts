@@ -1,6 +1,6 @@
 /** Shared by the config and argv tests: a fake role table and an assertion. */
 import assert from "node:assert/strict";
-import { type RoleInfo, UsageError } from "../../config/mod.ts";
+import { HOST_OPTION, type RoleInfo, UsageError } from "../../config/mod.ts";
 
 /** A fake role table, so these tests do not depend on the real roles. */
 export const ROLES: Record<string, RoleInfo> = {
@@ -8,6 +8,7 @@ export const ROLES: Record<string, RoleInfo> = {
     summary: "Answers requests",
     usage: ["dist server [flags]"],
     options: {
+      host: HOST_OPTION,
       port: { type: "port", description: "Port to listen on", default: 5557, short: "p" },
       service: { type: "string", description: "Service name" },
       binders: { type: "addresses", description: "Binders", ref: true },
@@ -17,6 +18,7 @@ export const ROLES: Record<string, RoleInfo> = {
     summary: "Spreads requests over backends",
     usage: ["dist balancer [flags]"],
     options: {
+      host: HOST_OPTION,
       port: { type: "port", description: "Port for clients", default: 5556, short: "p" },
       backends: { type: "addresses", description: "Servers to dial", ref: true, default: [] },
       workerPort: { type: "port", description: "Port workers dial", default: 8889 },
@@ -32,6 +34,7 @@ export const ROLES: Record<string, RoleInfo> = {
     summary: "Sends requests",
     usage: ["dist client [flags] <op> [args...]"],
     positionals: true,
+    flagHints: { "--port": "the client dials: give --connect HOST:PORT" },
     options: {
       connect: {
         type: "address",
