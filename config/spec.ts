@@ -107,6 +107,11 @@ export const COMMON_OPTIONS: OptionSpec = {
     default: 3,
     min: 1,
   },
+  writeTimeout: {
+    type: "duration",
+    description: "Cut off a peer that takes none of our output for this long",
+    default: 10_000,
+  },
   maxFrame: {
     type: "integer",
     description: "Largest accepted frame in bytes (up to 64 MiB)",

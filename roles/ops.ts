@@ -31,13 +31,21 @@ function num(params: unknown, key: string, index: number): number {
   return v;
 }
 
+/** A result no codec can carry (1e308 + 1e308) is the caller's problem, said plainly. */
+function finite(result: number): number {
+  if (!Number.isFinite(result)) {
+    throw new DistError("BAD_REQUEST", `Result out of range: ${result}`);
+  }
+  return result;
+}
+
 function binary(f: (a: number, b: number) => number): Op {
   return (params) => {
     const count = Array.isArray(params) ? params.length : undefined;
     if (count !== undefined && count !== 2) {
       throw new DistError("BAD_REQUEST", `Expected 2 numbers, got ${count}`);
     }
-    return f(num(params, "a", 0), num(params, "b", 1));
+    return finite(f(num(params, "a", 0), num(params, "b", 1)));
   };
 }
 
@@ -55,7 +63,7 @@ function sumOf(params: unknown): number {
     }
     total += n;
   }
-  return total;
+  return finite(total);
 }
 
 function sleep(params: unknown): Promise<number> {

@@ -4,6 +4,7 @@ import { DistError, listen } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import type { Role, RunContext } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
+import { connSettings } from "./_conn.ts";
 
 const log = getLogger(["dist", "server"]);
 
@@ -74,9 +75,7 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
     role: "server",
     name: "server",
     maxConnections: options.maxConnections as number,
-    maxFrame: options.maxFrame as number,
-    heartbeatMs: options.heartbeat as number,
-    liveness: options.liveness as number,
+    ...connSettings(options),
     onRequest: handle,
   });
   name ??= `server-${listener.addr.port}`;

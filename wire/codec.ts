@@ -35,6 +35,64 @@ function decodeEach(codec: Codec, frames: readonly Uint8Array[], out: unknown[] 
   return out;
 }
 
+/** The error for a number neither codec may carry. */
+export function nonFinite(value: number): DistError {
+  return new DistError("BAD_REQUEST", `Result out of range: ${value} is not a finite number`);
+}
+
+/** A JSON.stringify replacer that throws on NaN and ±Infinity instead of writing null. */
+function refuseNonFinite(_key: string, value: unknown): unknown {
+  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
+  return value;
+}
+
+/**
+ * Deepest nesting of arrays and objects a message may have, in both codecs.
+ * Checked before any object is built, so a frame of nested headers cannot
+ * cost many times its size while it is decoded.
+ */
+export const MAX_DEPTH = 64;
+
+/** Depth of JSON text `text[from, to)`; stops counting past MAX_DEPTH. */
+function jsonDepthExceeds(text: string, from: number, to: number): boolean {
+  // Fast path: nesting cannot be deeper than the number of openers.
+  let openers = 0;
+  for (let i = text.indexOf("{", from); i !== -1 && i < to; i = text.indexOf("{", i + 1)) {
+    if (++openers > MAX_DEPTH) break;
+  }
+  for (let i = text.indexOf("[", from); i !== -1 && i < to; i = text.indexOf("[", i + 1)) {
+    if (++openers > MAX_DEPTH) break;
+  }
+  if (openers <= MAX_DEPTH) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+function tooDeep(): DistError {
+  return new DistError("BAD_REQUEST", `Message nested deeper than ${MAX_DEPTH} levels`);
+}
+
+/** Parses one frame's JSON text, refusing nesting deeper than MAX_DEPTH. */
+function parseJson(text: string, from = 0, to = text.length): unknown {
+  if (jsonDepthExceeds(text, from, to)) throw tooDeep();
+  try {
+    return JSON.parse(from === 0 && to === text.length ? text : text.slice(from, to));
+  } catch (err) {
+    throw new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`);
+  }
+}
+
 function tooLarge(len: number, maxFrame: number): DistError {
   return new DistError(
     "FRAME_TOO_LARGE",
@@ -83,9 +141,9 @@ function jsonDecodeAll(frames: readonly Uint8Array[]): unknown[] {
       continue;
     }
     try {
-      out.push(JSON.parse(text.slice(from, to)));
+      out.push(parseJson(text, from, to));
     } catch (err) {
-      out.push(new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`));
+      out.push(err);
     }
   }
   return out;
@@ -107,6 +165,9 @@ export const jsonCodec: Codec = {
     if (text === undefined) {
       throw new DistError("BAD_REQUEST", `Cannot encode ${typeof msg} as JSON`);
     }
+    // JSON.stringify writes NaN and ±Infinity as null: a silent wrong answer.
+    // Only a text with a null in it can hide one, so only those are checked.
+    if (text.includes("null")) JSON.stringify(msg, refuseNonFinite);
     // UTF-8 needs at most 3 bytes per UTF-16 code unit.
     const start = out.length;
     out.reserve(HEADER_BYTES + text.length * 3);
@@ -119,11 +180,13 @@ export const jsonCodec: Codec = {
     out.length = start + HEADER_BYTES + written;
   },
   decode(payload) {
+    let text: string;
     try {
-      return JSON.parse(textDecoder.decode(payload));
+      text = textDecoder.decode(payload);
     } catch (err) {
       throw new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`);
     }
+    return parseJson(text);
   },
   decodeAll(frames) {
     return frames.length === 1 ? decodeEach(this, frames) : jsonDecodeAll(frames);
@@ -132,8 +195,73 @@ export const jsonCodec: Codec = {
 
 // One encoder/decoder per process: encoding and decoding are synchronous, so
 // they are never used by two messages at once.
-const mpEncoder = new Encoder({ ignoreUndefined: true });
+const mpEncoder = new Encoder({ ignoreUndefined: true, maxDepth: MAX_DEPTH });
 const mpDecoder = new Decoder();
+
+/**
+ * The parts of @msgpack/msgpack's Decoder and Encoder (3.1.x, locked) that
+ * are private in its types but are where its limits belong. Each override
+ * is pinned by a test in tests/codec_test.ts, so a library change that moves
+ * them fails loudly instead of silently lifting a limit.
+ */
+interface DecoderInternals {
+  maxArrayLength: number;
+  maxMapLength: number;
+  pos: number;
+  bytes: Uint8Array;
+  stack: { length: number };
+  pushArrayState(size: number): void;
+  pushMapState(size: number): void;
+  decodeUtf8String(byteLength: number, headerOffset: number): string;
+}
+interface EncoderInternals {
+  encodeNumberAsFloat(value: number): void;
+}
+
+{
+  const d = mpDecoder as unknown as DecoderInternals;
+  const pushArray = d.pushArrayState;
+  const pushMap = d.pushMapState;
+  const utf8 = d.decodeUtf8String;
+  // Depth is bounded before each array or map is allocated.
+  d.pushArrayState = function (this: DecoderInternals, size: number) {
+    if (this.stack.length >= MAX_DEPTH) throw tooDeep();
+    pushArray.call(this, size);
+  };
+  d.pushMapState = function (this: DecoderInternals, size: number) {
+    if (this.stack.length >= MAX_DEPTH) throw tooDeep();
+    pushMap.call(this, size);
+  };
+  // The library replaces invalid UTF-8 silently; JSON refuses it, so must this.
+  d.decodeUtf8String = function (this: DecoderInternals, byteLength: number, offset: number) {
+    const start = this.pos + offset;
+    const end = start + byteLength;
+    const bytes = this.bytes;
+    if (end <= bytes.length) {
+      for (let i = start; i < end; i++) {
+        if (bytes[i] < 0x80) continue;
+        // Not ASCII: decode strictly.
+        let text: string;
+        try {
+          text = textDecoder.decode(bytes.subarray(start, end));
+        } catch {
+          throw new DistError("BAD_REQUEST", "Invalid MessagePack: a string is not valid UTF-8");
+        }
+        this.pos = end;
+        return text;
+      }
+    }
+    return utf8.call(this, byteLength, offset);
+  };
+  const e = mpEncoder as unknown as EncoderInternals;
+  const float = e.encodeNumberAsFloat;
+  // NaN and ±Infinity have a MessagePack form but no JSON one, and no
+  // operation's answer is meant to be one: refuse them in both codecs.
+  e.encodeNumberAsFloat = function (this: EncoderInternals, value: number) {
+    if (!Number.isFinite(value)) throw nonFinite(value);
+    float.call(this, value);
+  };
+}
 
 /** MessagePack. */
 export const msgpackCodec: Codec = {
@@ -143,6 +271,7 @@ export const msgpackCodec: Codec = {
     try {
       bytes = mpEncoder.encodeSharedRef(msg);
     } catch (err) {
+      if (err instanceof DistError) throw err;
       throw new DistError(
         "BAD_REQUEST",
         `Cannot encode message as MessagePack: ${(err as Error).message}`,
@@ -152,11 +281,16 @@ export const msgpackCodec: Codec = {
     out.writeFrame(bytes);
   },
   decode(payload) {
+    // An array or map header cannot announce more elements than there are
+    // bytes left (each takes one at least): the library allocates for them.
+    const d = mpDecoder as unknown as DecoderInternals;
+    d.maxArrayLength = d.maxMapLength = payload.length;
     try {
       // Copy first: decoded binary values may be views of the input, and the
       // input is the reader's reusable buffer.
       return mpDecoder.decode(payload.slice());
     } catch (err) {
+      if (err instanceof DistError) throw err;
       throw new DistError("BAD_REQUEST", `Invalid MessagePack: ${(err as Error).message}`);
     }
   },

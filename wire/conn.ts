@@ -1,27 +1,38 @@
 import { DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
 import { DEFAULT_MAX_FRAME, FrameDecoder, OutBuffer } from "./frame.ts";
+import { ticker } from "./heartbeat.ts";
 
 /** Why a connection closed; every closed connection says which. */
 export enum CloseReason {
   /** This side closed it on purpose. */
   Local = "local",
-  /** The peer closed it (EOF). */
+  /** The peer closed it (EOF) and everything owed to it was answered. */
   RemoteClosed = "remote_closed",
   ReadError = "read_error",
   WriteError = "write_error",
   FrameTooLarge = "frame_too_large",
+  /** A frame began but did not complete within the frame deadline. */
+  FrameTimeout = "frame_timeout",
   ProtocolError = "protocol_error",
   HandshakeFailed = "handshake_failed",
   /** The peer was silent for heartbeat × liveness. */
   HeartbeatTimeout = "heartbeat_timeout",
-  /** Our outbound buffer for the peer passed its maximum. */
+  /**
+   * The peer does not take what we send: the outbound buffer passed its
+   * maximum, or a write made no progress for the write timeout.
+   */
   SlowConsumer = "slow_consumer",
   /** The listener refused it (connection limit). */
   Overloaded = "overloaded",
   /** The process is shutting down. */
   Shutdown = "shutdown",
 }
+
+/** Default write deadline: a peer that takes no bytes for this long is cut off (nats-server's). */
+export const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
+/** Default frame deadline before a Peer sets heartbeat × liveness. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 3_000;
 
 export interface FramedConnOptions {
   /** Largest frame payload accepted from the peer. */
@@ -33,6 +44,10 @@ export interface FramedConnOptions {
   highWater?: number;
   /** Outbound bytes above which the peer is cut off as a slow consumer. */
   maxOutbound?: number;
+  /** A write that makes no progress for this long cuts the peer off (ms). */
+  writeTimeoutMs?: number;
+  /** A frame must be complete this long after its first byte arrived (ms). */
+  frameTimeoutMs?: number;
 }
 
 /**
@@ -44,7 +59,15 @@ export interface FramedConnOptions {
  * coalescing up to 32 KiB (bench/, median of 5 alternating runs).
  */
 const FLUSH_AT = 1500;
-const READ_BUFFER = 64 * 1024;
+/**
+ * The read buffer starts small, doubles whenever a read fills it (up to
+ * MAX_READ) and halves after SHRINK_AFTER reads in a row that used less than
+ * an eighth of it: an idle connection costs a few KiB, a busy one reads 64
+ * KiB at a time.
+ */
+const MIN_READ = 1024;
+const MAX_READ = 64 * 1024;
+const SHRINK_AFTER = 8;
 
 /**
  * A TCP connection carrying length-prefixed frames. Reads run in a loop that
@@ -54,7 +77,13 @@ const READ_BUFFER = 64 * 1024;
  *
  * Outbound policy: above `highWater` pending bytes the read loop pauses
  * (so a peer that floods requests without reading answers is slowed by TCP);
- * above `maxOutbound` the connection is closed as a slow consumer.
+ * above `maxOutbound`, or when a write makes no progress for
+ * `writeTimeoutMs`, the connection is closed as a slow consumer.
+ *
+ * Deadlines (checked by the process's one ticker, see heartbeat.ts): a frame
+ * must complete within `frameTimeoutMs` of its first byte; with `keepAlive`,
+ * a ping goes out after `heartbeat` of silence from this side and a peer
+ * silent for heartbeat × liveness is dead.
  */
 export class FramedConn {
   readonly conn: Deno.Conn;
@@ -66,23 +95,34 @@ export class FramedConn {
    * call (the array is reused). Receiving a read's frames together lets a
    * codec decode them in one pass.
    */
-  onFrames: (frames: Uint8Array[]) => void = () => {};
-  /** Called when the decoder rejects the stream; the default closes. */
-  onStreamError: (err: DistError) => void = (err) => this.close(CloseReason.ProtocolError, err);
+  onFrames: (frames: Uint8Array[]) => void = noop;
+  /** Called when the decoder rejects the stream; when unset, the connection closes. */
+  onStreamError: ((err: DistError) => void) | undefined;
+  /**
+   * Called once when the peer has closed its side (EOF): nothing more will
+   * be read, but answers may still be written. When unset, the connection closes.
+   */
+  onEnd: (() => void) | undefined;
   /** Called once, when the connection has closed. */
-  onClose: (reason: CloseReason, err?: unknown) => void = () => {};
+  onClose: (reason: CloseReason, err?: unknown) => void = noop;
+  /** A set this connection belongs to while open (a listener's); it leaves it on close. */
+  tracker: Set<FramedConn> | undefined;
   /** Frames that arrived before anyone could take them (behind the handshake). */
-  held: Uint8Array[] = [];
+  held: Uint8Array[] | undefined;
   /** A stream error that came behind the handshake, for the Peer to report. */
   heldError: DistError | undefined;
-  /** Set on every frame received; the heartbeat clears it. */
+  /** Set on every read; the ticker clears it. */
   receivedSinceTick = false;
-  /** Set on every frame queued; the heartbeat clears it. */
+  /** Set on every frame queued; the ticker clears it. */
   sentSinceTick = false;
+  /** Counters, for logs and stats. */
+  bytesIn = 0;
+  bytesOut = 0;
+  framesIn = 0;
 
   #decoder: FrameDecoder;
-  #out = new OutBuffer();
-  #spare = new OutBuffer();
+  #out = new OutBuffer(0);
+  #spare = new OutBuffer(0);
   #inflight = 0;
   #writing = false;
   #flushQueued = false;
@@ -90,19 +130,48 @@ export class FramedConn {
   #readGate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
   #reading = false;
+  #readEnded = false;
   #closeReason: CloseReason | undefined;
-  #drainWaiters: (() => void)[] = [];
-  #closedResolve!: (reason: CloseReason) => void;
-  /** Resolves with the reason once the connection is closed. */
-  readonly closed: Promise<CloseReason>;
+  #drainWaiters: (() => void)[] | undefined;
+  #closed: Promise<CloseReason> | undefined;
+  #closedResolve: ((reason: CloseReason) => void) | undefined;
+  // Housekeeping (see tick()).
+  #writeTimeoutMs: number;
+  #frameTimeoutMs: number;
+  #heartbeatMs = 0;
+  #liveness = 3;
+  /** The codec pings are sent in, once keepAlive() has turned heartbeats on. */
+  #pingCodec: Codec | undefined;
+  #lastRecv = performance.now();
+  #lastSend = this.#lastRecv;
+  #wroteSinceTick = false;
+  #stalledSince = 0;
+  #partialSince = 0;
+  #partialFrames = 0;
+  #tickMs = 0;
 
   constructor(conn: Deno.Conn, options: FramedConnOptions = {}) {
     this.conn = conn;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     this.maxOutbound = options.maxOutbound ?? 64 * 1024 * 1024;
     this.highWater = Math.min(options.highWater ?? 4 * 1024 * 1024, this.maxOutbound);
+    this.#writeTimeoutMs = options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
+    this.#frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.#decoder = new FrameDecoder(this.maxFrame);
-    this.closed = new Promise((resolve) => this.#closedResolve = resolve);
+    this.#updateTickMs();
+  }
+
+  /**
+   * Resolves with the reason once the connection is closed. Made on first
+   * use: most connections are never awaited, and an idle one should cost
+   * as little as possible.
+   */
+  get closed(): Promise<CloseReason> {
+    if (this.#closed === undefined) {
+      if (this.#closeReason !== undefined) this.#closed = Promise.resolve(this.#closeReason);
+      else this.#closed = new Promise((resolve) => this.#closedResolve = resolve);
+    }
+    return this.#closed;
   }
 
   get isClosed(): boolean {
@@ -113,16 +182,134 @@ export class FramedConn {
     return this.#closeReason;
   }
 
+  /** Whether the peer has closed its side (EOF was read). */
+  get readEnded(): boolean {
+    return this.#readEnded;
+  }
+
   /** Bytes queued or being written. */
   get pendingBytes(): number {
     return this.#out.length + this.#inflight;
   }
 
-  /** Starts the read loop (once). */
+  /** The peer's address as `host:port` (for logs). */
+  get remoteAddress(): string {
+    try {
+      const a = this.conn.remoteAddr as Deno.NetAddr;
+      return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+    } catch {
+      return "unknown";
+    }
+  }
+
+  /** Starts the read loop and the housekeeping (once). */
   start(): void {
-    if (this.#reading) return;
+    if (this.#reading || this.isClosed) return;
     this.#reading = true;
+    ticker.add(this);
     this.#readLoop();
+  }
+
+  /**
+   * Turns on heartbeats: a `ping` notification (in `codec`) goes out after
+   * `heartbeatMs` of silence from this side, the connection closes after
+   * heartbeat × liveness of silence from the peer, and a frame must complete
+   * within that same time.
+   */
+  keepAlive(heartbeatMs: number, liveness: number, codec: Codec): void {
+    this.#heartbeatMs = heartbeatMs;
+    this.#liveness = liveness;
+    this.#pingCodec = codec;
+    if (heartbeatMs > 0) this.#frameTimeoutMs = heartbeatMs * liveness;
+    this.#updateTickMs();
+    if (this.#reading && !this.isClosed) ticker.add(this); // re-adds to pick up the period
+  }
+
+  /** The longest gap between two ticks this connection tolerates. */
+  get tickMs(): number {
+    return this.#tickMs;
+  }
+
+  #updateTickMs(): void {
+    const hb = this.#heartbeatMs > 0 ? this.#heartbeatMs : Infinity;
+    this.#tickMs = Math.min(hb, this.#writeTimeoutMs, this.#frameTimeoutMs) / 4;
+  }
+
+  /**
+   * Housekeeping, called by the ticker every tickMs or more often. Traffic
+   * itself only sets booleans; times are read here, once per tick.
+   */
+  tick(now: number): void {
+    if (this.#closeReason !== undefined) return;
+    if (this.receivedSinceTick) this.#lastRecv = now;
+    if (this.sentSinceTick) this.#lastSend = now;
+    this.receivedSinceTick = this.sentSinceTick = false;
+    // While this side is not reading (backpressure, or EOF) the peer's pings
+    // wait unread or cannot come: its silence proves nothing.
+    if (this.readingPaused || this.#readEnded) this.#lastRecv = now;
+
+    // A write in flight that took no bytes for the write timeout: the peer
+    // does not read. Cut it off rather than hold its output forever.
+    if (!this.#writing || this.#wroteSinceTick) this.#stalledSince = now;
+    this.#wroteSinceTick = false;
+    if (now - this.#stalledSince >= this.#writeTimeoutMs) {
+      this.close(
+        CloseReason.SlowConsumer,
+        new DistError(
+          "SLOW_CONSUMER",
+          `Peer took no bytes for ${Math.round(now - this.#stalledSince)} ms ` +
+            `(write timeout ${this.#writeTimeoutMs} ms, ${this.pendingBytes} bytes pending)`,
+        ),
+      );
+      return;
+    }
+
+    // A frame that has begun must complete in time: dribbling a byte now and
+    // then does not keep a connection (slowloris).
+    if (this.#decoder.buffered > 0 && !this.readingPaused && !this.#readEnded) {
+      if (this.#partialSince === 0 || this.#partialFrames !== this.framesIn) {
+        this.#partialSince = now;
+        this.#partialFrames = this.framesIn;
+      } else if (now - this.#partialSince >= this.#frameTimeoutMs) {
+        this.close(
+          CloseReason.FrameTimeout,
+          new DistError(
+            "TIMEOUT",
+            `Frame incomplete ${Math.round(now - this.#partialSince)} ms after it began ` +
+              `(${this.#decoder.buffered} bytes received; deadline ${this.#frameTimeoutMs} ms)`,
+          ),
+        );
+        return;
+      }
+    } else {
+      this.#partialSince = 0;
+    }
+
+    if (this.#heartbeatMs > 0) {
+      const deadAfter = this.#heartbeatMs * this.#liveness;
+      const silent = now - this.#lastRecv;
+      if (silent >= deadAfter) {
+        this.close(
+          CloseReason.HeartbeatTimeout,
+          new Error(
+            `Peer silent for ${Math.round(silent)} ms ` +
+              `(heartbeat ${this.#heartbeatMs} ms × ${this.#liveness})`,
+          ),
+        );
+        return;
+      }
+      if (now - this.#lastSend >= this.#heartbeatMs) {
+        this.send(this.#pingCodec!, PING);
+        this.#lastSend = now;
+      }
+    }
+
+    // Between bursts a connection does not keep a burst's output buffers
+    // (a ping fits in what release() keeps; the spare is for bursts only).
+    if (!this.#writing) {
+      this.#out.release();
+      this.#spare.release(0);
+    }
   }
 
   /**
@@ -144,7 +331,7 @@ export class FramedConn {
     this.#out.bytes.set(bytes, this.#out.length);
     this.#out.length += bytes.length;
     this.#queued();
-    return true;
+    return this.#closeReason === undefined;
   }
 
   #queued(): void {
@@ -158,16 +345,15 @@ export class FramedConn {
     }
     if (this.#writing) return;
     if (this.#out.length >= FLUSH_AT) {
-      this.#flush();
+      this.flush();
     } else if (!this.#flushQueued) {
       this.#flushQueued = true;
-      queueMicrotask(this.#flushTask);
+      scheduleFlush(this);
     }
   }
 
-  #flushTask = () => this.#flush();
-
-  #flush(): void {
+  /** Starts writing what is queued (the end-of-turn flush; see scheduleFlush). */
+  flush(): void {
     this.#flushQueued = false;
     if (this.#writing || this.#out.length === 0 || this.#closeReason !== undefined) return;
     this.#writeLoop();
@@ -175,6 +361,7 @@ export class FramedConn {
 
   async #writeLoop(): Promise<void> {
     this.#writing = true;
+    this.#wroteSinceTick = true;
     try {
       while (this.#out.length > 0 && this.#closeReason === undefined) {
         const buf = this.#out;
@@ -184,11 +371,14 @@ export class FramedConn {
         this.#inflight = len;
         let off = 0;
         while (off < len) {
-          off += await this.conn.write(buf.bytes.subarray(off, len));
+          const n = await this.conn.write(buf.bytes.subarray(off, len));
+          off += n;
+          this.bytesOut += n;
           this.#inflight = len - off;
+          this.#wroteSinceTick = true;
         }
         buf.reset();
-        if (this.#drainWaiters.length > 0 && this.pendingBytes <= this.highWater / 2) {
+        if (this.#drainWaiters !== undefined && this.pendingBytes <= this.highWater / 2) {
           this.#wakeDrainWaiters();
         }
       }
@@ -203,7 +393,8 @@ export class FramedConn {
 
   #wakeDrainWaiters(): void {
     const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
+    if (waiters === undefined) return;
+    this.#drainWaiters = undefined;
     for (const w of waiters) w();
   }
 
@@ -213,14 +404,15 @@ export class FramedConn {
     return new Promise((resolve) => {
       const check = () => {
         if (this.pendingBytes <= bytes || this.#closeReason !== undefined) resolve();
-        else this.#drainWaiters.push(check);
+        else (this.#drainWaiters ??= []).push(check);
       };
-      this.#drainWaiters.push(check);
+      (this.#drainWaiters ??= []).push(check);
     });
   }
 
   async #readLoop(): Promise<void> {
-    const buf = new Uint8Array(READ_BUFFER);
+    let buf = new Uint8Array(MIN_READ);
+    let smallReads = 0;
     const decoder = this.#decoder;
     const batch: Uint8Array[] = [];
     try {
@@ -237,10 +429,16 @@ export class FramedConn {
         }
         const n = await this.conn.read(buf);
         if (n === null) {
-          this.close(CloseReason.RemoteClosed);
+          if (this.#closeReason !== undefined) return;
+          // The peer closed its side: what it sent is read; what we owe it
+          // may still be written (the owner decides when to close).
+          this.#readEnded = true;
+          if (this.onEnd !== undefined) this.onEnd();
+          else this.close(CloseReason.RemoteClosed);
           return;
         }
         this.receivedSinceTick = true;
+        this.bytesIn += n;
         decoder.push(buf.subarray(0, n));
         let frame: Uint8Array | null;
         batch.length = 0;
@@ -248,13 +446,26 @@ export class FramedConn {
           while ((frame = decoder.next()) !== null) batch.push(frame);
         } finally {
           // Frames before a broken length prefix are delivered before the error.
+          this.framesIn += batch.length;
           if (batch.length > 0 && this.#closeReason === undefined) this.onFrames(batch);
+        }
+        if (n === buf.length) {
+          smallReads = 0;
+          if (buf.length < MAX_READ) buf = new Uint8Array(buf.length * 2);
+        } else if (n <= buf.length >> 3 && buf.length > MIN_READ) {
+          if (++smallReads >= SHRINK_AFTER) {
+            smallReads = 0;
+            buf = new Uint8Array(buf.length >> 1);
+          }
+        } else {
+          smallReads = 0;
         }
       }
     } catch (err) {
       if (this.#closeReason !== undefined) return; // a read cut short by our own close
-      if (err instanceof DistError) this.onStreamError(err);
-      else this.close(CloseReason.ReadError, err);
+      if (!(err instanceof DistError)) this.close(CloseReason.ReadError, err);
+      else if (this.onStreamError !== undefined) this.onStreamError(err);
+      else this.close(CloseReason.ProtocolError, err);
     }
   }
 
@@ -289,15 +500,19 @@ export class FramedConn {
   close(reason: CloseReason = CloseReason.Local, err?: unknown): void {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
+    ticker.delete(this);
+    this.tracker?.delete(this);
     try {
       this.conn.close();
     } catch {
       // Already closed by the runtime: nothing left to release.
     }
+    this.#out.release(0);
+    this.#spare.release(0);
     this.#wakeDrainWaiters();
     this.resumeReading();
     this.onClose(reason, err);
-    this.#closedResolve(reason);
+    this.#closedResolve?.(reason);
   }
 
   /**
@@ -314,4 +529,27 @@ export class FramedConn {
     clearTimeout(timer);
     this.close(reason, err);
   }
+}
+
+function noop(): void {}
+
+/** The heartbeat notification. */
+const PING = { method: "ping" };
+
+/**
+ * Connections with output queued this turn, flushed together by one
+ * microtask at the end of the turn (one closure for the process, not one
+ * per connection).
+ */
+let toFlush: FramedConn[] = [];
+
+function scheduleFlush(conn: FramedConn): void {
+  if (toFlush.length === 0) queueMicrotask(flushQueued);
+  toFlush.push(conn);
+}
+
+function flushQueued(): void {
+  const conns = toFlush;
+  toFlush = [];
+  for (const conn of conns) conn.flush();
 }

@@ -4,10 +4,18 @@ import { DistError } from "./errors.ts";
 export const DEFAULT_MAX_FRAME = 1024 * 1024;
 /** The hard ceiling any connection may be configured to accept (64 MiB). */
 export const MAX_FRAME_LIMIT = 64 * 1024 * 1024;
+/** Shared by every empty buffer (never written: it has no room). */
+const EMPTY = new Uint8Array(0);
 /** Bytes in the length prefix. */
 export const HEADER_BYTES = 4;
-/** A decoder's own buffer above this size is released once it drains. */
-const KEEP_OWN_BYTES = 256 * 1024;
+/**
+ * A decoder's own buffer (for a frame split across reads) above this size
+ * is released once it drains, so an idle connection does not keep a large
+ * frame's room.
+ */
+const KEEP_OWN_BYTES = 16 * 1024;
+/** Room a partial frame gets at first when its prefix announces more. */
+const FIRST_PARTIAL_BYTES = 64 * 1024;
 
 /**
  * Incremental decoder of length-prefixed frames (4-byte big-endian length,
@@ -22,11 +30,11 @@ const KEEP_OWN_BYTES = 256 * 1024;
  */
 export class FrameDecoder {
   readonly maxFrame: number;
-  #buf: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array = EMPTY;
   #start = 0;
   #end = 0;
   #borrowed = false;
-  #own: Uint8Array = new Uint8Array(0);
+  #own: Uint8Array = EMPTY;
 
   constructor(maxFrame = DEFAULT_MAX_FRAME) {
     this.maxFrame = maxFrame;
@@ -83,7 +91,7 @@ export class FrameDecoder {
         if (this.#start === this.#end) {
           // Drained: an idle connection does not keep a large frame's buffer
           // (the frame just returned still holds it until the caller is done).
-          if (this.#own.length > KEEP_OWN_BYTES) this.#own = new Uint8Array(0);
+          if (this.#own.length > KEEP_OWN_BYTES) this.#own = EMPTY;
           this.#start = this.#end = 0;
           this.#buf = this.#own;
           this.#borrowed = false;
@@ -108,7 +116,7 @@ export class FrameDecoder {
   #keep(frameBytes: number): void {
     const pending = this.#end - this.#start;
     if (pending > 0 && this.#borrowed) {
-      this.#ensureOwn(Math.min(frameBytes, Math.max(KEEP_OWN_BYTES / 4, 2 * pending)));
+      this.#ensureOwn(Math.min(frameBytes, Math.max(FIRST_PARTIAL_BYTES, 2 * pending)));
     }
   }
 
@@ -138,17 +146,23 @@ export class OutBuffer {
   bytes: Uint8Array;
   length = 0;
 
+  /** @param capacity initial room; 0 allocates nothing until the first write */
   constructor(capacity = 16 * 1024) {
-    this.bytes = new Uint8Array(capacity);
+    this.bytes = capacity > 0 ? new Uint8Array(capacity) : EMPTY;
   }
 
   /** Makes room for `n` more bytes after `length`. */
   reserve(n: number): void {
     const need = this.length + n;
     if (need <= this.bytes.length) return;
-    const grown = new Uint8Array(Math.max(need, this.bytes.length * 2));
+    const grown = new Uint8Array(Math.max(need, this.bytes.length * 2, MIN_OUT_BYTES));
     grown.set(this.bytes.subarray(0, this.length));
     this.bytes = grown;
+  }
+
+  /** When empty, gives back room above `keep` bytes (an idle connection's burst buffer). */
+  release(keep = MIN_OUT_BYTES): void {
+    if (this.length === 0 && this.bytes.length > keep) this.bytes = EMPTY;
   }
 
   /** Writes a 4-byte big-endian length at `offset`. */
@@ -168,12 +182,15 @@ export class OutBuffer {
     this.length += HEADER_BYTES + payload.length;
   }
 
-  /** Empties the buffer; shrinks it back when a burst made it large. */
+  /** Empties the buffer; lets go of it when a burst made it large. */
   reset(): void {
     this.length = 0;
-    if (this.bytes.length > 1024 * 1024) this.bytes = new Uint8Array(16 * 1024);
+    if (this.bytes.length > 1024 * 1024) this.bytes = EMPTY;
   }
 }
+
+/** The smallest room an OutBuffer allocates: a ping and a few answers. */
+const MIN_OUT_BYTES = 512;
 
 /** One frame as a fresh byte array (for tests and one-off writes). */
 export function encodeFrame(payload: Uint8Array): Uint8Array {

@@ -39,14 +39,16 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
     }, timeoutMs);
     const done = () => clearTimeout(timer);
     const hold = (frames: Uint8Array[], from: number) => {
-      for (let i = from; i < frames.length; i++) conn.held.push(frames[i].slice());
+      for (let i = from; i < frames.length; i++) (conn.held ??= []).push(frames[i].slice());
     };
     conn.onFrames = (frames) => {
       done();
-      // Frames (and a broken stream) pipelined behind the handshake wait for the Peer.
+      // Frames (and a broken stream, or EOF) pipelined behind the handshake
+      // wait for the Peer, which handles them in order.
       hold(frames, 1);
       conn.onFrames = (later) => hold(later, 0);
       conn.onStreamError = (err) => conn.heldError = err;
+      conn.onEnd = () => {}; // conn.readEnded says it
       try {
         resolve(jsonCodec.decode(frames[0]));
       } catch (err) {
@@ -92,8 +94,8 @@ export async function handshakeDialer(
     }
     return {
       remote: {
-        role: typeof msg.role === "string" ? msg.role : "unknown",
-        name: typeof msg.name === "string" ? msg.name : "unknown",
+        role: peerText(msg.role),
+        name: peerText(msg.name),
       },
       heartbeatMs: agreeHeartbeat(hello.heartbeatMs, msg.heartbeat),
     };
@@ -144,6 +146,15 @@ export async function handshakeListener(
   }
 }
 
+/** Longest role or name kept from a handshake; the rest is cut (it ends up in logs and `by`). */
+const MAX_NAME_LENGTH = 128;
+
+/** A role or name a peer told us, as we keep it. */
+function peerText(value: unknown): string {
+  if (typeof value !== "string" || value === "") return "unknown";
+  return value.length > MAX_NAME_LENGTH ? value.slice(0, MAX_NAME_LENGTH) : value;
+}
+
 function checkHello(msg: unknown): Hello {
   if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
     throw new DistError("BAD_REQUEST", "Handshake must be a JSON object");
@@ -166,8 +177,8 @@ function checkHello(msg: unknown): Hello {
     op: "hello",
     v: PROTOCOL_VERSION,
     codec: m.codec as CodecName,
-    role: typeof m.role === "string" ? m.role : "unknown",
-    name: typeof m.name === "string" ? m.name : "unknown",
+    role: peerText(m.role),
+    name: peerText(m.name),
     heartbeat: typeof m.heartbeat === "number" ? m.heartbeat : undefined,
   };
 }

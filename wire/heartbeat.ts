@@ -1,49 +1,69 @@
-import { CloseReason, type FramedConn } from "./conn.ts";
-
-export interface HeartbeatOptions {
-  /** Silence (ms) after which this side pings. */
-  heartbeatMs: number;
-  /** Heartbeats of silence after which the peer is dead. */
-  liveness: number;
-  /** Sends one ping notification. */
-  ping: () => void;
-}
-
 /**
- * Keeps a connection's liveness: pings after `heartbeatMs` of silence from
- * this side, and closes the connection (HeartbeatTimeout) after
- * `heartbeatMs × liveness` of silence from the peer. Ticks at a quarter of
- * the heartbeat, so a dead peer is noticed within heartbeat × liveness plus
- * at most one tick. Uses the connection's sent/received flags, so traffic
- * itself counts and costs nothing per frame but setting a boolean.
- * @returns a function that stops it
+ * One timer per process for the housekeeping of every connection
+ * (heartbeats, dead peers, stalled writes, frames that never complete),
+ * instead of one timer per connection: 10,000 idle connections then cost
+ * one wake-up per tick rather than 10,000 timer callbacks, and no timer
+ * object each.
  */
-export function startHeartbeat(conn: FramedConn, options: HeartbeatOptions): () => void {
-  const { heartbeatMs, liveness } = options;
-  const tick = Math.max(5, Math.floor(heartbeatMs / 4));
-  const deadAfter = heartbeatMs * liveness;
-  let quietSend = 0;
-  let quietRecv = 0;
-  const timer = setInterval(() => {
-    quietSend = conn.sentSinceTick ? 0 : quietSend + tick;
-    // While this side is not reading (backpressure), the peer's pings wait
-    // unread in the socket: its silence proves nothing.
-    quietRecv = conn.receivedSinceTick || conn.readingPaused ? 0 : quietRecv + tick;
-    conn.sentSinceTick = false;
-    conn.receivedSinceTick = false;
-    if (quietRecv >= deadAfter) {
-      conn.close(
-        CloseReason.HeartbeatTimeout,
-        new Error(`Peer silent for ${quietRecv} ms (heartbeat ${heartbeatMs} ms × ${liveness})`),
-      );
-      return;
-    }
-    if (quietSend >= heartbeatMs) {
-      options.ping();
-      quietSend = 0;
-    }
-  }, tick);
-  // Heartbeats alone never keep a process alive.
-  Deno.unrefTimer(timer as unknown as number);
-  return () => clearInterval(timer);
+
+/** Something the ticker visits on every tick. */
+export interface Tickable {
+  /** The longest gap between two visits this connection tolerates (ms). */
+  readonly tickMs: number;
+  /** Does this connection's housekeeping; `now` is `performance.now()`. */
+  tick(now: number): void;
 }
+
+/** Bounds of the tick period (ms). */
+const MIN_TICK_MS = 5;
+const MAX_TICK_MS = 250;
+
+class Ticker {
+  #members = new Set<Tickable>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #period = MAX_TICK_MS;
+
+  add(member: Tickable): void {
+    this.#members.add(member);
+    const wanted = clampTick(member.tickMs);
+    if (this.#timer === undefined || wanted < this.#period) this.#arm(wanted);
+  }
+
+  delete(member: Tickable): void {
+    this.#members.delete(member);
+    if (this.#members.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #arm(period: number): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#period = period;
+    const timer = setInterval(() => this.#tick(), period);
+    // Housekeeping alone never keeps a process alive.
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    let wanted = MAX_TICK_MS;
+    // A member may close (and leave the set) during its own tick: iterating a
+    // Set while deleting the current entry is safe.
+    for (const member of this.#members) {
+      member.tick(now);
+      if (member.tickMs < wanted) wanted = member.tickMs;
+    }
+    wanted = clampTick(wanted);
+    // Slow down again once the connections that wanted fast ticks are gone.
+    if (this.#members.size > 0 && wanted > this.#period * 2) this.#arm(wanted);
+  }
+}
+
+function clampTick(ms: number): number {
+  return Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, Math.floor(ms)));
+}
+
+/** The process's one ticker. */
+export const ticker: Ticker = new Ticker();

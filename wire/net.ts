@@ -1,4 +1,3 @@
-import { getLogger } from "@logtape/logtape";
 import { DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
@@ -10,8 +9,7 @@ import {
   Peer,
   type RequestHandler,
 } from "./peer.ts";
-
-const log = getLogger(["dist", "wire"]);
+import { cut, log } from "./_log.ts";
 
 /** Connection settings shared by listeners and dialers. */
 export interface ConnSettings {
@@ -26,6 +24,8 @@ export interface ConnSettings {
   handshakeMs?: number;
   /** Most requests from one peer handled at once; then reading pauses. */
   maxInFlight?: number;
+  /** A peer that takes no bytes of our output for this long is cut off (ms). */
+  writeTimeoutMs?: number;
 }
 
 export interface ListenOptions extends ConnSettings {
@@ -82,7 +82,7 @@ export function listen(options: ListenOptions): Listener {
   async function accept(conn: Deno.TcpConn): Promise<void> {
     const framed = new FramedConn(conn, options);
     conns.add(framed);
-    framed.closed.then(() => conns.delete(framed));
+    framed.tracker = conns;
     if (conns.size > maxConnections) {
       framed.send(jsonCodec, {
         op: "error",
@@ -107,15 +107,21 @@ export function listen(options: ListenOptions): Listener {
       });
     } catch (err) {
       log.debug("Handshake from {remote} failed: {error}", {
-        remote: remoteOf(conn),
-        error: String(err),
+        remote: framed.remoteAddress,
+        error: cut(String(err)),
       });
       return;
     }
     if (framed.isClosed) return;
+    log.debug("Connection from {addr}: {name} ({role}, {codec})", {
+      addr: framed.remoteAddress,
+      name: agreed.remote.name,
+      role: agreed.remote.role,
+      codec: agreed.codec.name,
+    });
     const peer = startPeer(framed, { ...options, by: self.by }, agreed);
     peers.add(peer);
-    peer.closed.then(() => peers.delete(peer));
+    peer.tracker = peers;
     options.onPeer?.(peer);
   }
 
@@ -236,6 +242,12 @@ export async function dial(
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
+  log.debug("Connected to {addr}: {name} ({role}, {codec})", {
+    addr: framed.remoteAddress,
+    name: agreed.remote.name,
+    role: agreed.remote.role,
+    codec: codec.name,
+  });
   return startPeer(framed, options, { codec, ...agreed });
 }
 
@@ -292,9 +304,4 @@ function withTimeout<T>(
       resolve(value);
     }, fail);
   });
-}
-
-function remoteOf(conn: Deno.Conn): string {
-  const a = conn.remoteAddr as Deno.NetAddr;
-  return `${a.hostname}:${a.port}`;
 }

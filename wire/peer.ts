@@ -1,10 +1,7 @@
-import { getLogger } from "@logtape/logtape";
 import { describe, DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
-import { CloseReason, FramedConn } from "./conn.ts";
-import { startHeartbeat } from "./heartbeat.ts";
-
-const log = getLogger(["dist", "wire"]);
+import { CloseReason, type FramedConn } from "./conn.ts";
+import { cut, log, warnPeer } from "./_log.ts";
 
 /** Who is at the other end, as told in the handshake. */
 export interface PeerInfo {
@@ -39,7 +36,11 @@ export interface PeerOptions {
   timeoutMs?: number;
   onRequest?: RequestHandler;
   onNotification?: NotificationHandler;
-  /** Most consecutive undecodable frames tolerated before closing. */
+  /**
+   * Most malformed messages answered on one connection; at the limit the
+   * connection is closed and nothing more from it is answered (garbage is
+   * never amplified beyond this many error answers).
+   */
   maxProtocolErrors?: number;
   /**
    * Most requests from the peer handled at once (answers still pending);
@@ -77,6 +78,24 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const DEFAULT_MAX_IN_FLIGHT = 4096;
 /** Default heartbeat (ms); a connection uses the shorter of its two sides'. */
 export const DEFAULT_HEARTBEAT_MS = 1000;
+/** Longest request id (a string's length): longer ones are a BAD_REQUEST. */
+export const MAX_ID_LENGTH = 256;
+/** Longest method name: longer ones are a BAD_REQUEST. */
+export const MAX_METHOD_LENGTH = 256;
+
+/** Close reasons that say a peer misbehaved or vanished: worth a warning. */
+const WARN_REASONS: ReadonlySet<CloseReason> = new Set([
+  CloseReason.SlowConsumer,
+  CloseReason.FrameTimeout,
+  CloseReason.FrameTooLarge,
+  CloseReason.ProtocolError,
+  CloseReason.HeartbeatTimeout,
+]);
+
+/** A usable request id: a safe integer or a string of at most MAX_ID_LENGTH. */
+function isValidId(id: unknown): id is number | string {
+  return typeof id === "string" ? id.length <= MAX_ID_LENGTH : Number.isSafeInteger(id);
+}
 
 /**
  * The RPC endpoint on one connection, the same at both ends: it sends
@@ -93,19 +112,27 @@ export class Peer {
   onNotification: NotificationHandler;
   /** Free for the owner: the role's per-connection state. */
   data: unknown;
+  /** A set this peer belongs to while open (a listener's); it leaves it on close. */
+  tracker: Set<Peer> | undefined;
 
-  #pending = new Map<number, Pending>();
+  /** Calls of ours awaiting answers; the shared empty map until the first call. */
+  #pending: Map<number, Pending> = NO_CALLS;
   #nextId = 1;
   #timeoutMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
-  #stopHeartbeat: () => void = () => {};
   #handling = 0;
-  #idleWaiters: (() => void)[] = [];
+  #idleWaiters: (() => void)[] | undefined;
   #protocolErrors = 0;
+  /** Set once the protocol-error budget is spent: nothing more is answered. */
+  #refusing = false;
   #peerComplaints = 0;
   #maxProtocolErrors: number;
   #maxInFlight: number;
+  /** Requests received, for the close log line. */
+  #requestsIn = 0;
+  /** Whether each request is logged (trace level), decided once per connection. */
+  #traceRequests: boolean;
 
   constructor(conn: FramedConn, options: PeerOptions) {
     this.conn = conn;
@@ -115,24 +142,22 @@ export class Peer {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#maxProtocolErrors = options.maxProtocolErrors ?? 10;
     this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
-    this.onRequest = options.onRequest ?? ((method) => {
-      throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
-    });
-    this.onNotification = options.onNotification ?? (() => {});
+    this.onRequest = options.onRequest ?? unknownMethod;
+    this.onNotification = options.onNotification ?? ignoreNotification;
+    this.#traceRequests = log.isEnabledFor("trace");
     conn.onFrames = (frames) => this.#onFrames(frames);
     conn.onStreamError = (err) => this.#fatal(err);
+    conn.onEnd = () => this.#onEnd();
     conn.onClose = (reason, err) => this.#onClose(reason, err);
     const hb = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    if (hb > 0) {
-      this.#stopHeartbeat = startHeartbeat(conn, {
-        heartbeatMs: hb,
-        liveness: options.liveness ?? 3,
-        ping: () => this.notify("ping"),
-      });
-    }
+    if (hb > 0) conn.keepAlive(hb, options.liveness ?? 3, this.codec);
     conn.start();
-    if (conn.held.length > 0) this.#onFrames(conn.held.splice(0));
+    // What came behind the handshake, in order: frames, then a broken stream or EOF.
+    const held = conn.held;
+    conn.held = undefined;
+    if (held !== undefined) this.#onFrames(held);
     if (conn.heldError) this.#fatal(conn.heldError);
+    else if (conn.readEnded && !conn.isClosed) this.#onEnd();
   }
 
   get isClosed(): boolean {
@@ -195,6 +220,7 @@ export class Peer {
         reject(DistError.from(err));
         return;
       }
+      if (this.#pending === NO_CALLS) this.#pending = new Map();
       this.#pending.set(id, entry);
       if (signal) {
         const onAbort = () => {
@@ -225,7 +251,7 @@ export class Peer {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
     const idle = this.#handling === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
-      this.#idleWaiters.push(resolve);
+      (this.#idleWaiters ??= []).push(resolve);
     });
     await Promise.race([idle.then(() => this.conn.drained(0)), deadline]);
     clearTimeout(timer);
@@ -234,8 +260,26 @@ export class Peer {
   // ---- incoming ----
 
   #onFrames(frames: Uint8Array[]): void {
+    if (this.#refusing) return;
     const messages = this.codec.decodeAll(frames);
-    for (let i = 0; i < messages.length && !this.conn.isClosed; i++) this.#onMessage(messages[i]);
+    for (let i = 0; i < messages.length && !this.conn.isClosed && !this.#refusing; i++) {
+      this.#onMessage(messages[i]);
+    }
+  }
+
+  /**
+   * The peer closed its side (EOF). Nothing more can arrive, so calls of
+   * ours still waiting for answers fail now; requests of the peer's that are
+   * being handled are still answered and flushed, then the connection closes
+   * (as an HTTP server answers a half-closed request).
+   */
+  #onEnd(): void {
+    this.#failPending(new DistError("UNAVAILABLE", "Connection closed by peer"));
+    const finish = () => {
+      this.conn.drained(0).then(() => this.conn.close(CloseReason.RemoteClosed));
+    };
+    if (this.#handling === 0) finish();
+    else (this.#idleWaiters ??= []).push(finish);
   }
 
   #onMessage(msg: unknown): void {
@@ -249,25 +293,33 @@ export class Peer {
     }
     const m = msg as Record<string, unknown>;
     const id = m.id;
-    const validId = typeof id === "string" || Number.isSafeInteger(id);
+    // A message with an `id` member is a request or a response, whatever its
+    // value: `"id": null` is not a notification.
+    const hasId = Object.hasOwn(m, "id");
+    const validId = isValidId(id);
     if (m.method !== undefined) {
-      if (id !== undefined && id !== null && !validId) {
+      if (hasId && !validId) {
         this.#protocolError(
           null,
-          new DistError("BAD_REQUEST", "A request id must be a string or a safe integer"),
+          new DistError(
+            "BAD_REQUEST",
+            `A request id must be a safe integer or a string of at most ${MAX_ID_LENGTH} chars`,
+          ),
         );
-      } else if (typeof m.method !== "string") {
+      } else if (typeof m.method !== "string" || m.method.length > MAX_METHOD_LENGTH) {
         this.#protocolError(
-          validId ? id as number | string : null,
-          new DistError("BAD_REQUEST", "A method must be a string"),
+          validId ? id : null,
+          new DistError(
+            "BAD_REQUEST",
+            `A method must be a string of at most ${MAX_METHOD_LENGTH} chars`,
+          ),
         );
+      } else if (validId) {
+        this.#onRequest(id, m.method, m.params);
       } else {
-        this.#protocolErrors = 0;
-        if (validId) this.#onRequest(id as number | string, m.method, m.params);
-        else this.#onNotification(m.method, m.params);
+        this.#onNotification(m.method, m.params);
       }
     } else if (typeof id === "number" && ("result" in m || "error" in m)) {
-      this.#protocolErrors = 0;
       this.#onResponse(id, m);
     } else if (typeof id === "number" && this.#pending.has(id)) {
       // An answer with neither result nor error: never a silent wrong answer.
@@ -278,11 +330,11 @@ export class Peer {
       // An error about no request in particular (a bad frame we sent).
       const err = DistError.fromBody(m.error);
       // A peer could send these endlessly: the first few are worth a warning.
-      const level = ++this.#peerComplaints <= 3 ? "warn" : "debug";
-      log[level]("Peer {peer} reported: {code}: {message}", {
+      const report = ++this.#peerComplaints <= 3 ? warnPeer : log.debug.bind(log);
+      report("Peer {peer} reported: {code}: {message}", {
         peer: this.remote.name,
         code: err.code,
-        message: err.message,
+        message: cut(err.message),
       });
     } else {
       this.#protocolError(
@@ -297,11 +349,15 @@ export class Peer {
     try {
       this.onNotification(method, params, this);
     } catch (err) {
-      log.error("Notification {method} failed: {error}", { method, error: String(err) });
+      log.error("Notification {method} failed: {error}", { method, error: cut(String(err)) });
     }
   }
 
   #onRequest(id: number | string, method: string, params: unknown): void {
+    this.#requestsIn++;
+    if (this.#traceRequests) {
+      log.trace("Request {id} {method} from {peer}", { id, method, peer: this.remote.name });
+    }
     let result: unknown;
     try {
       result = this.onRequest(method, params, this);
@@ -316,9 +372,9 @@ export class Peer {
         (err) => this.#respondError(id, err),
       ).finally(() => {
         if (this.#handling-- === this.#maxInFlight) this.conn.resumeReading();
-        if (this.#handling === 0 && this.#idleWaiters.length > 0) {
+        if (this.#handling === 0 && this.#idleWaiters !== undefined) {
           const waiters = this.#idleWaiters;
-          this.#idleWaiters = [];
+          this.#idleWaiters = undefined;
           for (const w of waiters) w();
         }
       });
@@ -340,15 +396,22 @@ export class Peer {
     try {
       this.conn.send(this.codec, msg);
     } catch (err) {
-      // The result could not be encoded (too large, or not encodable): say so.
-      this.#respondError(id, err);
+      // The result could not be encoded (too large, or not encodable): the
+      // caller gets an error that fits instead of silence.
+      const e = DistError.from(err);
+      this.#respondError(
+        id,
+        e.code === "FRAME_TOO_LARGE"
+          ? new DistError("FRAME_TOO_LARGE", `Answer too large to send: ${e.message}`)
+          : e,
+      );
     }
   }
 
   #respondError(id: number | string | null, err: unknown): void {
     const e = DistError.from(err);
     if (e.code === "INTERNAL") {
-      log.error("Request {id} failed: {error}", { id, error: String(err) });
+      log.error("Request {id} failed: {error}", { id, error: cut(String(err)) });
     }
     const msg: Record<string, unknown> = { id, error: e.toBody() };
     if (this.by !== undefined) msg.by = this.by;
@@ -357,12 +420,12 @@ export class Peer {
     } catch (sendErr) {
       // The error itself is too large or not encodable (its data or an echoed
       // value): the caller still gets an answer, with the code alone.
-      log.warn("Error reply {id} cut to its code: {error}", { id, error: String(sendErr) });
+      log.debug("Error reply {id} cut to its code: {error}", { id, error: cut(String(sendErr)) });
       const short = { code: e.code, message: describe(e.message, 200) };
       try {
         this.conn.send(this.codec, { id, error: short });
       } catch (lastErr) {
-        log.error("Cannot send error reply: {error}", { error: String(lastErr) });
+        log.error("Cannot send error reply: {error}", { error: cut(String(lastErr)) });
       }
     }
   }
@@ -381,20 +444,27 @@ export class Peer {
     }
   }
 
-  /** A message we cannot use: answer with an error, and close if it keeps happening. */
+  /**
+   * A message we cannot use: answer with an error. After maxProtocolErrors
+   * of them the connection closes and nothing more from it is answered.
+   */
   #protocolError(id: number | string | null, err: DistError): void {
+    if (this.#refusing) return;
     this.#respondError(id, err);
     if (++this.#protocolErrors >= this.#maxProtocolErrors) {
-      this.conn.closeAfterFlush(CloseReason.ProtocolError, err);
+      this.#refusing = true;
+      this.conn.closeAfterFlush(
+        CloseReason.ProtocolError,
+        new DistError(
+          "BAD_REQUEST",
+          `${this.#protocolErrors} malformed messages; the last: ${err.message}`,
+        ),
+      );
     }
   }
 
   /** The byte stream itself is broken (e.g. FRAME_TOO_LARGE): tell the peer and hang up. */
   #fatal(err: DistError): void {
-    log.warn("Closing connection from {peer}: {message}", {
-      peer: this.remote.name,
-      message: err.message,
-    });
     try {
       this.conn.send(this.codec, { id: null, error: err.toBody() });
     } catch {
@@ -407,18 +477,35 @@ export class Peer {
   }
 
   #onClose(reason: CloseReason, err?: unknown): void {
-    this.#stopHeartbeat();
+    this.tracker?.delete(this);
+    const detail = err instanceof Error ? `: ${err.message}` : "";
+    this.#failPending(new DistError("UNAVAILABLE", `Connection closed (${reason})${detail}`));
+    const props = {
+      peer: this.remote.name,
+      addr: this.conn.remoteAddress,
+      reason,
+      detail: cut(detail),
+      requests: this.#requestsIn,
+      in: this.conn.bytesIn,
+      out: this.conn.bytesOut,
+    };
+    const line = "Connection with {peer} ({addr}) closed: {reason}{detail}; " +
+      "{requests} requests, {in} bytes in, {out} bytes out";
+    if (WARN_REASONS.has(reason)) warnPeer(line, props);
+    else log.debug(line, props);
+  }
+
+  /** Fails every call of ours still waiting for an answer. */
+  #failPending(failure: DistError): void {
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#timerAt = Infinity;
     const pending = this.#pending;
-    this.#pending = new Map();
-    if (pending.size > 0) {
-      const detail = err instanceof Error ? `: ${err.message}` : "";
-      const failure = new DistError("UNAVAILABLE", `Connection closed (${reason})${detail}`);
-      for (const entry of pending.values()) {
-        entry.cleanup?.();
-        entry.reject(failure);
-      }
+    if (pending.size === 0) return;
+    this.#pending = NO_CALLS;
+    for (const entry of pending.values()) {
+      entry.cleanup?.();
+      entry.reject(failure);
     }
   }
 
@@ -451,6 +538,15 @@ export class Peer {
     if (next !== Infinity) this.#armTimer(next);
   }
 }
+
+/** The `#pending` of a peer that has made no call yet (never written to). */
+const NO_CALLS: Map<number, Pending> = new Map();
+
+function unknownMethod(method: string): never {
+  throw new DistError("UNKNOWN_METHOD", `Unknown method: ${describe(method, 200)}`);
+}
+
+function ignoreNotification(): void {}
 
 function abortError(signal: AbortSignal): DistError {
   const reason = signal.reason;

@@ -1,6 +1,7 @@
 import { formatAddress, type Options, parseAddress } from "../../config/mod.ts";
 import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
 import type { Operation } from "../ops.ts";
+import { connSettings } from "../_conn.ts";
 
 /** Options of a client mode: its flags, where its lines go, and the stop signal. */
 export type ModeOptions = Options & { out: (line: string) => void; signal?: AbortSignal };
@@ -45,9 +46,7 @@ function dialAddress(address: { host: string; port: number }, options: Options):
     role: "client",
     name: (options.name as string | undefined) ?? `client-${Deno.pid}`,
     codec: codecByName(options.codec as string),
-    heartbeatMs: options.heartbeat as number,
-    liveness: options.liveness as number,
-    maxFrame: options.maxFrame as number,
+    ...connSettings(options),
     timeoutMs: options.timeout as number,
     connectTimeoutMs: options.timeout as number,
   });

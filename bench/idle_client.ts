@@ -1,0 +1,38 @@
+/**
+ * Opens N idle connections to a port and keeps them alive; used by the idle
+ * suite (bench/idle.ts), in its own process so its memory is not counted.
+ *
+ *   deno run -A bench/idle_client.ts dist PORT N     handshaked dist connections (real Peers)
+ *   deno run -A bench/idle_client.ts raw PORT N      plain TCP connections
+ *
+ * Prints "ready N" once all are open (and, for dist, handshaked), then
+ * waits until stdin closes.
+ */
+import { dial, type Peer } from "../wire/mod.ts";
+
+const [mode, portText, countText] = Deno.args;
+const port = Number(portText);
+const count = Number(countText);
+const held: (Peer | Deno.Conn)[] = [];
+const BATCH = 200;
+for (let i = 0; i < count; i += BATCH) {
+  const n = Math.min(BATCH, count - i);
+  const opened = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        mode === "dist"
+          ? dial({ host: "127.0.0.1", port }, {
+            role: "bench",
+            name: "idle",
+            connectTimeoutMs: 30_000,
+          })
+          : Deno.connect({ hostname: "127.0.0.1", port }),
+    ),
+  );
+  held.push(...opened);
+}
+console.log(`ready ${held.length}`);
+// Hold them until told to stop (stdin closes).
+for await (const _ of Deno.stdin.readable) { /* wait */ }
+for (const c of held) c.close();
