@@ -1,0 +1,297 @@
+/**
+ * The wire front end of the broker: `broker.*` requests and notifications
+ * of the dist protocol turned into calls on the core, and each connection
+ * as the {@link Sink} of its subscriptions (deliveries are pre-encoded
+ * frames copied into its outbound buffer).
+ */
+import { getLogger } from "@logtape/logtape";
+import { CloseReason, type CodecName, describe, DistError, type Peer } from "../../wire/mod.ts";
+import { type BrokerCore, TOPIC_NAMES_LIMIT } from "./core.ts";
+import { deliveryHead, setLength, sidTail } from "./frames.ts";
+import type { Message, Sink, Subscription } from "./subscriber.ts";
+
+const log = getLogger(["dist", "broker"]);
+
+/** Most subscriptions one connection may hold. */
+export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 10_000;
+/** Default and largest number of topics one `broker.topics` answer lists. */
+const TOPICS_DEFAULT_LIMIT = 1000;
+const TOPICS_MAX_LIMIT = 10_000;
+/** How long a slow consumer's last bytes (and its error) may take to go out. */
+const CUT_OFF_FLUSH_MS = 1000;
+
+/** One connection: the sink of its subscriptions. */
+class Session implements Sink {
+  readonly peer: Peer;
+  readonly codec: CodecName;
+  readonly subs = new Map<number, Subscription>();
+  readonly #front: WireFront;
+
+  constructor(peer: Peer, front: WireFront) {
+    this.peer = peer;
+    this.codec = peer.codec.name;
+    this.#front = front;
+  }
+
+  get pendingBytes(): number {
+    return this.peer.conn.pendingBytes;
+  }
+
+  get closed(): boolean {
+    return this.peer.conn.isClosed;
+  }
+
+  sizeOf(msg: Message, sub: Subscription): number {
+    return deliveryHead(msg, this.codec).length + (sub.data as Uint8Array).length;
+  }
+
+  write(msg: Message, sub: Subscription): void {
+    const head = deliveryHead(msg, this.codec);
+    const tail = sub.data as Uint8Array;
+    const conn = this.peer.conn;
+    if (head.length - 4 + tail.length > conn.maxFrame) {
+      this.#front.undeliverable++;
+      log.warn("Delivery on {topic} to {peer} dropped: {bytes} bytes exceed the frame limit", {
+        topic: msg.topic,
+        peer: this.peer.remote.name,
+        bytes: head.length - 4 + tail.length,
+      });
+      return;
+    }
+    setLength(head, tail.length);
+    conn.sendRaw(head);
+    conn.sendRaw(tail);
+  }
+
+  whenDrained(bytes: number, fn: () => void): void {
+    this.peer.conn.drained(bytes).then(fn);
+  }
+
+  slow(_sub: Subscription, err: DistError): void {
+    this.#front.cutOff(this, err);
+  }
+
+  topicCreated(sub: Subscription, topic: string): void {
+    // A notice, not a message: a subscriber already this far behind goes without it.
+    if (this.pendingBytes < sub.maxPending) {
+      this.peer.notify("broker.topic_created", { sid: sub.sid, topic });
+    }
+  }
+}
+
+/** The fields of a request's params, from an object or a positional array. */
+function fields(params: unknown, names: readonly string[]): Record<string, unknown> {
+  if (Array.isArray(params)) {
+    return Object.fromEntries(names.map((name, i) => [name, params[i]]));
+  }
+  if (params === undefined || params === null) return {};
+  if (typeof params !== "object") {
+    throw new DistError("BAD_REQUEST", `Params must be an object, not ${describe(params)}`);
+  }
+  return params as Record<string, unknown>;
+}
+
+/** Turns protocol messages into core calls; one per broker. */
+export class WireFront {
+  readonly core: BrokerCore;
+  /** Subscribers cut off by the disconnect policy. */
+  slowConsumers = 0;
+  /** Fire-and-forget publishes that were refused (bad topic or params). */
+  badPublishes = 0;
+  /** Deliveries too large for a frame. */
+  undeliverable = 0;
+  readonly #sessions = new Set<Session>();
+  /** Fills `sys.stats` with what only the process knows (name, uptime, connections). */
+  readonly #processStats: () => Record<string, unknown>;
+
+  constructor(core: BrokerCore, processStats: () => Record<string, unknown>) {
+    this.core = core;
+    this.#processStats = processStats;
+  }
+
+  readonly onPeer = (peer: Peer): void => {
+    this.#session(peer);
+  };
+
+  readonly onNotification = (method: string, params: unknown, peer: Peer): void => {
+    try {
+      if (method === "broker.publish") this.#publish(params);
+      else throw new DistError("UNKNOWN_METHOD", `Unknown notification: ${describe(method)}`);
+    } catch (err) {
+      // No id to answer: tell the peer anyway (its log shows it), and count it.
+      this.badPublishes++;
+      const e = DistError.from(err);
+      try {
+        peer.conn.send(peer.codec, {
+          id: null,
+          error: { code: e.code, message: `${describe(method)}: ${e.message}` },
+        });
+      } catch (sendErr) {
+        log.debug("Cannot report a bad notification: {error}", { error: String(sendErr) });
+      }
+    }
+  };
+
+  readonly onRequest = (method: string, params: unknown, peer: Peer): unknown => {
+    switch (method) {
+      case "broker.publish": {
+        const { topic, deliveries } = this.#publish(params);
+        return { topic, deliveries };
+      }
+      case "broker.subscribe":
+        return this.#subscribe(this.#session(peer), params);
+      case "broker.unsubscribe":
+        return this.#unsubscribe(this.#session(peer), params);
+      case "broker.topics":
+        return this.#topics(params);
+      case "sys.ping":
+        return { pong: true, ...this.#processStats() };
+      case "sys.stats":
+        return this.stats();
+      default:
+        throw new DistError("UNKNOWN_METHOD", `Unknown method: ${describe(method)}`);
+    }
+  };
+
+  /** Cuts a slow subscriber off: no more deliveries, its error sent behind what is queued. */
+  cutOff(session: Session, err: DistError): void {
+    if (session.closed) return;
+    this.slowConsumers++;
+    log.warn("Cutting off {peer}: {message}", {
+      peer: session.peer.remote.name,
+      message: err.message,
+    });
+    this.#drop(session);
+    const conn = session.peer.conn;
+    conn.pauseReading(); // nothing more from it is handled
+    try {
+      conn.send(session.peer.codec, { id: null, error: err.toBody() });
+    } catch {
+      // Closing says enough.
+    }
+    conn.closeAfterFlush(CloseReason.SlowConsumer, err, CUT_OFF_FLUSH_MS);
+  }
+
+  stats(): Record<string, unknown> {
+    const core = this.core;
+    return {
+      ...this.#processStats(),
+      connections: this.#sessions.size,
+      subscriptions: core.subscriptions.size,
+      topics: core.topics.size,
+      messages_in: core.messagesIn,
+      messages_out: core.messagesOut,
+      retained_sent: core.retainedSent,
+      retained: {
+        count: core.retained.count,
+        bytes: core.retained.bytes,
+        budget: core.retained.budget,
+        evicted: core.retained.evicted,
+        too_large: core.retainedTooLarge,
+      },
+      topics_evicted: core.topicsEvicted,
+      dropped: core.dropped,
+      queued_bytes: core.queuedBytes,
+      slow_consumers: this.slowConsumers,
+      bad_publishes: this.badPublishes,
+      undeliverable: this.undeliverable,
+      per_topic: core.perTopic(100),
+    };
+  }
+
+  #session(peer: Peer): Session {
+    let session = peer.data as Session | undefined;
+    if (session instanceof Session) return session;
+    session = new Session(peer, this);
+    peer.data = session;
+    this.#sessions.add(session);
+    const s = session;
+    peer.closed.then((reason) => {
+      this.#sessions.delete(s);
+      const removed = this.#drop(s);
+      const level = reason === CloseReason.SlowConsumer ? "debug" : removed > 0 ? "info" : "debug";
+      log[level]("{peer} disconnected ({reason}); {removed} subscription(s) removed", {
+        peer: peer.remote.name,
+        reason,
+        removed,
+      });
+    });
+    return session;
+  }
+
+  /** Removes every subscription of a session; returns how many there were. */
+  #drop(session: Session): number {
+    const n = session.subs.size;
+    for (const sub of session.subs.values()) this.core.unsubscribe(sub);
+    session.subs.clear();
+    return n;
+  }
+
+  #publish(params: unknown) {
+    const p = fields(params, ["topic", "value", "retain"]);
+    if (p.topic === undefined) throw new DistError("BAD_REQUEST", "broker.publish needs a topic");
+    if (p.value === undefined) throw new DistError("BAD_REQUEST", "broker.publish needs a value");
+    const retain = p.retain;
+    if (retain !== undefined && retain !== null && typeof retain !== "boolean") {
+      throw new DistError("BAD_REQUEST", `retain must be true or false, not ${describe(retain)}`);
+    }
+    return this.core.publish(p.topic, p.value, retain !== false);
+  }
+
+  #subscribe(session: Session, params: unknown) {
+    const p = fields(params, ["topic", "group", "policy"]);
+    if (p.topic === undefined) {
+      throw new DistError("BAD_REQUEST", "broker.subscribe needs a topic");
+    }
+    if (session.subs.size >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+      throw new DistError(
+        "OVERLOADED",
+        `A connection may hold at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions`,
+      );
+    }
+    const { sub, topics, topicCount } = this.core.subscribe(session, {
+      topic: p.topic,
+      group: p.group,
+      policy: p.policy,
+    });
+    sub.data = sidTail(sub.sid, session.codec);
+    session.subs.set(sub.sid, sub);
+    // The answer goes out when this handler returns; the retained values
+    // (and anything live since) follow it.
+    queueMicrotask(() => sub.release());
+    const result: Record<string, unknown> = {
+      sid: sub.sid,
+      topic: sub.pattern,
+      topics,
+      topic_count: topicCount,
+    };
+    if (topicCount > TOPIC_NAMES_LIMIT) result.truncated = true;
+    return result;
+  }
+
+  #unsubscribe(session: Session, params: unknown) {
+    const { sid } = fields(params, ["sid"]);
+    const sub = typeof sid === "number" ? session.subs.get(sid) : undefined;
+    if (sub === undefined) {
+      throw new DistError("NOT_FOUND", `No subscription ${describe(sid)} on this connection`);
+    }
+    session.subs.delete(sub.sid);
+    this.core.unsubscribe(sub);
+    return { sid: sub.sid, delivered: sub.delivered, dropped: sub.dropped };
+  }
+
+  #topics(params: unknown) {
+    const { prefix, limit } = fields(params, ["prefix", "limit"]);
+    let max = TOPICS_DEFAULT_LIMIT;
+    if (limit !== undefined && limit !== null) {
+      if (!Number.isInteger(limit) || (limit as number) < 1) {
+        throw new DistError(
+          "BAD_REQUEST",
+          `limit must be a positive integer, not ${describe(limit)}`,
+        );
+      }
+      max = Math.min(limit as number, TOPICS_MAX_LIMIT);
+    }
+    return this.core.listTopics(prefix ?? "/", max);
+  }
+}

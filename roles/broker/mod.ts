@@ -1,0 +1,134 @@
+/**
+ * @module
+ * `dist broker`: publish/subscribe over hierarchical topics, retained last
+ * values, topic listing and queue groups.
+ *
+ * The core has no sockets, so a second front end (MQTT) can reuse it:
+ * `topics.ts` is the tree of existing topics, `subscriptions.ts` the tree
+ * of subscription patterns and queue groups, `retained.ts` the retained
+ * values within their byte budget, `subscriber.ts` a subscriber's pending
+ * buffer and policy, and `core.ts` ties them into publish and subscribe.
+ * The dist wire protocol is `front.ts` (requests, sessions) and `frames.ts`
+ * (deliveries encoded once per codec). This file holds the option spec and
+ * wires the parts to a listener.
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Options } from "../../config/mod.ts";
+import { listen } from "../../wire/mod.ts";
+import type { Role, RunContext } from "../_role.ts";
+import { setLogInstance } from "../_logging.ts";
+import { BrokerCore } from "./core.ts";
+import { WireFront } from "./front.ts";
+
+export { BrokerCore } from "./core.ts";
+export { Message, POLICIES, type Policy, type Sink, Subscription } from "./subscriber.ts";
+
+const log = getLogger(["dist", "broker"]);
+const MIB = 1024 * 1024;
+
+export const broker: Role = {
+  summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
+  usage: [
+    "dist broker [--port 8000] [--retain-bytes BYTES] [--max-pending BYTES] [--max-topics N]",
+    "",
+    "Methods:",
+    "  broker.publish {topic, value, retain?}       a request is confirmed once routed;",
+    "                                               a notification is fire-and-forget",
+    "  broker.subscribe {topic, group?, policy?}    -> {sid, topics}; then broker.message",
+    "                                               {sid, topic, value, retained} notifications",
+    "  broker.unsubscribe {sid}, broker.topics {prefix?, limit?}, sys.ping, sys.stats",
+    "",
+    "Topics are /-separated; a subscription covers its subtree, + matches one segment.",
+    "Policies of a slow subscriber: disconnect (default), drop-oldest, latest.",
+  ],
+  options: {
+    port: {
+      type: "port",
+      description: "Port to listen on (0 picks a free one)",
+      default: 8000,
+      short: "p",
+    },
+    retainBytes: {
+      type: "integer",
+      description: "Byte budget of retained values; past it the least recently updated go",
+      default: 64 * MIB,
+      min: 0,
+      metavar: "BYTES",
+    },
+    maxPending: {
+      type: "integer",
+      description: "Bytes a subscriber may have pending before its policy applies",
+      default: 8 * MIB,
+      min: 1024,
+      metavar: "BYTES",
+    },
+    maxTopics: {
+      type: "integer",
+      description: "Most topics kept; past it the least recently active are forgotten",
+      default: 1_000_000,
+      min: 1,
+      metavar: "N",
+    },
+    maxConnections: {
+      type: "integer",
+      description: "Most concurrent connections; more are refused with OVERLOADED",
+      default: 10_000,
+      min: 1,
+    },
+    grace: {
+      type: "duration",
+      description: "On shutdown, how long pending output may take to go out",
+      default: 2000,
+    },
+  },
+  run: runBroker,
+};
+
+async function runBroker(options: Options, ctx: RunContext): Promise<number> {
+  const started = performance.now();
+  const maxPending = options.maxPending as number;
+  const maxFrame = options.maxFrame as number;
+  let name = options.name as string | undefined;
+  const core = new BrokerCore({
+    retainBytes: options.retainBytes as number,
+    maxPending,
+    maxTopics: options.maxTopics as number,
+  });
+  const front = new WireFront(core, () => ({
+    role: "broker",
+    name,
+    uptime_ms: Math.round(performance.now() - started),
+    rss_bytes: Deno.memoryUsage().rss,
+  }));
+  const listener = listen({
+    host: options.host as string,
+    port: options.port as number,
+    role: "broker",
+    name: "broker",
+    maxConnections: options.maxConnections as number,
+    maxFrame,
+    heartbeatMs: options.heartbeat as number,
+    liveness: options.liveness as number,
+    // The subscriber policies act at max-pending; the wire's own cut-off is a backstop.
+    maxOutbound: 2 * maxPending + 2 * maxFrame,
+    onRequest: front.onRequest,
+    onNotification: front.onNotification,
+    onPeer: front.onPeer,
+  });
+  name ??= `broker-${listener.addr.port}`;
+  setLogInstance(name);
+  listener.name = listener.by = name;
+  log.info("Listening on {addr}", { addr: `${listener.addr.hostname}:${listener.addr.port}` });
+  ctx.onListening?.({ ...listener.addr, name });
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  log.info("Shutting down: flushing {n} connection(s)", { n: listener.peers.size });
+  await listener.close(options.grace as number);
+  log.info("Stopped after {n} messages in, {out} out", {
+    n: core.messagesIn,
+    out: core.messagesOut,
+  });
+  return 0;
+}

@@ -1,0 +1,262 @@
+/**
+ * A subscription's side of delivery: a bounded pending buffer and what
+ * happens when it fills (the policy), independent of any protocol. The
+ * front end gives each subscription a {@link Sink}: the transport that
+ * carries its deliveries (one connection may carry several subscriptions).
+ *
+ * While the subscriber keeps up, a delivery goes straight to the sink. Once
+ * the sink holds more than the subscription lets it, deliveries wait in the
+ * subscription's queue and move to the sink as it drains. Pending bytes are
+ * the queue's plus the sink's; past `maxPending` the policy decides:
+ *
+ * - `disconnect` (default): the subscriber is cut off with SLOW_CONSUMER;
+ * - `drop-oldest`: the oldest pending deliveries are dropped (counted);
+ * - `latest`: only the newest pending value per topic is kept (a newer value
+ *   replaces a pending one in place), then the oldest go as with drop-oldest.
+ *
+ * A subscription starts held: deliveries queue until `release()`, so the
+ * front end can answer the subscribe first, and the retained snapshot goes
+ * out before anything live.
+ */
+import { DistError } from "../../wire/mod.ts";
+
+export type Policy = "disconnect" | "drop-oldest" | "latest";
+export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
+
+/** What is delivered: shared by every subscriber it goes to, never changed. */
+export class Message {
+  readonly topic: string;
+  readonly value: unknown;
+  readonly retained: boolean;
+  /**
+   * Free for front ends: the delivery encoded once per codec (indexed by a
+   * codec number the front end chooses), copied to every subscriber.
+   */
+  encoded: (Uint8Array | undefined)[] | undefined = undefined;
+
+  constructor(topic: string, value: unknown, retained = false) {
+    this.topic = topic;
+    this.value = value;
+    this.retained = retained;
+  }
+}
+
+/** The transport of a subscription's deliveries, as the front end provides it. */
+export interface Sink {
+  /** Bytes given to the transport and not yet written out. */
+  readonly pendingBytes: number;
+  readonly closed: boolean;
+  /** Bytes the delivery takes on this transport (for the pending count). */
+  sizeOf(msg: Message, sub: Subscription): number;
+  /** Puts one delivery on the transport. */
+  write(msg: Message, sub: Subscription): void;
+  /** Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed). */
+  whenDrained(bytes: number, fn: () => void): void;
+  /** The subscriber could not keep up and its policy says cut it off. */
+  slow(sub: Subscription, err: DistError): void;
+  /** A topic that `sub` covers has just appeared. */
+  topicCreated(sub: Subscription, topic: string): void;
+}
+
+export interface SubscriptionOptions {
+  sid: number;
+  /** The normalised pattern, e.g. `/telephony/+`. */
+  pattern: string;
+  segments: readonly string[];
+  group?: string;
+  policy?: Policy;
+  /** Most bytes pending (queued here plus in the sink) before the policy applies. */
+  maxPending: number;
+}
+
+/** Most bytes the sink is filled to from the queue: the rest waits here, where it can be dropped. */
+const FILL_BYTES = 256 * 1024;
+
+interface Pending {
+  msg: Message;
+  bytes: number;
+}
+
+export class Subscription {
+  readonly sid: number;
+  readonly pattern: string;
+  readonly segments: readonly string[];
+  readonly group: string | undefined;
+  readonly policy: Policy;
+  readonly maxPending: number;
+  readonly sink: Sink;
+  /** Deliveries handed to the sink. */
+  delivered = 0;
+  /** Deliveries dropped or superseded by the policy. */
+  dropped = 0;
+  /** Free for the front end (e.g. the subscription's encoded sid). */
+  data: unknown = undefined;
+
+  #queue: Pending[] = [];
+  #head = 0;
+  #queuedBytes = 0;
+  /** For `latest`: the pending delivery of each topic. */
+  #latest: Map<string, Pending> | undefined;
+  #snapshot: Message[] | undefined;
+  #snapshotAt = 0;
+  #held = true;
+  #waiting = false;
+  #cancelled = false;
+  /** The sink may hold this much before deliveries queue here. */
+  #directLimit: number;
+  /** Queued deliveries move to the sink while it holds less than this. */
+  #fillLimit: number;
+
+  constructor(sink: Sink, options: SubscriptionOptions) {
+    this.sink = sink;
+    this.sid = options.sid;
+    this.pattern = options.pattern;
+    this.segments = options.segments;
+    this.group = options.group;
+    this.policy = options.policy ?? "disconnect";
+    this.maxPending = options.maxPending;
+    this.#fillLimit = Math.max(1, Math.min(FILL_BYTES, Math.floor(this.maxPending / 4)));
+    // Cutting off needs no queue: the sink itself may hold up to the limit.
+    this.#directLimit = this.policy === "disconnect" ? this.maxPending : this.#fillLimit;
+    if (this.policy === "latest") this.#latest = new Map();
+  }
+
+  /** Bytes waiting here (not counting the sink's). */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Deliveries waiting here, retained ones included. */
+  get queued(): number {
+    return this.#queue.length - this.#head +
+      (this.#snapshot === undefined ? 0 : this.#snapshot.length - this.#snapshotAt);
+  }
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  /**
+   * Retained values to send before anything live. They count against no
+   * limit (they are shared, not copied) and move to the sink as it drains.
+   * Precondition: still held.
+   */
+  setSnapshot(messages: Message[]): void {
+    if (messages.length > 0) this.#snapshot = messages;
+  }
+
+  /** Lets deliveries flow: the snapshot first, then what queued meanwhile. */
+  release(): void {
+    if (!this.#held || this.#cancelled) return;
+    this.#held = false;
+    this.#pump();
+  }
+
+  /** Delivers one message, or queues it, applying the policy when pending passes the limit. */
+  deliver(msg: Message): void {
+    if (this.#cancelled) return;
+    const sink = this.sink;
+    if (
+      !this.#held && this.#head === this.#queue.length && this.#snapshot === undefined &&
+      sink.pendingBytes < this.#directLimit
+    ) {
+      sink.write(msg, this);
+      this.delivered++;
+      return;
+    }
+    this.#enqueue(msg);
+  }
+
+  /** Stops all delivery and frees what is pending. */
+  cancel(): void {
+    this.#cancelled = true;
+    this.#queue = [];
+    this.#head = 0;
+    this.#queuedBytes = 0;
+    this.#latest?.clear();
+    this.#snapshot = undefined;
+  }
+
+  #enqueue(msg: Message): void {
+    const bytes = this.sink.sizeOf(msg, this);
+    const previous = this.#latest?.get(msg.topic);
+    if (previous !== undefined) {
+      // The subscriber has not seen the older value yet: it only needs the newest.
+      this.#queuedBytes += bytes - previous.bytes;
+      previous.msg = msg;
+      previous.bytes = bytes;
+      this.dropped++;
+    } else {
+      const entry = { msg, bytes };
+      this.#queue.push(entry);
+      this.#latest?.set(msg.topic, entry);
+      this.#queuedBytes += bytes;
+    }
+    if (this.#queuedBytes + this.sink.pendingBytes > this.maxPending) {
+      if (this.policy === "disconnect") {
+        const pending = this.#queuedBytes + this.sink.pendingBytes;
+        this.sink.slow(
+          this,
+          new DistError(
+            "SLOW_CONSUMER",
+            `Subscriber of ${this.pattern} (sid ${this.sid}) fell behind: ` +
+              `${pending} bytes pending, more than max-pending ${this.maxPending}`,
+          ),
+        );
+        return;
+      }
+      while (this.#queuedBytes + this.sink.pendingBytes > this.maxPending && this.#shift()) {
+        this.dropped++;
+      }
+    }
+    this.#arm();
+  }
+
+  /** Takes the oldest queued delivery off the queue; undefined when empty. */
+  #shift(): Message | undefined {
+    if (this.#head === this.#queue.length) return undefined;
+    const entry = this.#queue[this.#head];
+    this.#queue[this.#head++] = undefined as unknown as Pending;
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#queuedBytes -= entry.bytes;
+    if (this.#latest?.get(entry.msg.topic) === entry) this.#latest.delete(entry.msg.topic);
+    return entry.msg;
+  }
+
+  /** Waits for the sink to drain, then pumps (once at a time). */
+  #arm(): void {
+    if (this.#waiting || this.#held || this.#cancelled) return;
+    this.#waiting = true;
+    this.sink.whenDrained(this.#fillLimit >> 1, () => {
+      this.#waiting = false;
+      this.#pump();
+    });
+  }
+
+  /** Moves the snapshot, then the queue, to the sink while it has room. */
+  #pump(): void {
+    const sink = this.sink;
+    while (!this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit) {
+      let msg: Message | undefined;
+      if (this.#snapshot !== undefined) {
+        msg = this.#snapshot[this.#snapshotAt++];
+        if (this.#snapshotAt === this.#snapshot.length) {
+          this.#snapshot = undefined;
+          this.#snapshotAt = 0;
+        }
+      } else {
+        msg = this.#shift();
+        if (msg === undefined) return;
+      }
+      sink.write(msg, this);
+      this.delivered++;
+    }
+    if (!this.#cancelled && !sink.closed && this.queued > 0) this.#arm();
+  }
+}

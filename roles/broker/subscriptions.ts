@@ -1,0 +1,158 @@
+/**
+ * The subscription tree: patterns stored one segment per level, `+` as a
+ * child of its own, so the subscriptions a topic reaches are found by
+ * walking the topic's segments (and the `+` branches beside them), in time
+ * that depends on the topic's depth, not on how many subscriptions or topics
+ * there are (nats-server's sublist, mosquitto's subs.c). A subscription on
+ * a node covers that node's whole subtree, so every node met on the way
+ * contributes its subscriptions.
+ *
+ * Subscriptions with a queue group join the group of their pattern and name:
+ * a message matched at that node goes to one member, in rotation.
+ */
+import { ONE_SEGMENT } from "../_topic.ts";
+
+/** What the tree needs to know of a subscription. */
+export interface Subscribable {
+  readonly segments: readonly string[];
+  readonly group?: string;
+}
+
+/** Subscribers that share the messages of one pattern: each message to one member. */
+export class Group<S> {
+  readonly name: string;
+  readonly members: S[] = [];
+  #next = 0;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  /** The member whose turn it is. Precondition: the group has members. */
+  pick(): S {
+    if (this.#next >= this.members.length) this.#next = 0;
+    return this.members[this.#next++];
+  }
+}
+
+/** What a topic reaches: plain subscriptions (each gets every message) and groups. */
+export interface Targets<S> {
+  plain: S[];
+  groups: Group<S>[];
+}
+
+class PatternNode<S> {
+  readonly segment: string;
+  readonly parent: PatternNode<S> | undefined;
+  children: Map<string, PatternNode<S>> | undefined;
+  plain: S[] = [];
+  groups: Map<string, Group<S>> | undefined;
+
+  constructor(segment: string, parent: PatternNode<S> | undefined) {
+    this.segment = segment;
+    this.parent = parent;
+  }
+
+  get empty(): boolean {
+    return this.plain.length === 0 && this.groups === undefined && this.children === undefined;
+  }
+}
+
+export class SubscriptionTree<S extends Subscribable> {
+  #root = new PatternNode<S>("", undefined);
+  #count = 0;
+  #generation = 0;
+
+  /** Number of subscriptions. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** Changes whenever a subscription is added or removed (for caches of `match`). */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  add(sub: S): void {
+    let node = this.#root;
+    for (const segment of sub.segments) {
+      node.children ??= new Map();
+      let child = node.children.get(segment);
+      if (child === undefined) {
+        child = new PatternNode(segment, node);
+        node.children.set(segment, child);
+      }
+      node = child;
+    }
+    if (sub.group === undefined) {
+      node.plain.push(sub);
+    } else {
+      node.groups ??= new Map();
+      let group = node.groups.get(sub.group);
+      if (group === undefined) {
+        group = new Group(sub.group);
+        node.groups.set(sub.group, group);
+      }
+      group.members.push(sub);
+    }
+    this.#count++;
+    this.#generation++;
+  }
+
+  /** Removes a subscription; returns false when it was not in the tree. */
+  remove(sub: S): boolean {
+    let node: PatternNode<S> | undefined = this.#root;
+    for (const segment of sub.segments) {
+      node = node.children?.get(segment);
+      if (node === undefined) return false;
+    }
+    if (sub.group === undefined) {
+      if (!removeFrom(node.plain, sub)) return false;
+    } else {
+      const group = node.groups?.get(sub.group);
+      if (group === undefined || !removeFrom(group.members, sub)) return false;
+      if (group.members.length === 0) {
+        node.groups!.delete(sub.group);
+        if (node.groups!.size === 0) node.groups = undefined;
+      }
+    }
+    this.#count--;
+    this.#generation++;
+    // Prune the branch back to the last node still in use.
+    while (node.parent !== undefined && node.empty) {
+      const parent: PatternNode<S> = node.parent;
+      parent.children!.delete(node.segment);
+      if (parent.children!.size === 0) parent.children = undefined;
+      node = parent;
+    }
+    return true;
+  }
+
+  /** Every subscription and group whose pattern covers the topic with these segments. */
+  match(segments: readonly string[]): Targets<S> {
+    const out: Targets<S> = { plain: [], groups: [] };
+    this.#collect(this.#root, segments, 0, out);
+    return out;
+  }
+
+  #collect(node: PatternNode<S>, segments: readonly string[], depth: number, out: Targets<S>) {
+    for (const sub of node.plain) out.plain.push(sub);
+    if (node.groups !== undefined) {
+      for (const group of node.groups.values()) out.groups.push(group);
+    }
+    if (depth === segments.length || node.children === undefined) return;
+    const exact = node.children.get(segments[depth]);
+    if (exact !== undefined) this.#collect(exact, segments, depth + 1, out);
+    const any = node.children.get(ONE_SEGMENT);
+    if (any !== undefined && any !== exact) this.#collect(any, segments, depth + 1, out);
+  }
+}
+
+/** Removes one item from an array by swapping in the last (order does not matter). */
+function removeFrom<T>(items: T[], item: T): boolean {
+  const i = items.indexOf(item);
+  if (i < 0) return false;
+  items[i] = items[items.length - 1];
+  items.pop();
+  return true;
+}

@@ -1,0 +1,61 @@
+/**
+ * A fake transport for the broker core's unit tests: it records what is
+ * written, holds a settable number of pending bytes, and drains when the
+ * test says so.
+ */
+import type { DistError } from "../../wire/mod.ts";
+import type { Message, Sink, Subscription } from "../../roles/broker/mod.ts";
+
+export interface Delivered {
+  sid: number;
+  topic: string;
+  value: unknown;
+  retained: boolean;
+}
+
+export class FakeSink implements Sink {
+  pendingBytes = 0;
+  closed = false;
+  /** Bytes each delivery takes. */
+  size = 100;
+  /** When true, written bytes stay pending (a subscriber that stopped reading). */
+  stalled = false;
+  readonly written: Delivered[] = [];
+  readonly created: { sid: number; topic: string }[] = [];
+  slowError: DistError | undefined;
+  #waiters: { bytes: number; fn: () => void }[] = [];
+
+  sizeOf(_msg: Message, _sub: Subscription): number {
+    return this.size;
+  }
+
+  write(msg: Message, sub: Subscription): void {
+    this.written.push({ sid: sub.sid, topic: msg.topic, value: msg.value, retained: msg.retained });
+    if (this.stalled) this.pendingBytes += this.size;
+  }
+
+  whenDrained(bytes: number, fn: () => void): void {
+    this.#waiters.push({ bytes, fn });
+  }
+
+  slow(_sub: Subscription, err: DistError): void {
+    this.slowError = err;
+  }
+
+  topicCreated(sub: Subscription, topic: string): void {
+    this.created.push({ sid: sub.sid, topic });
+  }
+
+  /** The transport wrote everything out: pending drops to 0 and waiters run. */
+  drain(): void {
+    this.stalled = false;
+    this.pendingBytes = 0;
+    const waiters = this.#waiters.splice(0);
+    for (const w of waiters) w.fn();
+  }
+
+  /** Values written, in order. */
+  values(): unknown[] {
+    return this.written.map((d) => d.value);
+  }
+}
