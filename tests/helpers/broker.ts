@@ -1,0 +1,142 @@
+/**
+ * Helpers for broker tests: a broker run in-process on 127.0.0.1 port 0,
+ * and a small wire client that subscribes, publishes and records what
+ * arrives. Every wait is bounded.
+ */
+import { mergeOptions, roleSpec } from "../../config/mod.ts";
+import { broker } from "../../roles/broker/mod.ts";
+import { codecByName, dial, type Peer } from "../../wire/mod.ts";
+import { waitFor } from "./raw.ts";
+
+export interface Delivery {
+  sid: number;
+  topic: string;
+  value: unknown;
+  retained: boolean;
+}
+
+/** A running in-process broker. */
+export interface TestBroker {
+  port: number;
+  address: string;
+  stop(): Promise<void>;
+}
+
+/** Starts `dist broker --port 0` in this process with extra options (camelCase keys). */
+export async function startBroker(options: Record<string, unknown> = {}): Promise<TestBroker> {
+  const abort = new AbortController();
+  let listening!: (port: number) => void;
+  const bound = new Promise<number>((resolve) => listening = resolve);
+  const done = broker.run(
+    mergeOptions(roleSpec(broker), { port: 0, heartbeat: 5000, ...options }),
+    {
+      signal: abort.signal,
+      positionals: [],
+      onListening: (addr) => listening(addr.port),
+    },
+  );
+  const port = await Promise.race([bound, done.then(() => -1)]);
+  if (port < 0) throw new Error("Broker exited before listening");
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    async stop() {
+      abort.abort();
+      await done;
+    },
+  };
+}
+
+/** Runs `body` with a fresh in-process broker, stopped afterwards. */
+export async function withBroker(
+  body: (b: TestBroker) => Promise<void>,
+  options: Record<string, unknown> = {},
+): Promise<void> {
+  const b = await startBroker(options);
+  try {
+    await body(b);
+  } finally {
+    await b.stop();
+  }
+}
+
+/** A wire client of the broker that records deliveries and new-topic notices. */
+export class BrokerClient {
+  readonly peer: Peer;
+  readonly deliveries: Delivery[] = [];
+  readonly created: { sid: number; topic: string }[] = [];
+
+  private constructor(peer: Peer) {
+    this.peer = peer;
+    peer.onNotification = (method, params) => {
+      const p = params as Record<string, unknown>;
+      if (method === "broker.message") this.deliveries.push(p as unknown as Delivery);
+      else if (method === "broker.topic_created") {
+        this.created.push(p as { sid: number; topic: string });
+      }
+    };
+  }
+
+  static async connect(port: number, codec = "json", name = "test"): Promise<BrokerClient> {
+    const peer = await dial({ host: "127.0.0.1", port }, {
+      role: "test",
+      name,
+      codec: codecByName(codec),
+      heartbeatMs: 5000,
+    });
+    return new BrokerClient(peer);
+  }
+
+  subscribe(topic: string, extra: Record<string, unknown> = {}) {
+    return this.peer.call("broker.subscribe", { topic, ...extra }) as Promise<
+      { sid: number; topic: string; topics: string[]; topic_count: number }
+    >;
+  }
+
+  /** Fire-and-forget. */
+  publish(topic: string, value: unknown, retain?: boolean): void {
+    this.peer.notify("broker.publish", retain === undefined ? { topic, value } : {
+      topic,
+      value,
+      retain,
+    });
+  }
+
+  /** Confirmed: resolves once the broker has routed it. */
+  confirm(topic: string, value: unknown, retain?: boolean) {
+    return this.peer.call("broker.publish", { topic, value, retain }) as Promise<
+      { topic: string; deliveries: number }
+    >;
+  }
+
+  stats(): Promise<Record<string, unknown>> {
+    return this.peer.call("sys.stats") as Promise<Record<string, unknown>>;
+  }
+
+  /** Waits (at most `ms`) until `n` deliveries have arrived. */
+  async received(n: number, ms = 5000): Promise<Delivery[]> {
+    await waitFor(() => this.deliveries.length >= n, ms, `${n} deliveries (got some fewer)`);
+    return this.deliveries;
+  }
+
+  close(): void {
+    this.peer.close();
+  }
+}
+
+/** Polls the broker's stats until `check` holds (at most `ms`). */
+export async function statsUntil(
+  c: BrokerClient,
+  check: (stats: Record<string, unknown>) => boolean,
+  ms = 5000,
+): Promise<Record<string, unknown>> {
+  const end = performance.now() + ms;
+  while (true) {
+    const stats = await c.stats();
+    if (check(stats)) return stats;
+    if (performance.now() > end) {
+      throw new Error(`Stats never matched within ${ms} ms: ${JSON.stringify(stats)}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
