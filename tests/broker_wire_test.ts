@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
 import { BrokerClient, type Delivery, statsUntil, withBroker } from "./helpers/broker.ts";
-import { closeQuietly, jsonFrame, RawReader, rawHandshake, sleep, writeAll } from "./helpers/raw.ts";
+import {
+  closeQuietly,
+  jsonFrame,
+  rawHandshake,
+  RawReader,
+  sleep,
+  writeAll,
+} from "./helpers/raw.ts";
 import { header } from "./helpers/raw.ts";
 
 const isCode = (code: string) => (err: unknown) => {
@@ -145,10 +152,13 @@ Deno.test("broker.topics lists each topic; subscribers get broker.topic_created"
         truncated: boolean;
       };
       assert.equal(listing.truncated, false);
-      assert.deepEqual(listing.topics.map((t) => [t.topic, t.retained, t.subscribers, t.messages]), [
-        ["/telephony/orange", true, 1, 2],
-        ["/msg", false, 0, 1],
-      ]);
+      assert.deepEqual(
+        listing.topics.map((t) => [t.topic, t.retained, t.subscribers, t.messages]),
+        [
+          ["/telephony/orange", true, 1, 2],
+          ["/msg", false, 0, 1],
+        ],
+      );
       assert.ok(!Number.isNaN(Date.parse(listing.topics[0].last_active as string)));
       const under = await c.peer.call("broker.topics", { prefix: "/telephony" }) as {
         topics: { topic: string }[];
@@ -276,7 +286,10 @@ Deno.test("broker cuts off a subscriber that stops reading; a fast one gets ever
     const pub = await BrokerClient.connect(b.port);
     try {
       await rawHandshake(raw, reader);
-      await writeAll(raw, jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/t" } }));
+      await writeAll(
+        raw,
+        jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/t" } }),
+      );
       assert.equal((await reader.json())?.id, 1);
       await fast.subscribe("/t");
       // 10 MB: more than the kernel's socket buffers (about 4 MB here) plus

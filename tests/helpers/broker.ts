@@ -95,11 +95,14 @@ export class BrokerClient {
 
   /** Fire-and-forget. */
   publish(topic: string, value: unknown, retain?: boolean): void {
-    this.peer.notify("broker.publish", retain === undefined ? { topic, value } : {
-      topic,
-      value,
-      retain,
-    });
+    this.peer.notify(
+      "broker.publish",
+      retain === undefined ? { topic, value } : {
+        topic,
+        value,
+        retain,
+      },
+    );
   }
 
   /** Confirmed: resolves once the broker has routed it. */
