@@ -13,10 +13,11 @@
  * wires the parts to a listener.
  */
 import { getLogger } from "@logtape/logtape";
-import type { Options } from "../../config/mod.ts";
+import { formatAddress, HOST_OPTION, type Options } from "../../config/mod.ts";
 import { listen } from "../../wire/mod.ts";
 import type { Role, RunContext } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
+import { connSettings } from "../_conn.ts";
 import { BrokerCore } from "./core.ts";
 import { WireFront } from "./front.ts";
 
@@ -42,6 +43,7 @@ export const broker: Role = {
     "Policies of a slow subscriber: disconnect (default), drop-oldest, latest.",
   ],
   options: {
+    host: HOST_OPTION,
     port: {
       type: "port",
       description: "Port to listen on (0 picks a free one)",
@@ -106,9 +108,7 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
     role: "broker",
     name: "broker",
     maxConnections: options.maxConnections as number,
-    maxFrame,
-    heartbeatMs: options.heartbeat as number,
-    liveness: options.liveness as number,
+    ...connSettings(options),
     // The subscriber policies act at max-pending; the wire's own cut-off is a backstop.
     maxOutbound: 2 * maxPending + 2 * maxFrame,
     onRequest: front.onRequest,
@@ -118,7 +118,9 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
   name ??= `broker-${listener.addr.port}`;
   setLogInstance(name);
   listener.name = listener.by = name;
-  log.info("Listening on {addr}", { addr: `${listener.addr.hostname}:${listener.addr.port}` });
+  log.info("Listening on {address}", {
+    address: formatAddress({ host: listener.addr.hostname, port: listener.addr.port }),
+  });
   ctx.onListening?.({ ...listener.addr, name });
   await new Promise<void>((resolve) => {
     if (ctx.signal.aborted) resolve();
