@@ -1,0 +1,366 @@
+/**
+ * The registry proper, with no sockets: instances of services under leases,
+ * cyclic lookup, versioned changes and tombstones, and the merge of changes
+ * from other binders (last writer wins by {@link Stamp}).
+ *
+ * Every change of an entry gets a new stamp from the binder's hybrid logical
+ * clock: a registration, a renewal (so a renewal made on one side of a
+ * partition beats an expiry decided on the other side earlier), a
+ * deregistration, an expiry, a verified failure. A removal leaves a tombstone,
+ * so an older registration arriving late cannot bring the instance back; a
+ * tombstone is collected after `tombstoneMs`, by which time every reachable
+ * binder has it (and an instance that did come back with no one renewing it
+ * would expire again on its own).
+ */
+import { DistError } from "../../wire/mod.ts";
+import { compareStamps, type HybridClock, type Stamp } from "./clock.ts";
+import { Digest } from "./digest.ts";
+
+/** Why an instance left the registry. */
+export type RemovalReason = "deregistered" | "expired" | "down";
+
+export const REMOVAL_REASONS: readonly RemovalReason[] = ["deregistered", "expired", "down"];
+
+/** What a server registers. */
+export interface Registration {
+  service: string;
+  host: string;
+  port: number;
+  ttlMs: number;
+  meta?: Record<string, unknown>;
+}
+
+/** One instance at one version: live, or a tombstone when `removed` is set. */
+export interface Entry extends Registration {
+  /** `service@host:port`: the same instance always has the same id. */
+  readonly id: string;
+  readonly stamp: Stamp;
+  readonly removed?: RemovalReason;
+  /** When the lease ends, in this process's monotonic milliseconds (0 for tombstones). */
+  readonly expiresAt: number;
+}
+
+/** An entry as another binder sent it: the lease is what was left of it there. */
+export type Incoming = Omit<Entry, "expiresAt"> & { leftMs: number };
+
+/**
+ * Called for every change of an entry: `local` is true for changes made
+ * here (to be pushed to peers), false for changes merged from a peer.
+ */
+export type ChangeListener = (entry: Entry, previous: Entry | undefined, local: boolean) => void;
+
+export interface RegistryOptions {
+  clock: HybridClock;
+  /** Monotonic milliseconds, for leases (default `performance.now`). */
+  now?: () => number;
+  /** Wall-clock milliseconds, for the age of tombstones (default `Date.now`). */
+  wallNow?: () => number;
+  /** How long a tombstone is kept (ms). */
+  tombstoneMs?: number;
+  /** Most entries (live and tombstones); a new registration beyond is OVERLOADED. */
+  maxEntries?: number;
+}
+
+export const DEFAULT_TOMBSTONE_MS = 60_000;
+export const DEFAULT_MAX_ENTRIES = 100_000;
+
+/** The id of an instance: `service@host:port` (IPv6 hosts in brackets). */
+export function instanceId(service: string, host: string, port: number): string {
+  return `${service}@${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** The live instances of one service, in id order, and the lookup cursor. */
+class Ring {
+  ids = new Set<string>();
+  #sorted: string[] | undefined;
+  next = 0;
+
+  add(id: string): void {
+    this.ids.add(id);
+    this.#sorted = undefined;
+  }
+
+  delete(id: string): void {
+    this.ids.delete(id);
+    this.#sorted = undefined;
+  }
+
+  get sorted(): string[] {
+    return this.#sorted ??= [...this.ids].sort();
+  }
+}
+
+/** Counters for `sys.stats`. */
+export interface RegistryCounters {
+  registrations: number;
+  renewals: number;
+  removals: number;
+  expirations: number;
+  lookups: number;
+  merged: number;
+  stale: number;
+}
+
+/** A binder's registry. See the module comment. */
+export class Registry {
+  readonly clock: HybridClock;
+  readonly tombstoneMs: number;
+  readonly maxEntries: number;
+  readonly counters: RegistryCounters = {
+    registrations: 0,
+    renewals: 0,
+    removals: 0,
+    expirations: 0,
+    lookups: 0,
+    merged: 0,
+    stale: 0,
+  };
+  #now: () => number;
+  #wallNow: () => number;
+  #entries = new Map<string, Entry>();
+  #rings = new Map<string, Ring>();
+  #digest = new Digest();
+  #listeners: ChangeListener[] = [];
+  #suspects = new Set<string>();
+  #live = 0;
+
+  constructor(options: RegistryOptions) {
+    this.clock = options.clock;
+    this.#now = options.now ?? (() => performance.now());
+    this.#wallNow = options.wallNow ?? Date.now;
+    this.tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  }
+
+  /** Calls `listener` on every change (see {@link ChangeListener}). */
+  onChange(listener: ChangeListener): void {
+    this.#listeners.push(listener);
+  }
+
+  get digest(): Digest {
+    return this.#digest;
+  }
+
+  /** Live instances (leases not yet collected by {@link sweep}). */
+  get liveCount(): number {
+    return this.#live;
+  }
+
+  get tombstoneCount(): number {
+    return this.#entries.size - this.#live;
+  }
+
+  get serviceCount(): number {
+    return this.#rings.size;
+  }
+
+  /** The entry with this id, live or tombstone. */
+  get(id: string): Entry | undefined {
+    return this.#entries.get(id);
+  }
+
+  /** Whether an entry is live and its lease has not run out. */
+  isLive(entry: Entry): boolean {
+    return entry.removed === undefined && entry.expiresAt > this.#now();
+  }
+
+  /** Registers an instance, or refreshes it (a new version, a new lease) when it exists. */
+  register(reg: Registration): Entry {
+    const id = instanceId(reg.service, reg.host, reg.port);
+    const previous = this.#entries.get(id);
+    if (previous === undefined && this.#entries.size >= this.maxEntries) {
+      throw new DistError("OVERLOADED", `Registry full: ${this.maxEntries} entries`);
+    }
+    const entry: Entry = {
+      id,
+      service: reg.service,
+      host: reg.host,
+      port: reg.port,
+      ttlMs: reg.ttlMs,
+      ...(reg.meta !== undefined ? { meta: reg.meta } : {}),
+      stamp: this.clock.now(),
+      expiresAt: this.#now() + reg.ttlMs,
+    };
+    this.counters.registrations++;
+    this.#apply(entry, true);
+    return entry;
+  }
+
+  /**
+   * Extends a live instance's lease by its TTL.
+   * @throws {DistError} NOT_FOUND when the instance is unknown, removed or
+   *   its lease already ran out: the server must register again
+   */
+  renew(id: string): Entry {
+    const previous = this.#entries.get(id);
+    if (previous === undefined || !this.isLive(previous)) {
+      const why = previous === undefined ? "unknown" : previous.removed ?? "expired";
+      throw new DistError("NOT_FOUND", `Instance ${id} is ${why}: register again`);
+    }
+    const entry: Entry = {
+      ...previous,
+      stamp: this.clock.now(),
+      expiresAt: this.#now() + previous.ttlMs,
+    };
+    this.counters.renewals++;
+    this.#apply(entry, true);
+    return entry;
+  }
+
+  /**
+   * Removes an instance, leaving a tombstone.
+   * @returns the tombstone (the existing one if it was removed already), or
+   *   undefined when the id was never known
+   */
+  remove(id: string, reason: RemovalReason): Entry | undefined {
+    const previous = this.#entries.get(id);
+    if (previous === undefined || previous.removed !== undefined) return previous;
+    const { expiresAt: _, ...rest } = previous;
+    const entry: Entry = { ...rest, stamp: this.clock.now(), removed: reason, expiresAt: 0 };
+    if (reason === "expired") this.counters.expirations++;
+    else this.counters.removals++;
+    this.#apply(entry, true);
+    return entry;
+  }
+
+  /**
+   * The next live instance of `service`, cyclically in id order. Instances
+   * under verification (see {@link setSuspect}) are handed out only when no
+   * other is live.
+   * @throws {DistError} NOT_FOUND when the service has no live instance
+   */
+  lookup(service: string): Entry {
+    this.counters.lookups++;
+    const ring = this.#rings.get(service);
+    if (ring !== undefined) {
+      const ids = ring.sorted;
+      const n = ids.length;
+      const now = this.#now();
+      let fallback = -1;
+      for (let k = 0; k < n; k++) {
+        const i = (ring.next + k) % n;
+        const entry = this.#entries.get(ids[i])!;
+        if (entry.expiresAt <= now) continue;
+        if (this.#suspects.size > 0 && this.#suspects.has(entry.id)) {
+          if (fallback < 0) fallback = i;
+          continue;
+        }
+        ring.next = (i + 1) % n;
+        return entry;
+      }
+      if (fallback >= 0) {
+        ring.next = (fallback + 1) % n;
+        return this.#entries.get(ids[fallback])!;
+      }
+    }
+    throw new DistError("NOT_FOUND", `No instance of service ${JSON.stringify(service)}`);
+  }
+
+  /** Live instances of `service` (of every service when undefined), in id order. */
+  instances(service?: string): Entry[] {
+    const now = this.#now();
+    const rings = service === undefined
+      ? [...this.#rings.keys()].sort().map((s) => this.#rings.get(s)!)
+      : [this.#rings.get(service)].filter((r) => r !== undefined);
+    const out: Entry[] = [];
+    for (const ring of rings) {
+      for (const id of ring.sorted) {
+        const entry = this.#entries.get(id)!;
+        if (entry.expiresAt > now) out.push(entry);
+      }
+    }
+    return out;
+  }
+
+  /** Every entry, tombstones included (for a full snapshot). */
+  entries(): IterableIterator<Entry> {
+    return this.#entries.values();
+  }
+
+  /** Marks an instance as being verified (or not any more). */
+  setSuspect(id: string, suspect: boolean): void {
+    if (suspect) this.#suspects.add(id);
+    else this.#suspects.delete(id);
+  }
+
+  /**
+   * Merges an entry from another binder: taken if its version is newer than
+   * ours (last writer wins), ignored otherwise.
+   * @returns whether it changed the registry
+   */
+  merge(incoming: Incoming): boolean {
+    this.clock.observe(incoming.stamp);
+    const previous = this.#entries.get(incoming.id);
+    if (previous !== undefined && compareStamps(incoming.stamp, previous.stamp) <= 0) {
+      this.counters.stale++;
+      return false;
+    }
+    if (previous === undefined && incoming.removed !== undefined && this.#collectable(incoming)) {
+      // A tombstone so old that it would be collected at once; nothing to remove here.
+      return false;
+    }
+    const { leftMs, ...rest } = incoming;
+    const entry: Entry = {
+      ...rest,
+      expiresAt: incoming.removed !== undefined ? 0 : this.#now() + Math.max(0, leftMs),
+    };
+    this.counters.merged++;
+    this.#apply(entry, false);
+    return true;
+  }
+
+  /** Milliseconds left of a live entry's lease (0 when run out or removed). */
+  leftMs(entry: Entry): number {
+    return entry.removed !== undefined ? 0 : Math.max(0, Math.round(entry.expiresAt - this.#now()));
+  }
+
+  /**
+   * Expires instances whose lease ran out (each becomes a tombstone, a local
+   * change) and collects tombstones older than `tombstoneMs`.
+   * @returns the number of instances expired
+   */
+  sweep(): number {
+    const now = this.#now();
+    let expired = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.removed === undefined) {
+        if (entry.expiresAt <= now) {
+          this.remove(entry.id, "expired");
+          expired++;
+        }
+      } else if (this.#collectable(entry)) {
+        this.#entries.delete(entry.id);
+        this.#digest.remove(entry.id, entry.stamp, entry.removed);
+      }
+    }
+    return expired;
+  }
+
+  #collectable(entry: { stamp: Stamp }): boolean {
+    return entry.stamp[0] + this.tombstoneMs < this.#wallNow();
+  }
+
+  #apply(entry: Entry, local: boolean): void {
+    const previous = this.#entries.get(entry.id);
+    this.#entries.set(entry.id, entry);
+    if (previous !== undefined) {
+      this.#digest.remove(previous.id, previous.stamp, previous.removed);
+    }
+    this.#digest.add(entry.id, entry.stamp, entry.removed);
+    const wasLive = previous !== undefined && previous.removed === undefined;
+    const isLive = entry.removed === undefined;
+    if (wasLive && !isLive) {
+      this.#live--;
+      this.#suspects.delete(entry.id);
+      const ring = this.#rings.get(entry.service)!;
+      ring.delete(entry.id);
+      if (ring.ids.size === 0) this.#rings.delete(entry.service);
+    } else if (!wasLive && isLive) {
+      this.#live++;
+      let ring = this.#rings.get(entry.service);
+      if (ring === undefined) this.#rings.set(entry.service, ring = new Ring());
+      ring.add(entry.id);
+    }
+    for (const listener of this.#listeners) listener(entry, previous, local);
+  }
+}
