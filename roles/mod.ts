@@ -9,8 +9,9 @@ import type { Role } from "./_role.ts";
 import { server } from "./server.ts";
 import { client } from "./client/mod.ts";
 import { broker } from "./broker/mod.ts";
+import { binder } from "./binder/mod.ts";
 
-export const ROLES: Readonly<Record<string, Role>> = { server, client, broker };
+export const ROLES: Readonly<Record<string, Role>> = { server, client, broker, binder };
 
 export type { Role, RunContext } from "./_role.ts";
 export { writeStdout } from "./_role.ts";

@@ -1,0 +1,258 @@
+/**
+ * @module
+ * The binder: a replicated service registry. This file holds the option spec
+ * and `run()`, which only wires the parts together:
+ *
+ * - `clock.ts`: versions (hybrid logical clock + binder id);
+ * - `registry.ts`: instances, leases, cyclic lookup, tombstones, merge (no sockets);
+ * - `digest.ts`: the bucketed digest anti-entropy compares;
+ * - `records.ts`: wire forms and the checks on clients' and peers' input;
+ * - `replication.ts`: push, anti-entropy and catch-up with peer binders;
+ * - `verify.ts`: shared verification of reported failures;
+ * - `watch.ts`: `binder.watch` subscribers and `binder.changed` notifications;
+ * - `api.ts`: the methods, each checked and handed to one of the above.
+ */
+import { getLogger } from "@logtape/logtape";
+import {
+  type Address,
+  formatAddress,
+  HOST_OPTION,
+  type Options,
+  parseAddress,
+} from "../../config/mod.ts";
+import { codecByName, dial, DistError, listen, type Peer } from "../../wire/mod.ts";
+import type { Role, RunContext } from "../_role.ts";
+import { setLogInstance } from "../_logging.ts";
+import { connSettings } from "../_conn.ts";
+import { binderHandlers } from "./api.ts";
+import { HybridClock } from "./clock.ts";
+import { toInstance } from "./records.ts";
+import { type Entry, Registry } from "./registry.ts";
+import { Replicator } from "./replication.ts";
+import { Verifier } from "./verify.ts";
+import { isVisibleChange, Watchers } from "./watch.ts";
+
+const log = getLogger(["dist", "binder"]);
+
+/** How often leases are checked (ms): an expiry is acted on within this much of its time. */
+const SWEEP_MS = 100;
+
+export const binder: Role = {
+  summary: "Replicated service registry: servers register, clients resolve",
+  usage: [
+    "dist binder [--port 7000] [--peers HOST:PORT,...] [--ttl 3s]",
+    "",
+    "Methods:",
+    "  binder.register {service, host, port, ttl_ms?, meta?} -> {id, ttl_ms}",
+    "  binder.renew {id}, binder.deregister {id}",
+    "  binder.lookup {service}        the next live instance, cyclically (NOT_FOUND if none)",
+    "  binder.list {service?}         live instances",
+    "  binder.report_down {id}        verify, remove if dead -> {id, alive, removed}",
+    "  binder.watch {service}         then binder.changed {service, instances} notifications",
+    "  binder.unwatch {service}, sys.ping, sys.stats",
+  ],
+  options: {
+    host: HOST_OPTION,
+    port: {
+      type: "port",
+      description: "Port to listen on (0 picks a free one)",
+      default: 7000,
+      short: "p",
+    },
+    peers: {
+      type: "addresses",
+      description: "Other binders to replicate with (this binder's own address is skipped)",
+      default: [],
+      ref: true,
+    },
+    ttl: {
+      type: "duration",
+      description: "Lease of a registration that names no ttl_ms",
+      default: 3000,
+    },
+    antiEntropy: {
+      type: "duration",
+      description: "Period of digest comparisons with each peer",
+      default: 1000,
+    },
+    catchUp: {
+      type: "duration",
+      description: "At start, longest wait for a peer's state before answering from its own",
+      default: 3000,
+    },
+    verifyTimeout: {
+      type: "duration",
+      description: "How long checking a reported instance (connect + sys.ping) may take",
+      default: 1000,
+    },
+    maxInstances: {
+      type: "integer",
+      description:
+        "Most entries kept (live and recently removed); more registrations are OVERLOADED",
+      default: 100_000,
+      min: 1,
+    },
+    maxConnections: {
+      type: "integer",
+      description: "Most concurrent connections; more are refused with OVERLOADED",
+      default: 10_000,
+      min: 1,
+    },
+    grace: {
+      type: "duration",
+      description: "On shutdown, how long requests in flight may take to finish",
+      default: 2000,
+    },
+  },
+  run: runBinder,
+};
+
+const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "0.0.0.0", "::"]);
+
+/** The peers other than this binder itself (a replicated entry lists all its replicas). */
+export function otherBinders(peers: string[], self: { hostname: string; port: number }): Address[] {
+  const seen = new Set<string>();
+  const out: Address[] = [];
+  for (const text of peers) {
+    const a = parseAddress(text);
+    const isSelf = a.port === self.port &&
+      (a.host === self.hostname || (LOCAL_HOSTS.has(a.host) && LOCAL_HOSTS.has(self.hostname)));
+    const key = formatAddress(a);
+    if (isSelf || seen.has(key)) continue;
+    seen.add(key);
+    out.push(a);
+  }
+  return out;
+}
+
+async function runBinder(options: Options, ctx: RunContext): Promise<number> {
+  const started = performance.now();
+  // Filled in below, before the first connection can finish its handshake.
+  const api: { handlers?: ReturnType<typeof binderHandlers> } = {};
+  const listener = listen({
+    host: options.host as string,
+    port: options.port as number,
+    role: "binder",
+    name: "binder",
+    maxConnections: options.maxConnections as number,
+    ...connSettings(options),
+    onRequest: (method, params, peer) => api.handlers!.onRequest(method, params, peer),
+    onNotification: (method, params) => api.handlers!.onNotification(method, params),
+  });
+  const name = (options.name as string | undefined) ?? `binder-${listener.addr.port}`;
+  setLogInstance(name);
+  listener.name = listener.by = name;
+  // The id in this binder's stamps; the suffix keeps two binders that share a name apart.
+  const node = `${name}.${crypto.randomUUID().slice(0, 8)}`;
+  const codec = codecByName(options.codec as string)!;
+  const registry = new Registry({
+    clock: new HybridClock(node),
+    maxEntries: options.maxInstances as number,
+  });
+  const peers = otherBinders(options.peers as string[], listener.addr);
+  const replicator = new Replicator({
+    registry,
+    peers,
+    node,
+    name,
+    codec,
+    conn: connSettings(options),
+    timeoutMs: 5000,
+    intervalMs: options.antiEntropy as number,
+    catchUpMs: options.catchUp as number,
+  });
+  const watchers = new Watchers((service) => registry.instances(service).map(toInstance));
+  registry.onChange((entry, previous) => {
+    if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
+  });
+  const verifier = new Verifier({
+    probe: (entry, timeoutMs) => probe(entry, timeoutMs, { name, codec, options }),
+    timeoutMs: options.verifyTimeout as number,
+    onStart: (entry) => registry.setSuspect(entry.id, true),
+    onEnd: (entry, alive) => {
+      registry.setSuspect(entry.id, false);
+      log.info("Verified {id} after a report: {verdict}", {
+        id: entry.id,
+        verdict: alive ? "alive, kept" : "dead, removed",
+      });
+      if (!alive) registry.remove(entry.id, "down");
+    },
+  });
+  api.handlers = binderHandlers({
+    registry,
+    replicator,
+    verifier,
+    watchers,
+    defaultTtlMs: options.ttl as number,
+    ping: () => ({ pong: true, role: "binder", name }),
+    stats: () => ({
+      role: "binder",
+      name,
+      uptime_ms: Math.round(performance.now() - started),
+      rss_bytes: Deno.memoryUsage().rss,
+      ready: replicator.isReady,
+      connections: listener.peers.size,
+      services: registry.serviceCount,
+      instances: registry.liveCount,
+      tombstones: registry.tombstoneCount,
+      ...registry.counters,
+      verifications: verifier.probes,
+      verifying: verifier.running,
+      watchers: watchers.count,
+      notifications: watchers.sent,
+      clock_drift_ms: registry.clock.drift,
+      replication: { ...replicator.counters, peers: replicator.peers() },
+    }),
+  });
+  const sweeper = setInterval(() => registry.sweep(), SWEEP_MS);
+  replicator.start();
+  log.info("Listening on {address}", {
+    address: formatAddress({ host: listener.addr.hostname, port: listener.addr.port }),
+    host: listener.addr.hostname,
+    port: listener.addr.port,
+  });
+  if (peers.length > 0) {
+    log.info("Replicating with {peers}", { peers: peers.map(formatAddress).join(", ") });
+  }
+  ctx.onListening?.({ ...listener.addr, name });
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  log.info("Shutting down");
+  clearInterval(sweeper);
+  await replicator.stop();
+  await listener.close(options.grace as number);
+  log.info("Stopped with {n} instance(s) registered", { n: registry.liveCount });
+  return 0;
+}
+
+/**
+ * Whether an instance answers: connect, then `sys.ping`, within `timeoutMs`
+ * in all. Any answer, even an error, means a process is there.
+ */
+async function probe(
+  entry: Entry,
+  timeoutMs: number,
+  self: { name: string; codec: ReturnType<typeof codecByName>; options: Options },
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  let peer: Peer | undefined;
+  try {
+    peer = await dial({ host: entry.host, port: entry.port }, {
+      ...connSettings(self.options),
+      role: "binder",
+      name: self.name,
+      codec: self.codec,
+      connectTimeoutMs: timeoutMs,
+    });
+    await peer.call("sys.ping", undefined, {
+      timeout: Math.max(1, deadline - performance.now()),
+    });
+    return true;
+  } catch (err) {
+    return err instanceof DistError && err.code !== "UNAVAILABLE" && err.code !== "TIMEOUT";
+  } finally {
+    peer?.close();
+  }
+}

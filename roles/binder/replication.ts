@@ -1,0 +1,420 @@
+/**
+ * Replication between binders (multi-master, last writer wins by stamp):
+ *
+ * - **Push**: every change made here is sent at once (one `binder.sync`
+ *   notification per peer per turn of the event loop) over the connection
+ *   this binder keeps to each peer. Changes merged from a peer are not
+ *   forwarded: with every binder listing every other, the origin reaches all;
+ *   anti-entropy covers the rest.
+ * - **Anti-entropy**: on every (re)connection and then every `intervalMs`,
+ *   this binder sends its digest (`binder.diff`); the peer answers with its
+ *   entries in the buckets that differ (paged), this binder merges them and
+ *   sends back, with `binder.sync` requests, what the peer lacks or has older.
+ *   Binders cut off from each other converge within one round of meeting again.
+ * - **Catch-up** (the ZeroMQ guide's Clone pattern): a binder that starts
+ *   with peers answers lookups only once it has pulled the state of a peer
+ *   that was itself caught up. Changes pushed to it meanwhile are merged as
+ *   they come (last writer wins, so the order does not matter). When no peer
+ *   is caught up (the whole cluster starting), it is ready once it has
+ *   exchanged with, or failed to reach, every peer; and at the latest after
+ *   `catchUpMs`.
+ */
+import { getLogger } from "@logtape/logtape";
+import { type Address, formatAddress } from "../../config/mod.ts";
+import {
+  type Codec,
+  type ConnSettings,
+  describe,
+  DistError,
+  type Peer,
+  Redialer,
+} from "../../wire/mod.ts";
+import { compareStamps, type Stamp } from "./clock.ts";
+import { BUCKETS, type Cursor, type DigestSummary, isDigestSummary } from "./digest.ts";
+import { paramsObject, parseRecord, toRecord, type WireRecord } from "./records.ts";
+import type { Entry, Registry } from "./registry.ts";
+
+const log = getLogger(["dist", "binder"]);
+
+/** Most pages one anti-entropy round reads (a bound against a peer that never ends). */
+const MAX_PAGES = 10_000;
+/** Most records accepted in one `binder.sync`. */
+const MAX_SYNC_RECORDS = 100_000;
+
+export interface ReplicationOptions {
+  registry: Registry;
+  /** Other binders (this binder's own address already left out). */
+  peers: Address[];
+  /** This binder's id, as in its stamps: a peer answering with it is this binder. */
+  node: string;
+  /** Instance name told in handshakes. */
+  name: string;
+  codec: Codec;
+  /** Settings of the connections to peers (frame limit, heartbeat, …). */
+  conn: ConnSettings;
+  /** Timeout of each replication call (ms). */
+  timeoutMs: number;
+  /** Period of anti-entropy rounds (ms). */
+  intervalMs: number;
+  /** Longest wait for a peer before answering from this binder's own state (ms). */
+  catchUpMs: number;
+}
+
+/** Counters for `sys.stats`. */
+export interface ReplicationCounters {
+  /** `binder.sync` notifications sent and the records in them. */
+  pushes: number;
+  pushed: number;
+  /** Changes not pushed to a peer because it was unreachable (anti-entropy repairs them). */
+  unsent: number;
+  /** Records received from peers, and those that changed this registry. */
+  received: number;
+  merged: number;
+  /** Malformed records from peers, skipped. */
+  rejected: number;
+  /** Anti-entropy rounds completed, and the records they repaired (both ways). */
+  rounds: number;
+  repaired: number;
+}
+
+/** One peer: a connection kept up, and what we know of it. */
+interface Link {
+  address: string;
+  redialer: Redialer;
+  /** Completed an anti-entropy round at least once. */
+  exchanged: boolean;
+  /** The address turned out to be this binder itself. */
+  self: boolean;
+  /** A round is running on it. */
+  busy: boolean;
+}
+
+/** The answer to `binder.diff`. */
+interface DiffAnswer {
+  node: string;
+  ready: boolean;
+  buckets: number[];
+  records: WireRecord[];
+  next?: Cursor;
+}
+
+/** Rough JSON size of an entry's record, for paging under the frame limit. */
+function weight(entry: Entry | undefined): number {
+  if (entry === undefined) return 0;
+  return 200 + entry.id.length * 2 + (entry.meta ? JSON.stringify(entry.meta).length : 0);
+}
+
+/** Keeps this binder's registry in step with its peers'. See the module comment. */
+export class Replicator {
+  readonly counters: ReplicationCounters = {
+    pushes: 0,
+    pushed: 0,
+    unsent: 0,
+    received: 0,
+    merged: 0,
+    rejected: 0,
+    rounds: 0,
+    repaired: 0,
+  };
+  /** Resolves once this binder may answer lookups. */
+  readonly ready: Promise<void>;
+  #isReady = false;
+  #markReady!: () => void;
+  #options: ReplicationOptions;
+  #registry: Registry;
+  #links: Link[] = [];
+  #pending: Entry[] = [];
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #budget: number;
+  #stopped = false;
+
+  constructor(options: ReplicationOptions) {
+    this.#options = options;
+    this.#registry = options.registry;
+    // Pages well under the frame limit: a record's size is only estimated.
+    const maxFrame = options.conn.maxFrame ?? 1024 * 1024;
+    this.#budget = Math.max(4096, Math.min(256 * 1024, Math.floor(maxFrame / 4)));
+    this.ready = new Promise((resolve) => this.#markReady = resolve);
+    this.#registry.onChange((entry, _previous, local) => {
+      if (!local || this.#links.length === 0) return;
+      if (this.#pending.length === 0) queueMicrotask(() => this.#push());
+      this.#pending.push(entry);
+    });
+  }
+
+  get isReady(): boolean {
+    return this.#isReady;
+  }
+
+  /** Each peer's address and whether a connection to it is up. */
+  peers(): { address: string; connected: boolean; self?: boolean }[] {
+    return this.#links.map((l) => ({
+      address: l.address,
+      connected: l.redialer.peer !== undefined,
+      ...(l.self ? { self: true } : {}),
+    }));
+  }
+
+  /** Dials every peer and starts anti-entropy and the catch-up. */
+  start(): void {
+    const o = this.#options;
+    for (const address of o.peers) {
+      const link: Link = {
+        address: formatAddress(address),
+        exchanged: false,
+        self: false,
+        busy: false,
+        redialer: undefined as unknown as Redialer,
+      };
+      link.redialer = new Redialer(address, {
+        ...o.conn,
+        role: "binder",
+        name: o.name,
+        codec: o.codec,
+        timeoutMs: o.timeoutMs,
+        connectTimeoutMs: o.timeoutMs,
+        maxBackoffMs: 2000,
+        // A connection counts as up once a round has run on it: the catch-up.
+        onConnect: (peer) => this.#round(link, peer),
+      });
+      this.#links.push(link);
+    }
+    if (this.#links.length === 0) {
+      this.#ready("no peers");
+      return;
+    }
+    for (const link of this.#links) link.redialer.start();
+    const deadline = setTimeout(
+      () => this.#ready(`no caught-up peer within ${o.catchUpMs} ms`),
+      o.catchUpMs,
+    );
+    // Every peer tried (exchanged with, unreachable, or this binder itself): nobody to wait for.
+    const poll = setInterval(() => {
+      if (this.#links.every((l) => l.exchanged || l.self || l.redialer.failures > 0)) {
+        this.#ready("every peer tried, none caught up");
+      }
+    }, 25);
+    this.ready.then(() => {
+      clearTimeout(deadline);
+      clearInterval(poll);
+    });
+    this.#timers.push(
+      setInterval(() => this.#antiEntropy(), o.intervalMs),
+      poll as ReturnType<typeof setInterval>,
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#ready("stopping");
+    await Promise.all(this.#links.map((l) => l.redialer.stop()));
+  }
+
+  /**
+   * Handles `binder.sync {node, records}` from a peer (a push, or the second
+   * half of an anti-entropy round).
+   * @returns how many records changed this registry
+   */
+  onSync(params: unknown): { merged: number } {
+    const p = paramsObject(params, "binder.sync");
+    if (!Array.isArray(p.records) || p.records.length > MAX_SYNC_RECORDS) {
+      throw new DistError("BAD_REQUEST", `"records" must be an array of up to ${MAX_SYNC_RECORDS}`);
+    }
+    return { merged: this.#mergeAll(p.records, describe(p.node)) };
+  }
+
+  /** Handles `binder.diff {node, digest, cursor?}`: this binder's entries where the digests differ. */
+  onDiff(params: unknown): DiffAnswer {
+    const p = paramsObject(params, "binder.diff");
+    if (p.node === this.#options.node) {
+      throw new DistError("BAD_REQUEST", "This binder is the caller itself", {
+        data: { self: true },
+      });
+    }
+    if (!isDigestSummary(p.digest)) {
+      throw new DistError("BAD_REQUEST", `"digest" must be {x, n}, ${BUCKETS} numbers each`);
+    }
+    const c = p.cursor as Cursor | undefined;
+    if (
+      c !== undefined &&
+      (c === null || typeof c !== "object" || !Number.isInteger(c.b) || c.b < 0 ||
+        c.b >= BUCKETS || !Number.isInteger(c.o) || c.o < 0)
+    ) {
+      throw new DistError("BAD_REQUEST", `"cursor" must be {b, o}`);
+    }
+    const registry = this.#registry;
+    const buckets = registry.digest.differing(p.digest as DigestSummary);
+    const page = registry.digest.page(buckets, c, this.#budget, (id) => weight(registry.get(id)));
+    const answer: DiffAnswer = {
+      node: this.#options.node,
+      ready: this.#isReady,
+      buckets,
+      records: page.ids.map((id) => {
+        const entry = registry.get(id)!;
+        return toRecord(entry, registry.leftMs(entry));
+      }),
+    };
+    if (page.next !== undefined) answer.next = page.next;
+    return answer;
+  }
+
+  #ready(why: string): void {
+    if (this.#isReady) return;
+    this.#isReady = true;
+    log.info("Ready to answer ({why}): {instances} instance(s) known", {
+      why,
+      instances: this.#registry.liveCount,
+    });
+    this.#markReady();
+  }
+
+  #mergeAll(records: unknown[], from: string): number {
+    let merged = 0;
+    for (const raw of records) {
+      this.counters.received++;
+      const incoming = parseRecord(raw);
+      if (typeof incoming === "string") {
+        if (++this.counters.rejected <= 3) {
+          log.warn("Skipped a bad record from {from}: {problem}", { from, problem: incoming });
+        }
+        continue;
+      }
+      if (this.#registry.merge(incoming)) merged++;
+    }
+    this.counters.merged += merged;
+    return merged;
+  }
+
+  /** Sends the changes made this turn to every connected peer. */
+  #push(): void {
+    const entries = this.#pending;
+    this.#pending = [];
+    if (this.#stopped) return;
+    const registry = this.#registry;
+    // The latest version of each entry changed (a register and a renew in one turn: one record).
+    const latest = [...new Map(entries.map((e) => [e.id, registry.get(e.id) ?? e])).values()];
+    for (const chunk of this.#chunks(latest)) {
+      const params = {
+        node: this.#options.node,
+        records: chunk.map((e) => toRecord(e, registry.leftMs(e))),
+      };
+      for (const link of this.#links) {
+        const peer = link.redialer.peer;
+        if (peer !== undefined && !link.self && peer.notify("binder.sync", params)) {
+          this.counters.pushes++;
+          this.counters.pushed += chunk.length;
+        } else if (!link.self) {
+          this.counters.unsent += chunk.length;
+        }
+      }
+    }
+  }
+
+  /** Splits entries into batches that fit well within a frame. */
+  *#chunks(entries: Entry[]): Generator<Entry[]> {
+    let chunk: Entry[] = [];
+    let size = 0;
+    for (const e of entries) {
+      const w = weight(e);
+      if (chunk.length > 0 && size + w > this.#budget) {
+        yield chunk;
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(e);
+      size += w;
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+
+  #antiEntropy(): void {
+    for (const link of this.#links) {
+      const peer = link.redialer.peer;
+      if (peer === undefined || link.busy || link.self) continue;
+      this.#round(link, peer).catch((err) => {
+        log.debug("Anti-entropy with {peer} failed: {error}", {
+          peer: link.address,
+          error: String(err),
+        });
+      });
+    }
+  }
+
+  /**
+   * One anti-entropy round with a peer: pull its entries where the digests
+   * differ, merge them, push back what it lacks or has older.
+   */
+  async #round(link: Link, peer: Peer): Promise<void> {
+    const o = this.#options;
+    const registry = this.#registry;
+    const started = performance.now();
+    link.busy = true;
+    try {
+      const digest = registry.digest.summary();
+      const theirs = new Map<string, Stamp>();
+      const buckets = new Set<number>();
+      let cursor: Cursor | undefined;
+      let peerReady = false;
+      let pulled = 0;
+      for (let pages = 0; pages < MAX_PAGES; pages++) {
+        let answer: DiffAnswer;
+        try {
+          answer = await peer.call("binder.diff", { node: o.node, digest, cursor }, {
+            timeout: o.timeoutMs,
+          }) as DiffAnswer;
+        } catch (err) {
+          if (err instanceof DistError && (err.data as { self?: boolean })?.self) {
+            link.self = true;
+            log.info("Peer {peer} is this binder itself: ignored", { peer: link.address });
+            void link.redialer.stop();
+          }
+          throw err;
+        }
+        if (answer === null || typeof answer !== "object" || !Array.isArray(answer.records)) {
+          throw new DistError("BAD_REQUEST", `Malformed binder.diff answer from ${link.address}`);
+        }
+        peerReady = answer.ready === true;
+        for (const b of Array.isArray(answer.buckets) ? answer.buckets : []) {
+          if (Number.isInteger(b) && b >= 0 && b < BUCKETS) buckets.add(b);
+        }
+        for (const r of answer.records) {
+          const rec = r as Partial<WireRecord>;
+          if (typeof rec?.id === "string" && Array.isArray(rec.v)) theirs.set(rec.id, rec.v);
+        }
+        pulled += this.#mergeAll(answer.records, link.address);
+        cursor = answer.next;
+        if (cursor === undefined) break;
+      }
+      // What the peer lacks, or holds an older version of, in the buckets that differed.
+      const ids = registry.digest.page([...buckets].sort((a, b) => a - b), undefined, Infinity).ids;
+      const missing: Entry[] = [];
+      for (const id of ids) {
+        const entry = registry.get(id)!;
+        const known = theirs.get(id);
+        if (known === undefined || compareStamps(entry.stamp, known) > 0) missing.push(entry);
+      }
+      for (const chunk of this.#chunks(missing)) {
+        await peer.call("binder.sync", {
+          node: o.node,
+          records: chunk.map((e) => toRecord(e, registry.leftMs(e))),
+        }, { timeout: o.timeoutMs });
+      }
+      this.counters.rounds++;
+      this.counters.repaired += pulled + missing.length;
+      const first = !link.exchanged;
+      link.exchanged = true;
+      if (first || pulled + missing.length > 0) {
+        log.info("Anti-entropy with {peer}: pulled {pulled}, sent {sent} in {ms} ms", {
+          peer: link.address,
+          pulled,
+          sent: missing.length,
+          ms: Math.round(performance.now() - started),
+        });
+      }
+      if (peerReady) this.#ready(`caught up from ${link.address}`);
+    } finally {
+      link.busy = false;
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * `binder.watch {service}`: connections that watch a service get a
+ * `binder.changed {service, instances}` notification with the full list of
+ * live instances whenever its membership changes (an instance added, removed,
+ * or its meta changed; not on renewals). Changes made in one turn of the
+ * event loop are sent as one notification per service.
+ */
+import type { Entry } from "./registry.ts";
+import type { InstanceInfo } from "./records.ts";
+
+/** What a watcher needs of a connection (a wire Peer). */
+export interface WatchConn {
+  notify(method: string, params?: unknown): boolean;
+  readonly closed: Promise<unknown>;
+}
+
+/** Most services one connection may watch. */
+export const MAX_WATCHES_PER_CONN = 10_000;
+
+/** Whether a change of an entry changes what watchers of its service see. */
+export function isVisibleChange(entry: Entry, previous: Entry | undefined): boolean {
+  const wasLive = previous !== undefined && previous.removed === undefined;
+  const isLive = entry.removed === undefined;
+  if (wasLive !== isLive) return true;
+  if (!isLive || previous === undefined || previous.meta === entry.meta) return false;
+  return JSON.stringify(previous.meta) !== JSON.stringify(entry.meta);
+}
+
+/** The watchers of every service. */
+export class Watchers {
+  /** Notifications sent. */
+  sent = 0;
+  /** Notifications that could not be encoded (a list larger than a frame). */
+  failed = 0;
+  #byService = new Map<string, Set<WatchConn>>();
+  #byConn = new Map<WatchConn, Set<string>>();
+  #pending = new Set<string>();
+  #list: (service: string) => InstanceInfo[];
+
+  /** @param list the live instances of a service, as watchers see them */
+  constructor(list: (service: string) => InstanceInfo[]) {
+    this.#list = list;
+  }
+
+  /** Watchers in all (a connection watching two services counts twice). */
+  get count(): number {
+    let n = 0;
+    for (const set of this.#byService.values()) n += set.size;
+    return n;
+  }
+
+  /**
+   * Starts sending changes of `service` to `conn` (until it closes).
+   * @returns false when the connection watches too many services already
+   */
+  add(conn: WatchConn, service: string): boolean {
+    let services = this.#byConn.get(conn);
+    if (services === undefined) {
+      this.#byConn.set(conn, services = new Set());
+      conn.closed.then(() => this.#forget(conn));
+    }
+    if (!services.has(service) && services.size >= MAX_WATCHES_PER_CONN) return false;
+    services.add(service);
+    let conns = this.#byService.get(service);
+    if (conns === undefined) this.#byService.set(service, conns = new Set());
+    conns.add(conn);
+    return true;
+  }
+
+  /** Stops sending changes of `service` to `conn`. */
+  remove(conn: WatchConn, service: string): boolean {
+    const had = this.#byConn.get(conn)?.delete(service) ?? false;
+    const conns = this.#byService.get(service);
+    conns?.delete(conn);
+    if (conns?.size === 0) this.#byService.delete(service);
+    return had;
+  }
+
+  /** Notes that `service` changed; watchers hear of it at the end of this turn. */
+  changed(service: string): void {
+    if (!this.#byService.has(service)) return;
+    if (this.#pending.size === 0) queueMicrotask(() => this.#flush());
+    this.#pending.add(service);
+  }
+
+  #flush(): void {
+    const services = [...this.#pending];
+    this.#pending.clear();
+    for (const service of services) {
+      const conns = this.#byService.get(service);
+      if (conns === undefined) continue;
+      const params = { service, instances: this.#list(service) };
+      for (const conn of conns) {
+        try {
+          if (conn.notify("binder.changed", params)) this.sent++;
+        } catch {
+          // FRAME_TOO_LARGE: the watcher can still ask binder.list; counted in sys.stats.
+          this.failed++;
+        }
+      }
+    }
+  }
+
+  #forget(conn: WatchConn): void {
+    for (const service of this.#byConn.get(conn) ?? []) this.remove(conn, service);
+    this.#byConn.delete(conn);
+  }
+}

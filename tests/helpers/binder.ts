@@ -1,0 +1,171 @@
+/**
+ * Helpers for binder tests: binders run in this process (fast to start, on
+ * port 0 or a given port), RPC connections to them, polling with a bound,
+ * and a TCP proxy that can cut the network between two processes.
+ */
+import { mergeOptions, type Options, roleSpec } from "../../config/mod.ts";
+import { binder } from "../../roles/binder/mod.ts";
+import { dial, type Peer } from "../../wire/mod.ts";
+
+/** A binder running in this process. */
+export interface LocalBinder {
+  port: number;
+  address: string;
+  name: string;
+  /** A connection to it, opened on first use and closed by stop(). */
+  rpc(): Promise<Peer>;
+  call(method: string, params?: unknown): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `dist binder` in this process with `flags` (camelCase option keys:
+ * `{ peers: ["127.0.0.1:7001"], ttl: 500 }`), on port 0 unless told.
+ */
+export async function startBinder(flags: Options = {}): Promise<LocalBinder> {
+  const abort = new AbortController();
+  const options = mergeOptions(roleSpec(binder), { port: 0, ...flags });
+  let listening!: (addr: { port: number; name: string }) => void;
+  const bound = new Promise<{ port: number; name: string }>((r) => listening = r);
+  const done = binder.run(options, {
+    signal: abort.signal,
+    positionals: [],
+    onListening: listening,
+  });
+  const { port, name } = await Promise.race([
+    bound,
+    done.then(() => {
+      throw new Error("binder stopped before listening");
+    }),
+  ]);
+  const conns: Peer[] = [];
+  let main: Promise<Peer> | undefined;
+  const self: LocalBinder = {
+    port,
+    name,
+    address: `127.0.0.1:${port}`,
+    rpc: () => main ??= connectTo(self.address).then((p) => (conns.push(p), p)),
+    call: async (method, params) => (await self.rpc()).call(method, params, { timeout: 10_000 }),
+    async stop() {
+      for (const c of conns) c.close();
+      abort.abort();
+      await done;
+    },
+  };
+  return self;
+}
+
+/** A new RPC connection to `address`. */
+export function connectTo(address: string): Promise<Peer> {
+  const [host, port] = address.split(":");
+  return dial({ host, port: Number(port) }, { role: "client", name: "test", timeoutMs: 10_000 });
+}
+
+/** Polls `check` every 20 ms until it returns true; throws with `what` after `timeoutMs`. */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 8000,
+): Promise<number> {
+  const t0 = performance.now();
+  while (!(await check())) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return performance.now() - t0;
+}
+
+/** The ids of a binder's live instances of `service` (all services when undefined). */
+export async function ids(b: LocalBinder | Peer, service?: string): Promise<string[]> {
+  const params = service === undefined ? {} : { service };
+  const res = await b.call("binder.list", params) as { instances: { id: string }[] };
+  return res.instances.map((i) => i.id).sort();
+}
+
+/**
+ * A TCP proxy to `target` on 127.0.0.1 port 0 that can cut the network:
+ * `cut()` drops every connection through it and refuses new ones (as a
+ * failed link does); `heal()` lets connections through again.
+ */
+export class CuttableProxy {
+  readonly port: number;
+  #listener: Deno.TcpListener;
+  #target: number;
+  #pairs = new Set<[Deno.Conn, Deno.Conn]>();
+  #cut = false;
+  #done: Promise<void>;
+
+  constructor(targetPort: number) {
+    this.#target = targetPort;
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#done = this.#accept();
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  cut(): void {
+    this.#cut = true;
+    for (const pair of this.#pairs) this.#drop(pair);
+  }
+
+  heal(): void {
+    this.#cut = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    this.#listener.close();
+    await this.#done;
+  }
+
+  async #accept(): Promise<void> {
+    for await (const conn of this.#listener) {
+      if (this.#cut) {
+        conn.close();
+        continue;
+      }
+      this.#pipe(conn).catch(() => {});
+    }
+  }
+
+  async #pipe(inbound: Deno.Conn): Promise<void> {
+    let outbound: Deno.Conn;
+    try {
+      outbound = await Deno.connect({ hostname: "127.0.0.1", port: this.#target });
+    } catch {
+      inbound.close();
+      return;
+    }
+    const pair: [Deno.Conn, Deno.Conn] = [inbound, outbound];
+    this.#pairs.add(pair);
+    const copy = async (from: Deno.Conn, to: Deno.Conn) => {
+      const buf = new Uint8Array(64 * 1024);
+      try {
+        for (;;) {
+          const n = await from.read(buf);
+          if (n === null) break;
+          let off = 0;
+          while (off < n) off += await to.write(buf.subarray(off, n));
+        }
+      } catch {
+        // Dropped by cut() or by either end.
+      }
+      this.#drop(pair);
+    };
+    await Promise.all([copy(inbound, outbound), copy(outbound, inbound)]);
+  }
+
+  #drop(pair: [Deno.Conn, Deno.Conn]): void {
+    if (!this.#pairs.delete(pair)) return;
+    for (const c of pair) {
+      try {
+        c.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+}
