@@ -41,6 +41,7 @@ export {
   type PeerOptions,
   Reply,
   type RequestHandler,
+  type RequestMeta,
   type Response,
 } from "./peer.ts";
 export {

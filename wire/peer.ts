@@ -17,11 +17,28 @@ export class Reply {
   constructor(readonly result: unknown, readonly by?: string) {}
 }
 
+/** What a request says about itself besides method and params. */
+export interface RequestMeta {
+  /**
+   * False when the sender marked the request non-idempotent (`"idem": false`
+   * on the request): it must never run twice, so nothing may replay it.
+   */
+  readonly idempotent: boolean;
+}
+
+const IDEMPOTENT: RequestMeta = Object.freeze({ idempotent: true });
+const NOT_IDEMPOTENT: RequestMeta = Object.freeze({ idempotent: false });
+
 /**
  * Answers one request. Return the result (or a Promise of it), or throw a
  * DistError; anything else thrown becomes INTERNAL.
  */
-export type RequestHandler = (method: string, params: unknown, peer: Peer) => unknown;
+export type RequestHandler = (
+  method: string,
+  params: unknown,
+  peer: Peer,
+  meta: RequestMeta,
+) => unknown;
 export type NotificationHandler = (method: string, params: unknown, peer: Peer) => void;
 
 export interface PeerOptions {
@@ -54,6 +71,11 @@ export interface CallOptions {
   /** Milliseconds; defaults to the peer's `timeoutMs`. */
   timeout?: number;
   signal?: AbortSignal;
+  /**
+   * False marks the request non-idempotent (`"idem": false` on the wire): a
+   * balancer then never sends it twice. Default true (the member is left out).
+   */
+  idempotent?: boolean;
 }
 
 /** A response as received: the result and who did the work. */
@@ -211,7 +233,10 @@ export class Peer {
         method,
       };
       try {
-        if (!this.conn.send(this.codec, { id, method, params })) {
+        const msg = options?.idempotent === false
+          ? { id, method, params, idem: false }
+          : { id, method, params };
+        if (!this.conn.send(this.codec, msg)) {
           // Closed by this very send (slow consumer) or before it.
           reject(new DistError("UNAVAILABLE", `Connection closed (${this.conn.closeReason})`));
           return;
@@ -315,7 +340,7 @@ export class Peer {
           ),
         );
       } else if (validId) {
-        this.#onRequest(id, m.method, m.params);
+        this.#onRequest(id, m.method, m.params, m.idem === false ? NOT_IDEMPOTENT : IDEMPOTENT);
       } else {
         this.#onNotification(m.method, m.params);
       }
@@ -353,14 +378,14 @@ export class Peer {
     }
   }
 
-  #onRequest(id: number | string, method: string, params: unknown): void {
+  #onRequest(id: number | string, method: string, params: unknown, meta: RequestMeta): void {
     this.#requestsIn++;
     if (this.#traceRequests) {
       log.trace("Request {id} {method} from {peer}", { id, method, peer: this.remote.name });
     }
     let result: unknown;
     try {
-      result = this.onRequest(method, params, this);
+      result = this.onRequest(method, params, this, meta);
     } catch (err) {
       this.#respondError(id, err);
       return;
