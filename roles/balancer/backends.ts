@@ -1,0 +1,212 @@
+/**
+ * The backend pool and its health rules, as plain data: no sockets here.
+ * The links (links.ts) report what they see — a connection made or lost, a
+ * health check answered or missed — and the pool decides whether a backend
+ * is in or out of rotation.
+ *
+ * Rules: a backend is in rotation ("up") only while connected. A lost
+ * connection (refused, reset, dropped, heartbeat missed) takes it out at
+ * once. A backend seen for the first time is up as soon as it connects; one
+ * that has been out needs `rise` successes in a row (the reconnect counts as
+ * the first, then `sys.ping` checks). While up, `fall` missed checks in a
+ * row take it out.
+ */
+
+export type BackendKind = "server" | "worker";
+export type BackendState = "up" | "down";
+
+/** Why a backend changed state, for the log and `balancer.backends`. */
+export interface Transition {
+  backend: Backend;
+  to: BackendState;
+  reason: string;
+}
+
+export interface HealthRules {
+  /** Successes in a row that bring an out backend back. */
+  rise: number;
+  /** Missed checks in a row that take an up backend out. */
+  fall: number;
+}
+
+/** The latencies of the last `size` answers, for percentiles on demand. */
+export class LatencyWindow {
+  #ring: Float64Array;
+  #next = 0;
+  #count = 0;
+
+  constructor(size = 1024) {
+    this.#ring = new Float64Array(size);
+  }
+
+  add(ms: number): void {
+    this.#ring[this.#next] = ms;
+    this.#next = (this.#next + 1) % this.#ring.length;
+    if (this.#count < this.#ring.length) this.#count++;
+  }
+
+  /** p50, p90, p99 and max of the window, in ms (zeros when empty). */
+  percentiles(): { p50: number; p90: number; p99: number; max: number } {
+    const n = this.#count;
+    if (n === 0) return { p50: 0, p90: 0, p99: 0, max: 0 };
+    const sorted = this.#ring.slice(0, n).sort();
+    const at = (q: number) => round3(sorted[Math.min(n - 1, Math.ceil(q * n) - 1)]);
+    return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round3(sorted[n - 1]) };
+  }
+}
+
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** One backend: a server the balancer dials, or a worker that dialed in. */
+export class Backend {
+  readonly kind: BackendKind;
+  /** "host:port" of a server; the remote address of a worker. */
+  readonly address: string;
+  /** Shown in lists and logs: the address, or the name a worker registered. */
+  name: string;
+  /** The name the process at the other end gave in the handshake. */
+  peerName = "";
+  /** Most requests in flight at once (`--max-inflight`, or a worker's capacity). */
+  capacity: number;
+  state: BackendState = "down";
+  connected = false;
+  inflight = 0;
+  /** Requests answered (a result or an error reply from the backend). */
+  served = 0;
+  /** Requests lost with the connection or timed out on this backend. */
+  failures = 0;
+  /** Health checks missed, all time. */
+  checksFailed = 0;
+  /** When the state last changed (performance.now()). */
+  since = performance.now();
+  /** Why it is in its state. */
+  reason = "not connected yet";
+  readonly latency = new LatencyWindow();
+  /** The socket side's handle (links.ts); the core never looks inside. */
+  link: unknown;
+
+  #rules: HealthRules;
+  #everUp = false;
+  #successes = 0;
+  #misses = 0;
+
+  constructor(
+    kind: BackendKind,
+    address: string,
+    options: { capacity: number; rules: HealthRules },
+  ) {
+    this.kind = kind;
+    this.address = address;
+    this.name = address;
+    this.capacity = options.capacity;
+    this.#rules = options.rules;
+  }
+
+  /** In rotation with a free slot: a policy may pick it. */
+  get available(): boolean {
+    return this.state === "up" && this.inflight < this.capacity;
+  }
+
+  /** A connection is up. @returns the transition, if any. */
+  onConnected(): Transition | undefined {
+    this.connected = true;
+    this.#misses = 0;
+    if (!this.#everUp) return this.#to("up", "connected");
+    return this.#success("reconnected");
+  }
+
+  /** The connection is gone (refused, reset, closed, heartbeat missed): out at once. */
+  onLost(reason: string): Transition | undefined {
+    this.connected = false;
+    this.#successes = 0;
+    return this.state === "down" ? undefined : this.#to("down", reason);
+  }
+
+  /** A health check answered. */
+  onCheckPassed(): Transition | undefined {
+    this.#misses = 0;
+    return this.connected ? this.#success("health checks pass") : undefined;
+  }
+
+  /** A health check missed (no answer in time, or an error). */
+  onCheckFailed(reason: string): Transition | undefined {
+    this.checksFailed++;
+    this.#successes = 0;
+    if (this.state !== "up") return undefined;
+    if (++this.#misses < this.#rules.fall) return undefined;
+    return this.#to("down", `${this.#misses} health checks missed (${reason})`);
+  }
+
+  /** One request finished here after `ms`; `lost` when it failed with the backend. */
+  onAnswered(ms: number, lost: boolean): void {
+    if (lost) this.failures++;
+    else {
+      this.served++;
+      this.latency.add(ms);
+    }
+  }
+
+  #success(reason: string): Transition | undefined {
+    if (this.state === "up") return undefined;
+    if (++this.#successes < this.#rules.rise) return undefined;
+    return this.#to("up", reason);
+  }
+
+  #to(state: BackendState, reason: string): Transition {
+    this.state = state;
+    this.reason = reason;
+    this.since = performance.now();
+    this.#successes = 0;
+    this.#misses = 0;
+    if (state === "up") this.#everUp = true;
+    return { backend: this, to: state, reason };
+  }
+
+  /** What `balancer.backends` shows. */
+  describe(): Record<string, unknown> {
+    return {
+      name: this.name,
+      address: this.address,
+      peer: this.peerName,
+      kind: this.kind,
+      state: this.state,
+      reason: this.reason,
+      since_ms: Math.round(performance.now() - this.since),
+      inflight: this.inflight,
+      capacity: this.capacity,
+      served: this.served,
+      failures: this.failures,
+      checks_failed: this.checksFailed,
+      latency_ms: this.latency.percentiles(),
+    };
+  }
+}
+
+/**
+ * The backends in rotation order. Policies read `list`; adding and removing
+ * keep the order of the others, so round-robin stays a strict rotation.
+ */
+export class Pool {
+  #list: Backend[] = [];
+
+  get list(): readonly Backend[] {
+    return this.#list;
+  }
+
+  add(backend: Backend): void {
+    this.#list = [...this.#list, backend];
+  }
+
+  remove(backend: Backend): void {
+    this.#list = this.#list.filter((b) => b !== backend);
+  }
+
+  /** Backends in rotation. */
+  get healthy(): number {
+    let n = 0;
+    for (const b of this.#list) if (b.state === "up") n++;
+    return n;
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * Forwarding as plain data: which backend takes a request, what waits in
+ * the queue and for how long, and what happens when a backend dies with a
+ * request on it (retry elsewhere, within `retries` and the retry budget,
+ * unless the request is marked non-idempotent). The socket side (mod.ts,
+ * links.ts) sends and reports outcomes through {@link DispatchHooks}.
+ */
+import { DistError } from "../../wire/mod.ts";
+import type { Backend, Pool } from "./backends.ts";
+import type { Policy } from "./policies.ts";
+import { WaitQueue } from "./queue.ts";
+
+/** One client request on its way through the balancer. */
+export interface Job {
+  /** False when the client marked it non-idempotent: it is never sent twice. */
+  readonly idempotent: boolean;
+  /** Times it has been sent to a backend. */
+  attempts: number;
+  /** While queued: when it stops waiting (performance.now() ms). */
+  deadline: number;
+  /** The backend it is on (or was last sent to). */
+  backend?: Backend;
+  /** When it was last sent (performance.now() ms). */
+  sentAt: number;
+}
+
+export interface DispatchHooks<J extends Job> {
+  /**
+   * Sends `job` to `backend`; the owner later calls `finish` exactly once.
+   * @returns false when nothing was sent (the link is down): the backend
+   * must then be out of rotation, and the job goes elsewhere.
+   */
+  send(job: J, backend: Backend): boolean;
+  /** Answers the client with `err`; the job is over. */
+  reject(job: J, err: DistError): void;
+}
+
+/** How a request sent to a backend ended. */
+export type Outcome =
+  /** The backend answered (a result or an error reply). */
+  | "answered"
+  /** The connection died after the request was sent. */
+  | "lost"
+  /** No answer within the backend timeout (the request may still run). */
+  | "timeout";
+
+export interface DispatchOptions {
+  /** Most requests waiting for a backend; beyond it OVERLOADED at once. */
+  queueLimit: number;
+  /** How long a request waits for a backend before it fails. */
+  queueTimeoutMs: number;
+  /** Most extra sends of one request after its backend died. */
+  retries: number;
+  budget: RetryBudget;
+  now?: () => number;
+}
+
+/**
+ * Limits retries to a share of recent traffic so that a dying cluster is
+ * not hammered with replays: every request deposits `ratio` of a retry,
+ * `minPerSecond` retries a second are always allowed (a quiet balancer can
+ * still fail over), and the balance never exceeds `max`. The token bucket of
+ * Finagle's RetryBudget and Envoy's retry budget.
+ */
+export class RetryBudget {
+  readonly ratio: number;
+  readonly minPerSecond: number;
+  readonly max: number;
+  #tokens: number;
+  #last: number;
+  #now: () => number;
+
+  constructor(
+    options: { ratio?: number; minPerSecond?: number; max?: number; now?: () => number } = {},
+  ) {
+    this.ratio = options.ratio ?? 0.2;
+    this.minPerSecond = options.minPerSecond ?? 10;
+    this.max = Math.max(options.max ?? 1000, this.minPerSecond);
+    this.#now = options.now ?? (() => performance.now());
+    this.#tokens = this.minPerSecond;
+    this.#last = this.#now();
+  }
+
+  /** Retries allowed now. */
+  get balance(): number {
+    this.#refill();
+    return this.#tokens;
+  }
+
+  /** A new request arrived. */
+  deposit(): void {
+    this.#tokens = Math.min(this.max, this.#tokens + this.ratio);
+  }
+
+  /** Takes one retry. @returns false when the budget is spent. */
+  withdraw(): boolean {
+    this.#refill();
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  #refill(): void {
+    const now = this.#now();
+    const add = ((now - this.#last) / 1000) * this.minPerSecond;
+    this.#last = now;
+    this.#tokens = Math.min(this.max, this.#tokens + add);
+  }
+}
+
+/** Counters of the dispatcher, for `sys.stats`. */
+export interface DispatchStats {
+  /** Requests submitted. */
+  requests: number;
+  /** Extra sends after a backend died. */
+  retries: number;
+  /** Refused at once because the queue was full (OVERLOADED). */
+  overloaded: number;
+  /** Failed after waiting the queue timeout. */
+  expired: number;
+  /** Lost with a backend and not retried (non-idempotent, retries or budget spent). */
+  lost: number;
+}
+
+/**
+ * Sends requests to backends picked by the policy, queues what no backend
+ * can take, and fails over. A request goes straight to a backend only when
+ * nothing waits before it (FIFO); retries wait in their own line, served
+ * first.
+ */
+export class Dispatcher<J extends Job> {
+  readonly stats: DispatchStats = { requests: 0, retries: 0, overloaded: 0, expired: 0, lost: 0 };
+  #pool: Pool;
+  #policy: Policy;
+  #hooks: DispatchHooks<J>;
+  #options: DispatchOptions;
+  #now: () => number;
+  #queue: WaitQueue<J>;
+  /** Retried requests waiting for a backend: bounded by what was in flight. */
+  #retryQueue = new WaitQueue<J>(Infinity);
+  #avoid = new WeakMap<J, Backend>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #closed: DistError | undefined;
+
+  constructor(pool: Pool, policy: Policy, hooks: DispatchHooks<J>, options: DispatchOptions) {
+    this.#pool = pool;
+    this.#policy = policy;
+    this.#hooks = hooks;
+    this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
+    this.#queue = new WaitQueue(options.queueLimit);
+  }
+
+  /** Requests waiting for a backend. */
+  get queued(): number {
+    return this.#queue.length + this.#retryQueue.length;
+  }
+
+  get policy(): Policy {
+    return this.#policy;
+  }
+
+  /** Takes a new request: sends it, queues it, or answers OVERLOADED. */
+  submit(job: J): void {
+    this.stats.requests++;
+    if (this.#closed) return this.#hooks.reject(job, this.#closed);
+    this.#options.budget.deposit();
+    if (this.queued === 0 && this.#dispatch(job, undefined)) return;
+    job.deadline = this.#now() + this.#options.queueTimeoutMs;
+    if (!this.#queue.push(job)) {
+      this.stats.overloaded++;
+      this.#hooks.reject(
+        job,
+        new DistError(
+          "OVERLOADED",
+          `Balancer queue is full (${this.#options.queueLimit} requests waiting)`,
+        ),
+      );
+      return;
+    }
+    this.#arm(this.#queue.peek()!.deadline);
+  }
+
+  /**
+   * The backend of `job` is done with it: frees its slot and, when the
+   * connection died with the request on it, fails over or says why not.
+   */
+  finish(job: J, outcome: Outcome): void {
+    const backend = job.backend!;
+    backend.inflight--;
+    backend.onAnswered(this.#now() - job.sentAt, outcome !== "answered");
+    if (outcome === "lost") this.#failover(job, backend);
+    this.pump();
+  }
+
+  /** Sends waiting requests while backends have room (after a slot frees or a backend comes up). */
+  pump(): void {
+    for (const queue of [this.#retryQueue, this.#queue]) {
+      for (let job = queue.peek(); job !== undefined; job = queue.peek()) {
+        if (!this.#dispatch(job, this.#avoid.get(job))) return;
+        queue.shift();
+      }
+    }
+  }
+
+  /** Fails everything waiting with `err`, and every later request too. */
+  close(err: DistError): void {
+    this.#closed = err;
+    clearTimeout(this.#timer);
+    for (const job of [...this.#retryQueue.drain(), ...this.#queue.drain()]) {
+      this.#hooks.reject(job, err);
+    }
+  }
+
+  #failover(job: J, backend: Backend): void {
+    const fail = (why: string) => {
+      this.stats.lost++;
+      this.#hooks.reject(
+        job,
+        new DistError("UNAVAILABLE", `Backend ${backend.name} failed with the request: ${why}`),
+      );
+    };
+    if (!job.idempotent) {
+      return fail("it may have run, and it is marked non-idempotent, so it was not sent again");
+    }
+    if (job.attempts > this.#options.retries) {
+      return fail(`tried ${job.attempts} times (--retries ${this.#options.retries})`);
+    }
+    if (!this.#options.budget.withdraw()) return fail("retry budget spent");
+    this.stats.retries++;
+    if (this.#dispatch(job, backend)) return;
+    this.#avoid.set(job, backend);
+    job.deadline = this.#now() + this.#options.queueTimeoutMs;
+    this.#retryQueue.push(job);
+    this.#arm(job.deadline);
+  }
+
+  /** Sends `job` to a backend the policy picks. @returns false when none can take it. */
+  #dispatch(job: J, avoid: Backend | undefined): boolean {
+    // A link that turns out to be down takes its backend out of rotation, so
+    // each pass picks another; the bound only guards against a broken link.
+    for (let tries = this.#pool.list.length; tries >= 0; tries--) {
+      const backend = this.#policy.pick(this.#pool.list, avoid);
+      if (backend === undefined) return false;
+      backend.inflight++;
+      job.backend = backend;
+      job.attempts++;
+      job.sentAt = this.#now();
+      if (this.#hooks.send(job, backend)) return true;
+      backend.inflight--;
+      job.attempts--;
+    }
+    return false;
+  }
+
+  /** One timer, for the earliest deadline of the two lines' heads. */
+  #arm(at: number): void {
+    if (at >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - this.#now()));
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = this.#now();
+    for (const queue of [this.#retryQueue, this.#queue]) {
+      // Deadlines grow along each line, so the expired ones are at its head.
+      for (
+        let job = queue.peek();
+        job !== undefined && job.deadline <= now + 1;
+        job = queue.peek()
+      ) {
+        queue.shift();
+        this.stats.expired++;
+        this.#hooks.reject(job, this.#waitedTooLong());
+      }
+      const head = queue.peek();
+      if (head !== undefined) this.#arm(head.deadline);
+    }
+  }
+
+  #waitedTooLong(): DistError {
+    const ms = this.#options.queueTimeoutMs;
+    return this.#pool.healthy === 0
+      ? new DistError("UNAVAILABLE", `No healthy backend within ${ms} ms`)
+      : new DistError("OVERLOADED", `Every backend was busy for ${ms} ms`);
+  }
+}

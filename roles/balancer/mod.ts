@@ -1,0 +1,377 @@
+/**
+ * @module
+ * The balancer: takes client requests on one port and spreads them over
+ * live backends — servers it dials (`--backends`) and workers that dial in
+ * on `--worker-port` — with failover, a bounded queue and health checks.
+ *
+ * This file holds the option spec and `run()`, which only wires the parts
+ * together: `backends.ts` (pool and health rules), `policies.ts` (which
+ * backend next), `forward.ts` (dispatch, queue, retries, retry budget,
+ * idempotency guard), `queue.ts` (the bounded waiting line), `links.ts`
+ * (connections to backends and their health checks), `relay.ts` (one
+ * request on a backend's connection).
+ */
+import { getLogger } from "@logtape/logtape";
+import { type Options, parseAddress } from "../../config/mod.ts";
+import {
+  codecByName,
+  DistError,
+  listen,
+  type Listener,
+  type Peer,
+  type RequestMeta,
+} from "../../wire/mod.ts";
+import type { Role, RunContext } from "../_role.ts";
+import { setLogInstance } from "../_logging.ts";
+import { Backend, type HealthRules, Pool, type Transition } from "./backends.ts";
+import { Dispatcher, RetryBudget } from "./forward.ts";
+import { ServerLink, WorkerLink } from "./links.ts";
+import { createPolicy, POLICY_NAMES, type PolicyName } from "./policies.ts";
+import { decodedHooks, type DecodedJob } from "./relay.ts";
+
+export { Backend, LatencyWindow, Pool } from "./backends.ts";
+export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
+export { type Candidate, createPolicy, type Policy, POLICY_NAMES } from "./policies.ts";
+export { WaitQueue } from "./queue.ts";
+
+const log = getLogger(["dist", "balancer"]);
+
+/** Most a worker may declare as its capacity. */
+const MAX_WORKER_CAPACITY = 10_000;
+
+export const balancer: Role = {
+  summary: "Spread client requests over servers (--backends) and workers that dial in",
+  usage: [
+    "dist balancer [--port 5556] [--backends HOST:PORT,...] [--worker-port 8889]",
+    "              [--policy round-robin|least-loaded|p2c|random]",
+    "",
+    "Clients call any method; all but sys.* and balancer.* go to a backend, and the",
+    "answer comes back with the backend's `by`. balancer.backends lists the backends.",
+    'A request with "idem": false is never sent twice (UNAVAILABLE if its backend dies).',
+  ],
+  options: {
+    port: {
+      type: "port",
+      description: "Port clients connect to (0 picks a free one)",
+      default: 5556,
+      short: "p",
+    },
+    backends: {
+      type: "addresses",
+      description: "Servers to dial and spread requests over",
+      default: [],
+      ref: true,
+      metavar: "HOST:PORT,...",
+    },
+    workerPort: {
+      type: "port",
+      description: "Port workers dial in on (0 picks a free one)",
+      default: 8889,
+    },
+    policy: {
+      type: "choice",
+      description: "Which backend takes the next request",
+      choices: POLICY_NAMES,
+      default: "round-robin",
+    },
+    checkInterval: {
+      type: "duration",
+      description: "Time between health checks (sys.ping) of each backend",
+      default: 1000,
+    },
+    rise: {
+      type: "integer",
+      description: "Successful checks that bring a backend back",
+      default: 2,
+      min: 1,
+    },
+    fall: {
+      type: "integer",
+      description: "Missed checks that take a backend out",
+      default: 3,
+      min: 1,
+    },
+    retries: {
+      type: "integer",
+      description: "Most extra sends of a request whose backend died with it",
+      default: 2,
+      min: 0,
+    },
+    retryBudget: {
+      type: "number",
+      description: "Retries allowed as a share of requests (plus 10 a second)",
+      default: 0.2,
+      min: 0,
+      max: 1,
+      metavar: "RATIO",
+    },
+    maxInflight: {
+      type: "integer",
+      description: "Most requests in flight on one server (a worker declares its own)",
+      default: 128,
+      min: 1,
+      metavar: "N",
+    },
+    queue: {
+      type: "integer",
+      description: "Most requests waiting for a backend; beyond it OVERLOADED",
+      default: 10_000,
+      min: 0,
+      metavar: "N",
+    },
+    queueTimeout: {
+      type: "duration",
+      description: "How long a request waits for a backend before it fails",
+      default: 3000,
+    },
+    timeout: {
+      type: "duration",
+      description: "Longest wait for a backend's answer",
+      default: 30_000,
+    },
+    maxConnections: {
+      type: "integer",
+      description: "Most concurrent client connections; more are refused with OVERLOADED",
+      default: 10_000,
+      min: 1,
+    },
+    grace: {
+      type: "duration",
+      description: "On shutdown, how long requests in flight may take to finish",
+      default: 2000,
+    },
+  },
+  run: runBalancer,
+};
+
+async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
+  const started = performance.now();
+  const checkIntervalMs = options.checkInterval as number;
+  const rules: HealthRules = { rise: options.rise as number, fall: options.fall as number };
+  const pool = new Pool();
+  const report = (t: Transition | undefined) => {
+    if (t === undefined) return;
+    const fields = { backend: t.backend.name, peer: t.backend.peerName, reason: t.reason };
+    if (t.to === "up") {
+      log.info("Backend {backend} ({peer}) is up: {reason}", fields);
+      dispatcher.pump();
+    } else {
+      log.warn("Backend {backend} ({peer}) is down: {reason}", fields);
+    }
+  };
+  const dispatcher: Dispatcher<DecodedJob> = new Dispatcher(
+    pool,
+    createPolicy(options.policy as PolicyName),
+    decodedHooks(() => dispatcher, {
+      timeoutMs: options.timeout as number,
+      report,
+      logRequests: log.isEnabledFor("debug"),
+    }),
+    {
+      queueLimit: options.queue as number,
+      queueTimeoutMs: options.queueTimeout as number,
+      retries: options.retries as number,
+      budget: new RetryBudget({ ratio: options.retryBudget as number }),
+    },
+  );
+
+  let name = options.name as string | undefined;
+  const conn = {
+    host: options.host as string,
+    role: "balancer",
+    name: "balancer",
+    maxFrame: options.maxFrame as number,
+    heartbeatMs: options.heartbeat as number,
+    liveness: options.liveness as number,
+  };
+
+  const stats = () => ({
+    role: "balancer",
+    name,
+    uptime_ms: Math.round(performance.now() - started),
+    rss_bytes: Deno.memoryUsage().rss,
+    connections: clients.peers.size,
+    workers: workers.peers.size,
+    policy: dispatcher.policy.name,
+    healthy: pool.healthy,
+    queued: dispatcher.queued,
+    ...dispatcher.stats,
+    backends: pool.list.map((b) => b.describe()),
+  });
+  /** sys.* and balancer.* on either port; undefined for anything else. */
+  const own = (method: string): (() => unknown) | undefined => {
+    if (method === "sys.ping") return () => ({ pong: true, role: "balancer", name });
+    if (method === "sys.stats") return stats;
+    if (method === "balancer.backends") return () => pool.list.map((b) => b.describe());
+    if (method.startsWith("sys.") || method.startsWith("balancer.")) {
+      return () => {
+        throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
+      };
+    }
+    return undefined;
+  };
+
+  const onClientRequest = (method: string, params: unknown, peer: Peer, meta: RequestMeta) => {
+    const answer = own(method);
+    if (answer !== undefined) return answer();
+    return new Promise((resolve, reject) => {
+      dispatcher.submit({
+        method,
+        params,
+        idempotent: meta.idempotent,
+        client: peer.remote.name,
+        attempts: 0,
+        deadline: 0,
+        sentAt: 0,
+        resolve,
+        reject,
+      });
+    });
+  };
+
+  const clients = listen({
+    ...conn,
+    port: options.port as number,
+    maxConnections: options.maxConnections as number,
+    onRequest: onClientRequest,
+    onPeer: (peer) => logConnection("Client", peer),
+  });
+  let workers: Listener;
+  try {
+    workers = listen({
+      ...conn,
+      port: options.workerPort as number,
+      onRequest: (method, params, peer) =>
+        method === "worker.register" ? register(params, peer) : workerPortMethod(method),
+      onPeer: (peer) => logConnection("Worker", peer),
+    });
+  } catch (err) {
+    await clients.close(0);
+    throw err;
+  }
+  const workerPortMethod = (method: string) => {
+    const answer = own(method);
+    if (answer !== undefined) return answer();
+    throw new DistError(
+      "UNKNOWN_METHOD",
+      `Unknown method on the worker port: ${method} (workers call worker.register)`,
+    );
+  };
+
+  const registered = new Map<Peer, Backend>();
+  const register = (params: unknown, peer: Peer) => {
+    const { name: workerName, capacity } = readRegistration(params);
+    if (registered.has(peer)) {
+      throw new DistError("BAD_REQUEST", `Already registered as ${registered.get(peer)!.name}`);
+    }
+    for (const [other, backend] of registered) {
+      if (backend.name !== workerName) continue;
+      // A worker that reconnects before its old connection is noticed dead.
+      log.warn("Worker {name} registered again: closing its previous connection", {
+        name: workerName,
+      });
+      other.close();
+    }
+    const remote = peer.conn.conn.remoteAddr as Deno.NetAddr;
+    const backend = new Backend("worker", `${remote.hostname}:${remote.port}`, {
+      capacity,
+      rules,
+    });
+    backend.name = workerName;
+    registered.set(peer, backend);
+    pool.add(backend);
+    log.info("Worker {name} registered from {addr} (capacity {capacity})", {
+      name: workerName,
+      addr: backend.address,
+      capacity,
+    });
+    new WorkerLink(backend, peer, { checkIntervalMs, report });
+    peer.closed.then((reason) => {
+      registered.delete(peer);
+      pool.remove(backend);
+      log.info("Worker {name} left ({reason})", { name: workerName, reason });
+    });
+    return { registered: workerName, balancer: name, capacity };
+  };
+
+  const links = (options.backends as string[]).map((text) => {
+    const address = parseAddress(text);
+    const backend = new Backend("server", text, { capacity: options.maxInflight as number, rules });
+    pool.add(backend);
+    return new ServerLink(backend, address, {
+      checkIntervalMs,
+      report,
+      dial: {
+        role: "balancer",
+        name: "balancer",
+        codec: codecByName(options.codec as string),
+        heartbeatMs: options.heartbeat as number,
+        liveness: options.liveness as number,
+        maxFrame: options.maxFrame as number,
+      },
+    });
+  });
+
+  name ??= `balancer-${clients.addr.port}`;
+  setLogInstance(name);
+  clients.name = clients.by = name;
+  workers.name = workers.by = name;
+  for (const link of links) link.start();
+  const at = (l: Listener) => `${l.addr.hostname}:${l.addr.port}`;
+  log.info("Listening on {addr}", { addr: at(clients) });
+  log.info("Listening for workers on {addr}; {n} server backend(s), policy {policy}", {
+    addr: at(workers),
+    n: links.length,
+    policy: dispatcher.policy.name,
+  });
+  ctx.onListening?.({ ...clients.addr, name });
+
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  log.info("Shutting down: finishing requests of {n} client connection(s)", {
+    n: clients.peers.size,
+  });
+  // Stop accepting clients and let their requests finish (backends stay up
+  // meanwhile), then fail what still waits and let the backends go.
+  await clients.close(options.grace as number);
+  dispatcher.close(new DistError("UNAVAILABLE", "Balancer is shutting down"));
+  await Promise.all([workers.close(0), ...links.map((l) => l.stop())]);
+  log.info("Stopped after {n} requests ({retries} retried)", {
+    n: dispatcher.stats.requests,
+    retries: dispatcher.stats.retries,
+  });
+  return 0;
+}
+
+function logConnection(kind: string, peer: Peer): void {
+  const remote = peer.conn.conn.remoteAddr as Deno.NetAddr;
+  const fields = { kind, peer: peer.remote.name, addr: `${remote.hostname}:${remote.port}` };
+  log.info("{kind} {peer} connected from {addr}", fields);
+  peer.closed.then((reason) =>
+    log.info("{kind} {peer} disconnected ({reason})", { ...fields, reason })
+  );
+}
+
+/** Checks `worker.register {name, capacity}`. @throws {DistError} BAD_REQUEST */
+function readRegistration(params: unknown): { name: string; capacity: number } {
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    throw new DistError("BAD_REQUEST", "worker.register takes {name, capacity}");
+  }
+  const p = params as Record<string, unknown>;
+  if (typeof p.name !== "string" || p.name === "" || p.name.length > 200) {
+    throw new DistError("BAD_REQUEST", "worker.register: name must be a string of 1-200 chars");
+  }
+  const capacity = p.capacity ?? 1;
+  if (
+    typeof capacity !== "number" || !Number.isInteger(capacity) || capacity < 1 ||
+    capacity > MAX_WORKER_CAPACITY
+  ) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `worker.register: capacity must be an integer from 1 to ${MAX_WORKER_CAPACITY}`,
+    );
+  }
+  return { name: p.name, capacity };
+}

@@ -1,0 +1,135 @@
+/**
+ * Balancing policies: which backend takes the next request. One interface,
+ * four policies, and one conformance suite (tests/balancer_policies_test.ts)
+ * that every policy passes. Policies see only what they need of a backend,
+ * so the suite drives them with plain objects.
+ */
+
+/** What a policy reads of a backend. */
+export interface Candidate {
+  /** In rotation with a free slot. */
+  readonly available: boolean;
+  /** Requests in flight on it now. */
+  readonly inflight: number;
+}
+
+export const POLICY_NAMES = ["round-robin", "least-loaded", "p2c", "random"] as const;
+export type PolicyName = typeof POLICY_NAMES[number];
+
+export interface Policy {
+  readonly name: PolicyName;
+  /**
+   * An available backend of `list`, other than `avoid` unless it is the only
+   * one; undefined when none is available. `list` may change between calls.
+   */
+  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined;
+}
+
+/** `random` returns a number in [0, 1), as Math.random does (tests pass a seeded one). */
+export function createPolicy(name: PolicyName, random: () => number = Math.random): Policy {
+  switch (name) {
+    case "round-robin":
+      return new RoundRobin();
+    case "least-loaded":
+      return new LeastLoaded();
+    case "p2c":
+      return new PowerOfTwo(random);
+    case "random":
+      return new RandomPick(random);
+  }
+}
+
+/**
+ * Strict rotation: the backend after the last one picked, skipping those
+ * that are not available. N requests over k equal backends give each N/k.
+ */
+class RoundRobin implements Policy {
+  readonly name = "round-robin";
+  #next = 0;
+
+  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
+    const n = list.length;
+    let fallback: T | undefined;
+    for (let k = 0; k < n; k++) {
+      const i = (this.#next + k) % n;
+      const b = list[i];
+      if (!b.available) continue;
+      if (b === avoid) {
+        fallback = b;
+        continue;
+      }
+      this.#next = i + 1;
+      return b;
+    }
+    return fallback;
+  }
+}
+
+/** Fewest requests in flight; ties go round the list, so equal load is a rotation. */
+class LeastLoaded implements Policy {
+  readonly name = "least-loaded";
+  #start = 0;
+
+  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
+    const n = list.length;
+    let best: T | undefined;
+    let bestAt = 0;
+    for (let k = 0; k < n; k++) {
+      const i = (this.#start + k) % n;
+      const b = list[i];
+      if (!b.available || b === avoid) continue;
+      if (best === undefined || b.inflight < best.inflight) {
+        best = b;
+        bestAt = i;
+      }
+    }
+    if (best === undefined) return avoid?.available ? avoid : undefined;
+    this.#start = bestAt + 1;
+    return best;
+  }
+}
+
+/** Available backends other than `avoid`, into a reused array. */
+function eligible<T extends Candidate>(list: readonly T[], avoid: T | undefined, into: T[]): T[] {
+  into.length = 0;
+  for (const b of list) if (b.available && b !== avoid) into.push(b);
+  return into;
+}
+
+/** Power of two choices: two distinct random backends, the less loaded wins. */
+class PowerOfTwo implements Policy {
+  readonly name = "p2c";
+  #random: () => number;
+  #scratch: Candidate[] = [];
+
+  constructor(random: () => number) {
+    this.#random = random;
+  }
+
+  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
+    const c = eligible(list, avoid, this.#scratch as T[]);
+    if (c.length === 0) return avoid?.available ? avoid : undefined;
+    if (c.length === 1) return c[0];
+    const i = Math.floor(this.#random() * c.length);
+    let j = Math.floor(this.#random() * (c.length - 1));
+    if (j >= i) j++;
+    return c[j].inflight < c[i].inflight ? c[j] : c[i];
+  }
+}
+
+/** Uniformly at random among the available backends. */
+class RandomPick implements Policy {
+  readonly name = "random";
+  #random: () => number;
+  #scratch: Candidate[] = [];
+
+  constructor(random: () => number) {
+    this.#random = random;
+  }
+
+  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
+    const c = eligible(list, avoid, this.#scratch as T[]);
+    if (c.length === 0) return avoid?.available ? avoid : undefined;
+    return c[Math.floor(this.#random() * c.length)];
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The waiting line of requests that no backend can take yet: a FIFO ring
+ * buffer with a hard limit. Overflow policy: `push` refuses (the caller
+ * answers OVERLOADED at once); `unshift` (a retry going back to the head)
+ * may pass the limit, by at most the requests in flight, which are bounded
+ * by the backends' capacities.
+ */
+export class WaitQueue<T> {
+  readonly limit: number;
+  #items: (T | undefined)[];
+  #head = 0;
+  #size = 0;
+
+  constructor(limit: number) {
+    this.limit = limit;
+    this.#items = new Array(Math.min(Math.max(limit, 1), 1024));
+  }
+
+  get length(): number {
+    return this.#size;
+  }
+
+  /** Appends at the tail. @returns false (and keeps nothing) when full. */
+  push(item: T): boolean {
+    if (this.#size >= this.limit) return false;
+    this.#grow();
+    this.#items[(this.#head + this.#size) % this.#items.length] = item;
+    this.#size++;
+    return true;
+  }
+
+  /** Puts an item back at the head, limit or not (see the module note). */
+  unshift(item: T): void {
+    this.#grow();
+    this.#head = (this.#head - 1 + this.#items.length) % this.#items.length;
+    this.#items[this.#head] = item;
+    this.#size++;
+  }
+
+  /** The head, without taking it. */
+  peek(): T | undefined {
+    return this.#size === 0 ? undefined : this.#items[this.#head];
+  }
+
+  /** Takes the head. */
+  shift(): T | undefined {
+    if (this.#size === 0) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head] = undefined;
+    this.#head = (this.#head + 1) % this.#items.length;
+    this.#size--;
+    return item;
+  }
+
+  /** Takes every item, head first. */
+  drain(): T[] {
+    const out: T[] = [];
+    for (let item = this.shift(); item !== undefined; item = this.shift()) out.push(item);
+    return out;
+  }
+
+  /** Doubles the ring when full; the ring starts small and grows with use only. */
+  #grow(): void {
+    const items = this.#items;
+    if (this.#size < items.length) return;
+    const grown: (T | undefined)[] = new Array(items.length * 2);
+    for (let i = 0; i < this.#size; i++) grown[i] = items[(this.#head + i) % items.length];
+    this.#items = grown;
+    this.#head = 0;
+  }
+}

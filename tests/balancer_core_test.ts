@@ -1,0 +1,278 @@
+/**
+ * Unit tests of the balancer's core, without sockets: the waiting queue,
+ * the health rules, the retry budget and the dispatcher (queueing,
+ * failover, the idempotency guard).
+ */
+import assert from "node:assert/strict";
+import {
+  Backend,
+  createPolicy,
+  Dispatcher,
+  type Job,
+  Pool,
+  RetryBudget,
+  WaitQueue,
+} from "../roles/balancer/mod.ts";
+import { DistError } from "../wire/mod.ts";
+import { sleep, waitFor } from "./helpers/raw.ts";
+
+const RULES = { rise: 2, fall: 3 };
+
+Deno.test("WaitQueue keeps FIFO order, refuses beyond its limit and grows its ring", () => {
+  const q = new WaitQueue<number>(3000);
+  for (let i = 0; i < 3000; i++) assert.ok(q.push(i));
+  assert.equal(q.push(3000), false);
+  assert.equal(q.length, 3000);
+  for (let i = 0; i < 1500; i++) assert.equal(q.shift(), i);
+  for (let i = 0; i < 1500; i++) assert.ok(q.push(3000 + i));
+  assert.equal(q.peek(), 1500);
+  assert.deepEqual(q.drain(), Array.from({ length: 3000 }, (_, i) => 1500 + i));
+  assert.equal(q.shift(), undefined);
+});
+
+Deno.test("WaitQueue with limit 0 refuses everything", () => {
+  const q = new WaitQueue<number>(0);
+  assert.equal(q.push(1), false);
+  assert.equal(q.length, 0);
+});
+
+Deno.test("Backend is up on its first connect and out at once when the connection is lost", () => {
+  const b = new Backend("server", "127.0.0.1:1", { capacity: 2, rules: RULES });
+  assert.equal(b.state, "down");
+  assert.equal(b.onConnected()?.to, "up");
+  assert.ok(b.available);
+  assert.equal(b.onLost("reset")?.to, "down");
+  assert.equal(b.onLost("refused"), undefined, "no second transition");
+  assert.equal(b.available, false);
+});
+
+Deno.test("Backend comes back after `rise` successes, the reconnect counting as one", () => {
+  const b = new Backend("server", "127.0.0.1:1", { capacity: 2, rules: RULES });
+  b.onConnected();
+  b.onLost("reset");
+  assert.equal(b.onConnected(), undefined, "one success of two");
+  assert.equal(b.state, "down");
+  assert.equal(b.onCheckPassed()?.to, "up");
+});
+
+Deno.test("Backend goes out after `fall` missed checks in a row, not fewer", () => {
+  const b = new Backend("server", "127.0.0.1:1", { capacity: 2, rules: RULES });
+  b.onConnected();
+  b.onCheckFailed("timeout");
+  b.onCheckFailed("timeout");
+  b.onCheckPassed();
+  b.onCheckFailed("timeout");
+  assert.equal(b.onCheckFailed("timeout"), undefined);
+  assert.equal(b.state, "up");
+  assert.equal(b.onCheckFailed("timeout")?.to, "down");
+  assert.equal(b.checksFailed, 5);
+  assert.equal(b.onCheckPassed(), undefined);
+  assert.equal(b.onCheckPassed()?.to, "up", "still connected: two passes bring it back");
+});
+
+Deno.test("Backend is not available when full", () => {
+  const b = new Backend("server", "127.0.0.1:1", { capacity: 2, rules: RULES });
+  b.onConnected();
+  b.inflight = 2;
+  assert.equal(b.available, false);
+});
+
+Deno.test("RetryBudget allows a share of requests plus a floor per second, up to its max", () => {
+  let now = 0;
+  const budget = new RetryBudget({ ratio: 0.5, minPerSecond: 2, max: 4, now: () => now });
+  assert.ok(budget.withdraw());
+  assert.ok(budget.withdraw());
+  assert.equal(budget.withdraw(), false, "the floor is spent");
+  budget.deposit();
+  budget.deposit();
+  assert.ok(budget.withdraw(), "two requests pay for one retry");
+  assert.equal(budget.withdraw(), false);
+  now += 500;
+  assert.ok(budget.withdraw(), "half a second refills one");
+  for (let i = 0; i < 100; i++) budget.deposit();
+  assert.equal(budget.balance, 4, "capped");
+});
+
+interface TestJob extends Job {
+  id: number;
+  error?: DistError;
+}
+
+/** A dispatcher over `n` fake backends whose sends are recorded. */
+function setup(n: number, options: { capacity?: number; queue?: number; queueMs?: number } = {}) {
+  const pool = new Pool();
+  const backends = Array.from({ length: n }, (_, i) => {
+    const b = new Backend("server", `b${i + 1}`, {
+      capacity: options.capacity ?? 10,
+      rules: RULES,
+    });
+    b.onConnected();
+    pool.add(b);
+    return b;
+  });
+  const sent: [number, string][] = [];
+  const failed: TestJob[] = [];
+  const dispatcher: Dispatcher<TestJob> = new Dispatcher(pool, createPolicy("round-robin"), {
+    send(job, backend) {
+      if (backend.state !== "up") return false;
+      sent.push([job.id, backend.name]);
+      return true;
+    },
+    reject(job, err) {
+      job.error = err;
+      failed.push(job);
+    },
+  }, {
+    queueLimit: options.queue ?? 100,
+    queueTimeoutMs: options.queueMs ?? 1000,
+    retries: 2,
+    budget: new RetryBudget({ minPerSecond: 100 }),
+  });
+  let next = 1;
+  const job = (idempotent = true): TestJob => ({
+    id: next++,
+    idempotent,
+    attempts: 0,
+    deadline: 0,
+    sentAt: 0,
+  });
+  return { pool, backends, sent, failed, dispatcher, job };
+}
+
+Deno.test("Dispatcher.submit() sends in rotation and counts in flight", () => {
+  const { dispatcher, sent, backends, job } = setup(3);
+  for (let i = 0; i < 6; i++) dispatcher.submit(job());
+  assert.deepEqual(sent.map(([, b]) => b), ["b1", "b2", "b3", "b1", "b2", "b3"]);
+  assert.deepEqual(backends.map((b) => b.inflight), [2, 2, 2]);
+});
+
+Deno.test("Dispatcher queues when every backend is full and sends in order as slots free", () => {
+  const { dispatcher, sent, job } = setup(1, { capacity: 1 });
+  const jobs = [job(), job(), job()];
+  for (const j of jobs) dispatcher.submit(j);
+  assert.deepEqual(sent, [[1, "b1"]]);
+  assert.equal(dispatcher.queued, 2);
+  dispatcher.finish(jobs[0], "answered");
+  assert.deepEqual(sent.map(([id]) => id), [1, 2]);
+  dispatcher.finish(jobs[1], "answered");
+  assert.deepEqual(sent.map(([id]) => id), [1, 2, 3]);
+  assert.equal(dispatcher.queued, 0);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher answers OVERLOADED at once when the queue is full", () => {
+  const { dispatcher, failed, job } = setup(1, { capacity: 1, queue: 2 });
+  for (let i = 0; i < 5; i++) dispatcher.submit(job());
+  assert.equal(dispatcher.queued, 2);
+  assert.deepEqual(failed.map((j) => [j.id, j.error?.code]), [[4, "OVERLOADED"], [
+    5,
+    "OVERLOADED",
+  ]]);
+  assert.equal(dispatcher.stats.overloaded, 2);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher fails a request with UNAVAILABLE after the queue timeout when no backend is up", async () => {
+  const { dispatcher, failed, backends, job } = setup(2, { queueMs: 50 });
+  for (const b of backends) b.onLost("gone");
+  const t0 = performance.now();
+  dispatcher.submit(job());
+  await waitFor(() => failed.length === 1, 2000, "the expiry");
+  assert.ok(performance.now() - t0 >= 45);
+  assert.equal(failed[0].error?.code, "UNAVAILABLE");
+  assert.match(failed[0].error!.message, /No healthy backend within 50 ms/);
+});
+
+Deno.test("Dispatcher sends a queued request as soon as a backend comes up", async () => {
+  const { dispatcher, sent, backends, job } = setup(1, { queueMs: 2000 });
+  backends[0].onLost("gone");
+  dispatcher.submit(job());
+  await sleep(20);
+  backends[0].onConnected();
+  backends[0].onCheckPassed();
+  dispatcher.pump();
+  assert.deepEqual(sent, [[1, "b1"]]);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher retries a request lost with its backend on another backend", () => {
+  const { dispatcher, sent, backends, failed, job } = setup(3);
+  const j = job();
+  dispatcher.submit(j);
+  backends[0].onLost("reset");
+  dispatcher.finish(j, "lost");
+  assert.deepEqual(sent, [[1, "b1"], [1, "b2"]]);
+  assert.equal(failed.length, 0);
+  assert.equal(dispatcher.stats.retries, 1);
+  assert.equal(backends[0].failures, 1);
+  assert.equal(backends[0].inflight, 0);
+});
+
+Deno.test("Dispatcher never sends a non-idempotent request twice", () => {
+  const { dispatcher, sent, backends, failed, job } = setup(3);
+  const j = job(false);
+  dispatcher.submit(j);
+  backends[0].onLost("reset");
+  dispatcher.finish(j, "lost");
+  assert.deepEqual(sent, [[1, "b1"]]);
+  assert.equal(failed[0].error?.code, "UNAVAILABLE");
+  assert.match(failed[0].error!.message, /may have run/);
+});
+
+Deno.test("Dispatcher stops after `retries` extra sends", () => {
+  const { dispatcher, sent, backends, failed, job } = setup(4);
+  const j = job();
+  dispatcher.submit(j);
+  for (let i = 0; i < 3; i++) {
+    backends[i].onLost("reset");
+    dispatcher.finish(j, "lost");
+  }
+  assert.equal(sent.length, 3, "one send and two retries");
+  assert.equal(failed[0].error?.code, "UNAVAILABLE");
+  assert.match(failed[0].error!.message, /tried 3 times/);
+});
+
+Deno.test("Dispatcher fails over no more than the retry budget allows", () => {
+  const pool = new Pool();
+  const a = new Backend("server", "a", { capacity: 100, rules: RULES });
+  const b = new Backend("server", "b", { capacity: 100, rules: RULES });
+  for (const x of [a, b]) {
+    x.onConnected();
+    pool.add(x);
+  }
+  const failed: DistError[] = [];
+  const d = new Dispatcher<Job>(pool, createPolicy("round-robin"), {
+    send: (_job, backend) => backend.state === "up",
+    reject: (_job, err) => failed.push(err),
+  }, {
+    queueLimit: 10,
+    queueTimeoutMs: 1000,
+    retries: 2,
+    budget: new RetryBudget({ ratio: 0, minPerSecond: 3, now: () => 0 }),
+  });
+  const jobs: Job[] = Array.from({ length: 6 }, () => ({
+    idempotent: true,
+    attempts: 0,
+    deadline: 0,
+    sentAt: 0,
+  }));
+  for (const j of jobs) d.submit(j);
+  const onA = jobs.filter((j) => j.backend === a);
+  a.onLost("reset");
+  for (const j of onA) d.finish(j, "lost");
+  assert.equal(d.stats.retries, 3);
+  assert.equal(failed.length, 0);
+  for (const j of jobs.filter((j) => j.backend === b)) d.finish(j, "lost");
+  assert.ok(failed.length > 0, "beyond the budget requests fail");
+  assert.match(failed[0].message, /retry budget spent/);
+  d.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher.close() fails what waits and what comes later", () => {
+  const { dispatcher, failed, job } = setup(1, { capacity: 1 });
+  dispatcher.submit(job());
+  dispatcher.submit(job());
+  dispatcher.close(new DistError("UNAVAILABLE", "shutting down"));
+  dispatcher.submit(job());
+  assert.deepEqual(failed.map((j) => j.id), [2, 3]);
+});

@@ -1,0 +1,259 @@
+/**
+ * Scenario tests of `dist balancer`: real server and balancer processes on
+ * port 0, a client speaking to the balancer as to a server.
+ */
+import assert from "node:assert/strict";
+import { DistError } from "../wire/mod.ts";
+import { lines, runDist } from "./helpers/dist.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  stopAll,
+} from "./helpers/balancer.ts";
+import { closeQuietly, frame, HELLO, jsonFrame, RawReader, writeAll } from "./helpers/raw.ts";
+import { isCode } from "./helpers/rpc.ts";
+
+Deno.test("balancer serves 30 requests over 3 servers in strict rotation, 10 each", async () => {
+  const servers = await startServers(3);
+  const lb = await startBalancer(servers);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
+      5000,
+      "three backends up",
+    );
+    const by: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await peer.request("add", { a: i, b: 1 });
+      assert.equal(res.result, i + 1);
+      by.push(res.by!);
+    }
+    assert.deepEqual(by.slice(0, 3).toSorted(), ["s1", "s2", "s3"]);
+    for (let i = 3; i < 30; i++) assert.equal(by[i], by[i - 3], `request ${i} keeps the rotation`);
+    for (const s of ["s1", "s2", "s3"]) assert.equal(by.filter((b) => b === s).length, 10);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("balancer skips a server that is down and takes it back when it returns", async () => {
+  const servers = await startServers(3);
+  const lb = await startBalancer(servers);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
+      5000,
+      "three backends up",
+    );
+    await servers[1].stop("SIGKILL");
+    await eventually(
+      async () => (await backendsOf(peer)).filter((b) => b.state === "up").length === 2,
+      5000,
+      "s2 out",
+    );
+    const by = new Set<string>();
+    for (let i = 0; i < 12; i++) by.add((await peer.request("echo", { text: "x" })).by!);
+    assert.deepEqual([...by].toSorted(), ["s1", "s3"]);
+    const down = (await backendsOf(peer)).find((b) => b.peer === "s2")!;
+    assert.equal(down.state, "down");
+    assert.match(down.reason, /closed|connect/);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("balancer with no backend fails a request with UNAVAILABLE after the queue timeout", async () => {
+  const lb = await startBalancer([], ["--queue-timeout", "300ms"]);
+  const peer = await connectTo(lb.address);
+  try {
+    const t0 = performance.now();
+    await assert.rejects(peer.call("echo", { text: "x" }), isCode("UNAVAILABLE"));
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 250 && waited < 3000, `waited ${waited} ms`);
+    // The balancer's own methods still answer.
+    assert.equal(((await peer.call("sys.ping")) as { role: string }).role, "balancer");
+  } finally {
+    peer.close();
+    await stopAll([lb]);
+  }
+});
+
+Deno.test("balancer answers OVERLOADED at once when its queue is full", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--max-inflight", "2", "--queue", "3"]);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    // 2 run, 3 wait, the rest are refused at once.
+    const calls = Array.from(
+      { length: 8 },
+      () => peer.call("sleep", { ms: 400 }).then(() => "ok", (e: DistError) => e.code),
+    );
+    const t0 = performance.now();
+    const first = await Promise.race(calls);
+    assert.equal(first, "OVERLOADED");
+    assert.ok(performance.now() - t0 < 300, "refused without waiting");
+    const outcomes = await Promise.all(calls);
+    assert.deepEqual(outcomes.filter((o) => o === "ok").length, 5);
+    assert.deepEqual(outcomes.filter((o) => o === "OVERLOADED").length, 3);
+    const stats = await peer.call("sys.stats") as Record<string, number>;
+    assert.equal(stats.overloaded, 3);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("balancer never replays a non-idempotent request whose server died", async () => {
+  const servers = await startServers(2);
+  const lb = await startBalancer(servers);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
+      5000,
+      "two backends up",
+    );
+    // Round-robin: the first call goes to the first server, which is killed
+    // while the sleep runs.
+    const once = peer.call("sleep", { ms: 1500 }, { idempotent: false });
+    const again = peer.call("sleep", { ms: 1500 });
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await backendsOf(peer);
+    const victim = servers.find((s) => s.address === before.find((b) => b.inflight > 0)!.name)!;
+    const victimServed = before.find((b) => b.name === victim.address)!;
+    await victim.stop("SIGKILL");
+    const results = await Promise.allSettled([once, again]);
+    const failure = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    assert.ok(failure, "one of the two was on the killed server");
+    assert.equal(victimServed.inflight, 1);
+    assert.equal(failure.reason.code, "UNAVAILABLE");
+    assert.match(failure.reason.message, /may have run/);
+    assert.equal(results[0].status, "rejected", "the non-idempotent call is the one that failed");
+    assert.equal(results[1].status, "fulfilled", "the idempotent one completed elsewhere");
+    const stats = await peer.call("sys.stats") as Record<string, number>;
+    assert.equal(stats.lost, 1);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("balancer drops a connection that sends garbage or an oversized frame, and serves everyone else", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--max-frame", "4096"]);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    for (const address of [lb.address, lb.workerAddress]) {
+      const [hostname, port] = address.split(":");
+      const attacks = [
+        // Not a frame at all: a length prefix far beyond the limit.
+        new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        // A valid handshake, then an oversized frame.
+        new Uint8Array([...jsonFrame(HELLO), ...frame(new Uint8Array(8192))]),
+        // Garbage inside a well-formed frame instead of a hello.
+        frame(new Uint8Array([0xff, 0x00, 0x13, 0x37])),
+      ];
+      for (const bytes of attacks) {
+        const conn = await Deno.connect({ hostname, port: Number(port) });
+        try {
+          await writeAll(conn, bytes).catch(() => {});
+          await new RawReader(conn).untilClosed(3000);
+        } finally {
+          closeQuietly(conn);
+        }
+        assert.equal(await peer.call("echo", { text: "still here" }), "still here");
+      }
+    }
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("balancer on SIGTERM finishes requests in flight, then exits 0", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--grace", "3s"]);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    const slow = peer.call("sleep", { ms: 500 });
+    await new Promise((r) => setTimeout(r, 100));
+    const stopped = lb.stop("SIGTERM");
+    assert.equal(await slow, 500);
+    const { code, killed } = await stopped;
+    assert.equal(code, 0);
+    assert.equal(killed, false);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("balancer --log-file records connections, backends going down and, at debug, requests", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/loadbalancer.log`;
+  const servers = await startServers(2);
+  const lb = await startBalancer(servers, ["--log-file", file, "--log-level", "debug"]);
+  try {
+    const r = await runDist(["client", "--connect", lb.address, "add", "3", "4"]);
+    assert.equal(r.stdout, "7\n", r.stderr);
+    await servers[0].stop("SIGKILL");
+    const peer = await connectTo(lb.address);
+    await eventually(
+      async () => (await backendsOf(peer)).some((b) => b.state === "down"),
+      5000,
+      "s1 out",
+    );
+    peer.close();
+    await lb.stop("SIGTERM");
+    const log = await Deno.readTextFile(file);
+    assert.match(log, /Backend 127\.0\.0\.1:\d+ \(s1\) is up/);
+    assert.match(log, /Backend 127\.0\.0\.1:\d+ \(s1\) is down: connection closed/);
+    assert.match(log, /Client client-\d+ connected from 127\.0\.0\.1:\d+/);
+    assert.match(log, /client-\d+ add -> 127\.0\.0\.1:\d+: ok in [\d.]+ ms/);
+  } finally {
+    await stopAll([lb, ...servers]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("balancer flags: a bad policy or backend is one `dist:` line and exit 2", async () => {
+  const bad = await Promise.all([
+    runDist(["balancer", "--policy", "fastest"]),
+    runDist(["balancer", "--backends", "nowhere"]),
+  ]);
+  for (const r of bad) {
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(lines(r.stderr).length, 1);
+    assert.match(r.stderr, /^dist: /);
+  }
+  assert.match(bad[0].stderr, /--policy: "fastest" is not one of round-robin/);
+});
+
+Deno.test("dist client talks to a balancer as to a server", async () => {
+  const servers = await startServers(2);
+  const lb = await startBalancer(servers);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
+      5000,
+      "two backends up",
+    );
+    const r = await runDist(["client", "--connect", lb.address, "--random", "8"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /8 requests: 8 ok, 0 errors; by: s\d ×4, s\d ×4/);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
