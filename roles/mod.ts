@@ -10,8 +10,17 @@ import { server } from "./server.ts";
 import { client } from "./client/mod.ts";
 import { broker } from "./broker/mod.ts";
 import { binder } from "./binder/mod.ts";
+import { balancer } from "./balancer/mod.ts";
+import { worker } from "./worker.ts";
 
-export const ROLES: Readonly<Record<string, Role>> = { server, client, broker, binder };
+export const ROLES: Readonly<Record<string, Role>> = {
+  server,
+  client,
+  broker,
+  binder,
+  balancer,
+  worker,
+};
 
 export type { Role, RunContext } from "./_role.ts";
 export { writeStdout } from "./_role.ts";
