@@ -16,6 +16,11 @@ const log = getLogger(["dist", "worker"]);
  */
 export const worker: Role = {
   summary: "Dial a balancer's worker port, register, and run the tasks it hands out",
+  flagHints: {
+    "--port": "the worker dials, it does not listen: give --balancer HOST:PORT",
+    "-p": "the worker dials, it does not listen: give --balancer HOST:PORT (or -b HOST:PORT)",
+    "--host": "the worker dials, it does not listen: give --balancer HOST:PORT",
+  },
   usage: [
     "dist worker [--balancer 127.0.0.1:8889] [--name NAME] [--capacity 16]",
     "",

@@ -15,6 +15,8 @@ import {
 } from "./helpers/balancer.ts";
 import { closeQuietly, frame, HELLO, jsonFrame, RawReader, writeAll } from "./helpers/raw.ts";
 import { isCode } from "./helpers/rpc.ts";
+import { parseTopology } from "../config/mod.ts";
+import { ROLES } from "../roles/mod.ts";
 
 Deno.test("balancer serves 30 requests over 3 servers in strict rotation, 10 each", async () => {
   const servers = await startServers(3);
@@ -256,4 +258,31 @@ Deno.test("dist client talks to a balancer as to a server", async () => {
     peer.close();
     await stopAll([lb, ...servers]);
   }
+});
+
+Deno.test('topology: backends = ["server"] and a worker\'s balancer = "balancer" resolve', () => {
+  const topology = parseTopology(
+    `
+[[server]]
+name = "server"
+replicas = 3
+port = 5557
+
+[[balancer]]
+name = "balancer"
+port = 5556
+backends = ["server"]
+worker_port = 8889
+
+[[worker]]
+name = "worker"
+replicas = 2
+balancer = "balancer"
+`,
+    { file: "cluster.toml", roles: ROLES },
+  );
+  const lb = topology.instances.find((i) => i.name === "balancer")!;
+  assert.deepEqual(lb.options.backends, ["127.0.0.1:5557", "127.0.0.1:5558", "127.0.0.1:5559"]);
+  const workers = topology.instances.filter((i) => i.role === "worker");
+  assert.deepEqual(workers.map((w) => w.options.balancer), ["127.0.0.1:8889", "127.0.0.1:8889"]);
 });

@@ -12,7 +12,7 @@
  * request on a backend's connection).
  */
 import { getLogger } from "@logtape/logtape";
-import { type Options, parseAddress } from "../../config/mod.ts";
+import { HOST_OPTION, type Options, parseAddress } from "../../config/mod.ts";
 import {
   codecByName,
   DistError,
@@ -50,6 +50,7 @@ export const balancer: Role = {
     'A request with "idem": false is never sent twice (UNAVAILABLE if its backend dies).',
   ],
   options: {
+    host: HOST_OPTION,
     port: {
       type: "port",
       description: "Port clients connect to (0 picks a free one)",
