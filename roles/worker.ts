@@ -4,6 +4,7 @@ import { codecByName, DistError, Redialer } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import type { Role, RunContext } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
+import { connSettings } from "./_conn.ts";
 
 const log = getLogger(["dist", "worker"]);
 
@@ -93,13 +94,11 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
     }
   };
   const dialer = new Redialer(address, {
+    ...connSettings(options),
     role: "worker",
     name,
     by: name,
     codec: codecByName(options.codec as string),
-    heartbeatMs: options.heartbeat as number,
-    liveness: options.liveness as number,
-    maxFrame: options.maxFrame as number,
     onRequest: handle,
     onConnect: async (peer) => {
       await peer.call("worker.register", { name, capacity }, { timeout: 5000 });

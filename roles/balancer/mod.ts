@@ -23,6 +23,7 @@ import {
 } from "../../wire/mod.ts";
 import type { Role, RunContext } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
+import { connSettings } from "../_conn.ts";
 import { Backend, type HealthRules, Pool, type Transition } from "./backends.ts";
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerLink, WorkerLink } from "./links.ts";
@@ -178,12 +179,10 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
 
   let name = options.name as string | undefined;
   const conn = {
+    ...connSettings(options),
     host: options.host as string,
     role: "balancer",
     name: "balancer",
-    maxFrame: options.maxFrame as number,
-    heartbeatMs: options.heartbeat as number,
-    liveness: options.liveness as number,
   };
 
   const stats = () => ({
@@ -303,12 +302,10 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
       checkIntervalMs,
       report,
       dial: {
+        ...connSettings(options),
         role: "balancer",
         name: "balancer",
         codec: codecByName(options.codec as string),
-        heartbeatMs: options.heartbeat as number,
-        liveness: options.liveness as number,
-        maxFrame: options.maxFrame as number,
       },
     });
   });

@@ -53,7 +53,7 @@ export function decodedHooks(
   return {
     send(job, backend) {
       const peer = (backend.link as Link | undefined)?.peer;
-      if (peer === undefined || peer.isClosed) {
+      if (peer === undefined || peer.isClosed || peer.conn.readEnded) {
         report(backend.onLost("connection closed"));
         return false;
       }
@@ -65,9 +65,10 @@ export function decodedHooks(
         },
         (err) => {
           const e = DistError.from(err);
-          if (peer.isClosed && e.code === "UNAVAILABLE") {
-            // The connection died with the request on it (our own call's
-            // failure, not an UNAVAILABLE answered by the backend).
+          if (e.code === "UNAVAILABLE" && (peer.isClosed || peer.conn.readEnded)) {
+            // The connection died (or the backend closed its side) with the
+            // request on it: our own call's failure, not an UNAVAILABLE
+            // answered by the backend.
             report(backend.onLost(e.message));
             done(job, backend, "lost", "lost");
           } else if (e.code === "TIMEOUT") {
