@@ -2,6 +2,7 @@
  * The operation table shared by the server and the worker roles, and the
  * parser that turns a command line such as `add 3 4` into a request.
  */
+import { didYouMean } from "../config/mod.ts";
 import { describe, DistError } from "../wire/mod.ts";
 
 /** Longest `sleep` a request may ask for (ms). */
@@ -165,12 +166,24 @@ export function parseOperation(words: readonly string[]): Operation {
       if (rest.length !== 1) throw new DistError("BAD_REQUEST", "sleep takes 1 number (ms)");
       return { method, params: { ms: parseNumber(rest[0]) } };
   }
+  // A word that is not an operation but close to one is a typo ("ad", "ADD"),
+  // not a method to send; namespaced methods (sys.stats) are sent as typed.
+  const hint = method.includes(".")
+    ? ""
+    : didYouMean(method, [...Object.keys(OPERATIONS), ...Object.keys(ALIASES)]);
+  if (hint !== "") throw new DistError("BAD_REQUEST", `Unknown operation "${method}"${hint}`);
   if (rest.length === 0) return { method };
   const text = rest.join(" ");
   try {
     return { method, params: JSON.parse(text) };
   } catch {
-    throw new DistError("BAD_REQUEST", `Parameters of ${method} must be JSON: ${text}`);
+    const known = Object.keys(OPERATIONS).join(", ");
+    throw new DistError(
+      "BAD_REQUEST",
+      method.includes(".")
+        ? `Parameters of ${method} must be JSON: ${text}`
+        : `Unknown operation "${method}" (operations: ${known}; any other method takes JSON parameters)`,
+    );
   }
 }
 

@@ -162,7 +162,10 @@ Deno.test("client --bench reports throughput, latency quantiles and who served",
 
     assert.equal(text.code, 0, text.stderr);
     const report = text.stdout;
-    assert.match(report, /^2000 requests in [\d.]+ s: \d+ req\/s \(concurrency 8 /m);
+    assert.match(
+      report,
+      /^2000 requests in [\d.]+ s, 2000 ok: \d+ req\/s \(concurrency 8 over 1 connection\)$/m,
+    );
     assert.match(
       report,
       /^latency ms: p50 [\d.]+ +p90 [\d.]+ +p99 [\d.]+ +p99\.9 [\d.]+ +max [\d.]+/m,
@@ -186,6 +189,8 @@ Deno.test("client --bench reports throughput, latency quantiles and who served",
     assert.equal(open.requests, 500);
     assert.equal(open.ok, 500);
     assert.equal(open.rate, 2000);
+    assert.equal(typeof open.achieved_rate, "number");
+    assert.equal(typeof open.start_lag_ms.p99, "number");
     assert.deepEqual(open.by, { [by]: 500 });
     // 500 requests at 2000/s take at least 0.25 s of schedule.
     assert.ok(open.duration_s >= 0.24, `duration ${open.duration_s}`);
@@ -466,6 +471,7 @@ Deno.test("SIGTERM stops a client bench and a piped client: report, exit 0", asy
     assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
     assert.match(text(b), /^\d+ requests in [\d.]+ s/m);
     assert.match(text(b), /errors: none/);
+    assert.match(text(b), /^stopped: interrupted$/m);
     assert.equal(p.code, 0, new TextDecoder().decode(p.stderr));
     assert.equal(text(p), "3\n");
   });

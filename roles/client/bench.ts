@@ -1,19 +1,33 @@
 import { DistError, type Peer } from "../../wire/mod.ts";
 import { formatBy, round } from "./_common.ts";
 import type { Operation } from "../ops.ts";
+import { Ticker } from "./ticker.ts";
 
-/** The numbers a benchmark run ends with. */
+/** The numbers a benchmark run ends with (`--bench --json` prints this object). */
 export interface BenchSummary {
+  /** Requests that came back, well or not. */
   requests: number;
   ok: number;
+  /** Failed requests by error code. */
   errors: Record<string, number>;
   duration_s: number;
+  /** Successful requests per second: failures are not throughput. */
   rps: number;
+  /** Latency of successful requests only. */
   latency_ms: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
   by: Record<string, number>;
   concurrency: number;
   connections: number;
+  /** `--rate`: the target arrival rate (req/s). */
   rate?: number;
+  /** `--rate`: requests started per second of the schedule. */
+  achieved_rate?: number;
+  /** `--rate`: how late requests started after their scheduled time. */
+  start_lag_ms?: { p50: number; p99: number; max: number };
+  /** `--rate`: what to do when the rate was not reached. */
+  advice?: string;
+  /** Why the run ended early: a lost connection, or an interrupt. */
+  stopped?: string;
 }
 
 export interface BenchPlan {
@@ -31,91 +45,265 @@ export interface BenchPlan {
   signal?: AbortSignal;
 }
 
-/** Reads a value at quantile q of sorted latencies. */
+/** Below this share of the target rate, the report says the rate was not reached. */
+const RATE_SHORTFALL = 0.95;
+
+/** Reads a value at quantile q of sorted numbers. */
 function quantile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+/** A growable array of doubles (latencies, start lags) without per-value allocation. */
+class Samples {
+  #values: Float64Array;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.#values = new Float64Array(Math.max(16, Math.min(capacity, 1 << 24)));
+  }
+
+  push(value: number): void {
+    if (this.length === this.#values.length) {
+      const grown = new Float64Array(this.#values.length * 2);
+      grown.set(this.#values);
+      this.#values = grown;
+    }
+    this.#values[this.length++] = value;
+  }
+
+  sorted(): Float64Array {
+    return this.#values.subarray(0, this.length).sort();
+  }
+}
+
+/** What a run counts as it goes. */
+class Tally {
+  latencies: Samples;
+  errors: Record<string, number> = {};
+  failed = 0;
+  by = new Map<string, number>();
+  stopped?: string;
+
+  constructor(expected: number) {
+    this.latencies = new Samples(expected);
+  }
+
+  get done(): number {
+    return this.latencies.length + this.failed;
+  }
+
+  ok(ms: number, by: string | undefined): void {
+    this.latencies.push(ms);
+    if (by !== undefined) this.by.set(by, (this.by.get(by) ?? 0) + 1);
+  }
+
+  fail(err: unknown, peer: Peer, t0: number): void {
+    const code = DistError.from(err).code;
+    this.errors[code] = (this.errors[code] ?? 0) + 1;
+    this.failed++;
+    // A lost connection ends the run rather than failing every request after it.
+    if (peer.isClosed && this.stopped === undefined) {
+      const after = ((performance.now() - t0) / 1000).toFixed(2);
+      this.stopped = `connection to ${peer.remote.name} lost after ${after} s`;
+    }
+  }
 }
 
 /**
  * Runs a closed-loop benchmark (`concurrency` requests always in flight,
  * spread over `peers`) or, with `rate`, an open-loop one where requests start
  * on a fixed schedule whatever the latency, so slow answers cannot hide
- * behind fewer requests (no coordinated omission).
+ * behind fewer requests (no coordinated omission, as wrk2).
+ *
+ * A first request is sent alone: if it fails, the benchmark does not run.
+ * Throughput and latency count successful requests only; a lost connection
+ * ends the run (`stopped` says so).
+ *
+ * @throws {DistError} the first request's error, when it fails
  */
 export async function runBench(peers: Peer[], plan: BenchPlan): Promise<BenchSummary> {
-  const limit = plan.requests ?? Infinity;
-  const endAt = plan.durationMs !== undefined ? performance.now() + plan.durationMs : Infinity;
-  let latencies = new Float64Array(Number.isFinite(limit) ? limit : 1 << 16);
-  let count = 0;
-  const errors: Record<string, number> = {};
-  const by = new Map<string, number>();
-  let started = 0;
-  const t0 = performance.now();
-
-  const record = (ms: number, by_: string | undefined, code: string | undefined) => {
-    if (count === latencies.length) {
-      const grown = new Float64Array(latencies.length * 2);
-      grown.set(latencies);
-      latencies = grown;
-    }
-    latencies[count++] = ms;
-    if (code !== undefined) errors[code] = (errors[code] ?? 0) + 1;
-    else if (by_ !== undefined) by.set(by_, (by.get(by_) ?? 0) + 1);
-  };
-
-  const progress = plan.onProgress
-    ? setInterval(() => plan.onProgress!(count, performance.now() - t0), 200)
-    : undefined;
-
-  const one = async (peer: Peer, scheduled: number) => {
-    try {
-      const res = await peer.request(plan.op.method, plan.op.params, { timeout: plan.timeout });
-      record(performance.now() - scheduled, res.by, undefined);
-    } catch (err) {
-      record(performance.now() - scheduled, undefined, DistError.from(err).code);
-    }
-  };
-
   try {
-    if (plan.rate === undefined) {
-      // The hot loop: one await per request, no wrapper promise.
-      const { method, params } = plan.op;
-      const callOptions = { timeout: plan.timeout };
-      await Promise.all(Array.from({ length: plan.concurrency }, async (_, i) => {
-        const peer = peers[i % peers.length];
-        let now = performance.now();
-        while (started < limit && now < endAt && !plan.signal?.aborted) {
-          started++;
-          const sent = now;
-          try {
-            const res = await peer.request(method, params, callOptions);
-            now = performance.now();
-            record(now - sent, res.by, undefined);
-          } catch (err) {
-            now = performance.now();
-            record(now - sent, undefined, DistError.from(err).code);
-          }
-        }
-      }));
-    } else {
-      await openLoop(peers, plan, limit, endAt, one);
-    }
+    await peers[0].request(plan.op.method, plan.op.params, {
+      timeout: plan.timeout,
+      signal: plan.signal,
+    });
+  } catch (err) {
+    const e = DistError.from(err);
+    throw new DistError(
+      e.code,
+      `The first request failed, so the benchmark did not run: ${e.message}`,
+    );
+  }
+  const limit = plan.requests ?? Infinity;
+  const t0 = performance.now();
+  const endAt = plan.durationMs !== undefined ? t0 + plan.durationMs : Infinity;
+  const tally = new Tally(Number.isFinite(limit) ? limit : 1 << 16);
+  const progress = plan.onProgress
+    ? setInterval(() => plan.onProgress!(tally.done, performance.now() - t0), 200)
+    : undefined;
+  let open: OpenLoopResult | undefined;
+  try {
+    if (plan.rate === undefined) await closedLoop(peers, plan, tally, { t0, limit, endAt });
+    else open = await openLoop(peers, plan, tally, { limit, endAt });
   } finally {
     clearInterval(progress);
   }
   const elapsed = performance.now() - t0;
-  plan.onProgress?.(count, elapsed);
-  const sorted = latencies.subarray(0, count).sort();
+  plan.onProgress?.(tally.done, elapsed);
+  if (tally.stopped === undefined && plan.signal?.aborted) tally.stopped = "interrupted";
+  return summarize(tally, { plan, peers, elapsed, open });
+}
+
+/** Each of `concurrency` loops sends a request as soon as its previous one is answered. */
+async function closedLoop(
+  peers: Peer[],
+  plan: BenchPlan,
+  tally: Tally,
+  bounds: { t0: number; limit: number; endAt: number },
+): Promise<void> {
+  // The hot loop: one await per request, no wrapper promise.
+  const { method, params } = plan.op;
+  const callOptions = { timeout: plan.timeout };
+  let started = 0;
+  await Promise.all(Array.from({ length: plan.concurrency }, async (_, i) => {
+    const peer = peers[i % peers.length];
+    let now = performance.now();
+    while (
+      started < bounds.limit && now < bounds.endAt && !plan.signal?.aborted &&
+      tally.stopped === undefined
+    ) {
+      started++;
+      const sent = now;
+      try {
+        const res = await peer.request(method, params, callOptions);
+        now = performance.now();
+        tally.ok(now - sent, res.by);
+      } catch (err) {
+        now = performance.now();
+        tally.fail(err, peer, bounds.t0);
+      }
+    }
+  }));
+}
+
+interface OpenLoopResult {
+  started: number;
+  /** From the first scheduled start to the end of scheduling (ms). */
+  scheduleMs: number;
+  lags: Samples;
+  /** Requests that were due while every slot was busy. */
+  slotWaits: number;
+}
+
+/**
+ * Starts request i at t0 + i/rate, woken by a {@link Ticker}. At most
+ * `concurrency` are in flight; a request that must wait for a free slot
+ * still counts its latency from its scheduled time. Scheduling ends at the
+ * duration (whatever was not started by then is not sent), after `limit`
+ * requests, on abort, or when a connection is lost.
+ */
+async function openLoop(
+  peers: Peer[],
+  plan: BenchPlan,
+  tally: Tally,
+  bounds: { limit: number; endAt: number },
+): Promise<OpenLoopResult> {
+  const interval = 1000 / plan.rate!;
+  const { method, params } = plan.op;
+  const callOptions = { timeout: plan.timeout };
+  const result: OpenLoopResult = {
+    started: 0,
+    scheduleMs: 0,
+    lags: new Samples(Number.isFinite(bounds.limit) ? bounds.limit : 1 << 16),
+    slotWaits: 0,
+  };
+  let ticker: Ticker | undefined;
+  let t0 = Infinity;
+  let endAt = Infinity;
+  let inFlight = 0;
+  let scheduling = true;
+  let allDone: () => void = () => {};
+  const finish = (now: number) => {
+    scheduling = false;
+    result.scheduleMs = Math.max(0, now - t0);
+    ticker?.stop();
+    if (inFlight === 0) allDone();
+  };
+  const start = (peer: Peer, scheduled: number) => {
+    inFlight++;
+    peer.request(method, params, callOptions).then(
+      (res) => tally.ok(performance.now() - scheduled, res.by),
+      (err) => tally.fail(err, peer, t0),
+    ).finally(() => {
+      inFlight--;
+      if (scheduling) pump();
+      else if (inFlight === 0) allDone();
+    });
+  };
+  /** Starts every request that is due and has a slot. */
+  const pump = () => {
+    if (!scheduling || ticker === undefined) return;
+    const now = performance.now();
+    if (now >= endAt || plan.signal?.aborted || tally.stopped !== undefined) return finish(now);
+    while (result.started < bounds.limit) {
+      const scheduled = t0 + result.started * interval;
+      // The ticker's clock may run a few µs ahead of this one.
+      if (scheduled > now + 0.01) return;
+      if (scheduled >= endAt) return finish(now);
+      if (inFlight >= plan.concurrency) {
+        result.slotWaits++;
+        return;
+      }
+      result.lags.push(Math.max(0, now - scheduled));
+      start(peers[result.started % peers.length], scheduled);
+      result.started++;
+    }
+    finish(now);
+  };
+  const begun = performance.now();
+  try {
+    ticker = await Ticker.start({ intervalMs: interval, count: bounds.limit }, pump);
+  } catch (err) {
+    tally.stopped = (err as Error).message;
+    return result;
+  }
+  t0 = ticker.t0;
+  // The duration counts from the first tick, not from the thread's start-up.
+  endAt = bounds.endAt + (t0 - begun);
+  const done = new Promise<void>((resolve) => allDone = resolve);
+  const endTimer = endAt === Infinity ? undefined : setTimeout(pump, endAt - performance.now());
+  plan.signal?.addEventListener("abort", pump);
+  if (plan.signal?.aborted) pump();
+  try {
+    await done;
+  } finally {
+    clearTimeout(endTimer);
+    plan.signal?.removeEventListener("abort", pump);
+  }
+  return result;
+}
+
+/** A rate as people write it: 50000 -> "50,000". */
+function formatRate(rate: number): string {
+  return Math.round(rate).toLocaleString("en-US");
+}
+
+function summarize(
+  tally: Tally,
+  run: { plan: BenchPlan; peers: Peer[]; elapsed: number; open?: OpenLoopResult },
+): BenchSummary {
+  const { plan, open } = run;
+  const count = tally.latencies.length;
+  const sorted = tally.latencies.sorted();
   let sum = 0;
   for (let i = 0; i < count; i++) sum += sorted[i];
-  const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
-  return {
-    requests: count,
-    ok: count - errorCount,
-    errors,
-    duration_s: round(elapsed / 1000),
-    rps: Math.round(count / (elapsed / 1000)),
+  const summary: BenchSummary = {
+    requests: tally.done,
+    ok: count,
+    errors: tally.errors,
+    duration_s: round(run.elapsed / 1000),
+    rps: Math.round(count / (run.elapsed / 1000)),
     latency_ms: {
       p50: round(quantile(sorted, 0.5)),
       p90: round(quantile(sorted, 0.9)),
@@ -124,66 +312,55 @@ export async function runBench(peers: Peer[], plan: BenchPlan): Promise<BenchSum
       max: round(count ? sorted[count - 1] : 0),
       mean: round(count ? sum / count : 0),
     },
-    by: Object.fromEntries(by),
+    by: Object.fromEntries(tally.by),
     concurrency: plan.concurrency,
-    connections: peers.length,
-    ...(plan.rate !== undefined ? { rate: plan.rate } : {}),
+    connections: run.peers.length,
   };
-}
-
-/**
- * Starts request i at t0 + i/rate. At most `concurrency` are in flight; a
- * request that must wait for a free slot still counts its latency from its
- * scheduled time.
- */
-async function openLoop(
-  peers: Peer[],
-  plan: BenchPlan,
-  limit: number,
-  endAt: number,
-  one: (peer: Peer, scheduled: number) => Promise<void>,
-): Promise<void> {
-  const rate = plan.rate!;
-  const t0 = performance.now();
-  let i = 0;
-  let inFlight = 0;
-  let slotFreed: (() => void) | undefined;
-  const running = new Set<Promise<void>>();
-  while (i < limit && !plan.signal?.aborted) {
-    const scheduled = t0 + (i * 1000) / rate;
-    if (scheduled >= endAt) break;
-    const now = performance.now();
-    if (scheduled > now) {
-      await new Promise((r) => setTimeout(r, Math.max(0, scheduled - now)));
+  if (open !== undefined) {
+    const lags = open.lags.sorted();
+    // One request has no interval: it is on time by definition.
+    const achieved = open.started > 1 ? (open.started - 1) / (open.scheduleMs / 1000) : plan.rate!;
+    summary.rate = plan.rate;
+    summary.achieved_rate = Math.round(Math.min(achieved, plan.rate!));
+    summary.start_lag_ms = {
+      p50: round(quantile(lags, 0.5)),
+      p99: round(quantile(lags, 0.99)),
+      max: round(lags.length ? lags[lags.length - 1] : 0),
+    };
+    if (achieved < RATE_SHORTFALL * plan.rate! && tally.stopped === undefined) {
+      summary.advice = open.slotWaits > 0
+        ? `--concurrency ${plan.concurrency} was the limit: raise --concurrency`
+        : "the client could not start requests that fast";
     }
-    while (inFlight >= plan.concurrency) {
-      await new Promise<void>((r) => slotFreed = r);
-    }
-    inFlight++;
-    const p = one(peers[i % peers.length], scheduled).finally(() => {
-      inFlight--;
-      running.delete(p);
-      slotFreed?.();
-      slotFreed = undefined;
-    });
-    running.add(p);
-    i++;
   }
-  await Promise.all(running);
+  if (tally.stopped !== undefined) summary.stopped = tally.stopped;
+  return summary;
 }
 
 /** The human-readable report. */
 export function formatSummary(s: BenchSummary): string[] {
   const l = s.latency_ms;
   const errs = Object.entries(s.errors);
-  return [
-    `${s.requests} requests in ${s.duration_s.toFixed(2)} s: ${s.rps} req/s ` +
-    `(concurrency ${s.concurrency} over ${s.connections} connection(s)` +
-    (s.rate !== undefined ? `, rate ${s.rate}/s` : "") + ")",
-    `latency ms: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}  mean ${l.mean}`,
+  const failed = s.requests - s.ok;
+  const conns = `${s.connections} connection${s.connections === 1 ? "" : "s"}`;
+  const lines = [
+    `${s.requests} requests in ${s.duration_s.toFixed(2)} s, ${s.ok} ok: ${s.rps} req/s ` +
+    `(concurrency ${s.concurrency} over ${conns})`,
+    `latency ms${failed > 0 ? " (ok only)" : ""}: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  ` +
+    `p99.9 ${l.p999}  max ${l.max}  mean ${l.mean}`,
     `errors: ${errs.length === 0 ? "none" : errs.map(([c, n]) => `${c} ${n}`).join(", ")}`,
     `by: ${formatBy(new Map(Object.entries(s.by)))}`,
   ];
+  if (s.rate !== undefined) {
+    const lag = s.start_lag_ms!;
+    lines.push(
+      `rate: target ${formatRate(s.rate)}/s, achieved ${formatRate(s.achieved_rate!)}/s` +
+        (s.advice ? `: ${s.advice}` : "") +
+        `; start lag ms: p50 ${lag.p50}  p99 ${lag.p99}  max ${lag.max}`,
+    );
+  }
+  if (s.stopped !== undefined) lines.push(`stopped: ${s.stopped}`);
+  return lines;
 }
 
 /** A one-line progress bar for a terminal. */

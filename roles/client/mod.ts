@@ -1,12 +1,28 @@
-import { type Options, UsageError } from "../../config/mod.ts";
-import { DistError } from "../../wire/mod.ts";
+import { type Options, toKebab, UsageError } from "../../config/mod.ts";
+import { DistError, type Peer } from "../../wire/mod.ts";
 import { parseOperation } from "../ops.ts";
 import { type Role, type RunContext, writeStdout } from "../_role.ts";
-import { connect, DEFAULT_CONNECT, formatResult, outcomeJson, perform } from "./_common.ts";
+import {
+  connect,
+  DEFAULT_CONNECT,
+  formatResult,
+  type ModeOptions,
+  outcomeJson,
+  perform,
+} from "./_common.ts";
 import { runRandom } from "./random.ts";
 import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
 import { OPERATION_HELP } from "../ops.ts";
+
+/** What the benchmark's flags are when not given. */
+const BENCH_DEFAULTS = {
+  requests: 10_000,
+  concurrency: 16,
+  connections: 1,
+  op: "echo",
+  payload: 64,
+} as const;
 
 /** The client: one shot, interactive shell, random batch or benchmark. */
 export const client: Role = {
@@ -46,35 +62,36 @@ export const client: Role = {
     bench: { type: "boolean", description: "Run a benchmark and report throughput and latency" },
     requests: {
       type: "integer",
-      description: "Benchmark: number of requests (default 10000 unless --duration)",
+      description:
+        `Benchmark: number of requests (default ${BENCH_DEFAULTS.requests} unless --duration)`,
       min: 1,
       metavar: "N",
     },
     duration: { type: "duration", description: "Benchmark: run for this long" },
+    // The benchmark's flags have no spec default, so that one given without
+    // --bench is seen (and refused); BENCH_DEFAULTS fills them in.
     concurrency: {
       type: "integer",
-      description: "Benchmark: requests in flight at once",
-      default: 16,
+      description: `Benchmark: requests in flight at once (default ${BENCH_DEFAULTS.concurrency})`,
       min: 1,
       metavar: "C",
     },
     connections: {
       type: "integer",
-      description: "Benchmark: connections the requests are spread over",
-      default: 1,
+      description:
+        `Benchmark: connections the requests are spread over (default ${BENCH_DEFAULTS.connections})`,
       min: 1,
       metavar: "N",
     },
     op: {
       type: "string",
-      description: "Benchmark: operation to send",
-      default: "echo",
+      description: `Benchmark: operation to send (default ${BENCH_DEFAULTS.op})`,
       metavar: "OP",
     },
     payload: {
       type: "integer",
-      description: "Benchmark: bytes of text in an echo request",
-      default: 64,
+      description:
+        `Benchmark: bytes of text in an echo request (default ${BENCH_DEFAULTS.payload})`,
       min: 0,
       metavar: "BYTES",
     },
@@ -93,42 +110,16 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
   // On SIGINT/SIGTERM every mode stops starting requests, lets those in flight
   // finish (each bounded by --timeout), reports, and exits.
   const o = { ...options, out, signal: ctx.signal };
+  checkModes(options, ctx.positionals);
   // Check the operation before connecting: a typo should not wait on the network.
   const op = ctx.positionals.length > 0
     ? asUsage(() => parseOperation(ctx.positionals))
     : undefined;
-  const connections = options.bench ? options.connections as number : 1;
+  const bench = options.bench ? benchPlan(options) : undefined;
+  const connections = bench ? bench.connections : 1;
   const peers = await Promise.all(Array.from({ length: connections }, () => connect(options)));
   try {
-    if (options.bench) {
-      const words = (options.op as string).split(/\s+/);
-      const benchOp = words[0] === "echo" && words.length === 1
-        ? { method: "echo", params: { text: "x".repeat(options.payload as number) } }
-        : asUsage(() => parseOperation(words));
-      const tty = Deno.stderr.isTerminal();
-      const encoder = new TextEncoder();
-      const requests = options.requests as number | undefined ??
-        (options.duration === undefined ? 10_000 : undefined);
-      const summary = await runBench(peers, {
-        op: benchOp,
-        requests,
-        durationMs: options.duration as number | undefined,
-        concurrency: options.concurrency as number,
-        rate: options.rate as number | undefined,
-        timeout: options.timeout as number,
-        signal: ctx.signal,
-        onProgress: tty
-          ? (done, ms) =>
-            Deno.stderr.writeSync(
-              encoder.encode(progressLine(done, ms, requests, options.duration as number)),
-            )
-          : undefined,
-      });
-      if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
-      if (options.json) out(JSON.stringify(summary));
-      else formatSummary(summary).forEach((l) => out(l));
-      return summary.ok === summary.requests ? 0 : 1;
-    }
+    if (bench) return await runBenchMode(peers, bench, o, ctx);
     const peer = peers[0];
     if (options.random !== undefined) {
       return (await runRandom(peer, options.random as number, o)) === 0 ? 0 : 1;
@@ -144,6 +135,83 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
   } finally {
     for (const p of peers) p.close();
   }
+}
+
+/** Flags that only --bench reads. */
+const BENCH_FLAGS = ["requests", "duration", "concurrency", "connections", "op", "payload", "rate"];
+
+/**
+ * Refuses input that one mode would silently ignore: two modes at once, an
+ * operation beside --random or --bench, a benchmark flag without --bench.
+ *
+ * @throws {UsageError}
+ */
+function checkModes(options: Options, words: string[]): void {
+  const op = words.join(" ");
+  if (options.bench && options.random !== undefined) {
+    throw new UsageError("--bench and --random are two modes: give one");
+  }
+  if (options.bench && words.length > 0) {
+    throw new UsageError(`--bench sends its --op, not "${op}": write --op "${op}"`);
+  }
+  if (options.random !== undefined && words.length > 0) {
+    throw new UsageError(`--random sends random operations, not "${op}": give one or the other`);
+  }
+  const benchOnly = BENCH_FLAGS.filter((key) => options[key] !== undefined).map(
+    (key) => `--${toKebab(key)}`,
+  );
+  if (!options.bench && benchOnly.length > 0) {
+    const what = benchOnly.length === 1 ? "is a --bench flag" : "are --bench flags";
+    throw new UsageError(`${benchOnly.join(", ")} ${what}: add --bench`);
+  }
+  const benchOp = (options.op as string | undefined) ?? BENCH_DEFAULTS.op;
+  if (options.payload !== undefined && benchOp !== "echo") {
+    throw new UsageError(`--payload sizes an echo: it does not apply to --op "${benchOp}"`);
+  }
+}
+
+/** The benchmark's flags with their defaults filled in. */
+function benchPlan(options: Options) {
+  const words = ((options.op as string | undefined) ?? BENCH_DEFAULTS.op).trim().split(/\s+/);
+  const payload = (options.payload as number | undefined) ?? BENCH_DEFAULTS.payload;
+  const op = words[0] === "echo" && words.length === 1
+    ? { method: "echo", params: { text: "x".repeat(payload) } }
+    : asUsage(() => parseOperation(words));
+  return {
+    op,
+    requests: options.requests as number | undefined ??
+      (options.duration === undefined ? BENCH_DEFAULTS.requests : undefined),
+    durationMs: options.duration as number | undefined,
+    concurrency: (options.concurrency as number | undefined) ?? BENCH_DEFAULTS.concurrency,
+    connections: (options.connections as number | undefined) ?? BENCH_DEFAULTS.connections,
+    rate: options.rate as number | undefined,
+    timeout: options.timeout as number,
+  };
+}
+
+async function runBenchMode(
+  peers: Peer[],
+  plan: ReturnType<typeof benchPlan>,
+  o: ModeOptions,
+  ctx: RunContext,
+): Promise<number> {
+  const tty = Deno.stderr.isTerminal();
+  const encoder = new TextEncoder();
+  const summary = await runBench(peers, {
+    ...plan,
+    signal: ctx.signal,
+    onProgress: tty
+      ? (done, ms) =>
+        Deno.stderr.writeSync(
+          encoder.encode(progressLine(done, ms, plan.requests, plan.durationMs)),
+        )
+      : undefined,
+  });
+  if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
+  if (o.json) o.out(JSON.stringify(summary));
+  else formatSummary(summary).forEach((l) => o.out(l));
+  const lost = summary.stopped !== undefined && summary.stopped !== "interrupted";
+  return summary.ok === summary.requests && !lost ? 0 : 1;
 }
 
 /** A malformed operation on the command line is the user's mistake (exit 2). */
