@@ -102,8 +102,9 @@ class Tally {
     const code = DistError.from(err).code;
     this.errors[code] = (this.errors[code] ?? 0) + 1;
     this.failed++;
-    // A lost connection ends the run rather than failing every request after it.
-    if (peer.isClosed && this.stopped === undefined) {
+    // A lost connection (closed, or its read side ended: nothing more can
+    // come) ends the run rather than failing every request after it.
+    if ((peer.isClosed || peer.conn.readEnded) && this.stopped === undefined) {
       const after = ((performance.now() - t0) / 1000).toFixed(2);
       this.stopped = `connection to ${peer.remote.name} lost after ${after} s`;
     }
