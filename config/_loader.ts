@@ -231,7 +231,7 @@ export class TopologyLoader {
           HOST_OPTION.default as string,
         ...(many ? { replica } : {}),
         options,
-        restart: entry.restart ?? restart ?? "on-failure",
+        restart: entry.restart ?? restart ?? this.#roles[entry.role].restart ?? "on-failure",
         refs: {},
       };
       this.#entryOf.set(instance, entry);

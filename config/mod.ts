@@ -38,6 +38,8 @@ export {
   toSnake,
 } from "./values.ts";
 export { didYouMean, suggest } from "./_suggest.ts";
+export { LineLocator } from "./_locate.ts";
+export { dialHost } from "./_resolve.ts";
 export {
   type Command,
   optionsToArgv,

@@ -64,6 +64,12 @@ export interface RoleInfo {
    * keyed by the flag as typed: `{"--port": "the client dials: give --connect HOST:PORT"}`.
    */
   flagHints?: Record<string, string>;
+  /**
+   * What `dist up` does by default when an instance of this role exits
+   * (default "on-failure"); "no" for roles that end on their own, such as a
+   * client sending a batch.
+   */
+  restart?: "always" | "on-failure" | "no";
 }
 
 /**

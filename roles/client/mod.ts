@@ -33,6 +33,8 @@ export const client: Role = {
     "-p": "the client dials, it does not listen: give --connect HOST:PORT (or -c HOST:PORT)",
     "--host": "the client dials, it does not listen: give --connect HOST:PORT",
   },
+  // A client in a topology sends its batch and ends: dist up does not rerun it.
+  restart: "no",
   usage: [
     "dist client [--connect HOST:PORT] OPERATION...     one request, prints the result",
     "dist client [--connect HOST:PORT]                  interactive shell (or one op per line from a pipe)",
