@@ -13,6 +13,7 @@ import {
 } from "./config/mod.ts";
 import { closeLogging, ROLES, setupLogging } from "./roles/mod.ts";
 import { DistError } from "./wire/mod.ts";
+import { status, up, watchLauncher } from "./launch/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export const VERSION: string = denoJson.version;
@@ -21,12 +22,9 @@ export const VERSION: string = denoJson.version;
 export async function main(argv: string[]): Promise<number> {
   let parsed: Command;
   try {
-    if (argv[0] === "up") {
-      throw new UsageError(
-        "dist up (the launcher) is not built yet: run each instance with dist <role> or " +
-          "dist --config FILE --name INSTANCE",
-      );
-    }
+    // `dist up` and `dist status` run a whole topology (launch/).
+    if (argv[0] === "up") return await up(argv.slice(1), ROLES);
+    if (argv[0] === "status") return await status(argv.slice(1), ROLES);
     parsed = await parseCommand(argv, ROLES);
     if (parsed.version) {
       console.log(`dist ${VERSION} (deno ${Deno.version.deno})`);
@@ -65,12 +63,14 @@ export async function main(argv: string[]): Promise<number> {
   const stop = () => abort.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, stop);
+  const unwatch = watchLauncher(stop); // Started by dist up: stop when it is gone.
   try {
     return await role.run(options, { signal: abort.signal, positionals: parsed.positionals });
   } catch (err) {
     return fail(err);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, stop);
+    unwatch();
     await closeLogging();
   }
 }

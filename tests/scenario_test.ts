@@ -477,18 +477,15 @@ Deno.test("SIGTERM stops a client bench and a piped client: report, exit 0", asy
   });
 });
 
-Deno.test("failures are one line: busy port, bad log file, too long a timeout, dist up", async () => {
+Deno.test("failures are one line: busy port, bad log file, too long a timeout", async () => {
   await withServer(async (server) => {
-    const [busy, logFile, tooLong, up] = await Promise.all([
+    const [busy, logFile, tooLong] = await Promise.all([
       runDist(["server", "--port", String(server.port)]),
       runDist(["server", "--port", "0", "--log-file", "/nonexistent-dir/dist.log"]),
       runDist(["client", "--connect", server.address, "--timeout", "600h", "add", "1", "2"]),
-      runDist(["up"]),
     ]);
     assert.match(assertUserError(busy, 1, "busy port"), /UNAVAILABLE: Cannot listen on .*:\d+/);
     assert.match(assertUserError(logFile, 2, "bad log file"), /Cannot open log file/);
     assert.match(assertUserError(tooLong, 2, "600h timeout"), /--timeout.*too long/);
-    // Not built yet, and says so rather than "unknown role".
-    assert.match(assertUserError(up, 2, "dist up"), /dist up \(the launcher\) is not built yet/);
   });
 });

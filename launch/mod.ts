@@ -1,0 +1,20 @@
+/**
+ * @module
+ * `dist up` and `dist status`: a whole topology from copies of this
+ * executable.
+ *
+ * - `plan.ts`: pure: which instances run here (`--only`, `--on`), what each
+ *   waits for (its references), start order, cycles, command lines.
+ * - `supervisor.ts`: runs a plan: spawns, waits for readiness, restarts by
+ *   policy (`restart.ts`: backoff, crash loops), stops in reverse order.
+ * - `output.ts`: children's lines prefixed with their names, in colour.
+ * - `probe.ts`: `sys.ping` / `sys.stats` over one short connection.
+ * - `self.ts`: how to start a copy of this executable, compiled or from
+ *   source, and how a copy notices its launcher is gone.
+ * - `state.ts`: the file a running `dist up` keeps for `dist status`.
+ * - `args.ts`: the two commands' flags and help.
+ * - `up.ts`, `status.ts`: the two commands.
+ */
+export { up } from "./up.ts";
+export { status } from "./status.ts";
+export { watchLauncher } from "./self.ts";

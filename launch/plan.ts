@@ -1,0 +1,349 @@
+/**
+ * The plan of `dist up`: which instances of a topology run on this machine,
+ * what each waits for, in what order they start, and the command line of
+ * each. Pure functions over a loaded {@link Topology}: no processes, no
+ * sockets.
+ *
+ * Dependencies come from references (`instance.refs`): an instance that
+ * names another starts once the other is ready. References between replicas
+ * of one entry (binders naming their own group as peers) are peers, not
+ * dependencies. Cycles between entries are configuration errors.
+ */
+import {
+  defaultsOf,
+  dialHost,
+  didYouMean,
+  formatAddress,
+  type Instance,
+  LineLocator,
+  type Options,
+  optionsToArgv,
+  type RoleInfo,
+  roleSpec,
+  type Topology,
+  toSnake,
+  UsageError,
+} from "../config/mod.ts";
+
+/** One instance as `dist up` runs it. */
+export interface PlannedInstance {
+  instance: Instance;
+  /** Local instances it waits for (each ready before it starts). */
+  after: string[];
+  /** Instances on other machines it waits for (each answering before it starts). */
+  remote: string[];
+  /** 1 for instances that wait for nothing, else 1 + the largest step of what they wait for. */
+  step: number;
+  /** Whether it listens (has a `port`) and so answers `sys.ping` when ready. */
+  listens: boolean;
+}
+
+/** An instance on another machine that a local instance waits for. */
+export interface RemoteDependency {
+  name: string;
+  role: string;
+  /** Where it answers `sys.ping`. */
+  address: string;
+}
+
+/** What `dist up` will run. */
+export interface Plan {
+  file: string;
+  /** `--on HOST`, when given. */
+  on?: string;
+  /** The local instances, in start order. */
+  instances: PlannedInstance[];
+  remote: RemoteDependency[];
+}
+
+/** How {@link makePlan} picks instances. */
+export interface PlanOptions {
+  /** The role table (for option specs). */
+  roles: Record<string, RoleInfo>;
+  /** `--only`: these instances or entries, and what they depend on. */
+  only?: string[];
+  /** `--on`: only instances placed on this host. */
+  on?: string;
+  /** The topology's text, so that a cycle can be reported with its line. */
+  text?: string;
+}
+
+/** The key of a reference, for messages: which option of `from` names `to`. */
+function refKey(from: Instance, to: string): string {
+  const key = Object.keys(from.refs).find((k) => from.refs[k].includes(to)) ?? "?";
+  return toSnake(key);
+}
+
+/** The instance names `instance` depends on: its references, minus its own entry's replicas. */
+export function dependenciesOf(instance: Instance, byName: Map<string, Instance>): string[] {
+  const deps = new Set<string>();
+  for (const targets of Object.values(instance.refs)) {
+    for (const target of targets) {
+      if (byName.get(target)?.group !== instance.group) deps.add(target);
+    }
+  }
+  return [...deps];
+}
+
+/** "localhost" and "127.0.0.1" are one host; case does not matter. */
+export function sameHost(a: unknown, b: unknown): boolean {
+  const norm = (h: unknown) => String(h ?? "").toLowerCase().replace(/^localhost$/, "127.0.0.1");
+  return norm(a) === norm(b);
+}
+
+/**
+ * Orders a topology for `dist up`.
+ *
+ * @throws {UsageError} for a reference cycle (naming the file, the line and
+ *   the keys), an unknown `--only` name, no instance on the `--on` host, or
+ *   an address that cannot be known before start (port 0 on another host)
+ */
+export function makePlan(topology: Topology, options: PlanOptions): Plan {
+  const byName = new Map(topology.instances.map((i) => [i.name, i]));
+  const deps = new Map(topology.instances.map((i) => [i.name, dependenciesOf(i, byName)]));
+  checkCycles(topology, deps, options.text);
+
+  const selected = selectOnly(topology, deps, options.only);
+  const isLocal = (i: Instance) => options.on === undefined || sameHost(i.options.host, options.on);
+  const local = topology.instances.filter((i) => selected.has(i.name) && isLocal(i));
+  if (local.length === 0) {
+    const hosts = [...new Set(topology.instances.map((i) => String(i.options.host)))];
+    const which = options.only ? "No selected instance" : "No instance";
+    throw new UsageError(
+      `${which} of ${topology.file} is placed on ${options.on} (hosts: ${hosts.join(", ")})`,
+    );
+  }
+  const localNames = new Set(local.map((i) => i.name));
+  const remote = new Map<string, RemoteDependency>();
+  const steps = new Map<string, number>();
+  const stepOf = (name: string): number => {
+    let step = steps.get(name);
+    if (step === undefined) {
+      const before = deps.get(name)!.filter((d) => localNames.has(d));
+      step = 1 + Math.max(0, ...before.map(stepOf));
+      steps.set(name, step);
+    }
+    return step;
+  };
+  const planned = local.map((instance, index) => {
+    const mine = deps.get(instance.name)!;
+    const elsewhere = mine.filter((d) => !localNames.has(d));
+    for (const name of elsewhere) remote.set(name, remoteDependency(byName.get(name)!, instance));
+    checkPorts(instance, byName, options.roles);
+    return {
+      index,
+      planned: {
+        instance,
+        after: mine.filter((d) => localNames.has(d)),
+        remote: elsewhere,
+        step: stepOf(instance.name),
+        listens: listens(instance, options.roles),
+      },
+    };
+  });
+  planned.sort((a, b) => a.planned.step - b.planned.step || a.index - b.index);
+  return {
+    file: topology.file,
+    ...(options.on === undefined ? {} : { on: options.on }),
+    instances: planned.map((p) => p.planned),
+    remote: [...remote.values()],
+  };
+}
+
+/** Whether the instance's role listens on a `port`. */
+export function listens(instance: Instance, roles: Record<string, RoleInfo>): boolean {
+  const def = roleSpec(roles[instance.role]).port;
+  return def?.type === "port" && typeof instance.options.port === "number";
+}
+
+/** Where an instance answers `sys.ping`, as configured (port may be 0). */
+export function addressOf(instance: Instance): string | undefined {
+  const port = instance.options.port;
+  if (typeof port !== "number") return undefined;
+  return formatAddress({ host: dialHost(instance.options.host), port });
+}
+
+/** The names given to `--only`, with everything they depend on; all instances without it. */
+function selectOnly(
+  topology: Topology,
+  deps: Map<string, string[]>,
+  only: string[] | undefined,
+): Set<string> {
+  if (only === undefined) return new Set(topology.instances.map((i) => i.name));
+  const selected = new Set<string>();
+  const add = (name: string) => {
+    if (selected.has(name)) return;
+    selected.add(name);
+    for (const dep of deps.get(name)!) add(dep);
+  };
+  const known = [...new Set(topology.instances.flatMap((i) => [i.group, i.name]))];
+  for (const name of only) {
+    const matching = topology.instances.filter((i) => i.name === name || i.group === name);
+    if (matching.length === 0) {
+      const hint = didYouMean(name, known);
+      throw new UsageError(
+        `--only: unknown instance ${JSON.stringify(name)} in ${topology.file}${hint}`,
+      );
+    }
+    for (const instance of matching) add(instance.name);
+  }
+  return selected;
+}
+
+function remoteDependency(target: Instance, from: Instance): RemoteDependency {
+  const address = addressOf(target);
+  if (address === undefined || target.options.port === 0) {
+    throw new UsageError(
+      `${from.name} waits for ${target.name} on ${target.options.host}, whose port is not fixed: ` +
+        `give ${target.role}.port a number other than 0`,
+    );
+  }
+  return { name: target.name, role: target.role, address };
+}
+
+/**
+ * A reference to port 0 works only for the main `port`, which the launcher
+ * learns from the `Listening on` line; and only when that line is logged.
+ */
+function checkPorts(
+  instance: Instance,
+  byName: Map<string, Instance>,
+  roles: Record<string, RoleInfo>,
+): void {
+  const spec = roleSpec(roles[instance.role]);
+  if (listens(instance, roles) && instance.options.port === 0) {
+    const level = String(instance.options.logLevel ?? "info");
+    if (!["trace", "debug", "info"].includes(level)) {
+      throw new UsageError(
+        `${instance.name} listens on port 0 with log_level ${level}: dist up learns the port ` +
+          `from its "Listening on" line, logged at info`,
+      );
+    }
+  }
+  for (const [key, targets] of Object.entries(instance.refs)) {
+    const portKey = spec[key]?.refPort ?? "port";
+    if (portKey === "port") continue;
+    for (const target of targets) {
+      if (byName.get(target)?.options[portKey] === 0) {
+        throw new UsageError(
+          `${instance.role}.${toSnake(key)}: ${target} has ${toSnake(portKey)} 0, which ` +
+            `${instance.name} cannot find: give it a port`,
+        );
+      }
+    }
+  }
+}
+
+/** Throws for the first reference cycle between entries, naming its keys. */
+function checkCycles(topology: Topology, deps: Map<string, string[]>, text?: string): void {
+  const state = new Map<string, "open" | "done">();
+  const path: string[] = [];
+  const visit = (name: string): string[] | undefined => {
+    if (state.get(name) === "done") return undefined;
+    if (state.get(name) === "open") return [...path.slice(path.indexOf(name)), name];
+    state.set(name, "open");
+    path.push(name);
+    for (const dep of deps.get(name)!) {
+      const cycle = visit(dep);
+      if (cycle) return cycle;
+    }
+    path.pop();
+    state.set(name, "done");
+    return undefined;
+  };
+  for (const instance of topology.instances) {
+    const cycle = visit(instance.name);
+    if (cycle === undefined) continue;
+    const byName = new Map(topology.instances.map((i) => [i.name, i]));
+    const first = byName.get(cycle[0])!;
+    const key = refKey(first, cycle[1]);
+    const line = text === undefined ? undefined : lineOf(text, topology, first, key);
+    const where = line === undefined ? "" : `line ${line}: `;
+    const edges = cycle.slice(0, -1).map((name, i) =>
+      `${name} (${refKey(byName.get(name)!, cycle[i + 1])})`
+    );
+    throw new UsageError(
+      `Cannot load ${topology.file}: ${where}${first.role}.${key}: reference cycle: ` +
+        `${edges.join(" -> ")} -> ${cycle.at(-1)}`,
+    );
+  }
+}
+
+/**
+ * The line of `key` for `instance` in the topology's text: in its entry,
+ * else in `[defaults]`, else the entry's header. An entry's section is
+ * "role#N", N counting that role's entries from 0 (see config's LineLocator).
+ */
+function lineOf(text: string, topology: Topology, instance: Instance, key: string) {
+  const groups = [
+    ...new Set(topology.instances.filter((i) => i.role === instance.role).map((i) => i.group)),
+  ];
+  const section = `${instance.role}#${groups.indexOf(instance.group)}`;
+  const where = new LineLocator(text);
+  return where.key(section, key) ?? where.key("defaults", key) ?? where.header(section);
+}
+
+/** Values equal as options: arrays item by item. */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) {
+    return a.length === b.length && a.every((x, i) => x === b[i]);
+  }
+  return a === b;
+}
+
+/**
+ * The arguments after `dist` that run `instance`: its role, then the flags
+ * whose values differ from the built-in defaults.
+ *
+ * @param ports the port each running instance actually listens on; a
+ *   reference to an instance configured with port 0 is rewritten to the
+ *   port it got, and an instance in `ports` keeps its port across restarts
+ */
+export function childArgs(
+  instance: Instance,
+  context: {
+    roles: Record<string, RoleInfo>;
+    byName: Map<string, Instance>;
+    ports?: ReadonlyMap<string, number>;
+  },
+): string[] {
+  const spec = roleSpec(context.roles[instance.role]);
+  const ports = context.ports ?? new Map<string, number>();
+  const options: Options = { ...instance.options };
+  const own = ports.get(instance.name);
+  if (own !== undefined && options.port === 0) options.port = own;
+  // The loader resolved each name to "host:port" in order, so the k-th item
+  // equal to a target's configured address is the k-th target.
+  for (const [key, targets] of Object.entries(instance.refs)) {
+    const portKey = spec[key]?.refPort ?? "port";
+    const value = options[key];
+    const items = Array.isArray(value) ? [...value] : [value];
+    let next = 0;
+    for (let i = 0; i < items.length && next < targets.length; i++) {
+      const target = context.byName.get(targets[next]);
+      if (target === undefined) break;
+      const host = dialHost(target.options.host);
+      const configured = target.options[portKey];
+      if (items[i] !== formatAddress({ host, port: configured as number })) continue;
+      const actual = ports.get(target.name);
+      if (portKey === "port" && configured === 0 && actual !== undefined) {
+        items[i] = formatAddress({ host, port: actual });
+      }
+      next++;
+    }
+    options[key] = Array.isArray(value) ? items : items[0];
+  }
+  const defaults = defaultsOf(spec);
+  // The name first: command lines are read by people (--dry-run, ps).
+  const changed: Options = { name: options.name };
+  for (const [key, value] of Object.entries(options)) {
+    if (!sameValue(value, defaults[key])) changed[key] = value;
+  }
+  return [instance.role, ...optionsToArgv(changed, spec)];
+}
+
+/** A command line as a shell would take it: words with spaces or quotes quoted. */
+export function shellWords(words: string[]): string {
+  return words.map((w) => /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)
+    .join(" ");
+}

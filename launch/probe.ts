@@ -1,0 +1,86 @@
+/**
+ * Asking an instance how it is, over the wire: `sys.ping` for readiness,
+ * `sys.stats` for `dist status`. Each probe is one short connection.
+ */
+import { parseAddress } from "../config/mod.ts";
+import { dial, DistError } from "../wire/mod.ts";
+
+/** What a probe got back. */
+export type ProbeResult =
+  | { ok: true; result: unknown; name: string }
+  | { ok: false; reason: string; name?: string };
+
+/**
+ * Dials `address`, calls `method` and closes, all within `timeoutMs`.
+ * Never throws: a failure is `{ ok: false, reason }`, with the name the
+ * listener gave when it is not `options.name` (something else on the port).
+ */
+export async function probe(
+  address: string,
+  method: "sys.ping" | "sys.stats",
+  options: { timeoutMs: number; signal?: AbortSignal; name?: string },
+): Promise<ProbeResult> {
+  try {
+    const peer = await dial(parseAddress(address), {
+      role: "launcher",
+      name: `dist-up-${Deno.pid}`,
+      connectTimeoutMs: options.timeoutMs,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    });
+    try {
+      const name = peer.remote.name;
+      if (options.name !== undefined && name !== options.name) {
+        return { ok: false, reason: `${address} answers as ${name}`, name };
+      }
+      const result = await peer.call(method, {}, { timeout: options.timeoutMs });
+      return { ok: true, result, name: peer.remote.name };
+    } finally {
+      peer.close();
+    }
+  } catch (err) {
+    return { ok: false, reason: DistError.from(err).message };
+  }
+}
+
+/**
+ * Pings `address` until it answers as `name`, `signal` aborts or `deadline`
+ * (a `performance.now()` time) passes. `wake` (when given) is awaited
+ * between attempts and may resolve early, e.g. on a `Listening on` line.
+ *
+ * @returns true once ready; false on abort or deadline
+ */
+export async function waitReady(
+  address: () => string | undefined,
+  options: {
+    name?: string;
+    deadline: number;
+    signal: AbortSignal;
+    /** Resolves when it is worth trying again (default: after 50 ms). */
+    wake?: (ms: number) => Promise<void>;
+    /** Called once when something else answers on the address. */
+    onImpostor?: (name: string) => void;
+  },
+): Promise<boolean> {
+  const wake = options.wake ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  let warned = false;
+  while (!options.signal.aborted) {
+    const left = options.deadline - performance.now();
+    if (left <= 0) return false;
+    const where = address();
+    if (where !== undefined) {
+      const answer = await probe(where, "sys.ping", {
+        timeoutMs: Math.min(1000, Math.max(50, left)),
+        signal: options.signal,
+        name: options.name,
+      });
+      if (answer.ok) return true;
+      if (answer.name !== undefined && !warned) {
+        warned = true;
+        options.onImpostor?.(answer.name);
+      }
+    }
+    await wake(Math.min(50, Math.max(0, options.deadline - performance.now())));
+  }
+  return false;
+}

@@ -1,0 +1,159 @@
+/**
+ * What a running `dist up` tells `dist status`: one JSON file per launcher,
+ * in a directory of this user's (`$DIST_STATE_DIR`, else
+ * `$TMPDIR/dist-<uid>`), rewritten (atomically) as instances start, restart
+ * and exit, and removed when the launcher ends. A file whose launcher is
+ * gone is ignored (and cleaned up).
+ */
+import { resolve } from "node:path";
+import { DEFAULT_TOPOLOGY_FILE } from "../config/mod.ts";
+
+/** One instance as its launcher sees it. */
+export interface InstanceState {
+  role: string;
+  pid?: number;
+  /** waiting, starting, ready, running, backoff, exited, stopping, stopped. */
+  state: string;
+  restarts: number;
+  /** When the current process started (ms since the epoch). */
+  started_ms?: number;
+  /** Where it listens, with the port it actually got. */
+  address?: string;
+  /** How the last process ended: "exit code 1", "signal SIGKILL". */
+  last_exit?: string;
+}
+
+/** One launcher's state file. */
+export interface LauncherState {
+  version: 1;
+  /** The topology file's absolute path, or the default topology's name. */
+  file: string;
+  on?: string;
+  pid: number;
+  started_ms: number;
+  instances: Record<string, InstanceState>;
+}
+
+/** The directory of state files. */
+export function stateDir(): string {
+  const explicit = Deno.env.get("DIST_STATE_DIR");
+  if (explicit) return explicit;
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  return `${tmp}/dist-${Deno.uid() ?? "user"}`;
+}
+
+/** How a topology file is named in state files: its absolute path. */
+export function topologyKey(file: string | undefined): string {
+  return file === undefined ? DEFAULT_TOPOLOGY_FILE : resolve(file);
+}
+
+async function fileName(state: Pick<LauncherState, "file" | "on">): Promise<string> {
+  const bytes = new TextEncoder().encode(JSON.stringify([state.file, state.on ?? ""]));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${stateDir()}/up-${hex}.json`;
+}
+
+/** Whether process `pid` is alive (Linux: /proc; elsewhere assumed alive). */
+export function isAlive(pid: number): boolean {
+  if (Deno.build.os !== "linux") return true;
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // A zombie has exited; only its parent's wait is missing.
+    return !/^\d+ \(.*\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** Keeps one launcher's state file up to date; writes are coalesced. */
+export class StateWriter {
+  readonly state: LauncherState;
+  #path?: Promise<string>;
+  #dirty = false;
+  #writing?: Promise<void>;
+  #closed = false;
+
+  constructor(state: Omit<LauncherState, "version" | "pid" | "started_ms">) {
+    this.state = { version: 1, pid: Deno.pid, started_ms: Date.now(), ...state };
+  }
+
+  /** Changes an instance's entry and schedules a write. */
+  update(name: string, change: Partial<InstanceState>): void {
+    const entry = this.state.instances[name];
+    if (entry === undefined) return;
+    Object.assign(entry, change);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#dirty = true;
+    this.#writing ??= (async () => {
+      // Everything changed in this turn of the event loop goes in one write.
+      await Promise.resolve();
+      while (this.#dirty && !this.#closed) {
+        this.#dirty = false;
+        await this.#write();
+      }
+      this.#writing = undefined;
+    })();
+  }
+
+  async #write(): Promise<void> {
+    try {
+      const path = await (this.#path ??= fileName(this.state));
+      await Deno.mkdir(stateDir(), { recursive: true, mode: 0o700 });
+      const temp = `${path}.${Deno.pid}.tmp`;
+      await Deno.writeTextFile(temp, JSON.stringify(this.state));
+      await Deno.rename(temp, path);
+    } catch {
+      // dist status loses its view of restarts; the cluster runs on regardless.
+    }
+  }
+
+  /** Writes the state now (e.g. first thing, before any instance starts). */
+  async flush(): Promise<void> {
+    this.#schedule();
+    await this.#writing;
+  }
+
+  /** Removes the file; no write happens after. */
+  async remove(): Promise<void> {
+    await this.#writing;
+    this.#closed = true;
+    try {
+      await Deno.remove(await (this.#path ??= fileName(this.state)));
+    } catch {
+      // Never written, or already gone.
+    }
+  }
+}
+
+/** The state of every live launcher of `file` on this machine. */
+export async function readStates(file: string): Promise<LauncherState[]> {
+  const states: LauncherState[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(stateDir())];
+  } catch {
+    return states;
+  }
+  for (const entry of entries) {
+    if (!entry.isFile || !/^up-[0-9a-f]+\.json$/.test(entry.name)) continue;
+    const path = `${stateDir()}/${entry.name}`;
+    let state: LauncherState;
+    try {
+      state = JSON.parse(await Deno.readTextFile(path));
+    } catch {
+      continue; // Being replaced, or not ours to read.
+    }
+    if (state.version !== 1 || typeof state.pid !== "number") continue;
+    if (!isAlive(state.pid)) {
+      await Deno.remove(path).catch(() => {});
+      continue;
+    }
+    if (state.file === file) states.push(state);
+  }
+  return states;
+}

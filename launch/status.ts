@@ -1,0 +1,172 @@
+/**
+ * `dist status [FILE]`: asks every instance of a topology for `sys.stats`
+ * (all at once, each bounded by `--timeout`) and prints one table; what only
+ * the launcher knows (restarts, the pid of an instance that does not listen,
+ * the port an instance configured with port 0 got) comes from the state
+ * files of the `dist up` processes running that topology on this machine.
+ */
+import type { Instance, RoleInfo } from "../config/mod.ts";
+import { formatLauncherHelp, parseLauncherArgs, STATUS } from "./args.ts";
+import { writeStdoutQuietly } from "./output.ts";
+import { addressOf, listens } from "./plan.ts";
+import { probe } from "./probe.ts";
+import { type InstanceState, readStates, topologyKey } from "./state.ts";
+import { readTopology } from "./up.ts";
+
+/** One row of the table. */
+export interface StatusRow {
+  instance: string;
+  role: string;
+  address: string | null;
+  /** up, down, running, exited, backoff, starting, waiting, stopped, unknown. */
+  state: string;
+  uptime_ms: number | null;
+  restarts: number | null;
+  rss_bytes: number | null;
+  /** The role's own figures from sys.stats (requests, backends up, topics …). */
+  figures: Record<string, unknown>;
+  /** How the last process ended, when the launcher knows. */
+  last_exit?: string;
+}
+
+/** Keys of sys.stats shown in their own columns, not among the figures. */
+const OWN_COLUMNS = new Set(["role", "name", "uptime_ms", "rss_bytes"]);
+
+/** Resident set size of a local process (0 when unknown). */
+function rssOf(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The row of one instance, asking it over the wire when it listens. */
+export async function statusOf(
+  instance: Instance,
+  context: { roles: Record<string, RoleInfo>; state?: InstanceState; timeoutMs: number },
+): Promise<StatusRow> {
+  const { state } = context;
+  const address = state?.address ?? (instance.options.port === 0 ? undefined : addressOf(instance));
+  const row: StatusRow = {
+    instance: instance.name,
+    role: instance.role,
+    address: address ?? null,
+    state: state?.state ?? "unknown",
+    uptime_ms: null,
+    restarts: state?.restarts ?? null,
+    rss_bytes: null,
+    figures: {},
+    ...(state?.last_exit ? { last_exit: state.last_exit } : {}),
+  };
+  const running = state?.pid !== undefined;
+  if (running && state?.started_ms !== undefined) row.uptime_ms = Date.now() - state.started_ms;
+  if (running) row.rss_bytes = rssOf(state!.pid);
+  if (!listens(instance, context.roles)) return row;
+  if (address === undefined) {
+    if (state === undefined) row.state = "down";
+    return row;
+  }
+  const answer = await probe(address, "sys.stats", {
+    timeoutMs: context.timeoutMs,
+    name: instance.name,
+  });
+  if (!answer.ok) {
+    // The launcher's word (backoff, starting …) says more than "down".
+    if (!state || ["ready", "running"].includes(state.state)) row.state = "down";
+    return row;
+  }
+  row.state = "up";
+  const stats = (answer.result ?? {}) as Record<string, unknown>;
+  if (typeof stats.uptime_ms === "number") row.uptime_ms = stats.uptime_ms;
+  if (typeof stats.rss_bytes === "number") row.rss_bytes = stats.rss_bytes;
+  for (const [key, value] of Object.entries(stats)) {
+    if (!OWN_COLUMNS.has(key)) row.figures[key] = value;
+  }
+  return row;
+}
+
+/** 61_000 -> "1m01s", 3_723_000 -> "1h02m", 4_200 -> "4s". */
+export function formatUptime(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(s / 3600);
+  if (h < 48) return `${h}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, "0")}h`;
+}
+
+/** A role's figures in one cell: `requests=20 errors=0`; lists by their length, tables left out. */
+export function formatFigures(figures: Record<string, unknown>): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(figures)) {
+    if (typeof value === "number" || typeof value === "boolean") parts.push(`${key}=${value}`);
+    else if (typeof value === "string" && value.length <= 40) parts.push(`${key}=${value}`);
+    else if (Array.isArray(value)) parts.push(`${key}=${value.length}`);
+  }
+  return parts.join(" ");
+}
+
+/** The table of `dist status`, a header line and one line per instance. */
+export function formatStatusTable(rows: StatusRow[]): string[] {
+  const table = [
+    ["INSTANCE", "ROLE", "ADDRESS", "STATE", "UPTIME", "RESTARTS", "RSS", "FIGURES"],
+    ...rows.map((r) => [
+      r.instance,
+      r.role,
+      r.address ?? "-",
+      r.state === "exited" && r.last_exit ? `exited (${r.last_exit})` : r.state,
+      r.uptime_ms === null ? "-" : formatUptime(r.uptime_ms),
+      r.restarts === null ? "-" : String(r.restarts),
+      r.rss_bytes === null ? "-" : `${(r.rss_bytes / 1024 / 1024).toFixed(1)} MiB`,
+      formatFigures(r.figures),
+    ]),
+  ];
+  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  return table.map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd());
+}
+
+/**
+ * Runs `dist status` with the arguments after `status`. Exit code 0 when
+ * every listening instance answers, 1 otherwise.
+ *
+ * @throws {UsageError} for bad flags or a bad topology (exit 2)
+ */
+export async function status(argv: string[], roles: Record<string, RoleInfo>): Promise<number> {
+  const args = parseLauncherArgs(argv, STATUS);
+  if (args.help) {
+    writeStdoutQuietly(formatLauncherHelp(STATUS));
+    return 0;
+  }
+  const { topology } = await readTopology(args.file, roles);
+  const states = new Map<string, InstanceState>();
+  const launchers = await readStates(topologyKey(args.file));
+  for (const launcher of launchers) {
+    for (const [name, state] of Object.entries(launcher.instances)) {
+      if (!states.has(name)) states.set(name, state);
+    }
+  }
+  const timeoutMs = args.options.timeout as number;
+  const rows = await Promise.all(
+    topology.instances.map((i) => statusOf(i, { roles, state: states.get(i.name), timeoutMs })),
+  );
+  const pids = launchers.map((l) => l.pid).join(", ");
+  const footer = launchers.length === 0
+    ? `No dist up of ${topology.file} runs on this machine: restarts not known`
+    : `Restarts from dist up (pid ${pids}) on this machine`;
+  const lines = args.options.json
+    ? rows.map((r) => JSON.stringify(r))
+    : [...formatStatusTable(rows), "", footer];
+  for (const line of lines) writeStdoutQuietly(line + "\n");
+  const down = rows.some((r) =>
+    listens(findInstance(topology.instances, r.instance), roles) &&
+    r.state !== "up"
+  );
+  return down ? 1 : 0;
+}
+
+function findInstance(instances: Instance[], name: string): Instance {
+  return instances.find((i) => i.name === name)!;
+}

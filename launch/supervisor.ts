@@ -1,0 +1,470 @@
+/**
+ * Running a plan: each instance a child process (a copy of this
+ * executable), started once what it waits for is ready, its output
+ * multiplexed, restarted by its policy with backoff, and stopped in reverse
+ * start order (dependents first) with SIGTERM, then SIGKILL after the grace
+ * time.
+ */
+import { dialHost, formatAddress, formatDuration, type Instance } from "../config/mod.ts";
+import type { RoleInfo } from "../config/mod.ts";
+import { LineSplitter, type Output } from "./output.ts";
+import { childArgs, type Plan, type PlannedInstance, type RemoteDependency } from "./plan.ts";
+import { waitReady } from "./probe.ts";
+import { decideRestart, describeExit, type Exit, failed } from "./restart.ts";
+import { LAUNCHER_ENV, type SelfCommand, selfCommand } from "./self.ts";
+import type { StateWriter } from "./state.ts";
+
+const LISTENING = /Listening on (\S+):(\d+)/;
+
+/** How a {@link Supervisor} runs. */
+export interface SupervisorOptions {
+  /** The role table (option specs, for command lines). */
+  roles: Record<string, RoleInfo>;
+  /** Every instance of the topology by name (references may name any). */
+  byName: Map<string, Instance>;
+  output: Output;
+  /** Time between SIGTERM and SIGKILL when stopping an instance (ms). */
+  graceMs: number;
+  /** How long an instance may take to become ready (ms). */
+  readyTimeoutMs: number;
+  /** Stop everything after this long (ms). */
+  durationMs?: number;
+  /** Aborted to stop (SIGINT/SIGTERM); its reason is shown. */
+  signal: AbortSignal;
+  /** Aborted to kill every child at once (a second Ctrl-C). */
+  kill?: AbortSignal;
+  state?: StateWriter;
+  /** How to start a copy of this executable (default: {@link selfCommand}). */
+  command?: SelfCommand;
+  /** Where the launcher's failures go (default: stderr, as `dist: …`). */
+  error?: (line: string) => void;
+}
+
+type UnitState =
+  | "waiting"
+  | "starting"
+  | "ready"
+  | "running"
+  | "backoff"
+  | "exited"
+  | "stopping"
+  | "stopped";
+
+/** One instance and its current process. */
+class Unit {
+  readonly plan: PlannedInstance;
+  readonly name: string;
+  state: UnitState = "waiting";
+  child?: Deno.ChildProcess;
+  /** Settles once the current process has exited and been handled. */
+  exited?: Promise<void>;
+  /** Ends the current process's readiness wait. */
+  life?: AbortController;
+  startedAt = 0;
+  firstStart?: number;
+  restarts = 0;
+  streak = 0;
+  /** The port it listens on, once known. */
+  port?: number;
+  everReady = false;
+  lastExit?: Exit;
+  exits = 0;
+  backoff?: ReturnType<typeof setTimeout>;
+  readyTimer?: ReturnType<typeof setTimeout>;
+  /** Resolves the first time it is ready (a non-listening instance: once spawned). */
+  readonly ready = Promise.withResolvers<void>();
+  /** Called when a line may have told its port. */
+  wakers = new Set<() => void>();
+
+  constructor(plan: PlannedInstance) {
+    this.plan = plan;
+    this.name = plan.instance.name;
+    this.ready.promise.catch(() => {}); // Dependents that stopped waiting do not care.
+  }
+
+  get address(): string | undefined {
+    const configured = this.plan.instance.options.port;
+    const port = this.port ?? (configured === 0 ? undefined : configured as number | undefined);
+    if (port === undefined) return undefined;
+    return formatAddress({ host: dialHost(this.plan.instance.options.host), port });
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** Runs a {@link Plan} until it is told to stop, its duration ends or every instance has ended. */
+export class Supervisor {
+  #plan: Plan;
+  #options: SupervisorOptions;
+  #units: Unit[];
+  #byName: Map<string, Unit>;
+  #command: SelfCommand;
+  /** Ports that instances configured with port 0 actually got. */
+  #ports = new Map<string, number>();
+  #remote = new Map<string, Promise<void>>();
+  #halt = new AbortController();
+  #stop = Promise.withResolvers<string>();
+  #stopping = false;
+  #fatal?: string;
+  #failures: string[] = [];
+  #t0 = performance.now();
+
+  constructor(plan: Plan, options: SupervisorOptions) {
+    this.#plan = plan;
+    this.#options = options;
+    this.#units = plan.instances.map((p) => new Unit(p));
+    this.#byName = new Map(this.#units.map((u) => [u.name, u]));
+    this.#command = options.command ?? selfCommand();
+  }
+
+  /** Runs the plan; resolves with the exit code of `dist up`. */
+  async run(): Promise<number> {
+    const { output, signal, durationMs } = this.#options;
+    const on = this.#plan.on === undefined ? "" : ` on ${this.#plan.on}`;
+    const count = this.#units.length;
+    output.say(`Starting ${count} instance${count === 1 ? "" : "s"} of ${this.#plan.file}${on}`);
+    const onSignal = () => this.#requestStop(`${signal.reason ?? "stop requested"}`);
+    if (signal.aborted) onSignal();
+    signal.addEventListener("abort", onSignal, { once: true });
+    const onKill = () => this.#killAll();
+    this.#options.kill?.addEventListener("abort", onKill, { once: true });
+    const duration = durationMs === undefined ? undefined : setTimeout(
+      () => this.#requestStop(`--duration ${formatDuration(durationMs)} is over`),
+      durationMs,
+    );
+    await this.#options.state?.flush();
+    for (const unit of this.#units) this.#start(unit);
+    Promise.all(this.#units.map((u) => u.ready.promise)).then(() => {
+      if (!this.#stopping) {
+        output.say(`All ${count} ready in ${seconds(performance.now() - this.#t0)}`);
+      }
+    }, () => {});
+    const reason = await this.#stop.promise;
+    clearTimeout(duration);
+    signal.removeEventListener("abort", onSignal);
+    await this.#shutdown(reason);
+    this.#options.kill?.removeEventListener("abort", onKill);
+    return this.#report();
+  }
+
+  #requestStop(reason: string): void {
+    this.#stop.resolve(reason);
+  }
+
+  /** A failure that stops `dist up` (the first one is the one reported). */
+  #fail(message: string): void {
+    if (this.#stopping) return;
+    this.#fatal ??= message;
+    this.#requestStop(message);
+  }
+
+  /** Starts `unit` once everything it waits for is ready. */
+  async #start(unit: Unit): Promise<void> {
+    try {
+      await Promise.all([
+        ...unit.plan.after.map((name) => this.#byName.get(name)!.ready.promise),
+        ...unit.plan.remote.map((name) => this.#remoteReady(name)),
+      ]);
+    } catch {
+      unit.ready.reject(new Error(`${unit.name} did not start`));
+      return;
+    }
+    if (this.#stopping) return;
+    unit.firstStart = performance.now();
+    if (unit.plan.listens) {
+      unit.readyTimer = setTimeout(() => {
+        if (unit.everReady) return;
+        const last = unit.lastExit === undefined
+          ? ""
+          : ` (it exited ${unit.exits} time${unit.exits === 1 ? "" : "s"}; last: ${
+            describeExit(unit.lastExit)
+          })`;
+        this.#fail(
+          `${unit.name} was not ready within ${
+            formatDuration(this.#options.readyTimeoutMs)
+          }${last}`,
+        );
+      }, this.#options.readyTimeoutMs);
+    }
+    this.#spawn(unit);
+  }
+
+  /** Waits (once per instance) until an instance on another machine answers. */
+  #remoteReady(name: string): Promise<void> {
+    let waiting = this.#remote.get(name);
+    if (waiting === undefined) {
+      const dep = this.#plan.remote.find((r) => r.name === name)!;
+      waiting = this.#waitRemote(dep);
+      waiting.catch(() => {});
+      this.#remote.set(name, waiting);
+    }
+    return waiting;
+  }
+
+  async #waitRemote(dep: RemoteDependency): Promise<void> {
+    const { output, readyTimeoutMs } = this.#options;
+    output.say(`Waiting for ${dep.name} at ${dep.address} (another host)`);
+    const ready = await waitReady(() => dep.address, {
+      name: dep.name,
+      deadline: performance.now() + readyTimeoutMs,
+      signal: this.#halt.signal,
+    });
+    if (ready) {
+      output.say(`${dep.name} answers at ${dep.address}`);
+      return;
+    }
+    const within = formatDuration(readyTimeoutMs);
+    this.#fail(`${dep.name} (another host) did not answer at ${dep.address} within ${within}`);
+    throw new Error(`${dep.name} is not there`);
+  }
+
+  #spawn(unit: Unit): void {
+    const { output, roles, byName, state } = this.#options;
+    const args = childArgs(unit.plan.instance, { roles, byName, ports: this.#ports });
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(this.#command.exe, {
+        args: [...this.#command.args, ...args],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        // Its own process group: a Ctrl-C in the terminal reaches only the
+        // launcher, which stops children in order.
+        detached: true,
+        env: { [LAUNCHER_ENV]: String(Deno.pid) },
+      }).spawn();
+    } catch (err) {
+      this.#fail(`Cannot start ${unit.name}: ${(err as Error).message}`);
+      return;
+    }
+    const restarted = unit.startedAt !== 0;
+    unit.child = child;
+    unit.startedAt = performance.now();
+    unit.state = unit.plan.listens ? "starting" : "running";
+    unit.life = new AbortController();
+    const again = restarted ? `restarted (restart ${unit.restarts})` : "started";
+    output.say(`${unit.name} ${again}, pid ${child.pid}`);
+    state?.update(unit.name, {
+      pid: child.pid,
+      state: unit.state,
+      restarts: unit.restarts,
+      started_ms: Date.now(),
+    });
+    const io = Promise.all([
+      this.#pump(unit, child.stdout),
+      this.#pump(unit, child.stderr),
+    ]);
+    unit.exited = child.status.then(async (status) => {
+      await io;
+      this.#onExit(unit, {
+        code: status.code,
+        signal: status.signal,
+        ranMs: performance.now() - unit.startedAt,
+      });
+    });
+    if (unit.plan.listens) this.#watchReady(unit, unit.life.signal);
+    else {
+      unit.everReady = true;
+      unit.ready.resolve();
+    }
+  }
+
+  /** Copies a child's lines to the output, watching for its `Listening on` line. */
+  async #pump(unit: Unit, stream: ReadableStream<Uint8Array>): Promise<void> {
+    const splitter = new LineSplitter();
+    const show = (lines: string[]) => {
+      for (const line of lines) {
+        this.#options.output.line(unit.name, line);
+        const match = unit.port === undefined && unit.plan.listens ? LISTENING.exec(line) : null;
+        if (match) {
+          unit.port = Number(match[2]);
+          if (unit.plan.instance.options.port === 0) this.#ports.set(unit.name, unit.port);
+          for (const wake of unit.wakers) wake();
+        }
+      }
+    };
+    try {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        show(splitter.push(chunk));
+      }
+    } catch {
+      // The pipe broke as the child died: what was read is all there is.
+    }
+    show(splitter.end());
+  }
+
+  async #watchReady(unit: Unit, life: AbortSignal): Promise<void> {
+    const { output, readyTimeoutMs, state } = this.#options;
+    const since = performance.now();
+    const signal = AbortSignal.any([life, this.#halt.signal]);
+    const ready = await waitReady(() => unit.address, {
+      name: unit.name,
+      deadline: since + readyTimeoutMs,
+      signal,
+      wake: (ms) =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            unit.wakers.delete(done);
+            resolve();
+          };
+          const timer = setTimeout(done, ms);
+          unit.wakers.add(done);
+        }),
+      onImpostor: (other) =>
+        output.say(
+          `${unit.address} answers as ${other}, not ${unit.name}: is something else on that port?`,
+        ),
+    });
+    if (signal.aborted) return;
+    if (!ready) {
+      // Before its first readiness the ready timer reports it; after a restart, say so here.
+      if (unit.everReady) {
+        output.say(`${unit.name} is not answering at ${unit.address} since its restart`);
+      }
+      return;
+    }
+    unit.state = "ready";
+    state?.update(unit.name, { state: "ready", address: unit.address });
+    output.say(`${unit.name} ready at ${unit.address} (${seconds(performance.now() - since)})`);
+    if (!unit.everReady) {
+      unit.everReady = true;
+      clearTimeout(unit.readyTimer);
+      unit.ready.resolve();
+    }
+  }
+
+  #onExit(unit: Unit, exit: Exit): void {
+    const { output, state } = this.#options;
+    unit.child = undefined;
+    unit.life?.abort();
+    unit.lastExit = exit;
+    unit.exits++;
+    const how = describeExit(exit);
+    if (this.#stopping || unit.state === "stopping") {
+      unit.state = "stopped";
+      state?.update(unit.name, { state: "stopped", pid: undefined, last_exit: how });
+      output.say(`${unit.name} stopped${failed(exit) ? ` (${how})` : ""}`);
+      return;
+    }
+    const policy = unit.plan.instance.restart;
+    const decision = decideRestart(policy, exit, unit.streak);
+    unit.streak = decision.streak;
+    if (decision.restart) {
+      unit.restarts++;
+      const loop = decision.crashLoop
+        ? `: crash loop (${decision.streak} quick exits in a row)`
+        : "";
+      if (decision.delayMs === 0) {
+        output.say(`${unit.name} exited (${how}); restarting it`);
+        this.#spawn(unit);
+        return;
+      }
+      const delay = formatDuration(decision.delayMs);
+      output.say(`${unit.name} exited (${how})${loop}; restarting it in ${delay}`);
+      unit.state = "backoff";
+      state?.update(unit.name, { state: "backoff", pid: undefined, last_exit: how });
+      unit.backoff = setTimeout(() => {
+        unit.backoff = undefined;
+        if (!this.#stopping) this.#spawn(unit);
+      }, decision.delayMs);
+      return;
+    }
+    unit.state = "exited";
+    state?.update(unit.name, { state: "exited", pid: undefined, last_exit: how });
+    if (!unit.everReady) {
+      output.say(`${unit.name} exited (${how}) before it was ready`);
+      this.#fail(`${unit.name} exited before it was ready (${how})`);
+    } else if (policy === "no" && failed(exit)) {
+      output.say(`${unit.name} failed (${how}); the others keep running`);
+      this.#failures.push(`${unit.name} (${how})`);
+    } else {
+      output.say(`${unit.name} exited (${how})`);
+    }
+    if (this.#units.every((u) => u.state === "exited")) {
+      this.#requestStop("every instance has exited");
+    }
+  }
+
+  /** Stops every instance: dependents first, one start step at a time. */
+  async #shutdown(reason: string): Promise<void> {
+    const { output } = this.#options;
+    this.#stopping = true;
+    this.#halt.abort();
+    const t0 = performance.now();
+    for (const unit of this.#units) {
+      clearTimeout(unit.readyTimer);
+      if (unit.backoff !== undefined) {
+        clearTimeout(unit.backoff);
+        unit.state = "stopped";
+      }
+    }
+    const running = this.#units.filter((u) => u.child !== undefined);
+    if (running.length > 0) output.say(`Stopping (${reason})`);
+    else if (reason !== "every instance has exited") output.say(`Stopping (${reason})`);
+    const steps = [...new Set(this.#units.map((u) => u.plan.step))].sort((a, b) => b - a);
+    for (const step of steps) {
+      await Promise.all(
+        this.#units.filter((u) => u.plan.step === step).map((u) => this.#stopUnit(u)),
+      );
+    }
+    await Promise.all(this.#units.map((u) => u.exited));
+    if (running.length > 0) {
+      output.say(`Stopped ${running.length} in ${seconds(performance.now() - t0)}`);
+    }
+    await this.#options.state?.remove();
+  }
+
+  /** SIGTERM, then SIGKILL after the grace time. */
+  async #stopUnit(unit: Unit): Promise<void> {
+    const child = unit.child;
+    if (child === undefined) return;
+    unit.state = "stopping";
+    this.#options.state?.update(unit.name, { state: "stopping" });
+    signal(child, "SIGTERM");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const inTime = await Promise.race([
+      unit.exited!.then(() => true),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(false), this.#options.graceMs)),
+    ]);
+    clearTimeout(timer);
+    if (!inTime) {
+      const grace = formatDuration(this.#options.graceMs);
+      this.#options.output.say(`${unit.name} did not stop within ${grace}: killing it`);
+      signal(child, "SIGKILL");
+    }
+    await unit.exited;
+  }
+
+  /** Kills every child now (a second Ctrl-C). */
+  #killAll(): void {
+    this.#options.output.say("Killing every instance");
+    this.#stopping = true;
+    for (const unit of this.#units) if (unit.child) signal(unit.child, "SIGKILL");
+  }
+
+  /** Prints what failed; the exit code of `dist up`. */
+  #report(): number {
+    const error = this.#options.error ?? ((line: string) => console.error(line));
+    if (this.#fatal !== undefined) {
+      error(`dist: ${this.#fatal}`);
+      return 1;
+    }
+    if (this.#failures.length === 1) {
+      error(`dist: ${this.#failures[0].replace(" (", " failed (")}`);
+    } else if (this.#failures.length > 1) {
+      error(`dist: ${this.#failures.length} instances failed: ${this.#failures.join(", ")}`);
+    }
+    return this.#failures.length > 0 ? 1 : 0;
+  }
+}
+
+function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
+  try {
+    child.kill(name);
+  } catch {
+    // It has exited already.
+  }
+}

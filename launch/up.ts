@@ -1,0 +1,156 @@
+/**
+ * `dist up [FILE]`: load the topology (or the embedded default), plan it,
+ * then print the plan (`--dry-run`) or run it under a {@link Supervisor}
+ * until SIGINT/SIGTERM, `--duration`, or every instance has ended.
+ */
+import {
+  DEFAULT_TOPOLOGY,
+  DEFAULT_TOPOLOGY_FILE,
+  type Instance,
+  loadTopology,
+  parseTopology,
+  type RoleInfo,
+  type Topology,
+} from "../config/mod.ts";
+import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
+import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
+import { addressOf, childArgs, makePlan, type Plan, shellWords } from "./plan.ts";
+import { StateWriter, topologyKey } from "./state.ts";
+import { Supervisor } from "./supervisor.ts";
+
+/** A topology and its text (for line numbers in plan errors). */
+export interface LoadedTopology {
+  topology: Topology;
+  /** Undefined when the file could not be read a second time. */
+  text?: string;
+}
+
+/**
+ * Reads and validates `file`, or the embedded default topology when it is undefined.
+ *
+ * @throws {UsageError} when the file cannot be read or is not a valid topology
+ */
+export async function readTopology(
+  file: string | undefined,
+  roles: Record<string, RoleInfo>,
+): Promise<LoadedTopology> {
+  if (file === undefined) {
+    const topology = parseTopology(DEFAULT_TOPOLOGY, { file: DEFAULT_TOPOLOGY_FILE, roles });
+    return { topology, text: DEFAULT_TOPOLOGY };
+  }
+  const topology = await loadTopology(file, roles);
+  return { topology, text: await Deno.readTextFile(file).catch(() => undefined) };
+}
+
+/**
+ * Runs `dist up` with the arguments after `up`; resolves with the exit code.
+ *
+ * @throws {UsageError} for bad flags or a bad topology (exit 2)
+ */
+export async function up(argv: string[], roles: Record<string, RoleInfo>): Promise<number> {
+  const args = parseLauncherArgs(argv, UP);
+  if (args.help) {
+    writeStdoutQuietly(formatLauncherHelp(UP));
+    return 0;
+  }
+  const o = args.options;
+  const { topology, text } = await readTopology(args.file, roles);
+  const plan = makePlan(topology, {
+    roles,
+    text,
+    only: o.only as string[] | undefined,
+    on: o.on as string | undefined,
+  });
+  const byName = new Map(topology.instances.map((i) => [i.name, i]));
+  if (o.dryRun) {
+    for (const line of formatPlan(plan, { roles, byName, json: o.json as boolean })) {
+      writeStdoutQuietly(line + "\n");
+    }
+    return 0;
+  }
+  const stop = new AbortController();
+  const kill = new AbortController();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const handlers = signals.map((name) => {
+    // The first signal stops everything in order; a second kills at once.
+    const handler = () => stop.signal.aborted ? kill.abort() : stop.abort(name);
+    Deno.addSignalListener(name, handler);
+    return [name, handler] as const;
+  });
+  const state = new StateWriter({
+    file: topologyKey(args.file),
+    ...(plan.on === undefined ? {} : { on: plan.on }),
+    instances: Object.fromEntries(plan.instances.map((p) => [
+      p.instance.name,
+      { role: p.instance.role, state: "waiting", restarts: 0, address: addressOf(p.instance) },
+    ])),
+  });
+  try {
+    return await new Supervisor(plan, {
+      roles,
+      byName,
+      output: new Output(plan.instances.map((p) => p.instance.name), { colour: wantsColour() }),
+      graceMs: o.grace as number,
+      readyTimeoutMs: o.readyTimeout as number,
+      durationMs: o.duration as number | undefined,
+      signal: stop.signal,
+      kill: kill.signal,
+      state,
+    }).run();
+  } finally {
+    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+  }
+}
+
+/** How {@link formatPlan} writes. */
+export interface FormatPlanOptions {
+  roles: Record<string, RoleInfo>;
+  byName: Map<string, Instance>;
+  json?: boolean;
+}
+
+/**
+ * The `--dry-run` output: a table (step, instance, role, address, restart,
+ * what it waits for), then each command line; or one JSON object per
+ * instance, in start order.
+ */
+export function formatPlan(plan: Plan, options: FormatPlanOptions): string[] {
+  const remote = new Map(plan.remote.map((r) => [r.name, r]));
+  const rows = plan.instances.map((p) => ({
+    step: p.step,
+    name: p.instance.name,
+    role: p.instance.role,
+    host: String(p.instance.options.host ?? ""),
+    address: addressOf(p.instance) ?? null,
+    restart: p.instance.restart,
+    after: p.after,
+    remote: p.remote.map((name) => ({ name, address: remote.get(name)!.address })),
+    argv: childArgs(p.instance, { roles: options.roles, byName: options.byName }),
+  }));
+  if (options.json) return rows.map((row) => JSON.stringify(row));
+  const steps = Math.max(...rows.map((r) => r.step));
+  const on = plan.on === undefined ? "" : ` on ${plan.on}`;
+  const table = [
+    ["step", "instance", "role", "address", "restart", "waits for"],
+    ...rows.map((r) => [
+      String(r.step),
+      r.name,
+      r.role,
+      r.address ?? "-",
+      r.restart,
+      [...r.after, ...r.remote.map((d) => `${d.name} at ${d.address} (another host)`)].join(", ") ||
+      "-",
+    ]),
+  ];
+  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  const width = Math.max(...rows.map((r) => r.name.length));
+  return [
+    `Plan for ${plan.file}${on}: ${rows.length} instance${rows.length === 1 ? "" : "s"} in ` +
+    `${steps} start step${steps === 1 ? "" : "s"}; each starts once what it waits for is ready`,
+    "",
+    ...table.map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd()),
+    "",
+    "Command lines:",
+    ...rows.map((r) => `  ${r.name.padEnd(width)}  dist ${shellWords(r.argv)}`),
+  ];
+}

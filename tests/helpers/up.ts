@@ -1,0 +1,220 @@
+/**
+ * Helpers for scenario tests of `dist up`: a topology in a temporary file,
+ * a launcher whose output is read as it comes, and checks that no process
+ * it started is left. Every wait is bounded; `stop()` always ends the
+ * launcher and then SIGKILLs any child it reported that is still alive.
+ */
+import assert from "node:assert/strict";
+import { distCommand } from "./dist.ts";
+import { sleep } from "./raw.ts";
+
+/** How long {@link UpProcess.waitFor} waits by default (ms). */
+export const WAIT_MS = 20_000;
+
+/** Writes `text` to a fresh `.toml` file and returns its path. */
+export async function topologyFile(text: string): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "dist-up-test-", suffix: ".toml" });
+  await Deno.writeTextFile(path, text);
+  return path;
+}
+
+/** Whether process `pid` still runs (a zombie does not). */
+export function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until none of `pids` runs; throws naming the ones left after `timeoutMs`. */
+export async function assertGone(pids: number[], timeoutMs = 5000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (pids.some(alive)) {
+    if (performance.now() > end) {
+      throw new Error(`Processes still running: ${pids.filter(alive).join(", ")}`);
+    }
+    await sleep(20);
+  }
+}
+
+/** The result of a launcher that has exited. */
+export interface UpResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A running `dist up`. */
+export interface UpProcess {
+  child: Deno.ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Pids of every child it reported starting ("started, pid N", "restarted …, pid N"). */
+  pids(): number[];
+  /** Resolves with the first match of `pattern` in stdout (read so far or to come). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Waits for the launcher to exit by itself (SIGKILLed after `timeoutMs`). */
+  exited(timeoutMs?: number): Promise<UpResult>;
+  /** SIGTERM (or `signal`), then SIGKILL after 10 s; kills children left over. */
+  stop(signal?: Deno.Signal): Promise<UpResult>;
+}
+
+/** Starts `dist up …args` (with NO_COLOR) and reads its output as it comes. */
+export function startUp(args: string[], env: Record<string, string> = {}): UpProcess {
+  const { exe, args: argv } = distCommand(["up", ...args]);
+  const child = new Deno.Command(exe, {
+    args: argv,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn();
+  let out = "";
+  let err = "";
+  const listeners = new Set<() => void>();
+  const read = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
+    try {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        add(chunk);
+        for (const l of listeners) l();
+      }
+    } catch {
+      // Broken pipe: what was read is all there is.
+    }
+  };
+  const io = Promise.all([
+    read(child.stdout, (s) => out += s),
+    read(child.stderr, (s) => err += s),
+  ]);
+  let ended = false;
+  const status = child.status.then(async (s) => {
+    await io;
+    ended = true;
+    for (const l of listeners) l();
+    return s;
+  });
+  const pids = () =>
+    [...out.matchAll(/started(?: \(restart \d+\))?, pid (\d+)/g)].map((m) => Number(m[1]));
+  const result = async (): Promise<UpResult> => ({
+    code: (await status).code,
+    stdout: out,
+    stderr: err,
+  });
+  const killLeftovers = () => {
+    for (const pid of pids().filter(alive)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  };
+  const exited = async (timeoutMs = WAIT_MS): Promise<UpResult> => {
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited just now.
+      }
+    }, timeoutMs);
+    try {
+      return await result();
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  let stopped: Promise<UpResult> | undefined;
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    pids,
+    waitFor(pattern, timeoutMs = WAIT_MS) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = out.match(pattern);
+          if (match === null && !ended) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          if (match !== null) resolve(match);
+          else reject(new Error(`dist up ended without printing ${pattern}:\n${out}\n${err}`));
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`No ${pattern} within ${timeoutMs} ms:\n${out}\n${err}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+    exited,
+    stop(signal: Deno.Signal = "SIGTERM") {
+      return stopped ??= (async () => {
+        try {
+          child.kill(signal);
+        } catch {
+          // Exited already.
+        }
+        try {
+          return await exited(10_000);
+        } finally {
+          killLeftovers();
+        }
+      })();
+    },
+  };
+}
+
+/** Lines a child printed through the launcher: the text after `name | `. */
+export function linesOf(stdout: string, name: string): string[] {
+  const prefix = new RegExp(`^${name.replace(/[.]/g, "\\.")} +\\| (.*)$`);
+  return stdout.split("\n").map((l) => prefix.exec(l)?.[1]).filter((l) => l !== undefined);
+}
+
+/** A port on `host` where nothing listened a moment ago (undefined when `host` cannot be bound). */
+export function freePortOn(host: string): number | undefined {
+  try {
+    const listener = Deno.listen({ hostname: host, port: 0 });
+    const { port } = listener.addr as Deno.NetAddr;
+    listener.close();
+    return port;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `body` with `dist up FILE …args` on a fresh file holding `text`; the
+ * launcher is stopped and the file removed afterwards, whatever happens.
+ */
+export async function withUp(
+  text: string,
+  args: string[],
+  body: (up: UpProcess, file: string) => Promise<void>,
+): Promise<void> {
+  const file = await topologyFile(text);
+  const up = startUp([file, ...args]);
+  try {
+    await body(up, file);
+  } finally {
+    await up.stop();
+    await Deno.remove(file);
+  }
+}
+
+/** Stops the launcher with `signal` and asserts a clean stop: exit 0, every child gone. */
+export async function stopCleanly(up: UpProcess, signal?: Deno.Signal): Promise<UpResult> {
+  const result = await up.stop(signal);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  await assertGone(up.pids());
+  return result;
+}
+
+/** Waits for the launcher to end by itself with `code`, then for every child to be gone. */
+export async function endsWith(up: UpProcess, code: number): Promise<UpResult> {
+  const result = await up.exited(30_000);
+  assert.equal(result.code, code, result.stdout + result.stderr);
+  await assertGone(up.pids());
+  return result;
+}
