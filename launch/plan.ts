@@ -104,10 +104,10 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
   checkCycles(topology, deps, options.text);
 
   const selected = selectOnly(topology, deps, options.only);
-  const isLocal = (i: Instance) => options.on === undefined || sameHost(i.options.host, options.on);
+  const isLocal = (i: Instance) => options.on === undefined || sameHost(i.host, options.on);
   const local = topology.instances.filter((i) => selected.has(i.name) && isLocal(i));
   if (local.length === 0) {
-    const hosts = [...new Set(topology.instances.map((i) => String(i.options.host)))];
+    const hosts = [...new Set(topology.instances.map((i) => i.host))];
     const which = options.only ? "No selected instance" : "No instance";
     throw new UsageError(
       `${which} of ${topology.file} is placed on ${options.on} (hosts: ${hosts.join(", ")})`,
@@ -160,7 +160,7 @@ export function listens(instance: Instance, roles: Record<string, RoleInfo>): bo
 export function addressOf(instance: Instance): string | undefined {
   const port = instance.options.port;
   if (typeof port !== "number") return undefined;
-  return formatAddress({ host: dialHost(instance.options.host), port });
+  return formatAddress({ host: dialHost(instance.host), port });
 }
 
 /** The names given to `--only`, with everything they depend on; all instances without it. */
@@ -194,7 +194,7 @@ function remoteDependency(target: Instance, from: Instance): RemoteDependency {
   const address = addressOf(target);
   if (address === undefined || target.options.port === 0) {
     throw new UsageError(
-      `${from.name} waits for ${target.name} on ${target.options.host}, whose port is not fixed: ` +
+      `${from.name} waits for ${target.name} on ${target.host}, whose port is not fixed: ` +
         `give ${target.role}.port a number other than 0`,
     );
   }
@@ -322,7 +322,7 @@ export function childArgs(
     for (let i = 0; i < items.length && next < targets.length; i++) {
       const target = context.byName.get(targets[next]);
       if (target === undefined) break;
-      const host = dialHost(target.options.host);
+      const host = dialHost(target.host);
       const configured = target.options[portKey];
       if (items[i] !== formatAddress({ host, port: configured as number })) continue;
       const actual = ports.get(target.name);

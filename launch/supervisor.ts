@@ -86,7 +86,7 @@ class Unit {
     const configured = this.plan.instance.options.port;
     const port = this.port ?? (configured === 0 ? undefined : configured as number | undefined);
     if (port === undefined) return undefined;
-    return formatAddress({ host: dialHost(this.plan.instance.options.host), port });
+    return formatAddress({ host: dialHost(this.plan.instance.host), port });
   }
 }
 

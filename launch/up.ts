@@ -120,7 +120,7 @@ export function formatPlan(plan: Plan, options: FormatPlanOptions): string[] {
     step: p.step,
     name: p.instance.name,
     role: p.instance.role,
-    host: String(p.instance.options.host ?? ""),
+    host: p.instance.host,
     address: addressOf(p.instance) ?? null,
     restart: p.instance.restart,
     after: p.after,

@@ -374,7 +374,7 @@ Deno.test("every topology in examples/ loads and plans, on each of its hosts", a
   assert.ok(files.length >= 2);
   for (const { name } of files) {
     const { topology, text } = await readTopology(`${dir}${name}`, REAL_ROLES);
-    const hosts = new Set(topology.instances.map((i) => String(i.options.host)));
+    const hosts = new Set(topology.instances.map((i) => i.host));
     for (const on of hosts.size > 1 ? hosts : [undefined]) {
       const plan = makePlan(topology, { roles: REAL_ROLES, text, on });
       assert.ok(plan.instances.length > 0, `${name} on ${on}`);
