@@ -4,6 +4,7 @@
  *
  *   deno run -A bench/idle_client.ts dist PORT N     handshaked dist connections (real Peers)
  *   deno run -A bench/idle_client.ts raw PORT N      plain TCP connections
+ *   deno run -A bench/idle_client.ts nats PORT N     NATS connections (CONNECT, PING/PONG)
  *
  * Prints "ready N" once all are open (and, for dist, handshaked), then
  * waits until stdin closes.
@@ -14,6 +15,30 @@ const [mode, portText, countText] = Deno.args;
 const port = Number(portText);
 const count = Number(countText);
 const held: (Peer | Deno.Conn)[] = [];
+
+/** A NATS client connection past its handshake: CONNECT, then a PING answered by PONG. */
+async function natsConn(): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const buf = new Uint8Array(4096);
+  let text = "";
+  await conn.write(new TextEncoder().encode('CONNECT {"verbose":false}\r\nPING\r\n'));
+  while (!text.includes("PONG")) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("nats-server closed the connection");
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  // Keep answering the server's PINGs (every 2 minutes by default).
+  (async () => {
+    try {
+      while ((await conn.read(buf)) !== null) {
+        await conn.write(new TextEncoder().encode("PONG\r\n"));
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return conn;
+}
 const BATCH = 200;
 for (let i = 0; i < count; i += BATCH) {
   const n = Math.min(BATCH, count - i);

@@ -20,6 +20,11 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "--rate precision: start lag and latency at 1,000 and 10,000 req/s vs closed loop c=1",
     load: async () => (await import("./client.ts")).run,
   },
+  idle: {
+    about:
+      "RSS per idle connection: 10,000 connections to dist, to a bare Deno server, to nats-server",
+    load: async () => (await import("./idle.ts")).run,
+  },
 };
 
 // `deno task bench -- --quick` passes the "--" through: drop it.

@@ -1,0 +1,361 @@
+/**
+ * One test per defect a hostile or careless peer could trigger against
+ * wire/ (issue 5), black-box: raw sockets against the real server role,
+ * in-process or as a `dist server` child where its logs or memory matter.
+ */
+import assert from "node:assert/strict";
+import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
+import { dial, jsonCodec, msgpackCodec, OutBuffer, type Peer } from "../wire/mod.ts";
+import {
+  closeQuietly,
+  concat,
+  frame,
+  header,
+  HELLO,
+  jsonFrame,
+  rawHandshake,
+  RawReader,
+  sleep,
+  waitFor,
+  writeAll,
+} from "./helpers/raw.ts";
+import { isCode } from "./helpers/rpc.ts";
+import { startServerRole } from "./helpers/server_role.ts";
+import { startDist } from "./helpers/dist.ts";
+
+const HOST = "127.0.0.1";
+
+async function withServer(
+  flags: Record<string, unknown>,
+  body: (port: number) => Promise<void>,
+): Promise<void> {
+  const server = await startServerRole(flags);
+  try {
+    await body(server.port);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function rawConn(port: number): Promise<{ conn: Deno.TcpConn; reader: RawReader }> {
+  const conn = await Deno.connect({ hostname: HOST, port });
+  return { conn, reader: new RawReader(conn) };
+}
+
+function rssOf(pid: number): number {
+  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+Deno.test("a result out of range is BAD_REQUEST in both codecs, never null or infinity", async () => {
+  await withServer({}, async (port) => {
+    const cases: [string, unknown][] = [
+      ["add", [1e308, 1e308]],
+      ["mul", [1e200, 1e200]],
+      ["div", [1, 5e-324]],
+      ["sum", "1e308,1e308"],
+      ["sub", { a: -1e308, b: 1e308 }],
+    ];
+    for (const codec of [jsonCodec, msgpackCodec]) {
+      const peer = await dial({ host: HOST, port }, { role: "test", name: "t", codec });
+      try {
+        for (const [method, params] of cases) {
+          await assert.rejects(peer.call(method, params), (err) => {
+            isCode("BAD_REQUEST")(err);
+            assert.match((err as Error).message, /out of range/, `${codec.name} ${method}`);
+            return true;
+          });
+        }
+        assert.equal(await peer.call("add", [1, 2]), 3, "the connection still serves");
+      } finally {
+        peer.close();
+      }
+    }
+  });
+});
+
+Deno.test("codecs refuse to encode NaN and ±Infinity instead of writing null", () => {
+  for (const codec of [jsonCodec, msgpackCodec]) {
+    for (const value of [Infinity, -Infinity, NaN]) {
+      const out = new OutBuffer(0);
+      assert.throws(
+        () => codec.writeFrame(out, { id: 1, result: { nested: [1, value] } }, 1 << 20),
+        isCode("BAD_REQUEST"),
+        `${codec.name} ${value}`,
+      );
+      assert.equal(out.length, 0, "nothing was appended");
+    }
+    const out = new OutBuffer(0);
+    codec.writeFrame(out, { id: 1, result: null, text: "null" }, 1 << 20);
+    assert.ok(out.length > 4, `${codec.name}: a real null still encodes`);
+  }
+});
+
+Deno.test("a half-closed peer still gets every answer it is owed, then EOF", async (t) => {
+  await withServer({}, async (port) => {
+    await t.step("a request in flight when the peer shuts its write side", async () => {
+      const { conn, reader } = await rawConn(port);
+      try {
+        await rawHandshake(conn, reader);
+        await writeAll(conn, jsonFrame({ id: 1, method: "sleep", params: { ms: 300 } }));
+        await conn.closeWrite();
+        const answer = await reader.json(3000);
+        assert.equal(answer?.id, 1);
+        assert.equal(answer?.result, 300);
+        assert.equal(await reader.frame(3000), null, "then the server closes");
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+    await t.step("hello and a request in one write, then SHUT_WR", async () => {
+      const { conn, reader } = await rawConn(port);
+      try {
+        await writeAll(
+          conn,
+          concat([jsonFrame(HELLO), jsonFrame({ id: 2, method: "add", params: [3, 4] })]),
+        );
+        await conn.closeWrite();
+        assert.equal((await reader.json(3000))?.op, "welcome");
+        const answer = await reader.json(3000);
+        assert.equal(answer?.id, 2);
+        assert.equal(answer?.result, 7);
+        assert.equal(await reader.frame(3000), null);
+      } finally {
+        closeQuietly(conn);
+      }
+    });
+  });
+});
+
+Deno.test("an id past 256 chars is BAD_REQUEST at once, and its text stays out of the log", async () => {
+  const server = await startDist(["server", "--port", "0", "--log-level", "debug"]);
+  const conns: Deno.TcpConn[] = [];
+  try {
+    const hugeId = "i".repeat(1_000_000);
+    const before = server.stderr().length;
+    await Promise.all(Array.from({ length: 20 }, async () => {
+      const { conn, reader } = await rawConn(server.port);
+      conns.push(conn);
+      await rawHandshake(conn, reader);
+      const t0 = performance.now();
+      await writeAll(conn, jsonFrame({ id: hugeId, method: "echo", params: ["x"] }));
+      const answer = await reader.json(3000);
+      assert.equal(answer?.id, null);
+      assert.equal((answer?.error as { code: string }).code, "BAD_REQUEST");
+      assert.ok(performance.now() - t0 < 2500, "answered, not left to time out");
+    }));
+    for (const c of conns) closeQuietly(c);
+    await sleep(300);
+    const logged = server.stderr().length - before;
+    assert.ok(logged < 64 * 1024, `20 huge ids wrote ${logged} bytes of log`);
+  } finally {
+    for (const c of conns) closeQuietly(c);
+    await server.stop();
+  }
+});
+
+Deno.test("an answer too large to send becomes an error that fits", async () => {
+  const maxFrame = 4096;
+  await withServer({ maxFrame, name: "server-with-a-long-name" }, async (port) => {
+    const peer = await dial({ host: HOST, port }, { role: "test", name: "t" });
+    try {
+      // The request just fits; the answer (result + a long `by`) does not.
+      const text = "x".repeat(maxFrame - 40);
+      await assert.rejects(peer.call("echo", [text]), (err) => {
+        isCode("FRAME_TOO_LARGE")(err);
+        assert.match((err as Error).message, /Answer too large to send/);
+        return true;
+      });
+      assert.equal(await peer.call("echo", ["ok"]), "ok");
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("a peer that never reads is cut off after --write-timeout, and it is logged", async () => {
+  const server = await startDist(["server", "--port", "0", "--write-timeout", "500ms"]);
+  const { conn, reader } = await rawConn(server.port);
+  const stats = await dial({ host: HOST, port: server.port }, { role: "test", name: "stats" });
+  const connections = async () =>
+    ((await stats.call("sys.stats")) as { connections: number }).connections;
+  const writes: Promise<unknown>[] = [];
+  try {
+    await rawHandshake(conn, reader);
+    // Send 64 KiB echoes and never read the answers, until our own writes
+    // block: the server's output to us is then stuck too.
+    const request = jsonFrame({ id: 1, method: "echo", params: ["y".repeat(64 * 1024)] });
+    const deadline = performance.now() + 10_000;
+    while (performance.now() < deadline) {
+      const write = writeAll(conn, request).then(() => true, () => false);
+      writes.push(write);
+      const done = await Promise.race([write, sleep(300).then(() => "blocked")]);
+      if (done !== true) break;
+    }
+    assert.equal(await connections(), 2, "the silent reader is still connected");
+    await waitFor(() => server.stderr().includes("slow_consumer"), 8000, "a slow_consumer log");
+    assert.match(server.stderr(), /WRN.*closed: slow_consumer.*took no bytes/);
+    assert.equal(await connections(), 1, "only the stats connection is left");
+  } finally {
+    stats.close();
+    closeQuietly(conn);
+    await Promise.all(writes);
+    await server.stop();
+  }
+});
+
+Deno.test("a frame that never completes is cut off (slowloris), complete frames are not", async () => {
+  // Heartbeat 200 ms × liveness 3: a frame must complete within 600 ms.
+  await withServer({ heartbeat: 200, liveness: 3 }, async (port) => {
+    const dribbler = await rawConn(port);
+    const steady = await rawConn(port);
+    try {
+      await rawHandshake(dribbler.conn, dribbler.reader);
+      await rawHandshake(steady.conn, steady.reader);
+      const t0 = performance.now();
+      let open = true;
+      const closed = dribbler.reader.untilClosed(5000).finally(() => open = false);
+      // A 1000-byte frame, one byte every 100 ms: each byte used to count as life.
+      await writeAll(dribbler.conn, header(1000));
+      const ping = jsonFrame({ method: "ping" });
+      while (open && performance.now() - t0 < 5000) {
+        await dribbler.conn.write(new Uint8Array([0x20])).catch(() => open = false);
+        await writeAll(steady.conn, ping);
+        await sleep(100);
+      }
+      await closed;
+      const elapsed = performance.now() - t0;
+      assert.ok(elapsed < 3000, `the dribbler was cut off after ${Math.round(elapsed)} ms`);
+      // The peer sending whole frames at the same pace is still served.
+      await writeAll(steady.conn, jsonFrame({ id: 9, method: "add", params: [1, 1] }));
+      let answer;
+      do answer = await steady.reader.json(2000); while (answer?.method === "ping");
+      assert.equal(answer?.result, 2);
+    } finally {
+      closeQuietly(dribbler.conn);
+      closeQuietly(steady.conn);
+    }
+  });
+});
+
+Deno.test("garbage is not amplified: at most 10 error answers, then the connection closes", async () => {
+  await withServer({}, async (port) => {
+    const { conn, reader } = await rawConn(port);
+    try {
+      await rawHandshake(conn, reader);
+      // 5,000 empty frames (20 KB) in one write.
+      await writeAll(conn, concat(Array.from({ length: 5000 }, () => header(0))));
+      let answers = 0;
+      while ((await reader.frame(3000)) !== null) answers++;
+      assert.ok(answers > 0, "the first errors are answered");
+      assert.ok(answers <= 10, `${answers} error answers`);
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test('"id": null is a BAD_REQUEST, not a notification', async () => {
+  await withServer({}, async (port) => {
+    const { conn, reader } = await rawConn(port);
+    try {
+      await rawHandshake(conn, reader);
+      await writeAll(conn, jsonFrame({ id: null, method: "echo", params: ["x"] }));
+      const answer = await reader.json(2000);
+      assert.equal(answer?.id, null);
+      assert.equal((answer?.error as { code: string }).code, "BAD_REQUEST");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+/** A raw connection that speaks MessagePack after the (JSON) handshake. */
+async function msgpackConn(port: number) {
+  const { conn, reader } = await rawConn(port);
+  await writeAll(conn, jsonFrame({ ...HELLO, codec: "msgpack" }));
+  assert.equal((await reader.json())?.op, "welcome");
+  return {
+    conn,
+    send: (payload: Uint8Array) => writeAll(conn, frame(payload)),
+    async answer(timeoutMs = 3000): Promise<Record<string, unknown> | null> {
+      const payload = await reader.frame(timeoutMs);
+      return payload === null ? null : mpDecode(payload) as Record<string, unknown>;
+    },
+  };
+}
+
+Deno.test("MessagePack strings must be valid UTF-8, as in JSON", async () => {
+  await withServer({}, async (port) => {
+    const mp = await msgpackConn(port);
+    try {
+      // {id: 1, method: "echo", params: ["\xff\xfe"]} with the string's bytes invalid.
+      const head = mpEncode({ id: 1, method: "echo" });
+      const bad = concat([
+        new Uint8Array([0x83]),
+        head.subarray(1),
+        mpEncode("params"),
+        new Uint8Array([0x91, 0xa2, 0xff, 0xfe]),
+      ]);
+      await mp.send(bad);
+      const answer = await mp.answer();
+      assert.equal((answer?.error as { code: string }).code, "BAD_REQUEST");
+      assert.match((answer?.error as { message: string }).message, /UTF-8/);
+      await mp.send(mpEncode({ id: 2, method: "echo", params: ["héllo ✓"] }));
+      assert.equal((await mp.answer())?.result, "héllo ✓", "valid UTF-8 still echoes");
+    } finally {
+      closeQuietly(mp.conn);
+    }
+  });
+});
+
+Deno.test("nesting is bounded before decoding: deep frames cost no memory", async () => {
+  const server = await startDist(["server", "--port", "0"]);
+  const conns: Deno.TcpConn[] = [];
+  try {
+    const before = rssOf(server.child.pid);
+    // 24 frames of 1,000,000 nested one-element array headers (each used to
+    // cost ~50 MiB while decoding), over 3 connections (8 errors each).
+    const bomb = new Uint8Array(1_000_000).fill(0x91);
+    for (let c = 0; c < 3; c++) {
+      const mp = await msgpackConn(server.port);
+      conns.push(mp.conn);
+      for (let i = 0; i < 8; i++) {
+        await mp.send(bomb);
+        const answer = await mp.answer();
+        assert.match((answer?.error as { message: string }).message, /deeper than 64/);
+      }
+    }
+    const { conn, reader } = await rawConn(server.port);
+    conns.push(conn);
+    await rawHandshake(conn, reader);
+    await writeAll(conn, frame("[".repeat(500_000) + "]".repeat(500_000)));
+    assert.match(JSON.stringify(await reader.json(3000)), /deeper than 64/);
+    const grown = rssOf(server.child.pid) - before;
+    assert.ok(grown < 64 * 1024 * 1024, `RSS grew ${Math.round(grown / 1048576)} MiB`);
+  } finally {
+    for (const c of conns) closeQuietly(c);
+    await server.stop();
+  }
+});
+
+Deno.test("connections are logged at debug (open, close with reason and counts), requests at trace", async () => {
+  const server = await startDist(["server", "--port", "0", "--log-level", "trace"]);
+  let peer: Peer | undefined;
+  try {
+    peer = await dial({ host: HOST, port: server.port }, { role: "client", name: "logged-client" });
+    assert.equal(await peer.call("add", [2, 2]), 4);
+    peer.close();
+    await waitFor(() => /closed: remote_closed/.test(server.stderr()), 3000, "the close line");
+    const log = server.stderr();
+    assert.match(log, /DBG.*Connection from 127\.0\.0\.1:\d+: logged-client \(client, json\)/);
+    assert.match(log, /TRC.*Request 1 add from logged-client/);
+    assert.match(
+      log,
+      /DBG.*Connection with logged-client \(127\.0\.0\.1:\d+\) closed: remote_closed; 1 requests, \d+ bytes in, \d+ bytes out/,
+    );
+  } finally {
+    peer?.close();
+    await server.stop();
+  }
+});
