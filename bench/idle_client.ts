@@ -52,6 +52,8 @@ for (let i = 0; i < count; i += BATCH) {
             name: "idle",
             connectTimeoutMs: 30_000,
           })
+          : mode === "nats"
+          ? natsConn()
           : Deno.connect({ hostname: "127.0.0.1", port }),
     ),
   );

@@ -28,7 +28,6 @@ import {
 } from "./helpers/raw.ts";
 
 const SEED = 20261122;
-const enc = new TextEncoder();
 
 /** Cuts `bytes` at the given points (taken modulo its length), in order. */
 function split(bytes: Uint8Array, points: number[]): Uint8Array[] {
