@@ -359,3 +359,23 @@ Deno.test("connections are logged at debug (open, close with reason and counts),
     await server.stop();
   }
 });
+
+Deno.test("ticker: a stall of this process counts as at most two periods of a peer's silence", async () => {
+  const { ticker } = await import("../wire/heartbeat.ts");
+  const steps: number[] = [];
+  const member = { tickMs: 20, tick: (elapsed: number) => steps.push(elapsed) };
+  ticker.add(member);
+  try {
+    await sleep(100);
+    // Block the event loop for 600 ms: the next tick comes ~600 ms late.
+    const until = performance.now() + 600;
+    while (performance.now() < until) { /* busy */ }
+    await sleep(60);
+    assert.ok(steps.length >= 3, `${steps.length} ticks`);
+    const period = 20;
+    const longest = Math.max(...steps);
+    assert.ok(longest <= 2 * period + 1, `a tick reported ${longest} ms`);
+  } finally {
+    ticker.delete(member);
+  }
+});

@@ -142,11 +142,12 @@ export class FramedConn {
   #liveness = 3;
   /** The codec pings are sent in, once keepAlive() has turned heartbeats on. */
   #pingCodec: Codec | undefined;
-  #lastRecv = performance.now();
-  #lastSend = this.#lastRecv;
+  // Ages accumulated tick by tick (see Tickable.tick), in ms.
+  #quietRecv = 0;
+  #quietSend = 0;
   #wroteSinceTick = false;
-  #stalledSince = 0;
-  #partialSince = 0;
+  #stalled = 0;
+  #partialAge = -1;
   #partialFrames = 0;
   #tickMs = 0;
 
@@ -236,28 +237,29 @@ export class FramedConn {
   }
 
   /**
-   * Housekeeping, called by the ticker every tickMs or more often. Traffic
-   * itself only sets booleans; times are read here, once per tick.
+   * Housekeeping, called by the ticker every tickMs or more often with the
+   * time since the last tick (capped, so a stall of this process never
+   * counts against the peer). Traffic itself only sets booleans.
    */
-  tick(now: number): void {
+  tick(elapsed: number): void {
     if (this.#closeReason !== undefined) return;
-    if (this.receivedSinceTick) this.#lastRecv = now;
-    if (this.sentSinceTick) this.#lastSend = now;
-    this.receivedSinceTick = this.sentSinceTick = false;
     // While this side is not reading (backpressure, or EOF) the peer's pings
     // wait unread or cannot come: its silence proves nothing.
-    if (this.readingPaused || this.#readEnded) this.#lastRecv = now;
+    const heard = this.receivedSinceTick || this.readingPaused || this.#readEnded;
+    this.#quietRecv = heard ? 0 : this.#quietRecv + elapsed;
+    this.#quietSend = this.sentSinceTick ? 0 : this.#quietSend + elapsed;
+    this.receivedSinceTick = this.sentSinceTick = false;
 
     // A write in flight that took no bytes for the write timeout: the peer
     // does not read. Cut it off rather than hold its output forever.
-    if (!this.#writing || this.#wroteSinceTick) this.#stalledSince = now;
+    this.#stalled = !this.#writing || this.#wroteSinceTick ? 0 : this.#stalled + elapsed;
     this.#wroteSinceTick = false;
-    if (now - this.#stalledSince >= this.#writeTimeoutMs) {
+    if (this.#stalled >= this.#writeTimeoutMs) {
       this.close(
         CloseReason.SlowConsumer,
         new DistError(
           "SLOW_CONSUMER",
-          `Peer took no bytes for ${Math.round(now - this.#stalledSince)} ms ` +
+          `Peer took no bytes for ${Math.round(this.#stalled)} ms ` +
             `(write timeout ${this.#writeTimeoutMs} ms, ${this.pendingBytes} bytes pending)`,
         ),
       );
@@ -267,40 +269,38 @@ export class FramedConn {
     // A frame that has begun must complete in time: dribbling a byte now and
     // then does not keep a connection (slowloris).
     if (this.#decoder.buffered > 0 && !this.readingPaused && !this.#readEnded) {
-      if (this.#partialSince === 0 || this.#partialFrames !== this.framesIn) {
-        this.#partialSince = now;
+      if (this.#partialAge < 0 || this.#partialFrames !== this.framesIn) {
+        this.#partialAge = 0;
         this.#partialFrames = this.framesIn;
-      } else if (now - this.#partialSince >= this.#frameTimeoutMs) {
+      } else if ((this.#partialAge += elapsed) >= this.#frameTimeoutMs) {
         this.close(
           CloseReason.FrameTimeout,
           new DistError(
             "TIMEOUT",
-            `Frame incomplete ${Math.round(now - this.#partialSince)} ms after it began ` +
+            `Frame incomplete ${Math.round(this.#partialAge)} ms after it began ` +
               `(${this.#decoder.buffered} bytes received; deadline ${this.#frameTimeoutMs} ms)`,
           ),
         );
         return;
       }
     } else {
-      this.#partialSince = 0;
+      this.#partialAge = -1;
     }
 
     if (this.#heartbeatMs > 0) {
-      const deadAfter = this.#heartbeatMs * this.#liveness;
-      const silent = now - this.#lastRecv;
-      if (silent >= deadAfter) {
+      if (this.#quietRecv >= this.#heartbeatMs * this.#liveness) {
         this.close(
           CloseReason.HeartbeatTimeout,
           new Error(
-            `Peer silent for ${Math.round(silent)} ms ` +
+            `Peer silent for ${Math.round(this.#quietRecv)} ms ` +
               `(heartbeat ${this.#heartbeatMs} ms × ${this.#liveness})`,
           ),
         );
         return;
       }
-      if (now - this.#lastSend >= this.#heartbeatMs) {
+      if (this.#quietSend >= this.#heartbeatMs) {
         this.send(this.#pingCodec!, PING);
-        this.#lastSend = now;
+        this.#quietSend = 0;
       }
     }
 

@@ -10,8 +10,13 @@
 export interface Tickable {
   /** The longest gap between two visits this connection tolerates (ms). */
   readonly tickMs: number;
-  /** Does this connection's housekeeping; `now` is `performance.now()`. */
-  tick(now: number): void;
+  /**
+   * Does this connection's housekeeping. `elapsed` is the time since the
+   * last tick, capped at two periods: when this process itself stalls
+   * (CPU starvation, a long GC), the gap is not the peer's silence: its
+   * bytes may be waiting unread in the socket.
+   */
+  tick(elapsed: number): void;
 }
 
 /** Bounds of the tick period (ms). */
@@ -22,6 +27,7 @@ class Ticker {
   #members = new Set<Tickable>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #period = MAX_TICK_MS;
+  #lastTick = 0;
 
   add(member: Tickable): void {
     this.#members.add(member);
@@ -40,6 +46,7 @@ class Ticker {
   #arm(period: number): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#period = period;
+    this.#lastTick = performance.now();
     const timer = setInterval(() => this.#tick(), period);
     // Housekeeping alone never keeps a process alive.
     Deno.unrefTimer(timer);
@@ -48,11 +55,13 @@ class Ticker {
 
   #tick(): void {
     const now = performance.now();
+    const elapsed = Math.min(now - this.#lastTick, 2 * this.#period);
+    this.#lastTick = now;
     let wanted = MAX_TICK_MS;
     // A member may close (and leave the set) during its own tick: iterating a
     // Set while deleting the current entry is safe.
     for (const member of this.#members) {
-      member.tick(now);
+      member.tick(elapsed);
       if (member.tickMs < wanted) wanted = member.tickMs;
     }
     wanted = clampTick(wanted);
