@@ -324,6 +324,19 @@ export class FramedConn {
     return this.#closeReason === undefined;
   }
 
+  /**
+   * Lets `write` append whole frames straight to the output buffer (frames
+   * built from bytes already encoded: the pass-through of passthrough.ts).
+   * @returns false when the connection is closed (nothing is written).
+   * @throws whatever `write` throws (it must then have appended nothing).
+   */
+  sendWith(write: (out: OutBuffer) => void): boolean {
+    if (this.#closeReason !== undefined) return false;
+    write(this.#out);
+    this.#queued();
+    return this.#closeReason === undefined;
+  }
+
   /** Queues raw bytes as they are (already framed, or deliberately not). */
   sendRaw(bytes: Uint8Array): boolean {
     if (this.#closeReason !== undefined) return false;

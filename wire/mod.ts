@@ -39,6 +39,8 @@ export {
   Peer,
   type PeerInfo,
   type PeerOptions,
+  type RawAnswerHandler,
+  type RawRequestHandler,
   Reply,
   type RequestHandler,
   type RequestMeta,
@@ -52,4 +54,11 @@ export {
   type Listener,
   type ListenOptions,
 } from "./net.ts";
+export {
+  Envelope,
+  type RequestSpans,
+  scanJson,
+  writeAnswerAs,
+  writeRequestAs,
+} from "./passthrough.ts";
 export { Redialer, type RedialOptions } from "./redial.ts";

@@ -7,6 +7,7 @@ import {
   MAX_TIMER_MS,
   type NotificationHandler,
   Peer,
+  type RawRequestHandler,
   type RequestHandler,
 } from "./peer.ts";
 import { cut, log } from "./_log.ts";
@@ -40,6 +41,8 @@ export interface ListenOptions extends ConnSettings {
   maxConnections?: number;
   onRequest?: RequestHandler;
   onNotification?: NotificationHandler;
+  /** Byte pass-through of requests on JSON connections (see Peer's RawRequestHandler). */
+  onRawRequest?: RawRequestHandler;
   /** Called for each connection once its handshake is done. */
   onPeer?: (peer: Peer) => void;
 }
@@ -258,6 +261,7 @@ function startPeer(
     by?: string;
     onRequest?: RequestHandler;
     onNotification?: NotificationHandler;
+    onRawRequest?: RawRequestHandler;
   },
   agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number },
 ): Peer {
@@ -270,6 +274,7 @@ function startPeer(
     timeoutMs: options.timeoutMs,
     onRequest: options.onRequest,
     onNotification: options.onNotification,
+    onRawRequest: options.onRawRequest,
     maxInFlight: options.maxInFlight,
   });
 }

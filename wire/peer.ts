@@ -1,5 +1,7 @@
 import { describe, DistError } from "./errors.ts";
-import type { Codec } from "./codec.ts";
+import { type Codec, jsonCodec } from "./codec.ts";
+import type { OutBuffer } from "./frame.ts";
+import { Envelope, scanJson } from "./passthrough.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 
@@ -40,6 +42,21 @@ export type RequestHandler = (
   meta: RequestMeta,
 ) => unknown;
 export type NotificationHandler = (method: string, params: unknown, peer: Peer) => void;
+/**
+ * Offered each request frame of a JSON connection before it is decoded
+ * (byte pass-through, see passthrough.ts), as its scanned envelope: valid
+ * only during the call. Returning true takes the request: the owner ends it
+ * later with exactly one of `answerRaw`, `answer` or `answerError`. Returning
+ * false lets it be decoded and go to `onRequest` as usual.
+ */
+export type RawRequestHandler = (peer: Peer, request: Envelope) => boolean;
+/**
+ * Gets the answer to a `callRaw`: the scanned response (valid only during
+ * the call), or the DistError of a local failure (TIMEOUT, or UNAVAILABLE
+ * when the connection closed first). An error answered by the peer arrives
+ * as a response envelope with its error span.
+ */
+export type RawAnswerHandler = (answer: Envelope | DistError) => void;
 
 export interface PeerOptions {
   codec: Codec;
@@ -53,6 +70,8 @@ export interface PeerOptions {
   timeoutMs?: number;
   onRequest?: RequestHandler;
   onNotification?: NotificationHandler;
+  /** Byte pass-through of requests (JSON connections only); see RawRequestHandler. */
+  onRawRequest?: RawRequestHandler;
   /**
    * Most malformed messages answered on one connection; at the limit the
    * connection is closed and nothing more from it is answered (garbage is
@@ -91,6 +110,8 @@ interface Pending {
   full: boolean;
   method: string;
   cleanup?: () => void;
+  /** Set for a `callRaw`: the answer is handed over undecoded. */
+  raw?: RawAnswerHandler;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -132,6 +153,7 @@ export class Peer {
   readonly by?: string;
   onRequest: RequestHandler;
   onNotification: NotificationHandler;
+  onRawRequest: RawRequestHandler | undefined;
   /** Free for the owner: the role's per-connection state. */
   data: unknown;
   /** A set this peer belongs to while open (a listener's); it leaves it on close. */
@@ -155,6 +177,10 @@ export class Peer {
   #requestsIn = 0;
   /** Whether each request is logged (trace level), decided once per connection. */
   #traceRequests: boolean;
+  /** Set once `callRaw` is used: answers are scanned before decoding. */
+  #rawCalls = false;
+  /** Reused for each frame scanned (handlers use it synchronously only). */
+  #envelope: Envelope | undefined;
 
   constructor(conn: FramedConn, options: PeerOptions) {
     this.conn = conn;
@@ -166,6 +192,7 @@ export class Peer {
     this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     this.onRequest = options.onRequest ?? unknownMethod;
     this.onNotification = options.onNotification ?? ignoreNotification;
+    this.onRawRequest = options.onRawRequest;
     this.#traceRequests = log.isEnabledFor("trace");
     conn.onFrames = (frames) => this.#onFrames(frames);
     conn.onStreamError = (err) => this.#fatal(err);
@@ -258,6 +285,65 @@ export class Peer {
     });
   }
 
+  /**
+   * Byte pass-through: sends a request frame that `write` builds under the
+   * id this peer picks (e.g. with `writeRequestAs`), and hands the answer to
+   * `onAnswer` undecoded. JSON connections only.
+   * @returns false when nothing was sent (the connection is closed, or the
+   * peer has ended its side): `onAnswer` is then never called.
+   * @throws {DistError} what `write` throws (FRAME_TOO_LARGE); nothing is sent.
+   */
+  callRaw(
+    write: (out: OutBuffer, id: number) => void,
+    onAnswer: RawAnswerHandler,
+    timeoutMs: number = this.#timeoutMs,
+  ): boolean {
+    if (this.codec !== jsonCodec) {
+      throw new DistError("INTERNAL", "Byte pass-through needs a JSON connection");
+    }
+    if (this.conn.isClosed || this.conn.readEnded) return false;
+    const id = this.#nextId++;
+    if (!this.conn.sendWith((out) => write(out, id))) return false;
+    this.#rawCalls = true;
+    const entry: Pending = {
+      resolve: ignoreValue,
+      reject: onAnswer,
+      deadline: performance.now() + timeoutMs,
+      full: false,
+      method: "(forwarded)",
+      raw: onAnswer,
+    };
+    if (this.#pending === NO_CALLS) this.#pending = new Map();
+    this.#pending.set(id, entry);
+    if (entry.deadline < this.#timerAt) this.#armTimer(entry.deadline);
+    return true;
+  }
+
+  /**
+   * Ends a request taken by `onRawRequest` (whose id is `id`) with the frame
+   * `write` appends; if `write` throws (say FRAME_TOO_LARGE), with that error.
+   */
+  answerRaw(id: number | string, write: (out: OutBuffer) => void): void {
+    try {
+      this.conn.sendWith(write);
+    } catch (err) {
+      this.#respondError(id, err);
+    }
+    this.#handled();
+  }
+
+  /** Ends a request taken by `onRawRequest` with a value (or a Reply). */
+  answer(id: number | string, value: unknown): void {
+    this.#respond(id, value);
+    this.#handled();
+  }
+
+  /** Ends a request taken by `onRawRequest` with an error. */
+  answerError(id: number | string, err: unknown): void {
+    this.#respondError(id, err);
+    this.#handled();
+  }
+
   /** Sends a notification (no answer). @returns false if the connection is closed. */
   notify(method: string, params?: unknown): boolean {
     return this.conn.send(this.codec, params === undefined ? { method } : { method, params });
@@ -286,6 +372,10 @@ export class Peer {
 
   #onFrames(frames: Uint8Array[]): void {
     if (this.#refusing) return;
+    if ((this.onRawRequest !== undefined || this.#rawCalls) && this.codec === jsonCodec) {
+      frames = this.#passThrough(frames);
+      if (frames.length === 0) return;
+    }
     const messages = this.codec.decodeAll(frames);
     for (let i = 0; i < messages.length && !this.conn.isClosed && !this.#refusing; i++) {
       this.#onMessage(messages[i]);
@@ -305,6 +395,38 @@ export class Peer {
     };
     if (this.#handling === 0) finish();
     else (this.#idleWaiters ??= []).push(finish);
+  }
+
+  /**
+   * Byte pass-through: hands requests to `onRawRequest` and answers to raw
+   * calls without decoding them. @returns the frames left to decode.
+   */
+  #passThrough(frames: Uint8Array[]): Uint8Array[] {
+    const env = this.#envelope ??= new Envelope();
+    let rest: Uint8Array[] | undefined;
+    for (let i = 0; i < frames.length && !this.conn.isClosed; i++) {
+      const frame = frames[i];
+      let taken = false;
+      if (scanJson(frame, env)) {
+        if (env.isRequest) {
+          if (this.onRawRequest !== undefined && this.onRawRequest(this, env)) {
+            taken = true;
+            this.#requestsIn++;
+            if (++this.#handling === this.#maxInFlight) this.conn.pauseReading();
+          }
+        } else if (env.isResponse) {
+          const entry = this.#pending.get(env.id as number);
+          if (entry?.raw !== undefined) {
+            taken = true;
+            this.#pending.delete(env.id as number);
+            entry.raw(env);
+          }
+        }
+      }
+      if (taken) rest ??= frames.slice(0, i);
+      else rest?.push(frame);
+    }
+    return rest ?? frames;
   }
 
   #onMessage(msg: unknown): void {
@@ -395,16 +517,19 @@ export class Peer {
       result.then(
         (value) => this.#respond(id, value),
         (err) => this.#respondError(id, err),
-      ).finally(() => {
-        if (this.#handling-- === this.#maxInFlight) this.conn.resumeReading();
-        if (this.#handling === 0 && this.#idleWaiters !== undefined) {
-          const waiters = this.#idleWaiters;
-          this.#idleWaiters = undefined;
-          for (const w of waiters) w();
-        }
-      });
+      ).finally(() => this.#handled());
     } else {
       this.#respond(id, result);
+    }
+  }
+
+  /** One request of the peer's that was being handled has its answer. */
+  #handled(): void {
+    if (this.#handling-- === this.#maxInFlight) this.conn.resumeReading();
+    if (this.#handling === 0 && this.#idleWaiters !== undefined) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = undefined;
+      for (const w of waiters) w();
     }
   }
 
@@ -460,6 +585,7 @@ export class Peer {
     if (entry === undefined) return; // late answer to a call that timed out or was aborted
     this.#pending.delete(id);
     entry.cleanup?.();
+    if (entry.raw !== undefined) return this.#rawAnswer(entry.raw, m);
     if (m.error !== undefined) {
       entry.reject(DistError.fromBody(m.error));
     } else if (entry.full) {
@@ -467,6 +593,20 @@ export class Peer {
     } else {
       entry.resolve(m.result);
     }
+  }
+
+  /**
+   * An answer to a raw call that the scanner left to the decoder: encoded
+   * again in a form it reads (only the members a response may carry).
+   */
+  #rawAnswer(onAnswer: RawAnswerHandler, m: Record<string, unknown>): void {
+    const clean: Record<string, unknown> = { id: 0 };
+    if (m.error !== undefined) clean.error = m.error;
+    else clean.result = m.result ?? null;
+    if (typeof m.by === "string") clean.by = m.by;
+    const env = new Envelope();
+    if (scanJson(new TextEncoder().encode(JSON.stringify(clean)), env)) onAnswer(env);
+    else onAnswer(new DistError("INTERNAL", "Malformed response: cannot pass it through"));
   }
 
   /**
@@ -572,6 +712,8 @@ function unknownMethod(method: string): never {
 }
 
 function ignoreNotification(): void {}
+
+function ignoreValue(): void {}
 
 function abortError(signal: AbortSignal): DistError {
   const reason = signal.reason;

@@ -9,13 +9,14 @@
  * backend next), `forward.ts` (dispatch, queue, retries, retry budget,
  * idempotency guard), `queue.ts` (the bounded waiting line), `links.ts`
  * (connections to backends and their health checks), `relay.ts` (one
- * request on a backend's connection).
+ * request on a backend's connection, decoded or passed through as bytes).
  */
 import { getLogger } from "@logtape/logtape";
 import { HOST_OPTION, type Options, parseAddress } from "../../config/mod.ts";
 import {
   codecByName,
   DistError,
+  type Envelope,
   listen,
   type Listener,
   type Peer,
@@ -28,7 +29,7 @@ import { Backend, type HealthRules, Pool, type Transition } from "./backends.ts"
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerLink, WorkerLink } from "./links.ts";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "./policies.ts";
-import { decodedHooks, type DecodedJob } from "./relay.ts";
+import { type ForwardJob, rawJob, relayHooks } from "./relay.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -142,6 +143,11 @@ export const balancer: Role = {
       description: "On shutdown, how long requests in flight may take to finish",
       default: 2000,
     },
+    passthrough: {
+      type: "boolean",
+      description: "Forward JSON requests and answers as bytes, without decoding them",
+      default: true,
+    },
   },
   run: runBalancer,
 };
@@ -161,10 +167,10 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
       log.warn("Backend {backend} ({peer}) is down: {reason}", fields);
     }
   };
-  const dispatcher: Dispatcher<DecodedJob> = new Dispatcher(
+  const dispatcher: Dispatcher<ForwardJob> = new Dispatcher(
     pool,
     createPolicy(options.policy as PolicyName),
-    decodedHooks(() => dispatcher, {
+    relayHooks(() => dispatcher, {
       timeoutMs: options.timeout as number,
       report,
       logRequests: log.isEnabledFor("debug"),
@@ -216,6 +222,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     if (answer !== undefined) return answer();
     return new Promise((resolve, reject) => {
       dispatcher.submit({
+        raw: false,
         method,
         params,
         idempotent: meta.idempotent,
@@ -229,11 +236,21 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     });
   };
 
+  // JSON requests are forwarded as bytes; the balancer's own methods are decoded.
+  const onRawRequest = options.passthrough
+    ? (peer: Peer, request: Envelope) => {
+      if (own(request.method!) !== undefined) return false;
+      dispatcher.submit(rawJob(request, peer));
+      return true;
+    }
+    : undefined;
+
   const clients = listen({
     ...conn,
     port: options.port as number,
     maxConnections: options.maxConnections as number,
     onRequest: onClientRequest,
+    onRawRequest,
     onPeer: (peer) => logConnection("Client", peer),
   });
   let workers: Listener;

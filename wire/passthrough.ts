@@ -1,0 +1,417 @@
+/**
+ * Byte pass-through of JSON messages, for forwarding without decoding.
+ *
+ * A forwarder (the balancer) only needs a message's id, method and a few
+ * flags; params, results and errors can go on as the bytes they arrived
+ * as. {@link scanJson} finds where each top-level member's value sits in a
+ * frame's payload without building any value; the writers build the
+ * forwarded frame from those spans. A frame the scanner does not fully
+ * understand (escapes in keys, ids or methods, non-ASCII there, duplicate
+ * members, ids that are not safe integers or short strings) is left to the
+ * ordinary decoder, which gives the precise error.
+ *
+ * Why spans are safe to splice: a value span ends where JSON's own
+ * tokenizer would end it (strings skipped with their escapes, brackets
+ * counted outside strings, scalars made of scalar characters only), and is
+ * copied verbatim. A span that is valid JSON therefore means in the new
+ * frame exactly what it meant in the old one; a span that is not makes the
+ * whole new frame invalid, and its receiver answers BAD_REQUEST.
+ */
+import { DistError } from "./errors.ts";
+import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
+
+const EMPTY = new Uint8Array(0);
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/** Longest string id or method the scanner reads itself (the Peer's limits). */
+const MAX_NAME = 256;
+
+/**
+ * The top-level members of one JSON message, as byte spans of `payload`
+ * (`[start, end)`, -1 when absent; string spans include their quotes).
+ * Valid only as long as `payload` is (a frame is a view of the read buffer).
+ */
+export class Envelope {
+  payload: Uint8Array = EMPTY;
+  /** A request's or a response's id, when it is a safe integer or a plain string. */
+  id: number | string | undefined;
+  idStart = -1;
+  idEnd = -1;
+  method: string | undefined;
+  methodStart = -1;
+  methodEnd = -1;
+  paramsStart = -1;
+  paramsEnd = -1;
+  resultStart = -1;
+  resultEnd = -1;
+  errorStart = -1;
+  errorEnd = -1;
+  /** A string `by` (a span of a JSON string), else -1. */
+  byStart = -1;
+  byEnd = -1;
+  /** False only for a literal `"idem": false`. */
+  idempotent = true;
+
+  /** A request: a method and an id. */
+  get isRequest(): boolean {
+    return this.method !== undefined && this.id !== undefined;
+  }
+
+  /** A response to one of our calls: a numeric id, no method, a result or an error. */
+  get isResponse(): boolean {
+    return this.method === undefined && typeof this.id === "number" &&
+      (this.resultStart >= 0 || this.errorStart >= 0);
+  }
+
+  /** Forgets the last scan; the next one describes `payload`. */
+  reset(payload: Uint8Array): void {
+    this.payload = payload;
+    this.id = this.method = undefined;
+    this.idStart =
+      this.idEnd =
+      this.methodStart =
+      this.methodEnd =
+        -1;
+    this.paramsStart =
+      this.paramsEnd =
+      this.resultStart =
+      this.resultEnd =
+        -1;
+    this.errorStart =
+      this.errorEnd =
+      this.byStart =
+      this.byEnd =
+        -1;
+    this.idempotent = true;
+  }
+}
+
+function skipSpace(b: Uint8Array, i: number): number {
+  while (i < b.length) {
+    const c = b[i];
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
+    i++;
+  }
+  return i;
+}
+
+/** The end of the JSON string starting at `i` (a quote), or -1. */
+function skipString(b: Uint8Array, i: number): number {
+  for (let j = i + 1; j < b.length; j++) {
+    const c = b[j];
+    if (c === QUOTE) return j + 1;
+    if (c === BACKSLASH) j++;
+  }
+  return -1;
+}
+
+function isScalarByte(c: number): boolean {
+  // Digits, letters (true/false/null, exponents), sign and point.
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) ||
+    c === 0x2d || c === 0x2b || c === 0x2e;
+}
+
+/** The end of the JSON value starting at `i`, or -1 when it is not one. */
+function skipValue(b: Uint8Array, i: number): number {
+  const c = b[i];
+  if (c === QUOTE) return skipString(b, i);
+  if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+    let depth = 0;
+    for (let j = i; j < b.length; j++) {
+      const d = b[j];
+      if (d === QUOTE) {
+        j = skipString(b, j);
+        if (j < 0) return -1;
+        j--;
+      } else if (d === OPEN_BRACE || d === OPEN_BRACKET) depth++;
+      else if (d === CLOSE_BRACE || d === CLOSE_BRACKET) {
+        if (--depth === 0) return j + 1;
+      }
+    }
+    return -1;
+  }
+  let j = i;
+  while (j < b.length && isScalarByte(b[j])) j++;
+  return j === i ? -1 : j;
+}
+
+/** A plain string's text (no escapes, ASCII, at most MAX_NAME chars), else undefined. */
+function plainString(b: Uint8Array, start: number, end: number): string | undefined {
+  if (b[start] !== QUOTE || end - start - 2 > MAX_NAME) return undefined;
+  let text = "";
+  for (let i = start + 1; i < end - 1; i++) {
+    const c = b[i];
+    if (c === BACKSLASH || c >= 0x80 || c < 0x20) return undefined;
+    text += String.fromCharCode(c);
+  }
+  return text;
+}
+
+/** A safe integer written plainly (`-?digits`, at most 15 digits), else undefined. */
+function plainInteger(b: Uint8Array, start: number, end: number): number | undefined {
+  let i = start;
+  const negative = b[i] === 0x2d;
+  if (negative) i++;
+  if (i === end || end - i > 15 || (b[i] === 0x30 && end - i > 1)) return undefined;
+  let n = 0;
+  for (; i < end; i++) {
+    const d = b[i] - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return negative ? -n : n;
+}
+
+/** Which member a key names. */
+enum Key {
+  Other,
+  Id,
+  Method,
+  Params,
+  Result,
+  Error,
+  By,
+  Idem,
+}
+
+function keyOf(b: Uint8Array, s: number, e: number): Key {
+  switch (e - s) {
+    case 2:
+      if (b[s] === 0x69 && b[s + 1] === 0x64) return Key.Id; // id
+      if (b[s] === 0x62 && b[s + 1] === 0x79) return Key.By; // by
+      return Key.Other;
+    case 4:
+      return b[s] === 0x69 && b[s + 1] === 0x64 && b[s + 2] === 0x65 && b[s + 3] === 0x6d
+        ? Key.Idem
+        : Key.Other;
+    case 5:
+      return equals(b, s, ERROR_KEY) ? Key.Error : Key.Other;
+    case 6:
+      if (equals(b, s, METHOD_KEY)) return Key.Method;
+      if (equals(b, s, PARAMS_KEY)) return Key.Params;
+      if (equals(b, s, RESULT_KEY)) return Key.Result;
+      return Key.Other;
+  }
+  return Key.Other;
+}
+
+const ascii = (s: string) => new TextEncoder().encode(s);
+const ERROR_KEY = ascii("error");
+const METHOD_KEY = ascii("method");
+const PARAMS_KEY = ascii("params");
+const RESULT_KEY = ascii("result");
+const FALSE = ascii("false");
+
+function equals(b: Uint8Array, at: number, word: Uint8Array): boolean {
+  for (let i = 0; i < word.length; i++) if (b[at + i] !== word[i]) return false;
+  return true;
+}
+
+/**
+ * Scans a JSON payload that is one object, filling `env` with the spans of
+ * its top-level members.
+ * @returns false when the payload is not something the scanner reads
+ * itself (then decode it the ordinary way)
+ */
+export function scanJson(payload: Uint8Array, env: Envelope): boolean {
+  env.reset(payload);
+  const b = payload;
+  let i = skipSpace(b, 0);
+  if (b[i] !== OPEN_BRACE) return false;
+  i = skipSpace(b, i + 1);
+  while (true) {
+    if (b[i] !== QUOTE) return false;
+    let k = i + 1;
+    while (k < b.length && b[k] !== QUOTE) {
+      if (b[k] === BACKSLASH) return false;
+      k++;
+    }
+    if (k >= b.length) return false;
+    const key = keyOf(b, i + 1, k);
+    i = skipSpace(b, k + 1);
+    if (b[i] !== COLON) return false;
+    const start = skipSpace(b, i + 1);
+    const end = skipValue(b, start);
+    if (end < 0) return false;
+    if (!take(env, key, start, end)) return false;
+    i = skipSpace(b, end);
+    if (b[i] === COMMA) {
+      i = skipSpace(b, i + 1);
+      continue;
+    }
+    return b[i] === CLOSE_BRACE && skipSpace(b, i + 1) === b.length;
+  }
+}
+
+/** Records one member; false on a duplicate or an id/method the scanner leaves to the decoder. */
+function take(env: Envelope, key: Key, start: number, end: number): boolean {
+  const b = env.payload;
+  switch (key) {
+    case Key.Id:
+      if (env.idStart >= 0) return false;
+      env.id = b[start] === QUOTE ? plainString(b, start, end) : plainInteger(b, start, end);
+      if (env.id === undefined) return false;
+      env.idStart = start;
+      env.idEnd = end;
+      return true;
+    case Key.Method:
+      if (env.methodStart >= 0) return false;
+      env.method = plainString(b, start, end);
+      env.methodStart = start;
+      env.methodEnd = end;
+      return env.method !== undefined;
+    case Key.Params:
+      if (env.paramsStart >= 0) return false;
+      env.paramsStart = start;
+      env.paramsEnd = end;
+      return true;
+    case Key.Result:
+      if (env.resultStart >= 0) return false;
+      env.resultStart = start;
+      env.resultEnd = end;
+      return true;
+    case Key.Error:
+      if (env.errorStart >= 0) return false;
+      env.errorStart = start;
+      env.errorEnd = end;
+      return true;
+    case Key.By:
+      if (env.byStart >= 0 || (env.byEnd === -2)) return false;
+      if (b[start] === QUOTE) {
+        env.byStart = start;
+        env.byEnd = end;
+      } else env.byEnd = -2; // seen, not a string: ignored as the decoder ignores it
+      return true;
+    case Key.Idem:
+      env.idempotent = !(end - start === 5 && equals(b, start, FALSE));
+      return true;
+    default:
+      return true;
+  }
+}
+
+const ID_OPEN = ascii('{"id":');
+const METHOD_MEMBER = ascii(',"method":');
+const PARAMS_MEMBER = ascii(',"params":');
+const IDEM_FALSE = ascii(',"idem":false');
+const RESULT_MEMBER = ascii(',"result":');
+const ERROR_MEMBER = ascii(',"error":');
+const BY_MEMBER = ascii(',"by":');
+
+function put(out: OutBuffer, bytes: Uint8Array, from = 0, to = bytes.length): void {
+  out.bytes.set(bytes.subarray(from, to), out.length);
+  out.length += to - from;
+}
+
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+function putInteger(out: OutBuffer, n: number, width: number): void {
+  const b = out.bytes;
+  for (let i = out.length + width - 1; i >= out.length; i--) {
+    b[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  out.length += width;
+}
+
+function tooLarge(len: number, maxFrame: number): DistError {
+  return new DistError(
+    "FRAME_TOO_LARGE",
+    `Message of ${len} bytes exceeds the frame limit of ${maxFrame} bytes`,
+  );
+}
+
+/** Where a request's method, params and flag sit (an Envelope, or a copy of its spans). */
+export interface RequestSpans {
+  readonly payload: Uint8Array;
+  readonly methodStart: number;
+  readonly methodEnd: number;
+  /** -1 when the request has no params. */
+  readonly paramsStart: number;
+  readonly paramsEnd: number;
+  readonly idempotent: boolean;
+}
+
+/**
+ * Appends the frame of `request` (a scanned request) sent again under the
+ * positive integer `id`: `{"id":ID,"method":…,"params":…[,"idem":false]}`.
+ * @throws {DistError} FRAME_TOO_LARGE above `maxFrame` (nothing appended)
+ */
+export function writeRequestAs(
+  out: OutBuffer,
+  request: RequestSpans,
+  id: number,
+  maxFrame: number,
+): void {
+  const b = request.payload;
+  const width = digits(id);
+  const params = request.paramsStart >= 0;
+  const len = ID_OPEN.length + width + METHOD_MEMBER.length +
+    (request.methodEnd - request.methodStart) +
+    (params ? PARAMS_MEMBER.length + request.paramsEnd - request.paramsStart : 0) +
+    (request.idempotent ? 0 : IDEM_FALSE.length) + 1;
+  if (len > maxFrame) throw tooLarge(len, maxFrame);
+  out.reserve(HEADER_BYTES + len);
+  out.setHeader(out.length, len);
+  out.length += HEADER_BYTES;
+  put(out, ID_OPEN);
+  putInteger(out, id, width);
+  put(out, METHOD_MEMBER);
+  put(out, b, request.methodStart, request.methodEnd);
+  if (params) {
+    put(out, PARAMS_MEMBER);
+    put(out, b, request.paramsStart, request.paramsEnd);
+  }
+  if (!request.idempotent) put(out, IDEM_FALSE);
+  out.bytes[out.length++] = CLOSE_BRACE;
+}
+
+/**
+ * Appends the frame of `answer` (a scanned response) under the id bytes
+ * `idBytes[idStart, idEnd)` (the client's id as it sent it):
+ * `{"id":…,"result":…|"error":…[,"by":…]}`.
+ * @throws {DistError} FRAME_TOO_LARGE above `maxFrame` (nothing appended)
+ */
+export function writeAnswerAs(
+  out: OutBuffer,
+  answer: Envelope,
+  id: { bytes: Uint8Array; start: number; end: number },
+  maxFrame: number,
+): void {
+  const b = answer.payload;
+  const error = answer.errorStart >= 0;
+  const [vs, ve] = error
+    ? [answer.errorStart, answer.errorEnd]
+    : [answer.resultStart, answer.resultEnd];
+  const member = error ? ERROR_MEMBER : RESULT_MEMBER;
+  const by = answer.byStart >= 0;
+  const len = ID_OPEN.length + (id.end - id.start) + member.length + (ve - vs) +
+    (by ? BY_MEMBER.length + answer.byEnd - answer.byStart : 0) + 1;
+  if (len > maxFrame) throw tooLarge(len, maxFrame);
+  out.reserve(HEADER_BYTES + len);
+  out.setHeader(out.length, len);
+  out.length += HEADER_BYTES;
+  put(out, ID_OPEN);
+  put(out, id.bytes, id.start, id.end);
+  put(out, member);
+  put(out, b, vs, ve);
+  if (by) {
+    put(out, BY_MEMBER);
+    put(out, b, answer.byStart, answer.byEnd);
+  }
+  out.bytes[out.length++] = CLOSE_BRACE;
+}
