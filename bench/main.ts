@@ -16,6 +16,11 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "raw TCP floor vs RPC echo, c=1 latency and c=64 throughput, JSON and MessagePack",
     load: async () => (await import("./wire.ts")).run,
   },
+  balancer: {
+    about:
+      "balancer vs HAProxy vs direct: c=64 throughput, added latency at 10k req/s, failover, RSS",
+    load: async () => (await import("./balancer.ts")).run,
+  },
   client: {
     about: "--rate precision: start lag and latency at 1,000 and 10,000 req/s vs closed loop c=1",
     load: async () => (await import("./client.ts")).run,

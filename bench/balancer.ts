@@ -1,0 +1,257 @@
+/**
+ * The balancer suite: `dist balancer` over 3 `dist server`s, next to the
+ * same client straight to one server and through HAProxy (mode tcp,
+ * roundrobin, one thread) over the same 3 servers.
+ *
+ * 1. throughput of `echo` (64 B) at concurrency 64 over 4 connections:
+ *    direct, HAProxy, balancer, in a rotating order each round (targets:
+ *    balancer ≥ 1.0× HAProxy and ≥ 0.5× direct);
+ * 2. added latency at a fixed rate of 10,000 req/s: p50 and p99 through the
+ *    balancer minus straight to a server (target: p99 added ≤ 0.5 ms), and
+ *    the balancer's RSS at the end of that run;
+ * 3. failover cost: a 30,000-request bench through the balancer with one
+ *    server SIGKILLed a fifth of the way in, next to the same run without
+ *    the kill (p99, max, errors);
+ * 4. the balancer's RSS with 10,000 idle client connections.
+ *
+ * Medians over the rounds; ratios are taken within each round.
+ */
+import { fileURLToPath } from "node:url";
+import { dial, type Peer } from "../wire/mod.ts";
+import { type DistProcess, freePort, startDist } from "../tests/helpers/dist.ts";
+import { type BenchFlags, clientBench, mib, onPath, Rounds, rssOf } from "./_common.ts";
+
+const IDLE_CLIENT = fileURLToPath(new URL("./idle_client.ts", import.meta.url));
+const THROUGHPUT = ["--concurrency", "64", "--connections", "4", "--payload", "64"];
+
+interface Backend {
+  served: number;
+  state: string;
+  peer: string;
+  name: string;
+}
+
+async function backendsOf(peer: Peer): Promise<Backend[]> {
+  return await peer.call("balancer.backends") as Backend[];
+}
+
+async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** HAProxy in the foreground over `servers`, on a free port of 127.0.0.1. */
+async function startHaproxy(servers: DistProcess[]) {
+  const port = freePort();
+  const dir = await Deno.makeTempDir({ prefix: "dist-bench-haproxy-" });
+  const cfg = `${dir}/haproxy.cfg`;
+  await Deno.writeTextFile(
+    cfg,
+    [
+      "global",
+      "    maxconn 4096",
+      "    nbthread 1",
+      "defaults",
+      "    mode tcp",
+      "    timeout connect 5s",
+      "    timeout client 1m",
+      "    timeout server 1m",
+      "listen dist",
+      `    bind 127.0.0.1:${port}`,
+      "    balance roundrobin",
+      ...servers.map((s, i) => `    server s${i + 1} ${s.address}`),
+      "",
+    ].join("\n"),
+  );
+  const child = new Deno.Command("haproxy", {
+    args: ["-f", cfg, "-db"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const address = `127.0.0.1:${port}`;
+  await until(
+    async () => {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    5000,
+    "haproxy to listen",
+  );
+  return {
+    address,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+export async function run(flags: BenchFlags): Promise<Record<string, number>> {
+  const failoverRequests = flags.quick ? 10_000 : 30_000;
+  const idleConnections = flags.quick ? 1_000 : 10_000;
+  const rateDuration = flags.quick ? "1s" : flags.duration;
+  const servers = await Promise.all(
+    [1, 2, 3].map((i) => startDist(["server", "--port", "0", "--name", `s${i}`])),
+  );
+  const balancer = await startDist([
+    "balancer",
+    "--port",
+    "0",
+    "--worker-port",
+    "0",
+    "--backends",
+    servers.map((s) => s.address).join(","),
+  ]);
+  const haproxy = await onPath("haproxy") ? await startHaproxy(servers) : undefined;
+  if (haproxy === undefined) console.log("skipped: haproxy not installed");
+  const watcher = await dial(
+    { host: "127.0.0.1", port: balancer.port },
+    { role: "bench", name: "watcher" },
+  );
+  const allUp = () =>
+    until(
+      async () => (await backendsOf(watcher)).every((b) => b.state === "up"),
+      10_000,
+      "every backend up",
+    );
+  await allUp();
+  console.log(
+    `${flags.runs} round(s); throughput runs ${flags.duration}, echo 64 B, c=64 over 4 ` +
+      `connections; rate runs 10,000 req/s for ${rateDuration}; failover runs ` +
+      `${failoverRequests} requests`,
+  );
+  const rounds = new Rounds();
+  const sides: [string, string | undefined][] = [
+    ["direct", servers[0].address],
+    ["haproxy", haproxy?.address],
+    ["balancer", balancer.address],
+  ];
+  try {
+    for (let round = 1; round <= flags.runs; round++) {
+      // 1. Throughput, in a rotating order.
+      const rps: Record<string, number> = {};
+      for (let k = 0; k < sides.length; k++) {
+        const [side, address] = sides[(round - 1 + k) % sides.length];
+        if (address === undefined) continue;
+        const r = await clientBench(address, [...THROUGHPUT, "--duration", flags.duration]);
+        rps[side] = r.rps;
+        rounds.add(`${side}_rps`, r.rps);
+      }
+      if (rps.haproxy) rounds.add("balancer_vs_haproxy", rps.balancer / rps.haproxy);
+      rounds.add("balancer_vs_direct", rps.balancer / rps.direct);
+
+      // 2. Added latency at 10,000 req/s (alternating which goes first).
+      const rate = ["--rate", "10000", "--duration", rateDuration, "--concurrency", "64"];
+      const order = round % 2 ? ["direct", "balancer"] : ["balancer", "direct"];
+      const lat: Record<string, { p50: number; p99: number }> = {};
+      for (const side of order) {
+        const r = await clientBench(
+          side === "direct" ? servers[0].address : balancer.address,
+          rate,
+        );
+        lat[side] = r.latency_ms;
+        rounds.add(`${side}_rate_p50_ms`, r.latency_ms.p50);
+        rounds.add(`${side}_rate_p99_ms`, r.latency_ms.p99);
+        if (r.start_lag_ms) rounds.add(`${side}_rate_start_lag_p99_ms`, r.start_lag_ms.p99);
+        if (side === "balancer") rounds.add("balancer_rss_after_rate", rssOf(balancer.child.pid));
+      }
+      rounds.add("added_p50_ms", lat.balancer.p50 - lat.direct.p50);
+      rounds.add("added_p99_ms", lat.balancer.p99 - lat.direct.p99);
+
+      // 3. Failover cost: the same run with and without a SIGKILL of s2.
+      for (const kill of [false, true]) {
+        const served0 = (await backendsOf(watcher)).reduce((n, b) => n + b.served, 0);
+        let finished = false;
+        const bench = clientBench(balancer.address, [
+          "--concurrency",
+          "64",
+          "--connections",
+          "4",
+          "--requests",
+          String(failoverRequests),
+        ]).finally(() => finished = true);
+        // Both runs poll the balancer the same way; only one kills.
+        await until(
+          async () =>
+            finished ||
+            (await backendsOf(watcher)).reduce((n, b) => n + b.served, 0) - served0 >=
+              failoverRequests / 5,
+          60_000,
+          "a fifth of the run",
+        );
+        if (kill && !finished) await servers[1].stop("SIGKILL");
+        const r = await bench;
+        const tag = kill ? "kill" : "nokill";
+        rounds.add(`failover_${tag}_p99_ms`, r.latency_ms.p99);
+        rounds.add(`failover_${tag}_max_ms`, r.latency_ms.max);
+        rounds.add(
+          `failover_${tag}_errors`,
+          Object.values(r.errors as Record<string, number>).reduce((a, b) => a + b, 0),
+        );
+        if (kill) {
+          const port = servers[1].port;
+          servers[1] = await startDist(["server", "--port", String(port), "--name", "s2"]);
+          await allUp();
+        }
+      }
+      rounds.printRound("balancer", round);
+    }
+
+    // 4. RSS with many idle client connections.
+    const idle = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", IDLE_CLIENT, "dist", String(balancer.port), String(idleConnections)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const { value } = await reader.read();
+    await new Promise((r) => setTimeout(r, 1000));
+    const idleRss = rssOf(balancer.child.pid);
+    await idle.stdin.close();
+    await reader.cancel().catch(() => {});
+    await idle.status;
+    rounds.add("balancer_rss_idle", idleRss);
+    console.log(`idle clients: ${value?.trim()}, balancer RSS ${mib(idleRss)}`);
+  } finally {
+    watcher.close();
+    await haproxy?.stop();
+    await balancer.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+  const m = rounds.medians();
+  const f = (x: number | undefined, d = 0) => x === undefined ? "—" : x.toFixed(d);
+  console.log(
+    `throughput req/s: direct ${f(m.direct_rps)}, haproxy ${f(m.haproxy_rps)}, balancer ` +
+      `${f(m.balancer_rps)}; balancer/haproxy ${f(m.balancer_vs_haproxy, 2)}× (target ≥ 1.0), ` +
+      `balancer/direct ${f(m.balancer_vs_direct, 2)}× (target ≥ 0.5)`,
+  );
+  console.log(
+    `at 10,000 req/s: direct p50 ${f(m.direct_rate_p50_ms, 3)} p99 ${
+      f(m.direct_rate_p99_ms, 3)
+    } ms; balancer p50 ${f(m.balancer_rate_p50_ms, 3)} p99 ${f(m.balancer_rate_p99_ms, 3)} ms; ` +
+      `added p50 ${f(m.added_p50_ms, 3)} ms, p99 ${f(m.added_p99_ms, 3)} ms (target ≤ 0.5); ` +
+      `balancer RSS ${mib(m.balancer_rss_after_rate)}`,
+  );
+  console.log(
+    `failover (${failoverRequests} requests): without kill p99 ${f(m.failover_nokill_p99_ms, 3)} ` +
+      `max ${f(m.failover_nokill_max_ms, 3)} ms; with s2 SIGKILLed p99 ${
+        f(m.failover_kill_p99_ms, 3)
+      } max ${f(m.failover_kill_max_ms, 3)} ms, errors ${f(m.failover_kill_errors)}`,
+  );
+  console.log(`balancer RSS with ${idleConnections} idle clients: ${mib(m.balancer_rss_idle)}`);
+  return m;
+}
