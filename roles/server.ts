@@ -5,6 +5,7 @@ import { findOperation, OPERATION_HELP } from "./ops.ts";
 import type { Role, RunContext } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_conn.ts";
+import { REGISTER_OPTIONS, registrationFor } from "./discovery/mod.ts";
 
 const log = getLogger(["dist", "server"]);
 
@@ -37,6 +38,7 @@ export const server: Role = {
       description: "On shutdown, how long requests in flight may take to finish",
       default: 2000,
     },
+    ...REGISTER_OPTIONS,
   },
   run: runServer,
 };
@@ -69,6 +71,7 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
     stats.errors++;
     throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
   };
+  const registration = registrationFor(options); // --service: checked before listening
   const listener = listen({
     host: options.host as string,
     port: options.port as number,
@@ -88,11 +91,13 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
     port: listener.addr.port,
   });
   ctx.onListening?.({ ...listener.addr, name });
+  const registrar = registration?.start(listener.addr, name);
   await new Promise<void>((resolve) => {
     if (ctx.signal.aborted) resolve();
     ctx.signal.addEventListener("abort", () => resolve(), { once: true });
   });
   log.info("Shutting down: finishing {n} connection(s)", { n: listener.peers.size });
+  await registrar?.stop(); // deregistered first: clients stop being sent here
   await listener.close(options.grace as number);
   log.info("Stopped after {requests} requests", { requests: stats.requests });
   return 0;

@@ -5,6 +5,7 @@
  * message, never a crash and never a half-applied change.
  */
 import { describe, DistError } from "../../wire/mod.ts";
+import { type Instance, SERVICE_NAME } from "../discovery/mod.ts";
 import { isStamp, type Stamp } from "./clock.ts";
 import {
   type Entry,
@@ -21,17 +22,10 @@ export const MAX_TTL_MS = 3_600_000;
 /** Largest `meta`, as JSON. */
 export const MAX_META_BYTES = 4096;
 
-const SERVICE = /^[A-Za-z0-9][\w.-]{0,127}$/;
 const HOST = /^(?:[\w.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/;
 
 /** An instance as clients see it (`binder.lookup`, `binder.list`, `binder.changed`). */
-export interface InstanceInfo {
-  id: string;
-  service: string;
-  host: string;
-  port: number;
-  meta?: Record<string, unknown>;
-}
+export type InstanceInfo = Instance;
 
 /** An entry as binders send it to each other. */
 export interface WireRecord {
@@ -87,7 +81,7 @@ export function paramsObject(params: unknown, method: string): Record<string, un
 
 /** A service name: letters, digits, ".", "_", "-", up to 128 characters. */
 export function checkService(value: unknown): string {
-  if (typeof value !== "string" || !SERVICE.test(value)) {
+  if (typeof value !== "string" || !SERVICE_NAME.test(value)) {
     throw bad(
       `"service" must be a name of letters, digits, ".", "_", "-" (up to 128), got ${
         describe(value)

@@ -3,6 +3,16 @@ import { codecByName, dial, DistError, type Peer, type Response } from "../../wi
 import type { Operation } from "../ops.ts";
 import { connSettings } from "../_conn.ts";
 
+/**
+ * What the modes send requests through: a connection to one address (a
+ * Peer), or to some instance of a service found through binders (`--service`:
+ * a discovery ServiceCaller, which moves to another instance when one fails).
+ */
+export type Caller = Pick<Peer, "request" | "remote" | "isClosed" | "close"> & {
+  /** `readEnded`: the peer ended its side (a ServiceCaller's never does: it moves on). */
+  readonly conn: { readonly readEnded: boolean };
+};
+
 /** Options of a client mode: its flags, where its lines go, and the stop signal. */
 export type ModeOptions = Options & { out: (line: string) => void; signal?: AbortSignal };
 
@@ -41,7 +51,11 @@ export async function connect(options: Options): Promise<Peer> {
   }
 }
 
-function dialAddress(address: { host: string; port: number }, options: Options): Promise<Peer> {
+/** Dials `address` as `--connect` would (codec, heartbeat, timeouts). */
+export function dialAddress(
+  address: { host: string; port: number },
+  options: Options,
+): Promise<Peer> {
   return dial(address, {
     role: "client",
     name: (options.name as string | undefined) ?? `client-${Deno.pid}`,
@@ -53,7 +67,7 @@ function dialAddress(address: { host: string; port: number }, options: Options):
 }
 
 /** Sends one request and describes the outcome; never throws. */
-export async function perform(peer: Peer, op: Operation, timeout: number): Promise<Outcome> {
+export async function perform(peer: Caller, op: Operation, timeout: number): Promise<Outcome> {
   const t0 = performance.now();
   try {
     const res: Response = await peer.request(op.method, op.params, { timeout });

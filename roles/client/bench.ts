@@ -1,5 +1,5 @@
-import { DistError, type Peer } from "../../wire/mod.ts";
-import { formatBy, round } from "./_common.ts";
+import { DistError } from "../../wire/mod.ts";
+import { type Caller, formatBy, round } from "./_common.ts";
 import type { Operation } from "../ops.ts";
 import { Ticker } from "./ticker.ts";
 
@@ -98,7 +98,7 @@ class Tally {
     if (by !== undefined) this.by.set(by, (this.by.get(by) ?? 0) + 1);
   }
 
-  fail(err: unknown, peer: Peer, t0: number): void {
+  fail(err: unknown, peer: Caller, t0: number): void {
     const code = DistError.from(err).code;
     this.errors[code] = (this.errors[code] ?? 0) + 1;
     this.failed++;
@@ -123,7 +123,7 @@ class Tally {
  *
  * @throws {DistError} the first request's error, when it fails
  */
-export async function runBench(peers: Peer[], plan: BenchPlan): Promise<BenchSummary> {
+export async function runBench(peers: Caller[], plan: BenchPlan): Promise<BenchSummary> {
   try {
     await peers[0].request(plan.op.method, plan.op.params, {
       timeout: plan.timeout,
@@ -158,7 +158,7 @@ export async function runBench(peers: Peer[], plan: BenchPlan): Promise<BenchSum
 
 /** Each of `concurrency` loops sends a request as soon as its previous one is answered. */
 async function closedLoop(
-  peers: Peer[],
+  peers: Caller[],
   plan: BenchPlan,
   tally: Tally,
   bounds: { t0: number; limit: number; endAt: number },
@@ -205,7 +205,7 @@ interface OpenLoopResult {
  * requests, on abort, or when a connection is lost.
  */
 async function openLoop(
-  peers: Peer[],
+  peers: Caller[],
   plan: BenchPlan,
   tally: Tally,
   bounds: { limit: number; endAt: number },
@@ -231,7 +231,7 @@ async function openLoop(
     ticker?.stop();
     if (inFlight === 0) allDone();
   };
-  const start = (peer: Peer, scheduled: number) => {
+  const start = (peer: Caller, scheduled: number) => {
     inFlight++;
     peer.request(method, params, callOptions).then(
       (res) => tally.ok(performance.now() - scheduled, res.by),
@@ -292,7 +292,7 @@ function formatRate(rate: number): string {
 
 function summarize(
   tally: Tally,
-  run: { plan: BenchPlan; peers: Peer[]; elapsed: number; open?: OpenLoopResult },
+  run: { plan: BenchPlan; peers: Caller[]; elapsed: number; open?: OpenLoopResult },
 ): BenchSummary {
   const { plan, open } = run;
   const count = tally.latencies.length;

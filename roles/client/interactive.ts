@@ -1,7 +1,7 @@
 import { createInterface } from "node:readline";
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { DistError } from "../../wire/mod.ts";
 import { OPERATION_HELP, parseOperation } from "../ops.ts";
-import { formatResult, type ModeOptions, outcomeJson, perform } from "./_common.ts";
+import { type Caller, formatResult, type ModeOptions, outcomeJson, perform } from "./_common.ts";
 import { runRandom } from "./random.ts";
 
 const SHELL_HELP = [
@@ -18,7 +18,7 @@ const SHELL_HELP = [
  * Resolves with the number of failed lines.
  */
 export async function runInteractive(
-  peer: Peer,
+  peer: Caller,
   options: ModeOptions,
 ): Promise<number> {
   const tty = Deno.stdin.isTerminal();

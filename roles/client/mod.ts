@@ -1,10 +1,12 @@
 import { type Options, toKebab, UsageError } from "../../config/mod.ts";
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { DistError } from "../../wire/mod.ts";
 import { parseOperation } from "../ops.ts";
 import { type Role, type RunContext, writeStdout } from "../_role.ts";
 import {
+  type Caller,
   connect,
   DEFAULT_CONNECT,
+  dialAddress,
   formatResult,
   type ModeOptions,
   outcomeJson,
@@ -14,6 +16,7 @@ import { runRandom } from "./random.ts";
 import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
 import { OPERATION_HELP } from "../ops.ts";
+import { RESOLVE_OPTIONS, serviceConnector } from "../discovery/mod.ts";
 
 /** What the benchmark's flags are when not given. */
 const BENCH_DEFAULTS = {
@@ -103,6 +106,7 @@ export const client: Role = {
       min: 0.001,
       metavar: "R",
     },
+    ...RESOLVE_OPTIONS,
   },
   run: runClient,
 };
@@ -119,7 +123,11 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
     : undefined;
   const bench = options.bench ? benchPlan(options) : undefined;
   const connections = bench ? bench.connections : 1;
-  const peers = await Promise.all(Array.from({ length: connections }, () => connect(options)));
+  // --service: each connection resolves an instance through binders (see roles/discovery).
+  const open: () => Promise<Caller> =
+    serviceConnector(options, (address) => dialAddress(address, options), ctx.signal) ??
+      (() => connect(options));
+  const peers = await Promise.all(Array.from({ length: connections }, open));
   try {
     if (bench) return await runBenchMode(peers, bench, o, ctx);
     const peer = peers[0];
@@ -192,7 +200,7 @@ function benchPlan(options: Options) {
 }
 
 async function runBenchMode(
-  peers: Peer[],
+  peers: Caller[],
   plan: ReturnType<typeof benchPlan>,
   o: ModeOptions,
   ctx: RunContext,

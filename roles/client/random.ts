@@ -1,13 +1,19 @@
-import type { Peer } from "../../wire/mod.ts";
 import { formatOperation, randomOperation } from "../ops.ts";
-import { formatBy, formatResult, type ModeOptions, outcomeJson, perform } from "./_common.ts";
+import {
+  type Caller,
+  formatBy,
+  formatResult,
+  type ModeOptions,
+  outcomeJson,
+  perform,
+} from "./_common.ts";
 
 /**
  * Sends `count` random arithmetic requests one after another, printing each
  * with its result, then a summary line. Resolves with the number of errors.
  */
 export async function runRandom(
-  peer: Peer,
+  peer: Caller,
   count: number,
   options: ModeOptions,
 ): Promise<number> {

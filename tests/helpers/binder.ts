@@ -6,6 +6,7 @@
 import { mergeOptions, type Options, roleSpec } from "../../config/mod.ts";
 import { binder } from "../../roles/binder/mod.ts";
 import { dial, type Peer } from "../../wire/mod.ts";
+import { type DistProcess, freePort, startDist } from "./dist.ts";
 
 /** A binder running in this process. */
 export interface LocalBinder {
@@ -168,4 +169,60 @@ export class CuttableProxy {
       }
     }
   }
+}
+
+/** Binders as `dist binder` processes on ports chosen in advance, each listing all of them. */
+export interface BinderCluster {
+  procs: DistProcess[];
+  addresses: string[];
+  /** `--binders` for a server or a client: every binder. */
+  list: string;
+  /** Restarts binder `i` on its port (after it was stopped or killed). */
+  restart(i: number): Promise<DistProcess>;
+  stop(): Promise<void>;
+}
+
+export async function startBinderProcs(n: number, args: string[] = []): Promise<BinderCluster> {
+  const ports = Array.from({ length: n }, () => freePort());
+  const addresses = ports.map((p) => `127.0.0.1:${p}`);
+  const list = addresses.join(",");
+  const start = (i: number) =>
+    startDist(["binder", "--port", String(ports[i]), "--peers", list, ...args]);
+  const procs = await Promise.all(ports.map((_, i) => start(i)));
+  return {
+    procs,
+    addresses,
+    list,
+    async restart(i) {
+      return procs[i] = await start(i);
+    },
+    async stop() {
+      await Promise.all(procs.map((p) => p.stop()));
+    },
+  };
+}
+
+/** Starts `dist server --port 0 --service SERVICE --binders BINDERS …` and waits until it registered. */
+export async function startService(
+  service: string,
+  binders: string,
+  args: string[] = [],
+): Promise<DistProcess> {
+  const server = await startDist([
+    "server",
+    "--port",
+    "0",
+    "--service",
+    service,
+    "--binders",
+    binders,
+    ...args,
+  ]);
+  try {
+    await waitUntil(() => /Registered as /.test(server.stderr()), "the server to register");
+  } catch (err) {
+    await server.stop();
+    throw new Error(`${(err as Error).message}; stderr:\n${server.stderr()}`);
+  }
+  return server;
 }

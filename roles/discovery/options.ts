@@ -1,0 +1,179 @@
+/**
+ * The flags through which roles use discovery, and the wiring from those
+ * flags to a {@link Registrar} (a server's `--service --binders
+ * --advertise --ttl`) or a {@link ServiceCaller} (a client's `--service
+ * --binders --wait`), so a role needs only a line or two to use them.
+ */
+import {
+  type Address,
+  type Options,
+  type OptionSpec,
+  parseAddress,
+  toKebab,
+  UsageError,
+} from "../../config/mod.ts";
+import { codecByName, type Peer } from "../../wire/mod.ts";
+import { connSettings } from "../_conn.ts";
+import { BinderClient } from "./binders.ts";
+import { Registrar } from "./registrar.ts";
+import { Resolver, ServiceCaller } from "./resolver.ts";
+
+/** A service name: letters, digits, ".", "_", "-", up to 128 characters. */
+export const SERVICE_NAME = /^[A-Za-z0-9][\w.-]{0,127}$/;
+
+/** Where binders are looked for when `--binders` is not given. */
+export const DEFAULT_BINDERS = ["127.0.0.1:7000"];
+/** A server's lease when `--ttl` is not given (ms). */
+export const DEFAULT_TTL_MS = 3000;
+/** How long a client waits for an instance when `--wait` is not given (ms). */
+export const DEFAULT_WAIT_MS = 10_000;
+
+// Defaults are applied in code, not in the specs, so that a flag given without
+// --service (and so ignored) can be refused.
+const BINDERS = { type: "addresses", ref: true, metavar: "HOST:PORT,..." } as const;
+
+/** Flags of a role that registers itself with binders (the server). */
+export const REGISTER_OPTIONS: OptionSpec = {
+  service: {
+    type: "string",
+    description: "Register with binders under this service name",
+    metavar: "NAME",
+  },
+  binders: {
+    ...BINDERS,
+    description: `With --service: binders to register with (default ${DEFAULT_BINDERS})`,
+  },
+  advertise: {
+    type: "address",
+    description: "With --service: address clients should dial, if not the listening one",
+    metavar: "HOST:PORT",
+  },
+  ttl: {
+    type: "duration",
+    description: "With --service: lease with the binders, renewed every third of it (default 3s)",
+  },
+};
+
+/** Flags of a role that resolves a service through binders (the client). */
+export const RESOLVE_OPTIONS: OptionSpec = {
+  service: {
+    type: "string",
+    description: "Call an instance of this service, found through binders (instead of --connect)",
+    metavar: "NAME",
+  },
+  binders: {
+    ...BINDERS,
+    description: `With --service: binders to ask (default ${DEFAULT_BINDERS})`,
+  },
+  wait: {
+    type: "duration",
+    description: "With --service: how long to wait for an instance to appear (default 10s)",
+  },
+};
+
+/**
+ * Refuses flags of `spec` other than --service given without --service
+ * (they would be ignored). @throws {UsageError}
+ */
+function checkWithoutService(options: Options, spec: OptionSpec): void {
+  if (options.service !== undefined) return;
+  const given = Object.keys(spec).filter((k) => k !== "service" && options[k] !== undefined);
+  if (given.length > 0) {
+    const flags = given.map((k) => `--${toKebab(k)}`).join(", ");
+    throw new UsageError(
+      `${flags} ${given.length === 1 ? "applies" : "apply"} only with --service NAME`,
+    );
+  }
+}
+
+/** `--service`, checked. @throws {UsageError} */
+export function serviceName(value: unknown): string {
+  if (typeof value !== "string" || !SERVICE_NAME.test(value)) {
+    throw new UsageError(
+      `--service: ${JSON.stringify(value)} is not a service name ` +
+        `(letters, digits, ".", "_", "-"; up to 128)`,
+    );
+  }
+  return value;
+}
+
+/** A client of the binders in `--binders`, with this process's connection settings. */
+export function bindersFrom(options: Options, self: { role: string; name: string }): BinderClient {
+  return new BinderClient({
+    binders: (options.binders as string[] | undefined) ?? DEFAULT_BINDERS,
+    role: self.role,
+    name: self.name,
+    codec: codecByName(options.codec as string),
+    conn: connSettings(options),
+  });
+}
+
+const WILDCARDS = new Set(["0.0.0.0", "::", "[::]", ""]);
+
+/** A registration checked from the flags, started once the role listens. */
+export interface PendingRegistration {
+  /** Starts registering `bound` (or `--advertise`) under `--service`. */
+  start(bound: { hostname: string; port: number }, name: string): Registrar;
+}
+
+/**
+ * The registration a listening role's flags ask for, checked before it
+ * listens; undefined without `--service`.
+ * @throws {UsageError} for a bad service name, or a wildcard `--host`
+ *   without `--advertise` (clients could not dial the address registered)
+ */
+export function registrationFor(options: Options): PendingRegistration | undefined {
+  checkWithoutService(options, REGISTER_OPTIONS);
+  if (options.service === undefined) return undefined;
+  const service = serviceName(options.service);
+  const advertise: Address | undefined = options.advertise === undefined
+    ? undefined
+    : parseAddress(options.advertise as string);
+  if (advertise === undefined && WILDCARDS.has(String(options.host ?? ""))) {
+    throw new UsageError(
+      `--host ${options.host} listens on every interface: give --advertise HOST:PORT, ` +
+        `the address clients should dial`,
+    );
+  }
+  return {
+    start(bound, name) {
+      const registrar = new Registrar(bindersFrom(options, { role: "server", name }), {
+        service,
+        host: advertise?.host ?? bound.hostname,
+        // `--advertise host:0` means the port this role listens on.
+        port: advertise?.port || bound.port,
+        ttlMs: (options.ttl as number | undefined) ?? DEFAULT_TTL_MS,
+      });
+      return registrar.start();
+    },
+  };
+}
+
+/**
+ * How a role that sends requests opens a connection to an instance of
+ * `--service`, resolved through `--binders` (waiting up to `--wait` for one);
+ * undefined without `--service`.
+ * @param dial opens a connection to an instance, as the role dials servers
+ * @throws {UsageError} for a bad service name, or `--binders`/`--wait` without `--service`
+ */
+export function serviceConnector(
+  options: Options,
+  dial: (address: Address) => Promise<Peer>,
+  signal?: AbortSignal,
+): (() => Promise<ServiceCaller>) | undefined {
+  checkWithoutService(options, RESOLVE_OPTIONS);
+  if (options.service === undefined) return undefined;
+  const service = serviceName(options.service);
+  const name = (options.name as string | undefined) ?? `client-${Deno.pid}`;
+  const waitMs = (options.wait as number | undefined) ?? DEFAULT_WAIT_MS;
+  return async () => {
+    const binders = bindersFrom(options, { role: "client", name });
+    const caller = new ServiceCaller(new Resolver(binders, service, { waitMs, signal }), { dial });
+    try {
+      return await caller.connect();
+    } catch (err) {
+      caller.close();
+      throw err;
+    }
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * A server's registration: registers with one binder, renews the lease every
+ * third of its TTL (with whichever binder answers: the lease is replicated, so
+ * any binder can renew it), registers again when a binder no longer knows the
+ * instance (its lease ran out during a partition, or every binder restarted),
+ * and deregisters on a clean stop.
+ */
+import { getLogger } from "@logtape/logtape";
+import { DistError } from "../../wire/mod.ts";
+import type { BinderClient } from "./binders.ts";
+import { sleep } from "./_sleep.ts";
+
+const log = getLogger(["dist", "discovery"]);
+
+/** What a server registers. */
+export interface RegistrationInfo {
+  service: string;
+  host: string;
+  port: number;
+  ttlMs: number;
+  meta?: Record<string, unknown>;
+}
+
+/** Keeps one instance registered. See the module comment. */
+export class Registrar {
+  readonly info: RegistrationInfo;
+  #binders: BinderClient;
+  #id: string | undefined;
+  #stop = new AbortController();
+  #loop: Promise<void> | undefined;
+  #waiters: (() => void)[] = [];
+
+  constructor(binders: BinderClient, info: RegistrationInfo) {
+    this.#binders = binders;
+    this.info = info;
+  }
+
+  /** The instance id while registered. */
+  get id(): string | undefined {
+    return this.#id;
+  }
+
+  /** Starts registering and renewing in the background. */
+  start(): this {
+    this.#loop ??= this.#run();
+    return this;
+  }
+
+  /** Resolves once registered (at once if it is), or after `timeoutMs` with false. */
+  registered(timeoutMs: number): Promise<boolean> {
+    if (this.#id !== undefined) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /**
+   * Stops renewing and, when `deregister` is set, removes the instance from
+   * the binders (waiting at most `timeoutMs`), then closes the connections.
+   */
+  async stop(deregister = true, timeoutMs = 1000): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+    const id = this.#id;
+    if (deregister && id !== undefined) {
+      try {
+        await this.#binders.call("binder.deregister", { id }, { timeout: timeoutMs });
+        log.info("Deregistered {id}", { id });
+      } catch (err) {
+        log.warn("Could not deregister {id}: {error}; its lease will run out", {
+          id,
+          error: (err as Error).message,
+        });
+      }
+    }
+    this.#binders.close();
+  }
+
+  async #run(): Promise<void> {
+    const { service, host, port, ttlMs, meta } = this.info;
+    const period = Math.max(50, Math.floor(ttlMs / 3));
+    let failures = 0;
+    while (!this.#stop.signal.aborted) {
+      let wait = period;
+      try {
+        if (this.#id === undefined) {
+          const answer = await this.#binders.call("binder.register", {
+            service,
+            host,
+            port,
+            ttl_ms: ttlMs,
+            ...(meta !== undefined ? { meta } : {}),
+          }, { signal: this.#stop.signal }) as { id: string };
+          this.#id = answer.id;
+          log.info("Registered as {id} with binder {binder} (lease {ttl} ms)", {
+            id: answer.id,
+            binder: this.#binders.current,
+            ttl: ttlMs,
+          });
+          for (const w of this.#waiters.splice(0)) w();
+        } else {
+          await this.#binders.call("binder.renew", { id: this.#id }, {
+            signal: this.#stop.signal,
+          });
+        }
+        failures = 0;
+      } catch (err) {
+        if (this.#stop.signal.aborted) break;
+        const e = DistError.from(err);
+        if (e.code === "NOT_FOUND" && this.#id !== undefined) {
+          log.info("Binder {binder} no longer knows {id} ({message}); registering again", {
+            binder: this.#binders.current,
+            id: this.#id,
+            message: e.message,
+          });
+          this.#id = undefined;
+          continue;
+        }
+        failures++;
+        if (failures === 1 || failures % 10 === 0) {
+          log.warn("Cannot {what} with any binder ({message}); retrying", {
+            what: this.#id === undefined ? "register" : "renew",
+            message: e.message,
+          });
+        }
+        // Retry soon (the lease may be running out), but not in a tight loop.
+        wait = Math.min(period, 100 * 2 ** Math.min(failures, 5));
+      }
+      await sleep(wait, this.#stop.signal);
+    }
+  }
+}
