@@ -88,14 +88,14 @@ Deno.test("Registrar keeps an instance registered past its TTL, through the deat
     service: "compute",
     host: "127.0.0.1",
     port: 5001,
-    ttlMs: 600,
+    ttlMs: 1000,
   }).start();
   try {
     assert.equal(await registrar.registered(5000), true);
     assert.equal(registrar.id, "compute@127.0.0.1:5001");
     await waitUntil(async () => (await ids(b)).length === 1, "b to learn of it");
     await a.stop();
-    await new Promise((r) => setTimeout(r, 1500)); // 2.5 TTLs: renewals went to b
+    await new Promise((r) => setTimeout(r, 2500)); // 2.5 TTLs: renewals went to b
     assert.deepEqual(await ids(b), ["compute@127.0.0.1:5001"]);
     await registrar.stop();
     assert.deepEqual(await ids(b), []);
