@@ -21,6 +21,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
       "balancer vs HAProxy vs direct: c=64 throughput, added latency at 10k req/s, failover, RSS",
     load: async () => (await import("./balancer.ts")).run,
   },
+  up: {
+    about: "dist up of the default topology: time to every instance ready, RSS of the topology",
+    load: async () => (await import("./up.ts")).run,
+  },
   client: {
     about: "--rate precision: start lag and latency at 1,000 and 10,000 req/s vs closed loop c=1",
     load: async () => (await import("./client.ts")).run,

@@ -16,15 +16,39 @@ export const DEFAULT_TOPOLOGY: string = `# dist: the default topology (dist up w
 host = "127.0.0.1"
 log_level = "info"
 
+# A message broker.
+[[broker]]
+name = "broker"
+port = 8000
+
+# Two binders (7000, 7001), replicating with each other.
+[[binder]]
+name = "binder"
+replicas = 2
+port = 7000
+peers = ["binder"]
+
 # Three servers: server-1..3 on 5557..5559.
 [[server]]
 name = "server"
 replicas = 3
 port = 5557
 
-# Twenty random operations, then done (a client is not restarted).
+# A balancer over the servers, and over the workers that dial in on 8889.
+[[balancer]]
+name = "balancer"
+port = 5556
+backends = ["server"]
+worker_port = 8889
+
+[[worker]]
+name = "worker"
+replicas = 2
+balancer = "balancer"
+
+# Twenty random operations through the balancer, then done.
 [[client]]
 name = "client"
-connect = "server-1"
+connect = "balancer"
 random = 20
 `;

@@ -36,6 +36,29 @@ export interface PlannedInstance {
   step: number;
   /** Whether it listens (has a `port`) and so answers `sys.ping` when ready. */
   listens: boolean;
+  /**
+   * For an instance that does not listen: the log line that says it is
+   * ready (a worker registered with its balancer); without one it counts as
+   * ready once started.
+   */
+  readyLine?: RegExp;
+}
+
+/**
+ * The lines that say an instance of a role that does not listen is ready,
+ * as its role logs them at info (the worker: "Registered with HOST:PORT as
+ * NAME", announced for the launcher by the balancer stream).
+ */
+export const READY_LINES: Readonly<Record<string, RegExp>> = {
+  worker: /Registered with \S+ as /,
+};
+
+/** The ready line of an instance, when its role has one and its log level shows it. */
+function readyLineOf(instance: Instance, roles: Record<string, RoleInfo>): RegExp | undefined {
+  const line = READY_LINES[instance.role];
+  if (line === undefined || listens(instance, roles)) return undefined;
+  const level = String(instance.options.logLevel ?? "info");
+  return ["trace", "debug", "info"].includes(level) ? line : undefined;
 }
 
 /** An instance on another machine that a local instance waits for. */
@@ -138,6 +161,7 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
         remote: elsewhere,
         step: stepOf(instance.name),
         listens: listens(instance, options.roles),
+        ...(readyLineOf(instance, options.roles) ? { readyLine: READY_LINES[instance.role] } : {}),
       },
     };
   });

@@ -61,6 +61,8 @@ class Unit {
   /** Ends the current process's readiness wait. */
   life?: AbortController;
   startedAt = 0;
+  /** When the current process started waiting to be ready (performance.now()). */
+  since = 0;
   firstStart?: number;
   restarts = 0;
   streak = 0;
@@ -173,7 +175,7 @@ export class Supervisor {
     }
     if (this.#stopping) return;
     unit.firstStart = performance.now();
-    if (unit.plan.listens) {
+    if (unit.plan.listens || unit.plan.readyLine) {
       unit.readyTimer = setTimeout(() => {
         if (unit.everReady) return;
         const last = unit.lastExit === undefined
@@ -242,7 +244,8 @@ export class Supervisor {
     const restarted = unit.startedAt !== 0;
     unit.child = child;
     unit.startedAt = performance.now();
-    unit.state = unit.plan.listens ? "starting" : "running";
+    const waits = unit.plan.listens || unit.plan.readyLine !== undefined;
+    unit.state = waits ? "starting" : "running";
     unit.life = new AbortController();
     const again = restarted ? `restarted (restart ${unit.restarts})` : "started";
     output.say(`${unit.name} ${again}, pid ${child.pid}`);
@@ -264,9 +267,24 @@ export class Supervisor {
         ranMs: performance.now() - unit.startedAt,
       });
     });
+    unit.since = performance.now();
     if (unit.plan.listens) this.#watchReady(unit, unit.life.signal);
-    else {
+    else if (unit.plan.readyLine === undefined) this.#markReady(unit);
+    // Else #pump marks it ready on its ready line.
+  }
+
+  /** The instance is ready: say so, and let what waits for it start (the first time). */
+  #markReady(unit: Unit): void {
+    unit.state = unit.plan.listens || unit.plan.readyLine ? "ready" : "running";
+    this.#options.state?.update(unit.name, { state: unit.state, address: unit.address });
+    if (unit.state === "ready") {
+      const at = unit.address === undefined ? "" : ` at ${unit.address}`;
+      const took = seconds(performance.now() - unit.since);
+      this.#options.output.say(`${unit.name} ready${at} (${took})`);
+    }
+    if (!unit.everReady) {
       unit.everReady = true;
+      clearTimeout(unit.readyTimer);
       unit.ready.resolve();
     }
   }
@@ -277,6 +295,7 @@ export class Supervisor {
     const show = (lines: string[]) => {
       for (const line of lines) {
         this.#options.output.line(unit.name, line);
+        if (unit.state === "starting" && unit.plan.readyLine?.test(line)) this.#markReady(unit);
         const match = unit.port === undefined && unit.plan.listens ? LISTENING.exec(line) : null;
         if (match) {
           unit.port = Number(match[2]);
@@ -296,12 +315,11 @@ export class Supervisor {
   }
 
   async #watchReady(unit: Unit, life: AbortSignal): Promise<void> {
-    const { output, readyTimeoutMs, state } = this.#options;
-    const since = performance.now();
+    const { output, readyTimeoutMs } = this.#options;
     const signal = AbortSignal.any([life, this.#halt.signal]);
     const ready = await waitReady(() => unit.address, {
       name: unit.name,
-      deadline: since + readyTimeoutMs,
+      deadline: unit.since + readyTimeoutMs,
       signal,
       wake: (ms) =>
         new Promise<void>((resolve) => {
@@ -326,14 +344,7 @@ export class Supervisor {
       }
       return;
     }
-    unit.state = "ready";
-    state?.update(unit.name, { state: "ready", address: unit.address });
-    output.say(`${unit.name} ready at ${unit.address} (${seconds(performance.now() - since)})`);
-    if (!unit.everReady) {
-      unit.everReady = true;
-      clearTimeout(unit.readyTimer);
-      unit.ready.resolve();
-    }
+    this.#markReady(unit);
   }
 
   #onExit(unit: Unit, exit: Exit): void {

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  DEFAULT_TOPOLOGY,
-  DEFAULT_TOPOLOGY_FILE,
   findInstance,
   loadTopology,
   mergeOptions,
@@ -327,12 +325,6 @@ Deno.test("mergeOptions() layers flags over the file over [defaults] over built-
   assert.equal(merged.heartbeat, 3000); // entry beats [defaults]
   assert.equal(merged.logLevel, "debug"); // [defaults] beats built-in
   assert.equal(merged.workerPort, 8889); // built-in
-});
-
-Deno.test("parseTopology() accepts the embedded default topology", () => {
-  const topology = parseTopology(DEFAULT_TOPOLOGY, { file: DEFAULT_TOPOLOGY_FILE, roles: ROLES });
-  // Its contents grow with the roles: tests/up_test.ts checks its plan.
-  assert.ok(topology.instances.length > 1);
 });
 
 Deno.test("findInstance() suggests a close name", () => {

@@ -5,7 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { parseTopology, type Topology } from "../config/mod.ts";
+import {
+  DEFAULT_TOPOLOGY,
+  DEFAULT_TOPOLOGY_FILE,
+  parseTopology,
+  type Topology,
+} from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, STATUS, UP } from "../launch/args.ts";
 import { LineSplitter, MAX_LINE, Output } from "../launch/output.ts";
 import { childArgs, makePlan, sameHost } from "../launch/plan.ts";
@@ -170,6 +175,22 @@ Deno.test("childArgs() points references to port-0 instances at the ports they g
     "--backends=127.0.0.1:41001,127.0.0.1:41002,10.1.1.1:9",
   ]);
   assert.deepEqual(args("server-2"), ["server", "--name=server-2", "--port=41002"]);
+});
+
+Deno.test("makePlan() waits for a worker's registration line, unless its log level hides it", () => {
+  const plan = (level: string) =>
+    makePlan(
+      parseTopology(`[[balancer]]\n[[worker]]\nbalancer = "balancer"\nlog_level = "${level}"\n`, {
+        file: "w.toml",
+        roles: REAL_ROLES,
+      }),
+      { roles: REAL_ROLES },
+    ).instances.map((p) => [p.instance.name, p.listens, p.readyLine?.source]);
+  assert.deepEqual(plan("info"), [
+    ["balancer", true, undefined],
+    ["worker", false, "Registered with \\S+ as "],
+  ]);
+  assert.deepEqual(plan("warning")[1], ["worker", false, undefined]);
 });
 
 // ---- restart policy ----
@@ -366,7 +387,25 @@ Deno.test("selfCommand() runs main.ts with deno from source, and the binary itse
   assert.ok(Deno.statSync(source.args[2]).isFile);
 });
 
-// ---- examples ----
+// ---- the default topology and examples ----
+
+Deno.test("the embedded default topology loads and plans with every role on main", () => {
+  const topology = parseTopology(DEFAULT_TOPOLOGY, {
+    file: DEFAULT_TOPOLOGY_FILE,
+    roles: REAL_ROLES,
+  });
+  const plan = makePlan(topology, { roles: REAL_ROLES, text: DEFAULT_TOPOLOGY });
+  const roles = new Set(plan.instances.map((p) => p.instance.role));
+  assert.deepEqual([...roles].sort(), [
+    "balancer",
+    "binder",
+    "broker",
+    "client",
+    "server",
+    "worker",
+  ]);
+  assert.equal(topology.instances.find((i) => i.role === "client")!.restart, "no");
+});
 
 Deno.test("every topology in examples/ loads and plans, on each of its hosts", async () => {
   const dir = fileURLToPath(new URL("../examples/", import.meta.url));
