@@ -11,7 +11,14 @@ import {
   parseCommand,
   UsageError,
 } from "./config/mod.ts";
-import { closeLogging, ROLES, setupLogging } from "./roles/mod.ts";
+import {
+  closeLogging,
+  onStdoutClosed,
+  ROLES,
+  setupLogging,
+  Stopper,
+  writeStdout,
+} from "./roles/mod.ts";
 import { DistError } from "./wire/mod.ts";
 import { status, up, watchLauncher } from "./launch/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
@@ -27,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     if (argv[0] === "status") return await status(argv.slice(1), ROLES);
     parsed = await parseCommand(argv, ROLES);
     if (parsed.version) {
-      console.log(`dist ${VERSION} (deno ${Deno.version.deno})`);
+      writeStdout(`dist ${VERSION} (deno ${Deno.version.deno})`);
       return 0;
     }
     if (parsed.help || parsed.role === undefined) {
@@ -35,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
         ? formatMainHelp(ROLES, VERSION)
         : formatRoleHelp(parsed.role, ROLES[parsed.role]);
       if (parsed.help) {
-        console.log(text);
+        writeStdout(text);
         return 0;
       }
       console.error(text);
@@ -53,23 +60,29 @@ export async function main(argv: string[]): Promise<number> {
       instance: name,
       level: options.logLevel as "info",
       file: options.logFile as string | undefined,
+      json: options.json as boolean,
     });
   } catch (err) {
     return fail(
       new UsageError(`Cannot open log file ${options.logFile}: ${(err as Error).message}`),
     );
   }
-  const abort = new AbortController();
-  const stop = () => abort.abort();
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, stop);
-  const unwatch = watchLauncher(stop); // Started by dist up: stop when it is gone.
+  // SIGINT/SIGTERM stop gracefully, a second one at once; a closed stdout
+  // (`| head`) stops quietly.
+  const stopper = new Stopper();
+  onStdoutClosed(() => stopper.stop());
+  const unlisten = stopper.listen();
+  const unwatch = watchLauncher(() => stopper.stop()); // Started by dist up: stop when it is gone.
   try {
-    return await role.run(options, { signal: abort.signal, positionals: parsed.positionals });
+    return await role.run(options, {
+      signal: stopper.signal,
+      positionals: parsed.positionals,
+      onForcedExit: (describe) => stopper.describeAbandoned(describe),
+    });
   } catch (err) {
     return fail(err);
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, stop);
+    unlisten();
     unwatch();
     await closeLogging();
   }

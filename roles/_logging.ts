@@ -1,10 +1,13 @@
 import {
   configure,
   dispose,
+  getJsonLinesFormatter,
   getTextFormatter,
   type LogLevel,
+  type LogRecord,
   reset,
   type Sink,
+  type TextFormatter,
 } from "@logtape/logtape";
 import { getFileSink } from "@logtape/file";
 
@@ -14,6 +17,8 @@ export interface LoggingOptions {
   level: LogLevel;
   /** Also append to this file. */
   file?: string;
+  /** One JSON object per line (`--json`), for programs, instead of text. */
+  json?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -27,13 +32,13 @@ export function setLogInstance(name: string): void {
 /**
  * Sends every log line to stderr (and to `file` when given), each line
  * carrying the instance name:
- * `2026-11-22T07:33:34.123Z [INF] server-5557: Listening on 127.0.0.1:5557`.
- * Stderr is written synchronously, so lines are never lost at exit and keep
+ * `2026-11-22T07:33:34.123Z [INF] server-5557: Listening on 127.0.0.1:5557`,
+ * or with `json` one JSON object per line (see {@link jsonFormatter}). Stderr is written synchronously, so lines are never lost at exit and keep
  * their order with the process's other output.
  */
 export async function setupLogging(options: LoggingOptions): Promise<void> {
   instance = options.instance;
-  const formatter = getTextFormatter({
+  const formatter = options.json ? jsonFormatter() : getTextFormatter({
     timestamp: "rfc3339",
     category: () => instance,
     value: "bare",
@@ -56,6 +61,32 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+}
+
+/**
+ * logtape's JSON Lines, with the instance name among the properties:
+ * `{"@timestamp":"…","level":"INFO","message":"Listening on 127.0.0.1:5557",
+ * "logger":"dist.server","properties":{"instance":"server-5557",
+ * "address":"127.0.0.1:5557","host":"127.0.0.1","port":5557}}`.
+ */
+function jsonFormatter(): TextFormatter {
+  const format = getJsonLinesFormatter();
+  return (record: LogRecord) => {
+    // The message reads as the text line does: string values bare, not quoted.
+    const message = record.message.map((part, i) => {
+      if (i % 2 === 0 || typeof part === "string") return part;
+      try {
+        return JSON.stringify(part) ?? String(part);
+      } catch {
+        return String(part);
+      }
+    }).join("");
+    return format({
+      ...record,
+      message: [message],
+      properties: { instance, ...record.properties },
+    });
+  };
 }
 
 /** Flushes file sinks; call before exit. */

@@ -1,8 +1,20 @@
-import type { Options, RoleInfo } from "../config/mod.ts";
+/**
+ * What every role shares with main.ts: the `Role` and `RunContext` shapes,
+ * and the habits every role should have: output that survives a closed pipe
+ * ({@link writeStdout}), the `Listening on` line ({@link announceListening}),
+ * waiting for a stop ({@link untilAborted}), and how a process stops
+ * ({@link Stopper}: the first SIGINT/SIGTERM stops gracefully, a second one
+ * exits at once after saying what it abandons).
+ */
+import type { Logger } from "@logtape/logtape";
+import { formatAddress, type Options, type RoleInfo } from "../config/mod.ts";
 
 /** What a role's `run` gets besides its options. */
 export interface RunContext {
-  /** Aborted on SIGINT/SIGTERM (or by a test): stop, finish in-flight work, return. */
+  /**
+   * Aborted on SIGINT/SIGTERM, when stdout's reader has gone, or by a test:
+   * stop, finish in-flight work (bounded), return.
+   */
   signal: AbortSignal;
   /** Positional arguments (the client's operation words). */
   positionals: string[];
@@ -10,6 +22,12 @@ export interface RunContext {
   onListening?: (addr: { hostname: string; port: number; name: string }) => void;
   /** Where results for people or pipes go (default: stdout). */
   stdout?: (line: string) => void;
+  /**
+   * Tells what a forced exit (a second SIGINT/SIGTERM while stopping) would
+   * abandon: `describe` returns e.g. "3 requests in flight", or undefined
+   * for nothing.
+   */
+  onForcedExit?: (describe: () => string | undefined) => void;
 }
 
 /** A role as main.ts sees it: its option spec and how to run it. */
@@ -19,10 +37,128 @@ export interface Role extends RoleInfo {
 }
 
 const encoder = new TextEncoder();
+let stdoutGone = false;
+let onStdoutGone: (() => void) | undefined;
 
-/** Writes one line to stdout synchronously (output is never lost at exit). */
+/**
+ * Writes one line to stdout synchronously (output is never lost at exit).
+ *
+ * When the reader has gone (`dist client --random 2000 | head -2`), the line
+ * is dropped, so are all later ones, and the handler given to
+ * {@link onStdoutClosed} runs (main.ts stops the role as on SIGTERM): the
+ * process ends quietly, as `cat` does, not with "Broken pipe".
+ */
 export function writeStdout(line: string): void {
+  if (stdoutGone) return;
   const bytes = encoder.encode(line + "\n");
-  let off = 0;
-  while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
+  try {
+    let off = 0;
+    while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+    stdoutGone = true;
+    onStdoutGone?.();
+  }
+}
+
+/** Runs `handler` once stdout's reader has gone (see {@link writeStdout}). */
+export function onStdoutClosed(handler: () => void): void {
+  onStdoutGone = handler;
+}
+
+/**
+ * Logs `Listening on HOST:PORT` at info (the line tests and the launcher wait
+ * for; IPv6 in brackets), with `address`, `host` and `port` as properties
+ * (so `--json` logs carry them), and calls `ctx.onListening`.
+ */
+export function announceListening(
+  ctx: RunContext,
+  log: Logger,
+  listening: { addr: { hostname: string; port: number }; name: string },
+): void {
+  const { hostname: host, port } = listening.addr;
+  log.info("Listening on {address}", { address: formatAddress({ host, port }), host, port });
+  ctx.onListening?.({ hostname: host, port, name: listening.name });
+}
+
+/** Resolves once `signal` is aborted (at once if it already is). */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+/** Exit code of a process ended by a second interrupt (as a shell reports SIGINT). */
+export const FORCED_EXIT_CODE = 130;
+
+/**
+ * Exits at once after a second interrupt, saying what is abandoned:
+ * `dist: Interrupted again: exiting now, abandoning 3 requests in flight`.
+ */
+export function exitNow(
+  describe: () => string | undefined = () => undefined,
+  exit: (code: number) => void = (code) => Deno.exit(code),
+): void {
+  let what: string | undefined;
+  try {
+    what = describe();
+  } catch {
+    // Describing must not stand in the way of exiting.
+  }
+  const line = `dist: Interrupted again: exiting now${what ? `, abandoning ${what}` : ""}\n`;
+  try {
+    Deno.stderr.writeSync(encoder.encode(line));
+  } catch {
+    // stderr is gone too.
+  }
+  exit(FORCED_EXIT_CODE);
+}
+
+/**
+ * How a process stops. The first {@link stop} (SIGINT, SIGTERM, a closed
+ * stdout) aborts {@link signal}: the role stops accepting, finishes what is
+ * in flight (bounded) and returns. A second SIGINT/SIGTERM does not wait:
+ * it prints `dist: Interrupted again: exiting now, abandoning 3 requests in
+ * flight` and exits with {@link FORCED_EXIT_CODE}, as `docker compose` does.
+ */
+export class Stopper {
+  #abort = new AbortController();
+  #describe: () => string | undefined = () => undefined;
+  #exit: (code: number) => void;
+
+  /** @param exit how to exit at once (a test passes its own) */
+  constructor(exit: (code: number) => void = (code) => Deno.exit(code)) {
+    this.#exit = exit;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Sets what a forced exit would abandon (see {@link RunContext.onForcedExit}). */
+  describeAbandoned(describe: () => string | undefined): void {
+    this.#describe = describe;
+  }
+
+  /** Stops gracefully (the first time; later calls do nothing). */
+  stop(): void {
+    this.#abort.abort();
+  }
+
+  /** The first interrupt stops gracefully; the next one exits at once. */
+  interrupt(): void {
+    if (!this.#abort.signal.aborted) return this.stop();
+    exitNow(this.#describe, this.#exit);
+  }
+
+  /** Listens for SIGINT and SIGTERM; returns the function that stops listening. */
+  listen(): () => void {
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    const onSignal = () => this.interrupt();
+    for (const s of signals) Deno.addSignalListener(s, onSignal);
+    return () => {
+      for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    };
+  }
 }

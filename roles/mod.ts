@@ -23,7 +23,14 @@ export const ROLES: Readonly<Record<string, Role>> = {
 };
 
 export type { Role, RunContext } from "./_role.ts";
-export { writeStdout } from "./_role.ts";
+export {
+  announceListening,
+  FORCED_EXIT_CODE,
+  onStdoutClosed,
+  Stopper,
+  untilAborted,
+  writeStdout,
+} from "./_role.ts";
 export { closeLogging, setLogInstance, setupLogging } from "./_logging.ts";
 export {
   findOperation,

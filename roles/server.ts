@@ -1,8 +1,8 @@
 import { getLogger } from "@logtape/logtape";
-import { formatAddress, HOST_OPTION, type Options } from "../config/mod.ts";
+import { HOST_OPTION, type Options } from "../config/mod.ts";
 import { DistError, listen } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
-import type { Role, RunContext } from "./_role.ts";
+import { announceListening, type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_conn.ts";
 import { REGISTER_OPTIONS, registrationFor } from "./discovery/mod.ts";
@@ -85,17 +85,14 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
   // `by` and the handshake name are fixed once the port (maybe 0) is bound.
   setLogInstance(name);
   listener.name = listener.by = name;
-  log.info("Listening on {address}", {
-    address: formatAddress({ host: listener.addr.hostname, port: listener.addr.port }),
-    host: listener.addr.hostname,
-    port: listener.addr.port,
+  announceListening(ctx, log, { addr: listener.addr, name });
+  ctx.onForcedExit?.(() => {
+    let handling = 0;
+    for (const peer of listener.peers) handling += peer.handling;
+    return handling > 0 ? `${handling} request(s) being handled` : undefined;
   });
-  ctx.onListening?.({ ...listener.addr, name });
   const registrar = registration?.start(listener.addr, name);
-  await new Promise<void>((resolve) => {
-    if (ctx.signal.aborted) resolve();
-    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
+  await untilAborted(ctx.signal);
   log.info("Shutting down: finishing {n} connection(s)", { n: listener.peers.size });
   await registrar?.stop(); // deregistered first: clients stop being sent here
   await listener.close(options.grace as number);

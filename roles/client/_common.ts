@@ -11,10 +11,19 @@ import { connSettings } from "../_conn.ts";
 export type Caller = Pick<Peer, "request" | "remote" | "isClosed" | "close"> & {
   /** `readEnded`: the peer ended its side (a ServiceCaller's never does: it moves on). */
   readonly conn: { readonly readEnded: boolean };
+  /** Calls waiting for an answer (a Peer's; undefined for a ServiceCaller). */
+  readonly pendingCalls?: number;
 };
 
-/** Options of a client mode: its flags, where its lines go, and the stop signal. */
-export type ModeOptions = Options & { out: (line: string) => void; signal?: AbortSignal };
+/**
+ * Options of a client mode: its flags, where its lines go, `signal` (start no
+ * new request) and `cancel` (also give up on those in flight).
+ */
+export type ModeOptions = Options & {
+  out: (line: string) => void;
+  signal?: AbortSignal;
+  cancel?: AbortSignal;
+};
 
 /** What one request came back with, as the client reports it. */
 export interface Outcome {
@@ -66,11 +75,66 @@ export function dialAddress(
   });
 }
 
-/** Sends one request and describes the outcome; never throws. */
-export async function perform(peer: Caller, op: Operation, timeout: number): Promise<Outcome> {
+/**
+ * The connection of a session that outlives it: after it is lost, the next
+ * {@link get} opens another (as redis-cli reconnects on the next command).
+ */
+export class Link {
+  #caller: Caller;
+  #open: () => Promise<Caller>;
+
+  /** @param open opens a connection as the session's first was opened */
+  constructor(caller: Caller, open: () => Promise<Caller>) {
+    this.#caller = caller;
+    this.#open = open;
+  }
+
+  /** The connection now (maybe a lost one; {@link get} replaces it). */
+  get caller(): Caller {
+    return this.#caller;
+  }
+
+  /** Whether the connection is gone: closed, or its read side ended. */
+  get lost(): boolean {
+    return this.#caller.isClosed || this.#caller.conn.readEnded;
+  }
+
+  /**
+   * The connection, opened again if it was lost.
+   * @throws {DistError} when it cannot connect
+   */
+  async get(): Promise<Caller> {
+    if (!this.lost) return this.#caller;
+    this.#caller.close();
+    this.#caller = await this.#open();
+    return this.#caller;
+  }
+
+  close(): void {
+    this.#caller.close();
+  }
+}
+
+/** "1 request in flight", "3 requests in flight", or undefined for none (or unknown). */
+export function inFlight(callers: Iterable<Caller>): string | undefined {
+  let n = 0;
+  for (const caller of callers) n += caller.pendingCalls ?? 0;
+  return n === 0 ? undefined : `${n} request${n === 1 ? "" : "s"} in flight`;
+}
+
+/**
+ * Sends one request and describes the outcome; never throws. An abort of
+ * `cancel` fails it at once (UNAVAILABLE, "Call aborted").
+ */
+export async function perform(
+  peer: Caller,
+  op: Operation,
+  timeout: number,
+  cancel?: AbortSignal,
+): Promise<Outcome> {
   const t0 = performance.now();
   try {
-    const res: Response = await peer.request(op.method, op.params, { timeout });
+    const res: Response = await peer.request(op.method, op.params, { timeout, signal: cancel });
     return { ok: true, result: res.result, by: res.by, ms: round(performance.now() - t0) };
   } catch (err) {
     const e = DistError.from(err);

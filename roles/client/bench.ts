@@ -131,12 +131,15 @@ export async function runBench(peers: Caller[], plan: BenchPlan): Promise<BenchS
     });
   } catch (err) {
     const e = DistError.from(err);
-    throw new DistError(
-      e.code,
-      `The first request failed, so the benchmark did not run: ${e.message}`,
-    );
+    if (!plan.signal?.aborted) {
+      throw new DistError(
+        e.code,
+        `The first request failed, so the benchmark did not run: ${e.message}`,
+      );
+    }
   }
-  const limit = plan.requests ?? Infinity;
+  // Interrupted during the first request: nothing more is sent.
+  const limit = plan.signal?.aborted ? 0 : plan.requests ?? Infinity;
   const t0 = performance.now();
   const endAt = plan.durationMs !== undefined ? t0 + plan.durationMs : Infinity;
   const tally = new Tally(Number.isFinite(limit) ? limit : 1 << 16);

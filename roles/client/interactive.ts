@@ -1,7 +1,15 @@
-import { createInterface } from "node:readline";
+import { createInterface, type Interface } from "node:readline";
 import { DistError } from "../../wire/mod.ts";
 import { OPERATION_HELP, parseOperation } from "../ops.ts";
-import { type Caller, formatResult, type ModeOptions, outcomeJson, perform } from "./_common.ts";
+import { exitNow } from "../_role.ts";
+import {
+  formatResult,
+  inFlight,
+  type Link,
+  type ModeOptions,
+  outcomeJson,
+  perform,
+} from "./_common.ts";
 import { runRandom } from "./random.ts";
 
 const SHELL_HELP = [
@@ -9,18 +17,78 @@ const SHELL_HELP = [
   "random N         N random arithmetic requests",
   "METHOD {JSON}    any method with JSON parameters (e.g. sys.stats)",
   "help             this list",
-  "exit             leave (also quit, or Ctrl-D)",
+  "exit             leave (also quit, Ctrl-D, or Ctrl-C at an empty prompt)",
+  "Ctrl-C           cancel the running command (twice: leave at once)",
 ];
 
+/** Lines read from a pipe and not yet run; above it, reading pauses. */
+const MAX_QUEUED_LINES = 1000;
+
 /**
- * Reads operations line by line: with a prompt when stdin is a terminal (the
- * original lab's client), silently when it is a pipe (one result per line).
+ * Lines from readline, one at a time. Reading pauses while many are queued
+ * (a pipe can deliver millions), so memory stays bounded.
+ */
+class LineQueue {
+  #rl: Interface;
+  #lines: string[] = [];
+  #ended = false;
+  #paused = false;
+  #wake?: () => void;
+
+  constructor(rl: Interface) {
+    this.#rl = rl;
+    rl.on("line", (line: string) => {
+      this.#lines.push(line);
+      if (this.#lines.length >= MAX_QUEUED_LINES && !this.#paused) {
+        this.#paused = true;
+        rl.pause();
+      }
+      this.#wake?.();
+    });
+    // The input ended: what was read is still run.
+    rl.on("close", () => {
+      this.#ended = true;
+      this.#wake?.();
+    });
+  }
+
+  /** The session is over: lines read and not run yet are dropped. */
+  end(): void {
+    this.#ended = true;
+    this.#lines.length = 0;
+    this.#wake?.();
+  }
+
+  /** The next line, or undefined once ended. */
+  async next(): Promise<string | undefined> {
+    while (this.#lines.length === 0 && !this.#ended) {
+      await new Promise<void>((resolve) => this.#wake = resolve);
+      this.#wake = undefined;
+    }
+    const line = this.#lines.shift();
+    if (this.#paused && this.#lines.length < MAX_QUEUED_LINES / 2) {
+      this.#paused = false;
+      this.#rl.resume();
+    }
+    return line;
+  }
+}
+
+/**
+ * Reads operations line by line: a shell with a prompt when stdin is a
+ * terminal (the original lab's client), silently when it is a pipe or a
+ * file (one result per line). Blank lines and `# comments` are skipped. A
+ * lost connection is dialed again on the next command.
+ *
+ * In the shell, Ctrl-C cancels the running command (a partial summary for
+ * `random`) and returns to the prompt; at an empty prompt it leaves, as
+ * Ctrl-D does; a second Ctrl-C while a command is being cancelled exits at
+ * once. A stop (`options.signal`: SIGINT/SIGTERM to the process, a closed
+ * stdout) ends the session after the running line.
+ *
  * Resolves with the number of failed lines.
  */
-export async function runInteractive(
-  peer: Caller,
-  options: ModeOptions,
-): Promise<number> {
+export async function runInteractive(link: Link, options: ModeOptions): Promise<number> {
   const tty = Deno.stdin.isTerminal();
   const rl = createInterface({
     input: process.stdin,
@@ -28,55 +96,103 @@ export async function runInteractive(
     terminal: tty,
     prompt: "dist> ",
   });
+  const lines = new LineQueue(rl);
+  let running: AbortController | undefined;
   let failures = 0;
-  const fail = (message: string, code = "BAD_REQUEST") => {
-    failures++;
-    if (options.json) options.out(JSON.stringify({ ok: false, error: { code, message } }));
-    else options.out(`error ${code}: ${message}`);
-  };
+  // Only a terminal sends this (raw mode turns Ctrl-C into a key, not a signal).
+  rl.on("SIGINT", () => {
+    if (running?.signal.aborted) {
+      exitNow(() => inFlight([link.caller]));
+    } else if (running !== undefined) {
+      running.abort();
+    } else if (rl.line !== "") {
+      // Drop what was typed, as a shell does (clearing it redraws the prompt).
+      options.out("^C");
+      rl.write(null, { ctrl: true, name: "u" });
+      rl.write(null, { ctrl: true, name: "k" });
+    } else {
+      options.out("");
+      lines.end();
+    }
+  });
+  const stop = () => lines.end();
+  options.signal?.addEventListener("abort", stop, { once: true });
   if (tty) {
-    options.out(`Connected to ${peer.remote.name}. Type "help" for operations, "exit" to leave.`);
+    options.out(
+      `Connected to ${link.caller.remote.name}. Type "help" for operations, "exit" to leave.`,
+    );
     rl.prompt();
   }
-  // SIGINT/SIGTERM end the session like Ctrl-D (a pipe would otherwise wait on).
-  const onAbort = () => rl.close();
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  for await (const raw of rl) {
-    const words = raw.trim().split(/\s+/).filter((w) => w !== "");
-    if (words.length === 0) {
+  try {
+    for (let raw = await lines.next(); raw !== undefined; raw = await lines.next()) {
+      const words = raw.trim().split(/\s+/).filter((w) => w !== "");
+      if (words.length > 0 && !words[0].startsWith("#")) {
+        if (words[0] === "exit" || words[0] === "quit") break;
+        running = new AbortController();
+        try {
+          failures += await runLine(words, link, { ...options, cancel: running.signal });
+        } finally {
+          running = undefined;
+        }
+      }
+      if (options.signal?.aborted) break;
       if (tty) rl.prompt();
-      continue;
     }
-    const [cmd, ...rest] = words;
-    if (cmd === "exit" || cmd === "quit") break;
-    if (cmd === "help") {
-      for (const line of SHELL_HELP) options.out(line);
-    } else if (cmd === "random") {
-      const n = Number(rest[0] ?? "10");
-      if (!Number.isInteger(n) || n < 1) fail(`random takes a positive count, got ${rest[0]}`);
-      else failures += await runRandom(peer, n, options);
-    } else {
-      let op;
-      try {
-        op = parseOperation(words);
-      } catch (err) {
-        fail((err as Error).message);
-        if (tty) rl.prompt();
-        continue;
-      }
-      const outcome = await perform(peer, op, options.timeout as number);
-      if (!outcome.ok) failures++;
-      if (options.json) options.out(outcomeJson(outcome));
-      else if (outcome.ok) options.out(formatResult(outcome.result));
-      else options.out(`error ${outcome.error!.code}: ${outcome.error!.message}`);
-      if (peer.isClosed) {
-        rl.close();
-        throw new DistError("UNAVAILABLE", `Connection to ${peer.remote.name} lost`);
-      }
-    }
-    if (tty) rl.prompt();
+    // Ctrl-D leaves the cursor after the prompt.
+    if (tty && !options.signal?.aborted) options.out("");
+  } finally {
+    options.signal?.removeEventListener("abort", stop);
+    rl.close();
+    link.close();
   }
-  options.signal?.removeEventListener("abort", onAbort);
-  rl.close();
   return failures;
+}
+
+/** Runs one line of the shell; resolves with 1 if it failed, else 0. */
+async function runLine(words: string[], link: Link, options: ModeOptions): Promise<number> {
+  const [cmd, ...rest] = words;
+  const fail = (code: string, message: string) => {
+    if (options.json) options.out(JSON.stringify({ ok: false, error: { code, message } }));
+    else options.out(`error ${code}: ${message}`);
+    return 1;
+  };
+  if (cmd === "help") {
+    for (const line of SHELL_HELP) options.out(line);
+    return 0;
+  }
+  let random: number | undefined;
+  let op;
+  if (cmd === "random") {
+    random = Number(rest[0] ?? "10");
+    if (!Number.isInteger(random) || random < 1) {
+      return fail("BAD_REQUEST", `random takes a positive count, got ${rest[0]}`);
+    }
+  } else {
+    try {
+      op = parseOperation(words);
+    } catch (err) {
+      return fail("BAD_REQUEST", (err as Error).message);
+    }
+  }
+  let peer;
+  try {
+    peer = await link.get();
+  } catch (err) {
+    const e = DistError.from(err);
+    return fail(e.code, e.message);
+  }
+  if (random !== undefined) {
+    // A cancel stops the batch, with a partial summary.
+    const stop = AbortSignal.any([options.cancel!, options.signal].filter((s) => s !== undefined));
+    return await runRandom(peer, random, { ...options, signal: stop }) > 0 ? 1 : 0;
+  }
+  const outcome = await perform(peer, op!, options.timeout as number, options.cancel);
+  if (options.cancel?.aborted) {
+    options.out(`cancelled: ${words.join(" ")}`);
+    return 0;
+  }
+  if (options.json) options.out(outcomeJson(outcome));
+  else if (outcome.ok) options.out(formatResult(outcome.result));
+  else options.out(`error ${outcome.error!.code}: ${outcome.error!.message}`);
+  return outcome.ok ? 0 : 1;
 }

@@ -1,13 +1,15 @@
 import { type Options, toKebab, UsageError } from "../../config/mod.ts";
 import { DistError } from "../../wire/mod.ts";
 import { parseOperation } from "../ops.ts";
-import { type Role, type RunContext, writeStdout } from "../_role.ts";
+import { FORCED_EXIT_CODE, type Role, type RunContext, writeStdout } from "../_role.ts";
 import {
   type Caller,
   connect,
   DEFAULT_CONNECT,
   dialAddress,
   formatResult,
+  inFlight,
+  Link,
   type ModeOptions,
   outcomeJson,
   perform,
@@ -128,6 +130,8 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
     serviceConnector(options, (address) => dialAddress(address, options), ctx.signal) ??
       (() => connect(options));
   const peers = await Promise.all(Array.from({ length: connections }, open));
+  const link = new Link(peers[0], open);
+  ctx.onForcedExit?.(() => inFlight(bench ? peers : [link.caller]));
   try {
     if (bench) return await runBenchMode(peers, bench, o, ctx);
     const peer = peers[0];
@@ -135,15 +139,21 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
       return (await runRandom(peer, options.random as number, o)) === 0 ? 0 : 1;
     }
     if (op !== undefined) {
-      const outcome = await perform(peer, op, options.timeout as number);
+      // An interrupt gives up on the answer: nobody is waiting for it any more.
+      const outcome = await perform(peer, op, options.timeout as number, ctx.signal);
+      if (ctx.signal.aborted) {
+        console.error(`dist: Interrupted: no answer to ${ctx.positionals.join(" ")}`);
+        return FORCED_EXIT_CODE;
+      }
       if (options.json) out(outcomeJson(outcome));
       else if (outcome.ok) out(formatResult(outcome.result));
       else throw new DistError(outcome.error!.code as "INTERNAL", outcome.error!.message);
       return outcome.ok ? 0 : 1;
     }
-    return (await runInteractive(peer, o)) === 0 ? 0 : 1;
+    return (await runInteractive(link, o)) === 0 ? 0 : 1;
   } finally {
     for (const p of peers) p.close();
+    link.close();
   }
 }
 

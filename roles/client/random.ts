@@ -10,7 +10,9 @@ import {
 
 /**
  * Sends `count` random arithmetic requests one after another, printing each
- * with its result, then a summary line. Resolves with the number of errors.
+ * with its result, then a summary line (a partial one when `signal` stops
+ * it early; `cancel` also gives up on the request in flight). Resolves with
+ * the number of errors.
  */
 export async function runRandom(
   peer: Caller,
@@ -23,7 +25,8 @@ export async function runRandom(
   let sent = 0;
   for (; sent < count && !options.signal?.aborted; sent++) {
     const op = randomOperation();
-    const outcome = await perform(peer, op, options.timeout as number);
+    const outcome = await perform(peer, op, options.timeout as number, options.cancel);
+    if (options.cancel?.aborted) break;
     const shown = formatOperation(op);
     if (outcome.ok) {
       ok++;
@@ -37,10 +40,20 @@ export async function runRandom(
       options.out(`${shown} -> ${outcome.error!.code}: ${outcome.error!.message}`);
     }
   }
+  const interrupted = sent < count;
   if (options.json) {
-    options.out(JSON.stringify({ summary: { ok, errors, by: Object.fromEntries(by) } }));
+    const summary = {
+      ok,
+      errors,
+      by: Object.fromEntries(by),
+      ...(interrupted ? { interrupted } : {}),
+    };
+    options.out(JSON.stringify({ summary }));
   } else {
-    options.out(`${sent} requests: ${ok} ok, ${errors} errors; by: ${formatBy(by)}`);
+    options.out(
+      `${sent} requests: ${ok} ok, ${errors} errors; by: ${formatBy(by)}` +
+        (interrupted ? ` (interrupted: ${count - sent} not sent)` : ""),
+    );
   }
   return errors;
 }
