@@ -28,11 +28,14 @@ replicas = 2
 port = 7000
 peers = ["binder"]
 
-# Three servers: server-1..3 on 5557..5559.
+# Three servers of service "compute" (server-1..3 on 5557..5559), registered
+# with the binders.
 [[server]]
 name = "server"
 replicas = 3
 port = 5557
+service = "compute"
+binders = ["binder"]
 
 # A balancer over the servers, and over the workers that dial in on 8889.
 [[balancer]]
@@ -51,4 +54,11 @@ balancer = "balancer"
 name = "client"
 connect = "balancer"
 random = 20
+
+# Ten more, to an instance of "compute" found through the binders.
+[[client]]
+name = "resolver"
+service = "compute"
+binders = ["binder"]
+random = 10
 `;

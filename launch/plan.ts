@@ -5,9 +5,10 @@
  * sockets.
  *
  * Dependencies come from references (`instance.refs`): an instance that
- * names another starts once the other is ready. References between replicas
- * of one entry (binders naming their own group as peers) are peers, not
- * dependencies. Cycles between entries are configuration errors.
+ * names another starts once the other is ready. References between
+ * instances of one role (binders naming each other as `peers`) are peer
+ * links, not dependencies: such instances start together and find each
+ * other as they come up. Any other reference cycle is a configuration error.
  */
 import {
   defaultsOf,
@@ -97,12 +98,12 @@ function refKey(from: Instance, to: string): string {
   return toSnake(key);
 }
 
-/** The instance names `instance` depends on: its references, minus its own entry's replicas. */
+/** The instance names `instance` depends on: what it references, except instances of its own role (peers). */
 export function dependenciesOf(instance: Instance, byName: Map<string, Instance>): string[] {
   const deps = new Set<string>();
   for (const targets of Object.values(instance.refs)) {
     for (const target of targets) {
-      if (byName.get(target)?.group !== instance.group) deps.add(target);
+      if (byName.get(target)?.role !== instance.role) deps.add(target);
     }
   }
   return [...deps];
@@ -246,14 +247,20 @@ function checkPorts(
   }
   for (const [key, targets] of Object.entries(instance.refs)) {
     const portKey = spec[key]?.refPort ?? "port";
-    if (portKey === "port") continue;
     for (const target of targets) {
-      if (byName.get(target)?.options[portKey] === 0) {
-        throw new UsageError(
-          `${instance.role}.${toSnake(key)}: ${target} has ${toSnake(portKey)} 0, which ` +
-            `${instance.name} cannot find: give it a port`,
-        );
-      }
+      const other = byName.get(target);
+      if (other?.options[portKey] !== 0) continue;
+      // Peers start together, so none can learn another's port first.
+      const why = portKey !== "port"
+        ? `${instance.name} cannot find it (only "port" 0 is learned from the Listening line)`
+        : other.role === instance.role
+        ? `instances of one role that name each other start together, so none learns it in time`
+        : undefined;
+      if (why === undefined) continue;
+      throw new UsageError(
+        `${instance.role}.${toSnake(key)}: ${target} has ${toSnake(portKey)} 0, and ${why}: ` +
+          `give ${target} a port`,
+      );
     }
   }
 }

@@ -56,15 +56,27 @@ Deno.test("makePlan() starts an instance after what it references, file order wi
   assert.deepEqual(plan.remote, []);
 });
 
-Deno.test("makePlan() takes replicas naming their own entry as peers, not dependencies", () => {
-  const plan = makePlan(load('[[server]]\nreplicas = 3\nport = 7000\nbinders = ["server"]\n'), {
-    roles: ROLES,
-  });
-  assert.deepEqual(plan.instances.map((p) => [p.instance.name, p.step]), [
-    ["server-1", 1],
-    ["server-2", 1],
-    ["server-3", 1],
+Deno.test("makePlan() takes instances of one role naming each other as peers, not dependencies", () => {
+  const text = [
+    "[[server]]",
+    "replicas = 2",
+    "port = 7000",
+    'binders = ["server", "other"]',
+    "[[server]]",
+    'name = "other"',
+    "port = 7100",
+    'binders = ["server"]',
+  ].join("\n");
+  const plan = makePlan(load(text), { roles: ROLES, on: "127.0.0.1" });
+  assert.deepEqual(plan.instances.map((p) => [p.instance.name, p.step, p.after]), [
+    ["server-1", 1, []],
+    ["server-2", 1, []],
+    ["other", 1, []],
   ]);
+  throwsUsage(
+    () => makePlan(load(text.replace("port = 7100", "port = 0")), { roles: ROLES }),
+    /^server\.binders: other has port 0, and instances of one role that name each other start together/,
+  );
 });
 
 Deno.test("makePlan() rejects a reference cycle, naming the file, the line and the keys", () => {

@@ -92,32 +92,6 @@ Deno.test("dist up --duration runs a small topology: all ready, right results, e
   });
 });
 
-Deno.test("dist up waits for workers to register, and the balancer spreads over them", async () => {
-  const topology = [
-    "[[balancer]]",
-    "port = 0",
-    `worker_port = ${freePort()}`,
-    "[[worker]]",
-    'name = "worker"',
-    "replicas = 2",
-    'balancer = "balancer"',
-    "[[client]]",
-    'connect = "balancer"',
-    "random = 10",
-    "json = true",
-  ].join("\n");
-  await withUp(topology, ["--duration", "5s"], async (up) => {
-    const { stdout: out } = await endsWith(up, 0);
-    assert.match(out, /^dist up: worker-1 ready \(/m);
-    assert.match(out, /^dist up: worker-2 ready \(/m);
-    assert.match(out, /^dist up: All 4 ready in/m);
-    const summary = JSON.parse(linesOf(out, "client").at(-1)!).summary;
-    assert.equal(summary.ok, 10, out);
-    // No servers: every answer came from a worker.
-    assert.ok(Object.keys(summary.by).every((w) => /^worker-[12]$/.test(w)), out);
-  });
-});
-
 Deno.test("dist up stops dependents before what they depend on, exits 0 on SIGTERM", async () => {
   const topology = [
     "[[server]]",
