@@ -29,6 +29,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "--rate precision: start lag and latency at 1,000 and 10,000 req/s vs closed loop c=1",
     load: async () => (await import("./client.ts")).run,
   },
+  binder: {
+    about: "binder.lookup c=64 throughput, replication delay A→B p50/p99, catch-up of 10,000",
+    load: async () => (await import("./binder.ts")).run,
+  },
   idle: {
     about:
       "RSS per idle connection: 10,000 connections to dist, to a bare Deno server, to nats-server",

@@ -4,15 +4,12 @@
  * by the catch-up) until the binder has caught up with its peers, so a
  * binder never answers from a state it has not pulled yet.
  */
-import { getLogger } from "@logtape/logtape";
 import { DistError, type Peer } from "../../wire/mod.ts";
 import type { Registry } from "./registry.ts";
 import { checkId, checkService, paramsObject, parseRegistration, toInstance } from "./records.ts";
 import type { Replicator } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
 import type { Watchers } from "./watch.ts";
-
-const log = getLogger(["dist", "binder"]);
 
 /** What the methods work on. */
 export interface BinderParts {
@@ -97,7 +94,7 @@ export function binderHandlers(parts: BinderParts) {
       return { service, watching: false };
     },
     "binder.sync": (p) => replicator.onSync(p),
-    "binder.diff": (p) => replicator.onDiff(p),
+    "binder.diff": (p, peer) => replicator.onDiff(p, peer),
   };
 
   return {
@@ -110,15 +107,9 @@ export function binderHandlers(parts: BinderParts) {
       }
       return handler(paramsObject(params ?? {}, method), peer);
     },
-    onNotification(method: string, params: unknown): void {
+    onNotification(method: string, params: unknown, peer: Peer): void {
       // Pushes from peers are notifications; anything else sent that way is ignored.
-      if (method === "binder.sync") {
-        try {
-          replicator.onSync(params);
-        } catch (err) {
-          log.warn("Ignored a bad binder.sync notification: {error}", { error: String(err) });
-        }
-      }
+      if (method === "binder.sync") replicator.onPush(params, peer.remote.name);
     },
   };
 }

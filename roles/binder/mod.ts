@@ -137,7 +137,7 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
     maxConnections: options.maxConnections as number,
     ...connSettings(options),
     onRequest: (method, params, peer) => api.handlers!.onRequest(method, params, peer),
-    onNotification: (method, params) => api.handlers!.onNotification(method, params),
+    onNotification: (method, params, peer) => api.handlers!.onNotification(method, params, peer),
   });
   const name = (options.name as string | undefined) ?? `binder-${listener.addr.port}`;
   setLogInstance(name);

@@ -3,7 +3,9 @@
  *
  * - **Push**: every change made here is sent at once (one `binder.sync`
  *   notification per peer per turn of the event loop) over the connection
- *   this binder keeps to each peer. Changes merged from a peer are not
+ *   this binder keeps to each peer, and to binders that dialed this one
+ *   without being in its own list (so `--peers` given on one side only still
+ *   replicates both ways at once). Changes merged from a peer are not
  *   forwarded: with every binder listing every other, the origin reaches all;
  *   anti-entropy covers the rest.
  * - **Anti-entropy**: on every (re)connection and then every `intervalMs`,
@@ -87,6 +89,8 @@ interface Link {
   self: boolean;
   /** A round is running on it. */
   busy: boolean;
+  /** The peer's id, once it has answered a round. */
+  node?: string;
 }
 
 /** The answer to `binder.diff`. */
@@ -124,6 +128,8 @@ export class Replicator {
   #registry: Registry;
   #links: Link[] = [];
   #pending: Entry[] = [];
+  /** Binders that dialed this one (their `binder.diff` says who they are), by connection. */
+  #inbound = new Map<Peer, string>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #budget: number;
   #stopped = false;
@@ -136,7 +142,7 @@ export class Replicator {
     this.#budget = Math.max(4096, Math.min(256 * 1024, Math.floor(maxFrame / 4)));
     this.ready = new Promise((resolve) => this.#markReady = resolve);
     this.#registry.onChange((entry, _previous, local) => {
-      if (!local || this.#links.length === 0) return;
+      if (!local || (this.#links.length === 0 && this.#inbound.size === 0)) return;
       if (this.#pending.length === 0) queueMicrotask(() => this.#push());
       this.#pending.push(entry);
     });
@@ -176,6 +182,10 @@ export class Replicator {
         maxBackoffMs: 2000,
         // A connection counts as up once a round has run on it: the catch-up.
         onConnect: (peer) => this.#round(link, peer),
+        // A peer that has no link of its own to this binder pushes its changes back here.
+        onNotification: (method, params) => {
+          if (method === "binder.sync") this.onPush(params, link.address);
+        },
       });
       this.#links.push(link);
     }
@@ -224,13 +234,29 @@ export class Replicator {
     return { merged: this.#mergeAll(p.records, describe(p.node)) };
   }
 
-  /** Handles `binder.diff {node, digest, cursor?}`: this binder's entries where the digests differ. */
-  onDiff(params: unknown): DiffAnswer {
+  /** Handles a pushed `binder.sync` notification: as onSync, a bad one only logged. */
+  onPush(params: unknown, from: string): void {
+    try {
+      this.onSync(params);
+    } catch (err) {
+      log.warn("Ignored a bad binder.sync from {from}: {error}", { from, error: String(err) });
+    }
+  }
+
+  /**
+   * Handles `binder.diff {node, digest, cursor?}` from a peer on `conn`:
+   * this binder's entries where the digests differ.
+   */
+  onDiff(params: unknown, conn?: Peer): DiffAnswer {
     const p = paramsObject(params, "binder.diff");
     if (p.node === this.#options.node) {
       throw new DistError("BAD_REQUEST", "This binder is the caller itself", {
         data: { self: true },
       });
+    }
+    if (conn !== undefined && typeof p.node === "string" && !this.#inbound.has(conn)) {
+      this.#inbound.set(conn, p.node);
+      conn.closed.then(() => this.#inbound.delete(conn));
     }
     if (!isDigestSummary(p.digest)) {
       throw new DistError("BAD_REQUEST", `"digest" must be {x, n}, ${BUCKETS} numbers each`);
@@ -308,6 +334,13 @@ export class Replicator {
           this.counters.unsent += chunk.length;
         }
       }
+      for (const [conn, node] of this.#inbound) {
+        if (this.#links.some((l) => l.node === node)) continue; // reached through our own link
+        if (conn.notify("binder.sync", params)) {
+          this.counters.pushes++;
+          this.counters.pushed += chunk.length;
+        }
+      }
     }
   }
 
@@ -375,6 +408,7 @@ export class Replicator {
           throw new DistError("BAD_REQUEST", `Malformed binder.diff answer from ${link.address}`);
         }
         peerReady = answer.ready === true;
+        if (typeof answer.node === "string") link.node = answer.node;
         for (const b of Array.isArray(answer.buckets) ? answer.buckets : []) {
           if (Number.isInteger(b) && b >= 0 && b < BUCKETS) buckets.add(b);
         }
