@@ -70,6 +70,8 @@ export function formatMainHelp(roles: Record<string, RoleInfo>, version: string)
     "  dist <role> [flags]",
     "  dist --role <role> [flags]",
     "  dist <role> --help      Flags of one role",
+    "  dist up [FILE]          Launch and supervise a topology (dist up --help)",
+    "  dist status [FILE]      Every instance of a topology in one table",
     "",
     "Roles:",
     ...columns(Object.entries(roles).map(([name, info]) => [name, info.summary])),

@@ -15,6 +15,8 @@ import { LAUNCHER_ENV, type SelfCommand, selfCommand } from "./self.ts";
 import type { StateWriter } from "./state.ts";
 
 const LISTENING = /Listening on (\S+):(\d+)/;
+/** How long, after a child exits, its output may take to drain before the exit is handled (ms). */
+const IO_DRAIN_MS = 1000;
 
 /** How a {@link Supervisor} runs. */
 export interface SupervisorOptions {
@@ -260,7 +262,10 @@ export class Supervisor {
       this.#pump(unit, child.stderr),
     ]);
     unit.exited = child.status.then(async (status) => {
-      await io;
+      // Its last lines first (bounded: a grandchild could hold the pipes open).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([io, new Promise((r) => timer = setTimeout(r, IO_DRAIN_MS))]);
+      clearTimeout(timer);
       this.#onExit(unit, {
         code: status.code,
         signal: status.signal,

@@ -11,11 +11,12 @@ import {
   parseTopology,
   type RoleInfo,
   type Topology,
+  UsageError,
 } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, shellWords } from "./plan.ts";
-import { StateWriter, topologyKey } from "./state.ts";
+import { readStates, StateWriter, topologyKey } from "./state.ts";
 import { Supervisor } from "./supervisor.ts";
 
 /** A topology and its text (for line numbers in plan errors). */
@@ -68,6 +69,15 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     }
     return 0;
   }
+  // Two launchers of one topology on one machine would fight over its ports.
+  const key = topologyKey(args.file);
+  const twin = (await readStates(key)).find((s) => s.on === plan.on);
+  if (twin !== undefined) {
+    throw new UsageError(
+      `dist up of ${topology.file}${plan.on ? ` --on ${plan.on}` : ""} already runs here ` +
+        `(pid ${twin.pid}): stop it first, or see it with dist status`,
+    );
+  }
   const stop = new AbortController();
   const kill = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -78,7 +88,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     return [name, handler] as const;
   });
   const state = new StateWriter({
-    file: topologyKey(args.file),
+    file: key,
     ...(plan.on === undefined ? {} : { on: plan.on }),
     instances: Object.fromEntries(plan.instances.map((p) => [
       p.instance.name,

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import {
   DEFAULT_TOPOLOGY,
   DEFAULT_TOPOLOGY_FILE,
+  formatMainHelp,
   parseTopology,
   type Topology,
 } from "../config/mod.ts";
@@ -303,6 +304,7 @@ Deno.test("parseLauncherArgs() rejects unknown flags, bad values and a second fi
   throwsUsage(() => parseLauncherArgs(["--on"], UP), "--on needs a value");
   throwsUsage(() => parseLauncherArgs(["a.toml", "b.toml"], STATUS), /takes one topology file/);
   assert.match(formatLauncherHelp(UP), /--grace DURATION +On shutdown.*\(default: 5s\)/);
+  assert.match(formatMainHelp(ROLES, "1.0.0"), /^ {2}dist up \[FILE\] +Launch and supervise/m);
 });
 
 // ---- status ----

@@ -80,6 +80,11 @@ Deno.test("a server killed with SIGKILL is restarted, serves again within 2 s, a
       /^server-1 +server +127\.0\.0\.1:\d+ +up +\d+s +1 +[\d.]+ MiB +.*requests=/m,
     );
     assert.match(table.stdout, /^client +client +- +exited \(exit code 0\) /m);
+
+    // A second launcher of the same file would fight over its ports.
+    const twin = await runDist(["up", file]);
+    assert.equal(twin.code, 2, twin.stdout + twin.stderr);
+    assert.match(twin.stderr, /^dist: dist up of .* already runs here \(pid \d+\)/);
     await stopCleanly(up);
   });
 });

@@ -60,15 +60,24 @@ export interface UpProcess {
   stop(signal?: Deno.Signal): Promise<UpResult>;
 }
 
+/** How {@link startUp} runs `dist up`. */
+export interface StartUpOptions {
+  env?: Record<string, string>;
+  /** A compiled `dist` to run (default: as tests/helpers/dist.ts runs dist). */
+  bin?: string;
+}
+
 /** Starts `dist up …args` (with NO_COLOR) and reads its output as it comes. */
-export function startUp(args: string[], env: Record<string, string> = {}): UpProcess {
-  const { exe, args: argv } = distCommand(["up", ...args]);
+export function startUp(args: string[], options: StartUpOptions = {}): UpProcess {
+  const { exe, args: argv } = options.bin
+    ? { exe: options.bin, args: ["up", ...args] }
+    : distCommand(["up", ...args]);
   const child = new Deno.Command(exe, {
     args: argv,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   let out = "";
   let err = "";
@@ -192,9 +201,10 @@ export async function withUp(
   text: string,
   args: string[],
   body: (up: UpProcess, file: string) => Promise<void>,
+  options: StartUpOptions = {},
 ): Promise<void> {
   const file = await topologyFile(text);
-  const up = startUp([file, ...args]);
+  const up = startUp([file, ...args], options);
   try {
     await body(up, file);
   } finally {
