@@ -98,10 +98,37 @@ export function formatUptime(ms: number): string {
   return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, "0")}h`;
 }
 
-/** A role's figures in one cell: `requests=20 errors=0`; lists by their length, tables left out. */
+/**
+ * The figures the table shows, when a role reports them (`--json` has them
+ * all): requests served, backends up, topics, subscriptions, registered
+ * instances and the like.
+ */
+export const KEY_FIGURES: readonly string[] = [
+  "requests",
+  "errors",
+  "healthy",
+  "backends",
+  "workers",
+  "queued",
+  "topics",
+  "subscriptions",
+  "messages_in",
+  "messages_out",
+  "services",
+  "instances",
+  "tasks",
+];
+
+/**
+ * A role's figures in one cell, `requests=20 errors=0`: the {@link KEY_FIGURES}
+ * it has (all of its figures when it has none of them); lists by their
+ * length, tables left out.
+ */
 export function formatFigures(figures: Record<string, unknown>): string {
+  const keys = KEY_FIGURES.filter((k) => Object.hasOwn(figures, k));
+  const shown = keys.length > 0 ? keys.map((k) => [k, figures[k]]) : Object.entries(figures);
   const parts: string[] = [];
-  for (const [key, value] of Object.entries(figures)) {
+  for (const [key, value] of shown) {
     if (typeof value === "number" || typeof value === "boolean") parts.push(`${key}=${value}`);
     else if (typeof value === "string" && value.length <= 40) parts.push(`${key}=${value}`);
     else if (Array.isArray(value)) parts.push(`${key}=${value.length}`);

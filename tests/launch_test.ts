@@ -318,16 +318,14 @@ Deno.test("formatUptime() writes seconds, minutes, hours and days", () => {
   ]);
 });
 
-Deno.test("formatFigures() shows numbers and short text, lists by length, leaves tables out", () => {
+Deno.test("formatFigures() shows the key figures a role has, else all; lists by length, no tables", () => {
   assert.equal(
-    formatFigures({
-      requests: 20,
-      healthy: true,
-      policy: "p2c",
-      backends: [1, 2],
-      nested: { a: 1 },
-    }),
-    "requests=20 healthy=true policy=p2c backends=2",
+    formatFigures({ connections: 3, requests: 20, healthy: 4, backends: [1, 2], nested: { a: 1 } }),
+    "requests=20 healthy=4 backends=2",
+  );
+  assert.equal(
+    formatFigures({ ready: true, policy: "p2c", queues: [1], nested: { a: 1 } }),
+    "ready=true policy=p2c queues=1",
   );
 });
 

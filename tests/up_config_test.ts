@@ -1,8 +1,6 @@
 /**
  * `dist up` with bad topology files and bad flags: one line `dist: …`
  * naming the file, the line and the key, exit 2, and nothing started.
- * (Reference cycles are in launch_test.ts: no role on main can reference
- * one that references it back yet.)
  */
 import assert from "node:assert/strict";
 import { runDist } from "./helpers/dist.ts";
@@ -34,6 +32,23 @@ const CASES: { what: string; text: string; args?: string[]; error: (file: string
     error: (f) =>
       new RegExp(
         `^dist: Cannot load ${f}: line 4: client\\.connect: unknown instance "sever" \\(did you mean "server"\\?\\)`,
+      ),
+  },
+  {
+    what: "a reference cycle",
+    text: [
+      "[[balancer]]",
+      "port = 6100",
+      'backends = ["server"]',
+      "[[server]]",
+      "port = 6101",
+      'service = "compute"',
+      'binders = ["balancer"]',
+    ].join("\n"),
+    error: (f) =>
+      new RegExp(
+        `^dist: Cannot load ${f}: line 3: balancer\\.backends: reference cycle: ` +
+          "balancer \\(backends\\) -> server \\(binders\\) -> balancer$",
       ),
   },
   {
