@@ -85,6 +85,25 @@ export const HOST_OPTION: OptionDef = {
   metavar: "HOST",
 };
 
+/**
+ * What every listening role takes besides its port: `--host`,
+ * `--max-connections`, `--grace`. Spread into a role's options.
+ */
+export const LISTENER_OPTIONS: OptionSpec = {
+  host: HOST_OPTION,
+  maxConnections: {
+    type: "integer",
+    description: "Most concurrent connections; more are refused with OVERLOADED",
+    default: 10_000,
+    min: 1,
+  },
+  grace: {
+    type: "duration",
+    description: "On shutdown, how long requests in flight may take to finish",
+    default: 2000,
+  },
+};
+
 /** Options every role takes. */
 export const COMMON_OPTIONS: OptionSpec = {
   name: { type: "string", description: "Instance name used in logs and replies", metavar: "NAME" },

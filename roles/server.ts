@@ -1,5 +1,5 @@
 import { getLogger } from "@logtape/logtape";
-import { HOST_OPTION, type Options } from "../config/mod.ts";
+import { LISTENER_OPTIONS, type Options } from "../config/mod.ts";
 import { DistError, listen } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import { announceListening, type Role, type RunContext, untilAborted } from "./_role.ts";
@@ -20,24 +20,13 @@ export const server: Role = {
     "  sys.ping, sys.stats",
   ],
   options: {
-    host: HOST_OPTION,
     port: {
       type: "port",
       description: "Port to listen on (0 picks a free one)",
       default: 5557,
       short: "p",
     },
-    maxConnections: {
-      type: "integer",
-      description: "Most concurrent connections; more are refused with OVERLOADED",
-      default: 10_000,
-      min: 1,
-    },
-    grace: {
-      type: "duration",
-      description: "On shutdown, how long requests in flight may take to finish",
-      default: 2000,
-    },
+    ...LISTENER_OPTIONS,
     ...REGISTER_OPTIONS,
   },
   run: runServer,

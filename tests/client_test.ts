@@ -4,17 +4,8 @@
  * would ignore. Real processes on port 0, stopped in `finally`.
  */
 import assert from "node:assert/strict";
-import { distCommand, type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
-import { assertUserError } from "./helpers/cli.ts";
-
-async function withServer(body: (server: DistProcess) => Promise<void>): Promise<void> {
-  const server = await startDist(["server", "--port", "0"]);
-  try {
-    await body(server);
-  } finally {
-    await server.stop();
-  }
-}
+import { distCommand, lines, runDist } from "./helpers/dist.ts";
+import { assertUserError, withServer } from "./helpers/cli.ts";
 
 Deno.test("a bench whose server dies stops, counting only successes as throughput", async () => {
   await withServer(async (server) => {

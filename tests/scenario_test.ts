@@ -4,29 +4,9 @@
  * run in parallel to keep the file fast (each start-up costs ~0.3-1 s).
  */
 import assert from "node:assert/strict";
-import {
-  distCommand,
-  type DistProcess,
-  freePort,
-  lines,
-  runDist,
-  startDist,
-} from "./helpers/dist.ts";
-import { assertUserError } from "./helpers/cli.ts";
+import { distCommand, freePort, lines, runDist, startDist } from "./helpers/dist.ts";
+import { assertUserError, withServer } from "./helpers/cli.ts";
 import { randomOperation } from "../roles/mod.ts";
-
-/** Runs `body` with a fresh `dist server --port 0`, stopped afterwards. */
-async function withServer(
-  body: (server: DistProcess) => Promise<void>,
-  args: string[] = [],
-): Promise<void> {
-  const server = await startDist(["server", "--port", "0", ...args]);
-  try {
-    await body(server);
-  } finally {
-    await server.stop();
-  }
-}
 
 Deno.test("client one shot prints the result of every operation and exits 0", async () => {
   await withServer(async (server) => {

@@ -6,20 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { distCommand, type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
-import { tempFile } from "./helpers/cli.ts";
+import { tempFile, withServer } from "./helpers/cli.ts";
 import { ptyUnavailable, startPty } from "./helpers/pty.ts";
-
-async function withServer(
-  body: (server: DistProcess) => Promise<void>,
-  args: string[] = [],
-): Promise<void> {
-  const server = await startDist(["server", "--port", "0", ...args]);
-  try {
-    await body(server);
-  } finally {
-    await server.stop();
-  }
-}
 
 /** Spawns `dist ...args` with piped stdio, for tests that signal it mid-run. */
 function spawnDist(args: string[], stdin: "piped" | "null" = "null"): Deno.ChildProcess {

@@ -1,6 +1,19 @@
 /** Assertions on what a user sees of a `dist` command. */
 import assert from "node:assert/strict";
-import { lines } from "./dist.ts";
+import { type DistProcess, lines, startDist } from "./dist.ts";
+
+/** Runs `body` with a fresh `dist server --port 0 ...args`, stopped afterwards. */
+export async function withServer(
+  body: (server: DistProcess) => Promise<void>,
+  args: string[] = [],
+): Promise<void> {
+  const server = await startDist(["server", "--port", "0", ...args]);
+  try {
+    await body(server);
+  } finally {
+    await server.stop();
+  }
+}
 
 /**
  * Asserts a user error: exit `code` and exactly `count` stderr lines (default
