@@ -12,6 +12,8 @@ import { broker } from "./broker/mod.ts";
 import { binder } from "./binder/mod.ts";
 import { balancer } from "./balancer/mod.ts";
 import { worker } from "./worker.ts";
+import { producer } from "./producer/mod.ts";
+import { consumer } from "./consumer.ts";
 
 export const ROLES: Readonly<Record<string, Role>> = {
   server,
@@ -20,6 +22,8 @@ export const ROLES: Readonly<Record<string, Role>> = {
   binder,
   balancer,
   worker,
+  producer,
+  consumer,
 };
 
 export type { Role, RunContext } from "./_role.ts";

@@ -60,31 +60,22 @@ export const TOPIC_NAMES_LIMIT = 1000;
 /** Longest queue group name. */
 const MAX_GROUP_LENGTH = 256;
 
-/** UTF-8 bytes of a string, without encoding it. */
-function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c < 0xdc00) i++, n += 2; // a surrogate pair: 4 bytes for 2 units
-    else n += 2;
-  }
-  return n;
-}
-
-/** What a value costs in the retained store: about its encoded size. */
+/**
+ * What a value costs in the retained store: about its size as JSON text
+ * (a string counts its length: a byte per character, as V8 keeps most
+ * strings, and O(1) on every publish).
+ */
 export function valueBytes(value: unknown): number {
   switch (typeof value) {
     case "string":
-      return utf8Length(value) + 2;
+      return value.length + 2;
     case "number":
     case "boolean":
       return 8;
     case "object":
       if (value === null) return 4;
       try {
-        return utf8Length(JSON.stringify(value) ?? "");
+        return (JSON.stringify(value) ?? "").length;
       } catch {
         return 0; // not JSON (a MessagePack extension): counted by its key alone
       }

@@ -1,0 +1,92 @@
+/**
+ * The connection to a broker that the producer and the consumer share: the
+ * `--broker` option, and a link that stays up across broker restarts.
+ */
+import { formatAddress, type OptionDef, type Options, parseAddress } from "../config/mod.ts";
+import {
+  codecByName,
+  DistError,
+  type NotificationHandler,
+  type Peer,
+  Redialer,
+} from "../wire/mod.ts";
+import { connSettings } from "./_conn.ts";
+
+/** Where producers and consumers find the broker unless told otherwise. */
+export const DEFAULT_BROKER = "127.0.0.1:8000";
+
+/** `--broker HOST:PORT` (in a topology file, an instance name: `broker = "broker"`). */
+export const BROKER_OPTION: OptionDef = {
+  type: "address",
+  description: "The broker to connect to",
+  default: DEFAULT_BROKER,
+  short: "b",
+  ref: true,
+  metavar: "HOST:PORT",
+};
+
+/** What a producer's or consumer's user may try instead of `--broker`. */
+export const BROKER_FLAG_HINTS: Record<string, string> = {
+  "--port": "it dials the broker, it does not listen: give --broker HOST:PORT",
+  "-p": "it dials the broker, it does not listen: give --broker HOST:PORT (or -b HOST:PORT)",
+  "--host": "it dials the broker, it does not listen: give --broker HOST:PORT",
+  "--connect": "give --broker HOST:PORT",
+};
+
+export interface LinkOptions {
+  role: string;
+  /** Runs on every (re)connection before it counts as up, e.g. to subscribe. */
+  onConnect?: (peer: Peer) => void | Promise<void>;
+  onNotification?: NotificationHandler;
+}
+
+/**
+ * A connection to `--broker` that is dialed again whenever it drops (with
+ * backoff), so a producer or consumer outlives a broker restart.
+ */
+export function brokerLink(options: Options, link: LinkOptions): Redialer {
+  const address = parseAddress(options.broker as string);
+  return new Redialer(address, {
+    role: link.role,
+    name: (options.name as string | undefined) ?? `${link.role}-${Deno.pid}`,
+    codec: codecByName(options.codec as string),
+    ...connSettings(options),
+    timeoutMs: options.timeout as number,
+    connectTimeoutMs: options.timeout as number,
+    onConnect: link.onConnect,
+    onNotification: link.onNotification,
+  }).start();
+}
+
+/**
+ * The first connection of a link, within `--timeout`.
+ * @throws {DistError} UNAVAILABLE naming the broker (the link is stopped)
+ */
+export async function firstConnection(link: Redialer, options: Options): Promise<Peer> {
+  try {
+    return await link.ready(options.timeout as number);
+  } catch (err) {
+    await link.stop();
+    const where = formatAddress(link.address);
+    const hint = options.broker === DEFAULT_BROKER ? "; is the broker up? give --broker" : "";
+    throw new DistError(
+      "UNAVAILABLE",
+      `No broker at ${where} within ${options.timeout} ms${hint}`,
+      { cause: err },
+    );
+  }
+}
+
+/** A value given on the command line: JSON when it parses as JSON, else the text itself. */
+export function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** A value as a person reads it: text bare, anything else as JSON. */
+export function formatValue(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}

@@ -1,0 +1,226 @@
+/**
+ * `dist consumer`: subscribes to a topic subtree and prints what arrives,
+ * one `topic value` line per message (retained ones marked), or one JSON
+ * object per line with `--json`. It resubscribes when the broker comes back
+ * after a drop; Ctrl-C unsubscribes and exits 0.
+ */
+import { getLogger } from "@logtape/logtape";
+import { type Options, UsageError } from "../config/mod.ts";
+import { DistError, type Peer } from "../wire/mod.ts";
+import { type Role, type RunContext, writeStdout } from "./_role.ts";
+import { normalizeTopic } from "./_topic.ts";
+import {
+  BROKER_FLAG_HINTS,
+  BROKER_OPTION,
+  brokerLink,
+  firstConnection,
+  formatValue,
+} from "./_broker_link.ts";
+
+const log = getLogger(["dist", "consumer"]);
+
+/** The slow-subscriber policies a consumer may ask the broker for. */
+const POLICIES = ["disconnect", "drop-oldest", "latest"];
+/** How long a last unsubscribe may take on the way out. */
+const GOODBYE_MS = 1000;
+
+export const consumer: Role = {
+  summary: "Subscribe to a topic subtree on a broker and print what arrives",
+  flagHints: BROKER_FLAG_HINTS,
+  usage: [
+    "dist consumer [--broker HOST:PORT] [--topic /] [--group G] [--policy P] [--list] [--count N]",
+    "dist consumer --type currency       the lab's form: the same as --topic /currency",
+    "",
+    "Prints `topic value` per message, `topic value (retained)` for retained values",
+    '(--json: {"topic","value","retained"} per line). A subscription covers the topic\'s',
+    "subtree; + matches one segment (/+/orange).",
+  ],
+  options: {
+    broker: BROKER_OPTION,
+    topic: {
+      type: "string",
+      description: "Topic (or pattern) to subscribe to",
+      default: "/",
+      short: "t",
+      metavar: "TOPIC",
+    },
+    type: {
+      type: "string",
+      description: "The lab's form of --topic: --type currency is --topic /currency",
+      metavar: "NAME",
+    },
+    group: {
+      type: "string",
+      description: "Queue group: consumers of one group share the messages",
+      metavar: "G",
+    },
+    policy: {
+      type: "choice",
+      description: "What the broker does when this consumer falls behind",
+      choices: POLICIES,
+      default: "disconnect",
+    },
+    list: {
+      type: "boolean",
+      description: "Print the broker's topics under the subscription first",
+      default: false,
+    },
+    count: {
+      type: "integer",
+      description: "Exit after N messages",
+      min: 1,
+      metavar: "N",
+    },
+    timeout: {
+      type: "duration",
+      description: "Timeout of connecting and of each request",
+      default: 5000,
+    },
+  },
+  run: runConsumer,
+};
+
+interface TopicLine {
+  topic: string;
+  retained: boolean;
+  messages: number;
+  subscribers: number;
+  last_active: string;
+}
+
+function topicPattern(options: Options): string {
+  if (options.type !== undefined && options.topic !== "/") {
+    throw new UsageError("Give --topic or --type, not both");
+  }
+  const raw = options.type !== undefined ? `/${options.type}` : options.topic as string;
+  try {
+    return normalizeTopic(raw, { pattern: true });
+  } catch (err) {
+    throw new UsageError(
+      `--${options.type !== undefined ? "type" : "topic"}: ${(err as Error).message}`,
+    );
+  }
+}
+
+async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
+  const out = ctx.stdout ?? writeStdout;
+  const pattern = topicPattern(options);
+  const group = options.group as string | undefined;
+  if (group !== undefined && (group === "" || group.length > 256)) {
+    throw new UsageError("--group: a group name has 1 to 256 characters");
+  }
+  const json = options.json as boolean;
+  const limit = (options.count as number | undefined) ?? Infinity;
+  const timeout = options.timeout as number;
+  let received = 0;
+  let sid: number | undefined;
+  let listed = false;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => finish = resolve);
+
+  // Lines of one read go out in one write.
+  let pending: string[] = [];
+  const flush = () => {
+    const lines = pending;
+    pending = [];
+    try {
+      out(lines.join("\n"));
+    } catch (err) {
+      // Whoever read our output has gone (`| head`): nothing left to do.
+      if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+      received = limit;
+      finish();
+    }
+  };
+  const print = (line: string) => {
+    if (pending.length === 0) queueMicrotask(flush);
+    pending.push(line);
+  };
+
+  const onMessage = (p: Record<string, unknown>) => {
+    // One subscription per connection: no sid to check (the first deliveries
+    // may even arrive before the subscribe answer has been read).
+    if (received >= limit) return;
+    received++;
+    const retained = p.retained === true;
+    print(
+      json
+        ? JSON.stringify({ topic: p.topic, value: p.value, retained })
+        : `${p.topic} ${formatValue(p.value)}${retained ? " (retained)" : ""}`,
+    );
+    if (received >= limit) finish();
+  };
+
+  const link = brokerLink(options, {
+    role: "consumer",
+    onNotification: (method, params) => {
+      if (method === "broker.message") onMessage(params as Record<string, unknown>);
+      else if (method === "broker.topic_created") {
+        log.info("New topic {topic}", { topic: (params as { topic: string }).topic });
+      }
+    },
+    onConnect: async (peer: Peer) => {
+      if (options.list && !listed) {
+        listed = true;
+        printTopics(
+          await peer.call("broker.topics", { prefix: pattern }, { timeout }) as {
+            topics: TopicLine[];
+            truncated: boolean;
+          },
+          json,
+          print,
+        );
+      }
+      const result = await peer.call("broker.subscribe", {
+        topic: pattern,
+        group,
+        policy: options.policy,
+      }, { timeout }) as { sid: number; topic_count: number };
+      sid = result.sid;
+      log.info("Subscribed to {pattern}{group}: {n} topic(s) so far", {
+        pattern,
+        group: group === undefined ? "" : ` in group ${group}`,
+        n: result.topic_count,
+      });
+    },
+  });
+  try {
+    await firstConnection(link, options);
+    await new Promise<void>((resolve) => {
+      if (ctx.signal.aborted) return resolve();
+      ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+      finished.then(resolve);
+    });
+    const peer = link.peer;
+    if (peer !== undefined && sid !== undefined) {
+      // Say goodbye rather than leave the broker to notice the close.
+      await peer.call("broker.unsubscribe", { sid }, { timeout: GOODBYE_MS }).catch((err) =>
+        log.debug("Unsubscribe failed: {error}", { error: DistError.from(err).message })
+      );
+    }
+    if (pending.length > 0) flush();
+    return 0;
+  } finally {
+    await link.stop();
+  }
+}
+
+/** The topic list, before the messages (the lab's consumer printed it first). */
+function printTopics(
+  listing: { topics: TopicLine[]; truncated: boolean },
+  json: boolean,
+  print: (line: string) => void,
+): void {
+  if (json) {
+    print(JSON.stringify(listing));
+    return;
+  }
+  const width = Math.max(5, ...listing.topics.map((t) => t.topic.length));
+  print(`${listing.topics.length}${listing.truncated ? "+" : ""} topic(s):`);
+  for (const t of listing.topics) {
+    print(
+      `  ${t.topic.padEnd(width)}  ${t.retained ? "retained" : "        "}  ` +
+        `${t.messages} message(s)  ${t.subscribers} subscriber(s)  last ${t.last_active}`,
+    );
+  }
+}

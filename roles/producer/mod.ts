@@ -1,0 +1,244 @@
+/**
+ * @module
+ * `dist producer`: publishes to a broker. Three modes: the original lab's
+ * generators (`--type`, in `generators.ts`), given values (`--topic T
+ * --value V`), and load (`--payload BYTES`, `--rate R`, in `load.ts`). This
+ * file holds the option spec and picks the mode.
+ */
+import { getLogger } from "@logtape/logtape";
+import { type Options, UsageError } from "../../config/mod.ts";
+import { DistError, type Peer, type Redialer } from "../../wire/mod.ts";
+import { type Role, type RunContext, writeStdout } from "../_role.ts";
+import { normalizeTopic } from "../_topic.ts";
+import {
+  BROKER_FLAG_HINTS,
+  BROKER_OPTION,
+  brokerLink,
+  firstConnection,
+  formatValue,
+  parseValue,
+} from "../_broker_link.ts";
+import { GENERATOR_NAMES, GENERATORS, type Publication } from "./generators.ts";
+import { formatLoadSummary, progressBar, runLoad } from "./load.ts";
+
+const log = getLogger(["dist", "producer"]);
+
+export const producer: Role = {
+  summary: "Publish to a broker: the lab's generators, given values, or a load",
+  flagHints: BROKER_FLAG_HINTS,
+  usage: [
+    "dist producer --type currency|msg|telephony [--count N] [--interval D]",
+    "dist producer --topic T --value V [--count N] [--interval D] [--no-retain] [--confirm]",
+    "dist producer --topic T --payload BYTES [--count N] [--rate R] [--confirm]   (load)",
+    "",
+    "Generators (the original lab's):",
+    ...GENERATOR_NAMES.map((name) => `  ${name.padEnd(10)} ${GENERATORS[name].about}`),
+    "",
+    'V is parsed as JSON when it is JSON (42, true, {"a":1}), else sent as text.',
+    "Each published message is printed as `topic value` (--json: one object per line).",
+  ],
+  options: {
+    broker: BROKER_OPTION,
+    type: {
+      type: "choice",
+      description: "Run one of the lab's generators",
+      choices: GENERATOR_NAMES,
+    },
+    topic: { type: "string", description: "Topic to publish to", metavar: "TOPIC" },
+    value: { type: "string", description: "Value to publish (JSON, or text)", metavar: "V" },
+    count: {
+      type: "integer",
+      description: "Messages to publish (default: 1 with --value, 100000 in load, else no end)",
+      min: 1,
+      metavar: "N",
+    },
+    interval: {
+      type: "duration",
+      description: "Time between messages (default: the generator's, 1s with --value)",
+    },
+    retain: {
+      type: "boolean",
+      description: "Keep each value as its topic's retained value (--no-retain: don't)",
+      default: true,
+    },
+    confirm: {
+      type: "boolean",
+      description: "Publish as requests, each answered once routed (else fire-and-forget)",
+      default: false,
+    },
+    payload: {
+      type: "integer",
+      description: "Load mode: bytes of text in each message",
+      min: 0,
+      max: 64 * 1024 * 1024,
+      metavar: "BYTES",
+    },
+    rate: {
+      type: "number",
+      description: "Load mode: messages per second (default: as fast as the broker takes them)",
+      min: 0.001,
+      metavar: "R",
+    },
+    timeout: {
+      type: "duration",
+      description: "Timeout of connecting and of each confirmation",
+      default: 5000,
+    },
+  },
+  run: runProducer,
+};
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+async function runProducer(options: Options, ctx: RunContext): Promise<number> {
+  const out = ctx.stdout ?? writeStdout;
+  const load = options.payload !== undefined || options.rate !== undefined;
+  const mode = load ? "load" : options.type !== undefined ? "type" : "value";
+  // Mistakes in the flags are found before connecting.
+  if (options.type !== undefined && (options.topic !== undefined || load)) {
+    throw new UsageError("--type runs a generator: give it without --topic, --payload or --rate");
+  }
+  if (mode === "value" && (options.topic === undefined || options.value === undefined)) {
+    throw new UsageError(
+      "Give --type currency|msg|telephony, --topic T --value V, or --topic T --payload BYTES",
+    );
+  }
+  if (load && options.value !== undefined) {
+    throw new UsageError("--value is for one message; load mode sends --payload BYTES of text");
+  }
+  let topic: string | undefined;
+  if (options.topic !== undefined) {
+    try {
+      topic = normalizeTopic(options.topic);
+    } catch (err) {
+      throw new UsageError(`--topic: ${(err as Error).message}`);
+    }
+  }
+  const link = brokerLink(options, { role: "producer" });
+  try {
+    const peer = await firstConnection(link, options);
+    if (load) {
+      const count = (options.count as number | undefined) ?? 100_000;
+      const tty = Deno.stderr.isTerminal();
+      const encoder = new TextEncoder();
+      const summary = await runLoad(peer, {
+        topic: topic ?? "/load",
+        payload: (options.payload as number | undefined) ?? 128,
+        count,
+        rate: options.rate as number | undefined,
+        retain: options.retain as boolean,
+        confirm: options.confirm as boolean,
+        timeout: options.timeout as number,
+        signal: ctx.signal,
+        onProgress: tty
+          ? (sent, ms) => Deno.stderr.writeSync(encoder.encode(progressBar(sent, count, ms)))
+          : undefined,
+      });
+      if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
+      if (options.json) out(JSON.stringify(summary));
+      else formatLoadSummary(summary).forEach((line) => out(line));
+      return Object.keys(summary.errors).length === 0 && summary.sent === count ? 0 : 1;
+    }
+    const generator = options.type === undefined ? undefined : GENERATORS[options.type as string];
+    const value = options.value === undefined ? undefined : parseValue(options.value as string);
+    const round = (): Publication[] => generator?.next(Math.random) ?? [{ topic: topic!, value }];
+    const count = (options.count as number | undefined) ?? (generator ? Infinity : 1);
+    const interval = (options.interval as number | undefined) ?? generator?.intervalMs ?? 1000;
+    return await publishRounds(link, peer, {
+      round,
+      count,
+      interval,
+      options,
+      out,
+      signal: ctx.signal,
+    });
+  } finally {
+    await link.stop();
+  }
+}
+
+/** Publishes rounds of messages every `interval` until `count` are out or the signal fires. */
+async function publishRounds(
+  link: Redialer,
+  first: Peer,
+  plan: {
+    round: () => Publication[];
+    count: number;
+    interval: number;
+    options: Options;
+    out: (line: string) => void;
+    signal: AbortSignal;
+  },
+): Promise<number> {
+  const { options, out, signal } = plan;
+  const retain = options.retain as boolean;
+  const timeout = options.timeout as number;
+  let sent = 0;
+  let failed = 0;
+  let peer: Peer | undefined = first;
+  while (sent < plan.count && !signal.aborted) {
+    for (const { topic, value } of plan.round()) {
+      if (sent >= plan.count || signal.aborted) break;
+      peer = link.peer ?? await link.ready(timeout).catch(() => undefined);
+      if (peer === undefined) {
+        failed++;
+        log.warn("No broker: message to {topic} not sent", { topic });
+        continue;
+      }
+      const params = retain ? { topic, value } : { topic, value, retain: false };
+      let deliveries: number | undefined;
+      try {
+        if (options.confirm) {
+          const result = await peer.call("broker.publish", params, { timeout });
+          deliveries = (result as { deliveries: number }).deliveries;
+        } else if (!peer.notify("broker.publish", params)) {
+          throw new DistError("UNAVAILABLE", "Connection closed");
+        }
+      } catch (err) {
+        failed++;
+        const e = DistError.from(err);
+        log.warn("Message to {topic} not published: {code}: {message}", {
+          topic,
+          code: e.code,
+          message: e.message,
+        });
+        if (e.code === "BAD_REQUEST") return 1; // the same mistake would repeat forever
+        continue;
+      }
+      sent++;
+      if (options.json) {
+        out(
+          JSON.stringify(
+            deliveries === undefined ? { topic, value } : { topic, value, deliveries },
+          ),
+        );
+      } else {
+        out(
+          `${topic} ${formatValue(value)}` +
+            (deliveries === undefined
+              ? ""
+              : ` (${deliveries} deliver${deliveries === 1 ? "y" : "ies"})`),
+        );
+      }
+    }
+    if (sent < plan.count) await sleep(plan.interval, signal);
+  }
+  // Fire-and-forget messages are on their way out: let them go before closing.
+  if (peer !== undefined) {
+    const stop = new AbortController();
+    await Promise.race([peer.conn.drained(0), sleep(timeout, stop.signal)]);
+    stop.abort();
+  }
+  return failed === 0 ? 0 : 1;
+}
