@@ -38,6 +38,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
       "RSS per idle connection: 10,000 connections to dist, to a bare Deno server, to nats-server",
     load: async () => (await import("./idle.ts")).run,
   },
+  broker: {
+    about: "dist broker vs nats-server: 1→1 msgs/s, 1→4 deliveries/s, latency at 10k/s, RSS",
+    load: async () => (await import("./broker.ts")).run,
+  },
 };
 
 // `deno task bench -- --quick` passes the "--" through: drop it.

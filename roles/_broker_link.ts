@@ -8,9 +8,17 @@ import {
   DistError,
   type NotificationHandler,
   type Peer,
+  type RawFrameHandler,
   Redialer,
 } from "../wire/mod.ts";
 import { connSettings } from "./_conn.ts";
+import {
+  DELIVERY_PREFIX,
+  mayStartWith,
+  type RawDelivery,
+  readDelivery,
+  TopicCache,
+} from "./_pubsub_json.ts";
 
 /** Where producers and consumers find the broker unless told otherwise. */
 export const DEFAULT_BROKER = "127.0.0.1:8000";
@@ -38,6 +46,27 @@ export interface LinkOptions {
   /** Runs on every (re)connection before it counts as up, e.g. to subscribe. */
   onConnect?: (peer: Peer) => void | Promise<void>;
   onNotification?: NotificationHandler;
+  rawFrames?: RawFrameHandler;
+}
+
+/**
+ * Deliveries read as bytes (see roles/_pubsub_json.ts) on a JSON
+ * connection: `onDelivery` gets the value's JSON text unparsed, valid only
+ * during the call. Deliveries in any other form arrive as ordinary
+ * `broker.message` notifications.
+ */
+export function deliveryFrames(onDelivery: (d: RawDelivery) => void): RawFrameHandler {
+  const topics = new TopicCache();
+  return {
+    accepts: (frame) => mayStartWith(frame, DELIVERY_PREFIX),
+    handle: (frame, peer) => {
+      if (peer.codec.name !== "json") return false;
+      const delivery = readDelivery(frame, topics);
+      if (delivery === undefined) return false;
+      onDelivery(delivery);
+      return true;
+    },
+  };
 }
 
 /**
@@ -55,6 +84,7 @@ export function brokerLink(options: Options, link: LinkOptions): Redialer {
     connectTimeoutMs: options.timeout as number,
     onConnect: link.onConnect,
     onNotification: link.onNotification,
+    rawFrames: link.rawFrames,
   }).start();
 }
 

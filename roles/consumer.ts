@@ -13,9 +13,11 @@ import {
   BROKER_FLAG_HINTS,
   BROKER_OPTION,
   brokerLink,
+  deliveryFrames,
   firstConnection,
   formatValue,
 } from "./_broker_link.ts";
+import { parseRawValue, type RawDelivery } from "./_pubsub_json.ts";
 
 const log = getLogger(["dist", "consumer"]);
 
@@ -150,9 +152,24 @@ async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
     );
     if (received >= limit) finish();
   };
+  // The same for a delivery read as bytes: its JSON text goes out as it came.
+  const textDecoder = new TextDecoder();
+  const onRaw = (d: RawDelivery) => {
+    if (received >= limit) return;
+    received++;
+    print(
+      json
+        ? `{"topic":${JSON.stringify(d.topic)},"value":${
+          textDecoder.decode(d.value)
+        },"retained":${d.retained}}`
+        : `${d.topic} ${formatValue(parseRawValue(d.value))}${d.retained ? " (retained)" : ""}`,
+    );
+    if (received >= limit) finish();
+  };
 
   const link = brokerLink(options, {
     role: "consumer",
+    rawFrames: deliveryFrames(onRaw),
     onNotification: (method, params) => {
       if (method === "broker.message") onMessage(params as Record<string, unknown>);
       else if (method === "broker.topic_created") {

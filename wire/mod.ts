@@ -40,6 +40,7 @@ export {
   type PeerInfo,
   type PeerOptions,
   type RawAnswerHandler,
+  type RawFrameHandler,
   type RawRequestHandler,
   Reply,
   type RequestHandler,

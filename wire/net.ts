@@ -7,6 +7,7 @@ import {
   MAX_TIMER_MS,
   type NotificationHandler,
   Peer,
+  type RawFrameHandler,
   type RawRequestHandler,
   type RequestHandler,
 } from "./peer.ts";
@@ -43,6 +44,8 @@ export interface ListenOptions extends ConnSettings {
   onNotification?: NotificationHandler;
   /** Byte pass-through of requests on JSON connections (see Peer's RawRequestHandler). */
   onRawRequest?: RawRequestHandler;
+  /** Frames taken before decoding (see RawFrameHandler in peer.ts). */
+  rawFrames?: RawFrameHandler;
   /** Called for each connection once its handshake is done. */
   onPeer?: (peer: Peer) => void;
 }
@@ -189,6 +192,8 @@ export interface DialOptions extends ConnSettings {
   by?: string;
   onRequest?: RequestHandler;
   onNotification?: NotificationHandler;
+  /** Frames taken before decoding (see RawFrameHandler in peer.ts). */
+  rawFrames?: RawFrameHandler;
   signal?: AbortSignal;
 }
 
@@ -262,6 +267,7 @@ function startPeer(
     onRequest?: RequestHandler;
     onNotification?: NotificationHandler;
     onRawRequest?: RawRequestHandler;
+    rawFrames?: RawFrameHandler;
   },
   agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number },
 ): Peer {
@@ -275,6 +281,7 @@ function startPeer(
     onRequest: options.onRequest,
     onNotification: options.onNotification,
     onRawRequest: options.onRawRequest,
+    rawFrames: options.rawFrames,
     maxInFlight: options.maxInFlight,
   });
 }

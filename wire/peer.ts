@@ -58,6 +58,19 @@ export type RawRequestHandler = (peer: Peer, request: Envelope) => boolean;
  */
 export type RawAnswerHandler = (answer: Envelope | DistError) => void;
 
+/**
+ * A role's fast path for frames it can handle without decoding them (the
+ * broker's publishes, a subscriber's deliveries): `accepts` is a cheap pure
+ * check, such as a byte prefix; `handle` then takes the frame, in order with
+ * the other messages of its read (those before it are dispatched first), and
+ * returns false to have it decoded and dispatched as usual after all.
+ * Frames are views, valid only during the call.
+ */
+export interface RawFrameHandler {
+  accepts(frame: Uint8Array): boolean;
+  handle(frame: Uint8Array, peer: Peer): boolean;
+}
+
 export interface PeerOptions {
   codec: Codec;
   /** Name put in `by` of every response this side sends. */
@@ -72,6 +85,8 @@ export interface PeerOptions {
   onNotification?: NotificationHandler;
   /** Byte pass-through of requests (JSON connections only); see RawRequestHandler. */
   onRawRequest?: RawRequestHandler;
+  /** Frames taken before decoding (see {@link RawFrameHandler}). */
+  rawFrames?: RawFrameHandler;
   /**
    * Most malformed messages answered on one connection; at the limit the
    * connection is closed and nothing more from it is answered (garbage is
@@ -154,6 +169,8 @@ export class Peer {
   onRequest: RequestHandler;
   onNotification: NotificationHandler;
   onRawRequest: RawRequestHandler | undefined;
+  /** Frames taken before decoding, if any (see {@link RawFrameHandler}). */
+  rawFrames: RawFrameHandler | undefined;
   /** Free for the owner: the role's per-connection state. */
   data: unknown;
   /** A set this peer belongs to while open (a listener's); it leaves it on close. */
@@ -193,6 +210,7 @@ export class Peer {
     this.onRequest = options.onRequest ?? unknownMethod;
     this.onNotification = options.onNotification ?? ignoreNotification;
     this.onRawRequest = options.onRawRequest;
+    this.rawFrames = options.rawFrames;
     this.#traceRequests = log.isEnabledFor("trace");
     conn.onFrames = (frames) => this.#onFrames(frames);
     conn.onStreamError = (err) => this.#fatal(err);
@@ -376,6 +394,27 @@ export class Peer {
       frames = this.#passThrough(frames);
       if (frames.length === 0) return;
     }
+    const raw = this.rawFrames;
+    if (raw === undefined) {
+      this.#dispatch(frames);
+      return;
+    }
+    // Runs of ordinary frames are decoded together; a raw frame waits for
+    // the run before it, so every message is handled in arrival order.
+    let start = 0;
+    for (let i = 0; i < frames.length; i++) {
+      if (!raw.accepts(frames[i])) continue;
+      if (start < i) this.#dispatch(frames.slice(start, i));
+      if (this.conn.isClosed || this.#refusing) return;
+      if (!raw.handle(frames[i], this)) this.#dispatch([frames[i]]);
+      start = i + 1;
+    }
+    if (start === 0) this.#dispatch(frames);
+    else if (start < frames.length) this.#dispatch(frames.slice(start));
+  }
+
+  #dispatch(frames: Uint8Array[]): void {
+    if (this.conn.isClosed || this.#refusing) return;
     const messages = this.codec.decodeAll(frames);
     for (let i = 0; i < messages.length && !this.conn.isClosed && !this.#refusing; i++) {
       this.#onMessage(messages[i]);

@@ -7,7 +7,14 @@
 import { describe, DistError } from "../../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../_topic.ts";
 import { RetainedStore } from "./retained.ts";
-import { Message, POLICIES, type Policy, type Sink, Subscription } from "./subscriber.ts";
+import {
+  EncodedValue,
+  Message,
+  POLICIES,
+  type Policy,
+  type Sink,
+  Subscription,
+} from "./subscriber.ts";
 import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
 import { type TopicNode, TopicTree } from "./topics.ts";
 
@@ -66,6 +73,7 @@ const MAX_GROUP_LENGTH = 256;
  * strings, and O(1) on every publish).
  */
 export function valueBytes(value: unknown): number {
+  if (value instanceof EncodedValue) return value.byteLength;
   switch (typeof value) {
     case "string":
       return value.length + 2;
@@ -111,7 +119,9 @@ export class BrokerCore {
   /**
    * Routes one message to every subscription that covers its topic (one
    * member per group), and with `retain` makes it the topic's retained value
-   * (`null` clears it).
+   * (`null` clears it). An {@link EncodedValue} is used only during this
+   * call (encoded for the subscribers, detached to be kept or held), so a
+   * front end may lend it a view of its read buffer.
    * @throws {DistError} BAD_REQUEST for an invalid topic
    */
   publish(rawTopic: unknown, value: unknown, retain = true): PublishResult {
@@ -132,12 +142,14 @@ export class BrokerCore {
     node.messagesIn++;
     this.messagesIn++;
     if (retain) {
-      if (value === null || value === undefined) {
-        this.retained.clear(node);
-      } else if (
-        this.retained.set(node, value, node.topic.length + valueBytes(value), now) === "too_large"
+      if (
+        value === null || value === undefined || (value instanceof EncodedValue && value.isNull)
       ) {
-        this.retainedTooLarge++;
+        this.retained.clear(node);
+      } else {
+        const kept = value instanceof EncodedValue ? value.detach() : value;
+        const bytes = node.topic.length + valueBytes(kept);
+        if (this.retained.set(node, kept, bytes, now) === "too_large") this.retainedTooLarge++;
       }
     }
     const targets = this.#targets(node);

@@ -12,7 +12,9 @@
 import { Buffer } from "node:buffer";
 import { Encoder } from "@msgpack/msgpack";
 import type { CodecName } from "../../wire/mod.ts";
-import type { Message } from "./subscriber.ts";
+import { DELIVERY_PREFIX } from "../_pubsub_json.ts";
+import { EncodedValue, type Message } from "./subscriber.ts";
+import { RawJson, slabAlloc } from "./raw_json.ts";
 
 /** Index of a codec in `Message.encoded`. */
 export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
@@ -20,7 +22,7 @@ export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
 const HEADER = 4;
 const textEncoder = new TextEncoder();
 const mpEncoder = new Encoder({ ignoreUndefined: true });
-/** Scratch space for JSON text, grown as needed; a frame is sliced out of it. */
+/** Scratch space for JSON text of values that are not kept as text already. */
 let scratch = new Uint8Array(64 * 1024);
 
 /** JSON has no bytes: binary values (from MessagePack) travel as base64 text. */
@@ -29,19 +31,54 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   return value;
 }
 
-function jsonText(value: unknown): string {
-  return typeof value === "object" && value !== null
+/** The JSON text of a value, as UTF-8 (a view of scratch space, or the value's own bytes). */
+function jsonBytes(value: unknown): Uint8Array {
+  if (value instanceof RawJson) return value.bytes;
+  if (value instanceof EncodedValue) value = value.decode();
+  const text = typeof value === "object" && value !== null
     ? JSON.stringify(value, jsonReplacer)
     : JSON.stringify(value) ?? "null";
+  if (scratch.length < text.length * 3) scratch = new Uint8Array(text.length * 3);
+  const { written } = textEncoder.encodeInto(text, scratch);
+  return scratch.subarray(0, written);
 }
 
-/** Bytes with room for the length prefix in front. */
-function withHeaderRoom(text: string): Uint8Array {
-  if (scratch.length < HEADER + text.length * 3) {
-    scratch = new Uint8Array(Math.max(scratch.length * 2, HEADER + text.length * 3));
+const VALUE_KEY = textEncoder.encode(',"value":');
+const RETAINED_FALSE_SID = textEncoder.encode(',"retained":false,"sid":');
+const RETAINED_TRUE_SID = textEncoder.encode(',"retained":true,"sid":');
+
+/** A topic's JSON text, kept (topics repeat; their number is bounded by --max-topics). */
+const topicTexts = new Map<string, Uint8Array>();
+const TOPIC_TEXTS_KEPT = 4096;
+
+function topicJson(topic: string): Uint8Array {
+  let text = topicTexts.get(topic);
+  if (text === undefined) {
+    if (topicTexts.size >= TOPIC_TEXTS_KEPT) topicTexts.clear();
+    text = textEncoder.encode(JSON.stringify(topic));
+    topicTexts.set(topic, text);
   }
-  const { written } = textEncoder.encodeInto(text, scratch.subarray(HEADER));
-  return scratch.slice(0, HEADER + written);
+  return text;
+}
+
+function jsonHead(msg: Message): Uint8Array {
+  const topic = topicJson(msg.topic);
+  const value = jsonBytes(msg.value);
+  const tail = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
+  const head = slabAlloc(
+    HEADER + DELIVERY_PREFIX.length + topic.length + VALUE_KEY.length + value.length + tail.length,
+  );
+  let at = HEADER;
+  head.set(DELIVERY_PREFIX, at);
+  at += DELIVERY_PREFIX.length;
+  head.set(topic, at);
+  at += topic.length;
+  head.set(VALUE_KEY, at);
+  at += VALUE_KEY.length;
+  head.set(value, at);
+  at += value.length;
+  head.set(tail, at);
+  return head;
 }
 
 /** MessagePack: a fixmap header, then key/value pairs; `sid` comes from the tail. */
@@ -81,17 +118,14 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
   if (cached !== undefined) return cached;
   let head: Uint8Array;
   if (codec === "json") {
-    head = withHeaderRoom(
-      `{"method":"broker.message","params":{"topic":${JSON.stringify(msg.topic)},"value":${
-        jsonText(msg.value)
-      },"retained":${msg.retained},"sid":`,
-    );
+    head = jsonHead(msg);
   } else {
+    const value = msg.value instanceof EncodedValue ? msg.value.decode() : msg.value;
     head = concat([
       MP_HEAD,
       mpEncoder.encode(msg.topic),
       MP_VALUE,
-      mpEncoder.encode(msg.value),
+      mpEncoder.encode(value),
       MP_RETAINED,
       Uint8Array.of(msg.retained ? 0xc3 : 0xc2),
       MP_SID,
@@ -99,6 +133,18 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
   }
   (msg.encoded ??= [])[slot] = head;
   return head;
+}
+
+/**
+ * Makes a message's encodings and value its own (copies out of the slab),
+ * for a delivery that will wait long in a queue.
+ */
+export function holdMessage(msg: Message): void {
+  const encoded = msg.encoded;
+  if (encoded !== undefined) {
+    for (let i = 0; i < encoded.length; i++) encoded[i] = encoded[i]?.slice();
+  }
+  if (msg.value instanceof EncodedValue) msg.value = msg.value.detach();
 }
 
 /** The end of a subscription's deliveries: its sid and the closing brackets. */

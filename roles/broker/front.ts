@@ -5,9 +5,18 @@
  * frames copied into its outbound buffer).
  */
 import { getLogger } from "@logtape/logtape";
-import { CloseReason, type CodecName, describe, DistError, type Peer } from "../../wire/mod.ts";
+import {
+  CloseReason,
+  type CodecName,
+  describe,
+  DistError,
+  type Peer,
+  type RawFrameHandler,
+} from "../../wire/mod.ts";
+import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../_pubsub_json.ts";
 import { type BrokerCore, TOPIC_NAMES_LIMIT } from "./core.ts";
-import { deliveryHead, setLength, sidTail } from "./frames.ts";
+import { deliveryHead, holdMessage, setLength, sidTail } from "./frames.ts";
+import { RawJson } from "./raw_json.ts";
 import type { Message, Sink, Subscription } from "./subscriber.ts";
 
 const log = getLogger(["dist", "broker"]);
@@ -25,6 +34,8 @@ class Session implements Sink {
   readonly peer: Peer;
   readonly codec: CodecName;
   readonly subs = new Map<number, Subscription>();
+  /** The topic of this connection's last fast-path publish. */
+  readonly topics = new TopicCache();
   readonly #front: WireFront;
 
   constructor(peer: Peer, front: WireFront) {
@@ -69,6 +80,10 @@ class Session implements Sink {
 
   slow(_sub: Subscription, err: DistError): void {
     this.#front.cutOff(this, err);
+  }
+
+  hold(msg: Message): void {
+    holdMessage(msg);
   }
 
   topicCreated(sub: Subscription, topic: string): void {
@@ -118,19 +133,46 @@ export class WireFront {
       if (method === "broker.publish") this.#publish(params);
       else throw new DistError("UNKNOWN_METHOD", `Unknown notification: ${describe(method)}`);
     } catch (err) {
-      // No id to answer: tell the peer anyway (its log shows it), and count it.
-      this.badPublishes++;
-      const e = DistError.from(err);
-      try {
-        peer.conn.send(peer.codec, {
-          id: null,
-          error: { code: e.code, message: `${describe(method)}: ${e.message}` },
-        });
-      } catch (sendErr) {
-        log.debug("Cannot report a bad notification: {error}", { error: String(sendErr) });
-      }
+      this.#badNotification(peer, method, err);
     }
   };
+
+  /**
+   * The fast path of fire-and-forget publishes in the canonical JSON layout
+   * (see roles/_pubsub_json.ts): the value's JSON text goes to JSON
+   * subscribers as it came, never parsed. Anything else is decoded as usual.
+   */
+  readonly rawFrames: RawFrameHandler = {
+    accepts: (frame) => mayStartWith(frame, PUBLISH_PREFIX),
+    handle: (frame, peer) => {
+      if (peer.codec.name !== "json") return false;
+      const publish = readPublish(frame, this.#session(peer).topics);
+      if (publish === undefined) return false;
+      const value = RawJson.borrow(publish.value);
+      try {
+        this.core.publish(publish.topic, value, publish.retain);
+      } catch (err) {
+        this.#badNotification(peer, "broker.publish", err);
+      } finally {
+        value.release(); // the frame's bytes are the reader's again
+      }
+      return true;
+    },
+  };
+
+  /** No id to answer: tell the peer anyway (its log shows it), and count it. */
+  #badNotification(peer: Peer, method: string, err: unknown): void {
+    this.badPublishes++;
+    const e = DistError.from(err);
+    try {
+      peer.conn.send(peer.codec, {
+        id: null,
+        error: { code: e.code, message: `${describe(method)}: ${e.message}` },
+      });
+    } catch (sendErr) {
+      log.debug("Cannot report a bad notification: {error}", { error: String(sendErr) });
+    }
+  }
 
   readonly onRequest = (method: string, params: unknown, peer: Peer): unknown => {
     switch (method) {

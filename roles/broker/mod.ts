@@ -113,6 +113,7 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
     maxOutbound: 2 * maxPending + 2 * maxFrame,
     onRequest: front.onRequest,
     onNotification: front.onNotification,
+    rawFrames: front.rawFrames,
     onPeer: front.onPeer,
   });
   name ??= `broker-${listener.addr.port}`;

@@ -23,10 +23,27 @@ import { DistError } from "../../wire/mod.ts";
 export type Policy = "disconnect" | "drop-oldest" | "latest";
 export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
 
-/** What is delivered: shared by every subscriber it goes to, never changed. */
+/**
+ * A value a front end keeps in its encoded form (e.g. the JSON text of a
+ * publish, passed through to JSON subscribers without being parsed). The
+ * core only asks its size and whether it is null; other front ends decode it.
+ */
+export abstract class EncodedValue {
+  /** Bytes of the encoded form. */
+  abstract readonly byteLength: number;
+  /** Whether it encodes null (a publish that clears the retained value). */
+  abstract readonly isNull: boolean;
+  /** The value itself, for a front end that speaks another encoding. */
+  abstract decode(): unknown;
+  /** A form that shares no buffer with anything else, for keeping long. */
+  abstract detach(): EncodedValue;
+}
+
+/** What is delivered: shared by every subscriber it goes to. */
 export class Message {
   readonly topic: string;
-  readonly value: unknown;
+  /** A plain value, or an {@link EncodedValue}; replaced only by its detached form. */
+  value: unknown;
   readonly retained: boolean;
   /**
    * Free for front ends: the delivery encoded once per codec (indexed by a
@@ -56,6 +73,11 @@ export interface Sink {
   slow(sub: Subscription, err: DistError): void;
   /** A topic that `sub` covers has just appeared. */
   topicCreated(sub: Subscription, topic: string): void;
+  /**
+   * The delivery will wait in a queue for a while, possibly long after
+   * others of its time are gone: it should hold no shared buffers.
+   */
+  hold(msg: Message): void;
 }
 
 export interface SubscriptionOptions {
@@ -192,6 +214,9 @@ export class Subscription {
       this.#latest?.set(msg.topic, entry);
       this.#queuedBytes += bytes;
     }
+    // A `latest` queue keeps one value per topic for as long as it takes,
+    // so its entries must not pin buffers shared with newer messages.
+    if (this.#latest !== undefined) this.sink.hold(msg);
     if (this.#queuedBytes + this.sink.pendingBytes > this.maxPending) {
       if (this.policy === "disconnect") {
         const pending = this.#queuedBytes + this.sink.pendingBytes;

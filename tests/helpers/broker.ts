@@ -7,6 +7,7 @@ import { mergeOptions, roleSpec } from "../../config/mod.ts";
 import { broker } from "../../roles/broker/mod.ts";
 import { codecByName, dial, type Peer } from "../../wire/mod.ts";
 import { waitFor } from "./raw.ts";
+import { distCommand } from "./dist.ts";
 
 export interface Delivery {
   sid: number;
@@ -142,4 +143,78 @@ export async function statsUntil(
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A `dist consumer` (or any non-listening dist process) whose output is read as it comes. */
+export interface Streaming {
+  child: Deno.ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Waits (at most `ms`) until stdout or stderr matches. */
+  until(
+    stream: "stdout" | "stderr",
+    pattern: RegExp | ((text: string) => boolean),
+    ms?: number,
+  ): Promise<void>;
+  /** Sends `signal` (default SIGTERM) and waits for the exit (SIGKILL after 5 s). */
+  stop(signal?: Deno.Signal): Promise<number>;
+  /** Waits for the exit by itself (SIGKILL after `ms`). */
+  exited(ms?: number): Promise<number>;
+}
+
+/** Starts `dist ...args` and reads its stdout and stderr in the background. */
+export function streamDist(args: string[]): Streaming {
+  const { exe, args: argv } = distCommand(args);
+  const child = new Deno.Command(exe, {
+    args: argv,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const text = { stdout: "", stderr: "" };
+  const pump = async (name: "stdout" | "stderr", stream: ReadableStream<Uint8Array>) => {
+    try {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text[name] += chunk;
+    } catch {
+      // The child was killed: what was read is all there is.
+    }
+  };
+  const drained = Promise.all([pump("stdout", child.stdout), pump("stderr", child.stderr)]);
+  const exited = async (ms = 10_000) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const status = await Promise.race([
+      child.status,
+      new Promise<null>((r) => timer = setTimeout(() => r(null), ms)),
+    ]);
+    clearTimeout(timer);
+    if (status === null) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited just now.
+      }
+    }
+    const { code } = await child.status;
+    await drained;
+    return status === null ? -1 : code;
+  };
+  return {
+    child,
+    stdout: () => text.stdout,
+    stderr: () => text.stderr,
+    async until(stream, pattern, ms = 10_000) {
+      const ok = typeof pattern === "function" ? pattern : (t: string) => pattern.test(t);
+      await waitFor(() => ok(text[stream]), ms, `${stream} to match; stderr:\n${text.stderr}`);
+    },
+    async stop(signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already gone.
+      }
+      return await exited(5000);
+    },
+    exited,
+  };
 }

@@ -46,6 +46,8 @@ export class FakeSink implements Sink {
     this.created.push({ sid: sub.sid, topic });
   }
 
+  hold(_msg: Message): void {}
+
   /** The transport wrote everything out: pending drops to 0 and waiters run. */
   drain(): void {
     this.stalled = false;

@@ -1,0 +1,222 @@
+/**
+ * One client of the broker suite, run in a Worker thread so that the
+ * publisher and each subscriber have a thread of their own (as separate
+ * processes would) while sharing counters with the suite through a
+ * SharedArrayBuffer:
+ *
+ * - counters[i] (i < 16): messages subscriber i has received;
+ * - the publisher keeps at most `window` messages ahead of the slowest
+ *   subscriber, so no subscriber is cut off as slow and every message is
+ *   counted where it arrives (fire-and-forget: no confirmations);
+ * - latency: values carry their send time (ms since the time origin of
+ *   the suite, shared by every thread) and subscribers keep the delays.
+ *
+ * The same harness drives dist (wire/ `dial`, pre-framed publishes) and NATS
+ * (the npm `nats` client), with the same payload bytes.
+ */
+import { connect as natsConnect, type NatsConnection } from "nats";
+import { codecByName, dial, OutBuffer, type Peer } from "../wire/mod.ts";
+import { deliveryFrames } from "../roles/_broker_link.ts";
+
+export interface WorkerTask {
+  system: "dist" | "nats";
+  role: "sub" | "pub";
+  port: number;
+  topic: string;
+  /** Messages to publish, or to receive before reporting done. */
+  count: number;
+  payload: number;
+  codec?: string;
+  counters: SharedArrayBuffer;
+  /** Subscriber index (sub) or number of subscribers (pub). */
+  index: number;
+  subscribers?: number;
+  /** Publisher: most messages ahead of the slowest subscriber. */
+  window?: number;
+  /** Publisher: messages per second (latency runs); undefined: as fast as possible. */
+  rate?: number;
+  /** Subscriber: keep each message's delay (latency runs). */
+  latency?: boolean;
+  /** Suite's time origin, so every thread stamps on one clock. */
+  origin: number;
+}
+
+export type WorkerReport =
+  | { kind: "ready" }
+  | { kind: "done"; received?: number; delays?: Float64Array; error?: string };
+
+const post = (msg: WorkerReport) => (self as unknown as Worker).postMessage(msg);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Milliseconds on the suite's clock. */
+const now = (origin: number) => performance.timeOrigin + performance.now() - origin;
+
+function stamped(task: WorkerTask, t: number): string {
+  // A fixed-width send time, padded to the payload size.
+  const stamp = t.toFixed(3).padStart(16, "0");
+  return stamp + "x".repeat(Math.max(0, task.payload - stamp.length));
+}
+
+// ---- dist ----
+
+/**
+ * A dist connection. A subscriber's `onMessage` gets each value's first 16
+ * characters (the send time), read from the raw delivery when it comes
+ * through the fast path, as the `dist consumer` reads it.
+ */
+async function distPeer(task: WorkerTask, onMessage?: (stamp: () => string) => void) {
+  const decoder = new TextDecoder();
+  return await dial({ host: "127.0.0.1", port: task.port }, {
+    role: "bench",
+    name: `bench-${task.role}-${task.index}`,
+    codec: codecByName(task.codec ?? "json"),
+    heartbeatMs: 5000,
+    rawFrames: onMessage
+      ? deliveryFrames((d) => onMessage(() => decoder.decode(d.value.subarray(1, 17))))
+      : undefined,
+    onNotification: onMessage
+      ? (method, params) => {
+        if (method !== "broker.message") return;
+        onMessage(() => (params as { value: string }).value.slice(0, 16));
+      }
+      : undefined,
+  });
+}
+
+async function distSub(task: WorkerTask, counters: Int32Array): Promise<void> {
+  let n = 0;
+  const delays = task.latency ? new Float64Array(task.count) : undefined;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => done = r);
+  const peer: Peer = await distPeer(task, (stamp) => {
+    if (delays !== undefined && n < task.count) {
+      delays[n] = now(task.origin) - Number(stamp());
+    }
+    n++;
+    if ((n & 255) === 0 || n >= task.count) Atomics.store(counters, task.index, n);
+    if (n === task.count) done();
+  });
+  await peer.call("broker.subscribe", { topic: task.topic });
+  post({ kind: "ready" });
+  await finished;
+  post({ kind: "done", received: n, delays });
+  peer.close();
+}
+
+async function distPub(task: WorkerTask, counters: Int32Array): Promise<void> {
+  const peer = await distPeer(task);
+  const conn = peer.conn;
+  const frameOf = (value: string) => {
+    const out = new OutBuffer(256);
+    peer.codec.writeFrame(out, {
+      method: "broker.publish",
+      params: { topic: task.topic, value, retain: false },
+    }, conn.maxFrame);
+    return out.bytes.slice(0, out.length);
+  };
+  const fixed = frameOf("x".repeat(task.payload));
+  await publishLoop(task, counters, (stampNow) => {
+    conn.sendRaw(stampNow ? frameOf(stamped(task, now(task.origin))) : fixed);
+  }, async () => {
+    if (conn.pendingBytes > 512 * 1024) await conn.drained(128 * 1024);
+  });
+  await peer.call("sys.ping");
+  post({ kind: "done" });
+  peer.close();
+}
+
+// ---- NATS ----
+
+async function natsSub(task: WorkerTask, counters: Int32Array): Promise<void> {
+  const nc: NatsConnection = await natsConnect({ port: task.port, noEcho: true });
+  let n = 0;
+  const delays = task.latency ? new Float64Array(task.count) : undefined;
+  const decoder = new TextDecoder();
+  let done!: () => void;
+  const finished = new Promise<void>((r) => done = r);
+  nc.subscribe(task.topic, {
+    callback: (_err, msg) => {
+      if (delays !== undefined && n < task.count) {
+        delays[n] = now(task.origin) - Number(decoder.decode(msg.data.subarray(0, 16)));
+      }
+      n++;
+      if ((n & 255) === 0 || n >= task.count) Atomics.store(counters, task.index, n);
+      if (n === task.count) done();
+    },
+  });
+  await nc.flush();
+  post({ kind: "ready" });
+  await finished;
+  post({ kind: "done", received: n, delays });
+  await nc.close();
+}
+
+async function natsPub(task: WorkerTask, counters: Int32Array): Promise<void> {
+  const nc: NatsConnection = await natsConnect({ port: task.port });
+  const encoder = new TextEncoder();
+  const fixed = encoder.encode("x".repeat(task.payload));
+  await publishLoop(task, counters, (stampNow) => {
+    nc.publish(task.topic, stampNow ? encoder.encode(stamped(task, now(task.origin))) : fixed);
+  }, async () => {});
+  await nc.flush();
+  post({ kind: "done" });
+  await nc.close();
+}
+
+// ---- the publishing loop both share ----
+
+/**
+ * Publishes `task.count` messages: as fast as the window allows, or on a
+ * fixed schedule at `task.rate` (then each value carries its send time).
+ */
+async function publishLoop(
+  task: WorkerTask,
+  counters: Int32Array,
+  publish: (stamped: boolean) => void,
+  drain: () => Promise<void>,
+): Promise<void> {
+  const subs = task.subscribers ?? 1;
+  const window = task.window ?? 20_000;
+  const slowest = () => {
+    let min = Infinity;
+    for (let i = 0; i < subs; i++) min = Math.min(min, Atomics.load(counters, i));
+    return min;
+  };
+  const t0 = performance.now();
+  let sent = 0;
+  while (sent < task.count) {
+    if (task.rate !== undefined) {
+      const due = Math.min(task.count, Math.floor(((performance.now() - t0) * task.rate) / 1000));
+      if (sent >= due) {
+        await sleep(1);
+        continue;
+      }
+      while (sent < due) {
+        publish(true);
+        sent++;
+      }
+      await drain();
+      continue;
+    }
+    const batchEnd = Math.min(task.count, sent + 256);
+    while (sent < batchEnd) {
+      publish(false);
+      sent++;
+    }
+    await drain();
+    while (sent - slowest() > window) await sleep(1);
+  }
+}
+
+(self as unknown as Worker).onmessage = async (e: MessageEvent<WorkerTask>) => {
+  const task = e.data;
+  const counters = new Int32Array(task.counters);
+  try {
+    if (task.system === "dist") {
+      await (task.role === "sub" ? distSub(task, counters) : distPub(task, counters));
+    } else {
+      await (task.role === "sub" ? natsSub(task, counters) : natsPub(task, counters));
+    }
+  } catch (err) {
+    post({ kind: "done", error: err instanceof Error ? err.message : String(err) });
+  }
+};

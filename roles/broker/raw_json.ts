@@ -1,0 +1,91 @@
+/**
+ * Values kept as JSON text, for the wire front end's fast path: a publish
+ * whose value is passed through to JSON subscribers as the bytes it came
+ * in, parsed only if a MessagePack subscriber (or nobody) needs it decoded.
+ * Also the slab that delivery frames and such values are carved from.
+ */
+import { EncodedValue } from "./subscriber.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const SLAB_BYTES = 64 * 1024;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
+
+/**
+ * `n` bytes carved from a shared slab (a fresh typed array costs an
+ * allocation of its own, several times a copy of 200 bytes). A slab lives as
+ * long as any piece of it: pieces are for short-lived data (a message in
+ * flight, a FIFO queue of recent messages); keep long-lived data as a copy.
+ */
+export function slabAlloc(n: number): Uint8Array {
+  if (n > SLAB_BYTES / 8) return new Uint8Array(n);
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const piece = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += n;
+  return piece;
+}
+
+const NULL_TEXT = "null";
+
+/** A JSON value as its text: bytes (from a frame) or a string (when kept). */
+export class RawJson extends EncodedValue {
+  #bytes: Uint8Array | undefined;
+  #text: string | undefined;
+  #decoded = false;
+  #value: unknown;
+
+  private constructor(bytes: Uint8Array | undefined, text: string | undefined) {
+    super();
+    this.#bytes = bytes;
+    this.#text = text;
+  }
+
+  /**
+   * The JSON text in `view`, a frame's bytes that are valid only until
+   * `release()`: for a value used only while it is published (the core
+   * encodes, keeps and holds values during `publish()`), without a copy.
+   */
+  static borrow(view: Uint8Array): RawJson {
+    return new RawJson(view, undefined);
+  }
+
+  /** Ends a borrow: from now on, using the value is a bug that throws, not garbage read. */
+  release(): void {
+    if (this.#text === undefined) this.#bytes = undefined;
+  }
+
+  /** The JSON text as UTF-8 (encoded anew each time from a kept string: it is rarely asked). */
+  get bytes(): Uint8Array {
+    if (this.#bytes !== undefined) return this.#bytes;
+    if (this.#text === undefined) throw new Error("RawJson used after release()");
+    return encoder.encode(this.#text);
+  }
+
+  get byteLength(): number {
+    return this.#text !== undefined ? this.#text.length : this.bytes.length;
+  }
+
+  get isNull(): boolean {
+    if (this.#text !== undefined) return this.#text === NULL_TEXT;
+    const b = this.bytes;
+    return b.length === 4 && b[0] === 0x6e && b[1] === 0x75 && b[2] === 0x6c && b[3] === 0x6c;
+  }
+
+  decode(): unknown {
+    if (!this.#decoded) {
+      this.#value = JSON.parse(this.#text ?? decoder.decode(this.bytes));
+      this.#decoded = true;
+    }
+    return this.#value;
+  }
+
+  /** Its text as a string of its own: no slab kept alive by a retained value. */
+  detach(): RawJson {
+    if (this.#text !== undefined) return this;
+    return new RawJson(undefined, decoder.decode(this.bytes));
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * The byte-level fast paths of publishes and deliveries (roles/_pubsub_json.ts):
+ * what they take, what they leave to the ordinary decoder, that the
+ * broker's writer and the subscriber's reader agree, and that a fast
+ * publish keeps its place among the other messages of a read.
+ */
+import assert from "node:assert/strict";
+import { PUBLISH_PREFIX, readDelivery, readPublish, TopicCache } from "../roles/_pubsub_json.ts";
+import { deliveryHead, setLength, sidTail } from "../roles/broker/frames.ts";
+import { Message } from "../roles/broker/mod.ts";
+import { RawJson } from "../roles/broker/raw_json.ts";
+import { BrokerClient, withBroker } from "./helpers/broker.ts";
+import { concat, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const text = (b: Uint8Array) => decoder.decode(b);
+const json = (msg: unknown) => encoder.encode(JSON.stringify(msg));
+
+Deno.test("readPublish() reads the canonical layout, with or without retain", () => {
+  const topics = new TopicCache();
+  const a = readPublish(
+    json({ method: "broker.publish", params: { topic: "/a/b", value: "hello world" } }),
+    topics,
+  );
+  assert.deepEqual(a && { ...a, value: text(a.value) }, {
+    topic: "/a/b",
+    value: '"hello world"',
+    retain: true,
+  });
+  const b = readPublish(
+    json({ method: "broker.publish", params: { topic: "t", value: "x", retain: false } }),
+    topics,
+  );
+  assert.deepEqual(b && { ...b, value: text(b.value) }, {
+    topic: "t",
+    value: '"x"',
+    retain: false,
+  });
+  const c = readPublish(
+    json({ method: "broker.publish", params: { topic: "t", value: "y", retain: true } }),
+    topics,
+  );
+  assert.equal(c?.retain, true);
+});
+
+Deno.test("readPublish() leaves anything else to the ordinary decoder", () => {
+  const topics = new TopicCache();
+  const others: unknown[] = [
+    { method: "broker.publish", params: { topic: "/a", value: 'with "quotes"' } },
+    { method: "broker.publish", params: { topic: "/a", value: "back\\slash" } },
+    { method: "broker.publish", params: { topic: "/a", value: "héllo" } },
+    { method: "broker.publish", params: { topic: "/a", value: "tab\there" } },
+    { method: "broker.publish", params: { topic: "/a", value: 42 } },
+    { method: "broker.publish", params: { topic: "/a", value: { x: 1 } } },
+    { method: "broker.publish", params: { topic: "/é", value: "x" } },
+    { method: "broker.publish", params: { topic: 'a"b', value: "x" } },
+    { method: "broker.publish", params: { topic: "/a", value: "x", retain: "yes" } },
+    { method: "broker.publish", params: { topic: "/a", value: "x" }, id: 1 },
+    { method: "broker.publish", params: { value: "x", topic: "/a" } },
+    { method: "broker.publish", params: { topic: "", value: "x" } },
+  ];
+  for (const msg of others) {
+    assert.equal(readPublish(json(msg), topics), undefined, JSON.stringify(msg));
+  }
+  const spaced = encoder.encode(
+    '{"method":"broker.publish","params":{"topic":"/a","value": "x"}}',
+  );
+  assert.equal(readPublish(spaced, topics), undefined);
+});
+
+Deno.test("readDelivery() reads back what the broker writes, whatever the sid", () => {
+  const topics = new TopicCache();
+  for (
+    const [value, retained, sid] of [["plain", false, 1], [{ a: [1, "é"] }, true, 123456]] as const
+  ) {
+    for (
+      const msg of [
+        new Message("/t/x", value, retained),
+        new Message("/t/x", RawJson.borrow(json(value)), retained),
+      ]
+    ) {
+      const head = deliveryHead(msg, "json");
+      const tail = sidTail(sid, "json");
+      setLength(head, tail.length);
+      const frame = concat([head, tail]).subarray(4);
+      assert.deepEqual(JSON.parse(text(frame)), {
+        method: "broker.message",
+        params: { topic: "/t/x", value, retained, sid },
+      });
+      const d = readDelivery(frame, topics);
+      assert.ok(d !== undefined);
+      assert.deepEqual({ ...d, value: JSON.parse(text(d.value)) }, {
+        sid,
+        topic: "/t/x",
+        value,
+        retained,
+      });
+    }
+  }
+  const other = json({ method: "broker.message", params: { sid: 1, topic: "/a", value: 1 } });
+  assert.equal(readDelivery(other, topics), undefined);
+});
+
+Deno.test("a fast publish keeps its place after a subscribe in the same read", async () => {
+  await withBroker(async (b) => {
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const reader = new RawReader(raw);
+    try {
+      await rawHandshake(raw, reader);
+      await writeAll(
+        raw,
+        concat([
+          jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/own" } }),
+          jsonFrame({ method: "broker.publish", params: { topic: "/own", value: "mine" } }),
+        ]),
+      );
+      const answer = await reader.json();
+      const sid = (answer?.result as { sid: number }).sid;
+      assert.equal(answer?.id, 1);
+      const created = await reader.json();
+      assert.deepEqual(created, { method: "broker.topic_created", params: { sid, topic: "/own" } });
+      const delivery = await reader.json();
+      assert.deepEqual(delivery?.params, { topic: "/own", value: "mine", retained: false, sid });
+    } finally {
+      raw.close();
+    }
+  });
+});
+
+Deno.test("a fast publish reaches JSON and MessagePack subscribers and is retained", async () => {
+  await withBroker(async (b) => {
+    const j = await BrokerClient.connect(b.port, "json");
+    const m = await BrokerClient.connect(b.port, "msgpack");
+    const pub = await BrokerClient.connect(b.port, "json");
+    try {
+      await j.subscribe("/f");
+      await m.subscribe("/f");
+      pub.publish("/f/1", "fast path value");
+      for (const c of [j, m]) {
+        assert.deepEqual((await c.received(1))[0], {
+          sid: c.deliveries[0].sid,
+          topic: "/f/1",
+          value: "fast path value",
+          retained: false,
+        });
+      }
+      const late = await BrokerClient.connect(b.port, "msgpack");
+      try {
+        await late.subscribe("/f");
+        assert.equal((await late.received(1))[0].value, "fast path value");
+        assert.equal(late.deliveries[0].retained, true);
+      } finally {
+        late.close();
+      }
+    } finally {
+      for (const c of [j, m, pub]) c.close();
+    }
+  });
+});
