@@ -5,7 +5,7 @@
  * publish keeps its place among the other messages of a read.
  */
 import assert from "node:assert/strict";
-import { PUBLISH_PREFIX, readDelivery, readPublish, TopicCache } from "../roles/_pubsub_json.ts";
+import { readDelivery, readPublish, TopicCache } from "../roles/_pubsub_json.ts";
 import { deliveryHead, setLength, sidTail } from "../roles/broker/frames.ts";
 import { Message } from "../roles/broker/mod.ts";
 import { RawJson } from "../roles/broker/raw_json.ts";
