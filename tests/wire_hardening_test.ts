@@ -332,7 +332,10 @@ Deno.test("nesting is bounded before decoding: deep frames cost no memory", asyn
     await writeAll(conn, frame("[".repeat(500_000) + "]".repeat(500_000)));
     assert.match(JSON.stringify(await reader.json(3000)), /deeper than 64/);
     const grown = rssOf(server.child.pid) - before;
-    assert.ok(grown < 64 * 1024 * 1024, `RSS grew ${Math.round(grown / 1048576)} MiB`);
+    // Unbounded, these frames cost ~1.2 GiB. Bounded, the 24 MiB of frames
+    // read and copied are garbage that V8 collects when it sees fit: 60-67
+    // MiB measured here, so the limit leaves room for that, not for a bomb.
+    assert.ok(grown < 96 * 1024 * 1024, `RSS grew ${Math.round(grown / 1048576)} MiB`);
   } finally {
     for (const c of conns) closeQuietly(c);
     await server.stop();

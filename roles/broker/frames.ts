@@ -9,7 +9,6 @@
  * the closing brackets, {@link sidTail}). Writing a delivery is then setting
  * the length and copying two byte arrays, whatever the value.
  */
-import { Buffer } from "node:buffer";
 import { Encoder } from "@msgpack/msgpack";
 import type { CodecName } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX } from "../_pubsub_json.ts";
@@ -27,8 +26,12 @@ let scratch = new Uint8Array(64 * 1024);
 
 /** JSON has no bytes: binary values (from MessagePack) travel as base64 text. */
 function jsonReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
-  return value;
+  if (!(value instanceof Uint8Array)) return value;
+  let binary = "";
+  for (let i = 0; i < value.length; i += 0x8000) {
+    binary += String.fromCharCode(...value.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
 }
 
 /** The JSON text of a value, as UTF-8 (a view of scratch space, or the value's own bytes). */
