@@ -114,7 +114,11 @@ export const COMMON_OPTIONS: OptionSpec = {
     default: "info",
   },
   logFile: { type: "string", description: "Also write logs to this file", metavar: "FILE" },
-  json: { type: "boolean", description: "Print one JSON object per line", default: false },
+  json: {
+    type: "boolean",
+    description: "For programs: results and log lines as JSON objects, one per line",
+    default: false,
+  },
   codec: {
     type: "choice",
     description: "Wire codec for connections this instance dials",

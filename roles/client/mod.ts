@@ -104,7 +104,8 @@ export const client: Role = {
     },
     rate: {
       type: "number",
-      description: "Benchmark: fixed arrival rate in req/s (latency without coordinated omission)",
+      description:
+        "Benchmark: start R requests a second on a fixed schedule; latency counts from it",
       min: 0.001,
       metavar: "R",
     },
