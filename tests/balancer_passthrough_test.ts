@@ -9,6 +9,8 @@ import {
   Envelope,
   OutBuffer,
   type Peer,
+  type RawCall,
+  type RawReply,
   scanJson,
   writeAnswerAs,
   writeRequestAs,
@@ -119,7 +121,7 @@ Deno.test("writeRequestAs() and writeAnswerAs() give what a decoder reads as the
     );
     const ans = scan(answer)!;
     const back = new OutBuffer(0);
-    writeAnswerAs(back, ans, { bytes: env.payload, start: env.idStart, end: env.idEnd }, 1 << 20);
+    writeAnswerAs(back, ans, env, 1 << 20);
     assert.deepEqual(JSON.parse(payloadOf(back)), { ...JSON.parse(answer), id: i });
   }
 });
@@ -144,19 +146,23 @@ function relayTo(backend: Peer, timeoutMs = 2000) {
     },
     onRawRequest: (client, request) => {
       seen.raw++;
-      const copy = request.payload.slice();
       const req = new Envelope();
-      scanJson(copy, req);
-      const sent = backend.callRaw(
-        (out, id) => writeRequestAs(out, req, id, backend.conn.maxFrame),
-        (answer) => {
-          if (answer instanceof DistError) return client.answerError(req.id!, answer);
-          const id = { bytes: copy, start: req.idStart, end: req.idEnd };
-          client.answerRaw(req.id!, (out) => writeAnswerAs(out, answer, id, 1 << 20));
+      scanJson(request.payload.slice(), req);
+      const call: RawCall & RawReply = {
+        answer: undefined as Envelope | undefined,
+        writeRequest: (out, id, maxFrame) => writeRequestAs(out, req, id, maxFrame),
+        writeAnswer(out, maxFrame) {
+          writeAnswerAs(out, this.answer!, req, maxFrame);
         },
-        timeoutMs,
-      );
-      if (!sent) client.answerError(req.id!, new DistError("UNAVAILABLE", "backend gone"));
+        onAnswer(answer) {
+          if (answer instanceof DistError) return client.answerError(req.id!, answer);
+          this.answer = answer;
+          client.answerRaw(req.id!, this);
+        },
+      } as RawCall & RawReply & { answer?: Envelope };
+      if (!backend.callRaw(call, timeoutMs)) {
+        client.answerError(req.id!, new DistError("UNAVAILABLE", "backend gone"));
+      }
       return true;
     },
   });
@@ -237,21 +243,19 @@ Deno.test("Peer.callRaw() reports a timeout and a lost connection as local error
   const backend = await connect(backendServer);
   const outcomes: string[] = [];
   const env = scan('{"id":1,"method":"hang"}')!;
-  const req = { ...env, payload: env.payload.slice() };
-  const record = (a: Envelope | DistError) =>
-    outcomes.push(a instanceof DistError ? a.code : "answer");
+  const call: RawCall = {
+    writeRequest: (out, id, maxFrame) => writeRequestAs(out, env, id, maxFrame),
+    onAnswer: (a) => outcomes.push(a instanceof DistError ? a.code : "answer"),
+  };
   try {
-    assert.ok(backend.callRaw((out, id) => writeRequestAs(out, req, id, 1 << 20), record, 50));
+    assert.ok(backend.callRaw(call, 50));
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(outcomes, ["TIMEOUT"]);
-    assert.ok(backend.callRaw((out, id) => writeRequestAs(out, req, id, 1 << 20), record, 5000));
+    assert.ok(backend.callRaw(call, 5000));
     await backendServer.close(0);
     await backend.closed;
     assert.deepEqual(outcomes, ["TIMEOUT", "UNAVAILABLE"]);
-    assert.equal(
-      backend.callRaw((out, id) => writeRequestAs(out, req, id, 1 << 20), record),
-      false,
-    );
+    assert.equal(backend.callRaw(call), false);
   } finally {
     hang();
     backend.close();

@@ -3,6 +3,11 @@ import type { Codec } from "./codec.ts";
 import { DEFAULT_MAX_FRAME, FrameDecoder, OutBuffer } from "./frame.ts";
 import { ticker } from "./heartbeat.ts";
 
+/** Appends whole frames to an output buffer (see FramedConn.sendWith). */
+export interface FrameWriter {
+  writeFrames(out: OutBuffer): void;
+}
+
 /** Why a connection closed; every closed connection says which. */
 export enum CloseReason {
   /** This side closed it on purpose. */
@@ -325,14 +330,14 @@ export class FramedConn {
   }
 
   /**
-   * Lets `write` append whole frames straight to the output buffer (frames
+   * Lets `writer` append whole frames straight to the output buffer (frames
    * built from bytes already encoded: the pass-through of passthrough.ts).
    * @returns false when the connection is closed (nothing is written).
-   * @throws whatever `write` throws (it must then have appended nothing).
+   * @throws whatever `writeFrames` throws (it must then have appended nothing).
    */
-  sendWith(write: (out: OutBuffer) => void): boolean {
+  sendWith(writer: FrameWriter): boolean {
     if (this.#closeReason !== undefined) return false;
-    write(this.#out);
+    writer.writeFrames(this.#out);
     this.#queued();
     return this.#closeReason === undefined;
   }

@@ -31,7 +31,7 @@ export {
   jsonCodec,
   msgpackCodec,
 } from "./codec.ts";
-export { CloseReason, FramedConn, type FramedConnOptions } from "./conn.ts";
+export { CloseReason, FramedConn, type FramedConnOptions, type FrameWriter } from "./conn.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
   type CallOptions,
@@ -39,8 +39,9 @@ export {
   Peer,
   type PeerInfo,
   type PeerOptions,
-  type RawAnswerHandler,
+  type RawCall,
   type RawFrameHandler,
+  type RawReply,
   type RawRequestHandler,
   Reply,
   type RequestHandler,
@@ -57,6 +58,7 @@ export {
 } from "./net.ts";
 export {
   Envelope,
+  type IdSpan,
   type RequestSpans,
   scanJson,
   writeAnswerAs,

@@ -305,9 +305,18 @@ const RESULT_MEMBER = ascii(',"result":');
 const ERROR_MEMBER = ascii(',"error":');
 const BY_MEMBER = ascii(',"by":');
 
+/** Copies `bytes[from, to)` to the end of `out` (room already reserved). */
 function put(out: OutBuffer, bytes: Uint8Array, from = 0, to = bytes.length): void {
-  out.bytes.set(bytes.subarray(from, to), out.length);
-  out.length += to - from;
+  const dst = out.bytes;
+  let at = out.length;
+  if (to - from > 64) {
+    dst.set(bytes.subarray(from, to), at);
+    at += to - from;
+  } else {
+    // Short spans (ids, methods, small params): a loop beats making a view.
+    for (let i = from; i < to; i++) dst[at++] = bytes[i];
+  }
+  out.length = at;
 }
 
 function digits(n: number): number {
@@ -380,33 +389,38 @@ export function writeRequestAs(
   out.bytes[out.length++] = CLOSE_BRACE;
 }
 
+/** Where a request's id sits: its bytes as the client sent them (an Envelope fits). */
+export interface IdSpan {
+  readonly payload: Uint8Array;
+  readonly idStart: number;
+  readonly idEnd: number;
+}
+
 /**
- * Appends the frame of `answer` (a scanned response) under the id bytes
- * `idBytes[idStart, idEnd)` (the client's id as it sent it):
- * `{"id":…,"result":…|"error":…[,"by":…]}`.
+ * Appends the frame of `answer` (a scanned response) under the id of
+ * `request` as its sender wrote it: `{"id":…,"result":…|"error":…[,"by":…]}`.
  * @throws {DistError} FRAME_TOO_LARGE above `maxFrame` (nothing appended)
  */
 export function writeAnswerAs(
   out: OutBuffer,
   answer: Envelope,
-  id: { bytes: Uint8Array; start: number; end: number },
+  request: IdSpan,
   maxFrame: number,
 ): void {
   const b = answer.payload;
   const error = answer.errorStart >= 0;
-  const [vs, ve] = error
-    ? [answer.errorStart, answer.errorEnd]
-    : [answer.resultStart, answer.resultEnd];
+  const vs = error ? answer.errorStart : answer.resultStart;
+  const ve = error ? answer.errorEnd : answer.resultEnd;
   const member = error ? ERROR_MEMBER : RESULT_MEMBER;
   const by = answer.byStart >= 0;
-  const len = ID_OPEN.length + (id.end - id.start) + member.length + (ve - vs) +
+  const len = ID_OPEN.length + (request.idEnd - request.idStart) + member.length + (ve - vs) +
     (by ? BY_MEMBER.length + answer.byEnd - answer.byStart : 0) + 1;
   if (len > maxFrame) throw tooLarge(len, maxFrame);
   out.reserve(HEADER_BYTES + len);
   out.setHeader(out.length, len);
   out.length += HEADER_BYTES;
   put(out, ID_OPEN);
-  put(out, id.bytes, id.start, id.end);
+  put(out, request.payload, request.idStart, request.idEnd);
   put(out, member);
   put(out, b, vs, ve);
   if (by) {

@@ -2,7 +2,7 @@ import { describe, DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import type { OutBuffer } from "./frame.ts";
 import { Envelope, scanJson } from "./passthrough.ts";
-import { CloseReason, type FramedConn } from "./conn.ts";
+import { CloseReason, type FramedConn, type FrameWriter } from "./conn.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 
 /** Who is at the other end, as told in the handshake. */
@@ -50,13 +50,27 @@ export type NotificationHandler = (method: string, params: unknown, peer: Peer) 
  * false lets it be decoded and go to `onRequest` as usual.
  */
 export type RawRequestHandler = (peer: Peer, request: Envelope) => boolean;
-/**
- * Gets the answer to a `callRaw`: the scanned response (valid only during
- * the call), or the DistError of a local failure (TIMEOUT, or UNAVAILABLE
- * when the connection closed first). An error answered by the peer arrives
- * as a response envelope with its error span.
- */
-export type RawAnswerHandler = (answer: Envelope | DistError) => void;
+/** A request forwarded as bytes with `Peer.callRaw` (byte pass-through). */
+export interface RawCall {
+  /**
+   * Appends the request's frame under the id the Peer picked (e.g. with
+   * `writeRequestAs`). @throws {DistError} FRAME_TOO_LARGE (nothing appended)
+   */
+  writeRequest(out: OutBuffer, id: number, maxFrame: number): void;
+  /**
+   * Gets the answer: the scanned response (valid only during the call), or
+   * the DistError of a local failure (TIMEOUT, or UNAVAILABLE when the
+   * connection closed first). An error answered by the peer arrives as a
+   * response envelope with its error span.
+   */
+  onAnswer(answer: Envelope | DistError): void;
+}
+
+/** An answer written as bytes with `Peer.answerRaw`. */
+export interface RawReply {
+  /** Appends the answer's frame (e.g. with `writeAnswerAs`). @throws {DistError} FRAME_TOO_LARGE */
+  writeAnswer(out: OutBuffer, maxFrame: number): void;
+}
 
 /**
  * A role's fast path for frames it can handle without decoding them (the
@@ -126,7 +140,7 @@ interface Pending {
   method: string;
   cleanup?: () => void;
   /** Set for a `callRaw`: the answer is handed over undecoded. */
-  raw?: RawAnswerHandler;
+  raw?: RawCall;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -198,6 +212,8 @@ export class Peer {
   #rawCalls = false;
   /** Reused for each frame scanned (handlers use it synchronously only). */
   #envelope: Envelope | undefined;
+  /** Reused to hand a raw call or reply to `conn.sendWith` without a closure per message. */
+  #writer = new RawWriter();
 
   constructor(conn: FramedConn, options: PeerOptions) {
     this.conn = conn;
@@ -304,32 +320,28 @@ export class Peer {
   }
 
   /**
-   * Byte pass-through: sends a request frame that `write` builds under the
-   * id this peer picks (e.g. with `writeRequestAs`), and hands the answer to
-   * `onAnswer` undecoded. JSON connections only.
+   * Byte pass-through: sends the request frame `call` writes under the id
+   * this peer picks, and hands the answer to `call.onAnswer` undecoded.
+   * JSON connections only.
    * @returns false when nothing was sent (the connection is closed, or the
    * peer has ended its side): `onAnswer` is then never called.
-   * @throws {DistError} what `write` throws (FRAME_TOO_LARGE); nothing is sent.
+   * @throws {DistError} what `writeRequest` throws (FRAME_TOO_LARGE); nothing is sent.
    */
-  callRaw(
-    write: (out: OutBuffer, id: number) => void,
-    onAnswer: RawAnswerHandler,
-    timeoutMs: number = this.#timeoutMs,
-  ): boolean {
+  callRaw(call: RawCall, timeoutMs: number = this.#timeoutMs): boolean {
     if (this.codec !== jsonCodec) {
       throw new DistError("INTERNAL", "Byte pass-through needs a JSON connection");
     }
     if (this.conn.isClosed || this.conn.readEnded) return false;
     const id = this.#nextId++;
-    if (!this.conn.sendWith((out) => write(out, id))) return false;
+    if (!this.conn.sendWith(this.#writer.request(call, id, this.conn.maxFrame))) return false;
     this.#rawCalls = true;
     const entry: Pending = {
       resolve: ignoreValue,
-      reject: onAnswer,
+      reject: ignoreValue, // failures go to call.onAnswer (see failCall)
       deadline: performance.now() + timeoutMs,
       full: false,
       method: "(forwarded)",
-      raw: onAnswer,
+      raw: call,
     };
     if (this.#pending === NO_CALLS) this.#pending = new Map();
     this.#pending.set(id, entry);
@@ -339,11 +351,11 @@ export class Peer {
 
   /**
    * Ends a request taken by `onRawRequest` (whose id is `id`) with the frame
-   * `write` appends; if `write` throws (say FRAME_TOO_LARGE), with that error.
+   * `reply` writes; if that throws (say FRAME_TOO_LARGE), with that error.
    */
-  answerRaw(id: number | string, write: (out: OutBuffer) => void): void {
+  answerRaw(id: number | string, reply: RawReply): void {
     try {
-      this.conn.sendWith(write);
+      this.conn.sendWith(this.#writer.reply(reply, this.conn.maxFrame));
     } catch (err) {
       this.#respondError(id, err);
     }
@@ -458,7 +470,7 @@ export class Peer {
           if (entry?.raw !== undefined) {
             taken = true;
             this.#pending.delete(env.id as number);
-            entry.raw(env);
+            entry.raw.onAnswer(env);
           }
         }
       }
@@ -638,14 +650,14 @@ export class Peer {
    * An answer to a raw call that the scanner left to the decoder: encoded
    * again in a form it reads (only the members a response may carry).
    */
-  #rawAnswer(onAnswer: RawAnswerHandler, m: Record<string, unknown>): void {
+  #rawAnswer(call: RawCall, m: Record<string, unknown>): void {
     const clean: Record<string, unknown> = { id: 0 };
     if (m.error !== undefined) clean.error = m.error;
     else clean.result = m.result ?? null;
     if (typeof m.by === "string") clean.by = m.by;
     const env = new Envelope();
-    if (scanJson(new TextEncoder().encode(JSON.stringify(clean)), env)) onAnswer(env);
-    else onAnswer(new DistError("INTERNAL", "Malformed response: cannot pass it through"));
+    if (scanJson(new TextEncoder().encode(JSON.stringify(clean)), env)) call.onAnswer(env);
+    else call.onAnswer(new DistError("INTERNAL", "Malformed response: cannot pass it through"));
   }
 
   /**
@@ -709,7 +721,7 @@ export class Peer {
     this.#pending = NO_CALLS;
     for (const entry of pending.values()) {
       entry.cleanup?.();
-      entry.reject(failure);
+      failCall(entry, failure);
     }
   }
 
@@ -734,7 +746,7 @@ export class Peer {
       if (entry.deadline <= now + 1) {
         this.#pending.delete(id);
         entry.cleanup?.();
-        entry.reject(new DistError("TIMEOUT", `Call ${entry.method} timed out`));
+        failCall(entry, new DistError("TIMEOUT", `Call ${entry.method} timed out`));
       } else if (entry.deadline < next) {
         next = entry.deadline;
       }
@@ -753,6 +765,44 @@ function unknownMethod(method: string): never {
 function ignoreNotification(): void {}
 
 function ignoreValue(): void {}
+
+/** Fails a call of ours locally (timeout, closed connection). */
+function failCall(entry: Pending, err: DistError): void {
+  if (entry.raw !== undefined) entry.raw.onAnswer(err);
+  else entry.reject(err);
+}
+
+/**
+ * Adapts a RawCall or RawReply to the FrameWriter that `conn.sendWith`
+ * takes; one per Peer, set just before each (synchronous) use.
+ */
+class RawWriter implements FrameWriter {
+  #call: RawCall | undefined;
+  #reply: RawReply | undefined;
+  #id = 0;
+  #maxFrame = 0;
+
+  request(call: RawCall, id: number, maxFrame: number): this {
+    this.#call = call;
+    this.#reply = undefined;
+    this.#id = id;
+    this.#maxFrame = maxFrame;
+    return this;
+  }
+
+  reply(reply: RawReply, maxFrame: number): this {
+    this.#reply = reply;
+    this.#call = undefined;
+    this.#maxFrame = maxFrame;
+    return this;
+  }
+
+  writeFrames(out: OutBuffer): void {
+    if (this.#call !== undefined) this.#call.writeRequest(out, this.#id, this.#maxFrame);
+    else this.#reply!.writeAnswer(out, this.#maxFrame);
+    this.#call = this.#reply = undefined;
+  }
+}
 
 function abortError(signal: AbortSignal): DistError {
   const reason = signal.reason;

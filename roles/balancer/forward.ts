@@ -196,12 +196,17 @@ export class Dispatcher<J extends Job> {
 
   /** Sends waiting requests while backends have room (after a slot frees or a backend comes up). */
   pump(): void {
-    for (const queue of [this.#retryQueue, this.#queue]) {
-      for (let job = queue.peek(); job !== undefined; job = queue.peek()) {
-        if (!this.#dispatch(job, this.#avoid.get(job))) return;
-        queue.shift();
-      }
+    if (this.#retryQueue.length > 0 && !this.#pumpQueue(this.#retryQueue)) return;
+    if (this.#queue.length > 0) this.#pumpQueue(this.#queue);
+  }
+
+  /** Sends the jobs of `queue` in order. @returns false when a job found no backend. */
+  #pumpQueue(queue: WaitQueue<J>): boolean {
+    for (let job = queue.peek(); job !== undefined; job = queue.peek()) {
+      if (!this.#dispatch(job, this.#avoid.get(job))) return false;
+      queue.shift();
     }
+    return true;
   }
 
   /** Fails everything waiting with `err`, and every later request too. */

@@ -29,7 +29,7 @@ import { Backend, type HealthRules, Pool, type Transition } from "./backends.ts"
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerLink, WorkerLink } from "./links.ts";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "./policies.ts";
-import { type ForwardJob, rawJob, relayHooks } from "./relay.ts";
+import { type ForwardJob, Relay } from "./relay.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -167,14 +167,15 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
       log.warn("Backend {backend} ({peer}) is down: {reason}", fields);
     }
   };
-  const dispatcher: Dispatcher<ForwardJob> = new Dispatcher(
+  const relay = new Relay({
+    timeoutMs: options.timeout as number,
+    report,
+    logRequests: log.isEnabledFor("debug"),
+  });
+  const dispatcher = new Dispatcher<ForwardJob>(
     pool,
     createPolicy(options.policy as PolicyName),
-    relayHooks(() => dispatcher, {
-      timeoutMs: options.timeout as number,
-      report,
-      logRequests: log.isEnabledFor("debug"),
-    }),
+    relay,
     {
       queueLimit: options.queue as number,
       queueTimeoutMs: options.queueTimeout as number,
@@ -182,6 +183,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
       budget: new RetryBudget({ ratio: options.retryBudget as number }),
     },
   );
+  relay.dispatcher = dispatcher;
 
   let name = options.name as string | undefined;
   const conn = {
@@ -240,7 +242,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   const onRawRequest = options.passthrough
     ? (peer: Peer, request: Envelope) => {
       if (own(request.method!) !== undefined) return false;
-      dispatcher.submit(rawJob(request, peer));
+      dispatcher.submit(relay.rawJob(request, peer));
       return true;
     }
     : undefined;

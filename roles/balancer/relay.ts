@@ -13,13 +13,19 @@
  *   are decoded once and the answer encoded once.
  * - a {@link DecodedJob} is one the Peer decoded (a MessagePack client, or
  *   a frame the pass-through leaves to the decoder).
+ *
+ * This is the per-request hot path: a RawJob is one object that is its own
+ * RawCall and RawReply, so forwarding allocates no closures.
  */
 import { getLogger } from "@logtape/logtape";
 import {
   DistError,
   type Envelope,
   jsonCodec,
+  type OutBuffer,
   type Peer,
+  type RawCall,
+  type RawReply,
   Reply,
   type RequestSpans,
   writeAnswerAs,
@@ -42,39 +48,94 @@ export interface DecodedJob extends Job {
   reject: (err: DistError) => void;
 }
 
-/** A request kept as the client's bytes: a copy of its frame and the spans in it. */
-export interface RawJob extends Job, RequestSpans {
-  readonly raw: true;
-  method: string;
+/**
+ * Request bytes are kept in shared slabs (one allocation per slab, not per
+ * request); a slab is freed once no request in it is alive. Small slabs
+ * bound what one long-lived request keeps alive; larger requests get their
+ * own copy.
+ */
+const SLAB_BYTES = 8 * 1024;
+const OWN_COPY_ABOVE = 1024;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
+
+/** A copy of `bytes` that outlives the read buffer they are a view of. */
+function keep(bytes: Uint8Array): Uint8Array {
+  const n = bytes.length;
+  if (n > OWN_COPY_ABOVE) return bytes.slice();
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const copy = slab.subarray(slabUsed, slabUsed + n);
+  for (let i = 0; i < n; i++) copy[i] = bytes[i];
+  slabUsed += n;
+  return copy;
+}
+
+/**
+ * A request kept as the client's bytes (a copy of its frame and the spans
+ * in it); it is its own RawCall (to the backend) and RawReply (to the client).
+ */
+export class RawJob implements Job, RequestSpans, RawCall, RawReply {
+  readonly raw = true as const;
+  readonly payload: Uint8Array;
+  readonly method: string;
   /** The client's id, and where its bytes sit in `payload`. */
-  id: number | string;
-  idStart: number;
-  idEnd: number;
-  client: Peer;
+  readonly id: number | string;
+  readonly idStart: number;
+  readonly idEnd: number;
+  readonly methodStart: number;
+  readonly methodEnd: number;
+  readonly paramsStart: number;
+  readonly paramsEnd: number;
+  readonly idempotent: boolean;
+  readonly client: Peer;
+  attempts = 0;
+  deadline = 0;
+  sentAt = 0;
+  backend?: Backend;
+  /** The backend connection of the current send. */
+  via: Peer | undefined;
+  #relay: Relay;
+  #answer: Envelope | undefined;
+
+  constructor(relay: Relay, request: Envelope, client: Peer) {
+    this.#relay = relay;
+    this.client = client;
+    this.payload = keep(request.payload);
+    this.method = request.method!;
+    this.id = request.id!;
+    this.idStart = request.idStart;
+    this.idEnd = request.idEnd;
+    this.methodStart = request.methodStart;
+    this.methodEnd = request.methodEnd;
+    this.paramsStart = request.paramsStart;
+    this.paramsEnd = request.paramsEnd;
+    this.idempotent = request.idempotent;
+  }
+
+  writeRequest(out: OutBuffer, id: number, maxFrame: number): void {
+    writeRequestAs(out, this, id, maxFrame);
+  }
+
+  onAnswer(answer: Envelope | DistError): void {
+    this.#relay.rawAnswered(this, answer);
+  }
+
+  /** Passes `answer` (a view valid only now) to the client. */
+  reply(answer: Envelope): void {
+    this.#answer = answer;
+    this.client.answerRaw(this.id, this);
+    this.#answer = undefined;
+  }
+
+  writeAnswer(out: OutBuffer, maxFrame: number): void {
+    writeAnswerAs(out, this.#answer!, this, maxFrame);
+  }
 }
 
 export type ForwardJob = DecodedJob | RawJob;
-
-/** A RawJob for a request scanned by the pass-through (copies the frame). */
-export function rawJob(request: Envelope, client: Peer): RawJob {
-  return {
-    raw: true,
-    payload: request.payload.slice(),
-    method: request.method!,
-    id: request.id!,
-    idStart: request.idStart,
-    idEnd: request.idEnd,
-    methodStart: request.methodStart,
-    methodEnd: request.methodEnd,
-    paramsStart: request.paramsStart,
-    paramsEnd: request.paramsEnd,
-    idempotent: request.idempotent,
-    client,
-    attempts: 0,
-    deadline: 0,
-    sentAt: 0,
-  };
-}
 
 export interface RelayOptions {
   /** Longest wait for a backend's answer (`--timeout`), ms. */
@@ -91,18 +152,122 @@ function connectionLost(peer: Peer, err: DistError): boolean {
 }
 
 const textDecoder = new TextDecoder();
+/** Sends both kinds of job to backends' connections: the dispatcher's hooks. */
+export class Relay implements DispatchHooks<ForwardJob> {
+  /** Set once the dispatcher exists (it takes this relay as its hooks). */
+  dispatcher!: Dispatcher<ForwardJob>;
+  #options: RelayOptions;
 
-/** The hooks that send both kinds of job to backends' connections. */
-export function relayHooks(
-  dispatcher: () => Dispatcher<ForwardJob>,
-  options: RelayOptions,
-): DispatchHooks<ForwardJob> {
-  const { timeoutMs, report, logRequests } = options;
-  const timedOut = (backend: Backend) =>
-    new DistError("TIMEOUT", `Backend ${backend.name} did not answer within ${timeoutMs} ms`);
+  constructor(options: RelayOptions) {
+    this.#options = options;
+  }
 
-  const done = (job: ForwardJob, backend: Backend, outcome: Outcome, detail: string) => {
-    if (logRequests) {
+  /** A RawJob for a request scanned by the pass-through (its bytes are copied). */
+  rawJob(request: Envelope, client: Peer): RawJob {
+    return new RawJob(this, request, client);
+  }
+
+  send(job: ForwardJob, backend: Backend): boolean {
+    const peer = (backend.link as Link | undefined)?.peer;
+    if (peer === undefined || peer.isClosed || peer.conn.readEnded) {
+      this.#options.report(backend.onLost("connection closed"));
+      return false;
+    }
+    if (!job.raw) return this.#sendDecoded(job, job.params, backend, peer);
+    if (peer.codec === jsonCodec) {
+      job.via = peer;
+      let sent: boolean;
+      try {
+        sent = peer.callRaw(job, this.#options.timeoutMs);
+      } catch (err) {
+        // Too large for the backend's frame limit: the request's fault, not the backend's.
+        this.#later(job, backend, DistError.from(err));
+        return true;
+      }
+      if (!sent) this.#options.report(backend.onLost("connection closed"));
+      return sent;
+    }
+    // A backend of another codec: decode the params once.
+    let params: unknown;
+    if (job.paramsStart >= 0) {
+      try {
+        params = JSON.parse(
+          textDecoder.decode(job.payload.subarray(job.paramsStart, job.paramsEnd)),
+        );
+      } catch (err) {
+        this.#later(job, backend, new DistError("BAD_REQUEST", `Invalid JSON params: ${err}`));
+        return true;
+      }
+    }
+    return this.#sendDecoded(job, params, backend, peer);
+  }
+
+  reject(job: ForwardJob, err: DistError): void {
+    if (job.raw) {
+      job.client.answerError(job.id, err);
+    } else job.reject(err);
+  }
+
+  /** The answer to a RawJob sent with callRaw. */
+  rawAnswered(job: RawJob, answer: Envelope | DistError): void {
+    const backend = job.backend!;
+    if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
+    this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
+    job.reply(answer);
+  }
+
+  /** Values in, values out: `Peer.request`. */
+  #sendDecoded(job: ForwardJob, params: unknown, backend: Backend, peer: Peer): boolean {
+    const { timeoutMs } = this.#options;
+    peer.request(job.method, params, { timeout: timeoutMs, idempotent: job.idempotent }).then(
+      (res) => {
+        this.#done(job, backend, "answered", "ok");
+        if (job.raw) {
+          job.client.answer(job.id, new Reply(res.result, res.by));
+        } else job.resolve(new Reply(res.result, res.by));
+      },
+      (err) => {
+        const e = DistError.from(err);
+        if (connectionLost(peer, e) || e.code === "TIMEOUT") {
+          return this.#failed(job, backend, peer, e);
+        }
+        this.#done(job, backend, "answered", e.code);
+        this.reject(job, e);
+      },
+    );
+    return true;
+  }
+
+  /** The end of a call that failed locally (not an error answered by the backend). */
+  #failed(job: ForwardJob, backend: Backend, peer: Peer, e: DistError): void {
+    if (connectionLost(peer, e)) {
+      this.#options.report(backend.onLost(e.message));
+      this.#done(job, backend, "lost", "lost");
+    } else if (e.code === "TIMEOUT") {
+      this.#done(job, backend, "timeout", "timeout");
+      this.reject(
+        job,
+        new DistError(
+          "TIMEOUT",
+          `Backend ${backend.name} did not answer within ${this.#options.timeoutMs} ms`,
+        ),
+      );
+    } else {
+      this.#done(job, backend, "answered", e.code);
+      this.reject(job, e);
+    }
+  }
+
+  /** Ends a job that was counted as sent but is answered here, after this turn. */
+  #later(job: ForwardJob, backend: Backend, err: DistError): void {
+    queueMicrotask(() => {
+      this.#done(job, backend, "answered", err.code);
+      this.reject(job, err);
+    });
+  }
+
+  #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
+    if (this.#options.logRequests) {
       log.debug("{client} {method} -> {backend}: {outcome} in {ms} ms", {
         client: job.raw ? job.client.remote.name : job.client,
         method: job.method,
@@ -111,108 +276,6 @@ export function relayHooks(
         ms: Math.round((performance.now() - job.sentAt) * 1000) / 1000,
       });
     }
-    dispatcher().finish(job, outcome);
-  };
-
-  /** The end of a call that failed locally (not an error answered by the backend). */
-  const failed = (job: ForwardJob, backend: Backend, peer: Peer, e: DistError) => {
-    if (connectionLost(peer, e)) {
-      report(backend.onLost(e.message));
-      done(job, backend, "lost", "lost");
-    } else if (e.code === "TIMEOUT") {
-      done(job, backend, "timeout", "timeout");
-      answerError(job, timedOut(backend));
-    } else {
-      done(job, backend, "answered", e.code);
-      answerError(job, e);
-    }
-  };
-
-  const answerError = (job: ForwardJob, err: DistError) => {
-    if (job.raw) job.client.answerError(job.id, err);
-    else job.reject(err);
-  };
-
-  /** Bytes in, bytes out: the JSON pass-through. */
-  const sendRaw = (job: RawJob, backend: Backend, peer: Peer): boolean => {
-    const onAnswer = (answer: Envelope | DistError) => {
-      if (answer instanceof DistError) return failed(job, backend, peer, answer);
-      done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
-      const id = { bytes: job.payload, start: job.idStart, end: job.idEnd };
-      const client = job.client;
-      client.answerRaw(job.id, (out) => writeAnswerAs(out, answer, id, client.conn.maxFrame));
-    };
-    try {
-      return peer.callRaw(
-        (out, id) => writeRequestAs(out, job, id, peer.conn.maxFrame),
-        onAnswer,
-        timeoutMs,
-      );
-    } catch (err) {
-      // Too large for the backend's frame limit: the client's answer, not the backend's fault.
-      queueMicrotask(() => {
-        done(job, backend, "answered", "too large");
-        answerError(job, DistError.from(err));
-      });
-      return true;
-    }
-  };
-
-  /** Values in, values out: `Peer.request`. */
-  const sendDecoded = (
-    job: ForwardJob,
-    params: unknown,
-    backend: Backend,
-    peer: Peer,
-  ): boolean => {
-    peer.request(job.method, params, { timeout: timeoutMs, idempotent: job.idempotent }).then(
-      (res) => {
-        done(job, backend, "answered", "ok");
-        if (job.raw) job.client.answer(job.id, new Reply(res.result, res.by));
-        else job.resolve(new Reply(res.result, res.by));
-      },
-      (err) => {
-        const e = DistError.from(err);
-        if (connectionLost(peer, e) || e.code === "TIMEOUT") return failed(job, backend, peer, e);
-        done(job, backend, "answered", e.code);
-        answerError(job, e);
-      },
-    );
-    return true;
-  };
-
-  return {
-    send(job, backend) {
-      const peer = (backend.link as Link | undefined)?.peer;
-      if (peer === undefined || peer.isClosed || peer.conn.readEnded) {
-        report(backend.onLost("connection closed"));
-        return false;
-      }
-      if (!job.raw) return sendDecoded(job, job.params, backend, peer);
-      if (peer.codec === jsonCodec) {
-        if (sendRaw(job, backend, peer)) return true;
-        report(backend.onLost("connection closed"));
-        return false;
-      }
-      // A backend of another codec: decode the params once.
-      let params: unknown;
-      if (job.paramsStart >= 0) {
-        try {
-          params = JSON.parse(
-            textDecoder.decode(job.payload.subarray(job.paramsStart, job.paramsEnd)),
-          );
-        } catch (err) {
-          queueMicrotask(() => {
-            done(job, backend, "answered", "BAD_REQUEST");
-            answerError(job, new DistError("BAD_REQUEST", `Invalid JSON params: ${err}`));
-          });
-          return true;
-        }
-      }
-      return sendDecoded(job, params, backend, peer);
-    },
-    reject(job, err) {
-      answerError(job, err);
-    },
-  };
+    this.dispatcher.finish(job, outcome);
+  }
 }
