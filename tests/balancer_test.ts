@@ -282,3 +282,46 @@ balancer = "balancer"
   const workers = topology.instances.filter((i) => i.role === "worker");
   assert.deepEqual(workers.map((w) => w.options.balancer), ["127.0.0.1:8889", "127.0.0.1:8889"]);
 });
+
+Deno.test("balancer relays between codecs: JSON and MessagePack clients, MessagePack backends, pass-through on or off", async () => {
+  const servers = await startServers(1);
+  const lbs = await Promise.all([
+    startBalancer(servers, ["--codec", "msgpack"]),
+    startBalancer(servers, ["--no-passthrough"]),
+  ]);
+  try {
+    for (const lb of lbs) {
+      for (const codec of ["json", "msgpack"]) {
+        const r = await runDist([
+          "client",
+          "--connect",
+          lb.address,
+          "--codec",
+          codec,
+          "--json",
+          "sum",
+          "1,2,3,4,5",
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(
+          { ...JSON.parse(r.stdout), ms: 0 },
+          { ok: true, result: 15, by: "s1", ms: 0 },
+        );
+        const bad = await runDist([
+          "client",
+          "--connect",
+          lb.address,
+          "--codec",
+          codec,
+          "div",
+          "1",
+          "0",
+        ]);
+        assert.equal(bad.code, 1);
+        assert.match(bad.stderr, /dist: BAD_REQUEST: Division by zero/);
+      }
+    }
+  } finally {
+    await stopAll([...lbs, ...servers]);
+  }
+});
