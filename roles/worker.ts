@@ -2,7 +2,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Options, parseAddress } from "../config/mod.ts";
 import { codecByName, DistError, Redialer } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
-import type { Role, RunContext } from "./_role.ts";
+import { type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_conn.ts";
 
@@ -112,10 +112,11 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
   });
   dialer.start();
   log.info("Worker {name} dialing balancer at {addr}", { name, addr: where });
-  await new Promise<void>((resolve) => {
-    if (ctx.signal.aborted) resolve();
-    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  ctx.onForcedExit?.(() => {
+    const n = dialer.peer?.handling ?? 0;
+    return n > 0 ? `${n} task(s) in flight` : undefined;
   });
+  await untilAborted(ctx.signal);
   const peer = dialer.peer;
   log.info("Shutting down: finishing {n} task(s)", { n: peer?.handling ?? 0 });
   await peer?.idle(options.grace as number);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   DistError,
   Envelope,
+  jsonCodec,
   OutBuffer,
   type Peer,
   type RawCall,
@@ -83,6 +84,79 @@ Deno.test("scanJson() leaves to the decoder what it does not read itself", () =>
     '{"id":1 "method":"echo"}',
   ];
   for (const text of refused) assert.equal(scan(text), undefined, text);
+});
+
+Deno.test("scanJson() refuses what the strict decoder refuses: bad syntax, escapes, UTF-8, depth", () => {
+  const bad = [
+    '{"id":1,"method":"echo","params":[1,,2]}',
+    '{"id":1,"method":"echo","params":{"a":tru}}',
+    '{"id":1,"method":"echo","params":{"a":1,}}',
+    '{"id":1,"method":"echo","params":[1 2]}',
+    '{"id":1,"method":"echo","params":{"a" 1}}',
+    '{"id":1,"method":"echo","params":{1:2}}',
+    '{"id":1,"method":"echo","params":01}',
+    '{"id":1,"method":"echo","params":1.}',
+    '{"id":1,"method":"echo","params":-}',
+    '{"id":1,"method":"echo","params":1e}',
+    '{"id":1,"method":"echo","params":"\\x"}',
+    '{"id":1,"method":"echo","params":"\\u12"}',
+    '{"id":1,"method":"echo","params":"tab\there"}',
+    '{"id":1,"method":"echo","params":[1]]}',
+    '{"id":1,"method":"echo","params":NaN}',
+    `{"id":1,"method":"echo","params":${"[".repeat(64)}${"]".repeat(64)}}`,
+  ];
+  for (const text of bad) assert.equal(scan(text), undefined, text);
+  const deep = `{"id":1,"method":"echo","params":${"[".repeat(63)}${"]".repeat(63)}}`;
+  assert.ok(scan(deep), "63 levels inside the message are allowed, as the decoder allows");
+  const utf8 = [
+    [0xc0, 0xaf], // overlong
+    [0xe0, 0x80, 0xaf], // overlong
+    [0xed, 0xa0, 0x80], // surrogate
+    [0xf4, 0x90, 0x80, 0x80], // above U+10FFFF
+    [0x80], // lone continuation
+    [0xe2, 0x82], // truncated
+  ];
+  for (const bytes of utf8) {
+    const head = enc.encode('{"id":1,"method":"echo","params":"');
+    const payload = new Uint8Array([...head, ...bytes, ...enc.encode('"}')]);
+    assert.equal(scanJson(payload, new Envelope()), false, `bytes ${bytes}`);
+  }
+  assert.ok(scan('{"id":1,"method":"echo","params":"é€😀\\u00e9\\n"}'), "valid UTF-8 and escapes");
+});
+
+Deno.test("scanJson() accepts only what the JSON decoder reads, and forwards it unchanged (fuzz)", () => {
+  const random = prng(11);
+  const seeds = [
+    '{"id":1,"method":"echo","params":{"text":"héllo \\"x\\"","n":[1,-2.5e3,true,null]}}',
+    '{"id":"a","method":"sum","params":[1,2,3],"idem":false}',
+    '{"id":7,"result":{"a":[{"b":"c"}]},"by":"s1"}',
+  ];
+  let accepted = 0;
+  for (let round = 0; round < 3000; round++) {
+    const bytes = enc.encode(seeds[round % seeds.length]);
+    for (let k = 1 + Math.floor(random() * 3); k > 0; k--) {
+      bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+    }
+    const env = new Envelope();
+    if (!scanJson(bytes, env)) continue;
+    let decoded: Record<string, unknown>;
+    try {
+      decoded = jsonCodec.decode(bytes) as Record<string, unknown>;
+    } catch (err) {
+      throw new Error(`scanJson accepted what the decoder refuses: ${dec.decode(bytes)}: ${err}`);
+    }
+    accepted++;
+    if (!env.isRequest) continue;
+    const out = new OutBuffer(0);
+    writeRequestAs(out, env, 99, 1 << 20);
+    const forwarded = jsonCodec.decode(out.bytes.subarray(4, out.length)) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(forwarded.method, decoded.method);
+    assert.deepEqual(forwarded.params, decoded.params);
+  }
+  assert.ok(accepted > 100, `some mutants are still valid (${accepted})`);
 });
 
 Deno.test("writeRequestAs() and writeAnswerAs() give what a decoder reads as the original with new ids", () => {

@@ -325,3 +325,43 @@ Deno.test("balancer relays between codecs: JSON and MessagePack clients, Message
     await stopAll([...lbs, ...servers]);
   }
 });
+
+Deno.test("balancer answers a malformed request as a server does, never with silence", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    const malformed = [
+      '{"id":1,"method":"echo","params":[1,,2]}',
+      '{"id":2,"method":"echo","params":{"a":tru}}',
+      '{"id":3,"method":"echo","params":"\\x"}',
+      `{"id":4,"method":"echo","params":${"[".repeat(70)}${"]".repeat(70)}}`,
+    ];
+    const answers = async (address: string) => {
+      const [hostname, port] = address.split(":");
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      const reader = new RawReader(conn);
+      try {
+        await writeAll(conn, jsonFrame(HELLO));
+        await reader.json();
+        const got: unknown[] = [];
+        for (const text of malformed) {
+          await writeAll(conn, frame(text));
+          let m;
+          do m = await reader.json(3000); while (m?.method === "ping");
+          got.push({ id: m?.id, code: (m?.error as { code?: string } | undefined)?.code });
+        }
+        return got;
+      } finally {
+        closeQuietly(conn);
+      }
+    };
+    const direct = await answers(servers[0].address);
+    assert.deepEqual(direct.map((a) => (a as { code: string }).code), Array(4).fill("BAD_REQUEST"));
+    assert.deepEqual(await answers(lb.address), direct);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});

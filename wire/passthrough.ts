@@ -10,15 +10,17 @@
  * members, ids that are not safe integers or short strings) is left to the
  * ordinary decoder, which gives the precise error.
  *
- * Why spans are safe to splice: a value span ends where JSON's own
- * tokenizer would end it (strings skipped with their escapes, brackets
- * counted outside strings, scalars made of scalar characters only), and is
- * copied verbatim. A span that is valid JSON therefore means in the new
- * frame exactly what it meant in the old one; a span that is not makes the
- * whole new frame invalid, and its receiver answers BAD_REQUEST.
+ * Why spans are safe to splice: every member's value is checked to be
+ * valid JSON as the strict decoder wants it (the grammar, escapes,
+ * well-formed UTF-8, nesting within MAX_DEPTH), without building it, and is
+ * copied verbatim; so the forwarded frame decodes at the other end, to the
+ * same values. A message that fails any check is not scanned at all: it goes
+ * to the ordinary decoder, which answers it as any server would (a request
+ * is never forwarded in a form its receiver cannot read and answer).
  */
 import { DistError } from "./errors.ts";
 import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
+import { MAX_DEPTH } from "./codec.ts";
 
 const EMPTY = new Uint8Array(0);
 const QUOTE = 0x22;
@@ -102,44 +104,129 @@ function skipSpace(b: Uint8Array, i: number): number {
   return i;
 }
 
-/** The end of the JSON string starting at `i` (a quote), or -1. */
+/** Whether `c` is an ASCII hex digit. */
+function isHex(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+}
+
+/**
+ * The end of the valid JSON string starting at `i` (a quote), or -1: escapes
+ * as JSON has them, no raw control characters, well-formed UTF-8 (no
+ * overlong forms, no surrogates), as the strict decoder requires.
+ */
 function skipString(b: Uint8Array, i: number): number {
-  for (let j = i + 1; j < b.length; j++) {
+  const n = b.length;
+  let j = i + 1;
+  while (j < n) {
     const c = b[j];
     if (c === QUOTE) return j + 1;
-    if (c === BACKSLASH) j++;
+    if (c < 0x20) return -1;
+    if (c === BACKSLASH) {
+      const e = b[j + 1];
+      if (e === 0x75) { // \uXXXX
+        if (!isHex(b[j + 2]) || !isHex(b[j + 3]) || !isHex(b[j + 4]) || !isHex(b[j + 5])) {
+          return -1;
+        }
+        j += 6;
+      } else if (
+        e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 ||
+        e === 0x6e || e === 0x72 || e === 0x74
+      ) j += 2;
+      else return -1;
+    } else if (c < 0x80) j++;
+    else {
+      const end = skipUtf8(b, j);
+      if (end < 0) return -1;
+      j = end;
+    }
   }
   return -1;
 }
 
-function isScalarByte(c: number): boolean {
-  // Digits, letters (true/false/null, exponents), sign and point.
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) ||
-    c === 0x2d || c === 0x2b || c === 0x2e;
+/** The end of the well-formed UTF-8 sequence of more than one byte at `j`, or -1. */
+function skipUtf8(b: Uint8Array, j: number): number {
+  const c = b[j];
+  const c1 = b[j + 1];
+  const cont = (x: number) => x !== undefined && (x & 0xc0) === 0x80;
+  if (c >= 0xc2 && c <= 0xdf) return cont(c1) ? j + 2 : -1;
+  if (c >= 0xe0 && c <= 0xef) {
+    // No overlong forms (E0 80..9F) and no surrogates (ED A0..BF).
+    if (!cont(c1) || !cont(b[j + 2])) return -1;
+    if ((c === 0xe0 && c1 < 0xa0) || (c === 0xed && c1 > 0x9f)) return -1;
+    return j + 3;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    // No overlong forms (F0 80..8F) and nothing above U+10FFFF (F4 90..).
+    if (!cont(c1) || !cont(b[j + 2]) || !cont(b[j + 3])) return -1;
+    if ((c === 0xf0 && c1 < 0x90) || (c === 0xf4 && c1 > 0x8f)) return -1;
+    return j + 4;
+  }
+  return -1;
 }
 
-/** The end of the JSON value starting at `i`, or -1 when it is not one. */
-function skipValue(b: Uint8Array, i: number): number {
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** The end of the JSON number at `i` (`-?(0|[1-9]d*)(.d+)?([eE][+-]?d+)?`), or -1. */
+function skipNumber(b: Uint8Array, i: number): number {
+  let j = i;
+  if (b[j] === 0x2d) j++;
+  if (b[j] === 0x30) j++;
+  else if (isDigit(b[j])) { while (isDigit(b[j])) j++; }
+  else return -1;
+  if (b[j] === 0x2e) {
+    j++;
+    if (!isDigit(b[j])) return -1;
+    while (isDigit(b[j])) j++;
+  }
+  if (b[j] === 0x65 || b[j] === 0x45) {
+    j++;
+    if (b[j] === 0x2b || b[j] === 0x2d) j++;
+    if (!isDigit(b[j])) return -1;
+    while (isDigit(b[j])) j++;
+  }
+  return j;
+}
+
+const TRUE = new TextEncoder().encode("true");
+const NULL = new TextEncoder().encode("null");
+
+/**
+ * The end of the valid JSON value starting at `i`, or -1: a strict syntax
+ * check that builds nothing. `depth` is the nesting of the value's parent;
+ * containers deeper than MAX_DEPTH are refused, as the decoder refuses them.
+ */
+function skipValue(b: Uint8Array, i: number, depth: number): number {
   const c = b[i];
   if (c === QUOTE) return skipString(b, i);
   if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-    let depth = 0;
-    for (let j = i; j < b.length; j++) {
-      const d = b[j];
-      if (d === QUOTE) {
+    if (depth + 1 > MAX_DEPTH) return -1;
+    const object = c === OPEN_BRACE;
+    const close = object ? CLOSE_BRACE : CLOSE_BRACKET;
+    let j = skipSpace(b, i + 1);
+    if (b[j] === close) return j + 1;
+    while (true) {
+      if (object) {
+        if (b[j] !== QUOTE) return -1;
         j = skipString(b, j);
         if (j < 0) return -1;
-        j--;
-      } else if (d === OPEN_BRACE || d === OPEN_BRACKET) depth++;
-      else if (d === CLOSE_BRACE || d === CLOSE_BRACKET) {
-        if (--depth === 0) return j + 1;
+        j = skipSpace(b, j);
+        if (b[j] !== COLON) return -1;
+        j = skipSpace(b, j + 1);
       }
+      j = skipValue(b, j, depth + 1);
+      if (j < 0) return -1;
+      j = skipSpace(b, j);
+      if (b[j] === close) return j + 1;
+      if (b[j] !== COMMA) return -1;
+      j = skipSpace(b, j + 1);
     }
-    return -1;
   }
-  let j = i;
-  while (j < b.length && isScalarByte(b[j])) j++;
-  return j === i ? -1 : j;
+  if (c === 0x74) return equals(b, i, TRUE) ? i + 4 : -1;
+  if (c === 0x66) return equals(b, i, FALSE) ? i + 5 : -1;
+  if (c === 0x6e) return equals(b, i, NULL) ? i + 4 : -1;
+  return skipNumber(b, i);
 }
 
 /** A plain string's text (no escapes, ASCII, at most MAX_NAME chars), else undefined. */
@@ -230,7 +317,8 @@ export function scanJson(payload: Uint8Array, env: Envelope): boolean {
     if (b[i] !== QUOTE) return false;
     let k = i + 1;
     while (k < b.length && b[k] !== QUOTE) {
-      if (b[k] === BACKSLASH) return false;
+      // Keys the scanner reads itself are plain printable ASCII.
+      if (b[k] === BACKSLASH || b[k] < 0x20 || b[k] >= 0x80) return false;
       k++;
     }
     if (k >= b.length) return false;
@@ -238,7 +326,8 @@ export function scanJson(payload: Uint8Array, env: Envelope): boolean {
     i = skipSpace(b, k + 1);
     if (b[i] !== COLON) return false;
     const start = skipSpace(b, i + 1);
-    const end = skipValue(b, start);
+    // Members sit inside the message object, at depth 1.
+    const end = skipValue(b, start, 1);
     if (end < 0) return false;
     if (!take(env, key, start, end)) return false;
     i = skipSpace(b, end);

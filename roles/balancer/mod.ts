@@ -22,7 +22,7 @@ import {
   type Peer,
   type RequestMeta,
 } from "../../wire/mod.ts";
-import type { Role, RunContext } from "../_role.ts";
+import { announceListening, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
 import { Backend, type HealthRules, Pool, type Transition } from "./backends.ts";
@@ -334,19 +334,19 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   clients.name = clients.by = name;
   workers.name = workers.by = name;
   for (const link of links) link.start();
-  const at = (l: Listener) => `${l.addr.hostname}:${l.addr.port}`;
-  log.info("Listening on {addr}", { addr: at(clients) });
+  announceListening(ctx, log, { addr: clients.addr, name });
   log.info("Listening for workers on {addr}; {n} server backend(s), policy {policy}", {
-    addr: at(workers),
+    addr: `${workers.addr.hostname}:${workers.addr.port}`,
     n: links.length,
     policy: dispatcher.policy.name,
   });
-  ctx.onListening?.({ ...clients.addr, name });
-
-  await new Promise<void>((resolve) => {
-    if (ctx.signal.aborted) resolve();
-    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  ctx.onForcedExit?.(() => {
+    let handling = 0;
+    for (const peer of clients.peers) handling += peer.handling;
+    return handling > 0 ? `${handling} request(s) in flight` : undefined;
   });
+
+  await untilAborted(ctx.signal);
   log.info("Shutting down: finishing requests of {n} client connection(s)", {
     n: clients.peers.size,
   });
