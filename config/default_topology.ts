@@ -16,10 +16,26 @@ export const DEFAULT_TOPOLOGY: string = `# dist: the default topology (dist up w
 host = "127.0.0.1"
 log_level = "info"
 
-# A message broker.
+# A message broker; two producers publish to it, a consumer prints everything.
 [[broker]]
 name = "broker"
 port = 8000
+
+[[producer]]
+name = "telephony"    # prices per minute on /telephony/orange, /unite, /moldcell
+broker = "broker"
+type = "telephony"
+
+[[producer]]
+name = "currency"     # a rate on /currency, every second here
+broker = "broker"
+type = "currency"
+interval = "1s"
+
+[[consumer]]
+name = "consumer"
+broker = "broker"
+topic = "/"
 
 # Two binders (7000, 7001), replicating with each other.
 [[binder]]
