@@ -100,11 +100,14 @@ export interface RawPublish {
   retain: boolean;
 }
 
+/** Reused by readPublish for each frame (its caller uses it at once). */
+const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true };
+
 /**
  * Reads a `broker.publish` notification in the canonical layout whose value
  * is a JSON string of printable ASCII without escapes (what load tests and
  * most text values are); anything else returns undefined, for the ordinary
- * decoder.
+ * decoder. The answer is one object reused for every frame: read it at once.
  */
 export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
   if (!startsWith(frame, PUBLISH_PREFIX)) return undefined;
@@ -128,7 +131,10 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish |
     return undefined;
   }
   for (let i = valueStart + 1; i < end - 1; i++) if (PLAIN[frame[i]] === 0) return undefined;
-  return { topic: topics.topic(frame, from, t), value: frame.subarray(valueStart, end), retain };
+  PUBLISH.topic = topics.topic(frame, from, t);
+  PUBLISH.value = frame.subarray(valueStart, end);
+  PUBLISH.retain = retain;
+  return PUBLISH;
 }
 
 /** A delivery read as bytes: the value's JSON text is a view of the frame. */

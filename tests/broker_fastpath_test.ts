@@ -158,3 +158,55 @@ Deno.test("a fast publish reaches JSON and MessagePack subscribers and is retain
     }
   });
 });
+
+Deno.test("fast publishes queued for a slow subscriber arrive intact, in order", async () => {
+  await withBroker(async (b) => {
+    let droppedBefore = 0;
+    for (const policy of ["drop-oldest", "latest"]) {
+      const raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+      const reader = new RawReader(raw);
+      const pub = await BrokerClient.connect(b.port);
+      try {
+        await rawHandshake(raw, reader);
+        await writeAll(
+          raw,
+          jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/q", policy } }),
+        );
+        assert.equal((await reader.json())?.id, 1);
+        // Not reading for now: about 12 MB, past the kernel's buffers and max-pending.
+        const n = 6000;
+        for (let i = 0; i < n; i++) {
+          pub.publish(`/q/${i % 3}`, `${String(i).padStart(6, "0")}${"v".repeat(2000)}`);
+          if (i % 200 === 199) await pub.peer.conn.drained(0);
+        }
+        await pub.confirm("/q/end", "end");
+        const dropped = (await pub.stats()).dropped as number;
+        assert.ok(dropped > droppedBefore, `${policy}: the queue was full and dropped some`);
+        droppedBefore = dropped;
+        // Now read everything: whatever survived is whole, and in publish order per topic.
+        const last = [-1, -1, -1];
+        let seenEnd = false;
+        while (!seenEnd) {
+          const m = await reader.json(5000);
+          assert.ok(m !== null, "connection still open");
+          if (m.method !== "broker.message") continue;
+          const p = m.params as { topic: string; value: string };
+          if (p.topic === "/q/end") {
+            seenEnd = true;
+            continue;
+          }
+          const t = Number(p.topic.slice(3));
+          const seq = Number(p.value.slice(0, 6));
+          assert.equal(p.value.slice(6), "v".repeat(2000), "the value is intact");
+          assert.equal(seq % 3, t);
+          assert.ok(seq > last[t], `${policy}: in order on ${p.topic}`);
+          last[t] = seq;
+        }
+        assert.deepEqual(last, [5997, 5998, 5999], `${policy}: the newest of each topic arrived`);
+      } finally {
+        raw.close();
+        pub.close();
+      }
+    }
+  }, { maxPending: 512 * 1024 });
+});

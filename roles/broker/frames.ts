@@ -10,7 +10,7 @@
  * the length and copying two byte arrays, whatever the value.
  */
 import { Encoder } from "@msgpack/msgpack";
-import type { CodecName } from "../../wire/mod.ts";
+import type { CodecName, OutBuffer } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX } from "../_pubsub_json.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, slabAlloc } from "./raw_json.ts";
@@ -50,38 +50,88 @@ const VALUE_KEY = textEncoder.encode(',"value":');
 const RETAINED_FALSE_SID = textEncoder.encode(',"retained":false,"sid":');
 const RETAINED_TRUE_SID = textEncoder.encode(',"retained":true,"sid":');
 
-/** A topic's JSON text, kept (topics repeat; their number is bounded by --max-topics). */
-const topicTexts = new Map<string, Uint8Array>();
-const TOPIC_TEXTS_KEPT = 4096;
+/**
+ * A delivery's bytes up to its value, per topic:
+ * `{"method":"broker.message","params":{"topic":"T","value":`. Kept, since
+ * topics repeat (the map is emptied when it passes TOPIC_PREFIXES_KEPT).
+ */
+const topicPrefixes = new Map<string, Uint8Array>();
+const TOPIC_PREFIXES_KEPT = 4096;
 
-function topicJson(topic: string): Uint8Array {
-  let text = topicTexts.get(topic);
-  if (text === undefined) {
-    if (topicTexts.size >= TOPIC_TEXTS_KEPT) topicTexts.clear();
-    text = textEncoder.encode(JSON.stringify(topic));
-    topicTexts.set(topic, text);
+function topicPrefix(topic: string): Uint8Array {
+  let prefix = topicPrefixes.get(topic);
+  if (prefix === undefined) {
+    if (topicPrefixes.size >= TOPIC_PREFIXES_KEPT) topicPrefixes.clear();
+    const text = textEncoder.encode(JSON.stringify(topic));
+    prefix = new Uint8Array(DELIVERY_PREFIX.length + text.length + VALUE_KEY.length);
+    prefix.set(DELIVERY_PREFIX, 0);
+    prefix.set(text, DELIVERY_PREFIX.length);
+    prefix.set(VALUE_KEY, DELIVERY_PREFIX.length + text.length);
+    topicPrefixes.set(topic, prefix);
   }
-  return text;
+  return prefix;
 }
 
 function jsonHead(msg: Message): Uint8Array {
-  const topic = topicJson(msg.topic);
+  const prefix = topicPrefix(msg.topic);
   const value = jsonBytes(msg.value);
   const tail = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
-  const head = slabAlloc(
-    HEADER + DELIVERY_PREFIX.length + topic.length + VALUE_KEY.length + value.length + tail.length,
-  );
-  let at = HEADER;
-  head.set(DELIVERY_PREFIX, at);
-  at += DELIVERY_PREFIX.length;
-  head.set(topic, at);
-  at += topic.length;
-  head.set(VALUE_KEY, at);
-  at += VALUE_KEY.length;
-  head.set(value, at);
-  at += value.length;
-  head.set(tail, at);
+  const head = slabAlloc(HEADER + prefix.length + value.length + tail.length);
+  head.set(prefix, HEADER);
+  head.set(value, HEADER + prefix.length);
+  head.set(tail, HEADER + prefix.length + value.length);
   return head;
+}
+
+/**
+ * Bytes of the frame of `msg` with `tail` in `codec` (header included).
+ * A JSON value still in its JSON text (a fast-path publish) is measured, not encoded.
+ */
+export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): number {
+  if (codec === "json" && msg.value instanceof RawJson && msg.encoded?.[0] === undefined) {
+    return HEADER + topicPrefix(msg.topic).length + msg.value.byteLength +
+      RETAINED_FALSE_SID.length +
+      tail.length;
+  }
+  return deliveryHead(msg, codec).length + tail.length;
+}
+
+/**
+ * Appends the frame of `msg` with `tail` to `out`. A JSON value still in
+ * its JSON text goes in as parts (prefix, value, flags, tail) with no head
+ * built at all: nothing to encode, only bytes to copy. Otherwise the head
+ * encoded once per codec (cached on the message) is copied.
+ * Precondition: `deliverySize` is within the frame limit.
+ */
+export function writeDelivery(
+  out: OutBuffer,
+  msg: Message,
+  codec: CodecName,
+  tail: Uint8Array,
+): void {
+  const at = out.length;
+  if (codec === "json" && msg.value instanceof RawJson && msg.encoded?.[0] === undefined) {
+    const prefix = topicPrefix(msg.topic);
+    const value = msg.value.bytes;
+    const flags = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
+    const len = prefix.length + value.length + flags.length + tail.length;
+    out.reserve(HEADER + len);
+    const b = out.bytes;
+    out.setHeader(at, len);
+    b.set(prefix, at + HEADER);
+    b.set(value, at + HEADER + prefix.length);
+    b.set(flags, at + HEADER + prefix.length + value.length);
+    b.set(tail, at + HEADER + len - tail.length);
+    out.length = at + HEADER + len;
+    return;
+  }
+  const head = deliveryHead(msg, codec);
+  const len = head.length - HEADER + tail.length;
+  out.reserve(HEADER + len);
+  out.bytes.set(head, at);
+  out.bytes.set(tail, at + head.length);
+  out.setHeader(at, len);
+  out.length = at + HEADER + len;
 }
 
 /** MessagePack: a fixmap header, then key/value pairs; `sid` comes from the tail. */

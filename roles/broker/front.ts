@@ -10,12 +10,13 @@ import {
   type CodecName,
   describe,
   DistError,
+  OutBuffer,
   type Peer,
   type RawFrameHandler,
 } from "../../wire/mod.ts";
 import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../_pubsub_json.ts";
 import { type BrokerCore, TOPIC_NAMES_LIMIT } from "./core.ts";
-import { deliveryHead, holdMessage, setLength, sidTail } from "./frames.ts";
+import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
 import { RawJson } from "./raw_json.ts";
 import type { Message, Sink, Subscription } from "./subscriber.ts";
 
@@ -53,26 +54,46 @@ class Session implements Sink {
   }
 
   sizeOf(msg: Message, sub: Subscription): number {
+    // It will wait: its head is encoded now (the value may be a borrowed view).
     return deliveryHead(msg, this.codec).length + (sub.data as Uint8Array).length;
   }
 
   write(msg: Message, sub: Subscription): void {
-    const head = deliveryHead(msg, this.codec);
     const tail = sub.data as Uint8Array;
     const conn = this.peer.conn;
-    if (head.length - 4 + tail.length > conn.maxFrame) {
+    const size = deliverySize(msg, this.codec, tail);
+    if (size - 4 > conn.maxFrame) {
       this.#front.undeliverable++;
-      log.warn("Delivery on {topic} to {peer} dropped: {bytes} bytes exceed the frame limit", {
-        topic: msg.topic,
-        peer: this.peer.remote.name,
-        bytes: head.length - 4 + tail.length,
-      });
+      log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
+        "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed the frame limit",
+        { topic: msg.topic, peer: this.peer.remote.name, bytes: size - 4 },
+      );
       return;
     }
-    setLength(head, tail.length);
-    conn.sendRaw(head);
-    conn.sendRaw(tail);
+    this.#msg = msg;
+    this.#tail = tail;
+    conn.sendWith(this.#writer);
+    this.#msg = undefined;
   }
+
+  /** Scratch for `encode`: each delivery is copied out of it at once. */
+  readonly #encoded = new OutBuffer(0);
+
+  encode(msg: Message, sub: Subscription): Uint8Array {
+    const out = this.#encoded;
+    out.length = 0;
+    writeDelivery(out, msg, this.codec, sub.data as Uint8Array);
+    return out.bytes.subarray(0, out.length);
+  }
+
+  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+    this.peer.conn.sendRaw(bytes);
+  }
+
+  /** What `#writer` writes: set just before `sendWith` calls it (no closure per delivery). */
+  #msg: Message | undefined;
+  #tail: Uint8Array = new Uint8Array(0);
+  readonly #writer = (out: OutBuffer) => writeDelivery(out, this.#msg!, this.codec, this.#tail);
 
   whenDrained(bytes: number, fn: () => void): void {
     this.peer.conn.drained(bytes).then(fn);

@@ -6,7 +6,8 @@
  *
  * While the subscriber keeps up, a delivery goes straight to the sink. Once
  * the sink holds more than the subscription lets it, deliveries wait in the
- * subscription's queue and move to the sink as it drains. Pending bytes are
+ * subscription's queue (as encoded bytes, or as messages for `latest`) and
+ * move to the sink as it drains. Pending bytes are
  * the queue's plus the sink's; past `maxPending` the policy decides:
  *
  * - `disconnect` (default): the subscriber is cut off with SLOW_CONSUMER;
@@ -19,6 +20,7 @@
  * out before anything live.
  */
 import { DistError } from "../../wire/mod.ts";
+import { ByteQueue } from "./byte_queue.ts";
 
 export type Policy = "disconnect" | "drop-oldest" | "latest";
 export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
@@ -63,10 +65,21 @@ export interface Sink {
   /** Bytes given to the transport and not yet written out. */
   readonly pendingBytes: number;
   readonly closed: boolean;
-  /** Bytes the delivery takes on this transport (for the pending count). */
+  /**
+   * Bytes the delivery takes on this transport (for the pending count of a
+   * `latest` queue). The sink encodes it now, as the message's value may be
+   * valid only during `publish()`.
+   */
   sizeOf(msg: Message, sub: Subscription): number;
   /** Puts one delivery on the transport. */
   write(msg: Message, sub: Subscription): void;
+  /**
+   * The delivery as the bytes `writeEncoded` takes, to wait in a queue: a
+   * view valid until the next call (it is copied at once).
+   */
+  encode(msg: Message, sub: Subscription): Uint8Array;
+  /** Puts a delivery `encode` produced on the transport. */
+  writeEncoded(bytes: Uint8Array, sub: Subscription): void;
   /** Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed). */
   whenDrained(bytes: number, fn: () => void): void;
   /** The subscriber could not keep up and its policy says cut it off. */
@@ -114,6 +127,9 @@ export class Subscription {
   /** Free for the front end (e.g. the subscription's encoded sid). */
   data: unknown = undefined;
 
+  /** Pending deliveries of `disconnect` and `drop-oldest`, encoded: bytes, no objects. */
+  #fifo = new ByteQueue();
+  /** Pending deliveries of `latest`, as messages (a newer one replaces one in place). */
   #queue: Pending[] = [];
   #head = 0;
   #queuedBytes = 0;
@@ -145,12 +161,12 @@ export class Subscription {
 
   /** Bytes waiting here (not counting the sink's). */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#queuedBytes + this.#fifo.bytes;
   }
 
   /** Deliveries waiting here, retained ones included. */
   get queued(): number {
-    return this.#queue.length - this.#head +
+    return this.#queue.length - this.#head + this.#fifo.length +
       (this.#snapshot === undefined ? 0 : this.#snapshot.length - this.#snapshotAt);
   }
 
@@ -179,8 +195,8 @@ export class Subscription {
     if (this.#cancelled) return;
     const sink = this.sink;
     if (
-      !this.#held && this.#head === this.#queue.length && this.#snapshot === undefined &&
-      sink.pendingBytes < this.#directLimit
+      !this.#held && this.#head === this.#queue.length && this.#fifo.length === 0 &&
+      this.#snapshot === undefined && sink.pendingBytes < this.#directLimit
     ) {
       sink.write(msg, this);
       this.delivered++;
@@ -195,11 +211,45 @@ export class Subscription {
     this.#queue = [];
     this.#head = 0;
     this.#queuedBytes = 0;
+    this.#fifo.clear();
     this.#latest?.clear();
     this.#snapshot = undefined;
   }
 
   #enqueue(msg: Message): void {
+    if (this.#latest === undefined) {
+      this.#fifo.push(this.sink.encode(msg, this));
+    } else {
+      this.#enqueueLatest(msg);
+    }
+    if (this.queuedBytes + this.sink.pendingBytes > this.maxPending) {
+      if (this.policy === "disconnect") {
+        const pending = this.queuedBytes + this.sink.pendingBytes;
+        this.sink.slow(
+          this,
+          new DistError(
+            "SLOW_CONSUMER",
+            `Subscriber of ${this.pattern} (sid ${this.sid}) fell behind: ` +
+              `${pending} bytes pending, more than max-pending ${this.maxPending}`,
+          ),
+        );
+        return;
+      }
+      while (this.queuedBytes + this.sink.pendingBytes > this.maxPending && this.#dropOldest()) {
+        this.dropped++;
+      }
+    }
+    this.#arm();
+  }
+
+  /** Drops the oldest pending delivery; false when there is none. */
+  #dropOldest(): boolean {
+    return this.#latest === undefined
+      ? this.#fifo.shift() !== undefined
+      : this.#shift() !== undefined;
+  }
+
+  #enqueueLatest(msg: Message): void {
     const bytes = this.sink.sizeOf(msg, this);
     const previous = this.#latest?.get(msg.topic);
     if (previous !== undefined) {
@@ -216,28 +266,10 @@ export class Subscription {
     }
     // A `latest` queue keeps one value per topic for as long as it takes,
     // so its entries must not pin buffers shared with newer messages.
-    if (this.#latest !== undefined) this.sink.hold(msg);
-    if (this.#queuedBytes + this.sink.pendingBytes > this.maxPending) {
-      if (this.policy === "disconnect") {
-        const pending = this.#queuedBytes + this.sink.pendingBytes;
-        this.sink.slow(
-          this,
-          new DistError(
-            "SLOW_CONSUMER",
-            `Subscriber of ${this.pattern} (sid ${this.sid}) fell behind: ` +
-              `${pending} bytes pending, more than max-pending ${this.maxPending}`,
-          ),
-        );
-        return;
-      }
-      while (this.#queuedBytes + this.sink.pendingBytes > this.maxPending && this.#shift()) {
-        this.dropped++;
-      }
-    }
-    this.#arm();
+    this.sink.hold(msg);
   }
 
-  /** Takes the oldest queued delivery off the queue; undefined when empty. */
+  /** Takes the oldest delivery off the `latest` queue; undefined when empty. */
   #shift(): Message | undefined {
     if (this.#head === this.#queue.length) return undefined;
     const entry = this.#queue[this.#head];
@@ -275,6 +307,12 @@ export class Subscription {
           this.#snapshot = undefined;
           this.#snapshotAt = 0;
         }
+      } else if (this.#latest === undefined) {
+        const bytes = this.#fifo.shift();
+        if (bytes === undefined) return;
+        sink.writeEncoded(bytes, this);
+        this.delivered++;
+        continue;
       } else {
         msg = this.#shift();
         if (msg === undefined) return;

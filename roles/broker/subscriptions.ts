@@ -128,11 +128,15 @@ export class SubscriptionTree<S extends Subscribable> {
     return true;
   }
 
-  /** Every subscription and group whose pattern covers the topic with these segments. */
+  /**
+   * Every subscription and group whose pattern covers the topic with these
+   * segments. A topic nobody covers gets one shared empty answer (callers
+   * never change it), so keeping answers per topic costs nothing for those.
+   */
   match(segments: readonly string[]): Targets<S> {
     const out: Targets<S> = { plain: [], groups: [] };
     this.#collect(this.#root, segments, 0, out);
-    return out;
+    return out.plain.length + out.groups.length === 0 ? NOBODY as Targets<S> : out;
   }
 
   #collect(node: PatternNode<S>, segments: readonly string[], depth: number, out: Targets<S>) {
@@ -147,6 +151,11 @@ export class SubscriptionTree<S extends Subscribable> {
     if (any !== undefined && any !== exact) this.#collect(any, segments, depth + 1, out);
   }
 }
+
+const NOBODY: Targets<never> = Object.freeze({
+  plain: Object.freeze([]) as never[],
+  groups: Object.freeze([]) as never[],
+});
 
 /** Removes one item from an array by swapping in the last (order does not matter). */
 function removeFrom<T>(items: T[], item: T): boolean {

@@ -34,6 +34,22 @@ export class FakeSink implements Sink {
     if (this.stalled) this.pendingBytes += this.size;
   }
 
+  encode(msg: Message, sub: Subscription): Uint8Array {
+    const d = { sid: sub.sid, topic: msg.topic, value: msg.value, retained: msg.retained };
+    const json = new TextEncoder().encode(JSON.stringify(d));
+    // Padded to `size`, as the transport would count it.
+    const out = new Uint8Array(Math.max(this.size, json.length + 4));
+    new DataView(out.buffer).setUint32(0, json.length);
+    out.set(json, 4);
+    return out;
+  }
+
+  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+    const len = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
+    this.written.push(JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + len))));
+    if (this.stalled) this.pendingBytes += this.size;
+  }
+
   whenDrained(bytes: number, fn: () => void): void {
     this.#waiters.push({ bytes, fn });
   }
