@@ -131,7 +131,9 @@ export class BrokerCore {
       const topic = normalizeTopic(rawTopic);
       node = this.topics.node(topic, topicSegments(topic));
     }
-    const now = this.#now();
+    // Seconds: a small integer is stored in place, a millisecond time would
+    // be a boxed number allocated on every publish.
+    const now = Math.floor(this.#now() / 1000);
     const created = !node.exists;
     if (created) {
       this.#makeRoom();
@@ -237,7 +239,7 @@ export class BrokerCore {
       topics.push({
         topic: node.topic,
         retained: node.retained !== undefined,
-        last_active: new Date(node.lastActive).toISOString(),
+        last_active: new Date(node.lastActive * 1000).toISOString(),
         subscribers,
         messages: node.messagesIn,
         delivered: node.messagesOut,

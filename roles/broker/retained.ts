@@ -14,7 +14,7 @@ export interface RetainedEntry<K> {
   value: unknown;
   /** What the value counts against the budget. */
   bytes: number;
-  /** Epoch ms of the update. */
+  /** When it was set (the caller's clock; the broker's is epoch seconds). */
   updatedAt: number;
   older: RetainedEntry<K> | undefined;
   newer: RetainedEntry<K> | undefined;

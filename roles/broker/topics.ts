@@ -20,7 +20,7 @@ export class TopicNode {
   exists = false;
   messagesIn = 0;
   messagesOut = 0;
-  /** Epoch ms of the last publish. */
+  /** Epoch seconds of the last publish. */
   lastActive = 0;
   /** The retained value, owned by the RetainedStore. */
   retained: RetainedEntry<TopicNode> | undefined = undefined;
