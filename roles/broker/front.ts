@@ -72,8 +72,13 @@ class Session implements Sink {
     }
     this.#msg = msg;
     this.#tail = tail;
-    conn.sendWith(this.#writer);
+    conn.sendWith(this);
     this.#msg = undefined;
+  }
+
+  /** Writes the delivery `write` set up (a FrameWriter: no closure per delivery). */
+  writeFrames(out: OutBuffer): void {
+    writeDelivery(out, this.#msg!, this.codec, this.#tail);
   }
 
   /** Scratch for `encode`: each delivery is copied out of it at once. */
@@ -90,10 +95,9 @@ class Session implements Sink {
     this.peer.conn.sendRaw(bytes);
   }
 
-  /** What `#writer` writes: set just before `sendWith` calls it (no closure per delivery). */
+  /** What `writeFrames` writes: set by `write` just before `sendWith` calls it. */
   #msg: Message | undefined;
   #tail: Uint8Array = new Uint8Array(0);
-  readonly #writer = (out: OutBuffer) => writeDelivery(out, this.#msg!, this.codec, this.#tail);
 
   whenDrained(bytes: number, fn: () => void): void {
     this.peer.conn.drained(bytes).then(fn);
