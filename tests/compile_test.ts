@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { runDist, startDist } from "./helpers/dist.ts";
+import { checkCompiledUp } from "./helpers/up.ts";
 
 const DENORT = Deno.env.get("DENORT_BIN");
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -10,7 +11,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 // test is skipped and its name says why.
 Deno.test({
   name: DENORT
-    ? "deno task compile builds a dist binary that serves and answers"
+    ? "deno task compile builds a dist binary that serves, answers and runs dist up"
     : "deno task compile builds a dist binary (skipped: DENORT_BIN not set, denort cannot be downloaded here)",
   ignore: !DENORT,
   async fn() {
@@ -34,6 +35,8 @@ Deno.test({
       } finally {
         await server.stop();
       }
+      // dist up starts copies of the binary itself.
+      await checkCompiledUp(bin);
     } finally {
       Deno.env.delete("DIST_BIN");
       await Deno.remove(dir, { recursive: true });

@@ -228,3 +228,20 @@ export async function endsWith(up: UpProcess, code: number): Promise<UpResult> {
   await assertGone(up.pids());
   return result;
 }
+
+/**
+ * Checks `dist up` of a compiled `dist` at `bin`: the launcher starts copies
+ * of the binary itself (Deno.execPath() is `dist`, not `deno`), which serve.
+ */
+export async function checkCompiledUp(bin: string): Promise<void> {
+  const topology = '[[server]]\nport = 0\n[[client]]\nconnect = "server"\nrandom = 5\n';
+  await withUp(topology, [], async (up) => {
+    await up.waitFor(/client exited \(exit code 0\)/);
+    const [, pid] = (await up.waitFor(/server started, pid (\d+)/)).map(Number);
+    const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+    assert.deepEqual(argv.slice(0, 2), [bin, "server"]);
+    const { stdout } = await stopCleanly(up);
+    assert.match(stdout, /^dist up: server ready at 127\.0\.0\.1:\d+/m);
+    assert.match(linesOf(stdout, "client").at(-1)!, /^5 requests: 5 ok, 0 errors/);
+  }, { bin });
+}
