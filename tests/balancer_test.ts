@@ -4,9 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
-import { lines, runDist } from "./helpers/dist.ts";
+import { type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
 import {
   backendsOf,
+  type BackendView,
   connectTo,
   eventually,
   startBalancer,
@@ -364,4 +365,44 @@ Deno.test("balancer answers a malformed request as a server does, never with sil
     peer.close();
     await stopAll([lb, ...servers]);
   }
+});
+
+Deno.test("balancer --service spreads over every live instance found through binders, kept current", async () => {
+  const binder = await startDist(["binder", "--port", "0"]);
+  const register = ["--service", "compute", "--binders", binder.address, "--ttl", "1s"];
+  const start = (name: string) => startDist(["server", "--port", "0", "--name", name, ...register]);
+  const servers = await Promise.all([start("c1"), start("c2")]);
+  let third: DistProcess | undefined;
+  const lb = await startBalancer([], ["--service", "compute", "--binders", binder.address]);
+  const peer = await connectTo(lb.address);
+  const upPeers = async () =>
+    (await backendsOf(peer)).filter((b) => b.state === "up").map((b) => b.peer).toSorted();
+  try {
+    await eventually(async () => (await upPeers()).join() === "c1,c2", 10_000, "c1 and c2");
+    const by = new Set<string>();
+    for (let i = 0; i < 6; i++) by.add((await peer.request("echo", { text: "x" })).by!);
+    assert.deepEqual([...by].toSorted(), ["c1", "c2"]);
+    const [view] = await backendsOf(peer) as (BackendView & { source: string })[];
+    assert.equal(view.source, "service compute");
+
+    third = await start("c3");
+    await eventually(async () => (await upPeers()).join() === "c1,c2,c3", 10_000, "c3 joins");
+    // A server that deregisters (SIGTERM) leaves the pool; requests keep flowing.
+    await servers[0].stop("SIGTERM");
+    await eventually(
+      async () => (await backendsOf(peer)).every((b) => b.peer !== "c1"),
+      10_000,
+      "c1 removed",
+    );
+    for (let i = 0; i < 6; i++) assert.notEqual((await peer.request("add", [1, 2])).by, "c1");
+  } finally {
+    peer.close();
+    await stopAll([lb, third, ...servers, binder]);
+  }
+});
+
+Deno.test("balancer --binders without --service is one `dist:` line and exit 2", async () => {
+  const r = await runDist(["balancer", "--binders", "127.0.0.1:7000"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim(), "dist: --binders applies only with --service NAME");
 });

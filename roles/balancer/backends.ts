@@ -68,6 +68,8 @@ export class Backend {
   name: string;
   /** The name the process at the other end gave in the handshake. */
   peerName = "";
+  /** What made it a backend: "backends", "service NAME", "worker port". */
+  source = "backends";
   /** Most requests in flight at once (`--max-inflight`, or a worker's capacity). */
   capacity: number;
   state: BackendState = "down";
@@ -171,6 +173,7 @@ export class Backend {
       address: this.address,
       peer: this.peerName,
       kind: this.kind,
+      source: this.source,
       state: this.state,
       reason: this.reason,
       since_ms: Math.round(performance.now() - this.since),

@@ -1,18 +1,22 @@
 /**
  * @module
  * The balancer: takes client requests on one port and spreads them over
- * live backends — servers it dials (`--backends`) and workers that dial in
- * on `--worker-port` — with failover, a bounded queue and health checks.
+ * live backends — servers it dials (`--backends`, or every instance of
+ * `--service` found through binders) and workers that dial in on
+ * `--worker-port` — with failover, a bounded queue and health checks.
  *
  * This file holds the option spec and `run()`, which only wires the parts
  * together: `backends.ts` (pool and health rules), `policies.ts` (which
  * backend next), `forward.ts` (dispatch, queue, retries, retry budget,
- * idempotency guard), `queue.ts` (the bounded waiting line), `links.ts`
- * (connections to backends and their health checks), `relay.ts` (one
- * request on a backend's connection, decoded or passed through as bytes).
+ * idempotency guard), `queue.ts` (the bounded waiting line), `sources.ts`
+ * (where backends come from: `--backends`, `--service` through binders,
+ * workers registering), `links.ts` (connections to backends and their
+ * health checks), `relay.ts` (one request on a backend's connection,
+ * decoded or passed through as bytes).
  */
 import { getLogger } from "@logtape/logtape";
-import { HOST_OPTION, type Options, parseAddress } from "../../config/mod.ts";
+import { HOST_OPTION, type Options, UsageError } from "../../config/mod.ts";
+import { DEFAULT_BINDERS, serviceName } from "../discovery/mod.ts";
 import {
   codecByName,
   DistError,
@@ -25,9 +29,9 @@ import {
 import { announceListening, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
-import { Backend, type HealthRules, Pool, type Transition } from "./backends.ts";
+import { type HealthRules, Pool, type Transition } from "./backends.ts";
 import { Dispatcher, RetryBudget } from "./forward.ts";
-import { ServerLink, WorkerLink } from "./links.ts";
+import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "./policies.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
 
@@ -37,9 +41,6 @@ export { type Candidate, createPolicy, type Policy, POLICY_NAMES } from "./polic
 export { WaitQueue } from "./queue.ts";
 
 const log = getLogger(["dist", "balancer"]);
-
-/** Most a worker may declare as its capacity. */
-const MAX_WORKER_CAPACITY = 10_000;
 
 export const balancer: Role = {
   summary: "Spread client requests over servers (--backends) and workers that dial in",
@@ -63,6 +64,17 @@ export const balancer: Role = {
       type: "addresses",
       description: "Servers to dial and spread requests over",
       default: [],
+      ref: true,
+      metavar: "HOST:PORT,...",
+    },
+    service: {
+      type: "string",
+      description: "Also spread over every live instance of this service, found through binders",
+      metavar: "NAME",
+    },
+    binders: {
+      type: "addresses",
+      description: `With --service: binders to watch it on (default ${DEFAULT_BINDERS})`,
       ref: true,
       metavar: "HOST:PORT,...",
     },
@@ -154,7 +166,7 @@ export const balancer: Role = {
 
 async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   const started = performance.now();
-  const checkIntervalMs = options.checkInterval as number;
+  const service = serviceFrom(options);
   const rules: HealthRules = { rise: options.rise as number, fall: options.fall as number };
   const pool = new Pool();
   const report = (t: Transition | undefined) => {
@@ -199,7 +211,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     uptime_ms: Math.round(performance.now() - started),
     rss_bytes: Deno.memoryUsage().rss,
     connections: clients.peers.size,
-    workers: workers.peers.size,
+    workers: registry.size,
     policy: dispatcher.policy.name,
     healthy: pool.healthy,
     queued: dispatcher.queued,
@@ -255,89 +267,58 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     onRawRequest,
     onPeer: (peer) => logConnection("Client", peer),
   });
+  const sourceOptions = {
+    pool,
+    rules,
+    checkIntervalMs: options.checkInterval as number,
+    report,
+    maxInflight: options.maxInflight as number,
+  };
+  const registry = new WorkerRegistry(sourceOptions);
   let workers: Listener;
   try {
     workers = listen({
       ...conn,
       port: options.workerPort as number,
-      onRequest: (method, params, peer) =>
-        method === "worker.register" ? register(params, peer) : workerPortMethod(method),
+      onRequest: (method, params, peer) => {
+        if (method === "worker.register") {
+          return { ...registry.register(params, peer), balancer: name };
+        }
+        const answer = own(method);
+        if (answer !== undefined) return answer();
+        throw new DistError(
+          "UNKNOWN_METHOD",
+          `Unknown method on the worker port: ${method} (workers call worker.register)`,
+        );
+      },
       onPeer: (peer) => logConnection("Worker", peer),
     });
   } catch (err) {
     await clients.close(0);
     throw err;
   }
-  const workerPortMethod = (method: string) => {
-    const answer = own(method);
-    if (answer !== undefined) return answer();
-    throw new DistError(
-      "UNKNOWN_METHOD",
-      `Unknown method on the worker port: ${method} (workers call worker.register)`,
-    );
-  };
-
-  const registered = new Map<Peer, Backend>();
-  const register = (params: unknown, peer: Peer) => {
-    const { name: workerName, capacity } = readRegistration(params);
-    if (registered.has(peer)) {
-      throw new DistError("BAD_REQUEST", `Already registered as ${registered.get(peer)!.name}`);
-    }
-    for (const [other, backend] of registered) {
-      if (backend.name !== workerName) continue;
-      // A worker that reconnects before its old connection is noticed dead.
-      log.warn("Worker {name} registered again: closing its previous connection", {
-        name: workerName,
-      });
-      other.close();
-    }
-    const remote = peer.conn.conn.remoteAddr as Deno.NetAddr;
-    const backend = new Backend("worker", `${remote.hostname}:${remote.port}`, {
-      capacity,
-      rules,
-    });
-    backend.name = workerName;
-    registered.set(peer, backend);
-    pool.add(backend);
-    log.info("Worker {name} registered from {addr} (capacity {capacity})", {
-      name: workerName,
-      addr: backend.address,
-      capacity,
-    });
-    new WorkerLink(backend, peer, { checkIntervalMs, report });
-    peer.closed.then((reason) => {
-      registered.delete(peer);
-      pool.remove(backend);
-      log.info("Worker {name} left ({reason})", { name: workerName, reason });
-    });
-    return { registered: workerName, balancer: name, capacity };
-  };
-
-  const links = (options.backends as string[]).map((text) => {
-    const address = parseAddress(text);
-    const backend = new Backend("server", text, { capacity: options.maxInflight as number, rules });
-    pool.add(backend);
-    return new ServerLink(backend, address, {
-      checkIntervalMs,
-      report,
-      dial: {
-        ...connSettings(options),
-        role: "balancer",
-        name: "balancer",
-        codec: codecByName(options.codec as string),
-      },
-    });
+  const servers = new ServerSet({
+    ...sourceOptions,
+    dial: {
+      ...connSettings(options),
+      role: "balancer",
+      name: "balancer",
+      codec: codecByName(options.codec as string),
+    },
   });
 
   name ??= `balancer-${clients.addr.port}`;
   setLogInstance(name);
   clients.name = clients.by = name;
   workers.name = workers.by = name;
-  for (const link of links) link.start();
+  for (const address of options.backends as string[]) servers.add(address, "backends");
+  const discovery = service === undefined
+    ? undefined
+    : new ServiceSource(service, { servers, binderOptions: options, name });
   announceListening(ctx, log, { addr: clients.addr, name });
   log.info("Listening for workers on {addr}; {n} server backend(s), policy {policy}", {
     addr: `${workers.addr.hostname}:${workers.addr.port}`,
-    n: links.length,
+    n: servers.size,
     policy: dispatcher.policy.name,
   });
   ctx.onForcedExit?.(() => {
@@ -354,7 +335,8 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   // meanwhile), then fail what still waits and let the backends go.
   await clients.close(options.grace as number);
   dispatcher.close(new DistError("UNAVAILABLE", "Balancer is shutting down"));
-  await Promise.all([workers.close(0), ...links.map((l) => l.stop())]);
+  await discovery?.stop();
+  await Promise.all([workers.close(0), servers.stop()]);
   log.info("Stopped after {n} requests ({retries} retried)", {
     n: dispatcher.stats.requests,
     retries: dispatcher.stats.retries,
@@ -371,24 +353,13 @@ function logConnection(kind: string, peer: Peer): void {
   );
 }
 
-/** Checks `worker.register {name, capacity}`. @throws {DistError} BAD_REQUEST */
-function readRegistration(params: unknown): { name: string; capacity: number } {
-  if (params === null || typeof params !== "object" || Array.isArray(params)) {
-    throw new DistError("BAD_REQUEST", "worker.register takes {name, capacity}");
+/** `--service`, checked; `--binders` without it is a mistake. @throws {UsageError} */
+function serviceFrom(options: Options): string | undefined {
+  if (options.service === undefined) {
+    if (options.binders !== undefined) {
+      throw new UsageError("--binders applies only with --service NAME");
+    }
+    return undefined;
   }
-  const p = params as Record<string, unknown>;
-  if (typeof p.name !== "string" || p.name === "" || p.name.length > 200) {
-    throw new DistError("BAD_REQUEST", "worker.register: name must be a string of 1-200 chars");
-  }
-  const capacity = p.capacity ?? 1;
-  if (
-    typeof capacity !== "number" || !Number.isInteger(capacity) || capacity < 1 ||
-    capacity > MAX_WORKER_CAPACITY
-  ) {
-    throw new DistError(
-      "BAD_REQUEST",
-      `worker.register: capacity must be an integer from 1 to ${MAX_WORKER_CAPACITY}`,
-    );
-  }
-  return { name: p.name, capacity };
+  return serviceName(options.service);
 }

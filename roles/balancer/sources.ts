@@ -1,0 +1,214 @@
+/**
+ * Where backends come from, mixed freely in one pool:
+ * - {@link ServerSet}: servers the balancer dials, given by `--backends` or
+ *   found through binders (`--service NAME --binders …`, kept current with
+ *   `binder.watch`);
+ * - {@link WorkerRegistry}: workers that dial the worker port and call
+ *   `worker.register {name, capacity}`.
+ */
+import { getLogger } from "@logtape/logtape";
+import { parseAddress } from "../../config/mod.ts";
+import { DistError, type Peer } from "../../wire/mod.ts";
+import {
+  type BinderClient,
+  bindersFrom,
+  type ServiceWatch,
+  watchService,
+} from "../discovery/mod.ts";
+import { Backend, type HealthRules, type Pool } from "./backends.ts";
+import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
+import type { DialOptions } from "../../wire/mod.ts";
+
+const log = getLogger(["dist", "balancer"]);
+
+/** Most a worker may declare as its capacity. */
+export const MAX_WORKER_CAPACITY = 10_000;
+/** Longest a server that left its service may take to finish its requests (ms). */
+const DRAIN_MS = 30_000;
+
+export interface SourceOptions extends LinkOptions {
+  pool: Pool;
+  rules: HealthRules;
+  /** Most requests in flight on one server. */
+  maxInflight: number;
+}
+
+/** The servers the balancer dials, by address, whatever named them. */
+export class ServerSet {
+  #options: SourceOptions & { dial: DialOptions };
+  #links = new Map<string, { link: ServerLink; source: string }>();
+  #draining = new Set<Promise<void>>();
+
+  constructor(options: SourceOptions & { dial: DialOptions }) {
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#links.size;
+  }
+
+  /** Starts dialing `text` ("host:port") unless it is already a backend. */
+  add(text: string, source: string): void {
+    const address = parseAddress(text);
+    const key = `${address.host}:${address.port}`;
+    if (this.#links.has(key)) return;
+    const o = this.#options;
+    const backend = new Backend("server", key, { capacity: o.maxInflight, rules: o.rules });
+    backend.source = source;
+    o.pool.add(backend);
+    const link = new ServerLink(backend, address, o);
+    this.#links.set(key, { link, source });
+    link.start();
+  }
+
+  /**
+   * Makes the servers of `source` exactly `addresses`: new ones are dialed;
+   * those gone take no new requests, finish theirs (within 30 s), then are
+   * dropped. Servers of other sources are left alone.
+   */
+  sync(source: string, addresses: readonly string[]): void {
+    const wanted = new Set(addresses.map((a) => {
+      const { host, port } = parseAddress(a);
+      return `${host}:${port}`;
+    }));
+    for (const a of wanted) this.add(a, source);
+    for (const [key, entry] of this.#links) {
+      if (entry.source !== source || wanted.has(key)) continue;
+      this.#links.delete(key);
+      this.#drop(entry.link, `no longer an instance of ${source}`);
+    }
+  }
+
+  /** Stops every link (after `closeAfter`, e.g. the clients' grace period). */
+  async stop(): Promise<void> {
+    const links = [...this.#links.values()].map((e) => e.link);
+    this.#links.clear();
+    await Promise.all([...links.map((l) => l.stop()), ...this.#draining]);
+  }
+
+  #drop(link: ServerLink, why: string): void {
+    const backend = link.backend;
+    this.#options.pool.remove(backend);
+    log.info("Backend {backend} ({peer}) removed: {why}", {
+      backend: backend.name,
+      peer: backend.peerName,
+      why,
+    });
+    const drained = (async () => {
+      const end = performance.now() + DRAIN_MS;
+      while (backend.inflight > 0 && performance.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await link.stop();
+    })();
+    this.#draining.add(drained);
+    drained.finally(() => this.#draining.delete(drained));
+  }
+}
+
+/**
+ * `--service NAME --binders …`: every live instance of the service, kept
+ * current through a `binder.watch` (moving to another binder when one dies).
+ */
+export class ServiceSource {
+  readonly service: string;
+  #binders: BinderClient;
+  #watch: ServiceWatch;
+
+  constructor(
+    service: string,
+    options: { servers: ServerSet; binderOptions: Parameters<typeof bindersFrom>[0]; name: string },
+  ) {
+    this.service = service;
+    const source = `service ${service}`;
+    this.#binders = bindersFrom(options.binderOptions, { role: "balancer", name: options.name });
+    this.#watch = watchService(this.#binders, service, (instances) => {
+      log.info("Service {service}: {n} instance(s) from the binders", {
+        service,
+        n: instances.length,
+      });
+      options.servers.sync(source, instances.map((i) => `${i.host}:${i.port}`));
+    });
+  }
+
+  /** Live instances as last told by the binders. */
+  get instances(): number {
+    return this.#watch.instances.length;
+  }
+
+  async stop(): Promise<void> {
+    await this.#watch.stop();
+    this.#binders.close();
+  }
+}
+
+/** Workers registered on the worker port, one backend per connection. */
+export class WorkerRegistry {
+  #options: SourceOptions;
+  #byPeer = new Map<Peer, Backend>();
+
+  constructor(options: SourceOptions) {
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#byPeer.size;
+  }
+
+  /**
+   * `worker.register {name, capacity}` on `peer`'s connection.
+   * @throws {DistError} BAD_REQUEST for bad params or a second registration
+   */
+  register(params: unknown, peer: Peer): { registered: string; capacity: number } {
+    const { name, capacity } = readRegistration(params);
+    if (this.#byPeer.has(peer)) {
+      throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
+    }
+    for (const [other, backend] of this.#byPeer) {
+      if (backend.name !== name) continue;
+      // A worker that reconnects before its old connection is noticed dead.
+      log.warn("Worker {name} registered again: closing its previous connection", { name });
+      other.close();
+    }
+    const o = this.#options;
+    const backend = new Backend("worker", peer.conn.remoteAddress, { capacity, rules: o.rules });
+    backend.name = name;
+    backend.source = "worker port";
+    this.#byPeer.set(peer, backend);
+    o.pool.add(backend);
+    log.info("Worker {name} registered from {addr} (capacity {capacity})", {
+      name,
+      addr: backend.address,
+      capacity,
+    });
+    new WorkerLink(backend, peer, o);
+    peer.closed.then((reason) => {
+      this.#byPeer.delete(peer);
+      o.pool.remove(backend);
+      log.info("Worker {name} left ({reason})", { name, reason });
+    });
+    return { registered: name, capacity };
+  }
+}
+
+/** Checks `worker.register {name, capacity}`. @throws {DistError} BAD_REQUEST */
+function readRegistration(params: unknown): { name: string; capacity: number } {
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    throw new DistError("BAD_REQUEST", "worker.register takes {name, capacity}");
+  }
+  const p = params as Record<string, unknown>;
+  if (typeof p.name !== "string" || p.name === "" || p.name.length > 200) {
+    throw new DistError("BAD_REQUEST", "worker.register: name must be a string of 1-200 chars");
+  }
+  const capacity = p.capacity ?? 1;
+  if (
+    typeof capacity !== "number" || !Number.isInteger(capacity) || capacity < 1 ||
+    capacity > MAX_WORKER_CAPACITY
+  ) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `worker.register: capacity must be an integer from 1 to ${MAX_WORKER_CAPACITY}`,
+    );
+  }
+  return { name: p.name, capacity };
+}
