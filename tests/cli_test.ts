@@ -161,6 +161,12 @@ Deno.test({
       const r = await runDist(["client", "--connect", address, "--json", "add", "3", "4"]);
       assert.equal(JSON.parse(r.stdout).result, 7, r.stderr);
       assert.equal(JSON.parse(r.stdout).by, `server-${m[1]}`);
+      const [busy, refused] = await Promise.all([
+        runDist(["server", "--host", "::1", "--port", m[1]]),
+        runDist(["client", "--connect", "[::1]:1", "add", "1", "2"]),
+      ]);
+      assert.match(assertUserError(busy, 1, "busy"), /Cannot listen on \[::1\]:\d+: /);
+      assert.match(assertUserError(refused, 1, "refused"), /Cannot connect to \[::1\]:1 /);
     } finally {
       await server.stop();
     }

@@ -68,9 +68,14 @@ export interface Listener {
   readonly done: Promise<void>;
 }
 
+/** "host:port" for messages, an IPv6 host in brackets ("[::1]:5557"), as users write it. */
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Listens for dist connections and runs an RPC peer on each. */
 export function listen(options: ListenOptions): Listener {
-  const where = `${options.host ?? "127.0.0.1"}:${options.port}`;
+  const where = hostPort(options.host ?? "127.0.0.1", options.port);
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname: options.host ?? "127.0.0.1", port: options.port });
@@ -208,7 +213,7 @@ export async function dial(
   options: DialOptions,
 ): Promise<Peer> {
   const timeoutMs = Math.min(options.connectTimeoutMs ?? 5000, MAX_TIMER_MS);
-  const where = `${address.host}:${address.port}`;
+  const where = hostPort(address.host, address.port);
   const signal = options.signal;
   if (signal?.aborted) throw new DistError("UNAVAILABLE", `Dial to ${where} aborted`);
   let conn: Deno.TcpConn;
