@@ -13,9 +13,9 @@
  * wires the parts to a listener.
  */
 import { getLogger } from "@logtape/logtape";
-import { formatAddress, HOST_OPTION, type Options } from "../../config/mod.ts";
+import { LISTENER_OPTIONS, type Options } from "../../config/mod.ts";
 import { listen } from "../../wire/mod.ts";
-import type { Role, RunContext } from "../_role.ts";
+import { announceListening, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
 import { BrokerCore } from "./core.ts";
@@ -43,13 +43,13 @@ export const broker: Role = {
     "Policies of a slow subscriber: disconnect (default), drop-oldest, latest.",
   ],
   options: {
-    host: HOST_OPTION,
     port: {
       type: "port",
       description: "Port to listen on (0 picks a free one)",
       default: 8000,
       short: "p",
     },
+    ...LISTENER_OPTIONS,
     retainBytes: {
       type: "integer",
       description: "Byte budget of retained values; past it the least recently updated go",
@@ -70,17 +70,6 @@ export const broker: Role = {
       default: 1_000_000,
       min: 1,
       metavar: "N",
-    },
-    maxConnections: {
-      type: "integer",
-      description: "Most concurrent connections; more are refused with OVERLOADED",
-      default: 10_000,
-      min: 1,
-    },
-    grace: {
-      type: "duration",
-      description: "On shutdown, how long pending output may take to go out",
-      default: 2000,
     },
   },
   run: runBroker,
@@ -119,14 +108,12 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
   name ??= `broker-${listener.addr.port}`;
   setLogInstance(name);
   listener.name = listener.by = name;
-  log.info("Listening on {address}", {
-    address: formatAddress({ host: listener.addr.hostname, port: listener.addr.port }),
+  announceListening(ctx, log, { addr: listener.addr, name });
+  ctx.onForcedExit?.(() => {
+    const queued = core.queuedBytes;
+    return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
   });
-  ctx.onListening?.({ ...listener.addr, name });
-  await new Promise<void>((resolve) => {
-    if (ctx.signal.aborted) resolve();
-    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
+  await untilAborted(ctx.signal);
   log.info("Shutting down: flushing {n} connection(s)", { n: listener.peers.size });
   await listener.close(options.grace as number);
   log.info("Stopped after {n} messages in, {out} out", {
