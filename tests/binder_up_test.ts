@@ -1,0 +1,83 @@
+/**
+ * Lab row 2 with the launcher: under `dist up`, a binder or a server that
+ * dies is restarted and is back in the registry (a restarted server registers
+ * again; a restarted binder pulls the registry from its peer before answering).
+ */
+import assert from "node:assert/strict";
+import { connectTo, ids, waitUntil } from "./helpers/binder.ts";
+import { stopCleanly, withUp } from "./helpers/up.ts";
+
+/** A first port of `count` consecutive ports where nothing listened a moment ago. */
+function freePorts(count: number): number {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const held: Deno.Listener[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        held.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+      }
+      return base;
+    } catch {
+      // One was taken: try elsewhere.
+    } finally {
+      for (const l of held) l.close();
+    }
+  }
+  throw new Error(`No ${count} consecutive free ports`);
+}
+
+/** The ids a binder lists, or undefined while it does not answer. */
+async function idsAt(port: number): Promise<string[] | undefined> {
+  try {
+    const peer = await connectTo(`127.0.0.1:${port}`);
+    try {
+      return await ids(peer);
+    } finally {
+      peer.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("lab row 2: under dist up, a killed binder or server is restarted and back in the registry", async () => {
+  const base = freePorts(3);
+  const [b1, b2, serverPort] = [base, base + 1, base + 2];
+  const topology = `
+[[binder]]
+name = "binder"
+replicas = 2
+port = ${b1}
+peers = ["binder"]
+
+[[server]]
+name = "server"
+port = ${serverPort}
+service = "compute"
+binders = ["binder"]
+ttl = "1s"
+`;
+  await withUp(topology, [], async (up) => {
+    const id = `compute@127.0.0.1:${serverPort}`;
+    const known = (port: number) => async () => (await idsAt(port))?.includes(id) === true;
+    await waitUntil(async () => await known(b1)() && await known(b2)(), "the registration", 20_000);
+
+    // A killed server: restarted on its port, it registers again.
+    const [, serverPid] = (await up.waitFor(/server started, pid (\d+)/)).map(Number);
+    Deno.kill(serverPid, "SIGKILL");
+    await up.waitFor(/server restarted \(restart 1\), pid \d+/);
+    await up.waitFor(/server +\|.*Registered as compute@[\s\S]*server +\|.*Registered as compute@/);
+    await waitUntil(async () => await known(b1)() && await known(b2)(), "re-registration", 10_000);
+
+    // A killed binder: restarted, it catches up from its peer before answering.
+    const [, binderPid] = (await up.waitFor(/binder-2 started, pid (\d+)/)).map(Number);
+    Deno.kill(binderPid, "SIGKILL");
+    await up.waitFor(/binder-2 restarted \(restart 1\), pid \d+/);
+    await waitUntil(async () => (await idsAt(b2)) !== undefined, "binder-2 to answer", 10_000);
+    // Its first answer already lists the server: the lease is only 1 s, so
+    // renewals keep it, and binder-2 knew it before answering.
+    assert.deepEqual(await idsAt(b2), [id]);
+    await up.waitFor(/binder-2 +\|.*Ready to answer \(caught up from 127\.0\.0\.1:\d+\)/);
+    await stopCleanly(up);
+  });
+});
