@@ -32,7 +32,7 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
 }
 
-async function lookupRound(flags: BenchFlags, rounds: Rounds) {
+async function lookupRound(flags: BenchFlags, rounds: Rounds, round: number) {
   const binder = await startDist(["binder", "--port", "0"]);
   const server = await startDist(["server", "--port", "0"]);
   const peer = await connectTo(binder.address);
@@ -46,8 +46,15 @@ async function lookupRound(flags: BenchFlags, rounds: Rounds) {
       });
     }
     const load = ["--concurrency", "64", "--duration", flags.duration];
-    const lookups = await clientBench(binder.address, ["--op", SERVICE_OP, ...load]);
-    const echo = await clientBench(server.address, load);
+    const runLookups = () => clientBench(binder.address, ["--op", SERVICE_OP, ...load]);
+    const runEcho = () => clientBench(server.address, load);
+    // Alternate which side goes first from round to round.
+    const [lookups, echo] = round % 2 === 1
+      ? [await runLookups(), await runEcho()]
+      : await (async () => {
+        const e = await runEcho();
+        return [await runLookups(), e];
+      })();
     if (lookups.ok !== lookups.requests) {
       throw new Error(`Lookup errors: ${JSON.stringify(lookups.errors)}`);
     }
@@ -168,7 +175,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   );
   const rounds = new Rounds();
   for (let round = 1; round <= flags.runs; round++) {
-    await lookupRound(flags, rounds);
+    await lookupRound(flags, rounds, round);
     await replicationRound(registrations, rounds);
     await catchUpRound(instances, rounds);
     rounds.printRound("binder", round);
