@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { runDist, startDist } from "./helpers/dist.ts";
 import {
+  allUp,
   backendsOf,
   connectTo,
   eventually,
@@ -34,11 +35,7 @@ Deno.test("balancer: a server SIGKILLed mid-bench costs no client error, leaves 
   const watcher = await connectTo(lb.address);
   let restarted: Awaited<ReturnType<typeof startDist>> | undefined;
   try {
-    await eventually(
-      async () => (await backendsOf(watcher)).every((b) => b.state === "up"),
-      5000,
-      "three backends up",
-    );
+    await allUp(watcher);
     let benchDone = false;
     const bench = runDist([
       "client",
@@ -107,11 +104,7 @@ Deno.test("balancer: every backend dying fails requests with UNAVAILABLE, not a 
   const lb = await startBalancer(servers, ["--queue-timeout", "500ms"]);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
-      5000,
-      "two backends up",
-    );
+    await allUp(peer);
     const calls = Array.from(
       { length: 10 },
       () => peer.call("sleep", { ms: 2000 }).then(() => "ok", (e) => e.code),

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
 import { type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
 import {
+  allUp,
   backendsOf,
   type BackendView,
   connectTo,
@@ -24,11 +25,7 @@ Deno.test("balancer serves 30 requests over 3 servers in strict rotation, 10 eac
   const lb = await startBalancer(servers);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
-      5000,
-      "three backends up",
-    );
+    await allUp(peer);
     const by: string[] = [];
     for (let i = 0; i < 30; i++) {
       const res = await peer.request("add", { a: i, b: 1 });
@@ -49,11 +46,7 @@ Deno.test("balancer skips a server that is down and takes it back when it return
   const lb = await startBalancer(servers);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
-      5000,
-      "three backends up",
-    );
+    await allUp(peer);
     await servers[1].stop("SIGKILL");
     await eventually(
       async () => (await backendsOf(peer)).filter((b) => b.state === "up").length === 2,
@@ -93,7 +86,7 @@ Deno.test("balancer answers OVERLOADED at once when its queue is full", async ()
   const lb = await startBalancer(servers, ["--max-inflight", "2", "--queue", "3"]);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    await allUp(peer);
     // 2 run, 3 wait, the rest are refused at once.
     const calls = Array.from(
       { length: 8 },
@@ -119,11 +112,7 @@ Deno.test("balancer never replays a non-idempotent request whose server died", a
   const lb = await startBalancer(servers);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
-      5000,
-      "two backends up",
-    );
+    await allUp(peer);
     // Round-robin: the first call goes to the first server, which is killed
     // while the sleep runs.
     const settle = (p: Promise<unknown>) =>
@@ -150,7 +139,7 @@ Deno.test("balancer drops a connection that sends garbage or an oversized frame,
   const lb = await startBalancer(servers, ["--max-frame", "4096"]);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    await allUp(peer);
     for (const address of [lb.address, lb.workerAddress]) {
       const [hostname, port] = address.split(":");
       const attacks = [
@@ -183,7 +172,7 @@ Deno.test("balancer on SIGTERM finishes requests in flight, then exits 0", async
   const lb = await startBalancer(servers, ["--grace", "3s"]);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    await allUp(peer);
     const slow = peer.call("sleep", { ms: 500 });
     await new Promise((r) => setTimeout(r, 100));
     const stopped = lb.stop("SIGTERM");
@@ -243,11 +232,7 @@ Deno.test("dist client talks to a balancer as to a server", async () => {
   const lb = await startBalancer(servers);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(peer)).every((b) => b.state === "up"),
-      5000,
-      "two backends up",
-    );
+    await allUp(peer);
     const r = await runDist(["client", "--connect", lb.address, "--random", "8"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /8 requests: 8 ok, 0 errors; by: s\d ×4, s\d ×4/);
@@ -332,7 +317,7 @@ Deno.test("balancer answers a malformed request as a server does, never with sil
   const lb = await startBalancer(servers);
   const peer = await connectTo(lb.address);
   try {
-    await eventually(async () => (await backendsOf(peer))[0].state === "up", 5000, "s1 up");
+    await allUp(peer);
     const malformed = [
       '{"id":1,"method":"echo","params":[1,,2]}',
       '{"id":2,"method":"echo","params":{"a":tru}}',

@@ -15,7 +15,7 @@
  * decoded or passed through as bytes).
  */
 import { getLogger } from "@logtape/logtape";
-import { HOST_OPTION, type Options, UsageError } from "../../config/mod.ts";
+import { LISTENER_OPTIONS, type Options, UsageError } from "../../config/mod.ts";
 import { DEFAULT_BINDERS, serviceName } from "../discovery/mod.ts";
 import {
   codecByName,
@@ -53,7 +53,7 @@ export const balancer: Role = {
     'A request with "idem": false is never sent twice (UNAVAILABLE if its backend dies).',
   ],
   options: {
-    host: HOST_OPTION,
+    ...LISTENER_OPTIONS,
     port: {
       type: "port",
       description: "Port clients connect to (0 picks a free one)",
@@ -143,17 +143,6 @@ export const balancer: Role = {
       type: "duration",
       description: "Longest wait for a backend's answer",
       default: 30_000,
-    },
-    maxConnections: {
-      type: "integer",
-      description: "Most concurrent client connections; more are refused with OVERLOADED",
-      default: 10_000,
-      min: 1,
-    },
-    grace: {
-      type: "duration",
-      description: "On shutdown, how long requests in flight may take to finish",
-      default: 2000,
     },
     passthrough: {
       type: "boolean",

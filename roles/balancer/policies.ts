@@ -96,40 +96,43 @@ function eligible<T extends Candidate>(list: readonly T[], avoid: T | undefined,
   return into;
 }
 
-/** Power of two choices: two distinct random backends, the less loaded wins. */
-class PowerOfTwo implements Policy {
-  readonly name = "p2c";
-  #random: () => number;
+/** A policy that picks among the available backends with a random source. */
+abstract class RandomPolicy implements Policy {
+  abstract readonly name: PolicyName;
+  protected readonly random: () => number;
   #scratch: Candidate[] = [];
 
   constructor(random: () => number) {
-    this.#random = random;
+    this.random = random;
   }
 
   pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
     const c = eligible(list, avoid, this.#scratch as T[]);
     if (c.length === 0) return avoid?.available ? avoid : undefined;
-    if (c.length === 1) return c[0];
-    const i = Math.floor(this.#random() * c.length);
-    let j = Math.floor(this.#random() * (c.length - 1));
+    return c.length === 1 ? c[0] : this.choose(c);
+  }
+
+  /** One of `c` (at least two). */
+  protected abstract choose<T extends Candidate>(c: T[]): T;
+}
+
+/** Power of two choices: two distinct random backends, the less loaded wins. */
+class PowerOfTwo extends RandomPolicy {
+  readonly name = "p2c";
+
+  protected choose<T extends Candidate>(c: T[]): T {
+    const i = Math.floor(this.random() * c.length);
+    let j = Math.floor(this.random() * (c.length - 1));
     if (j >= i) j++;
     return c[j].inflight < c[i].inflight ? c[j] : c[i];
   }
 }
 
 /** Uniformly at random among the available backends. */
-class RandomPick implements Policy {
+class RandomPick extends RandomPolicy {
   readonly name = "random";
-  #random: () => number;
-  #scratch: Candidate[] = [];
 
-  constructor(random: () => number) {
-    this.#random = random;
-  }
-
-  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
-    const c = eligible(list, avoid, this.#scratch as T[]);
-    if (c.length === 0) return avoid?.available ? avoid : undefined;
-    return c[Math.floor(this.#random() * c.length)];
+  protected choose<T extends Candidate>(c: T[]): T {
+    return c[Math.floor(this.random() * c.length)];
   }
 }

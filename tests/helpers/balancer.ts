@@ -149,6 +149,18 @@ export async function eventually(
   }
 }
 
+/** Waits until the balancer behind `peer` has every backend it lists up (and at least one). */
+export async function allUp(peer: Peer, ms = 5000): Promise<void> {
+  await eventually(
+    async () => {
+      const list = await backendsOf(peer);
+      return list.length > 0 && list.every((b) => b.state === "up");
+    },
+    ms,
+    "every backend up",
+  );
+}
+
 /** Stops every process given, in parallel, whatever state each is in. */
 export async function stopAll(
   processes: ({ stop(signal?: Deno.Signal): Promise<unknown> } | undefined)[],
