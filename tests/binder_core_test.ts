@@ -168,6 +168,17 @@ Deno.test("Registry.merge() ignores older and equal versions, and a tombstone be
   assert.equal(b.counters.stale, 2);
 });
 
+Deno.test("Registry.merge() refuses a version too far ahead of its clock, and keeps its clock", () => {
+  const { registry: a, time } = fakeRegistry("a");
+  const { registry: b } = fakeRegistry("b");
+  const x = a.register(reg(5001));
+  const ahead = { ...incoming(x), stamp: [time.wall + 61_000, 0, "a"] as Stamp };
+  assert.equal(b.merge(ahead), false);
+  assert.equal(b.counters.skewed, 1);
+  assert.equal(b.clock.drift, 0);
+  assert.equal(b.merge({ ...ahead, stamp: [time.wall + 59_000, 0, "a"] }), true);
+});
+
 Deno.test("Registry.merge() takes the lease left at the sender", () => {
   const { registry: a } = fakeRegistry("a");
   const { registry: b, time } = fakeRegistry("b");

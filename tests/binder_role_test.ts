@@ -7,6 +7,7 @@ import { listen, type Peer } from "../wire/mod.ts";
 import { otherBinders } from "../roles/binder/mod.ts";
 import { connectTo, ids, startBinder, waitUntil } from "./helpers/binder.ts";
 import { isCode } from "./helpers/rpc.ts";
+import { freePort } from "./helpers/dist.ts";
 
 const reg = (port: number, extra: Record<string, unknown> = {}) => ({
   service: "compute",
@@ -276,6 +277,25 @@ Deno.test("a lookup made while a verification runs is answered at once (lab row 
   } finally {
     reporter?.close();
     await hang.close();
+    await b.stop();
+  }
+});
+
+Deno.test("a binder that finds itself among its peers under another address ignores that peer", async () => {
+  // Listening on every interface, it cannot tell from the address that 127.0.0.2 is itself.
+  const port = freePort();
+  const b = await startBinder({ host: "0.0.0.0", port, peers: [`127.0.0.2:${port}`] });
+  try {
+    await waitUntil(async () => {
+      const stats = await b.call("sys.stats") as {
+        ready: boolean;
+        replication: { peers: { self?: boolean }[] };
+      };
+      return stats.ready && stats.replication.peers[0].self === true;
+    }, "the binder to recognise itself");
+    await b.call("binder.register", reg(5001));
+    assert.deepEqual(await ids(b), ["compute@127.0.0.1:5001"]);
+  } finally {
     await b.stop();
   }
 });

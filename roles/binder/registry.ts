@@ -59,10 +59,17 @@ export interface RegistryOptions {
   tombstoneMs?: number;
   /** Most entries (live and tombstones); a new registration beyond is OVERLOADED. */
   maxEntries?: number;
+  /**
+   * How far ahead of this machine's clock a peer's version may be (ms); a
+   * version further ahead is refused, so one bad clock (or a forged version)
+   * cannot drag every binder's clock into the future.
+   */
+  maxSkewMs?: number;
 }
 
 export const DEFAULT_TOMBSTONE_MS = 60_000;
 export const DEFAULT_MAX_ENTRIES = 100_000;
+export const DEFAULT_MAX_SKEW_MS = 60_000;
 
 /** The id of an instance: `service@host:port` (IPv6 hosts in brackets). */
 export function instanceId(service: string, host: string, port: number): string {
@@ -99,6 +106,8 @@ export interface RegistryCounters {
   lookups: number;
   merged: number;
   stale: number;
+  /** Versions from peers refused for being too far ahead of this clock. */
+  skewed: number;
 }
 
 /** A binder's registry. See the module comment. */
@@ -106,6 +115,7 @@ export class Registry {
   readonly clock: HybridClock;
   readonly tombstoneMs: number;
   readonly maxEntries: number;
+  readonly maxSkewMs: number;
   readonly counters: RegistryCounters = {
     registrations: 0,
     renewals: 0,
@@ -114,6 +124,7 @@ export class Registry {
     lookups: 0,
     merged: 0,
     stale: 0,
+    skewed: 0,
   };
   #now: () => number;
   #wallNow: () => number;
@@ -130,6 +141,7 @@ export class Registry {
     this.#wallNow = options.wallNow ?? Date.now;
     this.tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS;
     this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
   }
 
   /** Calls `listener` on every change (see {@link ChangeListener}). */
@@ -285,10 +297,15 @@ export class Registry {
 
   /**
    * Merges an entry from another binder: taken if its version is newer than
-   * ours (last writer wins), ignored otherwise.
+   * ours (last writer wins), ignored otherwise; refused if its version is
+   * more than `maxSkewMs` ahead of this machine's clock.
    * @returns whether it changed the registry
    */
   merge(incoming: Incoming): boolean {
+    if (incoming.stamp[0] > this.#wallNow() + this.maxSkewMs) {
+      this.counters.skewed++;
+      return false;
+    }
     this.clock.observe(incoming.stamp);
     const previous = this.#entries.get(incoming.id);
     if (previous !== undefined && compareStamps(incoming.stamp, previous.stamp) <= 0) {

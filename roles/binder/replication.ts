@@ -306,7 +306,14 @@ export class Replicator {
         }
         continue;
       }
+      const skewed = this.#registry.counters.skewed;
       if (this.#registry.merge(incoming)) merged++;
+      else if (this.#registry.counters.skewed > skewed && skewed < 3) {
+        log.warn("Refused a version from {from} {ms} ms ahead of this clock: check the clocks", {
+          from,
+          ms: incoming.stamp[0] - Date.now(),
+        });
+      }
     }
     this.counters.merged += merged;
     return merged;
