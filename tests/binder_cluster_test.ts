@@ -4,20 +4,11 @@
  * moves to another binder when its binder dies, and `--advertise`.
  */
 import assert from "node:assert/strict";
-import { connectTo, ids, startBinderProcs, startService, waitUntil } from "./helpers/binder.ts";
+import { ids, startBinderProcs, startService, waitUntil } from "./helpers/binder.ts";
 import { type DistProcess, lines, runDist } from "./helpers/dist.ts";
 
-async function idsAt(address: string, service?: string): Promise<string[]> {
-  const peer = await connectTo(address);
-  try {
-    return await ids(peer, service);
-  } finally {
-    peer.close();
-  }
-}
-
 const everywhere = (addresses: string[], check: (ids: string[]) => boolean) => async () =>
-  (await Promise.all(addresses.map((a) => idsAt(a)))).every(check);
+  (await Promise.all(addresses.map((a) => ids(a)))).every(check);
 
 Deno.test("the lease of a SIGKILLed server runs out on every binder within TTL + one round", async () => {
   const cluster = await startBinderProcs(3);
@@ -60,7 +51,7 @@ Deno.test("a server stopped cleanly deregisters at once; one whose binder dies m
     const other = cluster.addresses[1 - dead];
     await cluster.procs[dead].stop("SIGKILL");
     await new Promise((r) => setTimeout(r, 2500)); // 2.5 TTLs
-    assert.deepEqual(await idsAt(other), [`compute@127.0.0.1:${servers[1].port}`]);
+    assert.deepEqual(await ids(other), [`compute@127.0.0.1:${servers[1].port}`]);
     assert.match(
       servers[1].stderr(),
       new RegExp(`Now using binder ${other.replaceAll(".", "\\.")}`),
@@ -97,7 +88,7 @@ Deno.test("server --service on a wildcard host needs --advertise; --advertise is
       "--advertise",
       "127.0.0.1:0",
     ]);
-    assert.deepEqual(await idsAt(cluster.addresses[0]), [`compute@127.0.0.1:${server.port}`]);
+    assert.deepEqual(await ids(cluster.addresses[0]), [`compute@127.0.0.1:${server.port}`]);
     const bad = await runDist(["server", "--port", "0", "--service", "no spaces"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--service: "no spaces" is not a service name/);

@@ -24,15 +24,6 @@ async function callService(service: string, binders: string, op: string[], extra
   return { ...JSON.parse(lines(r.stdout).at(-1)!), stderr: r.stderr };
 }
 
-async function idsAt(address: string, service?: string): Promise<string[]> {
-  const peer = await connectTo(address);
-  try {
-    return await ids(peer, service);
-  } finally {
-    peer.close();
-  }
-}
-
 Deno.test("lab rows 1 and 8: a client takes a binder at random, survives one being down, and servers are handed out cyclically", async () => {
   const cluster = await startBinderProcs(1);
   const servers: DistProcess[] = [];
@@ -70,7 +61,7 @@ Deno.test("lab rows 2 and 3: a binder started after a server registered knows it
     // Killed and restarted (as the launcher will do), it catches up again before answering.
     await second.stop("SIGKILL");
     second = await start();
-    assert.equal((await idsAt(second.address, "compute")).length, 1);
+    assert.equal((await ids(second.address, "compute")).length, 1);
     assert.match(second.stderr(), /Ready to answer \(caught up from /);
   } finally {
     await server?.stop();
@@ -82,19 +73,13 @@ Deno.test("lab rows 2 and 3: a binder started after a server registered knows it
 Deno.test("lab row 2: a server that dies and is restarted on its port is back in the registry", async () => {
   const cluster = await startBinderProcs(2);
   const port = freePort();
-  const args = ["--port", String(port), "--ttl", "30s"];
+  const args = ["--service", "compute", "--binders", cluster.list, "--port", String(port)];
+  const start = () => startDist(["server", ...args, "--ttl", "30s"]);
   let server: DistProcess | undefined;
   try {
-    server = await startDist([
-      "server",
-      "--service",
-      "compute",
-      "--binders",
-      cluster.list,
-      ...args,
-    ]);
+    server = await start();
     const id = `compute@127.0.0.1:${port}`;
-    await waitUntil(async () => (await idsAt(cluster.addresses[1])).includes(id), "registration");
+    await waitUntil(async () => (await ids(cluster.addresses[1])).includes(id), "registration");
     await server.stop("SIGKILL");
     // Found dead on a report, removed everywhere…
     const peer = await connectTo(cluster.addresses[0]);
@@ -104,18 +89,11 @@ Deno.test("lab row 2: a server that dies and is restarted on its port is back in
       removed: true,
     });
     peer.close();
-    await waitUntil(async () => (await idsAt(cluster.addresses[1])).length === 0, "removal");
+    await waitUntil(async () => (await ids(cluster.addresses[1])).length === 0, "removal");
     // …restarted, it registers again and is handed out by every binder.
-    server = await startDist([
-      "server",
-      "--service",
-      "compute",
-      "--binders",
-      cluster.list,
-      ...args,
-    ]);
+    server = await start();
     for (const address of cluster.addresses) {
-      await waitUntil(async () => (await idsAt(address)).includes(id), `${address} to know it`);
+      await waitUntil(async () => (await ids(address)).includes(id), `${address} to know it`);
     }
   } finally {
     await server?.stop();
@@ -178,7 +156,7 @@ Deno.test("lab rows 6 and 7: a client reports an unavailable server; the binders
       servers.push(await startService("compute", cluster.addresses[0], ["--ttl", "60s"]));
     }
     for (const address of cluster.addresses) {
-      await waitUntil(async () => (await idsAt(address)).length === 2, "both servers everywhere");
+      await waitUntil(async () => (await ids(address)).length === 2, "both servers everywhere");
     }
     await servers[0].stop("SIGKILL");
     const deadId = `compute@127.0.0.1:${servers[0].port}`;
@@ -193,7 +171,7 @@ Deno.test("lab rows 6 and 7: a client reports an unavailable server; the binders
     assert.match(reporter.stderr, /Cannot reach compute@127\.0\.0\.1:\d+ /);
     for (const address of cluster.addresses) {
       await waitUntil(
-        async () => !(await idsAt(address)).includes(deadId),
+        async () => !(await ids(address)).includes(deadId),
         `${address} to drop it`,
       );
     }

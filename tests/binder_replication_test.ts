@@ -5,16 +5,15 @@
  * learnt it from.
  */
 import assert from "node:assert/strict";
-import { CuttableProxy, ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
+import {
+  CuttableProxy,
+  ids,
+  type LocalBinder,
+  reg,
+  startBinder,
+  waitUntil,
+} from "./helpers/binder.ts";
 import { freePort } from "./helpers/dist.ts";
-
-const reg = (port: number, extra: Record<string, unknown> = {}) => ({
-  service: "compute",
-  host: "127.0.0.1",
-  port,
-  ttl_ms: 60_000,
-  ...extra,
-});
 
 /** What clients of a binder see: every live instance with its meta. */
 async function view(b: LocalBinder): Promise<string> {

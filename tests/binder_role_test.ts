@@ -5,17 +5,9 @@
 import assert from "node:assert/strict";
 import { listen, type Peer } from "../wire/mod.ts";
 import { otherBinders } from "../roles/binder/mod.ts";
-import { connectTo, ids, startBinder, waitUntil } from "./helpers/binder.ts";
+import { connectTo, ids, reg, startBinder, waitUntil } from "./helpers/binder.ts";
 import { isCode } from "./helpers/rpc.ts";
 import { freePort } from "./helpers/dist.ts";
-
-const reg = (port: number, extra: Record<string, unknown> = {}) => ({
-  service: "compute",
-  host: "127.0.0.1",
-  port,
-  ttl_ms: 60_000,
-  ...extra,
-});
 
 Deno.test("binder: register, lookup, renew, deregister over the wire", async () => {
   const b = await startBinder();

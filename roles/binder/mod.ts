@@ -16,7 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import {
   type Address,
   formatAddress,
-  HOST_OPTION,
+  LISTENER_OPTIONS,
   type Options,
   parseAddress,
 } from "../../config/mod.ts";
@@ -52,7 +52,6 @@ export const binder: Role = {
     "  binder.unwatch {service}, sys.ping, sys.stats",
   ],
   options: {
-    host: HOST_OPTION,
     port: {
       type: "port",
       description: "Port to listen on (0 picks a free one)",
@@ -92,17 +91,7 @@ export const binder: Role = {
       default: 100_000,
       min: 1,
     },
-    maxConnections: {
-      type: "integer",
-      description: "Most concurrent connections; more are refused with OVERLOADED",
-      default: 10_000,
-      min: 1,
-    },
-    grace: {
-      type: "duration",
-      description: "On shutdown, how long requests in flight may take to finish",
-      default: 2000,
-    },
+    ...LISTENER_OPTIONS,
   },
   run: runBinder,
 };

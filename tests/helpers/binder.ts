@@ -56,6 +56,15 @@ export async function startBinder(flags: Options = {}): Promise<LocalBinder> {
   return self;
 }
 
+/** `binder.register` params of an instance of "compute" on 127.0.0.1:`port` (a minute's lease). */
+export const reg = (port: number, extra: Record<string, unknown> = {}) => ({
+  service: "compute",
+  host: "127.0.0.1",
+  port,
+  ttl_ms: 60_000,
+  ...extra,
+});
+
 /** A new RPC connection to `address`. */
 export function connectTo(address: string): Promise<Peer> {
   const [host, port] = address.split(":");
@@ -76,11 +85,19 @@ export async function waitUntil(
   return performance.now() - t0;
 }
 
-/** The ids of a binder's live instances of `service` (all services when undefined). */
-export async function ids(b: LocalBinder | Peer, service?: string): Promise<string[]> {
+/**
+ * The ids of a binder's live instances of `service` (all services when
+ * undefined); given an address, over a connection opened for the call.
+ */
+export async function ids(b: LocalBinder | Peer | string, service?: string): Promise<string[]> {
   const params = service === undefined ? {} : { service };
-  const res = await b.call("binder.list", params) as { instances: { id: string }[] };
-  return res.instances.map((i) => i.id).sort();
+  const peer = typeof b === "string" ? await connectTo(b) : b;
+  try {
+    const res = await peer.call("binder.list", params) as { instances: { id: string }[] };
+    return res.instances.map((i) => i.id).sort();
+  } finally {
+    if (typeof b === "string") (peer as Peer).close();
+  }
 }
 
 /**
