@@ -43,6 +43,17 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   }
 }
 
+/** CPU time a process has used (user + system), in µs; 0 when it is gone. */
+function cpuUs(pid: number): number {
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 a second).
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return 0;
+  }
+}
+
 /** HAProxy in the foreground over `servers`, on a free port of 127.0.0.1. */
 async function startHaproxy(servers: DistProcess[]) {
   const port = freePort();
@@ -87,6 +98,7 @@ async function startHaproxy(servers: DistProcess[]) {
   );
   return {
     address,
+    pid: child.pid,
     async stop() {
       try {
         child.kill("SIGTERM");
@@ -134,21 +146,27 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       `${failoverRequests} requests`,
   );
   const rounds = new Rounds();
-  const sides: [string, string | undefined][] = [
-    ["direct", servers[0].address],
-    ["haproxy", haproxy?.address],
-    ["balancer", balancer.address],
+  // Each side: its address, and the proxy process whose CPU counts (none direct).
+  const sides: [string, string | undefined, number | undefined][] = [
+    ["direct", servers[0].address, undefined],
+    ["haproxy", haproxy?.address, haproxy?.pid],
+    ["balancer", balancer.address, balancer.child.pid],
   ];
   try {
     for (let round = 1; round <= flags.runs; round++) {
       // 1. Throughput, in a rotating order.
       const rps: Record<string, number> = {};
       for (let k = 0; k < sides.length; k++) {
-        const [side, address] = sides[(round - 1 + k) % sides.length];
+        const [side, address, proxy] = sides[(round - 1 + k) % sides.length];
         if (address === undefined) continue;
+        const serversCpu = () => servers.reduce((t, s) => t + cpuUs(s.child.pid), 0);
+        const [servers0, proxy0] = [serversCpu(), proxy ? cpuUs(proxy) : 0];
         const r = await clientBench(address, [...THROUGHPUT, "--duration", flags.duration]);
         rps[side] = r.rps;
         rounds.add(`${side}_rps`, r.rps);
+        // CPU per request of the servers and of the proxy (the client's is the same for all).
+        rounds.add(`${side}_servers_cpu_us_per_req`, (serversCpu() - servers0) / r.requests);
+        if (proxy) rounds.add(`${side}_proxy_cpu_us_per_req`, (cpuUs(proxy) - proxy0) / r.requests);
       }
       if (rps.haproxy) rounds.add("balancer_vs_haproxy", rps.balancer / rps.haproxy);
       rounds.add("balancer_vs_direct", rps.balancer / rps.direct);
@@ -238,6 +256,14 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     `throughput req/s: direct ${f(m.direct_rps)}, haproxy ${f(m.haproxy_rps)}, balancer ` +
       `${f(m.balancer_rps)}; balancer/haproxy ${f(m.balancer_vs_haproxy, 2)}× (target ≥ 1.0), ` +
       `balancer/direct ${f(m.balancer_vs_direct, 2)}× (target ≥ 0.5)`,
+  );
+  console.log(
+    `CPU µs per request: servers direct ${f(m.direct_servers_cpu_us_per_req, 1)}, via haproxy ` +
+      `${f(m.haproxy_servers_cpu_us_per_req, 1)} (+ haproxy ${
+        f(m.haproxy_proxy_cpu_us_per_req, 1)
+      }), ` +
+      `via balancer ${f(m.balancer_servers_cpu_us_per_req, 1)} (+ balancer ` +
+      `${f(m.balancer_proxy_cpu_us_per_req, 1)})`,
   );
   console.log(
     `at 10,000 req/s: direct p50 ${f(m.direct_rate_p50_ms, 3)} p99 ${
