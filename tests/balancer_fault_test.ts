@@ -120,3 +120,47 @@ Deno.test("balancer: every backend dying fails requests with UNAVAILABLE, not a 
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("balancer: a server that stops answering (SIGSTOP) is out after `fall` missed checks, back after `rise`", async () => {
+  const servers = await startServers(2);
+  const lb = await startBalancer(servers, [
+    "--check-interval",
+    `${INTERVAL_MS}ms`,
+    "--fall",
+    String(FALL),
+    "--rise",
+    String(RISE),
+    // Heartbeats slower than the checks: the checks must be what notices.
+    "--heartbeat",
+    "5s",
+  ]);
+  const peer = await connectTo(lb.address);
+  const s1 = () => backendsOf(peer).then((list) => list.find((b) => b.peer === "s1")!);
+  try {
+    await allUp(peer);
+    servers[0].child.kill("SIGSTOP");
+    const stoppedAt = performance.now();
+    await eventually(
+      async () => (await s1()).state === "down",
+      INTERVAL_MS * (FALL + 1) + MARGIN_MS,
+      "s1 out",
+    );
+    assert.match((await s1()).reason, /3 health checks missed/);
+    assert.ok(performance.now() - stoppedAt >= INTERVAL_MS * (FALL - 1), "not before the misses");
+    for (let i = 0; i < 4; i++) assert.equal((await peer.request("echo", ["x"])).by, "s2");
+    servers[0].child.kill("SIGCONT");
+    await eventually(
+      async () => (await s1()).state === "up",
+      INTERVAL_MS * (RISE + 1) + MARGIN_MS,
+      "s1 back",
+    );
+  } finally {
+    try {
+      servers[0].child.kill("SIGCONT");
+    } catch {
+      // Already gone.
+    }
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
