@@ -382,3 +382,44 @@ Deno.test("ticker: a stall of this process counts as at most two periods of a pe
     ticker.delete(member);
   }
 });
+
+Deno.test("after the peer's EOF, calls fail at once with UNAVAILABLE instead of waiting for their timeout", async () => {
+  // A listener that welcomes, asks us one slow question, then shuts its
+  // write side: we still owe it an answer, so our side stays open a while.
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const accepted = (async () => {
+    const conn = await listener.accept();
+    const reader = new RawReader(conn);
+    await reader.json(); // the hello
+    await writeAll(
+      conn,
+      concat([
+        jsonFrame({ op: "welcome", v: 1, codec: "json", role: "x", name: "x" }),
+        jsonFrame({ id: 1, method: "slow", params: [] }),
+      ]),
+    );
+    await conn.closeWrite();
+    return { conn, reader };
+  })();
+  let peer: Peer | undefined;
+  let server: { conn: Deno.Conn; reader: RawReader } | undefined;
+  try {
+    peer = await dial({ host: HOST, port: (listener.addr as Deno.NetAddr).port }, {
+      role: "test",
+      name: "t",
+      onRequest: () => sleep(800).then(() => "late"),
+    });
+    server = await accepted;
+    await waitFor(() => peer!.conn.readEnded, 2000, "the EOF to be read");
+    assert.ok(!peer.isClosed, "still open: an answer is owed");
+    assert.equal(peer.canCall, false);
+    const t0 = performance.now();
+    await assert.rejects(peer.call("echo", ["x"], { timeout: 5000 }), isCode("UNAVAILABLE"));
+    assert.ok(performance.now() - t0 < 500, "failed at once, not after its timeout");
+    assert.equal((await server.reader.json(3000))?.result, "late", "the owed answer still came");
+  } finally {
+    peer?.close();
+    closeQuietly(server?.conn);
+    listener.close();
+  }
+});

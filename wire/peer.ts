@@ -251,6 +251,15 @@ export class Peer {
     return this.conn.closed;
   }
 
+  /**
+   * Whether a call made now can be answered: the connection is open and the
+   * peer has not ended its side (after its EOF no answer can arrive, even
+   * while this side still answers what it was sent).
+   */
+  get canCall(): boolean {
+    return !this.conn.isClosed && !this.conn.readEnded;
+  }
+
   /** Calls in flight from this side. */
   get pendingCalls(): number {
     return this.#pending.size;
@@ -276,10 +285,9 @@ export class Peer {
   }
 
   #call(method: string, params: unknown, options: CallOptions | undefined, full: boolean) {
-    if (this.conn.isClosed) {
-      return Promise.reject(
-        new DistError("UNAVAILABLE", `Connection closed (${this.conn.closeReason})`),
-      );
+    if (!this.canCall) {
+      const why = this.conn.closeReason ?? "ended by peer";
+      return Promise.reject(new DistError("UNAVAILABLE", `Connection closed (${why})`));
     }
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(abortError(signal));
@@ -331,7 +339,7 @@ export class Peer {
     if (this.codec !== jsonCodec) {
       throw new DistError("INTERNAL", "Byte pass-through needs a JSON connection");
     }
-    if (this.conn.isClosed || this.conn.readEnded) return false;
+    if (!this.canCall) return false;
     const id = this.#nextId++;
     if (!this.conn.sendWith(this.#writer.request(call, id, this.conn.maxFrame))) return false;
     this.#rawCalls = true;

@@ -148,7 +148,7 @@ export interface RelayOptions {
 
 /** Whether a local call failure means the backend's connection died with the request. */
 function connectionLost(peer: Peer, err: DistError): boolean {
-  return err.code === "UNAVAILABLE" && (peer.isClosed || peer.conn.readEnded);
+  return err.code === "UNAVAILABLE" && !peer.canCall;
 }
 
 const textDecoder = new TextDecoder();
@@ -169,7 +169,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   send(job: ForwardJob, backend: Backend): boolean {
     const peer = (backend.link as Link | undefined)?.peer;
-    if (peer === undefined || peer.isClosed || peer.conn.readEnded) {
+    if (peer === undefined || !peer.canCall) {
       this.#options.report(backend.onLost("connection closed"));
       return false;
     }

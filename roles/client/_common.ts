@@ -8,9 +8,7 @@ import { connSettings } from "../_conn.ts";
  * Peer), or to some instance of a service found through binders (`--service`:
  * a discovery ServiceCaller, which moves to another instance when one fails).
  */
-export type Caller = Pick<Peer, "request" | "remote" | "isClosed" | "close"> & {
-  /** `readEnded`: the peer ended its side (a ServiceCaller's never does: it moves on). */
-  readonly conn: { readonly readEnded: boolean };
+export type Caller = Pick<Peer, "request" | "remote" | "canCall" | "close"> & {
   /** Calls waiting for an answer (a Peer's; undefined for a ServiceCaller). */
   readonly pendingCalls?: number;
 };
@@ -96,7 +94,7 @@ export class Link {
 
   /** Whether the connection is gone: closed, or its read side ended. */
   get lost(): boolean {
-    return this.#caller.isClosed || this.#caller.conn.readEnded;
+    return !this.#caller.canCall;
   }
 
   /**

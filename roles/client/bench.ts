@@ -104,7 +104,7 @@ class Tally {
     this.failed++;
     // A lost connection (closed, or its read side ended: nothing more can
     // come) ends the run rather than failing every request after it.
-    if ((peer.isClosed || peer.conn.readEnded) && this.stopped === undefined) {
+    if (!peer.canCall && this.stopped === undefined) {
       const after = ((performance.now() - t0) / 1000).toFixed(2);
       this.stopped = `connection to ${peer.remote.name} lost after ${after} s`;
     }

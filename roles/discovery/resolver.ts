@@ -150,10 +150,12 @@ export class ServiceCaller {
   }
 
   /**
-   * Never ended by the other side: when an instance's connection ends, the
-   * next request goes to another instance (a client mode checks this of a Peer).
+   * Whether a request can be sent: until closed, yes — when an instance's
+   * connection ends, the next request goes to another instance.
    */
-  readonly conn = { readEnded: false } as const;
+  get canCall(): boolean {
+    return !this.#closed;
+  }
 
   /** The server at the other end (or the service, before one is resolved). */
   get remote(): PeerInfo {
@@ -163,11 +165,6 @@ export class ServiceCaller {
   /** The instance requests go to now. */
   get instance(): Instance | undefined {
     return this.#instance;
-  }
-
-  /** True once closed: the connection to a failed instance is replaced, not "closed". */
-  get isClosed(): boolean {
-    return this.#closed;
   }
 
   /**
@@ -194,7 +191,7 @@ export class ServiceCaller {
       } catch (err) {
         const e = DistError.from(err);
         // The connection failing (closed, or ended by the server), not the server saying no.
-        const lost = e.code === "UNAVAILABLE" && (peer.isClosed || peer.conn.readEnded);
+        const lost = e.code === "UNAVAILABLE" && !peer.canCall;
         if (!lost || attempt >= attempts || this.#closed || options?.signal?.aborted) throw e;
         await this.#failed(instance, peer);
       }
@@ -212,7 +209,7 @@ export class ServiceCaller {
       return Promise.reject(new DistError("UNAVAILABLE", "Service connection closed"));
     }
     const peer = this.#peer;
-    if (peer !== undefined && !peer.isClosed && !peer.conn.readEnded) return Promise.resolve(peer);
+    if (peer !== undefined && peer.canCall) return Promise.resolve(peer);
     return this.#connecting ??= this.#connect().finally(() => this.#connecting = undefined);
   }
 
