@@ -101,13 +101,12 @@ export class ServerLink implements Link {
     this.#loop ??= this.#run();
   }
 
-  /** Stops dialing and checking; the connection closes once `closeAfter` settles. */
-  async stop(closeAfter?: Promise<unknown>): Promise<void> {
+  /** Stops dialing and checking, and closes the connection. */
+  async stop(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
     this.#nap.wake();
     await this.#loop;
-    await closeAfter;
     this.#peer?.close();
   }
 

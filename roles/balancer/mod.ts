@@ -43,9 +43,10 @@ export { WaitQueue } from "./queue.ts";
 const log = getLogger(["dist", "balancer"]);
 
 export const balancer: Role = {
-  summary: "Spread client requests over servers (--backends) and workers that dial in",
+  summary: "Spread client requests over servers (--backends, --service) and workers that dial in",
   usage: [
     "dist balancer [--port 5556] [--backends HOST:PORT,...] [--worker-port 8889]",
+    "              [--service NAME --binders HOST:PORT,...]",
     "              [--policy round-robin|least-loaded|p2c|random]",
     "",
     "Clients call any method; all but sys.* and balancer.* go to a backend, and the",

@@ -8,7 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { parseAddress } from "../../config/mod.ts";
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
 import {
   type BinderClient,
   bindersFrom,
@@ -17,7 +17,6 @@ import {
 } from "../discovery/mod.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
 import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
-import type { DialOptions } from "../../wire/mod.ts";
 
 const log = getLogger(["dist", "balancer"]);
 
@@ -79,7 +78,7 @@ export class ServerSet {
     }
   }
 
-  /** Stops every link (after `closeAfter`, e.g. the clients' grace period). */
+  /** Stops every link, and waits for those draining. */
   async stop(): Promise<void> {
     const links = [...this.#links.values()].map((e) => e.link);
     this.#links.clear();
