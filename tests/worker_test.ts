@@ -14,9 +14,10 @@ import {
   type WorkerProcess,
 } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
+import type { Peer } from "../wire/mod.ts";
 
 /** Waits until the balancer lists exactly `names` as workers that are up. */
-async function workersUp(peer: Awaited<ReturnType<typeof connectTo>>, names: string[]) {
+async function workersUp(peer: Peer, names: string[]) {
   await eventually(
     async () => {
       const up = (await backendsOf(peer)).filter((b) => b.kind === "worker" && b.state === "up");
@@ -27,7 +28,10 @@ async function workersUp(peer: Awaited<ReturnType<typeof connectTo>>, names: str
   );
 }
 
-Deno.test("worker: two workers register and share the tasks, with the server's operations", async () => {
+/** A balancer with workers w1 and w2 registered, and a client connection to it. */
+async function withTwoWorkers(
+  body: (peer: Peer, workers: WorkerProcess[]) => Promise<void>,
+): Promise<void> {
   const lb = await startBalancer([]);
   const workers = await Promise.all(
     ["w1", "w2"].map((n) => startWorker(lb.workerAddress, ["--name", n])),
@@ -35,6 +39,15 @@ Deno.test("worker: two workers register and share the tasks, with the server's o
   const peer = await connectTo(lb.address);
   try {
     await workersUp(peer, ["w1", "w2"]);
+    await body(peer, workers);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...workers]);
+  }
+}
+
+Deno.test("worker: two workers register and share the tasks, with the server's operations", async () => {
+  await withTwoWorkers(async (peer) => {
     const by = new Map<string, number>();
     for (let i = 0; i < 20; i++) {
       const res = await peer.request("sum", { values: "1,2,3,4,5" });
@@ -43,20 +56,11 @@ Deno.test("worker: two workers register and share the tasks, with the server's o
     }
     assert.deepEqual(Object.fromEntries(by), { w1: 10, w2: 10 });
     await assert.rejects(peer.call("div", { a: 1, b: 0 }), /Division by zero/);
-  } finally {
-    peer.close();
-    await stopAll([lb, ...workers]);
-  }
+  });
 });
 
 Deno.test("worker: a worker killed mid-task has its task completed by the other", async () => {
-  const lb = await startBalancer([]);
-  const workers = await Promise.all(
-    ["w1", "w2"].map((n) => startWorker(lb.workerAddress, ["--name", n])),
-  );
-  const peer = await connectTo(lb.address);
-  try {
-    await workersUp(peer, ["w1", "w2"]);
+  await withTwoWorkers(async (peer, workers) => {
     const tasks = [peer.request("sleep", { ms: 800 }), peer.request("sleep", { ms: 800 })];
     await sleep(200);
     const busy = (await backendsOf(peer)).filter((b) => b.inflight === 1).map((b) => b.name);
@@ -66,10 +70,7 @@ Deno.test("worker: a worker killed mid-task has its task completed by the other"
     assert.deepEqual(results.map((r) => r.result), [800, 800]);
     assert.deepEqual(results.map((r) => r.by), ["w2", "w2"]);
     await workersUp(peer, ["w2"]);
-  } finally {
-    peer.close();
-    await stopAll([lb, ...workers]);
-  }
+  });
 });
 
 Deno.test("worker: when the balancer restarts, workers come back by themselves", async () => {
