@@ -132,7 +132,7 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish |
   }
   for (let i = valueStart + 1; i < end - 1; i++) if (PLAIN[frame[i]] === 0) return undefined;
   PUBLISH.topic = topics.topic(frame, from, t);
-  PUBLISH.value = frame.subarray(valueStart, end);
+  PUBLISH.value = new Uint8Array(frame.buffer, frame.byteOffset + valueStart, end - valueStart);
   PUBLISH.retain = retain;
   return PUBLISH;
 }
@@ -180,7 +180,7 @@ export function readDelivery(frame: Uint8Array, topics: TopicCache): RawDelivery
   return {
     sid,
     topic: topics.topic(frame, from, t),
-    value: frame.subarray(valueStart, end),
+    value: new Uint8Array(frame.buffer, frame.byteOffset + valueStart, end - valueStart),
     retained,
   };
 }

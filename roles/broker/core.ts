@@ -109,11 +109,21 @@ export class BrokerCore {
   /** Dropped counts of subscriptions already gone. */
   #droppedGone = 0;
 
+  /** Date.now() read once per turn of the event loop: a read's publishes share one instant. */
+  #turnTime = 0;
+  #turnClock = (): number => {
+    if (this.#turnTime === 0) {
+      this.#turnTime = Date.now();
+      queueMicrotask(() => this.#turnTime = 0);
+    }
+    return this.#turnTime;
+  };
+
   constructor(options: BrokerCoreOptions) {
     this.retained = new RetainedStore(options.retainBytes);
     this.maxPending = options.maxPending;
     this.maxTopics = Math.max(1, options.maxTopics);
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? this.#turnClock;
   }
 
   /**
