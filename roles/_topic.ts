@@ -79,14 +79,3 @@ export function normalizeTopic(raw: unknown, options: { pattern?: boolean } = {}
 export function topicSegments(topic: string): string[] {
   return topic === "/" ? [] : topic.slice(1).split("/");
 }
-
-/** Whether a normalised `pattern` covers a normalised `topic` (itself or its subtree). */
-export function patternCovers(pattern: string, topic: string): boolean {
-  const p = topicSegments(pattern);
-  const t = topicSegments(topic);
-  if (p.length > t.length) return false;
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] !== ONE_SEGMENT && p[i] !== t[i]) return false;
-  }
-  return true;
-}

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
-import { normalizeTopic, patternCovers, topicSegments } from "../roles/_topic.ts";
+import { normalizeTopic, topicSegments } from "../roles/_topic.ts";
 import { BrokerCore, type Policy, Subscription } from "../roles/broker/mod.ts";
 import { TopicTree } from "../roles/broker/topics.ts";
 import { SubscriptionTree } from "../roles/broker/subscriptions.ts";
@@ -50,14 +50,9 @@ Deno.test("normalizeTopic() refuses empty segments, spaces, misplaced + and non-
   assert.throws(() => normalizeTopic("/a" + "/b".repeat(64)), /too deep/);
 });
 
-Deno.test("patternCovers() covers the topic, its subtree and + for one segment", () => {
-  assert.ok(patternCovers("/telephony", "/telephony"));
-  assert.ok(patternCovers("/telephony", "/telephony/orange"));
-  assert.ok(patternCovers("/", "/anything/at/all"));
-  assert.ok(patternCovers("/+/orange", "/telephony/orange/x"));
-  assert.ok(!patternCovers("/+/orange", "/telephony/unite"));
-  assert.ok(!patternCovers("/telephony/orange", "/telephony"));
+Deno.test("topicSegments() splits a normalised topic; / has none", () => {
   assert.deepEqual(topicSegments("/"), []);
+  assert.deepEqual(topicSegments("/a/+/c"), ["a", "+", "c"]);
 });
 
 // ---- topic tree ----

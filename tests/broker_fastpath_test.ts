@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { readDelivery, readPublish, TopicCache } from "../roles/_pubsub_json.ts";
-import { deliveryHead, setLength, sidTail } from "../roles/broker/frames.ts";
+import { deliveryHead, deliverySize, sidTail, writeDelivery } from "../roles/broker/frames.ts";
+import { OutBuffer } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";
 import { RawJson } from "../roles/broker/raw_json.ts";
 import { BrokerClient, withBroker } from "./helpers/broker.ts";
@@ -74,16 +75,22 @@ Deno.test("readDelivery() reads back what the broker writes, whatever the sid", 
   for (
     const [value, retained, sid] of [["plain", false, 1], [{ a: [1, "é"] }, true, 123456]] as const
   ) {
+    const headed = new Message("/t/x", RawJson.borrow(json(value)), retained);
+    deliveryHead(headed, "json"); // encoded for a queue: written from its head
     for (
       const msg of [
-        new Message("/t/x", value, retained),
-        new Message("/t/x", RawJson.borrow(json(value)), retained),
+        new Message("/t/x", value, retained), // a decoded value: encoded once, as a head
+        new Message("/t/x", RawJson.borrow(json(value)), retained), // JSON text: written as parts
+        headed,
       ]
     ) {
-      const head = deliveryHead(msg, "json");
       const tail = sidTail(sid, "json");
-      setLength(head, tail.length);
-      const frame = concat([head, tail]).subarray(4);
+      const out = new OutBuffer(0);
+      writeDelivery(out, msg, "json", tail);
+      assert.equal(out.length, deliverySize(msg, "json", tail));
+      const length = new DataView(out.bytes.buffer).getUint32(0);
+      assert.equal(length, out.length - 4, "the length prefix");
+      const frame = out.bytes.slice(4, out.length);
       assert.deepEqual(JSON.parse(text(frame)), {
         method: "broker.message",
         params: { topic: "/t/x", value, retained, sid },

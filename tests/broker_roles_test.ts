@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
 import { BrokerClient, statsUntil, streamDist } from "./helpers/broker.ts";
+import { ptyUnavailable, startPty } from "./helpers/pty.ts";
 
 async function withBrokerProcess(
   body: (broker: DistProcess) => Promise<void>,
@@ -316,4 +317,25 @@ Deno.test("producer and consumer say so when no broker answers", async () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`dist: UNAVAILABLE: No broker at ${address} within 500 ms`));
   }
+});
+
+const NO_PTY = await ptyUnavailable();
+if (NO_PTY) console.warn(`broker_roles_test: the terminal test is skipped: ${NO_PTY}`);
+
+Deno.test({
+  name: "producer load mode draws a progress bar on a terminal, then its summary",
+  ignore: NO_PTY !== undefined,
+  fn: async () => {
+    await withBrokerProcess(async (broker) => {
+      const args = ["producer", "-b", broker.address, "--topic", "/p", "--payload", "16"];
+      const term = startPty([...args, "--count", "20000"]);
+      try {
+        await term.waitFor(/\[#{30}\] 100% 20000 msgs \d+ msg\/s/);
+        await term.waitFor(/20000 messages of 16 bytes to \/p in [\d.]+ s: \d+ msg\/s/);
+        assert.equal(await term.status, 0, term.screen());
+      } finally {
+        await term.kill();
+      }
+    });
+  },
 });

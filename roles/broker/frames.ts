@@ -89,8 +89,8 @@ function jsonHead(msg: Message): Uint8Array {
  */
 export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): number {
   if (codec === "json" && msg.value instanceof RawJson && msg.encoded?.[0] === undefined) {
-    return HEADER + topicPrefix(msg.topic).length + msg.value.byteLength +
-      RETAINED_FALSE_SID.length +
+    const flags = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
+    return HEADER + topicPrefix(msg.topic).length + msg.value.byteLength + flags.length +
       tail.length;
   }
   return deliveryHead(msg, codec).length + tail.length;
@@ -203,13 +203,4 @@ export function holdMessage(msg: Message): void {
 /** The end of a subscription's deliveries: its sid and the closing brackets. */
 export function sidTail(sid: number, codec: CodecName): Uint8Array {
   return codec === "json" ? textEncoder.encode(`${sid}}}`) : mpEncoder.encode(sid);
-}
-
-/** Sets the length prefix of a head for a frame that ends with `tailLength` bytes. */
-export function setLength(head: Uint8Array, tailLength: number): void {
-  const len = head.length - HEADER + tailLength;
-  head[0] = len >>> 24;
-  head[1] = (len >>> 16) & 0xff;
-  head[2] = (len >>> 8) & 0xff;
-  head[3] = len & 0xff;
 }
