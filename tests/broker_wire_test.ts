@@ -5,16 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
-import { BrokerClient, type Delivery, statsUntil, withBroker } from "./helpers/broker.ts";
 import {
-  closeQuietly,
-  jsonFrame,
-  rawHandshake,
-  RawReader,
-  sleep,
-  writeAll,
-} from "./helpers/raw.ts";
-import { header } from "./helpers/raw.ts";
+  BrokerClient,
+  type Delivery,
+  rawSubscriber,
+  statsUntil,
+  withBroker,
+} from "./helpers/broker.ts";
+import { closeQuietly, header, rawHandshake, RawReader, sleep, writeAll } from "./helpers/raw.ts";
 
 const isCode = (code: string) => (err: unknown) => {
   assert.ok(err instanceof DistError, String(err));
@@ -280,17 +278,10 @@ Deno.test("broker answers bad input with an error and keeps serving", async () =
 Deno.test("broker cuts off a subscriber that stops reading; a fast one gets every message", async () => {
   await withBroker(async (b) => {
     // A raw subscriber that subscribes, then never reads again.
-    const raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
-    const reader = new RawReader(raw);
+    const { conn: raw } = await rawSubscriber(b.port, { topic: "/t" });
     const fast = await BrokerClient.connect(b.port);
     const pub = await BrokerClient.connect(b.port);
     try {
-      await rawHandshake(raw, reader);
-      await writeAll(
-        raw,
-        jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/t" } }),
-      );
-      assert.equal((await reader.json())?.id, 1);
       await fast.subscribe("/t");
       // 10 MB: more than the kernel's socket buffers (about 4 MB here) plus
       // the stalled reader's 256 KiB of max-pending.
@@ -317,20 +308,9 @@ Deno.test("broker cuts off a subscriber that stops reading; a fast one gets ever
 
 Deno.test("broker drop-oldest keeps a stalled subscriber bounded and connected", async () => {
   await withBroker(async (b) => {
-    const raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
-    const reader = new RawReader(raw);
+    const { conn: raw } = await rawSubscriber(b.port, { topic: "/t", policy: "drop-oldest" });
     const pub = await BrokerClient.connect(b.port);
     try {
-      await rawHandshake(raw, reader);
-      await writeAll(
-        raw,
-        jsonFrame({
-          id: 1,
-          method: "broker.subscribe",
-          params: { topic: "/t", policy: "drop-oldest" },
-        }),
-      );
-      assert.equal((await reader.json())?.id, 1);
       const value = "x".repeat(2000); // 10 MB in all, past the kernel's buffers
       for (let i = 0; i < 5000; i++) {
         pub.publish("/t", { i, value });

@@ -6,7 +6,7 @@
 import { mergeOptions, roleSpec } from "../../config/mod.ts";
 import { broker } from "../../roles/broker/mod.ts";
 import { codecByName, dial, type Peer } from "../../wire/mod.ts";
-import { waitFor } from "./raw.ts";
+import { jsonFrame, rawHandshake, RawReader, waitFor, writeAll } from "./raw.ts";
 import { distCommand } from "./dist.ts";
 
 export interface Delivery {
@@ -217,4 +217,29 @@ export function streamDist(args: string[]): Streaming {
     },
     exited,
   };
+}
+
+/**
+ * A subscriber over a raw socket: handshake and subscribe, then it reads
+ * only when the test does (a subscriber that stops reading, for slow-consumer
+ * tests). The caller closes `conn`.
+ */
+export async function rawSubscriber(
+  port: number,
+  params: Record<string, unknown>,
+): Promise<{ conn: Deno.Conn; reader: RawReader }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reader = new RawReader(conn);
+  try {
+    await rawHandshake(conn, reader);
+    await writeAll(conn, jsonFrame({ id: 1, method: "broker.subscribe", params }));
+    const answer = await reader.json();
+    if (answer?.id !== 1 || answer.result === undefined) {
+      throw new Error(`Subscribe failed: ${JSON.stringify(answer)}`);
+    }
+    return { conn, reader };
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
 }
