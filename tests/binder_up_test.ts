@@ -57,7 +57,9 @@ ttl = "1s"
     const [, serverPid] = (await up.waitFor(/server started, pid (\d+)/)).map(Number);
     Deno.kill(serverPid, "SIGKILL");
     await up.waitFor(/server restarted \(restart 1\), pid \d+/);
-    await up.waitFor(/server +\|.*Registered as compute@[\s\S]*server +\|.*Registered as compute@/);
+    // The first copy may die before its own "Registered" line is out (the
+    // binders knew it first): wait for the restarted copy's line only.
+    await up.waitFor(/server restarted \(restart 1\)[\s\S]*server +\|.*Registered as compute@/);
     await waitUntil(async () => await known(b1)() && await known(b2)(), "re-registration", 10_000);
 
     // A killed binder: restarted, it catches up from its peer before answering.
