@@ -423,3 +423,88 @@ Deno.test("after the peer's EOF, calls fail at once with UNAVAILABLE instead of 
     listener.close();
   }
 });
+
+Deno.test("a lone surrogate escape is BAD_REQUEST: a string with no UTF-8 form never reaches another peer", async () => {
+  await withServer({}, async (port) => {
+    const { conn, reader } = await rawConn(port);
+    try {
+      await rawHandshake(conn, reader);
+      const send = async (text: string) => {
+        await writeAll(conn, frame(text));
+        return await reader.json(2000);
+      };
+      const lone = await send('{"id":1,"method":"echo","params":["a\\ud800b"]}');
+      assert.equal((lone?.error as { code: string }).code, "BAD_REQUEST");
+      assert.match((lone?.error as { message: string }).message, /lone surrogate/);
+      const key = await send('{"id":2,"method":"echo","params":{"\\udc00":1,"text":"x"}}');
+      assert.equal((key?.error as { code: string }).code, "BAD_REQUEST", "keys too");
+      // A pair is a real character; an escaped backslash before "ud800" is plain text.
+      assert.equal(
+        (await send('{"id":3,"method":"echo","params":["\\ud83d\\ude00"]}'))?.result,
+        "😀",
+      );
+      assert.equal(
+        (await send('{"id":4,"method":"echo","params":["\\\\ud800"]}'))?.result,
+        "\\ud800",
+      );
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("toJsonText() and toMsgpack() refuse what the codecs refuse", async () => {
+  const { toJsonText, toMsgpack } = await import("../wire/mod.ts");
+  for (const bad of [NaN, { a: [1, Infinity] }]) {
+    assert.throws(() => toJsonText(bad), isCode("BAD_REQUEST"));
+    assert.throws(() => toMsgpack(bad), isCode("BAD_REQUEST"));
+  }
+  assert.equal(toJsonText({ a: null }), '{"a":null}');
+  const bytes = toMsgpack({ a: 1 });
+  assert.deepEqual(mpDecode(bytes), { a: 1 });
+  assert.notEqual(toMsgpack({ b: 2 }).buffer, bytes.buffer, "each call returns its own bytes");
+});
+
+Deno.test("an answer longer than the frame limit is refused before room is reserved for it", () => {
+  const out = new OutBuffer(0);
+  const big = { id: 1, result: "é".repeat(200_000) }; // 400 KB of UTF-8
+  assert.throws(() => jsonCodec.writeFrame(out, big, 100_000), isCode("FRAME_TOO_LARGE"));
+  assert.ok(out.bytes.length < 100_000, `reserved ${out.bytes.length} bytes`);
+});
+
+Deno.test("Redialer backs off from a peer that hangs up soon after each connection", async () => {
+  const { Redialer } = await import("../wire/mod.ts");
+  // Welcomes every dialer, then closes 30 ms later: a flapping peer.
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  let accepted = 0;
+  const serving = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      (async () => {
+        const reader = new RawReader(conn);
+        await reader.json().catch(() => null);
+        await writeAll(
+          conn,
+          jsonFrame({ op: "welcome", v: 1, codec: "json", role: "x", name: "x" }),
+        )
+          .catch(() => {});
+        await sleep(30); // up for a moment (past the dialer's setup), then gone
+        closeQuietly(conn);
+      })();
+    }
+  })().catch(() => {});
+  const r = new Redialer({ host: HOST, port: (listener.addr as Deno.NetAddr).port }, {
+    role: "test",
+    name: "t",
+  }).start();
+  try {
+    await sleep(1500);
+    // 100 + 200 + 400 + 800 ms of backoff fit in 1.5 s: a handful of dials, not thousands.
+    assert.ok(accepted >= 2, `${accepted} dials`);
+    assert.ok(accepted <= 8, `${accepted} dials in 1.5 s`);
+  } finally {
+    await r.stop();
+    listener.close();
+    await serving;
+  }
+});

@@ -89,17 +89,60 @@ function parseJson(text: string, from = 0, to = text.length): unknown {
   // instead of searching the rest of the read for a "[" (quadratic per read).
   const frame = from === 0 && to === text.length ? text : text.slice(from, to);
   if (jsonDepthExceeds(frame, 0, frame.length)) throw tooDeep();
+  let value: unknown;
   try {
-    return JSON.parse(frame);
+    value = JSON.parse(frame);
   } catch (err) {
     throw new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`);
   }
+  // Strict UTF-8 input cannot hold a lone surrogate, but a `\ud800` escape
+  // can: such a string has no UTF-8 form, so no other peer (MessagePack
+  // especially) could be sent it. Only a text with an escape is walked.
+  if (frame.includes("\\u") && !wellFormed(value)) {
+    throw new DistError(
+      "BAD_REQUEST",
+      "Invalid JSON: a string is not well-formed Unicode (a lone surrogate escape)",
+    );
+  }
+  return value;
 }
 
-function tooLarge(len: number, maxFrame: number): DistError {
+/** Whether every string in a decoded value (keys too) is well-formed UTF-16. */
+function wellFormed(value: unknown): boolean {
+  if (typeof value === "string") return value.isWellFormed();
+  if (value === null || typeof value !== "object") return true;
+  if (Array.isArray(value)) return value.every(wellFormed);
+  for (const [k, v] of Object.entries(value)) {
+    if (!k.isWellFormed() || !wellFormed(v)) return false;
+  }
+  return true;
+}
+
+/**
+ * The JSON text of `value`, refusing what no codec may carry: NaN and
+ * ±Infinity (JSON.stringify would write null). For roles that build frames
+ * by hand (the broker's deliveries); frames written by jsonCodec get the same.
+ * @throws {DistError} BAD_REQUEST
+ */
+export function toJsonText(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new DistError("BAD_REQUEST", `Cannot encode as JSON: ${(err as Error).message}`);
+  }
+  if (text === undefined) {
+    throw new DistError("BAD_REQUEST", `Cannot encode ${typeof value} as JSON`);
+  }
+  // Only a text with a null in it can hide a NaN or an infinity.
+  if (text.includes("null")) JSON.stringify(value, refuseNonFinite);
+  return text;
+}
+
+function tooLarge(len: number, maxFrame: number, atLeast = ""): DistError {
   return new DistError(
     "FRAME_TOO_LARGE",
-    `Message of ${len} bytes exceeds the frame limit of ${maxFrame} bytes`,
+    `Message of ${atLeast}${len} bytes exceeds the frame limit of ${maxFrame} bytes`,
   );
 }
 
@@ -156,21 +199,10 @@ function jsonDecodeAll(frames: readonly Uint8Array[]): unknown[] {
 export const jsonCodec: Codec = {
   name: "json",
   writeFrame(out, msg, maxFrame) {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(msg);
-    } catch (err) {
-      throw new DistError(
-        "BAD_REQUEST",
-        `Cannot encode message as JSON: ${(err as Error).message}`,
-      );
-    }
-    if (text === undefined) {
-      throw new DistError("BAD_REQUEST", `Cannot encode ${typeof msg} as JSON`);
-    }
-    // JSON.stringify writes NaN and ±Infinity as null: a silent wrong answer.
-    // Only a text with a null in it can hide one, so only those are checked.
-    if (text.includes("null")) JSON.stringify(msg, refuseNonFinite);
+    const text = toJsonText(msg);
+    // Every UTF-16 unit takes a byte at least: a text longer than the frame
+    // is refused before any room (up to 3 bytes a unit) is reserved for it.
+    if (text.length > maxFrame) throw tooLarge(text.length, maxFrame, "at least ");
     // UTF-8 needs at most 3 bytes per UTF-16 code unit.
     const start = out.length;
     out.reserve(HEADER_BYTES + text.length * 3);
@@ -266,20 +298,34 @@ interface EncoderInternals {
   };
 }
 
+/** The encoder's own buffer holding `value`'s bytes: valid until the next encode. */
+function encodeShared(value: unknown): Uint8Array {
+  try {
+    return mpEncoder.encodeSharedRef(value);
+  } catch (err) {
+    if (err instanceof DistError) throw err;
+    throw new DistError(
+      "BAD_REQUEST",
+      `Cannot encode as MessagePack: ${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * The MessagePack bytes of `value` (a fresh copy), refusing what no codec
+ * may carry (NaN, ±Infinity, nesting past MAX_DEPTH), for roles that build
+ * frames by hand; frames written by msgpackCodec get the same.
+ * @throws {DistError} BAD_REQUEST
+ */
+export function toMsgpack(value: unknown): Uint8Array {
+  return encodeShared(value).slice();
+}
+
 /** MessagePack. */
 export const msgpackCodec: Codec = {
   name: "msgpack",
   writeFrame(out, msg, maxFrame) {
-    let bytes: Uint8Array;
-    try {
-      bytes = mpEncoder.encodeSharedRef(msg);
-    } catch (err) {
-      if (err instanceof DistError) throw err;
-      throw new DistError(
-        "BAD_REQUEST",
-        `Cannot encode message as MessagePack: ${(err as Error).message}`,
-      );
-    }
+    const bytes = encodeShared(msg);
     if (bytes.length > maxFrame) throw tooLarge(bytes.length, maxFrame);
     out.writeFrame(bytes);
   },

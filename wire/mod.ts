@@ -29,7 +29,10 @@ export {
   codecByName,
   type CodecName,
   jsonCodec,
+  MAX_DEPTH,
   msgpackCodec,
+  toJsonText,
+  toMsgpack,
 } from "./codec.ts";
 export { CloseReason, FramedConn, type FramedConnOptions, type FrameWriter } from "./conn.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";

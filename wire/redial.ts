@@ -1,10 +1,16 @@
-import { getLogger } from "@logtape/logtape";
 import { DistError } from "./errors.ts";
 import { CloseReason } from "./conn.ts";
 import { dial, type DialOptions } from "./net.ts";
 import type { Peer } from "./peer.ts";
+import { cut, log } from "./_log.ts";
 
-const log = getLogger(["dist", "wire"]);
+/**
+ * A connection that lived at least this long was a real one: when it drops,
+ * redial at once with the backoff reset. One that dropped sooner (a peer
+ * that accepts and hangs up, two workers evicting each other) counts as a
+ * failure, so a flapping peer is dialed with backoff, not a thousand times a second.
+ */
+const STABLE_MS = 1000;
 
 export interface RedialOptions extends DialOptions {
   /** First wait after a failure (ms); doubles up to `maxBackoffMs`. */
@@ -17,8 +23,10 @@ export interface RedialOptions extends DialOptions {
 
 /**
  * Keeps one connection to an address up: dials, and when the connection
- * fails or drops, dials again after an exponential backoff with jitter
- * (100 ms, 200 ms, … up to 5 s by default) until stopped.
+ * fails, dials again after an exponential backoff with jitter (100 ms,
+ * 200 ms, … up to 5 s by default) until stopped. A connection that drops
+ * after being up for a while is redialed at once; one that drops within
+ * STABLE_MS counts as a failure.
  */
 export class Redialer {
   readonly address: { host: string; port: number };
@@ -33,6 +41,8 @@ export class Redialer {
   #abort = new AbortController();
   /** Consecutive failed dials; 0 while connected. */
   failures = 0;
+  /** Consecutive connections that dropped within STABLE_MS (for the log). */
+  #shortDrops = 0;
 
   constructor(address: { host: string; port: number }, options: RedialOptions) {
     this.address = address;
@@ -103,24 +113,43 @@ export class Redialer {
         if (peer.isClosed) throw new DistError("UNAVAILABLE", "Connection closed while setting up");
         this.#peer = peer;
         this.failures = 0;
-        backoff = min;
         for (const w of this.#waiters.splice(0)) w(peer);
+        const upAt = performance.now();
         const reason = await peer.closed;
         this.#peer = undefined;
         if (this.#stopped) break;
-        log.info("Connection to {addr} lost ({reason}); redialing", {
-          addr: `${this.address.host}:${this.address.port}`,
-          reason,
-        });
+        const lived = performance.now() - upAt;
         this.#options.onDisconnect?.(reason);
-        continue; // dial again at once after a drop; back off only on failures
+        if (lived >= STABLE_MS) {
+          log.info("Connection to {addr} lost ({reason}); redialing", {
+            addr: `${this.address.host}:${this.address.port}`,
+            reason,
+          });
+          this.#shortDrops = 0;
+          backoff = min;
+          continue; // a real connection dropped: dial again at once
+        }
+        // Dropped right after it opened: back off as after a failure.
+        this.#shortDrops++;
+        if (this.#shortDrops === 1 || this.#shortDrops % 10 === 0) {
+          log.warn(
+            "Connection to {addr} dropped {ms} ms after it opened ({reason}); " +
+              "retrying in {wait} ms",
+            {
+              addr: `${this.address.host}:${this.address.port}`,
+              ms: Math.round(lived),
+              reason,
+              wait: Math.round(backoff),
+            },
+          );
+        }
       } catch (err) {
         peer?.close(CloseReason.HandshakeFailed); // onConnect failed: don't leak the socket
         this.failures++;
         if (this.failures === 1 || this.failures % 10 === 0) {
           log.warn("Cannot reach {addr}: {error}; retrying in {ms} ms", {
             addr: `${this.address.host}:${this.address.port}`,
-            error: err instanceof Error ? err.message : String(err),
+            error: cut(err instanceof Error ? err.message : String(err)),
             ms: Math.round(backoff),
           });
         }
