@@ -1,6 +1,12 @@
 /** Unit tests of the binder's core: clock, registry, digest, records. No sockets. */
 import assert from "node:assert/strict";
-import { compareStamps, HybridClock, type Stamp } from "../roles/binder/clock.ts";
+import {
+  compareStamps,
+  HybridClock,
+  isStamp,
+  MAX_LOGICAL,
+  type Stamp,
+} from "../roles/binder/clock.ts";
 import { BUCKETS, Digest } from "../roles/binder/digest.ts";
 import { type Entry, type Incoming, Registry } from "../roles/binder/registry.ts";
 import { parseRecord, parseRegistration, toRecord } from "../roles/binder/records.ts";
@@ -57,6 +63,23 @@ Deno.test("HybridClock.observe() makes every later stamp newer than the one obse
   const next = clock.now();
   assert.ok(compareStamps(next, [9000, 7, "z"]) > 0);
   assert.equal(clock.drift, 8000);
+});
+
+Deno.test("HybridClock carries into the next millisecond when the counter is spent", () => {
+  const clock = new HybridClock("a", () => 1000);
+  clock.observe([5000, MAX_LOGICAL, "z"]);
+  const stamps = [clock.now(), clock.now(), clock.now()];
+  assert.deepEqual(stamps, [[5001, 0, "a"], [5001, 1, "a"], [5001, 2, "a"]]);
+  for (const s of stamps) assert.ok(isStamp(s), `${s} is a valid stamp`);
+  assert.ok(compareStamps(stamps[0], [5000, MAX_LOGICAL, "z"]) > 0);
+});
+
+Deno.test("isStamp() refuses a counter past MAX_LOGICAL, as one near 2^53 would freeze replication", () => {
+  assert.ok(isStamp([1000, MAX_LOGICAL, "a"]));
+  assert.ok(!isStamp([1000, MAX_LOGICAL + 1, "a"]));
+  assert.ok(!isStamp([1000, Number.MAX_SAFE_INTEGER, "a"]));
+  assert.ok(!isStamp([1000, 1.5, "a"]));
+  assert.ok(!isStamp([-1, 0, "a"]));
 });
 
 Deno.test("compareStamps() breaks a tie of time and counter by binder id", () => {

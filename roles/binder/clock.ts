@@ -16,10 +16,19 @@ export function compareStamps(a: Stamp, b: Stamp): number {
   return a[2] < b[2] ? -1 : a[2] > b[2] ? 1 : 0;
 }
 
+/**
+ * Largest logical counter. The counter only breaks ties within one
+ * millisecond, so 2^32 of them is plenty; at the limit the clock carries into
+ * the next millisecond instead. A bound far below 2^53 keeps every stamp a
+ * safe integer however high a peer set the counter, so one forged version
+ * cannot make this binder's later stamps unsendable (or equal to each other).
+ */
+export const MAX_LOGICAL = 2 ** 32 - 1;
+
 /** Whether `value` is a well-formed stamp (peer data is checked before use). */
 export function isStamp(value: unknown): value is Stamp {
   return Array.isArray(value) && value.length === 3 && Number.isSafeInteger(value[0]) &&
-    value[0] >= 0 && Number.isSafeInteger(value[1]) && value[1] >= 0 &&
+    value[0] >= 0 && Number.isInteger(value[1]) && value[1] >= 0 && value[1] <= MAX_LOGICAL &&
     typeof value[2] === "string" && value[2].length > 0 && value[2].length <= 200;
 }
 
@@ -47,13 +56,17 @@ export class HybridClock {
     if (pt > this.#wall) {
       this.#wall = pt;
       this.#logical = 0;
-    } else {
+    } else if (this.#logical < MAX_LOGICAL) {
       this.#logical++;
+    } else {
+      // The counter is spent: carry into the next millisecond (still newer than all before).
+      this.#wall++;
+      this.#logical = 0;
     }
     return [this.#wall, this.#logical, this.node];
   }
 
-  /** Moves the clock past `stamp` (a version received from a peer). */
+  /** Moves the clock past `stamp` (a version received from a peer, checked by isStamp). */
   observe(stamp: Stamp): void {
     if (stamp[0] > this.#wall || (stamp[0] === this.#wall && stamp[1] > this.#logical)) {
       this.#wall = stamp[0];

@@ -31,7 +31,7 @@ import {
   type Peer,
   Redialer,
 } from "../../wire/mod.ts";
-import { compareStamps, type Stamp } from "./clock.ts";
+import { compareStamps, isStamp, type Stamp } from "./clock.ts";
 import { BUCKETS, type Cursor, type DigestSummary, isDigestSummary } from "./digest.ts";
 import { paramsObject, parseRecord, toRecord, type WireRecord } from "./records.ts";
 import type { Entry, Registry } from "./registry.ts";
@@ -421,7 +421,7 @@ export class Replicator {
         }
         for (const r of answer.records) {
           const rec = r as Partial<WireRecord>;
-          if (typeof rec?.id === "string" && Array.isArray(rec.v)) theirs.set(rec.id, rec.v);
+          if (typeof rec?.id === "string" && isStamp(rec.v)) theirs.set(rec.id, rec.v);
         }
         pulled += this.#mergeAll(answer.records, link.address);
         cursor = answer.next;

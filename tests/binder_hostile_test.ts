@@ -1,0 +1,75 @@
+/**
+ * A binder against hostile or careless peers (the attack report's binder
+ * findings, each reproduced small and fast): forged versions, replication
+ * methods from clients, bad pushes, watchers that do not read, huge lists,
+ * and report_down used as a reflector.
+ */
+import assert from "node:assert/strict";
+import { MAX_LOGICAL } from "../roles/binder/clock.ts";
+import { dial, type Peer } from "../wire/mod.ts";
+import { ids, type LocalBinder, reg, startBinder, waitUntil } from "./helpers/binder.ts";
+import { freePort } from "./helpers/dist.ts";
+
+/** A connection to `b` that says it is a binder in its handshake (as a peer's does). */
+function asBinder(b: LocalBinder, name = "evil"): Promise<Peer> {
+  return dial({ host: "127.0.0.1", port: b.port }, { role: "binder", name, timeoutMs: 10_000 });
+}
+
+/** A record as a peer binder sends it, of service `service` on 127.0.0.1:`port`. */
+function record(service: string, port: number, v: unknown, extra: Record<string, unknown> = {}) {
+  return {
+    id: `${service}@127.0.0.1:${port}`,
+    service,
+    host: "127.0.0.1",
+    port,
+    ttl_ms: 60_000,
+    left_ms: 60_000,
+    v,
+    ...extra,
+  };
+}
+
+/** Two binders that replicate with each other. */
+async function pair(): Promise<[LocalBinder, LocalBinder]> {
+  const [pa, pb] = [freePort(), freePort()];
+  const peers = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`];
+  return await Promise.all([startBinder({ port: pa, peers }), startBinder({ port: pb, peers })]);
+}
+
+Deno.test("a binder that took a version with a huge counter keeps replicating (finding 6)", async () => {
+  const [a, b] = await pair();
+  const evil = await asBinder(a);
+  try {
+    const before = await a.call("binder.register", reg(1111)) as { id: string };
+    await waitUntil(async () => (await ids(b)).includes(before.id), "the control change on b");
+    // The attack's version: inside the skew window, with the largest safe counter. Refused.
+    const ahead = Date.now() + 5000;
+    const refused = await evil.call("binder.sync", {
+      node: "evil",
+      records: [record("poison", 1, [ahead, Number.MAX_SAFE_INTEGER, "evil"])],
+    });
+    assert.deepEqual(refused, { merged: 0 });
+    // The largest counter allowed is taken, and the clock carries past it.
+    const taken = await evil.call("binder.sync", {
+      node: "evil",
+      records: [record("poison", 2, [ahead, MAX_LOGICAL, "evil"])],
+    });
+    assert.deepEqual(taken, { merged: 1 });
+    // Changes made on a after it saw those versions reach b.
+    const after = await a.call("binder.register", reg(2222)) as { id: string };
+    await a.call("binder.deregister", { id: before.id });
+    await waitUntil(
+      async () => {
+        const list = await ids(b);
+        return list.includes(after.id) && !list.includes(before.id);
+      },
+      "a's later changes to reach b",
+      5000,
+    );
+    const stats = await b.call("sys.stats") as { replication: { rejected: number } };
+    assert.equal(stats.replication.rejected, 0, "b refused none of a's records");
+  } finally {
+    evil.close();
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
