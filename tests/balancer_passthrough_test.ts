@@ -124,6 +124,76 @@ Deno.test("scanJson() refuses what the strict decoder refuses: bad syntax, escap
   assert.ok(scan('{"id":1,"method":"echo","params":"é€😀\\u00e9\\n"}'), "valid UTF-8 and escapes");
 });
 
+Deno.test("scanJson() refuses lone surrogate escapes, valid JSON that no codec can carry", () => {
+  const lone = [
+    '"\\ud800"',
+    '"a\\uDBFFb"',
+    '"\\udc00"',
+    '"\\udc00\\ud800"',
+    '"\\ud800\\u0041"',
+    '"\\ud800\\\\udc00"',
+    '"\\ud800\\n"',
+    '{"\\ud800":1}',
+    '["ok",{"k":["\\uDFFF"]}]',
+  ];
+  for (const params of lone) {
+    const text = `{"id":1,"method":"echo","params":${params}}`;
+    assert.equal(scan(text), undefined, text);
+  }
+  const pair = scan('{"id":1,"method":"echo","params":"\\ud83d\\ude00 \\uD800\\uDC00"}')!;
+  assert.ok(pair, "a surrogate pair is one code point");
+  assert.equal(
+    JSON.parse(span(pair, pair.paramsStart, pair.paramsEnd)),
+    "\u{1F600} \u{10000}",
+  );
+});
+
+Deno.test("scanJson() accepts a string with escapes exactly when it is well-formed Unicode (fuzz)", () => {
+  const random = prng(23);
+  const pieces = [
+    "\\ud800",
+    "\\udbff",
+    "\\uD83D",
+    "\\udc00",
+    "\\uDFFF",
+    "\\ude00",
+    "\\u0041",
+    "\\u00e9",
+    "\\uffff",
+    "\\\\",
+    "\\n",
+    '\\"',
+    "u",
+    "d800",
+    "x",
+    "é",
+    "😀",
+  ];
+  let accepted = 0;
+  let refused = 0;
+  for (let round = 0; round < 3000; round++) {
+    let text = "";
+    for (let k = Math.floor(random() * 6); k >= 0; k--) {
+      text += pieces[Math.floor(random() * pieces.length)];
+    }
+    const where = Math.floor(random() * 3);
+    const params = where === 0 ? `"${text}"` : where === 1 ? `["a","${text}"]` : `{"${text}":0}`;
+    const bytes = enc.encode(`{"id":1,"method":"echo","params":${params}}`);
+    const wellFormed = JSON.stringify(JSON.parse(params)) !== undefined &&
+      [JSON.parse(`"${text}"`) as string].every((s) => s.isWellFormed());
+    const env = new Envelope();
+    const scanned = scanJson(bytes, env);
+    assert.equal(scanned, wellFormed, params);
+    if (scanned) {
+      accepted++;
+      // Whatever the scanner accepts, the decoder reads, to the same value.
+      const decoded = jsonCodec.decode(bytes) as { params: unknown };
+      assert.deepEqual(JSON.parse(span(env, env.paramsStart, env.paramsEnd)), decoded.params);
+    } else refused++;
+  }
+  assert.ok(accepted > 300 && refused > 300, `both kinds generated (${accepted}/${refused})`);
+});
+
 Deno.test("scanJson() accepts only what the JSON decoder reads, and forwards it unchanged (fuzz)", () => {
   const random = prng(11);
   const seeds = [

@@ -11,8 +11,8 @@
  * ordinary decoder, which gives the precise error.
  *
  * Why spans are safe to splice: every member's value is checked to be
- * valid JSON as the strict decoder wants it (the grammar, escapes,
- * well-formed UTF-8, nesting within MAX_DEPTH), without building it, and is
+ * valid JSON as the strict decoder wants it (the grammar, escapes, no lone
+ * surrogate escapes, well-formed UTF-8, nesting within MAX_DEPTH), without building it, and is
  * copied verbatim; so the forwarded frame decodes at the other end, to the
  * same values. A message that fails any check is not scanned at all: it goes
  * to the ordinary decoder, which answers it as any server would (a request
@@ -104,15 +104,28 @@ function skipSpace(b: Uint8Array, i: number): number {
   return i;
 }
 
-/** Whether `c` is an ASCII hex digit. */
-function isHex(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+/** The value of the ASCII hex digit `c`, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
+
+/** The UTF-16 unit of the 4 hex digits at `i` (of a `\uXXXX` escape), or -1. */
+function hexUnit(b: Uint8Array, i: number): number {
+  const d0 = hexDigit(b[i]), d1 = hexDigit(b[i + 1]), d2 = hexDigit(b[i + 2]);
+  const d3 = hexDigit(b[i + 3]);
+  if ((d0 | d1 | d2 | d3) < 0) return -1;
+  return (d0 << 12) | (d1 << 8) | (d2 << 4) | d3;
 }
 
 /**
  * The end of the valid JSON string starting at `i` (a quote), or -1: escapes
- * as JSON has them, no raw control characters, well-formed UTF-8 (no
- * overlong forms, no surrogates), as the strict decoder requires.
+ * as JSON has them (a surrogate escape only as a high one followed by a low
+ * one), no raw control characters, well-formed UTF-8 (no overlong forms, no
+ * surrogates), as the strict decoder requires: the string is well-formed
+ * Unicode, so every codec can carry it.
  */
 function skipString(b: Uint8Array, i: number): number {
   const n = b.length;
@@ -124,10 +137,18 @@ function skipString(b: Uint8Array, i: number): number {
     if (c === BACKSLASH) {
       const e = b[j + 1];
       if (e === 0x75) { // \uXXXX
-        if (!isHex(b[j + 2]) || !isHex(b[j + 3]) || !isHex(b[j + 4]) || !isHex(b[j + 5])) {
-          return -1;
+        const unit = hexUnit(b, j + 2);
+        if (unit < 0xd800 || unit > 0xdfff) {
+          if (unit < 0) return -1;
+          j += 6;
+        } else {
+          // A surrogate escape must be a high one followed by a low one: a
+          // lone one is valid JSON but no UTF-8 (the decoder refuses it).
+          if (unit > 0xdbff || b[j + 6] !== BACKSLASH || b[j + 7] !== 0x75) return -1;
+          const low = hexUnit(b, j + 8);
+          if (low < 0xdc00 || low > 0xdfff) return -1;
+          j += 12;
         }
-        j += 6;
       } else if (
         e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 ||
         e === 0x6e || e === 0x72 || e === 0x74

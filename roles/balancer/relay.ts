@@ -151,7 +151,6 @@ function connectionLost(peer: Peer, err: DistError): boolean {
   return err.code === "UNAVAILABLE" && !peer.canCall;
 }
 
-const textDecoder = new TextDecoder();
 /** Sends both kinds of job to backends' connections: the dispatcher's hooks. */
 export class Relay implements DispatchHooks<ForwardJob> {
   /** Set once the dispatcher exists (it takes this relay as its hooks). */
@@ -187,15 +186,14 @@ export class Relay implements DispatchHooks<ForwardJob> {
       if (!sent) this.#options.report(backend.onLost("connection closed"));
       return sent;
     }
-    // A backend of another codec: decode the params once.
+    // A backend of another codec: decode the params once, with the strict
+    // decoder (the scanner already checked them as it would).
     let params: unknown;
     if (job.paramsStart >= 0) {
       try {
-        params = JSON.parse(
-          textDecoder.decode(job.payload.subarray(job.paramsStart, job.paramsEnd)),
-        );
+        params = jsonCodec.decode(job.payload.subarray(job.paramsStart, job.paramsEnd));
       } catch (err) {
-        this.#later(job, backend, new DistError("BAD_REQUEST", `Invalid JSON params: ${err}`));
+        this.#later(job, backend, DistError.from(err));
         return true;
       }
     }
