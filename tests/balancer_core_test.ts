@@ -96,10 +96,15 @@ Deno.test("RetryBudget allows a share of requests plus a floor per second, up to
 interface TestJob extends Job {
   id: number;
   error?: DistError;
+  /** What sizeOf says. */
+  bytes: number;
 }
 
 /** A dispatcher over `n` fake backends whose sends are recorded. */
-function setup(n: number, options: { capacity?: number; queue?: number; queueMs?: number } = {}) {
+function setup(
+  n: number,
+  options: { capacity?: number; queue?: number; queueBytes?: number; queueMs?: number } = {},
+) {
   const pool = new Pool();
   const backends = Array.from({ length: n }, (_, i) => {
     const b = new Backend("server", `b${i + 1}`, {
@@ -122,19 +127,23 @@ function setup(n: number, options: { capacity?: number; queue?: number; queueMs?
       job.error = err;
       failed.push(job);
     },
+    sizeOf: (job) => job.bytes,
   }, {
     queueLimit: options.queue ?? 100,
+    queueBytes: options.queueBytes ?? Infinity,
     queueTimeoutMs: options.queueMs ?? 1000,
     retries: 2,
     budget: new RetryBudget({ minPerSecond: 100 }),
   });
   let next = 1;
-  const job = (idempotent = true): TestJob => ({
+  const job = (idempotent = true, bytes = 100): TestJob => ({
     id: next++,
     idempotent,
     attempts: 0,
     deadline: 0,
     sentAt: 0,
+    queuedBytes: 0,
+    bytes,
   });
   return { pool, backends, sent, failed, dispatcher, job };
 }
@@ -170,6 +179,37 @@ Deno.test("Dispatcher answers OVERLOADED at once when the queue is full", () => 
   ]]);
   assert.equal(dispatcher.stats.overloaded, 2);
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher answers OVERLOADED at once beyond the queue's byte budget, and frees bytes as jobs leave", async () => {
+  const { dispatcher, failed, backends, job } = setup(1, {
+    capacity: 1,
+    queueBytes: 1000,
+    queueMs: 50,
+  });
+  const running = job(true, 5000);
+  dispatcher.submit(running); // sent at once: no budget needed
+  const waiting = [job(true, 400), job(true, 400)];
+  for (const j of waiting) dispatcher.submit(j);
+  assert.equal(dispatcher.queuedBytes, 800);
+  dispatcher.submit(job(true, 300));
+  assert.deepEqual(failed.map((j) => j.error?.code), ["OVERLOADED"]);
+  assert.match(failed[0].error!.message, /800 bytes of requests waiting, at most 1000/);
+  dispatcher.submit(job(true, 200));
+  assert.equal(dispatcher.queuedBytes, 1000, "a job that fits exactly is taken");
+  // One leaves for the backend: its bytes are free again.
+  dispatcher.finish(running, "answered");
+  assert.equal(dispatcher.queuedBytes, 600);
+  // The rest expire: nothing is left counted.
+  await waitFor(() => failed.length === 3, 2000, "the expiries");
+  assert.equal(dispatcher.queuedBytes, 0);
+  assert.equal(dispatcher.stats.overloaded, 1);
+  // A retry goes back to the head whatever the budget, and counts.
+  backends[0].onLost("reset");
+  dispatcher.finish(waiting[0], "lost");
+  assert.equal(dispatcher.queuedBytes, 400);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+  assert.equal(dispatcher.queuedBytes, 0);
 });
 
 Deno.test("Dispatcher fails a request with UNAVAILABLE after the queue timeout when no backend is up", async () => {
@@ -244,8 +284,10 @@ Deno.test("Dispatcher fails over no more than the retry budget allows", () => {
   const d = new Dispatcher<Job>(pool, createPolicy("round-robin"), {
     send: (_job, backend) => backend.state === "up",
     reject: (_job, err) => failed.push(err),
+    sizeOf: () => 1,
   }, {
     queueLimit: 10,
+    queueBytes: Infinity,
     queueTimeoutMs: 1000,
     retries: 2,
     budget: new RetryBudget({ ratio: 0, minPerSecond: 3, now: () => 0 }),
@@ -255,6 +297,7 @@ Deno.test("Dispatcher fails over no more than the retry budget allows", () => {
     attempts: 0,
     deadline: 0,
     sentAt: 0,
+    queuedBytes: 0,
   }));
   for (const j of jobs) d.submit(j);
   const onA = jobs.filter((j) => j.backend === a);

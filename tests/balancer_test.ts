@@ -107,6 +107,41 @@ Deno.test("balancer answers OVERLOADED at once when its queue is full", async ()
   }
 });
 
+Deno.test("balancer answers OVERLOADED at once beyond --queue-bytes of waiting requests", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--max-inflight", "1", "--queue-bytes", "100000"]);
+  const peer = await connectTo(lb.address);
+  try {
+    await allUp(peer);
+    const busy = peer.call("sleep", { ms: 600 });
+    await eventually(
+      async () => (await backendsOf(peer))[0].inflight === 1,
+      3000,
+      "the sleep on the server",
+    );
+    // 30 KB each: three fit in 100,000 bytes, the fourth does not.
+    const text = "x".repeat(30_000);
+    const calls = Array.from(
+      { length: 5 },
+      () => peer.call("echo", { text }).then(() => "ok", (e: DistError) => e.code),
+    );
+    const t0 = performance.now();
+    assert.equal(await Promise.race(calls), "OVERLOADED");
+    assert.ok(performance.now() - t0 < 400, "refused without waiting");
+    const stats = await peer.call("sys.stats") as Record<string, number>;
+    assert.ok(
+      stats.queued_bytes > 90_000 && stats.queued_bytes <= 100_000,
+      `${stats.queued_bytes}`,
+    );
+    await busy;
+    assert.deepEqual(await Promise.all(calls), ["ok", "ok", "ok", "OVERLOADED", "OVERLOADED"]);
+    assert.equal((await peer.call("sys.stats") as Record<string, number>).queued_bytes, 0);
+  } finally {
+    peer.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
 Deno.test("balancer never replays a non-idempotent request whose server died", async () => {
   const servers = await startServers(2);
   const lb = await startBalancer(servers);
@@ -186,7 +221,7 @@ Deno.test("balancer on SIGTERM finishes requests in flight, then exits 0", async
   }
 });
 
-Deno.test("balancer --log-file records connections, backends going down and, at debug, requests", async () => {
+Deno.test("balancer --log-file records backends going up and down and, at debug, connections and requests", async () => {
   const dir = await Deno.makeTempDir();
   const file = `${dir}/loadbalancer.log`;
   const servers = await startServers(2);
@@ -206,7 +241,7 @@ Deno.test("balancer --log-file records connections, backends going down and, at 
     const log = await Deno.readTextFile(file);
     assert.match(log, /Backend 127\.0\.0\.1:\d+ \(s1\) is up/);
     assert.match(log, /Backend 127\.0\.0\.1:\d+ \(s1\) is down: connection closed/);
-    assert.match(log, /Client client-\d+ connected from 127\.0\.0\.1:\d+/);
+    assert.match(log, /\[DBG\] .*Connection from 127\.0\.0\.1:\d+: client-\d+ \(client, json\)/);
     assert.match(log, /client-\d+ add -> 127\.0\.0\.1:\d+: ok in [\d.]+ ms/);
   } finally {
     await stopAll([lb, ...servers]);

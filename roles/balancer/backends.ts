@@ -11,6 +11,7 @@
  * the first, then `sys.ping` checks). While up, `fall` missed checks in a
  * row take it out.
  */
+import { cut } from "./log.ts";
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
@@ -156,7 +157,9 @@ export class Backend {
     return this.#to("up", reason);
   }
 
-  #to(state: BackendState, reason: string): Transition {
+  #to(state: BackendState, why: string): Transition {
+    // Shown in lists and logs; the text may come from the backend.
+    const reason = cut(why);
     this.state = state;
     this.reason = reason;
     this.since = performance.now();

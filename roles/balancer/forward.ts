@@ -22,6 +22,8 @@ export interface Job {
   backend?: Backend;
   /** When it was last sent (performance.now() ms). */
   sentAt: number;
+  /** While queued: the bytes it counts against the queue's byte budget. */
+  queuedBytes: number;
 }
 
 export interface DispatchHooks<J extends Job> {
@@ -33,6 +35,11 @@ export interface DispatchHooks<J extends Job> {
   send(job: J, backend: Backend): boolean;
   /** Answers the client with `err`; the job is over. */
   reject(job: J, err: DistError): void;
+  /**
+   * About how many bytes `job` keeps while it waits, or any number above
+   * `limit` when it is above (so a large job need not be measured in full).
+   */
+  sizeOf(job: J, limit: number): number;
 }
 
 /** How a request sent to a backend ended. */
@@ -47,6 +54,8 @@ export type Outcome =
 export interface DispatchOptions {
   /** Most requests waiting for a backend; beyond it OVERLOADED at once. */
   queueLimit: number;
+  /** Most bytes of requests waiting for a backend; beyond it OVERLOADED at once. */
+  queueBytes: number;
   /** How long a request waits for a backend before it fails. */
   queueTimeoutMs: number;
   /** Most extra sends of one request after its backend died. */
@@ -114,7 +123,7 @@ export interface DispatchStats {
   requests: number;
   /** Extra sends after a backend died. */
   retries: number;
-  /** Refused at once because the queue was full (OVERLOADED). */
+  /** Refused at once because the queue was full, in requests or bytes (OVERLOADED). */
   overloaded: number;
   /** Failed after waiting the queue timeout. */
   expired: number;
@@ -138,6 +147,8 @@ export class Dispatcher<J extends Job> {
   #queue: WaitQueue<J>;
   /** Retried requests waiting for a backend: bounded by what was in flight. */
   #retryQueue = new WaitQueue<J>(Infinity);
+  /** Bytes of the requests in both lines. */
+  #queuedBytes = 0;
   #avoid = new WeakMap<J, Backend>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
@@ -157,6 +168,11 @@ export class Dispatcher<J extends Job> {
     return this.#queue.length + this.#retryQueue.length;
   }
 
+  /** Bytes of the requests waiting for a backend (as `sizeOf` counts them). */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
   get policy(): Policy {
     return this.#policy;
   }
@@ -167,18 +183,19 @@ export class Dispatcher<J extends Job> {
     if (this.#closed) return this.#hooks.reject(job, this.#closed);
     this.#options.budget.deposit();
     if (this.queued === 0 && this.#dispatch(job, undefined)) return;
-    job.deadline = this.#now() + this.#options.queueTimeoutMs;
-    if (!this.#queue.push(job)) {
+    const { queueLimit, queueBytes } = this.#options;
+    const room = queueBytes - this.#queuedBytes;
+    const bytes = this.#queue.length < queueLimit ? this.#hooks.sizeOf(job, room) : 0;
+    if (bytes > room || !this.#queue.push(job)) {
       this.stats.overloaded++;
-      this.#hooks.reject(
-        job,
-        new DistError(
-          "OVERLOADED",
-          `Balancer queue is full (${this.#options.queueLimit} requests waiting)`,
-        ),
-      );
+      const full = bytes > room
+        ? `${this.#queuedBytes} bytes of requests waiting, at most ${queueBytes}`
+        : `${queueLimit} requests waiting`;
+      this.#hooks.reject(job, new DistError("OVERLOADED", `Balancer queue is full (${full})`));
       return;
     }
+    job.deadline = this.#now() + this.#options.queueTimeoutMs;
+    this.#held(job, bytes);
     this.#arm(this.#queue.peek()!.deadline);
   }
 
@@ -205,8 +222,21 @@ export class Dispatcher<J extends Job> {
     for (let job = queue.peek(); job !== undefined; job = queue.peek()) {
       if (!this.#dispatch(job, this.#avoid.get(job))) return false;
       queue.shift();
+      this.#released(job);
     }
     return true;
+  }
+
+  /** `job` now waits in a line, counting `bytes`. */
+  #held(job: J, bytes: number): void {
+    job.queuedBytes = bytes;
+    this.#queuedBytes += bytes;
+  }
+
+  /** `job` left its line. */
+  #released(job: J): void {
+    this.#queuedBytes -= job.queuedBytes;
+    job.queuedBytes = 0;
   }
 
   /** Fails everything waiting with `err`, and every later request too. */
@@ -214,6 +244,7 @@ export class Dispatcher<J extends Job> {
     this.#closed = err;
     clearTimeout(this.#timer);
     for (const job of [...this.#retryQueue.drain(), ...this.#queue.drain()]) {
+      this.#released(job);
       this.#hooks.reject(job, err);
     }
   }
@@ -237,6 +268,9 @@ export class Dispatcher<J extends Job> {
     if (this.#dispatch(job, backend)) return;
     this.#avoid.set(job, backend);
     job.deadline = this.#now() + this.#options.queueTimeoutMs;
+    // Retries count against the budget, but are never refused for it:
+    // they are bounded by what was in flight.
+    this.#held(job, this.#hooks.sizeOf(job, Infinity));
     this.#retryQueue.push(job);
     this.#arm(job.deadline);
   }
@@ -279,6 +313,7 @@ export class Dispatcher<J extends Job> {
         job = queue.peek()
       ) {
         queue.shift();
+        this.#released(job);
         this.stats.expired++;
         this.#hooks.reject(job, this.#waitedTooLong());
       }

@@ -4,12 +4,10 @@
  * {@link WorkerLink} health-checks a worker that dialed in. Both only
  * report what they see to the backend's health rules (backends.ts).
  */
-import { getLogger } from "@logtape/logtape";
 import type { Address } from "../../config/mod.ts";
 import { dial, type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
 import type { Backend, Transition } from "./backends.ts";
-
-const log = getLogger(["dist", "balancer"]);
+import { cut, log } from "./log.ts";
 
 /** What forwarding needs of a backend's link. */
 export interface Link {
@@ -20,8 +18,11 @@ export interface Link {
 export interface LinkOptions {
   /** Time between health checks (`--check-interval`), ms. */
   checkIntervalMs: number;
-  /** Told of every change of state (to log it and send waiting requests). */
-  report: (t: Transition | undefined) => void;
+  /**
+   * Told of every change of state (to log it, unless `quiet`, and to send
+   * waiting requests).
+   */
+  report: (t: Transition | undefined, quiet?: boolean) => void;
 }
 
 /** Longest wait between two dials of a server that stays down (ms). */
@@ -32,6 +33,12 @@ export const MAX_REDIAL_MS = 32_000;
  * the wait doubles up to MAX_REDIAL_MS, so a dead host is not hammered.
  */
 export const FAST_REDIAL_MS = 5_000;
+/**
+ * A connection that drops sooner than this after it opened (a server that
+ * accepts and hangs up) counts as a failed dial: it is dialed again with
+ * the backoff, not at once (ms).
+ */
+export const STABLE_MS = 1_000;
 
 /** Resolves after `ms`, or at once when `wake` is called. */
 class Nap {
@@ -63,13 +70,14 @@ async function ping(peer: Peer, timeoutMs: number): Promise<string | undefined> 
     return undefined;
   } catch (err) {
     const e = DistError.from(err);
-    return `${e.code}: ${e.message}`;
+    return `${e.code}: ${cut(e.message)}`;
   }
 }
 
 /**
  * Keeps a connection to one server: dials at start and at once again after
- * a drop; while it stays unreachable, every check interval for
+ * a connection that was up for STABLE_MS drops; while it stays unreachable
+ * (or its connections drop as soon as they open), every check interval for
  * FAST_REDIAL_MS, then with a wait doubling up to 32 s (1 s, 2 s, … 32 s
  * with the default interval); while connected, pings it every check
  * interval.
@@ -84,12 +92,21 @@ export class ServerLink implements Link {
   #abort = new AbortController();
   #nap = new Nap();
   #loop: Promise<void> | undefined;
+  /** Wait before the next dial after a failure (ms). */
+  #backoff: number;
+  /** Failures in a row (failed dials and short-lived connections). */
+  #failures = 0;
+  /** Since when the server has had no stable connection (performance.now()). */
+  #downSince = performance.now();
+  /** Why the last connection dropped, when it did within STABLE_MS. */
+  #shortDrop: string | undefined;
 
   constructor(backend: Backend, address: Address, options: LinkOptions & { dial: DialOptions }) {
     this.backend = backend;
     this.address = address;
     this.#dial = options.dial;
     this.#options = options;
+    this.#backoff = options.checkIntervalMs;
     backend.link = this;
   }
 
@@ -112,11 +129,14 @@ export class ServerLink implements Link {
 
   async #run(): Promise<void> {
     const interval = this.#options.checkIntervalMs;
-    let backoff = interval;
-    let failures = 0;
-    let downSince = performance.now();
     while (!this.#stopped) {
       if (this.#peer === undefined) {
+        const dropped = this.#shortDrop;
+        if (dropped !== undefined) {
+          this.#shortDrop = undefined;
+          await this.#failed(dropped, true);
+          if (this.#stopped) break;
+        }
         try {
           this.#attach(
             await dial(this.address, {
@@ -125,29 +145,14 @@ export class ServerLink implements Link {
               signal: this.#abort.signal,
             }),
           );
-          backoff = interval;
-          failures = 0;
-          downSince = Infinity;
-          continue;
         } catch (err) {
           if (this.#stopped) break;
-          const why = err instanceof Error ? err.message : String(err);
+          const why = cut(err instanceof Error ? err.message : String(err));
           const t = this.backend.onLost(`cannot connect: ${why}`);
           this.#options.report(t);
-          if (t === undefined && failures++ % 10 === 0) {
-            log.warn("Backend {backend} unreachable: {why}; next try in {ms} ms", {
-              backend: this.backend.name,
-              why,
-              ms: Math.round(backoff),
-            });
-          }
-          downSince = Math.min(downSince, performance.now());
-          await this.#nap.sleep(backoff);
-          if (performance.now() - downSince > FAST_REDIAL_MS) {
-            backoff = Math.min(backoff * 2, Math.max(MAX_REDIAL_MS, interval));
-          }
-          continue;
+          await this.#failed(`unreachable: ${why}`, t === undefined);
         }
+        continue;
       }
       await this.#nap.sleep(interval);
       const peer = this.#peer;
@@ -160,6 +165,26 @@ export class ServerLink implements Link {
     }
   }
 
+  /**
+   * One more failure in a row: says so (the first and every tenth, when
+   * `say` and nothing else was logged), waits the backoff, and lengthens it
+   * once the server has been down for FAST_REDIAL_MS.
+   */
+  async #failed(why: string, say: boolean): Promise<void> {
+    if (this.#failures++ % 10 === 0 && say) {
+      log.warn("Backend {backend} {why}; next try in {ms} ms", {
+        backend: this.backend.name,
+        why,
+        ms: Math.round(this.#backoff),
+      });
+    }
+    await this.#nap.sleep(this.#backoff);
+    if (performance.now() - this.#downSince > FAST_REDIAL_MS) {
+      const interval = this.#options.checkIntervalMs;
+      this.#backoff = Math.min(this.#backoff * 2, Math.max(MAX_REDIAL_MS, interval));
+    }
+  }
+
   #attach(peer: Peer): void {
     if (this.#stopped) {
       peer.close();
@@ -167,11 +192,22 @@ export class ServerLink implements Link {
     }
     this.#peer = peer;
     this.backend.peerName = peer.remote.name;
+    const upAt = performance.now();
     peer.closed.then((reason) => {
       if (this.#peer !== peer) return;
       this.#peer = undefined;
       this.#options.report(this.backend.onLost(`connection closed (${reason})`));
-      this.#nap.wake(); // redial at once
+      const now = performance.now();
+      if (now - upAt >= STABLE_MS) {
+        // A real connection dropped: dial again at once, with a fresh backoff.
+        this.#backoff = this.#options.checkIntervalMs;
+        this.#failures = 0;
+        this.#downSince = now;
+      } else {
+        this.#shortDrop = `connection dropped ${Math.round(now - upAt)} ms after it opened ` +
+          `(${reason})`;
+      }
+      this.#nap.wake();
     });
     this.#options.report(this.backend.onConnected());
   }
@@ -189,7 +225,8 @@ export class WorkerLink implements Link {
     this.peer = peer;
     backend.link = this;
     backend.peerName = peer.remote.name;
-    options.report(backend.onConnected());
+    // Not logged: the registration is (sources.ts).
+    options.report(backend.onConnected(), true);
     peer.closed.then(() => {
       this.#stopped = true;
       this.#nap.wake();

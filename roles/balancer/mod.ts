@@ -14,7 +14,6 @@
  * health checks), `relay.ts` (one request on a backend's connection,
  * decoded or passed through as bytes).
  */
-import { getLogger } from "@logtape/logtape";
 import { LISTENER_OPTIONS, type Options, UsageError } from "../../config/mod.ts";
 import { DEFAULT_BINDERS, serviceName } from "../discovery/mod.ts";
 import {
@@ -34,13 +33,12 @@ import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "./policies.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
+import { backendLines, log } from "./log.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
 export { type Candidate, createPolicy, type Policy, POLICY_NAMES } from "./policies.ts";
 export { WaitQueue } from "./queue.ts";
-
-const log = getLogger(["dist", "balancer"]);
 
 export const balancer: Role = {
   summary: "Spread client requests over servers (--backends, --service) and workers that dial in",
@@ -135,6 +133,13 @@ export const balancer: Role = {
       min: 0,
       metavar: "N",
     },
+    queueBytes: {
+      type: "integer",
+      description: "Most bytes of requests waiting for a backend; beyond it OVERLOADED",
+      default: 64 * 1024 * 1024,
+      min: 0,
+      metavar: "BYTES",
+    },
     queueTimeout: {
       type: "duration",
       description: "How long a request waits for a backend before it fails",
@@ -159,14 +164,14 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   const service = serviceFrom(options);
   const rules: HealthRules = { rise: options.rise as number, fall: options.fall as number };
   const pool = new Pool();
-  const report = (t: Transition | undefined) => {
+  const report = (t: Transition | undefined, quiet = false) => {
     if (t === undefined) return;
     const fields = { backend: t.backend.name, peer: t.backend.peerName, reason: t.reason };
     if (t.to === "up") {
-      log.info("Backend {backend} ({peer}) is up: {reason}", fields);
+      if (!quiet) backendLines.info("Backend {backend} ({peer}) is up: {reason}", fields);
       dispatcher.pump();
-    } else {
-      log.warn("Backend {backend} ({peer}) is down: {reason}", fields);
+    } else if (!quiet) {
+      backendLines.warn("Backend {backend} ({peer}) is down: {reason}", fields);
     }
   };
   const relay = new Relay({
@@ -180,6 +185,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     relay,
     {
       queueLimit: options.queue as number,
+      queueBytes: options.queueBytes as number,
       queueTimeoutMs: options.queueTimeout as number,
       retries: options.retries as number,
       budget: new RetryBudget({ ratio: options.retryBudget as number }),
@@ -205,6 +211,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     policy: dispatcher.policy.name,
     healthy: pool.healthy,
     queued: dispatcher.queued,
+    queued_bytes: dispatcher.queuedBytes,
     ...dispatcher.stats,
     backends: pool.list.map((b) => b.describe()),
   });
@@ -234,6 +241,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
         attempts: 0,
         deadline: 0,
         sentAt: 0,
+        queuedBytes: 0,
         resolve,
         reject,
       });
@@ -255,7 +263,6 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     maxConnections: options.maxConnections as number,
     onRequest: onClientRequest,
     onRawRequest,
-    onPeer: (peer) => logConnection("Client", peer),
   });
   const sourceOptions = {
     pool,
@@ -281,7 +288,6 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
           `Unknown method on the worker port: ${method} (workers call worker.register)`,
         );
       },
-      onPeer: (peer) => logConnection("Worker", peer),
     });
   } catch (err) {
     await clients.close(0);
@@ -332,15 +338,6 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     retries: dispatcher.stats.retries,
   });
   return 0;
-}
-
-function logConnection(kind: string, peer: Peer): void {
-  const remote = peer.conn.conn.remoteAddr as Deno.NetAddr;
-  const fields = { kind, peer: peer.remote.name, addr: `${remote.hostname}:${remote.port}` };
-  log.info("{kind} {peer} connected from {addr}", fields);
-  peer.closed.then((reason) =>
-    log.info("{kind} {peer} disconnected ({reason})", { ...fields, reason })
-  );
 }
 
 /** `--service`, checked; `--binders` without it is a mistake. @throws {UsageError} */

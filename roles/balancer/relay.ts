@@ -17,7 +17,6 @@
  * This is the per-request hot path: a RawJob is one object that is its own
  * RawCall and RawReply, so forwarding allocates no closures.
  */
-import { getLogger } from "@logtape/logtape";
 import {
   DistError,
   type Envelope,
@@ -34,8 +33,7 @@ import {
 import type { Backend, Transition } from "./backends.ts";
 import type { Dispatcher, DispatchHooks, Job, Outcome } from "./forward.ts";
 import type { Link } from "./links.ts";
-
-const log = getLogger(["dist", "balancer"]);
+import { log } from "./log.ts";
 
 /** A request decoded from a client, waiting for its answer. */
 export interface DecodedJob extends Job {
@@ -94,6 +92,7 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   attempts = 0;
   deadline = 0;
   sentAt = 0;
+  queuedBytes = 0;
   backend?: Backend;
   /** The backend connection of the current send. */
   via: Peer | undefined;
@@ -144,6 +143,35 @@ export interface RelayOptions {
   report: (t: Transition | undefined) => void;
   /** Log every request at debug level. */
   logRequests: boolean;
+}
+
+/**
+ * About the encoded size of a decoded value in bytes (its JSON text, about:
+ * strings by their length, numbers as 8), or any number above `limit` once
+ * it is past it: the walk stops there, so a large value costs no more to
+ * refuse than `limit`.
+ */
+export function sizeOfValue(value: unknown, limit: number): number {
+  let total = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0 && total <= limit) {
+    const v = stack.pop();
+    if (typeof v === "string") total += v.length + 2;
+    else if (typeof v === "number") total += 8;
+    else if (v === null || typeof v !== "object") total += 4;
+    else if (ArrayBuffer.isView(v)) total += v.byteLength;
+    else if (Array.isArray(v)) {
+      total += 2 + v.length;
+      for (const item of v) stack.push(item);
+    } else {
+      total += 2;
+      for (const key in v) {
+        total += key.length + 4;
+        stack.push((v as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return total;
 }
 
 /** Whether a local call failure means the backend's connection died with the request. */
@@ -198,6 +226,12 @@ export class Relay implements DispatchHooks<ForwardJob> {
       }
     }
     return this.#sendDecoded(job, params, backend, peer);
+  }
+
+  /** A raw job keeps its frame; a decoded one, about its params' size as they arrived. */
+  sizeOf(job: ForwardJob, limit: number): number {
+    if (job.raw) return job.payload.length;
+    return job.method.length + sizeOfValue(job.params, limit - job.method.length);
   }
 
   reject(job: ForwardJob, err: DistError): void {

@@ -6,8 +6,7 @@
  * - {@link WorkerRegistry}: workers that dial the worker port and call
  *   `worker.register {name, capacity}`.
  */
-import { getLogger } from "@logtape/logtape";
-import { parseAddress } from "../../config/mod.ts";
+import { type Address, parseAddress } from "../../config/mod.ts";
 import { type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
 import {
   type BinderClient,
@@ -17,8 +16,7 @@ import {
 } from "../discovery/mod.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
 import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
-
-const log = getLogger(["dist", "balancer"]);
+import { backendLines, cut, workerLines } from "./log.ts";
 
 /** Most a worker may declare as its capacity. */
 export const MAX_WORKER_CAPACITY = 10_000;
@@ -46,9 +44,15 @@ export class ServerSet {
     return this.#links.size;
   }
 
-  /** Starts dialing `text` ("host:port") unless it is already a backend. */
+  /**
+   * Starts dialing `text` ("host:port") unless it is already a backend.
+   * @throws {UsageError} for an address that is not one
+   */
   add(text: string, source: string): void {
-    const address = parseAddress(text);
+    this.#add(parseAddress(text), source);
+  }
+
+  #add(address: Address, source: string): void {
     const key = `${address.host}:${address.port}`;
     if (this.#links.has(key)) return;
     const o = this.#options;
@@ -66,11 +70,23 @@ export class ServerSet {
    * dropped. Servers of other sources are left alone.
    */
   sync(source: string, addresses: readonly string[]): void {
-    const wanted = new Set(addresses.map((a) => {
-      const { host, port } = parseAddress(a);
-      return `${host}:${port}`;
-    }));
-    for (const a of wanted) this.add(a, source);
+    const wanted = new Map<string, Address>();
+    for (const text of addresses) {
+      let address: Address;
+      try {
+        address = parseAddress(text);
+      } catch (err) {
+        // One bad entry (a binder's data) must not keep the others out.
+        backendLines.warn("Skipped {address} of {source}: {error}", {
+          address: cut(text),
+          source,
+          error: cut((err as Error).message),
+        });
+        continue;
+      }
+      wanted.set(`${address.host}:${address.port}`, address);
+    }
+    for (const address of wanted.values()) this.#add(address, source);
     for (const [key, entry] of this.#links) {
       if (entry.source !== source || wanted.has(key)) continue;
       this.#links.delete(key);
@@ -88,7 +104,7 @@ export class ServerSet {
   #drop(link: ServerLink, why: string): void {
     const backend = link.backend;
     this.#options.pool.remove(backend);
-    log.info("Backend {backend} ({peer}) removed: {why}", {
+    backendLines.info("Backend {backend} ({peer}) removed: {why}", {
       backend: backend.name,
       peer: backend.peerName,
       why,
@@ -122,11 +138,11 @@ export class ServiceSource {
     const source = `service ${service}`;
     this.#binders = bindersFrom(options.binderOptions, { role: "balancer", name: options.name });
     this.#watch = watchService(this.#binders, service, (instances) => {
-      log.info("Service {service}: {n} instance(s) from the binders", {
+      backendLines.info("Service {service}: {n} instance(s) from the binders", {
         service,
         n: instances.length,
       });
-      options.servers.sync(source, instances.map((i) => `${i.host}:${i.port}`));
+      options.servers.sync(source, instances.map((i) => `${i?.host}:${i?.port}`));
     });
   }
 
@@ -141,10 +157,20 @@ export class ServiceSource {
   }
 }
 
-/** Workers registered on the worker port, one backend per connection. */
+/**
+ * Workers registered on the worker port, one backend per connection, one
+ * connection per name. A second registration under a name whose worker is
+ * live (its connection open, in rotation) is refused with BAD_REQUEST, so
+ * two workers given the same `--name` do not evict each other for ever: the
+ * second keeps retrying (with its backoff) and takes the name over once the
+ * first is gone. A holder that is out of rotation (missed health checks, or
+ * its side of the connection ended) is taken for a dead connection that
+ * was not noticed yet: its connection is closed and the newcomer takes over.
+ */
 export class WorkerRegistry {
   #options: SourceOptions;
   #byPeer = new Map<Peer, Backend>();
+  #byName = new Map<string, Peer>();
 
   constructor(options: SourceOptions) {
     this.#options = options;
@@ -156,37 +182,63 @@ export class WorkerRegistry {
 
   /**
    * `worker.register {name, capacity}` on `peer`'s connection.
-   * @throws {DistError} BAD_REQUEST for bad params or a second registration
+   * @throws {DistError} BAD_REQUEST for bad params, a second registration on
+   * one connection, or a name a live worker holds
    */
   register(params: unknown, peer: Peer): { registered: string; capacity: number } {
     const { name, capacity } = readRegistration(params);
     if (this.#byPeer.has(peer)) {
       throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
     }
-    for (const [other, backend] of this.#byPeer) {
-      if (backend.name !== name) continue;
-      // A worker that reconnects before its old connection is noticed dead.
-      log.warn("Worker {name} registered again: closing its previous connection", { name });
-      other.close();
+    const holder = this.#byName.get(name);
+    if (holder !== undefined) {
+      const held = this.#byPeer.get(holder)!;
+      if (holder.canCall && held.state === "up") {
+        workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
+          name,
+          addr: peer.conn.remoteAddress,
+          holder: held.address,
+        });
+        throw new DistError(
+          "BAD_REQUEST",
+          `Worker name ${name} is taken by a live worker at ${held.address}; ` +
+            "give each worker its own --name",
+        );
+      }
+      workerLines.warn(
+        "Worker {name} registered again: closing its previous connection ({state}: {reason})",
+        { name, state: held.state, reason: held.reason },
+      );
+      this.#forget(holder);
+      holder.close();
     }
     const o = this.#options;
     const backend = new Backend("worker", peer.conn.remoteAddress, { capacity, rules: o.rules });
     backend.name = name;
     backend.source = "worker port";
     this.#byPeer.set(peer, backend);
+    this.#byName.set(name, peer);
     o.pool.add(backend);
-    log.info("Worker {name} registered from {addr} (capacity {capacity})", {
+    workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", {
       name,
       addr: backend.address,
       capacity,
     });
     new WorkerLink(backend, peer, o);
     peer.closed.then((reason) => {
-      this.#byPeer.delete(peer);
-      o.pool.remove(backend);
-      log.info("Worker {name} left ({reason})", { name, reason });
+      if (this.#forget(peer)) workerLines.info("Worker {name} left ({reason})", { name, reason });
     });
     return { registered: name, capacity };
+  }
+
+  /** Drops `peer`'s registration. @returns false if it had none (any more). */
+  #forget(peer: Peer): boolean {
+    const backend = this.#byPeer.get(peer);
+    if (backend === undefined) return false;
+    this.#byPeer.delete(peer);
+    if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
+    this.#options.pool.remove(backend);
+    return true;
   }
 }
 

@@ -59,8 +59,15 @@ export interface WorkerProcess {
   stop(signal?: Deno.Signal): Promise<number>;
 }
 
-/** `dist worker --balancer ADDRESS …`, once it says it registered. */
-export async function startWorker(address: string, args: string[] = []): Promise<WorkerProcess> {
+/**
+ * `dist worker --balancer ADDRESS …`, once it says it registered (or at
+ * once with `registered: false`).
+ */
+export async function startWorker(
+  address: string,
+  args: string[] = [],
+  { registered = true } = {},
+): Promise<WorkerProcess> {
   const { exe, args: argv } = distCommand(["worker", "--balancer", address, ...args]);
   const child = new Deno.Command(exe, {
     args: argv,
@@ -100,7 +107,7 @@ export async function startWorker(address: string, args: string[] = []): Promise
       return code;
     })();
   const deadline = performance.now() + 10_000;
-  while (!text.includes("Registered with")) {
+  while (registered && !text.includes("Registered with")) {
     if (performance.now() > deadline) {
       await stop("SIGKILL");
       throw new Error(`Worker did not register; stderr:\n${text}`);
