@@ -5,7 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
-import { dial, jsonCodec, msgpackCodec, OutBuffer, type Peer } from "../wire/mod.ts";
+import {
+  dial,
+  jsonCodec,
+  listen,
+  type ListenOptions,
+  msgpackCodec,
+  OutBuffer,
+  type Peer,
+} from "../wire/mod.ts";
 import {
   closeQuietly,
   concat,
@@ -507,4 +515,160 @@ Deno.test("Redialer backs off from a peer that hangs up soon after each connecti
     listener.close();
     await serving;
   }
+});
+
+/** A listener whose handler counts how many requests run at once. */
+function countingServer(options: Partial<ListenOptions>) {
+  let running = 0;
+  let most = 0;
+  const order: number[] = [];
+  const l = listen({
+    host: HOST,
+    port: 0,
+    role: "server",
+    name: "s",
+    ...options,
+    onRequest: async (_m, params) => {
+      most = Math.max(most, ++running);
+      await sleep(20);
+      running--;
+      order.push(params as number);
+      return params;
+    },
+  });
+  return { l, most: () => most, order };
+}
+
+/** Pipelines `count` requests in one write on a raw connection; resolves with the answers' ids. */
+async function pipeline(port: number, count: number, from = 0): Promise<number[]> {
+  const { conn, reader } = await rawConn(port);
+  try {
+    await rawHandshake(conn, reader);
+    await writeAll(
+      conn,
+      concat(
+        Array.from(
+          { length: count },
+          (_, i) => jsonFrame({ id: from + i, method: "x", params: from + i }),
+        ),
+      ),
+    );
+    const ids: number[] = [];
+    while (ids.length < count) {
+      const m = await reader.json(5000);
+      if (m === null) break;
+      if (typeof m.id === "number") ids.push(m.id);
+    }
+    return ids;
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+Deno.test("maxInFlight is exact: requests pipelined past it wait unread, in order, and are all answered", async () => {
+  const { l, most, order } = countingServer({ maxInFlight: 5 });
+  try {
+    const ids = await pipeline(l.addr.port, 60);
+    assert.equal(ids.length, 60, "every request answered");
+    assert.equal(most(), 5, "never more than 5 at once, even from one read");
+    assert.deepEqual(order.slice(0, 5), [0, 1, 2, 3, 4], "the first five started first");
+    assert.deepEqual([...order].sort((a, b) => a - b), Array.from({ length: 60 }, (_, i) => i));
+  } finally {
+    await l.close(0);
+  }
+});
+
+Deno.test("a listener's in-flight budget bounds requests across all its connections", async () => {
+  const { l, most } = countingServer({ maxInFlightTotal: 20 });
+  try {
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, c) => pipeline(l.addr.port, 40, c * 1000)),
+    );
+    for (const ids of answers) assert.equal(ids.length, 40, "every request answered");
+    // The budget, plus the 4 each connection is always granted (240 without it).
+    assert.ok(most() <= 20 + 6 * 4, `${most()} requests ran at once across 6 connections`);
+  } finally {
+    await l.close(0);
+  }
+});
+
+Deno.test("a light client is served while a heavy one has used up the listener's budget", async () => {
+  const l = listen({
+    host: HOST,
+    port: 0,
+    role: "server",
+    name: "s",
+    maxInFlightTotal: 10,
+    onRequest: (method, params) => method === "slow" ? sleep(1000).then(() => params) : params,
+  });
+  const heavy = await rawConn(l.addr.port);
+  let light: Peer | undefined;
+  try {
+    await rawHandshake(heavy.conn, heavy.reader);
+    await writeAll(
+      heavy.conn,
+      concat(Array.from({ length: 100 }, (_, i) => jsonFrame({ id: i, method: "slow" }))),
+    );
+    await sleep(50);
+    light = await dial({ host: HOST, port: l.addr.port }, { role: "test", name: "light" });
+    const t0 = performance.now();
+    assert.equal(await light.call("quick", 1), 1);
+    assert.ok(performance.now() - t0 < 500, "answered without waiting for the heavy client");
+  } finally {
+    light?.close();
+    closeQuietly(heavy.conn);
+    await l.close(0);
+  }
+});
+
+Deno.test("a half-closed peer gets the answers to requests still waiting for room", async () => {
+  const { l } = countingServer({ maxInFlight: 3 });
+  try {
+    const { conn, reader } = await rawConn(l.addr.port);
+    try {
+      await rawHandshake(conn, reader);
+      await writeAll(
+        conn,
+        concat(Array.from({ length: 20 }, (_, i) => jsonFrame({ id: i, method: "x", params: i }))),
+      );
+      await conn.closeWrite();
+      let answered = 0;
+      while ((await reader.json(5000)) !== null) answered++;
+      assert.equal(answered, 20);
+    } finally {
+      closeQuietly(conn);
+    }
+  } finally {
+    await l.close(0);
+  }
+});
+
+Deno.test("process-wide output limit: many stalled peers hold a bounded total, not N × highWater", async () => {
+  const { FramedConn, processOutbound } = await import("../wire/mod.ts");
+  const { StalledConn } = await import("./helpers/fake_conn.ts");
+  const saved = processOutbound.highWater;
+  const baseline = processOutbound.pending;
+  processOutbound.highWater = 1024 * 1024;
+  const fakes = Array.from({ length: 8 }, () => new StalledConn());
+  const conns = fakes.map((f) => new FramedConn(f.asConn()));
+  const answer = new Uint8Array(64 * 1024);
+  try {
+    for (const c of conns) {
+      // Each request read makes a 64 KiB answer that the peer never takes.
+      c.onFrames = (frames) => {
+        for (const _ of frames) c.sendRaw(answer);
+      };
+      c.start();
+    }
+    for (let i = 0; i < 100; i++) for (const f of fakes) f.feed(frame("r"));
+    await sleep(200);
+    const held = processOutbound.pending - baseline;
+    // Without the limit each would stop only at its own highWater (4 MiB): 32 MiB in all.
+    assert.ok(held <= 4 * 1024 * 1024, `8 stalled peers hold ${held} bytes`);
+    assert.ok(conns.every((c) => c.readingPaused), "every one of them stopped reading");
+  } finally {
+    for (const c of conns) c.close();
+    processOutbound.highWater = saved;
+  }
+  assert.equal(processOutbound.pending, baseline, "closing gives every byte back to the count");
 });

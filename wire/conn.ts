@@ -134,6 +134,9 @@ export class FramedConn {
   #paused = false;
   #readGate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
+  #pauses = 0;
+  /** What this connection counts in `processOutbound.pending`. */
+  #accounted = 0;
   #reading = false;
   #readEnded = false;
   #closeReason: CloseReason | undefined;
@@ -352,8 +355,16 @@ export class FramedConn {
     return this.#closeReason === undefined;
   }
 
+  /** Brings this connection's share of `processOutbound.pending` up to date. */
+  #account(): void {
+    const now = this.#closeReason === undefined ? this.pendingBytes : 0;
+    processOutbound.pending += now - this.#accounted;
+    this.#accounted = now;
+  }
+
   #queued(): void {
     this.sentSinceTick = true;
+    this.#account();
     if (this.pendingBytes > this.maxOutbound) {
       this.close(
         CloseReason.SlowConsumer,
@@ -394,6 +405,7 @@ export class FramedConn {
           this.bytesOut += n;
           this.#inflight = len - off;
           this.#wroteSinceTick = true;
+          this.#account();
         }
         buf.reset();
         if (this.#drainWaiters !== undefined && this.pendingBytes <= this.highWater / 2) {
@@ -445,6 +457,16 @@ export class FramedConn {
           this.#paused = false;
           continue;
         }
+        if (
+          this.pendingBytes > OUTBOUND_SHARE && processOutbound.pending > processOutbound.highWater
+        ) {
+          // The process as a whole holds too much output: the connections
+          // holding a real share of it stop making more until theirs drains.
+          this.#paused = true;
+          await this.drained(OUTBOUND_SHARE / 2);
+          this.#paused = false;
+          continue;
+        }
         const n = await this.conn.read(buf);
         if (n === null) {
           if (this.#closeReason !== undefined) return;
@@ -490,12 +512,20 @@ export class FramedConn {
   /**
    * Stops reading from the peer (after the read in progress) until
    * `resumeReading()`: the owner has as much work from this peer as it takes.
+   * Pauses are counted: each call needs its own resumeReading(), so two
+   * reasons to stop (a peer's own limit, a listener's budget) never undo
+   * each other.
    */
   pauseReading(): void {
-    this.#readGate ??= new Promise((resolve) => this.#openGate = resolve);
+    if (this.#pauses++ === 0) this.#readGate = new Promise((resolve) => this.#openGate = resolve);
   }
 
   resumeReading(): void {
+    if (this.#pauses === 0 || --this.#pauses > 0) return;
+    this.#openReading();
+  }
+
+  #openReading(): void {
     const open = this.#openGate;
     this.#readGate = this.#openGate = undefined;
     open?.();
@@ -527,8 +557,10 @@ export class FramedConn {
     }
     this.#out.release(0);
     this.#spare.release(0);
+    this.#account();
     this.#wakeDrainWaiters();
-    this.resumeReading();
+    this.#pauses = 0;
+    this.#openReading();
     this.onClose(reason, err);
     this.#closedResolve?.(reason);
   }
@@ -550,6 +582,16 @@ export class FramedConn {
 }
 
 function noop(): void {}
+
+/**
+ * Output waiting to be written, across every connection of the process.
+ * Each connection's own limits (highWater, maxOutbound) say nothing of how
+ * many connections there are; past `highWater` here, a connection with
+ * more than OUTBOUND_SHARE pending stops reading until it has drained.
+ */
+export const processOutbound = { pending: 0, highWater: 256 * 1024 * 1024 };
+/** A connection's share of output above which the process-wide limit pauses it. */
+const OUTBOUND_SHARE = 256 * 1024;
 
 /** The heartbeat notification. */
 const PING = { method: "ping" };

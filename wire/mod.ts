@@ -34,10 +34,18 @@ export {
   toJsonText,
   toMsgpack,
 } from "./codec.ts";
-export { CloseReason, FramedConn, type FramedConnOptions, type FrameWriter } from "./conn.ts";
+export {
+  CloseReason,
+  FramedConn,
+  type FramedConnOptions,
+  type FrameWriter,
+  processOutbound,
+} from "./conn.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
   type CallOptions,
+  DEFAULT_MAX_IN_FLIGHT_TOTAL,
+  InFlightBudget,
   type NotificationHandler,
   Peer,
   type PeerInfo,

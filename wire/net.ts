@@ -4,6 +4,8 @@ import { CloseReason, FramedConn } from "./conn.ts";
 import { handshakeDialer, handshakeListener } from "./handshake.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
+  DEFAULT_MAX_IN_FLIGHT_TOTAL,
+  InFlightBudget,
   MAX_TIMER_MS,
   type NotificationHandler,
   Peer,
@@ -40,6 +42,11 @@ export interface ListenOptions extends ConnSettings {
   by?: string;
   /** Most concurrent connections; above it a new one gets OVERLOADED and is closed. */
   maxConnections?: number;
+  /**
+   * Most requests handled at once across all of this listener's connections
+   * (default DEFAULT_MAX_IN_FLIGHT_TOTAL); past it no connection starts another.
+   */
+  maxInFlightTotal?: number;
   onRequest?: RequestHandler;
   onNotification?: NotificationHandler;
   /** Byte pass-through of requests on JSON connections (see Peer's RawRequestHandler). */
@@ -88,6 +95,7 @@ export function listen(options: ListenOptions): Listener {
   const peers = new Set<Peer>();
   const conns = new Set<FramedConn>();
   const maxConnections = options.maxConnections ?? 10_000;
+  const budget = new InFlightBudget(options.maxInFlightTotal ?? DEFAULT_MAX_IN_FLIGHT_TOTAL);
   let stopping = false;
 
   async function accept(conn: Deno.TcpConn): Promise<void> {
@@ -130,7 +138,7 @@ export function listen(options: ListenOptions): Listener {
       role: agreed.remote.role,
       codec: agreed.codec.name,
     });
-    const peer = startPeer(framed, { ...options, by: self.by }, agreed);
+    const peer = startPeer(framed, { ...options, by: self.by, budget }, agreed);
     peers.add(peer);
     peer.tracker = peers;
     options.onPeer?.(peer);
@@ -273,6 +281,7 @@ function startPeer(
     onNotification?: NotificationHandler;
     onRawRequest?: RawRequestHandler;
     rawFrames?: RawFrameHandler;
+    budget?: InFlightBudget;
   },
   agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number },
 ): Peer {
@@ -288,6 +297,7 @@ function startPeer(
     onRawRequest: options.onRawRequest,
     rawFrames: options.rawFrames,
     maxInFlight: options.maxInFlight,
+    budget: options.budget,
   });
 }
 

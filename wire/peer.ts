@@ -109,11 +109,61 @@ export interface PeerOptions {
   maxProtocolErrors?: number;
   /**
    * Most requests from the peer handled at once (answers still pending);
-   * at the limit the connection stops reading until one finishes.
+   * at the limit the requests behind wait unread (see the stash in Peer)
+   * and the connection stops reading until one finishes.
    */
   maxInFlight?: number;
+  /** Requests being handled across many peers (a listener's), bounded together. */
+  budget?: InFlightBudget;
   remote?: PeerInfo;
 }
+
+/**
+ * Requests being handled across every connection of a listener. Limits per
+ * connection alone let N connections hold N × maxInFlight requests (each
+ * with its timer, params and promise); past `limit`, no connection starts
+ * another until the total is back under 90% of it.
+ */
+export class InFlightBudget {
+  inFlight = 0;
+  readonly limit: number;
+  #waiting = new Set<() => void>();
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get full(): boolean {
+    return this.inFlight >= this.limit;
+  }
+
+  /** Calls `retry` once the budget has room again (unless cancelled first). */
+  wait(retry: () => void): void {
+    this.#waiting.add(retry);
+  }
+
+  cancel(retry: () => void): void {
+    this.#waiting.delete(retry);
+  }
+
+  /** One request finished. */
+  give(): void {
+    this.inFlight--;
+    if (this.#waiting.size > 0 && this.inFlight < this.limit * 0.9) {
+      const waiting = [...this.#waiting];
+      this.#waiting.clear();
+      for (const retry of waiting) retry();
+    }
+  }
+}
+
+/** Default limit of requests being handled across one listener's connections. */
+export const DEFAULT_MAX_IN_FLIGHT_TOTAL = 65_536;
+/**
+ * Requests every connection may have in flight whatever the listener's
+ * budget says: the budget bounds a listener at limit + MIN_SHARE × connections.
+ */
+export const MIN_SHARE = 4;
 
 export interface CallOptions {
   /** Milliseconds; defaults to the peer's `timeoutMs`. */
@@ -204,6 +254,17 @@ export class Peer {
   #peerComplaints = 0;
   #maxProtocolErrors: number;
   #maxInFlight: number;
+  #budget: InFlightBudget | undefined;
+  /**
+   * Frames that arrived behind a request this peer could not start yet (its
+   * own limit or the listener's budget was reached): copies, in order, at
+   * most about one read's worth, since reading stops while there are any.
+   */
+  #stash: Uint8Array[] | undefined;
+  /** Retries the stash when the budget has room (one closure per peer, made on first need). */
+  #retry: (() => void) | undefined;
+  /** Whether the stash holds one pause of the reading (see FramedConn.pauseReading). */
+  #holding = false;
   /** Requests received, for the close log line. */
   #requestsIn = 0;
   /** Whether each request is logged (trace level), decided once per connection. */
@@ -223,6 +284,7 @@ export class Peer {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#maxProtocolErrors = options.maxProtocolErrors ?? 10;
     this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.#budget = options.budget;
     this.onRequest = options.onRequest ?? unknownMethod;
     this.onNotification = options.onNotification ?? ignoreNotification;
     this.onRawRequest = options.onRawRequest;
@@ -399,7 +461,7 @@ export class Peer {
   async idle(timeoutMs: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
-    const idle = this.#handling === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
+    const idle = this.#isIdle ? Promise.resolve() : new Promise<void>((resolve) => {
       (this.#idleWaiters ??= []).push(resolve);
     });
     await Promise.race([idle.then(() => this.conn.drained(0)), deadline]);
@@ -410,6 +472,65 @@ export class Peer {
 
   #onFrames(frames: Uint8Array[]): void {
     if (this.#refusing) return;
+    if (this.#stash !== undefined) {
+      // Behind frames still waiting for room: these wait too, in order.
+      for (const f of frames) this.#stash.push(f.slice());
+      return;
+    }
+    this.#process(frames);
+  }
+
+  /**
+   * Whether a request from the peer may start now: under its own limit, and
+   * either under the listener's budget or within the few every connection
+   * is always granted (so one heavy client exhausting the budget throttles
+   * itself, not a light one probing sys.stats).
+   */
+  #mayStart(): boolean {
+    return this.#handling < this.#maxInFlight &&
+      (this.#handling < MIN_SHARE || !(this.#budget?.full ?? false));
+  }
+
+  /** No request is being handled and none is waiting to start. */
+  get #isIdle(): boolean {
+    return this.#handling === 0 && this.#stash === undefined;
+  }
+
+  /**
+   * Keeps `frames` (from a request that may not start yet on) for later and
+   * stops reading until there is room. Frames are views of the read buffer:
+   * they are copied.
+   */
+  #hold(frames: Uint8Array[]): void {
+    const copies: Uint8Array[] = frames.map((f) => f.slice());
+    this.#stash = this.#stash === undefined ? copies : this.#stash.concat(copies);
+    if (!this.#holding) {
+      this.#holding = true;
+      this.conn.pauseReading();
+    }
+    if (this.#budget?.full) this.#budget.wait(this.#retry ??= () => this.#release());
+  }
+
+  /** Handles held frames while there is room; reading resumes once none are left. */
+  #release(): void {
+    while (this.#stash !== undefined && this.#mayStart() && !this.conn.isClosed) {
+      const frames = this.#stash;
+      this.#stash = undefined;
+      this.#process(frames); // may hold some of them again
+    }
+    if (this.#stash === undefined) {
+      if (this.#holding) {
+        this.#holding = false;
+        this.conn.resumeReading();
+      }
+      this.#maybeIdle();
+    } else if (this.#budget?.full) {
+      this.#budget.wait(this.#retry ??= () => this.#release());
+    }
+  }
+
+  /** Frames in arrival order: pass-through, raw frames, then decoded messages. */
+  #process(frames: Uint8Array[]): void {
     if ((this.onRawRequest !== undefined || this.#rawCalls) && this.codec === jsonCodec) {
       frames = this.#passThrough(frames);
       if (frames.length === 0) return;
@@ -426,6 +547,11 @@ export class Peer {
       if (!raw.accepts(frames[i])) continue;
       if (start < i) this.#dispatch(frames.slice(start, i));
       if (this.conn.isClosed || this.#refusing) return;
+      if (this.#stash !== undefined) {
+        // A request in that run had to wait: so does everything after it.
+        this.#hold(frames.slice(i));
+        return;
+      }
       if (!raw.handle(frames[i], this)) this.#dispatch([frames[i]]);
       start = i + 1;
     }
@@ -437,7 +563,15 @@ export class Peer {
     if (this.conn.isClosed || this.#refusing) return;
     const messages = this.codec.decodeAll(frames);
     for (let i = 0; i < messages.length && !this.conn.isClosed && !this.#refusing; i++) {
-      this.#onMessage(messages[i]);
+      const m = messages[i] as Record<string, unknown> | null;
+      if (
+        !this.#mayStart() && m !== null && typeof m === "object" && m.method !== undefined &&
+        Object.hasOwn(m, "id")
+      ) {
+        this.#hold(frames.slice(i)); // decoded again when there is room
+        return;
+      }
+      this.#onMessage(m);
     }
   }
 
@@ -452,7 +586,7 @@ export class Peer {
     const finish = () => {
       this.conn.drained(0).then(() => this.conn.close(CloseReason.RemoteClosed));
     };
-    if (this.#handling === 0) finish();
+    if (this.#isIdle) finish();
     else (this.#idleWaiters ??= []).push(finish);
   }
 
@@ -468,10 +602,15 @@ export class Peer {
       let taken = false;
       if (scanJson(frame, env)) {
         if (env.isRequest) {
+          if (!this.#mayStart()) {
+            // No room: this frame and all after it take the decoding path,
+            // which keeps them, in order, until there is.
+            return rest === undefined ? frames : rest.concat(frames.slice(i));
+          }
           if (this.onRawRequest !== undefined && this.onRawRequest(this, env)) {
             taken = true;
             this.#requestsIn++;
-            if (++this.#handling === this.#maxInFlight) this.conn.pauseReading();
+            this.#started();
           }
         } else if (env.isResponse) {
           const entry = this.#pending.get(env.id as number);
@@ -572,7 +711,7 @@ export class Peer {
       return;
     }
     if (result instanceof Promise) {
-      if (++this.#handling === this.#maxInFlight) this.conn.pauseReading();
+      this.#started();
       result.then(
         (value) => this.#respond(id, value),
         (err) => this.#respondError(id, err),
@@ -582,10 +721,22 @@ export class Peer {
     }
   }
 
+  /** A request of the peer's is being handled (its answer comes later). */
+  #started(): void {
+    this.#handling++;
+    if (this.#budget !== undefined) this.#budget.inFlight++;
+  }
+
   /** One request of the peer's that was being handled has its answer. */
   #handled(): void {
-    if (this.#handling-- === this.#maxInFlight) this.conn.resumeReading();
-    if (this.#handling === 0 && this.#idleWaiters !== undefined) {
+    this.#handling--;
+    this.#budget?.give();
+    if (this.#stash !== undefined) this.#release();
+    else this.#maybeIdle();
+  }
+
+  #maybeIdle(): void {
+    if (this.#isIdle && this.#idleWaiters !== undefined) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = undefined;
       for (const w of waiters) w();
@@ -702,6 +853,8 @@ export class Peer {
 
   #onClose(reason: CloseReason, err?: unknown): void {
     this.tracker?.delete(this);
+    this.#stash = undefined;
+    if (this.#retry !== undefined) this.#budget?.cancel(this.#retry);
     const detail = err instanceof Error ? `: ${err.message}` : "";
     this.#failPending(new DistError("UNAVAILABLE", `Connection closed (${reason})${detail}`));
     const props = {
