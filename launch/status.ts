@@ -80,13 +80,27 @@ export async function statusOf(
   }
   row.state = "up";
   const stats = (answer.result ?? {}) as Record<string, unknown>;
-  if (typeof stats.uptime_ms === "number") row.uptime_ms = stats.uptime_ms;
-  if (typeof stats.rss_bytes === "number") row.rss_bytes = stats.rss_bytes;
+  // An instance's answer is its own word: only a sane number is taken.
+  if (isCount(stats.uptime_ms)) row.uptime_ms = stats.uptime_ms;
+  if (isCount(stats.rss_bytes)) row.rss_bytes = stats.rss_bytes;
   for (const [key, value] of Object.entries(stats)) {
     if (!OWN_COLUMNS.has(key)) row.figures[key] = value;
   }
   return row;
 }
+
+/** A finite, non-negative number. */
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0;
+}
+
+/**
+ * Text an instance chose, fit for one table cell: letters, digits,
+ * punctuation and symbols only — no spaces, newlines, control or format
+ * characters (an answer must not forge rows or move the terminal's cursor).
+ */
+const CELL_TEXT = /^[\p{L}\p{N}\p{P}\p{S}]{1,40}$/u;
+const FIGURE_KEY = /^[A-Za-z0-9_.-]{1,40}$/;
 
 /** 61_000 -> "1m01s", 3_723_000 -> "1h02m", 4_200 -> "4s". */
 export function formatUptime(ms: number): string {
@@ -122,15 +136,18 @@ export const KEY_FIGURES: readonly string[] = [
 /**
  * A role's figures in one cell, `requests=20 errors=0`: the {@link KEY_FIGURES}
  * it has (all of its figures when it has none of them); lists by their
- * length, tables left out.
+ * length, tables left out, and anything not fit for a cell (non-finite
+ * numbers, text with spaces or control characters, odd keys) left to `--json`.
  */
 export function formatFigures(figures: Record<string, unknown>): string {
   const keys = KEY_FIGURES.filter((k) => Object.hasOwn(figures, k));
   const shown = keys.length > 0 ? keys.map((k) => [k, figures[k]]) : Object.entries(figures);
   const parts: string[] = [];
   for (const [key, value] of shown) {
-    if (typeof value === "number" || typeof value === "boolean") parts.push(`${key}=${value}`);
-    else if (typeof value === "string" && value.length <= 40) parts.push(`${key}=${value}`);
+    if (!FIGURE_KEY.test(key as string)) continue;
+    if (typeof value === "number" && Number.isFinite(value)) parts.push(`${key}=${value}`);
+    else if (typeof value === "boolean") parts.push(`${key}=${value}`);
+    else if (typeof value === "string" && CELL_TEXT.test(value)) parts.push(`${key}=${value}`);
     else if (Array.isArray(value)) parts.push(`${key}=${value.length}`);
   }
   return parts.join(" ");

@@ -329,6 +329,21 @@ Deno.test("formatFigures() shows the key figures a role has, else all; lists by 
   );
 });
 
+Deno.test("formatFigures() leaves out what could forge the table: control characters, spaces, odd keys, non-finite numbers", () => {
+  assert.equal(
+    formatFigures({
+      requests: "1\u001b[2J\nserver2  server",
+      errors: 1e308 * 10,
+      instances: 3,
+    }),
+    "instances=3",
+  );
+  assert.equal(
+    formatFigures({ "a\nb": 1, policy: "p2c", note: "two words", bidi: "x\u202ey" }),
+    "policy=p2c",
+  );
+});
+
 Deno.test("formatStatusTable() aligns one row per instance", () => {
   const lines = formatStatusTable([
     {
