@@ -13,10 +13,20 @@ import {
   connectTo,
   eventually,
   startBalancer,
+  startServers,
   startWorker,
   stopAll,
 } from "./helpers/balancer.ts";
-import { jsonFrame, RawReader, sleep, writeAll } from "./helpers/raw.ts";
+import {
+  closeQuietly,
+  concat,
+  frame,
+  HELLO,
+  jsonFrame,
+  RawReader,
+  sleep,
+  writeAll,
+} from "./helpers/raw.ts";
 import { lines } from "./helpers/dist.ts";
 
 const RULES = { rise: 2, fall: 3 };
@@ -172,5 +182,78 @@ Deno.test("balancer: a backend's huge error texts are cut in its log and in bala
     await pinged.close(0);
     refusing.close();
     await serve.catch(() => {});
+  }
+});
+
+Deno.test("balancer: one client's lone surrogates never close a backend's connection (JSON or MessagePack) that carries another client's requests", async () => {
+  // A JSON server (requests pass through as bytes) and a MessagePack worker
+  // (requests are decoded and encoded again).
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--retries", "0"]);
+  const worker = await startWorker(lb.workerAddress, ["--name", "mw", "--codec", "msgpack"]);
+  const watcher = await connectTo(lb.address);
+  const bystander = await connectTo(lb.address);
+  const [hostname, port] = lb.address.split(":");
+  /** Sends `bad` on a connection of its own; the codes it gets back. */
+  const attack = async (bad: string[]) => {
+    const conn = await Deno.connect({ hostname, port: Number(port) });
+    const reader = new RawReader(conn);
+    try {
+      await writeAll(conn, jsonFrame(HELLO));
+      await reader.json();
+      await writeAll(conn, concat(bad.map((text) => frame(text))));
+      const codes: string[] = [];
+      while (codes.length < bad.length) {
+        const m = await reader.json(5000);
+        if (m === null) break;
+        if (m.id !== undefined) {
+          codes.push((m.error as { code?: string } | undefined)?.code ?? "ok");
+        }
+      }
+      return codes;
+    } finally {
+      closeQuietly(conn);
+    }
+  };
+  try {
+    await eventually(
+      async () => (await backendsOf(watcher)).filter((b) => b.state === "up").length === 2,
+      5000,
+      "the server and the worker up",
+    );
+    const sleeps = Array.from(
+      { length: 40 },
+      () => bystander.call("sleep", { ms: 800 }).then(() => "ok", (e: DistError) => e.code),
+    );
+    await sleep(100);
+    // 24 requests (10 would close a backend's connection) over 3 connections
+    // (each would be closed by the balancer after 10): in the canonical form
+    // (the byte pass-through), and with a string id that has an escape (left
+    // to the decoder).
+    for (let round = 0; round < 3; round++) {
+      const bad = Array.from(
+        { length: 8 },
+        (_, i) =>
+          i % 2 === 0
+            ? `{"id":${i},"method":"echo","params":{"text":"\\ud800${i}"}}`
+            : `{"id":"\\u0069${i}","method":"echo","params":["\\udc00"]}`,
+      );
+      assert.deepEqual(await attack(bad), Array(8).fill("BAD_REQUEST"));
+    }
+    assert.deepEqual(await Promise.all(sleeps), Array(40).fill("ok"));
+    const stats = await watcher.call("sys.stats") as Record<string, number>;
+    assert.equal(stats.lost, 0);
+    for (const b of await backendsOf(watcher)) {
+      assert.equal(b.state, "up", `${b.name}: ${b.reason}`);
+      assert.equal(b.failures, 0, b.name);
+    }
+    for (const p of [lb, servers[0]]) {
+      assert.doesNotMatch(p.stderr(), /malformed|protocol_error/, p.stderr());
+    }
+    assert.doesNotMatch(worker.stderr(), /malformed|protocol_error|lost/, worker.stderr());
+  } finally {
+    watcher.close();
+    bystander.close();
+    await stopAll([lb, worker, ...servers]);
   }
 });
