@@ -5,7 +5,7 @@
  * an attack, asserting that the balancer stays calm and its log short.
  */
 import assert from "node:assert/strict";
-import { DistError, jsonCodec, listen } from "../wire/mod.ts";
+import { DistError, jsonCodec, listen, type Peer } from "../wire/mod.ts";
 import { Backend } from "../roles/balancer/backends.ts";
 import { ServerLink } from "../roles/balancer/links.ts";
 import {
@@ -255,5 +255,27 @@ Deno.test("balancer: one client's lone surrogates never close a backend's connec
     watcher.close();
     bystander.close();
     await stopAll([lb, worker, ...servers]);
+  }
+});
+
+Deno.test("balancer: sys.stats still answers with more workers than a frame could list", async () => {
+  const lb = await startBalancer([], ["--max-frame", "65536"]);
+  const workers: Peer[] = [];
+  const watcher = await connectTo(lb.address);
+  try {
+    for (let i = 0; i < 250; i++) {
+      const w = await connectTo(lb.workerAddress);
+      workers.push(w);
+      await w.call("worker.register", { name: `worker-number-${i}`, capacity: 1 });
+    }
+    const stats = await watcher.call("sys.stats") as Record<string, number>;
+    assert.equal(stats.workers, 250);
+    assert.equal(stats.backends, 250);
+    // The full list is too large for this frame limit: an error that says so, not silence.
+    await assert.rejects(watcher.call("balancer.backends"), /FRAME_TOO_LARGE|too large/);
+  } finally {
+    for (const w of workers) w.close();
+    watcher.close();
+    await stopAll([lb]);
   }
 });

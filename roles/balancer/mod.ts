@@ -213,7 +213,8 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     queued: dispatcher.queued,
     queued_bytes: dispatcher.queuedBytes,
     ...dispatcher.stats,
-    backends: pool.list.map((b) => b.describe()),
+    // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.
+    backends: pool.list.length,
   });
   /** sys.* and balancer.* on either port; undefined for anything else. */
   const own = (method: string): (() => unknown) | undefined => {
