@@ -234,6 +234,22 @@ Deno.test("Registry.lookup() hands out a suspect only when no other instance is 
   registry.setSuspect(a.id, false);
 });
 
+Deno.test("Registry.merge() leaves a tenth of maxEntries to registrations made here", () => {
+  const { registry } = fakeRegistry("a", { maxEntries: 20 });
+  const peer = fakeRegistry("b").registry;
+  const from = Array.from({ length: 30 }, (_, i) => peer.register(reg(6000 + i)));
+  const taken = from.filter((e) => registry.merge(incoming(e))).length;
+  assert.equal(taken, 18);
+  assert.equal(registry.counters.overflow, 12);
+  // Newer versions of entries it holds are still taken when full.
+  const removal = peer.remove(from[0].id, "deregistered")!;
+  assert.ok(registry.merge(incoming(removal)));
+  // Registrations fill the reserve; beyond it they are OVERLOADED as before.
+  registry.register(reg(5001));
+  registry.register(reg(5002));
+  assert.throws(() => registry.register(reg(5003)), isCode("OVERLOADED"));
+});
+
 Deno.test("Registry.register() beyond maxEntries is OVERLOADED; refreshing an entry is not", () => {
   const { registry } = fakeRegistry("a", { maxEntries: 2 });
   registry.register(reg(5001));

@@ -6,14 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { MAX_LOGICAL } from "../roles/binder/clock.ts";
-import { dial, type Peer } from "../wire/mod.ts";
-import { ids, type LocalBinder, reg, startBinder, waitUntil } from "./helpers/binder.ts";
+import { connectTo, ids, type LocalBinder, reg, startBinder, waitUntil } from "./helpers/binder.ts";
 import { freePort } from "./helpers/dist.ts";
+import { isCode } from "./helpers/rpc.ts";
 
 /** A connection to `b` that says it is a binder in its handshake (as a peer's does). */
-function asBinder(b: LocalBinder, name = "evil"): Promise<Peer> {
-  return dial({ host: "127.0.0.1", port: b.port }, { role: "binder", name, timeoutMs: 10_000 });
-}
+const asBinder = (b: LocalBinder) => connectTo(b.address, "binder");
 
 /** A record as a peer binder sends it, of service `service` on 127.0.0.1:`port`. */
 function record(service: string, port: number, v: unknown, extra: Record<string, unknown> = {}) {
@@ -71,5 +69,44 @@ Deno.test("a binder that took a version with a huge counter keeps replicating (f
   } finally {
     evil.close();
     await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+Deno.test("replication methods are refused to a connection that is not a binder (finding 5)", async () => {
+  const b = await startBinder();
+  try {
+    const forged = record("forged", 1, [Date.now(), 0, "evil"]);
+    await assert.rejects(
+      b.call("binder.sync", { node: "evil", records: [forged] }),
+      isCode("UNAUTHORIZED"),
+    );
+    await assert.rejects(
+      b.call("binder.diff", { node: "evil", digest: { x: [], n: [] } }),
+      isCode("UNAUTHORIZED"),
+    );
+    assert.deepEqual(await ids(b), []);
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("records from peers fill at most nine tenths of --max-instances; servers still register (finding 5)", async () => {
+  const b = await startBinder({ maxInstances: 20 });
+  const evil = await asBinder(b);
+  try {
+    const records = Array.from(
+      { length: 50 },
+      (_, i) => record("forged", 1 + i, [Date.now(), 0, "evil"]),
+    );
+    assert.deepEqual(await evil.call("binder.sync", { node: "evil", records }), { merged: 18 });
+    const stats = await b.call("sys.stats") as { instances: number; overflow: number };
+    assert.equal(stats.instances, 18);
+    assert.equal(stats.overflow, 32);
+    await b.call("binder.register", reg(5001));
+    await b.call("binder.register", reg(5002));
+    await assert.rejects(b.call("binder.register", reg(5003)), isCode("OVERLOADED"));
+  } finally {
+    evil.close();
+    await b.stop();
   }
 });

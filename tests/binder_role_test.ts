@@ -50,6 +50,7 @@ Deno.test("binder answers only for services that exist (lab row 5)", async () =>
 
 Deno.test("binder refuses bad requests with BAD_REQUEST and keeps serving", async () => {
   const b = await startBinder();
+  let peer: Peer | undefined;
   try {
     const bad: [string, unknown][] = [
       ["binder.register", { service: "compute", host: "127.0.0.1", port: 70000 }],
@@ -59,15 +60,20 @@ Deno.test("binder refuses bad requests with BAD_REQUEST and keeps serving", asyn
       ["binder.renew", { id: "" }],
       ["binder.report_down", {}],
       ["binder.watch", { service: "a/b" }],
-      ["binder.diff", { node: "x", digest: { x: [1], n: [] } }],
-      ["binder.sync", { records: "nope" }],
     ];
     for (const [method, params] of bad) {
       await assert.rejects(b.call(method, params), isCode("BAD_REQUEST"), method);
     }
     await assert.rejects(b.call("binder.nope", {}), isCode("UNKNOWN_METHOD"));
+    // Replication methods, from a connection that says it is a binder.
+    peer = await connectTo(b.address, "binder");
+    await assert.rejects(
+      peer.call("binder.diff", { node: "x", digest: { x: [1], n: [] } }),
+      isCode("BAD_REQUEST"),
+    );
+    await assert.rejects(peer.call("binder.sync", { records: "nope" }), isCode("BAD_REQUEST"));
     // Malformed records from a "peer" are skipped, the good ones merged.
-    const sync = await b.call("binder.sync", {
+    const sync = await peer.call("binder.sync", {
       records: [{ id: "forged" }, {
         id: "compute@127.0.0.1:1",
         service: "compute",
@@ -82,6 +88,7 @@ Deno.test("binder refuses bad requests with BAD_REQUEST and keeps serving", asyn
     assert.deepEqual(await ids(b), ["compute@127.0.0.1:1"]);
     assert.deepEqual(await b.call("sys.ping"), { pong: true, role: "binder", name: b.name });
   } finally {
+    peer?.close();
     await b.stop();
   }
 });

@@ -4,7 +4,7 @@
  * by the catch-up) until the binder has caught up with its peers, so a
  * binder never answers from a state it has not pulled yet.
  */
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { describe, DistError, type Peer } from "../../wire/mod.ts";
 import type { Registry } from "./registry.ts";
 import { checkId, checkService, paramsObject, parseRegistration, toInstance } from "./records.ts";
 import type { Replicator } from "./replication.ts";
@@ -29,6 +29,20 @@ export interface ReportAnswer {
   id: string;
   alive: boolean;
   removed: boolean;
+}
+
+/**
+ * Refuses a replication method to a connection that did not say it is a
+ * binder in its handshake. Not authentication (anyone can say so), but a
+ * client, a server or a balancer cannot replicate by accident or on a whim.
+ */
+export function requireBinder(peer: Peer, method: string): void {
+  if (peer.remote.role !== "binder") {
+    throw new DistError(
+      "UNAUTHORIZED",
+      `${method} is for binders (handshake role "binder"), not ${describe(peer.remote.role, 40)}`,
+    );
+  }
 }
 
 /** The request and notification handlers of a binder's listener. */
@@ -93,8 +107,14 @@ export function binderHandlers(parts: BinderParts) {
       watchers.remove(peer, service);
       return { service, watching: false };
     },
-    "binder.sync": (p) => replicator.onSync(p),
-    "binder.diff": (p, peer) => replicator.onDiff(p, peer),
+    "binder.sync": (p, peer) => {
+      requireBinder(peer, "binder.sync");
+      return replicator.onSync(p);
+    },
+    "binder.diff": (p, peer) => {
+      requireBinder(peer, "binder.diff");
+      return replicator.onDiff(p, peer);
+    },
   };
 
   return {

@@ -86,8 +86,8 @@ export const binder: Role = {
     },
     maxInstances: {
       type: "integer",
-      description:
-        "Most entries kept (live and recently removed); more registrations are OVERLOADED",
+      description: "Most entries (live and recently removed); more registrations are OVERLOADED; " +
+        "entries from peers fill 9/10 at most",
       default: 100_000,
       min: 1,
     },

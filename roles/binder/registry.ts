@@ -57,7 +57,11 @@ export interface RegistryOptions {
   wallNow?: () => number;
   /** How long a tombstone is kept (ms). */
   tombstoneMs?: number;
-  /** Most entries (live and tombstones); a new registration beyond is OVERLOADED. */
+  /**
+   * Most entries (live and tombstones); a new registration beyond is
+   * OVERLOADED. Entries new to this binder that come from peers may fill it
+   * only up to `maxEntries` less a tenth (see {@link Registry.mergeLimit}).
+   */
   maxEntries?: number;
   /**
    * How far ahead of this machine's clock a peer's version may be (ms); a
@@ -108,6 +112,8 @@ export interface RegistryCounters {
   stale: number;
   /** Versions from peers refused for being too far ahead of this clock. */
   skewed: number;
+  /** Entries new to this binder from peers, skipped because the registry was full. */
+  overflow: number;
 }
 
 /** A binder's registry. See the module comment. */
@@ -116,6 +122,13 @@ export class Registry {
   readonly tombstoneMs: number;
   readonly maxEntries: number;
   readonly maxSkewMs: number;
+  /**
+   * Most entries that merging from peers may bring the registry to:
+   * `maxEntries` less a reserve of a tenth (at least one) that only
+   * registrations made here can take. So peers (or anything that speaks as
+   * one) can never lock servers out of registering with this binder.
+   */
+  readonly mergeLimit: number;
   readonly counters: RegistryCounters = {
     registrations: 0,
     renewals: 0,
@@ -125,6 +138,7 @@ export class Registry {
     merged: 0,
     stale: 0,
     skewed: 0,
+    overflow: 0,
   };
   #now: () => number;
   #wallNow: () => number;
@@ -142,6 +156,7 @@ export class Registry {
     this.tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS;
     this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+    this.mergeLimit = this.maxEntries - Math.max(1, Math.ceil(this.maxEntries / 10));
   }
 
   /** Calls `listener` on every change (see {@link ChangeListener}). */
@@ -298,7 +313,9 @@ export class Registry {
   /**
    * Merges an entry from another binder: taken if its version is newer than
    * ours (last writer wins), ignored otherwise; refused if its version is
-   * more than `maxSkewMs` ahead of this machine's clock.
+   * more than `maxSkewMs` ahead of this machine's clock, and skipped (counted
+   * as `overflow`) if it is new here and the registry holds `mergeLimit`
+   * entries already.
    * @returns whether it changed the registry
    */
   merge(incoming: Incoming): boolean {
@@ -314,6 +331,10 @@ export class Registry {
     }
     if (previous === undefined && incoming.removed !== undefined && this.#collectable(incoming)) {
       // A tombstone so old that it would be collected at once; nothing to remove here.
+      return false;
+    }
+    if (previous === undefined && this.#entries.size >= this.mergeLimit) {
+      this.counters.overflow++;
       return false;
     }
     const { leftMs, ...rest } = incoming;

@@ -42,6 +42,8 @@ const log = getLogger(["dist", "binder"]);
 const MAX_PAGES = 10_000;
 /** Most records accepted in one `binder.sync`. */
 const MAX_SYNC_RECORDS = 100_000;
+/** Least time between two "Registry full" warnings (ms). */
+const FULL_WARNING_MS = 10_000;
 
 export interface ReplicationOptions {
   registry: Registry;
@@ -133,6 +135,9 @@ export class Replicator {
   #timers: ReturnType<typeof setInterval>[] = [];
   #budget: number;
   #stopped = false;
+  /** Entries skipped for want of room since the last warning, and when it was logged. */
+  #fullSkipped = 0;
+  #fullWarnedAt = -Infinity;
 
   constructor(options: ReplicationOptions) {
     this.#options = options;
@@ -297,6 +302,7 @@ export class Replicator {
 
   #mergeAll(records: unknown[], from: string): number {
     let merged = 0;
+    const overflow = this.#registry.counters.overflow;
     for (const raw of records) {
       this.counters.received++;
       const incoming = parseRecord(raw);
@@ -316,7 +322,24 @@ export class Replicator {
       }
     }
     this.counters.merged += merged;
+    const skipped = this.#registry.counters.overflow - overflow;
+    if (skipped > 0) this.#noteFull(skipped, from);
     return merged;
+  }
+
+  /** Entries from peers skipped for want of room: a warning now, then at most one every 10 s. */
+  #noteFull(skipped: number, from: string): void {
+    this.#fullSkipped += skipped;
+    const now = performance.now();
+    if (now - this.#fullWarnedAt < FULL_WARNING_MS) return;
+    const registry = this.#registry;
+    log.warn(
+      "Registry full: skipped {skipped} new entries from peers (the last from {from}); " +
+        "peers may fill {limit} of --max-instances {max}: raise it on every binder",
+      { skipped: this.#fullSkipped, from, limit: registry.mergeLimit, max: registry.maxEntries },
+    );
+    this.#fullWarnedAt = now;
+    this.#fullSkipped = 0;
   }
 
   /** Sends the changes made this turn to every connected peer. */

@@ -65,10 +65,10 @@ export const reg = (port: number, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** A new RPC connection to `address`. */
-export function connectTo(address: string): Promise<Peer> {
+/** A new RPC connection to `address`, as a client (or as `role` says in its handshake). */
+export function connectTo(address: string, role = "client"): Promise<Peer> {
   const [host, port] = address.split(":");
-  return dial({ host, port: Number(port) }, { role: "client", name: "test", timeoutMs: 10_000 });
+  return dial({ host, port: Number(port) }, { role, name: "test", timeoutMs: 10_000 });
 }
 
 /** Polls `check` every 20 ms until it returns true; throws with `what` after `timeoutMs`. */
