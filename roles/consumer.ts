@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type Options, UsageError } from "../config/mod.ts";
 import { DistError, type Peer } from "../wire/mod.ts";
+import { cut } from "../wire/_log.ts";
 import { type Role, type RunContext, writeStdout } from "./_role.ts";
 import { normalizeTopic } from "./_topic.ts";
 import {
@@ -16,8 +17,10 @@ import {
   deliveryFrames,
   firstConnection,
   formatValue,
+  isPrintable,
+  printableJson,
 } from "./_broker_link.ts";
-import { parseRawValue, type RawDelivery } from "./_pubsub_json.ts";
+import type { RawDelivery } from "./_pubsub_json.ts";
 
 const log = getLogger(["dist", "consumer"]);
 
@@ -139,41 +142,58 @@ async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
     pending.push(line);
   };
 
+  // A value is printed on one line whatever it holds: text with control
+  // characters as a JSON string (formatValue), JSON with them escaped.
+  const line = (topic: unknown, value: unknown, retained: boolean) =>
+    json
+      ? printableJson({ topic, value, retained })
+      : `${formatValue(topic)} ${formatValue(value)}${retained ? " (retained)" : ""}`;
   const onMessage = (p: Record<string, unknown>) => {
     // One subscription per connection: no sid to check (the first deliveries
     // may even arrive before the subscribe answer has been read).
     if (received >= limit) return;
     received++;
-    const retained = p.retained === true;
-    print(
-      json
-        ? JSON.stringify({ topic: p.topic, value: p.value, retained })
-        : `${p.topic} ${formatValue(p.value)}${retained ? " (retained)" : ""}`,
-    );
+    print(line(p.topic, p.value, p.retained === true));
     if (received >= limit) finish();
   };
-  // The same for a delivery read as bytes: its JSON text goes out as it came.
-  const textDecoder = new TextDecoder();
-  const onRaw = (d: RawDelivery) => {
-    if (received >= limit) return;
+  // The same for a delivery read as bytes. Its value must be one JSON value
+  // (else the frame goes to the ordinary decoder, which refuses it); in
+  // --json mode its text goes out as it came when it is printable as it is.
+  const textDecoder = new TextDecoder("utf-8", { fatal: true });
+  const onRaw = (d: RawDelivery): boolean => {
+    if (received >= limit) return true;
+    let text: string;
+    let value: unknown;
+    try {
+      text = textDecoder.decode(d.value);
+      value = JSON.parse(text);
+    } catch {
+      return false;
+    }
     received++;
     print(
-      json
-        ? `{"topic":${JSON.stringify(d.topic)},"value":${
-          textDecoder.decode(d.value)
-        },"retained":${d.retained}}`
-        : `${d.topic} ${formatValue(parseRawValue(d.value))}${d.retained ? " (retained)" : ""}`,
+      json && isPrintable(text)
+        ? `{"topic":${JSON.stringify(d.topic)},"value":${text},"retained":${d.retained}}`
+        : line(d.topic, value, d.retained),
     );
     if (received >= limit) finish();
+    return true;
   };
 
   const link = brokerLink(options, {
     role: "consumer",
     rawFrames: deliveryFrames(onRaw),
     onNotification: (method, params) => {
-      if (method === "broker.message") onMessage(params as Record<string, unknown>);
-      else if (method === "broker.topic_created") {
-        log.info("New topic {topic}", { topic: (params as { topic: string }).topic });
+      if (method === "broker.message") {
+        if (typeof params === "object" && params !== null) {
+          onMessage(params as Record<string, unknown>);
+        }
+      } else if (method === "broker.topic_created") {
+        // Any publisher makes new topics: worth a line only when debugging.
+        const topic = (params as { topic?: unknown } | undefined)?.topic;
+        log.debug("New topic {topic}", { topic: cut(String(topic)) });
+      } else {
+        log.debug("Ignored a {method} notification from the broker", { method: cut(method) });
       }
     },
     onConnect: async (peer: Peer) => {

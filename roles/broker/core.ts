@@ -92,6 +92,53 @@ export function valueBytes(value: unknown): number {
   }
 }
 
+function badValue(why: string): DistError {
+  return new DistError("BAD_REQUEST", `Invalid value: ${why}`);
+}
+
+/**
+ * Refuses a value that some subscriber would get wrong, whichever codec it
+ * speaks: NaN or ±Infinity (JSON has no such number and would read null),
+ * an invalid Date (null, or 1970), text with a lone surrogate (no UTF-8
+ * form: a MessagePack subscriber's decoder refuses it), and anything that
+ * is not a JSON value, binary or a Date. Values come from a decoder, so
+ * their depth is bounded already.
+ * @throws {DistError} BAD_REQUEST
+ */
+export function checkValue(value: unknown): void {
+  switch (typeof value) {
+    case "string":
+      if (!value.isWellFormed()) throw badValue("text with a lone surrogate (no UTF-8 form)");
+      return;
+    case "number":
+      if (!Number.isFinite(value)) throw badValue(`${value} is not a finite number`);
+      return;
+    case "boolean":
+      return;
+    case "object":
+      break;
+    default:
+      throw badValue(`a ${typeof value} is not a JSON value`);
+  }
+  if (value === null || value instanceof Uint8Array) return;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) checkValue(value[i]);
+    return;
+  }
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) throw badValue("a time outside the range of dates");
+    return;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    throw badValue(`${describe(value)} is not a JSON value`);
+  }
+  for (const key in value) {
+    if (!key.isWellFormed()) throw badValue("a key with a lone surrogate (no UTF-8 form)");
+    checkValue((value as Record<string, unknown>)[key]);
+  }
+}
+
 export class BrokerCore {
   readonly topics = new TopicTree();
   readonly subscriptions = new SubscriptionTree<Subscription>();
@@ -131,10 +178,12 @@ export class BrokerCore {
    * member per group), and with `retain` makes it the topic's retained value
    * (`null` clears it). An {@link EncodedValue} is used only during this
    * call (encoded for the subscribers, detached to be kept or held), so a
-   * front end may lend it a view of its read buffer.
-   * @throws {DistError} BAD_REQUEST for an invalid topic
+   * front end may lend it a view of its read buffer (it is checked by the
+   * front end; any other value is checked here).
+   * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
   publish(rawTopic: unknown, value: unknown, retain = true): PublishResult {
+    if (value !== undefined && !(value instanceof EncodedValue)) checkValue(value);
     // Only normalised topics are keys of the tree: a hit needs no checking.
     let node = typeof rawTopic === "string" ? this.topics.get(rawTopic) : undefined;
     if (node === undefined) {

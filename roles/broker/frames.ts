@@ -9,8 +9,7 @@
  * the closing brackets, {@link sidTail}). Writing a delivery is then setting
  * the length and copying two byte arrays, whatever the value.
  */
-import { Encoder } from "@msgpack/msgpack";
-import type { CodecName, OutBuffer } from "../../wire/mod.ts";
+import { type CodecName, DistError, msgpackCodec, OutBuffer } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX } from "../_pubsub_json.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, slabAlloc } from "./raw_json.ts";
@@ -20,12 +19,36 @@ export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
 
 const HEADER = 4;
 const textEncoder = new TextEncoder();
-const mpEncoder = new Encoder({ ignoreUndefined: true });
+/** Scratch for MessagePack encodings: each is copied out of it at once. */
+const mpScratch = new OutBuffer(0);
+
+/**
+ * The MessagePack encoding of one value, by the wire's own codec (which
+ * refuses what no subscriber should get: NaN, ±Infinity, ill-formed text):
+ * a view of scratch space, valid until the next call.
+ */
+function mpBytes(value: unknown): Uint8Array {
+  mpScratch.length = 0;
+  msgpackCodec.writeFrame(mpScratch, value, Infinity);
+  return mpScratch.bytes.subarray(HEADER, mpScratch.length);
+}
+
+/** Copies of what mpBytes gives, for constants. */
+const mpConst = (value: unknown) => mpBytes(value).slice();
+
 /** Scratch space for JSON text of values that are not kept as text already. */
 let scratch = new Uint8Array(64 * 1024);
 
-/** JSON has no bytes: binary values (from MessagePack) travel as base64 text. */
+function nonFinite(value: number): DistError {
+  return new DistError("BAD_REQUEST", `Value out of range: ${value} is not a finite number`);
+}
+
+/**
+ * JSON has no bytes: binary values (from MessagePack) travel as base64
+ * text. And JSON.stringify would write NaN and ±Infinity as null: refused.
+ */
 function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
   if (!(value instanceof Uint8Array)) return value;
   let binary = "";
   for (let i = 0; i < value.length; i += 0x8000) {
@@ -38,6 +61,7 @@ function jsonReplacer(_key: string, value: unknown): unknown {
 function jsonBytes(value: unknown): Uint8Array {
   if (value instanceof RawJson) return value.bytes;
   if (value instanceof EncodedValue) value = value.decode();
+  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
   const text = typeof value === "object" && value !== null
     ? JSON.stringify(value, jsonReplacer)
     : JSON.stringify(value) ?? "null";
@@ -137,15 +161,15 @@ export function writeDelivery(
 /** MessagePack: a fixmap header, then key/value pairs; `sid` comes from the tail. */
 const MP_HEAD = concat([
   Uint8Array.of(0x82),
-  mpEncoder.encode("method"),
-  mpEncoder.encode("broker.message"),
-  mpEncoder.encode("params"),
+  mpConst("method"),
+  mpConst("broker.message"),
+  mpConst("params"),
   Uint8Array.of(0x84),
-  mpEncoder.encode("topic"),
+  mpConst("topic"),
 ]);
-const MP_VALUE = mpEncoder.encode("value");
-const MP_RETAINED = mpEncoder.encode("retained");
-const MP_SID = mpEncoder.encode("sid");
+const MP_VALUE = mpConst("value");
+const MP_RETAINED = mpConst("retained");
+const MP_SID = mpConst("sid");
 
 function concat(parts: Uint8Array[], room = 0): Uint8Array {
   let n = room;
@@ -176,9 +200,9 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
     const value = msg.value instanceof EncodedValue ? msg.value.decode() : msg.value;
     head = concat([
       MP_HEAD,
-      mpEncoder.encode(msg.topic),
+      mpConst(msg.topic),
       MP_VALUE,
-      mpEncoder.encode(value),
+      mpBytes(value),
       MP_RETAINED,
       Uint8Array.of(msg.retained ? 0xc3 : 0xc2),
       MP_SID,
@@ -202,5 +226,5 @@ export function holdMessage(msg: Message): void {
 
 /** The end of a subscription's deliveries: its sid and the closing brackets. */
 export function sidTail(sid: number, codec: CodecName): Uint8Array {
-  return codec === "json" ? textEncoder.encode(`${sid}}}`) : mpEncoder.encode(sid);
+  return codec === "json" ? textEncoder.encode(`${sid}}}`) : mpConst(sid);
 }

@@ -14,6 +14,7 @@ import {
   type Peer,
   type RawFrameHandler,
 } from "../../wire/mod.ts";
+import { cut, warnPeer } from "../../wire/_log.ts";
 import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../_pubsub_json.ts";
 import { type BrokerCore, TOPIC_NAMES_LIMIT } from "./core.ts";
 import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
@@ -27,6 +28,12 @@ export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 10_000;
 /** Default and largest number of topics one `broker.topics` answer lists. */
 const TOPICS_DEFAULT_LIMIT = 1000;
 const TOPICS_MAX_LIMIT = 10_000;
+/**
+ * Bad fire-and-forget publishes on one connection that are answered with
+ * an error frame; past it they are only counted (as the wire answers at
+ * most 10 malformed messages), so garbage is never amplified.
+ */
+const NOTIFICATION_ERRORS_ANSWERED = 10;
 /** How long a slow consumer's last bytes (and its error) may take to go out. */
 const CUT_OFF_FLUSH_MS = 1000;
 
@@ -37,6 +44,8 @@ class Session implements Sink {
   readonly subs = new Map<number, Subscription>();
   /** The topic of this connection's last fast-path publish. */
   readonly topics = new TopicCache();
+  /** Bad fire-and-forget publishes answered so far (see NOTIFICATION_ERRORS_ANSWERED). */
+  badNotifications = 0;
   readonly #front: WireFront;
 
   constructor(peer: Peer, front: WireFront) {
@@ -66,7 +75,7 @@ class Session implements Sink {
       this.#front.undeliverable++;
       log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
         "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed the frame limit",
-        { topic: msg.topic, peer: this.peer.remote.name, bytes: size - 4 },
+        { topic: cut(msg.topic), peer: this.peer.remote.name, bytes: size - 4 },
       );
       return;
     }
@@ -136,8 +145,10 @@ export class WireFront {
   readonly core: BrokerCore;
   /** Subscribers cut off by the disconnect policy. */
   slowConsumers = 0;
-  /** Fire-and-forget publishes that were refused (bad topic or params). */
+  /** Fire-and-forget publishes that were refused (bad topic, value or params). */
   badPublishes = 0;
+  /** Notifications of methods the broker does not know (ignored). */
+  unknownNotifications = 0;
   /** Deliveries too large for a frame. */
   undeliverable = 0;
   readonly #sessions = new Set<Session>();
@@ -154,9 +165,13 @@ export class WireFront {
   };
 
   readonly onNotification = (method: string, params: unknown, peer: Peer): void => {
+    if (method !== "broker.publish") {
+      // Ignored, as every role does: answering each would amplify garbage.
+      this.unknownNotifications++;
+      return;
+    }
     try {
-      if (method === "broker.publish") this.#publish(params);
-      else throw new DistError("UNKNOWN_METHOD", `Unknown notification: ${describe(method)}`);
+      this.#publish(params);
     } catch (err) {
       this.#badNotification(peer, method, err);
     }
@@ -185,9 +200,13 @@ export class WireFront {
     },
   };
 
-  /** No id to answer: tell the peer anyway (its log shows it), and count it. */
+  /**
+   * No id to answer: tell the peer anyway (its log shows it), the first few
+   * times on a connection, and count it.
+   */
   #badNotification(peer: Peer, method: string, err: unknown): void {
     this.badPublishes++;
+    if (++this.#session(peer).badNotifications > NOTIFICATION_ERRORS_ANSWERED) return;
     const e = DistError.from(err);
     try {
       peer.conn.send(peer.codec, {
@@ -224,9 +243,9 @@ export class WireFront {
   cutOff(session: Session, err: DistError): void {
     if (session.closed) return;
     this.slowConsumers++;
-    log.warn("Cutting off {peer}: {message}", {
+    warnPeer("Cutting off {peer}: {message}", {
       peer: session.peer.remote.name,
-      message: err.message,
+      message: cut(err.message),
     });
     this.#drop(session);
     const conn = session.peer.conn;
@@ -261,6 +280,7 @@ export class WireFront {
       queued_bytes: core.queuedBytes,
       slow_consumers: this.slowConsumers,
       bad_publishes: this.badPublishes,
+      unknown_notifications: this.unknownNotifications,
       undeliverable: this.undeliverable,
       per_topic: core.perTopic(100),
     };
@@ -276,8 +296,8 @@ export class WireFront {
     peer.closed.then((reason) => {
       this.#sessions.delete(s);
       const removed = this.#drop(s);
-      const level = reason === CloseReason.SlowConsumer ? "debug" : removed > 0 ? "info" : "debug";
-      log[level]("{peer} disconnected ({reason}); {removed} subscription(s) removed", {
+      // Any client can connect and leave at will: a line per connection only when debugging.
+      log.debug("{peer} disconnected ({reason}); {removed} subscription(s) removed", {
         peer: peer.remote.name,
         reason,
         removed,

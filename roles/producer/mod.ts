@@ -6,7 +6,7 @@
  * file holds the option spec and picks the mode.
  */
 import { getLogger } from "@logtape/logtape";
-import { type Options, UsageError } from "../../config/mod.ts";
+import { formatAddress, type Options, UsageError } from "../../config/mod.ts";
 import { DistError, type Peer, type Redialer } from "../../wire/mod.ts";
 import { type Role, type RunContext, writeStdout } from "../_role.ts";
 import { normalizeTopic } from "../_topic.ts";
@@ -168,7 +168,11 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
   }
 }
 
-/** Publishes rounds of messages every `interval` until `count` are out or the signal fires. */
+/**
+ * Publishes rounds of messages every `interval` until `count` have been
+ * tried (published or failed) or the signal fires. A message that fails is
+ * logged and counted, never retried: the exit code says whether all went.
+ */
 async function publishRounds(
   link: Redialer,
   first: Peer,
@@ -186,13 +190,20 @@ async function publishRounds(
   const timeout = options.timeout as number;
   let sent = 0;
   let failed = 0;
+  let lastError: DistError | undefined;
+  /** Fire-and-forget messages on `peer` not yet known to have reached the broker. */
+  let unconfirmed = 0;
   let peer: Peer | undefined = first;
-  while (sent < plan.count && !signal.aborted) {
+  const tried = () => sent + failed;
+  while (tried() < plan.count && !signal.aborted) {
     for (const { topic, value } of plan.round()) {
-      if (sent >= plan.count || signal.aborted) break;
-      peer = link.peer ?? await link.ready(timeout).catch(() => undefined);
+      if (tried() >= plan.count || signal.aborted) break;
+      const next = link.peer ?? await link.ready(timeout).catch(() => undefined);
+      if (next !== peer) unconfirmed = 0; // what went on the old connection is past knowing
+      peer = next;
       if (peer === undefined) {
         failed++;
+        lastError = new DistError("UNAVAILABLE", `No broker at ${formatAddress(link.address)}`);
         log.warn("No broker: message to {topic} not sent", { topic });
         continue;
       }
@@ -202,18 +213,23 @@ async function publishRounds(
         if (options.confirm) {
           const result = await peer.call("broker.publish", params, { timeout });
           deliveries = (result as { deliveries: number }).deliveries;
-        } else if (!peer.notify("broker.publish", params)) {
+        } else if (peer.notify("broker.publish", params)) {
+          unconfirmed++;
+        } else {
           throw new DistError("UNAVAILABLE", "Connection closed");
         }
       } catch (err) {
         failed++;
-        const e = DistError.from(err);
+        const e = lastError = DistError.from(err);
+        if (e.code === "BAD_REQUEST") {
+          // The same mistake would repeat for every message: stop at once.
+          throw new DistError(e.code, `Message to ${topic} not published: ${e.message}`);
+        }
         log.warn("Message to {topic} not published: {code}: {message}", {
           topic,
           code: e.code,
           message: e.message,
         });
-        if (e.code === "BAD_REQUEST") return 1; // the same mistake would repeat forever
         continue;
       }
       sent++;
@@ -232,13 +248,27 @@ async function publishRounds(
         );
       }
     }
-    if (sent < plan.count) await sleep(plan.interval, signal);
+    if (tried() < plan.count) await sleep(plan.interval, signal);
   }
-  // Fire-and-forget messages are on their way out: let them go before closing.
-  if (peer !== undefined) {
-    const stop = new AbortController();
-    await Promise.race([peer.conn.drained(0), sleep(timeout, stop.signal)]);
-    stop.abort();
+  // Fire-and-forget messages: one round trip tells that the broker has read
+  // (and routed) them all, or that it closed the connection instead.
+  if (peer !== undefined && unconfirmed > 0) {
+    try {
+      await peer.call("sys.ping", undefined, { timeout });
+    } catch (err) {
+      const e = DistError.from(err);
+      throw new DistError(
+        e.code,
+        `${unconfirmed} message(s) sent without --confirm may not have reached the broker: ${e.message}`,
+      );
+    }
   }
-  return failed === 0 ? 0 : 1;
+  if (lastError !== undefined) {
+    // One line for the user, as `dist client` gives: exit 1 with the cause.
+    throw new DistError(
+      lastError.code,
+      `${failed} of ${tried()} message(s) not published; the last: ${lastError.message}`,
+    );
+  }
+  return 0;
 }
