@@ -9,7 +9,7 @@
  * the closing brackets, {@link sidTail}). Writing a delivery is then setting
  * the length and copying two byte arrays, whatever the value.
  */
-import { type CodecName, DistError, msgpackCodec, OutBuffer } from "../../wire/mod.ts";
+import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX } from "../_pubsub_json.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, slabAlloc } from "./raw_json.ts";
@@ -19,23 +19,6 @@ export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
 
 const HEADER = 4;
 const textEncoder = new TextEncoder();
-/** Scratch for MessagePack encodings: each is copied out of it at once. */
-const mpScratch = new OutBuffer(0);
-
-/**
- * The MessagePack encoding of one value, by the wire's own codec (which
- * refuses what no subscriber should get: NaN, ±Infinity, ill-formed text):
- * a view of scratch space, valid until the next call.
- */
-function mpBytes(value: unknown): Uint8Array {
-  mpScratch.length = 0;
-  msgpackCodec.writeFrame(mpScratch, value, Infinity);
-  return mpScratch.bytes.subarray(HEADER, mpScratch.length);
-}
-
-/** Copies of what mpBytes gives, for constants. */
-const mpConst = (value: unknown) => mpBytes(value).slice();
-
 /** Scratch space for JSON text of values that are not kept as text already. */
 let scratch = new Uint8Array(64 * 1024);
 
@@ -45,7 +28,9 @@ function nonFinite(value: number): DistError {
 
 /**
  * JSON has no bytes: binary values (from MessagePack) travel as base64
- * text. And JSON.stringify would write NaN and ±Infinity as null: refused.
+ * text (which the wire's toJsonText does not do, hence this replacer). And
+ * JSON.stringify would write NaN and ±Infinity as null: refused, as
+ * toJsonText does (published values are checked already: this is a guard).
  */
 function jsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
@@ -161,15 +146,15 @@ export function writeDelivery(
 /** MessagePack: a fixmap header, then key/value pairs; `sid` comes from the tail. */
 const MP_HEAD = concat([
   Uint8Array.of(0x82),
-  mpConst("method"),
-  mpConst("broker.message"),
-  mpConst("params"),
+  toMsgpack("method"),
+  toMsgpack("broker.message"),
+  toMsgpack("params"),
   Uint8Array.of(0x84),
-  mpConst("topic"),
+  toMsgpack("topic"),
 ]);
-const MP_VALUE = mpConst("value");
-const MP_RETAINED = mpConst("retained");
-const MP_SID = mpConst("sid");
+const MP_VALUE = toMsgpack("value");
+const MP_RETAINED = toMsgpack("retained");
+const MP_SID = toMsgpack("sid");
 
 function concat(parts: Uint8Array[], room = 0): Uint8Array {
   let n = room;
@@ -200,9 +185,9 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
     const value = msg.value instanceof EncodedValue ? msg.value.decode() : msg.value;
     head = concat([
       MP_HEAD,
-      mpConst(msg.topic),
+      toMsgpack(msg.topic),
       MP_VALUE,
-      mpBytes(value),
+      toMsgpack(value),
       MP_RETAINED,
       Uint8Array.of(msg.retained ? 0xc3 : 0xc2),
       MP_SID,
@@ -226,5 +211,5 @@ export function holdMessage(msg: Message): void {
 
 /** The end of a subscription's deliveries: its sid and the closing brackets. */
 export function sidTail(sid: number, codec: CodecName): Uint8Array {
-  return codec === "json" ? textEncoder.encode(`${sid}}}`) : mpConst(sid);
+  return codec === "json" ? textEncoder.encode(`${sid}}}`) : toMsgpack(sid);
 }
