@@ -14,6 +14,7 @@ import {
   WaitQueue,
 } from "../roles/balancer/mod.ts";
 import { DistError } from "../wire/mod.ts";
+import { sizeOfValue } from "../roles/balancer/relay.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
 
 const RULES = { rise: 2, fall: 3 };
@@ -318,4 +319,21 @@ Deno.test("Dispatcher.close() fails what waits and what comes later", () => {
   dispatcher.close(new DistError("UNAVAILABLE", "shutting down"));
   dispatcher.submit(job());
   assert.deepEqual(failed.map((j) => j.id), [2, 3]);
+});
+
+Deno.test("sizeOfValue() is about a value's JSON size and stops once past its limit", () => {
+  const value = {
+    text: "x".repeat(1000),
+    list: [1, 2.5, true, null, "ab"],
+    nested: { a: { b: "c" } },
+  };
+  const json = JSON.stringify(value).length;
+  const size = sizeOfValue(value, Infinity);
+  assert.ok(size >= json * 0.8 && size <= json * 1.5, `${size} for ${json} bytes of JSON`);
+  assert.equal(sizeOfValue(new Uint8Array(5000), Infinity), 5000);
+  // A million elements are not walked to refuse them against a 1,000-byte limit.
+  const huge = Array.from({ length: 1_000_000 }, () => 1);
+  const t0 = performance.now();
+  assert.ok(sizeOfValue(huge, 1000) > 1000);
+  assert.ok(performance.now() - t0 < 50, "stopped early");
 });

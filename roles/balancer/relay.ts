@@ -162,10 +162,11 @@ export function sizeOfValue(value: unknown, limit: number): number {
     else if (ArrayBuffer.isView(v)) total += v.byteLength;
     else if (Array.isArray(v)) {
       total += 2 + v.length;
-      for (const item of v) stack.push(item);
+      for (let i = 0; i < v.length && total <= limit; i++) stack.push(v[i]);
     } else {
       total += 2;
       for (const key in v) {
+        if (total > limit) break;
         total += key.length + 4;
         stack.push((v as Record<string, unknown>)[key]);
       }
