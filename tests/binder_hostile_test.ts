@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { MAX_LOGICAL } from "../roles/binder/clock.ts";
 import { connectTo, ids, type LocalBinder, reg, startBinder, waitUntil } from "./helpers/binder.ts";
-import { freePort } from "./helpers/dist.ts";
+import { freePort, lines, startDist } from "./helpers/dist.ts";
 import { isCode } from "./helpers/rpc.ts";
 
 /** A connection to `b` that says it is a binder in its handshake (as a peer's does). */
@@ -108,5 +108,27 @@ Deno.test("records from peers fill at most nine tenths of --max-instances; serve
   } finally {
     evil.close();
     await b.stop();
+  }
+});
+
+Deno.test("bad binder.sync pushes are logged within a budget and close the connection (finding 7)", async () => {
+  const binder = await startDist(["binder", "--port", "0"]);
+  const evil = await connectTo(binder.address, "binder");
+  const client = await connectTo(binder.address);
+  try {
+    for (let i = 0; i < 2000; i++) evil.notify("binder.sync", { records: "no" });
+    await waitUntil(() => evil.isClosed, "the binder to close the connection", 5000);
+    // A push from a connection that is not a binder is ignored, whatever it holds.
+    client.notify("binder.sync", { node: "x", records: [record("s", 1, [Date.now(), 0, "x"])] });
+    const stats = await client.call("sys.stats") as { replication: { bad_pushes: number } };
+    assert.ok(stats.replication.bad_pushes >= 11, `bad_pushes ${stats.replication.bad_pushes}`);
+    assert.deepEqual(await ids(client), []);
+    const warned = lines(binder.stderr()).filter((l) => l.includes("Ignored a bad binder.sync"));
+    assert.ok(warned.length >= 1 && warned.length <= 25, `${warned.length} warning lines`);
+    assert.ok(warned.every((l) => l.length < 600), "every line is short");
+  } finally {
+    evil.close();
+    client.close();
+    await binder.stop();
   }
 });

@@ -4,10 +4,10 @@
  * by the catch-up) until the binder has caught up with its peers, so a
  * binder never answers from a state it has not pulled yet.
  */
-import { describe, DistError, type Peer } from "../../wire/mod.ts";
+import { DistError, type Peer } from "../../wire/mod.ts";
 import type { Registry } from "./registry.ts";
 import { checkId, checkService, paramsObject, parseRegistration, toInstance } from "./records.ts";
-import type { Replicator } from "./replication.ts";
+import { type Replicator, requireBinder } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
 import type { Watchers } from "./watch.ts";
 
@@ -29,20 +29,6 @@ export interface ReportAnswer {
   id: string;
   alive: boolean;
   removed: boolean;
-}
-
-/**
- * Refuses a replication method to a connection that did not say it is a
- * binder in its handshake. Not authentication (anyone can say so), but a
- * client, a server or a balancer cannot replicate by accident or on a whim.
- */
-export function requireBinder(peer: Peer, method: string): void {
-  if (peer.remote.role !== "binder") {
-    throw new DistError(
-      "UNAUTHORIZED",
-      `${method} is for binders (handshake role "binder"), not ${describe(peer.remote.role, 40)}`,
-    );
-  }
 }
 
 /** The request and notification handlers of a binder's listener. */
@@ -129,7 +115,7 @@ export function binderHandlers(parts: BinderParts) {
     },
     onNotification(method: string, params: unknown, peer: Peer): void {
       // Pushes from peers are notifications; anything else sent that way is ignored.
-      if (method === "binder.sync") replicator.onPush(params, peer.remote.name);
+      if (method === "binder.sync") replicator.onPush(params, peer);
     },
   };
 }

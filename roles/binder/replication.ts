@@ -24,6 +24,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type Address, formatAddress } from "../../config/mod.ts";
 import {
+  CloseReason,
   type Codec,
   type ConnSettings,
   describe,
@@ -31,6 +32,7 @@ import {
   type Peer,
   Redialer,
 } from "../../wire/mod.ts";
+import { cut, warnPeer } from "../../wire/_log.ts";
 import { compareStamps, isStamp, type Stamp } from "./clock.ts";
 import { BUCKETS, type Cursor, type DigestSummary, isDigestSummary } from "./digest.ts";
 import { paramsObject, parseRecord, toRecord, type WireRecord } from "./records.ts";
@@ -42,6 +44,8 @@ const log = getLogger(["dist", "binder"]);
 const MAX_PAGES = 10_000;
 /** Most records accepted in one `binder.sync`. */
 const MAX_SYNC_RECORDS = 100_000;
+/** Bad `binder.sync` notifications one connection may send; at this many it is closed. */
+export const MAX_BAD_PUSHES = 10;
 /** Least time between two "Registry full" warnings (ms). */
 const FULL_WARNING_MS = 10_000;
 
@@ -76,6 +80,8 @@ export interface ReplicationCounters {
   merged: number;
   /** Malformed records from peers, skipped. */
   rejected: number;
+  /** `binder.sync` notifications ignored as a whole (malformed, or not from a binder). */
+  bad_pushes: number;
   /** Anti-entropy rounds completed, and the records they repaired (both ways). */
   rounds: number;
   repaired: number;
@@ -110,6 +116,21 @@ function weight(entry: Entry | undefined): number {
   return 200 + entry.id.length * 2 + (entry.meta ? JSON.stringify(entry.meta).length : 0);
 }
 
+/**
+ * Refuses a replication method to a connection that did not say it is a
+ * binder in its handshake. Not authentication (anyone can say so), but a
+ * client, a server or a balancer cannot replicate by accident or on a whim.
+ * @throws {DistError} UNAUTHORIZED
+ */
+export function requireBinder(peer: Peer, method: string): void {
+  if (peer.remote.role !== "binder") {
+    throw new DistError(
+      "UNAUTHORIZED",
+      `${method} is for binders (handshake role "binder"), not ${describe(peer.remote.role, 40)}`,
+    );
+  }
+}
+
 /** Keeps this binder's registry in step with its peers'. See the module comment. */
 export class Replicator {
   readonly counters: ReplicationCounters = {
@@ -119,6 +140,7 @@ export class Replicator {
     received: 0,
     merged: 0,
     rejected: 0,
+    bad_pushes: 0,
     rounds: 0,
     repaired: 0,
   };
@@ -132,6 +154,8 @@ export class Replicator {
   #pending: Entry[] = [];
   /** Binders that dialed this one (their `binder.diff` says who they are), by connection. */
   #inbound = new Map<Peer, string>();
+  /** Bad pushes received, by connection. */
+  #badPushes = new WeakMap<Peer, number>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #budget: number;
   #stopped = false;
@@ -188,8 +212,8 @@ export class Replicator {
         // A connection counts as up once a round has run on it: the catch-up.
         onConnect: (peer) => this.#round(link, peer),
         // A peer that has no link of its own to this binder pushes its changes back here.
-        onNotification: (method, params) => {
-          if (method === "binder.sync") this.onPush(params, link.address);
+        onNotification: (method, params, peer) => {
+          if (method === "binder.sync") this.onPush(params, peer, link.address);
         },
       });
       this.#links.push(link);
@@ -239,12 +263,32 @@ export class Replicator {
     return { merged: this.#mergeAll(p.records, describe(p.node)) };
   }
 
-  /** Handles a pushed `binder.sync` notification: as onSync, a bad one only logged. */
-  onPush(params: unknown, from: string): void {
+  /**
+   * Handles a pushed `binder.sync` notification from `peer` (`from` names it
+   * in logs): as onSync, if the peer is a binder. A bad push has no answer to
+   * carry an error, so it is counted (`bad_pushes`) and logged within the
+   * wire's budget of warnings about peers; at MAX_BAD_PUSHES from one
+   * connection, that connection is closed as a protocol error.
+   */
+  onPush(params: unknown, peer: Peer, from = peer.remote.name): void {
     try {
+      requireBinder(peer, "binder.sync");
       this.onSync(params);
     } catch (err) {
-      log.warn("Ignored a bad binder.sync from {from}: {error}", { from, error: String(err) });
+      this.counters.bad_pushes++;
+      const bad = (this.#badPushes.get(peer) ?? 0) + 1;
+      this.#badPushes.set(peer, bad);
+      const error = cut(err instanceof Error ? err.message : String(err));
+      warnPeer("Ignored a bad binder.sync from {from}: {error}", { from: cut(from), error });
+      if (bad >= MAX_BAD_PUSHES) {
+        const closing = new DistError("BAD_REQUEST", `${bad} bad binder.sync; the last: ${error}`);
+        try {
+          peer.conn.send(peer.codec, { id: null, error: closing.toBody() });
+        } catch {
+          // Nothing more can be said on this connection.
+        }
+        void peer.conn.closeAfterFlush(CloseReason.ProtocolError, closing);
+      }
     }
   }
 
@@ -398,7 +442,7 @@ export class Replicator {
       this.#round(link, peer).catch((err) => {
         log.debug("Anti-entropy with {peer} failed: {error}", {
           peer: link.address,
-          error: String(err),
+          error: cut(String(err)),
         });
       });
     }

@@ -4,6 +4,7 @@
  * one in the list is tried, and so on round the list.
  */
 import { getLogger } from "@logtape/logtape";
+import { cut } from "../../wire/_log.ts";
 import { formatAddress, parseAddress } from "../../config/mod.ts";
 import {
   type CallOptions,
@@ -93,7 +94,7 @@ export class BinderClient {
         log.debug("Binder {binder} failed ({code}: {message}); trying the next", {
           binder: address,
           code: e.code,
-          message: e.message,
+          message: cut(e.message),
         });
       }
     }

@@ -6,6 +6,7 @@
  * and deregisters on a clean stop.
  */
 import { getLogger } from "@logtape/logtape";
+import { cut } from "../../wire/_log.ts";
 import { DistError } from "../../wire/mod.ts";
 import type { BinderClient } from "./binders.ts";
 import { sleep } from "./_sleep.ts";
@@ -72,8 +73,8 @@ export class Registrar {
         log.info("Deregistered {id}", { id });
       } catch (err) {
         log.warn("Could not deregister {id}: {error}; its lease will run out", {
-          id,
-          error: (err as Error).message,
+          id: cut(id),
+          error: cut((err as Error).message),
         });
       }
     }
@@ -97,7 +98,7 @@ export class Registrar {
           }, { signal: this.#stop.signal }) as { id: string };
           this.#id = answer.id;
           log.info("Registered as {id} with binder {binder} (lease {ttl} ms)", {
-            id: answer.id,
+            id: cut(String(answer.id)),
             binder: this.#binders.current,
             ttl: ttlMs,
           });
@@ -114,8 +115,8 @@ export class Registrar {
         if (e.code === "NOT_FOUND" && this.#id !== undefined) {
           log.info("Binder {binder} no longer knows {id} ({message}); registering again", {
             binder: this.#binders.current,
-            id: this.#id,
-            message: e.message,
+            id: cut(this.#id),
+            message: cut(e.message),
           });
           this.#id = undefined;
           continue;
@@ -124,7 +125,7 @@ export class Registrar {
         if (failures === 1 || failures % 10 === 0) {
           log.warn("Cannot {what} with any binder ({message}); retrying", {
             what: this.#id === undefined ? "register" : "renew",
-            message: e.message,
+            message: cut(e.message),
           });
         }
         // Retry soon (the lease may be running out), but not in a tight loop.

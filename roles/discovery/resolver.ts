@@ -5,6 +5,7 @@
  * server fails reports it down, resolves again and carries on.
  */
 import { getLogger } from "@logtape/logtape";
+import { cut } from "../../wire/_log.ts";
 import { formatDuration } from "../../config/mod.ts";
 import {
   type CallOptions,
@@ -88,7 +89,7 @@ export class Resolver {
       if (!said) {
         said = true;
         log.warn("{problem}; waiting up to {wait} for service {service}", {
-          problem: problem.code === "NOT_FOUND" ? "No instance yet" : problem.message,
+          problem: problem.code === "NOT_FOUND" ? "No instance yet" : cut(problem.message),
           wait: formatDuration(this.#options.waitMs),
           service: JSON.stringify(this.service),
         });
@@ -107,14 +108,14 @@ export class Resolver {
         timeout: 5000,
       }) as ReportAnswer;
       log.info("Reported {id} down: {verdict}", {
-        id: instance.id,
+        id: cut(instance.id),
         verdict: answer.alive ? "the binder finds it alive" : "removed",
       });
       return answer;
     } catch (err) {
       log.warn("Could not report {id} down: {error}", {
-        id: instance.id,
-        error: (err as Error).message,
+        id: cut(instance.id),
+        error: cut((err as Error).message),
       });
       return undefined;
     }
@@ -230,8 +231,8 @@ export class ServiceCaller {
         const e = DistError.from(err);
         if ((e.code !== "UNAVAILABLE" && e.code !== "TIMEOUT") || attempt >= attempts) throw e;
         log.info("Cannot reach {id} ({message}); reporting it", {
-          id: instance.id,
-          message: e.message,
+          id: cut(instance.id),
+          message: cut(e.message),
         });
         await this.#report(instance);
       }
@@ -243,7 +244,7 @@ export class ServiceCaller {
     if (this.#peer === peer) {
       this.#peer = undefined;
       log.info("Connection to {id} failed; resolving {service} again", {
-        id: instance.id,
+        id: cut(instance.id),
         service: this.resolver.service,
       });
     }

@@ -4,6 +4,7 @@
  * watch moves to the next binder, and the list it answers is handed over too.
  */
 import { getLogger } from "@logtape/logtape";
+import { cut } from "../../wire/_log.ts";
 import type { BinderClient } from "./binders.ts";
 import type { Instance } from "./resolver.ts";
 import { sleep } from "./_sleep.ts";
@@ -47,7 +48,10 @@ export function watchService(
     try {
       onChange(list);
     } catch (err) {
-      log.error("A watch callback of {service} failed: {error}", { service, error: String(err) });
+      log.error("A watch callback of {service} failed: {error}", {
+        service,
+        error: cut(String(err)),
+      });
     }
   };
 
@@ -80,7 +84,7 @@ export function watchService(
           });
         }
       } catch (err) {
-        log.debug("Cannot watch {service}: {error}", { service, error: String(err) });
+        log.debug("Cannot watch {service}: {error}", { service, error: cut(String(err)) });
         await sleep(backoff, abort.signal);
         backoff = Math.min(backoff * 2, 2000);
       } finally {
