@@ -442,6 +442,7 @@ Deno.test("a lone surrogate escape is BAD_REQUEST: a string with no UTF-8 form n
         return await reader.json(2000);
       };
       const lone = await send('{"id":1,"method":"echo","params":["a\\ud800b"]}');
+      assert.equal(lone?.id, 1, "answered by its id: it parsed, so its id is known");
       assert.equal((lone?.error as { code: string }).code, "BAD_REQUEST");
       assert.match((lone?.error as { message: string }).message, /lone surrogate/);
       const key = await send('{"id":2,"method":"echo","params":{"\\udc00":1,"text":"x"}}');
@@ -671,4 +672,85 @@ Deno.test("process-wide output limit: many stalled peers hold a bounded total, n
     processOutbound.highWater = saved;
   }
   assert.equal(processOutbound.pending, baseline, "closing gives every byte back to the count");
+});
+
+Deno.test("an answer holding a lone surrogate fails its call at once, not at its timeout", async () => {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    const reader = new RawReader(conn);
+    await reader.json(); // hello
+    await writeAll(conn, jsonFrame({ op: "welcome", v: 1, codec: "json", role: "x", name: "x" }));
+    const call = await reader.json();
+    await writeAll(conn, frame(`{"id":${call?.id},"result":"\\udc00"}`));
+    return conn;
+  })();
+  let peer: Peer | undefined;
+  try {
+    peer = await dial({ host: HOST, port: (listener.addr as Deno.NetAddr).port }, {
+      role: "t",
+      name: "t",
+    });
+    const t0 = performance.now();
+    await assert.rejects(peer.call("x", [], { timeout: 5000 }), (err) => {
+      isCode("INTERNAL")(err);
+      assert.match((err as Error).message, /Unreadable answer/);
+      return true;
+    });
+    assert.ok(performance.now() - t0 < 1000);
+  } finally {
+    peer?.close();
+    closeQuietly(await served);
+    listener.close();
+  }
+});
+
+Deno.test("encoders refuse lone surrogates, so nothing we send is refused by our own decoder", async () => {
+  const { toJsonText, toMsgpack } = await import("../wire/mod.ts");
+  for (const bad of ["a\ud800", { k: ["\udfff"] }]) {
+    assert.throws(() => toJsonText(bad), isCode("BAD_REQUEST"));
+    assert.throws(() => toMsgpack(bad), isCode("BAD_REQUEST"));
+  }
+  assert.equal(
+    toJsonText("😀\\ud800"),
+    '"😀\\\\ud800"',
+    "a pair and an escaped backslash are fine",
+  );
+});
+
+Deno.test("truncated text never splits a surrogate pair: an error quoting a client's text stays sendable", async () => {
+  const { truncate } = await import("../wire/mod.ts");
+  const text = "x".repeat(99) + "😀";
+  assert.ok(truncate(text, 100).isWellFormed());
+  assert.ok(truncate(text, 100).startsWith("x".repeat(99) + "…"));
+  // The server quotes the bad value, cut, in its error: the caller gets it at once.
+  await withServer({}, async (port) => {
+    const peer = await dial({ host: HOST, port }, { role: "t", name: "t" });
+    try {
+      await assert.rejects(
+        peer.call("add", { a: "x".repeat(99) + "😀", b: 1 }, { timeout: 3000 }),
+        isCode("BAD_REQUEST"),
+      );
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("a peer that reports an error and hangs up fails our pending calls with what it reported", async () => {
+  await withServer({ maxFrame: 1000 }, async (port) => {
+    const peer = await dial({ host: HOST, port }, { role: "t", name: "t" });
+    try {
+      await assert.rejects(peer.call("echo", ["y".repeat(5000)], { timeout: 3000 }), (err) => {
+        isCode("FRAME_TOO_LARGE")(err);
+        assert.match(
+          (err as Error).message,
+          /exceeds the limit of 1000 bytes.*closed the connection/,
+        );
+        return true;
+      });
+    } finally {
+      peer.close();
+    }
+  });
 });

@@ -4,6 +4,7 @@
  * rate-limited, so no peer can fill a disk or drown the other lines.
  */
 import { getLogger } from "@logtape/logtape";
+import { truncate } from "./errors.ts";
 
 export const log = getLogger(["dist", "wire"]);
 
@@ -12,7 +13,7 @@ export const MAX_LOGGED_CHARS = 200;
 
 /** Text a peer chose (an id, a name, a message), cut for a log line. */
 export function cut(text: string, max = MAX_LOGGED_CHARS): string {
-  return text.length > max ? `${text.slice(0, max)}… (${text.length} chars)` : text;
+  return truncate(text, max);
 }
 
 /** Warnings about peers per second, per process; the rest go to debug and are counted. */

@@ -99,12 +99,40 @@ function parseJson(text: string, from = 0, to = text.length): unknown {
   // can: such a string has no UTF-8 form, so no other peer (MessagePack
   // especially) could be sent it. Only a text with an escape is walked.
   if (frame.includes("\\u") && !wellFormed(value)) {
-    throw new DistError(
-      "BAD_REQUEST",
+    throw new RefusedMessage(
       "Invalid JSON: a string is not well-formed Unicode (a lone surrogate escape)",
+      value,
     );
   }
   return value;
+}
+
+/**
+ * A message that was read but is refused (BAD_REQUEST). Unlike bytes that
+ * do not parse, its id is known: the refusal goes to its request or its call
+ * instead of `id: null`, so nobody waits for a timeout.
+ */
+export class RefusedMessage extends DistError {
+  /** The message's `id` member, if it is an object with one. */
+  readonly id: unknown;
+  /** Whether it has a `method` (a request), else it is an answer. */
+  readonly isRequest: boolean;
+
+  constructor(message: string, value: unknown) {
+    super("BAD_REQUEST", message);
+    const m = value !== null && typeof value === "object" && !Array.isArray(value)
+      ? value as Record<string, unknown>
+      : {};
+    this.id = m.id;
+    this.isRequest = m.method !== undefined;
+  }
+}
+
+function illFormed(): DistError {
+  return new DistError(
+    "BAD_REQUEST",
+    "Cannot encode: a string is not well-formed Unicode (a lone surrogate)",
+  );
 }
 
 /** Whether every string in a decoded value (keys too) is well-formed UTF-16. */
@@ -136,6 +164,9 @@ export function toJsonText(value: unknown): string {
   }
   // Only a text with a null in it can hide a NaN or an infinity.
   if (text.includes("null")) JSON.stringify(value, refuseNonFinite);
+  // JSON.stringify writes a lone surrogate as a \ud… escape (pairs go out as
+  // they are): only such a text can hold one. Our own decoder would refuse it.
+  if (text.includes("\\ud") && !wellFormed(value)) throw illFormed();
   return text;
 }
 
@@ -251,6 +282,7 @@ interface DecoderInternals {
 }
 interface EncoderInternals {
   encodeNumberAsFloat(value: number): void;
+  encodeString(value: string): void;
 }
 
 {
@@ -289,6 +321,13 @@ interface EncoderInternals {
     return utf8.call(this, byteLength, offset);
   };
   const e = mpEncoder as unknown as EncoderInternals;
+  const str = e.encodeString;
+  // A lone surrogate has no UTF-8 form (the library would write bytes every
+  // strict decoder refuses): refuse it here. One-byte strings answer at once.
+  e.encodeString = function (this: EncoderInternals, value: string) {
+    if (!value.isWellFormed()) throw illFormed();
+    str.call(this, value);
+  };
   const float = e.encodeNumberAsFloat;
   // NaN and ±Infinity have a MessagePack form but no JSON one, and no
   // operation's answer is meant to be one: refuse them in both codecs.

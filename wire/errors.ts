@@ -75,7 +75,18 @@ export function describe(value: unknown, max = 100): string {
   else if (typeof value === "number" || typeof value === "boolean" || value == null) {
     text = `${value}`;
   } else text = Array.isArray(value) ? "an array" : `a ${typeof value}`;
-  return text.length > max ? `${text.slice(0, max)}… (${text.length} chars)` : text;
+  return truncate(text, max);
+}
+
+/**
+ * `text` cut to about `max` UTF-16 units with a note of its length. Never
+ * splits a surrogate pair: half a pair has no UTF-8 form, and a message
+ * holding one could not be sent to anyone.
+ */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const end = max > 0 && (text.charCodeAt(max - 1) & 0xfc00) === 0xd800 ? max - 1 : max;
+  return `${text.slice(0, end)}… (${text.length} chars)`;
 }
 
 export function isErrorCode(value: unknown): value is ErrorCode {

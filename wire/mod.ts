@@ -15,6 +15,7 @@ export {
   type ErrorBody,
   type ErrorCode,
   isErrorCode,
+  truncate,
 } from "./errors.ts";
 export {
   DEFAULT_MAX_FRAME,
@@ -31,6 +32,7 @@ export {
   jsonCodec,
   MAX_DEPTH,
   msgpackCodec,
+  RefusedMessage,
   toJsonText,
   toMsgpack,
 } from "./codec.ts";

@@ -1,5 +1,5 @@
 import { describe, DistError } from "./errors.ts";
-import { type Codec, jsonCodec } from "./codec.ts";
+import { type Codec, jsonCodec, RefusedMessage } from "./codec.ts";
 import type { OutBuffer } from "./frame.ts";
 import { Envelope, scanJson } from "./passthrough.ts";
 import { CloseReason, type FramedConn, type FrameWriter } from "./conn.ts";
@@ -157,6 +157,9 @@ export class InFlightBudget {
   }
 }
 
+/** How recent a peer's report must be to explain its hanging up (ms). */
+const REPORT_FRESH_MS = 2000;
+
 /** Default limit of requests being handled across one listener's connections. */
 export const DEFAULT_MAX_IN_FLIGHT_TOTAL = 65_536;
 /**
@@ -252,6 +255,8 @@ export class Peer {
   /** Set once the protocol-error budget is spent: nothing more is answered. */
   #refusing = false;
   #peerComplaints = 0;
+  /** The last error the peer reported about no request in particular. */
+  #lastReport: { err: DistError; at: number } | undefined;
   #maxProtocolErrors: number;
   #maxInFlight: number;
   #budget: InFlightBudget | undefined;
@@ -582,7 +587,9 @@ export class Peer {
    * (as an HTTP server answers a half-closed request).
    */
   #onEnd(): void {
-    this.#failPending(new DistError("UNAVAILABLE", "Connection closed by peer"));
+    this.#failPending(
+      this.#reported() ?? new DistError("UNAVAILABLE", "Connection closed by peer"),
+    );
     const finish = () => {
       this.conn.drained(0).then(() => this.conn.close(CloseReason.RemoteClosed));
     };
@@ -629,7 +636,17 @@ export class Peer {
 
   #onMessage(msg: unknown): void {
     if (msg instanceof DistError) {
-      this.#protocolError(null, msg);
+      const id = msg instanceof RefusedMessage ? msg.id : undefined;
+      if (msg instanceof RefusedMessage && msg.isRequest && isValidId(id)) {
+        this.#protocolError(id, msg); // a request we read but refuse: answer it, by its id
+      } else if (!(msg instanceof RefusedMessage) || msg.isRequest || typeof id !== "number") {
+        this.#protocolError(null, msg);
+      } else if (this.#pending.has(id)) {
+        // An answer we read but refuse: its call fails now, not at its timeout.
+        this.#onResponse(id, {
+          error: { code: "INTERNAL", message: `Unreadable answer: ${msg.message}` },
+        });
+      }
       return;
     }
     if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
@@ -674,6 +691,8 @@ export class Peer {
     } else if (m.error !== undefined && (id === null || id === undefined)) {
       // An error about no request in particular (a bad frame we sent).
       const err = DistError.fromBody(m.error);
+      // Kept briefly: a peer that reports, then hangs up, has said why.
+      this.#lastReport = { err, at: performance.now() };
       // A peer could send these endlessly: the first few are worth a warning.
       const report = ++this.#peerComplaints <= 3 ? warnPeer : log.debug.bind(log);
       report("Peer {peer} reported: {code}: {message}", {
@@ -856,7 +875,10 @@ export class Peer {
     this.#stash = undefined;
     if (this.#retry !== undefined) this.#budget?.cancel(this.#retry);
     const detail = err instanceof Error ? `: ${err.message}` : "";
-    this.#failPending(new DistError("UNAVAILABLE", `Connection closed (${reason})${detail}`));
+    this.#failPending(
+      this.#reported() ??
+        new DistError("UNAVAILABLE", `Connection closed (${reason})${detail}`),
+    );
     const props = {
       peer: this.remote.name,
       addr: this.conn.remoteAddress,
@@ -870,6 +892,20 @@ export class Peer {
       "{requests} requests, {in} bytes in, {out} bytes out";
     if (WARN_REASONS.has(reason)) warnPeer(line, props);
     else log.debug(line, props);
+  }
+
+  /**
+   * What the peer reported just before hanging up (an error about no request
+   * in particular, e.g. FRAME_TOO_LARGE for a frame of ours), as the reason
+   * its pending calls fail; undefined when it said nothing lately.
+   */
+  #reported(): DistError | undefined {
+    const last = this.#lastReport;
+    if (last === undefined || performance.now() - last.at > REPORT_FRESH_MS) return undefined;
+    return new DistError(
+      last.err.code,
+      `${cut(last.err.message)} (then the peer closed the connection)`,
+    );
   }
 
   /** Fails every call of ours still waiting for an answer. */
