@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../roles/_topic.ts";
 import { BrokerCore, type Policy, Subscription } from "../roles/broker/mod.ts";
-import { TopicTree } from "../roles/broker/topics.ts";
+import { SUBSCRIBE_VISITS } from "../roles/broker/core.ts";
+import { NODE_BYTES, TOPIC_BYTES, TopicTree } from "../roles/broker/topics.ts";
 import { SubscriptionTree } from "../roles/broker/subscriptions.ts";
 import { ENTRY_OVERHEAD, RetainedStore } from "../roles/broker/retained.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
@@ -59,13 +60,13 @@ Deno.test("topicSegments() splits a normalised topic; / has none", () => {
 
 function tree(...topics: string[]): TopicTree {
   const t = new TopicTree();
-  for (const topic of topics) t.create(t.node(topic, topicSegments(topic)), 0);
+  for (const topic of topics) t.create(topic, topicSegments(topic), 0);
   return t;
 }
 
 function walked(t: TopicTree, pattern: string): string[] {
   const out: string[] = [];
-  t.walk(topicSegments(pattern), (n) => void out.push(n.topic));
+  t.walk(topicSegments(pattern), (topic) => void out.push(topic.name));
   return out;
 }
 
@@ -86,14 +87,21 @@ Deno.test("TopicTree.walk() visits the topic, its subtree, and + branches only",
 
 Deno.test("TopicTree.forget() prunes branches that lead nowhere and keeps the order", () => {
   const t = tree("/a/b/c", "/a/d");
-  assert.equal(t.oldest?.topic, "/a/b/c");
+  const bytes = t.bytes;
+  assert.equal(t.oldest?.name, "/a/b/c");
   t.forget(t.get("/a/b/c")!);
-  assert.equal(t.get("/a/b"), undefined, "the empty branch /a/b is gone");
-  assert.ok(t.get("/a") !== undefined, "/a still leads to /a/d");
+  const a = t.root.children?.get("a");
+  assert.equal(a?.children?.get("b"), undefined, "the empty branch /a/b is gone");
+  assert.ok(a?.children?.get("d") !== undefined, "/a still leads to /a/d");
   assert.equal(t.size, 1);
-  assert.equal(t.oldest?.topic, "/a/d");
+  assert.equal(a?.topics, 1, "a node counts the topics below it");
+  assert.equal(t.oldest?.name, "/a/d");
   t.touch(t.get("/a/d")!, 5);
-  assert.equal(t.newest?.topic, "/a/d");
+  assert.equal(t.newest?.name, "/a/d");
+  assert.equal(bytes - t.bytes, TOPIC_BYTES + 6 + 2 * (NODE_BYTES + 1), "its name and 2 nodes");
+  t.forget(t.get("/a/d")!);
+  assert.equal(t.bytes, 0);
+  assert.equal(t.root.children, undefined);
 });
 
 // ---- subscription tree ----
@@ -234,18 +242,25 @@ Deno.test("BrokerCore.subscribe() sends retained values first, flagged, then liv
   const c = core();
   c.publish("/telephony/orange", 10);
   c.publish("/telephony/unite", 20);
+  c.publish("/telephony/moldcell", 30);
   c.publish("/msg", "not covered");
   const sink = new FakeSink();
   const { sub: s, topics, topicCount } = c.subscribe(sink, { topic: "/telephony" });
-  assert.deepEqual(topics, ["/telephony/orange", "/telephony/unite"]);
-  assert.equal(topicCount, 2);
-  c.publish("/telephony/orange", 11); // live, while the subscription is still held
+  assert.deepEqual(topics, ["/telephony/orange", "/telephony/unite", "/telephony/moldcell"]);
+  assert.equal(topicCount, 3);
+  // Live, while the subscription is still held: a new retained value, and
+  // a message that leaves the retained value alone.
+  c.publish("/telephony/orange", 11);
+  c.publish("/telephony/unite", 21, false);
   assert.equal(sink.written.length, 0, "nothing before release");
   s.release();
   assert.deepEqual(sink.written.map((d) => [d.topic, d.value, d.retained]), [
-    ["/telephony/orange", 10, true],
+    // orange's retained 10 was replaced after the subscribe: 11 comes live
+    // instead, so no older value ever follows a newer one.
     ["/telephony/unite", 20, true],
+    ["/telephony/moldcell", 30, true],
     ["/telephony/orange", 11, false],
+    ["/telephony/unite", 21, false],
   ]);
 });
 
@@ -476,4 +491,96 @@ Deno.test("Subscription.cancel() drops what is pending and stops delivery", () =
   c.publish("/t", 2);
   assert.equal(slow.written.length, 0);
   assert.ok(s instanceof Subscription);
+});
+
+// ---- bounds a hostile peer could multiply ----
+
+Deno.test("Subscription budget: many drop-oldest subscriptions on one connection share max-pending", () => {
+  const c = core({ maxPending: 10_000 });
+  const sink = new FakeSink();
+  const subs = Array.from({ length: 50 }, () => sub(c, sink, "/", { policy: "drop-oldest" }).sub);
+  sink.stalled = true;
+  sink.pendingBytes = 2_000; // the socket holds some, and drains no more
+  for (let i = 0; i < 200; i++) c.publish("/x", i);
+  const queued = subs.reduce((n, s) => n + s.queuedBytes, 0);
+  assert.equal(sink.queued.bytes, queued, "the connection's budget is the sum of its queues");
+  assert.ok(queued + sink.pendingBytes <= 10_000, `connection pending ${queued} + 2000`);
+  assert.ok(c.dropped > 0);
+  assert.equal(sink.slowError, undefined);
+});
+
+Deno.test("Subscription budget: a busy subscription cannot starve a quiet one on its connection", () => {
+  const c = core({ maxPending: 10_000 });
+  const sink = new FakeSink();
+  const busy = sub(c, sink, "/busy", { policy: "drop-oldest" }).sub;
+  const quiet = sub(c, sink, "/quiet", { policy: "latest" }).sub;
+  sink.stalled = true;
+  sink.pendingBytes = 5_000;
+  for (let i = 0; i < 500; i++) c.publish("/busy", i);
+  c.publish("/quiet", "news");
+  assert.equal(quiet.queued, 1, "the quiet subscription's message waits, not dropped");
+  assert.ok(busy.dropped > 0);
+  assert.ok(sink.queued.bytes + sink.pendingBytes <= 10_000);
+  sink.drain();
+  assert.ok(sink.values().includes("news"));
+});
+
+Deno.test("BrokerCore.subscribe() keeps no copy of the retained snapshot per subscription", async () => {
+  const c = core();
+  for (let i = 0; i < 20_000; i++) c.publish(`/r/${i}`, i);
+  const sinks = Array.from({ length: 400 }, () => {
+    const sink = new FakeSink();
+    sink.stalled = true;
+    sink.pendingBytes = 1 * MIB; // full: nothing more goes to it for now
+    return sink;
+  });
+  const before = Deno.memoryUsage().heapUsed;
+  const subs = sinks.map((sink) => sub(c, sink, "/").sub);
+  const grown = Deno.memoryUsage().heapUsed - before;
+  // 400 snapshots of 20,000 values were 8 million messages (hundreds of MB).
+  assert.ok(grown < 40 * MIB, `heap grew ${(grown / MIB).toFixed(1)} MiB`);
+  assert.ok(subs.every((s) => s.snapshotting && s.queuedBytes === 0));
+  // The values are read as the transport drains, a bounded part per turn.
+  const sink = sinks[0];
+  sink.drain();
+  for (let i = 0; i < 1000 && subs[0].snapshotting; i++) {
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  assert.equal(sink.written.length, 20_000);
+  assert.ok(sink.written.every((d) => d.retained));
+});
+
+Deno.test("BrokerCore.subscribe() bounds its work: a + over a wide level, counted and walked in parts", async () => {
+  const c = core();
+  const n = 3 * SUBSCRIBE_VISITS;
+  for (let i = 0; i < n; i++) c.publish(`/${i}/y`, i);
+  const sink = new FakeSink();
+  const { sub: s, topicCount, complete, topics } = c.subscribe(sink, { topic: "/+/y" });
+  assert.equal(complete, false, "counting stopped at its bound");
+  assert.ok(topicCount > 0 && topicCount < n);
+  assert.equal(topics.length, 1000);
+  const listed = c.listTopics("/+/z");
+  assert.deepEqual(listed, { topics: [], truncated: false }, "within the list bound");
+  // The snapshot walks a pattern that matches nothing retained in parts.
+  const empty = c.subscribe(sink, { topic: "/+/z" }).sub;
+  empty.release();
+  assert.ok(empty.snapshotting, "the walk goes on in a later turn");
+  for (let i = 0; i < 100 && empty.snapshotting; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(empty.snapshotting, false);
+  s.release();
+  for (let i = 0; i < 100 && s.snapshotting; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(sink.written.length, n, "every retained value, over several turns");
+});
+
+Deno.test("BrokerCore topic byte budget: deep names cannot take more than --max-topic-bytes", () => {
+  const c = core({ maxTopicBytes: 1 * MIB });
+  const deep = (n: number) =>
+    "/" + [`t${n}`.padEnd(15, "a"), ...Array.from({ length: 63 }, (_, k) => `s${k}`)].join("/");
+  for (let i = 0; i < 200; i++) c.publish(deep(i), 1, false);
+  assert.ok(c.topics.bytes <= 1 * MIB, `${c.topics.bytes} bytes`);
+  assert.ok(c.topicsEvicted > 100, `${c.topicsEvicted} evicted`);
+  assert.ok(c.topics.get(deep(199)) !== undefined, "the newest stays");
+  assert.equal(c.topics.get(deep(0)), undefined, "the least recently active went first");
+  for (let i = 0; i < 50; i++) c.publish(`/short/${i}`, i, false);
+  assert.equal(c.topics.get("/short/0")?.name, "/short/0");
 });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { encode as mpEncode } from "@msgpack/msgpack";
 import { lines, runDist, startDist } from "./helpers/dist.ts";
-import { BrokerClient, streamDist, withBroker } from "./helpers/broker.ts";
+import { BrokerClient, statsUntil, streamDist, withBroker } from "./helpers/broker.ts";
 import {
   closeQuietly,
   concat,
@@ -106,6 +106,42 @@ Deno.test("broker refuses NaN, ±Infinity, bad dates and lone surrogates in publ
       for (const c of [sj, sm]) c.close();
     }
   });
+});
+
+Deno.test("broker: 50 drop-oldest subscriptions on one stalled connection share one max-pending", async () => {
+  const maxPending = 256 * 1024;
+  await withBroker(async (b) => {
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const reader = new RawReader(raw);
+    const pub = await BrokerClient.connect(b.port);
+    try {
+      await rawHandshake(raw, reader);
+      const subscribes = Array.from({ length: 50 }, (_, i) =>
+        jsonFrame({
+          id: i + 1,
+          method: "broker.subscribe",
+          params: { topic: "/", policy: i % 2 === 0 ? "drop-oldest" : "latest" },
+        }));
+      await writeAll(raw, concat(subscribes));
+      for (let i = 0; i < 50; i++) assert.ok((await reader.json())?.result !== undefined);
+      // From now on the subscriber reads nothing: 50 copies of 4 MB are published.
+      const value = "v".repeat(1000);
+      for (let i = 0; i < 4000; i++) {
+        pub.publish(`/x/${i % 100}`, value, false);
+        if (i % 200 === 199) await pub.peer.conn.drained(64 * 1024);
+      }
+      const stats = await statsUntil(pub, (s) => s.messages_in === 4000, 10_000);
+      assert.ok(
+        (stats.queued_bytes as number) <= maxPending,
+        `queued ${stats.queued_bytes} bytes on one connection (max-pending ${maxPending})`,
+      );
+      assert.ok((stats.dropped as number) > 0);
+      assert.equal(stats.subscriptions, 50, "still connected: the policies drop, not cut off");
+    } finally {
+      closeQuietly(raw);
+      pub.close();
+    }
+  }, { maxPending });
 });
 
 Deno.test("broker ignores unknown notifications and answers at most 10 bad publishes per connection", async () => {

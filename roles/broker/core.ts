@@ -13,18 +13,24 @@ import {
   POLICIES,
   type Policy,
   type Sink,
+  type Snapshot,
   Subscription,
 } from "./subscriber.ts";
 import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
-import { type TopicNode, TopicTree } from "./topics.ts";
+import { type Topic, type TopicNode, TopicTree, TopicWalk, type WalkBudget } from "./topics.ts";
 
 export interface BrokerCoreOptions {
   /** Byte budget of the retained values. */
   retainBytes: number;
-  /** Each subscriber's pending-byte limit. */
+  /** Each connection's pending-byte limit (all its subscriptions together). */
   maxPending: number;
   /** Most topics kept; past it the least recently active topic is forgotten. */
   maxTopics: number;
+  /**
+   * Byte budget of the topics' names and tree nodes (estimated); past it the
+   * least recently active topics are forgotten. Default: no budget.
+   */
+  maxTopicBytes?: number;
   /** Clock (epoch ms); tests may replace it. */
   now?: () => number;
 }
@@ -48,8 +54,13 @@ export interface Subscribed {
   sub: Subscription;
   /** Existing topics the subscription covers (at most `TOPIC_NAMES_LIMIT`). */
   topics: string[];
-  /** How many existing topics it covers. */
+  /** How many existing topics it covers (at least; see `complete`). */
   topicCount: number;
+  /**
+   * False when counting stopped at its work bound (SUBSCRIBE_VISITS): a
+   * pattern with `+` over a very wide level. `topicCount` is then a floor.
+   */
+  complete: boolean;
 }
 
 /** What `broker.topics` tells of a topic. */
@@ -64,6 +75,15 @@ export interface TopicInfo {
 
 /** Most topic names a subscribe answer lists (the count says how many there are). */
 export const TOPIC_NAMES_LIMIT = 1000;
+/**
+ * Tree nodes a subscribe may visit to name and count the topics it covers,
+ * each (about half a millisecond): its cost never grows with the tree.
+ * Counting reads each matched branch's topic count, so only a `+` over a
+ * level wider than this leaves the count incomplete.
+ */
+export const SUBSCRIBE_VISITS = 8192;
+/** Tree nodes one `broker.topics` may visit (its answer says `truncated` past it). */
+export const LIST_VISITS = 65_536;
 /** Longest queue group name. */
 const MAX_GROUP_LENGTH = 256;
 
@@ -139,12 +159,49 @@ export function checkValue(value: unknown): void {
   }
 }
 
+/** Skips branches that hold no topic. */
+const noTopics = (node: TopicNode) => node.topics === 0;
+/** Skips branches that hold no retained value. */
+const noRetained = (node: TopicNode) => node.retained === 0;
+
+/**
+ * A subscription's retained snapshot as a cursor over the tree: each value
+ * is read when the sink has room for it. A topic whose retained value
+ * changed after the subscribe is left out: the change reaches the
+ * subscription live (it was subscribed by then), after the snapshot, so a
+ * subscriber never gets an older value after a newer one.
+ */
+class RetainedSnapshot implements Snapshot {
+  readonly #walk: TopicWalk;
+  readonly #since: number;
+  readonly #core: BrokerCore;
+
+  constructor(core: BrokerCore, segments: readonly string[], since: number) {
+    this.#core = core;
+    this.#since = since;
+    this.#walk = new TopicWalk(core.topics.root, segments, noRetained);
+  }
+
+  next(budget: WalkBudget): Message | null | undefined {
+    while (true) {
+      const node = this.#walk.next(budget);
+      if (node === undefined) return this.#walk.done ? undefined : null;
+      const topic = node.topic!;
+      const entry = topic.retained;
+      if (entry === undefined || topic.retainedSeq > this.#since) continue;
+      this.#core.retainedSent++;
+      return new Message(topic.name, entry.value, true);
+    }
+  }
+}
+
 export class BrokerCore {
   readonly topics = new TopicTree();
   readonly subscriptions = new SubscriptionTree<Subscription>();
-  readonly retained: RetainedStore<TopicNode>;
+  readonly retained: RetainedStore<Topic>;
   readonly maxPending: number;
   readonly maxTopics: number;
+  readonly maxTopicBytes: number;
   messagesIn = 0;
   messagesOut = 0;
   retainedSent = 0;
@@ -167,9 +224,13 @@ export class BrokerCore {
   };
 
   constructor(options: BrokerCoreOptions) {
-    this.retained = new RetainedStore(options.retainBytes);
+    this.retained = new RetainedStore<Topic>(
+      options.retainBytes,
+      (topic, delta) => this.topics.retainedChanged(topic, delta),
+    );
     this.maxPending = options.maxPending;
     this.maxTopics = Math.max(1, options.maxTopics);
+    this.maxTopicBytes = options.maxTopicBytes ?? Infinity;
     this.#now = options.now ?? this.#turnClock;
   }
 
@@ -184,41 +245,42 @@ export class BrokerCore {
    */
   publish(rawTopic: unknown, value: unknown, retain = true): PublishResult {
     if (value !== undefined && !(value instanceof EncodedValue)) checkValue(value);
-    // Only normalised topics are keys of the tree: a hit needs no checking.
-    let node = typeof rawTopic === "string" ? this.topics.get(rawTopic) : undefined;
-    if (node === undefined) {
-      const topic = normalizeTopic(rawTopic);
-      node = this.topics.node(topic, topicSegments(topic));
-    }
     // Seconds: a small integer is stored in place, a millisecond time would
     // be a boxed number allocated on every publish.
     const now = Math.floor(this.#now() / 1000);
-    const created = !node.exists;
-    if (created) {
-      this.#makeRoom();
-      this.topics.create(node, now);
-    } else {
-      this.topics.touch(node, now);
+    // Only normalised names are keys of the tree: a hit needs no checking.
+    let topic = typeof rawTopic === "string" ? this.topics.get(rawTopic) : undefined;
+    let created = false;
+    if (topic === undefined) {
+      const name = normalizeTopic(rawTopic);
+      topic = this.topics.get(name);
+      if (topic === undefined) {
+        topic = this.topics.create(name, topicSegments(name), now);
+        created = true;
+        this.#makeRoom();
+      }
     }
-    node.messagesIn++;
+    if (!created) this.topics.touch(topic, now);
+    topic.messagesIn++;
     this.messagesIn++;
     if (retain) {
+      topic.retainedSeq = this.messagesIn;
       if (
         value === null || value === undefined || (value instanceof EncodedValue && value.isNull)
       ) {
-        this.retained.clear(node);
+        this.retained.clear(topic);
       } else {
         const kept = value instanceof EncodedValue ? value.detach() : value;
-        const bytes = node.topic.length + valueBytes(kept);
-        if (this.retained.set(node, kept, bytes, now) === "too_large") this.retainedTooLarge++;
+        const bytes = topic.name.length + valueBytes(kept);
+        if (this.retained.set(topic, kept, bytes, now) === "too_large") this.retainedTooLarge++;
       }
     }
-    const targets = this.#targets(node);
-    if (created) this.#announce(targets, node.topic);
+    const targets = this.#targets(topic);
+    if (created) this.#announce(targets, topic.name);
     const { plain, groups } = targets;
     let deliveries = 0;
     if (plain.length + groups.length > 0) {
-      const msg = new Message(node.topic, value === undefined ? null : value);
+      const msg = new Message(topic.name, value === undefined ? null : value);
       for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
       deliveries = plain.length;
       for (let i = 0; i < groups.length; i++) {
@@ -227,17 +289,19 @@ export class BrokerCore {
         groups[i].pick().deliver(msg);
         deliveries++;
       }
-      node.messagesOut += deliveries;
+      topic.messagesOut += deliveries;
       this.messagesOut += deliveries;
     }
-    return { topic: node.topic, deliveries, created };
+    return { topic: topic.name, deliveries, created };
   }
 
   /**
    * Adds a subscription, held: the front end answers the subscribe, then
    * calls `sub.release()`, and the retained value of every existing topic
    * it covers goes out first (not to queue groups, which share live
-   * messages only, as MQTT 5 shared subscriptions do).
+   * messages only, as MQTT 5 shared subscriptions do). Naming and counting
+   * the covered topics is bounded work (SUBSCRIBE_VISITS); the retained
+   * values are read as the subscriber takes them (see RetainedSnapshot).
    * @throws {DistError} BAD_REQUEST for an invalid pattern, group or policy
    */
   subscribe(sink: Sink, request: SubscribeRequest): Subscribed {
@@ -253,21 +317,39 @@ export class BrokerCore {
       policy,
       maxPending: this.maxPending,
     });
-    const topics: string[] = [];
-    const snapshot: Message[] = [];
+    // Counting reads the topic count of each branch the pattern names.
+    const root = this.topics.root;
+    let budget = { left: SUBSCRIBE_VISITS };
+    const ends = new TopicWalk(root, segments, noTopics, true);
     let topicCount = 0;
-    this.topics.walk(segments, (node) => {
-      topicCount++;
-      if (topics.length < TOPIC_NAMES_LIMIT) topics.push(node.topic);
-      if (group === undefined && node.retained !== undefined) {
-        snapshot.push(new Message(node.topic, node.retained.value, true));
-      }
-    });
-    sub.setSnapshot(snapshot);
-    this.retainedSent += snapshot.length;
+    for (let node = ends.next(budget); node !== undefined; node = ends.next(budget)) {
+      topicCount += node.topics;
+    }
+    budget = { left: SUBSCRIBE_VISITS };
+    const names = new TopicWalk(root, segments, noTopics);
+    const topics: string[] = [];
+    while (topics.length < TOPIC_NAMES_LIMIT) {
+      const node = names.next(budget);
+      if (node === undefined) break;
+      topics.push(node.topic!.name);
+    }
+    if (group === undefined && this.#retainedUnder(segments)) {
+      sub.setSnapshot(new RetainedSnapshot(this, segments, this.messagesIn));
+    }
     this.subscriptions.add(sub);
     this.#subs.add(sub);
-    return { sub, topics, topicCount };
+    return { sub, topics, topicCount: Math.max(topicCount, topics.length), complete: ends.done };
+  }
+
+  /** Whether a pattern may cover any retained value (exact for a pattern without `+`). */
+  #retainedUnder(segments: readonly string[]): boolean {
+    let node: TopicNode | undefined = this.topics.root;
+    for (const segment of segments) {
+      if (segment === "+") return node.retained > 0;
+      node = node.children?.get(segment);
+      if (node === undefined) return false;
+    }
+    return node.retained > 0;
   }
 
   /** Removes a subscription and what it has pending; false when it was already gone. */
@@ -281,29 +363,34 @@ export class BrokerCore {
 
   /**
    * The existing topics `prefix` covers (a topic or pattern, default `/`),
-   * at most `limit` of them, parents before children.
+   * at most `limit` of them, parents before children; `truncated` when
+   * there were more, or when the walk stopped at its work bound (LIST_VISITS).
    */
   listTopics(prefix: unknown = "/", limit = Infinity): { topics: TopicInfo[]; truncated: boolean } {
     const pattern = normalizeTopic(prefix, { pattern: true });
     const topics: TopicInfo[] = [];
-    let truncated = false;
-    this.topics.walk(topicSegments(pattern), (node) => {
-      if (topics.length >= limit) {
-        truncated = true;
-        return false;
-      }
-      const { plain, groups } = this.#targets(node);
+    const walk = new TopicWalk(this.topics.root, topicSegments(pattern), noTopics);
+    const budget = { left: LIST_VISITS };
+    while (topics.length < limit) {
+      const node = walk.next(budget);
+      if (node === undefined) break;
+      const topic = node.topic!;
+      const { plain, groups } = this.#targets(topic);
       let subscribers = plain.length;
       for (const g of groups) subscribers += g.members.length;
       topics.push({
-        topic: node.topic,
-        retained: node.retained !== undefined,
-        last_active: new Date(node.lastActive * 1000).toISOString(),
+        topic: topic.name,
+        retained: topic.retained !== undefined,
+        last_active: new Date(topic.lastActive * 1000).toISOString(),
         subscribers,
-        messages: node.messagesIn,
-        delivered: node.messagesOut,
+        messages: topic.messagesIn,
+        delivered: topic.messagesOut,
       });
-    });
+    }
+    // Past the limit, or stopped by the work bound: there may be more.
+    const truncated = topics.length >= limit
+      ? walk.next(budget) !== undefined || !walk.done
+      : !walk.done;
     return { topics, truncated };
   }
 
@@ -324,21 +411,21 @@ export class BrokerCore {
   /** Messages in and out of the `limit` most recently active topics. */
   perTopic(limit: number): Record<string, { in: number; out: number }> {
     const out: Record<string, { in: number; out: number }> = {};
-    let node = this.topics.newest;
-    for (let i = 0; i < limit && node !== undefined; i++, node = node.older) {
-      out[node.topic] = { in: node.messagesIn, out: node.messagesOut };
+    let topic = this.topics.newest;
+    for (let i = 0; i < limit && topic !== undefined; i++, topic = topic.older) {
+      out[topic.name] = { in: topic.messagesIn, out: topic.messagesOut };
     }
     return out;
   }
 
-  /** The subscriptions and groups a topic reaches, cached on its node until they change. */
-  #targets(node: TopicNode): Targets<Subscription> {
+  /** The subscriptions and groups a topic reaches, cached on it until they change. */
+  #targets(topic: Topic): Targets<Subscription> {
     const generation = this.subscriptions.generation;
-    if (node.cacheGeneration !== generation) {
-      node.cache = this.subscriptions.match(topicSegments(node.topic));
-      node.cacheGeneration = generation;
+    if (topic.cacheGeneration !== generation) {
+      topic.cache = this.subscriptions.match(topicSegments(topic.name));
+      topic.cacheGeneration = generation;
     }
-    return node.cache as Targets<Subscription>;
+    return topic.cache as Targets<Subscription>;
   }
 
   /** Tells every subscription that covers a new topic (each group member too). */
@@ -349,12 +436,17 @@ export class BrokerCore {
     }
   }
 
-  /** Forgets the least recently active topics until a new one fits. */
+  /**
+   * Forgets the least recently active topics until the tree is within its
+   * limits (the newest, just made, is never the one forgotten).
+   */
   #makeRoom(): void {
-    while (this.topics.size >= this.maxTopics) {
-      const oldest = this.topics.oldest!;
+    const topics = this.topics;
+    while (topics.size > this.maxTopics || topics.bytes > this.maxTopicBytes) {
+      const oldest = topics.oldest!;
+      if (oldest === topics.newest) return;
       this.retained.clear(oldest);
-      this.topics.forget(oldest);
+      topics.forget(oldest);
       this.topicsEvicted++;
     }
   }

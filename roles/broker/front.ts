@@ -16,10 +16,10 @@ import {
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
 import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../_pubsub_json.ts";
-import { type BrokerCore, TOPIC_NAMES_LIMIT } from "./core.ts";
+import type { BrokerCore } from "./core.ts";
 import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
 import { RawJson } from "./raw_json.ts";
-import type { Message, Sink, Subscription } from "./subscriber.ts";
+import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
 
 const log = getLogger(["dist", "broker"]);
 
@@ -42,6 +42,8 @@ class Session implements Sink {
   readonly peer: Peer;
   readonly codec: CodecName;
   readonly subs = new Map<number, Subscription>();
+  /** What the connection's subscriptions have queued: one max-pending for them all. */
+  readonly queued = new PendingBudget();
   /** The topic of this connection's last fast-path publish. */
   readonly topics = new TopicCache();
   /** Bad fire-and-forget publishes answered so far (see NOTIFICATION_ERRORS_ANSWERED). */
@@ -265,6 +267,7 @@ export class WireFront {
       connections: this.#sessions.size,
       subscriptions: core.subscriptions.size,
       topics: core.topics.size,
+      topic_bytes: core.topics.bytes,
       messages_in: core.messagesIn,
       messages_out: core.messagesOut,
       retained_sent: core.retainedSent,
@@ -336,7 +339,7 @@ export class WireFront {
         `A connection may hold at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions`,
       );
     }
-    const { sub, topics, topicCount } = this.core.subscribe(session, {
+    const { sub, topics, topicCount, complete } = this.core.subscribe(session, {
       topic: p.topic,
       group: p.group,
       policy: p.policy,
@@ -352,7 +355,7 @@ export class WireFront {
       topics,
       topic_count: topicCount,
     };
-    if (topicCount > TOPIC_NAMES_LIMIT) result.truncated = true;
+    if (topicCount > topics.length || !complete) result.truncated = true;
     return result;
   }
 

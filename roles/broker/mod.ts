@@ -22,7 +22,14 @@ import { BrokerCore } from "./core.ts";
 import { WireFront } from "./front.ts";
 
 export { BrokerCore } from "./core.ts";
-export { Message, POLICIES, type Policy, type Sink, Subscription } from "./subscriber.ts";
+export {
+  Message,
+  PendingBudget,
+  POLICIES,
+  type Policy,
+  type Sink,
+  Subscription,
+} from "./subscriber.ts";
 
 const log = getLogger(["dist", "broker"]);
 const MIB = 1024 * 1024;
@@ -31,6 +38,7 @@ export const broker: Role = {
   summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
   usage: [
     "dist broker [--port 8000] [--retain-bytes BYTES] [--max-pending BYTES] [--max-topics N]",
+    "            [--max-topic-bytes BYTES]",
     "",
     "Methods:",
     "  broker.publish {topic, value, retain?}       a request is confirmed once routed;",
@@ -59,7 +67,8 @@ export const broker: Role = {
     },
     maxPending: {
       type: "integer",
-      description: "Bytes a subscriber may have pending before its policy applies",
+      description:
+        "Bytes a connection's subscriptions may have pending, together, before their policy applies",
       default: 8 * MIB,
       min: 1024,
       metavar: "BYTES",
@@ -70,6 +79,14 @@ export const broker: Role = {
       default: 1_000_000,
       min: 1,
       metavar: "N",
+    },
+    maxTopicBytes: {
+      type: "integer",
+      description:
+        "Byte budget of topic names and tree nodes; past it the least recently active are forgotten",
+      default: 512 * MIB,
+      min: MIB,
+      metavar: "BYTES",
     },
   },
   run: runBroker,
@@ -84,6 +101,7 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
     retainBytes: options.retainBytes as number,
     maxPending,
     maxTopics: options.maxTopics as number,
+    maxTopicBytes: options.maxTopicBytes as number,
   });
   const front = new WireFront(core, () => ({
     role: "broker",

@@ -39,9 +39,16 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   #oldest: RetainedEntry<K> | undefined;
   #newest: RetainedEntry<K> | undefined;
 
-  /** @param budget bytes the values (with their keys and overhead) may take in all */
-  constructor(budget: number) {
+  readonly #onChange: ((holder: K, delta: 1 | -1) => void) | undefined;
+
+  /**
+   * @param budget bytes the values (with their keys and overhead) may take in all
+   * @param onChange told when a holder gains (+1) or loses (-1) its value
+   * (not when a value replaces another)
+   */
+  constructor(budget: number, onChange?: (holder: K, delta: 1 | -1) => void) {
     this.budget = budget;
+    this.#onChange = onChange;
   }
 
   get bytes(): number {
@@ -77,6 +84,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       this.#count++;
       this.#bytes += cost;
       this.#append(entry);
+      this.#onChange?.(holder, 1);
     } else {
       this.#bytes += cost - entry.bytes;
       entry.value = value;
@@ -102,6 +110,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
     this.#count--;
     this.#bytes -= entry.bytes;
     this.#unlink(entry);
+    this.#onChange?.(holder, -1);
   }
 
   #append(entry: RetainedEntry<K>): void {

@@ -7,17 +7,25 @@
  * While the subscriber keeps up, a delivery goes straight to the sink. Once
  * the sink holds more than the subscription lets it, deliveries wait in the
  * subscription's queue (as encoded bytes, or as messages for `latest`) and
- * move to the sink as it drains. Pending bytes are
- * the queue's plus the sink's; past `maxPending` the policy decides:
+ * move to the sink as it drains. Pending bytes are counted per CONNECTION:
+ * the queues of all the subscriptions one sink carries (its
+ * {@link PendingBudget}) plus what the sink itself holds, so that many
+ * subscriptions on one connection share one `maxPending` instead of
+ * multiplying it. Past it the policy of the subscription whose delivery
+ * went over decides:
  *
  * - `disconnect` (default): the subscriber is cut off with SLOW_CONSUMER;
- * - `drop-oldest`: the oldest pending deliveries are dropped (counted);
+ * - `drop-oldest`: the oldest pending deliveries are dropped (counted), from
+ *   the connection's largest queue first (when it is larger than this one),
+ *   so that a busy subscription cannot starve a quiet one of the budget;
  * - `latest`: only the newest pending value per topic is kept (a newer value
  *   replaces a pending one in place), then the oldest go as with drop-oldest.
  *
  * A subscription starts held: deliveries queue until `release()`, so the
  * front end can answer the subscribe first, and the retained snapshot goes
- * out before anything live.
+ * out before anything live. A snapshot is a cursor, not a copy: retained
+ * values are read as the sink drains, a bounded amount of work per turn of
+ * the event loop, and cost no pending bytes while they wait.
  */
 import { DistError } from "../../wire/mod.ts";
 import { ByteQueue } from "./byte_queue.ts";
@@ -60,10 +68,29 @@ export class Message {
   }
 }
 
+/** What the subscriptions of one sink (one connection) have queued, together. */
+export class PendingBudget {
+  /** Bytes queued by all of them (kept by the subscriptions). */
+  bytes = 0;
+  /** A subscription that held the largest queue when it last grew: the first to shed. */
+  largest: Subscription | undefined = undefined;
+}
+
+/** Retained values to deliver before anything live, read as they are needed. */
+export interface Snapshot {
+  /**
+   * The next retained message; undefined when there are no more, or null
+   * when `budget` ran out first (ask again in a later turn).
+   */
+  next(budget: { left: number }): Message | null | undefined;
+}
+
 /** The transport of a subscription's deliveries, as the front end provides it. */
 export interface Sink {
   /** Bytes given to the transport and not yet written out. */
   readonly pendingBytes: number;
+  /** What this transport's subscriptions have queued (the sink's own, shared by them). */
+  readonly queued: PendingBudget;
   readonly closed: boolean;
   /**
    * Bytes the delivery takes on this transport (for the pending count of a
@@ -100,12 +127,21 @@ export interface SubscriptionOptions {
   segments: readonly string[];
   group?: string;
   policy?: Policy;
-  /** Most bytes pending (queued here plus in the sink) before the policy applies. */
+  /**
+   * Most bytes pending on the sink's connection (every queue of its
+   * subscriptions plus the sink's own) before the policy applies.
+   */
   maxPending: number;
 }
 
 /** Most bytes the sink is filled to from the queue: the rest waits here, where it can be dropped. */
 const FILL_BYTES = 256 * 1024;
+/**
+ * Node visits a snapshot may make per pump (a few hundred microseconds):
+ * a cursor over a large tree, or a `+` level with many children, goes on in
+ * a later turn instead of holding the event loop.
+ */
+export const SNAPSHOT_VISITS_PER_TURN = 4096;
 
 interface Pending {
   msg: Message;
@@ -132,11 +168,11 @@ export class Subscription {
   /** Pending deliveries of `latest`, as messages (a newer one replaces one in place). */
   #queue: Pending[] = [];
   #head = 0;
-  #queuedBytes = 0;
+  /** Bytes queued here, in either queue (also counted in the sink's budget). */
+  #bytes = 0;
   /** For `latest`: the pending delivery of each topic. */
   #latest: Map<string, Pending> | undefined;
-  #snapshot: Message[] | undefined;
-  #snapshotAt = 0;
+  #snapshot: Snapshot | undefined;
   #held = true;
   #waiting = false;
   #cancelled = false;
@@ -161,13 +197,17 @@ export class Subscription {
 
   /** Bytes waiting here (not counting the sink's). */
   get queuedBytes(): number {
-    return this.#queuedBytes + this.#fifo.bytes;
+    return this.#bytes;
   }
 
-  /** Deliveries waiting here, retained ones included. */
+  /** Deliveries waiting here (not counting a snapshot's). */
   get queued(): number {
-    return this.#queue.length - this.#head + this.#fifo.length +
-      (this.#snapshot === undefined ? 0 : this.#snapshot.length - this.#snapshotAt);
+    return this.#queue.length - this.#head + this.#fifo.length;
+  }
+
+  /** Whether retained values of the snapshot may still be to deliver. */
+  get snapshotting(): boolean {
+    return this.#snapshot !== undefined;
   }
 
   get cancelled(): boolean {
@@ -175,12 +215,12 @@ export class Subscription {
   }
 
   /**
-   * Retained values to send before anything live. They count against no
-   * limit (they are shared, not copied) and move to the sink as it drains.
+   * Retained values to send before anything live, read from the cursor as
+   * the sink drains (they wait in the store, not here: no pending bytes).
    * Precondition: still held.
    */
-  setSnapshot(messages: Message[]): void {
-    if (messages.length > 0) this.#snapshot = messages;
+  setSnapshot(snapshot: Snapshot): void {
+    this.#snapshot = snapshot;
   }
 
   /** Lets deliveries flow: the snapshot first, then what queued meanwhile. */
@@ -210,43 +250,85 @@ export class Subscription {
     this.#cancelled = true;
     this.#queue = [];
     this.#head = 0;
-    this.#queuedBytes = 0;
     this.#fifo.clear();
     this.#latest?.clear();
+    this.#account(-this.#bytes);
+    const budget = this.sink.queued;
+    if (budget.largest === this) budget.largest = undefined;
     this.#snapshot = undefined;
+  }
+
+  /** Bytes in this subscription's queue changed by `delta`, and so did its connection's. */
+  #account(delta: number): void {
+    this.#bytes += delta;
+    this.sink.queued.bytes += delta;
+  }
+
+  /** Bytes pending on the connection: every queue of its subscriptions plus the sink's. */
+  #connectionPending(): number {
+    return this.sink.queued.bytes + this.sink.pendingBytes;
   }
 
   #enqueue(msg: Message): void {
     if (this.#latest === undefined) {
-      this.#fifo.push(this.sink.encode(msg, this));
+      const record = this.sink.encode(msg, this);
+      this.#fifo.push(record);
+      this.#account(record.length);
     } else {
       this.#enqueueLatest(msg);
     }
-    if (this.queuedBytes + this.sink.pendingBytes > this.maxPending) {
+    const budget = this.sink.queued;
+    const largest = budget.largest;
+    if (largest === undefined || largest.#bytes < this.#bytes) budget.largest = this;
+    if (this.#connectionPending() > this.maxPending) {
       if (this.policy === "disconnect") {
-        const pending = this.queuedBytes + this.sink.pendingBytes;
+        const pending = this.#connectionPending();
         this.sink.slow(
           this,
           new DistError(
             "SLOW_CONSUMER",
             `Subscriber of ${this.pattern} (sid ${this.sid}) fell behind: ` +
-              `${pending} bytes pending, more than max-pending ${this.maxPending}`,
+              `${pending} bytes pending on its connection, more than max-pending ${this.maxPending}`,
           ),
         );
         return;
       }
-      while (this.queuedBytes + this.sink.pendingBytes > this.maxPending && this.#dropOldest()) {
-        this.dropped++;
-      }
+      this.#shed(largest);
     }
     this.#arm();
   }
 
-  /** Drops the oldest pending delivery; false when there is none. */
+  /**
+   * Drops pending deliveries until the connection is within its budget:
+   * first from the connection's largest queue while it is larger than this
+   * one (a busy subscription must not keep a quiet one out), then the
+   * oldest of this one's own (the newest, just queued, last of all).
+   */
+  #shed(largest: Subscription | undefined): void {
+    if (largest !== undefined && largest !== this && !largest.#cancelled) {
+      while (
+        this.#connectionPending() > this.maxPending && largest.#bytes > this.#bytes &&
+        largest.#dropOldest()
+      ) {
+        // Dropped and counted on its own subscription.
+      }
+    }
+    while (this.#connectionPending() > this.maxPending && this.#dropOldest()) {
+      // Counted in `dropped`.
+    }
+  }
+
+  /** Drops the oldest pending delivery (counted); false when there is none. */
   #dropOldest(): boolean {
-    return this.#latest === undefined
-      ? this.#fifo.shift() !== undefined
-      : this.#shift() !== undefined;
+    if (this.#latest === undefined) {
+      const record = this.#fifo.shift();
+      if (record === undefined) return false;
+      this.#account(-record.length);
+    } else if (this.#shift() === undefined) {
+      return false;
+    }
+    this.dropped++;
+    return true;
   }
 
   #enqueueLatest(msg: Message): void {
@@ -254,7 +336,7 @@ export class Subscription {
     const previous = this.#latest?.get(msg.topic);
     if (previous !== undefined) {
       // The subscriber has not seen the older value yet: it only needs the newest.
-      this.#queuedBytes += bytes - previous.bytes;
+      this.#account(bytes - previous.bytes);
       previous.msg = msg;
       previous.bytes = bytes;
       this.dropped++;
@@ -262,7 +344,7 @@ export class Subscription {
       const entry = { msg, bytes };
       this.#queue.push(entry);
       this.#latest?.set(msg.topic, entry);
-      this.#queuedBytes += bytes;
+      this.#account(bytes);
     }
     // A `latest` queue keeps one value per topic for as long as it takes,
     // so its entries must not pin buffers shared with newer messages.
@@ -281,7 +363,7 @@ export class Subscription {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
-    this.#queuedBytes -= entry.bytes;
+    this.#account(-entry.bytes);
     if (this.#latest?.get(entry.msg.topic) === entry) this.#latest.delete(entry.msg.topic);
     return entry.msg;
   }
@@ -290,26 +372,37 @@ export class Subscription {
   #arm(): void {
     if (this.#waiting || this.#held || this.#cancelled) return;
     this.#waiting = true;
-    this.sink.whenDrained(this.#fillLimit >> 1, () => {
-      this.#waiting = false;
-      this.#pump();
-    });
+    this.sink.whenDrained(this.#fillLimit >> 1, this.#resume);
   }
+
+  /** Pumps again after a wait (bound once: no closure per wait). */
+  readonly #resume = (): void => {
+    this.#waiting = false;
+    this.#pump();
+  };
 
   /** Moves the snapshot, then the queue, to the sink while it has room. */
   #pump(): void {
     const sink = this.sink;
+    const budget = { left: SNAPSHOT_VISITS_PER_TURN };
     while (!this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit) {
-      let msg: Message | undefined;
+      let msg: Message | null | undefined;
       if (this.#snapshot !== undefined) {
-        msg = this.#snapshot[this.#snapshotAt++];
-        if (this.#snapshotAt === this.#snapshot.length) {
+        msg = this.#snapshot.next(budget);
+        if (msg === null) {
+          // This turn's share of the walk is spent: go on in a later one.
+          this.#waiting = true;
+          setTimeout(this.#resume, 0);
+          return;
+        }
+        if (msg === undefined) {
           this.#snapshot = undefined;
-          this.#snapshotAt = 0;
+          continue;
         }
       } else if (this.#latest === undefined) {
         const bytes = this.#fifo.shift();
         if (bytes === undefined) return;
+        this.#account(-bytes.length);
         sink.writeEncoded(bytes, this);
         this.delivered++;
         continue;
@@ -320,6 +413,8 @@ export class Subscription {
       sink.write(msg, this);
       this.delivered++;
     }
-    if (!this.#cancelled && !sink.closed && this.queued > 0) this.#arm();
+    if (!this.#cancelled && !sink.closed && (this.queued > 0 || this.#snapshot !== undefined)) {
+      this.#arm();
+    }
   }
 }

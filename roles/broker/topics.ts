@@ -2,28 +2,62 @@
  * The topic tree: every topic that exists (was published to), one node per
  * segment, so that "every topic under `/telephony`" or "every topic matching
  * `/+/orange`" is a walk of the matching branches, never a scan of all
- * topics. Nodes also keep their topic's counters and its place in the
- * activity order, so the least recently active topic is found in O(1) when
- * the tree is at its size limit.
+ * topics. A node is small (its segment, its children, two counts); what a
+ * topic keeps (its name, counters, retained value, place in the activity
+ * order) is a {@link Topic} hanging off its node, found by name in one
+ * lookup. The least recently active topic is found in O(1) when the tree is
+ * at its limits: a number of topics, and a byte budget (the memory its
+ * names and nodes take, estimated), since a deep name costs a node per
+ * segment.
+ *
+ * Each node counts the topics and the retained values in its subtree, so a
+ * walk skips the branches that hold nothing it wants, and a walk is
+ * resumable ({@link TopicWalk}) so its work can be spread over turns of the
+ * event loop.
  */
 import { ONE_SEGMENT } from "../_topic.ts";
 import type { RetainedEntry } from "./retained.ts";
 
-/** One segment of the tree; a topic when `exists`, else only a branch on the way to one. */
+/**
+ * Estimated bytes of one node (the object, its share of its parent's
+ * children map, its segment string's header), measured on V8: a branch of
+ * 64 segments costs about 64 of these.
+ */
+export const NODE_BYTES = 240;
+/** Estimated bytes of a topic beyond its name (the object, its index entry). */
+export const TOPIC_BYTES = 200;
+
+/** One segment of the tree: a topic when `topic` is set, else only a branch on the way to one. */
 export class TopicNode {
-  /** The normalised topic this node stands for (`/a/b`). */
-  readonly topic: string;
   readonly segment: string;
   readonly parent: TopicNode | undefined;
-  children: Map<string, TopicNode> | undefined;
-  /** Published to at least once (and not forgotten since). */
-  exists = false;
+  children: Map<string, TopicNode> | undefined = undefined;
+  /** The topic this node stands for, while it exists. */
+  topic: Topic | undefined = undefined;
+  /** Existing topics in this subtree, this node's own included. */
+  topics = 0;
+  /** Retained values in this subtree, this node's own included. */
+  retained = 0;
+
+  constructor(segment: string, parent: TopicNode | undefined) {
+    this.segment = segment;
+    this.parent = parent;
+  }
+}
+
+/** A topic that exists: its name, counters, retained value and place in the activity order. */
+export class Topic {
+  /** The normalised name (`/a/b`). */
+  readonly name: string;
+  readonly node: TopicNode;
   messagesIn = 0;
   messagesOut = 0;
   /** Epoch seconds of the last publish. */
   lastActive = 0;
   /** The retained value, owned by the RetainedStore. */
-  retained: RetainedEntry<TopicNode> | undefined = undefined;
+  retained: RetainedEntry<Topic> | undefined = undefined;
+  /** The broker's publish count when the retained value last changed. */
+  retainedSeq = 0;
   /**
    * Free for the broker: what the subscriptions matching this topic were
    * when `cacheGeneration` was current.
@@ -31,161 +65,228 @@ export class TopicNode {
   cache: unknown = undefined;
   cacheGeneration = -1;
   /** Neighbours in the activity order (least recent first). */
-  older: TopicNode | undefined = undefined;
-  newer: TopicNode | undefined = undefined;
+  older: Topic | undefined = undefined;
+  newer: Topic | undefined = undefined;
 
-  constructor(topic: string, segment: string, parent: TopicNode | undefined) {
-    this.topic = topic;
-    this.segment = segment;
-    this.parent = parent;
+  constructor(name: string, node: TopicNode) {
+    this.name = name;
+    this.node = node;
   }
+}
+
+/** How many node visits a walk may still make (shared by the walks of one piece of work). */
+export interface WalkBudget {
+  left: number;
 }
 
 /** The tree of existing topics. */
 export class TopicTree {
-  readonly root: TopicNode = new TopicNode("/", "", undefined);
-  /** Nodes by topic, existing or not: a publish finds its node in one lookup. */
-  #index = new Map<string, TopicNode>([["/", this.root]]);
-  #count = 0;
-  #oldest: TopicNode | undefined;
-  #newest: TopicNode | undefined;
+  readonly root: TopicNode = new TopicNode("", undefined);
+  /** Existing topics by name: a publish finds its topic in one lookup. */
+  #index = new Map<string, Topic>();
+  #bytes = 0;
+  #oldest: Topic | undefined;
+  #newest: Topic | undefined;
 
   /** Number of existing topics. */
   get size(): number {
-    return this.#count;
+    return this.#index.size;
   }
 
-  /** The node of a normalised topic, if the tree has one (it may not exist as a topic). */
-  get(topic: string): TopicNode | undefined {
-    return this.#index.get(topic);
+  /** Estimated bytes of the topics' names and nodes. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
-  /** The node of a normalised topic, with its branch created as needed. */
-  node(topic: string, segments: readonly string[]): TopicNode {
-    let node = this.#index.get(topic);
-    if (node !== undefined) return node;
-    node = this.root;
-    let path = "";
+  /** The existing topic of a normalised name. */
+  get(name: string): Topic | undefined {
+    return this.#index.get(name);
+  }
+
+  /**
+   * Makes a normalised name a topic (newest in the activity order), with
+   * its branch created as needed. Precondition: it does not exist.
+   */
+  create(name: string, segments: readonly string[], now: number): Topic {
+    let node = this.root;
+    let bytes = TOPIC_BYTES + name.length;
     for (const segment of segments) {
-      path += "/" + segment;
       node.children ??= new Map();
       let child = node.children.get(segment);
       if (child === undefined) {
-        child = new TopicNode(path, segment, node);
+        child = new TopicNode(segment, node);
         node.children.set(segment, child);
-        this.#index.set(path, child);
+        bytes += NODE_BYTES + segment.length;
       }
       node = child;
     }
-    return node;
+    const topic = new Topic(name, node);
+    topic.lastActive = now;
+    node.topic = topic;
+    for (let n: TopicNode | undefined = node; n !== undefined; n = n.parent) n.topics++;
+    this.#index.set(name, topic);
+    this.#bytes += bytes;
+    this.#append(topic);
+    return topic;
   }
 
-  /** Makes a node a topic (counted, newest in the activity order). */
-  create(node: TopicNode, now: number): void {
-    if (node.exists) return;
-    node.exists = true;
-    node.lastActive = now;
-    this.#count++;
-    this.#append(node);
-  }
-
-  /** Records activity on an existing topic: it becomes the most recently active. */
-  touch(node: TopicNode, now: number): void {
-    node.lastActive = now;
-    if (this.#newest === node) return;
-    this.#unlink(node);
-    this.#append(node);
+  /** Records activity on a topic: it becomes the most recently active. */
+  touch(topic: Topic, now: number): void {
+    topic.lastActive = now;
+    if (this.#newest === topic) return;
+    this.#unlink(topic);
+    this.#append(topic);
   }
 
   /** The least recently active topic (follow `newer` from it). */
-  get oldest(): TopicNode | undefined {
+  get oldest(): Topic | undefined {
     return this.#oldest;
   }
 
   /** The most recently active topic (follow `older` from it). */
-  get newest(): TopicNode | undefined {
+  get newest(): Topic | undefined {
     return this.#newest;
   }
 
+  /** A topic gained (+1) or lost (-1) its retained value. */
+  retainedChanged(topic: Topic, delta: number): void {
+    for (let n: TopicNode | undefined = topic.node; n !== undefined; n = n.parent) {
+      n.retained += delta;
+    }
+  }
+
   /**
-   * Forgets a topic: its counters go, and its node too unless other topics
-   * hang below it (then only the branch stays). The caller has released its
+   * Forgets a topic: it leaves the index and the order, and its nodes go
+   * too unless other topics hang below them. The caller has released its
    * retained value.
    */
-  forget(node: TopicNode): void {
-    if (!node.exists) return;
-    node.exists = false;
-    node.messagesIn = node.messagesOut = 0;
-    node.cache = undefined;
-    node.cacheGeneration = -1;
-    this.#count--;
-    this.#unlink(node);
+  forget(topic: Topic): void {
+    if (this.#index.get(topic.name) !== topic) return;
+    this.#index.delete(topic.name);
+    this.#unlink(topic);
+    this.#bytes -= TOPIC_BYTES + topic.name.length;
+    const node = topic.node;
+    node.topic = undefined;
+    topic.cache = undefined;
+    for (let n: TopicNode | undefined = node; n !== undefined; n = n.parent) n.topics--;
     // Prune branches that lead nowhere any more.
-    let n: TopicNode | undefined = node;
-    while (
-      n !== undefined && n !== this.root && !n.exists && (n.children?.size ?? 0) === 0 &&
-      n.retained === undefined
-    ) {
-      const parent: TopicNode = n.parent!;
+    let n: TopicNode = node;
+    while (n.parent !== undefined && n.topics === 0 && n.children === undefined) {
+      const parent: TopicNode = n.parent;
       parent.children!.delete(n.segment);
       if (parent.children!.size === 0) parent.children = undefined;
-      this.#index.delete(n.topic);
+      this.#bytes -= NODE_BYTES + n.segment.length;
       n = parent;
     }
   }
 
   /**
    * Calls `visit` for every existing topic that `pattern` covers: the topic
-   * itself and its subtree, `+` matching any one segment. Only matching
-   * branches are walked. `visit` returns false to stop the walk.
+   * itself and its subtree, `+` matching any one segment, parents before
+   * children. Only branches holding topics are walked. `visit` returns
+   * false to stop.
    */
-  walk(pattern: readonly string[], visit: (node: TopicNode) => boolean | void): void {
-    const stack: [TopicNode, number][] = [[this.root, 0]];
+  walk(pattern: readonly string[], visit: (topic: Topic) => boolean | void): void {
+    const walk = new TopicWalk(this.root, pattern, (n) => n.topics === 0);
+    const budget = { left: Infinity };
+    for (let node = walk.next(budget); node !== undefined; node = walk.next(budget)) {
+      if (visit(node.topic!) === false) return;
+    }
+  }
+
+  #append(topic: Topic): void {
+    topic.older = this.#newest;
+    topic.newer = undefined;
+    if (this.#newest !== undefined) this.#newest.newer = topic;
+    else this.#oldest = topic;
+    this.#newest = topic;
+  }
+
+  #unlink(topic: Topic): void {
+    if (topic.older !== undefined) topic.older.newer = topic.newer;
+    else if (this.#oldest === topic) this.#oldest = topic.newer;
+    if (topic.newer !== undefined) topic.newer.older = topic.older;
+    else if (this.#newest === topic) this.#newest = topic.older;
+    topic.older = topic.newer = undefined;
+  }
+}
+
+interface Frame {
+  /** Nodes at `depth` (the root is at 0), met through the pattern so far. */
+  nodes: Iterator<TopicNode>;
+  depth: number;
+}
+
+/**
+ * A walk of what a pattern covers that can stop and go on later, in
+ * pre-order (parents before children, siblings in insertion order): each
+ * `next()` spends at most the budget it is given. The tree may change
+ * between calls: topics added behind the walk's position are met, removed
+ * ones are not (map iterators are live).
+ */
+export class TopicWalk {
+  readonly #pattern: readonly string[];
+  readonly #skip: (node: TopicNode) => boolean;
+  readonly #ends: boolean;
+  readonly #stack: Frame[];
+  /** Whether the walk has met everything. */
+  done = false;
+
+  /**
+   * @param skip subtrees to leave out (e.g. those with no retained value)
+   * @param ends meet the nodes the pattern itself names (one per match,
+   * existing or not) instead of the topics in their subtrees
+   */
+  constructor(
+    root: TopicNode,
+    pattern: readonly string[],
+    skip: (node: TopicNode) => boolean,
+    ends = false,
+  ) {
+    this.#pattern = pattern;
+    this.#skip = skip;
+    this.#ends = ends;
+    this.#stack = [{ nodes: [root].values(), depth: 0 }];
+  }
+
+  /**
+   * The next node met: an existing topic's node (or, with `ends`, a node the
+   * pattern names). Undefined when the walk is done, or when the budget ran
+   * out first (then `done` is false: call again with more).
+   */
+  next(budget: WalkBudget): TopicNode | undefined {
+    const stack = this.#stack;
+    const pattern = this.#pattern;
     while (stack.length > 0) {
-      const [node, depth] = stack.pop()!;
-      if (depth === pattern.length) {
-        if (!this.#subtree(node, visit)) return;
+      if (budget.left <= 0) return undefined;
+      const top = stack[stack.length - 1];
+      const step = top.nodes.next();
+      if (step.done) {
+        stack.pop();
         continue;
       }
+      budget.left--;
+      const node = step.value;
+      if (this.#skip(node)) continue;
+      const depth = top.depth;
       const children = node.children;
-      if (children === undefined) continue;
-      const segment = pattern[depth];
-      if (segment === ONE_SEGMENT) {
-        // Reversed so that the walk visits siblings in insertion order.
-        for (const child of [...children.values()].reverse()) stack.push([child, depth + 1]);
-      } else {
-        const child = children.get(segment);
-        if (child !== undefined) stack.push([child, depth + 1]);
+      if (depth < pattern.length) {
+        // Still on the pattern's way: only the children it names.
+        if (children === undefined) continue;
+        const segment = pattern[depth];
+        if (segment === ONE_SEGMENT) {
+          stack.push({ nodes: children.values(), depth: depth + 1 });
+        } else {
+          const child = children.get(segment);
+          if (child !== undefined) stack.push({ nodes: [child].values(), depth: depth + 1 });
+        }
+        continue;
       }
+      if (this.#ends) return node;
+      if (children !== undefined) stack.push({ nodes: children.values(), depth: depth + 1 });
+      if (node.topic !== undefined) return node;
     }
-  }
-
-  /** Visits the existing topics of a subtree, parents before children; false if stopped. */
-  #subtree(top: TopicNode, visit: (node: TopicNode) => boolean | void): boolean {
-    const stack = [top];
-    while (stack.length > 0) {
-      const node = stack.pop()!;
-      if (node.exists && visit(node) === false) return false;
-      if (node.children !== undefined) {
-        for (const child of [...node.children.values()].reverse()) stack.push(child);
-      }
-    }
-    return true;
-  }
-
-  #append(node: TopicNode): void {
-    node.older = this.#newest;
-    node.newer = undefined;
-    if (this.#newest !== undefined) this.#newest.newer = node;
-    else this.#oldest = node;
-    this.#newest = node;
-  }
-
-  #unlink(node: TopicNode): void {
-    if (node.older !== undefined) node.older.newer = node.newer;
-    else if (this.#oldest === node) this.#oldest = node.newer;
-    if (node.newer !== undefined) node.newer.older = node.older;
-    else if (this.#newest === node) this.#newest = node.older;
-    node.older = node.newer = undefined;
+    this.done = true;
+    return undefined;
   }
 }

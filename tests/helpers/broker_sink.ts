@@ -4,7 +4,12 @@
  * test says so.
  */
 import type { DistError } from "../../wire/mod.ts";
-import type { Message, Sink, Subscription } from "../../roles/broker/mod.ts";
+import {
+  type Message,
+  PendingBudget,
+  type Sink,
+  type Subscription,
+} from "../../roles/broker/mod.ts";
 
 export interface Delivered {
   sid: number;
@@ -15,6 +20,7 @@ export interface Delivered {
 
 export class FakeSink implements Sink {
   pendingBytes = 0;
+  readonly queued = new PendingBudget();
   closed = false;
   /** Bytes each delivery takes. */
   size = 100;
