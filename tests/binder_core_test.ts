@@ -368,6 +368,37 @@ Deno.test("Verifier.verify() reuses an alive verdict for aliveCacheMs, then prob
   assert.equal(verifier.probes, 2);
 });
 
+Deno.test("Verifier.verify() rations new probes per source and in all; shared ones are free", async () => {
+  const { registry } = fakeRegistry();
+  const entries = Array.from({ length: 12 }, (_, i) => registry.register(reg(6000 + i)));
+  let now = 0;
+  const verifier = new Verifier({
+    probe: () => Promise.resolve(true),
+    timeoutMs: 1000,
+    perSource: 2,
+    perSourceBurst: 3,
+    perBinder: 5,
+    now: () => now,
+  });
+  const [a, b] = [{}, {}];
+  const probes = entries.slice(0, 3).map((e) => verifier.verify(e, a));
+  assert.throws(() => verifier.verify(entries[3], a), isCode("OVERLOADED"));
+  // Joining a probe that runs, or an "alive" verdict just found, costs nothing.
+  verifier.verify(entries[0], a);
+  await Promise.all(probes);
+  assert.equal(await verifier.verify(entries[1], a), true);
+  // The binder's own budget (5) runs out before b's (3).
+  verifier.verify(entries[4], b);
+  verifier.verify(entries[5], b);
+  assert.throws(() => verifier.verify(entries[6], b), /a second$/);
+  assert.equal(verifier.probes, 5);
+  now = 1000; // a second later: 2 more for a, 5 more in all
+  await verifier.verify(entries[6], a);
+  await verifier.verify(entries[7], a);
+  assert.throws(() => verifier.verify(entries[8], a), /per connection/);
+  assert.equal(verifier.probes, 7);
+});
+
 Deno.test("Verifier.verify() counts a probe that throws as dead and refuses beyond maxRunning", async () => {
   const { registry } = fakeRegistry();
   const a = registry.register(reg(5001));

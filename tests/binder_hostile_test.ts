@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { MAX_LOGICAL } from "../roles/binder/clock.ts";
+import { type DistError, listen } from "../wire/mod.ts";
 import { connectTo, ids, type LocalBinder, reg, startBinder, waitUntil } from "./helpers/binder.ts";
 import { freePort, lines, startDist } from "./helpers/dist.ts";
 import { isCode } from "./helpers/rpc.ts";
@@ -130,5 +131,45 @@ Deno.test("bad binder.sync pushes are logged within a budget and close the conne
     evil.close();
     client.close();
     await binder.stop();
+  }
+});
+
+Deno.test("report_down starts a bounded number of checks per connection, logged at debug (finding 19)", async () => {
+  let pings = 0;
+  const victim = listen({
+    port: 0,
+    role: "server",
+    name: "victim",
+    onRequest: () => (pings++, { pong: true }),
+  });
+  const binder = await startDist(["binder", "--port", "0"]);
+  const client = await connectTo(binder.address);
+  try {
+    const port = victim.addr.port;
+    const n = 120;
+    await Promise.all(
+      Array.from(
+        { length: n },
+        (_, i) => client.call("binder.register", { service: `v${i}`, host: "127.0.0.1", port }),
+      ),
+    );
+    const answers = await Promise.allSettled(
+      Array.from(
+        { length: n },
+        (_, i) => client.call("binder.report_down", { id: `v${i}@127.0.0.1:${port}` }),
+      ),
+    );
+    const alive = answers.filter((a) => a.status === "fulfilled").length;
+    const refused = answers.filter((a) =>
+      a.status === "rejected" && (a.reason as DistError).code === "OVERLOADED"
+    ).length;
+    assert.equal(alive + refused, n);
+    assert.ok(alive >= 1 && alive <= 60, `${alive} checks made`);
+    assert.equal(pings, alive, "one connection to the victim per check made");
+    assert.ok(!binder.stderr().includes("Verified"), "checks that find it alive are not info");
+  } finally {
+    client.close();
+    await binder.stop();
+    await victim.close();
   }
 });

@@ -38,11 +38,11 @@ export function binderHandlers(parts: BinderParts) {
   const whenReady = <T>(f: () => T): T | Promise<T> =>
     replicator.isReady ? f() : replicator.ready.then(f);
 
-  async function reportDown(id: string): Promise<ReportAnswer> {
+  async function reportDown(id: string, peer: Peer): Promise<ReportAnswer> {
     const entry = registry.get(id);
     if (entry === undefined) throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
     if (entry.removed !== undefined) return { id, alive: false, removed: true };
-    const alive = await verifier.verify(entry);
+    const alive = await verifier.verify(entry, peer);
     return { id, alive, removed: registry.get(id)?.removed !== undefined };
   }
 
@@ -75,9 +75,9 @@ export function binderHandlers(parts: BinderParts) {
       const service = p.service === undefined ? undefined : checkService(p.service);
       return whenReady(() => ({ instances: registry.instances(service).map(toInstance) }));
     },
-    "binder.report_down": (p) => {
+    "binder.report_down": (p, peer) => {
       const id = checkId(p.id);
-      return whenReady(() => reportDown(id));
+      return whenReady(() => reportDown(id, peer));
     },
     "binder.watch": (p, peer) => {
       const service = checkService(p.service);

@@ -21,6 +21,7 @@ import {
   parseAddress,
 } from "../../config/mod.ts";
 import { codecByName, dial, DistError, listen, type Peer } from "../../wire/mod.ts";
+import { cut } from "../../wire/_log.ts";
 import type { Role, RunContext } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
@@ -160,10 +161,10 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
     onStart: (entry) => registry.setSuspect(entry.id, true),
     onEnd: (entry, alive) => {
       registry.setSuspect(entry.id, false);
-      log.info("Verified {id} after a report: {verdict}", {
-        id: entry.id,
-        verdict: alive ? "alive, kept" : "dead, removed",
-      });
+      // A removal changes the registry: worth a line. A check that found it alive is not.
+      const props = { id: cut(entry.id), verdict: alive ? "alive, kept" : "dead, removed" };
+      if (alive) log.debug("Verified {id} after a report: {verdict}", props);
+      else log.info("Verified {id} after a report: {verdict}", props);
       if (!alive) registry.remove(entry.id, "down");
     },
   });
