@@ -258,6 +258,47 @@ Deno.test("Registry.register() beyond maxEntries is OVERLOADED; refreshing an en
   registry.register(reg(5001));
 });
 
+Deno.test("Registry.page() walks every live instance once, in pages bounded by count and weight", () => {
+  const { registry, time } = fakeRegistry();
+  // Services whose ids sort otherwise than their names ("a1@" < "a@" but "a" < "a1").
+  for (const service of ["a", "a1", "b"]) {
+    for (let port = 1; port <= 7; port++) {
+      registry.register(reg(port, service, port === 7 ? 10 : 3000));
+    }
+  }
+  registry.register({ ...reg(8, "b"), meta: { pad: "x".repeat(1000) } });
+  time.now += 100; // the three on port 7 ran out (not swept yet): never listed
+  const all = registry.instances().map((e) => e.id);
+  assert.equal(all.length, 19);
+  assert.deepEqual(
+    all.slice(0, 7),
+    [1, 2, 3, 4, 5, 6].map((p) => `a@127.0.0.1:${p}`).concat("a1@127.0.0.1:1"),
+  );
+  for (const [limit, budget] of [[4, Infinity], [100, 500], [1, 1]]) {
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const page = registry.page(undefined, after, limit, budget);
+      assert.ok(page.entries.length <= limit && page.entries.length >= 1);
+      seen.push(...page.entries.map((e) => e.id));
+      after = page.next;
+      pages++;
+    } while (after !== undefined);
+    assert.deepEqual(seen, all, `limit ${limit}, budget ${budget}`);
+    assert.ok(pages > 1);
+  }
+  // One service; and a cursor whose instance has left since.
+  assert.deepEqual(registry.page("a1", undefined, 2, Infinity).next, "a1@127.0.0.1:2");
+  registry.remove("a1@127.0.0.1:2", "deregistered");
+  registry.remove("a1@127.0.0.1:3", "deregistered");
+  assert.deepEqual(
+    registry.page("a1", "a1@127.0.0.1:2", 2, Infinity).entries.map((e) => e.port),
+    [4, 5],
+  );
+  assert.deepEqual(registry.page(undefined, "a0@x:1", 1, Infinity).entries[0].id, "a1@127.0.0.1:1");
+});
+
 Deno.test("Digest summaries are equal for equal states and name the buckets that differ", () => {
   const { registry: a, time } = fakeRegistry("a");
   const { registry: b } = fakeRegistry("b");

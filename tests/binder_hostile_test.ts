@@ -173,3 +173,34 @@ Deno.test("report_down starts a bounded number of checks per connection, logged 
     await victim.close();
   }
 });
+
+Deno.test("binder.list answers in pages that fit a frame, and every page together is the registry (finding 10)", async () => {
+  const b = await startBinder({ maxFrame: 64 * 1024 });
+  try {
+    // 300 instances of 1 KB meta: about 330 KB as a list, five times the frame limit.
+    const meta = { pad: "m".repeat(1000) };
+    const peer = await b.rpc();
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) => peer.call("binder.register", { ...reg(1 + i), meta })),
+    );
+    const first = await b.call("binder.list", {}) as { instances: unknown[]; next?: string };
+    assert.ok(first.instances.length > 0 && first.instances.length < 300);
+    assert.equal(typeof first.next, "string");
+    assert.equal((await ids(b)).length, 300);
+    const small = await b.call("binder.list", { service: "compute", limit: 5 }) as {
+      instances: { port: number }[];
+      next: string;
+    };
+    assert.deepEqual(small.instances.map((i) => i.port), [1, 10, 100, 101, 102]);
+    assert.equal(small.next, "compute@127.0.0.1:102");
+    await assert.rejects(b.call("binder.list", { limit: 0 }), isCode("BAD_REQUEST"));
+    // A watch needs the whole list in one frame: refused, before the list is built.
+    await assert.rejects(b.call("binder.watch", { service: "compute" }), (err: unknown) => {
+      isCode("FRAME_TOO_LARGE")(err);
+      assert.match((err as Error).message, /binder\.list/);
+      return true;
+    });
+  } finally {
+    await b.stop();
+  }
+});

@@ -6,7 +6,14 @@
  */
 import { DistError, type Peer } from "../../wire/mod.ts";
 import type { Registry } from "./registry.ts";
-import { checkId, checkService, paramsObject, parseRegistration, toInstance } from "./records.ts";
+import {
+  checkId,
+  checkService,
+  type InstanceInfo,
+  paramsObject,
+  parseRegistration,
+  toInstance,
+} from "./records.ts";
 import { type Replicator, requireBinder } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
 import type { Watchers } from "./watch.ts";
@@ -19,9 +26,36 @@ export interface BinderParts {
   watchers: Watchers;
   /** Lease of a registration that names no `ttl_ms` (ms). */
   defaultTtlMs: number;
+  /** The frame limit of the binder's connections (bytes): no answer is built bigger. */
+  maxFrame: number;
   /** `sys.ping` and `sys.stats` answers. */
   ping: () => unknown;
   stats: () => unknown;
+}
+
+/** Most instances in one `binder.list` answer (fewer when they would not fit a frame). */
+export const MAX_LIST = 1000;
+
+/** Answers of `binder.list`: `next` is there when more instances follow (pass it as `after`). */
+export interface ListAnswer {
+  instances: InstanceInfo[];
+  next?: string;
+}
+
+/**
+ * The live instances of `service` as watchers see them, or undefined when
+ * the list is surely too large for one frame of `maxFrame` bytes (it is
+ * then not built). A list that passes may still turn out too large once
+ * encoded; the codec refuses it then.
+ */
+export function watchList(
+  registry: Registry,
+  service: string,
+  maxFrame: number,
+): InstanceInfo[] | undefined {
+  // The weight is about the JSON text; MessagePack can be smaller, so allow twice the frame.
+  if (registry.weightOf(service, 2 * maxFrame) > 2 * maxFrame) return undefined;
+  return registry.instances(service).map(toInstance);
 }
 
 /** Answers of `binder.report_down`. */
@@ -34,6 +68,10 @@ export interface ReportAnswer {
 /** The request and notification handlers of a binder's listener. */
 export function binderHandlers(parts: BinderParts) {
   const { registry, replicator, verifier, watchers } = parts;
+  // A page's weight is an upper bound of its JSON text, and a UTF-8 byte per character of it
+  // may be three: a quarter of the frame always fits, in either codec.
+  const pageBytes = Math.max(4096, Math.floor(parts.maxFrame / 4));
+  const watchedList = (service: string) => watchList(registry, service, parts.maxFrame);
   /** Runs `f` now if caught up, else once caught up. */
   const whenReady = <T>(f: () => T): T | Promise<T> =>
     replicator.isReady ? f() : replicator.ready.then(f);
@@ -73,7 +111,17 @@ export function binderHandlers(parts: BinderParts) {
     },
     "binder.list": (p) => {
       const service = p.service === undefined ? undefined : checkService(p.service);
-      return whenReady(() => ({ instances: registry.instances(service).map(toInstance) }));
+      const after = p.after === undefined ? undefined : checkId(p.after, "after");
+      const limit = p.limit ?? MAX_LIST;
+      if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_LIST) {
+        throw new DistError("BAD_REQUEST", `"limit" must be an integer 1-${MAX_LIST}`);
+      }
+      return whenReady(() => {
+        const page = registry.page(service, after, limit as number, pageBytes);
+        const answer: ListAnswer = { instances: page.entries.map(toInstance) };
+        if (page.next !== undefined) answer.next = page.next;
+        return answer;
+      });
     },
     "binder.report_down": (p, peer) => {
       const id = checkId(p.id);
@@ -82,10 +130,18 @@ export function binderHandlers(parts: BinderParts) {
     "binder.watch": (p, peer) => {
       const service = checkService(p.service);
       return whenReady(() => {
+        const instances = watchedList(service);
+        if (instances === undefined) {
+          throw new DistError(
+            "FRAME_TOO_LARGE",
+            `Service ${service} has too many instances to send in one frame: ` +
+              `page through them with binder.list`,
+          );
+        }
         if (!watchers.add(peer, service)) {
           throw new DistError("OVERLOADED", "Too many watches on one connection");
         }
-        return { service, instances: registry.instances(service).map(toInstance) };
+        return { service, instances };
       });
     },
     "binder.unwatch": (p, peer) => {

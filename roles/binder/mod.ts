@@ -20,14 +20,20 @@ import {
   type Options,
   parseAddress,
 } from "../../config/mod.ts";
-import { codecByName, dial, DistError, listen, type Peer } from "../../wire/mod.ts";
+import {
+  codecByName,
+  DEFAULT_MAX_FRAME,
+  dial,
+  DistError,
+  listen,
+  type Peer,
+} from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import type { Role, RunContext } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
-import { binderHandlers } from "./api.ts";
+import { binderHandlers, watchList } from "./api.ts";
 import { HybridClock } from "./clock.ts";
-import { toInstance } from "./records.ts";
 import { type Entry, Registry } from "./registry.ts";
 import { Replicator } from "./replication.ts";
 import { Verifier } from "./verify.ts";
@@ -47,7 +53,7 @@ export const binder: Role = {
     "  binder.register {service, host, port, ttl_ms?, meta?} -> {id, ttl_ms}",
     "  binder.renew {id}, binder.deregister {id}",
     "  binder.lookup {service}        the next live instance, cyclically (NOT_FOUND if none)",
-    "  binder.list {service?}         live instances",
+    "  binder.list {service?, after?, limit?}  live instances, a page at a time -> {instances, next?}",
     "  binder.report_down {id}        verify, remove if dead -> {id, alive, removed}",
     "  binder.watch {service}         then binder.changed {service, instances} notifications",
     "  binder.unwatch {service}, sys.ping, sys.stats",
@@ -151,7 +157,8 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
     intervalMs: options.antiEntropy as number,
     catchUpMs: options.catchUp as number,
   });
-  const watchers = new Watchers((service) => registry.instances(service).map(toInstance));
+  const maxFrame = connSettings(options).maxFrame ?? DEFAULT_MAX_FRAME;
+  const watchers = new Watchers((service) => watchList(registry, service, maxFrame));
   registry.onChange((entry, previous) => {
     if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
   });
@@ -174,6 +181,7 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
     verifier,
     watchers,
     defaultTtlMs: options.ttl as number,
+    maxFrame,
     ping: () => ({ pong: true, role: "binder", name }),
     stats: () => ({
       role: "binder",
@@ -190,6 +198,7 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
       verifying: verifier.running,
       watchers: watchers.count,
       notifications: watchers.sent,
+      notifications_failed: watchers.failed,
       clock_drift_ms: registry.clock.drift,
       replication: { ...replicator.counters, peers: replicator.peers() },
     }),

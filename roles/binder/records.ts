@@ -91,15 +91,18 @@ export function checkService(value: unknown): string {
   return value;
 }
 
-/** An instance id given by a client: a non-empty string of sane length. */
-export function checkId(value: unknown): string {
+/** An instance id given by a client (in `field`): a non-empty string of sane length. */
+export function checkId(value: unknown, field = "id"): string {
   if (typeof value !== "string" || value.length === 0 || value.length > 512) {
-    throw bad(`"id" must be an instance id as returned by binder.register, got ${describe(value)}`);
+    throw bad(
+      `"${field}" must be an instance id as returned by binder.register, got ${describe(value)}`,
+    );
   }
   return value;
 }
 
-function checkMeta(value: unknown): Record<string, unknown> | undefined {
+/** A `meta` object and its length as JSON text, or undefined for none. */
+function checkMeta(value: unknown): { meta: Record<string, unknown>; size: number } | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== "object" || Array.isArray(value)) {
     throw bad(`"meta" must be an object, got ${describe(value)}`);
@@ -113,7 +116,7 @@ function checkMeta(value: unknown): Record<string, unknown> | undefined {
   if (size > MAX_META_BYTES) {
     throw bad(`"meta" is ${size} bytes of JSON, more than ${MAX_META_BYTES}`);
   }
-  return value as Record<string, unknown>;
+  return { meta: value as Record<string, unknown>, size };
 }
 
 /**
@@ -140,7 +143,7 @@ export function parseRegistration(params: unknown, defaultTtlMs: number): Regist
     host: p.host,
     port: p.port as number,
     ttlMs: ttl as number,
-    ...(meta !== undefined ? { meta } : {}),
+    ...(meta !== undefined ? { meta: meta.meta, metaSize: meta.size } : {}),
   };
 }
 

@@ -28,6 +28,8 @@ export interface Registration {
   port: number;
   ttlMs: number;
   meta?: Record<string, unknown>;
+  /** Length of `meta` as JSON text, when known (else measured once, on registration). */
+  metaSize?: number;
 }
 
 /** One instance at one version: live, or a tombstone when `removed` is set. */
@@ -74,6 +76,16 @@ export interface RegistryOptions {
 export const DEFAULT_TOMBSTONE_MS = 60_000;
 export const DEFAULT_MAX_ENTRIES = 100_000;
 export const DEFAULT_MAX_SKEW_MS = 60_000;
+
+/**
+ * About how many bytes an entry takes in an answer or a record (JSON text,
+ * with room for its fields' names): for cutting lists into pages that fit a
+ * frame without encoding them first.
+ */
+export function entryWeight(entry: Entry): number {
+  const meta = entry.metaSize ?? (entry.meta === undefined ? 0 : JSON.stringify(entry.meta).length);
+  return 100 + entry.id.length + entry.service.length + entry.host.length + meta;
+}
 
 /** The id of an instance: `service@host:port` (IPv6 hosts in brackets). */
 export function instanceId(service: string, host: string, port: number): string {
@@ -144,6 +156,8 @@ export class Registry {
   #wallNow: () => number;
   #entries = new Map<string, Entry>();
   #rings = new Map<string, Ring>();
+  /** The services with a live instance, sorted (undefined: to be sorted again). */
+  #services: string[] | undefined;
   #digest = new Digest();
   #listeners: ChangeListener[] = [];
   #suspects = new Set<string>();
@@ -204,7 +218,9 @@ export class Registry {
       host: reg.host,
       port: reg.port,
       ttlMs: reg.ttlMs,
-      ...(reg.meta !== undefined ? { meta: reg.meta } : {}),
+      ...(reg.meta !== undefined
+        ? { meta: reg.meta, metaSize: reg.metaSize ?? JSON.stringify(reg.meta).length }
+        : {}),
       stamp: this.clock.now(),
       expiresAt: this.#now() + reg.ttlMs,
     };
@@ -285,18 +301,66 @@ export class Registry {
 
   /** Live instances of `service` (of every service when undefined), in id order. */
   instances(service?: string): Entry[] {
+    return this.page(service, undefined, Infinity, Infinity).entries;
+  }
+
+  /**
+   * Live instances of one service (of every service when undefined) in
+   * service, then id order, from just after the instance `after`: at most
+   * `limit` of them, and no more than fit `budget` by {@link entryWeight}
+   * (at least one).
+   * @returns the entries, and the id to pass as `after` for the rest (none: no more)
+   */
+  page(
+    service: string | undefined,
+    after: string | undefined,
+    limit: number,
+    budget: number,
+  ): { entries: Entry[]; next?: string } {
     const now = this.#now();
-    const rings = service === undefined
-      ? [...this.#rings.keys()].sort().map((s) => this.#rings.get(s)!)
-      : [this.#rings.get(service)].filter((r) => r !== undefined);
+    const services = service === undefined
+      ? (this.#services ??= [...this.#rings.keys()].sort())
+      : this.#rings.has(service)
+      ? [service]
+      : [];
+    // The id is service@host:port, and a service name has no "@".
+    const at = after?.indexOf("@") ?? -1;
+    const afterService = after === undefined ? undefined : at < 0 ? after : after.slice(0, at);
     const out: Entry[] = [];
-    for (const ring of rings) {
-      for (const id of ring.sorted) {
-        const entry = this.#entries.get(id)!;
-        if (entry.expiresAt > now) out.push(entry);
+    let used = 0;
+    for (
+      let s = afterService === undefined ? 0 : lowerBound(services, afterService);
+      s < services.length;
+      s++
+    ) {
+      const ids = this.#rings.get(services[s])!.sorted;
+      const from = services[s] === afterService ? upperBound(ids, after!) : 0;
+      for (let i = from; i < ids.length; i++) {
+        const entry = this.#entries.get(ids[i])!;
+        if (entry.expiresAt <= now) continue;
+        const w = entryWeight(entry);
+        if (out.length >= limit || (out.length > 0 && used + w > budget)) {
+          return { entries: out, next: out[out.length - 1].id };
+        }
+        out.push(entry);
+        used += w;
       }
     }
-    return out;
+    return { entries: out };
+  }
+
+  /** The total {@link entryWeight} of `service`'s live instances, stopping once past `max`. */
+  weightOf(service: string, max: number): number {
+    const ring = this.#rings.get(service);
+    if (ring === undefined) return 0;
+    const now = this.#now();
+    let total = 0;
+    for (const id of ring.ids) {
+      const entry = this.#entries.get(id)!;
+      if (entry.expiresAt > now) total += entryWeight(entry);
+      if (total > max) break;
+    }
+    return total;
   }
 
   /** Every entry, tombstones included (for a full snapshot). */
@@ -392,13 +456,43 @@ export class Registry {
       this.#suspects.delete(entry.id);
       const ring = this.#rings.get(entry.service)!;
       ring.delete(entry.id);
-      if (ring.ids.size === 0) this.#rings.delete(entry.service);
+      if (ring.ids.size === 0) {
+        this.#rings.delete(entry.service);
+        this.#services = undefined;
+      }
     } else if (!wasLive && isLive) {
       this.#live++;
       let ring = this.#rings.get(entry.service);
-      if (ring === undefined) this.#rings.set(entry.service, ring = new Ring());
+      if (ring === undefined) {
+        this.#rings.set(entry.service, ring = new Ring());
+        this.#services = undefined;
+      }
       ring.add(entry.id);
     }
     for (const listener of this.#listeners) listener(entry, previous, local);
   }
+}
+
+/** The first index of sorted `xs` whose item is at least `x`. */
+function lowerBound(xs: readonly string[], x: string): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The first index of sorted `xs` whose item is greater than `x`. */
+function upperBound(xs: readonly string[], x: string): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

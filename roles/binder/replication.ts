@@ -36,7 +36,7 @@ import { cut, warnPeer } from "../../wire/_log.ts";
 import { compareStamps, isStamp, type Stamp } from "./clock.ts";
 import { BUCKETS, type Cursor, type DigestSummary, isDigestSummary } from "./digest.ts";
 import { paramsObject, parseRecord, toRecord, type WireRecord } from "./records.ts";
-import type { Entry, Registry } from "./registry.ts";
+import { type Entry, entryWeight, type Registry } from "./registry.ts";
 
 const log = getLogger(["dist", "binder"]);
 
@@ -110,10 +110,9 @@ interface DiffAnswer {
   next?: Cursor;
 }
 
-/** Rough JSON size of an entry's record, for paging under the frame limit. */
+/** Rough JSON size of an entry's record (more fields than an instance), for paging. */
 function weight(entry: Entry | undefined): number {
-  if (entry === undefined) return 0;
-  return 200 + entry.id.length * 2 + (entry.meta ? JSON.stringify(entry.meta).length : 0);
+  return entry === undefined ? 0 : 100 + entryWeight(entry);
 }
 
 /**

@@ -35,10 +35,13 @@ export class Watchers {
   #byService = new Map<string, Set<WatchConn>>();
   #byConn = new Map<WatchConn, Set<string>>();
   #pending = new Set<string>();
-  #list: (service: string) => InstanceInfo[];
+  #list: (service: string) => InstanceInfo[] | undefined;
 
-  /** @param list the live instances of a service, as watchers see them */
-  constructor(list: (service: string) => InstanceInfo[]) {
+  /**
+   * @param list the live instances of a service, as watchers see them
+   *   (undefined: too many for a frame, nothing is sent)
+   */
+  constructor(list: (service: string) => InstanceInfo[] | undefined) {
     this.#list = list;
   }
 
@@ -89,7 +92,12 @@ export class Watchers {
     for (const service of services) {
       const conns = this.#byService.get(service);
       if (conns === undefined) continue;
-      const params = { service, instances: this.#list(service) };
+      const instances = this.#list(service);
+      if (instances === undefined) {
+        this.failed += conns.size;
+        continue;
+      }
+      const params = { service, instances };
       for (const conn of conns) {
         try {
           if (conn.notify("binder.changed", params)) this.sent++;

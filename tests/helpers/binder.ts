@@ -87,14 +87,23 @@ export async function waitUntil(
 
 /**
  * The ids of a binder's live instances of `service` (all services when
- * undefined); given an address, over a connection opened for the call.
+ * undefined), every page of them; given an address, over a connection
+ * opened for the call.
  */
 export async function ids(b: LocalBinder | Peer | string, service?: string): Promise<string[]> {
-  const params = service === undefined ? {} : { service };
   const peer = typeof b === "string" ? await connectTo(b) : b;
   try {
-    const res = await peer.call("binder.list", params) as { instances: { id: string }[] };
-    return res.instances.map((i) => i.id).sort();
+    const out: string[] = [];
+    let after: string | undefined;
+    do {
+      const res = await peer.call("binder.list", { service, after }) as {
+        instances: { id: string }[];
+        next?: string;
+      };
+      out.push(...res.instances.map((i) => i.id));
+      after = res.next;
+    } while (after !== undefined);
+    return out.sort();
   } finally {
     if (typeof b === "string") (peer as Peer).close();
   }
