@@ -113,6 +113,8 @@ export class Supervisor {
   #stopping = false;
   #fatal?: string;
   #failures: string[] = [];
+  /** Every instance was killed at once (a second Ctrl-C). */
+  #killed = false;
   #t0 = performance.now();
 
   constructor(plan: Plan, options: SupervisorOptions) {
@@ -458,12 +460,18 @@ export class Supervisor {
   #killAll(): void {
     this.#options.output.say("Killing every instance");
     this.#stopping = true;
+    this.#killed = true;
     for (const unit of this.#units) if (unit.child) signal(unit.child, "SIGKILL");
   }
 
   /** Prints what failed; the exit code of `dist up`. */
   #report(): number {
     const error = this.#options.error ?? ((line: string) => console.error(line));
+    if (this.#killed) {
+      // As a role interrupted twice: nothing stopped cleanly.
+      error("dist: Interrupted again: every instance was killed");
+      return 130;
+    }
     if (this.#fatal !== undefined) {
       error(`dist: ${this.#fatal}`);
       return 1;

@@ -81,9 +81,14 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   const stop = new AbortController();
   const kill = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const interrupts = new Interrupts();
   const handlers = signals.map((name) => {
     // The first signal stops everything in order; a second kills at once.
-    const handler = () => stop.signal.aborted ? kill.abort() : stop.abort(name);
+    const handler = () => {
+      const what = interrupts.take();
+      if (what === "stop") stop.abort(name);
+      else if (what === "kill") kill.abort();
+    };
     Deno.addSignalListener(name, handler);
     return [name, handler] as const;
   });
@@ -109,6 +114,35 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     }).run();
   } finally {
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+  }
+}
+
+/**
+ * Signals closer together than this are one request to stop (ms): one
+ * Ctrl-C under `deno task up` reaches the launcher twice, from the terminal
+ * (the launcher is in the task runner's process group) and forwarded by
+ * `deno task` a moment later (under npx, npm may forward a third). A person
+ * pressing Ctrl-C again to kill at once does so well after half a second.
+ */
+export const REPEAT_MS = 400;
+
+/** Tells a stop signal from a second one that kills, and from an echo of the first. */
+export class Interrupts {
+  #first?: number;
+  #now: () => number;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
+
+  /** What a signal arriving now asks for: stop (the first), kill (a later one), or nothing (an echo). */
+  take(): "stop" | "kill" | "echo" {
+    const now = this.#now();
+    if (this.#first === undefined) {
+      this.#first = now;
+      return "stop";
+    }
+    return now - this.#first < REPEAT_MS ? "echo" : "kill";
   }
 }
 

@@ -20,7 +20,7 @@ import { runsFromSource, selfCommand } from "../launch/self.ts";
 import { readStates, StateWriter } from "../launch/state.ts";
 import { formatFigures, formatStatusTable, formatUptime } from "../launch/status.ts";
 import { ROLES as REAL_ROLES } from "../roles/mod.ts";
-import { readTopology } from "../launch/up.ts";
+import { Interrupts, readTopology, REPEAT_MS } from "../launch/up.ts";
 import { ROLES, throwsUsage } from "./helpers/fake_roles.ts";
 
 function load(text: string): Topology {
@@ -305,6 +305,19 @@ Deno.test("parseLauncherArgs() rejects unknown flags, bad values and a second fi
   throwsUsage(() => parseLauncherArgs(["a.toml", "b.toml"], STATUS), /takes one topology file/);
   assert.match(formatLauncherHelp(UP), /--grace DURATION +On shutdown.*\(default: 5s\)/);
   assert.match(formatMainHelp(ROLES, "1.0.0"), /^ {2}dist up \[FILE\] +Launch and supervise/m);
+});
+
+Deno.test("Interrupts takes the first signal to stop, an echo within REPEAT_MS as nothing, a later one to kill", () => {
+  let now = 1000;
+  const interrupts = new Interrupts(() => now);
+  assert.equal(interrupts.take(), "stop");
+  now += 1; // deno task forwarding the terminal's Ctrl-C
+  assert.equal(interrupts.take(), "echo");
+  now += REPEAT_MS - 2;
+  assert.equal(interrupts.take(), "echo");
+  now = 1000 + REPEAT_MS;
+  assert.equal(interrupts.take(), "kill");
+  assert.ok(REPEAT_MS < 500, "a person's second Ctrl-C half a second later kills");
 });
 
 // ---- status ----

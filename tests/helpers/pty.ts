@@ -72,12 +72,33 @@ export interface PtySession {
 /** Starts `dist ...args` on a pseudo-terminal (see {@link ptyUnavailable}). */
 export function startPty(args: string[]): PtySession {
   const { exe, args: argv } = distCommand(args);
+  return startPtyProgram(exe, argv);
+}
+
+/** How {@link startPtyProgram} runs a program. */
+export interface PtyProgramOptions {
+  cwd?: string;
+  /** Added to the environment (NO_COLOR and TERM are set). */
+  env?: Record<string, string>;
+}
+
+/**
+ * Starts any program on a pseudo-terminal, as its session leader: e.g. an
+ * interactive shell (`bash -i`), which then runs what the test types as a
+ * job in the foreground, the way a person's terminal does.
+ */
+export function startPtyProgram(
+  exe: string,
+  argv: string[],
+  options: PtyProgramOptions = {},
+): PtySession {
   const child = new Deno.Command("python3", {
     args: ["-c", BRIDGE, exe, ...argv],
+    cwd: options.cwd,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", TERM: "xterm" },
+    env: { NO_COLOR: "1", TERM: "xterm", ...options.env },
   }).spawn();
   const writer = child.stdin.getWriter();
   let text = "";
