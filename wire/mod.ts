@@ -78,3 +78,4 @@ export {
   writeRequestAs,
 } from "./passthrough.ts";
 export { Redialer, type RedialOptions } from "./redial.ts";
+export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";

@@ -13,6 +13,7 @@ import {
   type RawRequestHandler,
   type RequestHandler,
 } from "./peer.ts";
+import { Backoff, sleep } from "./backoff.ts";
 import { cut, log } from "./_log.ts";
 
 /** Connection settings shared by listeners and dialers. */
@@ -145,21 +146,20 @@ export function listen(options: ListenOptions): Listener {
   }
 
   const done = (async () => {
-    let backoff = 5;
+    const backoff = new Backoff({ min: 5, max: 1000 });
     while (!stopping) {
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
-        backoff = 5;
+        backoff.reset();
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) break;
         // Out of file descriptors and the like: wait a little, don't spin.
         log.warn("Accept failed: {error}; retrying in {ms} ms", {
           error: String(err),
-          ms: backoff,
+          ms: backoff.current,
         });
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 1000);
+        await sleep(backoff.next());
         continue;
       }
       if (stopping) {

@@ -2,6 +2,7 @@ import { DistError } from "./errors.ts";
 import { CloseReason } from "./conn.ts";
 import { dial, type DialOptions } from "./net.ts";
 import type { Peer } from "./peer.ts";
+import { Backoff, sleep } from "./backoff.ts";
 import { cut, log } from "./_log.ts";
 
 /**
@@ -35,7 +36,6 @@ export class Redialer {
   #stopped = false;
   /** Callers of ready(): given the peer once up, or the error when stopped. */
   #waiters: ((outcome: Peer | DistError) => void)[] = [];
-  #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   /** Aborted by stop(), so a dial in progress ends at once. */
   #abort = new AbortController();
@@ -93,14 +93,15 @@ export class Redialer {
     const stopped = new DistError("UNAVAILABLE", "Dialer stopped");
     for (const w of this.#waiters.splice(0)) w(stopped);
     this.#peer?.close(CloseReason.Shutdown);
-    this.#wake?.();
     await this.#loop;
   }
 
   async #run(): Promise<void> {
-    const min = this.#options.minBackoffMs ?? 100;
-    const max = this.#options.maxBackoffMs ?? 5000;
-    let backoff = min;
+    const backoff = new Backoff({
+      min: this.#options.minBackoffMs ?? 100,
+      max: this.#options.maxBackoffMs ?? 5000,
+      jitter: 0.2,
+    });
     while (!this.#stopped) {
       let peer: Peer | undefined;
       try {
@@ -126,7 +127,7 @@ export class Redialer {
             reason,
           });
           this.#shortDrops = 0;
-          backoff = min;
+          backoff.reset();
           continue; // a real connection dropped: dial again at once
         }
         // Dropped right after it opened: back off as after a failure.
@@ -139,7 +140,7 @@ export class Redialer {
               addr: `${this.address.host}:${this.address.port}`,
               ms: Math.round(lived),
               reason,
-              wait: Math.round(backoff),
+              wait: Math.round(backoff.current),
             },
           );
         }
@@ -150,19 +151,11 @@ export class Redialer {
           log.warn("Cannot reach {addr}: {error}; retrying in {ms} ms", {
             addr: `${this.address.host}:${this.address.port}`,
             error: cut(err instanceof Error ? err.message : String(err)),
-            ms: Math.round(backoff),
+            ms: Math.round(backoff.current),
           });
         }
       }
-      const jittered = backoff * (0.8 + Math.random() * 0.4);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, jittered);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      backoff = Math.min(backoff * 2, max);
+      await sleep(backoff.next(), this.#abort.signal);
     }
   }
 }

@@ -5,7 +5,7 @@
  * report what they see to the backend's health rules (backends.ts).
  */
 import type { Address } from "../../config/mod.ts";
-import { dial, type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
+import { Backoff, dial, type DialOptions, DistError, Nap, type Peer } from "../../wire/mod.ts";
 import type { Backend, Transition } from "./backends.ts";
 import { cut, log } from "./log.ts";
 
@@ -40,26 +40,6 @@ export const FAST_REDIAL_MS = 5_000;
  */
 export const STABLE_MS = 1_000;
 
-/** Resolves after `ms`, or at once when `wake` is called. */
-class Nap {
-  #wake: (() => void) | undefined;
-
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-  }
-
-  wake(): void {
-    this.#wake?.();
-  }
-}
-
 /**
  * One health check: `sys.ping` with the check interval as timeout.
  * @returns the reason of a miss, or undefined when it answered
@@ -92,8 +72,8 @@ export class ServerLink implements Link {
   #abort = new AbortController();
   #nap = new Nap();
   #loop: Promise<void> | undefined;
-  /** Wait before the next dial after a failure (ms). */
-  #backoff: number;
+  /** Wait before the next dial after a failure. */
+  #backoff: Backoff;
   /** Failures in a row (failed dials and short-lived connections). */
   #failures = 0;
   /** Since when the server has had no stable connection (performance.now()). */
@@ -106,7 +86,8 @@ export class ServerLink implements Link {
     this.address = address;
     this.#dial = options.dial;
     this.#options = options;
-    this.#backoff = options.checkIntervalMs;
+    const interval = options.checkIntervalMs;
+    this.#backoff = new Backoff({ min: interval, max: Math.max(MAX_REDIAL_MS, interval) });
     backend.link = this;
   }
 
@@ -175,14 +156,11 @@ export class ServerLink implements Link {
       log.warn("Backend {backend} {why}; next try in {ms} ms", {
         backend: this.backend.name,
         why,
-        ms: Math.round(this.#backoff),
+        ms: Math.round(this.#backoff.current),
       });
     }
-    await this.#nap.sleep(this.#backoff);
-    if (performance.now() - this.#downSince > FAST_REDIAL_MS) {
-      const interval = this.#options.checkIntervalMs;
-      this.#backoff = Math.min(this.#backoff * 2, Math.max(MAX_REDIAL_MS, interval));
-    }
+    await this.#nap.sleep(this.#backoff.current);
+    if (performance.now() - this.#downSince > FAST_REDIAL_MS) this.#backoff.next(); // lengthens it
   }
 
   #attach(peer: Peer): void {
@@ -200,7 +178,7 @@ export class ServerLink implements Link {
       const now = performance.now();
       if (now - upAt >= STABLE_MS) {
         // A real connection dropped: dial again at once, with a fresh backoff.
-        this.#backoff = this.#options.checkIntervalMs;
+        this.#backoff.reset();
         this.#failures = 0;
         this.#downSince = now;
       } else {

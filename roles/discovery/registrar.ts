@@ -7,9 +7,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
-import { DistError } from "../../wire/mod.ts";
+import { Backoff, DistError, sleep } from "../../wire/mod.ts";
 import type { BinderClient } from "./binders.ts";
-import { sleep } from "./_sleep.ts";
 
 const log = getLogger(["dist", "discovery"]);
 
@@ -85,6 +84,8 @@ export class Registrar {
     const { service, host, port, ttlMs, meta } = this.info;
     const period = Math.max(50, Math.floor(ttlMs / 3));
     let failures = 0;
+    // Retry soon after a failure (the lease may be running out), but not in a tight loop.
+    const backoff = new Backoff({ min: 200, max: 3200 });
     while (!this.#stop.signal.aborted) {
       let wait = period;
       try {
@@ -109,6 +110,7 @@ export class Registrar {
           });
         }
         failures = 0;
+        backoff.reset();
       } catch (err) {
         if (this.#stop.signal.aborted) break;
         const e = DistError.from(err);
@@ -128,8 +130,7 @@ export class Registrar {
             message: cut(e.message),
           });
         }
-        // Retry soon (the lease may be running out), but not in a tight loop.
-        wait = Math.min(period, 100 * 2 ** Math.min(failures, 5));
+        wait = Math.min(period, backoff.next());
       }
       await sleep(wait, this.#stop.signal);
     }

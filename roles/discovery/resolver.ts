@@ -14,9 +14,9 @@ import {
   type Peer,
   type PeerInfo,
   type Response,
+  sleep,
 } from "../../wire/mod.ts";
 import type { BinderClient } from "./binders.ts";
-import { sleep } from "./_sleep.ts";
 
 const log = getLogger(["dist", "discovery"]);
 

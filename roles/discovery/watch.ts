@@ -5,9 +5,9 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
+import { Backoff, sleep } from "../../wire/mod.ts";
 import type { BinderClient } from "./binders.ts";
 import type { Instance } from "./resolver.ts";
-import { sleep } from "./_sleep.ts";
 
 const log = getLogger(["dist", "discovery"]);
 
@@ -56,7 +56,7 @@ export function watchService(
   };
 
   const loop = (async () => {
-    let backoff = 100;
+    const backoff = new Backoff({ min: 100, max: 2000 });
     while (!abort.signal.aborted) {
       let unsubscribe = () => {};
       try {
@@ -74,7 +74,7 @@ export function watchService(
           answered = true;
           for (const w of readyWaiters.splice(0)) w();
         }
-        backoff = 100;
+        backoff.reset();
         log.debug("Watching {service} on binder {binder}", { service, binder: address });
         await Promise.race([peer.closed, stopping]);
         if (!abort.signal.aborted) {
@@ -85,8 +85,7 @@ export function watchService(
         }
       } catch (err) {
         log.debug("Cannot watch {service}: {error}", { service, error: cut(String(err)) });
-        await sleep(backoff, abort.signal);
-        backoff = Math.min(backoff * 2, 2000);
+        await sleep(backoff.next(), abort.signal);
       } finally {
         unsubscribe();
       }

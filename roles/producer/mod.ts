@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { formatAddress, type Options, UsageError } from "../../config/mod.ts";
-import { DistError, type Peer, type Redialer } from "../../wire/mod.ts";
+import { DistError, type Peer, type Redialer, sleep } from "../../wire/mod.ts";
 import { type Role, type RunContext, writeStdout } from "../_role.ts";
 import { normalizeTopic } from "../_topic.ts";
 import {
@@ -87,19 +87,6 @@ export const producer: Role = {
   },
   run: runProducer,
 };
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 async function runProducer(options: Options, ctx: RunContext): Promise<number> {
   const out = ctx.stdout ?? writeStdout;
