@@ -5,6 +5,7 @@
  * second interrupt, and `--json` logs. Real processes, stopped in `finally`.
  */
 import assert from "node:assert/strict";
+import { dial } from "../wire/mod.ts";
 import { distCommand, type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
 import { tempFile, withServer } from "./helpers/cli.ts";
 import { ptyUnavailable, startPty } from "./helpers/pty.ts";
@@ -227,7 +228,19 @@ Deno.test("a second SIGINT exits at once, saying what it abandons", async () => 
 Deno.test("a one-shot client interrupted before its answer says so, exit 130", async () => {
   await withServer(async (server) => {
     const client = spawnDist(["client", "--connect", server.address, "sleep", "10000"]);
-    await sleep(1000);
+    // Once the client has connected, its signal handlers are in place (a fixed
+    // sleep is not enough on a loaded machine: SIGINT would kill it outright).
+    const probe = await dial({ host: "127.0.0.1", port: server.port }, { role: "test", name: "t" });
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const stats = await probe.call("sys.stats") as { connections: number };
+        if (stats.connections >= 2) break;
+        await sleep(10);
+      }
+    } finally {
+      probe.close();
+    }
+    await sleep(100);
     const t0 = performance.now();
     client.kill("SIGINT");
     const out = await client.output();
