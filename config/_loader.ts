@@ -6,7 +6,7 @@
 import { LineLocator } from "./_locate.ts";
 import { nameTable, resolveValue, type Target } from "./_resolve.ts";
 import { didYouMean } from "./_suggest.ts";
-import { UsageError } from "./errors.ts";
+import { throwProblems, type TopologyProblem, UsageError } from "./errors.ts";
 import {
   HOST_OPTION,
   type OptionDef,
@@ -35,8 +35,9 @@ const REPLICAS: OptionDef = { type: "integer", description: "How many copies", m
  * do not listen: it only places the instance on a machine.
  */
 const ENTRY_KEYS = ["name", "replicas", "restart", "host"];
-/** Most problems listed, one per line; the rest are counted. */
-const MAX_PROBLEMS = 20;
+/** Instances a topology may have unless the caller says otherwise (`dist up --max-instances`). */
+export const DEFAULT_MAX_INSTANCES = 256;
+const MAX_PORT = 65535;
 /** Returned by a failed conversion, whose problem is already recorded. */
 const INVALID = Symbol("invalid");
 
@@ -51,12 +52,13 @@ interface Entry {
   /** `host` of an entry whose role does not listen (placement only). */
   host?: string;
   options: Options;
+  /** Its `name` was not valid: its instances are not checked for clashes. */
+  badName?: boolean;
+  /** Options whose value was not valid (so not set): not checked for clashes. */
+  invalid: Set<string>;
 }
 
-interface Problem {
-  line?: number;
-  text: string;
-}
+type Problem = TopologyProblem;
 
 function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
@@ -72,8 +74,15 @@ export class TopologyLoader {
   #file: string;
   #roles: Record<string, RoleInfo>;
   #where: LineLocator;
+  #options: ParseTopologyOptions;
   #problems: Problem[] = [];
+  /** `line\0text` of each problem, so that a repeated one is listed once. */
+  #seen = new Set<string>();
   #defaults: Record<string, unknown> = {};
+  /** `[defaults]` keys whose value was not valid. */
+  #invalidDefaults = new Set<string>();
+  /** Names of entries under tables that are not roles: references to them are not problems too. */
+  #orphans = new Set<string>();
   /** `host` of `[defaults]`, for every instance's placement. */
   #defaultHost?: string;
   #entryOf = new Map<Instance, Entry>();
@@ -82,6 +91,7 @@ export class TopologyLoader {
     this.#file = options.file;
     this.#roles = options.roles;
     this.#where = new LineLocator(text);
+    this.#options = options;
   }
 
   load(document: Record<string, unknown>): Topology {
@@ -101,6 +111,9 @@ export class TopologyLoader {
           this.#problem(line, `${key}: must be an array of tables ([[${key}]])${hint}`);
         }
       } else {
+        if (isEntryList) {
+          for (const table of value) this.#orphans.add(String(table.name ?? key));
+        }
         const roleNames = Object.keys(this.#roles);
         const what = isEntryList
           ? "unknown role"
@@ -115,24 +128,84 @@ export class TopologyLoader {
     if (entries.length === 0 && this.#problems.length === 0) {
       this.#problem(undefined, "no instances: add a [[role]] table such as [[server]]");
     }
-    this.#check();
-    const instances = entries.flatMap((entry) =>
-      this.#expand(entry, layers.get(entry.role)!, restart)
+    // Every later check goes on past problems found so far, so that one run
+    // shows them all; what a problem made unknown (a bad port, a bad name)
+    // is left out of the checks that would only repeat it.
+    const bases = entries.map((entry) =>
+      mergeOptions(roleSpec(this.#roles[entry.role]), layers.get(entry.role)!, entry.options)
     );
+    // Counted before any instance is made: a hostile file costs no more than its size.
+    if (!this.#checkCounts(entries, bases)) {
+      this.#check();
+      return { file: this.#file, instances: [] };
+    }
+    const instances = entries.flatMap((entry, i) => this.#expand(entry, bases[i], restart));
     this.#checkNames(entries, instances);
     this.#checkPorts(instances);
-    this.#check();
     const names = nameTable(instances);
     for (const instance of instances) this.#resolve(instance, names);
+    const topology = { file: this.#file, instances };
+    for (const problem of this.#options.check?.(topology) ?? []) {
+      this.#problem(problem.line, problem.text);
+    }
     this.#check();
-    return { file: this.#file, instances };
+    return topology;
+  }
+
+  /**
+   * How many instances the entries make, and how far their ports count up,
+   * checked by arithmetic on each entry (no instance made).
+   *
+   * @returns whether the instances can be made
+   */
+  #checkCounts(entries: Entry[], bases: Options[]): boolean {
+    const max = this.#options.maxInstances ?? DEFAULT_MAX_INSTANCES;
+    const total = entries.reduce((sum, entry) => sum + entry.replicas, 0);
+    let fits = true;
+    if (total > max) {
+      fits = false;
+      // Named at the largest entry, where the count most likely went wrong.
+      const largest = entries.reduce((a, b) => b.replicas > a.replicas ? b : a);
+      const limit = `more than a topology may have (${max}; dist up --max-instances N raises it)`;
+      if (largest.replicas > 1) {
+        const made = total === largest.replicas ? "" : ` would make ${total} instances,`;
+        this.#problem(
+          this.#line(largest.section, "replicas"),
+          `${largest.role}.replicas: ${largest.replicas}${made} ${limit}`,
+        );
+      } else this.#problem(undefined, `${total} instances: ${limit}`);
+    }
+    entries.forEach((entry, i) => {
+      for (const key of portKeys(roleSpec(this.#roles[entry.role]))) {
+        const first = bases[i][key];
+        if (typeof first !== "number" || first === 0) continue;
+        const last = first + entry.replicas - 1;
+        if (last <= MAX_PORT) continue;
+        fits = false;
+        const label = `${entry.role}.${toSnake(key)}`;
+        const name = `${entry.group}-${entry.replicas}`;
+        this.#problem(
+          this.#line(entry.section, toSnake(key)),
+          `${label}: ${entry.replicas} replicas from port ${first} go up to ${last} ` +
+            `(${name}), above ${MAX_PORT}`,
+        );
+      }
+    });
+    return fits;
   }
 
   /** Reads one `[[role]]` entry: topology keys, then the role's options. */
   #entry(role: string, index: number, table: Record<string, unknown>): Entry {
     const section = `${role}#${index}`;
     const spec = roleSpec(this.#roles[role]);
-    const entry: Entry = { role, section, group: role, replicas: 1, options: {} };
+    const entry: Entry = {
+      role,
+      section,
+      group: role,
+      replicas: 1,
+      options: {},
+      invalid: new Set(),
+    };
     for (const [key, raw] of Object.entries(table)) {
       const label = `${role}.${key}`;
       const line = this.#line(section, key);
@@ -140,6 +213,7 @@ export class TopologyLoader {
       if (key === "name") {
         if (typeof raw === "string" && isReferenceName(raw)) entry.group = raw;
         else {
+          entry.badName = true;
           const problem = `is not a valid name (letters, digits, ".", "_", "-")`;
           this.#problem(line, `${label}: ${JSON.stringify(raw)} ${problem}`);
         }
@@ -155,6 +229,7 @@ export class TopologyLoader {
       } else if (toSnake(camel) === key && Object.hasOwn(spec, camel)) {
         const value = this.#convert(label, spec[camel], raw, line);
         if (value !== INVALID) entry.options[camel] = value;
+        else entry.invalid.add(camel);
       } else {
         const known = [
           ...ENTRY_KEYS,
@@ -196,6 +271,7 @@ export class TopologyLoader {
       } else {
         for (const [role, info] of takers) {
           const value = this.#convert(label, roleSpec(info)[camel], raw, line);
+          if (value === INVALID) this.#invalidDefaults.add(camel);
           if (value !== INVALID) layers.get(role)![camel] = value;
           if (value !== INVALID && key === "host") this.#defaultHost = value as string;
         }
@@ -205,23 +281,18 @@ export class TopologyLoader {
   }
 
   /** The instances of one entry: its replicas, each port option counting up from the entry's. */
-  #expand(entry: Entry, layer: Options, restart?: RestartPolicy): Instance[] {
+  #expand(entry: Entry, base: Options, restart?: RestartPolicy): Instance[] {
     const spec = roleSpec(this.#roles[entry.role]);
-    const base = mergeOptions(spec, layer, entry.options);
+    const ports = portKeys(spec);
     const many = entry.replicas > 1;
     const instances: Instance[] = [];
     for (let replica = 1; replica <= entry.replicas; replica++) {
       const name = many ? `${entry.group}-${replica}` : entry.group;
       const options: Options = { ...base, name };
-      for (const key of portKeys(spec)) {
+      // #checkCounts made sure every port stays within range.
+      for (const key of ports) {
         const first = base[key];
-        if (typeof first !== "number" || first === 0) continue;
-        options[key] = first + replica - 1;
-        if (first + replica - 1 > 65535) {
-          const label = `${entry.role}.${toSnake(key)}`;
-          const problem = `replica ${name} would get port ${first + replica - 1}, above 65535`;
-          this.#problem(this.#line(entry.section, toSnake(key)), `${label}: ${problem}`);
-        }
+        if (typeof first === "number" && first !== 0) options[key] = first + replica - 1;
       }
       const instance: Instance = {
         name,
@@ -253,17 +324,23 @@ export class TopologyLoader {
         this.#problem(this.#line(entry.section, "name"), text);
       }
     };
-    for (const entry of entries) claim(entry.group, entry);
-    for (const instance of instances) claim(instance.name, this.#entryOf.get(instance)!);
+    for (const entry of entries) if (!entry.badName) claim(entry.group, entry);
+    for (const instance of instances) {
+      const entry = this.#entryOf.get(instance)!;
+      if (!entry.badName) claim(instance.name, entry);
+    }
   }
 
   /** No two listeners on one host share a non-zero port. */
   #checkPorts(instances: Instance[]): void {
     const taken = new Map<string, { instance: Instance; key: string }>();
     for (const instance of instances) {
+      const entry = this.#entryOf.get(instance)!;
       for (const key of portKeys(roleSpec(this.#roles[instance.role]))) {
         const port = instance.options[key];
         if (typeof port !== "number" || port === 0) continue;
+        // A value that was not valid fell back to the default: no clash to report for it.
+        if (entry.invalid.has(key) || this.#invalidDefaults.has(key)) continue;
         const host = instance.host.toLowerCase().replace(/^localhost$/, "127.0.0.1");
         const address = `${host}:${port}`;
         const other = taken.get(address);
@@ -275,7 +352,13 @@ export class TopologyLoader {
           ? `twice by ${instance.name} (${toSnake(other.key)} and ${toSnake(key)})`
           : `by both ${other.instance.name} and ${instance.name}`;
         const label = `${instance.role}.${toSnake(key)}`;
-        this.#problem(this.#lineOf(instance, key), `${label}: ${address} is used ${users}`);
+        // A port nobody wrote (a balancer's worker_port) is a surprise: say where it came from.
+        const own = this.#origin(instance, key) === undefined
+          ? ` (${
+            toSnake(key)
+          } ${port} is the built-in default: give ${instance.group} another, or 0)`
+          : "";
+        this.#problem(this.#lineOf(instance, key), `${label}: ${address} is used ${users}${own}`);
       }
     }
   }
@@ -288,6 +371,11 @@ export class TopologyLoader {
       if (!def.ref || value === undefined) continue;
       const result = resolveValue(def, value, names);
       if (typeof result === "string") {
+        // Naming an entry whose table is not a role: that table's problem says it all.
+        const items = Array.isArray(value) ? value : [value];
+        if (items.some((item) => this.#orphans.has(String(item)) && !names.has(String(item)))) {
+          continue;
+        }
         const label = `${this.#origin(instance, key) === "defaults" ? "defaults" : instance.role}`;
         this.#problem(this.#lineOf(instance, key), `${label}.${toSnake(key)}: ${result}`);
         continue;
@@ -327,23 +415,14 @@ export class TopologyLoader {
   }
 
   #problem(line: number | undefined, text: string): void {
-    if (!this.#problems.some((p) => p.line === line && p.text === text)) {
-      this.#problems.push({ line, text });
-    }
+    const key = `${line}\0${text}`;
+    if (this.#seen.has(key)) return;
+    this.#seen.add(key);
+    this.#problems.push({ line, text });
   }
 
-  /**
-   * Throws every problem so far, in line order, one per line of the message
-   * (each line names the file, so each reads alone, as a compiler's do).
-   */
+  /** Throws every problem found (see {@link throwProblems}). */
   #check(): void {
-    if (this.#problems.length === 0) return;
-    const sorted = this.#problems.toSorted((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
-    const lines = sorted.slice(0, MAX_PROBLEMS).map(({ line, text }) =>
-      `Cannot load ${this.#file}: ${line === undefined ? "" : `line ${line}: `}${text}`
-    );
-    const rest = sorted.length - lines.length;
-    if (rest > 0) lines.push(`Cannot load ${this.#file}: ${rest} more problems not shown`);
-    throw new UsageError(lines.join("\n"));
+    throwProblems(this.#file, this.#problems);
   }
 }

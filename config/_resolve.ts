@@ -22,7 +22,9 @@ export function dialHost(host: unknown): string {
 export function nameTable<T extends Target>(instances: T[]): Map<string, T[]> {
   const names = new Map<string, T[]>();
   for (const instance of instances) {
-    names.set(instance.group, [...(names.get(instance.group) ?? []), instance]);
+    const group = names.get(instance.group);
+    if (group === undefined) names.set(instance.group, [instance]);
+    else group.push(instance);
     if (instance.name !== instance.group) names.set(instance.name, [instance]);
   }
   return names;

@@ -50,6 +50,7 @@ export {
 } from "./argv.ts";
 export { formatMainHelp, formatRoleHelp } from "./help.ts";
 export {
+  DEFAULT_MAX_INSTANCES,
   findInstance,
   type Instance,
   loadTopology,
@@ -57,6 +58,8 @@ export {
   type ParseTopologyOptions,
   resolveReferences,
   type RestartPolicy,
+  throwProblems,
   type Topology,
+  type TopologyProblem,
 } from "./topology.ts";
 export { DEFAULT_TOPOLOGY, DEFAULT_TOPOLOGY_FILE } from "./default_topology.ts";

@@ -13,9 +13,11 @@
  */
 import { parse, TomlError } from "smol-toml";
 import { TopologyLoader } from "./_loader.ts";
+export { DEFAULT_MAX_INSTANCES } from "./_loader.ts";
+export { throwProblems, type TopologyProblem } from "./errors.ts";
 import { nameTable, resolveValue } from "./_resolve.ts";
 import { didYouMean } from "./_suggest.ts";
-import { UsageError } from "./errors.ts";
+import { type TopologyProblem, UsageError } from "./errors.ts";
 import type { Options, OptionSpec, RoleInfo } from "./spec.ts";
 import { toKebab } from "./values.ts";
 
@@ -60,6 +62,18 @@ export interface ParseTopologyOptions {
   file: string;
   /** The role table: which `[[role]]` tables exist and which keys each takes. */
   roles: Record<string, RoleInfo>;
+  /**
+   * Most instances the file may make (default 256): counted from `replicas`
+   * before any instance is made, so a hostile file is refused at once.
+   */
+  maxInstances?: number;
+  /**
+   * More checks of the expanded topology (a launcher's: reference cycles),
+   * whose problems are listed with the loader's own in one error. It sees
+   * the topology even when other problems were found (an unknown reference
+   * is then left unresolved).
+   */
+  check?: (topology: Topology) => TopologyProblem[];
 }
 
 /**
@@ -91,6 +105,7 @@ export function parseTopology(text: string, options: ParseTopologyOptions): Topo
 export async function loadTopology(
   path: string,
   roles: Record<string, RoleInfo>,
+  options: Omit<ParseTopologyOptions, "file" | "roles"> = {},
 ): Promise<Topology> {
   let text: string;
   try {
@@ -99,7 +114,7 @@ export async function loadTopology(
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`Cannot read topology file ${path}: ${reason}`, { cause: error });
   }
-  return parseTopology(text, { file: path, roles });
+  return parseTopology(text, { ...options, file: path, roles });
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import {
   convertValue,
+  DEFAULT_MAX_INSTANCES,
   didYouMean,
   formatDuration,
   type Options,
@@ -21,6 +22,15 @@ export interface CommandInfo {
   usage: string;
   flags: OptionSpec;
 }
+
+/** A topology file making more instances than this is refused before any is made. */
+const MAX_INSTANCES: OptionSpec[string] = {
+  type: "integer",
+  description: "Refuse a topology file that makes more instances than this",
+  default: DEFAULT_MAX_INSTANCES,
+  min: 1,
+  metavar: "N",
+};
 
 export const UP: CommandInfo = {
   name: "up",
@@ -53,6 +63,7 @@ export const UP: CommandInfo = {
       description: "How long an instance may take to answer sys.ping",
       default: 15_000,
     },
+    maxInstances: MAX_INSTANCES,
   },
 };
 
@@ -63,6 +74,7 @@ export const STATUS: CommandInfo = {
   flags: {
     json: { type: "boolean", description: "One JSON object per instance" },
     timeout: { type: "duration", description: "How long to wait for each answer", default: 2000 },
+    maxInstances: MAX_INSTANCES,
   },
 };
 

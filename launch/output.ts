@@ -76,7 +76,7 @@ export class Output {
   #write: (text: string) => void;
 
   constructor(names: string[], options: OutputOptions = {}) {
-    this.#width = Math.max(0, ...names.map((n) => n.length));
+    this.#width = names.reduce((w, n) => Math.max(w, n.length), 0);
     names.forEach((n, i) => this.#colours.set(n, COLOURS[i % COLOURS.length]));
     this.#colour = options.colour ?? false;
     this.#write = options.write ?? writeStdoutQuietly;

@@ -21,7 +21,9 @@ import {
   optionsToArgv,
   type RoleInfo,
   roleSpec,
+  throwProblems,
   type Topology,
+  type TopologyProblem,
   toSnake,
   UsageError,
 } from "../config/mod.ts";
@@ -123,9 +125,9 @@ export function sameHost(a: unknown, b: unknown): boolean {
  *   an address that cannot be known before start (port 0 on another host)
  */
 export function makePlan(topology: Topology, options: PlanOptions): Plan {
+  throwProblems(topology.file, planProblems(topology, options));
   const byName = new Map(topology.instances.map((i) => [i.name, i]));
   const deps = new Map(topology.instances.map((i) => [i.name, dependenciesOf(i, byName)]));
-  checkCycles(topology, deps, options.text);
 
   const selected = selectOnly(topology, deps, options.only);
   const isLocal = (i: Instance) => options.on === undefined || sameHost(i.host, options.on);
@@ -144,7 +146,7 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
     let step = steps.get(name);
     if (step === undefined) {
       const before = deps.get(name)!.filter((d) => localNames.has(d));
-      step = 1 + Math.max(0, ...before.map(stepOf));
+      step = 1 + before.reduce((most, dep) => Math.max(most, stepOf(dep)), 0);
       steps.set(name, step);
     }
     return step;
@@ -153,7 +155,6 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
     const mine = deps.get(instance.name)!;
     const elsewhere = mine.filter((d) => !localNames.has(d));
     for (const name of elsewhere) remote.set(name, remoteDependency(byName.get(name)!, instance));
-    checkPorts(instance, byName, options.roles);
     return {
       index,
       planned: {
@@ -227,28 +228,56 @@ function remoteDependency(target: Instance, from: Instance): RemoteDependency {
 }
 
 /**
+ * What `dist up` cannot run in a topology, whatever `--only` and `--on`
+ * say: reference cycles (other than peers of one role), and references to
+ * port 0 the launcher cannot learn. Each with its line when `text` is given.
+ * `parseTopology` takes this as its `check`, so that these problems are
+ * listed with the file's others in one run.
+ */
+export function planProblems(
+  topology: Topology,
+  options: { roles: Record<string, RoleInfo>; text?: string },
+): TopologyProblem[] {
+  const byName = new Map(topology.instances.map((i) => [i.name, i]));
+  const deps = new Map(topology.instances.map((i) => [i.name, dependenciesOf(i, byName)]));
+  const line = (instance: Instance, key: string) =>
+    options.text === undefined ? undefined : lineOf(options.text, topology, instance, key);
+  const problems = cycleProblems(topology, deps, line);
+  for (const instance of topology.instances) {
+    problems.push(...portProblems(instance, { byName, roles: options.roles, line }));
+  }
+  return problems;
+}
+
+/**
  * A reference to port 0 works only for the main `port`, which the launcher
  * learns from the `Listening on` line; and only when that line is logged.
  */
-function checkPorts(
+function portProblems(
   instance: Instance,
-  byName: Map<string, Instance>,
-  roles: Record<string, RoleInfo>,
-): void {
-  const spec = roleSpec(roles[instance.role]);
-  if (listens(instance, roles) && instance.options.port === 0) {
+  context: {
+    byName: Map<string, Instance>;
+    roles: Record<string, RoleInfo>;
+    line: (instance: Instance, key: string) => number | undefined;
+  },
+): TopologyProblem[] {
+  const problems: TopologyProblem[] = [];
+  const spec = roleSpec(context.roles[instance.role]);
+  if (listens(instance, context.roles) && instance.options.port === 0) {
     const level = String(instance.options.logLevel ?? "info");
     if (!["trace", "debug", "info"].includes(level)) {
-      throw new UsageError(
-        `${instance.name} listens on port 0 with log_level ${level}: dist up learns the port ` +
-          `from its "Listening on" line, logged at info`,
-      );
+      problems.push({
+        line: context.line(instance, "port"),
+        text:
+          `${instance.role}.port: ${instance.name} listens on port 0 with log_level ${level}: ` +
+          `dist up learns the port from its "Listening on" line, logged at info`,
+      });
     }
   }
   for (const [key, targets] of Object.entries(instance.refs)) {
     const portKey = spec[key]?.refPort ?? "port";
     for (const target of targets) {
-      const other = byName.get(target);
+      const other = context.byName.get(target);
       if (other?.options[portKey] !== 0) continue;
       // Peers start together, so none can learn another's port first.
       const why = portKey !== "port"
@@ -257,47 +286,51 @@ function checkPorts(
         ? `instances of one role that name each other start together, so none learns it in time`
         : undefined;
       if (why === undefined) continue;
-      throw new UsageError(
-        `${instance.role}.${toSnake(key)}: ${target} has ${toSnake(portKey)} 0, and ${why}: ` +
+      problems.push({
+        line: context.line(instance, toSnake(key)),
+        text:
+          `${instance.role}.${toSnake(key)}: ${target} has ${toSnake(portKey)} 0, and ${why}: ` +
           `give ${target} a port`,
-      );
+      });
     }
   }
+  return problems;
 }
 
-/** Throws for the first reference cycle between entries, naming its keys. */
-function checkCycles(topology: Topology, deps: Map<string, string[]>, text?: string): void {
+/** Every reference cycle between entries (each once), naming its keys. */
+function cycleProblems(
+  topology: Topology,
+  deps: Map<string, string[]>,
+  line: (instance: Instance, key: string) => number | undefined,
+): TopologyProblem[] {
+  const byName = new Map(topology.instances.map((i) => [i.name, i]));
+  const problems: TopologyProblem[] = [];
   const state = new Map<string, "open" | "done">();
   const path: string[] = [];
-  const visit = (name: string): string[] | undefined => {
-    if (state.get(name) === "done") return undefined;
-    if (state.get(name) === "open") return [...path.slice(path.indexOf(name)), name];
+  const visit = (name: string): void => {
     state.set(name, "open");
     path.push(name);
-    for (const dep of deps.get(name)!) {
-      const cycle = visit(dep);
-      if (cycle) return cycle;
+    for (const dep of deps.get(name) ?? []) {
+      if (state.get(dep) === "open") {
+        const cycle = [...path.slice(path.indexOf(dep)), dep];
+        const first = byName.get(cycle[0])!;
+        const key = refKey(first, cycle[1]);
+        const edges = cycle.slice(0, -1).map((n, i) =>
+          `${n} (${refKey(byName.get(n)!, cycle[i + 1])})`
+        );
+        problems.push({
+          line: line(first, key),
+          text: `${first.role}.${key}: reference cycle: ${edges.join(" -> ")} -> ${cycle.at(-1)}`,
+        });
+      } else if (state.get(dep) === undefined && deps.has(dep)) visit(dep);
     }
     path.pop();
     state.set(name, "done");
-    return undefined;
   };
   for (const instance of topology.instances) {
-    const cycle = visit(instance.name);
-    if (cycle === undefined) continue;
-    const byName = new Map(topology.instances.map((i) => [i.name, i]));
-    const first = byName.get(cycle[0])!;
-    const key = refKey(first, cycle[1]);
-    const line = text === undefined ? undefined : lineOf(text, topology, first, key);
-    const where = line === undefined ? "" : `line ${line}: `;
-    const edges = cycle.slice(0, -1).map((name, i) =>
-      `${name} (${refKey(byName.get(name)!, cycle[i + 1])})`
-    );
-    throw new UsageError(
-      `Cannot load ${topology.file}: ${where}${first.role}.${key}: reference cycle: ` +
-        `${edges.join(" -> ")} -> ${cycle.at(-1)}`,
-    );
+    if (state.get(instance.name) === undefined) visit(instance.name);
   }
+  return problems;
 }
 
 /**
@@ -305,7 +338,12 @@ function checkCycles(topology: Topology, deps: Map<string, string[]>, text?: str
  * else in `[defaults]`, else the entry's header. An entry's section is
  * "role#N", N counting that role's entries from 0 (see config's LineLocator).
  */
-function lineOf(text: string, topology: Topology, instance: Instance, key: string) {
+function lineOf(
+  text: string,
+  topology: Topology,
+  instance: Instance,
+  key: string,
+): number | undefined {
   const groups = [
     ...new Set(topology.instances.filter((i) => i.role === instance.role).map((i) => i.group)),
   ];

@@ -168,7 +168,7 @@ export function formatStatusTable(rows: StatusRow[]): string[] {
       formatFigures(r.figures),
     ]),
   ];
-  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  const widths = table[0].map((_, c) => table.reduce((w, row) => Math.max(w, row[c].length), 0));
   return table.map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd());
 }
 
@@ -184,7 +184,9 @@ export async function status(argv: string[], roles: Record<string, RoleInfo>): P
     writeStdoutQuietly(formatLauncherHelp(STATUS));
     return 0;
   }
-  const { topology } = await readTopology(args.file, roles);
+  const { topology } = await readTopology(args.file, roles, {
+    maxInstances: args.options.maxInstances as number,
+  });
   const states = new Map<string, InstanceState>();
   const launchers = await readStates(topologyKey(args.file));
   for (const launcher of launchers) {

@@ -7,7 +7,6 @@ import {
   DEFAULT_TOPOLOGY,
   DEFAULT_TOPOLOGY_FILE,
   type Instance,
-  loadTopology,
   parseTopology,
   type RoleInfo,
   type Topology,
@@ -15,32 +14,44 @@ import {
 } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
-import { addressOf, childArgs, makePlan, type Plan, shellWords } from "./plan.ts";
+import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
 import { readStates, StateWriter, topologyKey } from "./state.ts";
 import { Supervisor } from "./supervisor.ts";
 
 /** A topology and its text (for line numbers in plan errors). */
 export interface LoadedTopology {
   topology: Topology;
-  /** Undefined when the file could not be read a second time. */
-  text?: string;
+  text: string;
 }
 
 /**
- * Reads and validates `file`, or the embedded default topology when it is undefined.
+ * Reads and validates `file`, or the embedded default topology when it is
+ * undefined: every problem of the file, the launcher's own (reference
+ * cycles) included, in one error.
  *
  * @throws {UsageError} when the file cannot be read or is not a valid topology
  */
 export async function readTopology(
   file: string | undefined,
   roles: Record<string, RoleInfo>,
+  options: { maxInstances?: number } = {},
 ): Promise<LoadedTopology> {
-  if (file === undefined) {
-    const topology = parseTopology(DEFAULT_TOPOLOGY, { file: DEFAULT_TOPOLOGY_FILE, roles });
-    return { topology, text: DEFAULT_TOPOLOGY };
+  let text = DEFAULT_TOPOLOGY;
+  if (file !== undefined) {
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new UsageError(`Cannot read topology file ${file}: ${reason}`, { cause: error });
+    }
   }
-  const topology = await loadTopology(file, roles);
-  return { topology, text: await Deno.readTextFile(file).catch(() => undefined) };
+  const topology = parseTopology(text, {
+    file: file ?? DEFAULT_TOPOLOGY_FILE,
+    roles,
+    ...options,
+    check: (t) => planProblems(t, { roles, text }),
+  });
+  return { topology, text };
 }
 
 /**
@@ -55,7 +66,9 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     return 0;
   }
   const o = args.options;
-  const { topology, text } = await readTopology(args.file, roles);
+  const { topology, text } = await readTopology(args.file, roles, {
+    maxInstances: o.maxInstances as number,
+  });
   const plan = makePlan(topology, {
     roles,
     text,
@@ -146,6 +159,16 @@ export class Interrupts {
   }
 }
 
+/** Most names a cell of the plan lists; the rest are counted. */
+const CELL_NAMES = 6;
+
+/** `a, b, c`, or `a, b, … (100 in all)` for a long list; `-` for none. */
+function abridge(names: string[]): string {
+  if (names.length === 0) return "-";
+  if (names.length <= CELL_NAMES) return names.join(", ");
+  return `${names.slice(0, CELL_NAMES - 1).join(", ")}, … (${names.length} in all)`;
+}
+
 /** How {@link formatPlan} writes. */
 export interface FormatPlanOptions {
   roles: Record<string, RoleInfo>;
@@ -172,7 +195,7 @@ export function formatPlan(plan: Plan, options: FormatPlanOptions): string[] {
     argv: childArgs(p.instance, { roles: options.roles, byName: options.byName }),
   }));
   if (options.json) return rows.map((row) => JSON.stringify(row));
-  const steps = Math.max(...rows.map((r) => r.step));
+  const steps = rows.reduce((most, r) => Math.max(most, r.step), 0);
   const on = plan.on === undefined ? "" : ` on ${plan.on}`;
   const table = [
     ["step", "instance", "role", "address", "restart", "waits for"],
@@ -182,12 +205,12 @@ export function formatPlan(plan: Plan, options: FormatPlanOptions): string[] {
       r.role,
       r.address ?? "-",
       r.restart,
-      [...r.after, ...r.remote.map((d) => `${d.name} at ${d.address} (another host)`)].join(", ") ||
-      "-",
+      abridge([...r.after, ...r.remote.map((d) => `${d.name} at ${d.address} (another host)`)]),
     ]),
   ];
-  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
-  const width = Math.max(...rows.map((r) => r.name.length));
+  const widths = table[0].map((_, c) => table.reduce((w, row) => Math.max(w, row[c].length), 0));
+  widths[widths.length - 1] = 0; // The last column is not padded.
+  const width = rows.reduce((w, r) => Math.max(w, r.name.length), 0);
   return [
     `Plan for ${plan.file}${on}: ${rows.length} instance${rows.length === 1 ? "" : "s"} in ` +
     `${steps} start step${steps === 1 ? "" : "s"}; each starts once what it waits for is ready`,

@@ -158,13 +158,60 @@ Deno.test("parseTopology() lists every problem, one per line, in line order", ()
       'Cannot load cluster.toml: line 5: server.prot: unknown key (did you mean "port"?)',
     ].join("\n"),
   );
-  const many = Array.from({ length: 25 }, (_, i) => `[[server]]\nname = "s${i}"\nprot = 1`);
+  const many = Array.from(
+    { length: 25 },
+    (_, i) => `[[server]]\nname = "s${i}"\nport = 0\nprot = 1`,
+  );
   assert.throws(() => load(many.join("\n")), (error: Error) => {
     const lines = error.message.split("\n");
     assert.equal(lines.length, 21);
     assert.equal(lines[20], "Cannot load cluster.toml: 5 more problems not shown");
     return true;
   });
+});
+
+Deno.test("parseTopology() goes on past a problem without reporting its echoes", () => {
+  // A bad port falls back to the default, shared by both: not a clash to report.
+  // A reference to an entry under a mistyped role is that table's problem only.
+  throwsUsage(
+    () =>
+      load(
+        '[[server]]\nname = "a"\nport = "high"\n[[server]]\nname = "b"\nport = "low"\n' +
+          '[[sever]]\nname = "c"\n[[client]]\nconnect = "c"\n',
+      ),
+    [
+      'Cannot load cluster.toml: line 3: server.port: "high" is not a port (0-65535)',
+      'Cannot load cluster.toml: line 6: server.port: "low" is not a port (0-65535)',
+      'Cannot load cluster.toml: line 7: sever: unknown role (did you mean "server"?)',
+    ].join("\n"),
+  );
+});
+
+Deno.test("parseTopology() counts replicas before making instances: a billion is refused at once", () => {
+  const t0 = performance.now();
+  throwsUsage(
+    () => load("[[server]]\nreplicas = 1000000000\nport = 0\n[[client]]\nreplicas = 3\n"),
+    "Cannot load cluster.toml: line 2: server.replicas: 1000000000 would make 1000000003 " +
+      "instances, more than a topology may have (256; dist up --max-instances N raises it)",
+  );
+  // Arithmetic on two numbers: far below a second even on a loaded machine.
+  assert.ok(performance.now() - t0 < 1000);
+  throwsUsage(
+    () => load("[[client]]\n".repeat(257)),
+    "Cannot load cluster.toml: 257 instances: more than a topology may have " +
+      "(256; dist up --max-instances N raises it)",
+  );
+  const topology = parseTopology("[[server]]\nreplicas = 300\nport = 0\n", {
+    file: "cluster.toml",
+    roles: ROLES,
+    maxInstances: 300,
+  });
+  assert.equal(topology.instances.length, 300);
+  throwsUsage(
+    () => load("[[server]]\nreplicas = 20\nport = 65530\n"),
+    "Cannot load cluster.toml: line 3: server.port: 20 replicas from port 65530 go up to " +
+      "65549 (server-20), above 65535",
+  );
 });
 
 Deno.test("parseTopology() rejects a file without instances", () => {

@@ -76,7 +76,7 @@ Deno.test("makePlan() takes instances of one role naming each other as peers, no
   ]);
   throwsUsage(
     () => makePlan(load(text.replace("port = 7100", "port = 0")), { roles: ROLES }),
-    /^server\.binders: other has port 0, and instances of one role that name each other start together/,
+    /^Cannot load cluster\.toml: server\.binders: other has port 0, and instances of one role that name each other start together/,
   );
 });
 
@@ -287,6 +287,7 @@ Deno.test("parseLauncherArgs() reads a file and the flags of dist up", () => {
     dryRun: true,
     grace: 5000,
     readyTimeout: 15_000,
+    maxInstances: 256,
   });
   assert.equal(parseLauncherArgs([], UP).file, undefined);
   assert.equal(parseLauncherArgs(["--json", "--no-json"], STATUS).options.json, false);
