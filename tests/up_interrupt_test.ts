@@ -11,7 +11,8 @@ import { fileURLToPath } from "node:url";
 import { type PtySession, ptyUnavailable, startPtyProgram } from "./helpers/pty.ts";
 import { alive, assertGone, topologyFile } from "./helpers/up.ts";
 import { sleep } from "./helpers/raw.ts";
-import { probe } from "../launch/probe.ts";
+import { parseAddress } from "../config/mod.ts";
+import { dial, type Peer } from "../wire/mod.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const NO_PTY = await ptyUnavailable();
@@ -35,20 +36,14 @@ rate = 20
 `;
 
 /**
- * A server with a request of 30 s in flight, which it lets finish when
- * stopped (its grace is longer): stopping it gracefully takes that long.
+ * A server that lets requests in flight finish when stopped, for up to 40 s:
+ * with one of 30 s in flight (the test's own), stopping it gracefully takes
+ * that long.
  */
 const SLOW_TOPOLOGY = `
 [[server]]
 port = 0
 grace = "40s"
-
-[[client]]
-connect = "server"
-bench = true
-op = "sleep 30000"
-requests = 1
-timeout = "60s"
 `;
 
 function quote(word: string): string {
@@ -60,19 +55,28 @@ function pids(screen: string): number[] {
   return [...screen.matchAll(/started, pid (\d+)/g)].map((m) => Number(m[1]));
 }
 
+/** The address the launcher says the server is ready at. */
+function serverAddress(term: PtySession): { host: string; port: number } {
+  return parseAddress(term.screen().match(/server ready at (\S+) /)![1]);
+}
+
 /**
- * Waits until the client is connected to the server (so its own Ctrl-C
- * handling is in place: the launcher counts a client ready once spawned).
+ * Waits until the client has sent requests of its own (so its Ctrl-C
+ * handling is in place: the launcher counts a client ready once spawned),
+ * asking the server over one connection of the test's.
  */
-async function clientConnected(term: PtySession): Promise<void> {
-  const address = term.screen().match(/server ready at (\S+) /)![1];
-  for (let tries = 0; tries < 200; tries++) {
-    const stats = await probe(address, "sys.stats", { timeoutMs: 1000 });
-    // Our probe is one connection; the client is the other.
-    if (stats.ok && (stats.result as { connections: number }).connections >= 2) return;
-    await sleep(50);
+async function clientBusy(term: PtySession): Promise<void> {
+  const peer = await dial(serverAddress(term), { role: "test", name: "test" });
+  try {
+    for (let asked = 1; asked <= 200; asked++) {
+      const stats = await peer.call("sys.stats", {}) as { requests: number };
+      if (stats.requests - asked >= 2) return;
+      await sleep(50);
+    }
+    throw new Error(`The client sends nothing:\n${term.screen()}`);
+  } finally {
+    peer.close();
   }
-  throw new Error(`The client never connected:\n${term.screen()}`);
 }
 
 /**
@@ -84,13 +88,14 @@ async function clientConnected(term: PtySession): Promise<void> {
 async function inTerminal(
   command: string,
   body: (term: PtySession) => Promise<void>,
+  options: { busy?: (term: PtySession) => Promise<void> } = {},
 ): Promise<void> {
   const term = startPtyProgram("bash", ["--norc", "--noprofile", "-i"], { cwd: REPO });
   try {
     await term.waitFor(/[$#] $/);
     await term.type(`${command}; echo "exit=$?"\r`);
     await term.waitFor(/All \d+ ready/, { ms: 60_000 });
-    await clientConnected(term);
+    await (options.busy ?? clientBusy)(term);
     await body(term);
   } finally {
     await term.kill();
@@ -179,24 +184,34 @@ Deno.test({
     const file = await topologyFile(SLOW_TOPOLOGY);
     try {
       const command = `${quote(Deno.execPath())} task up ${quote(file)} --grace 40s`;
-      await inTerminal(command, async (term) => {
-        const from = term.screen().length;
-        await term.type("\x03");
-        await term.waitFor(/dist up: Stopping \(SIGINT\)/, { from });
-        // The server lets the 30 s request finish: the graceful stop goes on.
-        await term.waitFor(/server: Shutting down: finishing 1 connection/, { from });
-        await sleep(600);
-        assert.doesNotMatch(term.screen().slice(from), /Killing|server stopped/);
-        const t0 = performance.now();
-        await term.type("\x03");
-        await term.waitFor(/exit=\d+/, { from });
-        const after = term.screen().slice(from);
-        assert.match(after, /dist up: Killing every instance/);
-        assert.match(after, /dist: Interrupted again: every instance was killed/);
-        assert.match(after, /exit=130/);
-        assert.ok(performance.now() - t0 < 5000, "killed at once");
-        await assertGone(pids(term.screen()));
-      });
+      let slow: Peer | undefined;
+      // A request of 30 s in flight, read by the server (it answered the call sent after it).
+      const busy = async (term: PtySession) => {
+        slow = await dial(serverAddress(term), { role: "test", name: "test" });
+        slow.call("sleep", { ms: 30_000 }, { timeout: 60_000 }).catch(() => {});
+        await slow.call("sys.ping", {});
+      };
+      try {
+        await inTerminal(command, async (term) => {
+          const from = term.screen().length;
+          await term.type("\x03");
+          await term.waitFor(/server: Shutting down: finishing 1 connection/, { from });
+          // The server lets the 30 s request finish: the graceful stop goes on.
+          await sleep(600);
+          assert.doesNotMatch(term.screen().slice(from), /Killing|server stopped/);
+          const t0 = performance.now();
+          await term.type("\x03");
+          await term.waitFor(/exit=\d+/, { from });
+          const after = term.screen().slice(from);
+          assert.match(after, /dist up: Killing every instance/);
+          assert.match(after, /dist: Interrupted again: every instance was killed/);
+          assert.match(after, /exit=130/);
+          assert.ok(performance.now() - t0 < 5000, "killed at once");
+          await assertGone(pids(term.screen()));
+        }, { busy });
+      } finally {
+        slow?.close();
+      }
     } finally {
       await Deno.remove(file);
     }
