@@ -8,7 +8,29 @@ import { dial, DistError } from "../wire/mod.ts";
 /** What a probe got back. */
 export type ProbeResult =
   | { ok: true; result: unknown; name: string }
-  | { ok: false; reason: string; name?: string };
+  | {
+    ok: false;
+    reason: string;
+    /** The name a dist listener gave, when it is not the one asked for. */
+    name?: string;
+    /**
+     * Something accepted the connection (another process on the port, or
+     * a dist listener that failed the call), as opposed to nothing there.
+     */
+    answered: boolean;
+  };
+
+/**
+ * Whether a dial failed before any connection was made: refused, no route,
+ * or the connect itself timed out. Anything later (the handshake) means
+ * something is listening.
+ */
+function connected(error: DistError): boolean {
+  const cause = error.cause;
+  const os = cause instanceof Error && Object.values(Deno.errors).some((e) => cause instanceof e);
+  return !os && !/^Connect to \S+ timed out/.test(error.message) &&
+    !/aborted$/i.test(error.message);
+}
 
 /**
  * Dials `address`, calls `method` and closes, all within `timeoutMs`.
@@ -20,6 +42,7 @@ export async function probe(
   method: "sys.ping" | "sys.stats",
   options: { timeoutMs: number; signal?: AbortSignal; name?: string },
 ): Promise<ProbeResult> {
+  let answered = false;
   try {
     const peer = await dial(parseAddress(address), {
       role: "launcher",
@@ -28,10 +51,11 @@ export async function probe(
       timeoutMs: options.timeoutMs,
       signal: options.signal,
     });
+    answered = true;
     try {
       const name = peer.remote.name;
       if (options.name !== undefined && name !== options.name) {
-        return { ok: false, reason: `${address} answers as ${name}`, name };
+        return { ok: false, reason: `${address} answers as ${name}`, name, answered };
       }
       const result = await peer.call(method, {}, { timeout: options.timeoutMs });
       return { ok: true, result, name: peer.remote.name };
@@ -39,7 +63,8 @@ export async function probe(
       peer.close();
     }
   } catch (err) {
-    return { ok: false, reason: DistError.from(err).message };
+    const error = DistError.from(err);
+    return { ok: false, reason: error.message, answered: answered || connected(error) };
   }
 }
 

@@ -18,8 +18,13 @@ export interface StatusRow {
   instance: string;
   role: string;
   address: string | null;
-  /** up, down, running, exited, backoff, starting, waiting, stopped, unknown. */
+  /**
+   * up, down, taken (something else answers on its port), running, exited,
+   * backoff, starting, waiting, stopped, unknown.
+   */
   state: string;
+  /** Its process, when a launcher on this machine started it. */
+  pid: number | null;
   uptime_ms: number | null;
   restarts: number | null;
   rss_bytes: number | null;
@@ -27,6 +32,8 @@ export interface StatusRow {
   figures: Record<string, unknown>;
   /** How the last process ended, when the launcher knows. */
   last_exit?: string;
+  /** What is wrong, in words: "port 5557 answers, but not as server-1 (…)". */
+  note?: string;
 }
 
 /** Keys of sys.stats shown in their own columns, not among the figures. */
@@ -55,6 +62,7 @@ export async function statusOf(
     role: instance.role,
     address: address ?? null,
     state: state?.state ?? "unknown",
+    pid: state?.pid ?? null,
     uptime_ms: null,
     restarts: state?.restarts ?? null,
     rss_bytes: null,
@@ -74,6 +82,15 @@ export async function statusOf(
     name: instance.name,
   });
   if (!answer.ok) {
+    if (answer.answered) {
+      // Another process holds the port: "down" would send the user looking in the wrong place.
+      const port = address.slice(address.lastIndexOf(":") + 1);
+      row.state = "taken";
+      row.note = answer.name !== undefined
+        ? `port ${port} answers as ${cellText(answer.name)}, not as ${instance.name}`
+        : `port ${port} answers, but not as ${instance.name} (${cellText(answer.reason, 120)})`;
+      return row;
+    }
     // The launcher's word (backoff, starting …) says more than "down".
     if (!state || ["ready", "running"].includes(state.state)) row.state = "down";
     return row;
@@ -87,6 +104,13 @@ export async function statusOf(
     if (!OWN_COLUMNS.has(key)) row.figures[key] = value;
   }
   return row;
+}
+
+/** Text another process chose, made fit for one line: control characters out, cut. */
+function cellText(text: string, max = 40): string {
+  // Control and format characters (bidi overrides) and line separators could forge lines.
+  const clean = text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "?");
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
 }
 
 /** A finite, non-negative number. */
@@ -156,12 +180,13 @@ export function formatFigures(figures: Record<string, unknown>): string {
 /** The table of `dist status`, a header line and one line per instance. */
 export function formatStatusTable(rows: StatusRow[]): string[] {
   const table = [
-    ["INSTANCE", "ROLE", "ADDRESS", "STATE", "UPTIME", "RESTARTS", "RSS", "FIGURES"],
+    ["INSTANCE", "ROLE", "ADDRESS", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "FIGURES"],
     ...rows.map((r) => [
       r.instance,
       r.role,
       r.address ?? "-",
       r.state === "exited" && r.last_exit ? `exited (${r.last_exit})` : r.state,
+      r.pid === null ? "-" : String(r.pid),
       r.uptime_ms === null ? "-" : formatUptime(r.uptime_ms),
       r.restarts === null ? "-" : String(r.restarts),
       r.rss_bytes === null ? "-" : `${(r.rss_bytes / 1024 / 1024).toFixed(1)} MiB`,
@@ -202,9 +227,10 @@ export async function status(argv: string[], roles: Record<string, RoleInfo>): P
   const footer = launchers.length === 0
     ? `No dist up of ${topology.file} runs on this machine: restarts not known`
     : `Restarts from dist up (pid ${pids}) on this machine`;
+  const notes = rows.filter((r) => r.note !== undefined).map((r) => `${r.instance}: ${r.note}`);
   const lines = args.options.json
     ? rows.map((r) => JSON.stringify(r))
-    : [...formatStatusTable(rows), "", footer];
+    : [...formatStatusTable(rows), "", ...notes, footer];
   for (const line of lines) writeStdoutQuietly(line + "\n");
   const down = rows.some((r) =>
     listens(findInstance(topology.instances, r.instance), roles) &&

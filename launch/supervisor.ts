@@ -5,10 +5,11 @@
  * start order (dependents first) with SIGTERM, then SIGKILL after the grace
  * time.
  */
-import { dialHost, formatAddress, formatDuration, type Instance } from "../config/mod.ts";
+import { dialHost, formatAddress, formatDuration, type Instance, toSnake } from "../config/mod.ts";
 import type { RoleInfo } from "../config/mod.ts";
 import { LineSplitter, type Output } from "./output.ts";
 import { childArgs, type Plan, type PlannedInstance, type RemoteDependency } from "./plan.ts";
+import { busyPort } from "./ports.ts";
 import { waitReady } from "./probe.ts";
 import { decideRestart, describeExit, type Exit, failed } from "./restart.ts";
 import { LAUNCHER_ENV, type SelfCommand, selfCommand } from "./self.ts";
@@ -159,11 +160,15 @@ export class Supervisor {
     this.#stop.resolve(reason);
   }
 
-  /** A failure that stops `dist up` (the first one is the one reported). */
-  #fail(message: string): void {
+  /**
+   * A failure that stops `dist up` (the first one is the one reported).
+   *
+   * @param reason the short form for "Stopping (…)", when the output said it already
+   */
+  #fail(message: string, reason: string = message): void {
     if (this.#stopping) return;
     this.#fatal ??= message;
-    this.#requestStop(message);
+    this.#requestStop(reason);
   }
 
   /** Starts `unit` once everything it waits for is ready. */
@@ -228,6 +233,7 @@ export class Supervisor {
 
   #spawn(unit: Unit): void {
     const { output, roles, byName, state } = this.#options;
+    if (unit.plan.listens && this.#portTaken(unit)) return;
     const args = childArgs(unit.plan.instance, { roles, byName, ports: this.#ports });
     let child: Deno.ChildProcess;
     try {
@@ -278,6 +284,38 @@ export class Supervisor {
     if (unit.plan.listens) this.#watchReady(unit, unit.life.signal);
     else if (unit.plan.readyLine === undefined) this.#markReady(unit);
     // Else #pump marks it ready on its ready line.
+  }
+
+  /**
+   * Whether a port the instance listens on is held by another process: if
+   * so it is said once and the instance is not started (starting it would
+   * only fail, again and again). Before it was ever ready that stops `dist
+   * up`; after, it stays down and `dist up` will exit 1.
+   */
+  #portTaken(unit: Unit): boolean {
+    const busy = busyPort(unit.plan.instance, {
+      roles: this.#options.roles,
+      learned: this.#ports.get(unit.name),
+    });
+    if (busy === undefined) return false;
+    const flag = busy.key === "port" ? "" : ` (its ${toSnake(busy.key)})`;
+    const where = formatAddress({ host: busy.host, port: busy.port });
+    const problem = `${unit.name} cannot listen on ${where}${flag}: ${busy.reason}`;
+    this.#options.output.say(`${problem}; not starting it`);
+    unit.state = "exited";
+    this.#options.state?.update(unit.name, {
+      state: "exited",
+      pid: undefined,
+      last_exit: busy.reason,
+    });
+    if (!unit.everReady) this.#fail(problem, `${unit.name} cannot listen on ${where}`);
+    else {
+      this.#failures.push(`${unit.name} (port ${busy.port} ${busy.reason})`);
+      if (this.#units.every((u) => u.state === "exited")) {
+        this.#requestStop("every instance has exited");
+      }
+    }
+    return true;
   }
 
   /** The instance is ready: say so, and let what waits for it start (the first time). */
@@ -481,7 +519,17 @@ export class Supervisor {
     } else if (this.#failures.length > 1) {
       error(`dist: ${this.#failures.length} instances failed: ${this.#failures.join(", ")}`);
     }
-    return this.#failures.length > 0 ? 1 : 0;
+    // Stopped (--duration, Ctrl-C) before the cluster was whole: not a success.
+    const never = this.#units.filter((u) => !u.everReady).map((u) => u.name);
+    if (never.length > 0) {
+      const who = never.length === 1
+        ? never[0]
+        : `${never.length} instances (${never.slice(0, 5).join(", ")}${
+          never.length > 5 ? ", …" : ""
+        })`;
+      error(`dist: ${who} never became ready`);
+    }
+    return this.#failures.length > 0 || never.length > 0 ? 1 : 0;
   }
 }
 

@@ -365,6 +365,7 @@ Deno.test("formatStatusTable() aligns one row per instance", () => {
       role: "server",
       address: "127.0.0.1:5557",
       state: "up",
+      pid: 4242,
       uptime_ms: 5000,
       restarts: 1,
       rss_bytes: 50 * 1024 * 1024,
@@ -375,6 +376,7 @@ Deno.test("formatStatusTable() aligns one row per instance", () => {
       role: "client",
       address: null,
       state: "exited",
+      pid: null,
       uptime_ms: null,
       restarts: 0,
       rss_bytes: null,
@@ -383,9 +385,9 @@ Deno.test("formatStatusTable() aligns one row per instance", () => {
     },
   ]);
   assert.deepEqual(lines, [
-    "INSTANCE  ROLE    ADDRESS         STATE                 UPTIME  RESTARTS  RSS       FIGURES",
-    "server-1  server  127.0.0.1:5557  up                    5s      1         50.0 MiB  requests=3",
-    "client    client  -               exited (exit code 0)  -       0         -",
+    "INSTANCE  ROLE    ADDRESS         STATE                 PID   UPTIME  RESTARTS  RSS       FIGURES",
+    "server-1  server  127.0.0.1:5557  up                    4242  5s      1         50.0 MiB  requests=3",
+    "client    client  -               exited (exit code 0)  -     -       0         -",
   ]);
 });
 

@@ -55,7 +55,9 @@ Deno.test("a server killed with SIGKILL is restarted, serves again within 2 s, a
       await sleep(20);
     }
     assert.match(up.stdout(), /server-1 exited \(signal SIGKILL\); restarting it/);
-    assert.match(up.stdout(), /server-1 restarted \(restart 1\), pid \d+/);
+    const [, newPid] = (await up.waitFor(/server-1 restarted \(restart 1\), pid (\d+)/)).map(
+      Number,
+    );
 
     const status = await runDist(["status", file, "--json"]);
     assert.equal(status.code, 0, status.stdout + status.stderr);
@@ -63,6 +65,7 @@ Deno.test("a server killed with SIGKILL is restarted, serves again within 2 s, a
       status.stdout.trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.instance, r]),
     );
     assert.equal(rows["server-1"].state, "up");
+    assert.equal(rows["server-1"].pid, newPid);
     assert.equal(rows["server-1"].restarts, 1);
     assert.equal(rows["server-1"].address, `127.0.0.1:${port}`);
     assert.equal(rows["server-2"].restarts, 0);
@@ -74,12 +77,18 @@ Deno.test("a server killed with SIGKILL is restarted, serves again within 2 s, a
     );
 
     const table = await runDist(["status", file]);
-    assert.match(table.stdout, /^INSTANCE +ROLE +ADDRESS +STATE +UPTIME +RESTARTS +RSS +FIGURES$/m);
     assert.match(
       table.stdout,
-      /^server-1 +server +127\.0\.0\.1:\d+ +up +\d+s +1 +[\d.]+ MiB +.*requests=/m,
+      /^INSTANCE +ROLE +ADDRESS +STATE +PID +UPTIME +RESTARTS +RSS +FIGURES$/m,
     );
-    assert.match(table.stdout, /^client +client +- +exited \(exit code 0\) /m);
+    assert.match(
+      table.stdout,
+      new RegExp(
+        `^server-1 +server +127\\.0\\.0\\.1:\\d+ +up +${newPid} +\\d+s +1 +[\\d.]+ MiB +.*requests=`,
+        "m",
+      ),
+    );
+    assert.match(table.stdout, /^client +client +- +exited \(exit code 0\) +- /m);
 
     // A second launcher of the same file would fight over its ports.
     const twin = await runDist(["up", file]);
@@ -94,7 +103,7 @@ Deno.test("dist status says down, exit 1, for a topology nobody runs", async () 
   try {
     const status = await runDist(["status", file]);
     assert.equal(status.code, 1, status.stderr);
-    assert.match(status.stdout, /^server +server +127\.0\.0\.1:\d+ +down +- +- +-/m);
+    assert.match(status.stdout, /^server +server +127\.0\.0\.1:\d+ +down +- +- +- +-/m);
     assert.match(status.stdout, /^client +client +- +unknown/m);
     assert.match(status.stdout, /No dist up of .* runs on this machine/);
   } finally {
