@@ -231,3 +231,39 @@ Deno.test("watchService hands over every new list, and moves to another binder w
     await Promise.all(binders.map((b) => b.stop()));
   }
 });
+
+Deno.test("ServiceCaller with rotate goes round the instances in the binders' turn, one connection each", async () => {
+  const binder = await startBinder({ port: 0 });
+  const servers = ["s1", "s2", "s3"].map((name) => echoServer(name));
+  for (const s of servers) {
+    await binder.call("binder.register", {
+      service: "compute",
+      host: "127.0.0.1",
+      port: s.addr.port,
+      ttl_ms: 60_000,
+    });
+  }
+  let dials = 0;
+  const caller = new ServiceCaller(
+    new Resolver(client([binder.address]), "compute", { waitMs: 0 }),
+    { dial: (address) => (dials++, dialServer(address)), rotate: true },
+  );
+  try {
+    const by: string[] = [];
+    for (let i = 0; i < 6; i++) by.push((await caller.request("echo", { text: "hi" })).by!);
+    // Each instance in turn, twice: the binder hands them out cyclically.
+    assert.deepEqual(by.slice(3), by.slice(0, 3));
+    assert.deepEqual(by.slice(0, 3).toSorted(), ["s1", "s2", "s3"]);
+    assert.equal(dials, 3, "one connection per instance, kept");
+    // One that dies is reported, and the turn goes on over the others.
+    await servers[0].close(0);
+    const after: string[] = [];
+    for (let i = 0; i < 4; i++) after.push((await caller.request("echo", { text: "hi" })).by!);
+    assert.ok(!after.includes("s1"), after.join(", "));
+    assert.deepEqual(new Set(after), new Set(["s2", "s3"]));
+  } finally {
+    caller.close();
+    await Promise.all(servers.map((s) => s.close(0)));
+    await binder.stop();
+  }
+});

@@ -126,10 +126,13 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
     : undefined;
   const bench = options.bench ? benchPlan(options) : undefined;
   const connections = bench ? bench.connections : 1;
-  // --service: each connection resolves an instance through binders (see roles/discovery).
-  const open: () => Promise<Caller> =
-    serviceConnector(options, (address) => dialAddress(address, options), ctx.signal) ??
-      (() => connect(options));
+  // --service: each connection resolves an instance through binders (see roles/discovery);
+  // --random asks them before each request, so its answers show the binders' turn.
+  const open: () => Promise<Caller> = serviceConnector(
+    options,
+    (address) => dialAddress(address, options),
+    { signal: ctx.signal, rotate: options.random !== undefined },
+  ) ?? (() => connect(options));
   const peers = await Promise.all(Array.from({ length: connections }, open));
   const link = new Link(peers[0], open);
   ctx.onForcedExit?.(() => inFlight(bench ? peers : [link.caller]));

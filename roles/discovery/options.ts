@@ -154,13 +154,16 @@ export function registrationFor(options: Options): PendingRegistration | undefin
  * `--service`, resolved through `--binders` (waiting up to `--wait` for one);
  * undefined without `--service`.
  * @param dial opens a connection to an instance, as the role dials servers
+ * @param how `signal` ends a wait for an instance; `rotate` asks the binders
+ *   before each request (see {@link ServiceCallerOptions})
  * @throws {UsageError} for a bad service name, or `--binders`/`--wait` without `--service`
  */
 export function serviceConnector(
   options: Options,
   dial: (address: Address) => Promise<Peer>,
-  signal?: AbortSignal,
+  how: { signal?: AbortSignal; rotate?: boolean } = {},
 ): (() => Promise<ServiceCaller>) | undefined {
+  const { signal, rotate } = how;
   checkWithoutService(options, RESOLVE_OPTIONS);
   if (options.service === undefined) return undefined;
   const service = serviceName(options.service);
@@ -168,7 +171,10 @@ export function serviceConnector(
   const waitMs = (options.wait as number | undefined) ?? DEFAULT_WAIT_MS;
   return async () => {
     const binders = bindersFrom(options, { role: "client", name });
-    const caller = new ServiceCaller(new Resolver(binders, service, { waitMs, signal }), { dial });
+    const caller = new ServiceCaller(new Resolver(binders, service, { waitMs, signal }), {
+      dial,
+      rotate,
+    });
     try {
       return await caller.connect();
     } catch (err) {

@@ -127,6 +127,13 @@ export interface ServiceCallerOptions {
   dial: (address: { host: string; port: number }) => Promise<Peer>;
   /** Most instances tried for one request before giving up (default 3). */
   attempts?: number;
+  /**
+   * Ask the binders for an instance before each request, as the original
+   * lab's client does, so that requests go round the instances in the
+   * binders' turn (connections to instances already dialed are kept).
+   * Without it, requests stick to one instance until it fails.
+   */
+  rotate?: boolean;
 }
 
 /**
@@ -143,6 +150,8 @@ export class ServiceCaller {
   #instance: Instance | undefined;
   #connecting: Promise<Peer> | undefined;
   #reported = new Map<string, { report: Promise<unknown>; at: number }>();
+  /** With `rotate`: the connection to each instance dialed so far, by id. */
+  #dialed = new Map<string, Peer>();
   #closed = false;
 
   constructor(resolver: Resolver, options: ServiceCallerOptions) {
@@ -185,7 +194,10 @@ export class ServiceCaller {
   async request(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
     const attempts = this.#options.attempts ?? 3;
     for (let attempt = 1;; attempt++) {
-      const peer = await this.#ensure();
+      // A retry goes where #failed sent it; only a new request takes the next turn.
+      const peer = this.#options.rotate && attempt === 1
+        ? await this.#next()
+        : await this.#ensure();
       const instance = this.#instance!;
       try {
         return await peer.request(method, params, options);
@@ -202,7 +214,41 @@ export class ServiceCaller {
   close(_reason: CloseReason = CloseReason.Local): void {
     this.#closed = true;
     this.#peer?.close();
+    for (const peer of this.#dialed.values()) peer.close();
     this.resolver.binders.close();
+  }
+
+  /**
+   * `rotate`: the instance the binders hand out next, over the connection
+   * kept for it (dialed the first time). One that cannot be dialed is
+   * reported, and the request goes where {@link #ensure} finds.
+   */
+  async #next(): Promise<Peer> {
+    if (this.#closed) return this.#ensure();
+    const instance = await this.resolver.resolve();
+    let peer = this.#dialed.get(instance.id);
+    if (peer === undefined || !peer.canCall) {
+      try {
+        peer = await this.#options.dial({ host: instance.host, port: instance.port });
+      } catch (err) {
+        log.info("Cannot reach {id} ({message}); reporting it", {
+          id: cut(instance.id),
+          message: cut(DistError.from(err).message),
+        });
+        await this.#report(instance);
+        return this.#ensure();
+      }
+      this.#dialed.get(instance.id)?.close();
+      this.#dialed.set(instance.id, peer);
+    }
+    // One found by #connect (at the first request, or after a failure) is kept like the others.
+    const current = this.#instance;
+    if (this.#peer !== undefined && current !== undefined && !this.#dialed.has(current.id)) {
+      this.#dialed.set(current.id, this.#peer);
+    }
+    this.#peer = peer;
+    this.#instance = instance;
+    return peer;
   }
 
   #ensure(): Promise<Peer> {
