@@ -163,5 +163,8 @@ export function outcomeJson(outcome: Outcome, extra?: Record<string, unknown>): 
 /** Counts of `by` as `server-1 ×12, server-2 ×8`. */
 export function formatBy(by: Map<string, number>): string {
   if (by.size === 0) return "none";
-  return [...by].sort((a, b) => b[1] - a[1]).map(([name, n]) => `${name} ×${n}`).join(", ");
+  // Most first; a tie in name order (server-2 before server-10), whatever answered first.
+  return [...by]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0], "en", { numeric: true }))
+    .map(([name, n]) => `${name} ×${n}`).join(", ");
 }
