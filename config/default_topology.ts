@@ -7,35 +7,40 @@
 export const DEFAULT_TOPOLOGY_FILE = "(default topology)";
 
 /**
- * Every role on localhost, talking to each other. It grows as the roles land
- * on main (the loader checks every key against the role's options): see
- * README's "Quick start" for what is still to come.
+ * Every role on localhost, talking to each other, each showing what it does
+ * once, in an output that is the same from run to run but for numbers,
+ * times and pids (README's "Quick start" shows it, and a test holds the two
+ * together): the producers publish one round once the consumer has
+ * subscribed; the client starts once both workers have registered, and the
+ * resolver once the three servers have.
  */
 export const DEFAULT_TOPOLOGY: string = `# dist: the default topology (dist up with no file)
 [defaults]
 host = "127.0.0.1"
 log_level = "info"
 
-# A message broker; two producers publish to it, a consumer prints everything.
+# A message broker; a consumer prints everything published under /, and two
+# producers publish one round each (they start once the consumer has subscribed).
 [[broker]]
 name = "broker"
 port = 8000
-
-[[producer]]
-name = "telephony"    # prices per minute on /telephony/orange, /unite, /moldcell
-broker = "broker"
-type = "telephony"
-
-[[producer]]
-name = "currency"     # a rate on /currency, every second here
-broker = "broker"
-type = "currency"
-interval = "1s"
 
 [[consumer]]
 name = "consumer"
 broker = "broker"
 topic = "/"
+
+[[producer]]
+name = "telephony"    # prices per minute on /telephony/orange, /unite, /moldcell
+broker = "broker"
+type = "telephony"
+interval = "1h"       # one round now, the next in an hour (the lab's is every second)
+
+[[producer]]
+name = "currency"     # a rate on /currency
+broker = "broker"
+type = "currency"
+interval = "1h"
 
 # Two binders (7000, 7001), replicating with each other.
 [[binder]]
@@ -65,16 +70,18 @@ name = "worker"
 replicas = 2
 balancer = "balancer"
 
-# Twenty random operations through the balancer, then done.
+# Ten random operations through the balancer, once both workers have
+# registered: round robin gives each server and each worker two.
 [[client]]
 name = "client"
 connect = "balancer"
-random = 20
+random = 10
 
-# Ten more, to an instance of "compute" found through the binders.
+# Six more, each to the instance of "compute" the binders hand out next (they
+# take turns): two each.
 [[client]]
 name = "resolver"
 service = "compute"
 binders = ["binder"]
-random = 10
+random = 6
 `;

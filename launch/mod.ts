@@ -5,8 +5,13 @@
  *
  * - `plan.ts`: pure: which instances run here (`--only`, `--on`), what each
  *   waits for (its references), start order, cycles, command lines.
+ * - `waits.ts`: what an instance waits for: references, the waits a
+ *   topology implies (a balancer's workers, a service's servers, a broker's
+ *   consumers), and the log lines that say a role is ready.
  * - `supervisor.ts`: runs a plan: spawns, waits for readiness, restarts by
- *   policy (`restart.ts`: backoff, crash loops), stops in reverse order.
+ *   policy (`restart.ts`: backoff, crash loops), stops in reverse order;
+ *   `unit.ts`: one instance as it runs, and the verdict (exit code);
+ *   `ports.ts`: whether an instance's fixed ports are free before it starts.
  * - `output.ts`: children's lines prefixed with their names, in colour.
  * - `probe.ts`: `sys.ping` / `sys.stats` over one short connection.
  * - `self.ts`: how to start a copy of this executable, compiled or from

@@ -9,6 +9,7 @@
  * instances of one role (binders naming each other as `peers`) are peer
  * links, not dependencies: such instances start together and find each
  * other as they come up. Any other reference cycle is a configuration error.
+ * Some dependencies a topology implies without naming them (waits.ts).
  */
 import {
   defaultsOf,
@@ -27,6 +28,9 @@ import {
   toSnake,
   UsageError,
 } from "../config/mod.ts";
+import { dependenciesOf, dependencyMap, readyLineOf, sameHost } from "./waits.ts";
+
+export { sameHost } from "./waits.ts";
 
 /** One instance as `dist up` runs it. */
 export interface PlannedInstance {
@@ -40,28 +44,11 @@ export interface PlannedInstance {
   /** Whether it listens (has a `port`) and so answers `sys.ping` when ready. */
   listens: boolean;
   /**
-   * For an instance that does not listen: the log line that says it is
-   * ready (a worker registered with its balancer); without one it counts as
-   * ready once started.
+   * The log line that says it is ready (see waits.ts): for an instance that
+   * does not listen, instead of answering `sys.ping`, else besides; an
+   * instance with neither counts as ready once started.
    */
   readyLine?: RegExp;
-}
-
-/**
- * The lines that say an instance of a role that does not listen is ready,
- * as its role logs them at info (the worker: "Registered with HOST:PORT as
- * NAME", announced for the launcher by the balancer stream).
- */
-export const READY_LINES: Readonly<Record<string, RegExp>> = {
-  worker: /Registered with \S+ as /,
-};
-
-/** The ready line of an instance, when its role has one and its log level shows it. */
-function readyLineOf(instance: Instance, roles: Record<string, RoleInfo>): RegExp | undefined {
-  const line = READY_LINES[instance.role];
-  if (line === undefined || listens(instance, roles)) return undefined;
-  const level = String(instance.options.logLevel ?? "info");
-  return ["trace", "debug", "info"].includes(level) ? line : undefined;
 }
 
 /** An instance on another machine that a local instance waits for. */
@@ -100,23 +87,6 @@ function refKey(from: Instance, to: string): string {
   return toSnake(key);
 }
 
-/** The instance names `instance` depends on: what it references, except instances of its own role (peers). */
-export function dependenciesOf(instance: Instance, byName: Map<string, Instance>): string[] {
-  const deps = new Set<string>();
-  for (const targets of Object.values(instance.refs)) {
-    for (const target of targets) {
-      if (byName.get(target)?.role !== instance.role) deps.add(target);
-    }
-  }
-  return [...deps];
-}
-
-/** "localhost" and "127.0.0.1" are one host; case does not matter. */
-export function sameHost(a: unknown, b: unknown): boolean {
-  const norm = (h: unknown) => String(h ?? "").toLowerCase().replace(/^localhost$/, "127.0.0.1");
-  return norm(a) === norm(b);
-}
-
 /**
  * Orders a topology for `dist up`.
  *
@@ -127,7 +97,7 @@ export function sameHost(a: unknown, b: unknown): boolean {
 export function makePlan(topology: Topology, options: PlanOptions): Plan {
   throwProblems(topology.file, planProblems(topology, options));
   const byName = new Map(topology.instances.map((i) => [i.name, i]));
-  const deps = new Map(topology.instances.map((i) => [i.name, dependenciesOf(i, byName)]));
+  const deps = dependencyMap(topology.instances, options.roles);
 
   const selected = selectOnly(topology, deps, options.only);
   const isLocal = (i: Instance) => options.on === undefined || sameHost(i.host, options.on);
@@ -155,6 +125,8 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
     const mine = deps.get(instance.name)!;
     const elsewhere = mine.filter((d) => !localNames.has(d));
     for (const name of elsewhere) remote.set(name, remoteDependency(byName.get(name)!, instance));
+    const listening = listens(instance, options.roles);
+    const readyLine = readyLineOf(instance, listening);
     return {
       index,
       planned: {
@@ -162,8 +134,8 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
         after: mine.filter((d) => localNames.has(d)),
         remote: elsewhere,
         step: stepOf(instance.name),
-        listens: listens(instance, options.roles),
-        ...(readyLineOf(instance, options.roles) ? { readyLine: READY_LINES[instance.role] } : {}),
+        listens: listening,
+        ...(readyLine === undefined ? {} : { readyLine }),
       },
     };
   });

@@ -5,15 +5,16 @@
  * start order (dependents first) with SIGTERM, then SIGKILL after the grace
  * time.
  */
-import { dialHost, formatAddress, formatDuration, type Instance, toSnake } from "../config/mod.ts";
+import { formatAddress, formatDuration, type Instance, toSnake } from "../config/mod.ts";
 import type { RoleInfo } from "../config/mod.ts";
 import { LineSplitter, type Output } from "./output.ts";
-import { childArgs, type Plan, type PlannedInstance, type RemoteDependency } from "./plan.ts";
+import { childArgs, type Plan, type RemoteDependency } from "./plan.ts";
 import { busyPort } from "./ports.ts";
 import { waitReady } from "./probe.ts";
 import { decideRestart, describeExit, type Exit, failed } from "./restart.ts";
 import { LAUNCHER_ENV, type SelfCommand, selfCommand } from "./self.ts";
 import type { StateWriter } from "./state.ts";
+import { seconds, Unit, verdict } from "./unit.ts";
 
 const LISTENING = /Listening on (\S+):(\d+)/;
 /** How long, after a child exits, its output may take to drain before the exit is handled (ms). */
@@ -41,62 +42,6 @@ export interface SupervisorOptions {
   command?: SelfCommand;
   /** Where the launcher's failures go (default: stderr, as `dist: …`). */
   error?: (line: string) => void;
-}
-
-type UnitState =
-  | "waiting"
-  | "starting"
-  | "ready"
-  | "running"
-  | "backoff"
-  | "exited"
-  | "stopping"
-  | "stopped";
-
-/** One instance and its current process. */
-class Unit {
-  readonly plan: PlannedInstance;
-  readonly name: string;
-  state: UnitState = "waiting";
-  child?: Deno.ChildProcess;
-  /** Settles once the current process has exited and been handled. */
-  exited?: Promise<void>;
-  /** Ends the current process's readiness wait. */
-  life?: AbortController;
-  startedAt = 0;
-  /** When the current process started waiting to be ready (performance.now()). */
-  since = 0;
-  firstStart?: number;
-  restarts = 0;
-  streak = 0;
-  /** The port it listens on, once known. */
-  port?: number;
-  everReady = false;
-  lastExit?: Exit;
-  exits = 0;
-  backoff?: ReturnType<typeof setTimeout>;
-  readyTimer?: ReturnType<typeof setTimeout>;
-  /** Resolves the first time it is ready (a non-listening instance: once spawned). */
-  readonly ready = Promise.withResolvers<void>();
-  /** Called when a line may have told its port. */
-  wakers = new Set<() => void>();
-
-  constructor(plan: PlannedInstance) {
-    this.plan = plan;
-    this.name = plan.instance.name;
-    this.ready.promise.catch(() => {}); // Dependents that stopped waiting do not care.
-  }
-
-  get address(): string | undefined {
-    const configured = this.plan.instance.options.port;
-    const port = this.port ?? (configured === 0 ? undefined : configured as number | undefined);
-    if (port === undefined) return undefined;
-    return formatAddress({ host: dialHost(this.plan.instance.host), port });
-  }
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(2)} s`;
 }
 
 /** Runs a {@link Plan} until it is told to stop, its duration ends or every instance has ended. */
@@ -281,6 +226,9 @@ export class Supervisor {
       });
     });
     unit.since = performance.now();
+    // Ready once it answers sys.ping (if it listens) and has logged its ready line (if it has one).
+    unit.pinged = !unit.plan.listens;
+    unit.lineSeen = unit.plan.readyLine === undefined;
     if (unit.plan.listens) this.#watchReady(unit, unit.life.signal);
     else if (unit.plan.readyLine === undefined) this.#markReady(unit);
     // Else #pump marks it ready on its ready line.
@@ -340,7 +288,10 @@ export class Supervisor {
     const show = (lines: string[]) => {
       for (const line of lines) {
         this.#options.output.line(unit.name, line);
-        if (unit.state === "starting" && unit.plan.readyLine?.test(line)) this.#markReady(unit);
+        if (unit.state === "starting" && !unit.lineSeen && unit.plan.readyLine?.test(line)) {
+          unit.lineSeen = true;
+          if (unit.pinged) this.#markReady(unit);
+        }
         const match = unit.port === undefined && unit.plan.listens ? LISTENING.exec(line) : null;
         if (match) {
           unit.port = Number(match[2]);
@@ -389,7 +340,8 @@ export class Supervisor {
       }
       return;
     }
-    this.#markReady(unit);
+    unit.pinged = true;
+    if (unit.lineSeen) this.#markReady(unit);
   }
 
   #onExit(unit: Unit, exit: Exit): void {
@@ -505,31 +457,14 @@ export class Supervisor {
   /** Prints what failed; the exit code of `dist up`. */
   #report(): number {
     const error = this.#options.error ?? ((line: string) => console.error(line));
-    if (this.#killed) {
-      // As a role interrupted twice: nothing stopped cleanly.
-      error("dist: Interrupted again: every instance was killed");
-      return 130;
-    }
-    if (this.#fatal !== undefined) {
-      error(`dist: ${this.#fatal}`);
-      return 1;
-    }
-    if (this.#failures.length === 1) {
-      error(`dist: ${this.#failures[0].replace(" (", " failed (")}`);
-    } else if (this.#failures.length > 1) {
-      error(`dist: ${this.#failures.length} instances failed: ${this.#failures.join(", ")}`);
-    }
-    // Stopped (--duration, Ctrl-C) before the cluster was whole: not a success.
-    const never = this.#units.filter((u) => !u.everReady).map((u) => u.name);
-    if (never.length > 0) {
-      const who = never.length === 1
-        ? never[0]
-        : `${never.length} instances (${never.slice(0, 5).join(", ")}${
-          never.length > 5 ? ", …" : ""
-        })`;
-      error(`dist: ${who} never became ready`);
-    }
-    return this.#failures.length > 0 || never.length > 0 ? 1 : 0;
+    const { lines, code } = verdict({
+      killed: this.#killed,
+      fatal: this.#fatal,
+      failures: this.#failures,
+      neverReady: this.#units.filter((u) => !u.everReady).map((u) => u.name),
+    });
+    for (const line of lines) error(line);
+    return code;
   }
 }
 

@@ -206,6 +206,66 @@ Deno.test("makePlan() waits for a worker's registration line, unless its log lev
   assert.deepEqual(plan("warning")[1], ["worker", false, undefined]);
 });
 
+Deno.test("makePlan() infers waits: a balancer's dialers for its workers, a service's clients for its servers, producers for consumers", () => {
+  const text = [
+    "[[broker]]",
+    "port = 0",
+    "[[producer]]",
+    'broker = "broker"',
+    'type = "currency"',
+    "[[consumer]]",
+    'broker = "broker"',
+    "[[binder]]",
+    "port = 7000",
+    "[[server]]",
+    "replicas = 2",
+    "port = 0",
+    'service = "compute"',
+    'binders = ["binder"]',
+    "[[balancer]]",
+    "port = 0",
+    "worker_port = 7100",
+    "[[worker]]",
+    'balancer = "balancer"',
+    "[[worker]]",
+    'name = "far"', // on another host: not waited for by name
+    'host = "127.0.0.2"',
+    'balancer = "balancer"',
+    "[[client]]",
+    'connect = "balancer"',
+    "[[client]]",
+    'name = "resolver"',
+    'service = "compute"',
+    'binders = ["binder"]',
+  ].join("\n");
+  const topology = parseTopology(text, { file: "w.toml", roles: REAL_ROLES });
+  const plan = makePlan(topology, { roles: REAL_ROLES, text, on: "127.0.0.1" });
+  const waits = Object.fromEntries(
+    plan.instances.map((p) => [p.instance.name, [p.step, p.after, p.readyLine?.source]]),
+  );
+  assert.deepEqual(waits, {
+    broker: [1, [], undefined],
+    binder: [1, [], undefined],
+    consumer: [2, ["broker"], "Subscribed to \\S"],
+    "server-1": [2, ["binder"], "Registered as \\S+ with binder "],
+    "server-2": [2, ["binder"], "Registered as \\S+ with binder "],
+    producer: [3, ["broker", "consumer"], undefined],
+    balancer: [1, [], undefined],
+    worker: [2, ["balancer"], "Registered with \\S+ as "],
+    client: [3, ["balancer", "worker"], undefined],
+    resolver: [3, ["binder", "server-1", "server-2"], undefined],
+  });
+  // A server registering with binders given by address (not of the file) is ready on sys.ping.
+  const alone = parseTopology(
+    '[[server]]\nport = 0\nservice = "x"\nbinders = ["10.0.0.9:7000"]\n',
+    {
+      file: "a.toml",
+      roles: REAL_ROLES,
+    },
+  );
+  assert.equal(makePlan(alone, { roles: REAL_ROLES }).instances[0].readyLine, undefined);
+});
+
 // ---- restart policy ----
 
 Deno.test("parseTopology() takes a role's own restart default unless the file says otherwise", () => {
