@@ -86,18 +86,20 @@ async function replicationRound(count: number, rounds: Rounds) {
   let toA: Peer | undefined;
   let fromB: Peer | undefined;
   try {
-    [toA, fromB] = await Promise.all([connectTo(a.address), connectTo(b.address)]);
+    const seen = new Map<string, () => void>();
+    [toA, fromB] = await Promise.all([
+      connectTo(a.address),
+      connectTo(b.address, "client", (method, params) => {
+        const p = params as { service: string; instances: unknown[] };
+        if (method === "binder.changed" && p.instances.length > 0) seen.get(p.service)?.();
+      }),
+    ]);
     // b dials a; wait until the link is up both ways before measuring.
     for (let i = 0; i < 200; i++) {
       const stats = await fromB.call("sys.stats") as { replication: { rounds: number } };
       if (stats.replication.rounds > 0) break;
       await new Promise((r) => setTimeout(r, 25));
     }
-    const seen = new Map<string, () => void>();
-    fromB.onNotification = (method, params) => {
-      const p = params as { service: string; instances: unknown[] };
-      if (method === "binder.changed" && p.instances.length > 0) seen.get(p.service)?.();
-    };
     await Promise.all(
       Array.from({ length: count }, (_, i) => fromB!.call("binder.watch", { service: `rep-${i}` })),
     );

@@ -135,11 +135,10 @@ Deno.test("binder expires an instance that is not renewed within its TTL", async
 
 Deno.test("binder.watch sends the new list on every change but not on renewals", async () => {
   const b = await startBinder();
-  const watcher = await connectTo(b.address);
   const seen: { service: string; instances: { port: number }[] }[] = [];
-  watcher.onNotification = (method, params) => {
+  const watcher = await connectTo(b.address, "client", (method, params) => {
     if (method === "binder.changed") seen.push(params as (typeof seen)[number]);
-  };
+  });
   try {
     await b.call("binder.register", reg(5001));
     const first = await watcher.call("binder.watch", { service: "compute" }) as typeof seen[0];

@@ -656,9 +656,14 @@ Deno.test("process-wide output limit: many stalled peers hold a bounded total, n
   try {
     for (const c of conns) {
       // Each request read makes a 64 KiB answer that the peer never takes.
-      c.onFrames = (frames) => {
-        for (const _ of frames) c.sendRaw(answer);
-      };
+      c.attach({
+        onFrames: (frames) => {
+          for (const _ of frames) c.sendRaw(answer);
+        },
+        onStreamError: () => {},
+        onEnd: () => {},
+        onClose: () => {},
+      });
       c.start();
     }
     for (let i = 0; i < 100; i++) for (const f of fakes) f.feed(frame("r"));

@@ -2,6 +2,26 @@ import { DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
 import { DEFAULT_MAX_FRAME, FrameDecoder, OutBuffer } from "./frame.ts";
 import { ticker } from "./heartbeat.ts";
+import { HEAD_BYTES } from "./foreign.ts";
+
+/**
+ * Who takes a connection's input: one at a time, handed over with
+ * `FramedConn.attach()` (the handshake's, then the Peer's).
+ */
+export interface ConnHandler {
+  /**
+   * The frames of one read, in order: views valid only during the call (the
+   * array is reused). Receiving a read's frames together lets a codec
+   * decode them in one pass.
+   */
+  onFrames(frames: Uint8Array[]): void;
+  /** The decoder rejected the stream (e.g. FRAME_TOO_LARGE): nothing more is read. */
+  onStreamError(err: DistError): void;
+  /** The peer closed its side (EOF): nothing more is read, answers may still be written. */
+  onEnd(): void;
+  /** The connection has closed (called once). */
+  onClose(reason: CloseReason, err?: unknown): void;
+}
 
 /** Appends whole frames to an output buffer (see FramedConn.sendWith). */
 export interface FrameWriter {
@@ -53,6 +73,8 @@ export interface FramedConnOptions {
   writeTimeoutMs?: number;
   /** A frame must be complete this long after its first byte arrived (ms). */
   frameTimeoutMs?: number;
+  /** A set this connection belongs to while open (a listener's); it leaves it on close. */
+  tracker?: Set<FramedConn>;
 }
 
 /**
@@ -95,35 +117,20 @@ export class FramedConn {
   readonly maxFrame: number;
   readonly highWater: number;
   readonly maxOutbound: number;
-  /**
-   * Called with the frames of one read, in order: views valid only during the
-   * call (the array is reused). Receiving a read's frames together lets a
-   * codec decode them in one pass.
-   */
-  onFrames: (frames: Uint8Array[]) => void = noop;
-  /** Called when the decoder rejects the stream; when unset, the connection closes. */
-  onStreamError: ((err: DistError) => void) | undefined;
-  /**
-   * Called once when the peer has closed its side (EOF): nothing more will
-   * be read, but answers may still be written. When unset, the connection closes.
-   */
-  onEnd: (() => void) | undefined;
-  /** Called once, when the connection has closed. */
-  onClose: (reason: CloseReason, err?: unknown) => void = noop;
-  /** A set this connection belongs to while open (a listener's); it leaves it on close. */
-  tracker: Set<FramedConn> | undefined;
-  /** Frames that arrived before anyone could take them (behind the handshake). */
-  held: Uint8Array[] | undefined;
-  /** A stream error that came behind the handshake, for the Peer to report. */
-  heldError: DistError | undefined;
+  #handler: ConnHandler = this.#closingHandler();
+  #tracker: Set<FramedConn> | undefined;
+  /** Input that arrived while held (see hold()): copies of frames, then an error or EOF. */
+  #held: Uint8Array[] | undefined;
+  #heldError: DistError | undefined;
+  /** The stream's first bytes (up to HEAD_BYTES), until a Peer is attached. */
+  #head: Uint8Array | undefined;
   /** Set on every read; the ticker clears it. */
-  receivedSinceTick = false;
+  #receivedSinceTick = false;
   /** Set on every frame queued; the ticker clears it. */
-  sentSinceTick = false;
-  /** Counters, for logs and stats. */
-  bytesIn = 0;
-  bytesOut = 0;
-  framesIn = 0;
+  #sentSinceTick = false;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #framesIn = 0;
 
   #decoder: FrameDecoder;
   #out = new OutBuffer(0);
@@ -168,6 +175,82 @@ export class FramedConn {
     this.#frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.#decoder = new FrameDecoder(this.maxFrame);
     this.#updateTickMs();
+    this.#tracker = options.tracker;
+    this.#tracker?.add(this);
+  }
+
+  /** Bytes read from the peer. */
+  get bytesIn(): number {
+    return this.#bytesIn;
+  }
+
+  /** Bytes written to the peer. */
+  get bytesOut(): number {
+    return this.#bytesOut;
+  }
+
+  /** Frames read from the peer. */
+  get framesIn(): number {
+    return this.#framesIn;
+  }
+
+  /**
+   * The first bytes the peer sent (up to 64), kept until the handshake is
+   * over, so that a peer that does not speak dist can be named by what it
+   * sent; undefined before any byte arrived or once released.
+   */
+  get head(): Uint8Array | undefined {
+    return this.#head;
+  }
+
+  /**
+   * Hands the connection's input to `handler`. Input held since `hold()` is
+   * given to it first, in order: frames, then a broken stream or EOF.
+   */
+  attach(handler: ConnHandler): void {
+    this.#handler = handler;
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) handler.onFrames(held);
+    const err = this.#heldError;
+    this.#heldError = undefined;
+    if (this.isClosed) return;
+    if (err !== undefined) handler.onStreamError(err);
+    else if (this.#readEnded) handler.onEnd();
+  }
+
+  /**
+   * Keeps `frames` and the input that arrives from now on (copies of frames,
+   * a broken stream, EOF) for the next `attach()`: what a dialer pipelines
+   * behind its hello waits for the Peer. A close is not held: it happens.
+   */
+  hold(frames: readonly Uint8Array[] = []): void {
+    const onClose = this.#handler.onClose;
+    const keep = (more: readonly Uint8Array[]) => {
+      for (const f of more) (this.#held ??= []).push(f.slice());
+    };
+    keep(frames);
+    this.#handler = {
+      onFrames: keep,
+      onStreamError: (err) => this.#heldError = err,
+      onEnd: noop, // readEnded says it
+      onClose,
+    };
+  }
+
+  /** Forgets the stream's first bytes (see `head`): the peer speaks dist. */
+  releaseHead(): void {
+    this.#head = undefined;
+  }
+
+  /** Until someone attaches: a broken stream or EOF closes the connection. */
+  #closingHandler(): ConnHandler {
+    return {
+      onFrames: noop,
+      onStreamError: (err) => this.close(CloseReason.ProtocolError, err),
+      onEnd: () => this.close(CloseReason.RemoteClosed),
+      onClose: noop,
+    };
   }
 
   /**
@@ -253,10 +336,10 @@ export class FramedConn {
     if (this.#closeReason !== undefined) return;
     // While this side is not reading (backpressure, or EOF) the peer's pings
     // wait unread or cannot come: its silence proves nothing.
-    const heard = this.receivedSinceTick || this.readingPaused || this.#readEnded;
+    const heard = this.#receivedSinceTick || this.readingPaused || this.#readEnded;
     this.#quietRecv = heard ? 0 : this.#quietRecv + elapsed;
-    this.#quietSend = this.sentSinceTick ? 0 : this.#quietSend + elapsed;
-    this.receivedSinceTick = this.sentSinceTick = false;
+    this.#quietSend = this.#sentSinceTick ? 0 : this.#quietSend + elapsed;
+    this.#receivedSinceTick = this.#sentSinceTick = false;
 
     // A write in flight that took no bytes for the write timeout: the peer
     // does not read. Cut it off rather than hold its output forever.
@@ -277,9 +360,9 @@ export class FramedConn {
     // A frame that has begun must complete in time: dribbling a byte now and
     // then does not keep a connection (slowloris).
     if (this.#decoder.buffered > 0 && !this.readingPaused && !this.#readEnded) {
-      if (this.#partialAge < 0 || this.#partialFrames !== this.framesIn) {
+      if (this.#partialAge < 0 || this.#partialFrames !== this.#framesIn) {
         this.#partialAge = 0;
-        this.#partialFrames = this.framesIn;
+        this.#partialFrames = this.#framesIn;
       } else if ((this.#partialAge += elapsed) >= this.#frameTimeoutMs) {
         this.close(
           CloseReason.FrameTimeout,
@@ -363,7 +446,7 @@ export class FramedConn {
   }
 
   #queued(): void {
-    this.sentSinceTick = true;
+    this.#sentSinceTick = true;
     this.#account();
     if (this.pendingBytes > this.maxOutbound) {
       this.close(
@@ -402,7 +485,7 @@ export class FramedConn {
         while (off < len) {
           const n = await this.conn.write(buf.bytes.subarray(off, len));
           off += n;
-          this.bytesOut += n;
+          this.#bytesOut += n;
           this.#inflight = len - off;
           this.#wroteSinceTick = true;
           this.#account();
@@ -473,12 +556,12 @@ export class FramedConn {
           // The peer closed its side: what it sent is read; what we owe it
           // may still be written (the owner decides when to close).
           this.#readEnded = true;
-          if (this.onEnd !== undefined) this.onEnd();
-          else this.close(CloseReason.RemoteClosed);
+          this.#handler.onEnd();
           return;
         }
-        this.receivedSinceTick = true;
-        this.bytesIn += n;
+        this.#receivedSinceTick = true;
+        if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
+        this.#bytesIn += n;
         decoder.push(buf.subarray(0, n));
         let frame: Uint8Array | null;
         batch.length = 0;
@@ -486,8 +569,8 @@ export class FramedConn {
           while ((frame = decoder.next()) !== null) batch.push(frame);
         } finally {
           // Frames before a broken length prefix are delivered before the error.
-          this.framesIn += batch.length;
-          if (batch.length > 0 && this.#closeReason === undefined) this.onFrames(batch);
+          this.#framesIn += batch.length;
+          if (batch.length > 0 && this.#closeReason === undefined) this.#handler.onFrames(batch);
         }
         if (n === buf.length) {
           smallReads = 0;
@@ -503,10 +586,18 @@ export class FramedConn {
       }
     } catch (err) {
       if (this.#closeReason !== undefined) return; // a read cut short by our own close
-      if (!(err instanceof DistError)) this.close(CloseReason.ReadError, err);
-      else if (this.onStreamError !== undefined) this.onStreamError(err);
-      else this.close(CloseReason.ProtocolError, err);
+      if (err instanceof DistError) this.#handler.onStreamError(err);
+      else this.close(CloseReason.ReadError, err);
     }
+  }
+
+  /** Appends the first `n` bytes of `buf` to the head (see `head`). */
+  #keepHead(buf: Uint8Array, n: number): void {
+    const old = this.#head ?? EMPTY;
+    const head = new Uint8Array(Math.min(HEAD_BYTES, old.length + n));
+    head.set(old);
+    head.set(buf.subarray(0, head.length - old.length), old.length);
+    this.#head = head;
   }
 
   /**
@@ -549,7 +640,7 @@ export class FramedConn {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
     ticker.delete(this);
-    this.tracker?.delete(this);
+    this.#tracker?.delete(this);
     try {
       this.conn.close();
     } catch {
@@ -561,16 +652,30 @@ export class FramedConn {
     this.#wakeDrainWaiters();
     this.#pauses = 0;
     this.#openReading();
-    this.onClose(reason, err);
+    this.#handler.onClose(reason, err);
     this.#closedResolve?.(reason);
   }
 
   /**
-   * Writes what is queued (waiting at most `timeoutMs`), then closes. Used to
-   * deliver a last error frame before hanging up.
+   * Says why, then hangs up: queues `farewell` (an error frame; if it cannot
+   * be encoded, closing says enough), writes what is queued (waiting at most
+   * `timeoutMs`), then closes with `reason`. The one way every side of the
+   * wire ends a connection with a last word.
    */
-  async closeAfterFlush(reason: CloseReason, err?: unknown, timeoutMs = 1000): Promise<void> {
+  async closeWith(
+    reason: CloseReason,
+    err?: unknown,
+    farewell?: { codec: Codec; message: unknown },
+    timeoutMs = 1000,
+  ): Promise<void> {
     if (this.#closeReason !== undefined) return;
+    if (farewell !== undefined) {
+      try {
+        this.send(farewell.codec, farewell.message);
+      } catch {
+        // The farewell itself could not be encoded: closing says enough.
+      }
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.drained(0),
@@ -579,9 +684,16 @@ export class FramedConn {
     clearTimeout(timer);
     this.close(reason, err);
   }
+
+  /** Writes what is queued (waiting at most `timeoutMs`), then closes (see closeWith). */
+  closeAfterFlush(reason: CloseReason, err?: unknown, timeoutMs = 1000): Promise<void> {
+    return this.closeWith(reason, err, undefined, timeoutMs);
+  }
 }
 
 function noop(): void {}
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Output waiting to be written, across every connection of the process.

@@ -31,38 +31,36 @@ export function agreeHeartbeat(mine: number, theirs: unknown): number {
 export const MIN_HEARTBEAT_MS = 10;
 export const MAX_HEARTBEAT_MS = 24 * 60 * 60 * 1000;
 
-/** Waits for the first frame on a connection whose read loop is started. */
+/**
+ * Waits for the first frame on a connection whose read loop is started.
+ * What comes behind it (frames, a broken stream, EOF) is held for the Peer,
+ * which handles it in order when it attaches.
+ */
 function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new DistError("TIMEOUT", `No handshake within ${timeoutMs} ms`));
     }, timeoutMs);
-    const done = () => clearTimeout(timer);
-    const hold = (frames: Uint8Array[], from: number) => {
-      for (let i = from; i < frames.length; i++) (conn.held ??= []).push(frames[i].slice());
-    };
-    conn.onFrames = (frames) => {
-      done();
-      // Frames (and a broken stream, or EOF) pipelined behind the handshake
-      // wait for the Peer, which handles them in order.
-      hold(frames, 1);
-      conn.onFrames = (later) => hold(later, 0);
-      conn.onStreamError = (err) => conn.heldError = err;
-      conn.onEnd = () => {}; // conn.readEnded says it
-      try {
-        resolve(jsonCodec.decode(frames[0]));
-      } catch (err) {
+    conn.attach({
+      onFrames(frames) {
+        clearTimeout(timer);
+        conn.hold(frames.slice(1));
+        try {
+          resolve(jsonCodec.decode(frames[0]));
+        } catch (err) {
+          reject(err);
+        }
+      },
+      onStreamError(err) {
+        clearTimeout(timer);
         reject(err);
-      }
-    };
-    conn.onStreamError = (err) => {
-      done();
-      reject(err);
-    };
-    conn.onClose = (reason) => {
-      done();
-      reject(new DistError("UNAVAILABLE", `Connection closed during handshake (${reason})`));
-    };
+      },
+      onEnd: () => conn.close(CloseReason.RemoteClosed),
+      onClose(reason) {
+        clearTimeout(timer);
+        reject(new DistError("UNAVAILABLE", `Connection closed during handshake (${reason})`));
+      },
+    });
   });
 }
 
@@ -92,6 +90,7 @@ export async function handshakeDialer(
     if (msg.codec !== hello.codec.name) {
       throw new DistError("BAD_REQUEST", `Listener chose codec ${describe(msg.codec)}`);
     }
+    conn.releaseHead();
     return {
       remote: {
         role: peerText(msg.role),
@@ -128,22 +127,21 @@ export async function handshakeListener(
       name: self.name,
       heartbeat: heartbeatMs,
     });
+    conn.releaseHead();
     return { codec, remote: { role: hello.role, name: hello.name }, heartbeatMs };
   } catch (err) {
     const e = DistError.from(err);
-    if (!conn.isClosed) {
-      try {
-        conn.send(jsonCodec, { op: "error", error: e.toBody() });
-      } catch {
-        // The error itself could not be encoded; closing says enough.
-      }
-      const reason = e.code === "FRAME_TOO_LARGE"
-        ? CloseReason.FrameTooLarge
-        : CloseReason.HandshakeFailed;
-      await conn.closeAfterFlush(reason, e);
-    }
+    const reason = e.code === "FRAME_TOO_LARGE"
+      ? CloseReason.FrameTooLarge
+      : CloseReason.HandshakeFailed;
+    await conn.closeWith(reason, e, refusal(e));
     throw e;
   }
+}
+
+/** The listener's farewell to a dialer it refuses (a bad hello, too many connections). */
+export function refusal(err: DistError): { codec: Codec; message: unknown } {
+  return { codec: jsonCodec, message: { op: "error", error: err.toBody() } };
 }
 
 /** Longest role or name kept from a handshake; the rest is cut (it ends up in logs and `by`). */

@@ -38,6 +38,7 @@ export {
 } from "./codec.ts";
 export {
   CloseReason,
+  type ConnHandler,
   FramedConn,
   type FramedConnOptions,
   type FrameWriter,
@@ -45,22 +46,22 @@ export {
 } from "./conn.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
-  type CallOptions,
-  DEFAULT_MAX_IN_FLIGHT_TOTAL,
-  InFlightBudget,
   type NotificationHandler,
   Peer,
   type PeerInfo,
   type PeerOptions,
+  type RequestHandler,
+  type RequestMeta,
+} from "./peer.ts";
+export { type CallOptions, type Response } from "./calls.ts";
+export { Reply } from "./answers.ts";
+export { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
+export {
   type RawCall,
   type RawFrameHandler,
   type RawReply,
   type RawRequestHandler,
-  Reply,
-  type RequestHandler,
-  type RequestMeta,
-  type Response,
-} from "./peer.ts";
+} from "./fast_path.ts";
 export {
   type ConnSettings,
   dial,

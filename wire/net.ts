@@ -1,20 +1,19 @@
 import { DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
-import { handshakeDialer, handshakeListener } from "./handshake.ts";
+import { handshakeDialer, handshakeListener, refusal } from "./handshake.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
-  DEFAULT_MAX_IN_FLIGHT_TOTAL,
-  InFlightBudget,
-  MAX_TIMER_MS,
   type NotificationHandler,
   Peer,
-  type RawFrameHandler,
-  type RawRequestHandler,
   type RequestHandler,
 } from "./peer.ts";
+import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
+import { MAX_TIMER_MS } from "./calls.ts";
+import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
+import { foreignBytes } from "./foreign.ts";
 import { Backoff, sleep } from "./backoff.ts";
-import { cut, log } from "./_log.ts";
+import { cut, log, warnPeer } from "./_log.ts";
 
 /** Connection settings shared by listeners and dialers. */
 export interface ConnSettings {
@@ -100,15 +99,10 @@ export function listen(options: ListenOptions): Listener {
   let stopping = false;
 
   async function accept(conn: Deno.TcpConn): Promise<void> {
-    const framed = new FramedConn(conn, options);
-    conns.add(framed);
-    framed.tracker = conns;
+    const framed = new FramedConn(conn, { ...options, tracker: conns });
     if (conns.size > maxConnections) {
-      framed.send(jsonCodec, {
-        op: "error",
-        error: { code: "OVERLOADED", message: `Connection limit of ${maxConnections} reached` },
-      });
-      await framed.closeAfterFlush(CloseReason.Overloaded);
+      const full = new DistError("OVERLOADED", `Connection limit of ${maxConnections} reached`);
+      await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
       return;
     }
     try {
@@ -126,10 +120,21 @@ export function listen(options: ListenOptions): Listener {
         heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
       });
     } catch (err) {
-      log.debug("Handshake from {remote} failed: {error}", {
-        remote: framed.remoteAddress,
-        error: cut(String(err)),
-      });
+      const foreign = foreignBytes(framed.head, framed.maxFrame);
+      if (foreign !== undefined) {
+        warnPeer(
+          "Connection from {remote} does not speak the dist protocol (it sent {what}); closed",
+          {
+            remote: framed.remoteAddress,
+            what: foreign,
+          },
+        );
+      } else {
+        log.debug("Handshake from {remote} failed: {error}", {
+          remote: framed.remoteAddress,
+          error: cut(String(err)),
+        });
+      }
       return;
     }
     if (framed.isClosed) return;
@@ -139,9 +144,7 @@ export function listen(options: ListenOptions): Listener {
       role: agreed.remote.role,
       codec: agreed.codec.name,
     });
-    const peer = startPeer(framed, { ...options, by: self.by, budget }, agreed);
-    peers.add(peer);
-    peer.tracker = peers;
+    const peer = startPeer(framed, { ...options, by: self.by, budget, tracker: peers }, agreed);
     options.onPeer?.(peer);
   }
 
@@ -259,7 +262,13 @@ export async function dial(
     });
   } catch (err) {
     framed.close(CloseReason.HandshakeFailed, err);
-    throw err;
+    const foreign = foreignBytes(framed.head, framed.maxFrame);
+    if (foreign === undefined) throw err;
+    throw new DistError(
+      "UNAVAILABLE",
+      `${where} does not speak the dist protocol (it answered ${foreign})`,
+      { cause: err },
+    );
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -282,6 +291,7 @@ function startPeer(
     onRawRequest?: RawRequestHandler;
     rawFrames?: RawFrameHandler;
     budget?: InFlightBudget;
+    tracker?: Set<Peer>;
   },
   agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number },
 ): Peer {
@@ -298,6 +308,7 @@ function startPeer(
     rawFrames: options.rawFrames,
     maxInFlight: options.maxInFlight,
     budget: options.budget,
+    tracker: options.tracker,
   });
 }
 

@@ -281,12 +281,7 @@ export class Replicator {
       warnPeer("Ignored a bad binder.sync from {from}: {error}", { from: cut(from), error });
       if (bad >= MAX_BAD_PUSHES) {
         const closing = new DistError("BAD_REQUEST", `${bad} bad binder.sync; the last: ${error}`);
-        try {
-          peer.conn.send(peer.codec, { id: null, error: closing.toBody() });
-        } catch {
-          // Nothing more can be said on this connection.
-        }
-        void peer.conn.closeAfterFlush(CloseReason.ProtocolError, closing);
+        void peer.closeWith(CloseReason.ProtocolError, closing);
       }
     }
   }

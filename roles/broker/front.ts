@@ -250,14 +250,8 @@ export class WireFront {
       message: cut(err.message),
     });
     this.#drop(session);
-    const conn = session.peer.conn;
-    conn.pauseReading(); // nothing more from it is handled
-    try {
-      conn.send(session.peer.codec, { id: null, error: err.toBody() });
-    } catch {
-      // Closing says enough.
-    }
-    conn.closeAfterFlush(CloseReason.SlowConsumer, err, CUT_OFF_FLUSH_MS);
+    session.peer.conn.pauseReading(); // nothing more from it is handled
+    session.peer.closeWith(CloseReason.SlowConsumer, err, CUT_OFF_FLUSH_MS);
   }
 
   stats(): Record<string, unknown> {

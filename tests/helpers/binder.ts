@@ -5,7 +5,7 @@
  */
 import { mergeOptions, type Options, roleSpec } from "../../config/mod.ts";
 import { binder } from "../../roles/binder/mod.ts";
-import { dial, type Peer } from "../../wire/mod.ts";
+import { dial, type NotificationHandler, type Peer } from "../../wire/mod.ts";
 import { type DistProcess, freePort, startDist } from "./dist.ts";
 
 /** A binder running in this process. */
@@ -65,10 +65,22 @@ export const reg = (port: number, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** A new RPC connection to `address`, as a client (or as `role` says in its handshake). */
-export function connectTo(address: string, role = "client"): Promise<Peer> {
+/**
+ * A new RPC connection to `address`, as a client (or as `role` says in its
+ * handshake), handing notifications to `onNotification`.
+ */
+export function connectTo(
+  address: string,
+  role = "client",
+  onNotification?: NotificationHandler,
+): Promise<Peer> {
   const [host, port] = address.split(":");
-  return dial({ host, port: Number(port) }, { role, name: "test", timeoutMs: 10_000 });
+  return dial({ host, port: Number(port) }, {
+    role,
+    name: "test",
+    timeoutMs: 10_000,
+    onNotification,
+  });
 }
 
 /** Polls `check` every 20 ms until it returns true; throws with `what` after `timeoutMs`. */

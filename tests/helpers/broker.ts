@@ -64,28 +64,32 @@ export async function withBroker(
 /** A wire client of the broker that records deliveries and new-topic notices. */
 export class BrokerClient {
   readonly peer: Peer;
-  readonly deliveries: Delivery[] = [];
-  readonly created: { sid: number; topic: string }[] = [];
+  readonly deliveries: Delivery[];
+  readonly created: { sid: number; topic: string }[];
 
-  private constructor(peer: Peer) {
+  private constructor(peer: Peer, deliveries: Delivery[], created: BrokerClient["created"]) {
     this.peer = peer;
-    peer.onNotification = (method, params) => {
-      const p = params as Record<string, unknown>;
-      if (method === "broker.message") this.deliveries.push(p as unknown as Delivery);
-      else if (method === "broker.topic_created") {
-        this.created.push(p as { sid: number; topic: string });
-      }
-    };
+    this.deliveries = deliveries;
+    this.created = created;
   }
 
   static async connect(port: number, codec = "json", name = "test"): Promise<BrokerClient> {
+    const deliveries: Delivery[] = [];
+    const created: BrokerClient["created"] = [];
     const peer = await dial({ host: "127.0.0.1", port }, {
       role: "test",
       name,
       codec: codecByName(codec),
       heartbeatMs: 5000,
+      onNotification: (method, params) => {
+        const p = params as Record<string, unknown>;
+        if (method === "broker.message") deliveries.push(p as unknown as Delivery);
+        else if (method === "broker.topic_created") {
+          created.push(p as { sid: number; topic: string });
+        }
+      },
     });
-    return new BrokerClient(peer);
+    return new BrokerClient(peer, deliveries, created);
   }
 
   subscribe(topic: string, extra: Record<string, unknown> = {}) {

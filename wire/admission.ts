@@ -1,0 +1,191 @@
+/**
+ * Admission of the peer's requests on one connection: how many are being
+ * handled (the connection's own limit and a listener-wide budget), and the
+ * frames that wait, unread further, until one finishes.
+ */
+import type { FramedConn } from "./conn.ts";
+
+/** Default limit of requests being handled across one listener's connections. */
+export const DEFAULT_MAX_IN_FLIGHT_TOTAL = 65_536;
+/** Default limit of requests from one peer handled at once. */
+export const DEFAULT_MAX_IN_FLIGHT = 4096;
+/**
+ * Requests every connection may have in flight whatever the listener's
+ * budget says: the budget bounds a listener at limit + MIN_SHARE × connections.
+ */
+export const MIN_SHARE = 4;
+
+/**
+ * Requests being handled across every connection of a listener. Limits per
+ * connection alone let N connections hold N × maxInFlight requests (each
+ * with its timer, params and promise); past `limit`, no connection starts
+ * another until the total is back under 90% of it.
+ */
+export class InFlightBudget {
+  inFlight = 0;
+  readonly limit: number;
+  #waiting = new Set<() => void>();
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get full(): boolean {
+    return this.inFlight >= this.limit;
+  }
+
+  /** Calls `retry` once the budget has room again (unless cancelled first). */
+  wait(retry: () => void): void {
+    this.#waiting.add(retry);
+  }
+
+  cancel(retry: () => void): void {
+    this.#waiting.delete(retry);
+  }
+
+  /** One request finished. */
+  give(): void {
+    this.inFlight--;
+    if (this.#waiting.size > 0 && this.inFlight < this.limit * 0.9) {
+      const waiting = [...this.#waiting];
+      this.#waiting.clear();
+      for (const retry of waiting) retry();
+    }
+  }
+}
+
+export interface AdmissionLimits {
+  /**
+   * Most requests from the peer handled at once (answers still pending);
+   * at the limit the requests behind wait unread and the connection stops
+   * reading until one finishes.
+   */
+  maxInFlight?: number;
+  /** Requests being handled across many peers (a listener's), bounded together. */
+  budget?: InFlightBudget;
+}
+
+/**
+ * The requests of one connection's peer being handled, and the frames held
+ * behind one that may not start yet. Holding pauses the connection's
+ * reading, so at most about one read's worth waits here; `process` (the
+ * Peer's) is given the held frames again, in order, when there is room.
+ */
+export class Admission {
+  #conn: FramedConn;
+  #maxInFlight: number;
+  #budget: InFlightBudget | undefined;
+  #process: (frames: Uint8Array[]) => void;
+  #handling = 0;
+  /** Frames that arrived behind a request that could not start: copies, in order. */
+  #stash: Uint8Array[] | undefined;
+  /** Retries the stash when the budget has room (one closure per connection, made on first need). */
+  #retry: (() => void) | undefined;
+  /** Whether the stash holds one pause of the reading (see FramedConn.pauseReading). */
+  #paused = false;
+  #idleWaiters: (() => void)[] | undefined;
+
+  constructor(
+    conn: FramedConn,
+    limits: AdmissionLimits,
+    process: (frames: Uint8Array[]) => void,
+  ) {
+    this.#conn = conn;
+    this.#maxInFlight = limits.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.#budget = limits.budget;
+    this.#process = process;
+  }
+
+  /** Requests being handled now. */
+  get handling(): number {
+    return this.#handling;
+  }
+
+  /** Whether frames are held: whatever arrives now waits behind them. */
+  get holding(): boolean {
+    return this.#stash !== undefined;
+  }
+
+  /** No request is being handled and none is waiting to start. */
+  get isIdle(): boolean {
+    return this.#handling === 0 && this.#stash === undefined;
+  }
+
+  /**
+   * Whether a request may start now: under the connection's own limit, and
+   * either under the listener's budget or within the few every connection
+   * is always granted (so one heavy client exhausting the budget throttles
+   * itself, not a light one probing sys.stats).
+   */
+  mayStart(): boolean {
+    return this.#handling < this.#maxInFlight &&
+      (this.#handling < MIN_SHARE || !(this.#budget?.full ?? false));
+  }
+
+  /**
+   * Keeps `frames` (from a request that may not start yet on) for later and
+   * stops reading until there is room. Frames are views of the read buffer:
+   * they are copied.
+   */
+  hold(frames: Uint8Array[]): void {
+    const copies: Uint8Array[] = frames.map((f) => f.slice());
+    this.#stash = this.#stash === undefined ? copies : this.#stash.concat(copies);
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#conn.pauseReading();
+    }
+    if (this.#budget?.full) this.#budget.wait(this.#retry ??= () => this.#release());
+  }
+
+  /** A request is being handled (its answer comes later). */
+  started(): void {
+    this.#handling++;
+    if (this.#budget !== undefined) this.#budget.inFlight++;
+  }
+
+  /** A request that was being handled has its answer. */
+  handled(): void {
+    this.#handling--;
+    this.#budget?.give();
+    if (this.#stash !== undefined) this.#release();
+    else this.#maybeIdle();
+  }
+
+  /** Calls `fn` once no request is being handled or waiting (at once if none is). */
+  whenIdle(fn: () => void): void {
+    if (this.isIdle) fn();
+    else (this.#idleWaiters ??= []).push(fn);
+  }
+
+  /** The connection closed: nothing held will run. */
+  close(): void {
+    this.#stash = undefined;
+    if (this.#retry !== undefined) this.#budget?.cancel(this.#retry);
+  }
+
+  /** Handles held frames while there is room; reading resumes once none are left. */
+  #release(): void {
+    while (this.#stash !== undefined && this.mayStart() && !this.#conn.isClosed) {
+      const frames = this.#stash;
+      this.#stash = undefined;
+      this.#process(frames); // may hold some of them again
+    }
+    if (this.#stash === undefined) {
+      if (this.#paused) {
+        this.#paused = false;
+        this.#conn.resumeReading();
+      }
+      this.#maybeIdle();
+    } else if (this.#budget?.full) {
+      this.#budget.wait(this.#retry ??= () => this.#release());
+    }
+  }
+
+  #maybeIdle(): void {
+    if (this.isIdle && this.#idleWaiters !== undefined) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = undefined;
+      for (const w of waiters) w();
+    }
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The calls one side of a connection has made and awaits answers to: ids,
+ * deadlines (one timer per connection, armed for the earliest), aborts, and
+ * failing them all when the connection goes.
+ */
+import { DistError } from "./errors.ts";
+import { Envelope, scanJson } from "./passthrough.ts";
+import { cut } from "./_log.ts";
+
+export interface CallOptions {
+  /** Milliseconds; defaults to the peer's `timeoutMs`. */
+  timeout?: number;
+  signal?: AbortSignal;
+  /**
+   * False marks the request non-idempotent (`"idem": false` on the wire): a
+   * balancer then never sends it twice. Default true (the member is left out).
+   */
+  idempotent?: boolean;
+}
+
+/** A response as received: the result and who did the work. */
+export interface Response {
+  result: unknown;
+  by?: string;
+}
+
+/** An answer as the table settles it: a result or an error body, and `by`. */
+export interface Answer {
+  result: unknown;
+  error: unknown;
+  by: string | undefined;
+}
+
+/**
+ * Where the answer of a call forwarded as bytes goes (see `Peer.callRaw`):
+ * the scanned response (valid only during the call), or the DistError of a
+ * local failure (TIMEOUT, or UNAVAILABLE when the connection closed first).
+ */
+export interface RawAnswerSink {
+  onAnswer(answer: Envelope | DistError): void;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: DistError) => void;
+  deadline: number;
+  /** Resolve with a Response (result and by) rather than the bare result. */
+  full: boolean;
+  method: string;
+  cleanup?: () => void;
+  /** Set for a forwarded call: the answer is handed over undecoded. */
+  raw?: RawAnswerSink;
+}
+
+/** How recent a peer's report must be to explain its hanging up (ms). */
+const REPORT_FRESH_MS = 2000;
+/** The longest delay a timer takes (2^31 - 1 ms); longer ones would fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The table of a connection that has made no call yet (never written to). */
+const NO_CALLS: Map<number, Pending> = new Map();
+
+export class CallTable {
+  /** Calls awaiting answers; the shared empty map until the first call. */
+  #pending: Map<number, Pending> = NO_CALLS;
+  #nextId = 1;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  /** The last error the peer reported about no request in particular. */
+  #report: { err: DistError; at: number } | undefined;
+
+  /** Calls awaiting answers. */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /** Whether `id` is a call awaiting its answer. */
+  has(id: number): boolean {
+    return this.#pending.has(id);
+  }
+
+  /** Whether the call `id` awaits its answer as bytes (see `Peer.callRaw`). */
+  isRaw(id: number): boolean {
+    return this.#pending.get(id)?.raw !== undefined;
+  }
+
+  /**
+   * Makes a call: `send(id)` puts the request on the wire, or throws why it
+   * cannot (closed, FRAME_TOO_LARGE: the promise rejects with that); the
+   * promise settles with the answer, a timeout after `timeoutMs` or the
+   * signal's abort.
+   */
+  call(
+    method: string,
+    full: boolean,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    send: (id: number) => void,
+  ): Promise<unknown> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const entry: Pending = {
+        resolve,
+        reject,
+        deadline: performance.now() + timeoutMs,
+        full,
+        method,
+      };
+      try {
+        send(id);
+      } catch (err) {
+        reject(DistError.from(err));
+        return;
+      }
+      this.#add(id, entry);
+      if (signal) {
+        const onAbort = () => {
+          if (this.#pending.delete(id)) reject(abortError(signal));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        entry.cleanup = () => signal.removeEventListener("abort", onAbort);
+      }
+    });
+  }
+
+  /**
+   * A call whose answer goes to `sink` undecoded: `send(id)` writes it.
+   * @returns false when `send` did (the connection is closed): nothing waits.
+   */
+  callRaw(sink: RawAnswerSink, timeoutMs: number, send: (id: number) => boolean): boolean {
+    const id = this.#nextId++;
+    if (!send(id)) return false;
+    this.#add(id, {
+      resolve: ignore,
+      reject: ignore, // failures go to the sink (see fail)
+      deadline: performance.now() + timeoutMs,
+      full: false,
+      method: "(forwarded)",
+      raw: sink,
+    });
+    return true;
+  }
+
+  #add(id: number, entry: Pending): void {
+    if (this.#pending === NO_CALLS) this.#pending = new Map();
+    this.#pending.set(id, entry);
+    if (entry.deadline < this.#timerAt) this.#arm(entry.deadline);
+  }
+
+  /**
+   * Settles the call `id` with a decoded answer (an error body rejects it).
+   * @returns false when no call awaits `id` (a late answer, after a timeout or abort).
+   */
+  settle(id: number, answer: Answer): boolean {
+    const entry = this.#take(id);
+    if (entry === undefined) return false;
+    if (entry.raw !== undefined) {
+      rawAnswer(entry.raw, answer);
+    } else if (answer.error !== undefined) {
+      entry.reject(DistError.fromBody(answer.error));
+    } else {
+      entry.resolve(entry.full ? { result: answer.result, by: answer.by } : answer.result);
+    }
+    return true;
+  }
+
+  /** Hands the scanned answer of a raw call over. @returns false when `id` is none. */
+  settleRaw(id: number, env: Envelope): boolean {
+    const raw = this.#pending.get(id)?.raw;
+    if (raw === undefined) return false;
+    this.#pending.delete(id);
+    raw.onAnswer(env);
+    return true;
+  }
+
+  #take(id: number): Pending | undefined {
+    const entry = this.#pending.get(id);
+    if (entry === undefined) return undefined;
+    this.#pending.delete(id);
+    entry.cleanup?.();
+    return entry;
+  }
+
+  /**
+   * The peer reported `err` about no request in particular (e.g.
+   * FRAME_TOO_LARGE for a frame of ours). Kept briefly: a peer that
+   * reports, then hangs up, has said why its pending calls fail.
+   */
+  reported(err: DistError): void {
+    this.#report = { err, at: performance.now() };
+  }
+
+  /**
+   * Fails every call still awaiting an answer (the connection is gone) with
+   * what the peer reported just before, if it did, else with `failure`.
+   */
+  failAll(failure: DistError): void {
+    const report = this.#report;
+    if (report !== undefined && performance.now() - report.at <= REPORT_FRESH_MS) {
+      failure = new DistError(
+        report.err.code,
+        `${cut(report.err.message)} (then the peer closed the connection)`,
+      );
+    }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const pending = this.#pending;
+    if (pending.size === 0) return;
+    this.#pending = NO_CALLS;
+    for (const entry of pending.values()) {
+      entry.cleanup?.();
+      fail(entry, failure);
+    }
+  }
+
+  /** One timer per connection, armed for the earliest deadline, instead of one per call. */
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(
+      () => this.#expire(),
+      Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())),
+    );
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, entry] of this.#pending) {
+      if (entry.deadline <= now + 1) {
+        this.#pending.delete(id);
+        entry.cleanup?.();
+        fail(entry, new DistError("TIMEOUT", `Call ${entry.method} timed out`));
+      } else if (entry.deadline < next) {
+        next = entry.deadline;
+      }
+    }
+    if (next !== Infinity) this.#arm(next);
+  }
+}
+
+function ignore(): void {}
+
+/** Fails a call locally (timeout, closed connection). */
+function fail(entry: Pending, err: DistError): void {
+  if (entry.raw !== undefined) entry.raw.onAnswer(err);
+  else entry.reject(err);
+}
+
+/**
+ * The answer to a raw call that the scanner left to the decoder: encoded
+ * again in a form it reads (only the members a response may carry).
+ */
+function rawAnswer(sink: RawAnswerSink, answer: Answer): void {
+  const clean: Record<string, unknown> = { id: 0 };
+  if (answer.error !== undefined) clean.error = answer.error;
+  else clean.result = answer.result ?? null;
+  if (answer.by !== undefined) clean.by = answer.by;
+  const env = new Envelope();
+  if (scanJson(new TextEncoder().encode(JSON.stringify(clean)), env)) sink.onAnswer(env);
+  else sink.onAnswer(new DistError("INTERNAL", "Malformed response: cannot pass it through"));
+}
+
+/** Why an aborted call failed: the signal's DistError, TIMEOUT for a timeout, else UNAVAILABLE. */
+export function abortError(signal: AbortSignal): DistError {
+  const reason = signal.reason;
+  if (reason instanceof DistError) return reason;
+  if (reason instanceof DOMException && reason.name === "TimeoutError") {
+    return new DistError("TIMEOUT", "Call aborted: timed out", { cause: reason });
+  }
+  return new DistError("UNAVAILABLE", "Call aborted", { cause: reason });
+}

@@ -1,0 +1,215 @@
+/**
+ * The byte-level fast paths of a Peer, behind one object: frames a role
+ * takes before decoding (the broker's publishes, a subscriber's
+ * deliveries), requests forwarded as bytes (the balancer's pass-through)
+ * and answers to calls made as bytes. A Peer without any of them never
+ * builds one, and its plain path never consults it.
+ */
+import type { DistError } from "./errors.ts";
+import { jsonCodec } from "./codec.ts";
+import type { FramedConn, FrameWriter } from "./conn.ts";
+import type { OutBuffer } from "./frame.ts";
+import { Envelope, scanJson } from "./passthrough.ts";
+import type { Admission } from "./admission.ts";
+import type { CallTable } from "./calls.ts";
+import type { Peer } from "./peer.ts";
+
+/**
+ * Offered each request frame of a JSON connection before it is decoded
+ * (byte pass-through, see passthrough.ts), as its scanned envelope: valid
+ * only during the call. Returning true takes the request: the owner ends it
+ * later with exactly one of `answerRaw`, `answer` or `answerError`. Returning
+ * false lets it be decoded and go to `onRequest` as usual.
+ */
+export type RawRequestHandler = (peer: Peer, request: Envelope) => boolean;
+
+/** A request forwarded as bytes with `Peer.callRaw` (byte pass-through). */
+export interface RawCall {
+  /**
+   * Appends the request's frame under the id the Peer picked (e.g. with
+   * `writeRequestAs`). @throws {DistError} FRAME_TOO_LARGE (nothing appended)
+   */
+  writeRequest(out: OutBuffer, id: number, maxFrame: number): void;
+  /**
+   * Gets the answer: the scanned response (valid only during the call), or
+   * the DistError of a local failure (TIMEOUT, or UNAVAILABLE when the
+   * connection closed first). An error answered by the peer arrives as a
+   * response envelope with its error span.
+   */
+  onAnswer(answer: Envelope | DistError): void;
+}
+
+/** An answer written as bytes with `Peer.answerRaw`. */
+export interface RawReply {
+  /** Appends the answer's frame (e.g. with `writeAnswerAs`). @throws {DistError} FRAME_TOO_LARGE */
+  writeAnswer(out: OutBuffer, maxFrame: number): void;
+}
+
+/**
+ * A role's fast path for frames it can handle without decoding them (the
+ * broker's publishes, a subscriber's deliveries): `accepts` is a cheap pure
+ * check, such as a byte prefix; `handle` then takes the frame, in order with
+ * the other messages of its read (those before it are dispatched first), and
+ * returns false to have it decoded and dispatched as usual after all.
+ * Frames are views, valid only during the call.
+ */
+export interface RawFrameHandler {
+  accepts(frame: Uint8Array): boolean;
+  handle(frame: Uint8Array, peer: Peer): boolean;
+}
+
+/** The fast paths a role gives a Peer (see PeerOptions). */
+export interface FastHooks {
+  /** Byte pass-through of requests (JSON connections only); see RawRequestHandler. */
+  onRawRequest?: RawRequestHandler;
+  /** Frames taken before decoding (see {@link RawFrameHandler}). */
+  rawFrames?: RawFrameHandler;
+}
+
+/** What a Peer lends its fast path. */
+export interface FastPathHost {
+  readonly peer: Peer;
+  readonly conn: FramedConn;
+  readonly calls: CallTable;
+  readonly admission: Admission;
+  /** Whether input is no longer handled (closed, or the protocol-error budget is spent). */
+  stopped(): boolean;
+  /** Decodes and handles frames as the plain path does. */
+  dispatch(frames: Uint8Array[]): void;
+  /** A request was taken by `onRawRequest`: it counts as received and being handled. */
+  took(): void;
+}
+
+export class FastPath {
+  #host: FastPathHost;
+  #requests: RawRequestHandler | undefined;
+  #frames: RawFrameHandler | undefined;
+  /** Set once `callRaw` is used: answers are scanned before decoding. */
+  #rawCalls = false;
+  /** Reused for each frame scanned (handlers use it synchronously only). */
+  #envelope: Envelope | undefined;
+  /** Reused to hand a raw call or reply to `conn.sendWith` without a closure per message. */
+  #writer = new RawWriter();
+  #scan: boolean;
+
+  constructor(host: FastPathHost, hooks: FastHooks) {
+    this.#host = host;
+    this.#requests = hooks.onRawRequest;
+    this.#frames = hooks.rawFrames;
+    this.#scan = this.#requests !== undefined && host.peer.codec === jsonCodec;
+  }
+
+  /** Frames in arrival order: pass-through, raw frames, then decoded messages. */
+  process(frames: Uint8Array[]): void {
+    const host = this.#host;
+    if (this.#scan) {
+      frames = this.#passThrough(frames);
+      if (frames.length === 0) return;
+    }
+    const raw = this.#frames;
+    if (raw === undefined) {
+      host.dispatch(frames);
+      return;
+    }
+    // Runs of ordinary frames are decoded together; a raw frame waits for
+    // the run before it, so every message is handled in arrival order.
+    let start = 0;
+    for (let i = 0; i < frames.length; i++) {
+      if (!raw.accepts(frames[i])) continue;
+      if (start < i) host.dispatch(frames.slice(start, i));
+      if (host.stopped()) return;
+      if (host.admission.holding) {
+        // A request in that run had to wait: so does everything after it.
+        host.admission.hold(frames.slice(i));
+        return;
+      }
+      if (!raw.handle(frames[i], host.peer)) host.dispatch([frames[i]]);
+      start = i + 1;
+    }
+    if (start === 0) host.dispatch(frames);
+    else if (start < frames.length) host.dispatch(frames.slice(start));
+  }
+
+  /** See `Peer.callRaw`. */
+  callRaw(call: RawCall, timeoutMs: number): boolean {
+    const conn = this.#host.conn;
+    const writer = this.#writer;
+    const sent = this.#host.calls.callRaw(
+      call,
+      timeoutMs,
+      (id) => conn.sendWith(writer.request(call, id, conn.maxFrame)),
+    );
+    if (sent) this.#rawCalls = this.#scan = true;
+    return sent;
+  }
+
+  /** Queues the frame `reply` writes. @throws what `writeAnswer` throws */
+  answerRaw(reply: RawReply): void {
+    const conn = this.#host.conn;
+    conn.sendWith(this.#writer.reply(reply, conn.maxFrame));
+  }
+
+  /**
+   * Byte pass-through: hands requests to `onRawRequest` and answers to raw
+   * calls without decoding them. @returns the frames left to decode.
+   */
+  #passThrough(frames: Uint8Array[]): Uint8Array[] {
+    const host = this.#host;
+    const env = this.#envelope ??= new Envelope();
+    let rest: Uint8Array[] | undefined;
+    for (let i = 0; i < frames.length && !host.conn.isClosed; i++) {
+      const frame = frames[i];
+      let taken = false;
+      if (scanJson(frame, env)) {
+        if (env.isRequest) {
+          if (!host.admission.mayStart()) {
+            // No room: this frame and all after it take the decoding path,
+            // which keeps them, in order, until there is.
+            return rest === undefined ? frames : rest.concat(frames.slice(i));
+          }
+          if (this.#requests !== undefined && this.#requests(host.peer, env)) {
+            taken = true;
+            host.took();
+          }
+        } else if (env.isResponse && this.#rawCalls) {
+          taken = host.calls.settleRaw(env.id as number, env);
+        }
+      }
+      if (taken) rest ??= frames.slice(0, i);
+      else rest?.push(frame);
+    }
+    return rest ?? frames;
+  }
+}
+
+/**
+ * Adapts a RawCall or RawReply to the FrameWriter that `conn.sendWith`
+ * takes; one per Peer, set just before each (synchronous) use.
+ */
+class RawWriter implements FrameWriter {
+  #call: RawCall | undefined;
+  #reply: RawReply | undefined;
+  #id = 0;
+  #maxFrame = 0;
+
+  request(call: RawCall, id: number, maxFrame: number): this {
+    this.#call = call;
+    this.#reply = undefined;
+    this.#id = id;
+    this.#maxFrame = maxFrame;
+    return this;
+  }
+
+  reply(reply: RawReply, maxFrame: number): this {
+    this.#reply = reply;
+    this.#call = undefined;
+    this.#maxFrame = maxFrame;
+    return this;
+  }
+
+  writeFrames(out: OutBuffer): void {
+    if (this.#call !== undefined) this.#call.writeRequest(out, this.#id, this.#maxFrame);
+    else this.#reply!.writeAnswer(out, this.#maxFrame);
+    this.#call = this.#reply = undefined;
+  }
+}
