@@ -21,38 +21,47 @@ const TLS_HANDSHAKES: Record<number, string> = { 1: "a TLS ClientHello", 2: "a T
 
 /**
  * What the stream's first bytes were, when they cannot be dist: `"HTTP/1.1
- * 400 Bad Request"` (quoted text, its first line), `a TLS ClientHello`, or
- * `bytes 16 03 01 …`. Undefined when they may be dist: a length prefix
- * within `maxFrame` and a payload that starts as the JSON handshake does.
+ * 400 Bad Request"` (quoted text, its first line), `a TLS ClientHello`, `a
+ * frame holding "…"` or `bytes 16 03 01 …`. Undefined when they may be
+ * dist: a length prefix within `maxFrame`, then what the JSON handshake
+ * starts with.
  */
 export function foreignBytes(head: Uint8Array | undefined, maxFrame: number): string | undefined {
-  if (head === undefined || head.length === 0 || mayBeDist(head, maxFrame)) return undefined;
+  if (head === undefined || head.length === 0) return undefined;
+  const fits = lengthOf(head) <= maxFrame;
+  if (fits && (head.length <= HEADER_BYTES || head[HEADER_BYTES] === OPEN_BRACE)) return undefined;
   if (head.length >= 3 && head[1] === 0x03 && head[2] <= 0x04 && TLS_RECORDS[head[0]]) {
     return (head[0] === 0x16 && TLS_HANDSHAKES[head[5]]) || TLS_RECORDS[head[0]];
   }
-  const text = firstLine(head);
+  const more = head.length >= HEAD_BYTES;
+  const text = firstLine(head, more);
   if (text !== undefined) return JSON.stringify(text);
+  // A length that fits, then something other than the JSON handshake.
+  const payload = fits ? firstLine(head.subarray(HEADER_BYTES), more) : undefined;
+  if (payload !== undefined) return `a frame holding ${JSON.stringify(payload)}`;
   const hex = [...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(" ");
   return `bytes ${hex}${head.length > 8 ? " …" : ""}`;
 }
 
-/** The prefix (as far as it came) is a length within the limit, then `{`. */
-function mayBeDist(head: Uint8Array, maxFrame: number): boolean {
+/** The length prefix, as far as it came (missing bytes count as 0). */
+function lengthOf(head: Uint8Array): number {
   let len = 0;
   for (let i = 0; i < HEADER_BYTES; i++) len = len * 256 + (i < head.length ? head[i] : 0);
-  if (len > maxFrame) return false;
-  return head.length <= HEADER_BYTES || head[HEADER_BYTES] === OPEN_BRACE;
+  return len;
 }
 
-/** The first line of `head` when it is printable ASCII text, cut to QUOTED_CHARS. */
-function firstLine(head: Uint8Array): string | undefined {
+/**
+ * The first line of `bytes` when it is printable ASCII text, cut to
+ * QUOTED_CHARS; `more` says the bytes were cut (the peer may have sent more).
+ */
+function firstLine(bytes: Uint8Array, more: boolean): string | undefined {
   let end = 0;
-  while (end < head.length && head[end] !== 0x0d && head[end] !== 0x0a) {
-    const c = head[end];
+  while (end < bytes.length && bytes[end] !== 0x0d && bytes[end] !== 0x0a) {
+    const c = bytes[end];
     if (c < 0x20 && c !== 0x09 || c > 0x7e) return undefined;
     end++;
   }
   if (end === 0) return undefined;
-  const line = String.fromCharCode(...head.subarray(0, Math.min(end, QUOTED_CHARS)));
-  return end > QUOTED_CHARS || end === head.length && head.length >= HEAD_BYTES ? `${line}…` : line;
+  const line = String.fromCharCode(...bytes.subarray(0, Math.min(end, QUOTED_CHARS)));
+  return end > QUOTED_CHARS || end === bytes.length && more ? `${line}…` : line;
 }
