@@ -56,7 +56,7 @@ export class Answers {
     if (++this.#protocolErrors >= this.#maxProtocolErrors) {
       this.#refusing = true;
       const last = `${this.#protocolErrors} malformed messages; the last: ${err.message}`;
-      this.#conn.closeAfterFlush(CloseReason.ProtocolError, new DistError("BAD_REQUEST", last));
+      this.#conn.closeWith(CloseReason.ProtocolError, new DistError("BAD_REQUEST", last));
     }
   }
 

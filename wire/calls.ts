@@ -4,7 +4,7 @@
  * failing them all when the connection goes.
  */
 import { DistError } from "./errors.ts";
-import { Envelope, scanJson } from "./passthrough.ts";
+import { Envelope, scanJson } from "./json_scan.ts";
 import { cut } from "./_log.ts";
 
 export interface CallOptions {

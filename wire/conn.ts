@@ -1,8 +1,10 @@
 import { DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
-import { DEFAULT_MAX_FRAME, FrameDecoder, OutBuffer } from "./frame.ts";
+import { DEFAULT_MAX_FRAME, type OutBuffer } from "./frame.ts";
+import { Outbound } from "./outbound.ts";
+import { Inbound } from "./inbound.ts";
 import { ticker } from "./heartbeat.ts";
-import { HEAD_BYTES } from "./foreign.ts";
+import { Deadlines } from "./deadlines.ts";
 
 /**
  * Who takes a connection's input: one at a time, handed over with
@@ -54,11 +56,6 @@ export enum CloseReason {
   Shutdown = "shutdown",
 }
 
-/** Default write deadline: a peer that takes no bytes for this long is cut off (nats-server's). */
-export const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
-/** Default frame deadline before a Peer sets heartbeat × liveness. */
-export const DEFAULT_FRAME_TIMEOUT_MS = 3_000;
-
 export interface FramedConnOptions {
   /** Largest frame payload accepted from the peer. */
   maxFrame?: number;
@@ -76,25 +73,6 @@ export interface FramedConnOptions {
   /** A set this connection belongs to while open (a listener's); it leaves it on close. */
   tracker?: Set<FramedConn>;
 }
-
-/**
- * Queued output starts going out at once when it reaches this size (about
- * one Ethernet frame) instead of waiting for the end of the turn; what is
- * queued while that write is in flight is coalesced into the next one. The
- * peer then starts on the first answers while this side still produces the
- * rest: on loopback with 64 calls in flight this doubled throughput against
- * coalescing up to 32 KiB (bench/, median of 5 alternating runs).
- */
-const FLUSH_AT = 1500;
-/**
- * The read buffer starts small, doubles whenever a read fills it (up to
- * MAX_READ) and halves after SHRINK_AFTER reads in a row that used less than
- * an eighth of it: an idle connection costs a few KiB, a busy one reads 64
- * KiB at a time.
- */
-const MIN_READ = 1024;
-const MAX_READ = 64 * 1024;
-const SHRINK_AFTER = 8;
 
 /**
  * A TCP connection carrying length-prefixed frames. Reads run in a loop that
@@ -122,76 +100,48 @@ export class FramedConn {
   /** Input that arrived while held (see hold()): copies of frames, then an error or EOF. */
   #held: Uint8Array[] | undefined;
   #heldError: DistError | undefined;
-  /** The stream's first bytes (up to HEAD_BYTES), until a Peer is attached. */
-  #head: Uint8Array | undefined;
-  /** Set on every read; the ticker clears it. */
-  #receivedSinceTick = false;
   /** Set on every frame queued; the ticker clears it. */
   #sentSinceTick = false;
-  #bytesIn = 0;
-  #bytesOut = 0;
-  #framesIn = 0;
-
-  #decoder: FrameDecoder;
-  #out = new OutBuffer(0);
-  #spare = new OutBuffer(0);
-  #inflight = 0;
-  #writing = false;
-  #flushQueued = false;
-  #paused = false;
-  #readGate: Promise<void> | undefined;
-  #openGate: (() => void) | undefined;
-  #pauses = 0;
-  /** What this connection counts in `processOutbound.pending`. */
-  #accounted = 0;
+  #inbound: Inbound;
+  #outbound: Outbound;
   #reading = false;
-  #readEnded = false;
   #closeReason: CloseReason | undefined;
-  #drainWaiters: (() => void)[] | undefined;
   #closed: Promise<CloseReason> | undefined;
   #closedResolve: ((reason: CloseReason) => void) | undefined;
-  // Housekeeping (see tick()).
-  #writeTimeoutMs: number;
-  #frameTimeoutMs: number;
-  #heartbeatMs = 0;
-  #liveness = 3;
+  #deadlines: Deadlines;
   /** The codec pings are sent in, once keepAlive() has turned heartbeats on. */
   #pingCodec: Codec | undefined;
-  // Ages accumulated tick by tick (see Tickable.tick), in ms.
-  #quietRecv = 0;
-  #quietSend = 0;
-  #wroteSinceTick = false;
-  #stalled = 0;
-  #partialAge = -1;
-  #partialFrames = 0;
-  #tickMs = 0;
 
   constructor(conn: Deno.Conn, options: FramedConnOptions = {}) {
     this.conn = conn;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     this.maxOutbound = options.maxOutbound ?? 64 * 1024 * 1024;
     this.highWater = Math.min(options.highWater ?? 4 * 1024 * 1024, this.maxOutbound);
-    this.#writeTimeoutMs = options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
-    this.#frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
-    this.#decoder = new FrameDecoder(this.maxFrame);
-    this.#updateTickMs();
+    this.#deadlines = new Deadlines(options.writeTimeoutMs, options.frameTimeoutMs);
+    this.#outbound = new Outbound(conn, this.highWater, (err) => {
+      this.close(CloseReason.WriteError, err);
+    });
+    this.#inbound = new Inbound(conn, this, this.#outbound, {
+      isClosed: () => this.#closeReason !== undefined,
+      frames: (batch) => this.#handler.onFrames(batch),
+      end: () => this.#handler.onEnd(),
+      failed: (err) => {
+        if (err instanceof DistError) this.#handler.onStreamError(err);
+        else this.close(CloseReason.ReadError, err);
+      },
+    });
     this.#tracker = options.tracker;
     this.#tracker?.add(this);
   }
 
   /** Bytes read from the peer. */
   get bytesIn(): number {
-    return this.#bytesIn;
+    return this.#inbound.bytesIn;
   }
 
   /** Bytes written to the peer. */
   get bytesOut(): number {
-    return this.#bytesOut;
-  }
-
-  /** Frames read from the peer. */
-  get framesIn(): number {
-    return this.#framesIn;
+    return this.#outbound.bytesOut;
   }
 
   /**
@@ -200,7 +150,7 @@ export class FramedConn {
    * sent; undefined before any byte arrived or once released.
    */
   get head(): Uint8Array | undefined {
-    return this.#head;
+    return this.#inbound.head;
   }
 
   /**
@@ -216,7 +166,7 @@ export class FramedConn {
     this.#heldError = undefined;
     if (this.isClosed) return;
     if (err !== undefined) handler.onStreamError(err);
-    else if (this.#readEnded) handler.onEnd();
+    else if (this.#inbound.ended) handler.onEnd();
   }
 
   /**
@@ -240,7 +190,7 @@ export class FramedConn {
 
   /** Forgets the stream's first bytes (see `head`): the peer speaks dist. */
   releaseHead(): void {
-    this.#head = undefined;
+    this.#inbound.releaseHead();
   }
 
   /** Until someone attaches: a broken stream or EOF closes the connection. */
@@ -276,12 +226,12 @@ export class FramedConn {
 
   /** Whether the peer has closed its side (EOF was read). */
   get readEnded(): boolean {
-    return this.#readEnded;
+    return this.#inbound.ended;
   }
 
   /** Bytes queued or being written. */
   get pendingBytes(): number {
-    return this.#out.length + this.#inflight;
+    return this.#outbound.pending;
   }
 
   /** The peer's address as `host:port` (for logs). */
@@ -299,7 +249,7 @@ export class FramedConn {
     if (this.#reading || this.isClosed) return;
     this.#reading = true;
     ticker.add(this);
-    this.#readLoop();
+    this.#inbound.run();
   }
 
   /**
@@ -309,98 +259,42 @@ export class FramedConn {
    * within that same time.
    */
   keepAlive(heartbeatMs: number, liveness: number, codec: Codec): void {
-    this.#heartbeatMs = heartbeatMs;
-    this.#liveness = liveness;
+    this.#deadlines.keepAlive(heartbeatMs, liveness);
     this.#pingCodec = codec;
-    if (heartbeatMs > 0) this.#frameTimeoutMs = heartbeatMs * liveness;
-    this.#updateTickMs();
     if (this.#reading && !this.isClosed) ticker.add(this); // re-adds to pick up the period
   }
 
   /** The longest gap between two ticks this connection tolerates. */
   get tickMs(): number {
-    return this.#tickMs;
-  }
-
-  #updateTickMs(): void {
-    const hb = this.#heartbeatMs > 0 ? this.#heartbeatMs : Infinity;
-    this.#tickMs = Math.min(hb, this.#writeTimeoutMs, this.#frameTimeoutMs) / 4;
+    return this.#deadlines.tickMs;
   }
 
   /**
-   * Housekeeping, called by the ticker every tickMs or more often with the
-   * time since the last tick (capped, so a stall of this process never
-   * counts against the peer). Traffic itself only sets booleans.
+   * Housekeeping (see deadlines.ts), called by the ticker every tickMs or
+   * more often with the time since the last tick. Traffic itself only sets
+   * booleans.
    */
   tick(elapsed: number): void {
     if (this.#closeReason !== undefined) return;
-    // While this side is not reading (backpressure, or EOF) the peer's pings
-    // wait unread or cannot come: its silence proves nothing.
-    const heard = this.#receivedSinceTick || this.readingPaused || this.#readEnded;
-    this.#quietRecv = heard ? 0 : this.#quietRecv + elapsed;
-    this.#quietSend = this.#sentSinceTick ? 0 : this.#quietSend + elapsed;
-    this.#receivedSinceTick = this.#sentSinceTick = false;
-
-    // A write in flight that took no bytes for the write timeout: the peer
-    // does not read. Cut it off rather than hold its output forever.
-    this.#stalled = !this.#writing || this.#wroteSinceTick ? 0 : this.#stalled + elapsed;
-    this.#wroteSinceTick = false;
-    if (this.#stalled >= this.#writeTimeoutMs) {
-      this.close(
-        CloseReason.SlowConsumer,
-        new DistError(
-          "SLOW_CONSUMER",
-          `Peer took no bytes for ${Math.round(this.#stalled)} ms ` +
-            `(write timeout ${this.#writeTimeoutMs} ms, ${this.pendingBytes} bytes pending)`,
-        ),
-      );
+    const input = this.#inbound;
+    const out = this.#outbound;
+    const waiting = input.paused || input.ended;
+    const due = this.#deadlines.check(
+      elapsed,
+      input.takeReceived() || waiting,
+      this.#sentSinceTick,
+      !out.tookBytes() && out.writing,
+      input.buffered > 0 && !waiting ? input.framesIn : -1,
+    );
+    this.#sentSinceTick = false;
+    if (due === "ping") {
+      this.send(this.#pingCodec!, PING);
+    } else if (due !== "none") {
+      const err = this.#deadlines.error(due, this.pendingBytes, input.buffered);
+      this.close(CLOSE_REASONS[due], err);
       return;
     }
-
-    // A frame that has begun must complete in time: dribbling a byte now and
-    // then does not keep a connection (slowloris).
-    if (this.#decoder.buffered > 0 && !this.readingPaused && !this.#readEnded) {
-      if (this.#partialAge < 0 || this.#partialFrames !== this.#framesIn) {
-        this.#partialAge = 0;
-        this.#partialFrames = this.#framesIn;
-      } else if ((this.#partialAge += elapsed) >= this.#frameTimeoutMs) {
-        this.close(
-          CloseReason.FrameTimeout,
-          new DistError(
-            "TIMEOUT",
-            `Frame incomplete ${Math.round(this.#partialAge)} ms after it began ` +
-              `(${this.#decoder.buffered} bytes received; deadline ${this.#frameTimeoutMs} ms)`,
-          ),
-        );
-        return;
-      }
-    } else {
-      this.#partialAge = -1;
-    }
-
-    if (this.#heartbeatMs > 0) {
-      if (this.#quietRecv >= this.#heartbeatMs * this.#liveness) {
-        this.close(
-          CloseReason.HeartbeatTimeout,
-          new Error(
-            `Peer silent for ${Math.round(this.#quietRecv)} ms ` +
-              `(heartbeat ${this.#heartbeatMs} ms × ${this.#liveness})`,
-          ),
-        );
-        return;
-      }
-      if (this.#quietSend >= this.#heartbeatMs) {
-        this.send(this.#pingCodec!, PING);
-        this.#quietSend = 0;
-      }
-    }
-
-    // Between bursts a connection does not keep a burst's output buffers
-    // (a ping fits in what release() keeps; the spare is for bursts only).
-    if (!this.#writing) {
-      this.#out.release();
-      this.#spare.release(0);
-    }
+    out.trim();
   }
 
   /**
@@ -410,7 +304,7 @@ export class FramedConn {
    */
   send(codec: Codec, msg: unknown): boolean {
     if (this.#closeReason !== undefined) return false;
-    codec.writeFrame(this.#out, msg, this.maxFrame);
+    codec.writeFrame(this.#outbound.buffer, msg, this.maxFrame);
     this.#queued();
     return this.#closeReason === undefined;
   }
@@ -423,7 +317,7 @@ export class FramedConn {
    */
   sendWith(writer: FrameWriter): boolean {
     if (this.#closeReason !== undefined) return false;
-    writer.writeFrames(this.#out);
+    writer.writeFrames(this.#outbound.buffer);
     this.#queued();
     return this.#closeReason === undefined;
   }
@@ -431,173 +325,27 @@ export class FramedConn {
   /** Queues raw bytes as they are (already framed, or deliberately not). */
   sendRaw(bytes: Uint8Array): boolean {
     if (this.#closeReason !== undefined) return false;
-    this.#out.reserve(bytes.length);
-    this.#out.bytes.set(bytes, this.#out.length);
-    this.#out.length += bytes.length;
+    const out = this.#outbound.buffer;
+    out.reserve(bytes.length);
+    out.bytes.set(bytes, out.length);
+    out.length += bytes.length;
     this.#queued();
     return this.#closeReason === undefined;
   }
 
-  /** Brings this connection's share of `processOutbound.pending` up to date. */
-  #account(): void {
-    const now = this.#closeReason === undefined ? this.pendingBytes : 0;
-    processOutbound.pending += now - this.#accounted;
-    this.#accounted = now;
-  }
-
   #queued(): void {
     this.#sentSinceTick = true;
-    this.#account();
-    if (this.pendingBytes > this.maxOutbound) {
+    if (!this.#outbound.queued(this.maxOutbound)) {
       this.close(
         CloseReason.SlowConsumer,
         new DistError("SLOW_CONSUMER", `Outbound buffer passed ${this.maxOutbound} bytes`),
       );
-      return;
     }
-    if (this.#writing) return;
-    if (this.#out.length >= FLUSH_AT) {
-      this.flush();
-    } else if (!this.#flushQueued) {
-      this.#flushQueued = true;
-      scheduleFlush(this);
-    }
-  }
-
-  /** Starts writing what is queued (the end-of-turn flush; see scheduleFlush). */
-  flush(): void {
-    this.#flushQueued = false;
-    if (this.#writing || this.#out.length === 0 || this.#closeReason !== undefined) return;
-    this.#writeLoop();
-  }
-
-  async #writeLoop(): Promise<void> {
-    this.#writing = true;
-    this.#wroteSinceTick = true;
-    try {
-      while (this.#out.length > 0 && this.#closeReason === undefined) {
-        const buf = this.#out;
-        this.#out = this.#spare;
-        this.#spare = buf;
-        const len = buf.length;
-        this.#inflight = len;
-        let off = 0;
-        while (off < len) {
-          const n = await this.conn.write(buf.bytes.subarray(off, len));
-          off += n;
-          this.#bytesOut += n;
-          this.#inflight = len - off;
-          this.#wroteSinceTick = true;
-          this.#account();
-        }
-        buf.reset();
-        if (this.#drainWaiters !== undefined && this.pendingBytes <= this.highWater / 2) {
-          this.#wakeDrainWaiters();
-        }
-      }
-    } catch (err) {
-      this.close(CloseReason.WriteError, err);
-    } finally {
-      this.#writing = false;
-      this.#inflight = 0;
-      if (this.#out.length === 0 || this.#closeReason !== undefined) this.#wakeDrainWaiters();
-    }
-  }
-
-  #wakeDrainWaiters(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters === undefined) return;
-    this.#drainWaiters = undefined;
-    for (const w of waiters) w();
   }
 
   /** Resolves once pending output is at most `bytes` (or the connection closed). */
   drained(bytes = 0): Promise<void> {
-    if (this.pendingBytes <= bytes || this.#closeReason !== undefined) return Promise.resolve();
-    return new Promise((resolve) => {
-      const check = () => {
-        if (this.pendingBytes <= bytes || this.#closeReason !== undefined) resolve();
-        else (this.#drainWaiters ??= []).push(check);
-      };
-      (this.#drainWaiters ??= []).push(check);
-    });
-  }
-
-  async #readLoop(): Promise<void> {
-    let buf = new Uint8Array(MIN_READ);
-    let smallReads = 0;
-    const decoder = this.#decoder;
-    const batch: Uint8Array[] = [];
-    try {
-      while (this.#closeReason === undefined) {
-        if (this.#readGate !== undefined) {
-          await this.#readGate;
-          continue;
-        }
-        if (this.pendingBytes > this.highWater) {
-          this.#paused = true;
-          await this.drained(this.highWater / 2);
-          this.#paused = false;
-          continue;
-        }
-        if (
-          this.pendingBytes > OUTBOUND_SHARE && processOutbound.pending > processOutbound.highWater
-        ) {
-          // The process as a whole holds too much output: the connections
-          // holding a real share of it stop making more until theirs drains.
-          this.#paused = true;
-          await this.drained(OUTBOUND_SHARE / 2);
-          this.#paused = false;
-          continue;
-        }
-        const n = await this.conn.read(buf);
-        if (n === null) {
-          if (this.#closeReason !== undefined) return;
-          // The peer closed its side: what it sent is read; what we owe it
-          // may still be written (the owner decides when to close).
-          this.#readEnded = true;
-          this.#handler.onEnd();
-          return;
-        }
-        this.#receivedSinceTick = true;
-        if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
-        this.#bytesIn += n;
-        decoder.push(buf.subarray(0, n));
-        let frame: Uint8Array | null;
-        batch.length = 0;
-        try {
-          while ((frame = decoder.next()) !== null) batch.push(frame);
-        } finally {
-          // Frames before a broken length prefix are delivered before the error.
-          this.#framesIn += batch.length;
-          if (batch.length > 0 && this.#closeReason === undefined) this.#handler.onFrames(batch);
-        }
-        if (n === buf.length) {
-          smallReads = 0;
-          if (buf.length < MAX_READ) buf = new Uint8Array(buf.length * 2);
-        } else if (n <= buf.length >> 3 && buf.length > MIN_READ) {
-          if (++smallReads >= SHRINK_AFTER) {
-            smallReads = 0;
-            buf = new Uint8Array(buf.length >> 1);
-          }
-        } else {
-          smallReads = 0;
-        }
-      }
-    } catch (err) {
-      if (this.#closeReason !== undefined) return; // a read cut short by our own close
-      if (err instanceof DistError) this.#handler.onStreamError(err);
-      else this.close(CloseReason.ReadError, err);
-    }
-  }
-
-  /** Appends the first `n` bytes of `buf` to the head (see `head`). */
-  #keepHead(buf: Uint8Array, n: number): void {
-    const old = this.#head ?? EMPTY;
-    const head = new Uint8Array(Math.min(HEAD_BYTES, old.length + n));
-    head.set(old);
-    head.set(buf.subarray(0, head.length - old.length), old.length);
-    this.#head = head;
+    return this.#outbound.drained(bytes);
   }
 
   /**
@@ -608,28 +356,21 @@ export class FramedConn {
    * each other.
    */
   pauseReading(): void {
-    if (this.#pauses++ === 0) this.#readGate = new Promise((resolve) => this.#openGate = resolve);
+    this.#inbound.pause();
   }
 
   resumeReading(): void {
-    if (this.#pauses === 0 || --this.#pauses > 0) return;
-    this.#openReading();
-  }
-
-  #openReading(): void {
-    const open = this.#openGate;
-    this.#readGate = this.#openGate = undefined;
-    open?.();
+    this.#inbound.resume();
   }
 
   /** Whether reading is stopped, by backpressure or by `pauseReading()`. */
   get readingPaused(): boolean {
-    return this.#paused || this.#readGate !== undefined;
+    return this.#inbound.paused;
   }
 
   /** Whether the read loop is paused by backpressure. */
   get paused(): boolean {
-    return this.#paused;
+    return this.#inbound.backedUp;
   }
 
   /**
@@ -646,12 +387,8 @@ export class FramedConn {
     } catch {
       // Already closed by the runtime: nothing left to release.
     }
-    this.#out.release(0);
-    this.#spare.release(0);
-    this.#account();
-    this.#wakeDrainWaiters();
-    this.#pauses = 0;
-    this.#openReading();
+    this.#outbound.close();
+    this.#inbound.close();
     this.#handler.onClose(reason, err);
     this.#closedResolve?.(reason);
   }
@@ -684,44 +421,16 @@ export class FramedConn {
     clearTimeout(timer);
     this.close(reason, err);
   }
-
-  /** Writes what is queued (waiting at most `timeoutMs`), then closes (see closeWith). */
-  closeAfterFlush(reason: CloseReason, err?: unknown, timeoutMs = 1000): Promise<void> {
-    return this.closeWith(reason, err, undefined, timeoutMs);
-  }
 }
 
 function noop(): void {}
 
-const EMPTY = new Uint8Array(0);
-
-/**
- * Output waiting to be written, across every connection of the process.
- * Each connection's own limits (highWater, maxOutbound) say nothing of how
- * many connections there are; past `highWater` here, a connection with
- * more than OUTBOUND_SHARE pending stops reading until it has drained.
- */
-export const processOutbound = { pending: 0, highWater: 256 * 1024 * 1024 };
-/** A connection's share of output above which the process-wide limit pauses it. */
-const OUTBOUND_SHARE = 256 * 1024;
-
 /** The heartbeat notification. */
 const PING = { method: "ping" };
 
-/**
- * Connections with output queued this turn, flushed together by one
- * microtask at the end of the turn (one closure for the process, not one
- * per connection).
- */
-let toFlush: FramedConn[] = [];
-
-function scheduleFlush(conn: FramedConn): void {
-  if (toFlush.length === 0) queueMicrotask(flushQueued);
-  toFlush.push(conn);
-}
-
-function flushQueued(): void {
-  const conns = toFlush;
-  toFlush = [];
-  for (const conn of conns) conn.flush();
-}
+/** How each passed deadline closes the connection. */
+const CLOSE_REASONS = {
+  stalled: CloseReason.SlowConsumer,
+  frame: CloseReason.FrameTimeout,
+  silent: CloseReason.HeartbeatTimeout,
+} as const;

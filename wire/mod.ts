@@ -1,12 +1,24 @@
 /**
  * @module
  * The wire protocol v1 of DESIGN.md, and the only code that touches sockets'
- * bytes. `frame.ts` splits and builds length-prefixed frames; `codec.ts` turns
- * messages into payloads (JSON or MessagePack); `conn.ts` runs a socket's read
- * loop and coalesced, bounded writes; `handshake.ts` agrees on the codec and
- * the heartbeat; `peer.ts` is the RPC endpoint (calls, answers, notifications,
- * timeouts); `heartbeat.ts` pings and declares a silent peer dead; `net.ts`
- * listens and dials; `redial.ts` keeps a connection up.
+ * bytes. Files, bottom up:
+ *
+ * - `errors.ts` the one error class and its codes; `frame.ts` length-prefixed
+ *   frames; `codec.ts` JSON and MessagePack payloads;
+ * - `conn.ts` a framed TCP connection, made of `inbound.ts` (the read loop,
+ *   pauses, backpressure), `outbound.ts` (coalesced, bounded writes) and
+ *   `deadlines.ts` (write, frame and heartbeat deadlines, judged by the
+ *   process's one ticker in `heartbeat.ts`); input is handed over with
+ *   `attach()`;
+ * - `handshake.ts` agrees on the codec and heartbeat; `foreign.ts` names a
+ *   peer that does not speak dist by its first bytes;
+ * - `peer.ts` the RPC endpoint, made of `calls.ts` (our calls: ids, timeouts,
+ *   aborts), `admission.ts` (the peer's requests: limits, budget, held
+ *   frames), `classify.ts` (what a message is), `answers.ts` (results and
+ *   errors) and `fast_path.ts` (byte-level handling: raw frames, pass-through
+ *   via `json_scan.ts` and `passthrough.ts`);
+ * - `net.ts` listens and dials; `redial.ts` keeps a connection up, with the
+ *   backoff and abortable sleep of `backoff.ts` that every retry loop uses.
  */
 export {
   describe,
@@ -42,8 +54,8 @@ export {
   FramedConn,
   type FramedConnOptions,
   type FrameWriter,
-  processOutbound,
 } from "./conn.ts";
+export { processOutbound } from "./outbound.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
   type NotificationHandler,
@@ -70,13 +82,7 @@ export {
   type Listener,
   type ListenOptions,
 } from "./net.ts";
-export {
-  Envelope,
-  type IdSpan,
-  type RequestSpans,
-  scanJson,
-  writeAnswerAs,
-  writeRequestAs,
-} from "./passthrough.ts";
+export { Envelope, scanJson } from "./json_scan.ts";
+export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
 export { Redialer, type RedialOptions } from "./redial.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";

@@ -144,7 +144,8 @@ export function listen(options: ListenOptions): Listener {
       role: agreed.remote.role,
       codec: agreed.codec.name,
     });
-    const peer = startPeer(framed, { ...options, by: self.by, budget, tracker: peers }, agreed);
+    // The options a Peer takes, and what the handshake agreed (codec, remote, heartbeat).
+    const peer = new Peer(framed, { ...options, by: self.by, budget, tracker: peers, ...agreed });
     options.onPeer?.(peer);
   }
 
@@ -278,38 +279,7 @@ export async function dial(
     role: agreed.remote.role,
     codec: codec.name,
   });
-  return startPeer(framed, options, { codec, ...agreed });
-}
-
-/** The Peer on a connection whose handshake agreed on `agreed`. */
-function startPeer(
-  framed: FramedConn,
-  options: ConnSettings & {
-    by?: string;
-    onRequest?: RequestHandler;
-    onNotification?: NotificationHandler;
-    onRawRequest?: RawRequestHandler;
-    rawFrames?: RawFrameHandler;
-    budget?: InFlightBudget;
-    tracker?: Set<Peer>;
-  },
-  agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number },
-): Peer {
-  return new Peer(framed, {
-    codec: agreed.codec,
-    remote: agreed.remote,
-    by: options.by,
-    heartbeatMs: agreed.heartbeatMs,
-    liveness: options.liveness,
-    timeoutMs: options.timeoutMs,
-    onRequest: options.onRequest,
-    onNotification: options.onNotification,
-    onRawRequest: options.onRawRequest,
-    rawFrames: options.rawFrames,
-    maxInFlight: options.maxInFlight,
-    budget: options.budget,
-    tracker: options.tracker,
-  });
+  return new Peer(framed, { ...options, codec, ...agreed });
 }
 
 /**

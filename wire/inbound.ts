@@ -1,0 +1,205 @@
+/**
+ * The read side of a connection: a loop that reads, splits frames and hands
+ * each read's frames over together; it stops while output backs up
+ * (backpressure) or while the owner pauses it, and keeps the stream's first
+ * bytes until the handshake is over (see foreign.ts).
+ */
+import { FrameDecoder } from "./frame.ts";
+import { HEAD_BYTES } from "./foreign.ts";
+import { type Outbound, OUTBOUND_SHARE, processOutbound } from "./outbound.ts";
+
+/**
+ * The read buffer starts small, doubles whenever a read fills it (up to
+ * MAX_READ) and halves after SHRINK_AFTER reads in a row that used less than
+ * an eighth of it: an idle connection costs a few KiB, a busy one reads 64
+ * KiB at a time.
+ */
+const MIN_READ = 1024;
+const MAX_READ = 64 * 1024;
+const SHRINK_AFTER = 8;
+
+/** Where the read side reports (its connection). */
+export interface InboundSink {
+  /** Whether the connection is closed: reading stops. */
+  isClosed(): boolean;
+  /** The frames of one read, in order: views valid only during the call (the array is reused). */
+  frames(batch: Uint8Array[]): void;
+  /** The peer closed its side (EOF). */
+  end(): void;
+  /** The stream broke: a DistError from the decoder (FRAME_TOO_LARGE), else a read error. */
+  failed(err: unknown): void;
+}
+
+export class Inbound {
+  #conn: Deno.Conn;
+  #decoder: FrameDecoder;
+  #outbound: Outbound;
+  #highWater: number;
+  #sink: InboundSink;
+  #head: Uint8Array | undefined;
+  #received = false;
+  #bytesIn = 0;
+  #framesIn = 0;
+  #ended = false;
+  /** Paused by backpressure (output backed up). */
+  #backedUp = false;
+  #gate: Promise<void> | undefined;
+  #openGate: (() => void) | undefined;
+  #pauses = 0;
+
+  constructor(
+    conn: Deno.Conn,
+    limits: { maxFrame: number; highWater: number },
+    outbound: Outbound,
+    sink: InboundSink,
+  ) {
+    this.#conn = conn;
+    this.#decoder = new FrameDecoder(limits.maxFrame);
+    this.#highWater = limits.highWater;
+    this.#outbound = outbound;
+    this.#sink = sink;
+  }
+
+  get bytesIn(): number {
+    return this.#bytesIn;
+  }
+
+  get framesIn(): number {
+    return this.#framesIn;
+  }
+
+  /** Bytes of a frame begun but not complete. */
+  get buffered(): number {
+    return this.#decoder.buffered;
+  }
+
+  /** Whether the peer has closed its side (EOF was read). */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** The stream's first bytes (up to HEAD_BYTES), until released. */
+  get head(): Uint8Array | undefined {
+    return this.#head;
+  }
+
+  releaseHead(): void {
+    this.#head = undefined;
+  }
+
+  /** Whether bytes arrived since the last call (the ticker's liveness check). */
+  takeReceived(): boolean {
+    const received = this.#received;
+    this.#received = false;
+    return received;
+  }
+
+  /** Whether reading is stopped by backpressure. */
+  get backedUp(): boolean {
+    return this.#backedUp;
+  }
+
+  /** Whether reading is stopped, by backpressure or by `pause()`. */
+  get paused(): boolean {
+    return this.#backedUp || this.#gate !== undefined;
+  }
+
+  /** Stops reading (after the read in progress) until as many `resume()`. */
+  pause(): void {
+    if (this.#pauses++ === 0) this.#gate = new Promise((resolve) => this.#openGate = resolve);
+  }
+
+  resume(): void {
+    if (this.#pauses === 0 || --this.#pauses > 0) return;
+    this.#open();
+  }
+
+  /** The connection closed: a loop waiting at the gate goes on and ends. */
+  close(): void {
+    this.#pauses = 0;
+    this.#open();
+  }
+
+  #open(): void {
+    const open = this.#openGate;
+    this.#gate = this.#openGate = undefined;
+    open?.();
+  }
+
+  async run(): Promise<void> {
+    let buf = new Uint8Array(MIN_READ);
+    let smallReads = 0;
+    const decoder = this.#decoder;
+    const out = this.#outbound;
+    const sink = this.#sink;
+    const batch: Uint8Array[] = [];
+    try {
+      while (!sink.isClosed()) {
+        if (this.#gate !== undefined) {
+          await this.#gate;
+          continue;
+        }
+        if (out.pending > this.#highWater) {
+          this.#backedUp = true;
+          await out.drained(this.#highWater / 2);
+          this.#backedUp = false;
+          continue;
+        }
+        if (out.pending > OUTBOUND_SHARE && processOutbound.pending > processOutbound.highWater) {
+          // The process as a whole holds too much output: the connections
+          // holding a real share of it stop making more until theirs drains.
+          this.#backedUp = true;
+          await out.drained(OUTBOUND_SHARE / 2);
+          this.#backedUp = false;
+          continue;
+        }
+        const n = await this.#conn.read(buf);
+        if (n === null) {
+          if (sink.isClosed()) return;
+          // The peer closed its side: what it sent is read; what we owe it
+          // may still be written (the owner decides when to close).
+          this.#ended = true;
+          sink.end();
+          return;
+        }
+        this.#received = true;
+        if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
+        this.#bytesIn += n;
+        decoder.push(buf.subarray(0, n));
+        let frame: Uint8Array | null;
+        batch.length = 0;
+        try {
+          while ((frame = decoder.next()) !== null) batch.push(frame);
+        } finally {
+          // Frames before a broken length prefix are delivered before the error.
+          this.#framesIn += batch.length;
+          if (batch.length > 0 && !sink.isClosed()) sink.frames(batch);
+        }
+        if (n === buf.length) {
+          smallReads = 0;
+          if (buf.length < MAX_READ) buf = new Uint8Array(buf.length * 2);
+        } else if (n <= buf.length >> 3 && buf.length > MIN_READ) {
+          if (++smallReads >= SHRINK_AFTER) {
+            smallReads = 0;
+            buf = new Uint8Array(buf.length >> 1);
+          }
+        } else {
+          smallReads = 0;
+        }
+      }
+    } catch (err) {
+      if (!sink.isClosed()) sink.failed(err); // else a read cut short by our own close
+    }
+  }
+
+  /** Appends the first `n` bytes of `buf` to the head (see `head`). */
+  #keepHead(buf: Uint8Array, n: number): void {
+    const old = this.#head ?? EMPTY;
+    const head = new Uint8Array(Math.min(HEAD_BYTES, old.length + n));
+    head.set(old);
+    head.set(buf.subarray(0, head.length - old.length), old.length);
+    this.#head = head;
+  }
+}
+
+const EMPTY = new Uint8Array(0);

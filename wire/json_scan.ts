@@ -1,0 +1,391 @@
+/**
+ * The scanner of byte pass-through (see passthrough.ts): where each
+ * top-level member of a JSON message sits in its payload, every value
+ * checked to be valid JSON as the strict decoder wants it, nothing built.
+ */
+import { MAX_DEPTH } from "./codec.ts";
+
+const EMPTY = new Uint8Array(0);
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/** Longest string id or method the scanner reads itself (the Peer's limits). */
+const MAX_NAME = 256;
+
+/**
+ * The top-level members of one JSON message, as byte spans of `payload`
+ * (`[start, end)`, -1 when absent; string spans include their quotes).
+ * Valid only as long as `payload` is (a frame is a view of the read buffer).
+ */
+export class Envelope {
+  payload: Uint8Array = EMPTY;
+  /** A request's or a response's id, when it is a safe integer or a plain string. */
+  id: number | string | undefined;
+  idStart = -1;
+  idEnd = -1;
+  method: string | undefined;
+  methodStart = -1;
+  methodEnd = -1;
+  paramsStart = -1;
+  paramsEnd = -1;
+  resultStart = -1;
+  resultEnd = -1;
+  errorStart = -1;
+  errorEnd = -1;
+  /** A string `by` (a span of a JSON string), else -1. */
+  byStart = -1;
+  byEnd = -1;
+  /** False only for a literal `"idem": false`. */
+  idempotent = true;
+
+  /** A request: a method and an id. */
+  get isRequest(): boolean {
+    return this.method !== undefined && this.id !== undefined;
+  }
+
+  /** A response to one of our calls: a numeric id, no method, a result or an error. */
+  get isResponse(): boolean {
+    return this.method === undefined && typeof this.id === "number" &&
+      (this.resultStart >= 0 || this.errorStart >= 0);
+  }
+
+  /** Forgets the last scan; the next one describes `payload`. */
+  reset(payload: Uint8Array): void {
+    this.payload = payload;
+    this.id = this.method = undefined;
+    this.idStart =
+      this.idEnd =
+      this.methodStart =
+      this.methodEnd =
+        -1;
+    this.paramsStart =
+      this.paramsEnd =
+      this.resultStart =
+      this.resultEnd =
+        -1;
+    this.errorStart =
+      this.errorEnd =
+      this.byStart =
+      this.byEnd =
+        -1;
+    this.idempotent = true;
+  }
+}
+
+function skipSpace(b: Uint8Array, i: number): number {
+  while (i < b.length) {
+    const c = b[i];
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
+    i++;
+  }
+  return i;
+}
+
+/** The value of the ASCII hex digit `c`, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
+
+/** The UTF-16 unit of the 4 hex digits at `i` (of a `\uXXXX` escape), or -1. */
+function hexUnit(b: Uint8Array, i: number): number {
+  const d0 = hexDigit(b[i]), d1 = hexDigit(b[i + 1]), d2 = hexDigit(b[i + 2]);
+  const d3 = hexDigit(b[i + 3]);
+  if ((d0 | d1 | d2 | d3) < 0) return -1;
+  return (d0 << 12) | (d1 << 8) | (d2 << 4) | d3;
+}
+
+/**
+ * The end of the valid JSON string starting at `i` (a quote), or -1: escapes
+ * as JSON has them (a surrogate escape only as a high one followed by a low
+ * one), no raw control characters, well-formed UTF-8 (no overlong forms, no
+ * surrogates), as the strict decoder requires: the string is well-formed
+ * Unicode, so every codec can carry it.
+ */
+function skipString(b: Uint8Array, i: number): number {
+  const n = b.length;
+  let j = i + 1;
+  while (j < n) {
+    const c = b[j];
+    if (c === QUOTE) return j + 1;
+    if (c < 0x20) return -1;
+    if (c === BACKSLASH) {
+      const e = b[j + 1];
+      if (e === 0x75) { // \uXXXX
+        const unit = hexUnit(b, j + 2);
+        if (unit < 0xd800 || unit > 0xdfff) {
+          if (unit < 0) return -1;
+          j += 6;
+        } else {
+          // A surrogate escape must be a high one followed by a low one: a
+          // lone one is valid JSON but no UTF-8 (the decoder refuses it).
+          if (unit > 0xdbff || b[j + 6] !== BACKSLASH || b[j + 7] !== 0x75) return -1;
+          const low = hexUnit(b, j + 8);
+          if (low < 0xdc00 || low > 0xdfff) return -1;
+          j += 12;
+        }
+      } else if (
+        e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 ||
+        e === 0x6e || e === 0x72 || e === 0x74
+      ) j += 2;
+      else return -1;
+    } else if (c < 0x80) j++;
+    else {
+      const end = skipUtf8(b, j);
+      if (end < 0) return -1;
+      j = end;
+    }
+  }
+  return -1;
+}
+
+/** The end of the well-formed UTF-8 sequence of more than one byte at `j`, or -1. */
+function skipUtf8(b: Uint8Array, j: number): number {
+  const c = b[j];
+  const c1 = b[j + 1];
+  const cont = (x: number) => x !== undefined && (x & 0xc0) === 0x80;
+  if (c >= 0xc2 && c <= 0xdf) return cont(c1) ? j + 2 : -1;
+  if (c >= 0xe0 && c <= 0xef) {
+    // No overlong forms (E0 80..9F) and no surrogates (ED A0..BF).
+    if (!cont(c1) || !cont(b[j + 2])) return -1;
+    if ((c === 0xe0 && c1 < 0xa0) || (c === 0xed && c1 > 0x9f)) return -1;
+    return j + 3;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    // No overlong forms (F0 80..8F) and nothing above U+10FFFF (F4 90..).
+    if (!cont(c1) || !cont(b[j + 2]) || !cont(b[j + 3])) return -1;
+    if ((c === 0xf0 && c1 < 0x90) || (c === 0xf4 && c1 > 0x8f)) return -1;
+    return j + 4;
+  }
+  return -1;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** The end of the JSON number at `i` (`-?(0|[1-9]d*)(.d+)?([eE][+-]?d+)?`), or -1. */
+function skipNumber(b: Uint8Array, i: number): number {
+  let j = i;
+  if (b[j] === 0x2d) j++;
+  if (b[j] === 0x30) j++;
+  else if (isDigit(b[j])) { while (isDigit(b[j])) j++; }
+  else return -1;
+  if (b[j] === 0x2e) {
+    j++;
+    if (!isDigit(b[j])) return -1;
+    while (isDigit(b[j])) j++;
+  }
+  if (b[j] === 0x65 || b[j] === 0x45) {
+    j++;
+    if (b[j] === 0x2b || b[j] === 0x2d) j++;
+    if (!isDigit(b[j])) return -1;
+    while (isDigit(b[j])) j++;
+  }
+  return j;
+}
+
+const TRUE = new TextEncoder().encode("true");
+const NULL = new TextEncoder().encode("null");
+
+/**
+ * The end of the valid JSON value starting at `i`, or -1: a strict syntax
+ * check that builds nothing. `depth` is the nesting of the value's parent;
+ * containers deeper than MAX_DEPTH are refused, as the decoder refuses them.
+ */
+function skipValue(b: Uint8Array, i: number, depth: number): number {
+  const c = b[i];
+  if (c === QUOTE) return skipString(b, i);
+  if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+    if (depth + 1 > MAX_DEPTH) return -1;
+    const object = c === OPEN_BRACE;
+    const close = object ? CLOSE_BRACE : CLOSE_BRACKET;
+    let j = skipSpace(b, i + 1);
+    if (b[j] === close) return j + 1;
+    while (true) {
+      if (object) {
+        if (b[j] !== QUOTE) return -1;
+        j = skipString(b, j);
+        if (j < 0) return -1;
+        j = skipSpace(b, j);
+        if (b[j] !== COLON) return -1;
+        j = skipSpace(b, j + 1);
+      }
+      j = skipValue(b, j, depth + 1);
+      if (j < 0) return -1;
+      j = skipSpace(b, j);
+      if (b[j] === close) return j + 1;
+      if (b[j] !== COMMA) return -1;
+      j = skipSpace(b, j + 1);
+    }
+  }
+  if (c === 0x74) return equals(b, i, TRUE) ? i + 4 : -1;
+  if (c === 0x66) return equals(b, i, FALSE) ? i + 5 : -1;
+  if (c === 0x6e) return equals(b, i, NULL) ? i + 4 : -1;
+  return skipNumber(b, i);
+}
+
+/** A plain string's text (no escapes, ASCII, at most MAX_NAME chars), else undefined. */
+function plainString(b: Uint8Array, start: number, end: number): string | undefined {
+  if (b[start] !== QUOTE || end - start - 2 > MAX_NAME) return undefined;
+  let text = "";
+  for (let i = start + 1; i < end - 1; i++) {
+    const c = b[i];
+    if (c === BACKSLASH || c >= 0x80 || c < 0x20) return undefined;
+    text += String.fromCharCode(c);
+  }
+  return text;
+}
+
+/** A safe integer written plainly (`-?digits`, at most 15 digits), else undefined. */
+function plainInteger(b: Uint8Array, start: number, end: number): number | undefined {
+  let i = start;
+  const negative = b[i] === 0x2d;
+  if (negative) i++;
+  if (i === end || end - i > 15 || (b[i] === 0x30 && end - i > 1)) return undefined;
+  let n = 0;
+  for (; i < end; i++) {
+    const d = b[i] - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return negative ? -n : n;
+}
+
+/** Which member a key names. */
+enum Key {
+  Other,
+  Id,
+  Method,
+  Params,
+  Result,
+  Error,
+  By,
+  Idem,
+}
+
+function keyOf(b: Uint8Array, s: number, e: number): Key {
+  switch (e - s) {
+    case 2:
+      if (b[s] === 0x69 && b[s + 1] === 0x64) return Key.Id; // id
+      if (b[s] === 0x62 && b[s + 1] === 0x79) return Key.By; // by
+      return Key.Other;
+    case 4:
+      return b[s] === 0x69 && b[s + 1] === 0x64 && b[s + 2] === 0x65 && b[s + 3] === 0x6d
+        ? Key.Idem
+        : Key.Other;
+    case 5:
+      return equals(b, s, ERROR_KEY) ? Key.Error : Key.Other;
+    case 6:
+      if (equals(b, s, METHOD_KEY)) return Key.Method;
+      if (equals(b, s, PARAMS_KEY)) return Key.Params;
+      if (equals(b, s, RESULT_KEY)) return Key.Result;
+      return Key.Other;
+  }
+  return Key.Other;
+}
+
+export const ascii = (s: string) => new TextEncoder().encode(s);
+const ERROR_KEY = ascii("error");
+const METHOD_KEY = ascii("method");
+const PARAMS_KEY = ascii("params");
+const RESULT_KEY = ascii("result");
+const FALSE = ascii("false");
+
+function equals(b: Uint8Array, at: number, word: Uint8Array): boolean {
+  for (let i = 0; i < word.length; i++) if (b[at + i] !== word[i]) return false;
+  return true;
+}
+
+/**
+ * Scans a JSON payload that is one object, filling `env` with the spans of
+ * its top-level members.
+ * @returns false when the payload is not something the scanner reads
+ * itself (then decode it the ordinary way)
+ */
+export function scanJson(payload: Uint8Array, env: Envelope): boolean {
+  env.reset(payload);
+  const b = payload;
+  let i = skipSpace(b, 0);
+  if (b[i] !== OPEN_BRACE) return false;
+  i = skipSpace(b, i + 1);
+  while (true) {
+    if (b[i] !== QUOTE) return false;
+    let k = i + 1;
+    while (k < b.length && b[k] !== QUOTE) {
+      // Keys the scanner reads itself are plain printable ASCII.
+      if (b[k] === BACKSLASH || b[k] < 0x20 || b[k] >= 0x80) return false;
+      k++;
+    }
+    if (k >= b.length) return false;
+    const key = keyOf(b, i + 1, k);
+    i = skipSpace(b, k + 1);
+    if (b[i] !== COLON) return false;
+    const start = skipSpace(b, i + 1);
+    // Members sit inside the message object, at depth 1.
+    const end = skipValue(b, start, 1);
+    if (end < 0) return false;
+    if (!take(env, key, start, end)) return false;
+    i = skipSpace(b, end);
+    if (b[i] === COMMA) {
+      i = skipSpace(b, i + 1);
+      continue;
+    }
+    return b[i] === CLOSE_BRACE && skipSpace(b, i + 1) === b.length;
+  }
+}
+
+/** Records one member; false on a duplicate or an id/method the scanner leaves to the decoder. */
+function take(env: Envelope, key: Key, start: number, end: number): boolean {
+  const b = env.payload;
+  switch (key) {
+    case Key.Id:
+      if (env.idStart >= 0) return false;
+      env.id = b[start] === QUOTE ? plainString(b, start, end) : plainInteger(b, start, end);
+      if (env.id === undefined) return false;
+      env.idStart = start;
+      env.idEnd = end;
+      return true;
+    case Key.Method:
+      if (env.methodStart >= 0) return false;
+      env.method = plainString(b, start, end);
+      env.methodStart = start;
+      env.methodEnd = end;
+      return env.method !== undefined;
+    case Key.Params:
+      if (env.paramsStart >= 0) return false;
+      env.paramsStart = start;
+      env.paramsEnd = end;
+      return true;
+    case Key.Result:
+      if (env.resultStart >= 0) return false;
+      env.resultStart = start;
+      env.resultEnd = end;
+      return true;
+    case Key.Error:
+      if (env.errorStart >= 0) return false;
+      env.errorStart = start;
+      env.errorEnd = end;
+      return true;
+    case Key.By:
+      if (env.byStart >= 0 || (env.byEnd === -2)) return false;
+      if (b[start] === QUOTE) {
+        env.byStart = start;
+        env.byEnd = end;
+      } else env.byEnd = -2; // seen, not a string: ignored as the decoder ignores it
+      return true;
+    case Key.Idem:
+      env.idempotent = !(end - start === 5 && equals(b, start, FALSE));
+      return true;
+    default:
+      return true;
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * The write side of a connection: frames queued in the same turn of the
+ * event loop go out in one write (started early at FLUSH_AT), one write in
+ * flight at a time, with what waits counted for the whole process.
+ */
+import { OutBuffer } from "./frame.ts";
+
+/**
+ * Output waiting to be written, across every connection of the process.
+ * Each connection's own limits (highWater, maxOutbound) say nothing of how
+ * many connections there are; past `highWater` here, a connection with
+ * more than OUTBOUND_SHARE pending stops reading until it has drained.
+ */
+export const processOutbound = { pending: 0, highWater: 256 * 1024 * 1024 };
+/** A connection's share of output above which the process-wide limit pauses it. */
+export const OUTBOUND_SHARE = 256 * 1024;
+
+/**
+ * Queued output starts going out at once when it reaches this size (about
+ * one Ethernet frame) instead of waiting for the end of the turn; what is
+ * queued while that write is in flight is coalesced into the next one. The
+ * peer then starts on the first answers while this side still produces the
+ * rest: on loopback with 64 calls in flight this doubled throughput against
+ * coalescing up to 32 KiB (bench/, median of 5 alternating runs).
+ */
+const FLUSH_AT = 1500;
+
+/** The output of one connection. */
+export class Outbound {
+  #conn: Deno.Conn;
+  /** Pending bytes at or under which waiters of `drained()` are woken during a burst. */
+  #wakeAt: number;
+  #onError: (err: unknown) => void;
+  #out = new OutBuffer(0);
+  #spare = new OutBuffer(0);
+  #inflight = 0;
+  #writing = false;
+  #flushQueued = false;
+  #closed = false;
+  /** What this connection counts in `processOutbound.pending`. */
+  #accounted = 0;
+  #drainWaiters: (() => void)[] | undefined;
+  #bytesOut = 0;
+  #wrote = false;
+
+  /** `onError` gets a failed write's error (the connection is then closed). */
+  constructor(conn: Deno.Conn, highWater: number, onError: (err: unknown) => void) {
+    this.#conn = conn;
+    this.#wakeAt = highWater / 2;
+    this.#onError = onError;
+  }
+
+  /** Where frames are appended; then call `queued()`. */
+  get buffer(): OutBuffer {
+    return this.#out;
+  }
+
+  /** Bytes queued or being written. */
+  get pending(): number {
+    return this.#out.length + this.#inflight;
+  }
+
+  get bytesOut(): number {
+    return this.#bytesOut;
+  }
+
+  /** Whether a write is in flight. */
+  get writing(): boolean {
+    return this.#writing;
+  }
+
+  /** Whether a write took bytes since the last call (the ticker's stall check). */
+  tookBytes(): boolean {
+    const wrote = this.#wrote;
+    this.#wrote = false;
+    return wrote;
+  }
+
+  /**
+   * Frames were appended to `buffer`: starts writing them at FLUSH_AT, else
+   * at the end of the turn.
+   * @returns false, writing nothing, when pending output passes `max`.
+   */
+  queued(max: number): boolean {
+    this.#account();
+    if (this.pending > max) return false;
+    if (this.#writing) return true;
+    if (this.#out.length >= FLUSH_AT) {
+      this.flush();
+    } else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      scheduleFlush(this);
+    }
+    return true;
+  }
+
+  /** Starts writing what is queued (the end-of-turn flush; see scheduleFlush). */
+  flush(): void {
+    this.#flushQueued = false;
+    if (this.#writing || this.#out.length === 0 || this.#closed) return;
+    this.#writeLoop();
+  }
+
+  /** Resolves once pending output is at most `bytes` (or the connection closed). */
+  drained(bytes = 0): Promise<void> {
+    if (this.pending <= bytes || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.pending <= bytes || this.#closed) resolve();
+        else (this.#drainWaiters ??= []).push(check);
+      };
+      (this.#drainWaiters ??= []).push(check);
+    });
+  }
+
+  /**
+   * Between bursts a connection does not keep a burst's output buffers (a
+   * ping fits in what release() keeps; the spare is for bursts only).
+   */
+  trim(): void {
+    if (this.#writing) return;
+    this.#out.release();
+    this.#spare.release(0);
+  }
+
+  /** The connection closed: what is queued is dropped, and waiters are woken. */
+  close(): void {
+    this.#closed = true;
+    this.#out.release(0);
+    this.#spare.release(0);
+    this.#account();
+    this.#wake();
+  }
+
+  /** Brings this connection's share of `processOutbound.pending` up to date. */
+  #account(): void {
+    const now = this.#closed ? 0 : this.pending;
+    processOutbound.pending += now - this.#accounted;
+    this.#accounted = now;
+  }
+
+  async #writeLoop(): Promise<void> {
+    this.#writing = true;
+    this.#wrote = true;
+    try {
+      while (this.#out.length > 0 && !this.#closed) {
+        const buf = this.#out;
+        this.#out = this.#spare;
+        this.#spare = buf;
+        const len = buf.length;
+        this.#inflight = len;
+        let off = 0;
+        while (off < len) {
+          const n = await this.#conn.write(buf.bytes.subarray(off, len));
+          off += n;
+          this.#bytesOut += n;
+          this.#inflight = len - off;
+          this.#wrote = true;
+          this.#account();
+        }
+        buf.reset();
+        if (this.#drainWaiters !== undefined && this.pending <= this.#wakeAt) this.#wake();
+      }
+    } catch (err) {
+      this.#onError(err);
+    } finally {
+      this.#writing = false;
+      this.#inflight = 0;
+      if (this.#out.length === 0 || this.#closed) this.#wake();
+    }
+  }
+
+  #wake(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters === undefined) return;
+    this.#drainWaiters = undefined;
+    for (const w of waiters) w();
+  }
+}
+
+/**
+ * Connections with output queued this turn, flushed together by one
+ * microtask at the end of the turn (one closure for the process, not one
+ * per connection).
+ */
+let toFlush: Outbound[] = [];
+
+function scheduleFlush(out: Outbound): void {
+  if (toFlush.length === 0) queueMicrotask(flushQueued);
+  toFlush.push(out);
+}
+
+function flushQueued(): void {
+  const outs = toFlush;
+  toFlush = [];
+  for (const out of outs) out.flush();
+}
