@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { freePort, runDist, startDist } from "./helpers/dist.ts";
-import { endsWith, startUp, topologyFile } from "./helpers/up.ts";
+import { endsWith, startUp, topologyFile, withUp } from "./helpers/up.ts";
+import { sleep } from "./helpers/raw.ts";
 
 /** Holds a port as a process that is not dist would: it accepts and says nothing. */
 function holdPort(): { port: number; close(): void } {
@@ -101,4 +102,46 @@ Deno.test("dist up --duration exits 1 when an instance never became ready", asyn
   } finally {
     await Deno.remove(file);
   }
+});
+
+Deno.test("an instance whose port another process took while it was down is said once, not restarted, and dist up exits 1", async () => {
+  const topology = '[[server]]\nname = "server"\nreplicas = 2\nport = 0\n';
+  await withUp(topology, [], async (up) => {
+    const [, port] = (await up.waitFor(/server-1 ready at 127\.0\.0\.1:(\d+)/)).map(Number);
+    const [, first] = (await up.waitFor(/server-1 started, pid (\d+)/)).map(Number);
+    Deno.kill(first, "SIGKILL");
+    const [, second] = (await up.waitFor(/server-1 restarted \(restart 1\), pid (\d+)/)).map(
+      Number,
+    );
+    // A second quick exit backs off a second: time for another process to take the port.
+    Deno.kill(second, "SIGKILL");
+    await up.waitFor(/server-1 exited \(signal SIGKILL\); restarting it in 1s/);
+    let other: Deno.Listener | undefined;
+    for (let tries = 0; other === undefined; tries++) {
+      try {
+        other = Deno.listen({ hostname: "127.0.0.1", port });
+      } catch (err) {
+        // The killed process's socket may take a moment to go.
+        if (!(err instanceof Deno.errors.AddrInUse) || tries > 100) throw err;
+        await sleep(10);
+      }
+    }
+    try {
+      const said = `server-1 cannot listen on 127.0.0.1:${port}: in use by another process`;
+      await up.waitFor(new RegExp(`dist up: ${said}; not starting it`));
+      // Well past the next backoff (2 s): nothing more is tried, the other server runs on.
+      await sleep(3000);
+      assert.equal(up.stdout().split(said).length - 1, 1, up.stdout());
+      assert.doesNotMatch(up.stdout(), /restart 2/);
+      const result = await up.stop();
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.equal(
+        result.stderr.trim(),
+        `dist: server-1 failed (port ${port} in use by another process)`,
+      );
+      assert.match(result.stdout, /dist up: server-2 stopped/);
+    } finally {
+      other.close();
+    }
+  });
 });
