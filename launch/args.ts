@@ -35,7 +35,8 @@ const MAX_INSTANCES: OptionSpec[string] = {
 export const UP: CommandInfo = {
   name: "up",
   summary: "Launch and supervise a whole topology (the embedded default without FILE)",
-  usage: "dist up [FILE] [--only A,B] [--on HOST] [--dry-run] [--duration D] [--grace D]",
+  usage:
+    "dist up [FILE] [--only A,B] [--on HOST] [--dry-run] [--duration D] [--grace D] [--max-instances N]",
   flags: {
     only: {
       type: "list",
@@ -60,7 +61,8 @@ export const UP: CommandInfo = {
     },
     readyTimeout: {
       type: "duration",
-      description: "How long an instance may take to answer sys.ping",
+      description:
+        "How long an instance may take to be ready (answer sys.ping, log its ready line)",
       default: 15_000,
     },
     maxInstances: MAX_INSTANCES,
