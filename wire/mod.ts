@@ -17,6 +17,9 @@
  *   frames), `classify.ts` (what a message is), `answers.ts` (results and
  *   errors) and `fast_path.ts` (byte-level handling: raw frames, pass-through
  *   via `json_scan.ts` and `passthrough.ts`);
+ * - `check.ts` parsers of untrusted values, and `contract.ts` a service's
+ *   methods defined once: `dispatch` serves them, `call`/`request` call them
+ *   and check the answer (the contracts are in clients/contracts/);
  * - `net.ts` listens and dials; `redial.ts` keeps a connection up, with the
  *   backoff and abortable sleep of `backoff.ts` that every retry loop uses.
  */
@@ -86,3 +89,53 @@ export { Envelope, scanJson } from "./json_scan.ts";
 export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
 export { Redialer, type RedialOptions } from "./redial.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
+export {
+  any,
+  arrayOf,
+  bool,
+  count,
+  finite,
+  int,
+  literal,
+  maybe,
+  mustBe,
+  none,
+  obj,
+  type ObjectOf,
+  type ObjectOptions,
+  oneOf,
+  opt,
+  type Optional,
+  type Parse,
+  type Parsed,
+  record,
+  refine,
+  type Shape,
+  str,
+  text,
+} from "./check.ts";
+export {
+  type AnyEvent,
+  type AnyMethod,
+  call,
+  checkResult,
+  type Contract,
+  type Dispatch,
+  dispatch,
+  type DispatchHooks,
+  type DispatchOptions,
+  emit,
+  type Event,
+  event,
+  type Handler,
+  type Handlers,
+  type Method,
+  method,
+  type MethodDef,
+  type MethodsOf,
+  type ParamsOf,
+  request,
+  type Requester,
+  type ResultOf,
+  type TypedResponse,
+} from "./contract.ts";

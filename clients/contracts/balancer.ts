@@ -1,0 +1,140 @@
+/**
+ * The balancer's own methods: `balancer.backends` on its client port, and
+ * `worker.register` on its worker port (what a worker calls once it has
+ * dialed). Any other method sent to the client port is forwarded.
+ */
+import { DistError } from "../../wire/errors.ts";
+import { any, arrayOf, count, finite, obj, oneOf, type Parse, str } from "../../wire/check.ts";
+import { type Contract, type Method, method } from "../../wire/contract.ts";
+
+/** Most a worker may declare as its capacity. */
+export const MAX_WORKER_CAPACITY = 10_000;
+
+/** One backend as `balancer.backends` lists it. */
+export interface BackendInfo {
+  /** The server's address, or the worker's name. */
+  name: string;
+  address: string;
+  /** What the backend said its name is (in the handshake). */
+  peer: string;
+  kind: "server" | "worker";
+  /** Where it came from: `backends`, `service NAME`, `worker port`. */
+  source: string;
+  state: "up" | "down";
+  /** Why it is in its state. */
+  reason: string;
+  /** Milliseconds in that state. */
+  since_ms: number;
+  inflight: number;
+  capacity: number;
+  /** Requests it answered. */
+  served: number;
+  failures: number;
+  checks_failed: number;
+  latency_ms: { p50: number; p90: number; p99: number; max: number };
+}
+
+/** `worker.register` params: the worker's name and how many tasks it runs at once. */
+export interface WorkerRegistration {
+  name: string;
+  /** Default 1, at most MAX_WORKER_CAPACITY. */
+  capacity?: number;
+}
+
+/** What `worker.register` answers. */
+export interface WorkerRegistered {
+  registered: string;
+  capacity: number;
+  /** The balancer's name. */
+  balancer: string;
+}
+
+/** The balancer's client-port methods. */
+export interface BalancerContract extends Contract {
+  readonly service: "balancer";
+  readonly methods: {
+    /** Every backend with its health and load. */
+    readonly backends: Method<"balancer.backends", unknown, BackendInfo[]>;
+  };
+  readonly events: Record<never, never>;
+}
+
+/** What workers call on the balancer's worker port. */
+export interface WorkerContract extends Contract {
+  readonly service: "worker";
+  readonly methods: {
+    /**
+     * Makes this connection a backend: the balancer then sends it requests.
+     * @throws BAD_REQUEST for a bad name or capacity, a second registration, or a name
+     * a live worker holds
+     */
+    readonly register: Method<"worker.register", WorkerRegistration, WorkerRegistered>;
+  };
+  readonly events: Record<never, never>;
+}
+
+const backendInfo: Parse<BackendInfo> = obj({
+  name: str,
+  address: str,
+  peer: str,
+  kind: oneOf(["server", "worker"]),
+  source: str,
+  state: oneOf(["up", "down"]),
+  reason: str,
+  since_ms: count,
+  inflight: count,
+  capacity: count,
+  served: count,
+  failures: count,
+  checks_failed: count,
+  latency_ms: obj({ p50: finite, p90: finite, p99: finite, max: finite }),
+});
+
+/** `balancer.backends`. */
+export const balancer: BalancerContract = {
+  service: "balancer",
+  prefix: "balancer.",
+  methods: {
+    backends: method("balancer.backends", {
+      params: any,
+      result: arrayOf(backendInfo, 1_000_000),
+    }),
+  },
+  events: {},
+};
+
+const registration: Parse<WorkerRegistration> = (params) => {
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    throw new DistError("BAD_REQUEST", "worker.register takes {name, capacity}");
+  }
+  const p = params as Record<string, unknown>;
+  if (typeof p.name !== "string" || p.name === "" || p.name.length > 200) {
+    throw new DistError("BAD_REQUEST", "worker.register: name must be a string of 1-200 chars");
+  }
+  const capacity = p.capacity ?? 1;
+  if (
+    typeof capacity !== "number" || !Number.isInteger(capacity) || capacity < 1 ||
+    capacity > MAX_WORKER_CAPACITY
+  ) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `worker.register: capacity must be an integer from 1 to ${MAX_WORKER_CAPACITY}`,
+    );
+  }
+  return { name: p.name, capacity };
+};
+
+/** `worker.register`. */
+export const worker: WorkerContract = {
+  service: "worker",
+  prefix: "worker.",
+  methods: {
+    register: method("worker.register", {
+      params: registration,
+      result: obj({ registered: str, capacity: count, balancer: str }),
+      idempotent: false,
+      errors: ["BAD_REQUEST"],
+    }),
+  },
+  events: {},
+};

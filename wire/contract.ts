@@ -1,0 +1,313 @@
+/**
+ * A service's methods, each defined once (wire name, params parser, result
+ * parser, the error codes it answers) and used by both sides: the serving
+ * side through {@link dispatch}, the one place a request meets its handler,
+ * and the calling side through the typed calls ({@link call},
+ * {@link request}), which check the answer as carefully as the server
+ * checks the request. The contracts themselves are in clients/contracts/.
+ */
+import { describe, DistError, type ErrorCode } from "./errors.ts";
+import type { Parse } from "./check.ts";
+import type { CallOptions } from "./calls.ts";
+import type { NotificationHandler, Peer, RequestHandler, RequestMeta } from "./peer.ts";
+
+/** One request method of a service. */
+export interface Method<N extends string = string, P = unknown, R = unknown> {
+  readonly kind: "method";
+  /** The wire name (`binder.lookup`). */
+  readonly name: N;
+  /** Checks the params where the method is served (BAD_REQUEST naming the field). */
+  readonly params: Parse<P>;
+  /** Checks the result where it was called (a malformed one fails the call: INTERNAL). */
+  readonly result: Parse<R>;
+  /** Whether it may also come as a notification, unanswered (`broker.publish`). */
+  readonly notify: boolean;
+  /** False: callers mark it `"idem": false`, so a balancer never sends it twice. */
+  readonly idempotent: boolean;
+  /** The codes it answers besides the wire's own (the conformance suite has a case each). */
+  readonly errors: readonly ErrorCode[];
+  /** Handshake roles allowed to call it (`["binder"]`); anyone when absent. */
+  readonly from?: readonly string[];
+}
+
+/** A notification a service sends unasked (`binder.changed`, `broker.message`). */
+export interface Event<N extends string = string, P = unknown> {
+  readonly kind: "event";
+  readonly name: N;
+  readonly params: Parse<P>;
+}
+
+/** Any method, whatever its types. */
+// deno-lint-ignore no-explicit-any
+export type AnyMethod = Method<string, any, any>;
+/** Any event, whatever its types. */
+// deno-lint-ignore no-explicit-any
+export type AnyEvent = Event<string, any>;
+
+/** A service: its methods and events by short name, and the prefix of names it owns. */
+export interface Contract {
+  readonly service: string;
+  /** Names under it are this service's: one it does not define is UNKNOWN_METHOD. */
+  readonly prefix: string;
+  readonly methods: Readonly<Record<string, AnyMethod>>;
+  readonly events: Readonly<Record<string, AnyEvent>>;
+  /** Other names of methods (the lab's `somma` for `add`), by alias. */
+  readonly aliases?: Readonly<Record<string, string>>;
+}
+
+/** How {@link method} is told about a method besides its name. */
+export interface MethodDef<P, R> {
+  params: Parse<P>;
+  result: Parse<R>;
+  notify?: boolean;
+  idempotent?: boolean;
+  errors?: readonly ErrorCode[];
+  from?: readonly string[];
+}
+
+/** Defines a method (frozen: a contract is shared by everything that imports it). */
+export function method<const N extends string, P, R>(
+  name: N,
+  def: MethodDef<P, R>,
+): Method<N, P, R> {
+  return Object.freeze({
+    kind: "method",
+    name,
+    params: def.params,
+    result: def.result,
+    notify: def.notify ?? false,
+    idempotent: def.idempotent ?? true,
+    errors: def.errors ?? [],
+    ...(def.from === undefined ? {} : { from: def.from }),
+  });
+}
+
+/** Defines an event. */
+export function event<const N extends string, P>(name: N, params: Parse<P>): Event<N, P> {
+  return Object.freeze({ kind: "event", name, params });
+}
+
+/** The params type of a method. */
+// deno-lint-ignore no-explicit-any
+export type ParamsOf<M> = M extends Method<string, infer P, any> ? P : never;
+/** The result type of a method. */
+// deno-lint-ignore no-explicit-any
+export type ResultOf<M> = M extends Method<string, any, infer R> ? R : never;
+
+type AllMethods<C> = C extends Contract ? C["methods"][keyof C["methods"]] : never;
+/** The methods of some contracts, by wire name. */
+export type MethodsOf<Cs extends readonly Contract[]> = {
+  [M in AllMethods<Cs[number]> as M["name"]]: M;
+};
+
+/** Answers one request of method M: its result (or a Promise of it), or throws a DistError. */
+export type Handler<M> = (
+  params: ParamsOf<M>,
+  peer: Peer,
+  meta: RequestMeta,
+) => ResultOf<M> | Promise<ResultOf<M>>;
+
+/** One handler per method of `Cs`, by wire name: a missing or extra one does not compile. */
+export type Handlers<Cs extends readonly Contract[]> = {
+  [N in keyof MethodsOf<Cs>]: Handler<MethodsOf<Cs>[N]>;
+};
+
+/** What runs around every dispatched request: permissions, metrics, a debug log. */
+export interface DispatchHooks {
+  /** After the params parsed, before the handler. @throws {DistError} to refuse (UNAUTHORIZED) */
+  before?(method: AnyMethod, params: unknown, peer: Peer): void;
+  /** Once the request is answered; `error` when it failed. */
+  after?(method: AnyMethod, startedAt: number, error: DistError | undefined): void;
+}
+
+/** How {@link dispatch} treats what its contracts do not define. */
+export interface DispatchOptions {
+  /** Answers any method no contract owns (the balancer forwards them); else UNKNOWN_METHOD. */
+  fallback?: RequestHandler;
+  hooks?: DispatchHooks;
+  /** The UNKNOWN_METHOD message (default `Unknown method: NAME`). */
+  unknown?: (method: string) => string;
+  /** A notification of a `notify` method whose params or handler failed (default: thrown). */
+  onBadNotification?: (method: string, err: DistError, peer: Peer) => void;
+  /** A notification no method takes (ignored: answering each would amplify garbage). */
+  onUnknownNotification?: (method: string, peer: Peer) => void;
+}
+
+/** A Peer's handlers made of contracts and their handlers. */
+export interface Dispatch {
+  readonly onRequest: RequestHandler;
+  readonly onNotification: NotificationHandler;
+  /** Whether `method` is answered here (defined, or under an owned prefix). */
+  claims(method: string): boolean;
+}
+
+interface Entry {
+  method: AnyMethod;
+  handler: Handler<AnyMethod>;
+}
+
+/**
+ * The one dispatch point: a request's method is looked up (a Map: names
+ * like `constructor` are nobody's), refused if its caller's handshake role
+ * is not allowed, its params parsed, then its handler called. A method that
+ * no contract defines is UNKNOWN_METHOD when under an owned prefix or when
+ * there is no `fallback`; a notification is taken only by `notify` methods.
+ */
+export function dispatch<const Cs extends readonly Contract[]>(
+  contracts: Cs,
+  handlers: NoInfer<Handlers<Cs>>,
+  options: DispatchOptions = {},
+): Dispatch {
+  // The one cast: the mapped type, checked at this call, to a table.
+  const byName = handlers as unknown as Record<string, Handler<AnyMethod>>;
+  const table = new Map<string, Entry>();
+  const prefixes: string[] = [];
+  for (const c of contracts) {
+    if (c.prefix !== "") prefixes.push(c.prefix);
+    for (const m of Object.values(c.methods)) {
+      const handler = byName[m.name];
+      if (typeof handler !== "function") throw new Error(`No handler for ${m.name}`);
+      table.set(m.name, { method: m, handler });
+    }
+    for (const [alias, name] of Object.entries(c.aliases ?? {})) table.set(alias, table.get(name)!);
+  }
+  const owned = (name: string) => prefixes.some((p) => name.startsWith(p));
+  const { fallback, hooks, unknown } = options;
+  const notFound = (name: string): never => {
+    const message = unknown?.(name) ?? `Unknown method: ${describe(name, 200)}`;
+    throw new DistError("UNKNOWN_METHOD", message);
+  };
+  const run = hooks === undefined
+    ? (e: Entry, params: unknown, peer: Peer, meta: RequestMeta) =>
+      e.handler(admit(e.method, params, peer), peer, meta)
+    : (e: Entry, params: unknown, peer: Peer, meta: RequestMeta) =>
+      hooked(e, hooks, params, peer, meta);
+  const onRequest: RequestHandler = (name, params, peer, meta) => {
+    const e = table.get(name);
+    if (e !== undefined) return run(e, params, peer, meta);
+    if (fallback !== undefined && !owned(name)) return fallback(name, params, peer, meta);
+    return notFound(name);
+  };
+  const onNotification: NotificationHandler = (name, params, peer) => {
+    const e = table.get(name);
+    if (e === undefined || !e.method.notify) return options.onUnknownNotification?.(name, peer);
+    const bad = options.onBadNotification;
+    try {
+      const r = e.handler(admit(e.method, params, peer), peer, NOTIFIED);
+      if (r instanceof Promise && bad !== undefined) {
+        r.catch((err) => bad(name, DistError.from(err), peer));
+      }
+    } catch (err) {
+      if (bad === undefined) throw err;
+      bad(name, DistError.from(err), peer);
+    }
+  };
+  return { onRequest, onNotification, claims: (name) => table.has(name) || owned(name) };
+}
+
+const NOTIFIED: RequestMeta = Object.freeze({ idempotent: true });
+
+/** The params of a request to `m` from `peer`, checked (its role, then its params). */
+function admit(m: AnyMethod, params: unknown, peer: Peer): unknown {
+  if (m.from !== undefined && !m.from.includes(peer.remote.role)) {
+    const who = m.from.map((r) => `"${r}"`).join(", ");
+    throw new DistError(
+      "UNAUTHORIZED",
+      `${m.name} is for ${m.from.join(", ")}s (handshake role ${who}), not ${
+        describe(peer.remote.role, 40)
+      }`,
+    );
+  }
+  return m.params(params);
+}
+
+function hooked(
+  e: Entry,
+  hooks: DispatchHooks,
+  params: unknown,
+  peer: Peer,
+  meta: RequestMeta,
+): unknown {
+  const t0 = performance.now();
+  const done = (err?: unknown) =>
+    hooks.after?.(e.method, t0, err === undefined ? undefined : DistError.from(err));
+  try {
+    const p = admit(e.method, params, peer);
+    hooks.before?.(e.method, p, peer);
+    const r = e.handler(p, peer, meta);
+    if (!(r instanceof Promise)) return (done(), r);
+    return r.then((v) => (done(), v), (err) => {
+      done(err);
+      throw err;
+    });
+  } catch (err) {
+    done(err);
+    throw err;
+  }
+}
+
+// ---- the calling side ----
+
+/** Something that sends requests: a Peer, a client Connection, a binder client. */
+export interface Requester {
+  request(method: string, params?: unknown, options?: CallOptions): Promise<Response>;
+}
+
+/** A response: the result and who did the work. */
+export interface TypedResponse<R> {
+  result: R;
+  by?: string;
+}
+type Response = TypedResponse<unknown>;
+
+/**
+ * Calls `m` through `to` and resolves with its result, checked.
+ * @throws {DistError} the peer's error, a local TIMEOUT or UNAVAILABLE, or
+ * INTERNAL `Malformed answer to METHOD from NAME: …` when the result is not
+ * what the contract says
+ */
+export function call<N extends string, P, R>(
+  to: Requester,
+  m: Method<N, P, R>,
+  params: NoInfer<P>,
+  options?: CallOptions,
+): Promise<R> {
+  return request(to, m, params, options).then((r) => r.result);
+}
+
+/** Like {@link call}, but resolves with the result and the `by` of the response. */
+export function request<N extends string, P, R>(
+  to: Requester,
+  m: Method<N, P, R>,
+  params: NoInfer<P>,
+  options?: CallOptions,
+): Promise<TypedResponse<R>> {
+  const opts = m.idempotent || options?.idempotent === false
+    ? options
+    : { ...options, idempotent: false };
+  return to.request(m.name, params, opts).then((r) => {
+    r.result = checkResult(m, r.result, r.by);
+    return r as TypedResponse<R>;
+  });
+}
+
+/** A result checked by its method's parser; a malformed one is INTERNAL. */
+export function checkResult<R>(m: Method<string, unknown, R>, result: unknown, by?: string): R {
+  try {
+    return m.result(result, "result");
+  } catch (err) {
+    const from = by === undefined ? "" : ` from ${describe(by, 60)}`;
+    throw new DistError(
+      "INTERNAL",
+      `Malformed answer to ${m.name}${from}: ${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * Sends an event of a contract to `peer`, typed.
+ * @returns false if the connection is closed
+ */
+export function emit<N extends string, P>(peer: Peer, e: Event<N, P>, params: NoInfer<P>): boolean {
+  return peer.notify(e.name, params);
+}
