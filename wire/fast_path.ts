@@ -72,8 +72,8 @@ export interface FastPathHost {
   readonly conn: FramedConn;
   readonly calls: CallTable;
   readonly admission: Admission;
-  /** Whether input is no longer handled (closed, or the protocol-error budget is spent). */
-  stopped(): boolean;
+  /** Whether the peer's input is refused (its protocol-error budget is spent). */
+  readonly answers: { readonly refusing: boolean };
   /** Decodes and handles frames as the plain path does. */
   dispatch(frames: Uint8Array[]): void;
   /** A request was taken by `onRawRequest`: it counts as received and being handled. */
@@ -82,6 +82,8 @@ export interface FastPathHost {
 
 export class FastPath {
   #host: FastPathHost;
+  #conn: FramedConn;
+  #admission: Admission;
   #requests: RawRequestHandler | undefined;
   #frames: RawFrameHandler | undefined;
   /** Set once `callRaw` is used: answers are scanned before decoding. */
@@ -94,6 +96,8 @@ export class FastPath {
 
   constructor(host: FastPathHost, hooks: FastHooks) {
     this.#host = host;
+    this.#conn = host.conn;
+    this.#admission = host.admission;
     this.#requests = hooks.onRawRequest;
     this.#frames = hooks.rawFrames;
     this.#scan = this.#requests !== undefined && host.peer.codec === jsonCodec;
@@ -117,10 +121,10 @@ export class FastPath {
     for (let i = 0; i < frames.length; i++) {
       if (!raw.accepts(frames[i])) continue;
       if (start < i) host.dispatch(frames.slice(start, i));
-      if (host.stopped()) return;
-      if (host.admission.holding) {
+      if (this.#conn.isClosed || host.answers.refusing) return;
+      if (this.#admission.holding) {
         // A request in that run had to wait: so does everything after it.
-        host.admission.hold(frames.slice(i));
+        this.#admission.hold(frames.slice(i));
         return;
       }
       if (!raw.handle(frames[i], host.peer)) host.dispatch([frames[i]]);

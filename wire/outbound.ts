@@ -82,8 +82,11 @@ export class Outbound {
    * @returns false, writing nothing, when pending output passes `max`.
    */
   queued(max: number): boolean {
-    this.#account();
-    if (this.pending > max) return false;
+    // Precondition: not closed (the connection queues nothing once it is).
+    const pending = this.#out.length + this.#inflight;
+    processOutbound.pending += pending - this.#accounted;
+    this.#accounted = pending;
+    if (pending > max) return false;
     if (this.#writing) return true;
     if (this.#out.length >= FLUSH_AT) {
       this.flush();

@@ -420,7 +420,7 @@ export class Peer {
       conn: this.conn,
       calls: this.#calls,
       admission: this.#admission,
-      stopped: () => this.conn.isClosed || this.#answers.refusing,
+      answers: this.#answers,
       dispatch: (frames) => this.#dispatch(frames),
       took: () => {
         this.#requestsIn++;
