@@ -68,7 +68,9 @@ export function formatDuration(ms: number): string {
 
 /** A network address. */
 export interface Address {
+  /** A host name or IP address. */
   host: string;
+  /** A TCP port. */
   port: number;
 }
 

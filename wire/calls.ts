@@ -7,9 +7,11 @@ import { DistError } from "./errors.ts";
 import { Envelope, scanJson } from "./json_scan.ts";
 import { cut } from "./_log.ts";
 
+/** How a call is made. */
 export interface CallOptions {
   /** Milliseconds; defaults to the peer's `timeoutMs`. */
   timeout?: number;
+  /** Aborting it fails the call at once (UNAVAILABLE, or the reason's DistError). */
   signal?: AbortSignal;
   /**
    * False marks the request non-idempotent (`"idem": false` on the wire): a

@@ -2,6 +2,7 @@ import { Decoder, Encoder } from "@msgpack/msgpack";
 import { DistError } from "./errors.ts";
 import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
 
+/** The codecs a connection may agree on. */
 export type CodecName = "json" | "msgpack";
 export const CODEC_NAMES: readonly CodecName[] = ["json", "msgpack"];
 

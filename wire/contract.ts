@@ -13,6 +13,7 @@ import type { NotificationHandler, Peer, RequestHandler, RequestMeta } from "./p
 
 /** One request method of a service. */
 export interface Method<N extends string = string, P = unknown, R = unknown> {
+  /** Tells a method from an event. */
   readonly kind: "method";
   /** The wire name (`binder.lookup`). */
   readonly name: N;
@@ -32,8 +33,11 @@ export interface Method<N extends string = string, P = unknown, R = unknown> {
 
 /** A notification a service sends unasked (`binder.changed`, `broker.message`). */
 export interface Event<N extends string = string, P = unknown> {
+  /** Tells an event from a method. */
   readonly kind: "event";
+  /** The wire name (`binder.changed`). */
   readonly name: N;
+  /** Checks the params where the event is received. */
   readonly params: Parse<P>;
 }
 
@@ -46,10 +50,13 @@ export type AnyEvent = Event<string, any>;
 
 /** A service: its methods and events by short name, and the prefix of names it owns. */
 export interface Contract {
+  /** The service's name (`binder`). */
   readonly service: string;
   /** Names under it are this service's: one it does not define is UNKNOWN_METHOD. */
   readonly prefix: string;
+  /** Its methods, by short name. */
   readonly methods: Readonly<Record<string, AnyMethod>>;
+  /** What it sends unasked, by short name. */
   readonly events: Readonly<Record<string, AnyEvent>>;
   /** Other names of methods (the lab's `somma` for `add`), by alias. */
   readonly aliases?: Readonly<Record<string, string>>;
@@ -94,7 +101,8 @@ export type ParamsOf<M> = M extends Method<string, infer P, any> ? P : never;
 // deno-lint-ignore no-explicit-any
 export type ResultOf<M> = M extends Method<string, any, infer R> ? R : never;
 
-type AllMethods<C> = C extends Contract ? C["methods"][keyof C["methods"]] : never;
+/** Every method of every contract in the union C. */
+export type AllMethods<C> = C extends Contract ? C["methods"][keyof C["methods"]] : never;
 /** The methods of some contracts, by wire name. */
 export type MethodsOf<Cs extends readonly Contract[]> = {
   [M in AllMethods<Cs[number]> as M["name"]]: M;
@@ -255,7 +263,9 @@ export interface Requester {
 
 /** A response: the result and who did the work. */
 export interface TypedResponse<R> {
+  /** The result. */
   result: R;
+  /** The process that did the work (a balancer passes it through). */
   by?: string;
 }
 type Response = TypedResponse<unknown>;

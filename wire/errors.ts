@@ -1,4 +1,4 @@
-/** The stable error codes of DESIGN.md. */
+/** The stable error codes of the wire protocol. */
 export const ERROR_CODES = [
   "BAD_REQUEST",
   "UNKNOWN_METHOD",
@@ -12,12 +12,16 @@ export const ERROR_CODES = [
   "INTERNAL",
 ] as const;
 
+/** A stable error code (`NOT_FOUND`, `TIMEOUT` …). */
 export type ErrorCode = typeof ERROR_CODES[number];
 
 /** The wire shape of an error: `{code, message, data?}`. */
 export interface ErrorBody {
+  /** The code. */
   code: ErrorCode;
+  /** What went wrong, for people. */
   message: string;
+  /** Details for programs, if any. */
   data?: unknown;
 }
 
@@ -26,9 +30,14 @@ export interface ErrorBody {
  * both arrive as a DistError with a stable `code`.
  */
 export class DistError extends Error {
+  /** Always `DistError`. */
   override name = "DistError";
+  /** What kind of failure (stable: programs test it). */
   readonly code: ErrorCode;
+  /** Details for programs, if the sender gave any. */
   readonly data?: unknown;
+
+  /** An error with `code`; `cause` is what caused it here, `data` goes to a peer too. */
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown; data?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });

@@ -115,6 +115,7 @@ export {
   text,
 } from "./check.ts";
 export {
+  type AllMethods,
   type AnyEvent,
   type AnyMethod,
   call,

@@ -20,6 +20,11 @@ export interface RedialOptions extends DialOptions {
   /** Runs on every new connection before it counts as up (e.g. to register). */
   onConnect?: (peer: Peer) => void | Promise<void>;
   onDisconnect?: (reason: CloseReason) => void;
+  /**
+   * A dial (or `onConnect`) failed, before the backoff; calling `stop()`
+   * here ends the loop (a caller that must connect the first time or fail).
+   */
+  onDialError?: (err: DistError) => void;
 }
 
 /**
@@ -147,6 +152,8 @@ export class Redialer {
       } catch (err) {
         peer?.close(CloseReason.HandshakeFailed); // onConnect failed: don't leak the socket
         this.failures++;
+        this.#options.onDialError?.(DistError.from(err));
+        if (this.#stopped) break;
         if (this.failures === 1 || this.failures % 10 === 0) {
           log.warn("Cannot reach {addr}: {error}; retrying in {ms} ms", {
             addr: `${this.address.host}:${this.address.port}`,

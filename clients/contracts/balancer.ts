@@ -14,28 +14,37 @@ export const MAX_WORKER_CAPACITY = 10_000;
 export interface BackendInfo {
   /** The server's address, or the worker's name. */
   name: string;
+  /** Where it is (a worker: its remote address). */
   address: string;
   /** What the backend said its name is (in the handshake). */
   peer: string;
+  /** A server the balancer dials, or a worker that dialed in. */
   kind: "server" | "worker";
   /** Where it came from: `backends`, `service NAME`, `worker port`. */
   source: string;
+  /** Whether it takes requests. */
   state: "up" | "down";
   /** Why it is in its state. */
   reason: string;
   /** Milliseconds in that state. */
   since_ms: number;
+  /** Requests it has now. */
   inflight: number;
+  /** The most it is given at once. */
   capacity: number;
   /** Requests it answered. */
   served: number;
+  /** Requests lost with it. */
   failures: number;
+  /** Health checks it missed. */
   checks_failed: number;
+  /** Its answers' latency percentiles (ms). */
   latency_ms: { p50: number; p90: number; p99: number; max: number };
 }
 
 /** `worker.register` params: the worker's name and how many tasks it runs at once. */
 export interface WorkerRegistration {
+  /** Unique among the balancer's workers. */
   name: string;
   /** Default 1, at most MAX_WORKER_CAPACITY. */
   capacity?: number;
@@ -43,7 +52,9 @@ export interface WorkerRegistration {
 
 /** What `worker.register` answers. */
 export interface WorkerRegistered {
+  /** The name registered. */
   registered: string;
+  /** The capacity registered. */
   capacity: number;
   /** The balancer's name. */
   balancer: string;
@@ -51,17 +62,22 @@ export interface WorkerRegistered {
 
 /** The balancer's client-port methods. */
 export interface BalancerContract extends Contract {
+  /** The service's name. */
   readonly service: "balancer";
+  /** Its methods, by short name. */
   readonly methods: {
     /** Every backend with its health and load. */
     readonly backends: Method<"balancer.backends", unknown, BackendInfo[]>;
   };
+  /** It sends no events. */
   readonly events: Record<never, never>;
 }
 
 /** What workers call on the balancer's worker port. */
 export interface WorkerContract extends Contract {
+  /** The service's name. */
   readonly service: "worker";
+  /** Its methods, by short name. */
   readonly methods: {
     /**
      * Makes this connection a backend: the balancer then sends it requests.
@@ -70,6 +86,7 @@ export interface WorkerContract extends Contract {
      */
     readonly register: Method<"worker.register", WorkerRegistration, WorkerRegistered>;
   };
+  /** It sends no events. */
   readonly events: Record<never, never>;
 }
 

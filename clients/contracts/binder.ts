@@ -22,6 +22,7 @@ export const SERVICE_NAME = /^[A-Za-z0-9][\w.-]{0,127}$/;
 const HOST = /^(?:[\w.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/;
 /** Shortest and longest lease a registration may ask for (ms). */
 export const MIN_TTL_MS = 100;
+/** Longest lease (ms). */
 export const MAX_TTL_MS = 3_600_000;
 /** Largest `meta`, as JSON. */
 export const MAX_META_BYTES = 4096;
@@ -32,8 +33,11 @@ export const MAX_LIST = 1000;
 export interface Instance {
   /** `service@host:port`. */
   id: string;
+  /** The service it is an instance of. */
   service: string;
+  /** Where to dial it. */
   host: string;
+  /** Where to dial it. */
   port: number;
   /** What the server registered with it. */
   meta?: Record<string, unknown>;
@@ -41,9 +45,11 @@ export interface Instance {
 
 /** `binder.register` params. */
 export interface Registration {
+  /** The service to register under. */
   service: string;
   /** The address clients should dial. */
   host: string;
+  /** The port clients should dial. */
   port: number;
   /** The lease (ms); the binder's `--ttl` when left out. */
   ttl_ms?: number;
@@ -53,12 +59,15 @@ export interface Registration {
 
 /** A lease: renew it with `binder.renew {id}` within `ttl_ms`. */
 export interface Lease {
+  /** The instance's id. */
   id: string;
+  /** The lease (ms). */
   ttl_ms: number;
 }
 
 /** What `binder.report_down` answers. */
 export interface ReportAnswer {
+  /** The instance reported. */
   id: string;
   /** The binder found it answering. */
   alive: boolean;
@@ -68,13 +77,17 @@ export interface ReportAnswer {
 
 /** A page of `binder.list`: pass `next` as `after` for the next page. */
 export interface ListPage {
+  /** This page's instances. */
   instances: Instance[];
+  /** Where the next page starts, when there is one. */
   next?: string;
 }
 
 /** A service's live instances (`binder.watch`'s answer, `binder.changed`). */
 export interface InstanceList {
+  /** The service. */
   service: string;
+  /** Its live instances. */
   instances: Instance[];
 }
 
@@ -83,7 +96,7 @@ function bad(message: string): DistError {
 }
 
 /** A service name. */
-export const serviceName: Parse<string> = (v) => {
+export const serviceName: Parse<string> = (v): string => {
   if (typeof v !== "string" || !SERVICE_NAME.test(v)) {
     throw bad(
       `"service" must be a name of letters, digits, ".", "_", "-" (up to 128), got ${describe(v)}`,
@@ -93,7 +106,7 @@ export const serviceName: Parse<string> = (v) => {
 };
 
 /** An instance id as `binder.register` returns it: a non-empty string of sane length. */
-export const instanceId: Parse<string> = (v, field = "id") => {
+export const instanceId: Parse<string> = (v, field = "id"): string => {
   if (typeof v !== "string" || v.length === 0 || v.length > 512) {
     throw bad(
       `"${field}" must be an instance id as returned by binder.register, got ${describe(v)}`,
@@ -103,7 +116,7 @@ export const instanceId: Parse<string> = (v, field = "id") => {
 };
 
 /** A host name or IP address. */
-export const hostName: Parse<string> = (v) => {
+export const hostName: Parse<string> = (v): string => {
   if (typeof v !== "string" || !HOST.test(v)) {
     throw bad(`"host" must be a host name or IP address, got ${describe(v)}`);
   }
@@ -160,7 +173,9 @@ const lease: Parse<Lease> = obj({ id: instanceId, ttl_ms: ttl });
 
 /** The binder's methods for clients and servers. */
 export interface BinderContract extends Contract {
+  /** The service's name. */
   readonly service: "binder";
+  /** Its methods, by short name. */
   readonly methods: {
     /** The next live instance of a service, cyclically. @throws NOT_FOUND when it has none */
     readonly lookup: Method<"binder.lookup", { service: string }, Instance>;
@@ -191,6 +206,7 @@ export interface BinderContract extends Contract {
       { service: string; watching: false }
     >;
   };
+  /** What it sends unasked. */
   readonly events: {
     /** A watched service's instances changed: the whole list. */
     readonly changed: Event<"binder.changed", InstanceList>;

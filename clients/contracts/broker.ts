@@ -100,7 +100,7 @@ export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest
 export const MAX_GROUP_LENGTH = 256;
 
 /** A queue group name. */
-export const groupName: Parse<string> = (group) => {
+export const groupName: Parse<string> = (group): string => {
   if (typeof group !== "string" || group === "" || group.length > MAX_GROUP_LENGTH) {
     throw new DistError(
       "BAD_REQUEST",
@@ -113,7 +113,7 @@ export const groupName: Parse<string> = (group) => {
 };
 
 /** A slow-subscriber policy. */
-export const policy: Parse<Policy> = (v) => {
+export const policy: Parse<Policy> = (v): Policy => {
   if (typeof v === "string" && (POLICIES as readonly string[]).includes(v)) return v as Policy;
   throw new DistError(
     "BAD_REQUEST",
@@ -138,6 +138,7 @@ const retainFlag: Parse<boolean> = (v) => {
 
 /** Default and largest number of topics one `broker.topics` answer lists. */
 export const TOPICS_DEFAULT_LIMIT = 1000;
+/** The most topics one `broker.topics` answer lists. */
 export const TOPICS_MAX_LIMIT = 10_000;
 
 const topicLimit: Parse<number> = (v) => {
@@ -167,6 +168,7 @@ function params(name: string): ObjectOptions {
 
 /** `broker.publish` params. */
 export interface Publish {
+  /** The topic (no `+`). */
   topic: string;
   /** Any JSON value (MessagePack: also binary and dates). */
   value: unknown;
@@ -202,23 +204,29 @@ export interface Subscribed {
   topics: string[];
   /** How many existing topics it covers (at least, when `truncated`). */
   topic_count: number;
+  /** The count stopped at its work bound, or more topics than listed. */
   truncated?: boolean;
 }
 
 /** What `broker.unsubscribe` answers. */
 export interface Unsubscribed {
+  /** The subscription ended. */
   sid: number;
+  /** Messages it was sent. */
   delivered: number;
+  /** Messages its policy dropped. */
   dropped: number;
 }
 
 /** One topic of `broker.topics`. */
 export interface TopicInfo {
+  /** The topic's name. */
   topic: string;
   /** It has a retained value. */
   retained: boolean;
   /** When it last saw a message (ISO 8601). */
   last_active: string;
+  /** Subscriptions that cover it. */
   subscribers: number;
   /** Messages published to it. */
   messages: number;
@@ -228,6 +236,7 @@ export interface TopicInfo {
 
 /** What `broker.topics` answers. */
 export interface TopicList {
+  /** The topics, in tree order. */
   topics: TopicInfo[];
   /** More topics match than listed. */
   truncated: boolean;
@@ -237,7 +246,9 @@ export interface TopicList {
 export interface Delivery {
   /** The subscription it is for. */
   sid?: number;
+  /** The topic it was published to. */
   topic: string;
+  /** What was published. */
   value: unknown;
   /** A retained value, sent on subscribe (not a live message). */
   retained?: boolean;
@@ -245,7 +256,9 @@ export interface Delivery {
 
 /** The broker's methods. */
 export interface BrokerContract extends Contract {
+  /** The service's name. */
   readonly service: "broker";
+  /** Its methods, by short name. */
   readonly methods: {
     /** Routes a message (a notification: fire-and-forget; a request: confirmed). */
     readonly publish: Method<"broker.publish", Publish, Published>;
@@ -256,6 +269,7 @@ export interface BrokerContract extends Contract {
     /** Existing topics under `prefix` (a pattern), at most `limit` (≤ 10,000). */
     readonly topics: Method<"broker.topics", { prefix?: string; limit?: number }, TopicList>;
   };
+  /** What it sends unasked. */
   readonly events: {
     readonly message: Event<"broker.message", Delivery>;
     /** A new topic appeared under a subscription (a notice; a slow subscriber may miss it). */

@@ -13,7 +13,9 @@ export const MAX_SLEEP_MS = 60_000;
 
 /** Params of `add`, `sub`, `mul`, `div`. */
 export interface Operands {
+  /** The first operand. */
   a: number;
+  /** The second operand. */
   b: number;
 }
 
@@ -82,11 +84,14 @@ const sleepParams: Parse<{ ms: number }> = (params) => {
 };
 
 const BAD = ["BAD_REQUEST"] as const;
-type Arithmetic<N extends string> = Method<N, Operands, number>;
+/** An operation on two numbers. */
+export type Arithmetic<N extends string> = Method<N, Operands, number>;
 
 /** The operations of a server or a worker. */
 export interface OpsContract extends Contract {
+  /** The service's name. */
   readonly service: "ops";
+  /** Its methods, by short name. */
   readonly methods: {
     /** Returns `text`. */
     readonly echo: Method<"echo", { text: string }, string>;
@@ -103,6 +108,7 @@ export interface OpsContract extends Contract {
     /** Waits `ms` (at most MAX_SLEEP_MS), returns it: for load tests. */
     readonly sleep: Method<"sleep", { ms: number }, number>;
   };
+  /** It sends no events. */
   readonly events: Record<never, never>;
 }
 

@@ -7,6 +7,7 @@ import { type Contract, type Method, method } from "../../wire/contract.ts";
 
 /** What `sys.ping` answers: alive, and who. */
 export interface Pong {
+  /** Always true. */
   pong: true;
   /** The role (`server`, `broker` …). */
   role: string;
@@ -16,7 +17,9 @@ export interface Pong {
 
 /** What `sys.stats` answers: these members in every role, and the role's own counters. */
 export interface Stats {
+  /** The role (`server`, `broker` …). */
   role: string;
+  /** The instance's name. */
   name: string;
   /** Milliseconds since the process started serving. */
   uptime_ms: number;
@@ -28,13 +31,16 @@ export interface Stats {
 
 /** The methods of the `sys` service. */
 export interface SysContract extends Contract {
+  /** The service's name. */
   readonly service: "sys";
+  /** Its methods, by short name. */
   readonly methods: {
     /** Alive? Any params are ignored. */
     readonly ping: Method<"sys.ping", unknown, Pong>;
     /** Counters and gauges of the role. */
     readonly stats: Method<"sys.stats", unknown, Stats>;
   };
+  /** It sends no events. */
   readonly events: Record<never, never>;
 }
 

@@ -1,0 +1,385 @@
+/**
+ * A connection to one dist process that stays up: {@link connect} dials it,
+ * and when the connection drops it is dialed again with backoff while
+ * requests made meanwhile wait (each within its own timeout). Requests are
+ * typed when given a contract's method (the answer is checked), or take any
+ * method by name.
+ */
+import { type Address, parseAddress } from "../config/values.ts";
+import {
+  type AnyMethod,
+  type CallOptions,
+  checkResult,
+  codecByName,
+  type CodecName,
+  type ConnSettings,
+  DistError,
+  type Event,
+  type Method,
+  type NotificationHandler,
+  type Peer,
+  type PeerInfo,
+  type RawFrameHandler,
+  Redialer,
+  type RequestHandler,
+  sleep,
+  type TypedResponse,
+} from "../wire/mod.ts";
+import { DELIVERY_PREFIX, mayStartWith } from "../roles/_pubsub_json.ts";
+import type { Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
+import { PubSub, type SubscribeOptions, type Subscription } from "./pubsub.ts";
+
+/** How {@link connect} connects. */
+export interface ConnectOptions {
+  /** This program's name, told to the other side (default `client-PID`). */
+  name?: string;
+  /** The role told in the handshake (default `client`). */
+  role?: string;
+  /** Codec of the connection (default `json`). */
+  codec?: CodecName;
+  /** Timeout of a request that names none (ms, default 30 s). */
+  timeout?: number;
+  /** How long dialing and the handshake may take (ms, default 5 s). */
+  connectTimeout?: number;
+  /**
+   * Keep dialing until the first connection is up (within `connectTimeout`)
+   * instead of failing at the first refusal (default false).
+   */
+  waitOnFirstConnect?: boolean;
+  /** Dial again when the connection drops (default true). */
+  redial?: boolean;
+  /** Aborting it closes the connection. */
+  signal?: AbortSignal;
+  /**
+   * Read `broker.message` deliveries as bytes on a JSON connection, so that
+   * subscriptions with a `raw` handler get each value's text unparsed.
+   */
+  byteDeliveries?: boolean;
+  /** Frame limit, heartbeat, liveness and write timeout of the connection. */
+  wire?: ConnSettings;
+}
+
+/** What the library's own parts (serve, pubsub) add to a connection; not public. */
+export interface LinkHooks {
+  /** Runs on every connection before requests go out on it (subscribe again, register). */
+  onConnect?: (peer: Peer) => void | Promise<void>;
+  onRequest?: RequestHandler;
+  onNotification?: NotificationHandler;
+  rawFrames?: RawFrameHandler;
+  /** Put in `by` of answers to requests served on this connection. */
+  by?: string;
+}
+
+/**
+ * Opens a connection to a dist process (`"host:port"` or `{host, port}`).
+ * @throws {DistError} UNAVAILABLE when it cannot connect (at once when refused, unless
+ * `waitOnFirstConnect`), TIMEOUT when connecting takes longer than `connectTimeout`
+ */
+export async function connect(
+  target: string | Address,
+  options: ConnectOptions = {},
+): Promise<Connection> {
+  const conn = new Connection(target, options);
+  await conn.ready();
+  return conn;
+}
+
+/** A connection to one process; see {@link connect}. */
+export class Connection {
+  /** The address dialed. */
+  readonly address: Address;
+  #dialer: Redialer;
+  #options: ConnectOptions;
+  #connectHooks: ((peer: Peer) => void | Promise<void>)[] = [];
+  #listeners = new Map<string, Set<(params: unknown) => void>>();
+  #first: DistError | undefined;
+  #everUp = false;
+  #closing: DistError | undefined;
+  #onAbort = () => this.close();
+  #pubsub: PubSub | undefined;
+
+  /**
+   * A connection that starts dialing at once; prefer {@link connect}, which
+   * resolves once it is up.
+   */
+  constructor(target: string | Address, options: ConnectOptions = {}, hooks: LinkHooks = {}) {
+    this.address = typeof target === "string" ? parseAddress(target) : target;
+    this.#options = options;
+    if (hooks.onConnect) this.#connectHooks.push(hooks.onConnect);
+    const connectTimeout = options.connectTimeout ?? 5000;
+    this.#dialer = new Redialer(this.address, {
+      ...options.wire,
+      role: options.role ?? "client",
+      name: options.name ?? `client-${Deno.pid}`,
+      by: hooks.by,
+      codec: codecByName(options.codec ?? "json"),
+      timeoutMs: options.timeout ?? options.wire?.timeoutMs,
+      connectTimeoutMs: connectTimeout,
+      onRequest: hooks.onRequest,
+      onNotification: (method, params, peer) => {
+        for (const l of this.#listeners.get(method) ?? []) l(params);
+        hooks.onNotification?.(method, params, peer);
+      },
+      rawFrames: options.byteDeliveries
+        ? {
+          accepts: (frame) => mayStartWith(frame, DELIVERY_PREFIX),
+          handle: (frame, peer) =>
+            peer.codec.name === "json" && this.#pubsub !== undefined &&
+            this.#pubsub.rawFrame(frame, peer),
+        }
+        : hooks.rawFrames,
+      onConnect: async (peer) => {
+        for (const hook of this.#connectHooks) await hook(peer);
+        this.#everUp = true;
+      },
+      onDialError: (err) => {
+        // The first connection fails at once unless told to wait for it.
+        if (this.#dialer.failures === 1 && !this.#everUp && !options.waitOnFirstConnect) {
+          this.#first = err;
+          void this.#dialer.stop();
+        }
+      },
+      onDisconnect: () => {
+        if (options.redial === false) this.close();
+      },
+    }).start();
+    options.signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /**
+   * Resolves once connected the first time.
+   * @throws {DistError} why the first connection failed
+   */
+  async ready(): Promise<this> {
+    // Without waitOnFirstConnect the dial's own timeout or refusal says why first.
+    const wait = (this.#options.connectTimeout ?? 5000) +
+      (this.#options.waitOnFirstConnect ? 0 : 1000);
+    try {
+      await this.#dialer.ready(wait);
+      return this;
+    } catch (err) {
+      this.close();
+      throw this.#first ?? err;
+    }
+  }
+
+  /**
+   * The connection now, if up (for what the library does not wrap: raw
+   * sends, counters).
+   * @ignore
+   */
+  get peer(): Peer | undefined {
+    return this.#dialer.peer;
+  }
+
+  /** Whether the connection is up now. */
+  get connected(): boolean {
+    return this.#dialer.peer !== undefined;
+  }
+
+  /** Who is at the other end (as told in the handshake), while connected. */
+  get remote(): PeerInfo | undefined {
+    return this.#dialer.peer?.remote;
+  }
+
+  /** Requests awaiting answers. */
+  get pendingCalls(): number {
+    return this.#dialer.peer?.pendingCalls ?? 0;
+  }
+
+  /** Whether a request made now may be sent (not closed, not draining). */
+  get canCall(): boolean {
+    return this.#closing === undefined;
+  }
+
+  /**
+   * Sends a request and resolves with its result: checked and typed when
+   * `method` is a contract's (`binder.methods.lookup`), as it came when it
+   * is a name (`"sys.stats"`).
+   * @throws {DistError} the other side's error (its code), TIMEOUT, UNAVAILABLE when the
+   * connection closes first or `signal` aborts, INTERNAL for a malformed answer
+   */
+  request<N extends string, P, R>(
+    method: Method<N, P, R>,
+    params: NoInfer<P>,
+    options?: CallOptions,
+  ): Promise<R>;
+  /** Sends a request by method name; the result is as it came. */
+  request(method: string, params?: unknown, options?: CallOptions): Promise<unknown>;
+  request(method: string | AnyMethod, params?: unknown, options?: CallOptions): Promise<unknown> {
+    if (typeof method === "string") {
+      const peer = this.#dialer.peer;
+      if (peer !== undefined && this.#closing === undefined) {
+        return peer.call(method, params, options);
+      }
+      return this.#later(method, params, options).then((r) => r.result);
+    }
+    return this.exchange(method, params, options).then((r) => r.result);
+  }
+
+  /** Like {@link request}, but resolves with the result and `by`: who did the work. */
+  exchange<N extends string, P, R>(
+    method: Method<N, P, R>,
+    params: NoInfer<P>,
+    options?: CallOptions,
+  ): Promise<TypedResponse<R>>;
+  /** Like {@link request} by method name, with `by`. */
+  exchange(
+    method: string,
+    params?: unknown,
+    options?: CallOptions,
+  ): Promise<TypedResponse<unknown>>;
+  exchange(
+    method: string | AnyMethod,
+    params?: unknown,
+    options?: CallOptions,
+  ): Promise<TypedResponse<unknown>> {
+    if (typeof method === "string") {
+      const peer = this.#dialer.peer;
+      if (peer !== undefined && this.#closing === undefined) {
+        return peer.request(method, params, options);
+      }
+      return this.#later(method, params, options);
+    }
+    const opts = method.idempotent ? options : { ...options, idempotent: false };
+    return this.exchange(method.name, params, opts).then((r) => {
+      r.result = checkResult(method, r.result, r.by);
+      return r;
+    });
+  }
+
+  /** A request made while not connected: waits for the connection within its timeout. */
+  async #later(method: string, params: unknown, options: CallOptions = {}) {
+    if (this.#closing !== undefined) throw this.#closing;
+    const timeout = options.timeout ?? this.#options.timeout ?? 30_000;
+    const t0 = performance.now();
+    const peer = await this.#dialer.ready(timeout).catch((err) => {
+      throw this.#closing ?? err;
+    });
+    if (options.signal?.aborted) throw new DistError("UNAVAILABLE", "Call aborted");
+    const left = Math.max(1, timeout - (performance.now() - t0));
+    return peer.request(method, params, { ...options, timeout: left });
+  }
+
+  /**
+   * Sends a notification (no answer).
+   * @throws {DistError} UNAVAILABLE when not connected
+   */
+  notify<N extends string, P>(method: Method<N, P, unknown>, params: NoInfer<P>): void;
+  /** Sends a notification by method name. */
+  notify(method: string, params?: unknown): void;
+  notify(method: string | AnyMethod, params?: unknown): void {
+    const name = typeof method === "string" ? method : method.name;
+    const peer = this.#dialer.peer;
+    if (peer === undefined || this.#closing !== undefined || !peer.notify(name, params)) {
+      throw this.#closing ?? new DistError("UNAVAILABLE", "Not connected");
+    }
+  }
+
+  /**
+   * Calls `listener` with the params of every `event` the other side sends:
+   * checked and typed when `event` is a contract's (a malformed one is
+   * dropped), as they came when it is a name.
+   * @returns a function that stops listening
+   */
+  on<N extends string, P>(event: Event<N, P>, listener: (params: P) => void): () => void;
+  /** Listens to an event by name: its params as they came. */
+  on(event: string, listener: (params: unknown) => void): () => void;
+  on(event: string | Event, listener: (params: never) => void): () => void {
+    const name = typeof event === "string" ? event : event.name;
+    const parse = typeof event === "string" ? undefined : event.params;
+    const l = (params: unknown) => {
+      let p = params;
+      if (parse !== undefined) {
+        try {
+          p = parse(params);
+        } catch {
+          return; // malformed: dropped, as a server drops a bad notification
+        }
+      }
+      (listener as (params: unknown) => void)(p);
+    };
+    let set = this.#listeners.get(name);
+    if (set === undefined) this.#listeners.set(name, set = new Set());
+    set.add(l);
+    return () => set.delete(l);
+  }
+
+  /**
+   * Publishes `value` to `topic` on a broker: fire-and-forget, or with
+   * `confirm`, a request answered once the broker has routed it.
+   * @param options `retain` (default true): keep it as the topic's retained value
+   * @returns the broker's answer with `confirm`, else undefined
+   * @throws {DistError} UNAVAILABLE when not connected; with `confirm`, the broker's
+   * BAD_REQUEST for a bad topic or value
+   */
+  publish(
+    topic: string,
+    value: unknown,
+    options?: { retain?: boolean; confirm?: boolean; timeout?: number },
+  ): Promise<Published | undefined> {
+    return this.#broker().publish(topic, value, options);
+  }
+
+  /**
+   * Subscribes to a topic subtree on a broker: iterate the subscription
+   * (`for await (const m of sub)`) for its messages.
+   * @throws {DistError} BAD_REQUEST for a bad pattern, group or policy
+   */
+  subscribe(topic: string, options?: SubscribeOptions): Promise<Subscription> {
+    return this.#broker().subscribe(topic, options);
+  }
+
+  /** Ends a subscription (as `sub.unsubscribe()`). */
+  unsubscribe(sub: Subscription): Promise<Unsubscribed | undefined> {
+    return this.#broker().unsubscribe(sub);
+  }
+
+  /** The broker's topics under `prefix` (a pattern, default `/`). */
+  topics(options?: { prefix?: string; limit?: number }): Promise<TopicList> {
+    return this.#broker().topics(options);
+  }
+
+  #broker(): PubSub {
+    return this.#pubsub ??= new PubSub(this);
+  }
+
+  /**
+   * Runs `hook` on every new connection before it is used.
+   * @ignore
+   */
+  onConnect(hook: (peer: Peer) => void | Promise<void>): void {
+    this.#connectHooks.push(hook);
+  }
+
+  /**
+   * Refuses new requests, waits (up to `timeoutMs`) for those in flight and
+   * for what is queued to be written, then closes.
+   */
+  async drain(timeoutMs = 5000): Promise<void> {
+    this.#closing ??= new DistError("UNAVAILABLE", "Connection draining");
+    const subs = this.#pubsub?.subscriptions ?? [];
+    await Promise.all(subs.map((sub) => sub.unsubscribe().catch(() => undefined)));
+    const deadline = performance.now() + timeoutMs;
+    let peer = this.#dialer.peer;
+    while (peer !== undefined && peer.pendingCalls > 0 && performance.now() < deadline) {
+      await sleep(Math.min(10, deadline - performance.now()));
+      peer = this.#dialer.peer;
+    }
+    await peer?.conn.drained(0);
+    this.close();
+  }
+
+  /** Closes the connection now: requests in flight fail with UNAVAILABLE. */
+  close(): void {
+    this.#closing ??= new DistError("UNAVAILABLE", "Connection closed");
+    this.#options.signal?.removeEventListener("abort", this.#onAbort);
+    this.#pubsub?.close();
+    void this.#dialer.stop();
+  }
+
+  /** Resolves once closed. */
+  async closed(): Promise<void> {
+    await this.#dialer.stop();
+  }
+}

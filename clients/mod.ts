@@ -1,0 +1,52 @@
+/**
+ * @module
+ * The dist client library, for Deno programs (`import … from "@dist/dist/client"`):
+ *
+ * - {@link connect}: a connection to a server, a balancer or a broker that
+ *   dials again when it drops; `request` (typed with a contract's method,
+ *   or any method by name), `notify`, `on` (events), `drain`, `close`;
+ * - on a broker connection, `publish`, `subscribe` (an async iterator of
+ *   messages, with queue groups and slow-subscriber policies), `topics`;
+ * - {@link serve}: a worker inside any program, serving the contracts it is
+ *   given through a balancer's worker port;
+ * - the contracts of every service (`sys`, `ops`, `binder`, `broker`,
+ *   `balancer`, `worker`): each method's name, params and result, as the
+ *   CLI's own roles serve and call them.
+ *
+ * - `method`, `event` and the parsers (`obj`, `str`, `int` …) to define a
+ *   program's own contracts.
+ *
+ * Files: `connection.ts`, `pubsub.ts`, `worker.ts`, and `contracts/`.
+ */
+export { connect, Connection, type ConnectOptions } from "./connection.ts";
+export { type Message, type RawDelivery, type SubscribeOptions, Subscription } from "./pubsub.ts";
+export { serve, type ServeOptions, type Serving } from "./worker.ts";
+export * from "./contracts/mod.ts";
+export {
+  type AllMethods,
+  type AnyEvent,
+  type AnyMethod,
+  type CallOptions,
+  type CodecName,
+  type ConnSettings,
+  type Contract,
+  DistError,
+  ERROR_CODES,
+  type ErrorBody,
+  type ErrorCode,
+  type Event,
+  type Handler,
+  type Handlers,
+  type Method,
+  type MethodsOf,
+  type ParamsOf,
+  type Parse,
+  type PeerInfo,
+  type RequestMeta,
+  type ResultOf,
+  type TypedResponse,
+} from "../wire/mod.ts";
+export type { Address } from "../config/values.ts";
+// For a program's own contracts (what serve() serves): methods, events, parsers.
+export { event, method, type MethodDef } from "../wire/contract.ts";
+export * from "../wire/check.ts";

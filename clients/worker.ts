@@ -1,0 +1,149 @@
+/**
+ * A worker inside any program: {@link serve} dials a balancer's worker
+ * port, registers (`worker.register {name, capacity}`) and answers the
+ * requests the balancer hands it on that connection with the handlers of
+ * its contracts. When the balancer goes away it dials again with backoff
+ * and registers again (the ZeroMQ guide's Paranoid Pirate worker; the
+ * heartbeats are the wire's).
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Address } from "../config/values.ts";
+import {
+  call,
+  type CodecName,
+  type ConnSettings,
+  type Contract,
+  dispatch,
+  type Handlers,
+  type RequestHandler,
+} from "../wire/mod.ts";
+import { Connection } from "./connection.ts";
+import { type Stats, sys, worker } from "./contracts/mod.ts";
+
+const log = getLogger(["dist", "worker"]);
+
+/** How {@link serve} serves. */
+export interface ServeOptions {
+  /** Most requests handled at once: the balancer sends no more. */
+  capacity: number;
+  /** The worker's name, registered with the balancer (default `worker-PID`). */
+  name?: string;
+  /** The connection's codec (default `json`). */
+  codec?: CodecName;
+  /** Counters added to `sys.stats`. */
+  stats?: () => Record<string, unknown>;
+  /** Aborting it stops serving (requests in flight are cut: use `drain()` to finish them). */
+  signal?: AbortSignal;
+  /** Frame limit, heartbeat, liveness and write timeout of the connection. */
+  wire?: ConnSettings;
+}
+
+/** A running {@link serve}. */
+export interface Serving {
+  /** The worker's name. */
+  readonly name: string;
+  /** Whether it is connected and registered now. */
+  readonly connected: boolean;
+  /** Requests being handled now. */
+  readonly handling: number;
+  /** Requests taken, requests that failed, and registrations so far. */
+  readonly counters: { tasks: number; errors: number; registrations: number };
+  /** Resolves once registered (true), or false after `timeoutMs`. */
+  registered(timeoutMs: number): Promise<boolean>;
+  /** Lets requests in flight finish (up to `graceMs`), then stops. */
+  drain(graceMs?: number): Promise<void>;
+  /** Stops now: requests in flight are cut. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves `service`'s contracts as a worker of the balancer at `balancer`
+ * (its worker port): `sys.ping` and `sys.stats` are answered besides.
+ * Dials until stopped; a balancer that is down or restarts is dialed again.
+ */
+export function serve<const Cs extends readonly Contract[]>(
+  balancer: string | Address,
+  service: { contracts: Cs; handlers: NoInfer<Handlers<Cs>> },
+  options: ServeOptions,
+): Serving {
+  const started = performance.now();
+  const name = options.name ?? `worker-${Deno.pid}`;
+  const { capacity } = options;
+  const counters = { tasks: 0, errors: 0, registrations: 0 };
+  const stats = (): Stats => ({
+    role: "worker",
+    name,
+    uptime_ms: Math.round(performance.now() - started),
+    rss_bytes: Deno.memoryUsage().rss,
+    balancer: `${conn.address.host}:${conn.address.port}`,
+    connected: conn.connected,
+    registrations: counters.registrations,
+    capacity,
+    tasks: counters.tasks,
+    errors: counters.errors,
+    ...options.stats?.(),
+  });
+  const d = dispatch([sys, ...service.contracts], {
+    ...service.handlers,
+    "sys.ping": () => ({ pong: true, role: "worker", name }),
+    "sys.stats": stats,
+  } as unknown as Handlers<[typeof sys, ...Cs]>); // the caller's handlers were checked at this call
+  // Requests other than sys.* are tasks; one that fails at once counts as an error.
+  const onRequest: RequestHandler = (method, params, peer, meta) => {
+    if (!method.startsWith("sys.")) counters.tasks++;
+    try {
+      return d.onRequest(method, params, peer, meta);
+    } catch (err) {
+      if (!method.startsWith("sys.")) counters.errors++;
+      throw err;
+    }
+  };
+  const waiters: (() => void)[] = [];
+  const conn = new Connection(balancer, {
+    role: "worker",
+    name,
+    codec: options.codec,
+    wire: options.wire,
+    waitOnFirstConnect: true,
+    signal: options.signal,
+  }, {
+    by: name,
+    onRequest,
+    onNotification: d.onNotification,
+    onConnect: async (peer) => {
+      await call(peer, worker.methods.register, { name, capacity }, { timeout: 5000 });
+      counters.registrations++;
+      log.info("Registered with {addr} as {name} (capacity {capacity})", {
+        addr: `${conn.address.host}:${conn.address.port}`,
+        name,
+        capacity,
+      });
+      for (const w of waiters.splice(0)) w();
+    },
+  });
+  return {
+    name,
+    counters,
+    get connected() {
+      return conn.connected;
+    },
+    get handling() {
+      return conn.peer?.handling ?? 0;
+    },
+    registered(timeoutMs) {
+      if (conn.connected) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        waiters.push(() => (clearTimeout(timer), resolve(true)));
+      });
+    },
+    async drain(graceMs = 2000) {
+      await conn.peer?.idle(graceMs);
+      await this.stop();
+    },
+    async stop() {
+      conn.close();
+      await conn.closed();
+    },
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * The client library's publish/subscribe (clients/pubsub.ts) against a
+ * real broker run in this process: the iterator's order, queue groups,
+ * slow-subscriber policies with a paused iterator, unsubscribe, and a
+ * subscription that outlives a broker restart.
+ */
+import assert from "node:assert/strict";
+import { connect, type Connection, type Message, type Subscription } from "../clients/mod.ts";
+import { startBroker, type TestBroker } from "./helpers/broker.ts";
+import { waitFor, within } from "./helpers/raw.ts";
+
+/** The next `n` messages of `sub` (within 5 s). */
+async function take(sub: Subscription, n: number): Promise<Message[]> {
+  const out: Message[] = [];
+  await within(
+    (async () => {
+      while (out.length < n) {
+        const r = await sub.next();
+        if (r.done) break;
+        out.push(r.value);
+      }
+    })(),
+    5000,
+    `${n} messages`,
+  );
+  return out;
+}
+
+async function withConnections(
+  count: number,
+  body: (b: TestBroker, conns: Connection[]) => Promise<void>,
+  brokerOptions: Record<string, unknown> = {},
+  codec: "json" | "msgpack" = "json",
+): Promise<void> {
+  const b = await startBroker(brokerOptions);
+  const conns: Connection[] = [];
+  try {
+    for (let i = 0; i < count; i++) conns.push(await connect(b.address, { codec }));
+    await body(b, conns);
+  } finally {
+    for (const c of conns) c.close();
+    await b.stop();
+  }
+}
+
+for (const codec of ["json", "msgpack"] as const) {
+  Deno.test(`subscribe() (${codec}): retained values first, flagged, then live ones in publish order`, async () => {
+    await withConnections(
+      2,
+      async (_b, [pub, conn]) => {
+        await pub.publish("/t/a", "A", { confirm: true });
+        await pub.publish("t/b/", { n: 1 }, { confirm: true });
+        await pub.publish("/other", 0, { confirm: true });
+        const sub = await conn.subscribe("/t");
+        assert.equal(sub.topic, "/t");
+        assert.deepEqual(sub.answer?.topics, ["/t/a", "/t/b"]);
+        for (let i = 1; i <= 5; i++) await pub.publish("/t/a", i);
+        const got = await take(sub, 7);
+        assert.deepEqual(
+          got.map((m) => [m.topic, m.value, m.retained ?? false]),
+          [
+            ["/t/a", "A", true],
+            ["/t/b", { n: 1 }, true],
+            ...[1, 2, 3, 4, 5].map((i) => ["/t/a", i, false]),
+          ],
+        );
+      },
+      {},
+      codec,
+    );
+  });
+}
+
+Deno.test("subscribe(): a group of two shares the messages, each to one of them", async () => {
+  await withConnections(3, async (_b, [pub, a, b]) => {
+    const subA = await a.subscribe("/jobs", { group: "g" });
+    const subB = await b.subscribe("/jobs", { group: "g" });
+    const n = 40;
+    for (let i = 0; i < n; i++) await pub.publish("/jobs", i, { retain: false });
+    const ends = await pub.publish("/jobs", "end", { retain: false, confirm: true });
+    assert.equal(ends?.deliveries, 1, "one member of the group, not both");
+    const seen: unknown[] = [];
+    const drain = async (sub: Subscription) => {
+      const mine: unknown[] = [];
+      while (sub.waiting > 0) mine.push((await sub.next()).value!.value);
+      seen.push(...mine);
+      return mine.length;
+    };
+    await waitFor(() => subA.waiting + subB.waiting === n + 1, 5000, "every message");
+    const [na, nb] = [await drain(subA), await drain(subB)];
+    assert.ok(na > 0 && nb > 0, `both got some: ${na} and ${nb}`);
+    assert.equal(new Set(seen).size, n + 1, "none twice");
+  });
+});
+
+for (const policy of ["drop-oldest", "latest"] as const) {
+  Deno.test(`subscribe() ${policy}: a paused iterator stays bounded and connected`, async () => {
+    const maxPending = 64 * 1024;
+    await withConnections(2, async (_b, [pub, conn]) => {
+      const sub = await conn.subscribe("/fast", { policy, buffer: 16 });
+      const payload = "x".repeat(1000);
+      for (let i = 0; i < 3000; i++) {
+        pub.publish("/fast", { i, payload }, { retain: false });
+        if (i % 100 === 99) await new Promise((r) => setTimeout(r, 1));
+      }
+      const last = await pub.publish("/fast", { i: "last" }, { retain: false, confirm: true });
+      assert.equal(last?.deliveries, 1);
+      const stats = await pub.request("sys.stats") as { dropped: number };
+      await waitFor(() => sub.waiting >= 16, 5000, "the buffer to fill");
+      // Read pauses at the buffer; what one read brought in may still land.
+      assert.ok(sub.waiting < 16 + 80, `bounded: ${sub.waiting} waiting`);
+      let dropped = stats.dropped;
+      let lastSeen: unknown;
+      await within(
+        (async () => {
+          while (lastSeen !== "last") {
+            lastSeen = ((await sub.next()).value!.value as { i: unknown }).i;
+          }
+        })(),
+        10_000,
+        "the last message",
+      );
+      dropped = (await pub.request("sys.stats") as { dropped: number }).dropped;
+      assert.ok(dropped > 0, "the broker applied the policy");
+      assert.equal(conn.connected, true, "not cut off");
+    }, { maxPending });
+  });
+}
+
+Deno.test("subscribe() disconnect: a subscriber that falls behind is cut off", async () => {
+  await withConnections(2, async (_b, [pub, conn]) => {
+    const cut = await connect(pub.address.host + ":" + pub.address.port, { redial: false });
+    try {
+      await cut.subscribe("/fast", { buffer: 4 });
+      const payload = "x".repeat(4000);
+      for (let i = 0; i < 2000 && cut.connected; i++) {
+        pub.publish("/fast", { i, payload }, { retain: false });
+        if (i % 50 === 49) await new Promise((r) => setTimeout(r, 1));
+      }
+      await waitFor(() => !cut.connected, 5000, "the cut-off");
+      const stats = await pub.request("sys.stats") as { slow_consumers: number };
+      assert.equal(stats.slow_consumers, 1);
+      void conn;
+    } finally {
+      cut.close();
+    }
+  }, { maxPending: 16 * 1024 });
+});
+
+Deno.test("unsubscribe() ends the iterator: a for await loop leaves", async () => {
+  await withConnections(2, async (_b, [pub, conn]) => {
+    const sub = await conn.subscribe("/u");
+    const seen: unknown[] = [];
+    const loop = (async () => {
+      for await (const m of sub) {
+        seen.push(m.value);
+        if (seen.length === 2) {
+          const counts = await sub.unsubscribe();
+          assert.equal(counts?.delivered, 2);
+        }
+      }
+    })();
+    await pub.publish("/u", 1, { confirm: true });
+    await pub.publish("/u", 2, { confirm: true });
+    await within(loop, 5000, "the loop to end");
+    const after = await pub.publish("/u", 3, { confirm: true });
+    assert.equal(after?.deliveries, 0, "the broker stopped delivering");
+    assert.deepEqual(seen, [1, 2]);
+    const topics = await conn.topics({ prefix: "/u" });
+    assert.deepEqual(topics.topics.map((t) => [t.topic, t.subscribers]), [["/u", 0]]);
+  });
+});
+
+Deno.test("a subscription outlives a broker restart: subscribed again, the iterator goes on", async () => {
+  let b = await startBroker();
+  const port = b.port;
+  const conn = await connect(b.address);
+  try {
+    const sub = await conn.subscribe("/r");
+    const pub1 = await connect(b.address);
+    await pub1.publish("/r", "before", { retain: false, confirm: true });
+    assert.equal((await take(sub, 1))[0].value, "before");
+    pub1.close();
+    await b.stop();
+    b = await startBroker({ port });
+    const pub2 = await connect(b.address);
+    try {
+      // Resubscribed once the connection is back: the publish reaches it.
+      await waitFor(() => conn.connected, 8000, "the redial");
+      let delivered = 0;
+      await within(
+        (async () => {
+          while (delivered === 0) {
+            delivered = (await pub2.publish("/r", "after", { retain: true, confirm: true }))!
+              .deliveries;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        })(),
+        8000,
+        "a delivery after the restart",
+      );
+      const after = await take(sub, 1);
+      assert.equal(after[0].value, "after");
+    } finally {
+      pub2.close();
+    }
+  } finally {
+    conn.close();
+    await b.stop();
+  }
+});
