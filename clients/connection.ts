@@ -125,7 +125,7 @@ export class Connection {
           accepts: (frame) => mayStartWith(frame, DELIVERY_PREFIX),
           handle: (frame, peer) =>
             peer.codec.name === "json" && this.#pubsub !== undefined &&
-            this.#pubsub.rawFrame(frame, peer),
+            this.#pubsub.rawFrame(frame),
         }
         : hooks.rawFrames,
       onConnect: async (peer) => {

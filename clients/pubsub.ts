@@ -237,7 +237,7 @@ export class PubSub {
   }
 
   /** The raw-frame handler of a connection with byte deliveries. */
-  rawFrame(frame: Uint8Array, peer: Peer): boolean {
+  rawFrame(frame: Uint8Array): boolean {
     const d = readDelivery(frame, this.#topics);
     if (d === undefined) return false;
     const sub = this.#bySid.get(d.sid);
