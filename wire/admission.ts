@@ -22,14 +22,21 @@ export const MIN_SHARE = 4;
  * another until the total is back under 90% of it.
  */
 export class InFlightBudget {
+  /** Requests being handled now, across the listener. */
   inFlight = 0;
+  /** Requests past which no connection starts another. */
   readonly limit: number;
   #waiting = new Set<() => void>();
 
+  /**
+   * A budget of `limit` requests.
+   * @param limit requests past which no connection starts another
+   */
   constructor(limit: number) {
     this.limit = limit;
   }
 
+  /** Whether the budget is spent. */
   get full(): boolean {
     return this.inFlight >= this.limit;
   }
@@ -39,6 +46,7 @@ export class InFlightBudget {
     this.#waiting.add(retry);
   }
 
+  /** Forgets a `wait()` (its connection closed). */
   cancel(retry: () => void): void {
     this.#waiting.delete(retry);
   }
@@ -54,6 +62,7 @@ export class InFlightBudget {
   }
 }
 
+/** How many of the peer's requests run at once (see PeerOptions). */
 export interface AdmissionLimits {
   /**
    * Most requests from the peer handled at once (answers still pending);

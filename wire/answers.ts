@@ -13,9 +13,15 @@ import { cut, log } from "./_log.ts";
  * this peer's own name (a balancer passing through its backend's name).
  */
 export class Reply {
+  /**
+   * A result with its own `by`.
+   * @param result the answer's result
+   * @param by the answer's `by` (undefined: none)
+   */
   constructor(readonly result: unknown, readonly by?: string) {}
 }
 
+/** How much garbage a connection is answered (see PeerOptions). */
 export interface AnswerLimits {
   /**
    * Most malformed messages answered on one connection; at the limit the

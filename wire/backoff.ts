@@ -41,6 +41,7 @@ export class Nap {
   }
 }
 
+/** Options of a Backoff. */
 export interface BackoffOptions {
   /** First wait (ms). */
   min: number;
@@ -58,11 +59,17 @@ export interface BackoffOptions {
  * spread by the jitter; `reset()` after a success starts again from min.
  */
 export class Backoff {
+  /** First wait (ms). */
   readonly min: number;
+  /** Longest wait (ms). */
   readonly max: number;
   #jitter: number;
   #next: number;
 
+  /**
+   * A backoff from `options`.
+   * @param options first and longest wait, and the jitter
+   */
   constructor(options: BackoffOptions) {
     this.min = options.min;
     this.max = options.max;

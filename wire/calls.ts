@@ -7,11 +7,11 @@ import { DistError } from "./errors.ts";
 import { Envelope, scanJson } from "./json_scan.ts";
 import { cut } from "./_log.ts";
 
-/** How a call is made. */
+/** Per-call options of `Peer.call` and `Peer.request`. */
 export interface CallOptions {
   /** Milliseconds; defaults to the peer's `timeoutMs`. */
   timeout?: number;
-  /** Aborting it fails the call at once (UNAVAILABLE, or the reason's DistError). */
+  /** Aborting fails the call at once (TIMEOUT for a timeout reason, else UNAVAILABLE). */
   signal?: AbortSignal;
   /**
    * False marks the request non-idempotent (`"idem": false` on the wire): a
@@ -22,7 +22,9 @@ export interface CallOptions {
 
 /** A response as received: the result and who did the work. */
 export interface Response {
+  /** The result the peer answered. */
   result: unknown;
+  /** Who did the work, when the answer said (`by`). */
   by?: string;
 }
 

@@ -27,6 +27,7 @@ export interface ConnHandler {
 
 /** Appends whole frames to an output buffer (see FramedConn.sendWith). */
 export interface FrameWriter {
+  /** Appends whole frames to `out`; throws (having appended nothing) when it cannot. */
   writeFrames(out: OutBuffer): void;
 }
 
@@ -56,6 +57,7 @@ export enum CloseReason {
   Shutdown = "shutdown",
 }
 
+/** Limits and deadlines of a FramedConn. */
 export interface FramedConnOptions {
   /** Largest frame payload accepted from the peer. */
   maxFrame?: number;
@@ -91,9 +93,13 @@ export interface FramedConnOptions {
  * silent for heartbeat × liveness is dead.
  */
 export class FramedConn {
+  /** The socket. */
   readonly conn: Deno.Conn;
+  /** Largest frame payload accepted from the peer. */
   readonly maxFrame: number;
+  /** Pending output above which reading pauses. */
   readonly highWater: number;
+  /** Pending output above which the peer is cut off as a slow consumer. */
   readonly maxOutbound: number;
   #handler: ConnHandler = this.#closingHandler();
   #tracker: Set<FramedConn> | undefined;
@@ -112,6 +118,12 @@ export class FramedConn {
   /** The codec pings are sent in, once keepAlive() has turned heartbeats on. */
   #pingCodec: Codec | undefined;
 
+  /**
+
+   * Wraps a connected socket; call `start()` to begin reading.
+   * @param conn the socket (TCP; TLS later)
+   * @param options limits and deadlines
+   */
   constructor(conn: Deno.Conn, options: FramedConnOptions = {}) {
     this.conn = conn;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
@@ -216,10 +228,12 @@ export class FramedConn {
     return this.#closed;
   }
 
+  /** Whether the connection is closed. */
   get isClosed(): boolean {
     return this.#closeReason !== undefined;
   }
 
+  /** Why it closed, once it has. */
   get closeReason(): CloseReason | undefined {
     return this.#closeReason;
   }
@@ -359,6 +373,7 @@ export class FramedConn {
     this.#inbound.pause();
   }
 
+  /** Undoes one `pauseReading()`; reading goes on once none is left. */
   resumeReading(): void {
     this.#inbound.resume();
   }

@@ -54,7 +54,9 @@ export interface RawReply {
  * Frames are views, valid only during the call.
  */
 export interface RawFrameHandler {
+  /** Whether the fast path takes `frame` (cheap and pure, e.g. a byte prefix). */
   accepts(frame: Uint8Array): boolean;
+  /** Takes `frame`; false hands it to the decoder after all. */
   handle(frame: Uint8Array, peer: Peer): boolean;
 }
 

@@ -3,6 +3,7 @@ import { type Codec, CODEC_NAMES, codecByName, type CodecName, jsonCodec } from 
 import { CloseReason, type FramedConn } from "./conn.ts";
 import type { PeerInfo } from "./peer.ts";
 
+/** The wire protocol version this side speaks (`v` of the handshake). */
 export const PROTOCOL_VERSION = 1;
 
 export interface Hello {

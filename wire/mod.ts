@@ -69,9 +69,10 @@ export {
   type RequestMeta,
 } from "./peer.ts";
 export { type CallOptions, type Response } from "./calls.ts";
-export { Reply } from "./answers.ts";
-export { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
+export { type AnswerLimits, Reply } from "./answers.ts";
+export { type AdmissionLimits, DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 export {
+  type FastHooks,
   type RawCall,
   type RawFrameHandler,
   type RawReply,

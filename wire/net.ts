@@ -17,10 +17,15 @@ import { cut, log, warnPeer } from "./_log.ts";
 
 /** Connection settings shared by listeners and dialers. */
 export interface ConnSettings {
+  /** Largest frame payload accepted (default 1 MiB). */
   maxFrame?: number;
+  /** Pending output above which reading pauses (backpressure). */
   highWater?: number;
+  /** Pending output above which a peer is cut off as a slow consumer. */
   maxOutbound?: number;
+  /** This side's heartbeat (ms); the handshake agrees on the shorter. */
   heartbeatMs?: number;
+  /** Heartbeats of silence after which the peer is dead (default 3). */
   liveness?: number;
   /** Default call timeout (ms). */
   timeoutMs?: number;
@@ -32,11 +37,15 @@ export interface ConnSettings {
   writeTimeoutMs?: number;
 }
 
+/** Options of `listen()`. */
 export interface ListenOptions extends ConnSettings {
+  /** Address to bind (default 127.0.0.1). */
   host?: string;
+  /** Port to bind (0 picks a free one). */
   port: number;
   /** This process's role and name, told to every dialer. */
   role: string;
+  /** This process's name, told to every dialer. */
   name: string;
   /** Put in `by` of every response. */
   by?: string;
@@ -47,7 +56,9 @@ export interface ListenOptions extends ConnSettings {
    * (default DEFAULT_MAX_IN_FLIGHT_TOTAL); past it no connection starts another.
    */
   maxInFlightTotal?: number;
+  /** Answers requests (see RequestHandler). */
   onRequest?: RequestHandler;
+  /** Takes notifications. */
   onNotification?: NotificationHandler;
   /** Byte pass-through of requests on JSON connections (see Peer's RawRequestHandler). */
   onRawRequest?: RawRequestHandler;
@@ -57,14 +68,18 @@ export interface ListenOptions extends ConnSettings {
   onPeer?: (peer: Peer) => void;
 }
 
+/** A running listener (see `listen()`). */
 export interface Listener {
+  /** The address bound (with the port `0` picked). */
   readonly addr: { hostname: string; port: number };
   /**
    * Name told to dialers and put in `by` of responses; settable after
    * binding, so a name may carry the port that `--port 0` picked.
    */
   name: string;
+  /** Put in `by` of responses; settable with `name`. */
   by?: string;
+  /** The connections open now (after their handshake). */
   readonly peers: ReadonlySet<Peer>;
   /**
    * Stops accepting, lets requests in flight finish (up to `graceMs`),
@@ -199,18 +214,25 @@ export function listen(options: ListenOptions): Listener {
   return self;
 }
 
+/** Options of `dial()`. */
 export interface DialOptions extends ConnSettings {
+  /** Codec to ask for (default JSON). */
   codec?: Codec;
   /** This process's role and name, told to the listener. */
   role: string;
+  /** This process's name, told to the listener. */
   name: string;
   /** Connect plus handshake timeout (ms). */
   connectTimeoutMs?: number;
+  /** Put in `by` of every response this side sends. */
   by?: string;
+  /** Answers the listener's requests on this connection. */
   onRequest?: RequestHandler;
+  /** Takes the listener's notifications. */
   onNotification?: NotificationHandler;
   /** Frames taken before decoding (see RawFrameHandler in peer.ts). */
   rawFrames?: RawFrameHandler;
+  /** Aborting ends the connect and the handshake at once (UNAVAILABLE). */
   signal?: AbortSignal;
 }
 

@@ -23,7 +23,9 @@ import { cut, log, warnPeer } from "./_log.ts";
 
 /** Who is at the other end, as told in the handshake. */
 export interface PeerInfo {
+  /** The other side's role (`server`, `client`, …). */
   role: string;
+  /** The other side's name (in logs and `by`). */
   name: string;
 }
 
@@ -52,7 +54,9 @@ export type RequestHandler = (
 /** Takes one notification (no answer is sent; what it throws is logged). */
 export type NotificationHandler = (method: string, params: unknown, peer: Peer) => void;
 
+/** How a Peer behaves: its handlers, fast paths, limits and timing. */
 export interface PeerOptions extends FastHooks, AdmissionLimits, AnswerLimits {
+  /** The codec agreed in the handshake. */
   codec: Codec;
   /** Who is at the other end (from the handshake). */
   remote?: PeerInfo;
@@ -66,6 +70,7 @@ export interface PeerOptions extends FastHooks, AdmissionLimits, AnswerLimits {
   timeoutMs?: number;
   /** Answers the peer's requests; by default every method is UNKNOWN_METHOD. */
   onRequest?: RequestHandler;
+  /** Takes the peer's notifications; by default they are ignored. */
   onNotification?: NotificationHandler;
   /** A set this peer belongs to while open (a listener's); it leaves it on close. */
   tracker?: Set<Peer>;
@@ -96,6 +101,7 @@ export class Peer {
   readonly conn: FramedConn;
   /** The codec agreed in the handshake. */
   readonly codec: Codec;
+  /** Who is at the other end, as told in the handshake. */
   readonly remote: PeerInfo;
   /** Put in `by` of every response this side sends. */
   readonly by?: string;
@@ -117,6 +123,9 @@ export class Peer {
   /** Whether each request is logged (trace level), decided once per connection. */
   #traceRequests = log.isEnabledFor("trace");
 
+  /**
+   * Runs the RPC endpoint on `conn` once its handshake is done (`listen()` and `dial()` make Peers; roles take them from there).
+   */
   constructor(conn: FramedConn, options: PeerOptions) {
     this.conn = conn;
     this.codec = options.codec;
@@ -143,6 +152,7 @@ export class Peer {
     conn.start();
   }
 
+  /** Whether the connection is closed. */
   get isClosed(): boolean {
     return this.conn.isClosed;
   }

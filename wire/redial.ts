@@ -13,12 +13,15 @@ import { cut, log } from "./_log.ts";
  */
 const STABLE_MS = 1000;
 
+/** Options of a Redialer: those of `dial()`, plus the backoff and hooks. */
 export interface RedialOptions extends DialOptions {
   /** First wait after a failure (ms); doubles up to `maxBackoffMs`. */
   minBackoffMs?: number;
+  /** Longest wait between tries (ms). */
   maxBackoffMs?: number;
   /** Runs on every new connection before it counts as up (e.g. to register). */
   onConnect?: (peer: Peer) => void | Promise<void>;
+  /** Told why each connection that was up dropped. */
   onDisconnect?: (reason: CloseReason) => void;
   /**
    * A dial (or `onConnect`) failed, before the backoff; calling `stop()`
@@ -35,6 +38,7 @@ export interface RedialOptions extends DialOptions {
  * STABLE_MS counts as a failure.
  */
 export class Redialer {
+  /** Where it dials. */
   readonly address: { host: string; port: number };
   #options: RedialOptions;
   #peer: Peer | undefined;
@@ -49,6 +53,11 @@ export class Redialer {
   /** Consecutive connections that dropped within STABLE_MS (for the log). */
   #shortDrops = 0;
 
+  /**
+   * A redialer of `address`.
+   * @param address where to dial
+   * @param options how (see RedialOptions); call `start()` to begin
+   */
   constructor(address: { host: string; port: number }, options: RedialOptions) {
     this.address = address;
     this.#options = options;
@@ -59,6 +68,7 @@ export class Redialer {
     return this.#peer && !this.#peer.isClosed ? this.#peer : undefined;
   }
 
+  /** Starts dialing in the background (once). */
   start(): this {
     this.#loop ??= this.#run();
     return this;
