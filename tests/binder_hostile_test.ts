@@ -125,7 +125,14 @@ Deno.test("bad binder.sync pushes are logged within a budget and close the conne
     assert.ok(stats.replication.bad_pushes >= 11, `bad_pushes ${stats.replication.bad_pushes}`);
     assert.deepEqual(await ids(client), []);
     const warned = lines(binder.stderr()).filter((l) => l.includes("Ignored a bad binder.sync"));
-    assert.ok(warned.length >= 1 && warned.length <= 25, `${warned.length} warning lines`);
+    // Warnings about peers are budgeted per second (20, the rest at debug): a
+    // loaded machine may spread the pushes over more than one second.
+    const at = warned.map((l) => Date.parse(l.slice(0, 24)));
+    const seconds = Math.ceil((Math.max(...at) - Math.min(...at)) / 1000) + 1;
+    assert.ok(
+      warned.length >= 1 && warned.length <= 20 * seconds + 5,
+      `${warned.length} warning lines over ${seconds} s`,
+    );
     assert.ok(warned.every((l) => l.length < 600), "every line is short");
   } finally {
     evil.close();
