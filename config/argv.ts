@@ -86,7 +86,7 @@ function knownBeforeRole(token: string): { value: boolean } | undefined {
   const name = token.slice(2, eq < 0 ? undefined : eq);
   if (name === "help" || name === "version") return { value: false };
   if (name === "config" || name === "role") return { value: eq < 0 };
-  const def = COMMON_OPTIONS[toCamel(name)];
+  const def = (COMMON_OPTIONS as OptionSpec)[toCamel(name)];
   if (def === undefined || toKebab(toCamel(name)) !== name) return undefined;
   return { value: eq < 0 && def.type !== "boolean" };
 }

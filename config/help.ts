@@ -88,10 +88,9 @@ export function formatMainHelp(roles: Record<string, RoleInfo>, version: string)
  * common ones.
  */
 export function formatRoleHelp(roleName: string, info: RoleInfo): string {
-  const common: OptionSpec = {};
-  for (const [key, def] of Object.entries(COMMON_OPTIONS)) {
-    if (!Object.hasOwn(info.options, key)) common[key] = def;
-  }
+  const common: OptionSpec = Object.fromEntries(
+    Object.entries(COMMON_OPTIONS).filter(([key]) => !Object.hasOwn(info.options, key)),
+  );
   const usage = info.usage.length > 0 ? info.usage : [`dist ${roleName} [flags]`];
   const own = flagRows(info.options);
   const shared = flagRows(common);

@@ -45,10 +45,35 @@ export interface OptionDef {
 }
 
 /** Keys are camelCase; the CLI flag is kebab-case, the topology key snake_case. */
-export type OptionSpec = Record<string, OptionDef>;
+export type OptionSpec = Readonly<Record<string, OptionDef>>;
 
-/** Converted option values keyed by camelCase name. */
+/** Converted option values keyed by camelCase name, as the loader makes them (untyped). */
 export type Options = Record<string, unknown>;
+
+/** The value an option of definition D has once converted. */
+export type ValueOf<D extends OptionDef> = D["type"] extends
+  "integer" | "number" | "duration" | "port" ? number
+  : D["type"] extends "boolean" ? boolean
+  : D["type"] extends "addresses" | "list" ? string[]
+  : D["type"] extends "choice" ? (D["choices"] extends readonly (infer C)[] ? C : string)
+  : string;
+
+/**
+ * The options of spec S, typed: one with a default is always there, one
+ * without may be undefined; all read-only (a role does not change them).
+ * A misspelt or renamed option is then a compile error where it is read.
+ */
+export type OptionsOf<S extends OptionSpec> =
+  & { readonly [K in keyof S as S[K] extends { default: unknown } ? K : never]: ValueOf<S[K]> }
+  & { readonly [K in keyof S as S[K] extends { default: unknown } ? never : K]?: ValueOf<S[K]> };
+
+/**
+ * Keeps a spec's literal types (its keys, each option's type and choices)
+ * for {@link OptionsOf}; an `: OptionSpec` annotation would erase them.
+ */
+export function defineOptions<const S extends OptionSpec>(spec: S): S {
+  return spec;
+}
 
 /** A role as the command line and the topology loader see it. */
 export interface RoleInfo {
@@ -78,18 +103,18 @@ export interface RoleInfo {
  * entry may say `host`, which also places the instance on a machine
  * (`Instance.host` of the topology, for `dist up --on HOST`).
  */
-export const HOST_OPTION: OptionDef = {
+export const HOST_OPTION = {
   type: "string",
   description: "Address to listen on",
   default: "127.0.0.1",
   metavar: "HOST",
-};
+} as const satisfies OptionDef;
 
 /**
  * What every listening role takes besides its port: `--host`,
  * `--max-connections`, `--grace`. Spread into a role's options.
  */
-export const LISTENER_OPTIONS: OptionSpec = {
+export const LISTENER_OPTIONS = defineOptions({
   host: HOST_OPTION,
   maxConnections: {
     type: "integer",
@@ -102,10 +127,10 @@ export const LISTENER_OPTIONS: OptionSpec = {
     description: "On shutdown, how long requests in flight may take to finish",
     default: 2000,
   },
-};
+});
 
 /** Options every role takes. */
-export const COMMON_OPTIONS: OptionSpec = {
+export const COMMON_OPTIONS = defineOptions({
   name: { type: "string", description: "Instance name used in logs and replies", metavar: "NAME" },
   logLevel: {
     type: "choice",
@@ -149,4 +174,7 @@ export const COMMON_OPTIONS: OptionSpec = {
     max: 64 * 1024 * 1024,
     metavar: "BYTES",
   },
-};
+});
+
+/** A role's options: the common ones, overridden by its own spec S. */
+export type RoleOptions<S extends OptionSpec> = OptionsOf<Omit<typeof COMMON_OPTIONS, keyof S> & S>;
