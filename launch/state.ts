@@ -31,6 +31,8 @@ export interface LauncherState {
   on?: string;
   pid: number;
   started_ms: number;
+  /** Where its dashboard is (`http://127.0.0.1:8090/`), when it serves one. */
+  dashboard?: string;
   instances: Record<string, InstanceState>;
 }
 
@@ -73,16 +75,33 @@ export class StateWriter {
   #dirty = false;
   #writing?: Promise<void>;
   #closed = false;
+  #listeners = new Set<(name: string, state: InstanceState) => void>();
 
   constructor(state: Omit<LauncherState, "version" | "pid" | "started_ms">) {
     this.state = { version: 1, pid: Deno.pid, started_ms: Date.now(), ...state };
   }
 
-  /** Changes an instance's entry and schedules a write. */
+  /** Changes an instance's entry and schedules a write; listeners hear of it now. */
   update(name: string, change: Partial<InstanceState>): void {
     const entry = this.state.instances[name];
     if (entry === undefined) return;
     Object.assign(entry, change);
+    for (const key of Object.keys(change) as (keyof InstanceState)[]) {
+      if (change[key] === undefined) delete entry[key];
+    }
+    for (const listener of this.#listeners) listener(name, entry);
+    this.#schedule();
+  }
+
+  /** Calls `listener` on every change of an instance (the dashboard's live view). */
+  onUpdate(listener: (name: string, state: InstanceState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Sets a launcher-wide member (the dashboard's URL) and schedules a write. */
+  set(change: Pick<Partial<LauncherState>, "dashboard">): void {
+    Object.assign(this.state, change);
     this.#schedule();
   }
 
