@@ -36,7 +36,7 @@ export const UP: CommandInfo = {
   name: "up",
   summary: "Launch and supervise a whole topology (the embedded default without FILE)",
   usage:
-    "dist up [FILE] [--only A,B] [--on HOST] [--dry-run] [--duration D] [--grace D] [--max-instances N]",
+    "dist up [FILE] [--only A,B] [--on HOST] [--dry-run] [--duration D] [--grace D] [--max-instances N] [--dashboard HOST:PORT | --no-dashboard]",
   flags: {
     only: {
       type: "list",
@@ -66,16 +66,32 @@ export const UP: CommandInfo = {
       default: 15_000,
     },
     maxInstances: MAX_INSTANCES,
+    dashboard: {
+      type: "address",
+      description:
+        "Serve the live dashboard here (default: 127.0.0.1:8090, a free port when that is taken)",
+      metavar: "HOST:PORT",
+    },
+    noDashboard: { type: "boolean", description: "Serve no dashboard" },
   },
 };
 
 export const STATUS: CommandInfo = {
   name: "status",
   summary: "Ask every instance of a topology for sys.stats and print one table",
-  usage: "dist status [FILE] [--json] [--timeout D]",
+  usage: "dist status [FILE] [--json] [--timeout D] [--watch [--interval D]]",
   flags: {
     json: { type: "boolean", description: "One JSON object per instance" },
     timeout: { type: "duration", description: "How long to wait for each answer", default: 2000 },
+    watch: {
+      type: "boolean",
+      description: "Refresh the table in place, with rates, until Ctrl-C",
+    },
+    interval: {
+      type: "duration",
+      description: "With --watch: time between two refreshes",
+      default: 1000,
+    },
     maxInstances: MAX_INSTANCES,
   },
 };

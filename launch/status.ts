@@ -5,12 +5,14 @@
  * the port an instance configured with port 0 got) comes from the state
  * files of the `dist up` processes running that topology on this machine.
  */
-import type { Instance, RoleInfo } from "../config/mod.ts";
+import { type Instance, type RoleInfo, UsageError } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, STATUS } from "./args.ts";
 import { writeStdoutQuietly } from "./output.ts";
 import { addressOf, listens } from "./plan.ts";
+import { rssOf } from "./observe/mod.ts";
 import { probe } from "./probe.ts";
 import { type InstanceState, readStates, topologyKey } from "./state.ts";
+import { watchStatus } from "./status_watch.ts";
 import { readTopology } from "./up.ts";
 
 /** One row of the table. */
@@ -34,21 +36,12 @@ export interface StatusRow {
   last_exit?: string;
   /** What is wrong, in words: "port 5557 answers, but not as server-1 (…)". */
   note?: string;
+  /** Its key rate in words (`12.5 requests/s`), with `--watch`. */
+  rate?: string;
 }
 
 /** Keys of sys.stats shown in their own columns, not among the figures. */
 const OWN_COLUMNS = new Set(["role", "name", "uptime_ms", "rss_bytes"]);
-
-/** Resident set size of a local process (0 when unknown). */
-function rssOf(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/);
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
 
 /** The row of one instance, asking it over the wire when it listens. */
 export async function statusOf(
@@ -177,15 +170,31 @@ export function formatFigures(figures: Record<string, unknown>): string {
   return parts.join(" ");
 }
 
-/** The table of `dist status`, a header line and one line per instance. */
-export function formatStatusTable(rows: StatusRow[]): string[] {
+/**
+ * The table of `dist status`, a header line and one line per instance; a
+ * RATE column when `options.rates` (`dist status --watch`).
+ */
+export function formatStatusTable(rows: StatusRow[], options: { rates?: boolean } = {}): string[] {
+  const rate = options.rates ? ["RATE"] : [];
   const table = [
-    ["INSTANCE", "ROLE", "ADDRESS", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "FIGURES"],
+    [
+      "INSTANCE",
+      "ROLE",
+      "ADDRESS",
+      "STATE",
+      ...rate,
+      "PID",
+      "UPTIME",
+      "RESTARTS",
+      "RSS",
+      "FIGURES",
+    ],
     ...rows.map((r) => [
       r.instance,
       r.role,
       r.address ?? "-",
       r.state === "exited" && r.last_exit ? `exited (${r.last_exit})` : r.state,
+      ...(options.rates ? [r.rate ?? "-"] : []),
       r.pid === null ? "-" : String(r.pid),
       r.uptime_ms === null ? "-" : formatUptime(r.uptime_ms),
       r.restarts === null ? "-" : String(r.restarts),
@@ -212,6 +221,18 @@ export async function status(argv: string[], roles: Record<string, RoleInfo>): P
   const { topology } = await readTopology(args.file, roles, {
     maxInstances: args.options.maxInstances as number,
   });
+  if ((args.options.interval as number) < 100) {
+    throw new UsageError("--interval must be at least 100ms");
+  }
+  if (args.options.watch) {
+    return await watchStatus(topology, {
+      roles,
+      key: topologyKey(args.file),
+      intervalMs: args.options.interval as number,
+      timeoutMs: args.options.timeout as number,
+      json: args.options.json as boolean,
+    });
+  }
   const states = new Map<string, InstanceState>();
   const launchers = await readStates(topologyKey(args.file));
   for (const launcher of launchers) {
@@ -226,7 +247,8 @@ export async function status(argv: string[], roles: Record<string, RoleInfo>): P
   const pids = launchers.map((l) => l.pid).join(", ");
   const footer = launchers.length === 0
     ? `No dist up of ${topology.file} runs on this machine: restarts not known`
-    : `Restarts from dist up (pid ${pids}) on this machine`;
+    : `Restarts from dist up (pid ${pids}) on this machine` +
+      launchers.filter((l) => l.dashboard).map((l) => `; dashboard at ${l.dashboard}`).join("");
   const notes = rows.filter((r) => r.note !== undefined).map((r) => `${r.instance}: ${r.note}`);
   const lines = args.options.json
     ? rows.map((r) => JSON.stringify(r))

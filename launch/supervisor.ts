@@ -40,6 +40,8 @@ export interface SupervisorOptions {
   state?: StateWriter;
   /** How to start a copy of this executable (default: {@link selfCommand}). */
   command?: SelfCommand;
+  /** The dashboard's URL, said with the "All ready" line. */
+  dashboard?: string;
   /** Where the launcher's failures go (default: stderr, as `dist: …`). */
   error?: (line: string) => void;
 }
@@ -90,7 +92,11 @@ export class Supervisor {
     for (const unit of this.#units) this.#start(unit);
     Promise.all(this.#units.map((u) => u.ready.promise)).then(() => {
       if (!this.#stopping) {
-        output.say(`All ${count} ready in ${seconds(performance.now() - this.#t0)}`);
+        const took = seconds(performance.now() - this.#t0);
+        const dashboard = this.#options.dashboard;
+        output.say(
+          `All ${count} ready in ${took}${dashboard ? `; dashboard at ${dashboard}` : ""}`,
+        );
       }
     }, () => {});
     const reason = await this.#stop.promise;
@@ -367,6 +373,8 @@ export class Supervisor {
         : "";
       if (decision.delayMs === 0) {
         output.say(`${unit.name} exited (${how}); restarting it`);
+        // Watchers see it down (red on the dashboard) until the new process is ready.
+        state?.update(unit.name, { state: "exited", pid: undefined, last_exit: how });
         this.#spawn(unit);
         return;
       }

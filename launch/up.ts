@@ -13,6 +13,7 @@ import {
   UsageError,
 } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
+import { DEFAULT_DASHBOARD, type OpenDashboard, openDashboard } from "./dashboard/mod.ts";
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
 import { readStates, StateWriter, topologyKey } from "./state.ts";
@@ -113,11 +114,28 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
       { role: p.instance.role, state: "waiting", restarts: 0, address: addressOf(p.instance) },
     ])),
   });
+  let dashboard: OpenDashboard | undefined;
+  try {
+    if (!o.noDashboard) {
+      dashboard = openDashboard(plan, {
+        address: (o.dashboard as string | undefined) ?? DEFAULT_DASHBOARD,
+        fallback: o.dashboard === undefined,
+        byName,
+        state,
+      });
+    }
+  } catch (err) {
+    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    throw err;
+  }
+  const output = new Output(plan.instances.map((p) => p.instance.name), { colour: wantsColour() });
+  if (dashboard?.note) output.say(dashboard.note);
   try {
     return await new Supervisor(plan, {
       roles,
       byName,
-      output: new Output(plan.instances.map((p) => p.instance.name), { colour: wantsColour() }),
+      output,
+      ...(dashboard === undefined ? {} : { dashboard: dashboard.url }),
       graceMs: o.grace as number,
       readyTimeoutMs: o.readyTimeout as number,
       durationMs: o.duration as number | undefined,
@@ -126,6 +144,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
       state,
     }).run();
   } finally {
+    await dashboard?.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
   }
 }

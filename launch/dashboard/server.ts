@@ -1,0 +1,225 @@
+/**
+ * The dashboard's HTTP side: the page and its assets (embedded, see
+ * assets.ts), the cluster as JSON, one instance's `sys.stats`, and a
+ * server-sent event stream that pushes every change of the
+ * {@link ClusterView}. Instances are polled only while at least one event
+ * stream is open (a page is looking).
+ *
+ * Read-only, and for this machine by default (127.0.0.1). A request whose
+ * Host is a name other than this machine's is refused (a web page elsewhere
+ * must not read the cluster through DNS rebinding); the page may load
+ * nothing but what this server serves (Content-Security-Policy).
+ */
+import type { ClusterEvent, ClusterView } from "../observe/mod.ts";
+import { type Asset, ASSETS } from "./assets.ts";
+
+/** What the page shows besides the view: the launcher and the layout of the graph. */
+export interface DashboardInfo {
+  /** The topology file's name. */
+  file: string;
+  pid: number;
+  started_ms: number;
+  /** Each instance's start step (a column of the graph). */
+  steps: Record<string, number>;
+}
+
+/** How a {@link Dashboard} serves. */
+export interface DashboardOptions {
+  hostname: string;
+  port: number;
+  view: ClusterView;
+  info: DashboardInfo;
+  /** Most event streams open at once; more are refused (503). */
+  maxClients?: number;
+}
+
+/** Events a slow page may have queued before it is cut off (it reconnects and starts over). */
+const MAX_QUEUED_EVENTS = 64;
+const DEFAULT_MAX_CLIENTS = 32;
+/** A comment line on an otherwise quiet stream, so a vanished page is noticed. */
+const KEEPALIVE_MS = 15_000;
+
+const SECURITY_HEADERS: Record<string, string> = {
+  "content-security-policy":
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; " +
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
+const encoder = new TextEncoder();
+
+/** Whether `host` (a Host header, port and all) names this machine or an IP address. */
+export function allowedHost(host: string | null, listening: string): boolean {
+  if (host === null) return false;
+  const name = host.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (name === "localhost" || name === listening.toLowerCase()) return true;
+  if (/^[\d.]+$/.test(name) || name.includes(":")) return true; // an IPv4 or IPv6 literal
+  try {
+    return name === Deno.hostname().toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+/** The page of a cluster, served over HTTP. See the module comment. */
+export class Dashboard {
+  readonly url: string;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #options: DashboardOptions;
+  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  #closers = new Set<() => void>();
+
+  /** @throws {Deno.errors.AddrInUse} (and other bind errors) when it cannot listen */
+  constructor(options: DashboardOptions) {
+    this.#options = options;
+    this.#server = Deno.serve({
+      hostname: options.hostname,
+      port: options.port,
+      onListen: () => {},
+      onError: () => new Response("Internal error", { status: 500 }),
+    }, (request) => this.#handle(request));
+    const { hostname, port } = this.#server.addr;
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    const shown = host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host;
+    this.url = `http://${shown}:${port}/`;
+  }
+
+  /** Event streams open now. */
+  get clients(): number {
+    return this.#clients.size;
+  }
+
+  async #handle(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (!allowedHost(request.headers.get("host"), this.#options.hostname)) {
+      return text(403, "Unexpected Host header");
+    }
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return text(405, "Read-only: GET only", { allow: "GET, HEAD" });
+    }
+    const path = url.pathname;
+    if (path === "/events") return this.#events();
+    if (path === "/api/cluster") return json(this.#snapshot());
+    if (path.startsWith("/api/stats/")) {
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice("/api/stats/".length));
+      } catch {
+        return text(400, "Bad instance name");
+      }
+      const result = await this.#options.view.stats(name);
+      if (result === undefined) return text(404, `No instance ${name} here`);
+      return json({ name, ...result });
+    }
+    const asset = ASSETS.get(path);
+    if (asset !== undefined) return serveAsset(asset, request);
+    return text(404, "Not found");
+  }
+
+  /** Everything the page needs to draw the cluster from scratch. */
+  #snapshot() {
+    const { view, info } = this.#options;
+    return {
+      file: info.file,
+      launcher: { pid: info.pid, started_ms: info.started_ms },
+      now: Date.now(),
+      steps: info.steps,
+      instances: view.instances(),
+      edges: view.edges,
+      history: view.history(),
+    };
+  }
+
+  #events(): Response {
+    const max = this.#options.maxClients ?? DEFAULT_MAX_CLIENTS;
+    if (this.#clients.size >= max) {
+      return text(503, `Too many dashboards open (${max})`, { "retry-after": "5" });
+    }
+    const view = this.#options.view;
+    let close = () => {};
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#clients.add(controller);
+        let done = false;
+        const send = (event: string, data: unknown) => {
+          if (done) return;
+          if ((controller.desiredSize ?? 0) <= -MAX_QUEUED_EVENTS) {
+            // The page does not read: drop it rather than queue without bound.
+            close();
+            return;
+          }
+          controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+        };
+        const unsubscribe = view.subscribe((e: ClusterEvent) => {
+          if (e.type === "instance") send("instance", e.instance);
+          else send("round", { at: e.at, instances: e.instances });
+        });
+        const release = view.watch();
+        const keepalive = setInterval(() => {
+          if (!done) controller.enqueue(encoder.encode(": keepalive\n\n"));
+        }, KEEPALIVE_MS);
+        close = () => {
+          if (done) return;
+          done = true;
+          clearInterval(keepalive);
+          unsubscribe();
+          release();
+          this.#clients.delete(controller);
+          this.#closers.delete(close);
+          try {
+            controller.close();
+          } catch {
+            // Cancelled already.
+          }
+        };
+        this.#closers.add(close);
+        send("hello", this.#snapshot());
+      },
+      cancel: () => close(),
+    }, { highWaterMark: 1 });
+    return new Response(body, {
+      headers: {
+        ...SECURITY_HEADERS,
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+      },
+    });
+  }
+
+  /** Ends every event stream and stops listening. */
+  async close(): Promise<void> {
+    for (const close of [...this.#closers]) close();
+    await this.#server.shutdown();
+  }
+}
+
+function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body + "\n", {
+    status,
+    headers: { ...SECURITY_HEADERS, "content-type": "text/plain; charset=utf-8", ...headers },
+  });
+}
+
+function json(value: unknown): Response {
+  return new Response(JSON.stringify(value), {
+    headers: {
+      ...SECURITY_HEADERS,
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+    },
+  });
+}
+
+function serveAsset(asset: Asset, request: Request): Response {
+  const headers = {
+    ...SECURITY_HEADERS,
+    "content-type": asset.type,
+    "cache-control": "no-cache",
+    etag: asset.etag,
+  };
+  if (request.headers.get("if-none-match") === asset.etag) {
+    return new Response(null, { status: 304, headers });
+  }
+  return new Response(request.method === "HEAD" ? null : asset.body, { headers });
+}
