@@ -84,86 +84,91 @@ export function binderHandlers(parts: BinderParts) {
     return { id, alive, removed: registry.get(id)?.removed !== undefined };
   }
 
-  const methods: Record<string, (p: Record<string, unknown>, peer: Peer) => unknown> = {
-    "binder.lookup": (p) => {
-      const service = checkService(p.service);
-      return whenReady(() => toInstance(registry.lookup(service)));
-    },
-    "binder.register": (p) => {
-      const reg = parseRegistration(p, parts.defaultTtlMs);
-      return whenReady(() => {
-        const entry = registry.register(reg);
-        return { id: entry.id, ttl_ms: entry.ttlMs };
-      });
-    },
-    "binder.renew": (p) => {
-      const id = checkId(p.id);
-      return whenReady(() => ({ id, ttl_ms: registry.renew(id).ttlMs }));
-    },
-    "binder.deregister": (p) => {
-      const id = checkId(p.id);
-      return whenReady(() => {
-        if (registry.remove(id, "deregistered") === undefined) {
-          throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
+  type Handler = (p: Record<string, unknown>, peer: Peer) => unknown;
+  // A Map, not an object: a method named "constructor" or "__proto__" must
+  // find nothing rather than something of Object.prototype.
+  const methods = new Map<string, Handler>(Object.entries(
+    {
+      "binder.lookup": (p) => {
+        const service = checkService(p.service);
+        return whenReady(() => toInstance(registry.lookup(service)));
+      },
+      "binder.register": (p) => {
+        const reg = parseRegistration(p, parts.defaultTtlMs);
+        return whenReady(() => {
+          const entry = registry.register(reg);
+          return { id: entry.id, ttl_ms: entry.ttlMs };
+        });
+      },
+      "binder.renew": (p) => {
+        const id = checkId(p.id);
+        return whenReady(() => ({ id, ttl_ms: registry.renew(id).ttlMs }));
+      },
+      "binder.deregister": (p) => {
+        const id = checkId(p.id);
+        return whenReady(() => {
+          if (registry.remove(id, "deregistered") === undefined) {
+            throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
+          }
+          return { id, removed: true };
+        });
+      },
+      "binder.list": (p) => {
+        const service = p.service === undefined ? undefined : checkService(p.service);
+        const after = p.after === undefined ? undefined : checkId(p.after, "after");
+        const limit = p.limit ?? MAX_LIST;
+        if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_LIST) {
+          throw new DistError("BAD_REQUEST", `"limit" must be an integer 1-${MAX_LIST}`);
         }
-        return { id, removed: true };
-      });
-    },
-    "binder.list": (p) => {
-      const service = p.service === undefined ? undefined : checkService(p.service);
-      const after = p.after === undefined ? undefined : checkId(p.after, "after");
-      const limit = p.limit ?? MAX_LIST;
-      if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_LIST) {
-        throw new DistError("BAD_REQUEST", `"limit" must be an integer 1-${MAX_LIST}`);
-      }
-      return whenReady(() => {
-        const page = registry.page(service, after, limit as number, pageBytes);
-        const answer: ListAnswer = { instances: page.entries.map(toInstance) };
-        if (page.next !== undefined) answer.next = page.next;
-        return answer;
-      });
-    },
-    "binder.report_down": (p, peer) => {
-      const id = checkId(p.id);
-      return whenReady(() => reportDown(id, peer));
-    },
-    "binder.watch": (p, peer) => {
-      const service = checkService(p.service);
-      return whenReady(() => {
-        const instances = watchedList(service);
-        if (instances === undefined) {
-          throw new DistError(
-            "FRAME_TOO_LARGE",
-            `Service ${service} has too many instances to send in one frame: ` +
-              `page through them with binder.list`,
-          );
-        }
-        if (!watchers.add(peer, service)) {
-          throw new DistError("OVERLOADED", "Too many watches on one connection");
-        }
-        return { service, instances };
-      });
-    },
-    "binder.unwatch": (p, peer) => {
-      const service = checkService(p.service);
-      watchers.remove(peer, service);
-      return { service, watching: false };
-    },
-    "binder.sync": (p, peer) => {
-      requireBinder(peer, "binder.sync");
-      return replicator.onSync(p);
-    },
-    "binder.diff": (p, peer) => {
-      requireBinder(peer, "binder.diff");
-      return replicator.onDiff(p, peer);
-    },
-  };
+        return whenReady(() => {
+          const page = registry.page(service, after, limit as number, pageBytes);
+          const answer: ListAnswer = { instances: page.entries.map(toInstance) };
+          if (page.next !== undefined) answer.next = page.next;
+          return answer;
+        });
+      },
+      "binder.report_down": (p, peer) => {
+        const id = checkId(p.id);
+        return whenReady(() => reportDown(id, peer));
+      },
+      "binder.watch": (p, peer) => {
+        const service = checkService(p.service);
+        return whenReady(() => {
+          const instances = watchedList(service);
+          if (instances === undefined) {
+            throw new DistError(
+              "FRAME_TOO_LARGE",
+              `Service ${service} has too many instances to send in one frame: ` +
+                `page through them with binder.list`,
+            );
+          }
+          if (!watchers.add(peer, service)) {
+            throw new DistError("OVERLOADED", "Too many watches on one connection");
+          }
+          return { service, instances };
+        });
+      },
+      "binder.unwatch": (p, peer) => {
+        const service = checkService(p.service);
+        watchers.remove(peer, service);
+        return { service, watching: false };
+      },
+      "binder.sync": (p, peer) => {
+        requireBinder(peer, "binder.sync");
+        return replicator.onSync(p);
+      },
+      "binder.diff": (p, peer) => {
+        requireBinder(peer, "binder.diff");
+        return replicator.onDiff(p, peer);
+      },
+    } satisfies Record<string, Handler>,
+  ));
 
   return {
     onRequest(method: string, params: unknown, peer: Peer): unknown {
       if (method === "sys.ping") return parts.ping();
       if (method === "sys.stats") return parts.stats();
-      const handler = methods[method];
+      const handler = methods.get(method);
       if (handler === undefined) {
         throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
       }
