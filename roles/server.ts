@@ -1,11 +1,12 @@
 import { getLogger } from "@logtape/logtape";
 import { LISTENER_OPTIONS, type Options } from "../config/mod.ts";
-import { DistError, listen } from "../wire/mod.ts";
+import { DistError } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import { announceListening, type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_conn.ts";
 import { REGISTER_OPTIONS, registrationFor } from "./discovery/mod.ts";
+import { listenOn } from "./_listen.ts";
 
 const log = getLogger(["dist", "server"]);
 
@@ -61,7 +62,7 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
     throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
   };
   const registration = registrationFor(options); // --service: checked before listening
-  const listener = listen({
+  const listener = listenOn("--port", {
     host: options.host as string,
     port: options.port as number,
     role: "server",

@@ -20,7 +20,6 @@ import {
   codecByName,
   DistError,
   type Envelope,
-  listen,
   type Listener,
   type Peer,
   type RequestMeta,
@@ -34,6 +33,7 @@ import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "./policies.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
+import { listenOn } from "../_listen.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -258,7 +258,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     }
     : undefined;
 
-  const clients = listen({
+  const clients = listenOn("--port", {
     ...conn,
     port: options.port as number,
     maxConnections: options.maxConnections as number,
@@ -275,7 +275,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   const registry = new WorkerRegistry(sourceOptions);
   let workers: Listener;
   try {
-    workers = listen({
+    workers = listenOn("--worker-port", {
       ...conn,
       port: options.workerPort as number,
       onRequest: (method, params, peer) => {

@@ -20,14 +20,7 @@ import {
   type Options,
   parseAddress,
 } from "../../config/mod.ts";
-import {
-  codecByName,
-  DEFAULT_MAX_FRAME,
-  dial,
-  DistError,
-  listen,
-  type Peer,
-} from "../../wire/mod.ts";
+import { codecByName, DEFAULT_MAX_FRAME, dial, DistError, type Peer } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import type { Role, RunContext } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
@@ -38,6 +31,7 @@ import { type Entry, Registry } from "./registry.ts";
 import { Replicator } from "./replication.ts";
 import { Verifier } from "./verify.ts";
 import { isVisibleChange, Watchers } from "./watch.ts";
+import { listenOn } from "../_listen.ts";
 
 const log = getLogger(["dist", "binder"]);
 
@@ -125,7 +119,7 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
   const started = performance.now();
   // Filled in below, before the first connection can finish its handshake.
   const api: { handlers?: ReturnType<typeof binderHandlers> } = {};
-  const listener = listen({
+  const listener = listenOn("--port", {
     host: options.host as string,
     port: options.port as number,
     role: "binder",

@@ -14,7 +14,6 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { LISTENER_OPTIONS, type Options } from "../../config/mod.ts";
-import { listen } from "../../wire/mod.ts";
 import { announceListening, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
@@ -30,6 +29,7 @@ export {
   type Sink,
   Subscription,
 } from "./subscriber.ts";
+import { listenOn } from "../_listen.ts";
 
 const log = getLogger(["dist", "broker"]);
 const MIB = 1024 * 1024;
@@ -109,7 +109,7 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
     uptime_ms: Math.round(performance.now() - started),
     rss_bytes: Deno.memoryUsage().rss,
   }));
-  const listener = listen({
+  const listener = listenOn("--port", {
     host: options.host as string,
     port: options.port as number,
     role: "broker",
