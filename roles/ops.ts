@@ -4,6 +4,7 @@
  */
 import { didYouMean } from "../config/mod.ts";
 import { describe, DistError } from "../wire/mod.ts";
+import { evaluate } from "./expression.ts";
 
 /** Longest `sleep` a request may ask for (ms). */
 export const MAX_SLEEP_MS = 60_000;
@@ -75,6 +76,14 @@ function sleep(params: unknown): Promise<number> {
   return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
 }
 
+function evalOf(params: unknown): number {
+  const expr = arg(params, "expr", 0);
+  if (typeof expr !== "string") {
+    throw new DistError("BAD_REQUEST", 'eval takes an expression "expr" (text, e.g. "2*pi")');
+  }
+  return evaluate(expr);
+}
+
 /** The operations, by method name; results are plain values. */
 export const OPERATIONS: Readonly<Record<string, Op>> = {
   echo: (params) => {
@@ -91,6 +100,7 @@ export const OPERATIONS: Readonly<Record<string, Op>> = {
   }),
   sum: sumOf,
   sleep,
+  eval: evalOf,
 };
 
 /** The original lab's Italian names. */
@@ -110,6 +120,8 @@ export const OPERATION_HELP: readonly string[] = [
   "div A B          A ÷ B   (alias divisione; B = 0 is an error)",
   "sum 1,2,3        the sum of a list (also: sum 1 2 3)",
   "sleep MS         waits MS milliseconds, returns MS",
+  "eval EXPR        computes EXPR: 2*pi, -2^2, sqrt(2)*max(1,3) (+ - * / % ^, pi e tau,",
+  "                 sqrt abs sin cos tan log ln exp floor ceil round min max ...)",
 ];
 
 /**
@@ -147,6 +159,13 @@ export function parseOperation(words: readonly string[]): Operation {
   if (words.length === 0) throw new DistError("BAD_REQUEST", "No operation given");
   const [first, ...rest] = words;
   const method = Object.hasOwn(ALIASES, first) ? ALIASES[first] : first;
+  // One JSON object (or, but for echo and eval, whose argument is text, one
+  // JSON array) is the params as they are: add '{"a":3,"b":4}', sum '[1,2,3]'.
+  // (In the shell, words are split at spaces: they are joined again.)
+  const whole = rest.length > 0 && Object.hasOwn(OPERATIONS, method)
+    ? jsonParams(rest.join(" "), method === "echo" || method === "eval")
+    : undefined;
+  if (whole !== undefined) return { method, params: whole };
   switch (method) {
     case "echo":
       return { method, params: { text: rest.join(" ") } };
@@ -165,6 +184,11 @@ export function parseOperation(words: readonly string[]): Operation {
     case "sleep":
       if (rest.length !== 1) throw new DistError("BAD_REQUEST", "sleep takes 1 number (ms)");
       return { method, params: { ms: parseNumber(rest[0]) } };
+    case "eval":
+      if (rest.length === 0) {
+        throw new DistError("BAD_REQUEST", 'eval takes an expression: eval "2*pi"');
+      }
+      return { method, params: { expr: rest.join(" ") } };
   }
   // A word that is not an operation but close to one is a typo ("ad", "ADD"),
   // not a method to send; namespaced methods (sys.stats) are sent as typed.
@@ -184,6 +208,23 @@ export function parseOperation(words: readonly string[]): Operation {
         ? `Parameters of ${method} must be JSON: ${text}`
         : `Unknown operation "${method}" (operations: ${known}; any other method takes JSON parameters)`,
     );
+  }
+}
+
+/**
+ * `word` as params when it is a JSON object (or array, unless `textual`);
+ * else undefined. The argument of echo and eval is text: `echo {hi}` echoes it.
+ * @throws {DistError} BAD_REQUEST for broken JSON given to a numeric operation
+ */
+function jsonParams(word: string, textual: boolean): unknown {
+  const start = word.trimStart()[0];
+  if (start !== "{" && (textual || start !== "[")) return undefined;
+  try {
+    const params = JSON.parse(word);
+    return params !== null && typeof params === "object" ? params : undefined;
+  } catch {
+    if (textual) return undefined;
+    throw new DistError("BAD_REQUEST", `Parameters are not valid JSON: ${word}`);
   }
 }
 
@@ -210,6 +251,7 @@ export function formatOperation(op: Operation): string {
     if ("values" in p && Array.isArray(p.values)) return `${op.method} ${p.values.join(",")}`;
     if ("text" in p) return `${op.method} ${p.text}`;
     if ("ms" in p) return `${op.method} ${p.ms}`;
+    if ("expr" in p) return `${op.method} ${p.expr}`;
   }
   return op.params === undefined ? op.method : `${op.method} ${JSON.stringify(op.params)}`;
 }

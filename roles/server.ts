@@ -12,7 +12,7 @@ const log = getLogger(["dist", "server"]);
 
 /** The server: answers the operations of ops.ts on its own port. */
 export const server: Role = {
-  summary: "Answer echo/add/sub/mul/div/sum/sleep requests on a port",
+  summary: "Answer echo/add/sub/mul/div/sum/sleep/eval requests on a port",
   usage: [
     "dist server [--port 5557] [--host 127.0.0.1] [--name NAME]",
     "",

@@ -14,12 +14,15 @@ import { runRandom } from "./random.ts";
 
 const SHELL_HELP = [
   ...OPERATION_HELP,
-  "random N         N random arithmetic requests",
+  "random [N]       N random arithmetic requests (10 without N)",
   "METHOD {JSON}    any method with JSON parameters (e.g. sys.stats)",
   "help             this list",
   "exit             leave (also quit, Ctrl-D, or Ctrl-C at an empty prompt)",
   "Ctrl-C           cancel the running command (twice: leave at once)",
 ];
+
+/** Requests of a `random` typed without a count. */
+const DEFAULT_RANDOM = 10;
 
 /** Lines read from a pipe and not yet run; above it, reading pauses. */
 const MAX_QUEUED_LINES = 1000;
@@ -163,9 +166,13 @@ async function runLine(words: string[], link: Link, options: ModeOptions): Promi
   let random: number | undefined;
   let op;
   if (cmd === "random") {
-    random = Number(rest[0] ?? "10");
+    random = Number(rest[0] ?? DEFAULT_RANDOM);
     if (!Number.isInteger(random) || random < 1) {
       return fail("BAD_REQUEST", `random takes a positive count, got ${rest[0]}`);
+    }
+    // A count nobody typed is said, so that a 10 is not a surprise.
+    if (rest[0] === undefined && !options.json) {
+      options.out(`random: ${DEFAULT_RANDOM} requests (random N sends N)`);
     }
   } else {
     try {
