@@ -41,6 +41,7 @@ export {
   type MethodsOf,
   type ParamsOf,
   type Parse,
+  type Peer,
   type PeerInfo,
   type RequestMeta,
   type ResultOf,

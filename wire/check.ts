@@ -24,7 +24,7 @@ export function mustBe(field: string | undefined, what: string, value: unknown):
 }
 
 /** Any string. */
-export const str: Parse<string> = (v, field) => {
+export const str: Parse<string> = (v, field): string => {
   if (typeof v !== "string") throw mustBe(field, "a string", v);
   return v;
 };
@@ -40,7 +40,7 @@ export function text(max: number): Parse<string> {
 }
 
 /** true or false. */
-export const bool: Parse<boolean> = (v, field) => {
+export const bool: Parse<boolean> = (v, field): boolean => {
   if (typeof v !== "boolean") throw mustBe(field, "true or false", v);
   return v;
 };
@@ -59,19 +59,19 @@ export function int(min: number, max: number): Parse<number> {
 export const count: Parse<number> = int(0, Number.MAX_SAFE_INTEGER);
 
 /** A finite number. */
-export const finite: Parse<number> = (v, field) => {
+export const finite: Parse<number> = (v, field): number => {
   if (typeof v !== "number" || !Number.isFinite(v)) throw mustBe(field, "a finite number", v);
   return v;
 };
 
 /** Anything: the codec has refused what no codec carries (a published value, a pass-through). */
-export const any: Parse<unknown> = (v) => v;
+export const any: Parse<unknown> = (v): unknown => v;
 
 /** Nothing in particular: params of a method that takes none (any given are ignored). */
-export const none: Parse<undefined> = () => undefined;
+export const none: Parse<undefined> = (): undefined => undefined;
 
 /** A plain object (not null, not an array), its members unchecked. */
-export const record: Parse<Record<string, unknown>> = (v, field) => {
+export const record: Parse<Record<string, unknown>> = (v, field): Record<string, unknown> => {
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw mustBe(field, "an object", v);
   return v as Record<string, unknown>;
 };
@@ -109,6 +109,7 @@ export function arrayOf<T>(item: Parse<T>, max: number): Parse<T[]> {
 
 /** An optional field of {@link obj}: absent or null is undefined. */
 export interface Optional<T> {
+  /** The field's parser, when the field is there. */
   readonly optional: Parse<T>;
 }
 
@@ -120,15 +121,18 @@ export function opt<T>(parse: Parse<T>): Optional<T> {
 /** The fields of an object parser: a parser each, or an optional one. */
 export type Shape = Record<string, Parse<unknown> | Optional<unknown>>;
 
-type RequiredPart<S extends Shape> = {
+/** The required fields of shape S, typed. */
+export type RequiredPart<S extends Shape> = {
   [K in keyof S as S[K] extends Optional<unknown> ? never : K]: S[K] extends Parse<infer T> ? T
     : never;
 };
-type OptionalPart<S extends Shape> = {
+/** The optional fields of shape S, typed. */
+export type OptionalPart<S extends Shape> = {
   [K in keyof S as S[K] extends Optional<unknown> ? K : never]?: S[K] extends Optional<infer T> ? T
     : never;
 };
-type Flat<T> = { [K in keyof T]: T[K] };
+/** T with its intersections merged (for readable types). */
+export type Flat<T> = { [K in keyof T]: T[K] };
 /** The type an object parser of shape S returns. */
 export type ObjectOf<S extends Shape> = Flat<RequiredPart<S> & OptionalPart<S>>;
 

@@ -64,11 +64,17 @@ export interface Contract {
 
 /** How {@link method} is told about a method besides its name. */
 export interface MethodDef<P, R> {
+  /** Checks the params (see {@link Method.params}). */
   params: Parse<P>;
+  /** Checks the result (see {@link Method.result}). */
   result: Parse<R>;
+  /** May come as a notification (default false). */
   notify?: boolean;
+  /** May be sent twice (default true). */
   idempotent?: boolean;
+  /** The codes it answers (default none). */
   errors?: readonly ErrorCode[];
+  /** Handshake roles allowed to call it (default anyone). */
   from?: readonly string[];
 }
 
