@@ -67,7 +67,19 @@
 
   function rateText(v) {
     if (v.rate_unit === null) return "no rate";
-    return `${formatRate(v.rate)} ${v.rate_unit}`;
+    return v.rate === null ? "-" : `${formatRate(v.rate)} ${v.rate_unit}`;
+  }
+
+  /** "down: signal SIGKILL", "down: not answering", "starting". */
+  function healthText(v) {
+    if (v.health !== "down") return v.health;
+    if (v.note) return "down: not answering";
+    return v.last_exit ? `down: ${v.last_exit}` : "down";
+  }
+
+  /** Text cut to `max` characters (an SVG line does not wrap). */
+  function cut(text, max) {
+    return text.length > max ? `${text.slice(0, max - 1)}…` : text;
   }
 
   function uptimeOf(v) {
@@ -244,9 +256,7 @@
       node.setAttribute("data-health", v.health);
       node.querySelector(".role").textContent = `${v.role} · ${v.address ?? "no port"}`;
       const rate = node.querySelector(".rate");
-      rate.textContent = v.health === "up"
-        ? rateText(v)
-        : `${v.health}${v.note ? ": " + v.note : ""}`;
+      rate.textContent = cut(v.health === "up" ? rateText(v) : healthText(v), 30);
       rate.setAttribute("data-value", v.rate === null ? "" : String(v.rate));
     }
     const card = document.querySelector(`.card[data-instance="${CSS.escape(v.name)}"]`);

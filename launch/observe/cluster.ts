@@ -267,7 +267,9 @@ export class ClusterView {
     const started = state?.pid !== undefined ? state.started_ms ?? null : null;
     const key = ratesOf(spec.role)[0];
     let note: string | null = null;
-    if (fresh !== undefined && !fresh.ok && (health === "down" || spec.remote)) {
+    // Silent while the launcher holds it ready (or it is another host's): say why.
+    const held = spec.remote || state?.state === "ready" || state?.state === "running";
+    if (fresh !== undefined && !fresh.ok && held && health === "down") {
       note = fresh.impostor !== undefined
         ? `its port answers as ${fresh.impostor}`
         : `not answering: ${fresh.error ?? "no answer"}`;

@@ -1,6 +1,6 @@
 /**
  * The dashboard of `dist up` over HTTP (the browser test is
- * dashboard_browser_test.ts): the URL on the "All ready" line, the page and
+ * up_dashboard_browser_test.ts): the URL on the "All ready" line, the page and
  * its assets from the launcher, the cluster as JSON with every instance and
  * the references as edges, one instance's sys.stats, the event stream
  * (hello, then rounds), the refusals (other methods, a foreign Host, unknown
