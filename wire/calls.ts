@@ -78,31 +78,22 @@ export class CallTable {
     return this.#pending.size;
   }
 
-  /** Whether `id` is a call awaiting its answer. */
-  has(id: number): boolean {
-    return this.#pending.has(id);
-  }
-
-  /** Whether the call `id` awaits its answer as bytes (see `Peer.callRaw`). */
-  isRaw(id: number): boolean {
-    return this.#pending.get(id)?.raw !== undefined;
+  /** The id of the next call (each is used once). */
+  nextId(): number {
+    return this.#nextId++;
   }
 
   /**
-   * Makes a call: `send(id)` puts the request on the wire, or throws why it
-   * cannot (closed, FRAME_TOO_LARGE: the promise rejects with that); the
-   * promise settles with the answer, a timeout after `timeoutMs` or the
-   * signal's abort.
+   * Awaits the answer to call `id`, just sent: the promise settles with it,
+   * with TIMEOUT after `timeoutMs`, or with the signal's abort.
    */
-  call(
+  wait(
+    id: number,
     method: string,
     full: boolean,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-    send: (id: number) => void,
   ): Promise<unknown> {
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const entry: Pending = {
         resolve,
@@ -111,12 +102,6 @@ export class CallTable {
         full,
         method,
       };
-      try {
-        send(id);
-      } catch (err) {
-        reject(DistError.from(err));
-        return;
-      }
       this.#add(id, entry);
       if (signal) {
         const onAbort = () => {
@@ -128,13 +113,8 @@ export class CallTable {
     });
   }
 
-  /**
-   * A call whose answer goes to `sink` undecoded: `send(id)` writes it.
-   * @returns false when `send` did (the connection is closed): nothing waits.
-   */
-  callRaw(sink: RawAnswerSink, timeoutMs: number, send: (id: number) => boolean): boolean {
-    const id = this.#nextId++;
-    if (!send(id)) return false;
+  /** Awaits the answer to call `id`, just sent as bytes, in `sink` (undecoded). */
+  waitRaw(id: number, sink: RawAnswerSink, timeoutMs: number): void {
     this.#add(id, {
       resolve: ignore,
       reject: ignore, // failures go to the sink (see fail)
@@ -143,7 +123,6 @@ export class CallTable {
       method: "(forwarded)",
       raw: sink,
     });
-    return true;
   }
 
   #add(id: number, entry: Pending): void {

@@ -86,6 +86,7 @@ export class FastPath {
   #host: FastPathHost;
   #conn: FramedConn;
   #admission: Admission;
+  #calls: CallTable;
   #requests: RawRequestHandler | undefined;
   #frames: RawFrameHandler | undefined;
   /** Set once `callRaw` is used: answers are scanned before decoding. */
@@ -100,6 +101,7 @@ export class FastPath {
     this.#host = host;
     this.#conn = host.conn;
     this.#admission = host.admission;
+    this.#calls = host.calls;
     this.#requests = hooks.onRawRequest;
     this.#frames = hooks.rawFrames;
     this.#scan = this.#requests !== undefined && host.peer.codec === jsonCodec;
@@ -138,20 +140,17 @@ export class FastPath {
 
   /** See `Peer.callRaw`. */
   callRaw(call: RawCall, timeoutMs: number): boolean {
-    const conn = this.#host.conn;
-    const writer = this.#writer;
-    const sent = this.#host.calls.callRaw(
-      call,
-      timeoutMs,
-      (id) => conn.sendWith(writer.request(call, id, conn.maxFrame)),
-    );
-    if (sent) this.#rawCalls = this.#scan = true;
-    return sent;
+    const conn = this.#conn;
+    const id = this.#calls.nextId();
+    if (!conn.sendWith(this.#writer.request(call, id, conn.maxFrame))) return false;
+    this.#calls.waitRaw(id, call, timeoutMs);
+    this.#rawCalls = this.#scan = true;
+    return true;
   }
 
   /** Queues the frame `reply` writes. @throws what `writeAnswer` throws */
   answerRaw(reply: RawReply): void {
-    const conn = this.#host.conn;
+    const conn = this.#conn;
     conn.sendWith(this.#writer.reply(reply, conn.maxFrame));
   }
 
@@ -163,12 +162,12 @@ export class FastPath {
     const host = this.#host;
     const env = this.#envelope ??= new Envelope();
     let rest: Uint8Array[] | undefined;
-    for (let i = 0; i < frames.length && !host.conn.isClosed; i++) {
+    for (let i = 0; i < frames.length && !this.#conn.isClosed; i++) {
       const frame = frames[i];
       let taken = false;
       if (scanJson(frame, env)) {
         if (env.isRequest) {
-          if (!host.admission.mayStart()) {
+          if (!this.#admission.mayStart()) {
             // No room: this frame and all after it take the decoding path,
             // which keeps them, in order, until there is.
             return rest === undefined ? frames : rest.concat(frames.slice(i));
@@ -178,7 +177,7 @@ export class FastPath {
             host.took();
           }
         } else if (env.isResponse && this.#rawCalls) {
-          taken = host.calls.settleRaw(env.id as number, env);
+          taken = this.#calls.settleRaw(env.id as number, env);
         }
       }
       if (taken) rest ??= frames.slice(0, i);

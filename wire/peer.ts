@@ -9,7 +9,7 @@ import { describe, DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
 import { Admission, type AdmissionLimits } from "./admission.ts";
-import { type CallOptions, CallTable, type Response } from "./calls.ts";
+import { abortError, type CallOptions, CallTable, type Response } from "./calls.ts";
 import { classify, Message } from "./classify.ts";
 import {
   FastHooks,
@@ -197,18 +197,19 @@ export class Peer {
 
   #call(method: string, params: unknown, options: CallOptions | undefined, full: boolean) {
     if (!this.canCall) return Promise.reject(this.#closedError());
-    const idem = options?.idempotent === false;
-    return this.#calls.call(
-      method,
-      full,
-      options?.timeout ?? this.#timeoutMs,
-      options?.signal,
-      (id) => {
-        const msg = idem ? { id, method, params, idem: false } : { id, method, params };
-        // Closed by this very send (slow consumer) or before it.
-        if (!this.conn.send(this.codec, msg)) throw this.#closedError();
-      },
-    );
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const id = this.#calls.nextId();
+    const msg = options?.idempotent === false
+      ? { id, method, params, idem: false }
+      : { id, method, params };
+    try {
+      // Closed by this very send (slow consumer) or before it.
+      if (!this.conn.send(this.codec, msg)) return Promise.reject(this.#closedError());
+    } catch (err) {
+      return Promise.reject(DistError.from(err));
+    }
+    return this.#calls.wait(id, method, full, options?.timeout ?? this.#timeoutMs, signal);
   }
 
   #closedError(): DistError {
