@@ -35,16 +35,13 @@ export {
   type ErrorBody,
   type ErrorCode,
   type Event,
-  type Handler,
-  type Handlers,
   type Method,
   type MethodsOf,
   type ParamsOf,
   type Parse,
-  type Peer,
   type PeerInfo,
-  type RequestMeta,
   type ResultOf,
+  type ServiceHandlers,
   type TypedResponse,
 } from "../wire/mod.ts";
 export type { Address } from "../config/values.ts";

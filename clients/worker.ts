@@ -16,6 +16,7 @@ import {
   dispatch,
   type Handlers,
   type RequestHandler,
+  type ServiceHandlers,
 } from "../wire/mod.ts";
 import { Connection } from "./connection.ts";
 import { type Stats, sys, worker } from "./contracts/mod.ts";
@@ -63,7 +64,7 @@ export interface Serving {
  */
 export function serve<const Cs extends readonly Contract[]>(
   balancer: string | Address,
-  service: { contracts: Cs; handlers: NoInfer<Handlers<Cs>> },
+  service: { contracts: Cs; handlers: NoInfer<ServiceHandlers<Cs>> },
   options: ServeOptions,
 ): Serving {
   const started = performance.now();

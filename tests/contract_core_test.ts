@@ -115,6 +115,7 @@ Deno.test("dispatch() takes aliases as their methods (the lab's somma is add)", 
     div: (p) => p.a / p.b,
     sum: (p) => p.values.reduce((a, b) => a + b, 0),
     sleep: (p) => p.ms,
+    eval: (p) => p.expr.length,
   });
   assert.equal(d.onRequest("somma", [3, 4], PEER, META), 7);
   assert.equal(d.onRequest("echo", "bare", PEER, META), "bare");

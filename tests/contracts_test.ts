@@ -187,6 +187,8 @@ run({
     fails(ops.methods.sum, BAD, { values: [1, "x"] }, /sum: not a number: x/),
     happy(ops.methods.sleep, { ms: 1 }, (r) => assert.equal(r, 1)),
     fails(ops.methods.sleep, BAD, { ms: -1 }, /sleep takes 0 to 60000 ms, got -1/),
+    happy(ops.methods.eval, { expr: "2^3 + max(1, 2)" }, (r) => assert.equal(r, 10)),
+    fails(ops.methods.eval, BAD, { expr: "2 +" }, /Unexpected end/),
   ],
 });
 

@@ -126,6 +126,17 @@ export type Handlers<Cs extends readonly Contract[]> = {
   [N in keyof MethodsOf<Cs>]: Handler<MethodsOf<Cs>[N]>;
 };
 
+/**
+ * One function per method of `Cs`, by wire name, that needs only the params
+ * (what a program serving its own contracts writes; assignable to
+ * {@link Handlers}).
+ */
+export type ServiceHandlers<Cs extends readonly Contract[]> = {
+  [N in keyof MethodsOf<Cs>]: (
+    params: ParamsOf<MethodsOf<Cs>[N]>,
+  ) => ResultOf<MethodsOf<Cs>[N]> | Promise<ResultOf<MethodsOf<Cs>[N]>>;
+};
+
 /** What runs around every dispatched request: permissions, metrics, a debug log. */
 export interface DispatchHooks {
   /** After the params parsed, before the handler. @throws {DistError} to refuse (UNAUTHORIZED) */

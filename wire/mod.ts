@@ -139,5 +139,6 @@ export {
   request,
   type Requester,
   type ResultOf,
+  type ServiceHandlers,
   type TypedResponse,
 } from "./contract.ts";

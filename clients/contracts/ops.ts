@@ -1,5 +1,5 @@
 /**
- * The operations a server and a worker answer (`echo`, `add` … `sleep`),
+ * The operations a server and a worker answer (`echo`, `add` … `sleep`, `eval`),
  * and the lab's Italian aliases. Params are an object (`{a, b}`), a
  * positional array (`[3, 4]`) or, for a one-argument operation, the bare
  * value (`"hi"`); each parser reads all three.
@@ -83,6 +83,14 @@ const sleepParams: Parse<{ ms: number }> = (params) => {
   return { ms };
 };
 
+const evalParams: Parse<{ expr: string }> = (params) => {
+  const expr = arg(params, "expr", 0);
+  if (typeof expr !== "string") {
+    throw new DistError("BAD_REQUEST", 'eval takes an expression "expr" (text, e.g. "2*pi")');
+  }
+  return { expr };
+};
+
 const BAD = ["BAD_REQUEST"] as const;
 /** An operation on two numbers. */
 export type Arithmetic<N extends string> = Method<N, Operands, number>;
@@ -107,6 +115,8 @@ export interface OpsContract extends Contract {
     readonly sum: Method<"sum", { values: number[] }, number>;
     /** Waits `ms` (at most MAX_SLEEP_MS), returns it: for load tests. */
     readonly sleep: Method<"sleep", { ms: number }, number>;
+    /** Computes an expression (`2*pi`, `sqrt(2)*max(1,3)`); a bad one is BAD_REQUEST. */
+    readonly eval: Method<"eval", { expr: string }, number>;
   };
   /** It sends no events. */
   readonly events: Record<never, never>;
@@ -127,6 +137,7 @@ export const ops: OpsContract = {
     div: arithmetic("div"),
     sum: method("sum", { params: sumParams, result: finite, errors: BAD }),
     sleep: method("sleep", { params: sleepParams, result: finite, errors: BAD }),
+    eval: method("eval", { params: evalParams, result: finite, errors: BAD }),
   },
   events: {},
   aliases: { somma: "add", sottrazione: "sub", moltiplicazione: "mul", divisione: "div" },
