@@ -93,6 +93,8 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
       throw err;
     }
   };
+  /** Aborted with the reason when --balancer turns out to be something else. */
+  const misdialed = new AbortController();
   const dialer = new Redialer(address, {
     ...connSettings(options),
     role: "worker",
@@ -101,7 +103,22 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
     codec: codecByName(options.codec as string),
     onRequest: handle,
     onConnect: async (peer) => {
-      await peer.call("worker.register", { name, capacity }, { timeout: 5000 });
+      try {
+        await peer.call("worker.register", { name, capacity }, { timeout: 5000 });
+      } catch (err) {
+        // UNKNOWN_METHOD is an answer: what listens there is not a balancer's
+        // worker port, and dialing it again will not make it one.
+        if (err instanceof DistError && err.code === "UNKNOWN_METHOD") {
+          misdialed.abort(
+            new DistError(
+              "UNKNOWN_METHOD",
+              `${where} is not a balancer's worker port: ${peer.remote.name} ` +
+                `(${peer.remote.role}) answered worker.register with: ${err.message}`,
+            ),
+          );
+        }
+        throw err;
+      }
       stats.registrations++;
       log.info("Registered with {addr} as {name} (capacity {capacity})", {
         addr: where,
@@ -116,7 +133,11 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
     const n = dialer.peer?.handling ?? 0;
     return n > 0 ? `${n} task(s) in flight` : undefined;
   });
-  await untilAborted(ctx.signal);
+  await untilAborted(AbortSignal.any([ctx.signal, misdialed.signal]));
+  if (misdialed.signal.aborted) {
+    await dialer.stop();
+    throw misdialed.signal.reason;
+  }
   const peer = dialer.peer;
   log.info("Shutting down: finishing {n} task(s)", { n: peer?.handling ?? 0 });
   await peer?.idle(options.grace as number);

@@ -14,7 +14,7 @@
  * health checks), `relay.ts` (one request on a backend's connection,
  * decoded or passed through as bytes).
  */
-import { LISTENER_OPTIONS, type Options, UsageError } from "../../config/mod.ts";
+import { formatAddress, LISTENER_OPTIONS, type Options, UsageError } from "../../config/mod.ts";
 import { DEFAULT_BINDERS, serviceName } from "../discovery/mod.ts";
 import {
   codecByName,
@@ -221,12 +221,27 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     if (method === "sys.ping") return () => ({ pong: true, role: "balancer", name });
     if (method === "sys.stats") return stats;
     if (method === "balancer.backends") return () => pool.list.map((b) => b.describe());
+    if (method === "worker.register") return misdialedWorker;
     if (method.startsWith("sys.") || method.startsWith("balancer.")) {
       return () => {
         throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
       };
     }
     return undefined;
+  };
+
+  // A worker given the client port instead of the worker port is told which
+  // port to dial, as a client dialing the worker port is (see the worker port's handler).
+  const misdialedWorker = () => {
+    // (workers is unset only while the worker port is still being opened.)
+    const port = workers === undefined
+      ? `:${options.workerPort}`
+      : formatAddress({ host: workers.addr.hostname, port: workers.addr.port });
+    throw new DistError(
+      "UNKNOWN_METHOD",
+      `This is the client port of ${name}: workers dial its worker port, ${port} ` +
+        `(--worker-port): give the worker --balancer ${port}`,
+    );
   };
 
   const onClientRequest = (method: string, params: unknown, peer: Peer, meta: RequestMeta) => {
@@ -273,7 +288,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     maxInflight: options.maxInflight as number,
   };
   const registry = new WorkerRegistry(sourceOptions);
-  let workers: Listener;
+  let workers: Listener | undefined;
   try {
     workers = listenOn("--worker-port", {
       ...conn,

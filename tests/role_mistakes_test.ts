@@ -1,0 +1,46 @@
+/**
+ * Mistakes a user makes in the first ten minutes (issue 13), each met as a
+ * user would meet it: one clear line naming the cause and what to give.
+ */
+import assert from "node:assert/strict";
+import { lines, runDist, startDist } from "./helpers/dist.ts";
+import { assertUserError } from "./helpers/cli.ts";
+import { startBalancer } from "./helpers/balancer.ts";
+
+Deno.test("a worker given a balancer's client port, or a server's port, says so and exits 1", async () => {
+  const server = await startDist(["server", "--port", "0", "--name", "srv"]);
+  const balancer = await startBalancer([server], ["--name", "bal"]);
+  try {
+    const t0 = performance.now();
+    const [toClientPort, toServer] = await Promise.all([
+      runDist(["worker", "--balancer", balancer.address]),
+      runDist(["worker", "--balancer", server.address]),
+    ]);
+    assert.ok(performance.now() - t0 < 10_000, "at once, not after retries");
+    const line = lines(toClientPort.stderr).find((l) => l.startsWith("dist: "));
+    assert.equal(toClientPort.code, 1, toClientPort.stderr);
+    assert.equal(
+      line,
+      `dist: UNKNOWN_METHOD: ${balancer.address} is not a balancer's worker port: bal (balancer) ` +
+        `answered worker.register with: This is the client port of bal: workers dial its worker ` +
+        `port, ${balancer.workerAddress} (--worker-port): give the worker --balancer ` +
+        balancer.workerAddress,
+    );
+    assert.equal(toServer.code, 1, toServer.stderr);
+    assert.match(
+      toServer.stderr,
+      new RegExp(
+        `dist: UNKNOWN_METHOD: ${server.address} is not a balancer's worker port: srv \\(server\\)`,
+      ),
+    );
+    // The reverse mistake keeps its message: a client on the worker port.
+    const client = await runDist(["client", "-c", balancer.workerAddress, "add", "1", "2"]);
+    assert.match(
+      assertUserError(client, 1, "client on the worker port"),
+      /Unknown method on the worker port: add \(workers call worker.register\)/,
+    );
+  } finally {
+    await balancer.stop();
+    await server.stop();
+  }
+});
