@@ -81,6 +81,11 @@ export function announceListening(
   ctx.onListening?.({ hostname: host, port, name: listening.name });
 }
 
+/** `1 request`, `3 requests`: a count with its noun, in the right number. */
+export function counted(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}
+
 /** Resolves once `signal` is aborted (at once if it already is). */
 export function untilAborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

@@ -2,11 +2,12 @@ import { getLogger } from "@logtape/logtape";
 import { LISTENER_OPTIONS, type Options } from "../config/mod.ts";
 import { DistError } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
-import { announceListening, type Role, type RunContext, untilAborted } from "./_role.ts";
+import { announceListening, counted, type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_conn.ts";
 import { REGISTER_OPTIONS, registrationFor } from "./discovery/mod.ts";
 import { listenOn } from "./_listen.ts";
+import { loggedRequests } from "./_request_log.ts";
 
 const log = getLogger(["dist", "server"]);
 
@@ -69,7 +70,7 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
     name: "server",
     maxConnections: options.maxConnections as number,
     ...connSettings(options),
-    onRequest: handle,
+    onRequest: loggedRequests(log, handle),
   });
   name ??= `server-${listener.addr.port}`;
   // `by` and the handshake name are fixed once the port (maybe 0) is bound.
@@ -86,6 +87,6 @@ async function runServer(options: Options, ctx: RunContext): Promise<number> {
   log.info("Shutting down: finishing {n} connection(s)", { n: listener.peers.size });
   await registrar?.stop(); // deregistered first: clients stop being sent here
   await listener.close(options.grace as number);
-  log.info("Stopped after {requests} requests", { requests: stats.requests });
+  log.info("Stopped after {requests}", { requests: counted(stats.requests, "request") });
   return 0;
 }

@@ -2,9 +2,10 @@ import { getLogger } from "@logtape/logtape";
 import { type Options, parseAddress } from "../config/mod.ts";
 import { codecByName, DistError, Redialer } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
-import { type Role, type RunContext, untilAborted } from "./_role.ts";
+import { counted, type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_conn.ts";
+import { loggedRequests } from "./_request_log.ts";
 
 const log = getLogger(["dist", "worker"]);
 
@@ -101,7 +102,7 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
     name,
     by: name,
     codec: codecByName(options.codec as string),
-    onRequest: handle,
+    onRequest: loggedRequests(log, handle),
     onConnect: async (peer) => {
       try {
         await peer.call("worker.register", { name, capacity }, { timeout: 5000 });
@@ -142,6 +143,6 @@ async function runWorker(options: Options, ctx: RunContext): Promise<number> {
   log.info("Shutting down: finishing {n} task(s)", { n: peer?.handling ?? 0 });
   await peer?.idle(options.grace as number);
   await dialer.stop();
-  log.info("Stopped after {n} tasks", { n: stats.tasks });
+  log.info("Stopped after {n}", { n: counted(stats.tasks, "task") });
   return 0;
 }

@@ -242,7 +242,7 @@ Deno.test("balancer --log-file records backends going up and down and, at debug,
     assert.match(log, /Backend 127\.0\.0\.1:\d+ \(s1\) is up/);
     assert.match(log, /Backend 127\.0\.0\.1:\d+ \(s1\) is down: connection closed/);
     assert.match(log, /\[DBG\] .*Connection from 127\.0\.0\.1:\d+: client-\d+ \(client, json\)/);
-    assert.match(log, /client-\d+ add -> 127\.0\.0\.1:\d+: ok in [\d.]+ ms/);
+    assert.match(log, /client-\d+ add -> 127\.0\.0\.1:\d+ \(s\d\): ok in [\d.]+ ms/);
   } finally {
     await stopAll([lb, ...servers]);
     await Deno.remove(dir, { recursive: true });

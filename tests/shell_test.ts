@@ -49,7 +49,7 @@ Deno.test({
         await shell.waitFor(/= -?[\d.]+ {2}\(server-\d+\)/, { from });
         await shell.type("\x03");
         await shell.waitFor(
-          /\d+ requests: \d+ ok, 0 errors; by: server-\d+ ×\d+ \(interrupted: \d+ not sent\)\r?\n[\s\S]*dist> /,
+          /\d+ requests?: \d+ ok, 0 errors; by: server-\d+ ×\d+ \(interrupted: \d+ not sent\)\r?\n[\s\S]*dist> /,
           { from },
         );
         // A line typed while a command runs is run after it, not lost.

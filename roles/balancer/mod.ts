@@ -24,7 +24,7 @@ import {
   type Peer,
   type RequestMeta,
 } from "../../wire/mod.ts";
-import { announceListening, type Role, type RunContext, untilAborted } from "../_role.ts";
+import { announceListening, counted, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
 import { type HealthRules, Pool, type Transition } from "./backends.ts";
@@ -164,9 +164,15 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   const service = serviceFrom(options);
   const rules: HealthRules = { rise: options.rise as number, fall: options.fall as number };
   const pool = new Pool();
+  /** Set once the balancer is stopping: backends it lets go are not news. */
+  let stopping = false;
   const report = (t: Transition | undefined, quiet = false) => {
     if (t === undefined) return;
     const fields = { backend: t.backend.name, peer: t.backend.peerName, reason: t.reason };
+    if (stopping) {
+      log.debug("Backend {backend} ({peer}) let go: {reason}", fields);
+      return;
+    }
     if (t.to === "up") {
       if (!quiet) backendLines.info("Backend {backend} ({peer}) is up: {reason}", fields);
       dispatcher.pump();
@@ -309,18 +315,19 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
     await clients.close(0);
     throw err;
   }
+  name ??= `balancer-${clients.addr.port}`;
+  setLogInstance(name);
   const servers = new ServerSet({
     ...sourceOptions,
+    // Servers see this balancer by its instance name (in their logs and stats).
     dial: {
       ...connSettings(options),
       role: "balancer",
-      name: "balancer",
+      name,
       codec: codecByName(options.codec as string),
     },
   });
 
-  name ??= `balancer-${clients.addr.port}`;
-  setLogInstance(name);
   clients.name = clients.by = name;
   workers.name = workers.by = name;
   for (const address of options.backends as string[]) servers.add(address, "backends");
@@ -346,11 +353,12 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   // Stop accepting clients and let their requests finish (backends stay up
   // meanwhile), then fail what still waits and let the backends go.
   await clients.close(options.grace as number);
+  stopping = true;
   dispatcher.close(new DistError("UNAVAILABLE", "Balancer is shutting down"));
   await discovery?.stop();
   await Promise.all([workers.close(0), servers.stop()]);
-  log.info("Stopped after {n} requests ({retries} retried)", {
-    n: dispatcher.stats.requests,
+  log.info("Stopped after {n} ({retries} retried)", {
+    n: counted(dispatcher.stats.requests, "request"),
     retries: dispatcher.stats.retries,
   });
   return 0;

@@ -301,10 +301,12 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
     if (this.#options.logRequests) {
+      const peer = backend.peerName;
       log.debug("{client} {method} -> {backend}: {outcome} in {ms} ms", {
         client: job.raw ? job.client.remote.name : job.client,
         method: job.method,
-        backend: backend.name,
+        // A server by its address and name; a worker's name is its address here.
+        backend: peer !== "" && peer !== backend.name ? `${backend.name} (${peer})` : backend.name,
         outcome: detail,
         ms: Math.round((performance.now() - job.sentAt) * 1000) / 1000,
       });

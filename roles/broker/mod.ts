@@ -14,7 +14,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { LISTENER_OPTIONS, type Options } from "../../config/mod.ts";
-import { announceListening, type Role, type RunContext, untilAborted } from "../_role.ts";
+import { announceListening, counted, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
 import { connSettings } from "../_conn.ts";
 import { BrokerCore } from "./core.ts";
@@ -134,8 +134,8 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
   await untilAborted(ctx.signal);
   log.info("Shutting down: flushing {n} connection(s)", { n: listener.peers.size });
   await listener.close(options.grace as number);
-  log.info("Stopped after {n} messages in, {out} out", {
-    n: core.messagesIn,
+  log.info("Stopped after {n} in, {out} out", {
+    n: counted(core.messagesIn, "message"),
     out: core.messagesOut,
   });
   return 0;

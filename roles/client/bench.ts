@@ -1,3 +1,4 @@
+import { counted } from "../_role.ts";
 import { DistError } from "../../wire/mod.ts";
 import { type Caller, formatBy, round } from "./_common.ts";
 import type { Operation } from "../ops.ts";
@@ -348,7 +349,9 @@ export function formatSummary(s: BenchSummary): string[] {
   const failed = s.requests - s.ok;
   const conns = `${s.connections} connection${s.connections === 1 ? "" : "s"}`;
   const lines = [
-    `${s.requests} requests in ${s.duration_s.toFixed(2)} s, ${s.ok} ok: ${s.rps} req/s ` +
+    `${counted(s.requests, "request")} in ${
+      s.duration_s.toFixed(2)
+    } s, ${s.ok} ok: ${s.rps} req/s ` +
     `(concurrency ${s.concurrency} over ${conns})`,
     `latency ms${failed > 0 ? " (ok only)" : ""}: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  ` +
     `p99.9 ${l.p999}  max ${l.max}  mean ${l.mean}`,

@@ -1,3 +1,4 @@
+import { counted } from "../_role.ts";
 import { formatOperation, randomOperation } from "../ops.ts";
 import {
   type Caller,
@@ -51,7 +52,7 @@ export async function runRandom(
     options.out(JSON.stringify({ summary }));
   } else {
     options.out(
-      `${sent} requests: ${ok} ok, ${errors} errors; by: ${formatBy(by)}` +
+      `${counted(sent, "request")}: ${ok} ok, ${counted(errors, "error")}; by: ${formatBy(by)}` +
         (interrupted ? ` (interrupted: ${count - sent} not sent)` : ""),
     );
   }

@@ -6,6 +6,7 @@
  * Every message is the same, so its frame is encoded once and its bytes
  * copied to the socket N times, as a NATS load generator reuses its payload.
  */
+import { counted } from "../_role.ts";
 import { DistError, OutBuffer, type Peer } from "../../wire/mod.ts";
 
 export interface LoadPlan {
@@ -136,7 +137,7 @@ export async function runLoad(peer: Peer, plan: LoadPlan): Promise<LoadSummary> 
 export function formatLoadSummary(s: LoadSummary): string[] {
   const errs = Object.entries(s.errors);
   return [
-    `${s.sent} messages of ${s.payload_bytes} bytes to ${s.topic} in ${
+    `${counted(s.sent, "message")} of ${counted(s.payload_bytes, "byte")} to ${s.topic} in ${
       s.duration_s.toFixed(2)
     } s: ${s.msgs_per_s} msg/s` + (s.rate !== undefined ? ` (rate ${s.rate}/s)` : "") +
     (s.confirmed !== undefined ? `, ${s.confirmed} confirmed` : ""),
