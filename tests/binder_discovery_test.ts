@@ -133,7 +133,10 @@ Deno.test("Resolver waits for a service to appear, and names the binders when no
     const t0 = performance.now();
     await assert.rejects(new Resolver(c, "nope", { waitMs: 600 }).resolve(), (err) => {
       isCode("NOT_FOUND")(err);
-      assert.equal((err as Error).message, `No instance of service "nope" (asked ${b.address})`);
+      assert.equal(
+        (err as Error).message,
+        `No instance of service "nope" (asked ${b.address}); no service is registered with the binders`,
+      );
       return true;
     });
     assert.ok(performance.now() - t0 >= 550);

@@ -120,10 +120,14 @@ Deno.test("lab row 4: a client asking for an unknown service waits, then stops w
     ]);
     assert.equal(r.code, 1, r.stderr);
     assert.ok(performance.now() - t0 >= 1000);
-    assert.match(r.stderr, /No instance yet; waiting up to 1s for service "nope"/);
+    assert.match(
+      r.stderr,
+      /No instance of service "nope" yet; no service is registered with the binders; waiting up to 1s for one/,
+    );
     assert.equal(
       lines(r.stderr).at(-1),
-      `dist: NOT_FOUND: No instance of service "nope" (asked ${cluster.addresses[0]})`,
+      `dist: NOT_FOUND: No instance of service "nope" (asked ${cluster.addresses[0]}); ` +
+        "no service is registered with the binders",
     );
     assert.equal(r.stdout, "");
     // A service that appears during the wait is used.

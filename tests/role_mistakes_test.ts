@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { lines, runDist, startDist } from "./helpers/dist.ts";
 import { assertUserError } from "./helpers/cli.ts";
 import { startBalancer } from "./helpers/balancer.ts";
+import { startBinder } from "./helpers/binder.ts";
+import { waitFor } from "./helpers/raw.ts";
 
 Deno.test("a worker given a balancer's client port, or a server's port, says so and exits 1", async () => {
   const server = await startDist(["server", "--port", "0", "--name", "srv"]);
@@ -42,5 +44,77 @@ Deno.test("a worker given a balancer's client port, or a server's port, says so 
   } finally {
     await balancer.stop();
     await server.stop();
+  }
+});
+
+Deno.test("a mistyped --service is told at once which services exist; --connect beside --service is refused", async () => {
+  const binder = await startBinder();
+  const server = await startDist([
+    "server",
+    "--port",
+    "0",
+    "--service",
+    "compute",
+    "--binders",
+    binder.address,
+  ]);
+  try {
+    await waitFor(() => /Registered as compute@/.test(server.stderr()), 10_000, "registration");
+    const t0 = performance.now();
+    const typo = runDist([
+      "client",
+      "--service",
+      "compte",
+      "--binders",
+      binder.address,
+      "--wait",
+      "3s",
+      "add",
+      "1",
+      "2",
+    ]);
+    const r = await typo;
+    assert.equal(r.code, 1, r.stderr);
+    const [warning, ...rest] = lines(r.stderr);
+    assert.match(
+      warning,
+      /\[WRN\] .*No instance of service "compte" yet \(did you mean "compute"\?\); services registered: compute; waiting up to 3s for one$/,
+    );
+    assert.equal(
+      rest.at(-1),
+      `dist: NOT_FOUND: No instance of service "compte" (asked ${binder.address}) ` +
+        '(did you mean "compute"?); services registered: compute',
+    );
+    assert.ok(performance.now() - t0 < 10_000);
+    // The right name works, and --connect beside --service is a mistake said before anything.
+    const right = await runDist([
+      "client",
+      "--service",
+      "compute",
+      "--binders",
+      binder.address,
+      "add",
+      "1",
+      "2",
+    ]);
+    assert.equal(right.stdout, "3\n", right.stderr);
+    const both = await runDist([
+      "client",
+      "--service",
+      "compute",
+      "--connect",
+      server.address,
+      "add",
+      "1",
+      "2",
+    ]);
+    assert.equal(
+      assertUserError(both, 2, "--connect with --service"),
+      "dist: --connect and --service both say where requests go: give one " +
+        "(--service finds an instance through --binders)",
+    );
+  } finally {
+    await server.stop();
+    await binder.stop();
   }
 });

@@ -42,14 +42,14 @@ export const DEFAULT_CONNECT = "127.0.0.1:5556";
  * @throws {DistError} UNAVAILABLE or TIMEOUT when it cannot connect
  */
 export async function connect(options: Options): Promise<Peer> {
-  const address = parseAddress(options.connect as string);
+  const address = parseAddress((options.connect as string | undefined) ?? DEFAULT_CONNECT);
   try {
     return await dialAddress(address, options);
   } catch (err) {
     if (!(err instanceof DistError) || !(err.cause instanceof Deno.errors.ConnectionRefused)) {
       throw err;
     }
-    const hint = options.connect === DEFAULT_CONNECT
+    const hint = options.connect === undefined || options.connect === DEFAULT_CONNECT
       ? "nothing listening; is the balancer up? give --connect HOST:PORT"
       : "nothing listening";
     throw new DistError("UNAVAILABLE", `Cannot connect to ${formatAddress(address)} (${hint})`, {

@@ -51,10 +51,10 @@ export const client: Role = {
     "  METHOD {JSON}    any method with JSON parameters (e.g. sys.stats)",
   ],
   options: {
+    // No spec default, so that --connect given beside --service is seen (and refused).
     connect: {
       type: "address",
-      description: "Where to send requests (a server, or a balancer)",
-      default: DEFAULT_CONNECT,
+      description: `Where to send requests: a server, or a balancer (default ${DEFAULT_CONNECT})`,
       short: "c",
       ref: true,
       metavar: "HOST:PORT",
@@ -172,6 +172,12 @@ const BENCH_FLAGS = ["requests", "duration", "concurrency", "connections", "op",
  */
 function checkModes(options: Options, words: string[]): void {
   const op = words.join(" ");
+  if (options.service !== undefined && options.connect !== undefined) {
+    throw new UsageError(
+      "--connect and --service both say where requests go: give one " +
+        "(--service finds an instance through --binders)",
+    );
+  }
   if (options.bench && options.random !== undefined) {
     throw new UsageError("--bench and --random are two modes: give one");
   }
