@@ -3,7 +3,7 @@
  * user would meet it: one clear line naming the cause and what to give.
  */
 import assert from "node:assert/strict";
-import { lines, runDist, startDist } from "./helpers/dist.ts";
+import { freePort, lines, runDist, startDist } from "./helpers/dist.ts";
 import { assertUserError } from "./helpers/cli.ts";
 import { startBalancer } from "./helpers/balancer.ts";
 import { startBinder } from "./helpers/binder.ts";
@@ -116,5 +116,32 @@ Deno.test("a mistyped --service is told at once which services exist; --connect 
   } finally {
     await server.stop();
     await binder.stop();
+  }
+});
+
+Deno.test("--random N with no healthy backend stops at the first UNAVAILABLE, saying why", async () => {
+  // A balancer whose only backend is a port where nothing listens.
+  const balancer = await startBalancer([], [
+    "--backends",
+    `127.0.0.1:${freePort()}`,
+    "--queue-timeout",
+    "1s",
+  ]);
+  try {
+    const r = await runDist(["client", "-c", balancer.address, "--random", "5"]);
+    assert.equal(r.code, 1, r.stderr);
+    const out = lines(r.stdout);
+    assert.equal(out.length, 2, r.stdout);
+    assert.match(out[0], /-> UNAVAILABLE: No healthy backend within 1000 ms$/);
+    assert.equal(
+      out[1],
+      "1 request: 0 ok, 1 error; by: none (stopped at the first UNAVAILABLE: 4 not sent)",
+    );
+    const json = await runDist(["client", "-c", balancer.address, "--random", "3", "--json"]);
+    const summary = JSON.parse(lines(json.stdout).at(-1)!).summary;
+    assert.equal(summary.not_sent, 2);
+    assert.match(summary.stopped, /^UNAVAILABLE: No healthy backend/);
+  } finally {
+    await balancer.stop();
   }
 });

@@ -12,8 +12,10 @@ import {
 /**
  * Sends `count` random arithmetic requests one after another, printing each
  * with its result, then a summary line (a partial one when `signal` stops
- * it early; `cancel` also gives up on the request in flight). Resolves with
- * the number of errors.
+ * it early; `cancel` also gives up on the request in flight). The first
+ * UNAVAILABLE answer ends the batch: with no backend behind a balancer (or
+ * the connection gone) every later request would wait its turn to fail.
+ * Resolves with the number of errors.
  */
 export async function runRandom(
   peer: Caller,
@@ -24,7 +26,9 @@ export async function runRandom(
   let ok = 0;
   let errors = 0;
   let sent = 0;
-  for (; sent < count && !options.signal?.aborted; sent++) {
+  /** The first UNAVAILABLE: the next request would meet it too (no backend, no server). */
+  let stopped: { code: string; message: string } | undefined;
+  for (; sent < count && !options.signal?.aborted && stopped === undefined; sent++) {
     const op = randomOperation();
     const outcome = await perform(peer, op, options.timeout as number, options.cancel);
     if (options.cancel?.aborted) break;
@@ -32,7 +36,10 @@ export async function runRandom(
     if (outcome.ok) {
       ok++;
       if (outcome.by) by.set(outcome.by, (by.get(outcome.by) ?? 0) + 1);
-    } else errors++;
+    } else {
+      errors++;
+      if (outcome.error!.code === "UNAVAILABLE") stopped = outcome.error;
+    }
     if (options.json) {
       options.out(outcomeJson(outcome, { op: shown }));
     } else if (outcome.ok) {
@@ -41,19 +48,28 @@ export async function runRandom(
       options.out(`${shown} -> ${outcome.error!.code}: ${outcome.error!.message}`);
     }
   }
-  const interrupted = sent < count;
+  const interrupted = sent < count && stopped === undefined;
   if (options.json) {
     const summary = {
       ok,
       errors,
       by: Object.fromEntries(by),
       ...(interrupted ? { interrupted } : {}),
+      ...(stopped
+        ? { stopped: `${stopped.code}: ${stopped.message}`, not_sent: count - sent }
+        : {}),
     };
     options.out(JSON.stringify({ summary }));
   } else {
+    const why = stopped !== undefined
+      ? ` (stopped at the first UNAVAILABLE: ${count - sent} not sent)`
+      : interrupted
+      ? ` (interrupted: ${count - sent} not sent)`
+      : "";
     options.out(
-      `${counted(sent, "request")}: ${ok} ok, ${counted(errors, "error")}; by: ${formatBy(by)}` +
-        (interrupted ? ` (interrupted: ${count - sent} not sent)` : ""),
+      `${counted(sent, "request")}: ${ok} ok, ${counted(errors, "error")}; by: ${
+        formatBy(by)
+      }${why}`,
     );
   }
   return errors;
