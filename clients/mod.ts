@@ -9,6 +9,8 @@
  *   messages, with queue groups and slow-subscriber policies), `topics`;
  * - {@link serve}: a worker inside any program, serving the contracts it is
  *   given through a balancer's worker port;
+ * - discovery through binders: {@link binders}, {@link register} (a lease
+ *   kept renewed), {@link resolve}, {@link watchService};
  * - the contracts of every service (`sys`, `ops`, `binder`, `broker`,
  *   `balancer`, `worker`): each method's name, params and result, as the
  *   CLI's own roles serve and call them.
@@ -16,11 +18,23 @@
  * - `method`, `event` and the parsers (`obj`, `str`, `int` …) to define a
  *   program's own contracts.
  *
- * Files: `connection.ts`, `pubsub.ts`, `worker.ts`, and `contracts/`.
+ * Files: `connection.ts`, `pubsub.ts`, `worker.ts`, `discovery/` and `contracts/`.
  */
 export { connect, Connection, type ConnectOptions } from "./connection.ts";
 export { type Message, type RawDelivery, type SubscribeOptions, Subscription } from "./pubsub.ts";
 export { serve, type ServeOptions, type Serving } from "./worker.ts";
+export {
+  BinderClient,
+  type BinderNotification,
+  binders,
+  type BindersOptions,
+  DEFAULT_TTL_MS,
+  register,
+  Registrar,
+  resolve,
+  type ServiceWatch,
+  watchService,
+} from "./discovery/mod.ts";
 export * from "./contracts/mod.ts";
 export {
   type AllMethods,

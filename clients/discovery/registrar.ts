@@ -1,0 +1,132 @@
+/**
+ * A server's registration: registers with one binder, renews the lease every
+ * third of its TTL (with whichever binder answers: the lease is replicated, so
+ * any binder can renew it), registers again when a binder no longer knows the
+ * instance (its lease ran out during a partition, or every binder restarted),
+ * and deregisters on a clean stop.
+ */
+import { getLogger } from "@logtape/logtape";
+import { cut } from "../../wire/_log.ts";
+import { Backoff, DistError, sleep } from "../../wire/mod.ts";
+import { binder, type Registration } from "../contracts/mod.ts";
+import type { BinderClient } from "./binders.ts";
+
+const log = getLogger(["dist", "discovery"]);
+
+/** The lease when a registration names none (ms). */
+export const DEFAULT_TTL_MS = 3000;
+
+/** Keeps one instance registered. See the module comment. */
+export class Registrar {
+  /** What is registered. */
+  readonly info: Registration;
+  #binders: BinderClient;
+  #id: string | undefined;
+  #stop = new AbortController();
+  #loop: Promise<void> | undefined;
+  #waiters: (() => void)[] = [];
+
+  /** A registration of `info` through `binders`; see {@link register}. @ignore */
+  constructor(binders: BinderClient, info: Registration) {
+    this.#binders = binders;
+    this.info = info;
+  }
+
+  /** The instance id while registered. */
+  get id(): string | undefined {
+    return this.#id;
+  }
+
+  /** Starts registering and renewing in the background. */
+  start(): this {
+    this.#loop ??= this.#run();
+    return this;
+  }
+
+  /** Resolves once registered (at once if it is), or after `timeoutMs` with false. */
+  registered(timeoutMs: number): Promise<boolean> {
+    if (this.#id !== undefined) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /**
+   * Stops renewing and, when `deregister` is set, removes the instance from
+   * the binders (waiting at most `timeoutMs`), then closes the connections.
+   */
+  async stop(deregister = true, timeoutMs = 1000): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+    const id = this.#id;
+    if (deregister && id !== undefined) {
+      try {
+        await this.#binders.call(binder.methods.deregister, { id }, { timeout: timeoutMs });
+        log.info("Deregistered {id}", { id });
+      } catch (err) {
+        log.warn("Could not deregister {id}: {error}; its lease will run out", {
+          id: cut(id),
+          error: cut((err as Error).message),
+        });
+      }
+    }
+    this.#binders.close();
+  }
+
+  async #run(): Promise<void> {
+    const ttlMs = this.info.ttl_ms ?? DEFAULT_TTL_MS;
+    const info = { ...this.info, ttl_ms: ttlMs };
+    const period = Math.max(50, Math.floor(ttlMs / 3));
+    let failures = 0;
+    // Retry soon after a failure (the lease may be running out), but not in a tight loop.
+    const backoff = new Backoff({ min: 200, max: 3200 });
+    while (!this.#stop.signal.aborted) {
+      let wait = period;
+      try {
+        if (this.#id === undefined) {
+          const answer = await this.#binders.call(binder.methods.register, info, {
+            signal: this.#stop.signal,
+          });
+          this.#id = answer.id;
+          log.info("Registered as {id} with binder {binder} (lease {ttl} ms)", {
+            id: cut(answer.id),
+            binder: this.#binders.current,
+            ttl: ttlMs,
+          });
+          for (const w of this.#waiters.splice(0)) w();
+        } else {
+          await this.#binders.call(binder.methods.renew, { id: this.#id }, {
+            signal: this.#stop.signal,
+          });
+        }
+        failures = 0;
+        backoff.reset();
+      } catch (err) {
+        if (this.#stop.signal.aborted) break;
+        const e = DistError.from(err);
+        if (e.code === "NOT_FOUND" && this.#id !== undefined) {
+          log.info("Binder {binder} no longer knows {id} ({message}); registering again", {
+            binder: this.#binders.current,
+            id: cut(this.#id),
+            message: cut(e.message),
+          });
+          this.#id = undefined;
+          continue;
+        }
+        failures++;
+        if (failures === 1 || failures % 10 === 0) {
+          log.warn("Cannot {what} with any binder ({message}); retrying", {
+            what: this.#id === undefined ? "register" : "renew",
+            message: cut(e.message),
+          });
+        }
+        wait = Math.min(period, backoff.next());
+      }
+      await sleep(wait, this.#stop.signal);
+    }
+  }
+}
