@@ -72,6 +72,7 @@ export function formatMainHelp(roles: Record<string, RoleInfo>, version: string)
     "  dist <role> --help      Flags of one role",
     "  dist up [FILE]          Launch and supervise a topology (dist up --help)",
     "  dist status [FILE]      Every instance of a topology in one table",
+    "  dist export TARGET      The topology for compose, systemd or k8s (dist export --help)",
     "",
     "Roles:",
     ...columns(Object.entries(roles).map(([name, info]) => [name, info.summary])),

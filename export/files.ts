@@ -1,0 +1,35 @@
+/**
+ * Where an export goes: into `--out DIR` (made if missing; the export's own
+ * files are replaced, nothing else is touched), or to stdout, each file
+ * under a `# ==> PATH <==` line when there are several.
+ */
+import { dirname, join } from "node:path";
+import { UsageError } from "../config/mod.ts";
+import { writeStdoutQuietly } from "../launch/mod.ts";
+import type { ExportFile } from "./model.ts";
+
+/**
+ * Writes the files, and says on stderr what it wrote.
+ *
+ * @throws {UsageError} when a file cannot be written
+ */
+export async function writeFiles(files: ExportFile[], out: string | undefined): Promise<void> {
+  if (out === undefined) {
+    const several = files.length > 1;
+    for (const file of files) {
+      writeStdoutQuietly((several ? `# ==> ${file.path} <==\n` : "") + file.text);
+    }
+    return;
+  }
+  for (const file of files) {
+    const path = join(out, file.path);
+    try {
+      await Deno.mkdir(dirname(path), { recursive: true });
+      await Deno.writeTextFile(path, file.text);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new UsageError(`Cannot write ${path}: ${reason}`, { cause: error });
+    }
+  }
+  console.error(`Wrote ${files.length} files to ${out}: ${files.map((f) => f.path).join(", ")}`);
+}

@@ -1,0 +1,394 @@
+/**
+ * `dist export k8s`: Kubernetes objects in one multi-document YAML file.
+ * - a ConfigMap `dist-topology` holds the topology file, mounted at
+ *   /etc/dist in every pod, which runs `dist --config
+ *   /etc/dist/topology.toml --name NAME` plus the flags Kubernetes changes
+ *   (`--host 0.0.0.0`, the others' addresses as Service DNS names);
+ * - an entry with replicas is a StatefulSet whose pods are named as the
+ *   file names them (`ordinals.start: 1`: server-1, server-2, …), each
+ *   reached through a headless Service as `server-2.server`; every
+ *   replica listens on the entry's port (each pod has an address of its
+ *   own, so the ports the file counts up on one host are not needed);
+ * - a single instance is a Deployment (a binder a StatefulSet) with a
+ *   Service of its name; an instance the file does not restart
+ *   (`restart = "no"`, a client's batch) is a Job;
+ * - readiness and liveness probes ask the instance for `sys.ping`; an init
+ *   container waits until what `dist up` would wait for answers it;
+ * - resource requests are the memory measured for an idle instance.
+ */
+import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
+import type { IService } from "kubernetes-models/v1/Service";
+import type { IContainer } from "kubernetes-models/v1/Container";
+import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
+import type { IProbe } from "kubernetes-models/v1/Probe";
+import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
+import type { IJob } from "kubernetes-models/batch/v1/Job";
+import { type Instance, roleSpec, toKebab } from "../config/mod.ts";
+import type { PlannedInstance } from "../launch/mod.ts";
+import {
+  advertised,
+  checkFixedPorts,
+  checkNames,
+  commandOf,
+  CONFIG_DIR,
+  CONFIG_FILE,
+  type Endpoint,
+  endpointTable,
+  type ExportFile,
+  type ExportInput,
+  isLoopback,
+  listeningPorts,
+  rewrittenAddresses,
+} from "./model.ts";
+import { header, readyLineNote } from "./notes.ts";
+import { commentBlock, yamlDocument, yamlText } from "./yaml.ts";
+
+/** The file's name in `--out`. */
+export const K8S_FILE = "dist.yaml";
+
+/** The ConfigMap holding the topology. */
+export const TOPOLOGY_CONFIGMAP = "dist-topology";
+
+/** The variable a StatefulSet's pod finds its own name in (its instance's). */
+const NAME_VARIABLE = "DIST_NAME";
+
+/**
+ * Memory requested per instance: an idle instance of any role measured 60
+ * to 64 MiB of RSS (`dist up` of the default topology, then `dist status`,
+ * deno 2.9.6 from source, 2026-12-04).
+ */
+const REQUESTS = { cpu: "50m", memory: "64Mi" };
+
+/** The user the Containerfile's image runs as. */
+const IMAGE_USER = 65532;
+
+/** How an instance runs: its own workload, or a pod of its entry's StatefulSet. */
+type Placement = "set" | "single" | "job";
+
+/** Whether the file asks that `instance` not be restarted once it ends well. */
+function placementOf(instance: Instance, members: number): Placement {
+  if (instance.restart === "no") return "job";
+  if (instance.restart === "on-failure" && instance.role === "client") return "job";
+  return members > 1 ? "set" : "single";
+}
+
+/** Labels of an instance's pods; `instance` only where one workload runs one instance. */
+function labelsOf(instance: Instance, single: boolean): Record<string, string> {
+  return {
+    "app.kubernetes.io/part-of": "dist",
+    "app.kubernetes.io/component": instance.role,
+    "app.kubernetes.io/name": instance.group,
+    ...(single ? { "app.kubernetes.io/instance": instance.name } : {}),
+  };
+}
+
+/**
+ * The export's file.
+ *
+ * @returns the file, or nothing when `input.context.findings` has problems
+ */
+export function exportK8s(input: ExportInput): ExportFile[] {
+  const { context, planned } = input;
+  const { findings, roles, topology } = context;
+  const instances = planned.map((p) => p.instance);
+  // A StatefulSet's pods carry a 10-character revision hash label after their name.
+  checkNames(instances, { findings, target: "Kubernetes", lowercase: true, maxLength: 52 });
+  checkFixedPorts(instances, context);
+  if (findings.problems.length > 0) return [];
+
+  const groups = new Map<string, PlannedInstance[]>();
+  for (const p of planned) groups.set(p.instance.group, [...groups.get(p.instance.group) ?? [], p]);
+  const placement = new Map(
+    instances.map((i) => [i.name, placementOf(i, groups.get(i.group)!.length)]),
+  );
+  const endpoints = endpointTable(topology, roles);
+  const addressOf = (endpoint: Endpoint) => {
+    const { instance, key } = endpoint;
+    if (placement.get(instance.name) !== "set") {
+      return `${instance.name}:${instance.options[key]}`;
+    }
+    return `${instance.name}.${instance.group}:${basePort(instance, key)}`;
+  };
+  const docs = [yamlDocument(configMap(input.text))];
+  const onFailure: string[] = [];
+  for (const [group, members] of groups) {
+    const first = members[0].instance;
+    const kind = placement.get(first.name)!;
+    const units = kind === "job" ? members.map((m) => [m]) : [members];
+    for (const unit of units) {
+      for (
+        const object of workload(unit, { input, kind, addressOf, endpoints, group, onFailure })
+      ) {
+        docs.push(yamlDocument(object));
+      }
+    }
+  }
+  if (onFailure.length > 0) {
+    findings.note(
+      `restart = "on-failure" (${onFailure.join(", ")}): Kubernetes restarts these pods ` +
+        `whatever their exit code; dist ends with 0 only when it is told to stop`,
+    );
+  }
+  noteDifferences(input);
+  if (findings.problems.length > 0) return [];
+  docs[0].commentBefore = commentBlock(header(input, "k8s", [
+    `Apply with: kubectl apply -f ${K8S_FILE} (in the namespace of your choice). Each pod`,
+    `runs \`dist --config ${CONFIG_DIR}/${CONFIG_FILE} --name NAME\` with the ConfigMap`,
+    `${TOPOLOGY_CONFIGMAP} mounted; the flags after it are what Kubernetes changes.`,
+  ]));
+  return [{ path: K8S_FILE, text: yamlText(docs) }];
+}
+
+/** The port of an entry's first replica: every pod of a StatefulSet listens on it. */
+function basePort(instance: Instance, key: string): number {
+  return (instance.options[key] as number) - ((instance.replica ?? 1) - 1);
+}
+
+function configMap(text: string): IConfigMap {
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: TOPOLOGY_CONFIGMAP, labels: { "app.kubernetes.io/part-of": "dist" } },
+    data: { [CONFIG_FILE]: text },
+  };
+}
+
+/** The notes every k8s export may need, whatever its workloads. */
+function noteDifferences(input: ExportInput): void {
+  const { findings, topology } = input.context;
+  const placed = [...new Set(topology.instances.map((i) => i.host))].filter((h) => !isLoopback(h));
+  if (placed.length > 0) {
+    findings.note(
+      `The file places instances on ${placed.join(", ")}; Kubernetes schedules pods on its ` +
+        `nodes itself (add a nodeSelector to a pod template to pin one)`,
+    );
+  }
+  const readyNote = readyLineNote(
+    input.planned,
+    "an init container here waits only for what answers sys.ping",
+  );
+  if (readyNote !== undefined) findings.note(readyNote);
+}
+
+interface WorkloadContext {
+  input: ExportInput;
+  kind: Placement;
+  group: string;
+  endpoints: Map<string, Endpoint>;
+  addressOf: (endpoint: Endpoint) => string;
+  /** Workloads the file restarts only on failure (Kubernetes restarts them always). */
+  onFailure: string[];
+}
+
+/** The objects of one workload (a StatefulSet of an entry, or one instance's) and its Service. */
+function workload(
+  members: PlannedInstance[],
+  context: WorkloadContext,
+): object[] {
+  const { input, kind, group } = context;
+  const { roles, findings } = input.context;
+  const first = members[0].instance;
+  const single = kind !== "set";
+  const name = single ? first.name : group;
+  const labels = labelsOf(first, single);
+  const ports = listeningPorts(first, roles);
+  if (!single) { for (const key of ports.keys()) ports.set(key, basePort(first, key)); }
+  const overrides = {
+    ...(roleSpec(roles[first.role]).host !== undefined ? { host: "0.0.0.0" } : {}),
+    // A StatefulSet's pods share one command line: the entry's ports for all.
+    ...(single ? {} : Object.fromEntries(ports)),
+    ...rewrittenAddresses(first, {
+      ...input.context,
+      endpoints: context.endpoints,
+      addressOf: context.addressOf,
+      loopbackIsOwn: true,
+    }),
+    ...(ports.has("port")
+      ? advertised(
+        first,
+        roles,
+        single
+          ? `${first.name}:${ports.get("port")}`
+          : `$(${NAME_VARIABLE}).${group}:${ports.get("port")}`,
+      )
+      : {}),
+  };
+  const args = commandOf(first, {
+    roles,
+    overrides,
+    ...(single ? {} : { name: `$(${NAME_VARIABLE})` }),
+  });
+  const template = podTemplate(members, { ...context, labels, args, ports, single });
+  if (first.restart === "on-failure" && kind !== "job") context.onFailure.push(name);
+  if ([...ports.values()].some((p) => p < 1024)) {
+    findings.note(
+      `${name} listens on a port below 1024: the image runs as user ${IMAGE_USER}, so the ` +
+        `runtime must allow unprivileged ports (net.ipv4.ip_unprivileged_port_start)`,
+    );
+  }
+  const objects: object[] = [];
+  const servicePorts = [...ports].map(([key, port]) => ({
+    name: toKebab(key),
+    port,
+    targetPort: port,
+  }));
+  if (!single || servicePorts.length > 0) {
+    const service: IService = {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name, labels },
+      spec: {
+        selector: labels,
+        ...(single ? {} : {
+          // Headless: each pod is reached by name (server-2.server), from its start,
+          // as dist's dialers redial until it answers.
+          clusterIP: "None",
+          publishNotReadyAddresses: true,
+        }),
+        ...(servicePorts.length > 0 ? { ports: servicePorts } : {}),
+      },
+    };
+    objects.push(service);
+  }
+  const metadata = { name, labels };
+  if (kind === "job") {
+    const job: IJob = {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata,
+      spec: {
+        backoffLimit: first.restart === "no" ? 0 : 6,
+        template: {
+          ...template,
+          spec: {
+            ...template.spec!,
+            restartPolicy: first.restart === "no" ? "Never" : "OnFailure",
+          },
+        },
+      },
+    };
+    objects.push(job);
+  } else if (!single || first.role === "binder") {
+    const set: IStatefulSet = {
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata,
+      spec: {
+        serviceName: name,
+        replicas: members.length,
+        // Pods named as the file names the instances: group-1..group-N.
+        ...(single ? {} : { ordinals: { start: 1 } }),
+        podManagementPolicy: "Parallel",
+        selector: { matchLabels: labels },
+        template,
+      },
+    };
+    objects.push(set);
+  } else {
+    const deployment: IDeployment = {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata,
+      spec: {
+        replicas: 1,
+        // One process per instance, as in the file: the old pod goes before the new one comes.
+        strategy: { type: "Recreate" },
+        selector: { matchLabels: labels },
+        template,
+      },
+    };
+    objects.push(deployment);
+  }
+  return objects;
+}
+
+/** `dist client --connect ADDRESS sys.ping`: exit 0 once it answers. */
+function ping(address: string): string[] {
+  return ["dist", "client", "--connect", address, "--timeout", "2s", "sys.ping"];
+}
+
+function podTemplate(
+  members: PlannedInstance[],
+  context: WorkloadContext & {
+    labels: Record<string, string>;
+    args: string[];
+    ports: Map<string, number>;
+    single: boolean;
+  },
+): IPodTemplateSpec {
+  const { input } = context;
+  const byName = new Map(input.context.topology.instances.map((i) => [i.name, i]));
+  const main = context.ports.get("port");
+  const probe = (period: number, failures: number): IProbe | undefined =>
+    main === undefined ? undefined : {
+      exec: { command: ping(`127.0.0.1:${main}`) },
+      periodSeconds: period,
+      timeoutSeconds: 5,
+      failureThreshold: failures,
+    };
+  const container: IContainer = {
+    name: "dist",
+    image: input.image,
+    args: context.args,
+    ...(context.single ? {} : {
+      env: [{ name: NAME_VARIABLE, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
+    }),
+    ...(context.ports.size > 0
+      ? {
+        ports: [...context.ports].map(([key, port]) => ({
+          name: toKebab(key),
+          containerPort: port,
+        })),
+      }
+      : {}),
+    ...(main === undefined ? {} : {
+      readinessProbe: probe(5, 3),
+      livenessProbe: { ...probe(10, 6)!, initialDelaySeconds: 15 },
+    }),
+    resources: { requests: REQUESTS },
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    },
+    volumeMounts: [
+      { name: "topology", mountPath: CONFIG_DIR, readOnly: true },
+      // The image's working directory: a relative --log-file lands here.
+      { name: "work", mountPath: "/var/lib/dist" },
+    ],
+  };
+  // What dist up waits for, where it answers sys.ping.
+  const after = new Set(members.flatMap((m) => m.after));
+  const waits = [...after].map((name) => byName.get(name)!).filter((dep) =>
+    listeningPorts(dep, input.context.roles).has("port")
+  ).map((dep) => context.addressOf({ instance: dep, key: "port" }));
+  const initContainers: IContainer[] = waits.length === 0 ? [] : [{
+    name: "wait",
+    image: input.image,
+    command: [
+      "sh",
+      "-c",
+      `for a in ${waits.join(" ")}; do until ${ping("$a").join(" ")} >/dev/null 2>&1; ` +
+      `do sleep 1; done; done`,
+    ],
+    securityContext: container.securityContext,
+  }];
+  return {
+    metadata: { labels: context.labels },
+    spec: {
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: IMAGE_USER,
+        runAsGroup: IMAGE_USER,
+        seccompProfile: { type: "RuntimeDefault" },
+      },
+      ...(initContainers.length > 0 ? { initContainers } : {}),
+      containers: [container],
+      volumes: [
+        { name: "topology", configMap: { name: TOPOLOGY_CONFIGMAP } },
+        { name: "work", emptyDir: {} },
+      ],
+    },
+  };
+}

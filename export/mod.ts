@@ -1,0 +1,180 @@
+/**
+ * @module
+ * `dist export compose|systemd|k8s [FILE]`: the topology (the embedded
+ * default without FILE) as the files an orchestrator already running
+ * elsewhere takes, for clusters that outgrow `dist up`.
+ *
+ * - `model.ts`: what every target shares: listening ports, the addresses an
+ *   instance is given rewritten for a target, each instance's command line
+ *   (`dist --config /etc/dist/topology.toml --name NAME` plus overrides),
+ *   and the checks of what a target cannot express ({@link Findings}:
+ *   problems stop the export, notes become comments in it).
+ * - `compose.ts`, `systemd.ts`, `k8s.ts`: one target each, pure functions
+ *   from the plan (launch/'s `makePlan`: instances, references, start
+ *   order) to files.
+ * - `notes.ts`: the header comment every export opens with.
+ * - `yaml.ts`: YAML with comments (compose, Kubernetes).
+ * - `files.ts`: writing the files to `--out DIR`, or listing them on stdout.
+ *
+ * The container image the exports run is built by `Containerfile` at the
+ * root of the repository (`container/install.sh` does its work).
+ */
+import { type RoleInfo, throwProblems, UsageError } from "../config/mod.ts";
+import {
+  type CommandInfo,
+  formatLauncherHelp,
+  makePlan,
+  parseLauncherArgs,
+  readTopology,
+  writeStdoutQuietly,
+} from "../launch/mod.ts";
+import { exportCompose } from "./compose.ts";
+import { exportK8s } from "./k8s.ts";
+import { exportSystemd } from "./systemd.ts";
+import { type ExportFile, type ExportInput, Findings } from "./model.ts";
+import { VERSION } from "./notes.ts";
+import { writeFiles } from "./files.ts";
+
+export { type ExportFile, type ExportInput, Findings } from "./model.ts";
+export { COMPOSE_FILE } from "./compose.ts";
+export { K8S_FILE } from "./k8s.ts";
+export { VERSION } from "./notes.ts";
+
+/** The image the exports run unless `--image` says otherwise (what README's build tags). */
+export const DEFAULT_IMAGE = `dist:${VERSION}`;
+
+/** Where the systemd units find `dist` unless `--bin` says otherwise. */
+export const DEFAULT_BIN = "/usr/local/bin/dist";
+
+const TARGETS: ReadonlyMap<string, (input: ExportInput & { bin: string }) => ExportFile[]> =
+  new Map([
+    ["compose", exportCompose],
+    ["systemd", exportSystemd],
+    ["k8s", exportK8s],
+  ]);
+
+export const EXPORT: CommandInfo = {
+  name: "export",
+  summary: "Write the topology (the default without FILE) for compose, systemd or Kubernetes",
+  usage: "dist export compose|systemd|k8s [FILE] [--out DIR] [--image IMAGE] [--on HOST]",
+  flags: {
+    out: {
+      type: "string",
+      description: "Write the files into this folder (made if missing) instead of stdout",
+      metavar: "DIR",
+    },
+    image: {
+      type: "string",
+      description: "Container image that runs dist (compose, k8s); see Containerfile",
+      default: DEFAULT_IMAGE,
+      metavar: "IMAGE",
+    },
+    on: {
+      type: "string",
+      description: "Only the instances placed on this host (compose, systemd)",
+      metavar: "HOST",
+    },
+    bin: {
+      type: "string",
+      description: "Path of dist on the hosts (systemd)",
+      default: DEFAULT_BIN,
+      metavar: "PATH",
+    },
+    maxInstances: {
+      type: "integer",
+      description: "Refuse a topology file that makes more instances than this",
+      default: 256,
+      min: 1,
+      metavar: "N",
+    },
+  },
+};
+
+/**
+ * Builds the files of one export of a loaded topology.
+ *
+ * @throws {UsageError} naming every problem: what the target cannot express
+ */
+export function buildExport(
+  target: string,
+  input: { topology: ExportInput["context"]["topology"]; text: string } & {
+    roles: Record<string, RoleInfo>;
+    image?: string;
+    on?: string;
+    bin?: string;
+  },
+): ExportFile[] {
+  const make = TARGETS.get(target);
+  if (make === undefined) {
+    throw new UsageError(
+      `Unknown export target ${JSON.stringify(target)}: one of ${[...TARGETS.keys()].join(", ")}`,
+    );
+  }
+  const findings = new Findings();
+  const context = { topology: input.topology, roles: input.roles, findings, target };
+  // systemd without --on exports every host, each into a folder of its own (systemd.ts).
+  const plan = target === "systemd" && input.on === undefined
+    ? undefined
+    : makePlan(input.topology, { roles: input.roles, on: input.on });
+  const files = make({
+    context,
+    text: input.text,
+    planned: plan?.instances ?? [],
+    image: input.image ?? DEFAULT_IMAGE,
+    bin: input.bin ?? DEFAULT_BIN,
+    ...(input.on === undefined ? {} : { on: input.on }),
+  });
+  throwProblems(input.topology.file, findings.problems);
+  return files;
+}
+
+/**
+ * Runs `dist export` with the arguments after `export`; resolves with the exit code.
+ *
+ * @throws {UsageError} for bad flags, a bad topology, or what the target cannot express
+ */
+export async function exportCommand(
+  argv: string[],
+  roles: Record<string, RoleInfo>,
+): Promise<number> {
+  const [target, ...rest] = argv;
+  if (target === undefined || target.startsWith("-")) {
+    const help = formatLauncherHelp(EXPORT);
+    if (target === "-h" || target === "--help") {
+      writeStdoutQuietly(help);
+      return 0;
+    }
+    throw new UsageError(
+      "dist export needs a target: compose, systemd or k8s (see dist export --help)",
+    );
+  }
+  const args = parseLauncherArgs(rest, EXPORT);
+  if (args.help) {
+    writeStdoutQuietly(formatLauncherHelp(EXPORT));
+    return 0;
+  }
+  if (!TARGETS.has(target)) {
+    throw new UsageError(
+      `Unknown export target ${JSON.stringify(target)}: one of ${[...TARGETS.keys()].join(", ")}`,
+    );
+  }
+  const o = args.options;
+  if (target === "k8s" && o.on !== undefined) {
+    throw new UsageError(
+      "--on is for compose and systemd: Kubernetes places pods on its nodes itself",
+    );
+  }
+  const { topology, text } = await readTopology(args.file, roles, {
+    maxInstances: o.maxInstances as number,
+  });
+  const files = buildExport(target, {
+    topology,
+    text,
+    roles,
+    image: o.image as string,
+    bin: o.bin as string,
+    ...(o.on === undefined ? {} : { on: o.on as string }),
+  });
+  await writeFiles(files, o.out as string | undefined);
+  return 0;
+}

@@ -1,0 +1,245 @@
+/**
+ * `dist export systemd`: per host, one unit per instance placed there
+ * (`dist-NAME.service`), a `dist.target` that wants them all, and the
+ * topology file they read (`/etc/dist/topology.toml`). Each unit:
+ * - runs `dist --config /etc/dist/topology.toml --name NAME`: the file
+ *   already gives every address, as for `dist up --on HOST`;
+ * - is ordered after what `dist up` waits for on its host (`After=`,
+ *   `Wants=`), and started only once it answers `sys.ping` itself
+ *   (`ExecStartPost=` probes it), so what waits for it waits for that;
+ *   what it waits for on another host is probed before it starts
+ *   (`ExecStartPre=`);
+ * - restarts as the file says (`Restart=always|on-failure|no`);
+ * - runs under a dynamic user with the filesystem read-only, no devices,
+ *   no capabilities (but binding a port below 1024) and the usual
+ *   hardening.
+ * Without `--on HOST`, a file placing instances on several hosts is
+ * exported into one folder per host.
+ */
+import { dialHost, formatAddress, type Instance, toSnake } from "../config/mod.ts";
+import { makePlan, type PlannedInstance } from "../launch/mod.ts";
+import {
+  CONFIG_DIR,
+  CONFIG_FILE,
+  CONFIG_PATH,
+  type ExportContext,
+  type ExportFile,
+  type ExportInput,
+  Findings,
+  listeningPorts,
+  portKeys,
+} from "./model.ts";
+import { header, readyLineNote } from "./notes.ts";
+
+/** The target unit that starts every unit of a host. */
+export const TARGET_UNIT = "dist.target";
+
+/** How many times, and how often, a probe asks for `sys.ping` before giving up. */
+const PROBE_TRIES = 60;
+const PROBE_PAUSE = "0.5";
+
+/** The unit of an instance. */
+export function unitName(name: string): string {
+  return `dist-${name}.service`;
+}
+
+/** A word of a command line as systemd reads it: `%` and `$` doubled, quoted when it must be. */
+function word(text: string): string {
+  const escaped = text.replaceAll("%", "%%").replaceAll("$", "$$$$");
+  return /^[\w@+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/["\\]/g, "\\$&")}"`;
+}
+
+/** A shell loop that waits until `address` answers `sys.ping`, for `ExecStartPre=`/`ExecStartPost=`. */
+function probe(bin: string, address: string): string {
+  // `$$` is one `$` for the shell once systemd has read the line.
+  const ping = `${shellQuote(bin)} client --connect ${address} --timeout 1s sys.ping`;
+  return `/bin/sh -c 'i=0; until ${ping} >/dev/null 2>&1; do i=$$((i+1)); ` +
+    `[ $$i -lt ${PROBE_TRIES} ] || exit 1; sleep ${PROBE_PAUSE}; done'`;
+}
+
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `"${text.replace(/["\\$`]/g, "\\$&")}"`;
+}
+
+/**
+ * The export's files, per host.
+ *
+ * @returns the files, or nothing when `input.context.findings` has problems
+ */
+export function exportSystemd(input: ExportInput & { bin: string }): ExportFile[] {
+  const { context } = input;
+  const { topology, roles } = context;
+  checkPortZero(context);
+  if (context.findings.problems.length > 0) return [];
+  if (input.on !== undefined) {
+    return hostFiles(input, { planned: input.planned, host: input.on, folder: "" });
+  }
+  // One folder per host when there are several.
+  const hosts: string[] = [];
+  for (const instance of topology.instances) {
+    if (!hosts.some((h) => sameHost(h, instance.host))) hosts.push(instance.host);
+  }
+  return hosts.flatMap((host) => {
+    const plan = makePlan(topology, { roles, on: host });
+    const folder = hosts.length > 1 ? `${host}/` : "";
+    return hostFiles(input, { planned: plan.instances, host, folder });
+  });
+}
+
+function sameHost(a: string, b: string): boolean {
+  const norm = (h: string) => h.toLowerCase().replace(/^localhost$/, "127.0.0.1");
+  return norm(a) === norm(b);
+}
+
+/** Port 0 works only where nobody needs to know the port: no reference, no probe. */
+function checkPortZero(context: ExportContext): void {
+  const byName = new Map(context.topology.instances.map((i) => [i.name, i]));
+  for (const instance of context.topology.instances) {
+    for (const [key, targets] of Object.entries(instance.refs)) {
+      for (const target of targets) {
+        const other = byName.get(target);
+        if (
+          other === undefined ||
+          !portKeys(context.roles[other.role]).some((k) => other.options[k] === 0)
+        ) continue;
+        context.findings.problem(
+          `${instance.role}.${toSnake(key)}: ${instance.name} dials ${target}, which listens on ` +
+            `port 0: systemd cannot tell it the port ${target} picks; give ${target} a port`,
+        );
+      }
+    }
+  }
+}
+
+function hostFiles(
+  input: ExportInput & { bin: string },
+  { planned, host, folder }: { planned: PlannedInstance[]; host: string; folder: string },
+): ExportFile[] {
+  // Notes are per host: each host's dist.target lists the file's and its own.
+  const findings = new Findings();
+  for (const note of input.context.findings.notes) findings.note(note);
+  const readyNote = readyLineNote(planned, "systemd waits only until such an instance has started");
+  if (readyNote !== undefined) findings.note(readyNote);
+  const units = planned.map((p) => ({
+    path: folder + unitName(p.instance.name),
+    text: unit(p, input),
+  }));
+  const target = [
+    ...header({ ...input, context: { ...input.context, findings } }, "systemd", [
+      `Install on ${host}: copy ${CONFIG_FILE} to ${CONFIG_PATH} and the units to`,
+      `/etc/systemd/system, put dist at ${input.bin}, then`,
+      `  systemctl daemon-reload && systemctl enable --now ${TARGET_UNIT}`,
+      `Each unit runs \`dist --config ${CONFIG_PATH} --name NAME\`; logs go to the journal`,
+      `(journalctl -u 'dist-*').`,
+    ]).map((l) => l === "" ? "#" : `# ${l}`),
+    "",
+    "[Unit]",
+    `Description=dist: ${input.context.topology.file} on ${host}`,
+    `Wants=${planned.map((p) => unitName(p.instance.name)).join(" ")}`,
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+    "",
+  ].join("\n");
+  return [
+    { path: folder + TARGET_UNIT, text: target },
+    ...units,
+    { path: folder + CONFIG_FILE, text: input.text },
+  ];
+}
+
+/** The hardening every unit gets; what dist needs is said where it departs. */
+const HARDENING = [
+  "DynamicUser=yes",
+  "ProtectSystem=strict",
+  "ProtectHome=yes",
+  "PrivateTmp=yes",
+  "PrivateDevices=yes",
+  "NoNewPrivileges=yes",
+  "ProtectKernelTunables=yes",
+  "ProtectKernelModules=yes",
+  "ProtectKernelLogs=yes",
+  "ProtectControlGroups=yes",
+  "ProtectClock=yes",
+  "ProtectHostname=yes",
+  "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+  "RestrictNamespaces=yes",
+  "RestrictRealtime=yes",
+  "RestrictSUIDSGID=yes",
+  "LockPersonality=yes",
+  "SystemCallArchitectures=native",
+  "UMask=0077",
+  "# MemoryDenyWriteExecute= is left off: V8 compiles JavaScript to machine code.",
+];
+
+function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string {
+  const { instance } = p;
+  const { topology, roles } = input.context;
+  const byName = new Map(topology.instances.map((i) => [i.name, i]));
+  const ports = listeningPorts(instance, roles);
+  const deps = p.after.map(unitName);
+  const lines = [
+    `# dist ${instance.role} ${instance.name} of ${topology.file} (restart ${instance.restart}):`,
+    `# part of ${TARGET_UNIT}; edit the topology file and export again rather than this.`,
+    "[Unit]",
+    `Description=dist ${instance.role} ${instance.name}`,
+    `PartOf=${TARGET_UNIT}`,
+    `After=${["network-online.target", ...deps].join(" ")}`,
+    `Wants=${["network-online.target", ...deps].join(" ")}`,
+    "",
+    "[Service]",
+    "Type=exec",
+  ];
+  for (const name of p.remote) {
+    const dep = byName.get(name)!;
+    const address = formatAddress({ host: dialHost(dep.host), port: dep.options.port as number });
+    lines.push(`# ${name} runs on ${dep.host}: wait until it answers.`);
+    lines.push(`ExecStartPre=${probe(input.bin, address)}`);
+  }
+  lines.push(
+    `ExecStart=${
+      [input.bin, "--config", CONFIG_PATH, "--name", instance.name].map(word).join(" ")
+    }`,
+  );
+  const main = ports.get("port");
+  if (main !== undefined && main !== 0) {
+    lines.push(`# Started once it answers sys.ping, so what waits for it waits for that.`);
+    lines.push(
+      `ExecStartPost=${
+        probe(input.bin, formatAddress({ host: dialHost(instance.host), port: main }))
+      }`,
+    );
+  } else if (main === 0) {
+    lines.push(`# Port 0: the port is picked at start, so nothing probes it.`);
+  }
+  lines.push(
+    `Restart=${instance.restart}`,
+    "RestartSec=1s",
+    "TimeoutStartSec=90s",
+    `TimeoutStopSec=${Math.ceil(Number(instance.options.grace ?? 2000) / 1000) + 10}s`,
+    "LogsDirectory=dist",
+    "# A relative --log-file lands in /var/log/dist.",
+    "WorkingDirectory=/var/log/dist",
+    `ReadOnlyPaths=${CONFIG_DIR}`,
+    ...logFilePaths(instance),
+    ...HARDENING,
+  );
+  if ([...ports.values()].some((port) => port > 0 && port < 1024)) {
+    lines.push("# A port below 1024 needs this one capability.");
+    lines.push(
+      "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+      "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+    );
+  } else lines.push("CapabilityBoundingSet=");
+  return lines.join("\n") + "\n";
+}
+
+/** An absolute `--log-file` outside /var/log/dist must be writable. */
+function logFilePaths(instance: Instance): string[] {
+  const file = instance.options.logFile;
+  if (typeof file !== "string" || !file.startsWith("/") || file.startsWith("/var/log/dist/")) {
+    return [];
+  }
+  const dir = file.slice(0, file.lastIndexOf("/")) || "/";
+  return [`# ${instance.name} logs to ${file} as well.`, `ReadWritePaths=-${dir}`];
+}
