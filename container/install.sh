@@ -36,7 +36,8 @@ mkdir -p "$prefix/app" "$prefix/cache"
 cp "$(command -v "$deno")" "$prefix/bin/deno"
 # The sources dist runs from (tests, benchmarks and the repository's own files stay out).
 (cd "$src" && tar -cf - --exclude=./tests --exclude=./bench --exclude=./.git --exclude=./.ci \
-  --exclude=./container --exclude=./dist --exclude='./node_modules' .) | tar -xf - -C "$prefix/app"
+  --exclude=./container --exclude=./dist --exclude=./node_modules --exclude=./test-artifacts \
+  --exclude=./coverage .) | tar -xf - -C "$prefix/app"
 DENO_DIR="$prefix/cache" "$prefix/bin/deno" cache --frozen "$prefix/app/main.ts" >"$log" 2>&1 ||
   { cat "$log" >&2; exit 1; }
 cat >"$prefix/bin/dist" <<WRAPPER
