@@ -21,7 +21,6 @@ import {
 } from "./roles/mod.ts";
 import { DistError } from "./wire/mod.ts";
 import { status, up, watchLauncher } from "./launch/mod.ts";
-import { exportCommand } from "./export/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export const VERSION: string = denoJson.version;
@@ -33,7 +32,11 @@ export async function main(argv: string[]): Promise<number> {
     // `dist up` and `dist status` run a whole topology (launch/).
     if (argv[0] === "up") return await up(argv.slice(1), ROLES);
     if (argv[0] === "status") return await status(argv.slice(1), ROLES);
-    if (argv[0] === "export") return await exportCommand(argv.slice(1), ROLES);
+    if (argv[0] === "export") {
+      // Loaded only here: the exports' YAML writer is no part of a role's start.
+      const { exportCommand } = await import("./export/mod.ts");
+      return await exportCommand(argv.slice(1), ROLES);
+    }
     parsed = await parseCommand(argv, ROLES);
     if (parsed.version) {
       writeStdout(`dist ${VERSION} (deno ${Deno.version.deno})`);
