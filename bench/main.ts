@@ -25,6 +25,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "dist up of the default topology: time to every instance ready, RSS of the topology",
     load: async () => (await import("./up.ts")).run,
   },
+  dashboard: {
+    about: "dist up's dashboard: CPU of the launcher and instances with the page closed and open",
+    load: async () => (await import("./dashboard.ts")).run,
+  },
   client: {
     about: "--rate precision: start lag and latency at 1,000 and 10,000 req/s vs closed loop c=1",
     load: async () => (await import("./client.ts")).run,

@@ -17,8 +17,8 @@
  * as wildcards, and the topology's name as the file's.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_TOPOLOGY, DEFAULT_TOPOLOGY_FILE } from "../config/mod.ts";
-import { linesOf, startUp, stopCleanly, topologyFile } from "./helpers/up.ts";
+import { DEFAULT_TOPOLOGY_FILE } from "../config/mod.ts";
+import { linesOf, movedTopology, startUp, stopCleanly, topologyFile } from "./helpers/up.ts";
 
 const README = await Deno.readTextFile(new URL("../README.md", import.meta.url));
 
@@ -29,38 +29,6 @@ function sample(): string[] {
   const block = /```\n([\s\S]*?)```/.exec(README.slice(at));
   assert.ok(block, "the quick-start sample has no block");
   return block[1].split("\n").filter((l) => l !== "" && l !== "…");
-}
-
-/** A port where nothing listens, below the ephemeral range, with `count - 1` free ones after it. */
-function freeRange(count: number): number {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 12_000);
-    const held: Deno.Listener[] = [];
-    try {
-      for (let i = 0; i < count; i++) {
-        held.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
-      }
-      return base;
-    } catch {
-      // Taken: try elsewhere.
-    } finally {
-      for (const l of held) l.close();
-    }
-  }
-  throw new Error("No free ports found");
-}
-
-/** The default topology with its ports moved (see the module's comment). */
-function movedTopology(): string {
-  const binders = freeRange(2);
-  const workerPort = freeRange(1);
-  let role = "";
-  return DEFAULT_TOPOLOGY.split("\n").map((line) => {
-    role = /^\[\[(\w+)\]\]/.exec(line)?.[1] ?? role;
-    if (/^worker_port = \d+/.test(line)) return `worker_port = ${workerPort}`;
-    if (/^port = \d+/.test(line)) return `port = ${role === "binder" ? binders : 0}`;
-    return line;
-  }).join("\n");
 }
 
 const NUMBER = String.raw`-?\d+(?:\.\d+)?(?:e[+-]?\d+)?`;

@@ -13,10 +13,10 @@ import pageCss from "./page.css" with { type: "text" };
 
 /** One file the dashboard serves. */
 export interface Asset {
-  type: string;
-  body: Uint8Array<ArrayBuffer>;
+  readonly type: string;
+  readonly body: Uint8Array<ArrayBuffer>;
   /** A strong validator of the body, for If-None-Match. */
-  etag: string;
+  readonly etag: string;
 }
 
 /** FNV-1a over the bytes: an ETag needs to differ when the body does, nothing more. */
@@ -26,9 +26,19 @@ function fnv1a(bytes: Uint8Array): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** An asset whose bytes and ETag are made when first served, not when `dist` starts. */
 function asset(type: string, text: string): Asset {
-  const body = new TextEncoder().encode(text);
-  return { type, body, etag: `"${fnv1a(body)}-${body.length}"` };
+  let body: Uint8Array<ArrayBuffer> | undefined;
+  let etag: string | undefined;
+  return {
+    type,
+    get body() {
+      return body ??= new TextEncoder().encode(text);
+    },
+    get etag() {
+      return etag ??= `"${fnv1a(this.body)}-${this.body.length}"`;
+    },
+  };
 }
 
 const JS = "text/javascript; charset=utf-8";

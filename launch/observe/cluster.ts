@@ -64,8 +64,8 @@ export type ClusterEvent =
   | { type: "instance"; instance: InstanceView }
   | { type: "round"; at: number; instances: InstanceView[] };
 
-/** How much of the past each instance keeps: 5 minutes of 1-second rounds. */
-export const HISTORY_POINTS = 300;
+/** How much of the past each instance keeps: 5 minutes of rounds a second apart, and some. */
+export const HISTORY_POINTS = 320;
 /** Polls further apart than this were not consecutive rounds (ms). */
 const GAP_MS = 3000;
 

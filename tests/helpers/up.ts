@@ -5,6 +5,7 @@
  * launcher and then SIGKILLs any child it reported that is still alive.
  */
 import assert from "node:assert/strict";
+import { DEFAULT_TOPOLOGY } from "../../config/mod.ts";
 import { distCommand } from "./dist.ts";
 import { sleep } from "./raw.ts";
 
@@ -244,4 +245,43 @@ export async function checkCompiledUp(bin: string): Promise<void> {
     assert.match(stdout, /^dist up: server ready at 127\.0\.0\.1:\d+/m);
     assert.match(linesOf(stdout, "client").at(-1)!, /^5 requests: 5 ok, 0 errors/);
   }, { bin });
+}
+
+/** A port where nothing listens, below the ephemeral range, with `count - 1` free ones after it. */
+export function freeRange(count: number): number {
+  for (let tries = 0; tries < 200; tries++) {
+    const base = 20_000 + Math.floor(Math.random() * 12_000);
+    const held: Deno.Listener[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        held.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+      }
+      return base;
+    } catch {
+      // Taken: try elsewhere.
+    } finally {
+      for (const l of held) l.close();
+    }
+  }
+  throw new Error("No free ports found");
+}
+
+/**
+ * The default topology with its ports moved off the fixed ones, which a
+ * person's cluster or another test may hold: to 0 wherever the launcher
+ * learns the port from the instance (broker, servers, balancer), and to free
+ * ports below the ephemeral range (where no port-0 listener lands) for the
+ * binders (peers must know each other's ports) and the balancer's worker
+ * port (workers find it in the file only).
+ */
+export function movedTopology(): string {
+  const binders = freeRange(2);
+  const workerPort = freeRange(1);
+  let role = "";
+  return DEFAULT_TOPOLOGY.split("\n").map((line) => {
+    role = /^\[\[(\w+)\]\]/.exec(line)?.[1] ?? role;
+    if (/^worker_port = \d+/.test(line)) return `worker_port = ${workerPort}`;
+    if (/^port = \d+/.test(line)) return `port = ${role === "binder" ? binders : 0}`;
+    return line;
+  }).join("\n");
 }
