@@ -97,7 +97,12 @@ function topicPattern(options: Options): string {
   if (options.type !== undefined && options.topic !== "/") {
     throw new UsageError("Give --topic or --type, not both");
   }
-  const raw = options.type !== undefined ? `/${options.type}` : options.topic as string;
+  // The lab's --type names a topic without its slash (currency); one given with it
+  // (--type /, --type /telephony) is taken as it is.
+  const type = options.type as string | undefined;
+  const raw = type !== undefined
+    ? (type.startsWith("/") ? type : `/${type}`)
+    : options.topic as string;
   try {
     return normalizeTopic(raw, { pattern: true });
   } catch (err) {

@@ -29,7 +29,7 @@ Deno.test("the lab's scenario: a consumer on / gets telephony and msg from two p
     try {
       await consumer.until("stderr", SUBSCRIBED);
       const [tel, msg] = await Promise.all([
-        runDist(["producer", "-b", broker.address, "--type", "telephony", "--count", "3"]),
+        runDist(["producer", "-b", broker.address, "--type", "telephony", "--count", "1"]),
         runDist(["producer", "-b", broker.address, "--type", "msg", "--count", "1"]),
       ]);
       assert.equal(tel.code, 0, tel.stderr);
@@ -48,6 +48,41 @@ Deno.test("the lab's scenario: a consumer on / gets telephony and msg from two p
         assert.equal(typeof m.value, "number");
         assert.equal(m.retained, false);
       }
+    } finally {
+      await consumer.stop();
+    }
+  });
+});
+
+Deno.test("the lab's own commands: consumer --type /, producer --type telephony --count 2 publishes two whole rounds", async () => {
+  await withBrokerProcess(async (broker) => {
+    const consumer = streamDist([
+      "consumer",
+      "--broker",
+      broker.address,
+      "--type",
+      "/",
+      "--count",
+      "6",
+    ]);
+    try {
+      await consumer.until("stderr", /Subscribed to \/:/);
+      const tel = await runDist([
+        "producer",
+        "-b",
+        broker.address,
+        "--type",
+        "telephony",
+        "--count",
+        "2",
+      ]);
+      assert.equal(tel.code, 0, tel.stderr);
+      const published = lines(tel.stdout).map((l) => l.split(" ")[0]);
+      const round = ["/telephony/orange", "/telephony/unite", "/telephony/moldcell"];
+      assert.deepEqual(published, [...round, ...round]);
+      assert.equal(await consumer.exited(), 0, consumer.stderr());
+      const got = lines(consumer.stdout()).map((l) => l.split(" ")[0]);
+      assert.deepEqual(got, [...round, ...round]);
     } finally {
       await consumer.stop();
     }

@@ -48,7 +48,9 @@ export const producer: Role = {
     value: { type: "string", description: "Value to publish (JSON, or text)", metavar: "V" },
     count: {
       type: "integer",
-      description: "Messages to publish (default: 1 with --value, 100000 in load, else no end)",
+      description:
+        "Messages to publish; with --type, rounds of the generator (default: 1 with --value, " +
+        "100000 in load, else no end)",
       min: 1,
       metavar: "N",
     },
@@ -156,8 +158,8 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
 }
 
 /**
- * Publishes rounds of messages every `interval` until `count` have been
- * tried (published or failed) or the signal fires. A message that fails is
+ * Publishes rounds of messages every `interval` until `count` rounds have
+ * been tried (each message published or failed) or the signal fires. A message that fails is
  * logged and counted, never retried: the exit code says whether all went.
  */
 async function publishRounds(
@@ -182,9 +184,11 @@ async function publishRounds(
   let unconfirmed = 0;
   let peer: Peer | undefined = first;
   const tried = () => sent + failed;
-  while (tried() < plan.count && !signal.aborted) {
+  // --count counts rounds: a telephony round is its three operators, never part of them.
+  let rounds = 0;
+  while (rounds < plan.count && !signal.aborted) {
     for (const { topic, value } of plan.round()) {
-      if (tried() >= plan.count || signal.aborted) break;
+      if (signal.aborted) break;
       const next = link.peer ?? await link.ready(timeout).catch(() => undefined);
       if (next !== peer) unconfirmed = 0; // what went on the old connection is past knowing
       peer = next;
@@ -235,7 +239,7 @@ async function publishRounds(
         );
       }
     }
-    if (tried() < plan.count) await sleep(plan.interval, signal);
+    if (++rounds < plan.count) await sleep(plan.interval, signal);
   }
   // Fire-and-forget messages: one round trip tells that the broker has read
   // (and routed) them all, or that it closed the connection instead.
