@@ -2,7 +2,15 @@
  * The connection to a broker that the producer and the consumer share: the
  * `--broker` option, and a link that stays up across broker restarts.
  */
-import { formatAddress, type OptionDef, type Options, parseAddress } from "../config/mod.ts";
+import { getLogger } from "@logtape/logtape";
+import {
+  formatAddress,
+  formatDuration,
+  type OptionDef,
+  type Options,
+  parseAddress,
+} from "../config/mod.ts";
+import { cut } from "../wire/_log.ts";
 import {
   codecByName,
   DistError,
@@ -43,6 +51,12 @@ export const BROKER_FLAG_HINTS: Record<string, string> = {
 
 export interface LinkOptions {
   role: string;
+  /**
+   * Whether the first connection is waited for until the process is stopped
+   * (a consumer, a generator) rather than within `--timeout` (a one-shot
+   * publish, a load): only the words of the "no broker" line depend on it.
+   */
+  waitForever?: boolean;
   /** Runs on every (re)connection before it counts as up, e.g. to subscribe. */
   onConnect?: (peer: Peer) => void | Promise<void>;
   onNotification?: NotificationHandler;
@@ -77,17 +91,70 @@ export function deliveryFrames(
  */
 export function brokerLink(options: Options, link: LinkOptions): Redialer {
   const address = parseAddress(options.broker as string);
-  return new Redialer(address, {
+  const where = formatAddress(address);
+  const hint = options.broker === DEFAULT_BROKER
+    ? " (is the broker up? give --broker HOST:PORT)"
+    : "";
+  const log = getLogger(["dist", link.role]);
+  let failures = 0;
+  const redialer: Redialer = new Redialer(address, {
     role: link.role,
     name: (options.name as string | undefined) ?? `${link.role}-${Deno.pid}`,
     codec: codecByName(options.codec as string),
     ...connSettings(options),
     timeoutMs: options.timeout as number,
     connectTimeoutMs: options.timeout as number,
-    onConnect: link.onConnect,
+    onConnect: async (peer) => {
+      if (failures > 0) log.info("Connected to the broker at {where}", { where });
+      failures = 0;
+      await link.onConnect?.(peer);
+    },
     onNotification: link.onNotification,
     rawFrames: link.rawFrames,
+    // The first refusal is said at once, in words about the broker; then every tenth try.
+    logFailures: false,
+    onDialError: (err) => {
+      failures++;
+      const why = cut(err.cause instanceof Error ? err.cause.message : err.message);
+      if (failures === 1) {
+        log.warn("No broker at {where} ({why}); retrying {until}{hint}", {
+          where,
+          why,
+          until: link.waitForever
+            ? "until one answers"
+            : `for ${formatDuration(options.timeout as number)}`,
+          hint,
+        });
+      } else if (failures % 10 === 0) {
+        log.info("Still no broker at {where} after {n} tries ({why})", { where, n: failures, why });
+      }
+    },
   }).start();
+  return redialer;
+}
+
+/** Longest a timer waits (about 24 days): "until stopped" in practice. */
+const FOREVER_MS = 2 ** 31 - 1;
+
+/**
+ * The first connection of a link made with `waitForever`: retried until it
+ * comes up, or undefined once `signal` stops the wait.
+ */
+export async function firstConnectionOrStop(
+  link: Redialer,
+  signal: AbortSignal,
+): Promise<Peer | undefined> {
+  if (signal.aborted) return undefined;
+  let onAbort!: () => void;
+  const stopped = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([link.ready(FOREVER_MS), stopped]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }
 
 /**

@@ -15,7 +15,7 @@ import {
   BROKER_OPTION,
   brokerLink,
   deliveryFrames,
-  firstConnection,
+  firstConnectionOrStop,
   formatValue,
   isPrintable,
   printableJson,
@@ -187,6 +187,7 @@ async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
 
   const link = brokerLink(options, {
     role: "consumer",
+    waitForever: true,
     rawFrames: deliveryFrames(onRaw),
     onNotification: (method, params) => {
       if (method === "broker.message") {
@@ -227,7 +228,8 @@ async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
     },
   });
   try {
-    await firstConnection(link, options);
+    // No broker yet is said at once; the consumer keeps trying until one answers or Ctrl-C.
+    await firstConnectionOrStop(link, ctx.signal);
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) return resolve();
       ctx.signal.addEventListener("abort", () => resolve(), { once: true });

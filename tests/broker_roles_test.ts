@@ -340,16 +340,60 @@ Deno.test("producer and consumer mistakes are one `dist:` line and exit 2", asyn
   });
 });
 
-Deno.test("producer and consumer say so when no broker answers", async () => {
+Deno.test("no broker yet: said at the first refusal; a consumer and a generator keep trying, a one-shot publish gives up", async () => {
   const { freePort } = await import("./helpers/dist.ts");
-  const address = `127.0.0.1:${freePort()}`;
-  const [p, c] = await Promise.all([
-    runDist(["producer", "-b", address, "--topic", "/x", "--value", "1", "--timeout", "500ms"]),
-    runDist(["consumer", "-b", address, "--timeout", "500ms"]),
+  const port = freePort();
+  const address = `127.0.0.1:${port}`;
+  const saidAtOnce = new RegExp(
+    `\\[WRN\\] \\S+: No broker at ${address} \\(Connection refused[^)]*\\)\\); retrying until one answers\n`,
+  );
+  const consumer = streamDist(["consumer", "-b", address, "--count", "2", "--timeout", "500ms"]);
+  const generator = streamDist([
+    "producer",
+    "-b",
+    address,
+    "--type",
+    "currency",
+    "--interval",
+    "200ms",
   ]);
-  for (const r of [p, c]) {
-    assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`dist: UNAVAILABLE: No broker at ${address} within 500 ms`));
+  let broker: DistProcess | undefined;
+  try {
+    const t0 = performance.now();
+    await Promise.all([
+      consumer.until("stderr", saidAtOnce),
+      generator.until("stderr", saidAtOnce),
+    ]);
+    assert.ok(performance.now() - t0 < 5000, "said at the first refusal, not after a timeout");
+    const oneShot = await runDist([
+      "producer",
+      "-b",
+      address,
+      "--topic",
+      "/x",
+      "--value",
+      "1",
+      "--timeout",
+      "500ms",
+    ]);
+    assert.equal(oneShot.code, 1, oneShot.stderr);
+    assert.match(
+      oneShot.stderr,
+      new RegExp(`No broker at ${address} \\(Connection refused.*\\); retrying for 500ms`),
+    );
+    assert.match(
+      lines(oneShot.stderr).at(-1)!,
+      new RegExp(`^dist: UNAVAILABLE: No broker at ${address} within 500 ms`),
+    );
+    // Still trying, well past --timeout: a broker that comes up gets both.
+    broker = await startDist(["broker", "--port", String(port)]);
+    await consumer.until("stderr", new RegExp(`Connected to the broker at ${address}`));
+    assert.equal(await consumer.exited(), 0, consumer.stderr());
+    assert.match(consumer.stdout(), /^\/currency \d+/m, "the generator's messages arrived");
+  } finally {
+    await consumer.stop();
+    await generator.stop();
+    await broker?.stop();
   }
 });
 

@@ -28,6 +28,11 @@ export interface RedialOptions extends DialOptions {
    * here ends the loop (a caller that must connect the first time or fail).
    */
   onDialError?: (err: DistError) => void;
+  /**
+   * Log failed dials (the first, then every tenth) as warnings; false when
+   * `onDialError` says it in the caller's own words (default true).
+   */
+  logFailures?: boolean;
 }
 
 /**
@@ -164,7 +169,8 @@ export class Redialer {
         this.failures++;
         this.#options.onDialError?.(DistError.from(err));
         if (this.#stopped) break;
-        if (this.failures === 1 || this.failures % 10 === 0) {
+        const logged = this.#options.logFailures ?? true;
+        if (logged && (this.failures === 1 || this.failures % 10 === 0)) {
           log.warn("Cannot reach {addr}: {error}; retrying in {ms} ms", {
             addr: `${this.address.host}:${this.address.port}`,
             error: cut(err instanceof Error ? err.message : String(err)),

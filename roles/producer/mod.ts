@@ -15,6 +15,7 @@ import {
   BROKER_OPTION,
   brokerLink,
   firstConnection,
+  firstConnectionOrStop,
   formatValue,
   parseValue,
 } from "../_broker_link.ts";
@@ -114,9 +115,15 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
       throw new UsageError(`--topic: ${(err as Error).message}`);
     }
   }
-  const link = brokerLink(options, { role: "producer" });
+  // A generator runs until stopped: it waits for a broker as long. A one-shot
+  // publish or a load gives up after --timeout.
+  const generating = mode === "type";
+  const link = brokerLink(options, { role: "producer", waitForever: generating });
   try {
-    const peer = await firstConnection(link, options);
+    const peer = generating
+      ? await firstConnectionOrStop(link, ctx.signal)
+      : await firstConnection(link, options);
+    if (peer === undefined) return 0; // stopped before any broker answered
     if (load) {
       const count = (options.count as number | undefined) ?? 100_000;
       const tty = Deno.stderr.isTerminal();
