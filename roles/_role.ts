@@ -61,6 +61,89 @@ export function writeStdout(line: string): void {
   }
 }
 
+/**
+ * Lines to stdout written without blocking the event loop, for a role whose
+ * output can outrun its reader (a consumer printed to a paused terminal or a
+ * slow pipe): heartbeats and the wire keep running meanwhile. Past
+ * `highWater` bytes waiting, `onBacklog(true)` says to stop taking input;
+ * once under a quarter of it, `onBacklog(false)`. A reader that has gone is
+ * handled as by {@link writeStdout}.
+ */
+export class StdoutLines {
+  #queue: Uint8Array[] = [];
+  #bytes = 0;
+  #writing: Promise<void> | undefined;
+  #backlogged = false;
+  #highWater: number;
+  #onBacklog: (backlogged: boolean) => void;
+
+  constructor(onBacklog: (backlogged: boolean) => void, highWater = 1 << 20) {
+    this.#onBacklog = onBacklog;
+    this.#highWater = highWater;
+  }
+
+  /** Bytes waiting to be written. */
+  get pending(): number {
+    return this.#bytes;
+  }
+
+  /** Whether more than `highWater` bytes wait (input should be paused). */
+  get backlogged(): boolean {
+    return this.#backlogged;
+  }
+
+  /** Queues `text` and a newline. */
+  write(text: string): void {
+    if (stdoutGone) return;
+    const bytes = encoder.encode(text + "\n");
+    this.#queue.push(bytes);
+    this.#bytes += bytes.length;
+    if (!this.#backlogged && this.#bytes > this.#highWater) {
+      this.#backlogged = true;
+      this.#onBacklog(true);
+    }
+    this.#writing ??= this.#drain().finally(() => this.#writing = undefined);
+  }
+
+  /** Resolves once everything queued has been written (or the reader has gone). */
+  async flushed(): Promise<void> {
+    while (this.#writing !== undefined) await this.#writing;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0 && !stdoutGone) {
+      const chunk = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue);
+      this.#queue = [];
+      try {
+        for (let off = 0; off < chunk.length;) off += await Deno.stdout.write(chunk.subarray(off));
+      } catch (err) {
+        if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+        stdoutGone = true;
+        onStdoutGone?.();
+      }
+      this.#bytes -= chunk.length;
+      if (this.#backlogged && this.#bytes <= this.#highWater / 4) {
+        this.#backlogged = false;
+        this.#onBacklog(false);
+      }
+    }
+    this.#queue = [];
+    this.#bytes = 0;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const p of parts) size += p.length;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Runs `handler` once stdout's reader has gone (see {@link writeStdout}). */
 export function onStdoutClosed(handler: () => void): void {
   onStdoutGone = handler;

@@ -8,7 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Options, UsageError } from "../config/mod.ts";
 import { DistError, type Peer } from "../wire/mod.ts";
 import { cut } from "../wire/_log.ts";
-import { type Role, type RunContext, writeStdout } from "./_role.ts";
+import { type Role, type RunContext, StdoutLines } from "./_role.ts";
 import { normalizeTopic } from "./_topic.ts";
 import {
   BROKER_FLAG_HINTS,
@@ -113,7 +113,22 @@ function topicPattern(options: Options): string {
 }
 
 async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
-  const out = ctx.stdout ?? writeStdout;
+  // Output to a reader slower than the broker (a paused terminal, a slow
+  // pipe) must not block the event loop: heartbeats go on, and reading from
+  // the broker pauses instead, so the broker's own slow-consumer policy
+  // applies (and its SLOW_CONSUMER error is read once output moves again).
+  let paused: Peer | undefined;
+  const backlog = (backlogged: boolean) => {
+    if (backlogged) {
+      paused = link.peer;
+      paused?.conn.pauseReading();
+    } else {
+      paused?.conn.resumeReading();
+      paused = undefined;
+    }
+  };
+  const stdout = ctx.stdout === undefined ? new StdoutLines(backlog) : undefined;
+  const out = ctx.stdout ?? ((line: string) => stdout!.write(line));
   const pattern = topicPattern(options);
   const group = options.group as string | undefined;
   if (group !== undefined && (group === "" || group.length > 256)) {
@@ -220,6 +235,10 @@ async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
         policy: options.policy,
       }, { timeout }) as { sid: number; topic_count: number };
       sid = result.sid;
+      if (stdout?.backlogged && paused === undefined) {
+        paused = peer; // output still backed up: this connection waits too
+        peer.conn.pauseReading();
+      }
       log.info("Subscribed to {pattern}{group}: {n} topic(s) so far", {
         pattern,
         group: group === undefined ? "" : ` in group ${group}`,
@@ -243,6 +262,7 @@ async function runConsumer(options: Options, ctx: RunContext): Promise<number> {
       );
     }
     if (pending.length > 0) flush();
+    await stdout?.flushed();
     return 0;
   } finally {
     await link.stop();

@@ -5,7 +5,8 @@
  * the users' mistakes. Every process is stopped in `finally`.
  */
 import assert from "node:assert/strict";
-import { type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
+import { distCommand, type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
+import { sleep, waitFor } from "./helpers/raw.ts";
 import { BrokerClient, statsUntil, streamDist } from "./helpers/broker.ts";
 import { ptyUnavailable, startPty } from "./helpers/pty.ts";
 
@@ -416,4 +417,61 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("a consumer cut off as slow is told SLOW_CONSUMER before the close, though it read nothing for 3 s", async () => {
+  const broker = await startDist(["broker", "--port", "0"]); // --max-pending 8 MiB
+  // A consumer whose output nobody reads for a while: its pipe fills, its
+  // writes block, and it stops reading from the broker (a paused terminal).
+  const { exe, args } = distCommand(["consumer", "-b", broker.address, "--topic", "/load"]);
+  const consumer = new Deno.Command(exe, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let stderr = "";
+  const errDone = (async () => {
+    for await (const c of consumer.stderr.pipeThrough(new TextDecoderStream())) stderr += c;
+  })();
+  try {
+    await waitFor(() => /Subscribed to \/load/.test(stderr), 10_000, "subscription");
+    const load = await runDist([
+      "producer",
+      "-b",
+      broker.address,
+      "--topic",
+      "/load",
+      "--payload",
+      "1000",
+      "--count",
+      "40000",
+    ]);
+    assert.equal(load.code, 0, load.stderr);
+    await waitFor(() => /Cutting off consumer-/.test(broker.stderr()), 10_000, "the cut-off");
+    await sleep(3000); // longer than the old 1 s the broker waited for its last bytes
+    const outDone = consumer.stdout.pipeTo(new WritableStream()); // reading again
+    await waitFor(() => /SLOW_CONSUMER/.test(stderr), 15_000, "the consumer to be told").catch(
+      (e) => {
+        throw new Error(`${e.message}; broker:\n${broker.stderr()}\nconsumer:\n${stderr}`);
+      },
+    );
+    assert.match(
+      stderr,
+      /\[WRN\] consumer-\d+: Peer broker-\d+ reported: SLOW_CONSUMER: Subscriber of \/load \(sid 1\) fell behind/,
+    );
+    // Its heartbeats went on while its output was stuck: cut off for being slow, not for silence.
+    assert.doesNotMatch(broker.stderr(), /heartbeat_timeout/);
+    consumer.kill("SIGTERM");
+    await Promise.all([consumer.status, outDone.catch(() => {}), errDone]);
+  } finally {
+    try {
+      consumer.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await consumer.status;
+    await broker.stop();
+  }
 });

@@ -34,8 +34,13 @@ const TOPICS_MAX_LIMIT = 10_000;
  * most 10 malformed messages), so garbage is never amplified.
  */
 const NOTIFICATION_ERRORS_ANSWERED = 10;
-/** How long a slow consumer's last bytes (and its error) may take to go out. */
-const CUT_OFF_FLUSH_MS = 1000;
+/**
+ * How long a slow consumer's last bytes (and its error, behind them) may
+ * take to go out by default. The broker sets its connections' write
+ * timeout instead: a consumer that pauses for less than that (a terminal
+ * scrolled back, a pipe read in bursts) still learns why it was cut off.
+ */
+const CUT_OFF_FLUSH_MS = 10_000;
 
 /** One connection: the sink of its subscriptions. */
 class Session implements Sink {
@@ -48,6 +53,8 @@ class Session implements Sink {
   readonly topics = new TopicCache();
   /** Bad fire-and-forget publishes answered so far (see NOTIFICATION_ERRORS_ANSWERED). */
   badNotifications = 0;
+  /** Cut off as a slow consumer: closing once its last bytes are out; nothing more is handled. */
+  cutOff = false;
   readonly #front: WireFront;
 
   constructor(peer: Peer, front: WireFront) {
@@ -157,6 +164,9 @@ export class WireFront {
   /** Fills `sys.stats` with what only the process knows (name, uptime, connections). */
   readonly #processStats: () => Record<string, unknown>;
 
+  /** How long a cut-off consumer's queued bytes and its SLOW_CONSUMER error may take to go out. */
+  cutOffFlushMs = CUT_OFF_FLUSH_MS;
+
   constructor(core: BrokerCore, processStats: () => Record<string, unknown>) {
     this.core = core;
     this.#processStats = processStats;
@@ -167,6 +177,7 @@ export class WireFront {
   };
 
   readonly onNotification = (method: string, params: unknown, peer: Peer): void => {
+    if (this.#session(peer).cutOff) return;
     if (method !== "broker.publish") {
       // Ignored, as every role does: answering each would amplify garbage.
       this.unknownNotifications++;
@@ -188,7 +199,9 @@ export class WireFront {
     accepts: (frame) => mayStartWith(frame, PUBLISH_PREFIX),
     handle: (frame, peer) => {
       if (peer.codec.name !== "json") return false;
-      const publish = readPublish(frame, this.#session(peer).topics);
+      const session = this.#session(peer);
+      if (session.cutOff) return true; // read and dropped
+      const publish = readPublish(frame, session.topics);
       if (publish === undefined) return false;
       const value = RawJson.borrow(publish.value);
       try {
@@ -221,6 +234,12 @@ export class WireFront {
   }
 
   readonly onRequest = (method: string, params: unknown, peer: Peer): unknown => {
+    if (this.#session(peer).cutOff) {
+      throw new DistError(
+        "SLOW_CONSUMER",
+        "This connection was cut off as a slow consumer: it closes once its queued bytes are out",
+      );
+    }
     switch (method) {
       case "broker.publish": {
         const { topic, deliveries } = this.#publish(params);
@@ -250,8 +269,11 @@ export class WireFront {
       message: cut(err.message),
     });
     this.#drop(session);
-    session.peer.conn.pauseReading(); // nothing more from it is handled
-    session.peer.closeWith(CloseReason.SlowConsumer, err, CUT_OFF_FLUSH_MS);
+    // Nothing more from it is handled, but it is still read: a socket closed
+    // with unread input (the consumer's heartbeats) is reset, and a reset
+    // throws away what the consumer has not read yet, the error included.
+    session.cutOff = true;
+    session.peer.closeWith(CloseReason.SlowConsumer, err, this.cutOffFlushMs);
   }
 
   stats(): Record<string, unknown> {

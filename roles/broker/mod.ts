@@ -109,6 +109,9 @@ async function runBroker(options: Options, ctx: RunContext): Promise<number> {
     uptime_ms: Math.round(performance.now() - started),
     rss_bytes: Deno.memoryUsage().rss,
   }));
+  // A consumer that reads nothing for the write timeout is gone anyway; until then,
+  // what was queued for it and the error saying why are still worth sending.
+  front.cutOffFlushMs = options.writeTimeout as number;
   const listener = listenOn("--port", {
     host: options.host as string,
     port: options.port as number,
