@@ -74,6 +74,12 @@ export interface FramedConnOptions {
   frameTimeoutMs?: number;
   /** A set this connection belongs to while open (a listener's); it leaves it on close. */
   tracker?: Set<FramedConn>;
+  /**
+   * Who the transport proved the peer is: the subject (CN) of a TLS client
+   * certificate the listener verified. The handshake's authenticator takes
+   * it as the user when the hello carries no other credential.
+   */
+  peerIdentity?: string;
 }
 
 /**
@@ -101,6 +107,8 @@ export class FramedConn {
   readonly highWater: number;
   /** Pending output above which the peer is cut off as a slow consumer. */
   readonly maxOutbound: number;
+  /** Who the transport proved the peer is (see FramedConnOptions.peerIdentity). */
+  readonly peerIdentity: string | undefined;
   #handler: ConnHandler = this.#closingHandler();
   #tracker: Set<FramedConn> | undefined;
   /** Input that arrived while held (see hold()): copies of frames, then an error or EOF. */
@@ -127,6 +135,7 @@ export class FramedConn {
   constructor(conn: Deno.Conn, options: FramedConnOptions = {}) {
     this.conn = conn;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    this.peerIdentity = options.peerIdentity;
     this.maxOutbound = options.maxOutbound ?? 64 * 1024 * 1024;
     this.highWater = Math.min(options.highWater ?? 4 * 1024 * 1024, this.maxOutbound);
     this.#deadlines = new Deadlines(options.writeTimeoutMs, options.frameTimeoutMs);
@@ -253,6 +262,15 @@ export class FramedConn {
     try {
       const a = this.conn.remoteAddr as Deno.NetAddr;
       return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+    } catch {
+      return "unknown";
+    }
+  }
+
+  /** The peer's host, without the port (the key of per-address limits). */
+  get remoteHost(): string {
+    try {
+      return (this.conn.remoteAddr as Deno.NetAddr).hostname;
     } catch {
       return "unknown";
     }

@@ -2,6 +2,13 @@ import { describe, DistError } from "./errors.ts";
 import { type Codec, CODEC_NAMES, codecByName, type CodecName, jsonCodec } from "./codec.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
 import type { PeerInfo } from "./peer.ts";
+import {
+  type Authenticator,
+  credentialFields,
+  type Credentials,
+  helloCredentials,
+  type Identity,
+} from "./credentials.ts";
 
 /** The wire protocol version this side speaks (`v` of the handshake). */
 export const PROTOCOL_VERSION = 1;
@@ -14,6 +21,10 @@ export interface Hello {
   name: string;
   /** The dialer's heartbeat (ms); the listener answers the one both use. */
   heartbeat?: number;
+  /** Credentials (see credentials.ts); never logged. */
+  token?: string;
+  user?: string;
+  password?: string;
 }
 
 /**
@@ -72,7 +83,14 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
  */
 export async function handshakeDialer(
   conn: FramedConn,
-  hello: { codec: Codec; role: string; name: string; timeoutMs: number; heartbeatMs: number },
+  hello: {
+    codec: Codec;
+    role: string;
+    name: string;
+    timeoutMs: number;
+    heartbeatMs: number;
+    credentials?: Credentials;
+  },
 ): Promise<{ remote: PeerInfo; heartbeatMs: number }> {
   const answer = firstFrame(conn, hello.timeoutMs);
   conn.send(
@@ -84,6 +102,7 @@ export async function handshakeDialer(
       role: hello.role,
       name: hello.name,
       heartbeat: hello.heartbeatMs,
+      ...credentialFields(hello.credentials),
     } satisfies Hello,
   );
   const msg = await answer as Record<string, unknown> | null;
@@ -107,17 +126,35 @@ export async function handshakeDialer(
 }
 
 /**
- * The listener's half: waits for hello, answers welcome, and says which codec
- * to use. On a bad hello it answers an error and closes the connection.
+ * The listener's half: waits for hello, asks `self.authenticator` (when
+ * there is one) who the dialer is, answers welcome, and says which codec to
+ * use. On a bad or refused hello it answers an error and closes the
+ * connection.
  */
 export async function handshakeListener(
   conn: FramedConn,
-  self: { role: string; name: string; timeoutMs: number; heartbeatMs: number },
-): Promise<{ codec: Codec; remote: PeerInfo; heartbeatMs: number }> {
+  self: {
+    role: string;
+    name: string;
+    timeoutMs: number;
+    heartbeatMs: number;
+    authenticator?: Authenticator;
+  },
+): Promise<{ codec: Codec; remote: PeerInfo; heartbeatMs: number; identity?: Identity }> {
   let msg: unknown;
   try {
     msg = await firstFrame(conn, self.timeoutMs);
     const hello = checkHello(msg);
+    const identity = self.authenticator === undefined ? undefined : await self.authenticator
+      .authenticate({
+        role: hello.role,
+        name: hello.name,
+        credentials: helloCredentials(msg as Record<string, unknown>),
+        host: conn.remoteHost,
+        address: conn.remoteAddress,
+        certSubject: conn.peerIdentity,
+        closed: conn.closed,
+      });
     const codec = codecByName(hello.codec)!;
     const heartbeatMs = agreeHeartbeat(self.heartbeatMs, hello.heartbeat);
     conn.send(jsonCodec, {
@@ -129,7 +166,10 @@ export async function handshakeListener(
       heartbeat: heartbeatMs,
     });
     conn.releaseHead();
-    return { codec, remote: { role: hello.role, name: hello.name }, heartbeatMs };
+    const remote: PeerInfo = { role: hello.role, name: hello.name };
+    if (identity === undefined) return { codec, remote, heartbeatMs };
+    remote.user = identity.user;
+    return { codec, remote, heartbeatMs, identity };
   } catch (err) {
     const e = DistError.from(err);
     const reason = e.code === "FRAME_TOO_LARGE"

@@ -10,7 +10,9 @@
  *   `deadlines.ts` (write, frame and heartbeat deadlines, judged by the
  *   process's one ticker in `heartbeat.ts`); input is handed over with
  *   `attach()`;
- * - `handshake.ts` agrees on the codec and heartbeat; `foreign.ts` names a
+ * - `handshake.ts` agrees on the codec and heartbeat, and carries the
+ *   dialer's credentials to the listener's authenticator (`credentials.ts`:
+ *   the fields and the seam; the deciding is auth/'s); `foreign.ts` names a
  *   peer that does not speak dist by its first bytes;
  * - `peer.ts` the RPC endpoint, made of `calls.ts` (our calls: ids, timeouts,
  *   aborts), `admission.ts` (the peer's requests: limits, budget, held
@@ -60,6 +62,15 @@ export {
 } from "./conn.ts";
 export { processOutbound } from "./outbound.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
+export {
+  type Access,
+  type Authenticator,
+  type Credentials,
+  type HelloClaim,
+  type Identity,
+  MAX_SECRET_LENGTH,
+  type Resource,
+} from "./credentials.ts";
 export {
   type NotificationHandler,
   Peer,

@@ -14,6 +14,7 @@ import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
 import { foreignBytes } from "./foreign.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
+import type { Authenticator, Credentials } from "./credentials.ts";
 
 /** Connection settings shared by listeners and dialers. */
 export interface ConnSettings {
@@ -35,6 +36,8 @@ export interface ConnSettings {
   maxInFlight?: number;
   /** A peer that takes no bytes of our output for this long is cut off (ms). */
   writeTimeoutMs?: number;
+  /** What a dialer proves who it is with, in its hello (listeners ignore it). */
+  credentials?: Credentials;
 }
 
 /** Options of `listen()`. */
@@ -66,6 +69,11 @@ export interface ListenOptions extends ConnSettings {
   rawFrames?: RawFrameHandler;
   /** Called for each connection once its handshake is done. */
   onPeer?: (peer: Peer) => void;
+  /**
+   * Decides who each dialer is from its hello (tokens, users, certificate);
+   * a refused hello is answered and closed. Without one, anyone may in.
+   */
+  authenticator?: Authenticator;
 }
 
 /** A running listener (see `listen()`). */
@@ -126,13 +134,14 @@ export function listen(options: ListenOptions): Listener {
       // Not a TCP socket option on this platform: latency only.
     }
     framed.start();
-    let agreed: { codec: Codec; remote: { role: string; name: string }; heartbeatMs: number };
+    let agreed: Awaited<ReturnType<typeof handshakeListener>>;
     try {
       agreed = await handshakeListener(framed, {
         role: options.role,
         name: self.name,
         timeoutMs: options.handshakeMs ?? 5000,
         heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+        authenticator: options.authenticator,
       });
     } catch (err) {
       const foreign = foreignBytes(framed.head, framed.maxFrame);
@@ -153,11 +162,12 @@ export function listen(options: ListenOptions): Listener {
       return;
     }
     if (framed.isClosed) return;
-    log.debug("Connection from {addr}: {name} ({role}, {codec})", {
+    log.debug("Connection from {addr}: {name} ({role}, {codec}){user}", {
       addr: framed.remoteAddress,
       name: agreed.remote.name,
       role: agreed.remote.role,
       codec: agreed.codec.name,
+      user: agreed.identity === undefined ? "" : ` as user ${cut(agreed.identity.user, 60)}`,
     });
     // The options a Peer takes, and what the handshake agreed (codec, remote, heartbeat).
     const peer = new Peer(framed, { ...options, by: self.by, budget, tracker: peers, ...agreed });
@@ -282,6 +292,7 @@ export async function dial(
       name: options.name,
       timeoutMs,
       heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      credentials: options.credentials,
     });
   } catch (err) {
     framed.close(CloseReason.HandshakeFailed, err);

@@ -20,6 +20,7 @@ import {
 } from "./fast_path.ts";
 import { type AnswerLimits, Answers } from "./answers.ts";
 import { cut, log, warnPeer } from "./_log.ts";
+import type { Identity } from "./credentials.ts";
 
 /** Who is at the other end, as told in the handshake. */
 export interface PeerInfo {
@@ -27,6 +28,8 @@ export interface PeerInfo {
   role: string;
   /** The other side's name (in logs and `by`). */
   name: string;
+  /** The user its credentials proved, on a listener that authenticates. */
+  user?: string;
 }
 
 /** What a request says about itself besides method and params. */
@@ -60,6 +63,8 @@ export interface PeerOptions extends FastHooks, AdmissionLimits, AnswerLimits {
   codec: Codec;
   /** Who is at the other end (from the handshake). */
   remote?: PeerInfo;
+  /** Who the listener's authenticator found the dialer to be, and what it may do. */
+  identity?: Identity;
   /** Name put in `by` of every response this side sends. */
   by?: string;
   /** Silence after which a `ping` notification is sent (ms); 0 disables heartbeats. */
@@ -105,6 +110,12 @@ export class Peer {
   readonly remote: PeerInfo;
   /** Put in `by` of every response this side sends. */
   readonly by?: string;
+  /**
+   * Who the dialer proved to be, on a listener that authenticates (see
+   * credentials.ts); the dispatch point checks its `access`. Undefined
+   * elsewhere: no authentication, every right.
+   */
+  readonly identity?: Identity;
   /** Free for the owner: the role's per-connection state. */
   data: unknown;
 
@@ -131,6 +142,7 @@ export class Peer {
     this.codec = options.codec;
     this.by = options.by;
     this.remote = options.remote ?? { role: "unknown", name: "unknown" };
+    this.identity = options.identity;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#answers = new Answers(conn, this.codec, options);
     this.#onRequest = options.onRequest ?? unknownMethod;

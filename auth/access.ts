@@ -1,0 +1,28 @@
+/**
+ * A users file entry's rights as the dispatch point asks them: a request
+ * that acts on a topic or a service needs that permission (publish,
+ * subscribe, register, resolve), any other needs its method allowed.
+ */
+import type { Access, Resource } from "../wire/mod.ts";
+import type { Grants } from "./permissions.ts";
+
+/**
+ * Methods any authenticated user may call: they tell nothing but the
+ * process's role and name (sys.ping, for health checks), or only undo what
+ * the same connection did.
+ */
+export const OPEN_METHODS: ReadonlySet<string> = new Set([
+  "sys.ping",
+  "broker.unsubscribe",
+  "binder.unwatch",
+]);
+
+/** The Access of a user's grants. */
+export function userAccess(grants: Grants): Access {
+  return {
+    check(method: string, resource?: Resource): void {
+      if (resource !== undefined) return grants.require(resource.action, resource.name);
+      if (!OPEN_METHODS.has(method)) grants.require("methods", method);
+    },
+  };
+}

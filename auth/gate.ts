@@ -1,0 +1,299 @@
+/**
+ * The listener's authenticator: who a hello's credentials prove the dialer
+ * to be, and how guessing is made expensive.
+ *
+ * - A token is compared (SHA-256 digests, constant time) with the shared
+ *   `--token` (every right) and with each user's own token.
+ * - A user and password are checked against the users file with scrypt, at
+ *   most two at a time (HashSlots); an unknown user costs a hash too, so
+ *   timing does not tell which users exist. A success is remembered for a
+ *   while, so a reconnect storm does not pay scrypt again.
+ * - With neither, the subject of a verified TLS client certificate names
+ *   the user.
+ *
+ * Failures: one warning line with the address (rate-limited with the wire's
+ * other warnings about peers), UNAUTHORIZED, and the connection closed. An
+ * address with recent failures gets its hellos checked one at a time, each
+ * no earlier than `base·2^(n-1)` (up to `maxDelayMs`) after its last
+ * failure; at most `maxWaiting` of its hellos wait, more are refused at
+ * once (OVERLOADED) without a check. So a guesser gets at most one guess per
+ * delay whatever its parallelism, and its flood holds a bounded number of
+ * connections and at most one hashing slot: hellos from other addresses go
+ * on. A clean address is never delayed. The record of an address is
+ * forgotten after `forgetMs` without failures (at most `maxAddresses` kept).
+ */
+import { DistError } from "../wire/mod.ts";
+import type { Authenticator, HelloClaim, Identity } from "../wire/mod.ts";
+import { cut, warnPeer } from "../wire/_log.ts";
+import {
+  digest,
+  hashPassword,
+  HashSlots,
+  parsePasswordHash,
+  type PasswordHash,
+  sameDigest,
+  verifyPassword,
+} from "./passwords.ts";
+import { Grants } from "./permissions.ts";
+import type { UserEntry, Users } from "./users.ts";
+import { userAccess } from "./access.ts";
+
+/** How failures are slowed (see the module comment). */
+export interface DelayOptions {
+  baseMs: number;
+  maxDelayMs: number;
+  forgetMs: number;
+  maxWaiting: number;
+  maxAddresses: number;
+}
+
+export const DEFAULT_DELAYS: DelayOptions = Object.freeze({
+  baseMs: 250,
+  maxDelayMs: 10_000,
+  forgetMs: 60_000,
+  maxWaiting: 16,
+  maxAddresses: 10_000,
+});
+
+/** What a listener accepts. */
+export interface GateOptions {
+  /** The shared token (`--token`): whoever has it has every right. */
+  token?: string;
+  /** The users file (`--users`): then anything not granted is denied. */
+  users?: Users;
+  delays?: Partial<DelayOptions>;
+  /** Hashing slots (a test gives its own). */
+  slots?: HashSlots;
+  /** The clock (ms), for tests. */
+  now?: () => number;
+}
+
+/** The identity of the shared token's holders (every right). */
+export const TOKEN_USER = "token";
+
+/** Failures of one address. */
+interface Record {
+  failures: number;
+  last: number;
+  /** Hellos waiting their turn, and the end of the last one's turn. */
+  waiting: number;
+  tail: Promise<void>;
+}
+
+/** Why a hello was refused: said to the log (never to the dialer) and the answer sent. */
+class Refused extends Error {
+  constructor(readonly answer: string, readonly why: string) {
+    super(why);
+  }
+}
+
+const SUCCESS_TTL_MS = 10 * 60_000;
+const MAX_SUCCESSES = 1024;
+
+/** See the module comment. */
+export class Gate implements Authenticator {
+  #token: Uint8Array | undefined;
+  #users: Users | undefined;
+  #delays: DelayOptions;
+  #slots: HashSlots;
+  #now: () => number;
+  #records = new Map<string, Record>();
+  /** Password checks that succeeded: sha256(user, password, stored hash) → expiry. */
+  #successes = new Map<string, number>();
+  /** A hash checked for unknown users, so they cost what known ones do. */
+  #dummy: Promise<PasswordHash | undefined>;
+  /** Counters for sys.stats. */
+  readonly counters = { accepted: 0, refused: 0, throttled: 0 };
+
+  constructor(options: GateOptions) {
+    this.#token = options.token === undefined ? undefined : digest(options.token);
+    this.#users = options.users;
+    this.#delays = { ...DEFAULT_DELAYS, ...options.delays };
+    this.#slots = options.slots ?? new HashSlots();
+    this.#now = options.now ?? (() => performance.now());
+    this.#dummy = this.#users === undefined
+      ? Promise.resolve(undefined)
+      : hashPassword(crypto.randomUUID(), this.#users.cost).then((h) =>
+        parsePasswordHash(h) as PasswordHash
+      );
+  }
+
+  /** The delay before the next check of an address with `failures` failures (ms). */
+  delayAfter(failures: number): number {
+    if (failures <= 0) return 0;
+    return Math.min(this.#delays.baseMs * 2 ** (failures - 1), this.#delays.maxDelayMs);
+  }
+
+  async authenticate(hello: HelloClaim): Promise<Identity> {
+    const record = this.#recent(hello.host);
+    if (record === undefined) return await this.#decide(hello);
+    if (record.waiting >= this.#delays.maxWaiting) {
+      this.counters.throttled++;
+      warnPeer("Refused a hello from {address}: {waiting} hellos already wait after failures", {
+        address: hello.address,
+        waiting: record.waiting,
+      });
+      throw new DistError(
+        "OVERLOADED",
+        `Too many hellos from ${hello.host} after failed ones; retry later`,
+      );
+    }
+    record.waiting++;
+    const previous = record.tail;
+    let done!: () => void;
+    record.tail = new Promise((resolve) => done = resolve);
+    try {
+      await previous;
+      const wait = record.last + this.delayAfter(record.failures) - this.#now();
+      if (wait > 0) await untilOrClosed(wait, hello.closed);
+      return await this.#decide(hello);
+    } finally {
+      record.waiting--;
+      done();
+    }
+  }
+
+  async #decide(hello: HelloClaim): Promise<Identity> {
+    try {
+      const identity = await this.#identify(hello);
+      this.counters.accepted++;
+      return identity;
+    } catch (err) {
+      if (!(err instanceof Refused)) throw err;
+      this.counters.refused++;
+      this.#failed(hello.host);
+      warnPeer("Refused a hello from {address} ({role} {name}): {why}", {
+        address: hello.address,
+        role: cut(hello.role, 40),
+        name: cut(hello.name, 60),
+        why: err.why,
+      });
+      throw new DistError("UNAUTHORIZED", err.answer);
+    }
+  }
+
+  async #identify(hello: HelloClaim): Promise<Identity> {
+    const { token, user, password } = hello.credentials;
+    if (token !== undefined) return this.#byToken(token, hello.role);
+    if (user !== undefined || password !== undefined) {
+      if (user === undefined || password === undefined) {
+        throw new Refused("A user needs a password", "a user without a password or the reverse");
+      }
+      return await this.#byPassword(user, password, hello.role);
+    }
+    if (hello.certSubject !== undefined) return this.#byCertificate(hello.certSubject, hello.role);
+    throw new Refused(
+      "Credentials required: a token, or a user and password",
+      "no credentials",
+    );
+  }
+
+  #byToken(token: string, role: string): Identity {
+    const d = digest(token);
+    // Every digest is compared, whichever matches: the time says nothing of which one did.
+    let found: UserEntry | undefined;
+    const shared = this.#token !== undefined && sameDigest(d, this.#token);
+    for (const entry of this.#users?.entries.values() ?? []) {
+      if (entry.token !== undefined && sameDigest(d, entry.token)) found = entry;
+    }
+    if (shared) return { user: TOKEN_USER };
+    if (found !== undefined) return this.#as(found, role);
+    throw new Refused("Invalid credentials", "wrong token");
+  }
+
+  async #byPassword(user: string, password: string, role: string): Promise<Identity> {
+    const entry = this.#users?.entries.get(user);
+    if (this.#users === undefined) {
+      throw new Refused("This listener takes a token, not a user and password", "no users file");
+    }
+    const stored = entry?.password;
+    const key = stored === undefined ? undefined : successKey(user, password, entry!.passwordText!);
+    const now = this.#now();
+    if (key !== undefined && (this.#successes.get(key) ?? 0) > now) return this.#as(entry!, role);
+    const hash = stored ?? await this.#dummy;
+    const ok = hash !== undefined && await this.#slots.run(() => verifyPassword(password, hash));
+    if (!ok || stored === undefined) {
+      throw new Refused(
+        "Invalid credentials",
+        `unknown user or wrong password for ${JSON.stringify(cut(user, 60))}`,
+      );
+    }
+    if (this.#successes.size >= MAX_SUCCESSES) this.#successes.clear();
+    this.#successes.set(key!, now + SUCCESS_TTL_MS);
+    return this.#as(entry!, role);
+  }
+
+  #byCertificate(subject: string, role: string): Identity {
+    if (this.#users === undefined) return { user: subject };
+    const entry = this.#users.entries.get(subject);
+    if (entry === undefined) {
+      throw new Refused(
+        "Certificate subject not in the users file",
+        `certificate subject ${JSON.stringify(cut(subject, 60))} is not in the users file`,
+      );
+    }
+    return this.#as(entry, role);
+  }
+
+  /** The identity of a users file entry, if it may claim `role`. */
+  #as(entry: UserEntry, role: string): Identity {
+    const grants = new Grants(entry.name, entry.permissions);
+    if (!grants.mayActAs(role)) {
+      throw new Refused(
+        `User ${JSON.stringify(entry.name)} may not act as ${role} (permission roles: ${role})`,
+        `user ${JSON.stringify(entry.name)} may not act as ${role}`,
+      );
+    }
+    return { user: entry.name, access: userAccess(grants) };
+  }
+
+  /** An address's record if it has failed recently. */
+  #recent(host: string): Record | undefined {
+    const r = this.#records.get(host);
+    if (r === undefined) return undefined;
+    if (r.waiting === 0 && this.#now() - r.last > this.#delays.forgetMs) {
+      this.#records.delete(host);
+      return undefined;
+    }
+    return r;
+  }
+
+  #failed(host: string): void {
+    const now = this.#now();
+    const r = this.#recent(host);
+    if (r !== undefined) {
+      r.failures++;
+      r.last = now;
+      // Re-inserted: the Map's order is then least recently failed first.
+      this.#records.delete(host);
+      this.#records.set(host, r);
+      return;
+    }
+    this.#records.set(host, { failures: 1, last: now, waiting: 0, tail: Promise.resolve() });
+    if (this.#records.size > this.#delays.maxAddresses) {
+      for (const [h, old] of this.#records) {
+        if (old.waiting === 0) {
+          this.#records.delete(h);
+          break;
+        }
+      }
+    }
+  }
+}
+
+/** The key a successful password check is remembered by (never the password itself). */
+function successKey(user: string, password: string, stored: string): string {
+  const d = digest(`${user}\u0000${password}\u0000${stored}`);
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Waits `ms`, or rejects when `closed` resolves first (the dialer has gone). */
+function untilOrClosed(ms: number, closed: Promise<unknown>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    closed.then(() => {
+      clearTimeout(timer);
+      reject(new DistError("UNAVAILABLE", "Connection closed while its hello waited"));
+    });
+  });
+}

@@ -1,0 +1,31 @@
+/**
+ * @module
+ * Authentication and authorisation (issue 15): who a dialer is and what it
+ * may do. The wire carries credentials in the hello and asks a listener's
+ * Authenticator (wire/credentials.ts); this folder decides.
+ *
+ * - `passwords.ts` scrypt hashes of passwords, SHA-256 of tokens, constant-time
+ *   comparisons, and the bounded hashing slots;
+ * - `users.ts` the users file (`--users FILE`), checked line by line;
+ * - `permissions.ts` allow and deny lists per kind (roles, methods, topics,
+ *   services), deny beating allow, and the checks;
+ * - `access.ts` those checks as the dispatch point asks them;
+ * - `gate.ts` the listener's authenticator: tokens, passwords, certificate
+ *   subjects, and the growing delay that makes guessing expensive;
+ * - `options.ts` the `--token`, `--user`, `--password`, `--users` options and
+ *   what a role makes of them;
+ * - `passwd.ts` `dist passwd`, which writes users file entries.
+ */
+export { userAccess } from "./access.ts";
+export { DEFAULT_DELAYS, type DelayOptions, Gate, type GateOptions, TOKEN_USER } from "./gate.ts";
+export {
+  DEFAULT_COST,
+  hashPassword,
+  HashSlots,
+  hashToken,
+  newToken,
+  parsePasswordHash,
+  verifyPassword,
+} from "./passwords.ts";
+export { Grants, noPermissions, type Permissions, type Rule } from "./permissions.ts";
+export { isUserName, loadUsers, parseUsers, type UserEntry, type Users } from "./users.ts";

@@ -1,0 +1,105 @@
+/**
+ * Credentials in the handshake: what a dialer sends in its hello, and the
+ * seam through which a listener decides who the dialer is. The deciding
+ * (tokens, users file, delays) is auth/'s; the wire only carries the fields,
+ * never logs them, and asks the listener's {@link Authenticator}.
+ */
+import { describe, DistError } from "./errors.ts";
+
+/** What a dialer proves who it is with: a token, or a user and password. Never logged. */
+export interface Credentials {
+  /** A shared token (`--token`, `DIST_TOKEN`) or a user's own. */
+  token?: string;
+  /** A user of the listener's users file. */
+  user?: string;
+  /** That user's password. */
+  password?: string;
+}
+
+/** A hello as the listener's authenticator sees it. */
+export interface HelloClaim {
+  /** The role the dialer says it plays. */
+  role: string;
+  /** The name the dialer gives. */
+  name: string;
+  /** What it proves itself with (possibly nothing). */
+  credentials: Credentials;
+  /** The dialer's host (the key of per-address limits). */
+  host: string;
+  /** The dialer's `host:port`, for log lines. */
+  address: string;
+  /** The subject of the TLS client certificate the transport verified, if any. */
+  certSubject?: string;
+  /** Resolves when the connection closes (a waiting check may give up then). */
+  closed: Promise<unknown>;
+}
+
+/** Who is at the other end of a connection, once its hello is accepted. */
+export interface Identity {
+  /** The user (a users file entry, a certificate subject, or the shared token's name). */
+  readonly user: string;
+  /** What it may do, checked where requests are dispatched; absent: anything. */
+  readonly access?: Access;
+}
+
+/** A connection's rights, asked by the dispatch point before a handler runs. */
+export interface Access {
+  /**
+   * Refuses a request this identity may not make.
+   * @param method the method's wire name
+   * @param resource what the method acts on, when its contract says (a topic, a service)
+   * @throws {DistError} UNAUTHORIZED naming the permission missing
+   */
+  check(method: string, resource?: Resource): void;
+}
+
+/** What a request acts on, as its contract extracts it from the params. */
+export interface Resource {
+  /** Which permission governs it. */
+  readonly action: "publish" | "subscribe" | "register" | "resolve";
+  /** The topic or service. */
+  readonly name: string;
+}
+
+/** Decides whether a hello may in: a listener's half of authentication. */
+export interface Authenticator {
+  /**
+   * Resolves with who the dialer is, or rejects (after any delay the
+   * authenticator imposes) with the DistError to answer: UNAUTHORIZED, or
+   * OVERLOADED when too many hellos wait.
+   */
+  authenticate(hello: HelloClaim): Promise<Identity>;
+}
+
+/** Longest credential field accepted in a hello (a token, a password). */
+export const MAX_SECRET_LENGTH = 4096;
+
+/** The credential fields of a hello, checked (types and lengths) but not judged. */
+export function helloCredentials(m: Record<string, unknown>): Credentials {
+  const credentials: Credentials = {};
+  for (const key of ["token", "user", "password"] as const) {
+    const value = m[key];
+    if (value === undefined) continue;
+    // Never echo the value: it may be a secret sent in the wrong field.
+    if (typeof value !== "string" || value === "" || value.length > MAX_SECRET_LENGTH) {
+      throw new DistError(
+        "BAD_REQUEST",
+        `Hello field "${key}" must be a non-empty string of at most ${MAX_SECRET_LENGTH} characters, not ${
+          typeof value === "string" ? `${value.length} characters` : describe(typeof value)
+        }`,
+      );
+    }
+    credentials[key] = value;
+  }
+  return credentials;
+}
+
+/** The hello fields that carry `credentials` (only those given). */
+export function credentialFields(credentials: Credentials | undefined): Credentials {
+  if (credentials === undefined) return {};
+  const out: Credentials = {};
+  if (credentials.token !== undefined) out.token = credentials.token;
+  if (credentials.user !== undefined) out.user = credentials.user;
+  if (credentials.password !== undefined) out.password = credentials.password;
+  return out;
+}
