@@ -13,8 +13,10 @@ import {
   codecByName,
   type CodecName,
   type ConnSettings,
+  DELIVERY_PREFIX,
   DistError,
   type Event,
+  mayStartWith,
   type Method,
   type NotificationHandler,
   type Peer,
@@ -25,7 +27,6 @@ import {
   sleep,
   type TypedResponse,
 } from "../wire/mod.ts";
-import { DELIVERY_PREFIX, mayStartWith } from "../roles/_pubsub_json.ts";
 import type { Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
 import { PubSub, type SubscribeOptions, type Subscription } from "./pubsub.ts";
 

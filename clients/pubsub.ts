@@ -8,7 +8,7 @@
  * and this process stays bounded.
  */
 import { call, type DistError, type Peer } from "../wire/mod.ts";
-import { type RawDelivery, readDelivery, TopicCache } from "../roles/_pubsub_json.ts";
+import { type RawDelivery, readDelivery, TopicCache } from "../wire/mod.ts";
 import {
   broker,
   type Delivery,

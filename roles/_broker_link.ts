@@ -13,20 +13,18 @@ import {
 import { cut } from "../wire/_log.ts";
 import {
   codecByName,
+  DELIVERY_PREFIX,
   DistError,
+  mayStartWith,
   type NotificationHandler,
   type Peer,
+  type RawDelivery,
   type RawFrameHandler,
+  readDelivery,
   Redialer,
+  TopicCache,
 } from "../wire/mod.ts";
 import { connSettings } from "./_conn.ts";
-import {
-  DELIVERY_PREFIX,
-  mayStartWith,
-  type RawDelivery,
-  readDelivery,
-  TopicCache,
-} from "./_pubsub_json.ts";
 
 /** Where producers and consumers find the broker unless told otherwise. */
 export const DEFAULT_BROKER = "127.0.0.1:8000";
@@ -64,7 +62,7 @@ export interface LinkOptions {
 }
 
 /**
- * Deliveries read as bytes (see roles/_pubsub_json.ts) on a JSON
+ * Deliveries read as bytes (see wire/pubsub_json.ts) on a JSON
  * connection: `onDelivery` gets the value's JSON text unparsed (and
  * unchecked), valid only during the call. When it returns false (e.g. the
  * value is not one JSON value), the frame goes to the ordinary decoder, as

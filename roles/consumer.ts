@@ -9,7 +9,7 @@ import { type Options, UsageError } from "../config/mod.ts";
 import { DistError, type Peer } from "../wire/mod.ts";
 import { cut } from "../wire/_log.ts";
 import { type Role, type RunContext, StdoutLines } from "./_role.ts";
-import { normalizeTopic } from "./_topic.ts";
+import { normalizeTopic } from "../clients/contracts/mod.ts";
 import {
   BROKER_FLAG_HINTS,
   BROKER_OPTION,
@@ -20,7 +20,7 @@ import {
   isPrintable,
   printableJson,
 } from "./_broker_link.ts";
-import type { RawDelivery } from "./_pubsub_json.ts";
+import type { RawDelivery } from "../wire/mod.ts";
 
 const log = getLogger(["dist", "consumer"]);
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
-import { normalizeTopic, topicSegments } from "../roles/_topic.ts";
+import { normalizeTopic, topicSegments } from "../clients/contracts/mod.ts";
 import { BrokerCore, type Policy, Subscription } from "../roles/broker/mod.ts";
 import { SUBSCRIBE_VISITS } from "../roles/broker/core.ts";
 import { NODE_BYTES, TOPIC_BYTES, TopicTree } from "../roles/broker/topics.ts";

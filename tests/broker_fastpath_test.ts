@@ -1,11 +1,11 @@
 /**
- * The byte-level fast paths of publishes and deliveries (roles/_pubsub_json.ts):
+ * The byte-level fast paths of publishes and deliveries (wire/pubsub_json.ts):
  * what they take, what they leave to the ordinary decoder, that the
  * broker's writer and the subscriber's reader agree, and that a fast
  * publish keeps its place among the other messages of a read.
  */
 import assert from "node:assert/strict";
-import { readDelivery, readPublish, TopicCache } from "../roles/_pubsub_json.ts";
+import { readDelivery, readPublish, TopicCache } from "../wire/mod.ts";
 import { deliveryHead, deliverySize, sidTail, writeDelivery } from "../roles/broker/frames.ts";
 import { OutBuffer } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";

@@ -23,7 +23,9 @@
  *   methods defined once: `dispatch` serves them, `call`/`request` call them
  *   and check the answer (the contracts are in clients/contracts/);
  * - `net.ts` listens and dials; `redial.ts` keeps a connection up, with the
- *   backoff and abortable sleep of `backoff.ts` that every retry loop uses.
+ *   backoff and abortable sleep of `backoff.ts` that every retry loop uses;
+ * - `pubsub_json.ts` the canonical JSON layouts of the broker's publishes and
+ *   deliveries, read as bytes by the broker and by subscribers.
  */
 export {
   describe,
@@ -100,6 +102,17 @@ export {
 export { Envelope, scanJson } from "./json_scan.ts";
 export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
 export { Redialer, type RedialOptions } from "./redial.ts";
+export {
+  DELIVERY_PREFIX,
+  mayStartWith,
+  parseRawValue,
+  PUBLISH_PREFIX,
+  type RawDelivery,
+  type RawPublish,
+  readDelivery,
+  readPublish,
+  TopicCache,
+} from "./pubsub_json.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
 export {
   any,

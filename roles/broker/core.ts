@@ -5,7 +5,7 @@
  * subscription a {@link Sink} that carries its deliveries.
  */
 import { describe, DistError } from "../../wire/mod.ts";
-import { normalizeTopic, topicSegments } from "../_topic.ts";
+import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import {
   EncodedValue,

@@ -10,7 +10,7 @@
  * the length and copying two byte arrays, whatever the value.
  */
 import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
-import { DELIVERY_PREFIX } from "../_pubsub_json.ts";
+import { DELIVERY_PREFIX } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, slabAlloc } from "./raw_json.ts";
 

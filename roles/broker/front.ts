@@ -15,7 +15,7 @@ import {
   type RawFrameHandler,
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
-import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../_pubsub_json.ts";
+import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
 import { RawJson } from "./raw_json.ts";
@@ -192,7 +192,7 @@ export class WireFront {
 
   /**
    * The fast path of fire-and-forget publishes in the canonical JSON layout
-   * (see roles/_pubsub_json.ts): the value's JSON text goes to JSON
+   * (see wire/pubsub_json.ts): the value's JSON text goes to JSON
    * subscribers as it came, never parsed. Anything else is decoded as usual.
    */
   readonly rawFrames: RawFrameHandler = {

@@ -10,7 +10,7 @@
  * Subscriptions with a queue group join the group of their pattern and name:
  * a message matched at that node goes to one member, in rotation.
  */
-import { ONE_SEGMENT } from "../_topic.ts";
+import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 
 /** What the tree needs to know of a subscription. */
 export interface Subscribable {

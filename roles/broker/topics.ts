@@ -15,7 +15,7 @@
  * resumable ({@link TopicWalk}) so its work can be spread over turns of the
  * event loop.
  */
-import { ONE_SEGMENT } from "../_topic.ts";
+import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 import type { RetainedEntry } from "./retained.ts";
 
 /**

@@ -9,7 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import { formatAddress, type Options, UsageError } from "../../config/mod.ts";
 import { DistError, type Peer, type Redialer, sleep } from "../../wire/mod.ts";
 import { type Role, type RunContext, writeStdout } from "../_role.ts";
-import { normalizeTopic } from "../_topic.ts";
+import { normalizeTopic } from "../../clients/contracts/mod.ts";
 import {
   BROKER_FLAG_HINTS,
   BROKER_OPTION,

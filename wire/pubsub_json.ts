@@ -139,9 +139,13 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish |
 
 /** A delivery read as bytes: the value's JSON text is a view of the frame. */
 export interface RawDelivery {
+  /** The subscription it is for. */
   sid: number;
+  /** The topic it was published to. */
   topic: string;
+  /** The value's JSON text (UTF-8), a view of the frame: copy it to keep it. */
   value: Uint8Array;
+  /** A retained value sent on subscribe. */
   retained: boolean;
 }
 
