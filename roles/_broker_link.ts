@@ -24,7 +24,7 @@ import {
   Redialer,
   TopicCache,
 } from "../wire/mod.ts";
-import { connSettings } from "./_conn.ts";
+import { connSettings } from "./_flags.ts";
 
 /** Where producers and consumers find the broker unless told otherwise. */
 export const DEFAULT_BROKER = "127.0.0.1:8000";

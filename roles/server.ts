@@ -4,8 +4,8 @@ import { DistError } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import { announceListening, counted, type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
-import { connSettings } from "./_conn.ts";
-import { REGISTER_OPTIONS, registrationFor } from "./discovery/mod.ts";
+import { connSettings } from "./_flags.ts";
+import { REGISTER_OPTIONS, registrationFor } from "./_flags.ts";
 import { listenOn } from "./_listen.ts";
 import { loggedRequests } from "./_request_log.ts";
 

@@ -4,7 +4,7 @@ import { codecByName, DistError, Redialer } from "../wire/mod.ts";
 import { findOperation, OPERATION_HELP } from "./ops.ts";
 import { counted, type Role, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
-import { connSettings } from "./_conn.ts";
+import { connSettings } from "./_flags.ts";
 import { loggedRequests } from "./_request_log.ts";
 
 const log = getLogger(["dist", "worker"]);

@@ -7,12 +7,12 @@
 import assert from "node:assert/strict";
 import {
   BinderClient,
-  type Instance,
   Registrar,
   Resolver,
   ServiceCaller,
   watchService,
-} from "../roles/discovery/mod.ts";
+} from "../clients/discovery/mod.ts";
+import { binder, type Instance } from "../clients/contracts/mod.ts";
 import { dial, listen, type Listener } from "../wire/mod.ts";
 import { ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
 import { freePort } from "./helpers/dist.ts";
@@ -44,7 +44,10 @@ Deno.test("BinderClient starts at a random binder and moves to the next when one
       for (const r of [0, 0.99]) {
         const c = client(list, () => r);
         try {
-          await assert.rejects(c.call("binder.lookup", { service: "x" }), isCode("NOT_FOUND"));
+          await assert.rejects(
+            c.call(binder.methods.lookup, { service: "x" }),
+            isCode("NOT_FOUND"),
+          );
           assert.equal(c.current, a.address);
         } finally {
           c.close();
@@ -52,7 +55,7 @@ Deno.test("BinderClient starts at a random binder and moves to the next when one
       }
     }
     const none = client([down]);
-    await assert.rejects(none.call("binder.lookup", { service: "x" }), (err) => {
+    await assert.rejects(none.call(binder.methods.lookup, { service: "x" }), (err) => {
       isCode("UNAVAILABLE")(err);
       assert.match((err as Error).message, /No binder answered \(asked 127\.0\.0\.1:\d+\)/);
       return true;
@@ -88,7 +91,7 @@ Deno.test("Registrar keeps an instance registered past its TTL, through the deat
     service: "compute",
     host: "127.0.0.1",
     port: 5001,
-    ttlMs: 1000,
+    ttl_ms: 1000,
   }).start();
   try {
     assert.equal(await registrar.registered(5000), true);
@@ -112,7 +115,7 @@ Deno.test("Registrar registers again when its binder no longer knows the instanc
     service: "compute",
     host: "127.0.0.1",
     port: 5001,
-    ttlMs: 600,
+    ttl_ms: 600,
   }).start();
   try {
     await registrar.registered(5000);

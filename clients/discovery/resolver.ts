@@ -6,7 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
-import { formatDuration } from "../../config/mod.ts";
+import { didYouMean, formatDuration } from "../../config/mod.ts";
 import {
   type CallOptions,
   CloseReason,
@@ -52,6 +52,8 @@ export class Resolver {
   async resolve(): Promise<Instance> {
     const deadline = performance.now() + this.#options.waitMs;
     let said = false;
+    /** Which services exist, asked once when this one has no instance (a typo?). */
+    let known = "";
     for (;;) {
       let problem: DistError;
       try {
@@ -60,6 +62,7 @@ export class Resolver {
         problem = DistError.from(err);
         if (problem.code !== "NOT_FOUND" && problem.code !== "UNAVAILABLE") throw problem;
       }
+      if (!said && problem.code === "NOT_FOUND") known = await this.#knownServices();
       const left = deadline - performance.now();
       if (left <= 0 || this.#options.signal?.aborted) {
         const why = problem.code === "UNAVAILABLE" ? ": no binder answered" : "";
@@ -67,20 +70,41 @@ export class Resolver {
           "NOT_FOUND",
           `No instance of service ${
             JSON.stringify(this.service)
-          } (asked ${this.binders.asked}${why})`,
+          } (asked ${this.binders.asked}${why})${known}`,
           { cause: problem },
         );
       }
       if (!said) {
         said = true;
-        log.warn("{problem}; waiting up to {wait} for service {service}", {
-          problem: problem.code === "NOT_FOUND" ? "No instance yet" : cut(problem.message),
+        log.warn("{problem}{known}; waiting up to {wait} for one", {
+          problem: problem.code === "NOT_FOUND"
+            ? `No instance of service ${JSON.stringify(this.service)} yet`
+            : cut(problem.message),
+          known,
           wait: formatDuration(this.#options.waitMs),
-          service: JSON.stringify(this.service),
         });
       }
       await sleep(Math.min(RETRY_MS, left), this.#options.signal);
     }
+  }
+
+  /**
+   * What the binders know, said after a service they do not know:
+   * ` (did you mean "compute"?; services registered: compute, store)`, or
+   * ` (no service is registered)`; "" when no binder answers the question.
+   */
+  async #knownServices(): Promise<string> {
+    let names: string[];
+    try {
+      const page = await this.binders.call(binder.methods.list, { limit: 1000 });
+      names = [...new Set(page.instances.map((i) => i.service))].sort();
+    } catch {
+      return "";
+    }
+    if (names.length === 0) return "; no service is registered with the binders";
+    const hint = didYouMean(this.service, names);
+    const shown = names.length > 10 ? `${names.slice(0, 10).join(", ")}, …` : names.join(", ");
+    return `${hint}; services registered: ${cut(shown)}`;
   }
 
   /**

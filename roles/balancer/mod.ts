@@ -15,7 +15,7 @@
  * decoded or passed through as bytes).
  */
 import { formatAddress, LISTENER_OPTIONS, type Options, UsageError } from "../../config/mod.ts";
-import { DEFAULT_BINDERS, serviceName } from "../discovery/mod.ts";
+import { DEFAULT_BINDERS, serviceName } from "../_flags.ts";
 import {
   codecByName,
   DistError,
@@ -26,7 +26,7 @@ import {
 } from "../../wire/mod.ts";
 import { announceListening, counted, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
-import { connSettings } from "../_conn.ts";
+import { connSettings } from "../_flags.ts";
 import { type HealthRules, Pool, type Transition } from "./backends.ts";
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";

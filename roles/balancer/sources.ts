@@ -8,12 +8,8 @@
  */
 import { type Address, parseAddress } from "../../config/mod.ts";
 import { type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
-import {
-  type BinderClient,
-  bindersFrom,
-  type ServiceWatch,
-  watchService,
-} from "../discovery/mod.ts";
+import { type BinderClient, type ServiceWatch, watchService } from "../../clients/discovery/mod.ts";
+import { bindersFrom } from "../_flags.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
 import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
 import { backendLines, cut, workerLines } from "./log.ts";

@@ -24,7 +24,7 @@ import { codecByName, DEFAULT_MAX_FRAME, dial, DistError, type Peer } from "../.
 import { cut } from "../../wire/_log.ts";
 import type { Role, RunContext } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
-import { connSettings } from "../_conn.ts";
+import { connSettings } from "../_flags.ts";
 import { binderHandlers, watchList } from "./api.ts";
 import { HybridClock } from "./clock.ts";
 import { type Entry, Registry } from "./registry.ts";

@@ -5,7 +5,7 @@
  * message, never a crash and never a half-applied change.
  */
 import { describe, DistError } from "../../wire/mod.ts";
-import { type Instance, SERVICE_NAME } from "../discovery/mod.ts";
+import { type Instance, SERVICE_NAME } from "../../clients/contracts/mod.ts";
 import { isStamp, type Stamp } from "./clock.ts";
 import {
   type Entry,

@@ -16,7 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import { LISTENER_OPTIONS, type Options } from "../../config/mod.ts";
 import { announceListening, counted, type Role, type RunContext, untilAborted } from "../_role.ts";
 import { setLogInstance } from "../_logging.ts";
-import { connSettings } from "../_conn.ts";
+import { connSettings } from "../_flags.ts";
 import { BrokerCore } from "./core.ts";
 import { WireFront } from "./front.ts";
 

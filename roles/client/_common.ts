@@ -1,7 +1,7 @@
 import { formatAddress, type Options, parseAddress } from "../../config/mod.ts";
 import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
 import type { Operation } from "../ops.ts";
-import { connSettings } from "../_conn.ts";
+import { connSettings } from "../_flags.ts";
 
 /**
  * What the modes send requests through: a connection to one address (a

@@ -18,7 +18,7 @@ import { runRandom } from "./random.ts";
 import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
 import { OPERATION_HELP } from "../ops.ts";
-import { RESOLVE_OPTIONS, serviceConnector } from "../discovery/mod.ts";
+import { RESOLVE_OPTIONS, serviceConnector } from "../_flags.ts";
 
 /** What the benchmark's flags are when not given. */
 const BENCH_DEFAULTS = {

@@ -1,5 +1,6 @@
 /**
- * The flags through which roles use discovery, and the wiring from those
+ * Flags several roles share, and the wiring from them to the library: the
+ * wire settings of the common options ({@link connSettings}); discovery's
  * flags to a {@link Registrar} (a server's `--service --binders
  * --advertise --ttl`) or a {@link ServiceCaller} (a client's `--service
  * --binders --wait`), so a role needs only a line or two to use them.
@@ -11,20 +12,34 @@ import {
   parseAddress,
   toKebab,
   UsageError,
-} from "../../config/mod.ts";
-import { codecByName, type Peer } from "../../wire/mod.ts";
-import { connSettings } from "../_conn.ts";
-import { BinderClient } from "./binders.ts";
-import { Registrar } from "./registrar.ts";
-import { Resolver, ServiceCaller } from "./resolver.ts";
+} from "../config/mod.ts";
+import { codecByName, type ConnSettings, type Peer } from "../wire/mod.ts";
+import {
+  BinderClient,
+  DEFAULT_TTL_MS,
+  Registrar,
+  Resolver,
+  ServiceCaller,
+} from "../clients/discovery/mod.ts";
+import { SERVICE_NAME } from "../clients/contracts/mod.ts";
 
-/** A service name: letters, digits, ".", "_", "-", up to 128 characters. */
-export const SERVICE_NAME = /^[A-Za-z0-9][\w.-]{0,127}$/;
+export { DEFAULT_TTL_MS, SERVICE_NAME };
+
+/**
+ * The wire settings every role takes from the common options (`--heartbeat`,
+ * `--liveness`, `--max-frame`, `--write-timeout`), for `listen` and `dial`.
+ */
+export function connSettings(options: Options): ConnSettings {
+  return {
+    maxFrame: options.maxFrame as number,
+    heartbeatMs: options.heartbeat as number,
+    liveness: options.liveness as number,
+    writeTimeoutMs: options.writeTimeout as number,
+  };
+}
 
 /** Where binders are looked for when `--binders` is not given. */
 export const DEFAULT_BINDERS = ["127.0.0.1:7000"];
-/** A server's lease when `--ttl` is not given (ms). */
-export const DEFAULT_TTL_MS = 3000;
 /** How long a client waits for an instance when `--wait` is not given (ms). */
 export const DEFAULT_WAIT_MS = 10_000;
 
@@ -142,7 +157,7 @@ export function registrationFor(options: Options): PendingRegistration | undefin
         host: advertise?.host ?? bound.hostname,
         // `--advertise host:0` means the port this role listens on.
         port: advertise?.port || bound.port,
-        ttlMs: (options.ttl as number | undefined) ?? DEFAULT_TTL_MS,
+        ttl_ms: (options.ttl as number | undefined) ?? DEFAULT_TTL_MS,
       });
       return registrar.start();
     },
