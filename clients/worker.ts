@@ -14,6 +14,7 @@ import {
   type ConnSettings,
   type Contract,
   dispatch,
+  DistError,
   type Handlers,
   type RequestHandler,
   type ServiceHandlers,
@@ -37,6 +38,11 @@ export interface ServeOptions {
   signal?: AbortSignal;
   /** Frame limit, heartbeat, liveness and write timeout of the connection. */
   wire?: ConnSettings;
+  /**
+   * Wraps the request handler (the CLI worker's debug log of each request).
+   * @ignore
+   */
+  wrap?: (handler: RequestHandler) => RequestHandler;
 }
 
 /** A running {@link serve}. */
@@ -49,6 +55,12 @@ export interface Serving {
   readonly handling: number;
   /** Requests taken, requests that failed, and registrations so far. */
   readonly counters: { tasks: number; errors: number; registrations: number };
+  /**
+   * Resolves when serving ends: undefined after `stop()`, or why it gave up
+   * (what it dialed answered `worker.register` with UNKNOWN_METHOD: it is
+   * not a balancer's worker port, and dialing it again will not make it one).
+   */
+  readonly ended: Promise<DistError | undefined>;
   /** Resolves once registered (true), or false after `timeoutMs`. */
   registered(timeoutMs: number): Promise<boolean>;
   /** Lets requests in flight finish (up to `graceMs`), then stops. */
@@ -76,7 +88,7 @@ export function serve<const Cs extends readonly Contract[]>(
     name,
     uptime_ms: Math.round(performance.now() - started),
     rss_bytes: Deno.memoryUsage().rss,
-    balancer: `${conn.address.host}:${conn.address.port}`,
+    balancer: where(conn.address),
     connected: conn.connected,
     registrations: counters.registrations,
     capacity,
@@ -90,7 +102,7 @@ export function serve<const Cs extends readonly Contract[]>(
     "sys.stats": stats,
   } as unknown as Handlers<[typeof sys, ...Cs]>); // the caller's handlers were checked at this call
   // Requests other than sys.* are tasks; one that fails at once counts as an error.
-  const onRequest: RequestHandler = (method, params, peer, meta) => {
+  const counting: RequestHandler = (method, params, peer, meta) => {
     if (!method.startsWith("sys.")) counters.tasks++;
     try {
       return d.onRequest(method, params, peer, meta);
@@ -99,7 +111,11 @@ export function serve<const Cs extends readonly Contract[]>(
       throw err;
     }
   };
+  const onRequest = options.wrap?.(counting) ?? counting;
   const waiters: (() => void)[] = [];
+  let end!: (why: DistError | undefined) => void;
+  const ended = new Promise<DistError | undefined>((resolve) => end = resolve);
+  const where = (a: { host: string; port: number }) => `${a.host}:${a.port}`;
   const conn = new Connection(balancer, {
     role: "worker",
     name,
@@ -112,10 +128,24 @@ export function serve<const Cs extends readonly Contract[]>(
     onRequest,
     onNotification: d.onNotification,
     onConnect: async (peer) => {
-      await call(peer, worker.methods.register, { name, capacity }, { timeout: 5000 });
+      try {
+        await call(peer, worker.methods.register, { name, capacity }, { timeout: 5000 });
+      } catch (err) {
+        if (err instanceof DistError && err.code === "UNKNOWN_METHOD") {
+          conn.close();
+          end(
+            new DistError(
+              "UNKNOWN_METHOD",
+              `${where(conn.address)} is not a balancer's worker port: ${peer.remote.name} ` +
+                `(${peer.remote.role}) answered worker.register with: ${err.message}`,
+            ),
+          );
+        }
+        throw err;
+      }
       counters.registrations++;
       log.info("Registered with {addr} as {name} (capacity {capacity})", {
-        addr: `${conn.address.host}:${conn.address.port}`,
+        addr: where(conn.address),
         name,
         capacity,
       });
@@ -125,6 +155,7 @@ export function serve<const Cs extends readonly Contract[]>(
   return {
     name,
     counters,
+    ended,
     get connected() {
       return conn.connected;
     },
@@ -145,6 +176,7 @@ export function serve<const Cs extends readonly Contract[]>(
     async stop() {
       conn.close();
       await conn.closed();
+      end(undefined);
     },
   };
 }

@@ -7,9 +7,14 @@
  */
 import {
   type Address,
+  type COMMON_OPTIONS,
+  defineOptions,
+  type LISTENER_OPTIONS,
   type Options,
+  type OptionsOf,
   type OptionSpec,
   parseAddress,
+  type RoleOptions,
   toKebab,
   UsageError,
 } from "../config/mod.ts";
@@ -29,14 +34,18 @@ export { DEFAULT_TTL_MS, SERVICE_NAME };
  * The wire settings every role takes from the common options (`--heartbeat`,
  * `--liveness`, `--max-frame`, `--write-timeout`), for `listen` and `dial`.
  */
-export function connSettings(options: Options): ConnSettings {
+export function connSettings(options: CommonOptions | Options): ConnSettings {
+  const o = options as CommonOptions; // TRANSITIONAL until every role is typed
   return {
-    maxFrame: options.maxFrame as number,
-    heartbeatMs: options.heartbeat as number,
-    liveness: options.liveness as number,
-    writeTimeoutMs: options.writeTimeout as number,
+    maxFrame: o.maxFrame,
+    heartbeatMs: o.heartbeat,
+    liveness: o.liveness,
+    writeTimeoutMs: o.writeTimeout,
   };
 }
+
+/** The options every role has. */
+export type CommonOptions = OptionsOf<typeof COMMON_OPTIONS>;
 
 /** Where binders are looked for when `--binders` is not given. */
 export const DEFAULT_BINDERS = ["127.0.0.1:7000"];
@@ -48,7 +57,7 @@ export const DEFAULT_WAIT_MS = 10_000;
 const BINDERS = { type: "addresses", ref: true, metavar: "HOST:PORT,..." } as const;
 
 /** Flags of a role that registers itself with binders (the server). */
-export const REGISTER_OPTIONS: OptionSpec = {
+export const REGISTER_OPTIONS = defineOptions({
   service: {
     type: "string",
     description: "Register with binders under this service name",
@@ -67,10 +76,10 @@ export const REGISTER_OPTIONS: OptionSpec = {
     type: "duration",
     description: "With --service: lease with the binders, renewed every third of it (default 3s)",
   },
-};
+});
 
 /** Flags of a role that resolves a service through binders (the client). */
-export const RESOLVE_OPTIONS: OptionSpec = {
+export const RESOLVE_OPTIONS = defineOptions({
   service: {
     type: "string",
     description: "Call an instance of this service, found through binders (instead of --connect)",
@@ -84,15 +93,21 @@ export const RESOLVE_OPTIONS: OptionSpec = {
     type: "duration",
     description: "With --service: how long to wait for an instance to appear (default 10s)",
   },
-};
+});
+
+/** A role's options that name binders (`--binders`), with the common ones. */
+type WithBinders = CommonOptions & { readonly binders?: string[] };
 
 /**
  * Refuses flags of `spec` other than --service given without --service
  * (they would be ignored). @throws {UsageError}
  */
-function checkWithoutService(options: Options, spec: OptionSpec): void {
+function checkWithoutService(options: { readonly service?: string }, spec: OptionSpec): void {
   if (options.service !== undefined) return;
-  const given = Object.keys(spec).filter((k) => k !== "service" && options[k] !== undefined);
+  // The spec's keys are keys of the options it typed.
+  const given = Object.keys(spec).filter((k) =>
+    k !== "service" && (options as Options)[k] !== undefined
+  );
   if (given.length > 0) {
     const flags = given.map((k) => `--${toKebab(k)}`).join(", ");
     throw new UsageError(
@@ -113,12 +128,15 @@ export function serviceName(value: unknown): string {
 }
 
 /** A client of the binders in `--binders`, with this process's connection settings. */
-export function bindersFrom(options: Options, self: { role: string; name: string }): BinderClient {
+export function bindersFrom(
+  options: WithBinders,
+  self: { role: string; name: string },
+): BinderClient {
   return new BinderClient({
-    binders: (options.binders as string[] | undefined) ?? DEFAULT_BINDERS,
+    binders: options.binders ?? DEFAULT_BINDERS,
     role: self.role,
     name: self.name,
-    codec: codecByName(options.codec as string),
+    codec: codecByName(options.codec),
     conn: connSettings(options),
   });
 }
@@ -137,14 +155,16 @@ export interface PendingRegistration {
  * @throws {UsageError} for a bad service name, or a wildcard `--host`
  *   without `--advertise` (clients could not dial the address registered)
  */
-export function registrationFor(options: Options): PendingRegistration | undefined {
+export function registrationFor(
+  options: RoleOptions<typeof REGISTER_OPTIONS & typeof LISTENER_OPTIONS>,
+): PendingRegistration | undefined {
   checkWithoutService(options, REGISTER_OPTIONS);
   if (options.service === undefined) return undefined;
   const service = serviceName(options.service);
   const advertise: Address | undefined = options.advertise === undefined
     ? undefined
-    : parseAddress(options.advertise as string);
-  if (advertise === undefined && WILDCARDS.has(String(options.host ?? ""))) {
+    : parseAddress(options.advertise);
+  if (advertise === undefined && WILDCARDS.has(options.host)) {
     throw new UsageError(
       `--host ${options.host} listens on every interface: give --advertise HOST:PORT, ` +
         `the address clients should dial`,
@@ -157,7 +177,7 @@ export function registrationFor(options: Options): PendingRegistration | undefin
         host: advertise?.host ?? bound.hostname,
         // `--advertise host:0` means the port this role listens on.
         port: advertise?.port || bound.port,
-        ttl_ms: (options.ttl as number | undefined) ?? DEFAULT_TTL_MS,
+        ttl_ms: options.ttl ?? DEFAULT_TTL_MS,
       });
       return registrar.start();
     },
@@ -174,7 +194,7 @@ export function registrationFor(options: Options): PendingRegistration | undefin
  * @throws {UsageError} for a bad service name, or `--binders`/`--wait` without `--service`
  */
 export function serviceConnector(
-  options: Options,
+  options: RoleOptions<typeof RESOLVE_OPTIONS>,
   dial: (address: Address) => Promise<Peer>,
   how: { signal?: AbortSignal; rotate?: boolean } = {},
 ): (() => Promise<ServiceCaller>) | undefined {
@@ -182,8 +202,8 @@ export function serviceConnector(
   checkWithoutService(options, RESOLVE_OPTIONS);
   if (options.service === undefined) return undefined;
   const service = serviceName(options.service);
-  const name = (options.name as string | undefined) ?? `client-${Deno.pid}`;
-  const waitMs = (options.wait as number | undefined) ?? DEFAULT_WAIT_MS;
+  const name = options.name ?? `client-${Deno.pid}`;
+  const waitMs = options.wait ?? DEFAULT_WAIT_MS;
   return async () => {
     const binders = bindersFrom(options, { role: "client", name });
     const caller = new ServiceCaller(new Resolver(binders, service, { waitMs, signal }), {

@@ -4,7 +4,14 @@
  * machine fails on `--worker-port`, a port the user may never have typed).
  */
 import { formatAddress } from "../config/mod.ts";
-import { DistError, listen, type Listener, type ListenOptions } from "../wire/mod.ts";
+import {
+  bind,
+  type BoundPort,
+  DistError,
+  listen,
+  type Listener,
+  type ListenOptions,
+} from "../wire/mod.ts";
 
 /**
  * Listens as {@link listen} does.
@@ -16,6 +23,18 @@ export function listenOn(flag: string, options: ListenOptions): Listener {
     return listen(options);
   } catch (err) {
     throw explainListenError(err, flag, options.host ?? "127.0.0.1", options.port);
+  }
+}
+
+/**
+ * Binds as {@link bind} does (accepting starts later, with `start`).
+ * @throws {DistError} UNAVAILABLE naming `flag` (and `--host` when the address is the problem)
+ */
+export function bindOn(flag: string, options: { host: string; port: number }): BoundPort {
+  try {
+    return bind(options);
+  } catch (err) {
+    throw explainListenError(err, flag, options.host, options.port);
   }
 }
 

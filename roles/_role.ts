@@ -7,7 +7,13 @@
  * exits at once after saying what it abandons).
  */
 import type { Logger } from "@logtape/logtape";
-import { formatAddress, type Options, type RoleInfo } from "../config/mod.ts";
+import {
+  formatAddress,
+  type Options,
+  type OptionSpec,
+  type RoleInfo,
+  type RoleOptions,
+} from "../config/mod.ts";
 
 /** What a role's `run` gets besides its options. */
 export interface RunContext {
@@ -34,6 +40,22 @@ export interface RunContext {
 export interface Role extends RoleInfo {
   /** Resolves with the process exit code. */
   run(options: Options, ctx: RunContext): Promise<number>;
+}
+
+/**
+ * A role whose `run` takes its options typed from its own spec (so a
+ * misspelt or renamed option is a compile error where it is read).
+ */
+export function defineRole<const S extends OptionSpec>(
+  role: Omit<RoleInfo, "options"> & {
+    options: S;
+    run(options: RoleOptions<S>, ctx: RunContext): Promise<number>;
+  },
+): Role {
+  // The one cast of typed options: the loader builds a role's values from
+  // this very spec (its defaults merged, each value converted by its type),
+  // which is what RoleOptions<S> says they are.
+  return role as unknown as Role;
 }
 
 const encoder = new TextEncoder();

@@ -37,7 +37,6 @@ export {
 } from "./_role.ts";
 export { closeLogging, setLogInstance, setupLogging } from "./_logging.ts";
 export {
-  findOperation,
   formatOperation,
   type Operation,
   OPERATIONS,

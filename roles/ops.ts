@@ -1,37 +1,12 @@
 /**
- * The operation table shared by the server and the worker roles, and the
- * parser that turns a command line such as `add 3 4` into a request.
+ * The operations' arithmetic, shared by the server and the worker roles
+ * (their params are checked by the ops contract of clients/contracts/), and
+ * the parser that turns a command line such as `add 3 4` into a request.
  */
 import { didYouMean } from "../config/mod.ts";
-import { describe, DistError } from "../wire/mod.ts";
+import { DistError, type ServiceHandlers } from "../wire/mod.ts";
+import { ops } from "../clients/contracts/mod.ts";
 import { evaluate } from "./expression.ts";
-
-/** Longest `sleep` a request may ask for (ms). */
-export const MAX_SLEEP_MS = 60_000;
-
-type Op = (params: unknown) => unknown;
-
-/** Reads argument `key` (object form) or position `index` (array form). */
-function arg(params: unknown, key: string, index: number): unknown {
-  if (Array.isArray(params)) return params[index];
-  if (params !== null && typeof params === "object") {
-    return (params as Record<string, unknown>)[key];
-  }
-  return index === 0 ? params : undefined;
-}
-
-function num(params: unknown, key: string, index: number): number {
-  const v = arg(params, key, index);
-  if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw new DistError(
-      "BAD_REQUEST",
-      v === undefined
-        ? `Missing number "${key}"`
-        : `"${key}" must be a finite number, got ${describe(v)}`,
-    );
-  }
-  return v;
-}
 
 /** A result no codec can carry (1e308 + 1e308) is the caller's problem, said plainly. */
 function finite(result: number): number {
@@ -41,75 +16,24 @@ function finite(result: number): number {
   return result;
 }
 
-function binary(f: (a: number, b: number) => number): Op {
-  return (params) => {
-    const count = Array.isArray(params) ? params.length : undefined;
-    if (count !== undefined && count !== 2) {
-      throw new DistError("BAD_REQUEST", `Expected 2 numbers, got ${count}`);
-    }
-    return finite(f(num(params, "a", 0), num(params, "b", 1)));
-  };
-}
-
-function sumOf(params: unknown): number {
-  let values: unknown = Array.isArray(params) ? params : arg(params, "values", 0);
-  if (typeof values === "string") values = values.split(",").map((s) => s.trim());
-  if (!Array.isArray(values)) {
-    throw new DistError("BAD_REQUEST", 'sum takes a list of numbers ("values")');
-  }
-  let total = 0;
-  for (const v of values) {
-    const n = typeof v === "string" && v !== "" ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isFinite(n)) {
-      throw new DistError("BAD_REQUEST", `sum: not a number: ${describe(v)}`);
-    }
-    total += n;
-  }
-  return finite(total);
-}
-
-function sleep(params: unknown): Promise<number> {
-  const ms = num(params, "ms", 0);
-  if (ms < 0 || ms > MAX_SLEEP_MS) {
-    throw new DistError("BAD_REQUEST", `sleep takes 0 to ${MAX_SLEEP_MS} ms, got ${ms}`);
-  }
-  return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
-}
-
-function evalOf(params: unknown): number {
-  const expr = arg(params, "expr", 0);
-  if (typeof expr !== "string") {
-    throw new DistError("BAD_REQUEST", 'eval takes an expression "expr" (text, e.g. "2*pi")');
-  }
-  return evaluate(expr);
-}
-
-/** The operations, by method name; results are plain values. */
-export const OPERATIONS: Readonly<Record<string, Op>> = {
-  echo: (params) => {
-    const text = arg(params, "text", 0);
-    if (typeof text !== "string") throw new DistError("BAD_REQUEST", 'echo takes a string "text"');
-    return text;
+/** The operations, by method name: params checked by the contract, results plain values. */
+export const OPERATIONS: ServiceHandlers<[typeof ops]> = {
+  echo: (p) => p.text,
+  add: (p) => finite(p.a + p.b),
+  sub: (p) => finite(p.a - p.b),
+  mul: (p) => finite(p.a * p.b),
+  div: (p) => {
+    if (p.b === 0) throw new DistError("BAD_REQUEST", "Division by zero");
+    return finite(p.a / p.b);
   },
-  add: binary((a, b) => a + b),
-  sub: binary((a, b) => a - b),
-  mul: binary((a, b) => a * b),
-  div: binary((a, b) => {
-    if (b === 0) throw new DistError("BAD_REQUEST", "Division by zero");
-    return a / b;
-  }),
-  sum: sumOf,
-  sleep,
-  eval: evalOf,
+  sum: (p) => finite(p.values.reduce((total, v) => total + v, 0)),
+  sleep: (p) => new Promise((resolve) => setTimeout(() => resolve(p.ms), p.ms)),
+  eval: (p) => evaluate(p.expr),
 };
 
-/** The original lab's Italian names. */
-export const ALIASES: Readonly<Record<string, string>> = {
-  somma: "add",
-  sottrazione: "sub",
-  moltiplicazione: "mul",
-  divisione: "div",
-};
+/** The operation names a user may type, with the lab's Italian aliases. */
+const NAMES = [...Object.keys(ops.methods), ...Object.keys(ops.aliases)];
+const ALIASES = ops.aliases;
 
 /** One line per operation, for help texts. */
 export const OPERATION_HELP: readonly string[] = [
@@ -123,18 +47,6 @@ export const OPERATION_HELP: readonly string[] = [
   "eval EXPR        computes EXPR: 2*pi, -2^2, sqrt(2)*max(1,3) (+ - * / % ^, pi e tau,",
   "                 sqrt abs sin cos tan log ln exp floor ceil round min max ...)",
 ];
-
-/**
- * Finds the operation for a method name or alias.
- * @returns undefined when there is none.
- */
-export function findOperation(method: string): Op | undefined {
-  return Object.hasOwn(OPERATIONS, method)
-    ? OPERATIONS[method]
-    : Object.hasOwn(ALIASES, method)
-    ? OPERATIONS[ALIASES[method]]
-    : undefined;
-}
 
 /** A request as the client sends it. */
 export interface Operation {
@@ -162,7 +74,7 @@ export function parseOperation(words: readonly string[]): Operation {
   // One JSON object (or, but for echo and eval, whose argument is text, one
   // JSON array) is the params as they are: add '{"a":3,"b":4}', sum '[1,2,3]'.
   // (In the shell, words are split at spaces: they are joined again.)
-  const whole = rest.length > 0 && Object.hasOwn(OPERATIONS, method)
+  const whole = rest.length > 0 && Object.hasOwn(ops.methods, method)
     ? jsonParams(rest.join(" "), method === "echo" || method === "eval")
     : undefined;
   if (whole !== undefined) return { method, params: whole };
@@ -192,16 +104,14 @@ export function parseOperation(words: readonly string[]): Operation {
   }
   // A word that is not an operation but close to one is a typo ("ad", "ADD"),
   // not a method to send; namespaced methods (sys.stats) are sent as typed.
-  const hint = method.includes(".")
-    ? ""
-    : didYouMean(method, [...Object.keys(OPERATIONS), ...Object.keys(ALIASES)]);
+  const hint = method.includes(".") ? "" : didYouMean(method, NAMES);
   if (hint !== "") throw new DistError("BAD_REQUEST", `Unknown operation "${method}"${hint}`);
   if (rest.length === 0) return { method };
   const text = rest.join(" ");
   try {
     return { method, params: JSON.parse(text) };
   } catch {
-    const known = Object.keys(OPERATIONS).join(", ");
+    const known = Object.keys(ops.methods).join(", ");
     throw new DistError(
       "BAD_REQUEST",
       method.includes(".")

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  dispatch,
   DistError,
   FrameDecoder,
   jsonCodec,
@@ -16,7 +17,8 @@ import {
   OutBuffer,
   type Peer,
 } from "../wire/mod.ts";
-import { findOperation } from "../roles/ops.ts";
+import { OPERATIONS } from "../roles/ops.ts";
+import { ops } from "../clients/contracts/mod.ts";
 import {
   closeQuietly,
   concat,
@@ -206,11 +208,7 @@ function serve(): { listener: Listener; peers: Peer[] } {
     name: "fuzz",
     maxFrame: 64 * 1024,
     onPeer: (p) => peers.push(p),
-    onRequest: (method, params) => {
-      const op = findOperation(method);
-      if (op === undefined) throw new DistError("UNKNOWN_METHOD", "Unknown method");
-      return op(params);
-    },
+    onRequest: dispatch([ops], OPERATIONS).onRequest,
   });
   return { listener, peers };
 }

@@ -92,6 +92,8 @@ export {
   type RawRequestHandler,
 } from "./fast_path.ts";
 export {
+  bind,
+  type BoundPort,
   type ConnSettings,
   dial,
   type DialOptions,

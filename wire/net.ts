@@ -105,6 +105,28 @@ function hostPort(host: string, port: number): string {
 
 /** Listens for dist connections and runs an RPC peer on each. */
 export function listen(options: ListenOptions): Listener {
+  return bind(options).start(options);
+}
+
+/** A port bound and not accepting yet: {@link bind}. */
+export interface BoundPort {
+  /** The address bound (the port that port 0 picked). */
+  readonly addr: { hostname: string; port: number };
+  /**
+   * Starts accepting with `options` (handlers, name, limits; its host and
+   * port are the bound ones). Call it once.
+   */
+  start(options: Omit<ListenOptions, "host" | "port">): Listener;
+  /** Releases the port without ever accepting. */
+  close(): void;
+}
+
+/**
+ * Binds `host:port` without accepting: an owner that needs the port (its
+ * name may carry it) to build its handlers starts accepting once they exist.
+ * @throws {DistError} UNAVAILABLE when the address cannot be had (the cause says why)
+ */
+export function bind(options: { host?: string; port: number }): BoundPort {
   const where = hostPort(options.host ?? "127.0.0.1", options.port);
   let listener: Deno.TcpListener;
   try {
@@ -114,6 +136,19 @@ export function listen(options: ListenOptions): Listener {
       cause: err,
     });
   }
+  const addr = listener.addr as Deno.NetAddr;
+  return {
+    addr: { hostname: addr.hostname, port: addr.port },
+    start: (startOptions) => accepting(listener, startOptions),
+    close: () => listener.close(),
+  };
+}
+
+/** Accepts on `listener` and runs an RPC peer on each connection. */
+function accepting(
+  listener: Deno.TcpListener,
+  options: Omit<ListenOptions, "host" | "port">,
+): Listener {
   const addr = listener.addr as Deno.NetAddr;
   const peers = new Set<Peer>();
   const conns = new Set<FramedConn>();

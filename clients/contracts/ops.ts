@@ -120,6 +120,8 @@ export interface OpsContract extends Contract {
   };
   /** It sends no events. */
   readonly events: Record<never, never>;
+  /** The lab's Italian names: `somma` is `add`. */
+  readonly aliases: Readonly<Record<string, string>>;
 }
 
 const arithmetic = <const N extends string>(name: N): Arithmetic<N> =>

@@ -333,7 +333,7 @@ async function runBalancer(options: Options, ctx: RunContext): Promise<number> {
   for (const address of options.backends as string[]) servers.add(address, "backends");
   const discovery = service === undefined
     ? undefined
-    : new ServiceSource(service, { servers, binderOptions: options, name });
+    : new ServiceSource(service, { servers, binderOptions: options as never, name }); // TRANSITIONAL
   announceListening(ctx, log, { addr: clients.addr, name });
   log.info("Listening for workers on {addr}; {n} server backend(s), policy {policy}", {
     addr: `${workers.addr.hostname}:${workers.addr.port}`,

@@ -129,7 +129,7 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
   // --service: each connection resolves an instance through binders (see roles/discovery);
   // --random asks them before each request, so its answers show the binders' turn.
   const open: () => Promise<Caller> = serviceConnector(
-    options,
+    options as never, // TRANSITIONAL
     (address) => dialAddress(address, options),
     { signal: ctx.signal, rotate: options.random !== undefined },
   ) ?? (() => connect(options));

@@ -1,0 +1,162 @@
+/**
+ * The one shell of the listening roles (server, broker, binder, balancer):
+ * it binds the port, settles the instance's name (`--name`, or `ROLE-PORT`
+ * once port 0 has picked one), lets the role build its parts (`setUp`),
+ * then accepts, answering `sys.ping`, `sys.stats` and UNKNOWN_METHOD the
+ * same way for every role through {@link dispatch}; it announces
+ * `Listening on`, waits for the stop signal and closes with `--grace`. A
+ * role's fast paths (the broker's byte-level publishes, the balancer's
+ * pass-through) go to the listener as they are, never wrapped.
+ */
+import type { Logger } from "@logtape/logtape";
+import type { LISTENER_OPTIONS, RoleOptions } from "../config/mod.ts";
+import {
+  type BoundPort,
+  type Contract,
+  dispatch,
+  type DispatchOptions,
+  type FastHooks,
+  type Handlers,
+  type Listener,
+  type ListenOptions,
+  type Peer,
+  type RequestHandler,
+} from "../wire/mod.ts";
+import { sys } from "../clients/contracts/mod.ts";
+import { announceListening, type RunContext, untilAborted } from "./_role.ts";
+import { setLogInstance } from "./_logging.ts";
+import { connSettings } from "./_flags.ts";
+import { bindOn } from "./_listen.ts";
+
+/** The options every listening role has (its `--port` has its own default). */
+export type ShellOptions = RoleOptions<typeof LISTENER_OPTIONS> & { readonly port: number };
+
+/** What a role serves on a port besides `sys.*`: made by {@link serving}. */
+export interface Serving {
+  readonly contracts: readonly Contract[];
+  readonly handlers: object;
+  readonly options: DispatchOptions & {
+    /** Wraps the request handler (counting, the debug log); not the fast paths. */
+    wrap?: (handler: RequestHandler) => RequestHandler;
+  };
+}
+
+/**
+ * The contracts a role serves and their handlers, checked here at compile
+ * time: one per method, each returning the method's result.
+ */
+export function serving<const Cs extends readonly Contract[]>(
+  contracts: Cs,
+  handlers: NoInfer<Handlers<Cs>>,
+  options: Serving["options"] = {},
+): Serving {
+  return { contracts, handlers, options };
+}
+
+/** The port bound, before anything is accepted on it. */
+export interface Bound {
+  readonly addr: { hostname: string; port: number };
+  /** The instance's name, settled. */
+  readonly name: string;
+  /** The connections of the main port, once it accepts. */
+  readonly peers: ReadonlySet<Peer>;
+  /** A second port of the role (the balancer's workers), bound now, accepting with the main one. */
+  also(port: number, flag: string, serve: Serving): { readonly addr: Listener["addr"] };
+}
+
+/** What a role's `setUp` gives the shell. */
+export interface Served {
+  /** What the main port serves besides `sys.*`. */
+  serve: Serving;
+  /** The role's part of `sys.stats` (after role, name, uptime_ms and rss_bytes). */
+  stats(): Record<string, unknown>;
+  /** Byte-level paths, given to the listener as they are. */
+  fast?: FastHooks;
+  onPeer?(peer: Peer): void;
+  /** Runs once `Listening on` is said (start background work, say more). */
+  started?(): void;
+  /** What a forced exit would abandon ("3 requests in flight"), if anything. */
+  inFlight?(): string | undefined;
+  /** On the stop signal, before the port closes (say so, deregister). */
+  stopping?(): void | Promise<void>;
+  /** Once the ports have closed (stop the rest, say the last line). */
+  stopped?(): void | Promise<void>;
+}
+
+/** How {@link listening} runs a role. */
+export interface ShellDef {
+  role: string;
+  log: Logger;
+  options: ShellOptions;
+  /** The flag that chose the port, for a busy port's message (default `--port`). */
+  portFlag?: string;
+  /** Listener settings beyond the options' (the broker's outbound bound). */
+  listen?: Partial<ListenOptions>;
+  /** Builds the role's parts once the port is bound and the name settled. */
+  setUp(bound: Bound): Served;
+}
+
+/** Runs a listening role until `ctx.signal`; resolves with its exit code. */
+export async function listening(ctx: RunContext, def: ShellDef): Promise<number> {
+  const { options, role } = def;
+  const started = performance.now();
+  const port = bindOn(def.portFlag ?? "--port", options);
+  const name = options.name ?? `${role}-${port.addr.port}`;
+  setLogInstance(name);
+  const base = { ...connSettings(options), role, name, by: name, ...def.listen };
+  const others: { port: BoundPort; serve: Serving }[] = [];
+  // Set once accepting starts; `peers` is read only after.
+  const main: { listener?: Listener } = {};
+  let served: Served;
+  try {
+    served = def.setUp({
+      addr: port.addr,
+      name,
+      get peers() {
+        return main.listener?.peers ?? new Set<Peer>();
+      },
+      also(p, flag, serve) {
+        const bound = bindOn(flag, { host: options.host, port: p });
+        others.push({ port: bound, serve });
+        return bound;
+      },
+    });
+  } catch (err) {
+    for (const p of [port, ...others.map((o) => o.port)]) p.close();
+    throw err;
+  }
+  const handlers = (serve: Serving) => {
+    const d = dispatch([sys, ...serve.contracts], {
+      ...serve.handlers,
+      "sys.ping": () => ({ pong: true, role, name }),
+      "sys.stats": () => ({
+        role,
+        name,
+        uptime_ms: Math.round(performance.now() - started),
+        rss_bytes: Deno.memoryUsage().rss,
+        ...served.stats(),
+      }),
+    } as never, serve.options); // each role's handlers were checked by serving()
+    return {
+      onRequest: serve.options.wrap?.(d.onRequest) ?? d.onRequest,
+      onNotification: d.onNotification,
+    };
+  };
+  const listener = main.listener = port.start({
+    ...base,
+    maxConnections: options.maxConnections,
+    ...handlers(served.serve),
+    ...served.fast,
+    onPeer: served.onPeer,
+  });
+  const more = others.map((o) => o.port.start({ ...base, ...handlers(o.serve) }));
+  announceListening(ctx, def.log, { addr: port.addr, name });
+  served.started?.();
+  if (served.inFlight) ctx.onForcedExit?.(served.inFlight);
+  await untilAborted(ctx.signal);
+  await served.stopping?.();
+  await listener.close(options.grace);
+  await Promise.all(more.map((l) => l.close(0)));
+  await served.stopped?.();
+  return 0;
+}
