@@ -388,6 +388,9 @@ export const msgpackCodec: Codec = {
   },
 };
 
+/** The codec of a name (`json`, `msgpack`); undefined for any other. */
+export function codecByName(name: CodecName): Codec;
+export function codecByName(name: string): Codec | undefined;
 export function codecByName(name: string): Codec | undefined {
   if (name === "json") return jsonCodec;
   if (name === "msgpack") return msgpackCodec;

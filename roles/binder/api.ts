@@ -5,18 +5,14 @@
  * binder never answers from a state it has not pulled yet.
  */
 import { DistError, type Peer } from "../../wire/mod.ts";
+import { binder, type Instance, MAX_LIST, type ReportAnswer } from "../../clients/contracts/mod.ts";
 import type { Registry } from "./registry.ts";
-import {
-  checkId,
-  checkService,
-  type InstanceInfo,
-  paramsObject,
-  parseRegistration,
-  toInstance,
-} from "./records.ts";
-import { type Replicator, requireBinder } from "./replication.ts";
+import { registrationOf, toInstance } from "./records.ts";
+import type { Replicator } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
 import type { Watchers } from "./watch.ts";
+import { binderPeers } from "./peer_contract.ts";
+import { type Serving, serving } from "../_shell.ts";
 
 /** What the methods work on. */
 export interface BinderParts {
@@ -28,18 +24,6 @@ export interface BinderParts {
   defaultTtlMs: number;
   /** The frame limit of the binder's connections (bytes): no answer is built bigger. */
   maxFrame: number;
-  /** `sys.ping` and `sys.stats` answers. */
-  ping: () => unknown;
-  stats: () => unknown;
-}
-
-/** Most instances in one `binder.list` answer (fewer when they would not fit a frame). */
-export const MAX_LIST = 1000;
-
-/** Answers of `binder.list`: `next` is there when more instances follow (pass it as `after`). */
-export interface ListAnswer {
-  instances: InstanceInfo[];
-  next?: string;
 }
 
 /**
@@ -52,28 +36,20 @@ export function watchList(
   registry: Registry,
   service: string,
   maxFrame: number,
-): InstanceInfo[] | undefined {
+): Instance[] | undefined {
   // The weight is about the JSON text; MessagePack can be smaller, so allow twice the frame.
   if (registry.weightOf(service, 2 * maxFrame) > 2 * maxFrame) return undefined;
   return registry.instances(service).map(toInstance);
 }
 
-/** Answers of `binder.report_down`. */
-export interface ReportAnswer {
-  id: string;
-  alive: boolean;
-  removed: boolean;
-}
-
-/** The request and notification handlers of a binder's listener. */
-export function binderHandlers(parts: BinderParts) {
+/** The binder's methods (the binder contract and replication's) and their handlers. */
+export function binderServing(parts: BinderParts): Serving {
   const { registry, replicator, verifier, watchers } = parts;
   // A page's weight is an upper bound of its JSON text, and a UTF-8 byte per character of it
   // may be three: a quarter of the frame always fits, in either codec.
   const pageBytes = Math.max(4096, Math.floor(parts.maxFrame / 4));
-  const watchedList = (service: string) => watchList(registry, service, parts.maxFrame);
   /** Runs `f` now if caught up, else once caught up. */
-  const whenReady = <T>(f: () => T): T | Promise<T> =>
+  const whenReady = <T>(f: () => T | Promise<T>): T | Promise<T> =>
     replicator.isReady ? f() : replicator.ready.then(f);
 
   async function reportDown(id: string, peer: Peer): Promise<ReportAnswer> {
@@ -84,99 +60,51 @@ export function binderHandlers(parts: BinderParts) {
     return { id, alive, removed: registry.get(id)?.removed !== undefined };
   }
 
-  type Handler = (p: Record<string, unknown>, peer: Peer) => unknown;
-  // A Map, not an object: a method named "constructor" or "__proto__" must
-  // find nothing rather than something of Object.prototype.
-  const methods = new Map<string, Handler>(Object.entries(
-    {
-      "binder.lookup": (p) => {
-        const service = checkService(p.service);
-        return whenReady(() => toInstance(registry.lookup(service)));
-      },
-      "binder.register": (p) => {
-        const reg = parseRegistration(p, parts.defaultTtlMs);
-        return whenReady(() => {
-          const entry = registry.register(reg);
-          return { id: entry.id, ttl_ms: entry.ttlMs };
-        });
-      },
-      "binder.renew": (p) => {
-        const id = checkId(p.id);
-        return whenReady(() => ({ id, ttl_ms: registry.renew(id).ttlMs }));
-      },
-      "binder.deregister": (p) => {
-        const id = checkId(p.id);
-        return whenReady(() => {
-          if (registry.remove(id, "deregistered") === undefined) {
-            throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
-          }
-          return { id, removed: true };
-        });
-      },
-      "binder.list": (p) => {
-        const service = p.service === undefined ? undefined : checkService(p.service);
-        const after = p.after === undefined ? undefined : checkId(p.after, "after");
-        const limit = p.limit ?? MAX_LIST;
-        if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_LIST) {
-          throw new DistError("BAD_REQUEST", `"limit" must be an integer 1-${MAX_LIST}`);
+  return serving([binder, binderPeers], {
+    "binder.lookup": (p) => whenReady(() => toInstance(registry.lookup(p.service))),
+    "binder.register": (p) =>
+      whenReady(() => {
+        const entry = registry.register(registrationOf(p, parts.defaultTtlMs));
+        return { id: entry.id, ttl_ms: entry.ttlMs };
+      }),
+    "binder.renew": (p) => whenReady(() => ({ id: p.id, ttl_ms: registry.renew(p.id).ttlMs })),
+    "binder.deregister": (p) =>
+      whenReady(() => {
+        if (registry.remove(p.id, "deregistered") === undefined) {
+          throw new DistError("NOT_FOUND", `Unknown instance ${p.id}`);
         }
-        return whenReady(() => {
-          const page = registry.page(service, after, limit as number, pageBytes);
-          const answer: ListAnswer = { instances: page.entries.map(toInstance) };
-          if (page.next !== undefined) answer.next = page.next;
-          return answer;
-        });
-      },
-      "binder.report_down": (p, peer) => {
-        const id = checkId(p.id);
-        return whenReady(() => reportDown(id, peer));
-      },
-      "binder.watch": (p, peer) => {
-        const service = checkService(p.service);
-        return whenReady(() => {
-          const instances = watchedList(service);
-          if (instances === undefined) {
-            throw new DistError(
-              "FRAME_TOO_LARGE",
-              `Service ${service} has too many instances to send in one frame: ` +
-                `page through them with binder.list`,
-            );
-          }
-          if (!watchers.add(peer, service)) {
-            throw new DistError("OVERLOADED", "Too many watches on one connection");
-          }
-          return { service, instances };
-        });
-      },
-      "binder.unwatch": (p, peer) => {
-        const service = checkService(p.service);
-        watchers.remove(peer, service);
-        return { service, watching: false };
-      },
-      "binder.sync": (p, peer) => {
-        requireBinder(peer, "binder.sync");
-        return replicator.onSync(p);
-      },
-      "binder.diff": (p, peer) => {
-        requireBinder(peer, "binder.diff");
-        return replicator.onDiff(p, peer);
-      },
-    } satisfies Record<string, Handler>,
-  ));
-
-  return {
-    onRequest(method: string, params: unknown, peer: Peer): unknown {
-      if (method === "sys.ping") return parts.ping();
-      if (method === "sys.stats") return parts.stats();
-      const handler = methods.get(method);
-      if (handler === undefined) {
-        throw new DistError("UNKNOWN_METHOD", `Unknown method: ${method}`);
-      }
-      return handler(paramsObject(params ?? {}, method), peer);
+        return { id: p.id, removed: true };
+      }),
+    "binder.list": (p) =>
+      whenReady(() => {
+        const page = registry.page(p.service, p.after, p.limit ?? MAX_LIST, pageBytes);
+        const instances = page.entries.map(toInstance);
+        return page.next === undefined ? { instances } : { instances, next: page.next };
+      }),
+    "binder.report_down": (p, peer) => whenReady(() => reportDown(p.id, peer)),
+    "binder.watch": (p, peer) =>
+      whenReady(() => {
+        const instances = watchList(registry, p.service, parts.maxFrame);
+        if (instances === undefined) {
+          throw new DistError(
+            "FRAME_TOO_LARGE",
+            `Service ${p.service} has too many instances to send in one frame: ` +
+              `page through them with binder.list`,
+          );
+        }
+        if (!watchers.add(peer, p.service)) {
+          throw new DistError("OVERLOADED", "Too many watches on one connection");
+        }
+        return { service: p.service, instances };
+      }),
+    "binder.unwatch": (p, peer) => {
+      watchers.remove(peer, p.service);
+      return { service: p.service, watching: false };
     },
-    onNotification(method: string, params: unknown, peer: Peer): void {
-      // Pushes from peers are notifications; anything else sent that way is ignored.
-      if (method === "binder.sync") replicator.onPush(params, peer);
-    },
-  };
+    "binder.sync": (p) => replicator.onSync(p),
+    "binder.diff": (p, peer) => replicator.onDiff(p, peer),
+  }, {
+    // A push (binder.sync as a notification) has no answer to carry an error.
+    onBadNotification: (_method, err, peer) => replicator.badPush(err, peer),
+  });
 }

@@ -15,30 +15,74 @@
 import { getLogger } from "@logtape/logtape";
 import {
   type Address,
+  defineOptions,
   formatAddress,
   LISTENER_OPTIONS,
-  type Options,
   parseAddress,
+  type RoleOptions,
 } from "../../config/mod.ts";
-import { codecByName, DEFAULT_MAX_FRAME, dial, DistError, type Peer } from "../../wire/mod.ts";
+import { codecByName, dial, DistError, type Peer } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
-import type { Role, RunContext } from "../_role.ts";
-import { setLogInstance } from "../_logging.ts";
+import { defineRole, type RunContext } from "../_role.ts";
 import { connSettings } from "../_flags.ts";
-import { binderHandlers, watchList } from "./api.ts";
+import { listening } from "../_shell.ts";
+import { binderServing, watchList } from "./api.ts";
 import { HybridClock } from "./clock.ts";
 import { type Entry, Registry } from "./registry.ts";
 import { Replicator } from "./replication.ts";
 import { Verifier } from "./verify.ts";
 import { isVisibleChange, Watchers } from "./watch.ts";
-import { listenOn } from "../_listen.ts";
 
 const log = getLogger(["dist", "binder"]);
 
 /** How often leases are checked (ms): an expiry is acted on within this much of its time. */
 const SWEEP_MS = 100;
 
-export const binder: Role = {
+const BINDER_OPTIONS = defineOptions({
+  port: {
+    type: "port",
+    description: "Port to listen on (0 picks a free one)",
+    default: 7000,
+    short: "p",
+  },
+  peers: {
+    type: "addresses",
+    description: "Other binders to replicate with (this binder's own address is skipped)",
+    default: [],
+    ref: true,
+  },
+  ttl: {
+    type: "duration",
+    description: "Lease of a registration that names no ttl_ms",
+    default: 3000,
+  },
+  antiEntropy: {
+    type: "duration",
+    description: "Period of digest comparisons with each peer",
+    default: 1000,
+  },
+  catchUp: {
+    type: "duration",
+    description: "At start, longest wait for a peer's state before answering from its own",
+    default: 3000,
+  },
+  verifyTimeout: {
+    type: "duration",
+    description: "How long checking a reported instance (connect + sys.ping) may take",
+    default: 1000,
+  },
+  maxInstances: {
+    type: "integer",
+    description: "Most entries (live and recently removed); more registrations are OVERLOADED; " +
+      "entries from peers fill 9/10 at most",
+    default: 100_000,
+    min: 1,
+  },
+  ...LISTENER_OPTIONS,
+});
+type BinderOptions = RoleOptions<typeof BINDER_OPTIONS>;
+
+export const binder = defineRole({
   summary: "Replicated service registry: servers register, clients resolve",
   usage: [
     "dist binder [--port 7000] [--peers HOST:PORT,...] [--ttl 3s]",
@@ -52,50 +96,9 @@ export const binder: Role = {
     "  binder.watch {service}         then binder.changed {service, instances} notifications",
     "  binder.unwatch {service}, sys.ping, sys.stats",
   ],
-  options: {
-    port: {
-      type: "port",
-      description: "Port to listen on (0 picks a free one)",
-      default: 7000,
-      short: "p",
-    },
-    peers: {
-      type: "addresses",
-      description: "Other binders to replicate with (this binder's own address is skipped)",
-      default: [],
-      ref: true,
-    },
-    ttl: {
-      type: "duration",
-      description: "Lease of a registration that names no ttl_ms",
-      default: 3000,
-    },
-    antiEntropy: {
-      type: "duration",
-      description: "Period of digest comparisons with each peer",
-      default: 1000,
-    },
-    catchUp: {
-      type: "duration",
-      description: "At start, longest wait for a peer's state before answering from its own",
-      default: 3000,
-    },
-    verifyTimeout: {
-      type: "duration",
-      description: "How long checking a reported instance (connect + sys.ping) may take",
-      default: 1000,
-    },
-    maxInstances: {
-      type: "integer",
-      description: "Most entries (live and recently removed); more registrations are OVERLOADED; " +
-        "entries from peers fill 9/10 at most",
-      default: 100_000,
-      min: 1,
-    },
-    ...LISTENER_OPTIONS,
-  },
+  options: BINDER_OPTIONS,
   run: runBinder,
-};
+});
 
 const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "0.0.0.0", "::"]);
 
@@ -115,109 +118,93 @@ export function otherBinders(peers: string[], self: { hostname: string; port: nu
   return out;
 }
 
-async function runBinder(options: Options, ctx: RunContext): Promise<number> {
-  const started = performance.now();
-  // Filled in below, before the first connection can finish its handshake.
-  const api: { handlers?: ReturnType<typeof binderHandlers> } = {};
-  const listener = listenOn("--port", {
-    host: options.host as string,
-    port: options.port as number,
+function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
+  const codec = codecByName(options.codec);
+  const maxFrame = options.maxFrame;
+  return listening(ctx, {
     role: "binder",
-    name: "binder",
-    maxConnections: options.maxConnections as number,
-    ...connSettings(options),
-    onRequest: (method, params, peer) => api.handlers!.onRequest(method, params, peer),
-    onNotification: (method, params, peer) => api.handlers!.onNotification(method, params, peer),
-  });
-  const name = (options.name as string | undefined) ?? `binder-${listener.addr.port}`;
-  setLogInstance(name);
-  listener.name = listener.by = name;
-  // The id in this binder's stamps; the suffix keeps two binders that share a name apart.
-  const node = `${name}.${crypto.randomUUID().slice(0, 8)}`;
-  const codec = codecByName(options.codec as string)!;
-  const registry = new Registry({
-    clock: new HybridClock(node),
-    maxEntries: options.maxInstances as number,
-  });
-  const peers = otherBinders(options.peers as string[], listener.addr);
-  const replicator = new Replicator({
-    registry,
-    peers,
-    node,
-    name,
-    codec,
-    conn: connSettings(options),
-    timeoutMs: 5000,
-    intervalMs: options.antiEntropy as number,
-    catchUpMs: options.catchUp as number,
-  });
-  const maxFrame = connSettings(options).maxFrame ?? DEFAULT_MAX_FRAME;
-  const watchers = new Watchers((service) => watchList(registry, service, maxFrame));
-  registry.onChange((entry, previous) => {
-    if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
-  });
-  const verifier = new Verifier({
-    probe: (entry, timeoutMs) => probe(entry, timeoutMs, { name, codec, options }),
-    timeoutMs: options.verifyTimeout as number,
-    onStart: (entry) => registry.setSuspect(entry.id, true),
-    onEnd: (entry, alive) => {
-      registry.setSuspect(entry.id, false);
-      // A removal changes the registry: worth a line. A check that found it alive is not.
-      const props = { id: cut(entry.id), verdict: alive ? "alive, kept" : "dead, removed" };
-      if (alive) log.debug("Verified {id} after a report: {verdict}", props);
-      else log.info("Verified {id} after a report: {verdict}", props);
-      if (!alive) registry.remove(entry.id, "down");
+    log,
+    options,
+    setUp: (bound) => {
+      const { name } = bound;
+      // The id in this binder's stamps; the suffix keeps two binders that share a name apart.
+      const node = `${name}.${crypto.randomUUID().slice(0, 8)}`;
+      const registry = new Registry({
+        clock: new HybridClock(node),
+        maxEntries: options.maxInstances,
+      });
+      const peers = otherBinders(options.peers, bound.addr);
+      const replicator = new Replicator({
+        registry,
+        peers,
+        node,
+        name,
+        codec,
+        conn: connSettings(options),
+        timeoutMs: 5000,
+        intervalMs: options.antiEntropy,
+        catchUpMs: options.catchUp,
+      });
+      const watchers = new Watchers((service) => watchList(registry, service, maxFrame));
+      registry.onChange((entry, previous) => {
+        if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
+      });
+      const verifier = new Verifier({
+        probe: (entry, timeoutMs) => probe(entry, timeoutMs, { name, codec, options }),
+        timeoutMs: options.verifyTimeout,
+        onStart: (entry) => registry.setSuspect(entry.id, true),
+        onEnd: (entry, alive) => {
+          registry.setSuspect(entry.id, false);
+          // A removal changes the registry: worth a line. A check that found it alive is not.
+          const props = { id: cut(entry.id), verdict: alive ? "alive, kept" : "dead, removed" };
+          if (alive) log.debug("Verified {id} after a report: {verdict}", props);
+          else log.info("Verified {id} after a report: {verdict}", props);
+          if (!alive) registry.remove(entry.id, "down");
+        },
+      });
+      let sweeper: ReturnType<typeof setInterval> | undefined;
+      return {
+        serve: binderServing({
+          registry,
+          replicator,
+          verifier,
+          watchers,
+          defaultTtlMs: options.ttl,
+          maxFrame,
+        }),
+        stats: () => ({
+          ready: replicator.isReady,
+          connections: bound.peers.size,
+          services: registry.serviceCount,
+          instances: registry.liveCount,
+          tombstones: registry.tombstoneCount,
+          ...registry.counters,
+          verifications: verifier.probes,
+          verifying: verifier.running,
+          watchers: watchers.count,
+          notifications: watchers.sent,
+          notifications_failed: watchers.failed,
+          clock_drift_ms: registry.clock.drift,
+          replication: { ...replicator.counters, peers: replicator.peers() },
+        }),
+        started: () => {
+          sweeper = setInterval(() => registry.sweep(), SWEEP_MS);
+          replicator.start();
+          if (peers.length > 0) {
+            log.info("Replicating with {peers}", { peers: peers.map(formatAddress).join(", ") });
+          }
+        },
+        stopping: async () => {
+          log.info("Shutting down");
+          clearInterval(sweeper);
+          await replicator.stop();
+        },
+        stopped: () => {
+          log.info("Stopped with {n} instance(s) registered", { n: registry.liveCount });
+        },
+      };
     },
   });
-  api.handlers = binderHandlers({
-    registry,
-    replicator,
-    verifier,
-    watchers,
-    defaultTtlMs: options.ttl as number,
-    maxFrame,
-    ping: () => ({ pong: true, role: "binder", name }),
-    stats: () => ({
-      role: "binder",
-      name,
-      uptime_ms: Math.round(performance.now() - started),
-      rss_bytes: Deno.memoryUsage().rss,
-      ready: replicator.isReady,
-      connections: listener.peers.size,
-      services: registry.serviceCount,
-      instances: registry.liveCount,
-      tombstones: registry.tombstoneCount,
-      ...registry.counters,
-      verifications: verifier.probes,
-      verifying: verifier.running,
-      watchers: watchers.count,
-      notifications: watchers.sent,
-      notifications_failed: watchers.failed,
-      clock_drift_ms: registry.clock.drift,
-      replication: { ...replicator.counters, peers: replicator.peers() },
-    }),
-  });
-  const sweeper = setInterval(() => registry.sweep(), SWEEP_MS);
-  replicator.start();
-  log.info("Listening on {address}", {
-    address: formatAddress({ host: listener.addr.hostname, port: listener.addr.port }),
-    host: listener.addr.hostname,
-    port: listener.addr.port,
-  });
-  if (peers.length > 0) {
-    log.info("Replicating with {peers}", { peers: peers.map(formatAddress).join(", ") });
-  }
-  ctx.onListening?.({ ...listener.addr, name });
-  await new Promise<void>((resolve) => {
-    if (ctx.signal.aborted) resolve();
-    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  log.info("Shutting down");
-  clearInterval(sweeper);
-  await replicator.stop();
-  await listener.close(options.grace as number);
-  log.info("Stopped with {n} instance(s) registered", { n: registry.liveCount });
-  return 0;
 }
 
 /**
@@ -227,7 +214,7 @@ async function runBinder(options: Options, ctx: RunContext): Promise<number> {
 async function probe(
   entry: Entry,
   timeoutMs: number,
-  self: { name: string; codec: ReturnType<typeof codecByName>; options: Options },
+  self: { name: string; codec: ReturnType<typeof codecByName>; options: BinderOptions },
 ): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
   let peer: Peer | undefined;

@@ -5,7 +5,14 @@
  * message, never a crash and never a half-applied change.
  */
 import { describe, DistError } from "../../wire/mod.ts";
-import { type Instance, SERVICE_NAME } from "../../clients/contracts/mod.ts";
+import {
+  binder,
+  type Instance,
+  MAX_TTL_MS,
+  metaSize,
+  MIN_TTL_MS,
+  type Registration as Params,
+} from "../../clients/contracts/mod.ts";
 import { isStamp, type Stamp } from "./clock.ts";
 import {
   type Entry,
@@ -15,17 +22,6 @@ import {
   REMOVAL_REASONS,
   type RemovalReason,
 } from "./registry.ts";
-
-/** Shortest and longest lease a registration may ask for (ms). */
-export const MIN_TTL_MS = 100;
-export const MAX_TTL_MS = 3_600_000;
-/** Largest `meta`, as JSON. */
-export const MAX_META_BYTES = 4096;
-
-const HOST = /^(?:[\w.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/;
-
-/** An instance as clients see it (`binder.lookup`, `binder.list`, `binder.changed`). */
-export type InstanceInfo = Instance;
 
 /** An entry as binders send it to each other. */
 export interface WireRecord {
@@ -41,8 +37,8 @@ export interface WireRecord {
   removed?: RemovalReason;
 }
 
-export function toInstance(entry: Entry): InstanceInfo {
-  const info: InstanceInfo = {
+export function toInstance(entry: Entry): Instance {
+  const info: Instance = {
     id: entry.id,
     service: entry.service,
     host: entry.host,
@@ -67,56 +63,31 @@ export function toRecord(entry: Entry, leftMs: number): WireRecord {
   return record;
 }
 
-function bad(message: string): DistError {
-  return new DistError("BAD_REQUEST", message);
-}
-
 /** The params object of a request, or BAD_REQUEST. */
 export function paramsObject(params: unknown, method: string): Record<string, unknown> {
   if (params === null || typeof params !== "object" || Array.isArray(params)) {
-    throw bad(`${method} takes an object of parameters`);
+    throw new DistError("BAD_REQUEST", `${method} takes an object of parameters`);
   }
   return params as Record<string, unknown>;
 }
 
-/** A service name: letters, digits, ".", "_", "-", up to 128 characters. */
-export function checkService(value: unknown): string {
-  if (typeof value !== "string" || !SERVICE_NAME.test(value)) {
-    throw bad(
-      `"service" must be a name of letters, digits, ".", "_", "-" (up to 128), got ${
-        describe(value)
-      }`,
+/**
+ * A registration (checked by the binder contract) as the registry keeps it.
+ * @param defaultTtlMs the lease when `ttl_ms` is not given
+ * @throws {DistError} BAD_REQUEST when the default is no lease either
+ */
+export function registrationOf(p: Params, defaultTtlMs: number): Registration {
+  const ttl = p.ttl_ms ?? defaultTtlMs;
+  if (!Number.isInteger(ttl) || ttl < MIN_TTL_MS || ttl > MAX_TTL_MS) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `"ttl_ms" must be an integer ${MIN_TTL_MS}-${MAX_TTL_MS}, got ${describe(ttl)}`,
     );
   }
-  return value;
-}
-
-/** An instance id given by a client (in `field`): a non-empty string of sane length. */
-export function checkId(value: unknown, field = "id"): string {
-  if (typeof value !== "string" || value.length === 0 || value.length > 512) {
-    throw bad(
-      `"${field}" must be an instance id as returned by binder.register, got ${describe(value)}`,
-    );
-  }
-  return value;
-}
-
-/** A `meta` object and its length as JSON text, or undefined for none. */
-function checkMeta(value: unknown): { meta: Record<string, unknown>; size: number } | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "object" || Array.isArray(value)) {
-    throw bad(`"meta" must be an object, got ${describe(value)}`);
-  }
-  let size: number;
-  try {
-    size = JSON.stringify(value).length;
-  } catch {
-    throw bad(`"meta" must be plain JSON`);
-  }
-  if (size > MAX_META_BYTES) {
-    throw bad(`"meta" is ${size} bytes of JSON, more than ${MAX_META_BYTES}`);
-  }
-  return { meta: value as Record<string, unknown>, size };
+  const { service, host, port, meta } = p;
+  return meta === undefined
+    ? { service, host, port, ttlMs: ttl }
+    : { service, host, port, ttlMs: ttl, meta, metaSize: metaSize(meta) };
 }
 
 /**
@@ -125,26 +96,8 @@ function checkMeta(value: unknown): { meta: Record<string, unknown>; size: numbe
  * @throws {DistError} BAD_REQUEST naming the bad field
  */
 export function parseRegistration(params: unknown, defaultTtlMs: number): Registration {
-  const p = paramsObject(params, "binder.register");
-  const service = checkService(p.service);
-  if (typeof p.host !== "string" || !HOST.test(p.host)) {
-    throw bad(`"host" must be a host name or IP address, got ${describe(p.host)}`);
-  }
-  if (!Number.isInteger(p.port) || (p.port as number) < 1 || (p.port as number) > 65535) {
-    throw bad(`"port" must be an integer 1-65535, got ${describe(p.port)}`);
-  }
-  const ttl = p.ttl_ms ?? defaultTtlMs;
-  if (!Number.isInteger(ttl) || (ttl as number) < MIN_TTL_MS || (ttl as number) > MAX_TTL_MS) {
-    throw bad(`"ttl_ms" must be an integer ${MIN_TTL_MS}-${MAX_TTL_MS}, got ${describe(ttl)}`);
-  }
-  const meta = checkMeta(p.meta);
-  return {
-    service,
-    host: p.host,
-    port: p.port as number,
-    ttlMs: ttl as number,
-    ...(meta !== undefined ? { meta: meta.meta, metaSize: meta.size } : {}),
-  };
+  const p = binder.methods.register.params(paramsObject(params, "binder.register"));
+  return registrationOf(p, defaultTtlMs);
 }
 
 /**

@@ -198,23 +198,22 @@ export class Replicator {
         exchanged: false,
         self: false,
         busy: false,
-        redialer: undefined as unknown as Redialer,
+        redialer: new Redialer(address, {
+          ...o.conn,
+          role: "binder",
+          name: o.name,
+          codec: o.codec,
+          timeoutMs: o.timeoutMs,
+          connectTimeoutMs: o.timeoutMs,
+          maxBackoffMs: 2000,
+          // A connection counts as up once a round has run on it: the catch-up.
+          onConnect: (peer) => this.#round(link, peer),
+          // A peer that has no link of its own to this binder pushes its changes back here.
+          onNotification: (method, params, peer) => {
+            if (method === "binder.sync") this.onPush(params, peer, link.address);
+          },
+        }),
       };
-      link.redialer = new Redialer(address, {
-        ...o.conn,
-        role: "binder",
-        name: o.name,
-        codec: o.codec,
-        timeoutMs: o.timeoutMs,
-        connectTimeoutMs: o.timeoutMs,
-        maxBackoffMs: 2000,
-        // A connection counts as up once a round has run on it: the catch-up.
-        onConnect: (peer) => this.#round(link, peer),
-        // A peer that has no link of its own to this binder pushes its changes back here.
-        onNotification: (method, params, peer) => {
-          if (method === "binder.sync") this.onPush(params, peer, link.address);
-        },
-      });
       this.#links.push(link);
     }
     if (this.#links.length === 0) {
@@ -274,15 +273,20 @@ export class Replicator {
       requireBinder(peer, "binder.sync");
       this.onSync(params);
     } catch (err) {
-      this.counters.bad_pushes++;
-      const bad = (this.#badPushes.get(peer) ?? 0) + 1;
-      this.#badPushes.set(peer, bad);
-      const error = cut(err instanceof Error ? err.message : String(err));
-      warnPeer("Ignored a bad binder.sync from {from}: {error}", { from: cut(from), error });
-      if (bad >= MAX_BAD_PUSHES) {
-        const closing = new DistError("BAD_REQUEST", `${bad} bad binder.sync; the last: ${error}`);
-        void peer.closeWith(CloseReason.ProtocolError, closing);
-      }
+      this.badPush(err, peer, from);
+    }
+  }
+
+  /** Counts and logs a bad push (see {@link onPush}); closes `peer` at MAX_BAD_PUSHES. */
+  badPush(err: unknown, peer: Peer, from = peer.remote.name): void {
+    this.counters.bad_pushes++;
+    const bad = (this.#badPushes.get(peer) ?? 0) + 1;
+    this.#badPushes.set(peer, bad);
+    const error = cut(err instanceof Error ? err.message : String(err));
+    warnPeer("Ignored a bad binder.sync from {from}: {error}", { from: cut(from), error });
+    if (bad >= MAX_BAD_PUSHES) {
+      const closing = new DistError("BAD_REQUEST", `${bad} bad binder.sync; the last: ${error}`);
+      void peer.closeWith(CloseReason.ProtocolError, closing);
     }
   }
 

@@ -6,7 +6,7 @@
  * event loop are sent as one notification per service.
  */
 import type { Entry } from "./registry.ts";
-import type { InstanceInfo } from "./records.ts";
+import type { Instance } from "../../clients/contracts/mod.ts";
 
 /** What a watcher needs of a connection (a wire Peer). */
 export interface WatchConn {
@@ -35,13 +35,13 @@ export class Watchers {
   #byService = new Map<string, Set<WatchConn>>();
   #byConn = new Map<WatchConn, Set<string>>();
   #pending = new Set<string>();
-  #list: (service: string) => InstanceInfo[] | undefined;
+  #list: (service: string) => Instance[] | undefined;
 
   /**
    * @param list the live instances of a service, as watchers see them
    *   (undefined: too many for a frame, nothing is sent)
    */
-  constructor(list: (service: string) => InstanceInfo[] | undefined) {
+  constructor(list: (service: string) => Instance[] | undefined) {
     this.#list = list;
   }
 
