@@ -79,7 +79,7 @@ export interface Served {
   inFlight?(): string | undefined;
   /** On the stop signal, before the port closes (say so, deregister). */
   stopping?(): void | Promise<void>;
-  /** Once the ports have closed (stop the rest, say the last line). */
+  /** Once the main port has closed, before the others do (stop the rest, say the last line). */
   stopped?(): void | Promise<void>;
 }
 
@@ -156,7 +156,7 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
   await untilAborted(ctx.signal);
   await served.stopping?.();
   await listener.close(options.grace);
-  await Promise.all(more.map((l) => l.close(0)));
   await served.stopped?.();
+  await Promise.all(more.map((l) => l.close(0)));
   return 0;
 }

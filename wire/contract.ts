@@ -150,8 +150,8 @@ export interface DispatchOptions {
   /** Answers any method no contract owns (the balancer forwards them); else UNKNOWN_METHOD. */
   fallback?: RequestHandler;
   hooks?: DispatchHooks;
-  /** The UNKNOWN_METHOD message (default `Unknown method: NAME`). */
-  unknown?: (method: string) => string;
+  /** The UNKNOWN_METHOD message (when it returns undefined: `Unknown method: NAME`). */
+  unknown?: (method: string) => string | undefined;
   /** A notification of a `notify` method whose params or handler failed (default: thrown). */
   onBadNotification?: (method: string, err: DistError, peer: Peer) => void;
   /** A notification no method takes (ignored: answering each would amplify garbage). */
@@ -186,9 +186,7 @@ export function dispatch<const Cs extends readonly Contract[]>(
   // The one cast: the mapped type, checked at this call, to a table.
   const byName = handlers as unknown as Record<string, Handler<AnyMethod>>;
   const table = new Map<string, Entry>();
-  const prefixes: string[] = [];
   for (const c of contracts) {
-    if (c.prefix !== "") prefixes.push(c.prefix);
     for (const m of Object.values(c.methods)) {
       const handler = byName[m.name];
       if (typeof handler !== "function") throw new Error(`No handler for ${m.name}`);
@@ -196,7 +194,7 @@ export function dispatch<const Cs extends readonly Contract[]>(
     }
     for (const [alias, name] of Object.entries(c.aliases ?? {})) table.set(alias, table.get(name)!);
   }
-  const owned = (name: string) => prefixes.some((p) => name.startsWith(p));
+  const owned = owns(contracts.filter((c) => c.prefix !== ""));
   const { fallback, hooks, unknown } = options;
   const notFound = (name: string): never => {
     const message = unknown?.(name) ?? `Unknown method: ${describe(name, 200)}`;
@@ -228,6 +226,16 @@ export function dispatch<const Cs extends readonly Contract[]>(
     }
   };
   return { onRequest, onNotification, claims: (name) => table.has(name) || owned(name) };
+}
+
+/**
+ * Whether a method name is under one of the contracts' prefixes (or is one
+ * of their methods): what a byte-level path leaves to {@link dispatch}.
+ */
+export function owns(contracts: readonly Contract[]): (method: string) => boolean {
+  const prefixes = contracts.map((c) => c.prefix).filter((p) => p !== "");
+  const names = new Set(contracts.flatMap((c) => Object.values(c.methods).map((m) => m.name)));
+  return (method) => names.has(method) || prefixes.some((p) => method.startsWith(p));
 }
 
 const NOTIFIED: RequestMeta = Object.freeze({ idempotent: true });

@@ -160,6 +160,7 @@ export {
   type Method,
   method,
   type MethodDef,
+  owns,
   type MethodsOf,
   type ParamsOf,
   request,

@@ -11,6 +11,7 @@
  * the first, then `sys.ping` checks). While up, `fall` missed checks in a
  * row take it out.
  */
+import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { cut } from "./log.ts";
 
 export type BackendKind = "server" | "worker";
@@ -170,7 +171,7 @@ export class Backend {
   }
 
   /** What `balancer.backends` shows. */
-  describe(): Record<string, unknown> {
+  describe(): BackendInfo {
     return {
       name: this.name,
       address: this.address,

@@ -31,7 +31,7 @@ import {
   writeRequestAs,
 } from "../../wire/mod.ts";
 import type { Backend, Transition } from "./backends.ts";
-import type { Dispatcher, DispatchHooks, Job, Outcome } from "./forward.ts";
+import type { DispatchHooks, Job, Outcome } from "./forward.ts";
 import type { Link } from "./links.ts";
 import { log } from "./log.ts";
 
@@ -143,6 +143,8 @@ export interface RelayOptions {
   report: (t: Transition | undefined) => void;
   /** Log every request at debug level. */
   logRequests: boolean;
+  /** Ends a job with its outcome (the dispatcher's `finish`). */
+  finish: (job: ForwardJob, outcome: Outcome) => void;
 }
 
 /**
@@ -182,8 +184,6 @@ function connectionLost(peer: Peer, err: DistError): boolean {
 
 /** Sends both kinds of job to backends' connections: the dispatcher's hooks. */
 export class Relay implements DispatchHooks<ForwardJob> {
-  /** Set once the dispatcher exists (it takes this relay as its hooks). */
-  dispatcher!: Dispatcher<ForwardJob>;
   #options: RelayOptions;
 
   constructor(options: RelayOptions) {
@@ -311,6 +311,6 @@ export class Relay implements DispatchHooks<ForwardJob> {
         ms: Math.round((performance.now() - job.sentAt) * 1000) / 1000,
       });
     }
-    this.dispatcher.finish(job, outcome);
+    this.#options.finish(job, outcome);
   }
 }

@@ -10,12 +10,11 @@ import { type Address, parseAddress } from "../../config/mod.ts";
 import { type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
 import { type BinderClient, type ServiceWatch, watchService } from "../../clients/discovery/mod.ts";
 import { bindersFrom } from "../_flags.ts";
+import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
 import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
 import { backendLines, cut, workerLines } from "./log.ts";
 
-/** Most a worker may declare as its capacity. */
-export const MAX_WORKER_CAPACITY = 10_000;
 /** Longest a server that left its service may take to finish its requests (ms). */
 const DRAIN_MS = 30_000;
 
@@ -181,8 +180,8 @@ export class WorkerRegistry {
    * @throws {DistError} BAD_REQUEST for bad params, a second registration on
    * one connection, or a name a live worker holds
    */
-  register(params: unknown, peer: Peer): { registered: string; capacity: number } {
-    const { name, capacity } = readRegistration(params);
+  register(reg: WorkerRegistration, peer: Peer): { registered: string; capacity: number } {
+    const { name, capacity = 1 } = reg;
     if (this.#byPeer.has(peer)) {
       throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
     }
@@ -236,26 +235,4 @@ export class WorkerRegistry {
     this.#options.pool.remove(backend);
     return true;
   }
-}
-
-/** Checks `worker.register {name, capacity}`. @throws {DistError} BAD_REQUEST */
-function readRegistration(params: unknown): { name: string; capacity: number } {
-  if (params === null || typeof params !== "object" || Array.isArray(params)) {
-    throw new DistError("BAD_REQUEST", "worker.register takes {name, capacity}");
-  }
-  const p = params as Record<string, unknown>;
-  if (typeof p.name !== "string" || p.name === "" || p.name.length > 200) {
-    throw new DistError("BAD_REQUEST", "worker.register: name must be a string of 1-200 chars");
-  }
-  const capacity = p.capacity ?? 1;
-  if (
-    typeof capacity !== "number" || !Number.isInteger(capacity) || capacity < 1 ||
-    capacity > MAX_WORKER_CAPACITY
-  ) {
-    throw new DistError(
-      "BAD_REQUEST",
-      `worker.register: capacity must be an integer from 1 to ${MAX_WORKER_CAPACITY}`,
-    );
-  }
-  return { name: p.name, capacity };
 }
