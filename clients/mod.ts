@@ -59,6 +59,7 @@ export {
   type TypedResponse,
 } from "../wire/mod.ts";
 export type { Address } from "../config/values.ts";
+export type { Credentials } from "../wire/credentials.ts";
 // For a program's own contracts (what serve() serves): methods, events, parsers.
 export { event, method, type MethodDef } from "../wire/contract.ts";
 export * from "../wire/check.ts";
