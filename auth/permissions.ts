@@ -12,7 +12,7 @@
  *   its subtree, `+` one segment, `/` everything.
  * - `register`, `resolve`: service names, `*` as in methods.
  */
-import { normalizeTopic, topicSegments } from "../roles/_topic.ts";
+import { normalizeTopic, topicSegments } from "../clients/contracts/broker.ts";
 import { DistError } from "../wire/mod.ts";
 
 /** The permission kinds of a users file entry besides `roles`. */

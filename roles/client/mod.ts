@@ -126,7 +126,7 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
     : undefined;
   const bench = options.bench ? benchPlan(options) : undefined;
   const connections = bench ? bench.connections : 1;
-  // --service: each connection resolves an instance through binders (see roles/discovery);
+  // --service: each connection resolves an instance through binders (see clients/discovery);
   // --random asks them before each request, so its answers show the binders' turn.
   const open: () => Promise<Caller> = serviceConnector(
     options as never, // TRANSITIONAL
