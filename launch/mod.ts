@@ -16,9 +16,14 @@
  * - `probe.ts`: `sys.ping` / `sys.stats` over one short connection.
  * - `self.ts`: how to start a copy of this executable, compiled or from
  *   source, and how a copy notices its launcher is gone.
- * - `state.ts`: the file a running `dist up` keeps for `dist status`.
+ * - `state.ts`: the file a running `dist up` keeps for `dist status`
+ *   (and tells its watchers of every change).
+ * - `observe/`: `sys.stats` of every instance over kept connections while
+ *   someone watches, rates, the cluster's view (health, last minutes, edges).
+ * - `dashboard/`: the live web page `dist up` serves of its cluster.
  * - `args.ts`: the two commands' flags and help.
- * - `up.ts`, `status.ts`: the two commands.
+ * - `up.ts`, `status.ts`: the two commands; `status_watch.ts`: `dist status
+ *   --watch`, the table redrawn in place with rates.
  */
 export { up } from "./up.ts";
 export { status } from "./status.ts";

@@ -236,7 +236,18 @@ export async function endsWith(up: UpProcess, code: number): Promise<UpResult> {
  */
 export async function checkCompiledUp(bin: string): Promise<void> {
   const topology = '[[server]]\nport = 0\n[[client]]\nconnect = "server"\nrandom = 5\n';
-  await withUp(topology, [], async (up) => {
+  await withUp(topology, ["--dashboard", "127.0.0.1:0"], async (up) => {
+    // The dashboard's page and uPlot are embedded: the binary serves them with no source around.
+    const [, url] = await up.waitFor(/dashboard at (\S+)$/m);
+    const served: [string, RegExp][] = [
+      ["/", /<script src="\/assets\/page\.js">/],
+      ["/assets/uplot.js", /uPlot/],
+    ];
+    for (const [path, pattern] of served) {
+      const res = await fetch(new URL(path, url));
+      assert.equal(res.status, 200, path);
+      assert.match(await res.text(), pattern);
+    }
     await up.waitFor(/client exited \(exit code 0\)/);
     const [, pid] = (await up.waitFor(/server started, pid (\d+)/)).map(Number);
     const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
