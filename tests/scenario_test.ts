@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { distCommand, freePort, lines, runDist, startDist } from "./helpers/dist.ts";
-import { assertUserError, withServer } from "./helpers/cli.ts";
+import { assertUserError, waitServed, withServer } from "./helpers/cli.ts";
 import { randomOperation } from "../roles/mod.ts";
 
 Deno.test("client one shot prints the result of every operation and exits 0", async () => {
@@ -435,12 +435,14 @@ Deno.test("SIGTERM stops a client bench and a piped client: report, exit 0", asy
       return new Deno.Command(exe, { args: argv, stdin, stdout: "piped", stderr: "piped" })
         .spawn();
     };
-    // A bench meant to run 30 s, and a client reading a pipe that stays open.
-    const bench = spawn(["--bench", "--duration", "30s", "--concurrency", "4"], "null");
+    // A client reading a pipe that stays open, and a bench meant to run 30 s:
+    // each signalled once the server has answered it (its handlers are in place).
     const piped = spawn([], "piped");
     const writer = piped.stdin.getWriter();
     await writer.write(new TextEncoder().encode("add 1 2\n"));
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitServed(server.address, 1);
+    const bench = spawn(["--bench", "--duration", "30s", "--concurrency", "4"], "null");
+    await waitServed(server.address, 11);
     const t0 = performance.now();
     bench.kill("SIGTERM");
     piped.kill("SIGTERM");

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { dial } from "../wire/mod.ts";
 import { distCommand, type DistProcess, lines, runDist, startDist } from "./helpers/dist.ts";
-import { tempFile, withServer } from "./helpers/cli.ts";
+import { tempFile, waitServed, withServer } from "./helpers/cli.ts";
 import { ptyUnavailable, startPty } from "./helpers/pty.ts";
 
 /** Spawns `dist ...args` with piped stdio, for tests that signal it mid-run. */
@@ -156,7 +156,7 @@ Deno.test("SIGINT stops a client reading a file: the rest is not sent, exit 0", 
         stdout: "piped",
         stderr: "piped",
       }).spawn();
-      await sleep(1500);
+      await waitServed(server.address, 2);
       const t0 = performance.now();
       client.kill("SIGINT");
       const out = await client.output();

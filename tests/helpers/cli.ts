@@ -1,5 +1,7 @@
 /** Assertions on what a user sees of a `dist` command. */
 import assert from "node:assert/strict";
+import { parseAddress } from "../../config/mod.ts";
+import { dial } from "../../wire/mod.ts";
 import { type DistProcess, lines, startDist } from "./dist.ts";
 
 /** Runs `body` with a fresh `dist server --port 0 ...args`, stopped afterwards. */
@@ -12,6 +14,31 @@ export async function withServer(
     await body(server);
   } finally {
     await server.stop();
+  }
+}
+
+/**
+ * Waits until the server at `address` has answered `count` requests besides
+ * this wait's own `sys.stats` calls (which a server counts too): a client
+ * that has been answered is running, its signal handlers in place (a fixed
+ * sleep is not enough on a loaded machine, where starting takes seconds).
+ */
+export async function waitServed(address: string, count: number, ms = 20_000): Promise<void> {
+  const peer = await dial(parseAddress(address), { role: "test", name: "served-watch" });
+  try {
+    const end = performance.now() + ms;
+    for (let mine = 1;; mine++) {
+      const stats = await peer.call("sys.stats", {}) as { requests: number };
+      if (stats.requests - mine >= count) return;
+      if (performance.now() > end) {
+        throw new Error(
+          `${address} answered ${stats.requests - mine} of ${count} requests in ${ms} ms`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    peer.close();
   }
 }
 
