@@ -124,6 +124,12 @@ export function exportK8s(input: ExportInput): ExportFile[] {
       }
     }
   }
+  if ([...placement.values()].includes("set")) {
+    findings.note(
+      `StatefulSets name their pods from 1, as the file names replicas (ordinals.start: ` +
+        `Kubernetes 1.27 or later, where it is on by default)`,
+    );
+  }
   if (onFailure.length > 0) {
     findings.note(
       `restart = "on-failure" (${onFailure.join(", ")}): Kubernetes restarts these pods ` +

@@ -19,7 +19,7 @@
  * The container image the exports run is built by `Containerfile` at the
  * root of the repository (`container/install.sh` does its work).
  */
-import { type RoleInfo, throwProblems, UsageError } from "../config/mod.ts";
+import { DEFAULT_MAX_INSTANCES, type RoleInfo, throwProblems, UsageError } from "../config/mod.ts";
 import {
   type CommandInfo,
   formatLauncherHelp,
@@ -83,7 +83,7 @@ export const EXPORT: CommandInfo = {
     maxInstances: {
       type: "integer",
       description: "Refuse a topology file that makes more instances than this",
-      default: 256,
+      default: DEFAULT_MAX_INSTANCES,
       min: 1,
       metavar: "N",
     },
