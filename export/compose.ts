@@ -16,7 +16,7 @@
  * another host is kept as the file gives it (its port is published there).
  */
 import { dialHost, formatAddress, type Instance, roleSpec } from "../config/mod.ts";
-import type { PlannedInstance } from "../launch/mod.ts";
+import { type PlannedInstance, sameHost } from "../launch/mod.ts";
 import {
   advertised,
   checkFixedPorts,
@@ -62,11 +62,14 @@ export function exportCompose(input: ExportInput): ExportFile[] {
   const { context, planned } = input;
   const { findings, roles } = context;
   const instances = planned.map((p) => p.instance);
-  const hosts = new Set(context.topology.instances.map((i) => i.host.toLowerCase()));
-  if (hosts.size > 1 && input.on === undefined) {
+  const hosts: string[] = [];
+  for (const i of context.topology.instances) {
+    if (!hosts.some((h) => sameHost(h, i.host))) hosts.push(i.host);
+  }
+  if (hosts.length > 1 && input.on === undefined) {
     findings.problem(
       `compose runs every service on one Docker host, and ${context.topology.file} places ` +
-        `instances on ${hosts.size} (${[...hosts].join(", ")}): export one host at a time ` +
+        `instances on ${hosts.length} (${hosts.join(", ")}): export one host at a time ` +
         `with --on HOST, or use dist export k8s or systemd`,
     );
   }

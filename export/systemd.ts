@@ -17,7 +17,7 @@
  * exported into one folder per host.
  */
 import { dialHost, formatAddress, type Instance, toSnake } from "../config/mod.ts";
-import { makePlan, type PlannedInstance } from "../launch/mod.ts";
+import { makePlan, type PlannedInstance, sameHost } from "../launch/mod.ts";
 import {
   CONFIG_DIR,
   CONFIG_FILE,
@@ -84,11 +84,6 @@ export function exportSystemd(input: ExportInput & { bin: string }): ExportFile[
     const folder = hosts.length > 1 ? `${host}/` : "";
     return hostFiles(input, { planned: plan.instances, host, folder });
   });
-}
-
-function sameHost(a: string, b: string): boolean {
-  const norm = (h: string) => h.toLowerCase().replace(/^localhost$/, "127.0.0.1");
-  return norm(a) === norm(b);
 }
 
 /** Port 0 works only where nobody needs to know the port: no reference, no probe. */
