@@ -32,6 +32,10 @@ export async function main(argv: string[]): Promise<number> {
     // `dist up` and `dist status` run a whole topology (launch/).
     if (argv[0] === "up") return await up(argv.slice(1), ROLES);
     if (argv[0] === "status") return await status(argv.slice(1), ROLES);
+    if (argv[0] === "passwd") {
+      const { passwd } = await import("./auth/passwd.ts");
+      return await passwd(argv.slice(1));
+    }
     if (argv[0] === "export") {
       // Loaded only here: the exports' YAML writer is no part of a role's start.
       const { exportCommand } = await import("./export/mod.ts");

@@ -12,15 +12,18 @@
  *   the user.
  *
  * Failures: one warning line with the address (rate-limited with the wire's
- * other warnings about peers), UNAUTHORIZED, and the connection closed. An
- * address with recent failures gets its hellos checked one at a time, each
- * no earlier than `base·2^(n-1)` (up to `maxDelayMs`) after its last
- * failure; at most `maxWaiting` of its hellos wait, more are refused at
- * once (OVERLOADED) without a check. So a guesser gets at most one guess per
- * delay whatever its parallelism, and its flood holds a bounded number of
- * connections and at most one hashing slot: hellos from other addresses go
- * on. A clean address is never delayed. The record of an address is
- * forgotten after `forgetMs` without failures (at most `maxAddresses` kept).
+ * other warnings about peers), then, after a delay that grows with the
+ * address's recent failures (`base·2^(n-1)`, up to `maxDelayMs`),
+ * UNAUTHORIZED and the connection closed. An address with recent failures
+ * may have at most `maxBusy` hellos being checked or held at once; more are
+ * refused at once (OVERLOADED) without a check. So a guesser gets at most
+ * `maxBusy` guesses per delay whatever its parallelism, and its flood holds
+ * a bounded number of connections and hashing slots. A right credential is
+ * never delayed: a legitimate process sharing the address is let in as
+ * long as the guesser has not used up the address's `maxBusy`, and one
+ * misconfigured process retrying with a wrong token never does. An
+ * address's failures are forgotten after `forgetMs` without one (at most
+ * `maxAddresses` are tracked).
  */
 import { DistError } from "../wire/mod.ts";
 import type { Authenticator, HelloClaim, Identity } from "../wire/mod.ts";
@@ -43,7 +46,7 @@ export interface DelayOptions {
   baseMs: number;
   maxDelayMs: number;
   forgetMs: number;
-  maxWaiting: number;
+  maxBusy: number;
   maxAddresses: number;
 }
 
@@ -51,7 +54,7 @@ export const DEFAULT_DELAYS: DelayOptions = Object.freeze({
   baseMs: 250,
   maxDelayMs: 10_000,
   forgetMs: 60_000,
-  maxWaiting: 16,
+  maxBusy: 16,
   maxAddresses: 10_000,
 });
 
@@ -71,13 +74,12 @@ export interface GateOptions {
 /** The identity of the shared token's holders (every right). */
 export const TOKEN_USER = "token";
 
-/** Failures of one address. */
+/** An address with hellos in progress or recent failures. */
 interface Record {
   failures: number;
   last: number;
-  /** Hellos waiting their turn, and the end of the last one's turn. */
-  waiting: number;
-  tail: Promise<void>;
+  /** Its hellos being checked or held before their refusal. */
+  busy: number;
 }
 
 /** Why a hello was refused: said to the log (never to the dialer) and the answer sent. */
@@ -125,35 +127,19 @@ export class Gate implements Authenticator {
   }
 
   async authenticate(hello: HelloClaim): Promise<Identity> {
-    const record = this.#recent(hello.host);
-    if (record === undefined) return await this.#decide(hello);
-    if (record.waiting >= this.#delays.maxWaiting) {
+    const r = this.#record(hello.host);
+    if (r.failures > 0 && r.busy >= this.#delays.maxBusy) {
       this.counters.throttled++;
-      warnPeer("Refused a hello from {address}: {waiting} hellos already wait after failures", {
+      warnPeer("Refused a hello from {address} unchecked: {busy} of its hellos failing already", {
         address: hello.address,
-        waiting: record.waiting,
+        busy: r.busy,
       });
       throw new DistError(
         "OVERLOADED",
-        `Too many hellos from ${hello.host} after failed ones; retry later`,
+        `Too many failing hellos from ${hello.host}; retry later`,
       );
     }
-    record.waiting++;
-    const previous = record.tail;
-    let done!: () => void;
-    record.tail = new Promise((resolve) => done = resolve);
-    try {
-      await previous;
-      const wait = record.last + this.delayAfter(record.failures) - this.#now();
-      if (wait > 0) await untilOrClosed(wait, hello.closed);
-      return await this.#decide(hello);
-    } finally {
-      record.waiting--;
-      done();
-    }
-  }
-
-  async #decide(hello: HelloClaim): Promise<Identity> {
+    r.busy++;
     try {
       const identity = await this.#identify(hello);
       this.counters.accepted++;
@@ -161,14 +147,19 @@ export class Gate implements Authenticator {
     } catch (err) {
       if (!(err instanceof Refused)) throw err;
       this.counters.refused++;
-      this.#failed(hello.host);
+      r.failures++;
+      r.last = this.#now();
       warnPeer("Refused a hello from {address} ({role} {name}): {why}", {
         address: hello.address,
         role: cut(hello.role, 40),
         name: cut(hello.name, 60),
         why: err.why,
       });
+      await untilOrClosed(this.delayAfter(r.failures), hello.closed);
       throw new DistError("UNAUTHORIZED", err.answer);
+    } finally {
+      r.busy--;
+      if (r.busy === 0 && r.failures === 0) this.#records.delete(hello.host);
     }
   }
 
@@ -247,37 +238,28 @@ export class Gate implements Authenticator {
     return { user: entry.name, access: userAccess(grants) };
   }
 
-  /** An address's record if it has failed recently. */
-  #recent(host: string): Record | undefined {
-    const r = this.#records.get(host);
-    if (r === undefined) return undefined;
-    if (r.waiting === 0 && this.#now() - r.last > this.#delays.forgetMs) {
-      this.#records.delete(host);
-      return undefined;
+  /** The record of an address (made if missing), its failures forgotten once stale. */
+  #record(host: string): Record {
+    let r = this.#records.get(host);
+    if (r !== undefined && r.failures > 0 && this.#now() - r.last > this.#delays.forgetMs) {
+      r.failures = 0;
+    }
+    if (r === undefined) {
+      r = { failures: 0, last: 0, busy: 0 };
+      this.#records.set(host, r);
+      if (this.#records.size > this.#delays.maxAddresses) this.#evict();
     }
     return r;
   }
 
-  #failed(host: string): void {
-    const now = this.#now();
-    const r = this.#recent(host);
-    if (r !== undefined) {
-      r.failures++;
-      r.last = now;
-      // Re-inserted: the Map's order is then least recently failed first.
-      this.#records.delete(host);
-      this.#records.set(host, r);
-      return;
+  /** Forgets the address idle longest (its record is dropped; it keeps what it holds). */
+  #evict(): void {
+    let oldest: string | undefined;
+    let at = Infinity;
+    for (const [host, r] of this.#records) {
+      if (r.busy === 0 && r.last < at) [oldest, at] = [host, r.last];
     }
-    this.#records.set(host, { failures: 1, last: now, waiting: 0, tail: Promise.resolve() });
-    if (this.#records.size > this.#delays.maxAddresses) {
-      for (const [h, old] of this.#records) {
-        if (old.waiting === 0) {
-          this.#records.delete(h);
-          break;
-        }
-      }
-    }
+    if (oldest !== undefined) this.#records.delete(oldest);
   }
 }
 
@@ -287,13 +269,14 @@ function successKey(user: string, password: string, stored: string): string {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Waits `ms`, or rejects when `closed` resolves first (the dialer has gone). */
+/** Waits `ms`, or less when `closed` resolves first (the dialer has gone: nobody to answer). */
 function untilOrClosed(ms: number, closed: Promise<unknown>): Promise<void> {
-  return new Promise((resolve, reject) => {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
     closed.then(() => {
       clearTimeout(timer);
-      reject(new DistError("UNAVAILABLE", "Connection closed while its hello waited"));
+      resolve();
     });
   });
 }

@@ -121,9 +121,13 @@ export function parseTokenHash(text: string): Uint8Array | string {
   return unb64(m[1]);
 }
 
-/** A new random token: 32 bytes, base64url (43 characters). */
+/** A new random token: 32 bytes, base64url (43 characters), not starting with "-". */
 export function newToken(): string {
-  return b64(new Uint8Array(randomBytes(32))).replaceAll("+", "-").replaceAll("/", "_");
+  while (true) {
+    const t = b64(new Uint8Array(randomBytes(32))).replaceAll("+", "-").replaceAll("/", "_");
+    // One starting with "-" would read as a flag after --token.
+    if (!t.startsWith("-")) return t;
+  }
 }
 
 /**

@@ -68,10 +68,11 @@ export function isUserName(name: string): boolean {
  * Reads and checks a users file.
  * @throws {UsageError} naming the file (and line and key) of every problem
  */
-export async function loadUsers(file: string): Promise<Users> {
+export function loadUsers(file: string): Users {
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    // Read once at start, before anything listens: synchronous is simplest.
+    text = Deno.readTextFileSync(file);
   } catch (err) {
     throw new UsageError(`Cannot read users file ${file}: ${(err as Error).message}`);
   }

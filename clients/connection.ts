@@ -13,6 +13,7 @@ import {
   codecByName,
   type CodecName,
   type ConnSettings,
+  type Credentials,
   DELIVERY_PREFIX,
   DistError,
   type Event,
@@ -56,6 +57,11 @@ export interface ConnectOptions {
    * subscriptions with a `raw` handler get each value's text unparsed.
    */
   byteDeliveries?: boolean;
+  /**
+   * What to prove who this program is with, where the other side asks
+   * (`--token`/`--users` on it): a token, or a user and password.
+   */
+  credentials?: Credentials;
   /** Frame limit, heartbeat, liveness and write timeout of the connection. */
   wire?: ConnSettings;
 }
@@ -110,6 +116,7 @@ export class Connection {
     const connectTimeout = options.connectTimeout ?? 5000;
     this.#dialer = new Redialer(this.address, {
       ...options.wire,
+      credentials: options.credentials ?? options.wire?.credentials,
       role: options.role ?? "client",
       name: options.name ?? `client-${Deno.pid}`,
       by: hooks.by,

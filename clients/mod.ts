@@ -37,29 +37,34 @@ export {
 } from "./discovery/mod.ts";
 export * from "./contracts/mod.ts";
 export {
+  type Access,
   type AllMethods,
   type AnyEvent,
   type AnyMethod,
+  type Authenticator,
   type CallOptions,
   type CodecName,
   type ConnSettings,
   type Contract,
+  type Credentials,
   DistError,
   ERROR_CODES,
   type ErrorBody,
   type ErrorCode,
   type Event,
+  type HelloClaim,
+  type Identity,
   type Method,
   type MethodsOf,
   type ParamsOf,
   type Parse,
   type PeerInfo,
+  type Resource,
   type ResultOf,
   type ServiceHandlers,
   type TypedResponse,
 } from "../wire/mod.ts";
 export type { Address } from "../config/values.ts";
-export type { Credentials } from "../wire/credentials.ts";
 // For a program's own contracts (what serve() serves): methods, events, parsers.
 export { event, method, type MethodDef } from "../wire/contract.ts";
 export * from "../wire/check.ts";

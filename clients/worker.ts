@@ -13,6 +13,7 @@ import {
   type CodecName,
   type ConnSettings,
   type Contract,
+  type Credentials,
   dispatch,
   DistError,
   type Handlers,
@@ -36,6 +37,11 @@ export interface ServeOptions {
   stats?: () => Record<string, unknown>;
   /** Aborting it stops serving (requests in flight are cut: use `drain()` to finish them). */
   signal?: AbortSignal;
+  /**
+   * What to prove who this worker is with, where the other side asks
+   * (`--token`/`--users` on it): a token, or a user and password.
+   */
+  credentials?: Credentials;
   /** Frame limit, heartbeat, liveness and write timeout of the connection. */
   wire?: ConnSettings;
   /**
@@ -121,6 +127,7 @@ export function serve<const Cs extends readonly Contract[]>(
     name,
     codec: options.codec,
     wire: options.wire,
+    credentials: options.credentials,
     waitOnFirstConnect: true,
     signal: options.signal,
   }, {

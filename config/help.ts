@@ -50,7 +50,8 @@ function flagRows(spec: OptionSpec): [string, string][] {
       : `${long} ${metavar(def)}`;
     const left = def.short ? `-${def.short}, ${flag}` : flag;
     const shown = formatDefault(def);
-    return [left, shown === undefined ? def.description : `${def.description} (default: ${shown})`];
+    const text = def.env === undefined ? def.description : `${def.description} (or $${def.env})`;
+    return [left, shown === undefined ? text : `${text} (default: ${shown})`];
   });
 }
 
@@ -73,6 +74,7 @@ export function formatMainHelp(roles: Record<string, RoleInfo>, version: string)
     "  dist up [FILE]          Launch and supervise a topology (dist up --help)",
     "  dist status [FILE]      Every instance of a topology in one table",
     "  dist export TARGET      The topology for compose, systemd or k8s (dist export --help)",
+    "  dist passwd FILE USER   Set a user's password (or --token) in a users file",
     "",
     "Roles:",
     ...columns(Object.entries(roles).map(([name, info]) => [name, info.summary])),

@@ -42,6 +42,14 @@ export interface OptionDef {
   refPort?: string;
   /** Placeholder in help text, e.g. "HOST:PORT". */
   metavar?: string;
+  /**
+   * A secret (a token, a password): never written on a command line that
+   * others can read in `ps`; `dist up` hands it to an instance in the
+   * environment variable `env` instead.
+   */
+  secret?: boolean;
+  /** The environment variable read when the option is not given (`DIST_TOKEN`). */
+  env?: string;
 }
 
 /** Keys are camelCase; the CLI flag is kebab-case, the topology key snake_case. */
@@ -110,6 +118,45 @@ export const HOST_OPTION = {
   metavar: "HOST",
 } as const satisfies OptionDef;
 
+// ---- Authentication (issue 15, stream i15-auth): credentials and the users file ----
+
+/**
+ * How an instance proves who it is when it dials, and what it requires of
+ * dialers when it listens (auth/options.ts reads them). Part of every role's
+ * options (in {@link COMMON_OPTIONS}).
+ */
+export const AUTH_OPTIONS = defineOptions({
+  token: {
+    type: "string",
+    description: "Shared secret: sent when dialing, and required of every dialer when listening",
+    metavar: "TOKEN",
+    secret: true,
+    env: "DIST_TOKEN",
+  },
+  user: {
+    type: "string",
+    description:
+      "User name sent when dialing (with --password), as the other side's users file has it",
+    metavar: "NAME",
+    env: "DIST_USER",
+  },
+  password: {
+    type: "string",
+    description: "Password of --user, sent when dialing",
+    metavar: "PASSWORD",
+    secret: true,
+    env: "DIST_PASSWORD",
+  },
+  users: {
+    type: "string",
+    description:
+      "Users file (dist passwd writes it): dialers must prove they are one of its users, who may do only what it grants",
+    metavar: "FILE",
+  },
+});
+
+// ---- end of authentication options ----
+
 /**
  * What every listening role takes besides its port: `--host`,
  * `--max-connections`, `--grace`. Spread into a role's options.
@@ -174,6 +221,7 @@ export const COMMON_OPTIONS = defineOptions({
     max: 64 * 1024 * 1024,
     metavar: "BYTES",
   },
+  ...AUTH_OPTIONS,
 });
 
 /** A role's options: the common ones, overridden by its own spec S. */

@@ -29,6 +29,7 @@ import {
   UsageError,
 } from "../config/mod.ts";
 import { dependenciesOf, dependencyMap, readyLineOf, sameHost } from "./waits.ts";
+import { isSecret } from "./secrets.ts";
 
 export { sameHost } from "./waits.ts";
 
@@ -378,7 +379,8 @@ export function childArgs(
   // The name first: command lines are read by people (--dry-run, ps).
   const changed: Options = { name: options.name };
   for (const [key, value] of Object.entries(options)) {
-    if (!sameValue(value, defaults[key])) changed[key] = value;
+    // Secrets go in the child's environment (childEnv), never where ps shows them.
+    if (!sameValue(value, defaults[key]) && !isSecret(spec, key)) changed[key] = value;
   }
   return [instance.role, ...optionsToArgv(changed, spec)];
 }

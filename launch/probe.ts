@@ -3,7 +3,7 @@
  * `sys.stats` for `dist status`. Each probe is one short connection.
  */
 import { parseAddress } from "../config/mod.ts";
-import { dial, DistError } from "../wire/mod.ts";
+import { type Credentials, dial, DistError } from "../wire/mod.ts";
 
 /** What a probe got back. */
 export type ProbeResult =
@@ -40,7 +40,7 @@ function connected(error: DistError): boolean {
 export async function probe(
   address: string,
   method: "sys.ping" | "sys.stats",
-  options: { timeoutMs: number; signal?: AbortSignal; name?: string },
+  options: { timeoutMs: number; signal?: AbortSignal; name?: string; credentials?: Credentials },
 ): Promise<ProbeResult> {
   let answered = false;
   try {
@@ -50,6 +50,7 @@ export async function probe(
       connectTimeoutMs: options.timeoutMs,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
+      credentials: options.credentials,
     });
     answered = true;
     try {
@@ -85,6 +86,8 @@ export async function waitReady(
     wake?: (ms: number) => Promise<void>;
     /** Called once when something else answers on the address. */
     onImpostor?: (name: string) => void;
+    /** What to prove who the launcher is with, where the instance asks. */
+    credentials?: Credentials;
   },
 ): Promise<boolean> {
   const wake = options.wake ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
@@ -98,6 +101,7 @@ export async function waitReady(
         timeoutMs: Math.min(1000, Math.max(50, left)),
         signal: options.signal,
         name: options.name,
+        credentials: options.credentials,
       });
       if (answer.ok) return true;
       if (answer.name !== undefined && !warned) {

@@ -7,6 +7,7 @@
  */
 import { type Instance, type RoleInfo, UsageError } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, STATUS } from "./args.ts";
+import { launcherCredentials } from "./secrets.ts";
 import { writeStdoutQuietly } from "./output.ts";
 import { addressOf, listens } from "./plan.ts";
 import { rssOf } from "./observe/mod.ts";
@@ -73,6 +74,7 @@ export async function statusOf(
   const answer = await probe(address, "sys.stats", {
     timeoutMs: context.timeoutMs,
     name: instance.name,
+    credentials: launcherCredentials(instance),
   });
   if (!answer.ok) {
     if (answer.answered) {

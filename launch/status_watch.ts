@@ -8,6 +8,7 @@
  * stays on screen after Ctrl-C); into a pipe, tables follow each other,
  * each after a blank line; with `--json`, one object per instance a round.
  */
+import { launcherCredentials } from "./secrets.ts";
 import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
 import { ClusterView, formatRate, type InstanceView, StatsPoller } from "./observe/mod.ts";
 import { addressOf, listens } from "./plan.ts";
@@ -48,6 +49,7 @@ export function viewOf(
     topology.instances.filter((i) => listens(i, roles)).map((i) => ({
       name: i.name,
       address: () => view?.addressOf(i.name),
+      credentials: launcherCredentials(i),
     })),
     { intervalMs: options.intervalMs, timeoutMs: options.timeoutMs, clientName: `dist-status` },
   );

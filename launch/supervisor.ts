@@ -9,6 +9,7 @@ import { formatAddress, formatDuration, type Instance, toSnake } from "../config
 import type { RoleInfo } from "../config/mod.ts";
 import { LineSplitter, type Output } from "./output.ts";
 import { childArgs, type Plan, type RemoteDependency } from "./plan.ts";
+import { childEnv, launcherCredentials } from "./secrets.ts";
 import { busyPort } from "./ports.ts";
 import { waitReady } from "./probe.ts";
 import { decideRestart, describeExit, type Exit, failed } from "./restart.ts";
@@ -170,6 +171,7 @@ export class Supervisor {
     output.say(`Waiting for ${dep.name} at ${dep.address} (another host)`);
     const ready = await waitReady(() => dep.address, {
       name: dep.name,
+      credentials: launcherCredentials(this.#options.byName.get(dep.name)),
       deadline: performance.now() + readyTimeoutMs,
       signal: this.#halt.signal,
     });
@@ -196,7 +198,7 @@ export class Supervisor {
         // Its own process group: a Ctrl-C in the terminal reaches only the
         // launcher, which stops children in order.
         detached: true,
-        env: { [LAUNCHER_ENV]: String(Deno.pid) },
+        env: { [LAUNCHER_ENV]: String(Deno.pid), ...childEnv(unit.plan.instance, roles) },
       }).spawn();
     } catch (err) {
       this.#fail(`Cannot start ${unit.name}: ${(err as Error).message}`);
@@ -321,6 +323,7 @@ export class Supervisor {
     const signal = AbortSignal.any([life, this.#halt.signal]);
     const ready = await waitReady(() => unit.address, {
       name: unit.name,
+      credentials: launcherCredentials(unit.plan.instance),
       deadline: unit.since + readyTimeoutMs,
       signal,
       wake: (ms) =>

@@ -27,20 +27,30 @@ import {
   ServiceCaller,
 } from "../clients/discovery/mod.ts";
 import { SERVICE_NAME } from "../clients/contracts/mod.ts";
+import { authenticatorOf, credentialsOf } from "../auth/options.ts";
 
 export { DEFAULT_TTL_MS, SERVICE_NAME };
 
+/** One authenticator per process's options: its listeners share the record of failures. */
+const gates = new WeakMap<object, ConnSettings["authenticator"]>();
+
 /**
  * The wire settings every role takes from the common options (`--heartbeat`,
- * `--liveness`, `--max-frame`, `--write-timeout`), for `listen` and `dial`.
+ * `--liveness`, `--max-frame`, `--write-timeout`), for `listen` and `dial`;
+ * with the credentials its dialers send (`--token`, or `--user` and
+ * `--password`) and the authenticator its listeners use (`--token`, `--users`).
+ * @throws {UsageError} for a user without a password, or a bad users file
  */
 export function connSettings(options: CommonOptions | Options): ConnSettings {
   const o = options as CommonOptions; // TRANSITIONAL until every role is typed
+  if (!gates.has(options)) gates.set(options, authenticatorOf(o));
   return {
     maxFrame: o.maxFrame,
     heartbeatMs: o.heartbeat,
     liveness: o.liveness,
     writeTimeoutMs: o.writeTimeout,
+    credentials: credentialsOf(o),
+    authenticator: gates.get(options),
   };
 }
 

@@ -39,7 +39,9 @@ Deno.test("a listener with a token answers a right token welcome, a wrong or mis
     for (const credentials of [{ token: "wrong-token!" }, undefined]) {
       await assert.rejects(
         dial(at, { role: "client", name: "c", credentials }),
-        (e: DistError) => e.code === "UNAUTHORIZED",
+        (e: DistError) =>
+          e.code === "UNAUTHORIZED" &&
+          e.message.startsWith(`127.0.0.1:${at.port} refused the hello: `),
       );
     }
     const lines = logs.lines().filter((l) => l.includes("Refused a hello"));

@@ -38,6 +38,12 @@ export interface ConnSettings {
   writeTimeoutMs?: number;
   /** What a dialer proves who it is with, in its hello (listeners ignore it). */
   credentials?: Credentials;
+  /**
+   * Decides who each dialer is from its hello (tokens, users, certificate);
+   * a refused hello is answered and closed. Without one, anyone may in.
+   * (Listeners only: dialers ignore it.)
+   */
+  authenticator?: Authenticator;
 }
 
 /** Options of `listen()`. */
@@ -69,11 +75,6 @@ export interface ListenOptions extends ConnSettings {
   rawFrames?: RawFrameHandler;
   /** Called for each connection once its handshake is done. */
   onPeer?: (peer: Peer) => void;
-  /**
-   * Decides who each dialer is from its hello (tokens, users, certificate);
-   * a refused hello is answered and closed. Without one, anyone may in.
-   */
-  authenticator?: Authenticator;
 }
 
 /** A running listener (see `listen()`). */
@@ -332,6 +333,12 @@ export async function dial(
   } catch (err) {
     framed.close(CloseReason.HandshakeFailed, err);
     const foreign = foreignBytes(framed.head, framed.maxFrame);
+    if (err instanceof DistError && err.code === "UNAUTHORIZED") {
+      // Say who refused: a dialer of several listeners cannot tell otherwise.
+      throw new DistError("UNAUTHORIZED", `${where} refused the hello: ${err.message}`, {
+        cause: err,
+      });
+    }
     if (foreign === undefined) throw err;
     throw new DistError(
       "UNAVAILABLE",

@@ -14,7 +14,7 @@
  * - `watch.ts`: {@link watchService}, a service's live instances pushed to a
  *   callback, moving to another binder when one goes away.
  */
-import type { CodecName, ConnSettings } from "../../wire/mod.ts";
+import type { CodecName, ConnSettings, Credentials } from "../../wire/mod.ts";
 import { codecByName } from "../../wire/mod.ts";
 import type { Instance, Registration } from "../contracts/mod.ts";
 import { BinderClient } from "./binders.ts";
@@ -41,6 +41,11 @@ export interface BindersOptions {
   codec?: CodecName;
   /** Timeout of each call, and of connecting (ms, default 2 s). */
   timeout?: number;
+  /**
+   * What to prove who this program is with, where the other side asks
+   * (`--token`/`--users` on it): a token, or a user and password.
+   */
+  credentials?: Credentials;
   /** Frame limit, heartbeat, liveness and write timeout of the connections. */
   wire?: ConnSettings;
 }
@@ -56,7 +61,7 @@ export function binders(addresses: readonly string[], options: BindersOptions = 
     role: options.role ?? "client",
     name: options.name ?? `client-${Deno.pid}`,
     codec: codecByName(options.codec ?? "json"),
-    conn: options.wire,
+    conn: { ...options.wire, credentials: options.credentials ?? options.wire?.credentials },
     timeoutMs: options.timeout,
   });
 }

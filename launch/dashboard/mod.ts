@@ -13,6 +13,7 @@
  * What it shows comes from launch/observe/ (the same view `dist status
  * --watch` prints).
  */
+import { launcherCredentials } from "../secrets.ts";
 import { type Instance, parseAddress, UsageError } from "../../config/mod.ts";
 import { ClusterView, StatsPoller, type ViewInstance } from "../observe/mod.ts";
 import { addressOf, type Plan } from "../plan.ts";
@@ -79,6 +80,7 @@ export function planView(plan: Plan, byName: Map<string, Instance>): ClusterView
     specs.filter((s) => s.address !== undefined).map((s) => ({
       name: s.name,
       address: () => view?.addressOf(s.name),
+      credentials: launcherCredentials(byName.get(s.name)),
     })),
     { intervalMs: POLL_INTERVAL_MS, timeoutMs: POLL_TIMEOUT_MS },
   );

@@ -10,13 +10,15 @@
  */
 import { parseAddress } from "../../config/mod.ts";
 import { sys } from "../../clients/contracts/mod.ts";
-import { call, dial, DistError, type Peer } from "../../wire/mod.ts";
+import { call, type Credentials, dial, DistError, type Peer } from "../../wire/mod.ts";
 
 /** Something to poll: its name (what it must answer as) and where it is now. */
 export interface PollTarget {
   name: string;
   /** Where it listens now; undefined while unknown (port 0 before it said) or never. */
   address(): string | undefined;
+  /** What to prove who the poller is with, where the instance asks. */
+  credentials?: Credentials;
 }
 
 /** What asking one instance gave. */
@@ -174,6 +176,7 @@ export class StatsPoller {
           name: this.#options.clientName,
           connectTimeoutMs: timeoutMs,
           timeoutMs,
+          credentials: target.credentials,
         });
         if (peer.remote.name !== target.name) {
           peer.close();

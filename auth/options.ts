@@ -1,0 +1,64 @@
+/**
+ * What a role makes of the authentication options (config/spec.ts,
+ * `AUTH_OPTIONS`): the credentials it dials with, and the authenticator
+ * its listeners use. An option may come from its environment variable
+ * (`DIST_TOKEN`, `DIST_USER`, `DIST_PASSWORD`) when not given.
+ */
+import { type AUTH_OPTIONS, type OptionsOf, UsageError } from "../config/mod.ts";
+import type { Credentials } from "../wire/mod.ts";
+import { Gate } from "./gate.ts";
+import { loadUsers } from "./users.ts";
+
+/** The options read here, as a role has them. */
+export type AuthOptions = OptionsOf<typeof AUTH_OPTIONS>;
+
+/** Reads an environment variable; none when unset, empty, or not permitted. */
+export type EnvReader = (name: string) => string | undefined;
+
+const processEnv: EnvReader = (name) => {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // No --allow-env: as if unset.
+  }
+};
+
+/**
+ * The credentials this instance dials with: `--user` and `--password`, or
+ * `--token`; undefined for none.
+ * @throws {UsageError} for a user without a password, or a password without a user
+ */
+export function credentialsOf(
+  options: AuthOptions,
+  env: EnvReader = processEnv,
+): Credentials | undefined {
+  const token = options.token ?? env("DIST_TOKEN");
+  const user = options.user ?? env("DIST_USER");
+  const password = options.password ?? env("DIST_PASSWORD");
+  if (user !== undefined && password === undefined) {
+    throw new UsageError(`--user ${user} needs --password (or DIST_PASSWORD)`);
+  }
+  if (user === undefined && password !== undefined) {
+    throw new UsageError("--password needs --user (or DIST_USER)");
+  }
+  if (user !== undefined) return { user, password };
+  return token === undefined ? undefined : { token };
+}
+
+/**
+ * The authenticator of this instance's listeners: with `--token`, every
+ * dialer must send it (and has every right); with `--users`, a dialer must
+ * be one of the file's users (or hold the token) and may do only what its
+ * entry grants. Undefined without either: anyone may connect and do
+ * anything, as without security.
+ * @throws {UsageError} naming the file, line and key of a bad users file
+ */
+export function authenticatorOf(
+  options: AuthOptions,
+  env: EnvReader = processEnv,
+): Gate | undefined {
+  const token = options.token ?? env("DIST_TOKEN");
+  const users = options.users === undefined ? undefined : loadUsers(options.users);
+  if (token === undefined && users === undefined) return undefined;
+  return new Gate({ token, users });
+}
