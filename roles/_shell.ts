@@ -19,6 +19,7 @@ import {
   type Handlers,
   type Listener,
   type ListenOptions,
+  type NotificationHandler,
   type Peer,
   type RequestHandler,
 } from "../wire/mod.ts";
@@ -38,6 +39,8 @@ export interface Serving {
   readonly options: DispatchOptions & {
     /** Wraps the request handler (counting, the debug log); not the fast paths. */
     wrap?: (handler: RequestHandler) => RequestHandler;
+    /** Wraps the notification handler likewise. */
+    wrapNotification?: (handler: NotificationHandler) => NotificationHandler;
   };
 }
 
@@ -139,7 +142,7 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
     } as never, serve.options); // each role's handlers were checked by serving()
     return {
       onRequest: serve.options.wrap?.(d.onRequest) ?? d.onRequest,
-      onNotification: d.onNotification,
+      onNotification: serve.options.wrapNotification?.(d.onNotification) ?? d.onNotification,
     };
   };
   const listener = main.listener = port.start({

@@ -10,6 +10,7 @@ import {
   type CodecName,
   describe,
   DistError,
+  type Handlers,
   OutBuffer,
   type Peer,
   type RawFrameHandler,
@@ -19,15 +20,20 @@ import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../../wir
 import type { BrokerCore } from "./core.ts";
 import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
 import { RawJson } from "./raw_json.ts";
+import {
+  broker,
+  type Subscribe,
+  type Subscribed,
+  TOPICS_DEFAULT_LIMIT,
+  type Unsubscribed,
+} from "../../clients/contracts/broker.ts";
+import { type Serving, serving } from "../_shell.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
 
 const log = getLogger(["dist", "broker"]);
 
 /** Most subscriptions one connection may hold. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 10_000;
-/** Default and largest number of topics one `broker.topics` answer lists. */
-const TOPICS_DEFAULT_LIMIT = 1000;
-const TOPICS_MAX_LIMIT = 10_000;
 /**
  * Bad fire-and-forget publishes on one connection that are answered with
  * an error frame; past it they are only counted (as the wire answers at
@@ -137,18 +143,6 @@ class Session implements Sink {
   }
 }
 
-/** The fields of a request's params, from an object or a positional array. */
-function fields(params: unknown, names: readonly string[]): Record<string, unknown> {
-  if (Array.isArray(params)) {
-    return Object.fromEntries(names.map((name, i) => [name, params[i]]));
-  }
-  if (params === undefined || params === null) return {};
-  if (typeof params !== "object") {
-    throw new DistError("BAD_REQUEST", `Params must be an object, not ${describe(params)}`);
-  }
-  return params as Record<string, unknown>;
-}
-
 /** Turns protocol messages into core calls; one per broker. */
 export class WireFront {
   readonly core: BrokerCore;
@@ -161,34 +155,52 @@ export class WireFront {
   /** Deliveries too large for a frame. */
   undeliverable = 0;
   readonly #sessions = new Set<Session>();
-  /** Fills `sys.stats` with what only the process knows (name, uptime, connections). */
-  readonly #processStats: () => Record<string, unknown>;
 
   /** How long a cut-off consumer's queued bytes and its SLOW_CONSUMER error may take to go out. */
   cutOffFlushMs = CUT_OFF_FLUSH_MS;
 
-  constructor(core: BrokerCore, processStats: () => Record<string, unknown>) {
+  constructor(core: BrokerCore) {
     this.core = core;
-    this.#processStats = processStats;
   }
 
   readonly onPeer = (peer: Peer): void => {
     this.#session(peer);
   };
 
-  readonly onNotification = (method: string, params: unknown, peer: Peer): void => {
-    if (this.#session(peer).cutOff) return;
-    if (method !== "broker.publish") {
+  /**
+   * The broker contract's handlers, dispatched by the shell (sys.* and
+   * UNKNOWN_METHOD are the shell's). A connection cut off as a slow consumer
+   * has its requests refused and its notifications dropped, unread.
+   */
+  serving(): Serving {
+    const handlers: Handlers<[typeof broker]> = {
+      "broker.publish": (p) => {
+        const { topic, deliveries } = this.core.publish(p.topic, p.value, p.retain !== false);
+        return { topic, deliveries };
+      },
+      "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
+      "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),
+      "broker.topics": (p) =>
+        this.core.listTopics(p.prefix ?? "/", p.limit ?? TOPICS_DEFAULT_LIMIT),
+    };
+    return serving([broker], handlers, {
+      wrap: (handle) => (method, params, peer, meta) => {
+        if (this.#session(peer).cutOff) {
+          throw new DistError(
+            "SLOW_CONSUMER",
+            "This connection was cut off as a slow consumer: it closes once its queued bytes are out",
+          );
+        }
+        return handle(method, params, peer, meta);
+      },
+      wrapNotification: (take) => (method, params, peer) => {
+        if (!this.#session(peer).cutOff) take(method, params, peer);
+      },
+      onBadNotification: (method, err, peer) => this.#badNotification(peer, method, err),
       // Ignored, as every role does: answering each would amplify garbage.
-      this.unknownNotifications++;
-      return;
-    }
-    try {
-      this.#publish(params);
-    } catch (err) {
-      this.#badNotification(peer, method, err);
-    }
-  };
+      onUnknownNotification: () => void this.unknownNotifications++,
+    });
+  }
 
   /**
    * The fast path of fire-and-forget publishes in the canonical JSON layout
@@ -233,33 +245,6 @@ export class WireFront {
     }
   }
 
-  readonly onRequest = (method: string, params: unknown, peer: Peer): unknown => {
-    if (this.#session(peer).cutOff) {
-      throw new DistError(
-        "SLOW_CONSUMER",
-        "This connection was cut off as a slow consumer: it closes once its queued bytes are out",
-      );
-    }
-    switch (method) {
-      case "broker.publish": {
-        const { topic, deliveries } = this.#publish(params);
-        return { topic, deliveries };
-      }
-      case "broker.subscribe":
-        return this.#subscribe(this.#session(peer), params);
-      case "broker.unsubscribe":
-        return this.#unsubscribe(this.#session(peer), params);
-      case "broker.topics":
-        return this.#topics(params);
-      case "sys.ping":
-        return { pong: true, ...this.#processStats() };
-      case "sys.stats":
-        return this.stats();
-      default:
-        throw new DistError("UNKNOWN_METHOD", `Unknown method: ${describe(method)}`);
-    }
-  };
-
   /** Cuts a slow subscriber off: no more deliveries, its error sent behind what is queued. */
   cutOff(session: Session, err: DistError): void {
     if (session.closed) return;
@@ -279,7 +264,6 @@ export class WireFront {
   stats(): Record<string, unknown> {
     const core = this.core;
     return {
-      ...this.#processStats(),
       connections: this.#sessions.size,
       subscriptions: core.subscriptions.size,
       topics: core.topics.size,
@@ -333,22 +317,7 @@ export class WireFront {
     return n;
   }
 
-  #publish(params: unknown) {
-    const p = fields(params, ["topic", "value", "retain"]);
-    if (p.topic === undefined) throw new DistError("BAD_REQUEST", "broker.publish needs a topic");
-    if (p.value === undefined) throw new DistError("BAD_REQUEST", "broker.publish needs a value");
-    const retain = p.retain;
-    if (retain !== undefined && retain !== null && typeof retain !== "boolean") {
-      throw new DistError("BAD_REQUEST", `retain must be true or false, not ${describe(retain)}`);
-    }
-    return this.core.publish(p.topic, p.value, retain !== false);
-  }
-
-  #subscribe(session: Session, params: unknown) {
-    const p = fields(params, ["topic", "group", "policy"]);
-    if (p.topic === undefined) {
-      throw new DistError("BAD_REQUEST", "broker.subscribe needs a topic");
-    }
+  #subscribe(session: Session, p: Subscribe): Subscribed {
     if (session.subs.size >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
       throw new DistError(
         "OVERLOADED",
@@ -365,7 +334,7 @@ export class WireFront {
     // The answer goes out when this handler returns; the retained values
     // (and anything live since) follow it.
     queueMicrotask(() => sub.release());
-    const result: Record<string, unknown> = {
+    const result: Subscribed = {
       sid: sub.sid,
       topic: sub.pattern,
       topics,
@@ -375,29 +344,13 @@ export class WireFront {
     return result;
   }
 
-  #unsubscribe(session: Session, params: unknown) {
-    const { sid } = fields(params, ["sid"]);
-    const sub = typeof sid === "number" ? session.subs.get(sid) : undefined;
+  #unsubscribe(session: Session, sid: number): Unsubscribed {
+    const sub = session.subs.get(sid);
     if (sub === undefined) {
       throw new DistError("NOT_FOUND", `No subscription ${describe(sid)} on this connection`);
     }
     session.subs.delete(sub.sid);
     this.core.unsubscribe(sub);
     return { sid: sub.sid, delivered: sub.delivered, dropped: sub.dropped };
-  }
-
-  #topics(params: unknown) {
-    const { prefix, limit } = fields(params, ["prefix", "limit"]);
-    let max = TOPICS_DEFAULT_LIMIT;
-    if (limit !== undefined && limit !== null) {
-      if (!Number.isInteger(limit) || (limit as number) < 1) {
-        throw new DistError(
-          "BAD_REQUEST",
-          `limit must be a positive integer, not ${describe(limit)}`,
-        );
-      }
-      max = Math.min(limit as number, TOPICS_MAX_LIMIT);
-    }
-    return this.core.listTopics(prefix ?? "/", max);
   }
 }

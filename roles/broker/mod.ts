@@ -13,10 +13,9 @@
  * wires the parts to a listener.
  */
 import { getLogger } from "@logtape/logtape";
-import { LISTENER_OPTIONS, type Options } from "../../config/mod.ts";
-import { announceListening, counted, type Role, type RunContext, untilAborted } from "../_role.ts";
-import { setLogInstance } from "../_logging.ts";
-import { connSettings } from "../_flags.ts";
+import { defineOptions, LISTENER_OPTIONS, type RoleOptions } from "../../config/mod.ts";
+import { counted, defineRole, type RunContext } from "../_role.ts";
+import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
 import { WireFront } from "./front.ts";
 
@@ -29,12 +28,53 @@ export {
   type Sink,
   Subscription,
 } from "./subscriber.ts";
-import { listenOn } from "../_listen.ts";
 
 const log = getLogger(["dist", "broker"]);
 const MIB = 1024 * 1024;
 
-export const broker: Role = {
+/** The broker's options. */
+export const BROKER_OPTIONS = defineOptions({
+  port: {
+    type: "port",
+    description: "Port to listen on (0 picks a free one)",
+    default: 8000,
+    short: "p",
+  },
+  ...LISTENER_OPTIONS,
+  retainBytes: {
+    type: "integer",
+    description: "Byte budget of retained values; past it the least recently updated go",
+    default: 64 * MIB,
+    min: 0,
+    metavar: "BYTES",
+  },
+  maxPending: {
+    type: "integer",
+    description:
+      "Bytes a connection's subscriptions may have pending, together, before their policy applies",
+    default: 8 * MIB,
+    min: 1024,
+    metavar: "BYTES",
+  },
+  maxTopics: {
+    type: "integer",
+    description: "Most topics kept; past it the least recently active are forgotten",
+    default: 1_000_000,
+    min: 1,
+    metavar: "N",
+  },
+  maxTopicBytes: {
+    type: "integer",
+    description:
+      "Byte budget of topic names and tree nodes; past it the least recently active are forgotten",
+    default: 512 * MIB,
+    min: MIB,
+    metavar: "BYTES",
+  },
+});
+type BrokerOptions = RoleOptions<typeof BROKER_OPTIONS>;
+
+export const broker = defineRole({
   summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
   usage: [
     "dist broker [--port 8000] [--retain-bytes BYTES] [--max-pending BYTES] [--max-topics N]",
@@ -50,96 +90,48 @@ export const broker: Role = {
     "Topics are /-separated; a subscription covers its subtree, + matches one segment.",
     "Policies of a slow subscriber: disconnect (default), drop-oldest, latest.",
   ],
-  options: {
-    port: {
-      type: "port",
-      description: "Port to listen on (0 picks a free one)",
-      default: 8000,
-      short: "p",
-    },
-    ...LISTENER_OPTIONS,
-    retainBytes: {
-      type: "integer",
-      description: "Byte budget of retained values; past it the least recently updated go",
-      default: 64 * MIB,
-      min: 0,
-      metavar: "BYTES",
-    },
-    maxPending: {
-      type: "integer",
-      description:
-        "Bytes a connection's subscriptions may have pending, together, before their policy applies",
-      default: 8 * MIB,
-      min: 1024,
-      metavar: "BYTES",
-    },
-    maxTopics: {
-      type: "integer",
-      description: "Most topics kept; past it the least recently active are forgotten",
-      default: 1_000_000,
-      min: 1,
-      metavar: "N",
-    },
-    maxTopicBytes: {
-      type: "integer",
-      description:
-        "Byte budget of topic names and tree nodes; past it the least recently active are forgotten",
-      default: 512 * MIB,
-      min: MIB,
-      metavar: "BYTES",
-    },
-  },
+  options: BROKER_OPTIONS,
   run: runBroker,
-};
+});
 
-async function runBroker(options: Options, ctx: RunContext): Promise<number> {
-  const started = performance.now();
-  const maxPending = options.maxPending as number;
-  const maxFrame = options.maxFrame as number;
-  let name = options.name as string | undefined;
+/**
+ * The broker on the shell: the broker contract goes through the shell's
+ * dispatch (front.serving()); the byte-level publish path (front.rawFrames)
+ * goes to the listener beside it, as it is.
+ */
+function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
   const core = new BrokerCore({
-    retainBytes: options.retainBytes as number,
-    maxPending,
-    maxTopics: options.maxTopics as number,
-    maxTopicBytes: options.maxTopicBytes as number,
+    retainBytes: options.retainBytes,
+    maxPending: options.maxPending,
+    maxTopics: options.maxTopics,
+    maxTopicBytes: options.maxTopicBytes,
   });
-  const front = new WireFront(core, () => ({
-    role: "broker",
-    name,
-    uptime_ms: Math.round(performance.now() - started),
-    rss_bytes: Deno.memoryUsage().rss,
-  }));
+  const front = new WireFront(core);
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.
-  front.cutOffFlushMs = options.writeTimeout as number;
-  const listener = listenOn("--port", {
-    host: options.host as string,
-    port: options.port as number,
+  front.cutOffFlushMs = options.writeTimeout;
+  return listening(ctx, {
     role: "broker",
-    name: "broker",
-    maxConnections: options.maxConnections as number,
-    ...connSettings(options),
+    log,
+    options,
     // The subscriber policies act at max-pending; the wire's own cut-off is a backstop.
-    maxOutbound: 2 * maxPending + 2 * maxFrame,
-    onRequest: front.onRequest,
-    onNotification: front.onNotification,
-    rawFrames: front.rawFrames,
-    onPeer: front.onPeer,
+    listen: { maxOutbound: 2 * options.maxPending + 2 * options.maxFrame },
+    setUp: (bound) => ({
+      serve: front.serving(),
+      stats: () => front.stats(),
+      fast: { rawFrames: front.rawFrames },
+      onPeer: front.onPeer,
+      inFlight: () => {
+        const queued = core.queuedBytes;
+        return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
+      },
+      stopping: () =>
+        log.info("Shutting down: flushing {n} connection(s)", { n: bound.peers.size }),
+      stopped: () =>
+        log.info("Stopped after {n} in, {out} out", {
+          n: counted(core.messagesIn, "message"),
+          out: core.messagesOut,
+        }),
+    }),
   });
-  name ??= `broker-${listener.addr.port}`;
-  setLogInstance(name);
-  listener.name = listener.by = name;
-  announceListening(ctx, log, { addr: listener.addr, name });
-  ctx.onForcedExit?.(() => {
-    const queued = core.queuedBytes;
-    return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
-  });
-  await untilAborted(ctx.signal);
-  log.info("Shutting down: flushing {n} connection(s)", { n: listener.peers.size });
-  await listener.close(options.grace as number);
-  log.info("Stopped after {n} in, {out} out", {
-    n: counted(core.messagesIn, "message"),
-    out: core.messagesOut,
-  });
-  return 0;
 }
