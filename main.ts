@@ -41,6 +41,11 @@ export async function main(argv: string[]): Promise<number> {
       const { exportCommand } = await import("./export/mod.ts");
       return await exportCommand(argv.slice(1), ROLES);
     }
+    if (argv[0] === "cert") {
+      // Loaded only here: the certificate library takes half a second to load.
+      const { certCommand } = await import("./cert/command.ts");
+      return await certCommand(argv.slice(1));
+    }
     parsed = await parseCommand(argv, ROLES);
     if (parsed.version) {
       writeStdout(`dist ${VERSION} (deno ${Deno.version.deno})`);

@@ -75,6 +75,7 @@ export function formatMainHelp(roles: Record<string, RoleInfo>, version: string)
     "  dist status [FILE]      Every instance of a topology in one table",
     "  dist export TARGET      The topology for compose, systemd or k8s (dist export --help)",
     "  dist passwd FILE USER   Set a user's password (or --token) in a users file",
+    "  dist cert ca|issue      Make a TLS CA and certificates (dist cert --help)",
     "",
     "Roles:",
     ...columns(Object.entries(roles).map(([name, info]) => [name, info.summary])),

@@ -176,6 +176,35 @@ export const LISTENER_OPTIONS = defineOptions({
   },
 });
 
+// ---- Security: TLS (issue 15, transport half) ------------------------------
+/**
+ * TLS files every role takes (read and checked at start by cert/files.ts).
+ * A listener with `--tls-cert` and `--tls-key` speaks TLS only; a dialer
+ * with `--tls-ca` dials in TLS only, verifying the listener's certificate
+ * against that CA alone and the host name it dialed. `dist up` sets them
+ * for every instance from the topology's `[security]` table.
+ */
+export const TLS_OPTIONS = defineOptions({
+  tlsCert: {
+    type: "string",
+    description: "TLS certificate (PEM): a listener speaks TLS with it; " +
+      "a dialer shows it to listeners that require one",
+    metavar: "FILE",
+  },
+  tlsKey: { type: "string", description: "Private key of --tls-cert (PEM)", metavar: "FILE" },
+  tlsCa: {
+    type: "string",
+    description: "Dial in TLS, trusting only listeners whose certificate this CA signed (PEM)",
+    metavar: "FILE",
+  },
+  tlsClientCa: {
+    type: "string",
+    description: "Listen in mutual TLS: require a client certificate this CA signed (PEM)",
+    metavar: "FILE",
+  },
+});
+// ---- end of Security: TLS ---------------------------------------------------
+
 /** Options every role takes. */
 export const COMMON_OPTIONS = defineOptions({
   name: { type: "string", description: "Instance name used in logs and replies", metavar: "NAME" },
@@ -222,6 +251,7 @@ export const COMMON_OPTIONS = defineOptions({
     metavar: "BYTES",
   },
   ...AUTH_OPTIONS,
+  ...TLS_OPTIONS,
 });
 
 /** A role's options: the common ones, overridden by its own spec S. */

@@ -28,6 +28,7 @@ import {
 } from "../clients/discovery/mod.ts";
 import { SERVICE_NAME } from "../clients/contracts/mod.ts";
 import { authenticatorOf, credentialsOf } from "../auth/options.ts";
+import { readTlsFiles } from "../cert/mod.ts";
 
 export { DEFAULT_TTL_MS, SERVICE_NAME };
 
@@ -38,8 +39,10 @@ const gates = new WeakMap<object, ConnSettings["authenticator"]>();
  * The wire settings every role takes from the common options (`--heartbeat`,
  * `--liveness`, `--max-frame`, `--write-timeout`), for `listen` and `dial`;
  * with the credentials its dialers send (`--token`, or `--user` and
- * `--password`) and the authenticator its listeners use (`--token`, `--users`).
- * @throws {UsageError} for a user without a password, or a bad users file
+ * `--password`) and the authenticator its listeners use (`--token`, `--users`),
+ * and the `--tls-*` files (read and checked once).
+ * @throws {UsageError} for a user without a password, a bad users file, or
+ * TLS files that cannot be used
  */
 export function connSettings(options: CommonOptions | Options): ConnSettings {
   const o = options as CommonOptions; // TRANSITIONAL until every role is typed
@@ -51,6 +54,7 @@ export function connSettings(options: CommonOptions | Options): ConnSettings {
     writeTimeoutMs: o.writeTimeout,
     credentials: credentialsOf(o),
     authenticator: gates.get(options),
+    tls: readTlsFiles(o),
   };
 }
 

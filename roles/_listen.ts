@@ -11,6 +11,7 @@ import {
   listen,
   type Listener,
   type ListenOptions,
+  type TlsSettings,
 } from "../wire/mod.ts";
 
 /**
@@ -30,7 +31,10 @@ export function listenOn(flag: string, options: ListenOptions): Listener {
  * Binds as {@link bind} does (accepting starts later, with `start`).
  * @throws {DistError} UNAVAILABLE naming `flag` (and `--host` when the address is the problem)
  */
-export function bindOn(flag: string, options: { host: string; port: number }): BoundPort {
+export function bindOn(
+  flag: string,
+  options: { host: string; port: number; tls?: TlsSettings },
+): BoundPort {
   try {
     return bind(options);
   } catch (err) {

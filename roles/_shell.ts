@@ -103,10 +103,11 @@ export interface ShellDef {
 export async function listening(ctx: RunContext, def: ShellDef): Promise<number> {
   const { options, role } = def;
   const started = performance.now();
-  const port = bindOn(def.portFlag ?? "--port", options);
+  const settings = connSettings(options);
+  const port = bindOn(def.portFlag ?? "--port", { ...options, tls: settings.tls });
   const name = options.name ?? `${role}-${port.addr.port}`;
   setLogInstance(name);
-  const base = { ...connSettings(options), role, name, by: name, ...def.listen };
+  const base = { ...settings, role, name, by: name, ...def.listen };
   const others: { port: BoundPort; serve: Serving }[] = [];
   // Set once accepting starts; `peers` is read only after.
   const main: { listener?: Listener } = {};
@@ -119,7 +120,7 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
         return main.listener?.peers ?? new Set<Peer>();
       },
       also(p, flag, serve) {
-        const bound = bindOn(flag, { host: options.host, port: p });
+        const bound = bindOn(flag, { host: options.host, port: p, tls: settings.tls });
         others.push({ port: bound, serve });
         return bound;
       },

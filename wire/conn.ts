@@ -5,6 +5,7 @@ import { Outbound } from "./outbound.ts";
 import { Inbound } from "./inbound.ts";
 import { ticker } from "./heartbeat.ts";
 import { Deadlines } from "./deadlines.ts";
+import type { TlsPeer } from "./tls.ts";
 
 /**
  * Who takes a connection's input: one at a time, handed over with
@@ -80,10 +81,12 @@ export interface FramedConnOptions {
    * it as the user when the hello carries no other credential.
    */
   peerIdentity?: string;
+  /** A mutual-TLS dialer's verified certificate (set by the listener). */
+  tlsPeer?: TlsPeer;
 }
 
 /**
- * A TCP connection carrying length-prefixed frames. Reads run in a loop that
+ * A TCP or TLS connection carrying length-prefixed frames. Reads run in a loop that
  * hands the frames of each read to `onFrames`; writes queued in the same turn
  * of the event loop are coalesced into one write (started early at FLUSH_AT),
  * with one write in flight at a time.
@@ -109,6 +112,11 @@ export class FramedConn {
   readonly maxOutbound: number;
   /** Who the transport proved the peer is (see FramedConnOptions.peerIdentity). */
   readonly peerIdentity: string | undefined;
+  /**
+   * Who the dialer is, by its client certificate, verified by this
+   * listener's `--tls-client-ca` (mutual TLS); undefined otherwise.
+   */
+  readonly tlsPeer: TlsPeer | undefined;
   #handler: ConnHandler = this.#closingHandler();
   #tracker: Set<FramedConn> | undefined;
   /** Input that arrived while held (see hold()): copies of frames, then an error or EOF. */
@@ -129,11 +137,12 @@ export class FramedConn {
   /**
 
    * Wraps a connected socket; call `start()` to begin reading.
-   * @param conn the socket (TCP; TLS later)
+   * @param conn the socket (TCP or TLS)
    * @param options limits and deadlines
    */
   constructor(conn: Deno.Conn, options: FramedConnOptions = {}) {
     this.conn = conn;
+    this.tlsPeer = options.tlsPeer;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     this.peerIdentity = options.peerIdentity;
     this.maxOutbound = options.maxOutbound ?? 64 * 1024 * 1024;

@@ -22,6 +22,9 @@
  * - `check.ts` parsers of untrusted values, and `contract.ts` a service's
  *   methods defined once: `dispatch` serves them, `call`/`request` call them
  *   and check the answer (the contracts are in clients/contracts/);
+ * - `transport.ts` the only code that opens sockets: binds and dials in TCP
+ *   or TLS (`tls.ts` the settings and what a failure means, `tls_node.ts`
+ *   mutual TLS through node:tls);
  * - `net.ts` listens and dials; `redial.ts` keeps a connection up, with the
  *   backoff and abortable sleep of `backoff.ts` that every retry loop uses;
  * - `pubsub_json.ts` the canonical JSON layouts of the broker's publishes and
@@ -101,6 +104,7 @@ export {
   type Listener,
   type ListenOptions,
 } from "./net.ts";
+export { exclusiveRoots, type TlsPeer, type TlsSettings } from "./tls.ts";
 export { Envelope, scanJson } from "./json_scan.ts";
 export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
 export { Redialer, type RedialOptions } from "./redial.ts";

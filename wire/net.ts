@@ -15,6 +15,8 @@ import { foreignBytes } from "./foreign.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import type { Authenticator, Credentials } from "./credentials.ts";
+import { explainListenTls, type TlsSettings } from "./tls.ts";
+import { bindPort, connectPort, hostPort, type PortListener, secureAccepted } from "./transport.ts";
 
 /** Connection settings shared by listeners and dialers. */
 export interface ConnSettings {
@@ -44,6 +46,8 @@ export interface ConnSettings {
    * (Listeners only: dialers ignore it.)
    */
   authenticator?: Authenticator;
+  /** TLS: a listener's certificate (and client CA), a dialer's CA (see TlsSettings). */
+  tls?: TlsSettings;
 }
 
 /** Options of `listen()`. */
@@ -99,11 +103,6 @@ export interface Listener {
   readonly done: Promise<void>;
 }
 
-/** "host:port" for messages, an IPv6 host in brackets ("[::1]:5557"), as users write it. */
-function hostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 /** Listens for dist connections and runs an RPC peer on each. */
 export function listen(options: ListenOptions): Listener {
   return bind(options).start(options);
@@ -127,11 +126,11 @@ export interface BoundPort {
  * name may carry it) to build its handlers starts accepting once they exist.
  * @throws {DistError} UNAVAILABLE when the address cannot be had (the cause says why)
  */
-export function bind(options: { host?: string; port: number }): BoundPort {
+export function bind(options: { host?: string; port: number; tls?: TlsSettings }): BoundPort {
   const where = hostPort(options.host ?? "127.0.0.1", options.port);
-  let listener: Deno.TcpListener;
+  let listener: PortListener;
   try {
-    listener = Deno.listen({ hostname: options.host ?? "127.0.0.1", port: options.port });
+    listener = bindPort(options.host ?? "127.0.0.1", options.port, options.tls);
   } catch (err) {
     throw new DistError("UNAVAILABLE", `Cannot listen on ${where}: ${(err as Error).message}`, {
       cause: err,
@@ -140,15 +139,16 @@ export function bind(options: { host?: string; port: number }): BoundPort {
   const addr = listener.addr as Deno.NetAddr;
   return {
     addr: { hostname: addr.hostname, port: addr.port },
-    start: (startOptions) => accepting(listener, startOptions),
+    start: (startOptions) => accepting(listener, startOptions, options.tls),
     close: () => listener.close(),
   };
 }
 
 /** Accepts on `listener` and runs an RPC peer on each connection. */
 function accepting(
-  listener: Deno.TcpListener,
+  listener: PortListener,
   options: Omit<ListenOptions, "host" | "port">,
+  tls: TlsSettings | undefined,
 ): Listener {
   const addr = listener.addr as Deno.NetAddr;
   const peers = new Set<Peer>();
@@ -157,17 +157,43 @@ function accepting(
   const budget = new InFlightBudget(options.maxInFlightTotal ?? DEFAULT_MAX_IN_FLIGHT_TOTAL);
   let stopping = false;
 
-  async function accept(conn: Deno.TcpConn): Promise<void> {
-    const framed = new FramedConn(conn, { ...options, tracker: conns });
+  async function accept(raw: Deno.Conn): Promise<void> {
+    const handshakeMs = options.handshakeMs ?? 5000;
+    let secured;
+    try {
+      secured = await secureAccepted(raw, tls, handshakeMs);
+    } catch (err) {
+      const remote = remoteOf(raw);
+      const { text, warn } = explainListenTls(err);
+      const line = "TLS connection from {remote} closed: {why}";
+      if (warn) warnPeer(line, { remote, why: text });
+      else log.debug(line, { remote, why: text });
+      return;
+    }
+    const conn = secured.conn;
+    const framed = new FramedConn(conn, {
+      ...options,
+      tracker: conns,
+      tlsPeer: secured.peer,
+      // The authenticator's user when the hello names none: the verified certificate's CN.
+      peerIdentity: secured.peer?.commonName,
+    });
+    if (secured.refused !== undefined) {
+      warnPeer("TLS connection from {remote} refused: {why}", {
+        remote: framed.remoteAddress,
+        why: secured.refused.message,
+      });
+      await framed.closeWith(
+        CloseReason.HandshakeFailed,
+        secured.refused,
+        refusal(secured.refused),
+      );
+      return;
+    }
     if (conns.size > maxConnections) {
       const full = new DistError("OVERLOADED", `Connection limit of ${maxConnections} reached`);
       await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
       return;
-    }
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // Not a TCP socket option on this platform: latency only.
     }
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;
@@ -175,13 +201,19 @@ function accepting(
       agreed = await handshakeListener(framed, {
         role: options.role,
         name: self.name,
-        timeoutMs: options.handshakeMs ?? 5000,
+        timeoutMs: handshakeMs,
         heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
         authenticator: options.authenticator,
       });
     } catch (err) {
       const foreign = foreignBytes(framed.head, framed.maxFrame);
-      if (foreign !== undefined) {
+      if (foreign !== undefined && foreign.startsWith("a TLS")) {
+        warnPeer(
+          "Connection from {remote} speaks TLS (it sent {what}), this listener does not: " +
+            "give it --tls-cert and --tls-key, or the dialer no --tls-ca; closed",
+          { remote: framed.remoteAddress, what: foreign },
+        );
+      } else if (foreign !== undefined) {
         warnPeer(
           "Connection from {remote} does not speak the dist protocol (it sent {what}); closed",
           {
@@ -213,7 +245,7 @@ function accepting(
   const done = (async () => {
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (!stopping) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
         backoff.reset();
@@ -296,24 +328,7 @@ export async function dial(
   const where = hostPort(address.host, address.port);
   const signal = options.signal;
   if (signal?.aborted) throw new DistError("UNAVAILABLE", `Dial to ${where} aborted`);
-  let conn: Deno.TcpConn;
-  try {
-    conn = await withTimeout(
-      Deno.connect({ hostname: address.host, port: address.port }),
-      { ms: timeoutMs, message: `Connect to ${where} timed out after ${timeoutMs} ms`, signal },
-      (late) => late.close(),
-    );
-  } catch (err) {
-    if (err instanceof DistError) throw err;
-    throw new DistError("UNAVAILABLE", `Cannot connect to ${where}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  try {
-    conn.setNoDelay(true);
-  } catch {
-    // Latency only.
-  }
+  const conn = await connectPort(address, options.tls, { timeoutMs, signal });
   const framed = new FramedConn(conn, options);
   framed.start();
   const codec = options.codec ?? jsonCodec;
@@ -340,6 +355,13 @@ export async function dial(
       });
     }
     if (foreign === undefined) throw err;
+    if (foreign.startsWith("a TLS")) {
+      throw new DistError(
+        "UNAVAILABLE",
+        `${where} speaks TLS: dial it with --tls-ca FILE (it answered ${foreign})`,
+        { cause: err },
+      );
+    }
     throw new DistError(
       "UNAVAILABLE",
       `${where} does not speak the dist protocol (it answered ${foreign})`,
@@ -357,34 +379,12 @@ export async function dial(
   return new Peer(framed, { ...options, codec, ...agreed });
 }
 
-/**
- * Settles like `promise`, or rejects with TIMEOUT after `ms` (UNAVAILABLE on
- * abort); a value that arrives too late goes to `onLate` to be released.
- */
-function withTimeout<T>(
-  promise: Promise<T>,
-  limit: { ms: number; message: string; signal?: AbortSignal },
-  onLate: (value: T) => void,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = () => {
-      settled = true;
-      clearTimeout(timer);
-      limit.signal?.removeEventListener("abort", onAbort);
-    };
-    const fail = (err: unknown) => {
-      if (settled) return;
-      settle();
-      reject(err);
-    };
-    const onAbort = () => fail(new DistError("UNAVAILABLE", "Aborted"));
-    const timer = setTimeout(() => fail(new DistError("TIMEOUT", limit.message)), limit.ms);
-    limit.signal?.addEventListener("abort", onAbort, { once: true });
-    promise.then((value) => {
-      if (settled) return onLate(value);
-      settle();
-      resolve(value);
-    }, fail);
-  });
+/** The peer's address as `host:port` (for logs), before it is framed. */
+function remoteOf(conn: Deno.Conn): string {
+  try {
+    const a = conn.remoteAddr as Deno.NetAddr;
+    return hostPort(a.hostname, a.port);
+  } catch {
+    return "unknown";
+  }
 }

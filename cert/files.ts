@@ -1,0 +1,126 @@
+/**
+ * The `--tls-*` files of a role, read and checked at start, so that a
+ * mistake is one `dist: …` line before anything listens: node:tls accepts
+ * a key that does not match its certificate, or no certificate at all,
+ * without a word (the research notes, "bad --tls-cert").
+ */
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { UsageError } from "../config/mod.ts";
+import type { TlsSettings } from "../wire/mod.ts";
+
+/** The TLS options every role takes (config/spec.ts, TLS_OPTIONS). */
+export interface TlsFileOptions {
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsCa?: string;
+  readonly tlsClientCa?: string;
+}
+
+/** Settings already read, by their files: every caller shares one object. */
+const read = new Map<string, TlsSettings | undefined>();
+
+/**
+ * Reads and checks the TLS files the options name; undefined when they name
+ * none (plain TCP).
+ * @throws {UsageError} naming the flag and the file: missing or unreadable,
+ * not PEM, a key that does not match, a certificate out of its validity
+ */
+export function readTlsFiles(options: TlsFileOptions): TlsSettings | undefined {
+  const key = JSON.stringify([options.tlsCert, options.tlsKey, options.tlsCa, options.tlsClientCa]);
+  if (read.has(key)) return read.get(key);
+  const settings = check(options);
+  read.set(key, settings);
+  return settings;
+}
+
+function check(options: TlsFileOptions): TlsSettings | undefined {
+  const { tlsCert, tlsKey, tlsCa, tlsClientCa } = options;
+  if (!tlsCert && !tlsKey && !tlsCa && !tlsClientCa) return undefined;
+  if (!tlsCert !== !tlsKey) {
+    throw new UsageError(
+      `--tls-cert and --tls-key go together: give ${tlsCert ? "--tls-key" : "--tls-cert"} too`,
+    );
+  }
+  if (tlsClientCa && !tlsCert) {
+    throw new UsageError(
+      "--tls-client-ca makes a listener require client certificates: " +
+        "give it --tls-cert and --tls-key too",
+    );
+  }
+  const settings: TlsSettings = {};
+  if (tlsCert && tlsKey) {
+    settings.cert = readPem("--tls-cert", tlsCert, "CERTIFICATE");
+    settings.key = readPem("--tls-key", tlsKey, "PRIVATE KEY");
+    checkPair(tlsCert, settings.cert, tlsKey, settings.key);
+  }
+  if (tlsCa) settings.ca = readCaBundle("--tls-ca", tlsCa);
+  if (tlsClientCa) settings.clientCa = readCaBundle("--tls-client-ca", tlsClientCa);
+  return settings;
+}
+
+/** A PEM file's text, with at least one block whose label ends with `label`. */
+function readPem(flag: string, path: string, label: string): string {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${flag} ${path}: cannot read it: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (!new RegExp(`-----BEGIN [A-Z ]*${label}-----`).test(text)) {
+    throw new UsageError(`${flag} ${path}: no PEM ${label.toLowerCase()} in it`);
+  }
+  return text;
+}
+
+/** The certificate and key of one side: they parse, match, and the certificate is valid now. */
+function checkPair(certPath: string, certPem: string, keyPath: string, keyPem: string): void {
+  const cert = parseCert("--tls-cert", certPath, firstBlock(certPem, "CERTIFICATE"));
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (err) {
+    throw new UsageError(`--tls-key ${keyPath}: not a private key: ${(err as Error).message}`);
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw new UsageError(`--tls-key ${keyPath} is not the key of --tls-cert ${certPath}`);
+  }
+  checkValidity("--tls-cert", certPath, cert);
+}
+
+/** A file of one or more CA certificates, each parsed and valid now. */
+function readCaBundle(flag: string, path: string): string {
+  const text = readPem(flag, path, "CERTIFICATE");
+  for (const block of blocks(text, "CERTIFICATE")) {
+    checkValidity(flag, path, parseCert(flag, path, block));
+  }
+  return text;
+}
+
+function parseCert(flag: string, path: string, pem: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (err) {
+    throw new UsageError(`${flag} ${path}: not a certificate: ${(err as Error).message}`);
+  }
+}
+
+function checkValidity(flag: string, path: string, cert: X509Certificate): void {
+  const now = Date.now();
+  if (Date.parse(cert.validTo) < now) {
+    throw new UsageError(`${flag} ${path}: the certificate expired on ${cert.validTo}`);
+  }
+  if (Date.parse(cert.validFrom) > now) {
+    throw new UsageError(`${flag} ${path}: the certificate is not valid before ${cert.validFrom}`);
+  }
+}
+
+function blocks(text: string, label: string): string[] {
+  const re = new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, "g");
+  return text.match(re) ?? [];
+}
+
+function firstBlock(text: string, label: string): string {
+  return blocks(text, label)[0] ?? text;
+}
