@@ -1,7 +1,8 @@
 /**
- * The server side of mutual TLS, through `node:tls`: `Deno.listenTls`
- * cannot ask for a client certificate (denoland/deno#26825), `node:tls`
- * under Deno can. The socket stays Deno's (accepted by the listener's
+ * The server side of TLS, through `node:tls`: `Deno.listenTls` cannot ask
+ * for a client certificate (denoland/deno#26825), and cannot cut a
+ * handshake that stalls (closing its connection waits for the handshake);
+ * `node:tls` under Deno does both. The socket stays Deno's (accepted by the listener's
  * `Deno.listen`, so binding stays synchronous and `setNoDelay` works); node's
  * TLSSocket runs over it through a stream adapter, and {@link NodeConn}
  * gives FramedConn the `Deno.Conn` it reads and writes.
@@ -34,7 +35,7 @@ function contextOf(settings: TlsSettings): tls.SecureContext {
   return context;
 }
 
-/** What {@link acceptMutualTls} made of a connection. */
+/** What {@link acceptNodeTls} made of a connection. */
 export interface MutualTlsResult {
   /** The connection, decrypted. */
   conn: Deno.Conn;
@@ -50,15 +51,17 @@ export interface MutualTlsResult {
  * @param deadlineMs the handshake must finish within this, else the connection is closed
  * @throws the handshake's error (plain TCP, a bad alert, a timeout) once the connection is closed
  */
-export function acceptMutualTls(
+export function acceptNodeTls(
   tcp: Deno.TcpConn,
   settings: TlsSettings,
   deadlineMs: number,
 ): Promise<MutualTlsResult> {
-  const socket = new tls.TLSSocket(duplexOf(tcp), {
+  const mutual = settings.clientCa !== undefined;
+  const seen: Seen = {};
+  const socket = new tls.TLSSocket(duplexOf(tcp, seen), {
     isServer: true,
     secureContext: contextOf(settings),
-    requestCert: true,
+    requestCert: mutual,
     rejectUnauthorized: false,
   });
   return new Promise((resolve, reject) => {
@@ -68,7 +71,7 @@ export function acceptMutualTls(
     const fail = (err: Error) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(err);
+      reject(notTls(seen) ? new Error("Not a TLS record: InvalidContentType") : err);
     };
     socket.once("error", fail);
     socket.once("close", () => fail(new Error("Connection closed during the TLS handshake")));
@@ -78,14 +81,31 @@ export function acceptMutualTls(
       socket.removeAllListeners("close");
       // FramedConn uses only read, write, closeWrite, close and the addresses.
       const conn = new NodeConn(socket, tcp) as unknown as Deno.Conn;
+      if (!mutual) return resolve({ conn });
       const cert = socket.getPeerCertificate(true);
-      if (socket.authorized && cert?.raw) {
+      const error = verifyError(socket);
+      if (cert?.raw && error === undefined) {
         resolve({ conn, peer: peerOf(cert) });
         return;
       }
-      resolve({ conn, refused: refusalOf(cert, socket.authorizationError) });
+      resolve({ conn, refused: refusalOf(cert, error) });
     });
   });
+}
+
+/**
+ * The outcome of the handshake's check of the client's chain against the
+ * client CA: undefined when it passed, else node's code. A TLSSocket made
+ * by hand, as here, never sets `authorized` (node's tls.Server does, from
+ * this same `verifyError()` of the socket's handle, which Deno provides);
+ * where it is missing every certificate is refused (fail closed).
+ */
+function verifyError(socket: tls.TLSSocket): string | undefined {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => unknown } })._handle;
+  if (typeof handle?.verifyError !== "function") return "NO_VERIFY_RESULT";
+  const error = handle.verifyError();
+  if (error === undefined || error === null || error === "") return undefined;
+  return typeof error === "string" ? error : String((error as { code?: string }).code ?? error);
 }
 
 function peerOf(cert: tls.PeerCertificate): TlsPeer {
@@ -103,7 +123,7 @@ function peerOf(cert: tls.PeerCertificate): TlsPeer {
  * node's `authorizationError` says UNABLE_TO_VERIFY_LEAF_SIGNATURE for an
  * expired certificate and for one of another CA alike.
  */
-function refusalOf(cert: tls.PeerCertificate | undefined, reason: Error | null): DistError {
+function refusalOf(cert: tls.PeerCertificate | undefined, code?: string): DistError {
   if (!cert?.raw) {
     return new DistError(
       "UNAUTHORIZED",
@@ -119,13 +139,26 @@ function refusalOf(cert: tls.PeerCertificate | undefined, reason: Error | null):
   } catch {
     // Unreadable: the generic reason stands.
   }
-  return new DistError("UNAUTHORIZED", `Client certificate refused: ${detail}`, {
-    cause: reason ?? undefined,
-  });
+  if (code === "NO_VERIFY_RESULT") detail = "this runtime cannot verify client certificates";
+  return new DistError("UNAUTHORIZED", `Client certificate refused: ${detail}`);
 }
 
+/** The first byte a dialer sent, once it has. */
+interface Seen {
+  first?: number;
+}
+/** Whether the dialer's first byte says it does not speak TLS. */
+function notTls(seen: Seen): boolean {
+  return seen.first !== undefined && seen.first !== TLS_HANDSHAKE;
+}
+
+/** A TLS record of the handshake (a ClientHello's) starts with this byte. */
+const TLS_HANDSHAKE = 0x16;
+/** A fatal TLS alert, decode_error: what a TLS listener answers to bytes that are not TLS. */
+const PLAIN_ALERT = Uint8Array.of(0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32);
+
 /** A node Duplex over a Deno TCP connection, for node's TLSSocket to run on. */
-function duplexOf(conn: Deno.TcpConn): Duplex {
+function duplexOf(conn: Deno.TcpConn, seen: Seen): Duplex {
   let reading = false;
   // One buffer per connection (an idle one waits in read with it); what is
   // read is copied out, node keeps the copy.
@@ -142,6 +175,7 @@ function duplexOf(conn: Deno.TcpConn): Duplex {
               duplex.push(null);
               return;
             }
+            seen.first ??= buf[0];
             // push() false: node's buffer is full; read() is called again once it drains.
             if (!duplex.push(buf.slice(0, n))) break;
           }
@@ -155,15 +189,26 @@ function duplexOf(conn: Deno.TcpConn): Duplex {
     write(chunk: Uint8Array, _encoding, callback) {
       writeAll(conn, chunk).then(() => callback(), callback);
     },
+    // The TLS records of one write of ours come together: one socket write.
+    writev(chunks: { chunk: Uint8Array }[], callback) {
+      const bytes = chunks.length === 1 ? chunks[0].chunk : concat(chunks.map((c) => c.chunk));
+      writeAll(conn, bytes).then(() => callback(), callback);
+    },
     final(callback) {
       conn.closeWrite().then(() => callback(), () => callback());
     },
     destroy(_err, callback) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
+      const close = () => {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      };
+      // Not TLS (a plain dialer's hello): answer as Deno's and most TLS
+      // listeners do, with an alert, which a dist dialer names ("speaks TLS").
+      if (notTls(seen)) conn.write(PLAIN_ALERT).catch(() => 0).finally(close);
+      else close();
       callback(null);
     },
   });
@@ -172,6 +217,16 @@ function duplexOf(conn: Deno.TcpConn): Duplex {
 
 /** A TLS record's most (16 KiB) plus its overhead. */
 const READ_BYTES = 17 * 1024;
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let off = 0;
@@ -268,10 +323,23 @@ export class NodeConn {
     return Promise.resolve();
   }
 
+  /**
+   * Closes now for dist (queued output of ours is dropped by FramedConn
+   * anyway), but lets TLS say goodbye: node's pending records and a
+   * close_notify go out, so the peer reads an end of stream rather than a
+   * truncation error, within {@link CLOSE_GRACE_MS}, then the socket goes.
+   */
   close(): void {
-    this.#socket.destroy();
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    if (!socket.writable) return void socket.destroy();
+    const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+    socket.once("close", () => clearTimeout(timer));
+    socket.end(() => socket.destroy());
   }
 }
 
 /** Chunks held before node's socket is paused. */
 const MAX_CHUNKS = 16;
+/** How long a closed connection may take to send its last records and close_notify (ms). */
+const CLOSE_GRACE_MS = 1000;

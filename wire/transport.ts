@@ -4,9 +4,13 @@
  * `net.ts` a `Deno.Conn` to frame; above it nothing knows which it is.
  *
  * Which TLS stack where (measured in bench/tls.ts and README "Security"):
- * - listener: `Deno.listenTls` (the fastest: 0.43 ms of CPU per handshake);
- *   with a client CA, `Deno.listen` and node's TLS per connection
- *   (tls_node.ts), the only way to verify client certificates under Deno;
+ * - listener: `Deno.listen` and node's TLS per connection (tls_node.ts):
+ *   the only way under Deno to verify client certificates, and the only
+ *   one whose handshake deadline really frees the socket: closing a
+ *   `Deno.listenTls` connection before its handshake ends waits for the
+ *   handshake (a silent or dripping dialer held its socket for as long as
+ *   it liked). `DIST_TLS_LISTENER=deno` picks `Deno.listenTls` for the
+ *   benchmark's comparison (about 10 % faster, no such deadline);
  * - dialer: `Deno.connect` + `setNoDelay` + `Deno.startTls` (connectTls
  *   keeps Nagle on: 40 ms more per handshake); with a certificate of its own,
  *   `Deno.connectTls`, the only Deno call that presents one;
@@ -24,7 +28,7 @@ import {
   type TlsPeer,
   type TlsSettings,
 } from "./tls.ts";
-import { acceptMutualTls } from "./tls_node.ts";
+import { acceptNodeTls } from "./tls_node.ts";
 
 /** A bound port (see {@link bindPort}). */
 export interface PortListener {
@@ -41,8 +45,8 @@ export interface PortListener {
  * @throws the runtime's error (AddrInUse, AddrNotAvailable, PermissionDenied)
  */
 export function bindPort(host: string, port: number, tls?: TlsSettings): PortListener {
-  if (!listensTls(tls) || tls.clientCa !== undefined) {
-    // Mutual TLS runs over plain TCP accepts (secureAccepted does the handshake).
+  if (!listensTls(tls) || !denoListener(tls)) {
+    // node's TLS runs over plain TCP accepts (secureAccepted does the handshake).
     return Deno.listen({ hostname: host, port });
   }
   return Deno.listenTls({ hostname: host, port, cert: tls.cert, key: tls.key });
@@ -71,13 +75,18 @@ export async function secureAccepted(
     noDelay(conn);
     return { conn };
   }
-  if (tls.clientCa !== undefined) {
+  if (!denoListener(tls)) {
     noDelay(conn);
-    return await acceptMutualTls(conn as Deno.TcpConn, tls, deadlineMs);
+    return await acceptNodeTls(conn as Deno.TcpConn, tls, deadlineMs);
   }
   // A TlsConn has no setNoDelay: the listener side keeps Nagle (README, limits).
   await handshakeWithin(conn as Deno.TlsConn, deadlineMs);
   return { conn };
+}
+
+/** Whether a TLS listener is Deno's own (see the module's comment): only on request, never for mutual TLS. */
+function denoListener(tls: TlsSettings): boolean {
+  return tls.clientCa === undefined && Deno.env.get("DIST_TLS_LISTENER") === "deno";
 }
 
 /** What {@link connectPort} needs besides the address. */
