@@ -26,6 +26,7 @@ import {
   Redialer,
   type RequestHandler,
   sleep,
+  type TlsSettings,
   type TypedResponse,
 } from "../wire/mod.ts";
 import type { Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
@@ -62,6 +63,12 @@ export interface ConnectOptions {
    * (`--token`/`--users` on it): a token, or a user and password.
    */
   credentials?: Credentials;
+  /**
+   * TLS (PEM text): `ca` dials in TLS, trusting only listeners whose
+   * certificate it signed, for the host dialed; `cert` and `key` are shown
+   * to a listener that requires a client certificate.
+   */
+  tls?: TlsSettings;
   /** Frame limit, heartbeat, liveness and write timeout of the connection. */
   wire?: ConnSettings;
 }
@@ -117,6 +124,7 @@ export class Connection {
     this.#dialer = new Redialer(this.address, {
       ...options.wire,
       credentials: options.credentials ?? options.wire?.credentials,
+      tls: options.tls ?? options.wire?.tls,
       role: options.role ?? "client",
       name: options.name ?? `client-${Deno.pid}`,
       by: hooks.by,

@@ -62,6 +62,7 @@ export {
   type Resource,
   type ResultOf,
   type ServiceHandlers,
+  type TlsSettings,
   type TypedResponse,
 } from "../wire/mod.ts";
 export type { Address } from "../config/values.ts";
