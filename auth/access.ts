@@ -1,7 +1,9 @@
 /**
  * A users file entry's rights as the dispatch point asks them: a request
  * that acts on a topic or a service needs that permission (publish,
- * subscribe, register, resolve), any other needs its method allowed.
+ * subscribe, register, resolve), one that takes on or needs a role
+ * (`worker.register`, `binder.sync`) needs the role granted, any other
+ * needs its method allowed.
  */
 import type { Access, Resource } from "../wire/mod.ts";
 import type { Grants } from "./permissions.ts";
@@ -21,6 +23,7 @@ export const OPEN_METHODS: ReadonlySet<string> = new Set([
 export function userAccess(grants: Grants): Access {
   return {
     check(method: string, resource?: Resource): void {
+      if (resource?.action === "role") return grants.requireRole(resource.name);
       if (resource !== undefined) return grants.require(resource.action, resource.name);
       if (!OPEN_METHODS.has(method)) grants.require("methods", method);
     },

@@ -189,6 +189,11 @@ export class Grants {
     return deny === undefined ? undefined : `${what} (denied by ${JSON.stringify(deny)})`;
   }
 
+  /** @throws {DistError} UNAUTHORIZED naming the role missing from `roles` */
+  requireRole(role: string): void {
+    if (!this.#roles.has(role)) throw unauthorized(this.user, `act as ${role} (roles)`);
+  }
+
   /** @throws {DistError} UNAUTHORIZED naming the permission missing */
   require(kind: RuleKind, subject: string): void {
     const why = this.refusal(kind, subject);

@@ -6,7 +6,9 @@
  * same way for every role through {@link dispatch}; it announces
  * `Listening on`, waits for the stop signal and closes with `--grace`. A
  * role's fast paths (the broker's byte-level publishes, the balancer's
- * pass-through) go to the listener as they are, never wrapped.
+ * pass-through) go to the listener as they are, except for connections
+ * whose permissions are checked (a users file's users): theirs are
+ * dispatched, where the checks are.
  */
 import type { Logger } from "@logtape/logtape";
 import type { LISTENER_OPTIONS, RoleOptions } from "../config/mod.ts";
@@ -150,7 +152,7 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
     ...base,
     maxConnections: options.maxConnections,
     ...handlers(served.serve),
-    ...served.fast,
+    ...checkedFast(served.fast),
     onPeer: served.onPeer,
   });
   const more = others.map((o) => o.port.start({ ...base, ...handlers(o.serve) }));
@@ -163,4 +165,23 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
   await served.stopped?.();
   await Promise.all(more.map((l) => l.close(0)));
   return 0;
+}
+
+/**
+ * A role's byte-level paths, taken only by connections without
+ * permissions to check: a connection whose identity has them (a users
+ * file's user) has every request decoded and dispatched, where its
+ * permissions are checked. Without a users file nothing changes.
+ */
+function checkedFast(fast: FastHooks | undefined): FastHooks | undefined {
+  if (fast === undefined) return undefined;
+  const { onRawRequest, rawFrames } = fast;
+  return {
+    onRawRequest: onRawRequest &&
+      ((peer, request) => peer.identity?.access === undefined && onRawRequest(peer, request)),
+    rawFrames: rawFrames && {
+      accepts: (frame) => rawFrames.accepts(frame),
+      handle: (frame, peer) => peer.identity?.access === undefined && rawFrames.handle(frame, peer),
+    },
+  };
 }

@@ -230,7 +230,7 @@ Deno.test("Gate: users by password, by their own token and by certificate subjec
   );
 });
 
-Deno.test("Gate: an address's failures are answered after a growing delay; its flood is bounded, a right credential is not slowed", async () => {
+Deno.test("Gate: an address's failures are answered after a growing delay; its flood is bounded, a right credential is not slowed, even during the flood", async () => {
   const gate = new Gate({ token: "t", delays: { baseMs: 40, maxDelayMs: 160, maxBusy: 3 } });
   assert.deepEqual([1, 2, 3, 4, 5].map((n) => gate.delayAfter(n)), [40, 80, 160, 160, 160]);
   const bad = (host = "10.0.0.1") =>
@@ -250,6 +250,13 @@ Deno.test("Gate: an address's failures are answered after a growing delay; its f
   const fourth = await timed(bad());
   assert.equal(fourth.answer, "OVERLOADED: Too many failing hellos from 10.0.0.1; retry later");
   assert.ok(fourth.ms < 30);
+  // While the flood holds the address, a right token from it is still let in at once.
+  const t3 = performance.now();
+  assert.equal(
+    (await gate.authenticate(hello({ token: "t" }, { host: "10.0.0.1" }))).user,
+    "token",
+  );
+  assert.ok(performance.now() - t3 < 30);
   // Meanwhile another address is not delayed, and neither is a right token from the guesser's
   // own address once a slot is free.
   const t1 = performance.now();
@@ -265,7 +272,7 @@ Deno.test("Gate: an address's failures are answered after a growing delay; its f
   const t2 = performance.now();
   assert.equal((await gate.authenticate(hello({ token: "t" }))).user, "token");
   assert.ok(performance.now() - t2 < 30);
-  assert.deepEqual(gate.counters, { accepted: 2, refused: 5, throttled: 1 });
+  assert.deepEqual(gate.counters, { accepted: 3, refused: 5, throttled: 1 });
 });
 
 Deno.test("Gate: a refusal held for its delay ends early when the dialer goes", async () => {

@@ -9,6 +9,7 @@
 import { describe, DistError, type ErrorCode } from "./errors.ts";
 import type { Parse } from "./check.ts";
 import type { CallOptions } from "./calls.ts";
+import type { Resource } from "./credentials.ts";
 import type { NotificationHandler, Peer, RequestHandler, RequestMeta } from "./peer.ts";
 
 /** One request method of a service. */
@@ -29,6 +30,13 @@ export interface Method<N extends string = string, P = unknown, R = unknown> {
   readonly errors: readonly ErrorCode[];
   /** Handshake roles allowed to call it (`["binder"]`); anyone when absent. */
   readonly from?: readonly string[];
+  /**
+   * What a request acts on (its topic, its service, the role it takes on),
+   * which a users file's permission of that kind governs instead of the
+   * method's name; absent: the method's name is checked.
+   */
+  // A method signature (bivariant), so a Method<N, P, R> is still a Method<string, unknown, R>.
+  resource?(params: P): Resource;
 }
 
 /** A notification a service sends unasked (`binder.changed`, `broker.message`). */
@@ -76,6 +84,8 @@ export interface MethodDef<P, R> {
   errors?: readonly ErrorCode[];
   /** Handshake roles allowed to call it (default anyone). */
   from?: readonly string[];
+  /** What a request acts on, for permissions (see {@link Method.resource}). */
+  resource?: (params: P) => Resource;
 }
 
 /** Defines a method (frozen: a contract is shared by everything that imports it). */
@@ -92,6 +102,7 @@ export function method<const N extends string, P, R>(
     idempotent: def.idempotent ?? true,
     errors: def.errors ?? [],
     ...(def.from === undefined ? {} : { from: def.from }),
+    ...(def.resource === undefined ? {} : { resource: def.resource }),
   });
 }
 
@@ -174,7 +185,9 @@ interface Entry {
 /**
  * The one dispatch point: a request's method is looked up (a Map: names
  * like `constructor` are nobody's), refused if its caller's handshake role
- * is not allowed, its params parsed, then its handler called. A method that
+ * is not allowed, its params parsed, refused if the caller's identity (on
+ * a listener that authenticates) lacks the permission, then its handler
+ * called. A method that
  * no contract defines is UNKNOWN_METHOD when under an owned prefix or when
  * there is no `fallback`; a notification is taken only by `notify` methods.
  */
@@ -208,7 +221,11 @@ export function dispatch<const Cs extends readonly Contract[]>(
   const onRequest: RequestHandler = (name, params, peer, meta) => {
     const e = table.get(name);
     if (e !== undefined) return run(e, params, peer, meta);
-    if (fallback !== undefined && !owned(name)) return fallback(name, params, peer, meta);
+    if (fallback !== undefined && !owned(name)) {
+      // What the fallback answers (the balancer forwards it) is a method like any other.
+      peer.identity?.access?.check(name);
+      return fallback(name, params, peer, meta);
+    }
     return notFound(name);
   };
   const onNotification: NotificationHandler = (name, params, peer) => {
@@ -240,7 +257,12 @@ export function owns(contracts: readonly Contract[]): (method: string) => boolea
 
 const NOTIFIED: RequestMeta = Object.freeze({ idempotent: true });
 
-/** The params of a request to `m` from `peer`, checked (its role, then its params). */
+/**
+ * The params of a request to `m` from `peer`, checked: its handshake role,
+ * its params, then its permission (a method restricted to roles needs the
+ * caller granted the role it claims; one acting on a resource needs that
+ * resource's permission; any other, the method's).
+ */
 function admit(m: AnyMethod, params: unknown, peer: Peer): unknown {
   if (m.from !== undefined && !m.from.includes(peer.remote.role)) {
     const who = m.from.map((r) => `"${r}"`).join(", ");
@@ -251,7 +273,15 @@ function admit(m: AnyMethod, params: unknown, peer: Peer): unknown {
       }`,
     );
   }
-  return m.params(params);
+  const p = m.params(params);
+  const access = peer.identity?.access;
+  if (access !== undefined) {
+    access.check(
+      m.name,
+      m.from !== undefined ? { action: "role", name: peer.remote.role } : m.resource?.(p),
+    );
+  }
+  return p;
 }
 
 function hooked(

@@ -53,11 +53,15 @@ export interface Access {
   check(method: string, resource?: Resource): void;
 }
 
-/** What a request acts on, as its contract extracts it from the params. */
+/**
+ * What a request acts on, as its contract extracts it from the params: a
+ * topic, a service, or the role the caller acts as (`worker.register` makes
+ * it a worker; `binder.sync` needs it to be a binder).
+ */
 export interface Resource {
   /** Which permission governs it. */
-  readonly action: "publish" | "subscribe" | "register" | "resolve";
-  /** The topic or service. */
+  readonly action: "publish" | "subscribe" | "register" | "resolve" | "role";
+  /** The topic, service or role. */
   readonly name: string;
 }
 

@@ -148,6 +148,8 @@ export const worker: WorkerContract = {
   methods: {
     register: method("worker.register", {
       params: registration,
+      // Taking a balancer's requests is acting as a worker: users files grant it in `roles`.
+      resource: () => ({ action: "role", name: "worker" }),
       result: obj({ registered: str, capacity: count, balancer: str }),
       idempotent: false,
       errors: ["BAD_REQUEST"],

@@ -16,6 +16,7 @@ import {
   str,
 } from "../../wire/check.ts";
 import { type Contract, type Event, event, type Method, method } from "../../wire/contract.ts";
+import type { Resource } from "../../wire/credentials.ts";
 
 /** A service name: letters, digits, ".", "_", "-", up to 128 characters. */
 export const SERVICE_NAME = /^[A-Za-z0-9][\w.-]{0,127}$/;
@@ -169,6 +170,17 @@ export const registration: Parse<Registration> = obj({
 }, params("binder.register"));
 const byService = (name: string) => obj({ service: serviceName }, params(name));
 const byId = (name: string) => obj({ id: instanceId }, params(name));
+
+/** The service of an instance id (`service@host:port`), for permissions. */
+export function serviceOfId(id: string): string {
+  const at = id.lastIndexOf("@");
+  return at <= 0 ? id : id.slice(0, at);
+}
+const resolves = (p: { service: string }): Resource => ({ action: "resolve", name: p.service });
+const registers = (p: { id: string }): Resource => ({
+  action: "register",
+  name: serviceOfId(p.id),
+});
 const lease: Parse<Lease> = obj({ id: instanceId, ttl_ms: ttl });
 
 /** The binder's methods for clients and servers. */
@@ -222,21 +234,25 @@ export const binder: BinderContract = {
   methods: {
     lookup: method("binder.lookup", {
       params: byService("binder.lookup"),
+      resource: resolves,
       result: instance,
       errors: ["BAD_REQUEST", "NOT_FOUND"],
     }),
     register: method("binder.register", {
       params: registration,
+      resource: (p) => ({ action: "register", name: p.service }),
       result: lease,
       errors: ["BAD_REQUEST", "OVERLOADED"],
     }),
     renew: method("binder.renew", {
       params: byId("binder.renew"),
+      resource: registers,
       result: lease,
       errors: ["BAD_REQUEST", "NOT_FOUND"],
     }),
     deregister: method("binder.deregister", {
       params: byId("binder.deregister"),
+      resource: registers,
       result: obj({ id: instanceId, removed: literal(true) }),
       errors: ["BAD_REQUEST", "NOT_FOUND"],
     }),
@@ -246,16 +262,20 @@ export const binder: BinderContract = {
         after: opt((v: unknown) => instanceId(v, "after")),
         limit: opt(int(1, MAX_LIST)),
       }, params("binder.list")),
+      // Every service's instances when none is named: only `resolve = ["*"]` covers that.
+      resource: (p) => ({ action: "resolve", name: p.service ?? "*" }),
       result: obj({ instances, next: opt(str) }),
       errors: ["BAD_REQUEST"],
     }),
     report_down: method("binder.report_down", {
       params: byId("binder.report_down"),
+      resource: (p) => ({ action: "resolve", name: serviceOfId(p.id) }),
       result: obj({ id: instanceId, alive: bool, removed: bool }),
       errors: ["BAD_REQUEST", "NOT_FOUND", "OVERLOADED"],
     }),
     watch: method("binder.watch", {
       params: byService("binder.watch"),
+      resource: resolves,
       result: instanceList,
       errors: ["BAD_REQUEST", "FRAME_TOO_LARGE", "OVERLOADED"],
     }),

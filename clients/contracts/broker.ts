@@ -310,6 +310,7 @@ export const broker: BrokerContract = {
         { topic: topicText, value: any, retain: opt(retainFlag) },
         params("broker.publish"),
       ),
+      resource: (p) => ({ action: "publish", name: p.topic }),
       result: obj({ topic: str, deliveries: count }),
       notify: true,
       errors: ["BAD_REQUEST"],
@@ -319,6 +320,7 @@ export const broker: BrokerContract = {
         { topic: topicText, group: opt(groupName), policy: opt(policy) },
         params("broker.subscribe"),
       ),
+      resource: (p) => ({ action: "subscribe", name: p.topic }),
       result: obj({
         sid: count,
         topic: str,
@@ -335,6 +337,8 @@ export const broker: BrokerContract = {
     }),
     topics: method("broker.topics", {
       params: obj({ prefix: opt(topicText), limit: opt(topicLimit) }, params("broker.topics")),
+      // Topic names are what a subscriber could see: the same permission.
+      resource: (p) => ({ action: "subscribe", name: p.prefix ?? "/" }),
       result: obj({ topics: arrayOf(topicInfo, TOPICS_MAX_LIMIT), truncated: bool }),
       errors: ["BAD_REQUEST"],
     }),

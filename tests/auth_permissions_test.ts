@@ -1,0 +1,207 @@
+/**
+ * Permissions of a users file, checked at the one dispatch point of real
+ * `dist` processes: each denial on each role (a server's methods, a
+ * binder's registration, resolution and replication, a balancer's client
+ * port with and without pass-through, its worker port), answered
+ * UNAUTHORIZED naming the permission missing, the connection kept.
+ */
+import assert from "node:assert/strict";
+import { hashToken } from "../auth/mod.ts";
+import { parseAddress } from "../config/mod.ts";
+import { type Credentials, dial, DistError, type Peer } from "../wire/mod.ts";
+import { startDist } from "./helpers/dist.ts";
+import { startBalancer, startWorker } from "./helpers/balancer.ts";
+
+/** Each user's token (the users file keeps only their digests). */
+const T = {
+  admin: "admin-token-0123456789",
+  calc: "calc-token-0123456789",
+  srv: "srv-token-0123456789",
+  look: "look-token-0123456789",
+  work: "work-token-0123456789",
+  peer: "peer-token-0123456789",
+};
+
+const USERS = `
+[users.admin]
+token = "${hashToken(T.admin)}"
+roles = ["binder", "worker"]
+methods = ["*"]
+register = ["*"]
+resolve = ["*"]
+
+[users.calc]
+token = "${hashToken(T.calc)}"
+methods = { allow = ["add", "sub", "sys.*"], deny = ["sys.stats"] }
+
+[users.srv]
+token = "${hashToken(T.srv)}"
+register = ["compute"]
+
+[users.look]
+token = "${hashToken(T.look)}"
+resolve = ["compute"]
+
+[users.work]
+token = "${hashToken(T.work)}"
+roles = ["worker"]
+
+[users.peer]
+token = "${hashToken(T.peer)}"
+roles = ["binder"]
+`;
+
+async function usersFile(): Promise<string> {
+  const file = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(file, USERS);
+  return file;
+}
+
+function as(address: string, token: string, role = "client"): Promise<Peer> {
+  const credentials: Credentials = { token };
+  return dial(parseAddress(address), { role, name: `t-${role}`, credentials });
+}
+
+async function denied(p: Promise<unknown>, message: string): Promise<void> {
+  await assert.rejects(p, (e: DistError) => {
+    assert.equal(`${e.code}: ${e.message}`, `UNAUTHORIZED: ${message}`);
+    return true;
+  });
+}
+
+Deno.test("server with --users: a user calls only the methods it is allowed", async () => {
+  const file = await usersFile();
+  const server = await startDist(["server", "--port", "0", "--users", file]);
+  try {
+    const calc = await as(server.address, T.calc);
+    assert.equal(await calc.call("add", { a: 2, b: 3 }), 5);
+    assert.equal(((await calc.call("sys.ping")) as { pong: boolean }).pong, true);
+    await denied(calc.call("mul", { a: 2, b: 3 }), 'User "calc" may not call mul (not allowed)');
+    await denied(
+      calc.call("sys.stats"),
+      'User "calc" may not call sys.stats (denied by "sys.stats")',
+    );
+    assert.equal(await calc.call("sub", { a: 5, b: 3 }), 2, "the connection is kept");
+    // A user with no methods at all: only sys.ping.
+    const look = await as(server.address, T.look);
+    await denied(look.call("echo", { text: "x" }), 'User "look" may not call echo (not allowed)');
+    // The shared command line client says so and exits 1.
+    const admin = await as(server.address, T.admin);
+    assert.equal(await admin.call("mul", { a: 2, b: 3 }), 6);
+    for (const p of [calc, look, admin]) p.close();
+  } finally {
+    await server.stop();
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("binder with --users: register, resolve and replication each need their permission", async () => {
+  const file = await usersFile();
+  const binder = await startDist(["binder", "--port", "0", "--users", file]);
+  try {
+    const at = binder.address;
+    const srv = await as(at, T.srv, "server");
+    const reg = (service: string, port: number) =>
+      srv.call("binder.register", { service, host: "127.0.0.1", port });
+    const { id } = await reg("compute", 5001) as { id: string };
+    await denied(reg("billing", 5002), 'User "srv" may not register billing (not allowed)');
+    assert.equal((await srv.call("binder.renew", { id }) as { id: string }).id, id);
+    const look = await as(at, T.look);
+    assert.equal(
+      (await look.call("binder.lookup", { service: "compute" }) as { id: string }).id,
+      id,
+    );
+    await denied(
+      look.call("binder.lookup", { service: "billing" }),
+      'User "look" may not resolve billing (not allowed)',
+    );
+    await denied(look.call("binder.list", {}), 'User "look" may not resolve * (not allowed)');
+    await denied(
+      look.call("binder.deregister", { id }),
+      'User "look" may not register compute (not allowed)',
+    );
+    await denied(
+      look.call("binder.register", { service: "compute", host: "h", port: 1 }),
+      'User "look" may not register compute (not allowed)',
+    );
+    // Replication: a user without the binder role cannot even say it is one,
+    const claimed = as(at, T.srv, "binder");
+    await assert.rejects(claimed, (e: DistError) => {
+      assert.equal(e.code, "UNAUTHORIZED");
+      assert.match(e.message, /User "srv" may not act as binder \(permission roles: binder\)$/);
+      return true;
+    });
+    // and as a client it is refused binder.sync, which would evict the server.
+    const evict = {
+      node: "evil",
+      records: [{
+        id,
+        service: "compute",
+        host: "127.0.0.1",
+        port: 5001,
+        ttl_ms: 60_000,
+        left_ms: 0,
+        v: [Date.now() + 1000, 0, "evil"],
+        removed: "deregistered",
+      }],
+    };
+    await assert.rejects(look.call("binder.sync", evict), /UNAUTHORIZED|is for binders/);
+    // A user granted the binder role replicates.
+    const peer = await as(at, T.peer, "binder");
+    const diff = await peer.call("binder.diff", {
+      node: "p",
+      digest: { x: Array(64).fill(0), n: Array(64).fill(0) },
+    }).catch((e) => e);
+    assert.ok(!(diff instanceof DistError && diff.code === "UNAUTHORIZED"), String(diff));
+    assert.equal(
+      (await look.call("binder.lookup", { service: "compute" }) as { id: string }).id,
+      id,
+    );
+    for (const p of [srv, look, peer]) p.close();
+  } finally {
+    await binder.stop();
+    await Deno.remove(file);
+  }
+});
+
+for (const passthrough of [true, false]) {
+  Deno.test(`balancer with --users${passthrough ? "" : " --no-passthrough"}: clients' methods checked before forwarding; only the worker role registers`, async () => {
+    const file = await usersFile();
+    const server = await startDist(["server", "--port", "0", "--token", T.admin]);
+    const lb = await startBalancer([server], [
+      "--users",
+      file,
+      "--token",
+      T.admin,
+      ...(passthrough ? [] : ["--no-passthrough"]),
+    ]);
+    try {
+      const calc = await as(lb.address, T.calc);
+      assert.equal(await calc.call("add", { a: 2, b: 3 }), 5);
+      await denied(calc.call("mul", { a: 2, b: 3 }), 'User "calc" may not call mul (not allowed)');
+      await denied(
+        calc.call("balancer.backends"),
+        'User "calc" may not call balancer.backends (not allowed)',
+      );
+      // Worker port: a worker's hello needs the role; registering needs it too.
+      await assert.rejects(as(lb.workerAddress, T.calc, "worker"), /may not act as worker/);
+      const fake = await as(lb.workerAddress, T.calc);
+      await denied(
+        fake.call("worker.register", { name: "fake", capacity: 1 }),
+        'User "calc" may not act as worker (roles)',
+      );
+      const worker = await startWorker(lb.workerAddress, ["--token", T.work, "--name", "w1"]);
+      try {
+        assert.match(worker.stderr(), /Registered with/);
+      } finally {
+        await worker.stop();
+      }
+      calc.close();
+      fake.close();
+    } finally {
+      await lb.stop();
+      await server.stop();
+      await Deno.remove(file);
+    }
+  });
+}
