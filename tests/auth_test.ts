@@ -141,6 +141,11 @@ Deno.test("dist passwd writes a users file a server checks: right password or th
   const dir = await Deno.makeTempDir();
   const file = `${dir}/users.toml`;
   try {
+    // Permissions written first: dist passwd keeps them.
+    await Deno.writeTextFile(
+      file,
+      '# who may do what\n[users.alice]\nmethods = ["add"]\n\n[users.bot]\nmethods = ["echo"]\n',
+    );
     const set = await runDist(["passwd", file, "alice", "--cost", "10"], { stdin: "s3cret!\n" });
     assert.equal(set.code, 0, set.stderr);
     const made = await runDist(["passwd", file, "bot", "--token"]);
@@ -149,6 +154,10 @@ Deno.test("dist passwd writes a users file a server checks: right password or th
     assert.match(botToken, /^[A-Za-z0-9_-]{43}$/);
     const text = await Deno.readTextFile(file);
     assert.ok(!text.includes("s3cret!") && !text.includes(botToken), text);
+    assert.match(
+      text,
+      /^# who may do what\n\[users\.alice\]\npassword = "\$scrypt\$ln=10,r=8,p=1\$[^"]+"\nmethods = \["add"\]\n\n\[users\.bot\]\ntoken = "\$sha256\$[^"]+"\nmethods = \["echo"\]\n$/,
+    );
     assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
     const server = await startDist(["server", "--port", "0", "--users", file]);
     try {

@@ -12,7 +12,13 @@ import { freePort, lines, startDist } from "./helpers/dist.ts";
 import { isCode } from "./helpers/rpc.ts";
 
 /** A connection to `b` that says it is a binder in its handshake (as a peer's does). */
-const asBinder = (b: LocalBinder) => connectTo(b.address, "binder");
+/**
+ * A connection to `b` that says it is a binder in its handshake and holds
+ * the cluster's token: a peer, or a process that stole the token (without
+ * one, a binder takes no binder.sync from a connection it did not dial).
+ */
+const asBinder = (b: LocalBinder) => connectTo(b.address, "binder", undefined, TOKEN);
+const TOKEN = "cluster-token-for-hostile-peers";
 
 /** A record as a peer binder sends it, of service `service` on 127.0.0.1:`port`. */
 function record(service: string, port: number, v: unknown, extra: Record<string, unknown> = {}) {
@@ -32,7 +38,10 @@ function record(service: string, port: number, v: unknown, extra: Record<string,
 async function pair(): Promise<[LocalBinder, LocalBinder]> {
   const [pa, pb] = [freePort(), freePort()];
   const peers = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`];
-  return await Promise.all([startBinder({ port: pa, peers }), startBinder({ port: pb, peers })]);
+  return await Promise.all([
+    startBinder({ port: pa, peers, token: TOKEN }),
+    startBinder({ port: pb, peers, token: TOKEN }),
+  ]);
 }
 
 Deno.test("a binder that took a version with a huge counter keeps replicating (finding 6)", async () => {
@@ -92,7 +101,7 @@ Deno.test("replication methods are refused to a connection that is not a binder 
 });
 
 Deno.test("records from peers fill at most nine tenths of --max-instances; servers still register (finding 5)", async () => {
-  const b = await startBinder({ maxInstances: 20 });
+  const b = await startBinder({ maxInstances: 20, token: TOKEN });
   const evil = await asBinder(b);
   try {
     const records = Array.from(

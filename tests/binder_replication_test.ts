@@ -62,25 +62,41 @@ Deno.test("a change on one binder reaches the other at once, both ways", async (
   }
 });
 
-Deno.test("a change is pushed both ways when only one side lists the other", async () => {
-  // No anti-entropy for a minute: only pushes can carry the changes.
-  const a = await startBinder({ antiEntropy: 60_000 });
-  const b = await startBinder({ peers: [a.address], antiEntropy: 60_000 });
-  try {
-    await waitUntil(
-      async () =>
-        (await b.call("sys.stats") as { replication: { rounds: number } }).replication
-          .rounds > 0,
-      "b's first round with a",
-    );
-    const x = await a.call("binder.register", reg(5001)) as { id: string };
-    const y = await b.call("binder.register", reg(5002)) as { id: string };
-    await waitUntil(async () => (await ids(b)).includes(x.id), "a's change to reach b", 2000);
-    await waitUntil(async () => (await ids(a)).includes(y.id), "b's change to reach a", 2000);
-  } finally {
-    await Promise.all([a.stop(), b.stop()]);
-  }
-});
+for (const token of [undefined, "shared-cluster-token"]) {
+  Deno.test(
+    `a binder listed on one side only: ${
+      token
+        ? "with a shared token, changes are pushed both ways"
+        : "without security settings, it takes no changes from the other"
+    }`,
+    async () => {
+      // No anti-entropy for a minute: only pushes can carry the changes.
+      const a = await startBinder({ antiEntropy: 60_000, token });
+      const b = await startBinder({ peers: [a.address], antiEntropy: 60_000, token });
+      try {
+        await waitUntil(
+          async () =>
+            (await b.call("sys.stats") as { replication: { rounds: number } }).replication
+              .rounds > 0,
+          "b's first round with a",
+        );
+        const x = await a.call("binder.register", reg(5001)) as { id: string };
+        const y = await b.call("binder.register", reg(5002)) as { id: string };
+        // a's change reaches b over b's own link to a: b dialed a, so it trusts it.
+        await waitUntil(async () => (await ids(b)).includes(x.id), "a's change to reach b", 2000);
+        if (token !== undefined) {
+          await waitUntil(async () => (await ids(a)).includes(y.id), "b's change to reach a", 2000);
+        } else {
+          // b is not one of a's --peers and cannot prove it is: a takes nothing from it.
+          await new Promise((r) => setTimeout(r, 500));
+          assert.deepEqual(await ids(a), [x.id]);
+        }
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    },
+  );
+}
 
 Deno.test("a binder started next to a peer knows its registrations before answering (lab row 3)", async () => {
   const a = await startBinder();

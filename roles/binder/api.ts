@@ -101,7 +101,8 @@ export function binderServing(parts: BinderParts): Serving {
       watchers.remove(peer, p.service);
       return { service: p.service, watching: false };
     },
-    "binder.sync": (p) => replicator.onSync(p),
+    // On this listener, the sync came on a connection the peer dialed: it must prove itself.
+    "binder.sync": (p, peer) => replicator.onSync(p, peer),
     "binder.diff": (p, peer) => replicator.onDiff(p, peer),
   }, {
     // A push (binder.sync as a notification) has no answer to carry an error.

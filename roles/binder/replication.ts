@@ -20,6 +20,17 @@
  *   is caught up (the whole cluster starting), it is ready once it has
  *   exchanged with, or failed to reach, every peer; and at the latest after
  *   `catchUpMs`.
+ * - **Who may replicate** (issue 15): changes are applied from a binder
+ *   this one dialed itself (the answers and pushes on its own links to its
+ *   `--peers`), or from a connection that proves it is one of them: each
+ *   binder sends a random key of its own in the `binder.diff` it sends
+ *   over its links, so only processes at its peers' addresses learn it,
+ *   and a peer puts that key in the `binder.sync` it sends back. A
+ *   connection whose identity a listener authenticated (`--token`,
+ *   `--users`; the dispatch point checks its `binder` role) needs no key.
+ *   So without any security setting, a local process saying "binder" in
+ *   its hello can read (`binder.diff`) but not write; a binder listed on
+ *   one side only replicates one way (to the binder that lists it).
  */
 import { getLogger } from "@logtape/logtape";
 import { type Address, formatAddress } from "../../config/mod.ts";
@@ -33,6 +44,7 @@ import {
   Redialer,
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
+import { timingSafeEqual } from "node:crypto";
 import { compareStamps, isStamp, type Stamp } from "./clock.ts";
 import { BUCKETS, type Cursor, type DigestSummary, isDigestSummary } from "./digest.ts";
 import { paramsObject, parseRecord, toRecord, type WireRecord } from "./records.ts";
@@ -82,6 +94,8 @@ export interface ReplicationCounters {
   rejected: number;
   /** `binder.sync` notifications ignored as a whole (malformed, or not from a binder). */
   bad_pushes: number;
+  /** `binder.sync` refused from connections that did not prove they are one of `--peers`. */
+  unproven: number;
   /** Anti-entropy rounds completed, and the records they repaired (both ways). */
   rounds: number;
   repaired: number;
@@ -99,6 +113,8 @@ interface Link {
   busy: boolean;
   /** The peer's id, once it has answered a round. */
   node?: string;
+  /** The peer authenticated this binder (its `--token`/`--users`): no key needed. */
+  authenticated?: boolean;
 }
 
 /** The answer to `binder.diff`. */
@@ -108,6 +124,8 @@ interface DiffAnswer {
   buckets: number[];
   records: WireRecord[];
   next?: Cursor;
+  /** The caller was authenticated (so its binder.sync needs no key). */
+  authenticated?: boolean;
 }
 
 /** Rough JSON size of an entry's record (more fields than an instance), for paging. */
@@ -140,6 +158,7 @@ export class Replicator {
     merged: 0,
     rejected: 0,
     bad_pushes: 0,
+    unproven: 0,
     rounds: 0,
     repaired: 0,
   };
@@ -153,6 +172,13 @@ export class Replicator {
   #pending: Entry[] = [];
   /** Binders that dialed this one (their `binder.diff` says who they are), by connection. */
   #inbound = new Map<Peer, string>();
+  /**
+   * This binder's proof key, sent only over its own links (in binder.diff):
+   * a binder.sync on a connection it did not dial must carry it.
+   */
+  #key = crypto.randomUUID();
+  /** Keys of the binders that dialed this one (in their binder.diff), by node: sent back in binder.sync. */
+  #peerKeys = new Map<string, { key: string; conn: Peer }>();
   /** Bad pushes received, by connection. */
   #badPushes = new WeakMap<Peer, number>();
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -249,12 +275,15 @@ export class Replicator {
   }
 
   /**
-   * Handles `binder.sync {node, records}` from a peer (a push, or the second
-   * half of an anti-entropy round).
+   * Handles `binder.sync {node, records, key?}` from a peer (a push, or the
+   * second half of an anti-entropy round); `conn` when it came on a
+   * connection the peer dialed, which must prove the peer is one of
+   * `--peers` (see the module comment).
    * @returns how many records changed this registry
    */
-  onSync(params: unknown): { merged: number } {
+  onSync(params: unknown, conn?: Peer): { merged: number } {
     const p = paramsObject(params, "binder.sync");
+    if (conn !== undefined) this.#requireProof(p, conn);
     if (!Array.isArray(p.records) || p.records.length > MAX_SYNC_RECORDS) {
       throw new DistError("BAD_REQUEST", `"records" must be an array of up to ${MAX_SYNC_RECORDS}`);
     }
@@ -279,6 +308,8 @@ export class Replicator {
 
   /** Counts and logs a bad push (see {@link onPush}); closes `peer` at MAX_BAD_PUSHES. */
   badPush(err: unknown, peer: Peer, from = peer.remote.name): void {
+    // An unproven push counts too: a binder never sends one (without its
+    // peer's key it leaves the change to the peer's own rounds).
     this.counters.bad_pushes++;
     const bad = (this.#badPushes.get(peer) ?? 0) + 1;
     this.#badPushes.set(peer, bad);
@@ -305,6 +336,7 @@ export class Replicator {
       this.#inbound.set(conn, p.node);
       conn.closed.then(() => this.#inbound.delete(conn));
     }
+    if (conn !== undefined && typeof p.node === "string") this.#keepKey(p.node, p.key, conn);
     if (!isDigestSummary(p.digest)) {
       throw new DistError("BAD_REQUEST", `"digest" must be {x, n}, ${BUCKETS} numbers each`);
     }
@@ -329,7 +361,49 @@ export class Replicator {
       }),
     };
     if (page.next !== undefined) answer.next = page.next;
+    if (conn?.identity !== undefined) answer.authenticated = true;
     return answer;
+  }
+
+  /**
+   * Keeps the key a binder that dialed this one sent (it is sent back in
+   * binder.sync over this binder's link to it). The first connection to
+   * give a node's key holds it while open: a node id is random per start,
+   * so a process cannot claim one before the binder itself has.
+   */
+  #keepKey(node: string, key: unknown, conn: Peer): void {
+    if (typeof key !== "string" || key.length > 64) return;
+    const held = this.#peerKeys.get(node);
+    if (held !== undefined && !held.conn.isClosed) return;
+    this.#peerKeys.set(node, { key, conn });
+    conn.closed.then(() => {
+      if (this.#peerKeys.get(node)?.conn === conn) this.#peerKeys.delete(node);
+    });
+  }
+
+  /**
+   * What proves this binder to the peer of `link`: its key if it has dialed
+   * this one, "" if it authenticated this binder (none needed), undefined
+   * if nothing does yet.
+   */
+  #proofFor(link: Link): string | undefined {
+    if (link.authenticated) return "";
+    return link.node === undefined ? undefined : this.#peerKeys.get(link.node)?.key;
+  }
+
+  /** @throws {DistError} UNAUTHORIZED unless `conn` is authenticated or `p.key` is this binder's */
+  #requireProof(p: Record<string, unknown>, conn: Peer): void {
+    // On a listener that authenticates, the dispatch point checked the binder role.
+    if (conn.identity !== undefined) return;
+    const key = typeof p.key === "string" ? new TextEncoder().encode(p.key) : undefined;
+    const mine = new TextEncoder().encode(this.#key);
+    if (key !== undefined && key.length === mine.length && timingSafeEqual(key, mine)) return;
+    this.counters.unproven++;
+    throw new DistError(
+      "UNAUTHORIZED",
+      "binder.sync is taken only from this binder's --peers, and this connection has not proven " +
+        "it is one (with the key this binder sends its peers over its own links)",
+    );
   }
 
   #ready(why: string): void {
@@ -399,7 +473,16 @@ export class Replicator {
       };
       for (const link of this.#links) {
         const peer = link.redialer.peer;
-        if (peer !== undefined && !link.self && peer.notify("binder.sync", params)) {
+        const key = this.#proofFor(link);
+        if (key === undefined && !link.self) {
+          // Not proven to it yet (it has not dialed this binder): its own rounds pull the change.
+          this.counters.unsent += chunk.length;
+          continue;
+        }
+        if (
+          peer !== undefined && !link.self &&
+          peer.notify("binder.sync", key ? { ...params, key } : params)
+        ) {
           this.counters.pushes++;
           this.counters.pushed += chunk.length;
         } else if (!link.self) {
@@ -465,9 +548,13 @@ export class Replicator {
       for (let pages = 0; pages < MAX_PAGES; pages++) {
         let answer: DiffAnswer;
         try {
-          answer = await peer.call("binder.diff", { node: o.node, digest, cursor }, {
-            timeout: o.timeoutMs,
-          }) as DiffAnswer;
+          answer = await peer.call(
+            "binder.diff",
+            { node: o.node, digest, cursor, key: this.#key },
+            {
+              timeout: o.timeoutMs,
+            },
+          ) as DiffAnswer;
         } catch (err) {
           if (err instanceof DistError && (err.data as { self?: boolean })?.self) {
             link.self = true;
@@ -481,6 +568,7 @@ export class Replicator {
         }
         peerReady = answer.ready === true;
         if (typeof answer.node === "string") link.node = answer.node;
+        link.authenticated = answer.authenticated === true;
         for (const b of Array.isArray(answer.buckets) ? answer.buckets : []) {
           if (Number.isInteger(b) && b >= 0 && b < BUCKETS) buckets.add(b);
         }
@@ -500,11 +588,18 @@ export class Replicator {
         const known = theirs.get(id);
         if (known === undefined || compareStamps(entry.stamp, known) > 0) missing.push(entry);
       }
-      for (const chunk of this.#chunks(missing)) {
-        await peer.call("binder.sync", {
-          node: o.node,
-          records: chunk.map((e) => toRecord(e, registry.leftMs(e))),
-        }, { timeout: o.timeoutMs });
+      // Sent back only with the peer's key (it has dialed this binder); else
+      // the peer pulls them in its own rounds.
+      const key = this.#proofFor(link);
+      for (const chunk of key === undefined ? [] : this.#chunks(missing)) {
+        const records = chunk.map((e) => toRecord(e, registry.leftMs(e)));
+        await peer.call(
+          "binder.sync",
+          key ? { node: o.node, key, records } : { node: o.node, records },
+          {
+            timeout: o.timeoutMs,
+          },
+        );
       }
       this.counters.rounds++;
       this.counters.repaired += pulled + missing.length;

@@ -45,7 +45,9 @@ export async function startBinder(flags: Options = {}): Promise<LocalBinder> {
     port,
     name,
     address: `127.0.0.1:${port}`,
-    rpc: () => main ??= connectTo(self.address).then((p) => (conns.push(p), p)),
+    rpc: () =>
+      main ??= connectTo(self.address, "client", undefined, flags.token as string | undefined)
+        .then((p) => (conns.push(p), p)),
     call: async (method, params) => (await self.rpc()).call(method, params, { timeout: 10_000 }),
     async stop() {
       for (const c of conns) c.close();
@@ -73,6 +75,7 @@ export function connectTo(
   address: string,
   role = "client",
   onNotification?: NotificationHandler,
+  token?: string,
 ): Promise<Peer> {
   const [host, port] = address.split(":");
   return dial({ host, port: Number(port) }, {
@@ -80,6 +83,7 @@ export function connectTo(
     name: "test",
     timeoutMs: 10_000,
     onNotification,
+    credentials: token === undefined ? undefined : { token },
   });
 }
 
