@@ -205,3 +205,82 @@ for (const passthrough of [true, false]) {
     }
   });
 }
+
+Deno.test("broker with --users: publish and subscribe each need their topic; fire-and-forget publishes are checked too", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(
+    file,
+    USERS + `
+[users.tel]
+token = "${hashToken("tel-token-0123456789")}"
+publish = { allow = ["/telephony"], deny = ["/telephony/secret"] }
+subscribe = ["/telephony/+/calls"]
+`,
+  );
+  const broker = await startDist(["broker", "--port", "0", "--users", file]);
+  try {
+    // An admin-like reader of everything: it sees what got through.
+    const seen: string[] = [];
+    const reader = await dial(parseAddress(broker.address), {
+      role: "client",
+      name: "reader",
+      credentials: { token: T.admin },
+      onNotification: (_m, p) => seen.push((p as { topic: string }).topic),
+    });
+    await denied(
+      reader.call("broker.subscribe", { topic: "/" }),
+      'User "admin" may not subscribe / (not allowed)',
+    );
+    await Deno.writeTextFile(file, ""); // Read once at start: editing it changes nothing.
+    const errors: string[] = [];
+    const tel = await dial(parseAddress(broker.address), {
+      role: "client",
+      name: "tel",
+      credentials: { token: "tel-token-0123456789" },
+      onNotification: (m, p) => errors.push(`${m} ${JSON.stringify(p)}`),
+    });
+    const calls = await tel.call("broker.subscribe", { topic: "/telephony/orange/calls" });
+    assert.ok((calls as { sid: number }).sid > 0);
+    await denied(
+      tel.call("broker.subscribe", { topic: "/telephony" }),
+      'User "tel" may not subscribe /telephony (not allowed)',
+    );
+    await denied(
+      tel.call("broker.subscribe", { topic: "/telephony/+" }),
+      'User "tel" may not subscribe /telephony/+ (not allowed)',
+    );
+    assert.equal(
+      ((await tel.call("broker.publish", { topic: "/telephony/orange/calls", value: 1 })) as {
+        deliveries: number;
+      }).deliveries,
+      1,
+    );
+    await denied(
+      tel.call("broker.publish", { topic: "/telephony/secret/x", value: 2 }),
+      'User "tel" may not publish /telephony/secret/x (denied by "/telephony/secret")',
+    );
+    await denied(
+      tel.call("broker.publish", { topic: "/weather", value: 3 }),
+      'User "tel" may not publish /weather (not allowed)',
+    );
+    // Fire-and-forget (the broker's byte-level path for others): refused and said, not delivered.
+    tel.notify("broker.publish", { topic: "/telephony/secret/y", value: 4 });
+    tel.notify("broker.publish", { topic: "/telephony/orange/calls", value: 5 });
+    const deadline = Date.now() + 5000;
+    while (
+      errors.filter((e) => e.startsWith("broker.message")).length < 2 && Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const delivered = errors.filter((e) => e.startsWith("broker.message"));
+    assert.deepEqual(delivered.map((e) => JSON.parse(e.slice(15)).value), [1, 5]);
+    // The refused one was counted (and answered with an error frame, id null).
+    const stats = await reader.call("sys.stats") as { bad_publishes: number };
+    assert.equal(stats.bad_publishes, 1);
+    reader.close();
+    tel.close();
+  } finally {
+    await broker.stop();
+    await Deno.remove(file);
+  }
+});
