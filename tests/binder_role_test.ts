@@ -49,7 +49,8 @@ Deno.test("binder answers only for services that exist (lab row 5)", async () =>
 });
 
 Deno.test("binder refuses bad requests with BAD_REQUEST and keeps serving", async () => {
-  const b = await startBinder();
+  // A token: replication from a connection it did not dial needs one (or to be a --peer).
+  const b = await startBinder({ token: "binder-role-test-token" });
   let peer: Peer | undefined;
   try {
     const bad: [string, unknown][] = [
@@ -65,8 +66,8 @@ Deno.test("binder refuses bad requests with BAD_REQUEST and keeps serving", asyn
       await assert.rejects(b.call(method, params), isCode("BAD_REQUEST"), method);
     }
     await assert.rejects(b.call("binder.nope", {}), isCode("UNKNOWN_METHOD"));
-    // Replication methods, from a connection that says it is a binder.
-    peer = await connectTo(b.address, "binder");
+    // Replication methods, from a connection that says it is a binder and holds the token.
+    peer = await connectTo(b.address, "binder", undefined, "binder-role-test-token");
     await assert.rejects(
       peer.call("binder.diff", { node: "x", digest: { x: [1], n: [] } }),
       isCode("BAD_REQUEST"),

@@ -22,14 +22,17 @@ export async function withServer(
  * this wait's own `sys.stats` calls (which a server counts too): a client
  * that has been answered is running, its signal handlers in place (a fixed
  * sleep is not enough on a loaded machine, where starting takes seconds).
+ * Resolves with the server's count of requests, this wait's included: a
+ * second wait for N more passes it plus N.
  */
-export async function waitServed(address: string, count: number, ms = 20_000): Promise<void> {
+export async function waitServed(address: string, count: number, ms = 20_000): Promise<number> {
   const peer = await dial(parseAddress(address), { role: "test", name: "served-watch" });
   try {
     const end = performance.now() + ms;
     for (let mine = 1;; mine++) {
       const stats = await peer.call("sys.stats", {}) as { requests: number };
-      if (stats.requests - mine >= count) return;
+      // What it returns counts this wait's calls: a later wait adds it to its count.
+      if (stats.requests - mine >= count) return stats.requests;
       if (performance.now() > end) {
         throw new Error(
           `${address} answered ${stats.requests - mine} of ${count} requests in ${ms} ms`,
