@@ -18,6 +18,8 @@ export type ProbeResult =
      * a dist listener that failed the call), as opposed to nothing there.
      */
     answered: boolean;
+    /** A dist listener refused the launcher's credentials (or their absence) at the hello. */
+    refused?: boolean;
   };
 
 /**
@@ -65,7 +67,8 @@ export async function probe(
     }
   } catch (err) {
     const error = DistError.from(err);
-    return { ok: false, reason: error.message, answered: answered || connected(error) };
+    const refused = error.code === "UNAUTHORIZED";
+    return { ok: false, reason: error.message, answered: answered || connected(error), refused };
   }
 }
 
@@ -103,7 +106,9 @@ export async function waitReady(
         name: options.name,
         credentials: options.credentials,
       });
-      if (answer.ok) return true;
+      // A dist listener that checks credentials answered: it is up, though the
+      // launcher holds none it takes (a users file and no token for dist up).
+      if (answer.ok || answer.refused) return true;
       if (answer.name !== undefined && !warned) {
         warned = true;
         options.onImpostor?.(answer.name);

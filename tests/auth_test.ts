@@ -201,3 +201,37 @@ Deno.test("dist passwd writes a users file a server checks: right password or th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("dist up with only a users file: instances dial with their user, and each is ready though the launcher has no credential", async () => {
+  const dir = await Deno.makeTempDir();
+  const users = `${dir}/users.toml`;
+  try {
+    await Deno.writeTextFile(users, '[users.app]\nmethods = ["add", "sub", "mul", "div", "sum"]\n');
+    const set = await runDist(["passwd", users, "app", "--cost", "10"], { stdin: "app-pass\n" });
+    assert.equal(set.code, 0, set.stderr);
+    const topology = [
+      "[[server]]",
+      "port = 0",
+      `users = "${users}"`,
+      "[[client]]",
+      'connect = "server"',
+      'user = "app"',
+      'password = "app-pass"',
+      "random = 3",
+      "json = true",
+      'restart = "no"',
+    ].join("\n");
+    await withUp(topology, [], async (up) => {
+      await up.waitFor(/^client +\| .*"summary"/m);
+      const out = up.stdout();
+      const summary = JSON.parse(linesOf(out, "client").at(-1)!).summary;
+      assert.equal(summary.ok, 3, out);
+      for (const pid of up.pids()) {
+        const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
+        assert.ok(!cmdline.includes("app-pass"), cmdline.replaceAll("\0", " "));
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -187,9 +187,10 @@ interface Entry {
  * like `constructor` are nobody's), refused if its caller's handshake role
  * is not allowed, its params parsed, refused if the caller's identity (on
  * a listener that authenticates) lacks the permission, then its handler
- * called. A method that
- * no contract defines is UNKNOWN_METHOD when under an owned prefix or when
- * there is no `fallback`; a notification is taken only by `notify` methods.
+ * called. A method that no contract defines is UNKNOWN_METHOD when under
+ * an owned prefix or when there is no `fallback` (what a fallback answers
+ * is checked as a method too); a notification is taken only by `notify`
+ * methods.
  */
 export function dispatch<const Cs extends readonly Contract[]>(
   contracts: Cs,
