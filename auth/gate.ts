@@ -76,7 +76,7 @@ export interface GateOptions {
 export const TOKEN_USER = "token";
 
 /** An address with hellos in progress or recent failures. */
-interface Record {
+interface AddressRecord {
   failures: number;
   last: number;
   /** Its hellos being checked or held before their refusal. */
@@ -100,7 +100,7 @@ export class Gate implements Authenticator {
   #delays: DelayOptions;
   #slots: HashSlots;
   #now: () => number;
-  #records = new Map<string, Record>();
+  #records = new Map<string, AddressRecord>();
   /** Password checks that succeeded: sha256(user, password, stored hash) → expiry. */
   #successes = new Map<string, number>();
   /** A hash checked for unknown users, so they cost what known ones do. */
@@ -119,6 +119,11 @@ export class Gate implements Authenticator {
       : hashPassword(crypto.randomUUID(), this.#users.cost).then((h) =>
         parsePasswordHash(h) as PasswordHash
       );
+  }
+
+  /** For `sys.stats`: hellos accepted, refused, refused unchecked (throttled), addresses tracked. */
+  stats(): Record<string, number> {
+    return { ...this.counters, addresses: this.#records.size };
   }
 
   /** The delay before the next check of an address with `failures` failures (ms). */
@@ -273,7 +278,7 @@ export class Gate implements Authenticator {
   }
 
   /** The record of an address (made if missing), its failures forgotten once stale. */
-  #record(host: string): Record {
+  #record(host: string): AddressRecord {
     let r = this.#records.get(host);
     if (r !== undefined && r.failures > 0 && this.#now() - r.last > this.#delays.forgetMs) {
       r.failures = 0;

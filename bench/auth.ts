@@ -7,13 +7,22 @@
  *   file user's password (after the first success, remembered: no scrypt);
  * - one scrypt check at the default cost (what a password's first login,
  *   or a wrong one, costs the listener);
+ * - in this process, the listener's CPU per authenticate() of each kind and
+ *   per permission check of a request (no sockets: precise on a busy machine);
  * - RPC echo at c=64 (`dist client --bench`) with no setting, a shared
  *   token (no permissions to check) and a users file user (every request
  *   checked at the dispatch point).
  */
-import { hashPassword, hashToken, parsePasswordHash, verifyPassword } from "../auth/mod.ts";
+import {
+  Gate,
+  hashPassword,
+  hashToken,
+  parsePasswordHash,
+  parseUsers,
+  verifyPassword,
+} from "../auth/mod.ts";
 import { parseAddress } from "../config/mod.ts";
-import { type Credentials, dial } from "../wire/mod.ts";
+import { type Credentials, dial, type HelloClaim } from "../wire/mod.ts";
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, clientBench, median, Rounds } from "./_common.ts";
 
@@ -34,18 +43,50 @@ async function handshakes(address: string, credentials: Credentials | undefined,
   return n / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * The listener's own cost, in this process: µs per authenticate() of each
+ * kind of credential (the hashing of a password excepted: remembered), and
+ * ns per permission check of a request.
+ */
+async function inProcess(usersText: string, rounds: Rounds): Promise<void> {
+  const gate = new Gate({ token: TOKEN, users: parseUsers(usersText, "bench") });
+  const claim = (credentials: Credentials): HelloClaim => ({
+    role: "client",
+    name: "bench",
+    credentials,
+    host: "127.0.0.1",
+    address: "127.0.0.1:1",
+    closed: new Promise(() => {}),
+  });
+  const kinds: [string, Credentials][] = [
+    ["gate_token_us", { token: TOKEN }],
+    ["gate_user_token_us", { token: USER_TOKEN }],
+    ["gate_user_password_us", { user: "bench", password: PASSWORD }],
+  ];
+  await gate.authenticate(claim(kinds[2][1])); // the one scrypt: then remembered
+  for (const [key, credentials] of kinds) {
+    const n = 20_000;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await gate.authenticate(claim(credentials));
+    rounds.add(key, (performance.now() - t0) * 1000 / n);
+  }
+  const { access } = await gate.authenticate(claim({ token: USER_TOKEN }));
+  const n = 1_000_000;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) access!.check("echo");
+  rounds.add("check_ns", (performance.now() - t0) * 1e6 / n);
+}
+
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const dir = await Deno.makeTempDir();
   const users = `${dir}/users.toml`;
-  await Deno.writeTextFile(
-    users,
-    [
-      "[users.bench]",
-      `token = "${hashToken(USER_TOKEN)}"`,
-      `password = "${await hashPassword(PASSWORD)}"`,
-      'methods = ["echo", "add", "sys.*"]',
-    ].join("\n") + "\n",
-  );
+  const usersText = [
+    "[users.bench]",
+    `token = "${hashToken(USER_TOKEN)}"`,
+    `password = "${await hashPassword(PASSWORD)}"`,
+    'methods = ["echo", "add", "sys.*"]',
+  ].join("\n") + "\n";
+  await Deno.writeTextFile(users, usersText);
   const plain = await startDist(["server", "--port", "0"]);
   const token = await startDist([
     "server",
@@ -93,6 +134,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         times.push(performance.now() - t0);
       }
       rounds.add("scrypt_check_ms", median(times));
+      await inProcess(usersText, rounds);
       const bench = ["--requests", flags.quick ? "20000" : "100000", "--concurrency", "64"];
       const rpc: [string, string, string[]][] = [
         ["rpc_none", plain.address, []],
@@ -115,7 +157,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       m.hs_token_per_s.toFixed(0)
     }, user token ${m.hs_user_token_per_s.toFixed(0)}, user password (remembered) ${
       m.hs_user_password_per_s.toFixed(0)
-    }; one scrypt check ${m.scrypt_check_ms.toFixed(0)} ms; ` +
+    }; one scrypt check ${m.scrypt_check_ms.toFixed(0)} ms; authenticate() token ${
+      m.gate_token_us.toFixed(1)
+    } µs, user token ${m.gate_user_token_us.toFixed(1)} µs, remembered password ${
+      m.gate_user_password_us.toFixed(1)
+    } µs; permission check ${m.check_ns.toFixed(0)} ns; ` +
       `RPC c=64 req/s none ${m.rpc_none_req_s.toFixed(0)}, token ${m.rpc_token_req_s.toFixed(0)} (${
         (m.rpc_token_req_s / m.rpc_none_req_s).toFixed(2)
       }×), users file ${m.rpc_users_req_s.toFixed(0)} (${

@@ -141,6 +141,8 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
         uptime_ms: Math.round(performance.now() - started),
         rss_bytes: Deno.memoryUsage().rss,
         ...served.stats(),
+        // Hellos accepted and refused, where the instance checks credentials (--token, --users).
+        ...(base.authenticator?.stats ? { auth: base.authenticator.stats() } : {}),
       }),
     } as never, serve.options); // each role's handlers were checked by serving()
     return {

@@ -46,6 +46,14 @@ Deno.test("a server with --token answers clients that send it (flag or DIST_TOKE
       /Refused a hello from 127\.0\.0\.1:\d+ \(client client-\d+\): wrong token$/,
     );
     assert.ok(!server.stderr().includes(TOKEN) && !server.stderr().includes("guess"));
+    const stats = await runDist(["client", "--connect", at, "--token", TOKEN, "sys.stats"]);
+    const auth = JSON.parse(stats.stdout).auth;
+    assert.deepEqual({ ...auth, accepted: auth.accepted >= 3 }, {
+      accepted: true,
+      refused: 2,
+      throttled: 0,
+      addresses: 1,
+    });
   } finally {
     await server.stop();
   }

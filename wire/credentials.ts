@@ -73,6 +73,8 @@ export interface Authenticator {
    * OVERLOADED when too many hellos wait.
    */
   authenticate(hello: HelloClaim): Promise<Identity>;
+  /** Its figures for `sys.stats` (hellos accepted, refused, …), if it keeps any. */
+  stats?(): Record<string, number>;
 }
 
 /** Longest credential field accepted in a hello (a token, a password). */
