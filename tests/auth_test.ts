@@ -243,3 +243,28 @@ Deno.test("dist up with only a users file: instances dial with their user, and e
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the client library sends credentials where asked: connect() and binders()", async () => {
+  const { binder: binderContract, binders, connect, ops } = await import("../clients/mod.ts");
+  const server = await startDist(["server", "--port", "0", "--token", TOKEN]);
+  const binder = await startDist(["binder", "--port", "0", "--token", TOKEN]);
+  try {
+    const conn = await connect(server.address, { credentials: { token: TOKEN } });
+    assert.equal(await conn.request(ops.methods.add, { a: 3, b: 4 }), 7);
+    conn.close();
+    await assert.rejects(
+      connect(server.address),
+      (e: Error) =>
+        e.message ===
+          `${server.address} refused the hello: Credentials required: a token, or a user and password`,
+    );
+    const client = binders([binder.address], { credentials: { token: TOKEN } });
+    const reg = binderContract.methods.register;
+    await client.call(reg, { service: "lib", host: "127.0.0.1", port: 9 });
+    assert.equal((await client.call(binderContract.methods.lookup, { service: "lib" })).port, 9);
+    client.close();
+  } finally {
+    await server.stop();
+    await binder.stop();
+  }
+});
