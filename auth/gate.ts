@@ -105,6 +105,8 @@ export class Gate implements Authenticator {
   #successes = new Map<string, number>();
   /** A hash checked for unknown users, so they cost what known ones do. */
   #dummy: Promise<PasswordHash | undefined>;
+  /** Each user's permissions, compiled once (and its decisions cached) for all its connections. */
+  #grants = new WeakMap<UserEntry, Grants>();
   /** Counters for sys.stats. */
   readonly counters = { accepted: 0, refused: 0, throttled: 0 };
 
@@ -267,7 +269,10 @@ export class Gate implements Authenticator {
 
   /** The identity of a users file entry, if it may claim `role`. */
   #as(entry: UserEntry, role: string): Identity {
-    const grants = new Grants(entry.name, entry.permissions);
+    let grants = this.#grants.get(entry);
+    if (grants === undefined) {
+      this.#grants.set(entry, grants = new Grants(entry.name, entry.permissions));
+    }
     if (!grants.mayActAs(role)) {
       throw new Refused(
         `User ${JSON.stringify(entry.name)} may not act as ${role} (permission roles: ${role})`,
