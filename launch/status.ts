@@ -77,6 +77,13 @@ export async function statusOf(
     credentials: launcherCredentials(instance),
   });
   if (!answer.ok) {
+    if (answer.refused) {
+      // A dist listener that checks credentials answered, refusing ours: it is up.
+      row.state = "up";
+      row.note = `refused dist status: ${cellText(answer.reason, 120)} (set DIST_TOKEN, ` +
+        `or DIST_USER and DIST_PASSWORD of a user allowed sys.stats)`;
+      return row;
+    }
     if (answer.answered) {
       // Another process holds the port: "down" would send the user looking in the wrong place.
       const port = address.slice(address.lastIndexOf(":") + 1);

@@ -229,8 +229,14 @@ Deno.test("dist up with only a users file: instances dial with their user, and e
       "json = true",
       'restart = "no"',
     ].join("\n");
-    await withUp(topology, [], async (up) => {
+    await withUp(topology, [], async (up, file) => {
       await up.waitFor(/^client +\| .*"summary"/m);
+      // dist status without a credential: the server is up, and it says why it has no figures.
+      const status = await runDist(["status", file, "--json"]);
+      const row = status.stdout.trim().split("\n").map((l) => JSON.parse(l))
+        .find((r) => r.instance === "server");
+      assert.equal(row?.state, "up", status.stdout);
+      assert.match(row.note, /^refused dist status: .*Credentials required.*\(set DIST_TOKEN/);
       const out = up.stdout();
       const summary = JSON.parse(linesOf(out, "client").at(-1)!).summary;
       assert.equal(summary.ok, 3, out);
