@@ -1,0 +1,91 @@
+/**
+ * @module
+ * Durable state below the roles: a locked data directory (`data_dir.ts`)
+ * holding data files of key-value tables in SQLite with group commit
+ * (`store.ts`), and the options that choose them (`--data-dir`, `--fsync`,
+ * `--move-corrupt-aside`), shared by the roles that keep state.
+ */
+import { defineOptions } from "../config/mod.ts";
+import { DataDir } from "./data_dir.ts";
+import { type FsyncMode, Store } from "./store.ts";
+
+export { DataDir } from "./data_dir.ts";
+export {
+  FSYNC_MODES,
+  type FsyncMode,
+  MAX_BATCH,
+  Store,
+  type StoreCounters,
+  type StoreOptions,
+  type Value,
+} from "./store.ts";
+
+/** The options of a role that can keep its state in a data directory. */
+export const STORE_OPTIONS = defineOptions({
+  dataDir: {
+    type: "string",
+    description: "Keep state in this directory (created if missing, locked while in use); " +
+      "without it, state is in memory only",
+    metavar: "DIR",
+  },
+  moveCorruptAside: {
+    type: "boolean",
+    description: "When the data file cannot be opened, rename it (FILE.corrupt-TIME) and " +
+      "start empty instead of refusing to start",
+    default: false,
+  },
+});
+
+/** `--fsync`, for the roles whose acknowledgements wait for the disk. */
+export const FSYNC_OPTION = defineOptions({
+  fsync: {
+    type: "choice",
+    description: "When a commit reaches the disk: always (each write), batch (each group " +
+      "commit), off (when the system flushes)",
+    choices: ["always", "batch", "off"],
+    default: "batch",
+  },
+});
+
+/** A data directory and its one data file, opened together (and closed together). */
+export interface Opened {
+  dir: DataDir;
+  store: Store;
+  close(): void;
+}
+
+/**
+ * Locks `dir` and opens `DIR/FILE`.
+ * @throws {UsageError} when the directory is held by another process or the
+ *   file cannot be opened (see {@link Store})
+ */
+export function openDataDir(
+  dir: string,
+  file: string,
+  options: {
+    tables: readonly string[];
+    fsync: FsyncMode;
+    moveCorruptAside: boolean;
+    warn: (message: string) => void;
+  },
+): Opened {
+  const data = DataDir.open(dir);
+  let store: Store;
+  try {
+    store = new Store(data.file(file), options);
+  } catch (err) {
+    data.close();
+    throw err;
+  }
+  return {
+    dir: data,
+    store,
+    close() {
+      try {
+        store.close();
+      } finally {
+        data.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,375 @@
+/**
+ * One data file: key-value tables in SQLite (`node:sqlite`, WAL mode) with
+ * group commit. Writes (`put`, `delete`) go to memory at once, so the
+ * caller's state and the file's differ only by what is pending; `commit()`
+ * resolves once a transaction covering every write made so far is on disk
+ * (as `fsync` defines "on disk"), or rejects if that transaction failed.
+ *
+ * - `always`: every write is its own transaction, synced before `put`
+ *   returns;
+ * - `batch`: one transaction, synced, for everything written in the same
+ *   turn of the event loop (at most {@link MAX_BATCH} writes: more are
+ *   committed at once); the sync blocks the loop, so what arrives meanwhile
+ *   forms the next batch;
+ * - `off`: batches as `batch`, never synced: the operating system writes
+ *   them when it likes.
+ *
+ * A failed commit (a full disk) rolls back, so the file keeps its last
+ * committed state; the writes it held stay pending (unless newer ones
+ * replaced them) and are tried again with the next commit, or after
+ * {@link RETRY_MS}. Deletes leave free pages that incremental vacuum gives
+ * back to the file system, so the file stays near the live data.
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { setImmediate } from "node:timers";
+import { UsageError } from "../config/mod.ts";
+import { DistError } from "../wire/mod.ts";
+
+/** When a commit is synced to disk: see the module comment. */
+export type FsyncMode = "always" | "batch" | "off";
+
+export const FSYNC_MODES: readonly FsyncMode[] = ["always", "batch", "off"];
+
+/** Most writes in one batch: past this many a commit runs at once. */
+export const MAX_BATCH = 20_000;
+/** After a failed commit, how soon the pending writes are tried again (ms). */
+export const RETRY_MS = 1000;
+/** Marks a file as ours (`PRAGMA application_id`): "dist" in ASCII. */
+const APPLICATION_ID = 0x64697374;
+
+/** A value as stored. */
+export type Value = string | Uint8Array;
+
+export interface StoreOptions {
+  fsync: FsyncMode;
+  /** The tables the file holds (created when missing). */
+  tables: readonly string[];
+  /** When the file cannot be opened: move it aside (`FILE.corrupt-TIME`) and start empty. */
+  moveCorruptAside?: boolean;
+  /** Told when a corrupt file was moved aside, and of failed commits (once per failure run). */
+  warn?: (message: string) => void;
+}
+
+/** Counters for `sys.stats`. */
+export interface StoreCounters {
+  commits: number;
+  /** Writes committed. */
+  written: number;
+  /** Commits that failed (full disk …) and rolled back. */
+  failed: number;
+  /** Pages given back by incremental vacuum. */
+  vacuumed_pages: number;
+}
+
+interface Waiter {
+  upTo: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+interface Statements {
+  put: StatementSync;
+  del: StatementSync;
+  all: StatementSync;
+}
+
+/** A data file: see the module comment. */
+export class Store {
+  readonly path: string;
+  readonly fsync: FsyncMode;
+  readonly counters: StoreCounters = { commits: 0, written: 0, failed: 0, vacuumed_pages: 0 };
+  #db: DatabaseSync;
+  #tables = new Map<string, Statements>();
+  /** Pending writes by table and key (null: a delete), in the order first written. */
+  #pending = new Map<string, Map<string, Value | null>>();
+  #pendingCount = 0;
+  /** Writes made so far, and how many of them are committed (or were failed). */
+  #seq = 0;
+  #done = 0;
+  #waiters: Waiter[] = [];
+  #scheduled = false;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #lastError: Error | undefined;
+  #warn: (message: string) => void;
+  #closed = false;
+
+  /**
+   * Opens (or creates) the file at `path` and checks it.
+   * @throws {UsageError} `Cannot open PATH: …` when it is not a readable data
+   *   file, unless `moveCorruptAside` is set
+   */
+  constructor(path: string, options: StoreOptions) {
+    this.path = path;
+    this.fsync = options.fsync;
+    this.#warn = options.warn ?? (() => {});
+    try {
+      this.#db = openChecked(path, options);
+    } catch (err) {
+      const why = (err as Error).message;
+      if (!options.moveCorruptAside) {
+        throw new UsageError(
+          `Cannot open ${path}: ${why}: move it away, or give --move-corrupt-aside ` +
+            `to have it renamed and start empty`,
+        );
+      }
+      const aside = moveAside(path);
+      this.#warn(`Cannot open ${path}: ${why}: moved it to ${aside} and started empty`);
+      try {
+        this.#db = openChecked(path, options);
+      } catch (again) {
+        throw new UsageError(`Cannot open ${path}: ${(again as Error).message}`);
+      }
+    }
+    for (const table of options.tables) {
+      const t = quoteName(table);
+      this.#tables.set(table, {
+        put: this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
+        del: this.#db.prepare(`DELETE FROM ${t} WHERE k = ?`),
+        all: this.#db.prepare(`SELECT k, v FROM ${t}`),
+      });
+      this.#pending.set(table, new Map());
+    }
+  }
+
+  /** Every row of `table` as committed (pending writes are not seen). */
+  *rows(table: string): Generator<[string, Value]> {
+    const all = this.#statements(table).all;
+    // Rows as arrays are about twice as fast to read as objects (types lag the runtime here).
+    (all as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
+    for (const row of all.iterate() as Iterable<unknown>) {
+      const [k, v] = row as [string, Value];
+      yield [k, v];
+    }
+  }
+
+  /** Sets `key` of `table` (durable once {@link commit} resolves). */
+  put(table: string, key: string, value: Value): void {
+    this.#write(table, key, value);
+  }
+
+  /** Removes `key` of `table` (durable once {@link commit} resolves). */
+  delete(table: string, key: string): void {
+    this.#write(table, key, null);
+  }
+
+  /** Writes not committed yet. */
+  get pending(): number {
+    return this.#pendingCount;
+  }
+
+  /**
+   * Resolves once every write made so far is committed.
+   * @throws {DistError} UNAVAILABLE when the commit covering them failed
+   */
+  commit(): Promise<void> {
+    if (this.#done >= this.#seq) {
+      return this.#lastError === undefined || this.#pendingCount === 0
+        ? Promise.resolve()
+        : Promise.reject(this.#lastError);
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#waiters.push({ upTo: this.#seq, resolve, reject });
+    this.#schedule();
+    return promise;
+  }
+
+  /** Commits what is pending now (at shutdown), then closes the file. */
+  close(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#retry);
+    if (this.#pendingCount > 0) this.#commitNow();
+    this.#closed = true;
+    for (const w of this.#waiters) w.reject(new DistError("UNAVAILABLE", "Store closed"));
+    this.#waiters = [];
+    try {
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch {
+      // A checkpoint is tidiness: the WAL is replayed at the next open anyway.
+    }
+    this.#db.close();
+  }
+
+  /** The file's size with its WAL (bytes). */
+  sizeOnDisk(): number {
+    let total = 0;
+    for (const suffix of ["", "-wal"]) {
+      try {
+        total += Deno.statSync(this.path + suffix).size;
+      } catch {
+        // No WAL right now.
+      }
+    }
+    return total;
+  }
+
+  #statements(table: string): Statements {
+    const s = this.#tables.get(table);
+    if (s === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
+    return s;
+  }
+
+  #write(table: string, key: string, value: Value | null): void {
+    if (this.#closed) throw new DistError("UNAVAILABLE", "Store closed");
+    const ops = this.#pending.get(table);
+    if (ops === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
+    if (!ops.has(key)) this.#pendingCount++;
+    ops.set(key, value);
+    this.#seq++;
+    if (this.fsync === "always" || this.#pendingCount >= MAX_BATCH) this.#commitNow();
+    else this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    // setImmediate runs after this turn's I/O callbacks: every frame read in this turn is in.
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (this.#pendingCount > 0 || this.#done < this.#seq) this.#commitNow();
+    });
+  }
+
+  #commitNow(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    const batch = this.#pending;
+    const count = this.#pendingCount;
+    const upTo = this.#seq;
+    this.#pending = new Map([...batch.keys()].map((t) => [t, new Map()]));
+    this.#pendingCount = 0;
+    let failure: Error | undefined;
+    if (count > 0) {
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+        for (const [table, ops] of batch) {
+          const s = this.#tables.get(table)!;
+          for (const [key, value] of ops) {
+            if (value === null) s.del.run(key);
+            else s.put.run(key, value);
+          }
+        }
+        this.#db.exec("COMMIT");
+        this.counters.commits++;
+        this.counters.written += count;
+        if (this.#lastError !== undefined) this.#warn(`Writing to ${this.path} again`);
+        this.#lastError = undefined;
+      } catch (err) {
+        failure = this.#failed(err, batch);
+      }
+    }
+    this.#done = upTo;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) {
+      if (w.upTo > upTo) this.#waiters.push(w);
+      else if (failure !== undefined) w.reject(failure);
+      else w.resolve();
+    }
+    if (failure === undefined && this.counters.commits % 64 === 0) this.#vacuum();
+  }
+
+  /** Rolls back, keeps the batch's writes pending (behind newer ones), and says why. */
+  #failed(err: unknown, batch: Map<string, Map<string, Value | null>>): Error {
+    try {
+      this.#db.exec("ROLLBACK");
+    } catch {
+      // SQLite may have rolled back on its own already (SQLITE_FULL does).
+    }
+    this.counters.failed++;
+    for (const [table, ops] of batch) {
+      const now = this.#pending.get(table)!;
+      for (const [key, value] of ops) {
+        if (!now.has(key)) {
+          now.set(key, value);
+          this.#pendingCount++;
+        }
+      }
+    }
+    const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
+    const error = new DistError("UNAVAILABLE", `Cannot store: ${why} (${this.path})`, {
+      cause: err,
+    });
+    if (this.#lastError === undefined) this.#warn(`${error.message}: retrying every second`);
+    this.#lastError = error;
+    this.#retry = setTimeout(() => this.#commitNow(), RETRY_MS);
+    Deno.unrefTimer(this.#retry);
+    return error;
+  }
+
+  /** Gives free pages back once they are a quarter of the file. */
+  #vacuum(): void {
+    try {
+      const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
+        .freelist_count;
+      const pages = (this.#db.prepare("PRAGMA page_count").get() as { page_count: number })
+        .page_count;
+      if (free >= 256 && free * 4 >= pages) {
+        // Stepped to the end (exec would free one page): each step frees a page.
+        this.#db.prepare("PRAGMA incremental_vacuum").all();
+        this.counters.vacuumed_pages += free;
+      }
+    } catch {
+      // Vacuum is tidiness; a full disk can refuse it, and the next commit tells.
+    }
+  }
+}
+
+/** Opens the file, sets it up and checks it: any problem throws. */
+function openChecked(path: string, options: StoreOptions): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    // Set before any table exists, so deletes can give pages back (incremental vacuum).
+    db.exec("PRAGMA auto_vacuum = INCREMENTAL");
+    const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+    if (mode.journal_mode !== "wal") throw new Error(`cannot use WAL mode (${mode.journal_mode})`);
+    db.exec(`PRAGMA synchronous = ${options.fsync === "off" ? "OFF" : "FULL"}`);
+    db.exec("PRAGMA journal_size_limit = 4194304");
+    const check = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
+    if (check.length !== 1 || check[0].quick_check !== "ok") {
+      throw new Error(check.map((r) => r.quick_check).slice(0, 3).join("; "));
+    }
+    const app = (db.prepare("PRAGMA application_id").get() as { application_id: number })
+      .application_id;
+    const empty = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number })
+      .n === 0;
+    if (app !== APPLICATION_ID && !(app === 0 && empty)) {
+      throw new Error("not a dist data file");
+    }
+    if (app === 0) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    for (const table of options.tables) {
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS ${quoteName(table)} ` +
+          `(k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL)`,
+      );
+    }
+    return db;
+  } catch (err) {
+    try {
+      db.close();
+    } catch {
+      // Closing a file that failed to open: nothing more to say.
+    }
+    const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
+    throw new Error(why, { cause: err });
+  }
+}
+
+/** Renames the file (and its WAL and index) to `PATH.corrupt-TIME`; returns the new name. */
+function moveAside(path: string): string {
+  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      Deno.renameSync(path + suffix, aside + suffix);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new UsageError(`Cannot move ${path}${suffix} aside: ${(err as Error).message}`);
+      }
+    }
+  }
+  return aside;
+}
+
+function quoteName(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

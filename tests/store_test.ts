@@ -1,0 +1,178 @@
+/**
+ * store/: the data directory's lock, the data file's checks (a corrupt or
+ * truncated file, moved aside on request), group commit and compaction.
+ * Full disks and killed processes are in the roles' durability tests.
+ */
+import assert from "node:assert/strict";
+import { DataDir, openDataDir, Store } from "../store/mod.ts";
+import { UsageError } from "../config/mod.ts";
+
+const TABLES = ["t"];
+
+function open(path: string, extra: Partial<ConstructorParameters<typeof Store>[1]> = {}): Store {
+  return new Store(path, { fsync: "batch", tables: TABLES, ...extra });
+}
+
+Deno.test("Store: what commit() acknowledged is there after reopening", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const s = open(`${dir}/a.db`);
+    s.put("t", "k1", "v1");
+    s.put("t", "k2", new Uint8Array([1, 2, 3]));
+    s.put("t", "k3", "gone");
+    s.delete("t", "k3");
+    await s.commit();
+    assert.equal(s.counters.commits, 1, "one turn's writes are one commit");
+    s.close();
+    const again = open(`${dir}/a.db`);
+    assert.deepEqual(
+      new Map(again.rows("t")),
+      new Map<string, unknown>([
+        ["k1", "v1"],
+        ["k2", new Uint8Array([1, 2, 3])],
+      ]),
+    );
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Store: batch commits once per turn, always once per write", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const batch = open(`${dir}/b.db`);
+    const acks = [];
+    for (let i = 0; i < 100; i++) {
+      batch.put("t", `k${i}`, `v${i}`);
+      acks.push(batch.commit());
+    }
+    await Promise.all(acks);
+    assert.equal(batch.counters.commits, 1);
+    assert.equal(batch.counters.written, 100);
+    batch.close();
+    const always = open(`${dir}/c.db`, { fsync: "always" });
+    for (let i = 0; i < 10; i++) always.put("t", `k${i}`, `v${i}`);
+    await always.commit();
+    assert.equal(always.counters.commits, 10);
+    always.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("DataDir: a second opener of one directory is refused, naming the holder", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = DataDir.open(`${dir}/data`);
+    assert.throws(() => DataDir.open(`${dir}/data`), (err) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(
+        err.message,
+        `Cannot use data directory ${dir}/data: another process holds it (pid ${Deno.pid}): ` +
+          `give each instance its own directory`,
+      );
+      return true;
+    });
+    first.close();
+    DataDir.open(`${dir}/data`).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Store: a file that is not a database is refused, or moved aside on request", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/x.db`;
+    await Deno.writeTextFile(path, "this is not a database, it is a text file ".repeat(100));
+    assert.throws(() => open(path), (err) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(
+        err.message,
+        `Cannot open ${path}: file is not a database: move it away, or give ` +
+          `--move-corrupt-aside to have it renamed and start empty`,
+      );
+      return true;
+    });
+    const warnings: string[] = [];
+    const s = open(path, { moveCorruptAside: true, warn: (m) => warnings.push(m) });
+    assert.deepEqual([...s.rows("t")], []);
+    s.close();
+    assert.equal(warnings.length, 1);
+    assert.match(
+      warnings[0],
+      /^Cannot open .*x\.db: file is not a database: moved it to .*corrupt-/,
+    );
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(names.some((n) => n.startsWith("x.db.corrupt-")), names.join(", "));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Store: a truncated file is refused with what SQLite found", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/x.db`;
+    const s = open(path);
+    for (let i = 0; i < 5000; i++) s.put("t", `key-${i}`, "x".repeat(200));
+    await s.commit();
+    s.close();
+    const size = Deno.statSync(path).size;
+    await Deno.truncate(path, Math.floor(size / 2));
+    assert.throws(() => open(path), (err) => {
+      assert.ok(err instanceof UsageError);
+      assert.match(err.message, new RegExp(`^Cannot open ${path}: .+: move it away`));
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Store: a file of another program is not taken for a data file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { DatabaseSync } = await import("node:sqlite");
+    const other = new DatabaseSync(`${dir}/o.db`);
+    other.exec("CREATE TABLE notes (x)");
+    other.close();
+    assert.throws(() => open(`${dir}/o.db`), /: not a dist data file: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Store: after deleting most rows the file shrinks near the live data", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const s = open(`${dir}/v.db`, { fsync: "off" });
+    const value = "x".repeat(1000);
+    for (let i = 0; i < 4000; i++) s.put("t", `k${i}`, value);
+    await s.commit();
+    const full = s.sizeOnDisk();
+    for (let i = 0; i < 3900; i += 30) {
+      for (let j = i; j < i + 30; j++) s.delete("t", `k${j}`);
+      await s.commit(); // 130 commits: compaction looks every 64th
+    }
+    s.close();
+    const after = Deno.statSync(`${dir}/v.db`).size;
+    assert.ok(full > 4_000_000, `full: ${full}`);
+    assert.ok(after < full / 4, `after deleting 97%: ${after} bytes of ${full}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openDataDir: the lock is released when the file cannot be opened", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/s.db`, "garbage ".repeat(100));
+    const opts = { tables: TABLES, fsync: "batch" as const, moveCorruptAside: false, warn() {} };
+    assert.throws(() => openDataDir(dir, "s.db", opts), UsageError);
+    openDataDir(dir, "s.db", { ...opts, moveCorruptAside: true }).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
