@@ -24,6 +24,8 @@ export interface BinderParts {
   defaultTtlMs: number;
   /** The frame limit of the binder's connections (bytes): no answer is built bigger. */
   maxFrame: number;
+  /** With a data directory: resolves once every change so far is on disk. */
+  committed?: () => Promise<void>;
 }
 
 /**
@@ -52,6 +54,10 @@ export function binderServing(parts: BinderParts): Serving {
   const whenReady = <T>(f: () => T | Promise<T>): T | Promise<T> =>
     replicator.isReady ? f() : replicator.ready.then(f);
 
+  /** `answer` once the change it acknowledges is stored (at once without a data directory). */
+  const stored = <T>(answer: T): T | Promise<T> =>
+    parts.committed === undefined ? answer : parts.committed().then(() => answer);
+
   async function reportDown(id: string, peer: Peer): Promise<ReportAnswer> {
     const entry = registry.get(id);
     if (entry === undefined) throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
@@ -65,15 +71,16 @@ export function binderServing(parts: BinderParts): Serving {
     "binder.register": (p) =>
       whenReady(() => {
         const entry = registry.register(registrationOf(p, parts.defaultTtlMs));
-        return { id: entry.id, ttl_ms: entry.ttlMs };
+        return stored({ id: entry.id, ttl_ms: entry.ttlMs });
       }),
-    "binder.renew": (p) => whenReady(() => ({ id: p.id, ttl_ms: registry.renew(p.id).ttlMs })),
+    "binder.renew": (p) =>
+      whenReady(() => stored({ id: p.id, ttl_ms: registry.renew(p.id).ttlMs })),
     "binder.deregister": (p) =>
       whenReady(() => {
         if (registry.remove(p.id, "deregistered") === undefined) {
           throw new DistError("NOT_FOUND", `Unknown instance ${p.id}`);
         }
-        return { id: p.id, removed: true };
+        return stored({ id: p.id, removed: true as const });
       }),
     "binder.list": (p) =>
       whenReady(() => {

@@ -10,6 +10,7 @@
  * - `replication.ts`: push, anti-entropy and catch-up with peer binders;
  * - `verify.ts`: shared verification of reported failures;
  * - `watch.ts`: `binder.watch` subscribers and `binder.changed` notifications;
+ * - `durable.ts`: the registry in a data directory (`--data-dir`);
  * - `api.ts`: the methods, each checked and handed to one of the above.
  */
 import { getLogger } from "@logtape/logtape";
@@ -32,6 +33,8 @@ import { type Entry, Registry } from "./registry.ts";
 import { Replicator } from "./replication.ts";
 import { Verifier } from "./verify.ts";
 import { isVisibleChange, Watchers } from "./watch.ts";
+import { DurableRegistry } from "./durable.ts";
+import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
 
 const log = getLogger(["dist", "binder"]);
 
@@ -78,6 +81,8 @@ const BINDER_OPTIONS = defineOptions({
     default: 100_000,
     min: 1,
   },
+  ...STORE_OPTIONS,
+  ...FSYNC_OPTION,
   ...LISTENER_OPTIONS,
 });
 type BinderOptions = RoleOptions<typeof BINDER_OPTIONS>;
@@ -85,7 +90,7 @@ type BinderOptions = RoleOptions<typeof BINDER_OPTIONS>;
 export const binder = defineRole({
   summary: "Replicated service registry: servers register, clients resolve",
   usage: [
-    "dist binder [--port 7000] [--peers HOST:PORT,...] [--ttl 3s]",
+    "dist binder [--port 7000] [--peers HOST:PORT,...] [--ttl 3s] [--data-dir DIR]",
     "",
     "Methods:",
     "  binder.register {service, host, port, ttl_ms?, meta?} -> {id, ttl_ms}",
@@ -133,6 +138,20 @@ function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
         clock: new HybridClock(node),
         maxEntries: options.maxInstances,
       });
+      // Read back before anything else listens: restoring is not a change to tell anyone.
+      const durable = options.dataDir === undefined ? undefined : new DurableRegistry(
+        registry,
+        options.dataDir,
+        {
+          fsync: options.fsync,
+          moveCorruptAside: options.moveCorruptAside,
+          warn: (message) => log.warn("{message}", { message }),
+        },
+      );
+      if (durable !== undefined) {
+        const { restored, path } = durable.stats();
+        log.info("Read {n} entr(ies) back from {path}", { n: restored, path });
+      }
       const peers = otherBinders(options.peers, bound.addr);
       const replicator = new Replicator({
         registry,
@@ -171,6 +190,7 @@ function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
           watchers,
           defaultTtlMs: options.ttl,
           maxFrame,
+          committed: durable && (() => durable.committed()),
         }),
         stats: () => ({
           ready: replicator.isReady,
@@ -186,6 +206,7 @@ function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
           notifications_failed: watchers.failed,
           clock_drift_ms: registry.clock.drift,
           replication: { ...replicator.counters, peers: replicator.peers() },
+          ...(durable === undefined ? {} : { store: durable.stats() }),
         }),
         started: () => {
           sweeper = setInterval(() => registry.sweep(), SWEEP_MS);
@@ -200,6 +221,7 @@ function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
           await replicator.stop();
         },
         stopped: () => {
+          durable?.close();
           log.info("Stopped with {n} instance(s) registered", { n: registry.liveCount });
         },
       };

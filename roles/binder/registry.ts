@@ -160,6 +160,7 @@ export class Registry {
   #services: string[] | undefined;
   #digest = new Digest();
   #listeners: ChangeListener[] = [];
+  #collectListeners: ((tombstone: Entry) => void)[] = [];
   #suspects = new Set<string>();
   #live = 0;
 
@@ -176,6 +177,11 @@ export class Registry {
   /** Calls `listener` on every change (see {@link ChangeListener}). */
   onChange(listener: ChangeListener): void {
     this.#listeners.push(listener);
+  }
+
+  /** Calls `listener` for every tombstone collected (see {@link sweep}). */
+  onCollect(listener: (tombstone: Entry) => void): void {
+    this.#collectListeners.push(listener);
   }
 
   get digest(): Digest {
@@ -411,6 +417,26 @@ export class Registry {
     return true;
   }
 
+  /**
+   * Puts back an entry this binder held before a restart (read from its data
+   * directory): as a merge, without the checks meant for peers, and counted
+   * as nothing. A tombstone old enough to be collected is left out.
+   * @returns whether it was put back
+   */
+  restore(incoming: Incoming): boolean {
+    if (incoming.removed !== undefined && this.#collectable(incoming)) return false;
+    this.clock.observe(incoming.stamp);
+    const previous = this.#entries.get(incoming.id);
+    if (previous !== undefined && compareStamps(incoming.stamp, previous.stamp) <= 0) return false;
+    const { leftMs, ...rest } = incoming;
+    const entry: Entry = {
+      ...rest,
+      expiresAt: incoming.removed !== undefined ? 0 : this.#now() + Math.max(0, leftMs),
+    };
+    this.#apply(entry, false);
+    return true;
+  }
+
   /** Milliseconds left of a live entry's lease (0 when run out or removed). */
   leftMs(entry: Entry): number {
     return entry.removed !== undefined ? 0 : Math.max(0, Math.round(entry.expiresAt - this.#now()));
@@ -433,6 +459,7 @@ export class Registry {
       } else if (this.#collectable(entry)) {
         this.#entries.delete(entry.id);
         this.#digest.remove(entry.id, entry.stamp, entry.removed);
+        for (const listener of this.#collectListeners) listener(entry);
       }
     }
     return expired;

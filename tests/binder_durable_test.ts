@@ -1,0 +1,266 @@
+/**
+ * The binder with `--data-dir`, as real processes: killed with SIGKILL and
+ * restarted alone on its port with the same directory, it answers at once
+ * with what was live, and lets leases run out as they would have; nothing
+ * it acknowledged is lost over 20 kills under load; a corrupt file, a
+ * second process on one directory and a full disk are said clearly.
+ */
+import assert from "node:assert/strict";
+import { connectTo, ids, waitUntil } from "./helpers/binder.ts";
+import { distCommand, type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
+import { assertUserError } from "./helpers/cli.ts";
+import { isCode } from "./helpers/rpc.ts";
+import type { Peer } from "../wire/mod.ts";
+
+const reg = (port: number, ttl_ms = 60_000, meta?: Record<string, unknown>) => ({
+  service: "compute",
+  host: "127.0.0.1",
+  port,
+  ttl_ms,
+  ...(meta === undefined ? {} : { meta }),
+});
+
+/** The short lease of the restart test (ms): longer than a restart on a loaded machine. */
+const SHORT_MS = 4000;
+
+function binderAt(dir: string, port = 0, extra: string[] = []): Promise<DistProcess> {
+  return startDist(["binder", "--port", String(port), "--data-dir", dir, ...extra]);
+}
+
+Deno.test("binder --data-dir: after SIGKILL, restarted alone, it answers at once and leases run out", async () => {
+  const dir = await Deno.makeTempDir();
+  let b = await binderAt(`${dir}/data`);
+  try {
+    const peer = await connectTo(b.address);
+    await peer.call("binder.register", reg(5001));
+    await peer.call("binder.register", { ...reg(5002, SHORT_MS), service: "short" });
+    const registeredAt = performance.now();
+    const { id: gone } = await peer.call("binder.register", reg(5003)) as { id: string };
+    await peer.call("binder.deregister", { id: gone });
+    peer.close();
+    await b.stop("SIGKILL");
+
+    b = await binderAt(`${dir}/data`, b.port);
+    const restartedAt = performance.now();
+    const again = await connectTo(b.address);
+    try {
+      // The first call answers from the file: no catch-up, no re-registration.
+      assert.deepEqual(await again.call("binder.lookup", { service: "compute" }), {
+        id: "compute@127.0.0.1:5001",
+        service: "compute",
+        host: "127.0.0.1",
+        port: 5001,
+      });
+      const listed = await ids(again);
+      if (performance.now() - registeredAt < SHORT_MS - 500) {
+        assert.deepEqual(listed, ["compute@127.0.0.1:5001", "short@127.0.0.1:5002"]);
+      }
+      // The short lease runs out on its time, counted from the registration, not the restart.
+      await waitUntil(async () => (await ids(again, "short")).length === 0, "short's lease", 8000);
+      const expiredAt = performance.now();
+      assert.ok(
+        expiredAt < restartedAt + SHORT_MS - 100,
+        `expired ${Math.round(expiredAt - registeredAt)} ms after registering, ` +
+          `${Math.round(expiredAt - restartedAt)} ms after the restart`,
+      );
+      assert.deepEqual(await ids(again), ["compute@127.0.0.1:5001"]);
+      const stats = await again.call("sys.stats") as { store: { restored: number; path: string } };
+      assert.equal(stats.store.path, `${dir}/data/binder.db`);
+      assert.ok(stats.store.restored >= 2, `restored ${stats.store.restored}`);
+    } finally {
+      again.close();
+    }
+    // Stopped gracefully and restarted: the expiry was stored too.
+    await b.stop();
+    b = await binderAt(`${dir}/data`, b.port);
+    assert.deepEqual(await ids(b.address), ["compute@127.0.0.1:5001"]);
+  } finally {
+    await b.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("binder --data-dir: 20 SIGKILLs under load lose no acknowledged registration", async () => {
+  const dir = await Deno.makeTempDir();
+  const acknowledged = new Set<string>();
+  let port = 0;
+  let next = 10_000;
+  try {
+    for (let round = 0; round < 20; round++) {
+      const b = await binderAt(`${dir}/data`, port);
+      port = b.port;
+      const peer = await connectTo(b.address);
+      // Everything acknowledged in earlier rounds is there, with nothing else waited for.
+      const live = new Set(await ids(peer));
+      const missing = [...acknowledged].filter((id) => !live.has(id));
+      assert.deepEqual(missing, [], `round ${round}: acknowledged before a SIGKILL, then lost`);
+      // Load: 8 registrations in flight at a time, until the kill.
+      let killed = false;
+      const load = Array.from({ length: 8 }, async () => {
+        while (!killed) {
+          const port = next++;
+          try {
+            const { id } = await peer.call("binder.register", reg(port)) as { id: string };
+            acknowledged.add(id);
+          } catch {
+            return; // Killed: this one was never acknowledged.
+          }
+        }
+      });
+      await new Promise((r) => setTimeout(r, 50 + 20 * round));
+      killed = true;
+      await b.stop("SIGKILL");
+      await Promise.all(load);
+      peer.close();
+    }
+    const b = await binderAt(`${dir}/data`, port);
+    try {
+      const live = new Set(await ids(b.address));
+      assert.ok(acknowledged.size > 100, `only ${acknowledged.size} acknowledged`);
+      assert.deepEqual([...acknowledged].filter((id) => !live.has(id)), []);
+    } finally {
+      await b.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("binder --data-dir: a corrupt file is refused, or moved aside with --move-corrupt-aside", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/binder.db`, "not a database\n".repeat(200));
+    const refused = await runDist(["binder", "--port", "0", "--data-dir", dir]);
+    const line = assertUserError(refused, 2, "corrupt binder.db");
+    assert.equal(
+      line,
+      `dist: Cannot open ${dir}/binder.db: file is not a database: move it away, or give ` +
+        `--move-corrupt-aside to have it renamed and start empty`,
+    );
+    const b = await binderAt(dir, 0, ["--move-corrupt-aside"]);
+    try {
+      assert.deepEqual(await ids(b.address), []);
+      assert.match(b.stderr(), /\[WRN\] .*moved it to .*binder\.db\.corrupt-/);
+    } finally {
+      await b.stop();
+    }
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(names.some((n) => n.startsWith("binder.db.corrupt-")), names.join(", "));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("binder --data-dir: a second process on the same directory is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  const b = await binderAt(dir);
+  try {
+    const second = await runDist(["binder", "--port", "0", "--data-dir", dir]);
+    const line = assertUserError(second, 2, "second binder");
+    assert.equal(
+      line,
+      `dist: Cannot use data directory ${dir}: another process holds it (pid ${b.child.pid}): ` +
+        `give each instance its own directory`,
+    );
+    assert.deepEqual(await ids(b.address), [], "the first one carries on");
+  } finally {
+    await b.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Whether this machine lets a test mount a tmpfs in a namespace of its own. */
+async function canMountTmpfs(): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("unshare", {
+      args: ["-rm", "sh", "-c", "mount -t tmpfs -o size=1m none /mnt"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("binder --data-dir: a full disk refuses registrations and corrupts nothing", async (t) => {
+  if (!await canMountTmpfs()) {
+    t.step({ name: "skipped: unshare -rm cannot mount a tmpfs here", ignore: true, fn() {} });
+    return;
+  }
+  const mnt = await Deno.makeTempDir();
+  const port = freePort();
+  const { exe, args } = distCommand(["binder", "--port", String(port), "--data-dir", `${mnt}/d`]);
+  const run = [exe, ...args].map((w) => `'${w}'`).join(" ");
+  // A 1 MiB tmpfs in a mount namespace of the test's own; the binder runs there twice:
+  // killed (SIGKILL) once the disk is full, then restarted on the same filesystem.
+  const script = `mount -t tmpfs -o size=1m none '${mnt}' || exit 9
+${run} & echo "pid $!" >&2; wait $!
+${run} & echo "pid $!" >&2; wait $!`;
+  const child = new Deno.Command("unshare", {
+    args: ["-rm", "sh", "-c", script],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let stderr = "";
+  const reader = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  const listening = async (count: number) => {
+    await waitUntil(
+      () => (stderr.match(/Listening on [\d.]+:\d+/g) ?? []).length >= count,
+      "listening",
+      20_000,
+    );
+    const all = [...stderr.matchAll(/Listening on ([\d.]+:(\d+))/g)];
+    return all[count - 1];
+  };
+  let peer: Peer | undefined;
+  try {
+    const [, address] = await listening(1);
+    peer = await connectTo(address);
+    const acknowledged: string[] = [];
+    const meta = { note: "x".repeat(2000) };
+    let refusal: unknown;
+    for (let p = 1; p < 5000 && refusal === undefined; p++) {
+      try {
+        const { id } = await peer.call("binder.register", reg(p, 600_000, meta)) as { id: string };
+        acknowledged.push(id);
+      } catch (err) {
+        refusal = err;
+      }
+    }
+    assert.ok(refusal !== undefined, "the 1 MiB filesystem filled up");
+    isCode("UNAVAILABLE")(refusal);
+    assert.match((refusal as Error).message, /^Cannot store: database or disk is full \(/);
+    assert.ok(acknowledged.length > 20, `${acknowledged.length} stored before the disk was full`);
+    // The binder carries on: lookups answer.
+    await peer.call("binder.lookup", { service: "compute" });
+    peer.close();
+    peer = undefined;
+    Deno.kill(Number(stderr.match(/pid (\d+)/)![1]), "SIGKILL");
+    const [, again] = await listening(2);
+    const live = new Set(await ids(again));
+    assert.deepEqual(acknowledged.filter((id) => !live.has(id)), [], "acknowledged, then lost");
+  } finally {
+    peer?.close();
+    // The binders first: killing the shell leaves them running, holding stderr open.
+    for (const [, pid] of stderr.matchAll(/pid (\d+)/g)) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch {
+        // Exited.
+      }
+    }
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await child.status;
+    await reader;
+    await Deno.remove(mnt, { recursive: true });
+  }
+});
