@@ -49,11 +49,34 @@ export function topologyKey(file: string | undefined): string {
   return file === undefined ? DEFAULT_TOPOLOGY_FILE : resolve(file);
 }
 
-async function fileName(state: Pick<LauncherState, "file" | "on">): Promise<string> {
-  const bytes = new TextEncoder().encode(JSON.stringify([state.file, state.on ?? ""]));
+async function shortHash(value: unknown): Promise<string> {
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  const hex = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${stateDir()}/up-${hex}.json`;
+  return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function fileName(state: Pick<LauncherState, "file" | "on">): Promise<string> {
+  return `${stateDir()}/up-${await shortHash([state.file, state.on ?? ""])}.json`;
+}
+
+/** The `data_dir` value that asks `dist up` for a directory of its own per instance. */
+export const AUTO_DATA_DIR = "auto";
+
+/**
+ * Gives each instance whose `data_dir` is `"auto"` a directory in the state
+ * directory: `STATE/data/<topology hash>/<instance name>`, the same at every
+ * run of the same file, so a restarted cluster finds its state again.
+ */
+export async function placeDataDirs(
+  instances: readonly { name: string; options: Record<string, unknown> }[],
+  topology: string,
+): Promise<void> {
+  const hash = await shortHash([topology]);
+  for (const instance of instances) {
+    if (instance.options.dataDir === AUTO_DATA_DIR) {
+      instance.options.dataDir = `${stateDir()}/data/${hash}/${instance.name}`;
+    }
+  }
 }
 
 /** Whether process `pid` is alive (Linux: /proc; elsewhere assumed alive). */

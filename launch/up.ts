@@ -16,7 +16,7 @@ import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
 import { DEFAULT_DASHBOARD, type OpenDashboard, openDashboard } from "./dashboard/mod.ts";
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
-import { readStates, StateWriter, topologyKey } from "./state.ts";
+import { placeDataDirs, readStates, StateWriter, topologyKey } from "./state.ts";
 import { Supervisor } from "./supervisor.ts";
 
 /** A topology and its text (for line numbers in plan errors). */
@@ -76,6 +76,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     only: o.only as string[] | undefined,
     on: o.on as string | undefined,
   });
+  await placeDataDirs(topology.instances, topologyKey(args.file));
   const byName = new Map(topology.instances.map((i) => [i.name, i]));
   if (o.dryRun) {
     for (const line of formatPlan(plan, { roles, byName, json: o.json as boolean })) {

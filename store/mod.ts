@@ -11,6 +11,7 @@ import { type FsyncMode, Store } from "./store.ts";
 
 export { DataDir } from "./data_dir.ts";
 export {
+  type Deferred,
   FSYNC_MODES,
   type FsyncMode,
   MAX_BATCH,

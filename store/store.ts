@@ -40,6 +40,12 @@ const APPLICATION_ID = 0x64697374;
 /** A value as stored. */
 export type Value = string | Uint8Array;
 
+/**
+ * A value made when committed, not when written: a key written many times
+ * in one turn is encoded once, as it is then (null: delete it).
+ */
+export type Deferred = () => Value | null;
+
 export interface StoreOptions {
   fsync: FsyncMode;
   /** The tables the file holds (created when missing). */
@@ -81,7 +87,7 @@ export class Store {
   #db: DatabaseSync;
   #tables = new Map<string, Statements>();
   /** Pending writes by table and key (null: a delete), in the order first written. */
-  #pending = new Map<string, Map<string, Value | null>>();
+  #pending = new Map<string, Map<string, Value | Deferred | null>>();
   #pendingCount = 0;
   /** Writes made so far, and how many of them are committed (or were failed). */
   #seq = 0;
@@ -143,7 +149,7 @@ export class Store {
   }
 
   /** Sets `key` of `table` (durable once {@link commit} resolves). */
-  put(table: string, key: string, value: Value): void {
+  put(table: string, key: string, value: Value | Deferred): void {
     this.#write(table, key, value);
   }
 
@@ -208,7 +214,7 @@ export class Store {
     return s;
   }
 
-  #write(table: string, key: string, value: Value | null): void {
+  #write(table: string, key: string, value: Value | Deferred | null): void {
     if (this.#closed) throw new DistError("UNAVAILABLE", "Store closed");
     const ops = this.#pending.get(table);
     if (ops === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
@@ -244,7 +250,8 @@ export class Store {
         this.#db.exec("BEGIN IMMEDIATE");
         for (const [table, ops] of batch) {
           const s = this.#tables.get(table)!;
-          for (const [key, value] of ops) {
+          for (const [key, written] of ops) {
+            const value = typeof written === "function" ? written() : written;
             if (value === null) s.del.run(key);
             else s.put.run(key, value);
           }
@@ -270,7 +277,7 @@ export class Store {
   }
 
   /** Rolls back, keeps the batch's writes pending (behind newer ones), and says why. */
-  #failed(err: unknown, batch: Map<string, Map<string, Value | null>>): Error {
+  #failed(err: unknown, batch: Map<string, Map<string, Value | Deferred | null>>): Error {
     try {
       this.#db.exec("ROLLBACK");
     } catch {

@@ -296,6 +296,22 @@ export class BrokerCore {
   }
 
   /**
+   * Puts back a retained value read from the data file at start: the topic
+   * is made (as a publish would, within the topic limits) and the value
+   * retained within the budget; nobody is subscribed yet, so nothing is
+   * delivered.
+   * @param updatedAt when it was set (epoch seconds)
+   */
+  restoreRetained(name: string, value: unknown, updatedAt: number): void {
+    let topic = this.topics.get(name);
+    if (topic === undefined) {
+      topic = this.topics.create(name, topicSegments(name), updatedAt);
+      this.#makeRoom();
+    }
+    this.retained.set(topic, value, topic.name.length + valueBytes(value), updatedAt);
+  }
+
+  /**
    * Adds a subscription, held: the front end answers the subscribe, then
    * calls `sub.release()`, and the retained value of every existing topic
    * it covers goes out first (not to queue groups, which share live

@@ -172,11 +172,19 @@ export class WireFront {
    * UNKNOWN_METHOD are the shell's). A connection cut off as a slow consumer
    * has its requests refused and its notifications dropped, unread.
    */
+  /** With a data directory: resolves once every retained value so far is on disk. */
+  committed: (() => Promise<void>) | undefined;
+
   serving(): Serving {
     const handlers: Handlers<[typeof broker]> = {
       "broker.publish": (p) => {
-        const { topic, deliveries } = this.core.publish(p.topic, p.value, p.retain !== false);
-        return { topic, deliveries };
+        const retain = p.retain !== false;
+        const { topic, deliveries } = this.core.publish(p.topic, p.value, retain);
+        const answer = { topic, deliveries };
+        // With a data directory, a retained value is confirmed once the commit covering it is.
+        return retain && this.committed !== undefined
+          ? this.committed().then(() => answer)
+          : answer;
       },
       "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
       "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),

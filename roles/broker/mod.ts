@@ -18,6 +18,8 @@ import { counted, defineRole, type RunContext } from "../_role.ts";
 import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
 import { WireFront } from "./front.ts";
+import { DurableBroker } from "./durable.ts";
+import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
 
 export { BrokerCore } from "./core.ts";
 export {
@@ -71,6 +73,8 @@ export const BROKER_OPTIONS = defineOptions({
     min: MIB,
     metavar: "BYTES",
   },
+  ...STORE_OPTIONS,
+  ...FSYNC_OPTION,
 });
 type BrokerOptions = RoleOptions<typeof BROKER_OPTIONS>;
 
@@ -78,10 +82,11 @@ export const broker = defineRole({
   summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
   usage: [
     "dist broker [--port 8000] [--retain-bytes BYTES] [--max-pending BYTES] [--max-topics N]",
-    "            [--max-topic-bytes BYTES]",
+    "            [--max-topic-bytes BYTES] [--data-dir DIR [--fsync always|batch|off]]",
     "",
     "Methods:",
-    "  broker.publish {topic, value, retain?}       a request is confirmed once routed;",
+    "  broker.publish {topic, value, retain?}       a request is confirmed once routed",
+    "                                               (and stored, with --data-dir);",
     "                                               a notification is fire-and-forget",
     "  broker.subscribe {topic, group?, policy?}    -> {sid, topics}; then broker.message",
     "                                               {sid, topic, value, retained} notifications",
@@ -116,22 +121,42 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
     options,
     // The subscriber policies act at max-pending; the wire's own cut-off is a backstop.
     listen: { maxOutbound: 2 * options.maxPending + 2 * options.maxFrame },
-    setUp: (bound) => ({
-      serve: front.serving(),
-      stats: () => front.stats(),
-      fast: { rawFrames: front.rawFrames },
-      onPeer: front.onPeer,
-      inFlight: () => {
-        const queued = core.queuedBytes;
-        return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
-      },
-      stopping: () =>
-        log.info("Shutting down: flushing {n} connection(s)", { n: bound.peers.size }),
-      stopped: () =>
-        log.info("Stopped after {n} in, {out} out", {
-          n: counted(core.messagesIn, "message"),
-          out: core.messagesOut,
-        }),
-    }),
+    setUp: (bound) => {
+      // Read back before the port accepts: the first subscriber sees every retained value.
+      const durable = options.dataDir === undefined ? undefined : new DurableBroker(
+        core,
+        options.dataDir,
+        {
+          fsync: options.fsync,
+          moveCorruptAside: options.moveCorruptAside,
+          warn: (message) => log.warn("{message}", { message }),
+        },
+      );
+      if (durable !== undefined) {
+        front.committed = () => durable.committed();
+        const { restored, path } = durable.stats();
+        log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
+      }
+      return {
+        serve: front.serving(),
+        stats: () =>
+          durable === undefined ? front.stats() : { ...front.stats(), store: durable.stats() },
+        fast: { rawFrames: front.rawFrames },
+        onPeer: front.onPeer,
+        inFlight: () => {
+          const queued = core.queuedBytes;
+          return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
+        },
+        stopping: () =>
+          log.info("Shutting down: flushing {n} connection(s)", { n: bound.peers.size }),
+        stopped: () => {
+          durable?.close();
+          log.info("Stopped after {n} in, {out} out", {
+            n: counted(core.messagesIn, "message"),
+            out: core.messagesOut,
+          });
+        },
+      };
+    },
   });
 }

@@ -53,6 +53,16 @@ export class RawJson extends EncodedValue {
     return new RawJson(view, undefined);
   }
 
+  /** A kept value from its JSON text (read back from a data file: not checked again). */
+  static fromText(text: string): RawJson {
+    return new RawJson(undefined, text);
+  }
+
+  /** The JSON text. */
+  get text(): string {
+    return this.#text ?? decoder.decode(this.bytes);
+  }
+
   /** Ends a borrow: from now on, using the value is a bug that throws, not garbage read. */
   release(): void {
     if (this.#text === undefined) this.#bytes = undefined;

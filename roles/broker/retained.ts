@@ -40,6 +40,8 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   #newest: RetainedEntry<K> | undefined;
 
   readonly #onChange: ((holder: K, delta: 1 | -1) => void) | undefined;
+  /** Told of every value set or cleared (evictions too): the data file's hook. */
+  onWrite: ((holder: K) => void) | undefined;
 
   /**
    * @param budget bytes the values (with their keys and overhead) may take in all
@@ -95,6 +97,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
         this.#append(entry);
       }
     }
+    this.onWrite?.(holder);
     while (this.#bytes > this.budget && this.#oldest !== undefined) {
       this.#evicted++;
       this.clear(this.#oldest.holder);
@@ -111,6 +114,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
     this.#bytes -= entry.bytes;
     this.#unlink(entry);
     this.#onChange?.(holder, -1);
+    this.onWrite?.(holder);
   }
 
   #append(entry: RetainedEntry<K>): void {
