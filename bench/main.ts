@@ -46,6 +46,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "dist broker vs nats-server: 1→1 msgs/s, 1→4 deliveries/s, latency at 10k/s, RSS",
     load: async () => (await import("./broker.ts")).run,
   },
+  durable: {
+    about: "publish-as-request: memory vs --data-dir --fsync off/batch/always; binder.register",
+    load: async () => (await import("./durable.ts")).run,
+  },
   auth: {
     about: "authentication: handshakes/s without, with a token, a users file; scrypt; RPC c=64",
     load: async () => (await import("./auth.ts")).run,

@@ -24,7 +24,10 @@ const reg = (port: number, ttl_ms = 60_000, meta?: Record<string, unknown>) => (
 const SHORT_MS = 4000;
 
 function binderAt(dir: string, port = 0, extra: string[] = []): Promise<DistProcess> {
-  return startDist(["binder", "--port", String(port), "--data-dir", dir, ...extra]);
+  // A loaded machine (the whole suite in parallel) can take many seconds to start deno.
+  return startDist(["binder", "--port", String(port), "--data-dir", dir, ...extra], {
+    timeoutMs: 30_000,
+  });
 }
 
 Deno.test("binder --data-dir: after SIGKILL, restarted alone, it answers at once and leases run out", async () => {

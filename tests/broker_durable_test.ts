@@ -11,7 +11,10 @@ import { type DistProcess, runDist, startDist } from "./helpers/dist.ts";
 import { assertUserError } from "./helpers/cli.ts";
 
 function brokerAt(dir: string, port = 0, extra: string[] = []): Promise<DistProcess> {
-  return startDist(["broker", "--port", String(port), "--data-dir", dir, ...extra]);
+  // A loaded machine (the whole suite in parallel) can take many seconds to start deno.
+  return startDist(["broker", "--port", String(port), "--data-dir", dir, ...extra], {
+    timeoutMs: 30_000,
+  });
 }
 
 function connect(
