@@ -15,6 +15,7 @@ import {
   type RoleInfo,
 } from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
+import { readSecurity, type TopologyTls } from "./_security.ts";
 import {
   convertValue,
   isReferenceName,
@@ -86,6 +87,8 @@ export class TopologyLoader {
   /** `host` of `[defaults]`, for every instance's placement. */
   #defaultHost?: string;
   #entryOf = new Map<Instance, Entry>();
+  /** `[security]`'s TLS settings, when it asks for TLS. */
+  #tls?: TopologyTls;
 
   constructor(text: string, options: ParseTopologyOptions) {
     this.#file = options.file;
@@ -103,6 +106,10 @@ export class TopologyLoader {
       if (key === "defaults") {
         if (isTable(value)) this.#defaults = value;
         else this.#problem(line, `defaults: must be a table ([defaults])`);
+      } else if (key === "security") {
+        if (isTable(value)) {
+          this.#tls = readSecurity(value, (k, text) => this.#problem(this.#line(key, k), text));
+        } else this.#problem(line, `security: must be a table ([security])`);
       } else if (Object.hasOwn(this.#roles, key)) {
         if (Array.isArray(value) && value.every(isTable)) {
           value.forEach((table, i) => entries.push(this.#entry(key, i, table)));
@@ -120,7 +127,10 @@ export class TopologyLoader {
           : isTable(value)
           ? "unknown table"
           : "unknown key";
-        const hint = didYouMean(key, isEntryList ? roleNames : ["defaults", ...roleNames]);
+        const hint = didYouMean(
+          key,
+          isEntryList ? roleNames : ["defaults", "security", ...roleNames],
+        );
         this.#problem(line, `${key}: ${what}${hint}`);
       }
     }
@@ -137,14 +147,14 @@ export class TopologyLoader {
     // Counted before any instance is made: a hostile file costs no more than its size.
     if (!this.#checkCounts(entries, bases)) {
       this.#check();
-      return { file: this.#file, instances: [] };
+      return { file: this.#file, instances: [], ...this.#tlsPart() };
     }
     const instances = entries.flatMap((entry, i) => this.#expand(entry, bases[i], restart));
     this.#checkNames(entries, instances);
     this.#checkPorts(instances);
     const names = nameTable(instances);
     for (const instance of instances) this.#resolve(instance, names);
-    const topology = { file: this.#file, instances };
+    const topology = { file: this.#file, instances, ...this.#tlsPart() };
     for (const problem of this.#options.check?.(topology) ?? []) {
       this.#problem(problem.line, problem.text);
     }
@@ -399,6 +409,10 @@ export class TopologyLoader {
   }
 
   /** The line of `key` in `section`, else of the section's header (or the root key for inline tables). */
+  #tlsPart(): { tls?: TopologyTls } {
+    return this.#tls === undefined ? {} : { tls: this.#tls };
+  }
+
   #line(section: string, key?: string): number | undefined {
     const line = key === undefined ? undefined : this.#where.key(section, key);
     return line ?? this.#where.header(section) ?? this.#where.key("", section.split("#")[0]);

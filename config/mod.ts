@@ -61,5 +61,6 @@ export {
   throwProblems,
   type Topology,
   type TopologyProblem,
+  type TopologyTls,
 } from "./topology.ts";
 export { DEFAULT_TOPOLOGY, DEFAULT_TOPOLOGY_FILE } from "./default_topology.ts";

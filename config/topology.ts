@@ -20,6 +20,8 @@ import { didYouMean } from "./_suggest.ts";
 import { type TopologyProblem, UsageError } from "./errors.ts";
 import type { Options, OptionSpec, RoleInfo } from "./spec.ts";
 import { toKebab } from "./values.ts";
+import type { TopologyTls } from "./_security.ts";
+export type { TopologyTls } from "./_security.ts";
 
 /** What `dist up` does when an instance exits. */
 export type RestartPolicy = "always" | "on-failure" | "no";
@@ -54,6 +56,8 @@ export interface Instance {
 export interface Topology {
   file: string;
   instances: Instance[];
+  /** `[security]`'s TLS settings, when it asks for TLS (dist up applies them: launch/tls.ts). */
+  tls?: TopologyTls;
 }
 
 /** How {@link parseTopology} reads a text. */

@@ -3,7 +3,7 @@
  * `sys.stats` for `dist status`. Each probe is one short connection.
  */
 import { parseAddress } from "../config/mod.ts";
-import { type Credentials, dial, DistError } from "../wire/mod.ts";
+import { type Credentials, dial, DistError, type TlsSettings } from "../wire/mod.ts";
 
 /** What a probe got back. */
 export type ProbeResult =
@@ -42,7 +42,13 @@ function connected(error: DistError): boolean {
 export async function probe(
   address: string,
   method: "sys.ping" | "sys.stats",
-  options: { timeoutMs: number; signal?: AbortSignal; name?: string; credentials?: Credentials },
+  options: {
+    timeoutMs: number;
+    signal?: AbortSignal;
+    name?: string;
+    credentials?: Credentials;
+    tls?: TlsSettings;
+  },
 ): Promise<ProbeResult> {
   let answered = false;
   try {
@@ -53,6 +59,7 @@ export async function probe(
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       credentials: options.credentials,
+      tls: options.tls,
     });
     answered = true;
     try {
@@ -91,6 +98,8 @@ export async function waitReady(
     onImpostor?: (name: string) => void;
     /** What to prove who the launcher is with, where the instance asks. */
     credentials?: Credentials;
+    /** The CA the instance's certificate is checked against, when it speaks TLS. */
+    tls?: TlsSettings;
   },
 ): Promise<boolean> {
   const wake = options.wake ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
@@ -105,6 +114,7 @@ export async function waitReady(
         signal: options.signal,
         name: options.name,
         credentials: options.credentials,
+        tls: options.tls,
       });
       // A dist listener that checks credentials answered: it is up, though the
       // launcher holds none it takes (a users file and no token for dist up).

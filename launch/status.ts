@@ -8,6 +8,7 @@
 import { type Instance, type RoleInfo, UsageError } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, STATUS } from "./args.ts";
 import { launcherCredentials } from "./secrets.ts";
+import { launcherTls } from "./tls.ts";
 import { writeStdoutQuietly } from "./output.ts";
 import { addressOf, listens } from "./plan.ts";
 import { rssOf } from "./observe/mod.ts";
@@ -75,6 +76,7 @@ export async function statusOf(
     timeoutMs: context.timeoutMs,
     name: instance.name,
     credentials: launcherCredentials(instance),
+    tls: launcherTls(instance),
   });
   if (!answer.ok) {
     if (answer.refused) {

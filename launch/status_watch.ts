@@ -9,6 +9,7 @@
  * each after a blank line; with `--json`, one object per instance a round.
  */
 import { launcherCredentials } from "./secrets.ts";
+import { launcherTls } from "./tls.ts";
 import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
 import { ClusterView, formatRate, type InstanceView, StatsPoller } from "./observe/mod.ts";
 import { addressOf, listens } from "./plan.ts";
@@ -50,6 +51,7 @@ export function viewOf(
       name: i.name,
       address: () => view?.addressOf(i.name),
       credentials: launcherCredentials(i),
+      tls: launcherTls(i),
     })),
     { intervalMs: options.intervalMs, timeoutMs: options.timeoutMs, clientName: `dist-status` },
   );

@@ -10,6 +10,7 @@ import type { RoleInfo } from "../config/mod.ts";
 import { LineSplitter, type Output } from "./output.ts";
 import { childArgs, type Plan, type RemoteDependency } from "./plan.ts";
 import { childEnv, launcherCredentials } from "./secrets.ts";
+import { launcherTls } from "./tls.ts";
 import { busyPort } from "./ports.ts";
 import { waitReady } from "./probe.ts";
 import { decideRestart, describeExit, type Exit, failed } from "./restart.ts";
@@ -172,6 +173,7 @@ export class Supervisor {
     const ready = await waitReady(() => dep.address, {
       name: dep.name,
       credentials: launcherCredentials(this.#options.byName.get(dep.name)),
+      tls: launcherTls(this.#options.byName.get(dep.name)),
       deadline: performance.now() + readyTimeoutMs,
       signal: this.#halt.signal,
     });
@@ -324,6 +326,7 @@ export class Supervisor {
     const ready = await waitReady(() => unit.address, {
       name: unit.name,
       credentials: launcherCredentials(unit.plan.instance),
+      tls: launcherTls(unit.plan.instance),
       deadline: unit.since + readyTimeoutMs,
       signal,
       wake: (ms) =>

@@ -17,6 +17,8 @@ import { DEFAULT_DASHBOARD, type OpenDashboard, openDashboard } from "./dashboar
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
 import { placeDataDirs, readStates, StateWriter, topologyKey } from "./state.ts";
+import { applyTls, ensureTlsFiles } from "./tls.ts";
+import { DistError } from "../wire/mod.ts";
 import { Supervisor } from "./supervisor.ts";
 
 /** A topology and its text (for line numbers in plan errors). */
@@ -52,6 +54,8 @@ export async function readTopology(
     ...options,
     check: (t) => planProblems(t, { roles, text }),
   });
+  // [security] tls: every instance's --tls-* options (the files are made by up).
+  applyTls(topology, roles, topologyKey(file));
   return { topology, text };
 }
 
@@ -131,6 +135,15 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   }
   const output = new Output(plan.instances.map((p) => p.instance.name), { colour: wantsColour() });
   if (dashboard?.note) output.say(dashboard.note);
+  let made: string[];
+  try {
+    made = await ensureTlsFiles(topology, roles, key);
+  } catch (err) {
+    await dashboard?.close();
+    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    throw new DistError("UNAVAILABLE", `Cannot make the TLS files: ${(err as Error).message}`);
+  }
+  for (const line of made) output.say(line);
   try {
     return await new Supervisor(plan, {
       roles,

@@ -73,6 +73,9 @@ async function tool(name: string): Promise<boolean> {
 }
 const HAVE_OPENSSL = await tool("openssl");
 const HAVE_PYTHON = await Deno.stat(PYTHON).then(() => true, () => false);
+// .ci/run installs both from Debian; elsewhere a missing one is said, not silently passed.
+if (!HAVE_OPENSSL) console.error("tls_wire_test: no openssl here: its tests are ignored");
+if (!HAVE_PYTHON) console.error(`tls_wire_test: no ${PYTHON} here: its tests are ignored`);
 
 /**
  * Runs openssl s_client, writing `input` once the handshake is done, until

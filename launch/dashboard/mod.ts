@@ -14,6 +14,7 @@
  * --watch` prints).
  */
 import { launcherCredentials } from "../secrets.ts";
+import { launcherTls } from "../tls.ts";
 import { type Instance, parseAddress, UsageError } from "../../config/mod.ts";
 import { ClusterView, StatsPoller, type ViewInstance } from "../observe/mod.ts";
 import { addressOf, type Plan } from "../plan.ts";
@@ -81,6 +82,7 @@ export function planView(plan: Plan, byName: Map<string, Instance>): ClusterView
       name: s.name,
       address: () => view?.addressOf(s.name),
       credentials: launcherCredentials(byName.get(s.name)),
+      tls: launcherTls(byName.get(s.name)),
     })),
     { intervalMs: POLL_INTERVAL_MS, timeoutMs: POLL_TIMEOUT_MS },
   );

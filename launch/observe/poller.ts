@@ -10,7 +10,14 @@
  */
 import { parseAddress } from "../../config/mod.ts";
 import { sys } from "../../clients/contracts/mod.ts";
-import { call, type Credentials, dial, DistError, type Peer } from "../../wire/mod.ts";
+import {
+  call,
+  type Credentials,
+  dial,
+  DistError,
+  type Peer,
+  type TlsSettings,
+} from "../../wire/mod.ts";
 
 /** Something to poll: its name (what it must answer as) and where it is now. */
 export interface PollTarget {
@@ -19,6 +26,8 @@ export interface PollTarget {
   address(): string | undefined;
   /** What to prove who the poller is with, where the instance asks. */
   credentials?: Credentials;
+  /** The CA the instance's certificate is checked against, when it speaks TLS. */
+  tls?: TlsSettings;
 }
 
 /** What asking one instance gave. */
@@ -177,6 +186,7 @@ export class StatsPoller {
           connectTimeoutMs: timeoutMs,
           timeoutMs,
           credentials: target.credentials,
+          tls: target.tls,
         });
         if (peer.remote.name !== target.name) {
           peer.close();

@@ -1,0 +1,161 @@
+/**
+ * A topology's `[security] tls` made real (config/_security.ts reads it):
+ *
+ * - {@link applyTls}: every instance gets `--tls-ca`, and every instance
+ *   that listens `--tls-cert`/`--tls-key` (its own, where it set none), as
+ *   absolute paths: `dist up` passes them on command lines, `dist status`
+ *   and the dashboard dial with the CA;
+ * - {@link ensureTlsFiles} (`dist up` only, `tls = "auto"`): on first run
+ *   a cluster CA, then a certificate per listening instance for the
+ *   addresses it is dialed at; kept for the next runs, made again when an
+ *   instance's addresses change or its certificate nears its end;
+ * - {@link launcherTls}: what the launcher's own dials trust.
+ *
+ * Dialers do not present certificates here (mutual TLS is by flags only):
+ * a dialer with one dials through `Deno.connectTls`, which keeps Nagle on.
+ */
+import { createHash, X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
+import { join, resolve } from "node:path";
+import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
+import { readTlsFiles } from "../cert/mod.ts";
+import type { TlsSettings } from "../wire/mod.ts";
+import { listens } from "./plan.ts";
+import { stateDir } from "./state.ts";
+
+/** Host values that mean "every address": not a name a dialer uses. */
+const WILDCARDS = new Set(["0.0.0.0", "::", "[::]", ""]);
+/** A certificate this close to its end is made again (ms). */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
+/** The folder of a `tls = "auto"` topology's CA and certificates. */
+export function autoTlsDir(topology: Topology, key: string): string {
+  if (topology.tls?.dir !== undefined) return resolve(topology.tls.dir);
+  const hash = createHash("sha256").update(key).digest("hex").slice(0, 16);
+  return join(stateDir(), `tls-${hash}`);
+}
+
+/**
+ * Sets every instance's `--tls-*` options from `[security] tls` (nothing
+ * without it). An option the instance set itself stays.
+ * @param key the topology's state key (launch/state.ts topologyKey)
+ */
+export function applyTls(topology: Topology, roles: Record<string, RoleInfo>, key: string): void {
+  const tls = topology.tls;
+  if (tls === undefined) return;
+  const dir = tls.mode === "auto" ? autoTlsDir(topology, key) : undefined;
+  const ca = dir !== undefined ? join(dir, "ca.crt") : resolve(tls.ca!);
+  for (const instance of topology.instances) {
+    const o = instance.options;
+    o.tlsCa ??= ca;
+    if (!listens(instance, roles) || o.tlsCert !== undefined || o.tlsKey !== undefined) continue;
+    o.tlsCert = dir !== undefined
+      ? join(dir, `${instance.name}.crt`)
+      : resolve(tls.cert!.replaceAll("{name}", instance.name));
+    o.tlsKey = dir !== undefined
+      ? join(dir, `${instance.name}.key`)
+      : resolve(tls.key!.replaceAll("{name}", instance.name));
+  }
+}
+
+/** The names and addresses dialers reach `instance` at: its certificate's. */
+export function hostsOf(instance: Instance): string[] {
+  const hosts = [instance.host];
+  const listen = instance.options.host;
+  if (typeof listen === "string" && !WILDCARDS.has(listen)) hosts.push(listen);
+  const advertise = instance.options.advertise;
+  if (typeof advertise === "string" && advertise !== "") {
+    hosts.push(advertise.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1"));
+  }
+  // The launcher, dist status and local dialers reach local instances so.
+  hosts.push("127.0.0.1", "localhost");
+  return [...new Set(hosts.filter((h) => !WILDCARDS.has(h)))];
+}
+
+/**
+ * `tls = "auto"`: makes what is missing in the topology's folder (the CA
+ * on first run; each listening instance's certificate when missing, for
+ * other addresses, or within 30 days of its end).
+ * @returns the lines worth telling the user (what was made)
+ */
+export async function ensureTlsFiles(
+  topology: Topology,
+  roles: Record<string, RoleInfo>,
+  key: string,
+): Promise<string[]> {
+  if (topology.tls?.mode !== "auto") return [];
+  const dir = autoTlsDir(topology, key);
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const said: string[] = [];
+  const { makeCa, issueCert } = await import("../cert/mod.ts");
+  const caFiles = { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") };
+  let ca = await readPair(caFiles);
+  if (ca === undefined || !current(ca.cert, [])) {
+    ca = await makeCa({ name: `dist CA (${topology.file})`.slice(0, 64) });
+    await writePair(caFiles, ca);
+    said.push(`Made a cluster CA in ${dir} (dialers outside dist up trust ${caFiles.cert})`);
+  }
+  const made: string[] = [];
+  for (const instance of topology.instances) {
+    if (!listens(instance, roles)) continue;
+    const files = {
+      cert: join(dir, `${instance.name}.crt`),
+      key: join(dir, `${instance.name}.key`),
+    };
+    // Only the files this folder holds: an instance given its own keeps them.
+    if (instance.options.tlsCert !== files.cert) continue;
+    const hosts = hostsOf(instance);
+    const pair = await readPair(files);
+    if (pair !== undefined && current(pair.cert, hosts, ca.cert)) continue;
+    await writePair(files, await issueCert(ca, { name: instance.name, hosts }));
+    made.push(instance.name);
+  }
+  if (made.length > 0) said.push(`Made TLS certificates for ${made.join(", ")}`);
+  return said;
+}
+
+async function readPair(files: { cert: string; key: string }) {
+  try {
+    return { cert: await Deno.readTextFile(files.cert), key: await Deno.readTextFile(files.key) };
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+async function writePair(
+  files: { cert: string; key: string },
+  pair: { cert: string; key: string },
+) {
+  await Deno.writeTextFile(files.key, pair.key, { mode: 0o600 });
+  await Deno.writeTextFile(files.cert, pair.cert, { mode: 0o644 });
+}
+
+/** Whether a certificate is valid for a while yet, for every host, and signed by `caPem`. */
+function current(pem: string, hosts: string[], caPem?: string): boolean {
+  try {
+    const cert = new X509Certificate(pem);
+    if (Date.parse(cert.validTo) - Date.now() < RENEW_BEFORE_MS) return false;
+    if (caPem !== undefined && !cert.verify(new X509Certificate(caPem).publicKey)) return false;
+    return hosts.every((h) =>
+      isIP(h) ? cert.checkIP(h) !== undefined : cert.checkHost(h) !== undefined
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What the launcher trusts when it dials `instance` (probes, dist status,
+ * the dashboard): the instance's own `--tls-ca`. Undefined when it has
+ * none, or the file cannot be used yet (dist status before any dist up).
+ */
+export function launcherTls(instance: Instance | undefined): TlsSettings | undefined {
+  const ca = instance?.options.tlsCa;
+  if (typeof ca !== "string") return undefined;
+  try {
+    return readTlsFiles({ tlsCa: ca });
+  } catch {
+    return undefined;
+  }
+}
