@@ -128,6 +128,7 @@ async function writePair(
   pair: { cert: string; key: string },
 ) {
   await Deno.writeTextFile(files.key, pair.key, { mode: 0o600 });
+  await Deno.chmod(files.key, 0o600); // mode applies only to a new file
   await Deno.writeTextFile(files.cert, pair.cert, { mode: 0o644 });
 }
 
