@@ -85,13 +85,22 @@ export async function loadRun(
   server: { port: number; pid: number },
   subs: number,
   count: number,
-  options: { rate?: number; topic?: string } = {},
+  options: { rate?: number; topic?: string; tlsCa?: string } = {},
 ): Promise<LoadResult> {
   const port = server.port;
   const counters = new SharedArrayBuffer(16 * 4);
   const shared = new Int32Array(counters);
   const topic = options.topic ?? (system === "dist" ? "/bench" : "bench");
-  const base = { system, port, topic, count, payload: PAYLOAD, counters, origin: ORIGIN };
+  const base = {
+    system,
+    port,
+    topic,
+    count,
+    payload: PAYLOAD,
+    counters,
+    origin: ORIGIN,
+    tlsCa: options.tlsCa,
+  };
   const workers: Worker[] = [];
   try {
     const subscribers = Array.from({ length: subs }, (_, index) => {

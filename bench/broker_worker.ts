@@ -39,6 +39,8 @@ export interface WorkerTask {
   latency?: boolean;
   /** Suite's time origin, so every thread stamps on one clock. */
   origin: number;
+  /** dist: dial in TLS, trusting this CA (PEM); the tls suite's. */
+  tlsCa?: string;
 }
 
 export type WorkerReport =
@@ -70,6 +72,7 @@ async function distPeer(task: WorkerTask, onMessage?: (stamp: () => string) => v
     name: `bench-${task.role}-${task.index}`,
     codec: codecByName(task.codec ?? "json"),
     heartbeatMs: 5000,
+    tls: task.tlsCa === undefined ? undefined : { ca: task.tlsCa },
     rawFrames: onMessage
       ? deliveryFrames((d) => onMessage(() => decoder.decode(d.value.subarray(1, 17))))
       : undefined,

@@ -3,6 +3,7 @@
  * suite (bench/idle.ts), in its own process so its memory is not counted.
  *
  *   deno run -A bench/idle_client.ts dist PORT N     handshaked dist connections (real Peers)
+ *   deno run -A bench/idle_client.ts dist PORT N CA  the same in TLS, trusting CA (a PEM file)
  *   deno run -A bench/idle_client.ts raw PORT N      plain TCP connections
  *   deno run -A bench/idle_client.ts nats PORT N     NATS connections (CONNECT, PING/PONG)
  *
@@ -11,7 +12,8 @@
  */
 import { dial, type Peer } from "../wire/mod.ts";
 
-const [mode, portText, countText] = Deno.args;
+const [mode, portText, countText, caFile] = Deno.args;
+const tls = caFile === undefined ? undefined : { ca: Deno.readTextFileSync(caFile) };
 const port = Number(portText);
 const count = Number(countText);
 const held: (Peer | Deno.Conn)[] = [];
@@ -51,6 +53,7 @@ for (let i = 0; i < count; i += BATCH) {
             role: "bench",
             name: "idle",
             connectTimeoutMs: 30_000,
+            tls,
           })
           : mode === "nats"
           ? natsConn()

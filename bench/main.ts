@@ -42,6 +42,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
       "RSS per idle connection: 10,000 connections to dist, to a bare Deno server, to nats-server",
     load: async () => (await import("./idle.ts")).run,
   },
+  tls: {
+    about: "TLS vs plain TCP: RPC echo c=64, broker 1→1, connection setups/s and CPU, idle RSS",
+    load: async () => (await import("./tls.ts")).run,
+  },
   broker: {
     about: "dist broker vs nats-server: 1→1 msgs/s, 1→4 deliveries/s, latency at 10k/s, RSS",
     load: async () => (await import("./broker.ts")).run,
