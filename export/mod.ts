@@ -167,6 +167,14 @@ export async function exportCommand(
   const { topology, text } = await readTopology(args.file, roles, {
     maxInstances: o.maxInstances as number,
   });
+  if (topology.tls !== undefined) {
+    // The exported instances read the file with --config, which has no certificates to give
+    // them: an export would run the cluster in clear text. Refused until exports carry them.
+    throw new UsageError(
+      `${topology.file} has [security] tls: dist export cannot carry TLS certificates yet ` +
+        `(its instances would talk in clear text); export a copy without [security]`,
+    );
+  }
   const files = buildExport(target, {
     topology,
     text,
