@@ -15,8 +15,18 @@
  * (the npm `nats` client), with the same payload bytes.
  */
 import { connect as natsConnect, type NatsConnection } from "nats";
-import { codecByName, dial, OutBuffer, type Peer } from "../wire/mod.ts";
-import { deliveryFrames } from "../roles/_broker_link.ts";
+import {
+  codecByName,
+  DELIVERY_PREFIX,
+  dial,
+  mayStartWith,
+  OutBuffer,
+  type Peer,
+  type RawDelivery,
+  type RawFrameHandler,
+  readDelivery,
+  TopicCache,
+} from "../wire/mod.ts";
 
 export interface WorkerTask {
   system: "dist" | "nats";
@@ -59,6 +69,21 @@ function stamped(task: WorkerTask, t: number): string {
 }
 
 // ---- dist ----
+
+/** Deliveries read as bytes on a JSON connection (wire/pubsub_json.ts), as the library reads them. */
+function deliveryFrames(onDelivery: (d: RawDelivery) => void): RawFrameHandler {
+  const topics = new TopicCache();
+  return {
+    accepts: (frame) => mayStartWith(frame, DELIVERY_PREFIX),
+    handle: (frame, peer) => {
+      if (peer.codec.name !== "json") return false;
+      const delivery = readDelivery(frame, topics);
+      if (delivery === undefined) return false;
+      onDelivery(delivery);
+      return true;
+    },
+  };
+}
 
 /**
  * A dist connection. A subscriber's `onMessage` gets each value's first 16

@@ -82,6 +82,8 @@ export interface LinkHooks {
   rawFrames?: RawFrameHandler;
   /** Put in `by` of answers to requests served on this connection. */
   by?: string;
+  /** Told of every failed dial, instead of the dialer's own log lines. */
+  onDialError?: (err: DistError) => void;
 }
 
 /**
@@ -148,7 +150,9 @@ export class Connection {
         for (const hook of this.#connectHooks) await hook(peer);
         this.#everUp = true;
       },
+      logFailures: hooks.onDialError === undefined,
       onDialError: (err) => {
+        hooks.onDialError?.(err);
         // The first connection fails at once unless told to wait for it.
         if (this.#dialer.failures === 1 && !this.#everUp && !options.waitOnFirstConnect) {
           this.#first = err;
@@ -186,6 +190,17 @@ export class Connection {
    */
   get peer(): Peer | undefined {
     return this.#dialer.peer;
+  }
+
+  /**
+   * The connection once up (now, or once dialed again after a drop), within
+   * `timeoutMs`.
+   * @throws {DistError} TIMEOUT, or UNAVAILABLE once closed
+   * @ignore
+   */
+  whenUp(timeoutMs: number): Promise<Peer> {
+    if (this.#closing !== undefined) return Promise.reject(this.#closing);
+    return this.#dialer.ready(timeoutMs);
   }
 
   /** Whether the connection is up now. */
@@ -374,9 +389,11 @@ export class Connection {
    */
   async drain(timeoutMs = 5000): Promise<void> {
     this.#closing ??= new DistError("UNAVAILABLE", "Connection draining");
-    const subs = this.#pubsub?.subscriptions ?? [];
-    await Promise.all(subs.map((sub) => sub.unsubscribe().catch(() => undefined)));
     const deadline = performance.now() + timeoutMs;
+    const subs = this.#pubsub?.subscriptions ?? [];
+    await Promise.all(
+      subs.map((sub) => this.#pubsub!.unsubscribe(sub, timeoutMs).catch(() => undefined)),
+    );
     let peer = this.#dialer.peer;
     while (peer !== undefined && peer.pendingCalls > 0 && performance.now() < deadline) {
       await sleep(Math.min(10, deadline - performance.now()));

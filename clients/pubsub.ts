@@ -41,6 +41,11 @@ export interface SubscribeOptions {
    * Return false to have it parsed and queued as usual.
    */
   raw?: (delivery: RawDelivery) => boolean;
+  /**
+   * Called with the broker's answer each time it subscribes: the first time,
+   * and again on each new connection after a drop.
+   */
+  onSubscribed?: (answer: Subscribed) => void;
 }
 
 /** Deliveries kept while a subscribe's answer is on its way (they may overtake it). */
@@ -210,14 +215,14 @@ export class PubSub {
     return sub;
   }
 
-  async unsubscribe(sub: Subscription): Promise<Unsubscribed | undefined> {
+  async unsubscribe(sub: Subscription, timeout?: number): Promise<Unsubscribed | undefined> {
     if (!this.#all.delete(sub)) return undefined;
     this.#bySid.delete(sub.sid);
     sub.end();
     // On the connection itself: a draining one refuses new requests, not this one.
     const peer = this.#conn.peer;
     if (peer === undefined) return undefined;
-    return await call(peer, broker.methods.unsubscribe, { sid: sub.sid });
+    return await call(peer, broker.methods.unsubscribe, { sid: sub.sid }, { timeout });
   }
 
   topics(options: { prefix?: string; limit?: number } = {}): Promise<TopicList> {
@@ -263,6 +268,7 @@ export class PubSub {
       sub.sid = answer.sid;
       this.#bySid.set(answer.sid, sub);
       this.#claim(sub);
+      sub.options.onSubscribed?.(answer);
       return answer;
     } finally {
       if (--this.#subscribing === 0) this.#orphans.length = 0;

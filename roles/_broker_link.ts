@@ -3,41 +3,26 @@
  * `--broker` option, and a link that stays up across broker restarts.
  */
 import { getLogger } from "@logtape/logtape";
-import {
-  formatAddress,
-  formatDuration,
-  type OptionDef,
-  type Options,
-  parseAddress,
-} from "../config/mod.ts";
+import { defineOptions, formatAddress, formatDuration, parseAddress } from "../config/mod.ts";
 import { cut } from "../wire/_log.ts";
-import {
-  codecByName,
-  DELIVERY_PREFIX,
-  DistError,
-  mayStartWith,
-  type NotificationHandler,
-  type Peer,
-  type RawDelivery,
-  type RawFrameHandler,
-  readDelivery,
-  Redialer,
-  TopicCache,
-} from "../wire/mod.ts";
-import { connSettings } from "./_flags.ts";
+import { DistError, type Peer } from "../wire/mod.ts";
+import { Connection } from "../clients/connection.ts";
+import { type CommonOptions, connSettings } from "./_flags.ts";
 
 /** Where producers and consumers find the broker unless told otherwise. */
 export const DEFAULT_BROKER = "127.0.0.1:8000";
 
 /** `--broker HOST:PORT` (in a topology file, an instance name: `broker = "broker"`). */
-export const BROKER_OPTION: OptionDef = {
-  type: "address",
-  description: "The broker to connect to",
-  default: DEFAULT_BROKER,
-  short: "b",
-  ref: true,
-  metavar: "HOST:PORT",
-};
+export const BROKER_OPTIONS = defineOptions({
+  broker: {
+    type: "address",
+    description: "The broker to connect to",
+    default: DEFAULT_BROKER,
+    short: "b",
+    ref: true,
+    metavar: "HOST:PORT",
+  },
+});
 
 /** What a producer's or consumer's user may try instead of `--broker`. */
 export const BROKER_FLAG_HINTS: Record<string, string> = {
@@ -47,6 +32,9 @@ export const BROKER_FLAG_HINTS: Record<string, string> = {
   "--connect": "give --broker HOST:PORT",
 };
 
+/** The flags a connection to the broker is made of. */
+export type LinkFlags = CommonOptions & { readonly broker: string; readonly timeout: number };
+
 export interface LinkOptions {
   role: string;
   /**
@@ -55,62 +43,38 @@ export interface LinkOptions {
    * publish, a load): only the words of the "no broker" line depend on it.
    */
   waitForever?: boolean;
-  /** Runs on every (re)connection before it counts as up, e.g. to subscribe. */
-  onConnect?: (peer: Peer) => void | Promise<void>;
-  onNotification?: NotificationHandler;
-  rawFrames?: RawFrameHandler;
+  /** Deliveries read as bytes (see the library's `byteDeliveries`). */
+  byteDeliveries?: boolean;
 }
 
 /**
- * Deliveries read as bytes (see wire/pubsub_json.ts) on a JSON
- * connection: `onDelivery` gets the value's JSON text unparsed (and
- * unchecked), valid only during the call. When it returns false (e.g. the
- * value is not one JSON value), the frame goes to the ordinary decoder, as
- * do deliveries in any other form.
+ * A library connection to `--broker` that is dialed again whenever it drops
+ * (with backoff), so a producer or consumer outlives a broker restart; the
+ * first refused dial is said at once, in words about the broker.
  */
-export function deliveryFrames(
-  onDelivery: (d: RawDelivery) => boolean | void,
-): RawFrameHandler {
-  const topics = new TopicCache();
-  return {
-    accepts: (frame) => mayStartWith(frame, DELIVERY_PREFIX),
-    handle: (frame, peer) => {
-      if (peer.codec.name !== "json") return false;
-      const delivery = readDelivery(frame, topics);
-      if (delivery === undefined) return false;
-      return onDelivery(delivery) !== false;
-    },
-  };
-}
-
-/**
- * A connection to `--broker` that is dialed again whenever it drops (with
- * backoff), so a producer or consumer outlives a broker restart.
- */
-export function brokerLink(options: Options, link: LinkOptions): Redialer {
-  const address = parseAddress(options.broker as string);
+export function brokerConnection(options: LinkFlags, link: LinkOptions): Connection {
+  const address = parseAddress(options.broker);
   const where = formatAddress(address);
   const hint = options.broker === DEFAULT_BROKER
     ? " (is the broker up? give --broker HOST:PORT)"
     : "";
   const log = getLogger(["dist", link.role]);
   let failures = 0;
-  const redialer: Redialer = new Redialer(address, {
+  return new Connection(address, {
     role: link.role,
-    name: (options.name as string | undefined) ?? `${link.role}-${Deno.pid}`,
-    codec: codecByName(options.codec as string),
-    ...connSettings(options),
-    timeoutMs: options.timeout as number,
-    connectTimeoutMs: options.timeout as number,
-    onConnect: async (peer) => {
+    name: options.name ?? `${link.role}-${Deno.pid}`,
+    codec: options.codec,
+    timeout: options.timeout,
+    connectTimeout: options.timeout,
+    waitOnFirstConnect: true,
+    byteDeliveries: link.byteDeliveries,
+    wire: connSettings(options),
+  }, {
+    onConnect: () => {
       if (failures > 0) log.info("Connected to the broker at {where}", { where });
       failures = 0;
-      await link.onConnect?.(peer);
     },
-    onNotification: link.onNotification,
-    rawFrames: link.rawFrames,
-    // The first refusal is said at once, in words about the broker; then every tenth try.
-    logFailures: false,
+    // The first refusal is said at once; then every tenth try.
     onDialError: (err) => {
       failures++;
       const why = cut(err.cause instanceof Error ? err.cause.message : err.message);
@@ -118,17 +82,14 @@ export function brokerLink(options: Options, link: LinkOptions): Redialer {
         log.warn("No broker at {where} ({why}); retrying {until}{hint}", {
           where,
           why,
-          until: link.waitForever
-            ? "until one answers"
-            : `for ${formatDuration(options.timeout as number)}`,
+          until: link.waitForever ? "until one answers" : `for ${formatDuration(options.timeout)}`,
           hint,
         });
       } else if (failures % 10 === 0) {
         log.info("Still no broker at {where} after {n} tries ({why})", { where, n: failures, why });
       }
     },
-  }).start();
-  return redialer;
+  });
 }
 
 /** Longest a timer waits (about 24 days): "until stopped" in practice. */
@@ -139,7 +100,7 @@ const FOREVER_MS = 2 ** 31 - 1;
  * comes up, or undefined once `signal` stops the wait.
  */
 export async function firstConnectionOrStop(
-  link: Redialer,
+  conn: Connection,
   signal: AbortSignal,
 ): Promise<Peer | undefined> {
   if (signal.aborted) return undefined;
@@ -149,7 +110,7 @@ export async function firstConnectionOrStop(
     signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    return await Promise.race([link.ready(FOREVER_MS), stopped]);
+    return await Promise.race([conn.whenUp(FOREVER_MS), stopped]);
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
@@ -157,14 +118,15 @@ export async function firstConnectionOrStop(
 
 /**
  * The first connection of a link, within `--timeout`.
- * @throws {DistError} UNAVAILABLE naming the broker (the link is stopped)
+ * @throws {DistError} UNAVAILABLE naming the broker (the connection is closed)
  */
-export async function firstConnection(link: Redialer, options: Options): Promise<Peer> {
+export async function firstConnection(conn: Connection, options: LinkFlags): Promise<Peer> {
   try {
-    return await link.ready(options.timeout as number);
+    return await conn.whenUp(options.timeout);
   } catch (err) {
-    await link.stop();
-    const where = formatAddress(link.address);
+    conn.close();
+    await conn.closed();
+    const where = formatAddress(conn.address);
     const hint = options.broker === DEFAULT_BROKER ? "; is the broker up? give --broker" : "";
     throw new DistError(
       "UNAVAILABLE",

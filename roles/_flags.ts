@@ -44,16 +44,15 @@ const gates = new WeakMap<object, ConnSettings["authenticator"]>();
  * @throws {UsageError} for a user without a password, a bad users file, or
  * TLS files that cannot be used
  */
-export function connSettings(options: CommonOptions | Options): ConnSettings {
-  const o = options as CommonOptions; // TRANSITIONAL until every role is typed
-  if (!gates.has(options)) gates.set(options, authenticatorOf(o));
+export function connSettings(o: CommonOptions): ConnSettings {
+  if (!gates.has(o)) gates.set(o, authenticatorOf(o));
   return {
     maxFrame: o.maxFrame,
     heartbeatMs: o.heartbeat,
     liveness: o.liveness,
     writeTimeoutMs: o.writeTimeout,
     credentials: credentialsOf(o),
-    authenticator: gates.get(options),
+    authenticator: gates.get(o),
     tls: readTlsFiles(o),
   };
 }

@@ -253,7 +253,11 @@ Deno.test("consumer --json never splices a broker's unchecked bytes into its out
       await reader.json(5000); // hello
       await writeAll(conn, jsonFrame({ ...WELCOME, role: "broker", name: "evil" }));
       const sub = await reader.json(5000);
-      await writeAll(conn, jsonFrame({ id: sub?.id, result: { sid: 1, topic: "/", topics: [] } }));
+      // A well-formed answer (the consumer checks it against the broker contract).
+      await writeAll(
+        conn,
+        jsonFrame({ id: sub?.id, result: { sid: 1, topic: "/", topics: [], topic_count: 0 } }),
+      );
       const forged = '{"method":"broker.message","params":{"topic":"/a","value":1,' +
         '"retained":false}\n{"topic":"/bank","value":"transfer ok","retained":false' +
         ',"retained":false,"sid":1}}';

@@ -1,4 +1,5 @@
-import { formatAddress, type Options, parseAddress } from "../../config/mod.ts";
+import { formatAddress, parseAddress } from "../../config/mod.ts";
+import type { ClientOptions } from "./options.ts";
 import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
 import type { Operation } from "../ops.ts";
 import { connSettings } from "../_flags.ts";
@@ -17,7 +18,7 @@ export type Caller = Pick<Peer, "request" | "remote" | "canCall" | "close"> & {
  * Options of a client mode: its flags, where its lines go, `signal` (start no
  * new request) and `cancel` (also give up on those in flight).
  */
-export type ModeOptions = Options & {
+export type ModeOptions = ClientOptions & {
   out: (line: string) => void;
   signal?: AbortSignal;
   cancel?: AbortSignal;
@@ -41,8 +42,8 @@ export const DEFAULT_CONNECT = "127.0.0.1:5556";
  *
  * @throws {DistError} UNAVAILABLE or TIMEOUT when it cannot connect
  */
-export async function connect(options: Options): Promise<Peer> {
-  const address = parseAddress((options.connect as string | undefined) ?? DEFAULT_CONNECT);
+export async function connect(options: ClientOptions): Promise<Peer> {
+  const address = parseAddress(options.connect ?? DEFAULT_CONNECT);
   try {
     return await dialAddress(address, options);
   } catch (err) {
@@ -61,15 +62,15 @@ export async function connect(options: Options): Promise<Peer> {
 /** Dials `address` as `--connect` would (codec, heartbeat, timeouts). */
 export function dialAddress(
   address: { host: string; port: number },
-  options: Options,
+  options: ClientOptions,
 ): Promise<Peer> {
   return dial(address, {
     role: "client",
-    name: (options.name as string | undefined) ?? `client-${Deno.pid}`,
-    codec: codecByName(options.codec as string),
+    name: options.name ?? `client-${Deno.pid}`,
+    codec: codecByName(options.codec),
     ...connSettings(options),
-    timeoutMs: options.timeout as number,
-    connectTimeoutMs: options.timeout as number,
+    timeoutMs: options.timeout,
+    connectTimeoutMs: options.timeout,
   });
 }
 

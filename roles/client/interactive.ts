@@ -193,7 +193,7 @@ async function runLine(words: string[], link: Link, options: ModeOptions): Promi
     const stop = AbortSignal.any([options.cancel!, options.signal].filter((s) => s !== undefined));
     return await runRandom(peer, random, { ...options, signal: stop }) > 0 ? 1 : 0;
   }
-  const outcome = await perform(peer, op!, options.timeout as number, options.cancel);
+  const outcome = await perform(peer, op!, options.timeout, options.cancel);
   if (options.cancel?.aborted) {
     options.out(`cancelled: ${words.join(" ")}`);
     return 0;

@@ -1,11 +1,10 @@
-import { type Options, toKebab, UsageError } from "../../config/mod.ts";
+import { toKebab, UsageError } from "../../config/mod.ts";
 import { DistError } from "../../wire/mod.ts";
 import { parseOperation } from "../ops.ts";
-import { FORCED_EXIT_CODE, type Role, type RunContext, writeStdout } from "../_role.ts";
+import { defineRole, FORCED_EXIT_CODE, type RunContext, writeStdout } from "../_role.ts";
 import {
   type Caller,
   connect,
-  DEFAULT_CONNECT,
   dialAddress,
   formatResult,
   inFlight,
@@ -18,19 +17,11 @@ import { runRandom } from "./random.ts";
 import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
 import { OPERATION_HELP } from "../ops.ts";
-import { RESOLVE_OPTIONS, serviceConnector } from "../_flags.ts";
-
-/** What the benchmark's flags are when not given. */
-const BENCH_DEFAULTS = {
-  requests: 10_000,
-  concurrency: 16,
-  connections: 1,
-  op: "echo",
-  payload: 64,
-} as const;
+import { serviceConnector } from "../_flags.ts";
+import { BENCH_DEFAULTS, CLIENT_OPTIONS, type ClientOptions } from "./options.ts";
 
 /** The client: one shot, interactive shell, random batch or benchmark. */
-export const client: Role = {
+export const client = defineRole({
   summary: "Send requests: one shot, interactive, --random N, or --bench",
   positionals: true,
   flagHints: {
@@ -50,71 +41,11 @@ export const client: Role = {
     ...OPERATION_HELP.map((l) => "  " + l),
     "  METHOD {JSON}    any method with JSON parameters (e.g. sys.stats)",
   ],
-  options: {
-    // No spec default, so that --connect given beside --service is seen (and refused).
-    connect: {
-      type: "address",
-      description: `Where to send requests: a server, or a balancer (default ${DEFAULT_CONNECT})`,
-      short: "c",
-      ref: true,
-      metavar: "HOST:PORT",
-    },
-    timeout: { type: "duration", description: "Timeout of each request", default: 5000 },
-    random: {
-      type: "integer",
-      description: "Send N random arithmetic requests, then a summary",
-      min: 1,
-      metavar: "N",
-    },
-    bench: { type: "boolean", description: "Run a benchmark and report throughput and latency" },
-    requests: {
-      type: "integer",
-      description:
-        `Benchmark: number of requests (default ${BENCH_DEFAULTS.requests} unless --duration)`,
-      min: 1,
-      metavar: "N",
-    },
-    duration: { type: "duration", description: "Benchmark: run for this long" },
-    // The benchmark's flags have no spec default, so that one given without
-    // --bench is seen (and refused); BENCH_DEFAULTS fills them in.
-    concurrency: {
-      type: "integer",
-      description: `Benchmark: requests in flight at once (default ${BENCH_DEFAULTS.concurrency})`,
-      min: 1,
-      metavar: "C",
-    },
-    connections: {
-      type: "integer",
-      description:
-        `Benchmark: connections the requests are spread over (default ${BENCH_DEFAULTS.connections})`,
-      min: 1,
-      metavar: "N",
-    },
-    op: {
-      type: "string",
-      description: `Benchmark: operation to send (default ${BENCH_DEFAULTS.op})`,
-      metavar: "OP",
-    },
-    payload: {
-      type: "integer",
-      description:
-        `Benchmark: bytes of text in an echo request (default ${BENCH_DEFAULTS.payload})`,
-      min: 0,
-      metavar: "BYTES",
-    },
-    rate: {
-      type: "number",
-      description:
-        "Benchmark: start R requests a second on a fixed schedule; latency counts from it",
-      min: 0.001,
-      metavar: "R",
-    },
-    ...RESOLVE_OPTIONS,
-  },
+  options: CLIENT_OPTIONS,
   run: runClient,
-};
+});
 
-async function runClient(options: Options, ctx: RunContext): Promise<number> {
+async function runClient(options: ClientOptions, ctx: RunContext): Promise<number> {
   const out = ctx.stdout ?? writeStdout;
   // On SIGINT/SIGTERM every mode stops starting requests, lets those in flight
   // finish (each bounded by --timeout), reports, and exits.
@@ -129,7 +60,7 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
   // --service: each connection resolves an instance through binders (see clients/discovery);
   // --random asks them before each request, so its answers show the binders' turn.
   const open: () => Promise<Caller> = serviceConnector(
-    options as never, // TRANSITIONAL
+    options,
     (address) => dialAddress(address, options),
     { signal: ctx.signal, rotate: options.random !== undefined },
   ) ?? (() => connect(options));
@@ -140,11 +71,11 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
     if (bench) return await runBenchMode(peers, bench, o, ctx);
     const peer = peers[0];
     if (options.random !== undefined) {
-      return (await runRandom(peer, options.random as number, o)) === 0 ? 0 : 1;
+      return (await runRandom(peer, options.random, o)) === 0 ? 0 : 1;
     }
     if (op !== undefined) {
       // An interrupt gives up on the answer: nobody is waiting for it any more.
-      const outcome = await perform(peer, op, options.timeout as number, ctx.signal);
+      const outcome = await perform(peer, op, options.timeout, ctx.signal);
       if (ctx.signal.aborted) {
         console.error(`dist: Interrupted: no answer to ${ctx.positionals.join(" ")}`);
         return FORCED_EXIT_CODE;
@@ -162,7 +93,15 @@ async function runClient(options: Options, ctx: RunContext): Promise<number> {
 }
 
 /** Flags that only --bench reads. */
-const BENCH_FLAGS = ["requests", "duration", "concurrency", "connections", "op", "payload", "rate"];
+const BENCH_FLAGS: readonly (keyof ClientOptions)[] = [
+  "requests",
+  "duration",
+  "concurrency",
+  "connections",
+  "op",
+  "payload",
+  "rate",
+];
 
 /**
  * Refuses input that one mode would silently ignore: two modes at once, an
@@ -170,7 +109,7 @@ const BENCH_FLAGS = ["requests", "duration", "concurrency", "connections", "op",
  *
  * @throws {UsageError}
  */
-function checkModes(options: Options, words: string[]): void {
+function checkModes(options: ClientOptions, words: string[]): void {
   const op = words.join(" ");
   if (options.service !== undefined && options.connect !== undefined) {
     throw new UsageError(
@@ -194,28 +133,28 @@ function checkModes(options: Options, words: string[]): void {
     const what = benchOnly.length === 1 ? "is a --bench flag" : "are --bench flags";
     throw new UsageError(`${benchOnly.join(", ")} ${what}: add --bench`);
   }
-  const benchOp = (options.op as string | undefined) ?? BENCH_DEFAULTS.op;
+  const benchOp = options.op ?? BENCH_DEFAULTS.op;
   if (options.payload !== undefined && benchOp !== "echo") {
     throw new UsageError(`--payload sizes an echo: it does not apply to --op "${benchOp}"`);
   }
 }
 
 /** The benchmark's flags with their defaults filled in. */
-function benchPlan(options: Options) {
-  const words = ((options.op as string | undefined) ?? BENCH_DEFAULTS.op).trim().split(/\s+/);
-  const payload = (options.payload as number | undefined) ?? BENCH_DEFAULTS.payload;
+function benchPlan(options: ClientOptions) {
+  const words = (options.op ?? BENCH_DEFAULTS.op).trim().split(/\s+/);
+  const payload = options.payload ?? BENCH_DEFAULTS.payload;
   const op = words[0] === "echo" && words.length === 1
     ? { method: "echo", params: { text: "x".repeat(payload) } }
     : asUsage(() => parseOperation(words));
   return {
     op,
-    requests: options.requests as number | undefined ??
+    requests: options.requests ??
       (options.duration === undefined ? BENCH_DEFAULTS.requests : undefined),
-    durationMs: options.duration as number | undefined,
-    concurrency: (options.concurrency as number | undefined) ?? BENCH_DEFAULTS.concurrency,
-    connections: (options.connections as number | undefined) ?? BENCH_DEFAULTS.connections,
-    rate: options.rate as number | undefined,
-    timeout: options.timeout as number,
+    durationMs: options.duration,
+    concurrency: options.concurrency ?? BENCH_DEFAULTS.concurrency,
+    connections: options.connections ?? BENCH_DEFAULTS.connections,
+    rate: options.rate,
+    timeout: options.timeout,
   };
 }
 

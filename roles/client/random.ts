@@ -30,7 +30,7 @@ export async function runRandom(
   let stopped: { code: string; message: string } | undefined;
   for (; sent < count && !options.signal?.aborted && stopped === undefined; sent++) {
     const op = randomOperation();
-    const outcome = await perform(peer, op, options.timeout as number, options.cancel);
+    const outcome = await perform(peer, op, options.timeout, options.cancel);
     if (options.cancel?.aborted) break;
     const shown = formatOperation(op);
     if (outcome.ok) {

@@ -6,14 +6,14 @@
  * file holds the option spec and picks the mode.
  */
 import { getLogger } from "@logtape/logtape";
-import { formatAddress, type Options, UsageError } from "../../config/mod.ts";
-import { DistError, type Peer, type Redialer, sleep } from "../../wire/mod.ts";
-import { type Role, type RunContext, writeStdout } from "../_role.ts";
-import { normalizeTopic } from "../../clients/contracts/mod.ts";
+import { defineOptions, formatAddress, type RoleOptions, UsageError } from "../../config/mod.ts";
+import { DistError, type Peer, sleep } from "../../wire/mod.ts";
+import { defineRole, type RunContext, writeStdout } from "../_role.ts";
+import { type Connection, normalizeTopic } from "../../clients/mod.ts";
 import {
   BROKER_FLAG_HINTS,
-  BROKER_OPTION,
-  brokerLink,
+  BROKER_OPTIONS,
+  brokerConnection,
   firstConnection,
   firstConnectionOrStop,
   formatValue,
@@ -24,7 +24,59 @@ import { formatLoadSummary, progressBar, runLoad } from "./load.ts";
 
 const log = getLogger(["dist", "producer"]);
 
-export const producer: Role = {
+const PRODUCER_OPTIONS = defineOptions({
+  ...BROKER_OPTIONS,
+  type: {
+    type: "choice",
+    description: "Run one of the lab's generators",
+    choices: GENERATOR_NAMES,
+  },
+  topic: { type: "string", description: "Topic to publish to", metavar: "TOPIC" },
+  value: { type: "string", description: "Value to publish (JSON, or text)", metavar: "V" },
+  count: {
+    type: "integer",
+    description:
+      "Messages to publish; with --type, rounds of the generator (default: 1 with --value, " +
+      "100000 in load, else no end)",
+    min: 1,
+    metavar: "N",
+  },
+  interval: {
+    type: "duration",
+    description: "Time between messages (default: the generator's, 1s with --value)",
+  },
+  retain: {
+    type: "boolean",
+    description: "Keep each value as its topic's retained value (--no-retain: don't)",
+    default: true,
+  },
+  confirm: {
+    type: "boolean",
+    description: "Publish as requests, each answered once routed (else fire-and-forget)",
+    default: false,
+  },
+  payload: {
+    type: "integer",
+    description: "Load mode: bytes of text in each message",
+    min: 0,
+    max: 64 * 1024 * 1024,
+    metavar: "BYTES",
+  },
+  rate: {
+    type: "number",
+    description: "Load mode: messages per second (default: as fast as the broker takes them)",
+    min: 0.001,
+    metavar: "R",
+  },
+  timeout: {
+    type: "duration",
+    description: "Timeout of connecting and of each confirmation",
+    default: 5000,
+  },
+});
+type ProducerOptions = RoleOptions<typeof PRODUCER_OPTIONS>;
+
+export const producer = defineRole({
   summary: "Publish to a broker: the lab's generators, given values, or a load",
   flagHints: BROKER_FLAG_HINTS,
   usage: [
@@ -38,60 +90,11 @@ export const producer: Role = {
     'V is parsed as JSON when it is JSON (42, true, {"a":1}), else sent as text.',
     "Each published message is printed as `topic value` (--json: one object per line).",
   ],
-  options: {
-    broker: BROKER_OPTION,
-    type: {
-      type: "choice",
-      description: "Run one of the lab's generators",
-      choices: GENERATOR_NAMES,
-    },
-    topic: { type: "string", description: "Topic to publish to", metavar: "TOPIC" },
-    value: { type: "string", description: "Value to publish (JSON, or text)", metavar: "V" },
-    count: {
-      type: "integer",
-      description:
-        "Messages to publish; with --type, rounds of the generator (default: 1 with --value, " +
-        "100000 in load, else no end)",
-      min: 1,
-      metavar: "N",
-    },
-    interval: {
-      type: "duration",
-      description: "Time between messages (default: the generator's, 1s with --value)",
-    },
-    retain: {
-      type: "boolean",
-      description: "Keep each value as its topic's retained value (--no-retain: don't)",
-      default: true,
-    },
-    confirm: {
-      type: "boolean",
-      description: "Publish as requests, each answered once routed (else fire-and-forget)",
-      default: false,
-    },
-    payload: {
-      type: "integer",
-      description: "Load mode: bytes of text in each message",
-      min: 0,
-      max: 64 * 1024 * 1024,
-      metavar: "BYTES",
-    },
-    rate: {
-      type: "number",
-      description: "Load mode: messages per second (default: as fast as the broker takes them)",
-      min: 0.001,
-      metavar: "R",
-    },
-    timeout: {
-      type: "duration",
-      description: "Timeout of connecting and of each confirmation",
-      default: 5000,
-    },
-  },
+  options: PRODUCER_OPTIONS,
   run: runProducer,
-};
+});
 
-async function runProducer(options: Options, ctx: RunContext): Promise<number> {
+async function runProducer(options: ProducerOptions, ctx: RunContext): Promise<number> {
   const out = ctx.stdout ?? writeStdout;
   const load = options.payload !== undefined || options.rate !== undefined;
   const mode = load ? "load" : options.type !== undefined ? "type" : "value";
@@ -118,24 +121,24 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
   // A generator runs until stopped: it waits for a broker as long. A one-shot
   // publish or a load gives up after --timeout.
   const generating = mode === "type";
-  const link = brokerLink(options, { role: "producer", waitForever: generating });
+  const conn = brokerConnection(options, { role: "producer", waitForever: generating });
   try {
     const peer = generating
-      ? await firstConnectionOrStop(link, ctx.signal)
-      : await firstConnection(link, options);
+      ? await firstConnectionOrStop(conn, ctx.signal)
+      : await firstConnection(conn, options);
     if (peer === undefined) return 0; // stopped before any broker answered
     if (load) {
-      const count = (options.count as number | undefined) ?? 100_000;
+      const count = options.count ?? 100_000;
       const tty = Deno.stderr.isTerminal();
       const encoder = new TextEncoder();
       const summary = await runLoad(peer, {
         topic: topic ?? "/load",
-        payload: (options.payload as number | undefined) ?? 128,
+        payload: options.payload ?? 128,
         count,
-        rate: options.rate as number | undefined,
-        retain: options.retain as boolean,
-        confirm: options.confirm as boolean,
-        timeout: options.timeout as number,
+        rate: options.rate,
+        retain: options.retain,
+        confirm: options.confirm,
+        timeout: options.timeout,
         signal: ctx.signal,
         onProgress: tty
           ? (sent, ms) => Deno.stderr.writeSync(encoder.encode(progressBar(sent, count, ms)))
@@ -146,12 +149,12 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
       else formatLoadSummary(summary).forEach((line) => out(line));
       return Object.keys(summary.errors).length === 0 && summary.sent === count ? 0 : 1;
     }
-    const generator = options.type === undefined ? undefined : GENERATORS[options.type as string];
-    const value = options.value === undefined ? undefined : parseValue(options.value as string);
+    const generator = options.type === undefined ? undefined : GENERATORS[options.type];
+    const value = options.value === undefined ? undefined : parseValue(options.value);
     const round = (): Publication[] => generator?.next(Math.random) ?? [{ topic: topic!, value }];
-    const count = (options.count as number | undefined) ?? (generator ? Infinity : 1);
-    const interval = (options.interval as number | undefined) ?? generator?.intervalMs ?? 1000;
-    return await publishRounds(link, peer, {
+    const count = options.count ?? (generator ? Infinity : 1);
+    const interval = options.interval ?? generator?.intervalMs ?? 1000;
+    return await publishRounds(conn, peer, {
       round,
       count,
       interval,
@@ -160,7 +163,8 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
       signal: ctx.signal,
     });
   } finally {
-    await link.stop();
+    conn.close();
+    await conn.closed();
   }
 }
 
@@ -170,20 +174,19 @@ async function runProducer(options: Options, ctx: RunContext): Promise<number> {
  * logged and counted, never retried: the exit code says whether all went.
  */
 async function publishRounds(
-  link: Redialer,
+  conn: Connection,
   first: Peer,
   plan: {
     round: () => Publication[];
     count: number;
     interval: number;
-    options: Options;
+    options: ProducerOptions;
     out: (line: string) => void;
     signal: AbortSignal;
   },
 ): Promise<number> {
   const { options, out, signal } = plan;
-  const retain = options.retain as boolean;
-  const timeout = options.timeout as number;
+  const { retain, confirm, timeout } = options;
   let sent = 0;
   let failed = 0;
   let lastError: DistError | undefined;
@@ -196,26 +199,19 @@ async function publishRounds(
   while (rounds < plan.count && !signal.aborted) {
     for (const { topic, value } of plan.round()) {
       if (signal.aborted) break;
-      const next = link.peer ?? await link.ready(timeout).catch(() => undefined);
+      const next = conn.peer ?? await conn.whenUp(timeout).catch(() => undefined);
       if (next !== peer) unconfirmed = 0; // what went on the old connection is past knowing
       peer = next;
       if (peer === undefined) {
         failed++;
-        lastError = new DistError("UNAVAILABLE", `No broker at ${formatAddress(link.address)}`);
+        lastError = new DistError("UNAVAILABLE", `No broker at ${formatAddress(conn.address)}`);
         log.warn("No broker: message to {topic} not sent", { topic });
         continue;
       }
-      const params = retain ? { topic, value } : { topic, value, retain: false };
       let deliveries: number | undefined;
       try {
-        if (options.confirm) {
-          const result = await peer.call("broker.publish", params, { timeout });
-          deliveries = (result as { deliveries: number }).deliveries;
-        } else if (peer.notify("broker.publish", params)) {
-          unconfirmed++;
-        } else {
-          throw new DistError("UNAVAILABLE", "Connection closed");
-        }
+        deliveries = (await conn.publish(topic, value, { retain, confirm, timeout }))?.deliveries;
+        if (!confirm) unconfirmed++;
       } catch (err) {
         failed++;
         const e = lastError = DistError.from(err);
