@@ -209,3 +209,34 @@ Deno.test("a subscription outlives a broker restart: subscribed again, the itera
     await b.stop();
   }
 });
+
+Deno.test("drain(): fire-and-forget publishes all reach the broker; a subscription ends with what waits; then closed", async () => {
+  await withConnections(3, async (_b, [watcher, pub, sink]) => {
+    const seen = await watcher.subscribe("/d");
+    const own = await sink.subscribe("/d");
+    const n = 3000;
+    for (let i = 0; i < n; i++) pub.publish("/d", i, { retain: false });
+    await within(pub.drain(5000), 6000, "the publisher's drain");
+    assert.equal(pub.connected, false);
+    await assert.rejects(pub.publish("/d", "late"), /draining|closed/i);
+    const got = await take(seen, n);
+    assert.deepEqual(got.map((m) => m.value), Array.from({ length: n }, (_, i) => i));
+
+    // The sink's iterator holds at most its buffer, reading paused; drain
+    // unsubscribes anyway, and the loop reads what waited, in order, then ends.
+    await waitFor(() => own.waiting > 0, 5000, "deliveries to the sink");
+    await within(sink.drain(2000), 3000, "the sink's drain");
+    const rest: unknown[] = [];
+    await within(
+      (async () => {
+        for await (const m of own) rest.push(m.value);
+      })(),
+      5000,
+      "the sink's loop to end",
+    );
+    assert.ok(rest.length > 0 && rest.length <= n, `${rest.length} read`);
+    assert.deepEqual(rest, Array.from({ length: rest.length }, (_, i) => i));
+    const topics = await watcher.topics({ prefix: "/d" });
+    assert.deepEqual(topics.topics.map((t) => t.subscribers), [1], "only the watcher is left");
+  });
+});

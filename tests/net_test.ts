@@ -274,6 +274,31 @@ Deno.test({
   },
 });
 
+// Regression test: a stop() that came while onConnect was running (a consumer
+// resubscribing when Ctrl-C arrives) closed no connection, and the one being
+// set up stayed open, its heartbeats keeping it alive: stop() never returned.
+Deno.test("Redialer.stop() during onConnect closes the connection being set up and returns", async () => {
+  const l = listen({ host: HOST, port: 0, role: "server", name: "s", onRequest: echo });
+  let entered!: () => void;
+  const inHook = new Promise<void>((resolve) => entered = resolve);
+  const r = new Redialer({ host: HOST, port: l.addr.port }, {
+    role: "client",
+    name: "r",
+    onConnect: async () => {
+      entered();
+      await sleep(200);
+    },
+  }).start();
+  try {
+    await within(inHook, 2000, "onConnect");
+    await within(r.stop(), 2000, "Redialer.stop()");
+    assert.equal(r.peer, undefined);
+    await waitFor(() => l.peers.size === 0, 2000, "the server to see the close");
+  } finally {
+    await l.close(200);
+  }
+});
+
 /** Sends `big` requests at a raw connection in batches until `until()`, for at most 5 s. */
 async function flood(conn: Deno.Conn, batch: number, until: () => boolean): Promise<number> {
   let id = 0;

@@ -131,6 +131,11 @@ export class Redialer {
           break;
         }
         await this.#options.onConnect?.(peer);
+        if (this.#stopped) {
+          // stop() came while it was being set up: it closed no connection, so close this one.
+          peer.close(CloseReason.Shutdown);
+          break;
+        }
         if (peer.isClosed) throw new DistError("UNAVAILABLE", "Connection closed while setting up");
         this.#peer = peer;
         this.failures = 0;
