@@ -76,8 +76,11 @@ interface Waiter {
 interface Statements {
   put: StatementSync;
   del: StatementSync;
-  all: StatementSync;
+  page: StatementSync;
 }
+
+/** Rows read at a time by {@link Store.rows}. */
+const ROWS_PAGE = 10_000;
 
 /** A data file: see the module comment. */
 export class Store {
@@ -131,20 +134,24 @@ export class Store {
       this.#tables.set(table, {
         put: this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
         del: this.#db.prepare(`DELETE FROM ${t} WHERE k = ?`),
-        all: this.#db.prepare(`SELECT k, v FROM ${t}`),
+        page: this.#db.prepare(`SELECT k, v FROM ${t} WHERE k > ? ORDER BY k LIMIT ?`),
       });
       this.#pending.set(table, new Map());
     }
   }
 
-  /** Every row of `table` as committed (pending writes are not seen). */
+  /** Every row of `table` as committed (pending writes are not seen), in key order. */
   *rows(table: string): Generator<[string, Value]> {
-    const all = this.#statements(table).all;
-    // Rows as arrays are about twice as fast to read as objects (types lag the runtime here).
-    (all as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
-    for (const row of all.iterate() as Iterable<unknown>) {
-      const [k, v] = row as [string, Value];
-      yield [k, v];
+    const page = this.#statements(table).page;
+    // Pages of 10,000 by key: all() of a page is several times faster than iterate() row by
+    // row, and memory stays bounded. Rows as arrays (types lag the runtime here).
+    (page as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
+    let after = "";
+    for (;;) {
+      const rows = page.all(after, ROWS_PAGE) as unknown as [string, Value][];
+      for (const row of rows) yield row;
+      if (rows.length < ROWS_PAGE) return;
+      after = rows[rows.length - 1][0];
     }
   }
 

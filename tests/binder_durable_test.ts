@@ -103,7 +103,10 @@ Deno.test("binder --data-dir: 20 SIGKILLs under load lose no acknowledged regist
         while (!killed) {
           const port = next++;
           try {
-            const { id } = await peer.call("binder.register", reg(port)) as { id: string };
+            // An hour's lease: the loop may take over a minute on a loaded machine.
+            const { id } = await peer.call("binder.register", reg(port, 3_600_000)) as {
+              id: string;
+            };
             acknowledged.add(id);
           } catch {
             return; // Killed: this one was never acknowledged.

@@ -33,11 +33,15 @@ function connect(
   });
 }
 
-/** The retained values under `prefix` as a new subscriber gets them, once `want` of them came. */
+/**
+ * The retained values under `prefix` as a new subscriber gets them, once as
+ * many came as the broker holds (at least `want`: values sent but never
+ * confirmed may be stored too).
+ */
 async function retainedUnder(
   port: number,
   prefix: string,
-  want: number,
+  atLeast: number,
 ): Promise<Map<string, unknown>> {
   const seen = new Map<string, unknown>();
   const peer = await connect(port, "json", (p) => {
@@ -45,6 +49,8 @@ async function retainedUnder(
     if (m.retained) seen.set(m.topic, m.value);
   });
   try {
+    const stats = await peer.call("sys.stats") as { retained: { count: number } };
+    const want = Math.max(atLeast, stats.retained.count);
     await peer.call("broker.subscribe", { topic: prefix });
     // Every value that is there comes at once; a missing one never does (the caller says which).
     await waitUntil(() => seen.size >= want, `${want} retained values`, 5000).catch(() => {});
