@@ -8,6 +8,7 @@ import {
   type Command,
   formatMainHelp,
   formatRoleHelp,
+  parseAddress,
   parseCommand,
   UsageError,
 } from "./config/mod.ts";
@@ -19,7 +20,9 @@ import {
   Stopper,
   writeStdout,
 } from "./roles/mod.ts";
+import { getLogger } from "@logtape/logtape";
 import { DistError } from "./wire/mod.ts";
+import { MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
 import { status, up, watchLauncher } from "./launch/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -83,6 +86,22 @@ export async function main(argv: string[]): Promise<number> {
   }
   // SIGINT/SIGTERM stop gracefully, a second one at once; a closed stdout
   // (`| head`) stops quietly.
+  let metrics: ProcessMetrics | undefined;
+  if (typeof options.metrics === "string") {
+    metrics = new ProcessMetrics(parsed.role, name);
+    try {
+      const { hostname, port } = metrics.serve(parseAddress(options.metrics)).addr; // checked by the loader
+      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      getLogger(["dist", parsed.role]).info("Metrics at http://{host}:{port}/metrics", {
+        host,
+        port,
+      });
+    } catch (err) {
+      await metrics.close();
+      await closeLogging();
+      return fail(err instanceof MetricsBindError ? new UsageError(err.message) : err);
+    }
+  }
   const stopper = new Stopper();
   onStdoutClosed(() => stopper.stop());
   const unlisten = stopper.listen();
@@ -92,12 +111,14 @@ export async function main(argv: string[]): Promise<number> {
       signal: stopper.signal,
       positionals: parsed.positionals,
       onForcedExit: (describe) => stopper.describeAbandoned(describe),
+      metrics,
     });
   } catch (err) {
     return fail(err);
   } finally {
     unlisten();
     unwatch();
+    await metrics?.close();
     await closeLogging();
   }
 }

@@ -250,6 +250,11 @@ export const COMMON_OPTIONS = defineOptions({
     max: 64 * 1024 * 1024,
     metavar: "BYTES",
   },
+  metrics: {
+    type: "address",
+    description: "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free one)",
+    metavar: "HOST:PORT",
+  },
   ...AUTH_OPTIONS,
   ...TLS_OPTIONS,
 });

@@ -14,6 +14,7 @@ import {
   type RoleInfo,
   type RoleOptions,
 } from "../config/mod.ts";
+import type { ProcessMetrics } from "../obs/mod.ts";
 
 /** What a role's `run` gets besides its options. */
 export interface RunContext {
@@ -34,6 +35,11 @@ export interface RunContext {
    * for nothing.
    */
   onForcedExit?: (describe: () => string | undefined) => void;
+  /**
+   * This process's metrics (`--metrics`): the shell and the roles add
+   * theirs; undefined when nobody asked, so nothing is counted.
+   */
+  metrics?: ProcessMetrics;
 }
 
 /** A role as main.ts sees it: its option spec and how to run it. */

@@ -30,6 +30,7 @@ import { announceListening, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_flags.ts";
 import { bindOn } from "./_listen.ts";
+import { roleStatMetrics, RpcMetrics } from "../obs/mod.ts";
 
 /** The options every listening role has (its `--port` has its own default). */
 export type ShellOptions = RoleOptions<typeof LISTENER_OPTIONS> & { readonly port: number };
@@ -131,6 +132,13 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
     for (const p of [port, ...others.map((o) => o.port)]) p.close();
     throw err;
   }
+  // --metrics: counted here, at the dispatch and onPeer seams, and nowhere
+  // when it is off (the handlers are then exactly the role's).
+  const rpc = ctx.metrics && new RpcMetrics(ctx.metrics.registry);
+  if (ctx.metrics) {
+    ctx.metrics.name = name;
+    roleStatMetrics(ctx.metrics.registry, role, () => served.stats());
+  }
   const handlers = (serve: Serving) => {
     const d = dispatch([sys, ...serve.contracts], {
       ...serve.handlers,
@@ -145,9 +153,14 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
         ...(base.authenticator?.stats ? { auth: base.authenticator.stats() } : {}),
       }),
     } as never, serve.options); // each role's handlers were checked by serving()
+    const onRequest = serve.options.wrap?.(d.onRequest) ?? d.onRequest;
+    const onNotification = serve.options.wrapNotification?.(d.onNotification) ?? d.onNotification;
+    if (rpc === undefined) return { onRequest, onNotification };
+    rpc.learn([sys, ...serve.contracts]);
     return {
-      onRequest: serve.options.wrap?.(d.onRequest) ?? d.onRequest,
-      onNotification: serve.options.wrapNotification?.(d.onNotification) ?? d.onNotification,
+      onRequest: rpc.wrap(onRequest, serve.options.fallback !== undefined),
+      onNotification: rpc.wrapNotification(onNotification),
+      onPeer: (peer: Peer) => rpc.peer(peer),
     };
   };
   const listener = main.listener = port.start({
@@ -155,7 +168,10 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
     maxConnections: options.maxConnections,
     ...handlers(served.serve),
     ...checkedFast(served.fast),
-    onPeer: served.onPeer,
+    onPeer: rpc === undefined ? served.onPeer : (peer) => {
+      rpc.peer(peer);
+      served.onPeer?.(peer);
+    },
   });
   const more = others.map((o) => o.port.start({ ...base, ...handlers(o.serve) }));
   announceListening(ctx, def.log, { addr: port.addr, name });

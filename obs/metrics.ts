@@ -1,0 +1,220 @@
+/**
+ * A small Prometheus registry: counters, gauges and histograms, in the text
+ * exposition format 0.0.4. Written here rather than with prom-client because
+ * the hot path is one property increment or one bucket search on a cell
+ * the caller holds (prom-client's `labels()` builds and hashes a key per
+ * call), and because nearly every value is read at scrape time from
+ * counters the roles keep anyway (`sys.stats`): a collector, not a push.
+ */
+
+/** Label names to values; values are escaped when rendered. */
+export type Labels = Readonly<Record<string, string>>;
+
+/** A sample read at scrape time: a bare value, or values by label set. */
+export type Reading = number | readonly (readonly [Labels, number])[];
+
+type Kind = "counter" | "gauge" | "histogram";
+
+interface Family {
+  name: string;
+  help: string;
+  kind: Kind;
+  render(out: string[]): void;
+}
+
+/** Bucket bounds (seconds) for request latencies: 100 µs to 10 s. */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  10,
+];
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+function escapeValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : `\\${c}`);
+}
+
+function labelText(labels: Labels | undefined, extra?: string): string {
+  const parts: string[] = [];
+  if (labels !== undefined) {
+    for (const k in labels) parts.push(`${k}="${escapeValue(labels[k])}"`);
+  }
+  if (extra !== undefined) parts.push(extra);
+  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+function num(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+/** A value the owner sets or adds to (one label set). */
+export class Cell {
+  value = 0;
+  inc(by = 1): void {
+    this.value += by;
+  }
+}
+
+/** One histogram's buckets for one label set. */
+export class HistogramCell {
+  readonly bounds: readonly number[];
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
+    this.counts = new Float64Array(bounds.length);
+  }
+  /** Records one observation (in the histogram's unit: seconds for latencies). */
+  observe(value: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]) i++;
+    if (i < b.length) this.counts[i]++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/** Counter or gauge cells by label set, made on first use (the caller bounds the sets). */
+export class CellFamily {
+  readonly #cells = new Map<string, { labels: Labels; cell: Cell }>();
+  /** The cell of `labels`; keep it rather than asking on every increment. */
+  cell(labels: Labels): Cell {
+    const key = labelText(labels);
+    let entry = this.#cells.get(key);
+    if (entry === undefined) this.#cells.set(key, entry = { labels, cell: new Cell() });
+    return entry.cell;
+  }
+  /** @internal */
+  entries(): Iterable<{ labels: Labels; cell: Cell }> {
+    return this.#cells.values();
+  }
+}
+
+/** Histogram cells by label set. */
+export class HistogramFamily {
+  readonly #cells = new Map<string, { labels: Labels; cell: HistogramCell }>();
+  readonly #bounds: readonly number[];
+  constructor(bounds: readonly number[]) {
+    this.#bounds = bounds;
+  }
+  cell(labels: Labels = {}): HistogramCell {
+    const key = labelText(labels);
+    let entry = this.#cells.get(key);
+    if (entry === undefined) {
+      this.#cells.set(key, entry = { labels, cell: new HistogramCell(this.#bounds) });
+    }
+    return entry.cell;
+  }
+  /** @internal */
+  entries(): Iterable<{ labels: Labels; cell: HistogramCell }> {
+    return this.#cells.values();
+  }
+}
+
+/**
+ * The metrics of one process. Families are declared once; values are either
+ * cells the code increments or readings taken at scrape time.
+ */
+export class Registry {
+  readonly #families = new Map<string, Family>();
+  readonly #beforeScrape: (() => void)[] = [];
+
+  #add(family: Family): void {
+    if (!NAME.test(family.name)) throw new Error(`Bad metric name: ${family.name}`);
+    if (this.#families.has(family.name)) throw new Error(`Metric declared twice: ${family.name}`);
+    this.#families.set(family.name, family);
+  }
+
+  /** Runs before each scrape's readings (take one snapshot that several readings share). */
+  beforeScrape(fn: () => void): void {
+    this.#beforeScrape.push(fn);
+  }
+
+  /** A family read at scrape time (`counter` names end in `_total`). */
+  read(kind: "counter" | "gauge", name: string, help: string, reading: () => Reading): void {
+    this.#add({
+      name,
+      help,
+      kind,
+      render: (out) => {
+        const r = reading();
+        if (typeof r === "number") {
+          if (!Number.isNaN(r)) out.push(`${name} ${num(r)}`); // NaN: not known now
+          return;
+        }
+        for (const [labels, v] of r) out.push(`${name}${labelText(labels)} ${num(v)}`);
+      },
+    });
+  }
+
+  /** Counter or gauge cells the code increments, by label set. */
+  cells(kind: "counter" | "gauge", name: string, help: string): CellFamily {
+    const family = new CellFamily();
+    this.#add({
+      name,
+      help,
+      kind,
+      render: (out) => {
+        for (const { labels, cell } of family.entries()) {
+          out.push(`${name}${labelText(labels)} ${num(cell.value)}`);
+        }
+      },
+    });
+    return family;
+  }
+
+  /** A histogram family (`name` ends in its unit: `_seconds`). */
+  histogram(name: string, help: string, bounds = LATENCY_BUCKETS): HistogramFamily {
+    const family = new HistogramFamily(bounds);
+    this.#add({
+      name,
+      help,
+      kind: "histogram",
+      render: (out) => {
+        for (const { labels, cell } of family.entries()) {
+          let cumulative = 0;
+          for (let i = 0; i < bounds.length; i++) {
+            cumulative += cell.counts[i];
+            out.push(`${name}_bucket${labelText(labels, `le="${num(bounds[i])}"`)} ${cumulative}`);
+          }
+          out.push(`${name}_bucket${labelText(labels, 'le="+Inf"')} ${cell.count}`);
+          out.push(`${name}_sum${labelText(labels)} ${num(cell.sum)}`);
+          out.push(`${name}_count${labelText(labels)} ${cell.count}`);
+        }
+      },
+    });
+    return family;
+  }
+
+  /** The text exposition format (version 0.0.4). */
+  render(): string {
+    for (const fn of this.#beforeScrape) fn();
+    const out: string[] = [];
+    for (const f of this.#families.values()) {
+      const samples: string[] = [];
+      f.render(samples);
+      out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`);
+      out.push(`# TYPE ${f.name} ${f.kind}`);
+      out.push(...samples);
+    }
+    return out.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * @module
+ * Observability: Prometheus metrics (`--metrics HOST:PORT`), below the
+ * roles and the launcher, which both use it.
+ *
+ * - `metrics.ts`: the registry (counters, gauges, histograms; readings
+ *   taken at scrape time) and the text format.
+ * - `process.ts`: `process_*`, event-loop lag and `dist_info`.
+ * - `rpc.ts`: what the listening roles' shell counts at its dispatch and
+ *   connection seams (requests by class and code, latency, bytes).
+ * - `role_stats.ts`: the roles' `sys.stats` counters as metrics.
+ * - `serve.ts`: the HTTP endpoint.
+ */
+import { Registry } from "./metrics.ts";
+import { processMetrics } from "./process.ts";
+import { type MetricsServer, serveMetrics } from "./serve.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+export {
+  Cell,
+  CellFamily,
+  HistogramCell,
+  HistogramFamily,
+  type Labels,
+  LATENCY_BUCKETS,
+  type Reading,
+  Registry,
+} from "./metrics.ts";
+export { RpcMetrics } from "./rpc.ts";
+export { roleStatMetrics } from "./role_stats.ts";
+export { METRICS_CONTENT_TYPE, MetricsBindError, type MetricsServer } from "./serve.ts";
+
+/** The metrics of one process: its registry and, when asked for, its endpoint. */
+export class ProcessMetrics {
+  readonly registry: Registry = new Registry();
+  /** The instance's name in `dist_info` (settled late when a port 0 names it). */
+  name: string;
+  readonly role: string;
+  readonly #stopLag: () => void;
+  #server?: MetricsServer;
+
+  constructor(role: string, name: string) {
+    this.role = role;
+    this.name = name;
+    this.#stopLag = processMetrics(
+      this.registry,
+      () => ({ role, name: this.name, version: denoJson.version }),
+    );
+  }
+
+  /**
+   * Serves the registry at `http://host:port/metrics`.
+   * @throws {MetricsBindError} when the address cannot be had
+   */
+  serve(address: { host: string; port: number }): MetricsServer {
+    return this.#server = serveMetrics(address, this.registry);
+  }
+
+  /** The endpoint's address, once serving. */
+  get addr(): { hostname: string; port: number } | undefined {
+    return this.#server?.addr;
+  }
+
+  /** Stops the endpoint and the lag sampler. */
+  async close(): Promise<void> {
+    this.#stopLag();
+    await this.#server?.close();
+  }
+}

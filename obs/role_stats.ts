@@ -1,0 +1,154 @@
+/**
+ * The roles' own counters and gauges, as Prometheus metrics: read at scrape
+ * time from the same object `sys.stats` answers (one snapshot per scrape),
+ * so counting costs the roles nothing more. Only totals and sizes: no label
+ * per topic, client or backend.
+ */
+import type { Reading, Registry } from "./metrics.ts";
+
+type Snapshot = Record<string, unknown>;
+
+/** One metric read from a `sys.stats` snapshot. */
+interface StatMetric {
+  /** Dotted path in the snapshot (`retained.bytes`), or a function of it. */
+  from: string | ((s: Snapshot) => Reading | undefined);
+  kind: "counter" | "gauge";
+  name: string;
+  help: string;
+  /** Multiplies the value (ms → s: 0.001). */
+  scale?: number;
+}
+
+const c = (from: string, name: string, help: string): StatMetric => ({
+  from,
+  kind: "counter",
+  name,
+  help,
+});
+const g = (from: StatMetric["from"], name: string, help: string, scale?: number): StatMetric => ({
+  from,
+  kind: "gauge",
+  name,
+  help,
+  scale,
+});
+
+const BROKER: StatMetric[] = [
+  g("subscriptions", "dist_broker_subscriptions", "Subscriptions now"),
+  g("topics", "dist_broker_topics", "Topics known now"),
+  g("topic_bytes", "dist_broker_topic_bytes", "Bytes of topic names held"),
+  c("messages_in", "dist_broker_messages_received_total", "Messages published to the broker"),
+  c("messages_out", "dist_broker_messages_delivered_total", "Deliveries queued to subscribers"),
+  c("retained_sent", "dist_broker_retained_delivered_total", "Retained values sent on subscribe"),
+  g("retained.count", "dist_broker_retained_topics", "Topics with a retained value"),
+  g("retained.bytes", "dist_broker_retained_bytes", "Bytes of retained values"),
+  g("retained.budget", "dist_broker_retained_budget_bytes", "Budget of retained bytes"),
+  c("retained.evicted", "dist_broker_retained_evicted_total", "Retained values evicted"),
+  c("retained.too_large", "dist_broker_retained_too_large_total", "Values too large to retain"),
+  c("topics_evicted", "dist_broker_topics_evicted_total", "Topics forgotten for the topic budget"),
+  c("dropped", "dist_broker_dropped_total", "Deliveries dropped (subscriber queue full)"),
+  g("queued_bytes", "dist_broker_queued_bytes", "Bytes queued for subscribers"),
+  c("slow_consumers", "dist_broker_slow_consumers_total", "Connections cut off as slow consumers"),
+  c("bad_publishes", "dist_broker_bad_publishes_total", "Publishes refused (bad topic or value)"),
+  c("undeliverable", "dist_broker_undeliverable_total", "Deliveries that could not be encoded"),
+];
+
+const REPLICATION = [
+  "pushes",
+  "pushed",
+  "unsent",
+  "received",
+  "merged",
+  "rejected",
+  "bad_pushes",
+  "rounds",
+  "repaired",
+];
+
+const BINDER: StatMetric[] = [
+  g(
+    (s) => (s.ready ? 1 : 0),
+    "dist_binder_ready",
+    "1 once the binder has caught up with its peers",
+  ),
+  g("services", "dist_binder_services", "Services registered now"),
+  g("instances", "dist_binder_instances", "Live instances registered now"),
+  g("tombstones", "dist_binder_tombstones", "Removed instances remembered for replication"),
+  ...[
+    "registrations",
+    "renewals",
+    "removals",
+    "expirations",
+    "lookups",
+    "merged",
+    "stale",
+    "skewed",
+    "overflow",
+    "verifications",
+  ].map((k) => c(k, `dist_binder_${k}_total`, `Registry ${k}`)),
+  g("verifying", "dist_binder_verifying", "Reported instances being verified now"),
+  g("watchers", "dist_binder_watchers", "binder.watch subscriptions now"),
+  c("notifications", "dist_binder_watch_notifications_total", "binder.changed notifications sent"),
+  c("notifications_failed", "dist_binder_watch_failed_total", "binder.changed notifications lost"),
+  g("clock_drift_ms", "dist_binder_clock_drift_seconds", "Clock drift seen in peers", 0.001),
+  ...REPLICATION.map((k) =>
+    c(`replication.${k}`, `dist_binder_replication_${k}_total`, `Replication ${k}`)
+  ),
+  g(
+    (s) => {
+      const peers = (s.replication as { peers?: { connected: boolean; self?: boolean }[] })?.peers;
+      if (!Array.isArray(peers)) return undefined;
+      const others = peers.filter((p) => !p.self);
+      const up = others.filter((p) => p.connected).length;
+      return [[{ state: "connected" }, up], [{ state: "disconnected" }, others.length - up]];
+    },
+    "dist_binder_replication_peers",
+    "Replication peers by link state",
+  ),
+];
+
+const BALANCER: StatMetric[] = [
+  g("workers", "dist_balancer_workers", "Workers registered now"),
+  g("backends", "dist_balancer_backends", "Backends known (servers and workers)"),
+  g("healthy", "dist_balancer_backends_healthy", "Backends healthy now"),
+  g("queued", "dist_balancer_queued_requests", "Requests waiting for a backend"),
+  g("queued_bytes", "dist_balancer_queued_bytes", "Bytes of requests waiting for a backend"),
+  c("requests", "dist_balancer_forwarded_total", "Requests taken for forwarding"),
+  c("retries", "dist_balancer_retries_total", "Forwarding retries on another backend"),
+  c("overloaded", "dist_balancer_overloaded_total", "Requests refused: queue full"),
+  c("expired", "dist_balancer_expired_total", "Requests that waited past their deadline"),
+  c("lost", "dist_balancer_lost_total", "Requests lost with their backend"),
+];
+
+const BY_ROLE: Readonly<Record<string, readonly StatMetric[]>> = {
+  broker: BROKER,
+  binder: BINDER,
+  balancer: BALANCER,
+};
+
+function at(snapshot: Snapshot, path: string): unknown {
+  let v: unknown = snapshot;
+  for (const key of path.split(".")) {
+    if (typeof v !== "object" || v === null || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Snapshot)[key];
+  }
+  return v;
+}
+
+/**
+ * Declares the metrics of `role` read from `stats()` (the role's part of
+ * `sys.stats`), taken once per scrape.
+ */
+export function roleStatMetrics(registry: Registry, role: string, stats: () => Snapshot): void {
+  const table = Object.hasOwn(BY_ROLE, role) ? BY_ROLE[role] : [];
+  if (table.length === 0) return;
+  let snapshot: Snapshot = {};
+  registry.beforeScrape(() => snapshot = stats());
+  for (const m of table) {
+    registry.read(m.kind, m.name, m.help, () => {
+      const v = typeof m.from === "string" ? at(snapshot, m.from) : m.from(snapshot);
+      if (typeof v === "number") return v * (m.scale ?? 1);
+      return v === undefined || typeof v !== "object" ? NaN : v as Reading;
+    });
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * What the shell counts for every listening role, at its one dispatch
+ * point and its `onPeer` seam (never inside a handler): requests by method
+ * class and code, their latency, notifications, connections and bytes.
+ * A method's class is its contract's service (`broker`, `binder`, `sys`,
+ * `ops` …), `forwarded` for what a balancer passes on, `unknown` otherwise;
+ * codes are the fixed DistError set, so the label sets stay bounded.
+ */
+import {
+  type Contract,
+  DistError,
+  ERROR_CODES,
+  type NotificationHandler,
+  type Peer,
+  type RequestHandler,
+} from "../wire/mod.ts";
+import type { Cell, CellFamily, HistogramCell, HistogramFamily, Registry } from "./metrics.ts";
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+
+/** The cells of one method class, made once. */
+class ClassCells {
+  readonly ok: Cell;
+  readonly latency: HistogramCell;
+  readonly notifications: Cell;
+  readonly #requests: CellFamily;
+  readonly #name: string;
+  readonly #codes = new Map<string, Cell>();
+  constructor(name: string, requests: CellFamily, latency: HistogramFamily, notes: CellFamily) {
+    this.#name = name;
+    this.#requests = requests;
+    this.ok = requests.cell({ class: name, code: "OK" });
+    this.latency = latency.cell({ class: name });
+    this.notifications = notes.cell({ class: name });
+  }
+  failed(err: unknown, t0: number): void {
+    this.latency.observe((performance.now() - t0) / 1000);
+    const code = err instanceof DistError && KNOWN_CODES.has(err.code) ? err.code : "INTERNAL";
+    let cell = this.#codes.get(code);
+    if (cell === undefined) {
+      this.#codes.set(code, cell = this.#requests.cell({ class: this.#name, code }));
+    }
+    cell.value++;
+  }
+  done(t0: number): void {
+    this.latency.observe((performance.now() - t0) / 1000);
+    this.ok.value++;
+  }
+}
+
+/** Request, connection and byte metrics of one listening process (all its ports). */
+export class RpcMetrics {
+  readonly #byMethod = new Map<string, ClassCells>();
+  readonly #other: ClassCells;
+  readonly #classes = new Map<string, ClassCells>();
+  readonly #requests: CellFamily;
+  readonly #latency: HistogramFamily;
+  readonly #notes: CellFamily;
+  readonly #opened: Cell;
+  readonly #closed: CellFamily;
+  readonly #live = new Set<Peer>();
+  #closedIn = 0;
+  #closedOut = 0;
+
+  constructor(registry: Registry) {
+    this.#requests = registry.cells(
+      "counter",
+      "dist_requests_total",
+      "Requests answered, by method class and code (OK or the error's code)",
+    );
+    this.#latency = registry.histogram(
+      "dist_request_duration_seconds",
+      "Time from a request's dispatch to its answer, by method class",
+    );
+    this.#notes = registry.cells(
+      "counter",
+      "dist_notifications_total",
+      "Notifications taken through dispatch, by method class (fast paths not included)",
+    );
+    this.#opened = registry.cells(
+      "counter",
+      "dist_connections_opened_total",
+      "Connections accepted (after their handshake)",
+    ).cell({});
+    this.#closed = registry.cells(
+      "counter",
+      "dist_connections_closed_total",
+      "Connections closed, by reason",
+    );
+    registry.read("gauge", "dist_connections", "Connections open now", () => this.#live.size);
+    registry.read("counter", "dist_received_bytes_total", "Bytes read from connections", () => {
+      let n = this.#closedIn;
+      for (const p of this.#live) n += p.conn.bytesIn;
+      return n;
+    });
+    registry.read("counter", "dist_sent_bytes_total", "Bytes written to connections", () => {
+      let n = this.#closedOut;
+      for (const p of this.#live) n += p.conn.bytesOut;
+      return n;
+    });
+    this.#other = this.#cells("unknown");
+  }
+
+  #cells(name: string): ClassCells {
+    let cells = this.#classes.get(name);
+    if (cells === undefined) {
+      cells = new ClassCells(name, this.#requests, this.#latency, this.#notes);
+      this.#classes.set(name, cells);
+    }
+    return cells;
+  }
+
+  /** Learns the method names of `contracts` (and their aliases) and their class. */
+  learn(contracts: readonly Contract[]): void {
+    for (const c of contracts) {
+      const cells = this.#cells(c.service);
+      for (const m of Object.values(c.methods)) this.#byMethod.set(m.name, cells);
+      for (const alias of Object.keys(c.aliases ?? {})) this.#byMethod.set(alias, cells);
+    }
+  }
+
+  /**
+   * Counts and times the requests `handler` answers.
+   * @param forwards the port hands methods no contract owns to a fallback (the balancer)
+   */
+  wrap(handler: RequestHandler, forwards: boolean): RequestHandler {
+    const byMethod = this.#byMethod;
+    const rest = forwards ? this.#cells("forwarded") : this.#other;
+    return (method, params, peer, meta) => {
+      const cells = byMethod.get(method) ?? rest;
+      const t0 = performance.now();
+      let r: unknown;
+      try {
+        r = handler(method, params, peer, meta);
+      } catch (err) {
+        cells.failed(err, t0);
+        throw err;
+      }
+      if (!(r instanceof Promise)) {
+        cells.done(t0);
+        return r;
+      }
+      return r.then((v) => {
+        cells.done(t0);
+        return v;
+      }, (err) => {
+        cells.failed(err, t0);
+        throw err;
+      });
+    };
+  }
+
+  /** Counts the notifications `handler` takes. */
+  wrapNotification(handler: NotificationHandler): NotificationHandler {
+    const byMethod = this.#byMethod;
+    const other = this.#other;
+    return (method, params, peer) => {
+      (byMethod.get(method) ?? other).notifications.value++;
+      return handler(method, params, peer);
+    };
+  }
+
+  /** Follows a connection from its handshake to its close (its bytes stay counted). */
+  peer(peer: Peer): void {
+    this.#opened.value++;
+    this.#live.add(peer);
+    peer.closed.then((reason) => {
+      this.#live.delete(peer);
+      this.#closedIn += peer.conn.bytesIn;
+      this.#closedOut += peer.conn.bytesOut;
+      this.#closed.cell({ reason: String(reason) }).value++;
+    });
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * `--metrics HOST:PORT` on real processes: every role's /metrics passes
+ * `promtool check metrics` (Debian `prometheus`, installed by .ci/run),
+ * counters move with traffic, scrapes during load answer, and bad HTTP on
+ * the metrics port never harms the role.
+ */
+import assert from "node:assert/strict";
+import { BrokerClient } from "./helpers/broker.ts";
+import { distCommand, type DistProcess, runDist, startDist } from "./helpers/dist.ts";
+import { connectTo, startBalancer } from "./helpers/balancer.ts";
+import { sleep, waitFor, writeAll } from "./helpers/raw.ts";
+
+const METRICS_LINE = /Metrics at (http:\/\/[\d.]+:\d+\/metrics)/;
+
+function promtool(): string | undefined {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/promtool`).isFile) return `${dir}/promtool`;
+    } catch {
+      // Not in this folder.
+    }
+  }
+  return undefined;
+}
+
+const PROMTOOL = promtool();
+if (PROMTOOL === undefined) {
+  console.error(
+    "metrics_test: promtool not found (Debian package prometheus; .ci/run installs it): " +
+      "the promtool checks are skipped",
+  );
+}
+
+/** `promtool check metrics` on `text`: its complaints, or "" when clean. */
+async function check(text: string): Promise<string> {
+  const child = new Deno.Command(PROMTOOL!, {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const { code, stdout, stderr } = await child.output();
+  const said = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  return code === 0 && said.trim() === "" ? "" : `exit ${code}: ${said}`;
+}
+
+/** The URL a process logged for its metrics. */
+async function metricsUrl(stderr: () => string): Promise<string> {
+  await waitFor(() => METRICS_LINE.test(stderr()), 10_000, "the Metrics at line");
+  return stderr().match(METRICS_LINE)![1];
+}
+
+async function scrape(url: string): Promise<string> {
+  const r = await fetch(url);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  return await r.text();
+}
+
+/** The value of the sample `series` (name with its labels as rendered), or undefined. */
+function sample(text: string, series: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
+/** A process that does not say `Listening on` (worker, consumer), stopped by the test. */
+function spawnDist(args: string[]): { stderr: () => string; stop: () => Promise<void> } {
+  const { exe, args: argv } = distCommand(args);
+  const child = new Deno.Command(exe, {
+    args: argv,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let text = "";
+  const reading = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) text += chunk;
+  })();
+  return {
+    stderr: () => text,
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Exited already.
+      }
+      await child.status;
+      await reading;
+    },
+  };
+}
+
+const M = ["--metrics", "127.0.0.1:0"];
+
+Deno.test({
+  name: "--metrics: every role's /metrics passes promtool check metrics, under traffic",
+  ignore: PROMTOOL === undefined,
+  async fn() {
+    const started: { stop: () => Promise<unknown> }[] = [];
+    try {
+      const server = await startDist(["server", "--port", "0", ...M]);
+      started.push(server);
+      const broker = await startDist(["broker", "--port", "0", ...M]);
+      started.push(broker);
+      const binder = await startDist(["binder", "--port", "0", ...M]);
+      started.push(binder);
+      const balancer = await startBalancer([server], M);
+      started.push(balancer);
+      const worker = spawnDist(["worker", "--balancer", balancer.workerAddress, ...M]);
+      started.push(worker);
+      const consumer = spawnDist(["consumer", "--broker", broker.address, "--topic", "/m", ...M]);
+      started.push(consumer);
+      // Traffic through each, so the families have samples, errors included.
+      for (const args of [["add", "1", "2"], ["div", "1", "0"]]) {
+        await runDist(["client", "--connect", balancer.address, ...args]);
+      }
+      await runDist(["client", "--connect", server.address, "nosuch"]);
+      const pub = await BrokerClient.connect(broker.port);
+      await pub.confirm("/m/a", { "è": 1 }, true);
+      pub.publish("/m/b", 2); // a notification: the fast path
+      await pub.confirm("/m/c", "ü");
+      pub.close();
+      const binderPeer = await connectTo(binder.address);
+      await binderPeer.call("binder.register", { service: "svc", host: "127.0.0.1", port: 1 });
+      binderPeer.close();
+      const procs: [string, () => string][] = [
+        ["server", server.stderr],
+        ["broker", broker.stderr],
+        ["binder", binder.stderr],
+        ["balancer", balancer.stderr],
+        ["worker", worker.stderr],
+        ["consumer", consumer.stderr],
+      ];
+      for (const [role, stderr] of procs) {
+        const text = await scrape(await metricsUrl(stderr));
+        assert.equal(await check(text), "", `${role}'s metrics:\n${text}`);
+        assert.equal(sample(text, `dist_info{role="${role}",name=`) ?? 1, 1);
+        assert(sample(text, "process_resident_memory_bytes")! > 0, role);
+      }
+      const b = await scrape(await metricsUrl(broker.stderr));
+      assert.equal(sample(b, "dist_broker_retained_topics"), 3); // each topic keeps its last value
+      assert(sample(b, "dist_broker_messages_received_total")! >= 3);
+      const bd = await scrape(await metricsUrl(binder.stderr));
+      assert.equal(sample(bd, "dist_binder_instances"), 1);
+      const s = await scrape(await metricsUrl(server.stderr));
+      assert.equal(sample(s, 'dist_requests_total{class="unknown",code="UNKNOWN_METHOD"}'), 1);
+    } finally {
+      await Promise.all(started.map((p) => p.stop()));
+    }
+  },
+});
+
+Deno.test("--metrics: request counters follow the traffic, and scrapes answer during load", async () => {
+  const server = await startDist(["server", "--port", "0", ...M]);
+  try {
+    const url = await metricsUrl(server.stderr);
+    const ok = 'dist_requests_total{class="ops",code="OK"}';
+    assert.equal(sample(await scrape(url), ok), 0); // no ops request yet
+    const n = 5;
+    for (let i = 0; i < n; i++) {
+      await runDist(["client", "--connect", server.address, "add", String(i), "1"]);
+    }
+    const text = await scrape(url);
+    assert.equal(sample(text, ok), n);
+    assert.equal(sample(text, 'dist_request_duration_seconds_count{class="ops"}'), n);
+    assert.equal(sample(text, "dist_connections_opened_total"), n);
+    assert(sample(text, "dist_received_bytes_total")! > 0);
+    // A benchmark runs while the endpoint is scraped: every scrape answers,
+    // and the count only grows.
+    const bench = runDist([
+      "client",
+      "--connect",
+      server.address,
+      "--bench",
+      "--requests",
+      "3000",
+      "--concurrency",
+      "16",
+    ]);
+    let last = n;
+    let scrapes = 0;
+    let done = false;
+    bench.finally(() => done = true);
+    while (!done && scrapes < 200) {
+      const v = sample(await scrape(url), ok) ?? 0;
+      assert(v >= last, `the count went back from ${last} to ${v}`);
+      last = v;
+      scrapes++;
+      await sleep(20);
+    }
+    const result = await bench;
+    assert.equal(result.code, 0, result.stderr);
+    assert(scrapes >= 1);
+    assert.ok(sample(await scrape(url), ok)! >= n + 3000); // (and the bench's own warm-up)
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("--metrics: bad HTTP on the metrics port never harms the role", async () => {
+  const server: DistProcess = await startDist(["server", "--port", "0", ...M]);
+  try {
+    const url = new URL(await metricsUrl(server.stderr));
+    const port = Number(url.port);
+    const hostile = [
+      "GARBAGE\r\n\r\n",
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+      "GET /metrics HTTP/1.1\r\n" + "X: " + "a".repeat(200_000) + "\r\n\r\n",
+      "GET /metrics HTTP/1.1\r\nHost:", // cut off mid-header
+      "\x16\x03\x01\x00\x05hello", // TLS-looking bytes
+    ];
+    for (const bytes of hostile) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await writeAll(conn, new TextEncoder().encode(bytes));
+      } catch {
+        // The server may close early: that is an answer too.
+      }
+      conn.close();
+    }
+    for (const [path, method, status] of [["/", "GET", 404], ["/metrics", "POST", 405]] as const) {
+      const r = await fetch(new URL(path, url), { method });
+      await r.body?.cancel();
+      assert.equal(r.status, status);
+    }
+    assert.equal((await fetch(url, { method: "HEAD" })).status, 200);
+    const text = await scrape(url.href);
+    assert(text.includes("dist_requests_total"));
+    const r = await runDist(["client", "--connect", server.address, "echo", "still"]);
+    assert.equal(r.code, 0, r.stderr);
+  } finally {
+    const { code } = await server.stop();
+    assert.equal(code, 0);
+  }
+});
+
+Deno.test("--metrics: a busy metrics port is the user's mistake, said with the flag", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const r = await runDist([
+      "server",
+      "--port",
+      "0",
+      "--metrics",
+      `127.0.0.1:${(taken.addr as Deno.NetAddr).port}`,
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /dist: --metrics 127\.0\.0\.1:\d+: port \d+ is in use/);
+  } finally {
+    taken.close();
+  }
+});
