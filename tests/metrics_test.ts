@@ -127,7 +127,12 @@ Deno.test({
       await pub.confirm("/m/c", "ü");
       pub.close();
       const binderPeer = await connectTo(binder.address);
-      await binderPeer.call("binder.register", { service: "svc", host: "127.0.0.1", port: 1 });
+      await binderPeer.call("binder.register", {
+        service: "svc",
+        host: "127.0.0.1",
+        port: 1,
+        ttl_ms: 120_000, // outlives a slow machine's scrapes
+      });
       binderPeer.close();
       const procs: [string, () => string][] = [
         ["server", server.stderr],
