@@ -22,7 +22,7 @@ import {
 } from "./roles/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { DistError } from "./wire/mod.ts";
-import { MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
+import { loadCpuUsage, MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
 import { status, up, watchLauncher } from "./launch/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -88,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
   // (`| head`) stops quietly.
   let metrics: ProcessMetrics | undefined;
   if (typeof options.metrics === "string") {
+    await loadCpuUsage();
     metrics = new ProcessMetrics(parsed.role, name);
     try {
       const { hostname, port } = metrics.serve(parseAddress(options.metrics)).addr; // checked by the loader

@@ -12,7 +12,7 @@
  * - `serve.ts`: the HTTP endpoint.
  */
 import { Registry } from "./metrics.ts";
-import { processMetrics } from "./process.ts";
+import { loadCpuUsage, processMetrics } from "./process.ts";
 import { type MetricsServer, serveMetrics } from "./serve.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -27,6 +27,7 @@ export {
   Registry,
 } from "./metrics.ts";
 export { RpcMetrics } from "./rpc.ts";
+export { loadCpuUsage } from "./process.ts";
 export { roleStatMetrics } from "./role_stats.ts";
 export { METRICS_CONTENT_TYPE, MetricsBindError, type MetricsServer } from "./serve.ts";
 

@@ -4,7 +4,14 @@
  * the role and name. The lag is sampled by one unref'd timer, so it never
  * keeps a process alive.
  */
-import process from "node:process";
+// node:process is loaded only when metrics are asked for: once loaded it
+// changes how a signal arriving before the role's own handlers is taken.
+let cpuUsage: (() => { user: number; system: number }) | undefined;
+
+/** Loads what CPU time is read with; call before {@link processMetrics}. */
+export async function loadCpuUsage(): Promise<void> {
+  cpuUsage ??= (await import("node:process")).default.cpuUsage;
+}
 import type { Registry } from "./metrics.ts";
 
 /** How often the event loop's lag is sampled (ms). */
