@@ -12,7 +12,7 @@
  * - `serve.ts`: the HTTP endpoint.
  */
 import { Registry } from "./metrics.ts";
-import { loadCpuUsage, processMetrics } from "./process.ts";
+import { processMetrics } from "./process.ts";
 import { type MetricsServer, serveMetrics } from "./serve.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
