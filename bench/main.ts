@@ -54,6 +54,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "publish-as-request: memory vs --data-dir --fsync off/batch/always; binder.register",
     load: async () => (await import("./durable.ts")).run,
   },
+  metrics: {
+    about: "--metrics off vs on: RPC c=64 req/s, broker 1→4 deliveries/s, a call's wrap, a scrape",
+    load: async () => (await import("./metrics.ts")).run,
+  },
   auth: {
     about: "authentication: handshakes/s without, with a token, a users file; scrypt; RPC c=64",
     load: async () => (await import("./auth.ts")).run,
