@@ -21,6 +21,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
       "balancer vs HAProxy vs direct: c=64 throughput, added latency at 10k req/s, failover, RSS",
     load: async () => (await import("./balancer.ts")).run,
   },
+  "balancer-hostile": {
+    about: "legitimate latency and throughput beside clients that pipeline and never read",
+    load: async () => (await import("./balancer_hostile.ts")).run,
+  },
   up: {
     about: "dist up of the default topology: time to every instance ready, RSS of the topology",
     load: async () => (await import("./up.ts")).run,

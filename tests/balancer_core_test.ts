@@ -8,6 +8,7 @@ import {
   Backend,
   createPolicy,
   Dispatcher,
+  FairQueue,
   type Job,
   Pool,
   RetryBudget,
@@ -336,4 +337,82 @@ Deno.test("sizeOfValue() is about a value's JSON size and stops once past its li
   const t0 = performance.now();
   assert.ok(sizeOfValue(huge, 1000) > 1000);
   assert.ok(performance.now() - t0 < 50, "stopped early");
+});
+
+interface Item {
+  id: string;
+  flow?: object;
+  deadline: number;
+  queuedBytes: number;
+}
+
+Deno.test("FairQueue serves clients in turn, one request each, FIFO within a client", () => {
+  const q = new FairQueue<Item>(100, Infinity);
+  const [a, b] = [{}, {}];
+  const item = (id: string, flow: object, deadline = 0): Item => ({
+    id,
+    flow,
+    deadline,
+    queuedBytes: 1,
+  });
+  // A floods first; B's one request waits behind one of A's, not all of them.
+  for (let i = 1; i <= 5; i++) assert.equal(q.push(item(`a${i}`, a), []), undefined);
+  q.push(item("b1", b), []);
+  assert.equal(q.flows, 2);
+  const order: string[] = [];
+  for (let it = q.shift(); it !== undefined; it = q.shift()) order.push(it.id);
+  assert.deepEqual(order, ["a1", "b1", "a2", "a3", "a4", "a5"]);
+  assert.equal(q.length, 0);
+  assert.equal(q.bytes, 0);
+  assert.equal(q.flows, 0);
+});
+
+Deno.test("FairQueue when full sheds the last requests of the client holding the most", () => {
+  const q = new FairQueue<Item>(4, 1000);
+  const [a, b] = [{}, {}];
+  const item = (id: string, flow: object, bytes = 1): Item => ({
+    id,
+    flow,
+    deadline: 0,
+    queuedBytes: bytes,
+  });
+  for (let i = 1; i <= 4; i++) q.push(item(`a${i}`, a), []);
+  // A itself gets no more room...
+  assert.equal(q.push(item("a5", a), []), "count");
+  // ...while B gets A's last place.
+  const shed: Item[] = [];
+  assert.equal(q.push(item("b1", b), shed), undefined);
+  assert.deepEqual(shed.map((i) => i.id), ["a4"]);
+  // Bytes likewise: B's 900 bytes push out A's requests, last first, until they fit.
+  const q2 = new FairQueue<Item>(100, 1000);
+  for (let i = 1; i <= 4; i++) q2.push(item(`a${i}`, a, 200), []);
+  const shed2: Item[] = [];
+  assert.equal(q2.push(item("b1", b, 500), shed2), undefined);
+  assert.deepEqual(shed2.map((i) => i.id), ["a4", "a3"]);
+  assert.equal(q2.bytes, 900);
+  assert.equal(q2.push(item("big", b, 2000), []), "bytes");
+});
+
+Deno.test("FairQueue expires the oldest requests of every client, in arrival order", () => {
+  const q = new FairQueue<Item>(100, Infinity);
+  const [a, b] = [{}, {}];
+  const item = (id: string, flow: object, deadline: number): Item => ({
+    id,
+    flow,
+    deadline,
+    queuedBytes: 1,
+  });
+  q.push(item("a1", a, 10), []);
+  q.push(item("b1", b, 20), []);
+  q.push(item("a2", a, 30), []);
+  q.push(item("b2", b, 40), []);
+  assert.equal(q.shift()!.id, "a1"); // served: never expires
+  assert.equal(q.nextDeadline, 20);
+  const expired: Item[] = [];
+  q.expire(30, expired);
+  assert.deepEqual(expired.map((i) => i.id), ["b1", "a2"]);
+  assert.equal(q.length, 1);
+  assert.equal(q.nextDeadline, 40);
+  assert.equal(q.shift()!.id, "b2");
+  assert.equal(q.nextDeadline, Infinity);
 });

@@ -78,7 +78,9 @@ export interface AdmissionLimits {
  * The requests of one connection's peer being handled, and the frames held
  * behind one that may not start yet. Holding pauses the connection's
  * reading, so at most about one read's worth waits here; `process` (the
- * Peer's) is given the held frames again, in order, when there is room.
+ * Peer's) is given the held frames again, in order, when there is room: a
+ * few at a time (about as many as may start), so that a request finishing
+ * costs work for the frames it lets through, not for all that wait.
  */
 export class Admission {
   #conn: FramedConn;
@@ -86,8 +88,11 @@ export class Admission {
   #budget: InFlightBudget | undefined;
   #process: (frames: Uint8Array[]) => void;
   #handling = 0;
-  /** Frames that arrived behind a request that could not start: copies, in order. */
+  /** Frames that arrived behind a request that could not start: copies, in order, from `#head`. */
   #stash: Uint8Array[] | undefined;
+  #head = 0;
+  /** While a part of the stash is being processed: the frames of it held again. */
+  #givenBack: Uint8Array[] | undefined;
   /** Retries the stash when the budget has room (one closure per connection, made on first need). */
   #retry: (() => void) | undefined;
   /** Whether the stash holds one pause of the reading (see FramedConn.pauseReading). */
@@ -110,14 +115,24 @@ export class Admission {
     return this.#handling;
   }
 
-  /** Whether frames are held: whatever arrives now waits behind them. */
+  /**
+   * Whether frames are held: whatever arrives now waits behind them. While
+   * held frames are being processed again, whether some of them were held
+   * again (what follows them must wait too).
+   */
   get holding(): boolean {
+    if (this.#givenBack !== undefined) return this.#givenBack.length > 0;
     return this.#stash !== undefined;
   }
 
   /** No request is being handled and none is waiting to start. */
   get isIdle(): boolean {
     return this.#handling === 0 && this.#stash === undefined;
+  }
+
+  /** Frames held now. */
+  get held(): number {
+    return this.#stash === undefined ? 0 : this.#stash.length - this.#head;
   }
 
   /**
@@ -134,11 +149,16 @@ export class Admission {
   /**
    * Keeps `frames` (from a request that may not start yet on) for later and
    * stops reading until there is room. Frames are views of the read buffer:
-   * they are copied.
+   * they are copied (frames of the stash given back while it is processed
+   * are copies already, and go back to its head).
    */
   hold(frames: Uint8Array[]): void {
-    const copies: Uint8Array[] = frames.map((f) => f.slice());
-    this.#stash = this.#stash === undefined ? copies : this.#stash.concat(copies);
+    if (this.#givenBack !== undefined) {
+      for (const f of frames) this.#givenBack.push(f);
+      return;
+    }
+    const stash = this.#stash ??= [];
+    for (const f of frames) stash.push(f.slice());
     if (!this.#paused) {
       this.#paused = true;
       this.#conn.pauseReading();
@@ -156,6 +176,8 @@ export class Admission {
   handled(): void {
     this.#handling--;
     this.#budget?.give();
+    // While the stash is being processed, that loop goes on by itself.
+    if (this.#givenBack !== undefined) return;
     if (this.#stash !== undefined) this.#release();
     else this.#maybeIdle();
   }
@@ -169,15 +191,50 @@ export class Admission {
   /** The connection closed: nothing held will run. */
   close(): void {
     this.#stash = undefined;
+    this.#head = 0;
     if (this.#retry !== undefined) this.#budget?.cancel(this.#retry);
   }
 
-  /** Handles held frames while there is room; reading resumes once none are left. */
+  /** Requests that may start now (at least 1: the loop calling it checked mayStart). */
+  #room(): number {
+    let room = this.#maxInFlight - this.#handling;
+    if (this.#budget !== undefined && this.#handling >= MIN_SHARE) {
+      room = Math.min(room, this.#budget.limit - this.#budget.inFlight);
+    }
+    return Math.max(1, Math.min(room, RELEASE_CHUNK));
+  }
+
+  /**
+   * Handles held frames while there is room, a part at a time from the
+   * head; frames held again go back to the head. Reading resumes once none
+   * are left.
+   */
   #release(): void {
+    if (this.#givenBack !== undefined) return;
     while (this.#stash !== undefined && this.mayStart() && !this.#conn.isClosed) {
-      const frames = this.#stash;
-      this.#stash = undefined;
-      this.#process(frames); // may hold some of them again
+      const stash = this.#stash;
+      const start = this.#head;
+      const end = Math.min(stash.length, start + this.#room());
+      const given: Uint8Array[] = this.#givenBack = [];
+      try {
+        this.#process(stash.slice(start, end)); // may hold some of them again
+      } finally {
+        this.#givenBack = undefined;
+      }
+      if (this.#stash !== stash) break; // closed meanwhile
+      // What was held again goes back before the rest, in order.
+      const head = end - given.length;
+      for (let i = 0; i < given.length; i++) stash[head + i] = given[i];
+      this.#head = head;
+      if (head === stash.length) {
+        this.#stash = undefined;
+        this.#head = 0;
+      } else if (head === start) {
+        break; // nothing could start after all: wait for the next answer
+      } else if (head > COMPACT_AT && head * 2 > stash.length) {
+        this.#stash = stash.slice(head);
+        this.#head = 0;
+      }
     }
     if (this.#stash === undefined) {
       if (this.#paused) {
@@ -198,3 +255,8 @@ export class Admission {
     }
   }
 }
+
+/** Most held frames given back to `process` at once. */
+const RELEASE_CHUNK = 256;
+/** Frames done at the head of the stash past which it is compacted. */
+const COMPACT_AT = 1024;

@@ -91,6 +91,8 @@ export class FastPath {
   #frames: RawFrameHandler | undefined;
   /** Set once `callRaw` is used: answers are scanned before decoding. */
   #rawCalls = false;
+  /** Set by #passThrough: the frames from the first request with no room on. */
+  #tail: Uint8Array[] | undefined;
   /** Reused for each frame scanned (handlers use it synchronously only). */
   #envelope: Envelope | undefined;
   /** Reused to hand a raw call or reply to `conn.sendWith` without a closure per message. */
@@ -109,11 +111,20 @@ export class FastPath {
 
   /** Frames in arrival order: pass-through, raw frames, then decoded messages. */
   process(frames: Uint8Array[]): void {
-    const host = this.#host;
-    if (this.#scan) {
-      frames = this.#passThrough(frames);
-      if (frames.length === 0) return;
+    if (!this.#scan) return this.#decodeRest(frames);
+    frames = this.#passThrough(frames);
+    const tail = this.#tail;
+    this.#tail = undefined;
+    if (frames.length > 0) this.#decodeRest(frames);
+    // Requests with no room yet wait undecoded, behind what was decoded.
+    if (tail !== undefined && !this.#conn.isClosed && !this.#host.answers.refusing) {
+      this.#admission.hold(tail);
     }
+  }
+
+  /** Frames not passed through: raw frames, then decoded messages, in order. */
+  #decodeRest(frames: Uint8Array[]): void {
+    const host = this.#host;
     const raw = this.#frames;
     if (raw === undefined) {
       host.dispatch(frames);
@@ -168,9 +179,10 @@ export class FastPath {
       if (scanJson(frame, env)) {
         if (env.isRequest) {
           if (!this.#admission.mayStart()) {
-            // No room: this frame and all after it take the decoding path,
-            // which keeps them, in order, until there is.
-            return rest === undefined ? frames : rest.concat(frames.slice(i));
+            // No room: this frame and all after it wait, undecoded and in
+            // order, until there is (see process).
+            this.#tail = frames.slice(i);
+            return rest ?? frames.slice(0, i);
           }
           if (this.#requests !== undefined && this.#requests(host.peer, env)) {
             taken = true;

@@ -8,10 +8,10 @@
 import { DistError } from "../../wire/mod.ts";
 import type { Backend, Pool } from "./backends.ts";
 import type { Policy } from "./policies.ts";
-import { WaitQueue } from "./queue.ts";
+import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
 
 /** One client request on its way through the balancer. */
-export interface Job {
+export interface Job extends FairItem {
   /** False when the client marked it non-idempotent: it is never sent twice. */
   readonly idempotent: boolean;
   /** Times it has been sent to a backend. */
@@ -40,7 +40,16 @@ export interface DispatchHooks<J extends Job> {
    * `limit` when it is above (so a large job need not be measured in full).
    */
   sizeOf(job: J, limit: number): number;
+  /**
+   * Whether nobody waits for `job` any more (its client's connection
+   * closed): a waiting job that is abandoned is dropped at its turn instead
+   * of being sent.
+   */
+  abandoned?(job: J): boolean;
 }
+
+/** What an abandoned job is failed with (nobody reads it). */
+const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
 
 /** How a request sent to a backend ended. */
 export type Outcome =
@@ -129,26 +138,37 @@ export interface DispatchStats {
   expired: number;
   /** Lost with a backend and not retried (non-idempotent, retries or budget spent). */
   lost: number;
+  /** Dropped while waiting: their client's connection closed first. */
+  abandoned: number;
 }
 
 /**
  * Sends requests to backends picked by the policy, queues what no backend
  * can take, and fails over. A request goes straight to a backend only when
- * nothing waits before it (FIFO); retries wait in their own line, served
- * first.
+ * nothing waits; waiting requests are served a client at a time, in turn
+ * (see FairQueue), and a full queue sheds the requests of the client that
+ * holds the most; retries wait in their own line, served first.
  */
 export class Dispatcher<J extends Job> {
-  readonly stats: DispatchStats = { requests: 0, retries: 0, overloaded: 0, expired: 0, lost: 0 };
+  readonly stats: DispatchStats = {
+    requests: 0,
+    retries: 0,
+    overloaded: 0,
+    expired: 0,
+    lost: 0,
+    abandoned: 0,
+  };
   #pool: Pool;
   #policy: Policy;
   #hooks: DispatchHooks<J>;
   #options: DispatchOptions;
   #now: () => number;
-  #queue: WaitQueue<J>;
+  #queue: FairQueue<J>;
   /** Retried requests waiting for a backend: bounded by what was in flight. */
   #retryQueue = new WaitQueue<J>(Infinity);
-  /** Bytes of the requests in both lines. */
-  #queuedBytes = 0;
+  /** Bytes of the requests in the retries' line. */
+  #retryBytes = 0;
+
   #avoid = new WeakMap<J, Backend>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
@@ -160,7 +180,7 @@ export class Dispatcher<J extends Job> {
     this.#hooks = hooks;
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
-    this.#queue = new WaitQueue(options.queueLimit);
+    this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
   }
 
   /** Requests waiting for a backend. */
@@ -170,7 +190,12 @@ export class Dispatcher<J extends Job> {
 
   /** Bytes of the requests waiting for a backend (as `sizeOf` counts them). */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#queue.bytes + this.#retryBytes;
+  }
+
+  /** Client connections with requests waiting. */
+  get queuedClients(): number {
+    return this.#queue.flows;
   }
 
   get policy(): Policy {
@@ -184,19 +209,28 @@ export class Dispatcher<J extends Job> {
     this.#options.budget.deposit();
     if (this.queued === 0 && this.#dispatch(job, undefined)) return;
     const { queueLimit, queueBytes } = this.#options;
-    const room = queueBytes - this.#queuedBytes;
-    const bytes = this.#queue.length < queueLimit ? this.#hooks.sizeOf(job, room) : 0;
-    if (bytes > room || !this.#queue.push(job)) {
+    job.queuedBytes = queueLimit > 0 ? this.#hooks.sizeOf(job, queueBytes) : 0;
+    job.deadline = this.#now() + this.#options.queueTimeoutMs;
+    const shed: J[] = [];
+    const refused = this.#queue.push(job, shed);
+    if (shed.length > 0) {
+      this.stats.overloaded += shed.length;
+      const err = new DistError(
+        "OVERLOADED",
+        "Balancer queue is full, and this connection had the most requests waiting",
+      );
+      for (const j of shed) this.#hooks.reject(j, err);
+    }
+    if (refused !== undefined) {
+      job.queuedBytes = 0;
       this.stats.overloaded++;
-      const full = bytes > room
-        ? `${this.#queuedBytes} bytes of requests waiting, at most ${queueBytes}`
+      const full = refused === "bytes"
+        ? `${this.#queue.bytes} bytes of requests waiting, at most ${queueBytes}`
         : `${queueLimit} requests waiting`;
       this.#hooks.reject(job, new DistError("OVERLOADED", `Balancer queue is full (${full})`));
       return;
     }
-    job.deadline = this.#now() + this.#options.queueTimeoutMs;
-    this.#held(job, bytes);
-    this.#arm(this.#queue.peek()!.deadline);
+    this.#arm(job.deadline);
   }
 
   /**
@@ -217,26 +251,24 @@ export class Dispatcher<J extends Job> {
     if (this.#queue.length > 0) this.#pumpQueue(this.#queue);
   }
 
-  /** Sends the jobs of `queue` in order. @returns false when a job found no backend. */
-  #pumpQueue(queue: WaitQueue<J>): boolean {
+  /** Sends the jobs of `queue` in turn. @returns false when a job found no backend. */
+  #pumpQueue(queue: WaitQueue<J> | FairQueue<J>): boolean {
+    const abandoned = this.#hooks.abandoned;
     for (let job = queue.peek(); job !== undefined; job = queue.peek()) {
+      if (abandoned !== undefined && abandoned(job)) {
+        queue.shift();
+        if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
+        job.queuedBytes = 0;
+        this.stats.abandoned++;
+        this.#hooks.reject(job, GONE);
+        continue;
+      }
       if (!this.#dispatch(job, this.#avoid.get(job))) return false;
       queue.shift();
-      this.#released(job);
+      if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
+      job.queuedBytes = 0;
     }
     return true;
-  }
-
-  /** `job` now waits in a line, counting `bytes`. */
-  #held(job: J, bytes: number): void {
-    job.queuedBytes = bytes;
-    this.#queuedBytes += bytes;
-  }
-
-  /** `job` left its line. */
-  #released(job: J): void {
-    this.#queuedBytes -= job.queuedBytes;
-    job.queuedBytes = 0;
   }
 
   /** Fails everything waiting with `err`, and every later request too. */
@@ -244,9 +276,10 @@ export class Dispatcher<J extends Job> {
     this.#closed = err;
     clearTimeout(this.#timer);
     for (const job of [...this.#retryQueue.drain(), ...this.#queue.drain()]) {
-      this.#released(job);
+      job.queuedBytes = 0;
       this.#hooks.reject(job, err);
     }
+    this.#retryBytes = 0;
   }
 
   #failover(job: J, backend: Backend): void {
@@ -270,7 +303,8 @@ export class Dispatcher<J extends Job> {
     job.deadline = this.#now() + this.#options.queueTimeoutMs;
     // Retries count against the budget, but are never refused for it:
     // they are bounded by what was in flight.
-    this.#held(job, this.#hooks.sizeOf(job, Infinity));
+    job.queuedBytes = this.#hooks.sizeOf(job, Infinity);
+    this.#retryBytes += job.queuedBytes;
     this.#retryQueue.push(job);
     this.#arm(job.deadline);
   }
@@ -305,21 +339,29 @@ export class Dispatcher<J extends Job> {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = this.#now();
-    for (const queue of [this.#retryQueue, this.#queue]) {
-      // Deadlines grow along each line, so the expired ones are at its head.
-      for (
-        let job = queue.peek();
-        job !== undefined && job.deadline <= now + 1;
-        job = queue.peek()
-      ) {
-        queue.shift();
-        this.#released(job);
-        this.stats.expired++;
-        this.#hooks.reject(job, this.#waitedTooLong());
-      }
-      const head = queue.peek();
-      if (head !== undefined) this.#arm(head.deadline);
+    // Deadlines grow along the retries' line, so the expired ones are at its head.
+    const retries = this.#retryQueue;
+    const expired: J[] = [];
+    for (
+      let job = retries.peek();
+      job !== undefined && job.deadline <= now + 1;
+      job = retries.peek()
+    ) {
+      retries.shift();
+      this.#retryBytes -= job.queuedBytes;
+      job.queuedBytes = 0;
+      expired.push(job);
     }
+    this.#queue.expire(now + 1, expired);
+    // Failing them lets their clients send more: only once the lines are settled.
+    if (expired.length > 0) {
+      this.stats.expired += expired.length;
+      const err = this.#waitedTooLong();
+      for (const job of expired) this.#hooks.reject(job, err);
+    }
+    const head = retries.peek();
+    if (head !== undefined) this.#arm(head.deadline);
+    this.#arm(this.#queue.nextDeadline);
   }
 
   #waitedTooLong(): DistError {

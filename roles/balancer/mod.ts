@@ -40,7 +40,7 @@ import { backendLines, log } from "./log.ts";
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
 export { type Candidate, createPolicy, type Policy, POLICY_NAMES } from "./policies.ts";
-export { WaitQueue } from "./queue.ts";
+export { FairQueue, WaitQueue } from "./queue.ts";
 
 const BALANCER_OPTIONS = defineOptions({
   ...LISTENER_OPTIONS,
@@ -149,6 +149,16 @@ const BALANCER_OPTIONS = defineOptions({
 });
 type BalancerOptions = RoleOptions<typeof BALANCER_OPTIONS>;
 
+/**
+ * Most requests of one client connection in the balancer at once (sent or
+ * waiting); the rest wait unread in its socket. Two servers' worth of
+ * `--max-inflight`: a client gets full use of the backends from one
+ * connection, and one that pipelines without reading holds no more than
+ * this of the queue (the wire's default, 4096, let one such client fill
+ * the queue for 3 s at a time).
+ */
+const CLIENT_MAX_IN_FLIGHT = 256;
+
 export const balancer = defineRole({
   summary: "Spread client requests over servers (--backends, --service) and workers that dial in",
   usage: [
@@ -204,6 +214,7 @@ function forwarding(options: BalancerOptions) {
         params,
         idempotent: meta.idempotent,
         client: peer.remote.name,
+        flow: peer,
         attempts: 0,
         deadline: 0,
         sentAt: 0,
@@ -224,6 +235,7 @@ function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number>
     role: "balancer",
     log,
     options,
+    listen: { maxInFlight: CLIENT_MAX_IN_FLIGHT },
     setUp: (bound) => {
       const sources = {
         pool,
@@ -280,6 +292,7 @@ function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number>
           policy: dispatcher.policy.name,
           healthy: pool.healthy,
           queued: dispatcher.queued,
+          queued_clients: dispatcher.queuedClients,
           queued_bytes: dispatcher.queuedBytes,
           ...dispatcher.stats,
           // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.

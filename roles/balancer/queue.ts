@@ -1,9 +1,16 @@
 /**
- * The waiting line of requests that no backend can take yet: a FIFO ring
- * buffer with a hard limit. Overflow policy: `push` refuses (the caller
- * answers OVERLOADED at once); `unshift` (a retry going back to the head)
- * may pass the limit, by at most the requests in flight, which are bounded
- * by the backends' capacities.
+ * The waiting lines of requests that no backend can take yet.
+ *
+ * {@link WaitQueue} is a FIFO ring buffer with a hard limit (the retries'
+ * line). Overflow policy: `push` refuses (the caller answers OVERLOADED at
+ * once); `unshift` may pass the limit.
+ *
+ * {@link FairQueue} is the line of new requests: one FIFO per client
+ * connection (a flow), served in turn, one request per flow per turn, so a
+ * request waits behind one request of each other client, not behind
+ * another client's backlog; when it is full, the client with the most
+ * waiting loses its last request rather than another client being refused
+ * (fq_codel's drop from the fattest flow).
  */
 export class WaitQueue<T> {
   readonly limit: number;
@@ -52,6 +59,16 @@ export class WaitQueue<T> {
     return item;
   }
 
+  /** Takes the tail. */
+  pop(): T | undefined {
+    if (this.#size === 0) return undefined;
+    const at = (this.#head + this.#size - 1) % this.#items.length;
+    const item = this.#items[at];
+    this.#items[at] = undefined;
+    this.#size--;
+    return item;
+  }
+
   /** Takes every item, head first. */
   drain(): T[] {
     const out: T[] = [];
@@ -67,5 +84,206 @@ export class WaitQueue<T> {
     for (let i = 0; i < this.#size; i++) grown[i] = items[(this.#head + i) % items.length];
     this.#items = grown;
     this.#head = 0;
+  }
+}
+
+/** What the fair queue needs of an item. */
+export interface FairItem {
+  /** Whose request it is (the client connection); undefined: one shared flow. */
+  readonly flow?: object;
+  /** When it stops waiting (ms, the owner's clock); set before `push`. */
+  deadline: number;
+  /** The bytes it counts against the byte budget; set before `push`. */
+  queuedBytes: number;
+  /** The line it waits in, while it does (the queue's own mark). */
+  line?: Flow<FairItem>;
+}
+
+/** One client's waiting requests. */
+export class Flow<T> {
+  readonly items = new WaitQueue<T>(Infinity);
+  bytes = 0;
+  /** Whether it is in the rotation (it may be, empty, until its turn comes). */
+  inTurn = false;
+  constructor(readonly key: object) {}
+}
+
+/** Why the fair queue refused an item. */
+export type Refusal = "count" | "bytes";
+
+const SHARED_FLOW = {};
+
+export class FairQueue<T extends FairItem> {
+  readonly limit: number;
+  readonly byteLimit: number;
+  #flows = new Map<object, Flow<T>>();
+  /** Flows with items, in turn order (lazily: an emptied flow leaves at its turn). */
+  #turns = new WaitQueue<Flow<T>>(Infinity);
+  /**
+   * Every item in arrival order, for expiry (deadlines grow along it). Items
+   * that left early stay until they reach the head, where they are dropped:
+   * the line holds at most what arrived within one queue timeout.
+   */
+  #arrivals = new WaitQueue<T>(Infinity);
+  #size = 0;
+  #bytes = 0;
+
+  constructor(limit: number, byteLimit: number) {
+    this.limit = limit;
+    this.byteLimit = byteLimit;
+  }
+
+  get length(): number {
+    return this.#size;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Clients with requests waiting. */
+  get flows(): number {
+    return this.#flows.size;
+  }
+
+  /**
+   * Appends `item` (its deadline and queuedBytes set) at the tail of its
+   * flow. When the queue is full (in count or bytes), the flow holding the
+   * most gives up its last items to make room, unless that is the item's own
+   * flow: then the item is refused.
+   * @param evicted gets each item dropped to make room (the caller fails
+   * them once this returns: failing one may queue more)
+   * @returns why the item was refused, or undefined when it was queued
+   */
+  push(item: T, evicted: T[]): Refusal | undefined {
+    const key = item.flow ?? SHARED_FLOW;
+    const own = this.#flows.get(key);
+    const limit = this.limit;
+    const byteLimit = this.byteLimit;
+    while (this.#size + 1 > limit || this.#bytes + item.queuedBytes > byteLimit) {
+      const byBytes = this.#size + 1 <= limit;
+      if (item.queuedBytes > byteLimit || limit === 0) return byBytes ? "bytes" : "count";
+      const fattest = this.#fattest(byBytes);
+      const mine = byBytes ? (own?.bytes ?? 0) + item.queuedBytes : (own?.items.length ?? 0) + 1;
+      const theirs = fattest === undefined ? 0 : byBytes ? fattest.bytes : fattest.items.length;
+      if (fattest === undefined || fattest === own || theirs <= mine) {
+        return byBytes ? "bytes" : "count";
+      }
+      const victim = fattest.items.pop()!;
+      this.#left(fattest, victim);
+      evicted.push(victim);
+    }
+    let flow = own;
+    if (flow === undefined) {
+      flow = new Flow<T>(key);
+      this.#flows.set(key, flow);
+    }
+    flow.items.push(item);
+    flow.bytes += item.queuedBytes;
+    item.line = flow as Flow<FairItem>;
+    this.#size++;
+    this.#bytes += item.queuedBytes;
+    if (!flow.inTurn) {
+      flow.inTurn = true;
+      this.#turns.push(flow);
+    }
+    this.#arrivals.push(item);
+    return undefined;
+  }
+
+  /** The item whose turn it is, without taking it. */
+  peek(): T | undefined {
+    for (let flow = this.#turns.peek(); flow !== undefined; flow = this.#turns.peek()) {
+      const head = flow.items.peek();
+      if (head !== undefined) return head;
+      this.#turns.shift();
+      flow.inTurn = false;
+    }
+    return undefined;
+  }
+
+  /** Takes the item `peek` gave; its flow's turn passes to the next. */
+  shift(): T | undefined {
+    const item = this.peek();
+    if (item === undefined) return undefined;
+    const flow = this.#turns.shift()!;
+    flow.items.shift();
+    this.#left(flow, item);
+    if (flow.items.length > 0) this.#turns.push(flow);
+    else flow.inTurn = false;
+    this.#trimArrivals();
+    return item;
+  }
+
+  /** The earliest deadline of an item waiting (Infinity when none). */
+  get nextDeadline(): number {
+    this.#trimArrivals();
+    return this.#arrivals.peek()?.deadline ?? Infinity;
+  }
+
+  /**
+   * Takes the items whose deadline is at or before `now` into `expired`,
+   * oldest first (the caller fails them once this returns).
+   */
+  expire(now: number, expired: T[]): void {
+    this.#trimArrivals();
+    for (let item = this.#arrivals.peek(); item !== undefined; item = this.#arrivals.peek()) {
+      if (item.deadline > now) return;
+      this.#arrivals.shift();
+      // The oldest waiting item of all is the oldest of its flow: its head.
+      const flow = item.line as Flow<T>;
+      flow.items.shift();
+      this.#left(flow, item);
+      expired.push(item);
+      this.#trimArrivals();
+    }
+  }
+
+  /** Takes every item, in arrival order. */
+  drain(): T[] {
+    const out: T[] = [];
+    for (let item = this.#arrivals.shift(); item !== undefined; item = this.#arrivals.shift()) {
+      if (item.line === undefined) continue;
+      this.#left(item.line as Flow<T>, item);
+      out.push(item);
+    }
+    this.#flows.clear();
+    this.#turns.drain();
+    return out;
+  }
+
+  /** `item` left `flow` (taken, expired or evicted). */
+  #left(flow: Flow<T>, item: T): void {
+    item.line = undefined;
+    flow.bytes -= item.queuedBytes;
+    this.#size--;
+    this.#bytes -= item.queuedBytes;
+    if (flow.items.length === 0 && this.#flows.get(flow.key) === flow) this.#flows.delete(flow.key);
+  }
+
+  /** Drops the items at the head of the arrivals that no longer wait. */
+  #trimArrivals(): void {
+    const arrivals = this.#arrivals;
+    for (
+      let item = arrivals.peek();
+      item !== undefined && item.line === undefined;
+      item = arrivals.peek()
+    ) {
+      arrivals.shift();
+    }
+  }
+
+  /** The flow holding the most items (or bytes). */
+  #fattest(byBytes: boolean): Flow<T> | undefined {
+    let best: Flow<T> | undefined;
+    let most = 0;
+    for (const flow of this.#flows.values()) {
+      const n = byBytes ? flow.bytes : flow.items.length;
+      if (n > most) {
+        most = n;
+        best = flow;
+      }
+    }
+    return best;
   }
 }

@@ -42,6 +42,8 @@ export interface DecodedJob extends Job {
   params: unknown;
   /** The client's name, for the request log. */
   client: string;
+  /** The client's connection: requests wait in turn by connection. */
+  readonly flow: Peer;
   resolve: (reply: Reply) => void;
   reject: (err: DistError) => void;
 }
@@ -89,6 +91,8 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   readonly paramsEnd: number;
   readonly idempotent: boolean;
   readonly client: Peer;
+  /** Its client's connection: requests wait in turn by connection. */
+  readonly flow: Peer;
   attempts = 0;
   deadline = 0;
   sentAt = 0;
@@ -101,7 +105,7 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
 
   constructor(relay: Relay, request: Envelope, client: Peer) {
     this.#relay = relay;
-    this.client = client;
+    this.client = this.flow = client;
     this.payload = keep(request.payload);
     this.method = request.method!;
     this.id = request.id!;
@@ -233,6 +237,10 @@ export class Relay implements DispatchHooks<ForwardJob> {
   sizeOf(job: ForwardJob, limit: number): number {
     if (job.raw) return job.payload.length;
     return job.method.length + sizeOfValue(job.params, limit - job.method.length);
+  }
+
+  abandoned(job: ForwardJob): boolean {
+    return (job.flow as Peer | undefined)?.isClosed ?? false;
   }
 
   reject(job: ForwardJob, err: DistError): void {

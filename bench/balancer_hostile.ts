@@ -1,0 +1,216 @@
+/**
+ * The balancer under hostile clients (issue 16): clients that pipeline
+ * 100,000 small `add` requests each on one connection and never read an
+ * answer (bench/pipeline_client.ts, each in its own process), and a
+ * legitimate client beside them.
+ *
+ * Each round, for each target — straight at one `dist server`, and a
+ * `dist balancer` over 2 servers (in alternating order) — and for 0, 1 and
+ * 4 attackers: the attackers connect and start sending, then two
+ * legitimate clients run at once on fresh connections for the run's
+ * duration: one at 1,000 req/s (latency counted from the schedule: p50,
+ * p99, errors), one a closed loop at concurrency 8 (throughput). Then the
+ * attackers are stopped and the target settles before the next case.
+ *
+ * With DIST_BASELINE=DIR, a balancer of that checkout over the same 2
+ * servers is a third target (before/after in one run).
+ *
+ * Targets: through the balancer under attack, legitimate p99 ≤ 50 ms and
+ * legitimate throughput ≥ 0.8× the unattacked figure of the same round.
+ */
+import { fileURLToPath } from "node:url";
+import { dial } from "../wire/mod.ts";
+import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
+import { type BenchFlags, clientBench, mib, Rounds, rssOf } from "./_common.ts";
+
+const ATTACKER = fileURLToPath(new URL("./pipeline_client.ts", import.meta.url));
+const ATTACK_REQUESTS = 100_000;
+
+/** CPU time a process has used (user + system), in ms; 0 when it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** `count` attackers on `port`, each sending once it is connected. */
+async function attack(port: number, count: number) {
+  const procs = await Promise.all(Array.from({ length: count }, async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", ATTACKER, String(port), String(ATTACK_REQUESTS)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const { value } = await reader.read();
+    if (!value?.startsWith("ready")) throw new Error(`attacker did not start: ${value}`);
+    return { child, reader };
+  }));
+  return {
+    /** Stops them; returns the bytes of requests each got the target to take. */
+    async stop(): Promise<number[]> {
+      return await Promise.all(procs.map(async ({ child, reader }) => {
+        await child.stdin.close();
+        const { value } = await reader.read();
+        await reader.cancel().catch(() => {});
+        await child.status;
+        return Number(value?.match(/wrote (\d+)/)?.[1] ?? 0);
+      }));
+    },
+  };
+}
+
+/** Waits until `address` answers sys.ping within 100 ms (the target has settled). */
+async function settle(port: number): Promise<void> {
+  const end = performance.now() + 30_000;
+  while (performance.now() < end) {
+    try {
+      const peer = await dial({ host: "127.0.0.1", port }, { role: "bench", name: "settle" });
+      const t0 = performance.now();
+      await peer.call("sys.ping", undefined, { timeout: 2000 });
+      peer.close();
+      if (performance.now() - t0 < 100) return;
+    } catch {
+      // Not yet.
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * With DIST_BASELINE=DIR (a checkout of another version), `dist ARGS` of
+ * that version, for a before/after comparison in the same run.
+ */
+async function startBaseline(args: string[]): Promise<DistProcess | undefined> {
+  const dir = Deno.env.get("DIST_BASELINE");
+  if (dir === undefined) return undefined;
+  const wrapper = await Deno.makeTempFile({ prefix: "dist-baseline-", suffix: ".sh" });
+  await Deno.writeTextFile(
+    wrapper,
+    `#!/bin/sh\nexec "${Deno.execPath()}" run -A "${dir}/main.ts" "$@"\n`,
+  );
+  await Deno.chmod(wrapper, 0o755);
+  const before = Deno.env.get("DIST_BIN");
+  Deno.env.set("DIST_BIN", wrapper);
+  try {
+    return await startDist(args);
+  } finally {
+    if (before === undefined) Deno.env.delete("DIST_BIN");
+    else Deno.env.set("DIST_BIN", before);
+  }
+}
+
+/**
+ * The legitimate load, both at once: 1,000 req/s (latency) and c=8
+ * (throughput). A run that could not even start (no handshake, the first
+ * request refused) counts as no throughput, an infinite p99 and one error.
+ */
+function legit(address: string, duration: string) {
+  const failed = (e: Error) => {
+    console.log(`  legitimate client failed: ${e.message.split("\n")[0]}`);
+    return { rps: 0, latency_ms: { p50: Infinity, p99: Infinity }, errors: { FAILED: 1 } };
+  };
+  return Promise.all([
+    clientBench(address, ["--rate", "1000", "--concurrency", "64", "--duration", duration])
+      .catch(failed),
+    clientBench(address, ["--concurrency", "8", "--duration", duration]).catch(failed),
+  ]);
+}
+
+export async function run(flags: BenchFlags): Promise<Record<string, number>> {
+  const duration = flags.quick ? "1s" : "3s";
+  const servers = await Promise.all(
+    [1, 2, 3].map((i) => startDist(["server", "--port", "0", "--name", `s${i}`])),
+  );
+  // s3 is the direct target; the balancer spreads over s1 and s2.
+  const balancer = await startDist([
+    "balancer",
+    "--port",
+    "0",
+    "--worker-port",
+    "0",
+    "--backends",
+    `${servers[0].address},${servers[1].address}`,
+  ]);
+  const targets: [string, DistProcess][] = [["direct", servers[2]], ["balancer", balancer]];
+  const baseline = await startBaseline([
+    "balancer",
+    "--port",
+    "0",
+    "--worker-port",
+    "0",
+    "--backends",
+    `${servers[0].address},${servers[1].address}`,
+  ]);
+  if (baseline !== undefined) targets.push(["baseline", baseline]);
+  console.log(
+    `${flags.runs} round(s); attackers pipeline ${ATTACK_REQUESTS} add requests each and never ` +
+      `read; legitimate load for ${duration}: 1,000 req/s (latency) and c=8 (throughput) at once`,
+  );
+  const rounds = new Rounds();
+  try {
+    await settle(balancer.port);
+    for (let round = 1; round <= flags.runs; round++) {
+      for (let k = 0; k < targets.length; k++) {
+        const [side, target] = targets[(round - 1 + k) % targets.length];
+        let unattacked = 0;
+        await legit(target.address, "1s"); // warm-up
+        for (const attackers of [0, 1, 4]) {
+          const tag = `${side}_${attackers}`;
+          const cpu0 = cpuMs(target.child.pid);
+          const t0 = performance.now();
+          const a = await attack(target.port, attackers);
+          const [lat, thr] = await legit(target.address, duration);
+          const cpu = (cpuMs(target.child.pid) - cpu0) / (performance.now() - t0) * 100;
+          const rss = rssOf(target.child.pid);
+          const took = await a.stop();
+          const errors = Object.values(lat.errors as Record<string, number>)
+            .concat(Object.values(thr.errors as Record<string, number>))
+            .reduce((x, y) => x + y, 0);
+          rounds.add(`${tag}_p50_ms`, lat.latency_ms.p50);
+          rounds.add(`${tag}_p99_ms`, lat.latency_ms.p99);
+          rounds.add(`${tag}_errors`, errors);
+          rounds.add(`${tag}_rps`, thr.rps);
+          rounds.add(`${tag}_cpu_pct`, cpu);
+          rounds.add(`${tag}_rss`, rss);
+          if (attackers === 0) unattacked = thr.rps;
+          else {
+            rounds.add(`${tag}_rps_ratio`, thr.rps / unattacked);
+            rounds.add(`${tag}_taken_kib`, took.reduce((x, y) => x + y, 0) / 1024 / attackers);
+          }
+          await settle(target.port);
+        }
+      }
+      rounds.printRound("balancer-hostile", round);
+    }
+  } finally {
+    await balancer.stop();
+    await baseline?.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+  const m = rounds.medians();
+  const f = (x: number | undefined, d = 0) => x === undefined ? "—" : x.toFixed(d);
+  for (const [side] of targets) {
+    for (const n of [0, 1, 4]) {
+      const t = `${side}_${n}`;
+      console.log(
+        `${side.padEnd(8)} ${n} attacker(s): legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
+          `${f(m[`${t}_p99_ms`], 2)} ms, errors ${f(m[`${t}_errors`])}; c=8 ${f(m[`${t}_rps`])} ` +
+          `req/s` + (n > 0 ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
+          `; target CPU ${f(m[`${t}_cpu_pct`])} %, RSS ${mib(m[`${t}_rss`])}` +
+          (n > 0 ? `; each attacker got ${f(m[`${t}_taken_kib`])} KiB of requests taken` : ""),
+      );
+    }
+  }
+  console.log(
+    `targets through the balancer under attack: p99 ≤ 50 ms (1: ${f(m.balancer_1_p99_ms, 1)}, ` +
+      `4: ${f(m.balancer_4_p99_ms, 1)}), throughput ≥ 0.8× (1: ${
+        f(m.balancer_1_rps_ratio, 2)
+      }, 4: ${f(m.balancer_4_rps_ratio, 2)})`,
+  );
+  return m;
+}

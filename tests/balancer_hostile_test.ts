@@ -1,0 +1,88 @@
+/**
+ * Issue 16's attack on the balancer, bounded: clients that pipeline
+ * 100,000 small `add` requests on one connection and never read an answer
+ * (bench/pipeline_client.ts, each in its own process). A legitimate client
+ * beside them, on fresh connections, must be served as if they were not
+ * there: connected at once, every request answered, none waiting seconds.
+ * The bounds are about the product (before the fix: handshakes timed out
+ * after 5 s, requests waited 3.7–5.5 s or were refused OVERLOADED), not the
+ * machine; the figures are in `deno task bench balancer-hostile`.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import type { Peer } from "../wire/mod.ts";
+import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+
+const ATTACKER = fileURLToPath(new URL("../bench/pipeline_client.ts", import.meta.url));
+
+/** `n` attackers on `port`, sending once this resolves. */
+async function attack(port: number, n: number, requests: number) {
+  const procs = await Promise.all(Array.from({ length: n }, async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", ATTACKER, String(port), String(requests)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    assert.match((await reader.read()).value ?? "", /ready/);
+    return { child, reader };
+  }));
+  return async () => {
+    for (const { child, reader } of procs) {
+      await child.stdin.close();
+      await reader.cancel().catch(() => {});
+      await child.status;
+    }
+  };
+}
+
+/** `count` sequential `add` calls on a fresh connection: each call's latency (ms). */
+async function legitimate(address: string, count: number): Promise<number[]> {
+  const t0 = performance.now();
+  const peer: Peer = await connectTo(address, 5000);
+  const connectMs = performance.now() - t0;
+  const times = [connectMs];
+  try {
+    for (let i = 0; i < count; i++) {
+      const t = performance.now();
+      assert.equal(await peer.call("add", { a: i, b: 1 }, { timeout: 5000 }), i + 1);
+      times.push(performance.now() - t);
+    }
+  } finally {
+    peer.close();
+  }
+  return times;
+}
+
+for (const attackers of [1, 4]) {
+  Deno.test(`${attackers} client(s) pipelining without reading slow only themselves`, async () => {
+    const servers = await startServers(2);
+    const balancer = await startBalancer(servers);
+    let stopAttack: (() => Promise<void>) | undefined;
+    try {
+      stopAttack = await attack(balancer.port, attackers, attackers === 1 ? 100_000 : 25_000);
+      // While they send, three fresh connections in turn, 100 requests each.
+      const times: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        times.push(...await legitimate(balancer.address, 100));
+      }
+      times.sort((a, b) => a - b);
+      const p99 = times[Math.floor(times.length * 0.99)];
+      // Generous: a loaded 2-core machine stalls for tens of ms at times.
+      assert.ok(
+        p99 < 1000,
+        `legitimate p99 ${p99.toFixed(1)} ms (max ${times.at(-1)!.toFixed(1)})`,
+      );
+      const watcher = await connectTo(balancer.address);
+      const stats = await watcher.call("sys.stats") as Record<string, number>;
+      watcher.close();
+      assert.equal(stats.healthy, 2, "the backends stayed in rotation");
+      assert.equal(stats.expired, 0, "nothing waited out the queue timeout");
+      assert.equal(stats.overloaded, 0, "nobody was refused");
+    } finally {
+      await stopAttack?.();
+      await stopAll([balancer, ...servers]);
+    }
+  });
+}
