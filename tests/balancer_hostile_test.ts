@@ -10,8 +10,18 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import type { Peer } from "../wire/mod.ts";
-import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import {
+  dial,
+  DistError,
+  type ErrorBody,
+  type ErrorCode,
+  jsonCodec,
+  listen,
+  msgpackCodec,
+  type Peer,
+} from "../wire/mod.ts";
+import { connectTo, eventually, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { closeQuietly, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
 
 const ATTACKER = fileURLToPath(new URL("../bench/pipeline_client.ts", import.meta.url));
 
@@ -86,3 +96,70 @@ for (const attackers of [1, 4]) {
     }
   });
 }
+
+Deno.test("an error with a code outside the protocol's list reaches the client as INTERNAL, its text cut", async () => {
+  // A backend that answers health checks and fails everything else with a
+  // code of its own and 5,000 characters.
+  const rogue = listen({
+    host: "127.0.0.1",
+    port: 0,
+    role: "server",
+    name: "rogue",
+    onRequest: (method) => {
+      if (method === "sys.ping") return { pong: true };
+      throw new DistError("NOPE" as ErrorCode, "N".repeat(5000));
+    },
+  });
+  const backend = ["--backends", `127.0.0.1:${rogue.addr.port}`];
+  const lbs = await Promise.all([
+    startBalancer([], backend),
+    startBalancer([], [...backend, "--no-passthrough"]),
+  ]);
+  try {
+    for (const lb of lbs) {
+      const [host, port] = lb.address.split(":");
+      // JSON (passed through as bytes unless --no-passthrough) and MessagePack (decoded).
+      for (const codec of [jsonCodec, msgpackCodec]) {
+        const peer = await dial({ host, port: Number(port) }, { role: "client", name: "t", codec });
+        try {
+          await eventually(
+            async () => {
+              try {
+                await peer.call("add", { a: 1, b: 2 });
+              } catch (err) {
+                return (err as DistError).code !== "UNAVAILABLE"; // the backend is up
+              }
+              return false;
+            },
+            5000,
+            "the backend up",
+          );
+          const err = await peer.call("add", { a: 1, b: 2 }).catch((e) => e as DistError);
+          assert.ok(err instanceof DistError, `${err}`);
+          assert.equal(err.code, "INTERNAL", `${codec.name}: ${err.code}`);
+          assert.match(err.message, /unknown code NOPE: NNN/);
+          assert.ok(err.message.length < 300, `${codec.name}: ${err.message.length} chars`);
+        } finally {
+          peer.close();
+        }
+      }
+      // On the wire itself (the client library above would mend it): a JSON
+      // request goes through as bytes, and its answer is checked on the way.
+      const conn = await Deno.connect({ hostname: host, port: Number(port) });
+      try {
+        const reader = new RawReader(conn);
+        await rawHandshake(conn, reader);
+        await writeAll(conn, jsonFrame({ id: 7, method: "add", params: { a: 1, b: 2 } }));
+        const answer = await reader.json(5000) as { id: number; error: ErrorBody };
+        assert.equal(answer.id, 7);
+        assert.equal(answer.error.code, "INTERNAL");
+        assert.ok(answer.error.message.length < 300, `${answer.error.message.length} chars`);
+      } finally {
+        closeQuietly(conn);
+      }
+    }
+  } finally {
+    await stopAll(lbs);
+    await rogue.close(0);
+  }
+});

@@ -60,13 +60,19 @@ export class DistError extends Error {
     // Peer data: read only what has the right type, never String() it (an
     // object with a bad toString would throw here, far from any handler).
     const b = body as Record<string, unknown>;
-    const code = isErrorCode(b.code) ? b.code : "INTERNAL";
     const message = typeof b.message === "string"
       ? b.message
       : typeof b.code === "string"
       ? b.code
       : "Malformed error from peer";
-    return new DistError(code, message, { data: b.data });
+    if (isErrorCode(b.code)) return new DistError(b.code, message, { data: b.data });
+    // A code outside the protocol's list is a broken peer: INTERNAL, and
+    // its text (which it chose, at any length) cut.
+    return new DistError(
+      "INTERNAL",
+      `Error with an unknown code ${describe(b.code, 64)}: ${truncate(message, UNKNOWN_CODE_TEXT)}`,
+      { data: b.data },
+    );
   }
 
   /** Wraps anything thrown into a DistError; non-DistErrors become INTERNAL. */
@@ -76,6 +82,9 @@ export class DistError extends Error {
     return new DistError("INTERNAL", message, { cause: err });
   }
 }
+
+/** Most characters kept of the message of an error whose code is not the protocol's. */
+export const UNKNOWN_CODE_TEXT = 200;
 
 /** Text of an untrusted value for a message: strings as they are, anything else typed, capped. */
 export function describe(value: unknown, max = 100): string {

@@ -20,6 +20,7 @@
 import {
   DistError,
   type Envelope,
+  isErrorCode,
   jsonCodec,
   type OutBuffer,
   type Peer,
@@ -181,6 +182,26 @@ export function sizeOfValue(value: unknown, limit: number): number {
   return total;
 }
 
+const utf8 = new TextDecoder();
+
+/**
+ * An error answer passed through as bytes is checked as a decoded one is
+ * (DistError.fromBody): one whose code is not the protocol's becomes
+ * INTERNAL with its message cut. @returns that error, or undefined when the
+ * answer may go through as it is
+ */
+function unknownCode(answer: Envelope): DistError | undefined {
+  const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
+  let body: unknown;
+  try {
+    body = JSON.parse(utf8.decode(span));
+  } catch {
+    return new DistError("INTERNAL", "Malformed error from peer");
+  }
+  const code = (body as { code?: unknown } | null)?.code;
+  return isErrorCode(code) ? undefined : DistError.fromBody(body);
+}
+
 /** Whether a local call failure means the backend's connection died with the request. */
 function connectionLost(peer: Peer, err: DistError): boolean {
   return err.code === "UNAVAILABLE" && !peer.canCall;
@@ -253,6 +274,13 @@ export class Relay implements DispatchHooks<ForwardJob> {
   rawAnswered(job: RawJob, answer: Envelope | DistError): void {
     const backend = job.backend!;
     if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
+    if (answer.errorStart >= 0) {
+      const foreign = unknownCode(answer);
+      if (foreign !== undefined) {
+        this.#done(job, backend, "answered", foreign.code);
+        return job.client.answerError(job.id, foreign);
+      }
+    }
     this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
     job.reply(answer);
   }
