@@ -135,8 +135,11 @@ export function serve<const Cs extends readonly Contract[]>(
     onRequest,
     onNotification: d.onNotification,
     onConnect: async (peer) => {
+      // What the balancer took: it may cap a capacity above its own limit.
+      let taken = capacity;
       try {
-        await call(peer, worker.methods.register, { name, capacity }, { timeout: 5000 });
+        taken = (await call(peer, worker.methods.register, { name, capacity }, { timeout: 5000 }))
+          .capacity;
       } catch (err) {
         if (err instanceof DistError && err.code === "UNKNOWN_METHOD") {
           conn.close();
@@ -154,7 +157,7 @@ export function serve<const Cs extends readonly Contract[]>(
       log.info("Registered with {addr} as {name} (capacity {capacity})", {
         addr: where(conn.address),
         name,
-        capacity,
+        capacity: taken,
       });
       for (const w of waiters.splice(0)) w();
     },

@@ -20,7 +20,14 @@ import {
   msgpackCodec,
   type Peer,
 } from "../wire/mod.ts";
-import { connectTo, eventually, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  stopAll,
+} from "./helpers/balancer.ts";
 import { closeQuietly, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
 
 const ATTACKER = fileURLToPath(new URL("../bench/pipeline_client.ts", import.meta.url));
@@ -161,5 +168,70 @@ Deno.test("an error with a code outside the protocol's list reaches the client a
   } finally {
     await stopAll(lbs);
     await rogue.close(0);
+  }
+});
+
+Deno.test("a worker that answers checks but never tasks is taken out; capacities and registrations are capped", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, [
+    "--timeout",
+    "300ms",
+    "--fall",
+    "2",
+    "--max-inflight",
+    "8",
+    "--max-workers",
+    "2",
+  ]);
+  const [whost, wport] = lb.workerAddress.split(":");
+  const workers: Peer[] = [];
+  const fakeWorker = async (name: string) => {
+    const peer = await dial({ host: whost, port: Number(wport) }, {
+      role: "worker",
+      name,
+      // Health checks answered; tasks never.
+      onRequest: (method) => method === "sys.ping" ? { pong: true } : new Promise(() => {}),
+    });
+    workers.push(peer);
+    return peer;
+  };
+  const client = await connectTo(lb.address);
+  try {
+    const mute = await fakeWorker("mute");
+    const reg = await mute.call("worker.register", { name: "mute", capacity: 10_000 }) as {
+      capacity: number;
+    };
+    assert.equal(reg.capacity, 8, "a worker's capacity is capped by --max-inflight");
+    await (await fakeWorker("w2")).call("worker.register", { name: "w2", capacity: 1 });
+    const extra = await fakeWorker("w3");
+    const refused = await extra.call("worker.register", { name: "w3" }).catch((e) => e);
+    assert.equal((refused as DistError).code, "OVERLOADED");
+    assert.match((refused as DistError).message, /at most 2 workers \(--max-workers\)/);
+    workers.pop()?.close();
+    workers.pop()?.close(); // w2 leaves: only the mute worker and the server are left
+    // Requests that land on the mute worker time out; two in a row take it out.
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 20 },
+        (_, i) => client.call("add", { a: i, b: 1 }).then(() => "ok", (e) => (e as DistError).code),
+      ),
+    );
+    assert.ok(outcomes.includes("TIMEOUT"), outcomes.join(","));
+    await eventually(
+      async () => {
+        const b = (await backendsOf(client)).find((x) => x.name === "mute");
+        return b?.state === "down";
+      },
+      3000,
+      "the mute worker out of rotation",
+    );
+    const b = (await backendsOf(client)).find((x) => x.name === "mute")!;
+    assert.match(b.reason, /requests in a row got no answer within 300 ms/);
+    // Out of rotation, it takes nothing: every request now goes to the server.
+    for (let i = 0; i < 10; i++) assert.equal(await client.call("add", { a: i, b: 1 }), i + 1);
+  } finally {
+    client.close();
+    for (const w of workers) w.close();
+    await stopAll([lb, ...servers]);
   }
 });

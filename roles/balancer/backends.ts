@@ -95,6 +95,8 @@ export class Backend {
   #everUp = false;
   #successes = 0;
   #misses = 0;
+  /** Requests timed out in a row (layer-7 observation, as HAProxy's observe). */
+  #timeouts = 0;
 
   constructor(
     kind: BackendKind,
@@ -148,8 +150,22 @@ export class Backend {
     if (lost) this.failures++;
     else {
       this.served++;
+      this.#timeouts = 0;
       this.latency.add(ms);
     }
+  }
+
+  /**
+   * A request got no answer within the timeout: `fall` in a row take the
+   * backend out, as missed checks do (one that answers health checks but
+   * never requests would otherwise stay in rotation for good); checks
+   * bring it back after `rise`.
+   */
+  onTimedOut(timeoutMs: number): Transition | undefined {
+    if (++this.#timeouts < this.#rules.fall || this.state !== "up") return undefined;
+    const n = this.#timeouts;
+    this.#timeouts = 0;
+    return this.#to("down", `${n} requests in a row got no answer within ${timeoutMs} ms`);
   }
 
   #success(reason: string): Transition | undefined {

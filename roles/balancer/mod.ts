@@ -117,6 +117,13 @@ const BALANCER_OPTIONS = defineOptions({
     min: 1,
     metavar: "N",
   },
+  maxWorkers: {
+    type: "integer",
+    description: "Most workers registered at once; more are refused OVERLOADED",
+    default: 1000,
+    min: 0,
+    metavar: "N",
+  },
   queue: {
     type: "integer",
     description: "Most requests waiting for a backend; beyond it OVERLOADED",
@@ -243,6 +250,7 @@ function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number>
         checkIntervalMs: options.checkInterval,
         report,
         maxInflight: options.maxInflight,
+        maxWorkers: options.maxWorkers,
       };
       const registry = new WorkerRegistry(sources);
       const workerPort = bound.also(

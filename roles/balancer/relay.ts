@@ -313,6 +313,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
       this.#options.report(backend.onLost(e.message));
       this.#done(job, backend, "lost", "lost");
     } else if (e.code === "TIMEOUT") {
+      this.#options.report(backend.onTimedOut(this.#options.timeoutMs));
       this.#done(job, backend, "timeout", "timeout");
       this.reject(
         job,

@@ -21,8 +21,10 @@ const DRAIN_MS = 30_000;
 export interface SourceOptions extends LinkOptions {
   pool: Pool;
   rules: HealthRules;
-  /** Most requests in flight on one server. */
+  /** Most requests in flight on one server, and on one worker whatever it declares. */
   maxInflight: number;
+  /** Most workers registered at once (`--max-workers`). */
+  maxWorkers?: number;
 }
 
 /** The servers the balancer dials, by address, whatever named them. */
@@ -181,11 +183,29 @@ export class WorkerRegistry {
    * one connection, or a name a live worker holds
    */
   register(reg: WorkerRegistration, peer: Peer): { registered: string; capacity: number } {
-    const { name, capacity = 1 } = reg;
+    const { name } = reg;
+    const o = this.#options;
+    // A worker's own word is no reason to hold more than a server may.
+    const capacity = Math.min(reg.capacity ?? 1, o.maxInflight);
     if (this.#byPeer.has(peer)) {
       throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
     }
     const holder = this.#byName.get(name);
+    const max = o.maxWorkers ?? Infinity;
+    if (holder === undefined && this.#byPeer.size >= max) {
+      workerLines.warn(
+        "Worker {name} from {addr} refused: {max} workers registered (--max-workers)",
+        {
+          name,
+          addr: peer.conn.remoteAddress,
+          max,
+        },
+      );
+      throw new DistError(
+        "OVERLOADED",
+        `This balancer takes at most ${max} workers (--max-workers), and has them all`,
+      );
+    }
     if (holder !== undefined) {
       const held = this.#byPeer.get(holder)!;
       if (holder.canCall && held.state === "up") {
@@ -207,7 +227,6 @@ export class WorkerRegistry {
       this.#forget(holder);
       holder.close();
     }
-    const o = this.#options;
     const backend = new Backend("worker", peer.conn.remoteAddress, { capacity, rules: o.rules });
     backend.name = name;
     backend.source = "worker port";
