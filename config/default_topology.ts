@@ -19,11 +19,13 @@ export const DEFAULT_TOPOLOGY: string = `# dist: the default topology (dist up w
 host = "127.0.0.1"
 log_level = "info"
 
-# A message broker; a consumer prints everything published under /, and two
+# A message broker (MQTT clients too, on 1884: 1883 is left to a mosquitto that
+# may run here); a consumer prints everything published under /, and two
 # producers publish one round each (they start once the consumer has subscribed).
 [[broker]]
 name = "broker"
 port = 8000
+mqtt_port = 1884
 
 [[consumer]]
 name = "consumer"

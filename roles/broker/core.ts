@@ -48,6 +48,8 @@ export interface SubscribeRequest {
   topic: unknown;
   group?: unknown;
   policy?: unknown;
+  /** Only topics at the pattern's own depth (an MQTT filter without `#`). */
+  exact?: boolean;
 }
 
 export interface Subscribed {
@@ -169,26 +171,32 @@ const noRetained = (node: TopicNode) => node.retained === 0;
  * is read when the sink has room for it. A topic whose retained value
  * changed after the subscribe is left out: the change reaches the
  * subscription live (it was subscribed by then), after the snapshot, so a
- * subscriber never gets an older value after a newer one.
+ * subscriber never gets an older value after a newer one. An exact
+ * subscription's snapshot holds only the topics the pattern names, and a
+ * pattern that begins with `+` (or is `/`) leaves `$` topics out.
  */
 class RetainedSnapshot implements Snapshot {
   readonly #walk: TopicWalk;
   readonly #since: number;
   readonly #core: BrokerCore;
+  readonly #hideDollar: boolean;
 
-  constructor(core: BrokerCore, segments: readonly string[], since: number) {
+  constructor(core: BrokerCore, segments: readonly string[], since: number, exact: boolean) {
     this.#core = core;
     this.#since = since;
-    this.#walk = new TopicWalk(core.topics.root, segments, noRetained);
+    this.#hideDollar = segments.length === 0 || segments[0] === "+";
+    this.#walk = new TopicWalk(core.topics.root, segments, noRetained, exact);
   }
 
   next(budget: WalkBudget): Message | null | undefined {
     while (true) {
       const node = this.#walk.next(budget);
       if (node === undefined) return this.#walk.done ? undefined : null;
-      const topic = node.topic!;
+      const topic = node.topic;
+      if (topic === undefined) continue; // an exact walk meets inner nodes too
       const entry = topic.retained;
       if (entry === undefined || topic.retainedSeq > this.#since) continue;
+      if (this.#hideDollar && topic.name.startsWith("/$")) continue;
       this.#core.retainedSent++;
       return new Message(topic.name, entry.value, true);
     }
@@ -240,10 +248,11 @@ export class BrokerCore {
    * (`null` clears it). An {@link EncodedValue} is used only during this
    * call (encoded for the subscribers, detached to be kept or held), so a
    * front end may lend it a view of its read buffer (it is checked by the
-   * front end; any other value is checked here).
+   * front end; any other value is checked here). `qos` is an MQTT
+   * publisher's (see Message.qos).
    * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
-  publish(rawTopic: unknown, value: unknown, retain = true): PublishResult {
+  publish(rawTopic: unknown, value: unknown, retain = true, qos = 2): PublishResult {
     if (value !== undefined && !(value instanceof EncodedValue)) checkValue(value);
     // Seconds: a small integer is stored in place, a millisecond time would
     // be a boxed number allocated on every publish.
@@ -281,6 +290,7 @@ export class BrokerCore {
     let deliveries = 0;
     if (plain.length + groups.length > 0) {
       const msg = new Message(topic.name, value === undefined ? null : value);
+      msg.qos = qos;
       for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
       deliveries = plain.length;
       for (let i = 0; i < groups.length; i++) {
@@ -331,6 +341,7 @@ export class BrokerCore {
       segments,
       group,
       policy,
+      exact: request.exact,
       maxPending: this.maxPending,
     });
     // Counting reads the topic count of each branch the pattern names.
@@ -350,7 +361,7 @@ export class BrokerCore {
       topics.push(node.topic!.name);
     }
     if (group === undefined && this.#retainedUnder(segments)) {
-      sub.setSnapshot(new RetainedSnapshot(this, segments, this.messagesIn));
+      sub.setSnapshot(new RetainedSnapshot(this, segments, this.messagesIn, sub.exact));
     }
     this.subscriptions.add(sub);
     this.#subs.add(sub);

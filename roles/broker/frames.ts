@@ -43,7 +43,7 @@ function jsonReplacer(_key: string, value: unknown): unknown {
 }
 
 /** The JSON text of a value, as UTF-8 (a view of scratch space, or the value's own bytes). */
-function jsonBytes(value: unknown): Uint8Array {
+export function jsonBytes(value: unknown): Uint8Array {
   if (value instanceof RawJson) return value.bytes;
   if (value instanceof EncodedValue) value = value.decode();
   if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);

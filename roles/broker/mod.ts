@@ -13,13 +13,17 @@
  * wires the parts to a listener.
  */
 import { getLogger } from "@logtape/logtape";
-import { defineOptions, LISTENER_OPTIONS, type RoleOptions } from "../../config/mod.ts";
+import { defineOptions, LISTENER_OPTIONS, type RoleOptions, UsageError } from "../../config/mod.ts";
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
 import { WireFront } from "./front.ts";
 import { DurableBroker } from "./durable.ts";
 import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
+import { MqttFront } from "./mqtt/front.ts";
+import { connSettings } from "../_flags.ts";
+import { explainListenError } from "../_listen.ts";
+import { DistError } from "../../wire/mod.ts";
 
 export { BrokerCore } from "./core.ts";
 export {
@@ -43,6 +47,12 @@ export const BROKER_OPTIONS = defineOptions({
     short: "p",
   },
   ...LISTENER_OPTIONS,
+  mqttPort: {
+    type: "port",
+    description:
+      "Also speak MQTT 3.1.1 and 5 on this port, on the same topics (0 picks a free one)",
+    metavar: "PORT",
+  },
   retainBytes: {
     type: "integer",
     description: "Byte budget of retained values; past it the least recently updated go",
@@ -81,8 +91,8 @@ type BrokerOptions = RoleOptions<typeof BROKER_OPTIONS>;
 export const broker = defineRole({
   summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
   usage: [
-    "dist broker [--port 8000] [--retain-bytes BYTES] [--max-pending BYTES] [--max-topics N]",
-    "            [--max-topic-bytes BYTES] [--data-dir DIR [--fsync always|batch|off]]",
+    "dist broker [--port 8000] [--mqtt-port 1883] [--retain-bytes BYTES] [--max-pending BYTES]",
+    "            [--max-topics N] [--max-topic-bytes BYTES] [--data-dir DIR [--fsync always|batch|off]]",
     "",
     "Methods:",
     "  broker.publish {topic, value, retain?}       a request is confirmed once routed",
@@ -94,6 +104,7 @@ export const broker = defineRole({
     "",
     "Topics are /-separated; a subscription covers its subtree, + matches one segment.",
     "Policies of a slow subscriber: disconnect (default), drop-oldest, latest.",
+    "With --mqtt-port, MQTT clients share the topics: MQTT a/b is /a/b, a/# is /a.",
   ],
   options: BROKER_OPTIONS,
   run: runBroker,
@@ -112,6 +123,17 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
     maxTopicBytes: options.maxTopicBytes,
   });
   const front = new WireFront(core);
+  if (options.mqttPort !== undefined && options.tlsCert !== undefined) {
+    // A plain MQTT port beside a TLS one would carry in clear what TLS was asked to protect.
+    throw new UsageError("--mqtt-port does not speak TLS yet: it cannot go with --tls-cert");
+  }
+  const mqtt = options.mqttPort === undefined ? undefined : new MqttFront(core, {
+    maxPacket: options.maxFrame,
+    maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
+    maxConnections: options.maxConnections,
+    connectTimeoutMs: 10_000,
+    writeTimeoutMs: options.writeTimeout,
+  }, connSettings(options).authenticator);
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.
   front.cutOffFlushMs = options.writeTimeout;
@@ -137,18 +159,32 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
         const { restored, path } = durable.stats();
         log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
       }
+      if (mqtt !== undefined) {
+        const { hostname, port } = bindMqtt(mqtt, options.host, options.mqttPort!);
+        // Before `Listening on`, which tools wait for: the MQTT port is known by then.
+        log.info("MQTT on {host}:{port}", { host: hostname, port });
+      }
       return {
         serve: front.serving(),
-        stats: () =>
-          durable === undefined ? front.stats() : { ...front.stats(), store: durable.stats() },
+        stats: () => ({
+          ...front.stats(),
+          ...(durable === undefined ? {} : { store: durable.stats() }),
+          ...(mqtt === undefined ? {} : { mqtt: mqtt.stats() }),
+        }),
+        // Bound already: clients that connect before this wait in the backlog.
+        started: () => mqtt?.start(),
         fast: { rawFrames: front.rawFrames },
         onPeer: front.onPeer,
         inFlight: () => {
           const queued = core.queuedBytes;
           return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
         },
-        stopping: () =>
-          log.info("Shutting down: flushing {n} connection(s)", { n: bound.peers.size }),
+        stopping: () => {
+          log.info("Shutting down: flushing {n} connection(s)", {
+            n: bound.peers.size + (mqtt?.connections ?? 0),
+          });
+          mqtt?.close();
+        },
         stopped: () => {
           durable?.close();
           log.info("Stopped after {n} in, {out} out", {
@@ -159,4 +195,18 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
       };
     },
   });
+}
+
+/** Binds the MQTT port, a busy one said in the flag's words. */
+function bindMqtt(mqtt: MqttFront, host: string, port: number): Deno.NetAddr {
+  try {
+    return mqtt.bind(host, port);
+  } catch (err) {
+    throw explainListenError(
+      new DistError("UNAVAILABLE", `Cannot listen on ${host}:${port}: ${err}`, { cause: err }),
+      "--mqtt-port",
+      host,
+      port,
+    );
+  }
 }

@@ -56,6 +56,12 @@ export class Message {
   value: unknown;
   readonly retained: boolean;
   /**
+   * The publisher's MQTT QoS: a delivery goes out at most at this level and
+   * at most at its subscription's. Native publishes ask no less than their
+   * subscribers do (2); an MQTT front end sets its publishes' own.
+   */
+  qos = 2;
+  /**
    * Free for front ends: the delivery encoded once per codec (indexed by a
    * codec number the front end chooses), copied to every subscriber.
    */
@@ -109,6 +115,12 @@ export interface Sink {
   writeEncoded(bytes: Uint8Array, sub: Subscription): void;
   /** Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed). */
   whenDrained(bytes: number, fn: () => void): void;
+  /**
+   * The transport takes no more deliveries for now, whatever its bytes (an
+   * MQTT in-flight window): they wait in the subscription's queue, and
+   * `whenDrained` fires only once it has room again. Absent: never full.
+   */
+  readonly full?: boolean;
   /** The subscriber could not keep up and its policy says cut it off. */
   slow(sub: Subscription, err: DistError): void;
   /** A topic that `sub` covers has just appeared. */
@@ -127,6 +139,8 @@ export interface SubscriptionOptions {
   segments: readonly string[];
   group?: string;
   policy?: Policy;
+  /** Only topics at the pattern's own depth, not its subtree (an MQTT filter without `#`). */
+  exact?: boolean;
   /**
    * Most bytes pending on the sink's connection (every queue of its
    * subscriptions plus the sink's own) before the policy applies.
@@ -154,6 +168,7 @@ export class Subscription {
   readonly segments: readonly string[];
   readonly group: string | undefined;
   readonly policy: Policy;
+  readonly exact: boolean;
   readonly maxPending: number;
   readonly sink: Sink;
   /** Deliveries handed to the sink. */
@@ -188,6 +203,7 @@ export class Subscription {
     this.segments = options.segments;
     this.group = options.group;
     this.policy = options.policy ?? "disconnect";
+    this.exact = options.exact === true;
     this.maxPending = options.maxPending;
     this.#fillLimit = Math.max(1, Math.min(FILL_BYTES, Math.floor(this.maxPending / 4)));
     // Cutting off needs no queue: the sink itself may hold up to the limit.
@@ -236,7 +252,7 @@ export class Subscription {
     const sink = this.sink;
     if (
       !this.#held && this.#head === this.#queue.length && this.#fifo.length === 0 &&
-      this.#snapshot === undefined && sink.pendingBytes < this.#directLimit
+      this.#snapshot === undefined && sink.pendingBytes < this.#directLimit && sink.full !== true
     ) {
       sink.write(msg, this);
       this.delivered++;
@@ -385,7 +401,9 @@ export class Subscription {
   #pump(): void {
     const sink = this.sink;
     const budget = { left: SNAPSHOT_VISITS_PER_TURN };
-    while (!this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit) {
+    while (
+      !this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit && sink.full !== true
+    ) {
       let msg: Message | null | undefined;
       if (this.#snapshot !== undefined) {
         msg = this.#snapshot.next(budget);

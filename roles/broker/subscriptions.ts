@@ -9,6 +9,12 @@
  *
  * Subscriptions with a queue group join the group of their pattern and name:
  * a message matched at that node goes to one member, in rotation.
+ *
+ * An exact subscription (an MQTT filter without `#`) covers only the topics
+ * at its own depth: it is kept apart on its node and collected only when
+ * the topic ends there. A topic whose first segment starts with `$`
+ * (`/$SYS/…`) is never reached through a `+` or the root at the first
+ * level, as MQTT has it for `#` and `+`: it must be named.
  */
 import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 
@@ -16,6 +22,7 @@ import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 export interface Subscribable {
   readonly segments: readonly string[];
   readonly group?: string;
+  readonly exact?: boolean;
 }
 
 /** Subscribers that share the messages of one pattern: each message to one member. */
@@ -47,6 +54,9 @@ class PatternNode<S> {
   children: Map<string, PatternNode<S>> | undefined;
   plain: S[] = [];
   groups: Map<string, Group<S>> | undefined;
+  /** Exact subscriptions and groups: only for topics that end at this node. */
+  exactPlain: S[] | undefined;
+  exactGroups: Map<string, Group<S>> | undefined;
 
   constructor(segment: string, parent: PatternNode<S> | undefined) {
     this.segment = segment;
@@ -54,7 +64,8 @@ class PatternNode<S> {
   }
 
   get empty(): boolean {
-    return this.plain.length === 0 && this.groups === undefined && this.children === undefined;
+    return this.plain.length === 0 && this.groups === undefined && this.children === undefined &&
+      this.exactPlain === undefined && this.exactGroups === undefined;
   }
 }
 
@@ -85,13 +96,16 @@ export class SubscriptionTree<S extends Subscribable> {
       node = child;
     }
     if (sub.group === undefined) {
-      node.plain.push(sub);
+      if (sub.exact === true) (node.exactPlain ??= []).push(sub);
+      else node.plain.push(sub);
     } else {
-      node.groups ??= new Map();
-      let group = node.groups.get(sub.group);
+      const groups = sub.exact === true
+        ? (node.exactGroups ??= new Map())
+        : (node.groups ??= new Map());
+      let group = groups.get(sub.group);
       if (group === undefined) {
         group = new Group(sub.group);
-        node.groups.set(sub.group, group);
+        groups.set(sub.group, group);
       }
       group.members.push(sub);
     }
@@ -106,14 +120,21 @@ export class SubscriptionTree<S extends Subscribable> {
       node = node.children?.get(segment);
       if (node === undefined) return false;
     }
+    const exact = sub.exact === true;
     if (sub.group === undefined) {
-      if (!removeFrom(node.plain, sub)) return false;
+      const list = exact ? node.exactPlain : node.plain;
+      if (list === undefined || !removeFrom(list, sub)) return false;
+      if (exact && list.length === 0) node.exactPlain = undefined;
     } else {
-      const group = node.groups?.get(sub.group);
+      const groups = exact ? node.exactGroups : node.groups;
+      const group = groups?.get(sub.group);
       if (group === undefined || !removeFrom(group.members, sub)) return false;
       if (group.members.length === 0) {
-        node.groups!.delete(sub.group);
-        if (node.groups!.size === 0) node.groups = undefined;
+        groups!.delete(sub.group);
+        if (groups!.size === 0) {
+          if (exact) node.exactGroups = undefined;
+          else node.groups = undefined;
+        }
       }
     }
     this.#count--;
@@ -140,15 +161,26 @@ export class SubscriptionTree<S extends Subscribable> {
   }
 
   #collect(node: PatternNode<S>, segments: readonly string[], depth: number, out: Targets<S>) {
-    for (const sub of node.plain) out.plain.push(sub);
-    if (node.groups !== undefined) {
-      for (const group of node.groups.values()) out.groups.push(group);
+    // A `$` topic is reached only by patterns that name its first segment.
+    const hidden = depth === 0 && segments.length > 0 && segments[0].startsWith("$");
+    if (!hidden) {
+      for (const sub of node.plain) out.plain.push(sub);
+      if (node.groups !== undefined) {
+        for (const group of node.groups.values()) out.groups.push(group);
+      }
     }
-    if (depth === segments.length || node.children === undefined) return;
-    const exact = node.children.get(segments[depth]);
-    if (exact !== undefined) this.#collect(exact, segments, depth + 1, out);
-    const any = node.children.get(ONE_SEGMENT);
-    if (any !== undefined && any !== exact) this.#collect(any, segments, depth + 1, out);
+    if (depth === segments.length) {
+      if (node.exactPlain !== undefined) { for (const sub of node.exactPlain) out.plain.push(sub); }
+      if (node.exactGroups !== undefined) {
+        for (const group of node.exactGroups.values()) out.groups.push(group);
+      }
+      return;
+    }
+    if (node.children === undefined) return;
+    const named = node.children.get(segments[depth]);
+    if (named !== undefined) this.#collect(named, segments, depth + 1, out);
+    const any = hidden ? undefined : node.children.get(ONE_SEGMENT);
+    if (any !== undefined && any !== named) this.#collect(any, segments, depth + 1, out);
   }
 }
 

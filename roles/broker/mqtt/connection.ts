@@ -1,0 +1,732 @@
+/**
+ * One MQTT connection: its read loop (packets framed here, refused by size
+ * before they are buffered), its packets turned into core calls, and the
+ * {@link Sink} of its subscriptions, with an in-flight window of QoS 1
+ * deliveries that counts, unacknowledged, in its pending bytes.
+ */
+import { DistError } from "../../../wire/mod.ts";
+import { Outbound } from "../../../wire/outbound.ts";
+import { ticker } from "../../../wire/heartbeat.ts";
+import type { Identity } from "../../../wire/credentials.ts";
+import type { IConnectPacket, ISubscribePacket, IUnsubscribePacket } from "mqtt-packet";
+import { holdMessage } from "../frames.ts";
+import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
+import { filterFromMqtt, MqttPayload, payloadOf, topicFromMqtt, topicToMqtt } from "./mapping.ts";
+import {
+  ackId,
+  CONNECT,
+  connectLevel,
+  DISCONNECT,
+  frame,
+  generate,
+  parseSlow,
+  patchId,
+  PINGREQ,
+  PINGRESP_BYTES,
+  PUBACK,
+  PUBCOMP,
+  PUBLISH,
+  publishQos,
+  publishSize,
+  PUBREC,
+  PUBREL,
+  readFrame,
+  readPublish,
+  SUBSCRIBE,
+  UNSUBSCRIBE,
+  writeAck,
+  writePublish,
+} from "./packets.ts";
+import type { MqttFront } from "./front.ts";
+
+/** Read buffer of an idle connection; grown for a burst or a large packet, shrunk after. */
+const READ_BYTES = 512;
+/** Read buffer of a busy connection. */
+const BURST_BYTES = 64 * 1024;
+/** Output above which a connection stops reading (a publisher that reads no acks is slowed by TCP). */
+const HIGH_WATER = 1024 * 1024;
+/** QoS 1 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
+export const INFLIGHT_WINDOW = 1024;
+/** Most subscriptions one connection may hold (as on the native port). */
+const MAX_SUBSCRIPTIONS = 10_000;
+/** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
+const MAX_QOS2_PENDING = 1024;
+
+const strict = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** MQTT topic bytes per dist topic (null: none), kept while the map is small. */
+const topicBytes = new Map<string, Uint8Array | null>();
+function mqttTopic(topic: string): Uint8Array | null {
+  let bytes = topicBytes.get(topic);
+  if (bytes === undefined) {
+    if (topicBytes.size >= 4096) topicBytes.clear();
+    const name = topicToMqtt(topic);
+    bytes = name === undefined ? null : encoder.encode(name);
+    topicBytes.set(topic, bytes);
+  }
+  return bytes;
+}
+
+interface Will {
+  topic: string;
+  payload: Uint8Array;
+  qos: number;
+  retain: boolean;
+}
+
+export class MqttConnection implements Sink {
+  readonly queued = new PendingBudget();
+  readonly remote: string;
+  clientId = "";
+  readonly #conn: Deno.Conn;
+  readonly #front: MqttFront;
+  readonly #out: Outbound;
+  #version = 4;
+  #v5 = false;
+  #connected = false;
+  #closed = false;
+  /** Answered and closing: input is no longer handled. */
+  #closing = false;
+  readonly #subs = new Map<string, Subscription>();
+  /** Packet ids of QoS 1 deliveries not yet acknowledged. */
+  #inflight: Set<number> | undefined;
+  #window = INFLIGHT_WINDOW;
+  #nextId = 1;
+  #qos2In: Set<number> | undefined;
+  #will: Will | undefined;
+  #identity: Identity | undefined;
+  #clientMaxPacket = Infinity;
+  #keepAliveMs = 0;
+  #quietMs = 0;
+  #ageMs = 0;
+  #stalledMs = 0;
+  #waiters: { bytes: number; fn: () => void }[] | undefined;
+  #drainArmed = false;
+  #lastTopicBytes: Uint8Array | undefined;
+  #lastTopic = "";
+  /** Scratch for `encode` (copied at once by the queue). */
+  #scratch = new Uint8Array(0);
+
+  constructor(conn: Deno.Conn, front: MqttFront) {
+    this.#conn = conn;
+    this.#front = front;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remote = `${addr.hostname}:${addr.port}`;
+    this.#out = new Outbound(conn, HIGH_WATER, () => this.close("write error", true));
+    ticker.add(this);
+  }
+
+  // ---- the read side ----
+
+  /** Reads and handles packets until the connection closes. */
+  async run(): Promise<void> {
+    const maxPacket = this.#front.limits.maxPacket;
+    let buf = new Uint8Array(READ_BYTES);
+    let start = 0;
+    let end = 0;
+    try {
+      while (!this.#closed) {
+        if (this.#out.pending > HIGH_WATER) {
+          await this.#out.drained(HIGH_WATER / 2);
+          continue;
+        }
+        if (end === buf.length) {
+          if (start > 0) {
+            buf.copyWithin(0, start, end);
+            end -= start;
+            start = 0;
+          } else {
+            buf = grown(buf, Math.min(BURST_BYTES, buf.length * 4), start, end);
+            end -= start;
+            start = 0;
+          }
+        }
+        const room = buf.length - end;
+        const n = await this.#conn.read(buf.subarray(end));
+        if (n === null) {
+          this.close(this.#closing ? "closed" : "closed without DISCONNECT", true);
+          return;
+        }
+        if (this.#closed || this.#closing) continue;
+        end += n;
+        this.#quietMs = 0;
+        while (start < end) {
+          // Not MQTT at all (an HTTP request, TLS): said at the first byte, not after its "length".
+          if (!this.#connected && buf[start] !== 0x10) {
+            return this.#protocolError("a first packet that is not CONNECT");
+          }
+          readFrame(buf, start, end);
+          if (frame.length === -2) return this.#protocolError("a malformed remaining length");
+          if (frame.length === -1) break;
+          if (frame.length > maxPacket) {
+            this.#front.oversize++;
+            return this.#refuse(
+              0x95,
+              `a packet of ${frame.length} bytes, over the limit of ${maxPacket}`,
+            );
+          }
+          const total = frame.head + frame.length;
+          if (start + total > end) {
+            if (total > buf.length) {
+              buf = grown(buf, total, start, end);
+              end -= start;
+              start = 0;
+            }
+            break;
+          }
+          const head = frame.head;
+          const pending = this.#packet(buf, start, start + head, start + total);
+          start += total;
+          if (pending !== undefined) await pending;
+          if (this.#closed || this.#closing) break;
+        }
+        if (n === room && buf.length < BURST_BYTES) {
+          // A read that filled the buffer: more is coming, read it in larger pieces.
+          buf = grown(buf, BURST_BYTES, start, end);
+          end -= start;
+          start = 0;
+        } else if (start === end) {
+          start = end = 0;
+          // A light read after a burst: back to the small buffer.
+          if (buf.length > READ_BYTES && n < room >> 2 && n < READ_BYTES) {
+            buf = new Uint8Array(READ_BYTES);
+          }
+        }
+      }
+    } catch (err) {
+      this.close(`read error: ${(err as Error).message}`, true);
+    }
+  }
+
+  /** Handles one packet at `buf[s..e)`, its body from `body`; a promise while CONNECT is judged. */
+  #packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined {
+    const first = buf[s];
+    const type = first >> 4;
+    if (!this.#connected) {
+      if (type !== CONNECT) return this.#protocolError("a first packet that is not CONNECT");
+      return this.#onConnect(buf.slice(s, e), body - s);
+    }
+    switch (type) {
+      case PUBLISH:
+        return this.#onPublish(first, buf, body, e);
+      case PUBACK:
+        if (first !== 0x40 || ackId(buf, body, e) < 0) return this.#protocolError("a bad PUBACK");
+        this.#acked(ackId(buf, body, e));
+        return;
+      case PUBREL: {
+        const id = ackId(buf, body, e);
+        if (first !== 0x62 || id < 0) return this.#protocolError("a bad PUBREL");
+        this.#qos2In?.delete(id);
+        this.#ack(PUBCOMP, id);
+        return;
+      }
+      case PINGREQ:
+        if (first !== 0xc0) return this.#protocolError("a bad PINGREQ");
+        this.#send(PINGRESP_BYTES);
+        return;
+      case SUBSCRIBE:
+        return this.#onSubscribe(buf.subarray(s, e));
+      case UNSUBSCRIBE:
+        return this.#onUnsubscribe(buf.subarray(s, e));
+      case DISCONNECT: {
+        // MQTT 5 reason 0x04: disconnect, but send the will.
+        const reason = this.#v5 && e > body ? buf[body] : 0;
+        this.close("DISCONNECT", reason === 0x04);
+        return;
+      }
+      case CONNECT:
+        return this.#protocolError("a second CONNECT");
+      default:
+        return this.#protocolError(`a packet of type ${type}, which a client does not send`);
+    }
+  }
+
+  async #onConnect(packet: Uint8Array, head: number): Promise<void> {
+    const level = connectLevel(packet, head);
+    if (level !== 3 && level !== 4 && level !== 5) {
+      // 3.1.1's "unacceptable protocol version" (MQTT 5 clients read it too).
+      this.#front.badConnects++;
+      return this.#finish(Uint8Array.of(0x20, 2, 0, 1), `protocol level ${level}`);
+    }
+    this.#version = level === 5 ? 5 : 4;
+    this.#v5 = level === 5;
+    let p: IConnectPacket;
+    try {
+      p = parseSlow(packet, this.#version) as IConnectPacket;
+    } catch (err) {
+      this.#front.badConnects++;
+      return this.#refuse(0x80, `a malformed CONNECT (${(err as Error).message})`);
+    }
+    let clientId = p.clientId ?? "";
+    if (clientId === "") {
+      if (!this.#v5 && p.clean === false) {
+        return this.#connack(2, "an empty client id without a clean session");
+      }
+      clientId = `dist-${crypto.randomUUID()}`;
+    }
+    this.clientId = clientId;
+    if (p.will !== undefined) {
+      try {
+        const payload = p.will.payload;
+        this.#will = {
+          topic: topicFromMqtt(p.will.topic),
+          payload: typeof payload === "string" ? encoder.encode(payload) : Uint8Array.from(payload),
+          qos: p.will.qos ?? 0,
+          retain: p.will.retain === true,
+        };
+      } catch (err) {
+        return this.#connack(this.#v5 ? 0x90 : 2, `a will on ${(err as Error).message}`);
+      }
+    }
+    try {
+      this.#identity = await this.#front.authenticate(this, p.username, p.password);
+    } catch (err) {
+      if (this.#closed) return;
+      const e = DistError.from(err);
+      return this.#connack(
+        this.#v5 ? (e.code === "OVERLOADED" ? 0x89 : 0x86) : (e.code === "OVERLOADED" ? 3 : 4),
+        e.message,
+      );
+    }
+    if (this.#closed) return;
+    this.#keepAliveMs = (p.keepalive ?? 0) * 1500;
+    const props = p.properties;
+    if (props?.receiveMaximum !== undefined) {
+      this.#window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
+    }
+    if (props?.maximumPacketSize !== undefined) this.#clientMaxPacket = props.maximumPacketSize;
+    this.#connected = true;
+    this.#front.register(this);
+    if (!this.#v5) {
+      this.#send(Uint8Array.of(0x20, 2, 0, 0));
+      return;
+    }
+    this.#send(generate({
+      cmd: "connack",
+      sessionPresent: false,
+      reasonCode: 0,
+      properties: {
+        ...(p.clientId ? {} : { assignedClientIdentifier: clientId }),
+        receiveMaximum: MAX_QOS2_PENDING,
+        retainAvailable: true,
+        maximumPacketSize: this.#front.limits.maxPacket + 5,
+        topicAliasMaximum: 0,
+        wildcardSubscriptionAvailable: true,
+        subscriptionIdentifiersAvailable: false,
+        sharedSubscriptionAvailable: true,
+      },
+    }, 5));
+  }
+
+  #onPublish(first: number, buf: Uint8Array, body: number, e: number): undefined {
+    const p = readPublish(first, buf, body, e, this.#v5);
+    if (typeof p === "string") return this.#protocolError(p);
+    let topic: string;
+    const tb = p.topic;
+    const last = this.#lastTopicBytes;
+    if (last !== undefined && sameBytes(last, tb)) {
+      topic = this.#lastTopic;
+    } else {
+      let name: string;
+      try {
+        name = strict.decode(tb);
+      } catch {
+        return this.#protocolError("a topic that is not UTF-8");
+      }
+      if (name.includes("\0")) return this.#protocolError("a topic with U+0000");
+      if (name.includes("+") || name.includes("#")) {
+        return this.#protocolError("a wildcard in a PUBLISH topic");
+      }
+      if (name === "") return this.#protocolError("an empty topic (topic aliases are off)");
+      try {
+        topic = topicFromMqtt(name);
+      } catch (err) {
+        return this.#refusePublish(p.qos, p.id, 0x90, (err as Error).message);
+      }
+      this.#lastTopicBytes = tb.slice();
+      this.#lastTopic = topic;
+    }
+    const { qos, id } = p;
+    if (qos === 2) {
+      if (this.#qos2In?.has(id)) return this.#ack(PUBREC, id); // a resend: published already
+      if ((this.#qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
+        return this.#refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
+      }
+    }
+    try {
+      this.#identity?.access?.check("broker.publish", { action: "publish", name: topic });
+    } catch (err) {
+      return this.#refusePublish(qos, id, 0x87, (err as Error).message);
+    }
+    const value = MqttPayload.borrow(p.payload);
+    try {
+      this.#front.core.publish(topic, value, p.retain, qos);
+      this.#front.messagesIn++;
+    } catch (err) {
+      // A topic the core refuses (too deep, spaces): our limit, not the client's fault.
+      this.#lastTopicBytes = undefined;
+      return this.#refusePublish(qos, id, 0x90, (err as Error).message);
+    } finally {
+      value.release();
+    }
+    if (qos === 1) this.#ack(PUBACK, id);
+    else if (qos === 2) {
+      (this.#qos2In ??= new Set()).add(id);
+      this.#ack(PUBREC, id);
+    }
+  }
+
+  /** A publish we do not take: MQTT 5 says why (QoS 0: in a DISCONNECT); 3.1.1 can only close. */
+  #refusePublish(qos: number, id: number, reason: number, why: string): undefined {
+    this.#front.refusedPublishes++;
+    this.#front.warn(this, `PUBLISH refused: ${why}`);
+    if (!this.#v5 || qos === 0) return this.#refuse(reason, why);
+    this.#send(Uint8Array.of(qos === 1 ? 0x40 : 0x50, 3, id >> 8, id & 0xff, reason));
+  }
+
+  #onSubscribe(packet: Uint8Array): undefined {
+    let p: ISubscribePacket;
+    try {
+      p = parseSlow(packet, this.#version) as ISubscribePacket;
+    } catch (err) {
+      return this.#protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`);
+    }
+    if (p.subscriptions.length === 0) return this.#protocolError("a SUBSCRIBE with no filter");
+    const codes: number[] = [];
+    const added: Subscription[] = [];
+    const core = this.#front.core;
+    for (const { topic, qos } of p.subscriptions) {
+      try {
+        const filter = filterFromMqtt(topic, this.#v5);
+        this.#identity?.access?.check("broker.subscribe", {
+          action: "subscribe",
+          name: filter.pattern,
+        });
+        const old = this.#subs.get(topic);
+        if (old === undefined && this.#subs.size >= MAX_SUBSCRIPTIONS) {
+          codes.push(this.#v5 ? 0x97 : 0x80);
+          continue;
+        }
+        // The same filter again replaces the subscription (and its retained values come again).
+        if (old !== undefined) core.unsubscribe(old);
+        const { sub } = core.subscribe(this, {
+          topic: filter.pattern,
+          group: filter.group,
+          exact: filter.exact,
+        });
+        const granted = Math.min(qos, 1);
+        sub.data = granted;
+        this.#subs.set(topic, sub);
+        added.push(sub);
+        codes.push(granted);
+      } catch (err) {
+        const e = DistError.from(err);
+        this.#front.warn(this, `SUBSCRIBE ${JSON.stringify(topic)} refused: ${e.message}`);
+        codes.push(!this.#v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : 0x8f);
+      }
+    }
+    this.#sendWithIds(0x90, p.messageId ?? 0, codes);
+    // The SUBACK is queued: retained values and live messages follow it.
+    for (const sub of added) sub.release();
+  }
+
+  #onUnsubscribe(packet: Uint8Array): undefined {
+    let p: IUnsubscribePacket;
+    try {
+      p = parseSlow(packet, this.#version) as IUnsubscribePacket;
+    } catch (err) {
+      return this.#protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
+    }
+    const codes: number[] = [];
+    for (const filter of p.unsubscriptions) {
+      const sub = this.#subs.get(filter);
+      if (sub !== undefined) {
+        this.#subs.delete(filter);
+        this.#front.core.unsubscribe(sub);
+      }
+      codes.push(sub !== undefined ? 0 : 0x11);
+    }
+    this.#sendWithIds(0xb0, p.messageId ?? 0, this.#v5 ? codes : []);
+  }
+
+  // ---- the Sink ----
+
+  /**
+   * Output not yet written. Unacknowledged QoS 1 deliveries are not kept
+   * (no redelivery without persistent sessions), so they cost nothing
+   * here: the window bounds them by count ({@link full}), and past it
+   * deliveries wait in the subscription's queue, under max-pending.
+   */
+  get pendingBytes(): number {
+    return this.#out.pending;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get full(): boolean {
+    return this.#inflight !== undefined && this.#inflight.size >= this.#window;
+  }
+
+  sizeOf(msg: Message, sub: Subscription): number {
+    const topic = mqttTopic(msg.topic);
+    if (topic === null) return 0;
+    return publishSize(topic, this.#qos(msg, sub), this.#v5, payloadOf(msg).length);
+  }
+
+  write(msg: Message, sub: Subscription): void {
+    const topic = mqttTopic(msg.topic);
+    if (topic === null) return void this.#front.undeliverable++;
+    const qos = this.#qos(msg, sub);
+    const payload = payloadOf(msg);
+    const size = publishSize(topic, qos, this.#v5, payload.length);
+    if (size > this.#clientMaxPacket) return void this.#front.undeliverable++;
+    const id = qos > 0 ? this.#takeId() : 0;
+    const out = this.#out.buffer;
+    out.reserve(size);
+    out.length = writePublish(
+      out.bytes,
+      out.length,
+      topic,
+      payload,
+      qos,
+      msg.retained,
+      id,
+      this.#v5,
+    );
+    this.#queued();
+  }
+
+  encode(msg: Message, sub: Subscription): Uint8Array {
+    const topic = mqttTopic(msg.topic);
+    if (topic === null) return new Uint8Array(0);
+    const qos = this.#qos(msg, sub);
+    const payload = payloadOf(msg);
+    const size = publishSize(topic, qos, this.#v5, payload.length);
+    if (this.#scratch.length < size) this.#scratch = new Uint8Array(Math.max(size, 1024));
+    writePublish(this.#scratch, 0, topic, payload, qos, msg.retained, 0, this.#v5);
+    return this.#scratch.subarray(0, size);
+  }
+
+  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+    if (bytes.length === 0) return void this.#front.undeliverable++;
+    if (bytes.length > this.#clientMaxPacket) return void this.#front.undeliverable++;
+    const out = this.#out.buffer;
+    out.reserve(bytes.length);
+    const at = out.length;
+    out.bytes.set(bytes, at);
+    out.length += bytes.length;
+    if (publishQos(bytes) > 0) {
+      patchId(out.bytes.subarray(at, at + bytes.length), this.#takeId());
+    }
+    this.#queued();
+  }
+
+  whenDrained(bytes: number, fn: () => void): void {
+    (this.#waiters ??= []).push({ bytes, fn });
+    this.#wake();
+  }
+
+  slow(_sub: Subscription, err: DistError): void {
+    this.#front.slowConsumers++;
+    this.#front.warn(this, `Cutting off ${this.clientId}: ${err.message}`);
+    this.#refuse(0x97, err.message);
+  }
+
+  topicCreated(): void {}
+
+  hold(msg: Message): void {
+    holdMessage(msg);
+  }
+
+  // ---- housekeeping (the process's one ticker) ----
+
+  readonly tickMs = 1000;
+
+  tick(elapsed: number): void {
+    if (this.#closed) return;
+    if (!this.#connected) {
+      this.#ageMs += elapsed;
+      if (this.#ageMs > this.#front.limits.connectTimeoutMs) {
+        this.close("no CONNECT in time", false);
+      }
+      return;
+    }
+    this.#quietMs += elapsed;
+    if (this.#keepAliveMs > 0 && this.#quietMs > this.#keepAliveMs) {
+      this.close(`silent for 1.5 × keep-alive (${this.#keepAliveMs} ms)`, true);
+      return;
+    }
+    if (this.#out.writing && !this.#out.tookBytes()) {
+      this.#stalledMs += elapsed;
+      if (this.#stalledMs > this.#front.limits.writeTimeoutMs) {
+        this.#front.slowConsumers++;
+        this.close("took no bytes for the write timeout", true);
+      }
+    } else {
+      this.#stalledMs = 0;
+      this.#out.trim();
+    }
+  }
+
+  // ---- closing ----
+
+  /** Closes now: subscriptions go, and the will is published when `withWill`. */
+  close(why: string, withWill: boolean): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    ticker.delete(this);
+    this.#out.close();
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer.
+    }
+    for (const sub of this.#subs.values()) this.#front.core.unsubscribe(sub);
+    this.#subs.clear();
+    this.#inflight = undefined;
+    this.#front.gone(this, why);
+    const will = this.#will;
+    this.#will = undefined;
+    if (withWill && will !== undefined && this.#connected) this.#front.publishWill(will);
+    this.#wake();
+  }
+
+  /** MQTT 5: says why in a DISCONNECT (or a CONNACK before CONNECT is accepted), then closes. */
+  #refuse(reason: number, why: string): undefined {
+    if (!this.#v5) {
+      this.close(why, true);
+      return;
+    }
+    const packet = this.#connected
+      ? generate({ cmd: "disconnect", reasonCode: reason }, 5)
+      : generate({ cmd: "connack", sessionPresent: false, reasonCode: reason }, 5);
+    this.#finish(packet, why);
+  }
+
+  #connack(code: number, why: string): undefined {
+    this.#front.badConnects++;
+    const packet = this.#v5
+      ? generate({ cmd: "connack", sessionPresent: false, reasonCode: code }, 5)
+      : Uint8Array.of(0x20, 2, 0, code);
+    this.#finish(packet, why);
+  }
+
+  #protocolError(why: string): undefined {
+    this.#front.protocolErrors++;
+    this.#front.warn(this, `Protocol error: ${why}`);
+    this.#refuse(0x82, why);
+  }
+
+  /** Sends a last packet, then closes once it is out (the ticker's write deadline bounds the wait). */
+  #finish(packet: Uint8Array, why: string): undefined {
+    if (this.#closing || this.#closed) return;
+    this.#send(packet);
+    this.#closing = true;
+    this.#out.drained(0).then(() => this.close(why, true));
+  }
+
+  // ---- output ----
+
+  #qos(msg: Message, sub: Subscription): number {
+    return Math.min(msg.qos, sub.data as number);
+  }
+
+  #takeId(): number {
+    const inflight = this.#inflight ??= new Set();
+    let id = this.#nextId;
+    while (inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
+    this.#nextId = id === 65_535 ? 1 : id + 1;
+    inflight.add(id);
+    return id;
+  }
+
+  #acked(id: number): void {
+    // A PUBACK for nothing in flight is ignored.
+    if (this.#inflight?.delete(id) === true && this.#waiters !== undefined) this.#wake();
+  }
+
+  /** Calls the drain waiters whose condition holds; arms a wait on the output for the rest. */
+  #wake(): void {
+    const waiters = this.#waiters;
+    if (waiters === undefined) return;
+    let keep: typeof waiters | undefined;
+    for (const w of waiters) {
+      if (this.#closed || (!this.full && this.pendingBytes <= w.bytes)) w.fn();
+      else (keep ??= []).push(w);
+    }
+    this.#waiters = keep;
+    if (keep === undefined || this.#drainArmed || this.full) return;
+    const least = Math.min(...keep.map((w) => w.bytes));
+    this.#drainArmed = true;
+    this.#out.drained(least).then(() => {
+      this.#drainArmed = false;
+      this.#wake();
+    });
+  }
+
+  #ack(type: number, id: number): undefined {
+    const out = this.#out.buffer;
+    out.reserve(4);
+    writeAck(out.bytes, out.length, type, id);
+    out.length += 4;
+    this.#queued();
+  }
+
+  /** SUBACK or UNSUBACK: the packet id, (MQTT 5: no properties), the codes. */
+  #sendWithIds(first: number, id: number, codes: number[]): void {
+    const body = 2 + (this.#v5 ? 1 : 0) + codes.length;
+    const head = body < 128 ? 2 : body < 16_384 ? 3 : 4;
+    const packet = new Uint8Array(head + body);
+    packet[0] = first;
+    let x = body;
+    let at = 1;
+    do {
+      let b = x & 0x7f;
+      x >>>= 7;
+      if (x > 0) b |= 0x80;
+      packet[at++] = b;
+    } while (x > 0);
+    packet[at++] = id >> 8;
+    packet[at++] = id & 0xff;
+    if (this.#v5) packet[at++] = 0;
+    packet.set(codes, at);
+    this.#send(packet);
+  }
+
+  #send(packet: Uint8Array): void {
+    if (this.#closed) return;
+    const out = this.#out.buffer;
+    out.reserve(packet.length);
+    out.bytes.set(packet, out.length);
+    out.length += packet.length;
+    this.#queued();
+  }
+
+  #queued(): void {
+    if (!this.#out.queued(this.#front.limits.maxOutbound)) {
+      this.#front.slowConsumers++;
+      this.close("output past its bound: the client does not read", true);
+    }
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A larger read buffer holding `buf[start..end)` at its beginning. */
+function grown(
+  buf: Uint8Array,
+  size: number,
+  start: number,
+  end: number,
+): Uint8Array<ArrayBuffer> {
+  const bigger = new Uint8Array(Math.max(size, end - start));
+  bigger.set(buf.subarray(start, end));
+  return bigger;
+}

@@ -1,0 +1,196 @@
+/**
+ * The broker's MQTT front end (`dist broker --mqtt-port`): a second front
+ * end on the same core as the dist protocol's (roles/broker/front.ts), so
+ * both share one topic tree, retained store, queue groups and delivery
+ * queues. This file holds the listener, the client ids, the counters and
+ * the will; a connection's protocol is connection.ts.
+ */
+import { getLogger } from "@logtape/logtape";
+import { DistError } from "../../../wire/mod.ts";
+import { cut, warnPeer } from "../../../wire/_log.ts";
+import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
+import type { BrokerCore } from "../core.ts";
+import { MqttConnection } from "./connection.ts";
+import { MqttPayload } from "./mapping.ts";
+
+const log = getLogger(["dist", "broker", "mqtt"]);
+const decoder = new TextDecoder();
+
+/** The MQTT front end's limits. */
+export interface MqttLimits {
+  /** Largest packet accepted (remaining length), judged before it is buffered. */
+  maxPacket: number;
+  /** Output a connection may have queued before it is closed as not reading. */
+  maxOutbound: number;
+  /** Most connections at once; more are closed at once. */
+  maxConnections: number;
+  /** A connection must send CONNECT within this long. */
+  connectTimeoutMs: number;
+  /** A write that takes no bytes this long closes the connection. */
+  writeTimeoutMs: number;
+}
+
+export class MqttFront {
+  readonly core: BrokerCore;
+  readonly limits: MqttLimits;
+  readonly #authenticator: Authenticator | undefined;
+  readonly #connections = new Set<MqttConnection>();
+  readonly #byClientId = new Map<string, MqttConnection>();
+  #listener: Deno.Listener | undefined;
+  messagesIn = 0;
+  accepted = 0;
+  refusedConnections = 0;
+  badConnects = 0;
+  protocolErrors = 0;
+  refusedPublishes = 0;
+  oversize = 0;
+  slowConsumers = 0;
+  undeliverable = 0;
+  takeovers = 0;
+  wills = 0;
+
+  constructor(core: BrokerCore, limits: MqttLimits, authenticator?: Authenticator) {
+    this.core = core;
+    this.limits = limits;
+    this.#authenticator = authenticator;
+  }
+
+  /**
+   * Binds (accepting starts with `start()`).
+   * @throws {Error} as Deno.listen does (the caller says it in the flag's words)
+   */
+  bind(hostname: string, port: number): Deno.NetAddr {
+    this.#listener = Deno.listen({ hostname, port });
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  /** Accepts connections until `close()`. */
+  async start(): Promise<void> {
+    const listener = this.#listener!;
+    try {
+      for await (const conn of listener) {
+        if (this.#connections.size >= this.limits.maxConnections) {
+          this.refusedConnections++;
+          conn.close();
+          continue;
+        }
+        try {
+          (conn as Deno.TcpConn).setNoDelay(true);
+        } catch {
+          // Closed already.
+        }
+        const c = new MqttConnection(conn, this);
+        this.#connections.add(c);
+        this.accepted++;
+        c.run();
+      }
+    } catch (err) {
+      if (!(err instanceof Deno.errors.BadResource)) {
+        log.error("MQTT listener failed: {error}", { error: String(err) });
+      }
+    }
+  }
+
+  /** Stops accepting and closes every connection (their wills are not sent: the broker leaves). */
+  close(): void {
+    try {
+      this.#listener?.close();
+    } catch {
+      // Closed already.
+    }
+    for (const c of [...this.#connections]) c.close("shutdown", false);
+  }
+
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** Who a CONNECT's credentials say the client is (anyone, when the broker needs none). */
+  authenticate(
+    c: MqttConnection,
+    username: string | undefined,
+    password: Uint8Array | undefined,
+  ): Promise<Identity | undefined> {
+    if (this.#authenticator === undefined) return Promise.resolve(undefined);
+    const secret = password === undefined ? undefined : decoder.decode(password);
+    // `--token`: the token is the password (user name `token` or none); `--users`: user and password.
+    const credentials: Credentials = (username === undefined || username === "token") &&
+        secret !== undefined
+      ? { token: secret }
+      : { user: username, password: secret };
+    const [host] = c.remote.split(":");
+    let closed!: () => void;
+    const closedP = new Promise<void>((r) => closed = r);
+    this.#closers.set(c, closed);
+    return this.#authenticator.authenticate({
+      role: "mqtt",
+      name: c.clientId,
+      credentials,
+      host,
+      address: c.remote,
+      closed: closedP,
+    }).finally(() => this.#closers.delete(c));
+  }
+  readonly #closers = new Map<MqttConnection, () => void>();
+
+  /** A connection was accepted: one with the same client id is taken over (closed). */
+  register(c: MqttConnection): void {
+    const old = this.#byClientId.get(c.clientId);
+    if (old !== undefined && old !== c) {
+      this.takeovers++;
+      old.close("taken over by a new connection with its client id", true);
+    }
+    this.#byClientId.set(c.clientId, c);
+  }
+
+  /** A connection closed. */
+  gone(c: MqttConnection, why: string): void {
+    this.#connections.delete(c);
+    this.#closers.get(c)?.();
+    if (this.#byClientId.get(c.clientId) === c) this.#byClientId.delete(c.clientId);
+    log.debug("MQTT client {id} at {peer} gone: {why}", {
+      id: cut(c.clientId, 60),
+      peer: c.remote,
+      why,
+    });
+  }
+
+  publishWill(will: { topic: string; payload: Uint8Array; qos: number; retain: boolean }): void {
+    try {
+      this.core.publish(will.topic, MqttPayload.borrow(will.payload), will.retain, will.qos);
+      this.wills++;
+    } catch (err) {
+      log.warn("Will on {topic} not published: {error}", {
+        topic: cut(will.topic),
+        error: DistError.from(err).message,
+      });
+    }
+  }
+
+  /** A line about a misbehaving client (rate-limited with every other peer warning). */
+  warn(c: MqttConnection, message: string): void {
+    warnPeer("MQTT {peer} ({id}): {message}", {
+      peer: c.remote,
+      id: cut(c.clientId, 60),
+      message: cut(message),
+    });
+  }
+
+  stats(): Record<string, unknown> {
+    return {
+      port: (this.#listener?.addr as Deno.NetAddr | undefined)?.port,
+      connections: this.#connections.size,
+      accepted: this.accepted,
+      refused_connections: this.refusedConnections,
+      messages_in: this.messagesIn,
+      bad_connects: this.badConnects,
+      protocol_errors: this.protocolErrors,
+      refused_publishes: this.refusedPublishes,
+      oversize: this.oversize,
+      slow_consumers: this.slowConsumers,
+      undeliverable: this.undeliverable,
+      takeovers: this.takeovers,
+      wills: this.wills,
+    };
+  }
+}

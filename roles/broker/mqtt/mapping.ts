@@ -1,0 +1,196 @@
+/**
+ * MQTT names and payloads as the broker's core knows them.
+ *
+ * Topics: MQTT `a/b` is `/a/b`; a filter `a/#` is the subtree `/a` (which
+ * includes `a` itself, as MQTT's `#` does), `#` is `/`, `+` stays `+`; a
+ * filter without `#` matches its own level only (an exact subscription).
+ * MQTT allows empty levels (`/a`, `a//b`, `a/`) which dist topics do not
+ * have: they are refused rather than escaped, so two MQTT topics never
+ * become one dist topic.
+ *
+ * Payloads (see {@link MqttPayload} and {@link payloadOf}): bytes from MQTT
+ * go to MQTT subscribers unchanged; native subscribers get them decoded.
+ */
+import { DistError } from "../../../wire/mod.ts";
+import { checkValue } from "../core.ts";
+import { jsonBytes } from "../frames.ts";
+import { RawJson } from "../raw_json.ts";
+import { EncodedValue, type Message } from "../subscriber.ts";
+
+const strict = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** Index of a message's MQTT payload in `Message.encoded` (after the dist codecs' 0 and 1). */
+export const MQTT_SLOT = 2;
+
+/**
+ * The dist topic of an MQTT topic name (to publish on).
+ * @throws {DistError} BAD_REQUEST for wildcards, empty levels or NUL (the
+ * core refuses what else dist topics may not hold)
+ */
+export function topicFromMqtt(name: string): string {
+  if (name === "") throw new DistError("BAD_REQUEST", "An MQTT topic name must not be empty");
+  if (name.includes("+") || name.includes("#")) {
+    throw new DistError("BAD_REQUEST", `Wildcards are for filters, not topic names: ${name}`);
+  }
+  if (name.startsWith("/") || name.endsWith("/") || name.includes("//")) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `Empty topic levels are not supported: ${JSON.stringify(name)}`,
+    );
+  }
+  return "/" + name;
+}
+
+/** The MQTT topic name of a dist topic, or undefined when it has none (`/`, or a `#` in it). */
+export function topicToMqtt(topic: string): string | undefined {
+  if (topic === "/" || topic.includes("#")) return undefined;
+  return topic.slice(1);
+}
+
+/** What an MQTT topic filter subscribes to in the core. */
+export interface Filter {
+  /** The dist pattern. */
+  pattern: string;
+  /** Only topics at the pattern's own depth (no `#`). */
+  exact: boolean;
+  /** A shared subscription's group (`$share/GROUP/filter`, MQTT 5). */
+  group?: string;
+}
+
+/**
+ * The core's view of an MQTT topic filter.
+ * @throws {DistError} BAD_REQUEST for a malformed filter or one with empty levels
+ */
+export function filterFromMqtt(filter: string, v5: boolean): Filter {
+  let group: string | undefined;
+  if (v5 && filter.startsWith("$share/")) {
+    const slash = filter.indexOf("/", 7);
+    group = filter.slice(7, slash < 0 ? filter.length : slash);
+    if (slash < 0 || group === "" || group.includes("+") || group.includes("#")) {
+      throw new DistError("BAD_REQUEST", `Malformed shared subscription: ${filter}`);
+    }
+    filter = filter.slice(slash + 1);
+  }
+  if (filter === "") throw new DistError("BAD_REQUEST", "An MQTT topic filter must not be empty");
+  const hash = filter.indexOf("#");
+  let exact = true;
+  if (hash >= 0) {
+    if (hash !== filter.length - 1 || (hash > 0 && filter[hash - 1] !== "/")) {
+      throw new DistError("BAD_REQUEST", `# must be the last level of a filter: ${filter}`);
+    }
+    exact = false;
+    filter = filter.slice(0, Math.max(0, hash - 1));
+    if (filter === "") return { pattern: "/", exact, group };
+  }
+  if (filter.startsWith("/") || filter.endsWith("/") || filter.includes("//")) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `Empty topic levels are not supported: ${JSON.stringify(filter)}`,
+    );
+  }
+  return { pattern: "/" + filter, exact, group };
+}
+
+/**
+ * An MQTT payload as a dist value: its bytes, kept as they came (MQTT
+ * subscribers get them unchanged), decoded for native subscribers: empty
+ * is null; valid UTF-8 that is JSON is that value; other valid UTF-8 is a
+ * string; anything else is binary (a Uint8Array).
+ */
+export class MqttPayload extends EncodedValue {
+  #bytes: Uint8Array | undefined;
+  #decoded = false;
+  #value: unknown;
+
+  private constructor(bytes: Uint8Array) {
+    super();
+    this.#bytes = bytes;
+  }
+
+  /** A payload in a read buffer, valid until `release()` (used only while it is published). */
+  static borrow(view: Uint8Array): MqttPayload {
+    return new MqttPayload(view);
+  }
+
+  /** Ends a borrow: using the value after this is a bug that throws. */
+  release(): void {
+    this.#bytes = undefined;
+  }
+
+  get bytes(): Uint8Array {
+    if (this.#bytes === undefined) throw new Error("MqttPayload used after release()");
+    return this.#bytes;
+  }
+
+  get byteLength(): number {
+    return this.bytes.length;
+  }
+
+  get isNull(): boolean {
+    return this.bytes.length === 0;
+  }
+
+  decode(): unknown {
+    if (!this.#decoded) {
+      this.#value = decodePayload(this.bytes);
+      this.#decoded = true;
+    }
+    return this.#value;
+  }
+
+  detach(): MqttPayload {
+    const copy = new MqttPayload(this.bytes.slice());
+    if (this.#decoded) {
+      copy.#decoded = true;
+      copy.#value = this.#value;
+    }
+    return copy;
+  }
+}
+
+/** The payload rule, for native subscribers (see {@link MqttPayload}). */
+export function decodePayload(bytes: Uint8Array): unknown {
+  if (bytes.length === 0) return null;
+  let text: string;
+  try {
+    text = strict.decode(bytes);
+  } catch {
+    return bytes.slice();
+  }
+  try {
+    const value = JSON.parse(text);
+    checkValue(value); // e.g. "\ud800": valid JSON, not a value every subscriber can take
+    return value;
+  } catch {
+    return text;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The MQTT payload of a message, encoded once and cached on it: the bytes
+ * of an MQTT publish unchanged; null as an empty payload; a string as its
+ * UTF-8 text (unquoted); binary as its bytes; anything else as JSON text.
+ */
+export function payloadOf(msg: Message): Uint8Array {
+  const value = msg.value;
+  if (value instanceof MqttPayload) return value.bytes;
+  const cached = msg.encoded?.[MQTT_SLOT];
+  if (cached !== undefined) return cached;
+  let bytes: Uint8Array;
+  if (value instanceof RawJson) {
+    const raw = value.bytes;
+    // A JSON string goes out as its text; any other JSON text is its own payload.
+    bytes = raw[0] === 0x22 ? encoder.encode(value.decode() as string) : raw;
+  } else {
+    const v = value instanceof EncodedValue ? value.decode() : value;
+    if (v === null || v === undefined) bytes = EMPTY;
+    else if (typeof v === "string") bytes = encoder.encode(v);
+    else if (v instanceof Uint8Array) bytes = v;
+    else bytes = jsonBytes(v).slice();
+  }
+  (msg.encoded ??= [])[MQTT_SLOT] = bytes;
+  return bytes;
+}
