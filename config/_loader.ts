@@ -152,6 +152,7 @@ export class TopologyLoader {
     const instances = entries.flatMap((entry, i) => this.#expand(entry, bases[i], restart));
     this.#checkNames(entries, instances);
     this.#checkPorts(instances);
+    this.#checkTlsPorts(instances);
     const names = nameTable(instances);
     for (const instance of instances) this.#resolve(instance, names);
     const topology = { file: this.#file, instances, ...this.#tlsPart() };
@@ -396,6 +397,20 @@ export class TopologyLoader {
   }
 
   /** Where an instance's option was set: its entry's section, "defaults", or undefined (built-in). */
+  /** A port that cannot speak TLS (MQTT, for now) refused when the file turns TLS on. */
+  #checkTlsPorts(instances: Instance[]): void {
+    if (this.#tls === undefined || this.#tls.mode === "off") return;
+    for (const instance of instances) {
+      const port = instance.options.mqttPort;
+      if (port === undefined || port === null) continue;
+      this.#problem(
+        this.#lineOf(instance, "mqttPort"),
+        `${instance.role}.mqtt_port: MQTT does not speak TLS yet, and [security] tls is ` +
+          `"${this.#tls.mode}": remove mqtt_port from ${instance.group}, or the tls setting`,
+      );
+    }
+  }
+
   #origin(instance: Instance, key: string): string | undefined {
     const entry = this.#entryOf.get(instance)!;
     if (Object.hasOwn(entry.options, key)) return entry.section;
