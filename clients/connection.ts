@@ -109,7 +109,8 @@ export class Connection {
   #connectHooks: ((peer: Peer) => void | Promise<void>)[] = [];
   #listeners = new Map<string, Set<(params: unknown) => void>>();
   #first: DistError | undefined;
-  #everUp = false;
+  /** The connection now, or the last one while dialing again. */
+  #last: Peer | undefined;
   #closing: DistError | undefined;
   #onAbort = () => this.close();
   #pubsub: PubSub | undefined;
@@ -148,19 +149,19 @@ export class Connection {
         : hooks.rawFrames,
       onConnect: async (peer) => {
         for (const hook of this.#connectHooks) await hook(peer);
-        this.#everUp = true;
+        this.#last = peer;
       },
       logFailures: hooks.onDialError === undefined,
       onDialError: (err) => {
         hooks.onDialError?.(err);
         // The first connection fails at once unless told to wait for it.
-        if (this.#dialer.failures === 1 && !this.#everUp && !options.waitOnFirstConnect) {
+        if (this.#dialer.failures === 1 && !this.#last && !options.waitOnFirstConnect) {
           this.#first = err;
           void this.#dialer.stop();
         }
       },
       onDisconnect: () => {
-        if (options.redial === false) this.close();
+        if (options.redial === false) this.#close(this.#last?.reported);
       },
     }).start();
     options.signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -208,9 +209,12 @@ export class Connection {
     return this.#dialer.peer !== undefined;
   }
 
-  /** Who is at the other end (as told in the handshake), while connected. */
+  /**
+   * Who is at the other end (as told in the handshake): of the connection
+   * now, or of the last one while dialing again or once closed.
+   */
   get remote(): PeerInfo | undefined {
-    return this.#dialer.peer?.remote;
+    return this.#last?.remote;
   }
 
   /** Requests awaiting answers. */
@@ -218,9 +222,14 @@ export class Connection {
     return this.#dialer.peer?.pendingCalls ?? 0;
   }
 
-  /** Whether a request made now may be sent (not closed, not draining). */
+  /**
+   * Whether a request made now may be sent: not closed, not draining, and
+   * without `redial`, the connection's read side has not ended (nothing
+   * more can come on it).
+   */
   get canCall(): boolean {
-    return this.#closing === undefined;
+    if (this.#closing !== undefined) return false;
+    return this.#options.redial !== false || this.#last?.canCall !== false;
   }
 
   /**
@@ -405,9 +414,14 @@ export class Connection {
 
   /** Closes the connection now: requests in flight fail with UNAVAILABLE. */
   close(): void {
+    this.#close();
+  }
+
+  /** Closes; subscriptions end with `why` the other side closed it, if it said. */
+  #close(why?: DistError): void {
     this.#closing ??= new DistError("UNAVAILABLE", "Connection closed");
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
-    this.#pubsub?.close();
+    this.#pubsub?.close(why);
     void this.#dialer.stop();
   }
 

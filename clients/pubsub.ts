@@ -29,7 +29,15 @@ export type Message = Delivery;
 export interface SubscribeOptions {
   /** Subscribers of one group share the messages: each goes to one of them. */
   group?: string;
-  /** What the broker does when this subscriber falls behind (default `disconnect`). */
+  /**
+   * What the broker does when this subscriber falls behind (default
+   * `disconnect`): `drop-oldest` and `latest` drop pending messages (the
+   * broker counts them, `dropped` in its sys.stats); `disconnect` cuts the
+   * connection off. A connection opened with `redial: false` then ends its
+   * iterators with that SLOW_CONSUMER error; one that redials subscribes
+   * again, and the messages pending at the cut are lost (counted in the
+   * broker's `slow_consumers`, and logged here as the broker's report).
+   */
   policy?: Policy;
   /** Messages kept waiting for the iterator before reading pauses (default 1024). */
   buffer?: number;
@@ -234,9 +242,9 @@ export class PubSub {
     return [...this.#all];
   }
 
-  /** Ends every subscription (the connection is closing). */
-  close(): void {
-    for (const sub of this.#all) sub.end();
+  /** Ends every subscription (the connection is closing), failing with `err` if given. */
+  close(err?: DistError): void {
+    for (const sub of this.#all) sub.end(err);
     this.#all.clear();
     this.#bySid.clear();
   }

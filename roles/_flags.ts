@@ -18,7 +18,8 @@ import {
   toKebab,
   UsageError,
 } from "../config/mod.ts";
-import { codecByName, type ConnSettings, type Peer } from "../wire/mod.ts";
+import { codecByName, type ConnSettings } from "../wire/mod.ts";
+import type { Connection } from "../clients/connection.ts";
 import {
   BinderClient,
   DEFAULT_TTL_MS,
@@ -208,7 +209,7 @@ export function registrationFor(
  */
 export function serviceConnector(
   options: RoleOptions<typeof RESOLVE_OPTIONS>,
-  dial: (address: Address) => Promise<Peer>,
+  dial: (address: Address) => Promise<Connection>,
   how: { signal?: AbortSignal; rotate?: boolean } = {},
 ): (() => Promise<ServiceCaller>) | undefined {
   const { signal, rotate } = how;

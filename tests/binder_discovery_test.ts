@@ -13,7 +13,8 @@ import {
   watchService,
 } from "../clients/discovery/mod.ts";
 import { binder, type Instance } from "../clients/contracts/mod.ts";
-import { dial, listen, type Listener } from "../wire/mod.ts";
+import { listen, type Listener } from "../wire/mod.ts";
+import { connect } from "../clients/connection.ts";
 import { ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
 import { freePort } from "./helpers/dist.ts";
 import { isCode } from "./helpers/rpc.ts";
@@ -33,7 +34,7 @@ function echoServer(name: string, port = 0): Listener {
 }
 
 const dialServer = (address: { host: string; port: number }) =>
-  dial(address, { role: "client", name: "test", connectTimeoutMs: 1000 });
+  connect(address, { name: "test", connectTimeout: 1000, redial: false });
 
 Deno.test("BinderClient starts at a random binder and moves to the next when one is down (lab row 1)", async () => {
   const a = await startBinder();
@@ -178,7 +179,7 @@ Deno.test("ServiceCaller reports a dead instance, resolves again and carries on 
         },
       );
       callers.push(caller);
-      const res = await caller.request("echo", { text: "hi" });
+      const res = await caller.exchange("echo", { text: "hi" });
       assert.equal(res.result, "hi" as unknown);
       by.add(res.by!);
     }
@@ -191,7 +192,7 @@ Deno.test("ServiceCaller reports a dead instance, resolves again and carries on 
     // A server dying under a caller: its requests move to the other one.
     const caller = callers.find((c) => c.remote.name === "s1")!;
     await s1.close(0);
-    const res = await caller.request("echo", { text: "again" });
+    const res = await caller.exchange("echo", { text: "again" });
     assert.equal(res.by, "s2");
     await waitUntil(async () => (await ids(a)).length === 1, "s1 to be reported and removed");
     assert.equal((await a.call("sys.stats") as { verifications: number }).verifications, 2);
@@ -256,7 +257,7 @@ Deno.test("ServiceCaller with rotate goes round the instances in the binders' tu
   );
   try {
     const by: string[] = [];
-    for (let i = 0; i < 6; i++) by.push((await caller.request("echo", { text: "hi" })).by!);
+    for (let i = 0; i < 6; i++) by.push((await caller.exchange("echo", { text: "hi" })).by!);
     // Each instance in turn, twice: the binder hands them out cyclically.
     assert.deepEqual(by.slice(3), by.slice(0, 3));
     assert.deepEqual(by.slice(0, 3).toSorted(), ["s1", "s2", "s3"]);
@@ -264,7 +265,7 @@ Deno.test("ServiceCaller with rotate goes round the instances in the binders' tu
     // One that dies is reported, and the turn goes on over the others.
     await servers[0].close(0);
     const after: string[] = [];
-    for (let i = 0; i < 4; i++) after.push((await caller.request("echo", { text: "hi" })).by!);
+    for (let i = 0; i < 4; i++) after.push((await caller.exchange("echo", { text: "hi" })).by!);
     assert.ok(!after.includes("s1"), after.join(", "));
     assert.deepEqual(new Set(after), new Set(["s2", "s3"]));
   } finally {

@@ -175,17 +175,24 @@ export class CallTable {
   }
 
   /**
+   * What the peer reported just before now, as the error of what fails
+   * because it then hung up; undefined when it reported nothing lately.
+   */
+  get lastReport(): DistError | undefined {
+    const report = this.#report;
+    if (report === undefined || performance.now() - report.at > REPORT_FRESH_MS) return undefined;
+    return new DistError(
+      report.err.code,
+      `${cut(report.err.message)} (then the peer closed the connection)`,
+    );
+  }
+
+  /**
    * Fails every call still awaiting an answer (the connection is gone) with
    * what the peer reported just before, if it did, else with `failure`.
    */
   failAll(failure: DistError): void {
-    const report = this.#report;
-    if (report !== undefined && performance.now() - report.at <= REPORT_FRESH_MS) {
-      failure = new DistError(
-        report.err.code,
-        `${cut(report.err.message)} (then the peer closed the connection)`,
-      );
-    }
+    failure = this.lastReport ?? failure;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;

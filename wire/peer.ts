@@ -183,6 +183,14 @@ export class Peer {
     return !this.conn.isClosed && !this.conn.readEnded;
   }
 
+  /**
+   * Why the peer closed the connection, when it said so just before (e.g.
+   * SLOW_CONSUMER from a broker); undefined otherwise.
+   */
+  get reported(): DistError | undefined {
+    return this.#calls.lastReport;
+  }
+
   /** Calls in flight from this side. */
   get pendingCalls(): number {
     return this.#calls.size;

@@ -11,13 +11,13 @@ import {
   type CallOptions,
   CloseReason,
   DistError,
-  type Peer,
   type PeerInfo,
   type Response,
   sleep,
 } from "../../wire/mod.ts";
 import { binder, type Instance, type ReportAnswer } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
+import type { Connection } from "../connection.ts";
 
 const log = getLogger(["dist", "discovery"]);
 
@@ -132,8 +132,8 @@ export class Resolver {
 }
 
 export interface ServiceCallerOptions {
-  /** Opens a connection to an instance's address. */
-  dial: (address: { host: string; port: number }) => Promise<Peer>;
+  /** Opens a connection to an instance's address (one that does not redial: see `redial`). */
+  dial: (address: { host: string; port: number }) => Promise<Connection>;
   /** Most instances tried for one request before giving up (default 3). */
   attempts?: number;
   /**
@@ -155,12 +155,12 @@ export interface ServiceCallerOptions {
 export class ServiceCaller {
   readonly resolver: Resolver;
   #options: ServiceCallerOptions;
-  #peer: Peer | undefined;
+  #peer: Connection | undefined;
   #instance: Instance | undefined;
-  #connecting: Promise<Peer> | undefined;
+  #connecting: Promise<Connection> | undefined;
   #reported = new Map<string, { report: Promise<unknown>; at: number }>();
   /** With `rotate`: the connection to each instance dialed so far, by id. */
-  #dialed = new Map<string, Peer>();
+  #dialed = new Map<string, Connection>();
   #closed = false;
 
   constructor(resolver: Resolver, options: ServiceCallerOptions) {
@@ -195,12 +195,16 @@ export class ServiceCaller {
     return this;
   }
 
-  call(method: string, params?: unknown, options?: CallOptions): Promise<unknown> {
-    return this.request(method, params, options).then((r) => r.result);
+  /** Sends a request and resolves with its result (see {@link exchange}). */
+  request(method: string, params?: unknown, options?: CallOptions): Promise<unknown> {
+    return this.exchange(method, params, options).then((r) => r.result);
   }
 
-  /** Sends a request to the current instance, moving to another when it fails. */
-  async request(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
+  /**
+   * Sends a request to the current instance, moving to another when it
+   * fails; resolves with the result and `by`.
+   */
+  async exchange(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
     const attempts = this.#options.attempts ?? 3;
     for (let attempt = 1;; attempt++) {
       // A retry goes where #failed sent it; only a new request takes the next turn.
@@ -209,7 +213,7 @@ export class ServiceCaller {
         : await this.#ensure();
       const instance = this.#instance!;
       try {
-        return await peer.request(method, params, options);
+        return await peer.exchange(method, params, options);
       } catch (err) {
         const e = DistError.from(err);
         // The connection failing (closed, or ended by the server), not the server saying no.
@@ -232,7 +236,7 @@ export class ServiceCaller {
    * kept for it (dialed the first time). One that cannot be dialed is
    * reported, and the request goes where {@link #ensure} finds.
    */
-  async #next(): Promise<Peer> {
+  async #next(): Promise<Connection> {
     if (this.#closed) return this.#ensure();
     const instance = await this.resolver.resolve();
     let peer = this.#dialed.get(instance.id);
@@ -260,7 +264,7 @@ export class ServiceCaller {
     return peer;
   }
 
-  #ensure(): Promise<Peer> {
+  #ensure(): Promise<Connection> {
     if (this.#closed) {
       return Promise.reject(new DistError("UNAVAILABLE", "Service connection closed"));
     }
@@ -269,7 +273,7 @@ export class ServiceCaller {
     return this.#connecting ??= this.#connect().finally(() => this.#connecting = undefined);
   }
 
-  async #connect(): Promise<Peer> {
+  async #connect(): Promise<Connection> {
     const attempts = this.#options.attempts ?? 3;
     for (let attempt = 1;; attempt++) {
       const instance = await this.resolver.resolve();
@@ -295,7 +299,7 @@ export class ServiceCaller {
   }
 
   /** The connection to `instance` failed: report it (once) and drop it. */
-  async #failed(instance: Instance, peer: Peer): Promise<void> {
+  async #failed(instance: Instance, peer: Connection): Promise<void> {
     if (this.#peer === peer) {
       this.#peer = undefined;
       log.info("Connection to {id} failed; resolving {service} again", {

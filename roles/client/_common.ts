@@ -1,18 +1,26 @@
 import { formatAddress, parseAddress } from "../../config/mod.ts";
 import type { ClientOptions } from "./options.ts";
-import { codecByName, dial, DistError, type Peer, type Response } from "../../wire/mod.ts";
+import { type CallOptions, DistError, type PeerInfo, type Response } from "../../wire/mod.ts";
+import { Connection } from "../../clients/connection.ts";
 import type { Operation } from "../ops.ts";
 import { connSettings } from "../_flags.ts";
 
 /**
- * What the modes send requests through: a connection to one address (a
- * Peer), or to some instance of a service found through binders (`--service`:
- * a discovery ServiceCaller, which moves to another instance when one fails).
+ * What the modes send requests through: a library Connection to one address,
+ * or to some instance of a service found through binders (`--service`: a
+ * discovery ServiceCaller, which moves to another instance when one fails).
  */
-export type Caller = Pick<Peer, "request" | "remote" | "canCall" | "close"> & {
-  /** Calls waiting for an answer (a Peer's; undefined for a ServiceCaller). */
+export interface Caller {
+  /** Sends a request by name; resolves with its result and `by`. */
+  exchange(method: string, params?: unknown, options?: CallOptions): Promise<Response>;
+  /** Whether requests may still be sent (false once the connection is lost). */
+  readonly canCall: boolean;
+  /** Who answers (the last server, once its connection is lost). */
+  readonly remote?: PeerInfo;
+  /** Calls waiting for an answer (a Connection's; undefined for a ServiceCaller). */
   readonly pendingCalls?: number;
-};
+  close(): void;
+}
 
 /**
  * Options of a client mode: its flags, where its lines go, `signal` (start no
@@ -37,12 +45,12 @@ export interface Outcome {
 export const DEFAULT_CONNECT = "127.0.0.1:5556";
 
 /**
- * Dials the `--connect` address with the client's codec and heartbeat
+ * Connects to the `--connect` address with the client's codec and heartbeat
  * settings. A refused connection says what to try.
  *
  * @throws {DistError} UNAVAILABLE or TIMEOUT when it cannot connect
  */
-export async function connect(options: ClientOptions): Promise<Peer> {
+export async function connect(options: ClientOptions): Promise<Connection> {
   const address = parseAddress(options.connect ?? DEFAULT_CONNECT);
   try {
     return await dialAddress(address, options);
@@ -59,19 +67,27 @@ export async function connect(options: ClientOptions): Promise<Peer> {
   }
 }
 
-/** Dials `address` as `--connect` would (codec, heartbeat, timeouts). */
+/**
+ * Connects to `address` as `--connect` would (codec, heartbeat, timeouts).
+ * The connection is not dialed again when it drops: a batch or a benchmark
+ * stops at a lost connection, and the shell opens another on its next
+ * command ({@link Link}).
+ * @throws {DistError} why the dial failed (its `cause` the socket's error)
+ */
 export function dialAddress(
   address: { host: string; port: number },
   options: ClientOptions,
-): Promise<Peer> {
-  return dial(address, {
+): Promise<Connection> {
+  return new Connection(address, {
     role: "client",
     name: options.name ?? `client-${Deno.pid}`,
-    codec: codecByName(options.codec),
-    ...connSettings(options),
-    timeoutMs: options.timeout,
-    connectTimeoutMs: options.timeout,
-  });
+    codec: options.codec,
+    timeout: options.timeout,
+    connectTimeout: options.timeout,
+    redial: false,
+    wire: connSettings(options),
+    // The failure is the caller's to say (it throws), not a log line's.
+  }, { onDialError: () => {} }).ready();
 }
 
 /**
@@ -133,7 +149,7 @@ export async function perform(
 ): Promise<Outcome> {
   const t0 = performance.now();
   try {
-    const res: Response = await peer.request(op.method, op.params, { timeout, signal: cancel });
+    const res = await peer.exchange(op.method, op.params, { timeout, signal: cancel });
     return { ok: true, result: res.result, by: res.by, ms: round(performance.now() - t0) };
   } catch (err) {
     const e = DistError.from(err);

@@ -107,7 +107,7 @@ class Tally {
     // come) ends the run rather than failing every request after it.
     if (!peer.canCall && this.stopped === undefined) {
       const after = ((performance.now() - t0) / 1000).toFixed(2);
-      this.stopped = `connection to ${peer.remote.name} lost after ${after} s`;
+      this.stopped = `connection to ${peer.remote?.name} lost after ${after} s`;
     }
   }
 }
@@ -126,7 +126,7 @@ class Tally {
  */
 export async function runBench(peers: Caller[], plan: BenchPlan): Promise<BenchSummary> {
   try {
-    await peers[0].request(plan.op.method, plan.op.params, {
+    await peers[0].exchange(plan.op.method, plan.op.params, {
       timeout: plan.timeout,
       signal: plan.signal,
     });
@@ -181,7 +181,7 @@ async function closedLoop(
       started++;
       const sent = now;
       try {
-        const res = await peer.request(method, params, callOptions);
+        const res = await peer.exchange(method, params, callOptions);
         now = performance.now();
         tally.ok(now - sent, res.by);
       } catch (err) {
@@ -237,7 +237,7 @@ async function openLoop(
   };
   const start = (peer: Caller, scheduled: number) => {
     inFlight++;
-    peer.request(method, params, callOptions).then(
+    peer.exchange(method, params, callOptions).then(
       (res) => tally.ok(performance.now() - scheduled, res.by),
       (err) => tally.fail(err, peer, t0),
     ).finally(() => {

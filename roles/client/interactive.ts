@@ -122,7 +122,7 @@ export async function runInteractive(link: Link, options: ModeOptions): Promise<
   options.signal?.addEventListener("abort", stop, { once: true });
   if (tty) {
     options.out(
-      `Connected to ${link.caller.remote.name}. Type "help" for operations, "exit" to leave.`,
+      `Connected to ${link.caller.remote?.name}. Type "help" for operations, "exit" to leave.`,
     );
     rl.prompt();
   }
