@@ -3,7 +3,8 @@
  * push of records (also as a notification), and `binder.diff`, the
  * anti-entropy round. Only a connection whose handshake role is `binder`
  * may call them (that stops accidents and casual abuse; an attacker can
- * say "binder" too). Their params are read by replication.ts, record by record.
+ * say "binder" too). Their params are read by replication.ts, records one by one by
+ * parseRecord; answers are checked here, records likewise (anti_entropy.ts).
  */
 import {
   any,
@@ -17,6 +18,7 @@ import {
   opt,
   str,
 } from "../../wire/mod.ts";
+import { BUCKETS } from "./digest.ts";
 
 const FROM_BINDERS = ["binder"] as const;
 
@@ -38,9 +40,10 @@ export const binderPeers = {
       result: obj({
         node: str,
         ready: bool,
-        buckets: arrayOf(int(0, 1 << 20), 1 << 20),
+        buckets: arrayOf(int(0, BUCKETS - 1), BUCKETS),
         records: arrayOf(any, 1 << 20),
-        next: opt(obj({ b: count, o: count })),
+        next: opt(obj({ b: int(0, BUCKETS - 1), o: count })),
+        authenticated: opt(bool),
       }),
       from: FROM_BINDERS,
       errors: ["BAD_REQUEST", "UNAUTHORIZED"],

@@ -15,6 +15,7 @@
 import { DistError } from "../../wire/mod.ts";
 import { compareStamps, type HybridClock, type Stamp } from "./clock.ts";
 import { Digest } from "./digest.ts";
+import { Rings } from "./rings.ts";
 
 /** Why an instance left the registry. */
 export type RemovalReason = "deregistered" | "expired" | "down";
@@ -77,40 +78,9 @@ export const DEFAULT_TOMBSTONE_MS = 60_000;
 export const DEFAULT_MAX_ENTRIES = 100_000;
 export const DEFAULT_MAX_SKEW_MS = 60_000;
 
-/**
- * About how many bytes an entry takes in an answer or a record (JSON text,
- * with room for its fields' names): for cutting lists into pages that fit a
- * frame without encoding them first.
- */
-export function entryWeight(entry: Entry): number {
-  const meta = entry.metaSize ?? (entry.meta === undefined ? 0 : JSON.stringify(entry.meta).length);
-  return 100 + entry.id.length + entry.service.length + entry.host.length + meta;
-}
-
 /** The id of an instance: `service@host:port` (IPv6 hosts in brackets). */
 export function instanceId(service: string, host: string, port: number): string {
   return `${service}@${host.includes(":") ? `[${host}]` : host}:${port}`;
-}
-
-/** The live instances of one service, in id order, and the lookup cursor. */
-class Ring {
-  ids = new Set<string>();
-  #sorted: string[] | undefined;
-  next = 0;
-
-  add(id: string): void {
-    this.ids.add(id);
-    this.#sorted = undefined;
-  }
-
-  delete(id: string): void {
-    this.ids.delete(id);
-    this.#sorted = undefined;
-  }
-
-  get sorted(): string[] {
-    return this.#sorted ??= [...this.ids].sort();
-  }
 }
 
 /** Counters for `sys.stats`. */
@@ -155,9 +125,7 @@ export class Registry {
   #now: () => number;
   #wallNow: () => number;
   #entries = new Map<string, Entry>();
-  #rings = new Map<string, Ring>();
-  /** The services with a live instance, sorted (undefined: to be sorted again). */
-  #services: string[] | undefined;
+  #rings = new Rings((id) => this.#entries.get(id)!);
   #digest = new Digest();
   #listeners: ChangeListener[] = [];
   #collectListeners: ((tombstone: Entry) => void)[] = [];
@@ -280,28 +248,8 @@ export class Registry {
    */
   lookup(service: string): Entry {
     this.counters.lookups++;
-    const ring = this.#rings.get(service);
-    if (ring !== undefined) {
-      const ids = ring.sorted;
-      const n = ids.length;
-      const now = this.#now();
-      let fallback = -1;
-      for (let k = 0; k < n; k++) {
-        const i = (ring.next + k) % n;
-        const entry = this.#entries.get(ids[i])!;
-        if (entry.expiresAt <= now) continue;
-        if (this.#suspects.size > 0 && this.#suspects.has(entry.id)) {
-          if (fallback < 0) fallback = i;
-          continue;
-        }
-        ring.next = (i + 1) % n;
-        return entry;
-      }
-      if (fallback >= 0) {
-        ring.next = (fallback + 1) % n;
-        return this.#entries.get(ids[fallback])!;
-      }
-    }
+    const entry = this.#rings.next(service, this.#now(), this.#suspects);
+    if (entry !== undefined) return entry;
     throw new DistError("NOT_FOUND", `No instance of service ${JSON.stringify(service)}`);
   }
 
@@ -313,7 +261,7 @@ export class Registry {
   /**
    * Live instances of one service (of every service when undefined) in
    * service, then id order, from just after the instance `after`: at most
-   * `limit` of them, and no more than fit `budget` by {@link entryWeight}
+   * `limit` of them, and no more than fit `budget` by `entryWeight` (rings.ts)
    * (at least one).
    * @returns the entries, and the id to pass as `after` for the rest (none: no more)
    */
@@ -323,50 +271,12 @@ export class Registry {
     limit: number,
     budget: number,
   ): { entries: Entry[]; next?: string } {
-    const now = this.#now();
-    const services = service === undefined
-      ? (this.#services ??= [...this.#rings.keys()].sort())
-      : this.#rings.has(service)
-      ? [service]
-      : [];
-    // The id is service@host:port, and a service name has no "@".
-    const at = after?.indexOf("@") ?? -1;
-    const afterService = after === undefined ? undefined : at < 0 ? after : after.slice(0, at);
-    const out: Entry[] = [];
-    let used = 0;
-    for (
-      let s = afterService === undefined ? 0 : lowerBound(services, afterService);
-      s < services.length;
-      s++
-    ) {
-      const ids = this.#rings.get(services[s])!.sorted;
-      const from = services[s] === afterService ? upperBound(ids, after!) : 0;
-      for (let i = from; i < ids.length; i++) {
-        const entry = this.#entries.get(ids[i])!;
-        if (entry.expiresAt <= now) continue;
-        const w = entryWeight(entry);
-        if (out.length >= limit || (out.length > 0 && used + w > budget)) {
-          return { entries: out, next: out[out.length - 1].id };
-        }
-        out.push(entry);
-        used += w;
-      }
-    }
-    return { entries: out };
+    return this.#rings.page(service, after, limit, budget, this.#now());
   }
 
-  /** The total {@link entryWeight} of `service`'s live instances, stopping once past `max`. */
+  /** The total `entryWeight` of `service`'s live instances, stopping once past `max`. */
   weightOf(service: string, max: number): number {
-    const ring = this.#rings.get(service);
-    if (ring === undefined) return 0;
-    const now = this.#now();
-    let total = 0;
-    for (const id of ring.ids) {
-      const entry = this.#entries.get(id)!;
-      if (entry.expiresAt > now) total += entryWeight(entry);
-      if (total > max) break;
-    }
-    return total;
+    return this.#rings.weightOf(service, max, this.#now());
   }
 
   /** Every entry, tombstones included (for a full snapshot). */
@@ -481,45 +391,11 @@ export class Registry {
     if (wasLive && !isLive) {
       this.#live--;
       this.#suspects.delete(entry.id);
-      const ring = this.#rings.get(entry.service)!;
-      ring.delete(entry.id);
-      if (ring.ids.size === 0) {
-        this.#rings.delete(entry.service);
-        this.#services = undefined;
-      }
+      this.#rings.delete(entry);
     } else if (!wasLive && isLive) {
       this.#live++;
-      let ring = this.#rings.get(entry.service);
-      if (ring === undefined) {
-        this.#rings.set(entry.service, ring = new Ring());
-        this.#services = undefined;
-      }
-      ring.add(entry.id);
+      this.#rings.add(entry);
     }
     for (const listener of this.#listeners) listener(entry, previous, local);
   }
-}
-
-/** The first index of sorted `xs` whose item is at least `x`. */
-function lowerBound(xs: readonly string[], x: string): number {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The first index of sorted `xs` whose item is greater than `x`. */
-function upperBound(xs: readonly string[], x: string): number {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (xs[mid] <= x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -20,17 +20,8 @@
  *   is caught up (the whole cluster starting), it is ready once it has
  *   exchanged with, or failed to reach, every peer; and at the latest after
  *   `catchUpMs`.
- * - **Who may replicate** (issue 15): changes are applied from a binder
- *   this one dialed itself (the answers and pushes on its own links to its
- *   `--peers`), or from a connection that proves it is one of them: each
- *   binder sends a random key of its own in the `binder.diff` it sends
- *   over its links, so only processes at its peers' addresses learn it,
- *   and a peer puts that key in the `binder.sync` it sends back. A
- *   connection whose identity a listener authenticated (`--token`,
- *   `--users`; the dispatch point checks its `binder` role) needs no key.
- *   So without any security setting, a local process saying "binder" in
- *   its hello can read (`binder.diff`) but not write; a binder listed on
- *   one side only replicates one way (to the binder that lists it).
+ * - **Who may replicate**: see trust.ts (a key sent over this binder's own
+ *   links, or an authenticated connection).
  */
 import { getLogger } from "@logtape/logtape";
 import { type Address, formatAddress } from "../../config/mod.ts";
@@ -44,16 +35,21 @@ import {
   Redialer,
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
-import { timingSafeEqual } from "node:crypto";
-import { compareStamps, isStamp, type Stamp } from "./clock.ts";
 import { BUCKETS, type Cursor, type DigestSummary, isDigestSummary } from "./digest.ts";
-import { paramsObject, parseRecord, toRecord, type WireRecord } from "./records.ts";
-import { type Entry, entryWeight, type Registry } from "./registry.ts";
+import { paramsObject, parseRecord, toRecord } from "./records.ts";
+import type { Entry, Registry } from "./registry.ts";
+import { requireBinder, Trust } from "./trust.ts";
+import {
+  antiEntropyRound,
+  chunks,
+  type DiffAnswer,
+  diffPage,
+  type Link,
+  type RoundHost,
+} from "./anti_entropy.ts";
 
 const log = getLogger(["dist", "binder"]);
 
-/** Most pages one anti-entropy round reads (a bound against a peer that never ends). */
-const MAX_PAGES = 10_000;
 /** Most records accepted in one `binder.sync`. */
 const MAX_SYNC_RECORDS = 100_000;
 /** Bad `binder.sync` notifications one connection may send; at this many it is closed. */
@@ -101,53 +97,6 @@ export interface ReplicationCounters {
   repaired: number;
 }
 
-/** One peer: a connection kept up, and what we know of it. */
-interface Link {
-  address: string;
-  redialer: Redialer;
-  /** Completed an anti-entropy round at least once. */
-  exchanged: boolean;
-  /** The address turned out to be this binder itself. */
-  self: boolean;
-  /** A round is running on it. */
-  busy: boolean;
-  /** The peer's id, once it has answered a round. */
-  node?: string;
-  /** The peer authenticated this binder (its `--token`/`--users`): no key needed. */
-  authenticated?: boolean;
-}
-
-/** The answer to `binder.diff`. */
-interface DiffAnswer {
-  node: string;
-  ready: boolean;
-  buckets: number[];
-  records: WireRecord[];
-  next?: Cursor;
-  /** The caller was authenticated (so its binder.sync needs no key). */
-  authenticated?: boolean;
-}
-
-/** Rough JSON size of an entry's record (more fields than an instance), for paging. */
-function weight(entry: Entry | undefined): number {
-  return entry === undefined ? 0 : 100 + entryWeight(entry);
-}
-
-/**
- * Refuses a replication method to a connection that did not say it is a
- * binder in its handshake. Not authentication (anyone can say so), but a
- * client, a server or a balancer cannot replicate by accident or on a whim.
- * @throws {DistError} UNAUTHORIZED
- */
-export function requireBinder(peer: Peer, method: string): void {
-  if (peer.remote.role !== "binder") {
-    throw new DistError(
-      "UNAUTHORIZED",
-      `${method} is for binders (handshake role "binder"), not ${describe(peer.remote.role, 40)}`,
-    );
-  }
-}
-
 /** Keeps this binder's registry in step with its peers'. See the module comment. */
 export class Replicator {
   readonly counters: ReplicationCounters = {
@@ -172,13 +121,9 @@ export class Replicator {
   #pending: Entry[] = [];
   /** Binders that dialed this one (their `binder.diff` says who they are), by connection. */
   #inbound = new Map<Peer, string>();
-  /**
-   * This binder's proof key, sent only over its own links (in binder.diff):
-   * a binder.sync on a connection it did not dial must carry it.
-   */
-  #key = crypto.randomUUID();
-  /** Keys of the binders that dialed this one (in their binder.diff), by node: sent back in binder.sync. */
-  #peerKeys = new Map<string, { key: string; conn: Peer }>();
+  #trust = new Trust();
+  /** What an anti-entropy round needs of this replicator. */
+  #host: RoundHost;
   /** Bad pushes received, by connection. */
   #badPushes = new WeakMap<Peer, number>();
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -195,6 +140,19 @@ export class Replicator {
     const maxFrame = options.conn.maxFrame ?? 1024 * 1024;
     this.#budget = Math.max(4096, Math.min(256 * 1024, Math.floor(maxFrame / 4)));
     this.ready = new Promise((resolve) => this.#markReady = resolve);
+    this.#host = {
+      node: options.node,
+      timeoutMs: options.timeoutMs,
+      registry: options.registry,
+      trust: this.#trust,
+      merge: (records, from) => this.#mergeAll(records, from),
+      budget: this.#budget,
+      counted: (repaired) => {
+        this.counters.rounds++;
+        this.counters.repaired += repaired;
+      },
+      ready: (why) => this.#ready(why),
+    };
     this.#registry.onChange((entry, _previous, local) => {
       if (!local || (this.#links.length === 0 && this.#inbound.size === 0)) return;
       if (this.#pending.length === 0) queueMicrotask(() => this.#push());
@@ -233,7 +191,7 @@ export class Replicator {
           connectTimeoutMs: o.timeoutMs,
           maxBackoffMs: 2000,
           // A connection counts as up once a round has run on it: the catch-up.
-          onConnect: (peer) => this.#round(link, peer),
+          onConnect: (peer) => antiEntropyRound(this.#host, link, peer),
           // A peer that has no link of its own to this binder pushes its changes back here.
           onNotification: (method, params, peer) => {
             if (method === "binder.sync") this.onPush(params, peer, link.address);
@@ -283,7 +241,14 @@ export class Replicator {
    */
   onSync(params: unknown, conn?: Peer): { merged: number } {
     const p = paramsObject(params, "binder.sync");
-    if (conn !== undefined) this.#requireProof(p, conn);
+    if (conn !== undefined) {
+      try {
+        this.#trust.requireProof(p.key, conn);
+      } catch (err) {
+        this.counters.unproven++;
+        throw err;
+      }
+    }
     if (!Array.isArray(p.records) || p.records.length > MAX_SYNC_RECORDS) {
       throw new DistError("BAD_REQUEST", `"records" must be an array of up to ${MAX_SYNC_RECORDS}`);
     }
@@ -336,7 +301,7 @@ export class Replicator {
       this.#inbound.set(conn, p.node);
       conn.closed.then(() => this.#inbound.delete(conn));
     }
-    if (conn !== undefined && typeof p.node === "string") this.#keepKey(p.node, p.key, conn);
+    if (conn !== undefined && typeof p.node === "string") this.#trust.keepKey(p.node, p.key, conn);
     if (!isDigestSummary(p.digest)) {
       throw new DistError("BAD_REQUEST", `"digest" must be {x, n}, ${BUCKETS} numbers each`);
     }
@@ -348,62 +313,13 @@ export class Replicator {
     ) {
       throw new DistError("BAD_REQUEST", `"cursor" must be {b, o}`);
     }
-    const registry = this.#registry;
-    const buckets = registry.digest.differing(p.digest as DigestSummary);
-    const page = registry.digest.page(buckets, c, this.#budget, (id) => weight(registry.get(id)));
     const answer: DiffAnswer = {
       node: this.#options.node,
       ready: this.#isReady,
-      buckets,
-      records: page.ids.map((id) => {
-        const entry = registry.get(id)!;
-        return toRecord(entry, registry.leftMs(entry));
-      }),
+      ...diffPage(this.#registry, p.digest as DigestSummary, c, this.#budget),
     };
-    if (page.next !== undefined) answer.next = page.next;
     if (conn?.identity !== undefined) answer.authenticated = true;
     return answer;
-  }
-
-  /**
-   * Keeps the key a binder that dialed this one sent (it is sent back in
-   * binder.sync over this binder's link to it). The first connection to
-   * give a node's key holds it while open: a node id is random per start,
-   * so a process cannot claim one before the binder itself has.
-   */
-  #keepKey(node: string, key: unknown, conn: Peer): void {
-    if (typeof key !== "string" || key.length > 64) return;
-    const held = this.#peerKeys.get(node);
-    if (held !== undefined && !held.conn.isClosed) return;
-    this.#peerKeys.set(node, { key, conn });
-    conn.closed.then(() => {
-      if (this.#peerKeys.get(node)?.conn === conn) this.#peerKeys.delete(node);
-    });
-  }
-
-  /**
-   * What proves this binder to the peer of `link`: its key if it has dialed
-   * this one, "" if it authenticated this binder (none needed), undefined
-   * if nothing does yet.
-   */
-  #proofFor(link: Link): string | undefined {
-    if (link.authenticated) return "";
-    return link.node === undefined ? undefined : this.#peerKeys.get(link.node)?.key;
-  }
-
-  /** @throws {DistError} UNAUTHORIZED unless `conn` is authenticated or `p.key` is this binder's */
-  #requireProof(p: Record<string, unknown>, conn: Peer): void {
-    // On a listener that authenticates, the dispatch point checked the binder role.
-    if (conn.identity !== undefined) return;
-    const key = typeof p.key === "string" ? new TextEncoder().encode(p.key) : undefined;
-    const mine = new TextEncoder().encode(this.#key);
-    if (key !== undefined && key.length === mine.length && timingSafeEqual(key, mine)) return;
-    this.counters.unproven++;
-    throw new DistError(
-      "UNAUTHORIZED",
-      "binder.sync is taken only from this binder's --peers, and this connection has not proven " +
-        "it is one (with the key this binder sends its peers over its own links)",
-    );
   }
 
   #ready(why: string): void {
@@ -466,14 +382,14 @@ export class Replicator {
     const registry = this.#registry;
     // The latest version of each entry changed (a register and a renew in one turn: one record).
     const latest = [...new Map(entries.map((e) => [e.id, registry.get(e.id) ?? e])).values()];
-    for (const chunk of this.#chunks(latest)) {
+    for (const chunk of chunks(latest, this.#budget)) {
       const params = {
         node: this.#options.node,
         records: chunk.map((e) => toRecord(e, registry.leftMs(e))),
       };
       for (const link of this.#links) {
         const peer = link.redialer.peer;
-        const key = this.#proofFor(link);
+        const key = this.#trust.proofFor(link);
         if (key === undefined && !link.self) {
           // Not proven to it yet (it has not dialed this binder): its own rounds pull the change.
           this.counters.unsent += chunk.length;
@@ -499,123 +415,16 @@ export class Replicator {
     }
   }
 
-  /** Splits entries into batches that fit well within a frame. */
-  *#chunks(entries: Entry[]): Generator<Entry[]> {
-    let chunk: Entry[] = [];
-    let size = 0;
-    for (const e of entries) {
-      const w = weight(e);
-      if (chunk.length > 0 && size + w > this.#budget) {
-        yield chunk;
-        chunk = [];
-        size = 0;
-      }
-      chunk.push(e);
-      size += w;
-    }
-    if (chunk.length > 0) yield chunk;
-  }
-
   #antiEntropy(): void {
     for (const link of this.#links) {
       const peer = link.redialer.peer;
       if (peer === undefined || link.busy || link.self) continue;
-      this.#round(link, peer).catch((err) => {
+      antiEntropyRound(this.#host, link, peer).catch((err) => {
         log.debug("Anti-entropy with {peer} failed: {error}", {
           peer: link.address,
           error: cut(String(err)),
         });
       });
-    }
-  }
-
-  /**
-   * One anti-entropy round with a peer: pull its entries where the digests
-   * differ, merge them, push back what it lacks or has older.
-   */
-  async #round(link: Link, peer: Peer): Promise<void> {
-    const o = this.#options;
-    const registry = this.#registry;
-    const started = performance.now();
-    link.busy = true;
-    try {
-      const digest = registry.digest.summary();
-      const theirs = new Map<string, Stamp>();
-      const buckets = new Set<number>();
-      let cursor: Cursor | undefined;
-      let peerReady = false;
-      let pulled = 0;
-      for (let pages = 0; pages < MAX_PAGES; pages++) {
-        let answer: DiffAnswer;
-        try {
-          answer = await peer.call(
-            "binder.diff",
-            { node: o.node, digest, cursor, key: this.#key },
-            {
-              timeout: o.timeoutMs,
-            },
-          ) as DiffAnswer;
-        } catch (err) {
-          if (err instanceof DistError && (err.data as { self?: boolean })?.self) {
-            link.self = true;
-            log.info("Peer {peer} is this binder itself: ignored", { peer: link.address });
-            void link.redialer.stop();
-          }
-          throw err;
-        }
-        if (answer === null || typeof answer !== "object" || !Array.isArray(answer.records)) {
-          throw new DistError("BAD_REQUEST", `Malformed binder.diff answer from ${link.address}`);
-        }
-        peerReady = answer.ready === true;
-        if (typeof answer.node === "string") link.node = answer.node;
-        link.authenticated = answer.authenticated === true;
-        for (const b of Array.isArray(answer.buckets) ? answer.buckets : []) {
-          if (Number.isInteger(b) && b >= 0 && b < BUCKETS) buckets.add(b);
-        }
-        for (const r of answer.records) {
-          const rec = r as Partial<WireRecord>;
-          if (typeof rec?.id === "string" && isStamp(rec.v)) theirs.set(rec.id, rec.v);
-        }
-        pulled += this.#mergeAll(answer.records, link.address);
-        cursor = answer.next;
-        if (cursor === undefined) break;
-      }
-      // What the peer lacks, or holds an older version of, in the buckets that differed.
-      const ids = registry.digest.page([...buckets].sort((a, b) => a - b), undefined, Infinity).ids;
-      const missing: Entry[] = [];
-      for (const id of ids) {
-        const entry = registry.get(id)!;
-        const known = theirs.get(id);
-        if (known === undefined || compareStamps(entry.stamp, known) > 0) missing.push(entry);
-      }
-      // Sent back only with the peer's key (it has dialed this binder); else
-      // the peer pulls them in its own rounds.
-      const key = this.#proofFor(link);
-      for (const chunk of key === undefined ? [] : this.#chunks(missing)) {
-        const records = chunk.map((e) => toRecord(e, registry.leftMs(e)));
-        await peer.call(
-          "binder.sync",
-          key ? { node: o.node, key, records } : { node: o.node, records },
-          {
-            timeout: o.timeoutMs,
-          },
-        );
-      }
-      this.counters.rounds++;
-      this.counters.repaired += pulled + missing.length;
-      const first = !link.exchanged;
-      link.exchanged = true;
-      if (first || pulled + missing.length > 0) {
-        log.info("Anti-entropy with {peer}: pulled {pulled}, sent {sent} in {ms} ms", {
-          peer: link.address,
-          pulled,
-          sent: missing.length,
-          ms: Math.round(performance.now() - started),
-        });
-      }
-      if (peerReady) this.#ready(`caught up from ${link.address}`);
-    } finally {
-      link.busy = false;
     }
   }
 }
