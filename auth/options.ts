@@ -2,7 +2,9 @@
  * What a role makes of the authentication options (config/spec.ts,
  * `AUTH_OPTIONS`): the credentials it dials with, and the authenticator
  * its listeners use. An option may come from its environment variable
- * (`DIST_TOKEN`, `DIST_USER`, `DIST_PASSWORD`) when not given.
+ * (`DIST_TOKEN`, `DIST_USER`, `DIST_PASSWORD`) when not given, and the
+ * token and the password from a file (`--token-file`, `--password-file`:
+ * what orchestrators mount secrets as; `dist export` passes them).
  */
 import { type AUTH_OPTIONS, type OptionsOf, UsageError } from "../config/mod.ts";
 import type { Credentials } from "../wire/mod.ts";
@@ -14,6 +16,24 @@ export type AuthOptions = OptionsOf<typeof AUTH_OPTIONS>;
 
 /** Reads an environment variable; none when unset, empty, or not permitted. */
 export type EnvReader = (name: string) => string | undefined;
+
+/**
+ * A secret read from a file: its text without the final line break (as
+ * `echo`, `kubectl create secret --from-file` and editors leave it).
+ * @throws {UsageError} for a file that cannot be read, or is empty
+ */
+function readSecretFile(file: string | undefined, flag: string): string | undefined {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (err) {
+    throw new UsageError(`Cannot read ${flag} ${file}: ${(err as Error).message}`);
+  }
+  const value = text.replace(/\r?\n$/, "");
+  if (value === "") throw new UsageError(`${flag} ${file} is empty`);
+  return value;
+}
 
 const processEnv: EnvReader = (name) => {
   try {
@@ -32,9 +52,11 @@ export function credentialsOf(
   options: AuthOptions,
   env: EnvReader = processEnv,
 ): Credentials | undefined {
-  const token = options.token ?? env("DIST_TOKEN");
+  const token = options.token ?? readSecretFile(options.tokenFile, "--token-file") ??
+    env("DIST_TOKEN");
   const user = options.user ?? env("DIST_USER");
-  const password = options.password ?? env("DIST_PASSWORD");
+  const password = options.password ??
+    readSecretFile(options.passwordFile, "--password-file") ?? env("DIST_PASSWORD");
   if (user !== undefined && password === undefined) {
     throw new UsageError(`--user ${user} needs --password (or DIST_PASSWORD)`);
   }
@@ -57,7 +79,8 @@ export function authenticatorOf(
   options: AuthOptions,
   env: EnvReader = processEnv,
 ): Gate | undefined {
-  const token = options.token ?? env("DIST_TOKEN");
+  const token = options.token ?? readSecretFile(options.tokenFile, "--token-file") ??
+    env("DIST_TOKEN");
   const users = options.users === undefined ? undefined : loadUsers(options.users);
   if (token === undefined && users === undefined) return undefined;
   return new Gate({ token, users });

@@ -133,6 +133,12 @@ export const AUTH_OPTIONS = defineOptions({
     secret: true,
     env: "DIST_TOKEN",
   },
+  tokenFile: {
+    type: "string",
+    description:
+      "Read --token from this file (a mounted secret: Kubernetes, compose, systemd credentials)",
+    metavar: "FILE",
+  },
   user: {
     type: "string",
     description:
@@ -146,6 +152,11 @@ export const AUTH_OPTIONS = defineOptions({
     metavar: "PASSWORD",
     secret: true,
     env: "DIST_PASSWORD",
+  },
+  passwordFile: {
+    type: "string",
+    description: "Read --password from this file (a mounted secret)",
+    metavar: "FILE",
   },
   users: {
     type: "string",

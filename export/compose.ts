@@ -9,7 +9,12 @@
  * - `healthcheck`: `dist client --connect 127.0.0.1:PORT sys.ping` inside it;
  * - `depends_on`: what `dist up` waits for, `service_healthy` where the
  *   dependency listens, `service_started` where it does not;
- * - `restart`: the file's policy (`always`, `on-failure`, `no`).
+ * - `restart`: the file's policy (`always`, `on-failure`, `no`);
+ * - `secrets`: the security material (secrets.ts), each a file of
+ *   `secrets/` (a folder only its owner may enter; Compose mounts each at
+ *   /run/secrets/ID in the services that list it), given by path
+ *   (`--token-file`, `--tls-cert`…); `topology.toml` has its secret values
+ *   taken out.
  *
  * Compose runs on one Docker host: a file placing instances on several
  * hosts is exported one host at a time (`--on HOST`), and an address on
@@ -36,6 +41,9 @@ import { header, readyLineNote } from "./notes.ts";
 
 /** The Compose file's name in `--out`. */
 export const COMPOSE_FILE = "compose.yaml";
+
+/** Where Compose mounts a service's secrets. */
+const SECRETS_DIR = "/run/secrets";
 
 /** How often compose asks each instance for `sys.ping`, and how long it waits at start. */
 const HEALTH = { interval: "5s", timeout: "5s", retries: 3, start_period: "15s" };
@@ -103,6 +111,7 @@ export function exportCompose(input: ExportInput): ExportFile[] {
         ...(listeningPorts(p.instance, roles).has("port")
           ? advertised(p.instance, roles, addressOf({ instance: p.instance, key: "port" }))
           : {}),
+        ...input.secrets.options(p.instance.name, SECRETS_DIR),
       },
       byName: new Map(instances.map((i) => [i.name, i])),
     });
@@ -121,18 +130,32 @@ export function exportCompose(input: ExportInput): ExportFile[] {
   }
   const readyNote = readyLineNote(planned, "compose waits only until such an instance has started");
   if (readyNote !== undefined) findings.note(readyNote);
-  const doc = yamlDocument({ services }, {
+  const secretIds = input.secrets.ids(instances.map((i) => i.name));
+  const secrets = Object.fromEntries(secretIds.map((id) => [id, { file: `./secrets/${id}` }]));
+  const doc = yamlDocument({ services, ...(secretIds.length > 0 ? { secrets } : {}) }, {
     header: header(input, "compose", [
       `Each instance is a service running \`dist --config ${CONFIG_PATH} --name NAME\`, with`,
       `${CONFIG_FILE} (a copy of the file) mounted; the flags after it are what compose`,
       `changes: each listens on every interface of its container and dials the others by`,
       `service name. Start it with: docker compose up (or docker-compose up)`,
+      ...(secretIds.length > 0
+        ? [
+          `secrets/ holds keys, tokens or certificates (the folder is its owner's only;`,
+          `each file is mounted at ${SECRETS_DIR}/ in the services that list it).`,
+        ]
+        : []),
     ]),
     keyComments: { path: ["services"], comments },
   });
   return [
     { path: COMPOSE_FILE, text: yamlText([doc]) },
     { path: CONFIG_FILE, text: input.text },
+    // Readable inside the containers (user 65532); the folder keeps other users out.
+    ...secretIds.map((id) => ({
+      path: `secrets/${id}`,
+      text: input.secrets.text(id),
+      mode: 0o644,
+    })),
   ];
 }
 
@@ -148,11 +171,14 @@ function composeService(
   const { roles } = context.input.context;
   const ports = listeningPorts(instance, roles);
   const comment = [`${instance.role} ${instance.name}`];
+  const secrets = context.input.secrets;
   const service: Record<string, unknown> = {
     image: context.input.image,
     command: commandOf(instance, { roles, overrides: context.overrides }).map(escape),
     volumes: [`./${CONFIG_FILE}:${CONFIG_PATH}:ro`],
   };
+  const ids = secrets.ids([instance.name]);
+  if (ids.length > 0) service.secrets = ids;
   if (ports.size > 0) {
     service.ports = [...ports.values()].map((port) => `${publishHost(instance)}${port}:${port}`);
   }
@@ -161,7 +187,7 @@ function composeService(
   if (main !== undefined) {
     service.healthcheck = {
       test: ["CMD", "dist", "client", "--connect", `127.0.0.1:${main}`, "--timeout", "2s"]
-        .concat("sys.ping"),
+        .concat(secrets.dialFlags(instance, SECRETS_DIR).map(escape), "sys.ping"),
       ...HEALTH,
     };
   }

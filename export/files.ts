@@ -1,7 +1,9 @@
 /**
  * Where an export goes: into `--out DIR` (made if missing; the export's own
  * files are replaced, nothing else is touched), or to stdout, each file
- * under a `# ==> PATH <==` line when there are several.
+ * under a `# ==> PATH <==` line when there are several. A secret's file
+ * (one with a mode) is written with that mode into a folder only its
+ * owner may enter.
  */
 import { dirname, join } from "node:path";
 import { UsageError } from "../config/mod.ts";
@@ -25,6 +27,12 @@ export async function writeFiles(files: ExportFile[], out: string | undefined): 
     const path = join(out, file.path);
     try {
       await Deno.mkdir(dirname(path), { recursive: true });
+      if (file.mode !== undefined) {
+        await Deno.chmod(dirname(path), 0o700);
+        // Made empty with its mode first: the secret is never readable by others.
+        await Deno.writeTextFile(path, "", { mode: file.mode });
+        await Deno.chmod(path, file.mode);
+      }
       await Deno.writeTextFile(path, file.text);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

@@ -14,9 +14,14 @@
  *   (`restart = "no"`, a client's batch) is a Job;
  * - readiness and liveness probes ask the instance for `sys.ping`; an init
  *   container waits until what `dist up` would wait for answers it;
- * - resource requests are the memory measured for an idle instance.
+ * - resource requests are the memory measured for an idle instance;
+ * - security material (secrets.ts) is a Secret per workload, `NAME-secrets`,
+ *   mounted at /run/secrets/dist (files readable by the pod's group only),
+ *   and given by path: `--token-file`, `--tls-cert`…; the ConfigMap's
+ *   topology has its secret values taken out.
  */
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
+import type { ISecret } from "kubernetes-models/v1/Secret";
 import type { IService } from "kubernetes-models/v1/Service";
 import type { IContainer } from "kubernetes-models/v1/Container";
 import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
@@ -24,7 +29,7 @@ import type { IProbe } from "kubernetes-models/v1/Probe";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IJob } from "kubernetes-models/batch/v1/Job";
-import { type Instance, roleSpec, toKebab } from "../config/mod.ts";
+import { type Instance, roleSpec, toKebab, type Topology } from "../config/mod.ts";
 import type { PlannedInstance } from "../launch/mod.ts";
 import {
   advertised,
@@ -50,6 +55,9 @@ export const K8S_FILE = "dist.yaml";
 /** The ConfigMap holding the topology. */
 export const TOPOLOGY_CONFIGMAP = "dist-topology";
 
+/** Where a pod's Secret is mounted. */
+export const SECRETS_DIR = "/run/secrets/dist";
+
 /** The variable a StatefulSet's pod finds its own name in (its instance's). */
 const NAME_VARIABLE = "DIST_NAME";
 
@@ -71,6 +79,18 @@ function placementOf(instance: Instance, members: number): Placement {
   if (instance.restart === "no") return "job";
   if (instance.restart === "on-failure" && instance.role === "client") return "job";
   return members > 1 ? "set" : "single";
+}
+
+/**
+ * The names the others dial each instance at: its Service, or its pod's
+ * name under its StatefulSet's headless Service (`server-2.server`).
+ */
+export function k8sDialNames(topology: Topology): (instance: Instance) => string[] {
+  const members = new Map<string, number>();
+  for (const i of topology.instances) members.set(i.group, (members.get(i.group) ?? 0) + 1);
+  return (i) => [
+    placementOf(i, members.get(i.group)!) === "set" ? `${i.name}.${i.group}` : i.name,
+  ];
 }
 
 /** Labels of an instance's pods; `instance` only where one workload runs one instance. */
@@ -142,6 +162,10 @@ export function exportK8s(input: ExportInput): ExportFile[] {
     `Apply with: kubectl apply -f ${K8S_FILE} (in the namespace of your choice). Each pod`,
     `runs \`dist --config ${CONFIG_DIR}/${CONFIG_FILE} --name NAME\` with the ConfigMap`,
     `${TOPOLOGY_CONFIGMAP} mounted; the flags after it are what Kubernetes changes.`,
+    ...(input.secrets.empty ? [] : [
+      `Its Secrets (NAME-secrets, mounted at ${SECRETS_DIR}) hold keys, tokens or`,
+      `certificates: keep this file out of version control, or make them yourself.`,
+    ]),
   ]));
   return [{ path: K8S_FILE, text: yamlText(docs) }];
 }
@@ -220,12 +244,23 @@ function workload(
       )
       : {}),
   };
+  const self = single ? undefined : `$(${NAME_VARIABLE})`;
+  Object.assign(overrides, input.secrets.options(first.name, SECRETS_DIR, self));
   const args = commandOf(first, {
     roles,
     overrides,
-    ...(single ? {} : { name: `$(${NAME_VARIABLE})` }),
+    ...(self === undefined ? {} : { name: self }),
   });
-  const template = podTemplate(members, { ...context, labels, args, ports, single });
+  const secretIds = input.secrets.ids(members.map((m) => m.instance.name));
+  const template = podTemplate(members, {
+    ...context,
+    labels,
+    args,
+    ports,
+    single,
+    secret: secretIds.length === 0 ? undefined : `${name}-secrets`,
+    dial: input.secrets.dialFlags(first, SECRETS_DIR, self),
+  });
   if (first.restart === "on-failure" && kind !== "job") context.onFailure.push(name);
   if ([...ports.values()].some((p) => p < 1024)) {
     findings.note(
@@ -234,6 +269,16 @@ function workload(
     );
   }
   const objects: object[] = [];
+  if (secretIds.length > 0) {
+    const secret: ISecret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: `${name}-secrets`, labels },
+      type: "Opaque",
+      data: Object.fromEntries(secretIds.map((id) => [id, base64(input.secrets.text(id))])),
+    };
+    objects.push(secret);
+  }
   const servicePorts = [...ports].map(([key, port]) => ({
     name: toKebab(key),
     port,
@@ -309,9 +354,19 @@ function workload(
   return objects;
 }
 
-/** `dist client --connect ADDRESS sys.ping`: exit 0 once it answers. */
-function ping(address: string): string[] {
-  return ["dist", "client", "--connect", address, "--timeout", "2s", "sys.ping"];
+/**
+ * `dist client --connect ADDRESS sys.ping`: exit 0 once it answers, dialing
+ * with `dial` (the instance's own trust and credentials).
+ */
+function ping(address: string, dial: string[]): string[] {
+  return ["dist", "client", "--connect", address, "--timeout", "2s", ...dial, "sys.ping"];
+}
+
+function base64(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
 }
 
 function podTemplate(
@@ -321,14 +376,21 @@ function podTemplate(
     args: string[];
     ports: Map<string, number>;
     single: boolean;
+    /** The workload's Secret, when it has one. */
+    secret: string | undefined;
+    /** `dist client` flags to dial as the instance does. */
+    dial: string[];
   },
 ): IPodTemplateSpec {
   const { input } = context;
   const byName = new Map(input.context.topology.instances.map((i) => [i.name, i]));
   const main = context.ports.get("port");
+  const secretMount = context.secret === undefined
+    ? []
+    : [{ name: "secrets", mountPath: SECRETS_DIR, readOnly: true }];
   const probe = (period: number, failures: number): IProbe | undefined =>
     main === undefined ? undefined : {
-      exec: { command: ping(`127.0.0.1:${main}`) },
+      exec: { command: ping(`127.0.0.1:${main}`, context.dial) },
       periodSeconds: period,
       timeoutSeconds: 5,
       failureThreshold: failures,
@@ -362,6 +424,7 @@ function podTemplate(
       { name: "topology", mountPath: CONFIG_DIR, readOnly: true },
       // The image's working directory: a relative --log-file lands here.
       { name: "work", mountPath: "/var/lib/dist" },
+      ...secretMount,
     ],
   };
   // What dist up waits for, where it answers sys.ping.
@@ -375,10 +438,13 @@ function podTemplate(
     command: [
       "sh",
       "-c",
-      `for a in ${waits.join(" ")}; do until ${ping("$a").join(" ")} >/dev/null 2>&1; ` +
-      `do sleep 1; done; done`,
+      `for a in ${waits.join(" ")}; do until ${ping("$a", context.dial).join(" ")} ` +
+      `>/dev/null 2>&1; do sleep 1; done; done`,
     ],
     securityContext: container.securityContext,
+    // The dialing flags may name the pod's own files ($(DIST_NAME).crt).
+    ...(container.env === undefined ? {} : { env: container.env }),
+    ...(secretMount.length > 0 ? { volumeMounts: secretMount } : {}),
   }];
   return {
     metadata: { labels: context.labels },
@@ -387,6 +453,8 @@ function podTemplate(
         runAsNonRoot: true,
         runAsUser: IMAGE_USER,
         runAsGroup: IMAGE_USER,
+        // The Secret's files belong to this group, readable by it only (defaultMode).
+        ...(context.secret === undefined ? {} : { fsGroup: IMAGE_USER }),
         seccompProfile: { type: "RuntimeDefault" },
       },
       ...(initContainers.length > 0 ? { initContainers } : {}),
@@ -394,6 +462,9 @@ function podTemplate(
       volumes: [
         { name: "topology", configMap: { name: TOPOLOGY_CONFIGMAP } },
         { name: "work", emptyDir: {} },
+        ...(context.secret === undefined
+          ? []
+          : [{ name: "secrets", secret: { secretName: context.secret, defaultMode: 0o440 } }]),
       ],
     },
   };

@@ -12,6 +12,9 @@
  * - `compose.ts`, `systemd.ts`, `k8s.ts`: one target each, pure functions
  *   from the plan (launch/'s `makePlan`: instances, references, start
  *   order) to files.
+ * - `secrets.ts`: the security material (tokens, passwords, users files,
+ *   TLS certificates and keys) each target carries as its secrets, out of
+ *   the topology file and the command lines.
  * - `notes.ts`: the header comment every export opens with.
  * - `yaml.ts`: YAML with comments (compose, Kubernetes).
  * - `files.ts`: writing the files to `--out DIR`, or listing them on stdout.
@@ -19,19 +22,28 @@
  * The container image the exports run is built by `Containerfile` at the
  * root of the repository (`container/install.sh` does its work).
  */
-import { DEFAULT_MAX_INSTANCES, type RoleInfo, throwProblems, UsageError } from "../config/mod.ts";
+import {
+  DEFAULT_MAX_INSTANCES,
+  type Instance,
+  type RoleInfo,
+  throwProblems,
+  type Topology,
+  UsageError,
+} from "../config/mod.ts";
 import {
   type CommandInfo,
   formatLauncherHelp,
   makePlan,
   parseLauncherArgs,
   readTopology,
+  tlsHostsOf,
   writeStdoutQuietly,
 } from "../launch/mod.ts";
 import { exportCompose } from "./compose.ts";
-import { exportK8s } from "./k8s.ts";
+import { exportK8s, k8sDialNames } from "./k8s.ts";
+import { gatherSecrets, redactTopology } from "./secrets.ts";
 import { exportSystemd } from "./systemd.ts";
-import { type ExportFile, type ExportInput, Findings } from "./model.ts";
+import { type ExportFile, type ExportInput, Findings, isLoopback } from "./model.ts";
 import { VERSION } from "./notes.ts";
 import { writeFiles } from "./files.ts";
 
@@ -45,6 +57,16 @@ export const DEFAULT_IMAGE = `dist:${VERSION}`;
 
 /** Where the systemd units find `dist` unless `--bin` says otherwise. */
 export const DEFAULT_BIN = "/usr/local/bin/dist";
+
+/** The names each target's dialers reach an instance at (what its certificate must name). */
+const DIAL_NAMES: ReadonlyMap<string, (topology: Topology) => (instance: Instance) => string[]> =
+  new Map([
+    // Compose's dialers use the service name; another host's, the file's host.
+    ["compose", () => (i: Instance) => [i.name, ...(isLoopback(i.host) ? [] : [i.host])]],
+    // As under dist up (the file's addresses); "localhost" is dist up's own.
+    ["systemd", () => (i: Instance) => tlsHostsOf(i).filter((h) => h !== "localhost")],
+    ["k8s", k8sDialNames],
+  ]);
 
 const TARGETS: ReadonlyMap<string, (input: ExportInput & { bin: string }) => ExportFile[]> =
   new Map([
@@ -90,12 +112,20 @@ export const EXPORT: CommandInfo = {
   },
 };
 
+/** Where each target says the file's secret values went (in the topology's comment). */
+const SECRETS_WHERE: ReadonlyMap<string, string> = new Map([
+  ["compose", "a file of secrets/, a Compose secret"],
+  ["systemd", "a file of credentials/, a systemd credential"],
+  ["k8s", "the Secret of each workload"],
+]);
+
 /**
- * Builds the files of one export of a loaded topology.
+ * Builds the files of one export of a loaded topology, with its security
+ * material (read, or made for `tls = "auto"`: secrets.ts).
  *
  * @throws {UsageError} naming every problem: what the target cannot express
  */
-export function buildExport(
+export async function buildExport(
   target: string,
   input: { topology: ExportInput["context"]["topology"]; text: string } & {
     roles: Record<string, RoleInfo>;
@@ -103,7 +133,7 @@ export function buildExport(
     on?: string;
     bin?: string;
   },
-): ExportFile[] {
+): Promise<ExportFile[]> {
   const make = TARGETS.get(target);
   if (make === undefined) {
     throw new UsageError(
@@ -116,9 +146,15 @@ export function buildExport(
   const plan = target === "systemd" && input.on === undefined
     ? undefined
     : makePlan(input.topology, { roles: input.roles, on: input.on });
-  const files = make({
+  const secrets = await gatherSecrets({
+    ...context,
+    dialNames: DIAL_NAMES.get(target)!(input.topology),
+  });
+  const text = redactTopology(input.text, context, SECRETS_WHERE.get(target)!);
+  const files = findings.problems.length > 0 ? [] : make({
     context,
-    text: input.text,
+    text,
+    secrets,
     planned: plan?.instances ?? [],
     image: input.image ?? DEFAULT_IMAGE,
     bin: input.bin ?? DEFAULT_BIN,
@@ -166,16 +202,9 @@ export async function exportCommand(
   }
   const { topology, text } = await readTopology(args.file, roles, {
     maxInstances: o.maxInstances as number,
+    applyTls: false,
   });
-  if (topology.tls !== undefined) {
-    // The exported instances read the file with --config, which has no certificates to give
-    // them: an export would run the cluster in clear text. Refused until exports carry them.
-    throw new UsageError(
-      `${topology.file} has [security] tls: dist export cannot carry TLS certificates yet ` +
-        `(its instances would talk in clear text); export a copy without [security]`,
-    );
-  }
-  const files = buildExport(target, {
+  const files = await buildExport(target, {
     topology,
     text,
     roles,

@@ -22,6 +22,7 @@ import {
   toSnake,
 } from "../config/mod.ts";
 import type { PlannedInstance } from "../launch/mod.ts";
+import type { ExportSecrets } from "./secrets.ts";
 
 /** Where the topology file is found inside a container or on a host. */
 export const CONFIG_DIR = "/etc/dist";
@@ -210,8 +211,10 @@ export function commandOf(
 /** The instances an export runs, in the plan's start order. */
 export interface ExportInput {
   context: ExportContext;
-  /** The topology's text, written out as `topology.toml`. */
+  /** The topology's text, written out as `topology.toml` (its secret values taken out). */
   text: string;
+  /** The security material the instances are given as the target carries secrets. */
+  secrets: ExportSecrets;
   /** The plan's instances (one host's with `--on`), in start order. */
   planned: PlannedInstance[];
   /** `--image`. */
@@ -224,6 +227,8 @@ export interface ExportInput {
 export interface ExportFile {
   path: string;
   text: string;
+  /** A secret: written with this mode, in a folder only its owner may enter. */
+  mode?: number;
 }
 
 /** A DNS label: what compose and Kubernetes can name a service after. */

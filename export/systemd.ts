@@ -12,11 +12,23 @@
  * - restarts as the file says (`Restart=always|on-failure|no`);
  * - runs under a dynamic user with the filesystem read-only, no devices,
  *   no capabilities (but binding a port below 1024) and the usual
- *   hardening.
+ *   hardening;
+ * - is given its security material (secrets.ts) as systemd credentials:
+ *   `LoadCredential=ID:/etc/dist/credentials/ID` (root's files, which
+ *   systemd copies where only the unit's user reads them, `%d`), passed by
+ *   path (`--token-file=%d/token`, `--tls-cert=%d/NAME.crt`…); the
+ *   topology file has its secret values taken out.
  * Without `--on HOST`, a file placing instances on several hosts is
  * exported into one folder per host.
  */
-import { dialHost, formatAddress, type Instance, toSnake } from "../config/mod.ts";
+import {
+  dialHost,
+  formatAddress,
+  type Instance,
+  optionsToArgv,
+  roleSpec,
+  toSnake,
+} from "../config/mod.ts";
 import { makePlan, type PlannedInstance, sameHost } from "../launch/mod.ts";
 import {
   CONFIG_DIR,
@@ -30,6 +42,9 @@ import {
   portKeys,
 } from "./model.ts";
 import { header, readyLineNote } from "./notes.ts";
+
+/** Where a host keeps the credentials (root's only). */
+export const CREDENTIALS_DIR = `${CONFIG_DIR}/credentials`;
 
 /** The target unit that starts every unit of a host. */
 export const TARGET_UNIT = "dist.target";
@@ -49,10 +64,23 @@ function word(text: string): string {
   return /^[\w@+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/["\\]/g, "\\$&")}"`;
 }
 
-/** A shell loop that waits until `address` answers `sys.ping`, for `ExecStartPre=`/`ExecStartPost=`. */
-function probe(bin: string, address: string): string {
+/**
+ * A shell loop that waits until `address` answers `sys.ping`, for
+ * `ExecStartPre=`/`ExecStartPost=`, dialing with `dial` (flags whose paths
+ * start with the `%d` of the unit's credentials).
+ */
+function probe(bin: string, address: string, dial: string[]): string {
+  const flags = dial.map((f) =>
+    f.startsWith("--user=")
+      ? `--user=${shellQuote(f.slice(7)).replaceAll("%", "%%").replaceAll("$", "$$$$")}`
+      : f
+  );
   // `$$` is one `$` for the shell once systemd has read the line.
-  const ping = `${shellQuote(bin)} client --connect ${address} --timeout 1s sys.ping`;
+  const ping = [
+    `${shellQuote(bin)} client --connect ${address} --timeout 1s`,
+    ...flags,
+    "sys.ping",
+  ].join(" ");
   return `/bin/sh -c 'i=0; until ${ping} >/dev/null 2>&1; do i=$$((i+1)); ` +
     `[ $$i -lt ${PROBE_TRIES} ] || exit 1; sleep ${PROBE_PAUSE}; done'`;
 }
@@ -119,10 +147,16 @@ function hostFiles(
     path: folder + unitName(p.instance.name),
     text: unit(p, input),
   }));
+  const credentials = input.secrets.ids(planned.map((p) => p.instance.name));
   const target = [
     ...header({ ...input, context: { ...input.context, findings } }, "systemd", [
       `Install on ${host}: copy ${CONFIG_FILE} to ${CONFIG_PATH} and the units to`,
-      `/etc/systemd/system, put dist at ${input.bin}, then`,
+      ...(credentials.length === 0 ? [`/etc/systemd/system, put dist at ${input.bin}, then`] : [
+        `/etc/systemd/system, put dist at ${input.bin}, credentials/ (keys, tokens or`,
+        `certificates: each unit reads its own as a systemd credential) where root only reads it:`,
+        `  install -d -m 700 ${CREDENTIALS_DIR} && install -m 600 credentials/* ${CREDENTIALS_DIR}`,
+        `then`,
+      ]),
       `  systemctl daemon-reload && systemctl enable --now ${TARGET_UNIT}`,
       `Each unit runs \`dist --config ${CONFIG_PATH} --name NAME\`; logs go to the journal`,
       `(journalctl -u 'dist-*').`,
@@ -140,6 +174,11 @@ function hostFiles(
     { path: folder + TARGET_UNIT, text: target },
     ...units,
     { path: folder + CONFIG_FILE, text: input.text },
+    ...credentials.map((id) => ({
+      path: `${folder}credentials/${id}`,
+      text: input.secrets.text(id),
+      mode: 0o600,
+    })),
   ];
 }
 
@@ -173,6 +212,8 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
   const byName = new Map(topology.instances.map((i) => [i.name, i]));
   const ports = listeningPorts(instance, roles);
   const deps = p.after.map(unitName);
+  const ids = input.secrets.ids([instance.name]);
+  const dial = input.secrets.dialFlags(instance, "%d");
   const lines = [
     `# dist ${instance.role} ${instance.name} of ${topology.file} (restart ${instance.restart}):`,
     `# part of ${TARGET_UNIT}; edit the topology file and export again rather than this.`,
@@ -184,16 +225,29 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
     "",
     "[Service]",
     "Type=exec",
+    ...(ids.length === 0 ? [] : [
+      `# Its secrets: root's files in ${CREDENTIALS_DIR}, read by this unit only (%d).`,
+      ...ids.map((id) => `LoadCredential=${id}:${CREDENTIALS_DIR}/${id}`),
+    ]),
   ];
   for (const name of p.remote) {
     const dep = byName.get(name)!;
     const address = formatAddress({ host: dialHost(dep.host), port: dep.options.port as number });
     lines.push(`# ${name} runs on ${dep.host}: wait until it answers.`);
-    lines.push(`ExecStartPre=${probe(input.bin, address)}`);
+    lines.push(`ExecStartPre=${probe(input.bin, address, dial)}`);
   }
+  // Credential paths are safe words (ids are instance names and fixed names), and
+  // `%d` must reach systemd as it is.
+  const secretArgs = optionsToArgv(
+    input.secrets.options(instance.name, "%d"),
+    roleSpec(roles[instance.role]),
+  );
   lines.push(
     `ExecStart=${
-      [input.bin, "--config", CONFIG_PATH, "--name", instance.name].map(word).join(" ")
+      [
+        ...[input.bin, "--config", CONFIG_PATH, "--name", instance.name].map(word),
+        ...secretArgs,
+      ].join(" ")
     }`,
   );
   const main = ports.get("port");
@@ -201,7 +255,7 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
     lines.push(`# Started once it answers sys.ping, so what waits for it waits for that.`);
     lines.push(
       `ExecStartPost=${
-        probe(input.bin, formatAddress({ host: dialHost(instance.host), port: main }))
+        probe(input.bin, formatAddress({ host: dialHost(instance.host), port: main }), dial)
       }`,
     );
   } else if (main === 0) {

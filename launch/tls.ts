@@ -18,7 +18,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
-import { readTlsFiles } from "../cert/mod.ts";
+import { type CertAndKey, readTlsFiles } from "../cert/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 import { listens } from "./plan.ts";
 import { stateDir } from "./state.ts";
@@ -84,17 +84,9 @@ export async function ensureTlsFiles(
   key: string,
 ): Promise<string[]> {
   if (topology.tls?.mode !== "auto") return [];
-  const dir = autoTlsDir(topology, key);
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const said: string[] = [];
-  const { makeCa, issueCert } = await import("../cert/mod.ts");
-  const caFiles = { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") };
-  let ca = await readPair(caFiles);
-  if (ca === undefined || !current(ca.cert, [])) {
-    ca = await makeCa({ name: `dist CA (${topology.file})`.slice(0, 64) });
-    await writePair(caFiles, ca);
-    said.push(`Made a cluster CA in ${dir} (dialers outside dist up trust ${caFiles.cert})`);
-  }
+  const { ca, dir, made: madeCa } = await clusterCa(topology, key);
+  const said = madeCa === undefined ? [] : [madeCa];
+  const { issueCert } = await import("../cert/mod.ts");
   const made: string[] = [];
   for (const instance of topology.instances) {
     if (!listens(instance, roles)) continue;
@@ -112,6 +104,30 @@ export async function ensureTlsFiles(
   }
   if (made.length > 0) said.push(`Made TLS certificates for ${made.join(", ")}`);
   return said;
+}
+
+/**
+ * The cluster CA of a `tls = "auto"` topology (`dist up` and `dist export`
+ * sign with it), made on first use and when it nears its end.
+ * @returns the CA, its folder, and what to tell the user when it was made
+ */
+export async function clusterCa(
+  topology: Topology,
+  key: string,
+): Promise<{ ca: CertAndKey; dir: string; made?: string }> {
+  const dir = autoTlsDir(topology, key);
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const caFiles = { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") };
+  const ca = await readPair(caFiles);
+  if (ca !== undefined && current(ca.cert, [])) return { ca, dir };
+  const { makeCa } = await import("../cert/mod.ts");
+  const made = await makeCa({ name: `dist CA (${topology.file})`.slice(0, 64) });
+  await writePair(caFiles, made);
+  return {
+    ca: made,
+    dir,
+    made: `Made a cluster CA in ${dir} (dialers outside dist up trust ${caFiles.cert})`,
+  };
 }
 
 async function readPair(files: { cert: string; key: string }) {

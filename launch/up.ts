@@ -37,7 +37,7 @@ export interface LoadedTopology {
 export async function readTopology(
   file: string | undefined,
   roles: Record<string, RoleInfo>,
-  options: { maxInstances?: number } = {},
+  options: { maxInstances?: number; applyTls?: boolean } = {},
 ): Promise<LoadedTopology> {
   let text = DEFAULT_TOPOLOGY;
   if (file !== undefined) {
@@ -51,11 +51,12 @@ export async function readTopology(
   const topology = parseTopology(text, {
     file: file ?? DEFAULT_TOPOLOGY_FILE,
     roles,
-    ...options,
+    maxInstances: options.maxInstances,
     check: (t) => planProblems(t, { roles, text }),
   });
-  // [security] tls: every instance's --tls-* options (the files are made by up).
-  applyTls(topology, roles, topologyKey(file));
+  // [security] tls: every instance's --tls-* options (the files are made by up);
+  // dist export carries them its own way (export/secrets.ts).
+  if (options.applyTls !== false) applyTls(topology, roles, topologyKey(file));
   return { topology, text };
 }
 

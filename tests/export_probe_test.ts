@@ -51,15 +51,15 @@ Deno.test("each export's health checks and waits ask the instance for sys.ping, 
   const build = (target: string) =>
     buildExport(target, { topology, text, roles: ROLES, bin: join(dir, "dist") });
   // deno-lint-ignore no-explicit-any
-  const compose = parseYaml(build("compose")[0].text) as any;
+  const compose = parseYaml((await build("compose"))[0].text) as any;
   const health = compose.services.s.healthcheck.test as string[];
   assert.equal(health[0], "CMD");
-  const unit = build("systemd").find((f) => f.path === "dist-s.service")!.text;
+  const unit = (await build("systemd")).find((f) => f.path === "dist-s.service")!.text;
   // systemd reads `$$` as `$` (and `%%` as `%`) before it runs the line.
   const post = /^ExecStartPost=(.*)$/m.exec(unit)![1].replaceAll("$$", "$").replaceAll("%%", "%");
   const postArgv = ["sh", "-c", /^\/bin\/sh -c '(.*)'$/.exec(post)![1]];
   // deno-lint-ignore no-explicit-any
-  const objects = k8sObjects(build("k8s")[0].text) as any[];
+  const objects = k8sObjects((await build("k8s"))[0].text) as any[];
   const pod = (name: string) =>
     objects.find((o) => o.kind !== "Service" && o.metadata.name === name).spec.template.spec;
   const readiness = pod("s").containers[0].readinessProbe.exec.command as string[];

@@ -12,7 +12,9 @@ import { ROLES } from "../roles/mod.ts";
 import { UsageError } from "../config/mod.ts";
 import { runDist } from "./helpers/dist.ts";
 import {
+  checkNoSecrets,
   checkRoundTrip,
+  checkSecretsCarried,
   composeProcesses,
   exportsOf,
   hostsOf,
@@ -31,10 +33,15 @@ for (const source of SOURCES) {
 
   Deno.test(`export compose of ${source.file}: every address names a service of the export`, async () => {
     let checked = 0;
-    for (const { on, files } of exportsOf("compose", source)) {
+    for (const { on, files } of await exportsOf("compose", source)) {
       const compose = files.find((f) => f.path === "compose.yaml")!.text;
-      assert.equal(files.find((f) => f.path === "topology.toml")!.text, source.text);
-      const processes = await readBack(composeProcesses(compose), source.text);
+      const exported = files.find((f) => f.path === "topology.toml")!.text;
+      checkNoSecrets({ topology: exported, open: [compose] }, {
+        source: source.text,
+        topology,
+        what: "compose",
+      });
+      const processes = await readBack(composeProcesses(compose, files), exported);
       const placed = topology.instances.filter((i) => on === undefined || i.host === on);
       assert.deepEqual(
         processes.map((p) => p.instance.name).sort(),
@@ -44,6 +51,7 @@ for (const source of SOURCES) {
         topology.instances.filter((i) => !placed.includes(i)).map((i) => [i.name, i]),
       );
       checked += checkRoundTrip(processes, { topology, others, what: `compose ${on ?? ""}` });
+      checkSecretsCarried(processes, { topology, what: "compose" });
       // depends_on names services of the same file.
       const services = (parseYaml(compose) as { services: Record<string, { depends_on?: object }> })
         .services;
@@ -57,20 +65,27 @@ for (const source of SOURCES) {
   });
 
   Deno.test(`export k8s of ${source.file}: every address names a Service and pod of the export`, async () => {
-    const [{ files }] = exportsOf("k8s", source);
+    const [{ files }] = await exportsOf("k8s", source);
     const objects = k8sObjects(files[0].text);
     const config = objects.find((o) => o.kind === "ConfigMap") as { data: Record<string, string> };
-    assert.equal(config.data["topology.toml"], source.text);
-    const processes = await readBack(k8sProcesses(objects), source.text);
+    const exported = config.data["topology.toml"];
+    const open = objects.filter((o) => o.kind !== "Secret" && o.kind !== "ConfigMap");
+    checkNoSecrets({ topology: exported, open: open.map((o) => JSON.stringify(o)) }, {
+      source: source.text,
+      topology,
+      what: "k8s",
+    });
+    const processes = await readBack(k8sProcesses(objects), exported);
     assert.deepEqual(
       processes.map((p) => p.instance.name).sort(),
       topology.instances.map((i) => i.name).sort(),
     );
     assert.ok(checkRoundTrip(processes, { topology, what: "k8s" }) > 0);
+    checkSecretsCarried(processes, { topology, what: "k8s" });
   });
 
   Deno.test(`export systemd of ${source.file}: every address names a unit of its host`, async () => {
-    const [{ files }] = exportsOf("systemd", source);
+    const [{ files }] = await exportsOf("systemd", source);
     const hosts = hostsOf(topology);
     let checked = 0;
     for (const host of hosts) {
@@ -78,7 +93,14 @@ for (const source of SOURCES) {
       const mine = files.filter((f) =>
         f.path.startsWith(folder) && !f.path.slice(folder.length).includes("/")
       );
-      const processes = await readBack(systemdProcesses(mine, host), source.text);
+      const exported = mine.find((f) => f.path.endsWith("topology.toml"))!.text;
+      checkNoSecrets({
+        topology: exported,
+        open: mine.map((f) => f.text).filter((t) => t !== exported),
+      }, { source: source.text, topology, what: `systemd ${host}` });
+      const credential = (id: string) =>
+        files.find((f) => f.path === `${folder}credentials/${id}`)?.text;
+      const processes = await readBack(systemdProcesses(mine, host, credential), exported);
       assert.deepEqual(
         processes.map((p) => p.instance.name).sort(),
         topology.instances.filter((i) => i.host === host).map((i) => i.name).sort(),
@@ -87,6 +109,7 @@ for (const source of SOURCES) {
         topology.instances.filter((i) => i.host !== host).map((i) => [i.name, i]),
       );
       checked += checkRoundTrip(processes, { topology, others, what: `systemd ${host}` });
+      checkSecretsCarried(processes, { topology, what: `systemd ${host}` });
       // After= names units of the same host.
       const units = new Set(mine.map((f) => f.path.slice(folder.length)));
       for (const file of mine) {
@@ -103,7 +126,7 @@ for (const source of SOURCES) {
 Deno.test("checkRoundTrip() fails an export whose address names another service or port", async () => {
   const source = SOURCES.find((s) => s.file === "examples/balancer.toml")!;
   const topology = load(source.file, source.text);
-  const [{ files }] = exportsOf("compose", source);
+  const [{ files }] = await exportsOf("compose", source);
   const compose = parseYaml(files[0].text) as { services: Record<string, { command: string[] }> };
   const balancer = compose.services.balancer.command;
   const at = balancer.findIndex((w) => w.startsWith("--backends="));
@@ -121,9 +144,13 @@ Deno.test("checkRoundTrip() fails an export whose address names another service 
 });
 
 /** The problems of an export, or "" when it is made. */
-function problems(target: string, text: string, options: { on?: string } = {}): string {
+async function problems(
+  target: string,
+  text: string,
+  options: { on?: string } = {},
+): Promise<string> {
   try {
-    buildExport(target, { topology: load("t.toml", text), text, roles: ROLES, ...options });
+    await buildExport(target, { topology: load("t.toml", text), text, roles: ROLES, ...options });
     return "";
   } catch (err) {
     assert.ok(err instanceof UsageError, String(err));
@@ -131,50 +158,56 @@ function problems(target: string, text: string, options: { on?: string } = {}): 
   }
 }
 
-Deno.test("export refuses what a target cannot express, naming it", () => {
+Deno.test("export refuses what a target cannot express, naming it", async () => {
   const twoHosts =
     `[[server]]\nname = "a"\nhost = "10.0.0.1"\n[[server]]\nname = "b"\nhost = "10.0.0.2"\n`;
   assert.match(
-    problems("compose", twoHosts),
+    await problems("compose", twoHosts),
     /compose runs every service on one Docker host.*--on HOST/,
   );
-  assert.equal(problems("compose", twoHosts, { on: "10.0.0.1" }), "");
-  assert.equal(problems("k8s", twoHosts), "");
+  assert.equal(await problems("compose", twoHosts, { on: "10.0.0.1" }), "");
+  assert.equal(await problems("k8s", twoHosts), "");
 
   const portZero = `[[server]]\nname = "s"\nport = 0\n`;
-  assert.match(problems("compose", portZero), /server\.port: s listens on port 0: compose cannot/);
-  assert.match(problems("k8s", portZero), /server\.port: s listens on port 0: k8s cannot/);
-  // systemd may run it, as long as nobody dials it.
-  assert.equal(problems("systemd", portZero), "");
   assert.match(
-    problems("systemd", `${portZero}[[client]]\nname = "c"\nconnect = "s"\n`),
+    await problems("compose", portZero),
+    /server\.port: s listens on port 0: compose cannot/,
+  );
+  assert.match(await problems("k8s", portZero), /server\.port: s listens on port 0: k8s cannot/);
+  // systemd may run it, as long as nobody dials it.
+  assert.equal(await problems("systemd", portZero), "");
+  assert.match(
+    await problems("systemd", `${portZero}[[client]]\nname = "c"\nconnect = "s"\n`),
     /client\.connect: c dials s, which listens on port 0/,
   );
 
   const upper = `[[server]]\nname = "Big"\n`;
-  assert.equal(problems("compose", upper), "");
-  assert.match(problems("k8s", upper), /server\.name: "Big" cannot name a Kubernetes service/);
+  assert.equal(await problems("compose", upper), "");
   assert.match(
-    problems("compose", `[[server]]\nname = "a.b"\n`),
+    await problems("k8s", upper),
+    /server\.name: "Big" cannot name a Kubernetes service/,
+  );
+  assert.match(
+    await problems("compose", `[[server]]\nname = "a.b"\n`),
     /"a\.b" cannot name a compose service/,
   );
 
   // An address of nothing in the file on the loopback means the container itself.
   const nowhere = `[[client]]\nname = "c"\nconnect = "127.0.0.1:9999"\n`;
   assert.match(
-    problems("compose", nowhere),
+    await problems("compose", nowhere),
     /client\.connect: c is given 127\.0\.0\.1:9999, which is no instance/,
   );
-  assert.match(problems("k8s", nowhere), /client\.connect: c is given 127\.0\.0\.1:9999/);
-  assert.equal(problems("systemd", nowhere), "");
+  assert.match(await problems("k8s", nowhere), /client\.connect: c is given 127\.0\.0\.1:9999/);
+  assert.equal(await problems("systemd", nowhere), "");
   assert.match(
-    problems("nomad", nowhere),
+    await problems("nomad", nowhere),
     /Unknown export target "nomad": one of compose, systemd, k8s/,
   );
 });
 
-Deno.test("export notes in its output what the target does differently", () => {
-  const [{ files: k8s }] = exportsOf(
+Deno.test("export notes in its output what the target does differently", async () => {
+  const [{ files: k8s }] = await exportsOf(
     "k8s",
     SOURCES.find((s) => s.file === "examples/binders.toml")!,
   );
@@ -182,26 +215,26 @@ Deno.test("export notes in its output what the target does differently", () => {
   assert.match(k8s[0].text, /# - dist up starts what waits for compute-1, compute-2, compute-3,/);
 
   const two = SOURCES.find((s) => s.file === "examples/two_machines.toml")!;
-  const [east] = exportsOf("compose", two);
+  const [east] = await exportsOf("compose", two);
   const compose = east.files[0].text;
   assert.match(compose, /# waits for west on 192\.168\.1\.11, which compose cannot wait for/);
   // The file's address of west is kept: no --connect override.
   assert.match(compose, /command: \[--config, \/etc\/dist\/topology\.toml, --name, from-east\]/);
   assert.match(compose, /ports: \[192\.168\.1\.10:5557:5557\]/);
-  const [{ files: k8sTwo }] = exportsOf("k8s", two);
+  const [{ files: k8sTwo }] = await exportsOf("k8s", two);
   assert.match(
     k8sTwo[0].text,
     /places instances on 192\.168\.1\.10, 192\.168\.1\.11; Kubernetes schedules/,
   );
 
-  const [{ files: units }] = exportsOf("systemd", two);
+  const [{ files: units }] = await exportsOf("systemd", two);
   const fromWest = units.find((f) => f.path === "192.168.1.11/dist-from-west.service")!.text;
   assert.match(fromWest, /^ExecStartPre=.*--connect 192\.168\.1\.10:5557 /m);
   assert.match(fromWest, /^Restart=no$/m);
 });
 
-Deno.test("export's k8s objects: replicas as StatefulSets named as the file names them, clients as Jobs", () => {
-  const [{ files }] = exportsOf("k8s", SOURCES.find((s) => s.file === "(default topology)")!);
+Deno.test("export's k8s objects: replicas as StatefulSets named as the file names them, clients as Jobs", async () => {
+  const [{ files }] = await exportsOf("k8s", SOURCES.find((s) => s.file === "(default topology)")!);
   // deno-lint-ignore no-explicit-any
   const objects = k8sObjects(files[0].text) as any[];
   const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`);
@@ -328,5 +361,5 @@ Deno.test("README's worked examples are what dist export writes", async () => {
     assert.ok(found, `README's excerpt after "${line}" is not in its output`);
     checked++;
   }
-  assert.equal(checked, 3, "one worked example per target");
+  assert.equal(checked, 4, "one worked example per target, and one with secrets");
 });

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { StatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
@@ -60,9 +61,10 @@ Deno.test({
       const broken = await run("docker-compose", ["config", "-q"], dir);
       assert.notEqual(broken!.code, 0, "restart: no unquoted is refused");
       assert.match(broken!.out, /services\.a\.restart contains an invalid type/);
-      const jobs = SOURCES.flatMap((source) =>
-        exportsOf("compose", source).map((e) => ({ ...e, file: source.file }))
-      );
+      const jobs = [];
+      for (const source of SOURCES) {
+        for (const e of await exportsOf("compose", source)) jobs.push({ ...e, file: source.file });
+      }
       assert.ok(jobs.length > SOURCES.length, "two_machines.toml is exported once per host");
       // docker-compose takes a second or two to start: two at a time.
       for (let i = 0; i < jobs.length; i += 2) {
@@ -104,15 +106,15 @@ Deno.test({
       assert.match(broken!.out, /dist-x\.service:3: .*restart/i, "a bad Restart= is reported");
       let checked = 0;
       for (const source of SOURCES) {
-        const [{ files }] = exportsOf("systemd", source, { bin });
+        const [{ files }] = await exportsOf("systemd", source, { bin });
         const here = join(dir, String(checked++));
         await writeAll(here, files);
         // Each host's folder at once, so that Wants= and After= find their units.
-        const folders = new Set(files.map((f) => f.path.split("/").slice(0, -1).join("/")));
+        const unitFiles = files.filter((f) => /\.(service|target)$/.test(f.path));
+        const folders = new Set(unitFiles.map((f) => f.path.split("/").slice(0, -1).join("/")));
         for (const folder of folders) {
-          const units = files.filter((f) =>
-            f.path.split("/").slice(0, -1).join("/") === folder && !f.path.endsWith(".toml")
-          ).map((f) => join(here, f.path));
+          const units = unitFiles.filter((f) => f.path.split("/").slice(0, -1).join("/") === folder)
+            .map((f) => join(here, f.path));
           const res = await run("systemd-analyze", ["verify", ...units]);
           const ours = res!.out.split("\n").filter((l) => l.includes(here) || /dist[-.]/.test(l));
           assert.equal(res!.code, 0, `${source.file} ${folder}: ${res!.out}`);
@@ -130,6 +132,8 @@ const MODELS: Record<string, (o: Record<string, unknown>) => { validate(): void 
   // deno-lint-ignore no-explicit-any
   ConfigMap: (o) => new ConfigMap(o as any),
   // deno-lint-ignore no-explicit-any
+  Secret: (o) => new Secret(o as any),
+  // deno-lint-ignore no-explicit-any
   Service: (o) => new Service(o as any),
   // deno-lint-ignore no-explicit-any
   Deployment: (o) => new Deployment(o as any),
@@ -143,7 +147,7 @@ const MODELS: Record<string, (o: Record<string, unknown>) => { validate(): void 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const PORT_NAME = /^(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-Deno.test("every Kubernetes object of every k8s export matches the API schema", () => {
+Deno.test("every Kubernetes object of every k8s export matches the API schema", async () => {
   // A broken object is refused: the check is real.
   assert.throws(
     () =>
@@ -152,7 +156,7 @@ Deno.test("every Kubernetes object of every k8s export matches the API schema", 
     /ports\/0\/port must be integer/,
   );
   for (const source of SOURCES) {
-    const [{ files }] = exportsOf("k8s", source);
+    const [{ files }] = await exportsOf("k8s", source);
     // deno-lint-ignore no-explicit-any
     for (const object of k8sObjects(files[0].text) as any[]) {
       const what = `${source.file}: ${object.kind}/${object.metadata?.name}`;

@@ -119,19 +119,6 @@ Deno.test("an MQTT port beside [security] tls is refused before anything starts,
   }
 });
 
-Deno.test("dist export refuses a topology with [security] tls rather than export it in clear text", async () => {
-  const file = await topologyFile('[security]\ntls = "auto"\n\n[[server]]\nport = 5557\n');
-  try {
-    for (const target of ["compose", "systemd", "k8s"]) {
-      const r = await runDist(["export", target, file]);
-      assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, /has \[security\] tls: dist export cannot carry TLS certificates yet/);
-    }
-  } finally {
-    await Deno.remove(file);
-  }
-});
-
 Deno.test('[security] tls = "files" gives each instance its own files, {name} replaced', async () => {
   const file = await topologyFile(
     '[security]\ntls = "files"\nca = "pki/ca.crt"\ncert = "pki/{name}.crt"\n' +

@@ -6,6 +6,8 @@
  * instance the topology meant.
  */
 import assert from "node:assert/strict";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import {
@@ -50,24 +52,28 @@ export function load(file: string, text: string): Topology {
  * The exports of one topology for one target: one per host where the
  * target takes one host at a time (compose with several hosts), else one.
  */
-export function exportsOf(
+export async function exportsOf(
   target: string,
   source: { file: string; text: string },
   options: { bin?: string } = {},
-): { on?: string; files: ExportFile[] }[] {
+): Promise<{ on?: string; files: ExportFile[] }[]> {
   const topology = load(source.file, source.text);
   const hosts = hostsOf(topology);
   const ons = target === "compose" && hosts.length > 1 ? hosts : [undefined];
-  return ons.map((on) => ({
-    ...(on === undefined ? {} : { on }),
-    files: buildExport(target, {
-      topology,
-      text: source.text,
-      roles: ROLES,
+  const out = [];
+  for (const on of ons) {
+    out.push({
       ...(on === undefined ? {} : { on }),
-      ...options,
-    }),
-  }));
+      files: await buildExport(target, {
+        topology,
+        text: source.text,
+        roles: ROLES,
+        ...(on === undefined ? {} : { on }),
+        ...options,
+      }),
+    });
+  }
+  return out;
 }
 
 /** Writes files into `dir`. */
@@ -86,6 +92,8 @@ export interface Launched {
   argv: string[];
   /** What the export says it listens on, when it says (containerPort, healthcheck). */
   ports: number[];
+  /** The secrets it is given, by the path it reads them at. */
+  files: Map<string, string>;
 }
 
 /** A command line read back: the instance and its options as dist would run them. */
@@ -193,19 +201,114 @@ export function checkRoundTrip(
   return checked;
 }
 
+/** The secret values a topology writes (tokens, passwords). */
+export function secretValues(topology: Topology): string[] {
+  const values = topology.instances.flatMap((i) =>
+    [i.options.token, i.options.password].filter((v) => typeof v === "string")
+  ) as string[];
+  return [...new Set(values)];
+}
+
+/**
+ * What an export writes outside its secrets has no secret value in it, nor
+ * any private key; the exported topology is the file with only its
+ * `token =`/`password =` lines taken out.
+ */
+export function checkNoSecrets(
+  exported: { topology: string; open: string[] },
+  context: { source: string; topology: Topology; what: string },
+): void {
+  const values = secretValues(context.topology);
+  if (values.length === 0) {
+    assert.equal(exported.topology, context.source, `${context.what}: the topology as it is`);
+  }
+  const kept = context.source.split("\n").filter((l) => !/^\s*(token|password)\s*=/.test(l));
+  assert.deepEqual(
+    exported.topology.split("\n").filter((l) => !l.includes("taken out by dist export")),
+    kept,
+    `${context.what}: the topology less its secret lines`,
+  );
+  for (const text of [exported.topology, ...exported.open]) {
+    for (const value of values) {
+      assert.equal(text.includes(value), false, `${context.what}: a secret value in the open`);
+    }
+    assert.doesNotMatch(text, /PRIVATE KEY/, `${context.what}: a private key in the open`);
+  }
+}
+
+/**
+ * Each instance is given, at the paths its flags name, the secrets the file
+ * gives it (its token, its password), and with [security] tls its CA, and
+ * where it listens its certificate and key: signed by that CA, a pair, and
+ * valid for every name the export's others dial it at and 127.0.0.1.
+ */
+export function checkSecretsCarried(
+  processes: ReadBack[],
+  context: { topology: Topology; what: string },
+): number {
+  const original = new Map(context.topology.instances.map((i) => [i.name, i]));
+  let checked = 0;
+  for (const p of processes) {
+    const meant = original.get(p.instance.name)!;
+    const where = `${context.what}: ${meant.name}`;
+    const read = (key: string) => {
+      const path = p.options[key];
+      assert.equal(typeof path, "string", `${where}: --${key}`);
+      const text = p.launched.files.get(path as string);
+      assert.ok(text !== undefined, `${where}: --${key} ${path} is given to it`);
+      return text;
+    };
+    for (const key of ["token", "password"]) {
+      if (typeof meant.options[key] !== "string") continue;
+      assert.equal(p.options[key], undefined, `${where}: no ${key} in its file or flags`);
+      assert.equal(read(`${key}File`), meant.options[key], `${where}: its ${key}`);
+      checked++;
+    }
+    if (context.topology.tls === undefined) continue;
+    const ca = new X509Certificate(read("tlsCa"));
+    checked++;
+    const listening = Object.entries(roleSpec(ROLES[meant.role])).some(([k, d]) =>
+      d.type === "port" && typeof meant.options[k] === "number"
+    );
+    if (!listening) continue;
+    const cert = new X509Certificate(read("tlsCert"));
+    assert.ok(cert.verify(ca.publicKey), `${where}: its certificate is signed by its CA`);
+    assert.ok(cert.checkPrivateKey(createPrivateKey(read("tlsKey"))), `${where}: a pair`);
+    // Its alternative names, as TLS clients read them (Deno's checkHost also takes the CN).
+    const names = (cert.subjectAltName ?? "").split(", ");
+    for (const host of [...p.launched.hosts, "127.0.0.1"]) {
+      const name = isIP(host) ? `IP Address:${host}` : `DNS:${host}`;
+      assert.ok(names.includes(name), `${where}: its certificate names ${host}`);
+    }
+    checked++;
+  }
+  if (context.topology.tls !== undefined || secretValues(context.topology).length > 0) {
+    assert.ok(checked > 0, `${context.what}: some secret was checked`);
+  }
+  return checked;
+}
+
 function normal(host: string): string {
   return host.toLowerCase() === "localhost" ? "127.0.0.1" : host.toLowerCase();
 }
 
 /** compose.yaml's services as processes (`$$` read back as `$`). */
-export function composeProcesses(text: string): Launched[] {
-  const doc = parseYaml(text) as { services: Record<string, Record<string, unknown>> };
+export function composeProcesses(text: string, exported: ExportFile[] = []): Launched[] {
+  const doc = parseYaml(text) as {
+    services: Record<string, Record<string, unknown>>;
+    secrets?: Record<string, { file: string }>;
+  };
   return Object.entries(doc.services).map(([name, service]) => {
     const unescape = (w: unknown) => String(w).replaceAll("$$", "$");
     const test = (service.healthcheck as { test?: string[] } | undefined)?.test;
     const ports = ((service.ports ?? []) as string[]).map((p) => Number(p.split(":").at(-1)));
     if (test) ports.push(parseAddress(test[test.indexOf("--connect") + 1]).port);
-    return { hosts: [name], argv: (service.command as string[]).map(unescape), ports };
+    const files = new Map<string, string>();
+    for (const id of (service.secrets ?? []) as string[]) {
+      const path = doc.secrets![id].file.replace(/^\.\//, "");
+      files.set(`/run/secrets/${id}`, exported.find((f) => f.path === path)!.text);
+    }
+    return { hosts: [name], argv: (service.command as string[]).map(unescape), ports, files };
   });
 }
 
@@ -258,14 +361,31 @@ export function k8sProcesses(objects: Json[]): Launched[] {
       }
       const probe = container.readinessProbe?.exec?.command as string[] | undefined;
       if (probe) ports.push(parseAddress(probe[probe.indexOf("--connect") + 1]).port);
-      out.push({ hosts, argv: argv.slice(argv.indexOf("--config")), ports });
+      const files = new Map<string, string>();
+      for (const m of container.volumeMounts ?? []) {
+        const volume = template.spec.volumes.find((v: Json) => v.name === m.name);
+        if (volume?.secret === undefined) continue;
+        const secret = objects.find((o) =>
+          o.kind === "Secret" && o.metadata.name === volume.secret.secretName
+        );
+        assert.ok(secret, `${pod}: Secret ${volume.secret.secretName}`);
+        for (const [key, value] of Object.entries(secret.data as Record<string, string>)) {
+          const bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
+          files.set(`${m.mountPath}/${key}`, new TextDecoder().decode(bytes));
+        }
+      }
+      out.push({ hosts, argv: argv.slice(argv.indexOf("--config")), ports, files });
     }
   }
   return out;
 }
 
 /** Every unit of a systemd export (its files, one host's folder), as processes. */
-export function systemdProcesses(files: ExportFile[], host: string): Launched[] {
+export function systemdProcesses(
+  files: ExportFile[],
+  host: string,
+  credential: (id: string) => string | undefined = () => undefined,
+): Launched[] {
   const out: Launched[] = [];
   for (const file of files) {
     if (!file.path.endsWith(".service")) continue;
@@ -274,7 +394,14 @@ export function systemdProcesses(files: ExportFile[], host: string): Launched[] 
     const post = /^ExecStartPost=.*--connect (\S+)/m.exec(file.text);
     const ports = post ? [parseAddress(post[1]).port] : [];
     if (post) assert.equal(parseAddress(post[1]).host, host, `${file.path}: probes itself`);
-    out.push({ hosts: [host], argv: exec[2].split(" "), ports });
+    const given = new Map<string, string>();
+    for (const [, id, path] of file.text.matchAll(/^LoadCredential=([^:]+):(.*)$/gm)) {
+      assert.equal(path, `/etc/dist/credentials/${id}`, `${file.path}: LoadCredential=${id}`);
+      const text = credential(id);
+      assert.ok(text !== undefined, `${file.path}: credentials/${id} is in the export`);
+      given.set(`%d/${id}`, text);
+    }
+    out.push({ hosts: [host], argv: exec[2].split(" "), ports, files: given });
   }
   return out;
 }
