@@ -3,10 +3,9 @@
  * table, expands replicas, checks names and ports, and resolves references,
  * collecting every problem with its line.
  */
-import { LineLocator } from "./_locate.ts";
 import { nameTable, resolveValue, type Target } from "./_resolve.ts";
 import { didYouMean } from "./_suggest.ts";
-import { throwProblems, type TopologyProblem, UsageError } from "./errors.ts";
+import { INVALID, Problems } from "./_problems.ts";
 import {
   HOST_OPTION,
   type OptionDef,
@@ -16,14 +15,7 @@ import {
 } from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
 import { readSecurity, type TopologyTls } from "./_security.ts";
-import {
-  convertValue,
-  isReferenceName,
-  mergeOptions,
-  roleSpec,
-  toCamel,
-  toSnake,
-} from "./values.ts";
+import { isReferenceName, mergeOptions, roleSpec, toCamel, toSnake } from "./values.ts";
 
 const RESTART: OptionDef = {
   type: "choice",
@@ -39,8 +31,6 @@ const ENTRY_KEYS = ["name", "replicas", "restart", "host"];
 /** Instances a topology may have unless the caller says otherwise (`dist up --max-instances`). */
 export const DEFAULT_MAX_INSTANCES = 256;
 const MAX_PORT = 65535;
-/** Returned by a failed conversion, whose problem is already recorded. */
-const INVALID = Symbol("invalid");
 
 /** One `[[role]]` table, read and converted. */
 interface Entry {
@@ -59,8 +49,6 @@ interface Entry {
   invalid: Set<string>;
 }
 
-type Problem = TopologyProblem;
-
 function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
     !(value instanceof Date);
@@ -74,11 +62,8 @@ function portKeys(spec: OptionSpec): string[] {
 export class TopologyLoader {
   #file: string;
   #roles: Record<string, RoleInfo>;
-  #where: LineLocator;
   #options: ParseTopologyOptions;
-  #problems: Problem[] = [];
-  /** `line\0text` of each problem, so that a repeated one is listed once. */
-  #seen = new Set<string>();
+  #problems: Problems;
   #defaults: Record<string, unknown> = {};
   /** `[defaults]` keys whose value was not valid. */
   #invalidDefaults = new Set<string>();
@@ -93,29 +78,31 @@ export class TopologyLoader {
   constructor(text: string, options: ParseTopologyOptions) {
     this.#file = options.file;
     this.#roles = options.roles;
-    this.#where = new LineLocator(text);
     this.#options = options;
+    this.#problems = new Problems(options.file, text);
   }
 
   load(document: Record<string, unknown>): Topology {
     const entries: Entry[] = [];
     for (const [key, value] of Object.entries(document)) {
-      const line = this.#where.key("", key) ?? this.#where.header(key) ??
-        this.#where.header(`${key}#0`);
+      const line = this.#problems.ofTopLevel(key);
       const isEntryList = Array.isArray(value) && value.length > 0 && value.every(isTable);
       if (key === "defaults") {
         if (isTable(value)) this.#defaults = value;
-        else this.#problem(line, `defaults: must be a table ([defaults])`);
+        else this.#problems.add(line, `defaults: must be a table ([defaults])`);
       } else if (key === "security") {
         if (isTable(value)) {
-          this.#tls = readSecurity(value, (k, text) => this.#problem(this.#line(key, k), text));
-        } else this.#problem(line, `security: must be a table ([security])`);
+          this.#tls = readSecurity(
+            value,
+            (k, text) => this.#problems.add(this.#problems.line(key, k), text),
+          );
+        } else this.#problems.add(line, `security: must be a table ([security])`);
       } else if (Object.hasOwn(this.#roles, key)) {
         if (Array.isArray(value) && value.every(isTable)) {
           value.forEach((table, i) => entries.push(this.#entry(key, i, table)));
         } else {
           const hint = isTable(value) ? `, write [[${key}]] instead of [${key}]` : "";
-          this.#problem(line, `${key}: must be an array of tables ([[${key}]])${hint}`);
+          this.#problems.add(line, `${key}: must be an array of tables ([[${key}]])${hint}`);
         }
       } else {
         if (isEntryList) {
@@ -131,12 +118,12 @@ export class TopologyLoader {
           key,
           isEntryList ? roleNames : ["defaults", "security", ...roleNames],
         );
-        this.#problem(line, `${key}: ${what}${hint}`);
+        this.#problems.add(line, `${key}: ${what}${hint}`);
       }
     }
     const { layers, restart } = this.#readDefaults();
-    if (entries.length === 0 && this.#problems.length === 0) {
-      this.#problem(undefined, "no instances: add a [[role]] table such as [[server]]");
+    if (entries.length === 0 && this.#problems.count === 0) {
+      this.#problems.add(undefined, "no instances: add a [[role]] table such as [[server]]");
     }
     // Every later check goes on past problems found so far, so that one run
     // shows them all; what a problem made unknown (a bad port, a bad name)
@@ -146,7 +133,7 @@ export class TopologyLoader {
     );
     // Counted before any instance is made: a hostile file costs no more than its size.
     if (!this.#checkCounts(entries, bases)) {
-      this.#check();
+      this.#problems.check();
       return { file: this.#file, instances: [], ...this.#tlsPart() };
     }
     const instances = entries.flatMap((entry, i) => this.#expand(entry, bases[i], restart));
@@ -157,9 +144,9 @@ export class TopologyLoader {
     for (const instance of instances) this.#resolve(instance, names);
     const topology = { file: this.#file, instances, ...this.#tlsPart() };
     for (const problem of this.#options.check?.(topology) ?? []) {
-      this.#problem(problem.line, problem.text);
+      this.#problems.add(problem.line, problem.text);
     }
-    this.#check();
+    this.#problems.check();
     return topology;
   }
 
@@ -180,11 +167,11 @@ export class TopologyLoader {
       const limit = `more than a topology may have (${max}; dist up --max-instances N raises it)`;
       if (largest.replicas > 1) {
         const made = total === largest.replicas ? "" : ` would make ${total} instances,`;
-        this.#problem(
-          this.#line(largest.section, "replicas"),
+        this.#problems.add(
+          this.#problems.line(largest.section, "replicas"),
           `${largest.role}.replicas: ${largest.replicas}${made} ${limit}`,
         );
-      } else this.#problem(undefined, `${total} instances: ${limit}`);
+      } else this.#problems.add(undefined, `${total} instances: ${limit}`);
     }
     entries.forEach((entry, i) => {
       for (const key of portKeys(roleSpec(this.#roles[entry.role]))) {
@@ -195,8 +182,8 @@ export class TopologyLoader {
         fits = false;
         const label = `${entry.role}.${toSnake(key)}`;
         const name = `${entry.group}-${entry.replicas}`;
-        this.#problem(
-          this.#line(entry.section, toSnake(key)),
+        this.#problems.add(
+          this.#problems.line(entry.section, toSnake(key)),
           `${label}: ${entry.replicas} replicas from port ${first} go up to ${last} ` +
             `(${name}), above ${MAX_PORT}`,
         );
@@ -219,26 +206,26 @@ export class TopologyLoader {
     };
     for (const [key, raw] of Object.entries(table)) {
       const label = `${role}.${key}`;
-      const line = this.#line(section, key);
+      const line = this.#problems.line(section, key);
       const camel = toCamel(key);
       if (key === "name") {
         if (typeof raw === "string" && isReferenceName(raw)) entry.group = raw;
         else {
           entry.badName = true;
           const problem = `is not a valid name (letters, digits, ".", "_", "-")`;
-          this.#problem(line, `${label}: ${JSON.stringify(raw)} ${problem}`);
+          this.#problems.add(line, `${label}: ${JSON.stringify(raw)} ${problem}`);
         }
       } else if (key === "replicas") {
-        const replicas = this.#convert(label, REPLICAS, raw, line);
+        const replicas = this.#problems.convert(label, REPLICAS, raw, line);
         if (replicas !== INVALID) entry.replicas = replicas as number;
       } else if (key === "restart") {
-        const restart = this.#convert(label, RESTART, raw, line);
+        const restart = this.#problems.convert(label, RESTART, raw, line);
         if (restart !== INVALID) entry.restart = restart as RestartPolicy;
       } else if (key === "host" && !Object.hasOwn(spec, "host")) {
-        const host = this.#convert(label, HOST_OPTION, raw, line);
+        const host = this.#problems.convert(label, HOST_OPTION, raw, line);
         if (host !== INVALID) entry.host = host as string;
       } else if (toSnake(camel) === key && Object.hasOwn(spec, camel)) {
-        const value = this.#convert(label, spec[camel], raw, line);
+        const value = this.#problems.convert(label, spec[camel], raw, line);
         if (value !== INVALID) entry.options[camel] = value;
         else entry.invalid.add(camel);
       } else {
@@ -246,7 +233,7 @@ export class TopologyLoader {
           ...ENTRY_KEYS,
           ...Object.keys(spec).filter((k) => k !== "name").map(toSnake),
         ];
-        this.#problem(line, `${label}: unknown key${didYouMean(key, known)}`);
+        this.#problems.add(line, `${label}: unknown key${didYouMean(key, known)}`);
       }
     }
     return entry;
@@ -258,18 +245,18 @@ export class TopologyLoader {
     let restart: RestartPolicy | undefined;
     for (const [key, raw] of Object.entries(this.#defaults)) {
       const label = `defaults.${key}`;
-      const line = this.#line("defaults", key);
+      const line = this.#problems.line("defaults", key);
       const camel = toCamel(key);
       const takers = Object.entries(this.#roles).filter(([, info]) =>
         toSnake(camel) === key && Object.hasOwn(roleSpec(info), camel)
       );
       if (key === "restart") {
-        const value = this.#convert(label, RESTART, raw, line);
+        const value = this.#problems.convert(label, RESTART, raw, line);
         if (value !== INVALID) restart = value as RestartPolicy;
       } else if (key === "name" || key === "replicas") {
-        this.#problem(line, `${label}: cannot be a default (set it on each entry)`);
+        this.#problems.add(line, `${label}: cannot be a default (set it on each entry)`);
       } else if (key === "host" && takers.length === 0) {
-        const host = this.#convert(label, HOST_OPTION, raw, line);
+        const host = this.#problems.convert(label, HOST_OPTION, raw, line);
         if (host !== INVALID) this.#defaultHost = host as string;
       } else if (takers.length === 0) {
         const known = new Set(["restart"]);
@@ -278,10 +265,13 @@ export class TopologyLoader {
         }
         known.delete("name");
         known.add("host");
-        this.#problem(line, `${label}: unknown key: no role takes it${didYouMean(key, known)}`);
+        this.#problems.add(
+          line,
+          `${label}: unknown key: no role takes it${didYouMean(key, known)}`,
+        );
       } else {
         for (const [role, info] of takers) {
-          const value = this.#convert(label, roleSpec(info)[camel], raw, line);
+          const value = this.#problems.convert(label, roleSpec(info)[camel], raw, line);
           if (value === INVALID) this.#invalidDefaults.add(camel);
           if (value !== INVALID) layers.get(role)![camel] = value;
           if (value !== INVALID && key === "host") this.#defaultHost = value as string;
@@ -329,10 +319,10 @@ export class TopologyLoader {
       const other = seen.get(name);
       if (other === undefined) seen.set(name, entry);
       else if (other !== entry) {
-        const first = this.#line(other.section, "name");
+        const first = this.#problems.line(other.section, "name");
         const where = first === undefined ? "" : ` (first at line ${first})`;
         const text = `${entry.role}.name: duplicate name ${JSON.stringify(name)}${where}`;
-        this.#problem(this.#line(entry.section, "name"), text);
+        this.#problems.add(this.#problems.line(entry.section, "name"), text);
       }
     };
     for (const entry of entries) if (!entry.badName) claim(entry.group, entry);
@@ -369,7 +359,10 @@ export class TopologyLoader {
             toSnake(key)
           } ${port} is the built-in default: give ${instance.group} another, or 0)`
           : "";
-        this.#problem(this.#lineOf(instance, key), `${label}: ${address} is used ${users}${own}`);
+        this.#problems.add(
+          this.#lineOf(instance, key),
+          `${label}: ${address} is used ${users}${own}`,
+        );
       }
     }
   }
@@ -388,7 +381,7 @@ export class TopologyLoader {
           continue;
         }
         const label = `${this.#origin(instance, key) === "defaults" ? "defaults" : instance.role}`;
-        this.#problem(this.#lineOf(instance, key), `${label}.${toSnake(key)}: ${result}`);
+        this.#problems.add(this.#lineOf(instance, key), `${label}.${toSnake(key)}: ${result}`);
         continue;
       }
       instance.options[key] = result.value;
@@ -396,14 +389,13 @@ export class TopologyLoader {
     }
   }
 
-  /** Where an instance's option was set: its entry's section, "defaults", or undefined (built-in). */
   /** A port that cannot speak TLS (MQTT, for now) refused when the file turns TLS on. */
   #checkTlsPorts(instances: Instance[]): void {
     if (this.#tls === undefined || this.#tls.mode === "off") return;
     for (const instance of instances) {
       const port = instance.options.mqttPort;
       if (port === undefined || port === null) continue;
-      this.#problem(
+      this.#problems.add(
         this.#lineOf(instance, "mqttPort"),
         `${instance.role}.mqtt_port: MQTT does not speak TLS yet, and [security] tls is ` +
           `"${this.#tls.mode}": remove mqtt_port from ${instance.group}, or the tls setting`,
@@ -411,6 +403,7 @@ export class TopologyLoader {
     }
   }
 
+  /** Where an instance's option was set: its entry's section, "defaults", or undefined (built-in). */
   #origin(instance: Instance, key: string): string | undefined {
     const entry = this.#entryOf.get(instance)!;
     if (Object.hasOwn(entry.options, key)) return entry.section;
@@ -420,38 +413,12 @@ export class TopologyLoader {
   #lineOf(instance: Instance, key: string): number | undefined {
     const origin = this.#origin(instance, key);
     const section = this.#entryOf.get(instance)!.section;
-    return origin === undefined ? this.#line(section) : this.#line(origin, toSnake(key));
+    return origin === undefined
+      ? this.#problems.line(section)
+      : this.#problems.line(origin, toSnake(key));
   }
 
-  /** The line of `key` in `section`, else of the section's header (or the root key for inline tables). */
   #tlsPart(): { tls?: TopologyTls } {
     return this.#tls === undefined ? {} : { tls: this.#tls };
-  }
-
-  #line(section: string, key?: string): number | undefined {
-    const line = key === undefined ? undefined : this.#where.key(section, key);
-    return line ?? this.#where.header(section) ?? this.#where.key("", section.split("#")[0]);
-  }
-
-  #convert(label: string, def: OptionDef, raw: unknown, line?: number): unknown {
-    try {
-      return convertValue(label, def, raw, { names: true });
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
-      this.#problem(line, error.message);
-      return INVALID;
-    }
-  }
-
-  #problem(line: number | undefined, text: string): void {
-    const key = `${line}\0${text}`;
-    if (this.#seen.has(key)) return;
-    this.#seen.add(key);
-    this.#problems.push({ line, text });
-  }
-
-  /** Throws every problem found (see {@link throwProblems}). */
-  #check(): void {
-    throwProblems(this.#file, this.#problems);
   }
 }

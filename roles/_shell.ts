@@ -111,35 +111,85 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
   const name = options.name ?? `${role}-${port.addr.port}`;
   setLogInstance(name);
   const base = { ...settings, role, name, by: name, ...def.listen };
-  const others: { port: BoundPort; serve: Serving }[] = [];
+  const { served, others, main } = setUpRole(def, port, name, settings.tls);
+  const handlers = portHandlers(ctx, { role, name, started, base }, served);
+  const listener = main.listener = port.start({
+    ...base,
+    maxConnections: options.maxConnections,
+    ...handlers.of(served.serve),
+    ...checkedFast(served.fast),
+    onPeer: handlers.onPeer(served.onPeer),
+  });
+  const more = others.map((o) => o.port.start({ ...base, ...handlers.of(o.serve) }));
+  announceListening(ctx, def.log, { addr: port.addr, name });
+  served.started?.();
+  if (served.inFlight) ctx.onForcedExit?.(served.inFlight);
+  await untilAborted(ctx.signal);
+  await served.stopping?.();
+  await listener.close(options.grace);
+  await served.stopped?.();
+  await Promise.all(more.map((l) => l.close(0)));
+  return 0;
+}
+
+/** A second port a role asked for with `also()`, bound, not yet accepting. */
+interface OtherPort {
+  port: BoundPort;
+  serve: Serving;
+}
+
+/**
+ * Lets the role build its parts on the bound port (and bind any other it
+ * asks for); on a throw, every port bound is closed.
+ */
+function setUpRole(def: ShellDef, port: BoundPort, name: string, tls: ListenOptions["tls"]) {
+  const others: OtherPort[] = [];
   // Set once accepting starts; `peers` is read only after.
   const main: { listener?: Listener } = {};
-  let served: Served;
   try {
-    served = def.setUp({
+    const served = def.setUp({
       addr: port.addr,
       name,
       get peers() {
         return main.listener?.peers ?? new Set<Peer>();
       },
       also(p, flag, serve) {
-        const bound = bindOn(flag, { host: options.host, port: p, tls: settings.tls });
+        const bound = bindOn(flag, { host: def.options.host, port: p, tls });
         others.push({ port: bound, serve });
         return bound;
       },
     });
+    return { served, others, main };
   } catch (err) {
     for (const p of [port, ...others.map((o) => o.port)]) p.close();
     throw err;
   }
-  // --metrics: counted here, at the dispatch and onPeer seams, and nowhere
-  // when it is off (the handlers are then exactly the role's).
+}
+
+/** Who the instance is, for `sys.ping` and `sys.stats`. */
+interface Self {
+  role: string;
+  name: string;
+  /** `performance.now()` when it started. */
+  started: number;
+  /** Its listeners' settings (the authenticator's counts go into `sys.stats`). */
+  base: Pick<ListenOptions, "authenticator">;
+}
+
+/**
+ * Makes the handlers of each port: what it serves plus `sys.ping` and
+ * `sys.stats` through one {@link dispatch}. With `--metrics`, counted at the
+ * dispatch and onPeer seams; without, the handlers are exactly the role's.
+ */
+function portHandlers(ctx: RunContext, self: Self, served: Served) {
+  const { role, name, started } = self;
   const rpc = ctx.metrics && new RpcMetrics(ctx.metrics.registry);
   if (ctx.metrics) {
     ctx.metrics.name = name;
     roleStatMetrics(ctx.metrics.registry, role, () => served.stats());
   }
-  const handlers = (serve: Serving) => {
+  const authenticator = self.base.authenticator;
+  const of = (serve: Serving) => {
     const d = dispatch([sys, ...serve.contracts], {
       ...serve.handlers,
       "sys.ping": () => ({ pong: true, role, name }),
@@ -150,7 +200,7 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
         rss_bytes: Deno.memoryUsage().rss,
         ...served.stats(),
         // Hellos accepted and refused, where the instance checks credentials (--token, --users).
-        ...(base.authenticator?.stats ? { auth: base.authenticator.stats() } : {}),
+        ...(authenticator?.stats ? { auth: authenticator.stats() } : {}),
       }),
     } as never, serve.options); // each role's handlers were checked by serving()
     const onRequest = serve.options.wrap?.(d.onRequest) ?? d.onRequest;
@@ -163,26 +213,13 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
       onPeer: (peer: Peer) => rpc.peer(peer),
     };
   };
-  const listener = main.listener = port.start({
-    ...base,
-    maxConnections: options.maxConnections,
-    ...handlers(served.serve),
-    ...checkedFast(served.fast),
-    onPeer: rpc === undefined ? served.onPeer : (peer) => {
+  /** The main port's onPeer: the role's, after counting the connection. */
+  const onPeer = (own: ((peer: Peer) => void) | undefined) =>
+    rpc === undefined ? own : (peer: Peer) => {
       rpc.peer(peer);
-      served.onPeer?.(peer);
-    },
-  });
-  const more = others.map((o) => o.port.start({ ...base, ...handlers(o.serve) }));
-  announceListening(ctx, def.log, { addr: port.addr, name });
-  served.started?.();
-  if (served.inFlight) ctx.onForcedExit?.(served.inFlight);
-  await untilAborted(ctx.signal);
-  await served.stopping?.();
-  await listener.close(options.grace);
-  await served.stopped?.();
-  await Promise.all(more.map((l) => l.close(0)));
-  return 0;
+      own?.(peer);
+    };
+  return { of, onPeer };
 }
 
 /**

@@ -6,25 +6,9 @@ import { Inbound } from "./inbound.ts";
 import { ticker } from "./heartbeat.ts";
 import { Deadlines } from "./deadlines.ts";
 import type { TlsPeer } from "./tls.ts";
+import { type ConnHandler, InputHandoff } from "./handoff.ts";
 
-/**
- * Who takes a connection's input: one at a time, handed over with
- * `FramedConn.attach()` (the handshake's, then the Peer's).
- */
-export interface ConnHandler {
-  /**
-   * The frames of one read, in order: views valid only during the call (the
-   * array is reused). Receiving a read's frames together lets a codec
-   * decode them in one pass.
-   */
-  onFrames(frames: Uint8Array[]): void;
-  /** The decoder rejected the stream (e.g. FRAME_TOO_LARGE): nothing more is read. */
-  onStreamError(err: DistError): void;
-  /** The peer closed its side (EOF): nothing more is read, answers may still be written. */
-  onEnd(): void;
-  /** The connection has closed (called once). */
-  onClose(reason: CloseReason, err?: unknown): void;
-}
+export type { ConnHandler };
 
 /** Appends whole frames to an output buffer (see FramedConn.sendWith). */
 export interface FrameWriter {
@@ -117,11 +101,14 @@ export class FramedConn {
    * listener's `--tls-client-ca` (mutual TLS); undefined otherwise.
    */
   readonly tlsPeer: TlsPeer | undefined;
-  #handler: ConnHandler = this.#closingHandler();
+  /** Who takes the input now: until someone attaches, a broken stream or EOF closes. */
+  #input = new InputHandoff({
+    onFrames: noop,
+    onStreamError: (err) => this.close(CloseReason.ProtocolError, err),
+    onEnd: () => this.close(CloseReason.RemoteClosed),
+    onClose: noop,
+  });
   #tracker: Set<FramedConn> | undefined;
-  /** Input that arrived while held (see hold()): copies of frames, then an error or EOF. */
-  #held: Uint8Array[] | undefined;
-  #heldError: DistError | undefined;
   /** Set on every frame queued; the ticker clears it. */
   #sentSinceTick = false;
   #inbound: Inbound;
@@ -153,10 +140,10 @@ export class FramedConn {
     });
     this.#inbound = new Inbound(conn, this, this.#outbound, {
       isClosed: () => this.#closeReason !== undefined,
-      frames: (batch) => this.#handler.onFrames(batch),
-      end: () => this.#handler.onEnd(),
+      frames: (batch) => this.#input.handler.onFrames(batch),
+      end: () => this.#input.handler.onEnd(),
       failed: (err) => {
-        if (err instanceof DistError) this.#handler.onStreamError(err);
+        if (err instanceof DistError) this.#input.handler.onStreamError(err);
         else this.close(CloseReason.ReadError, err);
       },
     });
@@ -188,15 +175,7 @@ export class FramedConn {
    * given to it first, in order: frames, then a broken stream or EOF.
    */
   attach(handler: ConnHandler): void {
-    this.#handler = handler;
-    const held = this.#held;
-    this.#held = undefined;
-    if (held !== undefined) handler.onFrames(held);
-    const err = this.#heldError;
-    this.#heldError = undefined;
-    if (this.isClosed) return;
-    if (err !== undefined) handler.onStreamError(err);
-    else if (this.#inbound.ended) handler.onEnd();
+    this.#input.attach(handler, this);
   }
 
   /**
@@ -205,32 +184,12 @@ export class FramedConn {
    * behind its hello waits for the Peer. A close is not held: it happens.
    */
   hold(frames: readonly Uint8Array[] = []): void {
-    const onClose = this.#handler.onClose;
-    const keep = (more: readonly Uint8Array[]) => {
-      for (const f of more) (this.#held ??= []).push(f.slice());
-    };
-    keep(frames);
-    this.#handler = {
-      onFrames: keep,
-      onStreamError: (err) => this.#heldError = err,
-      onEnd: noop, // readEnded says it
-      onClose,
-    };
+    this.#input.hold(frames);
   }
 
   /** Forgets the stream's first bytes (see `head`): the peer speaks dist. */
   releaseHead(): void {
     this.#inbound.releaseHead();
-  }
-
-  /** Until someone attaches: a broken stream or EOF closes the connection. */
-  #closingHandler(): ConnHandler {
-    return {
-      onFrames: noop,
-      onStreamError: (err) => this.close(CloseReason.ProtocolError, err),
-      onEnd: () => this.close(CloseReason.RemoteClosed),
-      onClose: noop,
-    };
   }
 
   /**
@@ -431,7 +390,7 @@ export class FramedConn {
     }
     this.#outbound.close();
     this.#inbound.close();
-    this.#handler.onClose(reason, err);
+    this.#input.handler.onClose(reason, err);
     this.#closedResolve?.(reason);
   }
 

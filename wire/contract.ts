@@ -10,7 +10,8 @@ import { describe, DistError, type ErrorCode } from "./errors.ts";
 import type { Parse } from "./check.ts";
 import type { CallOptions } from "./calls.ts";
 import type { Resource } from "./credentials.ts";
-import type { NotificationHandler, Peer, RequestHandler, RequestMeta } from "./peer.ts";
+import type { Peer } from "./peer.ts";
+import type { NotificationHandler, RequestHandler, RequestMeta } from "./peer_options.ts";
 
 /** One request method of a service. */
 export interface Method<N extends string = string, P = unknown, R = unknown> {

@@ -1,7 +1,7 @@
 import { describe, DistError } from "./errors.ts";
 import { type Codec, CODEC_NAMES, codecByName, type CodecName, jsonCodec } from "./codec.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
-import type { PeerInfo } from "./peer.ts";
+import type { PeerInfo } from "./peer_options.ts";
 import {
   type Authenticator,
   credentialFields,

@@ -78,12 +78,12 @@ export {
 } from "./credentials.ts";
 export {
   type NotificationHandler,
-  Peer,
   type PeerInfo,
   type PeerOptions,
   type RequestHandler,
   type RequestMeta,
-} from "./peer.ts";
+} from "./peer_options.ts";
+export { Peer } from "./peer.ts";
 export { type CallOptions, type Response } from "./calls.ts";
 export { type AnswerLimits, Reply } from "./answers.ts";
 export { type AdmissionLimits, DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";

@@ -2,12 +2,8 @@ import { DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
 import { handshakeDialer, handshakeListener, refusal } from "./handshake.ts";
-import {
-  DEFAULT_HEARTBEAT_MS,
-  type NotificationHandler,
-  Peer,
-  type RequestHandler,
-} from "./peer.ts";
+import { DEFAULT_HEARTBEAT_MS, Peer } from "./peer.ts";
+import type { NotificationHandler, RequestHandler } from "./peer_options.ts";
 import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 import { MAX_TIMER_MS } from "./calls.ts";
 import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";

@@ -3,83 +3,29 @@
  * file: the calls this side awaits (calls.ts), admission of the peer's
  * requests (admission.ts), what a message is (classify.ts) and the
  * byte-level fast paths (fast_path.ts) and how answers are written
- * (answers.ts); this file wires them to the connection.
+ * (answers.ts), what its owner gives it (peer_options.ts); this file
+ * wires them to the connection.
  */
 import { describe, DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
-import { Admission, type AdmissionLimits } from "./admission.ts";
+import { Admission } from "./admission.ts";
 import { abortError, type CallOptions, CallTable, type Response } from "./calls.ts";
 import { classify, Message } from "./classify.ts";
-import {
-  FastHooks,
-  FastPath,
-  type FastPathHost,
-  type RawCall,
-  type RawReply,
-} from "./fast_path.ts";
-import { type AnswerLimits, Answers } from "./answers.ts";
-import { cut, log, warnPeer } from "./_log.ts";
+import { FastPath, type FastPathHost, type RawCall, type RawReply } from "./fast_path.ts";
+import { Answers } from "./answers.ts";
 import type { Identity } from "./credentials.ts";
-
-/** Who is at the other end, as told in the handshake. */
-export interface PeerInfo {
-  /** The other side's role (`server`, `client`, …). */
-  role: string;
-  /** The other side's name (in logs and `by`). */
-  name: string;
-  /** The user its credentials proved, on a listener that authenticates. */
-  user?: string;
-}
-
-/** What a request says about itself besides method and params. */
-export interface RequestMeta {
-  /**
-   * False when the sender marked the request non-idempotent (`"idem": false`
-   * on the request): it must never run twice, so nothing may replay it.
-   */
-  readonly idempotent: boolean;
-}
+import { cut, log, warnPeer } from "./_log.ts";
+import type {
+  NotificationHandler,
+  PeerInfo,
+  PeerOptions,
+  RequestHandler,
+  RequestMeta,
+} from "./peer_options.ts";
 
 const IDEMPOTENT: RequestMeta = Object.freeze({ idempotent: true });
 const NOT_IDEMPOTENT: RequestMeta = Object.freeze({ idempotent: false });
-
-/**
- * Answers one request. Return the result (or a Promise of it), or throw a
- * DistError; anything else thrown becomes INTERNAL.
- */
-export type RequestHandler = (
-  method: string,
-  params: unknown,
-  peer: Peer,
-  meta: RequestMeta,
-) => unknown;
-/** Takes one notification (no answer is sent; what it throws is logged). */
-export type NotificationHandler = (method: string, params: unknown, peer: Peer) => void;
-
-/** How a Peer behaves: its handlers, fast paths, limits and timing. */
-export interface PeerOptions extends FastHooks, AdmissionLimits, AnswerLimits {
-  /** The codec agreed in the handshake. */
-  codec: Codec;
-  /** Who is at the other end (from the handshake). */
-  remote?: PeerInfo;
-  /** Who the listener's authenticator found the dialer to be, and what it may do. */
-  identity?: Identity;
-  /** Name put in `by` of every response this side sends. */
-  by?: string;
-  /** Silence after which a `ping` notification is sent (ms); 0 disables heartbeats. */
-  heartbeatMs?: number;
-  /** Heartbeat periods of silence after which the peer is dead. */
-  liveness?: number;
-  /** Timeout of a call that names none (ms). */
-  timeoutMs?: number;
-  /** Answers the peer's requests; by default every method is UNKNOWN_METHOD. */
-  onRequest?: RequestHandler;
-  /** Takes the peer's notifications; by default they are ignored. */
-  onNotification?: NotificationHandler;
-  /** A set this peer belongs to while open (a listener's); it leaves it on close. */
-  tracker?: Set<Peer>;
-}
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** Default heartbeat (ms); a connection uses the shorter of its two sides'. */
