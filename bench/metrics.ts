@@ -4,12 +4,15 @@
  * 1 publisher → 4 subscribers deliveries/s without and with it, the two
  * sides alternating which goes first each round, medians; the scrape of a
  * broker holding many topics (time and size), and one request's added work
- * in-process (the shell's wrap around a handler).
+ * in-process (the shell's wrap around a handler). Also RPC c=64 through a
+ * balancer without and with `--metrics` (its forward-time histogram), and
+ * in-process the cost of one timed observation (two clock reads and a
+ * histogram bucket: the balancer's, the broker's per publish).
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, clientBench, Rounds } from "./_common.ts";
 import { loadRun } from "./broker.ts";
-import { Registry, RpcMetrics } from "../obs/mod.ts";
+import { forwardLatency, Registry, RpcMetrics } from "../obs/mod.ts";
 import type { Peer, RequestHandler } from "../wire/mod.ts";
 
 const M = ["--metrics", "127.0.0.1:0"];
@@ -26,6 +29,13 @@ function inProcess(rounds: Rounds): void {
     for (let i = 0; i < n; i++) h("echo", i, peer, { id: i } as never);
     rounds.add(`call_${key}_ns`, (performance.now() - t0) * 1e6 / n);
   }
+  const cell = forwardLatency(new Registry());
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const start = performance.now();
+    cell.observe((performance.now() - start) / 1000);
+  }
+  rounds.add("timed_observe_ns", (performance.now() - t0) * 1e6 / n);
 }
 
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
@@ -34,6 +44,17 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const brokerOff = await startDist(["broker", "--port", "0"]);
   const brokerOn = await startDist(["broker", "--port", "0", ...M]);
   const url = brokerOn.stderr().match(/Metrics at (\S+)/)?.[1];
+  const W = ["--worker-port", "0"];
+  const balancerOff = await startDist(["balancer", "--port", "0", ...W, "--backends", off.address]);
+  const balancerOn = await startDist([
+    "balancer",
+    "--port",
+    "0",
+    ...W,
+    "--backends",
+    off.address,
+    ...M,
+  ]);
   const rounds = new Rounds();
   const requests = flags.quick ? "20000" : "100000";
   const n4 = flags.quick ? 50_000 : 200_000;
@@ -41,6 +62,14 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     for (let r = 1; r <= flags.runs; r++) {
       const rpc: [string, string][] = [["rpc_off", off.address], ["rpc_on", on.address]];
       for (const [key, address] of r % 2 ? rpc : [...rpc].reverse()) {
+        const out = await clientBench(address, ["--requests", requests, "--concurrency", "64"]);
+        rounds.add(`${key}_req_s`, out.rps);
+      }
+      const bal: [string, string][] = [
+        ["balancer_off", balancerOff.address],
+        ["balancer_on", balancerOn.address],
+      ];
+      for (const [key, address] of r % 2 ? bal : [...bal].reverse()) {
         const out = await clientBench(address, ["--requests", requests, "--concurrency", "64"]);
         rounds.add(`${key}_req_s`, out.rps);
       }
@@ -62,7 +91,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       rounds.printRound("metrics", r);
     }
   } finally {
-    await Promise.all([off.stop(), on.stop(), brokerOff.stop(), brokerOn.stop()]);
+    await Promise.all(
+      [off, on, brokerOff, brokerOn, balancerOff, balancerOn].map((p) => p.stop()),
+    );
   }
   const m = rounds.medians();
   console.log(
@@ -74,7 +105,12 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       (m.broker_on_1to4_deliveries_per_s / m.broker_off_1to4_deliveries_per_s).toFixed(3)
     }×); a call bare ${m.call_bare_ns.toFixed(0)} ns, wrapped ${
       m.call_wrapped_ns.toFixed(0)
-    } ns; scrape of a broker ${m.scrape_ms?.toFixed(1)} ms, ${m.scrape_bytes} bytes`,
+    } ns; scrape of a broker ${m.scrape_ms?.toFixed(1)} ms, ${m.scrape_bytes} bytes; ` +
+      `through a balancer req/s off ${m.balancer_off_req_s.toFixed(0)}, on ${
+        m.balancer_on_req_s.toFixed(0)
+      } (${(m.balancer_on_req_s / m.balancer_off_req_s).toFixed(3)}×); a timed observation ${
+        m.timed_observe_ns.toFixed(0)
+      } ns`,
   );
   return m;
 }

@@ -36,7 +36,7 @@ export const UP: CommandInfo = {
   name: "up",
   summary: "Launch and supervise a whole topology (the embedded default without FILE)",
   usage:
-    "dist up [FILE] [--only A,B] [--on HOST] [--dry-run] [--duration D] [--grace D] [--max-instances N] [--dashboard HOST:PORT | --no-dashboard]",
+    "dist up [FILE] [--only A,B] [--on HOST] [--dry-run] [--duration D] [--grace D] [--max-instances N] [--dashboard HOST:PORT | --no-dashboard] [--metrics HOST:PORT]",
   flags: {
     only: {
       type: "list",
@@ -73,6 +73,12 @@ export const UP: CommandInfo = {
       metavar: "HOST:PORT",
     },
     noDashboard: { type: "boolean", description: "Serve no dashboard" },
+    metrics: {
+      type: "address",
+      description:
+        "Serve the launcher's Prometheus metrics here too (they are at the dashboard's /metrics)",
+      metavar: "HOST:PORT",
+    },
   },
 };
 

@@ -17,7 +17,8 @@
  * - `self.ts`: how to start a copy of this executable, compiled or from
  *   source, and how a copy notices its launcher is gone.
  * - `state.ts`: the file a running `dist up` keeps for `dist status`
- *   (and tells its watchers of every change).
+ *   (and tells its watchers of every change); `metrics.ts`: the launcher's
+ *   Prometheus metrics, read from it.
  * - `observe/`: `sys.stats` of every instance over kept connections while
  *   someone watches, rates, the cluster's view (health, last minutes, edges).
  * - `dashboard/`: the live web page `dist up` serves of its cluster.

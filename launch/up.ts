@@ -3,10 +3,13 @@
  * then print the plan (`--dry-run`) or run it under a {@link Supervisor}
  * until SIGINT/SIGTERM, `--duration`, or every instance has ended.
  */
+import { loadCpuUsage, MetricsBindError } from "../obs/mod.ts";
+import { launcherMetrics } from "./metrics.ts";
 import {
   DEFAULT_TOPOLOGY,
   DEFAULT_TOPOLOGY_FILE,
   type Instance,
+  parseAddress,
   parseTopology,
   type RoleInfo,
   type Topology,
@@ -121,16 +124,27 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     ])),
   });
   let dashboard: OpenDashboard | undefined;
+  await loadCpuUsage();
+  const metrics = launcherMetrics(state);
   try {
+    if (o.metrics !== undefined) {
+      try {
+        metrics.serve(parseAddress(o.metrics as string));
+      } catch (err) {
+        throw err instanceof MetricsBindError ? new UsageError(err.message) : err;
+      }
+    }
     if (!o.noDashboard) {
       dashboard = openDashboard(plan, {
         address: (o.dashboard as string | undefined) ?? DEFAULT_DASHBOARD,
         fallback: o.dashboard === undefined,
         byName,
         state,
+        metrics: metrics.registry,
       });
     }
   } catch (err) {
+    await metrics.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
     throw err;
   }
@@ -141,8 +155,17 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     made = await ensureTlsFiles(topology, roles, key);
   } catch (err) {
     await dashboard?.close();
+    await metrics.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
     throw new DistError("UNAVAILABLE", `Cannot make the TLS files: ${(err as Error).message}`);
+  }
+  if (metrics.addr !== undefined) {
+    const { hostname, port } = metrics.addr;
+    output.say(
+      `Launcher metrics at http://${
+        hostname.includes(":") ? `[${hostname}]` : hostname
+      }:${port}/metrics`,
+    );
   }
   for (const line of made) output.say(line);
   try {
@@ -160,6 +183,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     }).run();
   } finally {
     await dashboard?.close();
+    await metrics.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
   }
 }

@@ -9,6 +9,10 @@
  * - `rpc.ts`: what the listening roles' shell counts at its dispatch and
  *   connection seams (requests by class and code, latency, bytes).
  * - `role_stats.ts`: the roles' `sys.stats` counters as metrics.
+ * - `timings.ts`: the histograms a role observes at one seam (the balancer's
+ *   forwarding, the broker's fan-out, the binder's replication lag).
+ * - `dialers.ts`: the client's requests, the producer's, consumer's and
+ *   worker's counters.
  * - `serve.ts`: the HTTP endpoint.
  */
 import { Registry } from "./metrics.ts";
@@ -29,6 +33,8 @@ export {
 export { RpcMetrics } from "./rpc.ts";
 export { loadCpuUsage } from "./process.ts";
 export { roleStatMetrics } from "./role_stats.ts";
+export { deliveryLatency, forwardLatency, LAG_BUCKETS, replicationLag } from "./timings.ts";
+export { type CallerLike, countCalls, type DialerCounters, dialerCounters } from "./dialers.ts";
 export { METRICS_CONTENT_TYPE, MetricsBindError, type MetricsServer } from "./serve.ts";
 
 /** The metrics of one process: its registry and, when asked for, its endpoint. */

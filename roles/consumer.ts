@@ -4,6 +4,7 @@
  * object per line with `--json`. It resubscribes when the broker comes back
  * after a drop; Ctrl-C unsubscribes and exits 0.
  */
+import { dialerCounters } from "../obs/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { defineOptions, type RoleOptions, UsageError } from "../config/mod.ts";
 import type { Peer, RawDelivery } from "../wire/mod.ts";
@@ -126,6 +127,7 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
   const json = options.json;
   const limit = options.count ?? Infinity;
   let received = 0;
+  dialerCounters(ctx.metrics?.registry, { received: () => received });
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => finish = resolve);
 

@@ -1,4 +1,5 @@
 import { getLogger } from "@logtape/logtape";
+import { dialerCounters } from "../obs/mod.ts";
 import { defineOptions, formatAddress, parseAddress, type RoleOptions } from "../config/mod.ts";
 import { serve } from "../clients/mod.ts";
 import { ops } from "../clients/contracts/mod.ts";
@@ -71,6 +72,11 @@ async function runWorker(options: WorkerOptions, ctx: RunContext): Promise<numbe
     codec: options.codec,
     wire: connSettings(options),
     wrap: (handle) => loggedRequests(log, handle),
+  });
+  dialerCounters(ctx.metrics?.registry, {
+    tasks: () => worker.counters.tasks,
+    taskErrors: () => worker.counters.errors,
+    registrations: () => worker.counters.registrations,
   });
   log.info("Worker {name} dialing balancer at {addr}", { name, addr: formatAddress(address) });
   ctx.onForcedExit?.(() =>

@@ -144,6 +144,7 @@ function setup(
     attempts: 0,
     deadline: 0,
     sentAt: 0,
+    takenAt: 0,
     queuedBytes: 0,
     bytes,
   });
@@ -299,6 +300,7 @@ Deno.test("Dispatcher fails over no more than the retry budget allows", () => {
     attempts: 0,
     deadline: 0,
     sentAt: 0,
+    takenAt: 0,
     queuedBytes: 0,
   }));
   for (const j of jobs) d.submit(j);

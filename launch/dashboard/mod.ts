@@ -13,6 +13,7 @@
  * What it shows comes from launch/observe/ (the same view `dist status
  * --watch` prints).
  */
+import type { Registry } from "../../obs/mod.ts";
 import { launcherCredentials } from "../secrets.ts";
 import { launcherTls } from "../tls.ts";
 import { type Instance, parseAddress, UsageError } from "../../config/mod.ts";
@@ -57,6 +58,8 @@ export interface OpenOptions {
   byName: Map<string, Instance>;
   /** The launcher's state, which the view follows. */
   state: StateWriter;
+  /** The launcher's metrics, served at `/metrics`. */
+  metrics?: Registry;
 }
 
 /** The view of a plan: its instances and the remote ones they wait for. */
@@ -116,7 +119,14 @@ export function openDashboard(plan: Plan, options: OpenOptions): OpenDashboard {
     steps: Object.fromEntries(plan.instances.map((p) => [p.instance.name, p.step])),
   };
   const serve = (port: number) =>
-    new Dashboard({ hostname: where.host, port, view, info, maxClients: 32 });
+    new Dashboard({
+      hostname: where.host,
+      port,
+      view,
+      info,
+      maxClients: 32,
+      ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    });
   let dashboard: Dashboard;
   let note: string | undefined;
   try {

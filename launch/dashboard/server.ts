@@ -12,6 +12,7 @@
  */
 import type { ClusterEvent, ClusterView } from "../observe/mod.ts";
 import { type Asset, ASSETS } from "./assets.ts";
+import { METRICS_CONTENT_TYPE, type Registry } from "../../obs/mod.ts";
 
 /** What the page shows besides the view: the launcher and the layout of the graph. */
 export interface DashboardInfo {
@@ -31,6 +32,8 @@ export interface DashboardOptions {
   info: DashboardInfo;
   /** Most event streams open at once; more are refused (503). */
   maxClients?: number;
+  /** The launcher's metrics, served at `/metrics`. */
+  metrics?: Registry;
 }
 
 /** Events a slow page may have queued before it is cut off (it reconnects and starts over). */
@@ -101,6 +104,12 @@ export class Dashboard {
     const path = url.pathname;
     if (path === "/events") return this.#events();
     if (path === "/api/cluster") return json(this.#snapshot());
+    if (path === "/metrics" && this.#options.metrics !== undefined) {
+      const body = this.#options.metrics.render();
+      return new Response(request.method === "HEAD" ? null : body, {
+        headers: { ...SECURITY_HEADERS, "content-type": METRICS_CONTENT_TYPE },
+      });
+    }
     if (path.startsWith("/api/stats/")) {
       let name: string;
       try {

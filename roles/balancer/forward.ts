@@ -22,6 +22,8 @@ export interface Job extends FairItem {
   backend?: Backend;
   /** When it was last sent (performance.now() ms). */
   sentAt: number;
+  /** When the balancer took it (performance.now() ms), for `latency`. */
+  takenAt: number;
   /** While queued: the bytes it counts against the queue's byte budget. */
   queuedBytes: number;
 }
@@ -173,6 +175,8 @@ export class Dispatcher<J extends Job> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed: DistError | undefined;
+  /** With --metrics: each answered request's time through the balancer (seconds). */
+  latency: { observe(seconds: number): void } | undefined;
 
   constructor(pool: Pool, policy: Policy, hooks: DispatchHooks<J>, options: DispatchOptions) {
     this.#pool = pool;
@@ -207,10 +211,15 @@ export class Dispatcher<J extends Job> {
     this.stats.requests++;
     if (this.#closed) return this.#hooks.reject(job, this.#closed);
     this.#options.budget.deposit();
-    if (this.queued === 0 && this.#dispatch(job, undefined)) return;
+    // When it was taken, from clock reads made anyway: its sending, or its queueing.
+    if (this.queued === 0 && this.#dispatch(job, undefined)) {
+      job.takenAt = job.sentAt;
+      return;
+    }
     const { queueLimit, queueBytes } = this.#options;
     job.queuedBytes = queueLimit > 0 ? this.#hooks.sizeOf(job, queueBytes) : 0;
-    job.deadline = this.#now() + this.#options.queueTimeoutMs;
+    job.takenAt = this.#now();
+    job.deadline = job.takenAt + this.#options.queueTimeoutMs;
     const shed: J[] = [];
     const refused = this.#queue.push(job, shed);
     if (shed.length > 0) {
@@ -240,7 +249,9 @@ export class Dispatcher<J extends Job> {
   finish(job: J, outcome: Outcome): void {
     const backend = job.backend!;
     backend.inflight--;
-    backend.onAnswered(this.#now() - job.sentAt, outcome !== "answered");
+    const now = this.#now();
+    backend.onAnswered(now - job.sentAt, outcome !== "answered");
+    if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
     if (outcome === "lost") this.#failover(job, backend);
     this.pump();
   }

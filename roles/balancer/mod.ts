@@ -28,6 +28,7 @@ import {
   worker as workerContract,
 } from "../../clients/contracts/mod.ts";
 import { counted, defineRole, type RunContext } from "../_role.ts";
+import { forwardLatency } from "../../obs/mod.ts";
 import { connSettings, DEFAULT_BINDERS, serviceName } from "../_flags.ts";
 import { listening, serving } from "../_shell.ts";
 import { Pool, type Transition } from "./backends.ts";
@@ -225,6 +226,7 @@ function forwarding(options: BalancerOptions) {
         attempts: 0,
         deadline: 0,
         sentAt: 0,
+        takenAt: 0,
         queuedBytes: 0,
         resolve,
         reject,
@@ -236,6 +238,7 @@ function forwarding(options: BalancerOptions) {
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {
   const service = serviceFrom(options);
   const { pool, relay, dispatcher, report, state, forward } = forwarding(options);
+  if (ctx.metrics) dispatcher.latency = forwardLatency(ctx.metrics.registry);
   const own = owns([sys, balancerContract, workerContract]);
   const backends = () => pool.list.map((b) => b.describe());
   return listening(ctx, {

@@ -97,6 +97,7 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   attempts = 0;
   deadline = 0;
   sentAt = 0;
+  takenAt = 0;
   queuedBytes = 0;
   backend?: Backend;
   /** The backend connection of the current send. */

@@ -34,6 +34,7 @@ import { Replicator } from "./replication.ts";
 import { Verifier } from "./verify.ts";
 import { isVisibleChange, Watchers } from "./watch.ts";
 import { DurableRegistry } from "./durable.ts";
+import { replicationLag } from "../../obs/mod.ts";
 import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
 
 const log = getLogger(["dist", "binder"]);
@@ -164,6 +165,7 @@ function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
         intervalMs: options.antiEntropy,
         catchUpMs: options.catchUp,
       });
+      if (ctx.metrics) replicator.lag = replicationLag(ctx.metrics.registry);
       const watchers = new Watchers((service) => watchList(registry, service, maxFrame));
       registry.onChange((entry, previous) => {
         if (isVisibleChange(entry, previous)) watchers.changed(entry.service);

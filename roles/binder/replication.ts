@@ -113,6 +113,8 @@ export class Replicator {
   };
   /** Resolves once this binder may answer lookups. */
   readonly ready: Promise<void>;
+  /** With --metrics: each merged change's time since its stamp (obs/timings.ts). */
+  lag: { observe(seconds: number): void } | undefined;
   #isReady = false;
   #markReady!: () => void;
   #options: ReplicationOptions;
@@ -345,8 +347,10 @@ export class Replicator {
         continue;
       }
       const skewed = this.#registry.counters.skewed;
-      if (this.#registry.merge(incoming)) merged++;
-      else if (this.#registry.counters.skewed > skewed && skewed < 3) {
+      if (this.#registry.merge(incoming)) {
+        merged++;
+        this.lag?.observe((Date.now() - incoming.stamp[0]) / 1000);
+      } else if (this.#registry.counters.skewed > skewed && skewed < 3) {
         log.warn("Refused a version from {from} {ms} ms ahead of this clock: check the clocks", {
           from,
           ms: incoming.stamp[0] - Date.now(),

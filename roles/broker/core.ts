@@ -215,6 +215,9 @@ export class BrokerCore {
   retainedSent = 0;
   topicsEvicted = 0;
   retainedTooLarge = 0;
+  /** With --metrics: each publish's time to its last delivery (obs/timings.ts). */
+  delivery: { observe(seconds: number): void } | undefined;
+  #sampled = 0;
   #now: () => number;
   #nextSid = 1;
   #subs = new Set<Subscription>();
@@ -253,6 +256,8 @@ export class BrokerCore {
    * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
   publish(rawTopic: unknown, value: unknown, retain = true, qos = 2): PublishResult {
+    // One publish in 8 is timed: a clock read costs about 0.1 µs, a publish a few.
+    const t0 = this.delivery !== undefined && (++this.#sampled & 7) === 0 ? performance.now() : 0;
     if (value !== undefined && !(value instanceof EncodedValue)) checkValue(value);
     // Seconds: a small integer is stored in place, a millisecond time would
     // be a boxed number allocated on every publish.
@@ -301,6 +306,7 @@ export class BrokerCore {
       }
       topic.messagesOut += deliveries;
       this.messagesOut += deliveries;
+      if (t0 !== 0) this.delivery!.observe((performance.now() - t0) / 1000);
     }
     return { topic: topic.name, deliveries, created };
   }

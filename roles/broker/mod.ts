@@ -12,6 +12,7 @@
  * (deliveries encoded once per codec). This file holds the option spec and
  * wires the parts to a listener.
  */
+import { deliveryLatency } from "../../obs/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { defineOptions, LISTENER_OPTIONS, type RoleOptions, UsageError } from "../../config/mod.ts";
 import { counted, defineRole, type RunContext } from "../_role.ts";
@@ -122,6 +123,7 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
     maxTopics: options.maxTopics,
     maxTopicBytes: options.maxTopicBytes,
   });
+  if (ctx.metrics) core.delivery = deliveryLatency(ctx.metrics.registry);
   const front = new WireFront(core);
   if (options.mqttPort !== undefined && options.tlsCert !== undefined) {
     // A plain MQTT port beside a TLS one would carry in clear what TLS was asked to protect.

@@ -1,4 +1,5 @@
 import { toKebab, UsageError } from "../../config/mod.ts";
+import { countCalls } from "../../obs/mod.ts";
 import { DistError } from "../../wire/mod.ts";
 import { parseOperation } from "../ops.ts";
 import { defineRole, FORCED_EXIT_CODE, type RunContext, writeStdout } from "../_role.ts";
@@ -59,11 +60,15 @@ async function runClient(options: ClientOptions, ctx: RunContext): Promise<numbe
   const connections = bench ? bench.connections : 1;
   // --service: each connection resolves an instance through binders (see clients/discovery);
   // --random asks them before each request, so its answers show the binders' turn.
-  const open: () => Promise<Caller> = serviceConnector(
-    options,
-    (address) => dialAddress(address, options),
-    { signal: ctx.signal, rotate: options.random !== undefined },
-  ) ?? (() => connect(options));
+  // --metrics: every request of every mode, counted on the connections they ask through.
+  const open: () => Promise<Caller> = countCalls<Caller>(
+    ctx.metrics?.registry,
+    serviceConnector(
+      options,
+      (address) => dialAddress(address, options),
+      { signal: ctx.signal, rotate: options.random !== undefined },
+    ) ?? (() => connect(options)),
+  );
   const peers = await Promise.all(Array.from({ length: connections }, open));
   const link = new Link(peers[0], open);
   ctx.onForcedExit?.(() => inFlight(bench ? peers : [link.caller]));

@@ -21,6 +21,14 @@ export interface LoadPlan {
   signal: AbortSignal;
   /** Called every 200 ms with the messages sent so far (for a progress bar). */
   onProgress?: (sent: number, elapsedMs: number) => void;
+  /** Kept up to date for --metrics: sent (confirmed, with confirm) and failed. */
+  counts?: PublishCounts;
+}
+
+/** What a producer has published and failed to, for --metrics (obs/dialers.ts). */
+export interface PublishCounts {
+  published: number;
+  failed: number;
 }
 
 export interface LoadSummary {
@@ -83,10 +91,14 @@ export async function runLoad(peer: Peer, plan: LoadPlan): Promise<LoadSummary> 
         inFlight++;
         sent++;
         peer.call("broker.publish", params, { timeout: plan.timeout }).then(
-          () => confirmed++,
+          () => {
+            confirmed++;
+            if (plan.counts) plan.counts.published++;
+          },
           (err) => {
             const code = DistError.from(err).code;
             errors[code] = (errors[code] ?? 0) + 1;
+            if (plan.counts) plan.counts.failed++;
           },
         ).finally(() => {
           inFlight--;
@@ -106,6 +118,7 @@ export async function runLoad(peer: Peer, plan: LoadPlan): Promise<LoadSummary> 
         while (sent < until) {
           if (!conn.sendRaw(frame)) throw new DistError("UNAVAILABLE", "Connection closed");
           sent++;
+          if (plan.counts) plan.counts.published++;
           if (conn.pendingBytes > HIGH_WATER) break;
         }
         if (conn.pendingBytes > HIGH_WATER) await conn.drained(LOW_WATER);

@@ -5,6 +5,7 @@
  * --value V`), and load (`--payload BYTES`, `--rate R`, in `load.ts`). This
  * file holds the option spec and picks the mode.
  */
+import { dialerCounters } from "../../obs/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { defineOptions, formatAddress, type RoleOptions, UsageError } from "../../config/mod.ts";
 import { DistError, type Peer, sleep } from "../../wire/mod.ts";
@@ -20,7 +21,7 @@ import {
   parseValue,
 } from "../_broker_link.ts";
 import { GENERATOR_NAMES, GENERATORS, type Publication } from "./generators.ts";
-import { formatLoadSummary, progressBar, runLoad } from "./load.ts";
+import { formatLoadSummary, progressBar, type PublishCounts, runLoad } from "./load.ts";
 
 const log = getLogger(["dist", "producer"]);
 
@@ -122,6 +123,11 @@ async function runProducer(options: ProducerOptions, ctx: RunContext): Promise<n
   // publish or a load gives up after --timeout.
   const generating = mode === "type";
   const conn = brokerConnection(options, { role: "producer", waitForever: generating });
+  const counts: PublishCounts = { published: 0, failed: 0 };
+  dialerCounters(ctx.metrics?.registry, {
+    published: () => counts.published,
+    publishFailed: () => counts.failed,
+  });
   try {
     const peer = generating
       ? await firstConnectionOrStop(conn, ctx.signal)
@@ -140,6 +146,7 @@ async function runProducer(options: ProducerOptions, ctx: RunContext): Promise<n
         confirm: options.confirm,
         timeout: options.timeout,
         signal: ctx.signal,
+        counts,
         onProgress: tty
           ? (sent, ms) => Deno.stderr.writeSync(encoder.encode(progressBar(sent, count, ms)))
           : undefined,
@@ -161,6 +168,7 @@ async function runProducer(options: ProducerOptions, ctx: RunContext): Promise<n
       options,
       out,
       signal: ctx.signal,
+      counts,
     });
   } finally {
     conn.close();
@@ -183,6 +191,7 @@ async function publishRounds(
     options: ProducerOptions;
     out: (line: string) => void;
     signal: AbortSignal;
+    counts: PublishCounts;
   },
 ): Promise<number> {
   const { options, out, signal } = plan;
@@ -204,6 +213,7 @@ async function publishRounds(
       peer = next;
       if (peer === undefined) {
         failed++;
+        plan.counts.failed++;
         lastError = new DistError("UNAVAILABLE", `No broker at ${formatAddress(conn.address)}`);
         log.warn("No broker: message to {topic} not sent", { topic });
         continue;
@@ -214,6 +224,7 @@ async function publishRounds(
         if (!confirm) unconfirmed++;
       } catch (err) {
         failed++;
+        plan.counts.failed++;
         const e = lastError = DistError.from(err);
         if (e.code === "BAD_REQUEST") {
           // The same mistake would repeat for every message: stop at once.
@@ -227,6 +238,7 @@ async function publishRounds(
         continue;
       }
       sent++;
+      plan.counts.published++;
       if (options.json) {
         out(
           JSON.stringify(
