@@ -7,7 +7,7 @@
  * and its numbers follow what the test did.
  */
 import assert from "node:assert/strict";
-import { distCommand, freePort, runDist, startDist } from "./helpers/dist.ts";
+import { distCommand, freePort, startDist } from "./helpers/dist.ts";
 import { connectTo, startBalancer } from "./helpers/balancer.ts";
 import { waitFor } from "./helpers/raw.ts";
 import { BrokerClient } from "./helpers/broker.ts";
