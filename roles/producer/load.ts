@@ -7,7 +7,7 @@
  * copied to the socket N times, as a NATS load generator reuses its payload.
  */
 import { counted } from "../_role.ts";
-import { DistError, OutBuffer, type Peer } from "../../wire/mod.ts";
+import { DistError, OutBuffer, type Peer, sleep } from "../../wire/mod.ts";
 
 export interface LoadPlan {
   topic: string;
@@ -53,10 +53,6 @@ function preparedFrame(peer: Peer, params: unknown): Uint8Array {
   const out = new OutBuffer(256);
   peer.codec.writeFrame(out, { method: "broker.publish", params }, peer.conn.maxFrame);
   return out.bytes.slice(0, out.length);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**
