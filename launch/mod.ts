@@ -9,7 +9,9 @@
  *   topology implies (a balancer's workers, a service's servers, a broker's
  *   consumers), and the log lines that say a role is ready.
  * - `supervisor.ts`: runs a plan: spawns, waits for readiness, restarts by
- *   policy (`restart.ts`: backoff, crash loops), stops in reverse order;
+ *   policy (`restart.ts`: backoff, crash loops); `readiness.ts`: when a
+ *   process is ready (its ready line, its `sys.ping`), its output on the
+ *   way; `stopping.ts`: stops in reverse start order, or kills all;
  *   `unit.ts`: one instance as it runs, and the verdict (exit code);
  *   `ports.ts`: whether an instance's fixed ports are free before it starts.
  * - `output.ts`: children's lines prefixed with their names, in colour.

@@ -3,22 +3,24 @@
  * executable), started once what it waits for is ready, its output
  * multiplexed, restarted by its policy with backoff, and stopped in reverse
  * start order (dependents first) with SIGTERM, then SIGKILL after the grace
- * time.
+ * time. When a process is ready (its ready line, its `sys.ping`) is
+ * readiness.ts's to tell.
  */
 import { formatAddress, formatDuration, type Instance, toSnake } from "../config/mod.ts";
 import type { RoleInfo } from "../config/mod.ts";
-import { LineSplitter, type Output } from "./output.ts";
+import type { Output } from "./output.ts";
 import { childArgs, type Plan, type RemoteDependency } from "./plan.ts";
 import { childEnv, launcherCredentials } from "./secrets.ts";
 import { launcherTls } from "./tls.ts";
 import { busyPort } from "./ports.ts";
 import { waitReady } from "./probe.ts";
+import { pumpOutput, type ReadinessHooks, watchReady } from "./readiness.ts";
 import { decideRestart, describeExit, type Exit, failed } from "./restart.ts";
 import { LAUNCHER_ENV, type SelfCommand, selfCommand } from "./self.ts";
 import type { StateWriter } from "./state.ts";
 import { seconds, Unit, verdict } from "./unit.ts";
+import { killAll, stopInOrder } from "./stopping.ts";
 
-const LISTENING = /Listening on (\S+):(\d+)/;
 /** How long, after a child exits, its output may take to drain before the exit is handled (ms). */
 const IO_DRAIN_MS = 1000;
 
@@ -66,10 +68,19 @@ export class Supervisor {
   /** Every instance was killed at once (a second Ctrl-C). */
   #killed = false;
   #t0 = performance.now();
+  /** What readiness.ts tells this supervisor (a process is ready, a port-0 port). */
+  #readiness: ReadinessHooks;
 
   constructor(plan: Plan, options: SupervisorOptions) {
     this.#plan = plan;
     this.#options = options;
+    this.#readiness = {
+      output: options.output,
+      readyTimeoutMs: options.readyTimeoutMs,
+      halt: this.#halt.signal,
+      onReady: (unit) => this.#markReady(unit),
+      onPort: (unit, port) => this.#ports.set(unit.name, port),
+    };
     this.#units = plan.instances.map((p) => new Unit(p));
     this.#byName = new Map(this.#units.map((u) => [u.name, u]));
     this.#command = options.command ?? selfCommand();
@@ -221,8 +232,8 @@ export class Supervisor {
       started_ms: Date.now(),
     });
     const io = Promise.all([
-      this.#pump(unit, child.stdout),
-      this.#pump(unit, child.stderr),
+      pumpOutput(unit, child.stdout, this.#readiness),
+      pumpOutput(unit, child.stderr, this.#readiness),
     ]);
     unit.exited = child.status.then(async (status) => {
       // Its last lines first (bounded: a grandchild could hold the pipes open).
@@ -239,9 +250,9 @@ export class Supervisor {
     // Ready once it answers sys.ping (if it listens) and has logged its ready line (if it has one).
     unit.pinged = !unit.plan.listens;
     unit.lineSeen = unit.plan.readyLine === undefined;
-    if (unit.plan.listens) this.#watchReady(unit, unit.life.signal);
+    if (unit.plan.listens) watchReady(unit, unit.life.signal, this.#readiness);
     else if (unit.plan.readyLine === undefined) this.#markReady(unit);
-    // Else #pump marks it ready on its ready line.
+    // Else pumpOutput marks it ready on its ready line.
   }
 
   /**
@@ -290,70 +301,6 @@ export class Supervisor {
       clearTimeout(unit.readyTimer);
       unit.ready.resolve();
     }
-  }
-
-  /** Copies a child's lines to the output, watching for its `Listening on` line. */
-  async #pump(unit: Unit, stream: ReadableStream<Uint8Array>): Promise<void> {
-    const splitter = new LineSplitter();
-    const show = (lines: string[]) => {
-      for (const line of lines) {
-        this.#options.output.line(unit.name, line);
-        if (unit.state === "starting" && !unit.lineSeen && unit.plan.readyLine?.test(line)) {
-          unit.lineSeen = true;
-          if (unit.pinged) this.#markReady(unit);
-        }
-        const match = unit.port === undefined && unit.plan.listens ? LISTENING.exec(line) : null;
-        if (match) {
-          unit.port = Number(match[2]);
-          if (unit.plan.instance.options.port === 0) this.#ports.set(unit.name, unit.port);
-          for (const wake of unit.wakers) wake();
-        }
-      }
-    };
-    try {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        show(splitter.push(chunk));
-      }
-    } catch {
-      // The pipe broke as the child died: what was read is all there is.
-    }
-    show(splitter.end());
-  }
-
-  async #watchReady(unit: Unit, life: AbortSignal): Promise<void> {
-    const { output, readyTimeoutMs } = this.#options;
-    const signal = AbortSignal.any([life, this.#halt.signal]);
-    const ready = await waitReady(() => unit.address, {
-      name: unit.name,
-      credentials: launcherCredentials(unit.plan.instance),
-      tls: launcherTls(unit.plan.instance),
-      deadline: unit.since + readyTimeoutMs,
-      signal,
-      wake: (ms) =>
-        new Promise<void>((resolve) => {
-          const done = () => {
-            clearTimeout(timer);
-            unit.wakers.delete(done);
-            resolve();
-          };
-          const timer = setTimeout(done, ms);
-          unit.wakers.add(done);
-        }),
-      onImpostor: (other) =>
-        output.say(
-          `${unit.address} answers as ${other}, not ${unit.name}: is something else on that port?`,
-        ),
-    });
-    if (signal.aborted) return;
-    if (!ready) {
-      // Before its first readiness the ready timer reports it; after a restart, say so here.
-      if (unit.everReady) {
-        output.say(`${unit.name} is not answering at ${unit.address} since its restart`);
-      }
-      return;
-    }
-    unit.pinged = true;
-    if (unit.lineSeen) this.#markReady(unit);
   }
 
   #onExit(unit: Unit, exit: Exit): void {
@@ -410,62 +357,20 @@ export class Supervisor {
     }
   }
 
-  /** Stops every instance: dependents first, one start step at a time. */
+  /** Stops every instance: dependents first, one start step at a time (stopping.ts). */
   async #shutdown(reason: string): Promise<void> {
-    const { output } = this.#options;
     this.#stopping = true;
     this.#halt.abort();
-    const t0 = performance.now();
-    for (const unit of this.#units) {
-      clearTimeout(unit.readyTimer);
-      if (unit.backoff !== undefined) {
-        clearTimeout(unit.backoff);
-        unit.state = "stopped";
-      }
-    }
-    const running = this.#units.filter((u) => u.child !== undefined);
-    if (running.length > 0) output.say(`Stopping (${reason})`);
-    else if (reason !== "every instance has exited") output.say(`Stopping (${reason})`);
-    const steps = [...new Set(this.#units.map((u) => u.plan.step))].sort((a, b) => b - a);
-    for (const step of steps) {
-      await Promise.all(
-        this.#units.filter((u) => u.plan.step === step).map((u) => this.#stopUnit(u)),
-      );
-    }
-    await Promise.all(this.#units.map((u) => u.exited));
-    if (running.length > 0) {
-      output.say(`Stopped ${running.length} in ${seconds(performance.now() - t0)}`);
-    }
-    await this.#options.state?.remove();
-  }
-
-  /** SIGTERM, then SIGKILL after the grace time. */
-  async #stopUnit(unit: Unit): Promise<void> {
-    const child = unit.child;
-    if (child === undefined) return;
-    unit.state = "stopping";
-    this.#options.state?.update(unit.name, { state: "stopping" });
-    signal(child, "SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const inTime = await Promise.race([
-      unit.exited!.then(() => true),
-      new Promise<boolean>((r) => timer = setTimeout(() => r(false), this.#options.graceMs)),
-    ]);
-    clearTimeout(timer);
-    if (!inTime) {
-      const grace = formatDuration(this.#options.graceMs);
-      this.#options.output.say(`${unit.name} did not stop within ${grace}: killing it`);
-      signal(child, "SIGKILL");
-    }
-    await unit.exited;
+    const { output, state, graceMs } = this.#options;
+    await stopInOrder(this.#units, reason, { output, graceMs, ...(state ? { state } : {}) });
+    await state?.remove();
   }
 
   /** Kills every child now (a second Ctrl-C). */
   #killAll(): void {
-    this.#options.output.say("Killing every instance");
     this.#stopping = true;
     this.#killed = true;
-    for (const unit of this.#units) if (unit.child) signal(unit.child, "SIGKILL");
+    killAll(this.#units, this.#options.output);
   }
 
   /** Prints what failed; the exit code of `dist up`. */
@@ -479,13 +384,5 @@ export class Supervisor {
     });
     for (const line of lines) error(line);
     return code;
-  }
-}
-
-function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
-  try {
-    child.kill(name);
-  } catch {
-    // It has exited already.
   }
 }
