@@ -118,76 +118,17 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
     }
   };
   const stdout = ctx.stdout === undefined ? new StdoutLines(backlog) : undefined;
-  const out = ctx.stdout ?? ((line: string) => stdout!.write(line));
   const pattern = topicPattern(options);
   const group = options.group;
   if (group !== undefined && (group === "" || group.length > 256)) {
     throw new UsageError("--group: a group name has 1 to 256 characters");
   }
-  const json = options.json;
-  const limit = options.count ?? Infinity;
-  let received = 0;
-  dialerCounters(ctx.metrics?.registry, { received: () => received });
-  let finish!: () => void;
-  const finished = new Promise<void>((resolve) => finish = resolve);
-
-  // Lines of one read go out in one write.
-  let pending: string[] = [];
-  const flush = () => {
-    const lines = pending;
-    pending = [];
-    try {
-      out(lines.join("\n"));
-    } catch (err) {
-      // Whoever read our output has gone (`| head`): nothing left to do.
-      if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
-      received = limit;
-      finish();
-    }
-  };
-  const print = (line: string) => {
-    if (pending.length === 0) queueMicrotask(flush);
-    pending.push(line);
-  };
-
-  // A value is printed on one line whatever it holds: text with control
-  // characters as a JSON string (formatValue), JSON with them escaped.
-  const line = (topic: unknown, value: unknown, retained: boolean) =>
-    json
-      ? printableJson({ topic, value, retained })
-      : `${formatValue(topic)} ${formatValue(value)}${retained ? " (retained)" : ""}`;
-  const onMessage = (m: Message) => {
-    if (received >= limit) return;
-    received++;
-    print(line(m.topic, m.value, m.retained === true));
-    if (received >= limit) finish();
-  };
-  // The same for a delivery read as bytes (on JSON, every delivery of this
-  // broker: a MessagePack connection has only decoded ones, so the two ways
-  // never interleave). Its value must be one JSON value (else the frame goes
-  // to the ordinary decoder, which refuses it); in --json mode its text
-  // goes out as it came when it is printable as it is.
-  const textDecoder = new TextDecoder("utf-8", { fatal: true });
-  const onRaw = (d: RawDelivery): boolean => {
-    if (received >= limit) return true;
-    let text: string;
-    let value: unknown;
-    try {
-      text = textDecoder.decode(d.value);
-      value = JSON.parse(text);
-    } catch {
-      return false;
-    }
-    received++;
-    print(
-      json && isPrintable(text)
-        ? `{"topic":${JSON.stringify(d.topic)},"value":${text},"retained":${d.retained}}`
-        : line(d.topic, value, d.retained),
-    );
-    if (received >= limit) finish();
-    return true;
-  };
-
+  const printer = new Printer(
+    ctx.stdout ?? ((line: string) => stdout!.write(line)),
+    options.json,
+    options.count ?? Infinity,
+  );
+  dialerCounters(ctx.metrics?.registry, { received: () => printer.received });
   const conn = brokerConnection(options, {
     role: "consumer",
     waitForever: true,
@@ -201,11 +142,13 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
   try {
     // No broker yet is said at once; the consumer keeps trying until one answers or Ctrl-C.
     if (await firstConnectionOrStop(conn, ctx.signal) === undefined) return 0;
-    if (options.list) printTopics(await conn.topics({ prefix: pattern }), json, print);
+    if (options.list) {
+      printTopics(await conn.topics({ prefix: pattern }), options.json, (l) => printer.print(l));
+    }
     const sub = await conn.subscribe(pattern, {
       group,
       policy: options.policy,
-      raw: onRaw,
+      raw: (d) => printer.raw(d),
       onSubscribed: (answer) =>
         log.info("Subscribed to {pattern}{group}: {n} topic(s) so far", {
           pattern,
@@ -220,22 +163,112 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
       peer.conn.pauseReading();
     });
     const reading = (async () => {
-      for await (const m of sub) onMessage(m);
+      for await (const m of sub) printer.message(m);
     })();
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) return resolve();
       ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-      finished.then(resolve);
+      printer.finished.then(resolve);
     });
     // Say goodbye (unsubscribe) rather than leave the broker to notice the close.
     await conn.drain(GOODBYE_MS);
     await reading;
-    if (pending.length > 0) flush();
+    printer.flush();
     await stdout?.flushed();
     return 0;
   } finally {
     conn.close();
     await conn.closed();
+  }
+}
+
+/**
+ * The consumer's output: a line per message, up to `--count`, the lines of
+ * one read going out in one write. A value is printed on one line whatever
+ * it holds: text with control characters as a JSON string (formatValue),
+ * JSON with them escaped.
+ */
+class Printer {
+  /** Messages printed (or, once the reader has gone, the limit). */
+  received = 0;
+  /** Resolves once `--count` messages are printed, or the reader has gone. */
+  readonly finished: Promise<void>;
+  #finish!: () => void;
+  #out: (text: string) => void;
+  #json: boolean;
+  #limit: number;
+  #pending: string[] = [];
+  #textDecoder = new TextDecoder("utf-8", { fatal: true });
+
+  constructor(out: (text: string) => void, json: boolean, limit: number) {
+    this.#out = out;
+    this.#json = json;
+    this.#limit = limit;
+    this.finished = new Promise<void>((resolve) => this.#finish = resolve);
+  }
+
+  /** Queues a line, written with the others of this turn. */
+  print(line: string): void {
+    if (this.#pending.length === 0) queueMicrotask(() => this.flush());
+    this.#pending.push(line);
+  }
+
+  /** Writes the lines queued, if any. */
+  flush(): void {
+    if (this.#pending.length === 0) return;
+    const lines = this.#pending;
+    this.#pending = [];
+    try {
+      this.#out(lines.join("\n"));
+    } catch (err) {
+      // Whoever read our output has gone (`| head`): nothing left to do.
+      if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+      this.received = this.#limit;
+      this.#finish();
+    }
+  }
+
+  /** A decoded message. */
+  message(m: Message): void {
+    if (this.received >= this.#limit) return;
+    this.#counted(this.#line(m.topic, m.value, m.retained === true));
+  }
+
+  /**
+   * A delivery read as bytes (on JSON, every delivery of this broker: a
+   * MessagePack connection has only decoded ones, so the two ways never
+   * interleave). Its value must be one JSON value (else false: the frame
+   * goes to the ordinary decoder, which refuses it); in --json mode its
+   * text goes out as it came when it is printable as it is.
+   */
+  raw(d: RawDelivery): boolean {
+    if (this.received >= this.#limit) return true;
+    let text: string;
+    let value: unknown;
+    try {
+      text = this.#textDecoder.decode(d.value);
+      value = JSON.parse(text);
+    } catch {
+      return false;
+    }
+    this.#counted(
+      this.#json && isPrintable(text)
+        ? `{"topic":${JSON.stringify(d.topic)},"value":${text},"retained":${d.retained}}`
+        : this.#line(d.topic, value, d.retained),
+    );
+    return true;
+  }
+
+  #counted(line: string): void {
+    this.received++;
+    this.print(line);
+    if (this.received >= this.#limit) this.#finish();
+  }
+
+  #line(topic: unknown, value: unknown, retained: boolean): string {
+    return this.#json
+      ? printableJson({ topic, value, retained })
+      : `${formatValue(topic)} ${formatValue(value)}${retained ? " (retained)" : ""}`;
   }
 }
 

@@ -21,7 +21,14 @@ import {
   type RoleOptions,
   UsageError,
 } from "../../config/mod.ts";
-import { codecByName, DistError, owns, type Peer, type RequestMeta } from "../../wire/mod.ts";
+import {
+  codecByName,
+  DistError,
+  type FastHooks,
+  owns,
+  type Peer,
+  type RequestMeta,
+} from "../../wire/mod.ts";
 import {
   balancer as balancerContract,
   sys,
@@ -30,7 +37,7 @@ import {
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { forwardLatency } from "../../obs/mod.ts";
 import { connSettings, DEFAULT_BINDERS, serviceName } from "../_flags.ts";
-import { listening, serving } from "../_shell.ts";
+import { type Bound, listening, type Served, serving } from "../_shell.ts";
 import { Pool, type Transition } from "./backends.ts";
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
@@ -237,108 +244,147 @@ function forwarding(options: BalancerOptions) {
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {
   const service = serviceFrom(options);
-  const { pool, relay, dispatcher, report, state, forward } = forwarding(options);
-  if (ctx.metrics) dispatcher.latency = forwardLatency(ctx.metrics.registry);
-  const own = owns([sys, balancerContract, workerContract]);
-  const backends = () => pool.list.map((b) => b.describe());
+  const parts = forwarding(options);
+  if (ctx.metrics) parts.dispatcher.latency = forwardLatency(ctx.metrics.registry);
   return listening(ctx, {
     role: "balancer",
     log,
     options,
     listen: { maxInFlight: CLIENT_MAX_IN_FLIGHT },
-    setUp: (bound) => {
-      const sources = {
-        pool,
-        rules: { rise: options.rise, fall: options.fall },
-        checkIntervalMs: options.checkInterval,
-        report,
-        maxInflight: options.maxInflight,
-        maxWorkers: options.maxWorkers,
-      };
-      const registry = new WorkerRegistry(sources);
-      const workerPort = bound.also(
-        options.workerPort,
-        "--worker-port",
-        serving([balancerContract, workerContract], {
-          "balancer.backends": backends,
-          "worker.register": (p, peer) => ({ ...registry.register(p, peer), balancer: bound.name }),
-        }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m) }),
-      );
-      const servers = new ServerSet({
-        ...sources,
-        // Servers see this balancer by its instance name (in their logs and stats).
-        dial: {
-          ...connSettings(options),
-          role: "balancer",
-          name: bound.name,
-          codec: codecByName(options.codec),
-        },
-      });
-      for (const address of options.backends) servers.add(address, "backends");
-      const discovery = service === undefined
-        ? undefined
-        : new ServiceSource(service, { servers, binderOptions: options, name: bound.name });
-      const workersAt = formatAddress({
-        host: workerPort.addr.hostname,
-        port: workerPort.addr.port,
-      });
-      return {
-        serve: serving([balancerContract, workerContract], {
-          "balancer.backends": backends,
-          "worker.register": () => misdialedWorker(bound.name, workersAt),
-        }, { fallback: forward }),
-        // JSON requests are forwarded as bytes; the balancer's own methods are decoded.
-        fast: options.passthrough
-          ? {
-            onRawRequest: (peer, request) => {
-              if (own(request.method!)) return false;
-              dispatcher.submit(relay.rawJob(request, peer));
-              return true;
-            },
-          }
-          : undefined,
-        stats: () => ({
-          connections: bound.peers.size,
-          workers: registry.size,
-          policy: dispatcher.policy.name,
-          healthy: pool.healthy,
-          queued: dispatcher.queued,
-          queued_clients: dispatcher.queuedClients,
-          queued_bytes: dispatcher.queuedBytes,
-          ...dispatcher.stats,
-          // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.
-          backends: pool.list.length,
-        }),
-        started: () =>
-          log.info("Listening for workers on {addr}; {n} server backend(s), policy {policy}", {
-            addr: `${workerPort.addr.hostname}:${workerPort.addr.port}`,
-            n: servers.size,
-            policy: dispatcher.policy.name,
-          }),
-        inFlight: () => {
-          let handling = 0;
-          for (const peer of bound.peers) handling += peer.handling;
-          return handling > 0 ? `${handling} request(s) in flight` : undefined;
-        },
-        // Client requests finish first (backends stay up meanwhile), then what
-        // still waits fails and the backends go.
-        stopping: () =>
-          log.info("Shutting down: finishing requests of {n} client connection(s)", {
-            n: bound.peers.size,
-          }),
-        stopped: async () => {
-          state.stopping = true;
-          dispatcher.close(new DistError("UNAVAILABLE", "Balancer is shutting down"));
-          await discovery?.stop();
-          await servers.stop();
-          log.info("Stopped after {n} ({retries} retried)", {
-            n: counted(dispatcher.stats.requests, "request"),
-            retries: dispatcher.stats.retries,
-          });
-        },
-      };
+    setUp: (bound) => setUpBalancer(options, service, parts, bound),
+  });
+}
+
+/** The forwarding parts (see {@link forwarding}). */
+type Forwarding = ReturnType<typeof forwarding>;
+
+/** What the balancer's own ports answer themselves; the client port forwards the rest. */
+const own = owns([sys, balancerContract, workerContract]);
+
+/**
+ * The balancer on its bound port: the worker port beside it, the servers
+ * (`--backends`, `--service`), what the client port serves and forwards.
+ */
+function setUpBalancer(
+  options: BalancerOptions,
+  service: string | undefined,
+  parts: Forwarding,
+  bound: Bound,
+): Served {
+  const { pool, report, forward } = parts;
+  const backends = () => pool.list.map((b) => b.describe());
+  const sources = {
+    pool,
+    rules: { rise: options.rise, fall: options.fall },
+    checkIntervalMs: options.checkInterval,
+    report,
+    maxInflight: options.maxInflight,
+    maxWorkers: options.maxWorkers,
+  };
+  const registry = new WorkerRegistry(sources);
+  const workerPort = bound.also(
+    options.workerPort,
+    "--worker-port",
+    serving([balancerContract, workerContract], {
+      "balancer.backends": backends,
+      "worker.register": (p, peer) => ({ ...registry.register(p, peer), balancer: bound.name }),
+    }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m) }),
+  );
+  const servers = new ServerSet({
+    ...sources,
+    // Servers see this balancer by its instance name (in their logs and stats).
+    dial: {
+      ...connSettings(options),
+      role: "balancer",
+      name: bound.name,
+      codec: codecByName(options.codec),
     },
   });
+  for (const address of options.backends) servers.add(address, "backends");
+  const discovery = service === undefined
+    ? undefined
+    : new ServiceSource(service, { servers, binderOptions: options, name: bound.name });
+  const workersAt = formatAddress({ host: workerPort.addr.hostname, port: workerPort.addr.port });
+  return {
+    serve: serving([balancerContract, workerContract], {
+      "balancer.backends": backends,
+      "worker.register": () => misdialedWorker(bound.name, workersAt),
+    }, { fallback: forward }),
+    fast: options.passthrough ? rawForwarding(parts) : undefined,
+    stats: () => balancerStats(parts, bound, registry),
+    ...lifecycle(parts, bound, { workerPort: workerPort.addr, servers, discovery }),
+  };
+}
+
+/** JSON requests forwarded as bytes; the balancer's own methods are decoded. */
+function rawForwarding({ dispatcher, relay }: Forwarding): FastHooks {
+  return {
+    onRawRequest: (peer, request) => {
+      if (own(request.method!)) return false;
+      dispatcher.submit(relay.rawJob(request, peer));
+      return true;
+    },
+  };
+}
+
+/** The balancer's part of `sys.stats`. */
+function balancerStats({ dispatcher, pool }: Forwarding, bound: Bound, workers: WorkerRegistry) {
+  return {
+    connections: bound.peers.size,
+    workers: workers.size,
+    policy: dispatcher.policy.name,
+    healthy: pool.healthy,
+    queued: dispatcher.queued,
+    queued_clients: dispatcher.queuedClients,
+    queued_bytes: dispatcher.queuedBytes,
+    ...dispatcher.stats,
+    // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.
+    backends: pool.list.length,
+  };
+}
+
+/**
+ * What the balancer says once listening, and how it stops: client requests
+ * finish first (backends stay up meanwhile), then what still waits fails
+ * and the backends go.
+ */
+function lifecycle(
+  { dispatcher, state }: Forwarding,
+  bound: Bound,
+  sides: {
+    workerPort: { hostname: string; port: number };
+    servers: ServerSet;
+    discovery?: ServiceSource;
+  },
+): Pick<Served, "started" | "inFlight" | "stopping" | "stopped"> {
+  const { workerPort, servers, discovery } = sides;
+  return {
+    started: () =>
+      log.info("Listening for workers on {addr}; {n} server backend(s), policy {policy}", {
+        addr: `${workerPort.hostname}:${workerPort.port}`,
+        n: servers.size,
+        policy: dispatcher.policy.name,
+      }),
+    inFlight: () => {
+      let handling = 0;
+      for (const peer of bound.peers) handling += peer.handling;
+      return handling > 0 ? `${handling} request(s) in flight` : undefined;
+    },
+    stopping: () =>
+      log.info("Shutting down: finishing requests of {n} client connection(s)", {
+        n: bound.peers.size,
+      }),
+    stopped: async () => {
+      state.stopping = true;
+      dispatcher.close(new DistError("UNAVAILABLE", "Balancer is shutting down"));
+      await discovery?.stop();
+      await servers.stop();
+      log.info("Stopped after {n} ({retries} retried)", {
+        n: counted(dispatcher.stats.requests, "request"),
+        retries: dispatcher.stats.retries,
+      });
+    },
+  };
 }
 
 /** What the worker port says to anything but a worker registering. */

@@ -26,7 +26,7 @@ import { codecByName, dial, DistError, type Peer } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import { defineRole, type RunContext } from "../_role.ts";
 import { connSettings } from "../_flags.ts";
-import { listening } from "../_shell.ts";
+import { type Bound, listening, type Served } from "../_shell.ts";
 import { binderServing, watchList } from "./api.ts";
 import { HybridClock } from "./clock.ts";
 import { type Entry, Registry } from "./registry.ts";
@@ -125,110 +125,142 @@ export function otherBinders(peers: string[], self: { hostname: string; port: nu
 }
 
 function runBinder(options: BinderOptions, ctx: RunContext): Promise<number> {
-  const codec = codecByName(options.codec);
-  const maxFrame = options.maxFrame;
   return listening(ctx, {
     role: "binder",
     log,
     options,
-    setUp: (bound) => {
-      const { name } = bound;
-      // The id in this binder's stamps; the suffix keeps two binders that share a name apart.
-      const node = `${name}.${crypto.randomUUID().slice(0, 8)}`;
-      const registry = new Registry({
-        clock: new HybridClock(node),
-        maxEntries: options.maxInstances,
-      });
-      // Read back before anything else listens: restoring is not a change to tell anyone.
-      const durable = options.dataDir === undefined ? undefined : new DurableRegistry(
-        registry,
-        options.dataDir,
-        {
-          fsync: options.fsync,
-          moveCorruptAside: options.moveCorruptAside,
-          warn: (message) => log.warn("{message}", { message }),
-        },
-      );
-      if (durable !== undefined) {
-        const { restored, path } = durable.stats();
-        log.info("Read {n} entr(ies) back from {path}", { n: restored, path });
+    setUp: (bound) => setUpBinder(options, ctx, bound),
+  });
+}
+
+/** The binder's parts, once its port is bound and its name settled. */
+function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Served {
+  const { name } = bound;
+  const codec = codecByName(options.codec);
+  // The id in this binder's stamps; the suffix keeps two binders that share a name apart.
+  const node = `${name}.${crypto.randomUUID().slice(0, 8)}`;
+  const { registry, durable } = openRegistry(options, node);
+  const peers = otherBinders(options.peers, bound.addr);
+  const replicator = new Replicator({
+    registry,
+    peers,
+    node,
+    name,
+    codec,
+    conn: connSettings(options),
+    timeoutMs: 5000,
+    intervalMs: options.antiEntropy,
+    catchUpMs: options.catchUp,
+  });
+  if (ctx.metrics) replicator.lag = replicationLag(ctx.metrics.registry);
+  const watchers = new Watchers((service) => watchList(registry, service, options.maxFrame));
+  registry.onChange((entry, previous) => {
+    if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
+  });
+  const verifier = verifierOf(
+    registry,
+    options.verifyTimeout,
+    (entry, timeoutMs) => probe(entry, timeoutMs, { name, codec, options }),
+  );
+  const parts = { registry, replicator, verifier, watchers };
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  return {
+    serve: binderServing({
+      ...parts,
+      defaultTtlMs: options.ttl,
+      maxFrame: options.maxFrame,
+      committed: durable && (() => durable.committed()),
+    }),
+    stats: () => ({
+      ready: replicator.isReady,
+      connections: bound.peers.size,
+      ...registryStats(parts),
+      ...(durable === undefined ? {} : { store: durable.stats() }),
+    }),
+    started: () => {
+      sweeper = setInterval(() => registry.sweep(), SWEEP_MS);
+      replicator.start();
+      if (peers.length > 0) {
+        log.info("Replicating with {peers}", { peers: peers.map(formatAddress).join(", ") });
       }
-      const peers = otherBinders(options.peers, bound.addr);
-      const replicator = new Replicator({
-        registry,
-        peers,
-        node,
-        name,
-        codec,
-        conn: connSettings(options),
-        timeoutMs: 5000,
-        intervalMs: options.antiEntropy,
-        catchUpMs: options.catchUp,
-      });
-      if (ctx.metrics) replicator.lag = replicationLag(ctx.metrics.registry);
-      const watchers = new Watchers((service) => watchList(registry, service, maxFrame));
-      registry.onChange((entry, previous) => {
-        if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
-      });
-      const verifier = new Verifier({
-        probe: (entry, timeoutMs) => probe(entry, timeoutMs, { name, codec, options }),
-        timeoutMs: options.verifyTimeout,
-        onStart: (entry) => registry.setSuspect(entry.id, true),
-        onEnd: (entry, alive) => {
-          registry.setSuspect(entry.id, false);
-          // A removal changes the registry: worth a line. A check that found it alive is not.
-          const props = { id: cut(entry.id), verdict: alive ? "alive, kept" : "dead, removed" };
-          if (alive) log.debug("Verified {id} after a report: {verdict}", props);
-          else log.info("Verified {id} after a report: {verdict}", props);
-          if (!alive) registry.remove(entry.id, "down");
-        },
-      });
-      let sweeper: ReturnType<typeof setInterval> | undefined;
-      return {
-        serve: binderServing({
-          registry,
-          replicator,
-          verifier,
-          watchers,
-          defaultTtlMs: options.ttl,
-          maxFrame,
-          committed: durable && (() => durable.committed()),
-        }),
-        stats: () => ({
-          ready: replicator.isReady,
-          connections: bound.peers.size,
-          services: registry.serviceCount,
-          instances: registry.liveCount,
-          tombstones: registry.tombstoneCount,
-          ...registry.counters,
-          verifications: verifier.probes,
-          verifying: verifier.running,
-          watchers: watchers.count,
-          notifications: watchers.sent,
-          notifications_failed: watchers.failed,
-          clock_drift_ms: registry.clock.drift,
-          replication: { ...replicator.counters, peers: replicator.peers() },
-          ...(durable === undefined ? {} : { store: durable.stats() }),
-        }),
-        started: () => {
-          sweeper = setInterval(() => registry.sweep(), SWEEP_MS);
-          replicator.start();
-          if (peers.length > 0) {
-            log.info("Replicating with {peers}", { peers: peers.map(formatAddress).join(", ") });
-          }
-        },
-        stopping: async () => {
-          log.info("Shutting down");
-          clearInterval(sweeper);
-          await replicator.stop();
-        },
-        stopped: () => {
-          durable?.close();
-          log.info("Stopped with {n} instance(s) registered", { n: registry.liveCount });
-        },
-      };
+    },
+    stopping: async () => {
+      log.info("Shutting down");
+      clearInterval(sweeper);
+      await replicator.stop();
+    },
+    stopped: () => {
+      durable?.close();
+      log.info("Stopped with {n} instance(s) registered", { n: registry.liveCount });
+    },
+  };
+}
+
+/**
+ * The registry, with what `--data-dir` kept read back before anything else
+ * listens (restoring is not a change to tell anyone).
+ */
+function openRegistry(options: BinderOptions, node: string) {
+  const registry = new Registry({ clock: new HybridClock(node), maxEntries: options.maxInstances });
+  const durable = options.dataDir === undefined ? undefined : new DurableRegistry(
+    registry,
+    options.dataDir,
+    {
+      fsync: options.fsync,
+      moveCorruptAside: options.moveCorruptAside,
+      warn: (message) => log.warn("{message}", { message }),
+    },
+  );
+  if (durable !== undefined) {
+    const { restored, path } = durable.stats();
+    log.info("Read {n} entr(ies) back from {path}", { n: restored, path });
+  }
+  return { registry, durable };
+}
+
+/** Checks a reported instance (`probe`); one found dead is removed. */
+function verifierOf(
+  registry: Registry,
+  timeoutMs: number,
+  probe: (entry: Entry, timeoutMs: number) => Promise<boolean>,
+): Verifier {
+  return new Verifier({
+    probe,
+    timeoutMs,
+    onStart: (entry) => registry.setSuspect(entry.id, true),
+    onEnd: (entry, alive) => {
+      registry.setSuspect(entry.id, false);
+      // A removal changes the registry: worth a line. A check that found it alive is not.
+      const props = { id: cut(entry.id), verdict: alive ? "alive, kept" : "dead, removed" };
+      if (alive) log.debug("Verified {id} after a report: {verdict}", props);
+      else log.info("Verified {id} after a report: {verdict}", props);
+      if (!alive) registry.remove(entry.id, "down");
     },
   });
+}
+
+/** The registry's, verifier's, watchers' and replication's part of `sys.stats`. */
+function registryStats(
+  { registry, replicator, verifier, watchers }: {
+    registry: Registry;
+    replicator: Replicator;
+    verifier: Verifier;
+    watchers: Watchers;
+  },
+) {
+  return {
+    services: registry.serviceCount,
+    instances: registry.liveCount,
+    tombstones: registry.tombstoneCount,
+    ...registry.counters,
+    verifications: verifier.probes,
+    verifying: verifier.running,
+    watchers: watchers.count,
+    notifications: watchers.sent,
+    notifications_failed: watchers.failed,
+    clock_drift_ms: registry.clock.drift,
+    replication: { ...replicator.counters, peers: replicator.peers() },
+  };
 }
 
 /**
