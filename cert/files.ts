@@ -5,6 +5,7 @@
  * without a word (the research notes, "bad --tls-cert").
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 import { UsageError } from "../config/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 
@@ -123,4 +124,22 @@ function blocks(text: string, label: string): string[] {
 
 function firstBlock(text: string, label: string): string {
   return blocks(text, label)[0] ?? text;
+}
+
+/**
+ * Whether `cert` names `host` among its subject alternative names (one `*.`
+ * label for a DNS name), as TLS clients check it. Read here rather than with
+ * `checkHost`, which in Deno's node:crypto also takes the subject's common
+ * name (dist names its certificates after their instance).
+ */
+export function certNames(cert: X509Certificate, host: string): boolean {
+  const names = (cert.subjectAltName ?? "").split(", ");
+  if (isIP(host)) return names.includes(`IP Address:${host}`);
+  const h = host.toLowerCase();
+  const dot = h.indexOf(".");
+  return names.some((n) => {
+    if (!n.startsWith("DNS:")) return false;
+    const dns = n.slice(4).toLowerCase();
+    return dns === h || (dns.startsWith("*.") && dot > 0 && h.slice(dot) === dns.slice(1));
+  });
 }

@@ -12,7 +12,7 @@
  */
 import type { CaOptions, CertAndKey, IssueOptions } from "./x509.ts";
 
-export { readTlsFiles, type TlsFileOptions } from "./files.ts";
+export { certNames, readTlsFiles, type TlsFileOptions } from "./files.ts";
 export type { CaOptions, CertAndKey, IssueOptions } from "./x509.ts";
 
 /** Makes a CA (see x509.ts `makeCa`); loads the certificate library on first use. */

@@ -22,7 +22,6 @@
  * instances differ), and `NAME.crt`, `NAME.key` per instance.
  */
 import { X509Certificate } from "node:crypto";
-import { isIP } from "node:net";
 import { resolve } from "node:path";
 import {
   DEFAULT_TOPOLOGY_FILE,
@@ -34,6 +33,7 @@ import {
   toSnake,
 } from "../config/mod.ts";
 import { clusterCa, listens, topologyKey } from "../launch/mod.ts";
+import { certNames } from "../cert/mod.ts";
 import type { Findings } from "./model.ts";
 
 /** Values written in a topology that are secrets, and the flag that reads each from a file. */
@@ -218,8 +218,8 @@ function checkNames(instance: Instance, pem: string, context: GatherContext): vo
   const hosts = [...new Set([...context.dialNames(instance), ...PROBE_HOSTS])];
   let missing: string[];
   try {
-    const names = subjectAltNames(new X509Certificate(pem));
-    missing = hosts.filter((h) => !names.some((n) => nameMatches(n, h)));
+    const cert = new X509Certificate(pem);
+    missing = hosts.filter((h) => !certNames(cert, h));
   } catch (err) {
     context.findings.problem(
       `${instance.name}'s certificate cannot be read: ${(err as Error).message}`,
@@ -232,29 +232,6 @@ function checkNames(instance: Instance, pem: string, context: GatherContext): vo
       `${context.target} dials it (the health checks at 127.0.0.1): issue one with ` +
       `dist cert issue ${instance.name} --host ${hosts.join(",")} (or use tls = "auto")`,
   );
-}
-
-/**
- * A certificate's subject alternative names, as `DNS:name` and `IP:address`.
- * Read here rather than with `checkHost`, which in Deno's node:crypto also
- * takes the subject's common name (dist's certificates are named after their
- * instance), where TLS clients take only these names.
- */
-export function subjectAltNames(cert: X509Certificate): string[] {
-  return (cert.subjectAltName ?? "").split(", ").filter((n) => n !== "").map((n) =>
-    n.startsWith("IP Address:") ? `IP:${n.slice(11)}` : n
-  );
-}
-
-/** Whether a subject alternative name covers `host` (one `*.` label for a DNS name). */
-function nameMatches(name: string, host: string): boolean {
-  if (isIP(host)) return name === `IP:${host}`;
-  if (!name.startsWith("DNS:")) return false;
-  const dns = name.slice(4).toLowerCase();
-  const h = host.toLowerCase();
-  if (dns === h) return true;
-  const dot = h.indexOf(".");
-  return dns.startsWith("*.") && dot > 0 && h.slice(dot) === dns.slice(1);
 }
 
 /** `tls = "auto"`: the cluster CA, and a certificate per listener for the target's names. */

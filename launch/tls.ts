@@ -15,10 +15,9 @@
  * a dialer with one dials through `Deno.connectTls`, which keeps Nagle on.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
-import { type CertAndKey, readTlsFiles } from "../cert/mod.ts";
+import { type CertAndKey, certNames, readTlsFiles } from "../cert/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 import { listens } from "./plan.ts";
 import { stateDir } from "./state.ts";
@@ -154,9 +153,8 @@ function current(pem: string, hosts: string[], caPem?: string): boolean {
     const cert = new X509Certificate(pem);
     if (Date.parse(cert.validTo) - Date.now() < RENEW_BEFORE_MS) return false;
     if (caPem !== undefined && !cert.verify(new X509Certificate(caPem).publicKey)) return false;
-    return hosts.every((h) =>
-      isIP(h) ? cert.checkIP(h) !== undefined : cert.checkHost(h) !== undefined
-    );
+    // Not checkHost: in Deno it also takes the common name, the instance's own.
+    return hosts.every((h) => certNames(cert, h));
   } catch {
     return false;
   }

@@ -13,6 +13,8 @@ import { parse as parseYaml } from "yaml";
 import { buildExport, type ExportFile } from "../export/mod.ts";
 import { UsageError } from "../config/mod.ts";
 import { issueCert, makeCa } from "../cert/x509.ts";
+import { certNames } from "../cert/mod.ts";
+import { X509Certificate } from "node:crypto";
 import { ROLES } from "../roles/mod.ts";
 import { freePort, runDist, startDist } from "./helpers/dist.ts";
 import {
@@ -216,4 +218,15 @@ Deno.test("dist export --out writes secrets into a folder only its owner enters"
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("certNames() reads only the subject alternative names, never the common name", async () => {
+  const ca = await makeCa();
+  const pair = await issueCert(ca, { name: "server-1", hosts: ["127.0.0.1", "*.server"] });
+  const cert = new X509Certificate(pair.cert);
+  assert.equal(certNames(cert, "server-1"), false, "the CN is no name a TLS client takes");
+  assert.equal(certNames(cert, "127.0.0.1"), true);
+  assert.equal(certNames(cert, "server-1.server"), true, "a wildcard covers one label");
+  assert.equal(certNames(cert, "a.b.server"), false);
+  assert.equal(certNames(cert, "10.0.0.1"), false);
 });
