@@ -18,6 +18,7 @@ import { defineOptions, LISTENER_OPTIONS, type RoleOptions, UsageError } from ".
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
+import { MemoryGuard } from "./memory.ts";
 import { WireFront } from "./front.ts";
 import { DurableBroker } from "./durable.ts";
 import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
@@ -84,6 +85,22 @@ export const BROKER_OPTIONS = defineOptions({
     min: MIB,
     metavar: "BYTES",
   },
+  maxSubscriptions: {
+    type: "integer",
+    description: "Most subscriptions over all connections",
+    default: 500_000,
+    min: 1,
+    metavar: "N",
+  },
+  maxMemory: {
+    type: "integer",
+    description:
+      "Memory budget of topics, retained values, subscriptions and pending deliveries together; " +
+      "past it new subscriptions and topics are refused and the slowest subscribers cut off",
+    default: 1024 * MIB,
+    min: 16 * MIB,
+    metavar: "BYTES",
+  },
   ...STORE_OPTIONS,
   ...FSYNC_OPTION,
 });
@@ -93,7 +110,8 @@ export const broker = defineRole({
   summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
   usage: [
     "dist broker [--port 8000] [--mqtt-port 1883] [--retain-bytes BYTES] [--max-pending BYTES]",
-    "            [--max-topics N] [--max-topic-bytes BYTES] [--data-dir DIR [--fsync always|batch|off]]",
+    "            [--max-topics N] [--max-topic-bytes BYTES] [--max-subscriptions N] [--max-memory BYTES]",
+    "            [--data-dir DIR [--fsync always|batch|off]]",
     "",
     "Methods:",
     "  broker.publish {topic, value, retain?}       a request is confirmed once routed",
@@ -122,6 +140,8 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
     maxPending: options.maxPending,
     maxTopics: options.maxTopics,
     maxTopicBytes: options.maxTopicBytes,
+    maxSubscriptions: options.maxSubscriptions,
+    maxMemory: options.maxMemory,
   });
   if (ctx.metrics) core.delivery = deliveryLatency(ctx.metrics.registry);
   const front = new WireFront(core);
@@ -139,6 +159,8 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.
   front.cutOffFlushMs = options.writeTimeout;
+  const memory = new MemoryGuard(core);
+  const stopWatching = memory.watch();
   return listening(ctx, {
     role: "broker",
     log,
@@ -170,6 +192,7 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
         serve: front.serving(),
         stats: () => ({
           ...front.stats(),
+          memory: memory.stats(),
           ...(durable === undefined ? {} : { store: durable.stats() }),
           ...(mqtt === undefined ? {} : { mqtt: mqtt.stats() }),
         }),
@@ -188,6 +211,7 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
           mqtt?.close();
         },
         stopped: () => {
+          stopWatching();
           durable?.close();
           log.info("Stopped after {n} in, {out} out", {
             n: counted(core.messagesIn, "message"),

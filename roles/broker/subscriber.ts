@@ -28,7 +28,7 @@
  * the event loop, and cost no pending bytes while they wait.
  */
 import { DistError } from "../../wire/mod.ts";
-import { ByteQueue } from "./byte_queue.ts";
+import { ByteQueue, queueMemory } from "./byte_queue.ts";
 
 export type Policy = "disconnect" | "drop-oldest" | "latest";
 export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
@@ -157,6 +157,12 @@ const FILL_BYTES = 256 * 1024;
  */
 export const SNAPSHOT_VISITS_PER_TURN = 4096;
 
+/**
+ * What a `latest` queue's entry costs beyond its delivery's bytes (the
+ * entry, its map slot, the held message's objects), measured on V8.
+ */
+const LATEST_ENTRY_BYTES = 200;
+
 interface Pending {
   msg: Message;
   bytes: number;
@@ -264,6 +270,9 @@ export class Subscription {
   /** Stops all delivery and frees what is pending. */
   cancel(): void {
     this.#cancelled = true;
+    if (this.#latest !== undefined) {
+      queueMemory.bytes -= (this.#queue.length - this.#head) * LATEST_ENTRY_BYTES;
+    }
     this.#queue = [];
     this.#head = 0;
     this.#fifo.clear();
@@ -276,6 +285,8 @@ export class Subscription {
 
   /** Bytes in this subscription's queue changed by `delta`, and so did its connection's. */
   #account(delta: number): void {
+    // A FIFO's buffer is counted by the queue itself; a `latest` queue's here.
+    if (this.#latest !== undefined) queueMemory.bytes += delta;
     this.#bytes += delta;
     this.sink.queued.bytes += delta;
   }
@@ -328,10 +339,12 @@ export class Subscription {
       ) {
         // Dropped and counted on its own subscription.
       }
+      largest.#fifo.fit();
     }
     while (this.#connectionPending() > this.maxPending && this.#dropOldest()) {
       // Counted in `dropped`.
     }
+    this.#fifo.fit();
   }
 
   /** Drops the oldest pending delivery (counted); false when there is none. */
@@ -359,6 +372,7 @@ export class Subscription {
     } else {
       const entry = { msg, bytes };
       this.#queue.push(entry);
+      queueMemory.bytes += LATEST_ENTRY_BYTES;
       this.#latest?.set(msg.topic, entry);
       this.#account(bytes);
     }
@@ -380,6 +394,7 @@ export class Subscription {
       this.#head = 0;
     }
     this.#account(-entry.bytes);
+    queueMemory.bytes -= LATEST_ENTRY_BYTES;
     if (this.#latest?.get(entry.msg.topic) === entry) this.#latest.delete(entry.msg.topic);
     return entry.msg;
   }
@@ -432,6 +447,7 @@ export class Subscription {
       this.delivered++;
     }
     if (!this.#cancelled && !sink.closed && (this.queued > 0 || this.#snapshot !== undefined)) {
+      this.#fifo.fit(); // what went out need not keep its buffer
       this.#arm();
     }
   }
