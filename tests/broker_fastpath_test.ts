@@ -45,29 +45,58 @@ Deno.test("readPublish() reads the canonical layout, with or without retain", ()
   assert.equal(c?.retain, true);
 });
 
+Deno.test("readPublish() reads any value, member order and spacing, as its exact text", () => {
+  const topics = new TopicCache();
+  const cases: [string, string, string, boolean][] = [
+    ['{"method":"broker.publish","params":{"topic":"/a","value":42}}', "/a", "42", true],
+    [
+      '{"params":{"value":{"x":[1,"é\\n"]},"retain":false,"topic":"/é"},"method":"broker.publish"}',
+      "/é",
+      '{"x":[1,"é\\n"]}',
+      false,
+    ],
+    [
+      ' { "method" : "broker.publish" ,\n "params" : { "topic" : "a\\"b" , "value" : [ null ] } } ',
+      'a"b',
+      "[ null ]",
+      true,
+    ],
+    ['{"method":"broker.publish","params":{"topic":"","value":"x"}}', "", '"x"', true],
+  ];
+  for (const [frame, topic, value, retain] of cases) {
+    const p = readPublish(encoder.encode(frame), topics);
+    assert.deepEqual(p && { ...p, value: text(p.value) }, { topic, value, retain }, frame);
+  }
+});
+
 Deno.test("readPublish() leaves anything else to the ordinary decoder", () => {
   const topics = new TopicCache();
-  const others: unknown[] = [
-    { method: "broker.publish", params: { topic: "/a", value: 'with "quotes"' } },
-    { method: "broker.publish", params: { topic: "/a", value: "back\\slash" } },
-    { method: "broker.publish", params: { topic: "/a", value: "héllo" } },
-    { method: "broker.publish", params: { topic: "/a", value: "tab\there" } },
-    { method: "broker.publish", params: { topic: "/a", value: 42 } },
-    { method: "broker.publish", params: { topic: "/a", value: { x: 1 } } },
-    { method: "broker.publish", params: { topic: "/é", value: "x" } },
-    { method: "broker.publish", params: { topic: 'a"b', value: "x" } },
-    { method: "broker.publish", params: { topic: "/a", value: "x", retain: "yes" } },
-    { method: "broker.publish", params: { topic: "/a", value: "x" }, id: 1 },
-    { method: "broker.publish", params: { value: "x", topic: "/a" } },
-    { method: "broker.publish", params: { topic: "", value: "x" } },
+  const others: string[] = [
+    '{"method":"broker.publish","params":{"topic":"/a","value":"x","retain":"yes"}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":"x"},"id":1}',
+    '{"id":1,"method":"broker.publish","params":{"topic":"/a","value":"x"}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":"x","other":1}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":"x","value":"y"}}',
+    '{"method":"broker.publish","params":{"topic":1,"value":"x"}}',
+    '{"method":"broker.publish","params":{"topic":"/a"}}',
+    '{"method":"broker.subscribe","params":{"topic":"/a","value":"x"}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":"\\ud800"}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":1e400}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":[1,]}}',
+    '{"method":"broker.publish","params":{"topic":"/a","value":"x"}} x',
+    '{"method":"broker.publish","params":{"topic":"/a","value":"x"}',
+    `{"method":"broker.publish","params":{"topic":"/a","value":${"[".repeat(63)}${
+      "]".repeat(63)
+    }}}`,
   ];
   for (const msg of others) {
-    assert.equal(readPublish(json(msg), topics), undefined, JSON.stringify(msg));
+    assert.equal(readPublish(encoder.encode(msg), topics), undefined, msg);
   }
-  const spaced = encoder.encode(
-    '{"method":"broker.publish","params":{"topic":"/a","value": "x"}}',
-  );
-  assert.equal(readPublish(spaced, topics), undefined);
+  // At the nesting limit exactly: taken (the message and params are two levels).
+  const deepest = `{"method":"broker.publish","params":{"topic":"/a","value":${"[".repeat(62)}${
+    "]".repeat(62)
+  }}}`;
+  assert.ok(readPublish(encoder.encode(deepest), topics) !== undefined);
 });
 
 Deno.test("readDelivery() reads back what the broker writes, whatever the sid", () => {

@@ -78,7 +78,8 @@ export class Envelope {
   }
 }
 
-function skipSpace(b: Uint8Array, i: number): number {
+/** The index of the first byte at or after `i` that is not JSON whitespace. */
+export function skipSpace(b: Uint8Array, i: number): number {
   while (i < b.length) {
     const c = b[i];
     if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
@@ -110,7 +111,7 @@ function hexUnit(b: Uint8Array, i: number): number {
  * surrogates), as the strict decoder requires: the string is well-formed
  * Unicode, so every codec can carry it.
  */
-function skipString(b: Uint8Array, i: number): number {
+export function skipString(b: Uint8Array, i: number): number {
   const n = b.length;
   let j = i + 1;
   while (j < n) {
@@ -148,7 +149,7 @@ function skipString(b: Uint8Array, i: number): number {
 }
 
 /** The end of the well-formed UTF-8 sequence of more than one byte at `j`, or -1. */
-function skipUtf8(b: Uint8Array, j: number): number {
+export function skipUtf8(b: Uint8Array, j: number): number {
   const c = b[j];
   const c1 = b[j + 1];
   const cont = (x: number) => x !== undefined && (x & 0xc0) === 0x80;
@@ -172,25 +173,45 @@ function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
-/** The end of the JSON number at `i` (`-?(0|[1-9]d*)(.d+)?([eE][+-]?d+)?`), or -1. */
+/**
+ * The end of the JSON number at `i` (`-?(0|[1-9]d*)(.d+)?([eE][+-]?d+)?`), or
+ * -1, also for a number too large for a double (`1e400`: the decoder reads
+ * Infinity, which no codec may carry).
+ */
 function skipNumber(b: Uint8Array, i: number): number {
   let j = i;
   if (b[j] === 0x2d) j++;
+  const digits = j;
   if (b[j] === 0x30) j++;
   else if (isDigit(b[j])) { while (isDigit(b[j])) j++; }
   else return -1;
+  const whole = j - digits;
   if (b[j] === 0x2e) {
     j++;
     if (!isDigit(b[j])) return -1;
     while (isDigit(b[j])) j++;
   }
+  let exponent = 0;
   if (b[j] === 0x65 || b[j] === 0x45) {
     j++;
-    if (b[j] === 0x2b || b[j] === 0x2d) j++;
+    const negative = b[j] === 0x2d;
+    if (b[j] === 0x2b || negative) j++;
     if (!isDigit(b[j])) return -1;
-    while (isDigit(b[j])) j++;
+    while (isDigit(b[j])) {
+      if (exponent < 1e6) exponent = exponent * 10 + b[j] - 0x30;
+      j++;
+    }
+    if (negative) exponent = -exponent;
   }
+  // Doubles end near 1.8e308: only then is the text read to know.
+  if (whole + exponent > 300 && !Number.isFinite(Number(latin1(b, i, j)))) return -1;
   return j;
+}
+
+function latin1(b: Uint8Array, from: number, to: number): string {
+  let text = "";
+  for (let k = from; k < to; k++) text += String.fromCharCode(b[k]);
+  return text;
 }
 
 const TRUE = new TextEncoder().encode("true");
@@ -201,7 +222,7 @@ const NULL = new TextEncoder().encode("null");
  * check that builds nothing. `depth` is the nesting of the value's parent;
  * containers deeper than MAX_DEPTH are refused, as the decoder refuses them.
  */
-function skipValue(b: Uint8Array, i: number, depth: number): number {
+export function skipValue(b: Uint8Array, i: number, depth: number): number {
   const c = b[i];
   if (c === QUOTE) return skipString(b, i);
   if (c === OPEN_BRACE || c === OPEN_BRACKET) {

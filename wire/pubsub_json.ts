@@ -1,16 +1,17 @@
 /**
- * The canonical JSON layouts of the broker's two hot messages, shared by
- * whoever writes or reads them as bytes rather than through JSON.parse:
+ * The JSON layouts of the broker's two hot messages, shared by whoever
+ * writes or reads them as bytes rather than through JSON.parse:
  *
  *   {"method":"broker.publish","params":{"topic":"T","value":V[,"retain":B]}}
  *   {"method":"broker.message","params":{"topic":"T","value":V,"retained":B,"sid":N}}
  *
- * This is exactly what `JSON.stringify` writes for those objects with their
- * members in this order, so producers that build the object produce it. A
- * reader that meets anything else (another member order, spaces, escapes
- * in the topic) hands the frame to the ordinary decoder: the fast path is
- * an optimisation, never a second protocol.
+ * A publish is read in any member order and spacing, with any value (see
+ * readPublish); a delivery only as the broker writes it (the layout
+ * above: what `JSON.stringify` writes for those objects). A reader that
+ * meets anything else hands the frame to the ordinary decoder: the fast
+ * path is an optimisation, never a second protocol.
  */
+import { skipSpace, skipString, skipValue } from "./json_scan.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -19,8 +20,6 @@ const bytes = (text: string) => encoder.encode(text);
 export const PUBLISH_PREFIX: Uint8Array = bytes('{"method":"broker.publish","params":{"topic":"');
 export const DELIVERY_PREFIX: Uint8Array = bytes('{"method":"broker.message","params":{"topic":');
 const VALUE_KEY = bytes('","value":');
-const RETAIN_FALSE_END = bytes(',"retain":false}}');
-const RETAIN_TRUE_END = bytes(',"retain":true}}');
 const RETAINED_FALSE = bytes(',"retained":false');
 const RETAINED_TRUE = bytes(',"retained":true');
 const SID_KEY = bytes(',"sid":');
@@ -28,10 +27,6 @@ const SID_KEY = bytes(',"sid":');
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const BRACE = 0x7d;
-
-/** Bytes that may stand in a JSON string as they are, within printable ASCII. */
-const PLAIN = new Uint8Array(256);
-for (let c = 0x20; c <= 0x7e; c++) PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 : 1;
 
 /**
  * A cheap first look for a fast path's `accepts`: the frame is long enough
@@ -103,38 +98,112 @@ export interface RawPublish {
 /** Reused by readPublish for each frame (its caller uses it at once). */
 const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true };
 
+const OPEN_BRACE = 0x7b;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const METHOD = bytes('"method"');
+const PARAMS = bytes('"params"');
+const PUBLISH_METHOD = bytes('"broker.publish"');
+const TOPIC = bytes('"topic"');
+const VALUE = bytes('"value"');
+const RETAIN = bytes('"retain"');
+const TRUE = bytes("true");
+const FALSE = bytes("false");
+/** `params` is an object in the message: its members' parent is at depth 2. */
+const VALUE_DEPTH = 2;
+
 /**
- * Reads a `broker.publish` notification in the canonical layout whose value
- * is a JSON string of printable ASCII without escapes (what load tests and
- * most text values are); anything else returns undefined, for the ordinary
- * decoder. The answer is one object reused for every frame: read it at once.
+ * Reads a `broker.publish` notification as any encoder writes it: members
+ * in any order, any whitespace, `retain` present or not, the value any JSON
+ * value (objects, arrays, numbers, escapes, any text). The frame is checked
+ * in one pass as bytes, as strictly as the decoder checks it (well-formed
+ * UTF-8 and escapes, no lone surrogate, no number past a double, nesting
+ * within MAX_DEPTH) and nothing is built: the value is a view of the frame.
+ * Anything else returns undefined, for the ordinary decoder, which then
+ * handles or refuses it as it always does: a request (an `id`), another
+ * member, a member twice, a non-string topic, a value it would refuse. The
+ * answer is one object reused for every frame: read it at once.
  */
 export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
-  if (!startsWith(frame, PUBLISH_PREFIX)) return undefined;
-  const from = PUBLISH_PREFIX.length;
-  const t = topicEnd(frame, from);
-  if (t < 0 || !startsWith(frame, VALUE_KEY, t)) return undefined;
-  const valueStart = t + VALUE_KEY.length;
-  let end = frame.length;
-  let retain = true;
-  if (endsWith(frame, RETAIN_FALSE_END, end)) {
-    end -= RETAIN_FALSE_END.length;
-    retain = false;
-  } else if (endsWith(frame, RETAIN_TRUE_END, end)) {
-    end -= RETAIN_TRUE_END.length;
-  } else if (frame[end - 1] === BRACE && frame[end - 2] === BRACE) {
-    end -= 2;
-  } else {
-    return undefined;
+  const b = frame;
+  let i = skipSpace(b, 0);
+  if (b[i] !== OPEN_BRACE) return undefined;
+  i = skipSpace(b, i + 1);
+  let method = false;
+  let params = false;
+  while (true) {
+    if (startsWith(b, METHOD, i) && !method) {
+      i = afterColon(b, i + METHOD.length);
+      if (!startsWith(b, PUBLISH_METHOD, i)) return undefined;
+      i += PUBLISH_METHOD.length;
+      method = true;
+    } else if (startsWith(b, PARAMS, i) && !params) {
+      i = readParams(b, afterColon(b, i + PARAMS.length), topics);
+      if (i < 0) return undefined;
+      params = true;
+    } else return undefined;
+    i = skipSpace(b, i);
+    if (b[i] === COMMA) {
+      i = skipSpace(b, i + 1);
+      continue;
+    }
+    if (b[i] !== BRACE || skipSpace(b, i + 1) !== b.length || !method || !params) {
+      return undefined;
+    }
+    return PUBLISH;
   }
-  if (end - valueStart < 2 || frame[valueStart] !== QUOTE || frame[end - 1] !== QUOTE) {
-    return undefined;
+}
+
+/** The index of the value after a key ending at `i` (spaces, a colon, spaces), or -1. */
+function afterColon(b: Uint8Array, i: number): number {
+  i = skipSpace(b, i);
+  return b[i] === COLON ? skipSpace(b, i + 1) : -1;
+}
+
+/** Reads the params object at `i` into PUBLISH; returns its end, or -1. */
+function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
+  if (i < 0 || b[i] !== OPEN_BRACE) return -1;
+  i = skipSpace(b, i + 1);
+  let topic = false;
+  let value = false;
+  let retain: boolean | undefined;
+  while (true) {
+    if (startsWith(b, TOPIC, i) && !topic) {
+      const start = afterColon(b, i + TOPIC.length);
+      if (start < 0 || b[start] !== QUOTE) return -1;
+      i = skipString(b, start);
+      if (i < 0) return -1;
+      const plain = topicEnd(b, start + 1);
+      PUBLISH.topic = plain === i - 1
+        ? topics.topic(b, start + 1, plain)
+        : JSON.parse(decoder.decode(b.subarray(start, i))); // escapes or non-ASCII: rare
+      topic = true;
+    } else if (startsWith(b, VALUE, i) && !value) {
+      const start = afterColon(b, i + VALUE.length);
+      if (start < 0) return -1;
+      i = skipValue(b, start, VALUE_DEPTH);
+      if (i < 0) return -1;
+      PUBLISH.value = new Uint8Array(b.buffer, b.byteOffset + start, i - start);
+      value = true;
+    } else if (startsWith(b, RETAIN, i) && retain === undefined) {
+      i = afterColon(b, i + RETAIN.length);
+      if (startsWith(b, TRUE, i)) {
+        retain = true;
+        i += TRUE.length;
+      } else if (startsWith(b, FALSE, i)) {
+        retain = false;
+        i += FALSE.length;
+      } else return -1;
+    } else return -1;
+    i = skipSpace(b, i);
+    if (b[i] === COMMA) {
+      i = skipSpace(b, i + 1);
+      continue;
+    }
+    if (b[i] !== BRACE || !topic || !value) return -1;
+    PUBLISH.retain = retain ?? true;
+    return i + 1;
   }
-  for (let i = valueStart + 1; i < end - 1; i++) if (PLAIN[frame[i]] === 0) return undefined;
-  PUBLISH.topic = topics.topic(frame, from, t);
-  PUBLISH.value = new Uint8Array(frame.buffer, frame.byteOffset + valueStart, end - valueStart);
-  PUBLISH.retain = retain;
-  return PUBLISH;
 }
 
 /** A delivery read as bytes: the value's JSON text is a view of the frame. */

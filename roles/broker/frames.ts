@@ -12,7 +12,7 @@
 import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
-import { RawJson, slabAlloc } from "./raw_json.ts";
+import { RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
 
 /** Index of a codec in `Message.encoded`. */
 export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
@@ -182,12 +182,15 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
   if (codec === "json") {
     head = jsonHead(msg);
   } else {
-    const value = msg.value instanceof EncodedValue ? msg.value.decode() : msg.value;
+    // A MessagePack publish's value goes out as the bytes it came in.
+    const value = msg.value instanceof RawMsgpack
+      ? msg.value.bytes
+      : toMsgpack(msg.value instanceof EncodedValue ? msg.value.decode() : msg.value);
     head = concat([
       MP_HEAD,
       toMsgpack(msg.topic),
       MP_VALUE,
-      toMsgpack(value),
+      value,
       MP_RETAINED,
       Uint8Array.of(msg.retained ? 0xc3 : 0xc2),
       MP_SID,

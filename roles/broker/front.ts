@@ -16,10 +16,11 @@ import {
   type RawFrameHandler,
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
-import { mayStartWith, PUBLISH_PREFIX, readPublish, TopicCache } from "../../wire/mod.ts";
+import { readPublish, TopicCache } from "../../wire/mod.ts";
+import { readMsgpackPublish } from "./msgpack_publish.ts";
 import type { BrokerCore } from "./core.ts";
 import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
-import { RawJson } from "./raw_json.ts";
+import { RawJson, RawMsgpack } from "./raw_json.ts";
 import {
   broker,
   type Subscribe,
@@ -211,19 +212,32 @@ export class WireFront {
   }
 
   /**
-   * The fast path of fire-and-forget publishes in the canonical JSON layout
-   * (see wire/pubsub_json.ts): the value's JSON text goes to JSON
-   * subscribers as it came, never parsed. Anything else is decoded as usual.
+   * The fast path of fire-and-forget publishes, in either codec, whatever
+   * their value, member order or spacing (wire/pubsub_json.ts,
+   * msgpack_publish.ts): checked as bytes, the value goes to the
+   * subscribers of the publisher's codec as it came, decoded only for the
+   * others. Anything the readers leave (requests, other methods, values the
+   * decoder refuses) is decoded and dispatched as usual, in its place.
    */
   readonly rawFrames: RawFrameHandler = {
-    accepts: (frame) => mayStartWith(frame, PUBLISH_PREFIX),
+    accepts: (frame) => {
+      const c = frame[0];
+      // A JSON request (`{"id"` first, as clients write it) is not a publish notification.
+      if (c === 0x7b) return frame[2] !== 0x69 || frame[3] !== 0x64 || frame[4] !== 0x22;
+      // MessagePack: a map of two members (method and params).
+      return c === 0x82 || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+    },
     handle: (frame, peer) => {
-      if (peer.codec.name !== "json") return false;
       const session = this.#session(peer);
-      if (session.cutOff) return true; // read and dropped
-      const publish = readPublish(frame, session.topics);
+      const json = session.codec === "json";
+      const publish = json
+        ? readPublish(frame, session.topics)
+        : readMsgpackPublish(frame, session.topics);
       if (publish === undefined) return false;
-      const value = RawJson.borrow(publish.value);
+      if (session.cutOff) return true; // read and dropped
+      // The data file keeps plain values and JSON text: a retained MessagePack value is decoded.
+      if (!json && publish.retain && this.committed !== undefined) return false;
+      const value = json ? RawJson.borrow(publish.value) : RawMsgpack.borrow(publish.value);
       try {
         this.core.publish(publish.topic, value, publish.retain);
       } catch (err) {

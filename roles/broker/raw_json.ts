@@ -1,9 +1,10 @@
 /**
- * Values kept as JSON text, for the wire front end's fast path: a publish
- * whose value is passed through to JSON subscribers as the bytes it came
- * in, parsed only if a MessagePack subscriber (or nobody) needs it decoded.
+ * Values kept encoded, for the wire front end's fast path: a publish whose
+ * value is passed through to the subscribers of its codec as the bytes it
+ * came in (JSON text, or MessagePack), decoded only for the others.
  * Also the slab that delivery frames and such values are carved from.
  */
+import { msgpackCodec } from "../../wire/mod.ts";
 import { EncodedValue } from "./subscriber.ts";
 
 const encoder = new TextEncoder();
@@ -97,5 +98,62 @@ export class RawJson extends EncodedValue {
   detach(): RawJson {
     if (this.#text !== undefined) return this;
     return new RawJson(undefined, decoder.decode(this.bytes));
+  }
+}
+
+/**
+ * A MessagePack value as its bytes (checked by readMsgpackPublish): what
+ * MessagePack subscribers get as it came; decoded for the others.
+ */
+export class RawMsgpack extends EncodedValue {
+  #bytes: Uint8Array | undefined;
+  #decoded = false;
+  #value: unknown;
+
+  private constructor(bytes: Uint8Array) {
+    super();
+    this.#bytes = bytes;
+  }
+
+  /** The value in `view`, a frame's bytes valid only until `release()` (see RawJson.borrow). */
+  static borrow(view: Uint8Array): RawMsgpack {
+    return new RawMsgpack(view);
+  }
+
+  /** Ends a borrow (a detached copy is not affected). */
+  release(): void {
+    this.#bytes = undefined;
+  }
+
+  get bytes(): Uint8Array {
+    if (this.#bytes === undefined) throw new Error("RawMsgpack used after release()");
+    return this.#bytes;
+  }
+
+  get byteLength(): number {
+    return this.bytes.length;
+  }
+
+  get isNull(): boolean {
+    const b = this.bytes;
+    return b.length === 1 && b[0] === 0xc0;
+  }
+
+  decode(): unknown {
+    if (!this.#decoded) {
+      this.#value = msgpackCodec.decode(this.bytes); // copies: binary values are its own
+      this.#decoded = true;
+    }
+    return this.#value;
+  }
+
+  /** A copy of its bytes (a piece of no slab or read buffer). */
+  detach(): RawMsgpack {
+    const copy = new RawMsgpack(this.bytes.slice());
+    if (this.#decoded) {
+      copy.#decoded = true;
+      copy.#value = this.#value;
+    }
+    return copy;
   }
 }

@@ -1,0 +1,219 @@
+/**
+ * A `broker.publish` notification in MessagePack read as bytes, as
+ * wire/pubsub_json.ts reads a JSON one: the frame is checked in one pass as
+ * strictly as the decoder checks it, nothing is built, and the value is a
+ * view of the frame that MessagePack subscribers get as it came. Anything
+ * the decoder would read differently or refuse is left to it (undefined):
+ * a request (an `id`), another member, extension types (dates among them),
+ * map keys that are not strings, integers past 2^53, NaN and ±Infinity,
+ * invalid UTF-8, nesting past MAX_DEPTH.
+ */
+import { MAX_DEPTH, type RawPublish, type TopicCache } from "../../wire/mod.ts";
+import { skipUtf8 } from "../../wire/json_scan.ts";
+
+const encoder = new TextEncoder();
+const METHOD = encoder.encode("method");
+const PARAMS = encoder.encode("params");
+const PUBLISH_METHOD = encoder.encode("broker.publish");
+const TOPIC = encoder.encode("topic");
+const VALUE = encoder.encode("value");
+const RETAIN = encoder.encode("retain");
+const PROTO = encoder.encode("__proto__");
+/** `params` is a map in the message: its members' parent is at depth 2. */
+const VALUE_DEPTH = 2;
+
+/** Reused by readMsgpackPublish for each frame (its caller uses it at once). */
+const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true };
+
+/** Where the last string read by `str` starts and ends (its bytes, header excluded). */
+let strStart = 0;
+let strEnd = 0;
+
+/** Reads the string header at `i`; sets strStart/strEnd and returns its end, or -1. */
+function str(b: Uint8Array, i: number): number {
+  const c = b[i];
+  let n: number;
+  let at: number;
+  if (c >= 0xa0 && c <= 0xbf) {
+    n = c & 0x1f;
+    at = i + 1;
+  } else if (c === 0xd9) {
+    n = b[i + 1];
+    at = i + 2;
+  } else if (c === 0xda) {
+    n = (b[i + 1] << 8) | b[i + 2];
+    at = i + 3;
+  } else if (c === 0xdb) {
+    n = u32(b, i + 1);
+    at = i + 5;
+  } else return -1;
+  const end = at + n;
+  if (!(end <= b.length)) return -1;
+  for (let j = at; j < end;) {
+    if (b[j] < 0x80) j++;
+    else {
+      j = skipUtf8(b, j);
+      if (j < 0 || j > end) return -1;
+    }
+  }
+  strStart = at;
+  strEnd = end;
+  return end;
+}
+
+function u32(b: Uint8Array, i: number): number {
+  return ((b[i] << 24) >>> 0) + ((b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]);
+}
+
+/** Whether the string last read by `str` is `word`. */
+function strIs(b: Uint8Array, word: Uint8Array): boolean {
+  if (strEnd - strStart !== word.length) return false;
+  for (let k = 0; k < word.length; k++) if (b[strStart + k] !== word[k]) return false;
+  return true;
+}
+
+function within(b: Uint8Array, end: number): number {
+  return end <= b.length ? end : -1;
+}
+
+/**
+ * The end of the MessagePack value at `i`, or -1 for anything the decoder
+ * would refuse or read as something else than itself (see the module).
+ * `depth` is the nesting of the value's parent.
+ */
+export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
+  const c = b[i];
+  if (c === undefined) return -1;
+  if (c <= 0x7f || c >= 0xe0) return i + 1; // fixints
+  if (c >= 0xa0 && c <= 0xbf) return str(b, i);
+  if (c <= 0x8f) return container(b, i + 1, c & 0x0f, true, depth);
+  if (c <= 0x9f) return container(b, i + 1, c & 0x0f, false, depth);
+  switch (c) {
+    case 0xc0: // nil
+    case 0xc2: // false
+    case 0xc3: // true
+      return i + 1;
+    case 0xc4: // bin 8, 16, 32
+      return within(b, i + 2 + b[i + 1]);
+    case 0xc5:
+      return within(b, i + 3 + ((b[i + 1] << 8) | b[i + 2]));
+    case 0xc6:
+      return within(b, i + 5 + u32(b, i + 1));
+    case 0xca: // float 32: all exponent bits set is NaN or ±Infinity
+      return (b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0x80) !== 0 ? -1 : within(b, i + 5);
+    case 0xcb: // float 64
+      return (b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0xf0) === 0xf0 ? -1 : within(b, i + 9);
+    case 0xcc:
+    case 0xd0:
+      return within(b, i + 2);
+    case 0xcd:
+    case 0xd1:
+      return within(b, i + 3);
+    case 0xce:
+    case 0xd2:
+      return within(b, i + 5);
+    case 0xcf: // uint 64: below 2^53 only (a double holds it exactly)
+      return b[i + 1] === 0 && b[i + 2] < 0x20 ? within(b, i + 9) : -1;
+    case 0xd3: { // int 64: within ±2^53
+      const hi = (b[i + 1] << 24) | (b[i + 2] << 16) | (b[i + 3] << 8) | b[i + 4];
+      return hi >= -0x200000 && hi < 0x200000 ? within(b, i + 9) : -1;
+    }
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
+      return str(b, i);
+    case 0xdc:
+      return container(b, i + 3, (b[i + 1] << 8) | b[i + 2], false, depth);
+    case 0xdd:
+      return container(b, i + 5, u32(b, i + 1), false, depth);
+    case 0xde:
+      return container(b, i + 3, (b[i + 1] << 8) | b[i + 2], true, depth);
+    case 0xdf:
+      return container(b, i + 5, u32(b, i + 1), true, depth);
+    default: // extensions (timestamps too) and 0xc1, which is never used
+      return -1;
+  }
+}
+
+/** The end of `n` elements (or key/value pairs) from `i`, or -1. */
+function container(b: Uint8Array, i: number, n: number, map: boolean, depth: number): number {
+  if (depth + 1 > MAX_DEPTH) return -1;
+  for (let k = 0; k < n && i >= 0; k++) {
+    if (map) {
+      // String keys only (the decoder makes others strings); never one that sets a prototype.
+      i = str(b, i);
+      if (i < 0 || strIs(b, PROTO)) return -1;
+    }
+    i = skipMsgpack(b, i, depth + 1);
+  }
+  return within(b, i);
+}
+
+/** The number of entries of the map header at `i`, and where they start; undefined if none. */
+function mapHeader(b: Uint8Array, i: number): [number, number] | undefined {
+  const c = b[i];
+  if (c >= 0x80 && c <= 0x8f) return [c & 0x0f, i + 1];
+  if (c === 0xde) return [(b[i + 1] << 8) | b[i + 2], i + 3];
+  return undefined;
+}
+
+/**
+ * Reads a `broker.publish` notification in MessagePack: a map of `method`
+ * and `params` (a map of `topic`, `value` and optionally `retain`), in any
+ * order. The answer is one object reused for every frame: read it at once.
+ */
+export function readMsgpackPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
+  const b = frame;
+  const top = mapHeader(b, 0);
+  if (top === undefined || top[0] !== 2) return undefined;
+  let i = top[1];
+  let method = false;
+  let params = false;
+  for (let k = 0; k < 2; k++) {
+    i = str(b, i);
+    if (i < 0) return undefined;
+    if (strIs(b, METHOD) && !method) {
+      i = str(b, i);
+      if (i < 0 || !strIs(b, PUBLISH_METHOD)) return undefined;
+      method = true;
+    } else if (strIs(b, PARAMS) && !params) {
+      i = readParams(b, i, topics);
+      if (i < 0) return undefined;
+      params = true;
+    } else return undefined;
+  }
+  return i === b.length ? PUBLISH : undefined;
+}
+
+function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
+  const header = mapHeader(b, i);
+  if (header === undefined) return -1;
+  const [n, start] = header;
+  i = start;
+  let topic = false;
+  let value = false;
+  let retain: boolean | undefined;
+  for (let k = 0; k < n; k++) {
+    i = str(b, i);
+    if (i < 0) return -1;
+    if (strIs(b, TOPIC) && !topic) {
+      i = str(b, i);
+      if (i < 0) return -1;
+      PUBLISH.topic = topics.topic(b, strStart, strEnd);
+      topic = true;
+    } else if (strIs(b, VALUE) && !value) {
+      const end = skipMsgpack(b, i, VALUE_DEPTH);
+      if (end < 0) return -1;
+      PUBLISH.value = new Uint8Array(b.buffer, b.byteOffset + i, end - i);
+      i = end;
+      value = true;
+    } else if (strIs(b, RETAIN) && retain === undefined) {
+      if (b[i] !== 0xc2 && b[i] !== 0xc3) return -1;
+      retain = b[i] === 0xc3;
+      i++;
+    } else return -1;
+  }
+  if (!topic || !value) return -1;
+  PUBLISH.retain = retain ?? true;
+  return i;
+}
