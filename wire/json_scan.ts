@@ -104,6 +104,10 @@ function hexUnit(b: Uint8Array, i: number): number {
   return (d0 << 12) | (d1 << 8) | (d2 << 4) | d3;
 }
 
+/** Bytes that stand for themselves in a JSON string: printable ASCII but `"` and `\`. */
+const PLAIN = new Uint8Array(256);
+for (let c = 0x20; c < 0x80; c++) PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 : 1;
+
 /**
  * The end of the valid JSON string starting at `i` (a quote), or -1: escapes
  * as JSON has them (a surrogate escape only as a high one followed by a low
@@ -115,6 +119,9 @@ export function skipString(b: Uint8Array, i: number): number {
   const n = b.length;
   let j = i + 1;
   while (j < n) {
+    // Runs of printable ASCII (most of most strings) cost one table read a byte.
+    while (PLAIN[b[j]] === 1) j++;
+    if (j >= n) return -1;
     const c = b[j];
     if (c === QUOTE) return j + 1;
     if (c < 0x20) return -1;

@@ -109,6 +109,8 @@ const VALUE = bytes('"value"');
 const RETAIN = bytes('"retain"');
 const TRUE = bytes("true");
 const FALSE = bytes("false");
+/** Bytes of `{"topic":"` at the end of PUBLISH_PREFIX: where its params object starts. */
+const PARAMS_OPEN = 10;
 /** `params` is an object in the message: its members' parent is at depth 2. */
 const VALUE_DEPTH = 2;
 
@@ -126,6 +128,13 @@ const VALUE_DEPTH = 2;
  */
 export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
   const b = frame;
+  if (startsWith(b, PUBLISH_PREFIX)) {
+    // As JSON.stringify writes it (most publishes): straight to the params.
+    let i = readParams(b, PUBLISH_PREFIX.length - PARAMS_OPEN, topics);
+    if (i < 0) return undefined;
+    i = skipSpace(b, i);
+    return b[i] === BRACE && skipSpace(b, i + 1) === b.length ? PUBLISH : undefined;
+  }
   let i = skipSpace(b, 0);
   if (b[i] !== OPEN_BRACE) return undefined;
   i = skipSpace(b, i + 1);
@@ -171,12 +180,16 @@ function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
     if (startsWith(b, TOPIC, i) && !topic) {
       const start = afterColon(b, i + TOPIC.length);
       if (start < 0 || b[start] !== QUOTE) return -1;
-      i = skipString(b, start);
-      if (i < 0) return -1;
       const plain = topicEnd(b, start + 1);
-      PUBLISH.topic = plain === i - 1
-        ? topics.topic(b, start + 1, plain)
-        : JSON.parse(decoder.decode(b.subarray(start, i))); // escapes or non-ASCII: rare
+      if (plain > 0) {
+        i = plain + 1;
+        PUBLISH.topic = topics.topic(b, start + 1, plain);
+      } else {
+        // Escapes, spaces or non-ASCII (rare): checked, then decoded.
+        i = skipString(b, start);
+        if (i < 0) return -1;
+        PUBLISH.topic = JSON.parse(decoder.decode(b.subarray(start, i)));
+      }
       topic = true;
     } else if (startsWith(b, VALUE, i) && !value) {
       const start = afterColon(b, i + VALUE.length);
