@@ -22,7 +22,8 @@
 import { dial } from "../wire/mod.ts";
 import { freePort, startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, mib, onPath, Rounds, rssOf } from "./_common.ts";
-import type { WorkerReport, WorkerTask } from "./broker_worker.ts";
+import type { Shape, WorkerReport, WorkerTask } from "./broker_worker.ts";
+import { shapeRound, shapeSummary } from "./broker_shapes.ts";
 
 const WORKER = new URL("./broker_worker.ts", import.meta.url);
 const PAYLOAD = 128;
@@ -85,7 +86,7 @@ export async function loadRun(
   server: { port: number; pid: number },
   subs: number,
   count: number,
-  options: { rate?: number; topic?: string; tlsCa?: string } = {},
+  options: { rate?: number; topic?: string; tlsCa?: string; shape?: Shape; codec?: string } = {},
 ): Promise<LoadResult> {
   const port = server.port;
   const counters = new SharedArrayBuffer(16 * 4);
@@ -100,6 +101,8 @@ export async function loadRun(
     counters,
     origin: ORIGIN,
     tlsCa: options.tlsCa,
+    shape: options.shape,
+    codec: options.codec,
   };
   const workers: Worker[] = [];
   try {
@@ -171,7 +174,7 @@ function quantile(sorted: number[], q: number): number {
 }
 
 /** nats-server as a child on a free port, stopped by pid. */
-async function startNats(): Promise<
+export async function startNats(): Promise<
   { port: number; pid: number; stop: () => Promise<void> } | undefined
 > {
   if (!await onPath("nats-server")) {
@@ -313,6 +316,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         rounds.add(`${system}_latency_p50_ms`, quantile(delays, 0.5));
         rounds.add(`${system}_latency_p99_ms`, quantile(delays, 0.99));
       }
+      await shapeRound(flags, round, dist, nats, rounds);
       rounds.printRound("broker", round);
     }
   } finally {
@@ -354,6 +358,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       m.nats_latency_p99_ms?.toFixed(3) ?? "n/a"
     } ms`,
   );
+  shapeSummary(m);
   console.log(
     `broker RSS: idle ${
       mib(retained.idle)

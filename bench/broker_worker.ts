@@ -51,7 +51,39 @@ export interface WorkerTask {
   origin: number;
   /** dist: dial in TLS, trusting this CA (PEM); the tls suite's. */
   tlsCa?: string;
+  /**
+   * The value published (see SHAPES); default a string of `payload` bytes.
+   * NATS sends the same value's JSON text (its payload is bytes).
+   */
+  shape?: Shape;
 }
+
+/** Values applications publish, each about 128 bytes as JSON. */
+export const SHAPES = {
+  object: {
+    id: 18223,
+    name: "sensor-12",
+    ok: true,
+    temp: 21.5,
+    unit: "C",
+    site: "lyon-3",
+    tags: ["a", "b"],
+    at: "2026-12-04T20:00:00Z",
+  },
+  nested: {
+    a: { b: [1, 2, { c: [true, null, 3.25] }] },
+    d: [[1, 2], [3, [4, [5]]]],
+    e: { f: { g: { h: "deep" } } },
+    i: [{ j: 1 }, { k: [false] }],
+  },
+  unicode: {
+    text: "héllo wörld ✓ 日本語 😀",
+    "clé": 'naïve café "q" \\ \n',
+    n: -7,
+    more: "ünïcödé ∑ ≠ ∞",
+  },
+};
+export type Shape = keyof typeof SHAPES | "string";
 
 export type WorkerReport =
   | { kind: "ready" }
@@ -133,7 +165,7 @@ async function distSub(task: WorkerTask, counters: Int32Array): Promise<void> {
 async function distPub(task: WorkerTask, counters: Int32Array): Promise<void> {
   const peer = await distPeer(task);
   const conn = peer.conn;
-  const frameOf = (value: string) => {
+  const frameOf = (value: unknown) => {
     const out = new OutBuffer(256);
     peer.codec.writeFrame(out, {
       method: "broker.publish",
@@ -141,7 +173,11 @@ async function distPub(task: WorkerTask, counters: Int32Array): Promise<void> {
     }, conn.maxFrame);
     return out.bytes.slice(0, out.length);
   };
-  const fixed = frameOf("x".repeat(task.payload));
+  const fixed = frameOf(
+    task.shape === undefined || task.shape === "string"
+      ? "x".repeat(task.payload)
+      : SHAPES[task.shape],
+  );
   await publishLoop(task, counters, (stampNow) => {
     conn.sendRaw(stampNow ? frameOf(stamped(task, now(task.origin))) : fixed);
   }, async () => {
@@ -181,7 +217,11 @@ async function natsSub(task: WorkerTask, counters: Int32Array): Promise<void> {
 async function natsPub(task: WorkerTask, counters: Int32Array): Promise<void> {
   const nc: NatsConnection = await natsConnect({ port: task.port });
   const encoder = new TextEncoder();
-  const fixed = encoder.encode("x".repeat(task.payload));
+  const fixed = encoder.encode(
+    task.shape === undefined || task.shape === "string"
+      ? "x".repeat(task.payload)
+      : JSON.stringify(SHAPES[task.shape]),
+  );
   await publishLoop(task, counters, (stampNow) => {
     nc.publish(task.topic, stampNow ? encoder.encode(stamped(task, now(task.origin))) : fixed);
   }, async () => {});

@@ -54,6 +54,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "dist broker vs nats-server: 1→1 msgs/s, 1→4 deliveries/s, latency at 10k/s, RSS",
     load: async () => (await import("./broker.ts")).run,
   },
+  "broker-shapes": {
+    about: "dist broker with each value shape (string, object, nested, unicode, msgpack) vs NATS",
+    load: async () => (await import("./broker_shapes.ts")).run,
+  },
   durable: {
     about: "publish-as-request: memory vs --data-dir --fsync off/batch/always; binder.register",
     load: async () => (await import("./durable.ts")).run,

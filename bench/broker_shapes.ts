@@ -1,0 +1,111 @@
+/**
+ * The broker with the values applications publish (issue 17): a plain
+ * string, a small object, a nested one, one of non-ASCII text with escapes,
+ * and the object again from MessagePack clients, each 1 → 1 and 1 → 4, with
+ * the broker's CPU per delivery; nats-server (payload-blind: it gets the
+ * object's JSON text) in the same round, alternating which goes first.
+ * Run within `deno task bench broker`, or alone as `deno task bench broker-shapes`.
+ */
+import { startDist } from "../tests/helpers/dist.ts";
+import type { BenchFlags } from "./_common.ts";
+import { Rounds } from "./_common.ts";
+import { loadRun, startNats } from "./broker.ts";
+import type { Shape } from "./broker_worker.ts";
+
+/** Each row: the value, and the codec both clients speak. */
+const ROWS: { name: string; shape: Shape; codec: string }[] = [
+  { name: "string", shape: "string", codec: "json" },
+  { name: "object", shape: "object", codec: "json" },
+  { name: "nested", shape: "nested", codec: "json" },
+  { name: "unicode", shape: "unicode", codec: "json" },
+  { name: "msgpack", shape: "object", codec: "msgpack" },
+];
+
+type Server = { port: number; pid: number };
+
+/** One round of every shape, dist and NATS alternating which goes first. */
+export async function shapeRound(
+  flags: BenchFlags,
+  round: number,
+  dist: { port: number; child: { pid: number } },
+  nats: Server | undefined,
+  rounds: Rounds,
+): Promise<void> {
+  const n1 = flags.quick ? 20_000 : 200_000;
+  const n4 = flags.quick ? 10_000 : 100_000;
+  const server = { port: dist.port, pid: dist.child.pid };
+  const distSide = async () => {
+    for (const row of ROWS) {
+      const opts = { shape: row.shape, codec: row.codec, topic: `/shape/${row.name}` };
+      const a = await loadRun("dist", server, 1, n1, opts);
+      const b = await loadRun("dist", server, 4, n4, opts);
+      rounds.add(`dist_${row.name}_1to1_msgs_per_s`, a.msgsPerS);
+      rounds.add(`dist_${row.name}_1to4_deliveries_per_s`, b.deliveriesPerS);
+      rounds.add(`dist_${row.name}_1to1_broker_cpu_us_per_delivery`, a.serverCpuUs);
+      rounds.add(`dist_${row.name}_1to4_broker_cpu_us_per_delivery`, b.serverCpuUs / 4);
+    }
+  };
+  const natsSide = async () => {
+    if (nats === undefined) return;
+    const opts = { shape: "object" as const, topic: "shape" };
+    const a = await loadRun("nats", nats, 1, n1, opts);
+    const b = await loadRun("nats", nats, 4, n4, opts);
+    rounds.add("nats_object_1to1_msgs_per_s", a.msgsPerS);
+    rounds.add("nats_object_1to4_deliveries_per_s", b.deliveriesPerS);
+    rounds.add("nats_object_1to1_broker_cpu_us_per_delivery", a.serverCpuUs);
+    rounds.add("nats_object_1to4_broker_cpu_us_per_delivery", b.serverCpuUs / 4);
+  };
+  if (round % 2) {
+    await distSide();
+    await natsSide();
+  } else {
+    await natsSide();
+    await distSide();
+  }
+}
+
+/** Prints each shape's medians against NATS's. */
+export function shapeSummary(m: Record<string, number>): void {
+  const f = (x: number | undefined) => x === undefined ? "n/a" : Math.round(x).toLocaleString("en");
+  const c = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2);
+  const nats1 = m.nats_object_1to1_broker_cpu_us_per_delivery;
+  const nats4 = m.nats_object_1to4_broker_cpu_us_per_delivery;
+  const ratio = (x: number | undefined, n: number | undefined) =>
+    x === undefined || n === undefined ? "" : ` (${(x / n).toFixed(2)}× NATS's)`;
+  console.log("value shapes, medians (broker CPU per delivery in µs; target ≤ 0.5× NATS's):");
+  for (const { name } of ROWS) {
+    const a = m[`dist_${name}_1to1_broker_cpu_us_per_delivery`];
+    const b = m[`dist_${name}_1to4_broker_cpu_us_per_delivery`];
+    console.log(
+      `  ${name.padEnd(8)} 1→1 ${f(m[`dist_${name}_1to1_msgs_per_s`])} msgs/s, ${c(a)} µs${
+        ratio(a, nats1)
+      }; 1→4 ${f(m[`dist_${name}_1to4_deliveries_per_s`])} deliveries/s, ${c(b)} µs${
+        ratio(b, nats4)
+      }`,
+    );
+  }
+  console.log(
+    `  nats     1→1 ${f(m.nats_object_1to1_msgs_per_s)} msgs/s, ${c(nats1)} µs; 1→4 ${
+      f(m.nats_object_1to4_deliveries_per_s)
+    } deliveries/s, ${c(nats4)} µs`,
+  );
+}
+
+/** `deno task bench broker-shapes`: only the shapes, each round alternating. */
+export async function run(flags: BenchFlags): Promise<Record<string, number>> {
+  const dist = await startDist(["broker", "--port", "0"]);
+  const nats = await startNats();
+  const rounds = new Rounds();
+  try {
+    for (let round = 1; round <= flags.runs; round++) {
+      await shapeRound(flags, round, dist, nats, rounds);
+      rounds.printRound("broker-shapes", round);
+    }
+  } finally {
+    await dist.stop();
+    await nats?.stop();
+  }
+  const m = rounds.medians();
+  shapeSummary(m);
+  return m;
+}
