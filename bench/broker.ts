@@ -140,7 +140,7 @@ export async function loadRun(
         throw new Error(
           `${system}: no progress for ${STALL_MS} ms: received ${
             Array.from(shared.subarray(0, subs)).join(", ")
-          } of ${count} (lost messages)`,
+          } of ${count} (lost messages)${system === "dist" ? await brokerSays(port) : ""}`,
         );
       }
     }
@@ -164,6 +164,19 @@ export async function loadRun(
     };
   } finally {
     for (const w of workers) w.terminate();
+  }
+}
+
+/** What the broker counts of cut-off and dropped deliveries (for a stalled run's error). */
+async function brokerSays(port: number): Promise<string> {
+  try {
+    const peer = await dial({ host: "127.0.0.1", port }, { role: "bench", name: "stalled" });
+    const s = await peer.call("sys.stats") as Record<string, unknown>;
+    peer.close();
+    return `; broker: slow_consumers ${s.slow_consumers}, dropped ${s.dropped}, queued ${s.queued_bytes}` +
+      `, connections ${s.connections}, memory ${JSON.stringify(s.memory)}`;
+  } catch (err) {
+    return `; broker stats: ${err}`;
   }
 }
 
@@ -275,7 +288,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     `${flags.runs} round(s); ${PAYLOAD}-byte values, fire-and-forget; 1→1 ${n1} msgs, 1→4 ` +
       `${n4} msgs; dist and NATS alternate which goes first; medians`,
   );
-  const dist = await startDist(["broker", "--port", "0"]);
+  // The clients are threads of this process: on a loaded machine a subscriber's thread
+  // starved for 3 s (the default heartbeat's limit) is not a dead peer.
+  const dist = await startDist(["broker", "--port", "0", "--heartbeat", "5000"]);
   const nats = await startNats();
   const rounds = new Rounds();
   try {
