@@ -125,12 +125,12 @@ export class Rings {
     const out: Entry[] = [];
     let used = 0;
     for (
-      let s = afterService === undefined ? 0 : lowerBound(services, afterService);
+      let s = afterService === undefined ? 0 : searchSorted(services, afterService);
       s < services.length;
       s++
     ) {
       const ids = this.#rings.get(services[s])!.sorted;
-      const from = services[s] === afterService ? upperBound(ids, after!) : 0;
+      const from = services[s] === afterService ? searchSorted(ids, after!, true) : 0;
       for (let i = from; i < ids.length; i++) {
         const entry = this.#get(ids[i]);
         if (entry.expiresAt <= now) continue;
@@ -159,25 +159,16 @@ export class Rings {
   }
 }
 
-/** The first index of sorted `xs` whose item is at least `x`. */
-function lowerBound(xs: readonly string[], x: string): number {
+/**
+ * The first index of sorted `xs` whose item is past `x`: at least `x`, or
+ * with `after`, greater than `x` (a binary search).
+ */
+function searchSorted(xs: readonly string[], x: string, after = false): number {
   let lo = 0;
   let hi = xs.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The first index of sorted `xs` whose item is greater than `x`. */
-function upperBound(xs: readonly string[], x: string): number {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (xs[mid] <= x) lo = mid + 1;
+    if (xs[mid] < x || (after && xs[mid] === x)) lo = mid + 1;
     else hi = mid;
   }
   return lo;
