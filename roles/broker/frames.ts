@@ -153,8 +153,25 @@ const MP_HEAD = concat([
   toMsgpack("topic"),
 ]);
 const MP_VALUE = toMsgpack("value");
-const MP_RETAINED = toMsgpack("retained");
-const MP_SID = toMsgpack("sid");
+const MP_RETAINED_FALSE_SID = concat([
+  toMsgpack("retained"),
+  Uint8Array.of(0xc2),
+  toMsgpack("sid"),
+]);
+const MP_RETAINED_TRUE_SID = concat([toMsgpack("retained"), Uint8Array.of(0xc3), toMsgpack("sid")]);
+
+/** A MessagePack delivery's bytes up to its value, per topic (as topicPrefixes for JSON). */
+const mpPrefixes = new Map<string, Uint8Array>();
+
+function mpPrefix(topic: string): Uint8Array {
+  let prefix = mpPrefixes.get(topic);
+  if (prefix === undefined) {
+    if (mpPrefixes.size >= TOPIC_PREFIXES_KEPT) mpPrefixes.clear();
+    prefix = concat([MP_HEAD, toMsgpack(topic), MP_VALUE]);
+    mpPrefixes.set(topic, prefix);
+  }
+  return prefix;
+}
 
 function concat(parts: Uint8Array[], room = 0): Uint8Array {
   let n = room;
@@ -186,15 +203,12 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
     const value = msg.value instanceof RawMsgpack
       ? msg.value.bytes
       : toMsgpack(msg.value instanceof EncodedValue ? msg.value.decode() : msg.value);
-    head = concat([
-      MP_HEAD,
-      toMsgpack(msg.topic),
-      MP_VALUE,
-      value,
-      MP_RETAINED,
-      Uint8Array.of(msg.retained ? 0xc3 : 0xc2),
-      MP_SID,
-    ], HEADER);
+    const prefix = mpPrefix(msg.topic);
+    const flags = msg.retained ? MP_RETAINED_TRUE_SID : MP_RETAINED_FALSE_SID;
+    head = slabAlloc(HEADER + prefix.length + value.length + flags.length);
+    head.set(prefix, HEADER);
+    head.set(value, HEADER + prefix.length);
+    head.set(flags, HEADER + prefix.length + value.length);
   }
   (msg.encoded ??= [])[slot] = head;
   return head;
