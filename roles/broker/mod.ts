@@ -153,6 +153,7 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
     maxPacket: options.maxFrame,
     maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
     maxConnections: options.maxConnections,
+    maxSessions: options.maxConnections,
     connectTimeoutMs: 10_000,
     writeTimeoutMs: options.writeTimeout,
   }, connSettings(options).authenticator);

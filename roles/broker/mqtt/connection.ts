@@ -1,17 +1,22 @@
 /**
  * One MQTT connection: its read loop (packets framed here, refused by size
- * before they are buffered), its packets turned into core calls, and the
- * {@link Sink} of its subscriptions, with an in-flight window of QoS 1
- * deliveries that counts, unacknowledged, in its pending bytes.
+ * before they are buffered) and its packets turned into core calls. What
+ * may outlive it (subscriptions, deliveries in flight, the QoS 2 publishes
+ * awaiting PUBREL) is its {@link MqttSession}, the subscriptions' sink.
  */
 import { DistError } from "../../../wire/mod.ts";
 import { Outbound } from "../../../wire/outbound.ts";
 import { ticker } from "../../../wire/heartbeat.ts";
 import type { Identity } from "../../../wire/credentials.ts";
-import type { IConnectPacket, ISubscribePacket, IUnsubscribePacket } from "mqtt-packet";
-import { holdMessage } from "../frames.ts";
-import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
-import { filterFromMqtt, MqttPayload, payloadOf, topicFromMqtt, topicToMqtt } from "./mapping.ts";
+import type {
+  IConnectPacket,
+  IDisconnectPacket,
+  ISubscribePacket,
+  IUnsubscribePacket,
+} from "mqtt-packet";
+import type { Subscription } from "../subscriber.ts";
+import { filterFromMqtt, MqttPayload, topicFromMqtt } from "./mapping.ts";
+import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
 import {
   ackId,
   CONNECT,
@@ -20,14 +25,11 @@ import {
   frame,
   generate,
   parseSlow,
-  patchId,
   PINGREQ,
   PINGRESP_BYTES,
   PUBACK,
   PUBCOMP,
   PUBLISH,
-  publishQos,
-  publishSize,
   PUBREC,
   PUBREL,
   readFrame,
@@ -35,7 +37,6 @@ import {
   SUBSCRIBE,
   UNSUBSCRIBE,
   writeAck,
-  writePublish,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
 
@@ -49,24 +50,13 @@ const HIGH_WATER = 1024 * 1024;
 export const INFLIGHT_WINDOW = 1024;
 /** Most subscriptions one connection may hold (as on the native port). */
 const MAX_SUBSCRIPTIONS = 10_000;
+/** The highest QoS of a delivery. */
+const MAX_QOS_OUT = 2;
 /** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
 const MAX_QOS2_PENDING = 1024;
 
 const strict = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
-
-/** MQTT topic bytes per dist topic (null: none), kept while the map is small. */
-const topicBytes = new Map<string, Uint8Array | null>();
-function mqttTopic(topic: string): Uint8Array | null {
-  let bytes = topicBytes.get(topic);
-  if (bytes === undefined) {
-    if (topicBytes.size >= 4096) topicBytes.clear();
-    const name = topicToMqtt(topic);
-    bytes = name === undefined ? null : encoder.encode(name);
-    topicBytes.set(topic, bytes);
-  }
-  return bytes;
-}
 
 interface Will {
   topic: string;
@@ -75,10 +65,13 @@ interface Will {
   retain: boolean;
 }
 
-export class MqttConnection implements Sink {
-  readonly queued = new PendingBudget();
+export class MqttConnection {
   readonly remote: string;
   clientId = "";
+  /** Deliveries in flight at once (MQTT 5: at most the client's Receive Maximum). */
+  window = INFLIGHT_WINDOW;
+  /** The largest packet the client takes (MQTT 5's Maximum Packet Size). */
+  clientMaxPacket = Infinity;
   readonly #conn: Deno.Conn;
   readonly #front: MqttFront;
   readonly #out: Outbound;
@@ -88,25 +81,15 @@ export class MqttConnection implements Sink {
   #closed = false;
   /** Answered and closing: input is no longer handled. */
   #closing = false;
-  readonly #subs = new Map<string, Subscription>();
-  /** Packet ids of QoS 1 deliveries not yet acknowledged. */
-  #inflight: Set<number> | undefined;
-  #window = INFLIGHT_WINDOW;
-  #nextId = 1;
-  #qos2In: Set<number> | undefined;
+  #session: MqttSession | undefined;
   #will: Will | undefined;
   #identity: Identity | undefined;
-  #clientMaxPacket = Infinity;
   #keepAliveMs = 0;
   #quietMs = 0;
   #ageMs = 0;
   #stalledMs = 0;
-  #waiters: { bytes: number; fn: () => void }[] | undefined;
-  #drainArmed = false;
   #lastTopicBytes: Uint8Array | undefined;
   #lastTopic = "";
-  /** Scratch for `encode` (copied at once by the queue). */
-  #scratch = new Uint8Array(0);
 
   constructor(conn: Deno.Conn, front: MqttFront) {
     this.#conn = conn;
@@ -161,7 +144,7 @@ export class MqttConnection implements Sink {
           if (frame.length === -1) break;
           if (frame.length > maxPacket) {
             this.#front.oversize++;
-            return this.#refuse(
+            return this.refuse(
               0x95,
               `a packet of ${frame.length} bytes, over the limit of ${maxPacket}`,
             );
@@ -211,35 +194,72 @@ export class MqttConnection implements Sink {
       case PUBLISH:
         return this.#onPublish(first, buf, body, e);
       case PUBACK:
-        if (first !== 0x40 || ackId(buf, body, e) < 0) return this.#protocolError("a bad PUBACK");
-        this.#acked(ackId(buf, body, e));
+      case PUBCOMP: {
+        const id = ackId(buf, body, e);
+        if ((first & 0x0f) !== 0 || id < 0) return this.#protocolError(`a bad ${ackName(type)}`);
+        // One for nothing in flight is ignored.
+        this.#session!.acked(id);
         return;
+      }
+      case PUBREC: {
+        const id = ackId(buf, body, e);
+        if (first !== 0x50 || id < 0) return this.#protocolError("a bad PUBREC");
+        // MQTT 5: a reason code of 0x80 or more ends the exchange here, with no PUBREL.
+        if (this.#v5 && e - body > 2 && buf[body + 2] >= 0x80) {
+          this.#session!.acked(id);
+          return;
+        }
+        if (this.#session!.inflight.received(id)) this.ack(PUBREL, id);
+        else if (this.#v5) this.send(Uint8Array.of(0x62, 3, id >> 8, id & 0xff, 0x92));
+        else this.ack(PUBREL, id);
+        return;
+      }
       case PUBREL: {
         const id = ackId(buf, body, e);
         if (first !== 0x62 || id < 0) return this.#protocolError("a bad PUBREL");
-        this.#qos2In?.delete(id);
-        this.#ack(PUBCOMP, id);
+        this.#session!.qos2In?.delete(id);
+        this.ack(PUBCOMP, id);
         return;
       }
       case PINGREQ:
         if (first !== 0xc0) return this.#protocolError("a bad PINGREQ");
-        this.#send(PINGRESP_BYTES);
+        this.send(PINGRESP_BYTES);
         return;
       case SUBSCRIBE:
         return this.#onSubscribe(buf.subarray(s, e));
       case UNSUBSCRIBE:
         return this.#onUnsubscribe(buf.subarray(s, e));
-      case DISCONNECT: {
-        // MQTT 5 reason 0x04: disconnect, but send the will.
-        const reason = this.#v5 && e > body ? buf[body] : 0;
-        this.close("DISCONNECT", reason === 0x04);
-        return;
-      }
+      case DISCONNECT:
+        return this.#onDisconnect(buf.subarray(s, e), e - body);
       case CONNECT:
         return this.#protocolError("a second CONNECT");
       default:
         return this.#protocolError(`a packet of type ${type}, which a client does not send`);
     }
+  }
+
+  #onDisconnect(packet: Uint8Array, length: number): undefined {
+    // MQTT 5 reason 0x04: disconnect, but send the will.
+    const reason = this.#v5 && length > 0 ? packet[packet.length - length] : 0;
+    if (this.#v5 && length > 1) {
+      let p: IDisconnectPacket;
+      try {
+        p = parseSlow(packet, 5) as IDisconnectPacket;
+      } catch (err) {
+        return this.#protocolError(`a malformed DISCONNECT (${(err as Error).message})`);
+      }
+      const expiry = p.properties?.sessionExpiryInterval;
+      if (expiry !== undefined) {
+        const session = this.#session!;
+        if (session.expiry === 0 && expiry > 0) {
+          return this.#protocolError(
+            "a Session Expiry Interval set by DISCONNECT after 0 at CONNECT",
+          );
+        }
+        session.expiry = Math.min(expiry, MAX_SESSION_EXPIRY_S);
+      }
+    }
+    this.close("DISCONNECT", reason === 0x04);
   }
 
   async #onConnect(packet: Uint8Array, head: number): Promise<void> {
@@ -256,7 +276,7 @@ export class MqttConnection implements Sink {
       p = parseSlow(packet, this.#version) as IConnectPacket;
     } catch (err) {
       this.#front.badConnects++;
-      return this.#refuse(0x80, `a malformed CONNECT (${(err as Error).message})`);
+      return this.refuse(0x80, `a malformed CONNECT (${(err as Error).message})`);
     }
     let clientId = p.clientId ?? "";
     if (clientId === "") {
@@ -293,30 +313,48 @@ export class MqttConnection implements Sink {
     this.#keepAliveMs = (p.keepalive ?? 0) * 1500;
     const props = p.properties;
     if (props?.receiveMaximum !== undefined) {
-      this.#window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
+      this.window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
     }
-    if (props?.maximumPacketSize !== undefined) this.#clientMaxPacket = props.maximumPacketSize;
+    if (props?.maximumPacketSize !== undefined) this.clientMaxPacket = props.maximumPacketSize;
+    // 3.1.1's clean session 0 asks for a session with no end: it is kept as long as MQTT 5's longest.
+    const asked = this.#v5 ? props?.sessionExpiryInterval ?? 0 : p.clean === false ? Infinity : 0;
+    const expiry = Math.min(asked, MAX_SESSION_EXPIRY_S);
+    const taken = this.#front.register(this, {
+      clean: p.clean !== false,
+      expiry,
+      owner: this.#identity?.user,
+      version: this.#version,
+    });
+    if (taken === undefined) {
+      return this.#connack(
+        this.#v5 ? 0x97 : 3,
+        `more than ${this.#front.limits.maxSessions} persistent sessions`,
+      );
+    }
+    this.#session = taken.session;
     this.#connected = true;
-    this.#front.register(this);
     if (!this.#v5) {
-      this.#send(Uint8Array.of(0x20, 2, 0, 0));
-      return;
+      this.send(Uint8Array.of(0x20, 2, taken.present ? 1 : 0, 0));
+    } else {
+      this.send(generate({
+        cmd: "connack",
+        sessionPresent: taken.present,
+        reasonCode: 0,
+        properties: {
+          ...(p.clientId ? {} : { assignedClientIdentifier: clientId }),
+          ...(expiry < asked ? { sessionExpiryInterval: expiry } : {}),
+          receiveMaximum: MAX_QOS2_PENDING,
+          retainAvailable: true,
+          maximumPacketSize: this.#front.limits.maxPacket + 5,
+          topicAliasMaximum: 0,
+          wildcardSubscriptionAvailable: true,
+          subscriptionIdentifiersAvailable: false,
+          sharedSubscriptionAvailable: true,
+        },
+      }, 5));
     }
-    this.#send(generate({
-      cmd: "connack",
-      sessionPresent: false,
-      reasonCode: 0,
-      properties: {
-        ...(p.clientId ? {} : { assignedClientIdentifier: clientId }),
-        receiveMaximum: MAX_QOS2_PENDING,
-        retainAvailable: true,
-        maximumPacketSize: this.#front.limits.maxPacket + 5,
-        topicAliasMaximum: 0,
-        wildcardSubscriptionAvailable: true,
-        subscriptionIdentifiersAvailable: false,
-        sharedSubscriptionAvailable: true,
-      },
-    }, 5));
+    // After the CONNACK: what was in flight goes again, then what waited.
+    taken.session.attach(this);
   }
 
   #onPublish(first: number, buf: Uint8Array, body: number, e: number): undefined {
@@ -348,10 +386,11 @@ export class MqttConnection implements Sink {
       this.#lastTopic = topic;
     }
     const { qos, id } = p;
+    const session = this.#session!;
     if (qos === 2) {
-      if (this.#qos2In?.has(id)) return this.#ack(PUBREC, id); // a resend: published already
-      if ((this.#qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
-        return this.#refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
+      if (session.qos2In?.has(id)) return this.ack(PUBREC, id); // a resend: published already
+      if ((session.qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
+        return this.refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
       }
     }
     try {
@@ -370,10 +409,10 @@ export class MqttConnection implements Sink {
     } finally {
       value.release();
     }
-    if (qos === 1) this.#ack(PUBACK, id);
+    if (qos === 1) this.ack(PUBACK, id);
     else if (qos === 2) {
-      (this.#qos2In ??= new Set()).add(id);
-      this.#ack(PUBREC, id);
+      (session.qos2In ??= new Set()).add(id);
+      this.ack(PUBREC, id);
     }
   }
 
@@ -381,8 +420,8 @@ export class MqttConnection implements Sink {
   #refusePublish(qos: number, id: number, reason: number, why: string): undefined {
     this.#front.refusedPublishes++;
     this.#front.warn(this, `PUBLISH refused: ${why}`);
-    if (!this.#v5 || qos === 0) return this.#refuse(reason, why);
-    this.#send(Uint8Array.of(qos === 1 ? 0x40 : 0x50, 3, id >> 8, id & 0xff, reason));
+    if (!this.#v5 || qos === 0) return this.refuse(reason, why);
+    this.send(Uint8Array.of(qos === 1 ? 0x40 : 0x50, 3, id >> 8, id & 0xff, reason));
   }
 
   #onSubscribe(packet: Uint8Array): undefined {
@@ -396,6 +435,8 @@ export class MqttConnection implements Sink {
     const codes: number[] = [];
     const added: Subscription[] = [];
     const core = this.#front.core;
+    const session = this.#session!;
+    const subs = session.subs;
     for (const { topic, qos } of p.subscriptions) {
       try {
         const filter = filterFromMqtt(topic, this.#v5);
@@ -403,21 +444,23 @@ export class MqttConnection implements Sink {
           action: "subscribe",
           name: filter.pattern,
         });
-        const old = this.#subs.get(topic);
-        if (old === undefined && this.#subs.size >= MAX_SUBSCRIPTIONS) {
+        const old = subs.get(topic);
+        if (old === undefined && subs.size >= MAX_SUBSCRIPTIONS) {
           codes.push(this.#v5 ? 0x97 : 0x80);
           continue;
         }
         // The same filter again replaces the subscription (and its retained values come again).
-        if (old !== undefined) core.unsubscribe(old);
-        const { sub } = core.subscribe(this, {
+        if (old !== undefined) session.unsubscribe(old);
+        const { sub } = core.subscribe(session, {
           topic: filter.pattern,
           group: filter.group,
           exact: filter.exact,
+          // Away, a session's deliveries wait under max-pending: past it the oldest go, counted.
+          policy: session.expiry > 0 ? "drop-oldest" : undefined,
         });
-        const granted = Math.min(qos, 1);
+        const granted = Math.min(qos, MAX_QOS_OUT);
         sub.data = granted;
-        this.#subs.set(topic, sub);
+        subs.set(topic, sub);
         added.push(sub);
         codes.push(granted);
       } catch (err) {
@@ -439,106 +482,27 @@ export class MqttConnection implements Sink {
       return this.#protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
     }
     const codes: number[] = [];
+    const session = this.#session!;
     for (const filter of p.unsubscriptions) {
-      const sub = this.#subs.get(filter);
+      const sub = session.subs.get(filter);
       if (sub !== undefined) {
-        this.#subs.delete(filter);
-        this.#front.core.unsubscribe(sub);
+        session.subs.delete(filter);
+        session.unsubscribe(sub);
       }
       codes.push(sub !== undefined ? 0 : 0x11);
     }
     this.#sendWithIds(0xb0, p.messageId ?? 0, this.#v5 ? codes : []);
   }
 
-  // ---- the Sink ----
+  // ---- what the session writes through ----
 
-  /**
-   * Output not yet written. Unacknowledged QoS 1 deliveries are not kept
-   * (no redelivery without persistent sessions), so they cost nothing
-   * here: the window bounds them by count ({@link full}), and past it
-   * deliveries wait in the subscription's queue, under max-pending.
-   */
-  get pendingBytes(): number {
-    return this.#out.pending;
+  get out(): Outbound {
+    return this.#out;
   }
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  get full(): boolean {
-    return this.#inflight !== undefined && this.#inflight.size >= this.#window;
-  }
-
-  sizeOf(msg: Message, sub: Subscription): number {
-    const topic = mqttTopic(msg.topic);
-    if (topic === null) return 0;
-    return publishSize(topic, this.#qos(msg, sub), this.#v5, payloadOf(msg).length);
-  }
-
-  write(msg: Message, sub: Subscription): void {
-    const topic = mqttTopic(msg.topic);
-    if (topic === null) return void this.#front.undeliverable++;
-    const qos = this.#qos(msg, sub);
-    const payload = payloadOf(msg);
-    const size = publishSize(topic, qos, this.#v5, payload.length);
-    if (size > this.#clientMaxPacket) return void this.#front.undeliverable++;
-    const id = qos > 0 ? this.#takeId() : 0;
-    const out = this.#out.buffer;
-    out.reserve(size);
-    out.length = writePublish(
-      out.bytes,
-      out.length,
-      topic,
-      payload,
-      qos,
-      msg.retained,
-      id,
-      this.#v5,
-    );
+  /** Output was queued: past its bound the client does not read, and is closed. */
+  queuedOut(): void {
     this.#queued();
-  }
-
-  encode(msg: Message, sub: Subscription): Uint8Array {
-    const topic = mqttTopic(msg.topic);
-    if (topic === null) return new Uint8Array(0);
-    const qos = this.#qos(msg, sub);
-    const payload = payloadOf(msg);
-    const size = publishSize(topic, qos, this.#v5, payload.length);
-    if (this.#scratch.length < size) this.#scratch = new Uint8Array(Math.max(size, 1024));
-    writePublish(this.#scratch, 0, topic, payload, qos, msg.retained, 0, this.#v5);
-    return this.#scratch.subarray(0, size);
-  }
-
-  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
-    if (bytes.length === 0) return void this.#front.undeliverable++;
-    if (bytes.length > this.#clientMaxPacket) return void this.#front.undeliverable++;
-    const out = this.#out.buffer;
-    out.reserve(bytes.length);
-    const at = out.length;
-    out.bytes.set(bytes, at);
-    out.length += bytes.length;
-    if (publishQos(bytes) > 0) {
-      patchId(out.bytes.subarray(at, at + bytes.length), this.#takeId());
-    }
-    this.#queued();
-  }
-
-  whenDrained(bytes: number, fn: () => void): void {
-    (this.#waiters ??= []).push({ bytes, fn });
-    this.#wake();
-  }
-
-  slow(_sub: Subscription, err: DistError): void {
-    this.#front.slowConsumers++;
-    this.#front.warn(this, `Cutting off ${this.clientId}: ${err.message}`);
-    this.#refuse(0x97, err.message);
-  }
-
-  topicCreated(): void {}
-
-  hold(msg: Message): void {
-    holdMessage(msg);
   }
 
   // ---- housekeeping (the process's one ticker) ----
@@ -584,18 +548,16 @@ export class MqttConnection implements Sink {
     } catch {
       // Already closed by the peer.
     }
-    for (const sub of this.#subs.values()) this.#front.core.unsubscribe(sub);
-    this.#subs.clear();
-    this.#inflight = undefined;
     this.#front.gone(this, why);
+    // The session ends, or waits for the client (it may be back with another connection).
+    this.#session?.detach(this);
     const will = this.#will;
     this.#will = undefined;
     if (withWill && will !== undefined && this.#connected) this.#front.publishWill(will);
-    this.#wake();
   }
 
   /** MQTT 5: says why in a DISCONNECT (or a CONNACK before CONNECT is accepted), then closes. */
-  #refuse(reason: number, why: string): undefined {
+  refuse(reason: number, why: string): undefined {
     if (!this.#v5) {
       this.close(why, true);
       return;
@@ -617,57 +579,21 @@ export class MqttConnection implements Sink {
   #protocolError(why: string): undefined {
     this.#front.protocolErrors++;
     this.#front.warn(this, `Protocol error: ${why}`);
-    this.#refuse(0x82, why);
+    this.refuse(0x82, why);
   }
 
   /** Sends a last packet, then closes once it is out (the ticker's write deadline bounds the wait). */
   #finish(packet: Uint8Array, why: string): undefined {
     if (this.#closing || this.#closed) return;
-    this.#send(packet);
+    this.send(packet);
     this.#closing = true;
     this.#out.drained(0).then(() => this.close(why, true));
   }
 
   // ---- output ----
 
-  #qos(msg: Message, sub: Subscription): number {
-    return Math.min(msg.qos, sub.data as number);
-  }
-
-  #takeId(): number {
-    const inflight = this.#inflight ??= new Set();
-    let id = this.#nextId;
-    while (inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
-    this.#nextId = id === 65_535 ? 1 : id + 1;
-    inflight.add(id);
-    return id;
-  }
-
-  #acked(id: number): void {
-    // A PUBACK for nothing in flight is ignored.
-    if (this.#inflight?.delete(id) === true && this.#waiters !== undefined) this.#wake();
-  }
-
-  /** Calls the drain waiters whose condition holds; arms a wait on the output for the rest. */
-  #wake(): void {
-    const waiters = this.#waiters;
-    if (waiters === undefined) return;
-    let keep: typeof waiters | undefined;
-    for (const w of waiters) {
-      if (this.#closed || (!this.full && this.pendingBytes <= w.bytes)) w.fn();
-      else (keep ??= []).push(w);
-    }
-    this.#waiters = keep;
-    if (keep === undefined || this.#drainArmed || this.full) return;
-    const least = Math.min(...keep.map((w) => w.bytes));
-    this.#drainArmed = true;
-    this.#out.drained(least).then(() => {
-      this.#drainArmed = false;
-      this.#wake();
-    });
-  }
-
-  #ack(type: number, id: number): undefined {
+  /** An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) with no reason code. */
+  ack(type: number, id: number): undefined {
     const out = this.#out.buffer;
     out.reserve(4);
     writeAck(out.bytes, out.length, type, id);
@@ -693,10 +619,10 @@ export class MqttConnection implements Sink {
     packet[at++] = id & 0xff;
     if (this.#v5) packet[at++] = 0;
     packet.set(codes, at);
-    this.#send(packet);
+    this.send(packet);
   }
 
-  #send(packet: Uint8Array): void {
+  send(packet: Uint8Array): void {
     if (this.#closed) return;
     const out = this.#out.buffer;
     out.reserve(packet.length);
@@ -711,6 +637,10 @@ export class MqttConnection implements Sink {
       this.close("output past its bound: the client does not read", true);
     }
   }
+}
+
+function ackName(type: number): string {
+  return type === PUBACK ? "PUBACK" : "PUBCOMP";
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -12,6 +12,7 @@ import type { Authenticator, Credentials, Identity } from "../../../wire/credent
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { MqttPayload } from "./mapping.ts";
+import { MqttSession } from "./session.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder();
@@ -28,6 +29,19 @@ export interface MqttLimits {
   connectTimeoutMs: number;
   /** A write that takes no bytes this long closes the connection. */
   writeTimeoutMs: number;
+  /** Most persistent sessions (connected or away); one more is refused at CONNECT. */
+  maxSessions: number;
+}
+
+/** What a CONNECT asks of its session. */
+export interface SessionRequest {
+  /** Clean session (3.1.1) or Clean Start (5): an existing session is discarded. */
+  clean: boolean;
+  /** Seconds the session is kept after the connection goes (capped already). */
+  expiry: number;
+  /** The authenticated user. */
+  owner: string | undefined;
+  version: number;
 }
 
 export class MqttFront {
@@ -36,6 +50,13 @@ export class MqttFront {
   readonly #authenticator: Authenticator | undefined;
   readonly #connections = new Set<MqttConnection>();
   readonly #byClientId = new Map<string, MqttConnection>();
+  readonly #sessions = new Map<string, MqttSession>();
+  /** Sessions whose expiry is not 0 (kept up to date by the sessions). */
+  persistent = 0;
+  sessionsResumed = 0;
+  sessionsExpired = 0;
+  /** Deliveries dropped by sessions that ended (the live ones count their own). */
+  #sessionDropsGone = 0;
   #listener: Deno.Listener | undefined;
   messagesIn = 0;
   accepted = 0;
@@ -99,6 +120,7 @@ export class MqttFront {
       // Closed already.
     }
     for (const c of [...this.#connections]) c.close("shutdown", false);
+    for (const session of [...this.#sessions.values()]) session.end("shutdown");
   }
 
   get connections(): number {
@@ -133,14 +155,49 @@ export class MqttFront {
   }
   readonly #closers = new Map<MqttConnection, () => void>();
 
-  /** A connection was accepted: one with the same client id is taken over (closed). */
-  register(c: MqttConnection): void {
-    const old = this.#byClientId.get(c.clientId);
+  /**
+   * A connection was accepted: one with the same client id is taken over
+   * (closed), and the session is resumed (`present`) or a new one started.
+   * Undefined when a new persistent session would pass `maxSessions`.
+   */
+  register(
+    c: MqttConnection,
+    want: SessionRequest,
+  ): { session: MqttSession; present: boolean } | undefined {
+    const id = c.clientId;
+    let session = this.#sessions.get(id);
+    const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
+      session.version === want.version;
+    if (!resumable && want.expiry > 0 && this.persistent >= this.limits.maxSessions) {
+      return undefined;
+    }
+    const old = this.#byClientId.get(id);
     if (old !== undefined && old !== c) {
       this.takeovers++;
+      // Its session ends here, unless it is persistent: then it is the one resumed.
       old.close("taken over by a new connection with its client id", true);
     }
-    this.#byClientId.set(c.clientId, c);
+    session = this.#sessions.get(id);
+    let present = false;
+    if (session !== undefined && resumable) {
+      present = true;
+      this.sessionsResumed++;
+    } else {
+      // Clean start, or another user's or protocol's session: it ends, a new one begins.
+      session?.end("replaced by a new session");
+      session = new MqttSession(this, id, want.owner, want.version);
+      this.#sessions.set(id, session);
+    }
+    session.expiry = want.expiry;
+    this.#byClientId.set(id, c);
+    return { session, present };
+  }
+
+  /** A session ended (its client's clean disconnect, a clean start, expiry, shutdown). */
+  sessionEnded(session: MqttSession, why: string): void {
+    if (this.#sessions.get(session.clientId) === session) this.#sessions.delete(session.clientId);
+    this.#sessionDropsGone += session.dropped;
+    if (why === "expired") this.sessionsExpired++;
   }
 
   /** A connection closed. */
@@ -191,6 +248,23 @@ export class MqttFront {
       undeliverable: this.undeliverable,
       takeovers: this.takeovers,
       wills: this.wills,
+      sessions: this.#sessions.size,
+      sessions_persistent: this.persistent,
+      sessions_away: this.#sessions.size - this.#byClientId.size,
+      sessions_resumed: this.sessionsResumed,
+      sessions_expired: this.sessionsExpired,
+      ...this.#sessionQueues(),
     };
+  }
+
+  /** What sessions hold for their clients, and what they dropped past max-pending. */
+  #sessionQueues(): { session_queued_bytes: number; session_dropped: number } {
+    let queued = 0;
+    let dropped = this.#sessionDropsGone;
+    for (const session of this.#sessions.values()) {
+      queued += session.queued.bytes;
+      dropped += session.dropped;
+    }
+    return { session_queued_bytes: queued, session_dropped: dropped };
   }
 }

@@ -1,0 +1,94 @@
+/**
+ * A session's outbound QoS 1 and QoS 2 deliveries not yet acknowledged,
+ * by packet id, in the order they were sent: the in-flight window the
+ * client's Receive Maximum bounds, and what is sent again, with DUP, when
+ * a persistent session's client comes back.
+ *
+ * QoS 1: PUBLISH → PUBACK. QoS 2: PUBLISH → PUBREC, then PUBREL → PUBCOMP
+ * (the id stays taken, and counts in the window, until PUBCOMP).
+ */
+
+/** One delivery in flight. */
+interface Entry {
+  /** The PUBLISH as sent (kept only when it may be sent again: a persistent session). */
+  bytes: Uint8Array | undefined;
+  /** QoS 2 with PUBREC received: PUBREL sent, PUBCOMP awaited. */
+  released: boolean;
+}
+
+export class InflightWindow {
+  /** Insertion order is sending order: redelivery keeps it. */
+  readonly #entries = new Map<number, Entry>();
+  #nextId = 1;
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Takes a free packet id for a delivery about to be sent. */
+  take(): number {
+    const entries = this.#entries;
+    let id = this.#nextId;
+    while (entries.has(id)) id = id === 65_535 ? 1 : id + 1;
+    this.#nextId = id === 65_535 ? 1 : id + 1;
+    entries.set(id, { bytes: undefined, released: false });
+    return id;
+  }
+
+  /** Keeps the bytes of the PUBLISH sent with `id`, for a redelivery. */
+  keep(id: number, bytes: Uint8Array): void {
+    const entry = this.#entries.get(id);
+    if (entry !== undefined) entry.bytes = bytes;
+  }
+
+  /** PUBACK (QoS 1) or PUBCOMP (QoS 2): the id is free again. False for an unknown id. */
+  done(id: number): boolean {
+    return this.#entries.delete(id);
+  }
+
+  /**
+   * PUBREC: the client has the message; PUBREL goes out. False for an id
+   * not in flight (answered all the same: PUBREL for it then gets 0x92).
+   */
+  received(id: number): boolean {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return false;
+    entry.released = true;
+    entry.bytes = undefined;
+    return true;
+  }
+
+  /**
+   * What to send again on a new connection, in the order first sent: a
+   * PUBLISH with DUP set, or a PUBREL (`id` with no bytes). An entry with
+   * neither (sent while the session was not persistent) is dropped, and
+   * counted in the result's `lost`.
+   */
+  resend(): { publishes: { id: number; bytes: Uint8Array | undefined }[]; lost: number } {
+    const publishes: { id: number; bytes: Uint8Array | undefined }[] = [];
+    let lost = 0;
+    for (const [id, entry] of this.#entries) {
+      if (entry.released) {
+        publishes.push({ id, bytes: undefined });
+      } else if (entry.bytes !== undefined) {
+        entry.bytes[0] |= 0x08; // DUP
+        publishes.push({ id, bytes: entry.bytes });
+      } else {
+        this.#entries.delete(id);
+        lost++;
+      }
+    }
+    return { publishes, lost };
+  }
+
+  /** Bytes kept for redelivery. */
+  get keptBytes(): number {
+    let n = 0;
+    for (const entry of this.#entries.values()) n += entry.bytes?.length ?? 0;
+    return n;
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * An MQTT session: what outlives one connection when the client asks
+ * (3.1.1 clean session 0; MQTT 5 Clean Start 0 with a Session Expiry
+ * Interval). It is the {@link Sink} of the client's subscriptions, so they
+ * stay in the core while the client is away: deliveries then wait in the
+ * subscriptions' queues, under the broker's max-pending for the session
+ * (the policy of a persistent session's subscriptions is drop-oldest:
+ * past the bound the oldest go, counted in `dropped`, never silently).
+ * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow) and sent
+ * again, with DUP, when the client comes back. Sessions live in memory:
+ * they do not survive a broker restart.
+ */
+import type { DistError } from "../../../wire/mod.ts";
+import { holdMessage } from "../frames.ts";
+import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
+import { payloadOf, topicToMqtt } from "./mapping.ts";
+import { patchId, publishQos, publishSize, PUBREL, writePublish } from "./packets.ts";
+import { InflightWindow } from "./inflight.ts";
+import type { MqttConnection } from "./connection.ts";
+import type { MqttFront } from "./front.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * Longest a session is kept for an absent client, in seconds (a day):
+ * MQTT 5 asks for less or more (more is cut to this, and CONNACK says so);
+ * 3.1.1's clean session 0, which asks for no end, gets this.
+ */
+export const MAX_SESSION_EXPIRY_S = 86_400;
+
+/** MQTT topic bytes per dist topic (null: none), kept while the map is small. */
+const topicBytes = new Map<string, Uint8Array | null>();
+function mqttTopic(topic: string): Uint8Array | null {
+  let bytes = topicBytes.get(topic);
+  if (bytes === undefined) {
+    if (topicBytes.size >= 4096) topicBytes.clear();
+    const name = topicToMqtt(topic);
+    bytes = name === undefined ? null : encoder.encode(name);
+    topicBytes.set(topic, bytes);
+  }
+  return bytes;
+}
+
+export class MqttSession implements Sink {
+  readonly queued = new PendingBudget();
+  readonly clientId: string;
+  /** Who made it (the authenticated user): another user's CONNECT does not resume it. */
+  readonly owner: string | undefined;
+  /** The protocol it speaks (its queued deliveries are encoded for it): 4 or 5. */
+  readonly version: number;
+  /** Subscriptions by their MQTT filter. */
+  readonly subs = new Map<string, Subscription>();
+  readonly inflight = new InflightWindow();
+  /** Packet ids of QoS 2 publishes received, PUBREC sent, PUBREL awaited. */
+  qos2In: Set<number> | undefined;
+  #expiry = 0;
+  /** Deliveries dropped by the subscriptions it no longer holds. */
+  #droppedGone = 0;
+  readonly #front: MqttFront;
+  #conn: MqttConnection | undefined;
+  #ended = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #waiters: { bytes: number; fn: () => void }[] | undefined;
+  #drainArmed = false;
+  /** Scratch for `encode` (copied at once by the queue). */
+  #scratch = new Uint8Array(0);
+
+  constructor(front: MqttFront, clientId: string, owner: string | undefined, version: number) {
+    this.#front = front;
+    this.clientId = clientId;
+    this.owner = owner;
+    this.version = version;
+  }
+
+  /** Seconds the session is kept after its connection goes (0: it ends with it). */
+  get expiry(): number {
+    return this.#expiry;
+  }
+
+  set expiry(seconds: number) {
+    if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistent += seconds > 0 ? 1 : -1;
+    this.#expiry = seconds;
+  }
+
+  get connection(): MqttConnection | undefined {
+    return this.#conn;
+  }
+
+  /** Deliveries its subscriptions dropped (past max-pending, while away or slow). */
+  get dropped(): number {
+    let n = this.#droppedGone;
+    for (const sub of this.subs.values()) n += sub.dropped;
+    return n;
+  }
+
+  /** A connection takes the session: what was in flight goes again (DUP), then the queues. */
+  attach(conn: MqttConnection): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#conn = conn;
+    const { publishes, lost } = this.inflight.resend();
+    this.#front.undeliverable += lost;
+    for (const { id, bytes } of publishes) {
+      if (bytes === undefined) conn.ack(PUBREL, id);
+      else conn.send(bytes);
+    }
+    this.#wake();
+  }
+
+  /** Its connection went: the session ends, or waits `expiry` seconds for the client. */
+  detach(conn: MqttConnection): void {
+    if (this.#conn !== conn) return;
+    this.#conn = undefined;
+    if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
+    const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
+    // A session waiting for its client does not keep the process up.
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  /** Ends the session: its subscriptions leave the core, what was pending is freed. */
+  end(why: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.expiry = 0;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const sub of this.subs.values()) this.unsubscribe(sub);
+    this.subs.clear();
+    this.inflight.clear();
+    this.#front.sessionEnded(this, why);
+    this.#wake();
+  }
+
+  /** Takes a subscription out of the core, keeping its drop count. */
+  unsubscribe(sub: Subscription): void {
+    this.#droppedGone += sub.dropped;
+    this.#front.core.unsubscribe(sub);
+  }
+
+  // ---- the Sink ----
+
+  /**
+   * Output not yet written. Deliveries in flight are not counted: the
+   * window bounds them by count ({@link full}), and a persistent session
+   * keeps their bytes (at most Receive Maximum packets) for a redelivery.
+   */
+  get pendingBytes(): number {
+    return this.#conn?.out.pending ?? 0;
+  }
+
+  get closed(): boolean {
+    return this.#ended;
+  }
+
+  /** Away, or the window is full: deliveries wait in the subscriptions' queues. */
+  get full(): boolean {
+    const conn = this.#conn;
+    return conn === undefined || this.inflight.size >= conn.window;
+  }
+
+  sizeOf(msg: Message, sub: Subscription): number {
+    const topic = mqttTopic(msg.topic);
+    if (topic === null) return 0;
+    return publishSize(topic, qosOf(msg, sub), this.version === 5, payloadOf(msg).length);
+  }
+
+  write(msg: Message, sub: Subscription): void {
+    const conn = this.#conn!;
+    const topic = mqttTopic(msg.topic);
+    if (topic === null) return void this.#front.undeliverable++;
+    const qos = qosOf(msg, sub);
+    const payload = payloadOf(msg);
+    const v5 = this.version === 5;
+    const size = publishSize(topic, qos, v5, payload.length);
+    if (size > conn.clientMaxPacket) return void this.#front.undeliverable++;
+    const id = qos > 0 ? this.inflight.take() : 0;
+    const out = conn.out.buffer;
+    out.reserve(size);
+    const at = out.length;
+    out.length = writePublish(out.bytes, at, topic, payload, qos, msg.retained, id, v5);
+    if (qos > 0 && this.#expiry > 0) this.inflight.keep(id, out.bytes.slice(at, out.length));
+    conn.queuedOut();
+  }
+
+  encode(msg: Message, sub: Subscription): Uint8Array {
+    const topic = mqttTopic(msg.topic);
+    if (topic === null) return new Uint8Array(0);
+    const qos = qosOf(msg, sub);
+    const payload = payloadOf(msg);
+    const v5 = this.version === 5;
+    const size = publishSize(topic, qos, v5, payload.length);
+    if (this.#scratch.length < size) this.#scratch = new Uint8Array(Math.max(size, 1024));
+    writePublish(this.#scratch, 0, topic, payload, qos, msg.retained, 0, v5);
+    return this.#scratch.subarray(0, size);
+  }
+
+  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+    const conn = this.#conn!;
+    if (bytes.length === 0) return void this.#front.undeliverable++;
+    if (bytes.length > conn.clientMaxPacket) return void this.#front.undeliverable++;
+    const out = conn.out.buffer;
+    out.reserve(bytes.length);
+    const at = out.length;
+    out.bytes.set(bytes, at);
+    out.length += bytes.length;
+    if (publishQos(bytes) > 0) {
+      const id = this.inflight.take();
+      const sent = out.bytes.subarray(at, at + bytes.length);
+      patchId(sent, id);
+      if (this.#expiry > 0) this.inflight.keep(id, sent.slice());
+    }
+    conn.queuedOut();
+  }
+
+  whenDrained(bytes: number, fn: () => void): void {
+    (this.#waiters ??= []).push({ bytes, fn });
+    this.#wake();
+  }
+
+  slow(_sub: Subscription, err: DistError): void {
+    this.#front.slowConsumers++;
+    const conn = this.#conn;
+    if (conn === undefined) return this.end(err.message);
+    this.#front.warn(conn, `Cutting off ${this.clientId}: ${err.message}`);
+    conn.refuse(0x97, err.message);
+  }
+
+  topicCreated(): void {}
+
+  hold(msg: Message): void {
+    holdMessage(msg);
+  }
+
+  // ---- acknowledgements ----
+
+  /** PUBACK or PUBCOMP: the id is free, the window has room (one for an unknown id is ignored). */
+  acked(id: number): void {
+    if (this.inflight.done(id) && this.#waiters !== undefined) this.#wake();
+  }
+
+  /** Calls the drain waiters whose condition holds; arms a wait on the output for the rest. */
+  #wake(): void {
+    const waiters = this.#waiters;
+    if (waiters === undefined) return;
+    let keep: typeof waiters | undefined;
+    for (const w of waiters) {
+      if (this.#ended || (!this.full && this.pendingBytes <= w.bytes)) w.fn();
+      else (keep ??= []).push(w);
+    }
+    this.#waiters = keep;
+    const conn = this.#conn;
+    if (keep === undefined || this.#drainArmed || this.full || conn === undefined) return;
+    const least = Math.min(...keep.map((w) => w.bytes));
+    this.#drainArmed = true;
+    conn.out.drained(least).then(() => {
+      this.#drainArmed = false;
+      this.#wake();
+    });
+  }
+}
+
+function qosOf(msg: Message, sub: Subscription): number {
+  return Math.min(msg.qos, sub.data as number);
+}
