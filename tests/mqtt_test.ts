@@ -106,7 +106,7 @@ Deno.test({
         assert.deepEqual(got1.map((m) => Number(text(m.payload))), [...Array(n).keys()]);
         assert.ok(got1.every((m) => m.qos === 1));
         assert.ok(got0.every((m) => m.qos === 0));
-        // QoS 2 publish: taken once (PUBREC/PUBREL/PUBCOMP), delivered at most at QoS 1.
+        // QoS 2 publish: taken once (PUBREC/PUBREL/PUBCOMP), delivered at the subscription's QoS 1.
         await pub.publishAsync("q/two", "2", { qos: 2 });
         await atLeast(got1, n + 1);
         assert.equal(got1[n].topic, "q/two");
