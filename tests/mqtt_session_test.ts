@@ -170,6 +170,48 @@ Deno.test({
 });
 
 Deno.test({
+  name: "mqtt session: what is sent again keeps within the returning client's Receive Maximum",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const pub = await mqttClient(b.mqttPort);
+      try {
+        const v5 = { properties: { sessionExpiryInterval: 60 } };
+        const { raw } = await rawSession(b.mqttPort, "narrow", v5, 5);
+        await raw.send(
+          { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "n", qos: 1 }] },
+          5,
+        );
+        await raw.next("suback");
+        for (let i = 0; i < 5; i++) await pub.publishAsync("n", String(i), { qos: 1 });
+        await waitFor(() => publishes(raw).length >= 5, 5000, "five deliveries");
+        await raw.end();
+        const back = await rawSession(b.mqttPort, "narrow", {
+          properties: { sessionExpiryInterval: 60, receiveMaximum: 2 },
+        }, 5);
+        assert.equal(back.ack.sessionPresent, true);
+        await waitFor(() => publishes(back.raw).length >= 2, 5000, "two again");
+        await sleep(200);
+        assert.equal(publishes(back.raw).length, 2);
+        const [first] = publishes(back.raw);
+        await back.raw.send({ cmd: "puback", messageId: first.messageId }, 5);
+        await waitFor(() => publishes(back.raw).length >= 3, 5000, "a third after one ack");
+        await sleep(200);
+        const seen = publishes(back.raw);
+        assert.equal(seen.length, 3);
+        assert.deepEqual(seen.map((p) => [text(p.payload as Uint8Array), p.dup]), [
+          ["0", true],
+          ["1", true],
+          ["2", true],
+        ]);
+        await back.raw.end();
+      } finally {
+        await pub.endAsync();
+      }
+    }),
+});
+
+Deno.test({
   name: "mqtt session: what waits is bounded by max-pending, the oldest dropped and counted",
   ...opts,
   fn: () =>

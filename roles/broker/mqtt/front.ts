@@ -52,7 +52,7 @@ export class MqttFront {
   readonly #byClientId = new Map<string, MqttConnection>();
   readonly #sessions = new Map<string, MqttSession>();
   /** Sessions whose expiry is not 0 (kept up to date by the sessions). */
-  persistent = 0;
+  readonly #persistent = new Set<MqttSession>();
   sessionsResumed = 0;
   sessionsExpired = 0;
   /** Deliveries dropped by sessions that ended (the live ones count their own). */
@@ -168,7 +168,7 @@ export class MqttFront {
     let session = this.#sessions.get(id);
     const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
       session.version === want.version;
-    if (!resumable && want.expiry > 0 && this.persistent >= this.limits.maxSessions) {
+    if (!resumable && want.expiry > 0 && this.#persistent.size >= this.limits.maxSessions) {
       return undefined;
     }
     const old = this.#byClientId.get(id);
@@ -191,6 +191,12 @@ export class MqttFront {
     session.expiry = want.expiry;
     this.#byClientId.set(id, c);
     return { session, present };
+  }
+
+  /** A session's expiry became non-zero, or zero. */
+  persistentChanged(session: MqttSession, persistent: boolean): void {
+    if (persistent) this.#persistent.add(session);
+    else this.#persistent.delete(session);
   }
 
   /** A session ended (its client's clean disconnect, a clean start, expiry, shutdown). */
@@ -249,7 +255,7 @@ export class MqttFront {
       takeovers: this.takeovers,
       wills: this.wills,
       sessions: this.#sessions.size,
-      sessions_persistent: this.persistent,
+      sessions_persistent: this.#persistent.size,
       sessions_away: this.#sessions.size - this.#byClientId.size,
       sessions_resumed: this.sessionsResumed,
       sessions_expired: this.sessionsExpired,
@@ -257,11 +263,15 @@ export class MqttFront {
     };
   }
 
-  /** What sessions hold for their clients, and what they dropped past max-pending. */
+  /**
+   * What persistent sessions hold for their clients, and what they dropped
+   * past max-pending (only theirs drop: clean sessions are cut off). A walk
+   * of at most `maxSessions` sessions, per sys.stats.
+   */
   #sessionQueues(): { session_queued_bytes: number; session_dropped: number } {
     let queued = 0;
     let dropped = this.#sessionDropsGone;
-    for (const session of this.#sessions.values()) {
+    for (const session of this.#persistent) {
       queued += session.queued.bytes;
       dropped += session.dropped;
     }

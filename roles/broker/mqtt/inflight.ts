@@ -25,9 +25,14 @@ export class InflightWindow {
     return this.#entries.size;
   }
 
-  /** Takes a free packet id for a delivery about to be sent. */
+  /**
+   * Takes a free packet id for a delivery about to be sent (the caller
+   * keeps within the window, far below the 65,535 ids).
+   * @throws {Error} when every id is taken
+   */
   take(): number {
     const entries = this.#entries;
+    if (entries.size >= 65_535) throw new Error("Every MQTT packet id is in flight");
     let id = this.#nextId;
     while (entries.has(id)) id = id === 65_535 ? 1 : id + 1;
     this.#nextId = id === 65_535 ? 1 : id + 1;

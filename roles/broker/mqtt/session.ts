@@ -62,6 +62,8 @@ export class MqttSession implements Sink {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #waiters: { bytes: number; fn: () => void }[] | undefined;
   #drainArmed = false;
+  /** In flight before the client came back, not sent again yet: past its window, they wait for acks. */
+  #resends: { id: number; bytes: Uint8Array | undefined }[] = [];
   /** Scratch for `encode` (copied at once by the queue). */
   #scratch = new Uint8Array(0);
 
@@ -78,7 +80,7 @@ export class MqttSession implements Sink {
   }
 
   set expiry(seconds: number) {
-    if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistent += seconds > 0 ? 1 : -1;
+    if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistentChanged(this, seconds > 0);
     this.#expiry = seconds;
   }
 
@@ -100,17 +102,31 @@ export class MqttSession implements Sink {
     this.#conn = conn;
     const { publishes, lost } = this.inflight.resend();
     this.#front.undeliverable += lost;
-    for (const { id, bytes } of publishes) {
+    this.#resends = publishes;
+    this.#sendResends();
+    this.#wake();
+  }
+
+  /** Sends again what was in flight, as far as the client's window goes (MQTT 5 §4.9). */
+  #sendResends(): void {
+    const conn = this.#conn;
+    const resends = this.#resends;
+    if (conn === undefined || resends.length === 0) return;
+    let i = 0;
+    // In flight on this connection: the entries not waiting here.
+    while (i < resends.length && this.inflight.size - (resends.length - i) < conn.window) {
+      const { id, bytes } = resends[i++];
       if (bytes === undefined) conn.ack(PUBREL, id);
       else conn.send(bytes);
     }
-    this.#wake();
+    this.#resends = resends.slice(i);
   }
 
   /** Its connection went: the session ends, or waits `expiry` seconds for the client. */
   detach(conn: MqttConnection): void {
     if (this.#conn !== conn) return;
     this.#conn = undefined;
+    this.#resends = [];
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
     const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
     // A session waiting for its client does not keep the process up.
@@ -236,7 +252,9 @@ export class MqttSession implements Sink {
 
   /** PUBACK or PUBCOMP: the id is free, the window has room (one for an unknown id is ignored). */
   acked(id: number): void {
-    if (this.inflight.done(id) && this.#waiters !== undefined) this.#wake();
+    if (!this.inflight.done(id)) return;
+    if (this.#resends.length > 0) this.#sendResends();
+    if (this.#waiters !== undefined) this.#wake();
   }
 
   /** Calls the drain waiters whose condition holds; arms a wait on the output for the rest. */
