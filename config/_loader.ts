@@ -139,7 +139,6 @@ export class TopologyLoader {
     const instances = entries.flatMap((entry, i) => this.#expand(entry, bases[i], restart));
     this.#checkNames(entries, instances);
     this.#checkPorts(instances);
-    this.#checkTlsPorts(instances);
     const names = nameTable(instances);
     for (const instance of instances) this.#resolve(instance, names);
     const topology = { file: this.#file, instances, ...this.#tlsPart() };
@@ -386,20 +385,6 @@ export class TopologyLoader {
       }
       instance.options[key] = result.value;
       if (result.targets.length > 0) instance.refs[key] = result.targets;
-    }
-  }
-
-  /** A port that cannot speak TLS (MQTT, for now) refused when the file turns TLS on. */
-  #checkTlsPorts(instances: Instance[]): void {
-    if (this.#tls === undefined || this.#tls.mode === "off") return;
-    for (const instance of instances) {
-      const port = instance.options.mqttPort;
-      if (port === undefined || port === null) continue;
-      this.#problems.add(
-        this.#lineOf(instance, "mqttPort"),
-        `${instance.role}.mqtt_port: MQTT does not speak TLS yet, and [security] tls is ` +
-          `"${this.#tls.mode}": remove mqtt_port from ${instance.group}, or the tls setting`,
-      );
     }
   }
 

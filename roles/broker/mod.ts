@@ -14,7 +14,7 @@
  */
 import { deliveryLatency } from "../../obs/mod.ts";
 import { getLogger } from "@logtape/logtape";
-import { defineOptions, LISTENER_OPTIONS, type RoleOptions, UsageError } from "../../config/mod.ts";
+import { defineOptions, LISTENER_OPTIONS, type RoleOptions } from "../../config/mod.ts";
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
@@ -25,7 +25,7 @@ import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
 import { MqttFront } from "./mqtt/front.ts";
 import { connSettings } from "../_flags.ts";
 import { explainListenError } from "../_listen.ts";
-import { DistError } from "../../wire/mod.ts";
+import { DistError, type TlsSettings } from "../../wire/mod.ts";
 
 export { BrokerCore } from "./core.ts";
 export {
@@ -145,10 +145,6 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
   });
   if (ctx.metrics) core.delivery = deliveryLatency(ctx.metrics.registry);
   const front = new WireFront(core);
-  if (options.mqttPort !== undefined && options.tlsCert !== undefined) {
-    // A plain MQTT port beside a TLS one would carry in clear what TLS was asked to protect.
-    throw new UsageError("--mqtt-port does not speak TLS yet: it cannot go with --tls-cert");
-  }
   const mqtt = options.mqttPort === undefined ? undefined : new MqttFront(core, {
     maxPacket: options.maxFrame,
     maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
@@ -185,7 +181,12 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
         log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
       }
       if (mqtt !== undefined) {
-        const { hostname, port } = bindMqtt(mqtt, options.host, options.mqttPort!);
+        const { hostname, port } = bindMqtt(
+          mqtt,
+          options.host,
+          options.mqttPort!,
+          connSettings(options).tls,
+        );
         // Before `Listening on`, which tools wait for: the MQTT port is known by then.
         log.info("MQTT on {host}:{port}", { host: hostname, port });
       }
@@ -224,10 +225,15 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
   });
 }
 
-/** Binds the MQTT port, a busy one said in the flag's words. */
-function bindMqtt(mqtt: MqttFront, host: string, port: number): Deno.NetAddr {
+/** Binds the MQTT port (TLS with the native port's files, when it has them); a busy one said in the flag's words. */
+function bindMqtt(
+  mqtt: MqttFront,
+  host: string,
+  port: number,
+  tls: TlsSettings | undefined,
+): Deno.NetAddr {
   try {
-    return mqtt.bind(host, port);
+    return mqtt.bind(host, port, tls);
   } catch (err) {
     throw explainListenError(
       new DistError("UNAVAILABLE", `Cannot listen on ${host}:${port}: ${err}`, { cause: err }),

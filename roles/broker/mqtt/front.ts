@@ -9,6 +9,8 @@ import { getLogger } from "@logtape/logtape";
 import { DistError } from "../../../wire/mod.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
+import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
+import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { MqttPayload } from "./mapping.ts";
@@ -57,7 +59,10 @@ export class MqttFront {
   sessionsExpired = 0;
   /** Deliveries dropped by sessions that ended (the live ones count their own). */
   #sessionDropsGone = 0;
-  #listener: Deno.Listener | undefined;
+  #listener: PortListener | undefined;
+  #tls: TlsSettings | undefined;
+  /** Connections whose TLS handshake failed (plain MQTT on the TLS port, a bad certificate). */
+  tlsFailures = 0;
   messagesIn = 0;
   accepted = 0;
   refusedConnections = 0;
@@ -77,39 +82,59 @@ export class MqttFront {
   }
 
   /**
-   * Binds (accepting starts with `start()`).
+   * Binds, over TLS when `tls` has a certificate and key: the native port's
+   * listener (wire/transport.ts), so both ports take the same files, client
+   * CA included. Accepting starts with `start()`.
    * @throws {Error} as Deno.listen does (the caller says it in the flag's words)
    */
-  bind(hostname: string, port: number): Deno.NetAddr {
-    this.#listener = Deno.listen({ hostname, port });
-    return this.#listener.addr as Deno.NetAddr;
+  bind(hostname: string, port: number, tls?: TlsSettings): Deno.NetAddr {
+    this.#listener = bindPort(hostname, port, tls);
+    this.#tls = tls;
+    return this.#listener.addr;
   }
 
   /** Accepts connections until `close()`. */
   async start(): Promise<void> {
     const listener = this.#listener!;
     try {
-      for await (const conn of listener) {
+      while (true) {
+        const conn = await listener.accept();
         if (this.#connections.size >= this.limits.maxConnections) {
           this.refusedConnections++;
           conn.close();
           continue;
         }
-        try {
-          (conn as Deno.TcpConn).setNoDelay(true);
-        } catch {
-          // Closed already.
-        }
-        const c = new MqttConnection(conn, this);
-        this.#connections.add(c);
         this.accepted++;
-        c.run();
+        this.#secure(conn);
       }
     } catch (err) {
       if (!(err instanceof Deno.errors.BadResource)) {
         log.error("MQTT listener failed: {error}", { error: String(err) });
       }
     }
+  }
+
+  /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
+  async #secure(accepted: Deno.Conn): Promise<void> {
+    let conn: Deno.Conn;
+    try {
+      const secured = await secureAccepted(accepted, this.#tls, this.limits.connectTimeoutMs);
+      if (secured.refused !== undefined) {
+        // MQTT has no word for it before CONNECT: the log says why, the dialer sees a close.
+        this.tlsFailures++;
+        log.warn("MQTT TLS client refused: {error}", { error: secured.refused.message });
+        secured.conn.close();
+        return;
+      }
+      conn = secured.conn;
+    } catch (err) {
+      this.tlsFailures++;
+      log.debug("MQTT TLS handshake failed: {error}", { error: String(err) });
+      return;
+    }
+    const c = new MqttConnection(conn, this);
+    this.#connections.add(c);
+    c.run();
   }
 
   /** Stops accepting and closes every connection (their wills are not sent: the broker leaves). */
@@ -241,7 +266,9 @@ export class MqttFront {
 
   stats(): Record<string, unknown> {
     return {
-      port: (this.#listener?.addr as Deno.NetAddr | undefined)?.port,
+      port: this.#listener?.addr.port,
+      tls: listensTls(this.#tls),
+      tls_failures: this.tlsFailures,
       connections: this.#connections.size,
       accepted: this.accepted,
       refused_connections: this.refusedConnections,
