@@ -16,7 +16,13 @@ import type {
 } from "mqtt-packet";
 import type { Subscription } from "../subscriber.ts";
 import { filterFromMqtt, MqttPayload, topicFromMqtt } from "./mapping.ts";
-import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
+import {
+  MAX_SESSION_EXPIRY_S,
+  type MqttSession,
+  NO_LOCAL,
+  RETAIN_AS_PUBLISHED,
+  SKIP_RETAINED,
+} from "./session.ts";
 import {
   ackId,
   CONNECT,
@@ -34,6 +40,7 @@ import {
   PUBREL,
   readFrame,
   readPublish,
+  scanPublishProperties,
   SUBSCRIBE,
   UNSUBSCRIBE,
   writeAck,
@@ -399,6 +406,14 @@ export class MqttConnection {
       return this.#refusePublish(qos, id, 0x87, (err as Error).message);
     }
     const value = MqttPayload.borrow(p.payload);
+    value.origin = this.clientId;
+    value.retain = p.retain;
+    if (p.properties.length > 0) {
+      const extras = scanPublishProperties(p.properties);
+      if (typeof extras === "string") return this.#protocolError(extras);
+      value.properties = extras.properties;
+      if (extras.expiry >= 0) value.expiresAt = Date.now() + extras.expiry * 1000;
+    }
     try {
       this.#front.core.publish(topic, value, p.retain, qos);
       this.#front.messagesIn++;
@@ -437,7 +452,7 @@ export class MqttConnection {
     const core = this.#front.core;
     const session = this.#session!;
     const subs = session.subs;
-    for (const { topic, qos } of p.subscriptions) {
+    for (const { topic, qos, nl, rap, rh } of p.subscriptions) {
       try {
         const filter = filterFromMqtt(topic, this.#v5);
         this.#identity?.access?.check("broker.subscribe", {
@@ -459,7 +474,9 @@ export class MqttConnection {
           policy: session.expiry > 0 ? "drop-oldest" : undefined,
         });
         const granted = Math.min(qos, MAX_QOS_OUT);
-        sub.data = granted;
+        sub.data = granted | (nl === true ? NO_LOCAL : 0) |
+          (rap === true ? RETAIN_AS_PUBLISHED : 0) |
+          (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0);
         subs.set(topic, sub);
         added.push(sub);
         codes.push(granted);

@@ -72,6 +72,8 @@ export class MqttFront {
   oversize = 0;
   slowConsumers = 0;
   undeliverable = 0;
+  /** Deliveries not sent because their MQTT 5 Message Expiry ran out. */
+  expired = 0;
   takeovers = 0;
   wills = 0;
 
@@ -279,6 +281,7 @@ export class MqttFront {
       oversize: this.oversize,
       slow_consumers: this.slowConsumers,
       undeliverable: this.undeliverable,
+      expired: this.expired,
       takeovers: this.takeovers,
       wills: this.wills,
       sessions: this.#sessions.size,

@@ -23,6 +23,8 @@ const encoder = new TextEncoder();
 /** Index of a message's MQTT payload in `Message.encoded` (after the dist codecs' 0 and 1). */
 export const MQTT_SLOT = 2;
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * The dist topic of an MQTT topic name (to publish on).
  * @throws {DistError} BAD_REQUEST for wildcards, empty levels or NUL (the
@@ -102,6 +104,14 @@ export class MqttPayload extends EncodedValue {
   #bytes: Uint8Array | undefined;
   #decoded = false;
   #value: unknown;
+  /** MQTT 5 properties passed on to MQTT 5 subscribers (not Message Expiry: see `expiresAt`). */
+  properties: Uint8Array = EMPTY;
+  /** When the MQTT 5 Message Expiry Interval runs out (ms since the epoch), or -1: never. */
+  expiresAt = -1;
+  /** The client id that published it, for no-local subscriptions. */
+  origin: string | undefined = undefined;
+  /** The publish's RETAIN flag, for retain-as-published subscriptions. */
+  retain = false;
 
   private constructor(bytes: Uint8Array) {
     super();
@@ -141,6 +151,10 @@ export class MqttPayload extends EncodedValue {
 
   detach(): MqttPayload {
     const copy = new MqttPayload(this.bytes.slice());
+    copy.properties = this.properties.length === 0 ? EMPTY : this.properties.slice();
+    copy.expiresAt = this.expiresAt;
+    copy.origin = this.origin;
+    copy.retain = this.retain;
     if (this.#decoded) {
       copy.#decoded = true;
       copy.#value = this.#value;
@@ -166,8 +180,6 @@ export function decodePayload(bytes: Uint8Array): unknown {
     return text;
   }
 }
-
-const EMPTY = new Uint8Array(0);
 
 /**
  * The MQTT payload of a message, encoded once and cached on it: the bytes

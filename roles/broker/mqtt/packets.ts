@@ -135,17 +135,51 @@ export function lengthBytes(n: number): number {
   return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
 }
 
+/** What a PUBLISH carries besides topic and payload (MQTT 5; none for 3.1.1). */
+export interface PublishExtras {
+  /** MQTT 5 properties passed on as they came (user properties, content type, …). */
+  properties: Uint8Array;
+  /** Message Expiry: seconds left (written as property 0x02), or -1 for none. */
+  expiry: number;
+}
+
+export const NO_EXTRAS: PublishExtras = { properties: new Uint8Array(0), expiry: -1 };
+
+/** Bytes of a PUBLISH's properties with their length (MQTT 5). */
+function propertiesSize(extras: PublishExtras): number {
+  const n = extras.properties.length + (extras.expiry >= 0 ? 5 : 0);
+  return lengthBytes(n) + n;
+}
+
 /** Bytes of a PUBLISH (fixed header included). */
-export function publishSize(topic: Uint8Array, qos: number, v5: boolean, payload: number): number {
-  const rest = 2 + topic.length + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + payload;
+export function publishSize(
+  topic: Uint8Array,
+  qos: number,
+  v5: boolean,
+  payload: number,
+  extras: PublishExtras = NO_EXTRAS,
+): number {
+  const rest = 2 + topic.length + (qos > 0 ? 2 : 0) + (v5 ? propertiesSize(extras) : 0) + payload;
   return 1 + lengthBytes(rest) + rest;
+}
+
+/** Writes a remaining length (or a property length) at `out[at..]`; returns where it ends. */
+function writeLength(out: Uint8Array, at: number, n: number): number {
+  let x = n;
+  do {
+    let b = x & 0x7f;
+    x >>>= 7;
+    if (x > 0) b |= 0x80;
+    out[at++] = b;
+  } while (x > 0);
+  return at;
 }
 
 /**
  * Writes a PUBLISH at `out[at..]` (room checked by the caller with
- * {@link publishSize}); returns where it ends. MQTT 5 packets carry no
- * properties here. With `qos` > 0 and `id` 0, the id is patched in later
- * ({@link patchId}).
+ * {@link publishSize}); returns where it ends. MQTT 5: the Message Expiry
+ * first (where {@link patchExpiry} finds it), then the other properties.
+ * With `qos` > 0 and `id` 0, the id is patched in later ({@link patchId}).
  */
 export function writePublish(
   out: Uint8Array,
@@ -156,16 +190,12 @@ export function writePublish(
   retain: boolean,
   id: number,
   v5: boolean,
+  extras: PublishExtras = NO_EXTRAS,
 ): number {
-  const rest = 2 + topic.length + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + payload.length;
+  const props = v5 ? propertiesSize(extras) : 0;
+  const rest = 2 + topic.length + (qos > 0 ? 2 : 0) + props + payload.length;
   out[at++] = 0x30 | (qos << 1) | (retain ? 1 : 0);
-  let x = rest;
-  do {
-    let b = x & 0x7f;
-    x >>>= 7;
-    if (x > 0) b |= 0x80;
-    out[at++] = b;
-  } while (x > 0);
+  at = writeLength(out, at, rest);
   out[at++] = topic.length >> 8;
   out[at++] = topic.length & 0xff;
   out.set(topic, at);
@@ -174,9 +204,102 @@ export function writePublish(
     out[at++] = id >> 8;
     out[at++] = id & 0xff;
   }
-  if (v5) out[at++] = 0;
+  if (v5) {
+    const expiry = extras.expiry;
+    at = writeLength(out, at, extras.properties.length + (expiry >= 0 ? 5 : 0));
+    if (expiry >= 0) {
+      out[at++] = 0x02;
+      out[at++] = expiry >>> 24;
+      out[at++] = (expiry >>> 16) & 0xff;
+      out[at++] = (expiry >>> 8) & 0xff;
+      out[at++] = expiry & 0xff;
+    }
+    out.set(extras.properties, at);
+    at += extras.properties.length;
+  }
   out.set(payload, at);
   return at + payload.length;
+}
+
+/**
+ * Where the first property of an encoded MQTT 5 PUBLISH is, when it is a
+ * Message Expiry (as {@link writePublish} puts it); -1 otherwise.
+ */
+export function expiryAt(packet: Uint8Array): number {
+  let i = 1;
+  while (packet[i] & 0x80) i++;
+  i++;
+  i += 2 + ((packet[i] << 8) | packet[i + 1]);
+  if (publishQos(packet) > 0) i += 2;
+  if (packet[i] === 0 || (packet[i] & 0x80) !== 0) return -1; // no properties, or many
+  return packet[i + 1] === 0x02 ? i + 2 : -1;
+}
+
+/** Reads the 4-byte Message Expiry at `at`. */
+export function readExpiry(packet: Uint8Array, at: number): number {
+  return ((packet[at] << 24) | (packet[at + 1] << 16) | (packet[at + 2] << 8) | packet[at + 3]) >>>
+    0;
+}
+
+/** Writes the 4-byte Message Expiry at `at`. */
+export function patchExpiry(packet: Uint8Array, at: number, seconds: number): void {
+  packet[at] = seconds >>> 24;
+  packet[at + 1] = (seconds >>> 16) & 0xff;
+  packet[at + 2] = (seconds >>> 8) & 0xff;
+  packet[at + 3] = seconds & 0xff;
+}
+
+/**
+ * The properties of a PUBLISH from a client, checked: what is passed on
+ * (every property but Message Expiry, which is kept apart as seconds, or
+ * -1), or a string saying what is wrong. A Topic Alias is refused (Topic
+ * Alias Maximum is 0), as is a Subscription Identifier (only a server sends it).
+ */
+export function scanPublishProperties(props: Uint8Array): PublishExtras | string {
+  let expiry = -1;
+  let expiryAt = -1;
+  let i = 0;
+  const n = props.length;
+  const str = (at: number) => (at + 2 <= n ? at + 2 + ((props[at] << 8) | props[at + 1]) : n + 1);
+  while (i < n) {
+    const id = props[i++];
+    let end: number;
+    switch (id) {
+      case 0x01: // Payload Format Indicator
+        end = i + 1;
+        break;
+      case 0x02: // Message Expiry Interval
+        end = i + 4;
+        if (expiry >= 0) return "a PUBLISH with two Message Expiry Intervals";
+        if (end <= n) {
+          expiry = readExpiry(props, i);
+          expiryAt = i - 1;
+        }
+        break;
+      case 0x03: // Content Type
+      case 0x08: // Response Topic
+      case 0x09: // Correlation Data
+        end = str(i);
+        break;
+      case 0x26: // User Property: two strings
+        end = str(i);
+        if (end <= n) end = str(end);
+        break;
+      case 0x23:
+        return "a Topic Alias (Topic Alias Maximum is 0)";
+      case 0x0b:
+        return "a Subscription Identifier from a client";
+      default:
+        return `a PUBLISH property 0x${id.toString(16)} that PUBLISH does not have`;
+    }
+    if (end > n) return "a PUBLISH property longer than its properties";
+    i = end;
+  }
+  if (expiryAt < 0) return { properties: props, expiry };
+  const rest = new Uint8Array(n - 5);
+  rest.set(props.subarray(0, expiryAt));
+  rest.set(props.subarray(expiryAt + 5), expiryAt);
+  return { properties: rest, expiry };
 }
 
 /** The QoS of an encoded PUBLISH. */

@@ -13,8 +13,19 @@
 import type { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
-import { payloadOf, topicToMqtt } from "./mapping.ts";
-import { patchId, publishQos, publishSize, PUBREL, writePublish } from "./packets.ts";
+import { MqttPayload, payloadOf, topicToMqtt } from "./mapping.ts";
+import {
+  expiryAt,
+  NO_EXTRAS,
+  patchExpiry,
+  patchId,
+  type PublishExtras,
+  publishQos,
+  publishSize,
+  PUBREL,
+  readExpiry,
+  writePublish,
+} from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttFront } from "./front.ts";
@@ -178,55 +189,93 @@ export class MqttSession implements Sink {
   sizeOf(msg: Message, sub: Subscription): number {
     const topic = mqttTopic(msg.topic);
     if (topic === null) return 0;
-    return publishSize(topic, qosOf(msg, sub), this.version === 5, payloadOf(msg).length);
+    const v5 = this.version === 5;
+    const extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
+    return publishSize(topic, qosOf(msg, sub), v5, payloadOf(msg).length, extras ?? NO_EXTRAS);
   }
 
   write(msg: Message, sub: Subscription): void {
     const conn = this.#conn!;
     const topic = mqttTopic(msg.topic);
     if (topic === null) return void this.#front.undeliverable++;
+    if (this.#skips(msg, sub)) return;
+    const v5 = this.version === 5;
+    const extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
+    if (extras === undefined) return void this.#front.expired++;
     const qos = qosOf(msg, sub);
     const payload = payloadOf(msg);
-    const v5 = this.version === 5;
-    const size = publishSize(topic, qos, v5, payload.length);
+    const size = publishSize(topic, qos, v5, payload.length, extras);
     if (size > conn.clientMaxPacket) return void this.#front.undeliverable++;
     const id = qos > 0 ? this.inflight.take() : 0;
     const out = conn.out.buffer;
     out.reserve(size);
     const at = out.length;
-    out.length = writePublish(out.bytes, at, topic, payload, qos, msg.retained, id, v5);
+    const retain = retainOf(msg, sub);
+    out.length = writePublish(out.bytes, at, topic, payload, qos, retain, id, v5, extras);
     if (qos > 0 && this.#expiry > 0) this.inflight.keep(id, out.bytes.slice(at, out.length));
     conn.queuedOut();
   }
 
+  /**
+   * The delivery as it waits in a queue; MQTT 5: a Message Expiry as the
+   * second it runs out at (since the epoch), made the seconds left when it
+   * goes out. Empty when it is not to go (no MQTT name, no-local, expired).
+   */
   encode(msg: Message, sub: Subscription): Uint8Array {
     const topic = mqttTopic(msg.topic);
-    if (topic === null) return new Uint8Array(0);
+    if (topic === null) {
+      this.#front.undeliverable++;
+      return EMPTY;
+    }
+    if (this.#skips(msg, sub)) return EMPTY;
+    const v5 = this.version === 5;
+    const extras = v5 ? extrasOf(msg, true) : NO_EXTRAS;
+    if (extras === undefined) {
+      this.#front.expired++;
+      return EMPTY;
+    }
     const qos = qosOf(msg, sub);
     const payload = payloadOf(msg);
-    const v5 = this.version === 5;
-    const size = publishSize(topic, qos, v5, payload.length);
+    const size = publishSize(topic, qos, v5, payload.length, extras);
     if (this.#scratch.length < size) this.#scratch = new Uint8Array(Math.max(size, 1024));
-    writePublish(this.#scratch, 0, topic, payload, qos, msg.retained, 0, v5);
+    writePublish(this.#scratch, 0, topic, payload, qos, retainOf(msg, sub), 0, v5, extras);
     return this.#scratch.subarray(0, size);
   }
 
   writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
     const conn = this.#conn!;
-    if (bytes.length === 0) return void this.#front.undeliverable++;
+    if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
     if (bytes.length > conn.clientMaxPacket) return void this.#front.undeliverable++;
     const out = conn.out.buffer;
     out.reserve(bytes.length);
     const at = out.length;
     out.bytes.set(bytes, at);
+    const sent = out.bytes.subarray(at, at + bytes.length);
+    if (this.version === 5) {
+      const e = expiryAt(sent);
+      if (e >= 0) {
+        const leftMs = readExpiry(sent, e) * 1000 - Date.now();
+        // Expired while it waited: not sent (the bytes written are not counted in).
+        if (leftMs <= 0) return void this.#front.expired++;
+        patchExpiry(sent, e, Math.ceil(leftMs / 1000));
+      }
+    }
     out.length += bytes.length;
     if (publishQos(bytes) > 0) {
       const id = this.inflight.take();
-      const sent = out.bytes.subarray(at, at + bytes.length);
       patchId(sent, id);
       if (this.#expiry > 0) this.inflight.keep(id, sent.slice());
     }
     conn.queuedOut();
+  }
+
+  /** A delivery that MQTT says not to send: no-local (its own publish), retain handling. */
+  #skips(msg: Message, sub: Subscription): boolean {
+    const flags = sub.data as number;
+    if ((flags & SKIP_RETAINED) !== 0 && msg.retained) return true;
+    if ((flags & NO_LOCAL) === 0) return false;
+    const value = msg.value;
+    return value instanceof MqttPayload && value.origin === this.clientId;
   }
 
   whenDrained(bytes: number, fn: () => void): void {
@@ -278,6 +327,42 @@ export class MqttSession implements Sink {
   }
 }
 
+/**
+ * A subscription's options, in its `data`: the granted QoS (bits 0–1) and
+ * these flags.
+ */
+export const NO_LOCAL = 4;
+export const RETAIN_AS_PUBLISHED = 8;
+/** Retain handling 2, or 1 for a subscription that existed: no retained values at subscribe. */
+export const SKIP_RETAINED = 16;
+
+const EMPTY = new Uint8Array(0);
+
 function qosOf(msg: Message, sub: Subscription): number {
-  return Math.min(msg.qos, sub.data as number);
+  return Math.min(msg.qos, (sub.data as number) & 3);
+}
+
+/** RETAIN: a retained value's, or with retain-as-published the publish's own flag. */
+function retainOf(msg: Message, sub: Subscription): boolean {
+  if (msg.retained) return true;
+  const value = msg.value;
+  return ((sub.data as number) & RETAIN_AS_PUBLISHED) !== 0 && value instanceof MqttPayload &&
+    value.retain;
+}
+
+/**
+ * The MQTT 5 properties a delivery carries: an MQTT publish's own, with
+ * the Message Expiry left (seconds; `absolute`: the second it runs out
+ * at). Undefined when it has expired.
+ */
+function extrasOf(msg: Message, absolute: boolean): PublishExtras | undefined {
+  const value = msg.value;
+  if (!(value instanceof MqttPayload)) return NO_EXTRAS;
+  const at = value.expiresAt;
+  if (at < 0) {
+    return value.properties.length === 0 ? NO_EXTRAS : { properties: value.properties, expiry: -1 };
+  }
+  if (absolute) return { properties: value.properties, expiry: Math.ceil(at / 1000) };
+  const left = at - Date.now();
+  return left < 0 ? undefined : { properties: value.properties, expiry: Math.ceil(left / 1000) };
 }

@@ -1,0 +1,171 @@
+/**
+ * MQTT 5 PUBLISH properties carried from publisher to subscribers (user
+ * properties, content type, payload format, response topic, correlation
+ * data), Message Expiry (the time left, and nothing after it), and the
+ * subscription options no-local, retain-as-published and retain handling.
+ * With MQTT.js on both sides.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import mqtt from "mqtt";
+import type { IPublishPacket } from "mqtt-packet";
+import { atLeast, mqttClient, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep } from "./helpers/raw.ts";
+
+// MQTT.js leaves timers of its own behind after end(): not ours to sanitize.
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const v5 = { protocolVersion: 5 as const };
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Every PUBLISH a client receives, whole. */
+function packets(c: mqtt.MqttClient): IPublishPacket[] {
+  const got: IPublishPacket[] = [];
+  c.on("message", (_topic, _payload, packet) => got.push(packet));
+  return got;
+}
+
+Deno.test({
+  name: "mqtt 5: PUBLISH properties reach MQTT 5 subscribers as published",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const pub = await mqttClient(b.mqttPort, v5);
+      const sub = await mqttClient(b.mqttPort, v5);
+      const old = await mqttClient(b.mqttPort);
+      try {
+        const got = packets(sub);
+        const got4 = packets(old);
+        await sub.subscribeAsync("p/#", { qos: 1 });
+        await old.subscribeAsync("p/#", { qos: 1 });
+        const properties = {
+          payloadFormatIndicator: true,
+          contentType: "application/json",
+          responseTopic: "p/replies",
+          correlationData: Buffer.from([1, 2, 3, 250]),
+          userProperties: { trace: "abc", "ünï": "cødé" },
+        };
+        await pub.publishAsync("p/a", '{"k":1}', { qos: 1, properties });
+        await pub.publishAsync("p/b", "plain", { qos: 1 });
+        await atLeast(got, 2);
+        await atLeast(got4, 2);
+        const p = got[0].properties!;
+        assert.equal(p.payloadFormatIndicator, true);
+        assert.equal(p.contentType, "application/json");
+        assert.equal(p.responseTopic, "p/replies");
+        assert.deepEqual([...(p.correlationData as Uint8Array)], [1, 2, 3, 250]);
+        assert.deepEqual({ ...p.userProperties }, { trace: "abc", "ünï": "cødé" });
+        assert.equal(text(got[0].payload as Uint8Array), '{"k":1}');
+        assert.equal(got[1].properties?.userProperties, undefined);
+        assert.deepEqual(got4.map((m) => text(m.payload as Uint8Array)), ['{"k":1}', "plain"]);
+      } finally {
+        for (const c of [pub, sub, old]) await c.endAsync();
+      }
+    }),
+});
+
+Deno.test({
+  name: "mqtt 5: Message Expiry — the time left goes out; expired, nothing (retained or queued)",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const pub = await mqttClient(b.mqttPort, v5);
+      try {
+        await pub.publishAsync("x/r", "soon gone", {
+          qos: 1,
+          retain: true,
+          properties: { messageExpiryInterval: 1 },
+        });
+        const early = await mqttClient(b.mqttPort, v5);
+        const got = packets(early);
+        await early.subscribeAsync("x/#", { qos: 1 });
+        await atLeast(got, 1);
+        assert.ok(got[0].properties!.messageExpiryInterval! <= 1, JSON.stringify(got[0]));
+        // A persistent session away: a message waits for it past its expiry.
+        const away = await mqttClient(b.mqttPort, {
+          ...v5,
+          clientId: "exp-away",
+          clean: false,
+          properties: { sessionExpiryInterval: 60 },
+        });
+        await away.subscribeAsync("x/q", { qos: 1 });
+        await away.endAsync();
+        for (let i = 0; (await b.mqttStats()).sessions_away !== 1; i++) {
+          assert.ok(i < 250, "the session away");
+          await sleep(20);
+        }
+        await pub.publishAsync("x/q", "expires", {
+          qos: 1,
+          properties: { messageExpiryInterval: 1 },
+        });
+        await pub.publishAsync("x/q", "stays", {
+          qos: 1,
+          properties: { messageExpiryInterval: 60 },
+        });
+        await sleep(2100);
+        const late = await mqttClient(b.mqttPort, v5);
+        const lateGot = packets(late);
+        await late.subscribeAsync("x/#", { qos: 1 });
+        // Recording from before the CONNACK: what waited comes right after it.
+        const back = mqtt.connect(`mqtt://127.0.0.1:${b.mqttPort}`, {
+          ...v5,
+          clientId: "exp-away",
+          clean: false,
+          reconnectPeriod: 0,
+          properties: { sessionExpiryInterval: 60 },
+        });
+        const backGot = packets(back);
+        await atLeast(backGot, 1);
+        await sleep(300);
+        assert.deepEqual(lateGot, []);
+        assert.deepEqual(backGot.map((m) => text(m.payload as Uint8Array)), ["stays"]);
+        const left = backGot[0].properties!.messageExpiryInterval!;
+        assert.ok(left >= 57 && left <= 60, String(left));
+        assert.ok((await b.mqttStats()).expired >= 2);
+        for (const c of [early, late, back]) await c.endAsync();
+      } finally {
+        await pub.endAsync();
+      }
+    }),
+});
+
+Deno.test({
+  name: "mqtt 5: no-local, retain-as-published and retain handling",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const me = await mqttClient(b.mqttPort, v5);
+      const other = await mqttClient(b.mqttPort, v5);
+      const rap = await mqttClient(b.mqttPort, v5);
+      const none = await mqttClient(b.mqttPort, v5);
+      try {
+        await other.publishAsync("o/kept", "old", { qos: 1, retain: true });
+        const mine = packets(me);
+        const raps = packets(rap);
+        const nones = packets(none);
+        await me.subscribeAsync("o/#", { qos: 1, nl: true, rh: 2 });
+        await rap.subscribeAsync("o/#", { qos: 1, rap: true });
+        await none.subscribeAsync("o/#", { qos: 1, rh: 2 });
+        await atLeast(raps, 1); // the retained value, at subscribe
+        await me.publishAsync("o/live", "from me", { qos: 1, retain: true });
+        await other.publishAsync("o/live", "from other", { qos: 1 });
+        await atLeast(mine, 1);
+        await atLeast(raps, 3);
+        await atLeast(nones, 2);
+        await sleep(200);
+        // No-local: not its own; retain handling 2: no retained value at subscribe.
+        assert.deepEqual(mine.map((m) => text(m.payload as Uint8Array)), ["from other"]);
+        assert.deepEqual(nones.map((m) => [text(m.payload as Uint8Array), m.retain]), [
+          ["from me", false],
+          ["from other", false],
+        ]);
+        // Retain-as-published: a live publish keeps its RETAIN flag.
+        assert.deepEqual(raps.map((m) => [text(m.payload as Uint8Array), m.retain]), [
+          ["old", true],
+          ["from me", true],
+          ["from other", false],
+        ]);
+      } finally {
+        for (const c of [me, other, rap, none]) await c.endAsync();
+      }
+    }),
+});
