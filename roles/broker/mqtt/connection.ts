@@ -14,21 +14,14 @@ import type {
   ISubscribePacket,
   IUnsubscribePacket,
 } from "mqtt-packet";
-import type { Subscription } from "../subscriber.ts";
-import { filterFromMqtt, MqttPayload, topicFromMqtt } from "./mapping.ts";
-import {
-  MAX_SESSION_EXPIRY_S,
-  type MqttSession,
-  NO_LOCAL,
-  RETAIN_AS_PUBLISHED,
-  SKIP_RETAINED,
-} from "./session.ts";
+import { MqttPayload, topicFromMqtt } from "./mapping.ts";
+import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
+import { connackOk, MAX_QOS2_PENDING, sessionExpiryOf, type Will, willOf } from "./connect.ts";
 import {
   ackId,
   CONNECT,
   connectLevel,
   DISCONNECT,
-  frame,
   generate,
   parseSlow,
   PINGREQ,
@@ -38,39 +31,20 @@ import {
   PUBLISH,
   PUBREC,
   PUBREL,
-  readFrame,
   readPublish,
   scanPublishProperties,
   SUBSCRIBE,
   UNSUBSCRIBE,
+  withIds,
   writeAck,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
+import { CLOSED, CLOSING, CONNECTED, HIGH_WATER, NEW, readPackets } from "./reader.ts";
 
-/** Read buffer of an idle connection; grown for a burst or a large packet, shrunk after. */
-const READ_BYTES = 512;
-/** Read buffer of a busy connection. */
-const BURST_BYTES = 64 * 1024;
-/** Output above which a connection stops reading (a publisher that reads no acks is slowed by TCP). */
-const HIGH_WATER = 1024 * 1024;
-/** QoS 1 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
+/** QoS 1 and 2 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
 export const INFLIGHT_WINDOW = 1024;
-/** Most subscriptions one connection may hold (as on the native port). */
-const MAX_SUBSCRIPTIONS = 10_000;
-/** The highest QoS of a delivery. */
-const MAX_QOS_OUT = 2;
-/** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
-const MAX_QOS2_PENDING = 1024;
 
 const strict = new TextDecoder("utf-8", { fatal: true });
-const encoder = new TextEncoder();
-
-interface Will {
-  topic: string;
-  payload: Uint8Array;
-  qos: number;
-  retain: boolean;
-}
 
 export class MqttConnection {
   readonly remote: string;
@@ -110,83 +84,20 @@ export class MqttConnection {
   // ---- the read side ----
 
   /** Reads and handles packets until the connection closes. */
-  async run(): Promise<void> {
-    const maxPacket = this.#front.limits.maxPacket;
-    let buf = new Uint8Array(READ_BYTES);
-    let start = 0;
-    let end = 0;
-    try {
-      while (!this.#closed) {
-        if (this.#out.pending > HIGH_WATER) {
-          await this.#out.drained(HIGH_WATER / 2);
-          continue;
-        }
-        if (end === buf.length) {
-          if (start > 0) {
-            buf.copyWithin(0, start, end);
-            end -= start;
-            start = 0;
-          } else {
-            buf = grown(buf, Math.min(BURST_BYTES, buf.length * 4), start, end);
-            end -= start;
-            start = 0;
-          }
-        }
-        const room = buf.length - end;
-        const n = await this.#conn.read(buf.subarray(end));
-        if (n === null) {
-          this.close(this.#closing ? "closed" : "closed without DISCONNECT", true);
-          return;
-        }
-        if (this.#closed || this.#closing) continue;
-        end += n;
-        this.#quietMs = 0;
-        while (start < end) {
-          // Not MQTT at all (an HTTP request, TLS): said at the first byte, not after its "length".
-          if (!this.#connected && buf[start] !== 0x10) {
-            return this.#protocolError("a first packet that is not CONNECT");
-          }
-          readFrame(buf, start, end);
-          if (frame.length === -2) return this.#protocolError("a malformed remaining length");
-          if (frame.length === -1) break;
-          if (frame.length > maxPacket) {
-            this.#front.oversize++;
-            return this.refuse(
-              0x95,
-              `a packet of ${frame.length} bytes, over the limit of ${maxPacket}`,
-            );
-          }
-          const total = frame.head + frame.length;
-          if (start + total > end) {
-            if (total > buf.length) {
-              buf = grown(buf, total, start, end);
-              end -= start;
-              start = 0;
-            }
-            break;
-          }
-          const head = frame.head;
-          const pending = this.#packet(buf, start, start + head, start + total);
-          start += total;
-          if (pending !== undefined) await pending;
-          if (this.#closed || this.#closing) break;
-        }
-        if (n === room && buf.length < BURST_BYTES) {
-          // A read that filled the buffer: more is coming, read it in larger pieces.
-          buf = grown(buf, BURST_BYTES, start, end);
-          end -= start;
-          start = 0;
-        } else if (start === end) {
-          start = end = 0;
-          // A light read after a burst: back to the small buffer.
-          if (buf.length > READ_BYTES && n < room >> 2 && n < READ_BYTES) {
-            buf = new Uint8Array(READ_BYTES);
-          }
-        }
-      }
-    } catch (err) {
-      this.close(`read error: ${(err as Error).message}`, true);
-    }
+  run(): Promise<void> {
+    return readPackets(this.#conn, this.#out, this.#front.limits.maxPacket, {
+      state: () =>
+        this.#closed ? CLOSED : this.#closing ? CLOSING : this.#connected ? CONNECTED : NEW,
+      packet: (buf, s, body, e) => this.#packet(buf, s, body, e),
+      heard: () => this.#quietMs = 0,
+      ended: () => this.close(this.#closing ? "closed" : "closed without DISCONNECT", true),
+      failed: (err) => this.close(`read error: ${err.message}`, true),
+      malformed: (why) => this.#protocolError(why),
+      oversize: (length, max) => {
+        this.#front.oversize++;
+        this.refuse(0x95, `a packet of ${length} bytes, over the limit of ${max}`);
+      },
+    });
   }
 
   /** Handles one packet at `buf[s..e)`, its body from `body`; a promise while CONNECT is judged. */
@@ -293,18 +204,10 @@ export class MqttConnection {
       clientId = `dist-${crypto.randomUUID()}`;
     }
     this.clientId = clientId;
-    if (p.will !== undefined) {
-      try {
-        const payload = p.will.payload;
-        this.#will = {
-          topic: topicFromMqtt(p.will.topic),
-          payload: typeof payload === "string" ? encoder.encode(payload) : Uint8Array.from(payload),
-          qos: p.will.qos ?? 0,
-          retain: p.will.retain === true,
-        };
-      } catch (err) {
-        return this.#connack(this.#v5 ? 0x90 : 2, `a will on ${(err as Error).message}`);
-      }
+    try {
+      this.#will = willOf(p);
+    } catch (err) {
+      return this.#connack(this.#v5 ? 0x90 : 2, `a will on ${(err as Error).message}`);
     }
     try {
       this.#identity = await this.#front.authenticate(this, p.username, p.password);
@@ -323,12 +226,10 @@ export class MqttConnection {
       this.window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
     }
     if (props?.maximumPacketSize !== undefined) this.clientMaxPacket = props.maximumPacketSize;
-    // 3.1.1's clean session 0 asks for a session with no end: it is kept as long as MQTT 5's longest.
-    const asked = this.#v5 ? props?.sessionExpiryInterval ?? 0 : p.clean === false ? Infinity : 0;
-    const expiry = Math.min(asked, MAX_SESSION_EXPIRY_S);
+    const expiry = sessionExpiryOf(p, this.#v5);
     const taken = this.#front.register(this, {
       clean: p.clean !== false,
-      expiry,
+      expiry: expiry.given,
       owner: this.#identity?.user,
       version: this.#version,
     });
@@ -340,26 +241,11 @@ export class MqttConnection {
     }
     this.#session = taken.session;
     this.#connected = true;
-    if (!this.#v5) {
-      this.send(Uint8Array.of(0x20, 2, taken.present ? 1 : 0, 0));
-    } else {
-      this.send(generate({
-        cmd: "connack",
-        sessionPresent: taken.present,
-        reasonCode: 0,
-        properties: {
-          ...(p.clientId ? {} : { assignedClientIdentifier: clientId }),
-          ...(expiry < asked ? { sessionExpiryInterval: expiry } : {}),
-          receiveMaximum: MAX_QOS2_PENDING,
-          retainAvailable: true,
-          maximumPacketSize: this.#front.limits.maxPacket + 5,
-          topicAliasMaximum: 0,
-          wildcardSubscriptionAvailable: true,
-          subscriptionIdentifiersAvailable: false,
-          sharedSubscriptionAvailable: true,
-        },
-      }, 5));
-    }
+    this.send(connackOk(this.#v5, taken.present, {
+      assignedId: p.clientId ? undefined : clientId,
+      expiry,
+      maxPacket: this.#front.limits.maxPacket,
+    }));
     // After the CONNACK: what was in flight goes again, then what waited.
     taken.session.attach(this);
   }
@@ -447,46 +333,8 @@ export class MqttConnection {
       return this.#protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`);
     }
     if (p.subscriptions.length === 0) return this.#protocolError("a SUBSCRIBE with no filter");
-    const codes: number[] = [];
-    const added: Subscription[] = [];
-    const core = this.#front.core;
-    const session = this.#session!;
-    const subs = session.subs;
-    for (const { topic, qos, nl, rap, rh } of p.subscriptions) {
-      try {
-        const filter = filterFromMqtt(topic, this.#v5);
-        this.#identity?.access?.check("broker.subscribe", {
-          action: "subscribe",
-          name: filter.pattern,
-        });
-        const old = subs.get(topic);
-        if (old === undefined && subs.size >= MAX_SUBSCRIPTIONS) {
-          codes.push(this.#v5 ? 0x97 : 0x80);
-          continue;
-        }
-        // The same filter again replaces the subscription (and its retained values come again).
-        if (old !== undefined) session.unsubscribe(old);
-        const { sub } = core.subscribe(session, {
-          topic: filter.pattern,
-          group: filter.group,
-          exact: filter.exact,
-          // Away, a session's deliveries wait under max-pending: past it the oldest go, counted.
-          policy: session.expiry > 0 ? "drop-oldest" : undefined,
-        });
-        const granted = Math.min(qos, MAX_QOS_OUT);
-        sub.data = granted | (nl === true ? NO_LOCAL : 0) |
-          (rap === true ? RETAIN_AS_PUBLISHED : 0) |
-          (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0);
-        subs.set(topic, sub);
-        added.push(sub);
-        codes.push(granted);
-      } catch (err) {
-        const e = DistError.from(err);
-        this.#front.warn(this, `SUBSCRIBE ${JSON.stringify(topic)} refused: ${e.message}`);
-        codes.push(!this.#v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : 0x8f);
-      }
-    }
-    this.#sendWithIds(0x90, p.messageId ?? 0, codes);
+    const { codes, added } = this.#session!.subscribe(p.subscriptions, this.#v5, this.#identity);
+    this.send(withIds(0x90, p.messageId ?? 0, codes, this.#v5));
     // The SUBACK is queued: retained values and live messages follow it.
     for (const sub of added) sub.release();
   }
@@ -498,17 +346,8 @@ export class MqttConnection {
     } catch (err) {
       return this.#protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
     }
-    const codes: number[] = [];
-    const session = this.#session!;
-    for (const filter of p.unsubscriptions) {
-      const sub = session.subs.get(filter);
-      if (sub !== undefined) {
-        session.subs.delete(filter);
-        session.unsubscribe(sub);
-      }
-      codes.push(sub !== undefined ? 0 : 0x11);
-    }
-    this.#sendWithIds(0xb0, p.messageId ?? 0, this.#v5 ? codes : []);
+    const codes = this.#session!.unsubscribeFilters(p.unsubscriptions);
+    this.send(withIds(0xb0, p.messageId ?? 0, this.#v5 ? codes : [], this.#v5));
   }
 
   // ---- what the session writes through ----
@@ -618,27 +457,6 @@ export class MqttConnection {
     this.#queued();
   }
 
-  /** SUBACK or UNSUBACK: the packet id, (MQTT 5: no properties), the codes. */
-  #sendWithIds(first: number, id: number, codes: number[]): void {
-    const body = 2 + (this.#v5 ? 1 : 0) + codes.length;
-    const head = body < 128 ? 2 : body < 16_384 ? 3 : 4;
-    const packet = new Uint8Array(head + body);
-    packet[0] = first;
-    let x = body;
-    let at = 1;
-    do {
-      let b = x & 0x7f;
-      x >>>= 7;
-      if (x > 0) b |= 0x80;
-      packet[at++] = b;
-    } while (x > 0);
-    packet[at++] = id >> 8;
-    packet[at++] = id & 0xff;
-    if (this.#v5) packet[at++] = 0;
-    packet.set(codes, at);
-    this.send(packet);
-  }
-
   send(packet: Uint8Array): void {
     if (this.#closed) return;
     const out = this.#out.buffer;
@@ -664,16 +482,4 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** A larger read buffer holding `buf[start..end)` at its beginning. */
-function grown(
-  buf: Uint8Array,
-  size: number,
-  start: number,
-  end: number,
-): Uint8Array<ArrayBuffer> {
-  const bigger = new Uint8Array(Math.max(size, end - start));
-  bigger.set(buf.subarray(start, end));
-  return bigger;
 }

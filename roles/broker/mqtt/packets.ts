@@ -330,6 +330,27 @@ export function ackId(buf: Uint8Array, s: number, e: number): number {
   return e - s >= 2 ? (buf[s] << 8) | buf[s + 1] : -1;
 }
 
+/** SUBACK or UNSUBACK: the packet id, (MQTT 5: no properties), the codes. */
+export function withIds(first: number, id: number, codes: number[], v5: boolean): Uint8Array {
+  const body = 2 + (v5 ? 1 : 0) + codes.length;
+  const head = 1 + lengthBytes(body);
+  const packet = new Uint8Array(head + body);
+  packet[0] = first;
+  let x = body;
+  let at = 1;
+  do {
+    let b = x & 0x7f;
+    x >>>= 7;
+    if (x > 0) b |= 0x80;
+    packet[at++] = b;
+  } while (x > 0);
+  packet[at++] = id >> 8;
+  packet[at++] = id & 0xff;
+  if (v5) packet[at++] = 0;
+  packet.set(codes, at);
+  return packet;
+}
+
 export const PINGRESP_BYTES = Uint8Array.of(0xd0, 0);
 
 /**

@@ -10,10 +10,12 @@
  * again, with DUP, when the client comes back. Sessions live in memory:
  * they do not survive a broker restart.
  */
-import type { DistError } from "../../../wire/mod.ts";
+import { DistError } from "../../../wire/mod.ts";
+import type { Identity } from "../../../wire/credentials.ts";
+import type { ISubscription } from "mqtt-packet";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
-import { MqttPayload, payloadOf, topicToMqtt } from "./mapping.ts";
+import { filterFromMqtt, MqttPayload, payloadOf, topicToMqtt } from "./mapping.ts";
 import {
   expiryAt,
   NO_EXTRAS,
@@ -38,6 +40,10 @@ const encoder = new TextEncoder();
  * 3.1.1's clean session 0, which asks for no end, gets this.
  */
 export const MAX_SESSION_EXPIRY_S = 86_400;
+/** Most subscriptions one session may hold (as a connection on the native port). */
+const MAX_SUBSCRIPTIONS = 10_000;
+/** The highest QoS of a delivery. */
+const MAX_QOS_OUT = 2;
 
 /** MQTT topic bytes per dist topic (null: none), kept while the map is small. */
 const topicBytes = new Map<string, Uint8Array | null>();
@@ -163,6 +169,67 @@ export class MqttSession implements Sink {
   unsubscribe(sub: Subscription): void {
     this.#droppedGone += sub.dropped;
     this.#front.core.unsubscribe(sub);
+  }
+
+  /**
+   * SUBSCRIBE's filters: each subscribed (the same filter again replaces
+   * its subscription, and its retained values come again), or refused with
+   * its SUBACK code. The new subscriptions are held: release them once the
+   * SUBACK is queued.
+   */
+  subscribe(
+    filters: readonly ISubscription[],
+    v5: boolean,
+    identity: Identity | undefined,
+  ): { codes: number[]; added: Subscription[] } {
+    const codes: number[] = [];
+    const added: Subscription[] = [];
+    const subs = this.subs;
+    for (const { topic, qos, nl, rap, rh } of filters) {
+      try {
+        const filter = filterFromMqtt(topic, v5);
+        identity?.access?.check("broker.subscribe", { action: "subscribe", name: filter.pattern });
+        const old = subs.get(topic);
+        if (old === undefined && subs.size >= MAX_SUBSCRIPTIONS) {
+          codes.push(v5 ? 0x97 : 0x80);
+          continue;
+        }
+        if (old !== undefined) this.unsubscribe(old);
+        const { sub } = this.#front.core.subscribe(this, {
+          topic: filter.pattern,
+          group: filter.group,
+          exact: filter.exact,
+          // Away, a session's deliveries wait under max-pending: past it the oldest go, counted.
+          policy: this.#expiry > 0 ? "drop-oldest" : undefined,
+        });
+        const granted = Math.min(qos, MAX_QOS_OUT);
+        sub.data = granted | (nl === true ? NO_LOCAL : 0) |
+          (rap === true ? RETAIN_AS_PUBLISHED : 0) |
+          (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0);
+        subs.set(topic, sub);
+        added.push(sub);
+        codes.push(granted);
+      } catch (err) {
+        const e = DistError.from(err);
+        const conn = this.#conn;
+        if (conn) {
+          this.#front.warn(conn, `SUBSCRIBE ${JSON.stringify(topic)} refused: ${e.message}`);
+        }
+        codes.push(!v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : 0x8f);
+      }
+    }
+    return { codes, added };
+  }
+
+  /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
+  unsubscribeFilters(filters: readonly string[]): number[] {
+    return filters.map((filter) => {
+      const sub = this.subs.get(filter);
+      if (sub === undefined) return 0x11;
+      this.subs.delete(filter);
+      this.unsubscribe(sub);
+      return 0;
+    });
   }
 
   // ---- the Sink ----

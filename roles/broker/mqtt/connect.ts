@@ -1,0 +1,71 @@
+/**
+ * What a CONNECT asks for, read from its packet: the will, the session
+ * (clean start, expiry), and the CONNACK that accepts it. The connection
+ * (connection.ts) decides; this reads and writes.
+ */
+import type { IConnectPacket } from "mqtt-packet";
+import { topicFromMqtt } from "./mapping.ts";
+import { generate } from "./packets.ts";
+import { MAX_SESSION_EXPIRY_S } from "./session.ts";
+
+/** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
+export const MAX_QOS2_PENDING = 1024;
+
+const encoder = new TextEncoder();
+
+export interface Will {
+  topic: string;
+  payload: Uint8Array;
+  qos: number;
+  retain: boolean;
+}
+
+/**
+ * The CONNECT's will, its topic in dist's form.
+ * @throws {DistError} for a topic dist has no name for
+ */
+export function willOf(p: IConnectPacket): Will | undefined {
+  if (p.will === undefined) return undefined;
+  const payload = p.will.payload;
+  return {
+    topic: topicFromMqtt(p.will.topic),
+    payload: typeof payload === "string" ? encoder.encode(payload) : Uint8Array.from(payload),
+    qos: p.will.qos ?? 0,
+    retain: p.will.retain === true,
+  };
+}
+
+/**
+ * The session expiry asked (seconds; 3.1.1's clean session 0 asks for no
+ * end: Infinity) and the one given (at most {@link MAX_SESSION_EXPIRY_S}).
+ */
+export function sessionExpiryOf(p: IConnectPacket, v5: boolean): { asked: number; given: number } {
+  const asked = v5 ? p.properties?.sessionExpiryInterval ?? 0 : p.clean === false ? Infinity : 0;
+  return { asked, given: Math.min(asked, MAX_SESSION_EXPIRY_S) };
+}
+
+/** The CONNACK accepting a connection. */
+export function connackOk(
+  v5: boolean,
+  present: boolean,
+  o: { assignedId?: string; expiry: { asked: number; given: number }; maxPacket: number },
+): Uint8Array {
+  if (!v5) return Uint8Array.of(0x20, 2, present ? 1 : 0, 0);
+  return generate({
+    cmd: "connack",
+    sessionPresent: present,
+    reasonCode: 0,
+    properties: {
+      ...(o.assignedId === undefined ? {} : { assignedClientIdentifier: o.assignedId }),
+      // Less than asked: the client is told what it has.
+      ...(o.expiry.given < o.expiry.asked ? { sessionExpiryInterval: o.expiry.given } : {}),
+      receiveMaximum: MAX_QOS2_PENDING,
+      retainAvailable: true,
+      maximumPacketSize: o.maxPacket + 5,
+      topicAliasMaximum: 0,
+      wildcardSubscriptionAvailable: true,
+      subscriptionIdentifiersAvailable: false,
+      sharedSubscriptionAvailable: true,
+    },
+  }, 5);
+}

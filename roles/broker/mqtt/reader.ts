@@ -1,0 +1,123 @@
+/**
+ * An MQTT connection's read loop: packets framed from the fixed header and
+ * refused by size before they are buffered, a read buffer that grows for a
+ * burst or a large packet and shrinks after, and no reading while the
+ * connection's own output is backed up (a publisher that reads no acks is
+ * slowed by TCP). What a packet means is the connection's (connection.ts).
+ */
+import type { Outbound } from "../../../wire/outbound.ts";
+import { frame, readFrame } from "./packets.ts";
+
+/** Read buffer of an idle connection; grown for a burst or a large packet, shrunk after. */
+const READ_BYTES = 512;
+/** Read buffer of a busy connection. */
+const BURST_BYTES = 64 * 1024;
+/** Output above which a connection stops reading. */
+export const HIGH_WATER = 1024 * 1024;
+
+/** A connection's state, as the read loop needs it. */
+export const NEW = 0;
+export const CONNECTED = 1;
+/** Answered and closing: input is no longer handled. */
+export const CLOSING = 2;
+export const CLOSED = 3;
+
+/** What the read loop tells its connection, and asks of it. */
+export interface PacketHost {
+  state(): number;
+  /** One packet at `buf[s..e)`, its body from `body`: a promise while it is judged (CONNECT). */
+  packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined;
+  /** Bytes came (keep-alive). */
+  heard(): void;
+  /** The peer closed. */
+  ended(): void;
+  failed(err: Error): void;
+  /** Not MQTT, or a malformed fixed header. */
+  malformed(why: string): void;
+  /** A remaining length over `max`, refused before it is read. */
+  oversize(length: number, max: number): void;
+}
+
+/** Reads and hands over packets until the connection closes. */
+export async function readPackets(
+  conn: Deno.Conn,
+  out: Outbound,
+  maxPacket: number,
+  host: PacketHost,
+): Promise<void> {
+  let buf = new Uint8Array(READ_BYTES);
+  let start = 0;
+  let end = 0;
+  try {
+    while (host.state() !== CLOSED) {
+      if (out.pending > HIGH_WATER) {
+        await out.drained(HIGH_WATER / 2);
+        continue;
+      }
+      if (end === buf.length) {
+        if (start > 0) {
+          buf.copyWithin(0, start, end);
+        } else {
+          buf = grown(buf, Math.min(BURST_BYTES, buf.length * 4), start, end);
+        }
+        end -= start;
+        start = 0;
+      }
+      const room = buf.length - end;
+      const n = await conn.read(buf.subarray(end));
+      if (n === null) return host.ended();
+      if (host.state() >= CLOSING) continue;
+      end += n;
+      host.heard();
+      while (start < end) {
+        // Not MQTT at all (an HTTP request, TLS): said at the first byte, not after its "length".
+        if (host.state() === NEW && buf[start] !== 0x10) {
+          return host.malformed("a first packet that is not CONNECT");
+        }
+        readFrame(buf, start, end);
+        if (frame.length === -2) return host.malformed("a malformed remaining length");
+        if (frame.length === -1) break;
+        if (frame.length > maxPacket) return host.oversize(frame.length, maxPacket);
+        const total = frame.head + frame.length;
+        if (start + total > end) {
+          if (total > buf.length) {
+            buf = grown(buf, total, start, end);
+            end -= start;
+            start = 0;
+          }
+          break;
+        }
+        const pending = host.packet(buf, start, start + frame.head, start + total);
+        start += total;
+        if (pending !== undefined) await pending;
+        if (host.state() >= CLOSING) break;
+      }
+      if (n === room && buf.length < BURST_BYTES) {
+        // A read that filled the buffer: more is coming, read it in larger pieces.
+        buf = grown(buf, BURST_BYTES, start, end);
+        end -= start;
+        start = 0;
+      } else if (start === end) {
+        start = end = 0;
+        // A light read after a burst: back to the small buffer.
+        if (buf.length > READ_BYTES && n < room >> 2 && n < READ_BYTES) {
+          buf = new Uint8Array(READ_BYTES);
+        }
+      }
+    }
+  } catch (err) {
+    host.failed(err as Error);
+  }
+}
+
+/** A larger read buffer holding `buf[start..end)` at its beginning. */
+function grown(
+  buf: Uint8Array,
+  size: number,
+  start: number,
+  end: number,
+): Uint8Array<ArrayBuffer> {
+  const bigger = new Uint8Array(Math.max(size, end - start));
+  bigger.set(buf.subarray(start, end));
+  return bigger;
+}
