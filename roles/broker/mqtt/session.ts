@@ -356,6 +356,8 @@ export class MqttSession implements Sink {
     if (conn === undefined) return this.end(err.message);
     this.#front.warn(conn, `Cutting off ${this.clientId}: ${err.message}`);
     conn.refuse(0x97, err.message);
+    // A persistent session would keep what it holds: cut off (by the memory budget), it ends too.
+    this.end(err.message);
   }
 
   topicCreated(): void {}
