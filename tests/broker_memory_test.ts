@@ -245,3 +245,48 @@ Deno.test({
       }
     }, { maxPending: 16 * MIB, maxMemory: 16 * MIB }),
 });
+
+Deno.test("broker fan-out: a publish to 50,000 never-reading subscriptions leaves other clients served meanwhile", async () => {
+  const b = await startDist(["broker", "--port=0", "--write-timeout=120000"]);
+  let f: Flood | undefined;
+  let good: BrokerClient | undefined;
+  let raw: Deno.Conn | undefined;
+  try {
+    good = await watcher(b.port);
+    f = await flood(b.port, 10, 5000);
+    assert(f.refused === 0, `${f.refused} subscriptions refused`);
+    raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const reader = new RawReader(raw);
+    await rawHandshake(raw, reader);
+    // Three publishes and a stats request in one write: the answer comes while the
+    // fan-out (150,003 deliveries, a turn's budget at a time) is still being made.
+    const publish = (n: number) =>
+      jsonFrame({
+        method: "broker.publish",
+        params: { topic: "/big", value: { n }, retain: false },
+      });
+    await writeAll(
+      raw,
+      concat([publish(0), publish(1), publish(2), jsonFrame({ id: 1, method: "sys.stats" })]),
+    );
+    const answer = await reader.json(30_000);
+    const waiting = (answer?.result as { fanout_waiting?: number } | undefined)?.fanout_waiting ??
+      0;
+    assert(waiting > 0, `the stats answer came with deliveries still to make: ${waiting}`);
+    const got = await good.received(3, 30_000);
+    assert.deepEqual(got.map((d) => (d.value as { n: number }).n), [0, 1, 2]);
+    // The watcher subscribed first, so it was served first: the rest follows.
+    let stats = await good.stats();
+    for (let t = 0; stats.fanout_waiting !== 0; t++) {
+      assert(t < 1500, `the fan-out is done within 30 s: ${stats.fanout_waiting} to make`);
+      await sleep(20);
+      stats = await good.stats();
+    }
+    assert.equal(stats.messages_out, 3 * 50_001);
+  } finally {
+    raw?.close();
+    f?.stop();
+    good?.close();
+    await b.stop();
+  }
+});

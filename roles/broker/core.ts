@@ -8,6 +8,7 @@ import { DistError } from "../../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
+import { FanOut } from "./fanout.ts";
 import { RetainedSnapshot } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
@@ -123,6 +124,8 @@ export class BrokerCore {
   /** With --metrics: each publish's time to its last delivery (obs/timings.ts). */
   delivery: { observe(seconds: number): void } | undefined;
   #sampled = 0;
+  /** Deliveries, at most DELIVERIES_PER_TURN per turn of the event loop. */
+  readonly fanOut = new FanOut((t0) => this.delivery?.observe((performance.now() - t0) / 1000));
   #now: () => number;
   #nextSid = 1;
   #subs = new Set<Subscription>();
@@ -201,22 +204,14 @@ export class BrokerCore {
     }
     const targets = this.#targets(topic);
     if (created) this.#announce(targets, topic.name);
-    const { plain, groups } = targets;
     let deliveries = 0;
-    if (plain.length + groups.length > 0) {
+    if (targets.plain.length + targets.groups.length > 0) {
       const msg = new Message(topic.name, value === undefined ? null : value);
       msg.qos = qos;
-      for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
-      deliveries = plain.length;
-      for (let i = 0; i < groups.length; i++) {
-        // A member cut off during this very loop may have emptied its group.
-        if (groups[i].members.length === 0) continue;
-        groups[i].pick().deliver(msg);
-        deliveries++;
-      }
+      // Now, or partly in later turns (see FanOut): counted as they are to be made.
+      deliveries = this.fanOut.send(msg, targets, t0);
       topic.messagesOut += deliveries;
       this.messagesOut += deliveries;
-      if (t0 !== 0) this.delivery!.observe((performance.now() - t0) / 1000);
       if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
     }
     return { topic: topic.name, deliveries, created };

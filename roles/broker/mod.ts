@@ -195,6 +195,7 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
         stats: () => ({
           ...front.stats(),
           memory: memory.stats(),
+          fanout_waiting: core.fanOut.waiting,
           ...(durable === undefined ? {} : { store: durable.stats() }),
           ...(mqtt === undefined ? {} : { mqtt: mqtt.stats() }),
         }),
@@ -203,7 +204,8 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
         fast: { rawFrames: front.rawFrames },
         onPeer: front.onPeer,
         inFlight: () => {
-          const queued = core.queuedBytes;
+          const queued = core.queuedBytes, waiting = core.fanOut.waiting;
+          if (waiting > 0) return `${waiting} deliveries of a large fan-out still to make`;
           return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
         },
         stopping: () => {

@@ -1,0 +1,129 @@
+/**
+ * Fan-out bounded per turn of the event loop. One publish to 200,000
+ * subscriptions cost about 256 ms of CPU in one go, during which no other
+ * client was served. So at most DELIVERIES_PER_TURN deliveries are made per
+ * turn: the rest of a large fan-out waits in a backlog, worked off in later
+ * turns (a timer each, so that reads and writes of every connection come in
+ * between), and every publish that comes meanwhile waits behind it, so each
+ * subscription still gets its messages in publish order. A message that
+ * waits is held (it keeps no borrowed buffer of its publisher's frame).
+ */
+import type { Message, Subscription } from "./subscriber.ts";
+import type { Group, Targets } from "./subscriptions.ts";
+
+/** Deliveries made per turn of the event loop (about 10 ms of a queued fan-out's work). */
+export const DELIVERIES_PER_TURN = 8192;
+
+/** A publish not yet delivered to all its targets. */
+interface Pending {
+  msg: Message;
+  plain: readonly Subscription[];
+  groups: readonly Group<Subscription>[];
+  /** Targets done: plain ones first, then groups. */
+  at: number;
+  /** performance.now() at the publish when it is timed, else 0. */
+  t0: number;
+}
+
+export class FanOut {
+  #left = DELIVERIES_PER_TURN;
+  #counting = false;
+  readonly #backlog: Pending[] = [];
+  #head = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Deliveries waiting for a later turn. */
+  waiting = 0;
+  /** Called when a timed publish (t0 ≠ 0) made its last delivery. */
+  readonly #done: (t0: number) => void;
+
+  constructor(done: (t0: number) => void) {
+    this.#done = done;
+  }
+
+  /**
+   * Delivers `msg` to its targets (a group's member picked when its turn
+   * comes), now if this turn has room and nothing waits, else partly now
+   * and the rest in later turns. Returns the deliveries it will make.
+   */
+  send(msg: Message, targets: Targets<Subscription>, t0: number): number {
+    const { plain, groups } = targets;
+    const total = plain.length + groups.length;
+    this.#startTurn();
+    const idle = this.#head === this.#backlog.length;
+    if (idle && total <= this.#left) {
+      // The common case: all of it now, no record of it kept.
+      this.#left -= total;
+      for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
+      for (let i = 0; i < groups.length; i++) {
+        // A member cut off during this very loop may have emptied its group.
+        if (groups[i].members.length > 0) groups[i].pick().deliver(msg);
+      }
+      if (t0 !== 0) this.#done(t0);
+      return total;
+    }
+    const p: Pending = { msg, plain, groups, at: 0, t0 };
+    if (idle) this.#work(p);
+    // It waits: what it holds must outlive the publisher's frame.
+    (plain[0] ?? groups[0].members[0])?.sink.hold(msg);
+    this.#backlog.push(p);
+    this.waiting += total - p.at;
+    this.#schedule();
+    return total;
+  }
+
+  /** This turn's budget: refilled once the turn's synchronous work and microtasks are done. */
+  #startTurn(): void {
+    if (this.#counting) return;
+    this.#counting = true;
+    queueMicrotask(() => {
+      this.#left = DELIVERIES_PER_TURN;
+      this.#counting = false;
+    });
+  }
+
+  /** Delivers as much of `p` as this turn has room for. */
+  #work(p: Pending): void {
+    const { msg, plain, groups } = p;
+    const total = plain.length + groups.length;
+    let at = p.at;
+    while (at < total && this.#left > 0) {
+      if (at < plain.length) {
+        plain[at].deliver(msg);
+      } else {
+        // A member cut off meanwhile may have emptied its group.
+        const group = groups[at - plain.length];
+        if (group.members.length > 0) group.pick().deliver(msg);
+      }
+      at++;
+      this.#left--;
+    }
+    p.at = at;
+    if (at === total && p.t0 !== 0) this.#done(p.t0);
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#startTurn();
+      while (this.#head < this.#backlog.length && this.#left > 0) {
+        const p = this.#backlog[this.#head];
+        const before = p.at;
+        this.#work(p);
+        this.waiting -= p.at - before;
+        if (p.at < p.plain.length + p.groups.length) break;
+        this.#backlog[this.#head++] = undefined!;
+      }
+      if (this.#head === this.#backlog.length) {
+        this.#backlog.length = 0;
+        this.#head = 0;
+      } else {
+        if (this.#head > 1024 && this.#head * 2 > this.#backlog.length) {
+          this.#backlog.splice(0, this.#head);
+          this.#head = 0;
+        }
+        this.#schedule();
+      }
+    }, 0);
+  }
+}
