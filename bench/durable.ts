@@ -1,8 +1,9 @@
 /**
  * Durable state (issue 19), sides alternating in every round, medians:
  *
- * - broker: `broker.publish` sent as requests (256 in flight on one
- *   connection, retained values of 10,000 topics, objects with unicode in
+ * - broker: `broker.publish` sent as requests (256 in flight on each of
+ *   4 connections: many clients, as a durable broker has; one connection
+ *   for `always`; retained values of 10,000 topics, objects with unicode in
  *   two member orders) for a fixed time, to an in-memory broker and to
  *   brokers with `--data-dir` and `--fsync off`, `batch`, `always`:
  *   acknowledged publishes a second and the median time to the answer;
@@ -14,9 +15,12 @@ import { dial, type Peer } from "../wire/mod.ts";
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, median, Rounds } from "./_common.ts";
 
-/** Calls made by `inFlight` loops for `ms`: calls a second and the median latency (ms). */
+/**
+ * Calls made by `inFlight` loops on each peer for `ms`: calls a second and
+ * the median latency (ms).
+ */
 async function drive(
-  peer: Peer,
+  peers: Peer[],
   inFlight: number,
   ms: number,
   call: (i: number) => [string, unknown],
@@ -25,7 +29,8 @@ async function drive(
   const lat: number[] = [];
   let i = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, async () => {
+  await Promise.all(Array.from({ length: inFlight * peers.length }, async (_, n) => {
+    const peer = peers[n % peers.length];
     while (performance.now() < end) {
       const [method, params] = call(i++);
       const s = performance.now();
@@ -35,6 +40,9 @@ async function drive(
   }));
   return { perS: lat.length / ((performance.now() - t0) / 1000), p50: median(lat) };
 }
+
+/** Connections publishing to each broker, 256 requests in flight on each. */
+const CONNECTIONS = 4;
 
 const publish = (i: number): [string, unknown] => [
   "broker.publish",
@@ -62,9 +70,22 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     }
     binders.push(["memory", await startDist(["binder", "--port", "0"])]);
     binders.push(["disk", await startDist(["binder", "--port", "0", "--data-dir", `${dir}/b`])]);
-    const peers = new Map<DistProcess, Peer>();
-    for (const [, p] of [...brokers, ...binders]) {
-      peers.set(p, await dial(parseAddress(p.address), { role: "client", name: "bench" }));
+    const peers = new Map<DistProcess, Peer[]>();
+    for (const [name, p] of brokers) {
+      peers.set(
+        p,
+        await Promise.all(
+          Array.from(
+            // always syncs each write on the event loop: 1,024 in flight would block it past
+            // the heartbeat, so it keeps one connection.
+            { length: name === "always" ? 1 : CONNECTIONS },
+            () => dial(parseAddress(p.address), { role: "client", name: "bench" }),
+          ),
+        ),
+      );
+    }
+    for (const [, p] of binders) {
+      peers.set(p, [await dial(parseAddress(p.address), { role: "client", name: "bench" })]);
     }
     let port = 1;
     for (let r = 1; r <= flags.runs; r++) {
@@ -83,7 +104,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       }
       rounds.printRound("durable", r);
     }
-    for (const peer of peers.values()) peer.close();
+    for (const list of peers.values()) for (const peer of list) peer.close();
   } finally {
     await Promise.all([...brokers, ...binders].map(([, p]) => p.stop()));
     await Deno.remove(dir, { recursive: true });

@@ -7,10 +7,17 @@
  *
  * - `always`: every write is its own transaction, synced before `put`
  *   returns;
- * - `batch`: one transaction, synced, for everything written in the same
- *   turn of the event loop (at most {@link MAX_BATCH} writes: more are
- *   committed at once); the sync blocks the loop, so what arrives meanwhile
- *   forms the next batch;
+ * - `batch`: one transaction for everything written in the same turn of
+ *   the event loop (at most {@link MAX_BATCH} writes: more are committed at
+ *   once), written to the WAL on the loop without a sync; the WAL is then
+ *   synced off the loop (`fdatasync` on a thread of the runtime's pool), and
+ *   `commit()` resolves once a sync that started after its transaction
+ *   ended is done. While one sync runs, later transactions go on being
+ *   written, and the next sync covers them all (group commit). SQLite's
+ *   own checkpoints are off here (with `synchronous = OFF` they would copy
+ *   the WAL into the file without syncing it, then reuse the WAL): the
+ *   store checkpoints itself, synced, once the WAL passes
+ *   {@link CHECKPOINT_BYTES};
  * - `off`: batches as `batch`, never synced: the operating system writes
  *   them when it likes.
  *
@@ -32,6 +39,8 @@ export const FSYNC_MODES: readonly FsyncMode[] = ["always", "batch", "off"];
 
 /** Most writes in one batch: past this many a commit runs at once. */
 export const MAX_BATCH = 20_000;
+/** Under `batch`, the WAL size past which a synced checkpoint runs (after a sync). */
+export const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 /** After a failed commit, how soon the pending writes are tried again (ms). */
 export const RETRY_MS = 1000;
 /** Marks a file as ours (`PRAGMA application_id`): "dist" in ASCII. */
@@ -65,9 +74,12 @@ export interface StoreCounters {
   failed: number;
   /** Pages given back by incremental vacuum. */
   vacuumed_pages: number;
+  /** Under `batch`: syncs of the WAL (each covers every commit written before it began). */
+  syncs: number;
 }
 
 interface Waiter {
+  /** Resolved once the writes up to this sequence number are durable. */
   upTo: number;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -86,21 +98,37 @@ const ROWS_PAGE = 10_000;
 export class Store {
   readonly path: string;
   readonly fsync: FsyncMode;
-  readonly counters: StoreCounters = { commits: 0, written: 0, failed: 0, vacuumed_pages: 0 };
+  readonly counters: StoreCounters = {
+    commits: 0,
+    written: 0,
+    failed: 0,
+    vacuumed_pages: 0,
+    syncs: 0,
+  };
   #db: DatabaseSync;
   #tables = new Map<string, Statements>();
   /** Pending writes by table and key (null: a delete), in the order first written. */
   #pending = new Map<string, Map<string, Value | Deferred | null>>();
   #pendingCount = 0;
-  /** Writes made so far, and how many of them are committed (or were failed). */
+  /**
+   * Writes made so far; how many of them are in SQLite (or were failed);
+   * how many are durable (or were failed); how many the running WAL sync
+   * covers (under `batch`).
+   */
   #seq = 0;
+  #committed = 0;
   #done = 0;
+  #syncing: number | undefined;
+  /** Under `batch`: the WAL, opened at the first commit, for syncing it off the loop. */
+  #wal: Deno.FsFile | undefined;
   #waiters: Waiter[] = [];
   #scheduled = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #lastError: Error | undefined;
   #warn: (message: string) => void;
   #closed = false;
+  /** Set by close(): no more syncs off the loop (close syncs what is left itself). */
+  #closing = false;
 
   /**
    * Opens (or creates) the file at `path` and checks it.
@@ -190,15 +218,22 @@ export class Store {
   close(): void {
     if (this.#closed) return;
     clearTimeout(this.#retry);
-    if (this.#pendingCount > 0) this.#commitNow();
+    this.#closing = true;
+    if (this.#pendingCount > 0 || this.#committed < this.#seq) this.#commitNow();
     this.#closed = true;
-    for (const w of this.#waiters) w.reject(new DistError("UNAVAILABLE", "Store closed"));
-    this.#waiters = [];
+    this.#wal?.close();
+    let synced = this.fsync !== "batch";
     try {
-      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      // Under batch, with FULL the checkpoint syncs the WAL first: every commit is then durable.
+      if (this.fsync === "batch") this.#db.exec("PRAGMA synchronous = FULL");
+      this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+      synced = true;
     } catch {
       // A checkpoint is tidiness: the WAL is replayed at the next open anyway.
     }
+    if (synced) this.#release(this.#committed, undefined);
+    for (const w of this.#waiters) w.reject(new DistError("UNAVAILABLE", "Store closed"));
+    this.#waiters = [];
     this.#db.close();
   }
 
@@ -238,7 +273,7 @@ export class Store {
     // setImmediate runs after this turn's I/O callbacks: every frame read in this turn is in.
     setImmediate(() => {
       this.#scheduled = false;
-      if (this.#pendingCount > 0 || this.#done < this.#seq) this.#commitNow();
+      if (this.#pendingCount > 0 || this.#committed < this.#seq) this.#commitNow();
     });
   }
 
@@ -272,7 +307,18 @@ export class Store {
         failure = this.#failed(err, batch);
       }
     }
-    this.#done = upTo;
+    this.#committed = upTo;
+    if (failure === undefined && this.counters.commits % 64 === 0) this.#vacuum();
+    if (failure !== undefined || this.fsync !== "batch" || this.#closed) {
+      this.#done = upTo;
+      this.#release(upTo, failure);
+    } else {
+      this.#sync();
+    }
+  }
+
+  /** Settles the waiters whose writes are all up to `upTo`: rejected with `failure` if given. */
+  #release(upTo: number, failure: Error | undefined): void {
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) {
@@ -280,7 +326,69 @@ export class Store {
       else if (failure !== undefined) w.reject(failure);
       else w.resolve();
     }
-    if (failure === undefined && this.counters.commits % 64 === 0) this.#vacuum();
+  }
+
+  /**
+   * Under `batch`: syncs the WAL off the loop, unless a sync runs already
+   * (then the next one starts when it ends), and releases the waiters the
+   * sync covers.
+   */
+  #sync(): void {
+    if (this.#syncing !== undefined || this.#closing || this.#committed <= this.#done) return;
+    const upTo = this.#committed;
+    this.#syncing = upTo;
+    let wal: Deno.FsFile;
+    try {
+      wal = this.#wal ??= Deno.openSync(this.path + "-wal", { read: true });
+    } catch (err) {
+      this.#synced(upTo, err);
+      return;
+    }
+    wal.syncData().then(() => this.#synced(upTo, undefined), (err) => this.#synced(upTo, err));
+  }
+
+  #synced(upTo: number, err: unknown): void {
+    this.#syncing = undefined;
+    if (this.#closed) return;
+    this.counters.syncs++;
+    let failure: Error | undefined;
+    if (err !== undefined) {
+      // The transactions are in SQLite but maybe not on disk: their requests are refused (a
+      // retry writes them again), and the next sync is tried with the next commit.
+      this.counters.failed++;
+      failure = new DistError(
+        "UNAVAILABLE",
+        `Cannot sync ${this.path}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+      this.#warn(failure.message);
+    }
+    this.#done = Math.max(this.#done, upTo);
+    this.#release(upTo, failure);
+    if (failure === undefined) this.#checkpoint();
+    this.#sync();
+  }
+
+  /**
+   * Under `batch`, once the WAL is past {@link CHECKPOINT_BYTES}: copies it
+   * into the file with both synced (as SQLite does on its own with
+   * `synchronous = FULL`), so the WAL can then be reused safely.
+   */
+  #checkpoint(): void {
+    try {
+      if (this.#wal === undefined || this.#wal.statSync().size < CHECKPOINT_BYTES) return;
+      this.#db.exec("PRAGMA synchronous = FULL");
+      try {
+        this.#db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get();
+      } finally {
+        this.#db.exec("PRAGMA synchronous = OFF");
+      }
+    } catch {
+      // A checkpoint can fail (full disk) and is tried again after the next sync; until one
+      // works, the WAL grows and is still replayed at open.
+    }
   }
 
   /** Rolls back, keeps the batch's writes pending (behind newer ones), and says why. */
@@ -337,7 +445,10 @@ function openChecked(path: string, options: StoreOptions): DatabaseSync {
     db.exec("PRAGMA auto_vacuum = INCREMENTAL");
     const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
     if (mode.journal_mode !== "wal") throw new Error(`cannot use WAL mode (${mode.journal_mode})`);
-    db.exec(`PRAGMA synchronous = ${options.fsync === "off" ? "OFF" : "FULL"}`);
+    // Under batch, commits are written unsynced and the WAL is synced off the loop, with the
+    // store's own synced checkpoints in place of SQLite's (see the module comment).
+    db.exec(`PRAGMA synchronous = ${options.fsync === "always" ? "FULL" : "OFF"}`);
+    if (options.fsync === "batch") db.exec("PRAGMA wal_autocheckpoint = 0");
     db.exec("PRAGMA journal_size_limit = 4194304");
     const check = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
     if (check.length !== 1 || check[0].quick_check !== "ok") {
