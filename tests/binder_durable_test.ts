@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { connectTo, ids, waitUntil } from "./helpers/binder.ts";
 import { distCommand, type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
 import { assertUserError } from "./helpers/cli.ts";
+import { canMountTmpfs } from "./helpers/tmpfs.ts";
 import { isCode } from "./helpers/rpc.ts";
 import type { Peer } from "../wire/mod.ts";
 
@@ -177,20 +178,6 @@ Deno.test("binder --data-dir: a second process on the same directory is refused"
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** Whether this machine lets a test mount a tmpfs in a namespace of its own. */
-async function canMountTmpfs(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("unshare", {
-      args: ["-rm", "sh", "-c", "mount -t tmpfs -o size=1m none /mnt"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("binder --data-dir: a full disk refuses registrations and corrupts nothing", async (t) => {
   if (!await canMountTmpfs()) {

@@ -2,12 +2,16 @@
  * The broker with `--data-dir`, as real processes: 20 SIGKILLs under
  * confirmed-publish load lose no acknowledged retained value (counted, and
  * each value compared); the retained byte budget holds on disk across a
- * restart; a corrupt broker.db is said clearly.
+ * restart; a corrupt broker.db is said clearly; a full disk refuses
+ * retained publishes with UNAVAILABLE, and once space returns they are
+ * stored again.
  */
 import assert from "node:assert/strict";
 import { codecByName, dial, type Peer } from "../wire/mod.ts";
 import { waitUntil } from "./helpers/binder.ts";
-import { type DistProcess, runDist, startDist } from "./helpers/dist.ts";
+import { distCommand, type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
+import { isCode } from "./helpers/rpc.ts";
+import { canMountTmpfs } from "./helpers/tmpfs.ts";
 import { assertUserError } from "./helpers/cli.ts";
 
 function brokerAt(dir: string, port = 0, extra: string[] = []): Promise<DistProcess> {
@@ -184,5 +188,115 @@ Deno.test("broker --data-dir: a corrupt broker.db is refused, naming the file", 
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("broker --data-dir: a full disk refuses retained publishes, then stores again once space returns", async (t) => {
+  if (!await canMountTmpfs()) {
+    t.step({ name: "skipped: unshare -rm cannot mount a tmpfs here", ignore: true, fn() {} });
+    return;
+  }
+  const mnt = await Deno.makeTempDir();
+  const freed = `${mnt}.free`;
+  const port = freePort();
+  const { exe, args } = distCommand(["broker", "--port", String(port), "--data-dir", `${mnt}/d`]);
+  const run = [exe, ...args].map((w) => `'${w}'`).join(" ");
+  // A 2 MiB tmpfs in a mount namespace of the test's own, half taken by a filler file that the
+  // shell removes when the test creates FREED (outside the tmpfs: both namespaces see it). The
+  // broker runs there twice: killed (SIGKILL) once space came back, then restarted.
+  const script = `mount -t tmpfs -o size=2m none '${mnt}' || exit 9
+head -c 1048576 /dev/zero > '${mnt}/filler'
+(while [ ! -e '${freed}' ]; do sleep 0.05; done; rm '${mnt}/filler'; echo freed >&2) &
+${run} & echo "pid $!" >&2; wait $!
+${run} & echo "pid $!" >&2; wait $!`;
+  const child = new Deno.Command("unshare", {
+    args: ["-rm", "sh", "-c", script],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let stderr = "";
+  const reader = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  const listening = (count: number) =>
+    waitUntil(
+      () => (stderr.match(/Listening on [\d.]+:\d+/g) ?? []).length >= count,
+      "listening",
+      30_000,
+    );
+  let peer: Peer | undefined;
+  try {
+    await listening(1);
+    const delivered: unknown[] = [];
+    peer = await connect(port, "json", (p) => delivered.push(p));
+    await peer.call("broker.subscribe", { topic: "/full/watched" });
+    const acknowledged = new Map<string, unknown>();
+    const big = "é".repeat(1500);
+    let refusal: unknown;
+    for (let i = 0; i < 5000 && refusal === undefined; i++) {
+      const value = { i, big };
+      try {
+        await peer.call("broker.publish", { topic: `/full/t${i}`, value, retain: true });
+        acknowledged.set(`/full/t${i}`, value);
+      } catch (err) {
+        refusal = err;
+      }
+    }
+    assert.ok(refusal !== undefined, "the tmpfs filled up");
+    isCode("UNAVAILABLE")(refusal);
+    assert.match((refusal as Error).message, /^Cannot store: database or disk is full \(/);
+    assert.ok(acknowledged.size > 20, `${acknowledged.size} stored before the disk was full`);
+    // The broker carries on: a publish is still delivered, and it answers.
+    peer.notify("broker.publish", { topic: "/full/watched", value: "still here" });
+    await waitUntil(() => delivered.length > 0, "a delivery on a full disk", 10_000);
+    await peer.call("sys.stats");
+    // Space returns: within the store's retries, retained publishes are acknowledged again.
+    await Deno.writeTextFile(freed, "");
+    await waitUntil(() => stderr.includes("freed"), "the filler removed", 10_000);
+    const after = new Map<string, unknown>();
+    await waitUntil(
+      async () => {
+        const topic = `/full/after${after.size}`;
+        const value = { after: after.size, text: "東京 ✓" };
+        try {
+          await peer!.call("broker.publish", { topic, value, retain: true });
+          after.set(topic, value);
+        } catch (err) {
+          isCode("UNAVAILABLE")(err);
+        }
+        return after.size >= 10;
+      },
+      "acknowledged again once space returned",
+      15_000,
+    );
+    peer.close();
+    peer = undefined;
+    Deno.kill(Number(stderr.match(/pid (\d+)/)![1]), "SIGKILL");
+    await listening(2);
+    const want = new Map([...acknowledged, ...after]);
+    const there = await retainedUnder(port, "/full", want.size);
+    assert.deepEqual([...want.keys()].filter((k) => !there.has(k)), [], "acknowledged, then lost");
+    for (const [topic, value] of want) assert.deepEqual(there.get(topic), value, topic);
+  } finally {
+    peer?.close();
+    // The brokers first: killing the shell leaves them running, holding stderr open.
+    for (const [, pid] of stderr.matchAll(/pid (\d+)/g)) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch {
+        // Exited.
+      }
+    }
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await child.status;
+    await reader;
+    await Deno.remove(mnt, { recursive: true });
+    await Deno.remove(freed).catch(() => {});
   }
 });
