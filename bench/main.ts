@@ -62,6 +62,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "publish-as-request: memory vs --data-dir --fsync off/batch/always; binder.register",
     load: async () => (await import("./durable.ts")).run,
   },
+  "durable-restart": {
+    about: "a broker restarted on 1,000,000 retained values: time until it listens",
+    load: async () => (await import("./durable_restart.ts")).run,
+  },
   metrics: {
     about: "--metrics off vs on: RPC c=64 req/s, broker 1→4 deliveries/s, a call's wrap, a scrape",
     load: async () => (await import("./metrics.ts")).run,

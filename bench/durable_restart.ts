@@ -1,0 +1,89 @@
+/**
+ * Restart of a broker holding many retained values (issue 19): a data
+ * directory is filled with N retained values (1,000,000; 100,000 with
+ * --quick) written as the broker writes them (JSON text rows, topics of
+ * three segments under 100 sites, unicode values), then a broker is started
+ * on it and timed until it listens (it reads every value back before its
+ * port opens), against a broker started on an empty directory, alternating;
+ * medians. Also the store's read of the rows alone, in-process.
+ */
+import { parseAddress } from "../config/mod.ts";
+import { dial } from "../wire/mod.ts";
+import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
+import { BROKER_FILE } from "../roles/broker/durable.ts";
+import { Store } from "../store/mod.ts";
+import { type BenchFlags, Rounds } from "./_common.ts";
+
+async function startTimed(dir: string): Promise<[number, DistProcess]> {
+  const t0 = performance.now();
+  const b = await startDist(
+    [
+      "broker",
+      "--port",
+      "0",
+      "--data-dir",
+      dir,
+      "--max-topics",
+      "2000000",
+      "--retain-bytes",
+      "2147483648",
+    ],
+    { timeoutMs: 300_000 },
+  );
+  return [performance.now() - t0, b];
+}
+
+export async function run(flags: BenchFlags): Promise<Record<string, number>> {
+  const n = flags.quick ? 100_000 : 1_000_000;
+  const dir = await Deno.makeTempDir();
+  const rounds = new Rounds();
+  try {
+    await Deno.mkdir(`${dir}/full`);
+    const store = new Store(`${dir}/full/${BROKER_FILE}`, { fsync: "off", tables: ["retained"] });
+    await Deno.mkdir(`${dir}/empty`);
+    const now = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < n; i++) {
+      const value = i % 2
+        ? `{"t":${i / 10},"city":"Chișinău","tag":"東京 ✓"}`
+        : `{"tag":"Zoë","t":${i}}`;
+      store.put("retained", `/site${i % 100}/dev${i}/temp`, `${now} ${value}`);
+    }
+    await store.commit();
+    store.close();
+    for (let r = 1; r <= flags.runs; r++) {
+      for (const side of r % 2 ? ["empty", "full"] : ["full", "empty"]) {
+        const [ms, b] = await startTimed(`${dir}/${side}`);
+        if (side === "full") {
+          const peer = await dial(parseAddress(b.address), { role: "client", name: "bench" });
+          const stats = await peer.call("sys.stats") as { retained: { count: number } };
+          peer.close();
+          if (stats.retained.count !== n) throw new Error(`${stats.retained.count} of ${n} back`);
+        }
+        await b.stop();
+        rounds.add(`start_${side}_ms`, ms);
+      }
+      const reader = new Store(`${dir}/full/${BROKER_FILE}`, {
+        fsync: "off",
+        tables: ["retained"],
+      });
+      const t0 = performance.now();
+      let rows = 0;
+      for (const _ of reader.rows("retained")) rows++;
+      rounds.add("read_rows_ms", performance.now() - t0);
+      reader.close();
+      if (rows !== n) throw new Error(`${rows} rows read of ${n}`);
+      rounds.printRound("durable-restart", r);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const m = rounds.medians();
+  console.log(
+    `durable-restart medians: ${n} retained values: broker ready in ${
+      (m.start_full_ms / 1000).toFixed(2)
+    } s (empty directory ${(m.start_empty_ms / 1000).toFixed(2)} s); the rows alone read in ${
+      (m.read_rows_ms / 1000).toFixed(2)
+    } s`,
+  );
+  return m;
+}
