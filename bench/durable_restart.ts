@@ -25,6 +25,8 @@ async function startTimed(dir: string): Promise<[number, DistProcess]> {
       dir,
       "--max-topics",
       "2000000",
+      "--max-topic-bytes",
+      "4294967296",
       "--retain-bytes",
       "2147483648",
     ],
