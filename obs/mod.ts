@@ -33,7 +33,14 @@ export {
 export { RpcMetrics } from "./rpc.ts";
 export { loadCpuUsage } from "./process.ts";
 export { roleStatMetrics } from "./role_stats.ts";
-export { deliveryLatency, forwardLatency, LAG_BUCKETS, replicationLag } from "./timings.ts";
+export {
+  deliveryLatency,
+  forwardLatency,
+  LAG_BUCKETS,
+  replicationLag,
+  SAMPLE_EVERY,
+  SAMPLE_MASK,
+} from "./timings.ts";
 export { type CallerLike, countCalls, type DialerCounters, dialerCounters } from "./dialers.ts";
 export { METRICS_CONTENT_TYPE, MetricsBindError, type MetricsServer } from "./serve.ts";
 

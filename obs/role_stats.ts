@@ -109,8 +109,17 @@ const BINDER: StatMetric[] = [
 
 const BALANCER: StatMetric[] = [
   g("workers", "dist_balancer_workers", "Workers registered now"),
-  g("backends", "dist_balancer_backends", "Backends known (servers and workers)"),
-  g("healthy", "dist_balancer_backends_healthy", "Backends healthy now"),
+  // By state, not by backend: workers come and go under new names, and up to
+  // --max-workers of them would each leave a series behind (balancer.backends lists each).
+  g(
+    (s) => {
+      if (typeof s.backends !== "number" || typeof s.healthy !== "number") return undefined;
+      return [[{ state: "up" }, s.healthy], [{ state: "down" }, s.backends - s.healthy]];
+    },
+    "dist_balancer_backends",
+    "Backends known (servers and workers), by state: up (in rotation) or down",
+  ),
+  c("checks_failed", "dist_balancer_health_checks_failed_total", "Health checks missed (sys.ping)"),
   g("queued", "dist_balancer_queued_requests", "Requests waiting for a backend"),
   g("queued_bytes", "dist_balancer_queued_bytes", "Bytes of requests waiting for a backend"),
   c("requests", "dist_balancer_forwarded_total", "Requests taken for forwarding"),

@@ -15,6 +15,7 @@ import {
   type RequestHandler,
 } from "../wire/mod.ts";
 import type { Cell, CellFamily, HistogramCell, HistogramFamily, Registry } from "./metrics.ts";
+import { SAMPLE_EVERY, SAMPLE_MASK } from "./timings.ts";
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
@@ -23,6 +24,8 @@ class ClassCells {
   readonly ok: Cell;
   readonly latency: HistogramCell;
   readonly notifications: Cell;
+  /** Requests taken: the 1st, the 9th … (`SAMPLE_EVERY`) are timed. */
+  tick = 0;
   readonly #requests: CellFamily;
   readonly #name: string;
   readonly #codes = new Map<string, Cell>();
@@ -34,7 +37,7 @@ class ClassCells {
     this.notifications = notes.cell({ class: name });
   }
   failed(err: unknown, t0: number): void {
-    this.latency.observe((performance.now() - t0) / 1000);
+    if (t0 >= 0) this.latency.observe((performance.now() - t0) / 1000);
     const code = err instanceof DistError && KNOWN_CODES.has(err.code) ? err.code : "INTERNAL";
     let cell = this.#codes.get(code);
     if (cell === undefined) {
@@ -43,7 +46,7 @@ class ClassCells {
     cell.value++;
   }
   done(t0: number): void {
-    this.latency.observe((performance.now() - t0) / 1000);
+    if (t0 >= 0) this.latency.observe((performance.now() - t0) / 1000);
     this.ok.value++;
   }
 }
@@ -70,7 +73,7 @@ export class RpcMetrics {
     );
     this.#latency = registry.histogram(
       "dist_request_duration_seconds",
-      "Time from a request's dispatch to its answer, by method class",
+      `Time from a request's dispatch to its answer, by method class (one request in ${SAMPLE_EVERY} of each class is timed, the first included; dist_requests_total counts every one)`,
     );
     this.#notes = registry.cells(
       "counter",
@@ -120,15 +123,22 @@ export class RpcMetrics {
   }
 
   /**
-   * Counts and times the requests `handler` answers.
+   * Counts every request `handler` answers and times one in
+   * {@link SAMPLE_EVERY} of each class, the first included (two clock reads
+   * cost more than the rest of the counting: about 0.1 µs each).
    * @param forwards the port hands methods no contract owns to a fallback (the balancer)
    */
   wrap(handler: RequestHandler, forwards: boolean): RequestHandler {
     const byMethod = this.#byMethod;
     const rest = forwards ? this.#cells("forwarded") : this.#other;
+    // The last method's cells: a connection mostly repeats one method, and a
+    // decoded name is a fresh string that a Map lookup hashes every time.
+    let lastMethod = "";
+    let last = rest;
     return (method, params, peer, meta) => {
-      const cells = byMethod.get(method) ?? rest;
-      const t0 = performance.now();
+      let cells = last;
+      if (method !== lastMethod) last = cells = byMethod.get(lastMethod = method) ?? rest;
+      const t0 = (cells.tick++ & SAMPLE_MASK) === 0 ? performance.now() : -1; // -1: not timed
       let r: unknown;
       try {
         r = handler(method, params, peer, meta);

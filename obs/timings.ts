@@ -14,6 +14,17 @@
  */
 import { type HistogramCell, LATENCY_BUCKETS, type Registry } from "./metrics.ts";
 
+/**
+ * The hot paths time one event in 8 (a served request, a publish): a clock
+ * read costs about 0.1 µs in Deno, two of them more than the rest of the
+ * counting. The count is kept in full by the matching counter; the
+ * histogram's `_count` is about one eighth of it. Sample with
+ * `(n++ & SAMPLE_MASK) === 0` (the first is timed) or `(++n & SAMPLE_MASK) === 0`.
+ */
+export const SAMPLE_EVERY = 8;
+/** `SAMPLE_EVERY - 1`, a power of two less one. */
+export const SAMPLE_MASK = SAMPLE_EVERY - 1;
+
 /** Bucket bounds (seconds) for replication lag: 1 ms to 5 minutes. */
 export const LAG_BUCKETS: readonly number[] = [
   0.001,
@@ -42,7 +53,7 @@ export function forwardLatency(registry: Registry): HistogramCell {
 export function deliveryLatency(registry: Registry): HistogramCell {
   return registry.histogram(
     "dist_broker_publish_delivery_seconds",
-    "Time from a publish's taking to its last delivery handed to a subscriber's connection or queue (one publish in 8)",
+    `Time from a publish's taking to its last delivery handed to a subscriber's connection or queue (one publish in ${SAMPLE_EVERY} is timed)`,
   ).cell();
 }
 

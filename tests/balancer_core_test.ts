@@ -72,6 +72,23 @@ Deno.test("Backend goes out after `fall` missed checks in a row, not fewer", () 
   assert.equal(b.onCheckPassed()?.to, "up", "still connected: two passes bring it back");
 });
 
+Deno.test("Pool counts missed checks of every backend there has been, removed ones too", () => {
+  const pool = new Pool();
+  const a = new Backend("server", "127.0.0.1:1", { capacity: 2, rules: RULES });
+  const w = new Backend("worker", "127.0.0.1:2", { capacity: 2, rules: RULES });
+  pool.add(a);
+  pool.add(w);
+  a.onCheckFailed("timeout");
+  w.onCheckFailed("timeout");
+  w.onCheckFailed("timeout");
+  assert.equal(pool.checksFailed, 3);
+  pool.remove(w); // a worker that left: its misses stay counted
+  pool.remove(w); // removed twice, counted once
+  assert.equal(pool.checksFailed, 3);
+  a.onCheckFailed("timeout");
+  assert.equal(pool.checksFailed, 4);
+});
+
 Deno.test("Backend is not available when full", () => {
   const b = new Backend("server", "127.0.0.1:1", { capacity: 2, rules: RULES });
   b.onConnected();

@@ -213,6 +213,8 @@ export class Backend {
  */
 export class Pool {
   #list: Backend[] = [];
+  /** Health checks missed by backends no longer here (a counter never goes back). */
+  #checksFailedGone = 0;
 
   get list(): readonly Backend[] {
     return this.#list;
@@ -223,7 +225,16 @@ export class Pool {
   }
 
   remove(backend: Backend): void {
+    const before = this.#list.length;
     this.#list = this.#list.filter((b) => b !== backend);
+    if (this.#list.length < before) this.#checksFailedGone += backend.checksFailed;
+  }
+
+  /** Health checks missed, all time, by every backend there has been. */
+  get checksFailed(): number {
+    let n = this.#checksFailedGone;
+    for (const b of this.#list) n += b.checksFailed;
+    return n;
   }
 
   /** Backends in rotation. */

@@ -334,6 +334,7 @@ function balancerStats({ dispatcher, pool }: Forwarding, bound: Bound, workers: 
     workers: workers.size,
     policy: dispatcher.policy.name,
     healthy: pool.healthy,
+    checks_failed: pool.checksFailed,
     queued: dispatcher.queued,
     queued_clients: dispatcher.queuedClients,
     queued_bytes: dispatcher.queuedBytes,
