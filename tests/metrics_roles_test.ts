@@ -12,56 +12,15 @@ import { connectTo, startBalancer } from "./helpers/balancer.ts";
 import { waitFor } from "./helpers/raw.ts";
 import { BrokerClient } from "./helpers/broker.ts";
 import { withUp } from "./helpers/up.ts";
+import {
+  METRICS_LINE,
+  metricsUrl as urlOf,
+  promtoolCheck as check,
+  sample,
+  scrape,
+} from "./helpers/metrics.ts";
 
-const METRICS_LINE = /Metrics at (http:\/\/[\d.]+:\d+\/metrics)/;
 const M = ["--metrics", "127.0.0.1:0"];
-
-function promtool(): string | undefined {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/promtool`).isFile) return `${dir}/promtool`;
-    } catch {
-      // Not in this folder.
-    }
-  }
-  return undefined;
-}
-const PROMTOOL = promtool();
-
-/** `promtool check metrics` on `text`: "" when clean (or when promtool is missing, said once). */
-async function check(text: string): Promise<string> {
-  if (PROMTOOL === undefined) return "";
-  const child = new Deno.Command(PROMTOOL, {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
-  const said = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
-  return code === 0 && said.trim() === "" ? "" : `exit ${code}: ${said}`;
-}
-if (PROMTOOL === undefined) {
-  console.error("metrics_roles_test: promtool not found (Debian prometheus): checks skipped");
-}
-
-async function scrape(url: string): Promise<string> {
-  const r = await fetch(url);
-  assert.equal(r.status, 200);
-  assert.match(r.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-  return await r.text();
-}
-
-/** The value of the sample `series` (name and labels as rendered), or undefined. */
-function sample(text: string, series: string): number | undefined {
-  for (const line of text.split("\n")) {
-    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
-  }
-  return undefined;
-}
 
 /** A process that runs until stopped (stdin piped, for the interactive client). */
 function spawnDist(args: string[]) {
@@ -96,11 +55,6 @@ function spawnDist(args: string[]) {
       await reading;
     },
   };
-}
-
-async function urlOf(stderr: () => string): Promise<string> {
-  await waitFor(() => METRICS_LINE.test(stderr()), 10_000, "the Metrics at line");
-  return stderr().match(METRICS_LINE)![1];
 }
 
 /** Scrapes until `series` is at least `min`; the text of that scrape. */

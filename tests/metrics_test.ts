@@ -8,66 +8,9 @@ import assert from "node:assert/strict";
 import { BrokerClient } from "./helpers/broker.ts";
 import { distCommand, type DistProcess, runDist, startDist } from "./helpers/dist.ts";
 import { connectTo, startBalancer } from "./helpers/balancer.ts";
-import { sleep, waitFor, writeAll } from "./helpers/raw.ts";
+import { sleep, writeAll } from "./helpers/raw.ts";
 import { SAMPLE_EVERY } from "../obs/mod.ts";
-
-const METRICS_LINE = /Metrics at (http:\/\/[\d.]+:\d+\/metrics)/;
-
-function promtool(): string | undefined {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/promtool`).isFile) return `${dir}/promtool`;
-    } catch {
-      // Not in this folder.
-    }
-  }
-  return undefined;
-}
-
-const PROMTOOL = promtool();
-if (PROMTOOL === undefined) {
-  console.error(
-    "metrics_test: promtool not found (Debian package prometheus; .ci/run installs it): " +
-      "the promtool checks are skipped",
-  );
-}
-
-/** `promtool check metrics` on `text`: its complaints, or "" when clean. */
-async function check(text: string): Promise<string> {
-  const child = new Deno.Command(PROMTOOL!, {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
-  const said = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
-  return code === 0 && said.trim() === "" ? "" : `exit ${code}: ${said}`;
-}
-
-/** The URL a process logged for its metrics. */
-async function metricsUrl(stderr: () => string): Promise<string> {
-  await waitFor(() => METRICS_LINE.test(stderr()), 10_000, "the Metrics at line");
-  return stderr().match(METRICS_LINE)![1];
-}
-
-async function scrape(url: string): Promise<string> {
-  const r = await fetch(url);
-  assert.equal(r.status, 200);
-  assert.match(r.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-  return await r.text();
-}
-
-/** The value of the sample `series` (name with its labels as rendered), or undefined. */
-function sample(text: string, series: string): number | undefined {
-  for (const line of text.split("\n")) {
-    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
-  }
-  return undefined;
-}
+import { metricsUrl, PROMTOOL, promtoolCheck as check, sample, scrape } from "./helpers/metrics.ts";
 
 /** A process that does not say `Listening on` (worker, consumer), stopped by the test. */
 function spawnDist(args: string[]): { stderr: () => string; stop: () => Promise<void> } {

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { waitFor } from "./raw.ts";
 
-const METRICS_LINE = /Metrics at (http:\/\/[\d.]+:\d+\/metrics)/;
+/** The line a process logs with its metrics URL. */
+export const METRICS_LINE: RegExp = /Metrics at (http:\/\/[\d.]+:\d+\/metrics)/;
 
 function findPromtool(): string | undefined {
   for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
