@@ -44,6 +44,7 @@ import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
 import { createPolicy, POLICY_NAMES } from "./policies.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
+import { checkRpcFlags, runTcpBalancer, TCP_MODE_OPTIONS } from "./tcp/mod.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -161,6 +162,7 @@ const BALANCER_OPTIONS = defineOptions({
     description: "Forward JSON requests and answers as bytes, without decoding them",
     default: true,
   },
+  ...TCP_MODE_OPTIONS,
 });
 type BalancerOptions = RoleOptions<typeof BALANCER_OPTIONS>;
 
@@ -180,6 +182,7 @@ export const balancer = defineRole({
     "dist balancer [--port 5556] [--backends HOST:PORT,...] [--worker-port 8889]",
     "              [--service NAME --binders HOST:PORT,...]",
     "              [--policy round-robin|least-loaded|p2c|random]",
+    "dist balancer --mode tcp --backends HOST:PORT,... [--idle-timeout 10m]",
     "",
     "Clients call any method; all but sys.* and balancer.* go to a backend, and the",
     "answer comes back with the backend's `by`. balancer.backends lists the backends.",
@@ -243,6 +246,9 @@ function forwarding(options: BalancerOptions) {
 }
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {
+  // L4 mode (tcp/): connections of any TCP service, passed as bytes.
+  if (options.mode === "tcp") return runTcpBalancer(options, ctx, BALANCER_OPTIONS);
+  checkRpcFlags(options, BALANCER_OPTIONS);
   const service = serviceFrom(options);
   const parts = forwarding(options);
   if (ctx.metrics) parts.dispatcher.latency = forwardLatency(ctx.metrics.registry);

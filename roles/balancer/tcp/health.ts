@@ -1,0 +1,98 @@
+/**
+ * TCP health checks of the L4 mode: every check interval each backend is
+ * dialed and the connection closed at once (HAProxy's `check` on a `mode
+ * tcp` server). The pool's rules (backends.ts) decide what a result means,
+ * as they do for the RPC mode's `sys.ping`: a refused or failed dial takes
+ * a backend out at once (as a refused connect does in RPC mode), a dial
+ * that times out counts as a missed check (`--fall` in a row take it out),
+ * and `--rise` successful dials in a row bring it back.
+ */
+import { DistError, sleep } from "../../../wire/mod.ts";
+import { connectPort } from "../../../wire/transport.ts";
+import { parseAddress } from "../../../config/mod.ts";
+import type { Backend, Transition } from "../backends.ts";
+import { cut, log } from "../log.ts";
+
+/** Longest a check's dial (and a client's connect to a backend) may take (ms). */
+export const CONNECT_TIMEOUT_MS = 3000;
+
+/** What one check of a backend found. */
+export type CheckResult =
+  | { ok: true; ms: number }
+  | { ok: false; timedOut: boolean; reason: string };
+
+/** Dials `address` once and hangs up. */
+export async function checkOnce(address: string, timeoutMs: number): Promise<CheckResult> {
+  const started = performance.now();
+  try {
+    const conn = await connectPort(parseAddress(address), undefined, { timeoutMs });
+    conn.close();
+    return { ok: true, ms: performance.now() - started };
+  } catch (err) {
+    const timedOut = err instanceof DistError && err.code === "TIMEOUT";
+    return { ok: false, timedOut, reason: (err as Error).message };
+  }
+}
+
+/** What a check, or a client's connect, tells the pool about `backend`. */
+export function judge(backend: Backend, result: CheckResult): Transition | undefined {
+  if (result.ok) return backend.connected ? backend.onCheckPassed() : backend.onConnected();
+  if (result.timedOut) return backend.onCheckFailed(result.reason);
+  return backend.onLost(result.reason);
+}
+
+/** Checks every backend of `list` every `intervalMs` until `signal` aborts. */
+export class TcpChecks {
+  readonly #intervalMs: number;
+  readonly #report: (t: Transition | undefined) => void;
+  readonly #stop = new AbortController();
+  #loops: Promise<void>[] = [];
+
+  constructor(intervalMs: number, report: (t: Transition | undefined) => void) {
+    this.#intervalMs = intervalMs;
+    this.#report = report;
+  }
+
+  /**
+   * A check of each backend now; resolves once each is answered or timed
+   * out. A backend not there from the start is said too (it was never up,
+   * so no transition says it).
+   */
+  async first(list: readonly Backend[]): Promise<void> {
+    await Promise.all(list.map(async (b) => {
+      const result = await this.#check(b);
+      if (!result.ok) {
+        log.warn("Backend {backend} is not up yet: {reason}", {
+          backend: b.name,
+          reason: cut(result.reason),
+        });
+      }
+    }));
+  }
+
+  /** Checks each backend every interval from now on. */
+  start(list: readonly Backend[]): void {
+    this.#loops = list.map((b) => this.#loop(b));
+  }
+
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await Promise.all(this.#loops);
+  }
+
+  async #loop(backend: Backend): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      await sleep(this.#intervalMs, signal);
+      if (signal.aborted) return;
+      await this.#check(backend);
+    }
+  }
+
+  async #check(backend: Backend): Promise<CheckResult> {
+    const timeoutMs = Math.min(CONNECT_TIMEOUT_MS, Math.max(100, this.#intervalMs));
+    const result = await checkOnce(backend.address, timeoutMs);
+    if (!this.#stop.signal.aborted) this.#report(judge(backend, result));
+    return result;
+  }
+}

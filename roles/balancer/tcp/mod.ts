@@ -1,0 +1,305 @@
+/**
+ * @module
+ * The balancer's L4 mode (`dist balancer --mode tcp`): a connection-level
+ * proxy for services that do not speak dist (HTTP servers, Redis,
+ * databases). Each client connection goes whole to one backend, chosen by
+ * the RPC mode's policies (policies.ts: a backend's `inflight` is its open
+ * connections here, so `least-loaded` is HAProxy's `leastconn`) over the
+ * RPC mode's pool and health rules (backends.ts), with TCP checks
+ * (health.ts); bytes go both ways untouched (splice.ts).
+ *
+ * A backend that refuses a client's connect is taken out at once and the
+ * connect is tried on the next one (each backend once); with none left the
+ * client's connection is closed.
+ */
+import { formatAddress, type OptionSpec, parseAddress } from "../../../config/mod.ts";
+import { Backoff, DistError, sleep } from "../../../wire/mod.ts";
+import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
+import { explainListenError } from "../../_listen.ts";
+import { setLogInstance } from "../../_logging.ts";
+import { announceListening, counted, type RunContext, untilAborted } from "../../_role.ts";
+import { roleStatMetrics } from "../../../obs/mod.ts";
+import { Backend, Pool, type Transition } from "../backends.ts";
+import { createPolicy, type Policy, type PolicyName } from "../policies.ts";
+import { backendLines, log, LogBudget } from "../log.ts";
+import { CONNECT_TIMEOUT_MS, judge, TcpChecks } from "./health.ts";
+import { type Ended, EndReason, IdleClock, Splice } from "./splice.ts";
+import { checkTcpFlags } from "./options.ts";
+
+export { checkRpcFlags, TCP_MODE_OPTIONS } from "./options.ts";
+export { EndReason, IdleClock, Splice } from "./splice.ts";
+
+/** What the L4 mode reads of the balancer's options. */
+export interface TcpOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly name?: string;
+  readonly backends: readonly string[];
+  readonly policy: PolicyName;
+  readonly checkInterval: number;
+  readonly rise: number;
+  readonly fall: number;
+  readonly idleTimeout: number;
+  readonly maxConnections: number;
+  readonly grace: number;
+}
+
+/** Connections that could not be given a backend, refused over the limit, and so on. */
+const connectionLines = new LogBudget("connections");
+
+/**
+ * Runs a TCP balancer until `ctx.signal`; resolves with its exit code.
+ * @param spec the balancer's option spec (flags only RPC mode reads are refused)
+ * @throws {UsageError} for flags that do not fit the mode
+ * @throws {DistError} UNAVAILABLE when the port cannot be had (naming `--port`)
+ */
+export async function runTcpBalancer(
+  options: TcpOptions,
+  ctx: RunContext,
+  spec: OptionSpec,
+): Promise<number> {
+  checkTcpFlags(options as unknown as Record<string, unknown>, spec);
+  const listener = bindTcp(options.host, options.port);
+  const addr = listener.addr;
+  const name = options.name ?? `balancer-${addr.port}`;
+  setLogInstance(name);
+  const proxy = new TcpProxy(options);
+  if (ctx.metrics) {
+    ctx.metrics.name = name;
+    roleStatMetrics(ctx.metrics.registry, "balancer", () => proxy.stats());
+  }
+  await proxy.checks.first(proxy.pool.list);
+  proxy.checks.start(proxy.pool.list);
+  const accepting = proxy.accept(listener);
+  announceListening(ctx, log, { addr, name });
+  log.info("Passing TCP connections to {n} backend(s), policy {policy}", {
+    n: proxy.pool.list.length,
+    policy: proxy.policy.name,
+  });
+  ctx.onForcedExit?.(() => proxy.open > 0 ? counted(proxy.open, "connection") : undefined);
+  await untilAborted(ctx.signal);
+  log.info("Shutting down: waiting for {n} to end (at most {grace} ms)", {
+    n: counted(proxy.open, "connection"),
+    grace: options.grace,
+  });
+  proxy.stopping = true;
+  listener.close();
+  await accepting;
+  await proxy.drain(options.grace);
+  await proxy.checks.stop();
+  log.info("Stopped after {n}", { n: counted(proxy.stats().connections_total, "connection") });
+  return 0;
+}
+
+/** Binds the client port, a failure said in the words of the flags. */
+function bindTcp(host: string, port: number): PortListener {
+  try {
+    return bindPort(host, port);
+  } catch (err) {
+    const where = formatAddress({ host, port });
+    const wrapped = new DistError("UNAVAILABLE", `Cannot listen on ${where}: ${String(err)}`, {
+      cause: err,
+    });
+    throw explainListenError(wrapped, "--port", host, port);
+  }
+}
+
+/** The pool, the policy, the checks and the connections of one TCP balancer. */
+class TcpProxy {
+  readonly pool = new Pool();
+  readonly policy: Policy;
+  readonly checks: TcpChecks;
+  readonly clock: IdleClock;
+  stopping = false;
+  readonly #splices = new Set<Splice>();
+  readonly #maxConnections: number;
+  /** Client connections accepted and not yet ended (connecting or spliced). */
+  open = 0;
+  #total = 0;
+  #refused = 0;
+  #noBackend = 0;
+  #connectFailures = 0;
+  readonly #ticker: ReturnType<typeof setInterval>;
+
+  constructor(options: TcpOptions) {
+    this.#maxConnections = options.maxConnections;
+    this.policy = createPolicy(options.policy);
+    const rules = { rise: options.rise, fall: options.fall };
+    for (const address of options.backends) {
+      // A connection slot per client connection the balancer may hold: no other cap.
+      this.pool.add(new Backend("server", address, { capacity: options.maxConnections, rules }));
+    }
+    this.checks = new TcpChecks(options.checkInterval, (t) => this.#report(t));
+    this.clock = new IdleClock(options.idleTimeout);
+    // Idle connections are ended until the last one is (drain).
+    this.#ticker = setInterval(() => this.#tick(), this.clock.tickMs);
+  }
+
+  /** Accepts until the listener closes. */
+  async accept(listener: PortListener): Promise<void> {
+    const backoff = new Backoff({ min: 5, max: 1000 });
+    while (!this.stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+        backoff.reset();
+      } catch (err) {
+        if (this.stopping || err instanceof Deno.errors.BadResource) break;
+        // Out of file descriptors and the like: wait a little, don't spin.
+        log.warn("Accept failed: {error}; retrying in {ms} ms", {
+          error: String(err),
+          ms: backoff.current,
+        });
+        await sleep(backoff.next());
+        continue;
+      }
+      this.#take(conn as Deno.TcpConn);
+    }
+  }
+
+  /** Waits up to `graceMs` for the connections to end, then ends the rest. */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = performance.now() + graceMs;
+    while (this.open > 0 && performance.now() < deadline) {
+      await sleep(Math.min(50, Math.max(1, deadline - performance.now())));
+    }
+    for (const s of this.#splices) s.end(EndReason.Shutdown);
+    await Promise.all([...this.#splices].map((s) => s.done));
+    clearInterval(this.#ticker);
+  }
+
+  /** The balancer's figures (for `--metrics`; the names follow the RPC mode's `sys.stats`). */
+  stats() {
+    return {
+      mode: "tcp",
+      connections: this.open,
+      connections_total: this.#total,
+      refused: this.#refused,
+      no_backend: this.#noBackend,
+      connect_failures: this.#connectFailures,
+      policy: this.policy.name,
+      healthy: this.pool.healthy,
+      backends: this.pool.list.length,
+      checks_failed: this.pool.checksFailed,
+    };
+  }
+
+  #tick(): void {
+    this.clock.tick++;
+    for (const s of this.#splices) if (s.idle) s.end(EndReason.Idle);
+  }
+
+  #report(t: Transition | undefined): void {
+    if (t === undefined) return;
+    const fields = { backend: t.backend.name, reason: t.reason };
+    if (t.to === "up") backendLines.info("Backend {backend} is up: {reason}", fields);
+    else backendLines.warn("Backend {backend} is down: {reason}", fields);
+  }
+
+  /** A client connection: over the limit it is closed, else it gets a backend. */
+  #take(client: Deno.TcpConn): void {
+    const remote = remoteOf(client);
+    if (this.open >= this.#maxConnections) {
+      this.#refused++;
+      connectionLines.warn("Connection from {remote} refused: {limit} connections open", {
+        remote,
+        limit: this.#maxConnections,
+      });
+      close(client);
+      return;
+    }
+    this.open++;
+    this.#total++;
+    noDelay(client);
+    this.#forward(client, remote).catch((err) => {
+      log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
+      close(client);
+    }).finally(() => this.open--);
+  }
+
+  /** Dials a backend for `client` (the next one if it refuses), then splices the two. */
+  async #forward(client: Deno.TcpConn, remote: string): Promise<void> {
+    const tried = new Set<Backend>();
+    for (;;) {
+      const list = tried.size === 0 ? this.pool.list : this.pool.list.filter((b) => !tried.has(b));
+      const backend = this.policy.pick(list);
+      if (backend === undefined || this.stopping) {
+        this.#noBackend++;
+        connectionLines.warn("Connection from {remote} closed: no backend is up ({tried})", {
+          remote,
+          tried: tried.size === 0 ? "none tried" : `${tried.size} refused it`,
+        });
+        close(client);
+        return;
+      }
+      tried.add(backend);
+      backend.inflight++;
+      const started = performance.now();
+      let conn: Deno.TcpConn;
+      try {
+        conn = await connectPort(parseAddress(backend.address), undefined, {
+          timeoutMs: CONNECT_TIMEOUT_MS,
+        }) as Deno.TcpConn;
+      } catch (err) {
+        backend.inflight--;
+        this.#connectFailures++;
+        backend.failures++;
+        const timedOut = err instanceof DistError && err.code === "TIMEOUT";
+        const reason = (err as Error).message;
+        this.#report(judge(backend, { ok: false, timedOut, reason }));
+        continue;
+      }
+      backend.onAnswered(performance.now() - started, false);
+      await this.#splice(client, conn, backend, remote);
+      return;
+    }
+  }
+
+  async #splice(client: Deno.TcpConn, conn: Deno.TcpConn, backend: Backend, remote: string) {
+    const splice = new Splice(client, conn, this.clock);
+    this.#splices.add(splice);
+    log.debug("Connection from {remote} to {backend}", { remote, backend: backend.name });
+    let ended: Ended;
+    try {
+      ended = await splice.done;
+    } finally {
+      this.#splices.delete(splice);
+      backend.inflight--;
+    }
+    const fields = {
+      remote,
+      backend: backend.name,
+      reason: ended.reason,
+      detail: ended.detail === "" ? "" : ` (${ended.detail})`,
+      up: ended.up,
+      down: ended.down,
+      ms: Math.round(ended.ms),
+    };
+    log.debug(
+      "Connection from {remote} to {backend} closed ({reason}{detail}): " +
+        "{up} bytes up, {down} bytes down in {ms} ms",
+      fields,
+    );
+  }
+}
+
+function remoteOf(conn: Deno.Conn): string {
+  const a = conn.remoteAddr as Deno.NetAddr;
+  return formatAddress({ host: a.hostname, port: a.port });
+}
+
+function noDelay(conn: Deno.TcpConn): void {
+  try {
+    conn.setNoDelay(true);
+  } catch {
+    // Not a TCP option here: latency only.
+  }
+}
+
+function close(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}

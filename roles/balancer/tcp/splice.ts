@@ -1,0 +1,167 @@
+/**
+ * One proxied connection: a client's connection and the one dialed to its
+ * backend, bytes copied both ways as they are.
+ *
+ * - Backpressure: each way reads into its own buffer and reads again only
+ *   once the other side's socket has taken every byte of it, so a side that
+ *   does not read stops the other from being read (the kernel's buffers
+ *   hold the rest), and memory per connection is two buffers.
+ * - Buffers start small (many connections are idle) and double when a read
+ *   fills one, up to {@link MAX_BUFFER}, so bulk transfers take few reads.
+ * - Half-close: the end of one side's stream (EOF) becomes a shutdown of
+ *   the other side's write half; the other way goes on until it ends too.
+ * - Idle: every byte either way marks the connection active in the current
+ *   {@link IdleClock} tick; no timer per connection or per chunk.
+ */
+
+/** Why a proxied connection ended (as nats-server's ClosedState: every close says why). */
+export enum EndReason {
+  /** Both sides ended their streams (EOF each way): the normal end. */
+  Closed = "eof",
+  /** Reading from or writing to the client failed (reset, broken pipe). */
+  ClientError = "client_error",
+  /** Reading from or writing to the backend failed (reset, killed). */
+  BackendError = "backend_error",
+  /** No byte either way for the idle timeout. */
+  Idle = "idle",
+  /** The balancer is stopping and its grace ran out. */
+  Shutdown = "shutdown",
+}
+
+/** First buffer of each way (a request or answer of most protocols fits). */
+const FIRST_BUFFER = 4 * 1024;
+/** Largest buffer of each way. */
+export const MAX_BUFFER = 64 * 1024;
+
+/**
+ * A coarse clock for idle timeouts: `tick` advances every `tickMs`; a
+ * connection is idle once `ticks` ticks passed without a byte.
+ */
+export class IdleClock {
+  tick = 0;
+  readonly tickMs: number;
+  /** Ticks without a byte after which a connection is idle. */
+  readonly ticks: number;
+
+  constructor(idleMs: number) {
+    // About 8 ticks per timeout: it fires within an eighth of it late.
+    this.tickMs = Math.min(1000, Math.max(10, Math.floor(idleMs / 8)));
+    this.ticks = Math.max(1, Math.ceil(idleMs / this.tickMs));
+  }
+}
+
+/** What a splice reports when it ends. */
+export interface Ended {
+  reason: EndReason;
+  /** The error that ended it, if one did. */
+  detail: string;
+  /** Bytes from the client to the backend, and back. */
+  up: number;
+  down: number;
+  ms: number;
+}
+
+export class Splice {
+  readonly client: Deno.TcpConn;
+  readonly backend: Deno.TcpConn;
+  /** Bytes from the client passed to the backend. */
+  up = 0;
+  /** Bytes from the backend passed to the client. */
+  down = 0;
+  /** The clock tick of the last byte either way. */
+  active: number;
+  readonly started = performance.now();
+  /** Resolves once both connections are closed. */
+  readonly done: Promise<Ended>;
+
+  readonly #clock: IdleClock;
+  #ways = 2;
+  #ended: Ended | undefined;
+  #resolve!: (ended: Ended) => void;
+
+  constructor(client: Deno.TcpConn, backend: Deno.TcpConn, clock: IdleClock) {
+    this.client = client;
+    this.backend = backend;
+    this.#clock = clock;
+    this.active = clock.tick;
+    this.done = new Promise((resolve) => this.#resolve = resolve);
+    this.#pump(client, backend, true);
+    this.#pump(backend, client, false);
+  }
+
+  /** Whether no byte went either way for the idle timeout. */
+  get idle(): boolean {
+    return this.#clock.tick - this.active >= this.#clock.ticks;
+  }
+
+  /** Ends it now (idle, shutdown): both connections closed. */
+  end(reason: EndReason): void {
+    this.#finish(reason, "");
+  }
+
+  /** Copies `from` into `to` until `from` ends; `up` is the client-to-backend way. */
+  async #pump(from: Deno.TcpConn, to: Deno.TcpConn, up: boolean): Promise<void> {
+    let buf = new Uint8Array(FIRST_BUFFER);
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await from.read(buf);
+      } catch (err) {
+        return this.#failed(up ? EndReason.ClientError : EndReason.BackendError, err);
+      }
+      if (n === null) break;
+      this.active = this.#clock.tick;
+      try {
+        let off = 0;
+        while (off < n) {
+          off += await to.write(off === 0 && n === buf.length ? buf : buf.subarray(off, n));
+        }
+      } catch (err) {
+        return this.#failed(up ? EndReason.BackendError : EndReason.ClientError, err);
+      }
+      if (up) this.up += n;
+      else this.down += n;
+      this.active = this.#clock.tick;
+      if (n === buf.length && buf.length < MAX_BUFFER) buf = new Uint8Array(buf.length * 2);
+    }
+    if (this.#ended !== undefined) return;
+    // EOF: the other side sees the end of the stream, and may still answer.
+    try {
+      await to.closeWrite();
+    } catch (err) {
+      // NotConnected: the other side has gone already; its own way ends with it.
+      if (!(err instanceof Deno.errors.NotConnected)) {
+        return this.#failed(up ? EndReason.BackendError : EndReason.ClientError, err);
+      }
+    }
+    if (--this.#ways === 0) this.#finish(EndReason.Closed, "");
+  }
+
+  #failed(reason: EndReason, err: unknown): void {
+    // A read cut short by our own close is not news.
+    if (this.#ended !== undefined) return;
+    this.#finish(reason, err instanceof Error ? err.message : String(err));
+  }
+
+  #finish(reason: EndReason, detail: string): void {
+    if (this.#ended !== undefined) return;
+    const ended = this.#ended = {
+      reason,
+      detail,
+      up: this.up,
+      down: this.down,
+      ms: performance.now() - this.started,
+    };
+    close(this.client);
+    close(this.backend);
+    this.#resolve(ended);
+  }
+}
+
+function close(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}
