@@ -1,0 +1,352 @@
+/**
+ * `dist balancer --mode tcp` as a user runs it: a real process in front of
+ * real HTTP servers (Deno.serve, each a process a test can SIGKILL) and raw
+ * TCP backends, driven over plain sockets.
+ */
+import assert from "node:assert/strict";
+import { type DistProcess, runDist, startDist } from "./helpers/dist.ts";
+import { type HttpBackend, startHttpBackend } from "./helpers/http_backend.ts";
+import { closeQuietly, sleep, waitFor, within, writeAll } from "./helpers/raw.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A TCP balancer over `backends`, checking every 100 ms, logging every connection. */
+function startTcpBalancer(backends: string[], args: string[] = []): Promise<DistProcess> {
+  return startDist([
+    "balancer",
+    "--mode",
+    "tcp",
+    "--port",
+    "0",
+    "--backends",
+    backends.join(","),
+    "--check-interval",
+    "100ms",
+    "--log-level",
+    "debug",
+    ...args,
+  ]);
+}
+
+function connect(address: string): Promise<Deno.TcpConn> {
+  const [host, port] = address.split(":");
+  return Deno.connect({ hostname: host, port: Number(port) });
+}
+
+/**
+ * One `GET /` on `conn` (kept alive): the body, or null when the connection
+ * ended (EOF or reset) before a whole answer came.
+ */
+async function get(conn: Deno.Conn): Promise<string | null> {
+  await writeAll(conn, encoder.encode("GET / HTTP/1.1\r\nHost: l4\r\n\r\n"));
+  let text = "";
+  const buf = new Uint8Array(4096);
+  while (true) {
+    const head = text.indexOf("\r\n\r\n");
+    const length = /content-length: (\d+)/i.exec(text);
+    if (head >= 0 && length && text.length >= head + 4 + Number(length[1])) {
+      return text.slice(head + 4, head + 4 + Number(length[1]));
+    }
+    let n: number | null;
+    try {
+      n = await within(conn.read(buf), 5000, "an HTTP answer");
+    } catch (err) {
+      if (err instanceof Deno.errors.ConnectionReset) return null;
+      throw err;
+    }
+    if (n === null) return null;
+    text += decoder.decode(buf.subarray(0, n));
+  }
+}
+
+/** The backend name of a fresh connection's `GET /`. */
+async function getOnce(address: string): Promise<string | null> {
+  const conn = await connect(address);
+  try {
+    return await get(conn);
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+/** Lines of the balancer's stderr matching `pattern`. */
+function count(p: DistProcess, pattern: RegExp): number {
+  return p.stderr().split("\n").filter((l) => pattern.test(l)).length;
+}
+
+Deno.test("balancer --mode tcp: HTTP through it, round-robin, bytes both ways untouched", async () => {
+  const backends = await Promise.all([startHttpBackend("A"), startHttpBackend("B")]);
+  const lb = await startTcpBalancer(backends.map((b) => b.address));
+  const client = Deno.createHttpClient({});
+  try {
+    const names = [];
+    for (let i = 0; i < 6; i++) names.push(await getOnce(lb.address));
+    assert.deepEqual(names, ["A", "B", "A", "B", "A", "B"]);
+
+    // 4 MiB of every byte value up and back, through fetch on a kept-alive connection.
+    const body = new Uint8Array(4 * 1024 * 1024).map((_, i) => (i * 7 + (i >> 11)) & 0xff);
+    const res = await fetch(`http://${lb.address}/`, { method: "POST", body, client });
+    assert.equal(res.status, 200);
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), body);
+
+    // The connection log of the RPC mode: every connection opening and closing.
+    assert.match(lb.stderr(), /Connection from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:\d+\n/);
+    assert.match(
+      lb.stderr(),
+      /Connection from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:\d+ closed \(eof\): 28 bytes up, \d+ bytes down in \d+ ms/,
+    );
+  } finally {
+    client.close();
+    await lb.stop();
+    await Promise.all(backends.map((b) => b.stop()));
+  }
+});
+
+Deno.test("balancer --mode tcp --policy least-loaded: a new connection goes to the backend with the fewest open", async () => {
+  const backends = await Promise.all([startHttpBackend("A"), startHttpBackend("B")]);
+  const lb = await startTcpBalancer(backends.map((b) => b.address), ["--policy", "least-loaded"]);
+  const open: Deno.TcpConn[] = [];
+  try {
+    const held = async () => {
+      const conn = await connect(lb.address);
+      open.push(conn);
+      return { conn, name: await get(conn) };
+    };
+    // A, B, A: two connections held on A, one on B.
+    const first = [await held(), await held(), await held()];
+    assert.deepEqual(first.map((c) => c.name), ["A", "B", "A"]);
+    // B's one closes: B has none, A two, so the next two both go to B (round-robin would alternate).
+    const closedBefore = count(lb, / closed \(/);
+    first[1].conn.close();
+    await waitFor(
+      () => count(lb, / closed \(/) > closedBefore,
+      5000,
+      "the close seen by the balancer",
+    );
+    const next = [await held(), await held()];
+    assert.deepEqual(next.map((c) => c.name), ["B", "B"]);
+    // Two each now: ties go round the list.
+    const tie = [await held(), await held()];
+    assert.deepEqual(tie.map((c) => c.name).sort(), ["A", "B"]);
+  } finally {
+    for (const c of open) closeQuietly(c);
+    await lb.stop();
+    await Promise.all(backends.map((b) => b.stop()));
+  }
+});
+
+Deno.test("balancer --mode tcp: a backend killed mid-connection ends that connection; new ones go to the live one; it is marked down and comes back", async () => {
+  const backends = await Promise.all([startHttpBackend("A"), startHttpBackend("B")]);
+  const lb = await startTcpBalancer(backends.map((b) => b.address), ["--rise", "2", "--fall", "2"]);
+  let restarted: HttpBackend | undefined;
+  try {
+    const conn = await connect(lb.address);
+    const victimName = await get(conn);
+    assert.ok(victimName === "A" || victimName === "B");
+    const victim = backends.find((b) => b.name === victimName)!;
+    const other = backends.find((b) => b !== victim)!;
+
+    await victim.stop("SIGKILL");
+    // The client sees its connection end (EOF or reset), not a hang.
+    assert.equal(await get(conn).catch(() => null), null);
+    closeQuietly(conn);
+
+    // New connections all reach the live backend (a refused connect is retried on it).
+    for (let i = 0; i < 4; i++) assert.equal(await getOnce(lb.address), other.name);
+    const down = new RegExp(`Backend ${victim.address} is down`);
+    await waitFor(() => down.test(lb.stderr()), 5000, "the dead backend marked down");
+
+    // Back on its port: up after --rise checks, and in the rotation again.
+    restarted = await startHttpBackend(victim.name, victim.port);
+    // Its second "is up" (the first was at the start).
+    const up = new RegExp(`Backend ${victim.address} is up`);
+    await waitFor(() => count(lb, up) === 2, 5000, "the backend back up");
+    const seen = new Set<string | null>();
+    for (let i = 0; i < 4; i++) seen.add(await getOnce(lb.address));
+    assert.deepEqual([...seen].sort(), ["A", "B"]);
+  } finally {
+    await lb.stop();
+    await Promise.all([...backends, ...restarted ? [restarted] : []].map((b) => b.stop()));
+  }
+});
+
+/** A raw TCP backend in this process; `serve` runs for each connection. */
+function rawBackend(serve: (conn: Deno.Conn) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks: Promise<void>[] = [];
+  const done = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      tasks.push(serve(conn).catch(() => {}).finally(() => closeQuietly(conn)));
+    }
+  })();
+  return {
+    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async close() {
+      closeQuietly(listener);
+      for (const c of conns) closeQuietly(c);
+      await done;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/** Everything `conn` sends until it ends, counted. */
+async function drainCount(conn: Deno.Conn): Promise<number> {
+  const buf = new Uint8Array(64 * 1024);
+  let total = 0;
+  for (let n; (n = await conn.read(buf)) !== null;) total += n;
+  return total;
+}
+
+Deno.test("balancer --mode tcp: half-close passes through (client's EOF reaches the backend, its answer still comes back)", async () => {
+  // Reads to the end of the stream, then answers how much it got, then closes.
+  const backend = rawBackend(async (conn) => {
+    const got = await drainCount(conn);
+    await writeAll(conn, encoder.encode(`got ${got}`));
+  });
+  const lb = await startTcpBalancer([backend.address]);
+  try {
+    const conn = await connect(lb.address);
+    await writeAll(conn, new Uint8Array(200_000).fill(7));
+    await conn.closeWrite();
+    const answer = await within(
+      (async () => {
+        const buf = new Uint8Array(100);
+        let text = "";
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          text += decoder.decode(buf.subarray(0, n));
+        }
+        return text;
+      })(),
+      5000,
+      "the answer after the half-close",
+    );
+    conn.close();
+    assert.equal(answer, "got 200000");
+    await waitFor(
+      () => / closed \(eof\): 200000 bytes up, 10 bytes down/.test(lb.stderr()),
+      5000,
+      "the log line",
+    );
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+Deno.test("balancer --mode tcp --idle-timeout: a silent connection is closed, a talking one is not", async () => {
+  const backend = rawBackend(async (conn) => {
+    const buf = new Uint8Array(1024);
+    for (let n; (n = await conn.read(buf)) !== null;) await writeAll(conn, buf.subarray(0, n));
+  });
+  const lb = await startTcpBalancer([backend.address], ["--idle-timeout", "300ms"]);
+  try {
+    const silent = await connect(lb.address);
+    const talking = await connect(lb.address);
+    const started = performance.now();
+    const silentEnd = within(silent.read(new Uint8Array(16)), 5000, "the idle close");
+    // The talking one sends a byte every 100 ms for 1 s (more than 3 idle timeouts) and hears it back.
+    const buf = new Uint8Array(16);
+    for (let i = 0; i < 10; i++) {
+      await writeAll(talking, encoder.encode("x"));
+      assert.equal(await within(talking.read(buf), 2000, "the echo"), 1);
+      await sleep(100);
+    }
+    assert.equal(await silentEnd, null);
+    assert.ok(performance.now() - started >= 300, "not closed before the idle timeout");
+    await waitFor(() => / closed \(idle\)/.test(lb.stderr()), 5000, "the idle close logged");
+    silent.close();
+    talking.close();
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+Deno.test("balancer --mode tcp: backpressure both ways (a side that does not read stops the other being read)", async () => {
+  // More than the kernel's socket buffers on the way may hold (here up to 32 MiB
+  // for each receive buffer, 4 MiB for each send buffer): a proxy that read on
+  // regardless would take it all.
+  const TOTAL = 256 * 1024 * 1024;
+  const chunk = new Uint8Array(1024 * 1024);
+  for (const way of ["client to backend", "backend to client"]) {
+    let release!: () => void;
+    const reading = new Promise<void>((resolve) => release = resolve);
+    let received = 0;
+    let sent = 0;
+    // The sender writes TOTAL bytes; the reader starts only once released.
+    const send = async (conn: Deno.Conn) => {
+      while (sent < TOTAL) {
+        sent += await conn.write(chunk.subarray(0, Math.min(chunk.length, TOTAL - sent)));
+      }
+    };
+    const receive = async (conn: Deno.Conn) => {
+      await reading;
+      received += await drainCount(conn);
+    };
+    const toBackend = way === "client to backend";
+    // Health checks connect too, and hang up at once: only the client's connection,
+    // which starts with one byte, carries the transfer.
+    const backend = rawBackend(async (conn) => {
+      if (await conn.read(new Uint8Array(1)) === null) return;
+      if (toBackend) await receive(conn);
+      else {
+        await send(conn);
+        await conn.closeWrite();
+        await drainCount(conn);
+      }
+    });
+    const lb = await startTcpBalancer([backend.address]);
+    const conn = await connect(lb.address);
+    await writeAll(conn, new Uint8Array(1));
+    try {
+      const transfer = toBackend ? send(conn).then(() => conn.closeWrite()) : receive(conn);
+      // Writing stalls once the kernel's buffers are full: the balancer holds no more.
+      let last = -1;
+      for (let still = 0; still < 3;) {
+        await sleep(100);
+        still = sent === last ? still + 1 : 0;
+        last = sent;
+      }
+      assert.ok(sent < TOTAL, `${way}: the sender stalled (after ${sent} bytes)`);
+      release();
+      await within(transfer, 30_000, `${way}: the transfer`);
+      await waitFor(() => received === TOTAL, 30_000, `${way}: every byte received`);
+    } finally {
+      closeQuietly(conn);
+      await lb.stop();
+      await backend.close();
+    }
+  }
+});
+
+Deno.test("balancer --mode tcp: wrong flags are one dist: line and exit 2", async () => {
+  const cases: [string[], RegExp][] = [
+    [[], /^dist: --mode tcp needs --backends HOST:PORT/],
+    [
+      ["--backends", "127.0.0.1:1", "--retries", "5"],
+      /^dist: --retries applies only with --mode rpc/,
+    ],
+    [["--backends", "127.0.0.1:1", "--worker-port", "0"], /^dist: --worker-port applies only/],
+    [
+      ["--backends", "127.0.0.1:1", "--token", "secret"],
+      /^dist: --token applies only with --mode rpc/,
+    ],
+    [["--backends", "127.0.0.1:1", "--mode", "udp"], /^dist: .*--mode/],
+  ];
+  const runs = await Promise.all(
+    cases.map(([args]) => runDist(["balancer", "--mode", "tcp", "--port", "0", ...args])),
+  );
+  for (const [i, [args, expected]] of cases.entries()) {
+    const r = runs[i];
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, expected);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+  const rpc = await runDist(["balancer", "--port", "0", "--idle-timeout", "5s"]);
+  assert.equal(rpc.code, 2);
+  assert.match(rpc.stderr, /^dist: --idle-timeout applies only with --mode tcp/);
+});
