@@ -92,7 +92,10 @@ export class TcpChecks {
   async #check(backend: Backend): Promise<CheckResult> {
     const timeoutMs = Math.min(CONNECT_TIMEOUT_MS, Math.max(100, this.#intervalMs));
     const result = await checkOnce(backend.address, timeoutMs);
-    if (!this.#stop.signal.aborted) this.#report(judge(backend, result));
+    if (this.#stop.signal.aborted) return result;
+    // A refused check takes the backend out without counting as missed (onLost): count it.
+    if (!result.ok && !result.timedOut) backend.checksFailed++;
+    this.#report(judge(backend, result));
     return result;
   }
 }
