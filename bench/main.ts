@@ -25,6 +25,11 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "legitimate latency and throughput beside clients that pipeline and never read",
     load: async () => (await import("./balancer_hostile.ts")).run,
   },
+  "balancer-l4": {
+    about:
+      "balancer --mode tcp vs HAProxy mode tcp vs nginx stream over nginx: wrk req/s, p99, CPU",
+    load: async () => (await import("./balancer_l4.ts")).run,
+  },
   up: {
     about: "dist up of the default topology: time to every instance ready, RSS of the topology",
     load: async () => (await import("./up.ts")).run,

@@ -90,7 +90,9 @@ export class TcpChecks {
   }
 
   async #check(backend: Backend): Promise<CheckResult> {
-    const timeoutMs = Math.min(CONNECT_TIMEOUT_MS, Math.max(100, this.#intervalMs));
+    // At least a second: a loaded machine can take that long to answer a
+    // connect, and a check that times out is a miss, not a dead backend.
+    const timeoutMs = Math.min(CONNECT_TIMEOUT_MS, Math.max(1000, this.#intervalMs));
     const result = await checkOnce(backend.address, timeoutMs);
     if (this.#stop.signal.aborted) return result;
     // A refused check takes the backend out without counting as missed (onLost): count it.
