@@ -10,7 +10,7 @@ import { BrokerCore, type Policy, Subscription } from "../roles/broker/mod.ts";
 import { SUBSCRIBE_VISITS } from "../roles/broker/core.ts";
 import { NODE_BYTES, TOPIC_BYTES, TopicTree } from "../roles/broker/topics.ts";
 import { SubscriptionTree } from "../roles/broker/subscriptions.ts";
-import { ENTRY_OVERHEAD, RetainedStore } from "../roles/broker/retained.ts";
+import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 
 const MIB = 1024 * 1024;
@@ -173,14 +173,20 @@ Deno.test("Group.pick() rotates over the members", () => {
 
 // ---- retained store ----
 
-interface Holder {
+interface Holder extends RetainedHolder<Holder> {
   name: string;
-  retained: import("../roles/broker/retained.ts").RetainedEntry<Holder> | undefined;
 }
 
 Deno.test("RetainedStore.set() evicts the least recently updated values past the budget", () => {
   const store = new RetainedStore<Holder>(3 * (100 + ENTRY_OVERHEAD));
-  const h = (name: string): Holder => ({ name, retained: undefined });
+  const h = (name: string): Holder => ({
+    name,
+    retained: undefined,
+    retainedBytes: 0,
+    retainedAt: 0,
+    retainedOlder: undefined,
+    retainedNewer: undefined,
+  });
   const [a, b, c, d] = [h("a"), h("b"), h("c"), h("d")];
   store.set(a, "A", 100, 1);
   store.set(b, "B", 100, 2);
@@ -189,7 +195,7 @@ Deno.test("RetainedStore.set() evicts the least recently updated values past the
   assert.equal(store.count, 3);
   store.set(d, "D", 100, 5);
   assert.equal(b.retained, undefined, "b, least recently updated, was evicted");
-  assert.equal(a.retained?.value, "A2");
+  assert.equal(a.retained, "A2");
   assert.equal(store.evicted, 1);
   assert.equal(store.count, 3);
   assert.equal(store.bytes, 3 * (100 + ENTRY_OVERHEAD));

@@ -227,10 +227,29 @@ export class BrokerCore {
   restoreRetained(name: string, value: unknown, updatedAt: number): void {
     let topic = this.topics.get(name);
     if (topic === undefined) {
-      topic = this.topics.create(name, topicSegments(name), updatedAt);
+      // Flat: placed in the tree later (placeRestored) or when a walk needs it.
+      topic = this.topics.restore(name, updatedAt);
       this.#makeRoom();
     }
     this.retained.set(topic, value, topic.name.length + valueBytes(value), updatedAt);
+  }
+
+  /**
+   * Places up to `n` restored topics in the tree (a slice of the build that
+   * follows a restart), then keeps the tree within its limits (its nodes
+   * count as they are made); returns whether any are left to place.
+   */
+  placeRestored(n: number): boolean {
+    const left = this.topics.placeSome(n);
+    this.#makeRoom();
+    return left;
+  }
+
+  /** Places the restored topics a walk of `segments` may meet (see TopicTree.placeUnder). */
+  #placeUnder(segments: readonly string[]): void {
+    if (this.topics.unplaced === 0) return;
+    this.topics.placeUnder(segments);
+    this.#makeRoom();
   }
 
   /**
@@ -263,6 +282,7 @@ export class BrokerCore {
       exact: request.exact,
       maxPending: this.maxPending,
     });
+    this.#placeUnder(segments);
     // Counting reads the topic count of each branch the pattern names.
     const root = this.topics.root;
     let budget = { left: SUBSCRIBE_VISITS };
@@ -322,8 +342,10 @@ export class BrokerCore {
    */
   listTopics(prefix: unknown = "/", limit = Infinity): { topics: TopicInfo[]; truncated: boolean } {
     const pattern = normalizeTopic(prefix, { pattern: true });
+    const segments = topicSegments(pattern);
+    this.#placeUnder(segments);
     const topics: TopicInfo[] = [];
-    const walk = new TopicWalk(this.topics.root, topicSegments(pattern), noTopics);
+    const walk = new TopicWalk(this.topics.root, segments, noTopics);
     const budget = { left: LIST_VISITS };
     while (topics.length < limit) {
       const node = walk.next(budget);

@@ -15,11 +15,21 @@
  * beside the retained values.
  */
 import { decode, encode } from "@msgpack/msgpack";
-import { normalizeTopic } from "../../clients/contracts/mod.ts";
+import {
+  MAX_TOPIC_DEPTH,
+  MAX_TOPIC_LENGTH,
+  normalizeTopic,
+} from "../../clients/contracts/mod.ts";
 import { type FsyncMode, openDataDir, type Opened, type StoreCounters } from "../../store/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson } from "./raw_json.ts";
 import type { Topic } from "./topics.ts";
+
+/**
+ * A normalised topic other than `/` (as normalizeTopic makes them): segments
+ * without spaces, control characters or `+`, at most MAX_TOPIC_DEPTH.
+ */
+const NORMAL_TOPIC = new RegExp(`^(?:/[^\\s\\u0000-\\u001f\\u007f/+]+){1,${MAX_TOPIC_DEPTH}}$`);
 
 const RETAINED = "retained";
 const TABLES = [RETAINED] as const;
@@ -34,10 +44,21 @@ export interface DurableStats extends StoreCounters {
   /** Retained values read back at start, and rows that could not be read (dropped). */
   restored: number;
   unreadable: number;
+  /** Restored topics not yet in the topic tree (placed in slices after the start). */
+  unplaced: number;
 }
+
+/**
+ * Restored topics placed in the tree per turn of the event loop after the
+ * start (a few milliseconds): a million take a few seconds, every client
+ * served in between.
+ */
+export const PLACE_PER_TURN = 4096;
 
 export class DurableBroker {
   readonly #opened: Opened;
+  readonly #core: BrokerCore;
+  #placing: ReturnType<typeof setTimeout> | undefined;
   #restored = 0;
   #unreadable = 0;
 
@@ -55,7 +76,10 @@ export class DurableBroker {
     const store = this.#opened.store;
     for (const [key, row] of store.rows(RETAINED)) {
       try {
-        const name = normalizeTopic(key);
+        // Names are written normalised: one pattern test, not the split of a full check.
+        const name = key.length <= MAX_TOPIC_LENGTH && NORMAL_TOPIC.test(key)
+          ? key
+          : normalizeTopic(key);
         let value: unknown;
         let at: number;
         if (typeof row === "string") {
@@ -75,6 +99,13 @@ export class DurableBroker {
       }
     }
     core.retained.onWrite = (topic) => store.put(RETAINED, topic.name, () => encodeRow(topic));
+    // The restored topics' branches, a slice per turn once the port is open (a walk that
+    // needs some sooner places them itself).
+    const place = () => {
+      this.#placing = core.placeRestored(PLACE_PER_TURN) ? setTimeout(place, 0) : undefined;
+    };
+    if (core.topics.unplaced > 0) this.#placing = setTimeout(place, 0);
+    this.#core = core;
   }
 
   /** Resolves once every change so far is committed (rejects if that commit failed). */
@@ -91,21 +122,22 @@ export class DurableBroker {
       size_bytes: store.sizeOnDisk(),
       restored: this.#restored,
       unreadable: this.#unreadable,
+      unplaced: this.#core.topics.unplaced,
       ...store.counters,
     };
   }
 
   /** Commits what is pending and releases the directory. */
   close(): void {
+    clearTimeout(this.#placing);
     this.#opened.close();
   }
 }
 
 /** The topic's retained value as a row, or null once it has none. */
 function encodeRow(topic: Topic): string | Uint8Array | null {
-  const entry = topic.retained;
-  if (entry === undefined) return null;
-  const value = entry.value;
-  if (value instanceof RawJson) return `${entry.updatedAt} ${value.text}`;
-  return encode([entry.updatedAt, value]);
+  const value = topic.retained;
+  if (value === undefined) return null;
+  if (value instanceof RawJson) return `${topic.retainedAt} ${value.text}`;
+  return encode([topic.retainedAt, value]);
 }

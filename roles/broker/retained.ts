@@ -4,28 +4,26 @@
  * update, kept as a doubly linked list so that an update and an eviction
  * are O(1)), and every eviction is counted.
  *
- * Entries hang off their holder (`holder.retained`), so a publish that
- * already found its topic reaches the entry without another lookup.
+ * The values and their links live on their holders (`holder.retained`,
+ * ...), not in entries of their own: a publish that already found its topic
+ * reaches its value without another lookup, and a broker restarted on a
+ * million values makes a million fewer objects (the collector's work).
  */
 
-/** A retained value and its place in the update order. */
-export interface RetainedEntry<K> {
-  readonly holder: K;
-  value: unknown;
-  /** What the value counts against the budget. */
-  bytes: number;
-  /** When it was set (the caller's clock; the broker's is epoch seconds). */
-  updatedAt: number;
-  older: RetainedEntry<K> | undefined;
-  newer: RetainedEntry<K> | undefined;
-}
-
-/** Anything that may hold a retained value (a topic node). */
+/** Anything that may hold a retained value (a topic): the fields are the store's. */
 export interface RetainedHolder<K> {
-  retained: RetainedEntry<K> | undefined;
+  /** The retained value; undefined when there is none. */
+  retained: unknown;
+  /** What the value counts against the budget. */
+  retainedBytes: number;
+  /** When it was set (the caller's clock; the broker's is epoch seconds). */
+  retainedAt: number;
+  /** Neighbours in the update order (least recent first). */
+  retainedOlder: K | undefined;
+  retainedNewer: K | undefined;
 }
 
-/** Bytes an entry costs beyond its value and key: the entry and list links, roughly. */
+/** Bytes a value costs beyond itself and its key: its fields and list links, roughly. */
 export const ENTRY_OVERHEAD = 64;
 
 /** What the store did with a value. */
@@ -36,8 +34,8 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   #bytes = 0;
   #count = 0;
   #evicted = 0;
-  #oldest: RetainedEntry<K> | undefined;
-  #newest: RetainedEntry<K> | undefined;
+  #oldest: K | undefined;
+  #newest: K | undefined;
 
   readonly #onChange: ((holder: K, delta: 1 | -1) => void) | undefined;
   /** Told of every value set or cleared (evictions too): the data file's hook. */
@@ -79,57 +77,59 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       this.clear(holder);
       return "too_large";
     }
-    let entry = holder.retained;
-    if (entry === undefined) {
-      entry = { holder, value, bytes: cost, updatedAt: now, older: undefined, newer: undefined };
-      holder.retained = entry;
+    if (holder.retained === undefined) {
+      holder.retained = value;
+      holder.retainedBytes = cost;
+      holder.retainedAt = now;
       this.#count++;
       this.#bytes += cost;
-      this.#append(entry);
+      this.#append(holder);
       this.#onChange?.(holder, 1);
     } else {
-      this.#bytes += cost - entry.bytes;
-      entry.value = value;
-      entry.bytes = cost;
-      entry.updatedAt = now;
-      if (this.#newest !== entry) {
-        this.#unlink(entry);
-        this.#append(entry);
+      this.#bytes += cost - holder.retainedBytes;
+      holder.retained = value;
+      holder.retainedBytes = cost;
+      holder.retainedAt = now;
+      if (this.#newest !== holder) {
+        this.#unlink(holder);
+        this.#append(holder);
       }
     }
     this.onWrite?.(holder);
     while (this.#bytes > this.budget && this.#oldest !== undefined) {
       this.#evicted++;
-      this.clear(this.#oldest.holder);
+      this.clear(this.#oldest);
     }
     return "stored";
   }
 
   /** Removes `holder`'s retained value, if any. */
   clear(holder: K): void {
-    const entry = holder.retained;
-    if (entry === undefined) return;
+    if (holder.retained === undefined) return;
     holder.retained = undefined;
     this.#count--;
-    this.#bytes -= entry.bytes;
-    this.#unlink(entry);
+    this.#bytes -= holder.retainedBytes;
+    holder.retainedBytes = 0;
+    this.#unlink(holder);
     this.#onChange?.(holder, -1);
     this.onWrite?.(holder);
   }
 
-  #append(entry: RetainedEntry<K>): void {
-    entry.older = this.#newest;
-    entry.newer = undefined;
-    if (this.#newest !== undefined) this.#newest.newer = entry;
-    else this.#oldest = entry;
-    this.#newest = entry;
+  #append(holder: K): void {
+    holder.retainedOlder = this.#newest;
+    holder.retainedNewer = undefined;
+    if (this.#newest !== undefined) this.#newest.retainedNewer = holder;
+    else this.#oldest = holder;
+    this.#newest = holder;
   }
 
-  #unlink(entry: RetainedEntry<K>): void {
-    if (entry.older !== undefined) entry.older.newer = entry.newer;
-    else this.#oldest = entry.newer;
-    if (entry.newer !== undefined) entry.newer.older = entry.older;
-    else this.#newest = entry.older;
-    entry.older = entry.newer = undefined;
+  #unlink(holder: K): void {
+    if (holder.retainedOlder !== undefined) {
+      holder.retainedOlder.retainedNewer = holder.retainedNewer;
+    } else this.#oldest = holder.retainedNewer;
+    if (holder.retainedNewer !== undefined) {
+      holder.retainedNewer.retainedOlder = holder.retainedOlder;
+    } else this.#newest = holder.retainedOlder;
+    holder.retainedOlder = holder.retainedNewer = undefined;
   }
 }

@@ -42,11 +42,11 @@ export class RetainedSnapshot implements Snapshot {
       if (node === undefined) return this.#walk.done ? undefined : null;
       const topic = node.topic;
       if (topic === undefined) continue; // an exact walk meets inner nodes too
-      const entry = topic.retained;
-      if (entry === undefined || topic.retainedSeq > this.#since) continue;
+      const value = topic.retained;
+      if (value === undefined || topic.retainedSeq > this.#since) continue;
       if (this.#hideDollar && topic.name.startsWith("/$")) continue;
       this.#counted();
-      return new Message(topic.name, entry.value, true);
+      return new Message(topic.name, value, true);
     }
   }
 }

@@ -14,9 +14,16 @@
  * walk skips the branches that hold nothing it wants, and a walk is
  * resumable ({@link TopicWalk}) so its work can be spread over turns of the
  * event loop.
+ *
+ * Topics read back from a data file at start are restored flat (the index
+ * and the order only, {@link TopicTree.restore}): a million of them would
+ * take seconds to branch out before the port opens. They are placed in the
+ * tree later, in slices ({@link TopicTree.placeSome}), and before that on
+ * demand: whatever walks the tree first places the topics it may meet,
+ * grouped by first segment ({@link TopicTree.placeUnder}). A lookup by name,
+ * a publish and its deliveries need no branch.
  */
-import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
-import type { RetainedEntry } from "./retained.ts";
+import { ONE_SEGMENT, topicSegments } from "../../clients/contracts/mod.ts";
 
 /**
  * Estimated bytes of one node (the object, its share of its parent's
@@ -49,13 +56,18 @@ export class TopicNode {
 export class Topic {
   /** The normalised name (`/a/b`). */
   readonly name: string;
-  readonly node: TopicNode;
+  /** Its node; undefined while a restored topic waits to be placed in the tree. */
+  node: TopicNode | undefined;
   messagesIn = 0;
   messagesOut = 0;
   /** Epoch seconds of the last publish. */
   lastActive = 0;
-  /** The retained value, owned by the RetainedStore. */
-  retained: RetainedEntry<Topic> | undefined = undefined;
+  /** The retained value and its place in the update order: the RetainedStore's fields. */
+  retained: unknown = undefined;
+  retainedBytes = 0;
+  retainedAt = 0;
+  retainedOlder: Topic | undefined = undefined;
+  retainedNewer: Topic | undefined = undefined;
   /** The broker's publish count when the retained value last changed. */
   retainedSeq = 0;
   /**
@@ -68,7 +80,7 @@ export class Topic {
   older: Topic | undefined = undefined;
   newer: Topic | undefined = undefined;
 
-  constructor(name: string, node: TopicNode) {
+  constructor(name: string, node: TopicNode | undefined) {
     this.name = name;
     this.node = node;
   }
@@ -87,6 +99,12 @@ export class TopicTree {
   #bytes = 0;
   #oldest: Topic | undefined;
   #newest: Topic | undefined;
+  /**
+   * Restored topics not yet in the tree, by first segment (a topic forgotten
+   * meanwhile stays listed and is skipped), and how many are listed.
+   */
+  #unplaced = new Map<string, Topic[]>();
+  #unplacedCount = 0;
 
   /** Number of existing topics. */
   get size(): number {
@@ -108,8 +126,87 @@ export class TopicTree {
    * its branch created as needed. Precondition: it does not exist.
    */
   create(name: string, segments: readonly string[], now: number): Topic {
+    const topic = new Topic(name, undefined);
+    topic.lastActive = now;
+    this.#index.set(name, topic);
+    this.#bytes += TOPIC_BYTES + name.length;
+    this.#append(topic);
+    this.#place(topic, segments);
+    return topic;
+  }
+
+  /**
+   * Makes a normalised name a topic (newest in the activity order) without
+   * its branch: it is in the index at once and placed in the tree later
+   * ({@link placeSome}, {@link placeUnder}). What it counts in `bytes` is
+   * what exists: its nodes are counted when they are made. Precondition: it
+   * does not exist.
+   */
+  restore(name: string, now: number): Topic {
+    const topic = new Topic(name, undefined);
+    topic.lastActive = now;
+    this.#index.set(name, topic);
+    this.#bytes += TOPIC_BYTES + name.length;
+    this.#append(topic);
+    const cut = name.indexOf("/", 1);
+    const first = cut < 0 ? name.slice(1) : name.slice(1, cut);
+    const list = this.#unplaced.get(first);
+    if (list === undefined) this.#unplaced.set(first, [topic]);
+    else list.push(topic);
+    this.#unplacedCount++;
+    return topic;
+  }
+
+  /** Restored topics still waiting to be placed in the tree (forgotten ones included). */
+  get unplaced(): number {
+    return this.#unplacedCount;
+  }
+
+  /**
+   * Places every restored topic that a walk of `pattern` may meet: those
+   * under its first segment, or all for a pattern that begins with `+` (or
+   * is `/`). Call before walking the tree from its root.
+   */
+  placeUnder(pattern: readonly string[]): void {
+    if (this.#unplacedCount === 0) return;
+    if (pattern.length === 0 || pattern[0] === ONE_SEGMENT) {
+      this.placeSome(Infinity);
+      return;
+    }
+    const list = this.#unplaced.get(pattern[0]);
+    if (list === undefined) return;
+    this.#unplaced.delete(pattern[0]);
+    this.#placeList(list, list.length);
+  }
+
+  /** Places up to `n` restored topics in the tree; returns whether any are left. */
+  placeSome(n: number): boolean {
+    for (const [first, list] of this.#unplaced) {
+      if (n <= 0) break;
+      const take = Math.min(n, list.length);
+      n -= take;
+      this.#placeList(list, take);
+      if (list.length === 0) this.#unplaced.delete(first);
+    }
+    return this.#unplacedCount > 0;
+  }
+
+  /** Places the last `take` topics of `list` (removed from it). */
+  #placeList(list: Topic[], take: number): void {
+    for (let i = 0; i < take; i++) {
+      const topic = list.pop()!;
+      // Forgotten while it waited.
+      if (this.#index.get(topic.name) !== topic) continue;
+      this.#place(topic, topicSegments(topic.name));
+      if (topic.retained !== undefined) this.retainedChanged(topic, 1);
+    }
+    this.#unplacedCount -= take;
+  }
+
+  /** Hangs a topic that has no node on its branch, made as needed. */
+  #place(topic: Topic, segments: readonly string[]): void {
     let node = this.root;
-    let bytes = TOPIC_BYTES + name.length;
+    let bytes = 0;
     for (const segment of segments) {
       node.children ??= new Map();
       let child = node.children.get(segment);
@@ -120,14 +217,10 @@ export class TopicTree {
       }
       node = child;
     }
-    const topic = new Topic(name, node);
-    topic.lastActive = now;
+    topic.node = node;
     node.topic = topic;
     for (let n: TopicNode | undefined = node; n !== undefined; n = n.parent) n.topics++;
-    this.#index.set(name, topic);
     this.#bytes += bytes;
-    this.#append(topic);
-    return topic;
   }
 
   /** Records activity on a topic: it becomes the most recently active. */
@@ -150,6 +243,7 @@ export class TopicTree {
 
   /** A topic gained (+1) or lost (-1) its retained value. */
   retainedChanged(topic: Topic, delta: number): void {
+    // An unplaced topic's value is counted when it is placed.
     for (let n: TopicNode | undefined = topic.node; n !== undefined; n = n.parent) {
       n.retained += delta;
     }
@@ -165,9 +259,10 @@ export class TopicTree {
     this.#index.delete(topic.name);
     this.#unlink(topic);
     this.#bytes -= TOPIC_BYTES + topic.name.length;
-    const node = topic.node;
-    node.topic = undefined;
     topic.cache = undefined;
+    const node = topic.node;
+    if (node === undefined) return; // still unplaced: skipped when its turn comes
+    node.topic = undefined;
     for (let n: TopicNode | undefined = node; n !== undefined; n = n.parent) n.topics--;
     // Prune branches that lead nowhere any more.
     let n: TopicNode = node;
@@ -187,6 +282,7 @@ export class TopicTree {
    * false to stop.
    */
   walk(pattern: readonly string[], visit: (topic: Topic) => boolean | void): void {
+    this.placeUnder(pattern);
     const walk = new TopicWalk(this.root, pattern, (n) => n.topics === 0);
     const budget = { left: Infinity };
     for (let node = walk.next(budget); node !== undefined; node = walk.next(budget)) {
