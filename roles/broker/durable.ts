@@ -15,11 +15,7 @@
  * beside the retained values.
  */
 import { decode, encode } from "@msgpack/msgpack";
-import {
-  MAX_TOPIC_DEPTH,
-  MAX_TOPIC_LENGTH,
-  normalizeTopic,
-} from "../../clients/contracts/mod.ts";
+import { MAX_TOPIC_DEPTH, MAX_TOPIC_LENGTH, normalizeTopic } from "../../clients/contracts/mod.ts";
 import { type FsyncMode, openDataDir, type Opened, type StoreCounters } from "../../store/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson } from "./raw_json.ts";
