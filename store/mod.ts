@@ -48,6 +48,29 @@ export const FSYNC_OPTION = defineOptions({
   },
 });
 
+/** How a role opens its data file: from its `--fsync` and `--move-corrupt-aside`. */
+export interface DataFileOptions {
+  fsync: FsyncMode;
+  moveCorruptAside: boolean;
+  /** What the store has to warn about (a file moved aside, a failed sync). */
+  warn: (message: string) => void;
+}
+
+/**
+ * A role's data file options from its parsed options, the store's warnings
+ * going to its logger.
+ */
+export function storeOptions(
+  options: { fsync: FsyncMode; moveCorruptAside: boolean },
+  log: { warn(template: string, props: { message: string }): void },
+): DataFileOptions {
+  return {
+    fsync: options.fsync,
+    moveCorruptAside: options.moveCorruptAside,
+    warn: (message) => log.warn("{message}", { message }),
+  };
+}
+
 /** A data directory and its one data file, opened together (and closed together). */
 export interface Opened {
   dir: DataDir;
@@ -63,12 +86,7 @@ export interface Opened {
 export function openDataDir(
   dir: string,
   file: string,
-  options: {
-    tables: readonly string[];
-    fsync: FsyncMode;
-    moveCorruptAside: boolean;
-    warn: (message: string) => void;
-  },
+  options: DataFileOptions & { tables: readonly string[] },
 ): Opened {
   const data = DataDir.open(dir);
   let store: Store;

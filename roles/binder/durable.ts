@@ -9,8 +9,12 @@
  * Registrations, renewals and deregistrations are acknowledged once
  * committed (group commit: one per turn of the event loop).
  */
-import { openDataDir, type Opened, type StoreCounters } from "../../store/mod.ts";
-import type { FsyncMode } from "../../store/mod.ts";
+import {
+  type DataFileOptions,
+  openDataDir,
+  type Opened,
+  type StoreCounters,
+} from "../../store/mod.ts";
 import { parseRecord, toRecord } from "./records.ts";
 import type { Entry, Registry } from "./registry.ts";
 
@@ -38,7 +42,7 @@ export class DurableRegistry {
   constructor(
     registry: Registry,
     dir: string,
-    options: { fsync: FsyncMode; moveCorruptAside: boolean; warn: (message: string) => void },
+    options: DataFileOptions,
   ) {
     this.#opened = openDataDir(dir, BINDER_FILE, { tables: [TABLE], ...options });
     const store = this.#opened.store;

@@ -35,7 +35,7 @@ import { Verifier } from "./verify.ts";
 import { isVisibleChange, Watchers } from "./watch.ts";
 import { DurableRegistry } from "./durable.ts";
 import { replicationLag } from "../../obs/mod.ts";
-import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
+import { FSYNC_OPTION, STORE_OPTIONS, storeOptions } from "../../store/mod.ts";
 
 const log = getLogger(["dist", "binder"]);
 
@@ -205,11 +205,7 @@ function openRegistry(options: BinderOptions, node: string) {
   const durable = options.dataDir === undefined ? undefined : new DurableRegistry(
     registry,
     options.dataDir,
-    {
-      fsync: options.fsync,
-      moveCorruptAside: options.moveCorruptAside,
-      warn: (message) => log.warn("{message}", { message }),
-    },
+    storeOptions(options, log),
   );
   if (durable !== undefined) {
     const { restored, path } = durable.stats();

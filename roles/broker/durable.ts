@@ -16,7 +16,13 @@
  */
 import { decode, encode } from "@msgpack/msgpack";
 import { MAX_TOPIC_DEPTH, MAX_TOPIC_LENGTH, normalizeTopic } from "../../clients/contracts/mod.ts";
-import { type FsyncMode, openDataDir, type Opened, type StoreCounters } from "../../store/mod.ts";
+import {
+  type DataFileOptions,
+  type FsyncMode,
+  openDataDir,
+  type Opened,
+  type StoreCounters,
+} from "../../store/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson } from "./raw_json.ts";
 import type { Topic } from "./topics.ts";
@@ -66,7 +72,7 @@ export class DurableBroker {
   constructor(
     core: BrokerCore,
     dir: string,
-    options: { fsync: FsyncMode; moveCorruptAside: boolean; warn: (message: string) => void },
+    options: DataFileOptions,
   ) {
     this.#opened = openDataDir(dir, BROKER_FILE, { tables: TABLES, ...options });
     const store = this.#opened.store;

@@ -21,7 +21,7 @@ import { BrokerCore } from "./core.ts";
 import { MemoryGuard } from "./memory.ts";
 import { WireFront } from "./front.ts";
 import { DurableBroker } from "./durable.ts";
-import { FSYNC_OPTION, STORE_OPTIONS } from "../../store/mod.ts";
+import { FSYNC_OPTION, STORE_OPTIONS, storeOptions } from "../../store/mod.ts";
 import { MqttFront } from "./mqtt/front.ts";
 import { connSettings } from "../_flags.ts";
 import { explainListenError } from "../_listen.ts";
@@ -169,11 +169,7 @@ function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
       const durable = options.dataDir === undefined ? undefined : new DurableBroker(
         core,
         options.dataDir,
-        {
-          fsync: options.fsync,
-          moveCorruptAside: options.moveCorruptAside,
-          warn: (message) => log.warn("{message}", { message }),
-        },
+        storeOptions(options, log),
       );
       if (durable !== undefined) {
         front.committed = () => durable.committed();
