@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { connectTo, ids, waitUntil } from "./helpers/binder.ts";
-import { distCommand, type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
+import { type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
 import { assertUserError } from "./helpers/cli.ts";
-import { canMountTmpfs } from "./helpers/tmpfs.ts";
+import { canMountTmpfs, runTwiceOnTmpfs } from "./helpers/tmpfs.ts";
 import { isCode } from "./helpers/rpc.ts";
 import type { Peer } from "../wire/mod.ts";
 
@@ -184,38 +184,12 @@ Deno.test("binder --data-dir: a full disk refuses registrations and corrupts not
     t.step({ name: "skipped: unshare -rm cannot mount a tmpfs here", ignore: true, fn() {} });
     return;
   }
-  const mnt = await Deno.makeTempDir();
-  const port = freePort();
-  const { exe, args } = distCommand(["binder", "--port", String(port), "--data-dir", `${mnt}/d`]);
-  const run = [exe, ...args].map((w) => `'${w}'`).join(" ");
-  // A 1 MiB tmpfs in a mount namespace of the test's own; the binder runs there twice:
-  // killed (SIGKILL) once the disk is full, then restarted on the same filesystem.
-  const script = `mount -t tmpfs -o size=1m none '${mnt}' || exit 9
-${run} & echo "pid $!" >&2; wait $!
-${run} & echo "pid $!" >&2; wait $!`;
-  const child = new Deno.Command("unshare", {
-    args: ["-rm", "sh", "-c", script],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let stderr = "";
-  const reader = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-  })();
-  const listening = async (count: number) => {
-    await waitUntil(
-      () => (stderr.match(/Listening on [\d.]+:\d+/g) ?? []).length >= count,
-      "listening",
-      20_000,
-    );
-    const all = [...stderr.matchAll(/Listening on ([\d.]+:(\d+))/g)];
-    return all[count - 1];
-  };
+  // A 1 MiB tmpfs; the binder runs there twice: killed (SIGKILL) once the disk is full, then
+  // restarted on the same filesystem.
+  const tmpfs = runTwiceOnTmpfs(["binder", "--port", String(freePort())], { size: "1m" });
   let peer: Peer | undefined;
   try {
-    const [, address] = await listening(1);
+    const address = await tmpfs.listening(1, 20_000);
     peer = await connectTo(address);
     const acknowledged: string[] = [];
     const meta = { note: "x".repeat(2000) };
@@ -236,28 +210,13 @@ ${run} & echo "pid $!" >&2; wait $!`;
     await peer.call("binder.lookup", { service: "compute" });
     peer.close();
     peer = undefined;
-    Deno.kill(Number(stderr.match(/pid (\d+)/)![1]), "SIGKILL");
-    const [, again] = await listening(2);
+    tmpfs.killFirst();
+    const again = await tmpfs.listening(2, 20_000);
     const live = new Set(await ids(again));
     assert.deepEqual(acknowledged.filter((id) => !live.has(id)), [], "acknowledged, then lost");
   } finally {
     peer?.close();
-    // The binders first: killing the shell leaves them running, holding stderr open.
-    for (const [, pid] of stderr.matchAll(/pid (\d+)/g)) {
-      try {
-        Deno.kill(Number(pid), "SIGKILL");
-      } catch {
-        // Exited.
-      }
-    }
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Exited.
-    }
-    await child.status;
-    await reader;
-    await Deno.remove(mnt, { recursive: true });
+    await tmpfs.close();
   }
 });
 

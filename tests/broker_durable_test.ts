@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import { codecByName, dial, type Peer } from "../wire/mod.ts";
 import { waitUntil } from "./helpers/binder.ts";
-import { distCommand, type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
+import { type DistProcess, freePort, runDist, startDist } from "./helpers/dist.ts";
 import { isCode } from "./helpers/rpc.ts";
-import { canMountTmpfs } from "./helpers/tmpfs.ts";
+import { canMountTmpfs, runTwiceOnTmpfs } from "./helpers/tmpfs.ts";
 import { assertUserError } from "./helpers/cli.ts";
 
 function brokerAt(dir: string, port = 0, extra: string[] = []): Promise<DistProcess> {
@@ -196,39 +196,22 @@ Deno.test("broker --data-dir: a full disk refuses retained publishes, then store
     t.step({ name: "skipped: unshare -rm cannot mount a tmpfs here", ignore: true, fn() {} });
     return;
   }
-  const mnt = await Deno.makeTempDir();
-  const freed = `${mnt}.free`;
   const port = freePort();
-  const { exe, args } = distCommand(["broker", "--port", String(port), "--data-dir", `${mnt}/d`]);
-  const run = [exe, ...args].map((w) => `'${w}'`).join(" ");
-  // A 2 MiB tmpfs in a mount namespace of the test's own, half taken by a filler file that the
-  // shell removes when the test creates FREED (outside the tmpfs: both namespaces see it). The
-  // broker runs there twice: killed (SIGKILL) once space came back, then restarted.
-  const script = `mount -t tmpfs -o size=2m none '${mnt}' || exit 9
-head -c 1048576 /dev/zero > '${mnt}/filler'
-(while [ ! -e '${freed}' ]; do sleep 0.05; done; rm '${mnt}/filler'; echo freed >&2) &
-${run} & echo "pid $!" >&2; wait $!
-${run} & echo "pid $!" >&2; wait $!`;
-  const child = new Deno.Command("unshare", {
-    args: ["-rm", "sh", "-c", script],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let stderr = "";
-  const reader = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-  })();
-  const listening = (count: number) =>
-    waitUntil(
-      () => (stderr.match(/Listening on [\d.]+:\d+/g) ?? []).length >= count,
-      "listening",
-      30_000,
-    );
+  // A 2 MiB tmpfs half taken by a filler file that the shell removes when the test creates FREED
+  // (outside the tmpfs: both namespaces see it). The broker runs there twice: killed (SIGKILL)
+  // once space came back, then restarted.
+  let freed = "";
+  const tmpfs = runTwiceOnTmpfs(["broker", "--port", String(port)], {
+    size: "2m",
+    prelude: (mnt) => {
+      freed = `${mnt}.free`;
+      return `head -c 1048576 /dev/zero > '${mnt}/filler'
+(while [ ! -e '${freed}' ]; do sleep 0.05; done; rm '${mnt}/filler'; echo freed >&2) &`;
+    },
+  });
   let peer: Peer | undefined;
   try {
-    await listening(1);
+    await tmpfs.listening(1);
     const delivered: unknown[] = [];
     peer = await connect(port, "json", (p) => delivered.push(p));
     await peer.call("broker.subscribe", { topic: "/full/watched" });
@@ -254,7 +237,7 @@ ${run} & echo "pid $!" >&2; wait $!`;
     await peer.call("sys.stats");
     // Space returns: within the store's retries, retained publishes are acknowledged again.
     await Deno.writeTextFile(freed, "");
-    await waitUntil(() => stderr.includes("freed"), "the filler removed", 10_000);
+    await waitUntil(() => tmpfs.stderr().includes("freed"), "the filler removed", 10_000);
     const after = new Map<string, unknown>();
     await waitUntil(
       async () => {
@@ -273,30 +256,15 @@ ${run} & echo "pid $!" >&2; wait $!`;
     );
     peer.close();
     peer = undefined;
-    Deno.kill(Number(stderr.match(/pid (\d+)/)![1]), "SIGKILL");
-    await listening(2);
+    tmpfs.killFirst();
+    await tmpfs.listening(2);
     const want = new Map([...acknowledged, ...after]);
     const there = await retainedUnder(port, "/full", want.size);
     assert.deepEqual([...want.keys()].filter((k) => !there.has(k)), [], "acknowledged, then lost");
     for (const [topic, value] of want) assert.deepEqual(there.get(topic), value, topic);
   } finally {
     peer?.close();
-    // The brokers first: killing the shell leaves them running, holding stderr open.
-    for (const [, pid] of stderr.matchAll(/pid (\d+)/g)) {
-      try {
-        Deno.kill(Number(pid), "SIGKILL");
-      } catch {
-        // Exited.
-      }
-    }
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Exited.
-    }
-    await child.status;
-    await reader;
-    await Deno.remove(mnt, { recursive: true });
+    await tmpfs.close();
     await Deno.remove(freed).catch(() => {});
   }
 });
