@@ -12,22 +12,10 @@ import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
 import { readDelivery, TopicCache } from "../wire/mod.ts";
 import { BrokerClient, withBroker } from "./helpers/broker.ts";
 import { concat, frame, jsonFrame, RawReader, writeAll } from "./helpers/raw.ts";
+import { SHAPES } from "./helpers/shapes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** What applications publish: each shape by name. */
-export const SHAPES: Record<string, unknown> = {
-  string: "plain text value",
-  object: { id: 7, name: "sensor-12", ok: true, temp: 21.5, tags: ["a", "b"], none: null },
-  nested: { a: [1, [2, [3, { b: null, c: [[[]]] }]]], d: { e: { f: [true, false, -0.5] } } },
-  unicode: { text: "héllo wörld ✓ 😀 日本語", "clé": 'line\u2028sep \\ " \n\t\u0001' },
-  numbers: [0, -1, 1.5, -2.25e-10, 9007199254740991, -9007199254740991, 1e300],
-  number: 42,
-  true: true,
-  false: false,
-  empty: "",
-};
 
 /** A raw connection in `codec` (the hello is JSON; then frames in the codec). */
 async function raw(port: number, codec: "json" | "msgpack") {

@@ -8,7 +8,8 @@
  *
  * A value that came as JSON text is kept as that text (a row of TEXT:
  * `SECONDS JSON`); any other (from MessagePack: binary, dates) as
- * MessagePack of `[seconds, value]` (a BLOB).
+ * MessagePack of `[seconds, value]` (a BLOB), a value that came as
+ * MessagePack bytes (the fast path) wrapped as it came, not decoded.
  *
  * MQTT persistent sessions (subscriptions, queued messages) are meant to
  * be more tables of the same file: add them to TABLES and read them back
@@ -24,7 +25,7 @@ import {
   type StoreCounters,
 } from "../../store/mod.ts";
 import type { BrokerCore } from "./core.ts";
-import { RawJson } from "./raw_json.ts";
+import { RawJson, RawMsgpack } from "./raw_json.ts";
 import type { Topic } from "./topics.ts";
 
 /**
@@ -141,5 +142,15 @@ function encodeRow(topic: Topic): string | Uint8Array | null {
   const value = topic.retained;
   if (value === undefined) return null;
   if (value instanceof RawJson) return `${topic.retainedAt} ${value.text}`;
+  if (value instanceof RawMsgpack) {
+    // [seconds, value] around the bytes as they came (a fixarray of 2): never decoded.
+    const at = encode(topic.retainedAt);
+    const bytes = value.bytes;
+    const row = new Uint8Array(1 + at.length + bytes.length);
+    row[0] = 0x92;
+    row.set(at, 1);
+    row.set(bytes, 1 + at.length);
+    return row;
+  }
   return encode([topic.retainedAt, value]);
 }

@@ -235,8 +235,6 @@ export class WireFront {
         : readMsgpackPublish(frame, session.topics);
       if (publish === undefined) return false;
       if (session.cutOff) return true; // read and dropped
-      // The data file keeps plain values and JSON text: a retained MessagePack value is decoded.
-      if (!json && publish.retain && this.committed !== undefined) return false;
       const value = json ? RawJson.borrow(publish.value) : RawMsgpack.borrow(publish.value);
       try {
         this.core.publish(publish.topic, value, publish.retain);
