@@ -63,6 +63,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "dist broker with each value shape (string, object, nested, unicode, msgpack) vs NATS",
     load: async () => (await import("./broker_shapes.ts")).run,
   },
+  "broker-e2e": {
+    about: "dist client library vs nats.js from separate processes: flat-out rate, p99 at 10k/s",
+    load: async () => (await import("./broker_e2e.ts")).run,
+  },
   durable: {
     about: "publish-as-request: memory vs --data-dir --fsync off/batch/always; binder.register",
     load: async () => (await import("./durable.ts")).run,

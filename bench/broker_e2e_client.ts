@@ -1,0 +1,125 @@
+/**
+ * One client process of the end-to-end broker bench (broker_e2e.ts): a
+ * publisher or a subscriber, on dist with its client library
+ * (`@dist/dist/client`) or on nats-server with nats.js, sending a small
+ * JSON object per message as an application would (the library encodes
+ * it: dist's publish takes the object, NATS gets its JSON text).
+ *
+ * `deno run -A bench/broker_e2e_client.ts '{"system","role","address",...}'`
+ * prints `ready` once subscribed, then one JSON line: what it did.
+ *
+ * Values carry their send time (`t`, epoch ms with microseconds:
+ * performance.timeOrigin + now(), one clock for every process here).
+ */
+import { connect as natsConnect } from "nats";
+import { connect } from "../clients/mod.ts";
+
+interface Task {
+  system: "dist" | "nats";
+  role: "pub" | "sub";
+  /** host:port */
+  address: string;
+  count: number;
+  /** Messages per second; 0: as fast as the library goes, a round trip every 1,000. */
+  rate: number;
+}
+
+const task = JSON.parse(Deno.args[0]) as Task;
+const clock = () => performance.timeOrigin + performance.now();
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const TOPIC = "e2e";
+
+/** The value sent: a small object (about 128 bytes as JSON). */
+function value(n: number) {
+  return { t: clock(), n, name: "sensor-12", ok: true, temp: 21.5, tags: ["a", "b"], unit: "°C" };
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  return sorted.length === 0
+    ? NaN
+    : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+/** Publishes `count` messages, paced at `rate` (in 1 ms steps) or flat out. */
+async function publishAll(send: (n: number) => void, roundTrip: () => Promise<void>) {
+  const t0 = clock();
+  for (let n = 0; n < task.count;) {
+    if (task.rate > 0) {
+      const due = Math.min(task.count, Math.floor(((clock() - t0) / 1000) * task.rate) + 1);
+      while (n < due) send(n++);
+      await new Promise((r) => setTimeout(r, 1));
+    } else {
+      send(n++);
+      if (n % 1000 === 0) await roundTrip();
+    }
+  }
+  await roundTrip();
+  return { sent: task.count, seconds: (clock() - t0) / 1000 };
+}
+
+async function run(): Promise<Record<string, unknown>> {
+  const delays = new Float64Array(task.count);
+  let received = 0;
+  let first = 0;
+  let last = 0;
+  const got = (v: { t: number }) => {
+    last = clock();
+    if (received === 0) first = v.t;
+    delays[received++] = last - v.t;
+  };
+  const finish = () => {
+    const sorted = delays.subarray(0, received).sort();
+    return {
+      received,
+      // From the first message's send to the last one's arrival.
+      msgs_per_s: received / ((last - first) / 1000),
+      p50_ms: quantile(sorted, 0.5),
+      p99_ms: quantile(sorted, 0.99),
+    };
+  };
+  if (task.system === "dist") {
+    const broker = await connect(task.address);
+    try {
+      if (task.role === "pub") {
+        return await publishAll(
+          (n) => void broker.publish(`/${TOPIC}`, value(n), { retain: false }),
+          async () =>
+            void await broker.publish(`/${TOPIC}/sync`, 0, { confirm: true, retain: false }),
+        );
+      }
+      const sub = await broker.subscribe(`/${TOPIC}`, { buffer: 65_536 });
+      console.log("ready");
+      for await (const m of sub) {
+        if (m.topic !== `/${TOPIC}`) continue;
+        got(m.value as { t: number });
+        if (received === task.count) break;
+      }
+      return finish();
+    } finally {
+      broker.close();
+    }
+  }
+  const [host, port] = task.address.split(":");
+  const nc = await natsConnect({ servers: `${host}:${port}` });
+  try {
+    if (task.role === "pub") {
+      return await publishAll(
+        (n) => nc.publish(TOPIC, encoder.encode(JSON.stringify(value(n)))),
+        () => nc.flush(),
+      );
+    }
+    const sub = nc.subscribe(TOPIC);
+    await nc.flush();
+    console.log("ready");
+    for await (const m of sub) {
+      got(JSON.parse(decoder.decode(m.data)));
+      if (received === task.count) break;
+    }
+    return finish();
+  } finally {
+    await nc.close();
+  }
+}
+
+console.log(JSON.stringify(await run()));
