@@ -1,9 +1,12 @@
 /**
  * A connection to one dist process that stays up: {@link connect} dials it,
  * and when the connection drops it is dialed again with backoff while
- * requests made meanwhile wait (each within its own timeout). Requests are
- * typed when given a contract's method (the answer is checked), or take any
- * method by name.
+ * requests made meanwhile wait (each within its own timeout); idempotent
+ * requests in flight when it dropped are sent again on the next connection.
+ * Dialing a service (`{ binders, service }`) looks an instance up through
+ * the binders before every dial, so a redial moves to another instance.
+ * Requests are typed when given a contract's method (the answer is
+ * checked), or take any method by name.
  */
 import { type Address, parseAddress } from "../config/values.ts";
 import {
@@ -29,8 +32,31 @@ import {
   type TlsSettings,
   type TypedResponse,
 } from "../wire/mod.ts";
-import type { Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
+import type { Instance, Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
 import { PubSub, type SubscribeOptions, type Subscription } from "./pubsub.ts";
+import { BinderClient } from "./discovery/binders.ts";
+import { binders as bindersOf } from "./discovery/mod.ts";
+import { ServiceSource } from "./discovery/service.ts";
+
+/** Most times a request lost with its connection is sent (the first included). */
+const SEND_ATTEMPTS = 3;
+/** Failed first dials of a service's instances before {@link connect} gives up. */
+const FIRST_DIALS = 3;
+
+/**
+ * A service to connect to: each dial asks the binders for its next
+ * instance (they hand them out in turn).
+ */
+export interface ServiceTarget {
+  /**
+   * The binders to ask: their addresses ("host:port"; a client for them is
+   * opened with the connection's name, codec and credentials and closed
+   * with it), or a {@link BinderClient} of your own (left open).
+   */
+  binders: readonly string[] | BinderClient;
+  /** The service's name, as its servers registered it. */
+  service: string;
+}
 
 /** How {@link connect} connects. */
 export interface ConnectOptions {
@@ -87,12 +113,22 @@ export interface LinkHooks {
 }
 
 /**
- * Opens a connection to a dist process (`"host:port"` or `{host, port}`).
+ * Opens a connection to a dist process (`"host:port"` or `{host, port}`), or
+ * to some instance of a service found through binders (`{ binders, service }`):
+ * when that instance goes away, the connection moves to another one.
+ *
+ * @example A service's instances, through binders
+ * ```ts ignore
+ * const conn = await connect({ binders: ["127.0.0.1:5555"], service: "compute" });
+ * console.log(await conn.request(ops.methods.add, { a: 1, b: 2 }));
+ * conn.close();
+ * ```
  * @throws {DistError} UNAVAILABLE when it cannot connect (at once when refused, unless
- * `waitOnFirstConnect`), TIMEOUT when connecting takes longer than `connectTimeout`
+ * `waitOnFirstConnect`), TIMEOUT when connecting takes longer than `connectTimeout`,
+ * NOT_FOUND when the service has no instance (or no binder answers)
  */
 export async function connect(
-  target: string | Address,
+  target: string | Address | ServiceTarget,
   options: ConnectOptions = {},
 ): Promise<Connection> {
   const conn = new Connection(target, options);
@@ -100,11 +136,12 @@ export async function connect(
   return conn;
 }
 
-/** A connection to one process; see {@link connect}. */
+/** A connection to one process, or to a service's instances; see {@link connect}. */
 export class Connection {
-  /** The address dialed. */
-  readonly address: Address;
   #dialer: Redialer;
+  #service: ServiceSource | undefined;
+  /** Binders this connection opened for a service target (closed with it). */
+  #ownBinders: BinderClient | undefined;
   #options: ConnectOptions;
   #connectHooks: ((peer: Peer) => void | Promise<void>)[] = [];
   #listeners = new Map<string, Set<(params: unknown) => void>>();
@@ -119,12 +156,15 @@ export class Connection {
    * A connection that starts dialing at once; prefer {@link connect}, which
    * resolves once it is up.
    */
-  constructor(target: string | Address, options: ConnectOptions = {}, hooks: LinkHooks = {}) {
-    this.address = typeof target === "string" ? parseAddress(target) : target;
+  constructor(
+    target: string | Address | ServiceTarget,
+    options: ConnectOptions = {},
+    hooks: LinkHooks = {},
+  ) {
     this.#options = options;
     if (hooks.onConnect) this.#connectHooks.push(hooks.onConnect);
     const connectTimeout = options.connectTimeout ?? 5000;
-    this.#dialer = new Redialer(this.address, {
+    this.#dialer = new Redialer(this.#where(target), {
       ...options.wire,
       credentials: options.credentials ?? options.wire?.credentials,
       tls: options.tls ?? options.wire?.tls,
@@ -154,8 +194,10 @@ export class Connection {
       logFailures: hooks.onDialError === undefined,
       onDialError: (err) => {
         hooks.onDialError?.(err);
-        // The first connection fails at once unless told to wait for it.
-        if (this.#dialer.failures === 1 && !this.#last && !options.waitOnFirstConnect) {
+        // The first connection fails at once unless told to wait for it; a
+        // service's next instances are tried first, unless it has none.
+        const given = this.#service === undefined || err.code === "NOT_FOUND" ? 1 : FIRST_DIALS;
+        if (this.#dialer.failures === given && !this.#last && !options.waitOnFirstConnect) {
           this.#first = err;
           void this.#dialer.stop();
         }
@@ -165,6 +207,35 @@ export class Connection {
       },
     }).start();
     options.signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** Where the dialer dials: an address, or a service's instances. */
+  #where(target: string | Address | ServiceTarget) {
+    if (typeof target === "string") return parseAddress(target);
+    if (!("service" in target)) return target;
+    let through = target.binders;
+    if (!(through instanceof BinderClient)) {
+      through = this.#ownBinders = bindersOf(through, {
+        name: this.#options.name,
+        role: this.#options.role,
+        codec: this.#options.codec,
+        credentials: this.#options.credentials,
+        wire: this.#options.wire,
+      });
+    }
+    return this.#service = new ServiceSource(through, target.service);
+  }
+
+  /**
+   * The address dialed (of a service, the instance's dialed last).
+   */
+  get address(): Address {
+    return this.#dialer.address;
+  }
+
+  /** Of a connection to a service, the instance dialed last (undefined otherwise). */
+  get instance(): Instance | undefined {
+    return this.#service?.instance;
   }
 
   /**
@@ -250,7 +321,12 @@ export class Connection {
     if (typeof method === "string") {
       const peer = this.#dialer.peer;
       if (peer !== undefined && this.#closing === undefined) {
-        return peer.call(method, params, options);
+        const sent = peer.call(method, params, options);
+        if (this.#options.redial === false) return sent;
+        const t0 = performance.now();
+        return sent.catch((err) =>
+          this.#again(err, peer, method, params, options, t0, 1).then((r) => r.result)
+        );
       }
       return this.#later(method, params, options).then((r) => r.result);
     }
@@ -277,7 +353,10 @@ export class Connection {
     if (typeof method === "string") {
       const peer = this.#dialer.peer;
       if (peer !== undefined && this.#closing === undefined) {
-        return peer.request(method, params, options);
+        const sent = peer.request(method, params, options);
+        if (this.#options.redial === false) return sent;
+        const t0 = performance.now();
+        return sent.catch((err) => this.#again(err, peer, method, params, options, t0, 1));
       }
       return this.#later(method, params, options);
     }
@@ -288,17 +367,68 @@ export class Connection {
     });
   }
 
-  /** A request made while not connected: waits for the connection within its timeout. */
-  async #later(method: string, params: unknown, options: CallOptions = {}) {
+  /**
+   * A request made while not connected (or sent again after its connection
+   * dropped): waits for the connection within what is left of its timeout.
+   */
+  async #later(
+    method: string,
+    params: unknown,
+    options: CallOptions = {},
+    t0 = performance.now(),
+    attempt = 0,
+  ): Promise<TypedResponse<unknown>> {
     if (this.#closing !== undefined) throw this.#closing;
     const timeout = options.timeout ?? this.#options.timeout ?? 30_000;
-    const t0 = performance.now();
-    const peer = await this.#dialer.ready(timeout).catch((err) => {
+    const left = () => Math.max(1, timeout - (performance.now() - t0));
+    let peer = await this.#dialer.ready(left()).catch((err) => {
       throw this.#closing ?? err;
     });
+    // One whose other side hung up is still open while it finishes: wait for the next.
+    if (!peer.canCall && attempt > 0) {
+      await Promise.race([peer.closed, sleep(left())]);
+      peer = await this.#dialer.ready(left()).catch((err) => {
+        throw this.#closing ?? err;
+      });
+    }
     if (options.signal?.aborted) throw new DistError("UNAVAILABLE", "Call aborted");
-    const left = Math.max(1, timeout - (performance.now() - t0));
-    return peer.request(method, params, { ...options, timeout: left });
+    const sent = peer.request(method, params, { ...options, timeout: left() });
+    if (this.#options.redial === false) return sent;
+    return sent.catch((err) => this.#again(err, peer, method, params, options, t0, attempt + 1));
+  }
+
+  /**
+   * A request sent on `peer` failed with `err`: when that is the connection
+   * dropping (not the other side's answer), an idempotent request is sent
+   * again once redialed (within its timeout); one marked non-idempotent is
+   * not, since it may have run.
+   * @throws {DistError} `err` as it is when not a lost connection; UNAVAILABLE with
+   * `data: { mayHaveRun: true }` for a non-idempotent request that was in flight
+   */
+  #again(
+    err: unknown,
+    peer: Peer,
+    method: string,
+    params: unknown,
+    options: CallOptions | undefined,
+    t0: number,
+    attempt: number,
+  ): Promise<TypedResponse<unknown>> {
+    const lost = err instanceof DistError && err.code === "UNAVAILABLE" && !peer.canCall &&
+      this.#closing === undefined && !options?.signal?.aborted;
+    if (!lost || attempt >= SEND_ATTEMPTS) return Promise.reject(err);
+    if (options?.idempotent === false) {
+      const where = `${this.address.host}:${this.address.port}`;
+      return Promise.reject(
+        new DistError(
+          "UNAVAILABLE",
+          `Connection to ${where} lost with ${method} in flight; not sent again: it is ` +
+            `marked non-idempotent and may have run`,
+          { cause: err, data: { mayHaveRun: true } },
+        ),
+      );
+    }
+    return this.#later(method, params, options, t0, attempt);
   }
 
   /**
@@ -423,6 +553,7 @@ export class Connection {
     this.#options.signal?.removeEventListener("abort", this.#onAbort);
     this.#pubsub?.close(why);
     void this.#dialer.stop();
+    this.#ownBinders?.close();
   }
 
   /** Resolves once closed. */

@@ -20,7 +20,7 @@
  *
  * Files: `connection.ts`, `pubsub.ts`, `worker.ts`, `discovery/` and `contracts/`.
  */
-export { connect, Connection, type ConnectOptions } from "./connection.ts";
+export { connect, Connection, type ConnectOptions, type ServiceTarget } from "./connection.ts";
 export { type Message, type RawDelivery, type SubscribeOptions, Subscription } from "./pubsub.ts";
 export { serve, type ServeOptions, type Serving } from "./worker.ts";
 export {

@@ -107,7 +107,7 @@ export {
 export { exclusiveRoots, type TlsPeer, type TlsSettings } from "./tls.ts";
 export { Envelope, scanJson } from "./json_scan.ts";
 export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
-export { Redialer, type RedialOptions } from "./redial.ts";
+export { type AddressSource, Redialer, type RedialOptions } from "./redial.ts";
 export {
   DELIVERY_PREFIX,
   mayStartWith,

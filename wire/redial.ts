@@ -13,6 +13,20 @@ import { cut, log } from "./_log.ts";
  */
 const STABLE_MS = 1000;
 
+/**
+ * Where a Redialer dials when the address is not fixed (a service's
+ * instances, found through binders): asked before every dial.
+ */
+export interface AddressSource {
+  /**
+   * The address to dial next. A DistError thrown here fails the dial as a
+   * refused connection would (told to `onDialError`, then the backoff).
+   */
+  next(signal: AbortSignal): Promise<{ host: string; port: number }>;
+  /** The address `next()` gave could not be dialed, or its connection dropped. */
+  failed(address: { host: string; port: number }, err: DistError): void;
+}
+
 /** Options of a Redialer: those of `dial()`, plus the backoff and hooks. */
 export interface RedialOptions extends DialOptions {
   /** First wait after a failure (ms); doubles up to `maxBackoffMs`. */
@@ -43,8 +57,8 @@ export interface RedialOptions extends DialOptions {
  * STABLE_MS counts as a failure.
  */
 export class Redialer {
-  /** Where it dials. */
-  readonly address: { host: string; port: number };
+  #address: { host: string; port: number };
+  #source: AddressSource | undefined;
   #options: RedialOptions;
   #peer: Peer | undefined;
   #stopped = false;
@@ -59,13 +73,23 @@ export class Redialer {
   #shortDrops = 0;
 
   /**
-   * A redialer of `address`.
-   * @param address where to dial
+   * A redialer of `address`, or of the addresses a source gives in turn.
+   * @param address where to dial, or an {@link AddressSource} asked before each dial
    * @param options how (see RedialOptions); call `start()` to begin
    */
-  constructor(address: { host: string; port: number }, options: RedialOptions) {
-    this.address = address;
+  constructor(address: { host: string; port: number } | AddressSource, options: RedialOptions) {
+    if ("next" in address) {
+      this.#source = address;
+      this.#address = { host: "", port: 0 };
+    } else {
+      this.#address = address;
+    }
     this.#options = options;
+  }
+
+  /** Where it dials (with a source: the address dialed last; port 0 before the first). */
+  get address(): { host: string; port: number } {
+    return this.#address;
   }
 
   /** The connected peer, if any. */
@@ -124,8 +148,13 @@ export class Redialer {
     });
     while (!this.#stopped) {
       let peer: Peer | undefined;
+      let sourced = false;
       try {
-        peer = await dial(this.address, { ...this.#options, signal: this.#abort.signal });
+        if (this.#source !== undefined) {
+          this.#address = await this.#source.next(this.#abort.signal);
+          sourced = true;
+        }
+        peer = await dial(this.#address, { ...this.#options, signal: this.#abort.signal });
         if (this.#stopped) {
           peer.close(CloseReason.Shutdown);
           break;
@@ -145,6 +174,10 @@ export class Redialer {
         this.#peer = undefined;
         if (this.#stopped) break;
         const lived = performance.now() - upAt;
+        this.#source?.failed(
+          this.#address,
+          peer.reported ?? new DistError("UNAVAILABLE", `Connection lost (${reason})`),
+        );
         this.#options.onDisconnect?.(reason);
         if (lived >= STABLE_MS) {
           log.info("Connection to {addr} lost ({reason}); redialing", {
@@ -172,6 +205,7 @@ export class Redialer {
       } catch (err) {
         peer?.close(CloseReason.HandshakeFailed); // onConnect failed: don't leak the socket
         this.failures++;
+        if (sourced) this.#source!.failed(this.#address, DistError.from(err));
         this.#options.onDialError?.(DistError.from(err));
         if (this.#stopped) break;
         const logged = this.#options.logFailures ?? true;
