@@ -56,6 +56,13 @@ export interface ServiceTarget {
   binders: readonly string[] | BinderClient;
   /** The service's name, as its servers registered it. */
   service: string;
+  /**
+   * How long each lookup waits for an instance to appear (ms, default 0:
+   * none registered is NOT_FOUND at once).
+   */
+  wait?: number;
+  /** Cuts a lookup's wait short (the connection stays open: see `signal` of the options). */
+  waitSignal?: AbortSignal;
 }
 
 /** How {@link connect} connects. */
@@ -142,6 +149,8 @@ export class Connection {
   #service: ServiceSource | undefined;
   /** Binders this connection opened for a service target (closed with it). */
   #ownBinders: BinderClient | undefined;
+  /** A service target's wait for an instance (ms). */
+  #waitMs = 0;
   #options: ConnectOptions;
   #connectHooks: ((peer: Peer) => void | Promise<void>)[] = [];
   #listeners = new Map<string, Set<(params: unknown) => void>>();
@@ -191,7 +200,8 @@ export class Connection {
         for (const hook of this.#connectHooks) await hook(peer);
         this.#last = peer;
       },
-      logFailures: hooks.onDialError === undefined,
+      // A service's instances are named by the source's own lines (clients/discovery/service.ts).
+      logFailures: hooks.onDialError === undefined && this.#service === undefined,
       onDialError: (err) => {
         hooks.onDialError?.(err);
         // The first connection fails at once unless told to wait for it; a
@@ -223,7 +233,11 @@ export class Connection {
         wire: this.#options.wire,
       });
     }
-    return this.#service = new ServiceSource(through, target.service);
+    this.#waitMs = target.wait ?? 0;
+    return this.#service = new ServiceSource(through, target.service, {
+      waitMs: target.wait,
+      signal: target.waitSignal,
+    });
   }
 
   /**
@@ -244,7 +258,7 @@ export class Connection {
    */
   async ready(): Promise<this> {
     // Without waitOnFirstConnect the dial's own timeout or refusal says why first.
-    const wait = (this.#options.connectTimeout ?? 5000) +
+    const wait = (this.#options.connectTimeout ?? 5000) + this.#waitMs +
       (this.#options.waitOnFirstConnect ? 0 : 1000);
     try {
       await this.#dialer.ready(wait);

@@ -19,7 +19,7 @@ import {
   UsageError,
 } from "../config/mod.ts";
 import { codecByName, type ConnSettings } from "../wire/mod.ts";
-import type { Connection } from "../clients/connection.ts";
+import { connect, type Connection, type ConnectOptions } from "../clients/connection.ts";
 import {
   BinderClient,
   DEFAULT_TTL_MS,
@@ -200,35 +200,40 @@ export function registrationFor(
 
 /**
  * How a role that sends requests opens a connection to an instance of
- * `--service`, resolved through `--binders` (waiting up to `--wait` for one);
- * undefined without `--service`.
- * @param dial opens a connection to an instance, as the role dials servers
+ * `--service`, found through `--binders` (each lookup waiting up to `--wait`
+ * for one): `connect({ binders, service })`, which moves to another instance
+ * when one fails; undefined without `--service`.
+ * @param connection how the role's connections connect (codec, timeouts, TLS…)
+ * @param dial opens a connection to one instance, as the role dials servers (`rotate`)
  * @param how `signal` ends a wait for an instance; `rotate` asks the binders
- *   before each request (see {@link ServiceCallerOptions})
+ *   before each request (see {@link ServiceCaller})
  * @throws {UsageError} for a bad service name, or `--binders`/`--wait` without `--service`
  */
 export function serviceConnector(
   options: RoleOptions<typeof RESOLVE_OPTIONS>,
+  connection: ConnectOptions,
   dial: (address: Address) => Promise<Connection>,
   how: { signal?: AbortSignal; rotate?: boolean } = {},
-): (() => Promise<ServiceCaller>) | undefined {
+): (() => Promise<Connection | ServiceCaller>) | undefined {
   const { signal, rotate } = how;
   checkWithoutService(options, RESOLVE_OPTIONS);
   if (options.service === undefined) return undefined;
   const service = serviceName(options.service);
   const name = options.name ?? `client-${Deno.pid}`;
-  const waitMs = options.wait ?? DEFAULT_WAIT_MS;
+  const wait = options.wait ?? DEFAULT_WAIT_MS;
   return async () => {
+    const target = {
+      binders: options.binders ?? DEFAULT_BINDERS,
+      service,
+      wait,
+      waitSignal: signal,
+    };
+    const conn = await connect(target, { ...connection, redial: true });
+    if (!rotate) return conn;
     const binders = bindersFrom(options, { role: "client", name });
-    const caller = new ServiceCaller(new Resolver(binders, service, { waitMs, signal }), {
+    return new ServiceCaller(new Resolver(binders, service, { waitMs: 0 }), {
       dial,
-      rotate,
+      service: conn,
     });
-    try {
-      return await caller.connect();
-    } catch (err) {
-      caller.close();
-      throw err;
-    }
   };
 }

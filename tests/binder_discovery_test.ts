@@ -14,7 +14,7 @@ import {
 } from "../clients/discovery/mod.ts";
 import { binder, type Instance } from "../clients/contracts/mod.ts";
 import { listen, type Listener } from "../wire/mod.ts";
-import { connect } from "../clients/connection.ts";
+import { connect, type Connection } from "../clients/connection.ts";
 import { ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
 import { freePort } from "./helpers/dist.ts";
 import { isCode } from "./helpers/rpc.ts";
@@ -155,7 +155,7 @@ Deno.test("Resolver waits for a service to appear, and names the binders when no
   }
 });
 
-Deno.test("ServiceCaller reports a dead instance, resolves again and carries on (lab rows 6, 7)", async () => {
+Deno.test("connect({ binders, service }) reports a dead instance, resolves again and carries on (lab rows 6, 7)", async () => {
   const ports = [freePort(), freePort()];
   const peers = ports.map((p) => `127.0.0.1:${p}`);
   const [a, b] = await Promise.all(ports.map((port) => startBinder({ port, peers })));
@@ -168,16 +168,14 @@ Deno.test("ServiceCaller reports a dead instance, resolves again and carries on 
     a.call("binder.register", { service: "compute", host: "127.0.0.1", port, ttl_ms: 60_000 });
   // A server that died without deregistering (its lease has a minute to run), first in id order.
   for (const port of [gone, s1.addr.port, s2.addr.port].sort()) await register(port);
-  const callers: ServiceCaller[] = [];
+  const callers: Connection[] = [];
   try {
     const by = new Set<string>();
     for (let i = 0; i < 3; i++) {
-      const caller = new ServiceCaller(
-        new Resolver(client([a.address]), "compute", { waitMs: 0 }),
-        {
-          dial: dialServer,
-        },
-      );
+      const caller = await connect({ binders: client([a.address]), service: "compute" }, {
+        name: "test",
+        connectTimeout: 1000,
+      });
       callers.push(caller);
       const res = await caller.exchange("echo", { text: "hi" });
       assert.equal(res.result, "hi" as unknown);
@@ -190,7 +188,7 @@ Deno.test("ServiceCaller reports a dead instance, resolves again and carries on 
       await waitUntil(async () => !(await ids(x)).includes(deadId), `${x.name} to drop it`);
     }
     // A server dying under a caller: its requests move to the other one.
-    const caller = callers.find((c) => c.remote.name === "s1")!;
+    const caller = callers.find((c) => c.remote?.name === "s1")!;
     await s1.close(0);
     const res = await caller.exchange("echo", { text: "again" });
     assert.equal(res.by, "s2");
@@ -239,7 +237,7 @@ Deno.test("watchService hands over every new list, and moves to another binder w
   }
 });
 
-Deno.test("ServiceCaller with rotate goes round the instances in the binders' turn, one connection each", async () => {
+Deno.test("ServiceCaller goes round the instances in the binders' turn, one connection each", async () => {
   const binder = await startBinder({ port: 0 });
   const servers = ["s1", "s2", "s3"].map((name) => echoServer(name));
   for (const s of servers) {
@@ -251,9 +249,10 @@ Deno.test("ServiceCaller with rotate goes round the instances in the binders' tu
     });
   }
   let dials = 0;
+  const service = await connect({ binders: client([binder.address]), service: "compute" });
   const caller = new ServiceCaller(
     new Resolver(client([binder.address]), "compute", { waitMs: 0 }),
-    { dial: (address) => (dials++, dialServer(address)), rotate: true },
+    { dial: (address) => (dials++, dialServer(address)), service },
   );
   try {
     const by: string[] = [];

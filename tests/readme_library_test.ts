@@ -9,6 +9,16 @@ import { fileURLToPath } from "node:url";
 import { startServerRole } from "./helpers/server_role.ts";
 import { startBroker } from "./helpers/broker.ts";
 import { startBalancer } from "./helpers/balancer.ts";
+import { startBinder } from "./helpers/binder.ts";
+
+/** Polls `cond` every 20 ms, up to 5 s. */
+async function waitFor(cond: () => Promise<boolean>): Promise<void> {
+  const end = performance.now() + 5000;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error("Timed out waiting for the registrations");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const README = await Deno.readTextFile(`${ROOT}README.md`);
@@ -51,8 +61,8 @@ async function run(code: string, addresses: Record<string, string>): Promise<str
   }
 }
 
-Deno.test("README's library examples: three of them, and they type-check", async () => {
-  assert.equal(blocks().length, 3);
+Deno.test("README's library examples: four of them, and they type-check", async () => {
+  assert.equal(blocks().length, 4);
   const dir = await Deno.makeTempDir();
   try {
     const files = blocks().map((code, i) => {
@@ -81,10 +91,29 @@ Deno.test("README's library example: requests, typed and by name, a timeout, dra
   }
 });
 
+Deno.test("README's library example: a service's instance found through a binder", async () => {
+  const binder = await startBinder();
+  const servers = [
+    await startServerRole({ name: "compute-1", binders: [binder.address], service: "compute" }),
+    await startServerRole({ name: "compute-2", binders: [binder.address], service: "compute" }),
+  ];
+  try {
+    await waitFor(async () => {
+      const page = await binder.call("binder.list", {}) as { instances: unknown[] };
+      return page.instances.length === 2;
+    });
+    const out = await run(blocks()[1], { "127.0.0.1:5555": binder.address });
+    assert.equal(out.trim(), "3 true compute");
+  } finally {
+    for (const s of servers) await s.stop();
+    await binder.stop();
+  }
+});
+
 Deno.test("README's library example: publish, then a subscription's retained and live messages", async () => {
   const broker = await startBroker();
   try {
-    const out = await run(blocks()[1], { "127.0.0.1:8000": broker.address });
+    const out = await run(blocks()[2], { "127.0.0.1:8000": broker.address });
     assert.deepEqual(out.trim().split("\n"), [
       "/telephony/orange { calls: 3 } true",
       "/telephony/tim { calls: 5 } false",
@@ -97,7 +126,7 @@ Deno.test("README's library example: publish, then a subscription's retained and
 Deno.test("README's library example: a program serving its own contract through a balancer", async () => {
   const lb = await startBalancer([]);
   try {
-    const out = await run(blocks()[2], {
+    const out = await run(blocks()[3], {
       "127.0.0.1:8889": lb.workerAddress,
       "127.0.0.1:5556": lb.address,
     });

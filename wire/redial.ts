@@ -23,8 +23,11 @@ export interface AddressSource {
    * refused connection would (told to `onDialError`, then the backoff).
    */
   next(signal: AbortSignal): Promise<{ host: string; port: number }>;
-  /** The address `next()` gave could not be dialed, or its connection dropped. */
-  failed(address: { host: string; port: number }, err: DistError): void;
+  /**
+   * The address `next()` gave could not be dialed (`wasUp` false), or its
+   * connection dropped (`wasUp` true).
+   */
+  failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): void;
 }
 
 /** Options of a Redialer: those of `dial()`, plus the backoff and hooks. */
@@ -177,6 +180,7 @@ export class Redialer {
         this.#source?.failed(
           this.#address,
           peer.reported ?? new DistError("UNAVAILABLE", `Connection lost (${reason})`),
+          true,
         );
         this.#options.onDisconnect?.(reason);
         if (lived >= STABLE_MS) {
@@ -205,7 +209,7 @@ export class Redialer {
       } catch (err) {
         peer?.close(CloseReason.HandshakeFailed); // onConnect failed: don't leak the socket
         this.failures++;
-        if (sourced) this.#source!.failed(this.#address, DistError.from(err));
+        if (sourced) this.#source!.failed(this.#address, DistError.from(err), false);
         this.#options.onDialError?.(DistError.from(err));
         if (this.#stopped) break;
         const logged = this.#options.logFailures ?? true;

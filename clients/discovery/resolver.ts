@@ -132,67 +132,56 @@ export class Resolver {
 }
 
 export interface ServiceCallerOptions {
-  /** Opens a connection to an instance's address (one that does not redial: see `redial`). */
+  /** Opens a connection to an instance's address (one that does not redial). */
   dial: (address: { host: string; port: number }) => Promise<Connection>;
-  /** Most instances tried for one request before giving up (default 3). */
-  attempts?: number;
   /**
-   * Ask the binders for an instance before each request, as the original
-   * lab's client does, so that requests go round the instances in the
-   * binders' turn (connections to instances already dialed are kept).
-   * Without it, requests stick to one instance until it fails.
+   * A connection to the service (`connect({ binders, service })`): where a
+   * request goes when the instance the binders handed out cannot be dialed
+   * or fails under it (it moves to a live instance by itself). Closed with
+   * the caller.
    */
-  rotate?: boolean;
+  service: Connection;
 }
 
 /**
- * A connection to some instance of a service: resolves one, dials it and
- * sends requests straight to it (many in flight). When the instance cannot
- * be reached or its connection fails, it is reported down, another one is
- * resolved, and requests that failed that way are sent again (they are
- * retried only if idempotent, which every server operation is).
+ * Requests to a service's instances in the binders' turn, as the original
+ * lab's client sends them: before each request the binders are asked for
+ * the next instance, and the request goes over the connection kept for it
+ * (dialed the first time). An instance that cannot be dialed, or whose
+ * connection fails under a request, is reported down, and the request goes
+ * over the service connection instead (sent again only if idempotent).
  */
 export class ServiceCaller {
   readonly resolver: Resolver;
   #options: ServiceCallerOptions;
-  #peer: Connection | undefined;
-  #instance: Instance | undefined;
-  #connecting: Promise<Connection> | undefined;
-  #reported = new Map<string, { report: Promise<unknown>; at: number }>();
-  /** With `rotate`: the connection to each instance dialed so far, by id. */
+  /** The connection the last request went over. */
+  #current: Connection;
+  /** The connection to each instance dialed so far, by id. */
   #dialed = new Map<string, Connection>();
+  #reported = new Map<string, number>();
   #closed = false;
 
   constructor(resolver: Resolver, options: ServiceCallerOptions) {
     this.resolver = resolver;
     this.#options = options;
+    this.#current = options.service;
   }
 
-  /**
-   * Whether a request can be sent: until closed, yes — when an instance's
-   * connection ends, the next request goes to another instance.
-   */
+  /** Whether a request can be sent: until closed (a failed instance is moved away from). */
   get canCall(): boolean {
     return !this.#closed;
   }
 
-  /** The server at the other end (or the service, before one is resolved). */
+  /** The server the last request went to (or the service, before one answered). */
   get remote(): PeerInfo {
-    return this.#peer?.remote ?? { role: "service", name: this.resolver.service };
+    return this.#current.remote ?? { role: "service", name: this.resolver.service };
   }
 
-  /** The instance requests go to now. */
-  get instance(): Instance | undefined {
-    return this.#instance;
-  }
-
-  /**
-   * Resolves and connects now (requests would do it on first use).
-   * @throws {DistError} NOT_FOUND when the service has no reachable instance
-   */
-  async connect(): Promise<this> {
-    await this.#ensure();
-    return this;
+  /** Requests in flight on every connection held. */
+  get pendingCalls(): number {
+    let n = this.#options.service.pendingCalls;
+    for (const c of this.#dialed.values()) n += c.pendingCalls;
+    return n;
   }
 
   /** Sends a request and resolves with its result (see {@link exchange}). */
@@ -201,44 +190,51 @@ export class ServiceCaller {
   }
 
   /**
-   * Sends a request to the current instance, moving to another when it
-   * fails; resolves with the result and `by`.
+   * Sends a request to the instance the binders hand out next; resolves
+   * with the result and `by`.
    */
   async exchange(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
-    const attempts = this.#options.attempts ?? 3;
-    for (let attempt = 1;; attempt++) {
-      // A retry goes where #failed sent it; only a new request takes the next turn.
-      const peer = this.#options.rotate && attempt === 1
-        ? await this.#next()
-        : await this.#ensure();
-      const instance = this.#instance!;
-      try {
-        return await peer.exchange(method, params, options);
-      } catch (err) {
-        const e = DistError.from(err);
-        // The connection failing (closed, or ended by the server), not the server saying no.
-        const lost = e.code === "UNAVAILABLE" && !peer.canCall;
-        if (!lost || attempt >= attempts || this.#closed || options?.signal?.aborted) throw e;
-        await this.#failed(instance, peer);
-      }
+    if (this.#closed) throw new DistError("UNAVAILABLE", "Service connection closed");
+    const next = await this.#next();
+    if (next === undefined) return this.#viaService(method, params, options);
+    const { instance, peer } = next;
+    try {
+      return await peer.exchange(method, params, options);
+    } catch (err) {
+      const e = DistError.from(err);
+      // The connection failing (closed, or ended by the server), not the server saying no.
+      const lost = e.code === "UNAVAILABLE" && !peer.canCall;
+      if (!lost || this.#closed || options?.signal?.aborted) throw e;
+      this.#report(instance);
+      if (options?.idempotent === false) throw e;
+      return this.#viaService(method, params, options);
     }
+  }
+
+  #viaService(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
+    this.#current = this.#options.service;
+    return this.#current.exchange(method, params, options);
   }
 
   close(_reason: CloseReason = CloseReason.Local): void {
     this.#closed = true;
-    this.#peer?.close();
+    this.#options.service.close();
     for (const peer of this.#dialed.values()) peer.close();
     this.resolver.binders.close();
   }
 
   /**
-   * `rotate`: the instance the binders hand out next, over the connection
-   * kept for it (dialed the first time). One that cannot be dialed is
-   * reported, and the request goes where {@link #ensure} finds.
+   * The instance the binders hand out next, over the connection kept for it
+   * (dialed the first time); undefined when none is found or it cannot be
+   * dialed (then reported), for the service connection to take the request.
    */
-  async #next(): Promise<Connection> {
-    if (this.#closed) return this.#ensure();
-    const instance = await this.resolver.resolve();
+  async #next(): Promise<{ instance: Instance; peer: Connection } | undefined> {
+    let instance: Instance;
+    try {
+      instance = await this.resolver.resolve();
+    } catch {
+      return undefined; // the service connection waits, or says why
+    }
     let peer = this.#dialed.get(instance.id);
     if (peer === undefined || !peer.canCall) {
       try {
@@ -249,75 +245,20 @@ export class ServiceCaller {
           message: cut(DistError.from(err).message),
         });
         await this.#report(instance);
-        return this.#ensure();
+        return undefined;
       }
       this.#dialed.get(instance.id)?.close();
       this.#dialed.set(instance.id, peer);
     }
-    // One found by #connect (at the first request, or after a failure) is kept like the others.
-    const current = this.#instance;
-    if (this.#peer !== undefined && current !== undefined && !this.#dialed.has(current.id)) {
-      this.#dialed.set(current.id, this.#peer);
-    }
-    this.#peer = peer;
-    this.#instance = instance;
-    return peer;
+    this.#current = peer;
+    return { instance, peer };
   }
 
-  #ensure(): Promise<Connection> {
-    if (this.#closed) {
-      return Promise.reject(new DistError("UNAVAILABLE", "Service connection closed"));
-    }
-    const peer = this.#peer;
-    if (peer !== undefined && peer.canCall) return Promise.resolve(peer);
-    return this.#connecting ??= this.#connect().finally(() => this.#connecting = undefined);
-  }
-
-  async #connect(): Promise<Connection> {
-    const attempts = this.#options.attempts ?? 3;
-    for (let attempt = 1;; attempt++) {
-      const instance = await this.resolver.resolve();
-      try {
-        const peer = await this.#options.dial({ host: instance.host, port: instance.port });
-        this.#peer = peer;
-        this.#instance = instance;
-        log.debug("Service {service} resolved to {id}", {
-          service: this.resolver.service,
-          id: instance.id,
-        });
-        return peer;
-      } catch (err) {
-        const e = DistError.from(err);
-        if ((e.code !== "UNAVAILABLE" && e.code !== "TIMEOUT") || attempt >= attempts) throw e;
-        log.info("Cannot reach {id} ({message}); reporting it", {
-          id: cut(instance.id),
-          message: cut(e.message),
-        });
-        await this.#report(instance);
-      }
-    }
-  }
-
-  /** The connection to `instance` failed: report it (once) and drop it. */
-  async #failed(instance: Instance, peer: Connection): Promise<void> {
-    if (this.#peer === peer) {
-      this.#peer = undefined;
-      log.info("Connection to {id} failed; resolving {service} again", {
-        id: cut(instance.id),
-        service: this.resolver.service,
-      });
-    }
-    await this.#report(instance);
-  }
-
-  /** Reports an instance down; concurrent failures of the same instance share one report. */
-  #report(instance: Instance): Promise<unknown> {
+  /** Reports an instance down, once a second at most (a new incarnation may fail later). */
+  async #report(instance: Instance): Promise<void> {
     const now = performance.now();
-    const last = this.#reported.get(instance.id);
-    // Within a second, the same report; later, a new incarnation at that address may have failed.
-    if (last !== undefined && now - last.at < 1000) return last.report;
-    const report = this.resolver.reportDown(instance);
-    this.#reported.set(instance.id, { report, at: now });
-    return report;
+    if (now - (this.#reported.get(instance.id) ?? -Infinity) < 1000) return;
+    this.#reported.set(instance.id, now);
+    await this.resolver.reportDown(instance);
   }
 }

@@ -24,9 +24,28 @@ export class ServiceSource implements AddressSource {
   /** The report of the instance that failed last, awaited by the next lookup. */
   #report: Promise<unknown> | undefined;
   #reported = new Map<string, number>();
+  /** Lookups in a row that found no instance. */
+  #misses = 0;
 
   /** The instances of `service`, found through `binders`. */
-  constructor(binders: BinderClient, service: string) {
+  readonly binders: BinderClient;
+  readonly service: string;
+  #waitMs: number;
+  #signal: AbortSignal | undefined;
+
+  /**
+   * The instances of `service`, found through `binders`; each lookup waits up
+   * to `waitMs` for one to appear (cut short by `signal`).
+   */
+  constructor(
+    binders: BinderClient,
+    service: string,
+    options: { waitMs?: number; signal?: AbortSignal } = {},
+  ) {
+    this.binders = binders;
+    this.service = service;
+    this.#waitMs = options.waitMs ?? 0;
+    this.#signal = options.signal;
     this.resolver = new Resolver(binders, service, { waitMs: 0 });
   }
 
@@ -54,14 +73,28 @@ export class ServiceSource implements AddressSource {
       this.#report = undefined;
     }
     if (signal.aborted) throw new DistError("UNAVAILABLE", "Dialer stopped");
-    const instance = await this.resolver.resolve();
+    const waiting = this.#signal === undefined ? signal : AbortSignal.any([signal, this.#signal]);
+    let instance: Instance;
+    try {
+      instance = await new Resolver(this.binders, this.service, {
+        waitMs: this.#waitMs,
+        signal: waiting,
+      }).resolve();
+    } catch (err) {
+      // Said here, the first time and every tenth: the dialer knows no address to name.
+      if (this.#misses++ % 10 === 0 && this.#instance !== undefined) {
+        log.warn("{message}; asking again", { message: cut((err as Error).message) });
+      }
+      throw err;
+    }
+    this.#misses = 0;
     this.#instance = instance;
     log.debug("Service {service} resolved to {id}", { service: instance.service, id: instance.id });
     return { host: instance.host, port: instance.port };
   }
 
   /** Reports the instance dialed last down (once a second at most per instance). */
-  failed(address: { host: string; port: number }, err: DistError): void {
+  failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): void {
     const instance = this.#instance;
     if (
       instance === undefined || instance.host !== address.host || instance.port !== address.port
@@ -71,11 +104,18 @@ export class ServiceSource implements AddressSource {
     const now = performance.now();
     if (now - (this.#reported.get(instance.id) ?? -Infinity) < 1000) return;
     this.#reported.set(instance.id, now);
-    log.info("Instance {id} failed ({message}); reporting it and resolving {service} again", {
-      id: cut(instance.id),
-      message: cut(err.message),
-      service: instance.service,
-    });
+    if (wasUp) {
+      log.info("Connection to {id} failed ({message}); resolving {service} again", {
+        id: cut(instance.id),
+        message: cut(err.message),
+        service: instance.service,
+      });
+    } else {
+      log.info("Cannot reach {id} ({message}); reporting it", {
+        id: cut(instance.id),
+        message: cut(err.message),
+      });
+    }
     this.#report = this.resolver.reportDown(instance);
   }
 }

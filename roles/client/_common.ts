@@ -1,14 +1,16 @@
 import { formatAddress, parseAddress } from "../../config/mod.ts";
 import type { ClientOptions } from "./options.ts";
 import { type CallOptions, DistError, type PeerInfo, type Response } from "../../wire/mod.ts";
-import { Connection } from "../../clients/connection.ts";
+import { Connection, type ConnectOptions } from "../../clients/connection.ts";
 import type { Operation } from "../ops.ts";
 import { connSettings } from "../_flags.ts";
 
 /**
  * What the modes send requests through: a library Connection to one address,
- * or to some instance of a service found through binders (`--service`: a
- * discovery ServiceCaller, which moves to another instance when one fails).
+ * or to some instance of a service found through binders (`--service`:
+ * `connect({ binders, service })`, which moves to another instance when one
+ * fails; with `--random`, a discovery ServiceCaller asking the binders before
+ * each request).
  */
 export interface Caller {
   /** Sends a request by name; resolves with its result and `by`. */
@@ -17,7 +19,7 @@ export interface Caller {
   readonly canCall: boolean;
   /** Who answers (the last server, once its connection is lost). */
   readonly remote?: PeerInfo;
-  /** Calls waiting for an answer (a Connection's; undefined for a ServiceCaller). */
+  /** Calls waiting for an answer. */
   readonly pendingCalls?: number;
   close(): void;
 }
@@ -78,16 +80,22 @@ export function dialAddress(
   address: { host: string; port: number },
   options: ClientOptions,
 ): Promise<Connection> {
-  return new Connection(address, {
+  // The failure is the caller's to say (it throws), not a log line's.
+  return new Connection(address, { ...connectOptions(options), redial: false }, {
+    onDialError: () => {},
+  }).ready();
+}
+
+/** How the client's connections connect (codec, heartbeat, timeouts, credentials, TLS). */
+export function connectOptions(options: ClientOptions): ConnectOptions {
+  return {
     role: "client",
     name: options.name ?? `client-${Deno.pid}`,
     codec: options.codec,
     timeout: options.timeout,
     connectTimeout: options.timeout,
-    redial: false,
     wire: connSettings(options),
-    // The failure is the caller's to say (it throws), not a log line's.
-  }, { onDialError: () => {} }).ready();
+  };
 }
 
 /**

@@ -6,6 +6,7 @@ import { defineRole, FORCED_EXIT_CODE, type RunContext, writeStdout } from "../_
 import {
   type Caller,
   connect,
+  connectOptions,
   dialAddress,
   formatResult,
   inFlight,
@@ -65,6 +66,7 @@ async function runClient(options: ClientOptions, ctx: RunContext): Promise<numbe
     ctx.metrics?.registry,
     serviceConnector(
       options,
+      connectOptions(options),
       (address) => dialAddress(address, options),
       { signal: ctx.signal, rotate: options.random !== undefined },
     ) ?? (() => connect(options)),
