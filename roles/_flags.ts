@@ -2,7 +2,7 @@
  * Flags several roles share, and the wiring from them to the library: the
  * wire settings of the common options ({@link connSettings}); discovery's
  * flags to a {@link Registrar} (a server's `--service --binders
- * --advertise --ttl`) or a {@link ServiceCaller} (a client's `--service
+ * --advertise --ttl`) or a service connection (a client's `--service
  * --binders --wait`), so a role needs only a line or two to use them.
  */
 import {

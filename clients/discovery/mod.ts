@@ -9,8 +9,10 @@
  * - `registrar.ts`: {@link Registrar}, a registration kept alive by renewals
  *   (registering again when a binder forgot it), deregistered on stop;
  * - `resolver.ts`: {@link Resolver} (lookup, waiting for an instance;
- *   `report_down`) and {@link ServiceCaller}, a connection to some instance
- *   of a service that reports a failed instance and moves to another;
+ *   `report_down`) and {@link ServiceCaller}, requests to a service's
+ *   instances in the binders' turn (`dist client --service --random`);
+ * - `service.ts`: {@link ServiceSource}, what `connect({ binders, service })`
+ *   dials: the next instance, a failed one reported before the next lookup;
  * - `watch.ts`: {@link watchService}, a service's live instances pushed to a
  *   callback, moving to another binder when one goes away.
  */
@@ -29,6 +31,7 @@ export {
   ServiceCaller,
   type ServiceCallerOptions,
 } from "./resolver.ts";
+export { ServiceSource } from "./service.ts";
 export { type ServiceWatch, watchService } from "./watch.ts";
 
 /** How {@link binders} talks to binders. */
