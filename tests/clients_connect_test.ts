@@ -93,20 +93,30 @@ Deno.test("request(): a timeout is TIMEOUT, an abort UNAVAILABLE, and the connec
   }
 });
 
-Deno.test("connect(): after a server restart it dials again; a request made meanwhile waits for it", async () => {
+Deno.test("connect(): after a server restart it dials again; requests in flight and made meanwhile are answered", async () => {
   const first = await startServerRole({ name: "before" });
   const port = first.port;
   const conn = await connect(`127.0.0.1:${port}`, { timeout: 8000 });
   let second: Awaited<ReturnType<typeof startServerRole>> | undefined;
   try {
-    const inFlight = conn.request(ops.methods.sleep, { ms: 2000 }).then(() => 0, (err) => err);
-    await first.stop(); // the server finishes nothing past its grace: the call fails
-    isCode("UNAVAILABLE")(await inFlight);
     // Settled either way before anything can fail: a restart that fails is the error shown.
-    const waiting = conn.exchange(ops.methods.echo, { text: "again" }).then((r) => r, (e) => e);
+    const settle = <T>(p: Promise<T>) => p.then((r) => r, (e) => e);
+    const inFlight = settle(conn.exchange(ops.methods.sleep, { ms: 500 }));
+    const once = settle(conn.request("sleep", { ms: 500 }, { idempotent: false }));
+    await first.stop(); // the server finishes nothing past its grace: both calls are lost
+    // Not sent again: it may have run.
+    const refused = await once;
+    isCode("UNAVAILABLE")(refused);
+    assert.deepEqual((refused as DistError).data, { mayHaveRun: true });
+    const waiting = settle(conn.exchange(ops.methods.echo, { text: "again" }));
     second = await startServerRole({ port, name: "after" });
     assert.deepEqual(await within(waiting, 8000, "the waiting request"), {
       result: "again",
+      by: "after",
+    });
+    // Idempotent: sent again on the new connection.
+    assert.deepEqual(await within(inFlight, 8000, "the request in flight"), {
+      result: 500,
       by: "after",
     });
     assert.equal(conn.remote?.name, "after");
