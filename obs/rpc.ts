@@ -12,15 +12,16 @@ import {
   ERROR_CODES,
   type NotificationHandler,
   type Peer,
-  type RequestHandler,
+  type RequestCounter,
+  type RequestTally,
 } from "../wire/mod.ts";
 import type { Cell, CellFamily, HistogramCell, HistogramFamily, Registry } from "./metrics.ts";
 import { SAMPLE_EVERY, SAMPLE_MASK } from "./timings.ts";
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
-/** The cells of one method class, made once. */
-class ClassCells {
+/** The cells of one method class, made once; the tally a Peer keeps per method. */
+class ClassCells implements RequestTally {
   readonly ok: Cell;
   readonly latency: HistogramCell;
   readonly notifications: Cell;
@@ -35,6 +36,9 @@ class ClassCells {
     this.ok = requests.cell({ class: name, code: "OK" });
     this.latency = latency.cell({ class: name });
     this.notifications = notes.cell({ class: name });
+  }
+  start(): number {
+    return (this.tick++ & SAMPLE_MASK) === 0 ? performance.now() : -1; // -1: not timed
   }
   failed(err: unknown, t0: number): void {
     if (t0 >= 0) this.latency.observe((performance.now() - t0) / 1000);
@@ -123,41 +127,17 @@ export class RpcMetrics {
   }
 
   /**
-   * Counts every request `handler` answers and times one in
-   * {@link SAMPLE_EVERY} of each class, the first included (two clock reads
-   * cost more than the rest of the counting: about 0.1 µs each).
+   * What a port's Peers count every request they answer with (wire's
+   * RequestCounter: at the point the answer is sent, no wrapper around the
+   * handler), timing one in {@link SAMPLE_EVERY} of each class, the first
+   * included (two clock reads cost more than the rest of the counting:
+   * about 0.1 µs each).
    * @param forwards the port hands methods no contract owns to a fallback (the balancer)
    */
-  wrap(handler: RequestHandler, forwards: boolean): RequestHandler {
+  counter(forwards: boolean): RequestCounter {
     const byMethod = this.#byMethod;
     const rest = forwards ? this.#cells("forwarded") : this.#other;
-    // The last method's cells: a connection mostly repeats one method, and a
-    // decoded name is a fresh string that a Map lookup hashes every time.
-    let lastMethod = "";
-    let last = rest;
-    return (method, params, peer, meta) => {
-      let cells = last;
-      if (method !== lastMethod) last = cells = byMethod.get(lastMethod = method) ?? rest;
-      const t0 = (cells.tick++ & SAMPLE_MASK) === 0 ? performance.now() : -1; // -1: not timed
-      let r: unknown;
-      try {
-        r = handler(method, params, peer, meta);
-      } catch (err) {
-        cells.failed(err, t0);
-        throw err;
-      }
-      if (!(r instanceof Promise)) {
-        cells.done(t0);
-        return r;
-      }
-      return r.then((v) => {
-        cells.done(t0);
-        return v;
-      }, (err) => {
-        cells.failed(err, t0);
-        throw err;
-      });
-    };
+    return { of: (method) => byMethod.get(method) ?? rest };
   }
 
   /** Counts the notifications `handler` takes. */

@@ -178,8 +178,10 @@ interface Self {
 
 /**
  * Makes the handlers of each port: what it serves plus `sys.ping` and
- * `sys.stats` through one {@link dispatch}. With `--metrics`, counted at the
- * dispatch and onPeer seams; without, the handlers are exactly the role's.
+ * `sys.stats` through one {@link dispatch}. With `--metrics`, requests are
+ * counted by each Peer where it answers them (a RequestCounter: no wrapper
+ * on the hot path), notifications at dispatch, connections at onPeer;
+ * without, the handlers are exactly the role's.
  */
 function portHandlers(ctx: RunContext, self: Self, served: Served) {
   const { role, name, started } = self;
@@ -208,7 +210,8 @@ function portHandlers(ctx: RunContext, self: Self, served: Served) {
     if (rpc === undefined) return { onRequest, onNotification };
     rpc.learn([sys, ...serve.contracts]);
     return {
-      onRequest: rpc.wrap(onRequest, serve.options.fallback !== undefined),
+      onRequest,
+      counter: rpc.counter(serve.options.fallback !== undefined),
       onNotification: rpc.wrapNotification(onNotification),
       onPeer: (peer: Peer) => rpc.peer(peer),
     };

@@ -80,8 +80,10 @@ export {
   type NotificationHandler,
   type PeerInfo,
   type PeerOptions,
+  type RequestCounter,
   type RequestHandler,
   type RequestMeta,
+  type RequestTally,
 } from "./peer_options.ts";
 export { Peer } from "./peer.ts";
 export { type CallOptions, type Response } from "./calls.ts";

@@ -3,7 +3,7 @@ import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
 import { handshakeDialer, handshakeListener, refusal } from "./handshake.ts";
 import { DEFAULT_HEARTBEAT_MS, Peer } from "./peer.ts";
-import type { NotificationHandler, RequestHandler } from "./peer_options.ts";
+import type { NotificationHandler, RequestCounter, RequestHandler } from "./peer_options.ts";
 import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 import { MAX_TIMER_MS } from "./calls.ts";
 import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
@@ -69,6 +69,8 @@ export interface ListenOptions extends ConnSettings {
   onRequest?: RequestHandler;
   /** Takes notifications. */
   onNotification?: NotificationHandler;
+  /** Counts the requests answered on every connection (metrics). */
+  counter?: RequestCounter;
   /** Byte pass-through of requests on JSON connections (see Peer's RawRequestHandler). */
   onRawRequest?: RawRequestHandler;
   /** Frames taken before decoding (see RawFrameHandler in peer.ts). */

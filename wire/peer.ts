@@ -20,8 +20,10 @@ import type {
   NotificationHandler,
   PeerInfo,
   PeerOptions,
+  RequestCounter,
   RequestHandler,
   RequestMeta,
+  RequestTally,
 } from "./peer_options.ts";
 
 const IDEMPOTENT: RequestMeta = Object.freeze({ idempotent: true });
@@ -68,6 +70,9 @@ export class Peer {
   #onRequest: RequestHandler;
   #answers: Answers;
   #onNotification: NotificationHandler;
+  #counter: RequestCounter | undefined;
+  #lastMethod = "";
+  #lastTally: RequestTally | undefined;
   #calls = new CallTable();
   #admission: Admission;
   #fast: FastPath | undefined;
@@ -93,6 +98,7 @@ export class Peer {
     this.#answers = new Answers(conn, this.codec, options);
     this.#onRequest = options.onRequest ?? unknownMethod;
     this.#onNotification = options.onNotification ?? ignore;
+    this.#counter = options.counter;
     this.#admission = new Admission(conn, options, (frames) => this.#process(frames));
     if (options.onRawRequest !== undefined || options.rawFrames !== undefined) {
       this.#fast = new FastPath(this.#fastHost(), options);
@@ -331,21 +337,41 @@ export class Peer {
     if (this.#traceRequests) {
       log.trace("Request {id} {method} from {peer}", { id, method, peer: this.remote.name });
     }
+    // Counted here, where the answer is sent (no wrapper around the handler).
+    let tally: RequestTally | undefined;
+    let t0 = -1;
+    if (this.#counter !== undefined) {
+      if (method !== this.#lastMethod) {
+        // A decoded name is a fresh string: the counter's Map lookup hashes it, so once per run.
+        this.#lastTally = this.#counter.of(method);
+        this.#lastMethod = method;
+      }
+      tally = this.#lastTally!;
+      t0 = tally.start();
+    }
     let result: unknown;
     try {
       result = this.#onRequest(method, params, this, meta);
     } catch (err) {
       this.#answers.error(id, err);
+      tally?.failed(err, t0);
       return;
     }
     if (result instanceof Promise) {
       this.#admission.started();
       result.then(
-        (value) => this.#answers.result(id, value),
-        (err) => this.#answers.error(id, err),
+        (value) => {
+          this.#answers.result(id, value);
+          tally?.done(t0);
+        },
+        (err) => {
+          this.#answers.error(id, err);
+          tally?.failed(err, t0);
+        },
       ).finally(() => this.#admission.handled());
     } else {
       this.#answers.result(id, result);
+      tally?.done(t0);
     }
   }
 

@@ -39,6 +39,27 @@ export type RequestHandler = (
   peer: Peer,
   meta: RequestMeta,
 ) => unknown;
+/**
+ * Counts the requests a Peer answers, where it answers them (metrics, when
+ * asked for): the Peer asks `of(method)` when a request's method differs
+ * from its last one's, and tells the tally each request's outcome. Not
+ * told of the fast paths' requests.
+ */
+export interface RequestCounter {
+  /** The tally of `method` (of its class). */
+  of(method: string): RequestTally;
+}
+
+/** One method class's counts (see {@link RequestCounter}). */
+export interface RequestTally {
+  /** A request is taken: its start time if this one is timed, else -1. */
+  start(): number;
+  /** It was answered with a result; `t0` is what start() gave. */
+  done(t0: number): void;
+  /** It was answered with `err`. */
+  failed(err: unknown, t0: number): void;
+}
+
 /** Takes one notification (no answer is sent; what it throws is logged). */
 export type NotificationHandler = (method: string, params: unknown, peer: Peer) => void;
 
@@ -62,6 +83,8 @@ export interface PeerOptions extends FastHooks, AdmissionLimits, AnswerLimits {
   onRequest?: RequestHandler;
   /** Takes the peer's notifications; by default they are ignored. */
   onNotification?: NotificationHandler;
+  /** Counts the requests answered (see {@link RequestCounter}); none by default. */
+  counter?: RequestCounter;
   /** A set this peer belongs to while open (a listener's); it leaves it on close. */
   tracker?: Set<Peer>;
 }
