@@ -14,7 +14,8 @@
  *   (`restart = "no"`, a client's batch) is a Job;
  * - readiness and liveness probes ask the instance for `sys.ping`; an init
  *   container waits until what `dist up` would wait for answers it;
- * - resource requests are the memory measured for an idle instance;
+ * - resource requests are the memory measured for an idle instance (the pod
+ *   template is k8s_pod.ts);
  * - security material (secrets.ts) is a Secret per workload, `NAME-secrets`,
  *   mounted at /run/secrets/dist (files readable by the pod's group only),
  *   and given by path: `--token-file`, `--tls-cert`…; the ConfigMap's
@@ -23,9 +24,6 @@
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { ISecret } from "kubernetes-models/v1/Secret";
 import type { IService } from "kubernetes-models/v1/Service";
-import type { IContainer } from "kubernetes-models/v1/Container";
-import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
-import type { IProbe } from "kubernetes-models/v1/Probe";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IJob } from "kubernetes-models/batch/v1/Job";
@@ -47,29 +45,17 @@ import {
   rewrittenAddresses,
 } from "./model.ts";
 import { header, readyLineNote } from "./notes.ts";
+import {
+  IMAGE_USER,
+  NAME_VARIABLE,
+  podTemplate,
+  SECRETS_DIR,
+  TOPOLOGY_CONFIGMAP,
+} from "./k8s_pod.ts";
 import { commentBlock, yamlDocument, yamlText } from "./yaml.ts";
 
 /** The file's name in `--out`. */
 export const K8S_FILE = "dist.yaml";
-
-/** The ConfigMap holding the topology. */
-export const TOPOLOGY_CONFIGMAP = "dist-topology";
-
-/** Where a pod's Secret is mounted. */
-export const SECRETS_DIR = "/run/secrets/dist";
-
-/** The variable a StatefulSet's pod finds its own name in (its instance's). */
-const NAME_VARIABLE = "DIST_NAME";
-
-/**
- * Memory requested per instance: an idle instance of any role measured 60
- * to 64 MiB of RSS (`dist up` of the default topology, then `dist status`,
- * deno 2.9.6 from source, 2026-12-04).
- */
-const REQUESTS = { cpu: "50m", memory: "64Mi" };
-
-/** The user the Containerfile's image runs as. */
-const IMAGE_USER = 65532;
 
 /** How an instance runs: its own workload, or a pod of its entry's StatefulSet. */
 type Placement = "set" | "single" | "job";
@@ -354,118 +340,9 @@ function workload(
   return objects;
 }
 
-/**
- * `dist client --connect ADDRESS sys.ping`: exit 0 once it answers, dialing
- * with `dial` (the instance's own trust and credentials).
- */
-function ping(address: string, dial: string[]): string[] {
-  return ["dist", "client", "--connect", address, "--timeout", "2s", ...dial, "sys.ping"];
-}
-
 function base64(text: string): string {
   const bytes = new TextEncoder().encode(text);
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
   return btoa(binary);
-}
-
-function podTemplate(
-  members: PlannedInstance[],
-  context: WorkloadContext & {
-    labels: Record<string, string>;
-    args: string[];
-    ports: Map<string, number>;
-    single: boolean;
-    /** The workload's Secret, when it has one. */
-    secret: string | undefined;
-    /** `dist client` flags to dial as the instance does. */
-    dial: string[];
-  },
-): IPodTemplateSpec {
-  const { input } = context;
-  const byName = new Map(input.context.topology.instances.map((i) => [i.name, i]));
-  const main = context.ports.get("port");
-  const secretMount = context.secret === undefined
-    ? []
-    : [{ name: "secrets", mountPath: SECRETS_DIR, readOnly: true }];
-  const probe = (period: number, failures: number): IProbe | undefined =>
-    main === undefined ? undefined : {
-      exec: { command: ping(`127.0.0.1:${main}`, context.dial) },
-      periodSeconds: period,
-      timeoutSeconds: 5,
-      failureThreshold: failures,
-    };
-  const container: IContainer = {
-    name: "dist",
-    image: input.image,
-    args: context.args,
-    ...(context.single ? {} : {
-      env: [{ name: NAME_VARIABLE, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
-    }),
-    ...(context.ports.size > 0
-      ? {
-        ports: [...context.ports].map(([key, port]) => ({
-          name: toKebab(key),
-          containerPort: port,
-        })),
-      }
-      : {}),
-    ...(main === undefined ? {} : {
-      readinessProbe: probe(5, 3),
-      livenessProbe: { ...probe(10, 6)!, initialDelaySeconds: 15 },
-    }),
-    resources: { requests: REQUESTS },
-    securityContext: {
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ["ALL"] },
-    },
-    volumeMounts: [
-      { name: "topology", mountPath: CONFIG_DIR, readOnly: true },
-      // The image's working directory: a relative --log-file lands here.
-      { name: "work", mountPath: "/var/lib/dist" },
-      ...secretMount,
-    ],
-  };
-  // What dist up waits for, where it answers sys.ping.
-  const after = new Set(members.flatMap((m) => m.after));
-  const waits = [...after].map((name) => byName.get(name)!).filter((dep) =>
-    listeningPorts(dep, input.context.roles).has("port")
-  ).map((dep) => context.addressOf({ instance: dep, key: "port" }));
-  const initContainers: IContainer[] = waits.length === 0 ? [] : [{
-    name: "wait",
-    image: input.image,
-    command: [
-      "sh",
-      "-c",
-      `for a in ${waits.join(" ")}; do until ${ping("$a", context.dial).join(" ")} ` +
-      `>/dev/null 2>&1; do sleep 1; done; done`,
-    ],
-    securityContext: container.securityContext,
-    // The dialing flags may name the pod's own files ($(DIST_NAME).crt).
-    ...(container.env === undefined ? {} : { env: container.env }),
-    ...(secretMount.length > 0 ? { volumeMounts: secretMount } : {}),
-  }];
-  return {
-    metadata: { labels: context.labels },
-    spec: {
-      securityContext: {
-        runAsNonRoot: true,
-        runAsUser: IMAGE_USER,
-        runAsGroup: IMAGE_USER,
-        // The Secret's files belong to this group, readable by it only (defaultMode).
-        ...(context.secret === undefined ? {} : { fsGroup: IMAGE_USER }),
-        seccompProfile: { type: "RuntimeDefault" },
-      },
-      ...(initContainers.length > 0 ? { initContainers } : {}),
-      containers: [container],
-      volumes: [
-        { name: "topology", configMap: { name: TOPOLOGY_CONFIGMAP } },
-        { name: "work", emptyDir: {} },
-        ...(context.secret === undefined
-          ? []
-          : [{ name: "secrets", secret: { secretName: context.secret, defaultMode: 0o440 } }]),
-      ],
-    },
-  };
 }
