@@ -1,7 +1,8 @@
 /**
- * What the shell counts for every listening role, at its one dispatch
- * point and its `onPeer` seam (never inside a handler): requests by method
- * class and code, their latency, notifications, connections and bytes.
+ * What the shell counts for every listening role (never inside a handler):
+ * requests by method class and code and their latency, counted by each
+ * Peer where it sends the answer (counter()); notifications at the dispatch
+ * point; connections and bytes at the `onPeer` seam.
  * A method's class is its contract's service (`broker`, `binder`, `sys`,
  * `ops` …), `forwarded` for what a balancer passes on, `unknown` otherwise;
  * codes are the fixed DistError set, so the label sets stay bounded.
