@@ -155,6 +155,8 @@ export class Connection {
   #connectHooks: ((peer: Peer) => void | Promise<void>)[] = [];
   #listeners = new Map<string, Set<(params: unknown) => void>>();
   #first: DistError | undefined;
+  /** Why the last dial failed (said when waiting for a service's first instance times out). */
+  #lastDialError: DistError | undefined;
   /** The connection now, or the last one while dialing again. */
   #last: Peer | undefined;
   #closing: DistError | undefined;
@@ -204,6 +206,7 @@ export class Connection {
       logFailures: hooks.onDialError === undefined && this.#service === undefined,
       onDialError: (err) => {
         hooks.onDialError?.(err);
+        this.#lastDialError = err;
         // The first connection fails at once unless told to wait for it; a
         // service's next instances are tried first, unless it has none.
         const given = this.#service === undefined || err.code === "NOT_FOUND" ? 1 : FIRST_DIALS;
@@ -265,7 +268,8 @@ export class Connection {
       return this;
     } catch (err) {
       this.close();
-      throw this.#first ?? err;
+      // A service's dialer has no one address to name: say why its last dial failed.
+      throw this.#first ?? (this.#service !== undefined ? this.#lastDialError : undefined) ?? err;
     }
   }
 

@@ -106,6 +106,15 @@ Deno.test("connect({ binders, service }): a service without instances is NOT_FOU
         return true;
       },
     );
+    // Waiting for one: the wait ends with the same error, not an address never dialed.
+    await assert.rejects(
+      connect({ binders: [binder.address], service: "nothing" }, {
+        connectTimeout: 300,
+        waitOnFirstConnect: true,
+      }),
+      (err) =>
+        err instanceof DistError && err.code === "NOT_FOUND" && /"nothing"/.test(err.message),
+    );
     // No binder at all: the same code, saying no binder answered.
     await assert.rejects(
       connect({ binders: ["127.0.0.1:1"], service: "compute" }, { connectTimeout: 2000 }),
