@@ -4,7 +4,8 @@
  * its kernel buffers, for several write timeouts: the broker keeps it (its
  * policy drops the oldest; the write deadline cuts only a peer that takes
  * no bytes at all), its queue stays within max-pending, and once it reads
- * freely it gets the newest values, in order, ending with the last one.
+ * freely it gets the newest values, in order, ending with the last one. One
+ * that takes nothing at all is cut off by the write deadline, and counted.
  */
 import assert from "node:assert/strict";
 import { BrokerClient, statsUntil, withBroker } from "./helpers/broker.ts";
@@ -122,4 +123,35 @@ Deno.test("broker: a subscriber reading a trickle under drop-oldest is kept and 
       pub.close();
     }
   }, { maxPending, writeTimeout });
+});
+
+Deno.test("broker: a drop-oldest subscriber that takes nothing for the write timeout is cut off and counted", async () => {
+  await withBroker(async (b) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const pub = await BrokerClient.connect(b.port);
+    try {
+      const reader = new RawReader(conn);
+      await rawHandshake(conn, reader);
+      await writeAll(
+        conn,
+        jsonFrame({
+          id: 1,
+          method: "broker.subscribe",
+          params: { topic: "/f", policy: "drop-oldest" },
+        }),
+      );
+      assert.ok((await reader.json())?.result !== undefined);
+      // It reads nothing more: the socket buffers fill, then no write takes a byte.
+      const pad = "p".repeat(8000);
+      for (let n = 0; n < 3000; n++) {
+        pub.publish("/f/x", { n, pad }, false);
+        if (n % 100 === 99) await pub.peer.conn.drained(256 * 1024);
+      }
+      const stats = await statsUntil(pub, (s) => s.subscriptions === 0, 10_000);
+      assert.equal(stats.slow_consumers, 1, "the wire's cut counts as a slow consumer");
+    } finally {
+      conn.close();
+      pub.close();
+    }
+  }, { maxPending: 256 * 1024, writeTimeout: 500 });
 });

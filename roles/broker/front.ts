@@ -319,6 +319,9 @@ export class WireFront {
     peer.closed.then((reason) => {
       this.#sessions.delete(s);
       const removed = this.#drop(s);
+      // Cut off by the wire (a subscriber that took no bytes for the write timeout, or whose
+      // output passed its bound; the wire warns) rather than by a policy here: counted too.
+      if (reason === CloseReason.SlowConsumer && !s.cutOff && removed > 0) this.slowConsumers++;
       // Any client can connect and leave at will: a line per connection only when debugging.
       log.debug("{peer} disconnected ({reason}); {removed} subscription(s) removed", {
         peer: peer.remote.name,
