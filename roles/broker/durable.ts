@@ -53,10 +53,10 @@ export interface DurableStats extends StoreCounters {
 
 /**
  * Restored topics placed in the tree per turn of the event loop after the
- * start (a few milliseconds): a million take a few seconds, every client
- * served in between.
+ * start: about 7 ms of work at load 7 (3.3 µs a topic), every client served
+ * in between; a million take about 7 s of such turns.
  */
-export const PLACE_PER_TURN = 4096;
+export const PLACE_PER_TURN = 2048;
 
 export class DurableBroker {
   readonly #opened: Opened;
