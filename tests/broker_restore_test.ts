@@ -90,6 +90,39 @@ Deno.test("restored topics: a subscribe in the middle of the build gets each val
   assert.equal(new Set(topics).size, 3000, "no value twice");
 });
 
+Deno.test("restored topics: a subscription to / reads the index and waits for no build", async () => {
+  const c = core();
+  restoreGrid(c, 4, 2000);
+  c.placeRestored(100);
+  c.publish("/$sys/x", "hidden from /");
+  const sink = new FakeSink();
+  sink.size = 64 * 1024; // a few hundred deliveries fill the subscriber's budget
+  sink.stalled = true;
+  const answer = c.subscribe(sink, { topic: "/" });
+  assert.equal(answer.topicCount, 8001);
+  assert.equal(answer.topics.length, 1000);
+  assert.equal(answer.complete, true);
+  assert.equal(c.topics.unplaced, 7900, "nothing placed for it");
+  answer.sub.release();
+  assert.ok(sink.written.length < 8000, "the snapshot waits for the subscriber");
+  // The build goes on, and a value changes, while the snapshot is under way.
+  while (c.placeRestored(PLACE_PER_TURN));
+  c.publish("/site0/dev1999/temp", "changed");
+  sink.drain();
+  await waitUntil(() => !answer.sub.snapshotting, "the snapshot sent", 5000);
+  const retained = sink.written.filter((d) => d.retained).map((d) => d.topic);
+  assert.equal(new Set(retained).size, retained.length, "no value twice");
+  assert.ok(!retained.includes("/$sys/x"));
+  assert.ok(!retained.includes("/site0/dev1999/temp"), "the change comes live, not retained");
+  assert.equal(retained.length, 7999);
+  assert.deepEqual(sink.written.at(-1), {
+    sid: answer.sub.sid,
+    topic: "/site0/dev1999/temp",
+    value: "changed",
+    retained: false,
+  });
+});
+
 Deno.test("restored topics: a topic listing and its counts are whole during the build", () => {
   const c = core();
   restoreGrid(c, 3, 100);

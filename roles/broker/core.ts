@@ -9,13 +9,14 @@ import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut } from "./fanout.ts";
-import { RetainedSnapshot } from "./snapshot.ts";
+import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
 import { type Topic, type TopicNode, TopicTree, TopicWalk } from "./topics.ts";
 import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
+export { SUBSCRIBE_VISITS, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
 
 export interface BrokerCoreOptions {
   /** Byte budget of the retained values. */
@@ -81,15 +82,6 @@ export interface TopicInfo {
   delivered: number;
 }
 
-/** Most topic names a subscribe answer lists (the count says how many there are). */
-export const TOPIC_NAMES_LIMIT = 1000;
-/**
- * Tree nodes a subscribe may visit to name and count the topics it covers,
- * each (about half a millisecond): its cost never grows with the tree.
- * Counting reads each matched branch's topic count, so only a `+` over a
- * level wider than this leaves the count incomplete.
- */
-export const SUBSCRIBE_VISITS = 8192;
 /** Tree nodes one `broker.topics` may visit (its answer says `truncated` past it). */
 export const LIST_VISITS = 65_536;
 /**
@@ -258,7 +250,7 @@ export class BrokerCore {
    * it covers goes out first (not to queue groups, which share live
    * messages only, as MQTT 5 shared subscriptions do). Naming and counting
    * the covered topics is bounded work (SUBSCRIBE_VISITS); the retained
-   * values are read as the subscriber takes them (see RetainedSnapshot).
+   * values are read as the subscriber takes them (see snapshot.ts).
    * @throws {DistError} BAD_REQUEST for an invalid pattern, group or policy
    */
   subscribe(sink: Sink, request: SubscribeRequest): Subscribed {
@@ -282,46 +274,21 @@ export class BrokerCore {
       exact: request.exact,
       maxPending: this.maxPending,
     });
-    this.#placeUnder(segments);
-    // Counting reads the topic count of each branch the pattern names.
-    const root = this.topics.root;
-    let budget = { left: SUBSCRIBE_VISITS };
-    const ends = new TopicWalk(root, segments, noTopics, true);
-    let topicCount = 0;
-    for (let node = ends.next(budget); node !== undefined; node = ends.next(budget)) {
-      topicCount += node.topics;
-    }
-    budget = { left: SUBSCRIBE_VISITS };
-    const names = new TopicWalk(root, segments, noTopics);
-    const topics: string[] = [];
-    while (topics.length < TOPIC_NAMES_LIMIT) {
-      const node = names.next(budget);
-      if (node === undefined) break;
-      topics.push(node.topic!.name);
-    }
-    if (group === undefined && this.#retainedUnder(segments)) {
-      sub.setSnapshot(
-        new RetainedSnapshot(root, segments, this.messagesIn, sub.exact, this.#retainedCounted),
-      );
+    // The whole tree is read from the index while restored topics wait: no wait for the build.
+    if (!wholeTree(this.topics, segments, sub.exact)) this.#placeUnder(segments);
+    const covered = coverage(this.topics, segments, sub.exact);
+    if (group === undefined) {
+      const snapshot = covered.snapshot(this.messagesIn, this.#retainedCounted);
+      if (snapshot !== undefined) sub.setSnapshot(snapshot);
     }
     this.subscriptions.add(sub);
     this.#subs.add(sub);
     this.#sinks.set(sink, (this.#sinks.get(sink) ?? 0) + 1);
-    return { sub, topics, topicCount: Math.max(topicCount, topics.length), complete: ends.done };
+    const { topics, topicCount, complete } = covered;
+    return { sub, topics, topicCount, complete };
   }
 
   readonly #retainedCounted = (): void => void this.retainedSent++;
-
-  /** Whether a pattern may cover any retained value (exact for a pattern without `+`). */
-  #retainedUnder(segments: readonly string[]): boolean {
-    let node: TopicNode | undefined = this.topics.root;
-    for (const segment of segments) {
-      if (segment === "+") return node.retained > 0;
-      node = node.children?.get(segment);
-      if (node === undefined) return false;
-    }
-    return node.retained > 0;
-  }
 
   /** Removes a subscription and what it has pending; false when it was already gone. */
   unsubscribe(sub: Subscription): boolean {

@@ -1,12 +1,110 @@
 /**
- * A new subscription's retained values, read from the topic tree as its
- * subscriber takes them (see Subscription.setSnapshot).
+ * What a new subscription covers: the existing topics it names and counts
+ * (bounded work), and its retained snapshot, read from the topic tree as
+ * its subscriber takes the values (see Subscription.setSnapshot). While
+ * topics restored at start still wait for their branches, a subscription
+ * to the whole tree (`/`) reads the index instead, so it does not wait for
+ * the build (see TopicTree.restore).
  */
 import { Message, type Snapshot } from "./subscriber.ts";
-import { type TopicNode, TopicWalk, type WalkBudget } from "./topics.ts";
+import {
+  type Topic,
+  type TopicNode,
+  type TopicTree,
+  TopicWalk,
+  type WalkBudget,
+} from "./topics.ts";
 
+/** Most topic names a subscribe answer lists (the count says how many there are). */
+export const TOPIC_NAMES_LIMIT = 1000;
+/**
+ * Tree nodes a subscribe may visit to name and count the topics it covers,
+ * each (about half a millisecond): its cost never grows with the tree.
+ * Counting reads each matched branch's topic count, so only a `+` over a
+ * level wider than this leaves the count incomplete.
+ */
+export const SUBSCRIBE_VISITS = 8192;
+
+/** Skips branches that hold no topic. */
+const noTopics = (node: TopicNode) => node.topics === 0;
 /** Skips branches that hold no retained value. */
 const noRetained = (node: TopicNode) => node.retained === 0;
+
+/** What a subscription covers (see {@link coverage}). */
+export interface Coverage {
+  /** Existing topics it covers (at most TOPIC_NAMES_LIMIT). */
+  topics: string[];
+  /** How many (at least, when not `complete`). */
+  topicCount: number;
+  /** False when counting stopped at its work bound (SUBSCRIBE_VISITS). */
+  complete: boolean;
+  /**
+   * Its retained values as a cursor (undefined when there can be none): the
+   * values set before the broker's publish count `since`.
+   */
+  snapshot(since: number, counted: () => void): Snapshot | undefined;
+}
+
+/** Whether a subscription reads the whole tree from the index (see the module comment). */
+export function wholeTree(tree: TopicTree, segments: readonly string[], exact: boolean): boolean {
+  return segments.length === 0 && !exact && tree.unplaced > 0;
+}
+
+/**
+ * Names, counts and snapshots what `segments` covers. Precondition: the
+ * restored topics it may meet are placed (TopicTree.placeUnder), unless
+ * {@link wholeTree}.
+ */
+export function coverage(tree: TopicTree, segments: readonly string[], exact: boolean): Coverage {
+  if (wholeTree(tree, segments, exact)) {
+    const topics: string[] = [];
+    for (const topic of tree.values()) {
+      if (topics.length >= TOPIC_NAMES_LIMIT) break;
+      topics.push(topic.name);
+    }
+    return {
+      topics,
+      topicCount: tree.size,
+      complete: true,
+      snapshot: (since, counted) => new IndexSnapshot(tree.values(), since, counted),
+    };
+  }
+  // Counting reads the topic count of each branch the pattern names.
+  let budget = { left: SUBSCRIBE_VISITS };
+  const ends = new TopicWalk(tree.root, segments, noTopics, true);
+  let topicCount = 0;
+  for (let node = ends.next(budget); node !== undefined; node = ends.next(budget)) {
+    topicCount += node.topics;
+  }
+  budget = { left: SUBSCRIBE_VISITS };
+  const names = new TopicWalk(tree.root, segments, noTopics);
+  const topics: string[] = [];
+  while (topics.length < TOPIC_NAMES_LIMIT) {
+    const node = names.next(budget);
+    if (node === undefined) break;
+    topics.push(node.topic!.name);
+  }
+  return {
+    topics,
+    topicCount: Math.max(topicCount, topics.length),
+    complete: ends.done,
+    snapshot: (since, counted) =>
+      retainedUnder(tree.root, segments)
+        ? new RetainedSnapshot(tree.root, segments, since, exact, counted)
+        : undefined,
+  };
+}
+
+/** Whether a pattern may cover any retained value (exact for a pattern without `+`). */
+function retainedUnder(root: TopicNode, segments: readonly string[]): boolean {
+  let node: TopicNode | undefined = root;
+  for (const segment of segments) {
+    if (segment === "+") return node.retained > 0;
+    node = node.children?.get(segment);
+    if (node === undefined) return false;
+  }
+  return node.retained > 0;
+}
 
 /**
  * A subscription's retained snapshot as a cursor over the tree: each value
@@ -45,6 +143,38 @@ export class RetainedSnapshot implements Snapshot {
       const value = topic.retained;
       if (value === undefined || topic.retainedSeq > this.#since) continue;
       if (this.#hideDollar && topic.name.startsWith("/$")) continue;
+      this.#counted();
+      return new Message(topic.name, value, true);
+    }
+  }
+}
+
+/**
+ * The whole tree's retained values read from the index of topics (a live
+ * iterator: a topic forgotten before it is reached is not met), `$` topics
+ * left out, as RetainedSnapshot does for `/`.
+ */
+class IndexSnapshot implements Snapshot {
+  readonly #topics: Iterator<Topic>;
+  readonly #since: number;
+  readonly #counted: () => void;
+
+  constructor(topics: Iterator<Topic>, since: number, counted: () => void) {
+    this.#topics = topics;
+    this.#since = since;
+    this.#counted = counted;
+  }
+
+  next(budget: WalkBudget): Message | null | undefined {
+    while (true) {
+      if (budget.left <= 0) return null;
+      budget.left--;
+      const step = this.#topics.next();
+      if (step.done) return undefined;
+      const topic = step.value;
+      const value = topic.retained;
+      if (value === undefined || topic.retainedSeq > this.#since) continue;
+      if (topic.name.startsWith("/$")) continue;
       this.#counted();
       return new Message(topic.name, value, true);
     }

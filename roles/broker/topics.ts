@@ -116,6 +116,11 @@ export class TopicTree {
     return this.#bytes;
   }
 
+  /** Every existing topic, placed or not, in the order made (a live iterator of the index). */
+  values(): IterableIterator<Topic> {
+    return this.#index.values();
+  }
+
   /** The existing topic of a normalised name. */
   get(name: string): Topic | undefined {
     return this.#index.get(name);
