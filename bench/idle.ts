@@ -63,7 +63,7 @@ async function startNats(): Promise<{ pid: number; port: number; stop(): Promise
 }
 
 /** Opens `count` connections of `mode` to `port`, waits, returns the server's KiB per connection. */
-async function perConnection(pid: number, port: number, mode: string, count: number) {
+export async function perConnection(pid: number, port: number, mode: string, count: number) {
   await new Promise((r) => setTimeout(r, 500));
   const before = rssOf(pid);
   const client = new Deno.Command(Deno.execPath(), {
@@ -87,7 +87,7 @@ async function perConnection(pid: number, port: number, mode: string, count: num
 }
 
 /** The file-descriptor limit this process (and its children) has. */
-async function fdLimit(): Promise<number> {
+export async function fdLimit(): Promise<number> {
   const out = await new Deno.Command("sh", { args: ["-c", "ulimit -n"] }).output();
   const n = Number(new TextDecoder().decode(out.stdout).trim());
   return Number.isFinite(n) ? n : 1024;

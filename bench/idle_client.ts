@@ -6,11 +6,14 @@
  *   deno run -A bench/idle_client.ts dist PORT N CA  the same in TLS, trusting CA (a PEM file)
  *   deno run -A bench/idle_client.ts raw PORT N      plain TCP connections
  *   deno run -A bench/idle_client.ts nats PORT N     NATS connections (CONNECT, PING/PONG)
+ *   deno run -A bench/idle_client.ts mqtt PORT N     MQTT 3.1.1 connections (CONNECT with
+ *                                                     keep-alive 600 s, one QoS 1 subscription)
  *
  * Prints "ready N" once all are open (and, for dist, handshaked), then
  * waits until stdin closes.
  */
 import { dial, type Peer } from "../wire/mod.ts";
+import { connectPacket, handshake, subscribePacket } from "./mqtt_load.ts";
 
 const [mode, portText, countText, caFile] = Deno.args;
 const tls = caFile === undefined ? undefined : { ca: Deno.readTextFileSync(caFile) };
@@ -41,6 +44,12 @@ async function natsConn(): Promise<Deno.Conn> {
   })();
   return conn;
 }
+/** An MQTT client past CONNACK and SUBACK, as a sensor would sit (keep-alive 600 s). */
+function mqttConn(): Promise<Deno.Conn> {
+  const id = `idle-${crypto.randomUUID().slice(0, 13)}`;
+  const sub = Deno.env.get("IDLE_NOSUB") ? [] : [subscribePacket(`idle/${id}`, 1)];
+  return handshake(port, [connectPacket(id, 600), ...sub]);
+}
 const BATCH = 200;
 for (let i = 0; i < count; i += BATCH) {
   const n = Math.min(BATCH, count - i);
@@ -57,6 +66,8 @@ for (let i = 0; i < count; i += BATCH) {
           })
           : mode === "nats"
           ? natsConn()
+          : mode === "mqtt"
+          ? mqttConn()
           : Deno.connect({ hostname: "127.0.0.1", port }),
     ),
   );

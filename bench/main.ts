@@ -79,6 +79,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "--metrics off vs on: RPC c=64 req/s, broker 1→4 deliveries/s, a call's wrap, a scrape",
     load: async () => (await import("./metrics.ts")).run,
   },
+  mqtt: {
+    about: "broker --mqtt-port vs Mosquitto: QoS 0/1 1→1 and 1→4 msgs/s, CPU, latency, idle RSS",
+    load: async () => (await import("./mqtt.ts")).run,
+  },
   auth: {
     about: "authentication: handshakes/s without, with a token, a users file; scrypt; RPC c=64",
     load: async () => (await import("./auth.ts")).run,

@@ -39,14 +39,22 @@ import {
   writeAck,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
-import { CLOSED, CLOSING, CONNECTED, HIGH_WATER, NEW, readPackets } from "./reader.ts";
+import {
+  CLOSED,
+  CLOSING,
+  CONNECTED,
+  HIGH_WATER,
+  NEW,
+  type PacketHost,
+  readPackets,
+} from "./reader.ts";
 
 /** QoS 1 and 2 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
 export const INFLIGHT_WINDOW = 1024;
 
 const strict = new TextDecoder("utf-8", { fatal: true });
 
-export class MqttConnection {
+export class MqttConnection implements PacketHost {
   readonly remote: string;
   clientId = "";
   /** Deliveries in flight at once (MQTT 5: at most the client's Receive Maximum). */
@@ -85,19 +93,38 @@ export class MqttConnection {
 
   /** Reads and handles packets until the connection closes. */
   run(): Promise<void> {
-    return readPackets(this.#conn, this.#out, this.#front.limits.maxPacket, {
-      state: () =>
-        this.#closed ? CLOSED : this.#closing ? CLOSING : this.#connected ? CONNECTED : NEW,
-      packet: (buf, s, body, e) => this.#packet(buf, s, body, e),
-      heard: () => this.#quietMs = 0,
-      ended: () => this.close(this.#closing ? "closed" : "closed without DISCONNECT", true),
-      failed: (err) => this.close(`read error: ${err.message}`, true),
-      malformed: (why) => this.#protocolError(why),
-      oversize: (length, max) => {
-        this.#front.oversize++;
-        this.refuse(0x95, `a packet of ${length} bytes, over the limit of ${max}`);
-      },
-    });
+    return readPackets(this.#conn, this.#out, this.#front.limits.maxPacket, this);
+  }
+
+  // The read loop's PacketHost: methods, not closures (an idle connection's every byte counts).
+
+  state(): number {
+    return this.#closed ? CLOSED : this.#closing ? CLOSING : this.#connected ? CONNECTED : NEW;
+  }
+
+  packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined {
+    return this.#packet(buf, s, body, e);
+  }
+
+  heard(): void {
+    this.#quietMs = 0;
+  }
+
+  ended(): void {
+    this.close(this.#closing ? "closed" : "closed without DISCONNECT", true);
+  }
+
+  failed(err: Error): void {
+    this.close(`read error: ${err.message}`, true);
+  }
+
+  malformed(why: string): void {
+    this.#protocolError(why);
+  }
+
+  oversize(length: number, max: number): void {
+    this.#front.oversize++;
+    this.refuse(0x95, `a packet of ${length} bytes, over the limit of ${max}`);
   }
 
   /** Handles one packet at `buf[s..e)`, its body from `body`; a promise while CONNECT is judged. */

@@ -18,11 +18,11 @@ interface Entry {
 
 export class InflightWindow {
   /** Insertion order is sending order: redelivery keeps it. */
-  readonly #entries = new Map<number, Entry>();
+  #map: Map<number, Entry> | undefined;
   #nextId = 1;
 
   get size(): number {
-    return this.#entries.size;
+    return this.#map?.size ?? 0;
   }
 
   /**
@@ -31,7 +31,8 @@ export class InflightWindow {
    * @throws {Error} when every id is taken
    */
   take(): number {
-    const entries = this.#entries;
+    // Made at the first delivery that needs an id: an idle connection holds no Map.
+    const entries = this.#map ??= new Map();
     if (entries.size >= 65_535) throw new Error("Every MQTT packet id is in flight");
     let id = this.#nextId;
     while (entries.has(id)) id = id === 65_535 ? 1 : id + 1;
@@ -42,13 +43,13 @@ export class InflightWindow {
 
   /** Keeps the bytes of the PUBLISH sent with `id`, for a redelivery. */
   keep(id: number, bytes: Uint8Array): void {
-    const entry = this.#entries.get(id);
+    const entry = this.#map?.get(id);
     if (entry !== undefined) entry.bytes = bytes;
   }
 
   /** PUBACK (QoS 1) or PUBCOMP (QoS 2): the id is free again. False for an unknown id. */
   done(id: number): boolean {
-    return this.#entries.delete(id);
+    return this.#map?.delete(id) ?? false;
   }
 
   /**
@@ -56,7 +57,7 @@ export class InflightWindow {
    * not in flight (answered all the same: PUBREL for it then gets 0x92).
    */
   received(id: number): boolean {
-    const entry = this.#entries.get(id);
+    const entry = this.#map?.get(id);
     if (entry === undefined) return false;
     entry.released = true;
     entry.bytes = undefined;
@@ -72,14 +73,15 @@ export class InflightWindow {
   resend(): { publishes: { id: number; bytes: Uint8Array | undefined }[]; lost: number } {
     const publishes: { id: number; bytes: Uint8Array | undefined }[] = [];
     let lost = 0;
-    for (const [id, entry] of this.#entries) {
+    const entries = this.#map ?? new Map<number, Entry>();
+    for (const [id, entry] of entries) {
       if (entry.released) {
         publishes.push({ id, bytes: undefined });
       } else if (entry.bytes !== undefined) {
         entry.bytes[0] |= 0x08; // DUP
         publishes.push({ id, bytes: entry.bytes });
       } else {
-        this.#entries.delete(id);
+        entries.delete(id);
         lost++;
       }
     }
@@ -89,11 +91,11 @@ export class InflightWindow {
   /** Bytes kept for redelivery. */
   get keptBytes(): number {
     let n = 0;
-    for (const entry of this.#entries.values()) n += entry.bytes?.length ?? 0;
+    for (const entry of this.#map?.values() ?? []) n += entry.bytes?.length ?? 0;
     return n;
   }
 
   clear(): void {
-    this.#entries.clear();
+    this.#map = undefined;
   }
 }

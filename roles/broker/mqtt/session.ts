@@ -65,8 +65,8 @@ export class MqttSession implements Sink {
   readonly owner: string | undefined;
   /** The protocol it speaks (its queued deliveries are encoded for it): 4 or 5. */
   readonly version: number;
-  /** Subscriptions by their MQTT filter. */
-  readonly subs = new Map<string, Subscription>();
+  /** Subscriptions by their MQTT filter (made at the first: a session with none holds no Map). */
+  #subs: Map<string, Subscription> | undefined;
   readonly inflight = new InflightWindow();
   /** Packet ids of QoS 2 publishes received, PUBREC sent, PUBREL awaited. */
   qos2In: Set<number> | undefined;
@@ -108,7 +108,7 @@ export class MqttSession implements Sink {
   /** Deliveries its subscriptions dropped (past max-pending, while away or slow). */
   get dropped(): number {
     let n = this.#droppedGone;
-    for (const sub of this.subs.values()) n += sub.dropped;
+    for (const sub of this.#subs?.values() ?? []) n += sub.dropped;
     return n;
   }
 
@@ -158,8 +158,8 @@ export class MqttSession implements Sink {
     this.expiry = 0;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const sub of this.subs.values()) this.unsubscribe(sub);
-    this.subs.clear();
+    for (const sub of this.#subs?.values() ?? []) this.unsubscribe(sub);
+    this.#subs = undefined;
     this.inflight.clear();
     this.#front.sessionEnded(this, why);
     this.#wake();
@@ -184,7 +184,7 @@ export class MqttSession implements Sink {
   ): { codes: number[]; added: Subscription[] } {
     const codes: number[] = [];
     const added: Subscription[] = [];
-    const subs = this.subs;
+    const subs = this.#subs ??= new Map();
     for (const { topic, qos, nl, rap, rh } of filters) {
       try {
         const filter = filterFromMqtt(topic, v5);
@@ -224,9 +224,9 @@ export class MqttSession implements Sink {
   /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
   unsubscribeFilters(filters: readonly string[]): number[] {
     return filters.map((filter) => {
-      const sub = this.subs.get(filter);
+      const sub = this.#subs?.get(filter);
       if (sub === undefined) return 0x11;
-      this.subs.delete(filter);
+      this.#subs!.delete(filter);
       this.unsubscribe(sub);
       return 0;
     });
