@@ -47,8 +47,7 @@ async function natsConn(): Promise<Deno.Conn> {
 /** An MQTT client past CONNACK and SUBACK, as a sensor would sit (keep-alive 600 s). */
 function mqttConn(): Promise<Deno.Conn> {
   const id = `idle-${crypto.randomUUID().slice(0, 13)}`;
-  const sub = Deno.env.get("IDLE_NOSUB") ? [] : [subscribePacket(`idle/${id}`, 1)];
-  return handshake(port, [connectPacket(id, 600), ...sub]);
+  return handshake(port, [connectPacket(id, 600), subscribePacket(`idle/${id}`, 1)]);
 }
 const BATCH = 200;
 for (let i = 0; i < count; i += BATCH) {
