@@ -5,45 +5,14 @@
  * retained values, QoS 1 in order, and MQTT 5.
  */
 import assert from "node:assert/strict";
+import { HAVE_MOSQUITTO, mosquitto } from "./helpers/mqtt.ts";
 import { lines, runDist, startDist } from "./helpers/dist.ts";
 import { BrokerClient, statsUntil, streamDist } from "./helpers/broker.ts";
 
-const HAVE_MOSQUITTO = (() => {
-  try {
-    return new Deno.Command("mosquitto_sub", { args: ["--help"], stdout: "null", stderr: "null" })
-      .outputSync().code !== 127;
-  } catch {
-    return false;
-  }
-})();
 if (!HAVE_MOSQUITTO) {
   console.warn(
     "mqtt_clients_test: skipped, mosquitto_sub is not installed (apt mosquitto-clients)",
   );
-}
-
-/** Runs a mosquitto client to its end (killed after `ms`). */
-async function mosquitto(
-  tool: string,
-  args: string[],
-  stdin?: string,
-  ms = 10_000,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(tool, {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(ms),
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
 /** A broker process with an MQTT port, a native client on it, and both ports. */

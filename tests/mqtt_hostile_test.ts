@@ -6,11 +6,16 @@
  * each is closed (MQTT 5: told why) while everyone else carries on.
  */
 import assert from "node:assert/strict";
-import { atLeast, mqttClient, RawMqtt, record, withMqttBroker } from "./helpers/mqtt.ts";
+import {
+  atLeast,
+  mqttClient,
+  mqttOpts as opts,
+  RawMqtt,
+  record,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
 import { INFLIGHT_WINDOW } from "../roles/broker/mqtt/connection.ts";
-
-const opts = { sanitizeOps: false, sanitizeResources: false };
 
 /** The broker still serves: a publish reaches a subscriber. */
 async function stillServes(port: number): Promise<void> {

@@ -12,8 +12,11 @@ import mqtt from "mqtt";
 import type { IConnackPacket, IPublishPacket, Packet } from "mqtt-packet";
 import {
   atLeast,
+  HAVE_MOSQUITTO,
+  mosquitto,
   type MqttBroker,
   mqttClient,
+  mqttOpts as opts,
   RawMqtt,
   record,
   withMqttBroker,
@@ -22,8 +25,6 @@ import { sleep, waitFor } from "./helpers/raw.ts";
 import { lines } from "./helpers/dist.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-// MQTT.js leaves timers of its own behind after end(): not ours to sanitize.
-const opts = { sanitizeOps: false, sanitizeResources: false };
 
 /** An MQTT.js client and the CONNACK it got; `got` records from before the CONNACK. */
 async function connectWithAck(
@@ -321,27 +322,6 @@ Deno.test({
       }
     }),
 });
-
-const HAVE_MOSQUITTO = (() => {
-  try {
-    return new Deno.Command("mosquitto_sub", { args: ["--help"], stdout: "null", stderr: "null" })
-      .outputSync().code !== 127;
-  } catch {
-    return false;
-  }
-})();
-
-/** Runs a mosquitto client to its end (killed after `ms`). */
-async function mosquitto(tool: string, args: string[], ms = 10_000) {
-  const out = await new Deno.Command(tool, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(ms),
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
 
 Deno.test({
   name: "mqtt session: mosquitto_sub -c -i gets what was published while it was not running",

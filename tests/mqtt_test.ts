@@ -5,14 +5,19 @@
  * shared between MQTT 5 shared subscriptions and native groups.
  */
 import assert from "node:assert/strict";
-import { atLeast, mqttClient, RawMqtt, record, withMqttBroker } from "./helpers/mqtt.ts";
+import {
+  atLeast,
+  mqttClient,
+  mqttOpts as opts,
+  RawMqtt,
+  record,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
 import { BrokerClient } from "./helpers/broker.ts";
 import { sleep } from "./helpers/raw.ts";
 import { startDist } from "./helpers/dist.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-// MQTT.js leaves timers of its own behind after end(): not ours to sanitize.
-const opts = { sanitizeOps: false, sanitizeResources: false };
 
 Deno.test({
   name: "mqtt: wildcards match as MQTT says (+ one level, # a subtree and its root)",

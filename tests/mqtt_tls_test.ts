@@ -7,34 +7,11 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import { lines, startDist } from "./helpers/dist.ts";
-import { atLeast, RawMqtt } from "./helpers/mqtt.ts";
+import { atLeast, HAVE_MOSQUITTO, mosquitto, mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { makePki } from "./helpers/pki.ts";
 
 const pki = await makePki();
 globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
-// MQTT.js leaves timers of its own behind after end(): not ours to sanitize.
-const opts = { sanitizeOps: false, sanitizeResources: false };
-
-const HAVE_MOSQUITTO = (() => {
-  try {
-    return new Deno.Command("mosquitto_sub", { args: ["--help"], stdout: "null", stderr: "null" })
-      .outputSync().code !== 127;
-  } catch {
-    return false;
-  }
-})();
-
-/** Runs a mosquitto client to its end (killed after `ms`). */
-async function mosquitto(tool: string, args: string[], ms = 10_000) {
-  const out = await new Deno.Command(tool, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(ms),
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
 
 /** A broker process in TLS with an MQTT port; `body` gets the MQTT port. */
 async function withTlsBroker(body: (mqttPort: number) => Promise<void>): Promise<void> {

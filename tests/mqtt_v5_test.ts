@@ -9,11 +9,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
 import type { IPublishPacket } from "mqtt-packet";
-import { atLeast, mqttClient, withMqttBroker } from "./helpers/mqtt.ts";
+import { atLeast, mqttClient, mqttOpts as opts, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 
-// MQTT.js leaves timers of its own behind after end(): not ours to sanitize.
-const opts = { sanitizeOps: false, sanitizeResources: false };
 const v5 = { protocolVersion: 5 as const };
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 

@@ -10,6 +10,43 @@ import mqttPacket, { type Packet } from "mqtt-packet";
 import { BrokerClient, startBroker } from "./broker.ts";
 import { waitFor, writeAll } from "./raw.ts";
 
+/** MQTT.js leaves timers of its own behind after end(): not ours to sanitize. */
+export const mqttOpts = { sanitizeOps: false, sanitizeResources: false };
+
+/** Whether mosquitto_pub and mosquitto_sub are installed (Debian mosquitto-clients, in .ci/run). */
+export const HAVE_MOSQUITTO = (() => {
+  try {
+    return new Deno.Command("mosquitto_sub", { args: ["--help"], stdout: "null", stderr: "null" })
+      .outputSync().code !== 127;
+  } catch {
+    return false;
+  }
+})();
+
+/** Runs a mosquitto client tool to its end (killed after `ms`), `stdin` written to it. */
+export async function mosquitto(
+  tool: string,
+  args: string[],
+  stdin?: string,
+  ms = 10_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(tool, {
+    args,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(ms),
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
 export interface MqttBroker {
   port: number;
   mqttPort: number;

@@ -80,8 +80,10 @@ export class MqttConnection implements PacketHost {
   #lastTopicBytes: Uint8Array | undefined;
   #lastTopic = "";
 
-  constructor(conn: Deno.Conn, front: MqttFront) {
+  /** `ageMs`: time the connection took already (its TLS handshake), counted in the CONNECT deadline. */
+  constructor(conn: Deno.Conn, front: MqttFront, ageMs = 0) {
     this.#conn = conn;
+    this.#ageMs = ageMs;
     this.#front = front;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.remote = `${addr.hostname}:${addr.port}`;

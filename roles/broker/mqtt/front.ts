@@ -7,6 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { DistError } from "../../../wire/mod.ts";
+import { Backoff, sleep } from "../../../wire/backoff.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
 import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
@@ -60,6 +61,9 @@ export class MqttFront {
   /** Deliveries dropped by sessions that ended (the live ones count their own). */
   #sessionDropsGone = 0;
   #listener: PortListener | undefined;
+  #closing = false;
+  /** Accepted connections still in their TLS handshake. */
+  #handshaking = 0;
   #tls: TlsSettings | undefined;
   /** Connections whose TLS handshake failed (plain MQTT on the TLS port, a bad certificate). */
   tlsFailures = 0;
@@ -95,30 +99,45 @@ export class MqttFront {
     return this.#listener.addr;
   }
 
-  /** Accepts connections until `close()`. */
+  /**
+   * Accepts connections until `close()`. A connection still in its TLS
+   * handshake holds a slot of `maxConnections` as a connected one does, so
+   * silent or dripping handshakes cannot take more than that many file
+   * descriptors (each goes at the CONNECT deadline).
+   */
   async start(): Promise<void> {
     const listener = this.#listener!;
-    try {
-      while (true) {
-        const conn = await listener.accept();
-        if (this.#connections.size >= this.limits.maxConnections) {
-          this.refusedConnections++;
-          conn.close();
-          continue;
-        }
-        this.accepted++;
-        this.#secure(conn);
+    const backoff = new Backoff({ min: 5, max: 1000 });
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+        backoff.reset();
+      } catch (err) {
+        if (this.#closing || err instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors and the like: wait a little, don't spin, don't stop serving.
+        log.warn("MQTT accept failed: {error}; retrying in {ms} ms", {
+          error: String(err),
+          ms: backoff.current,
+        });
+        await sleep(backoff.next());
+        continue;
       }
-    } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource)) {
-        log.error("MQTT listener failed: {error}", { error: String(err) });
+      if (this.#connections.size + this.#handshaking >= this.limits.maxConnections) {
+        this.refusedConnections++;
+        conn.close();
+        continue;
       }
+      this.accepted++;
+      this.#secure(conn);
     }
   }
 
   /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
   async #secure(accepted: Deno.Conn): Promise<void> {
     let conn: Deno.Conn;
+    const started = Date.now();
+    this.#handshaking++;
     try {
       const secured = await secureAccepted(accepted, this.#tls, this.limits.connectTimeoutMs);
       if (secured.refused !== undefined) {
@@ -133,14 +152,19 @@ export class MqttFront {
       this.tlsFailures++;
       log.debug("MQTT TLS handshake failed: {error}", { error: String(err) });
       return;
+    } finally {
+      this.#handshaking--;
     }
-    const c = new MqttConnection(conn, this);
+    if (this.#closing) return void conn.close();
+    // The handshake's time counts in the CONNECT deadline: one deadline from accept.
+    const c = new MqttConnection(conn, this, Date.now() - started);
     this.#connections.add(c);
     c.run();
   }
 
   /** Stops accepting and closes every connection (their wills are not sent: the broker leaves). */
   close(): void {
+    this.#closing = true;
     try {
       this.#listener?.close();
     } catch {
@@ -272,6 +296,7 @@ export class MqttFront {
       tls: listensTls(this.#tls),
       tls_failures: this.tlsFailures,
       connections: this.#connections.size,
+      handshaking: this.#handshaking,
       accepted: this.accepted,
       refused_connections: this.refusedConnections,
       messages_in: this.messagesIn,
