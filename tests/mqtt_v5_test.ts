@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
-import type { IPublishPacket } from "mqtt-packet";
-import { atLeast, mqttClient, mqttOpts as opts, withMqttBroker } from "./helpers/mqtt.ts";
+import type { IPublishPacket, Packet } from "mqtt-packet";
+import { atLeast, mqttClient, mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 
 const v5 = { protocolVersion: 5 as const };
@@ -164,6 +164,89 @@ Deno.test({
         ]);
       } finally {
         for (const c of [me, other, rap, none]) await c.endAsync();
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "mqtt 5: topic aliases from a client (Topic Alias Maximum in CONNACK), subscription identifiers on deliveries",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const pub = await mqttClient(b.mqttPort, v5);
+      const sub = await mqttClient(b.mqttPort, v5);
+      const old = await mqttClient(b.mqttPort);
+      try {
+        const got = packets(sub);
+        const got4 = packets(old);
+        // Two overlapping subscriptions: one copy each, each with its identifier.
+        await sub.subscribeAsync("al/#", { qos: 1, properties: { subscriptionIdentifier: 7 } });
+        await sub.subscribeAsync("al/+", { qos: 1, properties: { subscriptionIdentifier: 300 } });
+        await old.subscribeAsync("al/#", { qos: 1 });
+        // The alias set with its topic, then used with an empty topic; a second alias too.
+        await pub.publishAsync("al/one", "1", { qos: 1, properties: { topicAlias: 1 } });
+        await pub.publishAsync("", "2", { qos: 1, properties: { topicAlias: 1 } });
+        await pub.publishAsync("al/two/deep", "3", { qos: 1, properties: { topicAlias: 2 } });
+        await pub.publishAsync("", "4", { qos: 1, properties: { topicAlias: 2 } });
+        await atLeast(got, 6);
+        await atLeast(got4, 4);
+        await sleep(100);
+        const seen = got.map((m) =>
+          `${m.topic} ${text(m.payload as Uint8Array)} ${m.properties?.subscriptionIdentifier}`
+        ).sort();
+        assert.deepEqual(seen, [
+          "al/one 1 300",
+          "al/one 1 7",
+          "al/one 2 300",
+          "al/one 2 7",
+          "al/two/deep 3 7",
+          "al/two/deep 4 7",
+        ]);
+        // The alias is the publisher's hop: no subscriber gets it.
+        assert.ok(got.every((m) => m.properties?.topicAlias === undefined));
+        assert.deepEqual(got4.map((m) => `${m.topic} ${text(m.payload as Uint8Array)}`), [
+          "al/one 1",
+          "al/one 2",
+          "al/two/deep 3",
+          "al/two/deep 4",
+        ]);
+      } finally {
+        for (const c of [pub, sub, old]) await c.endAsync();
+      }
+    }),
+});
+
+Deno.test({
+  name: "mqtt 5: an unknown Topic Alias is a protocol error; one over the maximum is 0x94",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      for (const [alias, reason] of [[5, 0x82], [65, 0x94], [0, 0x94]]) {
+        const raw = await RawMqtt.open(b.mqttPort, 5);
+        await raw.send({
+          cmd: "connect",
+          protocolId: "MQTT",
+          protocolVersion: 5,
+          clientId: `alias-${alias}`,
+          clean: true,
+          keepalive: 0,
+        }, 5);
+        const ack = await raw.next("connack") as { properties?: { topicAliasMaximum?: number } };
+        assert.equal(ack.properties?.topicAliasMaximum, 64);
+        await raw.send({
+          cmd: "publish",
+          topic: alias === 5 ? "" : "t",
+          payload: "x",
+          qos: 0,
+          dup: false,
+          retain: false,
+          properties: { topicAlias: alias },
+        } as Packet, 5);
+        const d = await raw.next("disconnect") as { reasonCode?: number };
+        assert.equal(d.reasonCode, reason, `alias ${alias}`);
+        await raw.closedWithin();
+        await raw.end();
       }
     }),
 });

@@ -11,6 +11,9 @@ import { MAX_SESSION_EXPIRY_S } from "./session.ts";
 /** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
 export const MAX_QOS2_PENDING = 1024;
 
+/** Topic Aliases a client may set (MQTT 5's Topic Alias Maximum in our CONNACK). */
+export const TOPIC_ALIAS_MAX = 64;
+
 const encoder = new TextEncoder();
 
 export interface Will {
@@ -62,9 +65,9 @@ export function connackOk(
       receiveMaximum: MAX_QOS2_PENDING,
       retainAvailable: true,
       maximumPacketSize: o.maxPacket + 5,
-      topicAliasMaximum: 0,
+      topicAliasMaximum: TOPIC_ALIAS_MAX,
       wildcardSubscriptionAvailable: true,
-      subscriptionIdentifiersAvailable: false,
+      subscriptionIdentifiersAvailable: true,
       sharedSubscriptionAvailable: true,
     },
   }, 5);

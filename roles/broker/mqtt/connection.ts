@@ -14,7 +14,7 @@ import type {
   ISubscribePacket,
   IUnsubscribePacket,
 } from "mqtt-packet";
-import { MqttPayload, topicFromMqtt } from "./mapping.ts";
+import { Inbound, type PublishSide } from "./publish_in.ts";
 import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
 import { connackOk, MAX_QOS2_PENDING, sessionExpiryOf, type Will, willOf } from "./connect.ts";
 import {
@@ -52,9 +52,7 @@ import {
 /** QoS 1 and 2 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
 export const INFLIGHT_WINDOW = 1024;
 
-const strict = new TextDecoder("utf-8", { fatal: true });
-
-export class MqttConnection implements PacketHost {
+export class MqttConnection implements PacketHost, PublishSide {
   readonly remote: string;
   clientId = "";
   /** Deliveries in flight at once (MQTT 5: at most the client's Receive Maximum). */
@@ -77,8 +75,8 @@ export class MqttConnection implements PacketHost {
   #quietMs = 0;
   #ageMs = 0;
   #stalledMs = 0;
-  #lastTopicBytes: Uint8Array | undefined;
-  #lastTopic = "";
+  /** Made at the first PUBLISH (a subscriber holds none). */
+  #inbound: Inbound | undefined;
 
   /** `ageMs`: time the connection took already (its TLS handshake), counted in the CONNECT deadline. */
   constructor(conn: Deno.Conn, front: MqttFront, ageMs = 0) {
@@ -121,7 +119,7 @@ export class MqttConnection implements PacketHost {
   }
 
   malformed(why: string): void {
-    this.#protocolError(why);
+    this.protocolError(why);
   }
 
   oversize(length: number, max: number): void {
@@ -134,23 +132,23 @@ export class MqttConnection implements PacketHost {
     const first = buf[s];
     const type = first >> 4;
     if (!this.#connected) {
-      if (type !== CONNECT) return this.#protocolError("a first packet that is not CONNECT");
+      if (type !== CONNECT) return this.protocolError("a first packet that is not CONNECT");
       return this.#onConnect(buf.slice(s, e), body - s);
     }
     switch (type) {
       case PUBLISH:
-        return this.#onPublish(first, buf, body, e);
+        return (this.#inbound ??= new Inbound()).publish(this, first, buf, body, e);
       case PUBACK:
       case PUBCOMP: {
         const id = ackId(buf, body, e);
-        if ((first & 0x0f) !== 0 || id < 0) return this.#protocolError(`a bad ${ackName(type)}`);
+        if ((first & 0x0f) !== 0 || id < 0) return this.protocolError(`a bad ${ackName(type)}`);
         // One for nothing in flight is ignored.
         this.#session!.acked(id);
         return;
       }
       case PUBREC: {
         const id = ackId(buf, body, e);
-        if (first !== 0x50 || id < 0) return this.#protocolError("a bad PUBREC");
+        if (first !== 0x50 || id < 0) return this.protocolError("a bad PUBREC");
         // MQTT 5: a reason code of 0x80 or more ends the exchange here, with no PUBREL.
         if (this.#v5 && e - body > 2 && buf[body + 2] >= 0x80) {
           this.#session!.acked(id);
@@ -163,13 +161,13 @@ export class MqttConnection implements PacketHost {
       }
       case PUBREL: {
         const id = ackId(buf, body, e);
-        if (first !== 0x62 || id < 0) return this.#protocolError("a bad PUBREL");
+        if (first !== 0x62 || id < 0) return this.protocolError("a bad PUBREL");
         this.#session!.qos2In?.delete(id);
         this.ack(PUBCOMP, id);
         return;
       }
       case PINGREQ:
-        if (first !== 0xc0) return this.#protocolError("a bad PINGREQ");
+        if (first !== 0xc0) return this.protocolError("a bad PINGREQ");
         this.send(PINGRESP_BYTES);
         return;
       case SUBSCRIBE:
@@ -179,9 +177,9 @@ export class MqttConnection implements PacketHost {
       case DISCONNECT:
         return this.#onDisconnect(buf.subarray(s, e), e - body);
       case CONNECT:
-        return this.#protocolError("a second CONNECT");
+        return this.protocolError("a second CONNECT");
       default:
-        return this.#protocolError(`a packet of type ${type}, which a client does not send`);
+        return this.protocolError(`a packet of type ${type}, which a client does not send`);
     }
   }
 
@@ -193,13 +191,13 @@ export class MqttConnection implements PacketHost {
       try {
         p = parseSlow(packet, 5) as IDisconnectPacket;
       } catch (err) {
-        return this.#protocolError(`a malformed DISCONNECT (${(err as Error).message})`);
+        return this.protocolError(`a malformed DISCONNECT (${(err as Error).message})`);
       }
       const expiry = p.properties?.sessionExpiryInterval;
       if (expiry !== undefined) {
         const session = this.#session!;
         if (session.expiry === 0 && expiry > 0) {
-          return this.#protocolError(
+          return this.protocolError(
             "a Session Expiry Interval set by DISCONNECT after 0 at CONNECT",
           );
         }
@@ -279,90 +277,22 @@ export class MqttConnection implements PacketHost {
     taken.session.attach(this);
   }
 
-  #onPublish(first: number, buf: Uint8Array, body: number, e: number): undefined {
-    const p = readPublish(first, buf, body, e, this.#v5);
-    if (typeof p === "string") return this.#protocolError(p);
-    let topic: string;
-    const tb = p.topic;
-    const last = this.#lastTopicBytes;
-    if (last !== undefined && sameBytes(last, tb)) {
-      topic = this.#lastTopic;
-    } else {
-      let name: string;
-      try {
-        name = strict.decode(tb);
-      } catch {
-        return this.#protocolError("a topic that is not UTF-8");
-      }
-      if (name.includes("\0")) return this.#protocolError("a topic with U+0000");
-      if (name.includes("+") || name.includes("#")) {
-        return this.#protocolError("a wildcard in a PUBLISH topic");
-      }
-      if (name === "") return this.#protocolError("an empty topic (topic aliases are off)");
-      try {
-        topic = topicFromMqtt(name);
-      } catch (err) {
-        return this.#refusePublish(p.qos, p.id, 0x90, (err as Error).message);
-      }
-      this.#lastTopicBytes = tb.slice();
-      this.#lastTopic = topic;
-    }
-    const { qos, id } = p;
-    const session = this.#session!;
-    if (qos === 2) {
-      if (session.qos2In?.has(id)) return this.ack(PUBREC, id); // a resend: published already
-      if ((session.qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
-        return this.refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
-      }
-    }
-    try {
-      this.#identity?.access?.check("broker.publish", { action: "publish", name: topic });
-    } catch (err) {
-      return this.#refusePublish(qos, id, 0x87, (err as Error).message);
-    }
-    const value = MqttPayload.borrow(p.payload);
-    value.origin = this.clientId;
-    value.retain = p.retain;
-    if (p.properties.length > 0) {
-      const extras = scanPublishProperties(p.properties);
-      if (typeof extras === "string") return this.#protocolError(extras);
-      value.properties = extras.properties;
-      if (extras.expiry >= 0) value.expiresAt = Date.now() + extras.expiry * 1000;
-    }
-    try {
-      this.#front.core.publish(topic, value, p.retain, qos);
-      this.#front.messagesIn++;
-    } catch (err) {
-      // A topic the core refuses (too deep, spaces): our limit, not the client's fault.
-      this.#lastTopicBytes = undefined;
-      return this.#refusePublish(qos, id, 0x90, (err as Error).message);
-    } finally {
-      value.release();
-    }
-    if (qos === 1) this.ack(PUBACK, id);
-    else if (qos === 2) {
-      (session.qos2In ??= new Set()).add(id);
-      this.ack(PUBREC, id);
-    }
-  }
-
-  /** A publish we do not take: MQTT 5 says why (QoS 0: in a DISCONNECT); 3.1.1 can only close. */
-  #refusePublish(qos: number, id: number, reason: number, why: string): undefined {
-    this.#front.refusedPublishes++;
-    this.#front.warn(this, `PUBLISH refused: ${why}`);
-    if (!this.#v5 || qos === 0) return this.refuse(reason, why);
-    this.send(Uint8Array.of(qos === 1 ? 0x40 : 0x50, 3, id >> 8, id & 0xff, reason));
-  }
-
   #onSubscribe(packet: Uint8Array): undefined {
     let p: ISubscribePacket;
     try {
       p = parseSlow(packet, this.#version) as ISubscribePacket;
     } catch (err) {
-      return this.#protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`);
+      return this.protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`);
     }
-    if (p.subscriptions.length === 0) return this.#protocolError("a SUBSCRIBE with no filter");
-    const { codes, added } = this.#session!.subscribe(p.subscriptions, this.#v5, this.#identity);
+    if (p.subscriptions.length === 0) return this.protocolError("a SUBSCRIBE with no filter");
+    const id = p.properties?.subscriptionIdentifier;
+    if (Array.isArray(id) || id === 0) return this.protocolError("a bad Subscription Identifier");
+    const { codes, added } = this.#session!.subscribe(
+      p.subscriptions,
+      this.#v5,
+      this.#identity,
+      id,
+    );
     this.send(withIds(0x90, p.messageId ?? 0, codes, this.#v5));
     // The SUBACK is queued: retained values and live messages follow it.
     for (const sub of added) sub.release();
@@ -373,13 +303,29 @@ export class MqttConnection implements PacketHost {
     try {
       p = parseSlow(packet, this.#version) as IUnsubscribePacket;
     } catch (err) {
-      return this.#protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
+      return this.protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
     }
     const codes = this.#session!.unsubscribeFilters(p.unsubscriptions);
     this.send(withIds(0xb0, p.messageId ?? 0, this.#v5 ? codes : [], this.#v5));
   }
 
-  // ---- what the session writes through ----
+  // ---- what the session and inbound PUBLISHes use ----
+
+  get v5(): boolean {
+    return this.#v5;
+  }
+
+  get session(): MqttSession {
+    return this.#session!;
+  }
+
+  get identity(): Identity | undefined {
+    return this.#identity;
+  }
+
+  get front(): MqttFront {
+    return this.#front;
+  }
 
   get out(): Outbound {
     return this.#out;
@@ -461,7 +407,7 @@ export class MqttConnection implements PacketHost {
     this.#finish(packet, why);
   }
 
-  #protocolError(why: string): undefined {
+  protocolError(why: string): undefined {
     this.#front.protocolErrors++;
     this.#front.warn(this, `Protocol error: ${why}`);
     this.refuse(0x82, why);
@@ -505,10 +451,4 @@ export class MqttConnection implements PacketHost {
 
 function ackName(type: number): string {
   return type === PUBACK ? "PUBACK" : "PUBCOMP";
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -282,7 +282,7 @@ export class MqttFront {
   }
 
   /** A line about a misbehaving client (rate-limited with every other peer warning). */
-  warn(c: MqttConnection, message: string): void {
+  warn(c: { remote: string; clientId: string }, message: string): void {
     warnPeer("MQTT {peer} ({id}): {message}", {
       peer: c.remote,
       id: cut(c.clientId, 60),

@@ -141,14 +141,22 @@ export interface PublishExtras {
   properties: Uint8Array;
   /** Message Expiry: seconds left (written as property 0x02), or -1 for none. */
   expiry: number;
+  /** The Subscription Identifier of the subscription it goes by (written as 0x0B), 0: none. */
+  subscription?: number;
 }
 
 export const NO_EXTRAS: PublishExtras = { properties: new Uint8Array(0), expiry: -1 };
 
 /** Bytes of a PUBLISH's properties with their length (MQTT 5). */
 function propertiesSize(extras: PublishExtras): number {
-  const n = extras.properties.length + (extras.expiry >= 0 ? 5 : 0);
+  const n = ownProperties(extras) + extras.properties.length;
   return lengthBytes(n) + n;
+}
+
+/** Bytes of the properties we write (Message Expiry, Subscription Identifier). */
+function ownProperties(extras: PublishExtras): number {
+  const sub = extras.subscription ?? 0;
+  return (extras.expiry >= 0 ? 5 : 0) + (sub > 0 ? 1 + lengthBytes(sub) : 0);
 }
 
 /** Bytes of a PUBLISH (fixed header included). */
@@ -178,7 +186,8 @@ function writeLength(out: Uint8Array, at: number, n: number): number {
 /**
  * Writes a PUBLISH at `out[at..]` (room checked by the caller with
  * {@link publishSize}); returns where it ends. MQTT 5: the Message Expiry
- * first (where {@link patchExpiry} finds it), then the other properties.
+ * first (where {@link patchExpiry} finds it), the Subscription Identifier,
+ * then the publisher's properties.
  * With `qos` > 0 and `id` 0, the id is patched in later ({@link patchId}).
  */
 export function writePublish(
@@ -206,13 +215,18 @@ export function writePublish(
   }
   if (v5) {
     const expiry = extras.expiry;
-    at = writeLength(out, at, extras.properties.length + (expiry >= 0 ? 5 : 0));
+    at = writeLength(out, at, ownProperties(extras) + extras.properties.length);
     if (expiry >= 0) {
       out[at++] = 0x02;
       out[at++] = expiry >>> 24;
       out[at++] = (expiry >>> 16) & 0xff;
       out[at++] = (expiry >>> 8) & 0xff;
       out[at++] = expiry & 0xff;
+    }
+    const sub = extras.subscription ?? 0;
+    if (sub > 0) {
+      out[at++] = 0x0b;
+      at = writeLength(out, at, sub);
     }
     out.set(extras.properties, at);
     at += extras.properties.length;
@@ -231,8 +245,10 @@ export function expiryAt(packet: Uint8Array): number {
   i++;
   i += 2 + ((packet[i] << 8) | packet[i + 1]);
   if (publishQos(packet) > 0) i += 2;
-  if (packet[i] === 0 || (packet[i] & 0x80) !== 0) return -1; // no properties, or many
-  return packet[i + 1] === 0x02 ? i + 2 : -1;
+  if (packet[i] === 0) return -1; // no properties
+  while (packet[i] & 0x80) i++; // their length (128 bytes or more: several)
+  i++;
+  return packet[i] === 0x02 ? i + 1 : -1;
 }
 
 /** Reads the 4-byte Message Expiry at `at`. */
@@ -249,15 +265,23 @@ export function patchExpiry(packet: Uint8Array, at: number, seconds: number): vo
   packet[at + 3] = seconds & 0xff;
 }
 
+/** A client's PUBLISH properties, checked: what is passed on, and what is ours. */
+export interface ScannedProperties extends PublishExtras {
+  /** MQTT 5 Topic Alias, or -1 for none (this hop's: not passed on). */
+  alias: number;
+}
+
 /**
  * The properties of a PUBLISH from a client, checked: what is passed on
- * (every property but Message Expiry, which is kept apart as seconds, or
- * -1), or a string saying what is wrong. A Topic Alias is refused (Topic
- * Alias Maximum is 0), as is a Subscription Identifier (only a server sends it).
+ * (every property but Message Expiry, which is kept apart as seconds or -1,
+ * and Topic Alias, which is this connection's), or a string saying what is
+ * wrong. A Subscription Identifier is refused (only a server sends it).
  */
-export function scanPublishProperties(props: Uint8Array): PublishExtras | string {
+export function scanPublishProperties(props: Uint8Array): ScannedProperties | string {
   let expiry = -1;
-  let expiryAt = -1;
+  let alias = -1;
+  /** Where the properties not passed on lie: [start, end) pairs. */
+  let cuts: number[] | undefined;
   let i = 0;
   const n = props.length;
   const str = (at: number) => (at + 2 <= n ? at + 2 + ((props[at] << 8) | props[at + 1]) : n + 1);
@@ -273,7 +297,15 @@ export function scanPublishProperties(props: Uint8Array): PublishExtras | string
         if (expiry >= 0) return "a PUBLISH with two Message Expiry Intervals";
         if (end <= n) {
           expiry = readExpiry(props, i);
-          expiryAt = i - 1;
+          (cuts ??= []).push(i - 1, end);
+        }
+        break;
+      case 0x23: // Topic Alias
+        end = i + 2;
+        if (alias >= 0) return "a PUBLISH with two Topic Aliases";
+        if (end <= n) {
+          alias = (props[i] << 8) | props[i + 1];
+          (cuts ??= []).push(i - 1, end);
         }
         break;
       case 0x03: // Content Type
@@ -285,8 +317,6 @@ export function scanPublishProperties(props: Uint8Array): PublishExtras | string
         end = str(i);
         if (end <= n) end = str(end);
         break;
-      case 0x23:
-        return "a Topic Alias (Topic Alias Maximum is 0)";
       case 0x0b:
         return "a Subscription Identifier from a client";
       default:
@@ -295,11 +325,19 @@ export function scanPublishProperties(props: Uint8Array): PublishExtras | string
     if (end > n) return "a PUBLISH property longer than its properties";
     i = end;
   }
-  if (expiryAt < 0) return { properties: props, expiry };
-  const rest = new Uint8Array(n - 5);
-  rest.set(props.subarray(0, expiryAt));
-  rest.set(props.subarray(expiryAt + 5), expiryAt);
-  return { properties: rest, expiry };
+  if (cuts === undefined) return { properties: props, expiry, alias };
+  let cut = 0;
+  for (let k = 0; k < cuts.length; k += 2) cut += cuts[k + 1] - cuts[k];
+  const rest = new Uint8Array(n - cut);
+  let at = 0;
+  let from = 0;
+  for (let k = 0; k < cuts.length; k += 2) {
+    rest.set(props.subarray(from, cuts[k]), at);
+    at += cuts[k] - from;
+    from = cuts[k + 1];
+  }
+  rest.set(props.subarray(from), at);
+  return { properties: rest, expiry, alias };
 }
 
 /** The QoS of an encoded PUBLISH. */

@@ -181,6 +181,7 @@ export class MqttSession implements Sink {
     filters: readonly ISubscription[],
     v5: boolean,
     identity: Identity | undefined,
+    subscriptionId = 0,
   ): { codes: number[]; added: Subscription[] } {
     const codes: number[] = [];
     const added: Subscription[] = [];
@@ -203,9 +204,10 @@ export class MqttSession implements Sink {
           policy: this.#expiry > 0 ? "drop-oldest" : undefined,
         });
         const granted = Math.min(qos, MAX_QOS_OUT);
-        sub.data = granted | (nl === true ? NO_LOCAL : 0) |
+        sub.data = (granted | (nl === true ? NO_LOCAL : 0) |
           (rap === true ? RETAIN_AS_PUBLISHED : 0) |
-          (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0);
+          (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
+          subscriptionId * SUBSCRIPTION_ID;
         subs.set(topic, sub);
         added.push(sub);
         codes.push(granted);
@@ -257,8 +259,8 @@ export class MqttSession implements Sink {
     const topic = mqttTopic(msg.topic);
     if (topic === null) return 0;
     const v5 = this.version === 5;
-    const extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
-    return publishSize(topic, qosOf(msg, sub), v5, payloadOf(msg).length, extras ?? NO_EXTRAS);
+    const extras = v5 ? withSubscription(extrasOf(msg, false) ?? NO_EXTRAS, sub) : NO_EXTRAS;
+    return publishSize(topic, qosOf(msg, sub), v5, payloadOf(msg).length, extras);
   }
 
   write(msg: Message, sub: Subscription): void {
@@ -267,8 +269,9 @@ export class MqttSession implements Sink {
     if (topic === null) return void this.#front.undeliverable++;
     if (this.#skips(msg, sub)) return;
     const v5 = this.version === 5;
-    const extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
+    let extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
     if (extras === undefined) return void this.#front.expired++;
+    if (v5) extras = withSubscription(extras, sub);
     const qos = qosOf(msg, sub);
     const payload = payloadOf(msg);
     const size = publishSize(topic, qos, v5, payload.length, extras);
@@ -296,11 +299,12 @@ export class MqttSession implements Sink {
     }
     if (this.#skips(msg, sub)) return EMPTY;
     const v5 = this.version === 5;
-    const extras = v5 ? extrasOf(msg, true) : NO_EXTRAS;
+    let extras = v5 ? extrasOf(msg, true) : NO_EXTRAS;
     if (extras === undefined) {
       this.#front.expired++;
       return EMPTY;
     }
+    if (v5) extras = withSubscription(extras, sub);
     const qos = qosOf(msg, sub);
     const payload = payloadOf(msg);
     const size = publishSize(topic, qos, v5, payload.length, extras);
@@ -404,6 +408,17 @@ export const NO_LOCAL = 4;
 export const RETAIN_AS_PUBLISHED = 8;
 /** Retain handling 2, or 1 for a subscription that existed: no retained values at subscribe. */
 export const SKIP_RETAINED = 16;
+/**
+ * The MQTT 5 Subscription Identifier is `data` ÷ this (up to 2^28: past
+ * 32 bits, which the flags' `&` still reads right, as it reads the low bits).
+ */
+const SUBSCRIPTION_ID = 32;
+
+/** The MQTT 5 properties a delivery by `sub` carries: `extras` with its Subscription Identifier. */
+function withSubscription(extras: PublishExtras, sub: Subscription): PublishExtras {
+  const id = Math.floor((sub.data as number) / SUBSCRIPTION_ID);
+  return id === 0 ? extras : { ...extras, subscription: id };
+}
 
 const EMPTY = new Uint8Array(0);
 

@@ -1,0 +1,127 @@
+/**
+ * A PUBLISH from a client made a core publish: its topic checked and
+ * mapped (cached for the next publish to the same topic, or found by its
+ * MQTT 5 Topic Alias), its properties read, its QoS exchange answered.
+ * Made at a connection's first PUBLISH: a subscriber holds none of it.
+ */
+import type { Identity } from "../../../wire/credentials.ts";
+import { MqttPayload, topicFromMqtt } from "./mapping.ts";
+import type { MqttSession } from "./session.ts";
+import type { MqttFront } from "./front.ts";
+import { MAX_QOS2_PENDING, TOPIC_ALIAS_MAX } from "./connect.ts";
+import { PUBACK, PUBREC, readPublish, scanPublishProperties } from "./packets.ts";
+
+const strict = new TextDecoder("utf-8", { fatal: true });
+
+/** The connection, as its inbound PUBLISHes need it. */
+export interface PublishSide {
+  readonly v5: boolean;
+  readonly clientId: string;
+  readonly remote: string;
+  readonly session: MqttSession;
+  readonly identity: Identity | undefined;
+  readonly front: MqttFront;
+  protocolError(why: string): undefined;
+  refuse(reason: number, why: string): undefined;
+  ack(type: number, id: number): undefined;
+  send(packet: Uint8Array): void;
+}
+
+export class Inbound {
+  #lastBytes: Uint8Array | undefined;
+  #lastTopic = "";
+  /** The dist topics of the client's Topic Aliases (MQTT 5), by alias. */
+  #aliases: string[] | undefined;
+
+  /** The PUBLISH whose body is `buf[body..e)`, first byte `first`. */
+  publish(c: PublishSide, first: number, buf: Uint8Array, body: number, e: number): undefined {
+    const p = readPublish(first, buf, body, e, c.v5);
+    if (typeof p === "string") return c.protocolError(p);
+    const extras = p.properties.length > 0 ? scanPublishProperties(p.properties) : undefined;
+    if (typeof extras === "string") return c.protocolError(extras);
+    const alias = extras?.alias ?? -1;
+    if (alias === 0 || alias > TOPIC_ALIAS_MAX) {
+      return c.refuse(0x94, `Topic Alias ${alias}, outside 1–${TOPIC_ALIAS_MAX}`);
+    }
+    let topic: string;
+    const tb = p.topic;
+    const last = this.#lastBytes;
+    if (tb.length === 0 && alias > 0) {
+      // A topic sent before under this alias.
+      const known = this.#aliases?.[alias];
+      if (known === undefined) return c.protocolError(`Topic Alias ${alias}, which was not set`);
+      topic = known;
+    } else if (last !== undefined && sameBytes(last, tb)) {
+      topic = this.#lastTopic;
+    } else {
+      let name: string;
+      try {
+        name = strict.decode(tb);
+      } catch {
+        return c.protocolError("a topic that is not UTF-8");
+      }
+      if (name.includes("\0")) return c.protocolError("a topic with U+0000");
+      if (name.includes("+") || name.includes("#")) {
+        return c.protocolError("a wildcard in a PUBLISH topic");
+      }
+      if (name === "") return c.protocolError("an empty topic without a Topic Alias");
+      try {
+        topic = topicFromMqtt(name);
+      } catch (err) {
+        return this.#refuse(c, p.qos, p.id, 0x90, (err as Error).message);
+      }
+      this.#lastBytes = tb.slice();
+      this.#lastTopic = topic;
+    }
+    if (alias > 0 && tb.length > 0) (this.#aliases ??= [])[alias] = topic;
+    const { qos, id } = p;
+    const session = c.session;
+    if (qos === 2) {
+      if (session.qos2In?.has(id)) return c.ack(PUBREC, id); // a resend: published already
+      if ((session.qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
+        return c.refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
+      }
+    }
+    try {
+      c.identity?.access?.check("broker.publish", { action: "publish", name: topic });
+    } catch (err) {
+      return this.#refuse(c, qos, id, 0x87, (err as Error).message);
+    }
+    const value = MqttPayload.borrow(p.payload);
+    value.origin = c.clientId;
+    value.retain = p.retain;
+    if (extras !== undefined) {
+      value.properties = extras.properties;
+      if (extras.expiry >= 0) value.expiresAt = Date.now() + extras.expiry * 1000;
+    }
+    try {
+      c.front.core.publish(topic, value, p.retain, qos);
+      c.front.messagesIn++;
+    } catch (err) {
+      // A topic the core refuses (too deep, spaces): our limit, not the client's fault.
+      this.#lastBytes = undefined;
+      return this.#refuse(c, qos, id, 0x90, (err as Error).message);
+    } finally {
+      value.release();
+    }
+    if (qos === 1) c.ack(PUBACK, id);
+    else if (qos === 2) {
+      (session.qos2In ??= new Set()).add(id);
+      c.ack(PUBREC, id);
+    }
+  }
+
+  /** A publish we do not take: MQTT 5 says why (QoS 0: in a DISCONNECT); 3.1.1 can only close. */
+  #refuse(c: PublishSide, qos: number, id: number, reason: number, why: string): undefined {
+    c.front.refusedPublishes++;
+    c.front.warn(c, `PUBLISH refused: ${why}`);
+    if (!c.v5 || qos === 0) return c.refuse(reason, why);
+    c.send(Uint8Array.of(qos === 1 ? 0x40 : 0x50, 3, id >> 8, id & 0xff, reason));
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
