@@ -250,3 +250,61 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "mqtt 5: a will with a delay waits for it, not sent if the client is back in time; will properties carried",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const sub = await mqttClient(b.mqttPort, v5);
+      try {
+        const got = packets(sub);
+        await sub.subscribeAsync("wd/#", { qos: 1 });
+        const leaver = (id: string, delay: number) =>
+          RawMqtt.connect(b.mqttPort, {
+            clientId: id,
+            protocolVersion: 5,
+            properties: { sessionExpiryInterval: 60 },
+            will: {
+              topic: `wd/${id}`,
+              payload: "gone",
+              qos: 1,
+              retain: false,
+              properties: {
+                willDelayInterval: delay,
+                contentType: "text/plain",
+                userProperties: { why: "test" },
+              },
+            },
+          }, 5);
+        // Gone without DISCONNECT: the will comes after its second, not before.
+        const t0 = performance.now();
+        (await leaver("late", 1)).close();
+        await sleep(500);
+        assert.equal(got.length, 0);
+        await atLeast(got, 1, 3000);
+        assert.ok(performance.now() - t0 >= 950, `after ${performance.now() - t0} ms`);
+        assert.equal(got[0].topic, "wd/late");
+        assert.equal(got[0].properties?.contentType, "text/plain");
+        assert.deepEqual({ ...got[0].properties?.userProperties }, { why: "test" });
+        // Back in its session within the delay: never sent.
+        (await leaver("back", 1)).close();
+        await sleep(200);
+        const again = await RawMqtt.connect(b.mqttPort, {
+          clientId: "back",
+          protocolVersion: 5,
+          clean: false,
+          properties: { sessionExpiryInterval: 60 },
+        }, 5);
+        await sleep(1300);
+        assert.deepEqual(got.map((m) => m.topic), ["wd/late"]);
+        const stats = await b.mqttStats();
+        assert.equal(stats.wills_cancelled, 1);
+        assert.equal(stats.wills_delayed, 0);
+        await again.end();
+      } finally {
+        await sub.endAsync();
+      }
+    }),
+});

@@ -3,9 +3,11 @@
  * (clean start, expiry), and the CONNACK that accepts it. The connection
  * (connection.ts) decides; this reads and writes.
  */
+import { Buffer } from "node:buffer";
 import type { IConnectPacket } from "mqtt-packet";
 import { topicFromMqtt } from "./mapping.ts";
-import { generate } from "./packets.ts";
+import { DistError } from "../../../wire/mod.ts";
+import { generate, readPublish, scanPublishProperties } from "./packets.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session.ts";
 
 /** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
@@ -15,12 +17,19 @@ export const MAX_QOS2_PENDING = 1024;
 export const TOPIC_ALIAS_MAX = 64;
 
 const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 
 export interface Will {
   topic: string;
   payload: Uint8Array;
   qos: number;
   retain: boolean;
+  /** MQTT 5 will properties, as a PUBLISH carries them (Message Expiry apart). */
+  properties: Uint8Array;
+  /** MQTT 5 Message Expiry Interval of the will (seconds), or -1. */
+  expiry: number;
+  /** MQTT 5 Will Delay Interval (seconds; 0: at once). */
+  delay: number;
 }
 
 /**
@@ -30,11 +39,31 @@ export interface Will {
 export function willOf(p: IConnectPacket): Will | undefined {
   if (p.will === undefined) return undefined;
   const payload = p.will.payload;
+  const { willDelayInterval, ...props } = p.will.properties ?? {};
+  let carried = { properties: EMPTY, expiry: -1 };
+  if (Object.keys(props).length > 0) {
+    // mqtt-packet writes them as a PUBLISH's; our reader takes them back as bytes to pass on.
+    const packet = generate({
+      cmd: "publish",
+      topic: "w",
+      payload: Buffer.alloc(0),
+      qos: 0,
+      dup: false,
+      retain: false,
+      properties: props,
+    }, 5);
+    const read = readPublish(packet[0], packet, 2, packet.length, true);
+    const scanned = typeof read === "string" ? read : scanPublishProperties(read.properties);
+    if (typeof scanned === "string") throw new DistError("BAD_REQUEST", scanned);
+    carried = { properties: scanned.properties.slice(), expiry: scanned.expiry };
+  }
   return {
     topic: topicFromMqtt(p.will.topic),
     payload: typeof payload === "string" ? encoder.encode(payload) : Uint8Array.from(payload),
     qos: p.will.qos ?? 0,
     retain: p.will.retain === true,
+    ...carried,
+    delay: willDelayInterval ?? 0,
   };
 }
 

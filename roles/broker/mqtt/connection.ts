@@ -1,22 +1,20 @@
 /**
- * One MQTT connection: its read loop (packets framed here, refused by size
- * before they are buffered) and its packets turned into core calls. What
- * may outlive it (subscriptions, deliveries in flight, the QoS 2 publishes
+ * One MQTT connection: CONNECT and its answer, the packets that follow
+ * dispatched (PUBLISH to publish_in.ts, SUBSCRIBE and UNSUBSCRIBE to
+ * subscribe_in.ts, acknowledgements to the session), keep-alive and write
+ * deadlines, closing and the will. Its read loop is reader.ts. What may
+ * outlive it (subscriptions, deliveries in flight, the QoS 2 publishes
  * awaiting PUBREL) is its {@link MqttSession}, the subscriptions' sink.
  */
 import { DistError } from "../../../wire/mod.ts";
 import { Outbound } from "../../../wire/outbound.ts";
 import { ticker } from "../../../wire/heartbeat.ts";
 import type { Identity } from "../../../wire/credentials.ts";
-import type {
-  IConnectPacket,
-  IDisconnectPacket,
-  ISubscribePacket,
-  IUnsubscribePacket,
-} from "mqtt-packet";
+import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
 import { Inbound, type PublishSide } from "./publish_in.ts";
+import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
 import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
-import { connackOk, MAX_QOS2_PENDING, sessionExpiryOf, type Will, willOf } from "./connect.ts";
+import { connackOk, sessionExpiryOf, type Will, willOf } from "./connect.ts";
 import {
   ackId,
   CONNECT,
@@ -31,11 +29,8 @@ import {
   PUBLISH,
   PUBREC,
   PUBREL,
-  readPublish,
-  scanPublishProperties,
   SUBSCRIBE,
   UNSUBSCRIBE,
-  withIds,
   writeAck,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
@@ -171,9 +166,9 @@ export class MqttConnection implements PacketHost, PublishSide {
         this.send(PINGRESP_BYTES);
         return;
       case SUBSCRIBE:
-        return this.#onSubscribe(buf.subarray(s, e));
+        return onSubscribe(this, buf.subarray(s, e));
       case UNSUBSCRIBE:
-        return this.#onUnsubscribe(buf.subarray(s, e));
+        return onUnsubscribe(this, buf.subarray(s, e));
       case DISCONNECT:
         return this.#onDisconnect(buf.subarray(s, e), e - body);
       case CONNECT:
@@ -277,42 +272,15 @@ export class MqttConnection implements PacketHost, PublishSide {
     taken.session.attach(this);
   }
 
-  #onSubscribe(packet: Uint8Array): undefined {
-    let p: ISubscribePacket;
-    try {
-      p = parseSlow(packet, this.#version) as ISubscribePacket;
-    } catch (err) {
-      return this.protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`);
-    }
-    if (p.subscriptions.length === 0) return this.protocolError("a SUBSCRIBE with no filter");
-    const id = p.properties?.subscriptionIdentifier;
-    if (Array.isArray(id) || id === 0) return this.protocolError("a bad Subscription Identifier");
-    const { codes, added } = this.#session!.subscribe(
-      p.subscriptions,
-      this.#v5,
-      this.#identity,
-      id,
-    );
-    this.send(withIds(0x90, p.messageId ?? 0, codes, this.#v5));
-    // The SUBACK is queued: retained values and live messages follow it.
-    for (const sub of added) sub.release();
-  }
-
-  #onUnsubscribe(packet: Uint8Array): undefined {
-    let p: IUnsubscribePacket;
-    try {
-      p = parseSlow(packet, this.#version) as IUnsubscribePacket;
-    } catch (err) {
-      return this.protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
-    }
-    const codes = this.#session!.unsubscribeFilters(p.unsubscriptions);
-    this.send(withIds(0xb0, p.messageId ?? 0, this.#v5 ? codes : [], this.#v5));
-  }
-
   // ---- what the session and inbound PUBLISHes use ----
 
   get v5(): boolean {
     return this.#v5;
+  }
+
+  /** The protocol level packets are parsed at: 4 (3.1.1, and 3.1) or 5. */
+  get version(): number {
+    return this.#version;
   }
 
   get session(): MqttSession {
@@ -372,6 +340,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   close(why: string, withWill: boolean): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Read before the session is detached (and, with expiry 0, ended).
+    const expiry = this.#session?.expiry ?? 0;
     ticker.delete(this);
     this.#out.close();
     try {
@@ -384,7 +354,9 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#session?.detach(this);
     const will = this.#will;
     this.#will = undefined;
-    if (withWill && will !== undefined && this.#connected) this.#front.publishWill(will);
+    if (withWill && will !== undefined && this.#connected) {
+      this.#front.leaveWill(this.clientId, will, expiry);
+    }
   }
 
   /** MQTT 5: says why in a DISCONNECT (or a CONNACK before CONNECT is accepted), then closes. */

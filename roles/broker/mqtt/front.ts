@@ -16,6 +16,7 @@ import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
+import type { Will } from "./connect.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder();
@@ -80,6 +81,10 @@ export class MqttFront {
   expired = 0;
   takeovers = 0;
   wills = 0;
+  /** Delayed wills not sent: their client came back within the delay. */
+  willsCancelled = 0;
+  /** MQTT 5 wills waiting for their Will Delay Interval, by client id. */
+  readonly #delayedWills = new Map<string, { timer: ReturnType<typeof setTimeout>; will: Will }>();
 
   constructor(core: BrokerCore, limits: MqttLimits, authenticator?: Authenticator) {
     this.core = core;
@@ -171,6 +176,8 @@ export class MqttFront {
       // Closed already.
     }
     for (const c of [...this.#connections]) c.close("shutdown", false);
+    for (const { timer } of this.#delayedWills.values()) clearTimeout(timer);
+    this.#delayedWills.clear();
     for (const session of [...this.#sessions.values()]) session.end("shutdown");
   }
 
@@ -230,6 +237,8 @@ export class MqttFront {
     }
     session = this.#sessions.get(id);
     let present = false;
+    // A will waiting for its delay: not sent when its session goes on, sent when it ends here.
+    this.#dropDelayedWill(id, !(session !== undefined && resumable));
     if (session !== undefined && resumable) {
       present = true;
       this.sessionsResumed++;
@@ -269,9 +278,42 @@ export class MqttFront {
     });
   }
 
-  publishWill(will: { topic: string; payload: Uint8Array; qos: number; retain: boolean }): void {
+  /**
+   * A connection went without DISCONNECT: its will goes out now, or (MQTT 5)
+   * after its Will Delay Interval or when its session ends, whichever comes
+   * first; unless its client is back in that session before (see register).
+   * At most one waits per client id, so no more than the sessions.
+   */
+  leaveWill(clientId: string, will: Will, sessionExpiryS: number): void {
+    const delay = Math.min(will.delay, sessionExpiryS);
+    if (delay <= 0) return this.#publishWill(will);
+    this.#dropDelayedWill(clientId, true);
+    const timer = setTimeout(() => {
+      this.#delayedWills.delete(clientId);
+      this.#publishWill(will);
+    }, delay * 1000);
+    // A will waiting for its delay does not keep the process up.
+    Deno.unrefTimer(timer);
+    this.#delayedWills.set(clientId, { timer, will });
+  }
+
+  /** A delayed will of `clientId` goes now (`send`), or never (its client is back). */
+  #dropDelayedWill(clientId: string, send: boolean): void {
+    const waiting = this.#delayedWills.get(clientId);
+    if (waiting === undefined) return;
+    clearTimeout(waiting.timer);
+    this.#delayedWills.delete(clientId);
+    if (send) this.#publishWill(waiting.will);
+    else this.willsCancelled++;
+  }
+
+  #publishWill(will: Will): void {
+    const value = MqttPayload.borrow(will.payload);
+    value.retain = will.retain;
+    value.properties = will.properties;
+    if (will.expiry >= 0) value.expiresAt = Date.now() + will.expiry * 1000;
     try {
-      this.core.publish(will.topic, MqttPayload.borrow(will.payload), will.retain, will.qos);
+      this.core.publish(will.topic, value, will.retain, will.qos);
       this.wills++;
     } catch (err) {
       log.warn("Will on {topic} not published: {error}", {
@@ -309,6 +351,8 @@ export class MqttFront {
       expired: this.expired,
       takeovers: this.takeovers,
       wills: this.wills,
+      wills_delayed: this.#delayedWills.size,
+      wills_cancelled: this.willsCancelled,
       sessions: this.#sessions.size,
       sessions_persistent: this.#persistent.size,
       sessions_away: this.#sessions.size - this.#byClientId.size,

@@ -15,13 +15,12 @@ import type { Identity } from "../../../wire/credentials.ts";
 import type { ISubscription } from "mqtt-packet";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
-import { filterFromMqtt, MqttPayload, payloadOf, topicToMqtt } from "./mapping.ts";
+import { filterFromMqtt, MqttPayload, payloadOf } from "./mapping.ts";
 import {
   expiryAt,
   NO_EXTRAS,
   patchExpiry,
   patchId,
-  type PublishExtras,
   publishQos,
   publishSize,
   PUBREL,
@@ -29,10 +28,19 @@ import {
   writePublish,
 } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
+import {
+  extrasOf,
+  mqttTopic,
+  NO_LOCAL,
+  qosOf,
+  RETAIN_AS_PUBLISHED,
+  retainOf,
+  SKIP_RETAINED,
+  SUBSCRIPTION_ID,
+  withSubscription,
+} from "./delivery.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttFront } from "./front.ts";
-
-const encoder = new TextEncoder();
 
 /**
  * Longest a session is kept for an absent client, in seconds (a day):
@@ -44,19 +52,6 @@ export const MAX_SESSION_EXPIRY_S = 86_400;
 const MAX_SUBSCRIPTIONS = 10_000;
 /** The highest QoS of a delivery. */
 const MAX_QOS_OUT = 2;
-
-/** MQTT topic bytes per dist topic (null: none), kept while the map is small. */
-const topicBytes = new Map<string, Uint8Array | null>();
-function mqttTopic(topic: string): Uint8Array | null {
-  let bytes = topicBytes.get(topic);
-  if (bytes === undefined) {
-    if (topicBytes.size >= 4096) topicBytes.clear();
-    const name = topicToMqtt(topic);
-    bytes = name === undefined ? null : encoder.encode(name);
-    topicBytes.set(topic, bytes);
-  }
-  return bytes;
-}
 
 export class MqttSession implements Sink {
   readonly queued = new PendingBudget();
@@ -400,53 +395,4 @@ export class MqttSession implements Sink {
   }
 }
 
-/**
- * A subscription's options, in its `data`: the granted QoS (bits 0–1) and
- * these flags.
- */
-export const NO_LOCAL = 4;
-export const RETAIN_AS_PUBLISHED = 8;
-/** Retain handling 2, or 1 for a subscription that existed: no retained values at subscribe. */
-export const SKIP_RETAINED = 16;
-/**
- * The MQTT 5 Subscription Identifier is `data` ÷ this (up to 2^28: past
- * 32 bits, which the flags' `&` still reads right, as it reads the low bits).
- */
-const SUBSCRIPTION_ID = 32;
-
-/** The MQTT 5 properties a delivery by `sub` carries: `extras` with its Subscription Identifier. */
-function withSubscription(extras: PublishExtras, sub: Subscription): PublishExtras {
-  const id = Math.floor((sub.data as number) / SUBSCRIPTION_ID);
-  return id === 0 ? extras : { ...extras, subscription: id };
-}
-
 const EMPTY = new Uint8Array(0);
-
-function qosOf(msg: Message, sub: Subscription): number {
-  return Math.min(msg.qos, (sub.data as number) & 3);
-}
-
-/** RETAIN: a retained value's, or with retain-as-published the publish's own flag. */
-function retainOf(msg: Message, sub: Subscription): boolean {
-  if (msg.retained) return true;
-  const value = msg.value;
-  return ((sub.data as number) & RETAIN_AS_PUBLISHED) !== 0 && value instanceof MqttPayload &&
-    value.retain;
-}
-
-/**
- * The MQTT 5 properties a delivery carries: an MQTT publish's own, with
- * the Message Expiry left (seconds; `absolute`: the second it runs out
- * at). Undefined when it has expired.
- */
-function extrasOf(msg: Message, absolute: boolean): PublishExtras | undefined {
-  const value = msg.value;
-  if (!(value instanceof MqttPayload)) return NO_EXTRAS;
-  const at = value.expiresAt;
-  if (at < 0) {
-    return value.properties.length === 0 ? NO_EXTRAS : { properties: value.properties, expiry: -1 };
-  }
-  if (absolute) return { properties: value.properties, expiry: Math.ceil(at / 1000) };
-  const left = at - Date.now();
-  return left < 0 ? undefined : { properties: value.properties, expiry: Math.ceil(left / 1000) };
-}

@@ -1,0 +1,73 @@
+/**
+ * What a delivery to an MQTT subscriber carries, read from the message and
+ * the subscription it goes by: its topic's MQTT bytes, its QoS and RETAIN,
+ * and (MQTT 5) its properties — the publisher's, the Message Expiry left and
+ * the subscription's identifier. The session (session.ts) writes it.
+ */
+import type { Message, Subscription } from "../subscriber.ts";
+import { MqttPayload, topicToMqtt } from "./mapping.ts";
+import { NO_EXTRAS, type PublishExtras } from "./packets.ts";
+
+const encoder = new TextEncoder();
+
+/** MQTT topic bytes per dist topic (null: none), kept while the map is small. */
+const topicBytes = new Map<string, Uint8Array | null>();
+export function mqttTopic(topic: string): Uint8Array | null {
+  let bytes = topicBytes.get(topic);
+  if (bytes === undefined) {
+    if (topicBytes.size >= 4096) topicBytes.clear();
+    const name = topicToMqtt(topic);
+    bytes = name === undefined ? null : encoder.encode(name);
+    topicBytes.set(topic, bytes);
+  }
+  return bytes;
+}
+
+/**
+ * A subscription's options, in its `data`: the granted QoS (bits 0–1) and
+ * these flags.
+ */
+export const NO_LOCAL = 4;
+export const RETAIN_AS_PUBLISHED = 8;
+/** Retain handling 2, or 1 for a subscription that existed: no retained values at subscribe. */
+export const SKIP_RETAINED = 16;
+/**
+ * The MQTT 5 Subscription Identifier is `data` ÷ this (up to 2^28: past
+ * 32 bits, which the flags' `&` still reads right, as it reads the low bits).
+ */
+export const SUBSCRIPTION_ID = 32;
+
+/** The MQTT 5 properties a delivery by `sub` carries: `extras` with its Subscription Identifier. */
+export function withSubscription(extras: PublishExtras, sub: Subscription): PublishExtras {
+  const id = Math.floor((sub.data as number) / SUBSCRIPTION_ID);
+  return id === 0 ? extras : { ...extras, subscription: id };
+}
+
+export function qosOf(msg: Message, sub: Subscription): number {
+  return Math.min(msg.qos, (sub.data as number) & 3);
+}
+
+/** RETAIN: a retained value's, or with retain-as-published the publish's own flag. */
+export function retainOf(msg: Message, sub: Subscription): boolean {
+  if (msg.retained) return true;
+  const value = msg.value;
+  return ((sub.data as number) & RETAIN_AS_PUBLISHED) !== 0 && value instanceof MqttPayload &&
+    value.retain;
+}
+
+/**
+ * The MQTT 5 properties a delivery carries: an MQTT publish's own, with
+ * the Message Expiry left (seconds; `absolute`: the second it runs out
+ * at). Undefined when it has expired.
+ */
+export function extrasOf(msg: Message, absolute: boolean): PublishExtras | undefined {
+  const value = msg.value;
+  if (!(value instanceof MqttPayload)) return NO_EXTRAS;
+  const at = value.expiresAt;
+  if (at < 0) {
+    return value.properties.length === 0 ? NO_EXTRAS : { properties: value.properties, expiry: -1 };
+  }
+  if (absolute) return { properties: value.properties, expiry: Math.ceil(at / 1000) };
+  const left = at - Date.now();
+  return left < 0 ? undefined : { properties: value.properties, expiry: Math.ceil(left / 1000) };
+}
