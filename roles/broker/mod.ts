@@ -55,6 +55,11 @@ export const BROKER_OPTIONS = defineOptions({
       "Also speak MQTT 3.1.1 and 5 on this port, on the same topics (0 picks a free one)",
     metavar: "PORT",
   },
+  mqttSysInterval: {
+    type: "duration",
+    description: "How often MQTT's $SYS/broker/… statistics are published, when changed (0: never)",
+    default: 10_000,
+  },
   retainBytes: {
     type: "integer",
     description: "Byte budget of retained values; past it the least recently updated go",
@@ -159,6 +164,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
     maxSessions: options.maxConnections,
     connectTimeoutMs: 10_000,
     writeTimeoutMs: options.writeTimeout,
+    sysIntervalMs: options.mqttSysInterval,
   }, connSettings(options).authenticator);
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.

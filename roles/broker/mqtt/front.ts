@@ -17,6 +17,7 @@ import { MqttConnection } from "./connection.ts";
 import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
 import type { Will } from "./connect.ts";
+import { SysTopics } from "./sys.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder();
@@ -35,6 +36,8 @@ export interface MqttLimits {
   writeTimeoutMs: number;
   /** Most persistent sessions (connected or away); one more is refused at CONNECT. */
   maxSessions: number;
+  /** How often `$SYS/broker/…` statistics are published (0: never). */
+  sysIntervalMs?: number;
 }
 
 /** What a CONNECT asks of its session. */
@@ -90,7 +93,9 @@ export class MqttFront {
     this.core = core;
     this.limits = limits;
     this.#authenticator = authenticator;
+    this.#sys = new SysTopics(this, core, limits.sysIntervalMs ?? 0);
   }
+  readonly #sys: SysTopics;
 
   /**
    * Binds, over TLS when `tls` has a certificate and key: the native port's
@@ -112,6 +117,7 @@ export class MqttFront {
    */
   async start(): Promise<void> {
     const listener = this.#listener!;
+    this.#sys.start();
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (true) {
       let conn: Deno.Conn;
@@ -170,6 +176,7 @@ export class MqttFront {
   /** Stops accepting and closes every connection (their wills are not sent: the broker leaves). */
   close(): void {
     this.#closing = true;
+    this.#sys.stop();
     try {
       this.#listener?.close();
     } catch {
