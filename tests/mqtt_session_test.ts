@@ -8,10 +8,10 @@
  * MQTT.js, raw sockets, and mosquitto_sub -c.
  */
 import assert from "node:assert/strict";
-import mqtt from "mqtt";
 import type { IConnackPacket, IPublishPacket, Packet } from "mqtt-packet";
 import {
   atLeast,
+  connectWithAck,
   HAVE_MOSQUITTO,
   mosquitto,
   type MqttBroker,
@@ -25,24 +25,6 @@ import { sleep, waitFor } from "./helpers/raw.ts";
 import { lines } from "./helpers/dist.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-/** An MQTT.js client and the CONNACK it got; `got` records from before the CONNACK. */
-async function connectWithAck(
-  port: number,
-  o: mqtt.IClientOptions,
-): Promise<{ c: mqtt.MqttClient; ack: IConnackPacket; got: ReturnType<typeof record> }> {
-  const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    ...o,
-  });
-  const got = record(c);
-  const ack = await new Promise<IConnackPacket>((resolve, reject) => {
-    c.once("connect", resolve);
-    c.once("error", reject);
-  });
-  return { c, ack, got };
-}
 
 /** A raw connection's CONNECT with its CONNACK returned. */
 async function rawSession(

@@ -23,6 +23,8 @@ import { WireFront } from "./front.ts";
 import { DurableBroker } from "./durable.ts";
 import { FSYNC_OPTION, STORE_OPTIONS, storeOptions } from "../../store/mod.ts";
 import type { MqttFront } from "./mqtt/front.ts";
+// Light (the store only): no MQTT packet code is loaded by it.
+import { openSessionStore } from "./mqtt/persist.ts";
 import { connSettings } from "../_flags.ts";
 import { explainListenError } from "../_listen.ts";
 import { DistError, type TlsSettings } from "../../wire/mod.ts";
@@ -169,6 +171,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.
   front.cutOffFlushMs = options.writeTimeout;
+  let closeSessions = () => {};
   const memory = new MemoryGuard(core);
   const stopWatching = memory.watch();
   return listening(ctx, {
@@ -188,6 +191,20 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
         front.committed = () => durable.committed();
         const { restored, path } = durable.stats();
         log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
+      }
+      if (mqtt !== undefined && options.dataDir !== undefined) {
+        // A file of its own in the directory the retained values locked.
+        const sessions = openSessionStore(options.dataDir, {
+          fsync: options.fsync,
+          moveCorruptAside: options.moveCorruptAside,
+          warn: (message) => log.warn("{message}", { message }),
+        });
+        closeSessions = () => sessions.close();
+        const { restored, unreadable } = mqtt.persist(sessions);
+        log.info("Read {n} MQTT session(s) back{bad}", {
+          n: restored,
+          bad: unreadable > 0 ? ` (${unreadable} unreadable, dropped)` : "",
+        });
       }
       if (mqtt !== undefined) {
         const { hostname, port } = bindMqtt(
@@ -225,6 +242,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
         },
         stopped: () => {
           stopWatching();
+          closeSessions();
           durable?.close();
           log.info("Stopped after {n} in, {out} out", {
             n: counted(core.messagesIn, "message"),

@@ -6,7 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
-import mqttPacket, { type Packet } from "mqtt-packet";
+import mqttPacket, { type IConnackPacket, type Packet } from "mqtt-packet";
 import { BrokerClient, startBroker } from "./broker.ts";
 import { waitFor, writeAll } from "./raw.ts";
 
@@ -97,6 +97,24 @@ export function mqttClient(port: number, opts: mqtt.IClientOptions = {}): Promis
     connectTimeout: 5000,
     ...opts,
   });
+}
+
+/** An MQTT.js client and the CONNACK it got; `got` records from before the CONNACK. */
+export async function connectWithAck(
+  port: number,
+  o: mqtt.IClientOptions,
+): Promise<{ c: mqtt.MqttClient; ack: IConnackPacket; got: ReturnType<typeof record> }> {
+  const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...o,
+  });
+  const got = record(c);
+  const ack = await new Promise<IConnackPacket>((resolve, reject) => {
+    c.once("connect", resolve);
+    c.once("error", reject);
+  });
+  return { c, ack, got };
 }
 
 export interface Received {

@@ -18,6 +18,8 @@ import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
 import type { Will } from "./connect.ts";
 import { SysTopics } from "./sys.ts";
+import { readRow, SESSIONS } from "./persist.ts";
+import type { Store } from "../../../store/mod.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder();
@@ -173,8 +175,16 @@ export class MqttFront {
     c.run();
   }
 
-  /** Stops accepting and closes every connection (their wills are not sent: the broker leaves). */
+  /**
+   * Stops accepting and closes every connection (their wills are not sent:
+   * the broker leaves). With `--data-dir`, persistent sessions are written
+   * as they are now, and kept: they end here, not on disk.
+   */
   close(): void {
+    const store = this.#store;
+    if (store !== undefined) {
+      for (const session of this.#persistent) store.put(SESSIONS, session.clientId, session.row()!);
+    }
     this.#closing = true;
     this.#sys.stop();
     try {
@@ -186,6 +196,49 @@ export class MqttFront {
     for (const { timer } of this.#delayedWills.values()) clearTimeout(timer);
     this.#delayedWills.clear();
     for (const session of [...this.#sessions.values()]) session.end("shutdown");
+  }
+
+  /**
+   * Keeps persistent sessions in `store` from now on, and takes back those
+   * it holds (away, each ending when what is left of its expiry runs out;
+   * past `maxSessions`, the rest are dropped). Before `start()`.
+   */
+  persist(store: Store): { restored: number; unreadable: number } {
+    this.#store = store;
+    let unreadable = 0;
+    const now = Date.now();
+    for (const [clientId, text] of store.rows(SESSIONS)) {
+      let session: MqttSession | undefined;
+      try {
+        if (typeof text !== "string") throw new Error("Not text");
+        const row = readRow(text);
+        if (this.#persistent.size >= this.limits.maxSessions) throw new Error("Past max-sessions");
+        session = new MqttSession(this, clientId, row.owner ?? undefined, row.version);
+        this.#sessions.set(clientId, session);
+        session.expiry = row.expiry;
+        for (const [filter, data] of row.subs) session.restore(filter, data);
+        // Away since it went, or (connected when last written) since now: the broker stopped.
+        const away = row.away ?? now;
+        session.awaitClient(row.expiry * 1000 - (now - away), away);
+        this.sessionsRestored++;
+      } catch {
+        unreadable++;
+        session?.end("unreadable");
+        store.delete(SESSIONS, clientId);
+      }
+    }
+    return { restored: this.sessionsRestored, unreadable };
+  }
+  #store: Store | undefined;
+  sessionsRestored = 0;
+
+  /** A session changed: its row is written (or deleted) at the store's next commit. */
+  saveSession(session: MqttSession): void {
+    const store = this.#store;
+    if (store === undefined || this.#closing) return;
+    const id = session.clientId;
+    // The row of whatever session has the id when the commit runs (or none: deleted).
+    store.put(SESSIONS, id, () => this.#sessions.get(id)?.row() ?? null);
   }
 
   get connections(): number {
@@ -365,6 +418,7 @@ export class MqttFront {
       sessions_away: this.#sessions.size - this.#byClientId.size,
       sessions_resumed: this.sessionsResumed,
       sessions_expired: this.sessionsExpired,
+      sessions_restored: this.sessionsRestored,
       ...this.#sessionQueues(),
     };
   }

@@ -71,6 +71,10 @@ export class MqttSession implements Sink {
   readonly #front: MqttFront;
   #conn: MqttConnection | undefined;
   #ended = false;
+  /** When its client went (ms since the epoch), for its row on disk; null while connected. */
+  #awayAt: number | null = null;
+  /** Whether it has a row on disk to keep up to date. */
+  #stored = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #waiters: { bytes: number; fn: () => void }[] | undefined;
   #drainArmed = false;
@@ -93,7 +97,58 @@ export class MqttSession implements Sink {
 
   set expiry(seconds: number) {
     if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistentChanged(this, seconds > 0);
+    const changed = seconds !== this.#expiry;
     this.#expiry = seconds;
+    if (changed) this.#save();
+  }
+
+  /** Its row on disk is to be written (or deleted): only a session that is, or was, persistent. */
+  #save(): void {
+    if (this.#expiry > 0) this.#stored = true;
+    else if (!this.#stored) return;
+    this.#front.saveSession(this);
+  }
+
+  /**
+   * The session as its row on disk (`--data-dir`: JSON text), or null when
+   * it is not to be kept (ended, or not persistent): what a restarted
+   * broker needs to take the client back — its subscriptions with their
+   * options, its expiry and since when its client is away. Deliveries
+   * waiting or in flight are not in it.
+   */
+  row(): string | null {
+    if (this.#ended || this.#expiry === 0) return null;
+    const subs = [...this.#subs ?? []].map(([filter, sub]) => [filter, sub.data as number]);
+    return JSON.stringify({
+      owner: this.owner ?? null,
+      version: this.version,
+      expiry: this.#expiry,
+      away: this.#awayAt,
+      subs,
+    });
+  }
+
+  /** Read back from disk: a subscription as it was (no retained values come with it). */
+  restore(filter: string, data: number): void {
+    const f = filterFromMqtt(filter, this.version === 5);
+    const { sub } = this.#front.core.subscribe(this, {
+      topic: f.pattern,
+      group: f.group,
+      exact: f.exact,
+      policy: "drop-oldest",
+    });
+    // Skipped: the snapshot a new subscription gets (its client had it before the restart).
+    sub.data = data + ((data & SKIP_RETAINED) === 0 ? SKIP_RETAINED : 0);
+    (this.#subs ??= new Map()).set(filter, sub);
+    sub.release();
+  }
+
+  /** Read back from disk, its client away: it ends after `ms` unless the client comes back. */
+  awaitClient(ms: number, awayAt: number): void {
+    this.#awayAt = awayAt;
+    const timer = setTimeout(() => this.end("expired"), Math.max(0, ms));
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
   }
 
   get connection(): MqttConnection | undefined {
@@ -112,6 +167,8 @@ export class MqttSession implements Sink {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#conn = conn;
+    this.#awayAt = null;
+    this.#save();
     const { publishes, lost } = this.inflight.resend();
     this.#front.undeliverable += lost;
     this.#resends = publishes;
@@ -140,6 +197,8 @@ export class MqttSession implements Sink {
     this.#conn = undefined;
     this.#resends = [];
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
+    this.#awayAt = Date.now();
+    this.#save();
     const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
     // A session waiting for its client does not keep the process up.
     Deno.unrefTimer(timer);
@@ -156,6 +215,7 @@ export class MqttSession implements Sink {
     for (const sub of this.#subs?.values() ?? []) this.unsubscribe(sub);
     this.#subs = undefined;
     this.inflight.clear();
+    this.#save();
     this.#front.sessionEnded(this, why);
     this.#wake();
   }
@@ -215,11 +275,13 @@ export class MqttSession implements Sink {
         codes.push(!v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : 0x8f);
       }
     }
+    if (added.length > 0) this.#save();
     return { codes, added };
   }
 
   /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
   unsubscribeFilters(filters: readonly string[]): number[] {
+    this.#save();
     return filters.map((filter) => {
       const sub = this.#subs?.get(filter);
       if (sub === undefined) return 0x11;
