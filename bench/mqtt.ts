@@ -222,7 +222,7 @@ const LOADS = [
   { name: "1to4_qos1", subs: 4, qos: 1 as const, count: 30_000, js: 5_000 },
 ];
 
-async function measure(b: Broker, flags: BenchFlags, idle: number, rounds: Rounds): Promise<void> {
+export async function measure(b: Broker, flags: BenchFlags, idle: number, rounds: Rounds): Promise<void> {
   const s = b.system;
   if (idle > 0) {
     rounds.add(
