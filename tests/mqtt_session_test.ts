@@ -329,3 +329,47 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "mqtt session: an MQTT 5 delivery sent again carries the Message Expiry left, not the first",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const pub = await mqttClient(b.mqttPort, { protocolVersion: 5 });
+      const v5 = { protocolVersion: 5, properties: { sessionExpiryInterval: 60 } };
+      try {
+        const { raw } = await rawSession(b.mqttPort, "ager", v5, 5);
+        await raw.send({
+          cmd: "subscribe",
+          messageId: 1,
+          subscriptions: [{ topic: "ex/#", qos: 1 }],
+        }, 5);
+        await raw.next("suback");
+        // One goes at once (then unacknowledged), one waits in the queue while the client is away.
+        await pub.publishAsync("ex/a", "sent", {
+          qos: 1,
+          properties: { messageExpiryInterval: 30 },
+        });
+        await waitFor(() => publishes(raw).length >= 1, 5000, "the delivery");
+        assert.equal(publishes(raw)[0].properties?.messageExpiryInterval, 30);
+        await raw.end();
+        await pub.publishAsync("ex/b", "queued", {
+          qos: 1,
+          properties: { messageExpiryInterval: 30 },
+        });
+        await sleep(2100);
+        const again = await rawSession(b.mqttPort, "ager", v5, 5);
+        await waitFor(() => publishes(again.raw).length >= 2, 5000, "both");
+        const [re, queued] = publishes(again.raw);
+        assert.deepEqual([text(re.payload as Uint8Array), re.dup], ["sent", true]);
+        for (const p of [re, queued]) {
+          const left = p.properties?.messageExpiryInterval ?? 0;
+          assert.ok(left >= 27 && left <= 29, `${text(p.payload as Uint8Array)}: ${left} s left`);
+        }
+        await again.raw.end();
+      } finally {
+        await pub.endAsync();
+      }
+    }),
+});

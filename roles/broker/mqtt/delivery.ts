@@ -6,7 +6,7 @@
  */
 import type { Message, Subscription } from "../subscriber.ts";
 import { MqttPayload, topicToMqtt } from "./mapping.ts";
-import { NO_EXTRAS, type PublishExtras } from "./packets.ts";
+import { expiryAt, NO_EXTRAS, patchExpiry, type PublishExtras, readExpiry } from "./packets.ts";
 
 const encoder = new TextEncoder();
 
@@ -70,4 +70,31 @@ export function extrasOf(msg: Message, absolute: boolean): PublishExtras | undef
   if (absolute) return { properties: value.properties, expiry: Math.ceil(at / 1000) };
   const left = at - Date.now();
   return left < 0 ? undefined : { properties: value.properties, expiry: Math.ceil(left / 1000) };
+}
+
+/**
+ * A delivery kept for a redelivery, its Message Expiry (MQTT 5) made the
+ * second it runs out at, as queued ones hold it (MQTT 5 packets only): from the seconds left it
+ * went with (`left`), or copied from the queued bytes (`left` -2).
+ */
+export function keptAbsolute(kept: Uint8Array, left: number, queued?: Uint8Array): Uint8Array {
+  const e = expiryAt(kept);
+  if (e < 0) return kept;
+  const at = queued === undefined
+    ? Math.ceil(Date.now() / 1000) + left
+    : readExpiry(queued, expiryAt(queued));
+  patchExpiry(kept, e, at);
+  return kept;
+}
+
+/**
+ * A kept delivery as it goes again: its Message Expiry the seconds left
+ * (at least 1: its delivery had begun, and MQTT has it sent again).
+ */
+export function secondsLeft(kept: Uint8Array): Uint8Array {
+  const e = expiryAt(kept);
+  if (e < 0) return kept;
+  const out = kept.slice();
+  patchExpiry(out, e, Math.max(1, Math.ceil(readExpiry(kept, e) - Date.now() / 1000)));
+  return out;
 }

@@ -11,8 +11,6 @@
  * they do not survive a broker restart.
  */
 import { DistError } from "../../../wire/mod.ts";
-import type { Identity } from "../../../wire/credentials.ts";
-import type { ISubscription } from "mqtt-packet";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { filterFromMqtt, MqttPayload, payloadOf } from "./mapping.ts";
@@ -30,13 +28,13 @@ import {
 import { InflightWindow } from "./inflight.ts";
 import {
   extrasOf,
+  keptAbsolute,
   mqttTopic,
   NO_LOCAL,
   qosOf,
-  RETAIN_AS_PUBLISHED,
   retainOf,
+  secondsLeft,
   SKIP_RETAINED,
-  SUBSCRIPTION_ID,
   withSubscription,
 } from "./delivery.ts";
 import type { MqttConnection } from "./connection.ts";
@@ -48,10 +46,6 @@ import type { MqttFront } from "./front.ts";
  * 3.1.1's clean session 0, which asks for no end, gets this.
  */
 export const MAX_SESSION_EXPIRY_S = 86_400;
-/** Most subscriptions one session may hold (as a connection on the native port). */
-const MAX_SUBSCRIPTIONS = 10_000;
-/** The highest QoS of a delivery. */
-const MAX_QOS_OUT = 2;
 
 export class MqttSession implements Sink {
   readonly queued = new PendingBudget();
@@ -99,11 +93,11 @@ export class MqttSession implements Sink {
     if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistentChanged(this, seconds > 0);
     const changed = seconds !== this.#expiry;
     this.#expiry = seconds;
-    if (changed) this.#save();
+    if (changed) this.save();
   }
 
   /** Its row on disk is to be written (or deleted): only a session that is, or was, persistent. */
-  #save(): void {
+  save(): void {
     if (this.#expiry > 0) this.#stored = true;
     else if (!this.#stored) return;
     this.#front.saveSession(this);
@@ -168,7 +162,7 @@ export class MqttSession implements Sink {
     this.#timer = undefined;
     this.#conn = conn;
     this.#awayAt = null;
-    this.#save();
+    this.save();
     const { publishes, lost } = this.inflight.resend();
     this.#front.undeliverable += lost;
     this.#resends = publishes;
@@ -186,7 +180,7 @@ export class MqttSession implements Sink {
     while (i < resends.length && this.inflight.size - (resends.length - i) < conn.window) {
       const { id, bytes } = resends[i++];
       if (bytes === undefined) conn.ack(PUBREL, id);
-      else conn.send(bytes);
+      else conn.send(this.version === 5 ? secondsLeft(bytes) : bytes);
     }
     this.#resends = resends.slice(i);
   }
@@ -198,7 +192,7 @@ export class MqttSession implements Sink {
     this.#resends = [];
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
     this.#awayAt = Date.now();
-    this.#save();
+    this.save();
     const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
     // A session waiting for its client does not keep the process up.
     Deno.unrefTimer(timer);
@@ -215,7 +209,7 @@ export class MqttSession implements Sink {
     for (const sub of this.#subs?.values() ?? []) this.unsubscribe(sub);
     this.#subs = undefined;
     this.inflight.clear();
-    this.#save();
+    this.save();
     this.#front.sessionEnded(this, why);
     this.#wake();
   }
@@ -226,62 +220,14 @@ export class MqttSession implements Sink {
     this.#front.core.unsubscribe(sub);
   }
 
-  /**
-   * SUBSCRIBE's filters: each subscribed (the same filter again replaces
-   * its subscription, and its retained values come again), or refused with
-   * its SUBACK code. The new subscriptions are held: release them once the
-   * SUBACK is queued.
-   */
-  subscribe(
-    filters: readonly ISubscription[],
-    v5: boolean,
-    identity: Identity | undefined,
-    subscriptionId = 0,
-  ): { codes: number[]; added: Subscription[] } {
-    const codes: number[] = [];
-    const added: Subscription[] = [];
-    const subs = this.#subs ??= new Map();
-    for (const { topic, qos, nl, rap, rh } of filters) {
-      try {
-        const filter = filterFromMqtt(topic, v5);
-        identity?.access?.check("broker.subscribe", { action: "subscribe", name: filter.pattern });
-        const old = subs.get(topic);
-        if (old === undefined && subs.size >= MAX_SUBSCRIPTIONS) {
-          codes.push(v5 ? 0x97 : 0x80);
-          continue;
-        }
-        if (old !== undefined) this.unsubscribe(old);
-        const { sub } = this.#front.core.subscribe(this, {
-          topic: filter.pattern,
-          group: filter.group,
-          exact: filter.exact,
-          // Away, a session's deliveries wait under max-pending: past it the oldest go, counted.
-          policy: this.#expiry > 0 ? "drop-oldest" : undefined,
-        });
-        const granted = Math.min(qos, MAX_QOS_OUT);
-        sub.data = (granted | (nl === true ? NO_LOCAL : 0) |
-          (rap === true ? RETAIN_AS_PUBLISHED : 0) |
-          (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
-          subscriptionId * SUBSCRIPTION_ID;
-        subs.set(topic, sub);
-        added.push(sub);
-        codes.push(granted);
-      } catch (err) {
-        const e = DistError.from(err);
-        const conn = this.#conn;
-        if (conn) {
-          this.#front.warn(conn, `SUBSCRIBE ${JSON.stringify(topic)} refused: ${e.message}`);
-        }
-        codes.push(!v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : 0x8f);
-      }
-    }
-    if (added.length > 0) this.#save();
-    return { codes, added };
+  /** Its subscriptions by MQTT filter (made at the first). */
+  subscriptions(): Map<string, Subscription> {
+    return this.#subs ??= new Map();
   }
 
   /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
   unsubscribeFilters(filters: readonly string[]): number[] {
-    this.#save();
+    this.save();
     return filters.map((filter) => {
       const sub = this.#subs?.get(filter);
       if (sub === undefined) return 0x11;
@@ -339,7 +285,10 @@ export class MqttSession implements Sink {
     const at = out.length;
     const retain = retainOf(msg, sub);
     out.length = writePublish(out.bytes, at, topic, payload, qos, retain, id, v5, extras);
-    if (qos > 0 && this.#expiry > 0) this.inflight.keep(id, out.bytes.slice(at, out.length));
+    if (qos > 0 && this.#expiry > 0) {
+      const kept = out.bytes.slice(at, out.length);
+      this.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept);
+    }
     conn.queuedOut();
   }
 
@@ -392,7 +341,12 @@ export class MqttSession implements Sink {
     if (publishQos(bytes) > 0) {
       const id = this.inflight.take();
       patchId(sent, id);
-      if (this.#expiry > 0) this.inflight.keep(id, sent.slice());
+      if (this.#expiry > 0) {
+        this.inflight.keep(
+          id,
+          this.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice(),
+        );
+      }
     }
     conn.queuedOut();
   }
