@@ -15,7 +15,10 @@
  * 3. The same four with MQTT.js (npm `mqtt`), what a user's client sees:
  *    MQTT.js's own cost per message is most of it.
  * 4. Latency with MQTT.js, 1 → 1 QoS 1 at a fixed 2,000 msgs/s: p50/p99
- *    from publish() to the subscriber's message event.
+ *    from publish() to the subscriber's message event; then again while
+ *    another process floods the broker with 20,000 distinct client ids
+ *    asking for persistent sessions (bench/mqtt_flood.ts): sessions kept
+ *    (dist: at most --max-connections) and the broker's RSS growth.
  */
 import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
@@ -24,6 +27,9 @@ import { freePort, startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, median, onPath, round3, Rounds, rssOf } from "./_common.ts";
 import { fdLimit, perConnection } from "./idle.ts";
 import { loadRun } from "./mqtt_load.ts";
+import { fileURLToPath } from "node:url";
+
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
 type System = "dist" | "mosquitto";
 
@@ -222,7 +228,12 @@ const LOADS = [
   { name: "1to4_qos1", subs: 4, qos: 1 as const, count: 30_000, js: 5_000 },
 ];
 
-export async function measure(b: Broker, flags: BenchFlags, idle: number, rounds: Rounds): Promise<void> {
+export async function measure(
+  b: Broker,
+  flags: BenchFlags,
+  idle: number,
+  rounds: Rounds,
+): Promise<void> {
   const s = b.system;
   if (idle > 0) {
     rounds.add(
@@ -258,6 +269,32 @@ export async function measure(b: Broker, flags: BenchFlags, idle: number, rounds
     // Said, with what the broker counts, and the round goes on (the median skips it).
     console.log(`${s} latency run failed: ${(err as Error).message}; broker: ${await b.says()}`);
   }
+  // The same latency run while a flood of client ids asks for persistent sessions.
+  const rss0 = rssOf(b.pid);
+  const flood = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      here("./mqtt_flood.ts"),
+      String(b.port),
+      String(flags.quick ? 2000 : 20_000),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    const delays = await latencyRun(b.port, 2000, flags.quick ? 0.5 : 2);
+    rounds.add(`${s}_flood_lat_p50_ms`, quantile(delays, 0.5));
+    rounds.add(`${s}_flood_lat_p99_ms`, quantile(delays, 0.99));
+  } catch (err) {
+    console.log(`${s} latency under flood failed: ${(err as Error).message}; ${await b.says()}`);
+  }
+  const out = new TextDecoder().decode((await flood.output()).stdout).trim();
+  const m = out.match(/accepted (\d+) refused (\d+)/);
+  if (m) {
+    rounds.add(`${s}_flood_sessions_kept`, Number(m[1]));
+    rounds.add(`${s}_flood_rss_growth_mib`, (rssOf(b.pid) - rss0) / 1048576);
+  } else console.log(`${s} flood: ${out}`);
 }
 
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
@@ -297,7 +334,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       }
     }
     for (const k of Object.keys(rounds.rows)) {
-      if (!k.startsWith("dist_") || k.endsWith("_mib")) continue;
+      if (!k.startsWith("dist_") || k.endsWith("_rss_after_mib")) continue;
       const other = rounds.rows[k.replace(/^dist_/, "mosquitto_")];
       // Only figures both sides have this round (a failed run has none).
       if (other?.length === round && rounds.rows[k].length === round) {
@@ -311,7 +348,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const ratio = (k: string) => round3(median(rounds.rows[`ratio_${k}`] ?? []));
   console.log(`medians (dist / mosquitto, ratio = median of per-round ratios):`);
   for (const k of Object.keys(m)) {
-    if (!k.startsWith("dist_") || k.endsWith("_mib")) continue;
+    if (!k.startsWith("dist_") || k.endsWith("_rss_after_mib")) continue;
     const key = k.slice(5);
     console.log(
       `  ${key.padEnd(28)} ${round3(m[k])} / ${round3(m[`mosquitto_${key}`])}  ×${ratio(key)}`,

@@ -34,9 +34,10 @@ function str(s: string): number[] {
   return [b.length >> 8, b.length & 0xff, ...b];
 }
 
-/** A 3.1.1 CONNECT, clean session. */
-export function connectPacket(clientId: string, keepalive = 60): Uint8Array {
-  const body = [...str("MQTT"), 4, 2, keepalive >> 8, keepalive & 0xff, ...str(clientId)];
+/** A 3.1.1 CONNECT (clean session unless `clean` is false: a persistent session). */
+export function connectPacket(clientId: string, keepalive = 60, clean = true): Uint8Array {
+  const flags = clean ? 2 : 0;
+  const body = [...str("MQTT"), 4, flags, keepalive >> 8, keepalive & 0xff, ...str(clientId)];
   return Uint8Array.from([0x10, ...varint(body.length), ...body]);
 }
 
