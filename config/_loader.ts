@@ -15,7 +15,7 @@ import {
 } from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
 import { readSecurity, type TopologyTls } from "./_security.ts";
-import { isReferenceName, mergeOptions, roleSpec, toCamel, toSnake } from "./values.ts";
+import { isReferenceName, mergeOptions, portKeysOf, roleSpec, toCamel, toSnake } from "./values.ts";
 
 const RESTART: OptionDef = {
   type: "choice",
@@ -336,7 +336,7 @@ export class TopologyLoader {
     const taken = new Map<string, { instance: Instance; key: string }>();
     for (const instance of instances) {
       const entry = this.#entryOf.get(instance)!;
-      for (const key of portKeys(roleSpec(this.#roles[instance.role]))) {
+      for (const key of portKeysOf(this.#roles[instance.role], instance.options)) {
         const port = instance.options[key];
         if (typeof port !== "number" || port === 0) continue;
         // A value that was not valid fell back to the default: no clash to report for it.

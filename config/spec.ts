@@ -103,6 +103,19 @@ export interface RoleInfo {
    * client sending a batch.
    */
   restart?: "always" | "on-failure" | "no";
+  /**
+   * Port options an instance with these options does not listen on (a
+   * balancer in `--mode tcp` has no worker port): no clash is reported for
+   * them and nothing checks or publishes them.
+   */
+  unusedPorts?(options: Options): readonly string[];
+  /**
+   * Whether an instance with these options speaks dist on its port (default
+   * true). One that does not (a balancer in `--mode tcp` passes every byte
+   * to a backend) is not asked for `sys.ping` or `sys.stats`, and is given
+   * no TLS files or credentials, by `dist up`, `dist status` and the exports.
+   */
+  speaksDist?(options: Options): boolean;
 }
 
 /**

@@ -137,6 +137,19 @@ export function roleSpec(info: RoleInfo): OptionSpec {
   return { ...COMMON_OPTIONS, ...info.options };
 }
 
+/** The port options an instance of `info` with `options` listens on (see RoleInfo.unusedPorts). */
+export function portKeysOf(info: RoleInfo, options: Options): string[] {
+  const unused = info.unusedPorts?.(options) ?? [];
+  return Object.entries(roleSpec(info))
+    .filter(([key, def]) => def.type === "port" && !unused.includes(key))
+    .map(([key]) => key);
+}
+
+/** Whether an instance of `info` with `options` speaks dist on its port (see RoleInfo.speaksDist). */
+export function speaksDist(info: RoleInfo, options: Options): boolean {
+  return info.speaksDist?.(options) ?? true;
+}
+
 /** A value as it appears in a message: strings quoted, the rest as JSON. */
 export function showValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);

@@ -34,6 +34,7 @@ import {
   type ExportFile,
   type ExportInput,
   listeningPorts,
+  pingPort,
   rewrittenAddresses,
 } from "./model.ts";
 import { yamlDocument, yamlText } from "./yaml.ts";
@@ -183,7 +184,7 @@ function composeService(
     service.ports = [...ports.values()].map((port) => `${publishHost(instance)}${port}:${port}`);
   }
   service.restart = instance.restart;
-  const main = ports.get("port");
+  const main = pingPort(instance, roles);
   if (main !== undefined) {
     service.healthcheck = {
       test: ["CMD", "dist", "client", "--connect", `127.0.0.1:${main}`, "--timeout", "2s"]
@@ -194,7 +195,7 @@ function composeService(
   if (p.after.length > 0) {
     service.depends_on = Object.fromEntries(p.after.map((name) => {
       const dep = context.byName.get(name)!;
-      const healthy = listeningPorts(dep, roles).has("port");
+      const healthy = pingPort(dep, roles) !== undefined;
       return [name, { condition: healthy ? "service_healthy" : "service_started" }];
     }));
   }

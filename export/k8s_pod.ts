@@ -8,7 +8,7 @@ import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
 import type { IProbe } from "kubernetes-models/v1/Probe";
 import { toKebab } from "../config/mod.ts";
 import type { PlannedInstance } from "../launch/mod.ts";
-import { CONFIG_DIR, type Endpoint, type ExportInput, listeningPorts } from "./model.ts";
+import { CONFIG_DIR, type Endpoint, type ExportInput, pingPort } from "./model.ts";
 
 /** The ConfigMap holding the topology. */
 export const TOPOLOGY_CONFIGMAP = "dist-topology";
@@ -65,9 +65,13 @@ export function podTemplate(members: PlannedInstance[], context: PodContext): IP
   const secretMount = context.secret === undefined
     ? []
     : [{ name: "secrets", mountPath: SECRETS_DIR, readOnly: true }];
+  // A balancer in --mode tcp would pass sys.ping on to a backend: a TCP connect says it listens.
+  const pings = pingPort(members[0].instance, input.context.roles) !== undefined;
   const probe = (period: number, failures: number): IProbe | undefined =>
     main === undefined ? undefined : {
-      exec: { command: ping(`127.0.0.1:${main}`, context.dial) },
+      ...(pings
+        ? { exec: { command: ping(`127.0.0.1:${main}`, context.dial) } }
+        : { tcpSocket: { port: main } }),
       periodSeconds: period,
       timeoutSeconds: 5,
       failureThreshold: failures,
@@ -107,7 +111,7 @@ export function podTemplate(members: PlannedInstance[], context: PodContext): IP
   // What dist up waits for, where it answers sys.ping.
   const after = new Set(members.flatMap((m) => m.after));
   const waits = [...after].map((name) => byName.get(name)!).filter((dep) =>
-    listeningPorts(dep, input.context.roles).has("port")
+    pingPort(dep, input.context.roles) !== undefined
   ).map((dep) => context.addressOf({ instance: dep, key: "port" }));
   const initContainers: IContainer[] = waits.length === 0 ? [] : [{
     name: "wait",

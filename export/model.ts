@@ -15,8 +15,10 @@ import {
   type Options,
   optionsToArgv,
   parseAddress,
+  portKeysOf,
   type RoleInfo,
   roleSpec,
+  speaksDist,
   type Topology,
   type TopologyProblem,
   toSnake,
@@ -63,11 +65,22 @@ export function listeningPorts(
   roles: Record<string, RoleInfo>,
 ): Map<string, number> {
   const ports = new Map<string, number>();
-  for (const key of portKeys(roles[instance.role])) {
+  for (const key of portKeysOf(roles[instance.role], instance.options)) {
     const port = instance.options[key];
     if (typeof port === "number") ports.set(key, port);
   }
   return ports;
+}
+
+/**
+ * The port where an instance answers `sys.ping` (its main port), if it
+ * speaks dist there: a balancer in `--mode tcp` passes it on to a backend,
+ * so it is probed by a TCP connect where a target can, and waited for by
+ * nothing that asks `sys.ping`.
+ */
+export function pingPort(instance: Instance, roles: Record<string, RoleInfo>): number | undefined {
+  if (!speaksDist(roles[instance.role], instance.options)) return undefined;
+  return listeningPorts(instance, roles).get("port");
 }
 
 /** "localhost" and "127.0.0.1" are one host; case does not matter. */
@@ -264,7 +277,7 @@ export function checkNames(
  */
 export function checkFixedPorts(instances: Instance[], context: ExportContext): void {
   for (const instance of instances) {
-    for (const key of portKeys(context.roles[instance.role])) {
+    for (const key of portKeysOf(context.roles[instance.role], instance.options)) {
       if (instance.options[key] !== 0) continue;
       context.findings.problem(
         `${instance.role}.${toSnake(key)}: ${instance.name} listens on port 0: ` +

@@ -39,6 +39,7 @@ import {
   type ExportInput,
   Findings,
   listeningPorts,
+  pingPort,
   portKeys,
 } from "./model.ts";
 import { header, readyLineNote } from "./notes.ts";
@@ -232,6 +233,10 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
   ];
   for (const name of p.remote) {
     const dep = byName.get(name)!;
+    if (pingPort(dep, roles) === undefined) {
+      lines.push(`# ${name} runs on ${dep.host} and answers no sys.ping: start that host first.`);
+      continue;
+    }
     const address = formatAddress({ host: dialHost(dep.host), port: dep.options.port as number });
     lines.push(`# ${name} runs on ${dep.host}: wait until it answers.`);
     lines.push(`ExecStartPre=${probe(input.bin, address, dial)}`);
@@ -251,7 +256,9 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
     }`,
   );
   const main = ports.get("port");
-  if (main !== undefined && main !== 0) {
+  if (main !== undefined && main !== 0 && pingPort(instance, roles) === undefined) {
+    lines.push(`# Passes every byte to a backend (--mode tcp): nothing to ask sys.ping.`);
+  } else if (main !== undefined && main !== 0) {
     lines.push(`# Started once it answers sys.ping, so what waits for it waits for that.`);
     lines.push(
       `ExecStartPost=${

@@ -22,6 +22,7 @@ import {
   optionsToArgv,
   type RoleInfo,
   roleSpec,
+  speaksDist,
   throwProblems,
   type Topology,
   type TopologyProblem,
@@ -42,7 +43,11 @@ export interface PlannedInstance {
   remote: string[];
   /** 1 for instances that wait for nothing, else 1 + the largest step of what they wait for. */
   step: number;
-  /** Whether it listens (has a `port`) and so answers `sys.ping` when ready. */
+  /**
+   * Whether it listens (has a `port`) and speaks dist there, so answers
+   * `sys.ping` when ready (a balancer in `--mode tcp` listens but passes
+   * every byte on: its ready line says it is ready).
+   */
   listens: boolean;
   /**
    * The log line that says it is ready (see waits.ts): for an instance that
@@ -149,10 +154,15 @@ export function makePlan(topology: Topology, options: PlanOptions): Plan {
   };
 }
 
-/** Whether the instance's role listens on a `port`. */
+/**
+ * Whether the instance listens on a `port` and speaks dist there (answers
+ * `sys.ping` and `sys.stats`, takes TLS files and credentials).
+ */
 export function listens(instance: Instance, roles: Record<string, RoleInfo>): boolean {
-  const def = roleSpec(roles[instance.role]).port;
-  return def?.type === "port" && typeof instance.options.port === "number";
+  const role = roles[instance.role];
+  const def = roleSpec(role).port;
+  return def?.type === "port" && typeof instance.options.port === "number" &&
+    speaksDist(role, instance.options);
 }
 
 /** Where an instance answers `sys.ping`, as configured (port may be 0). */

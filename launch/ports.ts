@@ -5,7 +5,7 @@
  * on it and being restarted in a loop. (The launcher, not a role, binds
  * here: for an instant, then lets go, so the instance binds it next.)
  */
-import { type Instance, type RoleInfo, roleSpec } from "../config/mod.ts";
+import { type Instance, portKeysOf, type RoleInfo } from "../config/mod.ts";
 
 /** A port an instance cannot listen on. */
 export interface BusyPort {
@@ -27,10 +27,8 @@ export function busyPort(
   instance: Instance,
   context: { roles: Record<string, RoleInfo>; learned?: number },
 ): BusyPort | undefined {
-  const spec = roleSpec(context.roles[instance.role]);
   const host = String(instance.options.host ?? instance.host);
-  for (const [key, def] of Object.entries(spec)) {
-    if (def.type !== "port") continue;
+  for (const key of portKeysOf(context.roles[instance.role], instance.options)) {
     let port = instance.options[key];
     if (key === "port" && port === 0 && context.learned !== undefined) port = context.learned;
     if (typeof port !== "number" || port === 0) continue;

@@ -199,7 +199,8 @@ export class Supervisor {
 
   #spawn(unit: Unit): void {
     const { output, roles, byName, state } = this.#options;
-    if (unit.plan.listens && this.#portTaken(unit)) return;
+    // Every port it binds (a TCP balancer's too, which answers no sys.ping).
+    if (this.#portTaken(unit)) return;
     const args = childArgs(unit.plan.instance, { roles, byName, ports: this.#ports });
     let child: Deno.ChildProcess;
     try {

@@ -135,6 +135,8 @@ export const READY_LINES: Readonly<
 > = {
   worker: { line: /Registered with \S+ as /, when: (_, listens) => !listens },
   consumer: { line: /Subscribed to \S/, when: (_, listens) => !listens },
+  // A balancer in --mode tcp passes sys.ping on to a backend: it is ready once it listens.
+  balancer: { line: /Listening on \S/, when: (_, listens) => !listens },
   server: {
     line: /Registered as \S+ with binder /,
     when: (i) => typeof i.options.service === "string" && (i.refs.binders ?? []).length > 0,

@@ -332,8 +332,8 @@ Deno.test("balancer --mode tcp: wrong flags are one dist: line and exit 2", asyn
     ],
     [["--backends", "127.0.0.1:1", "--worker-port", "0"], /^dist: --worker-port applies only/],
     [
-      ["--backends", "127.0.0.1:1", "--token", "secret"],
-      /^dist: --token applies only with --mode rpc/,
+      ["--backends", "127.0.0.1:1", "--tls-cert", "c.pem"],
+      /^dist: --tls-cert applies only with --mode rpc/,
     ],
     [["--backends", "127.0.0.1:1", "--mode", "udp"], /^dist: .*--mode/],
   ];

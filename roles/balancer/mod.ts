@@ -44,7 +44,7 @@ import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
 import { createPolicy, POLICY_NAMES } from "./policies.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
-import { checkRpcFlags, runTcpBalancer, TCP_MODE_OPTIONS } from "./tcp/mod.ts";
+import { checkRpcFlags, runTcpBalancer, TCP_MODE_OPTIONS, TCP_MODE_ROLE } from "./tcp/mod.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -189,6 +189,7 @@ export const balancer = defineRole({
     'A request with "idem": false is never sent twice (UNAVAILABLE if its backend dies).',
   ],
   options: BALANCER_OPTIONS,
+  ...TCP_MODE_ROLE,
   run: runBalancer,
 });
 

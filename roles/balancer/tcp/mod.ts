@@ -26,7 +26,7 @@ import { CONNECT_TIMEOUT_MS, judge, TcpChecks } from "./health.ts";
 import { type Ended, EndReason, IdleClock, Splice } from "./splice.ts";
 import { checkTcpFlags } from "./options.ts";
 
-export { checkRpcFlags, TCP_MODE_OPTIONS } from "./options.ts";
+export { checkRpcFlags, TCP_MODE_OPTIONS, TCP_MODE_ROLE } from "./options.ts";
 export { EndReason, IdleClock, Splice } from "./splice.ts";
 
 /** What the L4 mode reads of the balancer's options. */

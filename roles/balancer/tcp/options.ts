@@ -3,7 +3,14 @@
  * keep each mode to its own flags: a flag that one mode would ignore is a
  * mistake said at once (`dist: …`, exit 2), not a setting silently lost.
  */
-import { defineOptions, type OptionSpec, toKebab, UsageError } from "../../../config/mod.ts";
+import {
+  defineOptions,
+  type Options,
+  type OptionSpec,
+  type RoleInfo,
+  toKebab,
+  UsageError,
+} from "../../../config/mod.ts";
 
 /** Flags only the L4 mode reads (spread into the balancer's option spec). */
 export const TCP_MODE_OPTIONS = defineOptions({
@@ -20,6 +27,17 @@ export const TCP_MODE_OPTIONS = defineOptions({
     default: 600_000,
   },
 });
+
+/**
+ * What the topology, `dist up`, `dist status` and the exports must know of
+ * a balancer in `--mode tcp` (spread into the balancer's role): it binds no
+ * worker port, and its port passes every byte to a backend, so it answers
+ * no `sys.ping` of its own and takes no TLS files or credentials.
+ */
+export const TCP_MODE_ROLE: Pick<RoleInfo, "unusedPorts" | "speaksDist"> = {
+  unusedPorts: (o: Options) => o.mode === "tcp" ? ["workerPort"] : [],
+  speaksDist: (o: Options) => o.mode !== "tcp",
+};
 
 /** Balancer flags that mean the same in both modes. */
 const SHARED = new Set([
@@ -39,19 +57,13 @@ const SHARED = new Set([
 const TCP_ONLY = new Set(["idleTimeout"]);
 
 /**
- * Common flags that a byte-level proxy cannot honour: it neither speaks
- * TLS nor reads a hello, so running with them would drop the protection a
- * user asked for.
+ * A listener's security flags, which a byte-level proxy cannot honour: it
+ * neither ends TLS nor reads a hello, so running with them would drop the
+ * protection a user asked for. (A dialer's — `--token`, `--tls-ca` — are
+ * left alone: a client's hello and TLS handshake pass through untouched to
+ * the backends, which check them; `dist up` gives them to every instance.)
  */
-const SECURITY = [
-  "token",
-  "tokenFile",
-  "users",
-  "tlsCert",
-  "tlsKey",
-  "tlsCa",
-  "tlsClientCa",
-];
+const SECURITY = ["users", "tlsCert", "tlsKey", "tlsClientCa"];
 
 /** Whether `key` was given: its value is not the spec's default (or, without one, is set). */
 function given(options: Record<string, unknown>, spec: OptionSpec, key: string): boolean {
@@ -86,7 +98,7 @@ export function checkTcpFlags(options: Record<string, unknown>, spec: OptionSpec
     if (options[key] === undefined) continue;
     throw new UsageError(
       `--${toKebab(key)} applies only with --mode rpc: a TCP balancer passes bytes as they ` +
-        "are and checks no hello or certificate (secure the service behind it)",
+        "are, TLS and hellos included, to the backends, which check them",
     );
   }
 }
