@@ -21,11 +21,15 @@ export type CheckResult =
   | { ok: true; ms: number }
   | { ok: false; timedOut: boolean; reason: string };
 
-/** Dials `address` once and hangs up. */
-export async function checkOnce(address: string, timeoutMs: number): Promise<CheckResult> {
+/** Dials `address` once and hangs up (at once when `signal` aborts). */
+export async function checkOnce(
+  address: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<CheckResult> {
   const started = performance.now();
   try {
-    const conn = await connectPort(parseAddress(address), undefined, { timeoutMs });
+    const conn = await connectPort(parseAddress(address), undefined, { timeoutMs, signal });
     conn.close();
     return { ok: true, ms: performance.now() - started };
   } catch (err) {
@@ -93,7 +97,8 @@ export class TcpChecks {
     // At least a second: a loaded machine can take that long to answer a
     // connect, and a check that times out is a miss, not a dead backend.
     const timeoutMs = Math.min(CONNECT_TIMEOUT_MS, Math.max(1000, this.#intervalMs));
-    const result = await checkOnce(backend.address, timeoutMs);
+    // Stopping does not wait for a check's connect.
+    const result = await checkOnce(backend.address, timeoutMs, this.#stop.signal);
     if (this.#stop.signal.aborted) return result;
     // A refused check takes the backend out without counting as missed (onLost): count it.
     if (!result.ok && !result.timedOut) backend.checksFailed++;
