@@ -17,9 +17,18 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     load: async () => (await import("./wire.ts")).run,
   },
   balancer: {
-    about:
-      "balancer vs HAProxy vs direct: c=64 throughput, added latency at 10k req/s, failover, RSS",
-    load: async () => (await import("./balancer.ts")).run,
+    about: "balancer vs HAProxy vs direct: c=64 throughput, added latency at 10k req/s, " +
+      "failover, RSS; then balancer-l4",
+    // The RPC mode's figures, then the L4 mode's comparison (its medians prefixed l4_).
+    load: async () => {
+      const rpc = (await import("./balancer.ts")).run;
+      const l4 = (await import("./balancer_l4.ts")).run;
+      return async (flags: BenchFlags) => {
+        const medians = await rpc(flags);
+        for (const [k, v] of Object.entries(await l4(flags))) medians[`l4_${k}`] = v;
+        return medians;
+      };
+    },
   },
   "balancer-hostile": {
     about: "legitimate latency and throughput beside clients that pipeline and never read",
