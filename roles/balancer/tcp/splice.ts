@@ -6,7 +6,7 @@
  *   once the other side's socket has taken every byte of it, so a side that
  *   does not read stops the other from being read (the kernel's buffers
  *   hold the rest), and memory per connection is two buffers.
- * - Buffers start small (many connections are idle) and double when a read
+ * - Buffers start at 1 KiB (many connections are idle) and double when a read
  *   fills one, up to {@link MAX_BUFFER}, so bulk transfers take few reads.
  * - Half-close: the end of one side's stream (EOF) becomes a shutdown of
  *   the other side's write half; the other way goes on until it ends too.
@@ -28,8 +28,12 @@ export enum EndReason {
   Shutdown = "shutdown",
 }
 
-/** First buffer of each way (a request or answer of most protocols fits). */
-const FIRST_BUFFER = 4 * 1024;
+/**
+ * First buffer of each way: most connections sit idle with a read pending
+ * into it (5,000 idle connections held 20 KiB of RSS each with 1 KiB, 29
+ * KiB with 4 KiB); a busy one grows its buffers in a few reads.
+ */
+const FIRST_BUFFER = 1024;
 /** Largest buffer of each way. */
 export const MAX_BUFFER = 64 * 1024;
 
