@@ -210,7 +210,9 @@ export class PubSub {
     try {
       sub.answer = await this.#send(
         sub,
-        (params) => this.#conn.request(broker.methods.subscribe, params),
+        // Not sent again by the connection if it drops meanwhile: once it is
+        // back, #resubscribe makes every subscription in #all, this one too.
+        (params) => this.#conn.request(broker.methods.subscribe, params, { idempotent: false }),
       );
     } catch (err) {
       this.#all.delete(sub);
