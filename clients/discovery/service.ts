@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
-import { type AddressSource, DistError } from "../../wire/mod.ts";
+import { type AddressSource, DistError, sleep } from "../../wire/mod.ts";
 import type { Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
 import { Resolver } from "./resolver.ts";
@@ -60,16 +60,8 @@ export class ServiceSource implements AddressSource {
    */
   async next(signal: AbortSignal): Promise<{ host: string; port: number }> {
     if (this.#report !== undefined) {
-      await Promise.race([
-        this.#report,
-        new Promise((resolve) => {
-          const timer = setTimeout(resolve, REPORT_WAIT_MS);
-          signal.addEventListener("abort", () => {
-            clearTimeout(timer);
-            resolve(undefined);
-          }, { once: true });
-        }),
-      ]);
+      // Bounded, and cut short by the dialer stopping (sleep() is abortable).
+      await Promise.race([this.#report, sleep(REPORT_WAIT_MS, signal)]);
       this.#report = undefined;
     }
     if (signal.aborted) throw new DistError("UNAVAILABLE", "Dialer stopped");
