@@ -10,6 +10,7 @@ import {
   Dispatcher,
   FairQueue,
   type Job,
+  LatencyWindow,
   Pool,
   RetryBudget,
   WaitQueue,
@@ -87,6 +88,16 @@ Deno.test("Pool counts missed checks of every backend there has been, removed on
   assert.equal(pool.checksFailed, 3);
   a.onCheckFailed("timeout");
   assert.equal(pool.checksFailed, 4);
+});
+
+Deno.test("LatencyWindow's percentiles are of the last `size` answers, before and after it grows", () => {
+  const w = new LatencyWindow(100);
+  assert.deepEqual(w.percentiles(), { p50: 0, p90: 0, p99: 0, max: 0 });
+  for (let ms = 1; ms <= 10; ms++) w.add(ms);
+  assert.deepEqual(w.percentiles(), { p50: 5, p90: 9, p99: 10, max: 10 });
+  // 1..250: the window holds 151..250.
+  for (let ms = 11; ms <= 250; ms++) w.add(ms);
+  assert.deepEqual(w.percentiles(), { p50: 200, p90: 240, p99: 249, max: 250 });
 });
 
 Deno.test("Backend is not available when full", () => {

@@ -33,17 +33,26 @@ export interface HealthRules {
 
 /** The latencies of the last `size` answers, for percentiles on demand. */
 export class LatencyWindow {
+  readonly size: number;
+  /** Grows with use up to `size`: a backend that served little (a worker passing by) keeps little. */
   #ring: Float64Array;
   #next = 0;
   #count = 0;
 
   constructor(size = 1024) {
-    this.#ring = new Float64Array(size);
+    this.size = size;
+    this.#ring = new Float64Array(Math.min(size, 16));
   }
 
   add(ms: number): void {
-    this.#ring[this.#next] = ms;
-    this.#next = (this.#next + 1) % this.#ring.length;
+    if (this.#next === this.#ring.length && this.#ring.length < this.size) {
+      // Full and still growing: the oldest is at 0, so the order holds.
+      const grown = new Float64Array(Math.min(this.size, this.#ring.length * 4));
+      grown.set(this.#ring);
+      this.#ring = grown;
+    }
+    if (this.#next === this.#ring.length) this.#next = 0;
+    this.#ring[this.#next++] = ms;
     if (this.#count < this.#ring.length) this.#count++;
   }
 
@@ -224,10 +233,16 @@ export class Pool {
     this.#list = [...this.#list, backend];
   }
 
+  /** Told of each backend that leaves (reclaim.ts collects after many). */
+  onRemoved: (() => void) | undefined;
+
   remove(backend: Backend): void {
     const before = this.#list.length;
     this.#list = this.#list.filter((b) => b !== backend);
-    if (this.#list.length < before) this.#checksFailedGone += backend.checksFailed;
+    if (this.#list.length < before) {
+      this.#checksFailedGone += backend.checksFailed;
+      this.onRemoved?.();
+    }
   }
 
   /** Health checks missed, all time, by every backend there has been. */

@@ -45,6 +45,7 @@ import { createPolicy, POLICY_NAMES } from "./policies.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
 import { checkRpcFlags, runTcpBalancer, TCP_MODE_OPTIONS, TCP_MODE_ROLE } from "./tcp/mod.ts";
+import { Reclaimer } from "./reclaim.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -196,6 +197,8 @@ export const balancer = defineRole({
 /** The pool, the relay and the dispatcher, with the log of backends going up and down. */
 function forwarding(options: BalancerOptions) {
   const pool = new Pool();
+  const reclaimer = new Reclaimer();
+  pool.onRemoved = () => reclaimer.left();
   /** Set once the balancer is stopping: backends it lets go are not news. */
   const state = { stopping: false };
   const report = (t: Transition | undefined, quiet = false) => {
@@ -243,7 +246,7 @@ function forwarding(options: BalancerOptions) {
         reject,
       });
     });
-  return { pool, relay, dispatcher, report, state, forward };
+  return { pool, relay, dispatcher, report, state, forward, reclaimer };
 }
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {
@@ -357,7 +360,7 @@ function balancerStats({ dispatcher, pool }: Forwarding, bound: Bound, workers: 
  * and the backends go.
  */
 function lifecycle(
-  { dispatcher, state }: Forwarding,
+  { dispatcher, state, reclaimer }: Forwarding,
   bound: Bound,
   sides: {
     workerPort: { hostname: string; port: number };
@@ -384,6 +387,7 @@ function lifecycle(
       }),
     stopped: async () => {
       state.stopping = true;
+      reclaimer.stop();
       dispatcher.close(new DistError("UNAVAILABLE", "Balancer is shutting down"));
       await discovery?.stop();
       await servers.stop();
