@@ -133,7 +133,13 @@ interface TestJob extends Job {
 /** A dispatcher over `n` fake backends whose sends are recorded. */
 function setup(
   n: number,
-  options: { capacity?: number; queue?: number; queueBytes?: number; queueMs?: number } = {},
+  options: {
+    capacity?: number;
+    queue?: number;
+    queueBytes?: number;
+    queueMs?: number;
+    share?: number;
+  } = {},
 ) {
   const pool = new Pool();
   const backends = Array.from({ length: n }, (_, i) => {
@@ -164,10 +170,12 @@ function setup(
     queueTimeoutMs: options.queueMs ?? 1000,
     retries: 2,
     budget: new RetryBudget({ minPerSecond: 100 }),
+    contendedShare: options.share,
   });
   let next = 1;
-  const job = (idempotent = true, bytes = 100): TestJob => ({
+  const job = (idempotent = true, bytes = 100, flow?: object): TestJob => ({
     id: next++,
+    flow,
     idempotent,
     attempts: 0,
     deadline: 0,
@@ -197,6 +205,26 @@ Deno.test("Dispatcher queues when every backend is full and sends in order as sl
   dispatcher.finish(jobs[1], "answered");
   assert.deepEqual(sent.map(([id]) => id), [1, 2, 3]);
   assert.equal(dispatcher.queued, 0);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher: while another client is active, a client has at most its share on the backends", () => {
+  const { dispatcher, sent, job } = setup(2, { capacity: 100, share: 4 });
+  const [a, b] = [{}, {}];
+  const first = Array.from({ length: 10 }, () => job(true, 100, a));
+  for (const j of first) dispatcher.submit(j);
+  assert.equal(sent.length, 10, "alone, a client may use every slot");
+  const other = job(true, 100, b);
+  dispatcher.submit(other);
+  assert.equal(sent.at(-1)?.[0], other.id, "another client's request goes at once");
+  for (let i = 0; i < 10; i++) dispatcher.submit(job(true, 100, a));
+  assert.equal(sent.length, 11, "past its share, the pipelining client's requests wait");
+  assert.equal(dispatcher.queued, 10);
+  dispatcher.submit(job(true, 100, b));
+  assert.equal(sent.length, 12, "the other client's requests do not wait behind them");
+  for (const j of first.slice(0, 7)) dispatcher.finish(j, "answered");
+  assert.equal(sent.length, 13, "back under its share (3 on the backends), one more goes");
+  assert.equal(dispatcher.queued, 9);
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

@@ -9,6 +9,7 @@ import { DistError } from "../../wire/mod.ts";
 import type { Backend, Pool } from "./backends.ts";
 import type { Policy } from "./policies.ts";
 import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
+import { type ClientShare, Shares } from "./shares.ts";
 
 /** One client request on its way through the balancer. */
 export interface Job extends FairItem {
@@ -26,6 +27,8 @@ export interface Job extends FairItem {
   takenAt: number;
   /** While queued: the bytes it counts against the queue's byte budget. */
   queuedBytes: number;
+  /** Its client connection's share of the backends (set by the dispatcher). */
+  share?: ClientShare;
 }
 
 export interface DispatchHooks<J extends Job> {
@@ -72,6 +75,8 @@ export interface DispatchOptions {
   /** Most extra sends of one request after its backend died. */
   retries: number;
   budget: RetryBudget;
+  /** Requests one client connection may have on backends while others are active (shares.ts). */
+  contendedShare?: number;
   now?: () => number;
 }
 
@@ -166,6 +171,7 @@ export class Dispatcher<J extends Job> {
   #options: DispatchOptions;
   #now: () => number;
   #queue: FairQueue<J>;
+  #shares: Shares;
   /** Retried requests waiting for a backend: bounded by what was in flight. */
   #retryQueue = new WaitQueue<J>(Infinity);
   /** Bytes of the requests in the retries' line. */
@@ -185,6 +191,16 @@ export class Dispatcher<J extends Job> {
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
+    this.#shares = new Shares({
+      contended: options.contendedShare,
+      now: this.#now,
+      waiting: (key) => this.#queue.waiting(key),
+    });
+  }
+
+  /** Client connections active now (a request within the last second). */
+  get activeClients(): number {
+    return this.#shares.active;
   }
 
   /** Requests waiting for a backend. */
@@ -211,14 +227,15 @@ export class Dispatcher<J extends Job> {
     this.stats.requests++;
     if (this.#closed) return this.#hooks.reject(job, this.#closed);
     this.#options.budget.deposit();
+    const share = job.share = this.#shares.of(job.flow);
     // When it was taken, from clock reads made anyway: its sending, or its queueing.
-    if (this.queued === 0 && this.#dispatch(job, undefined)) {
-      job.takenAt = job.sentAt;
+    if (this.queued === 0 && this.#shares.mayTake(share) && this.#dispatch(job, undefined)) {
+      share.lastAt = job.takenAt = job.sentAt;
       return;
     }
     const { queueLimit, queueBytes } = this.#options;
     job.queuedBytes = queueLimit > 0 ? this.#hooks.sizeOf(job, queueBytes) : 0;
-    job.takenAt = this.#now();
+    share.lastAt = job.takenAt = this.#now();
     job.deadline = job.takenAt + this.#options.queueTimeoutMs;
     const shed: J[] = [];
     const refused = this.#queue.push(job, shed);
@@ -240,6 +257,8 @@ export class Dispatcher<J extends Job> {
       return;
     }
     this.#arm(job.deadline);
+    // Waiting only for its connection's share (backends may have room): its turn may be now.
+    if (this.#retryQueue.length === 0) this.#pumpQueue(this.#queue);
   }
 
   /**
@@ -249,6 +268,7 @@ export class Dispatcher<J extends Job> {
   finish(job: J, outcome: Outcome): void {
     const backend = job.backend!;
     backend.inflight--;
+    if (job.share !== undefined) job.share.inflight--;
     const now = this.#now();
     backend.onAnswered(now - job.sentAt, outcome !== "answered");
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
@@ -265,6 +285,8 @@ export class Dispatcher<J extends Job> {
   /** Sends the jobs of `queue` in turn. @returns false when a job found no backend. */
   #pumpQueue(queue: WaitQueue<J> | FairQueue<J>): boolean {
     const abandoned = this.#hooks.abandoned;
+    // Flows passed in a row for want of their share: once all were, none can go.
+    let passed = 0;
     for (let job = queue.peek(); job !== undefined; job = queue.peek()) {
       if (abandoned !== undefined && abandoned(job)) {
         queue.shift();
@@ -274,6 +296,12 @@ export class Dispatcher<J extends Job> {
         this.#hooks.reject(job, GONE);
         continue;
       }
+      if (queue instanceof FairQueue && !this.#shares.mayTake(job.share!)) {
+        if (++passed > queue.flows) return true;
+        queue.pass();
+        continue;
+      }
+      passed = 0;
       if (!this.#dispatch(job, this.#avoid.get(job))) return false;
       queue.shift();
       if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
@@ -286,6 +314,7 @@ export class Dispatcher<J extends Job> {
   close(err: DistError): void {
     this.#closed = err;
     clearTimeout(this.#timer);
+    this.#shares.stop();
     for (const job of [...this.#retryQueue.drain(), ...this.#queue.drain()]) {
       job.queuedBytes = 0;
       this.#hooks.reject(job, err);
@@ -331,7 +360,9 @@ export class Dispatcher<J extends Job> {
       job.backend = backend;
       job.attempts++;
       job.sentAt = this.#now();
+      if (job.share !== undefined) job.share.inflight++;
       if (this.#hooks.send(job, backend)) return true;
+      if (job.share !== undefined) job.share.inflight--;
       backend.inflight--;
       job.attempts--;
     }

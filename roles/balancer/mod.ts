@@ -148,6 +148,13 @@ const BALANCER_OPTIONS = defineOptions({
     min: 0,
     metavar: "BYTES",
   },
+  clientShare: {
+    type: "integer",
+    description: "Most requests of one client connection on the backends while others are active",
+    default: 16,
+    min: 1,
+    metavar: "N",
+  },
   queueTimeout: {
     type: "duration",
     description: "How long a request waits for a backend before it fails",
@@ -227,6 +234,7 @@ function forwarding(options: BalancerOptions) {
     queueTimeoutMs: options.queueTimeout,
     retries: options.retries,
     budget: new RetryBudget({ ratio: options.retryBudget }),
+    contendedShare: options.clientShare,
   });
   const forward = (method: string, params: unknown, peer: Peer, meta: RequestMeta) =>
     new Promise((resolve, reject) => {
@@ -348,6 +356,7 @@ function balancerStats({ dispatcher, pool }: Forwarding, bound: Bound, workers: 
     queued: dispatcher.queued,
     queued_clients: dispatcher.queuedClients,
     queued_bytes: dispatcher.queuedBytes,
+    active_clients: dispatcher.activeClients,
     ...dispatcher.stats,
     // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.
     backends: pool.list.length,

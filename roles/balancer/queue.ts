@@ -215,6 +215,20 @@ export class FairQueue<T extends FairItem> {
     return item;
   }
 
+  /**
+   * The flow whose turn it is passes it, keeping its items (its client has
+   * its share on the backends already: shares.ts).
+   */
+  pass(): void {
+    if (this.peek() === undefined) return;
+    this.#turns.push(this.#turns.shift()!);
+  }
+
+  /** Whether the flow `key` has items waiting. */
+  waiting(key: object): boolean {
+    return this.#flows.has(key);
+  }
+
   /** The earliest deadline of an item waiting (Infinity when none). */
   get nextDeadline(): number {
     this.#trimArrivals();
