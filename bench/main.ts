@@ -30,6 +30,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
       };
     },
   },
+  "balancer-shapes": {
+    about: "balancer pass-through with what users send: ascii, objects with unicode, spaced JSON",
+    load: async () => (await import("./balancer_shapes.ts")).run,
+  },
   "balancer-hostile": {
     about: "legitimate latency and throughput beside clients that pipeline and never read",
     load: async () => (await import("./balancer_hostile.ts")).run,
