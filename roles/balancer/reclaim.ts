@@ -8,8 +8,10 @@
  * departures this asks V8 for one full, memory-reducing collection (the
  * `gc()` that `--expose-gc` gives, reached through node:v8 and node:vm as in
  * Node), once the departures have stopped for a moment and at most every
- * few seconds: a few tens of ms of one event-loop turn, only after many
- * workers left.
+ * few seconds. It stops the event loop while it runs: about a quarter of a
+ * second after 3,000 workers left (a collection of the whole heap; V8's own
+ * would spread that work out, but only once the program allocates again),
+ * so only after many left.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -22,7 +24,7 @@ const SETTLE_MS = 1000;
 /** Shortest time between two collections (ms). */
 const MIN_GAP_MS = 10_000;
 
-type GcOptions = { type: "major"; execution: "sync"; flavor: "last-resort" };
+type GcOptions = { type: "major"; execution: "sync" };
 let collector: ((options: GcOptions) => void) | undefined;
 
 /** The runtime's gc(), exposed on first use. */
@@ -60,7 +62,7 @@ export class Reclaimer {
     const before = Deno.memoryUsage().rss;
     const t0 = performance.now();
     try {
-      gc()({ type: "major", execution: "sync", flavor: "last-resort" });
+      gc()({ type: "major", execution: "sync" });
     } catch (err) {
       // A runtime without gc(): memory comes back when V8 decides.
       log.debug("No memory collection: {error}", { error: (err as Error).message });
