@@ -2,7 +2,7 @@
  * What every benchmark suite shares: the flags of `deno task bench`, medians,
  * a process's RSS, and the child processes suites start.
  */
-import { runDist } from "../tests/helpers/dist.ts";
+import { type DistProcess, runDist, startDist } from "../tests/helpers/dist.ts";
 
 /** Flags of `deno task bench`, as every suite gets them. */
 export interface BenchFlags {
@@ -79,4 +79,27 @@ export class Rounds {
   medians(): Record<string, number> {
     return Object.fromEntries(Object.entries(this.rows).map(([k, v]) => [k, median(v)]));
   }
+}
+
+/** `n` dist servers s1…sn on free ports of 127.0.0.1: the backends the balancer suites share. */
+export function startServers(n = 3): Promise<DistProcess[]> {
+  return Promise.all(
+    Array.from(
+      { length: n },
+      (_, i) => startDist(["server", "--port", "0", "--name", `s${i + 1}`]),
+    ),
+  );
+}
+
+/** The arguments of an RPC `dist balancer` on free ports spreading over `backends`. */
+export function balancerArgs(backends: DistProcess[]): string[] {
+  return [
+    "balancer",
+    "--port",
+    "0",
+    "--worker-port",
+    "0",
+    "--backends",
+    backends.map((b) => b.address).join(","),
+  ];
 }

@@ -19,7 +19,16 @@
 import { fileURLToPath } from "node:url";
 import { dial, type Peer } from "../wire/mod.ts";
 import { type DistProcess, freePort, startDist } from "../tests/helpers/dist.ts";
-import { type BenchFlags, clientBench, mib, onPath, Rounds, rssOf } from "./_common.ts";
+import {
+  balancerArgs,
+  type BenchFlags,
+  clientBench,
+  mib,
+  onPath,
+  Rounds,
+  rssOf,
+  startServers,
+} from "./_common.ts";
 
 const IDLE_CLIENT = fileURLToPath(new URL("./idle_client.ts", import.meta.url));
 const THROUGHPUT = ["--concurrency", "64", "--connections", "4", "--payload", "64"];
@@ -115,18 +124,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const failoverRequests = flags.quick ? 10_000 : 30_000;
   const idleConnections = flags.quick ? 1_000 : 10_000;
   const rateDuration = flags.quick ? "1s" : flags.duration;
-  const servers = await Promise.all(
-    [1, 2, 3].map((i) => startDist(["server", "--port", "0", "--name", `s${i}`])),
-  );
-  const balancer = await startDist([
-    "balancer",
-    "--port",
-    "0",
-    "--worker-port",
-    "0",
-    "--backends",
-    servers.map((s) => s.address).join(","),
-  ]);
+  const servers = await startServers();
+  const balancer = await startDist(balancerArgs(servers));
   const haproxy = await onPath("haproxy") ? await startHaproxy(servers) : undefined;
   if (haproxy === undefined) console.log("skipped: haproxy not installed");
   const watcher = await dial(

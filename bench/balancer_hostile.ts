@@ -21,7 +21,15 @@
 import { fileURLToPath } from "node:url";
 import { dial } from "../wire/mod.ts";
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
-import { type BenchFlags, clientBench, mib, Rounds, rssOf } from "./_common.ts";
+import {
+  balancerArgs,
+  type BenchFlags,
+  clientBench,
+  mib,
+  Rounds,
+  rssOf,
+  startServers,
+} from "./_common.ts";
 
 const ATTACKER = fileURLToPath(new URL("./pipeline_client.ts", import.meta.url));
 const ATTACK_REQUESTS = 100_000;
@@ -126,29 +134,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   // answer on a 2-core machine, after which the attackers are only a
   // backlog of unread answers): legitimate figures are of the attack itself.
   const duration = "1s";
-  const servers = await Promise.all(
-    [1, 2, 3].map((i) => startDist(["server", "--port", "0", "--name", `s${i}`])),
-  );
+  const servers = await startServers();
   // s3 is the direct target; the balancer spreads over s1 and s2.
-  const balancer = await startDist([
-    "balancer",
-    "--port",
-    "0",
-    "--worker-port",
-    "0",
-    "--backends",
-    `${servers[0].address},${servers[1].address}`,
-  ]);
+  const balancer = await startDist(balancerArgs(servers.slice(0, 2)));
   const targets: [string, DistProcess][] = [["direct", servers[2]], ["balancer", balancer]];
-  const baseline = await startBaseline([
-    "balancer",
-    "--port",
-    "0",
-    "--worker-port",
-    "0",
-    "--backends",
-    `${servers[0].address},${servers[1].address}`,
-  ]);
+  const baseline = await startBaseline(balancerArgs(servers.slice(0, 2)));
   if (baseline !== undefined) targets.push(["baseline", baseline]);
   console.log(
     `${flags.runs} round(s); attackers pipeline ${ATTACK_REQUESTS} add requests each and never ` +

@@ -15,7 +15,7 @@
  * number in flight per connection), so that any shape can be sent.
  */
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
-import { type BenchFlags, Rounds } from "./_common.ts";
+import { balancerArgs, type BenchFlags, Rounds, startServers } from "./_common.ts";
 
 const CONNECTIONS = 4;
 const PER_CONNECTION = 16;
@@ -149,18 +149,8 @@ async function load(port: number, shape: string, ms: number, first: { text?: str
 
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const ms = flags.quick ? 1000 : 3000;
-  const servers = await Promise.all(
-    [1, 2, 3].map((i) => startDist(["server", "--port", "0", "--name", `s${i}`])),
-  );
-  const balancer = await startDist([
-    "balancer",
-    "--port",
-    "0",
-    "--worker-port",
-    "0",
-    "--backends",
-    servers.map((s) => s.address).join(","),
-  ]);
+  const servers = await startServers();
+  const balancer = await startDist(balancerArgs(servers));
   await new Promise((r) => setTimeout(r, 2000)); // every backend up
   console.log(
     `${flags.runs} round(s) of ${ms} ms per shape and side; ${CONNECTIONS * PER_CONNECTION} ` +
