@@ -29,124 +29,19 @@
  */
 import { DistError } from "../../wire/mod.ts";
 import { ByteQueue, queueMemory } from "./byte_queue.ts";
+import type { Message, Policy, Sink, Snapshot, SubscriptionOptions } from "./message.ts";
 
-export type Policy = "disconnect" | "drop-oldest" | "latest";
-export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
-
-/**
- * A value a front end keeps in its encoded form (e.g. the JSON text of a
- * publish, passed through to JSON subscribers without being parsed). The
- * core only asks its size and whether it is null; other front ends decode it.
- */
-export abstract class EncodedValue {
-  /** Bytes of the encoded form. */
-  abstract readonly byteLength: number;
-  /** Whether it encodes null (a publish that clears the retained value). */
-  abstract readonly isNull: boolean;
-  /** The value itself, for a front end that speaks another encoding. */
-  abstract decode(): unknown;
-  /** A form that shares no buffer with anything else, for keeping long. */
-  abstract detach(): EncodedValue;
-}
-
-/** What is delivered: shared by every subscriber it goes to. */
-export class Message {
-  readonly topic: string;
-  /** A plain value, or an {@link EncodedValue}; replaced only by its detached form. */
-  value: unknown;
-  readonly retained: boolean;
-  /**
-   * The publisher's MQTT QoS: a delivery goes out at most at this level and
-   * at most at its subscription's. Native publishes ask no less than their
-   * subscribers do (2); an MQTT front end sets its publishes' own.
-   */
-  qos = 2;
-  /**
-   * Free for front ends: the delivery encoded once per codec (indexed by a
-   * codec number the front end chooses), copied to every subscriber.
-   */
-  encoded: (Uint8Array | undefined)[] | undefined = undefined;
-
-  constructor(topic: string, value: unknown, retained = false) {
-    this.topic = topic;
-    this.value = value;
-    this.retained = retained;
-  }
-}
-
-/** What the subscriptions of one sink (one connection) have queued, together. */
-export class PendingBudget {
-  /** Bytes queued by all of them (kept by the subscriptions). */
-  bytes = 0;
-  /** A subscription that held the largest queue when it last grew: the first to shed. */
-  largest: Subscription | undefined = undefined;
-}
-
-/** Retained values to deliver before anything live, read as they are needed. */
-export interface Snapshot {
-  /**
-   * The next retained message; undefined when there are no more, or null
-   * when `budget` ran out first (ask again in a later turn).
-   */
-  next(budget: { left: number }): Message | null | undefined;
-}
-
-/** The transport of a subscription's deliveries, as the front end provides it. */
-export interface Sink {
-  /** Bytes given to the transport and not yet written out. */
-  readonly pendingBytes: number;
-  /** What this transport's subscriptions have queued (the sink's own, shared by them). */
-  readonly queued: PendingBudget;
-  readonly closed: boolean;
-  /**
-   * Bytes the delivery takes on this transport (for the pending count of a
-   * `latest` queue). The sink encodes it now, as the message's value may be
-   * valid only during `publish()`.
-   */
-  sizeOf(msg: Message, sub: Subscription): number;
-  /** Puts one delivery on the transport. */
-  write(msg: Message, sub: Subscription): void;
-  /**
-   * The delivery as the bytes `writeEncoded` takes, to wait in a queue: a
-   * view valid until the next call (it is copied at once).
-   */
-  encode(msg: Message, sub: Subscription): Uint8Array;
-  /** Puts a delivery `encode` produced on the transport. */
-  writeEncoded(bytes: Uint8Array, sub: Subscription): void;
-  /** Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed). */
-  whenDrained(bytes: number, fn: () => void): void;
-  /**
-   * The transport takes no more deliveries for now, whatever its bytes (an
-   * MQTT in-flight window): they wait in the subscription's queue, and
-   * `whenDrained` fires only once it has room again. Absent: never full.
-   */
-  readonly full?: boolean;
-  /** The subscriber could not keep up and its policy says cut it off. */
-  slow(sub: Subscription, err: DistError): void;
-  /** A topic that `sub` covers has just appeared. */
-  topicCreated(sub: Subscription, topic: string): void;
-  /**
-   * The delivery will wait in a queue for a while, possibly long after
-   * others of its time are gone: it should hold no shared buffers.
-   */
-  hold(msg: Message): void;
-}
-
-export interface SubscriptionOptions {
-  sid: number;
-  /** The normalised pattern, e.g. `/telephony/+`. */
-  pattern: string;
-  segments: readonly string[];
-  group?: string;
-  policy?: Policy;
-  /** Only topics at the pattern's own depth, not its subtree (an MQTT filter without `#`). */
-  exact?: boolean;
-  /**
-   * Most bytes pending on the sink's connection (every queue of its
-   * subscriptions plus the sink's own) before the policy applies.
-   */
-  maxPending: number;
-}
+// The delivery vocabulary lives in message.ts; importers of this module keep working.
+export {
+  EncodedValue,
+  Message,
+  PendingBudget,
+  POLICIES,
+  type Policy,
+  type Sink,
+  type Snapshot,
+  type SubscriptionOptions,
+} from "./message.ts";
 
 /** Most bytes the sink is filled to from the queue: the rest waits here, where it can be dropped. */
 const FILL_BYTES = 256 * 1024;
