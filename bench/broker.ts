@@ -43,12 +43,27 @@ interface LoadResult {
   clientCpuUs: number;
 }
 
-/** CPU time (user + system) a process has used, in µs (clock ticks of 10 ms). */
-function cpuUs(pid: number | "self"): number {
+/**
+ * CPU time a process has used, in µs: the sum of its threads' time on a
+ * CPU from the scheduler (`/proc/PID/task/TID/schedstat`, nanoseconds), so
+ * that a run of a few hundred milliseconds is measured to far better than
+ * the 10 ms clock ticks of `/proc/PID/stat` (which gave 1.25 µs or 0.9 µs
+ * for the same 200,000 deliveries: 25 ticks or 18). Threads that ended
+ * before the read are not counted: both brokers keep theirs.
+ */
+export function cpuUs(pid: number | "self"): number {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+    let ns = 0;
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(
+          Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0],
+        );
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+    return ns / 1000;
   } catch {
     return NaN;
   }
