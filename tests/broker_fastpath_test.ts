@@ -5,13 +5,13 @@
  * publish keeps its place among the other messages of a read.
  */
 import assert from "node:assert/strict";
-import { readDelivery, readPublish, TopicCache } from "../wire/mod.ts";
+import { jsonCodec, readDelivery, readPublish, TopicCache } from "../wire/mod.ts";
 import { deliveryHead, deliverySize, sidTail, writeDelivery } from "../roles/broker/frames.ts";
 import { OutBuffer } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";
 import { RawJson } from "../roles/broker/raw_json.ts";
 import { BrokerClient, rawSubscriber, withBroker } from "./helpers/broker.ts";
-import { concat, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
+import { concat, jsonFrame, prng, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -97,6 +97,41 @@ Deno.test("readPublish() leaves anything else to the ordinary decoder", () => {
     "]".repeat(62)
   }}}`;
   assert.ok(readPublish(encoder.encode(deepest), topics) !== undefined);
+});
+
+Deno.test("readPublish() takes only what the decoder reads as a publish, with the same topic, value and retain (fuzz)", () => {
+  const topics = new TopicCache();
+  const random = prng(17);
+  const seeds = [
+    // The canonical layouts (JSON.stringify's), then others.
+    '{"method":"broker.publish","params":{"topic":"/a/b","value":{"n":-2.5e3,"t":"h\u00e9 "x"","l":[true,null,{}]}}}',
+    '{"method":"broker.publish","params":{"topic":"/s","value":"plain text","retain":false}}',
+    '{"method":"broker.publish","params":{"topic":"/é","value":[[1,[2]],{"k":"日本"}],"retain":true}}',
+    '{ "params" : { "retain" : false , "value" : { "a" : [ 1 , 2 ] } , "topic" : "/x" } , "method" : "broker.publish" }',
+  ];
+  let taken = 0;
+  for (let round = 0; round < 6000; round++) {
+    const bytes = encoder.encode(seeds[round % seeds.length]);
+    for (let k = Math.floor(random() * 3); k > 0; k--) {
+      bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+    }
+    const p = readPublish(bytes, topics);
+    if (p === undefined) continue;
+    let decoded: { method: string; params: { topic: unknown; value: unknown; retain?: unknown } };
+    try {
+      decoded = jsonCodec.decode(bytes) as typeof decoded;
+    } catch (err) {
+      throw new Error(`readPublish took what the decoder refuses: ${text(bytes)}: ${err}`);
+    }
+    taken++;
+    const { params } = decoded;
+    assert.equal(decoded.method, "broker.publish", text(bytes));
+    assert.deepEqual(Object.keys(decoded).sort(), ["method", "params"], text(bytes));
+    assert.equal(p.topic, params.topic, text(bytes));
+    assert.deepEqual(JSON.parse(text(p.value)), params.value, text(bytes));
+    assert.equal(p.retain, params.retain ?? true, text(bytes));
+  }
+  assert.ok(taken > 1000, `the unchanged seeds and some mutants are taken (${taken})`);
 });
 
 Deno.test("readDelivery() reads back what the broker writes, whatever the sid", () => {

@@ -224,41 +224,92 @@ function latin1(b: Uint8Array, from: number, to: number): string {
 const TRUE = new TextEncoder().encode("true");
 const NULL = new TextEncoder().encode("null");
 
+/** Containers open in one skipValue call: 1 for an object, 0 for an array. */
+const OPEN = new Uint8Array(MAX_DEPTH + 1);
+
 /**
  * The end of the valid JSON value starting at `i`, or -1: a strict syntax
  * check that builds nothing. `depth` is the nesting of the value's parent;
  * containers deeper than MAX_DEPTH are refused, as the decoder refuses them.
+ *
+ * One loop with its own stack of open containers rather than a call per
+ * value, and plain ASCII strings and single spaces read in place (the
+ * broker reads every publish's value here: the recursive form was a fifth
+ * of its CPU per message).
  */
 export function skipValue(b: Uint8Array, i: number, depth: number): number {
-  const c = b[i];
-  if (c === QUOTE) return skipString(b, i);
-  if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-    if (depth + 1 > MAX_DEPTH) return -1;
-    const object = c === OPEN_BRACE;
-    const close = object ? CLOSE_BRACE : CLOSE_BRACKET;
-    let j = skipSpace(b, i + 1);
-    if (b[j] === close) return j + 1;
-    while (true) {
-      if (object) {
-        if (b[j] !== QUOTE) return -1;
-        j = skipString(b, j);
-        if (j < 0) return -1;
-        j = skipSpace(b, j);
-        if (b[j] !== COLON) return -1;
-        j = skipSpace(b, j + 1);
-      }
-      j = skipValue(b, j, depth + 1);
+  const room = MAX_DEPTH - depth;
+  let top = 0;
+  let j = i;
+  value: while (true) {
+    // A value starts at j.
+    const c = b[j];
+    if (c === QUOTE) {
+      let k = j + 1;
+      while (PLAIN[b[k]] === 1) k++;
+      j = b[k] === QUOTE ? k + 1 : skipString(b, j);
       if (j < 0) return -1;
-      j = skipSpace(b, j);
-      if (b[j] === close) return j + 1;
-      if (b[j] !== COMMA) return -1;
-      j = skipSpace(b, j + 1);
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (top >= room) return -1;
+      const object = c === OPEN_BRACE;
+      OPEN[top++] = object ? 1 : 0;
+      j++;
+      if (b[j] <= 0x20) j = skipSpace(b, j);
+      if (b[j] === (object ? CLOSE_BRACE : CLOSE_BRACKET)) {
+        top--;
+        j++;
+      } else {
+        if (object) {
+          j = skipKey(b, j);
+          if (j < 0) return -1;
+        }
+        continue value;
+      }
+    } else if (c === 0x74) {
+      if (!equals(b, j, TRUE)) return -1;
+      j += 4;
+    } else if (c === 0x66) {
+      if (!equals(b, j, FALSE)) return -1;
+      j += 5;
+    } else if (c === 0x6e) {
+      if (!equals(b, j, NULL)) return -1;
+      j += 4;
+    } else {
+      j = skipNumber(b, j);
+      if (j < 0) return -1;
     }
+    // After a value: a comma, or the end of containers.
+    while (top > 0) {
+      if (b[j] <= 0x20) j = skipSpace(b, j);
+      const k = b[j];
+      if (k === COMMA) {
+        j++;
+        if (b[j] <= 0x20) j = skipSpace(b, j);
+        if (OPEN[top - 1] === 1) {
+          j = skipKey(b, j);
+          if (j < 0) return -1;
+        }
+        continue value;
+      }
+      if (k !== (OPEN[top - 1] === 1 ? CLOSE_BRACE : CLOSE_BRACKET)) return -1;
+      top--;
+      j++;
+    }
+    return j;
   }
-  if (c === 0x74) return equals(b, i, TRUE) ? i + 4 : -1;
-  if (c === 0x66) return equals(b, i, FALSE) ? i + 5 : -1;
-  if (c === 0x6e) return equals(b, i, NULL) ? i + 4 : -1;
-  return skipNumber(b, i);
+}
+
+/** Past an object's key and its colon at `j`: the start of the member's value, or -1. */
+function skipKey(b: Uint8Array, j: number): number {
+  if (b[j] !== QUOTE) return -1;
+  let k = j + 1;
+  while (PLAIN[b[k]] === 1) k++;
+  j = b[k] === QUOTE ? k + 1 : skipString(b, j);
+  if (j < 0) return -1;
+  if (b[j] <= 0x20) j = skipSpace(b, j);
+  if (b[j] !== COLON) return -1;
+  j++;
+  return b[j] <= 0x20 ? skipSpace(b, j) : j;
 }
 
 /** A plain string's text (no escapes, ASCII, at most MAX_NAME chars), else undefined. */

@@ -129,7 +129,10 @@ const VALUE_DEPTH = 2;
 export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
   const b = frame;
   if (startsWith(b, PUBLISH_PREFIX)) {
-    // As JSON.stringify writes it (most publishes): straight to the params.
+    // As JSON.stringify writes it (most publishes): no member to look for.
+    const canonical = readCanonical(b, topics);
+    if (canonical !== null) return canonical;
+    // The params in another order or spacing.
     let i = readParams(b, PUBLISH_PREFIX.length - PARAMS_OPEN, topics);
     if (i < 0) return undefined;
     i = skipSpace(b, i);
@@ -161,6 +164,38 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish |
     }
     return PUBLISH;
   }
+}
+
+const RETAIN_FALSE_END = bytes(',"retain":false}}');
+const RETAIN_TRUE_END = bytes(',"retain":true}}');
+
+/**
+ * The rest of a publish after PUBLISH_PREFIX in the exact layout
+ * `JSON.stringify` writes (`T","value":V}}`, or with `,"retain":B` before
+ * the brackets): each part compared in place, the value scanned once.
+ * Null when the frame is laid out otherwise (the general reader takes it);
+ * undefined when the value is not valid (no reader would take it).
+ */
+function readCanonical(b: Uint8Array, topics: TopicCache): RawPublish | undefined | null {
+  const from = PUBLISH_PREFIX.length;
+  const t = topicEnd(b, from);
+  if (t < 0 || !startsWith(b, VALUE_KEY, t)) return null;
+  const start = t + VALUE_KEY.length;
+  const end = skipValue(b, start, VALUE_DEPTH);
+  if (end < 0) return undefined;
+  const rest = b.length - end;
+  let retain = true;
+  if (rest === 2) {
+    if (b[end] !== BRACE || b[end + 1] !== BRACE) return null;
+  } else if (rest === RETAIN_FALSE_END.length && startsWith(b, RETAIN_FALSE_END, end)) {
+    retain = false;
+  } else if (rest !== RETAIN_TRUE_END.length || !startsWith(b, RETAIN_TRUE_END, end)) {
+    return null;
+  }
+  PUBLISH.topic = topics.topic(b, from, t);
+  PUBLISH.value = new Uint8Array(b.buffer, b.byteOffset + start, end - start);
+  PUBLISH.retain = retain;
+  return PUBLISH;
 }
 
 /** The index of the value after a key ending at `i` (spaces, a colon, spaces), or -1. */
