@@ -158,18 +158,20 @@ export function skipString(b: Uint8Array, i: number): number {
 /** The end of the well-formed UTF-8 sequence of more than one byte at `j`, or -1. */
 export function skipUtf8(b: Uint8Array, j: number): number {
   const c = b[j];
+  // A byte past the end reads undefined: `undefined & 0xc0` is 0, no continuation.
   const c1 = b[j + 1];
-  const cont = (x: number) => x !== undefined && (x & 0xc0) === 0x80;
-  if (c >= 0xc2 && c <= 0xdf) return cont(c1) ? j + 2 : -1;
+  if (c >= 0xc2 && c <= 0xdf) return (c1 & 0xc0) === 0x80 ? j + 2 : -1;
   if (c >= 0xe0 && c <= 0xef) {
     // No overlong forms (E0 80..9F) and no surrogates (ED A0..BF).
-    if (!cont(c1) || !cont(b[j + 2])) return -1;
+    if ((c1 & 0xc0) !== 0x80 || (b[j + 2] & 0xc0) !== 0x80) return -1;
     if ((c === 0xe0 && c1 < 0xa0) || (c === 0xed && c1 > 0x9f)) return -1;
     return j + 3;
   }
   if (c >= 0xf0 && c <= 0xf4) {
     // No overlong forms (F0 80..8F) and nothing above U+10FFFF (F4 90..).
-    if (!cont(c1) || !cont(b[j + 2]) || !cont(b[j + 3])) return -1;
+    if ((c1 & 0xc0) !== 0x80 || (b[j + 2] & 0xc0) !== 0x80 || (b[j + 3] & 0xc0) !== 0x80) {
+      return -1;
+    }
     if ((c === 0xf0 && c1 < 0x90) || (c === 0xf4 && c1 > 0x8f)) return -1;
     return j + 4;
   }

@@ -93,14 +93,45 @@ function jsonHead(msg: Message): Uint8Array {
 }
 
 /**
+ * The parts of a JSON delivery written from its value's text, for the
+ * message being fanned out: its deliveries are written one after another,
+ * so the topic's prefix is looked up once per message, not per delivery.
+ * Keyed by the message and its value (a held message's value is replaced
+ * by its detached form), and forgotten when a borrowed value is released.
+ */
+const EMPTY: Uint8Array = new Uint8Array(0);
+let partsMsg: Message | undefined;
+let partsValue: unknown;
+let partsPrefix = EMPTY;
+let partsBytes = EMPTY;
+let partsFlags = EMPTY;
+
+/** Whether `msg` goes to JSON subscribers as parts (see above); if so, they are set. */
+function jsonParts(msg: Message): boolean {
+  const value = msg.value;
+  if (msg === partsMsg && value === partsValue) return true;
+  if (!(value instanceof RawJson) || msg.encoded?.[0] !== undefined) return false;
+  partsMsg = msg;
+  partsValue = value;
+  partsPrefix = topicPrefix(msg.topic);
+  partsBytes = value.bytes;
+  partsFlags = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
+  return true;
+}
+
+/** Drops the parts kept for the last message (its value's bytes are about to be reused). */
+export function forgetParts(): void {
+  partsMsg = partsValue = undefined;
+  partsPrefix = partsBytes = partsFlags = EMPTY;
+}
+
+/**
  * Bytes of the frame of `msg` with `tail` in `codec` (header included).
  * A JSON value still in its JSON text (a fast-path publish) is measured, not encoded.
  */
 export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): number {
-  if (codec === "json" && msg.value instanceof RawJson && msg.encoded?.[0] === undefined) {
-    const flags = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
-    return HEADER + topicPrefix(msg.topic).length + msg.value.byteLength + flags.length +
-      tail.length;
+  if (codec === "json" && jsonParts(msg)) {
+    return HEADER + partsPrefix.length + partsBytes.length + partsFlags.length + tail.length;
   }
   return deliveryHead(msg, codec).length + tail.length;
 }
@@ -119,10 +150,8 @@ export function writeDelivery(
   tail: Uint8Array,
 ): void {
   const at = out.length;
-  if (codec === "json" && msg.value instanceof RawJson && msg.encoded?.[0] === undefined) {
-    const prefix = topicPrefix(msg.topic);
-    const value = msg.value.bytes;
-    const flags = msg.retained ? RETAINED_TRUE_SID : RETAINED_FALSE_SID;
+  if (codec === "json" && jsonParts(msg)) {
+    const prefix = partsPrefix, value = partsBytes, flags = partsFlags;
     const len = prefix.length + value.length + flags.length + tail.length;
     out.reserve(HEADER + len);
     const b = out.bytes;

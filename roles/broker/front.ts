@@ -19,7 +19,14 @@ import { cut, warnPeer } from "../../wire/_log.ts";
 import { readPublish, TopicCache } from "../../wire/mod.ts";
 import { readMsgpackPublish } from "./msgpack_publish.ts";
 import type { BrokerCore } from "./core.ts";
-import { deliveryHead, deliverySize, holdMessage, sidTail, writeDelivery } from "./frames.ts";
+import {
+  deliveryHead,
+  deliverySize,
+  forgetParts,
+  holdMessage,
+  sidTail,
+  writeDelivery,
+} from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import {
   broker,
@@ -242,6 +249,7 @@ export class WireFront {
         this.#badNotification(peer, "broker.publish", err);
       } finally {
         value.release(); // the frame's bytes are the reader's again
+        forgetParts();
       }
       return true;
     },
