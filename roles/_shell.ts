@@ -239,7 +239,8 @@ function checkedFast(fast: FastHooks | undefined): FastHooks | undefined {
       ((peer, request) => peer.identity?.access === undefined && onRawRequest(peer, request)),
     rawFrames: rawFrames && {
       accepts: (frame) => rawFrames.accepts(frame),
-      handle: (frame, peer) => peer.identity?.access === undefined && rawFrames.handle(frame, peer),
+      handle: (frame, peer, took) =>
+        peer.identity?.access === undefined && rawFrames.handle(frame, peer, took),
     },
   };
 }

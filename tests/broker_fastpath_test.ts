@@ -28,6 +28,7 @@ Deno.test("readPublish() reads the canonical layout, with or without retain", ()
     topic: "/a/b",
     value: '"hello world"',
     retain: true,
+    id: undefined,
   });
   const b = readPublish(
     json({ method: "broker.publish", params: { topic: "t", value: "x", retain: false } }),
@@ -37,6 +38,7 @@ Deno.test("readPublish() reads the canonical layout, with or without retain", ()
     topic: "t",
     value: '"x"',
     retain: false,
+    id: undefined,
   });
   const c = readPublish(
     json({ method: "broker.publish", params: { topic: "t", value: "y", retain: true } }),
@@ -65,7 +67,11 @@ Deno.test("readPublish() reads any value, member order and spacing, as its exact
   ];
   for (const [frame, topic, value, retain] of cases) {
     const p = readPublish(encoder.encode(frame), topics);
-    assert.deepEqual(p && { ...p, value: text(p.value) }, { topic, value, retain }, frame);
+    assert.deepEqual(
+      p && { ...p, value: text(p.value) },
+      { topic, value, retain, id: undefined },
+      frame,
+    );
   }
 });
 
@@ -73,8 +79,6 @@ Deno.test("readPublish() leaves anything else to the ordinary decoder", () => {
   const topics = new TopicCache();
   const others: string[] = [
     '{"method":"broker.publish","params":{"topic":"/a","value":"x","retain":"yes"}}',
-    '{"method":"broker.publish","params":{"topic":"/a","value":"x"},"id":1}',
-    '{"id":1,"method":"broker.publish","params":{"topic":"/a","value":"x"}}',
     '{"method":"broker.publish","params":{"topic":"/a","value":"x","other":1}}',
     '{"method":"broker.publish","params":{"topic":"/a","value":"x","value":"y"}}',
     '{"method":"broker.publish","params":{"topic":1,"value":"x"}}',
@@ -273,4 +277,82 @@ Deno.test("fast publishes queued for a slow subscriber arrive intact, in order",
       }
     }
   }, { maxPending: 512 * 1024 });
+});
+
+Deno.test("readPublish() reads a confirmed publish's id: a plain integer or string, first or anywhere", () => {
+  const topics = new TopicCache();
+  const read = (text: string) => {
+    const p = readPublish(encoder.encode(text), topics);
+    return p && { id: p.id, topic: p.topic, value: decoder.decode(p.value), retain: p.retain };
+  };
+  const params = '"params":{"topic":"/c","value":{"a":[1,"é"]},"retain":false}';
+  assert.deepEqual(read(`{"id":7,"method":"broker.publish",${params}}`), {
+    id: 7,
+    topic: "/c",
+    value: '{"a":[1,"é"]}',
+    retain: false,
+  });
+  assert.equal(read(`{"id":"req-1","method":"broker.publish",${params}}`)?.id, "req-1");
+  assert.equal(read(`{"method":"broker.publish",${params}, "id" : -3}`)?.id, -3);
+  assert.equal(read(`{"method":"broker.publish",${params}}`)?.id, undefined);
+  // Left to the decoder, which answers or refuses them as it always does.
+  for (const id of ["1.5", "null", '"a\\"b"', "12345678901234567", "[1]"]) {
+    assert.equal(read(`{"id":${id},"method":"broker.publish",${params}}`), undefined, id);
+  }
+  assert.equal(read(`{"id":1,"id":2,"method":"broker.publish",${params}}`), undefined);
+});
+
+Deno.test("confirmed publishes go through as bytes, in both codecs, and are answered as any request", async () => {
+  await withBroker(async (b) => {
+    const { conn: raw, reader } = await rawSubscriber(b.port, { topic: "/c" });
+    const m = await BrokerClient.connect(b.port, "msgpack");
+    const pub = await BrokerClient.connect(b.port, "msgpack");
+    const jpub = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const jreader = new RawReader(jpub);
+    try {
+      await m.subscribe("/c");
+      await rawHandshake(jpub, jreader);
+      // The value's text as the publisher wrote it (spacing, 1.0) reaches a JSON
+      // subscriber unchanged: nothing decoded it and wrote it again.
+      const text = '{ "n" : 1.0, "s" : "h\\u00e9 ✓" }';
+      const request =
+        `{"id":41,"method":"broker.publish","params":{"topic":"/c/j","value":${text}}}`;
+      const bytes = encoder.encode(request);
+      const framed = new Uint8Array(4 + bytes.length);
+      new DataView(framed.buffer).setUint32(0, bytes.length);
+      framed.set(bytes, 4);
+      await writeAll(jpub, framed);
+      const answer = await jreader.json();
+      assert.equal(answer?.id, 41);
+      assert.deepEqual(answer?.result, { topic: "/c/j", deliveries: 2 });
+      let frame = await reader.frame();
+      while (frame !== null && !decoder.decode(frame).includes('"broker.message"')) {
+        frame = await reader.frame(); // the topic_created notice first
+      }
+      assert.ok(frame !== null);
+      assert.ok(decoder.decode(frame).includes(`"value":${text},"retained":false`));
+      assert.deepEqual((await m.received(1))[0].value, { n: 1, s: "hé ✓" });
+      // A MessagePack request: answered with its id; a bad topic is an error, not a cut.
+      assert.deepEqual(await pub.confirm("/c/m", { list: [1, null, "ü"] }, false), {
+        topic: "/c/m",
+        deliveries: 2,
+      });
+      assert.deepEqual((await m.received(2))[1].value, { list: [1, null, "ü"] });
+      await assert.rejects(pub.confirm("no//good", 1), /BAD_REQUEST|topic/i);
+      await writeAll(
+        jpub,
+        jsonFrame({ id: 42, method: "broker.publish", params: { topic: "", value: 1 } }),
+      );
+      const refused = await jreader.json();
+      assert.equal(refused?.id, 42);
+      assert.equal((refused?.error as { code: string }).code, "BAD_REQUEST");
+      // Still served.
+      assert.equal((await pub.confirm("/c/m", 2, false))?.deliveries, 2);
+    } finally {
+      raw.close();
+      jpub.close();
+      m.close();
+      pub.close();
+    }
+  });
 });

@@ -52,12 +52,21 @@ export interface RawReply {
  * the other messages of its read (those before it are dispatched first), and
  * returns false to have it decoded and dispatched as usual after all.
  * Frames are views, valid only during the call.
+ *
+ * A frame that may be a request (`accepts` said "request") is offered only
+ * when the peer has room for one more request in flight, with `took`: the
+ * handler that takes it calls `took()` first (it then counts as received
+ * and being handled) and ends it later with exactly one of the Peer's
+ * `answer`, `answerError` or `answerRaw`.
  */
 export interface RawFrameHandler {
-  /** Whether the fast path takes `frame` (cheap and pure, e.g. a byte prefix). */
-  accepts(frame: Uint8Array): boolean;
+  /**
+   * Whether the fast path takes `frame` (cheap and pure, e.g. a byte
+   * prefix): "request" when it may be a request.
+   */
+  accepts(frame: Uint8Array): boolean | "request";
   /** Takes `frame`; false hands it to the decoder after all. */
-  handle(frame: Uint8Array, peer: Peer): boolean;
+  handle(frame: Uint8Array, peer: Peer, took?: () => void): boolean;
 }
 
 /** The fast paths a role gives a Peer (see PeerOptions). */
@@ -98,6 +107,8 @@ export class FastPath {
   /** Reused to hand a raw call or reply to `conn.sendWith` without a closure per message. */
   #writer = new RawWriter();
   #scan: boolean;
+  /** Given to a raw frame handler with a request it may take (bound once). */
+  readonly #took = (): void => this.#host.took();
 
   constructor(host: FastPathHost, hooks: FastHooks) {
     this.#host = host;
@@ -134,15 +145,21 @@ export class FastPath {
     // the run before it, so every message is handled in arrival order.
     let start = 0;
     for (let i = 0; i < frames.length; i++) {
-      if (!raw.accepts(frames[i])) continue;
+      const kind = raw.accepts(frames[i]);
+      if (kind === false) continue;
       if (start < i) host.dispatch(frames.slice(start, i));
       if (this.#conn.isClosed || host.answers.refusing) return;
-      if (this.#admission.holding) {
-        // A request in that run had to wait: so does everything after it.
+      const request = kind === "request";
+      if (this.#admission.holding || (request && !this.#admission.mayStart())) {
+        // A request in that run had to wait, or this one has no room yet:
+        // so does everything after it (decoded when there is room).
         this.#admission.hold(frames.slice(i));
         return;
       }
-      if (!raw.handle(frames[i], host.peer)) host.dispatch([frames[i]]);
+      const taken = request
+        ? raw.handle(frames[i], host.peer, this.#took)
+        : raw.handle(frames[i], host.peer);
+      if (!taken) host.dispatch([frames[i]]);
       start = i + 1;
     }
     if (start === 0) host.dispatch(frames);

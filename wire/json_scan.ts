@@ -315,7 +315,7 @@ function skipKey(b: Uint8Array, j: number): number {
 }
 
 /** A plain string's text (no escapes, ASCII, at most MAX_NAME chars), else undefined. */
-function plainString(b: Uint8Array, start: number, end: number): string | undefined {
+export function plainString(b: Uint8Array, start: number, end: number): string | undefined {
   if (b[start] !== QUOTE || end - start - 2 > MAX_NAME) return undefined;
   let text = "";
   for (let i = start + 1; i < end - 1; i++) {
@@ -327,7 +327,7 @@ function plainString(b: Uint8Array, start: number, end: number): string | undefi
 }
 
 /** A safe integer written plainly (`-?digits`, at most 15 digits), else undefined. */
-function plainInteger(b: Uint8Array, start: number, end: number): number | undefined {
+export function plainInteger(b: Uint8Array, start: number, end: number): number | undefined {
   let i = start;
   const negative = b[i] === 0x2d;
   if (negative) i++;

@@ -11,7 +11,7 @@
  * meets anything else hands the frame to the ordinary decoder: the fast
  * path is an optimisation, never a second protocol.
  */
-import { skipSpace, skipString, skipValue } from "./json_scan.ts";
+import { plainInteger, plainString, skipSpace, skipString, skipValue } from "./json_scan.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -38,10 +38,10 @@ export function mayStartWith(frame: Uint8Array, prefix: Uint8Array): boolean {
     frame[0] === prefix[0];
 }
 
-/** Whether `frame` has `prefix` at `at`. */
-export function startsWith(frame: Uint8Array, prefix: Uint8Array, at = 0): boolean {
-  if (frame.length < at + prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (frame[at + i] !== prefix[i]) return false;
+/** Whether `frame` has `prefix` (from its byte `from` on) at `at`. */
+export function startsWith(frame: Uint8Array, prefix: Uint8Array, at = 0, from = 0): boolean {
+  if (frame.length < at + prefix.length - from) return false;
+  for (let i = from; i < prefix.length; i++) if (frame[at + i - from] !== prefix[i]) return false;
   return true;
 }
 
@@ -93,14 +93,19 @@ export interface RawPublish {
   topic: string;
   value: Uint8Array;
   retain: boolean;
+  /** A confirmed publish's request id; undefined for a notification. */
+  id: number | string | undefined;
 }
 
 /** Reused by readPublish for each frame (its caller uses it at once). */
-const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true };
+const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true, id: undefined };
 
 const OPEN_BRACE = 0x7b;
 const COMMA = 0x2c;
 const COLON = 0x3a;
+const ID = bytes('"id"');
+/** How a client writes a request: its id first (`{"id":7,"method":…`). */
+const ID_FIRST = bytes('{"id":');
 const METHOD = bytes('"method"');
 const PARAMS = bytes('"params"');
 const PUBLISH_METHOD = bytes('"broker.publish"');
@@ -109,40 +114,58 @@ const VALUE = bytes('"value"');
 const RETAIN = bytes('"retain"');
 const TRUE = bytes("true");
 const FALSE = bytes("false");
-/** Bytes of `{"topic":"` at the end of PUBLISH_PREFIX: where its params object starts. */
-const PARAMS_OPEN = 10;
 /** `params` is an object in the message: its members' parent is at depth 2. */
 const VALUE_DEPTH = 2;
 
 /**
- * Reads a `broker.publish` notification as any encoder writes it: members
- * in any order, any whitespace, `retain` present or not, the value any JSON
- * value (objects, arrays, numbers, escapes, any text). The frame is checked
- * in one pass as bytes, as strictly as the decoder checks it (well-formed
+ * Reads a `broker.publish` notification, or a request (a confirmed
+ * publish: `id` is set), as any encoder writes it: members in any order,
+ * any whitespace, `retain` present or not, the value any JSON value
+ * (objects, arrays, numbers, escapes, any text). The frame is checked in
+ * one pass as bytes, as strictly as the decoder checks it (well-formed
  * UTF-8 and escapes, no lone surrogate, no number past a double, nesting
  * within MAX_DEPTH) and nothing is built: the value is a view of the frame.
  * Anything else returns undefined, for the ordinary decoder, which then
- * handles or refuses it as it always does: a request (an `id`), another
- * member, a member twice, a non-string topic, a value it would refuse. The
- * answer is one object reused for every frame: read it at once.
+ * handles or refuses it as it always does: another member, a member twice,
+ * a non-string topic, an id that is not a plain integer or string, a value
+ * it would refuse. The answer is one object reused for every frame: read
+ * it at once.
  */
 export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
   const b = frame;
+  PUBLISH.id = undefined;
   if (startsWith(b, PUBLISH_PREFIX)) {
     // As JSON.stringify writes it (most publishes): no member to look for.
-    const canonical = readCanonical(b, topics);
+    const canonical = readCanonical(b, PUBLISH_PREFIX.length, topics);
     if (canonical !== null) return canonical;
-    // The params in another order or spacing.
-    let i = readParams(b, PUBLISH_PREFIX.length - PARAMS_OPEN, topics);
-    if (i < 0) return undefined;
-    i = skipSpace(b, i);
-    return b[i] === BRACE && skipSpace(b, i + 1) === b.length ? PUBLISH : undefined;
+  } else if (startsWith(b, ID_FIRST)) {
+    // A confirmed publish as clients write it: the id, then the notification's layout.
+    const end = skipValue(b, ID_FIRST.length, 1);
+    const id = end < 0 ? undefined : readId(b, ID_FIRST.length, end);
+    if (id !== undefined && b[end] === COMMA && startsWith(b, PUBLISH_PREFIX, end, 1)) {
+      const canonical = readCanonical(b, end + PUBLISH_PREFIX.length, topics);
+      if (canonical !== null) {
+        PUBLISH.id = id;
+        return canonical;
+      }
+    }
   }
+  return readAnyLayout(b, topics);
+}
+
+/** A request id the fast path answers itself: a plain integer or string (else the decoder's). */
+function readId(b: Uint8Array, start: number, end: number): number | string | undefined {
+  return b[start] === QUOTE ? plainString(b, start, end) : plainInteger(b, start, end);
+}
+
+/** readPublish for members in any order and spacing (and the params in any order). */
+function readAnyLayout(b: Uint8Array, topics: TopicCache): RawPublish | undefined {
   let i = skipSpace(b, 0);
   if (b[i] !== OPEN_BRACE) return undefined;
   i = skipSpace(b, i + 1);
   let method = false;
   let params = false;
+  let id: number | string | undefined;
   while (true) {
     if (startsWith(b, METHOD, i) && !method) {
       i = afterColon(b, i + METHOD.length);
@@ -153,6 +176,13 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish |
       i = readParams(b, afterColon(b, i + PARAMS.length), topics);
       if (i < 0) return undefined;
       params = true;
+    } else if (startsWith(b, ID, i) && id === undefined) {
+      const start = afterColon(b, i + ID.length);
+      if (start < 0) return undefined;
+      i = skipValue(b, start, 1);
+      if (i < 0) return undefined;
+      id = readId(b, start, i);
+      if (id === undefined) return undefined;
     } else return undefined;
     i = skipSpace(b, i);
     if (b[i] === COMMA) {
@@ -162,6 +192,7 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): RawPublish |
     if (b[i] !== BRACE || skipSpace(b, i + 1) !== b.length || !method || !params) {
       return undefined;
     }
+    PUBLISH.id = id;
     return PUBLISH;
   }
 }
@@ -170,14 +201,17 @@ const RETAIN_FALSE_END = bytes(',"retain":false}}');
 const RETAIN_TRUE_END = bytes(',"retain":true}}');
 
 /**
- * The rest of a publish after PUBLISH_PREFIX in the exact layout
+ * The rest of a publish after PUBLISH_PREFIX (ending at `from`) in the exact layout
  * `JSON.stringify` writes (`T","value":V}}`, or with `,"retain":B` before
  * the brackets): each part compared in place, the value scanned once.
  * Null when the frame is laid out otherwise (the general reader takes it);
  * undefined when the value is not valid (no reader would take it).
  */
-function readCanonical(b: Uint8Array, topics: TopicCache): RawPublish | undefined | null {
-  const from = PUBLISH_PREFIX.length;
+function readCanonical(
+  b: Uint8Array,
+  from: number,
+  topics: TopicCache,
+): RawPublish | undefined | null {
   const t = topicEnd(b, from);
   if (t < 0 || !startsWith(b, VALUE_KEY, t)) return null;
   const start = t + VALUE_KEY.length;

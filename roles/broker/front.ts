@@ -18,7 +18,7 @@ import {
 import { cut, warnPeer } from "../../wire/_log.ts";
 import { readPublish, TopicCache } from "../../wire/mod.ts";
 import { readMsgpackPublish } from "./msgpack_publish.ts";
-import type { BrokerCore } from "./core.ts";
+import type { BrokerCore, PublishResult } from "./core.ts";
 import {
   deliveryHead,
   deliverySize,
@@ -219,41 +219,70 @@ export class WireFront {
   }
 
   /**
-   * The fast path of fire-and-forget publishes, in either codec, whatever
-   * their value, member order or spacing (wire/pubsub_json.ts,
-   * msgpack_publish.ts): checked as bytes, the value goes to the
-   * subscribers of the publisher's codec as it came, decoded only for the
-   * others. Anything the readers leave (requests, other methods, values the
-   * decoder refuses) is decoded and dispatched as usual, in its place.
+   * The fast path of publishes, fire-and-forget or confirmed (a request),
+   * in either codec, whatever their value, member order or spacing
+   * (wire/pubsub_json.ts, msgpack_publish.ts): checked as bytes, the value
+   * goes to the subscribers of the publisher's codec as it came, decoded
+   * only for the others. Anything the readers leave (other methods, values
+   * the decoder refuses, ids other than plain integers and strings) is
+   * decoded and dispatched as usual, in its place.
    */
   readonly rawFrames: RawFrameHandler = {
     accepts: (frame) => {
       const c = frame[0];
-      // A JSON request (`{"id"` first, as clients write it) is not a publish notification.
-      if (c === 0x7b) return frame[2] !== 0x69 || frame[3] !== 0x64 || frame[4] !== 0x22;
-      // MessagePack: a map of two members (method and params).
+      // A JSON request writes its id first (`{"id"`), as clients do.
+      if (c === 0x7b) {
+        return frame[2] === 0x69 && frame[3] === 0x64 && frame[4] === 0x22 ? "request" : true;
+      }
+      // MessagePack: a map of method and params, and an id for a request.
+      if (c === 0x83) return "request";
       return c === 0x82 || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
     },
-    handle: (frame, peer) => {
+    handle: (frame, peer, took) => {
       const session = this.#session(peer);
       const json = session.codec === "json";
       const publish = json
         ? readPublish(frame, session.topics)
         : readMsgpackPublish(frame, session.topics);
       if (publish === undefined) return false;
-      if (session.cutOff) return true; // read and dropped
+      const id = publish.id;
+      if (id !== undefined) {
+        // A request needs room to be taken (took); a cut-off connection's is refused by dispatch.
+        if (took === undefined || session.cutOff) return false;
+        took();
+      } else if (session.cutOff) return true; // read and dropped
+      const retain = publish.retain;
       const value = json ? RawJson.borrow(publish.value) : RawMsgpack.borrow(publish.value);
+      let result: PublishResult | undefined;
       try {
-        this.core.publish(publish.topic, value, publish.retain);
+        result = this.core.publish(publish.topic, value, retain);
       } catch (err) {
-        this.#badNotification(peer, "broker.publish", err);
+        if (id === undefined) this.#badNotification(peer, "broker.publish", err);
+        else peer.answerError(id, err);
       } finally {
         value.release(); // the frame's bytes are the reader's again
         forgetParts();
       }
+      if (id !== undefined && result !== undefined) {
+        this.#confirm(peer, id, result, retain);
+      }
       return true;
     },
   };
+
+  /** Answers a confirmed publish as the handler of `broker.publish` does. */
+  #confirm(peer: Peer, id: number | string, result: PublishResult, retain: boolean): void {
+    const answer = { topic: result.topic, deliveries: result.deliveries };
+    if (retain && this.committed !== undefined) {
+      // With a data directory, a retained value is confirmed once the commit covering it is.
+      this.committed().then(
+        () => peer.answer(id, answer),
+        (err) => peer.answerError(id, err),
+      );
+    } else {
+      peer.answer(id, answer);
+    }
+  }
 
   /**
    * No id to answer: tell the peer anyway (its log shows it), the first few

@@ -1,10 +1,11 @@
 /**
- * A `broker.publish` notification in MessagePack read as bytes, as
+ * A `broker.publish` notification or request (a confirmed publish) in
+ * MessagePack read as bytes, as
  * wire/pubsub_json.ts reads a JSON one: the frame is checked in one pass as
  * strictly as the decoder checks it, nothing is built, and the value is a
  * view of the frame that MessagePack subscribers get as it came. Anything
  * the decoder would read differently or refuse is left to it (undefined):
- * a request (an `id`), another member, extension types (dates among them),
+ * an id other than an integer of 32 bits or a short ASCII string, another member, extension types (dates among them),
  * map keys that are not strings, integers past 2^53, NaN and ±Infinity,
  * invalid UTF-8, nesting past MAX_DEPTH.
  */
@@ -12,6 +13,7 @@ import { MAX_DEPTH, type RawPublish, type TopicCache } from "../../wire/mod.ts";
 import { skipUtf8 } from "../../wire/json_scan.ts";
 
 const encoder = new TextEncoder();
+const ID = encoder.encode("id");
 const METHOD = encoder.encode("method");
 const PARAMS = encoder.encode("params");
 const PUBLISH_METHOD = encoder.encode("broker.publish");
@@ -23,7 +25,7 @@ const PROTO = encoder.encode("__proto__");
 const VALUE_DEPTH = 2;
 
 /** Reused by readMsgpackPublish for each frame (its caller uses it at once). */
-const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true };
+const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true, id: undefined };
 
 /** Where the last string read by `str` starts and ends (its bytes, header excluded). */
 let strStart = 0;
@@ -160,16 +162,19 @@ function mapHeader(b: Uint8Array, i: number): [number, number] | undefined {
 /**
  * Reads a `broker.publish` notification in MessagePack: a map of `method`
  * and `params` (a map of `topic`, `value` and optionally `retain`), in any
- * order. The answer is one object reused for every frame: read it at once.
+ * order, and `id` for a request. The answer is one object reused for every
+ * frame: read it at once.
  */
 export function readMsgpackPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
   const b = frame;
-  const top = mapHeader(b, 0);
-  if (top === undefined || top[0] !== 2) return undefined;
-  let i = top[1];
+  const c = b[0];
+  // A fixmap of two members, or three with an id.
+  if (c !== 0x82 && c !== 0x83) return undefined;
+  let i = 1;
   let method = false;
   let params = false;
-  for (let k = 0; k < 2; k++) {
+  let id: number | string | undefined;
+  for (let k = c & 0x0f; k > 0; k--) {
     i = str(b, i);
     if (i < 0) return undefined;
     if (strIs(b, METHOD) && !method) {
@@ -180,9 +185,54 @@ export function readMsgpackPublish(frame: Uint8Array, topics: TopicCache): RawPu
       i = readParams(b, i, topics);
       if (i < 0) return undefined;
       params = true;
+    } else if (strIs(b, ID) && id === undefined) {
+      i = readId(b, i);
+      if (i < 0) return undefined;
+      id = idRead;
     } else return undefined;
   }
-  return i === b.length ? PUBLISH : undefined;
+  if (i !== b.length || !method || !params) return undefined;
+  PUBLISH.id = id;
+  return PUBLISH;
+}
+
+/** The id read by readId. */
+let idRead: number | string = 0;
+
+/**
+ * Reads a request id at `i` into idRead: an integer of at most 32 bits, or
+ * a string of at most 256 ASCII characters (the decoder takes the rest).
+ * Returns its end, or -1.
+ */
+function readId(b: Uint8Array, i: number): number {
+  const c = b[i];
+  if (c <= 0x7f) idRead = c;
+  else if (c >= 0xe0) idRead = c - 0x100;
+  else if (c === 0xcc) idRead = b[i + 1];
+  else if (c === 0xcd) idRead = (b[i + 1] << 8) | b[i + 2];
+  else if (c === 0xce) idRead = u32(b, i + 1);
+  else if (c === 0xd0) idRead = (b[i + 1] << 24) >> 24;
+  else if (c === 0xd1) idRead = (((b[i + 1] << 8) | b[i + 2]) << 16) >> 16;
+  else if (c === 0xd2) idRead = u32(b, i + 1) | 0;
+  else {
+    const end = str(b, i);
+    if (end < 0 || strEnd - strStart > 256) return -1;
+    let text = "";
+    for (let j = strStart; j < strEnd; j++) {
+      if (b[j] >= 0x80) return -1;
+      text += String.fromCharCode(b[j]);
+    }
+    idRead = text;
+    return end;
+  }
+  const end = c <= 0x7f || c >= 0xe0
+    ? i + 1
+    : c === 0xcc || c === 0xd0
+    ? i + 2
+    : c === 0xcd || c === 0xd1
+    ? i + 3
+    : i + 5;
+  return end <= b.length ? end : -1;
 }
 
 function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
