@@ -100,7 +100,7 @@ async function publishWatched(port: number, good: BrokerClient, count: number) {
   }
 }
 
-Deno.test("broker memory: never-reading subscriptions cost what is counted (RSS ≤ 2× the count + 32 MiB)", async () => {
+Deno.test("broker memory: never-reading subscriptions cost what is counted (RSS settles within 1.5× the count)", async () => {
   const b = await startDist([
     "broker",
     "--port=0",
@@ -114,21 +114,30 @@ Deno.test("broker memory: never-reading subscriptions cost what is counted (RSS 
     good = await watcher(b.port);
     f = await flood(b.port, 8, 2500);
     assert(f.refused === 0, `${f.refused} subscriptions refused`);
-    const stats = await publishWatched(b.port, good, 30);
-    const memory = stats.memory as { bytes: number; shed: number };
-    const grown = rssOf(b.child.pid) - before;
+    let stats = await publishWatched(b.port, good, 30);
     assert(stats.subscriptions === 20_001, `subscriptions: ${stats.subscriptions}`);
     assert((stats.dropped as number) > 0, "the never-reading subscriptions dropped");
+    // Once the fan-out is made, the process holds what it counts: V8's young generation
+    // and freed queue buffers alone took RSS to about 2× the count before the broker
+    // collected (memory.collections); about 1.1–1.3× now.
+    const deadline = Date.now() + 10_000;
+    let grown = Infinity;
+    let counted = 0;
+    while (Date.now() < deadline) {
+      stats = await good.stats();
+      const memory = stats.memory as { bytes: number };
+      counted = memory.bytes;
+      grown = rssOf(b.child.pid) - before;
+      if ((stats.fanout_waiting as number) === 0 && grown <= 1.5 * counted) break;
+      await sleep(100);
+    }
     assert(
-      memory.bytes >= (stats.queued_bytes as number) + 20_000 * 2048,
-      `counted ${memory.bytes} bytes covers the queues and the subscriptions`,
+      counted >= (stats.queued_bytes as number) + 20_000 * 2048,
+      `counted ${counted} bytes covers the queues and the subscriptions`,
     );
-    // Measured 1.8–2.2× (no better than the 1.5× issue 17 asks): past what is counted, the
-    // outbound buffers' slack and dropped slabs not yet collected, the garbage of 600,000
-    // deliveries in the heap, and the allocator's arenas (a floor, not proportional).
     assert(
-      grown <= 2 * memory.bytes + 32 * MIB,
-      `RSS grew ${(grown / MIB).toFixed(0)} MiB for ${(memory.bytes / MIB).toFixed(0)} MiB counted`,
+      grown <= 1.5 * counted,
+      `RSS grew ${(grown / MIB).toFixed(0)} MiB for ${(counted / MIB).toFixed(0)} MiB counted`,
     );
   } finally {
     f?.stop();

@@ -146,6 +146,22 @@ export class ByteQueue {
     return record;
   }
 
+  /**
+   * Removes the oldest record without looking at it (no view made: a queue
+   * that drops under a flood does so for each delivery). Returns its
+   * length, or -1 when empty.
+   */
+  drop(): number {
+    if (this.#count === 0) return -1;
+    const b = this.#buf, s = this.#start;
+    const len = ((b[s] << 24) | (b[s + 1] << 16) | (b[s + 2] << 8) | b[s + 3]) >>> 0;
+    this.#start += RECORD_HEADER + len;
+    this.#count--;
+    this.#bytes -= len;
+    if (this.#count === 0) this.#reset();
+    return len;
+  }
+
   /** Forgets every record and gives the buffer back. */
   clear(): void {
     this.#count = this.#bytes = 0;

@@ -115,12 +115,20 @@ class Session implements Sink {
 
   /** Scratch for `encode`: each delivery is copied out of it at once. */
   readonly #encoded = new OutBuffer(0);
+  /**
+   * The last view `encode` returned, given again while it has the same
+   * bytes and length (a message's deliveries to a connection's queues
+   * differ only in their sid): no view made per queued delivery.
+   */
+  #view: Uint8Array = new Uint8Array(0);
 
   encode(msg: Message, sub: Subscription): Uint8Array {
     const out = this.#encoded;
     out.length = 0;
     writeDelivery(out, msg, this.codec, sub.data as Uint8Array);
-    return out.bytes.subarray(0, out.length);
+    const view = this.#view;
+    if (view.buffer === out.bytes.buffer && view.length === out.length) return view;
+    return this.#view = out.bytes.subarray(0, out.length);
   }
 
   writeEncoded(bytes: Uint8Array, _sub: Subscription): void {

@@ -245,9 +245,9 @@ export class Subscription {
   /** Drops the oldest pending delivery (counted); false when there is none. */
   #dropOldest(): boolean {
     if (this.#latest === undefined) {
-      const record = this.#fifo.shift();
-      if (record === undefined) return false;
-      this.#account(-record.length);
+      const length = this.#fifo.drop();
+      if (length < 0) return false;
+      this.#account(-length);
     } else if (this.#shift() === undefined) {
       return false;
     }
