@@ -263,7 +263,8 @@ export class WireFront {
       const value = json ? RawJson.borrow(publish.value) : RawMsgpack.borrow(publish.value);
       let result: PublishResult | undefined;
       try {
-        result = this.core.publish(publish.topic, value, retain);
+        // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).
+        result = this.core.publish(publish.topic, value.isNull ? null : value, retain);
       } catch (err) {
         if (id === undefined) this.#badNotification(peer, "broker.publish", err);
         else peer.answerError(id, err);
