@@ -87,8 +87,10 @@ export interface ConnectOptions {
   /** Aborting it closes the connection. */
   signal?: AbortSignal;
   /**
-   * Read `broker.message` deliveries as bytes on a JSON connection, so that
-   * subscriptions with a `raw` handler get each value's text unparsed.
+   * Read `broker.message` deliveries as bytes on a JSON connection (default
+   * true): subscriptions with a `raw` handler get each value's text
+   * unparsed, the others only the value parsed (while nothing else listens
+   * to `broker.message`). False decodes every delivery whole.
    */
   byteDeliveries?: boolean;
   /**
@@ -190,12 +192,19 @@ export class Connection {
         for (const l of this.#listeners.get(method) ?? []) l(params);
         hooks.onNotification?.(method, params, peer);
       },
-      rawFrames: options.byteDeliveries
+      // Deliveries read as bytes unless the link brings its own raw frames: a subscription's
+      // straight to it (its value parsed) when nobody else listens to them.
+      rawFrames: options.byteDeliveries ||
+          (hooks.rawFrames === undefined && options.byteDeliveries !== false)
         ? {
           accepts: (frame) => mayStartWith(frame, DELIVERY_PREFIX),
           handle: (frame, peer) =>
             peer.codec.name === "json" && this.#pubsub !== undefined &&
-            this.#pubsub.rawFrame(frame),
+            this.#pubsub.rawFrame(
+              frame,
+              hooks.onNotification === undefined &&
+                (this.#listeners.get("broker.message")?.size ?? 0) <= 1,
+            ),
         }
         : hooks.rawFrames,
       onConnect: async (peer) => {

@@ -44,8 +44,8 @@ export interface SubscribeOptions {
   /** Aborting it unsubscribes and ends the iterator. */
   signal?: AbortSignal;
   /**
-   * Takes deliveries read as bytes (connections opened with `byteDeliveries`
-   * on JSON): the value's JSON text unparsed, valid only during the call.
+   * Takes deliveries read as bytes (JSON connections, unless opened with
+   * `byteDeliveries: false`): the value's JSON text unparsed, valid only during the call.
    * Return false to have it parsed and queued as usual.
    */
   raw?: (delivery: RawDelivery) => boolean;
@@ -251,12 +251,28 @@ export class PubSub {
     this.#bySid.clear();
   }
 
-  /** The raw-frame handler of a connection with byte deliveries. */
-  rawFrame(frame: Uint8Array): boolean {
+  /**
+   * The raw-frame handler of a connection with byte deliveries. With
+   * `take`, a delivery for a subscription goes to it from here, only its
+   * value parsed (not the whole message, nor checked again: the broker
+   * wrote it); the connection says `take` when nobody else listens to
+   * deliveries. Otherwise it is decoded and delivered by the ordinary path.
+   */
+  rawFrame(frame: Uint8Array, take = false): boolean {
     const d = readDelivery(frame, this.#topics);
     if (d === undefined) return false;
     const sub = this.#bySid.get(d.sid);
     if (sub?.options.raw !== undefined && sub.options.raw(d)) return true;
+    if (sub !== undefined && take) {
+      let value: unknown;
+      try {
+        value = JSON.parse(decoder.decode(d.value));
+      } catch {
+        return false; // the ordinary path refuses it as it would
+      }
+      sub.push({ topic: d.topic, value, retained: d.retained, sid: d.sid }, this.#conn.peer);
+      return true;
+    }
     if (sub === undefined && this.#subscribing > 0 && this.#orphans.length < MAX_ORPHANS) {
       // Kept with its bytes (the frame is reused) until its subscribe's answer is read.
       this.#orphans.push({ raw: { ...d, value: d.value.slice() } });

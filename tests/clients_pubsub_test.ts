@@ -71,6 +71,30 @@ for (const codec of ["json", "msgpack"] as const) {
   });
 }
 
+Deno.test("subscribe(): every shape of value arrives as published, also to a listener of broker.message", async () => {
+  await withConnections(2, async (_b, [pub, conn]) => {
+    const values = [
+      "plain",
+      { id: 18223, name: "sensor-12", ok: true, temp: 21.5, tags: ["a", "b"] },
+      { "clé": 'naïve café "q" \\ \n', text: "héllo ✓ 日本語 😀", n: -7e-3 },
+      [[1, [2, [3]]], { a: { b: null } }, false],
+      null,
+      1.5,
+    ];
+    // Deliveries to a subscription are read as bytes, only the value parsed.
+    const sub = await conn.subscribe("/v");
+    for (const v of values) pub.publish("/v", v, { retain: false });
+    assert.deepEqual((await take(sub, values.length)).map((m) => m.value), values);
+    // A listener of the raw event sees them too (they then take the ordinary path).
+    const heard: unknown[] = [];
+    const stop = conn.on("broker.message", (p) => heard.push((p as { value: unknown }).value));
+    for (const v of values) pub.publish("/v", v, { retain: false });
+    assert.deepEqual((await take(sub, values.length)).map((m) => m.value), values);
+    assert.deepEqual(heard, values);
+    stop();
+  });
+});
+
 Deno.test("subscribe(): a group of two shares the messages, each to one of them", async () => {
   await withConnections(3, async (_b, [pub, a, b]) => {
     const subA = await a.subscribe("/jobs", { group: "g" });
