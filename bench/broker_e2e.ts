@@ -94,6 +94,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       `${paced} at 10,000 msgs/s; dist and NATS alternate; medians`,
   );
   try {
+    // One unmeasured run each: a fresh dist broker's first round otherwise pays for its
+    // compiler warming up (130,533 msgs/s in a first round, then 265,164 and 270,910).
+    await e2e("dist", dist.address, flat / 4, 0);
+    if (nats !== undefined) await e2e("nats", `127.0.0.1:${nats.port}`, flat / 4, 0);
     for (let r = 1; r <= flags.runs; r++) {
       const order = nats === undefined ? ["dist"] : r % 2 ? ["dist", "nats"] : ["nats", "dist"];
       for (const system of order as ("dist" | "nats")[]) {

@@ -4,13 +4,16 @@
  * and the object again from MessagePack clients, each 1 → 1 and 1 → 4, with
  * the broker's CPU per delivery; nats-server (payload-blind: it gets the
  * object's JSON text) in the same round, alternating which goes first.
+ * Also confirmed publishes (requests, 64 in flight, no subscriber) in
+ * either codec: the broker's CPU per publish.
  * Run within `deno task bench broker`, or alone as `deno task bench broker-shapes`.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import type { BenchFlags } from "./_common.ts";
 import { Rounds } from "./_common.ts";
-import { loadRun, startNats } from "./broker.ts";
-import type { Shape } from "./broker_worker.ts";
+import { cpuUs, loadRun, startNats } from "./broker.ts";
+import { type Shape, SHAPES } from "./broker_worker.ts";
+import { codecByName, dial } from "../wire/mod.ts";
 
 /** Each row: the value, and the codec both clients speak. */
 const ROWS: { name: string; shape: Shape; codec: string }[] = [
@@ -35,6 +38,10 @@ export async function shapeRound(
   const n4 = flags.quick ? 10_000 : 100_000;
   const server = { port: dist.port, pid: dist.child.pid };
   const distSide = async () => {
+    for (const codec of ["json", "msgpack"]) {
+      const us = await confirmedRun(server, codec, flags.quick ? 10_000 : 100_000);
+      rounds.add(`dist_confirmed_${codec}_broker_cpu_us_per_publish`, us);
+    }
     for (const row of ROWS) {
       const opts = { shape: row.shape, codec: row.codec, topic: `/shape/${row.name}` };
       const a = await loadRun("dist", server, 1, n1, opts);
@@ -74,6 +81,7 @@ async function warmUp(
   nats: Server | undefined,
 ): Promise<void> {
   const server = { port: dist.port, pid: dist.child.pid };
+  for (const codec of ["json", "msgpack"]) await confirmedRun(server, codec, 20_000);
   for (const row of ROWS) {
     const opts = { shape: row.shape, codec: row.codec, topic: `/shape/${row.name}` };
     await loadRun("dist", server, 1, 50_000, opts);
@@ -82,6 +90,43 @@ async function warmUp(
   if (nats !== undefined) {
     await loadRun("nats", nats, 1, 50_000, { shape: "object", topic: "shape" });
     await loadRun("nats", nats, 4, 20_000, { shape: "object", topic: "shape" });
+  }
+}
+
+/**
+ * `count` confirmed publishes of the small object (each a request, at most
+ * 64 in flight) to a topic nobody subscribes to: the broker's CPU per publish (µs).
+ */
+async function confirmedRun(
+  server: { port: number; pid: number },
+  codec: string,
+  count: number,
+): Promise<number> {
+  const peer = await dial({ host: "127.0.0.1", port: server.port }, {
+    role: "bench",
+    name: "bench-confirm",
+    codec: codecByName(codec),
+  });
+  try {
+    const cpu0 = cpuUs(server.pid);
+    let inFlight = 0;
+    let done = 0;
+    let wake: (() => void) | undefined;
+    const answered = () => {
+      inFlight--;
+      done++;
+      wake?.();
+    };
+    for (let i = 0; i < count; i++) {
+      while (inFlight >= 64) await new Promise<void>((r) => wake = r);
+      inFlight++;
+      const value = { ...SHAPES.object, id: i };
+      peer.call("broker.publish", { topic: "/confirmed", value, retain: false }).then(answered);
+    }
+    while (done < count) await new Promise<void>((r) => wake = r);
+    return (cpuUs(server.pid) - cpu0) / count;
+  } finally {
+    peer.close();
   }
 }
 
@@ -109,6 +154,11 @@ export function shapeSummary(m: Record<string, number>): void {
     `  nats     1→1 ${f(m.nats_object_1to1_msgs_per_s)} msgs/s, ${c(nats1)} µs; 1→4 ${
       f(m.nats_object_1to4_deliveries_per_s)
     } deliveries/s, ${c(nats4)} µs`,
+  );
+  console.log(
+    `  confirmed publishes (64 in flight), broker µs per publish: JSON ${
+      c(m.dist_confirmed_json_broker_cpu_us_per_publish)
+    }, MessagePack ${c(m.dist_confirmed_msgpack_broker_cpu_us_per_publish)}`,
   );
 }
 
