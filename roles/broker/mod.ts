@@ -200,9 +200,10 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
           warn: (message) => log.warn("{message}", { message }),
         });
         closeSessions = () => sessions.close();
-        const { restored, unreadable } = mqtt.persist(sessions);
-        log.info("Read {n} MQTT session(s) back{bad}", {
+        const { restored, unreadable, messages } = mqtt.persist(sessions);
+        log.info("Read {n} MQTT session(s) back with {m} message(s) for them{bad}", {
           n: restored,
+          m: messages,
           bad: unreadable > 0 ? ` (${unreadable} unreadable, dropped)` : "",
         });
       }

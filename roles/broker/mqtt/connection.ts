@@ -149,7 +149,7 @@ export class MqttConnection implements PacketHost, PublishSide {
           this.#session!.acked(id);
           return;
         }
-        if (this.#session!.inflight.received(id)) this.ack(PUBREL, id);
+        if (this.#session!.received(id)) this.ack(PUBREL, id);
         else if (this.#v5) this.send(Uint8Array.of(0x62, 3, id >> 8, id & 0xff, 0x92));
         else this.ack(PUBREL, id);
         return;

@@ -18,7 +18,8 @@ import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
 import type { Will } from "./connect.ts";
 import { SysTopics } from "./sys.ts";
-import { readRow, SESSIONS } from "./persist.ts";
+import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
+import { restoreQueued, SessionJournal } from "./journal.ts";
 import type { Store } from "../../../store/mod.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
@@ -181,18 +182,20 @@ export class MqttFront {
    * as they are now, and kept: they end here, not on disk.
    */
   close(): void {
-    const store = this.#store;
-    if (store !== undefined) {
-      for (const session of this.#persistent) store.put(SESSIONS, session.clientId, session.row()!);
-    }
     this.#closing = true;
+    clearInterval(this.#alive);
     this.#sys.stop();
     try {
       this.#listener?.close();
     } catch {
       // Closed already.
     }
+    // Their clients are away from now: the expiry clock runs from the stop.
     for (const c of [...this.#connections]) c.close("shutdown", false);
+    const store = this.#store;
+    if (store !== undefined) {
+      for (const session of this.#persistent) store.put(SESSIONS, session.clientId, session.row()!);
+    }
     for (const { timer } of this.#delayedWills.values()) clearTimeout(timer);
     this.#delayedWills.clear();
     for (const session of [...this.#sessions.values()]) session.end("shutdown");
@@ -203,10 +206,11 @@ export class MqttFront {
    * it holds (away, each ending when what is left of its expiry runs out;
    * past `maxSessions`, the rest are dropped). Before `start()`.
    */
-  persist(store: Store): { restored: number; unreadable: number } {
+  persist(store: Store): { restored: number; unreadable: number; messages: number } {
     this.#store = store;
     let unreadable = 0;
     const now = Date.now();
+    const alive = lastAlive(store) ?? now;
     for (const [clientId, text] of store.rows(SESSIONS)) {
       let session: MqttSession | undefined;
       try {
@@ -217,8 +221,8 @@ export class MqttFront {
         this.#sessions.set(clientId, session);
         session.expiry = row.expiry;
         for (const [filter, data] of row.subs) session.restore(filter, data);
-        // Away since it went, or (connected when last written) since now: the broker stopped.
-        const away = row.away ?? now;
+        // Away since it went, or (connected when the broker was killed) since its last sign of life.
+        const away = row.away ?? Math.min(alive, now);
         session.awaitClient(row.expiry * 1000 - (now - away), away);
         this.sessionsRestored++;
       } catch {
@@ -227,7 +231,23 @@ export class MqttFront {
         store.delete(SESSIONS, clientId);
       }
     }
-    return { restored: this.sessionsRestored, unreadable };
+    const { restored: messages, dropped } = restoreQueued(store, (id) => this.#sessions.get(id));
+    this.messagesRestored = messages;
+    this.undeliverable += dropped;
+    this.#alive = keepAlive(store, () => this.#persistent.size > 0);
+    return { restored: this.sessionsRestored, unreadable, messages };
+  }
+  #alive: ReturnType<typeof setInterval> | undefined;
+
+  messagesRestored = 0;
+
+  /** The disk journal of a persistent session (none without `--data-dir`). */
+  journal(session: MqttSession): SessionJournal | undefined {
+    const store = this.#store;
+    if (store === undefined) return undefined;
+    return new SessionJournal(store, session.clientId, (sub) => {
+      for (const [filter, s] of session.subscriptions()) if (s === sub) return filter;
+    });
   }
   #store: Store | undefined;
   sessionsRestored = 0;
@@ -419,6 +439,7 @@ export class MqttFront {
       sessions_resumed: this.sessionsResumed,
       sessions_expired: this.sessionsExpired,
       sessions_restored: this.sessionsRestored,
+      messages_restored: this.messagesRestored,
       ...this.#sessionQueues(),
     };
   }

@@ -41,6 +41,11 @@ export class InflightWindow {
     return id;
   }
 
+  /** Read back from disk: `id` in flight, its PUBLISH as sent (none: PUBREC came, PUBREL owed). */
+  restore(id: number, bytes: Uint8Array | undefined): void {
+    (this.#map ??= new Map()).set(id, { bytes, released: bytes === undefined });
+  }
+
   /** Keeps the bytes of the PUBLISH sent with `id`, for a redelivery. */
   keep(id: number, bytes: Uint8Array): void {
     const entry = this.#map?.get(id);

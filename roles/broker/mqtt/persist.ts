@@ -1,19 +1,27 @@
 /**
- * MQTT persistent sessions on disk (`--data-dir`): `DIR/mqtt.db`, table
- * `sessions` (client id → the session's row: owner, protocol version,
- * expiry, since when its client is away, its subscriptions with their
- * options; see MqttSession.row). A file of its own beside the broker's
- * retained values (`broker.db`), in the same locked directory. Rows are
- * written as sessions change (encoded when the store's group commit runs)
- * and read back before the MQTT port opens: a client that comes back after
- * a restart finds its session (CONNACK Session Present 1) and its
- * subscriptions, which took what was published while it was away. What
- * waited for it or was in flight at the restart is not kept.
+ * MQTT persistent sessions on disk (`--data-dir`): `DIR/mqtt.db`, a file
+ * of its own beside the broker's retained values (`broker.db`), in the
+ * same locked directory. Table `sessions`: client id → the session's row
+ * (owner, protocol version, expiry, since when its client is away, its
+ * subscriptions with their options; see MqttSession.row), written as
+ * sessions change (encoded when the store's group commit runs). Table
+ * `queued`: the deliveries waiting in their queues or in flight
+ * (journal.ts). Table `meta`: `alive`, the broker's last sign of life
+ * (every few seconds while it has persistent sessions). All are read back
+ * before the MQTT port opens: a client that comes back after a restart
+ * finds its session (CONNACK Session Present 1), its subscriptions, what
+ * waited for it and what was in flight; a session whose client was
+ * connected when the broker went counts as away since then (the stop, or
+ * after a kill the last sign of life).
  */
 import { type FsyncMode, Store } from "../../../store/mod.ts";
+import { QUEUED } from "./journal.ts";
 
 export const MQTT_FILE = "mqtt.db";
 export const SESSIONS = "sessions";
+export const META = "meta";
+/** How often the broker's last sign of life is written (ms). */
+export const ALIVE_MS = 5_000;
 
 /** A session's row, as written by MqttSession.row(). */
 export interface SessionRow {
@@ -36,7 +44,7 @@ export function openSessionStore(
   options: { fsync: FsyncMode; moveCorruptAside: boolean; warn: (message: string) => void },
 ): Store {
   return new Store(`${dir.replace(/(?<=.)\/+$/, "")}/${MQTT_FILE}`, {
-    tables: [SESSIONS],
+    tables: [SESSIONS, QUEUED, META],
     ...options,
   });
 }
@@ -53,4 +61,22 @@ export function readRow(text: string): SessionRow {
     row.subs.every(([f, d]) => typeof f === "string" && Number.isInteger(d) && d >= 0);
   if (!ok) throw new Error("Not a session row");
   return row;
+}
+
+/** The broker's last sign of life written by its previous run (ms since the epoch), if any. */
+export function lastAlive(store: Store): number | undefined {
+  for (const [key, text] of store.rows(META)) if (key === "alive") return Number(text) || undefined;
+}
+
+/**
+ * Writes the sign of life now (a mark left by an earlier run would age
+ * this run's sessions), then every ALIVE_MS while `busy()`.
+ */
+export function keepAlive(store: Store, busy: () => boolean): ReturnType<typeof setInterval> {
+  store.put(META, "alive", String(Date.now()));
+  const timer = setInterval(() => {
+    if (busy()) store.put(META, "alive", String(Date.now()));
+  }, ALIVE_MS);
+  Deno.unrefTimer(timer);
+  return timer;
 }

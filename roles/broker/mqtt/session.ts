@@ -7,12 +7,13 @@
  * (the policy of a persistent session's subscriptions is drop-oldest:
  * past the bound the oldest go, counted in `dropped`, never silently).
  * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow) and sent
- * again, with DUP, when the client comes back. Sessions live in memory:
- * they do not survive a broker restart.
+ * again, with DUP, when the client comes back. Under `--data-dir` the
+ * session, what waits in its queues and what is in flight are on disk too
+ * (persist.ts, journal.ts) and outlive a broker restart.
  */
 import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
-import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
+import { Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { filterFromMqtt, MqttPayload, payloadOf } from "./mapping.ts";
 import {
   expiryAt,
@@ -26,6 +27,7 @@ import {
   writePublish,
 } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
+import type { SessionJournal } from "./journal.ts";
 import {
   extrasOf,
   keptAbsolute,
@@ -76,6 +78,8 @@ export class MqttSession implements Sink {
   #resends: { id: number; bytes: Uint8Array | undefined }[] = [];
   /** Scratch for `encode` (copied at once by the queue). */
   #scratch = new Uint8Array(0);
+  /** Its queues and deliveries in flight on disk (`--data-dir`, a persistent session). */
+  #journal: SessionJournal | undefined;
 
   constructor(front: MqttFront, clientId: string, owner: string | undefined, version: number) {
     this.#front = front;
@@ -93,6 +97,7 @@ export class MqttSession implements Sink {
     if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistentChanged(this, seconds > 0);
     const changed = seconds !== this.#expiry;
     this.#expiry = seconds;
+    if (seconds > 0 && !this.#ended) this.#journal ??= this.#front.journal(this);
     if (changed) this.save();
   }
 
@@ -135,6 +140,22 @@ export class MqttSession implements Sink {
     sub.data = data + ((data & SKIP_RETAINED) === 0 ? SKIP_RETAINED : 0);
     (this.#subs ??= new Map()).set(filter, sub);
     sub.release();
+  }
+
+  /** Read back from disk: a delivery that waited in the queue of `filter` (false: no such queue). */
+  restoreQueued(filter: string, record: Uint8Array): boolean {
+    const sub = this.#subs?.get(filter);
+    // Away, the session is full: the delivery is queued, under the queue's bound (encode()).
+    sub?.deliver(new Message("", new QueuedRecord(record)));
+    return sub !== undefined;
+  }
+
+  /** Read back from disk: a delivery in flight (packet id, then the PUBLISH; none: PUBREL owed). */
+  restoreInflight(row: Uint8Array): void {
+    const id = (row[0] << 8) | row[1];
+    const bytes = row.length > 2 ? row.slice(2) : undefined;
+    this.inflight.restore(id, bytes);
+    this.#journal?.sent(id, bytes);
   }
 
   /** Read back from disk, its client away: it ends after `ms` unless the client comes back. */
@@ -203,6 +224,10 @@ export class MqttSession implements Sink {
   end(why: string): void {
     if (this.#ended) return;
     this.#ended = true;
+    // At shutdown what it holds stays on disk for the restarted broker.
+    const journal = this.#journal;
+    this.#journal = undefined;
+    if (why !== "shutdown") journal?.clear();
     this.expiry = 0;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -218,6 +243,7 @@ export class MqttSession implements Sink {
   unsubscribe(sub: Subscription): void {
     this.#droppedGone += sub.dropped;
     this.#front.core.unsubscribe(sub);
+    this.#journal?.forget(sub);
   }
 
   /** Its subscriptions by MQTT filter (made at the first). */
@@ -288,6 +314,7 @@ export class MqttSession implements Sink {
     if (qos > 0 && this.#expiry > 0) {
       const kept = out.bytes.slice(at, out.length);
       this.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept);
+      this.#journal?.sent(id, kept);
     }
     conn.queuedOut();
   }
@@ -298,6 +325,10 @@ export class MqttSession implements Sink {
    * goes out. Empty when it is not to go (no MQTT name, no-local, expired).
    */
   encode(msg: Message, sub: Subscription): Uint8Array {
+    if (msg.value instanceof QueuedRecord) {
+      this.#journal?.queued(sub, msg.value.bytes);
+      return msg.value.bytes;
+    }
     const topic = mqttTopic(msg.topic);
     if (topic === null) {
       this.#front.undeliverable++;
@@ -316,10 +347,13 @@ export class MqttSession implements Sink {
     const size = publishSize(topic, qos, v5, payload.length, extras);
     if (this.#scratch.length < size) this.#scratch = new Uint8Array(Math.max(size, 1024));
     writePublish(this.#scratch, 0, topic, payload, qos, retainOf(msg, sub), 0, v5, extras);
-    return this.#scratch.subarray(0, size);
+    const record = this.#scratch.subarray(0, size);
+    this.#journal?.queued(sub, record);
+    return record;
   }
 
-  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+  writeEncoded(bytes: Uint8Array, sub: Subscription): void {
+    this.#journal?.left(sub);
     const conn = this.#conn!;
     if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
     if (bytes.length > conn.clientMaxPacket) return void this.#front.undeliverable++;
@@ -342,10 +376,9 @@ export class MqttSession implements Sink {
       const id = this.inflight.take();
       patchId(sent, id);
       if (this.#expiry > 0) {
-        this.inflight.keep(
-          id,
-          this.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice(),
-        );
+        const kept = this.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
+        this.inflight.keep(id, kept);
+        this.#journal?.sent(id, kept);
       }
     }
     conn.queuedOut();
@@ -386,8 +419,16 @@ export class MqttSession implements Sink {
   /** PUBACK or PUBCOMP: the id is free, the window has room (one for an unknown id is ignored). */
   acked(id: number): void {
     if (!this.inflight.done(id)) return;
+    this.#journal?.acked(id);
     if (this.#resends.length > 0) this.#sendResends();
     if (this.#waiters !== undefined) this.#wake();
+  }
+
+  /** PUBREC: the client has the QoS 2 delivery, PUBREL is owed (false: not in flight). */
+  received(id: number): boolean {
+    if (!this.inflight.received(id)) return false;
+    this.#journal?.sent(id, undefined);
+    return true;
   }
 
   /** Calls the drain waiters whose condition holds; arms a wait on the output for the rest. */
@@ -412,3 +453,8 @@ export class MqttSession implements Sink {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A delivery read back from disk, as it was queued: the queue takes it as it is (encode()). */
+class QueuedRecord {
+  constructor(readonly bytes: Uint8Array) {}
+}
