@@ -130,6 +130,25 @@ function client(port: number, id: string): Promise<mqtt.MqttClient> {
 }
 
 /**
+ * What an MQTT.js client's socket holds, for a stalled run's message: bytes
+ * it has not written (and whether it waits for `drain`, with how many
+ * callbacks), bytes read and not parsed, and its publishes not acknowledged.
+ */
+function clientState(c: mqtt.MqttClient): string {
+  const s = c.stream as unknown as {
+    writableLength: number;
+    writableNeedDrain: boolean;
+    readableLength: number;
+    destroyed: boolean;
+    listenerCount(event: string): number;
+  };
+  const outgoing = Object.keys((c as unknown as { outgoing: object }).outgoing ?? {}).length;
+  return `${c.options.clientId} connected=${c.connected} unwritten=${s.writableLength} ` +
+    `needDrain=${s.writableNeedDrain} drainListeners=${s.listenerCount("drain")} ` +
+    `unread=${s.readableLength} destroyed=${s.destroyed} unacked=${outgoing}`;
+}
+
+/**
  * MQTT.js, 1 publisher → `subs` subscribers: messages/s every subscriber
  * received, the publisher at most `ahead` messages ahead of the slowest.
  */
@@ -165,7 +184,10 @@ export async function mqttjsRun(
       const slowest = Math.min(...got);
       if (slowest !== last) [last, lastMove] = [slowest, performance.now()];
       else if (performance.now() - lastMove > 10_000) {
-        throw new Error(`MQTT.js run: no progress, received ${got.join(", ")} of ${count}`);
+        throw new Error(
+          `MQTT.js run: no progress, received ${got.join(", ")} of ${count} (sent ${sent}); ` +
+            `clients: ${clients.map(clientState).join("; ")}`,
+        );
       }
       if (sent < count && sent - slowest < ahead) {
         const n = Math.min(count - sent, ahead - (sent - slowest));

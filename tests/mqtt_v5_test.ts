@@ -308,3 +308,91 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "mqtt 5: topic aliases to a client that allows them (its Topic Alias Maximum), topics as sent",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      // A raw client sees the wire; MQTT.js resolves the aliases as a user's client does.
+      const raw = await RawMqtt.connect(b.mqttPort, { properties: { topicAliasMaximum: 2 } }, 5);
+      const js = await mqttClient(b.mqttPort, { ...v5, properties: { topicAliasMaximum: 2 } });
+      const pub = await mqttClient(b.mqttPort);
+      try {
+        await raw.send({
+          cmd: "subscribe",
+          messageId: 1,
+          subscriptions: [{ topic: "ao/#", qos: 0 }],
+        }, 5);
+        await raw.next("suback");
+        const got: string[] = [];
+        js.on("message", (topic, payload) => got.push(`${topic} ${text(payload)}`));
+        await js.subscribeAsync("ao/#", { qos: 1 });
+        const order = ["a", "b", "c", "a", "b", "c"];
+        for (const [i, t] of order.entries()) await pub.publishAsync(`ao/${t}`, `${i}`, { qos: 1 });
+        const wire: [string, number | undefined][] = [];
+        for (let i = 0; i < order.length; i++) {
+          const p = await raw.next("publish") as IPublishPacket;
+          wire.push([p.topic, p.properties?.topicAlias]);
+        }
+        // Two aliases: set with the topic, then used alone; the third topic goes by name.
+        assert.deepEqual(wire, [
+          ["ao/a", 1],
+          ["ao/b", 2],
+          ["ao/c", undefined],
+          ["", 1],
+          ["", 2],
+          ["ao/c", undefined],
+        ]);
+        await atLeast(got, order.length);
+        assert.deepEqual(got, order.map((t, i) => `ao/${t} ${i}`));
+      } finally {
+        await raw.end();
+        await js.endAsync();
+        await pub.endAsync();
+      }
+    }),
+});
+
+Deno.test({
+  name: "mqtt 5: a delivery that went by its alias is sent again with its topic after a reconnect",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const session = {
+        clientId: "alias-again",
+        clean: false,
+        properties: { sessionExpiryInterval: 60, topicAliasMaximum: 4 },
+      };
+      const first = await RawMqtt.connect(b.mqttPort, session, 5);
+      const pub = await mqttClient(b.mqttPort);
+      try {
+        await first.send({
+          cmd: "subscribe",
+          messageId: 1,
+          subscriptions: [{ topic: "ar/t", qos: 1 }],
+        }, 5);
+        await first.next("suback");
+        for (const v of ["1", "2"]) await pub.publishAsync("ar/t", v, { qos: 1 });
+        const sent = [await first.next("publish"), await first.next("publish")] as IPublishPacket[];
+        assert.deepEqual(sent.map((p) => p.topic), ["ar/t", ""]);
+        // Not acknowledged: in flight when the connection goes.
+        await first.end();
+        const again = await RawMqtt.connect(b.mqttPort, { ...session, properties: {} }, 5);
+        const resent = [
+          await again.next("publish"),
+          await again.next("publish"),
+        ] as IPublishPacket[];
+        assert.deepEqual(
+          resent.map((
+            p,
+          ) => [p.topic, text(p.payload as Uint8Array), p.dup, p.properties?.topicAlias]),
+          [["ar/t", "1", true, undefined], ["ar/t", "2", true, undefined]],
+        );
+        await again.end();
+      } finally {
+        await pub.endAsync();
+      }
+    }),
+});

@@ -14,6 +14,7 @@ import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
 import { Inbound, type PublishSide } from "./publish_in.ts";
 import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
 import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
+import { OutAliases } from "./delivery.ts";
 import { connackOk, sessionExpiryOf, type Will, willOf } from "./connect.ts";
 import {
   ackId,
@@ -54,6 +55,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   window = INFLIGHT_WINDOW;
   /** The largest packet the client takes (MQTT 5's Maximum Packet Size). */
   clientMaxPacket = Infinity;
+  /** Our Topic Aliases (MQTT 5, when the client's Topic Alias Maximum allows some). */
+  aliases: OutAliases | undefined;
   readonly #conn: Deno.Conn;
   readonly #front: MqttFront;
   readonly #out: Outbound;
@@ -248,6 +251,9 @@ export class MqttConnection implements PacketHost, PublishSide {
       this.window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
     }
     if (props?.maximumPacketSize !== undefined) this.clientMaxPacket = props.maximumPacketSize;
+    if ((props?.topicAliasMaximum ?? 0) > 0) {
+      this.aliases = new OutAliases(props!.topicAliasMaximum!);
+    }
     const expiry = sessionExpiryOf(p, this.#v5);
     const taken = this.#front.register(this, {
       clean: p.clean !== false,

@@ -98,3 +98,31 @@ export function secondsLeft(kept: Uint8Array): Uint8Array {
   patchExpiry(out, e, Math.max(1, Math.ceil(readExpiry(kept, e) - Date.now() / 1000)));
   return out;
 }
+
+/** Most Topic Aliases we set on one connection (at most the client's Topic Alias Maximum). */
+export const OUT_ALIASES_MAX = 64;
+
+/**
+ * MQTT 5 Topic Aliases from the broker to one client (its CONNECT's Topic
+ * Alias Maximum): the first topics delivered get one each, sent once with
+ * the topic, then alone (an empty topic). Per connection: a new one starts
+ * afresh, so deliveries kept for a redelivery carry their topic.
+ */
+export class OutAliases {
+  readonly #max: number;
+  readonly #byTopic = new Map<string, number>();
+
+  constructor(clientMax: number) {
+    this.#max = Math.min(clientMax, OUT_ALIASES_MAX);
+  }
+
+  /** `topic`'s alias: > 0 known to the client (send it alone), < 0 new (send both), 0 none. */
+  of(topic: string): number {
+    const known = this.#byTopic.get(topic);
+    if (known !== undefined) return known;
+    if (this.#byTopic.size >= this.#max) return 0;
+    const alias = this.#byTopic.size + 1;
+    this.#byTopic.set(topic, alias);
+    return -alias;
+  }
+}

@@ -14,6 +14,7 @@ import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
 import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
+import { CONNECTED } from "./reader.ts";
 import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
 import type { Will } from "./connect.ts";
@@ -441,7 +442,21 @@ export class MqttFront {
       sessions_restored: this.sessionsRestored,
       messages_restored: this.messagesRestored,
       ...this.#sessionQueues(),
+      ...this.#inflight(),
     };
+  }
+
+  /** Deliveries awaiting their acknowledgement on the connections, and connections whose window is full. */
+  #inflight(): { inflight: number; windows_full: number } {
+    let inflight = 0;
+    let full = 0;
+    for (const c of this.#connections) {
+      if (c.state() !== CONNECTED) continue;
+      const session = c.session;
+      inflight += session.inflight.size;
+      if (session.inflight.size >= c.window) full++;
+    }
+    return { inflight, windows_full: full };
   }
 
   /**

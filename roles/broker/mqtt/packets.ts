@@ -143,6 +143,8 @@ export interface PublishExtras {
   expiry: number;
   /** The Subscription Identifier of the subscription it goes by (written as 0x0B), 0: none. */
   subscription?: number;
+  /** Our Topic Alias for its topic on this connection (written as 0x23), 0: none. */
+  alias?: number;
 }
 
 export const NO_EXTRAS: PublishExtras = { properties: new Uint8Array(0), expiry: -1 };
@@ -156,7 +158,8 @@ function propertiesSize(extras: PublishExtras): number {
 /** Bytes of the properties we write (Message Expiry, Subscription Identifier). */
 function ownProperties(extras: PublishExtras): number {
   const sub = extras.subscription ?? 0;
-  return (extras.expiry >= 0 ? 5 : 0) + (sub > 0 ? 1 + lengthBytes(sub) : 0);
+  return (extras.expiry >= 0 ? 5 : 0) + (sub > 0 ? 1 + lengthBytes(sub) : 0) +
+    ((extras.alias ?? 0) > 0 ? 3 : 0);
 }
 
 /** Bytes of a PUBLISH (fixed header included). */
@@ -187,7 +190,7 @@ function writeLength(out: Uint8Array, at: number, n: number): number {
  * Writes a PUBLISH at `out[at..]` (room checked by the caller with
  * {@link publishSize}); returns where it ends. MQTT 5: the Message Expiry
  * first (where {@link patchExpiry} finds it), the Subscription Identifier,
- * then the publisher's properties.
+ * the Topic Alias, then the publisher's properties.
  * With `qos` > 0 and `id` 0, the id is patched in later ({@link patchId}).
  */
 export function writePublish(
@@ -227,6 +230,12 @@ export function writePublish(
     if (sub > 0) {
       out[at++] = 0x0b;
       at = writeLength(out, at, sub);
+    }
+    const alias = extras.alias ?? 0;
+    if (alias > 0) {
+      out[at++] = 0x23;
+      out[at++] = alias >> 8;
+      out[at++] = alias & 0xff;
     }
     out.set(extras.properties, at);
     at += extras.properties.length;

@@ -303,16 +303,27 @@ export class MqttSession implements Sink {
     if (v5) extras = withSubscription(extras, sub);
     const qos = qosOf(msg, sub);
     const payload = payloadOf(msg);
-    const size = publishSize(topic, qos, v5, payload.length, extras);
+    const full = extras;
+    const alias = conn.aliases?.of(msg.topic) ?? 0;
+    let name = topic;
+    if (alias !== 0) {
+      extras = { ...extras, alias: Math.abs(alias) };
+      if (alias > 0) name = EMPTY; // The client knows the topic by its alias.
+    }
+    const size = publishSize(name, qos, v5, payload.length, extras);
     if (size > conn.clientMaxPacket) return void this.#front.undeliverable++;
     const id = qos > 0 ? this.inflight.take() : 0;
     const out = conn.out.buffer;
     out.reserve(size);
     const at = out.length;
     const retain = retainOf(msg, sub);
-    out.length = writePublish(out.bytes, at, topic, payload, qos, retain, id, v5, extras);
+    out.length = writePublish(out.bytes, at, name, payload, qos, retain, id, v5, extras);
     if (qos > 0 && this.#expiry > 0) {
-      const kept = out.bytes.slice(at, out.length);
+      // Kept with its topic and no alias: a redelivery goes on another connection.
+      const kept = alias === 0 ? out.bytes.slice(at, out.length) : new Uint8Array(
+        publishSize(topic, qos, v5, payload.length, full),
+      );
+      if (alias !== 0) writePublish(kept, 0, topic, payload, qos, retain, id, v5, full);
       this.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept);
       this.#journal?.sent(id, kept);
     }
