@@ -13,17 +13,20 @@ import { makePki } from "./helpers/pki.ts";
 const pki = await makePki();
 globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
 
-/** A broker process in TLS with an MQTT port; `body` gets the MQTT port. */
-async function withTlsBroker(body: (mqttPort: number) => Promise<void>): Promise<void> {
+/** A broker process in TLS with an MQTT port and a WebSocket one; `body` gets their numbers. */
+async function withTlsBroker(
+  body: (mqttPort: number, wsPort: number) => Promise<void>,
+): Promise<void> {
   const broker = await startDist([
     "broker",
-    ...["--port", "0", "--mqtt-port", "0"],
+    ...["--port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0"],
     ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key],
   ]);
   try {
     const m = broker.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/);
-    assert.ok(m, broker.stderr());
-    await body(Number(m[1]));
+    const ws = broker.stderr().match(/MQTT over WebSocket on 127\.0\.0\.1:(\d+)/);
+    assert.ok(m && ws, broker.stderr());
+    await body(Number(m[1]), Number(ws[1]));
   } finally {
     const { code } = await broker.stop();
     assert.equal(code, 0);
@@ -126,5 +129,31 @@ Deno.test({
         ...["-t", "x", "-m", "y"],
       ]);
       assert.notEqual(bad.code, 0);
+    }),
+});
+
+Deno.test({
+  name: "mqtt tls: MQTT.js over wss:// with the broker's certificate, to and from mqtts://",
+  ...opts,
+  fn: () =>
+    withTlsBroker(async (port, wsPort) => {
+      const sub = await mqtt.connectAsync(`wss://127.0.0.1:${wsPort}/mqtt`, {
+        ca: pki.caPem,
+        rejectUnauthorized: true,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      });
+      const pub = await mqtts(port, pki.caPem);
+      try {
+        const got: string[] = [];
+        sub.on("message", (topic, payload) => got.push(`${topic} ${payload}`));
+        await sub.subscribeAsync("wss/#", { qos: 1 });
+        await pub.publishAsync("wss/a", "over tls", { qos: 1 });
+        await atLeast(got, 1);
+        assert.deepEqual(got, ["wss/a over tls"]);
+      } finally {
+        await sub.endAsync();
+        await pub.endAsync();
+      }
     }),
 });

@@ -14,7 +14,7 @@
  */
 import { deliveryLatency } from "../../obs/mod.ts";
 import { getLogger } from "@logtape/logtape";
-import { defineOptions, LISTENER_OPTIONS, type RoleOptions } from "../../config/mod.ts";
+import { defineOptions, LISTENER_OPTIONS, type RoleOptions, UsageError } from "../../config/mod.ts";
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
@@ -55,6 +55,13 @@ export const BROKER_OPTIONS = defineOptions({
     type: "port",
     description:
       "Also speak MQTT 3.1.1 and 5 on this port, on the same topics (0 picks a free one)",
+    metavar: "PORT",
+  },
+  mqttWsPort: {
+    type: "port",
+    description:
+      "Also speak MQTT over WebSocket (subprotocol mqtt; wss with --tls-cert) on this port " +
+      "(0 picks a free one)",
     metavar: "PORT",
   },
   mqttSysInterval: {
@@ -116,7 +123,8 @@ type BrokerOptions = RoleOptions<typeof BROKER_OPTIONS>;
 export const broker = defineRole({
   summary: "Publish/subscribe over hierarchical topics with retained values and queue groups",
   usage: [
-    "dist broker [--port 8000] [--mqtt-port 1883] [--retain-bytes BYTES] [--max-pending BYTES]",
+    "dist broker [--port 8000] [--mqtt-port 1883] [--mqtt-ws-port 8083] [--retain-bytes BYTES]",
+    "            [--max-pending BYTES]",
     "            [--max-topics N] [--max-topic-bytes BYTES] [--max-subscriptions N] [--max-memory BYTES]",
     "            [--data-dir DIR [--fsync always|batch|off]]",
     "",
@@ -146,7 +154,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
   // costs every dist process about a third more CPU per message when loaded
   // (broker 1→1: 0.68 → 1.05 µs per message at bcac331; every role imports
   // this module through roles/mod.ts).
-  const { MqttFront } = options.mqttPort === undefined
+  const { MqttFront } = options.mqttPort === undefined && options.mqttWsPort === undefined
     ? { MqttFront: undefined }
     : await import("./mqtt/front.ts");
   const core = new BrokerCore({
@@ -207,15 +215,24 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
           bad: unreadable > 0 ? ` (${unreadable} unreadable, dropped)` : "",
         });
       }
-      if (mqtt !== undefined) {
+      if (mqtt !== undefined && options.mqttPort !== undefined) {
         const { hostname, port } = bindMqtt(
           mqtt,
           options.host,
-          options.mqttPort!,
+          options.mqttPort,
           connSettings(options).tls,
         );
         // Before `Listening on`, which tools wait for: the MQTT port is known by then.
         log.info("MQTT on {host}:{port}", { host: hostname, port });
+      }
+      if (mqtt !== undefined && options.mqttWsPort !== undefined) {
+        const { hostname, port } = bindMqttWs(
+          mqtt,
+          options.host,
+          options.mqttWsPort,
+          connSettings(options).tls,
+        );
+        log.info("MQTT over WebSocket on {host}:{port}", { host: hostname, port });
       }
       return {
         serve: front.serving(),
@@ -253,6 +270,29 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
       };
     },
   });
+}
+
+/** Binds the MQTT WebSocket port (wss with the native port's certificate). */
+function bindMqttWs(
+  mqtt: MqttFront,
+  host: string,
+  port: number,
+  tls: TlsSettings | undefined,
+): Deno.NetAddr {
+  if (tls?.clientCa !== undefined) {
+    // Deno.serve asks no client certificate: the port would let in whom the others refuse.
+    throw new UsageError("--mqtt-ws-port cannot require client certificates (--tls-client-ca)");
+  }
+  try {
+    return mqtt.bindWebSocket(host, port, tls);
+  } catch (err) {
+    throw explainListenError(
+      new DistError("UNAVAILABLE", `Cannot listen on ${host}:${port}: ${err}`, { cause: err }),
+      "--mqtt-ws-port",
+      host,
+      port,
+    );
+  }
 }
 
 /** Binds the MQTT port (TLS with the native port's files, when it has them); a busy one said in the flag's words. */

@@ -15,6 +15,7 @@ import { bindPort, type PortListener, secureAccepted } from "../../../wire/trans
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { CONNECTED } from "./reader.ts";
+import { serveWebSocket } from "./ws.ts";
 import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
 import type { Will } from "./connect.ts";
@@ -120,8 +121,9 @@ export class MqttFront {
    * descriptors (each goes at the CONNECT deadline).
    */
   async start(): Promise<void> {
-    const listener = this.#listener!;
+    const listener = this.#listener;
     this.#sys.start();
+    if (listener === undefined) return; // WebSocket only
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (true) {
       let conn: Deno.Conn;
@@ -138,14 +140,40 @@ export class MqttFront {
         await sleep(backoff.next());
         continue;
       }
-      if (this.#connections.size + this.#handshaking >= this.limits.maxConnections) {
-        this.refusedConnections++;
+      if (this.refuses()) {
         conn.close();
         continue;
       }
       this.accepted++;
       this.#secure(conn);
     }
+  }
+
+  /** Whether one more connection would pass `maxConnections` (then it is refused, and counted). */
+  refuses(): boolean {
+    const full = this.#connections.size + this.#handshaking >= this.limits.maxConnections;
+    if (full) this.refusedConnections++;
+    return full;
+  }
+
+  /**
+   * Listens for MQTT over WebSocket too (ws.ts; `wss://` with the TLS
+   * certificate); its connections count in the same `maxConnections`.
+   * @throws {Error} as Deno.serve does
+   */
+  bindWebSocket(hostname: string, port: number, tls?: TlsSettings): Deno.NetAddr {
+    this.#ws = serveWebSocket(this, hostname, port, tls);
+    return this.#ws.addr;
+  }
+  #ws: { addr: Deno.NetAddr; close(): void } | undefined;
+
+  /** A connection from another transport (a WebSocket), past its handshake. */
+  adopt(conn: Deno.Conn): void {
+    if (this.#closing) return void conn.close();
+    this.accepted++;
+    const c = new MqttConnection(conn, this);
+    this.#connections.add(c);
+    c.run();
   }
 
   /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
@@ -191,6 +219,7 @@ export class MqttFront {
     } catch {
       // Closed already.
     }
+    this.#ws?.close();
     // Their clients are away from now: the expiry clock runs from the stop.
     for (const c of [...this.#connections]) c.close("shutdown", false);
     const store = this.#store;
@@ -416,6 +445,7 @@ export class MqttFront {
   stats(): Record<string, unknown> {
     return {
       port: this.#listener?.addr.port,
+      ws_port: this.#ws?.addr.port,
       tls: listensTls(this.#tls),
       tls_failures: this.tlsFailures,
       connections: this.#connections.size,

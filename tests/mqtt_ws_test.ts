@@ -1,0 +1,146 @@
+/**
+ * MQTT over WebSocket (`--mqtt-ws-port`): MQTT.js over `ws://` in both
+ * directions with TCP MQTT and native clients, 3.1.1 and 5, a packet
+ * larger than a frame; what is not MQTT over WebSocket is refused.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import mqtt from "mqtt";
+import { atLeast, mqttClient, mqttOpts as opts, record, withMqttBroker } from "./helpers/mqtt.ts";
+import { waitFor } from "./helpers/raw.ts";
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function wsClient(port: number, o: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
+  return mqtt.connectAsync(`ws://127.0.0.1:${port}/mqtt`, {
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...o,
+  });
+}
+
+async function wsPort(b: { mqttStats(): Promise<Record<string, number>> }): Promise<number> {
+  return (await b.mqttStats()).ws_port;
+}
+
+Deno.test({
+  name: "mqtt ws: MQTT.js over ws:// to and from TCP MQTT and native clients, 3.1.1 and 5",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const port = await wsPort(b);
+      const ws4 = await wsClient(port);
+      const ws5 = await wsClient(port, { protocolVersion: 5 });
+      const tcp = await mqttClient(b.mqttPort);
+      try {
+        const got4 = record(ws4);
+        const got5 = record(ws5);
+        const gotTcp = record(tcp);
+        await ws4.subscribeAsync("ws/#", { qos: 1 });
+        await ws5.subscribeAsync("ws/#", { qos: 2 });
+        await tcp.subscribeAsync("ws/from-ws", { qos: 1 });
+        await tcp.publishAsync("ws/from-tcp", "over tcp", { qos: 1 });
+        await b.native.publish("/ws/native", { n: 1 });
+        // Larger than one frame and than the read buffer: framed across reads.
+        const big = Buffer.alloc(200_000, 0x61);
+        await ws5.publishAsync("ws/from-ws", big, { qos: 2 });
+        await atLeast(got4, 3);
+        await atLeast(got5, 3);
+        await atLeast(gotTcp, 1);
+        for (const got of [got4, got5]) {
+          const byTopic = new Map(got.map((m) => [m.topic, m]));
+          assert.equal(text(byTopic.get("ws/from-tcp")!.payload), "over tcp");
+          assert.equal(text(byTopic.get("ws/native")!.payload), '{"n":1}');
+          assert.equal(byTopic.get("ws/from-ws")!.payload.length, big.length);
+        }
+        assert.equal(got5.find((m) => m.topic === "ws/from-tcp")!.qos, 1);
+        assert.deepEqual(gotTcp[0].payload, new Uint8Array(big));
+        const stats = await b.mqttStats();
+        // WebSocket connections are MQTT connections like the TCP one.
+        assert.equal(stats.connections, 3);
+      } finally {
+        await ws4.endAsync();
+        await ws5.endAsync();
+        await tcp.endAsync();
+      }
+    }, { mqttWsPort: 0 }),
+});
+
+Deno.test({
+  name: "mqtt ws: a plain HTTP request, a WebSocket without the mqtt subprotocol, a text frame",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const port = await wsPort(b);
+      const plain = await fetch(`http://127.0.0.1:${port}/mqtt`);
+      assert.equal(plain.status, 426);
+      await plain.body?.cancel();
+      // No subprotocol: the upgrade is refused.
+      const none = new WebSocket(`ws://127.0.0.1:${port}/mqtt`);
+      await new Promise<void>((resolve) => none.onerror = none.onclose = () => resolve());
+      assert.notEqual(none.readyState, WebSocket.OPEN);
+      // A text frame is not MQTT: closed.
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, "mqtt");
+      let closed = false;
+      ws.onclose = () => closed = true;
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = reject;
+      });
+      assert.equal(ws.protocol, "mqtt");
+      ws.send("CONNECT please");
+      await waitFor(() => closed, 5000, "the broker to close");
+    }, { mqttWsPort: 0 }),
+});
+
+/** Debian's python3, which has Debian's paho (python3-paho-mqtt, installed by .ci/run). */
+const PYTHON = "/usr/bin/python3";
+const HAVE_PAHO = (() => {
+  try {
+    return new Deno.Command(PYTHON, { args: ["-c", "import paho.mqtt.client"], stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+if (!HAVE_PAHO) console.warn("mqtt_ws_test: Paho case skipped, python3-paho-mqtt is not installed");
+
+const PAHO_WS = `
+import sys, threading
+import paho.mqtt.client as mqtt
+c = mqtt.Client(client_id="paho-ws", transport="websockets", protocol=mqtt.MQTTv311)
+c.ws_set_options(path="/mqtt")
+got = threading.Event()
+up = threading.Event()
+subscribed = threading.Event()
+c.on_connect = lambda *a: up.set()
+c.on_subscribe = lambda *a: subscribed.set()
+c.on_message = lambda cl, u, m: (print(m.topic, m.payload.decode(), m.qos, flush=True), got.set())
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.loop_start()
+assert up.wait(5), "no CONNACK"
+c.subscribe("pws/t", qos=1)
+assert subscribed.wait(5), "no SUBACK"
+c.publish("pws/t", "hello over ws", qos=1).wait_for_publish(5)
+assert got.wait(5), "nothing received"
+c.disconnect()
+c.loop_stop()
+`;
+
+Deno.test({
+  name: "mqtt ws: Paho for Python over websockets, publish and receive",
+  ignore: !HAVE_PAHO,
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const out = await new Deno.Command(PYTHON, {
+        args: ["-c", PAHO_WS, String(await wsPort(b))],
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(20_000),
+      }).output();
+      const d = new TextDecoder();
+      assert.equal(out.code, 0, d.decode(out.stderr));
+      assert.equal(d.decode(out.stdout).trim(), "pws/t hello over ws 1");
+    }, { mqttWsPort: 0 }),
+});
