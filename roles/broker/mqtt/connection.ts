@@ -361,7 +361,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     const will = this.#will;
     this.#will = undefined;
     if (withWill && will !== undefined && this.#connected) {
-      this.#front.leaveWill(this.clientId, will, expiry);
+      this.#front.wills.leave(this.clientId, will, expiry);
     }
   }
 

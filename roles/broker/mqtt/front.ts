@@ -3,10 +3,9 @@
  * end on the same core as the dist protocol's (roles/broker/front.ts), so
  * both share one topic tree, retained store, queue groups and delivery
  * queues. This file holds the listener, the client ids, the counters and
- * the will; a connection's protocol is connection.ts.
+ * sessions; wills are wills.ts, a connection's protocol connection.ts.
  */
 import { getLogger } from "@logtape/logtape";
-import { DistError } from "../../../wire/mod.ts";
 import { Backoff, sleep } from "../../../wire/backoff.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
@@ -16,9 +15,8 @@ import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { CONNECTED } from "./reader.ts";
 import { serveWebSocket } from "./ws.ts";
-import { MqttPayload } from "./mapping.ts";
 import { MqttSession } from "./session.ts";
-import type { Will } from "./connect.ts";
+import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
 import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
 import { restoreQueued, SessionJournal } from "./journal.ts";
@@ -88,16 +86,14 @@ export class MqttFront {
   /** Deliveries not sent because their MQTT 5 Message Expiry ran out. */
   expired = 0;
   takeovers = 0;
-  wills = 0;
-  /** Delayed wills not sent: their client came back within the delay. */
-  willsCancelled = 0;
-  /** MQTT 5 wills waiting for their Will Delay Interval, by client id. */
-  readonly #delayedWills = new Map<string, { timer: ReturnType<typeof setTimeout>; will: Will }>();
+  /** Wills: published, waiting for their delay, cancelled. */
+  readonly wills: Wills;
 
   constructor(core: BrokerCore, limits: MqttLimits, authenticator?: Authenticator) {
     this.core = core;
     this.limits = limits;
     this.#authenticator = authenticator;
+    this.wills = new Wills(core);
     this.#sys = new SysTopics(this, core, limits.sysIntervalMs ?? 0);
   }
   readonly #sys: SysTopics;
@@ -226,8 +222,7 @@ export class MqttFront {
     if (store !== undefined) {
       for (const session of this.#persistent) store.put(SESSIONS, session.clientId, session.row()!);
     }
-    for (const { timer } of this.#delayedWills.values()) clearTimeout(timer);
-    this.#delayedWills.clear();
+    this.wills.clear();
     for (const session of [...this.#sessions.values()]) session.end("shutdown");
   }
 
@@ -348,7 +343,7 @@ export class MqttFront {
     session = this.#sessions.get(id);
     let present = false;
     // A will waiting for its delay: not sent when its session goes on, sent when it ends here.
-    this.#dropDelayedWill(id, !(session !== undefined && resumable));
+    this.wills.drop(id, !(session !== undefined && resumable));
     if (session !== undefined && resumable) {
       present = true;
       this.sessionsResumed++;
@@ -388,51 +383,6 @@ export class MqttFront {
     });
   }
 
-  /**
-   * A connection went without DISCONNECT: its will goes out now, or (MQTT 5)
-   * after its Will Delay Interval or when its session ends, whichever comes
-   * first; unless its client is back in that session before (see register).
-   * At most one waits per client id, so no more than the sessions.
-   */
-  leaveWill(clientId: string, will: Will, sessionExpiryS: number): void {
-    const delay = Math.min(will.delay, sessionExpiryS);
-    if (delay <= 0) return this.#publishWill(will);
-    this.#dropDelayedWill(clientId, true);
-    const timer = setTimeout(() => {
-      this.#delayedWills.delete(clientId);
-      this.#publishWill(will);
-    }, delay * 1000);
-    // A will waiting for its delay does not keep the process up.
-    Deno.unrefTimer(timer);
-    this.#delayedWills.set(clientId, { timer, will });
-  }
-
-  /** A delayed will of `clientId` goes now (`send`), or never (its client is back). */
-  #dropDelayedWill(clientId: string, send: boolean): void {
-    const waiting = this.#delayedWills.get(clientId);
-    if (waiting === undefined) return;
-    clearTimeout(waiting.timer);
-    this.#delayedWills.delete(clientId);
-    if (send) this.#publishWill(waiting.will);
-    else this.willsCancelled++;
-  }
-
-  #publishWill(will: Will): void {
-    const value = MqttPayload.borrow(will.payload);
-    value.retain = will.retain;
-    value.properties = will.properties;
-    if (will.expiry >= 0) value.expiresAt = Date.now() + will.expiry * 1000;
-    try {
-      this.core.publish(will.topic, value, will.retain, will.qos);
-      this.wills++;
-    } catch (err) {
-      log.warn("Will on {topic} not published: {error}", {
-        topic: cut(will.topic),
-        error: DistError.from(err).message,
-      });
-    }
-  }
-
   /** A line about a misbehaving client (rate-limited with every other peer warning). */
   warn(c: { remote: string; clientId: string }, message: string): void {
     warnPeer("MQTT {peer} ({id}): {message}", {
@@ -461,9 +411,9 @@ export class MqttFront {
       undeliverable: this.undeliverable,
       expired: this.expired,
       takeovers: this.takeovers,
-      wills: this.wills,
-      wills_delayed: this.#delayedWills.size,
-      wills_cancelled: this.willsCancelled,
+      wills: this.wills.published,
+      wills_delayed: this.wills.delayed,
+      wills_cancelled: this.wills.cancelled,
       sessions: this.#sessions.size,
       sessions_persistent: this.#persistent.size,
       sessions_away: this.#sessions.size - this.#byClientId.size,
