@@ -337,6 +337,8 @@ export class MqttConnection implements PacketHost, PublishSide {
     } else {
       this.#stalledMs = 0;
       this.#out.trim();
+      // Nothing to write: an idle connection keeps no output buffer (512 bytes each otherwise).
+      if (!this.#out.writing) this.#out.buffer.release(0);
     }
   }
 

@@ -75,9 +75,9 @@ export class MqttSession implements Sink {
   #waiters: { bytes: number; fn: () => void }[] | undefined;
   #drainArmed = false;
   /** In flight before the client came back, not sent again yet: past its window, they wait for acks. */
-  #resends: { id: number; bytes: Uint8Array | undefined }[] = [];
+  #resends: readonly { id: number; bytes: Uint8Array | undefined }[] = NO_RESENDS;
   /** Scratch for `encode` (copied at once by the queue). */
-  #scratch = new Uint8Array(0);
+  #scratch = EMPTY;
   /** Its queues and deliveries in flight on disk (`--data-dir`, a persistent session). */
   #journal: SessionJournal | undefined;
 
@@ -210,7 +210,7 @@ export class MqttSession implements Sink {
   detach(conn: MqttConnection): void {
     if (this.#conn !== conn) return;
     this.#conn = undefined;
-    this.#resends = [];
+    this.#resends = NO_RESENDS;
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
     this.#awayAt = Date.now();
     this.save();
@@ -463,7 +463,9 @@ export class MqttSession implements Sink {
   }
 }
 
+// Shared by every session until it needs its own (an idle session's every byte counts).
 const EMPTY = new Uint8Array(0);
+const NO_RESENDS: readonly { id: number; bytes: Uint8Array | undefined }[] = [];
 
 /** A delivery read back from disk, as it was queued: the queue takes it as it is (encode()). */
 class QueuedRecord {
