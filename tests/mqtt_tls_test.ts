@@ -157,3 +157,53 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "mqtt tls: with --tls-client-ca a client certificate is the MQTT identity (the users file's permissions)",
+  ...opts,
+  fn: async () => {
+    const users = `${pki.dir}/mqtt-users.toml`;
+    await Deno.writeTextFile(
+      users,
+      `[users.alice]\npublish = ["/cert/ok"]\nsubscribe = ["/cert"]\n`,
+    );
+    const broker = await startDist([
+      "broker",
+      ...["--port", "0", "--mqtt-port", "0", "--users", users],
+      ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca],
+    ]);
+    try {
+      const port = Number(broker.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/)![1]);
+      // alice's certificate, no user name or password in CONNECT.
+      const alice = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, {
+        ca: pki.caPem,
+        cert: pki.alice.certPem,
+        key: pki.alice.keyPem,
+        protocolVersion: 5,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      });
+      try {
+        const got: string[] = [];
+        alice.on("message", (topic, payload) => got.push(`${topic} ${payload}`));
+        const granted = await alice.subscribeAsync("cert/#", { qos: 1 });
+        assert.deepEqual(granted.map((g) => g.qos), [1]);
+        // Her subscribe permission covers /cert, not /other (MQTT 5 SUBACK 0x87 Not authorized).
+        await assert.rejects(alice.subscribeAsync("other/#", { qos: 1 }), /Not authorized/);
+        // Not hers to publish: MQTT 5 PUBACK 0x87, nothing delivered; then one that is.
+        await assert.rejects(
+          alice.publishAsync("cert/no", "refused", { qos: 1 }),
+          /Not authorized/,
+        );
+        await alice.publishAsync("cert/ok", "allowed", { qos: 1 });
+        await atLeast(got, 1);
+        assert.deepEqual(got, ["cert/ok allowed"]);
+      } finally {
+        await alice.endAsync();
+      }
+    } finally {
+      await broker.stop();
+    }
+  },
+});

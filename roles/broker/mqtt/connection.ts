@@ -55,6 +55,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   window = INFLIGHT_WINDOW;
   /** The largest packet the client takes (MQTT 5's Maximum Packet Size). */
   clientMaxPacket = Infinity;
+  /** Who its verified TLS client certificate says it is (its common name; `--tls-client-ca`). */
+  certSubject: string | undefined;
   /** Our Topic Aliases (MQTT 5, when the client's Topic Alias Maximum allows some). */
   aliases: OutAliases | undefined;
   readonly #conn: Deno.Conn;

@@ -175,6 +175,7 @@ export class MqttFront {
   /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
   async #secure(accepted: Deno.Conn): Promise<void> {
     let conn: Deno.Conn;
+    let subject: string | undefined;
     const started = Date.now();
     this.#handshaking++;
     try {
@@ -187,6 +188,7 @@ export class MqttFront {
         return;
       }
       conn = secured.conn;
+      subject = secured.peer?.commonName;
     } catch (err) {
       this.tlsFailures++;
       log.debug("MQTT TLS handshake failed: {error}", { error: String(err) });
@@ -197,6 +199,8 @@ export class MqttFront {
     if (this.#closing) return void conn.close();
     // The handshake's time counts in the CONNECT deadline: one deadline from accept.
     const c = new MqttConnection(conn, this, Date.now() - started);
+    // A client certificate is who the client is, when CONNECT carries no credentials.
+    c.certSubject = subject;
     this.#connections.add(c);
     c.run();
   }
@@ -313,6 +317,7 @@ export class MqttFront {
       credentials,
       host,
       address: c.remote,
+      certSubject: c.certSubject,
       closed: closedP,
     }).finally(() => this.#closers.delete(c));
   }
