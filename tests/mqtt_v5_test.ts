@@ -396,3 +396,39 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "mqtt 5: --mqtt-max-keepalive tells a client asking for none or more its Server Keep Alive, and holds it to it",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const none = await RawMqtt.open(b.mqttPort, 5);
+      await none.send({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 5,
+        clientId: "ka-none",
+        clean: true,
+        keepalive: 0,
+      } as Packet, 5);
+      const ack = await none.next("connack") as { properties?: { serverKeepAlive?: number } };
+      assert.equal(ack.properties?.serverKeepAlive, 1);
+      const within = await RawMqtt.open(b.mqttPort, 5);
+      await within.send({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 5,
+        clientId: "ka-short",
+        clean: true,
+        keepalive: 1,
+      } as Packet, 5);
+      const ack2 = await within.next("connack") as { properties?: { serverKeepAlive?: number } };
+      assert.equal(ack2.properties?.serverKeepAlive, undefined);
+      // Silent past 1.5 × 1 s: closed (the housekeeping tick is 1 s: allow a few).
+      await none.closedWithin(5000);
+      await within.closedWithin(5000);
+      await none.end();
+      await within.end();
+    }, { mqttMaxKeepalive: 1 }),
+});

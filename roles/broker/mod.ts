@@ -64,6 +64,16 @@ export const BROKER_OPTIONS = defineOptions({
       "(0 picks a free one)",
     metavar: "PORT",
   },
+  mqttMaxKeepalive: {
+    type: "integer",
+    description:
+      "Longest keep-alive an MQTT 5 client may have, in seconds; one asking for more or none " +
+      "is told this in CONNACK (0: any)",
+    default: 0,
+    min: 0,
+    max: 65_535,
+    metavar: "SECONDS",
+  },
   mqttSysInterval: {
     type: "duration",
     description: "How often MQTT's $SYS/broker/… statistics are published, when changed (0: never)",
@@ -175,6 +185,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
     connectTimeoutMs: 10_000,
     writeTimeoutMs: options.writeTimeout,
     sysIntervalMs: options.mqttSysInterval,
+    maxKeepAliveS: options.mqttMaxKeepalive,
   }, connSettings(options).authenticator);
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.

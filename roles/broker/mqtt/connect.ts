@@ -80,7 +80,12 @@ export function sessionExpiryOf(p: IConnectPacket, v5: boolean): { asked: number
 export function connackOk(
   v5: boolean,
   present: boolean,
-  o: { assignedId?: string; expiry: { asked: number; given: number }; maxPacket: number },
+  o: {
+    assignedId?: string;
+    expiry: { asked: number; given: number };
+    maxPacket: number;
+    serverKeepAlive?: number;
+  },
 ): Uint8Array {
   if (!v5) return Uint8Array.of(0x20, 2, present ? 1 : 0, 0);
   return generate({
@@ -89,6 +94,7 @@ export function connackOk(
     reasonCode: 0,
     properties: {
       ...(o.assignedId === undefined ? {} : { assignedClientIdentifier: o.assignedId }),
+      ...(o.serverKeepAlive === undefined ? {} : { serverKeepAlive: o.serverKeepAlive }),
       // Less than asked: the client is told what it has.
       ...(o.expiry.given < o.expiry.asked ? { sessionExpiryInterval: o.expiry.given } : {}),
       receiveMaximum: MAX_QOS2_PENDING,

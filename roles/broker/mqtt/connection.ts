@@ -247,7 +247,14 @@ export class MqttConnection implements PacketHost, PublishSide {
       );
     }
     if (this.#closed) return;
-    this.#keepAliveMs = (p.keepalive ?? 0) * 1500;
+    let keepAlive = p.keepalive ?? 0;
+    const max = this.#front.limits.maxKeepAliveS ?? 0;
+    // MQTT 5 can be told a shorter one (3.1.1 cannot: its own stands).
+    const serverKeepAlive = this.#v5 && max > 0 && (keepAlive === 0 || keepAlive > max)
+      ? max
+      : undefined;
+    keepAlive = serverKeepAlive ?? keepAlive;
+    this.#keepAliveMs = keepAlive * 1500;
     const props = p.properties;
     if (props?.receiveMaximum !== undefined) {
       this.window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
@@ -275,6 +282,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       assignedId: p.clientId ? undefined : clientId,
       expiry,
       maxPacket: this.#front.limits.maxPacket,
+      serverKeepAlive,
     }));
     // After the CONNACK: what was in flight goes again, then what waited.
     taken.session.attach(this);

@@ -41,6 +41,11 @@ export interface MqttLimits {
   maxSessions: number;
   /** How often `$SYS/broker/…` statistics are published (0: never). */
   sysIntervalMs?: number;
+  /**
+   * Longest keep-alive an MQTT 5 client may have, in seconds (0: any): one
+   * asking for more, or for none, is given this in CONNACK (Server Keep Alive).
+   */
+  maxKeepAliveS?: number;
 }
 
 /** What a CONNECT asks of its session. */
