@@ -22,7 +22,8 @@
  * leaves it, and once per turn after deliveries were queued).
  */
 import type { Store } from "../../../store/mod.ts";
-import type { Subscription } from "../subscriber.ts";
+import { Message, type Subscription } from "../subscriber.ts";
+import type { InflightWindow } from "./inflight.ts";
 
 export const QUEUED = "queued";
 
@@ -160,10 +161,16 @@ export function readQueued(store: Store): { rows: QueuedRow[]; bad: string[] } {
   return { rows, bad };
 }
 
+/** A delivery read back from disk, as it was queued: the queue takes it as it is (encode()). */
+export class QueuedRecord {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
 /** A session as a restart puts its deliveries back. */
 export interface RestoringSession {
-  restoreInflight(row: Uint8Array): void;
-  restoreQueued(filter: string, record: Uint8Array): boolean;
+  subscriptions(): Map<string, Subscription>;
+  readonly inflight: InflightWindow;
+  readonly journal: SessionJournal | undefined;
 }
 
 /**
@@ -183,8 +190,18 @@ export function restoreQueued(
   for (const r of rows) {
     const session = sessionOf(r.clientId);
     if (session === undefined || r.bytes.length < 2) continue;
-    if (r.filter === "") session.restoreInflight(r.bytes);
-    else if (r.bytes[0] >> 4 !== 3 || !session.restoreQueued(r.filter, r.bytes)) continue;
+    if (r.filter === "") {
+      // In flight: the packet id, then the PUBLISH as sent (none: PUBREL owed).
+      const id = (r.bytes[0] << 8) | r.bytes[1];
+      const bytes = r.bytes.length > 2 ? r.bytes.slice(2) : undefined;
+      session.inflight.restore(id, bytes);
+      session.journal?.sent(id, bytes);
+    } else {
+      const sub = session.subscriptions().get(r.filter);
+      if (sub === undefined || r.bytes[0] >> 4 !== 3) continue;
+      // Away, the session is full: the delivery is queued, under the queue's bound.
+      sub.deliver(new Message("", new QueuedRecord(r.bytes)));
+    }
     restored++;
   }
   return { restored, dropped: rows.length - restored + bad.length };

@@ -13,7 +13,7 @@
  */
 import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
-import { Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
+import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { filterFromMqtt, MqttPayload, payloadOf } from "./mapping.ts";
 import {
   expiryAt,
@@ -27,7 +27,7 @@ import {
   writePublish,
 } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
-import type { SessionJournal } from "./journal.ts";
+import { QueuedRecord, type SessionJournal } from "./journal.ts";
 import {
   extrasOf,
   keptAbsolute,
@@ -142,28 +142,17 @@ export class MqttSession implements Sink {
     sub.release();
   }
 
-  /** Read back from disk: a delivery that waited in the queue of `filter` (false: no such queue). */
-  restoreQueued(filter: string, record: Uint8Array): boolean {
-    const sub = this.#subs?.get(filter);
-    // Away, the session is full: the delivery is queued, under the queue's bound (encode()).
-    sub?.deliver(new Message("", new QueuedRecord(record)));
-    return sub !== undefined;
-  }
-
-  /** Read back from disk: a delivery in flight (packet id, then the PUBLISH; none: PUBREL owed). */
-  restoreInflight(row: Uint8Array): void {
-    const id = (row[0] << 8) | row[1];
-    const bytes = row.length > 2 ? row.slice(2) : undefined;
-    this.inflight.restore(id, bytes);
-    this.#journal?.sent(id, bytes);
-  }
-
   /** Read back from disk, its client away: it ends after `ms` unless the client comes back. */
   awaitClient(ms: number, awayAt: number): void {
     this.#awayAt = awayAt;
     const timer = setTimeout(() => this.end("expired"), Math.max(0, ms));
     Deno.unrefTimer(timer);
     this.#timer = timer;
+  }
+
+  /** Its queues and deliveries in flight on disk, if they are kept there. */
+  get journal(): SessionJournal | undefined {
+    return this.#journal;
   }
 
   get connection(): MqttConnection | undefined {
@@ -466,8 +455,3 @@ export class MqttSession implements Sink {
 // Shared by every session until it needs its own (an idle session's every byte counts).
 const EMPTY = new Uint8Array(0);
 const NO_RESENDS: readonly { id: number; bytes: Uint8Array | undefined }[] = [];
-
-/** A delivery read back from disk, as it was queued: the queue takes it as it is (encode()). */
-class QueuedRecord {
-  constructor(readonly bytes: Uint8Array) {}
-}
