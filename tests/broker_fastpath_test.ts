@@ -356,3 +356,57 @@ Deno.test("confirmed publishes go through as bytes, in both codecs, and are answ
     }
   });
 });
+
+Deno.test("confirmed publishes past the in-flight limit wait their turn and are all answered, after the commit with a data dir", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dist-confirm-" });
+  try {
+    await withBroker(async (b) => {
+      const raw = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+      const reader = new RawReader(raw);
+      try {
+        await rawHandshake(raw, reader);
+        // 3,000 requests in one write, far more than may be in flight on a connection.
+        const n = 3000;
+        const frames = [];
+        for (let i = 1; i <= n; i++) {
+          frames.push(jsonFrame({
+            id: i,
+            method: "broker.publish",
+            params: { topic: `/r/${i % 7}`, value: { i, text: "ü".repeat(20) } },
+          }));
+        }
+        await writeAll(raw, concat(frames));
+        const ids = new Set<number>();
+        while (ids.size < n) {
+          const answer = await reader.json(10_000);
+          assert.ok(answer !== null, `answers stopped at ${ids.size}`);
+          assert.ok(answer.error === undefined, JSON.stringify(answer));
+          ids.add(answer.id as number);
+        }
+      } finally {
+        raw.close();
+      }
+    }, { dataDir: dir });
+    // Every retained value is on disk: a broker on the same directory has them.
+    await withBroker(async (b) => {
+      const c = await BrokerClient.connect(b.port);
+      try {
+        await c.subscribe("/r");
+        const got = await c.received(7);
+        assert.deepEqual(got.map((d) => (d.value as { i: number }).i).sort((x, y) => x - y), [
+          2994,
+          2995,
+          2996,
+          2997,
+          2998,
+          2999,
+          3000,
+        ]);
+      } finally {
+        c.close();
+      }
+    }, { dataDir: dir });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
