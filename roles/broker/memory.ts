@@ -14,7 +14,10 @@
  * amount (COLLECT_FROM) and RSS has grown past RSS_PER_COUNTED times it,
  * the guard asks V8 for one full collection (which also shrinks the young
  * generation), at most every MIN_GAP_MS, and less often while collections
- * give little back (then what is held is live and a collection is no help).
+ * give little back (then what is held is live and a collection is no help);
+ * again only once RSS has grown well past what the last one left, so a
+ * broker whose live data is larger than counted is not collected over and
+ * over.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -59,6 +62,8 @@ export class MemoryGuard {
   /** RSS when watching began: growth is measured from it. */
   #baseRss = 0;
   #nextCollect = 0;
+  /** RSS growth the last collection left. */
+  #keptRss = 0;
   #gap = MIN_GAP_MS;
   /** Set when a shed found nobody to cut: no new search until the next sample. */
   #searched = false;
@@ -121,7 +126,11 @@ export class MemoryGuard {
     const counted = this.#core.memoryBytes;
     if (counted < COLLECT_FROM || performance.now() < this.#nextCollect) return;
     const before = Deno.memoryUsage().rss - this.#baseRss;
-    if (before <= RSS_PER_COUNTED * counted) return;
+    // Past the count, and grown since the last collection left it (what that one kept is live).
+    const kept = this.#keptRss;
+    if (before <= RSS_PER_COUNTED * counted || before <= kept + Math.max(16 * MIB, kept / 4)) {
+      return;
+    }
     const collect = gc();
     if (collect === null) return;
     const t0 = performance.now();
@@ -129,6 +138,7 @@ export class MemoryGuard {
     const t1 = performance.now();
     this.collections++;
     const after = Deno.memoryUsage().rss - this.#baseRss;
+    this.#keptRss = after;
     // Little given back: what is held is live, not garbage; ask again later and later.
     this.#gap = before - after < (before - counted) / 4
       ? Math.min(MAX_GAP_MS, this.#gap * 2)
