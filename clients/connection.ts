@@ -14,22 +14,15 @@ import {
   type CallOptions,
   checkResult,
   codecByName,
-  type CodecName,
-  type ConnSettings,
-  type Credentials,
   DELIVERY_PREFIX,
   DistError,
   type Event,
   mayStartWith,
   type Method,
-  type NotificationHandler,
   type Peer,
   type PeerInfo,
-  type RawFrameHandler,
   Redialer,
-  type RequestHandler,
   sleep,
-  type TlsSettings,
   type TypedResponse,
 } from "../wire/mod.ts";
 import type { Instance, Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
@@ -37,89 +30,14 @@ import { PubSub, type SubscribeOptions, type Subscription } from "./pubsub.ts";
 import { BinderClient } from "./discovery/binders.ts";
 import { binders as bindersOf } from "./discovery/mod.ts";
 import { ServiceSource } from "./discovery/service.ts";
+import type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options.ts";
+import { Listeners } from "./listeners.ts";
+import { Resender } from "./resend.ts";
 
-/** Most times a request lost with its connection is sent (the first included). */
-const SEND_ATTEMPTS = 3;
+export type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options.ts";
+
 /** Failed first dials of a service's instances before {@link connect} gives up. */
 const FIRST_DIALS = 3;
-
-/**
- * A service to connect to: each dial asks the binders for its next
- * instance (they hand them out in turn).
- */
-export interface ServiceTarget {
-  /**
-   * The binders to ask: their addresses ("host:port"; a client for them is
-   * opened with the connection's name, codec and credentials and closed
-   * with it), or a {@link BinderClient} of your own (left open).
-   */
-  binders: readonly string[] | BinderClient;
-  /** The service's name, as its servers registered it. */
-  service: string;
-  /**
-   * How long each lookup waits for an instance to appear (ms, default 0:
-   * none registered is NOT_FOUND at once).
-   */
-  wait?: number;
-  /** Cuts a lookup's wait short (the connection stays open: see `signal` of the options). */
-  waitSignal?: AbortSignal;
-}
-
-/** How {@link connect} connects. */
-export interface ConnectOptions {
-  /** This program's name, told to the other side (default `client-PID`). */
-  name?: string;
-  /** The role told in the handshake (default `client`). */
-  role?: string;
-  /** Codec of the connection (default `json`). */
-  codec?: CodecName;
-  /** Timeout of a request that names none (ms, default 30 s). */
-  timeout?: number;
-  /** How long dialing and the handshake may take (ms, default 5 s). */
-  connectTimeout?: number;
-  /**
-   * Keep dialing until the first connection is up (within `connectTimeout`)
-   * instead of failing at the first refusal (default false).
-   */
-  waitOnFirstConnect?: boolean;
-  /** Dial again when the connection drops (default true). */
-  redial?: boolean;
-  /** Aborting it closes the connection. */
-  signal?: AbortSignal;
-  /**
-   * Read `broker.message` deliveries as bytes on a JSON connection (default
-   * true): subscriptions with a `raw` handler get each value's text
-   * unparsed, the others only the value parsed (while nothing else listens
-   * to `broker.message`). False decodes every delivery whole.
-   */
-  byteDeliveries?: boolean;
-  /**
-   * What to prove who this program is with, where the other side asks
-   * (`--token`/`--users` on it): a token, or a user and password.
-   */
-  credentials?: Credentials;
-  /**
-   * TLS (PEM text): `ca` dials in TLS, trusting only listeners whose
-   * certificate it signed, for the host dialed; `cert` and `key` are shown
-   * to a listener that requires a client certificate.
-   */
-  tls?: TlsSettings;
-  /** Frame limit, heartbeat, liveness and write timeout of the connection. */
-  wire?: ConnSettings;
-}
-
-/** What the library's own parts (serve, pubsub) add to a connection; not public. */
-export interface LinkHooks {
-  /** Runs on every connection before requests go out on it (subscribe again, register). */
-  onConnect?: (peer: Peer) => void | Promise<void>;
-  onRequest?: RequestHandler;
-  onNotification?: NotificationHandler;
-  rawFrames?: RawFrameHandler;
-  /** Put in `by` of answers to requests served on this connection. */
-  by?: string;
-  /** Told of every failed dial, instead of the dialer's own log lines. */
-  onDialError?: (err: DistError) => void;
-}
 
 /**
  * Opens a connection to a dist process (`"host:port"` or `{host, port}`), or
@@ -155,7 +73,7 @@ export class Connection {
   #waitMs = 0;
   #options: ConnectOptions;
   #connectHooks: ((peer: Peer) => void | Promise<void>)[] = [];
-  #listeners = new Map<string, Set<(params: unknown) => void>>();
+  #listeners = new Listeners();
   #first: DistError | undefined;
   /** Why the last dial failed (said when waiting for a service's first instance times out). */
   #lastDialError: DistError | undefined;
@@ -164,6 +82,13 @@ export class Connection {
   #closing: DistError | undefined;
   #onAbort = () => this.close();
   #pubsub: PubSub | undefined;
+  #resend = new Resender({
+    ready: (ms) => this.#dialer.ready(ms),
+    closing: () => this.#closing,
+    where: () => `${this.address.host}:${this.address.port}`,
+    redial: () => this.#options.redial !== false,
+    timeout: () => this.#options.timeout,
+  });
 
   /**
    * A connection that starts dialing at once; prefer {@link connect}, which
@@ -189,7 +114,7 @@ export class Connection {
       connectTimeoutMs: connectTimeout,
       onRequest: hooks.onRequest,
       onNotification: (method, params, peer) => {
-        for (const l of this.#listeners.get(method) ?? []) l(params);
+        this.#listeners.emit(method, params);
         hooks.onNotification?.(method, params, peer);
       },
       // Deliveries read as bytes unless the link brings its own raw frames: a subscription's
@@ -203,7 +128,7 @@ export class Connection {
             this.#pubsub.rawFrame(
               frame,
               hooks.onNotification === undefined &&
-                (this.#listeners.get("broker.message")?.size ?? 0) <= 1,
+                this.#listeners.count("broker.message") <= 1,
             ),
         }
         : hooks.rawFrames,
@@ -352,10 +277,10 @@ export class Connection {
         if (this.#options.redial === false) return sent;
         const t0 = performance.now();
         return sent.catch((err) =>
-          this.#again(err, peer, method, params, options, t0, 1).then((r) => r.result)
+          this.#resend.again(err, peer, method, params, options, t0, 1).then((r) => r.result)
         );
       }
-      return this.#later(method, params, options).then((r) => r.result);
+      return this.#resend.later(method, params, options).then((r) => r.result);
     }
     return this.exchange(method, params, options).then((r) => r.result);
   }
@@ -383,79 +308,15 @@ export class Connection {
         const sent = peer.request(method, params, options);
         if (this.#options.redial === false) return sent;
         const t0 = performance.now();
-        return sent.catch((err) => this.#again(err, peer, method, params, options, t0, 1));
+        return sent.catch((err) => this.#resend.again(err, peer, method, params, options, t0, 1));
       }
-      return this.#later(method, params, options);
+      return this.#resend.later(method, params, options);
     }
     const opts = method.idempotent ? options : { ...options, idempotent: false };
     return this.exchange(method.name, params, opts).then((r) => {
       r.result = checkResult(method, r.result, r.by);
       return r;
     });
-  }
-
-  /**
-   * A request made while not connected (or sent again after its connection
-   * dropped): waits for the connection within what is left of its timeout.
-   */
-  async #later(
-    method: string,
-    params: unknown,
-    options: CallOptions = {},
-    t0 = performance.now(),
-    attempt = 0,
-  ): Promise<TypedResponse<unknown>> {
-    if (this.#closing !== undefined) throw this.#closing;
-    const timeout = options.timeout ?? this.#options.timeout ?? 30_000;
-    const left = () => Math.max(1, timeout - (performance.now() - t0));
-    let peer = await this.#dialer.ready(left()).catch((err) => {
-      throw this.#closing ?? err;
-    });
-    // One whose other side hung up is still open while it finishes: wait for the next.
-    if (!peer.canCall && attempt > 0) {
-      await Promise.race([peer.closed, sleep(left())]);
-      peer = await this.#dialer.ready(left()).catch((err) => {
-        throw this.#closing ?? err;
-      });
-    }
-    if (options.signal?.aborted) throw new DistError("UNAVAILABLE", "Call aborted");
-    const sent = peer.request(method, params, { ...options, timeout: left() });
-    if (this.#options.redial === false) return sent;
-    return sent.catch((err) => this.#again(err, peer, method, params, options, t0, attempt + 1));
-  }
-
-  /**
-   * A request sent on `peer` failed with `err`: when that is the connection
-   * dropping (not the other side's answer), an idempotent request is sent
-   * again once redialed (within its timeout); one marked non-idempotent is
-   * not, since it may have run.
-   * @throws {DistError} `err` as it is when not a lost connection; UNAVAILABLE with
-   * `data: { mayHaveRun: true }` for a non-idempotent request that was in flight
-   */
-  #again(
-    err: unknown,
-    peer: Peer,
-    method: string,
-    params: unknown,
-    options: CallOptions | undefined,
-    t0: number,
-    attempt: number,
-  ): Promise<TypedResponse<unknown>> {
-    const lost = err instanceof DistError && err.code === "UNAVAILABLE" && !peer.canCall &&
-      this.#closing === undefined && !options?.signal?.aborted;
-    if (!lost || attempt >= SEND_ATTEMPTS) return Promise.reject(err);
-    if (options?.idempotent === false) {
-      const where = `${this.address.host}:${this.address.port}`;
-      return Promise.reject(
-        new DistError(
-          "UNAVAILABLE",
-          `Connection to ${where} lost with ${method} in flight; not sent again: it is ` +
-            `marked non-idempotent and may have run`,
-          { cause: err, data: { mayHaveRun: true } },
-        ),
-      );
-    }
-    return this.#later(method, params, options, t0, attempt);
   }
 
   /**
@@ -483,23 +344,7 @@ export class Connection {
   /** Listens to an event by name: its params as they came. */
   on(event: string, listener: (params: unknown) => void): () => void;
   on(event: string | Event, listener: (params: never) => void): () => void {
-    const name = typeof event === "string" ? event : event.name;
-    const parse = typeof event === "string" ? undefined : event.params;
-    const l = (params: unknown) => {
-      let p = params;
-      if (parse !== undefined) {
-        try {
-          p = parse(params);
-        } catch {
-          return; // malformed: dropped, as a server drops a bad notification
-        }
-      }
-      (listener as (params: unknown) => void)(p);
-    };
-    let set = this.#listeners.get(name);
-    if (set === undefined) this.#listeners.set(name, set = new Set());
-    set.add(l);
-    return () => set.delete(l);
+    return this.#listeners.add(event, listener);
   }
 
   /**

@@ -18,7 +18,8 @@
  * - `method`, `event` and the parsers (`obj`, `str`, `int` …) to define a
  *   program's own contracts.
  *
- * Files: `connection.ts`, `pubsub.ts`, `worker.ts`, `discovery/` and `contracts/`.
+ * Files: `connection.ts` (with `connect_options.ts`, `listeners.ts`, `resend.ts`),
+ * `pubsub.ts`, `worker.ts`, `discovery/` and `contracts/`.
  */
 export { connect, Connection, type ConnectOptions, type ServiceTarget } from "./connection.ts";
 export { type Message, type RawDelivery, type SubscribeOptions, Subscription } from "./pubsub.ts";
