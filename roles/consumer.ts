@@ -10,7 +10,14 @@ import { defineOptions, type RoleOptions, UsageError } from "../config/mod.ts";
 import type { Peer, RawDelivery } from "../wire/mod.ts";
 import { cut } from "../wire/_log.ts";
 import { defineRole, type RunContext, StdoutLines } from "./_role.ts";
-import { broker, type Message, normalizeTopic, POLICIES, type TopicList } from "../clients/mod.ts";
+import {
+  broker,
+  type Connection,
+  type Message,
+  normalizeTopic,
+  POLICIES,
+  type TopicList,
+} from "../clients/mod.ts";
 import {
   BROKER_FLAG_HINTS,
   BROKER_OPTIONS,
@@ -102,34 +109,27 @@ function topicPattern(options: ConsumerOptions): string {
   }
 }
 
-async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<number> {
-  // Output to a reader slower than the broker (a paused terminal, a slow
-  // pipe) must not block the event loop: heartbeats go on, and reading from
-  // the broker pauses instead, so the broker's own slow-consumer policy
-  // applies (and its SLOW_CONSUMER error is read once output moves again).
-  let paused: Peer | undefined;
-  const backlog = (backlogged: boolean) => {
-    if (backlogged) {
-      paused = conn.peer;
-      paused?.conn.pauseReading();
-    } else {
-      paused?.conn.resumeReading();
-      paused = undefined;
-    }
-  };
-  const stdout = ctx.stdout === undefined ? new StdoutLines(backlog) : undefined;
-  const pattern = topicPattern(options);
+/** --group, checked. */
+function groupOf(options: ConsumerOptions): string | undefined {
   const group = options.group;
   if (group !== undefined && (group === "" || group.length > 256)) {
     throw new UsageError("--group: a group name has 1 to 256 characters");
   }
+  return group;
+}
+
+async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<number> {
+  const pause = new ReadPause();
+  const stdout = ctx.stdout === undefined ? new StdoutLines(pause.backlog) : undefined;
+  const pattern = topicPattern(options);
+  const group = groupOf(options);
   const printer = new Printer(
     ctx.stdout ?? ((line: string) => stdout!.write(line)),
     options.json,
     options.count ?? Infinity,
   );
   dialerCounters(ctx.metrics?.registry, { received: () => printer.received });
-  const conn = brokerConnection(options, {
+  const conn = pause.conn = brokerConnection(options, {
     role: "consumer",
     waitForever: true,
     byteDeliveries: true,
@@ -156,12 +156,8 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
           n: answer.topic_count,
         }),
     });
-    // A new connection while output is still backed up waits too.
-    conn.onConnect((peer) => {
-      if (!stdout?.backlogged || (paused !== undefined && !paused.isClosed)) return;
-      paused = peer;
-      peer.conn.pauseReading();
-    });
+    // After the subscription's own hook, which subscribes again on a new connection.
+    pause.holdNew(conn, () => stdout?.backlogged ?? false);
     const reading = (async () => {
       for await (const m of sub) printer.message(m);
     })();
@@ -179,6 +175,38 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
   } finally {
     conn.close();
     await conn.closed();
+  }
+}
+
+/**
+ * Output to a reader slower than the broker (a paused terminal, a slow
+ * pipe) must not block the event loop: heartbeats go on, and reading from
+ * the broker pauses instead, so the broker's own slow-consumer policy
+ * applies (and its SLOW_CONSUMER error is read once output moves again).
+ */
+class ReadPause {
+  #paused: Peer | undefined;
+  /** The connection whose reading pauses. */
+  conn: Connection | undefined;
+
+  /** Output backed up (reading pauses) or moving again (it resumes). */
+  readonly backlog = (backlogged: boolean): void => {
+    if (backlogged) {
+      this.#paused = this.conn?.peer;
+      this.#paused?.conn.pauseReading();
+    } else {
+      this.#paused?.conn.resumeReading();
+      this.#paused = undefined;
+    }
+  };
+
+  /** A new connection made while output is still backed up waits too. */
+  holdNew(conn: Connection, backlogged: () => boolean): void {
+    conn.onConnect((peer) => {
+      if (!backlogged() || (this.#paused !== undefined && !this.#paused.isClosed)) return;
+      this.#paused = peer;
+      peer.conn.pauseReading();
+    });
   }
 }
 

@@ -97,9 +97,49 @@ export const producer = defineRole({
 
 async function runProducer(options: ProducerOptions, ctx: RunContext): Promise<number> {
   const out = ctx.stdout ?? writeStdout;
+  const { mode, topic } = checkFlags(options);
+  // A generator runs until stopped: it waits for a broker as long. A one-shot
+  // publish or a load gives up after --timeout.
+  const generating = mode === "type";
+  const conn = brokerConnection(options, { role: "producer", waitForever: generating });
+  const counts: PublishCounts = { published: 0, failed: 0 };
+  dialerCounters(ctx.metrics?.registry, {
+    published: () => counts.published,
+    publishFailed: () => counts.failed,
+  });
+  try {
+    const peer = generating
+      ? await firstConnectionOrStop(conn, ctx.signal)
+      : await firstConnection(conn, options);
+    if (peer === undefined) return 0; // stopped before any broker answered
+    if (mode === "load") return await loadMode(peer, options, topic, ctx, counts);
+    const generator = options.type === undefined ? undefined : GENERATORS[options.type];
+    const value = options.value === undefined ? undefined : parseValue(options.value);
+    const round = (): Publication[] => generator?.next(Math.random) ?? [{ topic: topic!, value }];
+    const count = options.count ?? (generator ? Infinity : 1);
+    const interval = options.interval ?? generator?.intervalMs ?? 1000;
+    return await publishRounds(conn, peer, {
+      round,
+      count,
+      interval,
+      options,
+      out,
+      signal: ctx.signal,
+      counts,
+    });
+  } finally {
+    conn.close();
+    await conn.closed();
+  }
+}
+
+/**
+ * The mode the flags ask for and the topic normalized, or a UsageError for
+ * flags that do not go together (found before connecting).
+ */
+function checkFlags(options: ProducerOptions) {
   const load = options.payload !== undefined || options.rate !== undefined;
   const mode = load ? "load" : options.type !== undefined ? "type" : "value";
-  // Mistakes in the flags are found before connecting.
   if (options.type !== undefined && (options.topic !== undefined || load)) {
     throw new UsageError("--type runs a generator: give it without --topic, --payload or --rate");
   }
@@ -119,61 +159,39 @@ async function runProducer(options: ProducerOptions, ctx: RunContext): Promise<n
       throw new UsageError(`--topic: ${(err as Error).message}`);
     }
   }
-  // A generator runs until stopped: it waits for a broker as long. A one-shot
-  // publish or a load gives up after --timeout.
-  const generating = mode === "type";
-  const conn = brokerConnection(options, { role: "producer", waitForever: generating });
-  const counts: PublishCounts = { published: 0, failed: 0 };
-  dialerCounters(ctx.metrics?.registry, {
-    published: () => counts.published,
-    publishFailed: () => counts.failed,
+  return { mode, topic };
+}
+
+/** Load mode: --count messages of --payload bytes, a progress bar on a terminal, the summary. */
+async function loadMode(
+  peer: Peer,
+  options: ProducerOptions,
+  topic: string | undefined,
+  ctx: RunContext,
+  counts: PublishCounts,
+): Promise<number> {
+  const out = ctx.stdout ?? writeStdout;
+  const count = options.count ?? 100_000;
+  const tty = Deno.stderr.isTerminal();
+  const encoder = new TextEncoder();
+  const summary = await runLoad(peer, {
+    topic: topic ?? "/load",
+    payload: options.payload ?? 128,
+    count,
+    rate: options.rate,
+    retain: options.retain,
+    confirm: options.confirm,
+    timeout: options.timeout,
+    signal: ctx.signal,
+    counts,
+    onProgress: tty
+      ? (sent, ms) => Deno.stderr.writeSync(encoder.encode(progressBar(sent, count, ms)))
+      : undefined,
   });
-  try {
-    const peer = generating
-      ? await firstConnectionOrStop(conn, ctx.signal)
-      : await firstConnection(conn, options);
-    if (peer === undefined) return 0; // stopped before any broker answered
-    if (load) {
-      const count = options.count ?? 100_000;
-      const tty = Deno.stderr.isTerminal();
-      const encoder = new TextEncoder();
-      const summary = await runLoad(peer, {
-        topic: topic ?? "/load",
-        payload: options.payload ?? 128,
-        count,
-        rate: options.rate,
-        retain: options.retain,
-        confirm: options.confirm,
-        timeout: options.timeout,
-        signal: ctx.signal,
-        counts,
-        onProgress: tty
-          ? (sent, ms) => Deno.stderr.writeSync(encoder.encode(progressBar(sent, count, ms)))
-          : undefined,
-      });
-      if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
-      if (options.json) out(JSON.stringify(summary));
-      else formatLoadSummary(summary).forEach((line) => out(line));
-      return Object.keys(summary.errors).length === 0 && summary.sent === count ? 0 : 1;
-    }
-    const generator = options.type === undefined ? undefined : GENERATORS[options.type];
-    const value = options.value === undefined ? undefined : parseValue(options.value);
-    const round = (): Publication[] => generator?.next(Math.random) ?? [{ topic: topic!, value }];
-    const count = options.count ?? (generator ? Infinity : 1);
-    const interval = options.interval ?? generator?.intervalMs ?? 1000;
-    return await publishRounds(conn, peer, {
-      round,
-      count,
-      interval,
-      options,
-      out,
-      signal: ctx.signal,
-      counts,
-    });
-  } finally {
-    conn.close();
-    await conn.closed();
-  }
+  if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
+  if (options.json) out(JSON.stringify(summary));
+  else formatLoadSummary(summary).forEach((line) => out(line));
+  return Object.keys(summary.errors).length === 0 && summary.sent === count ? 0 : 1;
 }
 
 /**
