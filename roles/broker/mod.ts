@@ -160,13 +160,6 @@ export const broker = defineRole({
  * goes to the listener beside it, as it is.
  */
 async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
-  // Loaded only with --mqtt-port: mqtt-packet (npm, CommonJS on node:buffer)
-  // costs every dist process about a third more CPU per message when loaded
-  // (broker 1→1: 0.68 → 1.05 µs per message at bcac331; every role imports
-  // this module through roles/mod.ts).
-  const { MqttFront } = options.mqttPort === undefined && options.mqttWsPort === undefined
-    ? { MqttFront: undefined }
-    : await import("./mqtt/front.ts");
   const core = new BrokerCore({
     retainBytes: options.retainBytes,
     maxPending: options.maxPending,
@@ -177,20 +170,10 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
   });
   if (ctx.metrics) core.delivery = deliveryLatency(ctx.metrics.registry);
   const front = new WireFront(core);
-  const mqtt = MqttFront === undefined ? undefined : new MqttFront(core, {
-    maxPacket: options.maxFrame,
-    maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
-    maxConnections: options.maxConnections,
-    maxSessions: options.maxConnections,
-    connectTimeoutMs: 10_000,
-    writeTimeoutMs: options.writeTimeout,
-    sysIntervalMs: options.mqttSysInterval,
-    maxKeepAliveS: options.mqttMaxKeepalive,
-  }, connSettings(options).authenticator);
+  const mqtt = await mqttFront(options, core);
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
   // what was queued for it and the error saying why are still worth sending.
   front.cutOffFlushMs = options.writeTimeout;
-  let closeSessions = () => {};
   const memory = new MemoryGuard(core);
   const stopWatching = memory.watch();
   return listening(ctx, {
@@ -201,68 +184,23 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
     listen: { maxOutbound: 2 * options.maxPending + 2 * options.maxFrame },
     setUp: (bound) => {
       // Read back before the port accepts: the first subscriber sees every retained value.
-      const durable = options.dataDir === undefined ? undefined : new DurableBroker(
-        core,
-        options.dataDir,
-        storeOptions(options, log),
-      );
-      if (durable !== undefined) {
-        front.committed = () => durable.committed();
-        const { restored, path } = durable.stats();
-        log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
-      }
-      if (mqtt !== undefined && options.dataDir !== undefined) {
-        // A file of its own in the directory the retained values locked.
-        const sessions = openSessionStore(options.dataDir, {
-          fsync: options.fsync,
-          moveCorruptAside: options.moveCorruptAside,
-          warn: (message) => log.warn("{message}", { message }),
-        });
-        closeSessions = () => sessions.close();
-        const { restored, unreadable, messages } = mqtt.persist(sessions);
-        log.info("Read {n} MQTT session(s) back with {m} message(s) for them{bad}", {
-          n: restored,
-          m: messages,
-          bad: unreadable > 0 ? ` (${unreadable} unreadable, dropped)` : "",
-        });
-      }
-      if (mqtt !== undefined && options.mqttPort !== undefined) {
-        const { hostname, port } = bindMqtt(
-          mqtt,
-          options.host,
-          options.mqttPort,
-          connSettings(options).tls,
-        );
-        // Before `Listening on`, which tools wait for: the MQTT port is known by then.
-        log.info("MQTT on {host}:{port}", { host: hostname, port });
-      }
-      if (mqtt !== undefined && options.mqttWsPort !== undefined) {
-        const { hostname, port } = bindMqttWs(
-          mqtt,
-          options.host,
-          options.mqttWsPort,
-          connSettings(options).tls,
-        );
-        log.info("MQTT over WebSocket on {host}:{port}", { host: hostname, port });
-      }
+      const stored = readBack(options, core, front, mqtt);
+      // Before `Listening on`, which tools wait for: the MQTT ports are known by then.
+      if (mqtt !== undefined) bindMqttPorts(mqtt, options);
       return {
         serve: front.serving(),
         stats: () => ({
           ...front.stats(),
           memory: memory.stats(),
           fanout_waiting: core.fanOut.waiting,
-          ...(durable === undefined ? {} : { store: durable.stats() }),
+          ...(stored.durable === undefined ? {} : { store: stored.durable.stats() }),
           ...(mqtt === undefined ? {} : { mqtt: mqtt.stats() }),
         }),
         // Bound already: clients that connect before this wait in the backlog.
         started: () => mqtt?.start(),
         fast: { rawFrames: front.rawFrames },
         onPeer: front.onPeer,
-        inFlight: () => {
-          const queued = core.queuedBytes, waiting = core.fanOut.waiting;
-          if (waiting > 0) return `${waiting} deliveries of a large fan-out still to make`;
-          return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
-        },
+        inFlight: () => stillToSend(core),
         stopping: () => {
           log.info("Shutting down: flushing {n} connection(s)", {
             n: bound.peers.size + (mqtt?.connections ?? 0),
@@ -271,8 +209,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
         },
         stopped: () => {
           stopWatching();
-          closeSessions();
-          durable?.close();
+          stored.close();
           log.info("Stopped after {n} in, {out} out", {
             n: counted(core.messagesIn, "message"),
             out: core.messagesOut,
@@ -281,6 +218,86 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
       };
     },
   });
+}
+
+/** What a stopping broker still has to send, if anything. */
+function stillToSend(core: BrokerCore): string | undefined {
+  const queued = core.queuedBytes, waiting = core.fanOut.waiting;
+  if (waiting > 0) return `${waiting} deliveries of a large fan-out still to make`;
+  return queued > 0 ? `${queued} bytes queued for slow subscribers` : undefined;
+}
+
+/** The MQTT front end on the core, with --mqtt-port or --mqtt-ws-port (else none). */
+async function mqttFront(
+  options: BrokerOptions,
+  core: BrokerCore,
+): Promise<MqttFront | undefined> {
+  if (options.mqttPort === undefined && options.mqttWsPort === undefined) return undefined;
+  // Loaded only with an MQTT port: mqtt-packet (npm, CommonJS on node:buffer)
+  // costs every dist process about a third more CPU per message when loaded
+  // (broker 1→1: 0.68 → 1.05 µs per message at bcac331; every role imports
+  // this module through roles/mod.ts).
+  const { MqttFront } = await import("./mqtt/front.ts");
+  return new MqttFront(core, {
+    maxPacket: options.maxFrame,
+    maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
+    maxConnections: options.maxConnections,
+    maxSessions: options.maxConnections,
+    connectTimeoutMs: 10_000,
+    writeTimeoutMs: options.writeTimeout,
+    sysIntervalMs: options.mqttSysInterval,
+    maxKeepAliveS: options.mqttMaxKeepalive,
+  }, connSettings(options).authenticator);
+}
+
+/**
+ * With --data-dir, the retained values and the MQTT sessions read back
+ * from it (and kept there from now on); `close` closes both stores.
+ */
+function readBack(
+  options: BrokerOptions,
+  core: BrokerCore,
+  front: WireFront,
+  mqtt: MqttFront | undefined,
+): { durable: DurableBroker | undefined; close: () => void } {
+  if (options.dataDir === undefined) return { durable: undefined, close: () => {} };
+  const durable = new DurableBroker(core, options.dataDir, storeOptions(options, log));
+  front.committed = () => durable.committed();
+  const { restored, path } = durable.stats();
+  log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
+  if (mqtt === undefined) return { durable, close: () => durable.close() };
+  // A file of its own in the directory the retained values locked.
+  const sessions = openSessionStore(options.dataDir, {
+    fsync: options.fsync,
+    moveCorruptAside: options.moveCorruptAside,
+    warn: (message) => log.warn("{message}", { message }),
+  });
+  const { restored: n, unreadable, messages } = mqtt.persist(sessions);
+  log.info("Read {n} MQTT session(s) back with {m} message(s) for them{bad}", {
+    n,
+    m: messages,
+    bad: unreadable > 0 ? ` (${unreadable} unreadable, dropped)` : "",
+  });
+  return {
+    durable,
+    close: () => {
+      sessions.close();
+      durable.close();
+    },
+  };
+}
+
+/** Binds the MQTT ports asked for (TCP, WebSocket) and says where they are. */
+function bindMqttPorts(mqtt: MqttFront, options: BrokerOptions): void {
+  const { tls } = connSettings(options);
+  if (options.mqttPort !== undefined) {
+    const { hostname, port } = bindMqtt(mqtt, options.host, options.mqttPort, tls);
+    log.info("MQTT on {host}:{port}", { host: hostname, port });
+  }
+  if (options.mqttWsPort !== undefined) {
+    const { hostname, port } = bindMqttWs(mqtt, options.host, options.mqttWsPort, tls);
+    log.info("MQTT over WebSocket on {host}:{port}", { host: hostname, port });
+  }
 }
 
 /** Binds the MQTT WebSocket port (wss with the native port's certificate). */
