@@ -98,6 +98,30 @@ async function pair(
   rounds.add(`${key}_ratio`, sum.on / sum.off);
 }
 
+/**
+ * `pair` for a load on a process of ours: besides the rate (`<key>_s`),
+ * the CPU that process spent per unit of work (`<key>_cpu_ns`), which a
+ * busy machine blurs far less than a rate.
+ */
+async function pairWithCpu(
+  rounds: Rounds,
+  key: string,
+  round: number,
+  side: (on: boolean) => { pid: number; units: number; run: () => Promise<number> },
+): Promise<void> {
+  const cpu = { off: 0, on: 0 };
+  await pair(rounds, `${key}_s`, round, async (m) => {
+    const { pid, units, run } = side(m);
+    const c0 = cpuNs(pid);
+    const value = await run();
+    cpu[m ? "on" : "off"] += (cpuNs(pid) - c0) / units;
+    return value;
+  });
+  rounds.add(`${key}_cpu_ns_off`, cpu.off / 2);
+  rounds.add(`${key}_cpu_ns_on`, cpu.on / 2);
+  rounds.add(`${key}_cpu_ns_ratio`, cpu.on / cpu.off);
+}
+
 /** A broker with `--metrics` holding `n` retained topics; its metrics URL. */
 async function brokerWithTopics(n: number) {
   const broker = await startDist(["broker", "--port", "0", ...M]);
@@ -135,23 +159,25 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     (await clientBench(address, ["--requests", requests, "--concurrency", "64"])).rps as number;
   try {
     for (let r = 1; r <= flags.runs; r++) {
-      // Throughput, and the server's CPU per request: on a shared machine the
-      // latter is what separates a few percent from the noise.
-      const cpu = { off: 0, on: 0 };
-      await pair(rounds, "rpc_req_s", r, async (m) => {
+      // Throughput, and each side's CPU per request or delivery: on a shared
+      // machine the latter is what separates a few percent from the noise.
+      const units = Number(requests);
+      await pairWithCpu(rounds, "rpc", r, (m) => {
         const p = m ? on : off;
-        const c0 = cpuNs(p.child.pid);
-        const v = await rps(p.address);
-        cpu[m ? "on" : "off"] += (cpuNs(p.child.pid) - c0) / Number(requests);
-        return v;
+        return { pid: p.child.pid, units, run: () => rps(p.address) };
       });
-      rounds.add("rpc_server_cpu_ns_per_req_off", cpu.off / 2);
-      rounds.add("rpc_server_cpu_ns_per_req_on", cpu.on / 2);
-      rounds.add("rpc_server_cpu_ns_per_req_ratio", cpu.on / cpu.off);
-      await pair(rounds, "balancer_req_s", r, (m) => rps((m ? balancerOn : balancerOff).address));
-      await pair(rounds, "broker_1to4_deliveries_s", r, async (m) => {
+      await pairWithCpu(rounds, "balancer", r, (m) => {
+        const p = m ? balancerOn : balancerOff;
+        return { pid: p.child.pid, units, run: () => rps(p.address) };
+      });
+      await pairWithCpu(rounds, "broker_1to4", r, (m) => {
         const b = m ? brokerOn : brokerOff;
-        return (await loadRun("dist", { port: b.port, pid: b.child.pid }, 4, n4)).deliveriesPerS;
+        const load = { port: b.port, pid: b.child.pid };
+        return {
+          pid: b.child.pid,
+          units: 4 * n4,
+          run: async () => (await loadRun("dist", load, 4, n4)).deliveriesPerS,
+        };
       });
       inProcess(rounds);
       for (let i = 0; i < 3; i++) {
@@ -172,15 +198,21 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     `${what} off ${m[`${key}_off`].toFixed(0)}, on ${m[`${key}_on`].toFixed(0)} (median ratio ${
       m[`${key}_ratio`].toFixed(3)
     }×)`;
+  const cpu = (key: string, what: string) =>
+    `${what} ${m[`${key}_cpu_ns_off`].toFixed(0)} → ${
+      m[`${key}_cpu_ns_on`].toFixed(0)
+    } ns (median ratio ${m[`${key}_cpu_ns_ratio`].toFixed(3)}×)`;
   console.log(
-    `metrics medians: ${side("rpc_req_s", "RPC c=64 req/s")}; ${
-      side("balancer_req_s", "through a balancer req/s")
-    }; ${side("rpc_server_cpu_ns_per_req", "a server's CPU ns per request")}; ${
-      side("broker_1to4_deliveries_s", "broker 1→4 deliveries/s")
+    `metrics medians: ${side("rpc_s", "RPC c=64 req/s")}; ${
+      side("balancer_s", "through a balancer req/s")
+    }; ${side("broker_1to4_s", "broker 1→4 deliveries/s")}; CPU off → on: ${
+      cpu("rpc", "a server per request")
+    }, ${cpu("balancer", "the balancer per request")}, ${
+      cpu("broker_1to4", "the broker per delivery")
     }; a call bare ${m.call_bare_ns.toFixed(0)} ns, counted ${
       m.call_counted_ns.toFixed(0)
-    } ns (at ${m.rpc_req_s_on.toFixed(0)} req/s: ${
-      ((m.call_counted_ns - m.call_bare_ns) * m.rpc_req_s_on / 1e7).toFixed(2)
+    } ns (at ${m.rpc_s_on.toFixed(0)} req/s: ${
+      ((m.call_counted_ns - m.call_bare_ns) * m.rpc_s_on / 1e7).toFixed(2)
     } % of a core); a timed observation ${m.timed_observe_ns.toFixed(0)} ns; scrape of a broker ` +
       `with ${topics} topics ${m.scrape_topics_ms.toFixed(1)} ms, ${m.scrape_topics_bytes} bytes`,
   );
