@@ -93,6 +93,14 @@ export async function fdLimit(): Promise<number> {
   return Number.isFinite(n) ? n : 1024;
 }
 
+/** The bare servers measured, by result key (see bare_server.ts). */
+const BARE_MODES = [
+  ["bare_kib_per_conn", "read4096"],
+  ["bare_read1_kib_per_conn", "read1"],
+  ["bare_hold_kib_per_conn", "hold"],
+  ["node_net_kib_per_conn", "node"],
+] as const;
+
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   let count = flags.quick ? 1000 : 10_000;
   const limit = await fdLimit();
@@ -109,11 +117,15 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   );
   const rounds = new Rounds();
   for (let round = 1; round <= flags.runs; round++) {
-    const bare = await startPrinting(["run", "-A", here("./bare_server.ts")]);
-    try {
-      rounds.add("bare_kib_per_conn", await perConnection(bare.pid, bare.port, "raw", count));
-    } finally {
-      await bare.stop();
+    // The runtime's floors (see bare_server.ts): a 4 KiB read pending (this
+    // suite's first figure), a 1-byte one, the socket alone, node:net.
+    for (const [key, mode] of BARE_MODES) {
+      const bare = await startPrinting(["run", "-A", here("./bare_server.ts"), mode]);
+      try {
+        rounds.add(key, await perConnection(bare.pid, bare.port, "raw", count));
+      } finally {
+        await bare.stop();
+      }
     }
     const dist = await startDist([
       "server",
@@ -146,7 +158,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const m = rounds.medians();
   console.log(
     `idle connection: dist ${m.dist_kib_per_conn.toFixed(1)} KiB (target ≤ 20), bare Deno ` +
-      `${m.bare_kib_per_conn.toFixed(1)} KiB` +
+      `${m.bare_kib_per_conn.toFixed(1)} KiB (runtime floors: a 1-byte read pending ` +
+      `${m.bare_read1_kib_per_conn.toFixed(1)} KiB, the socket held and never read ` +
+      `${m.bare_hold_kib_per_conn.toFixed(1)} KiB, node:net ${
+        m.node_net_kib_per_conn.toFixed(1)
+      } KiB)` +
       (nats ? `, nats-server ${m.nats_kib_per_conn.toFixed(1)} KiB` : ""),
   );
   return m;
