@@ -216,8 +216,9 @@ export class BrokerCore {
    * delivered.
    * @param updatedAt when it was set (epoch seconds)
    */
-  restoreRetained(name: string, value: unknown, updatedAt: number): void {
-    let topic = this.topics.get(name);
+  restoreRetained(name: string, value: unknown, updatedAt: number, unique = false): void {
+    // `unique`: no other row can name it (a key stored normalised), so no lookup first.
+    let topic = unique ? undefined : this.topics.get(name);
     if (topic === undefined) {
       // Flat: placed in the tree later (placeRestored) or when a walk needs it.
       topic = this.topics.restore(name, updatedAt);

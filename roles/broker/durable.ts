@@ -80,9 +80,10 @@ export class DurableBroker {
     for (const [key, row] of store.rows(RETAINED)) {
       try {
         // Names are written normalised: one pattern test, not the split of a full check.
-        const name = key.length <= MAX_TOPIC_LENGTH && NORMAL_TOPIC.test(key)
-          ? key
-          : normalizeTopic(key);
+        // A key stored normalised is unique (the table's key); one normalised here may
+        // meet another row's name.
+        const normal = key.length <= MAX_TOPIC_LENGTH && NORMAL_TOPIC.test(key);
+        const name = normal ? key : normalizeTopic(key);
         let value: unknown;
         let at: number;
         if (typeof row === "string") {
@@ -94,7 +95,7 @@ export class DurableBroker {
           [at, value] = decode(row) as [number, unknown];
         }
         if (!Number.isFinite(at)) throw new Error("bad time");
-        core.restoreRetained(name, value, at);
+        core.restoreRetained(name, value, at, normal);
         this.#restored++;
       } catch {
         this.#unreadable++;
