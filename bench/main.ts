@@ -96,6 +96,11 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "broker --mqtt-port vs Mosquitto: QoS 0/1 1→1 and 1→4 msgs/s, CPU, latency, idle RSS",
     load: async () => (await import("./mqtt.ts")).run,
   },
+  "mqtt-floor": {
+    about:
+      "the runtime's floor under an idle MQTT connection: bare sockets, node:net, dist's front",
+    load: async () => (await import("./mqtt_floor.ts")).run,
+  },
   auth: {
     about: "authentication: handshakes/s without, with a token, a users file; scrypt; RPC c=64",
     load: async () => (await import("./auth.ts")).run,
