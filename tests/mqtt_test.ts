@@ -368,6 +368,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "mqtt: a second subscription beside the first, either one unsubscribed, the other delivers",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const raw = await RawMqtt.connect(b.mqttPort);
+      const pub = await mqttClient(b.mqttPort);
+      const got = async (topic: string) => {
+        await pub.publishAsync(topic, "x", { qos: 1 });
+        const p = await raw.next("publish") as { topic: string; messageId: number };
+        await raw.send({ cmd: "puback", messageId: p.messageId });
+        return p.topic;
+      };
+      const sub = async (id: number, topic: string) => {
+        await raw.send({ cmd: "subscribe", messageId: id, subscriptions: [{ topic, qos: 1 }] });
+        assert.deepEqual((await raw.next("suback") as { granted: number[] }).granted, [1]);
+      };
+      const unsub = async (id: number, topic: string) => {
+        await raw.send({ cmd: "unsubscribe", messageId: id, unsubscriptions: [topic] });
+        await raw.next("unsuback");
+      };
+      try {
+        await sub(1, "a/#");
+        await sub(2, "a/#"); // The same filter again: replaced, one delivery
+        assert.equal(await got("a/1"), "a/1");
+        await sub(3, "b/#");
+        assert.equal(await got("b/1"), "b/1");
+        await unsub(4, "a/#");
+        assert.equal(await got("b/2"), "b/2");
+        await sub(5, "a/#");
+        await unsub(6, "b/#");
+        assert.equal(await got("a/2"), "a/2");
+        await unsub(7, "a/#");
+        await pub.publishAsync("a/3", "y", { qos: 1 });
+        await pub.publishAsync("b/3", "y", { qos: 1 });
+        await raw.send({ cmd: "pingreq" });
+        await raw.next("pingresp");
+        await sleep(100);
+        assert.equal(raw.packets.filter((x) => x.cmd === "publish").length, 0);
+      } finally {
+        await raw.end();
+        await pub.endAsync();
+      }
+    }),
+});
+
+Deno.test({
   name: "mqtt: with --token, CONNECT must carry it as the password",
   ...opts,
   fn: async () => {

@@ -168,7 +168,7 @@ export class QueuedRecord {
 
 /** A session as a restart puts its deliveries back. */
 export interface RestoringSession {
-  subscriptions(): Map<string, Subscription>;
+  subscriptions(): { get(filter: string): Subscription | undefined };
   readonly inflight: InflightWindow;
   readonly journal: SessionJournal | undefined;
 }

@@ -64,7 +64,8 @@ export async function readPackets(
         start = 0;
       }
       const room = buf.length - end;
-      const n = await conn.read(buf.subarray(end));
+      // The buffer itself when it is empty (an idle connection's): no view kept with the read.
+      const n = await conn.read(end === 0 ? buf : buf.subarray(end));
       if (n === null) return host.ended();
       if (host.state() >= CLOSING) continue;
       end += n;

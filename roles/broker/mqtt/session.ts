@@ -14,6 +14,7 @@
 import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
+import { SubsByFilter } from "./subs_by_filter.ts";
 import { filterFromMqtt, MqttPayload, payloadOf } from "./mapping.ts";
 import {
   expiryAt,
@@ -56,8 +57,8 @@ export class MqttSession implements Sink {
   readonly owner: string | undefined;
   /** The protocol it speaks (its queued deliveries are encoded for it): 4 or 5. */
   readonly version: number;
-  /** Subscriptions by their MQTT filter (made at the first: a session with none holds no Map). */
-  #subs: Map<string, Subscription> | undefined;
+  /** Subscriptions by their MQTT filter (made at the first). */
+  #subs: SubsByFilter | undefined;
   readonly inflight = new InflightWindow();
   /** Packet ids of QoS 2 publishes received, PUBREC sent, PUBREL awaited. */
   qos2In: Set<number> | undefined;
@@ -138,7 +139,7 @@ export class MqttSession implements Sink {
     });
     // Skipped: the snapshot a new subscription gets (its client had it before the restart).
     sub.data = data + ((data & SKIP_RETAINED) === 0 ? SKIP_RETAINED : 0);
-    (this.#subs ??= new Map()).set(filter, sub);
+    (this.#subs ??= new SubsByFilter()).set(filter, sub);
     sub.release();
   }
 
@@ -175,7 +176,8 @@ export class MqttSession implements Sink {
     this.save();
     const { publishes, lost } = this.inflight.resend();
     this.#front.undeliverable += lost;
-    this.#resends = publishes;
+    // None (the usual): the shared empty list, not one of its own.
+    this.#resends = publishes.length > 0 ? publishes : NO_RESENDS;
     this.#sendResends();
     this.#wake();
   }
@@ -236,8 +238,8 @@ export class MqttSession implements Sink {
   }
 
   /** Its subscriptions by MQTT filter (made at the first). */
-  subscriptions(): Map<string, Subscription> {
-    return this.#subs ??= new Map();
+  subscriptions(): SubsByFilter {
+    return this.#subs ??= new SubsByFilter();
   }
 
   /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
