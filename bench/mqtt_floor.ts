@@ -6,26 +6,30 @@
  *
  *   deno task bench mqtt-floor [--runs N] [--quick]
  *
- * For each server mode a fresh process (this file, `serve MODE`) is started
- * and another process (`bench/idle_client.ts`) opens N connections to it and
- * holds them (N = 3,000; 1,000 with --quick). After a full collection the
- * server reports, per connection: RSS growth, V8 heap used, V8 heap
- * committed, ArrayBuffer bytes, and the C heap in use (glibc `mallinfo2`,
- * through FFI: where the Rust side of the runtime — tokio's registration, the
- * resource table entry, a pending op's future — keeps its part). Then the
- * client closes every connection and the server says how many sockets it
- * still holds open: a socket with no read pending never learns that its
- * peer left (it stays in CLOSE_WAIT until the process closes it).
+ * For each server mode a fresh process is started and another process
+ * (`bench/idle_client.ts`) opens N connections to it and holds them (N =
+ * 3,000; 1,000 with --quick). Per connection: the server's RSS growth 2 s
+ * after the last connection is open (the moment `bench mqtt` and `bench idle`
+ * measure) and 40 s after (V8 gives back what the connections' setup grew
+ * some 20–30 s after it: the settled figure); then, after a full collection,
+ * V8 heap used and committed, ArrayBuffer bytes and the C heap in use (glibc
+ * `mallinfo2` through FFI: where the Rust side of the runtime — tokio's
+ * registration, the resource table entry, a pending op's future — keeps its
+ * part). Then the client closes every connection and the server says how
+ * many sockets it still holds open: a socket with no read pending never
+ * learns that its peer left (it stays in CLOSE_WAIT until closed).
  *
  * Modes: `hold` (the accepted Deno.Conn, never read: the least a socket
  * costs, and a server that cannot serve anyone), `read1`, `read512`,
  * `read4096` (one read of that many bytes always pending, a fresh buffer
  * per connection), `node` (node:net under Deno, 'data' events), `dist`
  * (`dist broker --mqtt-port` in process; its client sends CONNECT and one
- * QoS 1 SUBSCRIBE per connection, as `bench mqtt`'s idle figure).
+ * QoS 1 SUBSCRIBE per connection, as `bench mqtt`'s idle figure), and
+ * `mosquitto` (Debian's, as `bench mqtt` runs it; RSS and sockets only).
  */
 import { fileURLToPath } from "node:url";
-import { type BenchFlags, median } from "./_common.ts";
+import { type BenchFlags, median, onPath, rssOf } from "./_common.ts";
+import { startMosquitto } from "./mqtt.ts";
 import { fdLimit } from "./idle.ts";
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
@@ -148,7 +152,44 @@ async function serve(mode: string): Promise<void> {
 
 // ---- the driver ----
 
-class Server {
+/** A server measured: one of this file's own (`serve MODE`), or Mosquitto (RSS and sockets only). */
+interface Measured {
+  port: number;
+  usage(): Promise<Usage>;
+  stop(): Promise<void>;
+}
+
+/** Sockets a process holds open, from /proc. */
+function socketsOf(pid: number): number {
+  let n = 0;
+  for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`).startsWith("socket:")) n++;
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+  return n;
+}
+
+async function startMosquittoMeasured(): Promise<Measured> {
+  const b = await startMosquitto();
+  return {
+    port: b.port,
+    usage: () =>
+      Promise.resolve({
+        rss: rssOf(b.pid),
+        heapUsed: NaN,
+        heapTotal: NaN,
+        arrayBuffers: NaN,
+        malloc: NaN,
+        fds: socketsOf(b.pid),
+      }),
+    stop: b.stop,
+  };
+}
+
+class Server implements Measured {
   #child: Deno.ChildProcess;
   #lines: ReadableStreamDefaultReader<string>;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -164,6 +205,11 @@ class Server {
     }).spawn();
     this.#lines = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
     this.#writer = this.#child.stdin.getWriter();
+  }
+
+  async started(): Promise<this> {
+    this.port = Number(await this.line());
+    return this;
   }
 
   async line(): Promise<string> {
@@ -192,11 +238,17 @@ class Server {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** One mode: per-connection figures with `count` connections, and sockets left after they close. */
-async function measureMode(mode: string, count: number) {
-  const server = new Server(mode);
+/**
+ * One mode: per-connection figures 2 s after `count` connections are open
+ * (`bench mqtt`'s and `bench idle`'s moment) and again `settleMs` later
+ * (V8 gives back what the connections' setup grew some 20–30 s after it),
+ * and the sockets left open once the peers have gone.
+ */
+async function measureMode(mode: string, count: number, settleMs: number) {
+  const server = mode === "mosquitto"
+    ? await startMosquittoMeasured()
+    : await new Server(mode).started();
   try {
-    server.port = Number(await server.line());
     await pause(300);
     const before = await server.usage();
     const client = new Deno.Command(Deno.execPath(), {
@@ -204,7 +256,7 @@ async function measureMode(mode: string, count: number) {
         "run",
         "-A",
         here("./idle_client.ts"),
-        mode === "dist" ? "mqtt" : "raw",
+        mode === "dist" || mode === "mosquitto" ? "mqtt" : "raw",
         String(server.port),
         String(count),
       ],
@@ -215,21 +267,26 @@ async function measureMode(mode: string, count: number) {
     const reader = client.stdout.pipeThrough(new TextDecoderStream()).getReader();
     const ready = (await reader.read()).value ?? "";
     if (!ready.startsWith(`ready ${count}`)) throw new Error(`idle client: ${ready}`);
-    await pause(1500);
+    const t0 = performance.now();
+    await pause(2000);
     const held = await server.usage();
+    await pause(settleMs - (performance.now() - t0));
+    const settled = await server.usage();
     await client.stdin.close().catch(() => {});
     await client.status;
     reader.releaseLock();
     await client.stdout.cancel().catch(() => {});
     await pause(1500);
     const after = await server.usage();
-    const per = (k: keyof Usage) => (held[k] - before[k]) / count;
+    const per = (u: Usage, k: keyof Usage) => (u[k] - before[k]) / count;
     return {
-      rss: per("rss"),
-      heapUsed: per("heapUsed"),
-      heapTotal: per("heapTotal"),
-      arrayBuffers: per("arrayBuffers"),
-      malloc: per("malloc"),
+      rss: per(held, "rss"),
+      rssSettled: per(settled, "rss"),
+      heapUsed: per(settled, "heapUsed"),
+      heapTotal: per(held, "heapTotal"),
+      heapTotalSettled: per(settled, "heapTotal"),
+      arrayBuffers: per(settled, "arrayBuffers"),
+      malloc: per(settled, "malloc"),
       leftOpen: after.fds - before.fds,
     };
   } finally {
@@ -242,15 +299,21 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const limit = await fdLimit();
   if (limit < count + 200) count = limit - 200;
   const runs = flags.quick ? 1 : Math.min(flags.runs, 3);
+  const settleMs = flags.quick ? 5000 : 40_000;
+  const modes: string[] = [...MODES];
+  if (await onPath("mosquitto")) modes.push("mosquitto");
+  else console.log("mosquitto not installed: its row skipped");
   console.log(
-    `${runs} round(s) of ${count} idle connections per mode; bytes per connection after a full ` +
-      `collection (rss, V8 heap used / committed, ArrayBuffers, C heap in use by malloc)`,
+    `${runs} round(s) of ${count} idle connections per mode (${modes.join(", ")}); bytes per ` +
+      `connection: RSS 2 s after the last was open and ${settleMs / 1000} s after; after a full ` +
+      `collection at ${settleMs / 1000} s: V8 heap used, V8 heap committed (also at 2 s), ` +
+      `ArrayBuffers, C heap in use (malloc)`,
   );
   const got = new Map<string, Record<string, number[]>>();
   for (let round = 1; round <= runs; round++) {
-    const order = round % 2 ? [...MODES] : [...MODES].reverse();
+    const order = round % 2 ? [...modes] : [...modes].reverse();
     for (const mode of order) {
-      const r = await measureMode(mode, count);
+      const r = await measureMode(mode, count, settleMs);
       const slot = got.get(mode) ?? {};
       for (const [k, v] of Object.entries(r)) (slot[k] ??= []).push(v);
       got.set(mode, slot);
@@ -262,18 +325,19 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   }
   const out: Record<string, number> = {};
   const rows = [
-    "| mode     | RSS B/conn | V8 heap used | V8 committed | ArrayBuffers | malloc | open after peers left |",
-    "| -------- | ---------: | -----------: | -----------: | -----------: | -----: | --------------------: |",
+    "| mode      | RSS at 2 s | settled | V8 used | V8 committed 2 s / settled | ArrayBuffers | malloc | open after the peers left |",
+    "| --------- | ---------: | ------: | ------: | -------------------------: | -----------: | -----: | ------------------------: |",
   ];
-  for (const mode of MODES) {
+  for (const mode of modes) {
     const m = Object.fromEntries(
       Object.entries(got.get(mode)!).map(([k, v]) => [k, median(v)]),
     );
     for (const [k, v] of Object.entries(m)) out[`${mode}_${k}`] = v;
-    const b = (k: string) => Math.round(m[k]).toLocaleString("en-US");
+    const b = (k: string) => Number.isNaN(m[k]) ? "–" : Math.round(m[k]).toLocaleString("en-US");
     rows.push(
-      `| ${mode.padEnd(8)} | ${b("rss")} | ${b("heapUsed")} | ${b("heapTotal")} | ` +
-        `${b("arrayBuffers")} | ${b("malloc")} | ${b("leftOpen")} of ${count} |`,
+      `| ${mode.padEnd(9)} | ${b("rss")} | ${b("rssSettled")} | ${b("heapUsed")} | ` +
+        `${b("heapTotal")} / ${b("heapTotalSettled")} | ${b("arrayBuffers")} | ${b("malloc")} | ` +
+        `${b("leftOpen")} of ${count} |`,
     );
   }
   console.log(rows.join("\n"));
