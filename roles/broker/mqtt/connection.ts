@@ -49,7 +49,6 @@ import {
 export const INFLIGHT_WINDOW = 1024;
 
 export class MqttConnection implements PacketHost, PublishSide {
-  readonly remote: string;
   clientId = "";
   /** Deliveries in flight at once (MQTT 5: at most the client's Receive Maximum). */
   window = INFLIGHT_WINDOW;
@@ -83,10 +82,14 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#conn = conn;
     this.#ageMs = ageMs;
     this.#front = front;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.remote = `${addr.hostname}:${addr.port}`;
     this.#out = new Outbound(conn, HIGH_WATER, () => this.close("write error", true));
     ticker.add(this);
+  }
+
+  /** The peer's address: made when a log line or the authenticator asks, not kept (idle bytes). */
+  get remote(): string {
+    const addr = this.#conn.remoteAddr as Deno.NetAddr;
+    return `${addr.hostname}:${addr.port}`;
   }
 
   // ---- the read side ----

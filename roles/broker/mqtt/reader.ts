@@ -8,8 +8,12 @@
 import type { Outbound } from "../../../wire/outbound.ts";
 import { frame, readFrame } from "./packets.ts";
 
-/** Read buffer of an idle connection; grown for a burst or a large packet, shrunk after. */
-const READ_BYTES = 512;
+/**
+ * Read buffer of an idle connection (a PINGREQ, a small PUBLISH fit), grown
+ * eightfold per filled read for a burst or to a large packet's size, shrunk
+ * after: what an idle connection keeps (issue 18), and a read's C-side copy.
+ */
+const READ_BYTES = 64;
 /** Read buffer of a busy connection. */
 const BURST_BYTES = 64 * 1024;
 /** Output above which a connection stops reading. */
@@ -95,7 +99,7 @@ export async function readPackets(
       }
       if (n === room && buf.length < BURST_BYTES) {
         // A read that filled the buffer: more is coming, read it in larger pieces.
-        buf = grown(buf, BURST_BYTES, start, end);
+        buf = grown(buf, Math.min(BURST_BYTES, buf.length * 8), start, end);
         end -= start;
         start = 0;
       } else if (start === end) {
