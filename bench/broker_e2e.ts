@@ -6,7 +6,8 @@
  * goes, a round trip to the server every 1,000 messages), the delivered
  * rate at the subscriber; and a fixed 10,000 msgs/s, the delivered rate
  * and the latency from send to arrival (p50, p99). dist and NATS alternate
- * which goes first; medians of the rounds.
+ * which goes first; medians of the rounds. Each client process reports its
+ * CPU time (user + system) per message.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, Rounds } from "./_common.ts";
@@ -56,7 +57,12 @@ function spawnClient(task: Record<string, unknown>): Spawned {
 }
 
 /** One run: a subscriber, then a publisher; the subscriber's figures (bounded in time). */
-async function e2e(system: "dist" | "nats", address: string, count: number, rate: number) {
+async function e2e(
+  system: "dist" | "nats",
+  address: string,
+  count: number,
+  rate: number,
+): Promise<Record<string, number>> {
   const base = { system, address, count, rate };
   const sub = spawnClient({ ...base, role: "sub" });
   let pub: Spawned | undefined;
@@ -67,8 +73,8 @@ async function e2e(system: "dist" | "nats", address: string, count: number, rate
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${system}: not every message in 60 s`)), 60_000);
     });
-    const [got] = await Promise.race([Promise.all([sub.result, pub.result]), limit]);
-    return got;
+    const [got, sent] = await Promise.race([Promise.all([sub.result, pub.result]), limit]);
+    return { ...got, sub_cpu_us: got.cpu_us_per_msg, pub_cpu_us: sent.cpu_us_per_msg };
   } finally {
     clearTimeout(timer);
     sub.kill();
@@ -104,6 +110,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         const address = system === "dist" ? dist.address : `127.0.0.1:${nats!.port}`;
         const a = await e2e(system, address, flat, 0);
         rounds.add(`${system}_flat_msgs_per_s`, a.msgs_per_s);
+        rounds.add(`${system}_flat_sub_cpu_us`, a.sub_cpu_us);
+        rounds.add(`${system}_flat_pub_cpu_us`, a.pub_cpu_us);
         const b = await e2e(system, address, paced, 10_000);
         rounds.add(`${system}_10k_msgs_per_s`, b.msgs_per_s);
         rounds.add(`${system}_10k_p50_ms`, b.p50_ms);
@@ -122,6 +130,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   }
   const m = rounds.medians();
   const f = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(0);
+  const us = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " µs";
   const ms = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " ms";
   console.log(
     `broker-e2e medians: flat out dist ${f(m.dist_flat_msgs_per_s)} msgs/s, nats ${
@@ -130,7 +139,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       f(m.dist_10k_msgs_per_s)
     } delivered, p50 ${ms(m.dist_10k_p50_ms)} p99 ${ms(m.dist_10k_p99_ms)}; nats ${
       f(m.nats_10k_msgs_per_s)
-    }, p50 ${ms(m.nats_10k_p50_ms)} p99 ${ms(m.nats_10k_p99_ms)}`,
+    }, p50 ${ms(m.nats_10k_p50_ms)} p99 ${ms(m.nats_10k_p99_ms)}; CPU per message flat out ` +
+      `(subscriber / publisher process): dist ${us(m.dist_flat_sub_cpu_us)} / ${
+        us(m.dist_flat_pub_cpu_us)
+      }, nats ${us(m.nats_flat_sub_cpu_us)} / ${us(m.nats_flat_pub_cpu_us)}`,
   );
   return m;
 }

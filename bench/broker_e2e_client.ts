@@ -11,6 +11,7 @@
  * Values carry their send time (`t`, epoch ms with microseconds:
  * performance.timeOrigin + now(), one clock for every process here).
  */
+import process from "node:process";
 import { connect as natsConnect } from "nats";
 import { connect } from "../clients/mod.ts";
 
@@ -122,4 +123,9 @@ async function run(): Promise<Record<string, unknown>> {
   }
 }
 
-console.log(JSON.stringify(await run()));
+// The process's CPU time (user + system) per message over the run, connecting included.
+const cpu0 = process.cpuUsage();
+const result = await run();
+const cpu = process.cpuUsage(cpu0);
+result.cpu_us_per_msg = (cpu.user + cpu.system) / task.count;
+console.log(JSON.stringify(result));

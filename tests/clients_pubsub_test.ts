@@ -151,6 +151,38 @@ for (const policy of ["drop-oldest", "latest"] as const) {
   });
 }
 
+Deno.test("subscribe(): a consumer that never yields to the event loop keeps up with its reads; one that waits gets its whole buffer", async () => {
+  await withConnections(2, async (_b, [pub, conn]) => {
+    const n = 20_000;
+    const busy = await conn.subscribe("/busy", { buffer: 100_000 });
+    let most = 0;
+    let count = 0;
+    const consumed = (async () => {
+      for await (const m of busy) {
+        most = Math.max(most, busy.waiting);
+        if (m.value === "last") break;
+        count++;
+      }
+    })();
+    const payload = "x".repeat(100);
+    for (let i = 0; i < n; i++) {
+      pub.publish("/busy", { i, payload }, { retain: false });
+      if (i % 2000 === 1999) await pub.publish("/sync", 0, { confirm: true, retain: false });
+    }
+    await pub.publish("/busy", "last", { retain: false });
+    await within(consumed, 10_000, "every message");
+    assert.equal(count, n);
+    // Reading waits for the iterator past 512; one read may bring a few hundred more.
+    assert.ok(most < 2000, `at most ${most} waited`);
+
+    const slow = await conn.subscribe("/slow", { buffer: 3000 });
+    for (let i = 0; i < 2500; i++) pub.publish("/slow", { i, payload }, { retain: false });
+    await pub.publish("/sync", 0, { confirm: true, retain: false });
+    // Nothing taken: reading goes on past 512 a task at a time, up to the buffer.
+    await waitFor(() => slow.waiting === 2500, 5000, "2,500 waiting");
+  });
+});
+
 Deno.test("subscribe() disconnect: a subscriber that falls behind is cut off", async () => {
   await withConnections(2, async (_b, [pub, conn]) => {
     const cut = await connect(pub.address.host + ":" + pub.address.port, { redial: false });
