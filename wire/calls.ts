@@ -64,9 +64,39 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The table of a connection that has made no call yet (never written to). */
 const NO_CALLS: Map<number, Pending> = new Map();
 
+/**
+ * Slots for raw calls (the balancer's per-request path), indexed by id: a
+ * call takes the slot `id % RAW_SLOTS`, so no object, Map entry or
+ * closure is made per forwarded request. A call whose slot is still held
+ * (one older by RAW_SLOTS ids still unanswered) goes to the Map instead.
+ */
+const RAW_SLOTS = 512;
+const RAW_MASK = RAW_SLOTS - 1;
+
+/** Raw calls awaiting answers, by slot (allocated on a connection's first raw call). */
+class RawSlots {
+  /** The id in each slot; 0 when free (ids start at 1). */
+  readonly ids = new Float64Array(RAW_SLOTS);
+  readonly deadlines = new Float64Array(RAW_SLOTS);
+  readonly sinks: (RawAnswerSink | undefined)[] = new Array(RAW_SLOTS).fill(undefined);
+  count = 0;
+
+  /** Takes the call `id` out. @returns its sink, or undefined when it is not here */
+  take(id: number): RawAnswerSink | undefined {
+    const slot = id & RAW_MASK;
+    if (this.ids[slot] !== id) return undefined;
+    const sink = this.sinks[slot];
+    this.ids[slot] = 0;
+    this.sinks[slot] = undefined;
+    this.count--;
+    return sink;
+  }
+}
+
 export class CallTable {
   /** Calls awaiting answers; the shared empty map until the first call. */
   #pending: Map<number, Pending> = NO_CALLS;
+  #raw: RawSlots | undefined;
   #nextId = 1;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
@@ -75,7 +105,7 @@ export class CallTable {
 
   /** Calls awaiting answers. */
   get size(): number {
-    return this.#pending.size;
+    return this.#pending.size + (this.#raw?.count ?? 0);
   }
 
   /** The id of the next call (each is used once). */
@@ -115,6 +145,17 @@ export class CallTable {
 
   /** Awaits the answer to call `id`, just sent as bytes, in `sink` (undecoded). */
   waitRaw(id: number, sink: RawAnswerSink, timeoutMs: number): void {
+    const raw = this.#raw ??= new RawSlots();
+    const slot = id & RAW_MASK;
+    if (raw.ids[slot] === 0) {
+      const deadline = performance.now() + timeoutMs;
+      raw.ids[slot] = id;
+      raw.deadlines[slot] = deadline;
+      raw.sinks[slot] = sink;
+      raw.count++;
+      if (deadline < this.#timerAt) this.#arm(deadline);
+      return;
+    }
     this.#add(id, {
       resolve: ignore,
       reject: ignore, // failures go to the sink (see fail)
@@ -136,6 +177,11 @@ export class CallTable {
    * @returns false when no call awaits `id` (a late answer, after a timeout or abort).
    */
   settle(id: number, answer: Answer): boolean {
+    const sink = this.#raw?.take(id);
+    if (sink !== undefined) {
+      rawAnswer(sink, answer);
+      return true;
+    }
     const entry = this.#take(id);
     if (entry === undefined) return false;
     if (entry.raw !== undefined) {
@@ -150,6 +196,11 @@ export class CallTable {
 
   /** Hands the scanned answer of a raw call over. @returns false when `id` is none. */
   settleRaw(id: number, env: Envelope): boolean {
+    const sink = this.#raw?.take(id);
+    if (sink !== undefined) {
+      sink.onAnswer(env);
+      return true;
+    }
     const raw = this.#pending.get(id)?.raw;
     if (raw === undefined) return false;
     this.#pending.delete(id);
@@ -196,6 +247,12 @@ export class CallTable {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
+    const raw = this.#raw;
+    if (raw !== undefined && raw.count > 0) {
+      for (let slot = 0; slot < RAW_SLOTS; slot++) {
+        if (raw.ids[slot] !== 0) raw.take(raw.ids[slot])!.onAnswer(failure);
+      }
+    }
     const pending = this.#pending;
     if (pending.size === 0) return;
     this.#pending = NO_CALLS;
@@ -220,6 +277,19 @@ export class CallTable {
     this.#timerAt = Infinity;
     const now = performance.now();
     let next = Infinity;
+    const raw = this.#raw;
+    if (raw !== undefined && raw.count > 0) {
+      for (let slot = 0; slot < RAW_SLOTS; slot++) {
+        const id = raw.ids[slot];
+        if (id === 0) continue;
+        const deadline = raw.deadlines[slot];
+        if (deadline <= now + 1) {
+          raw.take(id)!.onAnswer(new DistError("TIMEOUT", "Call (forwarded) timed out"));
+        } else if (deadline < next) {
+          next = deadline;
+        }
+      }
+    }
     for (const [id, entry] of this.#pending) {
       if (entry.deadline <= now + 1) {
         this.#pending.delete(id);

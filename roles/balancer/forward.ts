@@ -172,6 +172,8 @@ export class Dispatcher<J extends Job> {
   #now: () => number;
   #queue: FairQueue<J>;
   #shares: Shares;
+  /** Requests the queue sheds to make room (reused: one array, not one per request). */
+  #shed: J[] = [];
   /** Retried requests waiting for a backend: bounded by what was in flight. */
   #retryQueue = new WaitQueue<J>(Infinity);
   /** Bytes of the requests in the retries' line. */
@@ -237,9 +239,9 @@ export class Dispatcher<J extends Job> {
     job.queuedBytes = queueLimit > 0 ? this.#hooks.sizeOf(job, queueBytes) : 0;
     share.lastAt = job.takenAt = this.#now();
     job.deadline = job.takenAt + this.#options.queueTimeoutMs;
-    const shed: J[] = [];
-    const refused = this.#queue.push(job, shed);
-    if (shed.length > 0) {
+    const refused = this.#queue.push(job, this.#shed);
+    if (this.#shed.length > 0) {
+      const shed = this.#shed.splice(0);
       this.stats.overloaded += shed.length;
       const err = new DistError(
         "OVERLOADED",

@@ -31,6 +31,8 @@ const SHARED_KEY = {};
 export class Shares {
   readonly contended: number;
   #byKey = new Map<object, ClientShare>();
+  /** The share `of` gave last (still in #byKey). */
+  #last: ClientShare | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #now: () => number;
   #waiting: (key: object) => boolean;
@@ -55,6 +57,8 @@ export class Shares {
   /** The share of the connection `key` (undefined: one shared by connection-less jobs). */
   of(key: object | undefined): ClientShare {
     const k = key ?? SHARED_KEY;
+    // Requests come in runs from one connection (one read, many frames).
+    if (this.#last?.key === k) return this.#last;
     let share = this.#byKey.get(k);
     if (share === undefined) {
       share = new ClientShare(k);
@@ -64,7 +68,7 @@ export class Shares {
         Deno.unrefTimer(this.#timer);
       }
     }
-    return share;
+    return this.#last = share;
   }
 
   /** Whether a request of `share`'s connection may go to a backend now. */
@@ -83,6 +87,7 @@ export class Shares {
     for (const [key, share] of this.#byKey) {
       if (share.inflight === 0 && share.lastAt < before && !this.#waiting(key)) {
         this.#byKey.delete(key);
+        if (this.#last === share) this.#last = undefined;
       }
     }
     if (this.#byKey.size === 0) this.stop();
