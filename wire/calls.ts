@@ -42,6 +42,12 @@ export interface Answer {
  */
 export interface RawAnswerSink {
   onAnswer(answer: Envelope | DistError): void;
+  /**
+   * When the call is sent (performance.now()), if the caller read the clock
+   * for it just now: the deadline is counted from it, one clock read fewer
+   * per forwarded request. Zero or absent: the table reads the clock.
+   */
+  readonly sentAt?: number;
 }
 
 interface Pending {
@@ -148,7 +154,7 @@ export class CallTable {
     const raw = this.#raw ??= new RawSlots();
     const slot = id & RAW_MASK;
     if (raw.ids[slot] === 0) {
-      const deadline = performance.now() + timeoutMs;
+      const deadline = (sink.sentAt || performance.now()) + timeoutMs;
       raw.ids[slot] = id;
       raw.deadlines[slot] = deadline;
       raw.sinks[slot] = sink;
