@@ -13,8 +13,6 @@
  * would spread that work out, but only once the program allocates again),
  * so only after many left.
  */
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { log } from "./log.ts";
 
 /** Departures that make a collection worth its pause. */
@@ -27,9 +25,17 @@ const MIN_GAP_MS = 10_000;
 type GcOptions = { type: "major"; execution: "sync" };
 let collector: ((options: GcOptions) => void) | undefined;
 
-/** The runtime's gc(), exposed on first use. */
-function gc(): (options: GcOptions) => void {
+/**
+ * The runtime's gc(), exposed on first use. node:v8 and node:vm are loaded
+ * only then: loading Node's compatibility layer at start cost every
+ * forwarded request CPU (its tick hooks run on each turn of the event loop).
+ */
+async function gc(): Promise<(options: GcOptions) => void> {
   if (collector === undefined) {
+    const [{ setFlagsFromString }, { runInNewContext }] = await Promise.all([
+      import("node:v8"),
+      import("node:vm"),
+    ]);
     setFlagsFromString("--expose-gc");
     collector = runInNewContext("gc") as (options: GcOptions) => void;
   }
@@ -57,12 +63,15 @@ export class Reclaimer {
     clearTimeout(this.#timer);
   }
 
-  #collect(): void {
+  async #collect(): Promise<void> {
     this.#timer = undefined;
     const before = Deno.memoryUsage().rss;
-    const t0 = performance.now();
+    let t0 = performance.now();
     try {
-      gc()({ type: "major", execution: "sync" });
+      const collect = await gc();
+      if (this.#stopped) return;
+      t0 = performance.now();
+      collect({ type: "major", execution: "sync" });
     } catch (err) {
       // A runtime without gc(): memory comes back when V8 decides.
       log.debug("No memory collection: {error}", { error: (err as Error).message });
