@@ -5,6 +5,7 @@
  * bytes live.
  *
  *   deno task bench mqtt-floor [--runs N] [--quick]
+ *   MQTT_FLOOR_MODES=dist,read512 deno task bench mqtt-floor   (some modes only)
  *
  * For each server mode a fresh process is started and another process
  * (`bench/idle_client.ts`) opens N connections to it and holds them (N =
@@ -300,9 +301,12 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   if (limit < count + 200) count = limit - 200;
   const runs = flags.quick ? 1 : Math.min(flags.runs, 3);
   const settleMs = flags.quick ? 5000 : 40_000;
+  // MQTT_FLOOR_MODES=dist,read512: some of them (a change to dist measured against its floor).
+  const only = Deno.env.get("MQTT_FLOOR_MODES")?.split(",");
   const modes: string[] = [...MODES];
   if (await onPath("mosquitto")) modes.push("mosquitto");
   else console.log("mosquitto not installed: its row skipped");
+  if (only !== undefined) modes.splice(0, modes.length, ...modes.filter((m) => only.includes(m)));
   console.log(
     `${runs} round(s) of ${count} idle connections per mode (${modes.join(", ")}); bytes per ` +
       `connection: RSS 2 s after the last was open and ${settleMs / 1000} s after; after a full ` +
