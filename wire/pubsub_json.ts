@@ -3,7 +3,7 @@
  * writes or reads them as bytes rather than through JSON.parse:
  *
  *   {"method":"broker.publish","params":{"topic":"T","value":V[,"retain":B]}}
- *   {"method":"broker.message","params":{"topic":"T","value":V,"retained":B,"sid":N}}
+ *   {"method":"broker.message","params":{"topic":"T","value":V[,"retained":B],"sid":N}}
  *
  * A publish is read in any member order and spacing, with any value (see
  * readPublish); a delivery only as the broker writes it (the layout
@@ -311,7 +311,8 @@ export function readDelivery(frame: Uint8Array, topics: TopicCache): RawDelivery
   if (frame[from - 1] !== QUOTE) return undefined;
   const t = topicEnd(frame, from);
   if (t < 0 || !startsWith(frame, VALUE_KEY, t)) return undefined;
-  // From the end: }} then the sid's digits, then ,"sid": then ,"retained":B
+  // From the end: }} then the sid's digits, then ,"sid": then ,"retained":B if there (the
+  // broker writes it only when true; older ones wrote false too).
   let end = frame.length;
   if (frame[end - 1] !== BRACE || frame[end - 2] !== BRACE) return undefined;
   end -= 2;
@@ -329,7 +330,7 @@ export function readDelivery(frame: Uint8Array, topics: TopicCache): RawDelivery
   else if (endsWith(frame, RETAINED_TRUE, end)) {
     end -= RETAINED_TRUE.length;
     retained = true;
-  } else return undefined;
+  }
   const valueStart = t + VALUE_KEY.length;
   if (end <= valueStart) return undefined;
   return {
