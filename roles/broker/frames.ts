@@ -5,13 +5,12 @@
  * {"topic":…,"value":…[,"retained":true],"sid":N}}`: `retained` only when
  * true (the contract's `retained?`; 17 bytes less on every live delivery,
  * and each byte costs the kernel's loopback and both ends' copies). Only
- * `sid` differs from one
- * subscriber to the next, so it comes last: a message's frame is its length
- * prefix and everything up to the sid ({@link deliveryHead}, cached on the
- * message per codec), and each subscription has its own tail (the sid and
- * the closing brackets, {@link sidTail}). Writing a delivery is then setting
- * the length and copying two byte arrays, whatever the value.
- */
+ * `sid` differs from one subscriber to the next, so it comes last: a
+ * message's frame is its length prefix and everything up to the sid
+ * ({@link deliveryHead}, cached on the message per codec), and each
+ * subscription has its own tail (the sid with its key and the closing
+ * brackets, {@link sidTail}). Writing a delivery is then setting the length
+ * and copying two byte arrays, whatever the value. */
 import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
@@ -59,8 +58,9 @@ export function jsonBytes(value: unknown): Uint8Array {
 }
 
 const VALUE_KEY = textEncoder.encode(',"value":');
-const SID_KEY = textEncoder.encode(',"sid":');
-const RETAINED_TRUE_SID = textEncoder.encode(',"retained":true,"sid":');
+/** Between the value and the sid's tail of a retained value's delivery. */
+const RETAINED_TRUE = textEncoder.encode(',"retained":true');
+const EMPTY: Uint8Array = new Uint8Array(0);
 
 /**
  * A delivery's bytes up to its value, per topic:
@@ -87,11 +87,11 @@ function topicPrefix(topic: string): Uint8Array {
 function jsonHead(msg: Message): Uint8Array {
   const prefix = topicPrefix(msg.topic);
   const value = jsonBytes(msg.value);
-  const tail = msg.retained ? RETAINED_TRUE_SID : SID_KEY;
-  const head = slabAlloc(HEADER + prefix.length + value.length + tail.length);
+  const flags = msg.retained ? RETAINED_TRUE : EMPTY;
+  const head = slabAlloc(HEADER + prefix.length + value.length + flags.length);
   head.set(prefix, HEADER);
   head.set(value, HEADER + prefix.length);
-  head.set(tail, HEADER + prefix.length + value.length);
+  if (flags.length > 0) head.set(flags, HEADER + prefix.length + value.length);
   return head;
 }
 
@@ -102,7 +102,6 @@ function jsonHead(msg: Message): Uint8Array {
  * Keyed by the message and its value (a held message's value is replaced
  * by its detached form), and forgotten when a borrowed value is released.
  */
-const EMPTY: Uint8Array = new Uint8Array(0);
 let partsMsg: Message | undefined;
 let partsValue: unknown;
 let partsPrefix = EMPTY;
@@ -118,7 +117,7 @@ function jsonParts(msg: Message): boolean {
   partsValue = value;
   partsPrefix = topicPrefix(msg.topic);
   partsBytes = value.bytes;
-  partsFlags = msg.retained ? RETAINED_TRUE_SID : SID_KEY;
+  partsFlags = msg.retained ? RETAINED_TRUE : EMPTY;
   return true;
 }
 
@@ -161,8 +160,8 @@ export function writeDelivery(
     out.setHeader(at, len);
     b.set(prefix, at + HEADER);
     b.set(value, at + HEADER + prefix.length);
-    b.set(flags, at + HEADER + prefix.length + value.length);
-    b.set(tail, at + HEADER + len - tail.length);
+    if (flags.length > 0) b.set(flags, at + HEADER + prefix.length + value.length);
+    copySmall(b, tail, at + HEADER + len - tail.length);
     out.length = at + HEADER + len;
     return;
   }
@@ -170,9 +169,14 @@ export function writeDelivery(
   const len = head.length - HEADER + tail.length;
   out.reserve(HEADER + len);
   out.bytes.set(head, at);
-  out.bytes.set(tail, at + head.length);
+  copySmall(out.bytes, tail, at + head.length);
   out.setHeader(at, len);
   out.length = at + HEADER + len;
+}
+
+/** Copies a few bytes (a sid's tail): a loop costs less than `set` below a few dozen. */
+function copySmall(to: Uint8Array, bytes: Uint8Array, at: number): void {
+  for (let i = 0; i < bytes.length; i++) to[at + i] = bytes[i];
 }
 
 /**
@@ -192,8 +196,7 @@ function mpHead(members: number): Uint8Array {
 const MP_HEAD = mpHead(3);
 const MP_HEAD_RETAINED = mpHead(4);
 const MP_VALUE = toMsgpack("value");
-const MP_SID = toMsgpack("sid");
-const MP_RETAINED_TRUE_SID = concat([toMsgpack("retained"), Uint8Array.of(0xc3), MP_SID]);
+const MP_RETAINED_TRUE = concat([toMsgpack("retained"), Uint8Array.of(0xc3)]);
 
 /** A MessagePack delivery's bytes up to its value, per topic and retained flag (as topicPrefixes for JSON). */
 const mpPrefixes = new Map<string, Uint8Array>();
@@ -241,11 +244,11 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
       ? msg.value.bytes
       : toMsgpack(msg.value instanceof EncodedValue ? msg.value.decode() : msg.value);
     const prefix = mpPrefix(msg.topic, msg.retained);
-    const flags = msg.retained ? MP_RETAINED_TRUE_SID : MP_SID;
+    const flags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
     head = slabAlloc(HEADER + prefix.length + value.length + flags.length);
     head.set(prefix, HEADER);
     head.set(value, HEADER + prefix.length);
-    head.set(flags, HEADER + prefix.length + value.length);
+    if (flags.length > 0) head.set(flags, HEADER + prefix.length + value.length);
   }
   (msg.encoded ??= [])[slot] = head;
   return head;
@@ -263,7 +266,12 @@ export function holdMessage(msg: Message): void {
   if (msg.value instanceof EncodedValue) msg.value = msg.value.detach();
 }
 
-/** The end of a subscription's deliveries: its sid and the closing brackets. */
+/**
+ * The end of a subscription's deliveries: the sid, its key before it and
+ * in JSON the closing brackets (`,"sid":N}}`), made once per subscription.
+ */
 export function sidTail(sid: number, codec: CodecName): Uint8Array {
-  return codec === "json" ? textEncoder.encode(`${sid}}}`) : toMsgpack(sid);
+  return codec === "json"
+    ? textEncoder.encode(`,"sid":${sid}}}`)
+    : concat([toMsgpack("sid"), toMsgpack(sid)]);
 }
