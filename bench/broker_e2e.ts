@@ -7,11 +7,12 @@
  * rate at the subscriber; and a fixed 10,000 msgs/s, the delivered rate
  * and the latency from send to arrival (p50, p99). dist and NATS alternate
  * which goes first; medians of the rounds. Each client process reports its
- * CPU time (user + system) per message.
+ * CPU time (user + system) per message, and the server's is read from the
+ * scheduler (its threads' schedstat) around the flat-out run.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, Rounds } from "./_common.ts";
-import { startNats } from "./broker.ts";
+import { cpuUs, startNats } from "./broker.ts";
 
 const CLIENT = new URL("./broker_e2e_client.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -108,7 +109,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       const order = nats === undefined ? ["dist"] : r % 2 ? ["dist", "nats"] : ["nats", "dist"];
       for (const system of order as ("dist" | "nats")[]) {
         const address = system === "dist" ? dist.address : `127.0.0.1:${nats!.port}`;
+        const server = system === "dist" ? dist.child.pid : nats!.pid;
+        const cpu0 = cpuUs(server);
         const a = await e2e(system, address, flat, 0);
+        rounds.add(`${system}_flat_server_cpu_us`, (cpuUs(server) - cpu0) / flat);
         rounds.add(`${system}_flat_msgs_per_s`, a.msgs_per_s);
         rounds.add(`${system}_flat_sub_cpu_us`, a.sub_cpu_us);
         rounds.add(`${system}_flat_pub_cpu_us`, a.pub_cpu_us);
@@ -140,9 +144,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     } delivered, p50 ${ms(m.dist_10k_p50_ms)} p99 ${ms(m.dist_10k_p99_ms)}; nats ${
       f(m.nats_10k_msgs_per_s)
     }, p50 ${ms(m.nats_10k_p50_ms)} p99 ${ms(m.nats_10k_p99_ms)}; CPU per message flat out ` +
-      `(subscriber / publisher process): dist ${us(m.dist_flat_sub_cpu_us)} / ${
+      `(subscriber / publisher / server process): dist ${us(m.dist_flat_sub_cpu_us)} / ${
         us(m.dist_flat_pub_cpu_us)
-      }, nats ${us(m.nats_flat_sub_cpu_us)} / ${us(m.nats_flat_pub_cpu_us)}`,
+      } / ${us(m.dist_flat_server_cpu_us)}, nats ${us(m.nats_flat_sub_cpu_us)} / ${
+        us(m.nats_flat_pub_cpu_us)
+      } / ${us(m.nats_flat_server_cpu_us)}`,
   );
   return m;
 }
