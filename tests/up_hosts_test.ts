@@ -5,7 +5,8 @@
  * form one working cluster.
  */
 import assert from "node:assert/strict";
-import { assertGone, freePortOn, linesOf, startUp, topologyFile } from "./helpers/up.ts";
+import { freePortOn } from "./helpers/dist.ts";
+import { assertGone, linesOf, startUp, topologyFile } from "./helpers/up.ts";
 
 const SECOND = freePortOn("127.0.0.2");
 

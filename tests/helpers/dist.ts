@@ -245,11 +245,36 @@ export async function runDist(args: string[], opts: RunOptions = {}): Promise<Ru
   }
 }
 
+/**
+ * Ports handed out lie below the kernel's ephemeral range (32768–60999 on
+ * Linux): a port the kernel picked (port 0) is one any outgoing connection of
+ * a test running beside may take between this check and the caller's bind,
+ * which made a binder fail with AddrInUse in CI. Each test process walks the
+ * range from its own random start.
+ */
+const PORT_LOW = 20_000;
+const PORT_SPAN = 12_000;
+let nextPort = PORT_LOW + Math.floor(Math.random() * PORT_SPAN);
+
+/** A port on `host` where nothing listened a moment ago (undefined when `host` cannot be bound). */
+export function freePortOn(host: string): number | undefined {
+  for (let tries = 0; tries < 500; tries++) {
+    const port = nextPort;
+    nextPort = PORT_LOW + (port - PORT_LOW + 1 + Math.floor(Math.random() * 64)) % PORT_SPAN;
+    try {
+      Deno.listen({ hostname: host, port }).close();
+      return port;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) return undefined;
+    }
+  }
+  return undefined;
+}
+
 /** A port on 127.0.0.1 where, a moment ago, nothing listened. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
+  const port = freePortOn("127.0.0.1");
+  if (port === undefined) throw new Error("no free port on 127.0.0.1 below the ephemeral range");
   return port;
 }
 

@@ -182,18 +182,6 @@ export function linesOf(stdout: string, name: string): string[] {
   return stdout.split("\n").map((l) => prefix.exec(l)?.[1]).filter((l) => l !== undefined);
 }
 
-/** A port on `host` where nothing listened a moment ago (undefined when `host` cannot be bound). */
-export function freePortOn(host: string): number | undefined {
-  try {
-    const listener = Deno.listen({ hostname: host, port: 0 });
-    const { port } = listener.addr as Deno.NetAddr;
-    listener.close();
-    return port;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Runs `body` with `dist up FILE …args` on a fresh file holding `text`; the
  * launcher is stopped and the file removed afterwards, whatever happens.
