@@ -60,18 +60,27 @@ const OWN_COPY_ABOVE = 1024;
 let slab = new Uint8Array(SLAB_BYTES);
 let slabUsed = 0;
 
-/** A copy of `bytes` that outlives the read buffer they are a view of. */
+/** Where the last {@link keep} put its copy in the buffer it returned. */
+let keptAt = 0;
+
+/**
+ * A copy of `bytes` that outlives the read buffer they are a view of: the
+ * slab it went into (at `keptAt`), not a view of it (no object per request).
+ */
 function keep(bytes: Uint8Array): Uint8Array {
   const n = bytes.length;
-  if (n > OWN_COPY_ABOVE) return bytes.slice();
+  if (n > OWN_COPY_ABOVE) {
+    keptAt = 0;
+    return bytes.slice();
+  }
   if (slabUsed + n > SLAB_BYTES) {
     slab = new Uint8Array(SLAB_BYTES);
     slabUsed = 0;
   }
-  const copy = slab.subarray(slabUsed, slabUsed + n);
-  for (let i = 0; i < n; i++) copy[i] = bytes[i];
+  const at = keptAt = slabUsed;
+  for (let i = 0; i < n; i++) slab[at + i] = bytes[i];
   slabUsed += n;
-  return copy;
+  return slab;
 }
 
 /**
@@ -80,7 +89,10 @@ function keep(bytes: Uint8Array): Uint8Array {
  */
 export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   readonly raw = true as const;
+  /** The buffer holding a copy of its frame (shared with other requests: see the spans). */
   readonly payload: Uint8Array;
+  /** Its frame's size in bytes. */
+  readonly size: number;
   readonly method: string;
   /** The client's id, and where its bytes sit in `payload`. */
   readonly id: number | string;
@@ -109,14 +121,16 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
     this.#relay = relay;
     this.client = this.flow = client;
     this.payload = keep(request.payload);
+    const at = keptAt;
+    this.size = request.payload.length;
     this.method = request.method!;
     this.id = request.id!;
-    this.idStart = request.idStart;
-    this.idEnd = request.idEnd;
-    this.methodStart = request.methodStart;
-    this.methodEnd = request.methodEnd;
-    this.paramsStart = request.paramsStart;
-    this.paramsEnd = request.paramsEnd;
+    this.idStart = request.idStart + at;
+    this.idEnd = request.idEnd + at;
+    this.methodStart = request.methodStart + at;
+    this.methodEnd = request.methodEnd + at;
+    this.paramsStart = request.paramsStart < 0 ? -1 : request.paramsStart + at;
+    this.paramsEnd = request.paramsStart < 0 ? -1 : request.paramsEnd + at;
     this.idempotent = request.idempotent;
   }
 
@@ -257,7 +271,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   /** A raw job keeps its frame; a decoded one, about its params' size as they arrived. */
   sizeOf(job: ForwardJob, limit: number): number {
-    if (job.raw) return job.payload.length;
+    if (job.raw) return job.size;
     return job.method.length + sizeOfValue(job.params, limit - job.method.length);
   }
 
