@@ -45,11 +45,25 @@ export interface PortListener {
  * @throws the runtime's error (AddrInUse, AddrNotAvailable, PermissionDenied)
  */
 export function bindPort(host: string, port: number, tls?: TlsSettings): PortListener {
+  // Only asked for when set: `reusePort` needs --unstable-net.
+  const reuse = reusingPorts ? { reusePort: true } : {};
   if (!listensTls(tls) || !denoListener(tls)) {
     // node's TLS runs over plain TCP accepts (secureAccepted does the handshake).
-    return Deno.listen({ hostname: host, port });
+    return Deno.listen({ hostname: host, port, ...reuse });
   }
-  return Deno.listenTls({ hostname: host, port, cert: tls.cert, key: tls.key });
+  return Deno.listenTls({ hostname: host, port, cert: tls.cert, key: tls.key, ...reuse });
+}
+
+/** Whether this thread's ports are bound with SO_REUSEPORT (see {@link reusePorts}). */
+let reusingPorts = false;
+
+/**
+ * Binds every later port of this thread with SO_REUSEPORT, so several
+ * threads (`dist balancer --threads N`) accept on one port and the kernel
+ * spreads the connections. Per thread: a Web Worker has its own copy.
+ */
+export function reusePorts(on: boolean): void {
+  reusingPorts = on;
 }
 
 /** An accepted connection once secured. */

@@ -46,6 +46,7 @@ import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
 import { checkRpcFlags, runTcpBalancer, TCP_MODE_OPTIONS, TCP_MODE_ROLE } from "./tcp/mod.ts";
 import { Reclaimer } from "./reclaim.ts";
+import { runThreads, type ThreadInfo } from "./threads.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -170,6 +171,14 @@ const BALANCER_OPTIONS = defineOptions({
     description: "Forward JSON requests and answers as bytes, without decoding them",
     default: true,
   },
+  threads: {
+    type: "integer",
+    description: "Event loops accepting on the port, each with its own backend connections",
+    default: 1,
+    min: 1,
+    max: 256,
+    metavar: "N",
+  },
   ...TCP_MODE_OPTIONS,
 });
 type BalancerOptions = RoleOptions<typeof BALANCER_OPTIONS>;
@@ -261,6 +270,16 @@ function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number>
   // L4 mode (tcp/): connections of any TCP service, passed as bytes.
   if (options.mode === "tcp") return runTcpBalancer(options, ctx, BALANCER_OPTIONS);
   checkRpcFlags(options, BALANCER_OPTIONS);
+  if (options.threads > 1) return runThreads(options, ctx, runBalancerThread);
+  return runBalancerThread(options, ctx, { index: 0, count: 1 });
+}
+
+/** One RPC balancer on this thread (thread `index` of `--threads`, see threads.ts). */
+export function runBalancerThread(
+  options: BalancerOptions,
+  ctx: RunContext,
+  thread: ThreadInfo,
+): Promise<number> {
   const service = serviceFrom(options);
   const parts = forwarding(options);
   if (ctx.metrics) parts.dispatcher.latency = forwardLatency(ctx.metrics.registry);
@@ -269,7 +288,7 @@ function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number>
     log,
     options,
     listen: { maxInFlight: CLIENT_MAX_IN_FLIGHT },
-    setUp: (bound) => setUpBalancer(options, service, parts, bound),
+    setUp: (bound) => setUpBalancer(options, service, parts, bound, thread),
   });
 }
 
@@ -288,6 +307,7 @@ function setUpBalancer(
   service: string | undefined,
   parts: Forwarding,
   bound: Bound,
+  thread: ThreadInfo,
 ): Served {
   const { pool, report, forward } = parts;
   const backends = () => pool.list.map((b) => b.describe());
@@ -308,6 +328,7 @@ function setUpBalancer(
       "worker.register": (p, peer) => ({ ...registry.register(p, peer), balancer: bound.name }),
     }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m) }),
   );
+  thread.onWorkerPort?.(workerPort.addr.port);
   const servers = new ServerSet({
     ...sources,
     // Servers see this balancer by its instance name (in their logs and stats).
@@ -329,7 +350,10 @@ function setUpBalancer(
       "worker.register": () => misdialedWorker(bound.name, workersAt),
     }, { fallback: forward }),
     fast: options.passthrough ? rawForwarding(parts) : undefined,
-    stats: () => balancerStats(parts, bound, registry),
+    stats: () => ({
+      ...balancerStats(parts, bound, registry),
+      ...(thread.count > 1 ? { thread: thread.index, threads: thread.count } : {}),
+    }),
     ...lifecycle(parts, bound, { workerPort: workerPort.addr, servers, discovery }),
   };
 }

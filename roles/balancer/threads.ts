@@ -1,0 +1,147 @@
+/**
+ * `dist balancer --threads N`: N event loops accepting on one port. Thread
+ * 0 is the process's main thread; threads 1..N-1 are Web Workers
+ * (threads_worker.ts), each running a whole RPC balancer bound with
+ * SO_REUSEPORT to the port thread 0 settled (so `--port 0` works), and the
+ * kernel spreads client connections over them.
+ *
+ * Shared: the ports (client and worker). Per thread: connections to the
+ * backends and their health checks, the policy's view (least-loaded counts,
+ * round-robin position), the queue, `--client-share`, `--max-inflight` per
+ * server, dial-in workers (each registers with the thread that accepted
+ * it) and `sys.stats` (answered by the thread that took the connection,
+ * with its `thread` index).
+ *
+ * Thread 0 owns the process: SIGINT/SIGTERM stop every thread with grace;
+ * a thread that fails stops the others and the process exits 1, saying
+ * which thread and why, rather than serving on with fewer threads.
+ */
+import type { RunContext } from "../_role.ts";
+import { reusePorts } from "../../wire/transport.ts";
+import { log } from "./log.ts";
+
+/** Which thread a balancer runs on, and how it tells thread 0 its worker port. */
+export interface ThreadInfo {
+  index: number;
+  count: number;
+  /** Thread 0: called with the worker port bound (threads 1..N-1 bind the same). */
+  onWorkerPort?: (port: number) => void;
+}
+
+/** A message from thread 0 to a worker thread. */
+export type ToThread =
+  | { type: "start"; options: Record<string, unknown>; index: number; count: number }
+  | { type: "stop" };
+
+/** A message from a worker thread to thread 0. */
+export type FromThread =
+  | { type: "listening" }
+  | { type: "exit"; code: number }
+  | { type: "failed"; message: string };
+
+/** Runs one balancer on this thread: the RPC balancer of mod.ts. */
+export type RunOne<O> = (options: O, ctx: RunContext, thread: ThreadInfo) => Promise<number>;
+
+/** One worker thread as thread 0 sees it. */
+interface Thread {
+  worker: Worker;
+  exited: Promise<number>;
+}
+
+/**
+ * Runs `options.threads` balancers on one port until `ctx.signal`.
+ * @returns 0 after a clean stop, 1 when a thread failed (and the others were stopped)
+ */
+export async function runThreads<O extends { threads: number; port: number; workerPort: number }>(
+  options: O,
+  ctx: RunContext,
+  runOne: RunOne<O>,
+): Promise<number> {
+  reusePorts(true);
+  const count = options.threads;
+  const stop = new AbortController();
+  ctx.signal.addEventListener("abort", () => stop.abort(), { once: true });
+  let failure: string | undefined;
+  const fail = (index: number, why: string) => {
+    if (failure !== undefined) return;
+    failure = `Balancer thread ${index} failed: ${why}`;
+    log.error("{failure}; stopping every thread", { failure });
+    stop.abort();
+  };
+  const threads: Thread[] = [];
+  let workerPort = options.workerPort;
+  let listening = 1;
+  const listened = () => {
+    if (++listening === count) log.info("Accepting on {count} threads", { count });
+  };
+  const spawn = (port: number) => {
+    const each = { ...options, port, workerPort, threads: 1 };
+    for (let index = 1; index < count; index++) {
+      threads.push(startThread(each, { index, count, fail, listened }));
+    }
+  };
+  stop.signal.addEventListener("abort", () => {
+    for (const t of threads) t.worker.postMessage({ type: "stop" } satisfies ToThread);
+  }, { once: true });
+  let code: number;
+  try {
+    code = await runOne({ ...options, threads: 1 }, {
+      ...ctx,
+      signal: stop.signal,
+      onListening: (addr) => {
+        spawn(addr.port);
+        ctx.onListening?.(addr);
+      },
+    }, { index: 0, count, onWorkerPort: (p) => workerPort = p });
+  } finally {
+    stop.abort();
+    const codes = await Promise.all(threads.map((t) => t.exited));
+    for (const t of threads) t.worker.terminate();
+    if (codes.some((c) => c !== 0) && failure === undefined) {
+      failure = "a thread exited with an error";
+    }
+  }
+  if (failure !== undefined) {
+    console.error(`dist: ${failure}`);
+    return 1;
+  }
+  return code;
+}
+
+/** What thread 0 hears from a worker thread. */
+interface ThreadHooks {
+  index: number;
+  count: number;
+  /** The thread failed or exited with an error. */
+  fail: (index: number, why: string) => void;
+  /** The thread accepts on the port. */
+  listened: () => void;
+}
+
+/** Starts a worker thread. */
+function startThread(options: Record<string, unknown>, hooks: ThreadHooks): Thread {
+  const { index, count, fail, listened } = hooks;
+  const worker = new Worker(new URL("./threads_worker.ts", import.meta.url), { type: "module" });
+  const exited = new Promise<number>((resolve) => {
+    worker.onmessage = (e: MessageEvent<FromThread>) => {
+      const m = e.data;
+      if (m.type === "listening") {
+        listened();
+      } else if (m.type === "failed") {
+        fail(index, m.message);
+        resolve(1);
+      } else if (m.type === "exit") {
+        if (m.code !== 0) fail(index, `Exited with code ${m.code}`);
+        resolve(m.code);
+      }
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      // Reported here and by thread 0's exit code, not as an uncaught error of thread 0.
+      e.preventDefault();
+      fail(index, e.message);
+      resolve(1);
+    };
+  });
+  worker.postMessage({ type: "start", options, index, count } satisfies ToThread);
+  return { worker, exited };
+}
