@@ -38,6 +38,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "legitimate latency and throughput beside clients that pipeline and never read",
     load: async () => (await import("./balancer_hostile.ts")).run,
   },
+  "balancer-threads": {
+    about: "balancer --threads 1 vs 2 over the same servers: c=64 req/s and CPU per request",
+    load: async () => (await import("./balancer_threads.ts")).run,
+  },
   "balancer-l4": {
     about:
       "balancer --mode tcp vs HAProxy mode tcp vs nginx stream over nginx: wrk req/s, p99, CPU",
