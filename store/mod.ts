@@ -2,8 +2,9 @@
  * @module
  * Durable state below the roles: a locked data directory (`data_dir.ts`)
  * holding data files of key-value tables in SQLite with group commit
- * (`store.ts`), and the options that choose them (`--data-dir`, `--fsync`,
- * `--move-corrupt-aside`), shared by the roles that keep state.
+ * (`store.ts`; opened, checked and moved aside by `open.ts`), and the
+ * options that choose them (`--data-dir`, `--fsync`, `--move-corrupt-aside`),
+ * shared by the roles that keep state.
  */
 import { defineOptions } from "../config/mod.ts";
 import { DataDir } from "./data_dir.ts";

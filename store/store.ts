@@ -27,8 +27,9 @@
  * {@link RETRY_MS}. Deletes leave free pages that incremental vacuum gives
  * back to the file system, so the file stays near the live data.
  */
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
+import { moveAside, openChecked, quoteName, syncDirectory } from "./open.ts";
 import { setImmediate } from "node:timers";
 import { UsageError } from "../config/mod.ts";
 import { DistError } from "../wire/mod.ts";
@@ -44,8 +45,6 @@ export const MAX_BATCH = 20_000;
 export const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 /** After a failed commit, how soon the pending writes are tried again (ms). */
 export const RETRY_MS = 1000;
-/** Marks a file as ours (`PRAGMA application_id`): "dist" in ASCII. */
-const APPLICATION_ID = 0x64697374;
 
 /** A value as stored. */
 export type Value = string | Uint8Array;
@@ -452,76 +451,4 @@ export class Store {
       // Vacuum is tidiness; a full disk can refuse it, and the next commit tells.
     }
   }
-}
-
-/** Opens the file, sets it up and checks it: any problem throws. */
-function openChecked(path: string, options: StoreOptions): DatabaseSync {
-  const db = new DatabaseSync(path);
-  try {
-    // Set before any table exists, so deletes can give pages back (incremental vacuum).
-    db.exec("PRAGMA auto_vacuum = INCREMENTAL");
-    const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
-    if (mode.journal_mode !== "wal") throw new Error(`cannot use WAL mode (${mode.journal_mode})`);
-    // Under batch, commits are written unsynced and the WAL is synced off the loop, with the
-    // store's own synced checkpoints in place of SQLite's (see the module comment).
-    db.exec(`PRAGMA synchronous = ${options.fsync === "always" ? "FULL" : "OFF"}`);
-    if (options.fsync === "batch") db.exec("PRAGMA wal_autocheckpoint = 0");
-    db.exec("PRAGMA journal_size_limit = 4194304");
-    const check = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
-    if (check.length !== 1 || check[0].quick_check !== "ok") {
-      throw new Error(check.map((r) => r.quick_check).slice(0, 3).join("; "));
-    }
-    const app = (db.prepare("PRAGMA application_id").get() as { application_id: number })
-      .application_id;
-    const empty = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number })
-      .n === 0;
-    if (app !== APPLICATION_ID && !(app === 0 && empty)) {
-      throw new Error("not a dist data file");
-    }
-    if (app === 0) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
-    for (const table of options.tables) {
-      db.exec(
-        `CREATE TABLE IF NOT EXISTS ${quoteName(table)} ` +
-          `(k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL)`,
-      );
-    }
-    return db;
-  } catch (err) {
-    try {
-      db.close();
-    } catch {
-      // Closing a file that failed to open: nothing more to say.
-    }
-    const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
-    throw new Error(why, { cause: err });
-  }
-}
-
-/** Syncs a directory (the names in it): a new file's entry survives a power cut. */
-async function syncDirectory(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true });
-  try {
-    await dir.syncData();
-  } finally {
-    dir.close();
-  }
-}
-
-/** Renames the file (and its WAL and index) to `PATH.corrupt-TIME`; returns the new name. */
-function moveAside(path: string): string {
-  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
-  for (const suffix of ["", "-wal", "-shm"]) {
-    try {
-      Deno.renameSync(path + suffix, aside + suffix);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) {
-        throw new UsageError(`Cannot move ${path}${suffix} aside: ${(err as Error).message}`);
-      }
-    }
-  }
-  return aside;
-}
-
-function quoteName(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

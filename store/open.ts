@@ -1,0 +1,87 @@
+/**
+ * Opening a data file: set up (WAL, incremental vacuum, the sync mode),
+ * checked (`quick_check`, that it is ours), and moved aside when corrupt;
+ * and syncing a directory. Used by `store.ts`.
+ */
+import { DatabaseSync } from "node:sqlite";
+import { UsageError } from "../config/mod.ts";
+import type { StoreOptions } from "./store.ts";
+
+/** Marks a file as ours (`PRAGMA application_id`): "dist" in ASCII. */
+const APPLICATION_ID = 0x64697374;
+
+/** Opens the file, sets it up and checks it: any problem throws. */
+export function openChecked(
+  path: string,
+  options: Pick<StoreOptions, "fsync" | "tables">,
+): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    // Set before any table exists, so deletes can give pages back (incremental vacuum).
+    db.exec("PRAGMA auto_vacuum = INCREMENTAL");
+    const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+    if (mode.journal_mode !== "wal") throw new Error(`cannot use WAL mode (${mode.journal_mode})`);
+    // Under batch, commits are written unsynced and the WAL is synced off the loop, with the
+    // store's own synced checkpoints in place of SQLite's (see the module comment).
+    db.exec(`PRAGMA synchronous = ${options.fsync === "always" ? "FULL" : "OFF"}`);
+    if (options.fsync === "batch") db.exec("PRAGMA wal_autocheckpoint = 0");
+    db.exec("PRAGMA journal_size_limit = 4194304");
+    const check = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
+    if (check.length !== 1 || check[0].quick_check !== "ok") {
+      throw new Error(check.map((r) => r.quick_check).slice(0, 3).join("; "));
+    }
+    const app = (db.prepare("PRAGMA application_id").get() as { application_id: number })
+      .application_id;
+    const empty = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number })
+      .n === 0;
+    if (app !== APPLICATION_ID && !(app === 0 && empty)) {
+      throw new Error("not a dist data file");
+    }
+    if (app === 0) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    for (const table of options.tables) {
+      db.exec(
+        `CREATE TABLE IF NOT EXISTS ${quoteName(table)} ` +
+          `(k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL)`,
+      );
+    }
+    return db;
+  } catch (err) {
+    try {
+      db.close();
+    } catch {
+      // Closing a file that failed to open: nothing more to say.
+    }
+    const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
+    throw new Error(why, { cause: err });
+  }
+}
+
+/** Syncs a directory (the names in it): a new file's entry survives a power cut. */
+export async function syncDirectory(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.syncData();
+  } finally {
+    dir.close();
+  }
+}
+
+/** Renames the file (and its WAL and index) to `PATH.corrupt-TIME`; returns the new name. */
+export function moveAside(path: string): string {
+  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      Deno.renameSync(path + suffix, aside + suffix);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new UsageError(`Cannot move ${path}${suffix} aside: ${(err as Error).message}`);
+      }
+    }
+  }
+  return aside;
+}
+
+/** A table name as SQL (double-quoted, quotes doubled). */
+export function quoteName(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
