@@ -8,7 +8,7 @@ import { DistError } from "../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../clients/contracts/mod.ts";
 import { BrokerCore, type Policy, Subscription } from "../roles/broker/mod.ts";
 import { SUBSCRIBE_VISITS } from "../roles/broker/core.ts";
-import { NODE_BYTES, TOPIC_BYTES, TopicTree } from "../roles/broker/topics.ts";
+import { CHILDREN_BYTES, NODE_BYTES, TOPIC_BYTES, TopicTree } from "../roles/broker/topics.ts";
 import { SubscriptionTree } from "../roles/broker/subscriptions.ts";
 import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
@@ -98,7 +98,11 @@ Deno.test("TopicTree.forget() prunes branches that lead nowhere and keeps the or
   assert.equal(t.oldest?.name, "/a/d");
   t.touch(t.get("/a/d")!, 5);
   assert.equal(t.newest?.name, "/a/d");
-  assert.equal(bytes - t.bytes, TOPIC_BYTES + 6 + 2 * (NODE_BYTES + 1), "its name and 2 nodes");
+  assert.equal(
+    bytes - t.bytes,
+    TOPIC_BYTES + 6 + 2 * (NODE_BYTES + 1) + CHILDREN_BYTES,
+    "its name, 2 nodes and the children map of /a/b",
+  );
   t.forget(t.get("/a/d")!);
   assert.equal(t.bytes, 0);
   assert.equal(t.root.children, undefined);
