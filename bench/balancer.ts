@@ -23,6 +23,7 @@ import {
   balancerArgs,
   type BenchFlags,
   clientBench,
+  cpuUs,
   mib,
   onPath,
   Rounds,
@@ -49,17 +50,6 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
   while (!(await cond())) {
     if (performance.now() > end) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** CPU time a process has used (user + system), in µs; 0 when it is gone. */
-function cpuUs(pid: number): number {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 a second).
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  } catch {
-    return 0;
   }
 }
 

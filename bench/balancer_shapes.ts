@@ -15,7 +15,7 @@
  * number in flight per connection), so that any shape can be sent.
  */
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
-import { balancerArgs, type BenchFlags, Rounds, startServers } from "./_common.ts";
+import { balancerArgs, type BenchFlags, cpuUs, Rounds, startServers } from "./_common.ts";
 
 const CONNECTIONS = 4;
 const PER_CONNECTION = 16;
@@ -42,16 +42,6 @@ function frame(text: string): Uint8Array {
   new DataView(out.buffer).setUint32(0, body.length);
   out.set(body, 4);
   return out;
-}
-
-/** CPU time a process has used (user + system), in µs; 0 when it is gone. */
-function cpuUs(pid: number): number {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  } catch {
-    return 0;
-  }
 }
 
 /** Complete frames at the start of `buf[0, end)`: their count and where the rest starts. */

@@ -11,20 +11,16 @@
  * a core is free, not what 16 threads do on 16 cores.
  */
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
-import { balancerArgs, type BenchFlags, clientBench, Rounds, startServers } from "./_common.ts";
+import {
+  balancerArgs,
+  type BenchFlags,
+  clientBench,
+  cpuUs,
+  Rounds,
+  startServers,
+} from "./_common.ts";
 
 const LOAD = ["--concurrency", "64", "--connections", "16", "--payload", "64"];
-
-/** CPU time a process has used (user + system, every thread), in µs; 0 when it is gone. */
-function cpuUs(pid: number): number {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 a second).
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  } catch {
-    return 0;
-  }
-}
 
 /** A balancer with `threads` threads, once every thread accepts. */
 async function balancerWith(servers: DistProcess[], threads: number): Promise<DistProcess> {

@@ -21,7 +21,7 @@
  */
 import { dial } from "../wire/mod.ts";
 import { freePort, startDist } from "../tests/helpers/dist.ts";
-import { type BenchFlags, mib, onPath, Rounds, rssOf } from "./_common.ts";
+import { type BenchFlags, cpuUs, mib, onPath, Rounds, rssOf } from "./_common.ts";
 import type { Shape, WorkerReport, WorkerTask } from "./broker_worker.ts";
 import { shapeRound, shapeSummary } from "./broker_shapes.ts";
 
@@ -41,32 +41,6 @@ interface LoadResult {
   serverCpuUs: number;
   /** CPU time of the clients (this process: the worker threads) per message (µs). */
   clientCpuUs: number;
-}
-
-/**
- * CPU time a process has used, in µs: the sum of its threads' time on a
- * CPU from the scheduler (`/proc/PID/task/TID/schedstat`, nanoseconds), so
- * that a run of a few hundred milliseconds is measured to far better than
- * the 10 ms clock ticks of `/proc/PID/stat` (which gave 1.25 µs or 0.9 µs
- * for the same 200,000 deliveries: 25 ticks or 18). Threads that ended
- * before the read are not counted: both brokers keep theirs.
- */
-export function cpuUs(pid: number | "self"): number {
-  try {
-    let ns = 0;
-    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-      try {
-        ns += Number(
-          Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0],
-        );
-      } catch {
-        // The thread ended meanwhile.
-      }
-    }
-    return ns / 1000;
-  } catch {
-    return NaN;
-  }
 }
 
 function startWorker(task: WorkerTask): { worker: Worker; next: () => Promise<WorkerReport> } {

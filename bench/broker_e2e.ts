@@ -11,8 +11,8 @@
  * scheduler (its threads' schedstat) around the flat-out run.
  */
 import { startDist } from "../tests/helpers/dist.ts";
-import { type BenchFlags, Rounds } from "./_common.ts";
-import { cpuUs, startNats } from "./broker.ts";
+import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";
+import { startNats } from "./broker.ts";
 
 const CLIENT = new URL("./broker_e2e_client.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();

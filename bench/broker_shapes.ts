@@ -10,8 +10,8 @@
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import type { BenchFlags } from "./_common.ts";
-import { Rounds } from "./_common.ts";
-import { cpuUs, loadRun, startNats } from "./broker.ts";
+import { cpuUs, Rounds } from "./_common.ts";
+import { loadRun, startNats } from "./broker.ts";
 import { type Shape, SHAPES } from "./broker_worker.ts";
 import { codecByName, dial } from "../wire/mod.ts";
 

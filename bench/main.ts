@@ -18,13 +18,16 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
   },
   balancer: {
     about: "balancer vs HAProxy vs direct: c=64 throughput, added latency at 10k req/s, " +
-      "failover, RSS; then balancer-l4",
-    // The RPC mode's figures, then the L4 mode's comparison (its medians prefixed l4_).
+      "failover, RSS; then balancer-threads and balancer-l4",
+    // The RPC mode's figures, then 1 vs 2 threads (medians prefixed threads_) and the L4
+    // mode's comparison (prefixed l4_).
     load: async () => {
       const rpc = (await import("./balancer.ts")).run;
+      const threads = (await import("./balancer_threads.ts")).run;
       const l4 = (await import("./balancer_l4.ts")).run;
       return async (flags: BenchFlags) => {
         const medians = await rpc(flags);
+        for (const [k, v] of Object.entries(await threads(flags))) medians[`threads_${k}`] = v;
         for (const [k, v] of Object.entries(await l4(flags))) medians[`l4_${k}`] = v;
         return medians;
       };

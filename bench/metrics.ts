@@ -12,26 +12,13 @@
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { BrokerClient } from "../tests/helpers/broker.ts";
-import { type BenchFlags, clientBench, Rounds } from "./_common.ts";
+import { type BenchFlags, clientBench, cpuUs, Rounds } from "./_common.ts";
 import { loadRun } from "./broker.ts";
 import { forwardLatency, Registry, RpcMetrics } from "../obs/mod.ts";
 import type { Peer, RequestCounter, RequestHandler, RequestTally } from "../wire/mod.ts";
 
 const M = ["--metrics", "127.0.0.1:0"];
 const METRICS_LINE = /Metrics at (\S+)/;
-
-/** CPU time of a process so far, all its threads, in ns (scheduler's count: ns precision). */
-function cpuNs(pid: number): number {
-  let n = 0;
-  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      n += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // A thread that ended meanwhile.
-    }
-  }
-  return n;
-}
 
 /** ns per call of `h`, over `n` calls. */
 function nsPerCall(h: RequestHandler, n: number): number {
@@ -112,9 +99,9 @@ async function pairWithCpu(
   const cpu = { off: 0, on: 0 };
   await pair(rounds, `${key}_s`, round, async (m) => {
     const { pid, units, run } = side(m);
-    const c0 = cpuNs(pid);
+    const c0 = cpuUs(pid) * 1000;
     const value = await run();
-    cpu[m ? "on" : "off"] += (cpuNs(pid) - c0) / units;
+    cpu[m ? "on" : "off"] += (cpuUs(pid) * 1000 - c0) / units;
     return value;
   });
   rounds.add(`${key}_cpu_ns_off`, cpu.off / 2);

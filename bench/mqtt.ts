@@ -24,7 +24,7 @@ import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
 import { dial } from "../wire/mod.ts";
 import { freePort, startDist } from "../tests/helpers/dist.ts";
-import { type BenchFlags, median, onPath, round3, Rounds, rssOf } from "./_common.ts";
+import { type BenchFlags, cpuUs, median, onPath, round3, Rounds, rssOf } from "./_common.ts";
 import { fdLimit, perConnection } from "./idle.ts";
 import { loadRun } from "./mqtt_load.ts";
 import { fileURLToPath } from "node:url";
@@ -40,13 +40,6 @@ interface Broker {
   /** What the broker counts (dist: sys.stats' mqtt object), for a failed run's message. */
   says(): Promise<string>;
   stop(): Promise<void>;
-}
-
-/** CPU time (user + system) of a process in µs (clock ticks of 10 ms). */
-function cpuUs(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 async function listening(port: number): Promise<void> {

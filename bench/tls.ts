@@ -18,17 +18,10 @@ import { join } from "node:path";
 import { startDist } from "../tests/helpers/dist.ts";
 import { dial } from "../wire/mod.ts";
 import { issueCert, makeCa } from "../cert/mod.ts";
-import { type BenchFlags, clientBench, Rounds, rssOf } from "./_common.ts";
+import { type BenchFlags, clientBench, cpuUs, Rounds, rssOf } from "./_common.ts";
 import { loadRun } from "./broker.ts";
 
 const IDLE_CLIENT = fileURLToPath(new URL("./idle_client.ts", import.meta.url));
-
-/** CPU time (user + system) a process has used, in µs (clock ticks of 10 ms). */
-function cpuUs(pid: number | "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 /** A CA and a server certificate for 127.0.0.1, in a temporary folder. */
 async function makePki() {
