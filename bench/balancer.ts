@@ -115,7 +115,12 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const idleConnections = flags.quick ? 1_000 : 10_000;
   const rateDuration = flags.quick ? "1s" : flags.duration;
   const servers = await startServers();
-  const balancer = await startDist(balancerArgs(servers));
+  // Room for the idle connections beside the watcher and the benches' own (the default is 10,000).
+  const balancer = await startDist([
+    ...balancerArgs(servers),
+    "--max-connections",
+    String(idleConnections + 1_000),
+  ]);
   const haproxy = await onPath("haproxy") ? await startHaproxy(servers) : undefined;
   if (haproxy === undefined) console.log("skipped: haproxy not installed");
   const watcher = await dial(
@@ -230,7 +235,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     const idleRss = rssOf(balancer.child.pid);
     await idle.stdin.close();
     await reader.cancel().catch(() => {});
-    await idle.status;
+    const { code } = await idle.status;
+    if (code !== 0 || value === undefined) {
+      throw new Error(`The idle clients failed (exit ${code})`);
+    }
     rounds.add("balancer_rss_idle", idleRss);
     console.log(`idle clients: ${value?.trim()}, balancer RSS ${mib(idleRss)}`);
   } finally {
