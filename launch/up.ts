@@ -126,6 +126,8 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   let dashboard: OpenDashboard | undefined;
   await loadCpuUsage();
   const metrics = launcherMetrics(state);
+  // The dashboard may have to say something before the launcher's output exists.
+  let say = (text: string) => console.error(`dist up: ${text}`);
   try {
     if (o.metrics !== undefined) {
       try {
@@ -141,6 +143,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
         byName,
         state,
         metrics: metrics.registry,
+        warn: (text) => say(text),
       });
     }
   } catch (err) {
@@ -149,6 +152,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     throw err;
   }
   const output = new Output(plan.instances.map((p) => p.instance.name), { colour: wantsColour() });
+  say = (text) => output.say(text);
   if (dashboard?.note) output.say(dashboard.note);
   let made: string[];
   try {

@@ -4,6 +4,7 @@
  * never reaches the role; malformed HTTP is Deno's server's to refuse.
  */
 import type { Registry } from "./metrics.ts";
+import { type KeptServer, serveKept } from "./http.ts";
 
 /** The content type of the text exposition format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -32,14 +33,12 @@ export function serveMetrics(
   address: { host: string; port: number },
   registry: Registry,
 ): MetricsServer {
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: KeptServer;
   try {
-    server = Deno.serve({
-      hostname: address.host,
-      port: address.port,
-      onListen: () => {},
-      onError: () => new Response("Internal error\n", { status: 500 }),
-    }, (request) => answer(request, registry));
+    server = serveKept(
+      { hostname: address.host, port: address.port, what: "metrics" },
+      (request) => answer(request, registry),
+    );
   } catch (err) {
     const where = `${address.host}:${address.port}`;
     const why = err instanceof Deno.errors.AddrInUse

@@ -60,6 +60,8 @@ export interface OpenOptions {
   state: StateWriter;
   /** The launcher's metrics, served at `/metrics`. */
   metrics?: Registry;
+  /** Says that the server failed (it serves again by itself). */
+  warn?: (message: string) => void;
 }
 
 /** The view of a plan: its instances and the remote ones they wait for. */
@@ -125,6 +127,7 @@ export function openDashboard(plan: Plan, options: OpenOptions): OpenDashboard {
       view,
       info,
       maxClients: 32,
+      ...(options.warn === undefined ? {} : { warn: options.warn }),
       ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     });
   let dashboard: Dashboard;

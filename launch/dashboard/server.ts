@@ -13,6 +13,7 @@
 import type { ClusterEvent, ClusterView } from "../observe/mod.ts";
 import { type Asset, ASSETS } from "./assets.ts";
 import { METRICS_CONTENT_TYPE, type Registry } from "../../obs/mod.ts";
+import { type KeptServer, serveKept } from "../../obs/http.ts";
 
 /** What the page shows besides the view: the launcher and the layout of the graph. */
 export interface DashboardInfo {
@@ -34,6 +35,8 @@ export interface DashboardOptions {
   maxClients?: number;
   /** The launcher's metrics, served at `/metrics`. */
   metrics?: Registry;
+  /** Says a failure of the server (it serves again by itself); default: the logger. */
+  warn?: (message: string) => void;
 }
 
 /** Events a slow page may have queued before it is cut off (it reconnects and starts over). */
@@ -68,7 +71,7 @@ export function allowedHost(host: string | null, listening: string): boolean {
 /** The page of a cluster, served over HTTP. See the module comment. */
 export class Dashboard {
   readonly url: string;
-  #server: Deno.HttpServer<Deno.NetAddr>;
+  #server: KeptServer;
   #options: DashboardOptions;
   #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
   #closers = new Set<() => void>();
@@ -76,12 +79,12 @@ export class Dashboard {
   /** @throws {Deno.errors.AddrInUse} (and other bind errors) when it cannot listen */
   constructor(options: DashboardOptions) {
     this.#options = options;
-    this.#server = Deno.serve({
-      hostname: options.hostname,
-      port: options.port,
-      onListen: () => {},
-      onError: () => new Response("Internal error", { status: 500 }),
-    }, (request) => this.#handle(request));
+    // Kept serving when Deno's accept loop fails (a flood past the file
+    // limit): unhandled, that failure ended the launcher and the cluster.
+    this.#server = serveKept(
+      { hostname: options.hostname, port: options.port, what: "dashboard", warn: options.warn },
+      (request) => this.#handle(request),
+    );
     const { hostname, port } = this.#server.addr;
     const host = hostname.includes(":") ? `[${hostname}]` : hostname;
     const shown = host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host;

@@ -1,0 +1,157 @@
+/**
+ * The HTTP ports (a role's `--metrics`, `dist up`'s dashboard) against a peer
+ * that opens connections until the process has no file descriptor left.
+ * Deno's HTTP server ends its accept loop when accept() fails (EMFILE), and
+ * the rejection it leaves behind, unhandled, ended the whole process: any
+ * local user could kill a role, or `dist up` and with it the cluster, with a
+ * few hundred connections. The process must live on and serve again once the
+ * flood is gone. The file limit is lowered with `prlimit` (util-linux) so the
+ * flood stays small.
+ */
+import assert from "node:assert/strict";
+import { startDist } from "./helpers/dist.ts";
+import { metricsUrl, scrape } from "./helpers/metrics.ts";
+import { startUp, topologyFile } from "./helpers/up.ts";
+import { closeQuietly, sleep } from "./helpers/raw.ts";
+import { dial } from "../wire/net.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+/** Most descriptors the victim may open beyond those it holds now. */
+const HEADROOM = 24;
+
+/** Lowers `pid`'s open-file limit to what it holds now plus {@link HEADROOM}. */
+async function squeeze(pid: number): Promise<void> {
+  const held = [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+  const limit = held + HEADROOM;
+  const out = await new Deno.Command("prlimit", {
+    args: [`--pid=${pid}`, `--nofile=${limit}:${limit}`],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
+/**
+ * Opens (and holds) connections to `port` until the victim runs out of
+ * descriptors: 3 × HEADROOM, or fewer when connecting fails. Each sends one
+ * byte so the server takes it from its backlog.
+ */
+async function flood(port: number): Promise<Deno.Conn[]> {
+  const held: Deno.Conn[] = [];
+  for (let i = 0; i < 3 * HEADROOM; i++) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      held.push(c);
+      await c.write(Uint8Array.of(0x47)).catch(() => {});
+    } catch {
+      break; // Refused: the listener is gone (before the fix) or its backlog is full.
+    }
+  }
+  await sleep(300); // Time for the server to accept what it can and fail on the rest.
+  return held;
+}
+
+/** Whether `status` has not settled within `ms`. */
+async function stillRunning(status: Promise<Deno.CommandStatus>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const r = await Promise.race([
+    status.then(() => false),
+    new Promise<boolean>((res) => timer = setTimeout(() => res(true), ms)),
+  ]);
+  clearTimeout(timer);
+  return r;
+}
+
+/** Retries `f` every 100 ms until it resolves, at most `ms`. */
+async function eventually<T>(f: () => Promise<T>, ms: number, what: string): Promise<T> {
+  const end = performance.now() + ms;
+  let last: unknown;
+  while (performance.now() < end) {
+    try {
+      return await f();
+    } catch (err) {
+      last = err;
+      await sleep(100);
+    }
+  }
+  throw new Error(`${what} within ${ms} ms: ${last}`);
+}
+
+Deno.test({
+  name: "attack: a flood on --metrics past the file limit leaves the role alive, serving again",
+  ...opts,
+  async fn() {
+    const victim = await startDist(["server", "--port", "0", "--metrics", "127.0.0.1:0"]);
+    let held: Deno.Conn[] = [];
+    try {
+      const url = await metricsUrl(victim.stderr);
+      await scrape(url);
+      await squeeze(victim.child.pid);
+      held = await flood(Number(new URL(url).port));
+      assert.ok(held.length > HEADROOM, `only ${held.length} connections could be opened`);
+      for (const c of held) closeQuietly(c);
+      held = [];
+      assert.ok(
+        await stillRunning(victim.child.status, 500),
+        `the role died:\n${victim.stderr().slice(-2000)}`,
+      );
+      const text = await eventually(() => scrape(url), 8000, "metrics served again");
+      assert.match(text, /^dist_info\{/m);
+      assert.match(victim.stderr(), /The metrics server stopped \(.*Too many open files/);
+      // The role itself answers too.
+      const peer = await dial({ host: "127.0.0.1", port: victim.port }, {
+        role: "client",
+        name: "attack",
+      });
+      try {
+        assert.equal(await peer.call("add", { a: 2, b: 3 }), 5);
+      } finally {
+        await peer.close();
+      }
+    } finally {
+      for (const c of held) closeQuietly(c);
+      await victim.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "attack: a flood on dist up's dashboard past the file limit leaves the cluster up",
+  ...opts,
+  async fn() {
+    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
+    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    let held: Deno.Conn[] = [];
+    try {
+      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
+      const base = ready[1];
+      const get = async () => {
+        const r = await fetch(new URL("/api/cluster", base));
+        assert.equal(r.status, 200);
+        return await r.json();
+      };
+      await get();
+      await squeeze(up.child.pid);
+      held = await flood(Number(new URL(base).port));
+      assert.ok(held.length > HEADROOM, `only ${held.length} connections could be opened`);
+      for (const c of held) closeQuietly(c);
+      held = [];
+      assert.ok(
+        await stillRunning(up.child.status, 500),
+        `the launcher died:\n${up.stdout().slice(-1500)}\n${up.stderr().slice(-1500)}`,
+      );
+      const cluster = await eventually(get, 8000, "the dashboard served again");
+      assert.equal(cluster.instances.length, 1);
+      assert.match(
+        up.stdout() + up.stderr(),
+        /The dashboard server stopped \(.*Too many open files/,
+      );
+      assert.doesNotMatch(up.stdout(), /Stopping/);
+    } finally {
+      for (const c of held) closeQuietly(c);
+      await up.stop();
+      await Deno.remove(file).catch(() => {});
+    }
+  },
+});
