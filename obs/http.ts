@@ -27,6 +27,9 @@ export interface KeptOptions {
   what: string;
   /** Says a failure (default: a warning through the logger). */
   warn?: (message: string) => void;
+  /** PEM certificate and key: serve HTTPS. */
+  cert?: string;
+  key?: string;
 }
 
 /** First pause before serving again, and the longest. */
@@ -44,7 +47,7 @@ const log = getLogger(["dist", "http"]);
  */
 export function serveKept(
   options: KeptOptions,
-  handler: (request: Request) => Response | Promise<Response>,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
 ): KeptServer {
   const warn = options.warn ?? ((message: string) => log.warn(message));
   let stopped = false;
@@ -54,9 +57,13 @@ export function serveKept(
 
   const start = (): Deno.HttpServer<Deno.NetAddr> => {
     const started = performance.now();
+    const tls = options.cert !== undefined && options.key !== undefined
+      ? { cert: options.cert, key: options.key }
+      : {};
     const server = Deno.serve({
       hostname: options.hostname,
       port,
+      ...tls,
       onListen: () => {},
       onError: () => new Response("Internal error\n", { status: 500 }),
     }, handler);
