@@ -99,8 +99,15 @@ export function binderServing(parts: BinderParts): Serving {
               `page through them with binder.list`,
           );
         }
-        if (!watchers.add(peer, p.service)) {
+        const refused = watchers.add(peer, p.service);
+        if (refused === "connection") {
           throw new DistError("OVERLOADED", "Too many watches on one connection");
+        }
+        if (refused === "binder") {
+          throw new DistError(
+            "OVERLOADED",
+            `Too many watches on this binder (--max-watches ${watchers.max})`,
+          );
         }
         return { service: p.service, instances };
       }),

@@ -32,7 +32,12 @@ import { HybridClock } from "./clock.ts";
 import { type Entry, Registry } from "./registry.ts";
 import { Replicator } from "./replication.ts";
 import { Verifier } from "./verify.ts";
-import { isVisibleChange, Watchers } from "./watch.ts";
+import {
+  DEFAULT_MAX_WATCHES,
+  isVisibleChange,
+  RESERVED_WATCHES_PER_CONN,
+  Watchers,
+} from "./watch.ts";
 import { DurableRegistry } from "./durable.ts";
 import { replicationLag } from "../../obs/mod.ts";
 import { FSYNC_OPTION, STORE_OPTIONS, storeOptions } from "../../store/mod.ts";
@@ -80,6 +85,13 @@ const BINDER_OPTIONS = defineOptions({
     description: "Most entries (live and recently removed); more registrations are OVERLOADED; " +
       "entries from peers fill 9/10 at most",
     default: 100_000,
+    min: 1,
+  },
+  maxWatches: {
+    type: "integer",
+    description: "Most binder.watch subscriptions in all, across connections (each connection's " +
+      `first ${RESERVED_WATCHES_PER_CONN} are granted anyway); more are OVERLOADED`,
+    default: DEFAULT_MAX_WATCHES,
     min: 1,
   },
   ...STORE_OPTIONS,
@@ -153,7 +165,10 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
     catchUpMs: options.catchUp,
   });
   if (ctx.metrics) replicator.lag = replicationLag(ctx.metrics.registry);
-  const watchers = new Watchers((service) => watchList(registry, service, options.maxFrame));
+  const watchers = new Watchers(
+    (service) => watchList(registry, service, options.maxFrame),
+    options.maxWatches,
+  );
   registry.onChange((entry, previous) => {
     if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
   });

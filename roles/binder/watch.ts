@@ -16,6 +16,18 @@ export interface WatchConn {
 
 /** Most services one connection may watch. */
 export const MAX_WATCHES_PER_CONN = 10_000;
+/**
+ * Watches of a connection granted even when the binder is at its
+ * `--max-watches`: a flood of watches over many connections cannot keep a
+ * client that watches a few services out (and the bound stays
+ * max-watches + this × max-connections).
+ */
+export const RESERVED_WATCHES_PER_CONN = 16;
+/** Default of `--max-watches`: watches in all, across connections. */
+export const DEFAULT_MAX_WATCHES = 100_000;
+
+/** Why {@link Watchers.add} refused a watch. */
+export type WatchRefusal = "connection" | "binder";
 
 /** Whether a change of an entry changes what watchers of its service see. */
 export function isVisibleChange(entry: Entry, previous: Entry | undefined): boolean {
@@ -36,47 +48,62 @@ export class Watchers {
   #byConn = new Map<WatchConn, Set<string>>();
   #pending = new Set<string>();
   #list: (service: string) => Instance[] | undefined;
+  #max: number;
+  #total = 0;
 
   /**
    * @param list the live instances of a service, as watchers see them
    *   (undefined: too many for a frame, nothing is sent)
+   * @param max watches in all (`--max-watches`), past each connection's reserved ones
    */
-  constructor(list: (service: string) => Instance[] | undefined) {
+  constructor(list: (service: string) => Instance[] | undefined, max = DEFAULT_MAX_WATCHES) {
     this.#list = list;
+    this.#max = max;
+  }
+
+  /** The binder-wide bound (`--max-watches`). */
+  get max(): number {
+    return this.#max;
   }
 
   /** Watchers in all (a connection watching two services counts twice). */
   get count(): number {
-    let n = 0;
-    for (const set of this.#byService.values()) n += set.size;
-    return n;
+    return this.#total;
   }
 
   /**
    * Starts sending changes of `service` to `conn` (until it closes).
-   * @returns false when the connection watches too many services already
+   * @returns undefined when granted, else who is at its bound: the
+   *   connection (MAX_WATCHES_PER_CONN) or the binder (`--max-watches`)
    */
-  add(conn: WatchConn, service: string): boolean {
+  add(conn: WatchConn, service: string): WatchRefusal | undefined {
     let services = this.#byConn.get(conn);
     if (services === undefined) {
       this.#byConn.set(conn, services = new Set());
       conn.closed.then(() => this.#forget(conn));
     }
-    if (!services.has(service) && services.size >= MAX_WATCHES_PER_CONN) return false;
+    if (services.has(service)) return undefined;
+    if (services.size >= MAX_WATCHES_PER_CONN) return "connection";
+    // A watch costs 0.4 to 1.5 KB: without a bound across connections, a peer
+    // opening many could grow the binder without limit.
+    if (services.size >= RESERVED_WATCHES_PER_CONN && this.#total >= this.#max) return "binder";
     services.add(service);
+    this.#total++;
     let conns = this.#byService.get(service);
     if (conns === undefined) this.#byService.set(service, conns = new Set());
     conns.add(conn);
-    return true;
+    return undefined;
   }
 
   /** Stops sending changes of `service` to `conn`. */
   remove(conn: WatchConn, service: string): boolean {
     const had = this.#byConn.get(conn)?.delete(service) ?? false;
+    if (!had) return false;
+    this.#total--;
     const conns = this.#byService.get(service);
     conns?.delete(conn);
     if (conns?.size === 0) this.#byService.delete(service);
-    return had;
+    return true;
   }
 
   /** Notes that `service` changed; watchers hear of it at the end of this turn. */
@@ -110,7 +137,7 @@ export class Watchers {
   }
 
   #forget(conn: WatchConn): void {
-    for (const service of this.#byConn.get(conn) ?? []) this.remove(conn, service);
+    for (const service of [...this.#byConn.get(conn) ?? []]) this.remove(conn, service);
     this.#byConn.delete(conn);
   }
 }

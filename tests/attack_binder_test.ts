@@ -1,0 +1,73 @@
+/**
+ * A binder against a peer that watches services it will never use, over
+ * many connections. Each watch costs the binder up to 1.5 KB of RSS; the only
+ * bound was 10,000 per connection, so a peer opening connections (10,000
+ * allowed) could grow the binder by gigabytes. `--max-watches` bounds them
+ * across connections, and each connection's first few are granted anyway,
+ * so the flood cannot keep a real client from watching its service.
+ */
+import assert from "node:assert/strict";
+import { connectTo, reg, startBinder, waitUntil } from "./helpers/binder.ts";
+import { DistError, type Peer } from "../wire/mod.ts";
+import { RESERVED_WATCHES_PER_CONN } from "../roles/binder/watch.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+/** Watches `count` made-up services on `peer`; how many were granted, and the refusals. */
+async function watchMany(peer: Peer, tag: string, count: number) {
+  const results = await Promise.allSettled(
+    Array.from({ length: count }, (_, i) => peer.call("binder.watch", { service: `${tag}-${i}` })),
+  );
+  const refused = results.filter((r) => r.status === "rejected").map((r) => r.reason as DistError);
+  return { granted: count - refused.length, refused };
+}
+
+Deno.test({
+  name: "attack: watches are bounded across connections, and a real client still watches",
+  ...opts,
+  async fn() {
+    const max = 200;
+    const b = await startBinder({ maxWatches: max });
+    const flood: Peer[] = [];
+    try {
+      let granted = 0;
+      for (let c = 0; c < 4; c++) {
+        const peer = await connectTo(b.address);
+        flood.push(peer);
+        const r = await watchMany(peer, `fake${c}`, 100);
+        granted += r.granted;
+        for (const e of r.refused) {
+          assert.equal(e.code, "OVERLOADED");
+          assert.match(e.message, /Too many watches on this binder \(--max-watches 200\)/);
+        }
+      }
+      // 100 + 100, then only each later connection's reserved ones.
+      assert.equal(granted, max + 2 * RESERVED_WATCHES_PER_CONN);
+      let stats = await b.call("sys.stats") as { watchers: number };
+      assert.equal(stats.watchers, granted);
+
+      // A client watching its service is served, and hears of a new instance.
+      const changes: unknown[] = [];
+      const client = await connectTo(b.address, "client", (method, params) => {
+        if (method === "binder.changed") changes.push(params);
+      });
+      flood.push(client);
+      await client.call("binder.watch", { service: "compute" });
+      await b.call("binder.register", reg(21999));
+      await waitUntil(() => changes.length === 1, "binder.changed to the real client");
+
+      // Closing the flood gives its room back.
+      for (const p of flood.splice(0, 2)) p.close();
+      await waitUntil(async () => {
+        stats = await b.call("sys.stats") as { watchers: number };
+        return stats.watchers === granted + 1 - 200;
+      }, "the closed connections' watches to go");
+      const again = await connectTo(b.address);
+      flood.push(again);
+      assert.equal((await watchMany(again, "later", 150)).granted, 150);
+    } finally {
+      for (const p of flood) p.close();
+      await b.stop();
+    }
+  },
+});
