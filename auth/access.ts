@@ -7,6 +7,7 @@
  */
 import type { Access, Resource } from "../wire/mod.ts";
 import type { Grants } from "./permissions.ts";
+import { ops } from "../clients/contracts/ops.ts";
 
 /**
  * Methods any authenticated user may call: they tell nothing but the
@@ -25,7 +26,17 @@ export function userAccess(grants: Grants): Access {
     check(method: string, resource?: Resource): void {
       if (resource?.action === "role") return grants.requireRole(resource.name);
       if (resource !== undefined) return grants.require(resource.action, resource.name);
-      if (!OPEN_METHODS.has(method)) grants.require("methods", method);
+      if (!OPEN_METHODS.has(method)) grants.require("methods", canonical(method));
     },
   };
+}
+
+/**
+ * The name a method is checked under: an operation's alias (`divisione`) is
+ * the operation (`div`). A server's dispatch checks the operation it runs,
+ * but a balancer checks what it forwards before any table has resolved the
+ * alias: checked as sent, a user denied `div` got it as `divisione`.
+ */
+function canonical(method: string): string {
+  return Object.hasOwn(ops.aliases, method) ? ops.aliases[method] : method;
 }
