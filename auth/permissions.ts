@@ -178,7 +178,13 @@ export class Grants {
       this.#methodCache.set(subject, why);
       return why;
     }
-    return this.#decide(kind, subject);
+    // A topic is checked as the topic it names: `secret` is `/secret`, and
+    // `+` is `/+`. Segmented as sent, `secret` read as the segment `ecret`
+    // and passed a deny of `/secret` (the broker normalizes after the check).
+    const topic = kind === "publish" || kind === "subscribe"
+      ? normalizeTopic(subject, { pattern: kind === "subscribe" })
+      : subject;
+    return this.#decide(kind, topic);
   }
 
   #decide(kind: RuleKind, subject: string): string | undefined {

@@ -77,3 +77,52 @@ for (const passthrough of [true, false]) {
     }
   });
 }
+
+Deno.test("attack: a topic without its leading slash is checked as the topic it names", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".toml" });
+  const SPY = "spy-token-0123456789";
+  await Deno.writeTextFile(
+    file,
+    `[users.spy]
+token = "${hashToken(SPY)}"
+publish = { allow = ["/"], deny = ["/secret"] }
+subscribe = { allow = ["/"], deny = ["/secret"] }
+`,
+  );
+  const broker = await startDist(["broker", "--port", "0", "--users", file]);
+  let spy: Peer | undefined;
+  try {
+    spy = await as(broker.address, SPY);
+    for (const topic of ["secret", "secret/x", "secret/"]) {
+      await denied(
+        spy.call("broker.publish", { topic, value: 1 }),
+        `User "spy" may not publish /secret${
+          topic.slice(6).replace(/\/$/, "")
+        } (denied by "/secret")`,
+      );
+      await denied(
+        spy.call("broker.subscribe", { topic }),
+        `User "spy" may not subscribe /secret${
+          topic.slice(6).replace(/\/$/, "")
+        } (denied by "/secret")`,
+      );
+    }
+    // "+" is every first segment, /secret among them.
+    await denied(
+      spy.call("broker.subscribe", { topic: "+" }),
+      'User "spy" may not subscribe /+ (denied by "/secret")',
+    );
+    await denied(
+      spy.call("broker.topics", { prefix: "secret" }),
+      'User "spy" may not subscribe /secret (denied by "/secret")',
+    );
+    // What is allowed stays allowed, written either way.
+    const ok = await spy.call("broker.publish", { topic: "news", value: 1 }) as { topic: string };
+    assert.equal(ok.topic, "/news");
+    await spy.call("broker.subscribe", { topic: "news/+" });
+  } finally {
+    spy?.close();
+    await broker.stop();
+    await Deno.remove(file);
+  }
+});
