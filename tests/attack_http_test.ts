@@ -14,6 +14,7 @@ import { metricsUrl, scrape } from "./helpers/metrics.ts";
 import { startUp, topologyFile } from "./helpers/up.ts";
 import { closeQuietly, sleep } from "./helpers/raw.ts";
 import { dial } from "../wire/net.ts";
+import { parseAddress } from "../config/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -150,6 +151,41 @@ Deno.test({
       assert.doesNotMatch(up.stdout(), /Stopping/);
     } finally {
       for (const c of held) closeQuietly(c);
+      await up.stop();
+      await Deno.remove(file).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "attack: many concurrent /api/stats requests cost an instance one sys.stats, not one each",
+  ...opts,
+  async fn() {
+    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
+    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    try {
+      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
+      const address = up.stdout().match(/s1 ready at (\S+)/)![1];
+      const requests = async () => {
+        const peer = await dial(parseAddress(address), { role: "client", name: "attack" });
+        try {
+          return ((await peer.call("sys.stats")) as { requests: number }).requests;
+        } finally {
+          peer.close();
+        }
+      };
+      const before = await requests();
+      // Each used to dial the instance and ask it: 100 connections and handshakes.
+      const answers = await Promise.all(
+        Array.from({ length: 100 }, async () => {
+          const r = await fetch(new URL("/api/stats/s1", ready[1]));
+          return r.status === 200 ? (await r.json()).stats?.name : r.status;
+        }),
+      );
+      assert.deepEqual(new Set(answers), new Set(["s1"]));
+      const asked = await requests() - before - 1; // Less our own sys.stats.
+      assert.ok(asked <= 5, `the instance was asked ${asked} times`);
+    } finally {
       await up.stop();
       await Deno.remove(file).catch(() => {});
     }

@@ -55,6 +55,9 @@ export interface PollerOptions {
   clientName?: string;
 }
 
+/** How long an answer out of turn is given again rather than asked anew (ms). */
+const FRESH_MS = 500;
+
 /** One instance's kept connection. */
 interface Link {
   address?: string;
@@ -67,6 +70,8 @@ export class StatsPoller {
   #options: Required<PollerOptions>;
   #links = new Map<string, Link>();
   #latest = new Map<string, PollResult>();
+  /** Questions out of turn under way, by instance. */
+  #asking = new Map<string, Promise<PollResult>>();
   #listeners = new Set<(results: ReadonlyMap<string, PollResult>) => void>();
   #watchers = 0;
   #loop?: Promise<void>;
@@ -160,13 +165,27 @@ export class StatsPoller {
     }
   }
 
-  /** Asks one instance now, out of turn (a page asking for its sys.stats). */
+  /**
+   * Asks one instance now, out of turn (a page asking for its sys.stats).
+   * Questions at the same time share one, and an answer younger than
+   * {@link FRESH_MS} is given again: each used to dial the instance, so any
+   * local process could make the launcher hammer an instance with
+   * connections, handshakes and credential checks through the dashboard.
+   */
   async pollOne(name: string): Promise<PollResult | undefined> {
     const target = this.#targets.find((t) => t.name === name);
     if (target === undefined || this.#closed) return undefined;
-    const result = await this.#ask(target);
-    this.#latest.set(name, result);
-    return result;
+    const last = this.#latest.get(name);
+    if (last !== undefined && Date.now() - last.at < FRESH_MS) return last;
+    let asking = this.#asking.get(name);
+    if (asking === undefined) {
+      asking = this.#ask(target).then((result) => {
+        this.#latest.set(name, result);
+        return result;
+      }).finally(() => this.#asking.delete(name));
+      this.#asking.set(name, asking);
+    }
+    return await asking;
   }
 
   async #ask(target: PollTarget): Promise<PollResult> {
