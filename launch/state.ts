@@ -6,7 +6,7 @@
  * gone is ignored (and cleaned up).
  */
 import { resolve } from "node:path";
-import { DEFAULT_TOPOLOGY_FILE } from "../config/mod.ts";
+import { DEFAULT_TOPOLOGY_FILE, UsageError } from "../config/mod.ts";
 
 /** One instance as its launcher sees it. */
 export interface InstanceState {
@@ -44,6 +44,53 @@ export function stateDir(): string {
   return `${tmp}/dist-${Deno.uid() ?? "user"}`;
 }
 
+/**
+ * Why the state directory may not be trusted, or undefined when it may (or
+ * does not exist yet: it is made 0700). It must be a directory, not a link,
+ * of this user's, that nobody else may write: under a shared /tmp another
+ * user can make `dist-<uid>` first, and then read or plant what dist keeps
+ * there (state files a second `dist up` obeys, `data_dir = "auto"`'s
+ * databases, `tls = "auto"`'s CA key) or link a file name of ours to one of
+ * the victim's that it then overwrites.
+ */
+export function stateDirProblem(): string | undefined {
+  const dir = stateDir();
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(dir);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    return `${dir} cannot be checked (${(err as Error).message})`;
+  }
+  if (info.isSymlink) return `${dir} is a symbolic link`;
+  if (!info.isDirectory) return `${dir} is not a directory`;
+  const uid = Deno.uid();
+  if (uid !== null && info.uid !== null && info.uid !== uid) {
+    return `${dir} belongs to another user (uid ${info.uid})`;
+  }
+  if (info.mode !== null && (info.mode & 0o022) !== 0) {
+    return `${dir} may be written by others (mode ${(info.mode & 0o777).toString(8)})`;
+  }
+  return undefined;
+}
+
+/**
+ * The state directory, made if missing, for what must not be read or
+ * planted by others (databases, TLS keys).
+ * @throws {UsageError} when it may not be trusted ({@link stateDirProblem})
+ */
+export function ownStateDir(): string {
+  const dir = stateDir();
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const problem = stateDirProblem();
+  if (problem !== undefined) {
+    throw new UsageError(
+      `Cannot keep files in ${problem}: remove it, or set DIST_STATE_DIR to a directory of yours`,
+    );
+  }
+  return dir;
+}
+
 /** How a topology file is named in state files: its absolute path. */
 export function topologyKey(file: string | undefined): string {
   return file === undefined ? DEFAULT_TOPOLOGY_FILE : resolve(file);
@@ -74,7 +121,7 @@ export async function placeDataDirs(
   const hash = await shortHash([topology]);
   for (const instance of instances) {
     if (instance.options.dataDir === AUTO_DATA_DIR) {
-      instance.options.dataDir = `${stateDir()}/data/${hash}/${instance.name}`;
+      instance.options.dataDir = `${ownStateDir()}/data/${hash}/${instance.name}`;
     }
   }
 }
@@ -146,6 +193,8 @@ export class StateWriter {
     try {
       const path = await (this.#path ??= fileName(this.state));
       await Deno.mkdir(stateDir(), { recursive: true, mode: 0o700 });
+      // Not in a directory someone else controls (dist up says so once).
+      if (stateDirProblem() !== undefined) return;
       const temp = `${path}.${Deno.pid}.tmp`;
       await Deno.writeTextFile(temp, JSON.stringify(this.state));
       await Deno.rename(temp, path);
@@ -164,6 +213,7 @@ export class StateWriter {
   async remove(): Promise<void> {
     await this.#writing;
     this.#closed = true;
+    if (stateDirProblem() !== undefined) return; // Nothing of ours is there.
     try {
       await Deno.remove(await (this.#path ??= fileName(this.state)));
     } catch {
@@ -175,6 +225,8 @@ export class StateWriter {
 /** The state of every live launcher of `file` on this machine. */
 export async function readStates(file: string): Promise<LauncherState[]> {
   const states: LauncherState[] = [];
+  // Files in a directory another user controls tell nothing about ours.
+  if (stateDirProblem() !== undefined) return states;
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(stateDir())];

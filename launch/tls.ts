@@ -20,7 +20,7 @@ import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
 import { type CertAndKey, certNames, readTlsFiles } from "../cert/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 import { listens } from "./plan.ts";
-import { stateDir } from "./state.ts";
+import { ownStateDir } from "./state.ts";
 
 /** Host values that mean "every address": not a name a dialer uses. */
 const WILDCARDS = new Set(["0.0.0.0", "::", "[::]", ""]);
@@ -31,7 +31,7 @@ const RENEW_BEFORE_MS = 30 * 86_400_000;
 export function autoTlsDir(topology: Topology, key: string): string {
   if (topology.tls?.dir !== undefined) return resolve(topology.tls.dir);
   const hash = createHash("sha256").update(key).digest("hex").slice(0, 16);
-  return join(stateDir(), `tls-${hash}`);
+  return join(ownStateDir(), `tls-${hash}`);
 }
 
 /**

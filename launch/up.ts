@@ -19,7 +19,7 @@ import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
 import { DEFAULT_DASHBOARD, type OpenDashboard, openDashboard } from "./dashboard/mod.ts";
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
-import { placeDataDirs, readStates, StateWriter, topologyKey } from "./state.ts";
+import { placeDataDirs, readStates, stateDirProblem, StateWriter, topologyKey } from "./state.ts";
 import { applyTls, ensureTlsFiles } from "./tls.ts";
 import { DistError } from "../wire/mod.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -153,6 +153,10 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   }
   const output = new Output(plan.instances.map((p) => p.instance.name), { colour: wantsColour() });
   say = (text) => output.say(text);
+  const unsafe = stateDirProblem();
+  if (unsafe !== undefined) {
+    output.say(`Not keeping state: ${unsafe} (dist status will not see this launcher)`);
+  }
   if (dashboard?.note) output.say(dashboard.note);
   let made: string[];
   try {
