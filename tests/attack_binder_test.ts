@@ -71,3 +71,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "attack: binder.diff keeps one peer key per connection, whatever nodes it names",
+  ...opts,
+  async fn() {
+    const b = await startBinder();
+    let fake: Peer | undefined;
+    try {
+      // Any local process may say "binder" and call binder.diff (it reads): each call
+      // naming another node used to keep its key, so one connection grew the binder
+      // without bound (200,000 calls: +255 MB of RSS).
+      fake = await connectTo(b.address, "binder");
+      const calls = Array.from(
+        { length: 300 },
+        (_, i) =>
+          fake!.call("binder.diff", { node: `node-${i}`, key: "k".repeat(64), digest: {} })
+            .catch((e: DistError) => e),
+      );
+      for (const r of await Promise.all(calls)) {
+        assert.ok(r instanceof DistError && r.code === "BAD_REQUEST", String(r));
+      }
+      const keys = async () =>
+        ((await b.call("sys.stats")) as { replication: { peer_keys: number } }).replication
+          .peer_keys;
+      assert.equal(await keys(), 1);
+      // A node name longer than a binder's is refused before anything is kept.
+      const other = await connectTo(b.address, "binder");
+      await assert.rejects(
+        other.call("binder.diff", { node: "n".repeat(1100), key: "k", digest: {} }),
+        /"node" must be/,
+      );
+      assert.equal(await keys(), 1);
+      other.close();
+      fake.close();
+      await waitUntil(async () => await keys() === 0, "the key to go with its connection");
+    } finally {
+      fake?.close();
+      await b.stop();
+    }
+  },
+});

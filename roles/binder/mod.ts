@@ -270,7 +270,11 @@ function registryStats(
     notifications: watchers.sent,
     notifications_failed: watchers.failed,
     clock_drift_ms: registry.clock.drift,
-    replication: { ...replicator.counters, peers: replicator.peers() },
+    replication: {
+      ...replicator.counters,
+      peer_keys: replicator.peerKeys,
+      peers: replicator.peers(),
+    },
   };
 }
 

@@ -56,6 +56,8 @@ const MAX_SYNC_RECORDS = 100_000;
 export const MAX_BAD_PUSHES = 10;
 /** Least time between two "Registry full" warnings (ms). */
 const FULL_WARNING_MS = 10_000;
+/** Longest node id a binder.diff may name (a binder's is its name, a dot and 8 characters). */
+const MAX_NODE_LENGTH = 1024;
 
 export interface ReplicationOptions {
   registry: Registry;
@@ -124,6 +126,11 @@ export class Replicator {
   /** Binders that dialed this one (their `binder.diff` says who they are), by connection. */
   #inbound = new Map<Peer, string>();
   #trust = new Trust();
+
+  /** Keys of binders that dialed this one, held now (`peer_keys` in sys.stats). */
+  get peerKeys(): number {
+    return this.#trust.keys;
+  }
   /** What an anti-entropy round needs of this replicator. */
   #host: RoundHost;
   /** Bad pushes received, by connection. */
@@ -294,6 +301,12 @@ export class Replicator {
    */
   onDiff(params: unknown, conn?: Peer): DiffAnswer {
     const p = paramsObject(params, "binder.diff");
+    if (p.node !== undefined && (typeof p.node !== "string" || p.node.length > MAX_NODE_LENGTH)) {
+      throw new DistError(
+        "BAD_REQUEST",
+        `"node" must be a binder's id of up to ${MAX_NODE_LENGTH} characters`,
+      );
+    }
     if (p.node === this.#options.node) {
       throw new DistError("BAD_REQUEST", "This binder is the caller itself", {
         data: { self: true },

@@ -46,6 +46,13 @@ export class Trust {
   readonly key = crypto.randomUUID();
   /** Keys of the binders that dialed this one (in their binder.diff), by node: sent back in binder.sync. */
   #peerKeys = new Map<string, { key: string; conn: Peer }>();
+  /** The node each connection named first: the only one whose key it may give. */
+  #nodeOf = new WeakMap<Peer, string>();
+
+  /** Keys held now (one at most per open connection). */
+  get keys(): number {
+    return this.#peerKeys.size;
+  }
 
   /**
    * Keeps the key a binder that dialed this one sent (it is sent back in
@@ -55,6 +62,11 @@ export class Trust {
    */
   keepKey(node: string, key: unknown, conn: Peer): void {
     if (typeof key !== "string" || key.length > 64) return;
+    // One node per connection: naming a new node at each call, one connection
+    // (any local process may say "binder" and read) grew this map without bound.
+    const named = this.#nodeOf.get(conn);
+    if (named === undefined) this.#nodeOf.set(conn, node);
+    else if (named !== node) return;
     const held = this.#peerKeys.get(node);
     if (held !== undefined && !held.conn.isClosed) return;
     this.#peerKeys.set(node, { key, conn });
