@@ -209,3 +209,43 @@ Deno.test("hostile publish bytes are refused with a DistError and the connection
     }
   });
 });
+
+Deno.test("MessagePack values queued for a slow MessagePack subscriber arrive as sent, in order", async () => {
+  await withBroker(async (b) => {
+    const sm = await raw(b.port, "msgpack");
+    const pm = await raw(b.port, "msgpack");
+    try {
+      const params = { topic: "/s", policy: "drop-oldest" };
+      await writeAll(sm.conn, frame(mpEncode({ id: 1, method: "broker.subscribe", params })));
+      assert.ok((mpDecode((await sm.reader.frame())!) as { result?: unknown }).result);
+      // Not reading for now: about 3 MB, past the kernel's buffers and max-pending.
+      const value = (i: number) =>
+        oddMsgpack({ seq: i, "ü": [i, true, null, 1.5], pad: "v".repeat(1000) });
+      const n = 3000;
+      for (let i = 0; i < n; i++) {
+        await writeAll(pm.conn, msgpackPublish(`/s/${i % 3}`, value(i), false));
+      }
+      await writeAll(pm.conn, msgpackPublish("/s/end", value(-1), false));
+      // Whatever survived is its publisher's bytes exactly, in order per topic.
+      const last = [-1, -1, -1];
+      for (;;) {
+        const f = (await sm.reader.frame(5000))!;
+        assert.ok(f !== null, "connection still open");
+        const m = mpDecode(f) as {
+          method: string;
+          params: { topic: string; value: { seq: number } };
+        };
+        if (m.method !== "broker.message") continue;
+        if (m.params.topic === "/s/end") break;
+        const t = Number(m.params.topic.slice(3)), seq = m.params.value.seq;
+        assert.ok(indexOf(f, value(seq)) > 0, `${seq}: exact MessagePack bytes`);
+        assert.equal(seq % 3, t);
+        assert.ok(seq > last[t], `in order on ${m.params.topic}`);
+        last[t] = seq;
+      }
+      assert.deepEqual(last, [n - 3, n - 2, n - 1], "the newest of each topic arrived");
+    } finally {
+      for (const c of [sm, pm]) c.conn.close();
+    }
+  }, { maxPending: 256 * 1024 });
+});

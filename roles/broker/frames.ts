@@ -121,26 +121,55 @@ function jsonParts(msg: Message): boolean {
   return true;
 }
 
+/** The same for MessagePack subscribers: a MessagePack publish's value as it came in. */
+let mpPartsMsg: Message | undefined;
+let mpPartsValue: unknown;
+let mpPartsPrefix = EMPTY;
+let mpPartsBytes = EMPTY;
+let mpPartsFlags = EMPTY;
+
+/** Whether `msg` goes to MessagePack subscribers as parts; if so, they are set. */
+function mpParts(msg: Message): boolean {
+  const value = msg.value;
+  if (msg === mpPartsMsg && value === mpPartsValue) return true;
+  if (!(value instanceof RawMsgpack) || msg.encoded?.[1] !== undefined) return false;
+  mpPartsMsg = msg;
+  mpPartsValue = value;
+  mpPartsPrefix = mpPrefix(msg.topic, msg.retained);
+  mpPartsBytes = value.bytes;
+  mpPartsFlags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
+  return true;
+}
+
 /** Drops the parts kept for the last message (its value's bytes are about to be reused). */
 export function forgetParts(): void {
-  partsMsg = partsValue = undefined;
+  partsMsg =
+    partsValue =
+    mpPartsMsg =
+    mpPartsValue =
+      undefined;
   partsPrefix = partsBytes = partsFlags = EMPTY;
+  mpPartsPrefix = mpPartsBytes = mpPartsFlags = EMPTY;
 }
 
 /**
  * Bytes of the frame of `msg` with `tail` in `codec` (header included).
- * A JSON value still in its JSON text (a fast-path publish) is measured, not encoded.
+ * A value still in its bytes as it came (a fast-path publish, to its codec) is measured, not encoded.
  */
 export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): number {
   if (codec === "json" && jsonParts(msg)) {
     return HEADER + partsPrefix.length + partsBytes.length + partsFlags.length + tail.length;
+  }
+  if (codec === "msgpack" && mpParts(msg)) {
+    return HEADER + mpPartsPrefix.length + mpPartsBytes.length + mpPartsFlags.length + tail.length;
   }
   return deliveryHead(msg, codec).length + tail.length;
 }
 
 /**
  * Appends the frame of `msg` with `tail` to `out`. A JSON value still in
- * its JSON text goes in as parts (prefix, value, flags, tail) with no head
+ * its JSON text (or a MessagePack value in its bytes, to MessagePack
+ * subscribers) goes in as parts (prefix, value, flags, tail) with no head
  * built at all: nothing to encode, only bytes to copy. Otherwise the head
  * encoded once per codec (cached on the message) is copied.
  * Precondition: `deliverySize` is within the frame limit.
@@ -152,8 +181,11 @@ export function writeDelivery(
   tail: Uint8Array,
 ): void {
   const at = out.length;
-  if (codec === "json" && jsonParts(msg)) {
-    const prefix = partsPrefix, value = partsBytes, flags = partsFlags;
+  const json = codec === "json";
+  if (json ? jsonParts(msg) : mpParts(msg)) {
+    const prefix = json ? partsPrefix : mpPartsPrefix;
+    const value = json ? partsBytes : mpPartsBytes;
+    const flags = json ? partsFlags : mpPartsFlags;
     const len = prefix.length + value.length + flags.length + tail.length;
     out.reserve(HEADER + len);
     const b = out.bytes;
