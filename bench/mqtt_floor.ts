@@ -32,6 +32,7 @@ import { fileURLToPath } from "node:url";
 import { type BenchFlags, median, onPath, rssOf } from "./_common.ts";
 import { startMosquitto } from "./mqtt.ts";
 import { fdLimit } from "./idle.ts";
+import { serveBare } from "./bare_server.ts";
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
@@ -93,48 +94,12 @@ function usage(): Usage {
 
 async function serve(mode: string): Promise<void> {
   let port: number;
-  if (mode === "node") {
-    const net = await import("node:net");
-    const kept = new Set<unknown>();
-    const server = net.createServer((socket) => {
-      kept.add(socket);
-      socket.on("data", () => {});
-      socket.on("error", () => {});
-      socket.on("close", () => kept.delete(socket));
-    });
-    port = await new Promise<number>((resolve) =>
-      server.listen(0, "127.0.0.1", () => resolve((server.address() as { port: number }).port))
-    );
-  } else if (mode === "dist") {
+  if (mode === "dist") {
     const { startMqttBroker } = await import("../tests/helpers/mqtt.ts");
     const b = await startMqttBroker({ maxConnections: 20_000, logLevel: "warning" });
     port = b.mqttPort;
   } else {
-    const size = mode === "hold" ? 0 : Number(mode.replace("read", ""));
-    if (!(size >= 0)) throw new Error(`mqtt_floor: unknown mode ${mode}`);
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    port = (listener.addr as Deno.NetAddr).port;
-    const held = new Set<Deno.Conn>();
-    (async () => {
-      for await (const conn of listener) {
-        if (size === 0) {
-          held.add(conn);
-          continue;
-        }
-        (async () => {
-          const buf = new Uint8Array(size);
-          try {
-            while ((await conn.read(buf)) !== null) { /* discard */ }
-          } catch {
-            // Gone.
-          } finally {
-            try {
-              conn.close();
-            } catch { /* closed */ }
-          }
-        })();
-      }
-    })();
+    port = await serveBare(mode);
   }
   console.log(port);
   // One line in ("usage"), one JSON line out.
