@@ -250,6 +250,20 @@ export class MqttConnection implements PacketHost, PublishSide {
       );
     }
     if (this.#closed) return;
+    // The will is a publish the broker makes for this user later: it needs
+    // the same permission, asked now (unchecked, a user allowed to publish
+    // nothing wrote a retained value anywhere by vanishing).
+    if (this.#will !== undefined) {
+      try {
+        this.#identity?.access?.check("broker.publish", {
+          action: "publish",
+          name: this.#will.topic,
+        });
+      } catch (err) {
+        this.#will = undefined;
+        return this.#connack(this.#v5 ? 0x87 : 5, `a will: ${DistError.from(err).message}`);
+      }
+    }
     let keepAlive = p.keepalive ?? 0;
     const max = this.#front.limits.maxKeepAliveS ?? 0;
     // MQTT 5 can be told a shorter one (3.1.1 cannot: its own stands).

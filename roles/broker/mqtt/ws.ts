@@ -15,6 +15,7 @@
  * deadline as on TCP.
  */
 import type { TlsSettings } from "../../../wire/tls.ts";
+import { serveKept } from "../../../obs/http.ts";
 
 /** Bytes received and not yet read by the connection, past which it is closed. */
 const UNREAD_MAX = 4 * 1024 * 1024;
@@ -140,37 +141,31 @@ export function serveWebSocket(
   port: number,
   tls: TlsSettings | undefined,
 ): { addr: Deno.NetAddr; close(): void } {
-  const abort = new AbortController();
   const secure = tls?.cert !== undefined && tls.key !== undefined
     ? { cert: tls.cert, key: tls.key }
     : {};
-  const server = Deno.serve({
-    hostname,
-    port,
-    ...secure,
-    signal: abort.signal,
-    onListen: () => {},
-    handler: (req, info) => {
-      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-        return new Response("MQTT over WebSocket here (subprotocol mqtt)\n", {
-          status: 426,
-          headers: { upgrade: "websocket" },
-        });
-      }
-      const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) =>
-        p.trim()
-      );
-      const protocol = SUBPROTOCOLS.find((p) => offered.includes(p));
-      if (protocol === undefined) {
-        return new Response("The WebSocket subprotocol must be mqtt\n", { status: 400 });
-      }
-      if (host.refuses()) return new Response("Too many connections\n", { status: 503 });
-      // Read before the upgrade, which takes the request.
-      const remote = info.remoteAddr as Deno.NetAddr;
-      const { socket, response } = Deno.upgradeWebSocket(req, { protocol, idleTimeout: 0 });
-      host.adopt(new WsConn(socket, remote) as unknown as Deno.Conn);
-      return response;
-    },
+  // Kept serving when Deno's accept loop fails (a flood past the file
+  // limit): unhandled, that failure ended the broker.
+  const server = serveKept({ hostname, port, what: "MQTT WebSocket", ...secure }, (req, info) => {
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("MQTT over WebSocket here (subprotocol mqtt)\n", {
+        status: 426,
+        headers: { upgrade: "websocket" },
+      });
+    }
+    const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) =>
+      p.trim()
+    );
+    const protocol = SUBPROTOCOLS.find((p) => offered.includes(p));
+    if (protocol === undefined) {
+      return new Response("The WebSocket subprotocol must be mqtt\n", { status: 400 });
+    }
+    if (host.refuses()) return new Response("Too many connections\n", { status: 503 });
+    // Read before the upgrade, which takes the request.
+    const remote = info.remoteAddr as Deno.NetAddr;
+    const { socket, response } = Deno.upgradeWebSocket(req, { protocol, idleTimeout: 0 });
+    host.adopt(new WsConn(socket, remote) as unknown as Deno.Conn);
+    return response;
   });
-  return { addr: server.addr as Deno.NetAddr, close: () => abort.abort() };
+  return { addr: server.addr, close: () => void server.shutdown() };
 }
