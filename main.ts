@@ -22,6 +22,7 @@ import {
 } from "./roles/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { DistError } from "./wire/mod.ts";
+import { printableText } from "./roles/_printable.ts";
 import { loadCpuUsage, MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
 import { status, up, watchLauncher } from "./launch/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
@@ -132,7 +133,8 @@ function fail(err: unknown): number {
     return 2;
   }
   if (err instanceof DistError) {
-    console.error(`dist: ${err.code}: ${err.message}`);
+    // A peer's message (an error a worker made up, say): printed with its controls escaped.
+    console.error(`dist: ${err.code}: ${printableText(err.message)}`);
     return 1;
   }
   // The runtime's own errors (a busy port, a bad address) are the user's to

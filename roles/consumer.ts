@@ -23,10 +23,8 @@ import {
   BROKER_OPTIONS,
   brokerConnection,
   firstConnectionOrStop,
-  formatValue,
-  isPrintable,
-  printableJson,
 } from "./_broker_link.ts";
+import { formatValue, isPrintable, printableJson } from "./_printable.ts";
 
 const log = getLogger(["dist", "consumer"]);
 

@@ -4,6 +4,7 @@ import { type CallOptions, DistError, type PeerInfo, type Response } from "../..
 import { Connection, type ConnectOptions } from "../../clients/connection.ts";
 import type { Operation } from "../ops.ts";
 import { connSettings } from "../_flags.ts";
+import { formatValue, printableJson } from "../_printable.ts";
 
 /**
  * What the modes send requests through: a library Connection to one address,
@@ -175,14 +176,13 @@ export function round(ms: number): number {
 
 /** A result as a person reads it: numbers and text bare, anything else as JSON. */
 export function formatResult(result: unknown): string {
-  if (typeof result === "string") return result;
-  if (typeof result === "number") return String(result);
-  return JSON.stringify(result);
+  // A server's or worker's answer: never raw escapes or several lines on the terminal.
+  return typeof result === "number" ? String(result) : formatValue(result);
 }
 
 /** The one-line JSON of an outcome: `{"ok":true,"result":7,"by":"server-5557","ms":0.21}`. */
 export function outcomeJson(outcome: Outcome, extra?: Record<string, unknown>): string {
-  return JSON.stringify({ ...extra, ...outcome });
+  return printableJson({ ...extra, ...outcome });
 }
 
 /** Counts of `by` as `server-1 ×12, server-2 ×8`. */

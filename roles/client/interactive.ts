@@ -2,6 +2,7 @@ import { createInterface, type Interface } from "node:readline";
 import { DistError } from "../../wire/mod.ts";
 import { OPERATION_HELP, parseOperation } from "../ops.ts";
 import { exitNow } from "../_role.ts";
+import { printableText } from "../_printable.ts";
 import {
   formatResult,
   inFlight,
@@ -200,6 +201,6 @@ async function runLine(words: string[], link: Link, options: ModeOptions): Promi
   }
   if (options.json) options.out(outcomeJson(outcome));
   else if (outcome.ok) options.out(formatResult(outcome.result));
-  else options.out(`error ${outcome.error!.code}: ${outcome.error!.message}`);
+  else options.out(`error ${outcome.error!.code}: ${printableText(outcome.error!.message)}`);
   return outcome.ok ? 0 : 1;
 }

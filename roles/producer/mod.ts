@@ -17,9 +17,9 @@ import {
   brokerConnection,
   firstConnection,
   firstConnectionOrStop,
-  formatValue,
   parseValue,
 } from "../_broker_link.ts";
+import { formatValue } from "../_printable.ts";
 import { GENERATOR_NAMES, GENERATORS, type Publication } from "./generators.ts";
 import { formatLoadSummary, progressBar, type PublishCounts, runLoad } from "./load.ts";
 
