@@ -15,7 +15,30 @@ import {
 } from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
 import { readSecurity, type TopologyTls } from "./_security.ts";
-import { isReferenceName, mergeOptions, portKeysOf, roleSpec, toCamel, toSnake } from "./values.ts";
+import {
+  formatAddress,
+  isReferenceName,
+  mergeOptions,
+  portKeysOf,
+  roleSpec,
+  toCamel,
+  toSnake,
+  tryAddress,
+} from "./values.ts";
+
+/**
+ * Address options an instance listens on beside its ports: on a replicated
+ * entry their port counts up like a port option's (else every replica
+ * would bind the same one), and they are checked for clashes alike.
+ */
+const LISTEN_ADDRESSES = ["metrics"];
+
+/** The host and non-zero port of a listening address option, if it has one. */
+function listenAddress(value: unknown): { host: string; port: number } | undefined {
+  if (typeof value !== "string") return undefined;
+  const address = tryAddress(value, "127.0.0.1");
+  return typeof address === "string" || address.port === 0 ? undefined : address;
+}
 
 const RESTART: OptionDef = {
   type: "choice",
@@ -173,8 +196,10 @@ export class TopologyLoader {
       } else this.#problems.add(undefined, `${total} instances: ${limit}`);
     }
     entries.forEach((entry, i) => {
-      for (const key of portKeys(roleSpec(this.#roles[entry.role]))) {
-        const first = bases[i][key];
+      for (const key of [...portKeys(roleSpec(this.#roles[entry.role])), ...LISTEN_ADDRESSES]) {
+        const first = LISTEN_ADDRESSES.includes(key)
+          ? listenAddress(bases[i][key])?.port
+          : bases[i][key];
         if (typeof first !== "number" || first === 0) continue;
         const last = first + entry.replicas - 1;
         if (last <= MAX_PORT) continue;
@@ -294,6 +319,10 @@ export class TopologyLoader {
         const first = base[key];
         if (typeof first === "number" && first !== 0) options[key] = first + replica - 1;
       }
+      for (const key of LISTEN_ADDRESSES) {
+        const first = listenAddress(base[key]);
+        if (first) options[key] = formatAddress({ ...first, port: first.port + replica - 1 });
+      }
       const instance: Instance = {
         name,
         role: entry.role,
@@ -336,12 +365,22 @@ export class TopologyLoader {
     const taken = new Map<string, { instance: Instance; key: string }>();
     for (const instance of instances) {
       const entry = this.#entryOf.get(instance)!;
-      for (const key of portKeysOf(this.#roles[instance.role], instance.options)) {
-        const port = instance.options[key];
+      const listens = [
+        ...portKeysOf(this.#roles[instance.role], instance.options),
+        ...LISTEN_ADDRESSES,
+      ];
+      for (const key of listens) {
+        const listen = LISTEN_ADDRESSES.includes(key)
+          ? listenAddress(instance.options[key])
+          : undefined;
+        const port = listen ? listen.port : instance.options[key];
         if (typeof port !== "number" || port === 0) continue;
         // A value that was not valid fell back to the default: no clash to report for it.
         if (entry.invalid.has(key) || this.#invalidDefaults.has(key)) continue;
-        const host = instance.host.toLowerCase().replace(/^localhost$/, "127.0.0.1");
+        const host = (listen?.host ?? instance.host).toLowerCase().replace(
+          /^localhost$/,
+          "127.0.0.1",
+        );
         const address = `${host}:${port}`;
         const other = taken.get(address);
         if (other === undefined) {

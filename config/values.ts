@@ -75,7 +75,7 @@ export interface Address {
 }
 
 /** The address, or the reason it is not one. */
-function tryAddress(text: string, defaultHost: string): Address | string {
+export function tryAddress(text: string, defaultHost: string): Address | string {
   const value = text.trim();
   if (value === "") return "empty";
   let host: string;

@@ -122,6 +122,35 @@ Deno.test("parseTopology() rejects two instances on one host and port, naming bo
   load('[[server]]\nhost = "10.0.0.1"\n[[balancer]]\nhost = "10.0.0.2"\nport = 5557\n');
 });
 
+Deno.test("parseTopology(): a replicated entry's metrics port counts up, and clashes are named", () => {
+  // Found by a hostile-peer review: every replica was given one metrics address, and the second
+  // crash-looped on it.
+  const t = load('[[server]]\nreplicas = 3\nport = 7100\nmetrics = "127.0.0.1:7200"\n');
+  assert.deepEqual(
+    ["server-1", "server-2", "server-3"].map((n) => options(t, n).metrics),
+    ["127.0.0.1:7200", "127.0.0.1:7201", "127.0.0.1:7202"],
+  );
+  // Port 0 (a free one each) stays 0.
+  const free = load('[[server]]\nreplicas = 2\nport = 7100\nmetrics = "127.0.0.1:0"\n');
+  assert.equal(options(free, "server-2").metrics, "127.0.0.1:0");
+  throwsUsage(
+    () =>
+      load(
+        '[[server]]\nreplicas = 2\nport = 7100\nmetrics = "127.0.0.1:7300"\n\n[[balancer]]\nport = 7500\nmetrics = "127.0.0.1:7301"\n',
+      ),
+    /balancer\.metrics: 127\.0\.0\.1:7301 is used by both server-2 and balancer/,
+  );
+  throwsUsage(
+    () =>
+      load('[[server]]\nport = 7400\n\n[[balancer]]\nport = 7500\nmetrics = "127.0.0.1:7400"\n'),
+    /balancer\.metrics: 127\.0\.0\.1:7400 is used by both server and balancer/,
+  );
+  throwsUsage(
+    () => load('[[server]]\nreplicas = 3\nport = 7100\nmetrics = "127.0.0.1:65534"\n'),
+    /server\.metrics: 3 replicas from port 65534 go up to 65536/,
+  );
+});
+
 Deno.test("parseTopology() rejects an unknown reference with a suggestion", () => {
   const text = '[[server]]\nreplicas = 2\n\n[[client]]\nconnect = "server-3"\n';
   throwsUsage(
