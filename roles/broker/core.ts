@@ -5,6 +5,7 @@
  * {@link Sink} that carries its deliveries.
  */
 import { DistError } from "../../wire/mod.ts";
+import { cut } from "../../wire/_log.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
@@ -149,6 +150,23 @@ export class BrokerCore {
     this.#now = options.now ?? this.#turnClock;
   }
 
+  /** Set while the broker publishes its own statistics (publishSystem). */
+  #system = false;
+
+  /**
+   * Publishes one of the broker's own statistics under `/$SYS/`, retained.
+   * Clients may not publish there (as in Mosquitto): a forged, retained
+   * `$SYS/broker/version` would stand until the broker restarted.
+   */
+  publishSystem(topic: string, value: unknown): void {
+    this.#system = true;
+    try {
+      this.publish(topic, value, true, 0);
+    } finally {
+      this.#system = false;
+    }
+  }
+
   /**
    * Routes one message to every subscription that covers its topic (one
    * member per group), and with `retain` makes it the topic's retained value
@@ -160,6 +178,7 @@ export class BrokerCore {
    * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
   publish(rawTopic: unknown, value: unknown, retain = true, qos = 2): PublishResult {
+    // (Clients' topics under /$SYS are refused: see publishSystem.)
     // One publish in 8 is timed: a clock read costs about 0.1 µs, a publish a few.
     const t0 = this.delivery !== undefined && (++this.#sampled & 7) === 0 ? performance.now() : 0;
     if (value !== undefined && !(value instanceof EncodedValue)) checkValue(value);
@@ -171,6 +190,7 @@ export class BrokerCore {
     let created = false;
     if (topic === undefined) {
       const name = normalizeTopic(rawTopic);
+      if (!this.#system) refuseSystemTopic(name);
       topic = this.topics.get(name);
       if (topic === undefined) {
         if (this.overBudget) throw overloaded("no new topics");
@@ -178,7 +198,7 @@ export class BrokerCore {
         created = true;
         this.#makeRoom();
       }
-    }
+    } else if (!this.#system) refuseSystemTopic(topic.name);
     if (!created) this.topics.touch(topic, now);
     topic.messagesIn++;
     this.messagesIn++;
@@ -425,4 +445,16 @@ export class BrokerCore {
 
 function overloaded(what: string): DistError {
   return new DistError("OVERLOADED", `The broker is at its memory budget (max-memory): ${what}`);
+}
+
+/**
+ * Refuses a client's publish to `/$SYS/…` (the broker's own statistics);
+ * one character compared for every other topic.
+ */
+function refuseSystemTopic(name: string): void {
+  if (name.charCodeAt(1) !== 36 /* $ */ || !(name === "/$SYS" || name.startsWith("/$SYS/"))) return;
+  throw new DistError(
+    "UNAUTHORIZED",
+    `Topics under /$SYS are the broker's own statistics, not for clients to publish (${cut(name)})`,
+  );
 }

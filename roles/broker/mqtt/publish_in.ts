@@ -4,6 +4,7 @@
  * MQTT 5 Topic Alias), its properties read, its QoS exchange answered.
  * Made at a connection's first PUBLISH: a subscriber holds none of it.
  */
+import { DistError } from "../../../wire/mod.ts";
 import type { Identity } from "../../../wire/credentials.ts";
 import { MqttPayload, topicFromMqtt } from "./mapping.ts";
 import type { MqttSession } from "./session.ts";
@@ -98,9 +99,11 @@ export class Inbound {
       c.front.core.publish(topic, value, p.retain, qos);
       c.front.messagesIn++;
     } catch (err) {
-      // A topic the core refuses (too deep, spaces): our limit, not the client's fault.
+      // A topic the core refuses: $SYS (not authorized), or too deep, spaces (our limit, not
+      // the client's fault).
       this.#lastBytes = undefined;
-      return this.#refuse(c, qos, id, 0x90, (err as Error).message);
+      const reason = err instanceof DistError && err.code === "UNAUTHORIZED" ? 0x87 : 0x90;
+      return this.#refuse(c, qos, id, reason, (err as Error).message);
     } finally {
       value.release();
     }

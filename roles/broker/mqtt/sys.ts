@@ -72,7 +72,7 @@ export class SysTopics {
       this.#last.set(topic, value);
       const payload = MqttPayload.borrow(encoder.encode(value));
       try {
-        this.#core.publish(topic, payload, true, 0);
+        this.#core.publishSystem(topic, payload);
       } finally {
         payload.release();
       }
