@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { CallTable, type RawAnswerSink } from "../wire/calls.ts";
-import { Envelope, scanJson } from "../wire/json_scan.ts";
+import { Envelope, scanJson } from "../wire/json_envelope.ts";
 import { DistError } from "../wire/mod.ts";
 import { waitFor } from "./helpers/raw.ts";
 

@@ -4,7 +4,7 @@
  * failing them all when the connection goes.
  */
 import { DistError } from "./errors.ts";
-import { Envelope, scanJson } from "./json_scan.ts";
+import { Envelope, scanJson } from "./json_envelope.ts";
 import { cut } from "./_log.ts";
 
 /** Per-call options of `Peer.call` and `Peer.request`. */

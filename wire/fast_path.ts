@@ -9,7 +9,7 @@ import type { DistError } from "./errors.ts";
 import { jsonCodec } from "./codec.ts";
 import type { FramedConn, FrameWriter } from "./conn.ts";
 import type { OutBuffer } from "./frame.ts";
-import { Envelope, scanJson } from "./json_scan.ts";
+import { Envelope, scanJson } from "./json_envelope.ts";
 import type { Admission } from "./admission.ts";
 import type { CallTable } from "./calls.ts";
 import type { Peer } from "./peer.ts";

@@ -1,11 +1,11 @@
 /**
- * The scanner of byte pass-through (see passthrough.ts): where each
- * top-level member of a JSON message sits in its payload, every value
- * checked to be valid JSON as the strict decoder wants it, nothing built.
+ * The JSON value scanner of the byte paths: a value checked in one pass to
+ * be valid JSON as the strict decoder wants it, nothing built (the broker's
+ * publish reader, pubsub_json.ts; the envelope of byte pass-through,
+ * json_envelope.ts).
  */
 import { MAX_DEPTH } from "./codec.ts";
 
-const EMPTY = new Uint8Array(0);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
@@ -17,66 +17,6 @@ const CLOSE_BRACKET = 0x5d;
 
 /** Longest string id or method the scanner reads itself (the Peer's limits). */
 const MAX_NAME = 256;
-
-/**
- * The top-level members of one JSON message, as byte spans of `payload`
- * (`[start, end)`, -1 when absent; string spans include their quotes).
- * Valid only as long as `payload` is (a frame is a view of the read buffer).
- */
-export class Envelope {
-  payload: Uint8Array = EMPTY;
-  /** A request's or a response's id, when it is a safe integer or a plain string. */
-  id: number | string | undefined;
-  idStart = -1;
-  idEnd = -1;
-  method: string | undefined;
-  methodStart = -1;
-  methodEnd = -1;
-  paramsStart = -1;
-  paramsEnd = -1;
-  resultStart = -1;
-  resultEnd = -1;
-  errorStart = -1;
-  errorEnd = -1;
-  /** A string `by` (a span of a JSON string), else -1. */
-  byStart = -1;
-  byEnd = -1;
-  /** False only for a literal `"idem": false`. */
-  idempotent = true;
-
-  /** A request: a method and an id. */
-  get isRequest(): boolean {
-    return this.method !== undefined && this.id !== undefined;
-  }
-
-  /** A response to one of our calls: a numeric id, no method, a result or an error. */
-  get isResponse(): boolean {
-    return this.method === undefined && typeof this.id === "number" &&
-      (this.resultStart >= 0 || this.errorStart >= 0);
-  }
-
-  /** Forgets the last scan; the next one describes `payload`. */
-  reset(payload: Uint8Array): void {
-    this.payload = payload;
-    this.id = this.method = undefined;
-    this.idStart =
-      this.idEnd =
-      this.methodStart =
-      this.methodEnd =
-        -1;
-    this.paramsStart =
-      this.paramsEnd =
-      this.resultStart =
-      this.resultEnd =
-        -1;
-    this.errorStart =
-      this.errorEnd =
-      this.byStart =
-      this.byEnd =
-        -1;
-    this.idempotent = true;
-  }
-}
 
 /** The index of the first byte at or after `i` that is not JSON whitespace. */
 export function skipSpace(b: Uint8Array, i: number): number {
@@ -341,132 +281,11 @@ export function plainInteger(b: Uint8Array, start: number, end: number): number 
   return negative ? -n : n;
 }
 
-/** Which member a key names. */
-enum Key {
-  Other,
-  Id,
-  Method,
-  Params,
-  Result,
-  Error,
-  By,
-  Idem,
-}
-
-function keyOf(b: Uint8Array, s: number, e: number): Key {
-  switch (e - s) {
-    case 2:
-      if (b[s] === 0x69 && b[s + 1] === 0x64) return Key.Id; // id
-      if (b[s] === 0x62 && b[s + 1] === 0x79) return Key.By; // by
-      return Key.Other;
-    case 4:
-      return b[s] === 0x69 && b[s + 1] === 0x64 && b[s + 2] === 0x65 && b[s + 3] === 0x6d
-        ? Key.Idem
-        : Key.Other;
-    case 5:
-      return equals(b, s, ERROR_KEY) ? Key.Error : Key.Other;
-    case 6:
-      if (equals(b, s, METHOD_KEY)) return Key.Method;
-      if (equals(b, s, PARAMS_KEY)) return Key.Params;
-      if (equals(b, s, RESULT_KEY)) return Key.Result;
-      return Key.Other;
-  }
-  return Key.Other;
-}
-
-export const ascii = (s: string) => new TextEncoder().encode(s);
-const ERROR_KEY = ascii("error");
-const METHOD_KEY = ascii("method");
-const PARAMS_KEY = ascii("params");
-const RESULT_KEY = ascii("result");
+export const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const FALSE = ascii("false");
 
-function equals(b: Uint8Array, at: number, word: Uint8Array): boolean {
+/** Whether `word` is at `at` in `b`. */
+export function equals(b: Uint8Array, at: number, word: Uint8Array): boolean {
   for (let i = 0; i < word.length; i++) if (b[at + i] !== word[i]) return false;
   return true;
-}
-
-/**
- * Scans a JSON payload that is one object, filling `env` with the spans of
- * its top-level members.
- * @returns false when the payload is not something the scanner reads
- * itself (then decode it the ordinary way)
- */
-export function scanJson(payload: Uint8Array, env: Envelope): boolean {
-  env.reset(payload);
-  const b = payload;
-  let i = skipSpace(b, 0);
-  if (b[i] !== OPEN_BRACE) return false;
-  i = skipSpace(b, i + 1);
-  while (true) {
-    if (b[i] !== QUOTE) return false;
-    let k = i + 1;
-    while (k < b.length && b[k] !== QUOTE) {
-      // Keys the scanner reads itself are plain printable ASCII.
-      if (b[k] === BACKSLASH || b[k] < 0x20 || b[k] >= 0x80) return false;
-      k++;
-    }
-    if (k >= b.length) return false;
-    const key = keyOf(b, i + 1, k);
-    i = skipSpace(b, k + 1);
-    if (b[i] !== COLON) return false;
-    const start = skipSpace(b, i + 1);
-    // Members sit inside the message object, at depth 1.
-    const end = skipValue(b, start, 1);
-    if (end < 0) return false;
-    if (!take(env, key, start, end)) return false;
-    i = skipSpace(b, end);
-    if (b[i] === COMMA) {
-      i = skipSpace(b, i + 1);
-      continue;
-    }
-    return b[i] === CLOSE_BRACE && skipSpace(b, i + 1) === b.length;
-  }
-}
-
-/** Records one member; false on a duplicate or an id/method the scanner leaves to the decoder. */
-function take(env: Envelope, key: Key, start: number, end: number): boolean {
-  const b = env.payload;
-  switch (key) {
-    case Key.Id:
-      if (env.idStart >= 0) return false;
-      env.id = b[start] === QUOTE ? plainString(b, start, end) : plainInteger(b, start, end);
-      if (env.id === undefined) return false;
-      env.idStart = start;
-      env.idEnd = end;
-      return true;
-    case Key.Method:
-      if (env.methodStart >= 0) return false;
-      env.method = plainString(b, start, end);
-      env.methodStart = start;
-      env.methodEnd = end;
-      return env.method !== undefined;
-    case Key.Params:
-      if (env.paramsStart >= 0) return false;
-      env.paramsStart = start;
-      env.paramsEnd = end;
-      return true;
-    case Key.Result:
-      if (env.resultStart >= 0) return false;
-      env.resultStart = start;
-      env.resultEnd = end;
-      return true;
-    case Key.Error:
-      if (env.errorStart >= 0) return false;
-      env.errorStart = start;
-      env.errorEnd = end;
-      return true;
-    case Key.By:
-      if (env.byStart >= 0 || (env.byEnd === -2)) return false;
-      if (b[start] === QUOTE) {
-        env.byStart = start;
-        env.byEnd = end;
-      } else env.byEnd = -2; // seen, not a string: ignored as the decoder ignores it
-      return true;
-    case Key.Idem:
-      env.idempotent = !(end - start === 5 && equals(b, start, FALSE));
-      return true;
-    default:
-      return true;
-  }
 }

@@ -18,7 +18,8 @@
  *   aborts), `admission.ts` (the peer's requests: limits, budget, held
  *   frames), `classify.ts` (what a message is), `answers.ts` (results and
  *   errors) and `fast_path.ts` (byte-level handling: raw frames, pass-through
- *   via `json_scan.ts` and `passthrough.ts`);
+ *   via `json_envelope.ts`, `json_scan.ts` (a JSON value checked as bytes)
+ *   and `passthrough.ts`);
  * - `check.ts` parsers of untrusted values, and `contract.ts` a service's
  *   methods defined once: `dispatch` serves them, `call`/`request` call them
  *   and check the answer (the contracts are in clients/contracts/);
@@ -107,7 +108,7 @@ export {
   type ListenOptions,
 } from "./net.ts";
 export { exclusiveRoots, type TlsPeer, type TlsSettings } from "./tls.ts";
-export { Envelope, scanJson } from "./json_scan.ts";
+export { Envelope, scanJson } from "./json_envelope.ts";
 export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
 export { type AddressSource, Redialer, type RedialOptions } from "./redial.ts";
 export {

@@ -20,7 +20,8 @@
  */
 import { DistError } from "./errors.ts";
 import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
-import { ascii, type Envelope } from "./json_scan.ts";
+import { ascii } from "./json_scan.ts";
+import type { Envelope } from "./json_envelope.ts";
 
 const CLOSE_BRACE = 0x7d;
 
