@@ -13,7 +13,6 @@ const COMMA = 0x2c;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
 
 /** Longest string id or method the scanner reads itself (the Peer's limits). */
 const MAX_NAME = 256;
@@ -56,16 +55,26 @@ for (let c = 0x20; c < 0x80; c++) PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 
  * Unicode, so every codec can carry it.
  */
 export function skipString(b: Uint8Array, i: number): number {
+  return stringRest(b, i + 1);
+}
+
+/** skipString from `j`, inside the string: the first byte not read yet. */
+function stringRest(b: Uint8Array, j: number): number {
   const n = b.length;
-  let j = i + 1;
   while (j < n) {
     // Runs of printable ASCII (most of most strings) cost one table read a byte.
     while (PLAIN[b[j]] === 1) j++;
     if (j >= n) return -1;
     const c = b[j];
     if (c === QUOTE) return j + 1;
-    if (c < 0x20) return -1;
-    if (c === BACKSLASH) {
+    if (c >= 0x80) {
+      // Two-byte sequences (accented Latin letters) in place, the others in skipUtf8.
+      if (c >= 0xc2 && c <= 0xdf && (b[j + 1] & 0xc0) === 0x80) j += 2;
+      else {
+        j = skipUtf8(b, j);
+        if (j < 0) return -1;
+      }
+    } else if (c === BACKSLASH) {
       const e = b[j + 1];
       if (e === 0x75) { // \uXXXX
         const unit = hexUnit(b, j + 2);
@@ -85,12 +94,7 @@ export function skipString(b: Uint8Array, i: number): number {
         e === 0x6e || e === 0x72 || e === 0x74
       ) j += 2;
       else return -1;
-    } else if (c < 0x80) j++;
-    else {
-      const end = skipUtf8(b, j);
-      if (end < 0) return -1;
-      j = end;
-    }
+    } else return -1; // a control character
   }
   return -1;
 }
@@ -163,10 +167,10 @@ function latin1(b: Uint8Array, from: number, to: number): string {
   return text;
 }
 
-const TRUE = new TextEncoder().encode("true");
-const NULL = new TextEncoder().encode("null");
-
-/** Containers open in one skipValue call: 1 for an object, 0 for an array. */
+/**
+ * Containers open in one skipValue call, each as the byte that closes it
+ * (`}` for an object, `]` for an array).
+ */
 const OPEN = new Uint8Array(MAX_DEPTH + 1);
 
 /**
@@ -175,83 +179,88 @@ const OPEN = new Uint8Array(MAX_DEPTH + 1);
  * containers deeper than MAX_DEPTH are refused, as the decoder refuses them.
  *
  * One loop with its own stack of open containers rather than a call per
- * value, and plain ASCII strings and single spaces read in place (the
- * broker reads every publish's value here: the recursive form was a fifth
- * of its CPU per message).
+ * value, and the common tokens read in place: plain ASCII strings and keys,
+ * integers, literals and single spaces (the broker reads every publish's
+ * value here; the rest, escapes, non-ASCII text, fractions and exponents,
+ * is left to skipString's and skipNumber's full checks).
  */
 export function skipValue(b: Uint8Array, i: number, depth: number): number {
   const room = MAX_DEPTH - depth;
   let top = 0;
   let j = i;
-  value: while (true) {
+  /** Whether a key comes first (a member of an object). */
+  let key = false;
+  while (true) {
+    if (key) {
+      if (b[j] !== QUOTE) return -1;
+      j++;
+      while (PLAIN[b[j]] === 1) j++;
+      if (b[j] === QUOTE) j++;
+      else if ((j = stringRest(b, j)) < 0) return -1;
+      if (b[j] !== COLON) {
+        if (b[j] <= 0x20) j = skipSpace(b, j);
+        if (b[j] !== COLON) return -1;
+      }
+      j++;
+      if (b[j] <= 0x20) j = skipSpace(b, j);
+    }
     // A value starts at j.
     const c = b[j];
     if (c === QUOTE) {
-      let k = j + 1;
-      while (PLAIN[b[k]] === 1) k++;
-      j = b[k] === QUOTE ? k + 1 : skipString(b, j);
-      if (j < 0) return -1;
+      j++;
+      while (PLAIN[b[j]] === 1) j++;
+      if (b[j] === QUOTE) j++;
+      else if ((j = stringRest(b, j)) < 0) return -1;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (top >= room) return -1;
-      const object = c === OPEN_BRACE;
-      OPEN[top++] = object ? 1 : 0;
+      const close = c + 2; // } or ]
       j++;
       if (b[j] <= 0x20) j = skipSpace(b, j);
-      if (b[j] === (object ? CLOSE_BRACE : CLOSE_BRACKET)) {
-        top--;
-        j++;
-      } else {
-        if (object) {
-          j = skipKey(b, j);
-          if (j < 0) return -1;
-        }
-        continue value;
+      if (b[j] !== close) {
+        OPEN[top++] = close;
+        key = close === CLOSE_BRACE;
+        continue;
       }
-    } else if (c === 0x74) {
-      if (!equals(b, j, TRUE)) return -1;
+      j++;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      // An integer in place; a fraction, an exponent or a long one is skipNumber's.
+      let k = c === 0x2d ? j + 1 : j;
+      let d = b[k];
+      if (d === 0x30) d = b[++k];
+      else if (d >= 0x31 && d <= 0x39) {
+        do d = b[++k]; while (d >= 0x30 && d <= 0x39);
+      } else return -1;
+      if (d === 0x2e || d === 0x65 || d === 0x45 || k - j > 300) {
+        if ((j = skipNumber(b, j)) < 0) return -1;
+      } else j = k;
+    } else if (c === 0x74) { // true
+      if (b[j + 1] !== 0x72 || b[j + 2] !== 0x75 || b[j + 3] !== 0x65) return -1;
       j += 4;
-    } else if (c === 0x66) {
-      if (!equals(b, j, FALSE)) return -1;
+    } else if (c === 0x66) { // false
+      if (b[j + 1] !== 0x61 || b[j + 2] !== 0x6c || b[j + 3] !== 0x73 || b[j + 4] !== 0x65) {
+        return -1;
+      }
       j += 5;
-    } else if (c === 0x6e) {
-      if (!equals(b, j, NULL)) return -1;
+    } else if (c === 0x6e) { // null
+      if (b[j + 1] !== 0x75 || b[j + 2] !== 0x6c || b[j + 3] !== 0x6c) return -1;
       j += 4;
-    } else {
-      j = skipNumber(b, j);
-      if (j < 0) return -1;
-    }
+    } else return -1;
     // After a value: a comma, or the end of containers.
     while (top > 0) {
-      if (b[j] <= 0x20) j = skipSpace(b, j);
-      const k = b[j];
+      let k = b[j];
+      if (k <= 0x20) k = b[j = skipSpace(b, j)];
       if (k === COMMA) {
         j++;
         if (b[j] <= 0x20) j = skipSpace(b, j);
-        if (OPEN[top - 1] === 1) {
-          j = skipKey(b, j);
-          if (j < 0) return -1;
-        }
-        continue value;
+        break;
       }
-      if (k !== (OPEN[top - 1] === 1 ? CLOSE_BRACE : CLOSE_BRACKET)) return -1;
+      if (k !== OPEN[top - 1]) return -1;
       top--;
       j++;
     }
-    return j;
+    if (top === 0) return j;
+    key = OPEN[top - 1] === CLOSE_BRACE;
   }
-}
-
-/** Past an object's key and its colon at `j`: the start of the member's value, or -1. */
-function skipKey(b: Uint8Array, j: number): number {
-  if (b[j] !== QUOTE) return -1;
-  let k = j + 1;
-  while (PLAIN[b[k]] === 1) k++;
-  j = b[k] === QUOTE ? k + 1 : skipString(b, j);
-  if (j < 0) return -1;
-  if (b[j] <= 0x20) j = skipSpace(b, j);
-  if (b[j] !== COLON) return -1;
-  j++;
-  return b[j] <= 0x20 ? skipSpace(b, j) : j;
 }
 
 /** A plain string's text (no escapes, ASCII, at most MAX_NAME chars), else undefined. */
@@ -282,7 +291,6 @@ export function plainInteger(b: Uint8Array, start: number, end: number): number 
 }
 
 export const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
-const FALSE = ascii("false");
 
 /** Whether `word` is at `at` in `b`. */
 export function equals(b: Uint8Array, at: number, word: Uint8Array): boolean {

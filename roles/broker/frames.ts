@@ -96,60 +96,50 @@ function jsonHead(msg: Message): Uint8Array {
 }
 
 /**
- * The parts of a JSON delivery written from its value's text, for the
- * message being fanned out: its deliveries are written one after another,
- * so the topic's prefix is looked up once per message, not per delivery.
- * Keyed by the message and its value (a held message's value is replaced
- * by its detached form), and forgotten when a borrowed value is released.
+ * The parts of a delivery written from its value's bytes as they came (a
+ * fast-path publish's JSON text to JSON subscribers, or its MessagePack to
+ * MessagePack ones), for the message being fanned out: its deliveries are
+ * written one after another, so the topic's prefix is looked up once per
+ * message, not per delivery. Keyed by the message and its value (a held
+ * message's value is replaced by its detached form), and forgotten when a
+ * borrowed value is released. A value has parts in its own codec only, so
+ * one set serves both.
  */
 let partsMsg: Message | undefined;
 let partsValue: unknown;
+let partsCodec: CodecName | undefined;
 let partsPrefix = EMPTY;
 let partsBytes = EMPTY;
 let partsFlags = EMPTY;
 
-/** Whether `msg` goes to JSON subscribers as parts (see above); if so, they are set. */
-function jsonParts(msg: Message): boolean {
+/** Whether `msg` goes to `codec`'s subscribers as parts (see above); if so, they are set. */
+function hasParts(msg: Message, codec: CodecName): boolean {
   const value = msg.value;
-  if (msg === partsMsg && value === partsValue) return true;
-  if (!(value instanceof RawJson) || msg.encoded?.[0] !== undefined) return false;
+  if (msg === partsMsg && value === partsValue) return codec === partsCodec;
+  let own: CodecName;
+  if (value instanceof RawJson) own = "json";
+  else if (value instanceof RawMsgpack) own = "msgpack";
+  else return false;
+  // A head already made (for a delivery that waits) is copied instead.
+  if (own !== codec || msg.encoded?.[CODEC_SLOT[own]] !== undefined) return false;
   partsMsg = msg;
   partsValue = value;
-  partsPrefix = topicPrefix(msg.topic);
+  partsCodec = own;
   partsBytes = value.bytes;
-  partsFlags = msg.retained ? RETAINED_TRUE : EMPTY;
-  return true;
-}
-
-/** The same for MessagePack subscribers: a MessagePack publish's value as it came in. */
-let mpPartsMsg: Message | undefined;
-let mpPartsValue: unknown;
-let mpPartsPrefix = EMPTY;
-let mpPartsBytes = EMPTY;
-let mpPartsFlags = EMPTY;
-
-/** Whether `msg` goes to MessagePack subscribers as parts; if so, they are set. */
-function mpParts(msg: Message): boolean {
-  const value = msg.value;
-  if (msg === mpPartsMsg && value === mpPartsValue) return true;
-  if (!(value instanceof RawMsgpack) || msg.encoded?.[1] !== undefined) return false;
-  mpPartsMsg = msg;
-  mpPartsValue = value;
-  mpPartsPrefix = mpPrefix(msg.topic, msg.retained);
-  mpPartsBytes = value.bytes;
-  mpPartsFlags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
+  if (own === "json") {
+    partsPrefix = topicPrefix(msg.topic);
+    partsFlags = msg.retained ? RETAINED_TRUE : EMPTY;
+  } else {
+    partsPrefix = mpPrefix(msg.topic, msg.retained);
+    partsFlags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
+  }
   return true;
 }
 
 /** Drops the parts kept for the last message (its value's bytes are about to be reused). */
 export function forgetParts(): void {
-  partsMsg =
-    partsValue =
-    mpPartsMsg =
-    mpPartsValue =
-      undefined;
+  partsMsg = partsValue = partsCodec = undefined;
   partsPrefix = partsBytes = partsFlags = EMPTY;
-  mpPartsPrefix = mpPartsBytes = mpPartsFlags = EMPTY;
 }
 
 /**
@@ -157,11 +147,8 @@ export function forgetParts(): void {
  * A value still in its bytes as it came (a fast-path publish, to its codec) is measured, not encoded.
  */
 export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): number {
-  if (codec === "json" && jsonParts(msg)) {
+  if (hasParts(msg, codec)) {
     return HEADER + partsPrefix.length + partsBytes.length + partsFlags.length + tail.length;
-  }
-  if (codec === "msgpack" && mpParts(msg)) {
-    return HEADER + mpPartsPrefix.length + mpPartsBytes.length + mpPartsFlags.length + tail.length;
   }
   return deliveryHead(msg, codec).length + tail.length;
 }
@@ -181,11 +168,10 @@ export function writeDelivery(
   tail: Uint8Array,
 ): void {
   const at = out.length;
-  const json = codec === "json";
-  if (json ? jsonParts(msg) : mpParts(msg)) {
-    const prefix = json ? partsPrefix : mpPartsPrefix;
-    const value = json ? partsBytes : mpPartsBytes;
-    const flags = json ? partsFlags : mpPartsFlags;
+  if (hasParts(msg, codec)) {
+    const prefix = partsPrefix;
+    const value = partsBytes;
+    const flags = partsFlags;
     const len = prefix.length + value.length + flags.length + tail.length;
     out.reserve(HEADER + len);
     const b = out.bytes;

@@ -21,6 +21,23 @@ const TOPIC = encoder.encode("topic");
 const VALUE = encoder.encode("value");
 const RETAIN = encoder.encode("retain");
 const PROTO = encoder.encode("__proto__");
+/** A notification's start as encoders write it: `{method: "broker.publish", params: …}`. */
+const CANONICAL = Uint8Array.of(
+  0x82,
+  0xa6,
+  ...METHOD,
+  0xa0 | PUBLISH_METHOD.length,
+  ...PUBLISH_METHOD,
+  0xa6,
+  ...PARAMS,
+);
+
+function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
+  if (b.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
+  return true;
+}
+
 /** `params` is a map in the message: its members' parent is at depth 2. */
 const VALUE_DEPTH = 2;
 
@@ -143,8 +160,18 @@ function container(b: Uint8Array, i: number, n: number, map: boolean, depth: num
   for (let k = 0; k < n && i >= 0; k++) {
     if (map) {
       // String keys only (the decoder makes others strings); never one that sets a prototype.
-      i = str(b, i);
-      if (i < 0 || strIs(b, PROTO)) return -1;
+      const c = b[i];
+      if (c >= 0xa0 && c <= 0xbf && c !== 0xa9) {
+        // A short key (most are) in place: ASCII, else str's full check.
+        const end = i + 1 + (c & 0x1f);
+        let j = i + 1;
+        while (j < end && b[j] < 0x80) j++;
+        if (j === end && end <= b.length) i = end;
+        else if ((i = str(b, i)) < 0) return -1;
+      } else {
+        i = str(b, i);
+        if (i < 0 || strIs(b, PROTO)) return -1;
+      }
     }
     i = skipMsgpack(b, i, depth + 1);
   }
@@ -167,6 +194,14 @@ function mapHeader(b: Uint8Array, i: number): [number, number] | undefined {
  */
 export function readMsgpackPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
   const b = frame;
+  if (startsWith(b, CANONICAL)) {
+    // As the client's encoder writes it (most publishes): only the params to read.
+    const end = readParams(b, CANONICAL.length, topics);
+    if (end === b.length) {
+      PUBLISH.id = undefined;
+      return PUBLISH;
+    }
+  }
   const c = b[0];
   // A fixmap of two members, or three with an id.
   if (c !== 0x82 && c !== 0x83) return undefined;
