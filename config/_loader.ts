@@ -33,8 +33,15 @@ import {
  */
 const LISTEN_ADDRESSES = ["metrics"];
 
-/** The host and non-zero port of a listening address option, if it has one. */
-function listenAddress(value: unknown): { host: string; port: number } | undefined {
+/**
+ * Where option `key` listens when on a fixed port: a port option's number,
+ * or the host and port of a listening address (LISTEN_ADDRESSES); undefined
+ * for port 0, no value, or one that is neither.
+ */
+function listensAt(key: string, value: unknown): { host?: string; port: number } | undefined {
+  if (!LISTEN_ADDRESSES.includes(key)) {
+    return typeof value === "number" && value !== 0 ? { port: value } : undefined;
+  }
   if (typeof value !== "string") return undefined;
   const address = tryAddress(value, "127.0.0.1");
   return typeof address === "string" || address.port === 0 ? undefined : address;
@@ -197,10 +204,8 @@ export class TopologyLoader {
     }
     entries.forEach((entry, i) => {
       for (const key of [...portKeys(roleSpec(this.#roles[entry.role])), ...LISTEN_ADDRESSES]) {
-        const first = LISTEN_ADDRESSES.includes(key)
-          ? listenAddress(bases[i][key])?.port
-          : bases[i][key];
-        if (typeof first !== "number" || first === 0) continue;
+        const first = listensAt(key, bases[i][key])?.port;
+        if (first === undefined) continue;
         const last = first + entry.replicas - 1;
         if (last <= MAX_PORT) continue;
         fits = false;
@@ -315,13 +320,11 @@ export class TopologyLoader {
       const name = many ? `${entry.group}-${replica}` : entry.group;
       const options: Options = { ...base, name };
       // #checkCounts made sure every port stays within range.
-      for (const key of ports) {
-        const first = base[key];
-        if (typeof first === "number" && first !== 0) options[key] = first + replica - 1;
-      }
-      for (const key of LISTEN_ADDRESSES) {
-        const first = listenAddress(base[key]);
-        if (first) options[key] = formatAddress({ ...first, port: first.port + replica - 1 });
+      for (const key of [...ports, ...LISTEN_ADDRESSES]) {
+        const first = listensAt(key, base[key]);
+        if (first === undefined) continue;
+        const port = first.port + replica - 1;
+        options[key] = first.host === undefined ? port : formatAddress({ host: first.host, port });
       }
       const instance: Instance = {
         name,
@@ -370,14 +373,12 @@ export class TopologyLoader {
         ...LISTEN_ADDRESSES,
       ];
       for (const key of listens) {
-        const listen = LISTEN_ADDRESSES.includes(key)
-          ? listenAddress(instance.options[key])
-          : undefined;
-        const port = listen ? listen.port : instance.options[key];
-        if (typeof port !== "number" || port === 0) continue;
+        const listen = listensAt(key, instance.options[key]);
+        if (listen === undefined) continue;
+        const port = listen.port;
         // A value that was not valid fell back to the default: no clash to report for it.
         if (entry.invalid.has(key) || this.#invalidDefaults.has(key)) continue;
-        const host = (listen?.host ?? instance.host).toLowerCase().replace(
+        const host = (listen.host ?? instance.host).toLowerCase().replace(
           /^localhost$/,
           "127.0.0.1",
         );

@@ -19,8 +19,7 @@ const escapeChar = (c: string) => "\\u" + c.charCodeAt(0).toString(16).padStart(
  * escapes only C0 controls): still the same JSON, and always one line.
  */
 export function printableJson(value: unknown): string {
-  const text = JSON.stringify(value) ?? "null";
-  return UNPRINTABLE.test(text) ? text.replace(UNPRINTABLE_ALL, escapeChar) : text;
+  return printableText(JSON.stringify(value) ?? "null");
 }
 
 /** Whether text may be printed as it is (no control, separator or bidi character). */

@@ -46,71 +46,31 @@ export function watchList(
 
 /** The binder's methods (the binder contract and replication's) and their handlers. */
 export function binderServing(parts: BinderParts): Serving {
-  const { registry, replicator, verifier, watchers } = parts;
+  const { registry, replicator, watchers } = parts;
   // A page's weight is an upper bound of its JSON text, and a UTF-8 byte per character of it
   // may be three: a quarter of the frame always fits, in either codec.
   const pageBytes = Math.max(4096, Math.floor(parts.maxFrame / 4));
   /** Runs `f` now if caught up, else once caught up. */
   const whenReady = <T>(f: () => T | Promise<T>): T | Promise<T> =>
     replicator.isReady ? f() : replicator.ready.then(f);
-
-  /** `answer` once the change it acknowledges is stored (at once without a data directory). */
-  const stored = <T>(answer: T): T | Promise<T> =>
-    parts.committed === undefined ? answer : parts.committed().then(() => answer);
-
-  async function reportDown(id: string, peer: Peer): Promise<ReportAnswer> {
-    const entry = registry.get(id);
-    if (entry === undefined) throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
-    if (entry.removed !== undefined) return { id, alive: false, removed: true };
-    const alive = await verifier.verify(entry, peer);
-    return { id, alive, removed: registry.get(id)?.removed !== undefined };
-  }
-
   return serving([binder, binderPeers], {
     "binder.lookup": (p) => whenReady(() => toInstance(registry.lookup(p.service))),
     "binder.register": (p) =>
       whenReady(() => {
         const entry = registry.register(registrationOf(p, parts.defaultTtlMs));
-        return stored({ id: entry.id, ttl_ms: entry.ttlMs });
+        return stored(parts, { id: entry.id, ttl_ms: entry.ttlMs });
       }),
     "binder.renew": (p) =>
-      whenReady(() => stored({ id: p.id, ttl_ms: registry.renew(p.id).ttlMs })),
-    "binder.deregister": (p) =>
-      whenReady(() => {
-        if (registry.remove(p.id, "deregistered") === undefined) {
-          throw new DistError("NOT_FOUND", `Unknown instance ${p.id}`);
-        }
-        return stored({ id: p.id, removed: true as const });
-      }),
+      whenReady(() => stored(parts, { id: p.id, ttl_ms: registry.renew(p.id).ttlMs })),
+    "binder.deregister": (p) => whenReady(() => deregister(parts, p.id)),
     "binder.list": (p) =>
       whenReady(() => {
         const page = registry.page(p.service, p.after, p.limit ?? MAX_LIST, pageBytes);
         const instances = page.entries.map(toInstance);
         return page.next === undefined ? { instances } : { instances, next: page.next };
       }),
-    "binder.report_down": (p, peer) => whenReady(() => reportDown(p.id, peer)),
-    "binder.watch": (p, peer) =>
-      whenReady(() => {
-        const instances = watchList(registry, p.service, parts.maxFrame);
-        if (instances === undefined) {
-          throw new DistError(
-            "FRAME_TOO_LARGE",
-            `Service ${p.service} has too many instances to send in one frame: ` +
-              `page through them with binder.list`,
-          );
-        }
-        const refused = watchers.add(peer, p.service);
-        if (refused === "connection") {
-          throw new DistError("OVERLOADED", "Too many watches on one connection");
-        }
-        if (refused === "binder") {
-          throw new DistError(
-            "OVERLOADED",
-            `Too many watches on this binder (--max-watches ${watchers.max})`,
-          );
-        }
-        return { service: p.service, instances };
-      }),
+    "binder.report_down": (p, peer) => whenReady(() => reportDown(parts, p.id, peer)),
+    "binder.watch": (p, peer) => whenReady(() => watch(parts, p.service, peer)),
     "binder.unwatch": (p, peer) => {
       watchers.remove(peer, p.service);
       return { service: p.service, watching: false };
@@ -122,4 +82,54 @@ export function binderServing(parts: BinderParts): Serving {
     // A push (binder.sync as a notification) has no answer to carry an error.
     onBadNotification: (_method, err, peer) => replicator.badPush(err, peer),
   });
+}
+
+/** `answer` once the change it acknowledges is stored (at once without a data directory). */
+function stored<T>(parts: BinderParts, answer: T): T | Promise<T> {
+  return parts.committed === undefined ? answer : parts.committed().then(() => answer);
+}
+
+/** binder.deregister. @throws {DistError} NOT_FOUND for an unknown id */
+function deregister(parts: BinderParts, id: string) {
+  if (parts.registry.remove(id, "deregistered") === undefined) {
+    throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
+  }
+  return stored(parts, { id, removed: true as const });
+}
+
+/** binder.report_down: checks the instance, which goes if it does not answer. */
+async function reportDown(parts: BinderParts, id: string, peer: Peer): Promise<ReportAnswer> {
+  const { registry } = parts;
+  const entry = registry.get(id);
+  if (entry === undefined) throw new DistError("NOT_FOUND", `Unknown instance ${id}`);
+  if (entry.removed !== undefined) return { id, alive: false, removed: true };
+  const alive = await parts.verifier.verify(entry, peer);
+  return { id, alive, removed: registry.get(id)?.removed !== undefined };
+}
+
+/**
+ * binder.watch: the instances of `service` now, and its changes from now on.
+ * @throws {DistError} FRAME_TOO_LARGE when the list cannot go in one frame,
+ * OVERLOADED past the watches a connection or the binder may have
+ */
+function watch(parts: BinderParts, service: string, peer: Peer) {
+  const instances = watchList(parts.registry, service, parts.maxFrame);
+  if (instances === undefined) {
+    throw new DistError(
+      "FRAME_TOO_LARGE",
+      `Service ${service} has too many instances to send in one frame: ` +
+        `page through them with binder.list`,
+    );
+  }
+  const refused = parts.watchers.add(peer, service);
+  if (refused === "connection") {
+    throw new DistError("OVERLOADED", "Too many watches on one connection");
+  }
+  if (refused === "binder") {
+    throw new DistError(
+      "OVERLOADED",
+      `Too many watches on this binder (--max-watches ${parts.watchers.max})`,
+    );
+  }
+  return { service, instances };
 }

@@ -1,5 +1,5 @@
 import { counted } from "../_role.ts";
-import { DistError } from "../../wire/mod.ts";
+import { type CallOptions, DistError } from "../../wire/mod.ts";
 import { type Caller, formatBy, round } from "./_common.ts";
 import type { Operation } from "../ops.ts";
 import { Ticker } from "./ticker.ts";
@@ -214,79 +214,118 @@ async function openLoop(
   tally: Tally,
   bounds: { limit: number; endAt: number },
 ): Promise<OpenLoopResult> {
-  const interval = 1000 / plan.rate!;
-  const { method, params } = plan.op;
-  const callOptions = { timeout: plan.timeout };
-  const result: OpenLoopResult = {
-    started: 0,
-    scheduleMs: 0,
-    lags: new Samples(Number.isFinite(bounds.limit) ? bounds.limit : 1 << 16),
-    slotWaits: 0,
-  };
-  let ticker: Ticker | undefined;
-  let t0 = Infinity;
-  let endAt = Infinity;
-  let inFlight = 0;
-  let scheduling = true;
-  let allDone: () => void = () => {};
-  const finish = (now: number) => {
-    scheduling = false;
-    result.scheduleMs = Math.max(0, now - t0);
-    ticker?.stop();
-    if (inFlight === 0) allDone();
-  };
-  const start = (peer: Caller, scheduled: number) => {
-    inFlight++;
-    peer.exchange(method, params, callOptions).then(
-      (res) => tally.ok(performance.now() - scheduled, res.by),
-      (err) => tally.fail(err, peer, t0),
-    ).finally(() => {
-      inFlight--;
-      if (scheduling) pump();
-      else if (inFlight === 0) allDone();
-    });
-  };
+  const loop = new OpenLoop(peers, plan, tally, bounds.limit);
+  const begun = performance.now();
+  try {
+    loop.ticker = await Ticker.start(
+      { intervalMs: loop.interval, count: bounds.limit },
+      () => loop.pump(),
+    );
+  } catch (err) {
+    tally.stopped = (err as Error).message;
+    return loop.result;
+  }
+  loop.t0 = loop.ticker.t0;
+  // The duration counts from the first tick, not from the thread's start-up.
+  loop.endAt = bounds.endAt + (loop.t0 - begun);
+  await loop.done();
+  return loop.result;
+}
+
+/** The state of an open-loop run: what is scheduled, started and in flight. */
+class OpenLoop {
+  readonly interval: number;
+  readonly result: OpenLoopResult;
+  ticker: Ticker | undefined;
+  t0 = Infinity;
+  endAt = Infinity;
+  #peers: Caller[];
+  #plan: BenchPlan;
+  #tally: Tally;
+  #limit: number;
+  #callOptions: CallOptions;
+  #inFlight = 0;
+  #scheduling = true;
+  #allDone: () => void = () => {};
+
+  constructor(peers: Caller[], plan: BenchPlan, tally: Tally, limit: number) {
+    this.#peers = peers;
+    this.#plan = plan;
+    this.#tally = tally;
+    this.#limit = limit;
+    this.#callOptions = { timeout: plan.timeout };
+    this.interval = 1000 / plan.rate!;
+    this.result = {
+      started: 0,
+      scheduleMs: 0,
+      lags: new Samples(Number.isFinite(limit) ? limit : 1 << 16),
+      slotWaits: 0,
+    };
+  }
+
+  /** Resolves once scheduling has ended and every request started is answered. */
+  async done(): Promise<void> {
+    const { signal } = this.#plan;
+    const done = new Promise<void>((resolve) => this.#allDone = resolve);
+    const pump = () => this.pump();
+    const endTimer = this.endAt === Infinity
+      ? undefined
+      : setTimeout(pump, this.endAt - performance.now());
+    signal?.addEventListener("abort", pump);
+    if (signal?.aborted) pump();
+    try {
+      await done;
+    } finally {
+      clearTimeout(endTimer);
+      signal?.removeEventListener("abort", pump);
+    }
+  }
+
   /** Starts every request that is due and has a slot. */
-  const pump = () => {
-    if (!scheduling || ticker === undefined) return;
+  pump(): void {
+    if (!this.#scheduling || this.ticker === undefined) return;
     const now = performance.now();
-    if (now >= endAt || plan.signal?.aborted || tally.stopped !== undefined) return finish(now);
-    while (result.started < bounds.limit) {
-      const scheduled = t0 + result.started * interval;
+    const { signal, concurrency } = this.#plan;
+    if (now >= this.endAt || signal?.aborted || this.#tally.stopped !== undefined) {
+      return this.#finish(now);
+    }
+    const result = this.result;
+    while (result.started < this.#limit) {
+      const scheduled = this.t0 + result.started * this.interval;
       // The ticker's clock may run a few µs ahead of this one.
       if (scheduled > now + 0.01) return;
-      if (scheduled >= endAt) return finish(now);
-      if (inFlight >= plan.concurrency) {
+      if (scheduled >= this.endAt) return this.#finish(now);
+      if (this.#inFlight >= concurrency) {
         result.slotWaits++;
         return;
       }
       result.lags.push(Math.max(0, now - scheduled));
-      start(peers[result.started % peers.length], scheduled);
+      this.#start(this.#peers[result.started % this.#peers.length], scheduled);
       result.started++;
     }
-    finish(now);
-  };
-  const begun = performance.now();
-  try {
-    ticker = await Ticker.start({ intervalMs: interval, count: bounds.limit }, pump);
-  } catch (err) {
-    tally.stopped = (err as Error).message;
-    return result;
+    this.#finish(now);
   }
-  t0 = ticker.t0;
-  // The duration counts from the first tick, not from the thread's start-up.
-  endAt = bounds.endAt + (t0 - begun);
-  const done = new Promise<void>((resolve) => allDone = resolve);
-  const endTimer = endAt === Infinity ? undefined : setTimeout(pump, endAt - performance.now());
-  plan.signal?.addEventListener("abort", pump);
-  if (plan.signal?.aborted) pump();
-  try {
-    await done;
-  } finally {
-    clearTimeout(endTimer);
-    plan.signal?.removeEventListener("abort", pump);
+
+  #start(peer: Caller, scheduled: number): void {
+    const { method, params } = this.#plan.op;
+    const tally = this.#tally;
+    this.#inFlight++;
+    peer.exchange(method, params, this.#callOptions).then(
+      (res) => tally.ok(performance.now() - scheduled, res.by),
+      (err) => tally.fail(err, peer, this.t0),
+    ).finally(() => {
+      this.#inFlight--;
+      if (this.#scheduling) this.pump();
+      else if (this.#inFlight === 0) this.#allDone();
+    });
   }
-  return result;
+
+  #finish(now: number): void {
+    this.#scheduling = false;
+    this.result.scheduleMs = Math.max(0, now - this.t0);
+    this.ticker?.stop();
+    if (this.#inFlight === 0) this.#allDone();
+  }
 }
 
 /** A rate as people write it: 50000 -> "50,000". */

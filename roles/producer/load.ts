@@ -55,91 +55,125 @@ function preparedFrame(peer: Peer, params: unknown): Uint8Array {
   return out.bytes.slice(0, out.length);
 }
 
+/** What a load run counts as it goes. */
+interface LoadState {
+  sent: number;
+  confirmed: number;
+  errors: Record<string, number>;
+  /** How many may have gone by now: all, or what the rate allows. */
+  due: () => number;
+}
+
 /**
  * Publishes `plan.count` messages of `plan.payload` bytes, then makes one
  * round trip, so that the time counts until the broker has routed them all.
  */
 export async function runLoad(peer: Peer, plan: LoadPlan): Promise<LoadSummary> {
   const params = { topic: plan.topic, value: "x".repeat(plan.payload), retain: plan.retain };
-  const conn = peer.conn;
-  const errors: Record<string, number> = {};
-  let sent = 0;
-  let confirmed = 0;
   const t0 = performance.now();
+  const state: LoadState = {
+    sent: 0,
+    confirmed: 0,
+    errors: {},
+    due: () =>
+      plan.rate === undefined
+        ? plan.count
+        : Math.min(plan.count, Math.floor(((performance.now() - t0) * plan.rate) / 1000) + 1),
+  };
   const progress = plan.onProgress
-    ? setInterval(() => plan.onProgress!(sent, performance.now() - t0), 200)
+    ? setInterval(() => plan.onProgress!(state.sent, performance.now() - t0), 200)
     : undefined;
-  /** How many may have gone by now: all, or what the rate allows. */
-  const due = (): number =>
-    plan.rate === undefined
-      ? plan.count
-      : Math.min(plan.count, Math.floor(((performance.now() - t0) * plan.rate) / 1000) + 1);
   try {
-    if (plan.confirm) {
-      let inFlight = 0;
-      let freed: (() => void) | undefined;
-      while (sent < plan.count && !plan.signal.aborted && !peer.isClosed) {
-        if (sent >= due()) {
-          await sleep(1);
-          continue;
-        }
-        while (inFlight >= CONFIRM_WINDOW) await new Promise<void>((r) => freed = r);
-        inFlight++;
-        sent++;
-        peer.call("broker.publish", params, { timeout: plan.timeout }).then(
-          () => {
-            confirmed++;
-            if (plan.counts) plan.counts.published++;
-          },
-          (err) => {
-            const code = DistError.from(err).code;
-            errors[code] = (errors[code] ?? 0) + 1;
-            if (plan.counts) plan.counts.failed++;
-          },
-        ).finally(() => {
-          inFlight--;
-          freed?.();
-          freed = undefined;
-        });
-      }
-      while (inFlight > 0) await new Promise<void>((r) => freed = r);
-    } else {
-      const frame = preparedFrame(peer, params);
-      while (sent < plan.count && !plan.signal.aborted) {
-        const until = due();
-        if (sent >= until) {
-          await sleep(1);
-          continue;
-        }
-        while (sent < until) {
-          if (!conn.sendRaw(frame)) throw new DistError("UNAVAILABLE", "Connection closed");
-          sent++;
-          if (plan.counts) plan.counts.published++;
-          if (conn.pendingBytes > HIGH_WATER) break;
-        }
-        if (conn.pendingBytes > HIGH_WATER) await conn.drained(LOW_WATER);
-      }
-      // One round trip: the broker answers it after routing everything before it.
-      await peer.call("sys.ping", undefined, { timeout: plan.timeout });
-    }
+    if (plan.confirm) await publishConfirmed(peer, plan, params, state);
+    else await publishPrepared(peer, plan, params, state);
   } catch (err) {
-    const code = DistError.from(err).code;
-    errors[code] = (errors[code] ?? 0) + 1;
+    countError(state.errors, err);
   } finally {
     clearInterval(progress);
   }
   const elapsed = performance.now() - t0;
-  plan.onProgress?.(sent, elapsed);
+  plan.onProgress?.(state.sent, elapsed);
   return {
     topic: plan.topic,
     payload_bytes: plan.payload,
-    sent,
-    ...(plan.confirm ? { confirmed } : {}),
-    errors,
+    sent: state.sent,
+    ...(plan.confirm ? { confirmed: state.confirmed } : {}),
+    errors: state.errors,
     duration_s: Math.round(elapsed) / 1000,
-    msgs_per_s: Math.round(sent / (elapsed / 1000)),
+    msgs_per_s: Math.round(state.sent / (elapsed / 1000)),
     ...(plan.rate !== undefined ? { rate: plan.rate } : {}),
   };
+}
+
+function countError(errors: Record<string, number>, err: unknown): void {
+  const code = DistError.from(err).code;
+  errors[code] = (errors[code] ?? 0) + 1;
+}
+
+/** `--confirm`: each message is a call, at most CONFIRM_WINDOW in flight. */
+async function publishConfirmed(
+  peer: Peer,
+  plan: LoadPlan,
+  params: unknown,
+  state: LoadState,
+): Promise<void> {
+  let inFlight = 0;
+  let freed: (() => void) | undefined;
+  while (state.sent < plan.count && !plan.signal.aborted && !peer.isClosed) {
+    if (state.sent >= state.due()) {
+      await sleep(1);
+      continue;
+    }
+    while (inFlight >= CONFIRM_WINDOW) await new Promise<void>((r) => freed = r);
+    inFlight++;
+    state.sent++;
+    peer.call("broker.publish", params, { timeout: plan.timeout }).then(
+      () => {
+        state.confirmed++;
+        if (plan.counts) plan.counts.published++;
+      },
+      (err) => {
+        countError(state.errors, err);
+        if (plan.counts) plan.counts.failed++;
+      },
+    ).finally(() => {
+      inFlight--;
+      freed?.();
+      freed = undefined;
+    });
+  }
+  while (inFlight > 0) await new Promise<void>((r) => freed = r);
+}
+
+/**
+ * Fire-and-forget: the frame encoded once and its bytes queued as fast as
+ * the socket takes them (or the rate allows), then one round trip.
+ * @throws {DistError} UNAVAILABLE when the connection closes
+ */
+async function publishPrepared(
+  peer: Peer,
+  plan: LoadPlan,
+  params: unknown,
+  state: LoadState,
+): Promise<void> {
+  const conn = peer.conn;
+  const frame = preparedFrame(peer, params);
+  while (state.sent < plan.count && !plan.signal.aborted) {
+    const until = state.due();
+    if (state.sent >= until) {
+      await sleep(1);
+      continue;
+    }
+    while (state.sent < until) {
+      if (!conn.sendRaw(frame)) throw new DistError("UNAVAILABLE", "Connection closed");
+      state.sent++;
+      if (plan.counts) plan.counts.published++;
+      if (conn.pendingBytes > HIGH_WATER) break;
+    }
+    if (conn.pendingBytes > HIGH_WATER) await conn.drained(LOW_WATER);
+  }
+  // One round trip: the broker answers it after routing everything before it.
+  await peer.call("sys.ping", undefined, { timeout: plan.timeout });
 }
 
 /** The human-readable summary. */

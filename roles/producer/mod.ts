@@ -194,105 +194,143 @@ async function loadMode(
   return Object.keys(summary.errors).length === 0 && summary.sent === count ? 0 : 1;
 }
 
+/** What publishRounds is given: the rounds, how many and how often, where lines go. */
+interface RoundsPlan {
+  round: () => Publication[];
+  count: number;
+  interval: number;
+  options: ProducerOptions;
+  out: (line: string) => void;
+  signal: AbortSignal;
+  counts: PublishCounts;
+}
+
 /**
  * Publishes rounds of messages every `interval` until `count` rounds have
  * been tried (each message published or failed) or the signal fires. A message that fails is
  * logged and counted, never retried: the exit code says whether all went.
  */
-async function publishRounds(
-  conn: Connection,
-  first: Peer,
-  plan: {
-    round: () => Publication[];
-    count: number;
-    interval: number;
-    options: ProducerOptions;
-    out: (line: string) => void;
-    signal: AbortSignal;
-    counts: PublishCounts;
-  },
-): Promise<number> {
-  const { options, out, signal } = plan;
-  const { retain, confirm, timeout } = options;
-  let sent = 0;
-  let failed = 0;
-  let lastError: DistError | undefined;
-  /** Fire-and-forget messages on `peer` not yet known to have reached the broker. */
-  let unconfirmed = 0;
-  let peer: Peer | undefined = first;
-  const tried = () => sent + failed;
+async function publishRounds(conn: Connection, first: Peer, plan: RoundsPlan): Promise<number> {
+  const publisher = new RoundPublisher(conn, first, plan);
   // --count counts rounds: a telephony round is its three operators, never part of them.
   let rounds = 0;
-  while (rounds < plan.count && !signal.aborted) {
+  while (rounds < plan.count && !plan.signal.aborted) {
     for (const { topic, value } of plan.round()) {
-      if (signal.aborted) break;
-      const next = conn.peer ?? await conn.whenUp(timeout).catch(() => undefined);
-      if (next !== peer) unconfirmed = 0; // what went on the old connection is past knowing
-      peer = next;
-      if (peer === undefined) {
-        failed++;
-        plan.counts.failed++;
-        lastError = new DistError("UNAVAILABLE", `No broker at ${formatAddress(conn.address)}`);
-        log.warn("No broker: message to {topic} not sent", { topic });
-        continue;
-      }
-      let deliveries: number | undefined;
-      try {
-        deliveries = (await conn.publish(topic, value, { retain, confirm, timeout }))?.deliveries;
-        if (!confirm) unconfirmed++;
-      } catch (err) {
-        failed++;
-        plan.counts.failed++;
-        const e = lastError = DistError.from(err);
-        if (e.code === "BAD_REQUEST") {
-          // The same mistake would repeat for every message: stop at once.
-          throw new DistError(e.code, `Message to ${topic} not published: ${e.message}`);
-        }
-        log.warn("Message to {topic} not published: {code}: {message}", {
-          topic,
-          code: e.code,
-          message: e.message,
-        });
-        continue;
-      }
-      sent++;
-      plan.counts.published++;
-      if (options.json) {
-        out(
-          JSON.stringify(
-            deliveries === undefined ? { topic, value } : { topic, value, deliveries },
-          ),
-        );
-      } else {
-        out(
-          `${topic} ${formatValue(value)}` +
-            (deliveries === undefined
-              ? ""
-              : ` (${deliveries} deliver${deliveries === 1 ? "y" : "ies"})`),
-        );
-      }
+      if (plan.signal.aborted) break;
+      await publisher.publish(topic, value);
     }
-    if (++rounds < plan.count) await sleep(plan.interval, signal);
+    if (++rounds < plan.count) await sleep(plan.interval, plan.signal);
   }
-  // Fire-and-forget messages: one round trip tells that the broker has read
-  // (and routed) them all, or that it closed the connection instead.
-  if (peer !== undefined && unconfirmed > 0) {
+  await publisher.confirmSent();
+  publisher.throwIfFailed();
+  return 0;
+}
+
+/** Publishes the messages of publishRounds one at a time, and counts them. */
+class RoundPublisher {
+  #conn: Connection;
+  #plan: RoundsPlan;
+  #sent = 0;
+  #failed = 0;
+  #lastError: DistError | undefined;
+  /** Fire-and-forget messages on `#peer` not yet known to have reached the broker. */
+  #unconfirmed = 0;
+  #peer: Peer | undefined;
+
+  constructor(conn: Connection, first: Peer, plan: RoundsPlan) {
+    this.#conn = conn;
+    this.#peer = first;
+    this.#plan = plan;
+  }
+
+  /**
+   * Publishes one message (waiting up to --timeout for a broker); a failure
+   * is logged and counted.
+   * @throws {DistError} BAD_REQUEST: the same mistake would repeat for every message
+   */
+  async publish(topic: string, value: unknown): Promise<void> {
+    const conn = this.#conn;
+    const { retain, confirm, timeout } = this.#plan.options;
+    const next = conn.peer ?? await conn.whenUp(timeout).catch(() => undefined);
+    if (next !== this.#peer) this.#unconfirmed = 0; // what went on the old connection is past knowing
+    this.#peer = next;
+    if (next === undefined) {
+      this.#fail(new DistError("UNAVAILABLE", `No broker at ${formatAddress(conn.address)}`));
+      log.warn("No broker: message to {topic} not sent", { topic });
+      return;
+    }
+    let deliveries: number | undefined;
     try {
-      await peer.call("sys.ping", undefined, { timeout });
+      deliveries = (await conn.publish(topic, value, { retain, confirm, timeout }))?.deliveries;
+      if (!confirm) this.#unconfirmed++;
+    } catch (err) {
+      const e = DistError.from(err);
+      this.#fail(e);
+      if (e.code === "BAD_REQUEST") {
+        // The same mistake would repeat for every message: stop at once.
+        throw new DistError(e.code, `Message to ${topic} not published: ${e.message}`);
+      }
+      log.warn("Message to {topic} not published: {code}: {message}", {
+        topic,
+        code: e.code,
+        message: e.message,
+      });
+      return;
+    }
+    this.#sent++;
+    this.#plan.counts.published++;
+    this.#plan.out(publishedLine(this.#plan.options.json, topic, value, deliveries));
+  }
+
+  #fail(err: DistError): void {
+    this.#failed++;
+    this.#plan.counts.failed++;
+    this.#lastError = err;
+  }
+
+  /**
+   * Fire-and-forget messages: one round trip tells that the broker has read
+   * (and routed) them all, or that it closed the connection instead.
+   * @throws {DistError} when it did not answer
+   */
+  async confirmSent(): Promise<void> {
+    const peer = this.#peer;
+    if (peer === undefined || this.#unconfirmed === 0) return;
+    try {
+      await peer.call("sys.ping", undefined, { timeout: this.#plan.options.timeout });
     } catch (err) {
       const e = DistError.from(err);
       throw new DistError(
         e.code,
-        `${unconfirmed} message(s) sent without --confirm may not have reached the broker: ${e.message}`,
+        `${this.#unconfirmed} message(s) sent without --confirm may not have reached the broker: ${e.message}`,
       );
     }
   }
-  if (lastError !== undefined) {
-    // One line for the user, as `dist client` gives: exit 1 with the cause.
+
+  /** One line for the user, as `dist client` gives: exit 1 with the cause. */
+  throwIfFailed(): void {
+    const last = this.#lastError;
+    if (last === undefined) return;
+    const tried = this.#sent + this.#failed;
     throw new DistError(
-      lastError.code,
-      `${failed} of ${tried()} message(s) not published; the last: ${lastError.message}`,
+      last.code,
+      `${this.#failed} of ${tried} message(s) not published; the last: ${last.message}`,
     );
   }
-  return 0;
+}
+
+/** What the producer prints for a message published: JSON with --json, else a line. */
+function publishedLine(
+  json: boolean,
+  topic: string,
+  value: unknown,
+  deliveries: number | undefined,
+): string {
+  if (json) {
+    return JSON.stringify(
+      deliveries === undefined ? { topic, value } : { topic, value, deliveries },
+    );
+  }
+  return `${topic} ${formatValue(value)}` +
+    (deliveries === undefined ? "" : ` (${deliveries} deliver${deliveries === 1 ? "y" : "ies"})`);
 }
