@@ -9,6 +9,7 @@ import { listen } from "../wire/mod.ts";
 import { startServerRole } from "./helpers/server_role.ts";
 import { isCode } from "./helpers/rpc.ts";
 import { within } from "./helpers/raw.ts";
+import { freePort } from "./helpers/dist.ts";
 
 Deno.test("connect(): typed requests come back checked and typed, untyped as they came, with by", async () => {
   const server = await startServerRole({ name: "s1" });
@@ -48,8 +49,9 @@ Deno.test("connect(): the server's errors arrive as DistError with their code", 
 });
 
 Deno.test("connect(): a refused first connection fails at once; waitOnFirstConnect waits for it", async () => {
-  const server = await startServerRole();
-  const port = server.port;
+  // Below the ephemeral range: listened on again later, so no outgoing connection may take it.
+  const port = freePort();
+  const server = await startServerRole({ port });
   await server.stop();
   const t0 = performance.now();
   await assert.rejects(connect(`127.0.0.1:${port}`, { connectTimeout: 3000 }), (err) => {
@@ -94,8 +96,8 @@ Deno.test("request(): a timeout is TIMEOUT, an abort UNAVAILABLE, and the connec
 });
 
 Deno.test("connect(): after a server restart it dials again; requests in flight and made meanwhile are answered", async () => {
-  const first = await startServerRole({ name: "before" });
-  const port = first.port;
+  const port = freePort(); // listened on again after the restart
+  const first = await startServerRole({ port, name: "before" });
   const conn = await connect(`127.0.0.1:${port}`, { timeout: 8000 });
   let second: Awaited<ReturnType<typeof startServerRole>> | undefined;
   try {

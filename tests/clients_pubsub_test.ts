@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { connect, type Connection, type Message, type Subscription } from "../clients/mod.ts";
 import { startBroker, type TestBroker } from "./helpers/broker.ts";
 import { waitFor, within } from "./helpers/raw.ts";
+import { freePort } from "./helpers/dist.ts";
 
 /** The next `n` messages of `sub` (within 5 s). */
 async function take(sub: Subscription, n: number): Promise<Message[]> {
@@ -228,8 +229,8 @@ Deno.test("unsubscribe() ends the iterator: a for await loop leaves", async () =
 });
 
 Deno.test("a subscription outlives a broker restart: subscribed again, the iterator goes on", async () => {
-  let b = await startBroker();
-  const port = b.port;
+  const port = freePort(); // listened on again after the restart: below the ephemeral range
+  let b = await startBroker({ port });
   const conn = await connect(b.address);
   try {
     const sub = await conn.subscribe("/r");
