@@ -4,7 +4,8 @@
  * roles and the launcher, which both use it.
  *
  * - `metrics.ts`: the registry (counters, gauges, histograms; readings
- *   taken at scrape time) and the text format.
+ *   taken at scrape time), the text format, and the sampler that picks
+ *   which events of a hot path are timed.
  * - `process.ts`: `process_*`, event-loop lag and `dist_info`.
  * - `rpc.ts`: what the listening roles' shell counts at its dispatch and
  *   connection seams (requests by class and code, latency, bytes).
@@ -29,6 +30,8 @@ export {
   LATENCY_BUCKETS,
   type Reading,
   Registry,
+  SAMPLE_GAP_MS,
+  Sampler,
 } from "./metrics.ts";
 export { RpcMetrics } from "./rpc.ts";
 export { loadCpuUsage } from "./process.ts";
@@ -38,8 +41,7 @@ export {
   forwardLatency,
   LAG_BUCKETS,
   replicationLag,
-  SAMPLE_EVERY,
-  SAMPLE_MASK,
+  SampledCell,
 } from "./timings.ts";
 export { type CallerLike, countCalls, type DialerCounters, dialerCounters } from "./dialers.ts";
 export { METRICS_CONTENT_TYPE, MetricsBindError, type MetricsServer } from "./serve.ts";

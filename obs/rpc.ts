@@ -16,8 +16,14 @@ import {
   type RequestCounter,
   type RequestTally,
 } from "../wire/mod.ts";
-import type { Cell, CellFamily, HistogramCell, HistogramFamily, Registry } from "./metrics.ts";
-import { SAMPLE_EVERY, SAMPLE_MASK } from "./timings.ts";
+import type {
+  Cell,
+  CellFamily,
+  HistogramCell,
+  HistogramFamily,
+  Registry,
+  Sampler,
+} from "./metrics.ts";
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
@@ -26,20 +32,27 @@ class ClassCells implements RequestTally {
   readonly ok: Cell;
   readonly latency: HistogramCell;
   readonly notifications: Cell;
-  /** Requests taken: the 1st, the 9th … (`SAMPLE_EVERY`) are timed. */
-  tick = 0;
+  /** Which requests are timed (a sample, see Sampler). */
+  readonly #sampler: Sampler;
   readonly #requests: CellFamily;
   readonly #name: string;
   readonly #codes = new Map<string, Cell>();
-  constructor(name: string, requests: CellFamily, latency: HistogramFamily, notes: CellFamily) {
+  constructor(
+    name: string,
+    families: { requests: CellFamily; latency: HistogramFamily; notes: CellFamily },
+    sampler: Sampler,
+  ) {
+    const { requests, latency, notes } = families;
     this.#name = name;
+    this.#sampler = sampler;
     this.#requests = requests;
     this.ok = requests.cell({ class: name, code: "OK" });
     this.latency = latency.cell({ class: name });
     this.notifications = notes.cell({ class: name });
   }
   start(): number {
-    return (this.tick++ & SAMPLE_MASK) === 0 ? performance.now() : -1; // -1: not timed
+    const t0 = this.#sampler.take();
+    return t0 === 0 ? -1 : t0; // -1: not timed
   }
   failed(err: unknown, t0: number): void {
     if (t0 >= 0) this.latency.observe((performance.now() - t0) / 1000);
@@ -67,10 +80,12 @@ export class RpcMetrics {
   readonly #opened: Cell;
   readonly #closed: CellFamily;
   readonly #live = new Set<Peer>();
+  readonly #registry: Registry;
   #closedIn = 0;
   #closedOut = 0;
 
   constructor(registry: Registry) {
+    this.#registry = registry;
     this.#requests = registry.cells(
       "counter",
       "dist_requests_total",
@@ -78,7 +93,7 @@ export class RpcMetrics {
     );
     this.#latency = registry.histogram(
       "dist_request_duration_seconds",
-      `Time from a request's dispatch to its answer, by method class (one request in ${SAMPLE_EVERY} of each class is timed, the first included; dist_requests_total counts every one)`,
+      "Time from a request's dispatch to its answer, by method class (a sample: every request while they come more than 2 ms apart in a class, one per 2 to 4 ms above that; dist_requests_total counts every one)",
     );
     this.#notes = registry.cells(
       "counter",
@@ -112,7 +127,11 @@ export class RpcMetrics {
   #cells(name: string): ClassCells {
     let cells = this.#classes.get(name);
     if (cells === undefined) {
-      cells = new ClassCells(name, this.#requests, this.#latency, this.#notes);
+      cells = new ClassCells(name, {
+        requests: this.#requests,
+        latency: this.#latency,
+        notes: this.#notes,
+      }, this.#registry.sampler());
       this.#classes.set(name, cells);
     }
     return cells;
@@ -130,9 +149,8 @@ export class RpcMetrics {
   /**
    * What a port's Peers count every request they answer with (wire's
    * RequestCounter: at the point the answer is sent, no wrapper around the
-   * handler), timing one in {@link SAMPLE_EVERY} of each class, the first
-   * included (two clock reads cost more than the rest of the counting:
-   * about 0.1 µs each).
+   * handler), timing a sample of each class ({@link Sampler}: two clock
+   * reads cost more than the rest of the counting, 0.1–0.2 µs each).
    * @param forwards the port hands methods no contract owns to a fallback (the balancer)
    */
   counter(forwards: boolean): RequestCounter {

@@ -6,24 +6,13 @@
  *   the backend's answer (queueing, retries and the backend included, both
  *   the decoded and the byte pass-through path);
  * - the broker: a publish's fan-out, from its taking to its last delivery
- *   handed to a subscriber's connection or queued for it (one publish in 8:
- *   the two clock reads would cost more than the rest of the metrics);
+ *   handed to a subscriber's connection or queued for it (a sample of
+ *   publishes, see {@link Sampler});
  * - the binder: replication lag, from a change's stamp at the binder that
  *   made it to its merge here (clocks are checked against each other; a
  *   change repaired by anti-entropy shows how late it came).
  */
-import { type HistogramCell, LATENCY_BUCKETS, type Registry } from "./metrics.ts";
-
-/**
- * The hot paths time one event in 8 (a served request, a publish): a clock
- * read costs about 0.1 µs in Deno, two of them more than the rest of the
- * counting. The count is kept in full by the matching counter; the
- * histogram's `_count` is about one eighth of it. Sample with
- * `(n++ & SAMPLE_MASK) === 0` (the first is timed) or `(++n & SAMPLE_MASK) === 0`.
- */
-export const SAMPLE_EVERY = 8;
-/** `SAMPLE_EVERY - 1`, a power of two less one. */
-export const SAMPLE_MASK = SAMPLE_EVERY - 1;
+import { type HistogramCell, LATENCY_BUCKETS, type Registry, type Sampler } from "./metrics.ts";
 
 /** Bucket bounds (seconds) for replication lag: 1 ms to 5 minutes. */
 export const LAG_BUCKETS: readonly number[] = [
@@ -49,12 +38,33 @@ export function forwardLatency(registry: Registry): HistogramCell {
   ).cell();
 }
 
-/** `dist_broker_publish_delivery_seconds`. */
-export function deliveryLatency(registry: Registry): HistogramCell {
-  return registry.histogram(
-    "dist_broker_publish_delivery_seconds",
-    `Time from a publish's taking to its last delivery handed to a subscriber's connection or queue (one publish in ${SAMPLE_EVERY} is timed)`,
-  ).cell();
+/** A histogram cell fed a sample of events: {@link take} says which to time. */
+export class SampledCell {
+  readonly #cell: HistogramCell;
+  readonly #sampler: Sampler;
+  constructor(cell: HistogramCell, sampler: Sampler) {
+    this.#cell = cell;
+    this.#sampler = sampler;
+  }
+  /** `performance.now()` when this event is to be timed, else 0 (see {@link Sampler}). */
+  take(): number {
+    return this.#sampler.take();
+  }
+  /** Records one timed event's duration, in seconds. */
+  observe(seconds: number): void {
+    this.#cell.observe(seconds);
+  }
+}
+
+/** `dist_broker_publish_delivery_seconds`, timed for a sample of publishes. */
+export function deliveryLatency(registry: Registry): SampledCell {
+  return new SampledCell(
+    registry.histogram(
+      "dist_broker_publish_delivery_seconds",
+      "Time from a publish's taking to its last delivery handed to a subscriber's connection or queue (a sample: every publish while they come more than 2 ms apart, one per 2 to 4 ms above that)",
+    ).cell(),
+    registry.sampler(),
+  );
 }
 
 /** `dist_binder_replication_lag_seconds`. */

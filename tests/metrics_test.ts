@@ -9,7 +9,7 @@ import { BrokerClient } from "./helpers/broker.ts";
 import { distCommand, type DistProcess, runDist, startDist } from "./helpers/dist.ts";
 import { connectTo, startBalancer } from "./helpers/balancer.ts";
 import { sleep, writeAll } from "./helpers/raw.ts";
-import { SAMPLE_EVERY } from "../obs/mod.ts";
+import { Sampler } from "../obs/mod.ts";
 import { metricsUrl, PROMTOOL, promtoolCheck as check, sample, scrape } from "./helpers/metrics.ts";
 
 /** A process that does not say `Listening on` (worker, consumer), stopped by the test. */
@@ -41,6 +41,42 @@ function spawnDist(args: string[]): { stderr: () => string; stop: () => Promise<
 }
 
 const M = ["--metrics", "127.0.0.1:0"];
+
+/** The times (ms) at which `sampler` times events that come at `at(i)`, i < n. */
+function timedAt(sampler: Sampler, clock: { now: number }, n: number, at: (i: number) => number) {
+  const timed: number[] = [];
+  for (let i = 0; i < n; i++) {
+    clock.now = at(i);
+    if (sampler.take() !== 0) timed.push(clock.now);
+  }
+  return timed;
+}
+
+Deno.test("Sampler times every event at a low rate, one per 2 to 4 ms at a high one", () => {
+  const clock = { now: 0 };
+  const sampler = new Sampler(() => clock.now);
+  // 100 events 10 ms apart: each one.
+  assert.equal(timedAt(sampler, clock, 100, (i) => 1 + i * 10).length, 100);
+  // 1,000,000 events a second for one second: about one per 2 to 4 ms.
+  const start = clock.now + 10;
+  const fast = timedAt(sampler, clock, 1_000_000, (i) => start + i / 1000);
+  assert.ok(fast.length >= 250 && fast.length <= 520, `${fast.length} timed`);
+  const gaps = fast.slice(20).map((t, i) => t - fast[19 + i]);
+  assert.ok(
+    Math.min(...gaps) >= 1 && Math.max(...gaps) <= 4.01,
+    `gaps ${Math.min(...gaps)}–${Math.max(...gaps)}`,
+  );
+  // Slow again (10 ms apart) for 3 s, nudged once a second as a registry does:
+  // after the second nudge, each one is timed again.
+  const slow = clock.now + 10;
+  const after: number[] = [];
+  for (let s = 0; s < 3; s++) {
+    sampler.nudge();
+    after.push(...timedAt(sampler, clock, 100, (i) => slow + s * 1000 + i * 10));
+  }
+  assert.ok(after.length >= 100 && after.length <= 203, `${after.length} of 300 timed`);
+  assert.deepEqual(after.slice(-100), Array.from({ length: 100 }, (_, i) => slow + 2000 + i * 10));
+});
 
 Deno.test({
   name: "--metrics: every role's /metrics passes promtool check metrics, under traffic",
@@ -117,9 +153,9 @@ Deno.test("--metrics: request counters follow the traffic, and scrapes answer du
     }
     const text = await scrape(url);
     assert.equal(sample(text, ok), n);
-    // One request in SAMPLE_EVERY is timed, the first included.
-    const timed = sample(text, 'dist_request_duration_seconds_count{class="ops"}');
-    assert.equal(timed, Math.ceil(n / SAMPLE_EVERY));
+    // Requests more than 2 ms apart are each timed (see Sampler).
+    const timed = 'dist_request_duration_seconds_count{class="ops"}';
+    assert.equal(sample(text, timed), n);
     assert.equal(sample(text, "dist_connections_opened_total"), n);
     assert(sample(text, "dist_received_bytes_total")! > 0);
     // A benchmark runs while the endpoint is scraped: every scrape answers,
@@ -148,7 +184,10 @@ Deno.test("--metrics: request counters follow the traffic, and scrapes answer du
     const result = await bench;
     assert.equal(result.code, 0, result.stderr);
     assert(scrapes >= 1);
-    assert.ok(sample(await scrape(url), ok)! >= n + 3000); // (and the bench's own warm-up)
+    const after = await scrape(url);
+    assert.ok(sample(after, ok)! >= n + 3000); // (and the bench's own warm-up)
+    // Under load a sample is timed, not every request.
+    assert.ok(sample(after, timed)! > n && sample(after, timed)! < sample(after, ok)! / 2, after);
   } finally {
     await server.stop();
   }
