@@ -1,23 +1,52 @@
 /**
- * What `--metrics` costs on the hot paths, each side against its twin
- * without it, in off-on-on-off order (on-off-off-on every other round) so a
- * drift of the machine's load weighs on both sides alike; each round's
- * ratio is on/off of the summed pair, and the medians of rounds are
- * reported: RPC echo at c=64 (`dist client --bench`) against a server,
- * the same through a balancer (its forward-time histogram), and a broker's
- * 1 publisher → 4 subscribers deliveries/s. In process, alternating: one
- * call bare and counted as a Peer counts it, and one timed observation (two
- * clock reads and a bucket). The scrape of a broker holding 100,000
- * retained topics (the issue's target: ≤ 50 ms and ≤ 1 MiB).
+ * What `--metrics` costs on the hot paths, each process against its twin
+ * without it. Every round measures each load on both, in off-on-on-off
+ * order (on-off-off-on every other round) so a drift of the machine's load
+ * weighs on both sides alike; a round's ratio is on/off of the summed pair,
+ * and the medians of rounds are reported, for throughput and for the CPU
+ * the process itself spent per request or delivery (its threads' scheduler
+ * time: a busy machine blurs it far less than a rate). Loads:
+ *
+ * - `rpc`: `dist client --bench` echo at c=64 against a server (the RPC
+ *   bench as users run it);
+ * - `rpc_burst`: bursts of 64 echo requests in lockstep (burst_client.ts)
+ *   against the same server: the same batches every run, so the CPU per
+ *   request is steady enough to show a few percent;
+ * - `balancer`, `balancer_burst`: the same two through a balancer (its
+ *   forward-time histogram), over one server without metrics;
+ * - `broker_1to4`: a broker's 1 publisher → 4 subscribers deliveries/s.
+ *
+ * Then, in process: one call bare and counted as a Peer counts it, and
+ * one timed observation (two clock reads and a bucket); and the scrape of a
+ * broker holding 100,000 retained topics (the issue's target: ≤ 50 ms and
+ * ≤ 1 MiB).
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { BrokerClient } from "../tests/helpers/broker.ts";
 import { type BenchFlags, clientBench, cpuUs, Rounds } from "./_common.ts";
+import type { DistProcess } from "../tests/helpers/dist.ts";
 import { loadRun } from "./broker.ts";
 import { forwardLatency, Registry, RpcMetrics } from "../obs/mod.ts";
 import type { Peer, RequestCounter, RequestHandler, RequestTally } from "../wire/mod.ts";
 
 const M = ["--metrics", "127.0.0.1:0"];
+const BURST_CLIENT = new URL("./burst_client.ts", import.meta.url).pathname;
+/** Requests in flight at once: `dist client --bench --concurrency 64`'s shape. */
+const BURST = 64;
+
+/** Runs `bursts` lockstep bursts of {@link BURST} echo requests against `port`; its req/s. */
+async function burstRun(port: number, bursts: number): Promise<number> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", BURST_CLIENT, String(port), String(BURST), String(bursts)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    throw new Error(`burst client failed: ${new TextDecoder().decode(out.stderr)}${text}`);
+  }
+  return JSON.parse(text.split("\n").at(-1)!).rps;
+}
 const METRICS_LINE = /Metrics at (\S+)/;
 
 /** ns per call of `h`, over `n` calls. */
@@ -129,34 +158,46 @@ async function brokerWithTopics(n: number) {
   return { broker, url };
 }
 
+/** A listener's port (from its address). */
+const portOf = (p: DistProcess) => Number(p.address.slice(p.address.lastIndexOf(":") + 1));
+
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const off = await startDist(["server", "--port", "0"]);
   const on = await startDist(["server", "--port", "0", ...M]);
+  const backend = await startDist(["server", "--port", "0"]);
   const brokerOff = await startDist(["broker", "--port", "0"]);
   const brokerOn = await startDist(["broker", "--port", "0", ...M]);
-  const W = ["--worker-port", "0", "--backends", off.address];
+  const W = ["--worker-port", "0", "--backends", backend.address];
   const balancerOff = await startDist(["balancer", "--port", "0", ...W]);
   const balancerOn = await startDist(["balancer", "--port", "0", ...W, ...M]);
   const topics = flags.quick ? 10_000 : 100_000;
   const big = await brokerWithTopics(topics);
   const rounds = new Rounds();
   const requests = flags.quick ? "10000" : "50000";
+  const bursts = flags.quick ? 200 : 1500;
   const n4 = flags.quick ? 25_000 : 100_000;
   const rps = async (address: string) =>
     (await clientBench(address, ["--requests", requests, "--concurrency", "64"])).rps as number;
+  const rpcSide = (a: DistProcess, b: DistProcess, burst: boolean) => (m: boolean) => {
+    const p = m ? b : a;
+    return burst
+      ? { pid: p.child.pid, units: BURST * bursts, run: () => burstRun(portOf(p), bursts) }
+      : { pid: p.child.pid, units: Number(requests), run: () => rps(p.address) };
+  };
   try {
+    // Warm-up: each process's code compiled before anything is measured.
+    for (const p of [off, on, balancerOff, balancerOn]) {
+      await burstRun(portOf(p), bursts);
+      await rps(p.address);
+    }
+    for (const b of [brokerOff, brokerOn]) {
+      await loadRun("dist", { port: b.port, pid: b.child.pid }, 4, n4);
+    }
     for (let r = 1; r <= flags.runs; r++) {
-      // Throughput, and each side's CPU per request or delivery: on a shared
-      // machine the latter is what separates a few percent from the noise.
-      const units = Number(requests);
-      await pairWithCpu(rounds, "rpc", r, (m) => {
-        const p = m ? on : off;
-        return { pid: p.child.pid, units, run: () => rps(p.address) };
-      });
-      await pairWithCpu(rounds, "balancer", r, (m) => {
-        const p = m ? balancerOn : balancerOff;
-        return { pid: p.child.pid, units, run: () => rps(p.address) };
-      });
+      await pairWithCpu(rounds, "rpc", r, rpcSide(off, on, false));
+      await pairWithCpu(rounds, "rpc_burst", r, rpcSide(off, on, true));
+      await pairWithCpu(rounds, "balancer", r, rpcSide(balancerOff, balancerOn, false));
+      await pairWithCpu(rounds, "balancer_burst", r, rpcSide(balancerOff, balancerOn, true));
       await pairWithCpu(rounds, "broker_1to4", r, (m) => {
         const b = m ? brokerOn : brokerOff;
         const load = { port: b.port, pid: b.child.pid };
@@ -177,31 +218,32 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     }
   } finally {
     await Promise.all(
-      [off, on, brokerOff, brokerOn, balancerOff, balancerOn, big.broker].map((p) => p.stop()),
+      [off, on, backend, brokerOff, brokerOn, balancerOff, balancerOn, big.broker].map((p) =>
+        p.stop()
+      ),
     );
   }
   const m = rounds.medians();
-  const side = (key: string, what: string) =>
-    `${what} off ${m[`${key}_off`].toFixed(0)}, on ${m[`${key}_on`].toFixed(0)} (median ratio ${
-      m[`${key}_ratio`].toFixed(3)
-    }×)`;
-  const cpu = (key: string, what: string) =>
-    `${what} ${m[`${key}_cpu_ns_off`].toFixed(0)} → ${
-      m[`${key}_cpu_ns_on`].toFixed(0)
-    } ns (median ratio ${m[`${key}_cpu_ns_ratio`].toFixed(3)}×)`;
+  const f = (x: number) => x.toFixed(0);
+  const line = (key: string, what: string, unit: string) =>
+    `  ${what}: ${unit} off ${f(m[`${key}_s_off`])}, on ${f(m[`${key}_s_on`])}, median ratio ${
+      m[`${key}_s_ratio`].toFixed(3)
+    }×; CPU ns per ${unit.split("/")[0]} off ${f(m[`${key}_cpu_ns_off`])}, on ${
+      f(m[`${key}_cpu_ns_on`])
+    }, median ratio ${m[`${key}_cpu_ns_ratio`].toFixed(3)}×`;
   console.log(
-    `metrics medians: ${side("rpc_s", "RPC c=64 req/s")}; ${
-      side("balancer_s", "through a balancer req/s")
-    }; ${side("broker_1to4_s", "broker 1→4 deliveries/s")}; CPU off → on: ${
-      cpu("rpc", "a server per request")
-    }, ${cpu("balancer", "the balancer per request")}, ${
-      cpu("broker_1to4", "the broker per delivery")
-    }; a call bare ${m.call_bare_ns.toFixed(0)} ns, counted ${
-      m.call_counted_ns.toFixed(0)
-    } ns (at ${m.rpc_s_on.toFixed(0)} req/s: ${
-      ((m.call_counted_ns - m.call_bare_ns) * m.rpc_s_on / 1e7).toFixed(2)
-    } % of a core); a timed observation ${m.timed_observe_ns.toFixed(0)} ns; scrape of a broker ` +
-      `with ${topics} topics ${m.scrape_topics_ms.toFixed(1)} ms, ${m.scrape_topics_bytes} bytes`,
+    [
+      `metrics medians of ${flags.runs} rounds (on/off ratios per round, CPU of the process measured):`,
+      line("rpc", "server, dist client --bench c=64", "req/s"),
+      line("rpc_burst", "server, lockstep bursts of 64", "req/s"),
+      line("balancer", "balancer, dist client --bench c=64", "req/s"),
+      line("balancer_burst", "balancer, lockstep bursts of 64", "req/s"),
+      line("broker_1to4", "broker, 1 publisher → 4 subscribers", "deliveries/s"),
+      `  in process: a call bare ${f(m.call_bare_ns)} ns, counted ${f(m.call_counted_ns)} ns; ` +
+      `a timed observation ${f(m.timed_observe_ns)} ns`,
+      `  scrape of a broker with ${topics} topics: ${m.scrape_topics_ms.toFixed(1)} ms, ` +
+      `${m.scrape_topics_bytes} bytes`,
+    ].join("\n"),
   );
   return m;
 }
