@@ -1,10 +1,11 @@
 /**
  * The `/metrics` endpoint (`--metrics HOST:PORT`): Prometheus' text format
  * over HTTP, GET and HEAD only. Anything else is answered (404, 405) and
- * never reaches the role; malformed HTTP is Deno's server's to refuse.
+ * never reaches the role; malformed HTTP, a header slower than 10 s and
+ * connections past 256 are refused by the server (http_guarded.ts).
  */
 import type { Registry } from "./metrics.ts";
-import { type KeptServer, serveKept } from "./http.ts";
+import { type GuardedServer, serveGuarded } from "./http_guarded.ts";
 
 /** The content type of the text exposition format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,9 +34,9 @@ export function serveMetrics(
   address: { host: string; port: number },
   registry: Registry,
 ): MetricsServer {
-  let server: KeptServer;
+  let server: GuardedServer;
   try {
-    server = serveKept(
+    server = serveGuarded(
       { hostname: address.host, port: address.port, what: "metrics" },
       (request) => answer(request, registry),
     );

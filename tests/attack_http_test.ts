@@ -1,6 +1,8 @@
 /**
  * The HTTP ports (a role's `--metrics`, `dist up`'s dashboard) against a peer
- * that opens connections until the process has no file descriptor left.
+ * that opens connections until the process has no file descriptor left,
+ * one that never finishes its request header (slowloris), and one that
+ * opens more connections than the port keeps (256).
  * Deno's HTTP server ends its accept loop when accept() fails (EMFILE), and
  * the rejection it leaves behind, unhandled, ended the whole process: any
  * local user could kill a role, or `dist up` and with it the cluster, with a
@@ -99,7 +101,7 @@ Deno.test({
       );
       const text = await eventually(() => scrape(url), 8000, "metrics served again");
       assert.match(text, /^dist_info\{/m);
-      assert.match(victim.stderr(), /The metrics server stopped \(.*Too many open files/);
+      assert.match(victim.stderr(), /The metrics server cannot accept \(.*Too many open files/);
       // The role itself answers too.
       const peer = await dial({ host: "127.0.0.1", port: victim.port }, {
         role: "client",
@@ -146,7 +148,7 @@ Deno.test({
       assert.equal(cluster.instances.length, 1);
       assert.match(
         up.stdout() + up.stderr(),
-        /The dashboard server stopped \(.*Too many open files/,
+        /The dashboard server cannot accept \(.*Too many open files/,
       );
       assert.doesNotMatch(up.stdout(), /Stopping/);
     } finally {
@@ -186,6 +188,102 @@ Deno.test({
       const asked = await requests() - before - 1; // Less our own sys.stats.
       assert.ok(asked <= 5, `the instance was asked ${asked} times`);
     } finally {
+      await up.stop();
+      await Deno.remove(file).catch(() => {});
+    }
+  },
+});
+
+/** Opens a connection to `port` that sends `bytes` and no more. */
+async function partial(port: number, bytes: string): Promise<Deno.Conn> {
+  const c = await Deno.connect({ hostname: "127.0.0.1", port });
+  await c.write(new TextEncoder().encode(bytes));
+  return c;
+}
+
+/** Resolves with the time (ms from now) at which the server closes `conn`. */
+async function closedAfter(conn: Deno.Conn): Promise<number> {
+  const t0 = performance.now();
+  const buf = new Uint8Array(1024);
+  try {
+    while ((await conn.read(buf)) !== null) { /* an answer: read on */ }
+  } catch {
+    // Reset: closed too.
+  }
+  return performance.now() - t0;
+}
+
+Deno.test({
+  name:
+    "attack: a client that never finishes its request header is cut after 10 s; /metrics answers meanwhile",
+  ...opts,
+  async fn() {
+    const victim = await startDist(["server", "--port", "0", "--metrics", "127.0.0.1:0"]);
+    const held: Deno.Conn[] = [];
+    try {
+      const url = await metricsUrl(victim.stderr);
+      const port = Number(new URL(url).port);
+      // Slowloris: a header line now and then, never the blank line that ends it.
+      const slow = await partial(port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+      held.push(slow);
+      const cut = closedAfter(slow);
+      let cutAfter: number | undefined;
+      cut.then((ms) => cutAfter = ms);
+      let scrapes = 0;
+      const t0 = performance.now();
+      while (cutAfter === undefined && performance.now() - t0 < 15_000) {
+        await slow.write(new TextEncoder().encode(`X-${scrapes}: y\r\n`)).catch(() => {});
+        assert.match(await scrape(url), /^dist_info\{/m);
+        scrapes++;
+        await sleep(500);
+      }
+      assert.ok(cutAfter !== undefined, "the slow client was never cut");
+      assert.ok(cutAfter >= 9_500 && cutAfter < 13_000, `cut after ${cutAfter.toFixed(0)} ms`);
+      assert.ok(scrapes >= 15, `${scrapes} scrapes answered meanwhile`);
+      // Past the cap (256), connections that send nothing take the place of the
+      // longest waiting: 400 of them, and /metrics still answers at once.
+      for (let i = 0; i < 400; i++) held.push(await partial(port, "G"));
+      const t1 = performance.now();
+      assert.match(await scrape(url), /^dist_info\{/m);
+      assert.ok(performance.now() - t1 < 3000, "the scrape waited for the flood");
+      const closed = await Promise.all(
+        held.slice(1).map((c) =>
+          Promise.race([closedAfter(c).then(() => 1), sleep(500).then(() => 0)])
+        ),
+      );
+      const cutOff = closed.reduce((a: number, b) => a + b, 0);
+      assert.ok(cutOff >= 400 - 256, `only ${cutOff} of 400 were let go: more than 256 held`);
+    } finally {
+      for (const c of held) closeQuietly(c);
+      await victim.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "attack: dist up's dashboard cuts a header that never ends and stays within 256 connections",
+  ...opts,
+  async fn() {
+    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
+    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    const held: Deno.Conn[] = [];
+    try {
+      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
+      const base = ready[1];
+      const port = Number(new URL(base).port);
+      const slow = await partial(port, "GET /api/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+      const cut = closedAfter(slow);
+      for (let i = 0; i < 300; i++) held.push(await partial(port, "GET / HTTP/1.1\r\n"));
+      const r = await fetch(new URL("/api/cluster", base));
+      assert.equal(r.status, 200);
+      assert.equal((await r.json()).instances.length, 1);
+      // The slowloris was the longest waiting: it went first, long before 10 s.
+      const ms = await Promise.race([cut, sleep(12_000).then(() => Infinity)]);
+      assert.ok(ms < 12_000, "the slow client was never cut");
+      closeQuietly(slow);
+    } finally {
+      for (const c of held) closeQuietly(c);
       await up.stop();
       await Deno.remove(file).catch(() => {});
     }

@@ -13,7 +13,7 @@
 import type { ClusterEvent, ClusterView } from "../observe/mod.ts";
 import { type Asset, ASSETS } from "./assets.ts";
 import { METRICS_CONTENT_TYPE, type Registry } from "../../obs/mod.ts";
-import { type KeptServer, serveKept } from "../../obs/http.ts";
+import { type GuardedServer, serveGuarded } from "../../obs/http_guarded.ts";
 
 /** What the page shows besides the view: the launcher and the layout of the graph. */
 export interface DashboardInfo {
@@ -71,7 +71,7 @@ export function allowedHost(host: string | null, listening: string): boolean {
 /** The page of a cluster, served over HTTP. See the module comment. */
 export class Dashboard {
   readonly url: string;
-  #server: KeptServer;
+  #server: GuardedServer;
   #options: DashboardOptions;
   #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
   #closers = new Set<() => void>();
@@ -79,9 +79,9 @@ export class Dashboard {
   /** @throws {Deno.errors.AddrInUse} (and other bind errors) when it cannot listen */
   constructor(options: DashboardOptions) {
     this.#options = options;
-    // Kept serving when Deno's accept loop fails (a flood past the file
-    // limit): unhandled, that failure ended the launcher and the cluster.
-    this.#server = serveKept(
+    // Bounded (256 connections, 10 s for a request header) and kept serving
+    // when accepting fails (a flood past the file limit): see http_guarded.ts.
+    this.#server = serveGuarded(
       { hostname: options.hostname, port: options.port, what: "dashboard", warn: options.warn },
       (request) => this.#handle(request),
     );

@@ -1,0 +1,219 @@
+/**
+ * One connection of the guarded HTTP server (http_guarded.ts): its read
+ * buffer, a request header read within a deadline, a small body dropped,
+ * writes that must be taken in time; and the parsing of a request header.
+ */
+
+/** Largest request header taken. */
+export const MAX_HEADER_BYTES = 32 * 1024;
+const MAX_HEADERS = 100;
+const CRLFCRLF = [13, 10, 13, 10];
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Why a connection is cut; with a status, the peer is told first. */
+export class Cut extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+  }
+}
+
+/** One accepted connection. */
+export class Connection {
+  readonly conn: Deno.Conn;
+  #buf = new Uint8Array(4096);
+  #start = 0;
+  #end = 0;
+  #closed = false;
+  /** Since when it waits for a request header (performance.now()), or -1 while busy. */
+  waitingSince = -1;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Closed already.
+    }
+  }
+
+  /**
+   * The next request header's bytes (without the blank line), null at a
+   * clean end between requests. A header that does not arrive whole within
+   * `timeoutMs` closes the connection.
+   * @throws {Cut} on a timeout, a closed peer mid-header, or a header over the limit
+   */
+  async header(timeoutMs: number): Promise<Uint8Array | null> {
+    this.waitingSince = performance.now();
+    const timer = setTimeout(() => this.close(), timeoutMs);
+    try {
+      let scanned = this.#start;
+      for (;;) {
+        const at = indexOf(this.#buf, CRLFCRLF, Math.max(this.#start, scanned - 3), this.#end);
+        if (at >= 0) {
+          const head = this.#buf.slice(this.#start, at);
+          this.#start = at + 4;
+          return head;
+        }
+        scanned = this.#end;
+        if (this.#end - this.#start > MAX_HEADER_BYTES) throw new Cut("header too large", 431);
+        if (this.#end === this.#buf.length) this.#grow();
+        let n: number | null;
+        try {
+          n = await this.conn.read(this.#buf.subarray(this.#end));
+        } catch {
+          n = null;
+        }
+        if (n === null) {
+          if (this.#closed) throw new Cut("header timeout");
+          if (this.#end === this.#start) return null;
+          throw new Cut("closed mid-header");
+        }
+        this.#end += n;
+      }
+    } finally {
+      clearTimeout(timer);
+      this.waitingSince = -1;
+    }
+  }
+
+  /**
+   * Reads and drops the next `n` bytes (a request body), within `timeoutMs`.
+   * @throws {Cut} when they do not come in time
+   */
+  async discard(n: number, timeoutMs: number): Promise<void> {
+    const timer = setTimeout(() => this.close(), timeoutMs);
+    try {
+      for (;;) {
+        const have = Math.min(n, this.#end - this.#start);
+        this.#start += have;
+        n -= have;
+        if (n === 0) return;
+        this.#start = this.#end = 0;
+        let got: number | null;
+        try {
+          got = await this.conn.read(this.#buf);
+        } catch {
+          got = null;
+        }
+        if (got === null) throw new Cut("closed mid-body");
+        this.#end = got;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #grow(): void {
+    if (this.#start > 0) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+      if (this.#end < this.#buf.length) return;
+    }
+    const bigger = new Uint8Array(Math.min(this.#buf.length * 2, MAX_HEADER_BYTES + 4096));
+    bigger.set(this.#buf.subarray(0, this.#end));
+    this.#buf = bigger;
+  }
+
+  /** Writes all of `bytes`, or closes the connection when the peer takes none of it in time. */
+  async write(bytes: Uint8Array, timeoutMs: number): Promise<void> {
+    const timer = setTimeout(() => this.close(), timeoutMs);
+    try {
+      let off = 0;
+      while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+    } catch {
+      this.close();
+      throw new Cut("write failed");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Resolves when the peer closes its side (or anything more arrives: this port takes no uploads). */
+  async gone(): Promise<void> {
+    const scratch = new Uint8Array(512);
+    try {
+      while (!this.#closed) {
+        const n = await this.conn.read(scratch);
+        if (n === null) return;
+      }
+    } catch {
+      // Closed.
+    }
+  }
+}
+
+function indexOf(buf: Uint8Array, needle: number[], from: number, to: number): number {
+  for (let i = Math.max(0, from); i + needle.length <= to; i++) {
+    if (
+      buf[i] === needle[0] && buf[i + 1] === needle[1] && buf[i + 2] === needle[2] &&
+      buf[i + 3] === needle[3]
+    ) return i;
+  }
+  return -1;
+}
+
+/** A parsed request header. */
+export interface Head {
+  method: string;
+  target: string;
+  minor: number;
+  headers: Headers;
+  keepAlive: boolean;
+  /** The body's length (Content-Length); Infinity when chunked, too large or conflicting. */
+  bodyLength: number;
+}
+
+/** Parses a request header. @returns a status to answer with when it is malformed */
+export function parseHead(bytes: Uint8Array): Head | number {
+  let text: string;
+  try {
+    text = STRICT_UTF8.decode(bytes);
+  } catch {
+    return 400;
+  }
+  const lines = text.split("\r\n");
+  // A client may send blank lines before a request (RFC 9112 2.2).
+  while (lines.length > 0 && lines[0] === "") lines.shift();
+  const m = REQUEST_LINE.exec(lines[0] ?? "");
+  if (m === null) return 400;
+  if (lines.length - 1 > MAX_HEADERS) return 431;
+  const headers = new Headers();
+  let bodyLength = 0;
+  let lengths = 0;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(":");
+    if (colon <= 0) return 400;
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return 400;
+    const value = line.slice(colon + 1).trim();
+    try {
+      headers.append(name, value);
+    } catch {
+      return 400;
+    }
+    const lower = name.toLowerCase();
+    if (lower === "transfer-encoding") bodyLength = Infinity;
+    if (lower === "content-length") {
+      if (!/^\d+$/.test(value)) return 400;
+      if (lengths++ > 0 && Number(value) !== bodyLength) return 400;
+      bodyLength = Math.max(bodyLength, Number(value));
+    }
+  }
+  const minor = Number(m[3]);
+  const connection = (headers.get("connection") ?? "").toLowerCase();
+  const keepAlive = minor === 1 ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+  return { method: m[1], target: m[2], minor, headers, keepAlive, bodyLength };
+}
