@@ -1,23 +1,34 @@
 /**
  * A lockstep load for the metrics bench (bench/metrics.ts), in its own
- * process: one connection that sends BURST `echo` requests in one write,
- * reads every answer, and sends the next burst, BURSTS times. A closed loop
- * at `dist client --bench`'s c=64 shape whose bursts stay whole: the
- * listener reads, decodes and answers the same batches every run, so its
- * CPU per request no longer drifts with how a busy machine happens to
- * split the traffic (the per-request figure of c=64 swung by ±20 % between
- * rounds here, hiding a 2 % difference).
+ * process, against several listeners at once, taking turns burst by burst
+ * (A B A B …): the listeners being compared see the same moments of a
+ * busy machine, so their CPU per unit of work can be compared to a few
+ * percent where runs one after the other swing by 20 %.
  *
- *   deno run -A bench/burst_client.ts PORT BURST BURSTS
+ *   deno run -A bench/burst_client.ts rpc PORT[,PORT…] BURST BURSTS
  *
- * Prints one JSON line: `{requests, seconds, rps}` (after the handshake).
+ * sends each listener BURST `echo` requests in one write, reads every
+ * answer, and goes on to the next listener (`dist client --bench`'s c=64
+ * shape, in whole batches);
+ *
+ *   deno run -A bench/burst_client.ts broker PORT[,PORT…] BURST BURSTS SUBS
+ *
+ * subscribes SUBS connections to a broker's `/bench/burst`, then publishes
+ * BURST fire-and-forget messages in one write and waits until every
+ * subscriber has them all (a broker's 1 → SUBS fan-out, in whole batches).
+ *
+ * Prints one JSON line once all bursts are done: per listener, in the order
+ * given, `{units, seconds, rate}` (units: requests, or deliveries; seconds:
+ * the sum of that listener's turns).
  */
 
-const [portText, burstText, burstsText] = Deno.args;
-const port = Number(portText);
+const [mode, portsText, burstText, burstsText, subsText] = Deno.args;
+const ports = portsText.split(",").map(Number);
 const burst = Number(burstText);
 const bursts = Number(burstsText);
+const subs = Number(subsText ?? 0);
 const encoder = new TextEncoder();
+const TOPIC = "/bench/burst";
 
 function frame(text: string): Uint8Array {
   const body = encoder.encode(text);
@@ -27,12 +38,7 @@ function frame(text: string): Uint8Array {
   return out;
 }
 
-/** BURST requests, framed, in one buffer (ids 1..BURST: each burst reuses them). */
-function requests(): Uint8Array {
-  const parts = Array.from(
-    { length: burst },
-    (_, i) => frame(`{"id":${i + 1},"method":"echo","params":{"text":"hello"}}`),
-  );
+function joined(parts: Uint8Array[]): Uint8Array {
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {
@@ -42,54 +48,141 @@ function requests(): Uint8Array {
   return all;
 }
 
-const all = requests();
-const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-conn.setNoDelay(true);
-await conn.write(frame(
-  JSON.stringify({ op: "hello", v: 1, codec: "json", role: "client", name: "burst" }),
-));
+/** One connection, handshaken, reading whole frames. */
+class Link {
+  #buf = new Uint8Array(1 << 16);
+  #start = 0;
+  #end = 0;
+  private constructor(readonly conn: Deno.TcpConn) {}
 
-let buf = new Uint8Array(1 << 16);
-let start = 0;
-let end = 0;
+  static async open(port: number): Promise<Link> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    const link = new Link(conn);
+    const hello = { op: "hello", v: 1, codec: "json", role: "client", name: "burst" };
+    await conn.write(frame(JSON.stringify(hello)));
+    await link.frames((buf, at) => buf[at + 2] === 0x6f); // the welcome: {"op"
+    return link;
+  }
 
-/** Reads whole frames; returns how many were answers (a `ping` notification is not). */
-async function readFrames(): Promise<number> {
-  if (start === end) start = end = 0;
-  else if (buf.length - end < 4096) {
-    buf.copyWithin(0, start, end);
-    end -= start;
-    start = 0;
+  /**
+   * Reads once and counts the frames that `counts` (given the frame and
+   * where its payload starts).
+   */
+  async frames(counts: Matcher): Promise<number> {
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    else if (this.#buf.length - this.#end < 4096) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end === this.#buf.length) {
+      const bigger = new Uint8Array(this.#buf.length * 2);
+      bigger.set(this.#buf.subarray(0, this.#end));
+      this.#buf = bigger;
+    }
+    const n = await this.conn.read(this.#buf.subarray(this.#end));
+    if (n === null) throw new Error("The listener closed the connection");
+    this.#end += n;
+    let counted = 0;
+    const view = new DataView(this.#buf.buffer);
+    while (this.#end - this.#start >= 4) {
+      const len = view.getUint32(this.#start);
+      if (this.#end - this.#start < 4 + len) break;
+      if (counts(this.#buf, this.#start + 4)) counted++;
+      this.#start += 4 + len;
+    }
+    return counted;
   }
-  if (end === buf.length) {
-    const bigger = new Uint8Array(buf.length * 2);
-    bigger.set(buf.subarray(0, end));
-    buf = bigger;
+
+  /** Reads until `n` counted frames have come. */
+  async await(n: number, counts: Matcher): Promise<void> {
+    let got = 0;
+    while (got < n) got += await this.frames(counts);
   }
-  const n = await conn.read(buf.subarray(end));
-  if (n === null) throw new Error("The listener closed the connection");
-  end += n;
-  let answers = 0;
-  const view = new DataView(buf.buffer);
-  while (end - start >= 4) {
-    const len = view.getUint32(start);
-    if (end - start < 4 + len) break;
-    // An answer starts {"id": … ; a notification {"method": …
-    if (buf[start + 6] === 0x69 /* i */) answers++;
-    start += 4 + len;
+
+  write(bytes: Uint8Array): Promise<number> {
+    return this.conn.write(bytes);
   }
-  return answers;
 }
 
-// The welcome.
-while ((await readFrames(), start === 0)) { /* a partial welcome */ }
+/** Whether the frame whose payload starts at `at` is one to count. */
+type Matcher = (buf: Uint8Array, at: number) => boolean;
 
-const t0 = performance.now();
+const METHOD = encoder.encode('{"method":"broker.message"');
+/** An answer: `{"id"…` */
+const isAnswer: Matcher = (buf, at) => buf[at + 2] === 0x69;
+/** A delivery: `{"method":"broker.message"…` */
+const isMessage: Matcher = (buf, at) => {
+  for (let i = 0; i < METHOD.length; i++) if (buf[at + i] !== METHOD[i]) return false;
+  return true;
+};
+const PING = frame('{"method":"ping"}');
+
+/** One listener's turn: send a burst, wait for all it causes. */
+type Turn = () => Promise<number>;
+
+async function rpcSide(port: number): Promise<Turn> {
+  const link = await Link.open(port);
+  const requests = joined(
+    Array.from(
+      { length: burst },
+      (_, i) => frame(`{"id":${i + 1},"method":"echo","params":{"text":"hello"}}`),
+    ),
+  );
+  return async () => {
+    await link.write(requests);
+    await link.await(burst, isAnswer);
+    return burst;
+  };
+}
+
+async function brokerSide(port: number): Promise<Turn> {
+  const readers = await Promise.all(Array.from({ length: subs }, () => Link.open(port)));
+  for (const r of readers) {
+    await r.write(
+      frame(JSON.stringify({ id: 1, method: "broker.subscribe", params: { topic: TOPIC } })),
+    );
+    await r.await(1, isAnswer);
+  }
+  const publisher = await Link.open(port);
+  const value = { text: "x".repeat(100) };
+  const publishes = joined(
+    Array.from(
+      { length: burst },
+      (_, i) =>
+        frame(JSON.stringify({
+          method: "broker.publish",
+          params: { topic: TOPIC, value: { ...value, i }, retain: false },
+        })),
+    ),
+  );
+  // Subscribers send nothing else: a ping now and then, or the broker takes them for dead.
+  let pinged = performance.now();
+  return async () => {
+    if (performance.now() - pinged > 300) {
+      pinged = performance.now();
+      for (const r of readers) await r.write(PING);
+    }
+    await publisher.write(publishes);
+    await Promise.all(readers.map((r) => r.await(burst, isMessage)));
+    return burst * subs;
+  };
+}
+
+const turns = await Promise.all(ports.map((p) => mode === "broker" ? brokerSide(p) : rpcSide(p)));
+const units = ports.map(() => 0);
+const seconds = ports.map(() => 0);
 for (let b = 0; b < bursts; b++) {
-  await conn.write(all);
-  let answered = 0;
-  while (answered < burst) answered += await readFrames();
+  // Who goes first changes every burst.
+  for (let k = 0; k < turns.length; k++) {
+    const i = (b + k) % turns.length;
+    const t0 = performance.now();
+    units[i] += await turns[i]();
+    seconds[i] += (performance.now() - t0) / 1000;
+  }
 }
-const seconds = (performance.now() - t0) / 1000;
-conn.close();
-console.log(JSON.stringify({ requests: burst * bursts, seconds, rps: burst * bursts / seconds }));
+console.log(JSON.stringify(
+  ports.map((_, i) => ({ units: units[i], seconds: seconds[i], rate: units[i] / seconds[i] })),
+));
+Deno.exit(0); // the connections go with the process

@@ -1,25 +1,24 @@
 /**
  * What `--metrics` costs on the hot paths, each process against its twin
- * without it. Every round measures each load on both, in off-on-on-off
- * order (on-off-off-on every other round) so a drift of the machine's load
- * weighs on both sides alike; a round's ratio is on/off of the summed pair,
- * and the medians of rounds are reported, for throughput and for the CPU
- * the process itself spent per request or delivery (its threads' scheduler
- * time: a busy machine blurs it far less than a rate). Loads:
+ * without it, in two ways:
  *
- * - `rpc`: `dist client --bench` echo at c=64 against a server (the RPC
- *   bench as users run it);
- * - `rpc_burst`: bursts of 64 echo requests in lockstep (burst_client.ts)
- *   against the same server: the same batches every run, so the CPU per
- *   request is steady enough to show a few percent;
- * - `balancer`, `balancer_burst`: the same two through a balancer (its
- *   forward-time histogram), over one server without metrics;
- * - `broker_1to4`: a broker's 1 publisher → 4 subscribers deliveries/s.
+ * - interleaved (`*_il`): one client process (burst_client.ts) takes turns
+ *   between the two, burst by burst (A B A B …, who goes first changing
+ *   every burst): 64 echo requests to a server, or through a balancer, or
+ *   64 publishes to a broker delivered to 4 subscribers each. Both sides
+ *   live through the same moments of a busy machine, so the CPU each
+ *   process spent per request or delivery (its threads' scheduler time)
+ *   is compared within one run; each round one such run.
+ * - one after the other, as users run the benches: `dist client --bench`
+ *   echo at c=64 against a server and through a balancer, and a broker's
+ *   1 publisher → 4 subscribers (bench/broker.ts), in off-on-on-off order
+ *   (on-off-off-on every other round); a round's ratio is on/off of the
+ *   summed pair. On a shared 2-core machine these swing by 20 % a round.
  *
- * Then, in process: one call bare and counted as a Peer counts it, and
- * one timed observation (two clock reads and a bucket); and the scrape of a
- * broker holding 100,000 retained topics (the issue's target: ≤ 50 ms and
- * ≤ 1 MiB).
+ * Medians of rounds are reported. Then, in process: one call bare and
+ * counted as a Peer counts it, and one timed observation (two clock reads
+ * and a bucket); and the scrape of a broker holding 100,000 retained topics
+ * (the issue's target: ≤ 50 ms and ≤ 1 MiB).
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { BrokerClient } from "../tests/helpers/broker.ts";
@@ -30,14 +29,16 @@ import { forwardLatency, Registry, RpcMetrics } from "../obs/mod.ts";
 import type { Peer, RequestCounter, RequestHandler, RequestTally } from "../wire/mod.ts";
 
 const M = ["--metrics", "127.0.0.1:0"];
+/** Interleaved runs of each load per round. */
+const IL_PER_ROUND = 3;
 const BURST_CLIENT = new URL("./burst_client.ts", import.meta.url).pathname;
-/** Requests in flight at once: `dist client --bench --concurrency 64`'s shape. */
-const BURST = 64;
+/** Requests (or publishes) per burst: `dist client --bench --concurrency 64`'s shape. */
+const BURST = "64";
 
-/** Runs `bursts` lockstep bursts of {@link BURST} echo requests against `port`; its req/s. */
-async function burstRun(port: number, bursts: number): Promise<number> {
+/** One burst_client.ts run; per listener (in the order given) its units and rate. */
+async function burstClient(args: string[]): Promise<{ units: number; rate: number }[]> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", BURST_CLIENT, String(port), String(BURST), String(bursts)],
+    args: ["run", "-A", BURST_CLIENT, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -45,8 +46,32 @@ async function burstRun(port: number, bursts: number): Promise<number> {
   if (!out.success) {
     throw new Error(`burst client failed: ${new TextDecoder().decode(out.stderr)}${text}`);
   }
-  return JSON.parse(text.split("\n").at(-1)!).rps;
+  return JSON.parse(text.split("\n").at(-1)!);
 }
+
+/**
+ * One interleaved run over `off` and `on` (see the module comment): the
+ * rate each got and the CPU each spent per unit, and their on/off ratios.
+ */
+async function interleaved(
+  rounds: Rounds,
+  key: string,
+  round: number,
+  sides: { off: DistProcess; on: DistProcess; args: (ports: string) => string[] },
+): Promise<void> {
+  const both = round % 2 ? [sides.off, sides.on] : [sides.on, sides.off];
+  const c0 = both.map((p) => cpuUs(p.child.pid));
+  const out = await burstClient(sides.args(both.map(portOf).join(",")));
+  const cpu = both.map((p, i) => (cpuUs(p.child.pid) - c0[i]) * 1000 / out[i].units);
+  const [on, off] = both[0] === sides.on ? [0, 1] : [1, 0];
+  rounds.add(`${key}_s_off`, out[off].rate);
+  rounds.add(`${key}_s_on`, out[on].rate);
+  rounds.add(`${key}_s_ratio`, out[on].rate / out[off].rate);
+  rounds.add(`${key}_cpu_ns_off`, cpu[off]);
+  rounds.add(`${key}_cpu_ns_on`, cpu[on]);
+  rounds.add(`${key}_cpu_ns_ratio`, cpu[on] / cpu[off]);
+}
+
 const METRICS_LINE = /Metrics at (\S+)/;
 
 /** ns per call of `h`, over `n` calls. */
@@ -159,7 +184,7 @@ async function brokerWithTopics(n: number) {
 }
 
 /** A listener's port (from its address). */
-const portOf = (p: DistProcess) => Number(p.address.slice(p.address.lastIndexOf(":") + 1));
+const portOf = (p: DistProcess) => p.address.slice(p.address.lastIndexOf(":") + 1);
 
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const off = await startDist(["server", "--port", "0"]);
@@ -174,30 +199,33 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const big = await brokerWithTopics(topics);
   const rounds = new Rounds();
   const requests = flags.quick ? "10000" : "50000";
-  const bursts = flags.quick ? 200 : 1500;
-  const n4 = flags.quick ? 25_000 : 100_000;
+  const n4 = flags.quick ? 25_000 : 50_000;
   const rps = async (address: string) =>
     (await clientBench(address, ["--requests", requests, "--concurrency", "64"])).rps as number;
-  const rpcSide = (a: DistProcess, b: DistProcess, burst: boolean) => (m: boolean) => {
+  const rpcSide = (a: DistProcess, b: DistProcess) => (m: boolean) => {
     const p = m ? b : a;
-    return burst
-      ? { pid: p.child.pid, units: BURST * bursts, run: () => burstRun(portOf(p), bursts) }
-      : { pid: p.child.pid, units: Number(requests), run: () => rps(p.address) };
+    return { pid: p.child.pid, units: Number(requests), run: () => rps(p.address) };
   };
+  const bursts = flags.quick ? "200" : "1500";
+  const rpcIl = (ports: string) => ["rpc", ports, BURST, bursts];
+  const brokerIl = (ports: string) => ["broker", ports, BURST, flags.quick ? "100" : "400", "4"];
   try {
     // Warm-up: each process's code compiled before anything is measured.
-    for (const p of [off, on, balancerOff, balancerOn]) {
-      await burstRun(portOf(p), bursts);
-      await rps(p.address);
-    }
-    for (const b of [brokerOff, brokerOn]) {
-      await loadRun("dist", { port: b.port, pid: b.child.pid }, 4, n4);
-    }
+    await burstClient(rpcIl([off, on].map(portOf).join(",")));
+    await burstClient(rpcIl([balancerOff, balancerOn].map(portOf).join(",")));
+    await burstClient(brokerIl([brokerOff, brokerOn].map(portOf).join(",")));
+    for (const p of [off, on, balancerOff, balancerOn]) await rps(p.address);
     for (let r = 1; r <= flags.runs; r++) {
-      await pairWithCpu(rounds, "rpc", r, rpcSide(off, on, false));
-      await pairWithCpu(rounds, "rpc_burst", r, rpcSide(off, on, true));
-      await pairWithCpu(rounds, "balancer", r, rpcSide(balancerOff, balancerOn, false));
-      await pairWithCpu(rounds, "balancer_burst", r, rpcSide(balancerOff, balancerOn, true));
+      // Interleaved runs are short and tell the most: three of each a round.
+      for (let i = 0; i < IL_PER_ROUND; i++) {
+        const k = 2 * r + i; // who is listed first alternates
+        await interleaved(rounds, "rpc_il", k, { off, on, args: rpcIl });
+        const balancers = { off: balancerOff, on: balancerOn, args: rpcIl };
+        await interleaved(rounds, "balancer_il", k, balancers);
+        await interleaved(rounds, "broker_il", k, { off: brokerOff, on: brokerOn, args: brokerIl });
+      }
+      await pairWithCpu(rounds, "rpc", r, rpcSide(off, on));
+      await pairWithCpu(rounds, "balancer", r, rpcSide(balancerOff, balancerOn));
       await pairWithCpu(rounds, "broker_1to4", r, (m) => {
         const b = m ? brokerOn : brokerOff;
         const load = { port: b.port, pid: b.child.pid };
@@ -233,12 +261,18 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     }, median ratio ${m[`${key}_cpu_ns_ratio`].toFixed(3)}×`;
   console.log(
     [
-      `metrics medians of ${flags.runs} rounds (on/off ratios per round, CPU of the process measured):`,
-      line("rpc", "server, dist client --bench c=64", "req/s"),
-      line("rpc_burst", "server, lockstep bursts of 64", "req/s"),
-      line("balancer", "balancer, dist client --bench c=64", "req/s"),
-      line("balancer_burst", "balancer, lockstep bursts of 64", "req/s"),
-      line("broker_1to4", "broker, 1 publisher → 4 subscribers", "deliveries/s"),
+      `metrics medians of ${flags.runs} rounds (${IL_PER_ROUND * flags.runs} interleaved runs; ` +
+      "on/off ratios per run or round; CPU: the measured process's own, per request or delivery):",
+      line("rpc_il", "server, interleaved bursts of 64", "req/s"),
+      line("balancer_il", "balancer, interleaved bursts of 64", "req/s"),
+      line("broker_il", "broker, interleaved bursts of 64 → 4 subscribers", "deliveries/s"),
+      line("rpc", "server, dist client --bench c=64, one after the other", "req/s"),
+      line("balancer", "balancer, dist client --bench c=64, one after the other", "req/s"),
+      line(
+        "broker_1to4",
+        "broker, 1 → 4 subscribers (bench broker), one after the other",
+        "deliveries/s",
+      ),
       `  in process: a call bare ${f(m.call_bare_ns)} ns, counted ${f(m.call_counted_ns)} ns; ` +
       `a timed observation ${f(m.timed_observe_ns)} ns`,
       `  scrape of a broker with ${topics} topics: ${m.scrape_topics_ms.toFixed(1)} ms, ` +
