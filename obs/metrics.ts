@@ -117,17 +117,20 @@ export class Sampler {
   /** Events from one timed event to the next. */
   #every = 1;
   #last = -Infinity;
-  readonly #now: () => number;
+  readonly #now: (() => number) | undefined;
 
-  /** @param now the clock (ms), read only for the events timed */
-  constructor(now: () => number = () => performance.now()) {
+  /** @param now the clock (ms; `performance.now()` by default), read only for the events timed */
+  constructor(now?: () => number) {
     this.#now = now;
   }
 
-  /** The clock's time when this event is to be timed, else 0. */
+  /** The clock's time when this event is to be timed, else 0 (small: inlined where called). */
   take(): number {
-    if (--this.#skip > 0) return 0;
-    const now = this.#now();
+    return --this.#skip > 0 ? 0 : this.#timed();
+  }
+
+  #timed(): number {
+    const now = this.#now === undefined ? performance.now() : this.#now();
     // `#every` events (this one included) in `gap` ms since the last timed one.
     const wanted = Math.min(
       MAX_EVERY,
@@ -199,9 +202,8 @@ export class Registry {
     this.#families.set(family.name, family);
   }
 
-  /** A sampler for a hot path's timing, nudged by {@link nudge}. */
-  sampler(): Sampler {
-    const sampler = new Sampler();
+  /** Has {@link nudge} nudge `sampler` (a hot path's, made by its owner); returns it. */
+  track<S extends Sampler>(sampler: S): S {
     this.#samplers.push(sampler);
     return sampler;
   }

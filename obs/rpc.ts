@@ -16,42 +16,43 @@ import {
   type RequestCounter,
   type RequestTally,
 } from "../wire/mod.ts";
-import type {
-  Cell,
-  CellFamily,
-  HistogramCell,
-  HistogramFamily,
-  Registry,
+import {
+  type Cell,
+  type CellFamily,
+  type HistogramCell,
+  type HistogramFamily,
+  type Registry,
   Sampler,
 } from "./metrics.ts";
 
 const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
 
-/** The cells of one method class, made once; the tally a Peer keeps per method. */
-class ClassCells implements RequestTally {
+/**
+ * The cells of one method class, made once; the tally a Peer keeps per
+ * method, and the sampler of which of its requests are timed (one object:
+ * `start()` is a decrement with no call in between).
+ */
+class ClassCells extends Sampler implements RequestTally {
   readonly ok: Cell;
   readonly latency: HistogramCell;
   readonly notifications: Cell;
-  /** Which requests are timed (a sample, see Sampler). */
-  readonly #sampler: Sampler;
   readonly #requests: CellFamily;
   readonly #name: string;
   readonly #codes = new Map<string, Cell>();
   constructor(
     name: string,
     families: { requests: CellFamily; latency: HistogramFamily; notes: CellFamily },
-    sampler: Sampler,
   ) {
+    super();
     const { requests, latency, notes } = families;
     this.#name = name;
-    this.#sampler = sampler;
     this.#requests = requests;
     this.ok = requests.cell({ class: name, code: "OK" });
     this.latency = latency.cell({ class: name });
     this.notifications = notes.cell({ class: name });
   }
   start(): number {
-    const t0 = this.#sampler.take();
+    const t0 = this.take();
     return t0 === 0 ? -1 : t0; // -1: not timed
   }
   failed(err: unknown, t0: number): void {
@@ -127,11 +128,13 @@ export class RpcMetrics {
   #cells(name: string): ClassCells {
     let cells = this.#classes.get(name);
     if (cells === undefined) {
-      cells = new ClassCells(name, {
-        requests: this.#requests,
-        latency: this.#latency,
-        notes: this.#notes,
-      }, this.#registry.sampler());
+      cells = this.#registry.track(
+        new ClassCells(name, {
+          requests: this.#requests,
+          latency: this.#latency,
+          notes: this.#notes,
+        }),
+      );
       this.#classes.set(name, cells);
     }
     return cells;

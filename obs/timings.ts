@@ -12,7 +12,7 @@
  *   made it to its merge here (clocks are checked against each other; a
  *   change repaired by anti-entropy shows how late it came).
  */
-import { type HistogramCell, LATENCY_BUCKETS, type Registry, type Sampler } from "./metrics.ts";
+import { type HistogramCell, LATENCY_BUCKETS, type Registry, Sampler } from "./metrics.ts";
 
 /** Bucket bounds (seconds) for replication lag: 1 ms to 5 minutes. */
 export const LAG_BUCKETS: readonly number[] = [
@@ -38,17 +38,12 @@ export function forwardLatency(registry: Registry): HistogramCell {
   ).cell();
 }
 
-/** A histogram cell fed a sample of events: {@link take} says which to time. */
-export class SampledCell {
+/** A histogram cell fed a sample of events: `take()` says which to time. */
+export class SampledCell extends Sampler {
   readonly #cell: HistogramCell;
-  readonly #sampler: Sampler;
-  constructor(cell: HistogramCell, sampler: Sampler) {
+  constructor(cell: HistogramCell) {
+    super();
     this.#cell = cell;
-    this.#sampler = sampler;
-  }
-  /** `performance.now()` when this event is to be timed, else 0 (see {@link Sampler}). */
-  take(): number {
-    return this.#sampler.take();
   }
   /** Records one timed event's duration, in seconds. */
   observe(seconds: number): void {
@@ -58,12 +53,13 @@ export class SampledCell {
 
 /** `dist_broker_publish_delivery_seconds`, timed for a sample of publishes. */
 export function deliveryLatency(registry: Registry): SampledCell {
-  return new SampledCell(
-    registry.histogram(
-      "dist_broker_publish_delivery_seconds",
-      "Time from a publish's taking to its last delivery handed to a subscriber's connection or queue (a sample: every publish while they come more than 2 ms apart, one per 2 to 4 ms above that)",
-    ).cell(),
-    registry.sampler(),
+  return registry.track(
+    new SampledCell(
+      registry.histogram(
+        "dist_broker_publish_delivery_seconds",
+        "Time from a publish's taking to its last delivery handed to a subscriber's connection or queue (a sample: every publish while they come more than 2 ms apart, one per 2 to 4 ms above that)",
+      ).cell(),
+    ),
   );
 }
 
