@@ -129,3 +129,75 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "attack: another user's client id is refused at CONNECT; its session and connection go on",
+  ...opts,
+  async fn() {
+    const file = await Deno.makeTempFile({ suffix: ".toml" });
+    await Deno.writeTextFile(file, USERS);
+    const broker = await startDist(["broker", "--port", "0", "--mqtt-port", "0", "--users", file]);
+    const open: RawMqtt[] = [];
+    const connect = async (token: string, version: 4 | 5, clientId: string) => {
+      const c = await RawMqtt.open(mqttPort, version);
+      open.push(c);
+      await c.send({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: version,
+        clientId,
+        clean: false,
+        keepalive: 0,
+        username: "token",
+        password: Buffer.from(token),
+        ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
+      } as never, version);
+      return { c, ack: await c.next("connack") as unknown as Record<string, number> };
+    };
+    let mqttPort = 0;
+    try {
+      await waitFor(() => /MQTT on [\d.]+:\d+/.test(broker.stderr()), 5000, "the MQTT line");
+      mqttPort = Number(broker.stderr().match(/MQTT on [\d.]+:(\d+)/)![1]);
+      for (
+        const [version, code, refused] of [[4, "returnCode", 5], [5, "reasonCode", 0x85]] as const
+      ) {
+        const id = `reader-session-${version}`;
+        const reader = await connect(READER, version, id);
+        assert.equal(reader.ack[code], 0);
+        await reader.c.send(
+          { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "news", qos: 1 }] } as never,
+          version,
+        );
+        await reader.c.next("suback");
+        // Another user with the same client id: refused, nothing of the reader's touched.
+        const evil = await connect(ADMIN, version, id);
+        assert.equal(evil.ack[code], refused);
+        await evil.c.closedWithin();
+        // The reader's connection is still open and its subscription still delivers.
+        const admin = await connect(ADMIN, version, `admin-${version}`);
+        assert.equal(admin.ack[code], 0);
+        await admin.c.send(
+          {
+            cmd: "publish",
+            topic: "news",
+            payload: Buffer.from("still here"),
+            qos: 0,
+            retain: false,
+          } as never,
+          version,
+        );
+        const got = await reader.c.next("publish") as unknown as { payload: Uint8Array };
+        assert.equal(new TextDecoder().decode(got.payload), "still here");
+        // The same user takes its own session over as the spec says: resumed, Session Present.
+        const again = await connect(READER, version, id);
+        assert.equal(again.ack[code], 0);
+        assert.equal((again.ack as Record<string, unknown>).sessionPresent, true);
+        await reader.c.closedWithin();
+      }
+    } finally {
+      for (const c of open) c.close();
+      await broker.stop();
+      await Deno.remove(file);
+    }
+  },
+});

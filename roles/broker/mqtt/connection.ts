@@ -287,7 +287,11 @@ export class MqttConnection implements PacketHost, PublishSide {
       owner: this.#identity?.user,
       version: this.#version,
     });
-    if (taken === undefined) {
+    if (taken === "owner") {
+      // 3.1.1: not authorized; 5: client identifier not valid.
+      return this.#connack(this.#v5 ? 0x85 : 5, "its client id is another user's session");
+    }
+    if (taken === "sessions") {
       return this.#connack(
         this.#v5 ? 0x97 : 3,
         `more than ${this.#front.limits.maxSessions} persistent sessions`,

@@ -331,18 +331,25 @@ export class MqttFront {
   /**
    * A connection was accepted: one with the same client id is taken over
    * (closed), and the session is resumed (`present`) or a new one started.
-   * Undefined when a new persistent session would pass `maxSessions`.
+   * `"owner"` when the client id's session belongs to another user (with
+   * authentication on: one user cannot end another's session or cut its
+   * connection by reusing its client id), `"sessions"` when a new persistent
+   * session would pass `maxSessions`; both leave everything as it was.
    */
   register(
     c: MqttConnection,
     want: SessionRequest,
-  ): { session: MqttSession; present: boolean } | undefined {
+  ): { session: MqttSession; present: boolean } | "owner" | "sessions" {
     const id = c.clientId;
     let session = this.#sessions.get(id);
+    if (
+      this.#authenticator !== undefined && session?.owner !== undefined &&
+      session.owner !== want.owner
+    ) return "owner";
     const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
       session.version === want.version;
     if (!resumable && want.expiry > 0 && this.#persistent.size >= this.limits.maxSessions) {
-      return undefined;
+      return "sessions";
     }
     const old = this.#byClientId.get(id);
     if (old !== undefined && old !== c) {
@@ -358,7 +365,7 @@ export class MqttFront {
       present = true;
       this.sessionsResumed++;
     } else {
-      // Clean start, or another user's or protocol's session: it ends, a new one begins.
+      // Clean start, another protocol's or an unowned session: it ends, a new one begins.
       session?.end("replaced by a new session");
       session = new MqttSession(this, id, want.owner, want.version);
       this.#sessions.set(id, session);
