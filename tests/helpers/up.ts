@@ -280,6 +280,8 @@ export function movedTopology(): string {
   return DEFAULT_TOPOLOGY.split("\n").map((line) => {
     role = /^\[\[(\w+)\]\]/.exec(line)?.[1] ?? role;
     if (/^worker_port = \d+/.test(line)) return `worker_port = ${workerPort}`;
+    // The broker's MQTT port too: a moved topology beside a default one must not meet it at 1884.
+    if (/^mqtt_port = \d+/.test(line)) return "mqtt_port = 0";
     if (/^port = \d+/.test(line)) return `port = ${role === "binder" ? binders : 0}`;
     return line;
   }).join("\n");
