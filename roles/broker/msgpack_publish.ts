@@ -178,14 +178,6 @@ function container(b: Uint8Array, i: number, n: number, map: boolean, depth: num
   return within(b, i);
 }
 
-/** The number of entries of the map header at `i`, and where they start; undefined if none. */
-function mapHeader(b: Uint8Array, i: number): [number, number] | undefined {
-  const c = b[i];
-  if (c >= 0x80 && c <= 0x8f) return [c & 0x0f, i + 1];
-  if (c === 0xde) return [(b[i + 1] << 8) | b[i + 2], i + 3];
-  return undefined;
-}
-
 /**
  * Reads a `broker.publish` notification in MessagePack: a map of `method`
  * and `params` (a map of `topic`, `value` and optionally `retain`), in any
@@ -271,10 +263,16 @@ function readId(b: Uint8Array, i: number): number {
 }
 
 function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
-  const header = mapHeader(b, i);
-  if (header === undefined) return -1;
-  const [n, start] = header;
-  i = start;
+  // A map's header (no pair allocated per publish to return its two numbers).
+  const c = b[i];
+  let n: number;
+  if (c >= 0x80 && c <= 0x8f) {
+    n = c & 0x0f;
+    i++;
+  } else if (c === 0xde) {
+    n = (b[i + 1] << 8) | b[i + 2];
+    i += 3;
+  } else return -1;
   let topic = false;
   let value = false;
   let retain: boolean | undefined;
