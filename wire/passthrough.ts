@@ -3,7 +3,7 @@
  *
  * A forwarder (the balancer) only needs a message's id, method and a few
  * flags; params, results and errors can go on as the bytes they arrived
- * as. `scanJson` (json_scan.ts) finds where each top-level member's value
+ * as. `scanJson` (json_envelope.ts) finds where each top-level member's value
  * sits in a frame's payload without building any value; the writers here
  * build the forwarded frame from those spans. A frame the scanner does not fully
  * understand (escapes in keys, ids or methods, non-ASCII there, duplicate
