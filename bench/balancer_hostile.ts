@@ -1,8 +1,8 @@
 /**
  * The balancer under hostile clients (issue 16): clients that pipeline
- * 100,000 small `add` requests each on one connection and never read an
- * answer (bench/pipeline_client.ts, each in its own process), and a
- * legitimate client beside them.
+ * small `add` requests on one connection without end and never read an
+ * answer (bench/pipeline_client.ts in its `repeat` mode, each in its own
+ * process), and a legitimate client beside them.
  *
  * Each round, for each target — straight at one `dist server`, and a
  * `dist balancer` over 2 servers (in alternating order) — and for 0, 1 and
@@ -48,7 +48,7 @@ function cpuMs(pid: number): number {
 async function attack(port: number, count: number) {
   const procs = await Promise.all(Array.from({ length: count }, async () => {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", ATTACKER, String(port), String(ATTACK_REQUESTS)],
+      args: ["run", "-A", ATTACKER, String(port), String(ATTACK_REQUESTS), "repeat"],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
@@ -130,10 +130,8 @@ function legit(address: string, duration: string) {
 }
 
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
-  // Shorter than the attack (100,000 requests each take the chain about 2 s to
-  // answer on a 2-core machine, after which the attackers are only a
-  // backlog of unread answers): legitimate figures are of the attack itself.
-  const duration = "1s";
+  // The attackers send until they are stopped: the whole window is under attack.
+  const duration = "2s";
   const servers = await startServers();
   // s3 is the direct target; the balancer spreads over s1 and s2.
   const balancer = await startDist(balancerArgs(servers.slice(0, 2)));
@@ -141,8 +139,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const baseline = await startBaseline(balancerArgs(servers.slice(0, 2)));
   if (baseline !== undefined) targets.push(["baseline", baseline]);
   console.log(
-    `${flags.runs} round(s); attackers pipeline ${ATTACK_REQUESTS} add requests each and never ` +
-      `read; legitimate load for ${duration}: 1,000 req/s (latency) and c=8 (throughput) at once`,
+    `${flags.runs} round(s); attackers pipeline add requests (${ATTACK_REQUESTS} at a time, ` +
+      `until stopped) and never read; legitimate load for ${duration}: 1,000 req/s (latency) ` +
+      `and c=8 (throughput) at once`,
   );
   const rounds = new Rounds();
   try {

@@ -4,16 +4,25 @@
  * answer (issue 16's attack on the balancer). Used by the balancer's
  * hostile bench (bench/balancer_hostile.ts) and tests/balancer_hostile_test.ts.
  *
- *   deno run -A bench/pipeline_client.ts PORT COUNT
+ *   deno run -A bench/pipeline_client.ts PORT COUNT [repeat]
  *
- * Prints "ready" once the handshake is done and the requests start going
- * out; when stdin closes, prints "wrote N" (the bytes the peer's socket took
- * by then: what backpressure let through) and exits.
+ * With `repeat`, it sends COUNT more (new ids) each time the peer has taken
+ * the last COUNT, until stopped: an attack that does not run out. Prints
+ * "ready" once the handshake is done and the requests start going out; when
+ * stdin closes, prints "wrote N" (the bytes the peer's socket took by then:
+ * what backpressure let through) and exits.
+ *
+ * Not reading is all an attacker has to do: a socket the peer writes to and
+ * nobody reads takes about 4 MiB on loopback here before the writer blocks
+ * (the writer's send buffer grows to net.ipv4.tcp_wmem's 4 MiB; 2.9 MiB
+ * when the reader sets SO_RCVBUF to 4 KiB, which Deno cannot do), then the
+ * peer's own output buffer fills; only then does backpressure stop reading.
  */
 
-const [portText, countText] = Deno.args;
+const [portText, countText, mode] = Deno.args;
 const port = Number(portText);
 const count = Number(countText);
+const repeat = mode === "repeat";
 const encoder = new TextEncoder();
 
 function frame(text: string): Uint8Array {
@@ -24,11 +33,11 @@ function frame(text: string): Uint8Array {
   return out;
 }
 
-/** All COUNT requests, framed, in one buffer (ids 1..COUNT, a few member orders). */
-function requests(): Uint8Array {
+/** COUNT requests, framed, in one buffer (ids after `base`, a few member orders). */
+function requests(base: number): Uint8Array {
   const parts: Uint8Array[] = [];
   let total = 0;
-  for (let id = 1; id <= count; id++) {
+  for (let id = base + 1; id <= base + count; id++) {
     const text = id % 3 === 0
       ? `{"method":"add","params":{"b":${id},"a":1},"id":${id}}`
       : `{"id":${id},"method":"add","params":{"a":${id},"b":2}}`;
@@ -46,7 +55,7 @@ function requests(): Uint8Array {
 }
 
 // Built before connecting: a peer silent for 3 s after its handshake is cut off.
-const all = requests();
+let all = requests(0);
 const conn = await Deno.connect({ hostname: "127.0.0.1", port });
 await conn.write(frame(
   JSON.stringify({ op: "hello", v: 1, codec: "json", role: "client", name: "pipeliner" }),
@@ -63,8 +72,16 @@ console.log("ready");
 let wrote = 0;
 const writing = (async () => {
   try {
-    // 16 KiB at a time, so that `wrote` counts what the peer took so far.
-    while (wrote < all.length) wrote += await conn.write(all.subarray(wrote, wrote + 16384));
+    for (let batch = 1;; batch++) {
+      // 16 KiB at a time, so that `wrote` counts what the peer took so far.
+      for (let at = 0; at < all.length;) {
+        const n = await conn.write(all.subarray(at, at + 16384));
+        at += n;
+        wrote += n;
+      }
+      if (!repeat) break;
+      all = requests(batch * count);
+    }
   } catch {
     // Cut off by the peer: what it took is counted.
   }

@@ -139,6 +139,7 @@ function setup(
     queueBytes?: number;
     queueMs?: number;
     share?: number;
+    now?: () => number;
   } = {},
 ) {
   const pool = new Pool();
@@ -171,6 +172,7 @@ function setup(
     retries: 2,
     budget: new RetryBudget({ minPerSecond: 100 }),
     contendedShare: options.share,
+    now: options.now,
   });
   let next = 1;
   const job = (idempotent = true, bytes = 100, flow?: object): TestJob => ({
@@ -225,6 +227,38 @@ Deno.test("Dispatcher: while another client is active, a client has at most its 
   for (const j of first.slice(0, 7)) dispatcher.finish(j, "answered");
   assert.equal(sent.length, 13, "back under its share (3 on the backends), one more goes");
   assert.equal(dispatcher.queued, 9);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher: a connection holding more than four shares yields to one within its share", () => {
+  let now = 0;
+  const { dispatcher, sent, job } = setup(2, { capacity: 100, share: 4, now: () => now });
+  const [bulk, light] = [{}, {}];
+  const ids = new Set<number>();
+  const bulkSent = () => sent.filter(([id]) => ids.has(id)).length;
+  const first = job(true, 100, light);
+  dispatcher.submit(first);
+  const jobs = Array.from({ length: 30 }, () => job(true, 100, bulk));
+  for (const j of jobs) {
+    ids.add(j.id);
+    dispatcher.submit(j);
+  }
+  assert.equal(bulkSent(), 4, "its share goes at once");
+  for (const j of jobs.slice(0, 4)) dispatcher.finish(j, "answered");
+  assert.equal(
+    bulkSent(),
+    4,
+    "26 waiting: a bulk flow, held back while the other has a request out",
+  );
+  const more = [job(true, 100, light), job(true, 100, light), job(true, 100, light)];
+  for (const j of more) dispatcher.submit(j);
+  assert.equal(sent.filter(([id]) => !ids.has(id)).length, 4, "the other's requests go at once");
+  assert.equal(bulkSent(), 5, "one of the bulk flow's for every eight sent within a share");
+  for (const j of [first, ...more]) dispatcher.finish(j, "answered");
+  assert.equal(bulkSent(), 5, "the other answered a moment ago: it may send again");
+  now += 60;
+  dispatcher.pump();
+  assert.equal(bulkSent(), 8, "once the other is idle, the bulk flow has its share again");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

@@ -9,7 +9,7 @@ import { DistError } from "../../wire/mod.ts";
 import type { Backend, Pool } from "./backends.ts";
 import type { Policy } from "./policies.ts";
 import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
-import { type ClientShare, Shares } from "./shares.ts";
+import { Admit, type ClientShare, Shares } from "./shares.ts";
 
 /** One client request on its way through the balancer. */
 export interface Job extends FairItem {
@@ -29,6 +29,8 @@ export interface Job extends FairItem {
   queuedBytes: number;
   /** Its client connection's share of the backends (set by the dispatcher). */
   share?: ClientShare;
+  /** Whether it was sent as a bulk flow's request (shares.ts; set by the dispatcher). */
+  bulk?: boolean;
 }
 
 export interface DispatchHooks<J extends Job> {
@@ -197,6 +199,7 @@ export class Dispatcher<J extends Job> {
       contended: options.contendedShare,
       now: this.#now,
       waiting: (key) => this.#queue.waiting(key),
+      wake: () => this.pump(),
     });
   }
 
@@ -270,8 +273,8 @@ export class Dispatcher<J extends Job> {
   finish(job: J, outcome: Outcome): void {
     const backend = job.backend!;
     backend.inflight--;
-    if (job.share !== undefined) job.share.inflight--;
     const now = this.#now();
+    if (job.share !== undefined) this.#shares.gave(job.share, job.bulk === true, now);
     backend.onAnswered(now - job.sentAt, outcome !== "answered");
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
     if (outcome === "lost") this.#failover(job, backend);
@@ -298,13 +301,18 @@ export class Dispatcher<J extends Job> {
         this.#hooks.reject(job, GONE);
         continue;
       }
-      if (queue instanceof FairQueue && !this.#shares.mayTake(job.share!)) {
-        if (++passed > queue.flows) return true;
-        queue.pass();
-        continue;
+      let bulk = false;
+      if (queue instanceof FairQueue) {
+        const admit = this.#shares.admit(job.share!, job.line!.items.length);
+        if (admit === Admit.No) {
+          if (++passed > queue.flows) return true;
+          queue.pass();
+          continue;
+        }
+        bulk = admit === Admit.Bulk;
       }
       passed = 0;
-      if (!this.#dispatch(job, this.#avoid.get(job))) return false;
+      if (!this.#dispatch(job, this.#avoid.get(job), bulk)) return false;
       queue.shift();
       if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
       job.queuedBytes = 0;
@@ -352,7 +360,7 @@ export class Dispatcher<J extends Job> {
   }
 
   /** Sends `job` to a backend the policy picks. @returns false when none can take it. */
-  #dispatch(job: J, avoid: Backend | undefined): boolean {
+  #dispatch(job: J, avoid: Backend | undefined, bulk = false): boolean {
     // A link that turns out to be down takes its backend out of rotation, so
     // each pass picks another; the bound only guards against a broken link.
     for (let tries = this.#pool.list.length; tries >= 0; tries--) {
@@ -362,9 +370,13 @@ export class Dispatcher<J extends Job> {
       job.backend = backend;
       job.attempts++;
       job.sentAt = this.#now();
-      if (job.share !== undefined) job.share.inflight++;
+      const share = job.share;
+      if (share !== undefined) {
+        job.bulk = bulk;
+        this.#shares.took(share, bulk);
+      }
       if (this.#hooks.send(job, backend)) return true;
-      if (job.share !== undefined) job.share.inflight--;
+      if (share !== undefined) this.#shares.gave(share, bulk, -Infinity);
       backend.inflight--;
       job.attempts--;
     }

@@ -5,22 +5,18 @@
  * `--service` found through binders) and workers that dial in on
  * `--worker-port` — with failover, a bounded queue and health checks.
  *
- * This file holds the option spec and `run()`, which only wires the parts
- * together: `backends.ts` (pool and health rules), `policies.ts` (which
- * backend next), `forward.ts` (dispatch, queue, retries, retry budget,
- * idempotency guard), `queue.ts` (the bounded waiting line), `sources.ts`
+ * This file holds `run()`, which only wires the parts together:
+ * `options.ts` (the flags), `backends.ts` (pool and health rules),
+ * `policies.ts` (which backend next), `forward.ts` (dispatch, queue,
+ * retries, retry budget, idempotency guard), `queue.ts` (the fair waiting
+ * line), `shares.ts` (each connection's share of the backends, bulk flows
+ * yielding to the others), `sources.ts`
  * (where backends come from: `--backends`, `--service` through binders,
  * workers registering), `links.ts` (connections to backends and their
  * health checks), `relay.ts` (one request on a backend's connection,
  * decoded or passed through as bytes).
  */
-import {
-  defineOptions,
-  formatAddress,
-  LISTENER_OPTIONS,
-  type RoleOptions,
-  UsageError,
-} from "../../config/mod.ts";
+import { formatAddress, UsageError } from "../../config/mod.ts";
 import {
   codecByName,
   DistError,
@@ -36,15 +32,16 @@ import {
 } from "../../clients/contracts/mod.ts";
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { forwardLatency } from "../../obs/mod.ts";
-import { connSettings, DEFAULT_BINDERS, serviceName } from "../_flags.ts";
+import { connSettings, serviceName } from "../_flags.ts";
 import { type Bound, listening, type Served, serving } from "../_shell.ts";
 import { Pool, type Transition } from "./backends.ts";
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
-import { createPolicy, POLICY_NAMES } from "./policies.ts";
+import { createPolicy } from "./policies.ts";
+import { BALANCER_OPTIONS, type BalancerOptions } from "./options.ts";
 import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
-import { checkRpcFlags, runTcpBalancer, TCP_MODE_OPTIONS, TCP_MODE_ROLE } from "./tcp/mod.ts";
+import { checkRpcFlags, runTcpBalancer, TCP_MODE_ROLE } from "./tcp/mod.ts";
 import { Reclaimer } from "./reclaim.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
 
@@ -52,136 +49,6 @@ export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
 export { type Candidate, createPolicy, type Policy, POLICY_NAMES } from "./policies.ts";
 export { FairQueue, WaitQueue } from "./queue.ts";
-
-const BALANCER_OPTIONS = defineOptions({
-  ...LISTENER_OPTIONS,
-  port: {
-    type: "port",
-    description: "Port clients connect to (0 picks a free one)",
-    default: 5556,
-    short: "p",
-  },
-  backends: {
-    type: "addresses",
-    description: "Servers to dial and spread requests over",
-    default: [],
-    ref: true,
-    metavar: "HOST:PORT,...",
-  },
-  service: {
-    type: "string",
-    description: "Also spread over every live instance of this service, found through binders",
-    metavar: "NAME",
-  },
-  binders: {
-    type: "addresses",
-    description: `With --service: binders to watch it on (default ${DEFAULT_BINDERS})`,
-    ref: true,
-    metavar: "HOST:PORT,...",
-  },
-  workerPort: {
-    type: "port",
-    description: "Port workers dial in on (0 picks a free one)",
-    default: 8889,
-  },
-  policy: {
-    type: "choice",
-    description: "Which backend takes the next request",
-    choices: POLICY_NAMES,
-    default: "round-robin",
-  },
-  checkInterval: {
-    type: "duration",
-    description: "Time between health checks (sys.ping) of each backend",
-    default: 1000,
-  },
-  rise: {
-    type: "integer",
-    description: "Successful checks that bring a backend back",
-    default: 2,
-    min: 1,
-  },
-  fall: {
-    type: "integer",
-    description: "Missed checks that take a backend out",
-    default: 3,
-    min: 1,
-  },
-  retries: {
-    type: "integer",
-    description: "Most extra sends of a request whose backend died with it",
-    default: 2,
-    min: 0,
-  },
-  retryBudget: {
-    type: "number",
-    description: "Retries allowed as a share of requests (plus 10 a second)",
-    default: 0.2,
-    min: 0,
-    max: 1,
-    metavar: "RATIO",
-  },
-  maxInflight: {
-    type: "integer",
-    description: "Most requests in flight on one server (a worker declares its own)",
-    default: 128,
-    min: 1,
-    metavar: "N",
-  },
-  maxWorkers: {
-    type: "integer",
-    description: "Most workers registered at once; more are refused OVERLOADED",
-    default: 1000,
-    min: 0,
-    metavar: "N",
-  },
-  queue: {
-    type: "integer",
-    description: "Most requests waiting for a backend; beyond it OVERLOADED",
-    default: 10_000,
-    min: 0,
-    metavar: "N",
-  },
-  queueBytes: {
-    type: "integer",
-    description: "Most bytes of requests waiting for a backend; beyond it OVERLOADED",
-    default: 64 * 1024 * 1024,
-    min: 0,
-    metavar: "BYTES",
-  },
-  clientShare: {
-    type: "integer",
-    description: "Most requests of one client connection on the backends while others are active",
-    default: 16,
-    min: 1,
-    metavar: "N",
-  },
-  queueTimeout: {
-    type: "duration",
-    description: "How long a request waits for a backend before it fails",
-    default: 3000,
-  },
-  timeout: {
-    type: "duration",
-    description: "Longest wait for a backend's answer",
-    default: 30_000,
-  },
-  passthrough: {
-    type: "boolean",
-    description: "Forward JSON requests and answers as bytes, without decoding them",
-    default: true,
-  },
-  threads: {
-    type: "integer",
-    description: "Event loops accepting on the port, each with its own backend connections",
-    default: 1,
-    min: 1,
-    max: 256,
-    metavar: "N",
-  },
-  ...TCP_MODE_OPTIONS,
-});
-type BalancerOptions = RoleOptions<typeof BALANCER_OPTIONS>;
 
 /**
  * Most requests of one client connection in the balancer at once (sent or
@@ -259,6 +126,7 @@ function forwarding(options: BalancerOptions) {
         sentAt: 0,
         takenAt: 0,
         queuedBytes: 0,
+        bulk: false,
         resolve,
         reject,
       });

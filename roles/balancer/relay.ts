@@ -111,6 +111,7 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   sentAt = 0;
   takenAt = 0;
   queuedBytes = 0;
+  bulk = false;
   backend?: Backend;
   /** The backend connection of the current send. */
   via: Peer | undefined;

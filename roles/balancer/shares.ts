@@ -10,12 +10,50 @@
  * {@link ACTIVE_MS}), each may have at most {@link CONTENDED_SHARE} requests
  * on the backends; the rest wait in its line of the fair queue. A client
  * alone may use every slot.
+ *
+ * A share still let four pipelining clients hold 64 requests on the
+ * backends beside a legitimate client's 8: its requests waited behind them,
+ * and the attackers' requests took the CPU of the balancer and the servers
+ * (a 2-core machine here), so it got a fifth of its throughput. So a
+ * connection that holds more than {@link BULK_DEPTH} shares (on the backends
+ * and waiting) is a bulk flow, and bulk flows yield to the others: while a
+ * connection within that depth is busy (a request on the backends, or one
+ * answered within {@link LIGHT_GRACE_MS}), bulk flows together get one
+ * request to a backend for every {@link LIGHT_PER_BULK} of the others', at
+ * most one at once for every LIGHT_PER_BULK of theirs there (at least one).
+ * When none is busy, bulk flows share the backends, each within its share.
+ * This is fq_codel's priority of sparse flows over bulk ones, by connection.
+ * A client slow to read for a moment holds a few shares at most; one that
+ * pipelines without reading holds the wire's limit (256). A client that
+ * wants many requests at once beside others spreads them over connections.
  */
 
 /** Requests one client connection may have on the backends while others are active. */
 export const CONTENDED_SHARE = 16;
 /** How long a connection counts as active after its last request (ms). */
 export const ACTIVE_MS = 1000;
+/** Shares a connection may hold (on the backends and waiting) before it is a bulk flow. */
+export const BULK_DEPTH = 4;
+/** Requests of other connections sent for each one of bulk flows, while those are busy. */
+export const LIGHT_PER_BULK = 8;
+/** Most bulk requests that others' may have earned ahead (a burst of bulk beside them). */
+const MAX_CREDIT = 2;
+/**
+ * How long after a request of a connection that is not a bulk flow was
+ * answered bulk flows still yield (ms): a client has nothing on the backends
+ * between an answer and its next request, longer when its machine is busy.
+ */
+export const LIGHT_GRACE_MS = 50;
+
+/** What {@link Shares.admit} allows a waiting request. */
+export enum Admit {
+  /** Not now: its connection has its share, or bulk flows have theirs. */
+  No,
+  /** As a request of a connection that is not a bulk flow. */
+  Light,
+  /** As a request of a bulk flow (counted against the bulk flows' allowance). */
+  Bulk,
+}
 
 /** One client connection's requests on the backends. */
 export class ClientShare {
@@ -30,6 +68,17 @@ const SHARED_KEY = {};
 
 export class Shares {
   readonly contended: number;
+  /** Requests on the backends, of every connection. */
+  inflight = 0;
+  /** Of them, sent for bulk flows. */
+  bulk = 0;
+  /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
+  #credit = 0;
+  /** Set while a pump is due once the grace passes (see `admit`). */
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  #wake: () => void;
+  /** When a request of a connection within its share was last answered. */
+  #lightAt = -Infinity;
   #byKey = new Map<object, ClientShare>();
   /** The share `of` gave last (still in #byKey). */
   #last: ClientShare | undefined;
@@ -40,13 +89,20 @@ export class Shares {
   /**
    * @param waiting whether a connection has requests waiting (its share is
    * kept until they are sent)
+   * @param wake called when bulk flows held back for the grace may go
    */
   constructor(
-    options: { contended?: number; now: () => number; waiting: (key: object) => boolean },
+    options: {
+      contended?: number;
+      now: () => number;
+      waiting: (key: object) => boolean;
+      wake: () => void;
+    },
   ) {
     this.contended = options.contended ?? CONTENDED_SHARE;
     this.#now = options.now;
     this.#waiting = options.waiting;
+    this.#wake = options.wake;
   }
 
   /** Connections active now. */
@@ -71,14 +127,65 @@ export class Shares {
     return this.#last = share;
   }
 
-  /** Whether a request of `share`'s connection may go to a backend now. */
+  /**
+   * Whether a request of `share`'s connection, with nothing of it waiting,
+   * may go to a backend now (as a request within its share).
+   */
   mayTake(share: ClientShare): boolean {
     return share.inflight < this.contended || this.#byKey.size <= 1;
+  }
+
+  /**
+   * Whether the head of `share`'s line may go to a backend now, and as what.
+   * @param waiting requests of that connection waiting, the head included
+   */
+  admit(share: ClientShare, waiting: number): Admit {
+    if (this.#byKey.size <= 1) return Admit.Light;
+    if (share.inflight >= this.contended) return Admit.No;
+    if (share.inflight + waiting <= BULK_DEPTH * this.contended) return Admit.Light;
+    const light = this.inflight - this.bulk;
+    if (light === 0) {
+      const wait = this.#lightAt + LIGHT_GRACE_MS - this.#now();
+      if (wait <= 0) return Admit.Bulk;
+      // Nothing may come to pump the line when the grace ends.
+      if (this.bulk === 0 && this.#graceTimer === undefined) {
+        this.#graceTimer = setTimeout(() => {
+          this.#graceTimer = undefined;
+          this.#wake();
+        }, wait + 1);
+      }
+    }
+    return this.#credit >= 1 && this.bulk < Math.max(1, (light / LIGHT_PER_BULK) | 0)
+      ? Admit.Bulk
+      : Admit.No;
+  }
+
+  /** A request of `share` went to a backend (`bulk`: as a bulk flow's). */
+  took(share: ClientShare, bulk: boolean): void {
+    share.inflight++;
+    this.inflight++;
+    if (bulk) {
+      this.bulk++;
+      this.#credit = this.#credit > 1 ? this.#credit - 1 : 0;
+    } else if (this.#credit < MAX_CREDIT) this.#credit += 1 / LIGHT_PER_BULK;
+  }
+
+  /**
+   * A request of `share` sent as `bulk` left its backend at `now` (the
+   * dispatcher's clock; -Infinity: it was never sent).
+   */
+  gave(share: ClientShare, bulk: boolean, now: number): void {
+    share.inflight--;
+    this.inflight--;
+    if (bulk) this.bulk--;
+    else if (now > this.#lightAt) this.#lightAt = now;
   }
 
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = undefined;
   }
 
   /** Forgets connections idle for ACTIVE_MS: nothing on backends, nothing waiting. */
