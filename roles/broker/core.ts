@@ -5,15 +5,15 @@
  * {@link Sink} that carries its deliveries.
  */
 import { DistError } from "../../wire/mod.ts";
-import { cut } from "../../wire/_log.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut } from "./fanout.ts";
+import { overloaded, SUBSCRIPTION_BYTES } from "./memory.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
-import { type Topic, type TopicNode, TopicTree, TopicWalk } from "./topics.ts";
+import { refuseSystemTopic, type Topic, type TopicNode, TopicTree, TopicWalk } from "./topics.ts";
 import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
@@ -85,14 +85,6 @@ export interface TopicInfo {
 
 /** Tree nodes one `broker.topics` may visit (its answer says `truncated` past it). */
 export const LIST_VISITS = 65_536;
-/**
- * What a subscription costs in memory (its objects, its entries in the
- * subscription tree and its connection's table, its encoded sid): about
- * 800 bytes of live heap, but a broker's RSS grows by about 2.6 KB for each
- * of 20,000 subscriptions (the collector keeps its heap well ahead of what
- * is live), and that is what a budget of the process's memory must count.
- */
-export const SUBSCRIPTION_BYTES = 2560;
 
 /** Skips branches that hold no topic. */
 const noTopics = (node: TopicNode) => node.topics === 0;
@@ -440,20 +432,4 @@ export class BrokerCore {
       this.topicsEvicted++;
     }
   }
-}
-
-function overloaded(what: string): DistError {
-  return new DistError("OVERLOADED", `The broker is at its memory budget (max-memory): ${what}`);
-}
-
-/**
- * Refuses a client's publish to `/$SYS/…` (the broker's own statistics);
- * one character compared for every other topic.
- */
-function refuseSystemTopic(name: string): void {
-  if (name.charCodeAt(1) !== 36 /* $ */ || !(name === "/$SYS" || name.startsWith("/$SYS/"))) return;
-  throw new DistError(
-    "UNAUTHORIZED",
-    `Topics under /$SYS are the broker's own statistics, not for clients to publish (${cut(name)})`,
-  );
 }

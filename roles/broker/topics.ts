@@ -24,6 +24,8 @@
  * a publish and its deliveries need no branch.
  */
 import { ONE_SEGMENT, topicSegments } from "../../clients/contracts/mod.ts";
+import { DistError } from "../../wire/mod.ts";
+import { cut } from "../../wire/_log.ts";
 
 /**
  * Bytes of one node beyond its segment's characters, measured on V8 (heap
@@ -403,4 +405,16 @@ export class TopicWalk {
     this.done = true;
     return undefined;
   }
+}
+
+/**
+ * Refuses a client's publish to `/$SYS/…` (the broker's own statistics);
+ * one character compared for every other topic.
+ */
+export function refuseSystemTopic(name: string): void {
+  if (name.charCodeAt(1) !== 36 /* $ */ || !(name === "/$SYS" || name.startsWith("/$SYS/"))) return;
+  throw new DistError(
+    "UNAUTHORIZED",
+    `Topics under /$SYS are the broker's own statistics, not for clients to publish (${cut(name)})`,
+  );
 }
