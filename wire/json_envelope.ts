@@ -3,15 +3,22 @@
  * passthrough.ts): where each top-level member sits in the payload, every
  * value checked by the value scanner of json_scan.ts, nothing built.
  */
-import { ascii, equals, plainInteger, plainString, skipSpace, skipValue } from "./json_scan.ts";
+import {
+  ascii,
+  BACKSLASH,
+  CLOSE_BRACE,
+  COLON,
+  COMMA,
+  equals,
+  OPEN_BRACE,
+  plainInteger,
+  plainString,
+  QUOTE,
+  skipSpace,
+  skipValue,
+} from "./json_scan.ts";
 
 const EMPTY = new Uint8Array(0);
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const COMMA = 0x2c;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
 
 /**
  * The top-level members of one JSON message, as byte spans of `payload`
