@@ -16,6 +16,7 @@
  */
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
 import { balancerArgs, type BenchFlags, cpuUs, Rounds, startServers } from "./_common.ts";
+import { frame } from "../tests/helpers/raw.ts";
 
 const CONNECTIONS = 4;
 const PER_CONNECTION = 16;
@@ -33,16 +34,7 @@ const SHAPES: Record<string, (id: number) => string> = {
     `"caf\\u00e9 \\ud83d\\ude00 tab\\t end" }\n}`,
 };
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function frame(text: string): Uint8Array {
-  const body = encoder.encode(text);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-}
 
 /** Complete frames at the start of `buf[0, end)`: their count and where the rest starts. */
 function splitFrames(buf: Uint8Array, end: number, onFrame: (f: Uint8Array) => void): number {

@@ -24,6 +24,7 @@ import { freePort, startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, mib, onPath, Rounds, rssOf } from "./_common.ts";
 import type { Shape, WorkerReport, WorkerTask } from "./broker_worker.ts";
 import { shapeRound, shapeSummary } from "./broker_shapes.ts";
+import { jsonFrame } from "../tests/helpers/raw.ts";
 
 const WORKER = new URL("./broker_worker.ts", import.meta.url);
 const PAYLOAD = 128;
@@ -239,16 +240,11 @@ async function stalledRss(count: number, policy: string) {
   const raw = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
   try {
     const idle = rssOf(broker.child.pid);
-    const frame = (msg: unknown) => {
-      const body = new TextEncoder().encode(JSON.stringify(msg));
-      const out = new Uint8Array(4 + body.length);
-      new DataView(out.buffer).setUint32(0, body.length);
-      out.set(body, 4);
-      return out;
-    };
-    await raw.write(frame({ op: "hello", v: 1, codec: "json", role: "bench", name: "stalled" }));
     await raw.write(
-      frame({ id: 1, method: "broker.subscribe", params: { topic: "/bench", policy } }),
+      jsonFrame({ op: "hello", v: 1, codec: "json", role: "bench", name: "stalled" }),
+    );
+    await raw.write(
+      jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/bench", policy } }),
     );
     // From here on it never reads.
     const result = await loadRun("dist", { port: broker.port, pid: broker.child.pid }, 1, count);

@@ -22,6 +22,8 @@
  * the sum of that listener's turns).
  */
 
+import { concat, frame } from "../tests/helpers/raw.ts";
+
 const [mode, portsText, burstText, burstsText, subsText] = Deno.args;
 const ports = portsText.split(",").map(Number);
 const burst = Number(burstText);
@@ -29,24 +31,6 @@ const bursts = Number(burstsText);
 const subs = Number(subsText ?? 0);
 const encoder = new TextEncoder();
 const TOPIC = "/bench/burst";
-
-function frame(text: string): Uint8Array {
-  const body = encoder.encode(text);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-}
-
-function joined(parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    all.set(p, off);
-    off += p.length;
-  }
-  return all;
-}
 
 /** One connection, handshaken, reading whole frames. */
 class Link {
@@ -124,7 +108,7 @@ type Turn = () => Promise<number>;
 
 async function rpcSide(port: number): Promise<Turn> {
   const link = await Link.open(port);
-  const requests = joined(
+  const requests = concat(
     Array.from(
       { length: burst },
       (_, i) => frame(`{"id":${i + 1},"method":"echo","params":{"text":"hello"}}`),
@@ -147,7 +131,7 @@ async function brokerSide(port: number): Promise<Turn> {
   }
   const publisher = await Link.open(port);
   const value = { text: "x".repeat(100) };
-  const publishes = joined(
+  const publishes = concat(
     Array.from(
       { length: burst },
       (_, i) =>

@@ -19,19 +19,12 @@
  * peer's own output buffer fills; only then does backpressure stop reading.
  */
 
+import { frame } from "../tests/helpers/raw.ts";
+
 const [portText, countText, mode] = Deno.args;
 const port = Number(portText);
 const count = Number(countText);
 const repeat = mode === "repeat";
-const encoder = new TextEncoder();
-
-function frame(text: string): Uint8Array {
-  const body = encoder.encode(text);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-}
 
 /** COUNT requests, framed, in one buffer (ids after `base`, a few member orders). */
 function requests(base: number): Uint8Array {

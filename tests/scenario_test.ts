@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { distCommand, freePort, lines, runDist, startDist } from "./helpers/dist.ts";
 import { assertUserError, waitServed, withServer } from "./helpers/cli.ts";
 import { randomOperation } from "../roles/mod.ts";
+import { frame } from "./helpers/raw.ts";
 
 Deno.test("client one shot prints the result of every operation and exits 0", async () => {
   await withServer(async (server) => {
@@ -350,14 +351,6 @@ function parseFrames(bytes: Uint8Array): unknown[] {
     off += 4 + n;
   }
   return frames;
-}
-
-function frame(payload: string): Uint8Array {
-  const body = new TextEncoder().encode(payload);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
 }
 
 Deno.test("the server survives peers that send garbage", async () => {
