@@ -2,25 +2,26 @@
  * @module
  * Durable state below the roles: a locked data directory (`data_dir.ts`)
  * holding data files of key-value tables in SQLite with group commit
- * (`store.ts`; opened, checked and moved aside by `open.ts`), and the
+ * (`store.ts`; opened, checked and moved aside by `open.ts`; its options,
+ * values and counters typed in `types.ts`), and the
  * options that choose them (`--data-dir`, `--fsync`, `--move-corrupt-aside`),
  * shared by the roles that keep state.
  */
 import { defineOptions } from "../config/mod.ts";
 import { DataDir } from "./data_dir.ts";
-import { type FsyncMode, Store } from "./store.ts";
+import { Store } from "./store.ts";
+import type { FsyncMode } from "./types.ts";
 
 export { DataDir } from "./data_dir.ts";
+export { MAX_BATCH, Store } from "./store.ts";
 export {
   type Deferred,
   FSYNC_MODES,
   type FsyncMode,
-  MAX_BATCH,
-  Store,
   type StoreCounters,
   type StoreOptions,
   type Value,
-} from "./store.ts";
+} from "./types.ts";
 
 /** The options of a role that can keep its state in a data directory. */
 export const STORE_OPTIONS = defineOptions({

@@ -5,7 +5,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { UsageError } from "../config/mod.ts";
-import type { StoreOptions } from "./store.ts";
+import type { StoreOptions } from "./types.ts";
 
 /** Marks a file as ours (`PRAGMA application_id`): "dist" in ASCII. */
 const APPLICATION_ID = 0x64697374;
@@ -53,6 +53,36 @@ export function openChecked(
     }
     const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
     throw new Error(why, { cause: err });
+  }
+}
+
+/**
+ * Opens the file with {@link openChecked}; when that fails, moves it aside
+ * and starts empty if `moveCorruptAside` is set, else refuses.
+ * @throws {UsageError} `Cannot open PATH: …`
+ */
+export function openOrMoveAside(
+  path: string,
+  options: StoreOptions,
+  warn: (message: string) => void,
+): DatabaseSync {
+  try {
+    return openChecked(path, options);
+  } catch (err) {
+    const why = (err as Error).message;
+    if (!options.moveCorruptAside) {
+      throw new UsageError(
+        `Cannot open ${path}: ${why}: move it away, or give --move-corrupt-aside ` +
+          `to have it renamed and start empty`,
+      );
+    }
+    const aside = moveAside(path);
+    warn(`Cannot open ${path}: ${why}: moved it to ${aside} and started empty`);
+    try {
+      return openChecked(path, options);
+    } catch (again) {
+      throw new UsageError(`Cannot open ${path}: ${(again as Error).message}`);
+    }
   }
 }
 

@@ -29,15 +29,10 @@
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { moveAside, openChecked, quoteName, syncDirectory } from "./open.ts";
+import { openOrMoveAside, quoteName, syncDirectory } from "./open.ts";
 import { setImmediate } from "node:timers";
-import { UsageError } from "../config/mod.ts";
 import { DistError } from "../wire/mod.ts";
-
-/** When a commit is synced to disk: see the module comment. */
-export type FsyncMode = "always" | "batch" | "off";
-
-export const FSYNC_MODES: readonly FsyncMode[] = ["always", "batch", "off"];
+import type { Deferred, FsyncMode, StoreCounters, StoreOptions, Value } from "./types.ts";
 
 /** Most writes in one batch: past this many a commit runs at once. */
 export const MAX_BATCH = 20_000;
@@ -45,38 +40,6 @@ export const MAX_BATCH = 20_000;
 export const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 /** After a failed commit, how soon the pending writes are tried again (ms). */
 export const RETRY_MS = 1000;
-
-/** A value as stored. */
-export type Value = string | Uint8Array;
-
-/**
- * A value made when committed, not when written: a key written many times
- * in one turn is encoded once, as it is then (null: delete it).
- */
-export type Deferred = () => Value | null;
-
-export interface StoreOptions {
-  fsync: FsyncMode;
-  /** The tables the file holds (created when missing). */
-  tables: readonly string[];
-  /** When the file cannot be opened: move it aside (`FILE.corrupt-TIME`) and start empty. */
-  moveCorruptAside?: boolean;
-  /** Told when a corrupt file was moved aside, and of failed commits (once per failure run). */
-  warn?: (message: string) => void;
-}
-
-/** Counters for `sys.stats`. */
-export interface StoreCounters {
-  commits: number;
-  /** Writes committed. */
-  written: number;
-  /** Commits that failed (full disk …) and rolled back. */
-  failed: number;
-  /** Pages given back by incremental vacuum. */
-  vacuumed_pages: number;
-  /** Under `batch`: syncs of the WAL (each covers every commit written before it began). */
-  syncs: number;
-}
 
 interface Waiter {
   /** Resolved once the writes up to this sequence number are durable. */
@@ -141,24 +104,7 @@ export class Store {
     this.path = path;
     this.fsync = options.fsync;
     this.#warn = options.warn ?? (() => {});
-    try {
-      this.#db = openChecked(path, options);
-    } catch (err) {
-      const why = (err as Error).message;
-      if (!options.moveCorruptAside) {
-        throw new UsageError(
-          `Cannot open ${path}: ${why}: move it away, or give --move-corrupt-aside ` +
-            `to have it renamed and start empty`,
-        );
-      }
-      const aside = moveAside(path);
-      this.#warn(`Cannot open ${path}: ${why}: moved it to ${aside} and started empty`);
-      try {
-        this.#db = openChecked(path, options);
-      } catch (again) {
-        throw new UsageError(`Cannot open ${path}: ${(again as Error).message}`);
-      }
-    }
+    this.#db = openOrMoveAside(path, options, this.#warn);
     for (const table of options.tables) {
       const t = quoteName(table);
       this.#tables.set(table, {

@@ -1,0 +1,38 @@
+/** The types of a data file's options, values and counters: see `store.ts`. */
+
+/** When a commit is synced to disk: see the module comment of `store.ts`. */
+export type FsyncMode = "always" | "batch" | "off";
+
+export const FSYNC_MODES: readonly FsyncMode[] = ["always", "batch", "off"];
+
+/** A value as stored. */
+export type Value = string | Uint8Array;
+
+/**
+ * A value made when committed, not when written: a key written many times
+ * in one turn is encoded once, as it is then (null: delete it).
+ */
+export type Deferred = () => Value | null;
+
+export interface StoreOptions {
+  fsync: FsyncMode;
+  /** The tables the file holds (created when missing). */
+  tables: readonly string[];
+  /** When the file cannot be opened: move it aside (`FILE.corrupt-TIME`) and start empty. */
+  moveCorruptAside?: boolean;
+  /** Told when a corrupt file was moved aside, and of failed commits (once per failure run). */
+  warn?: (message: string) => void;
+}
+
+/** Counters for `sys.stats`. */
+export interface StoreCounters {
+  commits: number;
+  /** Writes committed. */
+  written: number;
+  /** Commits that failed (full disk …) and rolled back. */
+  failed: number;
+  /** Pages given back by incremental vacuum. */
+  vacuumed_pages: number;
+  /** Under `batch`: syncs of the WAL (each covers every commit written before it began). */
+  syncs: number;
+}
