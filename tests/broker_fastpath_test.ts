@@ -5,7 +5,7 @@
  * publish keeps its place among the other messages of a read.
  */
 import assert from "node:assert/strict";
-import { jsonCodec, readDelivery, readPublish, TopicCache } from "../wire/mod.ts";
+import { jsonCodec, type JsonPublish, readDelivery, readPublish, TopicCache } from "../wire/mod.ts";
 import { deliveryHead, deliverySize, sidTail, writeDelivery } from "../roles/broker/frames.ts";
 import { OutBuffer } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";
@@ -17,6 +17,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const text = (b: Uint8Array) => decoder.decode(b);
 const json = (msg: unknown) => encoder.encode(JSON.stringify(msg));
+/** What readPublish read, the value as text. */
+const seen = (p: JsonPublish | undefined) =>
+  p && { topic: p.topic, value: text(p.value), retain: p.retain, id: p.id, canonical: p.canonical };
 
 Deno.test("readPublish() reads the canonical layout, with or without retain", () => {
   const topics = new TopicCache();
@@ -24,21 +27,23 @@ Deno.test("readPublish() reads the canonical layout, with or without retain", ()
     json({ method: "broker.publish", params: { topic: "/a/b", value: "hello world" } }),
     topics,
   );
-  assert.deepEqual(a && { ...a, value: text(a.value) }, {
+  assert.deepEqual(seen(a), {
     topic: "/a/b",
     value: '"hello world"',
     retain: true,
     id: undefined,
+    canonical: true,
   });
   const b = readPublish(
     json({ method: "broker.publish", params: { topic: "t", value: "x", retain: false } }),
     topics,
   );
-  assert.deepEqual(b && { ...b, value: text(b.value) }, {
+  assert.deepEqual(seen(b), {
     topic: "t",
     value: '"x"',
     retain: false,
     id: undefined,
+    canonical: true,
   });
   const c = readPublish(
     json({ method: "broker.publish", params: { topic: "t", value: "y", retain: true } }),
@@ -49,8 +54,8 @@ Deno.test("readPublish() reads the canonical layout, with or without retain", ()
 
 Deno.test("readPublish() reads any value, member order and spacing, as its exact text", () => {
   const topics = new TopicCache();
-  const cases: [string, string, string, boolean][] = [
-    ['{"method":"broker.publish","params":{"topic":"/a","value":42}}', "/a", "42", true],
+  const cases: [string, string, string, boolean, boolean?][] = [
+    ['{"method":"broker.publish","params":{"topic":"/a","value":42}}', "/a", "42", true, true],
     [
       '{"params":{"value":{"x":[1,"é\\n"]},"retain":false,"topic":"/é"},"method":"broker.publish"}',
       "/é",
@@ -65,14 +70,22 @@ Deno.test("readPublish() reads any value, member order and spacing, as its exact
     ],
     ['{"method":"broker.publish","params":{"topic":"","value":"x"}}', "", '"x"', true],
   ];
-  for (const [frame, topic, value, retain] of cases) {
+  for (const [frame, topic, value, retain, canonical = false] of cases) {
     const p = readPublish(encoder.encode(frame), topics);
-    assert.deepEqual(
-      p && { ...p, value: text(p.value) },
-      { topic, value, retain, id: undefined },
-      frame,
-    );
+    assert.deepEqual(seen(p), { topic, value, retain, id: undefined, canonical }, frame);
   }
+  // A confirmed publish in the notification's layout is read in place too, but is not canonical.
+  const request = readPublish(
+    json({ id: 7, method: "broker.publish", params: { topic: "/a", value: 1 } }),
+    topics,
+  );
+  assert.deepEqual(seen(request), {
+    topic: "/a",
+    value: "1",
+    retain: true,
+    id: 7,
+    canonical: false,
+  });
 });
 
 Deno.test("readPublish() leaves anything else to the ordinary decoder", () => {
@@ -145,11 +158,26 @@ Deno.test("readDelivery() reads back what the broker writes, whatever the sid", 
   ) {
     const headed = new Message("/t/x", RawJson.borrow(json(value)), retained);
     deliveryHead(headed, "json"); // encoded for a queue: written from its head
+    /** A value as the fast path borrows it from a publish frame. */
+    const fromFrame = (topic: string, retain?: boolean) => {
+      const p = readPublish(
+        json({ method: "broker.publish", params: { topic, value, retain } }),
+        new TopicCache(),
+      )!;
+      assert.ok(p.canonical);
+      return RawJson.borrowFrame(p.frame, p.valueStart, p.valueEnd, p.topic);
+    };
     for (
       const msg of [
         new Message("/t/x", value, retained), // a decoded value: encoded once, as a head
         new Message("/t/x", RawJson.borrow(json(value)), retained), // JSON text: written as parts
         headed,
+        // A canonical publish frame of the same topic: written from the frame.
+        new Message("/t/x", fromFrame("/t/x"), retained),
+        new Message("/t/x", fromFrame("/t/x", false), retained),
+        new Message("/t/x", fromFrame("/t/x", true), retained),
+        // Of another spelling of it: written as parts.
+        new Message("/t/x", fromFrame("t/x"), retained),
       ]
     ) {
       const tail = sidTail(sid, "json");

@@ -113,7 +113,9 @@ export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from ".
 export { type AddressSource, Redialer, type RedialOptions } from "./redial.ts";
 export {
   DELIVERY_PREFIX,
+  type JsonPublish,
   mayStartWith,
+  METHOD_WORD_AT,
   parseRawValue,
   PUBLISH_PREFIX,
   type RawDelivery,

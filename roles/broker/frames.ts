@@ -10,9 +10,12 @@
  * ({@link deliveryHead}, cached on the message per codec), and each
  * subscription has its own tail (the sid with its key and the closing
  * brackets, {@link sidTail}). Writing a delivery is then setting the length
- * and copying two byte arrays, whatever the value. */
+ * and copying two byte arrays, whatever the value. A value published in
+ * JSON.stringify's layout is not even cut out of its frame: the delivery is
+ * the frame's bytes up to the end of the value with `publish` changed to
+ * `message` (see JsonPublish.canonical), then the tail. */
 import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
-import { DELIVERY_PREFIX } from "../../wire/mod.ts";
+import { DELIVERY_PREFIX, METHOD_WORD_AT } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
 
@@ -111,6 +114,15 @@ let partsCodec: CodecName | undefined;
 let partsPrefix = EMPTY;
 let partsBytes = EMPTY;
 let partsFlags = EMPTY;
+/**
+ * Set instead of the prefix and the value when the value's publish frame
+ * is canonical (see JsonPublish) and names the message's topic: the
+ * delivery up to the end of the value is then the frame's first
+ * `partsFrameEnd` bytes with the method's name changed (one copy, and no
+ * view of the value made at all).
+ */
+let partsFrame: Uint8Array | undefined;
+let partsFrameEnd = 0;
 
 /** Whether `msg` goes to `codec`'s subscribers as parts (see above); if so, they are set. */
 function hasParts(msg: Message, codec: CodecName): boolean {
@@ -125,11 +137,19 @@ function hasParts(msg: Message, codec: CodecName): boolean {
   partsMsg = msg;
   partsValue = value;
   partsCodec = own;
-  partsBytes = value.bytes;
+  partsFrame = undefined;
   if (own === "json") {
-    partsPrefix = topicPrefix(msg.topic);
     partsFlags = msg.retained ? RETAINED_TRUE : EMPTY;
+    const frame = (value as RawJson).canonicalFrame;
+    if (frame !== undefined && (value as RawJson).canonicalTopic === msg.topic) {
+      partsFrame = frame;
+      partsFrameEnd = (value as RawJson).frameEnd;
+      return true;
+    }
+    partsBytes = value.bytes;
+    partsPrefix = topicPrefix(msg.topic);
   } else {
+    partsBytes = value.bytes;
     partsPrefix = mpPrefix(msg.topic, msg.retained);
     partsFlags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
   }
@@ -138,7 +158,11 @@ function hasParts(msg: Message, codec: CodecName): boolean {
 
 /** Drops the parts kept for the last message (its value's bytes are about to be reused). */
 export function forgetParts(): void {
-  partsMsg = partsValue = partsCodec = undefined;
+  partsMsg =
+    partsValue =
+    partsCodec =
+    partsFrame =
+      undefined;
   partsPrefix = partsBytes = partsFlags = EMPTY;
 }
 
@@ -148,7 +172,8 @@ export function forgetParts(): void {
  */
 export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): number {
   if (hasParts(msg, codec)) {
-    return HEADER + partsPrefix.length + partsBytes.length + partsFlags.length + tail.length;
+    const head = partsFrame !== undefined ? partsFrameEnd : partsPrefix.length + partsBytes.length;
+    return HEADER + head + partsFlags.length + tail.length;
   }
   return deliveryHead(msg, codec).length + tail.length;
 }
@@ -169,6 +194,10 @@ export function writeDelivery(
 ): void {
   const at = out.length;
   if (hasParts(msg, codec)) {
+    if (partsFrame !== undefined) {
+      writeFromFrame(out, partsFrame, partsFrameEnd, partsFlags, tail);
+      return;
+    }
     const prefix = partsPrefix;
     const value = partsBytes;
     const flags = partsFlags;
@@ -189,6 +218,34 @@ export function writeDelivery(
   out.bytes.set(head, at);
   copySmall(out.bytes, tail, at + head.length);
   out.setHeader(at, len);
+  out.length = at + HEADER + len;
+}
+
+/** `broker.message`'s word where a canonical publish frame has `publish` (see JsonPublish). */
+const MESSAGE_WORD = DELIVERY_PREFIX.subarray(METHOD_WORD_AT, METHOD_WORD_AT + 7);
+
+/**
+ * Appends a delivery made from a canonical publish frame (see partsFrame):
+ * the whole frame is copied (what follows the value, at most
+ * `,"retain":false}}`, is then overwritten or left past the end), the
+ * method's name changed, then the flags and the tail.
+ */
+function writeFromFrame(
+  out: OutBuffer,
+  frame: Uint8Array,
+  end: number,
+  flags: Uint8Array,
+  tail: Uint8Array,
+): void {
+  const at = out.length;
+  const len = end + flags.length + tail.length;
+  out.reserve(HEADER + Math.max(len, frame.length));
+  const b = out.bytes;
+  out.setHeader(at, len);
+  b.set(frame, at + HEADER);
+  copySmall(b, MESSAGE_WORD, at + HEADER + METHOD_WORD_AT);
+  if (flags.length > 0) copySmall(b, flags, at + HEADER + end);
+  copySmall(b, tail, at + HEADER + end + flags.length);
   out.length = at + HEADER + len;
 }
 

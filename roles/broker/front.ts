@@ -249,9 +249,8 @@ export class WireFront {
     handle: (frame, peer, took) => {
       const session = this.#session(peer);
       const json = session.codec === "json";
-      const publish = json
-        ? readPublish(frame, session.topics)
-        : readMsgpackPublish(frame, session.topics);
+      const read = json ? readPublish(frame, session.topics) : undefined;
+      const publish = json ? read : readMsgpackPublish(frame, session.topics);
       if (publish === undefined) return false;
       const id = publish.id;
       if (id !== undefined) {
@@ -260,7 +259,14 @@ export class WireFront {
         took();
       } else if (session.cutOff) return true; // read and dropped
       const retain = publish.retain;
-      const value = json ? RawJson.borrow(publish.value) : RawMsgpack.borrow(publish.value);
+      const value = read !== undefined
+        ? RawJson.borrowFrame(
+          read.frame,
+          read.valueStart,
+          read.valueEnd,
+          read.canonical ? read.topic : undefined,
+        )
+        : RawMsgpack.borrow(publish.value);
       let result: PublishResult | undefined;
       try {
         // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).

@@ -38,6 +38,12 @@ export class RawJson extends EncodedValue {
   #text: string | undefined;
   #decoded = false;
   #value: unknown;
+  /** A borrowed publish's frame and where the text lies in it (its view made when asked). */
+  #frame: Uint8Array | undefined = undefined;
+  #start = 0;
+  #end = 0;
+  /** The publish's topic when its frame is canonical (see JsonPublish.canonical). */
+  #canonicalTopic: string | undefined = undefined;
 
   private constructor(bytes: Uint8Array | undefined, text: string | undefined) {
     super();
@@ -54,6 +60,41 @@ export class RawJson extends EncodedValue {
     return new RawJson(view, undefined);
   }
 
+  /**
+   * The value of a publish read as bytes (`frame[start, end)`), borrowed as
+   * by `borrow`. With `canonicalTopic` (the frame is canonical: see
+   * JsonPublish), a delivery to that topic is the frame's first `end` bytes
+   * but for the method's name, and is written from the frame (see frames.ts).
+   */
+  static borrowFrame(
+    frame: Uint8Array,
+    start: number,
+    end: number,
+    canonicalTopic: string | undefined,
+  ): RawJson {
+    const value = new RawJson(undefined, undefined);
+    value.#frame = frame;
+    value.#start = start;
+    value.#end = end;
+    value.#canonicalTopic = canonicalTopic;
+    return value;
+  }
+
+  /** The borrowed canonical frame (see borrowFrame), or undefined. */
+  get canonicalFrame(): Uint8Array | undefined {
+    return this.#canonicalTopic === undefined ? undefined : this.#frame;
+  }
+
+  /** The canonical frame's topic (see borrowFrame). */
+  get canonicalTopic(): string | undefined {
+    return this.#canonicalTopic;
+  }
+
+  /** Where the text ends in the canonical frame. */
+  get frameEnd(): number {
+    return this.#end;
+  }
+
   /** A kept value from its JSON text (read back from a data file: not checked again). */
   static fromText(text: string): RawJson {
     return new RawJson(undefined, text);
@@ -66,24 +107,40 @@ export class RawJson extends EncodedValue {
 
   /** Ends a borrow: from now on, using the value is a bug that throws, not garbage read. */
   release(): void {
-    if (this.#text === undefined) this.#bytes = undefined;
+    if (this.#text === undefined) {
+      this.#bytes = undefined;
+      this.#frame = this.#canonicalTopic = undefined;
+    }
   }
 
   /** The JSON text as UTF-8 (encoded anew each time from a kept string: it is rarely asked). */
   get bytes(): Uint8Array {
     if (this.#bytes !== undefined) return this.#bytes;
+    if (this.#frame !== undefined) {
+      return this.#bytes = this.#frame.subarray(this.#start, this.#end);
+    }
     if (this.#text === undefined) throw new Error("RawJson used after release()");
     return encoder.encode(this.#text);
   }
 
   get byteLength(): number {
-    return this.#text !== undefined ? this.#text.length : this.bytes.length;
+    if (this.#text !== undefined) return this.#text.length;
+    return this.#frame !== undefined ? this.#end - this.#start : this.bytes.length;
   }
 
   get isNull(): boolean {
     if (this.#text !== undefined) return this.#text === NULL_TEXT;
-    const b = this.bytes;
-    return b.length === 4 && b[0] === 0x6e && b[1] === 0x75 && b[2] === 0x6c && b[3] === 0x6c;
+    let b: Uint8Array;
+    let at = 0;
+    if (this.#frame !== undefined) {
+      if (this.#end - this.#start !== 4) return false;
+      b = this.#frame;
+      at = this.#start;
+    } else {
+      b = this.bytes;
+      if (b.length !== 4) return false;
+    }
+    return b[at] === 0x6e && b[at + 1] === 0x75 && b[at + 2] === 0x6c && b[at + 3] === 0x6c;
   }
 
   decode(): unknown {
