@@ -5,7 +5,13 @@
  * publish keeps its place among the other messages of a read.
  */
 import assert from "node:assert/strict";
-import { jsonCodec, type JsonPublish, readDelivery, readPublish, TopicCache } from "../wire/mod.ts";
+import {
+  type FramePublish,
+  jsonCodec,
+  readDelivery,
+  readPublish,
+  TopicCache,
+} from "../wire/mod.ts";
 import { deliveryHead, deliverySize, sidTail, writeDelivery } from "../roles/broker/frames.ts";
 import { OutBuffer } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";
@@ -18,7 +24,7 @@ const decoder = new TextDecoder();
 const text = (b: Uint8Array) => decoder.decode(b);
 const json = (msg: unknown) => encoder.encode(JSON.stringify(msg));
 /** What readPublish read, the value as text. */
-const seen = (p: JsonPublish | undefined) =>
+const seen = (p: FramePublish | undefined) =>
   p && { topic: p.topic, value: text(p.value), retain: p.retain, id: p.id, canonical: p.canonical };
 
 Deno.test("readPublish() reads the canonical layout, with or without retain", () => {

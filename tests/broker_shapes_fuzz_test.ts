@@ -15,6 +15,9 @@ import {
   TopicCache,
 } from "../wire/mod.ts";
 import { readMsgpackPublish } from "../roles/broker/msgpack_publish.ts";
+import { deliverySize, forgetParts, sidTail, writeDelivery } from "../roles/broker/frames.ts";
+import { RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
+import { Message } from "../roles/broker/mod.ts";
 import { prng } from "./helpers/raw.ts";
 
 const SHAPES: unknown[] = [
@@ -54,8 +57,37 @@ for (const codec of [jsonCodec, msgpackCodec]) {
     const topics = new TopicCache();
     const random = prng(json ? 31 : 32);
     const seeds = frames(codec);
-    for (const seed of seeds) assert.ok(read(seed, topics) !== undefined, "a seed is taken");
+    // Per shape: retain false, a non-ASCII topic (plain ASCII only in JSON), other member
+    // orders, a request: which of them are delivered from their frame.
+    const canonicalSeeds = json ? [true, false, false, false] : [true, true, false, false];
+    seeds.forEach((seed, i) => {
+      const p = read(seed, topics);
+      assert.ok(p !== undefined, "a seed is taken");
+      assert.equal(p.canonical, canonicalSeeds[i % 4], `seed ${i}: canonical`);
+    });
+    /** The delivery of a publish read canonical, written from its frame, decoded. */
+    const delivered = (
+      p: NonNullable<ReturnType<typeof read>>,
+      retained: boolean,
+      shown: string,
+    ): unknown => {
+      const borrow = json ? RawJson.borrowFrame : RawMsgpack.borrowFrame;
+      const value = borrow(p.frame, p.valueStart, p.valueEnd, p.topic);
+      const msg = new Message(p.topic, value, retained);
+      const tail = sidTail(9, codec.name);
+      const out = new OutBuffer(0);
+      try {
+        writeDelivery(out, msg, codec.name, tail);
+        assert.equal(out.length, deliverySize(msg, codec.name, tail), shown);
+      } finally {
+        value.release();
+        forgetParts();
+      }
+      assert.equal(new DataView(out.bytes.buffer).getUint32(0), out.length - 4, shown);
+      return codec.decode(out.bytes.subarray(4, out.length));
+    };
     let taken = 0;
+    let fromFrame = 0;
     for (let round = 0; round < 20_000; round++) {
       const bytes = seeds[round % seeds.length].slice();
       for (let k = Math.floor(random() * 3); k > 0; k--) {
@@ -77,7 +109,21 @@ for (const codec of [jsonCodec, msgpackCodec]) {
       assert.deepEqual(valueOf(p.value), decoded.params.value, shown);
       assert.equal(p.retain, decoded.params.retain ?? true, shown);
       assert.equal(p.id, decoded.id, shown);
+      if (p.canonical) {
+        fromFrame++;
+        const retained = (round & 1) === 1;
+        const params = { topic: p.topic, value: decoded.params.value, sid: 9 };
+        assert.deepEqual(
+          delivered(p, retained, shown),
+          {
+            method: "broker.message",
+            params: retained ? { ...params, retained: true } : params,
+          },
+          shown,
+        );
+      }
     }
     assert.ok(taken > 1000, `the unchanged seeds and some mutants are taken (${taken})`);
+    assert.ok(fromFrame > 500, `canonical ones are delivered from their frames (${fromFrame})`);
   });
 }

@@ -113,11 +113,12 @@ export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from ".
 export { type AddressSource, Redialer, type RedialOptions } from "./redial.ts";
 export {
   DELIVERY_PREFIX,
-  type JsonPublish,
+  type FramePublish,
   mayStartWith,
   METHOD_WORD_AT,
   parseRawValue,
   PUBLISH_PREFIX,
+  PublishRead,
   type RawDelivery,
   type RawPublish,
   readDelivery,

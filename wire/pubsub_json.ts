@@ -128,31 +128,34 @@ export interface RawPublish {
 }
 
 /**
- * readPublish's answer: a RawPublish that also says where its value lies in
- * the frame, its view made only when asked (a typed array view costs about
- * as much as copying 200 bytes, and a fast-path delivery copies the frame
- * instead; see `canonical`).
+ * A publish reader's answer (readPublish, the broker's MessagePack reader):
+ * a RawPublish that also says where its value lies in the frame, its view
+ * made only when asked (a typed array view costs about as much as copying
+ * 200 bytes, and a fast-path delivery copies the frame instead; see
+ * `canonical`).
  */
-export interface JsonPublish extends RawPublish {
+export interface FramePublish extends RawPublish {
   /** The frame read (valid only as long as it is). */
   readonly frame: Uint8Array;
-  /** The value's text is `frame[valueStart, valueEnd)`. */
+  /** The value's bytes are `frame[valueStart, valueEnd)`. */
   readonly valueStart: number;
   readonly valueEnd: number;
   /**
-   * The frame is a notification that starts with PUBLISH_PREFIX, then the
-   * topic (plain ASCII, so as JSON.stringify writes it) and `","value":`:
-   * its first `valueEnd` bytes are then a delivery's of that topic (see
-   * DELIVERY_PREFIX) but for the method's name (`publish` where `message`
-   * goes, at METHOD_WORD_AT).
+   * The frame's first `valueEnd` bytes are a delivery's of that topic but
+   * for a few bytes at known places. In JSON: the frame is a notification
+   * that starts with PUBLISH_PREFIX, then the topic (plain ASCII, so as
+   * JSON.stringify writes it) and `","value":`, and differs from a
+   * delivery (see DELIVERY_PREFIX) only in the method's name (`publish`
+   * where `message` goes, at METHOD_WORD_AT).
    */
-  readonly canonical: boolean;
+  canonical: boolean;
 }
 
-/** Where `broker.publish` and `broker.message` differ: `publish`/`message`, 7 bytes each. */
+/** Where `broker.publish` and `broker.message` differ in JSON: `publish`/`message`, 7 bytes each. */
 export const METHOD_WORD_AT = 18;
 
-class PublishRead implements JsonPublish {
+/** A FramePublish reused for each frame read. */
+export class PublishRead implements FramePublish {
   topic = "";
   retain = true;
   id: number | string | undefined = undefined;
@@ -211,7 +214,7 @@ const VALUE_DEPTH = 2;
  * it would refuse. The answer is one object reused for every frame: read
  * it at once.
  */
-export function readPublish(frame: Uint8Array, topics: TopicCache): JsonPublish | undefined {
+export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish | undefined {
   const b = frame;
   PUBLISH.id = undefined;
   PUBLISH.canonical = false;
@@ -243,7 +246,7 @@ function readId(b: Uint8Array, start: number, end: number): number | string | un
 }
 
 /** readPublish for members in any order and spacing (and the params in any order). */
-function readAnyLayout(b: Uint8Array, topics: TopicCache): JsonPublish | undefined {
+function readAnyLayout(b: Uint8Array, topics: TopicCache): FramePublish | undefined {
   let i = skipSpace(b, 0);
   if (b[i] !== OPEN_BRACE) return undefined;
   i = skipSpace(b, i + 1);
@@ -295,7 +298,7 @@ function readCanonical(
   b: Uint8Array,
   from: number,
   topics: TopicCache,
-): JsonPublish | undefined | null {
+): FramePublish | undefined | null {
   const t = topicEnd(b, from);
   if (t < 0 || !startsWith(b, VALUE_KEY, t)) return null;
   const start = t + VALUE_KEY.length;

@@ -13,11 +13,12 @@
  * and copying two byte arrays, whatever the value. A value published in
  * JSON.stringify's layout is not even cut out of its frame: the delivery is
  * the frame's bytes up to the end of the value with `publish` changed to
- * `message` (see JsonPublish.canonical), then the tail. */
+ * `message` (see FramePublish.canonical), then the tail. */
 import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX, METHOD_WORD_AT } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
+import { MP_METHOD_WORD_AT, MP_PARAMS_AT } from "./msgpack_publish.ts";
 
 /** Index of a codec in `Message.encoded`. */
 export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
@@ -116,7 +117,7 @@ let partsBytes = EMPTY;
 let partsFlags = EMPTY;
 /**
  * Set instead of the prefix and the value when the value's publish frame
- * is canonical (see JsonPublish) and names the message's topic: the
+ * is canonical (see FramePublish) and names the message's topic: the
  * delivery up to the end of the value is then the frame's first
  * `partsFrameEnd` bytes with the method's name changed (one copy, and no
  * view of the value made at all).
@@ -137,22 +138,17 @@ function hasParts(msg: Message, codec: CodecName): boolean {
   partsMsg = msg;
   partsValue = value;
   partsCodec = own;
-  partsFrame = undefined;
-  if (own === "json") {
-    partsFlags = msg.retained ? RETAINED_TRUE : EMPTY;
-    const frame = (value as RawJson).canonicalFrame;
-    if (frame !== undefined && (value as RawJson).canonicalTopic === msg.topic) {
-      partsFrame = frame;
-      partsFrameEnd = (value as RawJson).frameEnd;
-      return true;
-    }
-    partsBytes = value.bytes;
-    partsPrefix = topicPrefix(msg.topic);
-  } else {
-    partsBytes = value.bytes;
-    partsPrefix = mpPrefix(msg.topic, msg.retained);
-    partsFlags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
+  const json = own === "json";
+  partsFlags = msg.retained ? (json ? RETAINED_TRUE : MP_RETAINED_TRUE) : EMPTY;
+  const frame = value.canonicalFrame;
+  if (frame !== undefined && value.canonicalTopic === msg.topic) {
+    partsFrame = frame;
+    partsFrameEnd = value.frameEnd;
+    return true;
   }
+  partsFrame = undefined;
+  partsBytes = value.bytes;
+  partsPrefix = json ? topicPrefix(msg.topic) : mpPrefix(msg.topic, msg.retained);
   return true;
 }
 
@@ -195,7 +191,7 @@ export function writeDelivery(
   const at = out.length;
   if (hasParts(msg, codec)) {
     if (partsFrame !== undefined) {
-      writeFromFrame(out, partsFrame, partsFrameEnd, partsFlags, tail);
+      writeFromFrame(out, codec, partsFrame, partsFlags, tail);
       return;
     }
     const prefix = partsPrefix;
@@ -221,29 +217,36 @@ export function writeDelivery(
   out.length = at + HEADER + len;
 }
 
-/** `broker.message`'s word where a canonical publish frame has `publish` (see JsonPublish). */
+/** `broker.message`'s word where a canonical publish frame has `publish` (see FramePublish). */
 const MESSAGE_WORD = DELIVERY_PREFIX.subarray(METHOD_WORD_AT, METHOD_WORD_AT + 7);
 
 /**
  * Appends a delivery made from a canonical publish frame (see partsFrame):
  * the whole frame is copied (what follows the value, at most
- * `,"retain":false}}`, is then overwritten or left past the end), the
- * method's name changed, then the flags and the tail.
+ * `,"retain":false}}` or MessagePack's `retain` pair, is then overwritten or
+ * left past the end), the method's name changed (and in MessagePack the
+ * params map's size: topic, value, sid and retained when it is there), then
+ * the flags and the tail.
  */
 function writeFromFrame(
   out: OutBuffer,
+  codec: CodecName,
   frame: Uint8Array,
-  end: number,
   flags: Uint8Array,
   tail: Uint8Array,
 ): void {
   const at = out.length;
+  const end = partsFrameEnd;
   const len = end + flags.length + tail.length;
   out.reserve(HEADER + Math.max(len, frame.length));
   const b = out.bytes;
   out.setHeader(at, len);
   b.set(frame, at + HEADER);
-  copySmall(b, MESSAGE_WORD, at + HEADER + METHOD_WORD_AT);
+  if (codec === "json") copySmall(b, MESSAGE_WORD, at + HEADER + METHOD_WORD_AT);
+  else {
+    copySmall(b, MP_MESSAGE_WORD, at + HEADER + MP_METHOD_WORD_AT);
+    b[at + HEADER + MP_PARAMS_AT] = flags.length > 0 ? 0x84 : 0x83;
+  }
   if (flags.length > 0) copySmall(b, flags, at + HEADER + end);
   copySmall(b, tail, at + HEADER + end + flags.length);
   out.length = at + HEADER + len;
@@ -272,6 +275,8 @@ const MP_HEAD = mpHead(3);
 const MP_HEAD_RETAINED = mpHead(4);
 const MP_VALUE = toMsgpack("value");
 const MP_RETAINED_TRUE = concat([toMsgpack("retained"), Uint8Array.of(0xc3)]);
+/** `message` in MP_HEAD, where a canonical MessagePack publish has `publish`. */
+const MP_MESSAGE_WORD = MP_HEAD.subarray(MP_METHOD_WORD_AT, MP_METHOD_WORD_AT + 7);
 
 /** A MessagePack delivery's bytes up to its value, per topic and retained flag (as topicPrefixes for JSON). */
 const mpPrefixes = new Map<string, Uint8Array>();

@@ -249,8 +249,9 @@ export class WireFront {
     handle: (frame, peer, took) => {
       const session = this.#session(peer);
       const json = session.codec === "json";
-      const read = json ? readPublish(frame, session.topics) : undefined;
-      const publish = json ? read : readMsgpackPublish(frame, session.topics);
+      const publish = json
+        ? readPublish(frame, session.topics)
+        : readMsgpackPublish(frame, session.topics);
       if (publish === undefined) return false;
       const id = publish.id;
       if (id !== undefined) {
@@ -259,14 +260,12 @@ export class WireFront {
         took();
       } else if (session.cutOff) return true; // read and dropped
       const retain = publish.retain;
-      const value = read !== undefined
-        ? RawJson.borrowFrame(
-          read.frame,
-          read.valueStart,
-          read.valueEnd,
-          read.canonical ? read.topic : undefined,
-        )
-        : RawMsgpack.borrow(publish.value);
+      // A canonical frame is delivered from (see frames.ts), to the topic it names.
+      const canonical = publish.canonical ? publish.topic : undefined;
+      const { frame: bytes, valueStart, valueEnd } = publish;
+      const value = json
+        ? RawJson.borrowFrame(bytes, valueStart, valueEnd, canonical)
+        : RawMsgpack.borrowFrame(bytes, valueStart, valueEnd, canonical);
       let result: PublishResult | undefined;
       try {
         // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).

@@ -9,7 +9,7 @@
  * map keys that are not strings, integers past 2^53, NaN and ±Infinity,
  * invalid UTF-8, nesting past MAX_DEPTH.
  */
-import { MAX_DEPTH, type RawPublish, type TopicCache } from "../../wire/mod.ts";
+import { type FramePublish, MAX_DEPTH, PublishRead, type TopicCache } from "../../wire/mod.ts";
 import { skipUtf8 } from "../../wire/json_scan.ts";
 
 const encoder = new TextEncoder();
@@ -42,7 +42,37 @@ function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
 const VALUE_DEPTH = 2;
 
 /** Reused by readMsgpackPublish for each frame (its caller uses it at once). */
-const PUBLISH: RawPublish = { topic: "", value: new Uint8Array(0), retain: true, id: undefined };
+const PUBLISH = new PublishRead();
+
+/** Where `publish` (in CANONICAL) and `message` (in a delivery) are, 7 bytes each. */
+export const MP_METHOD_WORD_AT = 16;
+/** Where the params map's header is, after CANONICAL. */
+export const MP_PARAMS_AT = CANONICAL.length;
+const TOPIC_KEY = Uint8Array.of(0xa0 | TOPIC.length, ...TOPIC);
+const VALUE_KEY = Uint8Array.of(0xa0 | VALUE.length, ...VALUE);
+
+/**
+ * Whether a notification that starts with CANONICAL has its params as a
+ * delivery has them up to the value: a fixmap whose first member is the
+ * topic, as a fixstr (what the encoder writes for under 32 bytes, as the
+ * broker does), and the second the value at `valueStart`. A delivery is
+ * then the frame's first bytes up to the value's end, but for the method's
+ * word and the map's size (see FramePublish.canonical).
+ */
+function canonicalParams(b: Uint8Array, valueStart: number): boolean {
+  let i = MP_PARAMS_AT + 1;
+  if ((b[MP_PARAMS_AT] & 0xf0) !== 0x80 || !bytesAt(b, i, TOPIC_KEY)) return false;
+  i += TOPIC_KEY.length;
+  const c = b[i];
+  if (c < 0xa0 || c > 0xbf) return false;
+  i += 1 + (c & 0x1f);
+  return bytesAt(b, i, VALUE_KEY) && i + VALUE_KEY.length === valueStart;
+}
+
+function bytesAt(b: Uint8Array, at: number, word: Uint8Array): boolean {
+  for (let k = 0; k < word.length; k++) if (b[at + k] !== word[k]) return false;
+  return true;
+}
 
 /** Where the last string read by `str` starts and ends (its bytes, header excluded). */
 let strStart = 0;
@@ -184,13 +214,18 @@ function container(b: Uint8Array, i: number, n: number, map: boolean, depth: num
  * order, and `id` for a request. The answer is one object reused for every
  * frame: read it at once.
  */
-export function readMsgpackPublish(frame: Uint8Array, topics: TopicCache): RawPublish | undefined {
+export function readMsgpackPublish(
+  frame: Uint8Array,
+  topics: TopicCache,
+): FramePublish | undefined {
   const b = frame;
+  PUBLISH.canonical = false;
   if (startsWith(b, CANONICAL)) {
     // As the client's encoder writes it (most publishes): only the params to read.
     const end = readParams(b, CANONICAL.length, topics);
     if (end === b.length) {
       PUBLISH.id = undefined;
+      PUBLISH.canonical = canonicalParams(b, PUBLISH.valueStart);
       return PUBLISH;
     }
   }
@@ -287,7 +322,7 @@ function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
     } else if (strIs(b, VALUE) && !value) {
       const end = skipMsgpack(b, i, VALUE_DEPTH);
       if (end < 0) return -1;
-      PUBLISH.value = new Uint8Array(b.buffer, b.byteOffset + i, end - i);
+      PUBLISH.at(b, i, end);
       i = end;
       value = true;
     } else if (strIs(b, RETAIN) && retain === undefined) {

@@ -42,7 +42,7 @@ export class RawJson extends EncodedValue {
   #frame: Uint8Array | undefined = undefined;
   #start = 0;
   #end = 0;
-  /** The publish's topic when its frame is canonical (see JsonPublish.canonical). */
+  /** The publish's topic when its frame is canonical (see FramePublish.canonical). */
   #canonicalTopic: string | undefined = undefined;
 
   private constructor(bytes: Uint8Array | undefined, text: string | undefined) {
@@ -63,7 +63,7 @@ export class RawJson extends EncodedValue {
   /**
    * The value of a publish read as bytes (`frame[start, end)`), borrowed as
    * by `borrow`. With `canonicalTopic` (the frame is canonical: see
-   * JsonPublish), a delivery to that topic is the frame's first `end` bytes
+   * FramePublish), a delivery to that topic is the frame's first `end` bytes
    * but for the method's name, and is written from the frame (see frames.ts).
    */
   static borrowFrame(
@@ -166,8 +166,13 @@ export class RawMsgpack extends EncodedValue {
   #bytes: Uint8Array | undefined;
   #decoded = false;
   #value: unknown;
+  /** As RawJson's: a borrowed publish's frame, the value's place in it, a canonical one's topic. */
+  #frame: Uint8Array | undefined = undefined;
+  #start = 0;
+  #end = 0;
+  #canonicalTopic: string | undefined = undefined;
 
-  private constructor(bytes: Uint8Array) {
+  private constructor(bytes: Uint8Array | undefined) {
     super();
     this.#bytes = bytes;
   }
@@ -177,21 +182,58 @@ export class RawMsgpack extends EncodedValue {
     return new RawMsgpack(view);
   }
 
+  /** The value of a publish read as bytes, `frame[start, end)` (see RawJson.borrowFrame). */
+  static borrowFrame(
+    frame: Uint8Array,
+    start: number,
+    end: number,
+    canonicalTopic: string | undefined,
+  ): RawMsgpack {
+    const value = new RawMsgpack(undefined);
+    value.#frame = frame;
+    value.#start = start;
+    value.#end = end;
+    value.#canonicalTopic = canonicalTopic;
+    return value;
+  }
+
+  /** The borrowed canonical frame (see FramePublish.canonical), or undefined. */
+  get canonicalFrame(): Uint8Array | undefined {
+    return this.#canonicalTopic === undefined ? undefined : this.#frame;
+  }
+
+  /** The canonical frame's topic. */
+  get canonicalTopic(): string | undefined {
+    return this.#canonicalTopic;
+  }
+
+  /** Where the value ends in the canonical frame. */
+  get frameEnd(): number {
+    return this.#end;
+  }
+
   /** Ends a borrow (a detached copy is not affected). */
   release(): void {
     this.#bytes = undefined;
+    this.#frame = this.#canonicalTopic = undefined;
   }
 
   get bytes(): Uint8Array {
-    if (this.#bytes === undefined) throw new Error("RawMsgpack used after release()");
-    return this.#bytes;
+    if (this.#bytes !== undefined) return this.#bytes;
+    if (this.#frame !== undefined) {
+      return this.#bytes = this.#frame.subarray(this.#start, this.#end);
+    }
+    throw new Error("RawMsgpack used after release()");
   }
 
   get byteLength(): number {
-    return this.bytes.length;
+    return this.#frame !== undefined ? this.#end - this.#start : this.bytes.length;
   }
 
   get isNull(): boolean {
+    if (this.#frame !== undefined) {
+      return this.#end - this.#start === 1 && this.#frame[this.#start] === 0xc0;
+    }
     const b = this.bytes;
     return b.length === 1 && b[0] === 0xc0;
   }
