@@ -1,6 +1,6 @@
 /**
  * What a CONNECT asks for, read from its packet: the will, the session
- * (clean start, expiry), and the CONNACK that accepts it. The connection
+ * (clean start, expiry), the keep-alive, and the CONNACK that accepts it. The connection
  * (connection.ts) decides; this reads and writes.
  */
 import { Buffer } from "node:buffer";
@@ -74,6 +74,22 @@ export function willOf(p: IConnectPacket): Will | undefined {
 export function sessionExpiryOf(p: IConnectPacket, v5: boolean): { asked: number; given: number } {
   const asked = v5 ? p.properties?.sessionExpiryInterval ?? 0 : p.clean === false ? Infinity : 0;
   return { asked, given: Math.min(asked, MAX_SESSION_EXPIRY_S) };
+}
+
+/**
+ * The keep-alive a connection is held to (seconds; 0: none), and MQTT 5's
+ * Server Keep Alive when the broker's `maxKeepAliveS` cuts the client's
+ * (3.1.1 cannot be told a shorter one: its own stands).
+ */
+export function keepAliveOf(
+  p: IConnectPacket,
+  v5: boolean,
+  limits: { maxKeepAliveS?: number },
+): { keepAlive: number; serverKeepAlive: number | undefined } {
+  const asked = p.keepalive ?? 0;
+  const max = limits.maxKeepAliveS ?? 0;
+  const serverKeepAlive = v5 && max > 0 && (asked === 0 || asked > max) ? max : undefined;
+  return { keepAlive: serverKeepAlive ?? asked, serverKeepAlive };
 }
 
 /** The CONNACK accepting a connection. */

@@ -15,7 +15,8 @@ import { Inbound, type PublishSide } from "./publish_in.ts";
 import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
 import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
 import { OutAliases } from "./delivery.ts";
-import { connackOk, sessionExpiryOf, type Will, willOf } from "./connect.ts";
+import { onDeliveryAck } from "./publish_out.ts";
+import { connackOk, keepAliveOf, sessionExpiryOf, type Will, willOf } from "./connect.ts";
 import {
   ackId,
   CONNECT,
@@ -142,26 +143,9 @@ export class MqttConnection implements PacketHost, PublishSide {
       case PUBLISH:
         return (this.#inbound ??= new Inbound()).publish(this, first, buf, body, e);
       case PUBACK:
-      case PUBCOMP: {
-        const id = ackId(buf, body, e);
-        if ((first & 0x0f) !== 0 || id < 0) return this.protocolError(`a bad ${ackName(type)}`);
-        // One for nothing in flight is ignored.
-        this.#session!.acked(id);
-        return;
-      }
-      case PUBREC: {
-        const id = ackId(buf, body, e);
-        if (first !== 0x50 || id < 0) return this.protocolError("a bad PUBREC");
-        // MQTT 5: a reason code of 0x80 or more ends the exchange here, with no PUBREL.
-        if (this.#v5 && e - body > 2 && buf[body + 2] >= 0x80) {
-          this.#session!.acked(id);
-          return;
-        }
-        if (this.#session!.received(id)) this.ack(PUBREL, id);
-        else if (this.#v5) this.send(Uint8Array.of(0x62, 3, id >> 8, id & 0xff, 0x92));
-        else this.ack(PUBREL, id);
-        return;
-      }
+      case PUBCOMP:
+      case PUBREC:
+        return onDeliveryAck(this, first, buf, body, e);
       case PUBREL: {
         const id = ackId(buf, body, e);
         if (first !== 0x62 || id < 0) return this.protocolError("a bad PUBREL");
@@ -249,7 +233,14 @@ export class MqttConnection implements PacketHost, PublishSide {
         e.message,
       );
     }
-    if (this.#closed) return;
+    if (!this.#closed) this.#accept(p);
+  }
+
+  /**
+   * An authenticated CONNECT: its will's permission, what it sets on the
+   * connection, and its session (taken over, resumed or new); then CONNACK.
+   */
+  #accept(p: IConnectPacket): undefined {
     // The will is a publish the broker makes for this user later: it needs
     // the same permission, asked now (unchecked, a user allowed to publish
     // nothing wrote a retained value anywhere by vanishing).
@@ -264,13 +255,7 @@ export class MqttConnection implements PacketHost, PublishSide {
         return this.#connack(this.#v5 ? 0x87 : 5, `a will: ${DistError.from(err).message}`);
       }
     }
-    let keepAlive = p.keepalive ?? 0;
-    const max = this.#front.limits.maxKeepAliveS ?? 0;
-    // MQTT 5 can be told a shorter one (3.1.1 cannot: its own stands).
-    const serverKeepAlive = this.#v5 && max > 0 && (keepAlive === 0 || keepAlive > max)
-      ? max
-      : undefined;
-    keepAlive = serverKeepAlive ?? keepAlive;
+    const { keepAlive, serverKeepAlive } = keepAliveOf(p, this.#v5, this.#front.limits);
     this.#keepAliveMs = keepAlive * 1500;
     const props = p.properties;
     if (props?.receiveMaximum !== undefined) {
@@ -300,7 +285,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#session = taken.session;
     this.#connected = true;
     this.send(connackOk(this.#v5, taken.present, {
-      assignedId: p.clientId ? undefined : clientId,
+      assignedId: p.clientId ? undefined : this.clientId,
       expiry,
       maxPacket: this.#front.limits.maxPacket,
       serverKeepAlive,
@@ -309,7 +294,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     taken.session.attach(this);
   }
 
-  // ---- what the session and inbound PUBLISHes use ----
+  // ---- what the session and the packets' handlers use ----
 
   get v5(): boolean {
     return this.#v5;
@@ -458,8 +443,4 @@ export class MqttConnection implements PacketHost, PublishSide {
       this.close("output past its bound: the client does not read", true);
     }
   }
-}
-
-function ackName(type: number): string {
-  return type === PUBACK ? "PUBACK" : "PUBCOMP";
 }

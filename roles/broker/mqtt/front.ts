@@ -2,8 +2,9 @@
  * The broker's MQTT front end (`dist broker --mqtt-port`): a second front
  * end on the same core as the dist protocol's (roles/broker/front.ts), so
  * both share one topic tree, retained store, queue groups and delivery
- * queues. This file holds the listener, the client ids, the counters and
- * sessions; wills are wills.ts, a connection's protocol connection.ts.
+ * queues. This file holds the listener, the client ids and the counters;
+ * the sessions are sessions.ts, wills wills.ts, a connection's protocol
+ * connection.ts.
  */
 import { getLogger } from "@logtape/logtape";
 import { Backoff, sleep } from "../../../wire/backoff.ts";
@@ -15,11 +16,10 @@ import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { CONNECTED } from "./reader.ts";
 import { serveWebSocket } from "./ws.ts";
-import { MqttSession } from "./session.ts";
+import type { MqttSession } from "./session.ts";
+import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
-import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
-import { restoreQueued, SessionJournal } from "./journal.ts";
 import type { Store } from "../../../store/mod.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
@@ -65,13 +65,8 @@ export class MqttFront {
   readonly #authenticator: Authenticator | undefined;
   readonly #connections = new Set<MqttConnection>();
   readonly #byClientId = new Map<string, MqttConnection>();
-  readonly #sessions = new Map<string, MqttSession>();
-  /** Sessions whose expiry is not 0 (kept up to date by the sessions). */
-  readonly #persistent = new Set<MqttSession>();
-  sessionsResumed = 0;
-  sessionsExpired = 0;
-  /** Deliveries dropped by sessions that ended (the live ones count their own). */
-  #sessionDropsGone = 0;
+  /** The sessions by client id, connected or away. */
+  readonly sessions: SessionTable = new SessionTable(this);
   #listener: PortListener | undefined;
   #closing = false;
   /** Accepted connections still in their TLS handshake. */
@@ -217,7 +212,7 @@ export class MqttFront {
    */
   close(): void {
     this.#closing = true;
-    clearInterval(this.#alive);
+    this.sessions.closing();
     this.#sys.stop();
     try {
       this.#listener?.close();
@@ -227,72 +222,16 @@ export class MqttFront {
     this.#ws?.close();
     // Their clients are away from now: the expiry clock runs from the stop.
     for (const c of [...this.#connections]) c.close("shutdown", false);
-    const store = this.#store;
-    if (store !== undefined) {
-      for (const session of this.#persistent) store.put(SESSIONS, session.clientId, session.row()!);
-    }
     this.wills.clear();
-    for (const session of [...this.#sessions.values()]) session.end("shutdown");
+    this.sessions.close();
   }
 
   /**
    * Keeps persistent sessions in `store` from now on, and takes back those
-   * it holds (away, each ending when what is left of its expiry runs out;
-   * past `maxSessions`, the rest are dropped). Before `start()`.
+   * it holds (sessions.ts). Before `start()`.
    */
   persist(store: Store): { restored: number; unreadable: number; messages: number } {
-    this.#store = store;
-    let unreadable = 0;
-    const now = Date.now();
-    const alive = lastAlive(store) ?? now;
-    for (const [clientId, text] of store.rows(SESSIONS)) {
-      let session: MqttSession | undefined;
-      try {
-        if (typeof text !== "string") throw new Error("Not text");
-        const row = readRow(text);
-        if (this.#persistent.size >= this.limits.maxSessions) throw new Error("Past max-sessions");
-        session = new MqttSession(this, clientId, row.owner ?? undefined, row.version);
-        this.#sessions.set(clientId, session);
-        session.expiry = row.expiry;
-        for (const [filter, data] of row.subs) session.restore(filter, data);
-        // Away since it went, or (connected when the broker was killed) since its last sign of life.
-        const away = row.away ?? Math.min(alive, now);
-        session.awaitClient(row.expiry * 1000 - (now - away), away);
-        this.sessionsRestored++;
-      } catch {
-        unreadable++;
-        session?.end("unreadable");
-        store.delete(SESSIONS, clientId);
-      }
-    }
-    const { restored: messages, dropped } = restoreQueued(store, (id) => this.#sessions.get(id));
-    this.messagesRestored = messages;
-    this.undeliverable += dropped;
-    this.#alive = keepAlive(store, () => this.#persistent.size > 0);
-    return { restored: this.sessionsRestored, unreadable, messages };
-  }
-  #alive: ReturnType<typeof setInterval> | undefined;
-
-  messagesRestored = 0;
-
-  /** The disk journal of a persistent session (none without `--data-dir`). */
-  journal(session: MqttSession): SessionJournal | undefined {
-    const store = this.#store;
-    if (store === undefined) return undefined;
-    return new SessionJournal(store, session.clientId, (sub) => {
-      for (const [filter, s] of session.subscriptions()) if (s === sub) return filter;
-    });
-  }
-  #store: Store | undefined;
-  sessionsRestored = 0;
-
-  /** A session changed: its row is written (or deleted) at the store's next commit. */
-  saveSession(session: MqttSession): void {
-    const store = this.#store;
-    if (store === undefined || this.#closing) return;
-    const id = session.clientId;
-    // The row of whatever session has the id when the commit runs (or none: deleted).
-    store.put(SESSIONS, id, () => this.#sessions.get(id)?.row() ?? null);
+    return this.sessions.persist(store);
   }
 
   get connections(): number {
@@ -341,14 +280,14 @@ export class MqttFront {
     want: SessionRequest,
   ): { session: MqttSession; present: boolean } | "owner" | "sessions" {
     const id = c.clientId;
-    let session = this.#sessions.get(id);
+    let session = this.sessions.get(id);
     if (
       this.#authenticator !== undefined && session?.owner !== undefined &&
       session.owner !== want.owner
     ) return "owner";
     const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
       session.version === want.version;
-    if (!resumable && want.expiry > 0 && this.#persistent.size >= this.limits.maxSessions) {
+    if (!resumable && want.expiry > 0 && this.sessions.persistent >= this.limits.maxSessions) {
       return "sessions";
     }
     const old = this.#byClientId.get(id);
@@ -357,35 +296,21 @@ export class MqttFront {
       // Its session ends here, unless it is persistent: then it is the one resumed.
       old.close("taken over by a new connection with its client id", true);
     }
-    session = this.#sessions.get(id);
+    session = this.sessions.get(id);
     let present = false;
     // A will waiting for its delay: not sent when its session goes on, sent when it ends here.
     this.wills.drop(id, !(session !== undefined && resumable));
     if (session !== undefined && resumable) {
       present = true;
-      this.sessionsResumed++;
+      this.sessions.resumed++;
     } else {
       // Clean start, another protocol's or an unowned session: it ends, a new one begins.
       session?.end("replaced by a new session");
-      session = new MqttSession(this, id, want.owner, want.version);
-      this.#sessions.set(id, session);
+      session = this.sessions.start(id, want.owner, want.version);
     }
     session.expiry = want.expiry;
     this.#byClientId.set(id, c);
     return { session, present };
-  }
-
-  /** A session's expiry became non-zero, or zero. */
-  persistentChanged(session: MqttSession, persistent: boolean): void {
-    if (persistent) this.#persistent.add(session);
-    else this.#persistent.delete(session);
-  }
-
-  /** A session ended (its client's clean disconnect, a clean start, expiry, shutdown). */
-  sessionEnded(session: MqttSession, why: string): void {
-    if (this.#sessions.get(session.clientId) === session) this.#sessions.delete(session.clientId);
-    this.#sessionDropsGone += session.dropped;
-    if (why === "expired") this.sessionsExpired++;
   }
 
   /** A connection closed. */
@@ -431,14 +356,14 @@ export class MqttFront {
       wills: this.wills.published,
       wills_delayed: this.wills.delayed,
       wills_cancelled: this.wills.cancelled,
-      sessions: this.#sessions.size,
-      sessions_persistent: this.#persistent.size,
-      sessions_away: this.#sessions.size - this.#byClientId.size,
-      sessions_resumed: this.sessionsResumed,
-      sessions_expired: this.sessionsExpired,
-      sessions_restored: this.sessionsRestored,
-      messages_restored: this.messagesRestored,
-      ...this.#sessionQueues(),
+      sessions: this.sessions.size,
+      sessions_persistent: this.sessions.persistent,
+      sessions_away: this.sessions.size - this.#byClientId.size,
+      sessions_resumed: this.sessions.resumed,
+      sessions_expired: this.sessions.expired,
+      sessions_restored: this.sessions.restored,
+      messages_restored: this.sessions.messagesRestored,
+      ...this.sessions.queues(),
       ...this.#inflight(),
     };
   }
@@ -454,20 +379,5 @@ export class MqttFront {
       if (session.inflight.size >= c.window) full++;
     }
     return { inflight, windows_full: full };
-  }
-
-  /**
-   * What persistent sessions hold for their clients, and what they dropped
-   * past max-pending (only theirs drop: clean sessions are cut off). A walk
-   * of at most `maxSessions` sessions, per sys.stats.
-   */
-  #sessionQueues(): { session_queued_bytes: number; session_dropped: number } {
-    let queued = 0;
-    let dropped = this.#sessionDropsGone;
-    for (const session of this.#persistent) {
-      queued += session.queued.bytes;
-      dropped += session.dropped;
-    }
-    return { session_queued_bytes: queued, session_dropped: dropped };
   }
 }

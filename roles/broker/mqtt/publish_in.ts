@@ -10,7 +10,7 @@ import { MqttPayload, topicFromMqtt } from "./mapping.ts";
 import type { MqttSession } from "./session.ts";
 import type { MqttFront } from "./front.ts";
 import { MAX_QOS2_PENDING, TOPIC_ALIAS_MAX } from "./connect.ts";
-import { PUBACK, PUBREC, readPublish, scanPublishProperties } from "./packets.ts";
+import { PUBACK, type Publish, PUBREC, readPublish, scanPublishProperties } from "./packets.ts";
 
 const strict = new TextDecoder("utf-8", { fatal: true });
 
@@ -44,37 +44,8 @@ export class Inbound {
     if (alias === 0 || alias > TOPIC_ALIAS_MAX) {
       return c.refuse(0x94, `Topic Alias ${alias}, outside 1–${TOPIC_ALIAS_MAX}`);
     }
-    let topic: string;
-    const tb = p.topic;
-    const last = this.#lastBytes;
-    if (tb.length === 0 && alias > 0) {
-      // A topic sent before under this alias.
-      const known = this.#aliases?.[alias];
-      if (known === undefined) return c.protocolError(`Topic Alias ${alias}, which was not set`);
-      topic = known;
-    } else if (last !== undefined && sameBytes(last, tb)) {
-      topic = this.#lastTopic;
-    } else {
-      let name: string;
-      try {
-        name = strict.decode(tb);
-      } catch {
-        return c.protocolError("a topic that is not UTF-8");
-      }
-      if (name.includes("\0")) return c.protocolError("a topic with U+0000");
-      if (name.includes("+") || name.includes("#")) {
-        return c.protocolError("a wildcard in a PUBLISH topic");
-      }
-      if (name === "") return c.protocolError("an empty topic without a Topic Alias");
-      try {
-        topic = topicFromMqtt(name);
-      } catch (err) {
-        return this.#refuse(c, p.qos, p.id, 0x90, (err as Error).message);
-      }
-      this.#lastBytes = tb.slice();
-      this.#lastTopic = topic;
-    }
-    if (alias > 0 && tb.length > 0) (this.#aliases ??= [])[alias] = topic;
+    const topic = this.#topicOf(c, p, alias);
+    if (topic === undefined) return;
     const { qos, id } = p;
     const session = c.session;
     if (qos === 2) {
@@ -112,6 +83,47 @@ export class Inbound {
       (session.qos2In ??= new Set()).add(id);
       c.ack(PUBREC, id);
     }
+  }
+
+  /**
+   * The dist topic of a PUBLISH: by its MQTT 5 Topic Alias, the last
+   * PUBLISH's (the same bytes), or read and mapped; undefined when it is
+   * refused (said to the client already).
+   */
+  #topicOf(c: PublishSide, p: Publish, alias: number): string | undefined {
+    const tb = p.topic;
+    const last = this.#lastBytes;
+    if (tb.length === 0 && alias > 0) {
+      // A topic sent before under this alias.
+      const known = this.#aliases?.[alias];
+      if (known === undefined) return c.protocolError(`Topic Alias ${alias}, which was not set`);
+      return known;
+    }
+    let topic: string;
+    if (last !== undefined && sameBytes(last, tb)) {
+      topic = this.#lastTopic;
+    } else {
+      let name: string;
+      try {
+        name = strict.decode(tb);
+      } catch {
+        return c.protocolError("a topic that is not UTF-8");
+      }
+      if (name.includes("\0")) return c.protocolError("a topic with U+0000");
+      if (name.includes("+") || name.includes("#")) {
+        return c.protocolError("a wildcard in a PUBLISH topic");
+      }
+      if (name === "") return c.protocolError("an empty topic without a Topic Alias");
+      try {
+        topic = topicFromMqtt(name);
+      } catch (err) {
+        return this.#refuse(c, p.qos, p.id, 0x90, (err as Error).message);
+      }
+      this.#lastBytes = tb.slice();
+      this.#lastTopic = topic;
+    }
+    if (alias > 0 && tb.length > 0) (this.#aliases ??= [])[alias] = topic;
+    return topic;
   }
 
   /** A publish we do not take: MQTT 5 says why (QoS 0: in a DISCONNECT); 3.1.1 can only close. */

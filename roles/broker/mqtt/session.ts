@@ -9,37 +9,27 @@
  * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow) and sent
  * again, with DUP, when the client comes back. Under `--data-dir` the
  * session, what waits in its queues and what is in flight are on disk too
- * (persist.ts, journal.ts) and outlive a broker restart.
+ * (persist.ts, journal.ts) and outlive a broker restart. Its deliveries
+ * are written out as PUBLISH packets by publish_out.ts.
  */
 import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { SubsByFilter } from "./subs_by_filter.ts";
-import { filterFromMqtt, MqttPayload, payloadOf } from "./mapping.ts";
-import {
-  expiryAt,
-  NO_EXTRAS,
-  patchExpiry,
-  patchId,
-  publishQos,
-  publishSize,
-  PUBREL,
-  readExpiry,
-  writePublish,
-} from "./packets.ts";
+import { filterFromMqtt, payloadOf } from "./mapping.ts";
+import { NO_EXTRAS, publishSize, PUBREL, writePublish } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
 import { QueuedRecord, type SessionJournal } from "./journal.ts";
 import {
   extrasOf,
-  keptAbsolute,
   mqttTopic,
-  NO_LOCAL,
   qosOf,
   retainOf,
   secondsLeft,
   SKIP_RETAINED,
   withSubscription,
 } from "./delivery.ts";
+import { deliverySize, skips, writeDelivery, writeQueued } from "./publish_out.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttFront } from "./front.ts";
 
@@ -95,10 +85,12 @@ export class MqttSession implements Sink {
   }
 
   set expiry(seconds: number) {
-    if ((seconds > 0) !== (this.#expiry > 0)) this.#front.persistentChanged(this, seconds > 0);
+    if ((seconds > 0) !== (this.#expiry > 0)) {
+      this.#front.sessions.persistentChanged(this, seconds > 0);
+    }
     const changed = seconds !== this.#expiry;
     this.#expiry = seconds;
-    if (seconds > 0 && !this.#ended) this.#journal ??= this.#front.journal(this);
+    if (seconds > 0 && !this.#ended) this.#journal ??= this.#front.sessions.journal(this);
     if (changed) this.save();
   }
 
@@ -106,7 +98,7 @@ export class MqttSession implements Sink {
   save(): void {
     if (this.#expiry > 0) this.#stored = true;
     else if (!this.#stored) return;
-    this.#front.saveSession(this);
+    this.#front.sessions.save(this);
   }
 
   /**
@@ -226,7 +218,7 @@ export class MqttSession implements Sink {
     this.#subs = undefined;
     this.inflight.clear();
     this.save();
-    this.#front.sessionEnded(this, why);
+    this.#front.sessions.ended(this, why);
     this.#wake();
   }
 
@@ -276,49 +268,11 @@ export class MqttSession implements Sink {
   }
 
   sizeOf(msg: Message, sub: Subscription): number {
-    const topic = mqttTopic(msg.topic);
-    if (topic === null) return 0;
-    const v5 = this.version === 5;
-    const extras = v5 ? withSubscription(extrasOf(msg, false) ?? NO_EXTRAS, sub) : NO_EXTRAS;
-    return publishSize(topic, qosOf(msg, sub), v5, payloadOf(msg).length, extras);
+    return deliverySize(this.version, msg, sub);
   }
 
   write(msg: Message, sub: Subscription): void {
-    const conn = this.#conn!;
-    const topic = mqttTopic(msg.topic);
-    if (topic === null) return void this.#front.undeliverable++;
-    if (this.#skips(msg, sub)) return;
-    const v5 = this.version === 5;
-    let extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
-    if (extras === undefined) return void this.#front.expired++;
-    if (v5) extras = withSubscription(extras, sub);
-    const qos = qosOf(msg, sub);
-    const payload = payloadOf(msg);
-    const full = extras;
-    const alias = conn.aliases?.of(msg.topic) ?? 0;
-    let name = topic;
-    if (alias !== 0) {
-      extras = { ...extras, alias: Math.abs(alias) };
-      if (alias > 0) name = EMPTY; // The client knows the topic by its alias.
-    }
-    const size = publishSize(name, qos, v5, payload.length, extras);
-    if (size > conn.clientMaxPacket) return void this.#front.undeliverable++;
-    const id = qos > 0 ? this.inflight.take() : 0;
-    const out = conn.out.buffer;
-    out.reserve(size);
-    const at = out.length;
-    const retain = retainOf(msg, sub);
-    out.length = writePublish(out.bytes, at, name, payload, qos, retain, id, v5, extras);
-    if (qos > 0 && this.#expiry > 0) {
-      // Kept with its topic and no alias: a redelivery goes on another connection.
-      const kept = alias === 0 ? out.bytes.slice(at, out.length) : new Uint8Array(
-        publishSize(topic, qos, v5, payload.length, full),
-      );
-      if (alias !== 0) writePublish(kept, 0, topic, payload, qos, retain, id, v5, full);
-      this.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept);
-      this.#journal?.sent(id, kept);
-    }
-    conn.queuedOut();
+    writeDelivery(this, this.#conn!, msg, sub);
   }
 
   /**
@@ -336,7 +290,7 @@ export class MqttSession implements Sink {
       this.#front.undeliverable++;
       return EMPTY;
     }
-    if (this.#skips(msg, sub)) return EMPTY;
+    if (skips(this, msg, sub)) return EMPTY;
     const v5 = this.version === 5;
     let extras = v5 ? extrasOf(msg, true) : NO_EXTRAS;
     if (extras === undefined) {
@@ -356,43 +310,7 @@ export class MqttSession implements Sink {
 
   writeEncoded(bytes: Uint8Array, sub: Subscription): void {
     this.#journal?.left(sub);
-    const conn = this.#conn!;
-    if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
-    if (bytes.length > conn.clientMaxPacket) return void this.#front.undeliverable++;
-    const out = conn.out.buffer;
-    out.reserve(bytes.length);
-    const at = out.length;
-    out.bytes.set(bytes, at);
-    const sent = out.bytes.subarray(at, at + bytes.length);
-    if (this.version === 5) {
-      const e = expiryAt(sent);
-      if (e >= 0) {
-        const leftMs = readExpiry(sent, e) * 1000 - Date.now();
-        // Expired while it waited: not sent (the bytes written are not counted in).
-        if (leftMs <= 0) return void this.#front.expired++;
-        patchExpiry(sent, e, Math.ceil(leftMs / 1000));
-      }
-    }
-    out.length += bytes.length;
-    if (publishQos(bytes) > 0) {
-      const id = this.inflight.take();
-      patchId(sent, id);
-      if (this.#expiry > 0) {
-        const kept = this.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
-        this.inflight.keep(id, kept);
-        this.#journal?.sent(id, kept);
-      }
-    }
-    conn.queuedOut();
-  }
-
-  /** A delivery that MQTT says not to send: no-local (its own publish), retain handling. */
-  #skips(msg: Message, sub: Subscription): boolean {
-    const flags = sub.data as number;
-    if ((flags & SKIP_RETAINED) !== 0 && msg.retained) return true;
-    if ((flags & NO_LOCAL) === 0) return false;
-    const value = msg.value;
-    return value instanceof MqttPayload && value.origin === this.clientId;
+    writeQueued(this, this.#conn!, bytes);
   }
 
   whenDrained(bytes: number, fn: () => void): void {

@@ -1,0 +1,168 @@
+/**
+ * A delivery to an MQTT subscriber written out: the session's Sink writes
+ * (session.ts) as PUBLISH packets in its connection's output, straight
+ * from the message or from the bytes it waited as in a queue; and the
+ * client's acknowledgements of them (PUBACK, PUBREC, PUBCOMP). What the
+ * delivery carries is delivery.ts's; the packet's layout packets.ts's.
+ */
+import type { Message, Subscription } from "../subscriber.ts";
+import { MqttPayload, payloadOf } from "./mapping.ts";
+import {
+  ackId,
+  expiryAt,
+  NO_EXTRAS,
+  patchExpiry,
+  patchId,
+  PUBACK,
+  publishQos,
+  publishSize,
+  PUBREC,
+  PUBREL,
+  readExpiry,
+  writePublish,
+} from "./packets.ts";
+import {
+  extrasOf,
+  keptAbsolute,
+  mqttTopic,
+  NO_LOCAL,
+  qosOf,
+  retainOf,
+  SKIP_RETAINED,
+  withSubscription,
+} from "./delivery.ts";
+import type { MqttConnection } from "./connection.ts";
+import type { MqttSession } from "./session.ts";
+
+const EMPTY = new Uint8Array(0);
+
+/** The bytes of a delivery, as the core's queues judge a message by them. */
+export function deliverySize(version: number, msg: Message, sub: Subscription): number {
+  const topic = mqttTopic(msg.topic);
+  if (topic === null) return 0;
+  const v5 = version === 5;
+  const extras = v5 ? withSubscription(extrasOf(msg, false) ?? NO_EXTRAS, sub) : NO_EXTRAS;
+  return publishSize(topic, qosOf(msg, sub), v5, payloadOf(msg).length, extras);
+}
+
+/**
+ * Writes a delivery into the connection's output (a Topic Alias for its
+ * topic where the client takes them); QoS 1 and 2 take a packet id, and a
+ * persistent session keeps the bytes for a redelivery.
+ */
+export function writeDelivery(
+  session: MqttSession,
+  conn: MqttConnection,
+  msg: Message,
+  sub: Subscription,
+): void {
+  const topic = mqttTopic(msg.topic);
+  if (topic === null) return void conn.front.undeliverable++;
+  if (skips(session, msg, sub)) return;
+  const v5 = session.version === 5;
+  let extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
+  if (extras === undefined) return void conn.front.expired++;
+  if (v5) extras = withSubscription(extras, sub);
+  const qos = qosOf(msg, sub);
+  const payload = payloadOf(msg);
+  const full = extras;
+  const alias = conn.aliases?.of(msg.topic) ?? 0;
+  let name = topic;
+  if (alias !== 0) {
+    extras = { ...extras, alias: Math.abs(alias) };
+    if (alias > 0) name = EMPTY; // The client knows the topic by its alias.
+  }
+  const size = publishSize(name, qos, v5, payload.length, extras);
+  if (size > conn.clientMaxPacket) return void conn.front.undeliverable++;
+  const id = qos > 0 ? session.inflight.take() : 0;
+  const out = conn.out.buffer;
+  out.reserve(size);
+  const at = out.length;
+  const retain = retainOf(msg, sub);
+  out.length = writePublish(out.bytes, at, name, payload, qos, retain, id, v5, extras);
+  if (qos > 0 && session.expiry > 0) {
+    // Kept with its topic and no alias: a redelivery goes on another connection.
+    const kept = alias === 0 ? out.bytes.slice(at, out.length) : new Uint8Array(
+      publishSize(topic, qos, v5, payload.length, full),
+    );
+    if (alias !== 0) writePublish(kept, 0, topic, payload, qos, retain, id, v5, full);
+    session.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept);
+    session.journal?.sent(id, kept);
+  }
+  conn.queuedOut();
+}
+
+/**
+ * Writes a delivery that waited in a queue ({@link MqttSession.encode}'s
+ * bytes): MQTT 5's Message Expiry made the seconds left (expired: not
+ * sent), and a packet id for QoS 1 and 2.
+ */
+export function writeQueued(session: MqttSession, conn: MqttConnection, bytes: Uint8Array): void {
+  if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
+  if (bytes.length > conn.clientMaxPacket) return void conn.front.undeliverable++;
+  const out = conn.out.buffer;
+  out.reserve(bytes.length);
+  const at = out.length;
+  out.bytes.set(bytes, at);
+  const sent = out.bytes.subarray(at, at + bytes.length);
+  if (session.version === 5) {
+    const e = expiryAt(sent);
+    if (e >= 0) {
+      const leftMs = readExpiry(sent, e) * 1000 - Date.now();
+      // Expired while it waited: not sent (the bytes written are not counted in).
+      if (leftMs <= 0) return void conn.front.expired++;
+      patchExpiry(sent, e, Math.ceil(leftMs / 1000));
+    }
+  }
+  out.length += bytes.length;
+  if (publishQos(bytes) > 0) {
+    const id = session.inflight.take();
+    patchId(sent, id);
+    if (session.expiry > 0) {
+      const kept = session.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
+      session.inflight.keep(id, kept);
+      session.journal?.sent(id, kept);
+    }
+  }
+  conn.queuedOut();
+}
+
+/** A delivery that MQTT says not to send: no-local (its own publish), retain handling. */
+export function skips(session: MqttSession, msg: Message, sub: Subscription): boolean {
+  const flags = sub.data as number;
+  if ((flags & SKIP_RETAINED) !== 0 && msg.retained) return true;
+  if ((flags & NO_LOCAL) === 0) return false;
+  const value = msg.value;
+  return value instanceof MqttPayload && value.origin === session.clientId;
+}
+
+/**
+ * PUBACK or PUBCOMP: the id is free (one for nothing in flight is
+ * ignored); PUBREC: PUBREL goes out.
+ */
+export function onDeliveryAck(
+  c: MqttConnection,
+  first: number,
+  buf: Uint8Array,
+  body: number,
+  e: number,
+): undefined {
+  const type = first >> 4;
+  const id = ackId(buf, body, e);
+  if (type !== PUBREC) {
+    if ((first & 0x0f) !== 0 || id < 0) {
+      return c.protocolError(`a bad ${type === PUBACK ? "PUBACK" : "PUBCOMP"}`);
+    }
+    c.session.acked(id);
+    return;
+  }
+  if (first !== 0x50 || id < 0) return c.protocolError("a bad PUBREC");
+  // MQTT 5: a reason code of 0x80 or more ends the exchange here, with no PUBREL.
+  if (c.v5 && e - body > 2 && buf[body + 2] >= 0x80) {
+    c.session.acked(id);
+    return;
+  }
+  if (c.session.received(id)) c.ack(PUBREL, id);
+  else if (c.v5) c.send(Uint8Array.of(0x62, 3, id >> 8, id & 0xff, 0x92));
+  else c.ack(PUBREL, id);
+}

@@ -1,0 +1,155 @@
+/**
+ * The MQTT front end's sessions by client id (front.ts makes, resumes or
+ * refuses them at CONNECT): which are persistent, what ended sessions
+ * dropped, the counters of `sys.stats`, and under `--data-dir` their rows
+ * on disk, written as they change and read back at start (persist.ts,
+ * journal.ts).
+ */
+import type { Store } from "../../../store/mod.ts";
+import type { MqttFront } from "./front.ts";
+import { MqttSession } from "./session.ts";
+import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
+import { restoreQueued, SessionJournal } from "./journal.ts";
+
+export class SessionTable {
+  readonly #front: MqttFront;
+  readonly #byId = new Map<string, MqttSession>();
+  /** Sessions whose expiry is not 0 (kept up to date by the sessions). */
+  readonly #persistent = new Set<MqttSession>();
+  resumed = 0;
+  expired = 0;
+  restored = 0;
+  messagesRestored = 0;
+  /** Deliveries dropped by sessions that ended (the live ones count their own). */
+  #droppedGone = 0;
+  #store: Store | undefined;
+  #alive: ReturnType<typeof setInterval> | undefined;
+  /** Set at shutdown: rows are no longer written as sessions change (close() writes them). */
+  #closing = false;
+
+  constructor(front: MqttFront) {
+    this.#front = front;
+  }
+
+  get(clientId: string): MqttSession | undefined {
+    return this.#byId.get(clientId);
+  }
+
+  /** A new session for `clientId`, in place of any it had (ended by the caller). */
+  start(clientId: string, owner: string | undefined, version: number): MqttSession {
+    const session = new MqttSession(this.#front, clientId, owner, version);
+    this.#byId.set(clientId, session);
+    return session;
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** How many sessions are persistent (expiry not 0). */
+  get persistent(): number {
+    return this.#persistent.size;
+  }
+
+  /**
+   * Keeps persistent sessions in `store` from now on, and takes back those
+   * it holds (away, each ending when what is left of its expiry runs out;
+   * past `maxSessions`, the rest are dropped).
+   */
+  persist(store: Store): { restored: number; unreadable: number; messages: number } {
+    this.#store = store;
+    let unreadable = 0;
+    const now = Date.now();
+    const alive = lastAlive(store) ?? now;
+    for (const [clientId, text] of store.rows(SESSIONS)) {
+      let session: MqttSession | undefined;
+      try {
+        if (typeof text !== "string") throw new Error("Not text");
+        const row = readRow(text);
+        if (this.#persistent.size >= this.#front.limits.maxSessions) {
+          throw new Error("Past max-sessions");
+        }
+        session = this.start(clientId, row.owner ?? undefined, row.version);
+        session.expiry = row.expiry;
+        for (const [filter, data] of row.subs) session.restore(filter, data);
+        // Away since it went, or (connected when the broker was killed) since its last sign of life.
+        const away = row.away ?? Math.min(alive, now);
+        session.awaitClient(row.expiry * 1000 - (now - away), away);
+        this.restored++;
+      } catch {
+        unreadable++;
+        session?.end("unreadable");
+        store.delete(SESSIONS, clientId);
+      }
+    }
+    const { restored: messages, dropped } = restoreQueued(store, (id) => this.#byId.get(id));
+    this.messagesRestored = messages;
+    this.#front.undeliverable += dropped;
+    this.#alive = keepAlive(store, () => this.#persistent.size > 0);
+    return { restored: this.restored, unreadable, messages };
+  }
+
+  /** The disk journal of a persistent session (none without `--data-dir`). */
+  journal(session: MqttSession): SessionJournal | undefined {
+    const store = this.#store;
+    if (store === undefined) return undefined;
+    return new SessionJournal(store, session.clientId, (sub) => {
+      for (const [filter, s] of session.subscriptions()) if (s === sub) return filter;
+    });
+  }
+
+  /** A session changed: its row is written (or deleted) at the store's next commit. */
+  save(session: MqttSession): void {
+    const store = this.#store;
+    if (store === undefined || this.#closing) return;
+    const id = session.clientId;
+    // The row of whatever session has the id when the commit runs (or none: deleted).
+    store.put(SESSIONS, id, () => this.#byId.get(id)?.row() ?? null);
+  }
+
+  /** A session's expiry became non-zero, or zero. */
+  persistentChanged(session: MqttSession, persistent: boolean): void {
+    if (persistent) this.#persistent.add(session);
+    else this.#persistent.delete(session);
+  }
+
+  /** A session ended (its client's clean disconnect, a clean start, expiry, shutdown). */
+  ended(session: MqttSession, why: string): void {
+    if (this.#byId.get(session.clientId) === session) this.#byId.delete(session.clientId);
+    this.#droppedGone += session.dropped;
+    if (why === "expired") this.expired++;
+  }
+
+  /** Shutdown begins: rows are no longer written as sessions change (connections are closing). */
+  closing(): void {
+    this.#closing = true;
+    clearInterval(this.#alive);
+  }
+
+  /**
+   * With `--data-dir`, writes the persistent sessions as they are now, and
+   * keeps them: they end here, not on disk.
+   */
+  close(): void {
+    const store = this.#store;
+    if (store !== undefined) {
+      for (const session of this.#persistent) store.put(SESSIONS, session.clientId, session.row()!);
+    }
+    for (const session of [...this.#byId.values()]) session.end("shutdown");
+  }
+
+  /**
+   * What persistent sessions hold for their clients, and what they dropped
+   * past max-pending (only theirs drop: clean sessions are cut off). A walk
+   * of at most `maxSessions` sessions, per sys.stats.
+   */
+  queues(): { session_queued_bytes: number; session_dropped: number } {
+    let queued = 0;
+    let dropped = this.#droppedGone;
+    for (const session of this.#persistent) {
+      queued += session.queued.bytes;
+      dropped += session.dropped;
+    }
+    return { session_queued_bytes: queued, session_dropped: dropped };
+  }
+}
