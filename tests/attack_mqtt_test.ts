@@ -3,7 +3,9 @@
  * not publish (the broker published it for the user when it vanished: a
  * user allowed to publish nothing wrote a retained value anywhere), and a
  * flood of the WebSocket port past the file limit (Deno's HTTP server
- * failed, and its unhandled failure ended the broker).
+ * failed, and its unhandled failure ended the broker), and a client id
+ * whose session is another user's, or nobody's (made while authentication
+ * was off), live or read back after a restart.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -30,40 +32,91 @@ token = "${hashToken(READER)}"
 subscribe = ["/news"]
 `;
 
+const MQTT_LINE = /MQTT on [\d.]+:(\d+)/;
+
+/** A broker with the users file (and `extra` flags) and its MQTT port; `close` stops it. */
+async function usersBroker(extra: string[] = []) {
+  const file = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(file, USERS);
+  return await mqttBroker(["--users", file, ...extra], () => Deno.remove(file));
+}
+
+/** A broker with an MQTT port and `flags`; `close` stops it, then runs `after`. */
+async function mqttBroker(flags: string[], after: () => Promise<void> = async () => {}) {
+  const broker = await startDist(["broker", "--port", "0", "--mqtt-port", "0", ...flags]);
+  try {
+    await waitFor(() => MQTT_LINE.test(broker.stderr()), 5000, "the MQTT line");
+  } catch (err) {
+    await broker.stop();
+    await after();
+    throw err;
+  }
+  const port = Number(broker.stderr().match(MQTT_LINE)![1]);
+  return {
+    broker,
+    port,
+    close: async () => {
+      await broker.stop();
+      await after();
+    },
+  };
+}
+
+/**
+ * Sends CONNECT on a new connection (kept in `open`): a persistent session
+ * (clean 0; MQTT 5 with an expiry) unless `fields` say otherwise, with
+ * `token` as the password when given. Resolves with CONNACK's code
+ * (3.1.1's return code, MQTT 5's reason code) and Session Present.
+ */
+async function connectAs(
+  open: RawMqtt[],
+  port: number,
+  o: { version: 4 | 5; clientId: string; token?: string; fields?: Record<string, unknown> },
+): Promise<{ c: RawMqtt; code: number; present: boolean }> {
+  const c = await RawMqtt.open(port, o.version);
+  open.push(c);
+  await c.send({
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: o.version,
+    clientId: o.clientId,
+    clean: false,
+    keepalive: 0,
+    ...(o.token === undefined ? {} : { username: "token", password: Buffer.from(o.token) }),
+    ...(o.version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
+    ...o.fields,
+  } as never, o.version);
+  const ack = await c.next("connack") as unknown as Record<string, unknown>;
+  const code = (o.version === 5 ? ack.reasonCode : ack.returnCode) as number;
+  return { c, code, present: ack.sessionPresent === true };
+}
+
 Deno.test({
   name: "attack: a will on a topic the user may not publish is refused at CONNECT, never sent",
   ...opts,
   async fn() {
-    const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
-    const broker = await startDist(["broker", "--port", "0", "--mqtt-port", "0", "--users", file]);
+    const { broker, port, close } = await usersBroker();
     const open: RawMqtt[] = [];
     try {
-      await waitFor(() => /MQTT on [\d.]+:\d+/.test(broker.stderr()), 5000, "the MQTT line");
-      const mqttPort = Number(broker.stderr().match(/MQTT on [\d.]+:(\d+)/)![1]);
-      for (const [version, code] of [[4, "returnCode"], [5, "reasonCode"]] as const) {
-        const evil = await RawMqtt.open(mqttPort, version);
-        open.push(evil);
-        await evil.send({
-          cmd: "connect",
-          protocolId: "MQTT",
-          protocolVersion: version,
+      for (const version of [4, 5] as const) {
+        const evil = await connectAs(open, port, {
+          version,
           clientId: `evil${version}`,
-          clean: true,
-          keepalive: 0,
-          username: "token",
-          password: Buffer.from(READER),
-          will: {
-            topic: "secret/forged",
-            payload: Buffer.from("pwned"),
-            qos: 1,
-            retain: true,
+          token: READER,
+          fields: {
+            clean: true,
+            properties: undefined,
+            will: {
+              topic: "secret/forged",
+              payload: Buffer.from("pwned"),
+              qos: 1,
+              retain: true,
+            },
           },
-        } as never, version);
-        const ack = await evil.next("connack") as unknown as Record<string, number>;
+        });
         // Not authorized: 3.1.1's 5, MQTT 5's 0x87.
-        assert.equal(ack[code], version === 5 ? 0x87 : 5);
-        await evil.closedWithin();
+        assert.equal(evil.code, version === 5 ? 0x87 : 5);
+        await evil.c.closedWithin();
       }
       await sleep(200);
       const admin = await dial(parseAddress(broker.address), {
@@ -79,8 +132,7 @@ Deno.test({
       }
     } finally {
       for (const r of open) await r.end();
-      await broker.stop();
-      await Deno.remove(file);
+      await close();
     }
   },
 });
@@ -134,36 +186,15 @@ Deno.test({
   name: "attack: another user's client id is refused at CONNECT; its session and connection go on",
   ...opts,
   async fn() {
-    const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
-    const broker = await startDist(["broker", "--port", "0", "--mqtt-port", "0", "--users", file]);
+    const { port, close } = await usersBroker();
     const open: RawMqtt[] = [];
-    const connect = async (token: string, version: 4 | 5, clientId: string) => {
-      const c = await RawMqtt.open(mqttPort, version);
-      open.push(c);
-      await c.send({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: version,
-        clientId,
-        clean: false,
-        keepalive: 0,
-        username: "token",
-        password: Buffer.from(token),
-        ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-      } as never, version);
-      return { c, ack: await c.next("connack") as unknown as Record<string, number> };
-    };
-    let mqttPort = 0;
+    const connect = (token: string, version: 4 | 5, clientId: string) =>
+      connectAs(open, port, { version, clientId, token });
     try {
-      await waitFor(() => /MQTT on [\d.]+:\d+/.test(broker.stderr()), 5000, "the MQTT line");
-      mqttPort = Number(broker.stderr().match(/MQTT on [\d.]+:(\d+)/)![1]);
-      for (
-        const [version, code, refused] of [[4, "returnCode", 5], [5, "reasonCode", 0x85]] as const
-      ) {
+      for (const [version, refused] of [[4, 5], [5, 0x85]] as const) {
         const id = `reader-session-${version}`;
         const reader = await connect(READER, version, id);
-        assert.equal(reader.ack[code], 0);
+        assert.equal(reader.code, 0);
         await reader.c.send(
           { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "news", qos: 1 }] } as never,
           version,
@@ -171,11 +202,11 @@ Deno.test({
         await reader.c.next("suback");
         // Another user with the same client id: refused, nothing of the reader's touched.
         const evil = await connect(ADMIN, version, id);
-        assert.equal(evil.ack[code], refused);
+        assert.equal(evil.code, refused);
         await evil.c.closedWithin();
         // The reader's connection is still open and its subscription still delivers.
         const admin = await connect(ADMIN, version, `admin-${version}`);
-        assert.equal(admin.ack[code], 0);
+        assert.equal(admin.code, 0);
         await admin.c.send(
           {
             cmd: "publish",
@@ -190,14 +221,84 @@ Deno.test({
         assert.equal(new TextDecoder().decode(got.payload), "still here");
         // The same user takes its own session over as the spec says: resumed, Session Present.
         const again = await connect(READER, version, id);
-        assert.equal(again.ack[code], 0);
-        assert.equal((again.ack as Record<string, unknown>).sessionPresent, true);
+        assert.equal(again.code, 0);
+        assert.equal(again.present, true);
         await reader.c.closedWithin();
       }
     } finally {
       for (const c of open) c.close();
-      await broker.stop();
-      await Deno.remove(file);
+      await close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "attack: after a restart, a session read back is not another user's to take, nor one made without authentication any user's",
+  ...opts,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "attack-mqtt-" });
+    const open: RawMqtt[] = [];
+    let b: Awaited<ReturnType<typeof mqttBroker>> | undefined;
+    /** A persistent session for `clientId` with a subscription, left away when its connection goes. */
+    const leave = async (version: 4 | 5, clientId: string, token?: string) => {
+      const s = await connectAs(open, b!.port, { version, clientId, token });
+      assert.equal(s.code, 0);
+      await s.c.send(
+        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "news", qos: 1 }] } as never,
+        version,
+      );
+      await s.c.next("suback");
+      await s.c.end();
+    };
+    try {
+      // Made while authentication was off: a session with no owner.
+      b = await mqttBroker(["--data-dir", dir]);
+      for (const version of [4, 5] as const) await leave(version, `legacy-${version}`);
+      await b.close();
+      // Then with --users: the reader's own, its owner stored with it.
+      b = await usersBroker(["--data-dir", dir]);
+      for (const version of [4, 5] as const) await leave(version, `owned-${version}`, READER);
+      await b.close();
+      b = await usersBroker(["--data-dir", dir]);
+      assert.match(b.broker.stderr(), /Read 4 MQTT session\(s\) back/);
+      for (const [version, refused] of [[4, 5], [5, 0x85]] as const) {
+        // The owner read back: another user is refused.
+        const evil = await connectAs(open, b.port, {
+          version,
+          clientId: `owned-${version}`,
+          token: ADMIN,
+        });
+        assert.equal(evil.code, refused);
+        // No owner: not handed to whichever user asks first, nor ended by one.
+        for (const [user, token] of [["admin", ADMIN], ["reader", READER]]) {
+          const taker = await connectAs(open, b.port, {
+            version,
+            clientId: `legacy-${version}`,
+            token,
+          });
+          assert.equal(taker.code, refused, `${user} took legacy-${version}`);
+        }
+        const owner = await connectAs(open, b.port, {
+          version,
+          clientId: `owned-${version}`,
+          token: READER,
+        });
+        assert.equal(owner.code, 0);
+        assert.equal(owner.present, true);
+      }
+      await b.close();
+      // Authentication off again: the sessions made without it are there for their clients.
+      b = await mqttBroker(["--data-dir", dir]);
+      for (const version of [4, 5] as const) {
+        const back = await connectAs(open, b.port, { version, clientId: `legacy-${version}` });
+        assert.equal(back.code, 0);
+        assert.equal(back.present, true);
+      }
+    } finally {
+      for (const c of open) c.close();
+      await b?.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

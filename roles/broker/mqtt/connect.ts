@@ -1,6 +1,7 @@
 /**
  * What a CONNECT asks for, read from its packet: the will, the session
- * (clean start, expiry), the keep-alive, and the CONNACK that accepts it. The connection
+ * (clean start, expiry), the keep-alive, and the CONNACK that accepts or
+ * refuses it. The connection
  * (connection.ts) decides; this reads and writes.
  */
 import { Buffer } from "node:buffer";
@@ -9,6 +10,7 @@ import { topicFromMqtt } from "./mapping.ts";
 import { DistError } from "../../../wire/mod.ts";
 import { generate, readPublish, scanPublishProperties } from "./packets.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session.ts";
+import type { SessionRefusal } from "./front.ts";
 
 /** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
 export const MAX_QOS2_PENDING = 1024;
@@ -90,6 +92,23 @@ export function keepAliveOf(
   const max = limits.maxKeepAliveS ?? 0;
   const serverKeepAlive = v5 && max > 0 && (asked === 0 || asked > max) ? max : undefined;
   return { keepAlive: serverKeepAlive ?? asked, serverKeepAlive };
+}
+
+/** The CONNACK code refusing a session (front.ts's register), and why in words. */
+export function sessionRefused(
+  why: SessionRefusal,
+  v5: boolean,
+  limits: { maxSessions: number },
+): [code: number, why: string] {
+  switch (why) {
+    // 3.1.1: not authorized; 5: client identifier not valid.
+    case "owner":
+      return [v5 ? 0x85 : 5, "its client id is another user's session"];
+    case "ownerless":
+      return [v5 ? 0x85 : 5, "its client id is a session made while authentication was off"];
+    case "sessions":
+      return [v5 ? 0x97 : 3, `more than ${limits.maxSessions} persistent sessions`];
+  }
 }
 
 /** The CONNACK accepting a connection. */

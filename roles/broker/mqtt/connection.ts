@@ -16,7 +16,14 @@ import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
 import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
 import { OutAliases } from "./delivery.ts";
 import { onDeliveryAck } from "./publish_out.ts";
-import { connackOk, keepAliveOf, sessionExpiryOf, type Will, willOf } from "./connect.ts";
+import {
+  connackOk,
+  keepAliveOf,
+  sessionExpiryOf,
+  sessionRefused,
+  type Will,
+  willOf,
+} from "./connect.ts";
 import {
   ackId,
   CONNECT,
@@ -272,15 +279,8 @@ export class MqttConnection implements PacketHost, PublishSide {
       owner: this.#identity?.user,
       version: this.#version,
     });
-    if (taken === "owner") {
-      // 3.1.1: not authorized; 5: client identifier not valid.
-      return this.#connack(this.#v5 ? 0x85 : 5, "its client id is another user's session");
-    }
-    if (taken === "sessions") {
-      return this.#connack(
-        this.#v5 ? 0x97 : 3,
-        `more than ${this.#front.limits.maxSessions} persistent sessions`,
-      );
+    if (typeof taken === "string") {
+      return this.#connack(...sessionRefused(taken, this.#v5, this.#front.limits));
     }
     this.#session = taken.session;
     this.#connected = true;

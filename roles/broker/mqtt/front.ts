@@ -48,6 +48,9 @@ export interface MqttLimits {
   maxKeepAliveS?: number;
 }
 
+/** Why a CONNECT is not given a session: see {@link MqttFront.register}. */
+export type SessionRefusal = "owner" | "ownerless" | "sessions";
+
 /** What a CONNECT asks of its session. */
 export interface SessionRequest {
   /** Clean session (3.1.1) or Clean Start (5): an existing session is discarded. */
@@ -270,21 +273,26 @@ export class MqttFront {
   /**
    * A connection was accepted: one with the same client id is taken over
    * (closed), and the session is resumed (`present`) or a new one started.
-   * `"owner"` when the client id's session belongs to another user (with
-   * authentication on: one user cannot end another's session or cut its
-   * connection by reusing its client id), `"sessions"` when a new persistent
-   * session would pass `maxSessions`; both leave everything as it was.
+   * With authentication on, a session is its maker's: `"owner"` when the
+   * client id's session belongs to another user, `"ownerless"` when it was
+   * made while authentication was off (read back from `--data-dir`): no
+   * user takes it over, resumed or ended, since none can be told from the
+   * client that made it (one user cannot end another's session or cut its
+   * connection by reusing its client id). `"sessions"` when a new
+   * persistent session would pass `maxSessions`. Each leaves everything as
+   * it was.
    */
   register(
     c: MqttConnection,
     want: SessionRequest,
-  ): { session: MqttSession; present: boolean } | "owner" | "sessions" {
+  ): { session: MqttSession; present: boolean } | SessionRefusal {
     const id = c.clientId;
     let session = this.sessions.get(id);
     if (
-      this.#authenticator !== undefined && session?.owner !== undefined &&
-      session.owner !== want.owner
-    ) return "owner";
+      this.#authenticator !== undefined && session !== undefined && session.owner !== want.owner
+    ) {
+      return session.owner === undefined ? "ownerless" : "owner";
+    }
     const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
       session.version === want.version;
     if (!resumable && want.expiry > 0 && this.sessions.persistent >= this.limits.maxSessions) {
