@@ -12,19 +12,22 @@ import {
   parseCommand,
   UsageError,
 } from "./config/mod.ts";
+// Not roles/mod.ts: a process loads the one role it plays (roles/load.ts).
 import {
   closeLogging,
   onStdoutClosed,
-  ROLES,
+  type Role,
+  rolesFor,
   setupLogging,
   Stopper,
   writeStdout,
-} from "./roles/mod.ts";
+} from "./roles/load.ts";
 import { getLogger } from "@logtape/logtape";
 import { DistError } from "./wire/mod.ts";
 import { printableText } from "./roles/_printable.ts";
 import { loadCpuUsage, MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
-import { status, up, watchLauncher } from "./launch/mod.ts";
+// The watch of a parent `dist up` alone: the launcher loads with `up` and `status`.
+import { watchLauncher } from "./launch/self.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export const VERSION: string = denoJson.version;
@@ -32,10 +35,14 @@ export const VERSION: string = denoJson.version;
 /** Runs `dist` with `argv` and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let parsed: Command;
+  let roles: Readonly<Record<string, Role>>;
   try {
     // `dist up` and `dist status` run a whole topology (launch/).
-    if (argv[0] === "up") return await up(argv.slice(1), ROLES);
-    if (argv[0] === "status") return await status(argv.slice(1), ROLES);
+    if (argv[0] === "up" || argv[0] === "status") {
+      // Loaded only here: the launcher (the dashboard's files with it) is no part of a role's start.
+      const launch = await import("./launch/mod.ts");
+      return await launch[argv[0]](argv.slice(1), await allRoles());
+    }
     if (argv[0] === "passwd") {
       const { passwd } = await import("./auth/passwd.ts");
       return await passwd(argv.slice(1));
@@ -43,22 +50,23 @@ export async function main(argv: string[]): Promise<number> {
     if (argv[0] === "export") {
       // Loaded only here: the exports' YAML writer is no part of a role's start.
       const { exportCommand } = await import("./export/mod.ts");
-      return await exportCommand(argv.slice(1), ROLES);
+      return await exportCommand(argv.slice(1), await allRoles());
     }
     if (argv[0] === "cert") {
       // Loaded only here: the certificate library takes half a second to load.
       const { certCommand } = await import("./cert/command.ts");
       return await certCommand(argv.slice(1));
     }
-    parsed = await parseCommand(argv, ROLES);
+    roles = await rolesFor(argv);
+    parsed = await parseCommand(argv, roles);
     if (parsed.version) {
       writeStdout(`dist ${VERSION} (deno ${Deno.version.deno})`);
       return 0;
     }
     if (parsed.help || parsed.role === undefined) {
       const text = parsed.role === undefined
-        ? formatMainHelp(ROLES, VERSION)
-        : formatRoleHelp(parsed.role, ROLES[parsed.role]);
+        ? formatMainHelp(roles, VERSION)
+        : formatRoleHelp(parsed.role, roles[parsed.role]);
       if (parsed.help) {
         writeStdout(text);
         return 0;
@@ -69,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return fail(err);
   }
-  const role = ROLES[parsed.role];
+  const role = roles[parsed.role];
   const options = parsed.resolved;
   const name = (options.name as string | undefined) ??
     (options.port !== undefined ? `${parsed.role}-${options.port}` : `${parsed.role}-${Deno.pid}`);
@@ -123,6 +131,11 @@ export async function main(argv: string[]): Promise<number> {
     await metrics?.close();
     await closeLogging();
   }
+}
+
+/** Every role's module: for the commands that work with the whole table. */
+async function allRoles(): Promise<Readonly<Record<string, Role>>> {
+  return (await import("./roles/mod.ts")).ROLES;
 }
 
 /** Prints a failure the way users see it and picks the exit code. */

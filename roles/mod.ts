@@ -4,6 +4,8 @@
  * module exporting its option spec and `run(options, { signal })`; roles talk
  * to each other only through wire/. `ops.ts` is the operation table the
  * server and the worker share; `_logging.ts` sets up logtape for a process.
+ * `load.ts` loads one role's module when asked (main.ts: a process plays
+ * one role, and loads only its code).
  */
 import type { Role } from "./_role.ts";
 import { server } from "./server.ts";
