@@ -59,11 +59,9 @@ export async function readPackets(
         continue;
       }
       if (end === buf.length) {
-        if (start > 0) {
-          buf.copyWithin(0, start, end);
-        } else {
-          buf = grown(buf, Math.min(BURST_BYTES, buf.length * 4), start, end);
-        }
+        // Full: what is left moved to the front, or (a packet fills it) a larger buffer.
+        if (start > 0) buf.copyWithin(0, start, end);
+        else buf = grown(buf, Math.min(BURST_BYTES, buf.length * 4), start, end);
         end -= start;
         start = 0;
       }
@@ -97,22 +95,38 @@ export async function readPackets(
         if (pending !== undefined) await pending;
         if (host.state() >= CLOSING) break;
       }
-      if (n === room && buf.length < BURST_BYTES) {
-        // A read that filled the buffer: more is coming, read it in larger pieces.
-        buf = grown(buf, Math.min(BURST_BYTES, buf.length * 8), start, end);
+      const next = afterRead(buf, n, room, start, end);
+      if (next !== undefined) {
+        buf = next;
         end -= start;
         start = 0;
-      } else if (start === end) {
-        start = end = 0;
-        // A light read after a burst: back to the small buffer.
-        if (buf.length > READ_BYTES && n < room >> 2 && n < READ_BYTES) {
-          buf = new Uint8Array(READ_BYTES);
-        }
       }
     }
   } catch (err) {
     host.failed(err as Error);
   }
+}
+
+/**
+ * The buffer to read into next once a read's packets are handled, what is
+ * left of it (`buf[start..end)`) at its beginning; undefined: as it is.
+ */
+function afterRead(
+  buf: Uint8Array<ArrayBuffer>,
+  n: number,
+  room: number,
+  start: number,
+  end: number,
+): Uint8Array<ArrayBuffer> | undefined {
+  // A read that filled the buffer: more is coming, read it in larger pieces.
+  if (n === room && buf.length < BURST_BYTES) {
+    return grown(buf, Math.min(BURST_BYTES, buf.length * 8), start, end);
+  }
+  if (start !== end) return undefined;
+  // All handled; a light read after a burst: back to the small buffer.
+  return buf.length > READ_BYTES && n < room >> 2 && n < READ_BYTES
+    ? new Uint8Array(READ_BYTES)
+    : buf;
 }
 
 /** A larger read buffer holding `buf[start..end)` at its beginning. */
