@@ -92,7 +92,8 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     load: async () => (await import("./durable.ts")).run,
   },
   "durable-restart": {
-    about: "a broker restarted on 1,000,000 retained values: time until it listens",
+    about:
+      "a broker restarted on 1,000,000 retained values: time until it answers, until all is read",
     load: async () => (await import("./durable_restart.ts")).run,
   },
   metrics: {

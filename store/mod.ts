@@ -2,8 +2,8 @@
  * @module
  * Durable state below the roles: a locked data directory (`data_dir.ts`)
  * holding data files of key-value tables in SQLite with group commit
- * (`store.ts`; opened, checked and moved aside by `open.ts`; its options,
- * values and counters typed in `types.ts`), and the
+ * (`store.ts`; opened, checked and moved aside by `open.ts`; read back by
+ * `reads.ts`; its options, values and counters typed in `types.ts`), and the
  * options that choose them (`--data-dir`, `--fsync`, `--move-corrupt-aside`),
  * shared by the roles that keep state.
  */
@@ -14,10 +14,12 @@ import type { FsyncMode } from "./types.ts";
 
 export { DataDir } from "./data_dir.ts";
 export { MAX_BATCH, Store } from "./store.ts";
+export type { TableReads } from "./reads.ts";
 export {
   type Deferred,
   FSYNC_MODES,
   type FsyncMode,
+  type Row,
   type StoreCounters,
   type StoreOptions,
   type Value,

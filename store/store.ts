@@ -32,6 +32,7 @@ import { dirname } from "node:path";
 import { openOrMoveAside, quoteName, syncDirectory } from "./open.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
+import { TableReads } from "./reads.ts";
 import type { Deferred, FsyncMode, StoreCounters, StoreOptions, Value } from "./types.ts";
 
 /** Most writes in one batch: past this many a commit runs at once. */
@@ -51,7 +52,6 @@ interface Waiter {
 interface Statements {
   put: StatementSync;
   del: StatementSync;
-  page: StatementSync;
 }
 
 /** Rows read at a time by {@link Store.rows}. */
@@ -70,6 +70,8 @@ export class Store {
   };
   #db: DatabaseSync;
   #tables = new Map<string, Statements>();
+  /** Reads of what is committed (what is pending: {@link isPending}). */
+  readonly reads: TableReads;
   /** Pending writes by table and key (null: a delete), in the order first written. */
   #pending = new Map<string, Map<string, Value | Deferred | null>>();
   #pendingCount = 0;
@@ -110,29 +112,27 @@ export class Store {
       this.#tables.set(table, {
         put: this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
         del: this.#db.prepare(`DELETE FROM ${t} WHERE k = ?`),
-        page: this.#db.prepare(
-          `SELECT rowid, k, v FROM ${t} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
-        ),
       });
       this.#pending.set(table, new Map());
     }
+    this.reads = new TableReads(this.#db, path, options.tables);
   }
 
   /** Every row of `table` as committed (pending writes are not seen), in the order stored. */
   *rows(table: string): Generator<[string, Value]> {
-    const page = this.#statements(table).page;
-    // Pages of 10,000 by rowid: all() of a page is several times faster than iterate() row by
-    // row, and memory stays bounded; rowid order reads the table as it lies (key order went
-    // through the key index, a lookup per row: 7 times slower on 100,000 rows). Rows as arrays (types
-    // lag the runtime here).
-    (page as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
     let after = 0;
     for (;;) {
-      const rows = page.all(after, ROWS_PAGE) as unknown as [number, string, Value][];
+      // Pages by rowid (see reads.ts): memory stays bounded.
+      const rows = this.reads.page(table, after, ROWS_PAGE);
       for (const row of rows) yield [row[1], row[2]];
       if (rows.length < ROWS_PAGE) return;
       after = rows[rows.length - 1][0];
     }
+  }
+
+  /** Whether `key` of `table` has a write not committed yet (what the file holds of it is stale). */
+  isPending(table: string, key: string): boolean {
+    return this.#pendingCount > 0 && this.#pending.get(table)?.has(key) === true;
   }
 
   /** Sets `key` of `table` (durable once {@link commit} resolves). */

@@ -8,6 +8,9 @@ export const FSYNC_MODES: readonly FsyncMode[] = ["always", "batch", "off"];
 /** A value as stored. */
 export type Value = string | Uint8Array;
 
+/** A row as read back a page at a time (see `reads.ts`): rowid, key, value. */
+export type Row = [number, string, Value];
+
 /**
  * A value made when committed, not when written: a key written many times
  * in one turn is encoded once, as it is then (null: delete it).

@@ -223,19 +223,24 @@ export class BrokerCore {
   /**
    * Puts back a retained value read from the data file at start: the topic
    * is made (as a publish would, within the topic limits) and the value
-   * retained within the budget; nobody is subscribed yet, so nothing is
-   * delivered.
+   * retained within the budget; no subscription covers it yet (one made
+   * while the file is read reads back what it covers first: TopicTree.need),
+   * so nothing is delivered. A topic the tree holds takes the value given.
    * @param updatedAt when it was set (epoch seconds)
    */
   restoreRetained(name: string, value: unknown, updatedAt: number, unique = false): void {
     // `unique`: no other row can name it (a key stored normalised), so no lookup first.
-    let topic = unique ? undefined : this.topics.get(name);
-    if (topic === undefined) {
-      // Flat: placed in the tree later (placeRestored) or when a walk needs it.
-      topic = this.topics.restore(name, updatedAt);
-      this.#makeRoom();
+    const topic = unique ? undefined : this.topics.peek(name);
+    const bytes = name.length + valueBytes(value);
+    if (topic !== undefined) {
+      this.retained.set(topic, value, bytes, updatedAt);
+      return;
     }
-    this.retained.set(topic, value, topic.name.length + valueBytes(value), updatedAt);
+    // Flat: placed in the tree later (placeRestored) or when a walk needs it. Older than what
+    // was set since the start, in both orders; the limits then hold (this topic may go first).
+    const restored = this.topics.restore(name, updatedAt);
+    this.retained.restore(restored, value, bytes, updatedAt);
+    this.#makeRoom();
   }
 
   /**
@@ -286,6 +291,8 @@ export class BrokerCore {
       exact: request.exact,
       maxPending: this.maxPending,
     });
+    // What it covers read back first, if the data file is still being read.
+    this.topics.need(segments);
     // The whole tree is read from the index while restored topics wait: no wait for the build.
     if (!wholeTree(this.topics, segments, sub.exact)) this.#placeUnder(segments);
     const covered = coverage(this.topics, segments, sub.exact);
@@ -322,6 +329,7 @@ export class BrokerCore {
   listTopics(prefix: unknown = "/", limit = Infinity): { topics: TopicInfo[]; truncated: boolean } {
     const pattern = normalizeTopic(prefix, { pattern: true });
     const segments = topicSegments(pattern);
+    this.topics.need(segments);
     this.#placeUnder(segments);
     const topics: TopicInfo[] = [];
     const walk = new TopicWalk(this.topics.root, segments, noTopics);

@@ -11,22 +11,42 @@
  * MessagePack of `[seconds, value]` (a BLOB), a value that came as
  * MessagePack bytes (the fast path) wrapped as it came, not decoded.
  *
+ * At start the first {@link READ_BEFORE_LISTEN} rows are read back before
+ * the port opens, and the rest after it, a page per turn of the event loop
+ * (a million rows take seconds, most of it the collector's work on the
+ * objects they become). Meanwhile the broker answers from what it holds
+ * plus the file: the topic tree asks this class for a name it does not
+ * hold (a publish, an exact lookup: one read of the key index) and for the
+ * topics a walk may meet (a subscription, a listing: the range of their
+ * prefix, or the whole file at once when the pattern begins with `+`, is
+ * `/`, or covers more than {@link FETCH_UNDER_LIMIT} rows). What memory
+ * holds is always newer than the file: a row whose topic is in memory, or
+ * whose key has a write not committed yet, is skipped.
+ *
  * MQTT persistent sessions (subscriptions, queued messages) are meant to
  * be more tables of the same file: add them to TABLES and read them back
  * beside the retained values.
  */
 import { decode, encode } from "@msgpack/msgpack";
-import { MAX_TOPIC_DEPTH, MAX_TOPIC_LENGTH, normalizeTopic } from "../../clients/contracts/mod.ts";
+import {
+  MAX_TOPIC_DEPTH,
+  MAX_TOPIC_LENGTH,
+  normalizeTopic,
+  ONE_SEGMENT,
+} from "../../clients/contracts/mod.ts";
 import {
   type DataFileOptions,
   type FsyncMode,
   openDataDir,
   type Opened,
+  type Row,
   type StoreCounters,
+  type Value,
 } from "../../store/mod.ts";
+import { DistError } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
-import type { Topic } from "./topics.ts";
+import type { Topic, TopicSource } from "./topics.ts";
 
 /**
  * A normalised topic other than `/` (as normalizeTopic makes them): segments
@@ -44,12 +64,31 @@ export interface DurableStats extends StoreCounters {
   fsync: FsyncMode;
   pending: number;
   size_bytes: number;
-  /** Retained values read back at start, and rows that could not be read (dropped). */
+  /** Retained values read back so far, and rows that could not be read (dropped). */
   restored: number;
   unreadable: number;
+  /** Whether rows are still being read back (after the port opened). */
+  loading: boolean;
   /** Restored topics not yet in the topic tree (placed in slices after the start). */
   unplaced: number;
 }
+
+/** Rows read back before the port opens (the rest after: see the module comment). */
+export const READ_BEFORE_LISTEN = 20_000;
+/**
+ * After the port opened, rows are read back in chunks of this many, for up
+ * to {@link READ_TURN_MS} per turn of the event loop, every client served
+ * in between.
+ */
+export const READ_CHUNK = 512;
+export const READ_TURN_MS = 10;
+/**
+ * Most rows a subscription or a listing under a prefix reads back at once
+ * while the file is read; past this many, the whole file is read then.
+ */
+export const FETCH_UNDER_LIMIT = 10_000;
+/** Rows per page when the rest of the file is read at once. */
+const READ_ALL_PAGE = 10_000;
 
 /**
  * Restored topics placed in the tree per turn of the event loop after the
@@ -58,58 +97,67 @@ export interface DurableStats extends StoreCounters {
  */
 export const PLACE_PER_TURN = 2048;
 
-export class DurableBroker {
+/** How the broker's data file is opened and read back. */
+export interface DurableOptions extends DataFileOptions {
+  /** Rows read back before the constructor returns (default {@link READ_BEFORE_LISTEN}). */
+  readBeforeListen?: number;
+  /** Rows read back at a time after that (default {@link READ_CHUNK}). */
+  readChunk?: number;
+  /** Time given to reading per turn of the event loop (ms; default {@link READ_TURN_MS}). */
+  readTurnMs?: number;
+  /** Told once every row has been read back (not when all were read before the port opened). */
+  onLoaded?: (restored: number, ms: number) => void;
+}
+
+export class DurableBroker implements TopicSource {
   readonly #opened: Opened;
   readonly #core: BrokerCore;
-  #placing: ReturnType<typeof setTimeout> | undefined;
+  readonly #options: DurableOptions;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #restored = 0;
   #unreadable = 0;
+  /** The rowid of the last row read back in order; undefined once all were. */
+  #after: number | undefined = 0;
+  /** The topic whose value is being read back: its write to the file would only repeat the row. */
+  #quiet: string | undefined;
+  /** Whether reading went on after the constructor returned (the port opened meanwhile). */
+  #background = false;
+  readonly #started = performance.now();
 
   /**
    * Locks `dir`, opens its data file, puts its retained values back into
-   * `core`, then writes every later change of them.
+   * `core` (the first {@link READ_BEFORE_LISTEN} now, the rest in later
+   * turns), then writes every later change of them.
    * @throws {UsageError} as {@link openDataDir} does
    */
-  constructor(
-    core: BrokerCore,
-    dir: string,
-    options: DataFileOptions,
-  ) {
+  constructor(core: BrokerCore, dir: string, options: DurableOptions) {
     this.#opened = openDataDir(dir, BROKER_FILE, { tables: TABLES, ...options });
-    const store = this.#opened.store;
-    for (const [key, row] of store.rows(RETAINED)) {
-      try {
-        // Names are written normalised: one pattern test, not the split of a full check.
-        // A key stored normalised is unique (the table's key); one normalised here may
-        // meet another row's name.
-        const normal = key.length <= MAX_TOPIC_LENGTH && NORMAL_TOPIC.test(key);
-        const name = normal ? key : normalizeTopic(key);
-        let value: unknown;
-        let at: number;
-        if (typeof row === "string") {
-          const cut = row.indexOf(" ");
-          if (cut < 0) throw new Error("no space in a text row");
-          at = Number(row.slice(0, cut));
-          value = RawJson.fromText(row.slice(cut + 1));
-        } else {
-          [at, value] = decode(row) as [number, unknown];
-        }
-        if (!Number.isFinite(at)) throw new Error("bad time");
-        core.restoreRetained(name, value, at, normal);
-        this.#restored++;
-      } catch {
-        this.#unreadable++;
-        store.delete(RETAINED, key);
-      }
-    }
-    core.retained.onWrite = (topic) => store.put(RETAINED, topic.name, () => encodeRow(topic));
-    // The restored topics' branches, a slice per turn once the port is open (a walk that
-    // needs some sooner places them itself).
-    const place = () => {
-      this.#placing = core.placeRestored(PLACE_PER_TURN) ? setTimeout(place, 0) : undefined;
-    };
-    if (core.topics.unplaced > 0) this.#placing = setTimeout(place, 0);
     this.#core = core;
+    this.#options = options;
+    const store = this.#opened.store;
+    core.retained.onWrite = (topic) => {
+      // A value being read back is not written again; one evicted at once is (a delete).
+      if (topic.name !== this.#quiet || topic.retained === undefined) {
+        store.put(RETAINED, topic.name, () => encodeRow(topic));
+      }
+    };
+    let more: boolean;
+    try {
+      more = this.#readSome(options.readBeforeListen ?? READ_BEFORE_LISTEN);
+    } catch (err) {
+      this.#opened.close();
+      throw this.#unreadableFile(err);
+    }
+    if (more) {
+      this.#background = true;
+      core.topics.source = this;
+      this.#next(this.#readOn);
+    } else this.#placeOn();
+  }
+
+  /** Whether rows are still being read back. */
+  get loading(): boolean {
+    return this.#after !== undefined;
   }
 
   /** Resolves once every change so far is committed (rejects if that commit failed). */
@@ -126,6 +174,7 @@ export class DurableBroker {
       size_bytes: store.sizeOnDisk(),
       restored: this.#restored,
       unreadable: this.#unreadable,
+      loading: this.loading,
       unplaced: this.#core.topics.unplaced,
       ...store.counters,
     };
@@ -133,8 +182,152 @@ export class DurableBroker {
 
   /** Commits what is pending and releases the directory. */
   close(): void {
-    clearTimeout(this.#placing);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#stopReading();
     this.#opened.close();
+  }
+
+  /** TopicSource: reads back the row of `name`, if the file holds it. */
+  fetch(name: string): void {
+    if (name.length > MAX_TOPIC_LENGTH || !NORMAL_TOPIC.test(name)) return;
+    const store = this.#opened.store;
+    if (store.isPending(RETAINED, name)) return;
+    let row: Value | undefined;
+    try {
+      row = store.reads.read(RETAINED, name);
+    } catch (err) {
+      throw this.#unreadableFile(err);
+    }
+    if (row !== undefined) this.#restore(name, row);
+  }
+
+  /** TopicSource: reads back the rows under the pattern's prefix, or all of them. */
+  fetchUnder(pattern: readonly string[]): void {
+    let prefix = "";
+    for (const segment of pattern) {
+      if (segment === ONE_SEGMENT) break;
+      prefix += `/${segment}`;
+    }
+    let rows: Row[] = [];
+    try {
+      if (prefix !== "") {
+        rows = this.#opened.store.reads.under(RETAINED, prefix, FETCH_UNDER_LIMIT + 1);
+      }
+      if (prefix === "" || rows.length > FETCH_UNDER_LIMIT) {
+        this.#readSome(Infinity);
+        return;
+      }
+    } catch (err) {
+      throw this.#unreadableFile(err);
+    }
+    for (const row of rows) this.#restore(row[1], row[2]);
+  }
+
+  /**
+   * Reads back up to `n` rows in rowid order; returns whether any are left.
+   * Once none are, the tree stops asking and its placing begins.
+   */
+  #readSome(n: number): boolean {
+    const store = this.#opened.store;
+    while (this.#after !== undefined && n > 0) {
+      const limit = Math.min(n, READ_ALL_PAGE);
+      const rows = store.reads.page(RETAINED, this.#after, limit);
+      for (const row of rows) this.#restore(row[1], row[2]);
+      n -= rows.length;
+      if (rows.length < limit) {
+        this.#stopReading();
+        if (this.#background) this.#options.onLoaded?.(this.#restored, this.#ms());
+        return false;
+      }
+      this.#after = rows[rows.length - 1][0];
+    }
+    return this.#after !== undefined;
+  }
+
+  /** A turn's slice of the reading, then of the placing. */
+  readonly #readOn = (): void => {
+    const chunk = this.#options.readChunk ?? READ_CHUNK;
+    const end = performance.now() + (this.#options.readTurnMs ?? READ_TURN_MS);
+    let more: boolean;
+    try {
+      do more = this.#readSome(chunk); while (more && performance.now() < end);
+    } catch (err) {
+      this.#options.warn(
+        `${this.#unreadableFile(err).message}: the rows not read yet are left out`,
+      );
+      this.#stopReading();
+      more = false;
+    }
+    if (more) this.#next(this.#readOn);
+    else this.#placeOn();
+  };
+
+  /** The restored topics' branches, a slice per turn (a walk that needs some places them itself). */
+  readonly #placeOn = (): void => {
+    if (this.#core.topics.unplaced === 0) this.#timer = undefined;
+    else this.#next(() => this.#core.placeRestored(PLACE_PER_TURN) ? this.#placeOn() : undefined);
+  };
+
+  #next(step: () => void): void {
+    // A timeout, not setImmediate: a chain of immediates keeps Deno from polling sockets for
+    // dozens of turns (measured: 260 ms to accept a connection behind 2 ms turns).
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      step();
+    }, 0);
+  }
+
+  #stopReading(): void {
+    this.#after = undefined;
+    if (this.#core.topics.source === this) this.#core.topics.source = undefined;
+  }
+
+  #ms(): number {
+    return performance.now() - this.#started;
+  }
+
+  #unreadableFile(err: unknown): DistError {
+    const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
+    return new DistError("UNAVAILABLE", `Cannot read ${this.#opened.store.path}: ${why}`, {
+      cause: err,
+    });
+  }
+
+  /**
+   * Puts one row back, unless memory holds a newer state of its topic (the
+   * topic, or a write of it not committed yet); an unreadable row is dropped.
+   */
+  #restore(key: string, row: Value): void {
+    const core = this.#core;
+    const store = this.#opened.store;
+    try {
+      // Names are written normalised: one pattern test, not the split of a full check.
+      const normal = key.length <= MAX_TOPIC_LENGTH && NORMAL_TOPIC.test(key);
+      const name = normal ? key : normalizeTopic(key);
+      if (core.topics.peek(name) !== undefined || store.isPending(RETAINED, name)) return;
+      let value: unknown;
+      let at: number;
+      if (typeof row === "string") {
+        const cut = row.indexOf(" ");
+        if (cut < 0) throw new Error("no space in a text row");
+        at = Number(row.slice(0, cut));
+        value = RawJson.fromText(row.slice(cut + 1));
+      } else {
+        [at, value] = decode(row) as [number, unknown];
+      }
+      if (!Number.isFinite(at)) throw new Error("bad time");
+      this.#quiet = name;
+      try {
+        core.restoreRetained(name, value, at, true);
+      } finally {
+        this.#quiet = undefined;
+      }
+      this.#restored++;
+    } catch {
+      this.#unreadable++;
+      store.delete(RETAINED, key);
+    }
   }
 }
 

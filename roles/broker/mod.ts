@@ -261,10 +261,25 @@ function readBack(
   mqtt: MqttFront | undefined,
 ): { durable: DurableBroker | undefined; close: () => void } {
   if (options.dataDir === undefined) return { durable: undefined, close: () => {} };
-  const durable = new DurableBroker(core, options.dataDir, storeOptions(options, log));
+  const durable = new DurableBroker(core, options.dataDir, {
+    ...storeOptions(options, log),
+    onLoaded: (n, ms) => {
+      log.info("Read {n} retained value(s) back from {path} in {s} s", {
+        n,
+        path: durable.stats().path,
+        s: (ms / 1000).toFixed(2),
+      });
+    },
+  });
   front.committed = () => durable.committed();
   const { restored, path } = durable.stats();
-  log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
+  if (durable.loading) {
+    // A large file: the port opens now, and what it holds is read back behind it (durable.ts).
+    log.info("Read {n} retained value(s) back from {path} so far; reading the rest while serving", {
+      n: restored,
+      path,
+    });
+  } else log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
   if (mqtt === undefined) return { durable, close: () => durable.close() };
   // A file of its own in the directory the retained values locked.
   const sessions = openSessionStore(options.dataDir, {

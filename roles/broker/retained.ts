@@ -36,6 +36,12 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   #evicted = 0;
   #oldest: K | undefined;
   #newest: K | undefined;
+  /**
+   * The newest value put back by {@link restore}: the next goes just after
+   * it, so values read back from a file stay older than every value set
+   * since the start (see restore).
+   */
+  #restoredNewest: K | undefined;
 
   readonly #onChange: ((holder: K, delta: 1 | -1) => void) | undefined;
   /** Told of every value set or cleared (evictions too): the data file's hook. */
@@ -93,8 +99,46 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       if (this.#newest !== holder) {
         this.#unlink(holder);
         this.#append(holder);
+      } else if (holder === this.#restoredNewest) {
+        // Newest already, but set now: what is put back later goes before it.
+        this.#restoredNewest = holder.retainedOlder;
       }
     }
+    this.onWrite?.(holder);
+    while (this.#bytes > this.budget && this.#oldest !== undefined) {
+      this.#evicted++;
+      this.clear(this.#oldest);
+    }
+    return "stored";
+  }
+
+  /**
+   * Puts back a value read from a data file (`holder` has none): as
+   * {@link set}, but placed in the update order after the values put back
+   * before it and before every value set since the start, which are newer
+   * whatever order the file is read in. Past the budget the oldest go, as
+   * for set (`holder` too, when it is the oldest).
+   */
+  restore(holder: K, value: unknown, bytes: number, at: number): RetainOutcome {
+    const cost = bytes + ENTRY_OVERHEAD;
+    if (cost > this.budget || holder.retained !== undefined) {
+      return this.set(holder, value, bytes, at);
+    }
+    holder.retained = value;
+    holder.retainedBytes = cost;
+    holder.retainedAt = at;
+    this.#count++;
+    this.#bytes += cost;
+    const before = this.#restoredNewest;
+    const after = before === undefined ? this.#oldest : before.retainedNewer;
+    holder.retainedOlder = before;
+    holder.retainedNewer = after;
+    if (before !== undefined) before.retainedNewer = holder;
+    else this.#oldest = holder;
+    if (after !== undefined) after.retainedOlder = holder;
+    else this.#newest = holder;
+    this.#restoredNewest = holder;
+    this.#onChange?.(holder, 1);
     this.onWrite?.(holder);
     while (this.#bytes > this.budget && this.#oldest !== undefined) {
       this.#evicted++;
@@ -124,6 +168,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   }
 
   #unlink(holder: K): void {
+    if (holder === this.#restoredNewest) this.#restoredNewest = holder.retainedOlder;
     if (holder.retainedOlder !== undefined) {
       holder.retainedOlder.retainedNewer = holder.retainedNewer;
     } else this.#oldest = holder.retainedNewer;

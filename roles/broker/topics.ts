@@ -22,6 +22,11 @@
  * demand: whatever walks the tree first places the topics it may meet,
  * grouped by first segment ({@link TopicTree.placeUnder}). A lookup by name,
  * a publish and its deliveries need no branch.
+ *
+ * A large data file is even read back after the port opens: while it is,
+ * the tree has a {@link TopicSource}, asked for what it may not hold yet —
+ * a name it does not know ({@link TopicTree.get}), the topics a walk may
+ * meet ({@link TopicTree.need}) — which reads those back at once.
  */
 import { ONE_SEGMENT, topicSegments } from "../../clients/contracts/mod.ts";
 import { DistError } from "../../wire/mod.ts";
@@ -95,6 +100,18 @@ export class Topic {
   }
 }
 
+/**
+ * Where topics not read back yet come from, while a data file is being read
+ * (see DurableBroker): each call reads what it names back into the tree, at
+ * once, unless the tree holds a newer state of it.
+ */
+export interface TopicSource {
+  /** Reads back the topic of this name (any string: not checked), if the file holds it. */
+  fetch(name: string): void;
+  /** Reads back every topic a walk of `pattern` (a normalised pattern's segments) may meet. */
+  fetchUnder(pattern: readonly string[]): void;
+}
+
 /** How many node visits a walk may still make (shared by the walks of one piece of work). */
 export interface WalkBudget {
   left: number;
@@ -109,11 +126,18 @@ export class TopicTree {
   #oldest: Topic | undefined;
   #newest: Topic | undefined;
   /**
+   * The newest topic put back by {@link restore}: the next goes just after
+   * it in the activity order, before every topic active since the start.
+   */
+  #restoredNewest: Topic | undefined;
+  /**
    * Restored topics not yet in the tree, by first segment (a topic forgotten
    * meanwhile stays listed and is skipped), and how many are listed.
    */
   #unplaced = new Map<string, Topic[]>();
   #unplacedCount = 0;
+  /** Set while topics are still being read back from a data file (see the module comment). */
+  source: TopicSource | undefined = undefined;
 
   /** Number of existing topics. */
   get size(): number {
@@ -130,9 +154,29 @@ export class TopicTree {
     return this.#index.values();
   }
 
-  /** The existing topic of a normalised name. */
+  /**
+   * The existing topic of a normalised name (read back first, if the data
+   * file is still being read and holds it).
+   */
   get(name: string): Topic | undefined {
+    const topic = this.#index.get(name);
+    if (topic !== undefined || this.source === undefined) return topic;
+    this.source.fetch(name);
     return this.#index.get(name);
+  }
+
+  /** The topic of a normalised name if the tree holds it now (never read back). */
+  peek(name: string): Topic | undefined {
+    return this.#index.get(name);
+  }
+
+  /**
+   * Reads back every topic a walk of `pattern` may meet, if the data file is
+   * still being read. Call before {@link placeUnder} and walking the tree,
+   * and before reading the whole index.
+   */
+  need(pattern: readonly string[]): void {
+    this.source?.fetchUnder(pattern);
   }
 
   /**
@@ -150,9 +194,11 @@ export class TopicTree {
   }
 
   /**
-   * Makes a normalised name a topic (newest in the activity order) without
-   * its branch: it is in the index at once and placed in the tree later
-   * ({@link placeSome}, {@link placeUnder}). What it counts in `bytes` is
+   * Makes a normalised name a topic without its branch: it is in the index
+   * at once and placed in the tree later ({@link placeSome},
+   * {@link placeUnder}). In the activity order it goes after the topics
+   * restored before it and before every topic active since the start (so
+   * the newest, when only restores happened). What it counts in `bytes` is
    * what exists: its nodes are counted when they are made. Precondition: it
    * does not exist.
    */
@@ -161,7 +207,15 @@ export class TopicTree {
     topic.lastActive = now;
     this.#index.set(name, topic);
     this.#bytes += TOPIC_BYTES + name.length;
-    this.#append(topic);
+    const before = this.#restoredNewest;
+    const after = before === undefined ? this.#oldest : before.newer;
+    topic.older = before;
+    topic.newer = after;
+    if (before !== undefined) before.newer = topic;
+    else this.#oldest = topic;
+    if (after !== undefined) after.older = topic;
+    else this.#newest = topic;
+    this.#restoredNewest = topic;
     const cut = name.indexOf("/", 1);
     const first = cut < 0 ? name.slice(1) : name.slice(1, cut);
     const list = this.#unplaced.get(first);
@@ -243,7 +297,11 @@ export class TopicTree {
   /** Records activity on a topic: it becomes the most recently active. */
   touch(topic: Topic, now: number): void {
     topic.lastActive = now;
-    if (this.#newest === topic) return;
+    if (this.#newest === topic) {
+      // Active now: what is restored later goes before it.
+      if (topic === this.#restoredNewest) this.#restoredNewest = topic.older;
+      return;
+    }
     this.#unlink(topic);
     this.#append(topic);
   }
@@ -302,6 +360,7 @@ export class TopicTree {
    * false to stop.
    */
   walk(pattern: readonly string[], visit: (topic: Topic) => boolean | void): void {
+    this.need(pattern);
     this.placeUnder(pattern);
     const walk = new TopicWalk(this.root, pattern, (n) => n.topics === 0);
     const budget = { left: Infinity };
@@ -319,6 +378,7 @@ export class TopicTree {
   }
 
   #unlink(topic: Topic): void {
+    if (topic === this.#restoredNewest) this.#restoredNewest = topic.older;
     if (topic.older !== undefined) topic.older.newer = topic.newer;
     else if (this.#oldest === topic) this.#oldest = topic.newer;
     if (topic.newer !== undefined) topic.newer.older = topic.older;

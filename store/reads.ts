@@ -1,0 +1,79 @@
+/**
+ * Reading a data file's tables back (committed rows only: pending writes
+ * are the Store's): a page of rows at a time in the order stored, one key,
+ * or a range of keys. Used by `store.ts` (`Store.rows`, `Store.reads`).
+ */
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { quoteName } from "./open.ts";
+import type { Row, Value } from "./types.ts";
+
+interface Statements {
+  page: StatementSync;
+  /** Prepared when first used: they serve lookups while a table is being read back. */
+  get?: StatementSync;
+  range?: StatementSync;
+}
+
+/** Reads of the tables of one open data file. */
+export class TableReads {
+  readonly #db: DatabaseSync;
+  readonly #path: string;
+  readonly #tables = new Map<string, Statements>();
+
+  constructor(db: DatabaseSync, path: string, tables: readonly string[]) {
+    this.#db = db;
+    this.#path = path;
+    for (const table of tables) {
+      // all() of a page is several times faster than iterate() row by row; rowid order reads
+      // the table as it lies (key order went through the key index, a lookup per row: 7 times
+      // slower on 100,000 rows).
+      this.#tables.set(table, {
+        page: arrays(db.prepare(
+          `SELECT rowid, k, v FROM ${quoteName(table)} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+        )),
+      });
+    }
+  }
+
+  /**
+   * Up to `limit` rows of `table` after rowid `after`, in rowid order (a
+   * table read back a page at a time: pass the last row's rowid). A key
+   * written again moves to a higher rowid (`INSERT OR REPLACE`).
+   */
+  page(table: string, after: number, limit: number): Row[] {
+    return this.#statements(table).page.all(after, limit) as unknown as Row[];
+  }
+
+  /** The value of `key` in `table`, if any. */
+  read(table: string, key: string): Value | undefined {
+    const s = this.#statements(table);
+    s.get ??= arrays(this.#db.prepare(`SELECT v FROM ${quoteName(table)} WHERE k = ?`));
+    return (s.get.get(key) as unknown as [Value] | undefined)?.[0];
+  }
+
+  /**
+   * Rows of `table` whose key is `key` or begins with `key/`, at most
+   * `limit`, in key order: one range of the key index, [`key`, `key0`) (keys
+   * compare as bytes, and '0' follows '/'), so it also holds keys such as
+   * `key-1` or `key.x` that sort between them.
+   */
+  under(table: string, key: string, limit: number): Row[] {
+    const s = this.#statements(table);
+    s.range ??= arrays(this.#db.prepare(
+      `SELECT rowid, k, v FROM ${quoteName(table)} WHERE k >= ? AND k < ? ORDER BY k LIMIT ?`,
+    ));
+    return s.range.all(key, `${key}0`, limit) as unknown as Row[];
+  }
+
+  #statements(table: string): Statements {
+    const s = this.#tables.get(table);
+    if (s === undefined) throw new Error(`Store ${this.#path} has no table ${table}`);
+    return s;
+  }
+}
+
+/** Makes a statement return rows as arrays (types lag the runtime here). */
+function arrays(statement: StatementSync): StatementSync {
+  (statement as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
+  return statement;
+}
