@@ -83,6 +83,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "dist broker with each value shape (string, object, nested, unicode, msgpack) vs NATS",
     load: async () => (await import("./broker_shapes.ts")).run,
   },
+  "broker-flood": {
+    about: "issue 17's floods: 200,000 never-reading subscriptions, 60,000 deep topics; RSS/count",
+    load: async () => (await import("./broker_flood.ts")).run,
+  },
   "broker-e2e": {
     about: "dist client library vs nats.js from separate processes: flat-out rate, p99 at 10k/s",
     load: async () => (await import("./broker_e2e.ts")).run,
