@@ -79,7 +79,12 @@ async function watcher(port: number): Promise<BrokerClient> {
 }
 
 /** Publishes `count` confirmed object values; `good` must get them all, in order. */
-async function publishWatched(port: number, good: BrokerClient, count: number) {
+async function publishWatched(
+  port: number,
+  good: BrokerClient,
+  count: number,
+  logs: () => string,
+) {
   const pub = await BrokerClient.connect(port);
   try {
     for (let i = 0; i < count; i++) {
@@ -90,11 +95,14 @@ async function publishWatched(port: number, good: BrokerClient, count: number) {
       await new Promise((r) => setTimeout(r, 20));
     }
     const got = good.deliveries.map((d) => (d.value as { n: number }).n);
+    const stats = await pub.stats();
     assert(
       got.length === count && got.every((n, i) => n === i),
-      `the well-behaved subscriber got ${got.length} of ${count} in order`,
+      `the well-behaved subscriber got ${got.length} of ${count} in order ` +
+        `(its connection ${good.peer.isClosed ? "closed" : "open"}); broker: ` +
+        JSON.stringify({ ...stats, per_topic: undefined }) + `\n${logs()}`,
     );
-    return await pub.stats();
+    return stats;
   } finally {
     pub.close();
   }
@@ -114,7 +122,7 @@ Deno.test("broker memory: never-reading subscriptions cost what is counted (RSS 
     good = await watcher(b.port);
     f = await flood(b.port, 8, 2500);
     assert(f.refused === 0, `${f.refused} subscriptions refused`);
-    let stats = await publishWatched(b.port, good, 30);
+    let stats = await publishWatched(b.port, good, 30, b.stderr);
     assert(stats.subscriptions === 20_001, `subscriptions: ${stats.subscriptions}`);
     assert((stats.dropped as number) > 0, "the never-reading subscriptions dropped");
     // Once the fan-out is made, the process holds what it counts: V8's young generation
@@ -167,7 +175,7 @@ Deno.test("broker memory: past --max-memory subscribes are refused and the slowe
     // 20,000 subscriptions count 50 MiB: the last ones pass the budget and are refused.
     f = await flood(b.port, 8, 2500);
     assert(f.refused > 0, "subscriptions past the budget are refused");
-    const stats = await publishWatched(b.port, good, 30);
+    const stats = await publishWatched(b.port, good, 30, b.stderr);
     const memory = stats.memory as { bytes: number; budget: number; shed: number };
     assert.equal(memory.budget, budget);
     assert(memory.shed > 0, "connections were cut off to keep within the budget");

@@ -4,7 +4,7 @@
  * MQTT) turns its requests into calls here and gives each subscription a
  * {@link Sink} that carries its deliveries.
  */
-import { DistError } from "../../wire/mod.ts";
+import { DistError, processOutbound } from "../../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
@@ -99,6 +99,8 @@ export class BrokerCore {
   readonly maxMemory: number;
   /** Bytes the subscribers' transports hold (sampled by the MemoryGuard; part of `memoryBytes`). */
   outboundBytes = 0;
+  /** The process's output pending at that sample: what it grew by since is counted too. */
+  outboundAt = 0;
   /** Called after a publish that left the broker over `maxMemory` (the MemoryGuard sheds). */
   onOverBudget: (() => void) | undefined = undefined;
   messagesIn = 0;
@@ -109,7 +111,13 @@ export class BrokerCore {
   /** With --metrics: a sample of publishes' time to their last delivery (obs/timings.ts). */
   delivery: { take(): number; observe(seconds: number): void } | undefined;
   /** Deliveries, at most DELIVERIES_PER_TURN per turn of the event loop. */
-  readonly fanOut = new FanOut((t0) => this.delivery?.observe((performance.now() - t0) / 1000));
+  readonly fanOut = new FanOut(
+    (t0) => this.delivery?.observe((performance.now() - t0) / 1000),
+    // A large fan-out's deliveries queue in later turns: the budget is kept after each.
+    () => {
+      if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
+    },
+  );
   #now: () => number;
   #nextSid = 1;
   #subs = new Set<Subscription>();
@@ -360,11 +368,14 @@ export class BrokerCore {
   /**
    * What the broker's data takes in memory, as counted: topics and their
    * tree, retained values, subscriptions, queued deliveries (their buffers,
-   * slack included) and what the transports hold (`outboundBytes`).
+   * slack included) and what the transports hold (`outboundBytes` as last
+   * sampled, plus what the process's output has grown by since: current
+   * between samples, when a fan-out can fill every transport).
    */
   get memoryBytes(): number {
     return this.topics.bytes + this.retained.bytes + this.#subs.size * SUBSCRIPTION_BYTES +
-      queueMemory.bytes + this.outboundBytes;
+      queueMemory.bytes + this.outboundBytes +
+      Math.max(0, processOutbound.pending - this.outboundAt);
   }
 
   /** The sinks that hold subscriptions (connections of every front end). */

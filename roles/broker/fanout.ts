@@ -35,9 +35,12 @@ export class FanOut {
   waiting = 0;
   /** Called when a timed publish (t0 ≠ 0) made its last delivery. */
   readonly #done: (t0: number) => void;
+  /** Called after each later turn's deliveries (the core checks its memory budget). */
+  readonly #turned: () => void;
 
-  constructor(done: (t0: number) => void) {
+  constructor(done: (t0: number) => void, turned: () => void = () => {}) {
     this.#done = done;
+    this.#turned = turned;
   }
 
   /**
@@ -124,6 +127,7 @@ export class FanOut {
         }
         this.#schedule();
       }
+      this.#turned();
     }, 0);
   }
 }

@@ -22,7 +22,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { getLogger } from "@logtape/logtape";
-import { DistError } from "../../wire/mod.ts";
+import { DistError, processOutbound } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Sink } from "./subscriber.ts";
 
@@ -79,8 +79,11 @@ export class MemoryGuard {
   /** RSS growth the last collection left. */
   #keptRss = 0;
   #gap = MIN_GAP_MS;
-  /** Set when a shed found nobody to cut: no new search until the next sample. */
-  #searched = false;
+  /**
+   * What was counted when a shed last found nobody to cut (-1: none since the
+   * last sample): no new search until the count has grown past it.
+   */
+  #searchedAt = -1;
 
   constructor(core: BrokerCore) {
     this.#core = core;
@@ -94,7 +97,7 @@ export class MemoryGuard {
     this.#baseRss = Deno.memoryUsage().rss;
     const timer = setInterval(() => {
       this.#sample();
-      this.#searched = false;
+      this.#searchedAt = -1;
       if (this.#core.overBudget) this.#shed();
       this.#collect();
     }, everyMs);
@@ -122,6 +125,8 @@ export class MemoryGuard {
     external: number;
   } {
     const core = this.#core;
+    // What the transports hold now, not at the last sample (they drain between samples).
+    this.#sample();
     const process = Deno.memoryUsage();
     return {
       bytes: core.memoryBytes,
@@ -172,12 +177,13 @@ export class MemoryGuard {
     let n = 0;
     for (const sink of this.#core.sinks()) if (!sink.closed) n += sink.pendingBytes;
     this.#core.outboundBytes = n;
+    this.#core.outboundAt = processOutbound.pending;
   }
 
   /** Cuts off the subscribers with the most pending until the broker is within its budget. */
   #shed(): void {
-    if (this.#searched) return;
     const core = this.#core;
+    if (this.#searchedAt >= 0 && core.memoryBytes <= this.#searchedAt) return;
     this.#sample();
     const cut = new Set<Sink>();
     while (core.overBudget) {
@@ -193,7 +199,7 @@ export class MemoryGuard {
       const sub = worst === undefined ? undefined : core.subscriptionOf(worst);
       if (worst === undefined || sub === undefined) {
         // What is over is not pending deliveries: subscribes and new topics are refused meanwhile.
-        this.#searched = true;
+        this.#searchedAt = core.memoryBytes;
         return;
       }
       cut.add(worst);
