@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { BrokerCore } from "../roles/broker/mod.ts";
-import { DELIVERIES_PER_TURN } from "../roles/broker/fanout.ts";
+import { DELIVERIES_PER_TURN, MAX_WAITING, type Publisher } from "../roles/broker/fanout.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { waitFor } from "./helpers/raw.ts";
 
@@ -82,4 +82,50 @@ Deno.test("fan-out: below the budget every delivery is made within the publish",
   for (let i = 0; i < 50; i++) c.publish("/t", i, false);
   assert.equal(sink.written.length, 5000);
   assert.equal(c.fanOut.waiting, 0);
+});
+
+/** A connection that publishes, recording when it is held back and let go. */
+class FakePublisher implements Publisher {
+  waiting = 0;
+  heldBack = false;
+  events: string[] = [];
+  holdBack(): void {
+    this.events.push("hold");
+  }
+  goOn(): void {
+    this.events.push("go");
+  }
+}
+
+Deno.test("fan-out: past its bound the publisher filling the backlog is held back, and let go once it drains; what waits is counted", async () => {
+  const c = core();
+  const sinks = [new FakeSink(), new FakeSink()];
+  subscribeMany(c, sinks, "/wide", 10_000); // 20,000 deliveries a publish
+  const small = new FakeSink();
+  c.subscribe(small, { topic: "/small" }).sub.release();
+  const flooder = new FakePublisher();
+  const calm = new FakePublisher();
+  const before = c.memoryBytes;
+  let n = 0;
+  while (flooder.events.length === 0) {
+    assert(n < 10, "held back within a few publishes");
+    c.publish("/wide", { n: n++, text: "x".repeat(1000) }, false, 2, flooder);
+    c.publish("/small", n, false, 2, calm);
+  }
+  // Held back by the publish that crossed the bound, not before.
+  assert(c.fanOut.waiting > MAX_WAITING && c.fanOut.waiting <= MAX_WAITING + 20_000);
+  assert.equal(flooder.waiting + calm.waiting, c.fanOut.waiting);
+  assert.deepEqual(calm.events, [], "a publisher with a small share of the backlog goes on");
+  assert(
+    c.memoryBytes - before >= n * 2000,
+    `the waiting publishes are counted: ${c.memoryBytes - before} bytes for ${n}`,
+  );
+  await waitFor(() => flooder.events.length === 2, 10_000, "the flooder to be let go");
+  assert.deepEqual(flooder.events, ["hold", "go"]);
+  assert(c.fanOut.waiting <= MAX_WAITING / 2, "let go once the backlog is down to half its bound");
+  await waitFor(() => c.fanOut.waiting === 0, 10_000, "the backlog to be worked off");
+  assert.equal(c.fanOut.bytes, 0);
+  assert.equal(flooder.waiting, 0);
+  assert.equal(written(sinks), n * 20_000, "nothing was lost");
+  assert.equal(small.written.length, n);
 });

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { startDist } from "./helpers/dist.ts";
 import { concat, jsonFrame, rawHandshake, RawReader, sleep, writeAll } from "./helpers/raw.ts";
+import { type Flood, flood } from "./helpers/flood.ts";
 import { BrokerClient } from "./helpers/broker.ts";
 import { atLeast, mqttClient, record, withMqttBroker } from "./helpers/mqtt.ts";
 import mp from "mqtt-packet";
@@ -18,57 +19,6 @@ const MIB = 1024 * 1024;
 function rssOf(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(status.match(/VmRSS:\s+(\d+)/)![1]) * 1024;
-}
-
-interface Flood {
-  conns: Deno.Conn[];
-  refused: number;
-  stop(): void;
-}
-
-/** `n` connections × `subs` drop-oldest subscriptions to `/`, heartbeating, never reading after. */
-async function flood(port: number, n: number, subs: number): Promise<Flood> {
-  const conns: Deno.Conn[] = [];
-  const ping = jsonFrame({ method: "ping" });
-  const timer = setInterval(() => {
-    for (const c of conns) c.write(ping).catch(() => {});
-  }, 500);
-  let refused = 0;
-  for (let c = 0; c < n; c++) {
-    const raw = await Deno.connect({ hostname: "127.0.0.1", port });
-    const reader = new RawReader(raw);
-    await rawHandshake(raw, reader);
-    conns.push(raw);
-    for (let i = 0; i < subs; i += 500) {
-      const frames = [];
-      for (let k = i; k < Math.min(subs, i + 500); k++) {
-        frames.push(jsonFrame({
-          id: k + 1,
-          method: "broker.subscribe",
-          params: { topic: "/", policy: "drop-oldest" },
-        }));
-      }
-      await writeAll(raw, concat(frames));
-      for (let k = 0; k < frames.length; k++) {
-        const answer = await reader.json(30_000);
-        if (answer?.error !== undefined) refused++;
-      }
-    }
-  }
-  return {
-    conns,
-    refused,
-    stop() {
-      clearInterval(timer);
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // Closed by the broker.
-        }
-      }
-    },
-  };
 }
 
 /** A well-behaved subscriber of `/`, subscribed before the flood. */

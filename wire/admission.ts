@@ -98,6 +98,8 @@ export class Admission {
   /** Whether the stash holds one pause of the reading (see FramedConn.pauseReading). */
   #paused = false;
   #idleWaiters: (() => void)[] | undefined;
+  /** Holds asked by the owner (see `block`). */
+  #blocks = 0;
 
   constructor(
     conn: FramedConn,
@@ -142,7 +144,7 @@ export class Admission {
    * itself, not a light one probing sys.stats).
    */
   mayStart(): boolean {
-    return this.#handling < this.#maxInFlight &&
+    return this.#blocks === 0 && this.#handling < this.#maxInFlight &&
       (this.#handling < MIN_SHARE || !(this.#budget?.full ?? false));
   }
 
@@ -164,6 +166,25 @@ export class Admission {
       this.#conn.pauseReading();
     }
     if (this.#budget?.full) this.#budget.wait(this.#retry ??= () => this.#release());
+  }
+
+  /** Whether the owner holds the input (see `block`): every frame waits, not only requests. */
+  get blocked(): boolean {
+    return this.#blocks > 0;
+  }
+
+  /**
+   * The owner has as much work from this peer as it takes (e.g. a broker's
+   * fan-out backlog): from the next frame on, everything it sent waits,
+   * held in order, and reading stops, until as many `unblock()`.
+   */
+  block(): void {
+    this.#blocks++;
+  }
+
+  unblock(): void {
+    if (this.#blocks === 0 || --this.#blocks > 0) return;
+    if (this.#givenBack === undefined && this.#stash !== undefined) this.#release();
   }
 
   /** A request is being handled (its answer comes later). */

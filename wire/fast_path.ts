@@ -150,10 +150,11 @@ export class FastPath {
       if (start < i) host.dispatch(frames.slice(start, i));
       if (this.#conn.isClosed || host.answers.refusing) return;
       const request = kind === "request";
-      if (this.#admission.holding || (request && !this.#admission.mayStart())) {
-        // A request in that run had to wait, or this one has no room yet:
-        // so does everything after it (decoded when there is room).
-        this.#admission.hold(frames.slice(i));
+      const admission = this.#admission;
+      if (admission.holding || admission.blocked || (request && !admission.mayStart())) {
+        // A request in that run had to wait, the owner holds the input, or this
+        // request has no room yet: so does everything after it (decoded when there is room).
+        admission.hold(frames.slice(i));
         return;
       }
       const taken = request

@@ -148,6 +148,19 @@ export class Peer {
     return this.#calls.size;
   }
 
+  /**
+   * Stops taking this peer's input from its next frame on (what it sent
+   * waits, in order, and reading stops) until as many `releaseInput()`:
+   * backpressure from an owner with as much work from it as it can take.
+   */
+  holdInput(): void {
+    this.#admission.block();
+  }
+
+  releaseInput(): void {
+    this.#admission.unblock();
+  }
+
   /** Requests from the peer being handled now. */
   get handling(): number {
     return this.#admission.handling;
@@ -285,7 +298,7 @@ export class Peer {
     const admission = this.#admission;
     for (let i = 0; i < messages.length && !this.conn.isClosed && !answers.refusing; i++) {
       const m = classify(messages[i], this.#message);
-      if (m.kind === "request" && !admission.mayStart()) {
+      if (admission.blocked || (m.kind === "request" && !admission.mayStart())) {
         admission.hold(frames.slice(i)); // decoded again when there is room
         return;
       }

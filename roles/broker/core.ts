@@ -8,7 +8,7 @@ import { DistError, processOutbound } from "../../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
-import { FanOut } from "./fanout.ts";
+import { FanOut, type Publisher } from "./fanout.ts";
 import { overloaded, SUBSCRIPTION_BYTES } from "./memory.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
@@ -110,13 +110,10 @@ export class BrokerCore {
   retainedTooLarge = 0;
   /** With --metrics: a sample of publishes' time to their last delivery (obs/timings.ts). */
   delivery: { take(): number; observe(seconds: number): void } | undefined;
-  /** Deliveries, at most DELIVERIES_PER_TURN per turn of the event loop. */
+  /** Deliveries, at most DELIVERIES_PER_TURN per turn (the budget is kept after each). */
   readonly fanOut = new FanOut(
     (t0) => this.delivery?.observe((performance.now() - t0) / 1000),
-    // A large fan-out's deliveries queue in later turns: the budget is kept after each.
-    () => {
-      if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
-    },
+    () => this.onOverBudget !== undefined && this.overBudget && this.onOverBudget(),
   );
   #now: () => number;
   #nextSid = 1;
@@ -173,10 +170,17 @@ export class BrokerCore {
    * call (encoded for the subscribers, detached to be kept or held), so a
    * front end may lend it a view of its read buffer (it is checked by the
    * front end; any other value is checked here). `qos` is an MQTT
-   * publisher's (see Message.qos).
+   * publisher's (see Message.qos); `from`, its connection, is held back
+   * while its publishes fill the fan-out's backlog (see FanOut).
    * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
-  publish(rawTopic: unknown, value: unknown, retain = true, qos = 2): PublishResult {
+  publish(
+    rawTopic: unknown,
+    value: unknown,
+    retain = true,
+    qos = 2,
+    from?: Publisher,
+  ): PublishResult {
     // (Clients' topics under /$SYS are refused: see publishSystem.)
     // A sample is timed: a clock read costs 0.1–0.2 µs, a publish a few.
     const t0 = this.delivery === undefined ? 0 : this.delivery.take();
@@ -220,7 +224,7 @@ export class BrokerCore {
       const msg = new Message(topic.name, value === undefined ? null : value);
       msg.qos = qos;
       // Now, or partly in later turns (see FanOut): counted as they are to be made.
-      deliveries = this.fanOut.send(msg, targets, t0);
+      deliveries = this.fanOut.send(msg, targets, t0, from);
       topic.messagesOut += deliveries;
       this.messagesOut += deliveries;
       if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
@@ -368,13 +372,13 @@ export class BrokerCore {
   /**
    * What the broker's data takes in memory, as counted: topics and their
    * tree, retained values, subscriptions, queued deliveries (their buffers,
-   * slack included) and what the transports hold (`outboundBytes` as last
-   * sampled, plus what the process's output has grown by since: current
-   * between samples, when a fan-out can fill every transport).
+   * slack included), publishes in the fan-out's backlog and what the
+   * transports hold (`outboundBytes` as last sampled, plus what the
+   * process's output has grown by since: a fan-out can fill them meanwhile).
    */
   get memoryBytes(): number {
     return this.topics.bytes + this.retained.bytes + this.#subs.size * SUBSCRIPTION_BYTES +
-      queueMemory.bytes + this.outboundBytes +
+      queueMemory.bytes + this.fanOut.bytes + this.outboundBytes +
       Math.max(0, processOutbound.pending - this.outboundAt);
   }
 

@@ -6,13 +6,46 @@
  * turns (a timer each, so that reads and writes of every connection come in
  * between), and every publish that comes meanwhile waits behind it, so each
  * subscription still gets its messages in publish order. A message that
- * waits is held (it keeps no borrowed buffer of its publisher's frame).
+ * waits is held (it keeps no borrowed buffer of its publisher's frame),
+ * and counted in the broker's memory. The backlog is bounded: past
+ * MAX_WAITING, the publishers filling it are held back (see there).
  */
 import type { Message, Subscription } from "./subscriber.ts";
 import type { Group, Targets } from "./subscriptions.ts";
+import { valueBytes } from "./values.ts";
 
 /** Deliveries made per turn of the event loop (about 10 ms of a queued fan-out's work). */
 export const DELIVERIES_PER_TURN = 8192;
+
+/**
+ * Deliveries the backlog may hold before publishers are held back (about
+ * 80 ms of work): past it, a connection whose publishes wait in it with
+ * at least an even share of what waits stops being read (its input waits
+ * in order, see Peer.holdInput), as NATS or HAProxy push back on a
+ * producer faster than its consumers, until the backlog is down to half
+ * of it. Each publisher adds at most one publish past the bound, so a
+ * well-behaved client's publish waits behind at most this and one publish
+ * of each flooding connection, however fast they send.
+ */
+export const MAX_WAITING = 8 * DELIVERIES_PER_TURN;
+
+/**
+ * What a publish waiting in the backlog costs beyond its value: its record,
+ * the message and its encoded head per codec (measured on V8: about 300).
+ */
+export const PENDING_BYTES = 320;
+
+/** A connection that publishes, held back while its publishes fill the backlog. */
+export interface Publisher {
+  /** Deliveries of its publishes still waiting (kept by the FanOut). */
+  waiting: number;
+  /** Whether it is held back now (kept by the FanOut). */
+  heldBack: boolean;
+  /** Stops taking its input, from its next frame on. */
+  holdBack(): void;
+  /** Takes its input again. */
+  goOn(): void;
+}
 
 /** A publish not yet delivered to all its targets. */
 interface Pending {
@@ -23,6 +56,9 @@ interface Pending {
   at: number;
   /** performance.now() at the publish when it is timed, else 0. */
   t0: number;
+  from: Publisher | undefined;
+  /** What it holds, as counted in `bytes`. */
+  bytes: number;
 }
 
 export class FanOut {
@@ -33,6 +69,13 @@ export class FanOut {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Deliveries waiting for a later turn. */
   waiting = 0;
+  /** What the waiting publishes hold (counted in the broker's memory). */
+  bytes = 0;
+  /** Publishers with deliveries waiting, and those held back. */
+  readonly #publishers = new Set<Publisher>();
+  readonly #heldBack: Publisher[] = [];
+  /** Publishers held back so far. */
+  heldBackCount = 0;
   /** Called when a timed publish (t0 ≠ 0) made its last delivery. */
   readonly #done: (t0: number) => void;
   /** Called after each later turn's deliveries (the core checks its memory budget). */
@@ -48,7 +91,12 @@ export class FanOut {
    * comes), now if this turn has room and nothing waits, else partly now
    * and the rest in later turns. Returns the deliveries it will make.
    */
-  send(msg: Message, targets: Targets<Subscription>, t0: number): number {
+  send(
+    msg: Message,
+    targets: Targets<Subscription>,
+    t0: number,
+    from?: Publisher,
+  ): number {
     const { plain, groups } = targets;
     const total = plain.length + groups.length;
     this.#startTurn();
@@ -64,14 +112,41 @@ export class FanOut {
       if (t0 !== 0) this.#done(t0);
       return total;
     }
-    const p: Pending = { msg, plain, groups, at: 0, t0 };
+    const p: Pending = { msg, plain, groups, at: 0, t0, from, bytes: 0 };
     if (idle) this.#work(p);
     // It waits: what it holds must outlive the publisher's frame.
     (plain[0] ?? groups[0].members[0])?.sink.hold(msg);
+    // The value, and its encoded copy for the subscribers' codec.
+    p.bytes = PENDING_BYTES + 2 * valueBytes(msg.value);
+    this.bytes += p.bytes;
     this.#backlog.push(p);
-    this.waiting += total - p.at;
+    const left = total - p.at;
+    this.waiting += left;
+    if (from !== undefined) {
+      from.waiting += left;
+      this.#publishers.add(from);
+      if (this.waiting > MAX_WAITING && !from.heldBack) this.#maybeHoldBack(from);
+    }
     this.#schedule();
     return total;
+  }
+
+  /** Holds `from` back when its publishes are at least an even share of what waits. */
+  #maybeHoldBack(from: Publisher): void {
+    if (from.waiting * this.#publishers.size < this.waiting) return;
+    from.heldBack = true;
+    this.heldBackCount++;
+    this.#heldBack.push(from);
+    from.holdBack();
+  }
+
+  /** `n` more deliveries of `p` were made. */
+  #made(p: Pending, n: number): void {
+    this.waiting -= n;
+    const from = p.from;
+    if (from === undefined) return;
+    from.waiting -= n;
+    if (from.waiting === 0) this.#publishers.delete(from);
   }
 
   /** This turn's budget: refilled once the turn's synchronous work and microtasks are done. */
@@ -104,6 +179,15 @@ export class FanOut {
     if (at === total && p.t0 !== 0) this.#done(p.t0);
   }
 
+  /** The backlog is down to half its bound: every publisher held back goes on. */
+  #letGo(): void {
+    const held = this.#heldBack.splice(0);
+    for (const from of held) {
+      from.heldBack = false;
+      from.goOn();
+    }
+  }
+
   #schedule(): void {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
@@ -113,10 +197,12 @@ export class FanOut {
         const p = this.#backlog[this.#head];
         const before = p.at;
         this.#work(p);
-        this.waiting -= p.at - before;
+        this.#made(p, p.at - before);
         if (p.at < p.plain.length + p.groups.length) break;
+        this.bytes -= p.bytes;
         this.#backlog[this.#head++] = undefined!;
       }
+      if (this.#heldBack.length > 0 && this.waiting <= MAX_WAITING / 2) this.#letGo();
       if (this.#head === this.#backlog.length) {
         this.#backlog.length = 0;
         this.#head = 0;

@@ -19,6 +19,7 @@ import { cut, warnPeer } from "../../wire/_log.ts";
 import { readPublish, TopicCache } from "../../wire/mod.ts";
 import { readMsgpackPublish } from "./msgpack_publish.ts";
 import type { BrokerCore, PublishResult } from "./core.ts";
+import type { Publisher } from "./fanout.ts";
 import {
   deliveryHead,
   deliverySize,
@@ -56,8 +57,8 @@ const NOTIFICATION_ERRORS_ANSWERED = 10;
  */
 const CUT_OFF_FLUSH_MS = 10_000;
 
-/** One connection: the sink of its subscriptions. */
-class Session implements Sink {
+/** One connection: the sink of its subscriptions, and a publisher (held back by the fan-out). */
+class Session implements Sink, Publisher {
   readonly peer: Peer;
   readonly codec: CodecName;
   readonly subs = new Map<number, Subscription>();
@@ -69,6 +70,9 @@ class Session implements Sink {
   badNotifications = 0;
   /** Cut off as a slow consumer: closing once its last bytes are out; nothing more is handled. */
   cutOff = false;
+  /** Kept by the fan-out (see Publisher). */
+  waiting = 0;
+  heldBack = false;
   readonly #front: WireFront;
 
   constructor(peer: Peer, front: WireFront) {
@@ -151,6 +155,14 @@ class Session implements Sink {
     holdMessage(msg);
   }
 
+  holdBack(): void {
+    this.peer.holdInput();
+  }
+
+  goOn(): void {
+    this.peer.releaseInput();
+  }
+
   topicCreated(sub: Subscription, topic: string): void {
     // A notice, not a message: a subscriber already this far behind goes without it.
     if (this.pendingBytes < sub.maxPending) {
@@ -193,9 +205,10 @@ export class WireFront {
 
   serving(): Serving {
     const handlers: Handlers<[typeof broker]> = {
-      "broker.publish": (p) => {
+      "broker.publish": (p, peer) => {
         const retain = p.retain !== false;
-        const { topic, deliveries } = this.core.publish(p.topic, p.value, retain);
+        const from = this.#session(peer);
+        const { topic, deliveries } = this.core.publish(p.topic, p.value, retain, 2, from);
         const answer = { topic, deliveries };
         // With a data directory, a retained value is confirmed once the commit covering it is.
         return retain && this.committed !== undefined
@@ -269,7 +282,7 @@ export class WireFront {
       let result: PublishResult | undefined;
       try {
         // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).
-        result = this.core.publish(publish.topic, value.isNull ? null : value, retain);
+        result = this.core.publish(publish.topic, value.isNull ? null : value, retain, 2, session);
       } catch (err) {
         if (id === undefined) this.#badNotification(peer, "broker.publish", err);
         else peer.answerError(id, err);

@@ -193,6 +193,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
           ...front.stats(),
           memory: memory.stats(),
           fanout_waiting: core.fanOut.waiting,
+          fanout_held_back: core.fanOut.heldBackCount,
           ...(stored.durable === undefined ? {} : { store: stored.durable.stats() }),
           ...(mqtt === undefined ? {} : { mqtt: mqtt.stats() }),
         }),

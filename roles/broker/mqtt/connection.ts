@@ -84,6 +84,11 @@ export class MqttConnection implements PacketHost, PublishSide {
   #stalledMs = 0;
   /** Made at the first PUBLISH (a subscriber holds none). */
   #inbound: Inbound | undefined;
+  /** Kept by the fan-out (see Publisher): held back, no packet is read past the gate. */
+  waiting = 0;
+  heldBack = false;
+  #gate: Promise<void> | undefined;
+  #openGate: (() => void) | undefined;
 
   /** `ageMs`: time the connection took already (its TLS handshake), counted in the CONNECT deadline. */
   constructor(conn: Deno.Conn, front: MqttFront, ageMs = 0) {
@@ -138,6 +143,16 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.refuse(0x95, `a packet of ${length} bytes, over the limit of ${max}`);
   }
 
+  holdBack(): void {
+    this.#gate ??= new Promise((resolve) => this.#openGate = resolve);
+  }
+
+  goOn(): void {
+    const open = this.#openGate;
+    this.#gate = this.#openGate = undefined;
+    open?.();
+  }
+
   /** Handles one packet at `buf[s..e)`, its body from `body`; a promise while CONNECT is judged. */
   #packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined {
     const first = buf[s];
@@ -148,7 +163,8 @@ export class MqttConnection implements PacketHost, PublishSide {
     }
     switch (type) {
       case PUBLISH:
-        return (this.#inbound ??= new Inbound()).publish(this, first, buf, body, e);
+        // Held back by it: the read loop waits at the gate before the next packet.
+        return (this.#inbound ??= new Inbound()).publish(this, first, buf, body, e) ?? this.#gate;
       case PUBACK:
       case PUBCOMP:
       case PUBREC:

@@ -8,6 +8,7 @@ import { DistError } from "../../../wire/mod.ts";
 import type { Identity } from "../../../wire/credentials.ts";
 import { MqttPayload, topicFromMqtt } from "./mapping.ts";
 import type { MqttSession } from "./session.ts";
+import type { Publisher } from "../fanout.ts";
 import type { MqttFront } from "./front.ts";
 import { MAX_QOS2_PENDING, TOPIC_ALIAS_MAX } from "./connect.ts";
 import { PUBACK, type Publish, PUBREC, readPublish, scanPublishProperties } from "./packets.ts";
@@ -15,7 +16,8 @@ import { PUBACK, type Publish, PUBREC, readPublish, scanPublishProperties } from
 const strict = new TextDecoder("utf-8", { fatal: true });
 
 /** The connection, as its inbound PUBLISHes need it. */
-export interface PublishSide {
+/** A connection whose PUBLISHes the core takes (held back while they fill the fan-out). */
+export interface PublishSide extends Publisher {
   readonly v5: boolean;
   readonly clientId: string;
   readonly remote: string;
@@ -67,7 +69,7 @@ export class Inbound {
       if (extras.expiry >= 0) value.expiresAt = Date.now() + extras.expiry * 1000;
     }
     try {
-      c.front.core.publish(topic, value, p.retain, qos);
+      c.front.core.publish(topic, value, p.retain, qos, c);
       c.front.messagesIn++;
     } catch (err) {
       // A topic the core refuses: $SYS (not authorized), or too deep, spaces (our limit, not
