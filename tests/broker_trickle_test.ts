@@ -1,15 +1,18 @@
 /**
- * A subscriber that reads a trickle (a few KB at a time) under
- * `drop-oldest`, while a publisher floods it far past `--max-pending` and
- * its kernel buffers, for several write timeouts: the broker keeps it (its
- * policy drops the oldest; the write deadline cuts only a peer that takes
- * no bytes at all), its queue stays within max-pending, and once it reads
- * freely it gets the newest values, in order, ending with the last one. One
- * that takes nothing at all is cut off by the write deadline, and counted.
+ * Subscribers slower than a flood, under `drop-oldest`, while a publisher
+ * sends far past `--max-pending` and their kernel buffers for several write
+ * timeouts. One that reads slower than the flood but steadily (64 KB every
+ * 10 ms) is kept (its policy drops the oldest), its queue stays within
+ * max-pending, and once it reads freely it gets the newest values, in
+ * order, ending with the last one. One that reads a trickle (8 KB every
+ * 500 ms: less than 64 KiB per write timeout while output waits on it) is
+ * cut off as a slow consumer, as is one that takes nothing at all; both
+ * are counted.
  */
 import assert from "node:assert/strict";
 import { BrokerClient, statsUntil, withBroker } from "./helpers/broker.ts";
 import { jsonFrame, rawHandshake, RawReader, sleep, writeAll } from "./helpers/raw.ts";
+import { captureLogs } from "./helpers/logs.ts";
 
 const decoder = new TextDecoder();
 
@@ -53,7 +56,7 @@ class Trickle {
   }
 }
 
-Deno.test("broker: a subscriber reading a trickle under drop-oldest is kept and gets the newest values", async () => {
+Deno.test("broker: a subscriber reading slower than a flood under drop-oldest is kept and gets the newest values", async () => {
   const maxPending = 256 * 1024;
   const writeTimeout = 2000;
   await withBroker(async (b) => {
@@ -93,7 +96,7 @@ Deno.test("broker: a subscriber reading a trickle under drop-oldest is kept and 
       const during = await pub.stats();
       flooding = false;
       await trickle;
-      assert.equal(sub.closed, false, "the trickling subscriber keeps its connection");
+      assert.equal(sub.closed, false, "the slower subscriber keeps its connection");
       assert.equal(during.slow_consumers, 0, "not cut off");
       assert.equal(during.subscriptions, 1);
       assert.ok((stats.dropped as number) > 0, "its policy dropped the oldest");
@@ -154,4 +157,56 @@ Deno.test("broker: a drop-oldest subscriber that takes nothing for the write tim
       pub.close();
     }
   }, { maxPending: 256 * 1024, writeTimeout: 500 });
+});
+
+Deno.test("broker: a drop-oldest subscriber reading a trickle (under 64 KiB per write timeout) is cut off and counted", async () => {
+  const writeTimeout = 1000;
+  const logs = await captureLogs("info");
+  await withBroker(async (b) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const pub = await BrokerClient.connect(b.port);
+    let flooding = true;
+    try {
+      const reader = new RawReader(conn);
+      await rawHandshake(conn, reader);
+      await writeAll(
+        conn,
+        jsonFrame({
+          id: 1,
+          method: "broker.subscribe",
+          params: { topic: "/f", policy: "drop-oldest" },
+        }),
+      );
+      assert.ok((await reader.json())?.result !== undefined);
+      const sub = new Trickle(conn);
+      // 8 KB every 500 ms (16 KB/s, 16 KB per write timeout) while the flood fills its buffers.
+      const trickle = (async () => {
+        while (flooding && !sub.closed) {
+          await sub.read(8 * 1024);
+          await sleep(500);
+        }
+      })();
+      const pad = "p".repeat(8000);
+      const started = performance.now();
+      let n = 0;
+      let stats = await pub.stats();
+      // Publish until it is cut off (at most 20 s): output waits on it all along.
+      while (stats.subscriptions !== 0 && performance.now() - started < 20_000) {
+        for (let i = 0; i < 100; i++) pub.publish("/f/x", { n: n++, pad }, false);
+        await pub.peer.conn.drained(256 * 1024);
+        await sleep(20);
+        stats = await pub.stats();
+      }
+      const cutMs = performance.now() - started;
+      flooding = false;
+      await trickle;
+      assert.equal(stats.subscriptions, 0, `still subscribed after ${Math.round(cutMs)} ms`);
+      assert.equal(stats.slow_consumers, 1, "the cut counts as a slow consumer");
+      assert.match(logs.text(), /slow_consumer: Peer took (no bytes|\d+ bytes in)/);
+    } finally {
+      flooding = false;
+      conn.close();
+      pub.close();
+    }
+  }, { maxPending: 256 * 1024, writeTimeout }).finally(() => logs.stop());
 });

@@ -283,7 +283,8 @@ export class FramedConn {
       elapsed,
       input.takeReceived() || waiting,
       this.#sentSinceTick,
-      !out.tookBytes() && out.writing,
+      out.writing,
+      out.bytesOut,
       input.buffered > 0 && !waiting ? input.framesIn : -1,
     );
     this.#sentSinceTick = false;

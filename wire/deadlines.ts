@@ -1,6 +1,6 @@
 /**
  * The deadlines of one connection, judged tick by tick (the process's one
- * ticker, heartbeat.ts): a write that takes no bytes, a frame that never
+ * ticker, heartbeat.ts): output the peer takes too little of, a frame that never
  * completes, a silent peer, and when this side owes a ping. Ages grow only
  * by the ticks' elapsed time (capped by the ticker), so a stall of this
  * process never counts against the peer. No socket here: FramedConn tells
@@ -12,6 +12,58 @@ import { DistError } from "./errors.ts";
 export const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
 /** Default frame deadline before heartbeats set heartbeat × liveness. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 3_000;
+
+/**
+ * The least a peer with output waiting must take per write timeout (6.4
+ * KiB/s at the default 10 s): a peer that reads a trickle is cut off like
+ * one that reads nothing, not kept forever behind a growing backlog.
+ */
+export const MIN_PROGRESS_BYTES = 64 * 1024;
+
+/**
+ * Whether a peer keeps up with our output, judged tick by tick: while a
+ * write waits on it, it must take MIN_PROGRESS_BYTES within the write
+ * timeout (each time it has, the count starts again); a peer that takes
+ * all that waits (no write in flight) is never judged.
+ */
+export class WriteProgress {
+  /** Time output has waited on the peer since it last made enough progress. */
+  waited = 0;
+  /** Bytes it took meanwhile. */
+  taken = 0;
+  /** Bytes written to it by the last tick. */
+  #at = 0;
+
+  /**
+   * One tick, `elapsed` ms after the last: `writing` (a write is in flight),
+   * `bytesOut` (bytes the peer has taken in all). Returns whether the peer
+   * is too slow: output waited `timeoutMs` with less than
+   * MIN_PROGRESS_BYTES taken.
+   */
+  tick(elapsed: number, writing: boolean, bytesOut: number, timeoutMs: number): boolean {
+    const took = bytesOut - this.#at;
+    this.#at = bytesOut;
+    if (!writing) {
+      this.waited = this.taken = 0;
+      return false;
+    }
+    this.taken += took;
+    if (this.taken >= MIN_PROGRESS_BYTES) {
+      this.waited = this.taken = 0;
+      return false;
+    }
+    this.waited += elapsed;
+    return this.waited >= timeoutMs;
+  }
+
+  /** Why the peer is cut off, for logs and its SLOW_CONSUMER error. */
+  describe(timeoutMs: number): string {
+    return this.taken === 0
+      ? `took no bytes for ${Math.round(this.waited)} ms`
+      : `took ${this.taken} bytes in ${Math.round(this.waited)} ms, less than ` +
+        `${MIN_PROGRESS_BYTES} per write timeout (${timeoutMs} ms)`;
+  }
+}
 
 /** A tick's verdict: nothing, a ping is due, or a deadline passed. */
 export type Due = "none" | "ping" | "stalled" | "frame" | "silent";
@@ -25,7 +77,7 @@ export class Deadlines {
   // Ages accumulated tick by tick, in ms.
   #quietRecv = 0;
   #quietSend = 0;
-  #stalled = 0;
+  #progress = new WriteProgress();
   #partialAge = -1;
   #partialFrames = 0;
 
@@ -63,16 +115,23 @@ export class Deadlines {
   /**
    * One tick, `elapsed` ms after the last: `heard` (bytes arrived, or this
    * side is not reading: the peer's pings wait unread or cannot come, so its
-   * silence proves nothing), `sent` (frames queued), `stuck` (a write in
-   * flight took no bytes), `partial` (a frame has begun and reading goes
-   * on: the count of frames read so far, else -1).
+   * silence proves nothing), `sent` (frames queued), `writing` (a write is
+   * in flight), `bytesOut` (bytes the peer has taken in all), `partial`
+   * (a frame has begun and reading goes on: the count of frames read so
+   * far, else -1).
    */
-  check(elapsed: number, heard: boolean, sent: boolean, stuck: boolean, partial: number): Due {
+  check(
+    elapsed: number,
+    heard: boolean,
+    sent: boolean,
+    writing: boolean,
+    bytesOut: number,
+    partial: number,
+  ): Due {
     this.#quietRecv = heard ? 0 : this.#quietRecv + elapsed;
     this.#quietSend = sent ? 0 : this.#quietSend + elapsed;
-    // The peer does not read: cut it off rather than hold its output forever.
-    this.#stalled = stuck ? this.#stalled + elapsed : 0;
-    if (this.#stalled >= this.#writeTimeoutMs) return "stalled";
+    // The peer does not read, or reads a trickle: cut it off rather than hold its output forever.
+    if (this.#progress.tick(elapsed, writing, bytesOut, this.#writeTimeoutMs)) return "stalled";
     // A frame that has begun must complete in time: dribbling a byte now and
     // then does not keep a connection (slowloris).
     if (partial < 0) {
@@ -98,7 +157,7 @@ export class Deadlines {
     if (due === "stalled") {
       return new DistError(
         "SLOW_CONSUMER",
-        `Peer took no bytes for ${Math.round(this.#stalled)} ms ` +
+        `Peer ${this.#progress.describe(this.#writeTimeoutMs)} ` +
           `(write timeout ${this.#writeTimeoutMs} ms, ${pending} bytes pending)`,
       );
     }

@@ -9,6 +9,7 @@
 import { DistError } from "../../../wire/mod.ts";
 import { Outbound } from "../../../wire/outbound.ts";
 import { ticker } from "../../../wire/heartbeat.ts";
+import { WriteProgress } from "../../../wire/deadlines.ts";
 import type { Identity } from "../../../wire/credentials.ts";
 import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
 import { Inbound, type PublishSide } from "./publish_in.ts";
@@ -81,7 +82,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   #keepAliveMs = 0;
   #quietMs = 0;
   #ageMs = 0;
-  #stalledMs = 0;
+  /** While output waits on the client: whether it takes enough of it (a trickle reader is cut). */
+  #progress: WriteProgress | undefined;
   /** Made at the first PUBLISH (a subscriber holds none). */
   #inbound: Inbound | undefined;
   /** Kept by the fan-out (see Publisher): held back, no packet is read past the gate. */
@@ -360,18 +362,21 @@ export class MqttConnection implements PacketHost, PublishSide {
       this.close(`silent for 1.5 × keep-alive (${this.#keepAliveMs} ms)`, true);
       return;
     }
-    if (this.#out.writing && !this.#out.tookBytes()) {
-      this.#stalledMs += elapsed;
-      if (this.#stalledMs > this.#front.limits.writeTimeoutMs) {
+    const out = this.#out;
+    if (out.writing) {
+      // Made while output waits on the client only (an idle connection's every byte counts).
+      const progress = this.#progress ??= new WriteProgress();
+      const timeout = this.#front.limits.writeTimeoutMs;
+      if (progress.tick(elapsed, true, out.bytesOut, timeout)) {
         this.#front.slowConsumers++;
-        this.close("took no bytes for the write timeout", true);
+        this.close(progress.describe(timeout), true);
       }
-    } else {
-      this.#stalledMs = 0;
-      this.#out.trim();
-      // Nothing to write: an idle connection keeps no output buffer (512 bytes each otherwise).
-      if (!this.#out.writing) this.#out.buffer.release(0);
+      return;
     }
+    this.#progress = undefined;
+    out.trim();
+    // Nothing to write: an idle connection keeps no output buffer (512 bytes each otherwise).
+    out.buffer.release(0);
   }
 
   // ---- closing ----
