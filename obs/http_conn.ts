@@ -28,9 +28,22 @@ export class Connection {
   #closed = false;
   /** Since when it waits for a request header (performance.now()), or -1 while busy. */
   waitingSince = -1;
+  /**
+   * Since when it waits on its peer: for a request header, for the rest of a
+   * body, or for a write to be taken (performance.now()); -1 while the server
+   * works on it (a handler runs, or a stream waits for its next event). Past
+   * the cap, the connection that has waited longest on its peer goes first.
+   */
+  stalledSince = -1;
+  /** Whether what it waits on is a write (see {@link stalledSince}). */
+  writing = false;
+  /** The peer's address (its host, without the port): connections are counted per address. */
+  readonly address: string;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.address = remote.hostname ?? "";
   }
 
   get closed(): boolean {
@@ -54,7 +67,7 @@ export class Connection {
    * @throws {Cut} on a timeout, a closed peer mid-header, or a header over the limit
    */
   async header(timeoutMs: number): Promise<Uint8Array | null> {
-    this.waitingSince = performance.now();
+    this.waitingSince = this.stalledSince = performance.now();
     const timer = setTimeout(() => this.close(), timeoutMs);
     try {
       let scanned = this.#start;
@@ -83,7 +96,7 @@ export class Connection {
       }
     } finally {
       clearTimeout(timer);
-      this.waitingSince = -1;
+      this.waitingSince = this.stalledSince = -1;
     }
   }
 
@@ -92,6 +105,7 @@ export class Connection {
    * @throws {Cut} when they do not come in time
    */
   async discard(n: number, timeoutMs: number): Promise<void> {
+    this.stalledSince = performance.now();
     const timer = setTimeout(() => this.close(), timeoutMs);
     try {
       for (;;) {
@@ -111,6 +125,7 @@ export class Connection {
       }
     } finally {
       clearTimeout(timer);
+      this.stalledSince = -1;
     }
   }
 
@@ -128,6 +143,8 @@ export class Connection {
 
   /** Writes all of `bytes`, or closes the connection when the peer takes none of it in time. */
   async write(bytes: Uint8Array, timeoutMs: number): Promise<void> {
+    this.stalledSince = performance.now();
+    this.writing = true;
     const timer = setTimeout(() => this.close(), timeoutMs);
     try {
       let off = 0;
@@ -137,6 +154,8 @@ export class Connection {
       throw new Cut("write failed");
     } finally {
       clearTimeout(timer);
+      this.stalledSince = -1;
+      this.writing = false;
     }
   }
 

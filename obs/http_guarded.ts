@@ -7,8 +7,12 @@
  *
  * Here:
  * - at most {@link HttpLimits.maxConnections} connections (256) are open;
- *   one more takes the place of the one that has waited longest for its
- *   request header, or is answered 503 when every connection is busy;
+ *   one more takes the place of one that waits on its peer (for a request
+ *   header, for a body it announced, or for it to take a write, once that
+ *   write has waited 250 ms): of the address holding the most connections,
+ *   the one that has waited longest. It is answered 503 only when every
+ *   connection is busy on the server's side (a handler runs, an event
+ *   stream waits for its next event);
  * - a request header must arrive whole within {@link HttpLimits.headerTimeoutMs}
  *   (10 s) of the connection's opening or of the previous answer, and be at
  *   most 32 KiB; else the connection is closed (431 for too large);
@@ -62,6 +66,8 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 /** Largest request body read (and dropped: these ports take none); larger ones are refused 413. */
 const MAX_BODY_BYTES = 64 * 1024;
+/** How long a write must have waited on its peer before it may be closed to make room. */
+const STALLED_WRITE_MS = 250;
 const MIN_PAUSE_MS = 100;
 const MAX_PAUSE_MS = 5000;
 /** How long shutdown waits for answers under way. */
@@ -111,17 +117,39 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
   let stopped = false;
   let refusedSaid = 0;
 
-  /** Makes room for one more: the longest waiting for a header goes, if any waits. */
+  /**
+   * Makes room for one more by closing a connection that waits on its peer
+   * (for a header, a body, or a write to be taken): one of the address that
+   * holds the most connections, the longest waiting of them. A connection
+   * is never kept just because its peer announced a body it does not send,
+   * or stopped reading its answers: those wait on their peer as much as a
+   * slowloris does. Only connections the server works on (a handler runs, a
+   * stream waits for its next event) are never closed to make room.
+   * @returns false when every connection is busy that way
+   */
   const makeRoom = (): boolean => {
-    let oldest: Connection | undefined;
+    const now = performance.now();
+    const held = new Map<string, number>();
+    for (const c of open) held.set(c.address, (held.get(c.address) ?? 0) + 1);
+    let victim: Connection | undefined;
+    let victimHeld = 0;
     for (const c of open) {
-      if (c.waitingSince >= 0 && (oldest === undefined || c.waitingSince < oldest.waitingSince)) {
-        oldest = c;
+      if (c.stalledSince < 0) continue;
+      // A write under way is stalled only once it has waited a while: an
+      // event stream's reader caught between two reads is not.
+      if (c.writing && now - c.stalledSince < STALLED_WRITE_MS) continue;
+      const n = held.get(c.address)!;
+      if (
+        victim === undefined || n > victimHeld ||
+        (n === victimHeld && c.stalledSince < victim.stalledSince)
+      ) {
+        victim = c;
+        victimHeld = n;
       }
     }
-    if (oldest === undefined) return false;
-    oldest.close();
-    open.delete(oldest);
+    if (victim === undefined) return false;
+    victim.close();
+    open.delete(victim);
     return true;
   };
 

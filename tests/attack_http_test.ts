@@ -289,3 +289,59 @@ Deno.test({
     }
   },
 });
+
+/** One GET on a fresh connection, its whole answer, within `ms`. */
+async function getFresh(port: number, path: string, ms: number): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => closeQuietly(conn), ms);
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+    let text = "";
+    const buf = new Uint8Array(16 * 1024);
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) return text;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}
+
+Deno.test({
+  name:
+    "attack: 256 connections that announce a body and never send it do not lock a scrape out of --metrics",
+  ...opts,
+  async fn() {
+    const victim = await startDist(["server", "--port", "0", "--metrics", "127.0.0.1:0"]);
+    const held: Deno.Conn[] = [];
+    try {
+      const url = await metricsUrl(victim.stderr);
+      const port = Number(new URL(url).port);
+      // They used to count as busy: never closed to make room, each held for
+      // 10 s, so every scrape was answered 503 while the attacker renewed them.
+      const announce = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 65536\r\n\r\n";
+      for (let i = 0; i < 256; i++) held.push(await partial(port, announce));
+      await sleep(300);
+      for (let round = 0; round < 4; round++) {
+        const t0 = performance.now();
+        const answer = await getFresh(port, "/metrics", 3000);
+        const took = performance.now() - t0;
+        assert.match(answer, /^HTTP\/1\.1 200 /, `round ${round}: ${answer.slice(0, 80)}`);
+        assert.match(answer, /^dist_info\{/m);
+        assert.ok(took < 3000, `round ${round} took ${took.toFixed(0)} ms`);
+        // The attacker renews: 64 more that take the place of its oldest.
+        for (let i = 0; i < 64; i++) held.push(await partial(port, announce));
+        await sleep(100);
+      }
+    } finally {
+      for (const c of held) closeQuietly(c);
+      await victim.stop();
+    }
+  },
+});

@@ -142,6 +142,63 @@ Deno.test({
   },
 });
 
+/** Bytes of `/big`: more than loopback's socket buffers take, so a peer that does not read stalls the write. */
+const BIG = 48 * 1024 * 1024;
+
+Deno.test({
+  name:
+    "serveGuarded() past its cap drops a connection stalled on a body or on a write, longest stalled first",
+  ...opts,
+  async fn() {
+    const big = new Uint8Array(BIG);
+    const writing = { started: 0 };
+    // A header timeout long enough that nothing is cut by time during the test.
+    const server = serveGuarded(
+      { hostname: "127.0.0.1", port: 0, what: "test", maxConnections: 4, headerTimeoutMs: 20_000 },
+      (request) => {
+        if (new URL(request.url).pathname !== "/big") return new Response("small\n");
+        writing.started++;
+        return new Response(big);
+      },
+    );
+    const held: Deno.Conn[] = [];
+    try {
+      // Two announce a body and never send it; two ask for /big and never read.
+      for (let i = 0; i < 2; i++) {
+        held.push(
+          await connect(server, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n"),
+        );
+        await sleep(30);
+      }
+      for (let i = 0; i < 2; i++) {
+        held.push(await connect(server, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
+        await sleep(30);
+      }
+      const t0 = performance.now();
+      while (writing.started < 2 && performance.now() - t0 < 3000) await sleep(20);
+      await sleep(400); // The writes fill the socket buffers and stall (250 ms makes a write stalled).
+      assert.equal(server.connections, 4);
+      // Each legitimate request takes the place of the longest stalled, and is
+      // answered; then one more stalled connection fills the cap again.
+      const request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      const body = "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n";
+      for (let i = 0; i < 3; i++) {
+        const t1 = performance.now();
+        assert.match(await statusOf(server, request), / 200 /, `request ${i}`);
+        assert.ok(performance.now() - t1 < 1000, `request ${i} waited`);
+        assert.ok(await closedWithin(held[i], 500), `connection ${i} is still open`);
+        held.push(await connect(server, body));
+        await sleep(30);
+      }
+      // The last of the /big writes is still under way: it stalled, it was not done.
+      assert.equal(await closedWithin(held[3], 100), false, "the last /big was cut");
+    } finally {
+      for (const c of held) closeQuietly(c);
+      await server.shutdown();
+    }
+  },
+});
+
 Deno.test({
   name: "serveGuarded() keeps a connection for further requests and answers bad ones",
   ...opts,
