@@ -49,8 +49,17 @@ export interface GuardedOptions extends HttpLimits {
   warn?: (message: string) => void;
 }
 
+/** Who sent a request. */
+export interface GuardedPeer {
+  /** The peer's address (its host, without the port). */
+  address: string;
+}
+
 /** What answers a request. */
-export type GuardedHandler = (request: Request) => Response | Promise<Response>;
+export type GuardedHandler = (
+  request: Request,
+  peer: GuardedPeer,
+) => Response | Promise<Response>;
 
 /** A running server. */
 export interface GuardedServer {
@@ -190,7 +199,7 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
             : new URL(head.target);
           const request = new Request(url, { method: head.method, headers: head.headers });
           try {
-            response = await handler(request);
+            response = await handler(request, { address: c.address });
           } catch {
             response = plain(500, "Internal error");
           }

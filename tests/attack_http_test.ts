@@ -345,3 +345,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "attack: 32 event streams that never read do not keep a page's live view out of the dashboard",
+  ...opts,
+  async fn() {
+    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
+    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    const held: Deno.Conn[] = [];
+    try {
+      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
+      const base = ready[1];
+      const port = Number(new URL(base).port);
+      // They used to hold every one of the 32 streams for hours (cut only once
+      // the kernel's buffers fill): a page got 503 "Too many dashboards open".
+      for (let i = 0; i < 32; i++) {
+        held.push(await partial(port, "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+      }
+      await sleep(300);
+      for (let round = 0; round < 3; round++) {
+        const t0 = performance.now();
+        const res = await fetch(new URL("/events", base), { signal: AbortSignal.timeout(3000) });
+        assert.equal(res.status, 200, `round ${round}: ${res.status}`);
+        const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+        let text = "";
+        while (!text.includes("\n\n")) {
+          const r = await reader.read();
+          if (r.done) break;
+          text += r.value;
+        }
+        await reader.cancel();
+        assert.match(text, /^event: hello\n/, `round ${round}`);
+        assert.ok(performance.now() - t0 < 3000, `round ${round} took too long`);
+        held.push(await partial(port, "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+      }
+    } finally {
+      for (const c of held) closeQuietly(c);
+      await up.stop();
+      await Deno.remove(file).catch(() => {});
+    }
+  },
+});

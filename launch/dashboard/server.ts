@@ -3,7 +3,9 @@
  * assets.ts), the cluster as JSON, one instance's `sys.stats`, and a
  * server-sent event stream that pushes every change of the
  * {@link ClusterView}. Instances are polled only while at least one event
- * stream is open (a page is looking).
+ * stream is open (a page is looking). At most `maxClients` (32) streams are
+ * open: one more takes the place of the oldest of the address holding the
+ * most (a page that loses its stream reconnects by itself).
  *
  * Read-only, and for this machine by default (127.0.0.1). A request whose
  * Host is a name other than this machine's is refused (a web page elsewhere
@@ -31,7 +33,10 @@ export interface DashboardOptions {
   port: number;
   view: ClusterView;
   info: DashboardInfo;
-  /** Most event streams open at once; more are refused (503). */
+  /**
+   * Most event streams open at once; one more takes the place of the oldest
+   * of the address holding the most.
+   */
   maxClients?: number;
   /** The launcher's metrics, served at `/metrics`. */
   metrics?: Registry;
@@ -73,8 +78,8 @@ export class Dashboard {
   readonly url: string;
   #server: GuardedServer;
   #options: DashboardOptions;
-  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
-  #closers = new Set<() => void>();
+  /** Each open event stream's closer and its peer's address, oldest first. */
+  #streams = new Map<() => void, string>();
 
   /** @throws {Deno.errors.AddrInUse} (and other bind errors) when it cannot listen */
   constructor(options: DashboardOptions) {
@@ -83,7 +88,7 @@ export class Dashboard {
     // when accepting fails (a flood past the file limit): see http_guarded.ts.
     this.#server = serveGuarded(
       { hostname: options.hostname, port: options.port, what: "dashboard", warn: options.warn },
-      (request) => this.#handle(request),
+      (request, peer) => this.#handle(request, peer.address),
     );
     const { hostname, port } = this.#server.addr;
     const host = hostname.includes(":") ? `[${hostname}]` : hostname;
@@ -93,10 +98,10 @@ export class Dashboard {
 
   /** Event streams open now. */
   get clients(): number {
-    return this.#clients.size;
+    return this.#streams.size;
   }
 
-  async #handle(request: Request): Promise<Response> {
+  async #handle(request: Request, address: string): Promise<Response> {
     const url = new URL(request.url);
     if (!allowedHost(request.headers.get("host"), this.#options.hostname)) {
       return text(403, "Unexpected Host header");
@@ -105,7 +110,7 @@ export class Dashboard {
       return text(405, "Read-only: GET only", { allow: "GET, HEAD" });
     }
     const path = url.pathname;
-    if (path === "/events") return this.#events();
+    if (path === "/events") return this.#events(address);
     if (path === "/api/cluster") return json(this.#snapshot());
     if (path === "/metrics" && this.#options.metrics !== undefined) {
       const body = this.#options.metrics.render();
@@ -143,16 +148,31 @@ export class Dashboard {
     };
   }
 
-  #events(): Response {
-    const max = this.#options.maxClients ?? DEFAULT_MAX_CLIENTS;
-    if (this.#clients.size >= max) {
-      return text(503, `Too many dashboards open (${max})`, { "retry-after": "5" });
+  /**
+   * Ends the oldest event stream of the address holding the most, to make
+   * room for one more. Refusing the newest instead let a few connections
+   * that never read (cut only once the kernel's buffers fill: hours at
+   * these rates) keep every page out; a page whose stream ends reconnects.
+   */
+  #replaceOne(): void {
+    const held = new Map<string, number>();
+    for (const address of this.#streams.values()) held.set(address, (held.get(address) ?? 0) + 1);
+    let victim: (() => void) | undefined;
+    let most = 0;
+    for (const [close, address] of this.#streams) {
+      const n = held.get(address)!;
+      if (n > most) [victim, most] = [close, n]; // The first seen of an address is its oldest.
     }
+    victim?.();
+  }
+
+  #events(address: string): Response {
+    const max = this.#options.maxClients ?? DEFAULT_MAX_CLIENTS;
+    if (this.#streams.size >= max) this.#replaceOne();
     const view = this.#options.view;
     let close = () => {};
     const body = new ReadableStream<Uint8Array>({
       start: (controller) => {
-        this.#clients.add(controller);
         let done = false;
         const send = (event: string, data: unknown) => {
           if (done) return;
@@ -177,15 +197,14 @@ export class Dashboard {
           clearInterval(keepalive);
           unsubscribe();
           release();
-          this.#clients.delete(controller);
-          this.#closers.delete(close);
+          this.#streams.delete(close);
           try {
             controller.close();
           } catch {
             // Cancelled already.
           }
         };
-        this.#closers.add(close);
+        this.#streams.set(close, address);
         send("hello", this.#snapshot());
       },
       cancel: () => close(),
@@ -201,7 +220,7 @@ export class Dashboard {
 
   /** Ends every event stream and stops listening. */
   async close(): Promise<void> {
-    for (const close of [...this.#closers]) close();
+    for (const close of [...this.#streams.keys()]) close();
     await this.#server.shutdown();
   }
 }
