@@ -29,14 +29,18 @@ export class Connection {
   /** Since when it waits for a request header (performance.now()), or -1 while busy. */
   waitingSince = -1;
   /**
-   * Since when it waits on its peer: for a request header, for the rest of a
-   * body, or for a write to be taken (performance.now()); -1 while the server
-   * works on it (a handler runs, or a stream waits for its next event). Past
-   * the cap, the connection that has waited longest on its peer goes first.
+   * Since when it waits: on its peer for a request header, for the rest of a
+   * body, or to take a write; or on the server's handler (performance.now());
+   * -1 while an event stream waits for its next event. Past the cap, the
+   * connection that has waited longest goes first (see http_guarded.ts).
    */
   stalledSince = -1;
-  /** Whether what it waits on is a write (see {@link stalledSince}). */
-  writing = false;
+  /**
+   * Whether it waits on an answer (its handler, or its write): such a wait
+   * is a stall only once it has lasted a while; set by the server around
+   * its handler and by {@link write}.
+   */
+  answering = false;
   /** The peer's address (its host, without the port): connections are counted per address. */
   readonly address: string;
 
@@ -144,7 +148,7 @@ export class Connection {
   /** Writes all of `bytes`, or closes the connection when the peer takes none of it in time. */
   async write(bytes: Uint8Array, timeoutMs: number): Promise<void> {
     this.stalledSince = performance.now();
-    this.writing = true;
+    this.answering = true;
     const timer = setTimeout(() => this.close(), timeoutMs);
     try {
       let off = 0;
@@ -155,7 +159,7 @@ export class Connection {
     } finally {
       clearTimeout(timer);
       this.stalledSince = -1;
-      this.writing = false;
+      this.answering = false;
     }
   }
 

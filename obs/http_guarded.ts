@@ -7,12 +7,12 @@
  *
  * Here:
  * - at most {@link HttpLimits.maxConnections} connections (256) are open;
- *   one more takes the place of one that waits on its peer (for a request
- *   header, for a body it announced, or for it to take a write, once that
- *   write has waited 250 ms): of the address holding the most connections,
- *   the one that has waited longest. It is answered 503 only when every
- *   connection is busy on the server's side (a handler runs, an event
- *   stream waits for its next event);
+ *   one more takes the place of one that is stalled — waiting on its peer
+ *   for a request header or for a body it announced, or on an answer (a
+ *   handler, or a write the peer does not take) for 250 ms — of the address
+ *   holding the most connections, the one stalled longest. It is answered
+ *   503 only when every connection is an event stream between two events
+ *   or an answer younger than 250 ms;
  * - a request header must arrive whole within {@link HttpLimits.headerTimeoutMs}
  *   (10 s) of the connection's opening or of the previous answer, and be at
  *   most 32 KiB; else the connection is closed (431 for too large);
@@ -75,8 +75,8 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 /** Largest request body read (and dropped: these ports take none); larger ones are refused 413. */
 const MAX_BODY_BYTES = 64 * 1024;
-/** How long a write must have waited on its peer before it may be closed to make room. */
-const STALLED_WRITE_MS = 250;
+/** How long an answer (its handler, or its write) must have waited before it may be closed to make room. */
+const STALLED_ANSWER_MS = 250;
 const MIN_PAUSE_MS = 100;
 const MAX_PAUSE_MS = 5000;
 /** How long shutdown waits for answers under way. */
@@ -127,14 +127,15 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
   let refusedSaid = 0;
 
   /**
-   * Makes room for one more by closing a connection that waits on its peer
-   * (for a header, a body, or a write to be taken): one of the address that
-   * holds the most connections, the longest waiting of them. A connection
-   * is never kept just because its peer announced a body it does not send,
-   * or stopped reading its answers: those wait on their peer as much as a
-   * slowloris does. Only connections the server works on (a handler runs, a
-   * stream waits for its next event) are never closed to make room.
-   * @returns false when every connection is busy that way
+   * Makes room for one more by closing a connection that is stalled: one
+   * waiting on its peer for a header or a body, or on an answer (a handler,
+   * or a write the peer does not take) for 250 ms; of the address that holds
+   * the most connections, the longest stalled of them. A connection is never
+   * kept just because its peer announced a body it does not send, stopped
+   * reading its answers, or asks what takes long to answer: each holds a
+   * slot as much as a slowloris does. Only event streams between two events
+   * and answers younger than 250 ms are never closed to make room.
+   * @returns false when every connection is one of those
    */
   const makeRoom = (): boolean => {
     const now = performance.now();
@@ -144,9 +145,10 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
     let victimHeld = 0;
     for (const c of open) {
       if (c.stalledSince < 0) continue;
-      // A write under way is stalled only once it has waited a while: an
-      // event stream's reader caught between two reads is not.
-      if (c.writing && now - c.stalledSince < STALLED_WRITE_MS) continue;
+      // An answer under way is stalled only once it has waited a while: an
+      // event stream's reader caught between two reads is not, nor is a
+      // request being answered now.
+      if (c.answering && now - c.stalledSince < STALLED_ANSWER_MS) continue;
       const n = held.get(c.address)!;
       if (
         victim === undefined || n > victimHeld ||
@@ -198,10 +200,15 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
             ? new URL(head.target, `http://${host.includes("/") ? "invalid" : host}`)
             : new URL(head.target);
           const request = new Request(url, { method: head.method, headers: head.headers });
+          c.stalledSince = performance.now();
+          c.answering = true;
           try {
             response = await handler(request, { address: c.address });
           } catch {
             response = plain(500, "Internal error");
+          } finally {
+            c.stalledSince = -1;
+            c.answering = false;
           }
         } catch {
           response = plain(400, "Bad request target");

@@ -200,6 +200,44 @@ Deno.test({
 });
 
 Deno.test({
+  name: "serveGuarded() past its cap drops a request whose answer has taken over 250 ms",
+  ...opts,
+  async fn() {
+    // Each slow answer waits until the test ends (then it is let go).
+    const release: (() => void)[] = [];
+    const server = serveGuarded(
+      { hostname: "127.0.0.1", port: 0, what: "test", maxConnections: 4, headerTimeoutMs: 20_000 },
+      async (request) => {
+        if (new URL(request.url).pathname === "/slow") {
+          await new Promise<void>((r) => release.push(r));
+        }
+        return new Response("answer\n");
+      },
+    );
+    const held: Deno.Conn[] = [];
+    try {
+      // Four requests whose answers take long (as /api/stats of a hung instance).
+      for (let i = 0; i < 4; i++) {
+        held.push(await connect(server, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+        await sleep(30);
+      }
+      await sleep(400);
+      assert.equal(server.connections, 4);
+      const t0 = performance.now();
+      const request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      assert.match(await statusOf(server, request), / 200 /);
+      assert.ok(performance.now() - t0 < 1000, "the request waited");
+      assert.ok(await closedWithin(held[0], 500), "the longest waiting is still open");
+      assert.equal(await closedWithin(held[1], 100), false, "a younger one was closed");
+    } finally {
+      for (const r of release) r();
+      for (const c of held) closeQuietly(c);
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
   name: "serveGuarded() keeps a connection for further requests and answers bad ones",
   ...opts,
   async fn() {
