@@ -11,20 +11,28 @@
  * - With neither, the subject of a verified TLS client certificate names
  *   the user.
  *
- * Failures: one warning line with the address (rate-limited with the wire's
- * other warnings about peers), then, after a delay that grows with the
- * address's recent failures (`base·2^(n-1)`, up to `maxDelayMs`),
- * UNAUTHORIZED and the connection closed. An address with recent failures
+ * Failures are counted per address and claimed user (a user of the users
+ * file; every other name, a token and a certificate share the address's
+ * other record): one warning line with the address (rate-limited with the
+ * wire's other warnings about peers), then, after a delay that grows with
+ * that record's recent failures (`base·2^(n-1)`, up to `maxDelayMs`),
+ * UNAUTHORIZED and the connection closed. A record with recent failures
  * may have at most `maxBusy` hellos being checked or held at once; past
  * that, a hello gets only the checks that need no hashing (a token, a
  * certificate subject, a password that succeeded lately) and is otherwise
  * refused at once (OVERLOADED). So a guesser gets at most `maxBusy`
- * guesses per delay whatever its parallelism, its flood holds a bounded
- * number of connections and hashing slots, and a right credential is
- * never delayed: a legitimate process sharing the address (on one host,
- * every local process is 127.0.0.1) gets in during the flood. An
- * address's failures are forgotten after `forgetMs` without one (at most
- * `maxAddresses` are tracked).
+ * guesses at one user per delay whatever its parallelism, and its flood
+ * holds a bounded number of connections. Password checks wait their turn
+ * by record (HashSlots lanes), so a flood guessing other users, unknown
+ * names or tokens from the same address (on one host, every local process
+ * is 127.0.0.1) never delays the check of a user it does not name. A flood
+ * guessing a user's own password from that user's address shares that
+ * user's checks with her: she gets in at once with a token, a certificate
+ * or a password that succeeded in the last 10 minutes (each success renews
+ * it), and otherwise once one of the flood's few checks falls to her (no
+ * gate can tell her first hello from a guess before hashing it). A
+ * record's failures are forgotten after `forgetMs` without one (at most
+ * `maxAddresses` records are kept).
  */
 import { DistError } from "../wire/mod.ts";
 import type { Authenticator, HelloClaim, Identity } from "../wire/mod.ts";
@@ -75,8 +83,9 @@ export interface GateOptions {
 /** The identity of the shared token's holders (every right). */
 export const TOKEN_USER = "token";
 
-/** An address with hellos in progress or recent failures. */
+/** An address and claimed user with hellos in progress or recent failures. */
 interface AddressRecord {
+  host: string;
   failures: number;
   last: number;
   /** Its hellos being checked or held before their refusal. */
@@ -125,7 +134,9 @@ export class Gate implements Authenticator {
 
   /** For `sys.stats`: hellos accepted, refused, refused unchecked (throttled), addresses tracked. */
   stats(): Record<string, number> {
-    return { ...this.counters, addresses: this.#records.size };
+    const hosts = new Set<string>();
+    for (const r of this.#records.values()) hosts.add(r.host);
+    return { ...this.counters, addresses: hosts.size };
   }
 
   /** The delay before the next check of an address with `failures` failures (ms). */
@@ -135,7 +146,8 @@ export class Gate implements Authenticator {
   }
 
   async authenticate(hello: HelloClaim): Promise<Identity> {
-    const r = this.#record(hello.host);
+    const key = this.#recordKey(hello);
+    const r = this.#record(key, hello.host);
     if (r.failures > 0 && r.busy >= this.#delays.maxBusy) {
       // Flooded: the cheap checks still let a right credential in (shared
       // hosts: every local process is 127.0.0.1), the rest go unchecked.
@@ -156,7 +168,7 @@ export class Gate implements Authenticator {
     }
     r.busy++;
     try {
-      const identity = await this.#identify(hello);
+      const identity = await this.#identify(hello, key);
       this.counters.accepted++;
       return identity;
     } catch (err) {
@@ -174,8 +186,19 @@ export class Gate implements Authenticator {
       throw new DistError("UNAUTHORIZED", err.answer);
     } finally {
       r.busy--;
-      if (r.busy === 0 && r.failures === 0) this.#records.delete(hello.host);
+      if (r.busy === 0 && r.failures === 0) this.#records.delete(key);
     }
+  }
+
+  /**
+   * Which record a hello's failures count in: its address and claimed user
+   * when that user is in the users file, else the address's other record
+   * (so a flood of made-up names holds one record, not one per name).
+   */
+  #recordKey(hello: HelloClaim): string {
+    const user = hello.credentials.user;
+    const known = user !== undefined && this.#users?.entries.has(user) === true;
+    return known ? `${hello.host}\u0000${user}` : hello.host;
   }
 
   /**
@@ -190,8 +213,7 @@ export class Gate implements Authenticator {
       if (user !== undefined && password !== undefined) {
         const entry = this.#users?.entries.get(user);
         if (entry?.passwordText === undefined) return undefined;
-        const key = successKey(user, password, entry.passwordText);
-        return (this.#successes.get(key) ?? 0) > this.#now()
+        return this.#succeededLately(successKey(user, password, entry.passwordText))
           ? this.#as(entry, hello.role)
           : undefined;
       }
@@ -204,14 +226,22 @@ export class Gate implements Authenticator {
     return undefined;
   }
 
-  async #identify(hello: HelloClaim): Promise<Identity> {
+  /** Whether a password check by this key succeeded lately; if so its memory is renewed. */
+  #succeededLately(key: string): boolean {
+    const now = this.#now();
+    if ((this.#successes.get(key) ?? 0) <= now) return false;
+    this.#successes.set(key, now + SUCCESS_TTL_MS);
+    return true;
+  }
+
+  async #identify(hello: HelloClaim, lane: string): Promise<Identity> {
     const { token, user, password } = hello.credentials;
     if (token !== undefined) return this.#byToken(token, hello.role);
     if (user !== undefined || password !== undefined) {
       if (user === undefined || password === undefined) {
         throw new Refused("A user needs a password", "a user without a password or the reverse");
       }
-      return await this.#byPassword(user, password, hello.role);
+      return await this.#byPassword(user, password, { role: hello.role, lane });
     }
     if (hello.certSubject !== undefined) return this.#byCertificate(hello.certSubject, hello.role);
     throw new Refused(
@@ -233,17 +263,27 @@ export class Gate implements Authenticator {
     throw new Refused("Invalid credentials", "wrong token");
   }
 
-  async #byPassword(user: string, password: string, role: string): Promise<Identity> {
+  async #byPassword(
+    user: string,
+    password: string,
+    { role, lane }: { role: string; lane: string },
+  ): Promise<Identity> {
     const entry = this.#users?.entries.get(user);
     if (this.#users === undefined) {
       throw new Refused("This listener takes a token, not a user and password", "no users file");
     }
     const stored = entry?.password;
     const key = stored === undefined ? undefined : successKey(user, password, entry!.passwordText!);
-    const now = this.#now();
-    if (key !== undefined && (this.#successes.get(key) ?? 0) > now) return this.#as(entry!, role);
+    if (key !== undefined && this.#succeededLately(key)) return this.#as(entry!, role);
     const hash = stored ?? await this.#dummy;
-    const ok = hash !== undefined && await this.#slots.run(() => verifyPassword(password, hash));
+    // Asked again once in a slot: a burst of one client's reconnects pays one hash, not one each.
+    const ok = hash !== undefined && await this.#slots.run(
+      () =>
+        key !== undefined && this.#succeededLately(key)
+          ? Promise.resolve(true)
+          : verifyPassword(password, hash),
+      lane,
+    );
     if (!ok || stored === undefined) {
       throw new Refused(
         "Invalid credentials",
@@ -251,7 +291,7 @@ export class Gate implements Authenticator {
       );
     }
     if (this.#successes.size >= MAX_SUCCESSES) this.#successes.clear();
-    this.#successes.set(key!, now + SUCCESS_TTL_MS);
+    this.#successes.set(key!, this.#now() + SUCCESS_TTL_MS);
     return this.#as(entry!, role);
   }
 
@@ -282,15 +322,15 @@ export class Gate implements Authenticator {
     return { user: entry.name, access: userAccess(grants) };
   }
 
-  /** The record of an address (made if missing), its failures forgotten once stale. */
-  #record(host: string): AddressRecord {
-    let r = this.#records.get(host);
+  /** The record of an address and user (made if missing), its failures forgotten once stale. */
+  #record(key: string, host: string): AddressRecord {
+    let r = this.#records.get(key);
     if (r !== undefined && r.failures > 0 && this.#now() - r.last > this.#delays.forgetMs) {
       r.failures = 0;
     }
     if (r === undefined) {
-      r = { failures: 0, last: 0, busy: 0 };
-      this.#records.set(host, r);
+      r = { host, failures: 0, last: 0, busy: 0 };
+      this.#records.set(key, r);
       if (this.#records.size > this.#delays.maxAddresses) this.#evict();
     }
     return r;
@@ -300,8 +340,8 @@ export class Gate implements Authenticator {
   #evict(): void {
     let oldest: string | undefined;
     let at = Infinity;
-    for (const [host, r] of this.#records) {
-      if (r.busy === 0 && r.last < at) [oldest, at] = [host, r.last];
+    for (const [key, r] of this.#records) {
+      if (r.busy === 0 && r.last < at) [oldest, at] = [key, r.last];
     }
     if (oldest !== undefined) this.#records.delete(oldest);
   }

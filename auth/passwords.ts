@@ -132,41 +132,66 @@ export function newToken(): string {
 
 /**
  * Runs at most `slots` password checks at once (each takes 16 MiB and a
- * core for a tenth of a second); up to `maxQueue` more wait, and past that
- * a check is refused at once with OVERLOADED, so a flood of logins holds
- * bounded memory.
+ * core for a tenth of a second). Checks wait in lanes (the gate gives each
+ * address and user its own), served in turn, one from each lane with
+ * checks waiting: a flood in one lane holds its own checks back, never
+ * another lane's. Up to `maxQueue` wait in a lane and `maxTotal` in all;
+ * past that a check is refused at once with OVERLOADED, so a flood of
+ * logins holds bounded memory.
  */
 export class HashSlots {
   #free: number;
-  #queue: (() => void)[] = [];
+  /** Waiting checks by lane; a lane's place in the map is its turn (moved to the end once served). */
+  #lanes = new Map<string, (() => void)[]>();
+  #queued = 0;
   #maxQueue: number;
+  #maxTotal: number;
 
-  constructor(slots = 2, maxQueue = 64) {
+  constructor(slots = 2, maxQueue = 64, maxTotal = 16 * maxQueue) {
     this.#free = slots;
     this.#maxQueue = maxQueue;
+    this.#maxTotal = maxTotal;
   }
 
   /** Checks waiting for a slot. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queued;
   }
 
-  /** Runs `f` in a slot. @throws {DistError} OVERLOADED when the queue is full */
-  async run<T>(f: () => Promise<T>): Promise<T> {
+  /** Runs `f` in a slot, in its turn among the lanes. @throws {DistError} OVERLOADED when its lane or all are full */
+  async run<T>(f: () => Promise<T>, lane = ""): Promise<T> {
     if (this.#free === 0) {
-      if (this.#queue.length >= this.#maxQueue) {
+      const waiting = this.#lanes.get(lane);
+      if ((waiting?.length ?? 0) >= this.#maxQueue || this.#queued >= this.#maxTotal) {
         throw new DistError("OVERLOADED", "Too many password checks in progress; retry later");
       }
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
+      this.#queued++;
+      await new Promise<void>((resolve) => {
+        if (waiting === undefined) this.#lanes.set(lane, [resolve]);
+        else waiting.push(resolve);
+      });
     } else {
       this.#free--;
     }
     try {
       return await f();
     } finally {
-      const next = this.#queue.shift();
-      if (next !== undefined) next();
-      else this.#free++;
+      this.#next();
     }
+  }
+
+  /** Hands the freed slot to the first lane in turn, which then goes to the back. */
+  #next(): void {
+    const first = this.#lanes.entries().next();
+    if (first.done) {
+      this.#free++;
+      return;
+    }
+    const [lane, waiting] = first.value;
+    this.#lanes.delete(lane);
+    const resolve = waiting.shift()!;
+    if (waiting.length > 0) this.#lanes.set(lane, waiting);
+    this.#queued--;
+    resolve();
   }
 }
