@@ -7,11 +7,15 @@
  * so the flood cannot keep a real client from watching its service.
  */
 import assert from "node:assert/strict";
-import { connectTo, reg, startBinder, waitUntil } from "./helpers/binder.ts";
+import { connectTo, CuttableProxy, ids, reg, startBinder, waitUntil } from "./helpers/binder.ts";
+import { freePort } from "./helpers/dist.ts";
 import { DistError, type Peer } from "../wire/mod.ts";
 import { RESERVED_WATCHES_PER_CONN } from "../roles/binder/watch.ts";
+import { BUCKETS } from "../roles/binder/digest.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
+/** An empty registry's digest: a well-formed binder.diff. */
+const digest = { x: Array(BUCKETS).fill(0), n: Array(BUCKETS).fill(0) };
 
 /** Watches `count` made-up services on `peer`; how many were granted, and the refusals. */
 async function watchMany(peer: Peer, tag: string, count: number) {
@@ -83,18 +87,19 @@ Deno.test({
       // naming another node used to keep its key, so one connection grew the binder
       // without bound (200,000 calls: +255 MB of RSS).
       fake = await connectTo(b.address, "binder");
-      const calls = Array.from(
-        { length: 300 },
-        (_, i) =>
-          fake!.call("binder.diff", { node: `node-${i}`, key: "k".repeat(64), digest: {} })
-            .catch((e: DistError) => e),
-      );
-      for (const r of await Promise.all(calls)) {
-        assert.ok(r instanceof DistError && r.code === "BAD_REQUEST", String(r));
-      }
       const keys = async () =>
         ((await b.call("sys.stats")) as { replication: { peer_keys: number } }).replication
           .peer_keys;
+      // A malformed request keeps nothing.
+      await assert.rejects(
+        fake.call("binder.diff", { node: "node-x", key: "k".repeat(64), digest: {} }),
+        /"digest" must be/,
+      );
+      assert.equal(await keys(), 0);
+      await Promise.all(Array.from(
+        { length: 300 },
+        (_, i) => fake!.call("binder.diff", { node: `node-${i}`, key: "k".repeat(64), digest }),
+      ));
       assert.equal(await keys(), 1);
       // A node name longer than a binder's is refused before anything is kept.
       const other = await connectTo(b.address, "binder");
@@ -109,6 +114,53 @@ Deno.test({
     } finally {
       fake?.close();
       await b.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "attack: a process that names a peer binder's node first cannot hold a false key for it",
+  ...opts,
+  async fn() {
+    // A node's id is in every binder.diff answer. A local process could name
+    // b's node at a (a binder just restarted) with a key of its own before b
+    // did: the first key was held while its connection stayed open, so every
+    // push a sent b carried it and b refused them all (b learnt a's changes
+    // only from its own rounds, here 30 s apart).
+    const [pa, pb] = [freePort(), freePort()];
+    const toA = new CuttableProxy(pa); // b reaches a only through it: cut until the attack is in
+    toA.cut();
+    const a = await startBinder({
+      port: pa,
+      peers: [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`],
+      antiEntropy: 30_000,
+    });
+    const b = await startBinder({ port: pb, peers: [toA.address], antiEntropy: 30_000 });
+    let attacker: Peer | undefined;
+    const stats = async (x: typeof a) =>
+      (await x.call("sys.stats") as {
+        replication: { rounds: number; peer_keys: number; unproven: number; bad_pushes: number };
+      }).replication;
+    try {
+      await waitUntil(async () => (await stats(a)).rounds > 0, "a's first round with b");
+      const spy = await connectTo(b.address, "binder");
+      const { node } = await spy.call("binder.diff", { digest }) as { node: string };
+      spy.close();
+      attacker = await connectTo(a.address, "binder");
+      await attacker.call("binder.diff", { node, key: crypto.randomUUID(), digest });
+      assert.equal((await stats(a)).peer_keys, 0, "the false key was kept");
+      toA.heal();
+      await waitUntil(async () => (await stats(b)).rounds > 0, "b's first round with a");
+      assert.equal((await stats(a)).peer_keys, 1);
+      const { id } = await a.call("binder.register", reg(5101)) as { id: string };
+      const ms = await waitUntil(async () => (await ids(b)).includes(id), "the push to b", 3000);
+      assert.ok(ms < 2000, `took ${ms} ms`);
+      const got = await stats(b);
+      assert.equal(got.unproven + got.bad_pushes, 0, JSON.stringify(got));
+    } finally {
+      attacker?.close();
+      await Promise.all([a.stop(), b.stop()]);
+      await toA.close();
     }
   },
 });

@@ -29,6 +29,8 @@ export interface DiffAnswer {
   next?: Cursor;
   /** The caller was authenticated (so its binder.sync needs no key). */
   authenticated?: boolean;
+  /** The SHA-256 (hex) of the answering binder's key (see trust.ts). */
+  key_hash?: string;
 }
 
 /** Rough JSON size of an entry's record (more fields than an instance), for paging. */
@@ -162,8 +164,11 @@ async function pull(host: RoundHost, link: Link, peer: Peer) {
       throw err;
     });
     peerReady = answer.ready;
+    if (link.node !== undefined && link.node !== answer.node) host.trust.forgetHash(link.node);
     link.node = answer.node;
     link.authenticated = answer.authenticated === true;
+    link.keyHash = answer.key_hash;
+    host.trust.learnHash(answer.node, answer.key_hash);
     for (const b of answer.buckets) buckets.add(b);
     for (const r of answer.records) {
       const rec = r as Partial<WireRecord> | null;

@@ -44,6 +44,7 @@ export const binderPeers = {
         records: arrayOf(any, 1 << 20),
         next: opt(obj({ b: int(0, BUCKETS - 1), o: count })),
         authenticated: opt(bool),
+        key_hash: opt(str),
       }),
       from: FROM_BINDERS,
       errors: ["BAD_REQUEST", "UNAUTHORIZED"],

@@ -312,11 +312,6 @@ export class Replicator {
         data: { self: true },
       });
     }
-    if (conn !== undefined && typeof p.node === "string" && !this.#inbound.has(conn)) {
-      this.#inbound.set(conn, p.node);
-      conn.closed.then(() => this.#inbound.delete(conn));
-    }
-    if (conn !== undefined && typeof p.node === "string") this.#trust.keepKey(p.node, p.key, conn);
     if (!isDigestSummary(p.digest)) {
       throw new DistError("BAD_REQUEST", `"digest" must be {x, n}, ${BUCKETS} numbers each`);
     }
@@ -328,9 +323,16 @@ export class Replicator {
     ) {
       throw new DistError("BAD_REQUEST", `"cursor" must be {b, o}`);
     }
+    // Only a well-formed request names a node or gives a key.
+    if (conn !== undefined && typeof p.node === "string" && !this.#inbound.has(conn)) {
+      this.#inbound.set(conn, p.node);
+      conn.closed.then(() => this.#inbound.delete(conn));
+    }
+    if (conn !== undefined && typeof p.node === "string") this.#trust.keepKey(p.node, p.key, conn);
     const answer: DiffAnswer = {
       node: this.#options.node,
       ready: this.#isReady,
+      key_hash: this.#trust.keyHash,
       ...diffPage(this.#registry, p.digest as DigestSummary, c, this.#budget),
     };
     if (conn?.identity !== undefined) answer.authenticated = true;

@@ -10,8 +10,15 @@
  * setting, a local process saying "binder" in its hello can read
  * (`binder.diff`) but not write; a binder listed on one side only
  * replicates one way (to the binder that lists it).
+ *
+ * A node's id is no secret (every `binder.diff` answer names it), so a
+ * local process can name a peer's node and give a key of its own before
+ * the peer does (a binder just restarted). Each binder's answers on the
+ * links to it also carry the SHA-256 of its key (`key_hash`): once a link
+ * has had one, only a key with that hash is kept for that node; until
+ * then a few candidates are kept and the one whose hash matches is sent.
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { describe, DistError, type Peer } from "../../wire/mod.ts";
 
 /**
@@ -35,6 +42,16 @@ export interface PeerProofs {
   node?: string;
   /** The peer authenticated this binder (its `--token`/`--users`): no key needed. */
   authenticated?: boolean;
+  /** The SHA-256 (hex) of the peer's key, from its answers (absent from an older binder). */
+  keyHash?: string;
+}
+
+/** Keys one node may have given at once before its own answers say which is its (the newest stay). */
+const CANDIDATES_PER_NODE = 4;
+
+/** The hex SHA-256 of a key: what a binder's answers carry in place of the key. */
+export function hashOfKey(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
 }
 
 /** This binder's key and the keys of the binders that dialed it; see the module comment. */
@@ -44,21 +61,30 @@ export class Trust {
    * a binder.sync on a connection it did not dial must carry it.
    */
   readonly key = crypto.randomUUID();
-  /** Keys of the binders that dialed this one (in their binder.diff), by node: sent back in binder.sync. */
-  #peerKeys = new Map<string, { key: string; conn: Peer }>();
+  /** The hash of {@link key}, in this binder's binder.diff answers. */
+  readonly keyHash = hashOfKey(this.key);
+  /**
+   * Keys of the binders that dialed this one (in their binder.diff), by
+   * node, oldest first: sent back in binder.sync. One per open connection.
+   */
+  #peerKeys = new Map<string, { key: string; hash: string; conn: Peer }[]>();
+  /** Each node's key hash, from the answers on this binder's own link to it. */
+  #hashes = new Map<string, string>();
   /** The node each connection named first: the only one whose key it may give. */
   #nodeOf = new WeakMap<Peer, string>();
 
   /** Keys held now (one at most per open connection). */
   get keys(): number {
-    return this.#peerKeys.size;
+    let n = 0;
+    for (const held of this.#peerKeys.values()) n += held.length;
+    return n;
   }
 
   /**
    * Keeps the key a binder that dialed this one sent (it is sent back in
-   * binder.sync over this binder's link to it). The first connection to
-   * give a node's key holds it while open: a node id is random per start,
-   * so a process cannot claim one before the binder itself has.
+   * binder.sync over this binder's link to it), while its connection is
+   * open. Once this binder's own link to `node` has said the hash of its
+   * key (see {@link learnHash}), a key without that hash is dropped.
    */
   keepKey(node: string, key: unknown, conn: Peer): void {
     if (typeof key !== "string" || key.length > 64) return;
@@ -67,12 +93,35 @@ export class Trust {
     const named = this.#nodeOf.get(conn);
     if (named === undefined) this.#nodeOf.set(conn, node);
     else if (named !== node) return;
-    const held = this.#peerKeys.get(node);
-    if (held !== undefined && !held.conn.isClosed) return;
-    this.#peerKeys.set(node, { key, conn });
-    conn.closed.then(() => {
-      if (this.#peerKeys.get(node)?.conn === conn) this.#peerKeys.delete(node);
-    });
+    const hash = hashOfKey(key);
+    const known = this.#hashes.get(node);
+    if (known !== undefined && hash !== known) return;
+    const held = (this.#peerKeys.get(node) ?? []).filter((h) =>
+      h.conn !== conn && !h.conn.isClosed
+    );
+    held.push({ key, hash, conn });
+    if (held.length > CANDIDATES_PER_NODE) held.splice(0, held.length - CANDIDATES_PER_NODE);
+    this.#peerKeys.set(node, held);
+    conn.closed.then(() => this.#drop(node, (h) => h.conn === conn));
+  }
+
+  /** Notes the key hash `node` gave on this binder's link to it; keys without it are dropped. */
+  learnHash(node: string, hash: string | undefined): void {
+    if (hash === undefined || this.#hashes.get(node) === hash) return;
+    this.#hashes.set(node, hash);
+    this.#drop(node, (h) => h.hash !== hash);
+  }
+
+  /** Forgets `node`'s hash when its link forgets it (a node's id is new at each start). */
+  forgetHash(node: string): void {
+    this.#hashes.delete(node);
+  }
+
+  #drop(node: string, which: (h: { hash: string; conn: Peer }) => boolean): void {
+    const held = this.#peerKeys.get(node)?.filter((h) => !which(h));
+    if (held === undefined) return;
+    if (held.length === 0) this.#peerKeys.delete(node);
+    else this.#peerKeys.set(node, held);
   }
 
   /**
@@ -82,7 +131,11 @@ export class Trust {
    */
   proofFor(peer: PeerProofs): string | undefined {
     if (peer.authenticated) return "";
-    return peer.node === undefined ? undefined : this.#peerKeys.get(peer.node)?.key;
+    const held = peer.node === undefined ? undefined : this.#peerKeys.get(peer.node);
+    if (held === undefined) return undefined;
+    // An older binder says no hash: the key held longest, as before hashes.
+    if (peer.keyHash === undefined) return held[0].key;
+    return held.find((h) => h.hash === peer.keyHash)?.key;
   }
 
   /** @throws {DistError} UNAUTHORIZED unless `conn` is authenticated or `key` is this binder's */
