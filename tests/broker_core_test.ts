@@ -9,7 +9,7 @@ import { normalizeTopic, topicSegments } from "../clients/contracts/mod.ts";
 import { BrokerCore, type Policy, Subscription } from "../roles/broker/mod.ts";
 import { SUBSCRIBE_VISITS } from "../roles/broker/core.ts";
 import { CHILDREN_BYTES, NODE_BYTES, TOPIC_BYTES, TopicTree } from "../roles/broker/topics.ts";
-import { SubscriptionTree } from "../roles/broker/subscriptions.ts";
+import { PATTERN_NODE_BYTES, SubscriptionTree } from "../roles/broker/subscriptions.ts";
 import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 
@@ -593,4 +593,38 @@ Deno.test("BrokerCore topic byte budget: deep names cannot take more than --max-
   assert.equal(c.topics.get(deep(0)), undefined, "the least recently active went first");
   for (let i = 0; i < 50; i++) c.publish(`/short/${i}`, i, false);
   assert.equal(c.topics.get("/short/0")?.name, "/short/0");
+});
+
+Deno.test("deep subscription patterns count their tree nodes in max-memory, and give them back", () => {
+  // A pattern of 64 new segments makes 64 nodes of the subscription tree
+  // (about 330 bytes each); counted at a flat 2.5 KB a subscription, 20,000
+  // of them took a broker to 9× its --max-memory.
+  // The queues' slabs are counted process-wide: 4 MiB on top of them.
+  const c = core({ maxMemory: core().memoryBytes + 4 * MIB });
+  const sink = new FakeSink();
+  const subs: Subscription[] = [];
+  const deep = (i: number) => "/" + Array.from({ length: 64 }, (_, j) => `s${i}x${j}`).join("/");
+  const empty = c.memoryBytes;
+  subs.push(sub(c, sink, deep(0)).sub);
+  const one = c.memoryBytes - empty;
+  assert.ok(one >= 64 * (PATTERN_NODE_BYTES + CHILDREN_BYTES), `one deep pattern counted ${one}`);
+  // A pattern sharing all but its last segment with another adds one node.
+  const before = c.memoryBytes;
+  subs.push(sub(c, new FakeSink(), deep(0).replace(/[^/]+$/, "other")).sub);
+  assert.ok(c.memoryBytes - before < 3 * 1024, `a shared prefix counted ${c.memoryBytes - before}`);
+  let taken = 1;
+  for (; taken < 1000; taken++) {
+    try {
+      subs.push(sub(c, sink, deep(taken)).sub);
+    } catch (err) {
+      assert.ok(err instanceof DistError && err.code === "OVERLOADED", String(err));
+      break;
+    }
+  }
+  // 4 MiB / 2.5 KB would have let in 1,638; each is counted at about 24 KB now.
+  assert.ok(taken > 100 && taken < 250, `${taken} deep patterns taken within 4 MiB`);
+  // Unsubscribing everything gives the tree's bytes back.
+  for (const s of subs) assert.ok(c.unsubscribe(s));
+  assert.equal(c.subscriptions.size, 0);
+  assert.equal(c.subscriptions.bytes, 0);
 });

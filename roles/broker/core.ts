@@ -371,14 +371,14 @@ export class BrokerCore {
 
   /**
    * What the broker's data takes in memory, as counted: topics and their
-   * tree, retained values, subscriptions, queued deliveries (their buffers,
-   * slack included), publishes in the fan-out's backlog and what the
-   * transports hold (`outboundBytes` as last sampled, plus what the
+   * tree, retained values, subscriptions and their tree, queued deliveries
+   * (their buffers, slack included), publishes in the fan-out's backlog and
+   * what the transports hold (`outboundBytes` as last sampled, plus what the
    * process's output has grown by since: a fan-out can fill them meanwhile).
    */
   get memoryBytes(): number {
     return this.topics.bytes + this.retained.bytes + this.#subs.size * SUBSCRIPTION_BYTES +
-      queueMemory.bytes + this.fanOut.bytes + this.outboundBytes +
+      this.subscriptions.bytes + queueMemory.bytes + this.fanOut.bytes + this.outboundBytes +
       Math.max(0, processOutbound.pending - this.outboundAt);
   }
 
