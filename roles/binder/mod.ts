@@ -82,8 +82,8 @@ const BINDER_OPTIONS = defineOptions({
   },
   maxInstances: {
     type: "integer",
-    description: "Most entries (live and recently removed); more registrations are OVERLOADED; " +
-      "entries from peers fill 9/10 at most",
+    description: "Most entries (live and recently removed); when full, a registration takes the " +
+      "oldest removal's place, else is OVERLOADED; entries from peers fill 9/10 at most",
     default: 100_000,
     min: 1,
   },

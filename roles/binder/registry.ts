@@ -10,7 +10,11 @@
  * so an older registration arriving late cannot bring the instance back; a
  * tombstone is collected after `tombstoneMs`, by which time every reachable
  * binder has it (and an instance that did come back with no one renewing it
- * would expire again on its own).
+ * would expire again on its own). When the registry is full, a registration
+ * made here takes the place of the oldest tombstone: a server registering
+ * counts for more than the memory of a removal, and a burst of short leases
+ * (expired at once, each leaving a tombstone for a minute) cannot lock
+ * servers out.
  */
 import { DistError } from "../../wire/mod.ts";
 import { compareStamps, type HybridClock, type Stamp } from "./clock.ts";
@@ -96,6 +100,8 @@ export interface RegistryCounters {
   skewed: number;
   /** Entries new to this binder from peers, skipped because the registry was full. */
   overflow: number;
+  /** Tombstones collected early to make room for a registration made here. */
+  tombstones_evicted: number;
 }
 
 /** A binder's registry. See the module comment. */
@@ -121,10 +127,13 @@ export class Registry {
     stale: 0,
     skewed: 0,
     overflow: 0,
+    tombstones_evicted: 0,
   };
   #now: () => number;
   #wallNow: () => number;
   #entries = new Map<string, Entry>();
+  /** The tombstones among the entries, oldest removal first. */
+  #tombstones = new Map<string, Entry>();
   #rings = new Rings((id) => this.#entries.get(id)!);
   #digest = new Digest();
   #listeners: ChangeListener[] = [];
@@ -184,7 +193,12 @@ export class Registry {
     const id = instanceId(reg.service, reg.host, reg.port);
     const previous = this.#entries.get(id);
     if (previous === undefined && this.#entries.size >= this.maxEntries) {
-      throw new DistError("OVERLOADED", `Registry full: ${this.maxEntries} entries`);
+      const oldest = this.#tombstones.values().next().value;
+      if (oldest === undefined) {
+        throw new DistError("OVERLOADED", `Registry full: ${this.maxEntries} entries`);
+      }
+      this.#collect(oldest);
+      this.counters.tombstones_evicted++;
     }
     const entry: Entry = {
       id,
@@ -367,12 +381,18 @@ export class Registry {
           expired++;
         }
       } else if (this.#collectable(entry)) {
-        this.#entries.delete(entry.id);
-        this.#digest.remove(entry.id, entry.stamp, entry.removed);
-        for (const listener of this.#collectListeners) listener(entry);
+        this.#collect(entry);
       }
     }
     return expired;
+  }
+
+  /** Forgets a tombstone. */
+  #collect(entry: Entry): void {
+    this.#entries.delete(entry.id);
+    this.#tombstones.delete(entry.id);
+    this.#digest.remove(entry.id, entry.stamp, entry.removed);
+    for (const listener of this.#collectListeners) listener(entry);
   }
 
   #collectable(entry: { stamp: Stamp }): boolean {
@@ -388,6 +408,9 @@ export class Registry {
     this.#digest.add(entry.id, entry.stamp, entry.removed);
     const wasLive = previous !== undefined && previous.removed === undefined;
     const isLive = entry.removed === undefined;
+    // Kept in order of removal: a tombstone changed again moves to the end.
+    this.#tombstones.delete(entry.id);
+    if (!isLive) this.#tombstones.set(entry.id, entry);
     if (wasLive && !isLive) {
       this.#live--;
       this.#suspects.delete(entry.id);
