@@ -16,6 +16,7 @@ import {
 } from "./helpers/mqtt.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
 import { INFLIGHT_WINDOW } from "../roles/broker/mqtt/connection.ts";
+import { queueMemory } from "../roles/broker/byte_queue.ts";
 
 /** The broker still serves: a publish reaches a subscriber. */
 async function stillServes(port: number): Promise<void> {
@@ -235,4 +236,56 @@ Deno.test({
         await pub.endAsync();
       }
     }, { maxPending: 1024 * 1024 }),
+});
+
+Deno.test({
+  name:
+    "mqtt hostile: packets sent but for their last byte count in max-memory, are refused past it, and are cut after 3 write timeouts",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      // A PUBLISH announcing a MiB, all of it sent but its last byte: each
+      // connection held a MiB forever (keep-alive 0), counted nowhere.
+      const length = 1024 * 1024 - 16;
+      const header = Uint8Array.of(
+        0x30,
+        (length & 0x7f) | 0x80,
+        ((length >> 7) & 0x7f) | 0x80,
+        length >> 14,
+        0,
+        1,
+        0x61,
+      );
+      const memory = async () => ((await b.stats()).memory as { bytes: number }).bytes;
+      const base = await memory();
+      const conns: RawMqtt[] = [];
+      for (let i = 0; i < 16; i++) {
+        const raw = await RawMqtt.connect(b.mqttPort);
+        conns.push(raw);
+        try {
+          await raw.write(header);
+          await raw.write(new Uint8Array(length - 4));
+        } catch {
+          // Refused and closed while it wrote.
+        }
+        await sleep(20);
+      }
+      // Counted while held, and refused once the broker is past 8 MiB.
+      const counted = await memory() - base;
+      await waitFor(() => conns.some((c) => c.closed), 3000, "a refusal past the budget");
+      const held = conns.filter((c) => !c.closed).length;
+      assert.ok(held >= 4 && held <= 10, `${held} of 16 held`);
+      assert.ok(counted >= (held - 1) * length, `${counted} counted for ${held}`);
+      // None holds its packet past 3 write timeouts (1 s each here).
+      await waitFor(() => conns.every((c) => c.closed), 6000, "the partial packets cut");
+      let left = Infinity;
+      for (let t = 0; t < 50 && left >= 256 * 1024; t++) {
+        if (t > 0) await sleep(60);
+        left = await memory() - base;
+      }
+      assert.ok(left < 256 * 1024, `${left} bytes still counted`);
+      await stillServes(b.mqttPort);
+      for (const r of conns) await r.end();
+      // 8 MiB beyond the queues' slabs, counted process-wide (earlier tests' too).
+    }, { maxMemory: queueMemory.bytes + 8 * 1024 * 1024, writeTimeout: 1000 }),
 });

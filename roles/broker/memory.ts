@@ -45,6 +45,13 @@ const MAX_GAP_MS = 60_000;
  */
 export const SUBSCRIPTION_BYTES = 2560;
 
+/**
+ * Bytes of MQTT read buffers beyond their idle size: packets being received
+ * (up to --max-frame each). Counted in max-memory; past it a connection may
+ * not grow its buffer for a large packet.
+ */
+export const readBuffers = { bytes: 0 };
+
 /** Why a subscribe or a new topic is refused past max-memory. */
 export function overloaded(what: string): DistError {
   return new DistError("OVERLOADED", `The broker is at its memory budget (max-memory): ${what}`);

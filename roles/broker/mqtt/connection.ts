@@ -56,6 +56,13 @@ import {
 
 /** QoS 1 and 2 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
 export const INFLIGHT_WINDOW = 1024;
+/**
+ * How long a packet may take to arrive once it has begun, in write timeouts
+ * (30 s by default: a 1 MiB PUBLISH at 35 KB/s). Its buffer is counted in
+ * max-memory meanwhile; a client that sends all of a large packet but its
+ * last byte holds it no longer than this.
+ */
+const PACKET_TIMEOUTS = 3;
 
 export class MqttConnection implements PacketHost, PublishSide {
   clientId = "";
@@ -81,6 +88,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   #identity: Identity | undefined;
   #keepAliveMs = 0;
   #quietMs = 0;
+  /** How long the packet being received has been coming (undefined: none is). */
+  #partialMs: number | undefined;
   #ageMs = 0;
   /** While output waits on the client: whether it takes enough of it (a trickle reader is cut). */
   #progress: WriteProgress | undefined;
@@ -143,6 +152,16 @@ export class MqttConnection implements PacketHost, PublishSide {
   oversize(length: number, max: number): void {
     this.#front.oversize++;
     this.refuse(0x95, `a packet of ${length} bytes, over the limit of ${max}`);
+  }
+
+  mayBuffer(total: number): boolean {
+    if (!this.#front.core.overBudget) return true;
+    this.refuse(0x97, `a packet of ${total} bytes while the broker is at its memory budget`);
+    return false;
+  }
+
+  partial(begun: boolean): void {
+    this.#partialMs = begun ? this.#partialMs ?? 0 : undefined;
   }
 
   holdBack(): void {
@@ -358,6 +377,11 @@ export class MqttConnection implements PacketHost, PublishSide {
       return;
     }
     this.#quietMs += elapsed;
+    const packetMs = PACKET_TIMEOUTS * this.#front.limits.writeTimeoutMs;
+    if (this.#partialMs !== undefined && (this.#partialMs += elapsed) > packetMs) {
+      this.close(`a packet not whole ${packetMs / 1000} s after it began`, true);
+      return;
+    }
     if (this.#keepAliveMs > 0 && this.#quietMs > this.#keepAliveMs) {
       this.close(`silent for 1.5 × keep-alive (${this.#keepAliveMs} ms)`, true);
       return;

@@ -7,6 +7,7 @@
  */
 import type { Outbound } from "../../../wire/outbound.ts";
 import { frame, readFrame } from "./packets.ts";
+import { readBuffers } from "../memory.ts";
 
 /**
  * Read buffer of an idle connection (a PINGREQ, a small PUBLISH fit), grown
@@ -40,6 +41,10 @@ export interface PacketHost {
   malformed(why: string): void;
   /** A remaining length over `max`, refused before it is read. */
   oversize(length: number, max: number): void;
+  /** Whether a packet of `total` bytes may be buffered now (the broker within its memory). */
+  mayBuffer(total: number): boolean;
+  /** Whether a packet has begun and is not yet whole (its deadline runs while it is). */
+  partial(begun: boolean): void;
 }
 
 /** Reads and hands over packets until the connection closes. */
@@ -52,6 +57,12 @@ export async function readPackets(
   let buf = new Uint8Array(READ_BYTES);
   let start = 0;
   let end = 0;
+  // What this connection's buffer adds to readBuffers (beyond READ_BYTES).
+  let counted = 0;
+  const count = () => {
+    readBuffers.bytes += buf.length - READ_BYTES - counted;
+    counted = buf.length - READ_BYTES;
+  };
   try {
     while (host.state() !== CLOSED) {
       if (out.pending > HIGH_WATER) {
@@ -64,6 +75,7 @@ export async function readPackets(
         else buf = grown(buf, Math.min(BURST_BYTES, buf.length * 4), start, end);
         end -= start;
         start = 0;
+        count();
       }
       const room = buf.length - end;
       // The buffer itself when it is empty (an idle connection's): no view kept with the read.
@@ -84,7 +96,9 @@ export async function readPackets(
         const total = frame.head + frame.length;
         if (start + total > end) {
           if (total > buf.length) {
+            if (total > BURST_BYTES && !host.mayBuffer(total)) return;
             buf = grown(buf, total, start, end);
+            count();
             end -= start;
             start = 0;
           }
@@ -95,15 +109,19 @@ export async function readPackets(
         if (pending !== undefined) await pending;
         if (host.state() >= CLOSING) break;
       }
+      host.partial(start < end);
       const next = afterRead(buf, n, room, start, end);
       if (next !== undefined) {
         buf = next;
         end -= start;
         start = 0;
+        count();
       }
     }
   } catch (err) {
     host.failed(err as Error);
+  } finally {
+    readBuffers.bytes -= counted;
   }
 }
 
