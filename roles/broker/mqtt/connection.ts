@@ -9,7 +9,6 @@
 import { DistError } from "../../../wire/mod.ts";
 import { Outbound } from "../../../wire/outbound.ts";
 import { ticker } from "../../../wire/heartbeat.ts";
-import { WriteProgress } from "../../../wire/deadlines.ts";
 import type { Identity } from "../../../wire/credentials.ts";
 import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
 import { Inbound, type PublishSide } from "./publish_in.ts";
@@ -44,6 +43,7 @@ import {
   writeAck,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
+import { Liveness } from "./liveness.ts";
 import {
   CLOSED,
   CLOSING,
@@ -56,13 +56,6 @@ import {
 
 /** QoS 1 and 2 deliveries in flight per connection (MQTT 5: at most the client's Receive Maximum). */
 export const INFLIGHT_WINDOW = 1024;
-/**
- * How long a packet may take to arrive once it has begun, in write timeouts
- * (30 s by default: a 1 MiB PUBLISH at 35 KB/s). Its buffer is counted in
- * max-memory meanwhile; a client that sends all of a large packet but its
- * last byte holds it no longer than this.
- */
-const PACKET_TIMEOUTS = 3;
 
 export class MqttConnection implements PacketHost, PublishSide {
   clientId = "";
@@ -86,13 +79,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   #session: MqttSession | undefined;
   #will: Will | undefined;
   #identity: Identity | undefined;
-  #keepAliveMs = 0;
-  #quietMs = 0;
-  /** How long the packet being received has been coming (undefined: none is). */
-  #partialMs: number | undefined;
-  #ageMs = 0;
-  /** While output waits on the client: whether it takes enough of it (a trickle reader is cut). */
-  #progress: WriteProgress | undefined;
+  /** Its deadlines (told by the read loop of bytes and of packets begun). */
+  readonly live: Liveness;
   /** Made at the first PUBLISH (a subscriber holds none). */
   #inbound: Inbound | undefined;
   /** Kept by the fan-out (see Publisher): held back, no packet is read past the gate. */
@@ -104,7 +92,7 @@ export class MqttConnection implements PacketHost, PublishSide {
   /** `ageMs`: time the connection took already (its TLS handshake), counted in the CONNECT deadline. */
   constructor(conn: Deno.Conn, front: MqttFront, ageMs = 0) {
     this.#conn = conn;
-    this.#ageMs = ageMs;
+    this.live = new Liveness(ageMs);
     this.#front = front;
     this.#out = new Outbound(conn, HIGH_WATER, () => this.close("write error", true));
     ticker.add(this);
@@ -127,14 +115,6 @@ export class MqttConnection implements PacketHost, PublishSide {
 
   state(): number {
     return this.#closed ? CLOSED : this.#closing ? CLOSING : this.#connected ? CONNECTED : NEW;
-  }
-
-  packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined {
-    return this.#packet(buf, s, body, e);
-  }
-
-  heard(): void {
-    this.#quietMs = 0;
   }
 
   ended(): void {
@@ -160,10 +140,6 @@ export class MqttConnection implements PacketHost, PublishSide {
     return false;
   }
 
-  partial(begun: boolean): void {
-    this.#partialMs = begun ? this.#partialMs ?? 0 : undefined;
-  }
-
   holdBack(): void {
     this.#gate ??= new Promise((resolve) => this.#openGate = resolve);
   }
@@ -175,7 +151,7 @@ export class MqttConnection implements PacketHost, PublishSide {
   }
 
   /** Handles one packet at `buf[s..e)`, its body from `body`; a promise while CONNECT is judged. */
-  #packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined {
+  packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined {
     const first = buf[s];
     const type = first >> 4;
     if (!this.#connected) {
@@ -300,7 +276,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       }
     }
     const { keepAlive, serverKeepAlive } = keepAliveOf(p, this.#v5, this.#front.limits);
-    this.#keepAliveMs = keepAlive * 1500;
+    this.live.keepAliveMs = keepAlive * 1500;
     const props = p.properties;
     if (props?.receiveMaximum !== undefined) {
       this.window = Math.max(1, Math.min(INFLIGHT_WINDOW, props.receiveMaximum));
@@ -369,38 +345,15 @@ export class MqttConnection implements PacketHost, PublishSide {
 
   tick(elapsed: number): void {
     if (this.#closed) return;
-    if (!this.#connected) {
-      this.#ageMs += elapsed;
-      if (this.#ageMs > this.#front.limits.connectTimeoutMs) {
-        this.close("no CONNECT in time", false);
-      }
-      return;
+    const verdict = this.live.check(elapsed, this.#connected, this.#out, this.#front.limits);
+    if (verdict !== undefined) {
+      if (verdict.slow) this.#front.slowConsumers++;
+      return this.close(verdict.why, verdict.withWill);
     }
-    this.#quietMs += elapsed;
-    const packetMs = PACKET_TIMEOUTS * this.#front.limits.writeTimeoutMs;
-    if (this.#partialMs !== undefined && (this.#partialMs += elapsed) > packetMs) {
-      this.close(`a packet not whole ${packetMs / 1000} s after it began`, true);
-      return;
-    }
-    if (this.#keepAliveMs > 0 && this.#quietMs > this.#keepAliveMs) {
-      this.close(`silent for 1.5 × keep-alive (${this.#keepAliveMs} ms)`, true);
-      return;
-    }
-    const out = this.#out;
-    if (out.writing) {
-      // Made while output waits on the client only (an idle connection's every byte counts).
-      const progress = this.#progress ??= new WriteProgress();
-      const timeout = this.#front.limits.writeTimeoutMs;
-      if (progress.tick(elapsed, true, out.bytesOut, timeout)) {
-        this.#front.slowConsumers++;
-        this.close(progress.describe(timeout), true);
-      }
-      return;
-    }
-    this.#progress = undefined;
-    out.trim();
+    if (!this.#connected || this.#out.writing) return;
+    this.#out.trim();
     // Nothing to write: an idle connection keeps no output buffer (512 bytes each otherwise).
-    out.buffer.release(0);
+    this.#out.buffer.release(0);
   }
 
   // ---- closing ----

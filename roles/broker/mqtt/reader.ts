@@ -32,8 +32,8 @@ export interface PacketHost {
   state(): number;
   /** One packet at `buf[s..e)`, its body from `body`: a promise while it is judged (CONNECT). */
   packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined;
-  /** Bytes came (keep-alive). */
-  heard(): void;
+  /** Told when bytes came (keep-alive), and whether a packet has begun and is not yet whole. */
+  readonly live: { heard(): void; partial(begun: boolean): void };
   /** The peer closed. */
   ended(): void;
   failed(err: Error): void;
@@ -43,8 +43,6 @@ export interface PacketHost {
   oversize(length: number, max: number): void;
   /** Whether a packet of `total` bytes may be buffered now (the broker within its memory). */
   mayBuffer(total: number): boolean;
-  /** Whether a packet has begun and is not yet whole (its deadline runs while it is). */
-  partial(begun: boolean): void;
 }
 
 /** Reads and hands over packets until the connection closes. */
@@ -83,7 +81,7 @@ export async function readPackets(
       if (n === null) return host.ended();
       if (host.state() >= CLOSING) continue;
       end += n;
-      host.heard();
+      host.live.heard();
       while (start < end) {
         // Not MQTT at all (an HTTP request, TLS): said at the first byte, not after its "length".
         if (host.state() === NEW && buf[start] !== 0x10) {
@@ -109,7 +107,7 @@ export async function readPackets(
         if (pending !== undefined) await pending;
         if (host.state() >= CLOSING) break;
       }
-      host.partial(start < end);
+      host.live.partial(start < end);
       const next = afterRead(buf, n, room, start, end);
       if (next !== undefined) {
         buf = next;
