@@ -150,15 +150,12 @@ export class Peer {
 
   /**
    * Stops taking this peer's input from its next frame on (what it sent
-   * waits, in order, and reading stops) until as many `releaseInput()`:
+   * waits, in order, and reading stops) until as many `holdInput(false)`:
    * backpressure from an owner with as much work from it as it can take.
    */
-  holdInput(): void {
-    this.#admission.block();
-  }
-
-  releaseInput(): void {
-    this.#admission.unblock();
+  holdInput(hold = true): void {
+    if (hold) this.#admission.block();
+    else this.#admission.unblock();
   }
 
   /** Requests from the peer being handled now. */

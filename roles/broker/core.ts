@@ -13,75 +13,27 @@ import { overloaded, readBuffers, SUBSCRIPTION_BYTES } from "./memory.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
-import { refuseSystemTopic, type Topic, type TopicNode, TopicTree, TopicWalk } from "./topics.ts";
+import { refuseSystemTopic, type Topic, type TopicNode, TopicTree } from "./topics.ts";
+import { TopicWalk } from "./topic_walk.ts";
 import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
+import type {
+  BrokerCoreOptions,
+  PublishResult,
+  Subscribed,
+  SubscribeRequest,
+  TopicInfo,
+} from "./core_types.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
 export { SUBSCRIBE_VISITS, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
 
-export interface BrokerCoreOptions {
-  /** Byte budget of the retained values. */
-  retainBytes: number;
-  /** Each connection's pending-byte limit (all its subscriptions together). */
-  maxPending: number;
-  /** Most topics kept; past it the least recently active topic is forgotten. */
-  maxTopics: number;
-  /**
-   * Byte budget of the topics' names and tree nodes (estimated); past it the
-   * least recently active topics are forgotten. Default: no budget.
-   */
-  maxTopicBytes?: number;
-  /** Most subscriptions over all connections. Default: no limit. */
-  maxSubscriptions?: number;
-  /**
-   * Process-wide budget of what the broker counts (see `memoryBytes`):
-   * past it new subscriptions and new topics are refused and `onOverBudget`
-   * is called (the front end sheds its slowest subscribers). Default: none.
-   */
-  maxMemory?: number;
-  /** Clock (epoch ms); tests may replace it. */
-  now?: () => number;
-}
-
-export interface PublishResult {
-  topic: string;
-  /** Subscribers the message went to (a group counts once). */
-  deliveries: number;
-  /** The topic did not exist before. */
-  created: boolean;
-}
-
-export interface SubscribeRequest {
-  /** A topic or pattern, not yet normalised. */
-  topic: unknown;
-  group?: unknown;
-  policy?: unknown;
-  /** Only topics at the pattern's own depth (an MQTT filter without `#`). */
-  exact?: boolean;
-}
-
-export interface Subscribed {
-  sub: Subscription;
-  /** Existing topics the subscription covers (at most `TOPIC_NAMES_LIMIT`). */
-  topics: string[];
-  /** How many existing topics it covers (at least; see `complete`). */
-  topicCount: number;
-  /**
-   * False when counting stopped at its work bound (SUBSCRIBE_VISITS): a
-   * pattern with `+` over a very wide level. `topicCount` is then a floor.
-   */
-  complete: boolean;
-}
-
-/** What `broker.topics` tells of a topic. */
-export interface TopicInfo {
-  topic: string;
-  retained: boolean;
-  last_active: string;
-  subscribers: number;
-  messages: number;
-  delivered: number;
-}
+export type {
+  BrokerCoreOptions,
+  PublishResult,
+  Subscribed,
+  SubscribeRequest,
+  TopicInfo,
+} from "./core_types.ts";
 
 /** Tree nodes one `broker.topics` may visit (its answer says `truncated` past it). */
 export const LIST_VISITS = 65_536;

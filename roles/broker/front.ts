@@ -160,7 +160,7 @@ class Session implements Sink, Publisher {
   }
 
   goOn(): void {
-    this.peer.releaseInput();
+    this.peer.holdInput(false);
   }
 
   topicCreated(sub: Subscription, topic: string): void {

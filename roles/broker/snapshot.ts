@@ -7,13 +7,8 @@
  * the build (see TopicTree.restore).
  */
 import { Message, type Snapshot } from "./subscriber.ts";
-import {
-  type Topic,
-  type TopicNode,
-  type TopicTree,
-  TopicWalk,
-  type WalkBudget,
-} from "./topics.ts";
+import type { Topic, TopicNode, TopicTree } from "./topics.ts";
+import { TopicWalk, type WalkBudget } from "./topic_walk.ts";
 
 /** Most topic names a subscribe answer lists (the count says how many there are). */
 export const TOPIC_NAMES_LIMIT = 1000;

@@ -1,0 +1,66 @@
+/** What the broker's core (core.ts) is given and answers: its options, and its calls' requests and results. */
+import type { Subscription } from "./subscriber.ts";
+
+export interface BrokerCoreOptions {
+  /** Byte budget of the retained values. */
+  retainBytes: number;
+  /** Each connection's pending-byte limit (all its subscriptions together). */
+  maxPending: number;
+  /** Most topics kept; past it the least recently active topic is forgotten. */
+  maxTopics: number;
+  /**
+   * Byte budget of the topics' names and tree nodes (estimated); past it the
+   * least recently active topics are forgotten. Default: no budget.
+   */
+  maxTopicBytes?: number;
+  /** Most subscriptions over all connections. Default: no limit. */
+  maxSubscriptions?: number;
+  /**
+   * Process-wide budget of what the broker counts (see `memoryBytes`):
+   * past it new subscriptions and new topics are refused and `onOverBudget`
+   * is called (the front end sheds its slowest subscribers). Default: none.
+   */
+  maxMemory?: number;
+  /** Clock (epoch ms); tests may replace it. */
+  now?: () => number;
+}
+
+export interface PublishResult {
+  topic: string;
+  /** Subscribers the message went to (a group counts once). */
+  deliveries: number;
+  /** The topic did not exist before. */
+  created: boolean;
+}
+
+export interface SubscribeRequest {
+  /** A topic or pattern, not yet normalised. */
+  topic: unknown;
+  group?: unknown;
+  policy?: unknown;
+  /** Only topics at the pattern's own depth (an MQTT filter without `#`). */
+  exact?: boolean;
+}
+
+export interface Subscribed {
+  sub: Subscription;
+  /** Existing topics the subscription covers (at most `TOPIC_NAMES_LIMIT`). */
+  topics: string[];
+  /** How many existing topics it covers (at least; see `complete`). */
+  topicCount: number;
+  /**
+   * False when counting stopped at its work bound (SUBSCRIBE_VISITS): a
+   * pattern with `+` over a very wide level. `topicCount` is then a floor.
+   */
+  complete: boolean;
+}
+
+/** What `broker.topics` tells of a topic. */
+export interface TopicInfo {
+  topic: string;
+  retained: boolean;
+  last_active: string;
+  subscribers: number;
+  messages: number;
+  delivered: number;
+}
