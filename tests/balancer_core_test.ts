@@ -140,6 +140,7 @@ function setup(
     queueMs?: number;
     share?: number;
     now?: () => number;
+    sourceOf?: (flow: object) => string | undefined;
   } = {},
 ) {
   const pool = new Pool();
@@ -173,6 +174,7 @@ function setup(
     budget: new RetryBudget({ minPerSecond: 100 }),
     contendedShare: options.share,
     now: options.now,
+    sourceOf: options.sourceOf,
   });
   let next = 1;
   const job = (idempotent = true, bytes = 100, flow?: object): TestJob => ({
@@ -259,6 +261,83 @@ Deno.test("Dispatcher: a connection holding more than four shares yields to one 
   now += 60;
   dispatcher.pump();
   assert.equal(bulkSent(), 8, "once the other is idle, the bulk flow has its share again");
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher: connections of one source share its shares while another source is busy", () => {
+  let now = 0;
+  const sources = new Map<object, string>();
+  const { dispatcher, sent, job } = setup(2, {
+    capacity: 100,
+    share: 4,
+    now: () => now,
+    sourceOf: (flow) => sources.get(flow),
+  });
+  // Eight connections from one address, and a client from another.
+  const spread = Array.from({ length: 8 }, () => {
+    const flow = {};
+    sources.set(flow, "10.0.0.2");
+    return flow;
+  });
+  const other = {};
+  sources.set(other, "10.0.0.1");
+  const ids = new Set<number>();
+  const spreadSent = () => sent.filter(([id]) => ids.has(id)).length;
+  const submitSpread = (each: number) =>
+    spread.flatMap((flow) =>
+      Array.from({ length: each }, () => {
+        const j = job(true, 100, flow);
+        ids.add(j.id);
+        dispatcher.submit(j);
+        return j;
+      })
+    );
+  const first = submitSpread(2);
+  assert.equal(spreadSent(), 16, "alone, a source's connections go within a share each");
+  const mine = job(true, 100, other);
+  dispatcher.submit(mine);
+  assert.equal(sent.at(-1)?.[0], mine.id, "another source's request goes at once");
+  // Each connection within its share (2 out, 3 more), but the source is past two shares.
+  const more = submitSpread(3);
+  assert.equal(spreadSent(), 16, "beyond two shares on the backends, the source's requests wait");
+  assert.equal(dispatcher.queued, 24);
+  for (const j of first) dispatcher.finish(j, "answered");
+  const held = spreadSent();
+  assert.ok(
+    held <= 18,
+    `${held - 16} of 24 sent: more than five shares in all, a bulk flow beside the other's request`,
+  );
+  const light = Array.from({ length: 3 }, () => job(true, 100, other));
+  for (const j of light) dispatcher.submit(j);
+  assert.equal(
+    sent.filter(([id]) => !ids.has(id)).length,
+    4,
+    "the other source's requests go at once",
+  );
+  assert.equal(spreadSent(), held, "while it has requests out, the bulk source's wait");
+  for (const j of [mine, ...light]) dispatcher.finish(j, "answered");
+  for (const j of more.filter((j) => j.backend !== undefined)) dispatcher.finish(j, "answered");
+  now += 60;
+  dispatcher.pump();
+  assert.equal(
+    spreadSent(),
+    40,
+    "once the other source is idle, each connection has its share again",
+  );
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher: connections of one source alone are limited by connection only", () => {
+  const { dispatcher, sent, job } = setup(2, {
+    capacity: 100,
+    share: 4,
+    sourceOf: () => "127.0.0.1",
+  });
+  const flows = Array.from({ length: 6 }, () => ({}));
+  for (const flow of flows) for (let i = 0; i < 6; i++) dispatcher.submit(job(true, 100, flow));
+  // The first connection, alone at first, sent all six.
+  assert.equal(sent.length, 26, "a share on each of six connections, as if each were alone");
+  assert.equal(dispatcher.queued, 10);
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

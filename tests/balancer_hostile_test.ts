@@ -31,6 +31,7 @@ import {
 import { closeQuietly, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
 
 const ATTACKER = fileURLToPath(new URL("../bench/pipeline_client.ts", import.meta.url));
+const SPREAD = fileURLToPath(new URL("../bench/spread_client.ts", import.meta.url));
 
 /** `n` attackers on `port`, sending once this resolves. */
 async function attack(port: number, n: number, requests: number) {
@@ -142,6 +143,49 @@ for (const attackers of [2, 4]) {
     }
   });
 }
+
+Deno.test("a client spread over many connections from one address slows only itself", async () => {
+  const servers = await startServers(2);
+  const balancer = await startBalancer(servers);
+  // Sixteen connections from 127.0.0.2, each keeping 48 requests out (within
+  // four shares each: 768 in all); the legitimate client is on 127.0.0.1.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", SPREAD, String(balancer.port), "16", "48", "127.0.0.2"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stdin = child.stdin.getWriter();
+  const answered = async () => {
+    await stdin.write(new TextEncoder().encode("\n"));
+    return Number((await lines.read()).value);
+  };
+  try {
+    assert.match((await lines.read()).value ?? "", /ready/);
+    await eventually(async () => await answered() > 2000, 10_000, "the spread client to run");
+    const before = await answered();
+    const times: number[] = [];
+    for (let round = 0; round < 3; round++) times.push(...await legitimate(balancer.address, 100));
+    const during = await answered() - before;
+    times.sort((a, b) => a - b);
+    const p50 = times[Math.floor(times.length / 2)];
+    const p99 = times[Math.floor(times.length * 0.99)];
+    assert.ok(p50 < 50 && p99 < 1000, `legitimate calls: p50 ${p50} ms, p99 ${p99} ms`);
+    // What was answered or on the backends when the legitimate client came (up
+    // to its 768 out: it counts what it has read), then about one for eight of
+    // the legitimate client's 300. Before: a share on each connection, 256 on
+    // the backends, and about 200,000 answers meanwhile in a run here.
+    assert.ok(during < 3000, `the spread client got ${during} answers meanwhile`);
+    const after = await answered();
+    await eventually(async () => await answered() > after + 1000, 10_000, "it to go on after");
+  } finally {
+    await stdin.close().catch(() => {});
+    await lines.cancel().catch(() => {});
+    await child.status;
+    await stopAll([balancer, ...servers]);
+  }
+});
 
 Deno.test("an error with a code outside the protocol's list reaches the client as INTERNAL, its text cut", async () => {
   // A backend that answers health checks and fails everything else with a

@@ -79,6 +79,12 @@ export interface DispatchOptions {
   budget: RetryBudget;
   /** Requests one client connection may have on backends while others are active (shares.ts). */
   contendedShare?: number;
+  /**
+   * The source of a client connection (its peer address, or its user): the
+   * connections of one source share its shares while another source is busy
+   * (shares.ts). Undefined: each connection is its own source.
+   */
+  sourceOf?: (flow: object) => string | undefined;
   now?: () => number;
 }
 
@@ -200,6 +206,7 @@ export class Dispatcher<J extends Job> {
       now: this.#now,
       waiting: (key) => this.#queue.waiting(key),
       wake: () => this.pump(),
+      sourceOf: options.sourceOf,
     });
   }
 
@@ -243,8 +250,10 @@ export class Dispatcher<J extends Job> {
     share.lastAt = job.takenAt = this.#now();
     job.deadline = job.takenAt + this.#options.queueTimeoutMs;
     const refused = this.#queue.push(job, this.#shed);
+    if (refused === undefined) this.#shares.queued(share, 1);
     if (this.#shed.length > 0) {
       const shed = this.#shed.splice(0);
+      for (const j of shed) this.#unqueued(j);
       this.stats.overloaded += shed.length;
       const err = new DistError(
         "OVERLOADED",
@@ -296,6 +305,7 @@ export class Dispatcher<J extends Job> {
       if (abandoned !== undefined && abandoned(job)) {
         queue.shift();
         if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
+        else this.#unqueued(job);
         job.queuedBytes = 0;
         this.stats.abandoned++;
         this.#hooks.reject(job, GONE);
@@ -315,6 +325,7 @@ export class Dispatcher<J extends Job> {
       if (!this.#dispatch(job, this.#avoid.get(job), bulk)) return false;
       queue.shift();
       if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
+      else this.#unqueued(job);
       job.queuedBytes = 0;
     }
     return true;
@@ -325,11 +336,18 @@ export class Dispatcher<J extends Job> {
     this.#closed = err;
     clearTimeout(this.#timer);
     this.#shares.stop();
-    for (const job of [...this.#retryQueue.drain(), ...this.#queue.drain()]) {
+    const waiting = this.#queue.drain();
+    for (const job of waiting) this.#unqueued(job);
+    for (const job of [...this.#retryQueue.drain(), ...waiting]) {
       job.queuedBytes = 0;
       this.#hooks.reject(job, err);
     }
     this.#retryBytes = 0;
+  }
+
+  /** `job` left the queue of new requests (sent, expired, shed or dropped). */
+  #unqueued(job: J): void {
+    if (job.share !== undefined) this.#shares.queued(job.share, -1);
   }
 
   #failover(job: J, backend: Backend): void {
@@ -408,7 +426,9 @@ export class Dispatcher<J extends Job> {
       job.queuedBytes = 0;
       expired.push(job);
     }
+    const retried = expired.length;
     this.#queue.expire(now + 1, expired);
+    for (let i = retried; i < expired.length; i++) this.#unqueued(expired[i]);
     // Failing them lets their clients send more: only once the lines are settled.
     if (expired.length > 0) {
       this.stats.expired += expired.length;

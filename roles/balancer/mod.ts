@@ -16,6 +16,7 @@
  * health checks), `relay.ts` (one request on a backend's connection,
  * decoded or passed through as bytes).
  */
+import { TOKEN_USER } from "../../auth/mod.ts";
 import { formatAddress, UsageError } from "../../config/mod.ts";
 import {
   codecByName,
@@ -111,6 +112,7 @@ function forwarding(options: BalancerOptions) {
     retries: options.retries,
     budget: new RetryBudget({ ratio: options.retryBudget }),
     contendedShare: options.clientShare,
+    sourceOf,
   });
   const forward = (method: string, params: unknown, peer: Peer, meta: RequestMeta) =>
     new Promise((resolve, reject) => {
@@ -132,6 +134,18 @@ function forwarding(options: BalancerOptions) {
       });
     });
   return { pool, relay, dispatcher, report, state, forward, reclaimer };
+}
+
+/**
+ * A client connection's source, whose connections share its shares while
+ * another source is busy (shares.ts): its user when it authenticated as one
+ * of its own (not the shared token, which every client may hold), else the
+ * address it connects from.
+ */
+function sourceOf(flow: object): string {
+  const peer = flow as Peer;
+  const user = peer.identity?.user;
+  return user !== undefined && user !== TOKEN_USER ? `user ${user}` : peer.conn.remoteHost;
 }
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {

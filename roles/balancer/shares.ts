@@ -24,8 +24,18 @@
  * When none is busy, bulk flows share the backends, each within its share.
  * This is fq_codel's priority of sparse flows over bulk ones, by connection.
  * A client slow to read for a moment holds a few shares at most; one that
- * pipelines without reading holds the wire's limit (256). A client that
- * wants many requests at once beside others spreads them over connections.
+ * pipelines without reading holds the wire's limit (256).
+ *
+ * Shares by connection alone let a client spread over connections take a
+ * share on each: sixteen connections of 64 requests each held 256 slots, and
+ * none was a bulk flow. So the connections of one source (a peer address, or
+ * an authenticated user) count together too, but only while another source
+ * has requests in the balancer (or had one answered within the grace): many
+ * clients behind one address (a NAT, every test on loopback) are one source,
+ * and alone they are limited by connection only. Then a source's connections
+ * together may have {@link SOURCE_OUT} shares on the backends, and those
+ * holding more than {@link SOURCE_DEPTH} shares (on the backends and
+ * waiting) are bulk flows: what one connection may hold, plus one share.
  */
 
 /** Requests one client connection may have on the backends while others are active. */
@@ -34,6 +44,10 @@ export const CONTENDED_SHARE = 16;
 export const ACTIVE_MS = 1000;
 /** Shares a connection may hold (on the backends and waiting) before it is a bulk flow. */
 export const BULK_DEPTH = 4;
+/** Shares the connections of one source may have on the backends while another source is busy. */
+export const SOURCE_OUT = 2;
+/** Shares the connections of one source may hold before they are bulk flows (another busy). */
+export const SOURCE_DEPTH = BULK_DEPTH + 1;
 /** Requests of other connections sent for each one of bulk flows, while those are busy. */
 export const LIGHT_PER_BULK = 8;
 /** Most bulk requests that others' may have earned ahead (a burst of bulk beside them). */
@@ -55,13 +69,24 @@ export enum Admit {
   Bulk,
 }
 
+/** The requests of one source's connections (a peer address, or an authenticated user). */
+export class SourceShare {
+  /** Its requests on the backends. */
+  inflight = 0;
+  /** Its requests waiting in the queue. */
+  waiting = 0;
+  /** Its connections known to the shares (active within ACTIVE_MS). */
+  connections = 0;
+  constructor(readonly key: string) {}
+}
+
 /** One client connection's requests on the backends. */
 export class ClientShare {
   /** Requests of it on backends now. */
   inflight = 0;
   /** When it last sent a request (the dispatcher's clock). */
   lastAt = 0;
-  constructor(readonly key: object) {}
+  constructor(readonly key: object, readonly source: SourceShare | undefined) {}
 }
 
 const SHARED_KEY = {};
@@ -80,6 +105,17 @@ export class Shares {
   /** When a request of a connection within its share was last answered. */
   #lightAt = -Infinity;
   #byKey = new Map<object, ClientShare>();
+  #sources = new Map<string, SourceShare>();
+  /** Sources with requests in the balancer (on the backends or waiting). */
+  #busySources = 0;
+  /** The two sources that last went idle, and when (another within the grace counts as busy). */
+  #idle: [SourceShare | undefined, number, SourceShare | undefined, number] = [
+    undefined,
+    -Infinity,
+    undefined,
+    -Infinity,
+  ];
+  #sourceOf: ((key: object) => string | undefined) | undefined;
   /** The share `of` gave last (still in #byKey). */
   #last: ClientShare | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -90,6 +126,7 @@ export class Shares {
    * @param waiting whether a connection has requests waiting (its share is
    * kept until they are sent)
    * @param wake called when bulk flows held back for the grace may go
+   * @param sourceOf the source of a connection (undefined: its own)
    */
   constructor(
     options: {
@@ -97,12 +134,14 @@ export class Shares {
       now: () => number;
       waiting: (key: object) => boolean;
       wake: () => void;
+      sourceOf?: (key: object) => string | undefined;
     },
   ) {
     this.contended = options.contended ?? CONTENDED_SHARE;
     this.#now = options.now;
     this.#waiting = options.waiting;
     this.#wake = options.wake;
+    this.#sourceOf = options.sourceOf;
   }
 
   /** Connections active now. */
@@ -117,7 +156,7 @@ export class Shares {
     if (this.#last?.key === k) return this.#last;
     let share = this.#byKey.get(k);
     if (share === undefined) {
-      share = new ClientShare(k);
+      share = new ClientShare(k, key === undefined ? undefined : this.#sourceFor(key));
       this.#byKey.set(k, share);
       if (this.#timer === undefined) {
         this.#timer = setInterval(() => this.#sweep(), ACTIVE_MS);
@@ -132,7 +171,11 @@ export class Shares {
    * may go to a backend now (as a request within its share).
    */
   mayTake(share: ClientShare): boolean {
-    return share.inflight < this.contended || this.#byKey.size <= 1;
+    if (this.#byKey.size <= 1) return true;
+    if (share.inflight >= this.contended) return false;
+    const source = share.source;
+    return source === undefined || source.connections <= 1 ||
+      source.inflight < SOURCE_OUT * this.contended || !this.#othersBusy(source);
   }
 
   /**
@@ -142,7 +185,18 @@ export class Shares {
   admit(share: ClientShare, waiting: number): Admit {
     if (this.#byKey.size <= 1) return Admit.Light;
     if (share.inflight >= this.contended) return Admit.No;
-    if (share.inflight + waiting <= BULK_DEPTH * this.contended) return Admit.Light;
+    let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
+    const source = share.source;
+    if (source !== undefined && source.connections > 1 && this.#othersBusy(source)) {
+      if (source.inflight >= SOURCE_OUT * this.contended) return Admit.No;
+      if (source.inflight + source.waiting > SOURCE_DEPTH * this.contended) light = false;
+    }
+    if (light) return Admit.Light;
+    return this.#bulk();
+  }
+
+  /** Whether a request of a bulk flow may go now. */
+  #bulk(): Admit {
     const light = this.inflight - this.bulk;
     if (light === 0) {
       const wait = this.#lightAt + LIGHT_GRACE_MS - this.#now();
@@ -164,6 +218,8 @@ export class Shares {
   took(share: ClientShare, bulk: boolean): void {
     share.inflight++;
     this.inflight++;
+    const source = share.source;
+    if (source !== undefined && source.inflight++ + source.waiting === 0) this.#busySources++;
     if (bulk) {
       this.bulk++;
       this.#credit = this.#credit > 1 ? this.#credit - 1 : 0;
@@ -177,8 +233,55 @@ export class Shares {
   gave(share: ClientShare, bulk: boolean, now: number): void {
     share.inflight--;
     this.inflight--;
+    const source = share.source;
+    if (source !== undefined && --source.inflight + source.waiting === 0) {
+      this.#wentIdle(source, now > -Infinity ? now : this.#now());
+    }
     if (bulk) this.bulk--;
     else if (now > this.#lightAt) this.#lightAt = now;
+  }
+
+  /** A request of `share` began (1) or stopped (-1) waiting in the queue. */
+  queued(share: ClientShare, n: 1 | -1): void {
+    const source = share.source;
+    if (source === undefined) return;
+    const before = source.inflight + source.waiting;
+    source.waiting += n;
+    if (before === 0) this.#busySources++;
+    else if (before + n === 0) this.#wentIdle(source, this.#now());
+  }
+
+  /** Whether a source other than `source` has requests in, or had within the grace. */
+  #othersBusy(source: SourceShare): boolean {
+    const mine = source.inflight + source.waiting > 0 ? 1 : 0;
+    if (this.#busySources > mine) return true;
+    const idle = this.#idle;
+    const other = idle[0] !== source ? idle[1] : idle[3];
+    return other > -Infinity && this.#now() - other < LIGHT_GRACE_MS;
+  }
+
+  #wentIdle(source: SourceShare, now: number): void {
+    this.#busySources--;
+    const idle = this.#idle;
+    // Keeps the last two distinct sources, newest first.
+    if (idle[0] !== source) {
+      idle[2] = idle[0];
+      idle[3] = idle[1];
+      idle[0] = source;
+    }
+    idle[1] = now;
+  }
+
+  #sourceFor(key: object): SourceShare | undefined {
+    const name = this.#sourceOf?.(key);
+    if (name === undefined) return undefined;
+    let source = this.#sources.get(name);
+    if (source === undefined) {
+      source = new SourceShare(name);
+      this.#sources.set(name, source);
+    }
+    source.connections++;
+    return source;
   }
 
   stop(): void {
@@ -195,6 +298,12 @@ export class Shares {
       if (share.inflight === 0 && share.lastAt < before && !this.#waiting(key)) {
         this.#byKey.delete(key);
         if (this.#last === share) this.#last = undefined;
+        const source = share.source;
+        if (source !== undefined && --source.connections === 0) {
+          this.#sources.delete(source.key);
+          if (this.#idle[0] === source) this.#idle[0] = undefined;
+          if (this.#idle[2] === source) this.#idle[2] = undefined;
+        }
       }
     }
     if (this.#byKey.size === 0) this.stop();

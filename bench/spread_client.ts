@@ -1,0 +1,98 @@
+/**
+ * A client spread over many connections, in its own process: CONNS
+ * connections from the local address FROM (127.0.0.2 by default: another
+ * source than the other clients on loopback), each keeping WINDOW small
+ * `add` requests out (it reads its answers, and sends one more for each).
+ * Each connection alone is within the balancer's four shares, so only its
+ * source marks it as a bulk flow (roles/balancer/shares.ts). Used by
+ * tests/balancer_hostile_test.ts and bench/balancer_hostile.ts.
+ *
+ *   deno run -A bench/spread_client.ts PORT CONNS WINDOW [FROM]
+ *
+ * Prints "ready" once every connection's handshake is done; then, for each
+ * line on stdin, the answers received so far; exits when stdin closes.
+ */
+import net from "node:net";
+
+const [portText, connsText, windowText, from = "127.0.0.2"] = Deno.args;
+const port = Number(portText);
+const conns = Number(connsText);
+const window = Number(windowText);
+
+function frame(text: string): Uint8Array {
+  const body = new TextEncoder().encode(text);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}
+
+/** `n` framed requests in one buffer. */
+function requests(n: number, next: () => number): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = next();
+    parts.push(frame(`{"id":${id},"method":"add","params":{"a":${id},"b":1}}`));
+  }
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}
+
+let answered = 0;
+const sockets: net.Socket[] = [];
+
+/** One connection: the handshake, then WINDOW requests out until it closes. */
+function open(): Promise<void> {
+  return new Promise((ready, fail) => {
+    let id = 0;
+    const next = () => ++id;
+    let welcomed = false;
+    let buffer = new Uint8Array(0);
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress: from }, () => {
+      socket.write(frame(JSON.stringify({
+        op: "hello",
+        v: 1,
+        codec: "json",
+        role: "client",
+        name: "spread",
+      })));
+    });
+    sockets.push(socket);
+    socket.on("error", (err) => welcomed ? undefined : fail(err));
+    socket.on("data", (chunk: Uint8Array) => {
+      const joined = new Uint8Array(buffer.length + chunk.length);
+      joined.set(buffer);
+      joined.set(chunk, buffer.length);
+      let at = 0;
+      let answers = 0;
+      while (joined.length - at >= 4) {
+        const n = new DataView(joined.buffer, at).getUint32(0);
+        if (joined.length - at - 4 < n) break;
+        const text = new TextDecoder().decode(joined.subarray(at + 4, at + 4 + n));
+        at += 4 + n;
+        if (!welcomed) {
+          welcomed = true;
+          socket.write(requests(window, next));
+          ready();
+        } else if (text.includes('"result"') || text.includes('"error"')) answers++;
+      }
+      buffer = joined.slice(at);
+      if (answers > 0) {
+        answered += answers;
+        socket.write(requests(answers, next));
+      }
+    });
+  });
+}
+
+await Promise.all(Array.from({ length: conns }, open));
+console.log("ready");
+const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+for (let r = await lines.read(); !r.done; r = await lines.read()) console.log(String(answered));
+for (const s of sockets) s.destroy();
+Deno.exit(0);
