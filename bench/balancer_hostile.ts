@@ -12,6 +12,11 @@
  * p99, errors), one a closed loop at concurrency 8 (throughput). Then the
  * attackers are stopped and the target settles before the next case.
  *
+ * A fourth case, `spread`: one client on 16 connections from another
+ * address (127.0.0.2), each keeping 48 requests out and reading its
+ * answers (bench/spread_client.ts): within four shares per connection, so
+ * only the shares per source (roles/balancer/shares.ts) hold it back.
+ *
  * With DIST_BASELINE=DIR, a balancer of that checkout over the same 2
  * servers is a third target (before/after in one run).
  *
@@ -33,6 +38,30 @@ import {
 
 const ATTACKER = fileURLToPath(new URL("./pipeline_client.ts", import.meta.url));
 const ATTACK_REQUESTS = 100_000;
+const SPREAD = fileURLToPath(new URL("./spread_client.ts", import.meta.url));
+/** The cases: that many pipelining attackers, or one client spread over connections. */
+const CASES = [0, 1, 4, "spread"] as const;
+
+/** The spread client (see the module note) on `port`, started. */
+async function spread(port: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", SPREAD, String(port), "16", "48", "127.0.0.2"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { value } = await reader.read();
+  if (!value?.startsWith("ready")) throw new Error(`spread client did not start: ${value}`);
+  return {
+    async stop(): Promise<number[]> {
+      await child.stdin.close();
+      await reader.cancel().catch(() => {});
+      await child.status;
+      return [];
+    },
+  };
+}
 
 /** CPU time a process has used (user + system), in ms; 0 when it is gone. */
 function cpuMs(pid: number): number {
@@ -151,11 +180,13 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         const [side, target] = targets[(round - 1 + k) % targets.length];
         let unattacked = 0;
         await legit(target.address, "1s"); // warm-up
-        for (const attackers of [0, 1, 4]) {
+        for (const attackers of CASES) {
           const tag = `${side}_${attackers}`;
           const cpu0 = cpuMs(target.child.pid);
           const t0 = performance.now();
-          const a = await attack(target.port, attackers);
+          const a = attackers === "spread"
+            ? await spread(target.port)
+            : await attack(target.port, attackers);
           const [lat, thr] = await legit(target.address, duration);
           const cpu = (cpuMs(target.child.pid) - cpu0) / (performance.now() - t0) * 100;
           const rss = rssOf(target.child.pid);
@@ -172,7 +203,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           if (attackers === 0) unattacked = thr.rps;
           else {
             rounds.add(`${tag}_rps_ratio`, thr.rps / unattacked);
-            rounds.add(`${tag}_taken_kib`, took.reduce((x, y) => x + y, 0) / 1024 / attackers);
+            if (attackers !== "spread") {
+              rounds.add(`${tag}_taken_kib`, took.reduce((x, y) => x + y, 0) / 1024 / attackers);
+            }
           }
           await settle(target.port);
         }
@@ -187,14 +220,17 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const m = rounds.medians();
   const f = (x: number | undefined, d = 0) => x === undefined ? "—" : x.toFixed(d);
   for (const [side] of targets) {
-    for (const n of [0, 1, 4]) {
+    for (const n of CASES) {
       const t = `${side}_${n}`;
+      const name = n === "spread" ? "spread client" : `${n} attacker(s)`;
       console.log(
-        `${side.padEnd(8)} ${n} attacker(s): legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
+        `${side.padEnd(8)} ${name}: legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
           `${f(m[`${t}_p99_ms`], 2)} ms, errors ${f(m[`${t}_errors`])}; c=8 ${f(m[`${t}_rps`])} ` +
-          `req/s` + (n > 0 ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
+          `req/s` + (n !== 0 ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
           `; target CPU ${f(m[`${t}_cpu_pct`])} %, RSS ${mib(m[`${t}_rss`])}` +
-          (n > 0 ? `; each attacker got ${f(m[`${t}_taken_kib`])} KiB of requests taken` : ""),
+          (typeof n === "number" && n > 0
+            ? `; each attacker got ${f(m[`${t}_taken_kib`])} KiB of requests taken`
+            : ""),
       );
     }
   }
@@ -202,7 +238,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     `targets through the balancer under attack: p99 ≤ 50 ms (1: ${f(m.balancer_1_p99_ms, 1)}, ` +
       `4: ${f(m.balancer_4_p99_ms, 1)}), throughput ≥ 0.8× (1: ${
         f(m.balancer_1_rps_ratio, 2)
-      }, 4: ${f(m.balancer_4_rps_ratio, 2)})`,
+      }, 4: ${f(m.balancer_4_rps_ratio, 2)}); spread over 16 connections: p99 ${
+        f(m.balancer_spread_p99_ms, 1)
+      } ms, ${f(m.balancer_spread_rps_ratio, 2)}×`,
   );
   return m;
 }
