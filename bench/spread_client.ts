@@ -13,19 +13,12 @@
  * line on stdin, the answers received so far; exits when stdin closes.
  */
 import net from "node:net";
+import { concat, frame, jsonFrame } from "../tests/helpers/raw.ts";
 
 const [portText, connsText, windowText, from = "127.0.0.2"] = Deno.args;
 const port = Number(portText);
 const conns = Number(connsText);
 const window = Number(windowText);
-
-function frame(text: string): Uint8Array {
-  const body = new TextEncoder().encode(text);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-}
 
 /** `n` framed requests in one buffer. */
 function requests(n: number, next: () => number): Uint8Array {
@@ -34,13 +27,7 @@ function requests(n: number, next: () => number): Uint8Array {
     const id = next();
     parts.push(frame(`{"id":${id},"method":"add","params":{"a":${id},"b":1}}`));
   }
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all;
+  return concat(parts);
 }
 
 let answered = 0;
@@ -54,13 +41,7 @@ function open(): Promise<void> {
     let welcomed = false;
     let buffer = new Uint8Array(0);
     const socket = net.connect({ host: "127.0.0.1", port, localAddress: from }, () => {
-      socket.write(frame(JSON.stringify({
-        op: "hello",
-        v: 1,
-        codec: "json",
-        role: "client",
-        name: "spread",
-      })));
+      socket.write(jsonFrame({ op: "hello", v: 1, codec: "json", role: "client", name: "spread" }));
     });
     sockets.push(socket);
     socket.on("error", (err) => welcomed ? undefined : fail(err));
