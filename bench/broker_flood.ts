@@ -4,7 +4,7 @@
  *
  * - `subs`: 20 connections × 10,000 `drop-oldest` subscriptions to `/`,
  *   heartbeating and never reading (the write timeout set long, so that
- *   they stay: a peer reading a trickle would), then 50 small confirmed
+ *   they stay), then 50 small confirmed
  *   publishes, each fanned out to 200,000 subscriptions. Reported: RSS
  *   growth after subscribing and after the publishes (its peak, and once
  *   the fan-out is done) against the bytes the broker counts; confirmation

@@ -1,8 +1,9 @@
 /**
  * The write deadline's minimum-progress rule (wire/deadlines.ts): while
- * output waits on a peer, it must take 64 KiB per write timeout. A peer
- * that takes nothing, or a trickle, is cut off; one that keeps up, or that
- * has taken everything (no write in flight), is not. Pure logic: ticks and
+ * output waits on a peer, it must take 64 KiB (or all that waited, if less)
+ * per write timeout. A peer that takes nothing, or a trickle, is cut off;
+ * one that keeps up, or that has taken everything (no write in flight), is
+ * not. Pure logic: ticks and
  * byte counts as FramedConn feeds them.
  */
 import assert from "node:assert/strict";
@@ -16,7 +17,7 @@ function cutAt(perTick: number, timeoutMs: number, ticks: number): number {
   let out = 0;
   for (let t = 1; t <= ticks; t++) {
     out += perTick;
-    if (p.tick(250, true, out, timeoutMs)) return t;
+    if (p.tick(250, true, out, 10_000_000, timeoutMs)) return t;
   }
   return -1;
 }
@@ -33,14 +34,24 @@ Deno.test("write progress: a trickle (48 KiB per write timeout) is cut; 64 KiB p
 
 Deno.test("write progress: a lump of progress starts the count again; no write in flight is never judged", () => {
   const p = new WriteProgress();
-  assert.equal(p.tick(750, true, 0, 1000), false);
-  assert.equal(p.tick(200, true, 64 * KIB, 1000), false, "64 KiB taken: counted afresh");
+  const MB = 10_000_000;
+  assert.equal(p.tick(750, true, 0, MB, 1000), false);
+  assert.equal(p.tick(200, true, 64 * KIB, MB, 1000), false, "64 KiB taken: counted afresh");
   assert.equal(p.waited, 0);
-  assert.equal(p.tick(900, true, 64 * KIB + 10, 1000), false);
-  assert.equal(p.tick(50_000, false, 64 * KIB + 10, 1000), false, "nothing waits on it");
-  assert.equal(p.tick(900, true, 64 * KIB + 10, 1000), false);
-  assert.equal(p.tick(100, true, 64 * KIB + 30, 1000), true);
-  assert.match(p.describe(1000), /^took 20 bytes in 1000 ms, less than 65536 per write timeout/);
+  assert.equal(p.tick(900, true, 64 * KIB + 10, MB, 1000), false);
+  assert.equal(p.tick(50_000, false, 64 * KIB + 10, MB, 1000), false, "nothing waits on it");
+  assert.equal(p.tick(900, true, 64 * KIB + 10, MB, 1000), false);
+  assert.equal(p.tick(100, true, 64 * KIB + 30, MB, 1000), true);
+  assert.match(p.describe(1000), /^took 20 bytes in 1000 ms, less than the 65536 waiting/);
+});
+
+Deno.test("write progress: a peer keeping up with a slow stream is not judged by a write in flight at each tick", () => {
+  const p = new WriteProgress();
+  let out = 0;
+  for (let t = 0; t < 100; t++) {
+    out += 300; // 1.2 KB/s, each tick finding a write of 300 bytes in flight
+    assert.equal(p.tick(250, true, out, 300, 1000), false, `tick ${t}`);
+  }
 });
 
 Deno.test("deadlines: a trickle reader is stalled, with the reason in its SLOW_CONSUMER error", () => {
@@ -49,10 +60,10 @@ Deno.test("deadlines: a trickle reader is stalled, with the reason in its SLOW_C
   let due = "none";
   for (let t = 0; t < 4; t++) {
     out += 8 * KIB;
-    due = d.check(250, true, true, true, out, -1);
+    due = d.check(250, true, true, true, out, 5_000_000, -1);
   }
   assert.equal(due, "stalled");
   const err = d.error("stalled", 5_000_000, 0);
-  assert.match(err.message, /Peer took 32768 bytes in 1000 ms, less than 65536 per write timeout/);
+  assert.match(err.message, /Peer took 32768 bytes in 1000 ms, less than the 65536 waiting/);
   assert.match(err.message, /5000000 bytes pending/);
 });

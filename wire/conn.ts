@@ -285,6 +285,7 @@ export class FramedConn {
       this.#sentSinceTick,
       out.writing,
       out.bytesOut,
+      out.pending,
       input.buffered > 0 && !waiting ? input.framesIn : -1,
     );
     this.#sentSinceTick = false;

@@ -31,24 +31,36 @@ export class WriteProgress {
   waited = 0;
   /** Bytes it took meanwhile. */
   taken = 0;
+  /** What it must take to have made progress: what waited when the count began, at most 64 KiB. */
+  #owed = 0;
   /** Bytes written to it by the last tick. */
   #at = 0;
 
   /**
    * One tick, `elapsed` ms after the last: `writing` (a write is in flight),
-   * `bytesOut` (bytes the peer has taken in all). Returns whether the peer
-   * is too slow: output waited `timeoutMs` with less than
-   * MIN_PROGRESS_BYTES taken.
+   * `bytesOut` (bytes the peer has taken in all), `pending` (bytes waiting
+   * on it). Returns whether the peer is too slow: output waited `timeoutMs`
+   * and the peer took less than MIN_PROGRESS_BYTES, and less than what
+   * waited when the count began (a peer that keeps up with a slow stream
+   * has a write in flight now and then, and is not judged by it).
    */
-  tick(elapsed: number, writing: boolean, bytesOut: number, timeoutMs: number): boolean {
+  tick(
+    elapsed: number,
+    writing: boolean,
+    bytesOut: number,
+    pending: number,
+    timeoutMs: number,
+  ): boolean {
     const took = bytesOut - this.#at;
     this.#at = bytesOut;
     if (!writing) {
       this.waited = this.taken = 0;
       return false;
     }
+    if (this.waited === 0 && this.taken === 0) this.#owed = Math.min(MIN_PROGRESS_BYTES, pending);
     this.taken += took;
-    if (this.taken >= MIN_PROGRESS_BYTES) {
+    if (this.taken > 0 && this.taken >= this.#owed) {
+      // It took what waited (or 64 KiB of it): the count begins again.
       this.waited = this.taken = 0;
       return false;
     }
@@ -60,8 +72,8 @@ export class WriteProgress {
   describe(timeoutMs: number): string {
     return this.taken === 0
       ? `took no bytes for ${Math.round(this.waited)} ms`
-      : `took ${this.taken} bytes in ${Math.round(this.waited)} ms, less than ` +
-        `${MIN_PROGRESS_BYTES} per write timeout (${timeoutMs} ms)`;
+      : `took ${this.taken} bytes in ${Math.round(this.waited)} ms, less than the ` +
+        `${this.#owed} waiting (at most ${MIN_PROGRESS_BYTES} per write timeout, ${timeoutMs} ms)`;
   }
 }
 
@@ -116,7 +128,8 @@ export class Deadlines {
    * One tick, `elapsed` ms after the last: `heard` (bytes arrived, or this
    * side is not reading: the peer's pings wait unread or cannot come, so its
    * silence proves nothing), `sent` (frames queued), `writing` (a write is
-   * in flight), `bytesOut` (bytes the peer has taken in all), `partial`
+   * in flight), `bytesOut` (bytes the peer has taken in all), `pending`
+   * (bytes waiting on it), `partial`
    * (a frame has begun and reading goes on: the count of frames read so
    * far, else -1).
    */
@@ -126,12 +139,15 @@ export class Deadlines {
     sent: boolean,
     writing: boolean,
     bytesOut: number,
+    pending: number,
     partial: number,
   ): Due {
     this.#quietRecv = heard ? 0 : this.#quietRecv + elapsed;
     this.#quietSend = sent ? 0 : this.#quietSend + elapsed;
     // The peer does not read, or reads a trickle: cut it off rather than hold its output forever.
-    if (this.#progress.tick(elapsed, writing, bytesOut, this.#writeTimeoutMs)) return "stalled";
+    if (this.#progress.tick(elapsed, writing, bytesOut, pending, this.#writeTimeoutMs)) {
+      return "stalled";
+    }
     // A frame that has begun must complete in time: dribbling a byte now and
     // then does not keep a connection (slowloris).
     if (partial < 0) {

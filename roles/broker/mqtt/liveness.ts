@@ -78,7 +78,7 @@ export class Liveness {
     // Made while output waits on the client only (an idle connection's every byte counts).
     const progress = this.#progress ??= new WriteProgress();
     const timeout = limits.writeTimeoutMs;
-    return progress.tick(elapsed, true, out.bytesOut, timeout)
+    return progress.tick(elapsed, true, out.bytesOut, out.pending, timeout)
       ? { why: progress.describe(timeout), withWill: true, slow: true }
       : undefined;
   }
