@@ -17,8 +17,8 @@
  * - `serve.ts`: the HTTP endpoint.
  * - `http_guarded.ts` (with `http_conn.ts`, one connection and its
  *   request header): the small HTTP/1.1 server of the metrics port and the
- *   dashboard, bounded in connections and in time for a request header;
- *   `http.ts`: `Deno.serve` kept serving, for the broker's MQTT WebSocket.
+ *   dashboard, bounded in connections and in time for a request header
+ *   (`parseHead` also reads the MQTT WebSocket port's upgrade request).
  */
 import { Registry } from "./metrics.ts";
 import { processMetrics } from "./process.ts";

@@ -3,12 +3,15 @@
  * not publish (the broker published it for the user when it vanished: a
  * user allowed to publish nothing wrote a retained value anywhere), and a
  * flood of the WebSocket port past the file limit (Deno's HTTP server
- * failed, and its unhandled failure ended the broker), and a client id
- * whose session is another user's, or nobody's (made while authentication
- * was off), live or read back after a restart.
+ * failed, and its unhandled failure ended the broker; then its restart
+ * closed every WebSocket client), half-sent HTTP requests on the WebSocket
+ * port (held forever, in no limit), and a client id whose session is
+ * another user's, or nobody's (made while authentication was off), live or
+ * read back after a restart.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import mqtt from "mqtt";
 import { hashToken } from "../auth/mod.ts";
 import { parseAddress } from "../config/mod.ts";
 import { dial } from "../wire/mod.ts";
@@ -137,16 +140,33 @@ Deno.test({
   },
 });
 
+/** An MQTT.js client over ws:// that never reconnects. */
+function wsClient(port: number): Promise<mqtt.MqttClient> {
+  return mqtt.connectAsync(`ws://127.0.0.1:${port}/mqtt`, {
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
+}
+
 Deno.test({
-  name: "attack: a flood on --mqtt-ws-port past the file limit leaves the broker alive",
+  name:
+    "attack: a flood on --mqtt-ws-port past the file limit leaves the broker alive and its WebSocket clients connected",
   ...opts,
   async fn() {
     const broker = await startDist(["broker", "--port", "0", "--mqtt-ws-port", "0"]);
     const held: Deno.Conn[] = [];
+    const clients: mqtt.MqttClient[] = [];
     try {
       const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
       await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
       const port = Number(broker.stderr().match(line)![1]);
+      // Three WebSocket MQTT clients connected before the flood.
+      for (let i = 0; i < 3; i++) clients.push(await wsClient(port));
+      const closed = clients.map(() => false);
+      clients.forEach((c, i) => c.on("close", () => closed[i] = true));
+      const got: string[] = [];
+      clients[0].on("message", (topic, payload) => got.push(`${topic} ${payload}`));
+      await clients[0].subscribeAsync("after/#", { qos: 1 });
       const pid = broker.child.pid;
       const limit = [...Deno.readDirSync(`/proc/${pid}/fd`)].length + 24;
       const out = await new Deno.Command("prlimit", {
@@ -174,9 +194,80 @@ Deno.test({
         if (status !== 426) await sleep(100);
       }
       assert.equal(status, 426, `the WebSocket port does not serve again:\n${broker.stderr()}`);
-      assert.match(broker.stderr(), /server stopped \(.*Too many open files/);
+      assert.match(broker.stderr(), /MQTT accept failed: .*Too many open files/);
+      // The clients connected before the flood are still connected, and deliver.
+      assert.deepEqual(closed, [false, false, false]);
+      await clients[2].publishAsync("after/flood", "still here", { qos: 1 });
+      await waitFor(() => got.length === 1, 5000, "the delivery after the flood");
+      assert.deepEqual(got, ["after/flood still here"]);
     } finally {
       for (const c of held) closeQuietly(c);
+      for (const c of clients) await c.endAsync(true).catch(() => {});
+      await broker.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "attack: half-sent HTTP requests on --mqtt-ws-port count in --max-connections and are cut at the CONNECT deadline",
+  ...opts,
+  async fn() {
+    const broker = await startDist([
+      "broker",
+      ...["--port", "0", "--mqtt-ws-port", "0", "--max-connections", "8"],
+    ]);
+    const held: Deno.Conn[] = [];
+    const client: mqtt.MqttClient[] = [];
+    try {
+      const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
+      await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
+      const port = Number(broker.stderr().match(line)![1]);
+      client.push(await wsClient(port));
+      let clientClosed = false;
+      client[0].on("close", () => clientClosed = true);
+      // 20 requests that never finish their header (a byte now and then).
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port });
+        held.push(c);
+        await c.write(new TextEncoder().encode("GET /mqtt HTTP/1.1\r\nHost: x\r\n")).catch(
+          () => {},
+        );
+      }
+      const ends = held.map((c) => {
+        const buf = new Uint8Array(256);
+        return (async () => {
+          let text = "";
+          for (;;) {
+            const n = await c.read(buf).catch(() => null);
+            if (n === null) return { ms: performance.now() - t0, text };
+            text += new TextDecoder().decode(buf.subarray(0, n));
+          }
+        })();
+      });
+      const drip = setInterval(() => {
+        for (const c of held) c.write(Uint8Array.of(0x58)).catch(() => {});
+      }, 2000);
+      try {
+        const done = await Promise.all(ends);
+        // 7 slots were free (one holds the client): the others were refused at once (503).
+        const refused = done.filter((d) => d.text.startsWith("HTTP/1.1 503"));
+        assert.equal(refused.length, 13, JSON.stringify(done));
+        assert.ok(refused.every((d) => d.ms < 2000), JSON.stringify(refused));
+        // The 7 held were cut at the CONNECT deadline (10 s from their accept), answered nothing.
+        const cut = done.filter((d) => d.text === "");
+        assert.equal(cut.length, 7);
+        assert.ok(cut.every((d) => d.ms > 9000 && d.ms < 14_000), JSON.stringify(cut));
+      } finally {
+        clearInterval(drip);
+      }
+      // The client that was connected before stays connected, and a new one gets in.
+      assert.equal(clientClosed, false);
+      client.push(await wsClient(port));
+    } finally {
+      for (const c of held) closeQuietly(c);
+      for (const c of client) await c.endAsync(true).catch(() => {});
       await broker.stop();
     }
   },

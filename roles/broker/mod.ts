@@ -324,7 +324,7 @@ function bindMqttWs(
   tls: TlsSettings | undefined,
 ): Deno.NetAddr {
   if (tls?.clientCa !== undefined) {
-    // Deno.serve asks no client certificate: the port would let in whom the others refuse.
+    // Browsers seldom hold a client certificate: the port is refused rather than made useless.
     throw new UsageError("--mqtt-ws-port cannot require client certificates (--tls-client-ca)");
   }
   try {

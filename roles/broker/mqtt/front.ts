@@ -15,7 +15,7 @@ import { bindPort, type PortListener, secureAccepted } from "../../../wire/trans
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { CONNECTED } from "./reader.ts";
-import { serveWebSocket } from "./ws.ts";
+import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
 import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
@@ -114,15 +114,21 @@ export class MqttFront {
   }
 
   /**
-   * Accepts connections until `close()`. A connection still in its TLS
-   * handshake holds a slot of `maxConnections` as a connected one does, so
-   * silent or dripping handshakes cannot take more than that many file
-   * descriptors (each goes at the CONNECT deadline).
+   * Accepts connections until `close()`, on the TCP port and the WebSocket
+   * one alike. A connection still in its TLS handshake (or, on the
+   * WebSocket port, its HTTP upgrade) holds a slot of `maxConnections` as a
+   * connected one does, so silent or dripping handshakes cannot take more
+   * than that many file descriptors (each goes at the CONNECT deadline).
    */
   async start(): Promise<void> {
-    const listener = this.#listener;
     this.#sys.start();
-    if (listener === undefined) return; // WebSocket only
+    await Promise.all([
+      this.#listener && this.#accept(this.#listener, false),
+      this.#ws && this.#accept(this.#ws, true),
+    ]);
+  }
+
+  async #accept(listener: PortListener, ws: boolean): Promise<void> {
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (true) {
       let conn: Deno.Conn;
@@ -131,7 +137,8 @@ export class MqttFront {
         backoff.reset();
       } catch (err) {
         if (this.#closing || err instanceof Deno.errors.BadResource) return;
-        // Out of file descriptors and the like: wait a little, don't spin, don't stop serving.
+        // Out of file descriptors and the like: wait a little, don't spin, don't stop serving
+        // (and leave the connections already open alone).
         log.warn("MQTT accept failed: {error}; retrying in {ms} ms", {
           error: String(err),
           ms: backoff.current,
@@ -140,11 +147,13 @@ export class MqttFront {
         continue;
       }
       if (this.refuses()) {
-        conn.close();
+        if (ws && !listensTls(this.#wsTls)) {
+          conn.write(BUSY_RESPONSE).catch(() => {}).finally(() => conn.close());
+        } else conn.close();
         continue;
       }
       this.accepted++;
-      this.#secure(conn);
+      this.#secure(conn, ws);
     }
   }
 
@@ -158,31 +167,26 @@ export class MqttFront {
   /**
    * Listens for MQTT over WebSocket too (ws.ts; `wss://` with the TLS
    * certificate); its connections count in the same `maxConnections`.
-   * @throws {Error} as Deno.serve does
+   * Accepting starts with `start()`.
+   * @throws {Error} as Deno.listen does
    */
   bindWebSocket(hostname: string, port: number, tls?: TlsSettings): Deno.NetAddr {
-    this.#ws = serveWebSocket(this, hostname, port, tls);
+    this.#ws = bindPort(hostname, port, tls);
+    this.#wsTls = tls;
     return this.#ws.addr;
   }
-  #ws: { addr: Deno.NetAddr; close(): void } | undefined;
-
-  /** A connection from another transport (a WebSocket), past its handshake. */
-  adopt(conn: Deno.Conn): void {
-    if (this.#closing) return void conn.close();
-    this.accepted++;
-    const c = new MqttConnection(conn, this);
-    this.#connections.add(c);
-    c.run();
-  }
+  #ws: PortListener | undefined;
+  #wsTls: TlsSettings | undefined;
 
   /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
-  async #secure(accepted: Deno.Conn): Promise<void> {
+  async #secure(accepted: Deno.Conn, ws: boolean): Promise<void> {
     let conn: Deno.Conn;
     let subject: string | undefined;
     const started = Date.now();
     this.#handshaking++;
     try {
-      const secured = await secureAccepted(accepted, this.#tls, this.limits.connectTimeoutMs);
+      const tls = ws ? this.#wsTls : this.#tls;
+      const secured = await secureAccepted(accepted, tls, this.limits.connectTimeoutMs);
       if (secured.refused !== undefined) {
         // MQTT has no word for it before CONNECT: the log says why, the dialer sees a close.
         this.tlsFailures++;
@@ -200,7 +204,9 @@ export class MqttFront {
       this.#handshaking--;
     }
     if (this.#closing) return void conn.close();
-    // The handshake's time counts in the CONNECT deadline: one deadline from accept.
+    // The handshake's time counts in the CONNECT deadline: one deadline from accept. On the
+    // WebSocket port the HTTP upgrade is the stream's first read, within the same deadline.
+    if (ws) conn = new WsStream(conn) as unknown as Deno.Conn;
     const c = new MqttConnection(conn, this, Date.now() - started);
     // A client certificate is who the client is, when CONNECT carries no credentials.
     c.certSubject = subject;
@@ -222,7 +228,11 @@ export class MqttFront {
     } catch {
       // Closed already.
     }
-    this.#ws?.close();
+    try {
+      this.#ws?.close();
+    } catch {
+      // Closed already.
+    }
     // Their clients are away from now: the expiry clock runs from the stop.
     for (const c of [...this.#connections]) c.close("shutdown", false);
     this.wills.clear();

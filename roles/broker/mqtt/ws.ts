@@ -1,171 +1,330 @@
 /**
- * MQTT over WebSocket (`--mqtt-ws-port`, MQTT 5 §6): an HTTP listener
- * (Deno.serve; over TLS with the broker's certificate, `wss://`) that
- * upgrades a request offering the `mqtt` subprotocol (or 3.1's `mqttv3.1`)
- * on any path, and hands the socket to the MQTT front end as a byte
- * stream, so a WebSocket client is an MQTT connection like any other:
- * same packets, limits, sessions and counters.
+ * MQTT over WebSocket (`--mqtt-ws-port`, MQTT 5 §6): a WebSocket server
+ * (RFC 6455) on an accepted socket, so a WebSocket client is an MQTT
+ * connection like any other: same packets, limits, sessions and counters.
  *
- * Packets may span binary frames and a frame may hold several (the read
- * loop frames them); a text frame closes the connection (§6.0). The
- * WebSocket has no read backpressure: what a connection has not read yet
- * is bounded (UNREAD_MAX, past it the connection is closed), and a write
- * waits while the socket's own send buffer is past WS_HIGH_WATER, so a
- * client that does not read meets the same output bound and write
- * deadline as on TCP.
+ * The front end accepts the WebSocket port's sockets in the same loop and
+ * slots as the TCP port's (front.ts): a connection counts in
+ * `--max-connections` from its accept (one more is answered 503), its TLS
+ * handshake, HTTP upgrade and CONNECT share the one CONNECT deadline (10 s),
+ * and an accept failure (out of descriptors) is retried after a pause
+ * without touching the connections already open. (It was `Deno.serve`,
+ * which bounds neither the requests still sending their header nor their
+ * time, and whose restart after an accept failure closed every upgraded
+ * socket: hostile30 H3.)
+ *
+ * {@link WsStream} is the byte stream the MQTT connection reads and writes:
+ * its first read takes the HTTP upgrade (a request offering the `mqtt`
+ * subprotocol, or 3.1's `mqttv3.1`, on any path: else 426 or 400 and the
+ * end); then reads hand over the payload of binary frames (unmasked in
+ * place, straight into the reader's buffer; packets may span frames and a
+ * frame may hold several), answer pings, and end at a close frame; a text
+ * frame or a protocol error closes the connection (§6.0). Writes are single
+ * unmasked binary frames, written whole. Frames are written by hand: the
+ * npm framing libraries (`ws`'s Receiver and Sender, `websocket-driver`)
+ * are Node streams over a Node socket, where this has a `Deno.Conn` and
+ * wants the payload read into the caller's buffer without a copy.
  */
-import type { TlsSettings } from "../../../wire/tls.ts";
-import { serveKept } from "../../../obs/http.ts";
+import { createHash } from "node:crypto";
+import { parseHead } from "../../../obs/http_conn.ts";
 
-/** Bytes received and not yet read by the connection, past which it is closed. */
-const UNREAD_MAX = 4 * 1024 * 1024;
-/** A write waits while the WebSocket holds more than this unsent. */
-const WS_HIGH_WATER = 256 * 1024;
-/** How often a waiting write looks at the send buffer again (ms). */
-const DRAIN_POLL_MS = 5;
 /** Subprotocols spoken: MQTT 3.1.1 and 5, and 3.1's name. */
 const SUBPROTOCOLS = ["mqtt", "mqttv3.1"];
+/** Largest request header taken. */
+const MAX_HEADER_BYTES = 16 * 1024;
+/** The buffer frame headers (and control frames) are read into. */
+const SCRATCH_BYTES = 4096;
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const encoder = new TextEncoder();
+
+const OP_CONTINUATION = 0;
+const OP_TEXT = 1;
+const OP_BINARY = 2;
+const OP_CLOSE = 8;
+const OP_PING = 9;
+const OP_PONG = 10;
+
+/** The answer to a connection refused before its request is read (over `--max-connections`). */
+export const BUSY_RESPONSE = encoder.encode(
+  "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 21\r\n" +
+    "retry-after: 5\r\nconnection: close\r\n\r\nToo many connections\n",
+);
 
 /** A WebSocket as the byte stream an MQTT connection reads and writes (Deno.Conn's part of it). */
-export class WsConn {
-  readonly remoteAddr: Deno.NetAddr;
-  readonly #ws: WebSocket;
-  #chunks: Uint8Array[] = [];
-  #unread = 0;
+export class WsStream {
+  readonly #conn: Deno.Conn;
+  /** Bytes read from the socket and not yet parsed (a view into #scratch, or the header buffer). */
+  #rest: Uint8Array = new Uint8Array(0);
+  #scratch: Uint8Array | undefined;
+  #open = false;
   #ended = false;
-  #reader: { buf: Uint8Array; resolve: (n: number | null) => void } | undefined;
+  /** Payload bytes left in the data frame being read, and its mask and offset into it. */
+  #left = 0;
+  #mask = new Uint8Array(4);
+  #maskAt = 0;
+  /** Within a fragmented binary message (its continuations may follow). */
+  #inMessage = false;
+  /** One write at a time: a pong must not land inside a data frame. */
+  #writing: Promise<unknown> = Promise.resolve();
 
-  constructor(ws: WebSocket, remoteAddr: Deno.NetAddr) {
-    this.#ws = ws;
-    this.remoteAddr = remoteAddr;
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (e: MessageEvent) => {
-      if (!(e.data instanceof ArrayBuffer)) {
-        // MQTT travels in binary frames only (MQTT 5 §6.0).
-        this.#end();
-        return this.close(1003, "MQTT needs binary frames");
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  get remoteAddr(): Deno.Addr {
+    return this.#conn.remoteAddr;
+  }
+
+  /** Payload bytes into `buf`; null at the end (a close frame, the peer gone, a refusal). */
+  async read(buf: Uint8Array): Promise<number | null> {
+    if (!this.#open && !(await this.#upgrade())) return this.#end();
+    while (!this.#ended) {
+      if (this.#left > 0) {
+        let n: number;
+        if (this.#rest.length > 0) {
+          n = Math.min(this.#left, buf.length, this.#rest.length);
+          buf.set(this.#rest.subarray(0, n));
+          this.#rest = this.#rest.subarray(n);
+        } else {
+          const got = await this.#conn.read(buf.subarray(0, Math.min(this.#left, buf.length)));
+          if (got === null) return this.#end();
+          n = got;
+        }
+        this.#unmask(buf, n);
+        this.#left -= n;
+        return n;
       }
-      this.#chunks.push(new Uint8Array(e.data));
-      this.#unread += e.data.byteLength;
-      if (this.#unread > UNREAD_MAX) {
-        this.#end();
-        return this.close(1009, "Too much unread input");
-      }
-      this.#feed();
-    };
-    ws.onclose = () => this.#end();
-    ws.onerror = () => this.#end();
-  }
-
-  read(buf: Uint8Array): Promise<number | null> {
-    if (this.#chunks.length > 0) return Promise.resolve(this.#take(buf));
-    if (this.#ended) return Promise.resolve(null);
-    return new Promise((resolve) => this.#reader = { buf, resolve });
-  }
-
-  async write(bytes: Uint8Array): Promise<number> {
-    const ws = this.#ws;
-    if (ws.readyState !== WebSocket.OPEN) throw new Deno.errors.BrokenPipe("WebSocket closed");
-    // A copy: the caller reuses its buffer once the write resolves.
-    ws.send(bytes.slice());
-    while (ws.bufferedAmount > WS_HIGH_WATER && ws.readyState === WebSocket.OPEN) {
-      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-    }
-    return bytes.length;
-  }
-
-  close(code = 1000, reason = ""): void {
-    const ws = this.#ws;
-    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
-      try {
-        ws.close(code, reason);
-      } catch {
-        // Closing already.
+      const frame = this.#frame();
+      if (frame === "more") {
+        if (!(await this.#fill())) return this.#end();
+      } else if (typeof frame === "number") {
+        await this.#fail(frame);
       }
     }
-    this.#end();
+    return null;
   }
 
-  #end(): void {
+  /** Sends `bytes` as one binary frame, whole. */
+  write(bytes: Uint8Array): Promise<number> {
+    if (this.#ended) return Promise.reject(new Deno.errors.BrokenPipe("WebSocket closed"));
+    const n = bytes.length;
+    const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+    const frame = new Uint8Array(head + n);
+    frame[0] = 0x80 | OP_BINARY;
+    if (n < 126) frame[1] = n;
+    else if (n < 65536) {
+      frame[1] = 126;
+      frame[2] = n >> 8;
+      frame[3] = n & 255;
+    } else {
+      frame[1] = 127;
+      new DataView(frame.buffer).setBigUint64(2, BigInt(n));
+    }
+    frame.set(bytes, head);
+    return this.#send(frame).then(() => n);
+  }
+
+  close(): void {
     this.#ended = true;
-    this.#chunks = [];
-    this.#unread = 0;
-    this.#feed();
-  }
-
-  /** Hands what arrived (or the end) to a waiting read. */
-  #feed(): void {
-    const reader = this.#reader;
-    if (reader === undefined) return;
-    if (this.#chunks.length > 0) {
-      this.#reader = undefined;
-      reader.resolve(this.#take(reader.buf));
-    } else if (this.#ended) {
-      this.#reader = undefined;
-      reader.resolve(null);
+    try {
+      this.#conn.close();
+    } catch {
+      // Closed already.
     }
   }
 
-  /** Copies received bytes into `buf`, as many as fit. */
-  #take(buf: Uint8Array): number {
-    let n = 0;
-    while (n < buf.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      const k = Math.min(chunk.length, buf.length - n);
-      buf.set(chunk.subarray(0, k), n);
-      n += k;
-      if (k === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(k);
-    }
-    this.#unread -= n;
-    return n;
+  #end(): null {
+    this.#ended = true;
+    return null;
   }
-}
 
-/** What the WebSocket listener needs of the front end. */
-export interface WsHost {
-  /** Whether one more connection would pass the limit (it is then refused with 503). */
-  refuses(): boolean;
-  /** A new MQTT connection over `conn`. */
-  adopt(conn: Deno.Conn): void;
-}
+  /** Writes `bytes` whole, after the writes before it. */
+  #send(bytes: Uint8Array): Promise<void> {
+    const done = this.#writing.then(async () => {
+      let off = 0;
+      while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
+    });
+    this.#writing = done.catch(() => {});
+    return done;
+  }
 
-/**
- * Listens for MQTT over WebSocket on `hostname:port` (TLS with `tls`'s
- * certificate and key: `wss://`).
- * @throws {Error} as Deno.serve does (a port in use)
- */
-export function serveWebSocket(
-  host: WsHost,
-  hostname: string,
-  port: number,
-  tls: TlsSettings | undefined,
-): { addr: Deno.NetAddr; close(): void } {
-  const secure = tls?.cert !== undefined && tls.key !== undefined
-    ? { cert: tls.cert, key: tls.key }
-    : {};
-  // Kept serving when Deno's accept loop fails (a flood past the file
-  // limit): unhandled, that failure ended the broker.
-  const server = serveKept({ hostname, port, what: "MQTT WebSocket", ...secure }, (req, info) => {
-    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return new Response("MQTT over WebSocket here (subprotocol mqtt)\n", {
-        status: 426,
-        headers: { upgrade: "websocket" },
-      });
+  /** Reads more from the socket after what is left unparsed. @returns false at its end */
+  async #fill(): Promise<boolean> {
+    const scratch = this.#scratch ??= new Uint8Array(SCRATCH_BYTES);
+    if (this.#rest.length > 0 && this.#rest.buffer === scratch.buffer) {
+      scratch.copyWithin(0, this.#rest.byteOffset, this.#rest.byteOffset + this.#rest.length);
+    } else {
+      scratch.set(this.#rest); // what the upgrade read past its header
     }
-    const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) =>
-      p.trim()
-    );
+    const kept = this.#rest.length;
+    const n = await this.#conn.read(scratch.subarray(kept));
+    if (n === null) return false;
+    this.#rest = scratch.subarray(0, kept + n);
+    return true;
+  }
+
+  /**
+   * Takes the next frame header from #rest (and a control frame whole).
+   * @returns "more" when more bytes are needed, a close code on a protocol error, else "ok"
+   */
+  #frame(): "more" | "ok" | number {
+    const b = this.#rest;
+    if (b.length < 2) return "more";
+    const fin = (b[0] & 0x80) !== 0;
+    const op = b[0] & 0x0f;
+    if ((b[0] & 0x70) !== 0 || (b[1] & 0x80) === 0) return 1002; // no extensions; clients mask
+    let len = b[1] & 0x7f;
+    let at = 2;
+    if (len === 126) {
+      if (b.length < 4) return "more";
+      len = (b[2] << 8) | b[3];
+      at = 4;
+    } else if (len === 127) {
+      if (b.length < 10) return "more";
+      const big = new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0);
+      if (big > BigInt(Number.MAX_SAFE_INTEGER)) return 1009;
+      len = Number(big);
+      at = 10;
+    }
+    if (b.length < at + 4) return "more";
+    const mask = b.subarray(at, at + 4);
+    at += 4;
+    if (op >= OP_CLOSE) {
+      if (!fin || len > 125) return 1002;
+      if (b.length < at + len) return "more";
+      const payload = b.slice(at, at + len);
+      this.#rest = b.subarray(at + len);
+      for (let i = 0; i < len; i++) payload[i] ^= mask[i & 3];
+      this.#control(op, payload);
+      return "ok";
+    }
+    if (op === OP_TEXT) return 1003; // MQTT travels in binary frames only (MQTT 5 §6.0)
+    if (op !== OP_BINARY && op !== OP_CONTINUATION) return 1002;
+    if ((op === OP_CONTINUATION) !== this.#inMessage) return 1002;
+    this.#inMessage = !fin;
+    this.#mask.set(mask);
+    this.#maskAt = 0;
+    this.#left = len;
+    this.#rest = b.subarray(at);
+    return "ok";
+  }
+
+  /** Answers a ping, ignores a pong, and ends at a close (echoing its code). */
+  #control(op: number, payload: Uint8Array): void {
+    if (op === OP_PING) {
+      this.#send(controlFrame(OP_PONG, payload)).catch(() => this.close());
+    } else if (op === OP_CLOSE) {
+      this.#ended = true;
+      const code = payload.length >= 2 ? payload.subarray(0, 2) : new Uint8Array(0);
+      this.#send(controlFrame(OP_CLOSE, code)).catch(() => {}).finally(() => this.close());
+    } else if (op !== OP_PONG) {
+      void this.#fail(1002);
+    }
+  }
+
+  /** Unmasks the first `n` bytes of `buf`, the next of the frame's payload. */
+  #unmask(buf: Uint8Array, n: number): void {
+    const mask = this.#mask;
+    const m = this.#maskAt;
+    for (let i = 0; i < n; i++) buf[i] ^= mask[(m + i) & 3];
+    this.#maskAt = (m + n) & 3;
+  }
+
+  /** Closes with `code` (a close frame first, as far as the socket takes it). */
+  async #fail(code: number): Promise<void> {
+    this.#ended = true;
+    await this.#send(controlFrame(OP_CLOSE, new Uint8Array([code >> 8, code & 255])))
+      .catch(() => {});
+    this.close();
+  }
+
+  /**
+   * Reads the HTTP request and answers it: 101 and the WebSocket open, or
+   * an error status and the end.
+   */
+  async #upgrade(): Promise<boolean> {
+    let buf = new Uint8Array(1024);
+    let end = 0;
+    let at = -1;
+    while (at < 0) {
+      if (end === buf.length) {
+        if (buf.length >= MAX_HEADER_BYTES) return this.#refuse(431, "Request header too large");
+        const bigger = new Uint8Array(buf.length * 4);
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const n = await this.#conn.read(buf.subarray(end)).catch(() => null);
+      if (n === null) return false;
+      at = headerEnd(buf, Math.max(0, end - 3), end + n);
+      end += n;
+    }
+    const head = parseHead(buf.subarray(0, at));
+    if (typeof head === "number") return this.#refuse(head, "Malformed request");
+    const h = head.headers;
+    if (head.method !== "GET" || (h.get("upgrade") ?? "").toLowerCase() !== "websocket") {
+      return this.#refuse(426, "MQTT over WebSocket here (subprotocol mqtt)", "upgrade: websocket");
+    }
+    const key = h.get("sec-websocket-key") ?? "";
+    if (h.get("sec-websocket-version") !== "13" || !/^[A-Za-z0-9+/]{22}==$/.test(key)) {
+      return this.#refuse(
+        400,
+        "A WebSocket version 13 handshake is needed",
+        "sec-websocket-version: 13",
+      );
+    }
+    const offered = (h.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
     const protocol = SUBPROTOCOLS.find((p) => offered.includes(p));
-    if (protocol === undefined) {
-      return new Response("The WebSocket subprotocol must be mqtt\n", { status: 400 });
+    if (protocol === undefined) return this.#refuse(400, "The WebSocket subprotocol must be mqtt");
+    const accept = createHash("sha1").update(key + GUID).digest("base64");
+    const response = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
+      `connection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n` +
+      `sec-websocket-protocol: ${protocol}\r\n\r\n`;
+    try {
+      await this.#send(encoder.encode(response));
+    } catch {
+      return false;
     }
-    if (host.refuses()) return new Response("Too many connections\n", { status: 503 });
-    // Read before the upgrade, which takes the request.
-    const remote = info.remoteAddr as Deno.NetAddr;
-    const { socket, response } = Deno.upgradeWebSocket(req, { protocol, idleTimeout: 0 });
-    host.adopt(new WsConn(socket, remote) as unknown as Deno.Conn);
-    return response;
-  });
-  return { addr: server.addr, close: () => void server.shutdown() };
+    this.#rest = buf.slice(at + 4, end);
+    this.#open = true;
+    return true;
+  }
+
+  /** Answers `status` with `text`, then closes. @returns false */
+  async #refuse(status: number, text: string, header = ""): Promise<false> {
+    const body = encoder.encode(text + "\n");
+    const extra = header === "" ? "" : `${header}\r\n`;
+    const head = encoder.encode(
+      `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain\r\n${extra}` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    );
+    const out = new Uint8Array(head.length + body.length);
+    out.set(head);
+    out.set(body, head.length);
+    await this.#send(out).catch(() => {});
+    this.close();
+    return false;
+  }
+}
+
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  426: "Upgrade Required",
+  431: "Request Header Fields Too Large",
+};
+
+/** A control frame from the server (unmasked, at most 125 bytes of payload). */
+function controlFrame(op: number, payload: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(2 + payload.length);
+  frame[0] = 0x80 | op;
+  frame[1] = payload.length;
+  frame.set(payload, 2);
+  return frame;
+}
+
+/** Where `\r\n\r\n` starts in `buf[from, to)`, or -1. */
+function headerEnd(buf: Uint8Array, from: number, to: number): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
 }
