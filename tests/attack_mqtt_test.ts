@@ -393,3 +393,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "attack: one user cannot take every persistent MQTT session: a tenth of --max-connections each (--mqtt-user-sessions)",
+  ...opts,
+  async fn() {
+    const file = await Deno.makeTempFile({ suffix: ".toml" });
+    // mallory: a credential and no permission at all.
+    const MALLORY = "mallory-token-0123456789";
+    await Deno.writeTextFile(file, `${USERS}\n[users.mallory]\ntoken = "${hashToken(MALLORY)}"\n`);
+    const open: RawMqtt[] = [];
+    const connect = async (port: number, token: string, clientId: string, version: 4 | 5 = 4) => {
+      const c = await RawMqtt.open(port, version);
+      open.push(c);
+      await c.send({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: version,
+        clientId,
+        clean: false,
+        keepalive: 0,
+        username: "token",
+        password: Buffer.from(token),
+        ...(version === 5 ? { properties: { sessionExpiryInterval: 86_400 } } : {}),
+      } as never, version);
+      const ack = await c.next("connack") as unknown as Record<string, number>;
+      return ack[version === 5 ? "reasonCode" : "returnCode"];
+    };
+    for (const [extra, share] of [[[], 5], [["--mqtt-user-sessions", "2"], 2]] as const) {
+      const broker = await startDist([
+        "broker",
+        ...["--port", "0", "--mqtt-port", "0", "--users", file, "--max-connections", "50"],
+        ...extra,
+      ]);
+      try {
+        await waitFor(() => /MQTT on [\d.]+:\d+/.test(broker.stderr()), 5000, "the MQTT line");
+        const port = Number(broker.stderr().match(/MQTT on [\d.]+:(\d+)/)![1]);
+        // mallory asks for 50 persistent sessions (3.1.1 and 5): her share is taken, no more.
+        const codes: number[] = [];
+        for (let i = 0; i < 50; i++) {
+          codes.push(await connect(port, MALLORY, `squat-${i}`, i % 2 === 0 ? 4 : 5));
+        }
+        const refused = codes.slice(share);
+        assert.deepEqual(codes.slice(0, share), Array(share).fill(0));
+        assert.ok(refused.every((c, i) => c === ((share + i) % 2 === 0 ? 3 : 0x97)), `${codes}`);
+        // Her own session again (a reconnect to one she holds) is still hers.
+        for (const c of open.splice(0)) await c.end();
+        assert.equal(await connect(port, MALLORY, "squat-0"), 0);
+        // The reader still gets a persistent session.
+        assert.equal(await connect(port, READER, "reader-1"), 0);
+      } finally {
+        for (const c of open.splice(0)) await c.end();
+        await broker.stop();
+      }
+    }
+    await Deno.remove(file);
+  },
+});

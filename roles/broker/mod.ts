@@ -74,6 +74,15 @@ export const BROKER_OPTIONS = defineOptions({
     max: 65_535,
     metavar: "SECONDS",
   },
+  mqttUserSessions: {
+    type: "integer",
+    description:
+      "Most persistent MQTT sessions one user of --users (or of a client certificate) may hold; " +
+      "one more is refused at CONNECT (0: a tenth of --max-connections, at least 1)",
+    default: 0,
+    min: 0,
+    metavar: "N",
+  },
   mqttSysInterval: {
     type: "duration",
     description: "How often MQTT's $SYS/broker/… statistics are published, when changed (0: never)",
@@ -244,6 +253,9 @@ async function mqttFront(
     maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
     maxConnections: options.maxConnections,
     maxSessions: options.maxConnections,
+    maxUserSessions: options.mqttUserSessions > 0
+      ? options.mqttUserSessions
+      : Math.max(1, Math.floor(options.maxConnections / 10)),
     connectTimeoutMs: 10_000,
     writeTimeoutMs: options.writeTimeout,
     sysIntervalMs: options.mqttSysInterval,

@@ -98,7 +98,7 @@ export function keepAliveOf(
 export function sessionRefused(
   why: SessionRefusal,
   v5: boolean,
-  limits: { maxSessions: number },
+  limits: { maxSessions: number; maxUserSessions?: number },
 ): [code: number, why: string] {
   switch (why) {
     // 3.1.1: not authorized; 5: client identifier not valid.
@@ -108,6 +108,11 @@ export function sessionRefused(
       return [v5 ? 0x85 : 5, "its client id is a session made while authentication was off"];
     case "sessions":
       return [v5 ? 0x97 : 3, `more than ${limits.maxSessions} persistent sessions`];
+    case "user sessions":
+      return [
+        v5 ? 0x97 : 3,
+        `its user holds ${limits.maxUserSessions} persistent sessions already`,
+      ];
   }
 }
 

@@ -21,6 +21,7 @@ import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
 import type { Store } from "../../../store/mod.ts";
+import { TOKEN_USER } from "../../../auth/mod.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder();
@@ -39,6 +40,12 @@ export interface MqttLimits {
   writeTimeoutMs: number;
   /** Most persistent sessions (connected or away); one more is refused at CONNECT. */
   maxSessions: number;
+  /**
+   * Most persistent sessions one authenticated user may hold (the shared
+   * token's holders and unauthenticated clients excepted), so that a user
+   * cannot take every session slot.
+   */
+  maxUserSessions?: number;
   /** How often `$SYS/broker/…` statistics are published (0: never). */
   sysIntervalMs?: number;
   /**
@@ -49,7 +56,7 @@ export interface MqttLimits {
 }
 
 /** Why a CONNECT is not given a session: see {@link MqttFront.register}. */
-export type SessionRefusal = "owner" | "ownerless" | "sessions";
+export type SessionRefusal = "owner" | "ownerless" | "sessions" | "user sessions";
 
 /** What a CONNECT asks of its session. */
 export interface SessionRequest {
@@ -289,8 +296,9 @@ export class MqttFront {
    * user takes it over, resumed or ended, since none can be told from the
    * client that made it (one user cannot end another's session or cut its
    * connection by reusing its client id). `"sessions"` when a new
-   * persistent session would pass `maxSessions`. Each leaves everything as
-   * it was.
+   * persistent session would pass `maxSessions`, `"user sessions"` when it
+   * would pass its user's `maxUserSessions`. Each leaves everything as it
+   * was.
    */
   register(
     c: MqttConnection,
@@ -305,8 +313,12 @@ export class MqttFront {
     }
     const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
       session.version === want.version;
-    if (!resumable && want.expiry > 0 && this.sessions.persistent >= this.limits.maxSessions) {
-      return "sessions";
+    if (!resumable && want.expiry > 0) {
+      if (this.sessions.persistent >= this.limits.maxSessions) return "sessions";
+      // The user's own persistent session of this client id would be replaced, not added.
+      const replaced = session !== undefined && session.owner === want.owner &&
+        this.sessions.isPersistent(session);
+      if (!replaced && this.#userSessionsFull(want.owner)) return "user sessions";
     }
     const old = this.#byClientId.get(id);
     if (old !== undefined && old !== c) {
@@ -329,6 +341,17 @@ export class MqttFront {
     session.expiry = want.expiry;
     this.#byClientId.set(id, c);
     return { session, present };
+  }
+
+  /**
+   * Whether `owner` holds its share of persistent sessions already: an
+   * authenticated user other than the shared token's holders (who have every
+   * right) may hold at most `maxUserSessions`.
+   */
+  #userSessionsFull(owner: string | undefined): boolean {
+    const most = this.limits.maxUserSessions;
+    if (owner === undefined || owner === TOKEN_USER || most === undefined) return false;
+    return this.sessions.heldBy(owner) >= most;
   }
 
   /** A connection closed. */

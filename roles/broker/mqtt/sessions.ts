@@ -16,6 +16,8 @@ export class SessionTable {
   readonly #byId = new Map<string, MqttSession>();
   /** Sessions whose expiry is not 0 (kept up to date by the sessions). */
   readonly #persistent = new Set<MqttSession>();
+  /** How many of them each owner holds (authenticated users only). */
+  readonly #persistentBy = new Map<string, number>();
   resumed = 0;
   expired = 0;
   restored = 0;
@@ -109,8 +111,26 @@ export class SessionTable {
 
   /** A session's expiry became non-zero, or zero. */
   persistentChanged(session: MqttSession, persistent: boolean): void {
-    if (persistent) this.#persistent.add(session);
-    else this.#persistent.delete(session);
+    const owner = session.owner;
+    if (persistent) {
+      if (this.#persistent.has(session)) return;
+      this.#persistent.add(session);
+      if (owner !== undefined) this.#persistentBy.set(owner, this.heldBy(owner) + 1);
+    } else if (this.#persistent.delete(session) && owner !== undefined) {
+      const left = this.heldBy(owner) - 1;
+      if (left > 0) this.#persistentBy.set(owner, left);
+      else this.#persistentBy.delete(owner);
+    }
+  }
+
+  /** Whether `session` is persistent (expiry not 0). */
+  isPersistent(session: MqttSession): boolean {
+    return this.#persistent.has(session);
+  }
+
+  /** How many persistent sessions `owner` holds. */
+  heldBy(owner: string): number {
+    return this.#persistentBy.get(owner) ?? 0;
   }
 
   /** A session ended (its client's clean disconnect, a clean start, expiry, shutdown). */
