@@ -432,3 +432,45 @@ Deno.test({
       await within.end();
     }, { mqttMaxKeepalive: 1 }),
 });
+
+Deno.test({
+  name:
+    "mqtt 5: DISCONNECT's Session Expiry Interval ends or keeps the session; one set after 0 at CONNECT is a protocol error",
+  ...opts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const connect = async (clientId: string, expiry: number) => {
+        const raw = await RawMqtt.open(b.mqttPort, 5);
+        await raw.send({
+          cmd: "connect",
+          protocolId: "MQTT",
+          protocolVersion: 5,
+          clientId,
+          clean: false,
+          keepalive: 0,
+          properties: { sessionExpiryInterval: expiry },
+        }, 5);
+        return { raw, ack: await raw.next("connack") as { sessionPresent: boolean } };
+      };
+      const bye = (raw: RawMqtt, expiry: number) =>
+        raw.send({ cmd: "disconnect", properties: { sessionExpiryInterval: expiry } } as Packet, 5);
+      // Kept at CONNECT for 60 s, ended by DISCONNECT's 0; kept by DISCONNECT's 600.
+      for (const [expiry, present] of [[0, false], [600, true]] as const) {
+        const id = `bye-${expiry}`;
+        const first = await connect(id, 60);
+        await bye(first.raw, expiry);
+        await first.raw.closedWithin();
+        await first.raw.end();
+        const again = await connect(id, 60);
+        assert.equal(again.ack.sessionPresent, present, `DISCONNECT with ${expiry}`);
+        await again.raw.end();
+      }
+      // 0 at CONNECT, then more at DISCONNECT: refused (0x82), the connection closed.
+      const zero = await connect("bye-late", 0);
+      await bye(zero.raw, 60);
+      const d = await zero.raw.next("disconnect") as { reasonCode?: number };
+      assert.equal(d.reasonCode, 0x82);
+      await zero.raw.closedWithin();
+      await zero.raw.end();
+    }),
+});
