@@ -21,19 +21,13 @@ import type {
   PublishResult,
   Subscribed,
   SubscribeRequest,
-  TopicInfo,
 } from "./core_types.ts";
+import type { TopicInfo } from "../../clients/contracts/broker.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
 export { SUBSCRIBE_VISITS, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
 
-export type {
-  BrokerCoreOptions,
-  PublishResult,
-  Subscribed,
-  SubscribeRequest,
-  TopicInfo,
-} from "./core_types.ts";
+export type * from "./core_types.ts";
 
 /** Tree nodes one `broker.topics` may visit (its answer says `truncated` past it). */
 export const LIST_VISITS = 65_536;

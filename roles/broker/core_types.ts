@@ -1,6 +1,8 @@
 /** What the broker's core (core.ts) is given and answers: its options, and its calls' requests and results. */
 import type { Subscription } from "./subscriber.ts";
 
+export type { TopicInfo } from "../../clients/contracts/broker.ts";
+
 export interface BrokerCoreOptions {
   /** Byte budget of the retained values. */
   retainBytes: number;
@@ -53,14 +55,4 @@ export interface Subscribed {
    * pattern with `+` over a very wide level. `topicCount` is then a floor.
    */
   complete: boolean;
-}
-
-/** What `broker.topics` tells of a topic. */
-export interface TopicInfo {
-  topic: string;
-  retained: boolean;
-  last_active: string;
-  subscribers: number;
-  messages: number;
-  delivered: number;
 }
