@@ -91,18 +91,20 @@ export class Trust {
     // One node per connection: naming a new node at each call, one connection
     // (any local process may say "binder" and read) grew this map without bound.
     const named = this.#nodeOf.get(conn);
-    if (named === undefined) this.#nodeOf.set(conn, node);
-    else if (named !== node) return;
+    if (named === undefined) {
+      this.#nodeOf.set(conn, node);
+      // Once per connection (a peer sends its key at every round).
+      conn.closed.then(() => this.#drop(node, (h) => h.conn === conn));
+    } else if (named !== node) return;
+    const current = this.#peerKeys.get(node) ?? [];
+    if (current.some((h) => h.conn === conn && h.key === key)) return; // held already
     const hash = hashOfKey(key);
     const known = this.#hashes.get(node);
     if (known !== undefined && hash !== known) return;
-    const held = (this.#peerKeys.get(node) ?? []).filter((h) =>
-      h.conn !== conn && !h.conn.isClosed
-    );
+    const held = current.filter((h) => h.conn !== conn && !h.conn.isClosed);
     held.push({ key, hash, conn });
     if (held.length > CANDIDATES_PER_NODE) held.splice(0, held.length - CANDIDATES_PER_NODE);
     this.#peerKeys.set(node, held);
-    conn.closed.then(() => this.#drop(node, (h) => h.conn === conn));
   }
 
   /** Notes the key hash `node` gave on this binder's link to it; keys without it are dropped. */
