@@ -143,7 +143,7 @@ export class BrokerCore {
       topic = this.topics.get(name);
       if (topic === undefined) {
         if (this.overBudget) throw overloaded("no new topics");
-        topic = this.topics.create(name, topicSegments(name), now);
+        topic = this.topics.create(name, now);
         created = true;
         this.#makeRoom();
       }

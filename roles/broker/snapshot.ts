@@ -84,21 +84,10 @@ export function coverage(tree: TopicTree, segments: readonly string[], exact: bo
     topicCount: Math.max(topicCount, topics.length),
     complete: ends.done,
     snapshot: (since, counted) =>
-      retainedUnder(tree.root, segments)
+      tree.retainedUnder(segments)
         ? new RetainedSnapshot(tree.root, segments, since, exact, counted)
         : undefined,
   };
-}
-
-/** Whether a pattern may cover any retained value (exact for a pattern without `+`). */
-function retainedUnder(root: TopicNode, segments: readonly string[]): boolean {
-  let node: TopicNode | undefined = root;
-  for (const segment of segments) {
-    if (segment === "+") return node.retained > 0;
-    node = node.children?.get(segment);
-    if (node === undefined) return false;
-  }
-  return node.retained > 0;
 }
 
 /**
@@ -134,7 +123,8 @@ export class RetainedSnapshot implements Snapshot {
       const node = this.#walk.next(budget);
       if (node === undefined) return this.#walk.done ? undefined : null;
       const topic = node.topic;
-      if (topic === undefined) continue; // an exact walk meets inner nodes too
+      // An exact walk meets inner nodes too, and nodes below where the pattern ends in an edge.
+      if (topic === undefined || this.#walk.inside) continue;
       const value = topic.retained;
       if (value === undefined || topic.retainedSeq > this.#since) continue;
       if (this.#hideDollar && topic.name.startsWith("/$")) continue;

@@ -4,7 +4,7 @@
  * made a bounded amount of work at a time.
  */
 import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
-import type { TopicNode } from "./topics.ts";
+import { segmentEnd, type TopicNode } from "./topic_nodes.ts";
 
 /** How many node visits a walk may still make (shared by the walks of one piece of work). */
 export interface WalkBudget {
@@ -12,9 +12,11 @@ export interface WalkBudget {
 }
 
 interface Frame {
-  /** Nodes at `depth` (the root is at 0), met through the pattern so far. */
+  /** Nodes whose edges begin at segment `depth` of the pattern... */
   nodes: Iterator<TopicNode>;
   depth: number;
+  /** ...and at character `from` of their names. */
+  from: number;
 }
 
 /**
@@ -22,7 +24,9 @@ interface Frame {
  * pre-order (parents before children, siblings in insertion order): each
  * `next()` spends at most the budget it is given. The tree may change
  * between calls: topics added behind the walk's position are met, removed
- * ones are not (map iterators are live).
+ * ones are not (map iterators are live), and an edge split or merged
+ * meanwhile is read from where the walk is (a frame knows where its nodes'
+ * edges begin in their names, whatever their parents are now).
  */
 export class TopicWalk {
   readonly #pattern: readonly string[];
@@ -31,11 +35,17 @@ export class TopicWalk {
   readonly #stack: Frame[];
   /** Whether the walk has met everything. */
   done = false;
+  /**
+   * With `ends`: the pattern ended inside the edge above the node last
+   * met, so it names no node (nor topic) of its own, but covers what this
+   * node's subtree holds.
+   */
+  inside = false;
 
   /**
    * @param skip subtrees to leave out (e.g. those with no retained value)
    * @param ends meet the nodes the pattern itself names (one per match,
-   * existing or not) instead of the topics in their subtrees
+   * existing or not, see `inside`) instead of the topics in their subtrees
    */
   constructor(
     root: TopicNode,
@@ -46,7 +56,7 @@ export class TopicWalk {
     this.#pattern = pattern;
     this.#skip = skip;
     this.#ends = ends;
-    this.#stack = [{ nodes: [root].values(), depth: 0 }];
+    this.#stack = [{ nodes: [root].values(), depth: 0, from: 0 }];
   }
 
   /**
@@ -68,22 +78,44 @@ export class TopicWalk {
       budget.left--;
       const node = step.value;
       if (this.#skip(node)) continue;
-      const depth = top.depth;
-      const children = node.children;
+      const end = node.end;
+      let depth = top.depth;
+      let inside = false;
       if (depth < pattern.length) {
-        // Still on the pattern's way: only the children it names.
-        if (children === undefined) continue;
-        const segment = pattern[depth];
-        if (segment === ONE_SEGMENT) {
-          stack.push({ nodes: children.values(), depth: depth + 1 });
-        } else {
-          const child = children.get(segment);
-          if (child !== undefined) stack.push({ nodes: [child].values(), depth: depth + 1 });
+        // Still on the pattern's way: its segments against the edge's.
+        const name = node.name;
+        let at = top.from;
+        while (at < end && depth < pattern.length) {
+          const cut = segmentEnd(name, at, end);
+          const want = pattern[depth];
+          if (want !== ONE_SEGMENT && (cut - at !== want.length || !name.startsWith(want, at))) {
+            break;
+          }
+          depth++;
+          at = cut + 1;
         }
-        continue;
+        if (depth < pattern.length) {
+          if (at < end) continue; // parted
+          // The edge matched: only the children the pattern names.
+          const children = node.children;
+          if (children === undefined) continue;
+          const segment = pattern[depth];
+          if (segment === ONE_SEGMENT) {
+            stack.push({ nodes: children.values(), depth, from: end + 1 });
+          } else {
+            const child = children.get(segment);
+            if (child !== undefined) stack.push({ nodes: [child].values(), depth, from: end + 1 });
+          }
+          continue;
+        }
+        inside = at < end;
       }
-      if (this.#ends) return node;
-      if (children !== undefined) stack.push({ nodes: children.values(), depth: depth + 1 });
+      if (this.#ends) {
+        this.inside = inside;
+        return node;
+      }
+      const children = node.children;
+      if (children !== undefined) stack.push({ nodes: children.values(), depth, from: end + 1 });
       if (node.topic !== undefined) return node;
     }
     this.done = true;

@@ -1,14 +1,15 @@
 /**
- * The topic tree: every topic that exists (was published to), one node per
- * segment, so that "every topic under `/telephony`" or "every topic matching
- * `/+/orange`" is a walk of the matching branches, never a scan of all
- * topics. A node is small (its segment, its children, two counts); what a
- * topic keeps (its name, counters, retained value, place in the activity
- * order) is a {@link Topic} hanging off its node, found by name in one
- * lookup. The least recently active topic is found in O(1) when the tree is
- * at its limits: a number of topics, and a byte budget (the memory its
- * names and nodes take, estimated), since a deep name costs a node per
- * segment.
+ * The topic tree: every topic that exists (was published to), in a radix
+ * tree of its segments (a chain of segments that leads to one place only is
+ * one node: see topic_nodes.ts), so that "every topic under `/telephony`"
+ * or "every topic matching `/+/orange`" is a walk of the matching branches,
+ * never a scan of all topics. A node is small (where its path ends in a
+ * topic's name, its children, two counts); what a topic keeps (its name,
+ * counters, retained value, place in the activity order) is a {@link Topic}
+ * hanging off its node, found by name in one lookup. The least recently
+ * active topic is found in O(1) when the tree is at its limits: a number of
+ * topics, and a byte budget (the memory its names and nodes take,
+ * estimated).
  *
  * Each node counts the topics and the retained values in its subtree, so a
  * walk skips the branches that hold nothing it wants, and a walk is
@@ -28,44 +29,16 @@
  * a name it does not know ({@link TopicTree.get}), the topics a walk may
  * meet ({@link TopicTree.need}) — which reads those back at once.
  */
-import { ONE_SEGMENT, topicSegments } from "../../clients/contracts/mod.ts";
+import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 import { DistError } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import { TopicWalk } from "./topic_walk.ts";
+import { nodeUnder, placeTopic, TopicNode, unplaceTopic } from "./topic_nodes.ts";
 
-/**
- * Bytes of one node beyond its segment's characters, measured on V8 (heap
- * after a collection, segments as `split` makes them): the object (72), its
- * segment string's header (24) and its entry in its parent's children map.
- */
-export const NODE_BYTES = 120;
-/**
- * Bytes of a node's children map, made with its first child (an empty V8
- * Map with room for 4 entries: 184). A deep branch pays one per segment: a
- * topic of 60 new segments takes about 60 × 290 bytes, measured 17.3 KB
- * (counted at 240 bytes a node before, 1.14× under).
- */
-export const CHILDREN_BYTES = 168;
+export { CHILDREN_BYTES, NODE_BYTES, TopicNode } from "./topic_nodes.ts";
+
 /** Estimated bytes of a topic beyond its name (the object, its index entry). */
 export const TOPIC_BYTES = 200;
-
-/** One segment of the tree: a topic when `topic` is set, else only a branch on the way to one. */
-export class TopicNode {
-  readonly segment: string;
-  readonly parent: TopicNode | undefined;
-  children: Map<string, TopicNode> | undefined = undefined;
-  /** The topic this node stands for, while it exists. */
-  topic: Topic | undefined = undefined;
-  /** Existing topics in this subtree, this node's own included. */
-  topics = 0;
-  /** Retained values in this subtree, this node's own included. */
-  retained = 0;
-
-  constructor(segment: string, parent: TopicNode | undefined) {
-    this.segment = segment;
-    this.parent = parent;
-  }
-}
 
 /** A topic that exists: its name, counters, retained value and place in the activity order. */
 export class Topic {
@@ -115,7 +88,7 @@ export interface TopicSource {
 
 /** The tree of existing topics. */
 export class TopicTree {
-  readonly root: TopicNode = new TopicNode("", undefined);
+  readonly root: TopicNode = new TopicNode(undefined, "", 0);
   /** Existing topics by name: a publish finds its topic in one lookup. */
   #index = new Map<string, Topic>();
   #bytes = 0;
@@ -179,13 +152,13 @@ export class TopicTree {
    * Makes a normalised name a topic (newest in the activity order), with
    * its branch created as needed. Precondition: it does not exist.
    */
-  create(name: string, segments: readonly string[], now: number): Topic {
+  create(name: string, now: number): Topic {
     const topic = new Topic(name, undefined);
     topic.lastActive = now;
     this.#index.set(name, topic);
     this.#bytes += TOPIC_BYTES + name.length;
     this.#append(topic);
-    this.#place(topic, segments);
+    this.#bytes += placeTopic(this.root, topic);
     return topic;
   }
 
@@ -261,33 +234,10 @@ export class TopicTree {
       const topic = list.pop()!;
       // Forgotten while it waited.
       if (this.#index.get(topic.name) !== topic) continue;
-      this.#place(topic, topicSegments(topic.name));
+      this.#bytes += placeTopic(this.root, topic);
       if (topic.retained !== undefined) this.retainedChanged(topic, 1);
     }
     this.#unplacedCount -= take;
-  }
-
-  /** Hangs a topic that has no node on its branch, made as needed. */
-  #place(topic: Topic, segments: readonly string[]): void {
-    let node = this.root;
-    let bytes = 0;
-    for (const segment of segments) {
-      if (node.children === undefined) {
-        node.children = new Map();
-        bytes += CHILDREN_BYTES;
-      }
-      let child = node.children.get(segment);
-      if (child === undefined) {
-        child = new TopicNode(segment, node);
-        node.children.set(segment, child);
-        bytes += NODE_BYTES + segment.length;
-      }
-      node = child;
-    }
-    topic.node = node;
-    node.topic = topic;
-    for (let n: TopicNode | undefined = node; n !== undefined; n = n.parent) n.topics++;
-    this.#bytes += bytes;
   }
 
   /** Records activity on a topic: it becomes the most recently active. */
@@ -331,22 +281,16 @@ export class TopicTree {
     this.#unlink(topic);
     this.#bytes -= TOPIC_BYTES + topic.name.length;
     topic.cache = undefined;
-    const node = topic.node;
-    if (node === undefined) return; // still unplaced: skipped when its turn comes
-    node.topic = undefined;
-    for (let n: TopicNode | undefined = node; n !== undefined; n = n.parent) n.topics--;
-    // Prune branches that lead nowhere any more.
-    let n: TopicNode = node;
-    while (n.parent !== undefined && n.topics === 0 && n.children === undefined) {
-      const parent: TopicNode = n.parent;
-      parent.children!.delete(n.segment);
-      if (parent.children!.size === 0) {
-        parent.children = undefined;
-        this.#bytes -= CHILDREN_BYTES;
-      }
-      this.#bytes -= NODE_BYTES + n.segment.length;
-      n = parent;
-    }
+    if (topic.node === undefined) return; // still unplaced: skipped when its turn comes
+    this.#bytes += unplaceTopic(this.root, topic);
+    topic.node = undefined;
+  }
+
+  /** Whether a pattern (its segments) may cover a retained value (exactly, without `+`). */
+  retainedUnder(segments: readonly string[]): boolean {
+    const plus = segments.indexOf(ONE_SEGMENT);
+    const node = nodeUnder(this.root, plus < 0 ? segments : segments.slice(0, plus));
+    return node !== undefined && node.retained > 0;
   }
 
   /**
