@@ -210,7 +210,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "attack: half-sent HTTP requests on --mqtt-ws-port count in --max-connections and are cut at the CONNECT deadline",
+    "attack: half-sent HTTP requests on --mqtt-ws-port count in --max-connections, the oldest closed to make room, the rest cut at the CONNECT deadline",
   ...opts,
   async fn() {
     const broker = await startDist([
@@ -251,13 +251,13 @@ Deno.test({
       }, 2000);
       try {
         const done = await Promise.all(ends);
-        // 7 slots were free (one holds the client): the others were refused at once (503).
-        const refused = done.filter((d) => d.text.startsWith("HTTP/1.1 503"));
-        assert.equal(refused.length, 13, JSON.stringify(done));
-        assert.ok(refused.every((d) => d.ms < 2000), JSON.stringify(refused));
-        // The 7 held were cut at the CONNECT deadline (10 s from their accept), answered nothing.
-        const cut = done.filter((d) => d.text === "");
-        assert.equal(cut.length, 7);
+        // 7 slots were free (one holds the client): each of the 13 after closed the oldest
+        // request to make room, at once; the last 7 were cut at the CONNECT deadline (10 s from
+        // their accept). None was answered.
+        assert.ok(done.every((d) => d.text === ""), JSON.stringify(done));
+        const made = done.slice(0, 13);
+        assert.ok(made.every((d) => d.ms < 2000), JSON.stringify(made));
+        const cut = done.slice(13);
         assert.ok(cut.every((d) => d.ms > 9000 && d.ms < 14_000), JSON.stringify(cut));
       } finally {
         clearInterval(drip);

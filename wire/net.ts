@@ -8,6 +8,7 @@ import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 import { MAX_TIMER_MS } from "./calls.ts";
 import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
 import { foreignBytes } from "./foreign.ts";
+import { Newcomers } from "./newcomers.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import type { Authenticator, Credentials } from "./credentials.ts";
@@ -58,7 +59,11 @@ export interface ListenOptions extends ConnSettings {
   name: string;
   /** Put in `by` of every response. */
   by?: string;
-  /** Most concurrent connections; above it a new one gets OVERLOADED and is closed. */
+  /**
+   * Most concurrent connections; at it, a new one closes the oldest that
+   * has not finished its hello yet (newcomers.ts), or, when every one has,
+   * gets OVERLOADED and is closed.
+   */
   maxConnections?: number;
   /**
    * Most requests handled at once across all of this listener's connections
@@ -153,6 +158,7 @@ function accepting(
   const conns = new Set<FramedConn>();
   const maxConnections = options.maxConnections ?? 10_000;
   const budget = new InFlightBudget(options.maxInFlightTotal ?? DEFAULT_MAX_IN_FLIGHT_TOTAL);
+  const newcomers = new Newcomers();
   let stopping = false;
 
   async function accept(raw: Deno.Conn): Promise<void> {
@@ -188,11 +194,19 @@ function accepting(
       );
       return;
     }
-    if (conns.size > maxConnections) {
+    // Full (this one counted): the oldest still without a hello makes room, else this one goes.
+    if (conns.size > maxConnections && !newcomers.makeRoom()) {
       const full = new DistError("OVERLOADED", `Connection limit of ${maxConnections} reached`);
       await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
       return;
     }
+    const arrival = newcomers.arrive(() => {
+      warnPeer("Connection from {remote} closed to make room: no hello yet, {max} connections", {
+        remote: framed.remoteAddress,
+        max: maxConnections,
+      });
+      framed.close(CloseReason.Overloaded);
+    });
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;
     try {
@@ -226,6 +240,8 @@ function accepting(
         });
       }
       return;
+    } finally {
+      arrival.settled();
     }
     if (framed.isClosed) return;
     log.debug("Connection from {addr}: {name} ({role}, {codec}){user}", {

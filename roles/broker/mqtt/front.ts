@@ -11,10 +11,10 @@ import { Backoff, sleep } from "../../../wire/backoff.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
 import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
+import { type Newcomer, Newcomers } from "../../../wire/newcomers.ts";
 import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
-import { CONNECTED } from "./reader.ts";
 import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
 import { SessionTable } from "./sessions.ts";
@@ -32,7 +32,11 @@ export interface MqttLimits {
   maxPacket: number;
   /** Output a connection may have queued before it is closed as not reading. */
   maxOutbound: number;
-  /** Most connections at once; more are closed at once. */
+  /**
+   * Most connections at once; at it, a new one closes the oldest that has
+   * not been given CONNACK yet (wire/newcomers.ts), or, when every one has,
+   * is closed at once.
+   */
   maxConnections: number;
   /** A connection must send CONNECT within this long. */
   connectTimeoutMs: number;
@@ -81,6 +85,10 @@ export class MqttFront {
   #closing = false;
   /** Accepted connections still in their TLS handshake. */
   #handshaking = 0;
+  /** Connections not given CONNACK yet, oldest first: closed to make room when full. */
+  readonly #newcomers = new Newcomers();
+  /** Of those, the ones past their TLS handshake. */
+  readonly #arrivals = new Map<MqttConnection, Newcomer>();
   #tls: TlsSettings | undefined;
   /** Connections whose TLS handshake failed (plain MQTT on the TLS port, a bad certificate). */
   tlsFailures = 0;
@@ -160,15 +168,19 @@ export class MqttFront {
         continue;
       }
       this.accepted++;
-      this.#secure(conn, ws);
+      this.#secure(conn, ws, this.#newcomers.arrive(() => conn.close()));
     }
   }
 
-  /** Whether one more connection would pass `maxConnections` (then it is refused, and counted). */
+  /**
+   * Whether one more connection would pass `maxConnections` with none to
+   * close to make room for it: then it is refused, and counted.
+   */
   refuses(): boolean {
-    const full = this.#connections.size + this.#handshaking >= this.limits.maxConnections;
-    if (full) this.refusedConnections++;
-    return full;
+    if (this.#connections.size + this.#handshaking < this.limits.maxConnections) return false;
+    if (this.#newcomers.makeRoom()) return false;
+    this.refusedConnections++;
+    return true;
   }
 
   /**
@@ -186,7 +198,7 @@ export class MqttFront {
   #wsTls: TlsSettings | undefined;
 
   /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
-  async #secure(accepted: Deno.Conn, ws: boolean): Promise<void> {
+  async #secure(accepted: Deno.Conn, ws: boolean, arrival: Newcomer): Promise<void> {
     let conn: Deno.Conn;
     let subject: string | undefined;
     const started = Date.now();
@@ -199,18 +211,21 @@ export class MqttFront {
         this.tlsFailures++;
         log.warn("MQTT TLS client refused: {error}", { error: secured.refused.message });
         secured.conn.close();
-        return;
+        return void arrival.settled();
       }
       conn = secured.conn;
       subject = secured.peer?.commonName;
     } catch (err) {
       this.tlsFailures++;
       log.debug("MQTT TLS handshake failed: {error}", { error: String(err) });
-      return;
+      return void arrival.settled();
     } finally {
       this.#handshaking--;
     }
-    if (this.#closing) return void conn.close();
+    if (this.#closing) {
+      arrival.settled();
+      return void conn.close();
+    }
     // The handshake's time counts in the CONNECT deadline: one deadline from accept. On the
     // WebSocket port the HTTP upgrade is the stream's first read, within the same deadline.
     if (ws) conn = new WsStream(conn) as unknown as Deno.Conn;
@@ -218,6 +233,14 @@ export class MqttFront {
     // A client certificate is who the client is, when CONNECT carries no credentials.
     c.certSubject = subject;
     this.#connections.add(c);
+    arrival.close = () => {
+      this.warn(
+        c,
+        `closed to make room: no CONNECT yet, ${this.limits.maxConnections} connections`,
+      );
+      c.close("closed to make room for a new connection", false);
+    };
+    this.#arrivals.set(c, arrival);
     c.run();
   }
 
@@ -340,6 +363,7 @@ export class MqttFront {
     }
     session.expiry = want.expiry;
     this.#byClientId.set(id, c);
+    this.#settled(c);
     return { session, present };
   }
 
@@ -357,6 +381,7 @@ export class MqttFront {
   /** A connection closed. */
   gone(c: MqttConnection, why: string): void {
     this.#connections.delete(c);
+    this.#settled(c);
     this.#closers.get(c)?.();
     if (this.#byClientId.get(c.clientId) === c) this.#byClientId.delete(c.clientId);
     log.debug("MQTT client {id} at {peer} gone: {why}", {
@@ -364,6 +389,12 @@ export class MqttFront {
       peer: c.remote,
       why,
     });
+  }
+
+  /** `c` was given CONNACK, or closed: no longer closed to make room. */
+  #settled(c: MqttConnection): void {
+    this.#arrivals.get(c)?.settled();
+    this.#arrivals.delete(c);
   }
 
   /** A line about a misbehaving client (rate-limited with every other peer warning). */
@@ -385,6 +416,7 @@ export class MqttFront {
       handshaking: this.#handshaking,
       accepted: this.accepted,
       refused_connections: this.refusedConnections,
+      evicted_connections: this.#newcomers.evicted,
       messages_in: this.messagesIn,
       bad_connects: this.badConnects,
       protocol_errors: this.protocolErrors,
@@ -405,20 +437,7 @@ export class MqttFront {
       sessions_restored: this.sessions.restored,
       messages_restored: this.sessions.messagesRestored,
       ...this.sessions.queues(),
-      ...this.#inflight(),
+      ...this.sessions.inflight(),
     };
-  }
-
-  /** Deliveries awaiting their acknowledgement on the connections, and connections whose window is full. */
-  #inflight(): { inflight: number; windows_full: number } {
-    let inflight = 0;
-    let full = 0;
-    for (const c of this.#connections) {
-      if (c.state() !== CONNECTED) continue;
-      const session = c.session;
-      inflight += session.inflight.size;
-      if (session.inflight.size >= c.window) full++;
-    }
-    return { inflight, windows_full: full };
   }
 }

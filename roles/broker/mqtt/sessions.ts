@@ -8,6 +8,7 @@
 import type { Store } from "../../../store/mod.ts";
 import type { MqttFront } from "./front.ts";
 import { MqttSession } from "./session.ts";
+import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
 import { restoreQueued, SessionJournal } from "./journal.ts";
 
@@ -171,5 +172,18 @@ export class SessionTable {
       dropped += session.dropped;
     }
     return { session_queued_bytes: queued, session_dropped: dropped };
+  }
+
+  /** Deliveries awaiting their acknowledgement on the connections, and connections whose window is full. */
+  inflight(): { inflight: number; windows_full: number } {
+    let inflight = 0;
+    let full = 0;
+    for (const session of this.#byId.values()) {
+      const c = session.connection;
+      if (c === undefined || c.state() !== CONNECTED) continue;
+      inflight += session.inflight.size;
+      if (session.inflight.size >= c.window) full++;
+    }
+    return { inflight, windows_full: full };
   }
 }

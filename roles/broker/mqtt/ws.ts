@@ -5,7 +5,8 @@
  *
  * The front end accepts the WebSocket port's sockets in the same loop and
  * slots as the TCP port's (front.ts): a connection counts in
- * `--max-connections` from its accept (one more is answered 503), its TLS
+ * `--max-connections` from its accept (at the limit one more closes the
+ * oldest connection without CONNACK, or is answered 503 when none is), its TLS
  * handshake, HTTP upgrade and CONNECT share the one CONNECT deadline (10 s),
  * and an accept failure (out of descriptors) is retried after a pause
  * without touching the connections already open. (It was `Deno.serve`,
