@@ -266,6 +266,59 @@ Deno.test("balancer --mode tcp --idle-timeout: a silent connection is closed, a 
   }
 });
 
+Deno.test("balancer --mode tcp --max-connections: the oldest connection that sent no byte makes room; talking ones are never closed", async () => {
+  const backend = rawBackend(async (conn) => {
+    const buf = new Uint8Array(1024);
+    for (let n; (n = await conn.read(buf)) !== null;) await writeAll(conn, buf.subarray(0, n));
+  });
+  const lb = await startTcpBalancer([backend.address], ["--max-connections", "6"]);
+  const talking: Deno.Conn[] = [];
+  const silent: Deno.Conn[] = [];
+  const buf = new Uint8Array(16);
+  /** A connection that says a byte and hears it back. */
+  const talk = async () => {
+    const c = await connect(lb.address);
+    talking.push(c);
+    await writeAll(c, encoder.encode("x"));
+    assert.equal(await within(c.read(buf), 2000, "the echo"), 1, lb.stderr());
+  };
+  /** Whether the balancer closed `c` within `ms`. */
+  const closedWithin = (c: Deno.Conn, ms: number) =>
+    Promise.race([
+      c.read(buf).catch(() => null).then((n) => n === null),
+      sleep(ms).then(() => false),
+    ]);
+  try {
+    await talk();
+    for (let i = 0; i < 5; i++) silent.push(await connect(lb.address));
+    await sleep(200);
+    // Full of silent connections, renewed: clients still get in, the oldest silent ones go.
+    for (let round = 0; round < 3; round++) {
+      await talk();
+      for (let i = 0; i < 2; i++) silent.push(await connect(lb.address));
+    }
+    for (const c of silent.slice(0, 9)) assert.equal(await closedWithin(c, 2000), true);
+    for (const c of silent.slice(9)) {
+      assert.equal(await closedWithin(c, 300), false, "the newest silent ones stay");
+    }
+    // Every slot talks: one more is refused, and nobody is closed to make room for it.
+    for (let i = 0; i < 2; i++) await talk();
+    const extra = await connect(lb.address);
+    silent.push(extra);
+    assert.equal(await closedWithin(extra, 2000), true);
+    for (const c of talking) {
+      await writeAll(c, encoder.encode("y"));
+      assert.equal(await within(c.read(buf), 2000, "the echo"), 1);
+    }
+    assert.ok(/closed to make room: no byte sent yet/.test(lb.stderr()), lb.stderr());
+    assert.ok(/refused: 6 connections open/.test(lb.stderr()), lb.stderr());
+  } finally {
+    for (const c of [...talking, ...silent]) closeQuietly(c);
+    await lb.stop();
+    await backend.close();
+  }
+});
+
 Deno.test("balancer --mode tcp: backpressure both ways (a side that does not read stops the other being read)", async () => {
   // More than the kernel's socket buffers on the way may hold (here up to 32 MiB
   // for each receive buffer, 4 MiB for each send buffer): a proxy that read on

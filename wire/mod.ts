@@ -67,6 +67,7 @@ export {
   type FrameWriter,
 } from "./conn.ts";
 export { processOutbound } from "./outbound.ts";
+export { type Newcomer, Newcomers } from "./newcomers.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
   type Access,

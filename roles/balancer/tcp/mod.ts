@@ -11,9 +11,14 @@
  * A backend that refuses a client's connect is taken out at once and the
  * connect is tried on the next one (each backend once); with none left the
  * client's connection is closed.
+ *
+ * At `--max-connections` a new client connection closes the oldest one
+ * that has not sent a byte yet (wire/newcomers.ts, as the native and MQTT
+ * ports do), and is refused only when every one has: connections that
+ * never speak cannot hold every slot for the idle timeout.
  */
 import { formatAddress, type OptionSpec, parseAddress } from "../../../config/mod.ts";
-import { Backoff, DistError, sleep } from "../../../wire/mod.ts";
+import { Backoff, DistError, Newcomers, sleep } from "../../../wire/mod.ts";
 import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
 import { explainListenError } from "../../_listen.ts";
 import { setLogInstance } from "../../_logging.ts";
@@ -111,8 +116,11 @@ class TcpProxy {
   readonly checks: TcpChecks;
   readonly clock: IdleClock;
   stopping = false;
-  readonly #splices = new Set<Splice>();
+  /** The spliced connections, by their client's. */
+  readonly #splices = new Map<Deno.TcpConn, Splice>();
   readonly #maxConnections: number;
+  /** Client connections that have sent no byte yet, oldest first: closed to make room. */
+  readonly #newcomers = new Newcomers();
   /** Client connections accepted and not yet ended (connecting or spliced). */
   open = 0;
   #total = 0;
@@ -126,8 +134,9 @@ class TcpProxy {
     this.policy = createPolicy(options.policy);
     const rules = { rise: options.rise, fall: options.fall };
     for (const address of options.backends) {
-      // A connection slot per client connection the balancer may hold: no other cap.
-      this.pool.add(new Backend("server", address, { capacity: options.maxConnections, rules }));
+      // No cap of its own: --max-connections bounds the client connections. (Not that, as a
+      // connection closed to make room gives its backend connection back only once that closes.)
+      this.pool.add(new Backend("server", address, { capacity: Number.MAX_SAFE_INTEGER, rules }));
     }
     this.checks = new TcpChecks(options.checkInterval, (t) => this.#report(t));
     this.clock = new IdleClock(options.idleTimeout);
@@ -163,8 +172,8 @@ class TcpProxy {
     while (this.open > 0 && performance.now() < deadline) {
       await sleep(Math.min(50, Math.max(1, deadline - performance.now())));
     }
-    for (const s of this.#splices) s.end(EndReason.Shutdown);
-    await Promise.all([...this.#splices].map((s) => s.done));
+    for (const s of this.#splices.values()) s.end(EndReason.Shutdown);
+    await Promise.all([...this.#splices.values()].map((s) => s.done));
     clearInterval(this.#ticker);
   }
 
@@ -175,6 +184,7 @@ class TcpProxy {
       connections: this.open,
       connections_total: this.#total,
       refused: this.#refused,
+      evicted: this.#newcomers.evicted,
       no_backend: this.#noBackend,
       connect_failures: this.#connectFailures,
       policy: this.policy.name,
@@ -186,7 +196,7 @@ class TcpProxy {
 
   #tick(): void {
     this.clock.tick++;
-    for (const s of this.#splices) if (s.idle) s.end(EndReason.Idle);
+    for (const s of this.#splices.values()) if (s.idle) s.end(EndReason.Idle);
   }
 
   #report(t: Transition | undefined): void {
@@ -196,10 +206,13 @@ class TcpProxy {
     else backendLines.warn("Backend {backend} is down: {reason}", fields);
   }
 
-  /** A client connection: over the limit it is closed, else it gets a backend. */
+  /**
+   * A client connection: at the limit it closes the oldest that has sent
+   * nothing yet, or, when every one has, it is closed; then it gets a backend.
+   */
   #take(client: Deno.TcpConn): void {
     const remote = remoteOf(client);
-    if (this.open >= this.#maxConnections) {
+    if (this.open >= this.#maxConnections && !this.#newcomers.makeRoom()) {
       this.#refused++;
       connectionLines.warn("Connection from {remote} refused: {limit} connections open", {
         remote,
@@ -211,14 +224,35 @@ class TcpProxy {
     this.open++;
     this.#total++;
     noDelay(client);
-    this.#forward(client, remote).catch((err) => {
+    // Its slot is given back once: at its end, or at once when it is closed to make room.
+    let holding = true;
+    const release = () => {
+      if (holding) this.open--;
+      holding = false;
+    };
+    const arrival = this.#newcomers.arrive(() => {
+      release();
+      connectionLines.warn("Connection from {remote} closed to make room: no byte sent yet", {
+        remote,
+      });
+      const splice = this.#splices.get(client);
+      if (splice !== undefined) splice.end(EndReason.Evicted);
+      else close(client);
+    });
+    this.#forward(client, remote, () => arrival.settled()).catch((err) => {
       log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
       close(client);
-    }).finally(() => this.open--);
+    }).finally(() => {
+      arrival.settled();
+      release();
+    });
   }
 
-  /** Dials a backend for `client` (the next one if it refuses), then splices the two. */
-  async #forward(client: Deno.TcpConn, remote: string): Promise<void> {
+  /**
+   * Dials a backend for `client` (the next one if it refuses), then splices
+   * the two; `spoke` is called at the client's first byte.
+   */
+  async #forward(client: Deno.TcpConn, remote: string, spoke: () => void): Promise<void> {
     const tried = new Set<Backend>();
     for (;;) {
       const list = tried.size === 0 ? this.pool.list : this.pool.list.filter((b) => !tried.has(b));
@@ -250,20 +284,26 @@ class TcpProxy {
         continue;
       }
       backend.onAnswered(performance.now() - started, false);
-      await this.#splice(client, conn, backend, remote);
+      await this.#splice(client, conn, backend, remote, spoke);
       return;
     }
   }
 
-  async #splice(client: Deno.TcpConn, conn: Deno.TcpConn, backend: Backend, remote: string) {
-    const splice = new Splice(client, conn, this.clock);
-    this.#splices.add(splice);
+  async #splice(
+    client: Deno.TcpConn,
+    conn: Deno.TcpConn,
+    backend: Backend,
+    remote: string,
+    spoke: () => void,
+  ) {
+    const splice = new Splice(client, conn, this.clock, spoke);
+    this.#splices.set(client, splice);
     log.debug("Connection from {remote} to {backend}", { remote, backend: backend.name });
     let ended: Ended;
     try {
       ended = await splice.done;
     } finally {
-      this.#splices.delete(splice);
+      this.#splices.delete(client);
       backend.inflight--;
     }
     const fields = {

@@ -26,6 +26,8 @@ export enum EndReason {
   Idle = "idle",
   /** The balancer is stopping and its grace ran out. */
   Shutdown = "shutdown",
+  /** The client had sent no byte yet and the balancer was full: closed to make room. */
+  Evicted = "evicted",
 }
 
 /**
@@ -82,9 +84,12 @@ export class Splice {
   #ways = 2;
   #ended: Ended | undefined;
   #resolve!: (ended: Ended) => void;
+  #spoke: (() => void) | undefined;
 
-  constructor(client: Deno.TcpConn, backend: Deno.TcpConn, clock: IdleClock) {
+  /** `spoke`: called at the client's first byte. */
+  constructor(client: Deno.TcpConn, backend: Deno.TcpConn, clock: IdleClock, spoke?: () => void) {
     this.client = client;
+    this.#spoke = spoke;
     this.backend = backend;
     this.#clock = clock;
     this.active = clock.tick;
@@ -115,6 +120,10 @@ export class Splice {
       }
       if (n === null) break;
       this.active = this.#clock.tick;
+      if (up && this.#spoke !== undefined) {
+        this.#spoke();
+        this.#spoke = undefined;
+      }
       try {
         let off = 0;
         while (off < n) {
