@@ -114,13 +114,15 @@ Deno.test("TopicTree.forget() prunes branches that lead nowhere and keeps the or
 // ---- subscription tree ----
 
 interface TestSub {
+  sid: number;
   name: string;
   segments: string[];
   group?: string;
 }
 
+let lastSid = 0;
 function s(name: string, pattern: string, group?: string): TestSub {
-  return { name, segments: topicSegments(pattern), group };
+  return { sid: ++lastSid, name, segments: topicSegments(pattern), group };
 }
 
 function matched(t: SubscriptionTree<TestSub>, topic: string): string[] {

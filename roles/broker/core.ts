@@ -9,10 +9,11 @@ import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut, type Publisher } from "./fanout.ts";
+import { cachedTargets, findTargets, MatchQueue } from "./matching.ts";
 import { overloaded, readBuffers, SUBSCRIPTION_BYTES } from "./memory.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
-import { type Group, SubscriptionTree, type Targets } from "./subscriptions.ts";
+import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
 import { refuseSystemTopic, type Topic, type TopicNode, TopicTree } from "./topics.ts";
 import { TopicWalk } from "./topic_walk.ts";
 import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
@@ -61,6 +62,8 @@ export class BrokerCore {
     (t0) => this.delivery?.observe((performance.now() - t0) / 1000),
     () => this.onOverBudget !== undefined && this.overBudget && this.onOverBudget(),
   );
+  /** Publishes whose matches go on in later turns, and those behind them (see matching.ts). */
+  readonly matches = new MatchQueue((from, hold) => this.fanOut.holdForMatch(from, hold));
   #now: () => number;
   #nextSid = 1;
   #subs = new Set<Subscription>();
@@ -117,7 +120,10 @@ export class BrokerCore {
    * front end may lend it a view of its read buffer (it is checked by the
    * front end; any other value is checked here). `qos` is an MQTT
    * publisher's (see Message.qos); `from`, its connection, is held back
-   * while its publishes fill the fan-out's backlog (see FanOut).
+   * while its publishes fill the fan-out's backlog (see FanOut), or while
+   * one waits for its match (see matching.ts): then `later` resolves with
+   * the deliveries once they are known, and its publishes meanwhile wait
+   * behind it.
    * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
   publish(
@@ -163,19 +169,51 @@ export class BrokerCore {
         if (this.retained.set(topic, kept, bytes, now) === "too_large") this.retainedTooLarge++;
       }
     }
-    const targets = this.#targets(topic);
+    // Behind a publish of the same publisher that waits, or too large a match to make now.
+    const behind = this.matches.busy(from);
+    const tree = this.subscriptions;
+    const targets = behind
+      ? cachedTargets(tree, topic) ?? tree.later(topicSegments(topic.name))
+      : this.matches.targets(tree, topic);
+    if (targets instanceof Match || behind) {
+      const msg = new Message(topic.name, value ?? null);
+      msg.qos = qos;
+      const generation = tree.generation;
+      const later = this.matches.add(from, targets, msg, (found) => {
+        // Kept for the next publish unless subscriptions came or went since it began.
+        if (targets instanceof Match && cachedTargets(tree, topic) === undefined) {
+          topic.cache = found;
+          topic.cacheGeneration = generation;
+        }
+        if (created) this.#announce(found, topic.name);
+        return this.#deliver(topic, found, msg, t0, from);
+      });
+      return { topic: topic.name, deliveries: 0, created, later };
+    }
     if (created) this.#announce(targets, topic.name);
     let deliveries = 0;
     if (targets.plain.length + targets.groups.length > 0) {
       const msg = new Message(topic.name, value === undefined ? null : value);
       msg.qos = qos;
-      // Now, or partly in later turns (see FanOut): counted as they are to be made.
-      deliveries = this.fanOut.send(msg, targets, t0, from);
-      topic.messagesOut += deliveries;
-      this.messagesOut += deliveries;
-      if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
+      deliveries = this.#deliver(topic, targets, msg, t0, from);
     }
     return { topic: topic.name, deliveries, created };
+  }
+
+  /** Delivers now, or partly in later turns (see FanOut): counted as they are to be made. */
+  #deliver(
+    topic: Topic,
+    targets: Targets<Subscription>,
+    msg: Message,
+    t0: number,
+    from: Publisher | undefined,
+  ): number {
+    if (targets.plain.length + targets.groups.length === 0) return 0;
+    const deliveries = this.fanOut.send(msg, targets, t0, from);
+    topic.messagesOut += deliveries;
+    this.messagesOut += deliveries;
+    if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
+    return deliveries;
   }
 
   /**
@@ -292,11 +330,19 @@ export class BrokerCore {
     const topics: TopicInfo[] = [];
     const walk = new TopicWalk(this.topics.root, segments, noTopics);
     const budget = { left: LIST_VISITS };
+    let stopped = false;
     while (topics.length < limit) {
       const node = walk.next(budget);
       if (node === undefined) break;
       const topic = node.topic!;
-      const { plain, groups } = this.#targets(topic);
+      // Its subscribers found within the same bound: past it, the answer stops here.
+      const found = cachedTargets(this.subscriptions, topic) ??
+        findTargets(this.subscriptions, topic, budget);
+      if (found instanceof Match) {
+        stopped = true;
+        break;
+      }
+      const { plain, groups } = found;
       let subscribers = plain.length;
       for (const g of groups) subscribers += g.members.length;
       topics.push({
@@ -309,22 +355,23 @@ export class BrokerCore {
       });
     }
     // Past the limit, or stopped by the work bound: there may be more.
-    const truncated = topics.length >= limit
-      ? walk.next(budget) !== undefined || !walk.done
-      : !walk.done;
+    const truncated = stopped ||
+      (topics.length >= limit ? walk.next(budget) !== undefined || !walk.done : !walk.done);
     return { topics, truncated };
   }
 
   /**
    * What the broker's data takes in memory, as counted: topics and their
    * tree, retained values, subscriptions and their tree, queued deliveries
-   * (their buffers, slack included), MQTT packets being received, publishes in the fan-out's backlog and
+   * (their buffers, slack included), MQTT packets being received, publishes in the fan-out's backlog
+   * or waiting for their matches and
    * what the transports hold (`outboundBytes` as last sampled, plus what the
    * process's output has grown by since: a fan-out can fill them meanwhile).
    */
   get memoryBytes(): number {
     return this.topics.bytes + this.retained.bytes + this.#subs.size * SUBSCRIPTION_BYTES +
-      this.subscriptions.bytes + queueMemory.bytes + this.fanOut.bytes + readBuffers.bytes +
+      this.subscriptions.bytes + queueMemory.bytes + this.fanOut.bytes + this.matches.bytes +
+      readBuffers.bytes +
       this.outboundBytes +
       Math.max(0, processOutbound.pending - this.outboundAt);
   }
@@ -368,16 +415,6 @@ export class BrokerCore {
       out[topic.name] = { in: topic.messagesIn, out: topic.messagesOut };
     }
     return out;
-  }
-
-  /** The subscriptions and groups a topic reaches, cached on it until they change. */
-  #targets(topic: Topic): Targets<Subscription> {
-    const generation = this.subscriptions.generation;
-    if (topic.cacheGeneration !== generation) {
-      topic.cache = this.subscriptions.match(topicSegments(topic.name));
-      topic.cacheGeneration = generation;
-    }
-    return topic.cache as Targets<Subscription>;
   }
 
   /** Tells every subscription that covers a new topic (each group member too). */

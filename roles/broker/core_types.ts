@@ -33,6 +33,11 @@ export interface PublishResult {
   deliveries: number;
   /** The topic did not exist before. */
   created: boolean;
+  /**
+   * Set when the publish waits for its match (see matching.ts): its
+   * deliveries, once known (`deliveries` is then 0).
+   */
+  later?: Promise<number>;
 }
 
 export interface SubscribeRequest {

@@ -76,6 +76,8 @@ export class FanOut {
   readonly #heldBack: Publisher[] = [];
   /** Publishers held back so far. */
   heldBackCount = 0;
+  /** Publishers held back while a publish of theirs waits for its match (see matching.ts). */
+  readonly #matching = new Set<Publisher>();
   /** Called when a timed publish (t0 ≠ 0) made its last delivery. */
   readonly #done: (t0: number) => void;
   /** Called after each later turn's deliveries (the core checks its memory budget). */
@@ -137,7 +139,22 @@ export class FanOut {
     from.heldBack = true;
     this.heldBackCount++;
     this.#heldBack.push(from);
-    from.holdBack();
+    if (!this.#matching.has(from)) from.holdBack();
+  }
+
+  /**
+   * Holds `from` back while a publish of it waits for its match (true), or
+   * lets it go (false): it is read again once neither this nor the backlog
+   * holds it (one holdBack, one goOn).
+   */
+  holdForMatch(from: Publisher, hold: boolean): void {
+    if (hold) {
+      if (this.#matching.has(from)) return;
+      this.#matching.add(from);
+      if (!from.heldBack) from.holdBack();
+    } else if (this.#matching.delete(from) && !from.heldBack) {
+      from.goOn();
+    }
   }
 
   /** `n` more deliveries of `p` were made. */
@@ -184,7 +201,7 @@ export class FanOut {
     const held = this.#heldBack.splice(0);
     for (const from of held) {
       from.heldBack = false;
-      from.goOn();
+      if (!this.#matching.has(from)) from.goOn();
     }
   }
 

@@ -40,6 +40,7 @@ import { type Serving, serving } from "../_shell.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
 
 const log = getLogger(["dist", "broker"]);
+type Published = { topic: string; deliveries: number };
 
 /** Most subscriptions one connection may hold. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 10_000;
@@ -208,12 +209,7 @@ export class WireFront {
       "broker.publish": (p, peer) => {
         const retain = p.retain !== false;
         const from = this.#session(peer);
-        const { topic, deliveries } = this.core.publish(p.topic, p.value, retain, 2, from);
-        const answer = { topic, deliveries };
-        // With a data directory, a retained value is confirmed once the commit covering it is.
-        return retain && this.committed !== undefined
-          ? this.committed().then(() => answer)
-          : answer;
+        return this.#answer(this.core.publish(p.topic, p.value, retain, 2, from), retain);
       },
       "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
       "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),
@@ -297,15 +293,25 @@ export class WireFront {
     },
   };
 
+  /**
+   * A confirmed publish's answer: once its deliveries are known (see PublishResult.later),
+   * and a retained value's once the commit covering it is (with a data directory).
+   */
+  #answer(result: PublishResult, retain: boolean): Published | Promise<Published> {
+    const { topic, later } = result;
+    const commit = retain && this.committed !== undefined ? this.committed() : undefined;
+    if (later === undefined) {
+      const answer = { topic, deliveries: result.deliveries };
+      return commit === undefined ? answer : commit.then(() => answer);
+    }
+    return Promise.all([later, commit]).then(([deliveries]) => ({ topic, deliveries }));
+  }
+
   /** Answers a confirmed publish as the handler of `broker.publish` does. */
   #confirm(peer: Peer, id: number | string, result: PublishResult, retain: boolean): void {
-    const answer = { topic: result.topic, deliveries: result.deliveries };
-    if (retain && this.committed !== undefined) {
-      // With a data directory, a retained value is confirmed once the commit covering it is.
-      this.committed().then(
-        () => peer.answer(id, answer),
-        (err) => peer.answerError(id, err),
-      );
+    const answer = this.#answer(result, retain);
+    if (answer instanceof Promise) {
+      answer.then((a) => peer.answer(id, a), (err) => peer.answerError(id, err));
     } else {
       peer.answer(id, answer);
     }

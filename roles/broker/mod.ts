@@ -203,6 +203,8 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
           memory: memory.stats(),
           fanout_waiting: core.fanOut.waiting,
           fanout_held_back: core.fanOut.heldBackCount,
+          match_waiting: core.matches.waiting,
+          match_deferred: core.matches.deferred,
           ...(stored.durable === undefined ? {} : { store: stored.durable.stats() }),
           ...(mqtt === undefined ? {} : { mqtt: mqtt.stats() }),
         }),

@@ -10,6 +10,13 @@
  * Subscriptions with a queue group join the group of their pattern and name:
  * a message matched at that node goes to one member, in rotation.
  *
+ * A match is bounded work at a time: patterns mixing names and `+` over
+ * many levels make a topic reach one node per pattern prefix it matches
+ * (65,536 patterns over 16 levels: 2^17 nodes, 50 ms of CPU). So a match
+ * visits at most the nodes its budget allows and, past it, is a
+ * {@link Match} that goes on later (core.ts spreads it over turns of the
+ * event loop), leaving out subscriptions added after it began.
+ *
  * An exact subscription (an MQTT filter without `#`) covers only the topics
  * at its own depth: it is kept apart on its node and collected only when
  * the topic ends there. A topic whose first segment starts with `$`
@@ -33,6 +40,8 @@ export const PATTERN_NODE_BYTES = 160;
 
 /** What the tree needs to know of a subscription. */
 export interface Subscribable {
+  /** Larger for each subscription added (a match that goes on leaves out those added since it began). */
+  readonly sid: number;
   readonly segments: readonly string[];
   readonly group?: string;
   readonly exact?: boolean;
@@ -42,10 +51,13 @@ export interface Subscribable {
 export class Group<S> {
   readonly name: string;
   readonly members: S[] = [];
+  /** The sid of its first member: a match begun before it leaves it out. */
+  readonly since: number;
   #next = 0;
 
-  constructor(name: string) {
+  constructor(name: string, since = 0) {
     this.name = name;
+    this.since = since;
   }
 
   /** The member whose turn it is. Precondition: the group has members. */
@@ -87,6 +99,8 @@ export class SubscriptionTree<S extends Subscribable> {
   #count = 0;
   #generation = 0;
   #bytes = 0;
+  /** The largest sid added so far. */
+  #lastSid = 0;
 
   /** What the tree's nodes take in memory, as counted (see PATTERN_NODE_BYTES). */
   get bytes(): number {
@@ -127,13 +141,14 @@ export class SubscriptionTree<S extends Subscribable> {
         : (node.groups ??= new Map());
       let group = groups.get(sub.group);
       if (group === undefined) {
-        group = new Group(sub.group);
+        group = new Group(sub.group, sub.sid);
         groups.set(sub.group, group);
       }
       group.members.push(sub);
     }
     this.#count++;
     this.#generation++;
+    if (sub.sid > this.#lastSid) this.#lastSid = sub.sid;
   }
 
   /** Removes a subscription; returns false when it was not in the tree. */
@@ -178,36 +193,184 @@ export class SubscriptionTree<S extends Subscribable> {
 
   /**
    * Every subscription and group whose pattern covers the topic with these
-   * segments. A topic nobody covers gets one shared empty answer (callers
-   * never change it), so keeping answers per topic costs nothing for those.
+   * segments, however many nodes that takes. A topic nobody covers gets one
+   * shared empty answer (callers never change it), so keeping answers per
+   * topic costs nothing for those.
    */
   match(segments: readonly string[]): Targets<S> {
-    const out: Targets<S> = { plain: [], groups: [] };
-    this.#collect(this.#root, segments, 0, out);
-    return out.plain.length + out.groups.length === 0 ? NOBODY as Targets<S> : out;
+    const found = this.start(segments, { left: Infinity });
+    return found instanceof Match ? found.targets : found;
   }
 
-  #collect(node: PatternNode<S>, segments: readonly string[], depth: number, out: Targets<S>) {
-    // A `$` topic is reached only by patterns that name its first segment.
-    const hidden = depth === 0 && segments.length > 0 && segments[0].startsWith("$");
-    if (!hidden) {
-      for (const sub of node.plain) out.plain.push(sub);
-      if (node.groups !== undefined) {
-        for (const group of node.groups.values()) out.groups.push(group);
-      }
+  /**
+   * Begins a match that visits at most `budget.left` nodes now (taken from
+   * it): its answer when that was enough, else a {@link Match} to go on with.
+   */
+  start(segments: readonly string[], budget: WalkBudget): Targets<S> | Match<S> {
+    const out: Targets<S> = { plain: [], groups: [] };
+    STACK_NODES[0] = this.#root;
+    STACK_DEPTHS[0] = 0;
+    const sp = walk(segments, out, budget, Infinity, STACK_NODES, STACK_DEPTHS, 1);
+    if (sp === 0) return out.plain.length + out.groups.length === 0 ? NOBODY as Targets<S> : out;
+    const match = new Match(
+      segments,
+      out,
+      this.#lastSid + 1,
+      STACK_NODES.slice(0, sp),
+      STACK_DEPTHS.slice(0, sp),
+    );
+    return match;
+  }
+
+  /**
+   * A match not begun yet, of subscriptions added up to now only: for a
+   * publish that waits behind another of its publisher's.
+   */
+  later(segments: readonly string[]): Match<S> {
+    return new Match(segments, { plain: [], groups: [] }, this.#lastSid + 1, [this.#root], [0]);
+  }
+}
+
+/** How many node visits a match may still make (shared by the matches of one turn). */
+export interface WalkBudget {
+  left: number;
+}
+
+/** A match that goes on (see SubscriptionTree.start): each `run` visits at most its budget. */
+export class Match<S extends Subscribable> {
+  readonly #segments: readonly string[];
+  readonly #out: Targets<S>;
+  readonly #since: number;
+  readonly #nodes: PatternNode<S>[];
+  readonly #depths: number[];
+  #sp: number;
+
+  constructor(
+    segments: readonly string[],
+    out: Targets<S>,
+    since: number,
+    nodes: PatternNode<S>[],
+    depths: number[],
+  ) {
+    this.#segments = segments;
+    this.#out = out;
+    this.#since = since;
+    this.#nodes = nodes;
+    this.#depths = depths;
+    this.#sp = nodes.length;
+  }
+
+  /** Whether every node is visited. */
+  get done(): boolean {
+    return this.#sp === 0;
+  }
+
+  /** Nodes still to visit at least (for the memory count). */
+  get stacked(): number {
+    return this.#sp;
+  }
+
+  /**
+   * Goes on within `budget` (taken from it); true once done. Subscriptions
+   * and groups added since it began are left out; ones removed before their
+   * node is visited are not found, later ones are (and skipped by delivery:
+   * they are cancelled), so each subscription present throughout gets it once.
+   */
+  run(budget: WalkBudget): boolean {
+    this.#sp = walk(
+      this.#segments,
+      this.#out,
+      budget,
+      this.#since,
+      this.#nodes,
+      this.#depths,
+      this.#sp,
+    );
+    return this.#sp === 0;
+  }
+
+  /** What it found. Precondition: done. */
+  get targets(): Targets<S> {
+    const out = this.#out;
+    return out.plain.length + out.groups.length === 0 ? NOBODY as Targets<S> : out;
+  }
+}
+
+/** The stack of a match that ends within its budget (most do): made once, not per match. */
+// deno-lint-ignore no-explicit-any
+const STACK_NODES: PatternNode<any>[] = [];
+const STACK_DEPTHS: number[] = [];
+
+/**
+ * Visits the nodes on the stack (`nodes`/`depths` up to `sp`) and those the
+ * topic reaches below them, depth first, at most `budget.left` of them;
+ * collects their subscriptions (those with a sid below `since`) into `out`.
+ * Returns how many nodes are left on the stack (0: done).
+ */
+function walk<S extends Subscribable>(
+  segments: readonly string[],
+  out: Targets<S>,
+  budget: WalkBudget,
+  since: number,
+  nodes: PatternNode<S>[],
+  depths: number[],
+  sp: number,
+): number {
+  const end = segments.length;
+  // A `$` topic is reached only by patterns that name its first segment.
+  const hiddenTop = end > 0 && segments[0].startsWith("$");
+  const all = since === Infinity;
+  let left = budget.left;
+  while (sp > 0 && left > 0) {
+    left--;
+    const node = nodes[--sp];
+    const depth = depths[sp];
+    const hidden = hiddenTop && depth === 0;
+    if (!hidden && (node.plain.length !== 0 || node.groups !== undefined)) {
+      collect(node.plain, node.groups, out, all, since);
     }
-    if (depth === segments.length) {
-      if (node.exactPlain !== undefined) { for (const sub of node.exactPlain) out.plain.push(sub); }
-      if (node.exactGroups !== undefined) {
-        for (const group of node.exactGroups.values()) out.groups.push(group);
+    if (depth === end) {
+      if (node.exactPlain !== undefined || node.exactGroups !== undefined) {
+        collect(node.exactPlain ?? EMPTY, node.exactGroups, out, all, since);
       }
-      return;
+      continue;
     }
-    if (node.children === undefined) return;
-    const named = node.children.get(segments[depth]);
-    if (named !== undefined) this.#collect(named, segments, depth + 1, out);
-    const any = hidden ? undefined : node.children.get(ONE_SEGMENT);
-    if (any !== undefined && any !== named) this.#collect(any, segments, depth + 1, out);
+    const children = node.children;
+    if (children === undefined) continue;
+    const named = children.get(segments[depth]);
+    const any = hidden ? undefined : children.get(ONE_SEGMENT);
+    if (any !== undefined && any !== named) {
+      nodes[sp] = any;
+      depths[sp++] = depth + 1;
+    }
+    if (named !== undefined) {
+      nodes[sp] = named;
+      depths[sp++] = depth + 1;
+    }
+  }
+  budget.left = left;
+  return sp;
+}
+
+const EMPTY: never[] = [];
+
+/** Adds a node's subscriptions and groups to `out` (with `all` false, only those older than `since`). */
+function collect<S extends Subscribable>(
+  plain: readonly S[],
+  groups: Map<string, Group<S>> | undefined,
+  out: Targets<S>,
+  all: boolean,
+  since: number,
+): void {
+  const into = out.plain;
+  if (all) {
+    for (let i = 0; i < plain.length; i++) into.push(plain[i]);
+    if (groups !== undefined) { for (const group of groups.values()) out.groups.push(group); }
+    return;
+  }
+  for (let i = 0; i < plain.length; i++) if (plain[i].sid < since) into.push(plain[i]);
+  if (groups !== undefined) {
+    for (const group of groups.values()) if (group.since < since) out.groups.push(group);
   }
 }
 
