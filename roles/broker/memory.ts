@@ -52,6 +52,13 @@ export const SUBSCRIPTION_BYTES = 2560;
  */
 export const readBuffers = { bytes: 0 };
 
+/**
+ * What MQTT clients leave held for them (mqtt/sessions.ts, mqtt/wills.ts):
+ * persistent sessions, connected or away, and wills, live or waiting for
+ * their delay. Counted in max-memory.
+ */
+export const sessionMemory = { bytes: 0 };
+
 /** Why a subscribe or a new topic is refused past max-memory. */
 export function overloaded(what: string): DistError {
   return new DistError("OVERLOADED", `The broker is at its memory budget (max-memory): ${what}`);

@@ -54,7 +54,10 @@ export function willOf(p: IConnectPacket): Will | undefined {
       retain: false,
       properties: props,
     }, 5);
-    const read = readPublish(packet[0], packet, 2, packet.length, true);
+    // Its body starts after the remaining length's bytes (more than one past 127 bytes).
+    let body = 1;
+    while (packet[body] & 0x80) body++;
+    const read = readPublish(packet[0], packet, body + 1, packet.length, true);
     const scanned = typeof read === "string" ? read : scanPublishProperties(read.properties);
     if (typeof scanned === "string") throw new DistError("BAD_REQUEST", scanned);
     carried = { properties: scanned.properties.slice(), expiry: scanned.expiry };
@@ -113,6 +116,8 @@ export function sessionRefused(
         v5 ? 0x97 : 3,
         `its user holds ${limits.maxUserSessions} persistent sessions already`,
       ];
+    case "memory":
+      return [v5 ? 0x97 : 3, "its session or will would pass their share of max-memory"];
   }
 }
 

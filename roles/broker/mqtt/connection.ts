@@ -135,7 +135,9 @@ export class MqttConnection implements PacketHost, PublishSide {
   }
 
   mayBuffer(total: number): boolean {
-    if (!this.#front.core.overBudget) return true;
+    // A CONNECT this large brings a will: none past their share (sessions.ts), nor buffered.
+    const f = this.#front;
+    if (!(this.#connected ? f.core.overBudget : f.sessions.memoryFull(total))) return true;
     this.refuse(0x97, `a packet of ${total} bytes while the broker is at its memory budget`);
     return false;
   }
@@ -223,6 +225,9 @@ export class MqttConnection implements PacketHost, PublishSide {
     }
     this.#version = level === 5 ? 5 : 4;
     this.#v5 = level === 5;
+    if (this.#front.sessions.refusesWill(packet, head)) {
+      return this.#connack(...sessionRefused("memory", this.#v5, this.#front.limits));
+    }
     let p: IConnectPacket;
     try {
       p = parseSlow(packet, this.#version) as IConnectPacket;
@@ -291,12 +296,14 @@ export class MqttConnection implements PacketHost, PublishSide {
       expiry: expiry.given,
       owner: this.#identity?.user,
       version: this.#version,
+      will: this.#will,
     });
     if (typeof taken === "string") {
       return this.#connack(...sessionRefused(taken, this.#v5, this.#front.limits));
     }
     this.#session = taken.session;
     this.#connected = true;
+    this.#front.wills.hold(this.#will);
     this.send(connackOk(this.#v5, taken.present, {
       assignedId: p.clientId ? undefined : this.clientId,
       expiry,
@@ -376,9 +383,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#session?.detach(this);
     const will = this.#will;
     this.#will = undefined;
-    if (withWill && will !== undefined && this.#connected) {
-      this.#front.wills.leave(this.clientId, will, expiry);
-    }
+    if (this.#connected) this.#front.wills.leave(this.clientId, will, expiry, withWill);
   }
 
   /** MQTT 5: says why in a DISCONNECT (or a CONNACK before CONNECT is accepted), then closes. */

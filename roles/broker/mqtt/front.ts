@@ -17,11 +17,12 @@ import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
 import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
+import type { Will } from "./connect.ts";
 import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
 import type { Store } from "../../../store/mod.ts";
-import { TOKEN_USER } from "../../../auth/mod.ts";
+import { sessionMemory } from "../memory.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder();
@@ -60,7 +61,7 @@ export interface MqttLimits {
 }
 
 /** Why a CONNECT is not given a session: see {@link MqttFront.register}. */
-export type SessionRefusal = "owner" | "ownerless" | "sessions" | "user sessions";
+export type SessionRefusal = "owner" | "ownerless" | "sessions" | "user sessions" | "memory";
 
 /** What a CONNECT asks of its session. */
 export interface SessionRequest {
@@ -71,6 +72,8 @@ export interface SessionRequest {
   /** The authenticated user. */
   owner: string | undefined;
   version: number;
+  /** Its will, if it has one. */
+  will?: Will;
 }
 
 export class MqttFront {
@@ -320,8 +323,9 @@ export class MqttFront {
    * client that made it (one user cannot end another's session or cut its
    * connection by reusing its client id). `"sessions"` when a new
    * persistent session would pass `maxSessions`, `"user sessions"` when it
-   * would pass its user's `maxUserSessions`. Each leaves everything as it
-   * was.
+   * would pass its user's `maxUserSessions`, `"memory"` when it or its will
+   * would pass their share of max-memory (SessionTable.refusal). Each leaves
+   * everything as it was.
    */
   register(
     c: MqttConnection,
@@ -336,13 +340,8 @@ export class MqttFront {
     }
     const resumable = session !== undefined && !want.clean && session.owner === want.owner &&
       session.version === want.version;
-    if (!resumable && want.expiry > 0) {
-      if (this.sessions.persistent >= this.limits.maxSessions) return "sessions";
-      // The user's own persistent session of this client id would be replaced, not added.
-      const replaced = session !== undefined && session.owner === want.owner &&
-        this.sessions.isPersistent(session);
-      if (!replaced && this.#userSessionsFull(want.owner)) return "user sessions";
-    }
+    const refused = this.sessions.refusal(session, resumable, want);
+    if (refused !== undefined) return refused;
     const old = this.#byClientId.get(id);
     if (old !== undefined && old !== c) {
       this.takeovers++;
@@ -365,17 +364,6 @@ export class MqttFront {
     this.#byClientId.set(id, c);
     this.#settled(c);
     return { session, present };
-  }
-
-  /**
-   * Whether `owner` holds its share of persistent sessions already: an
-   * authenticated user other than the shared token's holders (who have every
-   * right) may hold at most `maxUserSessions`.
-   */
-  #userSessionsFull(owner: string | undefined): boolean {
-    const most = this.limits.maxUserSessions;
-    if (owner === undefined || owner === TOKEN_USER || most === undefined) return false;
-    return this.sessions.heldBy(owner) >= most;
   }
 
   /** A connection closed. */
@@ -431,6 +419,7 @@ export class MqttFront {
       wills_cancelled: this.wills.cancelled,
       sessions: this.sessions.size,
       sessions_persistent: this.sessions.persistent,
+      sessions_bytes: sessionMemory.bytes,
       sessions_away: this.sessions.size - this.#byClientId.size,
       sessions_resumed: this.sessions.resumed,
       sessions_expired: this.sessions.expired,

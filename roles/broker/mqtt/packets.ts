@@ -411,6 +411,12 @@ export function connectLevel(packet: Uint8Array, head: number): number {
   return at < packet.length ? packet[at] & 0x7f : -1;
 }
 
+/** Whether a CONNECT's flags (the byte after its level) say it carries a will. */
+export function connectHasWill(packet: Uint8Array, head: number): boolean {
+  const at = head + 3 + ((packet[head] << 8) | packet[head + 1]);
+  return at < packet.length && (packet[at] & 0x04) !== 0;
+}
+
 /**
  * Parses one whole packet with mqtt-packet (`version` 4 or 5: which
  * properties to read). Throws with the parser's reason when it is

@@ -3,15 +3,28 @@
  * published, at once or (MQTT 5) after its Will Delay Interval or when its
  * session ends, whichever comes first; a client back in that session
  * before cancels it.
+ *
+ * A will is counted in max-memory (memory.ts `sessionMemory`) from the
+ * CONNECT that brought it until it is published or dropped.
  */
 import { getLogger } from "@logtape/logtape";
 import { DistError } from "../../../wire/mod.ts";
 import { cut } from "../../../wire/_log.ts";
 import type { BrokerCore } from "../core.ts";
+import { sessionMemory } from "../memory.ts";
 import { MqttPayload } from "./mapping.ts";
 import type { Will } from "./connect.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
+
+/** A will's objects, its entry and its timer, beside its bytes (~1.1 KB of heap measured). */
+const WILL_OVERHEAD = 1024;
+
+/** What `will` is counted at in max-memory (0 for none). */
+export function willBytes(will: Will | undefined): number {
+  if (will === undefined) return 0;
+  return WILL_OVERHEAD + 2 * will.topic.length + will.payload.length + will.properties.length;
+}
 
 export class Wills {
   readonly #core: BrokerCore;
@@ -31,18 +44,28 @@ export class Wills {
     return this.#delayed.size;
   }
 
+  /** A connection was given CONNACK with `will`: counted until it goes. */
+  hold(will: Will | undefined): void {
+    sessionMemory.bytes += willBytes(will);
+  }
+
   /**
-   * A connection went without DISCONNECT: its will goes out now, or (MQTT 5)
-   * after its Will Delay Interval or when its session ends, whichever comes
-   * first; unless its client is back in that session before (MqttFront.register).
-   * At most one waits per client id, so no more than the sessions.
+   * A connection given CONNACK went: without DISCONNECT (`send`) its will
+   * goes out now, or (MQTT 5) after its Will Delay Interval or when its
+   * session ends, whichever comes first; unless its client is back in that
+   * session before (MqttFront.register). At most one waits per client id,
+   * so no more than the sessions.
    */
-  leave(clientId: string, will: Will, sessionExpiryS: number): void {
+  leave(clientId: string, will: Will | undefined, sessionExpiryS: number, send: boolean): void {
+    if (will === undefined) return;
     const delay = Math.min(will.delay, sessionExpiryS);
+    if (!send || delay <= 0) sessionMemory.bytes -= willBytes(will);
+    if (!send) return;
     if (delay <= 0) return this.#publish(will);
     this.drop(clientId, true);
     const timer = setTimeout(() => {
       this.#delayed.delete(clientId);
+      sessionMemory.bytes -= willBytes(will);
       this.#publish(will);
     }, delay * 1000);
     // A will waiting for its delay does not keep the process up.
@@ -56,6 +79,7 @@ export class Wills {
     if (waiting === undefined) return;
     clearTimeout(waiting.timer);
     this.#delayed.delete(clientId);
+    sessionMemory.bytes -= willBytes(waiting.will);
     if (send) this.#publish(waiting.will);
     else this.cancelled++;
   }
@@ -78,7 +102,10 @@ export class Wills {
 
   /** The broker stops: wills waiting are not sent. */
   clear(): void {
-    for (const { timer } of this.#delayed.values()) clearTimeout(timer);
+    for (const { timer, will } of this.#delayed.values()) {
+      clearTimeout(timer);
+      sessionMemory.bytes -= willBytes(will);
+    }
     this.#delayed.clear();
   }
 }
