@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
 import { atLeast, mqttClient, mqttOpts as opts, record, withMqttBroker } from "./helpers/mqtt.ts";
 import { waitFor } from "./helpers/raw.ts";
+import { startDist } from "./helpers/dist.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -91,6 +92,51 @@ Deno.test({
       ws.send("CONNECT please");
       await waitFor(() => closed, 5000, "the broker to close");
     }, { mqttWsPort: 0 }),
+});
+
+Deno.test({
+  name:
+    "mqtt ws: 48 MiB WebSocket messages are refused as they arrive, never buffered (hostile review H13)",
+  ...opts,
+  async fn() {
+    const broker = await startDist([
+      "broker",
+      ...["--port", "0", "--mqtt-ws-port", "0", "--max-memory", String(32 * 1024 * 1024)],
+    ]);
+    const socks: WebSocket[] = [];
+    try {
+      const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
+      await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
+      const port = Number(broker.stderr().match(line)![1]);
+      const rss = () =>
+        Number(
+          Deno.readTextFileSync(`/proc/${broker.child.pid}/status`).match(/VmRSS:\s+(\d+)/)![1],
+        ) *
+        1024;
+      const before = rss();
+      // Each: one binary message, a PUBLISH claiming 48 MiB, or as many zeros (no packet at all).
+      const big = new Uint8Array(48 * 1024 * 1024);
+      const claiming = big.slice();
+      claiming.set([0x30, 0xf6, 0xff, 0xff, 0x17, 0, 1, 0x61]);
+      let peak = 0;
+      for (const message of [claiming, big, claiming, big]) {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, "mqtt");
+        socks.push(ws);
+        await new Promise((resolve, reject) => {
+          ws.onopen = resolve;
+          ws.onerror = reject;
+        });
+        const closed = new Promise((resolve) => ws.onclose = resolve);
+        ws.send(message);
+        await closed;
+        peak = Math.max(peak, rss());
+      }
+      assert.ok(peak - before < 16 * 1024 * 1024, `RSS grew by ${peak - before} bytes`);
+    } finally {
+      for (const ws of socks) ws.close();
+      await broker.stop();
+    }
+  },
 });
 
 /** Debian's python3, which has Debian's paho (python3-paho-mqtt, installed by .ci/run). */
