@@ -59,45 +59,69 @@ export function skipString(b: Uint8Array, i: number): number {
   return stringRest(b, i + 1);
 }
 
+/** What a byte is inside a JSON string, for stringRest's switch (1: itself, 0: never valid). */
+const S_QUOTE = 2, S_ESCAPE = 3, S_UTF2 = 4, S_UTF3 = 5, S_UTF4 = 6;
+const IN_STRING = new Uint8Array(256);
+for (let c = 0x20; c < 0x80; c++) IN_STRING[c] = PLAIN[c];
+IN_STRING[QUOTE] = S_QUOTE;
+IN_STRING[BACKSLASH] = S_ESCAPE;
+for (let c = 0xc2; c <= 0xdf; c++) IN_STRING[c] = S_UTF2;
+for (let c = 0xe0; c <= 0xef; c++) IN_STRING[c] = S_UTF3;
+for (let c = 0xf0; c <= 0xf4; c++) IN_STRING[c] = S_UTF4;
+
+/** What may follow a backslash in a JSON string, but `u`. */
+const ESCAPED = new Uint8Array(256);
+for (const c of [QUOTE, BACKSLASH, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74]) ESCAPED[c] = 1;
+
 /** skipString from `j`, inside the string: the first byte not read yet. */
 function stringRest(b: Uint8Array, j: number): number {
-  const n = b.length;
-  while (j < n) {
+  while (true) {
     // Runs of printable ASCII (most of most strings) cost one table read a byte.
     while (PLAIN[b[j]] === 1) j++;
-    if (j >= n) return -1;
     const c = b[j];
-    if (c === QUOTE) return j + 1;
-    if (c >= 0x80) {
-      // Two-byte sequences (accented Latin letters) in place, the others in skipUtf8.
-      if (c >= 0xc2 && c <= 0xdf && (b[j + 1] & 0xc0) === 0x80) j += 2;
-      else {
-        j = skipUtf8(b, j);
-        if (j < 0) return -1;
+    // A byte past the end reads undefined: no case (and `undefined & 0xc0` is 0).
+    switch (IN_STRING[c]) {
+      case S_QUOTE:
+        return j + 1;
+      case S_UTF2:
+        if ((b[j + 1] & 0xc0) !== 0x80) return -1;
+        j += 2;
+        break;
+      case S_UTF3: {
+        // No overlong forms (E0 80..9F) and no surrogates (ED A0..BF).
+        const c1 = b[j + 1];
+        if ((c1 & 0xc0) !== 0x80 || (b[j + 2] & 0xc0) !== 0x80) return -1;
+        if ((c === 0xe0 && c1 < 0xa0) || (c === 0xed && c1 > 0x9f)) return -1;
+        j += 3;
+        break;
       }
-    } else if (c === BACKSLASH) {
-      const e = b[j + 1];
-      if (e === 0x75) { // \uXXXX
-        const unit = hexUnit(b, j + 2);
-        if (unit < 0xd800 || unit > 0xdfff) {
-          if (unit < 0) return -1;
-          j += 6;
-        } else {
-          // A surrogate escape must be a high one followed by a low one: a
-          // lone one is valid JSON but no UTF-8 (the decoder refuses it).
-          if (unit > 0xdbff || b[j + 6] !== BACKSLASH || b[j + 7] !== 0x75) return -1;
-          const low = hexUnit(b, j + 8);
-          if (low < 0xdc00 || low > 0xdfff) return -1;
-          j += 12;
-        }
-      } else if (
-        e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 ||
-        e === 0x6e || e === 0x72 || e === 0x74
-      ) j += 2;
-      else return -1;
-    } else return -1; // a control character
+      case S_UTF4:
+        if ((j = skipUtf8(b, j)) < 0) return -1;
+        break;
+      case S_ESCAPE:
+        // \" \\ \/ \b \f \n \r \t in place, \uXXXX in skipEscape.
+        if (ESCAPED[b[j + 1]] === 1) j += 2;
+        else if ((j = skipEscape(b, j)) < 0) return -1;
+        break;
+      default:
+        return -1; // a control character, a stray byte, or the end
+    }
   }
-  return -1;
+}
+
+/** The end of the valid escape at `j` (a backslash) in a string, or -1. */
+function skipEscape(b: Uint8Array, j: number): number {
+  const e = b[j + 1];
+  if (e === 0x75) { // \uXXXX
+    const unit = hexUnit(b, j + 2);
+    if (unit < 0xd800 || unit > 0xdfff) return unit < 0 ? -1 : j + 6;
+    // A surrogate escape must be a high one followed by a low one: a
+    // lone one is valid JSON but no UTF-8 (the decoder refuses it).
+    if (unit > 0xdbff || b[j + 6] !== BACKSLASH || b[j + 7] !== 0x75) return -1;
+    const low = hexUnit(b, j + 8);
+    return low < 0xdc00 || low > 0xdfff ? -1 : j + 12;
+  }
+  return ESCAPED[e] === 1 ? j + 2 : -1;
 }
 
 /** The end of the well-formed UTF-8 sequence of more than one byte at `j`, or -1. */
@@ -175,92 +199,142 @@ function latin1(b: Uint8Array, from: number, to: number): string {
 const OPEN = new Uint8Array(MAX_DEPTH + 1);
 
 /**
+ * What a byte starts where a value is due (see skipValue): one table read,
+ * then a switch (strings are tested first, as keys and values share them).
+ */
+const STRING = 1, OBJECT = 2, ARRAY = 3, NUMBER = 4, TRUE = 5, FALSE = 6, NULL = 7, SPACE = 8;
+const STARTS = new Uint8Array(256);
+STARTS[QUOTE] = STRING;
+STARTS[OPEN_BRACE] = OBJECT;
+STARTS[OPEN_BRACKET] = ARRAY;
+STARTS[0x2d] = NUMBER;
+for (let c = 0x30; c <= 0x39; c++) STARTS[c] = NUMBER;
+STARTS[0x74] = TRUE;
+STARTS[0x66] = FALSE;
+STARTS[0x6e] = NULL;
+for (const c of [0x20, 0x0a, 0x0d, 0x09]) STARTS[c] = SPACE;
+
+/**
  * The end of the valid JSON value starting at `i`, or -1: a strict syntax
  * check that builds nothing. `depth` is the nesting of the value's parent;
  * containers deeper than MAX_DEPTH are refused, as the decoder refuses them.
  *
  * One loop with its own stack of open containers rather than a call per
- * value, and the common tokens read in place: plain ASCII strings and keys,
- * integers, literals and single spaces (the broker reads every publish's
- * value here; the rest, escapes, non-ASCII text, fractions and exponents,
- * is left to skipString's and skipNumber's full checks).
+ * value: a value's first byte picks its case through a table, the
+ * innermost container's closing byte is kept at hand, and the common
+ * tokens are read in place (plain ASCII strings and keys, numbers without
+ * an exponent, literals); whitespace, escapes, non-ASCII text and
+ * exponents are left to skipSpace's, stringRest's and skipNumber's full
+ * checks. Keys and string values are read at one place, so V8 inlines
+ * stringRest there (at two, it inlined one and called the other). The
+ * broker reads every publish's value here: against the loop before, per
+ * value (in process, CPU time) object 134 → 115 ns, nested 230 → 197,
+ * non-ASCII text with escapes 123 → 101, a plain string unchanged.
  */
 export function skipValue(b: Uint8Array, i: number, depth: number): number {
   const room = MAX_DEPTH - depth;
   let top = 0;
+  /** The byte that closes the innermost open container (0: none). */
+  let close = 0;
   let j = i;
   /** Whether a key comes first (a member of an object). */
   let key = false;
   while (true) {
-    if (key) {
-      if (b[j] !== QUOTE) return -1;
-      j++;
-      while (PLAIN[b[j]] === 1) j++;
-      if (b[j] === QUOTE) j++;
-      else if ((j = stringRest(b, j)) < 0) return -1;
-      if (b[j] !== COLON) {
-        if (b[j] <= 0x20) j = skipSpace(b, j);
-        if (b[j] !== COLON) return -1;
-      }
-      j++;
-      if (b[j] <= 0x20) j = skipSpace(b, j);
-    }
-    // A value starts at j.
     const c = b[j];
     if (c === QUOTE) {
+      // A string, a key's or a value's (one place for both: stringRest is inlined once).
       j++;
       while (PLAIN[b[j]] === 1) j++;
       if (b[j] === QUOTE) j++;
       else if ((j = stringRest(b, j)) < 0) return -1;
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (top >= room) return -1;
-      const close = c + 2; // } or ]
-      j++;
-      if (b[j] <= 0x20) j = skipSpace(b, j);
-      if (b[j] !== close) {
-        OPEN[top++] = close;
-        key = close === CLOSE_BRACE;
+      if (key) {
+        if (b[j] !== COLON) {
+          j = skipSpace(b, j);
+          if (b[j] !== COLON) return -1;
+        }
+        j++;
+        key = false;
         continue;
       }
-      j++;
-    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
-      // An integer in place; a fraction, an exponent or a long one is skipNumber's.
-      let k = c === 0x2d ? j + 1 : j;
-      let d = b[k];
-      if (d === 0x30) d = b[++k];
-      else if (d >= 0x31 && d <= 0x39) {
-        do d = b[++k]; while (d >= 0x30 && d <= 0x39);
-      } else return -1;
-      if (d === 0x2e || d === 0x65 || d === 0x45 || k - j > 300) {
-        if ((j = skipNumber(b, j)) < 0) return -1;
-      } else j = k;
-    } else if (c === 0x74) { // true
-      if (b[j + 1] !== 0x72 || b[j + 2] !== 0x75 || b[j + 3] !== 0x65) return -1;
-      j += 4;
-    } else if (c === 0x66) { // false
-      if (b[j + 1] !== 0x61 || b[j + 2] !== 0x6c || b[j + 3] !== 0x73 || b[j + 4] !== 0x65) {
-        return -1;
+    } else if (key) {
+      if (STARTS[c] !== SPACE) return -1;
+      j = skipSpace(b, j);
+      continue;
+    } else {
+      switch (STARTS[c]) {
+        case OBJECT:
+        case ARRAY: {
+          if (top >= room) return -1;
+          j++;
+          let d = b[j];
+          if (STARTS[d] === SPACE) d = b[j = skipSpace(b, j)];
+          if (d === c + 2) { // empty: } or ]
+            j++;
+            break;
+          }
+          OPEN[top++] = close = c + 2;
+          key = close === CLOSE_BRACE;
+          continue;
+        }
+        case NUMBER: {
+          // -?(0|[1-9]d*)(.d+)? in place; an exponent or a long one is skipNumber's.
+          let k = c === 0x2d ? j + 1 : j;
+          let d = b[k];
+          if (d === 0x30) d = b[++k];
+          else if (d >= 0x31 && d <= 0x39) {
+            do d = b[++k]; while (d >= 0x30 && d <= 0x39);
+          } else return -1;
+          if (d === 0x2e) {
+            d = b[++k];
+            if (!(d >= 0x30 && d <= 0x39)) return -1;
+            do d = b[++k]; while (d >= 0x30 && d <= 0x39);
+          }
+          if (d === 0x65 || d === 0x45 || k - j > 300) {
+            if ((j = skipNumber(b, j)) < 0) return -1;
+          } else j = k;
+          break;
+        }
+        case TRUE:
+          if (b[j + 1] !== 0x72 || b[j + 2] !== 0x75 || b[j + 3] !== 0x65) return -1;
+          j += 4;
+          break;
+        case FALSE:
+          if (b[j + 1] !== 0x61 || b[j + 2] !== 0x6c || b[j + 3] !== 0x73 || b[j + 4] !== 0x65) {
+            return -1;
+          }
+          j += 5;
+          break;
+        case NULL:
+          if (b[j + 1] !== 0x75 || b[j + 2] !== 0x6c || b[j + 3] !== 0x6c) return -1;
+          j += 4;
+          break;
+        case SPACE:
+          // Only inside a container (a value's own first byte is never a space).
+          if (top === 0) return -1;
+          j = skipSpace(b, j);
+          continue;
+        default:
+          return -1;
       }
-      j += 5;
-    } else if (c === 0x6e) { // null
-      if (b[j + 1] !== 0x75 || b[j + 2] !== 0x6c || b[j + 3] !== 0x6c) return -1;
-      j += 4;
-    } else return -1;
+    }
     // After a value: a comma, or the end of containers.
     while (top > 0) {
       let k = b[j];
-      if (k <= 0x20) k = b[j = skipSpace(b, j)];
       if (k === COMMA) {
         j++;
-        if (b[j] <= 0x20) j = skipSpace(b, j);
         break;
       }
-      if (k !== OPEN[top - 1]) return -1;
-      top--;
+      if (k !== close) {
+        if (STARTS[k] !== SPACE) return -1;
+        k = b[j = skipSpace(b, j)];
+        if (k === COMMA) continue;
+        if (k !== close) return -1;
+      }
       j++;
+      close = --top > 0 ? OPEN[top - 1] : 0;
     }
     if (top === 0) return j;
-    key = OPEN[top - 1] === CLOSE_BRACE;
+    key = close === CLOSE_BRACE;
   }
 }
 
