@@ -221,12 +221,29 @@ Deno.test("OutBuffer.setHeader() writes lengths of 2^31 and more unsigned", () =
   assert.deepEqual(out.bytes, new Uint8Array([0x80, 0, 0, 1]));
 });
 
-Deno.test("OutBuffer.reset() empties the buffer and shrinks it after a burst", () => {
+Deno.test("OutBuffer.reset() empties the buffer, keeps a large one while it is used at its size, and shrinks it after a burst", () => {
   const out = new OutBuffer();
   out.writeFrame(new Uint8Array(2 * 1024 * 1024));
+  const room = out.bytes;
+  out.reset();
+  assert.equal(out.length, 0);
+  // Burst after burst of the same size: the same room, not regrown from nothing.
+  out.writeFrame(new Uint8Array(2 * 1024 * 1024 - 100));
+  assert.ok(out.bytes === room);
+  out.reset();
+  // A small write after the burst: the large room goes at the next reset.
+  out.writeFrame(new Uint8Array(1000));
   out.reset();
   assert.equal(out.length, 0);
   assert.ok(out.bytes.length <= 1024 * 1024);
+  // Up to 1 MiB is kept whatever it held.
+  out.writeFrame(new Uint8Array(256 * 1024));
+  out.writeFrame(new Uint8Array(10));
+  const small = out.bytes;
+  out.reset();
+  out.writeFrame(new Uint8Array(10));
+  out.reset();
+  assert.ok(out.bytes === small);
 });
 
 // ---- codecs: one conformance suite for each ----
