@@ -66,7 +66,7 @@ export {
   type FramedConnOptions,
   type FrameWriter,
 } from "./conn.ts";
-export { processOutbound } from "./outbound.ts";
+export { processOutbound, setFlushAt } from "./outbound.ts";
 export { type Newcomer, Newcomers } from "./newcomers.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {

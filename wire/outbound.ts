@@ -1,7 +1,8 @@
 /**
  * The write side of a connection: frames queued in the same turn of the
- * event loop go out in one write (started early at FLUSH_AT), one write in
- * flight at a time, with what waits counted for the whole process.
+ * event loop go out in one write (started early at a size: setFlushAt),
+ * one write in flight at a time, with what waits counted for the whole
+ * process.
  */
 import { OutBuffer } from "./frame.ts";
 
@@ -21,9 +22,21 @@ export const OUTBOUND_SHARE = 256 * 1024;
  * queued while that write is in flight is coalesced into the next one. The
  * peer then starts on the first answers while this side still produces the
  * rest: on loopback with 64 calls in flight this doubled throughput against
- * coalescing up to 32 KiB (bench/, median of 5 alternating runs).
+ * coalescing up to 32 KiB (bench/, median of 5 alternating runs). A relay
+ * sets it higher (see setFlushAt).
  */
-const FLUSH_AT = 1500;
+let flushAt = 1500;
+
+/**
+ * Sets the size at which queued output goes out before the end of the turn,
+ * for every connection of this process (isolate). The balancer raises it:
+ * it passes on batches it did not make, and splitting one of 16 requests
+ * into a write of 1,500 bytes and another cost a write and a read on each
+ * side of it, and split the batch for the next hop too.
+ */
+export function setFlushAt(bytes: number): void {
+  flushAt = bytes;
+}
 
 /** The output of one connection. */
 export class Outbound {
@@ -77,7 +90,7 @@ export class Outbound {
   }
 
   /**
-   * Frames were appended to `buffer`: starts writing them at FLUSH_AT, else
+   * Frames were appended to `buffer`: starts writing them at flushAt, else
    * at the end of the turn.
    * @returns false, writing nothing, when pending output passes `max`.
    */
@@ -88,7 +101,7 @@ export class Outbound {
     this.#accounted = pending;
     if (pending > max) return false;
     if (this.#writing) return true;
-    if (this.#out.length >= FLUSH_AT) {
+    if (this.#out.length >= flushAt) {
       this.flush();
     } else if (!this.#flushQueued) {
       this.#flushQueued = true;

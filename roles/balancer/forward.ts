@@ -9,7 +9,11 @@ import { DistError } from "../../wire/mod.ts";
 import type { Backend, Pool } from "./backends.ts";
 import type { Policy } from "./policies.ts";
 import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
+import { RetryBudget } from "./retry_budget.ts";
+import { Runs } from "./runs.ts";
 import { Admit, type ClientShare, Shares } from "./shares.ts";
+
+export { RetryBudget };
 
 /** One client request on its way through the balancer. */
 export interface Job extends FairItem {
@@ -88,59 +92,6 @@ export interface DispatchOptions {
   now?: () => number;
 }
 
-/**
- * Limits retries to a share of recent traffic so that a dying cluster is
- * not hammered with replays: every request deposits `ratio` of a retry,
- * `minPerSecond` retries a second are always allowed (a quiet balancer can
- * still fail over), and the balance never exceeds `max`. The token bucket of
- * Finagle's RetryBudget and Envoy's retry budget.
- */
-export class RetryBudget {
-  readonly ratio: number;
-  readonly minPerSecond: number;
-  readonly max: number;
-  #tokens: number;
-  #last: number;
-  #now: () => number;
-
-  constructor(
-    options: { ratio?: number; minPerSecond?: number; max?: number; now?: () => number } = {},
-  ) {
-    this.ratio = options.ratio ?? 0.2;
-    this.minPerSecond = options.minPerSecond ?? 10;
-    this.max = Math.max(options.max ?? 1000, this.minPerSecond);
-    this.#now = options.now ?? (() => performance.now());
-    this.#tokens = this.minPerSecond;
-    this.#last = this.#now();
-  }
-
-  /** Retries allowed now. */
-  get balance(): number {
-    this.#refill();
-    return this.#tokens;
-  }
-
-  /** A new request arrived. */
-  deposit(): void {
-    this.#tokens = Math.min(this.max, this.#tokens + this.ratio);
-  }
-
-  /** Takes one retry. @returns false when the budget is spent. */
-  withdraw(): boolean {
-    this.#refill();
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-
-  #refill(): void {
-    const now = this.#now();
-    const add = ((now - this.#last) / 1000) * this.minPerSecond;
-    this.#last = now;
-    this.#tokens = Math.min(this.max, this.#tokens + add);
-  }
-}
-
 /** Counters of the dispatcher, for `sys.stats`. */
 export interface DispatchStats {
   /** Requests submitted. */
@@ -191,12 +142,15 @@ export class Dispatcher<J extends Job> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed: DistError | undefined;
+  /** Picks backends for the policy, a client's batch at a time (runs.ts). */
+  #runs: Runs;
   /** With --metrics: each answered request's time through the balancer (seconds). */
   latency: { observe(seconds: number): void } | undefined;
 
   constructor(pool: Pool, policy: Policy, hooks: DispatchHooks<J>, options: DispatchOptions) {
     this.#pool = pool;
     this.#policy = policy;
+    this.#runs = new Runs(pool, policy);
     this.#hooks = hooks;
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
@@ -382,7 +336,7 @@ export class Dispatcher<J extends Job> {
     // A link that turns out to be down takes its backend out of rotation, so
     // each pass picks another; the bound only guards against a broken link.
     for (let tries = this.#pool.list.length; tries >= 0; tries--) {
-      const backend = this.#policy.pick(this.#pool.list, avoid);
+      const backend = this.#runs.pick(job.flow, avoid);
       if (backend === undefined) return false;
       backend.inflight++;
       job.backend = backend;

@@ -25,6 +25,7 @@ import {
   owns,
   type Peer,
   type RequestMeta,
+  setFlushAt,
 } from "../../wire/mod.ts";
 import {
   balancer as balancerContract,
@@ -60,6 +61,9 @@ export { FairQueue, WaitQueue } from "./queue.ts";
  * the queue for 3 s at a time).
  */
 const CLIENT_MAX_IN_FLIGHT = 256;
+
+/** Output size at which a connection's turn of output goes out before the turn ends. */
+const RELAY_FLUSH_AT = 64 * 1024;
 
 export const balancer = defineRole({
   summary: "Spread client requests over servers (--backends, --service) and workers that dial in",
@@ -163,6 +167,8 @@ export function runBalancerThread(
   thread: ThreadInfo,
 ): Promise<number> {
   const service = serviceFrom(options);
+  // Batches go on whole (see setFlushAt; 64 KiB: a larger turn still starts early).
+  setFlushAt(RELAY_FLUSH_AT);
   const parts = forwarding(options);
   if (ctx.metrics) parts.dispatcher.latency = forwardLatency(ctx.metrics.registry);
   return listening(ctx, {

@@ -1,0 +1,87 @@
+/**
+ * Which backend takes a request, in batches: the policy's pick (policies.ts),
+ * except that the requests one client connection hands over in one turn of
+ * the event loop (the frames of one read) stay together on one backend
+ * while no other backend is idle.
+ *
+ * Why: on loopback a write costs several µs in the kernel (the peer's
+ * receive path and wake-up run in the writer's time), more than all the
+ * JavaScript of a forwarded request. With a pick per request, a client's
+ * batch of N requests cost a write to each backend and a write back from
+ * each, and arrived back at the client in pieces, so its next batch was
+ * split the same way; kept together, it costs one write each way, and the
+ * backend reads and answers it in one go too.
+ *
+ * What stays: an idle backend (nothing in flight) takes a new run before a
+ * busy one and ends a run, so requests still spread while a backend is
+ * idle (two slow calls sent at once to idle backends run on two of them);
+ * a run is at most RUN_MAX long; the policy picks where each run starts, so
+ * runs rotate as single picks did. Large pools (workers) keep a pick per
+ * request: looking for an idle backend looks at each.
+ */
+import type { Backend, Pool } from "./backends.ts";
+import type { Policy } from "./policies.ts";
+
+/** Most requests of one connection's turn sent to one backend in a row. */
+export const RUN_MAX = 32;
+/** Pools larger than this get a pick per request. */
+export const RUN_POOL = 16;
+
+export class Runs {
+  #pool: Pool;
+  #policy: Policy;
+  /** The run of this turn: whose requests, to which backend, how many so far. */
+  #flow: object | undefined;
+  #backend: Backend | undefined;
+  #length = 0;
+  /** Where the next look for an idle backend starts (see #idle). */
+  #idleFrom = 0;
+  /** Ends the run at the end of the turn (one function for the picker's life). */
+  #end = () => this.#flow = undefined;
+
+  constructor(pool: Pool, policy: Policy) {
+    this.#pool = pool;
+    this.#policy = policy;
+  }
+
+  /**
+   * The backend for a request of `flow` (its client connection; undefined:
+   * a pick of its own), other than `avoid` (a retry) unless it is the only
+   * one; undefined when none is available.
+   */
+  pick(flow: object | undefined, avoid: Backend | undefined): Backend | undefined {
+    const list = this.#pool.list;
+    if (flow === undefined || avoid !== undefined || list.length > RUN_POOL) {
+      return this.#policy.pick(list, avoid);
+    }
+    if (flow === this.#flow && this.#length < RUN_MAX) {
+      const run = this.#backend!;
+      if (run.available && this.#idle(run) === undefined) {
+        this.#length++;
+        return run;
+      }
+    }
+    let backend = this.#policy.pick(list, undefined);
+    if (backend === undefined) return undefined;
+    if (backend.inflight > 0) backend = this.#idle(backend) ?? backend;
+    if (this.#flow === undefined) queueMicrotask(this.#end);
+    this.#flow = flow;
+    this.#backend = backend;
+    this.#length = 1;
+    return backend;
+  }
+
+  /** An available backend other than `not` with nothing in flight, in turn. */
+  #idle(not: Backend): Backend | undefined {
+    const list = this.#pool.list;
+    const n = list.length;
+    for (let k = 0; k < n; k++) {
+      const b = list[(this.#idleFrom + k) % n];
+      if (b !== not && b.inflight === 0 && b.available) {
+        this.#idleFrom = (this.#idleFrom + k + 1) % n;
+        return b;
+      }
+    }
+    return undefined;
+  }
+}
