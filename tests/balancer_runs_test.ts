@@ -1,8 +1,8 @@
 /**
  * Unit tests of the balancer's batches (roles/balancer/runs.ts), without
  * sockets: the requests one client connection hands over in one turn go to
- * one backend while no other is idle; idle backends still take a request
- * each; a run is at most 32 long.
+ * one backend while no other is idle (nothing in flight for 1 ms); idle
+ * backends still take a request each; a run is at most 32 long.
  */
 import assert from "node:assert/strict";
 import {
@@ -17,6 +17,7 @@ import { DistError } from "../wire/mod.ts";
 
 /** A dispatcher over `n` fake backends whose sends are recorded, shares out of the way. */
 function setup(n: number) {
+  const clock = { now: 0 };
   const pool = new Pool();
   const backends = Array.from({ length: n }, (_, i) => {
     const b = new Backend("server", `b${i + 1}`, { capacity: 100, rules: { rise: 2, fall: 3 } });
@@ -39,6 +40,7 @@ function setup(n: number) {
     retries: 2,
     budget: new RetryBudget(),
     contendedShare: 1000,
+    now: () => clock.now,
   });
   const job = (flow: object): Job => ({
     flow,
@@ -57,7 +59,7 @@ function setup(n: number) {
     return sent.slice(from);
   };
   const turn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-  return { backends, dispatcher, job, batch, turn };
+  return { backends, dispatcher, job, batch, turn, clock };
 }
 
 Deno.test("runs: idle backends take a request each, even of one connection's batch", () => {
@@ -79,14 +81,20 @@ Deno.test("runs: with no backend idle, a connection's turn goes to one backend, 
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 
-Deno.test("runs: a backend that goes idle ends a run and takes the next request", () => {
-  const { dispatcher, batch, job } = setup(2);
+Deno.test("runs: a backend idle for 1 ms ends a run and takes the next request", () => {
+  const { dispatcher, batch, job, clock } = setup(2);
   const a = {};
   const first = [job(a), job(a)];
   for (const j of first) dispatcher.submit(j);
   assert.deepEqual(batch(a, 2), ["b2", "b2"], "both busy: the run goes on");
   dispatcher.finish(first[0], "answered");
-  assert.deepEqual(batch(a, 2), ["b1", "b1"], "b1 idle: the run moves there, and stays");
+  assert.deepEqual(
+    batch(a, 1),
+    ["b2"],
+    "b1 has just answered: about to get its client's next batch",
+  );
+  clock.now += 1;
+  assert.deepEqual(batch(a, 2), ["b1", "b1"], "b1 idle for 1 ms: the run moves there, and stays");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

@@ -86,6 +86,8 @@ export class Backend {
   state: BackendState = "down";
   connected = false;
   inflight = 0;
+  /** When its last request in flight ended (performance.now() ms; the dispatcher's clock). */
+  idleSince = -Infinity;
   /** Requests answered (a result or an error reply from the backend). */
   served = 0;
   /** Requests lost with the connection or timed out on this backend. */

@@ -150,10 +150,10 @@ export class Dispatcher<J extends Job> {
   constructor(pool: Pool, policy: Policy, hooks: DispatchHooks<J>, options: DispatchOptions) {
     this.#pool = pool;
     this.#policy = policy;
-    this.#runs = new Runs(pool, policy);
     this.#hooks = hooks;
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
+    this.#runs = new Runs(pool, policy, this.#now);
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
     this.#shares = new Shares({
       contended: options.contendedShare,
@@ -235,8 +235,8 @@ export class Dispatcher<J extends Job> {
    */
   finish(job: J, outcome: Outcome): void {
     const backend = job.backend!;
-    backend.inflight--;
     const now = this.#now();
+    if (--backend.inflight === 0) backend.idleSince = now;
     if (job.share !== undefined) this.#shares.gave(job.share, job.bulk === true, now);
     backend.onAnswered(now - job.sentAt, outcome !== "answered");
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
