@@ -16,6 +16,8 @@ import { Match, SubscriptionTree } from "../roles/broker/subscriptions.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { concat, jsonFrame, rawHandshake, RawReader, sleep, writeAll } from "./helpers/raw.ts";
 import { BrokerClient, startBroker } from "./helpers/broker.ts";
+import { withMqttBroker } from "./helpers/mqtt.ts";
+import mp from "mqtt-packet";
 
 interface TestSub {
   sid: number;
@@ -261,4 +263,80 @@ Deno.test("broker: publishes that walk 2^16 wildcard nodes do not stall a publis
     for (const c of conns) c.close();
     await b.stop();
   }
+});
+
+Deno.test("broker: an MQTT or native publisher whose matches wait is held back; its publishes arrive in order", async () => {
+  const depth = 13; // 16,383 nodes a match: past a turn's visits
+  await withMqttBroker(async (b) => {
+    const conns = await wildcardFlood(b.port, depth, 2);
+    const witness = await BrokerClient.connect(b.port);
+    const c = await Deno.connect({ hostname: "127.0.0.1", port: b.mqttPort });
+    let native: Deno.Conn | undefined;
+    try {
+      await witness.subscribe("/+/x/+");
+      const n = 30;
+      const topic = Array(depth).fill("x").join("/");
+      const packets = [mp.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clientId: "wild",
+        clean: true,
+        keepalive: 0,
+      })];
+      for (let i = 0; i < n; i++) {
+        packets.push(mp.generate({
+          cmd: "publish",
+          topic: `${topic}/t${i}`,
+          payload: String(i),
+          qos: 1,
+          messageId: i + 1,
+          dup: false,
+          retain: false,
+        }));
+      }
+      await writeAll(c, concat(packets)); // in one write: read only as each match is done
+      let most = 0;
+      const deadline = Date.now() + 60_000;
+      while (witness.deliveries.length < n && Date.now() < deadline) {
+        most = Math.max(most, (await b.stats()).match_waiting as number);
+        await sleep(5);
+      }
+      assert.deepEqual(
+        witness.deliveries.map((d) => d.value),
+        Array.from({ length: n }, (_, i) => i), // a payload that reads as JSON is its value
+        "each once, in order",
+      );
+      const stats = await b.stats();
+      assert.ok((stats.match_deferred as number) >= n, `deferred ${stats.match_deferred}`);
+      assert.ok(most <= 1, `at most its one publish waits: ${most}`);
+
+      // The same from a native connection, fire-and-forget in one write.
+      native = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+      await rawHandshake(native, new RawReader(native));
+      await writeAll(
+        native,
+        concat(Array.from({ length: n }, (_, i) =>
+          jsonFrame({
+            method: "broker.publish",
+            params: { topic: `/${topic}/n${i}`, value: n + i, retain: false },
+          }))),
+      );
+      most = 0;
+      while (witness.deliveries.length < 2 * n && Date.now() < deadline) {
+        most = Math.max(most, (await b.stats()).match_waiting as number);
+        await sleep(5);
+      }
+      assert.deepEqual(
+        witness.deliveries.slice(n).map((d) => d.value),
+        Array.from({ length: n }, (_, i) => n + i),
+      );
+      assert.ok(most <= 1, `at most its one publish waits: ${most}`);
+    } finally {
+      native?.close();
+      c.close();
+      witness.close();
+      for (const conn of conns) conn.close();
+    }
+  });
 });
