@@ -274,7 +274,7 @@ export class FramedConn {
    * more often with the time since the last tick. Traffic itself only sets
    * booleans.
    */
-  tick(elapsed: number): void {
+  tick(elapsed: number, wall = elapsed): void {
     if (this.#closeReason !== undefined) return;
     const input = this.#inbound;
     const out = this.#outbound;
@@ -287,10 +287,13 @@ export class FramedConn {
       out.bytesOut,
       out.pending,
       input.buffered > 0 && !waiting ? input.framesIn : -1,
+      wall,
     );
     this.#sentSinceTick = false;
     if (due === "ping") {
       this.send(this.#pingCodec!, PING);
+      // Counted from now already: the next tick must not take the ping for output since.
+      this.#sentSinceTick = false;
     } else if (due !== "none") {
       const err = this.#deadlines.error(due, this.pendingBytes, input.buffered);
       this.close(CLOSE_REASONS[due], err);

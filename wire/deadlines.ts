@@ -131,7 +131,13 @@ export class Deadlines {
    * in flight), `bytesOut` (bytes the peer has taken in all), `pending`
    * (bytes waiting on it), `partial`
    * (a frame has begun and reading goes on: the count of frames read so
-   * far, else -1).
+   * far, else -1), `wall` (`elapsed` uncapped: see Tickable). This side's
+   * own silence is timed by `wall`: after a stall of this process (a loaded
+   * machine, a long collection) a ping goes out at once, so that a peer
+   * that hears nothing else from it (a publisher that never reads an
+   * answer) gets one in the time it counts on; counted in capped ticks, a
+   * broker stopped more than it ran pinged such a peer a fraction as often
+   * as agreed, and the peer found it dead (tests/heartbeat_stall_test.ts).
    */
   check(
     elapsed: number,
@@ -141,9 +147,10 @@ export class Deadlines {
     bytesOut: number,
     pending: number,
     partial: number,
+    wall = elapsed,
   ): Due {
     this.#quietRecv = heard ? 0 : this.#quietRecv + elapsed;
-    this.#quietSend = sent ? 0 : this.#quietSend + elapsed;
+    this.#quietSend = sent ? 0 : this.#quietSend + wall;
     // The peer does not read, or reads a trickle: cut it off rather than hold its output forever.
     if (this.#progress.tick(elapsed, writing, bytesOut, pending, this.#writeTimeoutMs)) {
       return "stalled";

@@ -14,9 +14,10 @@ export interface Tickable {
    * Does this connection's housekeeping. `elapsed` is the time since the
    * last tick, capped at two periods: when this process itself stalls
    * (CPU starvation, a long GC), the gap is not the peer's silence: its
-   * bytes may be waiting unread in the socket.
+   * bytes may be waiting unread in the socket. `wall` is that time
+   * uncapped: what this side owes by the clock (a ping) goes by it.
    */
-  tick(elapsed: number): void;
+  tick(elapsed: number, wall: number): void;
 }
 
 /** Bounds of the tick period (ms). */
@@ -55,13 +56,14 @@ class Ticker {
 
   #tick(): void {
     const now = performance.now();
-    const elapsed = Math.min(now - this.#lastTick, 2 * this.#period);
+    const wall = now - this.#lastTick;
+    const elapsed = Math.min(wall, 2 * this.#period);
     this.#lastTick = now;
     let wanted = MAX_TICK_MS;
     // A member may close (and leave the set) during its own tick: iterating a
     // Set while deleting the current entry is safe.
     for (const member of this.#members) {
-      member.tick(elapsed);
+      member.tick(elapsed, wall);
       if (member.tickMs < wanted) wanted = member.tickMs;
     }
     wanted = clampTick(wanted);
