@@ -121,91 +121,150 @@ function strIs(b: Uint8Array, word: Uint8Array): boolean {
   return true;
 }
 
-function within(b: Uint8Array, end: number): number {
-  return end <= b.length ? end : -1;
+/**
+ * The end of the fixstr at `i` (its header `c`), or -1: ASCII (most of
+ * most strings) one comparison a byte, the rest checked as UTF-8 from there.
+ */
+function fixstr(b: Uint8Array, i: number, c: number, n: number): number {
+  const end = i + 1 + (c & 0x1f);
+  if (end > n) return -1;
+  let j = i + 1;
+  while (j < end) {
+    if (b[j] < 0x80) j++;
+    else if ((j = skipUtf8(b, j)) < 0 || j > end) return -1;
+  }
+  return end;
 }
+
+/** Per open container in skipMsgpack: items left in it, and whether it is a map. */
+const LEFT = new Int32Array(MAX_DEPTH + 1);
+const MAPS = new Uint8Array(MAX_DEPTH + 1);
 
 /**
  * The end of the MessagePack value at `i`, or -1 for anything the decoder
  * would refuse or read as something else than itself (see the module).
  * `depth` is the nesting of the value's parent.
+ *
+ * One loop with its own stack of open containers (a map of n pairs is 2n
+ * items, keys at odd counts left), not a call per value, and short
+ * strings read in place.
  */
 export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
-  const c = b[i];
-  if (c === undefined) return -1;
-  if (c <= 0x7f || c >= 0xe0) return i + 1; // fixints
-  if (c >= 0xa0 && c <= 0xbf) return str(b, i);
-  if (c <= 0x8f) return container(b, i + 1, c & 0x0f, true, depth);
-  if (c <= 0x9f) return container(b, i + 1, c & 0x0f, false, depth);
-  switch (c) {
-    case 0xc0: // nil
-    case 0xc2: // false
-    case 0xc3: // true
-      return i + 1;
-    case 0xc4: // bin 8, 16, 32
-      return within(b, i + 2 + b[i + 1]);
-    case 0xc5:
-      return within(b, i + 3 + ((b[i + 1] << 8) | b[i + 2]));
-    case 0xc6:
-      return within(b, i + 5 + u32(b, i + 1));
-    case 0xca: // float 32: all exponent bits set is NaN or ±Infinity
-      return (b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0x80) !== 0 ? -1 : within(b, i + 5);
-    case 0xcb: // float 64
-      return (b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0xf0) === 0xf0 ? -1 : within(b, i + 9);
-    case 0xcc:
-    case 0xd0:
-      return within(b, i + 2);
-    case 0xcd:
-    case 0xd1:
-      return within(b, i + 3);
-    case 0xce:
-    case 0xd2:
-      return within(b, i + 5);
-    case 0xcf: // uint 64: below 2^53 only (a double holds it exactly)
-      return b[i + 1] === 0 && b[i + 2] < 0x20 ? within(b, i + 9) : -1;
-    case 0xd3: { // int 64: within ±2^53
-      const hi = (b[i + 1] << 24) | (b[i + 2] << 16) | (b[i + 3] << 8) | b[i + 4];
-      return hi >= -0x200000 && hi < 0x200000 ? within(b, i + 9) : -1;
+  const room = MAX_DEPTH - depth;
+  const n = b.length;
+  let top = 0;
+  /** Items left at this level (the top level: the value itself). */
+  let left = 1;
+  let map = false;
+  while (true) {
+    if (left === 0) {
+      if (top === 0) return i <= n ? i : -1;
+      top--;
+      left = LEFT[top];
+      map = MAPS[top] === 1;
+      continue;
     }
-    case 0xd9:
-    case 0xda:
-    case 0xdb:
-      return str(b, i);
-    case 0xdc:
-      return container(b, i + 3, (b[i + 1] << 8) | b[i + 2], false, depth);
-    case 0xdd:
-      return container(b, i + 5, u32(b, i + 1), false, depth);
-    case 0xde:
-      return container(b, i + 3, (b[i + 1] << 8) | b[i + 2], true, depth);
-    case 0xdf:
-      return container(b, i + 5, u32(b, i + 1), true, depth);
-    default: // extensions (timestamps too) and 0xc1, which is never used
-      return -1;
-  }
-}
-
-/** The end of `n` elements (or key/value pairs) from `i`, or -1. */
-function container(b: Uint8Array, i: number, n: number, map: boolean, depth: number): number {
-  if (depth + 1 > MAX_DEPTH) return -1;
-  for (let k = 0; k < n && i >= 0; k++) {
-    if (map) {
-      // String keys only (the decoder makes others strings); never one that sets a prototype.
-      const c = b[i];
+    left--;
+    if (i >= n) return -1;
+    const c = b[i];
+    if (map && (left & 1) === 1) {
+      // A key: strings only (the decoder makes others strings), never one
+      // that sets a prototype; a short ASCII one (most are) in place.
       if (c >= 0xa0 && c <= 0xbf && c !== 0xa9) {
-        // A short key (most are) in place: ASCII, else str's full check.
-        const end = i + 1 + (c & 0x1f);
-        let j = i + 1;
-        while (j < end && b[j] < 0x80) j++;
-        if (j === end && end <= b.length) i = end;
-        else if ((i = str(b, i)) < 0) return -1;
-      } else {
-        i = str(b, i);
-        if (i < 0 || strIs(b, PROTO)) return -1;
+        if ((i = fixstr(b, i, c, n)) < 0) return -1;
+      } else if ((i = str(b, i)) < 0 || strIs(b, PROTO)) return -1;
+      continue;
+    }
+    if (c <= 0x7f || c >= 0xe0) { // fixints
+      i++;
+      continue;
+    }
+    if (c >= 0xa0 && c <= 0xbf) {
+      if ((i = fixstr(b, i, c, n)) < 0) return -1;
+      continue;
+    }
+    let count: number;
+    let isMap: boolean;
+    if (c <= 0x9f) { // fixmap, fixarray
+      count = c & 0x0f;
+      isMap = c <= 0x8f;
+      i++;
+    } else {
+      switch (c) {
+        case 0xc0: // nil
+        case 0xc2: // false
+        case 0xc3: // true
+          i++;
+          continue;
+        case 0xc4: // bin 8, 16, 32
+          i += 2 + b[i + 1];
+          continue;
+        case 0xc5:
+          i += 3 + ((b[i + 1] << 8) | b[i + 2]);
+          continue;
+        case 0xc6:
+          i += 5 + u32(b, i + 1);
+          continue;
+        case 0xca: // float 32: all exponent bits set is NaN or ±Infinity
+          if ((b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0x80) !== 0) return -1;
+          i += 5;
+          continue;
+        case 0xcb: // float 64
+          if ((b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0xf0) === 0xf0) return -1;
+          i += 9;
+          continue;
+        case 0xcc:
+        case 0xd0:
+          i += 2;
+          continue;
+        case 0xcd:
+        case 0xd1:
+          i += 3;
+          continue;
+        case 0xce:
+        case 0xd2:
+          i += 5;
+          continue;
+        case 0xcf: // uint 64: below 2^53 only (a double holds it exactly)
+          if (b[i + 1] !== 0 || !(b[i + 2] < 0x20)) return -1;
+          i += 9;
+          continue;
+        case 0xd3: { // int 64: within ±2^53
+          const hi = (b[i + 1] << 24) | (b[i + 2] << 16) | (b[i + 3] << 8) | b[i + 4];
+          if (hi < -0x200000 || hi >= 0x200000) return -1;
+          i += 9;
+          continue;
+        }
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
+          if ((i = str(b, i)) < 0) return -1;
+          continue;
+        case 0xdc:
+        case 0xde:
+          count = (b[i + 1] << 8) | b[i + 2];
+          isMap = c === 0xde;
+          i += 3;
+          break;
+        case 0xdd:
+        case 0xdf:
+          count = u32(b, i + 1);
+          isMap = c === 0xdf;
+          i += 5;
+          break;
+        default: // extensions (timestamps too) and 0xc1, which is never used
+          return -1;
       }
     }
-    i = skipMsgpack(b, i, depth + 1);
+    // A container of `count` items (pairs for a map), each at least a byte.
+    if (top >= room || (isMap ? 2 * count : count) > n - i) return -1;
+    if (count === 0) continue;
+    LEFT[top] = left;
+    MAPS[top] = map ? 1 : 0;
+    top++;
+    left = isMap ? 2 * count : count;
+    map = isMap;
   }
-  return within(b, i);
 }
 
 /**
