@@ -13,8 +13,9 @@
  *   subscribed after the flood (the last of 200,001 in the fan-out) got.
  * - `deep`: retained publishes to 60,000 new topics of 60 segments each
  *   (pipelined, confirmed), while a well-behaved subscriber gets a steady
- *   stream on its own topic. Reported: RSS peak against the count, CPU per
- *   publish, and what the subscriber got and how late.
+ *   stream on its own topic. Reported: RSS peak against the count (and
+ *   against what the topics and retained values count once, without V8's
+ *   headroom), CPU per publish, and what the subscriber got and how late.
  *
  *   deno task bench broker-flood [--quick]       (quick: a tenth of the counts)
  *
@@ -372,6 +373,9 @@ async function deepFlood(quick: boolean): Promise<Record<string, number>> {
     const settled = rssOf(pid) - base;
     const got = good.deliveries.map((d) => d.value as { n: number; t: number });
     const inOrder = got.every((v, i) => v.n === i);
+    // What the topics and their retained values count once (memory.bytes counts them with
+    // V8's headroom: roles/broker/memory.ts HEAP_HEADROOM).
+    const data = (stats.topic_bytes as number) + (stats.retained as { bytes: number }).bytes;
     const out = {
       deep_publishes_per_s: topics / seconds,
       deep_rss_peak_mib: peak.peak / MIB,
@@ -379,6 +383,8 @@ async function deepFlood(quick: boolean): Promise<Record<string, number>> {
       deep_rss_worst_ratio: peak.worst,
       deep_rss_settled_ratio: settled / memory.bytes,
       deep_counted_mib: memory.bytes / MIB,
+      deep_topic_data_mib: data / MIB,
+      deep_rss_peak_per_data: peak.peak / data,
       deep_topics_kept: stats.topics as number,
       deep_topics_evicted: stats.topics_evicted as number,
       deep_cpu_us_per_publish: cpu / topics,
@@ -399,7 +405,9 @@ async function deepFlood(quick: boolean): Promise<Record<string, number>> {
         `(${out.deep_rss_peak_ratio.toFixed(2)}×; worst sample ${peak.worst.toFixed(2)}×), ` +
         `settled +${mib(settled)} for ${mib(memory.bytes)} (${
           out.deep_rss_settled_ratio.toFixed(2)
-        }×), ` +
+        }×); topics and retained values count ${mib(data)} once (peak ${
+          out.deep_rss_peak_per_data.toFixed(2)
+        }× that), ` +
         `collections ${memory.collections}; steady subscriber got ${got.length}/${last}${
           inOrder ? " in order" : " OUT OF ORDER"
         }, late p50 ${out.deep_good_late_p50_ms.toFixed(1)} ms p99 ${

@@ -10,7 +10,13 @@ import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut, type Publisher } from "./fanout.ts";
 import { cachedTargets, findTargets, MatchQueue } from "./matching.ts";
-import { overloaded, readBuffers, sessionMemory, SUBSCRIPTION_BYTES } from "./memory.ts";
+import {
+  HEAP_HEADROOM,
+  overloaded,
+  readBuffers,
+  sessionMemory,
+  SUBSCRIPTION_BYTES,
+} from "./memory.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
@@ -362,14 +368,16 @@ export class BrokerCore {
 
   /**
    * What the broker's data takes in memory, as counted: topics and their
-   * tree, retained values, subscriptions and their tree, queued deliveries
-   * (their buffers, slack included), MQTT packets being received, MQTT sessions and wills, publishes
-   * in the fan-out's backlog or waiting for their matches and
-   * what the transports hold (`outboundBytes` as last sampled, plus what the
+   * tree and retained values (V8's headroom included: HEAP_HEADROOM),
+   * subscriptions and their tree, queued deliveries (their buffers, slack
+   * included), MQTT packets being received, MQTT sessions and wills,
+   * publishes in the fan-out's backlog or waiting for their matches and what
+   * the transports hold (`outboundBytes` as last sampled, plus what the
    * process's output has grown by since: a fan-out can fill them meanwhile).
    */
   get memoryBytes(): number {
-    return this.topics.bytes + this.retained.bytes + this.#subs.size * SUBSCRIPTION_BYTES +
+    return (this.topics.bytes + this.retained.bytes) * HEAP_HEADROOM +
+      this.#subs.size * SUBSCRIPTION_BYTES +
       this.subscriptions.bytes + queueMemory.bytes + this.fanOut.bytes + this.matches.bytes +
       readBuffers.bytes + sessionMemory.bytes +
       this.outboundBytes +

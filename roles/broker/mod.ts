@@ -114,7 +114,7 @@ export const BROKER_OPTIONS = defineOptions({
     type: "integer",
     description:
       "Byte budget of topic names and tree nodes; past it the least recently active are forgotten",
-    default: 512 * MIB,
+    default: 256 * MIB,
     min: MIB,
     metavar: "BYTES",
   },
