@@ -210,14 +210,22 @@ export async function startNats(): Promise<
   throw new Error("nats-server did not start listening");
 }
 
+/**
+ * Both sides' heartbeat for the RSS runs' own connections: storing 100,000
+ * retained values at load 11 left the bench's connection without a pong for
+ * 3 s (the default's limit), and the run failed.
+ */
+const SLOW_HEARTBEAT = ["--heartbeat", "5000"];
+
 /** RSS of a fresh broker holding `topics` retained values of PAYLOAD bytes. */
 async function retainedRss(topics: number) {
-  const broker = await startDist(["broker", "--port", "0"]);
+  const broker = await startDist(["broker", "--port", "0", ...SLOW_HEARTBEAT]);
   try {
     const idle = rssOf(broker.child.pid);
     const peer = await dial({ host: "127.0.0.1", port: broker.port }, {
       role: "bench",
       name: "rss",
+      heartbeatMs: 5000,
     });
     const value = "v".repeat(PAYLOAD);
     for (let i = 0; i < topics; i++) {
@@ -234,7 +242,7 @@ async function retainedRss(topics: number) {
 
 /** Peak RSS of a fresh broker under a 1→1 load while another subscriber never reads. */
 async function stalledRss(count: number, policy: string) {
-  const broker = await startDist(["broker", "--port", "0"]);
+  const broker = await startDist(["broker", "--port", "0", ...SLOW_HEARTBEAT]);
   let peak = 0;
   const sampler = setInterval(() => peak = Math.max(peak, rssOf(broker.child.pid)), 50);
   const raw = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
@@ -249,7 +257,11 @@ async function stalledRss(count: number, policy: string) {
     // From here on it never reads.
     const result = await loadRun("dist", { port: broker.port, pid: broker.child.pid }, 1, count);
     peak = Math.max(peak, rssOf(broker.child.pid));
-    const peer = await dial({ host: "127.0.0.1", port: broker.port }, { role: "bench", name: "s" });
+    const peer = await dial({ host: "127.0.0.1", port: broker.port }, {
+      role: "bench",
+      name: "s",
+      heartbeatMs: 5000,
+    });
     const stats = await peer.call("sys.stats") as Record<string, number>;
     peer.close();
     return { idle, peak, msgsPerS: result.msgsPerS, stats };
