@@ -129,7 +129,7 @@ export class BrokerCore {
    * while its publishes fill the fan-out's backlog (see FanOut), or while
    * one waits for its match (see matching.ts): then `later` resolves with
    * the deliveries once they are known, and its publishes meanwhile wait
-   * behind it.
+   * behind it. `owner`, its user, owns the retained value (see RetainedStore).
    * @throws {DistError} BAD_REQUEST for an invalid topic or value (see checkValue)
    */
   publish(
@@ -138,6 +138,7 @@ export class BrokerCore {
     retain = true,
     qos = 2,
     from?: Publisher,
+    owner?: string,
   ): PublishResult {
     // (Clients' topics under /$SYS are refused: see publishSystem.)
     // A sample is timed: a clock read costs 0.1–0.2 µs, a publish a few.
@@ -172,7 +173,8 @@ export class BrokerCore {
       } else {
         const kept = value instanceof EncodedValue ? value.detach() : value;
         const bytes = topic.name.length + valueBytes(kept);
-        if (this.retained.set(topic, kept, bytes, now) === "too_large") this.retainedTooLarge++;
+        const outcome = this.retained.set(topic, kept, bytes, now, owner);
+        if (outcome === "too_large") this.retainedTooLarge++;
       }
     }
     // Behind a publish of the same publisher that waits, or too large a match to make now.

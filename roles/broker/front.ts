@@ -192,9 +192,7 @@ export class WireFront {
     this.core = core;
   }
 
-  readonly onPeer = (peer: Peer): void => {
-    this.#session(peer);
-  };
+  readonly onPeer = (peer: Peer): void => void this.#session(peer);
 
   /**
    * The broker contract's handlers, dispatched by the shell (sys.* and
@@ -209,7 +207,8 @@ export class WireFront {
       "broker.publish": (p, peer) => {
         const retain = p.retain !== false;
         const from = this.#session(peer);
-        return this.#answer(this.core.publish(p.topic, p.value, retain, 2, from), retain);
+        const owner = peer.identity?.user;
+        return this.#answer(this.core.publish(p.topic, p.value, retain, 2, from, owner), retain);
       },
       "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
       "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),
@@ -278,7 +277,8 @@ export class WireFront {
       let result: PublishResult | undefined;
       try {
         // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).
-        result = this.core.publish(publish.topic, value.isNull ? null : value, retain, 2, session);
+        const v = value.isNull ? null : value;
+        result = this.core.publish(publish.topic, v, retain, 2, session, peer.identity?.user);
       } catch (err) {
         if (id === undefined) this.#badNotification(peer, "broker.publish", err);
         else peer.answerError(id, err);

@@ -4,6 +4,14 @@
  * update, kept as a doubly linked list so that an update and an eviction
  * are O(1)), and every eviction is counted.
  *
+ * With authentication, each user's values are a pool of their own (its own
+ * update order), and past the budget the pool that holds the most bytes
+ * loses its least recently updated value: one user's retained flood evicts
+ * that user's values, not another's (hostile review H17), as long as the
+ * others hold less than it. Values of no one in particular (authentication
+ * off, read back from a file, wills) are one pool, the only one without
+ * authentication.
+ *
  * The values and their links live on their holders (`holder.retained`,
  * ...), not in entries of their own: a publish that already found its topic
  * reaches its value without another lookup, and a broker restarted on a
@@ -29,13 +37,24 @@ export const ENTRY_OVERHEAD = 64;
 /** What the store did with a value. */
 export type RetainOutcome = "stored" | "too_large";
 
+/** One owner's values in update order (least recent first), and what they cost. */
+interface Pool<K> {
+  oldest: K | undefined;
+  newest: K | undefined;
+  bytes: number;
+}
+
 export class RetainedStore<K extends RetainedHolder<K>> {
   readonly budget: number;
   #bytes = 0;
   #count = 0;
   #evicted = 0;
-  #oldest: K | undefined;
-  #newest: K | undefined;
+  /** The values of no one in particular (see the module comment). */
+  readonly #shared: Pool<K> = { oldest: undefined, newest: undefined, bytes: 0 };
+  /** Each owner's values, while it has some. */
+  readonly #owned = new Map<string, Pool<K>>();
+  /** Whose each owned value is (a value of no one is not here). */
+  readonly #ownerOf = new Map<K, string>();
   /**
    * The newest value put back by {@link restore}: the next goes just after
    * it, so values read back from a file stay older than every value set
@@ -72,109 +91,159 @@ export class RetainedStore<K extends RetainedHolder<K>> {
 
   /**
    * Stores `value` as `holder`'s retained value, replacing the old one, then
-   * evicts the least recently updated values until the store fits its
-   * budget. A value larger than the whole budget is not stored (and the old
-   * one is cleared, since it is no longer the last value).
+   * evicts values until the store fits its budget (see the module comment).
+   * A value larger than the whole budget is not stored (and the old one is
+   * cleared, since it is no longer the last value).
    * @param bytes what the value costs (its key and encoded value)
+   * @param owner the user who published it (undefined: no one in particular)
    */
-  set(holder: K, value: unknown, bytes: number, now: number): RetainOutcome {
+  set(holder: K, value: unknown, bytes: number, now: number, owner?: string): RetainOutcome {
     const cost = bytes + ENTRY_OVERHEAD;
     if (cost > this.budget) {
       this.clear(holder);
       return "too_large";
     }
+    const pool = this.#pool(owner);
     if (holder.retained === undefined) {
       holder.retained = value;
       holder.retainedBytes = cost;
       holder.retainedAt = now;
       this.#count++;
       this.#bytes += cost;
-      this.#append(holder);
+      this.#append(pool, holder);
+      if (owner !== undefined) this.#ownerOf.set(holder, owner);
       this.#onChange?.(holder, 1);
     } else {
+      const was = this.#poolOf(holder);
       this.#bytes += cost - holder.retainedBytes;
+      was.bytes -= holder.retainedBytes;
       holder.retained = value;
       holder.retainedBytes = cost;
       holder.retainedAt = now;
-      if (this.#newest !== holder) {
-        this.#unlink(holder);
-        this.#append(holder);
-      } else if (holder === this.#restoredNewest) {
+      if (was !== pool) {
+        // Another owner's now.
+        this.#unlink(was, holder);
+        this.#leave(was, holder);
+        this.#append(pool, holder);
+        if (owner !== undefined) this.#ownerOf.set(holder, owner);
+      } else if (pool.newest !== holder) {
+        this.#unlink(pool, holder);
+        this.#append(pool, holder);
+      } else {
+        pool.bytes += cost;
         // Newest already, but set now: what is put back later goes before it.
-        this.#restoredNewest = holder.retainedOlder;
+        if (holder === this.#restoredNewest) this.#restoredNewest = holder.retainedOlder;
       }
     }
     this.onWrite?.(holder);
-    while (this.#bytes > this.budget && this.#oldest !== undefined) {
-      this.#evicted++;
-      this.clear(this.#oldest);
-    }
+    this.#evict();
     return "stored";
   }
 
   /**
-   * Puts back a value read from a data file (`holder` has none): as
-   * {@link set}, but placed in the update order after the values put back
-   * before it and before every value set since the start, which are newer
-   * whatever order the file is read in. Past the budget the oldest go, as
-   * for set (`holder` too, when it is the oldest).
+   * Puts back a value read from a data file (`holder` has none), a value of
+   * no one in particular: as {@link set}, but placed in the update order
+   * after the values put back before it and before every value set since
+   * the start, which are newer whatever order the file is read in. Past the
+   * budget values go, as for set (`holder` too, when it is the oldest).
    */
   restore(holder: K, value: unknown, bytes: number, at: number): RetainOutcome {
     const cost = bytes + ENTRY_OVERHEAD;
     if (cost > this.budget || holder.retained !== undefined) {
       return this.set(holder, value, bytes, at);
     }
+    const pool = this.#shared;
     holder.retained = value;
     holder.retainedBytes = cost;
     holder.retainedAt = at;
     this.#count++;
     this.#bytes += cost;
+    pool.bytes += cost;
     const before = this.#restoredNewest;
-    const after = before === undefined ? this.#oldest : before.retainedNewer;
+    const after = before === undefined ? pool.oldest : before.retainedNewer;
     holder.retainedOlder = before;
     holder.retainedNewer = after;
     if (before !== undefined) before.retainedNewer = holder;
-    else this.#oldest = holder;
+    else pool.oldest = holder;
     if (after !== undefined) after.retainedOlder = holder;
-    else this.#newest = holder;
+    else pool.newest = holder;
     this.#restoredNewest = holder;
     this.#onChange?.(holder, 1);
     this.onWrite?.(holder);
-    while (this.#bytes > this.budget && this.#oldest !== undefined) {
-      this.#evicted++;
-      this.clear(this.#oldest);
-    }
+    this.#evict();
     return "stored";
   }
 
   /** Removes `holder`'s retained value, if any. */
   clear(holder: K): void {
     if (holder.retained === undefined) return;
+    const pool = this.#poolOf(holder);
     holder.retained = undefined;
     this.#count--;
     this.#bytes -= holder.retainedBytes;
+    pool.bytes -= holder.retainedBytes;
     holder.retainedBytes = 0;
-    this.#unlink(holder);
+    this.#unlink(pool, holder);
+    this.#leave(pool, holder);
     this.#onChange?.(holder, -1);
     this.onWrite?.(holder);
   }
 
-  #append(holder: K): void {
-    holder.retainedOlder = this.#newest;
-    holder.retainedNewer = undefined;
-    if (this.#newest !== undefined) this.#newest.retainedNewer = holder;
-    else this.#oldest = holder;
-    this.#newest = holder;
+  /** Past the budget: the least recently updated value of the pool that holds the most goes. */
+  #evict(): void {
+    while (this.#bytes > this.budget) {
+      let most = this.#shared;
+      for (const pool of this.#owned.values()) if (pool.bytes > most.bytes) most = pool;
+      if (most.oldest === undefined) return;
+      this.#evicted++;
+      this.clear(most.oldest);
+    }
   }
 
-  #unlink(holder: K): void {
+  #pool(owner: string | undefined): Pool<K> {
+    if (owner === undefined) return this.#shared;
+    let pool = this.#owned.get(owner);
+    if (pool === undefined) {
+      pool = { oldest: undefined, newest: undefined, bytes: 0 };
+      this.#owned.set(owner, pool);
+    }
+    return pool;
+  }
+
+  #poolOf(holder: K): Pool<K> {
+    // Without authentication no value has an owner: no lookup.
+    if (this.#ownerOf.size === 0) return this.#shared;
+    const owner = this.#ownerOf.get(holder);
+    return owner === undefined ? this.#shared : this.#owned.get(owner)!;
+  }
+
+  /** Puts `holder` last in `pool`'s order, its bytes counted there. */
+  #append(pool: Pool<K>, holder: K): void {
+    holder.retainedOlder = pool.newest;
+    holder.retainedNewer = undefined;
+    if (pool.newest !== undefined) pool.newest.retainedNewer = holder;
+    else pool.oldest = holder;
+    pool.newest = holder;
+    pool.bytes += holder.retainedBytes;
+  }
+
+  /** `holder` (unlinked) is no longer in `pool`: an owner without values keeps no pool. */
+  #leave(pool: Pool<K>, holder: K): void {
+    const owner = this.#ownerOf.get(holder);
+    if (owner === undefined) return;
+    this.#ownerOf.delete(holder);
+    if (pool.oldest === undefined) this.#owned.delete(owner);
+  }
+
+  /** Takes `holder` out of `pool`'s order (its bytes are the caller's to take off). */
+  #unlink(pool: Pool<K>, holder: K): void {
     if (holder === this.#restoredNewest) this.#restoredNewest = holder.retainedOlder;
     if (holder.retainedOlder !== undefined) {
       holder.retainedOlder.retainedNewer = holder.retainedNewer;
-    } else this.#oldest = holder.retainedNewer;
+    } else pool.oldest = holder.retainedNewer;
     if (holder.retainedNewer !== undefined) {
       holder.retainedNewer.retainedOlder = holder.retainedOlder;
-    } else this.#newest = holder.retainedOlder;
+    } else pool.newest = holder.retainedOlder;
     holder.retainedOlder = holder.retainedNewer = undefined;
   }
 }

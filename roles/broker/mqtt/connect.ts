@@ -32,6 +32,8 @@ export interface Will {
   expiry: number;
   /** MQTT 5 Will Delay Interval (seconds; 0: at once). */
   delay: number;
+  /** The user it is published for (its retained value is that user's). */
+  owner?: string;
 }
 
 /**

@@ -361,6 +361,7 @@ export class MqttFront {
       session = this.sessions.start(id, want.owner, want.version);
     }
     session.expiry = want.expiry;
+    if (want.will !== undefined) want.will.owner = want.owner;
     this.#byClientId.set(id, c);
     this.#settled(c);
     return { session, present };

@@ -69,7 +69,7 @@ export class Inbound {
       if (extras.expiry >= 0) value.expiresAt = Date.now() + extras.expiry * 1000;
     }
     try {
-      c.front.core.publish(topic, value, p.retain, qos, c);
+      c.front.core.publish(topic, value, p.retain, qos, c, c.identity?.user);
       c.front.messagesIn++;
     } catch (err) {
       // A topic the core refuses: $SYS (not authorized), or too deep, spaces (our limit, not

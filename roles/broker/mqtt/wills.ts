@@ -90,7 +90,7 @@ export class Wills {
     value.properties = will.properties;
     if (will.expiry >= 0) value.expiresAt = Date.now() + will.expiry * 1000;
     try {
-      this.#core.publish(will.topic, value, will.retain, will.qos);
+      this.#core.publish(will.topic, value, will.retain, will.qos, undefined, will.owner);
       this.published++;
     } catch (err) {
       log.warn("Will on {topic} not published: {error}", {
