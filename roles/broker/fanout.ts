@@ -9,6 +9,19 @@
  * waits is held (it keeps no borrowed buffer of its publisher's frame),
  * and counted in the broker's memory. The backlog is bounded: past
  * MAX_WAITING, the publishers filling it are held back (see there).
+ *
+ * A subscriber that keeps up does not wait behind the backlog: a waiting
+ * publish first makes a prompt pass over its targets (a few field reads
+ * each, VISITS_PER_TURN of them per turn) that delivers at once to every
+ * subscription ready to take it (nothing queued, its sink not full) with
+ * nothing of an earlier publish still owed to it, and counts one more owed
+ * delivery on each other one; the slow pass then makes the rest in publish
+ * order, skipping those made. Before, a subscriber after 200,000 that never
+ * read got each message once all their deliveries were made (about 300 ms
+ * of CPU per publish). Each subscription still gets its messages in
+ * publish order: it is served early only while it is owed nothing, prompt
+ * passes go in publish order, and a publish's slow pass starts after its
+ * prompt pass is done.
  */
 import type { Message, Subscription } from "./subscriber.ts";
 import type { Group, Targets } from "./subscriptions.ts";
@@ -28,6 +41,13 @@ export const DELIVERIES_PER_TURN = 8192;
  * of each flooding connection, however fast they send.
  */
 export const MAX_WAITING = 8 * DELIVERIES_PER_TURN;
+
+/**
+ * Targets the prompt and slow passes may look at per turn, beside the
+ * deliveries they make (a look at one that is not ready costs a few field
+ * reads: a few milliseconds for all of these).
+ */
+export const VISITS_PER_TURN = 16 * DELIVERIES_PER_TURN;
 
 /**
  * What a publish waiting in the backlog costs beyond its value: its record,
@@ -52,8 +72,14 @@ interface Pending {
   msg: Message;
   plain: readonly Subscription[];
   groups: readonly Group<Subscription>[];
-  /** Targets done: plain ones first, then groups. */
+  /** Targets done by the slow pass: plain ones first, then groups. */
   at: number;
+  /** Plain targets seen by the prompt pass. */
+  seen: number;
+  /** A bit per plain target the prompt pass delivered to (none yet: undefined). */
+  early: Uint8Array | undefined;
+  /** Deliveries still to make (counted in `waiting`). */
+  left: number;
   /** performance.now() at the publish when it is timed, else 0. */
   t0: number;
   from: Publisher | undefined;
@@ -63,9 +89,13 @@ interface Pending {
 
 export class FanOut {
   #left = DELIVERIES_PER_TURN;
+  #visits = VISITS_PER_TURN;
   #counting = false;
   readonly #backlog: Pending[] = [];
+  /** The first publish whose slow pass is not done. */
   #head = 0;
+  /** The first publish whose prompt pass is not done (at or after #head). */
+  #prompt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Deliveries waiting for a later turn. */
   waiting = 0;
@@ -103,7 +133,7 @@ export class FanOut {
     const total = plain.length + groups.length;
     this.#startTurn();
     const idle = this.#head === this.#backlog.length;
-    if (idle && total <= this.#left) {
+    if ((idle && total <= this.#left) || total === 0) {
       // The common case: all of it now, no record of it kept.
       this.#left -= total;
       for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
@@ -114,20 +144,33 @@ export class FanOut {
       if (t0 !== 0) this.#done(t0);
       return total;
     }
-    const p: Pending = { msg, plain, groups, at: 0, t0, from, bytes: 0 };
-    if (idle) this.#work(p);
+    const p: Pending = {
+      msg,
+      plain,
+      groups,
+      at: 0,
+      seen: 0,
+      early: undefined,
+      left: total,
+      t0,
+      from,
+      bytes: 0,
+    };
+    this.#backlog.push(p);
+    this.waiting += total;
+    if (from !== undefined) {
+      from.waiting += total;
+      this.#publishers.add(from);
+    }
+    this.#run();
+    if (this.#backlog[this.#backlog.length - 1] !== p) return total; // all of it made now
     // It waits: what it holds must outlive the publisher's frame.
     (plain[0] ?? groups[0].members[0])?.sink.hold(msg);
     // The value, and its encoded copy for the subscribers' codec.
     p.bytes = PENDING_BYTES + 2 * valueBytes(msg.value);
     this.bytes += p.bytes;
-    this.#backlog.push(p);
-    const left = total - p.at;
-    this.waiting += left;
-    if (from !== undefined) {
-      from.waiting += left;
-      this.#publishers.add(from);
-      if (this.waiting > MAX_WAITING && !from.heldBack) this.#maybeHoldBack(from);
+    if (from !== undefined && this.waiting > MAX_WAITING && !from.heldBack) {
+      this.#maybeHoldBack(from);
     }
     this.#schedule();
     return total;
@@ -159,7 +202,10 @@ export class FanOut {
 
   /** `n` more deliveries of `p` were made. */
   #made(p: Pending, n: number): void {
+    if (n === 0) return;
     this.waiting -= n;
+    p.left -= n;
+    if (p.left === 0 && p.t0 !== 0) this.#done(p.t0);
     const from = p.from;
     if (from === undefined) return;
     from.waiting -= n;
@@ -172,28 +218,92 @@ export class FanOut {
     this.#counting = true;
     queueMicrotask(() => {
       this.#left = DELIVERIES_PER_TURN;
+      this.#visits = VISITS_PER_TURN;
       this.#counting = false;
     });
   }
 
-  /** Delivers as much of `p` as this turn has room for. */
-  #work(p: Pending): void {
-    const { msg, plain, groups } = p;
+  /**
+   * The prompt pass over `p`'s plain targets, as far as this turn has room:
+   * delivers to each one ready with nothing owed, counts one more owed on
+   * each other. True when done.
+   */
+  #promptPass(p: Pending): boolean {
+    const { msg, plain } = p;
+    let i = p.seen, made = 0, early = p.early;
+    while (i < plain.length && this.#visits > 0 && this.#left > 0) {
+      const sub = plain[i];
+      if (sub.owed === 0 && sub.ready) {
+        sub.deliver(msg);
+        early ??= new Uint8Array((plain.length + 7) >> 3);
+        early[i >> 3] |= 1 << (i & 7);
+        made++;
+        this.#left--;
+      } else {
+        sub.owed++;
+      }
+      i++;
+      this.#visits--;
+    }
+    p.seen = i;
+    p.early = early;
+    this.#made(p, made);
+    return i === plain.length;
+  }
+
+  /** The slow pass over `p`, as far as this turn has room: what the prompt pass left. */
+  #slowPass(p: Pending): void {
+    const { msg, plain, groups, early } = p;
     const total = plain.length + groups.length;
-    let at = p.at;
-    while (at < total && this.#left > 0) {
+    let at = p.at, made = 0;
+    while (at < total && this.#left > 0 && this.#visits > 0) {
+      this.#visits--;
       if (at < plain.length) {
-        plain[at].deliver(msg);
+        if (early !== undefined && (early[at >> 3] & (1 << (at & 7))) !== 0) {
+          at++; // made by the prompt pass
+          continue;
+        }
+        const sub = plain[at];
+        sub.owed--;
+        sub.deliver(msg);
       } else {
         // A member cut off meanwhile may have emptied its group.
         const group = groups[at - plain.length];
         if (group.members.length > 0) group.pick().deliver(msg);
       }
       at++;
+      made++;
       this.#left--;
     }
     p.at = at;
-    if (at === total && p.t0 !== 0) this.#done(p.t0);
+    this.#made(p, made);
+  }
+
+  /**
+   * This turn's share of the backlog: prompt passes in publish order, then
+   * slow passes in publish order, each after its publish's prompt pass.
+   */
+  #run(): void {
+    this.#startTurn();
+    const backlog = this.#backlog;
+    while (this.#prompt < backlog.length && this.#promptPass(backlog[this.#prompt])) {
+      this.#prompt++;
+    }
+    while (this.#head < this.#prompt && this.#left > 0 && this.#visits > 0) {
+      const p = backlog[this.#head];
+      this.#slowPass(p);
+      if (p.at < p.plain.length + p.groups.length) break;
+      this.bytes -= p.bytes;
+      backlog[this.#head++] = undefined!;
+    }
+    if (this.#head === backlog.length) {
+      backlog.length = 0;
+      this.#head = this.#prompt = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > backlog.length) {
+      backlog.splice(0, this.#head);
+      this.#prompt -= this.#head;
+      this.#head = 0;
+    }
   }
 
   /** The backlog is down to half its bound: every publisher held back goes on. */
@@ -209,27 +319,9 @@ export class FanOut {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#startTurn();
-      while (this.#head < this.#backlog.length && this.#left > 0) {
-        const p = this.#backlog[this.#head];
-        const before = p.at;
-        this.#work(p);
-        this.#made(p, p.at - before);
-        if (p.at < p.plain.length + p.groups.length) break;
-        this.bytes -= p.bytes;
-        this.#backlog[this.#head++] = undefined!;
-      }
+      this.#run();
       if (this.#heldBack.length > 0 && this.waiting <= MAX_WAITING / 2) this.#letGo();
-      if (this.#head === this.#backlog.length) {
-        this.#backlog.length = 0;
-        this.#head = 0;
-      } else {
-        if (this.#head > 1024 && this.#head * 2 > this.#backlog.length) {
-          this.#backlog.splice(0, this.#head);
-          this.#head = 0;
-        }
-        this.#schedule();
-      }
+      if (this.#head < this.#backlog.length) this.#schedule();
       this.#turned();
     }, 0);
   }

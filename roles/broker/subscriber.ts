@@ -78,6 +78,8 @@ export class Subscription {
   dropped = 0;
   /** Free for the front end (e.g. the subscription's encoded sid). */
   data: unknown = undefined;
+  /** Deliveries of publishes waiting in the fan-out still owed to it (kept by the FanOut). */
+  owed = 0;
 
   /** Pending deliveries of `disconnect` and `drop-oldest`, encoded: bytes, no objects. */
   #fifo = new ByteQueue();
@@ -147,15 +149,19 @@ export class Subscription {
     this.#pump();
   }
 
+  /** Whether a delivery now would go straight to the sink (it keeps up). */
+  get ready(): boolean {
+    const sink = this.sink;
+    return !this.#cancelled && !this.#held && this.#fifo.length === 0 &&
+      this.#head === this.#queue.length && this.#snapshot === undefined &&
+      sink.pendingBytes < this.#directLimit && sink.full !== true;
+  }
+
   /** Delivers one message, or queues it, applying the policy when pending passes the limit. */
   deliver(msg: Message): void {
     if (this.#cancelled) return;
-    const sink = this.sink;
-    if (
-      !this.#held && this.#head === this.#queue.length && this.#fifo.length === 0 &&
-      this.#snapshot === undefined && sink.pendingBytes < this.#directLimit && sink.full !== true
-    ) {
-      sink.write(msg, this);
+    if (this.ready) {
+      this.sink.write(msg, this);
       this.delivered++;
       return;
     }
