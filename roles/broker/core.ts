@@ -417,16 +417,6 @@ export class BrokerCore {
     return n;
   }
 
-  /** Messages in and out of the `limit` most recently active topics. */
-  perTopic(limit: number): Record<string, { in: number; out: number }> {
-    const out: Record<string, { in: number; out: number }> = {};
-    let topic = this.topics.newest;
-    for (let i = 0; i < limit && topic !== undefined; i++, topic = topic.older) {
-      out[topic.name] = { in: topic.messagesIn, out: topic.messagesOut };
-    }
-    return out;
-  }
-
   /** Tells every subscription that covers a new topic (each group member too). */
   #announce(targets: Targets<Subscription>, topic: string): void {
     for (const sub of targets.plain) if (!sub.cancelled) sub.sink.topicCreated(sub, topic);

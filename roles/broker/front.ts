@@ -375,7 +375,7 @@ export class WireFront {
       bad_publishes: this.badPublishes,
       unknown_notifications: this.unknownNotifications,
       undeliverable: this.undeliverable,
-      per_topic: core.perTopic(100),
+      per_topic: core.topics.perTopic(100),
     };
   }
 

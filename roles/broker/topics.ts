@@ -262,6 +262,16 @@ export class TopicTree {
     return this.#newest;
   }
 
+  /** Messages in and out of the `limit` most recently active topics. */
+  perTopic(limit: number): Record<string, { in: number; out: number }> {
+    const out: Record<string, { in: number; out: number }> = {};
+    let topic = this.newest;
+    for (let i = 0; i < limit && topic !== undefined; i++, topic = topic.older) {
+      out[topic.name] = { in: topic.messagesIn, out: topic.messagesOut };
+    }
+    return out;
+  }
+
   /** A topic gained (+1) or lost (-1) its retained value. */
   retainedChanged(topic: Topic, delta: number): void {
     // An unplaced topic's value is counted when it is placed.
