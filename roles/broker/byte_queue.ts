@@ -30,7 +30,8 @@ export const queueMemory = { bytes: 0 };
 
 /** 1 MiB carved into blocks of one size; `free` lists the blocks not handed out. */
 class Slab {
-  readonly buffer = new ArrayBuffer(SLAB_BYTES);
+  /** One view of the whole slab: a queue indexes its block in it (no view per block). */
+  readonly bytes = new Uint8Array(SLAB_BYTES);
   readonly size: number;
   readonly free: number[] = [];
 
@@ -47,23 +48,8 @@ class Slab {
 /** Per block size: its slabs with free blocks (the last one is used first). */
 const slabs = new Map<number, Slab[]>();
 
-/** Where a queue's buffer comes from: a slab's block at an offset, or its own array. */
-interface Buffer {
-  bytes: Uint8Array;
-  slab: Slab | undefined;
-  at: number;
-}
-
-const NO_BUFFER: Buffer = { bytes: EMPTY, slab: undefined, at: 0 };
-
-/** A buffer of at least `n` bytes (a power of two from MIN_BYTES), counted. */
-function allocate(n: number): Buffer {
-  let size = MIN_BYTES;
-  while (size < n) size *= 2;
-  if (size > BLOCK_MAX) {
-    queueMemory.bytes += size + BUFFER_OVERHEAD;
-    return { bytes: new Uint8Array(size), slab: undefined, at: 0 };
-  }
+/** A slab of blocks of `size` bytes with one free (a new one if none has), counted. */
+function slabFor(size: number): Slab {
   let open = slabs.get(size);
   if (open === undefined) slabs.set(size, open = []);
   let slab = open[open.length - 1];
@@ -72,21 +58,21 @@ function allocate(n: number): Buffer {
     open.push(slab);
     queueMemory.bytes += SLAB_BYTES;
   }
-  const at = slab.free.pop()!;
-  if (slab.free.length === 0) open.pop();
-  return { bytes: new Uint8Array(slab.buffer, at, size), slab, at };
+  return slab;
 }
 
-/** Gives a buffer back: its block to its slab, and a slab all free goes unless it is the last. */
-function release(buf: Buffer): void {
-  const slab = buf.slab;
-  if (slab === undefined) {
-    if (buf.bytes.length > 0) queueMemory.bytes -= buf.bytes.length + BUFFER_OVERHEAD;
-    return;
-  }
+/** Takes a free block of `slab` and returns its offset. */
+function takeBlock(slab: Slab): number {
+  const at = slab.free.pop()!;
+  if (slab.free.length === 0) slabs.get(slab.size)!.pop();
+  return at;
+}
+
+/** Gives a block back to its slab; a slab all free goes unless it is the last. */
+function giveBack(slab: Slab, at: number): void {
   const open = slabs.get(slab.size)!;
   if (slab.free.length === 0) open.push(slab);
-  slab.free.push(buf.at);
+  slab.free.push(at);
   if (slab.empty && open.length > 1) {
     open.splice(open.indexOf(slab), 1);
     queueMemory.bytes -= SLAB_BYTES;
@@ -94,8 +80,16 @@ function release(buf: Buffer): void {
 }
 
 export class ByteQueue {
-  #buffer: Buffer = NO_BUFFER;
+  /**
+   * The buffer: a slab's bytes (the block at #base, #size long), or an array
+   * of its own (#base 0). No object is made per buffer: under a flood a
+   * queue changes buffers about once per delivery.
+   */
   #buf: Uint8Array = EMPTY;
+  #slab: Slab | undefined = undefined;
+  #base = 0;
+  #size = 0;
+  /** The records, from #start to #end (from #base). */
   #start = 0;
   #end = 0;
   #count = 0;
@@ -114,14 +108,14 @@ export class ByteQueue {
   /** Appends a copy of `record`. */
   push(record: Uint8Array): void {
     const need = RECORD_HEADER + record.length;
-    if (this.#end + need > this.#buf.length) this.#makeRoom(need);
+    if (this.#end + need > this.#size) this.#makeRoom(need);
     // The length by hand: a DataView per buffer would be one more object per queue.
-    const b = this.#buf, e = this.#end, n = record.length;
+    const b = this.#buf, e = this.#base + this.#end, n = record.length;
     b[e] = n >>> 24;
     b[e + 1] = n >>> 16;
     b[e + 2] = n >>> 8;
     b[e + 3] = n;
-    this.#buf.set(record, this.#end + RECORD_HEADER);
+    b.set(record, e + RECORD_HEADER);
     this.#end += need;
     this.#count++;
     this.#bytes += record.length;
@@ -133,12 +127,9 @@ export class ByteQueue {
    */
   shift(): Uint8Array | undefined {
     if (this.#count === 0) return undefined;
-    const b = this.#buf, s = this.#start;
+    const b = this.#buf, s = this.#base + this.#start;
     const len = ((b[s] << 24) | (b[s + 1] << 16) | (b[s + 2] << 8) | b[s + 3]) >>> 0;
-    const record = this.#buf.subarray(
-      this.#start + RECORD_HEADER,
-      this.#start + RECORD_HEADER + len,
-    );
+    const record = b.subarray(s + RECORD_HEADER, s + RECORD_HEADER + len);
     this.#start += RECORD_HEADER + len;
     this.#count--;
     this.#bytes -= len;
@@ -153,7 +144,7 @@ export class ByteQueue {
    */
   drop(): number {
     if (this.#count === 0) return -1;
-    const b = this.#buf, s = this.#start;
+    const b = this.#buf, s = this.#base + this.#start;
     const len = ((b[s] << 24) | (b[s + 1] << 16) | (b[s + 2] << 8) | b[s + 3]) >>> 0;
     this.#start += RECORD_HEADER + len;
     this.#count--;
@@ -171,13 +162,47 @@ export class ByteQueue {
   /** Empty: the buffer goes (a drained queue costs nothing until it is needed again). */
   #reset(): void {
     this.#start = this.#end = 0;
-    this.#setBuffer(NO_BUFFER);
+    this.#release();
+    this.#buf = EMPTY;
+    this.#slab = undefined;
+    this.#base = this.#size = 0;
   }
 
-  #setBuffer(buf: Buffer): void {
-    release(this.#buffer);
-    this.#buffer = buf;
-    this.#buf = buf.bytes;
+  /** Gives the buffer back: its block to its slab, or its own array uncounted. */
+  #release(): void {
+    if (this.#slab !== undefined) giveBack(this.#slab, this.#base);
+    else if (this.#size > 0) queueMemory.bytes -= this.#size + BUFFER_OVERHEAD;
+  }
+
+  /**
+   * Moves the records to a buffer of at least `n` bytes (a power of two
+   * from MIN_BYTES, counted) and gives the old one back.
+   */
+  #moveTo(n: number): void {
+    let size = MIN_BYTES;
+    while (size < n) size *= 2;
+    const from = this.#buf, start = this.#base + this.#start, end = this.#base + this.#end;
+    let to: Uint8Array, slab: Slab | undefined, base = 0;
+    if (size > BLOCK_MAX) {
+      queueMemory.bytes += size + BUFFER_OVERHEAD;
+      to = new Uint8Array(size);
+    } else {
+      slab = slabFor(size);
+      base = takeBlock(slab);
+      to = slab.bytes;
+    }
+    if (end - start <= 256) {
+      for (let i = start, j = base; i < end; i++, j++) to[j] = from[i];
+    } else {
+      to.set(from.subarray(start, end), base);
+    }
+    this.#release();
+    this.#buf = to;
+    this.#slab = slab;
+    this.#base = base;
+    this.#size = size;
+    this.#end -= this.#start;
+    this.#start = 0;
   }
 
   /**
@@ -186,15 +211,14 @@ export class ByteQueue {
    */
   #makeRoom(need: number): void {
     const used = this.#end - this.#start;
-    if ((used + need) * 4 <= this.#buf.length * 3) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
+    if ((used + need) * 4 <= this.#size * 3) {
+      const base = this.#base;
+      this.#buf.copyWithin(base, base + this.#start, base + this.#end);
+      this.#start = 0;
+      this.#end = used;
     } else {
-      const grown = allocate(used + need);
-      grown.bytes.set(this.#buf.subarray(this.#start, this.#end));
-      this.#setBuffer(grown);
+      this.#moveTo(used + need);
     }
-    this.#start = 0;
-    this.#end = used;
   }
 
   /**
@@ -203,11 +227,7 @@ export class ByteQueue {
    */
   fit(): void {
     const used = this.#end - this.#start;
-    if (used === 0 || used * 4 >= this.#buf.length || this.#buf.length <= MIN_BYTES) return;
-    const fitted = allocate(used + (used >> 1)); // at most half the buffer it replaces
-    fitted.bytes.set(this.#buf.subarray(this.#start, this.#end));
-    this.#setBuffer(fitted);
-    this.#start = 0;
-    this.#end = used;
+    if (used === 0 || used * 4 >= this.#size || this.#size <= MIN_BYTES) return;
+    this.#moveTo(used + (used >> 1)); // at most half the buffer it replaces
   }
 }
