@@ -17,7 +17,7 @@ import {
   type TlsSettings,
 } from "../wire/mod.ts";
 import { makePki, type Pki } from "./helpers/pki.ts";
-import { HELLO, jsonFrame } from "./helpers/raw.ts";
+import { closeQuietly, HELLO, jsonFrame } from "./helpers/raw.ts";
 
 const pki: Pki = await makePki();
 globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
@@ -382,5 +382,49 @@ Deno.test("a TLS connection carries large frames both ways intact", async () => 
     } finally {
       await listener.close(0);
     }
+  }
+});
+
+/** Whether the listener closed `conn` within `ms` (EOF or reset). */
+async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
+  const closed = (async () => {
+    try {
+      while ((await conn.read(buf)) !== null) { /* nothing is sent before the ClientHello */ }
+    } catch {
+      // Reset: closed as well.
+    }
+    return true;
+  })();
+  const result = await Promise.race([closed, timeout]);
+  clearTimeout(timer);
+  return result;
+}
+
+Deno.test("a TLS port counts connections in their handshake against maxConnections, oldest silent one out first", async () => {
+  // Hostile review W2: handshakes were neither counted nor closed to make room, so silent
+  // connections held a descriptor each for the handshake deadline, past any limit.
+  const l = serve(serverTls(), { maxConnections: 4, handshakeMs: 10_000 });
+  const held: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 12; i++) {
+      held.push(await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }));
+    }
+    // Each past the fourth closed the oldest still in its handshake: 8 closed, the newest 4 kept.
+    for (const c of held.slice(0, 8)) assert.equal(await closedWithin(c, 3000), true);
+    for (const c of held.slice(8)) assert.equal(await closedWithin(c, 200), false);
+    // A real client still gets in (another silent one makes room) and is served.
+    const peer = await dialWith(l, { ca: pki.caPem });
+    try {
+      assert.equal(await peer.call("echo", { text: "in" }), "in");
+    } finally {
+      peer.close();
+    }
+    assert.equal(await closedWithin(held[8], 3000), true, "the oldest silent one made room");
+  } finally {
+    for (const c of held) closeQuietly(c);
+    await l.close(100);
   }
 });

@@ -8,11 +8,11 @@ import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 import { MAX_TIMER_MS } from "./calls.ts";
 import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
 import { foreignBytes } from "./foreign.ts";
-import { Newcomers } from "./newcomers.ts";
+import { type Newcomer, Newcomers } from "./newcomers.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import type { Authenticator, Credentials } from "./credentials.ts";
-import { explainListenTls, type TlsSettings } from "./tls.ts";
+import { explainListenTls, listensTls, type TlsSettings } from "./tls.ts";
 import { bindPort, connectPort, hostPort, type PortListener, secureAccepted } from "./transport.ts";
 
 /** Connection settings shared by listeners and dialers. */
@@ -159,20 +159,42 @@ function accepting(
   const maxConnections = options.maxConnections ?? 10_000;
   const budget = new InFlightBudget(options.maxInFlightTotal ?? DEFAULT_MAX_IN_FLIGHT_TOTAL);
   const newcomers = new Newcomers();
+  /** Connections in their TLS handshake: they hold a descriptor before they are framed. */
+  let handshaking = 0;
   let stopping = false;
 
   async function accept(raw: Deno.Conn): Promise<void> {
     const handshakeMs = options.handshakeMs ?? 5000;
+    // A TLS handshake counts against the limit from accept, and is a newcomer: one that never
+    // finishes is the first to make room (hostile review W2: uncounted, they ran the process out of
+    // descriptors). Before TLS there is no way to say OVERLOADED: a refused one is just closed.
+    let arrival: Newcomer | undefined;
+    const secure = listensTls(tls);
+    if (secure) {
+      if (conns.size + handshaking >= maxConnections && !newcomers.makeRoom()) {
+        log.debug("TLS connection from {remote} refused: {max} connections", {
+          remote: remoteOf(raw),
+          max: maxConnections,
+        });
+        raw.close();
+        return;
+      }
+      arrival = newcomers.arrive(() => raw.close());
+      handshaking++;
+    }
     let secured;
     try {
       secured = await secureAccepted(raw, tls, handshakeMs);
     } catch (err) {
+      arrival?.settled();
       const remote = remoteOf(raw);
       const { text, warn } = explainListenTls(err);
       const line = "TLS connection from {remote} closed: {why}";
       if (warn) warnPeer(line, { remote, why: text });
       else log.debug(line, { remote, why: text });
       return;
+    } finally {
+      if (secure) handshaking--;
     }
     const conn = secured.conn;
     const framed = new FramedConn(conn, {
@@ -183,6 +205,7 @@ function accepting(
       peerIdentity: secured.peer?.commonName,
     });
     if (secured.refused !== undefined) {
+      arrival?.settled();
       warnPeer("TLS connection from {remote} refused: {why}", {
         remote: framed.remoteAddress,
         why: secured.refused.message,
@@ -194,19 +217,24 @@ function accepting(
       );
       return;
     }
-    // Full (this one counted): the oldest still without a hello makes room, else this one goes.
-    if (conns.size > maxConnections && !newcomers.makeRoom()) {
-      const full = new DistError("OVERLOADED", `Connection limit of ${maxConnections} reached`);
-      await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
-      return;
-    }
-    const arrival = newcomers.arrive(() => {
+    const makeRoom = () => {
       warnPeer("Connection from {remote} closed to make room: no hello yet, {max} connections", {
         remote: framed.remoteAddress,
         max: maxConnections,
       });
       framed.close(CloseReason.Overloaded);
-    });
+    };
+    if (arrival !== undefined) {
+      arrival.close = makeRoom; // Counted and filed at accept.
+    } else {
+      // Full (this one counted): the oldest still without a hello makes room, else this one goes.
+      if (conns.size > maxConnections && !newcomers.makeRoom()) {
+        const full = new DistError("OVERLOADED", `Connection limit of ${maxConnections} reached`);
+        await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
+        return;
+      }
+      arrival = newcomers.arrive(makeRoom);
+    }
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;
     try {
