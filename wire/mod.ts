@@ -67,7 +67,7 @@ export {
   type FrameWriter,
 } from "./conn.ts";
 export { processOutbound, setFlushAt } from "./outbound.ts";
-export { type Newcomer, Newcomers } from "./newcomers.ts";
+export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
   type Access,

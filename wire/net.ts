@@ -8,7 +8,7 @@ import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 import { MAX_TIMER_MS } from "./calls.ts";
 import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
 import { foreignBytes } from "./foreign.ts";
-import { type Newcomer, Newcomers } from "./newcomers.ts";
+import { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import type { Authenticator, Credentials } from "./credentials.ts";
@@ -179,7 +179,7 @@ function accepting(
         raw.close();
         return;
       }
-      arrival = newcomers.arrive(() => raw.close());
+      arrival = newcomers.arrive(() => raw.close(), sourceOf(raw));
       handshaking++;
     }
     let secured;
@@ -233,7 +233,7 @@ function accepting(
         await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
         return;
       }
-      arrival = newcomers.arrive(makeRoom);
+      arrival = newcomers.arrive(makeRoom, sourceOf(raw));
     }
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;

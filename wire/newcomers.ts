@@ -2,7 +2,8 @@
  * The connections a listener took that have not proven anything yet (no
  * dist hello, no MQTT CONNECT, not one byte through an L4 proxy), oldest
  * first. When the listener is full, the oldest of them is closed to make
- * room for the new one, as obs/http_guarded.ts closes the connection that
+ * room for the new one (of the source that holds the most of them: one
+ * address's flood closes its own first), as obs/http_guarded.ts closes the connection that
  * waited longest for its header: connections that never speak, renewed
  * just before their deadline, then cannot keep everyone else out, and a
  * client that speaks at once is never the oldest for long. Only when every
@@ -12,54 +13,91 @@
 
 /** One connection waiting to prove itself: see {@link Newcomers}. */
 export class Newcomer {
-  readonly #waiting: Set<Newcomer>;
+  readonly #from: Newcomers;
+  /** Its source's waiting connections, oldest first. */
+  readonly source: Set<Newcomer>;
   /** Hangs the connection up when it is closed to make room (settable: a connection changes hands). */
   close: () => void;
 
-  constructor(waiting: Set<Newcomer>, close: () => void) {
-    this.#waiting = waiting;
+  constructor(from: Newcomers, source: Set<Newcomer>, close: () => void) {
+    this.#from = from;
+    this.source = source;
     this.close = close;
   }
 
   /** It proved itself (or closed): it is no longer closed to make room. Idempotent. */
   settled(): void {
-    this.#waiting.delete(this);
+    this.#from.leave(this);
   }
 }
 
 /** A listener's connections that have not proven anything yet; see the module comment. */
 export class Newcomers {
-  readonly #waiting = new Set<Newcomer>();
+  /** Waiting connections by source (a peer's address), each oldest first. */
+  readonly #bySource = new Map<string, Set<Newcomer>>();
+  #size = 0;
   /** Connections closed to make room, since the start. */
   evicted = 0;
 
-  /** Files a connection just accepted; `close` hangs it up. */
-  arrive(close: () => void): Newcomer {
-    const n = new Newcomer(this.#waiting, close);
-    this.#waiting.add(n);
+  /** Files a connection just accepted from `source` (its address); `close` hangs it up. */
+  arrive(close: () => void, source = ""): Newcomer {
+    let set = this.#bySource.get(source);
+    if (set === undefined) this.#bySource.set(source, set = new Set());
+    const n = new Newcomer(this, set, close);
+    set.add(n);
+    this.#size++;
     return n;
   }
 
+  /** Takes `n` out (it settled, or is being closed). */
+  leave(n: Newcomer): void {
+    if (!n.source.delete(n)) return;
+    this.#size--;
+    if (n.source.size === 0) {
+      for (const [key, set] of this.#bySource) {
+        if (set === n.source) {
+          this.#bySource.delete(key);
+          break;
+        }
+      }
+    }
+  }
+
   /**
-   * Closes the connection that has waited longest without proving itself.
+   * Closes the connection that has waited longest without proving itself,
+   * of the source that has the most such connections: a flood from one
+   * address closes its own connections first, not a slower client's from
+   * another (hostile review W3).
    * @returns false when none waits (then the new connection is refused)
    */
   makeRoom(): boolean {
-    for (const oldest of this.#waiting) {
-      this.#waiting.delete(oldest);
-      this.evicted++;
-      try {
-        oldest.close();
-      } catch {
-        // Closed already by its peer.
-      }
-      return true;
+    let most: Set<Newcomer> | undefined;
+    for (const set of this.#bySource.values()) {
+      if (most === undefined || set.size > most.size) most = set;
     }
-    return false;
+    if (most === undefined) return false;
+    const oldest: Newcomer = most.values().next().value!;
+    this.leave(oldest);
+    this.evicted++;
+    try {
+      oldest.close();
+    } catch {
+      // Closed already by its peer.
+    }
+    return true;
   }
 
   /** How many wait now. */
   get size(): number {
-    return this.#waiting.size;
+    return this.#size;
+  }
+}
+
+/** A connection's source for {@link Newcomers.arrive}: its peer's address, without the port. */
+export function sourceOf(conn: Deno.Conn): string {
+  try {
+    return (conn.remoteAddr as Deno.NetAddr).hostname;
+  } catch {
+    return "";
   }
 }

@@ -18,7 +18,7 @@
  * never speak cannot hold every slot for the idle timeout.
  */
 import { formatAddress, type OptionSpec, parseAddress } from "../../../config/mod.ts";
-import { Backoff, DistError, Newcomers, sleep } from "../../../wire/mod.ts";
+import { Backoff, DistError, Newcomers, sleep, sourceOf } from "../../../wire/mod.ts";
 import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
 import { explainListenError } from "../../_listen.ts";
 import { setLogInstance } from "../../_logging.ts";
@@ -238,7 +238,7 @@ class TcpProxy {
       const splice = this.#splices.get(client);
       if (splice !== undefined) splice.end(EndReason.Evicted);
       else close(client);
-    });
+    }, sourceOf(client));
     this.#forward(client, remote, () => arrival.settled()).catch((err) => {
       log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
       close(client);

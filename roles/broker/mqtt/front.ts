@@ -11,7 +11,7 @@ import { Backoff, sleep } from "../../../wire/backoff.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
 import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
-import { type Newcomer, Newcomers } from "../../../wire/newcomers.ts";
+import { type Newcomer, Newcomers, sourceOf } from "../../../wire/newcomers.ts";
 import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
 import { MqttConnection } from "./connection.ts";
@@ -171,7 +171,7 @@ export class MqttFront {
         continue;
       }
       this.accepted++;
-      this.#secure(conn, ws, this.#newcomers.arrive(() => conn.close()));
+      this.#secure(conn, ws, this.#newcomers.arrive(() => conn.close(), sourceOf(conn)));
     }
   }
 
