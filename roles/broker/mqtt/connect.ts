@@ -119,7 +119,10 @@ export function sessionRefused(
         `its user holds ${limits.maxUserSessions} persistent sessions already`,
       ];
     case "memory":
-      return [v5 ? 0x97 : 3, "its session or will would pass their share of max-memory"];
+      return [
+        v5 ? 0x97 : 3,
+        "its session or will would pass their share of max-memory (or wills', or its user's)",
+      ];
   }
 }
 

@@ -137,7 +137,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   mayBuffer(total: number): boolean {
     // A CONNECT this large brings a will: none past their share (sessions.ts), nor buffered.
     const f = this.#front;
-    if (!(this.#connected ? f.core.overBudget : f.sessions.memoryFull(total))) return true;
+    const full = this.#connected ? f.core.overBudget : f.sessions.refusesBuffer(total);
+    if (!full) return true;
     this.refuse(0x97, `a packet of ${total} bytes while the broker is at its memory budget`);
     return false;
   }

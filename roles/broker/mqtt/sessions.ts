@@ -11,7 +11,11 @@
  * persistent session or a will is refused (CONNACK 0x97 / 3), so clients
  * that vanish cannot hold the broker's memory, nor take the rest of the
  * budget from topics, subscriptions and deliveries; a client resuming its
- * session without a will is served as always.
+ * session without a will is served as always. Within that share, wills
+ * take at most {@link WILL_SHARE} of it, so persistent sessions keep a
+ * reserve; and with `--users` each user's sessions and wills take at most
+ * {@link USER_SHARE} of it, so one user's wills (live, or MQTT 5's delayed
+ * a day after its client vanished) cannot refuse everyone else's sessions.
  */
 import type { Store } from "../../../store/mod.ts";
 import type { MqttFront, SessionRefusal, SessionRequest } from "./front.ts";
@@ -33,6 +37,16 @@ export const SESSION_BYTES = 8192;
 
 /** The part of max-memory that persistent sessions and wills may take together. */
 export const SESSION_SHARE = 0.5;
+
+/** The part of that share wills may take: the rest is kept for persistent sessions. */
+export const WILL_SHARE = 0.5;
+
+/**
+ * The part of that share one user's persistent sessions and wills may take
+ * together (the shared token's holders and unauthenticated clients are
+ * not counted apart).
+ */
+export const USER_SHARE = 1 / 8;
 
 export class SessionTable {
   readonly #front: MqttFront;
@@ -155,7 +169,8 @@ export class SessionTable {
    * or undefined: a new persistent session past `maxSessions` or its user's
    * `maxUserSessions` (the shared token's holders and unauthenticated
    * clients not counted apart), or one, or a will, that would pass their
-   * share of max-memory (see the module comment).
+   * share of max-memory, wills' part of it, or its user's (see the module
+   * comment).
    */
   refusal(
     session: MqttSession | undefined,
@@ -163,7 +178,8 @@ export class SessionTable {
     want: SessionRequest,
   ): SessionRefusal | undefined {
     const limits = this.#front.limits;
-    let adds = willBytes(want.will);
+    const will = willBytes(want.will);
+    let adds = will;
     if (!resumable && want.expiry > 0) {
       if (this.persistent >= limits.maxSessions) return "sessions";
       // The user's own persistent session of this client id would be replaced, not added.
@@ -177,7 +193,11 @@ export class SessionTable {
       ) return "user sessions";
       if (!replaced) adds += SESSION_BYTES;
     }
-    return adds > 0 && this.memoryFull(adds) ? "memory" : undefined;
+    if (adds === 0) return undefined;
+    if (this.memoryFull(adds) || (will > 0 && this.willsFull(will))) return "memory";
+    const owner = want.owner;
+    const counted = owner !== undefined && owner !== TOKEN_USER;
+    return counted && this.userFull(owner, adds) ? "memory" : undefined;
   }
 
   /**
@@ -185,7 +205,29 @@ export class SessionTable {
    * would pass the share of max-memory: refused before it is parsed (copied).
    */
   refusesWill(packet: Uint8Array, head: number): boolean {
-    return connectHasWill(packet, head) && this.memoryFull(packet.length);
+    return connectHasWill(packet, head) &&
+      (this.memoryFull(packet.length) || this.willsFull(packet.length));
+  }
+
+  /** Whether a CONNECT of `total` bytes (a will, if that large) is refused before it is buffered. */
+  refusesBuffer(total: number): boolean {
+    return this.memoryFull(total) || this.willsFull(total);
+  }
+
+  /** The share of max-memory sessions and wills may take (Infinity without max-memory). */
+  #share(): number {
+    return this.#front.core.maxMemory * SESSION_SHARE;
+  }
+
+  /** Whether `adds` more bytes of wills would pass their part of the share. */
+  willsFull(adds: number): boolean {
+    return this.#front.wills.bytes + adds > this.#share() * WILL_SHARE;
+  }
+
+  /** Whether `adds` more bytes of `owner`'s sessions or wills would pass the user's part of the share. */
+  userFull(owner: string, adds: number): boolean {
+    const held = this.heldBy(owner) * SESSION_BYTES + this.#front.wills.heldBy(owner);
+    return held + adds > this.#share() * USER_SHARE;
   }
 
   /** Whether `adds` more bytes of sessions or wills would pass their share of max-memory. */

@@ -5,7 +5,8 @@
  * before cancels it.
  *
  * A will is counted in max-memory (memory.ts `sessionMemory`) from the
- * CONNECT that brought it until it is published or dropped.
+ * CONNECT that brought it until it is published or dropped, and apart, in
+ * all and by its user, for the shares sessions.ts `refusal` keeps.
  */
 import { getLogger } from "@logtape/logtape";
 import { DistError } from "../../../wire/mod.ts";
@@ -34,6 +35,10 @@ export class Wills {
   cancelled = 0;
   /** MQTT 5 wills waiting for their Will Delay Interval, by client id. */
   readonly #delayed = new Map<string, { timer: ReturnType<typeof setTimeout>; will: Will }>();
+  /** What the wills held are counted at, in all. */
+  bytes = 0;
+  /** And by user (authenticated users only). */
+  readonly #byOwner = new Map<string, number>();
 
   constructor(core: BrokerCore) {
     this.#core = core;
@@ -46,7 +51,23 @@ export class Wills {
 
   /** A connection was given CONNACK with `will`: counted until it goes. */
   hold(will: Will | undefined): void {
-    sessionMemory.bytes += willBytes(will);
+    if (will !== undefined) this.#count(will, 1);
+  }
+
+  /** What the wills `owner` holds are counted at. */
+  heldBy(owner: string): number {
+    return this.#byOwner.get(owner) ?? 0;
+  }
+
+  #count(will: Will, sign: 1 | -1): void {
+    const bytes = sign * willBytes(will);
+    sessionMemory.bytes += bytes;
+    this.bytes += bytes;
+    const owner = will.owner;
+    if (owner === undefined) return;
+    const left = this.heldBy(owner) + bytes;
+    if (left > 0) this.#byOwner.set(owner, left);
+    else this.#byOwner.delete(owner);
   }
 
   /**
@@ -59,13 +80,13 @@ export class Wills {
   leave(clientId: string, will: Will | undefined, sessionExpiryS: number, send: boolean): void {
     if (will === undefined) return;
     const delay = Math.min(will.delay, sessionExpiryS);
-    if (!send || delay <= 0) sessionMemory.bytes -= willBytes(will);
+    if (!send || delay <= 0) this.#count(will, -1);
     if (!send) return;
     if (delay <= 0) return this.#publish(will);
     this.drop(clientId, true);
     const timer = setTimeout(() => {
       this.#delayed.delete(clientId);
-      sessionMemory.bytes -= willBytes(will);
+      this.#count(will, -1);
       this.#publish(will);
     }, delay * 1000);
     // A will waiting for its delay does not keep the process up.
@@ -79,7 +100,7 @@ export class Wills {
     if (waiting === undefined) return;
     clearTimeout(waiting.timer);
     this.#delayed.delete(clientId);
-    sessionMemory.bytes -= willBytes(waiting.will);
+    this.#count(waiting.will, -1);
     if (send) this.#publish(waiting.will);
     else this.cancelled++;
   }
@@ -104,7 +125,7 @@ export class Wills {
   clear(): void {
     for (const { timer, will } of this.#delayed.values()) {
       clearTimeout(timer);
-      sessionMemory.bytes -= willBytes(will);
+      this.#count(will, -1);
     }
     this.#delayed.clear();
   }
