@@ -8,28 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { type Peer } from "../wire/mod.ts";
-import { closeQuietly, within } from "./helpers/raw.ts";
+import { closedWithin, closeQuietly, within } from "./helpers/raw.ts";
 import { connect, echo, HOST, isCode, server } from "./helpers/rpc.ts";
 import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import type mqtt from "mqtt";
-
-/** Whether the server closed `conn` within `ms` (EOF or reset), reading what comes. */
-async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
-  const buf = new Uint8Array(4096);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
-  const closed = (async () => {
-    try {
-      while ((await conn.read(buf)) !== null) { /* an error frame, perhaps */ }
-    } catch {
-      // Reset: closed as well.
-    }
-    return true;
-  })();
-  const result = await Promise.race([closed, timeout]);
-  clearTimeout(timer);
-  return result;
-}
 
 /** `n` TCP connections to `port` that send nothing. */
 async function silent(port: number, n: number): Promise<Deno.Conn[]> {

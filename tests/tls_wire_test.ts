@@ -17,7 +17,7 @@ import {
   type TlsSettings,
 } from "../wire/mod.ts";
 import { makePki, type Pki } from "./helpers/pki.ts";
-import { closeQuietly, HELLO, jsonFrame } from "./helpers/raw.ts";
+import { closedWithin, closeQuietly, HELLO, jsonFrame } from "./helpers/raw.ts";
 
 const pki: Pki = await makePki();
 globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
@@ -384,24 +384,6 @@ Deno.test("a TLS connection carries large frames both ways intact", async () => 
     }
   }
 });
-
-/** Whether the listener closed `conn` within `ms` (EOF or reset). */
-async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
-  const buf = new Uint8Array(1024);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
-  const closed = (async () => {
-    try {
-      while ((await conn.read(buf)) !== null) { /* nothing is sent before the ClientHello */ }
-    } catch {
-      // Reset: closed as well.
-    }
-    return true;
-  })();
-  const result = await Promise.race([closed, timeout]);
-  clearTimeout(timer);
-  return result;
-}
 
 Deno.test("a TLS port counts connections in their handshake against maxConnections, oldest silent one out first", async () => {
   // Hostile review W2: handshakes were neither counted nor closed to make room, so silent

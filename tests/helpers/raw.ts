@@ -156,3 +156,21 @@ export function closeQuietly(c: { close(): void } | undefined): void {
     // Already closed.
   }
 }
+
+/** Whether the other side closed `conn` within `ms` (EOF or reset), reading what comes. */
+export async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean> {
+  const buf = new Uint8Array(4096);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
+  const closed = (async () => {
+    try {
+      while ((await conn.read(buf)) !== null) { /* an error frame, perhaps */ }
+    } catch {
+      // Reset: closed as well.
+    }
+    return true;
+  })();
+  const result = await Promise.race([closed, timeout]);
+  clearTimeout(timer);
+  return result;
+}
