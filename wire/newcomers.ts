@@ -14,12 +14,12 @@
 /** One connection waiting to prove itself: see {@link Newcomers}. */
 export class Newcomer {
   readonly #from: Newcomers;
-  /** Its source's waiting connections, oldest first. */
-  readonly source: Set<Newcomer>;
+  /** Where it came from (its peer's address): see {@link Newcomers.makeRoom}. */
+  readonly source: string;
   /** Hangs the connection up when it is closed to make room (settable: a connection changes hands). */
   close: () => void;
 
-  constructor(from: Newcomers, source: Set<Newcomer>, close: () => void) {
+  constructor(from: Newcomers, source: string, close: () => void) {
     this.#from = from;
     this.source = source;
     this.close = close;
@@ -43,7 +43,7 @@ export class Newcomers {
   arrive(close: () => void, source = ""): Newcomer {
     let set = this.#bySource.get(source);
     if (set === undefined) this.#bySource.set(source, set = new Set());
-    const n = new Newcomer(this, set, close);
+    const n = new Newcomer(this, source, close);
     set.add(n);
     this.#size++;
     return n;
@@ -51,16 +51,10 @@ export class Newcomers {
 
   /** Takes `n` out (it settled, or is being closed). */
   leave(n: Newcomer): void {
-    if (!n.source.delete(n)) return;
+    const set = this.#bySource.get(n.source);
+    if (set === undefined || !set.delete(n)) return;
     this.#size--;
-    if (n.source.size === 0) {
-      for (const [key, set] of this.#bySource) {
-        if (set === n.source) {
-          this.#bySource.delete(key);
-          break;
-        }
-      }
-    }
+    if (set.size === 0) this.#bySource.delete(n.source);
   }
 
   /**
