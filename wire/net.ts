@@ -217,7 +217,7 @@ function accepting(
       );
       return;
     }
-    const makeRoom = () => {
+    const evict = () => {
       warnPeer("Connection from {remote} closed to make room: no hello yet, {max} connections", {
         remote: framed.remoteAddress,
         max: maxConnections,
@@ -225,7 +225,7 @@ function accepting(
       framed.close(CloseReason.Overloaded);
     };
     if (arrival !== undefined) {
-      arrival.close = makeRoom; // Counted and filed at accept.
+      arrival.close = evict; // Counted and filed at accept.
     } else {
       // Full (this one counted): the oldest still without a hello makes room, else this one goes.
       if (conns.size > maxConnections && !newcomers.makeRoom()) {
@@ -233,7 +233,7 @@ function accepting(
         await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
         return;
       }
-      arrival = newcomers.arrive(makeRoom, sourceOf(raw));
+      arrival = newcomers.arrive(evict, sourceOf(raw));
     }
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;
