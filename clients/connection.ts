@@ -25,7 +25,7 @@ import {
   sleep,
   type TypedResponse,
 } from "../wire/mod.ts";
-import type { Instance, Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
+import type { Instance, ListTopics, Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
 import { PubSub, type SubscribeOptions, type Subscription } from "./pubsub.ts";
 import { BinderClient } from "./discovery/binders.ts";
 import { binders as bindersOf } from "./discovery/mod.ts";
@@ -377,8 +377,11 @@ export class Connection {
     return this.#broker().unsubscribe(sub);
   }
 
-  /** The broker's topics under `prefix` (a pattern, default `/`). */
-  topics(options?: { prefix?: string; limit?: number }): Promise<TopicList> {
+  /**
+   * The broker's topics under `prefix` (a pattern, default `/`), a page at a
+   * time: an answer with `next` goes on with `{after: next}`.
+   */
+  topics(options?: ListTopics): Promise<TopicList> {
     return this.#broker().topics(options);
   }
 

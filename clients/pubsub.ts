@@ -12,6 +12,7 @@ import { type RawDelivery, readDelivery, TopicCache } from "../wire/mod.ts";
 import {
   broker,
   type Delivery,
+  type ListTopics,
   type Policy,
   type Published,
   type Subscribed,
@@ -268,7 +269,7 @@ export class PubSub {
     return await call(peer, broker.methods.unsubscribe, { sid: sub.sid }, { timeout });
   }
 
-  topics(options: { prefix?: string; limit?: number } = {}): Promise<TopicList> {
+  topics(options: ListTopics = {}): Promise<TopicList> {
     return this.#conn.request(broker.methods.topics, options);
   }
 

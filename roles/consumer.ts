@@ -17,6 +17,7 @@ import {
   normalizeTopic,
   POLICIES,
   type TopicList,
+  TOPICS_DEFAULT_LIMIT,
 } from "../clients/mod.ts";
 import {
   BROKER_FLAG_HINTS,
@@ -141,7 +142,7 @@ async function runConsumer(options: ConsumerOptions, ctx: RunContext): Promise<n
     // No broker yet is said at once; the consumer keeps trying until one answers or Ctrl-C.
     if (await firstConnectionOrStop(conn, ctx.signal) === undefined) return 0;
     if (options.list) {
-      printTopics(await conn.topics({ prefix: pattern }), options.json, (l) => printer.print(l));
+      printTopics(await listTopics(conn, pattern), options.json, (l) => printer.print(l));
     }
     const sub = await conn.subscribe(pattern, {
       group,
@@ -296,6 +297,24 @@ class Printer {
       ? printableJson({ topic, value, retained })
       : `${formatValue(topic)} ${formatValue(value)}${retained ? " (retained)" : ""}`;
   }
+}
+
+/** Pages of `broker.topics` a `--list` reads at most (each a bounded piece of the broker's work). */
+const LIST_PAGES = 16;
+
+/**
+ * Up to 1,000 topics under `prefix`: an answer cut short by the broker's
+ * work bound is followed by the next pages (see `next`), at most LIST_PAGES.
+ */
+async function listTopics(conn: Connection, prefix: string): Promise<TopicList> {
+  let listing = await conn.topics({ prefix });
+  for (let page = 1; page < LIST_PAGES && listing.next !== undefined; page++) {
+    const limit = TOPICS_DEFAULT_LIMIT - listing.topics.length;
+    if (limit <= 0) break;
+    const more = await conn.topics({ prefix, limit, after: listing.next });
+    listing = { ...more, topics: [...listing.topics, ...more.topics] };
+  }
+  return listing;
 }
 
 /** The topic list, before the messages (the lab's consumer printed it first). */

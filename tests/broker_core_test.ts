@@ -369,7 +369,11 @@ Deno.test("BrokerCore.listTopics() tells retained, activity, subscribers and cou
     },
   ]);
   assert.deepEqual(c.listTopics("/telephony").topics.map((t) => t.topic), ["/telephony/orange"]);
-  assert.deepEqual(c.listTopics("/", 1), { topics: [topics[0]], truncated: true });
+  assert.deepEqual(c.listTopics("/", 1), {
+    topics: [topics[0]],
+    truncated: true,
+    next: "/telephony/orange",
+  });
 });
 
 Deno.test("BrokerCore.publish() announces a new topic to the subscribers that cover it", () => {

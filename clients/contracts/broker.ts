@@ -226,8 +226,10 @@ export interface TopicInfo {
   retained: boolean;
   /** When it last saw a message (ISO 8601). */
   last_active: string;
-  /** Subscriptions that cover it. */
+  /** Subscriptions that cover it (at least, with `subscribers_floor`). */
   subscribers: number;
+  /** Counting its subscribers stopped at the listing's work bound: `subscribers` is a floor. */
+  subscribers_floor?: boolean;
   /** Messages published to it. */
   messages: number;
   /** Deliveries made from it. */
@@ -238,8 +240,20 @@ export interface TopicInfo {
 export interface TopicList {
   /** The topics, in tree order. */
   topics: TopicInfo[];
-  /** More topics match than listed. */
+  /** More topics may match than listed (stopped at the limit or at the work bound). */
   truncated: boolean;
+  /** With `truncated`: where it stopped; pass it as `after` to list the next page. */
+  next?: string;
+}
+
+/** `broker.topics` params. */
+export interface ListTopics {
+  /** A topic or pattern (default `/`). */
+  prefix?: string;
+  /** The most topics to list (default 1000, at most 10,000). */
+  limit?: number;
+  /** Go on after this place: the `next` of an earlier answer. */
+  after?: string;
 }
 
 /** A delivery (`broker.message`). */
@@ -266,8 +280,8 @@ export interface BrokerContract extends Contract {
     readonly subscribe: Method<"broker.subscribe", Subscribe, Subscribed>;
     /** @throws NOT_FOUND for a sid this connection does not hold */
     readonly unsubscribe: Method<"broker.unsubscribe", { sid: number }, Unsubscribed>;
-    /** Existing topics under `prefix` (a pattern), at most `limit` (≤ 10,000). */
-    readonly topics: Method<"broker.topics", { prefix?: string; limit?: number }, TopicList>;
+    /** Existing topics under `prefix` (a pattern), at most `limit` (≤ 10,000), after `after`. */
+    readonly topics: Method<"broker.topics", ListTopics, TopicList>;
   };
   /** What it sends unasked. */
   readonly events: {
@@ -284,6 +298,7 @@ const topicInfo: Parse<TopicInfo> = obj({
   subscribers: count,
   messages: count,
   delivered: count,
+  subscribers_floor: opt(bool),
 });
 
 /**
@@ -336,10 +351,17 @@ export const broker: BrokerContract = {
       errors: ["NOT_FOUND"],
     }),
     topics: method("broker.topics", {
-      params: obj({ prefix: opt(topicText), limit: opt(topicLimit) }, params("broker.topics")),
+      params: obj(
+        { prefix: opt(topicText), limit: opt(topicLimit), after: opt(topicText) },
+        params("broker.topics"),
+      ),
       // Topic names are what a subscriber could see: the same permission.
       resource: (p) => ({ action: "subscribe", name: p.prefix ?? "/" }),
-      result: obj({ topics: arrayOf(topicInfo, TOPICS_MAX_LIMIT), truncated: bool }),
+      result: obj({
+        topics: arrayOf(topicInfo, TOPICS_MAX_LIMIT),
+        truncated: bool,
+        next: opt(str),
+      }),
       errors: ["BAD_REQUEST"],
     }),
   },

@@ -9,7 +9,7 @@ import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut, type Publisher } from "./fanout.ts";
-import { cachedTargets, findTargets, MatchQueue } from "./matching.ts";
+import { cachedTargets, MatchQueue } from "./matching.ts";
 import {
   HEAP_HEADROOM,
   overloaded,
@@ -20,8 +20,8 @@ import {
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
-import { refuseSystemTopic, type Topic, type TopicNode, TopicTree } from "./topics.ts";
-import { TopicWalk } from "./topic_walk.ts";
+import { refuseSystemTopic, type Topic, TopicTree } from "./topics.ts";
+import { TopicLister, type TopicListing } from "./topic_list.ts";
 import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
 import type {
   BrokerCoreOptions,
@@ -29,18 +29,12 @@ import type {
   Subscribed,
   SubscribeRequest,
 } from "./core_types.ts";
-import type { TopicInfo } from "../../clients/contracts/broker.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
 export { SUBSCRIBE_VISITS, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
 
 export type * from "./core_types.ts";
 
-/** Tree nodes one `broker.topics` may visit (its answer says `truncated` past it). */
-export const LIST_VISITS = 65_536;
-
-/** Skips branches that hold no topic. */
-const noTopics = (node: TopicNode) => node.topics === 0;
 export class BrokerCore {
   readonly topics = new TopicTree();
   readonly subscriptions = new SubscriptionTree<Subscription>();
@@ -70,6 +64,8 @@ export class BrokerCore {
   );
   /** Publishes whose matches go on in later turns, and those behind them (see matching.ts). */
   readonly matches = new MatchQueue((from, hold) => this.fanOut.holdForMatch(from, hold));
+  /** `broker.topics`, a page at a time (see topic_list.ts). */
+  readonly #lister = new TopicLister();
   #now: () => number;
   #nextSid = 1;
   #subs = new Set<Subscription>();
@@ -327,45 +323,18 @@ export class BrokerCore {
 
   /**
    * The existing topics `prefix` covers (a topic or pattern, default `/`),
-   * at most `limit` of them, parents before children; `truncated` when
-   * there were more, or when the walk stopped at its work bound (LIST_VISITS).
+   * at most `limit` of them, parents before children, after `after` (the
+   * `next` of an earlier answer); bounded work (see topic_list.ts).
+   * @throws {DistError} BAD_REQUEST for an invalid prefix or `after`
    */
-  listTopics(prefix: unknown = "/", limit = Infinity): { topics: TopicInfo[]; truncated: boolean } {
+  listTopics(prefix: unknown = "/", limit = Infinity, after?: unknown): TopicListing {
     const pattern = normalizeTopic(prefix, { pattern: true });
     const segments = topicSegments(pattern);
+    const from = after === undefined ? undefined : normalizeTopic(after);
     this.topics.need(segments);
     this.#placeUnder(segments);
-    const topics: TopicInfo[] = [];
-    const walk = new TopicWalk(this.topics.root, segments, noTopics);
-    const budget = { left: LIST_VISITS };
-    let stopped = false;
-    while (topics.length < limit) {
-      const node = walk.next(budget);
-      if (node === undefined) break;
-      const topic = node.topic!;
-      // Its subscribers found within the same bound: past it, the answer stops here.
-      const found = cachedTargets(this.subscriptions, topic) ??
-        findTargets(this.subscriptions, topic, budget);
-      if (found instanceof Match) {
-        stopped = true;
-        break;
-      }
-      const { plain, groups } = found;
-      let subscribers = plain.length;
-      for (const g of groups) subscribers += g.members.length;
-      topics.push({
-        topic: topic.name,
-        retained: topic.retained !== undefined,
-        last_active: new Date(topic.lastActive * 1000).toISOString(),
-        subscribers,
-        messages: topic.messagesIn,
-        delivered: topic.messagesOut,
-      });
-    }
-    // Past the limit, or stopped by the work bound: there may be more.
-    const truncated = stopped ||
-      (topics.length >= limit ? walk.next(budget) !== undefined || !walk.done : !walk.done);
-    return { topics, truncated };
+    const list = { prefix: pattern, pattern: segments, limit, after: from };
+    return this.#lister.list(this.topics.root, this.subscriptions, list);
   }
 
   /**

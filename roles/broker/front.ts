@@ -213,7 +213,7 @@ export class WireFront {
       "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
       "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),
       "broker.topics": (p) =>
-        this.core.listTopics(p.prefix ?? "/", p.limit ?? TOPICS_DEFAULT_LIMIT),
+        this.core.listTopics(p.prefix ?? "/", p.limit ?? TOPICS_DEFAULT_LIMIT, p.after),
     };
     return serving([broker], handlers, {
       wrap: (handle) => (method, params, peer, meta) => {

@@ -153,7 +153,7 @@ export const broker = defineRole({
     "                                               a notification is fire-and-forget",
     "  broker.subscribe {topic, group?, policy?}    -> {sid, topics}; then broker.message",
     "                                               {sid, topic, value, retained} notifications",
-    "  broker.unsubscribe {sid}, broker.topics {prefix?, limit?}, sys.ping, sys.stats",
+    "  broker.unsubscribe {sid}, broker.topics {prefix?, limit?, after?}, sys.ping, sys.stats",
     "",
     "Topics are /-separated; a subscription covers its subtree, + matches one segment.",
     "Policies of a slow subscriber: disconnect (default), drop-oldest, latest.",

@@ -289,6 +289,11 @@ export class Match<S extends Subscribable> {
     return this.#sp === 0;
   }
 
+  /** What it found so far (a floor of what it finds). */
+  get found(): Targets<S> {
+    return this.#out;
+  }
+
   /** What it found. Precondition: done. */
   get targets(): Targets<S> {
     const out = this.#out;

@@ -6,6 +6,9 @@
 import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 import { segmentEnd, type TopicNode } from "./topic_nodes.ts";
 
+const SLASH = 47;
+const NONE: TopicNode[] = [];
+
 /** How many node visits a walk may still make (shared by the walks of one piece of work). */
 export interface WalkBudget {
   left: number;
@@ -33,6 +36,9 @@ export class TopicWalk {
   readonly #skip: (node: TopicNode) => boolean;
   readonly #ends: boolean;
   readonly #stack: Frame[];
+  readonly #root: TopicNode;
+  /** The node met last (see `position`). */
+  #last: TopicNode;
   /** Whether the walk has met everything. */
   done = false;
   /**
@@ -57,6 +63,8 @@ export class TopicWalk {
     this.#skip = skip;
     this.#ends = ends;
     this.#stack = [{ nodes: [root].values(), depth: 0, from: 0 }];
+    this.#root = root;
+    this.#last = root;
   }
 
   /**
@@ -66,7 +74,6 @@ export class TopicWalk {
    */
   next(budget: WalkBudget): TopicNode | undefined {
     const stack = this.#stack;
-    const pattern = this.#pattern;
     while (stack.length > 0) {
       if (budget.left <= 0) return undefined;
       const top = stack[stack.length - 1];
@@ -77,48 +84,124 @@ export class TopicWalk {
       }
       budget.left--;
       const node = step.value;
-      if (this.#skip(node)) continue;
-      const end = node.end;
-      let depth = top.depth;
-      let inside = false;
-      if (depth < pattern.length) {
-        // Still on the pattern's way: its segments against the edge's.
-        const name = node.name;
-        let at = top.from;
-        while (at < end && depth < pattern.length) {
-          const cut = segmentEnd(name, at, end);
-          const want = pattern[depth];
-          if (want !== ONE_SEGMENT && (cut - at !== want.length || !name.startsWith(want, at))) {
-            break;
-          }
-          depth++;
-          at = cut + 1;
-        }
-        if (depth < pattern.length) {
-          if (at < end) continue; // parted
-          // The edge matched: only the children the pattern names.
-          const children = node.children;
-          if (children === undefined) continue;
-          const segment = pattern[depth];
-          if (segment === ONE_SEGMENT) {
-            stack.push({ nodes: children.values(), depth, from: end + 1 });
-          } else {
-            const child = children.get(segment);
-            if (child !== undefined) stack.push({ nodes: [child].values(), depth, from: end + 1 });
-          }
-          continue;
-        }
-        inside = at < end;
-      }
-      if (this.#ends) {
-        this.inside = inside;
-        return node;
-      }
-      const children = node.children;
-      if (children !== undefined) stack.push({ nodes: children.values(), depth, from: end + 1 });
-      if (node.topic !== undefined) return node;
+      this.#last = node;
+      if (this.#enter(node, top.depth, top.from)) return node;
     }
     this.done = true;
     return undefined;
   }
+
+  /**
+   * The path of the node met last (`/` before any), whichever it was: a
+   * walk made with `seek(position)` goes on from the same place.
+   */
+  get position(): string {
+    return this.#last.path;
+  }
+
+  /**
+   * Places a new walk (nothing met yet) after the node at `path` in its
+   * order, that node's subtree next (see `position`): so a listing can
+   * resume where an earlier one stopped. A path the tree no longer holds,
+   * or one the walk would not meet, resumes at the start of the first level
+   * where it is not found (names may then be met again, none missed). The
+   * siblings before each node on its way are stepped over (a Map has no
+   * other way to go on from an entry): at most the tree's size, cheap steps.
+   */
+  seek(path: string): void {
+    const stack = this.#stack;
+    const pattern = this.#pattern;
+    const length = path === "/" ? 0 : path.length;
+    let node = this.#root;
+    let top = stack[0];
+    top.nodes = NONE.values();
+    for (;;) {
+      // `node` is on the way, and its frame goes on after it.
+      this.#last = node;
+      const depth = stack.length;
+      this.#enter(node, top.depth, top.from);
+      if (stack.length === depth || node.end >= length) return;
+      // Its children the pattern reaches are in the frame just pushed: the next on the way?
+      top = stack[depth];
+      const children = node.children!;
+      const at = node.end + 1;
+      const key = path.slice(at, segmentEnd(path, at, length));
+      const next = children.get(key);
+      const named = top.depth < pattern.length && pattern[top.depth] !== ONE_SEGMENT;
+      if (next === undefined || (named && key !== pattern[top.depth])) return; // the whole level
+      const rest = named ? NONE.values() : after(children.values(), next);
+      const end = next.end;
+      if (
+        end <= length && (end === length || path.charCodeAt(end) === SLASH) &&
+        path.startsWith(next.name.slice(0, end))
+      ) {
+        top.nodes = rest;
+        node = next;
+        continue;
+      }
+      // The path ends inside its edge (so it comes after) or parts from it: it comes next.
+      top.nodes = first(next, rest);
+      return;
+    }
+  }
+
+  /**
+   * Pushes the frame of a node's children that the pattern reaches, if any;
+   * true when the node is to be met (see `next`).
+   */
+  #enter(node: TopicNode, depth: number, from: number): boolean {
+    const stack = this.#stack;
+    const pattern = this.#pattern;
+    if (this.#skip(node)) return false;
+    const end = node.end;
+    let inside = false;
+    if (depth < pattern.length) {
+      // Still on the pattern's way: its segments against the edge's.
+      const name = node.name;
+      let at = from;
+      while (at < end && depth < pattern.length) {
+        const cut = segmentEnd(name, at, end);
+        const want = pattern[depth];
+        if (want !== ONE_SEGMENT && (cut - at !== want.length || !name.startsWith(want, at))) {
+          break;
+        }
+        depth++;
+        at = cut + 1;
+      }
+      if (depth < pattern.length) {
+        if (at < end) return false; // parted
+        // The edge matched: only the children the pattern names.
+        const children = node.children;
+        if (children === undefined) return false;
+        const segment = pattern[depth];
+        if (segment === ONE_SEGMENT) {
+          stack.push({ nodes: children.values(), depth, from: end + 1 });
+        } else {
+          const child = children.get(segment);
+          if (child !== undefined) stack.push({ nodes: [child].values(), depth, from: end + 1 });
+        }
+        return false;
+      }
+      inside = at < end;
+    }
+    if (this.#ends) {
+      this.inside = inside;
+      return true;
+    }
+    const children = node.children;
+    if (children !== undefined) stack.push({ nodes: children.values(), depth, from: end + 1 });
+    return node.topic !== undefined;
+  }
+}
+
+/** `nodes` after `node` (those before it stepped over). */
+function after(nodes: Iterator<TopicNode>, node: TopicNode): Iterator<TopicNode> {
+  for (let step = nodes.next(); !step.done && step.value !== node; step = nodes.next());
+  return nodes;
+}
+
+/** `node`, then the rest of `nodes`. */
+function* first(node: TopicNode, nodes: Iterator<TopicNode>): Generator<TopicNode> {
+  yield node;
+  for (let step = nodes.next(); !step.done; step = nodes.next()) yield step.value;
 }
