@@ -2,13 +2,19 @@
  * End to end, from separate client processes (issue 17): a publisher and a
  * subscriber process, each with its system's own client library (dist's
  * `@dist/dist/client`, nats.js on nats-server), a small JSON object per
- * message. Two runs each: flat out (the publisher as fast as its library
- * goes, a round trip to the server every 1,000 messages), the delivered
- * rate at the subscriber; and a fixed 10,000 msgs/s, the delivered rate
- * and the latency from send to arrival (p50, p99). dist and NATS alternate
- * which goes first; medians of the rounds. Each client process reports its
- * CPU time (user + system) per message, and the server's is read from the
- * scheduler (its threads' schedstat) around the flat-out run.
+ * message. The subscriber takes them in each library's two ways: by
+ * callback (nats.js's `callback` option, which its README calls the more
+ * performant; dist's `raw` one), the fastest each has, and by async
+ * iterator, the ordinary way; the targets are judged on the fastest. Two
+ * runs each: flat out (the publisher as fast as its library goes, a round
+ * trip to the server every 1,000 messages), the delivered rate at the
+ * subscriber; and a fixed 10,000 msgs/s, the delivered rate and the
+ * latency from send to arrival (p50, p99). Each run's first messages only
+ * warm its fresh client processes up (see broker_e2e_client.ts). dist and
+ * NATS alternate which goes first; medians of the rounds. Each client
+ * process reports its CPU time (user + system) per message, and the
+ * server's is read from the scheduler (its threads' schedstat) around the
+ * flat-out run.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";
@@ -57,14 +63,19 @@ function spawnClient(task: Record<string, unknown>): Spawned {
   };
 }
 
-/** One run: a subscriber, then a publisher; the subscriber's figures (bounded in time). */
-async function e2e(
+/**
+ * One run: a subscriber, then a publisher; the subscriber's figures (bounded
+ * in time), its first `skip` messages not measured.
+ */
+export async function e2e(
   system: "dist" | "nats",
   address: string,
   count: number,
   rate: number,
+  style: "iterator" | "callback" = "iterator",
+  skip = 0,
 ): Promise<Record<string, number>> {
-  const base = { system, address, count, rate };
+  const base = { system, address, count, rate, style, skip };
   const sub = spawnClient({ ...base, role: "sub" });
   let pub: Spawned | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -83,9 +94,18 @@ async function e2e(
   }
 }
 
+type System = "dist" | "nats";
+type Style = "iterator" | "callback";
+const STYLES: Style[] = ["callback", "iterator"];
+/** Short names of the styles in the figures' keys. */
+const SHORT: Record<Style, string> = { callback: "cb", iterator: "it" };
+
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
-  const flat = flags.quick ? 20_000 : 200_000;
+  // Each run's first messages warm its fresh processes up and are not measured.
+  const flat = flags.quick ? 20_000 : 250_000;
+  const flatSkip = flags.quick ? 5_000 : 50_000;
   const paced = flags.quick ? 20_000 : 50_000; // 2 s or 5 s at 10,000 msgs/s
+  const pacedSkip = flags.quick ? 2_000 : 10_000; // a second
   const nats = await startNats();
   // As much room for a subscriber behind as nats-server gives (its max_pending, 64 MiB).
   const dist = await startDist([
@@ -97,8 +117,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   ]);
   const rounds = new Rounds();
   console.log(
-    `1→1 from separate processes, a small JSON object per message: flat out ${flat} msgs, then ` +
-      `${paced} at 10,000 msgs/s; dist and NATS alternate; medians`,
+    `1→1 from separate processes, a small JSON object per message, the subscriber taking them by ` +
+      `callback (each library's fastest) and by async iterator: flat out ${flat - flatSkip} msgs ` +
+      `measured after ${flatSkip}, then ${paced} at 10,000 msgs/s after ${pacedSkip}; dist and NATS ` +
+      `alternate; medians`,
   );
   try {
     // One unmeasured run each: a fresh dist broker's first round otherwise pays for its
@@ -106,25 +128,38 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     await e2e("dist", dist.address, flat / 4, 0);
     if (nats !== undefined) await e2e("nats", `127.0.0.1:${nats.port}`, flat / 4, 0);
     for (let r = 1; r <= flags.runs; r++) {
-      const order = nats === undefined ? ["dist"] : r % 2 ? ["dist", "nats"] : ["nats", "dist"];
-      for (const system of order as ("dist" | "nats")[]) {
-        const address = system === "dist" ? dist.address : `127.0.0.1:${nats!.port}`;
-        const server = system === "dist" ? dist.child.pid : nats!.pid;
-        const cpu0 = cpuUs(server);
-        const a = await e2e(system, address, flat, 0);
-        rounds.add(`${system}_flat_server_cpu_us`, (cpuUs(server) - cpu0) / flat);
-        rounds.add(`${system}_flat_msgs_per_s`, a.msgs_per_s);
-        rounds.add(`${system}_flat_sub_cpu_us`, a.sub_cpu_us);
-        rounds.add(`${system}_flat_pub_cpu_us`, a.pub_cpu_us);
-        const b = await e2e(system, address, paced, 10_000);
-        rounds.add(`${system}_10k_msgs_per_s`, b.msgs_per_s);
-        rounds.add(`${system}_10k_p50_ms`, b.p50_ms);
-        rounds.add(`${system}_10k_p99_ms`, b.p99_ms);
-      }
-      if (nats !== undefined) {
-        const last = (k: string) => rounds.rows[k].at(-1)!;
-        rounds.add("ratio_flat", last("dist_flat_msgs_per_s") / last("nats_flat_msgs_per_s"));
-        rounds.add("ratio_10k_p99", last("dist_10k_p99_ms") / last("nats_10k_p99_ms"));
+      for (const style of STYLES) {
+        const order: System[] = nats === undefined ? ["dist"] : r % 2 ? ["dist", "nats"] : [
+          "nats",
+          "dist",
+        ];
+        for (const system of order) {
+          const key = `${system}_${SHORT[style]}`;
+          const address = system === "dist" ? dist.address : `127.0.0.1:${nats!.port}`;
+          const server = system === "dist" ? dist.child.pid : nats!.pid;
+          const cpu0 = cpuUs(server);
+          const a = await e2e(system, address, flat, 0, style, flatSkip);
+          rounds.add(`${key}_flat_server_cpu_us`, (cpuUs(server) - cpu0) / flat);
+          rounds.add(`${key}_flat_msgs_per_s`, a.msgs_per_s);
+          rounds.add(`${key}_flat_sub_cpu_us`, a.sub_cpu_us);
+          rounds.add(`${key}_flat_pub_cpu_us`, a.pub_cpu_us);
+          const b = await e2e(system, address, paced + pacedSkip, 10_000, style, pacedSkip);
+          rounds.add(`${key}_10k_msgs_per_s`, b.msgs_per_s);
+          rounds.add(`${key}_10k_p50_ms`, b.p50_ms);
+          rounds.add(`${key}_10k_p99_ms`, b.p99_ms);
+        }
+        if (nats !== undefined) {
+          const last = (k: string) => rounds.rows[k].at(-1)!;
+          const s = SHORT[style];
+          rounds.add(
+            `ratio_${s}_flat`,
+            last(`dist_${s}_flat_msgs_per_s`) / last(`nats_${s}_flat_msgs_per_s`),
+          );
+          rounds.add(
+            `ratio_${s}_10k_p99`,
+            last(`dist_${s}_10k_p99_ms`) / last(`nats_${s}_10k_p99_ms`),
+          );
+        }
       }
       rounds.printRound("broker-e2e", r);
     }
@@ -136,19 +171,25 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const f = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(0);
   const us = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " µs";
   const ms = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " ms";
-  console.log(
-    `broker-e2e medians: flat out dist ${f(m.dist_flat_msgs_per_s)} msgs/s, nats ${
-      f(m.nats_flat_msgs_per_s)
-    } (ratio ${m.ratio_flat?.toFixed(2) ?? "n/a"}); at 10,000 msgs/s dist ${
-      f(m.dist_10k_msgs_per_s)
-    } delivered, p50 ${ms(m.dist_10k_p50_ms)} p99 ${ms(m.dist_10k_p99_ms)}; nats ${
-      f(m.nats_10k_msgs_per_s)
-    }, p50 ${ms(m.nats_10k_p50_ms)} p99 ${ms(m.nats_10k_p99_ms)}; CPU per message flat out ` +
-      `(subscriber / publisher / server process): dist ${us(m.dist_flat_sub_cpu_us)} / ${
-        us(m.dist_flat_pub_cpu_us)
-      } / ${us(m.dist_flat_server_cpu_us)}, nats ${us(m.nats_flat_sub_cpu_us)} / ${
-        us(m.nats_flat_pub_cpu_us)
-      } / ${us(m.nats_flat_server_cpu_us)}`,
-  );
+  for (const style of STYLES) {
+    const s = SHORT[style];
+    const d = (k: string) => m[`dist_${s}_${k}`];
+    const n = (k: string) => m[`nats_${s}_${k}`];
+    console.log(
+      `broker-e2e medians, ${style}: flat out dist ${f(d("flat_msgs_per_s"))} msgs/s, nats ${
+        f(n("flat_msgs_per_s"))
+      } (ratio ${m[`ratio_${s}_flat`]?.toFixed(2) ?? "n/a"}); at 10,000 msgs/s dist ${
+        f(d("10k_msgs_per_s"))
+      } delivered, p50 ${ms(d("10k_p50_ms"))} p99 ${ms(d("10k_p99_ms"))}; nats ${
+        f(n("10k_msgs_per_s"))
+      }, p50 ${ms(n("10k_p50_ms"))} p99 ${ms(n("10k_p99_ms"))} (p99 ratio ${
+        m[`ratio_${s}_10k_p99`]?.toFixed(2) ?? "n/a"
+      }); CPU per message flat out (subscriber / publisher / server process): dist ${
+        us(d("flat_sub_cpu_us"))
+      } / ${us(d("flat_pub_cpu_us"))} / ${us(d("flat_server_cpu_us"))}, nats ${
+        us(n("flat_sub_cpu_us"))
+      } / ${us(n("flat_pub_cpu_us"))} / ${us(n("flat_server_cpu_us"))}`,
+    );
+  }
   return m;
 }
