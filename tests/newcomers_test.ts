@@ -32,6 +32,26 @@ Deno.test("Newcomers closes the oldest of the source with the most waiting, and 
   assert.equal(n.evicted, 5);
 });
 
+Deno.test("Newcomers.admits() counts connections in their handshake against the limit, and makes room at it", () => {
+  const closed: string[] = [];
+  const n = new Newcomers();
+  const a = n.arrive(() => closed.push("a"), "10.0.0.1", { handshaking: true });
+  assert.equal(n.handshaking, 1);
+  assert.equal(n.admits(1, 3), true, "1 open + 1 handshaking < 3");
+  assert.equal(closed.length, 0);
+  assert.equal(n.admits(2, 3), true, "at the limit: the one in its handshake makes room");
+  assert.deepEqual([...closed], ["a"]);
+  assert.equal(n.handshaking, 1, "it counts until its handshake ends, closed or not");
+  a.handshook();
+  a.handshook(); // Idempotent.
+  assert.equal(n.handshaking, 0);
+  assert.equal(n.admits(2, 3), true);
+  const b = n.arrive(() => closed.push("b"), "10.0.0.2");
+  b.settled();
+  assert.equal(n.admits(3, 3), false, "full, and none waits");
+  assert.equal(n.evicted, 1);
+});
+
 /** A silent TCP connection to `port` from the local address `from`. */
 function silentFrom(port: number, from: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {

@@ -158,9 +158,8 @@ function accepting(
   const conns = new Set<FramedConn>();
   const maxConnections = options.maxConnections ?? 10_000;
   const budget = new InFlightBudget(options.maxInFlightTotal ?? DEFAULT_MAX_IN_FLIGHT_TOTAL);
+  /** Connections without a hello yet, those in their TLS handshake among them (a descriptor each). */
   const newcomers = new Newcomers();
-  /** Connections in their TLS handshake: they hold a descriptor before they are framed. */
-  let handshaking = 0;
   let stopping = false;
 
   async function accept(raw: Deno.Conn): Promise<void> {
@@ -171,7 +170,7 @@ function accepting(
     let arrival: Newcomer | undefined;
     const secure = listensTls(tls);
     if (secure) {
-      if (conns.size + handshaking >= maxConnections && !newcomers.makeRoom()) {
+      if (!newcomers.admits(conns.size, maxConnections)) {
         log.debug("TLS connection from {remote} refused: {max} connections", {
           remote: remoteOf(raw),
           max: maxConnections,
@@ -179,8 +178,7 @@ function accepting(
         raw.close();
         return;
       }
-      arrival = newcomers.arrive(() => raw.close(), sourceOf(raw));
-      handshaking++;
+      arrival = newcomers.arrive(() => raw.close(), sourceOf(raw), { handshaking: true });
     }
     let secured;
     try {
@@ -194,7 +192,7 @@ function accepting(
       else log.debug(line, { remote, why: text });
       return;
     } finally {
-      if (secure) handshaking--;
+      arrival?.handshook();
     }
     const conn = secured.conn;
     const framed = new FramedConn(conn, {

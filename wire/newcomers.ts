@@ -7,8 +7,11 @@
  * waited longest for its header: connections that never speak, renewed
  * just before their deadline, then cannot keep everyone else out, and a
  * client that speaks at once is never the oldest for long. Only when every
- * connection has proven itself is a new one refused. One implementation
- * for the native port (net.ts), the MQTT ports and the L4 balancer.
+ * connection has proven itself is a new one refused. A connection still in
+ * its TLS handshake holds a descriptor before its listener counts it as
+ * open: the newcomers count those too ({@link Newcomers.admits}). One
+ * implementation for the native port (net.ts), the MQTT ports and the L4
+ * balancer.
  */
 
 /** One connection waiting to prove itself: see {@link Newcomers}. */
@@ -25,6 +28,14 @@ export class Newcomer {
     this.close = close;
   }
 
+  /**
+   * Its TLS handshake ended, secured or not (it no longer counts in
+   * {@link Newcomers.handshaking}; it still waits until it settles). Idempotent.
+   */
+  handshook(): void {
+    this.#from.handshook(this);
+  }
+
   /** It proved itself (or closed): it is no longer closed to make room. Idempotent. */
   settled(): void {
     this.#from.leave(this);
@@ -38,15 +49,32 @@ export class Newcomers {
   #size = 0;
   /** Connections closed to make room, since the start. */
   evicted = 0;
+  /** Of the connections filed, those in their TLS handshake (see {@link Newcomer.handshook}). */
+  readonly #handshaking = new Set<Newcomer>();
 
-  /** Files a connection just accepted from `source` (its address); `close` hangs it up. */
-  arrive(close: () => void, source = ""): Newcomer {
+  /**
+   * Files a connection just accepted from `source` (its address); `close`
+   * hangs it up. With `handshaking`, it is starting its TLS handshake and
+   * counts in {@link admits} until {@link Newcomer.handshook}.
+   */
+  arrive(close: () => void, source = "", options: { handshaking?: boolean } = {}): Newcomer {
     let set = this.#bySource.get(source);
     if (set === undefined) this.#bySource.set(source, set = new Set());
     const n = new Newcomer(this, source, close);
+    if (options.handshaking === true) this.#handshaking.add(n);
     set.add(n);
     this.#size++;
     return n;
+  }
+
+  /**
+   * Whether a listener with `open` connections past their handshake (and
+   * {@link handshaking} in it) may take one more under `max`: at the limit,
+   * only by closing a newcomer to make room ({@link makeRoom}).
+   * @returns false when it is full and none waits (then the new one is refused)
+   */
+  admits(open: number, max: number): boolean {
+    return open + this.#handshaking.size < max || this.makeRoom();
   }
 
   /** Takes `n` out (it settled, or is being closed). */
@@ -79,6 +107,16 @@ export class Newcomers {
       // Closed already by its peer.
     }
     return true;
+  }
+
+  /** Takes `n` out of those in their TLS handshake (it ended). */
+  handshook(n: Newcomer): void {
+    this.#handshaking.delete(n);
+  }
+
+  /** How many of those filed are in their TLS handshake now (settled or not). */
+  get handshaking(): number {
+    return this.#handshaking.size;
   }
 
   /** How many wait now. */

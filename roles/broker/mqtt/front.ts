@@ -86,9 +86,10 @@ export class MqttFront {
   readonly sessions: SessionTable = new SessionTable(this);
   #listener: PortListener | undefined;
   #closing = false;
-  /** Accepted connections still in their TLS handshake. */
-  #handshaking = 0;
-  /** Connections not given CONNACK yet, oldest first: closed to make room when full. */
+  /**
+   * Connections not given CONNACK yet, oldest first: closed to make room when full. Those still in
+   * their TLS handshake (or WebSocket upgrade) among them hold a slot before they are connections.
+   */
   readonly #newcomers = new Newcomers();
   /** Of those, the ones past their TLS handshake. */
   readonly #arrivals = new Map<MqttConnection, Newcomer>();
@@ -171,7 +172,10 @@ export class MqttFront {
         continue;
       }
       this.accepted++;
-      this.#secure(conn, ws, this.#newcomers.arrive(() => conn.close(), sourceOf(conn)));
+      const arrival = this.#newcomers.arrive(() => conn.close(), sourceOf(conn), {
+        handshaking: true,
+      });
+      this.#secure(conn, ws, arrival);
     }
   }
 
@@ -180,8 +184,7 @@ export class MqttFront {
    * close to make room for it: then it is refused, and counted.
    */
   refuses(): boolean {
-    if (this.#connections.size + this.#handshaking < this.limits.maxConnections) return false;
-    if (this.#newcomers.makeRoom()) return false;
+    if (this.#newcomers.admits(this.#connections.size, this.limits.maxConnections)) return false;
     this.refusedConnections++;
     return true;
   }
@@ -205,7 +208,6 @@ export class MqttFront {
     let conn: Deno.Conn;
     let subject: string | undefined;
     const started = Date.now();
-    this.#handshaking++;
     try {
       const tls = ws ? this.#wsTls : this.#tls;
       const secured = await secureAccepted(accepted, tls, this.limits.connectTimeoutMs);
@@ -223,7 +225,7 @@ export class MqttFront {
       log.debug("MQTT TLS handshake failed: {error}", { error: String(err) });
       return void arrival.settled();
     } finally {
-      this.#handshaking--;
+      arrival.handshook();
     }
     if (this.#closing) {
       arrival.settled();
@@ -402,7 +404,7 @@ export class MqttFront {
       tls: listensTls(this.#tls),
       tls_failures: this.tlsFailures,
       connections: this.#connections.size,
-      handshaking: this.#handshaking,
+      handshaking: this.#newcomers.handshaking,
       accepted: this.accepted,
       refused_connections: this.refusedConnections,
       evicted_connections: this.#newcomers.evicted,
