@@ -32,6 +32,55 @@ Deno.test("Newcomers closes the oldest of the source with the most waiting, and 
   assert.equal(n.evicted, 5);
 });
 
+Deno.test("Newcomers closes, over random arrivals and departures, what a scan of every source would", () => {
+  // The reference: sources in the order they began waiting, the first with the most waiting.
+  const ref = new Map<string, string[]>();
+  const refMakeRoom = (): string | undefined => {
+    let most: string[] | undefined;
+    for (const list of ref.values()) {
+      if (most === undefined || list.length > most.length) most = list;
+    }
+    return most?.[0];
+  };
+  const refLeave = (name: string, source: string) => {
+    const list = ref.get(source)!;
+    list.splice(list.indexOf(name), 1);
+    if (list.length === 0) ref.delete(source);
+  };
+  let seed = 7;
+  const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+  const closed: string[] = [];
+  const n = new Newcomers();
+  const waiting = new Map<string, { source: string; settle: () => void }>();
+  for (let i = 0; i < 5000; i++) {
+    const op = random(10);
+    if (op < 5) {
+      const name = `c${i}`;
+      const source = `10.0.0.${random(12)}`;
+      const c = n.arrive(() => closed.push(name), source);
+      waiting.set(name, { source, settle: () => c.settled() });
+      if (!ref.has(source)) ref.set(source, []);
+      ref.get(source)!.push(name);
+    } else if (op < 8 && waiting.size > 0) {
+      const names = [...waiting.keys()];
+      const name = names[random(names.length)];
+      const { source, settle } = waiting.get(name)!;
+      settle();
+      waiting.delete(name);
+      refLeave(name, source);
+    } else {
+      const expected = refMakeRoom();
+      assert.equal(n.makeRoom(), expected !== undefined);
+      if (expected !== undefined) {
+        assert.equal(closed.at(-1), expected, `step ${i}`);
+        refLeave(expected, waiting.get(expected)!.source);
+        waiting.delete(expected);
+      }
+    }
+    assert.equal(n.size, waiting.size);
+  }
+});
+
 Deno.test("Newcomers.admits() counts connections in their handshake against the limit, and makes room at it", () => {
   const closed: string[] = [];
   const n = new Newcomers();

@@ -42,10 +42,28 @@ export class Newcomer {
   }
 }
 
+/** One source's waiting connections, and its place in {@link Newcomers}' heap. */
+interface Source {
+  readonly key: string;
+  /** Its waiting connections, oldest first. */
+  readonly waiting: Set<Newcomer>;
+  /** When it began waiting (ties go to the earlier). */
+  readonly seq: number;
+  /** Its index in the heap. */
+  at: number;
+}
+
 /** A listener's connections that have not proven anything yet; see the module comment. */
 export class Newcomers {
-  /** Waiting connections by source (a peer's address), each oldest first. */
-  readonly #bySource = new Map<string, Set<Newcomer>>();
+  /** Waiting connections by source (a peer's address). */
+  readonly #bySource = new Map<string, Source>();
+  /**
+   * The sources with any waiting, the one {@link makeRoom} closes from on top: most waiting, then
+   * the one waiting since the longest. A connection arriving or leaving moves its source a few
+   * places (log of the sources), where scanning for the top was every source's work per eviction.
+   */
+  readonly #heap: Source[] = [];
+  #seq = 0;
   #size = 0;
   /** Connections closed to make room, since the start. */
   evicted = 0;
@@ -58,12 +76,17 @@ export class Newcomers {
    * counts in {@link admits} until {@link Newcomer.handshook}.
    */
   arrive(close: () => void, source = "", options: { handshaking?: boolean } = {}): Newcomer {
-    let set = this.#bySource.get(source);
-    if (set === undefined) this.#bySource.set(source, set = new Set());
+    let from = this.#bySource.get(source);
+    if (from === undefined) {
+      from = { key: source, waiting: new Set(), seq: this.#seq++, at: this.#heap.length };
+      this.#bySource.set(source, from);
+      this.#heap.push(from);
+    }
     const n = new Newcomer(this, source, close);
     if (options.handshaking === true) this.#handshaking.add(n);
-    set.add(n);
+    from.waiting.add(n);
     this.#size++;
+    this.#up(from);
     return n;
   }
 
@@ -79,10 +102,53 @@ export class Newcomers {
 
   /** Takes `n` out (it settled, or is being closed). */
   leave(n: Newcomer): void {
-    const set = this.#bySource.get(n.source);
-    if (set === undefined || !set.delete(n)) return;
+    const from = this.#bySource.get(n.source);
+    if (from === undefined || !from.waiting.delete(n)) return;
     this.#size--;
-    if (set.size === 0) this.#bySource.delete(n.source);
+    if (from.waiting.size > 0) return this.#down(from);
+    this.#bySource.delete(from.key);
+    const last = this.#heap.pop()!;
+    if (last === from) return;
+    this.#heap[from.at] = last;
+    last.at = from.at;
+    this.#up(last);
+    this.#down(last);
+  }
+
+  /** Whether `a` belongs above `b` in the heap: more waiting, or as many and waiting longer. */
+  #above(a: Source, b: Source): boolean {
+    const d = a.waiting.size - b.waiting.size;
+    return d > 0 || (d === 0 && a.seq < b.seq);
+  }
+
+  #up(s: Source): void {
+    const heap = this.#heap;
+    while (s.at > 0) {
+      const parent = heap[(s.at - 1) >> 1];
+      if (!this.#above(s, parent)) return;
+      this.#swap(s, parent);
+    }
+  }
+
+  #down(s: Source): void {
+    const heap = this.#heap;
+    for (;;) {
+      const l = 2 * s.at + 1;
+      if (l >= heap.length) return;
+      const child = l + 1 < heap.length && this.#above(heap[l + 1], heap[l])
+        ? heap[l + 1]
+        : heap[l];
+      if (!this.#above(child, s)) return;
+      this.#swap(s, child);
+    }
+  }
+
+  #swap(a: Source, b: Source): void {
+    const at = a.at;
+    a.at = b.at;
+    b.at = at;
+    this.#heap[a.at] = a;
+    this.#heap[b.at] = b;
   }
 
   /**
@@ -93,12 +159,9 @@ export class Newcomers {
    * @returns false when none waits (then the new connection is refused)
    */
   makeRoom(): boolean {
-    let most: Set<Newcomer> | undefined;
-    for (const set of this.#bySource.values()) {
-      if (most === undefined || set.size > most.size) most = set;
-    }
+    const most = this.#heap[0];
     if (most === undefined) return false;
-    const oldest: Newcomer = most.values().next().value!;
+    const oldest: Newcomer = most.waiting.values().next().value!;
     this.leave(oldest);
     this.evicted++;
     try {
