@@ -25,7 +25,8 @@
 import { type BenchFlags, cpuUs, median, mib, round3, rssOf } from "./_common.ts";
 import { startDist } from "../tests/helpers/dist.ts";
 import { BrokerClient } from "../tests/helpers/broker.ts";
-import { concat, jsonFrame, sleep, writeAll } from "../tests/helpers/raw.ts";
+import { sleep } from "../tests/helpers/raw.ts";
+import { flood } from "../tests/helpers/flood.ts";
 
 const MIB = 1024 * 1024;
 /** FLOOD_DEBUG=1: the broker logs at debug level, and its collections are printed at the end. */
@@ -38,7 +39,6 @@ function printCollections(stderr: string): void {
     if (/Collected|Cut off|slow/i.test(line)) console.log(line);
   }
 }
-const decoder = new TextDecoder();
 
 /** The broker's `memory` stats. */
 interface Memory {
@@ -53,80 +53,6 @@ function pct(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))];
-}
-
-/**
- * Answers to `n` pipelined requests read off `conn`, counting the refused
- * (frames parsed in place: no copy of the buffer per frame).
- */
-async function readAnswers(conn: Deno.Conn, n: number, carry: Uint8Array): Promise<{
-  refused: number;
-  rest: Uint8Array;
-}> {
-  let buf = carry;
-  let refused = 0;
-  let got = 0;
-  let at = 0;
-  const chunk = new Uint8Array(256 * 1024);
-  while (got < n) {
-    while (got < n && at + 4 <= buf.length) {
-      const len = ((buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]) >>> 0;
-      if (at + 4 + len > buf.length) break;
-      const text = decoder.decode(buf.subarray(at + 4, at + 4 + len));
-      if (text.includes('"error"')) refused++;
-      if (!text.includes('"method"')) got++; // a ping is not an answer
-      at += 4 + len;
-    }
-    if (got === n) break;
-    const read = await conn.read(chunk);
-    if (read === null) throw new Error("The broker closed a flooding connection");
-    buf = concat([buf.subarray(at), chunk.subarray(0, read)]);
-    at = 0;
-  }
-  return { refused, rest: buf.slice(at) };
-}
-
-/** `n` connections × `subs` drop-oldest subscriptions to `/`, heartbeating, never reading after. */
-async function flood(port: number, n: number, subs: number) {
-  const conns: Deno.Conn[] = [];
-  const ping = jsonFrame({ method: "ping" });
-  const timer = setInterval(() => {
-    for (const c of conns) c.write(ping).catch(() => {});
-  }, 500);
-  let refused = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    await writeAll(conn, jsonFrame({ op: "hello", v: 1, codec: "json", role: "raw", name: "f" }));
-    let rest = (await readAnswers(conn, 1, new Uint8Array(0))).rest;
-    conns.push(conn);
-    for (let i = 0; i < subs; i += 1000) {
-      const frames = [];
-      for (let k = i; k < Math.min(subs, i + 1000); k++) {
-        frames.push(jsonFrame({
-          id: k + 1,
-          method: "broker.subscribe",
-          params: { topic: "/", policy: "drop-oldest" },
-        }));
-      }
-      await writeAll(conn, concat(frames));
-      const answers = await readAnswers(conn, frames.length, rest);
-      refused += answers.refused;
-      rest = answers.rest;
-    }
-  }));
-  return {
-    refused,
-    stop() {
-      clearInterval(timer);
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // Closed by the broker.
-        }
-      }
-    },
-  };
 }
 
 /**
@@ -199,7 +125,7 @@ async function subsFlood(quick: boolean): Promise<Record<string, number>> {
     await sleep(300);
     const base = rssOf(pid);
     const t0 = performance.now();
-    const f = await flood(b.port, conns, perConn);
+    const f = await flood(b.port, conns, perConn, { batch: 1000, parallel: true });
     cleanup.push(() => f.stop());
     const subscribeS = (performance.now() - t0) / 1000;
     // The well-behaved subscriber comes after the flood: the last of the fan-out's targets.

@@ -24,7 +24,7 @@ Deno.test("broker fan-out: a publisher flooding a wide topic is held back; a cli
   let raw: Deno.Conn | undefined;
   const clients: BrokerClient[] = [];
   try {
-    f = await flood(b.port, 4, SUBS / 4, "/wide");
+    f = await flood(b.port, 4, SUBS / 4, { topic: "/wide" });
     assert.equal(f.refused, 0);
     const calm = await BrokerClient.connect(b.port);
     const pub = await BrokerClient.connect(b.port);
@@ -112,7 +112,7 @@ Deno.test({
   sanitizeResources: false,
   fn: () =>
     withMqttBroker(async (b) => {
-      const f = await flood(b.port, 2, SUBS / 4, "/wide"); // 10,000 deliveries a publish
+      const f = await flood(b.port, 2, SUBS / 4, { topic: "/wide" }); // 10,000 deliveries a publish
       const c = await Deno.connect({ hostname: "127.0.0.1", port: b.mqttPort });
       try {
         const packets = [mp.generate({
