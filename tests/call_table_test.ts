@@ -74,3 +74,23 @@ Deno.test("failAll fails every call once; an abort fails its call alone", async 
   assert.deepEqual((await again[0].answer as { result: unknown }).result, "a");
   assert.deepEqual((await again[1].answer as { result: unknown }).result, "b");
 });
+
+Deno.test("an answer with id 0 (a free slot's mark) settles nothing: raw and plain calls still time out and fail", async () => {
+  const table = new CallTable();
+  const got: string[] = [];
+  for (let n = 0; n < 3; n++) {
+    table.waitRaw(table.nextId(), {
+      onAnswer: (a) => got.push(a instanceof DistError ? a.code : "answer"),
+    }, 50);
+  }
+  const plain = calls(table, 2, 50);
+  for (let n = 0; n < 5; n++) {
+    assert.equal(table.settleRaw(0, {} as Parameters<CallTable["settleRaw"]>[1]), false);
+    assert.equal(table.settle(0, { result: "x", error: undefined, by: undefined }), false);
+  }
+  assert.equal(table.size, 5);
+  for (const { answer } of plain) assert.equal((await failure(answer)).code, "TIMEOUT");
+  while (got.length < 3) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, ["TIMEOUT", "TIMEOUT", "TIMEOUT"]);
+  assert.equal(table.size, 0);
+});

@@ -94,6 +94,7 @@ class PendingCalls {
 
   get(id: number): Pending | undefined {
     const slot = id & CALL_MASK;
+    if (id === 0) return undefined; // 0 marks a free slot: never a call's id
     return this.#ids[slot] === id ? this.#slots[slot] : this.#overflow?.get(id);
   }
 
@@ -111,6 +112,7 @@ class PendingCalls {
   /** @returns whether `id` was here */
   delete(id: number): boolean {
     const slot = id & CALL_MASK;
+    if (id === 0) return false; // 0 marks a free slot: never a call's id
     if (this.#ids[slot] !== id) return this.#overflow?.delete(id) ?? false;
     this.#ids[slot] = 0;
     this.#slots[slot] = undefined;
@@ -149,7 +151,8 @@ class RawSlots {
   /** Takes the call `id` out. @returns its sink, or undefined when it is not here */
   take(id: number): RawAnswerSink | undefined {
     const slot = id & RAW_MASK;
-    if (this.ids[slot] !== id) return undefined;
+    // 0 marks a free slot: an answer a peer sends with id 0 must not empty one
+    if (this.ids[slot] !== id || id === 0) return undefined;
     const sink = this.sinks[slot];
     this.ids[slot] = 0;
     this.sinks[slot] = undefined;
