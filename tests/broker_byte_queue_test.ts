@@ -72,3 +72,26 @@ Deno.test("broker byte queues: records in order across shared slabs, all memory 
     { numRuns: 200 },
   );
 });
+
+Deno.test("a full drop-oldest byte queue keeps one buffer however often it wraps (a quarter free after it grows)", () => {
+  // The bench's stalled subscriber: small deliveries, the oldest dropped past about 8 MB, just
+  // under a power of two (8 MiB). Growing to `used + need` rounded up gave the same 8 MiB, so every
+  // wrap (every few hundred deliveries) moved the records to a new 8 MiB array: gigabytes of
+  // garbage per 500,000 deliveries, and the bench's peak RSS 190-340 MiB where 104 had been measured.
+  const q = new ByteQueue();
+  const record = new Uint8Array(128).fill(7);
+  const bound = 8_126_000;
+  const buffers = new Set<ArrayBufferLike>();
+  for (let i = 0; i < 400_000; i++) {
+    q.push(record);
+    while (q.bytes > bound) q.drop();
+    if (i > 100_000 && i % 1000 === 0) {
+      // A record's view is of the queue's buffer (read it, then put it back at the end).
+      const view = q.shift()!;
+      buffers.add(view.buffer);
+      q.push(view.slice());
+    }
+  }
+  assert.equal(buffers.size, 1, `${buffers.size} buffers while full`);
+  q.clear();
+});
