@@ -276,11 +276,33 @@ async function stalledRss(count: number, policy: string) {
   }
 }
 
+/** The stalled-subscriber rows: `count` messages 1 → 1 beside a subscriber that never reads, per policy. */
+async function stalledRows(count: number, rounds: Rounds): Promise<void> {
+  for (const policy of ["disconnect", "drop-oldest"]) {
+    const stalled = await stalledRss(count, policy);
+    rounds.add(`dist_stalled_${policy}_peak_rss_bytes`, stalled.peak);
+    rounds.add(`dist_stalled_${policy}_msgs_per_s`, stalled.msgsPerS);
+    console.log(
+      `stalled subscriber (${policy}): broker RSS idle ${mib(stalled.idle)}, peak ${
+        mib(stalled.peak)
+      } under ${
+        Math.round(stalled.msgsPerS)
+      } msgs/s to the other subscriber; slow_consumers ${stalled.stats.slow_consumers}, dropped ${stalled.stats.dropped}, queued ${stalled.stats.queued_bytes} bytes`,
+    );
+  }
+}
+
 export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const n1 = flags.quick ? 100_000 : 1_000_000;
   const n4 = flags.quick ? 50_000 : 400_000;
   const latencySeconds = flags.quick ? 1 : 3;
   const retainedTopics = flags.quick ? 20_000 : 100_000;
+  if (Deno.env.get("BROKER_ONLY") === "stalled") {
+    // Only the stalled-subscriber rows, once per round (fresh brokers, no NATS): medians in a minute.
+    const rounds = new Rounds();
+    for (let round = 1; round <= flags.runs; round++) await stalledRows(n1 / 2, rounds);
+    return rounds.medians();
+  }
   console.log(
     `${flags.runs} round(s); ${PAYLOAD}-byte values, fire-and-forget; 1→1 ${n1} msgs, 1→4 ` +
       `${n4} msgs; dist and NATS alternate which goes first; medians`,
@@ -338,18 +360,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const retained = await retainedRss(retainedTopics);
   rounds.add("dist_idle_rss_bytes", retained.idle);
   rounds.add(`dist_rss_${retainedTopics}_retained_bytes`, retained.full);
-  for (const policy of ["disconnect", "drop-oldest"]) {
-    const stalled = await stalledRss(n1 / 2, policy);
-    rounds.add(`dist_stalled_${policy}_peak_rss_bytes`, stalled.peak);
-    rounds.add(`dist_stalled_${policy}_msgs_per_s`, stalled.msgsPerS);
-    console.log(
-      `stalled subscriber (${policy}): broker RSS idle ${mib(stalled.idle)}, peak ${
-        mib(stalled.peak)
-      } under ${
-        Math.round(stalled.msgsPerS)
-      } msgs/s to the other subscriber; slow_consumers ${stalled.stats.slow_consumers}, dropped ${stalled.stats.dropped}, queued ${stalled.stats.queued_bytes} bytes`,
-    );
-  }
+  await stalledRows(n1 / 2, rounds);
   const m = rounds.medians();
   const f = (x: number | undefined) => x === undefined ? "n/a" : Math.round(x).toLocaleString("en");
   const ratio = (x: number | undefined) =>
