@@ -27,7 +27,7 @@ import type { MqttFront } from "./mqtt/front.ts";
 import { openSessionStore } from "./mqtt/persist.ts";
 import { connSettings } from "../_flags.ts";
 import { explainListenError } from "../_listen.ts";
-import { DistError, type TlsSettings } from "../../wire/mod.ts";
+import { DistError, setFlushAt, type TlsSettings } from "../../wire/mod.ts";
 
 export { BrokerCore } from "./core.ts";
 export {
@@ -164,11 +164,24 @@ export const broker = defineRole({
 });
 
 /**
+ * Output queued in a turn that starts going out before the turn ends (see
+ * wire/outbound.ts setFlushAt; other processes start at 1,500 bytes). A
+ * turn's deliveries to a subscriber are a batch, not answers someone waits
+ * on one by one: split at 1,500 bytes, every read of more than eight
+ * publishes became two writes to each subscriber, and two reads and wakeups
+ * there (3,193 writes for 2,181 reads at 10,000 msgs/s, against nats-server's
+ * 1,557 writes), each costing several µs in the kernel on both sides.
+ */
+const FANOUT_FLUSH_AT = 64 * 1024;
+
+/**
  * The broker on the shell: the broker contract goes through the shell's
  * dispatch (front.serving()); the byte-level publish path (front.rawFrames)
  * goes to the listener beside it, as it is.
  */
 async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<number> {
+  // A turn's deliveries go to each subscriber in one write (see FANOUT_FLUSH_AT).
+  setFlushAt(FANOUT_FLUSH_AT);
   const core = new BrokerCore({
     retainBytes: options.retainBytes,
     maxPending: options.maxPending,
