@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { startDist } from "./helpers/dist.ts";
 import { metricsUrl, scrape } from "./helpers/metrics.ts";
-import { startUp, topologyFile } from "./helpers/up.ts";
+import { startDashboard } from "./helpers/up.ts";
 import { closeQuietly, sleep } from "./helpers/raw.ts";
 import { dial } from "../wire/net.ts";
 import { parseAddress } from "../config/mod.ts";
@@ -123,12 +123,9 @@ Deno.test({
   name: "attack: a flood on dist up's dashboard past the file limit leaves the cluster up",
   ...opts,
   async fn() {
-    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
-    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    const { up, base, port, stop } = await startDashboard();
     let held: Deno.Conn[] = [];
     try {
-      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
-      const base = ready[1];
       const get = async () => {
         const r = await fetch(new URL("/api/cluster", base));
         assert.equal(r.status, 200);
@@ -136,7 +133,7 @@ Deno.test({
       };
       await get();
       await squeeze(up.child.pid);
-      held = await flood(Number(new URL(base).port));
+      held = await flood(port);
       assert.ok(held.length > HEADROOM, `only ${held.length} connections could be opened`);
       for (const c of held) closeQuietly(c);
       held = [];
@@ -153,8 +150,7 @@ Deno.test({
       assert.doesNotMatch(up.stdout(), /Stopping/);
     } finally {
       for (const c of held) closeQuietly(c);
-      await up.stop();
-      await Deno.remove(file).catch(() => {});
+      await stop();
     }
   },
 });
@@ -163,10 +159,8 @@ Deno.test({
   name: "attack: many concurrent /api/stats requests cost an instance one sys.stats, not one each",
   ...opts,
   async fn() {
-    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
-    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    const { up, base, stop } = await startDashboard();
     try {
-      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
       const address = up.stdout().match(/s1 ready at (\S+)/)![1];
       const requests = async () => {
         const peer = await dial(parseAddress(address), { role: "client", name: "attack" });
@@ -180,7 +174,7 @@ Deno.test({
       // Each used to dial the instance and ask it: 100 connections and handshakes.
       const answers = await Promise.all(
         Array.from({ length: 100 }, async () => {
-          const r = await fetch(new URL("/api/stats/s1", ready[1]));
+          const r = await fetch(new URL("/api/stats/s1", base));
           return r.status === 200 ? (await r.json()).stats?.name : r.status;
         }),
       );
@@ -188,8 +182,7 @@ Deno.test({
       const asked = await requests() - before - 1; // Less our own sys.stats.
       assert.ok(asked <= 5, `the instance was asked ${asked} times`);
     } finally {
-      await up.stop();
-      await Deno.remove(file).catch(() => {});
+      await stop();
     }
   },
 });
@@ -265,13 +258,9 @@ Deno.test({
     "attack: dist up's dashboard cuts a header that never ends and stays within 256 connections",
   ...opts,
   async fn() {
-    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
-    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    const { base, port, stop } = await startDashboard();
     const held: Deno.Conn[] = [];
     try {
-      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
-      const base = ready[1];
-      const port = Number(new URL(base).port);
       const slow = await partial(port, "GET /api/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\n");
       const cut = closedAfter(slow);
       for (let i = 0; i < 300; i++) held.push(await partial(port, "GET / HTTP/1.1\r\n"));
@@ -284,8 +273,7 @@ Deno.test({
       closeQuietly(slow);
     } finally {
       for (const c of held) closeQuietly(c);
-      await up.stop();
-      await Deno.remove(file).catch(() => {});
+      await stop();
     }
   },
 });
@@ -351,13 +339,9 @@ Deno.test({
     "attack: 32 event streams that never read do not keep a page's live view out of the dashboard",
   ...opts,
   async fn() {
-    const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
-    const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+    const { base, port, stop } = await startDashboard();
     const held: Deno.Conn[] = [];
     try {
-      const ready = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
-      const base = ready[1];
-      const port = Number(new URL(base).port);
       // They used to hold every one of the 32 streams for hours (cut only once
       // the kernel's buffers fill): a page got 503 "Too many dashboards open".
       for (let i = 0; i < 32; i++) {
@@ -382,8 +366,7 @@ Deno.test({
       }
     } finally {
       for (const c of held) closeQuietly(c);
-      await up.stop();
-      await Deno.remove(file).catch(() => {});
+      await stop();
     }
   },
 });

@@ -202,6 +202,36 @@ export async function withUp(
   }
 }
 
+/** A `dist up` of one server (`s1`) with its dashboard: see {@link startDashboard}. */
+export interface Dashboard {
+  up: UpProcess;
+  /** The dashboard's URL (`http://127.0.0.1:PORT/`). */
+  base: string;
+  port: number;
+  /** Stops the launcher and removes its topology file. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `dist up` of one server (`s1`) with its dashboard on a free port, once
+ * every instance is ready (stopped again if that does not come).
+ */
+export async function startDashboard(): Promise<Dashboard> {
+  const file = await topologyFile(`[[server]]\nname = "s1"\nport = 0\n`);
+  const up = startUp([file, "--dashboard", "127.0.0.1:0"]);
+  const stop = async () => {
+    await up.stop();
+    await Deno.remove(file).catch(() => {});
+  };
+  try {
+    const [, base] = await up.waitFor(/All 1 ready .*dashboard at (http:\S+)/);
+    return { up, base, port: Number(new URL(base).port), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 /** Stops the launcher with `signal` and asserts a clean stop: exit 0, every child gone. */
 export async function stopCleanly(up: UpProcess, signal?: Deno.Signal): Promise<UpResult> {
   const result = await up.stop(signal);
