@@ -12,34 +12,18 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "puppeteer-core";
 import { chromiumPath, launchBrowser } from "./helpers/browser.ts";
 import { runDist } from "./helpers/dist.ts";
-import { alive, startUp, stopCleanly, topologyFile } from "./helpers/up.ts";
+import {
+  alive,
+  DASHBOARD_NAMES as NAMES,
+  DASHBOARD_TOPOLOGY as TOPOLOGY,
+  startUp,
+  stopCleanly,
+  topologyFile,
+} from "./helpers/up.ts";
 
 const CHROMIUM = chromiumPath();
 const ARTIFACTS = Deno.env.get("DIST_TEST_ARTIFACTS") ??
   fileURLToPath(new URL("../test-artifacts/dashboard/", import.meta.url));
-
-const TOPOLOGY = `
-[[broker]]
-name = "broker"
-port = 0
-
-[[server]]
-name = "server"
-replicas = 2
-port = 0
-
-[[balancer]]
-name = "balancer"
-port = 0
-worker_port = 0
-backends = ["server"]
-
-[[consumer]]
-name = "consumer"
-broker = "broker"
-`;
-
-const NAMES = ["broker", "server-1", "server-2", "balancer", "consumer"];
 
 /**
  * Helpers that run in the page (as source text: this file is type-checked

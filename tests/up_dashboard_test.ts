@@ -14,30 +14,13 @@ import { makePlan } from "../launch/plan.ts";
 import { StateWriter } from "../launch/state.ts";
 import { ROLES } from "../roles/mod.ts";
 import { runDist } from "./helpers/dist.ts";
-import { startUp, stopCleanly, topologyFile } from "./helpers/up.ts";
-
-const TOPOLOGY = `
-[[broker]]
-name = "broker"
-port = 0
-
-[[server]]
-name = "server"
-replicas = 2
-port = 0
-
-[[balancer]]
-name = "balancer"
-port = 0
-worker_port = 0
-backends = ["server"]
-
-[[consumer]]
-name = "consumer"
-broker = "broker"
-`;
-
-const NAMES = ["broker", "server-1", "server-2", "balancer", "consumer"];
+import {
+  DASHBOARD_NAMES as NAMES,
+  DASHBOARD_TOPOLOGY as TOPOLOGY,
+  startUp,
+  stopCleanly,
+  topologyFile,
+} from "./helpers/up.ts";
 
 /** Reads server-sent events from `url` until `enough` says so (bounded by `ms`). */
 async function readEvents(

@@ -232,6 +232,34 @@ export async function startDashboard(): Promise<Dashboard> {
   }
 }
 
+/**
+ * The dashboard tests' topology: a broker, two servers, a balancer and a
+ * consumer, every port free ({@link DASHBOARD_NAMES} are its instances).
+ */
+export const DASHBOARD_TOPOLOGY = `
+[[broker]]
+name = "broker"
+port = 0
+
+[[server]]
+name = "server"
+replicas = 2
+port = 0
+
+[[balancer]]
+name = "balancer"
+port = 0
+worker_port = 0
+backends = ["server"]
+
+[[consumer]]
+name = "consumer"
+broker = "broker"
+`;
+
+/** The instances of {@link DASHBOARD_TOPOLOGY}, in its order. */
+export const DASHBOARD_NAMES = ["broker", "server-1", "server-2", "balancer", "consumer"];
+
 /** Stops the launcher with `signal` and asserts a clean stop: exit 0, every child gone. */
 export async function stopCleanly(up: UpProcess, signal?: Deno.Signal): Promise<UpResult> {
   const result = await up.stop(signal);
