@@ -56,24 +56,35 @@ class Trickle {
   }
 }
 
+/** A raw connection subscribed to `/f` with drop-oldest, its answer read: it reads nothing more. */
+async function dropOldestSubscriber(port: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const reader = new RawReader(conn);
+    await rawHandshake(conn, reader);
+    await writeAll(
+      conn,
+      jsonFrame({
+        id: 1,
+        method: "broker.subscribe",
+        params: { topic: "/f", policy: "drop-oldest" },
+      }),
+    );
+    assert.ok((await reader.json())?.result !== undefined);
+    return conn;
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+}
+
 Deno.test("broker: a subscriber reading slower than a flood under drop-oldest is kept and gets the newest values", async () => {
   const maxPending = 256 * 1024;
   const writeTimeout = 2000;
   await withBroker(async (b) => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const conn = await dropOldestSubscriber(b.port);
     const pub = await BrokerClient.connect(b.port);
     try {
-      const reader = new RawReader(conn);
-      await rawHandshake(conn, reader);
-      await writeAll(
-        conn,
-        jsonFrame({
-          id: 1,
-          method: "broker.subscribe",
-          params: { topic: "/f", policy: "drop-oldest" },
-        }),
-      );
-      assert.ok((await reader.json())?.result !== undefined);
       const sub = new Trickle(conn);
       // 64 KB every 10 ms (at most 6.4 MB/s) while 24 MB come: far past max-pending and the socket buffers.
       let flooding = true;
@@ -130,20 +141,9 @@ Deno.test("broker: a subscriber reading slower than a flood under drop-oldest is
 
 Deno.test("broker: a drop-oldest subscriber that takes nothing for the write timeout is cut off and counted", async () => {
   await withBroker(async (b) => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const conn = await dropOldestSubscriber(b.port);
     const pub = await BrokerClient.connect(b.port);
     try {
-      const reader = new RawReader(conn);
-      await rawHandshake(conn, reader);
-      await writeAll(
-        conn,
-        jsonFrame({
-          id: 1,
-          method: "broker.subscribe",
-          params: { topic: "/f", policy: "drop-oldest" },
-        }),
-      );
-      assert.ok((await reader.json())?.result !== undefined);
       // It reads nothing more: the socket buffers fill, then no write takes a byte.
       const pad = "p".repeat(8000);
       for (let n = 0; n < 3000; n++) {
@@ -163,21 +163,10 @@ Deno.test("broker: a drop-oldest subscriber reading a trickle (under 64 KiB per 
   const writeTimeout = 1000;
   const logs = await captureLogs("info");
   await withBroker(async (b) => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+    const conn = await dropOldestSubscriber(b.port);
     const pub = await BrokerClient.connect(b.port);
     let flooding = true;
     try {
-      const reader = new RawReader(conn);
-      await rawHandshake(conn, reader);
-      await writeAll(
-        conn,
-        jsonFrame({
-          id: 1,
-          method: "broker.subscribe",
-          params: { topic: "/f", policy: "drop-oldest" },
-        }),
-      );
-      assert.ok((await reader.json())?.result !== undefined);
       const sub = new Trickle(conn);
       // 8 KB every 500 ms (16 KB/s, 16 KB per write timeout) while the flood fills its buffers.
       const trickle = (async () => {
