@@ -5,40 +5,12 @@
  * the metrics port never harms the role.
  */
 import assert from "node:assert/strict";
-import { BrokerClient } from "./helpers/broker.ts";
-import { distCommand, type DistProcess, runDist, startDist } from "./helpers/dist.ts";
+import { BrokerClient, streamDist } from "./helpers/broker.ts";
+import { type DistProcess, runDist, startDist } from "./helpers/dist.ts";
 import { connectTo, startBalancer } from "./helpers/balancer.ts";
 import { sleep, writeAll } from "./helpers/raw.ts";
 import { Sampler } from "../obs/mod.ts";
 import { metricsUrl, PROMTOOL, promtoolCheck as check, sample, scrape } from "./helpers/metrics.ts";
-
-/** A process that does not say `Listening on` (worker, consumer), stopped by the test. */
-function spawnDist(args: string[]): { stderr: () => string; stop: () => Promise<void> } {
-  const { exe, args: argv } = distCommand(args);
-  const child = new Deno.Command(exe, {
-    args: argv,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let text = "";
-  const reading = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) text += chunk;
-  })();
-  return {
-    stderr: () => text,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Exited already.
-      }
-      await child.status;
-      await reading;
-    },
-  };
-}
 
 const M = ["--metrics", "127.0.0.1:0"];
 
@@ -92,9 +64,9 @@ Deno.test({
       started.push(binder);
       const balancer = await startBalancer([server], M);
       started.push(balancer);
-      const worker = spawnDist(["worker", "--balancer", balancer.workerAddress, ...M]);
+      const worker = streamDist(["worker", "--balancer", balancer.workerAddress, ...M]);
       started.push(worker);
-      const consumer = spawnDist(["consumer", "--broker", broker.address, "--topic", "/m", ...M]);
+      const consumer = streamDist(["consumer", "--broker", broker.address, "--topic", "/m", ...M]);
       started.push(consumer);
       // Traffic through each, so the families have samples, errors included.
       for (const args of [["add", "1", "2"], ["div", "1", "0"]]) {
