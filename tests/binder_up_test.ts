@@ -5,26 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ids, waitUntil } from "./helpers/binder.ts";
-import { stopCleanly, withUp } from "./helpers/up.ts";
-
-/** A first port of `count` consecutive ports where nothing listened a moment ago. */
-function freePorts(count: number): number {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    const held: Deno.Listener[] = [];
-    try {
-      for (let i = 0; i < count; i++) {
-        held.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
-      }
-      return base;
-    } catch {
-      // One was taken: try elsewhere.
-    } finally {
-      for (const l of held) l.close();
-    }
-  }
-  throw new Error(`No ${count} consecutive free ports`);
-}
+import { freeRange, stopCleanly, withUp } from "./helpers/up.ts";
 
 /** The ids a binder lists, or undefined while it does not answer. */
 function idsAt(port: number): Promise<string[] | undefined> {
@@ -32,7 +13,7 @@ function idsAt(port: number): Promise<string[] | undefined> {
 }
 
 Deno.test("lab row 2: under dist up, a killed binder or server is restarted and back in the registry", async () => {
-  const base = freePorts(3);
+  const base = freeRange(3);
   const [b1, b2, serverPort] = [base, base + 1, base + 2];
   const topology = `
 [[binder]]
