@@ -9,7 +9,7 @@ import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut, type Publisher } from "./fanout.ts";
-import { cachedTargets, MatchQueue } from "./matching.ts";
+import { cachedTargets, keepTargets, MatchQueue } from "./matching.ts";
 import {
   HEAP_HEADROOM,
   overloaded,
@@ -184,11 +184,8 @@ export class BrokerCore {
       msg.qos = qos;
       const generation = tree.generation;
       const later = this.matches.add(from, targets, msg, (found) => {
-        // Kept for the next publish unless subscriptions came or went since it began.
-        if (targets instanceof Match && cachedTargets(tree, topic) === undefined) {
-          topic.cache = found;
-          topic.cacheGeneration = generation;
-        }
+        // Kept for the next publish (checked against what changed since it began).
+        if (targets instanceof Match) keepTargets(tree, topic, found, generation);
         if (created) this.#announce(found, topic.name);
         return this.#deliver(topic, found, msg, t0, from);
       });

@@ -65,6 +65,8 @@ export interface Publisher {
   holdBack(): void;
   /** Takes its input again. */
   goOn(): void;
+  /** Who it is, for fairness between sources (see matching.ts); none: itself. */
+  readonly source?: string;
 }
 
 /** A publish not yet delivered to all its targets. */

@@ -20,6 +20,7 @@ import { readPublish, TopicCache } from "../../wire/mod.ts";
 import { readMsgpackPublish } from "./msgpack_publish.ts";
 import type { BrokerCore, PublishResult } from "./core.ts";
 import type { Publisher } from "./fanout.ts";
+import { publisherSource } from "./matching.ts";
 import {
   deliveryHead,
   deliverySize,
@@ -84,6 +85,11 @@ class Session implements Sink, Publisher {
 
   get pendingBytes(): number {
     return this.peer.conn.pendingBytes;
+  }
+
+  /** Its user, else its address: waiting matches rotate over sources (see matching.ts). */
+  get source(): string {
+    return publisherSource(this.peer.identity?.user, this.peer.conn.remoteHost);
   }
 
   get closed(): boolean {

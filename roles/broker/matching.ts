@@ -9,15 +9,23 @@
  * So a match makes at most the turn's share of node visits at once (at
  * least MATCH_VISITS_AT_ONCE, so that an ordinary publish never waits); a
  * larger one becomes a waiting publish, gone on with in later turns (a timer
- * each, so that every connection's reads and writes come in between), a
- * slice per waiting publisher in rotation, so that a publisher whose match
- * is small is not kept behind a large one. Meanwhile its publisher is held
- * back (no frame of it is read), and any publish of it that came anyway
- * waits behind, so one publisher's messages keep their order; those of
- * others go on (order is per publisher: DESIGN.md). A waiting publish goes
- * to the subscriptions there were when it came that are still there when
- * its deliveries are made, each once (see Match.run).
+ * each, so that every connection's reads and writes come in between: see
+ * `nextTurn`), a slice at a time in rotation: over sources (a publisher's
+ * user when it authenticated as one of its own, else its address), and
+ * within a source over its publishers, so that a source's share does not
+ * grow with the connections it opens (hostile review 31 W4: 64 connections
+ * kept another's match of 16 slices waiting a second), and a publisher
+ * whose match is small is not kept behind a large one. Meanwhile a
+ * publisher whose match waits is held back (no frame of it is read), and
+ * any publish of it that came anyway waits behind, so one publisher's
+ * messages keep their order; those of others go on (order is per
+ * publisher: DESIGN.md). A waiting publish goes to the subscriptions there
+ * were when it came that are still there when its deliveries are made, each
+ * once (see Match.run). What a match found stays cached on its topic until
+ * a subscription that may cover the topic comes or goes (see
+ * SubscriptionTree.unchangedFor).
  */
+import { TOKEN_USER } from "../../auth/mod.ts";
 import { PENDING_BYTES, type Publisher } from "./fanout.ts";
 import { EncodedValue, type Message, type Subscription } from "./subscriber.ts";
 import { Match, type SubscriptionTree, type Targets, type WalkBudget } from "./subscriptions.ts";
@@ -34,8 +42,20 @@ export const MATCH_VISITS_PER_TURN = 8192;
 /** Visits a publish may always make at once, whatever the turn has left (0.4 ms at most). */
 export const MATCH_VISITS_AT_ONCE = 1024;
 
-/** Visits a waiting publisher gets in its round before the next one's. */
+/** Visits a waiting source (one of its publishers) gets in its round before the next one's. */
 const SLICE = 1024;
+
+/**
+ * A publisher's source for the rotation: its user when it authenticated as
+ * one of its own (not the shared token, which every client may hold), else
+ * the address it connects from (as the balancer's shares have it).
+ */
+export function publisherSource(user: string | undefined, host: string): string {
+  return user !== undefined && user !== TOKEN_USER ? `user ${user}` : host;
+}
+
+/** A source's publishers with publishes waiting, each in order; the map's order is its rotation. */
+type Publishers = Map<Publisher | undefined, Waiting[]>;
 
 /** A publish whose deliveries wait: for its match, or behind another of its publisher's. */
 interface Waiting {
@@ -52,9 +72,11 @@ interface Waiting {
 export class MatchQueue {
   #left = MATCH_VISITS_PER_TURN;
   #counting = false;
-  /** Each publisher's waiting publishes, in order; the map's order is the rotation's. */
+  /** Each publisher's waiting publishes, in order. */
   readonly #queues = new Map<Publisher | undefined, Waiting[]>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The same, by source (one without a source is its own); the map's order is the rotation. */
+  readonly #sources = new Map<unknown, Publishers>();
+  #scheduled = false;
   /** Publishes waiting. */
   waiting = 0;
   /** What they hold. */
@@ -88,7 +110,8 @@ export class MatchQueue {
     tree: SubscriptionTree<Subscription>,
     topic: Topic,
   ): Targets<Subscription> | Match<Subscription> {
-    if (topic.cacheGeneration === tree.generation) return topic.cache as Targets<Subscription>;
+    const cached = cachedTargets(tree, topic);
+    if (cached !== undefined) return cached;
     const budget = this.budget();
     const given = budget.left;
     const found = findTargets(tree, topic, budget);
@@ -119,6 +142,10 @@ export class MatchQueue {
     if (queue === undefined) {
       queue = [];
       this.#queues.set(from, queue);
+      const source = from?.source ?? from;
+      let publishers = this.#sources.get(source);
+      if (publishers === undefined) this.#sources.set(source, publishers = new Map());
+      publishers.set(from, queue);
       if (from !== undefined) this.#hold(from, true);
     }
     const { promise, resolve, reject } = Promise.withResolvers<number>();
@@ -143,15 +170,22 @@ export class MatchQueue {
   }
 
   #schedule(): void {
-    this.#timer ??= setTimeout(() => this.#turn(), 0);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    nextTurn(this.#turn);
   }
 
-  /** One turn's work: a slice for each waiting publisher in rotation, within the turn's budget. */
-  #turn(): void {
-    this.#timer = undefined;
+  /**
+   * One turn's work, within its budget: a slice for each waiting source in
+   * rotation, given to the first of its publishers in their rotation.
+   */
+  readonly #turn = (): void => {
+    this.#scheduled = false;
     this.#startTurn();
-    while (this.#left > 0 && this.#queues.size > 0) {
-      const [from, queue] = this.#queues.entries().next().value!;
+    const sources = this.#sources;
+    while (this.#left > 0 && sources.size > 0) {
+      const [source, publishers] = sources.entries().next().value!;
+      const [from, queue] = publishers.entries().next().value!;
       const budget = { left: Math.min(SLICE, this.#left) };
       const given = budget.left;
       while (queue.length > 0) {
@@ -169,23 +203,60 @@ export class MatchQueue {
         if (budget.left <= 0) break;
       }
       this.spent(budget, given);
-      this.#queues.delete(from);
-      // Not done: to the end of the rotation.
-      if (queue.length > 0) this.#queues.set(from, queue);
-      else if (from !== undefined) this.#hold(from, false);
+      // Not done: to the end of the rotations.
+      publishers.delete(from);
+      if (queue.length > 0) publishers.set(from, queue);
+      else {
+        this.#queues.delete(from);
+        if (from !== undefined) this.#hold(from, false);
+      }
+      sources.delete(source);
+      if (publishers.size > 0) sources.set(source, publishers);
     }
-    if (this.#queues.size > 0) this.#schedule();
-  }
+    if (sources.size > 0) this.#schedule();
+  };
 }
 
-/** A topic's targets cached on it, if still current. */
+/**
+ * Runs `turn` in a later turn of the event loop, after the sockets ready
+ * by then were read: a timer, which sleeps its least delay first (1 ms idle,
+ * about 2 ms loaded; turns are about 3 ms). Tried without the sleep (hostile
+ * review 31 W4), and measured worse for everyone else: an immediate or a
+ * MessageChannel keeps Deno from polling its sockets for dozens of turns
+ * (see durable.ts), and an operation completed on another thread (a digest
+ * of one byte, on Deno's blocking pool) did too when it was done before the
+ * turn: in broker_wildcard_flood_test.ts a plain publisher's delivery took a
+ * median 29–48 ms against 14–17 with timers (load 11), and 10–11 against
+ * 5–8 with the two alternated (load 7–10), for 10–20 % more match turns.
+ */
+function nextTurn(turn: () => void): void {
+  setTimeout(turn, 0);
+}
+
+/** A topic's targets cached on it, if still current (see SubscriptionTree.unchangedFor). */
 export function cachedTargets(
   tree: SubscriptionTree<Subscription>,
   topic: Topic,
 ): Targets<Subscription> | undefined {
-  return topic.cacheGeneration === tree.generation
-    ? topic.cache as Targets<Subscription>
-    : undefined;
+  const generation = tree.generation;
+  if (topic.cacheGeneration === generation) return topic.cache as Targets<Subscription>;
+  if (topic.cache === undefined || !tree.unchangedFor(topic.name, topic.cacheGeneration)) {
+    return undefined;
+  }
+  topic.cacheGeneration = generation;
+  return topic.cache as Targets<Subscription>;
+}
+
+/** Keeps a topic's targets found by a match begun at `generation` (unless newer ones are kept). */
+export function keepTargets(
+  tree: SubscriptionTree<Subscription>,
+  topic: Topic,
+  found: Targets<Subscription>,
+  generation: number,
+): void {
+  if (cachedTargets(tree, topic) !== undefined) return;
+  topic.cache = found;
+  topic.cacheGeneration = generation;
 }
 
 /** A topic's targets found within `budget` (and cached on it), else a Match to go on with. */

@@ -38,6 +38,14 @@ import { CHILDREN_BYTES } from "./topics.ts";
  */
 export const PATTERN_NODE_BYTES = 160;
 
+/**
+ * Subscription changes remembered for `unchangedFor`: a stale answer is
+ * checked against at most this many (about 1 µs), else found again.
+ */
+const CHANGES = 256;
+
+const SLASH = 47;
+
 /** What the tree needs to know of a subscription. */
 export interface Subscribable {
   /** Larger for each subscription added (a match that goes on leaves out those added since it began). */
@@ -98,6 +106,8 @@ export class SubscriptionTree<S extends Subscribable> {
   #root = new PatternNode<S>("", undefined);
   #count = 0;
   #generation = 0;
+  /** The fixed prefix (`/a/b`, "" for none) of the pattern changed at each recent generation. */
+  readonly #changes: string[] = new Array(CHANGES).fill("");
   #bytes = 0;
   /** The largest sid added so far. */
   #lastSid = 0;
@@ -115,6 +125,35 @@ export class SubscriptionTree<S extends Subscribable> {
   /** Changes whenever a subscription is added or removed (for caches of `match`). */
   get generation(): number {
     return this.#generation;
+  }
+
+  /**
+   * Whether no subscription that may cover the topic `name` came or went
+   * since generation `since`: then what `match` found for it then is still
+   * its answer. Subscriptions changed elsewhere (another pattern's fixed
+   * prefix) leave a topic's answer as it was (hostile review 31 W4: any
+   * change dropped every topic's cached answer). False when more changes
+   * than are remembered (CHANGES) came since.
+   */
+  unchangedFor(name: string, since: number): boolean {
+    const now = this.#generation;
+    if (since < 0 || now - since > CHANGES) return false;
+    const changes = this.#changes;
+    for (let g = since + 1; g <= now; g++) {
+      const prefix = changes[g % CHANGES];
+      if (
+        prefix.length === 0 || (name.startsWith(prefix) &&
+          (name.length === prefix.length || name.charCodeAt(prefix.length) === SLASH))
+      ) return false;
+    }
+    return true;
+  }
+
+  /** A subscription came or went: a new generation, and its pattern's fixed prefix remembered. */
+  #changed(segments: readonly string[]): void {
+    const plus = segments.indexOf(ONE_SEGMENT);
+    const fixed = plus < 0 ? segments : segments.slice(0, plus);
+    this.#changes[++this.#generation % CHANGES] = fixed.length === 0 ? "" : "/" + fixed.join("/");
   }
 
   add(sub: S): void {
@@ -147,7 +186,7 @@ export class SubscriptionTree<S extends Subscribable> {
       group.members.push(sub);
     }
     this.#count++;
-    this.#generation++;
+    this.#changed(sub.segments);
     if (sub.sid > this.#lastSid) this.#lastSid = sub.sid;
   }
 
@@ -176,7 +215,7 @@ export class SubscriptionTree<S extends Subscribable> {
       }
     }
     this.#count--;
-    this.#generation++;
+    this.#changed(sub.segments);
     // Prune the branch back to the last node still in use.
     while (node.parent !== undefined && node.empty) {
       const parent: PatternNode<S> = node.parent;

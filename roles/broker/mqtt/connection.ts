@@ -43,6 +43,7 @@ import {
   writeAck,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
+import { publisherSource } from "../matching.ts";
 import { Liveness } from "./liveness.ts";
 import {
   CLOSED,
@@ -96,6 +97,11 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#front = front;
     this.#out = new Outbound(conn, HIGH_WATER, () => this.close("write error", true));
     ticker.add(this);
+  }
+
+  /** Its user, else its address: waiting matches rotate over sources (see ../matching.ts). */
+  get source(): string {
+    return publisherSource(this.#identity?.user, (this.#conn.remoteAddr as Deno.NetAddr).hostname);
   }
 
   /** The peer's address: made when a log line or the authenticator asks, not kept (idle bytes). */
