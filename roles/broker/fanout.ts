@@ -218,12 +218,18 @@ export class FanOut {
   #startTurn(): void {
     if (this.#counting) return;
     this.#counting = true;
-    queueMicrotask(() => {
-      this.#left = DELIVERIES_PER_TURN;
-      this.#visits = VISITS_PER_TURN;
-      this.#counting = false;
-    });
+    queueMicrotask(this.#turnEnded);
   }
+
+  /**
+   * Made once: a closure inside #startTurn had V8 allocate its context on
+   * every call, whether or not the closure was made (96 bytes a publish).
+   */
+  readonly #turnEnded = (): void => {
+    this.#left = DELIVERIES_PER_TURN;
+    this.#visits = VISITS_PER_TURN;
+    this.#counting = false;
+  };
 
   /**
    * The prompt pass over `p`'s plain targets, as far as this turn has room:
