@@ -77,10 +77,14 @@ class Session implements Sink, Publisher {
   heldBack = false;
   readonly #front: WireFront;
 
+  /** Lent to each fast-path publish of this connection in turn (see RawJson.lend). */
+  readonly value: RawJson | RawMsgpack;
+
   constructor(peer: Peer, front: WireFront) {
     this.peer = peer;
     this.codec = peer.codec.name;
     this.#front = front;
+    this.value = this.codec === "json" ? RawJson.lender() : RawMsgpack.lender();
   }
 
   get pendingBytes(): number {
@@ -277,14 +281,15 @@ export class WireFront {
       // A canonical frame is delivered from (see frames.ts), to the topic it names.
       const canonical = publish.canonical ? publish.topic : undefined;
       const { frame: bytes, valueStart, valueEnd } = publish;
-      const value = json
-        ? RawJson.borrowFrame(bytes, valueStart, valueEnd, canonical)
-        : RawMsgpack.borrowFrame(bytes, valueStart, valueEnd, canonical);
+      const value = session.value.lend(bytes, valueStart, valueEnd, canonical);
       let result: PublishResult | undefined;
       try {
         // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).
         const v = value.isNull ? null : value;
-        result = this.core.publish(publish.topic, v, retain, 2, session, peer.identity?.user);
+        const user = peer.identity?.user;
+        // A notification's answer is not needed: route() makes none.
+        if (id === undefined) this.core.route(publish.topic, v, retain, 2, session, user);
+        else result = this.core.publish(publish.topic, v, retain, 2, session, user);
       } catch (err) {
         if (id === undefined) this.#badNotification(peer, "broker.publish", err);
         else peer.answerError(id, err);

@@ -80,6 +80,29 @@ export class RawJson extends EncodedValue {
     return value;
   }
 
+  /**
+   * A value to lend to one publish after another (see `lend`): one object
+   * per connection rather than one per publish (88 bytes of young
+   * generation each, about a third of what a publish allocated).
+   */
+  static lender(): RawJson {
+    return new RawJson(undefined, undefined);
+  }
+
+  /**
+   * This lender's value is now the text in `frame[start, end)`, borrowed
+   * as by `borrowFrame` (until `release()`, after which using it throws
+   * again until it is lent anew). Whoever keeps a value past the publish
+   * keeps its `detach()`ed form, never the value lent.
+   */
+  lend(frame: Uint8Array, start: number, end: number, canonicalTopic: string | undefined): this {
+    this.#frame = frame;
+    this.#start = start;
+    this.#end = end;
+    this.#canonicalTopic = canonicalTopic;
+    return this;
+  }
+
   /** The borrowed canonical frame (see borrowFrame), or undefined. */
   get canonicalFrame(): Uint8Array | undefined {
     return this.#canonicalTopic === undefined ? undefined : this.#frame;
@@ -110,6 +133,8 @@ export class RawJson extends EncodedValue {
     if (this.#text === undefined) {
       this.#bytes = undefined;
       this.#frame = this.#canonicalTopic = undefined;
+      this.#decoded = false;
+      this.#value = undefined;
     }
   }
 
@@ -197,6 +222,20 @@ export class RawMsgpack extends EncodedValue {
     return value;
   }
 
+  /** A value to lend to one publish after another (see RawJson.lender). */
+  static lender(): RawMsgpack {
+    return new RawMsgpack(undefined);
+  }
+
+  /** This lender's value is now `frame[start, end)`, borrowed (see RawJson.lend). */
+  lend(frame: Uint8Array, start: number, end: number, canonicalTopic: string | undefined): this {
+    this.#frame = frame;
+    this.#start = start;
+    this.#end = end;
+    this.#canonicalTopic = canonicalTopic;
+    return this;
+  }
+
   /** The borrowed canonical frame (see FramePublish.canonical), or undefined. */
   get canonicalFrame(): Uint8Array | undefined {
     return this.#canonicalTopic === undefined ? undefined : this.#frame;
@@ -216,6 +255,8 @@ export class RawMsgpack extends EncodedValue {
   release(): void {
     this.#bytes = undefined;
     this.#frame = this.#canonicalTopic = undefined;
+    this.#decoded = false;
+    this.#value = undefined;
   }
 
   get bytes(): Uint8Array {
