@@ -279,12 +279,16 @@ export function readMsgpackPublish(
 ): FramePublish | undefined {
   const b = frame;
   PUBLISH.canonical = false;
+  const head = topics.head(b);
+  if (head > 0 && readCanonicalValue(b, head, topics.headTopic)) return PUBLISH;
   if (startsWith(b, CANONICAL)) {
     // As the client's encoder writes it (most publishes): only the params to read.
     const end = readParams(b, CANONICAL.length, topics);
     if (end === b.length) {
       PUBLISH.id = undefined;
       PUBLISH.canonical = canonicalParams(b, PUBLISH.valueStart);
+      // Its head, for the publishes after it on this topic (see TopicCache).
+      if (PUBLISH.canonical) topics.keepHead(b, PUBLISH.valueStart, PUBLISH.topic);
       return PUBLISH;
     }
   }
@@ -315,6 +319,35 @@ export function readMsgpackPublish(
   if (i !== b.length || !method || !params) return undefined;
   PUBLISH.id = id;
   return PUBLISH;
+}
+
+const RETAIN_KEY = Uint8Array.of(0xa0 | RETAIN.length, ...RETAIN);
+
+/**
+ * A canonical notification (see canonicalParams) whose bytes up to its
+ * value at `start` are the head kept for `topic` (see TopicCache): the
+ * value, then nothing more when the params map has two members, or
+ * `retain` and a boolean when three. False for anything else (the frame is
+ * read the long way).
+ */
+function readCanonicalValue(b: Uint8Array, start: number, topic: string): boolean {
+  const end = skipMsgpack(b, start, VALUE_DEPTH);
+  if (end < 0) return false;
+  let retain = true;
+  if (b[MP_PARAMS_AT] === 0x83) {
+    const flag = b[end + RETAIN_KEY.length];
+    if (
+      end + RETAIN_KEY.length + 1 !== b.length || !bytesAt(b, end, RETAIN_KEY) ||
+      (flag !== 0xc2 && flag !== 0xc3)
+    ) return false;
+    retain = flag === 0xc3;
+  } else if (end !== b.length) return false;
+  PUBLISH.id = undefined;
+  PUBLISH.topic = topic;
+  PUBLISH.at(b, start, end);
+  PUBLISH.retain = retain;
+  PUBLISH.canonical = true;
+  return true;
 }
 
 /** The id read by readId. */
