@@ -11,6 +11,7 @@ import type { Policy } from "./policies.ts";
 import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
+import { turnNow } from "./clock.ts";
 import { Admit, type ClientShare, Shares } from "./shares.ts";
 
 export { RetryBudget };
@@ -152,7 +153,7 @@ export class Dispatcher<J extends Job> {
     this.#policy = policy;
     this.#hooks = hooks;
     this.#options = options;
-    this.#now = options.now ?? (() => performance.now());
+    this.#now = options.now ?? turnNow;
     this.#runs = new Runs(pool, policy, this.#now);
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
     this.#shares = new Shares({
