@@ -12,7 +12,7 @@ import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
 import { turnNow } from "./clock.ts";
-import { Admit, type ClientShare, Shares } from "./shares.ts";
+import { Admit, type ClientShare, MAX_EARNED, Shares } from "./shares.ts";
 
 export { RetryBudget };
 
@@ -36,6 +36,8 @@ export interface Job extends FairItem {
   share?: ClientShare;
   /** Whether it was sent as a bulk flow's request (shares.ts; set by the dispatcher). */
   bulk?: boolean;
+  /** About its size in bytes, for the shares (set by the dispatcher). */
+  bytes?: number;
 }
 
 export interface DispatchHooks<J extends Job> {
@@ -162,6 +164,7 @@ export class Dispatcher<J extends Job> {
       waiting: (key) => this.#queue.waiting(key),
       wake: () => this.pump(),
       sourceOf: options.sourceOf,
+      backends: () => pool.healthy,
     });
   }
 
@@ -195,8 +198,11 @@ export class Dispatcher<J extends Job> {
     if (this.#closed) return this.#hooks.reject(job, this.#closed);
     this.#options.budget.deposit();
     const share = job.share = this.#shares.of(job.flow);
+    const bytes = job.bytes = this.#hooks.sizeOf(job, MAX_EARNED);
     // When it was taken, from clock reads made anyway: its sending, or its queueing.
-    if (this.queued === 0 && this.#shares.mayTake(share) && this.#dispatch(job, undefined)) {
+    if (
+      this.queued === 0 && this.#shares.mayTake(share, bytes) && this.#dispatch(job, undefined)
+    ) {
       share.lastAt = job.takenAt = job.sentAt;
       return;
     }
@@ -238,7 +244,9 @@ export class Dispatcher<J extends Job> {
     const backend = job.backend!;
     const now = this.#now();
     if (--backend.inflight === 0) backend.idleSince = now;
-    if (job.share !== undefined) this.#shares.gave(job.share, job.bulk === true, now);
+    if (job.share !== undefined) {
+      this.#shares.gave(job.share, job.bulk === true, now, job.bytes ?? 0, backend);
+    }
     backend.onAnswered(now - job.sentAt, outcome !== "answered");
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
     if (outcome === "lost") this.#failover(job, backend);
@@ -268,7 +276,7 @@ export class Dispatcher<J extends Job> {
       }
       let bulk = false;
       if (queue instanceof FairQueue) {
-        const admit = this.#shares.admit(job.share!, job.line!.items.length);
+        const admit = this.#shares.admit(job.share!, job.line!.items.length, job.bytes ?? 0);
         if (admit === Admit.No) {
           if (++passed > queue.flows) return true;
           queue.pass();
@@ -337,8 +345,10 @@ export class Dispatcher<J extends Job> {
     // A link that turns out to be down takes its backend out of rotation, so
     // each pass picks another; the bound only guards against a broken link.
     for (let tries = this.#pool.list.length; tries >= 0; tries--) {
-      const backend = this.#runs.pick(job.flow, avoid);
+      let backend = this.#runs.pick(job.flow, avoid);
       if (backend === undefined) return false;
+      // Not behind a large request on its connection, when another has none (shares.ts).
+      if (this.#shares.large > 0) backend = this.#shares.clearOf(backend, this.#pool.list, avoid);
       backend.inflight++;
       job.backend = backend;
       job.attempts++;
@@ -346,10 +356,10 @@ export class Dispatcher<J extends Job> {
       const share = job.share;
       if (share !== undefined) {
         job.bulk = bulk;
-        this.#shares.took(share, bulk);
+        this.#shares.took(share, bulk, job.bytes ?? 0, backend);
       }
       if (this.#hooks.send(job, backend)) return true;
-      if (share !== undefined) this.#shares.gave(share, bulk, -Infinity);
+      if (share !== undefined) this.#shares.gave(share, bulk, -Infinity, job.bytes ?? 0, backend);
       backend.inflight--;
       job.attempts--;
     }

@@ -133,6 +133,7 @@ function forwarding(options: BalancerOptions) {
         takenAt: 0,
         queuedBytes: 0,
         bulk: false,
+        bytes: 0,
         resolve,
         reject,
       });

@@ -112,6 +112,7 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   takenAt = 0;
   queuedBytes = 0;
   bulk = false;
+  bytes = 0;
   backend?: Backend;
   /** The backend connection of the current send. */
   via: Peer | undefined;

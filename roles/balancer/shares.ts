@@ -36,6 +36,23 @@
  * together may have {@link SOURCE_OUT} shares on the backends, and those
  * holding more than {@link SOURCE_DEPTH} shares (on the backends and
  * waiting) are bulk flows: what one connection may hold, plus one share.
+ *
+ * Shares by request count let one client that kept 16 echo requests of
+ * 64 KiB–1 MiB outstanding (reading every answer) cut every other client to
+ * 0.01–0.04× its throughput, p99 0.2–2 s (hostile32 X2): every client's
+ * requests to a backend go on one connection, so a small request waited
+ * behind up to 16 large ones on the way out, and behind their answers on
+ * the way back. So bytes count too. While others are active, a connection
+ * may have at most {@link SHARE_BYTES} of requests on the backends (always
+ * at least one request). A request of {@link LARGE_BYTES} or more is large:
+ * while a small request is on the backends (or was answered within the
+ * grace), there are at most one large request fewer than backends in
+ * rotation (at least one) on the backends, and they go at the pace the
+ * others' requests earn them ({@link SMALL_EARNS} each: deficit round robin
+ * in bytes, the others' requests being the rounds); and a request goes to a
+ * backend with no large request on it when there is one (see
+ * {@link Shares.clearOf}), so small requests find a connection with
+ * nothing large ahead of them.
  */
 
 /** Requests one client connection may have on the backends while others are active. */
@@ -58,6 +75,18 @@ const MAX_CREDIT = 2;
  * between an answer and its next request, longer when its machine is busy.
  */
 export const LIGHT_GRACE_MS = 50;
+/** Bytes of requests one connection may have on the backends while others are active. */
+export const SHARE_BYTES = 64 * 1024;
+/** Requests of at least this many bytes are large (they hold a backend's connection a while). */
+export const LARGE_BYTES = 32 * 1024;
+/**
+ * Bytes of large requests each other request sent earns them while small
+ * ones are busy: about what a small request costs the balancer, in bytes
+ * moved (each byte is scanned and copied a few times on its way through).
+ */
+export const SMALL_EARNS = 4 * 1024;
+/** Most bytes large requests may have earned ahead; and sizes are counted up to this. */
+export const MAX_EARNED = 1024 * 1024;
 
 /** What {@link Shares.admit} allows a waiting request. */
 export enum Admit {
@@ -84,6 +113,8 @@ export class SourceShare {
 export class ClientShare {
   /** Requests of it on backends now. */
   inflight = 0;
+  /** Their bytes. */
+  bytes = 0;
   /** When it last sent a request (the dispatcher's clock). */
   lastAt = 0;
   constructor(readonly key: object, readonly source: SourceShare | undefined) {}
@@ -97,6 +128,16 @@ export class Shares {
   inflight = 0;
   /** Of them, sent for bulk flows. */
   bulk = 0;
+  /** Of them, large ones (LARGE_BYTES or more). */
+  large = 0;
+  /** Large requests on each backend (only backends with one). */
+  #largeOn = new Map<object, number>();
+  /** When a request that is not large was last answered. */
+  #smallAt = -Infinity;
+  /** What large requests may send before they wait for others' requests (see SMALL_EARNS). */
+  #earned = 0;
+  /** Backends in rotation now (large requests may use one fewer while small ones are busy). */
+  #backends: () => number;
   /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
   #credit = 0;
   /** Set while a pump is due once the grace passes (see `admit`). */
@@ -135,8 +176,10 @@ export class Shares {
       waiting: (key: object) => boolean;
       wake: () => void;
       sourceOf?: (key: object) => string | undefined;
+      backends?: () => number;
     },
   ) {
+    this.#backends = options.backends ?? (() => 1);
     this.contended = options.contended ?? CONTENDED_SHARE;
     this.#now = options.now;
     this.#waiting = options.waiting;
@@ -170,9 +213,9 @@ export class Shares {
    * Whether a request of `share`'s connection, with nothing of it waiting,
    * may go to a backend now (as a request within its share).
    */
-  mayTake(share: ClientShare): boolean {
+  mayTake(share: ClientShare, bytes: number): boolean {
     if (this.#byKey.size <= 1) return true;
-    if (share.inflight >= this.contended) return false;
+    if (share.inflight >= this.contended || !this.#roomFor(share, bytes)) return false;
     const source = share.source;
     return source === undefined || source.connections <= 1 ||
       source.inflight < SOURCE_OUT * this.contended || !this.#othersBusy(source);
@@ -181,10 +224,11 @@ export class Shares {
   /**
    * Whether the head of `share`'s line may go to a backend now, and as what.
    * @param waiting requests of that connection waiting, the head included
+   * @param bytes the head's size
    */
-  admit(share: ClientShare, waiting: number): Admit {
+  admit(share: ClientShare, waiting: number, bytes: number): Admit {
     if (this.#byKey.size <= 1) return Admit.Light;
-    if (share.inflight >= this.contended) return Admit.No;
+    if (share.inflight >= this.contended || !this.#roomFor(share, bytes)) return Admit.No;
     let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
     const source = share.source;
     if (source !== undefined && source.connections > 1 && this.#othersBusy(source)) {
@@ -195,6 +239,48 @@ export class Shares {
     return this.#bulk();
   }
 
+  /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
+  #roomFor(share: ClientShare, bytes: number): boolean {
+    if (share.inflight > 0 && share.bytes + bytes > SHARE_BYTES) return false;
+    if (bytes < LARGE_BYTES) return true;
+    // Small requests busy: large ones keep off one backend at least, and
+    // go at the pace the others' requests earn them.
+    if (this.inflight === this.large) {
+      const wait = this.#smallAt + LIGHT_GRACE_MS - this.#now();
+      if (wait <= 0) return true;
+      if (this.large === 0) this.#wakeIn(wait);
+    }
+    return this.#earned >= 0 && this.large < Math.max(1, this.#backends() - 1);
+  }
+
+  /** Pumps the queue in `ms` (nothing else may, when nothing is on the backends). */
+  #wakeIn(ms: number): void {
+    if (this.#graceTimer !== undefined) return;
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
+      this.#wake();
+    }, ms + 1);
+  }
+
+  /**
+   * Where a request goes instead of `picked` when that one has a large
+   * request on it: an available backend of `list` with none (`avoid`
+   * aside), the least busy; `picked` when there is none.
+   */
+  clearOf<B extends { readonly available: boolean; inflight: number }>(
+    picked: B,
+    list: readonly B[],
+    avoid: B | undefined,
+  ): B {
+    if (this.large === 0 || !this.#largeOn.has(picked)) return picked;
+    let best: B | undefined;
+    for (const b of list) {
+      if (b === avoid || !b.available || this.#largeOn.has(b)) continue;
+      if (best === undefined || b.inflight < best.inflight) best = b;
+    }
+    return best ?? picked;
+  }
+
   /** Whether a request of a bulk flow may go now. */
   #bulk(): Admit {
     const light = this.inflight - this.bulk;
@@ -202,22 +288,26 @@ export class Shares {
       const wait = this.#lightAt + LIGHT_GRACE_MS - this.#now();
       if (wait <= 0) return Admit.Bulk;
       // Nothing may come to pump the line when the grace ends.
-      if (this.bulk === 0 && this.#graceTimer === undefined) {
-        this.#graceTimer = setTimeout(() => {
-          this.#graceTimer = undefined;
-          this.#wake();
-        }, wait + 1);
-      }
+      if (this.bulk === 0) this.#wakeIn(wait);
     }
     return this.#credit >= 1 && this.bulk < Math.max(1, (light / LIGHT_PER_BULK) | 0)
       ? Admit.Bulk
       : Admit.No;
   }
 
-  /** A request of `share` went to a backend (`bulk`: as a bulk flow's). */
-  took(share: ClientShare, bulk: boolean): void {
+  /** A request of `share`, of `bytes`, went to `backend` (`bulk`: as a bulk flow's). */
+  took(share: ClientShare, bulk: boolean, bytes: number, backend: object): void {
     share.inflight++;
+    share.bytes += bytes;
     this.inflight++;
+    if (bytes >= LARGE_BYTES) {
+      this.large++;
+      this.#largeOn.set(backend, (this.#largeOn.get(backend) ?? 0) + 1);
+      // Alone (nothing small on the backends nor answered within the grace), they owe nothing.
+      const alone = this.inflight === this.large &&
+        this.#now() - this.#smallAt >= LIGHT_GRACE_MS;
+      this.#earned = alone ? 0 : this.#earned - bytes;
+    } else if (this.#earned < MAX_EARNED) this.#earned += SMALL_EARNS;
     const source = share.source;
     if (source !== undefined && source.inflight++ + source.waiting === 0) this.#busySources++;
     if (bulk) {
@@ -227,12 +317,19 @@ export class Shares {
   }
 
   /**
-   * A request of `share` sent as `bulk` left its backend at `now` (the
-   * dispatcher's clock; -Infinity: it was never sent).
+   * A request of `share` sent as `bulk`, of `bytes`, left `backend` at
+   * `now` (the dispatcher's clock; -Infinity: it was never sent).
    */
-  gave(share: ClientShare, bulk: boolean, now: number): void {
+  gave(share: ClientShare, bulk: boolean, now: number, bytes: number, backend: object): void {
     share.inflight--;
+    share.bytes -= bytes;
     this.inflight--;
+    if (bytes >= LARGE_BYTES) {
+      this.large--;
+      const n = this.#largeOn.get(backend)! - 1;
+      if (n === 0) this.#largeOn.delete(backend);
+      else this.#largeOn.set(backend, n);
+    } else if (now > this.#smallAt) this.#smallAt = now;
     const source = share.source;
     if (source !== undefined && --source.inflight + source.waiting === 0) {
       this.#wentIdle(source, now > -Infinity ? now : this.#now());
