@@ -20,27 +20,29 @@ function core(): BrokerCore {
 }
 
 /**
- * Every page of a listing, following `next`; with `seek`, each page after
- * the broker's kept walks were pushed out by other listings (so it seeks
- * its place from the name alone).
+ * Every page of a listing, following `next`, by one connection (`owner`);
+ * with `seek`, each page by a new one (so it seeks its place from the name
+ * alone); with `others`, other connections list between its pages.
  */
 function pages(
   c: BrokerCore,
   prefix: string,
   limit: number,
-  options: { seek?: boolean; between?: () => void } = {},
+  options: { seek?: boolean; others?: boolean; between?: () => void } = {},
 ): TopicInfo[][] {
   const out: TopicInfo[][] = [];
   let after: string | undefined;
+  let owner = {};
   for (let i = 0; i < 10_000; i++) {
-    const page = c.listTopics(prefix, limit, after);
+    const page = c.listTopics(prefix, limit, after, owner);
     out.push(page.topics);
     assert.equal(page.truncated, page.next !== undefined);
     if (page.next === undefined) return out;
     after = page.next;
     options.between?.();
-    if (options.seek) {
-      for (let k = 0; k < 20; k++) c.listTopics("/", 1, `/${k}/other`);
+    if (options.seek) owner = {};
+    if (options.others) {
+      for (let k = 0; k < 20; k++) c.listTopics(prefix, 1, page.next, {});
     }
   }
   throw new Error("no end of pages");
@@ -129,11 +131,38 @@ Deno.test("listTopics() pages past its walk bound, where an answer may list noth
   assert.deepEqual(first.topics, []);
   assert.equal(first.truncated, true);
   assert.ok(first.next !== undefined);
-  for (const seek of [false, true]) {
-    const paged = pages(c, "/+/z", 1000, { seek });
+  for (const others of [false, true]) {
+    const paged = pages(c, "/+/z", 1000, { others });
     assert.ok(paged.length >= 2);
     assert.deepEqual(names(paged.flat()), [0, 1, 2, 3, 4].map((i) => `/z${i}/z`));
   }
+});
+
+Deno.test("listTopics() seeks past any number of siblings within its bound, and goes on next page (hostile32 X4)", () => {
+  const c = core();
+  const n = 3 * LIST_VISITS;
+  for (let i = 0; i < n; i++) c.publish(`/t/${i}`, i, false);
+  // A new connection names a place past 3 bounds' worth of siblings: each answer steps over
+  // at most one bound of them (the seek cost O(siblings) in one answer before), lists nothing
+  // and names the same place; its next pages go on stepping, other clients' listings between.
+  const owner = {};
+  const after = `/t/${n - 3}`;
+  let calls = 0;
+  let page = c.listTopics("/", 10, after, owner);
+  while (page.topics.length === 0) {
+    assert.equal(page.next, after);
+    assert.ok(++calls <= 4, "goes on");
+    for (let k = 0; k < 20; k++) c.listTopics("/", 1, `/t/${k}`, {});
+    page = c.listTopics("/", 10, page.next, owner);
+  }
+  assert.ok(calls >= 2, `stopped within its bound (${calls} empty answers)`);
+  const listed = names(page.topics);
+  for (let k = 0; page.next !== undefined && k < 4; k++) {
+    page = c.listTopics("/", 10, page.next, owner);
+    listed.push(...names(page.topics));
+  }
+  assert.equal(page.truncated, false);
+  assert.deepEqual(listed, [`/t/${n - 2}`, `/t/${n - 1}`]);
 });
 
 Deno.test("listTopics() pages of a changing tree miss no topic that stayed", () => {

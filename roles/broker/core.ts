@@ -360,14 +360,19 @@ export class BrokerCore {
    * `next` of an earlier answer); bounded work (see topic_list.ts).
    * @throws {DistError} BAD_REQUEST for an invalid prefix or `after`
    */
-  listTopics(prefix: unknown = "/", limit = Infinity, after?: unknown): TopicListing {
+  listTopics(
+    prefix: unknown = "/",
+    limit = Infinity,
+    after?: unknown,
+    owner?: object,
+  ): TopicListing {
     const pattern = normalizeTopic(prefix, { pattern: true });
     const segments = topicSegments(pattern);
     const from = after === undefined ? undefined : normalizeTopic(after);
     this.topics.need(segments);
     this.#placeUnder(segments);
     const list = { prefix: pattern, pattern: segments, limit, after: from };
-    return this.#lister.list(this.topics.root, this.subscriptions, list);
+    return this.#lister.list(this.topics.root, this.subscriptions, list, owner);
   }
 
   /**

@@ -222,8 +222,8 @@ export class WireFront {
       },
       "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
       "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),
-      "broker.topics": (p) =>
-        this.core.listTopics(p.prefix ?? "/", p.limit ?? TOPICS_DEFAULT_LIMIT, p.after),
+      "broker.topics": (p, peer) =>
+        this.core.listTopics(p.prefix ?? "/", p.limit ?? TOPICS_DEFAULT_LIMIT, p.after, peer),
     };
     return serving([broker], handlers, {
       wrap: (handle) => (method, params, peer, meta) => {

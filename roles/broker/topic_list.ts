@@ -37,8 +37,11 @@ export interface TopicListing {
 /** Skips branches that hold no topic. */
 const noTopics = (node: TopicNode) => node.topics === 0;
 
-/** Walks kept for the next page (see TopicLister). */
+/** Walks kept for the next page, for listings of no one in particular (see TopicLister). */
 const KEPT_WALKS = 16;
+
+/** Walks kept for the next page, for one connection's listings. */
+const KEPT_WALKS_EACH = 4;
 
 /** Where a listing stopped: its walk, and a topic met but not listed (past the limit). */
 interface Kept {
@@ -48,12 +51,19 @@ interface Kept {
 
 /**
  * Lists topics a page at a time. The walk of an answer that stopped is kept
- * (the last KEPT_WALKS), so the next page goes on from it at once; a page
- * whose walk is no longer kept seeks its place (TopicWalk.seek), which steps
- * over the siblings before each node on its way (about 20 ns each).
+ * (the last KEPT_WALKS_EACH of its connection), so the next page goes on
+ * from it at once; a page whose walk is not kept seeks its place
+ * (TopicWalk.seek), stepping over the siblings before each node on its way
+ * within the same bound as the walk: past a level of more siblings than
+ * that, the answer lists nothing and names the same place as `next`, and
+ * the connection's next page goes on stepping from where this one stopped
+ * (hostile review 32, X4: a seek of 500,000 siblings cost 22-57 ms a call).
+ * Walks are kept per connection so that other clients' listings cannot
+ * push a connection's out.
  */
 export class TopicLister {
   readonly #kept = new Map<string, Kept>();
+  readonly #keptBy = new WeakMap<object, Map<string, Kept>>();
 
   /**
    * The existing topics under `pattern` (`prefix`, normalised, as segments),
@@ -64,10 +74,13 @@ export class TopicLister {
     root: TopicNode,
     subscriptions: SubscriptionTree<Subscription>,
     options: { prefix: string; pattern: readonly string[]; limit: number; after?: string },
+    /** Whose listing (a connection): its walks are kept apart from others'. */
+    owner?: object,
   ): TopicListing {
     const { prefix, limit, after } = options;
-    let kept = after === undefined ? undefined : this.#kept.get(`${prefix}\n${after}`);
-    if (kept !== undefined) this.#kept.delete(`${prefix}\n${after}`);
+    const keep = owner === undefined ? this.#kept : this.#keptBy.get(owner) ?? new Map();
+    let kept = after === undefined ? undefined : keep.get(`${prefix}\n${after}`);
+    if (kept !== undefined) keep.delete(`${prefix}\n${after}`);
     else {
       kept = { walk: new TopicWalk(root, options.pattern, noTopics), pending: undefined };
       if (after !== undefined) kept.walk.seek(after);
@@ -96,8 +109,10 @@ export class TopicLister {
       node = undefined;
     }
     if (next === undefined) return { topics, truncated: false };
-    this.#kept.set(`${prefix}\n${next}`, kept);
-    if (this.#kept.size > KEPT_WALKS) this.#kept.delete(this.#kept.keys().next().value!);
+    keep.set(`${prefix}\n${next}`, kept);
+    if (owner !== undefined) this.#keptBy.set(owner, keep);
+    const most = owner === undefined ? KEPT_WALKS : KEPT_WALKS_EACH;
+    if (keep.size > most) keep.delete(keep.keys().next().value!);
     return { topics, truncated: true, next };
   }
 }

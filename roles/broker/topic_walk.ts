@@ -20,6 +20,15 @@ interface Frame {
   depth: number;
   /** ...and at character `from` of their names. */
   from: number;
+  /**
+   * Set by `seek`: `nodes` are stepped over up to this one, each step from
+   * the budget as a visit (a level may hold any number of siblings before
+   * it); it is met too with `meet`.
+   */
+  skip?: TopicNode;
+  meet?: boolean;
+  /** With `skip`: the level, read again from its start if `skip` left it meanwhile. */
+  level?: Map<string, TopicNode>;
 }
 
 /**
@@ -79,11 +88,22 @@ export class TopicWalk {
       const top = stack[stack.length - 1];
       const step = top.nodes.next();
       if (step.done) {
+        if (top.skip !== undefined) {
+          // The node sought left the level meanwhile: all of it again (met again, none missed).
+          top.skip = undefined;
+          top.nodes = top.level!.values();
+          continue;
+        }
         stack.pop();
         continue;
       }
       budget.left--;
       const node = step.value;
+      if (top.skip !== undefined) {
+        if (node !== top.skip) continue;
+        top.skip = undefined;
+        if (!top.meet) continue;
+      }
       this.#last = node;
       if (this.#enter(node, top.depth, top.from)) return node;
     }
@@ -106,7 +126,9 @@ export class TopicWalk {
    * or one the walk would not meet, resumes at the start of the first level
    * where it is not found (names may then be met again, none missed). The
    * siblings before each node on its way are stepped over (a Map has no
-   * other way to go on from an entry): at most the tree's size, cheap steps.
+   * other way to go on from an entry) by later `next` calls, each step
+   * spent from their budget: a seek past many siblings is bounded work per
+   * call like the rest of the walk (hostile review 32, X4), not done here.
    */
   seek(path: string): void {
     const stack = this.#stack;
@@ -129,18 +151,23 @@ export class TopicWalk {
       const next = children.get(key);
       const named = top.depth < pattern.length && pattern[top.depth] !== ONE_SEGMENT;
       if (next === undefined || (named && key !== pattern[top.depth])) return; // the whole level
-      const rest = named ? NONE.values() : after(children.values(), next);
+      if (named) top.nodes = NONE.values();
+      else {
+        top.nodes = children.values();
+        top.skip = next;
+        top.level = children;
+      }
       const end = next.end;
       if (
         end <= length && (end === length || path.charCodeAt(end) === SLASH) &&
         path.startsWith(next.name.slice(0, end))
       ) {
-        top.nodes = rest;
         node = next;
         continue;
       }
       // The path ends inside its edge (so it comes after) or parts from it: it comes next.
-      top.nodes = first(next, rest);
+      if (named) top.nodes = [next].values();
+      else top.meet = true;
       return;
     }
   }
@@ -192,16 +219,4 @@ export class TopicWalk {
     if (children !== undefined) stack.push({ nodes: children.values(), depth, from: end + 1 });
     return node.topic !== undefined;
   }
-}
-
-/** `nodes` after `node` (those before it stepped over). */
-function after(nodes: Iterator<TopicNode>, node: TopicNode): Iterator<TopicNode> {
-  for (let step = nodes.next(); !step.done && step.value !== node; step = nodes.next());
-  return nodes;
-}
-
-/** `node`, then the rest of `nodes`. */
-function* first(node: TopicNode, nodes: Iterator<TopicNode>): Generator<TopicNode> {
-  yield node;
-  for (let step = nodes.next(); !step.done; step = nodes.next()) yield step.value;
 }
