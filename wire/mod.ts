@@ -124,8 +124,8 @@ export {
   type RawPublish,
   readDelivery,
   readPublish,
-  TopicCache,
 } from "./pubsub_json.ts";
+export { TopicCache } from "./topic_cache.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
 export {
   any,

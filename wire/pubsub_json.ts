@@ -12,6 +12,8 @@
  * path is an optimisation, never a second protocol.
  */
 import { plainInteger, plainString, skipSpace, skipString, skipValue } from "./json_scan.ts";
+import { bytesAt, endsWith, startsWith, WordRun } from "./byte_words.ts";
+import type { TopicCache } from "./topic_cache.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -48,72 +50,7 @@ function startsWithPublish(frame: Uint8Array): boolean {
   return PUBLISH_RUN.at(frame, 0);
 }
 
-/** Whether `b` has `word` at `at`, a byte at a time (for a few bytes: see WordRun). */
-export function bytesAt(b: Uint8Array, at: number, word: Uint8Array): boolean {
-  const n = word.length;
-  if (at < 0 || b.length - at < n) return false;
-  for (let i = 0; i < n; i++) if (b[at + i] !== word[i]) return false;
-  return true;
-}
-
-let viewBuffer: ArrayBufferLike | undefined;
-let view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
-
-/**
- * Bytes to look for at the start of frames, compared four at a time
- * (little-endian words read through a DataView of the frame's buffer,
- * one per read buffer, which holds hundreds of frames) and the last few
- * one by one. Asking a frame for its buffer costs about 12 ns, so this
- * pays for itself only past a few dozen bytes: shorter runs use bytesAt.
- */
-export class WordRun {
-  readonly bytes: Uint8Array;
-  readonly #words: Int32Array;
-
-  constructor(bytes: Uint8Array) {
-    this.bytes = bytes;
-    this.#words = new Int32Array(bytes.length >> 2);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-    for (let w = 0; w < this.#words.length; w++) this.#words[w] = dv.getInt32(4 * w, true);
-  }
-
-  get length(): number {
-    return this.bytes.length;
-  }
-
-  /** Whether `b` has these bytes at `at`. */
-  at(b: Uint8Array, at: number): boolean {
-    const bytes = this.bytes;
-    const n = bytes.length;
-    if (at < 0 || b.length - at < n) return false;
-    const buffer = b.buffer;
-    if (buffer !== viewBuffer) {
-      viewBuffer = buffer;
-      view = new DataView(buffer);
-    }
-    const dv = view;
-    const words = this.#words;
-    const base = b.byteOffset + at;
-    for (let w = 0; w < words.length; w++) {
-      if (dv.getInt32(base + 4 * w, true) !== words[w]) return false;
-    }
-    for (let i = words.length << 2; i < n; i++) if (b[at + i] !== bytes[i]) return false;
-    return true;
-  }
-}
-
 const PUBLISH_RUN = new WordRun(PUBLISH_PREFIX);
-
-/** Whether `frame` has `prefix` (from its byte `from` on) at `at`. */
-export function startsWith(frame: Uint8Array, prefix: Uint8Array, at = 0, from = 0): boolean {
-  if (frame.length < at + prefix.length - from) return false;
-  for (let i = from; i < prefix.length; i++) if (frame[at + i - from] !== prefix[i]) return false;
-  return true;
-}
-
-function endsWith(frame: Uint8Array, suffix: Uint8Array, end: number): boolean {
-  return end >= suffix.length && startsWith(frame, suffix, end - suffix.length);
-}
 
 /**
  * The end of a topic starting at `from`: the index of its closing quote, or
@@ -127,70 +64,6 @@ function topicEnd(frame: Uint8Array, from: number): number {
     if (c < 0x21 || c > 0x7e || c === BACKSLASH) return -1;
   }
   return -1;
-}
-
-/**
- * Remembers the last topic read, so a run of messages on one topic makes one
- * string; and for a publisher's run of publishes on one topic in the
- * canonical layout, the bytes they start with up to the value (its head:
- * see readPublish), so that each one after the first two checks its head
- * as one run of words rather than piece by piece.
- */
-export class TopicCache {
-  #bytes = new Uint8Array(0);
-  #topic = "";
-  /** Whether the last call to `topic` gave the topic of the call before. */
-  #repeated = false;
-  #head: WordRun | undefined = undefined;
-  #headTopic = "";
-
-  /** The topic in `frame[from, to)` (ASCII). */
-  topic(frame: Uint8Array, from: number, to: number): string {
-    const cached = this.#bytes;
-    const len = to - from;
-    if (len === cached.length) {
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (frame[from + i] !== cached[i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) {
-        this.#repeated = true;
-        return this.#topic;
-      }
-    }
-    this.#repeated = false;
-    this.#bytes = frame.slice(from, to);
-    this.#topic = decoder.decode(this.#bytes);
-    return this.#topic;
-  }
-
-  /**
-   * The length of the head kept (see `keepHead`) when `frame` starts with
-   * it and has more after it, else 0; its topic is then `headTopic`.
-   */
-  head(frame: Uint8Array): number {
-    const head = this.#head;
-    return head !== undefined && frame.length > head.length && head.at(frame, 0) ? head.length : 0;
-  }
-
-  get headTopic(): string {
-    return this.#headTopic;
-  }
-
-  /**
-   * Keeps `frame[0, end)`, a canonical publish's bytes up to its value,
-   * whose topic `topic` has just given: only when it gave the same
-   * topic the time before too (a run of publishes on one topic), so a
-   * publisher going round many topics does not copy a head per publish.
-   */
-  keepHead(frame: Uint8Array, end: number, topic: string): void {
-    if (!this.#repeated || (this.#head !== undefined && this.#headTopic === topic)) return;
-    this.#head = new WordRun(frame.slice(0, end));
-    this.#headTopic = topic;
-  }
 }
 
 /** A publish read as bytes: the topic, and the value's JSON text as a view of the frame. */

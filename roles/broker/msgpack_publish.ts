@@ -11,6 +11,7 @@
  */
 import { type FramePublish, MAX_DEPTH, PublishRead, type TopicCache } from "../../wire/mod.ts";
 import { skipUtf8 } from "../../wire/json_scan.ts";
+import { bytesAt, startsWith } from "../../wire/byte_words.ts";
 
 const encoder = new TextEncoder();
 const ID = encoder.encode("id");
@@ -31,12 +32,6 @@ const CANONICAL = Uint8Array.of(
   0xa6,
   ...PARAMS,
 );
-
-function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
-  if (b.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
-  return true;
-}
 
 /** `params` is a map in the message: its members' parent is at depth 2. */
 const VALUE_DEPTH = 2;
@@ -67,11 +62,6 @@ function canonicalParams(b: Uint8Array, valueStart: number): boolean {
   if (c < 0xa0 || c > 0xbf) return false;
   i += 1 + (c & 0x1f);
   return bytesAt(b, i, VALUE_KEY) && i + VALUE_KEY.length === valueStart;
-}
-
-function bytesAt(b: Uint8Array, at: number, word: Uint8Array): boolean {
-  for (let k = 0; k < word.length; k++) if (b[at + k] !== word[k]) return false;
-  return true;
 }
 
 /** Where the last string read by `str` starts and ends (its bytes, header excluded). */

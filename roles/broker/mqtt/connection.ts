@@ -69,7 +69,7 @@ export class MqttConnection implements PacketHost, PublishSide {
   /** Our Topic Aliases (MQTT 5, when the client's Topic Alias Maximum allows some). */
   aliases: OutAliases | undefined;
   readonly #conn: Deno.Conn;
-  readonly #front: MqttFront;
+  readonly front: MqttFront;
   readonly #out: Outbound;
   #version = 4;
   #v5 = false;
@@ -94,7 +94,7 @@ export class MqttConnection implements PacketHost, PublishSide {
   constructor(conn: Deno.Conn, front: MqttFront, ageMs = 0) {
     this.#conn = conn;
     this.live = new Liveness(ageMs);
-    this.#front = front;
+    this.front = front;
     this.#out = new Outbound(conn, HIGH_WATER, () => this.close("write error", true));
     ticker.add(this);
   }
@@ -114,7 +114,7 @@ export class MqttConnection implements PacketHost, PublishSide {
 
   /** Reads and handles packets until the connection closes. */
   run(): Promise<void> {
-    return readPackets(this.#conn, this.#out, this.#front.limits.maxPacket, this);
+    return readPackets(this.#conn, this.#out, this.front.limits.maxPacket, this);
   }
 
   // The read loop's PacketHost: methods, not closures (an idle connection's every byte counts).
@@ -136,13 +136,13 @@ export class MqttConnection implements PacketHost, PublishSide {
   }
 
   oversize(length: number, max: number): void {
-    this.#front.oversize++;
+    this.front.oversize++;
     this.refuse(0x95, `a packet of ${length} bytes, over the limit of ${max}`);
   }
 
   mayBuffer(total: number): boolean {
     // A CONNECT this large brings a will: none past their share (sessions.ts), nor buffered.
-    const f = this.#front;
+    const f = this.front;
     const full = this.#connected ? f.core.overBudget : f.sessions.refusesBuffer(total);
     if (!full) return true;
     this.refuse(0x97, `a packet of ${total} bytes while the broker is at its memory budget`);
@@ -227,19 +227,19 @@ export class MqttConnection implements PacketHost, PublishSide {
     const level = connectLevel(packet, head);
     if (level !== 3 && level !== 4 && level !== 5) {
       // 3.1.1's "unacceptable protocol version" (MQTT 5 clients read it too).
-      this.#front.badConnects++;
+      this.front.badConnects++;
       return this.#finish(Uint8Array.of(0x20, 2, 0, 1), `protocol level ${level}`);
     }
     this.#version = level === 5 ? 5 : 4;
     this.#v5 = level === 5;
-    if (this.#front.sessions.refusesWill(packet, head)) {
-      return this.#connack(...sessionRefused("memory", this.#v5, this.#front.limits));
+    if (this.front.sessions.refusesWill(packet, head)) {
+      return this.#connack(...sessionRefused("memory", this.#v5, this.front.limits));
     }
     let p: IConnectPacket;
     try {
       p = parseSlow(packet, this.#version) as IConnectPacket;
     } catch (err) {
-      this.#front.badConnects++;
+      this.front.badConnects++;
       return this.refuse(0x80, `a malformed CONNECT (${(err as Error).message})`);
     }
     let clientId = p.clientId ?? "";
@@ -256,7 +256,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       return this.#connack(this.#v5 ? 0x90 : 2, `a will on ${(err as Error).message}`);
     }
     try {
-      this.#identity = await this.#front.authenticate(this, p.username, p.password);
+      this.#identity = await this.front.authenticate(this, p.username, p.password);
     } catch (err) {
       if (this.#closed) return;
       const e = DistError.from(err);
@@ -287,7 +287,7 @@ export class MqttConnection implements PacketHost, PublishSide {
         return this.#connack(this.#v5 ? 0x87 : 5, `a will: ${DistError.from(err).message}`);
       }
     }
-    const { keepAlive, serverKeepAlive } = keepAliveOf(p, this.#v5, this.#front.limits);
+    const { keepAlive, serverKeepAlive } = keepAliveOf(p, this.#v5, this.front.limits);
     this.live.keepAliveMs = keepAlive * 1500;
     const props = p.properties;
     if (props?.receiveMaximum !== undefined) {
@@ -298,7 +298,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       this.aliases = new OutAliases(props!.topicAliasMaximum!);
     }
     const expiry = sessionExpiryOf(p, this.#v5);
-    const taken = this.#front.register(this, {
+    const taken = this.front.register(this, {
       clean: p.clean !== false,
       expiry: expiry.given,
       owner: this.#identity?.user,
@@ -306,15 +306,15 @@ export class MqttConnection implements PacketHost, PublishSide {
       will: this.#will,
     });
     if (typeof taken === "string") {
-      return this.#connack(...sessionRefused(taken, this.#v5, this.#front.limits));
+      return this.#connack(...sessionRefused(taken, this.#v5, this.front.limits));
     }
     this.#session = taken.session;
     this.#connected = true;
-    this.#front.wills.hold(this.#will);
+    this.front.wills.hold(this.#will);
     this.send(connackOk(this.#v5, taken.present, {
       assignedId: p.clientId ? undefined : this.clientId,
       expiry,
-      maxPacket: this.#front.limits.maxPacket,
+      maxPacket: this.front.limits.maxPacket,
       serverKeepAlive,
     }));
     // After the CONNACK: what was in flight goes again, then what waited.
@@ -340,17 +340,8 @@ export class MqttConnection implements PacketHost, PublishSide {
     return this.#identity;
   }
 
-  get front(): MqttFront {
-    return this.#front;
-  }
-
   get out(): Outbound {
     return this.#out;
-  }
-
-  /** Output was queued: past its bound the client does not read, and is closed. */
-  queuedOut(): void {
-    this.#queued();
   }
 
   // ---- housekeeping (the process's one ticker) ----
@@ -359,9 +350,9 @@ export class MqttConnection implements PacketHost, PublishSide {
 
   tick(elapsed: number): void {
     if (this.#closed) return;
-    const verdict = this.live.check(elapsed, this.#connected, this.#out, this.#front.limits);
+    const verdict = this.live.check(elapsed, this.#connected, this.#out, this.front.limits);
     if (verdict !== undefined) {
-      if (verdict.slow) this.#front.slowConsumers++;
+      if (verdict.slow) this.front.slowConsumers++;
       return this.close(verdict.why, verdict.withWill);
     }
     if (!this.#connected || this.#out.writing) return;
@@ -385,12 +376,12 @@ export class MqttConnection implements PacketHost, PublishSide {
     } catch {
       // Already closed by the peer.
     }
-    this.#front.gone(this, why);
+    this.front.gone(this, why);
     // The session ends, or waits for the client (it may be back with another connection).
     this.#session?.detach(this);
     const will = this.#will;
     this.#will = undefined;
-    if (this.#connected) this.#front.wills.leave(this.clientId, will, expiry, withWill);
+    if (this.#connected) this.front.wills.leave(this.clientId, will, expiry, withWill);
   }
 
   /** MQTT 5: says why in a DISCONNECT (or a CONNACK before CONNECT is accepted), then closes. */
@@ -406,7 +397,7 @@ export class MqttConnection implements PacketHost, PublishSide {
   }
 
   #connack(code: number, why: string): undefined {
-    this.#front.badConnects++;
+    this.front.badConnects++;
     const packet = this.#v5
       ? generate({ cmd: "connack", sessionPresent: false, reasonCode: code }, 5)
       : Uint8Array.of(0x20, 2, 0, code);
@@ -414,8 +405,8 @@ export class MqttConnection implements PacketHost, PublishSide {
   }
 
   protocolError(why: string): undefined {
-    this.#front.protocolErrors++;
-    this.#front.warn(this, `Protocol error: ${why}`);
+    this.front.protocolErrors++;
+    this.front.warn(this, `Protocol error: ${why}`);
     this.refuse(0x82, why);
   }
 
@@ -435,7 +426,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     out.reserve(4);
     writeAck(out.bytes, out.length, type, id);
     out.length += 4;
-    this.#queued();
+    this.queuedOut();
   }
 
   send(packet: Uint8Array): void {
@@ -444,12 +435,13 @@ export class MqttConnection implements PacketHost, PublishSide {
     out.reserve(packet.length);
     out.bytes.set(packet, out.length);
     out.length += packet.length;
-    this.#queued();
+    this.queuedOut();
   }
 
-  #queued(): void {
-    if (!this.#out.queued(this.#front.limits.maxOutbound)) {
-      this.#front.slowConsumers++;
+  /** Output was queued: past its bound the client does not read, and is closed. */
+  queuedOut(): void {
+    if (!this.#out.queued(this.front.limits.maxOutbound)) {
+      this.front.slowConsumers++;
       this.close("output past its bound: the client does not read", true);
     }
   }

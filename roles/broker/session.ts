@@ -1,0 +1,146 @@
+/**
+ * One connection to the broker's wire front end (front.ts): the sink of its
+ * subscriptions, whose deliveries are pre-encoded frames copied into its
+ * outbound buffer, and a publisher the fan-out may hold back.
+ */
+import { getLogger } from "@logtape/logtape";
+import { type CodecName, DistError, OutBuffer, type Peer, TopicCache } from "../../wire/mod.ts";
+import { cut } from "../../wire/_log.ts";
+import type { Publisher } from "./fanout.ts";
+import { publisherSource } from "./matching.ts";
+import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
+import { RawJson, RawMsgpack } from "./raw_json.ts";
+import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
+
+const log = getLogger(["dist", "broker"]);
+
+/** What a session reports to the front end that owns it. */
+export interface SessionOwner {
+  /** Deliveries too large for a frame. */
+  undeliverable: number;
+  /** Cuts `session` off as a slow consumer. */
+  cutOff(session: Session, err: DistError): void;
+}
+
+/** One connection: the sink of its subscriptions, and a publisher (held back by the fan-out). */
+export class Session implements Sink, Publisher {
+  readonly peer: Peer;
+  readonly codec: CodecName;
+  readonly subs = new Map<number, Subscription>();
+  /** What the connection's subscriptions have queued: one max-pending for them all. */
+  readonly queued = new PendingBudget();
+  /** The topic of this connection's last fast-path publish. */
+  readonly topics = new TopicCache();
+  /** Bad fire-and-forget publishes answered so far (see NOTIFICATION_ERRORS_ANSWERED in front.ts). */
+  badNotifications = 0;
+  /** Cut off as a slow consumer: closing once its last bytes are out; nothing more is handled. */
+  cutOff = false;
+  /** Kept by the fan-out (see Publisher). */
+  waiting = 0;
+  heldBack = false;
+  readonly #front: SessionOwner;
+
+  /** Lent to each fast-path publish of this connection in turn (see RawJson.lend). */
+  readonly value: RawJson | RawMsgpack;
+
+  constructor(peer: Peer, front: SessionOwner) {
+    this.peer = peer;
+    this.codec = peer.codec.name;
+    this.#front = front;
+    this.value = this.codec === "json" ? RawJson.lender() : RawMsgpack.lender();
+  }
+
+  get pendingBytes(): number {
+    return this.peer.conn.pendingBytes;
+  }
+
+  /** Its user, else its address: waiting matches rotate over sources (see matching.ts). */
+  get source(): string {
+    return publisherSource(this.peer.identity?.user, this.peer.conn.remoteHost);
+  }
+
+  get closed(): boolean {
+    return this.peer.conn.isClosed;
+  }
+
+  sizeOf(msg: Message, sub: Subscription): number {
+    // It will wait: its head is encoded now (the value may be a borrowed view).
+    return deliveryHead(msg, this.codec).length + (sub.data as Uint8Array).length;
+  }
+
+  write(msg: Message, sub: Subscription): void {
+    const tail = sub.data as Uint8Array;
+    const conn = this.peer.conn;
+    const size = deliverySize(msg, this.codec, tail);
+    if (size - 4 > conn.maxFrame) {
+      this.#front.undeliverable++;
+      log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
+        "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed the frame limit",
+        { topic: cut(msg.topic), peer: this.peer.remote.name, bytes: size - 4 },
+      );
+      return;
+    }
+    this.#msg = msg;
+    this.#tail = tail;
+    conn.sendWith(this);
+    this.#msg = undefined;
+  }
+
+  /** Writes the delivery `write` set up (a FrameWriter: no closure per delivery). */
+  writeFrames(out: OutBuffer): void {
+    writeDelivery(out, this.#msg!, this.codec, this.#tail);
+  }
+
+  /** Scratch for `encode`: each delivery is copied out of it at once. */
+  readonly #encoded = new OutBuffer(0);
+  /**
+   * The last view `encode` returned, given again while it has the same
+   * bytes and length (a message's deliveries to a connection's queues
+   * differ only in their sid): no view made per queued delivery.
+   */
+  #view: Uint8Array = new Uint8Array(0);
+
+  encode(msg: Message, sub: Subscription): Uint8Array {
+    const out = this.#encoded;
+    out.length = 0;
+    writeDelivery(out, msg, this.codec, sub.data as Uint8Array);
+    const view = this.#view;
+    if (view.buffer === out.bytes.buffer && view.length === out.length) return view;
+    return this.#view = out.bytes.subarray(0, out.length);
+  }
+
+  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+    this.peer.conn.sendRaw(bytes);
+  }
+
+  /** What `writeFrames` writes: set by `write` just before `sendWith` calls it. */
+  #msg: Message | undefined;
+  #tail: Uint8Array = new Uint8Array(0);
+
+  whenDrained(bytes: number, fn: () => void): void {
+    this.peer.conn.drained(bytes).then(fn);
+  }
+
+  slow(_sub: Subscription, err: DistError): void {
+    this.#front.cutOff(this, err);
+  }
+
+  hold(msg: Message): void {
+    holdMessage(msg);
+  }
+
+  holdBack(): void {
+    this.peer.holdInput();
+  }
+
+  goOn(): void {
+    this.peer.holdInput(false);
+  }
+
+  topicCreated(sub: Subscription, topic: string): void {
+    // A notice, not a message: a subscriber already this far behind goes without it.
+    if (this.pendingBytes < sub.maxPending) {
+      this.peer.notify("broker.topic_created", { sid: sub.sid, topic });
+    }
+  }
+}

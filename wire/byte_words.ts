@@ -1,0 +1,69 @@
+/**
+ * Comparing a frame's bytes with a fixed word, for the readers that look at
+ * frames as bytes (wire/pubsub_json.ts, the broker's MessagePack reader):
+ * a byte at a time for a few bytes, four at a time for runs past a few dozen.
+ */
+/** Whether `b` has `word` at `at`, a byte at a time (for a few bytes: see WordRun). */
+export function bytesAt(b: Uint8Array, at: number, word: Uint8Array): boolean {
+  const n = word.length;
+  if (at < 0 || b.length - at < n) return false;
+  for (let i = 0; i < n; i++) if (b[at + i] !== word[i]) return false;
+  return true;
+}
+
+let viewBuffer: ArrayBufferLike | undefined;
+let view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+
+/**
+ * Bytes to look for at the start of frames, compared four at a time
+ * (little-endian words read through a DataView of the frame's buffer,
+ * one per read buffer, which holds hundreds of frames) and the last few
+ * one by one. Asking a frame for its buffer costs about 12 ns, so this
+ * pays for itself only past a few dozen bytes: shorter runs use bytesAt.
+ */
+export class WordRun {
+  readonly bytes: Uint8Array;
+  readonly #words: Int32Array;
+
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+    this.#words = new Int32Array(bytes.length >> 2);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    for (let w = 0; w < this.#words.length; w++) this.#words[w] = dv.getInt32(4 * w, true);
+  }
+
+  get length(): number {
+    return this.bytes.length;
+  }
+
+  /** Whether `b` has these bytes at `at`. */
+  at(b: Uint8Array, at: number): boolean {
+    const bytes = this.bytes;
+    const n = bytes.length;
+    if (at < 0 || b.length - at < n) return false;
+    const buffer = b.buffer;
+    if (buffer !== viewBuffer) {
+      viewBuffer = buffer;
+      view = new DataView(buffer);
+    }
+    const dv = view;
+    const words = this.#words;
+    const base = b.byteOffset + at;
+    for (let w = 0; w < words.length; w++) {
+      if (dv.getInt32(base + 4 * w, true) !== words[w]) return false;
+    }
+    for (let i = words.length << 2; i < n; i++) if (b[at + i] !== bytes[i]) return false;
+    return true;
+  }
+}
+
+/** Whether `frame` has `prefix` (from its byte `from` on) at `at`. */
+export function startsWith(frame: Uint8Array, prefix: Uint8Array, at = 0, from = 0): boolean {
+  if (frame.length < at + prefix.length - from) return false;
+  for (let i = from; i < prefix.length; i++) if (frame[at + i - from] !== prefix[i]) return false;
+  return true;
+}
+
+export function endsWith(frame: Uint8Array, suffix: Uint8Array, end: number): boolean {
+  return end >= suffix.length && startsWith(frame, suffix, end - suffix.length);
+}

@@ -1,0 +1,71 @@
+/**
+ * The last topic a frame reader read (wire/pubsub_json.ts, the broker's
+ * MessagePack reader), kept with the head of a publisher's run on it.
+ */
+import { WordRun } from "./byte_words.ts";
+
+const decoder = new TextDecoder();
+
+/**
+ * Remembers the last topic read, so a run of messages on one topic makes one
+ * string; and for a publisher's run of publishes on one topic in the
+ * canonical layout, the bytes they start with up to the value (its head:
+ * see readPublish), so that each one after the first two checks its head
+ * as one run of words rather than piece by piece.
+ */
+export class TopicCache {
+  #bytes = new Uint8Array(0);
+  #topic = "";
+  /** Whether the last call to `topic` gave the topic of the call before. */
+  #repeated = false;
+  #head: WordRun | undefined = undefined;
+  #headTopic = "";
+
+  /** The topic in `frame[from, to)` (ASCII). */
+  topic(frame: Uint8Array, from: number, to: number): string {
+    const cached = this.#bytes;
+    const len = to - from;
+    if (len === cached.length) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (frame[from + i] !== cached[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.#repeated = true;
+        return this.#topic;
+      }
+    }
+    this.#repeated = false;
+    this.#bytes = frame.slice(from, to);
+    this.#topic = decoder.decode(this.#bytes);
+    return this.#topic;
+  }
+
+  /**
+   * The length of the head kept (see `keepHead`) when `frame` starts with
+   * it and has more after it, else 0; its topic is then `headTopic`.
+   */
+  head(frame: Uint8Array): number {
+    const head = this.#head;
+    return head !== undefined && frame.length > head.length && head.at(frame, 0) ? head.length : 0;
+  }
+
+  get headTopic(): string {
+    return this.#headTopic;
+  }
+
+  /**
+   * Keeps `frame[0, end)`, a canonical publish's bytes up to its value,
+   * whose topic `topic` has just given: only when it gave the same
+   * topic the time before too (a run of publishes on one topic), so a
+   * publisher going round many topics does not copy a head per publish.
+   */
+  keepHead(frame: Uint8Array, end: number, topic: string): void {
+    if (!this.#repeated || (this.#head !== undefined && this.#headTopic === topic)) return;
+    this.#head = new WordRun(frame.slice(0, end));
+    this.#headTopic = topic;
+  }
+}
