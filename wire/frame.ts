@@ -24,17 +24,32 @@ const FIRST_PARTIAL_BYTES = 64 * 1024;
  *
  * Frames returned by `next()` are views, not copies: they stay valid only
  * until the next `push()`. A pushed chunk is borrowed, not copied, while whole
- * frames are sliced out of it; only a trailing partial frame is copied into
- * the decoder's own buffer, so the caller may reuse its read buffer after
- * `next()` has returned null.
+ * frames are read out of it. Only a frame split across reads is copied into
+ * the decoder's own buffer: its first part when its read ends, and at the next
+ * push only the bytes that complete it; the rest of that chunk is borrowed in
+ * turn. So the caller may reuse its read buffer once `next()` has returned null,
+ * and a stream of small frames split at every read copies one frame a read, not
+ * the whole read (which, at 64 KiB, allocated and copied 64 KiB a read).
  */
 export class FrameDecoder {
   readonly maxFrame: number;
+  /** The bytes frames are read from now: a borrowed chunk, or #own. */
   #buf: Uint8Array = EMPTY;
+  /** #buf's ArrayBuffer and where #buf starts in it (views are made from these). */
+  #ab: ArrayBufferLike = EMPTY.buffer;
+  #base = 0;
   #start = 0;
   #end = 0;
   #borrowed = false;
   #own: Uint8Array = EMPTY;
+  /** The owned buffer before #own, holding a frame returned since the last push (see #drained). */
+  #spare: Uint8Array = EMPTY;
+  /**
+   * A chunk whose bytes from #restAt on follow the frame #own holds (the one
+   * push completed): frames are read from it once that one is taken.
+   */
+  #rest: Uint8Array | undefined;
+  #restAt = 0;
 
   constructor(maxFrame = DEFAULT_MAX_FRAME) {
     this.maxFrame = maxFrame;
@@ -42,7 +57,8 @@ export class FrameDecoder {
 
   /** Bytes received but not yet returned as frames. */
   get buffered(): number {
-    return this.#end - this.#start;
+    const rest = this.#rest;
+    return this.#end - this.#start + (rest === undefined ? 0 : rest.length - this.#restAt);
   }
 
   /**
@@ -52,20 +68,30 @@ export class FrameDecoder {
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     if (this.#start === this.#end) {
-      this.#buf = chunk;
-      this.#start = 0;
-      this.#end = chunk.length;
-      this.#borrowed = true;
+      this.#borrow(chunk, 0);
       return;
     }
-    // A partial frame is pending in the owned buffer: append to it.
-    const pending = this.#end - this.#start;
-    const need = pending + chunk.length;
-    if (this.#buf !== this.#own || this.#start + need > this.#own.length) {
-      this.#ensureOwn(need);
+    // A partial frame is pending in the owned buffer: only what completes it is copied.
+    let at = 0;
+    let pending = this.#end - this.#start;
+    if (this.#buf !== this.#own) this.#ensureOwn(pending); // (next() keeps it there already)
+    if (pending < HEADER_BYTES) {
+      at = Math.min(HEADER_BYTES - pending, chunk.length);
+      this.#append(chunk, 0, at);
+      pending += at;
+      if (pending < HEADER_BYTES) return;
     }
-    this.#own.set(chunk, this.#end);
-    this.#end += chunk.length;
+    const o = this.#own;
+    const s = this.#start;
+    const len = ((o[s] << 24) | (o[s + 1] << 16) | (o[s + 2] << 8) | o[s + 3]) >>> 0;
+    // Past the limit: next() refuses it (nothing is allocated for it).
+    const need = len > this.maxFrame ? 0 : HEADER_BYTES + len - pending;
+    const take = Math.min(need, chunk.length - at);
+    if (take > 0) this.#append(chunk, at, at + take);
+    if (at + take < chunk.length) {
+      this.#rest = chunk;
+      this.#restAt = at + take;
+    }
   }
 
   /**
@@ -86,16 +112,10 @@ export class FrameDecoder {
         );
       }
       if (avail >= HEADER_BYTES + len) {
-        const frame = b.subarray(s + HEADER_BYTES, s + HEADER_BYTES + len);
+        // A view made from its buffer: subarray() costs about twice as much.
+        const frame = new Uint8Array(this.#ab, this.#base + s + HEADER_BYTES, len);
         this.#start = s + HEADER_BYTES + len;
-        if (this.#start === this.#end) {
-          // Drained: an idle connection does not keep a large frame's buffer
-          // (the frame just returned still holds it until the caller is done).
-          if (this.#own.length > KEEP_OWN_BYTES) this.#own = EMPTY;
-          this.#start = this.#end = 0;
-          this.#buf = this.#own;
-          this.#borrowed = false;
-        }
+        if (this.#start === this.#end) this.#drained();
         return frame;
       }
       // Partial frame whose size is allowed: room grows with the bytes that
@@ -105,6 +125,37 @@ export class FrameDecoder {
     }
     this.#keep(HEADER_BYTES);
     return null;
+  }
+
+  /** Frames are read from `chunk[at..]` (borrowed). */
+  #borrow(chunk: Uint8Array, at: number): void {
+    this.#buf = chunk;
+    this.#ab = chunk.buffer;
+    this.#base = chunk.byteOffset;
+    this.#start = at;
+    this.#end = chunk.length;
+    this.#borrowed = true;
+  }
+
+  /** Every byte of #buf was returned: on to the rest of the last chunk, if any. */
+  #drained(): void {
+    const rest = this.#rest;
+    if (rest !== undefined) {
+      // The frame just returned was completed in #own: the chunk's next bytes
+      // follow it. That frame stays valid until the next push, so a partial
+      // frame at the chunk's end goes to the other owned buffer.
+      this.#rest = undefined;
+      const used = this.#own;
+      this.#own = this.#spare;
+      this.#spare = used.length > KEEP_OWN_BYTES ? EMPTY : used;
+      this.#borrow(rest, this.#restAt);
+      return;
+    }
+    // An idle connection does not keep a large frame's buffer (the frame
+    // just returned still holds it until the caller is done).
+    if (this.#own.length > KEEP_OWN_BYTES) this.#own = EMPTY;
+    this.#start = this.#end = 0;
+    this.#setOwn(this.#own);
   }
 
   /**
@@ -120,6 +171,16 @@ export class FrameDecoder {
     }
   }
 
+  /** Appends `chunk[from, to)` to the partial frame in #own. */
+  #append(chunk: Uint8Array, from: number, to: number): void {
+    const pending = this.#end - this.#start;
+    if (this.#buf !== this.#own || this.#start + pending + (to - from) > this.#own.length) {
+      this.#ensureOwn(pending + (to - from));
+    }
+    this.#own.set(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to), this.#end);
+    this.#end += to - from;
+  }
+
   #ensureOwn(capacity: number): void {
     const pending = this.#buf.subarray(this.#start, this.#end);
     let own = this.#own;
@@ -129,10 +190,16 @@ export class FrameDecoder {
       );
     }
     own.set(pending, 0); // copyWithin semantics: `set` handles overlap for the same buffer
-    this.#own = own;
-    this.#buf = own;
+    this.#setOwn(own);
     this.#start = 0;
     this.#end = pending.length;
+  }
+
+  #setOwn(own: Uint8Array): void {
+    this.#own = own;
+    this.#buf = own;
+    this.#ab = own.buffer;
+    this.#base = 0;
     this.#borrowed = false;
   }
 }
