@@ -4,7 +4,7 @@
  * MQTT) turns its requests into calls here and gives each subscription a
  * {@link Sink} that carries its deliveries.
  */
-import { DistError, processOutbound } from "../../wire/mod.ts";
+import { processOutbound } from "../../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
@@ -17,6 +17,8 @@ import {
   sessionMemory,
   SUBSCRIPTION_BYTES,
 } from "./memory.ts";
+import { SubscriptionShares } from "./shares.ts";
+import { turnClock } from "./turn_clock.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
@@ -42,8 +44,9 @@ export class BrokerCore {
   readonly maxPending: number;
   readonly maxTopics: number;
   readonly maxTopicBytes: number;
-  readonly maxSubscriptions: number;
   readonly maxMemory: number;
+  /** --max-subscriptions, and each source's share of it and of max-memory (see shares.ts). */
+  readonly shares: SubscriptionShares;
   /** Bytes the subscribers' transports hold (sampled by the MemoryGuard; part of `memoryBytes`). */
   outboundBytes = 0;
   /** The process's output pending at that sample: what it grew by since is counted too. */
@@ -74,16 +77,6 @@ export class BrokerCore {
   /** Dropped counts of subscriptions already gone. */
   #droppedGone = 0;
 
-  /** Date.now() read once per turn of the event loop: a read's publishes share one instant. */
-  #turnTime = 0;
-  #turnClock = (): number => {
-    if (this.#turnTime === 0) {
-      this.#turnTime = Date.now();
-      queueMicrotask(() => this.#turnTime = 0);
-    }
-    return this.#turnTime;
-  };
-
   constructor(options: BrokerCoreOptions) {
     this.retained = new RetainedStore<Topic>(
       options.retainBytes,
@@ -92,9 +85,10 @@ export class BrokerCore {
     this.maxPending = options.maxPending;
     this.maxTopics = Math.max(1, options.maxTopics);
     this.maxTopicBytes = options.maxTopicBytes ?? Infinity;
-    this.maxSubscriptions = options.maxSubscriptions ?? Infinity;
     this.maxMemory = options.maxMemory ?? Infinity;
-    this.#now = options.now ?? this.#turnClock;
+    this.shares = new SubscriptionShares(options, this.maxMemory);
+    // Date.now() read once per turn of the event loop: a read's publishes share one instant.
+    this.#now = options.now ?? turnClock();
   }
 
   /** Set while the broker publishes its own statistics (publishSystem). */
@@ -300,16 +294,14 @@ export class BrokerCore {
    * it covers goes out first (not to queue groups, which share live
    * messages only, as MQTT 5 shared subscriptions do). Naming and counting
    * the covered topics is bounded work (SUBSCRIBE_VISITS); the retained
-   * values are read as the subscriber takes them (see snapshot.ts).
-   * @throws {DistError} BAD_REQUEST for an invalid pattern, group or policy
+   * values are read as the subscriber takes them (see snapshot.ts). It is
+   * counted in its `source`'s share (see shares.ts).
+   * @throws {DistError} BAD_REQUEST for an invalid pattern, group or policy;
+   * OVERLOADED past max-subscriptions, max-memory or the source's share
    */
   subscribe(sink: Sink, request: SubscribeRequest): Subscribed {
-    if (this.#subs.size >= this.maxSubscriptions) {
-      throw new DistError(
-        "OVERLOADED",
-        `The broker holds its most subscriptions (max-subscriptions ${this.maxSubscriptions})`,
-      );
-    }
+    const { source, restored } = request;
+    this.shares.check(this.#subs.size, source, SUBSCRIPTION_BYTES, restored);
     if (this.overBudget) throw overloaded("no new subscriptions");
     const pattern = normalizeTopic(request.topic, { pattern: true });
     const group = checkGroup(request.group);
@@ -333,7 +325,12 @@ export class BrokerCore {
       const snapshot = covered.snapshot(this.messagesIn, this.#retainedCounted);
       if (snapshot !== undefined) sub.setSnapshot(snapshot);
     }
+    const treeBytes = this.subscriptions.bytes;
     this.subscriptions.add(sub);
+    // Its own and its pattern's new nodes: whoever made a node pays for it.
+    sub.source = source;
+    sub.sourceBytes = SUBSCRIPTION_BYTES + this.subscriptions.bytes - treeBytes;
+    this.shares.add(sub);
     this.#subs.add(sub);
     this.#sinks.set(sink, (this.#sinks.get(sink) ?? 0) + 1);
     const { topics, topicCount, complete } = covered;
@@ -349,6 +346,7 @@ export class BrokerCore {
     if (held === 0) this.#sinks.delete(sub.sink);
     else this.#sinks.set(sub.sink, held);
     this.subscriptions.remove(sub);
+    this.shares.remove(sub);
     this.#droppedGone += sub.dropped;
     sub.cancel();
     return true;

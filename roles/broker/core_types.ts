@@ -18,6 +18,12 @@ export interface BrokerCoreOptions {
   /** Most subscriptions over all connections. Default: no limit. */
   maxSubscriptions?: number;
   /**
+   * Most subscriptions one source (a user, an address: see shares.ts) may
+   * hold; its subscriptions may also take that fraction of
+   * `maxSubscriptions` of `maxMemory`. Default: no share.
+   */
+  maxSubscriptionsPerSource?: number;
+  /**
    * Process-wide budget of what the broker counts (see `memoryBytes`):
    * past it new subscriptions and new topics are refused and `onOverBudget`
    * is called (the front end sheds its slowest subscribers). Default: none.
@@ -47,6 +53,10 @@ export interface SubscribeRequest {
   policy?: unknown;
   /** Only topics at the pattern's own depth (an MQTT filter without `#`). */
   exact?: boolean;
+  /** Whose share it counts in (shares.ts shareSource); none: no one's. */
+  source?: string;
+  /** Read back from disk: counted in its source's share, not refused by it. */
+  restored?: boolean;
 }
 
 export interface Subscribed {

@@ -19,6 +19,7 @@ import { readMsgpackPublish } from "./msgpack_publish.ts";
 import { Session, type SessionOwner } from "./session.ts";
 import type { BrokerCore, PublishResult } from "./core.ts";
 import { forgetParts, sidTail } from "./frames.ts";
+import { shareSource } from "./shares.ts";
 import {
   broker,
   type Subscribe,
@@ -252,6 +253,7 @@ export class WireFront implements SessionOwner {
       unknown_notifications: this.unknownNotifications,
       undeliverable: this.undeliverable,
       per_topic: core.topics.perTopic(100),
+      subscription_shares: core.shares.stats(),
     };
   }
 
@@ -297,6 +299,7 @@ export class WireFront implements SessionOwner {
       topic: p.topic,
       group: p.group,
       policy: p.policy,
+      source: shareSource(session.source),
     });
     sub.data = sidTail(sub.sid, session.codec);
     session.subs.set(sub.sid, sub);

@@ -18,6 +18,7 @@ import { defineOptions, LISTENER_OPTIONS, type RoleOptions, UsageError } from ".
 import { counted, defineRole, type RunContext } from "../_role.ts";
 import { listening } from "../_shell.ts";
 import { BrokerCore } from "./core.ts";
+import { SOURCE_SHARE } from "./shares.ts";
 import { MemoryGuard } from "./memory.ts";
 import { WireFront } from "./front.ts";
 import { DurableBroker } from "./durable.ts";
@@ -125,6 +126,16 @@ export const BROKER_OPTIONS = defineOptions({
     min: 1,
     metavar: "N",
   },
+  maxSubscriptionsPerSource: {
+    type: "integer",
+    description:
+      "Most subscriptions one user of --users (else one address; not loopback's) may hold, " +
+      "MQTT ones included; they may take that part of --max-memory too " +
+      "(0: an eighth of --max-subscriptions)",
+    default: 0,
+    min: 0,
+    metavar: "N",
+  },
   maxMemory: {
     type: "integer",
     description:
@@ -144,7 +155,8 @@ export const broker = defineRole({
   usage: [
     "dist broker [--port 8000] [--mqtt-port 1883] [--mqtt-ws-port 8083] [--retain-bytes BYTES]",
     "            [--max-pending BYTES]",
-    "            [--max-topics N] [--max-topic-bytes BYTES] [--max-subscriptions N] [--max-memory BYTES]",
+    "            [--max-topics N] [--max-topic-bytes BYTES] [--max-subscriptions N]",
+    "            [--max-subscriptions-per-source N] [--max-memory BYTES]",
     "            [--data-dir DIR [--fsync always|batch|off]]",
     "",
     "Methods:",
@@ -188,6 +200,9 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
     maxTopics: options.maxTopics,
     maxTopicBytes: options.maxTopicBytes,
     maxSubscriptions: options.maxSubscriptions,
+    maxSubscriptionsPerSource: options.maxSubscriptionsPerSource > 0
+      ? options.maxSubscriptionsPerSource
+      : Math.max(1, Math.ceil(options.maxSubscriptions * SOURCE_SHARE)),
     maxMemory: options.maxMemory,
   });
   if (ctx.metrics) core.delivery = deliveryLatency(ctx.metrics.registry);

@@ -80,6 +80,9 @@ export class Subscription {
   data: unknown = undefined;
   /** Deliveries of publishes waiting in the fan-out still owed to it (kept by the FanOut). */
   owed = 0;
+  /** Whose share of subscriptions it counts in, and at how many bytes (kept by the core: shares.ts). */
+  source: string | undefined = undefined;
+  sourceBytes = 0;
 
   /** Pending deliveries of `disconnect` and `drop-oldest`, encoded: bytes, no objects. */
   #fifo = new ByteQueue();

@@ -16,6 +16,7 @@ import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { SubsByFilter } from "./subs_by_filter.ts";
+import { userSource } from "../shares.ts";
 import { filterFromMqtt, payloadOf } from "./mapping.ts";
 import { NO_EXTRAS, publishSize, PUBREL, writePublish } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
@@ -128,6 +129,9 @@ export class MqttSession implements Sink {
       group: f.group,
       exact: f.exact,
       policy: "drop-oldest",
+      // Its user's share (its address is not kept), not refused by it: it was taken within it.
+      source: userSource(this.owner),
+      restored: true,
     });
     // Skipped: the snapshot a new subscription gets (its client had it before the restart).
     sub.data = data + ((data & SKIP_RETAINED) === 0 ? SKIP_RETAINED : 0);

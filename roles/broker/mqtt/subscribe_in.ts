@@ -7,6 +7,7 @@ import type { ISubscribePacket, ISubscription, IUnsubscribePacket } from "mqtt-p
 import { DistError } from "../../../wire/mod.ts";
 import type { Subscription } from "../subscriber.ts";
 import { filterFromMqtt } from "./mapping.ts";
+import { shareSource } from "../shares.ts";
 import { NO_LOCAL, RETAIN_AS_PUBLISHED, SKIP_RETAINED, SUBSCRIPTION_ID } from "./delivery.ts";
 import { parseSlow, withIds } from "./packets.ts";
 import type { MqttConnection } from "./connection.ts";
@@ -74,6 +75,8 @@ function subscribe(
         exact: filter.exact,
         // Away, a session's deliveries wait under max-pending: past it the oldest go, counted.
         policy: session.expiry > 0 ? "drop-oldest" : undefined,
+        // One user's (or address's) share, whichever protocol it subscribes with.
+        source: shareSource(c.source),
       });
       const granted = Math.min(qos, MAX_QOS_OUT);
       sub.data = (granted | (nl === true ? NO_LOCAL : 0) |
@@ -86,7 +89,10 @@ function subscribe(
     } catch (err) {
       const e = DistError.from(err);
       front.warn(c, `SUBSCRIBE ${JSON.stringify(topic)} refused: ${e.message}`);
-      codes.push(!v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : 0x8f);
+      // MQTT 5: 0x97 Quota exceeded for a limit (max-subscriptions, a share, max-memory).
+      codes.push(
+        !v5 ? 0x80 : e.code === "UNAUTHORIZED" ? 0x87 : e.code === "OVERLOADED" ? 0x97 : 0x8f,
+      );
     }
   }
   if (added.length > 0) session.save();
