@@ -122,11 +122,17 @@ Deno.test("BrokerCore.subscribe() holds a source's subscriptions to its part of 
   core.subscribe(sink, { topic: "/a", source: "user a" });
 });
 
-Deno.test("shareSource() makes every loopback address one source", () => {
+Deno.test("shareSource() makes every loopback address one source, and an IPv6 address its /64", () => {
   for (const host of ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"]) {
     assert.equal(shareSource(host), LOOPBACK);
   }
   assert.equal(shareSource("10.0.0.1"), "10.0.0.1");
+  assert.equal(shareSource("::ffff:10.0.0.1"), "10.0.0.1");
+  // An IPv6 address counts as its /64.
+  assert.equal(shareSource("2001:db8::1"), "2001:db8:0:0::/64");
+  assert.equal(shareSource("2001:db8:0:0:ffff::2"), "2001:db8:0:0::/64");
+  assert.equal(shareSource("2001:db8:0:1::2"), "2001:db8:0:1::/64");
+  assert.equal(shareSource("fe80::1%eth0"), "fe80:0:0:0::/64");
   assert.equal(shareSource("user 127.0.0.1"), "user 127.0.0.1");
 });
 

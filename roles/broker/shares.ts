@@ -32,11 +32,31 @@ const TOP = 10;
 /**
  * A subscriber's source for its share: its user when it authenticated as
  * one of its own (not the shared token, which every client may hold), else
- * its address, every loopback address being one (see matching.ts
- * publisherSource, whose `user X` / address form `source` is).
+ * its address (see matching.ts publisherSource, whose `user X` / address
+ * form `source` is): every loopback address is one, and an IPv6 address
+ * counts as its /64, which one host or site usually holds whole (one
+ * address each would give it 2^64 shares).
  */
 export function shareSource(source: string): string {
-  return isLoopback(source) ? LOOPBACK : source;
+  if (isLoopback(source)) return LOOPBACK;
+  if (source.startsWith("user ") || !source.includes(":")) return source;
+  if (source.startsWith("::ffff:") && source.includes(".")) return source.slice(7);
+  return ipv6Net(source);
+}
+
+/** An IPv6 address's /64, written `2001:db8:0:1::/64` (a zone, `%eth0`, left out). */
+function ipv6Net(host: string): string {
+  const address = host.split("%")[0];
+  const [head, tail] = address.split("::");
+  const first = head === "" ? [] : head.split(":");
+  const last = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = [
+    ...first,
+    ...Array(Math.max(0, 8 - first.length - last.length)).fill("0"),
+    ...last,
+  ];
+  const net = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
+  return `${net.join(":")}::/64`;
 }
 
 /** The source of a subscription whose user is known and its address not (one read back from disk). */
