@@ -308,8 +308,16 @@ export class PubSub {
       return true;
     }
     if (sub === undefined && this.#subscribing > 0 && this.#orphans.length < MAX_ORPHANS) {
-      // Kept with its bytes (the frame is reused) until its subscribe's answer is read.
-      this.#orphans.push({ raw: { ...d, value: d.value.slice() } });
+      // Kept with its bytes (the frame is reused) until its subscribe's answer
+      // is read; a value that is not one JSON value goes to the ordinary path,
+      // which refuses it, as for a known subscription.
+      let message: Message;
+      try {
+        message = rawMessage(d);
+      } catch {
+        return false;
+      }
+      this.#orphans.push({ raw: { ...d, value: d.value.slice() }, message });
       return true;
     }
     return false; // decoded and delivered (or counted) by the ordinary path
@@ -338,10 +346,10 @@ export class PubSub {
   #claim(sub: Subscription): void {
     const rest: Orphan[] = [];
     for (const o of this.#orphans) {
-      const sid = "raw" in o ? o.raw.sid : o.message.sid;
-      if (sid !== sub.sid) rest.push(o);
-      else if (!("raw" in o)) sub.push(o.message, this.#conn.peer);
-      else if (!sub.options.raw?.(o.raw)) sub.push(rawMessage(o.raw), this.#conn.peer);
+      if (o.message.sid !== sub.sid) rest.push(o);
+      else if (o.raw === undefined || !sub.options.raw?.(o.raw)) {
+        sub.push(o.message, this.#conn.peer);
+      }
     }
     this.#orphans = rest;
   }
@@ -363,7 +371,7 @@ export class PubSub {
 }
 
 /** A delivery that arrived before its subscription's sid was known. */
-type Orphan = { message: Message } | { raw: RawDelivery };
+type Orphan = { message: Message; raw?: RawDelivery };
 
 const decoder = new TextDecoder();
 

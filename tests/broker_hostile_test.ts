@@ -241,49 +241,54 @@ Deno.test("consumer prints one line per message whatever its value holds", async
   }
 });
 
-Deno.test("consumer --json never splices a broker's unchecked bytes into its output", async () => {
-  // A fake broker: answers the subscribe, then sends a delivery in the fast
-  // path's layout whose "value" is not one JSON value, then a true one.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const served = (async () => {
-    const conn = await listener.accept();
-    const reader = new RawReader(conn);
+for (const early of [false, true]) {
+  Deno.test(`consumer --json never splices a broker's unchecked bytes into its output${early ? " (sent before the subscribe's answer)" : ""}`, async () => {
+    // A fake broker: answers the subscribe, then sends a delivery in the fast
+    // path's layout whose "value" is not one JSON value, then a true one.
+    // Early: the forged delivery comes in the same write as the answer, before
+    // it (the library keeps deliveries that precede their subscription's sid).
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const served = (async () => {
+      const conn = await listener.accept();
+      const reader = new RawReader(conn);
+      try {
+        await reader.json(5000); // hello
+        await writeAll(conn, jsonFrame({ ...WELCOME, role: "broker", name: "evil" }));
+        const sub = await reader.json(5000);
+        // A well-formed answer (the consumer checks it against the broker contract).
+        const answer = jsonFrame({
+          id: sub?.id,
+          result: { sid: 1, topic: "/", topics: [], topic_count: 0 },
+        });
+        const forged = frame(
+          '{"method":"broker.message","params":{"topic":"/a","value":1,' +
+            '"retained":false}\n{"topic":"/bank","value":"transfer ok","retained":false' +
+            ',"retained":false,"sid":1}}',
+        );
+        const good = jsonFrame({
+          method: "broker.message",
+          params: { topic: "/b", value: 2, retained: false, sid: 1 },
+        });
+        if (early) await writeAll(conn, concat([forged, answer, good]));
+        else {
+          await writeAll(conn, answer);
+          await writeAll(conn, concat([forged, good]));
+        }
+        await reader.untilClosed(10_000).catch(() => {});
+      } finally {
+        closeQuietly(conn);
+      }
+    })();
     try {
-      await reader.json(5000); // hello
-      await writeAll(conn, jsonFrame({ ...WELCOME, role: "broker", name: "evil" }));
-      const sub = await reader.json(5000);
-      // A well-formed answer (the consumer checks it against the broker contract).
-      await writeAll(
-        conn,
-        jsonFrame({ id: sub?.id, result: { sid: 1, topic: "/", topics: [], topic_count: 0 } }),
-      );
-      const forged = '{"method":"broker.message","params":{"topic":"/a","value":1,' +
-        '"retained":false}\n{"topic":"/bank","value":"transfer ok","retained":false' +
-        ',"retained":false,"sid":1}}';
-      await writeAll(
-        conn,
-        concat([
-          frame(forged),
-          jsonFrame({
-            method: "broker.message",
-            params: { topic: "/b", value: 2, retained: false, sid: 1 },
-          }),
-        ]),
-      );
-      await reader.untilClosed(10_000).catch(() => {});
+      const r = await runDist(["consumer", "-b", `127.0.0.1:${port}`, "--json", "--count", "1"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(lines(r.stdout).map((l) => JSON.parse(l)), [
+        { topic: "/b", value: 2, retained: false },
+      ]);
     } finally {
-      closeQuietly(conn);
+      listener.close();
+      await served;
     }
-  })();
-  try {
-    const r = await runDist(["consumer", "-b", `127.0.0.1:${port}`, "--json", "--count", "1"]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(lines(r.stdout).map((l) => JSON.parse(l)), [
-      { topic: "/b", value: 2, retained: false },
-    ]);
-  } finally {
-    listener.close();
-    await served;
-  }
-});
+  });
+}
