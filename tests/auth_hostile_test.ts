@@ -230,3 +230,63 @@ Deno.test("a flood of bad hellos from the same host does not starve legitimate o
     await server.stop();
   }
 });
+
+Deno.test("with --users a worker's name stays its user's: another worker user cannot take it, even while it is down", async () => {
+  const users = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(
+    users,
+    [
+      "[users.alice]",
+      `token = "${hashToken("alice-token-0123456789")}"`,
+      'roles = ["worker"]',
+      "[users.mallory]",
+      `token = "${hashToken("mallory-token-0123456789")}"`,
+      'roles = ["worker"]',
+      "[users.app]",
+      `token = "${hashToken("app-token-0123456789")}"`,
+      'methods = ["add", "sleep", "sys.*", "balancer.backends"]',
+    ].join("\n"),
+  );
+  const lb = await startBalancer([], ["--users", users, "--timeout", "1s"]);
+  const alice = await startWorker(lb.workerAddress, [
+    "--token",
+    "alice-token-0123456789",
+    "--name",
+    "w1",
+  ]);
+  const app = await dialAs(lb.address, "client", "app-token-0123456789");
+  let mallory: Peer | undefined;
+  try {
+    // Any client can make a worker look down: requests past --timeout.
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(app.call("sleep", { ms: 2000 }), (e: DistError) => e.code === "TIMEOUT");
+    }
+    const backends = await app.call("balancer.backends") as { name?: string; state: string }[];
+    assert.notEqual(backends.find((b) => b.name === "w1")?.state, "up", JSON.stringify(backends));
+    mallory = await dialAs(lb.workerAddress, "worker", "mallory-token-0123456789");
+    await assert.rejects(
+      mallory.call("worker.register", { name: "w1", capacity: 16 }),
+      (e: DistError) => e.code === "BAD_REQUEST" && /held by another user/.test(e.message),
+    );
+    // Alice's worker is still the one answering (back up after its checks).
+    const deadline = performance.now() + 15_000;
+    let sum: unknown;
+    while (performance.now() < deadline) {
+      try {
+        sum = await app.call("add", { a: 1, b: 2 });
+        break;
+      } catch (err) {
+        if (!["UNAVAILABLE", "OVERLOADED", "TIMEOUT"].includes((err as DistError).code)) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    assert.equal(sum, 3);
+    assert.ok(alice.stderr().match(/taken|refused/i) === null, alice.stderr());
+  } finally {
+    mallory?.close();
+    app.close();
+    await alice.stop();
+    await lb.stop();
+    await Deno.remove(users);
+  }
+});

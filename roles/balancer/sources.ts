@@ -208,6 +208,17 @@ export class WorkerRegistry {
     }
     if (holder !== undefined) {
       const held = this.#byPeer.get(holder)!;
+      const user = holder.identity?.user;
+      if (holder.canCall && user !== peer.identity?.user) {
+        // Whatever its state: a name is its user's while its connection lasts
+        // (any client can make a worker look down, with slow requests).
+        workerLines.warn("Worker {name} from {addr} refused: the name is held by user {user}", {
+          name,
+          addr: peer.conn.remoteAddress,
+          user,
+        });
+        throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
+      }
       if (holder.canCall && held.state === "up") {
         workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
           name,
