@@ -31,9 +31,9 @@ interface Spawned {
   kill(): void;
 }
 
-function spawnClient(task: Record<string, unknown>): Spawned {
+function spawnClient(task: Record<string, unknown>, client: string): Spawned {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLIENT, JSON.stringify(task)],
+    args: ["run", "-A", client, JSON.stringify(task)],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -74,14 +74,15 @@ export async function e2e(
   rate: number,
   style: "iterator" | "callback" = "iterator",
   skip = 0,
+  client = CLIENT,
 ): Promise<Record<string, number>> {
   const base = { system, address, count, rate, style, skip };
-  const sub = spawnClient({ ...base, role: "sub" });
+  const sub = spawnClient({ ...base, role: "sub" }, client);
   let pub: Spawned | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await sub.ready;
-    pub = spawnClient({ ...base, role: "pub" });
+    pub = spawnClient({ ...base, role: "pub" }, client);
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${system}: not every message in 60 s`)), 60_000);
     });

@@ -18,8 +18,6 @@
  * 2–20 ms in the first 100 ms of a 5 s run).
  */
 import process from "node:process";
-import { connect as natsConnect } from "nats";
-import { connect } from "../clients/mod.ts";
 
 interface Task {
   system: "dist" | "nats";
@@ -57,10 +55,19 @@ function quantile(sorted: Float64Array, q: number): number {
     : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 }
 
+/**
+ * The process's CPU time (user + system) when the first measured message
+ * was sent or received: CPU per message is counted from there, without the
+ * process's start and warm-up.
+ */
+let measured: ReturnType<typeof process.cpuUsage> | undefined;
+
 /** Publishes `count` messages, paced at `rate` (in 1 ms steps) or flat out. */
 async function publishAll(send: (n: number) => void, roundTrip: () => Promise<void>) {
   const t0 = clock();
+  const skip = Math.min(task.skip ?? 0, task.count - 1);
   for (let n = 0; n < task.count;) {
+    if (n >= skip && measured === undefined) measured = process.cpuUsage();
     if (task.rate > 0) {
       const due = Math.min(task.count, Math.floor(((clock() - t0) / 1000) * task.rate) + 1);
       while (n < due) send(n++);
@@ -83,7 +90,10 @@ async function run(): Promise<Record<string, unknown>> {
   const got = (v: { t: number }) => {
     last = clock();
     if (received >= skip) delays[received - skip] = last - v.t;
-    if (received++ === skip) first = last;
+    if (received++ === skip) {
+      first = last;
+      measured = process.cpuUsage();
+    }
   };
   const finish = () => {
     const sorted = delays.subarray(0, received - skip).sort();
@@ -95,7 +105,9 @@ async function run(): Promise<Record<string, unknown>> {
       p99_ms: quantile(sorted, 0.99),
     };
   };
+  // Each process loads only its own system's library (not the other's code and heap).
   if (task.system === "dist") {
+    const { connect } = await import("../clients/mod.ts");
     const broker = await connect(task.address);
     try {
       if (task.role === "pub") {
@@ -133,6 +145,7 @@ async function run(): Promise<Record<string, unknown>> {
     }
   }
   const [host, port] = task.address.split(":");
+  const { connect: natsConnect } = await import("nats");
   const nc = await natsConnect({ servers: `${host}:${port}` });
   try {
     if (task.role === "pub") {
@@ -169,9 +182,9 @@ async function run(): Promise<Record<string, unknown>> {
   }
 }
 
-// The process's CPU time (user + system) per message over the run, connecting included.
-const cpu0 = process.cpuUsage();
+// The process's CPU time (user + system) per measured message (see `measured`).
 const result = await run();
-const cpu = process.cpuUsage(cpu0);
-result.cpu_us_per_msg = (cpu.user + cpu.system) / task.count;
+const cpu = process.cpuUsage(measured);
+result.cpu_us_per_msg = (cpu.user + cpu.system) /
+  (task.count - Math.min(task.skip ?? 0, task.count - 1));
 console.log(JSON.stringify(result));

@@ -320,6 +320,15 @@ export class Connection {
   }
 
   /**
+   * The connection a notification goes on now: undefined when not
+   * connected or closing (then `notify` says why).
+   * @ignore
+   */
+  get notifyPeer(): Peer | undefined {
+    return this.#closing === undefined ? this.#dialer.peer : undefined;
+  }
+
+  /**
    * Sends a notification (no answer).
    * @throws {DistError} UNAVAILABLE when not connected
    */

@@ -20,6 +20,7 @@ import {
   type Unsubscribed,
 } from "./contracts/mod.ts";
 import type { Connection } from "./connection.ts";
+import { PublishFrame } from "./publish_frame.ts";
 
 export type { RawDelivery };
 
@@ -213,6 +214,8 @@ export class PubSub {
   #topics = new TopicCache();
   /** Deliveries for no subscription of this connection (late, or past MAX_ORPHANS). */
   unclaimed = 0;
+  /** Writes fire-and-forget JSON publishes as bytes. */
+  #frame = new PublishFrame();
 
   constructor(conn: Connection) {
     this.#conn = conn;
@@ -225,14 +228,22 @@ export class PubSub {
     value: unknown,
     options: { retain?: boolean; confirm?: boolean; timeout?: number } = {},
   ): Promise<Published | undefined> {
-    // The canonical layout (retain left out when true): the broker reads it as bytes.
-    const params = options.retain === false ? { topic, value, retain: false } : { topic, value };
+    const retain = options.retain !== false;
     if (options.confirm) {
-      return this.#conn.request(broker.methods.publish, params, { timeout: options.timeout });
+      return this.#conn.request(broker.methods.publish, publishParams(topic, value, retain), {
+        timeout: options.timeout,
+      });
     }
     try {
-      this.#conn.notify(broker.methods.publish, params);
-      return Promise.resolve(undefined);
+      // A JSON connection's publish is written as bytes, in that same layout.
+      const peer = this.#conn.notifyPeer;
+      if (
+        peer === undefined || peer.codec.name !== "json" ||
+        !this.#frame.send(peer, topic, value, retain)
+      ) {
+        this.#conn.notify(broker.methods.publish, publishParams(topic, value, retain));
+      }
+      return SENT;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -369,6 +380,14 @@ export class PubSub {
     }
   }
 }
+
+/** A publish's params in the canonical layout (retain left out when true): the broker reads it as bytes. */
+function publishParams(topic: string, value: unknown, retain: boolean) {
+  return retain ? { topic, value } : { topic, value, retain: false };
+}
+
+/** What every fire-and-forget publish answers: one settled promise, not one per publish. */
+const SENT: Promise<undefined> = Promise.resolve(undefined);
 
 /** A delivery that arrived before its subscription's sid was known. */
 type Orphan = { message: Message; raw?: RawDelivery };
