@@ -85,6 +85,45 @@ export const SHAPES = {
 };
 export type Shape = keyof typeof SHAPES | "string";
 
+/** How many values of its shape a publisher sends in turn (see shapeValues). */
+const VALUES_IN_TURN = 256;
+
+/**
+ * The values a publisher of `shape` sends in turn, differing from one to the
+ * next as an application's readings do (not one value over and over, which
+ * no broker should be measured on): a counter, a reading that drifts by a
+ * tenth (`21.5`, `21.6`, then `21.7` or `21.5`, and `22` when it reaches
+ * it), a clock that ticks; the nested and non-ASCII shapes' small numbers
+ * change; a string carries a sequence number at its end.
+ */
+export function shapeValues(shape: Shape | undefined, payload: number): unknown[] {
+  let seed = 17;
+  const rand = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+  const digit = () => Math.floor(rand() * 10);
+  let temp = 21.5;
+  const out: unknown[] = [];
+  for (let i = 0; i < VALUES_IN_TURN; i++) {
+    temp = Math.round(temp * 10 + (rand() < 0.5 ? -1 : 1)) / 10;
+    if (shape === undefined || shape === "string") {
+      const n = String(1_000_000 + i);
+      out.push("x".repeat(Math.max(0, payload - n.length)) + n);
+    } else if (shape === "object") {
+      const at = new Date(Date.UTC(2026, 11, 4, 20, 0, i)).toISOString().replace(".000", "");
+      out.push({ ...SHAPES.object, id: 18223 + i, temp, at });
+    } else if (shape === "nested") {
+      out.push({
+        a: { b: [digit(), digit(), { c: [true, null, Number(`${1 + (i % 9)}.${digit()}5`)] }] },
+        d: [[digit(), digit()], [digit(), [digit(), [digit()]]]],
+        e: { f: { g: { h: "deep" } } },
+        i: [{ j: digit() }, { k: [false] }],
+      });
+    } else {
+      out.push({ ...SHAPES.unicode, n: -1 - (i % 9) });
+    }
+  }
+  return out;
+}
+
 export type WorkerReport =
   | { kind: "ready" }
   | { kind: "done"; received?: number; delays?: Float64Array; error?: string };
@@ -173,13 +212,12 @@ async function distPub(task: WorkerTask, counters: Int32Array): Promise<void> {
     }, conn.maxFrame);
     return out.bytes.slice(0, out.length);
   };
-  const fixed = frameOf(
-    task.shape === undefined || task.shape === "string"
-      ? "x".repeat(task.payload)
-      : SHAPES[task.shape],
-  );
+  const frames = shapeValues(task.shape, task.payload).map(frameOf);
+  let next = 0;
   await publishLoop(task, counters, (stampNow) => {
-    conn.sendRaw(stampNow ? frameOf(stamped(task, now(task.origin))) : fixed);
+    conn.sendRaw(
+      stampNow ? frameOf(stamped(task, now(task.origin))) : frames[next++ % frames.length],
+    );
   }, async () => {
     if (conn.pendingBytes > 512 * 1024) await conn.drained(128 * 1024);
   });
@@ -217,13 +255,15 @@ async function natsSub(task: WorkerTask, counters: Int32Array): Promise<void> {
 async function natsPub(task: WorkerTask, counters: Int32Array): Promise<void> {
   const nc: NatsConnection = await natsConnect({ port: task.port });
   const encoder = new TextEncoder();
-  const fixed = encoder.encode(
-    task.shape === undefined || task.shape === "string"
-      ? "x".repeat(task.payload)
-      : JSON.stringify(SHAPES[task.shape]),
+  const texts = shapeValues(task.shape, task.payload).map((v) =>
+    encoder.encode(typeof v === "string" ? v : JSON.stringify(v))
   );
+  let next = 0;
   await publishLoop(task, counters, (stampNow) => {
-    nc.publish(task.topic, stampNow ? encoder.encode(stamped(task, now(task.origin))) : fixed);
+    nc.publish(
+      task.topic,
+      stampNow ? encoder.encode(stamped(task, now(task.origin))) : texts[next++ % texts.length],
+    );
   }, async () => {});
   await nc.flush();
   post({ kind: "done" });
