@@ -14,6 +14,7 @@
 import { plainInteger, plainString, skipSpace, skipString, skipValue } from "./json_scan.ts";
 import { bytesAt, endsWith, startsWith, WordRun } from "./byte_words.ts";
 import type { TopicCache } from "./topic_cache.ts";
+import type { ValueMemo } from "./value_memo.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -169,7 +170,7 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish
   const head = topics.head(b);
   if (head > 0) {
     // The head of this publisher's last publishes (its prefix, topic and `","value":`).
-    const canonical = readCanonicalValue(b, head, topics.headTopic);
+    const canonical = readCanonicalValue(b, head, topics.headTopic, topics.memo);
     if (canonical !== null) {
       if (canonical !== undefined) PUBLISH.canonical = true;
       return canonical;
@@ -259,7 +260,7 @@ function readCanonical(
   if (t < 0 || !bytesAt(b, t, VALUE_KEY)) return null;
   const start = t + VALUE_KEY.length;
   const topic = topics.topic(b, from, t);
-  const read = readCanonicalValue(b, start, topic);
+  const read = readCanonicalValue(b, start, topic, topics.memo);
   // A notification's head, for the publishes after it on this topic.
   if (read && from === PUBLISH_PREFIX.length) topics.keepHead(b, start, topic);
   return read;
@@ -274,22 +275,38 @@ function readCanonicalValue(
   b: Uint8Array,
   start: number,
   topic: string,
+  memo: ValueMemo,
 ): FramePublish | undefined | null {
-  const end = skipValue(b, start, VALUE_DEPTH);
-  if (end < 0) return undefined;
-  const rest = b.length - end;
-  let retain = true;
-  if (rest === 2) {
-    if (b[end] !== BRACE || b[end + 1] !== BRACE) return null;
-  } else if (rest === RETAIN_FALSE_END.length && bytesAt(b, end, RETAIN_FALSE_END)) {
-    retain = false;
-  } else if (rest !== RETAIN_TRUE_END.length || !bytesAt(b, end, RETAIN_TRUE_END)) {
-    return null;
+  // The publisher's last value, or one that differs only in digits, then the
+  // end of a canonical publish (see ValueMemo): no scan. Else a full one.
+  let end = start + memo.length;
+  let retain = memo.length < 0 ? NOT_CANONICAL : canonicalEnd(b, end);
+  if (retain === NOT_CANONICAL || !memo.matches(b, start, end)) {
+    end = skipValue(b, start, VALUE_DEPTH);
+    if (end < 0) return undefined;
+    memo.checked(b, start, end);
+    retain = canonicalEnd(b, end);
+    if (retain === NOT_CANONICAL) return null;
   }
   PUBLISH.topic = topic;
   PUBLISH.at(b, start, end);
-  PUBLISH.retain = retain;
+  PUBLISH.retain = retain === RETAINED;
   return PUBLISH;
+}
+
+const NOT_CANONICAL = 0, RETAINED = 1, NOT_RETAINED = 2;
+
+/**
+ * What ends a canonical publish whose value ends at `end`: `}}`,
+ * `,"retain":true}}` (RETAINED) or `,"retain":false}}` (NOT_RETAINED), up
+ * to the frame's end; else NOT_CANONICAL.
+ */
+function canonicalEnd(b: Uint8Array, end: number): number {
+  const rest = b.length - end;
+  if (rest === 2) return b[end] === BRACE && b[end + 1] === BRACE ? RETAINED : NOT_CANONICAL;
+  if (rest === RETAIN_FALSE_END.length && bytesAt(b, end, RETAIN_FALSE_END)) return NOT_RETAINED;
+  if (rest === RETAIN_TRUE_END.length && bytesAt(b, end, RETAIN_TRUE_END)) return RETAINED;
+  return NOT_CANONICAL;
 }
 
 /** The index of the value after a key ending at `i` (spaces, a colon, spaces), or -1. */

@@ -1,0 +1,100 @@
+/**
+ * End to end through the broker: a publisher's values that differ from its
+ * last one only in digits (read through its ValueMemo) arrive byte for byte
+ * as sent to JSON subscribers and equal in value to MessagePack ones; digit
+ * changes that make a value invalid are still refused with BAD_REQUEST.
+ */
+import assert from "node:assert/strict";
+import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
+import { readDelivery, TopicCache } from "../wire/mod.ts";
+import { withBroker } from "./helpers/broker.ts";
+import { frame, jsonFrame, prng, RawReader, writeAll } from "./helpers/raw.ts";
+
+const decoder = new TextDecoder();
+
+Deno.test("a publisher's values with changed digits arrive as sent; invalid digit changes are refused", async () => {
+  await withBroker(async (b) => {
+    const connect = async (codec: "json" | "msgpack") => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+      const reader = new RawReader(conn);
+      await writeAll(conn, jsonFrame({ op: "hello", v: 1, codec, role: "raw", name: "raw" }));
+      assert.equal((await reader.json())?.op, "welcome");
+      return { conn, reader };
+    };
+    const sj = await connect("json");
+    const sm = await connect("msgpack");
+    const pub = await connect("json");
+    try {
+      await writeAll(
+        sj.conn,
+        jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/m" } }),
+      );
+      await writeAll(
+        sm.conn,
+        frame(mpEncode({ id: 1, method: "broker.subscribe", params: { topic: "/m" } })),
+      );
+      assert.ok((await sj.reader.json())?.result);
+      assert.ok((mpDecode((await sm.reader.frame())!) as { result?: unknown }).result);
+      const topics = new TopicCache();
+      const next = async () => {
+        let f: Uint8Array;
+        do f = (await sj.reader.frame())!; while (
+          JSON.parse(decoder.decode(f)).method !== "broker.message"
+        );
+        const d = readDelivery(f, topics)!;
+        let m: { method: string; params: { value: unknown } };
+        do m = mpDecode((await sm.reader.frame())!) as typeof m; while (
+          m.method !== "broker.message"
+        );
+        return { text: decoder.decode(d.value), value: m.params.value };
+      };
+      const publish = (value: string, retain = false) =>
+        writeAll(
+          pub.conn,
+          frame(
+            `{"method":"broker.publish","params":{"topic":"/m/r","value":${value},"retain":${retain}}}`,
+          ),
+        );
+      // A reading whose digits change from one publish to the next, same length each time.
+      const rand = prng(5);
+      const d = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * 10)).join("");
+      const nz = () => String(1 + Math.floor(rand() * 9));
+      for (let i = 0; i < 60; i++) {
+        const text =
+          `{"id":${nz()}${d(4)},"t":${d(1)}.${d(2)},"at":"2026-12-06T0${d(1)}:${d(2)}:00Z",` +
+          `"ok":${i % 2 === 0},"v":[${d(1)},-${nz()}${d(2)},"\\u00e9${d(3)}"],"n":null}`;
+        await publish(text, i % 7 === 0);
+        const got = await next();
+        assert.equal(got.text, text, `delivery ${i} as sent`);
+        assert.deepEqual(got.value, JSON.parse(text), `delivery ${i} to MessagePack`);
+      }
+      // Now kept: digit changes that break the value, at the kept value's length.
+      const base = '{"a":12,"b":"\\ud83d\\ude00","c":[1e10]}';
+      await publish(base);
+      assert.equal((await next()).text, base);
+      await publish(base);
+      assert.equal((await next()).text, base);
+      for (
+        const bad of [
+          '{"a":02,"b":"\\ud83d\\ude00","c":[1e10]}', // a leading zero
+          '{"a":12,"b":"\\ud03d\\ude00","c":[1e10]}', // a lone low surrogate after
+          '{"a":12,"b":"\\ud83d\\ude00","c":[1e99]}', // fine in JSON: taken by the full check
+          '{"a":12,"b":"\\ud83d\\ude00","c":[1e400]}', // past a double (another length)
+        ]
+      ) {
+        await publish(bad);
+        if (bad.includes("1e99]")) {
+          assert.equal((await next()).text, bad);
+          continue;
+        }
+        const answer = await pub.reader.json();
+        assert.equal(answer?.id, null, bad);
+        assert.equal((answer?.error as { code: string }).code, "BAD_REQUEST", bad);
+      }
+      await publish(base.replace("12", "99"));
+      assert.equal((await next()).text, base.replace("12", "99"));
+    } finally {
+      for (const c of [sj, sm, pub]) c.conn.close();
+    }
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * ValueMemo: a value of a publisher that differs from its last one checked
+ * in full only in digits that may change is taken without a scan. Taken
+ * means valid: every value it takes, skipValue and the decoder take too.
+ */
+import assert from "node:assert/strict";
+import { jsonCodec } from "../wire/mod.ts";
+import { skipValue } from "../wire/json_scan.ts";
+import { MEMO_MAX_BYTES, ValueMemo } from "../wire/value_memo.ts";
+import { prng } from "./helpers/raw.ts";
+import { SHAPES } from "./helpers/shapes.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** The nesting of a publish's value (its parent, params, is at depth 2). */
+const DEPTH = 2;
+
+/** A memo that has kept `text` (checked in full first, as the reader does). */
+function kept(text: string): ValueMemo {
+  const b = encoder.encode(text);
+  assert.equal(skipValue(b, 0, DEPTH), b.length, `valid: ${text}`);
+  const memo = new ValueMemo();
+  memo.checked(b, 0, b.length);
+  assert.equal(memo.length, b.length);
+  return memo;
+}
+
+/** Whether `memo` takes `text`, read in place from the middle of a larger buffer. */
+function takes(memo: ValueMemo, text: string): boolean {
+  const b = encoder.encode(text);
+  const buf = new Uint8Array(b.length + 11).fill(0x31);
+  buf.set(b, 5);
+  return memo.matches(buf, 5, 5 + b.length);
+}
+
+/** What the decoder makes of `text` as a publish's value; undefined when it refuses it. */
+function decoded(text: string): unknown {
+  try {
+    const frame = `{"method":"broker.publish","params":{"topic":"/t","value":${text}}}`;
+    return (jsonCodec.decode(encoder.encode(frame)) as { params: { value: unknown } }).params;
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("ValueMemo.matches() takes the value kept and values with digits changed where they may be", () => {
+  const memo = kept('{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}');
+  assert.ok(
+    takes(memo, '{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}'),
+  );
+  assert.ok(
+    takes(memo, '{"id":99001,"t":20.0,"at":"2026-12-04T20:00:59Z","n":-0,"z":9,"a":[0,9]}'),
+  );
+  // A leading zero: "09001" is no JSON number.
+  assert.ok(
+    !takes(memo, '{"id":09001,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}'),
+  );
+  assert.ok(
+    !takes(memo, '{"id":18223,"t":01.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}'),
+  );
+  // Anything but a digit where a digit was, or a change elsewhere.
+  assert.ok(
+    !takes(memo, '{"id":1822a,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}'),
+  );
+  assert.ok(
+    !takes(memo, '{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1 2]}'),
+  );
+  assert.ok(
+    !takes(memo, '{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"b":[1,2]}'),
+  );
+  assert.ok(
+    !takes(memo, '{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2] '),
+  );
+  // Another length: not this memo's (the reader scans it).
+  assert.ok(
+    !takes(memo, '{"id":1822,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}'),
+  );
+});
+
+Deno.test("ValueMemo.matches() leaves exponents, escapes and very long numbers to the scanner", () => {
+  // 1e100 -> 1e900 would pass a double; \u escapes' digits can break a surrogate pair.
+  assert.ok(!takes(kept("[1e100]"), "[1e900]"));
+  assert.ok(!takes(kept("[2.5E+10]"), "[2.5E+99]"));
+  assert.ok(!takes(kept('["\\ud83d\\ude00"]'), '["\\ud03d\\ude00"]'));
+  assert.ok(!takes(kept('["\\u0041"]'), '["\\u0049"]'));
+  const long = "1" + "0".repeat(305);
+  assert.ok(!takes(kept(`[${long}]`), `[9${"9".repeat(305)}]`));
+  // Digits outside escapes in the same strings may change.
+  assert.ok(takes(kept('["a1\\n2\\u0041"]'), '["a9\\n7\\u0041"]'));
+});
+
+Deno.test("ValueMemo.checked() keeps values up to MEMO_MAX_BYTES, and a new layout once the last one stops matching", () => {
+  const big = `"${"7".repeat(MEMO_MAX_BYTES - 2)}"`;
+  assert.equal(kept(big).length, MEMO_MAX_BYTES);
+  const tooBig = encoder.encode(`"${"7".repeat(MEMO_MAX_BYTES - 1)}"`);
+  const none = new ValueMemo();
+  none.checked(tooBig, 0, tooBig.length);
+  assert.equal(none.length, -1);
+  const memo = kept("[1,2]");
+  assert.ok(takes(memo, "[3,4]"));
+  // It matched: the next value checked in full is kept at once.
+  const other = encoder.encode('{"a":1}');
+  memo.checked(other, 0, other.length);
+  assert.ok(takes(memo, '{"a":5}'));
+  // A memo that never matched is replaced only after some full checks in a row.
+  const stale = kept("[1]");
+  const next = encoder.encode("[10]");
+  let checks = 0;
+  while (stale.length !== next.length && checks < 100) {
+    stale.checked(next, 0, next.length);
+    checks++;
+  }
+  assert.ok(checks > 1 && checks < 100, `replaced after ${checks}`);
+});
+
+/** A random JSON value's text: every kind of token, escapes and non-ASCII text among them. */
+function randomJson(rand: () => number, depth = 0): string {
+  const pick = rand();
+  if (depth < 5 && pick < 0.2) {
+    const n = Math.floor(rand() * 4);
+    return `[${Array.from({ length: n }, () => randomJson(rand, depth + 1)).join(",")}]`;
+  }
+  if (depth < 5 && pick < 0.4) {
+    const n = Math.floor(rand() * 4);
+    const members = Array.from(
+      { length: n },
+      () => `${randomString(rand)}:${randomJson(rand, depth + 1)}`,
+    );
+    return `{${members.join(",")}}`;
+  }
+  if (pick < 0.75) return randomNumber(rand);
+  if (pick < 0.93) return randomString(rand);
+  return ["true", "false", "null"][Math.floor(rand() * 3)];
+}
+
+function randomNumber(rand: () => number): string {
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * 10)).join("");
+  const whole = rand() < 0.3
+    ? "0"
+    : `${1 + Math.floor(rand() * 9)}${digits(Math.floor(rand() * 6))}`;
+  const fraction = rand() < 0.4 ? `.${digits(1 + Math.floor(rand() * 4))}` : "";
+  const exponent = rand() < 0.15
+    ? `e${rand() < 0.5 ? "-" : "+"}${digits(1 + Math.floor(rand() * 3))}`
+    : "";
+  return `${rand() < 0.3 ? "-" : ""}${whole}${fraction}${exponent}`;
+}
+
+const PIECES = [
+  "a",
+  "7",
+  "42",
+  " ",
+  "\\n",
+  "\\\\",
+  '\\"',
+  "\\u0041",
+  "\\ud83d\\ude00",
+  "é",
+  "日",
+  "😀",
+  "x9",
+];
+function randomString(rand: () => number): string {
+  const n = Math.floor(rand() * 6);
+  return `"${
+    Array.from({ length: n }, () => PIECES[Math.floor(rand() * PIECES.length)]).join("")
+  }"`;
+}
+
+Deno.test("ValueMemo.matches() takes only valid values: random values, digits and bytes changed (fuzz)", () => {
+  const rand = prng(1717);
+  let taken = 0;
+  let digitsOnly = 0;
+  const texts = [...Object.values(SHAPES).map((v) => JSON.stringify(v))];
+  for (let i = 0; i < 3000; i++) texts.push(randomJson(rand));
+  for (const text of texts) {
+    const bytes = encoder.encode(text);
+    if (skipValue(bytes, 0, DEPTH) !== bytes.length || bytes.length > MEMO_MAX_BYTES) continue;
+    const memo = new ValueMemo();
+    memo.checked(bytes, 0, bytes.length);
+    for (let m = 0; m < 30; m++) {
+      const v = bytes.slice();
+      const digitMutant = m % 2 === 0;
+      for (let k = 1 + Math.floor(rand() * 4); k > 0; k--) {
+        const at = Math.floor(rand() * v.length);
+        if (digitMutant) {
+          if (v[at] >= 0x30 && v[at] <= 0x39) v[at] = 0x30 + Math.floor(rand() * 10);
+        } else {
+          v[at] = rand() < 0.5 ? Math.floor(rand() * 256) : 0x30 + Math.floor(rand() * 10);
+        }
+      }
+      if (!memo.matches(v, 0, v.length)) continue;
+      taken++;
+      const mutant = decoder.decode(v);
+      // Taken: the scanner takes it to the same end, and the decoder reads it.
+      assert.equal(skipValue(v, 0, DEPTH), v.length, `${text} -> ${mutant}`);
+      assert.notEqual(decoded(mutant), undefined, `${text} -> ${mutant}`);
+      if (digitMutant && mutant !== text) digitsOnly++;
+    }
+  }
+  assert.ok(taken > 20_000, `values taken: ${taken}`);
+  assert.ok(digitsOnly > 5_000, `values with changed digits taken: ${digitsOnly}`);
+});
