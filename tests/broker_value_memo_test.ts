@@ -24,6 +24,7 @@ Deno.test("a publisher's values with changed digits arrive as sent; invalid digi
     const sj = await connect("json");
     const sm = await connect("msgpack");
     const pub = await connect("json");
+    const mpub = await connect("msgpack");
     try {
       await writeAll(
         sj.conn,
@@ -93,8 +94,45 @@ Deno.test("a publisher's values with changed digits arrive as sent; invalid digi
       }
       await publish(base.replace("12", "99"));
       assert.equal((await next()).text, base.replace("12", "99"));
+      // MessagePack: a reading's float, integers, boolean and digits change; equal on both sides.
+      const mpPublish = (value: unknown) =>
+        writeAll(
+          mpub.conn,
+          frame(
+            mpEncode({ method: "broker.publish", params: { topic: "/m/r", value, retain: false } }),
+          ),
+        );
+      for (let i = 0; i < 40; i++) {
+        const value = {
+          id: 40_000 + i,
+          t: 20 + rand(),
+          ok: i % 3 === 0,
+          n: -1 - (i % 20),
+          at: `2026-12-06T01:0${i % 10}:00Z`,
+          raw: Uint8Array.of(i, 255 - i),
+        };
+        await mpPublish(value);
+        const got = await next();
+        assert.deepEqual(got.value, value, `MessagePack delivery ${i}`);
+      }
+      // Then the same layout with a float made NaN (its exponent all ones): refused.
+      const nan = mpEncode({
+        method: "broker.publish",
+        params: { topic: "/m/r", value: { t: 21.5 }, retain: false },
+      });
+      for (let i = 0; i < 3; i++) {
+        await writeAll(mpub.conn, frame(nan));
+        assert.deepEqual((await next()).value, { t: 21.5 });
+      }
+      const bad = nan.slice();
+      const at = bad.indexOf(0xcb) + 1;
+      bad[at] = 0x7f;
+      bad[at + 1] = 0xf8;
+      await writeAll(mpub.conn, frame(bad));
+      const answer = mpDecode((await mpub.reader.frame())!) as { error?: { code: string } };
+      assert.equal(answer.error?.code, "BAD_REQUEST");
     } finally {
-      for (const c of [sj, sm, pub]) c.conn.close();
+      for (const c of [sj, sm, pub, mpub]) c.conn.close();
     }
   });
 });

@@ -201,3 +201,95 @@ Deno.test("ValueMemo.matches() takes only valid values: random values, digits an
   assert.ok(taken > 20_000, `values taken: ${taken}`);
   assert.ok(digitsOnly > 5_000, `values with changed digits taken: ${digitsOnly}`);
 });
+
+/** A random value for MessagePack: every type the broker's reader takes, floats and binary among them. */
+function randomValue(rand: () => number, depth = 0): unknown {
+  const pick = rand();
+  if (depth < 4 && pick < 0.15) {
+    return Array.from({ length: Math.floor(rand() * 4) }, () => randomValue(rand, depth + 1));
+  }
+  if (depth < 4 && pick < 0.3) {
+    const o: Record<string, unknown> = {};
+    for (let k = Math.floor(rand() * 4); k > 0; k--) {
+      o[`k${Math.floor(rand() * 100)}`] = randomValue(rand, depth + 1);
+    }
+    return o;
+  }
+  const ints = [
+    0,
+    5,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2 ** 31,
+    2 ** 32 + 1,
+    2 ** 52,
+    -1,
+    -32,
+    -33,
+    -200,
+    -40000,
+    -(2 ** 31),
+    -(2 ** 40),
+  ];
+  if (pick < 0.5) {
+    return ints[Math.floor(rand() * ints.length)] + (rand() < 0.3 ? Math.floor(rand() * 9) : 0);
+  }
+  if (pick < 0.6) return (rand() - 0.5) * 10 ** Math.floor(rand() * 40);
+  if (pick < 0.7) return rand() < 0.5;
+  if (pick < 0.75) return null;
+  if (pick < 0.8) {
+    return Uint8Array.from({ length: Math.floor(rand() * 6) }, () => Math.floor(rand() * 256));
+  }
+  return randomString(rand).slice(1, -1) + "12";
+}
+
+Deno.test("ValueMemo.matches() takes only valid MessagePack: random values, bytes changed (fuzz)", async () => {
+  const { encode, decode } = await import("@msgpack/msgpack");
+  const { skipMsgpack } = await import("../roles/broker/msgpack_publish.ts");
+  const rand = prng(2929);
+  let taken = 0;
+  let changed = 0;
+  for (let i = 0; i < 3000; i++) {
+    const bytes = encode(randomValue(rand), { forceFloat32: i % 3 === 0 });
+    if (skipMsgpack(bytes, 0, DEPTH) !== bytes.length || bytes.length > MEMO_MAX_BYTES) continue;
+    const memo = new ValueMemo();
+    memo.checked(bytes, 0, bytes.length, true);
+    for (let m = 0; m < 30; m++) {
+      const v = bytes.slice();
+      for (let k = 1 + Math.floor(rand() * 3); k > 0; k--) {
+        const at = Math.floor(rand() * v.length);
+        const r = rand();
+        // Any byte; a NaN's or Infinity's exponent in a float; a digit.
+        v[at] = r < 0.5
+          ? Math.floor(rand() * 256)
+          : r < 0.7
+          ? v[at] | 0x7f
+          : r < 0.85
+          ? 0xff
+          : 0x30 + Math.floor(rand() * 10);
+      }
+      if (!memo.matches(v, 0, v.length)) continue;
+      taken++;
+      if (v.some((x, j) => x !== bytes[j])) changed++;
+      // Taken: the reader's scanner takes it to the same end, and the decoder reads it.
+      assert.equal(skipMsgpack(v, 0, DEPTH), v.length, Array.from(v).join(","));
+      assert.ok(allFinite(decode(v)), Array.from(v).join(","));
+    }
+  }
+  assert.ok(taken > 10_000, `values taken: ${taken}`);
+  assert.ok(changed > 3_000, `values with changed bytes taken: ${changed}`);
+});
+
+/** Whether every number in `v` is finite (the decoder refuses NaN and ±Infinity). */
+function allFinite(v: unknown): boolean {
+  if (typeof v === "number") return Number.isFinite(v);
+  if (Array.isArray(v)) return v.every(allFinite);
+  if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
+    return Object.values(v).every(allFinite);
+  }
+  return true;
+}
