@@ -1,12 +1,13 @@
 /**
- * ValueMemo: a value of a publisher that differs from its last one checked
- * in full only in digits that may change is taken without a scan. Taken
- * means valid: every value it takes, skipValue and the decoder take too.
+ * PublishMemo: a publish frame that differs from one its publisher sent
+ * before only where its value may change is taken without reading it.
+ * Taken means valid: every value it takes, the scanner and the decoder take
+ * too. Here the frames are values alone (the value is the whole frame).
  */
 import assert from "node:assert/strict";
 import { jsonCodec } from "../wire/mod.ts";
 import { skipValue } from "../wire/json_scan.ts";
-import { MEMO_MAX_BYTES, ValueMemo } from "../wire/value_memo.ts";
+import { MEMO_MAX_BYTES, PublishMemo } from "../wire/value_memo.ts";
 import { prng } from "./helpers/raw.ts";
 import { SHAPES } from "./helpers/shapes.ts";
 
@@ -15,22 +16,27 @@ const decoder = new TextDecoder();
 /** The nesting of a publish's value (its parent, params, is at depth 2). */
 const DEPTH = 2;
 
+/** What a reader read in a frame that is the value `b` alone. */
+const whole = (b: Uint8Array) => ({ valueStart: 0, valueEnd: b.length, topic: "/t", retain: true });
+
 /** A memo that has kept `text` (checked in full first, as the reader does). */
-function kept(text: string): ValueMemo {
+function kept(text: string): PublishMemo {
   const b = encoder.encode(text);
   assert.equal(skipValue(b, 0, DEPTH), b.length, `valid: ${text}`);
-  const memo = new ValueMemo();
-  memo.checked(b, 0, b.length);
-  assert.equal(memo.length, b.length);
+  const memo = new PublishMemo();
+  memo.checked(b, whole(b), false);
+  assert.ok(memo.match(b), "kept");
   return memo;
 }
 
-/** Whether `memo` takes `text`, read in place from the middle of a larger buffer. */
-function takes(memo: ValueMemo, text: string): boolean {
+/** Whether `memo` takes `text`, a view in the middle of a larger buffer. */
+function takes(memo: PublishMemo, text: string): boolean {
   const b = encoder.encode(text);
   const buf = new Uint8Array(b.length + 11).fill(0x31);
   buf.set(b, 5);
-  return memo.matches(buf, 5, 5 + b.length);
+  const read = memo.match(buf.subarray(5, 5 + b.length));
+  if (read !== undefined) assert.deepEqual(read.valueEnd, b.length);
+  return read !== undefined;
 }
 
 /** What the decoder makes of `text` as a publish's value; undefined when it refuses it. */
@@ -43,7 +49,7 @@ function decoded(text: string): unknown {
   }
 }
 
-Deno.test("ValueMemo.matches() takes the value kept and values with digits changed where they may be", () => {
+Deno.test("PublishMemo.match() takes the frame kept and frames with digits changed where they may be", () => {
   const memo = kept('{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}');
   assert.ok(
     takes(memo, '{"id":18223,"t":21.5,"at":"2026-12-04T20:00:00Z","n":-7,"z":0,"a":[1,2]}'),
@@ -77,7 +83,7 @@ Deno.test("ValueMemo.matches() takes the value kept and values with digits chang
   );
 });
 
-Deno.test("ValueMemo.matches() leaves exponents, escapes and very long numbers to the scanner", () => {
+Deno.test("PublishMemo.match() leaves exponents, escapes and very long numbers to the scanner", () => {
   // 1e100 -> 1e900 would pass a double; \u escapes' digits can break a surrogate pair.
   assert.ok(!takes(kept("[1e100]"), "[1e900]"));
   assert.ok(!takes(kept("[2.5E+10]"), "[2.5E+99]"));
@@ -89,28 +95,43 @@ Deno.test("ValueMemo.matches() leaves exponents, escapes and very long numbers t
   assert.ok(takes(kept('["a1\\n2\\u0041"]'), '["a9\\n7\\u0041"]'));
 });
 
-Deno.test("ValueMemo.checked() keeps values up to MEMO_MAX_BYTES, and a new layout once the last one stops matching", () => {
-  const big = `"${"7".repeat(MEMO_MAX_BYTES - 2)}"`;
-  assert.equal(kept(big).length, MEMO_MAX_BYTES);
+Deno.test("PublishMemo.checked() keeps frames up to MEMO_MAX_BYTES, of four lengths, the one used longest ago replaced", () => {
+  const big = encoder.encode(`"${"7".repeat(MEMO_MAX_BYTES - 2)}"`);
+  const memo = new PublishMemo();
+  memo.checked(big, whole(big), false);
+  assert.ok(memo.match(big));
   const tooBig = encoder.encode(`"${"7".repeat(MEMO_MAX_BYTES - 1)}"`);
-  const none = new ValueMemo();
-  none.checked(tooBig, 0, tooBig.length);
-  assert.equal(none.length, -1);
-  const memo = kept("[1,2]");
-  assert.ok(takes(memo, "[3,4]"));
-  // It matched: the next value checked in full is kept at once.
-  const other = encoder.encode('{"a":1}');
-  memo.checked(other, 0, other.length);
-  assert.ok(takes(memo, '{"a":5}'));
-  // A memo that never matched is replaced only after some full checks in a row.
-  const stale = kept("[1]");
-  const next = encoder.encode("[10]");
-  let checks = 0;
-  while (stale.length !== next.length && checks < 100) {
-    stale.checked(next, 0, next.length);
-    checks++;
+  memo.checked(tooBig, whole(tooBig), false);
+  assert.equal(memo.match(tooBig), undefined);
+  // Four lengths kept at once (a reading of 21.9, then 22, then 21.95 …).
+  const values = ["[1]", "[12]", "[123]", "[1234]"].map((t) => encoder.encode(t));
+  const four = new PublishMemo();
+  for (const v of values) four.checked(v, whole(v), false);
+  for (const v of values) assert.ok(four.match(v));
+  assert.ok(takes(four, "[98]"));
+  // A fifth: in place of the one used longest ago ([1], matched first above).
+  const fifth = encoder.encode("[12345]");
+  four.checked(fifth, whole(fifth), false);
+  assert.ok(four.match(fifth));
+  assert.equal(four.match(values[0]), undefined);
+  for (const v of values.slice(1)) assert.ok(four.match(v));
+  // Another value of a kept length replaces that one.
+  const other = encoder.encode("[true]");
+  assert.equal(four.match(other), undefined);
+  four.checked(other, whole(other), false);
+  assert.ok(four.match(other));
+  assert.equal(four.match(encoder.encode("[1234]")), undefined);
+});
+
+Deno.test("PublishMemo.checked() keeps only one frame in RETRY_EVERY once none matches for a while", () => {
+  const memo = new PublishMemo();
+  for (let i = 0; i < 64; i++) {
+    // Every frame another layout: never matched before it is checked.
+    const v = encoder.encode(`[${"1,".repeat(i)}1]`);
+    assert.equal(memo.match(v), undefined);
+    memo.checked(v, whole(v), false);
   }
-  assert.ok(checks > 1 && checks < 100, `replaced after ${checks}`);
+  assert.ok(memo.stored >= 8 && memo.stored < 16, `kept ${memo.stored} of 64`);
 });
 
 /** A random JSON value's text: every kind of token, escapes and non-ASCII text among them. */
@@ -167,7 +188,7 @@ function randomString(rand: () => number): string {
   }"`;
 }
 
-Deno.test("ValueMemo.matches() takes only valid values: random values, digits and bytes changed (fuzz)", () => {
+Deno.test("PublishMemo.match() takes only valid values: random values, digits and bytes changed (fuzz)", () => {
   const rand = prng(1717);
   let taken = 0;
   let digitsOnly = 0;
@@ -176,8 +197,8 @@ Deno.test("ValueMemo.matches() takes only valid values: random values, digits an
   for (const text of texts) {
     const bytes = encoder.encode(text);
     if (skipValue(bytes, 0, DEPTH) !== bytes.length || bytes.length > MEMO_MAX_BYTES) continue;
-    const memo = new ValueMemo();
-    memo.checked(bytes, 0, bytes.length);
+    const memo = new PublishMemo();
+    memo.checked(bytes, whole(bytes), false);
     for (let m = 0; m < 30; m++) {
       const v = bytes.slice();
       const digitMutant = m % 2 === 0;
@@ -189,7 +210,7 @@ Deno.test("ValueMemo.matches() takes only valid values: random values, digits an
           v[at] = rand() < 0.5 ? Math.floor(rand() * 256) : 0x30 + Math.floor(rand() * 10);
         }
       }
-      if (!memo.matches(v, 0, v.length)) continue;
+      if (!memo.match(v)) continue;
       taken++;
       const mutant = decoder.decode(v);
       // Taken: the scanner takes it to the same end, and the decoder reads it.
@@ -247,7 +268,7 @@ function randomValue(rand: () => number, depth = 0): unknown {
   return randomString(rand).slice(1, -1) + "12";
 }
 
-Deno.test("ValueMemo.matches() takes only valid MessagePack: random values, bytes changed (fuzz)", async () => {
+Deno.test("PublishMemo.match() takes only valid MessagePack: random values, bytes changed (fuzz)", async () => {
   const { encode, decode } = await import("@msgpack/msgpack");
   const { skipMsgpack } = await import("../roles/broker/msgpack_publish.ts");
   const rand = prng(2929);
@@ -256,8 +277,8 @@ Deno.test("ValueMemo.matches() takes only valid MessagePack: random values, byte
   for (let i = 0; i < 3000; i++) {
     const bytes = encode(randomValue(rand), { forceFloat32: i % 3 === 0 });
     if (skipMsgpack(bytes, 0, DEPTH) !== bytes.length || bytes.length > MEMO_MAX_BYTES) continue;
-    const memo = new ValueMemo();
-    memo.checked(bytes, 0, bytes.length, true);
+    const memo = new PublishMemo();
+    memo.checked(bytes, whole(bytes), true);
     for (let m = 0; m < 30; m++) {
       const v = bytes.slice();
       for (let k = 1 + Math.floor(rand() * 3); k > 0; k--) {
@@ -272,7 +293,7 @@ Deno.test("ValueMemo.matches() takes only valid MessagePack: random values, byte
           ? 0xff
           : 0x30 + Math.floor(rand() * 10);
       }
-      if (!memo.matches(v, 0, v.length)) continue;
+      if (!memo.match(v)) continue;
       taken++;
       if (v.some((x, j) => x !== bytes[j])) changed++;
       // Taken: the reader's scanner takes it to the same end, and the decoder reads it.

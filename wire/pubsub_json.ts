@@ -14,7 +14,6 @@
 import { plainInteger, plainString, skipSpace, skipString, skipValue } from "./json_scan.ts";
 import { bytesAt, endsWith, startsWith, WordRun } from "./byte_words.ts";
 import type { TopicCache } from "./topic_cache.ts";
-import type { ValueMemo } from "./value_memo.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -166,22 +165,25 @@ const VALUE_DEPTH = 2;
 export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish | undefined {
   const b = frame;
   PUBLISH.id = undefined;
+  // A frame the publisher sent before but for its value's digits (see PublishMemo): read already.
+  const kept = topics.memo.match(b);
+  if (kept !== undefined) {
+    PUBLISH.topic = kept.topic;
+    PUBLISH.at(b, kept.valueStart, kept.valueEnd);
+    PUBLISH.retain = kept.retain;
+    PUBLISH.canonical = true;
+    return PUBLISH;
+  }
   PUBLISH.canonical = false;
   const head = topics.head(b);
   if (head > 0) {
     // The head of this publisher's last publishes (its prefix, topic and `","value":`).
-    const canonical = readCanonicalValue(b, head, topics.headTopic, topics.memo);
-    if (canonical !== null) {
-      if (canonical !== undefined) PUBLISH.canonical = true;
-      return canonical;
-    }
+    const canonical = readCanonicalValue(b, head, topics.headTopic);
+    if (canonical !== null) return canonicalRead(b, canonical, topics);
   } else if (startsWithPublish(b)) {
     // As JSON.stringify writes it (most publishes): no member to look for.
     const canonical = readCanonical(b, PUBLISH_PREFIX.length, topics);
-    if (canonical !== null) {
-      if (canonical !== undefined) PUBLISH.canonical = true;
-      return canonical;
-    }
+    if (canonical !== null) return canonicalRead(b, canonical, topics);
   } else if (startsWith(b, ID_FIRST)) {
     // A confirmed publish as clients write it: the id, then the notification's layout.
     const end = skipValue(b, ID_FIRST.length, 1);
@@ -195,6 +197,18 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish
     }
   }
   return readAnyLayout(b, topics);
+}
+
+/** A canonical notification read (or undefined: its value is not valid), kept for the next ones. */
+function canonicalRead(
+  b: Uint8Array,
+  read: FramePublish | undefined,
+  topics: TopicCache,
+): FramePublish | undefined {
+  if (read === undefined) return undefined;
+  PUBLISH.canonical = true;
+  topics.memo.checked(b, PUBLISH, false);
+  return PUBLISH;
 }
 
 /** A request id the fast path answers itself: a plain integer or string (else the decoder's). */
@@ -260,7 +274,7 @@ function readCanonical(
   if (t < 0 || !bytesAt(b, t, VALUE_KEY)) return null;
   const start = t + VALUE_KEY.length;
   const topic = topics.topic(b, from, t);
-  const read = readCanonicalValue(b, start, topic, topics.memo);
+  const read = readCanonicalValue(b, start, topic);
   // A notification's head, for the publishes after it on this topic.
   if (read && from === PUBLISH_PREFIX.length) topics.keepHead(b, start, topic);
   return read;
@@ -275,38 +289,22 @@ function readCanonicalValue(
   b: Uint8Array,
   start: number,
   topic: string,
-  memo: ValueMemo,
 ): FramePublish | undefined | null {
-  // The publisher's last value, or one that differs only in digits, then the
-  // end of a canonical publish (see ValueMemo): no scan. Else a full one.
-  let end = start + memo.length;
-  let retain = memo.length < 0 ? NOT_CANONICAL : canonicalEnd(b, end);
-  if (retain === NOT_CANONICAL || !memo.matches(b, start, end)) {
-    end = skipValue(b, start, VALUE_DEPTH);
-    if (end < 0) return undefined;
-    memo.checked(b, start, end);
-    retain = canonicalEnd(b, end);
-    if (retain === NOT_CANONICAL) return null;
+  const end = skipValue(b, start, VALUE_DEPTH);
+  if (end < 0) return undefined;
+  const rest = b.length - end;
+  let retain = true;
+  if (rest === 2) {
+    if (b[end] !== BRACE || b[end + 1] !== BRACE) return null;
+  } else if (rest === RETAIN_FALSE_END.length && bytesAt(b, end, RETAIN_FALSE_END)) {
+    retain = false;
+  } else if (rest !== RETAIN_TRUE_END.length || !bytesAt(b, end, RETAIN_TRUE_END)) {
+    return null;
   }
   PUBLISH.topic = topic;
   PUBLISH.at(b, start, end);
-  PUBLISH.retain = retain === RETAINED;
+  PUBLISH.retain = retain;
   return PUBLISH;
-}
-
-const NOT_CANONICAL = 0, RETAINED = 1, NOT_RETAINED = 2;
-
-/**
- * What ends a canonical publish whose value ends at `end`: `}}`,
- * `,"retain":true}}` (RETAINED) or `,"retain":false}}` (NOT_RETAINED), up
- * to the frame's end; else NOT_CANONICAL.
- */
-function canonicalEnd(b: Uint8Array, end: number): number {
-  const rest = b.length - end;
-  if (rest === 2) return b[end] === BRACE && b[end + 1] === BRACE ? RETAINED : NOT_CANONICAL;
-  if (rest === RETAIN_FALSE_END.length && bytesAt(b, end, RETAIN_FALSE_END)) return NOT_RETAINED;
-  if (rest === RETAIN_TRUE_END.length && bytesAt(b, end, RETAIN_TRUE_END)) return RETAINED;
-  return NOT_CANONICAL;
 }
 
 /** The index of the value after a key ending at `i` (spaces, a colon, spaces), or -1. */

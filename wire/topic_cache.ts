@@ -3,7 +3,7 @@
  * MessagePack reader), kept with the head of a publisher's run on it.
  */
 import { WordRun } from "./byte_words.ts";
-import { ValueMemo } from "./value_memo.ts";
+import { PublishMemo } from "./value_memo.ts";
 
 const decoder = new TextDecoder();
 
@@ -21,8 +21,8 @@ export class TopicCache {
   #repeated = false;
   #head: WordRun | undefined = undefined;
   #headTopic = "";
-  /** The publisher's last JSON value checked in full (see ValueMemo). */
-  readonly memo: ValueMemo = new ValueMemo();
+  /** The publisher's last publishes read in full (see PublishMemo). */
+  readonly memo: PublishMemo = new PublishMemo();
 
   /** The topic in `frame[from, to)` (ASCII). */
   topic(frame: Uint8Array, from: number, to: number): string {

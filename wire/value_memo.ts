@@ -1,18 +1,20 @@
 /**
- * A publisher's last JSON value checked in full, so that the next ones can
- * be checked against it: applications publish the same layout over and over
- * (a sensor's reading, a status), with only some digits changed. A value of
- * the same length that differs from the one kept only where that one has a
- * digit a digit may replace (below) is valid JSON of the same structure, so
- * it needs no scan: comparing words costs a fraction of skipValue's table
- * read and unpredictable branch per token.
+ * A publisher's last publish frames read in full (canonical notifications:
+ * see FramePublish.canonical), so that the next ones can be checked against
+ * them: applications publish the same layout over and over (a sensor's
+ * reading, a status) on the same topic, with only some digits changed. A
+ * frame of a kept one's length that differs from it only where its value
+ * may change (below) is that publish again, with a valid value of the same
+ * structure: it needs no reading at all (prefix, topic, value, retain): its
+ * words are compared with the kept frame's, at a fraction of the value
+ * scanner's table read and unpredictable branch per token.
  *
- * Where a digit may be replaced by another, keeping the value valid as the
- * strict decoder wants it: in a string, outside escapes (a `\uXXXX`'s digits
- * could break a surrogate pair); in a number without an exponent and of at
- * most 300 characters (nothing of that size passes a double), any digit but
- * the first of an integer part of two digits or more, which may only become
- * 1–9 (no leading zero). Everything else must be the same byte.
+ * Where a JSON value's digit may be replaced by another, keeping it valid as
+ * the strict decoder wants it: in a string, outside escapes (a `\uXXXX`'s
+ * digits could break a surrogate pair); in a number without an exponent and
+ * of at most 300 characters (nothing of that size passes a double), any
+ * digit but the first of an integer part of two digits or more, which may
+ * only become 1–9 (no leading zero). Everything else must be the same byte.
  *
  * MessagePack values (the broker's MessagePack reader) likewise: digits in
  * strings; a fixint's byte within its kind (0x00–0x7f, 0xe0–0xff); the bytes
@@ -22,10 +24,12 @@
  * ±2^53) and everything else stay as they are.
  */
 
-/** Values longer than this are not kept (a copy and a mask each). */
+/** Frames longer than this are not kept (a copy and a mask each). */
 export const MEMO_MAX_BYTES = 1024;
-/** Full checks in a row without a match before the last value is kept anyway. */
-const RETRY_AFTER = 8;
+/** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
+const SLOTS = 4;
+/** Full reads in a row without a match past which only one in RETRY_EVERY is kept. */
+const RETRY_EVERY = 8;
 
 /** How a byte of the kept value may change (see the module comment). */
 const SAME = 0, ANY_DIGIT = 1, NONZERO_DIGIT = 2, ANY_BYTE = 3, FIXINT = 4, NEGATIVE_FIXINT = 5;
@@ -44,127 +48,168 @@ function dataView(b: Uint8Array): DataView<ArrayBufferLike> {
   return view;
 }
 
-/** The last value a reader checked in full (see the module comment); one per publisher. */
-export class ValueMemo {
-  #words = new Int32Array(MEMO_MAX_BYTES >> 2);
-  #bytes = new Uint8Array(this.#words.buffer);
-  /** How each byte of the kept value may change (SAME, ANY_DIGIT, NONZERO_DIGIT). */
-  #free = new Uint8Array(MEMO_MAX_BYTES);
-  /** #free by word: 0xff where a byte may change, 0 where it may not. */
-  #freeWords = new Int32Array(MEMO_MAX_BYTES >> 2);
-  #freeBytes = new Uint8Array(this.#freeWords.buffer);
-  /** The kept value's length; -1 when none. */
-  #length = -1;
-  /** Whether the kept value is MessagePack (else JSON text). */
-  #msgpack = false;
-  /** Whether #free describes the kept value (made at its first mismatch). */
-  #freeMade = false;
-  /** Matches since the value was kept, and full checks since without one. */
-  #hits = 0;
-  #misses = 0;
+/** What a reader read in a frame (a FramePublish). */
+export interface KeptRead {
+  readonly valueStart: number;
+  readonly valueEnd: number;
+  readonly topic: string;
+  readonly retain: boolean;
+}
 
-  /** The kept value's length in bytes; -1 when none is kept. */
-  get length(): number {
-    return this.#length;
-  }
+/** One kept frame and what a reader read in it. */
+class Slot implements KeptRead {
+  readonly words = new Int32Array(MEMO_MAX_BYTES >> 2);
+  readonly bytes = new Uint8Array(this.words.buffer);
+  /** How each byte may change (SAME, ANY_DIGIT, …): made at the first mismatch. */
+  readonly free = new Uint8Array(MEMO_MAX_BYTES);
+  /** `free` by word: 0xff where a byte may change, 0 where it may not. */
+  readonly freeWords = new Int32Array(MEMO_MAX_BYTES >> 2);
+  readonly freeBytes = new Uint8Array(this.freeWords.buffer);
+  freeMade = false;
+  /** The frame's length; -1 when none is kept. */
+  length = -1;
+  msgpack = false;
+  valueStart = 0;
+  valueEnd = 0;
+  topic = "";
+  retain = true;
+  /** When it last matched or was kept (the memo's count of reads). */
+  used = 0;
+}
+
+/** The last publish frames a reader read in full (see the module comment); one per publisher. */
+export class PublishMemo {
+  readonly #slots: Slot[] = Array.from({ length: SLOTS }, () => new Slot());
+  /** Reads so far (see Slot.used), and full reads in a row since the last match. */
+  #reads = 0;
+  #missRun = 0;
+  /** Frames kept so far (copies made). */
+  stored = 0;
 
   /**
-   * Whether `b[start, end)` is, byte for byte, the kept value or one that
-   * differs from it only by digits it may change: then it is valid JSON
-   * whenever the kept value was (at the same nesting).
+   * The kept frame that `b` is, or differs from only where its value may
+   * change (see the module comment); undefined when none. Its value then
+   * lies at the same place (`valueStart`, `valueEnd`), to the same topic,
+   * with the same retain flag.
    */
-  matches(b: Uint8Array, start: number, end: number): boolean {
-    const n = this.#length;
-    if (end - start !== n) return false;
-    const dv = dataView(b);
-    const base = b.byteOffset + start;
-    const words = this.#words;
-    const whole = n >> 2;
-    for (let w = 0; w < whole; w++) {
-      const got = dv.getInt32(base + 4 * w, true);
-      if (got === words[w]) continue;
-      if (!this.#freeMade) this.#makeFree();
-      const changed = got ^ words[w];
-      if ((changed & ~this.#freeWords[w]) !== 0) return false;
-      for (let k = 0; k < 4; k++) {
-        if (((changed >>> (8 * k)) & 0xff) !== 0 && !this.#mayBe(b, start, 4 * w + k)) return false;
+  match(b: Uint8Array): KeptRead | undefined {
+    const n = b.length;
+    const slots = this.#slots;
+    let slot: Slot | undefined;
+    for (let k = 0; k < SLOTS; k++) {
+      if (slots[k].length === n) {
+        slot = slots[k];
+        break;
       }
     }
-    const bytes = this.#bytes;
-    for (let p = whole << 2; p < n; p++) {
-      if (b[start + p] === bytes[p]) continue;
-      if (!this.#freeMade) this.#makeFree();
-      if (!this.#mayBe(b, start, p)) return false;
-    }
-    this.#hits++;
-    return true;
-  }
-
-  /** Whether byte `p` of the kept value may be `b[start + p]` (see the module comment). */
-  #mayBe(b: Uint8Array, start: number, p: number): boolean {
-    const c = b[start + p];
-    switch (this.#free[p]) {
-      case ANY_DIGIT:
-        return c >= 0x30 && c <= 0x39;
-      case NONZERO_DIGIT:
-        return c >= 0x31 && c <= 0x39;
-      case ANY_BYTE:
-        return true;
-      case FIXINT:
-        return c <= 0x7f;
-      case NEGATIVE_FIXINT:
-        return c >= 0xe0;
-      case BOOLEAN:
-        return c === 0xc2 || c === 0xc3;
-      // A float's sign and exponent: all exponent bits set is NaN or ±Infinity.
-      case FLOAT32_HIGH:
-        return (c & 0x7f) !== 0x7f || (b[start + p + 1] & 0x80) === 0;
-      case FLOAT32_NEXT:
-        return (b[start + p - 1] & 0x7f) !== 0x7f || (c & 0x80) === 0;
-      case FLOAT64_HIGH:
-        return (c & 0x7f) !== 0x7f || (b[start + p + 1] & 0xf0) !== 0xf0;
-      case FLOAT64_NEXT:
-        return (b[start + p - 1] & 0x7f) !== 0x7f || (c & 0xf0) !== 0xf0;
-      default:
-        return false;
-    }
+    if (slot === undefined || !matches(slot, b)) return undefined;
+    slot.used = ++this.#reads;
+    this.#missRun = 0;
+    return slot;
   }
 
   /**
-   * A value `b[start, end)` was checked in full and is valid: kept when the
-   * one kept before it matched since it was kept, or after RETRY_AFTER full
-   * checks without a match (values whose layout keeps changing are not
-   * copied each time).
+   * A canonical notification `b` was read in full (`read`): its value
+   * `b[valueStart, valueEnd)` (JSON, or MessagePack) is valid.
+   * Kept in place of the kept frame of its length, else of the one used
+   * longest ago; after RETRY_EVERY full reads in a row without a match, only
+   * one in RETRY_EVERY is (frames whose layout keeps changing are not copied
+   * each time).
    */
-  checked(b: Uint8Array, start: number, end: number, msgpack = false): void {
-    const n = end - start;
+  checked(b: Uint8Array, read: KeptRead, msgpack: boolean): void {
+    const n = b.length;
     if (n > MEMO_MAX_BYTES) return;
-    if (this.#length >= 0 && this.#hits === 0 && ++this.#misses < RETRY_AFTER) return;
-    const bytes = this.#bytes;
-    for (let i = 0; i < n; i++) bytes[i] = b[start + i];
-    this.#length = n;
-    this.#msgpack = msgpack;
-    this.#freeMade = false;
-    this.#hits = this.#misses = 0;
-  }
-
-  /** Marks the kept value's bytes that may change (see the module comment). */
-  #makeFree(): void {
-    const free = this.#free;
-    const n = this.#length;
-    free.fill(SAME, 0, n);
-    if (this.#msgpack) freeMsgpack(this.#bytes, n, free);
-    else freeJson(this.#bytes, n, free);
-    const freeBytes = this.#freeBytes;
-    for (let k = 0; k < n; k++) freeBytes[k] = free[k] === SAME ? 0 : 0xff;
-    freeBytes.fill(0, n, (n + 3) & ~3);
-    this.#freeMade = true;
+    if (++this.#missRun > RETRY_EVERY && this.#missRun % RETRY_EVERY !== 0) return;
+    const slots = this.#slots;
+    let slot = slots[0];
+    for (let k = 0; k < SLOTS; k++) {
+      const s = slots[k];
+      if (s.length === n) {
+        slot = s;
+        break;
+      }
+      if (s.used < slot.used) slot = s;
+    }
+    slot.bytes.set(b, 0);
+    this.stored++;
+    slot.length = n;
+    slot.msgpack = msgpack;
+    slot.valueStart = read.valueStart;
+    slot.valueEnd = read.valueEnd;
+    slot.topic = read.topic;
+    slot.retain = read.retain;
+    slot.freeMade = false;
+    slot.used = ++this.#reads;
   }
 }
 
-/** Marks what may change in the JSON value `t[0, n)` (valid: see the module comment). */
-function freeJson(t: Uint8Array, n: number, free: Uint8Array): void {
-  let i = 0;
+/** Whether `b` is `slot`'s frame but where its value may change (see the module comment). */
+function matches(slot: Slot, b: Uint8Array): boolean {
+  // What may change is found once per frame kept, the first time one is compared with it.
+  if (!slot.freeMade) makeFree(slot);
+  const n = slot.length;
+  const dv = dataView(b);
+  const base = b.byteOffset;
+  const { words, freeWords, free, bytes } = slot;
+  const whole = n >> 2;
+  for (let w = 0; w < whole; w++) {
+    const changed = dv.getInt32(base + 4 * w, true) ^ words[w];
+    if (changed === 0) continue;
+    if ((changed & ~freeWords[w]) !== 0) return false;
+    for (let k = 0; k < 4; k++) {
+      if (((changed >>> (8 * k)) & 0xff) !== 0 && !mayBe(free, b, 4 * w + k)) return false;
+    }
+  }
+  for (let p = whole << 2; p < n; p++) {
+    if (b[p] !== bytes[p] && !mayBe(free, b, p)) return false;
+  }
+  return true;
+}
+
+/** Whether byte `p` of a kept frame may be `b[p]` (see the module comment). */
+function mayBe(free: Uint8Array, b: Uint8Array, p: number): boolean {
+  const c = b[p];
+  switch (free[p]) {
+    case ANY_DIGIT:
+      return c >= 0x30 && c <= 0x39;
+    case NONZERO_DIGIT:
+      return c >= 0x31 && c <= 0x39;
+    case ANY_BYTE:
+      return true;
+    case FIXINT:
+      return c <= 0x7f;
+    case NEGATIVE_FIXINT:
+      return c >= 0xe0;
+    case BOOLEAN:
+      return c === 0xc2 || c === 0xc3;
+    // A float's sign and exponent: all exponent bits set is NaN or ±Infinity.
+    case FLOAT32_HIGH:
+      return (c & 0x7f) !== 0x7f || (b[p + 1] & 0x80) === 0;
+    case FLOAT32_NEXT:
+      return (b[p - 1] & 0x7f) !== 0x7f || (c & 0x80) === 0;
+    case FLOAT64_HIGH:
+      return (c & 0x7f) !== 0x7f || (b[p + 1] & 0xf0) !== 0xf0;
+    case FLOAT64_NEXT:
+      return (b[p - 1] & 0x7f) !== 0x7f || (c & 0xf0) !== 0xf0;
+    default:
+      return false;
+  }
+}
+
+/** Marks the bytes of a kept frame's value that may change (see the module comment). */
+function makeFree(slot: Slot): void {
+  const { free, freeBytes, length: n, valueStart, valueEnd } = slot;
+  free.fill(SAME, 0, n);
+  if (slot.msgpack) freeMsgpack(slot.bytes, valueStart, valueEnd, free);
+  else freeJson(slot.bytes, valueStart, valueEnd, free);
+  for (let k = 0; k < n; k++) freeBytes[k] = free[k] === SAME ? 0 : 0xff;
+  freeBytes.fill(0, n, (n + 3) & ~3);
+  slot.freeMade = true;
+}
+
+/** Marks what may change in the JSON value `t[from, n)` (valid: see the module comment). */
+function freeJson(t: Uint8Array, from: number, n: number, free: Uint8Array): void {
+  let i = from;
   while (i < n) {
     const c = t[i];
     if (c === QUOTE) {
@@ -181,7 +226,7 @@ function freeJson(t: Uint8Array, n: number, free: Uint8Array): void {
       }
       i++;
     } else if (c === 0x2d || isDigit(c)) {
-      const from = i;
+      const number = i;
       if (c === 0x2d) i++;
       const whole = i;
       while (i < n && isDigit(t[i])) i++;
@@ -196,7 +241,7 @@ function freeJson(t: Uint8Array, n: number, free: Uint8Array): void {
         i++;
         if (t[i] === 0x2b || t[i] === 0x2d) i++;
         while (i < n && isDigit(t[i])) i++;
-      } else if (i - from <= 300) {
+      } else if (i - number <= 300) {
         free[whole] = wholeEnd - whole > 1 ? NONZERO_DIGIT : ANY_DIGIT;
         for (let k = whole + 1; k < wholeEnd; k++) free[k] = ANY_DIGIT;
         if (fraction > wholeEnd) { for (let k = fraction; k < i; k++) free[k] = ANY_DIGIT; }
@@ -205,15 +250,15 @@ function freeJson(t: Uint8Array, n: number, free: Uint8Array): void {
   }
 }
 
-/** Marks what may change in the MessagePack value `t[0, n)` (valid: see the module comment). */
-function freeMsgpack(t: Uint8Array, n: number, free: Uint8Array): void {
+/** Marks what may change in the MessagePack value `t[from, n)` (valid: see the module comment). */
+function freeMsgpack(t: Uint8Array, from: number, n: number, free: Uint8Array): void {
   const digits = (from: number, len: number) => {
     for (let k = from; k < from + len && k < n; k++) if (isDigit(t[k])) free[k] = ANY_DIGIT;
   };
   const any = (from: number, len: number) => free.fill(ANY_BYTE, from, Math.min(n, from + len));
   // Items in order, whatever their nesting: a container's header adds its items to those left.
   let left = 1;
-  let i = 0;
+  let i = from;
   while (left > 0 && i < n) {
     left--;
     const c = t[i];

@@ -12,7 +12,6 @@
 import { type FramePublish, MAX_DEPTH, PublishRead, type TopicCache } from "../../wire/mod.ts";
 import { skipUtf8 } from "../../wire/json_scan.ts";
 import { bytesAt, startsWith } from "../../wire/byte_words.ts";
-import type { ValueMemo } from "../../wire/value_memo.ts";
 
 const encoder = new TextEncoder();
 const ID = encoder.encode("id");
@@ -269,9 +268,22 @@ export function readMsgpackPublish(
   topics: TopicCache,
 ): FramePublish | undefined {
   const b = frame;
+  // A frame the publisher sent before but where its value may change (see PublishMemo): read already.
+  const kept = topics.memo.match(b);
+  if (kept !== undefined) {
+    PUBLISH.id = undefined;
+    PUBLISH.topic = kept.topic;
+    PUBLISH.at(b, kept.valueStart, kept.valueEnd);
+    PUBLISH.retain = kept.retain;
+    PUBLISH.canonical = true;
+    return PUBLISH;
+  }
   PUBLISH.canonical = false;
   const head = topics.head(b);
-  if (head > 0 && readCanonicalValue(b, head, topics.headTopic, topics.memo)) return PUBLISH;
+  if (head > 0 && readCanonicalValue(b, head, topics.headTopic)) {
+    topics.memo.checked(b, PUBLISH, true);
+    return PUBLISH;
+  }
   if (startsWith(b, CANONICAL)) {
     // As the client's encoder writes it (most publishes): only the params to read.
     const end = readParams(b, CANONICAL.length, topics);
@@ -279,7 +291,10 @@ export function readMsgpackPublish(
       PUBLISH.id = undefined;
       PUBLISH.canonical = canonicalParams(b, PUBLISH.valueStart);
       // Its head, for the publishes after it on this topic (see TopicCache).
-      if (PUBLISH.canonical) topics.keepHead(b, PUBLISH.valueStart, PUBLISH.topic);
+      if (PUBLISH.canonical) {
+        topics.keepHead(b, PUBLISH.valueStart, PUBLISH.topic);
+        topics.memo.checked(b, PUBLISH, true);
+      }
       return PUBLISH;
     }
   }
@@ -321,40 +336,24 @@ const RETAIN_KEY = Uint8Array.of(0xa0 | RETAIN.length, ...RETAIN);
  * `retain` and a boolean when three. False for anything else (the frame is
  * read the long way).
  */
-function readCanonicalValue(b: Uint8Array, start: number, topic: string, memo: ValueMemo): boolean {
-  // The publisher's last value, or one that differs only where it may (see ValueMemo): no scan.
-  let end = start + memo.length;
-  let retain = memo.length < 0 ? NOT_CANONICAL : canonicalEnd(b, end);
-  if (retain === NOT_CANONICAL || !memo.matches(b, start, end)) {
-    end = skipMsgpack(b, start, VALUE_DEPTH);
-    if (end < 0) return false;
-    memo.checked(b, start, end, true);
-    retain = canonicalEnd(b, end);
-    if (retain === NOT_CANONICAL) return false;
-  }
+function readCanonicalValue(b: Uint8Array, start: number, topic: string): boolean {
+  const end = skipMsgpack(b, start, VALUE_DEPTH);
+  if (end < 0) return false;
+  let retain = true;
+  if (b[MP_PARAMS_AT] === 0x83) {
+    const flag = b[end + RETAIN_KEY.length];
+    if (
+      end + RETAIN_KEY.length + 1 !== b.length || !bytesAt(b, end, RETAIN_KEY) ||
+      (flag !== 0xc2 && flag !== 0xc3)
+    ) return false;
+    retain = flag === 0xc3;
+  } else if (end !== b.length) return false;
   PUBLISH.id = undefined;
   PUBLISH.topic = topic;
   PUBLISH.at(b, start, end);
-  PUBLISH.retain = retain === RETAINED;
+  PUBLISH.retain = retain;
   PUBLISH.canonical = true;
   return true;
-}
-
-const NOT_CANONICAL = 0, RETAINED = 1, NOT_RETAINED = 2;
-
-/**
- * What follows a canonical publish's value ending at `end`: nothing more
- * when the params map has two members (RETAINED), `retain` and a boolean
- * when three; NOT_CANONICAL for anything else.
- */
-function canonicalEnd(b: Uint8Array, end: number): number {
-  if (b[MP_PARAMS_AT] !== 0x83) return end === b.length ? RETAINED : NOT_CANONICAL;
-  const flag = b[end + RETAIN_KEY.length];
-  if (
-    end + RETAIN_KEY.length + 1 !== b.length || !bytesAt(b, end, RETAIN_KEY) ||
-    (flag !== 0xc2 && flag !== 0xc3)
-  ) return NOT_CANONICAL;
-  return flag === 0xc3 ? RETAINED : NOT_RETAINED;
 }
 
 /** The id read by readId. */
