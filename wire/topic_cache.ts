@@ -3,7 +3,7 @@
  * MessagePack reader), kept with the head of a publisher's run on it.
  */
 import { WordRun } from "./byte_words.ts";
-import { PublishMemo } from "./value_memo.ts";
+import { PublishMemo } from "./publish_memo.ts";
 
 const decoder = new TextDecoder();
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { jsonCodec } from "../wire/mod.ts";
 import { skipValue } from "../wire/json_scan.ts";
-import { MEMO_MAX_BYTES, PublishMemo } from "../wire/value_memo.ts";
+import { MEMO_MAX_BYTES, PublishMemo } from "../wire/publish_memo.ts";
 import { prng } from "./helpers/raw.ts";
 import { SHAPES } from "./helpers/shapes.ts";
 

@@ -1,6 +1,6 @@
 /**
  * End to end through the broker: a publisher's values that differ from its
- * last one only in digits (read through its ValueMemo) arrive byte for byte
+ * last one only in digits (read through its PublishMemo) arrive byte for byte
  * as sent to JSON subscribers and equal in value to MessagePack ones; digit
  * changes that make a value invalid are still refused with BAD_REQUEST.
  */
