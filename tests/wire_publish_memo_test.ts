@@ -314,3 +314,26 @@ function allFinite(v: unknown): boolean {
   }
   return true;
 }
+
+Deno.test("PublishMemo costs a connection that never publishes nothing, and one that does about three times its frames", async () => {
+  const { TopicCache } = await import("../wire/mod.ts");
+  const used = () => {
+    const m = Deno.memoryUsage();
+    return m.heapUsed + m.external;
+  };
+  const before = used();
+  const caches = Array.from({ length: 20_000 }, () => new TopicCache());
+  // Every subscriber's connection has one: a few hundred bytes each, not the memo's room.
+  assert.ok(used() - before < 20 * 1024 * 1024, `${((used() - before) / 2 ** 20).toFixed(1)} MiB`);
+  const memo = caches[0].memo;
+  for (const len of [100, 200, 300, 400, 500, 600]) {
+    const v = encoder.encode(`"${"7".repeat(len)}"`);
+    memo.checked(v, whole(v), false);
+  }
+  assert.ok(memo.match(encoder.encode(`"${"7".repeat(600)}"`)));
+  assert.equal(
+    memo.match(encoder.encode(`"${"7".repeat(100)}"`)),
+    undefined,
+    "four lengths at most",
+  );
+});

@@ -48,6 +48,9 @@ function dataView(b: Uint8Array): DataView<ArrayBufferLike> {
   return view;
 }
 
+const EMPTY_WORDS = new Int32Array(0);
+const EMPTY_BYTES = new Uint8Array(0);
+
 /** What a reader read in a frame (a FramePublish). */
 export interface KeptRead {
   readonly valueStart: number;
@@ -58,13 +61,14 @@ export interface KeptRead {
 
 /** One kept frame and what a reader read in it. */
 class Slot implements KeptRead {
-  readonly words = new Int32Array(MEMO_MAX_BYTES >> 2);
-  readonly bytes = new Uint8Array(this.words.buffer);
-  /** How each byte may change (SAME, ANY_DIGIT, …): made at the first mismatch. */
-  readonly free = new Uint8Array(MEMO_MAX_BYTES);
+  // Sized to the frames kept (rounded up to 64 bytes), made when the first is.
+  words: Int32Array = EMPTY_WORDS;
+  bytes: Uint8Array = EMPTY_BYTES;
+  /** How each byte may change (SAME, ANY_DIGIT, …): made at the first compare. */
+  free: Uint8Array = EMPTY_BYTES;
   /** `free` by word: 0xff where a byte may change, 0 where it may not. */
-  readonly freeWords = new Int32Array(MEMO_MAX_BYTES >> 2);
-  readonly freeBytes = new Uint8Array(this.freeWords.buffer);
+  freeWords: Int32Array = EMPTY_WORDS;
+  freeBytes: Uint8Array = EMPTY_BYTES;
   freeMade = false;
   /** The frame's length; -1 when none is kept. */
   length = -1;
@@ -75,11 +79,23 @@ class Slot implements KeptRead {
   retain = true;
   /** When it last matched or was kept (the memo's count of reads). */
   used = 0;
+
+  /** Room for a frame of `n` bytes. */
+  fit(n: number): void {
+    if (this.bytes.length >= n) return;
+    const room = (n + 63) & ~63;
+    this.words = new Int32Array(room >> 2);
+    this.bytes = new Uint8Array(this.words.buffer);
+    this.free = new Uint8Array(room);
+    this.freeWords = new Int32Array(room >> 2);
+    this.freeBytes = new Uint8Array(this.freeWords.buffer);
+  }
 }
 
 /** The last publish frames a reader read in full (see the module comment); one per publisher. */
 export class PublishMemo {
-  readonly #slots: Slot[] = Array.from({ length: SLOTS }, () => new Slot());
+  /** Made as frames are kept: a connection that never publishes pays nothing. */
+  readonly #slots: Slot[] = [];
   /** Reads so far (see Slot.used), and full reads in a row since the last match. */
   #reads = 0;
   #missRun = 0;
@@ -96,7 +112,7 @@ export class PublishMemo {
     const n = b.length;
     const slots = this.#slots;
     let slot: Slot | undefined;
-    for (let k = 0; k < SLOTS; k++) {
+    for (let k = 0; k < slots.length; k++) {
       if (slots[k].length === n) {
         slot = slots[k];
         break;
@@ -121,15 +137,21 @@ export class PublishMemo {
     if (n > MEMO_MAX_BYTES) return;
     if (++this.#missRun > RETRY_EVERY && this.#missRun % RETRY_EVERY !== 0) return;
     const slots = this.#slots;
-    let slot = slots[0];
-    for (let k = 0; k < SLOTS; k++) {
+    let slot: Slot | undefined;
+    let oldest: Slot | undefined;
+    for (let k = 0; k < slots.length; k++) {
       const s = slots[k];
       if (s.length === n) {
         slot = s;
         break;
       }
-      if (s.used < slot.used) slot = s;
+      if (oldest === undefined || s.used < oldest.used) oldest = s;
     }
+    if (slot === undefined) {
+      if (slots.length < SLOTS) slots.push(slot = new Slot());
+      else slot = oldest!;
+    }
+    slot.fit(n);
     slot.bytes.set(b, 0);
     this.stored++;
     slot.length = n;
