@@ -145,6 +145,8 @@ export class Dispatcher<J extends Job> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed: DistError | undefined;
+  #slotCount = 0;
+  #slotsAt = NaN;
   /** Picks backends for the policy, a client's batch at a time (runs.ts). */
   #runs: Runs;
   /** With --metrics: each answered request's time through the balancer (seconds). */
@@ -165,7 +167,22 @@ export class Dispatcher<J extends Job> {
       wake: () => this.pump(),
       sourceOf: options.sourceOf,
       backends: () => pool.healthy,
+      capacity: () => this.#slots(),
     });
+  }
+
+  /** Slots of the backends in rotation, counted once per turn (slots.ts). */
+  #slots(): number {
+    const now = this.#now();
+    if (now !== this.#slotsAt) {
+      this.#slotsAt = now;
+      let n = 0;
+      for (const b of this.#pool.list) {
+        if (b.state === "up") n += b.capacity;
+      }
+      this.#slotCount = n;
+    }
+    return this.#slotCount;
   }
 
   /** Client connections active now (a request within the last second). */
@@ -245,7 +262,11 @@ export class Dispatcher<J extends Job> {
     const now = this.#now();
     if (--backend.inflight === 0) backend.idleSince = now;
     if (job.share !== undefined) {
-      this.#shares.gave(job.share, job.bulk === true, now, job.bytes ?? 0, backend);
+      this.#shares.gave(job.share, job.bulk === true, now, {
+        bytes: job.bytes ?? 0,
+        backend,
+        sentAt: job.sentAt,
+      });
     }
     backend.onAnswered(now - job.sentAt, outcome !== "answered");
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
@@ -359,7 +380,13 @@ export class Dispatcher<J extends Job> {
         this.#shares.took(share, bulk, job.bytes ?? 0, backend);
       }
       if (this.#hooks.send(job, backend)) return true;
-      if (share !== undefined) this.#shares.gave(share, bulk, -Infinity, job.bytes ?? 0, backend);
+      if (share !== undefined) {
+        this.#shares.gave(share, bulk, -Infinity, {
+          bytes: job.bytes ?? 0,
+          backend,
+          sentAt: job.sentAt,
+        });
+      }
       backend.inflight--;
       job.attempts--;
     }

@@ -55,6 +55,10 @@
  * nothing large ahead of them.
  */
 
+import { ClientShare, mayHold, SourceShare, STUCK_MS } from "./slots.ts";
+
+export { ClientShare, SourceShare };
+
 /** Requests one client connection may have on the backends while others are active. */
 export const CONTENDED_SHARE = 16;
 /** How long a connection counts as active after its last request (ms). */
@@ -98,28 +102,6 @@ export enum Admit {
   Bulk,
 }
 
-/** The requests of one source's connections (a peer address, or an authenticated user). */
-export class SourceShare {
-  /** Its requests on the backends. */
-  inflight = 0;
-  /** Its requests waiting in the queue. */
-  waiting = 0;
-  /** Its connections known to the shares (active within ACTIVE_MS). */
-  connections = 0;
-  constructor(readonly key: string) {}
-}
-
-/** One client connection's requests on the backends. */
-export class ClientShare {
-  /** Requests of it on backends now. */
-  inflight = 0;
-  /** Their bytes. */
-  bytes = 0;
-  /** When it last sent a request (the dispatcher's clock). */
-  lastAt = 0;
-  constructor(readonly key: object, readonly source: SourceShare | undefined) {}
-}
-
 const SHARED_KEY = {};
 
 export class Shares {
@@ -138,6 +120,8 @@ export class Shares {
   #earned = 0;
   /** Backends in rotation now (large requests may use one fewer while small ones are busy). */
   #backends: () => number;
+  /** Slots of the backends in rotation (slots.ts). */
+  #capacity: () => number;
   /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
   #credit = 0;
   /** Set while a pump is due once the grace passes (see `admit`). */
@@ -177,9 +161,11 @@ export class Shares {
       wake: () => void;
       sourceOf?: (key: object) => string | undefined;
       backends?: () => number;
+      capacity?: () => number;
     },
   ) {
     this.#backends = options.backends ?? (() => 1);
+    this.#capacity = options.capacity ?? (() => Infinity);
     this.contended = options.contended ?? CONTENDED_SHARE;
     this.#now = options.now;
     this.#waiting = options.waiting;
@@ -214,8 +200,9 @@ export class Shares {
    * may go to a backend now (as a request within its share).
    */
   mayTake(share: ClientShare, bytes: number): boolean {
+    if (!this.#slotFor(share)) return false;
     if (this.#byKey.size <= 1) return true;
-    if (share.inflight >= this.contended || !this.#roomFor(share, bytes)) return false;
+    if (this.#full(share) || !this.#roomFor(share, bytes)) return false;
     const source = share.source;
     return source === undefined || source.connections <= 1 ||
       source.inflight < SOURCE_OUT * this.contended || !this.#othersBusy(source);
@@ -227,8 +214,9 @@ export class Shares {
    * @param bytes the head's size
    */
   admit(share: ClientShare, waiting: number, bytes: number): Admit {
+    if (!this.#slotFor(share)) return Admit.No;
     if (this.#byKey.size <= 1) return Admit.Light;
-    if (share.inflight >= this.contended || !this.#roomFor(share, bytes)) return Admit.No;
+    if (this.#full(share) || !this.#roomFor(share, bytes)) return Admit.No;
     let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
     const source = share.source;
     if (source !== undefined && source.connections > 1 && this.#othersBusy(source)) {
@@ -237,6 +225,30 @@ export class Shares {
     }
     if (light) return Admit.Light;
     return this.#bulk();
+  }
+
+  /** Whether the source of `share` may take a slot now (slots.ts). */
+  #slotFor(share: ClientShare): boolean {
+    const source = share.source;
+    if (source === undefined || source.inflight === 0) return true;
+    const mine = source.inflight + source.waiting > 0 ? 0 : 1;
+    return mayHold(source, this.#now(), {
+      used: this.inflight,
+      capacity: this.#capacity(),
+      busy: this.#busySources + mine,
+    });
+  }
+
+  /**
+   * Whether `share` has its share on the backends, requests there for
+   * STUCK_MS aside (slots.ts); when only young ones fill it, the queue is
+   * pumped again once they may have aged (no answer may come to pump it).
+   */
+  #full(share: ClientShare): boolean {
+    if (share.inflight < this.contended) return false;
+    if (share.inflight - share.old(this.#now()) < this.contended) return false;
+    if (share.young > 0) this.#wakeIn(STUCK_MS);
+    return true;
   }
 
   /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
@@ -297,7 +309,8 @@ export class Shares {
 
   /** A request of `share`, of `bytes`, went to `backend` (`bulk`: as a bulk flow's). */
   took(share: ClientShare, bulk: boolean, bytes: number, backend: object): void {
-    share.inflight++;
+    const now = this.#now();
+    share.took(now);
     share.bytes += bytes;
     this.inflight++;
     if (bytes >= LARGE_BYTES) {
@@ -309,7 +322,10 @@ export class Shares {
       this.#earned = alone ? 0 : this.#earned - bytes;
     } else if (this.#earned < MAX_EARNED) this.#earned += SMALL_EARNS;
     const source = share.source;
-    if (source !== undefined && source.inflight++ + source.waiting === 0) this.#busySources++;
+    if (source !== undefined) {
+      if (source.inflight + source.waiting === 0) this.#busySources++;
+      source.took(now);
+    }
     if (bulk) {
       this.bulk++;
       this.#credit = this.#credit > 1 ? this.#credit - 1 : 0;
@@ -317,11 +333,18 @@ export class Shares {
   }
 
   /**
-   * A request of `share` sent as `bulk`, of `bytes`, left `backend` at
-   * `now` (the dispatcher's clock; -Infinity: it was never sent).
+   * A request of `share` sent as `bulk` at `sentAt`, of `bytes`, left
+   * `backend` at `now` (the dispatcher's clock; -Infinity: it was never sent).
    */
-  gave(share: ClientShare, bulk: boolean, now: number, bytes: number, backend: object): void {
-    share.inflight--;
+  gave(
+    share: ClientShare,
+    bulk: boolean,
+    now: number,
+    sent: { bytes: number; backend: object; sentAt: number },
+  ): void {
+    const { bytes, backend, sentAt } = sent;
+    const at = now > -Infinity ? now : sentAt;
+    share.gave(sentAt, at);
     share.bytes -= bytes;
     this.inflight--;
     if (bytes >= LARGE_BYTES) {
@@ -331,8 +354,9 @@ export class Shares {
       else this.#largeOn.set(backend, n);
     } else if (now > this.#smallAt) this.#smallAt = now;
     const source = share.source;
-    if (source !== undefined && --source.inflight + source.waiting === 0) {
-      this.#wentIdle(source, now > -Infinity ? now : this.#now());
+    if (source !== undefined) {
+      source.gave(sentAt, at);
+      if (source.inflight + source.waiting === 0) this.#wentIdle(source, at);
     }
     if (bulk) this.bulk--;
     else if (now > this.#lightAt) this.#lightAt = now;

@@ -1,0 +1,153 @@
+/**
+ * Who may take a backend slot (hostile32 X10, X6): the rules on top of the
+ * shares (shares.ts) that bound what one source holds however it spreads
+ * its requests, and that keep requests a backend sits on from holding their
+ * client's share.
+ *
+ * Slots are never taken back: there is no cancel on the wire, and a request
+ * whose client left still runs on its backend. So 16 connections that kept
+ * 16 `sleep 20000` each outstanding held every slot of two backends
+ * (2 × `--max-inflight 128`) before anyone else came, and every other
+ * request was OVERLOADED, also after they left. The bound therefore applies
+ * when a slot is taken, always (not only while another source is busy):
+ *
+ * - a quarter of the slots of the backends in rotation ({@link RESERVE_PART})
+ *   is a reserve kept for sources holding few: a source holding n requests
+ *   may take a slot only while n ÷ {@link RESERVE_HOLD} of the reserve
+ *   stays free (all of it from RESERVE_HOLD on), so one holding none may
+ *   take the last free slot, and a client alone still uses three quarters;
+ * - while other sources have requests in the balancer (on the backends or
+ *   waiting), a source holding RESERVE_HOLD or more may take one only up to
+ *   its fair part of those three quarters: them ÷ busy sources.
+ *
+ * A request on a backend for {@link LONG_MS} or more counts
+ * {@link LONG_WEIGHT} times in what its source holds: slow requests are what
+ * hold slots for long. (HAProxy bounds a server's connections with maxconn
+ * and queues the rest; Envoy's circuit breakers bound a cluster's requests:
+ * neither bounds a source, which is what a shared balancer must do here.)
+ *
+ * Requests sent to a backend more than {@link STUCK_MS} to 2 × STUCK_MS
+ * ago stop counting in their connection's share (not in their source's):
+ * a backend that leaves some requests unanswered is the backend's fault,
+ * and counting them kept the connection's other requests waiting (for
+ * `--queue-timeout`, then OVERLOADED) while other backends idled (X6).
+ */
+
+/** A source holding this many requests (long ones weighted) leaves all the reserve free. */
+export const RESERVE_HOLD = 16;
+/** One slot in this many of the backends' in rotation is kept from sources holding more. */
+export const RESERVE_PART = 4;
+/** A request on a backend this long (up to twice) counts LONG_WEIGHT times in its source's hold (ms). */
+export const LONG_MS = 1000;
+export const LONG_WEIGHT = 2;
+/** A request on a backend this long (up to twice) no longer counts in its connection's share (ms). */
+export const STUCK_MS = 100;
+
+/**
+ * Requests held on the backends, and how many of them were sent at least
+ * `ms` ago (at most 2 × `ms`: two buckets of send times, so a request costs
+ * a few operations, not a timer or a list).
+ */
+export class Held {
+  /** Requests on the backends now. */
+  inflight = 0;
+  #ms: number;
+  /** The bucket of send times `#cur` counts (time ÷ ms). */
+  #epoch = 0;
+  #cur = 0;
+  #prev = 0;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  /** One more, sent at `now`. */
+  took(now: number): void {
+    this.inflight++;
+    this.#roll(now);
+    this.#cur++;
+  }
+
+  /** One sent at `sentAt` ended at `now`. */
+  gave(sentAt: number, now: number): void {
+    this.inflight--;
+    this.#roll(now);
+    const e = Math.floor(sentAt / this.#ms);
+    if (e === this.#epoch) this.#cur--;
+    else if (e === this.#epoch - 1) this.#prev--;
+  }
+
+  /** Of those on the backends, sent at least `ms` ago. */
+  old(now: number): number {
+    this.#roll(now);
+    return this.inflight - this.#cur - this.#prev;
+  }
+
+  /** Whether any will be old later without an answer (when to look again). */
+  get young(): number {
+    return this.#cur + this.#prev;
+  }
+
+  #roll(now: number): void {
+    const e = Math.floor(now / this.#ms);
+    if (e === this.#epoch) return;
+    this.#prev = e === this.#epoch + 1 ? this.#cur : 0;
+    this.#cur = 0;
+    this.#epoch = e;
+  }
+}
+
+/**
+ * The requests of one source's connections (a peer address, or an
+ * authenticated user) on the backends (`inflight`, long ones told apart:
+ * slots.ts).
+ */
+export class SourceShare extends Held {
+  /** Its requests waiting in the queue. */
+  waiting = 0;
+  /** Its connections known to the shares (active within ACTIVE_MS). */
+  connections = 0;
+  constructor(readonly key: string) {
+    super(LONG_MS);
+  }
+}
+
+/**
+ * One client connection's requests on the backends (`inflight`; those on a
+ * backend for STUCK_MS no longer count in its share: slots.ts).
+ */
+export class ClientShare extends Held {
+  /** Their bytes. */
+  bytes = 0;
+  /** When it last sent a request (the dispatcher's clock). */
+  lastAt = 0;
+  constructor(readonly key: object, readonly source: SourceShare | undefined) {
+    super(STUCK_MS);
+  }
+}
+
+/** What a source holds, long requests counting LONG_WEIGHT times. */
+export function weighted(held: Held, now: number): number {
+  return held.inflight + (LONG_WEIGHT - 1) * held.old(now);
+}
+
+/**
+ * Whether a source holding `held` may take a slot now.
+ * @param used requests on the backends, of every source
+ * @param capacity slots of the backends in rotation
+ * @param busy sources with requests in the balancer (on the backends or waiting), itself included
+ */
+export function mayHold(
+  held: Held,
+  now: number,
+  slots: { used: number; capacity: number; busy: number },
+): boolean {
+  const { used, capacity, busy } = slots;
+  const reserve = Math.floor(capacity / RESERVE_PART);
+  const w = weighted(held, now);
+  // Slots it must leave free: a part of the reserve as large as its part of RESERVE_HOLD.
+  if (capacity - used - 1 < Math.floor(reserve * Math.min(w, RESERVE_HOLD) / RESERVE_HOLD)) {
+    return false;
+  }
+  return busy <= 1 || w < Math.max(RESERVE_HOLD, Math.ceil((capacity - reserve) / busy));
+}

@@ -1,0 +1,173 @@
+/**
+ * The bounds on backend slots per source and per connection
+ * (roles/balancer/slots.ts), driven through the dispatcher without sockets
+ * and with a clock of the test's own (hostile32 X10, X6).
+ */
+import assert from "node:assert/strict";
+import {
+  Backend,
+  createPolicy,
+  Dispatcher,
+  type Job,
+  Pool,
+  RetryBudget,
+} from "../roles/balancer/mod.ts";
+import { DistError } from "../wire/mod.ts";
+
+interface TestJob extends Job {
+  id: number;
+  error?: DistError;
+}
+
+/** A dispatcher over `n` backends of `capacity`, flows mapped to sources by `sources`. */
+function setup(n: number, capacity: number, options: { share?: number; queueMs?: number } = {}) {
+  let now = 1_000_000;
+  const clock = { now: () => now, advance: (ms: number) => now += ms };
+  const pool = new Pool();
+  const backends = Array.from({ length: n }, (_, i) => {
+    const b = new Backend("server", `b${i + 1}`, { capacity, rules: { rise: 2, fall: 3 } });
+    b.onConnected();
+    pool.add(b);
+    return b;
+  });
+  const sources = new Map<object, string>();
+  const sent = new Set<TestJob>();
+  const failed: TestJob[] = [];
+  const dispatcher: Dispatcher<TestJob> = new Dispatcher(pool, createPolicy("round-robin"), {
+    send(job) {
+      sent.add(job);
+      return true;
+    },
+    reject(job, err) {
+      job.error = err;
+      failed.push(job);
+    },
+    sizeOf: () => 100,
+  }, {
+    queueLimit: 10_000,
+    queueBytes: Infinity,
+    queueTimeoutMs: options.queueMs ?? 60_000,
+    retries: 2,
+    budget: new RetryBudget({ minPerSecond: 100 }),
+    contendedShare: options.share,
+    now: clock.now,
+    sourceOf: (flow) => sources.get(flow),
+  });
+  let next = 1;
+  /** A connection from `source`. */
+  const conn = (source: string) => {
+    const flow = {};
+    sources.set(flow, source);
+    return flow;
+  };
+  /** `count` requests of `flow`, submitted. */
+  const submit = (flow: object, count: number): TestJob[] =>
+    Array.from({ length: count }, () => {
+      const job: TestJob = {
+        id: next++,
+        flow,
+        idempotent: true,
+        attempts: 0,
+        deadline: 0,
+        sentAt: 0,
+        takenAt: 0,
+        queuedBytes: 0,
+      };
+      dispatcher.submit(job);
+      return job;
+    });
+  /** Of `jobs`, those sent to a backend (answered or not). */
+  const onBackends = (jobs: TestJob[]) => jobs.filter((j) => j.attempts > 0).length;
+  const answer = (jobs: TestJob[]) => {
+    for (const j of jobs) {
+      if (sent.delete(j)) dispatcher.finish(j, "answered");
+    }
+  };
+  return { dispatcher, backends, clock, conn, submit, onBackends, answer, failed };
+}
+
+Deno.test("slots: one source's slow requests never hold every slot; another source is served, also after it left", () => {
+  // Two backends of 32 slots: 64 in all, 16 of them the reserve.
+  const { dispatcher, clock, conn, submit, onBackends, answer } = setup(2, 32);
+  const hog = Array.from({ length: 16 }, () => conn("10.0.0.2"));
+  const held = hog.flatMap((flow) => submit(flow, 16));
+  assert.equal(onBackends(held), 48, "alone, a source takes three quarters of the slots");
+  assert.equal(dispatcher.queued, 256 - 48);
+  clock.advance(5000);
+  const legit = conn("10.0.0.1");
+  const mine = submit(legit, 8);
+  assert.equal(onBackends(mine), 8, "another source's requests go at once");
+  answer(mine);
+  // The hog's connections closed; its requests still run on the backends.
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("slots: a source holding few may take the reserve; the more it holds, the more it must leave free", () => {
+  // Two backends of 128 slots (the default --max-inflight): 256, 64 of them the reserve.
+  const { dispatcher, conn, submit, onBackends } = setup(2, 128);
+  // 12 sources of 16 requests each fill the three quarters.
+  for (let i = 0; i < 12; i++) submit(conn(`10.0.1.${i}`), 16);
+  // A source holding n must leave n/16 of the reserve free: each newcomer takes a fifth of it.
+  const late = Array.from({ length: 4 }, (_, i) => submit(conn(`10.0.2.${i}`), 16));
+  assert.deepEqual(late.map(onBackends), [13, 11, 8, 7]);
+  const legit = submit(conn("10.0.0.1"), 8);
+  assert.equal(onBackends(legit), 5, "a source holding none still finds slots (25 free)");
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("slots: requests on a backend for a second or more count twice in what their source holds", () => {
+  const run = (ageMs: number) => {
+    const { dispatcher, clock, conn, submit, onBackends } = setup(2, 32);
+    submit(conn("10.0.0.3"), 44);
+    const slow = conn("10.0.0.2");
+    assert.equal(onBackends(submit(slow, 4)), 4);
+    clock.advance(ageMs);
+    const more = onBackends(submit(slow, 10));
+    dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+    return more;
+  };
+  // 48 of 64 taken, 16 free (the reserve): holding n, a source must leave n of them free.
+  assert.equal(run(10), 6, "holding four young requests, six more go");
+  assert.equal(run(2500), 4, "holding four that ran 2.5 s (counting eight), four more go");
+});
+
+Deno.test("slots: while other sources are busy, a source refills only its fair part", () => {
+  const { dispatcher, conn, submit, onBackends, answer } = setup(2, 32);
+  const hogConns = Array.from({ length: 4 }, () => conn("10.0.0.2"));
+  const held = hogConns.flatMap((flow) => submit(flow, 16));
+  assert.equal(onBackends(held), 48);
+  const legit = conn("10.0.0.1");
+  const mine = submit(legit, 20);
+  assert.equal(
+    onBackends(mine),
+    8,
+    "the other source takes half the reserve (leaving what it holds)",
+  );
+  answer(held.slice(0, 40));
+  // Two busy sources: each may hold up to half of the three quarters (24).
+  assert.equal(onBackends(held) - 40, 24, "the hog refills up to its fair part, not its 48");
+  assert.equal(
+    onBackends(mine),
+    16,
+    "the other's went as slots freed, up to its connection's share",
+  );
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("slots: requests a backend sits on stop counting in their connection's share (X6)", () => {
+  const { dispatcher, clock, conn, submit, onBackends, answer } = setup(2, 128, { share: 4 });
+  const a = conn("10.0.0.1");
+  const b = conn("10.0.0.1");
+  // Both connections active; a's four requests sit on a backend that does not answer.
+  const stuck = submit(a, 4);
+  submit(b, 1);
+  const waiting = submit(a, 8);
+  assert.equal(onBackends(waiting), 0, "within the share, the rest waits");
+  clock.advance(250);
+  dispatcher.pump();
+  assert.equal(onBackends(waiting), 4, "a quarter-second later, the stuck ones no longer count");
+  answer(waiting.slice(0, 4));
+  assert.equal(onBackends(waiting), 8, "answered ones free the share as before");
+  assert.equal(onBackends(stuck), 4, "the stuck ones are still on their backend");
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
