@@ -13,6 +13,7 @@
  */
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { cut } from "./log.ts";
+import { Outlier } from "./outlier.ts";
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
@@ -99,6 +100,8 @@ export class Backend {
   /** Why it is in its state. */
   reason = "not connected yet";
   readonly latency = new LatencyWindow();
+  /** Slow start, timeouts over a window, backoff (outlier.ts). */
+  readonly outlier = new Outlier();
   /** The socket side's handle (links.ts); the core never looks inside. */
   link: unknown;
 
@@ -123,7 +126,8 @@ export class Backend {
 
   /** In rotation with a free slot: a policy may pick it. */
   get available(): boolean {
-    return this.state === "up" && this.inflight < this.capacity;
+    return this.state === "up" && this.inflight < this.capacity &&
+      this.inflight < this.outlier.ramp;
   }
 
   /** A connection is up. @returns the transition, if any. */
@@ -156,31 +160,37 @@ export class Backend {
     return this.#to("down", `${this.#misses} health checks missed (${reason})`);
   }
 
-  /** One request finished here after `ms`; `lost` when it failed with the backend. */
-  onAnswered(ms: number, lost: boolean): void {
+  /** One request finished here after `ms`, at `now`; `lost` when it failed with the backend. */
+  onAnswered(ms: number, lost: boolean, now = performance.now()): void {
     if (lost) this.failures++;
     else {
       this.served++;
       this.#timeouts = 0;
       this.latency.add(ms);
+      this.outlier.answered(now, this.capacity);
     }
   }
 
   /**
    * A request got no answer within the timeout: `fall` in a row take the
    * backend out, as missed checks do (one that answers health checks but
-   * never requests would otherwise stay in rotation for good); checks
-   * bring it back after `rise`.
+   * never requests would otherwise stay in rotation for good), and so do
+   * timeouts over a window or one before any answer (outlier.ts); checks
+   * bring it back after `rise`, once its backoff has passed.
    */
   onTimedOut(timeoutMs: number): Transition | undefined {
-    if (++this.#timeouts < this.#rules.fall || this.state !== "up") return undefined;
-    const n = this.#timeouts;
+    const now = performance.now();
+    const n = ++this.#timeouts;
+    const windowed = this.outlier.timedOut(now, this.#rules.fall);
+    const why = n >= this.#rules.fall ? `${n} requests in a row got no answer` : windowed;
+    if (why === undefined || this.state !== "up") return undefined;
     this.#timeouts = 0;
-    return this.#to("down", `${n} requests in a row got no answer within ${timeoutMs} ms`);
+    const out = this.outlier.ejected(now);
+    return this.#to("down", `${why} within ${timeoutMs} ms; out for ${out / 1000} s at least`);
   }
 
   #success(reason: string): Transition | undefined {
-    if (this.state === "up") return undefined;
+    if (this.state === "up" || performance.now() < this.outlier.outUntil) return undefined;
     if (++this.#successes < this.#rules.rise) return undefined;
     return this.#to("up", reason);
   }
@@ -193,7 +203,11 @@ export class Backend {
     this.since = performance.now();
     this.#successes = 0;
     this.#misses = 0;
-    if (state === "up") this.#everUp = true;
+    if (state === "up") {
+      // Slow start for a worker, and for any backend back after being out.
+      if (this.#everUp || this.kind === "worker") this.outlier.joined();
+      this.#everUp = true;
+    }
     return { backend: this, to: state, reason };
   }
 

@@ -178,7 +178,7 @@ export class Dispatcher<J extends Job> {
       this.#slotsAt = now;
       let n = 0;
       for (const b of this.#pool.list) {
-        if (b.state === "up") n += b.capacity;
+        if (b.state === "up") n += Math.min(b.capacity, b.outlier.ramp);
       }
       this.#slotCount = n;
     }
@@ -268,7 +268,7 @@ export class Dispatcher<J extends Job> {
         sentAt: job.sentAt,
       });
     }
-    backend.onAnswered(now - job.sentAt, outcome !== "answered");
+    backend.onAnswered(now - job.sentAt, outcome !== "answered", now);
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
     if (outcome === "lost") this.#failover(job, backend);
     this.pump();
@@ -299,7 +299,10 @@ export class Dispatcher<J extends Job> {
       if (queue instanceof FairQueue) {
         const admit = this.#shares.admit(job.share!, job.line!.items.length, job.bytes ?? 0);
         if (admit === Admit.No) {
-          if (++passed > queue.flows) return true;
+          if (++passed > queue.flows) {
+            this.#shares.stalled();
+            return true;
+          }
           queue.pass();
           continue;
         }

@@ -55,42 +55,25 @@
  * nothing large ahead of them.
  */
 
-import { ClientShare, mayHold, SourceShare, STUCK_MS } from "./slots.ts";
+import { ClientShare, Held, mayHold, SourceShare, STUCK_FACTOR, STUCK_MS } from "./slots.ts";
 
+import {
+  ACTIVE_MS,
+  BULK_DEPTH,
+  CONTENDED_SHARE,
+  LARGE_BYTES,
+  LIGHT_GRACE_MS,
+  LIGHT_PER_BULK,
+  MAX_CREDIT,
+  MAX_EARNED,
+  SHARE_BYTES,
+  SMALL_EARNS,
+  SOURCE_DEPTH,
+  SOURCE_OUT,
+} from "./share_limits.ts";
+
+export * from "./share_limits.ts";
 export { ClientShare, SourceShare };
-
-/** Requests one client connection may have on the backends while others are active. */
-export const CONTENDED_SHARE = 16;
-/** How long a connection counts as active after its last request (ms). */
-export const ACTIVE_MS = 1000;
-/** Shares a connection may hold (on the backends and waiting) before it is a bulk flow. */
-export const BULK_DEPTH = 4;
-/** Shares the connections of one source may have on the backends while another source is busy. */
-export const SOURCE_OUT = 2;
-/** Shares the connections of one source may hold before they are bulk flows (another busy). */
-export const SOURCE_DEPTH = BULK_DEPTH + 1;
-/** Requests of other connections sent for each one of bulk flows, while those are busy. */
-export const LIGHT_PER_BULK = 8;
-/** Most bulk requests that others' may have earned ahead (a burst of bulk beside them). */
-const MAX_CREDIT = 2;
-/**
- * How long after a request of a connection that is not a bulk flow was
- * answered bulk flows still yield (ms): a client has nothing on the backends
- * between an answer and its next request, longer when its machine is busy.
- */
-export const LIGHT_GRACE_MS = 50;
-/** Bytes of requests one connection may have on the backends while others are active. */
-export const SHARE_BYTES = 64 * 1024;
-/** Requests of at least this many bytes are large (they hold a backend's connection a while). */
-export const LARGE_BYTES = 32 * 1024;
-/**
- * Bytes of large requests each other request sent earns them while small
- * ones are busy: about what a small request costs the balancer, in bytes
- * moved (each byte is scanned and copied a few times on its way through).
- */
-export const SMALL_EARNS = 4 * 1024;
-/** Most bytes large requests may have earned ahead; and sizes are counted up to this. */
-export const MAX_EARNED = 1024 * 1024;
 
 /** What {@link Shares.admit} allows a waiting request. */
 export enum Admit {
@@ -120,6 +103,8 @@ export class Shares {
   #earned = 0;
   /** Backends in rotation now (large requests may use one fewer while small ones are busy). */
   #backends: () => number;
+  /** The backends' answers' time, a moving average (ms; slots.ts). */
+  #latency = 0;
   /** Slots of the backends in rotation (slots.ts). */
   #capacity: () => number;
   /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
@@ -129,6 +114,9 @@ export class Shares {
   #wake: () => void;
   /** When a request of a connection within its share was last answered. */
   #lightAt = -Infinity;
+  /** Requests on the backends sent as light (not a bulk flow's), and all of them. */
+  #light = new Held(STUCK_MS);
+  #all = new Held(STUCK_MS);
   #byKey = new Map<object, ClientShare>();
   #sources = new Map<string, SourceShare>();
   /** Sources with requests in the balancer (on the backends or waiting). */
@@ -239,16 +227,10 @@ export class Shares {
     });
   }
 
-  /**
-   * Whether `share` has its share on the backends, requests there for
-   * STUCK_MS aside (slots.ts); when only young ones fill it, the queue is
-   * pumped again once they may have aged (no answer may come to pump it).
-   */
+  /** Whether `share` has its share on the backends, stuck requests aside (slots.ts). */
   #full(share: ClientShare): boolean {
-    if (share.inflight < this.contended) return false;
-    if (share.inflight - share.old(this.#now()) < this.contended) return false;
-    if (share.young > 0) this.#wakeIn(STUCK_MS);
-    return true;
+    return share.inflight >= this.contended &&
+      share.inflight - this.#stuck(share) >= this.contended;
   }
 
   /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
@@ -295,7 +277,9 @@ export class Shares {
 
   /** Whether a request of a bulk flow may go now. */
   #bulk(): Admit {
-    const light = this.inflight - this.bulk;
+    // Light requests a backend sits on are not a busy light flow (slots.ts):
+    // counted, they let no bulk request go until they timed out (X6).
+    const light = this.inflight - this.bulk - this.#light.old(this.#now());
     if (light === 0) {
       const wait = this.#lightAt + LIGHT_GRACE_MS - this.#now();
       if (wait <= 0) return Admit.Bulk;
@@ -307,10 +291,33 @@ export class Shares {
       : Admit.No;
   }
 
+  /**
+   * No waiting request may go now: the queue is pumped again in STUCK_MS
+   * while requests are on the backends, as they may get stuck there rather
+   * than answered (then no answer comes to pump it, and what they held in
+   * the shares is freed only by their age: slots.ts).
+   */
+  stalled(): void {
+    if (this.inflight > 0) this.#wakeIn(STUCK_MS);
+  }
+
+  /**
+   * Of `held`, those on a backend for STUCK_MS, while answers are quick or
+   * nothing sent lately is on the backends (all that is there sits: slots.ts).
+   */
+  #stuck(held: Held): number {
+    const now = this.#now();
+    if (this.#latency * STUCK_FACTOR >= STUCK_MS && this.#all.old(now) < this.#all.inflight) {
+      return 0;
+    }
+    return held.old(now);
+  }
+
   /** A request of `share`, of `bytes`, went to `backend` (`bulk`: as a bulk flow's). */
   took(share: ClientShare, bulk: boolean, bytes: number, backend: object): void {
     const now = this.#now();
     share.took(now);
+    this.#all.took(now);
     share.bytes += bytes;
     this.inflight++;
     if (bytes >= LARGE_BYTES) {
@@ -329,7 +336,10 @@ export class Shares {
     if (bulk) {
       this.bulk++;
       this.#credit = this.#credit > 1 ? this.#credit - 1 : 0;
-    } else if (this.#credit < MAX_CREDIT) this.#credit += 1 / LIGHT_PER_BULK;
+    } else {
+      this.#light.took(now);
+      if (this.#credit < MAX_CREDIT) this.#credit += 1 / LIGHT_PER_BULK;
+    }
   }
 
   /**
@@ -344,7 +354,9 @@ export class Shares {
   ): void {
     const { bytes, backend, sentAt } = sent;
     const at = now > -Infinity ? now : sentAt;
+    this.#latency += (at - sentAt - this.#latency) / 16;
     share.gave(sentAt, at);
+    this.#all.gave(sentAt, at);
     share.bytes -= bytes;
     this.inflight--;
     if (bytes >= LARGE_BYTES) {
@@ -359,7 +371,10 @@ export class Shares {
       if (source.inflight + source.waiting === 0) this.#wentIdle(source, at);
     }
     if (bulk) this.bulk--;
-    else if (now > this.#lightAt) this.#lightAt = now;
+    else {
+      this.#light.gave(sentAt, at);
+      if (now > this.#lightAt) this.#lightAt = now;
+    }
   }
 
   /** A request of `share` began (1) or stopped (-1) waiting in the queue. */

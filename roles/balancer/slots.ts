@@ -27,10 +27,14 @@
  * neither bounds a source, which is what a shared balancer must do here.)
  *
  * Requests sent to a backend more than {@link STUCK_MS} to 2 × STUCK_MS
- * ago stop counting in their connection's share (not in their source's):
- * a backend that leaves some requests unanswered is the backend's fault,
- * and counting them kept the connection's other requests waiting (for
- * `--queue-timeout`, then OVERLOADED) while other backends idled (X6).
+ * ago stop counting in their connection's share (not in their source's)
+ * while the backends answer in under STUCK_MS ÷ {@link STUCK_FACTOR} on
+ * average: a backend that leaves some requests unanswered is the backend's
+ * fault, and counting them kept the connection's other requests waiting
+ * (for `--queue-timeout`, then OVERLOADED) while other backends idled (X6).
+ * When answers are slow anyway (the backends loaded, or slow requests), a
+ * share counts every request, as before: the shares keep the pipelining
+ * clients in their place under load.
  */
 
 /** A source holding this many requests (long ones weighted) leaves all the reserve free. */
@@ -41,7 +45,9 @@ export const RESERVE_PART = 4;
 export const LONG_MS = 1000;
 export const LONG_WEIGHT = 2;
 /** A request on a backend this long (up to twice) no longer counts in its connection's share (ms). */
-export const STUCK_MS = 100;
+export const STUCK_MS = 50;
+/** Requests are told stuck only while the backends answer this many times faster on average. */
+export const STUCK_FACTOR = 4;
 
 /**
  * Requests held on the backends, and how many of them were sent at least

@@ -1,0 +1,100 @@
+/**
+ * What a backend's answers say about it, beside its health checks
+ * (hostile32 X3, X6): slow start, timeouts over a window, and ejections
+ * that last longer each time. Plain data: the backend (backends.ts) tells
+ * it what happened and asks it what follows.
+ *
+ * - Slow start: a worker that registers, and any backend that comes back
+ *   after being out, may have {@link SLOW_START} requests at once, one more
+ *   for each it answers, up to its capacity (TCP's slow start; HAProxy's
+ *   `slowstart` ramps by time instead, which lets a backend that answers
+ *   nothing fill up all the same). A fake worker that answers pings but
+ *   never tasks got a third of the picks and 128 slots; now it holds one
+ *   request until `--timeout`.
+ * - A request that times out before the backend answered anything since it
+ *   joined takes it out at once.
+ * - Timeouts count over a window of {@link WINDOW_MS} to twice that, not only
+ *   in a row: a backend answering every other request in time never had
+ *   three timeouts in a row. It is out once `fall` or more of its requests
+ *   timed out in the window and they are at least 1 in
+ *   {@link TIMEOUT_PART} of the window's outcomes (Envoy's
+ *   failure-percentage ejection, with timeouts as failures).
+ * - Out for timeouts, it stays out for {@link BACKOFF_MS} at least, twice
+ *   that the next time, up to {@link BACKOFF_MAX_MS} (Envoy's ejection time
+ *   grows with the ejections the same way); health checks bring it back
+ *   only after that. The count starts again once it has answered as many
+ *   requests as its capacity since it came back.
+ */
+
+/** Requests a joining backend may have at once before it answered any. */
+export const SLOW_START = 1;
+/** Timeouts and answers are counted over this to twice this (ms). */
+export const WINDOW_MS = 10_000;
+/** Out when at least one in this many of the window's outcomes timed out (and `fall` did). */
+export const TIMEOUT_PART = 4;
+/** How long a backend taken out for timeouts stays out, the first time (ms). */
+export const BACKOFF_MS = 10_000;
+export const BACKOFF_MAX_MS = 5 * 60_000;
+
+export class Outlier {
+  /** Requests it may have at once (Infinity: no slow start). */
+  ramp = Infinity;
+  /** Until when it may not come back (performance.now() ms). */
+  outUntil = -Infinity;
+  /** Answers since it joined. */
+  #answered = 0;
+  /** Ejections for timeouts since it last served a full ramp. */
+  #ejections = 0;
+  /** The window's bucket (time ÷ WINDOW_MS), and this and the last one's counts. */
+  #epoch = 0;
+  #answers = [0, 0];
+  #timeouts = [0, 0];
+
+  /** It joined (again): slow start. */
+  joined(): void {
+    this.#answered = 0;
+    this.ramp = SLOW_START;
+  }
+
+  /** It answered a request at `now`; `capacity` ends the slow start. */
+  answered(now: number, capacity: number): void {
+    this.#roll(now);
+    this.#answers[0]++;
+    if (++this.#answered >= capacity) this.#ejections = 0;
+    if (this.ramp !== Infinity && ++this.ramp >= capacity) this.ramp = Infinity;
+  }
+
+  /**
+   * A request timed out at `now`. @returns why it should be out now, or
+   * undefined
+   */
+  timedOut(now: number, fall: number): string | undefined {
+    this.#roll(now);
+    const t = ++this.#timeouts[0] + this.#timeouts[1];
+    if (this.ramp !== Infinity && this.#answered === 0) {
+      return "no answer to its first request";
+    }
+    const n = t + this.#answers[0] + this.#answers[1];
+    if (t < fall || t * TIMEOUT_PART < n) return undefined;
+    return `${t} of its last ${n} requests got no answer`;
+  }
+
+  /** It was taken out for timeouts at `now`: how long it stays out. @returns that time in ms */
+  ejected(now: number): number {
+    const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** this.#ejections++);
+    this.outUntil = now + ms;
+    this.#timeouts[0] = this.#timeouts[1] = 0;
+    this.#answers[0] = this.#answers[1] = 0;
+    return ms;
+  }
+
+  #roll(now: number): void {
+    const e = Math.floor(now / WINDOW_MS);
+    if (e === this.#epoch) return;
+    const next = e === this.#epoch + 1;
+    this.#answers[1] = next ? this.#answers[0] : 0;
+    this.#timeouts[1] = next ? this.#timeouts[0] : 0;
+    this.#answers[0] = this.#timeouts[0] = 0;
+    this.#epoch = e;
+  }
+}

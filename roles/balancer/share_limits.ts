@@ -1,0 +1,34 @@
+/** The limits of the shares (shares.ts explains each rule), in one place. */
+
+/** Requests one client connection may have on the backends while others are active. */
+export const CONTENDED_SHARE = 16;
+/** How long a connection counts as active after its last request (ms). */
+export const ACTIVE_MS = 1000;
+/** Shares a connection may hold (on the backends and waiting) before it is a bulk flow. */
+export const BULK_DEPTH = 4;
+/** Shares the connections of one source may have on the backends while another source is busy. */
+export const SOURCE_OUT = 2;
+/** Shares the connections of one source may hold before they are bulk flows (another busy). */
+export const SOURCE_DEPTH = BULK_DEPTH + 1;
+/** Requests of other connections sent for each one of bulk flows, while those are busy. */
+export const LIGHT_PER_BULK = 8;
+/** Most bulk requests that others' may have earned ahead (a burst of bulk beside them). */
+export const MAX_CREDIT = 2;
+/**
+ * How long after a request of a connection that is not a bulk flow was
+ * answered bulk flows still yield (ms): a client has nothing on the backends
+ * between an answer and its next request, longer when its machine is busy.
+ */
+export const LIGHT_GRACE_MS = 50;
+/** Bytes of requests one connection may have on the backends while others are active. */
+export const SHARE_BYTES = 64 * 1024;
+/** Requests of at least this many bytes are large (they hold a backend's connection a while). */
+export const LARGE_BYTES = 32 * 1024;
+/**
+ * Bytes of large requests each other request sent earns them while small
+ * ones are busy: about what a small request costs the balancer, in bytes
+ * moved (each byte is scanned and copied a few times on its way through).
+ */
+export const SMALL_EARNS = 4 * 1024;
+/** Most bytes large requests may have earned ahead; and sizes are counted up to this. */
+export const MAX_EARNED = 1024 * 1024;

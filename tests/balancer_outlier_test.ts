@@ -1,0 +1,204 @@
+/**
+ * What a backend's answers say about it (roles/balancer/outlier.ts):
+ * slow start, timeouts over a window, and ejections that last longer each
+ * time (hostile32 X3, X6). Unit tests on Backend, then a fake worker that
+ * answers health checks but never a task, beside a real server.
+ */
+import assert from "node:assert/strict";
+import { Backend } from "../roles/balancer/mod.ts";
+import { dial, type DistError, listen, type Peer } from "../wire/mod.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  stopAll,
+} from "./helpers/balancer.ts";
+
+const RULES = { rise: 2, fall: 3 };
+
+Deno.test("Backend: a worker starts with one request at a time and gains one per answer, up to its capacity", () => {
+  const w = new Backend("worker", "w", { capacity: 4, rules: RULES });
+  w.onConnected();
+  const room = () => {
+    let n = 0;
+    while (w.available) {
+      w.inflight++;
+      n++;
+    }
+    return n;
+  };
+  assert.equal(room(), 1, "one at first");
+  for (const expected of [2, 3, 4, 4]) {
+    w.inflight--;
+    w.onAnswered(1, false);
+    assert.equal(w.inflight + room(), expected);
+  }
+});
+
+Deno.test("Backend: a server has its capacity when first up, and starts slow when back after being out", () => {
+  const s = new Backend("server", "s", { capacity: 8, rules: RULES });
+  s.onConnected();
+  s.inflight = 7;
+  assert.ok(s.available, "first up: every slot");
+  s.onLost("reset");
+  s.inflight = 0;
+  s.onConnected();
+  s.onCheckPassed();
+  assert.equal(s.state, "up");
+  s.inflight = 1;
+  assert.ok(!s.available, "back: one request until it answers one");
+  s.onAnswered(1, false);
+  assert.ok(s.available);
+});
+
+Deno.test("Backend: one answering every other request is out on its timeouts over a window, not only in a row", () => {
+  const s = new Backend("server", "s", { capacity: 100, rules: RULES });
+  s.onConnected();
+  for (let i = 0; i < 10; i++) s.onAnswered(1, false);
+  let out;
+  for (let i = 0; i < 10 && out === undefined; i++) {
+    s.onAnswered(1, false);
+    out = s.onTimedOut(1000);
+  }
+  assert.equal(s.state, "down");
+  assert.match(
+    out!.reason,
+    /^5 of its last 20 requests got no answer within 1000 ms; out for 10 s at least/,
+  );
+});
+
+Deno.test("Backend: out for timeouts, it stays out for its backoff despite health checks, longer each time", () => {
+  const w = new Backend("worker", "w", { capacity: 8, rules: RULES });
+  w.onConnected();
+  const first = w.onTimedOut(1000);
+  assert.match(
+    first!.reason,
+    /^no answer to its first request within 1000 ms; out for 10 s at least/,
+  );
+  for (let i = 0; i < 5; i++) w.onCheckPassed();
+  assert.equal(w.state, "down", "health checks alone do not bring it back before 10 s");
+  w.outlier.outUntil = performance.now(); // as if 10 s had passed
+  w.onCheckPassed();
+  w.onCheckPassed();
+  assert.equal(w.state, "up");
+  assert.match(
+    w.onTimedOut(1000)!.reason,
+    /out for 20 s at least/,
+    "twice as long the second time",
+  );
+});
+
+Deno.test("a worker that answers checks but never tasks holds one closed-loop request at a time, once, and stays out", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "1s"]);
+  const [host, port] = lb.workerAddress.split(":");
+  let tasks = 0;
+  let fake: Peer | undefined;
+  const client = await connectTo(lb.address);
+  try {
+    fake = await dial({ host, port: Number(port) }, {
+      role: "worker",
+      name: "fake",
+      onRequest: (method) => {
+        if (method === "sys.ping") return { pong: true };
+        tasks++;
+        return new Promise(() => {});
+      },
+    });
+    await fake.call("worker.register", { name: "fake", capacity: 10_000 });
+    await eventually(
+      async () => (await backendsOf(client)).some((b) => b.name === "fake" && b.state === "up"),
+      3000,
+      "the fake worker up",
+    );
+    // Eight closed loops for 2.5 s: before, every loop's request landed on
+    // the fake in turn, each waited the 1 s timeout, and the fake was back
+    // after two checks (400 ms) to do it again.
+    const outcomes = new Map<string, number>();
+    const until = performance.now() + 2500;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      for (let i = 0; performance.now() < until; i++) {
+        const code = await client.call("add", { a: i, b: 1 }, { timeout: 5000 }).then(
+          (r) => r === i + 1 ? "ok" : "wrong",
+          (e) => (e as DistError).code,
+        );
+        outcomes.set(code, (outcomes.get(code) ?? 0) + 1);
+      }
+    }));
+    assert.equal(tasks, 1, "slow start: the fake got one task");
+    assert.equal(outcomes.get("TIMEOUT"), 1, JSON.stringify([...outcomes]));
+    assert.ok((outcomes.get("ok") ?? 0) > 200, JSON.stringify([...outcomes]));
+    const view = (await backendsOf(client)).find((b) => b.name === "fake")!;
+    assert.equal(view.state, "down", "still out after many health checks");
+    assert.match(view.reason, /no answer to its first request within 1000 ms; out for 10 s/);
+  } finally {
+    client.close();
+    fake?.close();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a backend that leaves every other request unanswered holds no client's share, and is taken out", async () => {
+  const servers = await startServers(1);
+  // Answers health checks, and every other request it is sent.
+  let n = 0;
+  const staller = listen({
+    port: 0,
+    role: "server",
+    name: "staller",
+    onRequest: (method, params) => {
+      if (method === "sys.ping") return { pong: true };
+      return n++ % 2 === 0 ? (params as { text: string }).text : new Promise(() => {});
+    },
+  });
+  const lb = await startBalancer([], [
+    "--backends",
+    `${servers[0].address},127.0.0.1:${staller.addr.port}`,
+    "--timeout",
+    "3s",
+    "--queue-timeout",
+    "2s",
+  ]);
+  const clients = await Promise.all([0, 1, 2, 3].map(() => connectTo(lb.address)));
+  try {
+    await eventually(
+      async () => (await backendsOf(clients[0])).every((b) => b.state === "up"),
+      3000,
+      "both backends up",
+    );
+    // Four connections, 300 calls each at once, twice. Before: the calls on
+    // the staller held each connection's share (16) until the timeout, the
+    // others waited --queue-timeout and failed OVERLOADED while the server
+    // idled (750 of 3,600 in hostile32 X6).
+    const outcomes = new Map<string, number>();
+    for (let round = 0; round < 2; round++) {
+      await Promise.all(
+        clients.flatMap((c, k) =>
+          Array.from(
+            { length: 300 },
+            (_, i) =>
+              c.call("echo", { text: `${k}.${i}` }, { timeout: 10_000 }).then(
+                (r) => r === `${k}.${i}` ? "ok" : "wrong",
+                (e) => (e as DistError).code,
+              ).then((code) => outcomes.set(code, (outcomes.get(code) ?? 0) + 1)),
+          )
+        ),
+      );
+    }
+    const seen = JSON.stringify([...outcomes]);
+    assert.equal(outcomes.get("OVERLOADED"), undefined, seen);
+    assert.equal(outcomes.get("wrong"), undefined, seen);
+    // Lost on the staller: at most what it could hold (--max-inflight 128).
+    assert.ok((outcomes.get("TIMEOUT") ?? 0) <= 128, seen);
+    const view = (await backendsOf(clients[0])).find((b) =>
+      b.name.endsWith(`:${staller.addr.port}`)
+    )!;
+    assert.equal(view.state, "down", view.reason);
+  } finally {
+    for (const c of clients) c.close();
+    await stopAll([lb, ...servers]);
+    await staller.close();
+  }
+});
