@@ -6,7 +6,7 @@
  */
 import { FrameDecoder } from "./frame.ts";
 import { HEAD_BYTES } from "./foreign.ts";
-import { type Outbound, OUTBOUND_SHARE, processOutbound } from "./outbound.ts";
+import { drainTarget, type Outbound } from "./outbound.ts";
 
 /**
  * The read buffer starts small, doubles whenever a read fills it (up to
@@ -17,6 +17,44 @@ import { type Outbound, OUTBOUND_SHARE, processOutbound } from "./outbound.ts";
 const MIN_READ = 1024;
 const MAX_READ = 64 * 1024;
 const SHRINK_AFTER = 8;
+
+/**
+ * Reads in a row that filled the largest buffer (the peer sends faster than
+ * this side reads) after which the read loop yields a turn of the event
+ * loop (a timer) before it reads again. A read that finds bytes waiting
+ * completes at once, and a connection that always has them makes a chain
+ * of such reads; with a few of those running (clients flooding 1 MB
+ * requests) the runtime went hundreds of ms to seconds without taking up
+ * other sockets' input: in a Deno process reading 8 flooding sockets, a
+ * ping on another socket took 510 ms (median; 0.5 ms without the flood),
+ * 1.8 ms with a yield every 4 full reads, at 2.5 GB of flood read in 5 s
+ * instead of 6 (one yield per read: 0.9 ms and 0.7 GB). A balancer's
+ * backends then went unread past their frame and heartbeat deadlines.
+ */
+const FULL_READS_PER_TURN = 4;
+
+/** Resolves on a later turn of the event loop (after the runtime has polled its sockets). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Sockets whose reading never stops for output backlog (see keepReading). */
+const keptReading = new WeakSet<Deno.Conn>();
+
+/**
+ * Marks a connection whose reading must never stop because output backs up,
+ * on it or in the process: this side calls the peer, and the peer's answers
+ * are what drains output (a balancer's backend: its answers go to the
+ * clients; pausing it for the requests waiting to go to it, or for the
+ * clients' unread answers, stops the very answers that would let them
+ * drain, and the backend then stops reading requests too). What this side
+ * sends it must be bounded by its owner (a balancer's in-flight slots and
+ * output budget per backend); `pauseReading()` still stops it.
+ * @param socket the connection's socket (`FramedConn.conn`)
+ */
+export function keepReading(socket: Deno.Conn): void {
+  keptReading.add(socket);
+}
 
 /** Where the read side reports (its connection). */
 export interface InboundSink {
@@ -129,6 +167,7 @@ export class Inbound {
   async run(): Promise<void> {
     let buf = new Uint8Array(MIN_READ);
     let smallReads = 0;
+    let fullReads = 0;
     const decoder = this.#decoder;
     const out = this.#outbound;
     const sink = this.#sink;
@@ -139,17 +178,13 @@ export class Inbound {
           await this.#gate;
           continue;
         }
-        if (out.pending > this.#highWater) {
+        // Output backed up (its own, or the process's: then the connections
+        // holding a real share of it): stop making more until it drains;
+        // unless reading this peer is what drains output (see keepReading).
+        const target = drainTarget(out.pending, this.#highWater);
+        if (target >= 0 && !keptReading.has(this.#conn)) {
           this.#backedUp = true;
-          await out.drained(this.#highWater / 2);
-          this.#backedUp = false;
-          continue;
-        }
-        if (out.pending > OUTBOUND_SHARE && processOutbound.pending > processOutbound.highWater) {
-          // The process as a whole holds too much output: the connections
-          // holding a real share of it stop making more until theirs drains.
-          this.#backedUp = true;
-          await out.drained(OUTBOUND_SHARE / 2);
+          await out.drained(target);
           this.#backedUp = false;
           continue;
         }
@@ -178,13 +213,18 @@ export class Inbound {
         if (n === buf.length) {
           smallReads = 0;
           if (buf.length < MAX_READ) buf = new Uint8Array(buf.length * 2);
+          else if (++fullReads === FULL_READS_PER_TURN) {
+            fullReads = 0;
+            await nextTurn();
+          }
         } else if (n <= buf.length >> 3 && buf.length > MIN_READ) {
+          fullReads = 0;
           if (++smallReads >= SHRINK_AFTER) {
             smallReads = 0;
             buf = new Uint8Array(buf.length >> 1);
           }
         } else {
-          smallReads = 0;
+          smallReads = fullReads = 0;
         }
       }
     } catch (err) {

@@ -66,7 +66,8 @@ export {
   type FramedConnOptions,
   type FrameWriter,
 } from "./conn.ts";
-export { processOutbound, setFlushAt } from "./outbound.ts";
+export { drainTarget, processOutbound, setFlushAt } from "./outbound.ts";
+export { keepReading } from "./inbound.ts";
 export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {

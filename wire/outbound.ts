@@ -17,6 +17,21 @@ export const processOutbound = { pending: 0, highWater: 256 * 1024 * 1024 };
 export const OUTBOUND_SHARE = 256 * 1024;
 
 /**
+ * Whether a connection owes its peer more output than it may, so that what
+ * makes more of it (reading the peer's requests, forwarding them) must wait:
+ * above its own `highWater`, or above OUTBOUND_SHARE while the process as a
+ * whole holds more than `processOutbound.highWater`.
+ * @returns the pending bytes to drain to before it may take more, or -1 when it may now
+ */
+export function drainTarget(pending: number, highWater: number): number {
+  if (pending > highWater) return highWater / 2;
+  if (pending > OUTBOUND_SHARE && processOutbound.pending > processOutbound.highWater) {
+    return OUTBOUND_SHARE / 2;
+  }
+  return -1;
+}
+
+/**
  * Queued output starts going out at once when it reaches this size instead
  * of waiting for the end of the turn; what is queued while that write is in
  * flight is coalesced into the next one. Below it, a turn's output goes in

@@ -87,6 +87,13 @@ export class Backend {
   state: BackendState = "down";
   connected = false;
   inflight = 0;
+  /**
+   * Its connection holds more unwritten requests than its high-water mark:
+   * it takes no more until they drain (relay.ts), so what waits for a slow
+   * backend waits in the fair queue, and the connection is never cut off
+   * as a slow consumer by our own requests.
+   */
+  backlogged = false;
   /** When its last request in flight ended (performance.now() ms; the dispatcher's clock). */
   idleSince = -Infinity;
   /** Requests answered (a result or an error reply from the backend). */
@@ -127,7 +134,7 @@ export class Backend {
   /** In rotation with a free slot: a policy may pick it. */
   get available(): boolean {
     return this.state === "up" && this.inflight < this.capacity &&
-      this.inflight < this.outlier.ramp;
+      this.inflight < this.outlier.ramp && !this.backlogged;
   }
 
   /** A connection is up. @returns the transition, if any. */

@@ -60,6 +60,12 @@ export interface DispatchHooks<J extends Job> {
    * of being sent.
    */
   abandoned?(job: J): boolean;
+  /**
+   * Whether `job`'s client takes no more answers for now (it has not read
+   * what it is owed): the job is not sent but waits its turn in the queue,
+   * and the owner calls `pump()` once the client has read enough.
+   */
+  held?(job: J): boolean;
 }
 
 /** What an abandoned job is failed with (nobody reads it). */
@@ -218,7 +224,8 @@ export class Dispatcher<J extends Job> {
     const bytes = job.bytes = this.#hooks.sizeOf(job, MAX_EARNED);
     // When it was taken, from clock reads made anyway: its sending, or its queueing.
     if (
-      this.queued === 0 && this.#shares.mayTake(share, bytes) && this.#dispatch(job, undefined)
+      this.queued === 0 && this.#shares.mayTake(share, bytes) && !this.#hooks.held?.(job) &&
+      this.#dispatch(job, undefined)
     ) {
       share.lastAt = job.takenAt = job.sentAt;
       return;
@@ -297,7 +304,9 @@ export class Dispatcher<J extends Job> {
       }
       let bulk = false;
       if (queue instanceof FairQueue) {
-        const admit = this.#shares.admit(job.share!, job.line!.items.length, job.bytes ?? 0);
+        const admit = this.#hooks.held?.(job)
+          ? Admit.No
+          : this.#shares.admit(job.share!, job.line!.items.length, job.bytes ?? 0);
         if (admit === Admit.No) {
           if (++passed > queue.flows) {
             this.#shares.stalled();

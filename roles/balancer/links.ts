@@ -5,7 +5,15 @@
  * report what they see to the backend's health rules (backends.ts).
  */
 import type { Address } from "../../config/mod.ts";
-import { Backoff, dial, type DialOptions, DistError, Nap, type Peer } from "../../wire/mod.ts";
+import {
+  Backoff,
+  dial,
+  type DialOptions,
+  DistError,
+  keepReading,
+  Nap,
+  type Peer,
+} from "../../wire/mod.ts";
 import type { Backend, Transition } from "./backends.ts";
 import { cut, log } from "./log.ts";
 
@@ -169,6 +177,8 @@ export class ServerLink implements Link {
       return;
     }
     this.#peer = peer;
+    // Its answers drain the clients: never stop reading them (wire/inbound.ts).
+    keepReading(peer.conn.conn);
     this.backend.peerName = peer.remote.name;
     const upAt = performance.now();
     peer.closed.then((reason) => {
@@ -203,6 +213,7 @@ export class WorkerLink implements Link {
     this.peer = peer;
     backend.link = this;
     backend.peerName = peer.remote.name;
+    keepReading(peer.conn.conn);
     // Not logged: the registration is (sources.ts).
     options.report(backend.onConnected(), true);
     peer.closed.then(() => {

@@ -14,7 +14,8 @@
  * (where backends come from: `--backends`, `--service` through binders,
  * workers registering), `links.ts` (connections to backends and their
  * health checks), `relay.ts` (one request on a backend's connection,
- * decoded or passed through as bytes).
+ * decoded or passed through as bytes), `pressure.ts` (what clients and
+ * backends may hold of each other's output).
  */
 import { TOKEN_USER } from "../../auth/mod.ts";
 import { formatAddress, UsageError } from "../../config/mod.ts";
@@ -108,6 +109,7 @@ function forwarding(options: BalancerOptions) {
     report,
     logRequests: log.isEnabledFor("debug"),
     finish: (job, outcome) => dispatcher.finish(job, outcome),
+    wake: () => dispatcher.pump(),
   });
   const dispatcher = new Dispatcher<ForwardJob>(pool, createPolicy(options.policy), relay, {
     queueLimit: options.queue,

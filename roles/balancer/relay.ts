@@ -35,6 +35,7 @@ import type { Backend, Transition } from "./backends.ts";
 import type { DispatchHooks, Job, Outcome } from "./forward.ts";
 import type { Link } from "./links.ts";
 import { log } from "./log.ts";
+import { Pressure } from "./pressure.ts";
 
 /** A request decoded from a client, waiting for its answer. */
 export interface DecodedJob extends Job {
@@ -167,6 +168,8 @@ export interface RelayOptions {
   logRequests: boolean;
   /** Ends a job with its outcome (the dispatcher's `finish`). */
   finish: (job: ForwardJob, outcome: Outcome) => void;
+  /** Sends what waits (the dispatcher's `pump`): a client read its answers, a backend its requests. */
+  wake: () => void;
 }
 
 /**
@@ -224,12 +227,22 @@ function connectionLost(peer: Peer, err: DistError): boolean {
   return err.code === "UNAVAILABLE" && !peer.canCall;
 }
 
-/** Sends both kinds of job to backends' connections: the dispatcher's hooks. */
+/**
+ * Sends both kinds of job to backends' connections: the dispatcher's hooks.
+ * What each end may hold of the other's output: pressure.ts.
+ */
 export class Relay implements DispatchHooks<ForwardJob> {
   #options: RelayOptions;
+  #pressure: Pressure;
 
   constructor(options: RelayOptions) {
     this.#options = options;
+    this.#pressure = new Pressure(options.wake);
+  }
+
+  /** Whether `job`'s client owes more unread answers than it may (see Pressure.held). */
+  held(job: ForwardJob): boolean {
+    return this.#pressure.held(job.flow);
   }
 
   /** A RawJob for a request scanned by the pass-through (its bytes are copied). */
@@ -255,6 +268,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
         return true;
       }
       if (!sent) this.#options.report(backend.onLost("connection closed"));
+      else this.#pressure.checkBacklog(backend, peer);
       return sent;
     }
     // A backend of another codec: decode the params once, with the strict
@@ -282,6 +296,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
   }
 
   reject(job: ForwardJob, err: DistError): void {
+    if (err.code === "OVERLOADED") this.#pressure.backOff(job.flow);
     if (job.raw) {
       job.client.answerError(job.id, err);
     } else job.reject(err);
@@ -305,7 +320,12 @@ export class Relay implements DispatchHooks<ForwardJob> {
   /** Values in, values out: `Peer.request`. */
   #sendDecoded(job: ForwardJob, params: unknown, backend: Backend, peer: Peer): boolean {
     const { timeoutMs } = this.#options;
-    peer.request(job.method, params, { timeout: timeoutMs, idempotent: job.idempotent }).then(
+    const answer = peer.request(job.method, params, {
+      timeout: timeoutMs,
+      idempotent: job.idempotent,
+    });
+    this.#pressure.checkBacklog(backend, peer);
+    answer.then(
       (res) => {
         this.#done(job, backend, "answered", "ok");
         if (job.raw) {
