@@ -28,7 +28,14 @@ import {
   startServers,
   stopAll,
 } from "./helpers/balancer.ts";
-import { closeQuietly, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
+import {
+  closeQuietly,
+  jsonFrame,
+  rawHandshake,
+  RawReader,
+  sleep,
+  writeAll,
+} from "./helpers/raw.ts";
 
 const ATTACKER = fileURLToPath(new URL("../bench/pipeline_client.ts", import.meta.url));
 const SPREAD = fileURLToPath(new URL("../bench/spread_client.ts", import.meta.url));
@@ -250,6 +257,44 @@ Deno.test("an error with a code outside the protocol's list reaches the client a
     }
   } finally {
     await stopAll(lbs);
+    await rogue.close(0);
+  }
+});
+
+Deno.test("errors with codes outside the protocol are logged at most 20 times a second", async () => {
+  // hostile32 X8: each one made an `[ERR] Request N failed` line (1,210 in 3 s).
+  const rogue = listen({
+    host: "127.0.0.1",
+    port: 0,
+    role: "server",
+    name: "rogue",
+    onRequest: (method) => {
+      if (method === "sys.ping") return { pong: true };
+      throw new DistError("NOPE" as ErrorCode, "nope");
+    },
+  });
+  const lb = await startBalancer([], ["--backends", `127.0.0.1:${rogue.addr.port}`]);
+  const peer = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () =>
+        await peer.call("add", { a: 1, b: 2 }).then(() => false, (e) => e.code === "INTERNAL"),
+      5000,
+      "the backend up",
+    );
+    const codes = await Promise.all(
+      Array.from({ length: 500 }, () => peer.call("add", { a: 1, b: 2 }).catch((e) => e.code)),
+    );
+    assert.deepEqual([...new Set(codes)], ["INTERNAL"]);
+    await sleep(1100); // the line that says how many went to debug
+    const lines = lb.stderr().split("\n");
+    const told = lines.filter((l) => /Backend .* answered Error with an unknown code NOPE/.test(l));
+    assert.ok(told.length >= 1 && told.length <= 40, `${told.length} lines about it`);
+    assert.ok(lines.some((l) => /more lines about errors with codes outside the protocol/.test(l)));
+    assert.deepEqual(lines.filter((l) => /\[ERR\]/.test(l)), [], "no error line per request");
+  } finally {
+    peer.close();
+    await stopAll([lb]);
     await rogue.close(0);
   }
 });

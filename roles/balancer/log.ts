@@ -81,3 +81,5 @@ export class LogBudget {
 export const backendLines = new LogBudget("backends");
 /** Workers registering, being refused and leaving. */
 export const workerLines = new LogBudget("workers");
+/** Backends answering error codes outside the protocol (hostile32 X8: one line per request before). */
+export const foreignErrorLines = new LogBudget("errors with codes outside the protocol");

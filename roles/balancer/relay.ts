@@ -34,7 +34,7 @@ import {
 import type { Backend, Transition } from "./backends.ts";
 import type { DispatchHooks, Job, Outcome } from "./forward.ts";
 import type { Link } from "./links.ts";
-import { log } from "./log.ts";
+import { cut, foreignErrorLines, log } from "./log.ts";
 import { Pressure } from "./pressure.ts";
 
 /** A request decoded from a client, waiting for its answer. */
@@ -158,6 +158,15 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
 }
 
 export type ForwardJob = DecodedJob | RawJob;
+
+/** An error answered to a raw client as it is, without the INTERNAL log line of `answerError`. */
+class ErrorReply implements RawReply {
+  constructor(readonly id: number | string, readonly error: DistError) {}
+
+  writeAnswer(out: OutBuffer, maxFrame: number): void {
+    jsonCodec.writeFrame(out, { id: this.id, error: this.error.toBody() }, maxFrame);
+  }
+}
 
 export interface RelayOptions {
   /** Longest wait for a backend's answer (`--timeout`), ms. */
@@ -310,7 +319,13 @@ export class Relay implements DispatchHooks<ForwardJob> {
       const foreign = unknownCode(answer);
       if (foreign !== undefined) {
         this.#done(job, backend, "answered", foreign.code);
-        return job.client.answerError(job.id, foreign);
+        // The backend's doing, not a failure here: said at most 20 times a
+        // second (the client's answer does not log an INTERNAL line each).
+        foreignErrorLines.warn("Backend {backend} answered {error}; passed on as INTERNAL", {
+          backend: backend.name,
+          error: cut(foreign.message),
+        });
+        return job.client.answerRaw(job.id, new ErrorReply(job.id, foreign));
       }
     }
     this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
