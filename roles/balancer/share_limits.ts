@@ -20,6 +20,13 @@ export const MAX_CREDIT = 2;
  * between an answer and its next request, longer when its machine is busy.
  */
 export const LIGHT_GRACE_MS = 50;
+/**
+ * How long after a small request was answered large ones are still paced
+ * (ms): longer than LIGHT_GRACE_MS, as one hiccup of a small client's
+ * (a loaded machine) let large requests fill every backend's connection,
+ * and its next request then waited behind them, and so on (hostile32 X5).
+ */
+export const LARGE_GRACE_MS = 500;
 /** Bytes of requests one connection may have on the backends while others are active. */
 export const SHARE_BYTES = 64 * 1024;
 /** Requests of at least this many bytes are large (they hold a backend's connection a while). */

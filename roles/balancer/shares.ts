@@ -62,6 +62,7 @@ import {
   BULK_DEPTH,
   CONTENDED_SHARE,
   LARGE_BYTES,
+  LARGE_GRACE_MS,
   LIGHT_GRACE_MS,
   LIGHT_PER_BULK,
   MAX_CREDIT,
@@ -240,7 +241,7 @@ export class Shares {
     // Small requests busy: large ones keep off one backend at least, and
     // go at the pace the others' requests earn them.
     if (this.inflight === this.large) {
-      const wait = this.#smallAt + LIGHT_GRACE_MS - this.#now();
+      const wait = this.#smallAt + LARGE_GRACE_MS - this.#now();
       if (wait <= 0) return true;
       if (this.large === 0) this.#wakeIn(wait);
     }
@@ -325,7 +326,7 @@ export class Shares {
       this.#largeOn.set(backend, (this.#largeOn.get(backend) ?? 0) + 1);
       // Alone (nothing small on the backends nor answered within the grace), they owe nothing.
       const alone = this.inflight === this.large &&
-        this.#now() - this.#smallAt >= LIGHT_GRACE_MS;
+        this.#now() - this.#smallAt >= LARGE_GRACE_MS;
       this.#earned = alone ? 0 : this.#earned - bytes;
     } else if (this.#earned < MAX_EARNED) this.#earned += SMALL_EARNS;
     const source = share.source;
