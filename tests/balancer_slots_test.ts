@@ -171,3 +171,22 @@ Deno.test("slots: requests a backend sits on stop counting in their connection's
   assert.equal(onBackends(stuck), 4, "the stuck ones are still on their backend");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
+
+Deno.test("slots: new requests go away from a backend that sits on its requests while others answer (X6)", () => {
+  const { dispatcher, backends, clock, conn, submit, answer } = setup(2, 128);
+  const [b1, b2] = backends;
+  // Round-robin, one request per connection: half on each backend; b2
+  // answers, b1 sits on its requests.
+  const first = Array.from({ length: 16 }, () => submit(conn("10.0.0.1"), 1)[0]);
+  answer(first.filter((j) => j.backend === b2));
+  clock.advance(150);
+  const next = Array.from({ length: 10 }, () => submit(conn("10.0.0.2"), 1)[0]);
+  assert.deepEqual(
+    next.map((j) => j.backend?.name),
+    Array(10).fill("b2"),
+    "eight requests sit on b1: every new one goes to b2",
+  );
+  answer(next);
+  assert.equal(b1.inflight, 8);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});

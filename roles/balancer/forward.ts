@@ -382,6 +382,7 @@ export class Dispatcher<J extends Job> {
       if (backend === undefined) return false;
       // Not behind a large request on its connection, when another has none (shares.ts).
       if (this.#shares.large > 0) backend = this.#shares.clearOf(backend, this.#pool.list, avoid);
+      backend = this.#shares.unstuck(backend, this.#pool.list, avoid);
       backend.inflight++;
       job.backend = backend;
       job.attempts++;

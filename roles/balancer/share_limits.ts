@@ -39,3 +39,13 @@ export const LARGE_BYTES = 32 * 1024;
 export const SMALL_EARNS = 4 * 1024;
 /** Most bytes large requests may have earned ahead; and sizes are counted up to this. */
 export const MAX_EARNED = 1024 * 1024;
+
+/** What `Shares.admit` allows a waiting request. */
+export enum Admit {
+  /** Not now: its connection has its share, or bulk flows have theirs. */
+  No,
+  /** As a request of a connection that is not a bulk flow. */
+  Light,
+  /** As a request of a bulk flow (counted against the bulk flows' allowance). */
+  Bulk,
+}

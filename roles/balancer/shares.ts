@@ -55,10 +55,11 @@
  * nothing large ahead of them.
  */
 
-import { ClientShare, Held, mayHold, SourceShare, STUCK_FACTOR, STUCK_MS } from "./slots.ts";
+import { ClientShare, Held, mayHold, Sitting, SourceShare, STUCK_MS } from "./slots.ts";
 
 import {
   ACTIVE_MS,
+  Admit,
   BULK_DEPTH,
   CONTENDED_SHARE,
   LARGE_BYTES,
@@ -75,16 +76,6 @@ import {
 
 export * from "./share_limits.ts";
 export { ClientShare, SourceShare };
-
-/** What {@link Shares.admit} allows a waiting request. */
-export enum Admit {
-  /** Not now: its connection has its share, or bulk flows have theirs. */
-  No,
-  /** As a request of a connection that is not a bulk flow. */
-  Light,
-  /** As a request of a bulk flow (counted against the bulk flows' allowance). */
-  Bulk,
-}
 
 const SHARED_KEY = {};
 
@@ -104,8 +95,6 @@ export class Shares {
   #earned = 0;
   /** Backends in rotation now (large requests may use one fewer while small ones are busy). */
   #backends: () => number;
-  /** The backends' answers' time, a moving average (ms; slots.ts). */
-  #latency = 0;
   /** Slots of the backends in rotation (slots.ts). */
   #capacity: () => number;
   /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
@@ -115,9 +104,10 @@ export class Shares {
   #wake: () => void;
   /** When a request of a connection within its share was last answered. */
   #lightAt = -Infinity;
-  /** Requests on the backends sent as light (not a bulk flow's), and all of them. */
+  /** Requests on the backends sent as light (not a bulk flow's). */
   #light = new Held(STUCK_MS);
-  #all = new Held(STUCK_MS);
+  /** Requests sitting on the backends (slots.ts). */
+  #sitting = new Sitting();
   #byKey = new Map<object, ClientShare>();
   #sources = new Map<string, SourceShare>();
   /** Sources with requests in the balancer (on the backends or waiting). */
@@ -302,23 +292,21 @@ export class Shares {
     if (this.inflight > 0) this.#wakeIn(STUCK_MS);
   }
 
-  /**
-   * Of `held`, those on a backend for STUCK_MS, while answers are quick or
-   * nothing sent lately is on the backends (all that is there sits: slots.ts).
-   */
+  /** Of `held`, those stuck on a backend (Sitting.stuck). */
   #stuck(held: Held): number {
-    const now = this.#now();
-    if (this.#latency * STUCK_FACTOR >= STUCK_MS && this.#all.old(now) < this.#all.inflight) {
-      return 0;
-    }
-    return held.old(now);
+    return this.#sitting.stuck(held, this.#now());
+  }
+
+  /** Where a request goes instead of `picked` when requests sit on it (Sitting.elsewhere). */
+  unstuck<B extends { readonly available: boolean }>(picked: B, list: readonly B[], avoid?: B): B {
+    return this.#sitting.elsewhere(picked, list, avoid, this.#now());
   }
 
   /** A request of `share`, of `bytes`, went to `backend` (`bulk`: as a bulk flow's). */
   took(share: ClientShare, bulk: boolean, bytes: number, backend: object): void {
     const now = this.#now();
     share.took(now);
-    this.#all.took(now);
+    this.#sitting.took(backend, now);
     share.bytes += bytes;
     this.inflight++;
     if (bytes >= LARGE_BYTES) {
@@ -355,9 +343,8 @@ export class Shares {
   ): void {
     const { bytes, backend, sentAt } = sent;
     const at = now > -Infinity ? now : sentAt;
-    this.#latency += (at - sentAt - this.#latency) / 16;
     share.gave(sentAt, at);
-    this.#all.gave(sentAt, at);
+    this.#sitting.gave(backend, sentAt, at);
     share.bytes -= bytes;
     this.inflight--;
     if (bytes >= LARGE_BYTES) {

@@ -132,6 +132,82 @@ export class ClientShare extends Held {
   }
 }
 
+/** Requests stuck on a backend from which new ones go to another (see Sitting). */
+export const STUCK_AVOID = 4;
+
+/**
+ * Requests sitting on the backends: on one for STUCK_MS or more while the
+ * backends answer in under STUCK_MS ÷ STUCK_FACTOR on average, or while
+ * nothing sent lately is on them (all that is there sits). Those no longer
+ * count in their connection's share (see the top of this file), and a
+ * backend that leaves requests unanswered while its peers answer quickly
+ * gets new requests only when no other has at most half as many sitting
+ * ({@link STUCK_AVOID} or more), so it does not gather more and more of
+ * them until `--timeout` (hostile32 X6: the one answering every other
+ * request filled its 128 slots with requests that all timed out). Slow
+ * requests on every backend alike change nothing.
+ */
+export class Sitting {
+  /** The backends' answers' time, a moving average (ms). */
+  #latency = 0;
+  /** Every request on the backends. */
+  #all = new Held(STUCK_MS);
+  /** Those on each backend (weak: backends come and go, and are never listed here). */
+  #on = new WeakMap<object, Held>();
+
+  took(backend: object, now: number): void {
+    this.#all.took(now);
+    let held = this.#on.get(backend);
+    if (held === undefined) this.#on.set(backend, held = new Held(STUCK_MS));
+    held.took(now);
+  }
+
+  /** One sent to `backend` at `sentAt` ended at `now`. */
+  gave(backend: object, sentAt: number, now: number): void {
+    this.#latency += (now - sentAt - this.#latency) / 16;
+    this.#all.gave(sentAt, now);
+    this.#on.get(backend)?.gave(sentAt, now);
+  }
+
+  /** Whether requests on a backend for STUCK_MS are taken for stuck now. */
+  #now(now: number): boolean {
+    return this.#latency * STUCK_FACTOR < STUCK_MS || this.#all.old(now) === this.#all.inflight;
+  }
+
+  /** Of `held`, those stuck now. */
+  stuck(held: Held, now: number): number {
+    return this.#now(now) ? held.old(now) : 0;
+  }
+
+  /**
+   * `picked`, or when STUCK_AVOID or more requests are stuck on it, the
+   * available backend of `list` (not `avoid`) with the fewest stuck, if that
+   * is at most half as many.
+   */
+  elsewhere<B extends { readonly available: boolean }>(
+    picked: B,
+    list: readonly B[],
+    avoid: B | undefined,
+    now: number,
+  ): B {
+    const held = this.#on.get(picked);
+    if (held === undefined || held.inflight < STUCK_AVOID) return picked;
+    const stuck = this.stuck(held, now);
+    if (stuck < STUCK_AVOID) return picked;
+    let best = picked;
+    let fewest = stuck;
+    for (const b of list) {
+      if (b === picked || b === avoid || !b.available) continue;
+      const n = this.#on.get(b)?.old(now) ?? 0;
+      if (n * 2 <= stuck && n < fewest) {
+        best = b;
+        fewest = n;
+      }
+    }
+    return best;
+  }
+}
+
 /** What a source holds, long requests counting LONG_WEIGHT times. */
 export function weighted(held: Held, now: number): number {
   return held.inflight + (LONG_WEIGHT - 1) * held.old(now);
