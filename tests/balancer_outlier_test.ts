@@ -157,9 +157,9 @@ Deno.test("a backend that leaves every other request unanswered holds no client'
     "--backends",
     `${servers[0].address},127.0.0.1:${staller.addr.port}`,
     "--timeout",
-    "3s",
+    "5s",
     "--queue-timeout",
-    "2s",
+    "3s",
   ]);
   const clients = await Promise.all([0, 1, 2, 3].map(() => connectTo(lb.address)));
   try {
