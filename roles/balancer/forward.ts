@@ -269,11 +269,7 @@ export class Dispatcher<J extends Job> {
     const now = this.#now();
     if (--backend.inflight === 0) backend.idleSince = now;
     if (job.share !== undefined) {
-      this.#shares.gave(job.share, job.bulk === true, now, {
-        bytes: job.bytes ?? 0,
-        backend,
-        sentAt: job.sentAt,
-      });
+      this.#shares.gave(job.share, job.bulk === true, now, job);
     }
     backend.onAnswered(now - job.sentAt, outcome !== "answered", now);
     if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
@@ -309,8 +305,7 @@ export class Dispatcher<J extends Job> {
           : this.#shares.admit(job.share!, job.line!.items.length, job.bytes ?? 0);
         if (admit === Admit.No) {
           if (++passed > queue.flows) {
-            this.#shares.stalled();
-            return true;
+            return this.#shares.stalled();
           }
           queue.pass();
           continue;
@@ -394,11 +389,7 @@ export class Dispatcher<J extends Job> {
       }
       if (this.#hooks.send(job, backend)) return true;
       if (share !== undefined) {
-        this.#shares.gave(share, bulk, -Infinity, {
-          bytes: job.bytes ?? 0,
-          backend,
-          sentAt: job.sentAt,
-        });
+        this.#shares.gave(share, bulk, -Infinity, job);
       }
       backend.inflight--;
       job.attempts--;

@@ -288,8 +288,9 @@ export class Shares {
    * than answered (then no answer comes to pump it, and what they held in
    * the shares is freed only by their age: slots.ts).
    */
-  stalled(): void {
+  stalled(): true {
     if (this.inflight > 0) this.#wakeIn(STUCK_MS);
+    return true;
   }
 
   /** Of `held`, those stuck on a backend (Sitting.stuck). */
@@ -339,9 +340,11 @@ export class Shares {
     share: ClientShare,
     bulk: boolean,
     now: number,
-    sent: { bytes: number; backend: object; sentAt: number },
+    sent: { bytes?: number; backend?: object; sentAt: number },
   ): void {
-    const { bytes, backend, sentAt } = sent;
+    // A job on its way: its backend is set before it is sent.
+    const { bytes = 0, sentAt } = sent;
+    const backend = sent.backend!;
     const at = now > -Infinity ? now : sentAt;
     share.gave(sentAt, at);
     this.#sitting.gave(backend, sentAt, at);
