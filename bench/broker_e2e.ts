@@ -87,7 +87,13 @@ export async function e2e(
       timer = setTimeout(() => reject(new Error(`${system}: not every message in 60 s`)), 60_000);
     });
     const [got, sent] = await Promise.race([Promise.all([sub.result, pub.result]), limit]);
-    return { ...got, sub_cpu_us: got.cpu_us_per_msg, pub_cpu_us: sent.cpu_us_per_msg };
+    return {
+      ...got,
+      sub_cpu_us: got.cpu_us_per_msg,
+      pub_cpu_us: sent.cpu_us_per_msg,
+      sub_sys_us: got.sys_us_per_msg,
+      pub_sys_us: sent.sys_us_per_msg,
+    };
   } finally {
     clearTimeout(timer);
     sub.kill();
