@@ -7,7 +7,9 @@
  * `buffer` messages wait, so the broker applies the subscription's policy
  * and this process stays bounded.
  */
-import { call, type DistError, type Peer } from "../wire/mod.ts";
+import { getLogger } from "@logtape/logtape";
+import { call, DistError, type Peer } from "../wire/mod.ts";
+import { cut } from "../wire/_log.ts";
 import { type RawDelivery, readDelivery, TopicCache } from "../wire/mod.ts";
 import {
   broker,
@@ -23,6 +25,8 @@ import type { Connection } from "./connection.ts";
 import { PublishFrame } from "./publish_frame.ts";
 
 export type { RawDelivery };
+
+const log = getLogger(["dist", "client"]);
 
 /** A message as a subscription yields it. */
 export type Message = Delivery;
@@ -373,10 +377,28 @@ export class PubSub {
     } else this.unclaimed++;
   }
 
+  /**
+   * Subscribes every subscription again on a new connection. A refusal by
+   * the broker (its subscription cap, a narrowed grant, an answer too
+   * large) ends only that subscription, with the broker's error: the
+   * connection and the other subscriptions go on. Only a failure of the
+   * connection itself fails the dial (it is dialed again).
+   */
   async #resubscribe(peer: Peer): Promise<void> {
     this.#bySid.clear();
-    for (const sub of this.#all) {
-      await this.#send(sub, (params) => call(peer, broker.methods.subscribe, params));
+    for (const sub of [...this.#all]) {
+      try {
+        await this.#send(sub, (params) => call(peer, broker.methods.subscribe, params));
+      } catch (err) {
+        const e = DistError.from(err);
+        if (peer.isClosed || e.code === "UNAVAILABLE" || e.code === "TIMEOUT") throw e;
+        if (!this.#all.delete(sub)) continue; // unsubscribed meanwhile
+        log.warn("Subscription to {topic} refused on reconnecting: {error}; it ends", {
+          topic: cut(sub.topic),
+          error: cut(e.message),
+        });
+        sub.end(e);
+      }
     }
   }
 }
