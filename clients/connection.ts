@@ -26,7 +26,8 @@ import {
   type TypedResponse,
 } from "../wire/mod.ts";
 import type { Instance, ListTopics, Published, TopicList, Unsubscribed } from "./contracts/mod.ts";
-import { PubSub, type SubscribeOptions, type Subscription } from "./pubsub.ts";
+import { PubSub } from "./pubsub.ts";
+import type { SubscribeOptions, Subscription } from "./subscription.ts";
 import { BinderClient } from "./discovery/binders.ts";
 import { binders as bindersOf } from "./discovery/mod.ts";
 import { ServiceSource } from "./discovery/service.ts";

@@ -19,10 +19,11 @@
  *   program's own contracts.
  *
  * Files: `connection.ts` (with `connect_options.ts`, `listeners.ts`, `resend.ts`),
- * `pubsub.ts`, `worker.ts`, `discovery/` and `contracts/`.
+ * `pubsub.ts` (with `subscription.ts`), `worker.ts`, `discovery/` and `contracts/`.
  */
 export { connect, Connection, type ConnectOptions, type ServiceTarget } from "./connection.ts";
-export { type Message, type RawDelivery, type SubscribeOptions, Subscription } from "./pubsub.ts";
+export type { RawDelivery } from "./pubsub.ts";
+export { type Message, type SubscribeOptions, Subscription } from "./subscription.ts";
 export { serve, type ServeOptions, type Serving } from "./worker.ts";
 export {
   BinderClient,

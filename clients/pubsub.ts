@@ -1,11 +1,9 @@
 /**
  * Publish and subscribe on a {@link Connection} to a broker: a
- * {@link Subscription} is an async iterator of the messages of its topic
- * subtree (retained values first, then live ones, in publish order), kept
- * across reconnections (subscribed again on each new connection). A
- * subscriber that does not keep up stops reading its connection once
- * `buffer` messages wait, so the broker applies the subscription's policy
- * and this process stays bounded.
+ * {@link Subscription} (subscription.ts) is an async iterator of the
+ * messages of its topic subtree (retained values first, then live ones, in
+ * publish order), kept across reconnections (subscribed again on each new
+ * connection; one the broker then refuses ends alone).
  */
 import { getLogger } from "@logtape/logtape";
 import { call, DistError, type Peer } from "../wire/mod.ts";
@@ -13,7 +11,6 @@ import { cut } from "../wire/_log.ts";
 import { type RawDelivery, readDelivery, TopicCache } from "../wire/mod.ts";
 import {
   broker,
-  type Delivery,
   type ListTopics,
   type Policy,
   type Published,
@@ -23,188 +20,14 @@ import {
 } from "./contracts/mod.ts";
 import type { Connection } from "./connection.ts";
 import { PublishFrame } from "./publish_frame.ts";
+import { type Message, sizeOf, type SubscribeOptions, Subscription } from "./subscription.ts";
 
 export type { RawDelivery };
 
 const log = getLogger(["dist", "client"]);
 
-/** A message as a subscription yields it. */
-export type Message = Delivery;
-
-/** How {@link PubSub.subscribe} subscribes. */
-export interface SubscribeOptions {
-  /** Subscribers of one group share the messages: each goes to one of them. */
-  group?: string;
-  /**
-   * What the broker does when this subscriber falls behind (default
-   * `disconnect`): `drop-oldest` and `latest` drop pending messages (the
-   * broker counts them, `dropped` in its sys.stats); `disconnect` cuts the
-   * connection off. A connection opened with `redial: false` then ends its
-   * iterators with that SLOW_CONSUMER error; one that redials subscribes
-   * again, and the messages pending at the cut are lost (counted in the
-   * broker's `slow_consumers`, and logged here as the broker's report).
-   */
-  policy?: Policy;
-  /** Messages kept waiting for the iterator before reading pauses (default 1024). */
-  buffer?: number;
-  /** Aborting it unsubscribes and ends the iterator. */
-  signal?: AbortSignal;
-  /**
-   * Takes deliveries read as bytes (JSON connections, unless opened with
-   * `byteDeliveries: false`): the value's JSON text unparsed, valid only during the call.
-   * Return false to have it parsed and queued as usual.
-   */
-  raw?: (delivery: RawDelivery) => boolean;
-  /**
-   * Called with the broker's answer each time it subscribes: the first time,
-   * and again on each new connection after a drop.
-   */
-  onSubscribed?: (answer: Subscribed) => void;
-}
-
-/** Messages waiting for the iterator past which reading waits for it to catch up (see #catchUp). */
-const CATCH_UP = 512;
-
 /** Deliveries kept while a subscribe's answer is on its way (they may overtake it). */
 const MAX_ORPHANS = 10_000;
-
-/** A topic subtree's messages; see the module comment. */
-export class Subscription implements AsyncIterable<Message> {
-  /** The pattern subscribed to (normalised once the broker answered). */
-  topic: string;
-  /** How it was subscribed. */
-  readonly options: SubscribeOptions;
-  /** The broker's first answer: the topics the pattern covered then. */
-  answer: Subscribed | undefined;
-  /** The subscription's id on the current connection. */
-  sid: number = -1;
-  #queue: Message[] = [];
-  #head = 0;
-  #waiter: ((r: IteratorResult<Message>) => void) | undefined;
-  #failer: ((err: DistError) => void) | undefined;
-  #end: DistError | "done" | undefined;
-  #paused: Peer | undefined;
-  /** Paused until the iterator catches up (see #catchUp). */
-  #soft: Peer | undefined;
-  #owner: PubSub;
-
-  /** @ignore */
-  constructor(owner: PubSub, topic: string, options: SubscribeOptions) {
-    this.#owner = owner;
-    this.topic = topic;
-    this.options = options;
-  }
-
-  /** Messages waiting for the iterator. */
-  get waiting(): number {
-    return this.#queue.length - this.#head;
-  }
-
-  /**
-   * Hands a message to the iterator, pausing reading when `buffer` wait.
-   * @ignore
-   */
-  push(msg: Message, peer: Peer | undefined): void {
-    if (this.#end !== undefined) return;
-    const w = this.#waiter;
-    if (w !== undefined) {
-      this.#waiter = this.#failer = undefined;
-      return w({ value: msg, done: false });
-    }
-    this.#queue.push(msg);
-    if (this.#paused !== undefined || peer === undefined) return;
-    const waiting = this.waiting;
-    if (waiting >= (this.options.buffer ?? 1024)) {
-      this.#paused = peer;
-      peer.conn.pauseReading();
-    } else if (waiting >= CATCH_UP && this.#soft === undefined) this.#catchUp(peer);
-  }
-
-  /**
-   * Reads that complete at once run as microtasks, like the iterator's own
-   * steps: a read hands over hundreds of messages per step while the
-   * iterator takes one, so without this a consumer that never yields to
-   * the event loop falls ever further behind its own connection, and the
-   * messages piling up cost the garbage collector more than their
-   * handling (a queue of 40,000 made a fifth of a subscriber's CPU). So
-   * once CATCH_UP wait, reading pauses until the iterator has taken them
-   * or a task of the event loop has run: a consumer that waits on other
-   * work (a timer, I/O) still gets its full `buffer`.
-   */
-  #catchUp(peer: Peer): void {
-    this.#soft = peer;
-    peer.conn.pauseReading();
-    setTimeout(() => this.#endCatchUp(), 0);
-  }
-
-  #endCatchUp(): void {
-    const peer = this.#soft;
-    if (peer === undefined) return;
-    this.#soft = undefined;
-    peer.conn.resumeReading();
-  }
-
-  /** The next message; done once unsubscribed or closed. */
-  next(): Promise<IteratorResult<Message>> {
-    if (this.#head < this.#queue.length) {
-      const value = this.#queue[this.#head++];
-      if (this.#head === this.#queue.length) this.#queue.length = this.#head = 0;
-      else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#head);
-        this.#head = 0;
-      }
-      if (this.#soft !== undefined && this.waiting === 0) this.#endCatchUp();
-      if (this.#paused !== undefined && this.waiting <= (this.options.buffer ?? 1024) / 2) {
-        this.#paused.conn.resumeReading();
-        this.#paused = undefined;
-      }
-      return Promise.resolve({ value, done: false });
-    }
-    if (this.#end === "done") return Promise.resolve({ value: undefined, done: true });
-    if (this.#end !== undefined) return Promise.reject(this.#end);
-    return new Promise((resolve, reject) => {
-      this.#waiter = resolve;
-      this.#failer = reject;
-    });
-  }
-
-  /** Unsubscribes when a `for await` loop is left early. */
-  async return(): Promise<IteratorResult<Message>> {
-    await this.unsubscribe().catch(() => {});
-    return { value: undefined, done: true };
-  }
-
-  /** The subscription is its own iterator. */
-  [Symbol.asyncIterator](): AsyncIterator<Message> {
-    return this;
-  }
-
-  /**
-   * Stops the subscription: the broker stops delivering, the iterator ends
-   * after the messages already waiting.
-   * @returns the broker's counts, or undefined when not connected
-   */
-  unsubscribe(): Promise<Unsubscribed | undefined> {
-    return this.#owner.unsubscribe(this);
-  }
-
-  /**
-   * Ends the iterator (`done`, or failing with `err`).
-   * @ignore
-   */
-  end(err?: DistError): void {
-    if (this.#end !== undefined) return;
-    this.#end = err ?? "done";
-    this.#paused?.conn.resumeReading();
-    this.#paused = undefined;
-    this.#endCatchUp();
-    const w = this.#waiter;
-    const f = this.#failer;
-    this.#waiter = this.#failer = undefined;
-    if (err !== undefined) f?.(err);
-    else w?.({ value: undefined, done: true });
-  }
-}
 
 /** The broker methods of one connection, and its subscriptions. @internal */
 export class PubSub {
@@ -319,7 +142,8 @@ export class PubSub {
       } catch {
         return false; // the ordinary path refuses it as it would
       }
-      sub.push({ topic: d.topic, value, retained: d.retained, sid: d.sid }, this.#conn.peer);
+      const m = { topic: d.topic, value, retained: d.retained, sid: d.sid };
+      sub.push(m, this.#conn.peer, frame.length);
       return true;
     }
     if (sub === undefined && this.#subscribing > 0 && this.#orphans.length < MAX_ORPHANS) {
@@ -332,7 +156,7 @@ export class PubSub {
       } catch {
         return false;
       }
-      this.#orphans.push({ raw: { ...d, value: d.value.slice() }, message });
+      this.#orphans.push({ raw: { ...d, value: d.value.slice() }, message, bytes: frame.length });
       return true;
     }
     return false; // decoded and delivered (or counted) by the ordinary path
@@ -363,7 +187,7 @@ export class PubSub {
     for (const o of this.#orphans) {
       if (o.message.sid !== sub.sid) rest.push(o);
       else if (o.raw === undefined || !sub.options.raw?.(o.raw)) {
-        sub.push(o.message, this.#conn.peer);
+        sub.push(o.message, this.#conn.peer, o.bytes);
       }
     }
     this.#orphans = rest;
@@ -371,9 +195,9 @@ export class PubSub {
 
   #deliver(m: Message, peer: Peer | undefined): void {
     const sub = m.sid === undefined ? undefined : this.#bySid.get(m.sid);
-    if (sub !== undefined) return sub.push(m, peer);
+    if (sub !== undefined) return sub.push(m, peer, sizeOf(m.value));
     if (this.#subscribing > 0 && this.#orphans.length < MAX_ORPHANS) {
-      this.#orphans.push({ message: m });
+      this.#orphans.push({ message: m, bytes: sizeOf(m.value) });
     } else this.unclaimed++;
   }
 
@@ -411,8 +235,8 @@ function publishParams(topic: string, value: unknown, retain: boolean) {
 /** What every fire-and-forget publish answers: one settled promise, not one per publish. */
 const SENT: Promise<undefined> = Promise.resolve(undefined);
 
-/** A delivery that arrived before its subscription's sid was known. */
-type Orphan = { message: Message; raw?: RawDelivery };
+/** A delivery that arrived before its subscription's sid was known, and its size. */
+type Orphan = { message: Message; raw?: RawDelivery; bytes: number };
 
 const decoder = new TextDecoder();
 
