@@ -16,6 +16,7 @@ import {
   type Published,
   type Subscribed,
   type TopicList,
+  type Undeliverable,
   type Unsubscribed,
 } from "./contracts/mod.ts";
 import type { Connection } from "./connection.ts";
@@ -38,6 +39,8 @@ export class PubSub {
   /** Subscribes whose answer has not been read yet, and deliveries that overtook them. */
   #subscribing = 0;
   #orphans: Orphan[] = [];
+  /** Notices of skipped deliveries that overtook their subscribe's answer (a retained value's). */
+  #early: Undeliverable[] = [];
   #topics = new TopicCache();
   /** Deliveries for no subscription of this connection (late, or past MAX_ORPHANS). */
   unclaimed = 0;
@@ -48,6 +51,7 @@ export class PubSub {
     this.#conn = conn;
     conn.on(broker.events.message, (m) => this.#deliver(m, conn.peer));
     conn.onConnect((peer) => this.#resubscribe(peer));
+    conn.on(broker.events.undeliverable, (n) => this.#undeliverable(n));
   }
 
   publish(
@@ -178,7 +182,7 @@ export class PubSub {
       sub.options.onSubscribed?.(answer);
       return answer;
     } finally {
-      if (--this.#subscribing === 0) this.#orphans.length = 0;
+      if (--this.#subscribing === 0) this.#orphans.length = this.#early.length = 0;
     }
   }
 
@@ -191,6 +195,16 @@ export class PubSub {
       }
     }
     this.#orphans = rest;
+    if (this.#early.length === 0) return;
+    for (const n of this.#early) if (n.sid === sub.sid) sub.skipped(n);
+    this.#early = this.#early.filter((n) => n.sid !== sub.sid);
+  }
+
+  /** A delivery the broker skipped (past this connection's frame limit): its subscription is told. */
+  #undeliverable(n: Undeliverable): void {
+    const sub = this.#bySid.get(n.sid);
+    if (sub !== undefined) sub.skipped(n);
+    else if (this.#subscribing > 0 && this.#early.length < MAX_ORPHANS) this.#early.push(n);
   }
 
   #deliver(m: Message, peer: Peer | undefined): void {

@@ -5,8 +5,12 @@
  * wait, so the broker applies the subscription's policy and this process
  * stays bounded. Made and fed by pubsub.ts.
  */
+import { getLogger } from "@logtape/logtape";
 import type { DistError, Peer, RawDelivery } from "../wire/mod.ts";
-import type { Delivery, Policy, Subscribed, Unsubscribed } from "./contracts/mod.ts";
+import { cut } from "../wire/_log.ts";
+import type { Delivery, Policy, Subscribed, Undeliverable, Unsubscribed } from "./contracts/mod.ts";
+
+const log = getLogger(["dist", "client"]);
 
 /** What ends a subscription: its connection's broker methods (pubsub.ts). */
 export interface SubscriptionOwner {
@@ -69,6 +73,8 @@ export class Subscription implements AsyncIterable<Message> {
   answer: Subscribed | undefined;
   /** The subscription's id on the current connection. */
   sid: number = -1;
+  /** Deliveries the broker skipped: larger than this connection's frame limit. */
+  undeliverable = 0;
   #queue: Message[] = [];
   /** The size of each message of #queue (same indexes), and of those waiting together. */
   #sizes: number[] = [];
@@ -87,6 +93,25 @@ export class Subscription implements AsyncIterable<Message> {
     this.#owner = owner;
     this.topic = topic;
     this.options = options;
+  }
+
+  /**
+   * The broker skipped a delivery too large for this connection's frame
+   * limit (`wire.maxFrame`): counted, and logged the first time.
+   * @ignore
+   */
+  skipped(notice: Undeliverable): void {
+    if (this.undeliverable++ > 0) return;
+    log.warn(
+      "Subscription to {topic}: the broker skipped a delivery of {bytes} bytes{on}, past this " +
+        "connection's frame limit of {limit} (raise wire.maxFrame to get such values)",
+      {
+        topic: cut(this.topic),
+        bytes: notice.bytes,
+        on: notice.topic === undefined ? "" : ` on ${cut(notice.topic)}`,
+        limit: notice.limit,
+      },
+    );
   }
 
   /** Messages waiting for the iterator. */

@@ -21,6 +21,12 @@ export interface Hello {
   name: string;
   /** The dialer's heartbeat (ms); the listener answers the one both use. */
   heartbeat?: number;
+  /**
+   * The largest frame payload the dialer accepts (bytes; the welcome says
+   * the listener's): a broker skips deliveries past it rather than send
+   * what the dialer would refuse. Left out, the listener's own limit.
+   */
+  max_frame?: number;
   /** Credentials (see credentials.ts); never logged. */
   token?: string;
   user?: string;
@@ -102,6 +108,7 @@ export async function handshakeDialer(
       role: hello.role,
       name: hello.name,
       heartbeat: hello.heartbeatMs,
+      max_frame: conn.maxFrame,
       ...credentialFields(hello.credentials),
     } satisfies Hello,
   );
@@ -112,10 +119,7 @@ export async function handshakeDialer(
     }
     conn.releaseHead();
     return {
-      remote: {
-        role: peerText(msg.role),
-        name: peerText(msg.name),
-      },
+      remote: withFrameLimit({ role: peerText(msg.role), name: peerText(msg.name) }, msg.max_frame),
       heartbeatMs: agreeHeartbeat(hello.heartbeatMs, msg.heartbeat),
     };
   }
@@ -164,9 +168,10 @@ export async function handshakeListener(
       role: self.role,
       name: self.name,
       heartbeat: heartbeatMs,
+      max_frame: conn.maxFrame,
     });
     conn.releaseHead();
-    const remote: PeerInfo = { role: hello.role, name: hello.name };
+    const remote = withFrameLimit({ role: hello.role, name: hello.name }, hello.max_frame);
     if (identity === undefined) return { codec, remote, heartbeatMs };
     remote.user = identity.user;
     return { codec, remote, heartbeatMs, identity };
@@ -219,5 +224,12 @@ function checkHello(msg: unknown): Hello {
     role: peerText(m.role),
     name: peerText(m.name),
     heartbeat: typeof m.heartbeat === "number" ? m.heartbeat : undefined,
+    max_frame: m.max_frame as number | undefined, // checked by withFrameLimit
   };
+}
+
+/** `info` with the frame limit a peer told, if it is a positive safe integer (else left out). */
+function withFrameLimit(info: PeerInfo, told: unknown): PeerInfo {
+  if (typeof told === "number" && Number.isSafeInteger(told) && told > 0) info.maxFrame = told;
+  return info;
 }

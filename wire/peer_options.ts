@@ -18,6 +18,8 @@ export interface PeerInfo {
   name: string;
   /** The user its credentials proved, on a listener that authenticates. */
   user?: string;
+  /** The largest frame payload it accepts, as it told in the handshake (`max_frame`). */
+  maxFrame?: number;
 }
 
 /** What a request says about itself besides method and params. */

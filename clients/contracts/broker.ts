@@ -288,7 +288,20 @@ export interface BrokerContract extends Contract {
     readonly message: Event<"broker.message", Delivery>;
     /** A new topic appeared under a subscription (a notice; a slow subscriber may miss it). */
     readonly topic_created: Event<"broker.topic_created", { sid: number; topic: string }>;
+    /**
+     * A delivery skipped: `bytes` past the frame limit of this connection (the
+     * broker's, or the smaller one told at hello); `topic` when known.
+     */
+    readonly undeliverable: Event<"broker.undeliverable", Undeliverable>;
   };
+}
+
+/** What `broker.undeliverable` says. */
+export interface Undeliverable {
+  sid: number;
+  bytes: number;
+  limit: number;
+  topic?: string;
 }
 
 const topicInfo: Parse<TopicInfo> = obj({
@@ -368,5 +381,9 @@ export const broker: BrokerContract = {
   events: {
     message: event("broker.message", delivery),
     topic_created: event("broker.topic_created", obj({ sid: count, topic: str })),
+    undeliverable: event(
+      "broker.undeliverable",
+      obj({ sid: count, bytes: count, limit: count, topic: opt(str) }),
+    ),
   },
 };

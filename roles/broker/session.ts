@@ -42,12 +42,20 @@ export class Session implements Sink, Publisher {
 
   /** Lent to each fast-path publish of this connection in turn (see RawJson.lend). */
   readonly value: RawJson | RawMsgpack;
+  /**
+   * The largest delivery sent (frame payload bytes): the broker's own limit,
+   * or the peer's if it told a smaller one at hello (`max_frame`), since it
+   * would close the connection on a larger frame, and get the same retained
+   * value again each time it came back.
+   */
+  readonly #frameLimit: number;
 
   constructor(peer: Peer, front: SessionOwner) {
     this.peer = peer;
     this.codec = peer.codec.name;
     this.#front = front;
     this.value = this.codec === "json" ? RawJson.lender() : RawMsgpack.lender();
+    this.#frameLimit = Math.min(peer.conn.maxFrame, peer.remote.maxFrame ?? Infinity);
   }
 
   get pendingBytes(): number {
@@ -72,14 +80,7 @@ export class Session implements Sink, Publisher {
     const tail = sub.data as Uint8Array;
     const conn = this.peer.conn;
     const size = deliverySize(msg, this.codec, tail);
-    if (size - 4 > conn.maxFrame) {
-      this.#front.undeliverable++;
-      log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
-        "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed the frame limit",
-        { topic: cut(msg.topic), peer: this.peer.remote.name, bytes: size - 4 },
-      );
-      return;
-    }
+    if (size - 4 > this.#frameLimit) return this.#undeliverable(sub, size - 4, msg.topic);
     this.#msg = msg;
     this.#tail = tail;
     conn.sendWith(this);
@@ -109,8 +110,28 @@ export class Session implements Sink, Publisher {
     return this.#view = out.bytes.subarray(0, out.length);
   }
 
-  writeEncoded(bytes: Uint8Array, _sub: Subscription): void {
+  writeEncoded(bytes: Uint8Array, sub: Subscription): void {
+    if (bytes.length - 4 > this.#frameLimit) return this.#undeliverable(sub, bytes.length - 4);
     this.peer.conn.sendRaw(bytes);
+  }
+
+  /** Skips a delivery of `bytes` past the frame limit: counted, logged, and the subscriber told. */
+  #undeliverable(sub: Subscription, bytes: number, topic?: string): void {
+    this.#front.undeliverable++;
+    log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
+      "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed its frame limit of {limit}",
+      {
+        topic: cut(topic ?? sub.pattern),
+        peer: this.peer.remote.name,
+        bytes,
+        limit: this.#frameLimit,
+      },
+    );
+    // A notice, as topic_created: a subscriber this far behind goes without it.
+    if (this.pendingBytes < sub.maxPending) {
+      const notice = { sid: sub.sid, bytes, limit: this.#frameLimit };
+      this.peer.notify("broker.undeliverable", topic === undefined ? notice : { ...notice, topic });
+    }
   }
 
   /** What `writeFrames` writes: set by `write` just before `sendWith` calls it. */
