@@ -298,9 +298,13 @@ export interface BrokerContract extends Contract {
 
 /** What `broker.undeliverable` says. */
 export interface Undeliverable {
+  /** The subscription the delivery was for. */
   sid: number;
+  /** The delivery's size as a frame, in bytes. */
   bytes: number;
+  /** The frame limit it passed (the smaller of the broker's and this connection's). */
   limit: number;
+  /** The delivery's topic, when known. */
   topic?: string;
 }
 
