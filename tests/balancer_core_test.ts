@@ -510,6 +510,51 @@ Deno.test("sizeOfValue() is about a value's JSON size and stops once past its li
   assert.ok(performance.now() - t0 < 50, "stopped early");
 });
 
+Deno.test("sizeOfValue() counts strings as the JSON bytes they are sent as (hostile33 Y9)", () => {
+  const utf8 = new TextEncoder();
+  const jsonBytes = (v: unknown) => utf8.encode(JSON.stringify(v)).length;
+  // 2 x 32,000 U+0001 is 384 KB on a backend's connection; it counted 64 KB.
+  for (const ch of ["\u0001", "€", "B", '"', "😀"]) {
+    const params = { text: ch.repeat(32_000) };
+    const size = sizeOfValue(params, Infinity);
+    const json = jsonBytes(params);
+    assert.ok(
+      size >= json && size <= json + 16,
+      `${JSON.stringify(ch)}: ${size} for ${json} bytes`,
+    );
+  }
+  // Random strings of every kind of character: strings exactly, with their quotes.
+  const pool = [
+    "a",
+    "\u0000",
+    "\n",
+    "\t",
+    "\u001f",
+    '"',
+    "\\",
+    "é",
+    "€",
+    "\ud83d\ude00",
+    "\ud800",
+    "\udc00",
+  ];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let k = 0; k < 2000; k++) {
+    let text = "";
+    for (let i = Math.floor(next() * 20); i > 0; i--) {
+      text += pool[Math.floor(next() * pool.length)];
+    }
+    assert.equal(sizeOfValue(text, Infinity), jsonBytes(text), JSON.stringify(text));
+  }
+  // Bounded work: a 10 MB string is not scanned to refuse it against a 64 KiB limit.
+  const long = "\u0001".repeat(10_000_000);
+  long.charCodeAt(0); // flattened now, as a decoded string is (repeat makes a rope)
+  const t0 = performance.now();
+  assert.ok(sizeOfValue(long, 65_536) > 65_536);
+  assert.ok(performance.now() - t0 < 100, "stopped early");
+});
+
 interface Item {
   id: string;
   flow?: object;

@@ -36,6 +36,7 @@ import type { DispatchHooks, Job, Outcome } from "./forward.ts";
 import type { Link } from "./links.ts";
 import { cut, foreignErrorLines, log } from "./log.ts";
 import { Pressure } from "./pressure.ts";
+import { sizeOfValue } from "./value_size.ts";
 
 /** A request decoded from a client, waiting for its answer. */
 export interface DecodedJob extends Job {
@@ -181,35 +182,7 @@ export interface RelayOptions {
   wake: () => void;
 }
 
-/**
- * About the encoded size of a decoded value in bytes (its JSON text, about:
- * strings by their length, numbers as 8), or any number above `limit` once
- * it is past it: the walk stops there, so a large value costs no more to
- * refuse than `limit`.
- */
-export function sizeOfValue(value: unknown, limit: number): number {
-  let total = 0;
-  const stack: unknown[] = [value];
-  while (stack.length > 0 && total <= limit) {
-    const v = stack.pop();
-    if (typeof v === "string") total += v.length + 2;
-    else if (typeof v === "number") total += 8;
-    else if (v === null || typeof v !== "object") total += 4;
-    else if (ArrayBuffer.isView(v)) total += v.byteLength;
-    else if (Array.isArray(v)) {
-      total += 2 + v.length;
-      for (let i = 0; i < v.length && total <= limit; i++) stack.push(v[i]);
-    } else {
-      total += 2;
-      for (const key in v) {
-        if (total > limit) break;
-        total += key.length + 4;
-        stack.push((v as Record<string, unknown>)[key]);
-      }
-    }
-  }
-  return total;
-}
+export { sizeOfValue } from "./value_size.ts";
 
 const utf8 = new TextDecoder();
 
