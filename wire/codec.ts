@@ -1,6 +1,7 @@
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { DistError } from "./errors.ts";
 import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
+import { asJsonBinary, jsonReplacer } from "./json_value.ts";
 
 /** The codecs a connection may agree on. */
 export type CodecName = "json" | "msgpack";
@@ -147,22 +148,33 @@ function wellFormed(value: unknown): boolean {
   return true;
 }
 
-/**
- * The JSON text of `value`, refusing what no codec may carry: NaN and
- * ±Infinity (JSON.stringify would write null). For roles that build frames
- * by hand (the broker's deliveries); frames written by jsonCodec get the same.
- * @throws {DistError} BAD_REQUEST
- */
-export function toJsonText(value: unknown): string {
+function stringify(value: unknown, replacer?: (key: string, value: unknown) => unknown): string {
   let text: string | undefined;
   try {
-    text = JSON.stringify(value);
+    text = JSON.stringify(value, replacer);
   } catch (err) {
+    if (err instanceof DistError) throw err;
     throw new DistError("BAD_REQUEST", `Cannot encode as JSON: ${(err as Error).message}`);
   }
   if (text === undefined) {
     throw new DistError("BAD_REQUEST", `Cannot encode ${typeof value} as JSON`);
   }
+  return text;
+}
+
+/**
+ * The JSON text of `value`, refusing what no codec may carry: NaN and
+ * ±Infinity (JSON.stringify would write null). Binary values are base64
+ * text, as the broker gives JSON subscribers (wire/json_value.ts). For roles
+ * that build frames by hand; frames written by jsonCodec get the same.
+ * @throws {DistError} BAD_REQUEST
+ */
+export function toJsonText(value: unknown): string {
+  let text = stringify(value);
+  // A decoded binary writes itself as base64 (asJsonBinary); a typed array
+  // from elsewhere comes out as {"0":…}: only such a text is written
+  // again, with the replacer that makes it base64 too.
+  if (text.includes('{"0":')) text = stringify(value, jsonReplacer);
   // Only a text with a null in it can hide a NaN or an infinity.
   if (text.includes("null")) JSON.stringify(value, refuseNonFinite);
   // JSON.stringify writes a lone surrogate as a \ud… escape (pairs go out as
@@ -280,6 +292,7 @@ interface DecoderInternals {
   pushArrayState(size: number): void;
   pushMapState(size: number): void;
   decodeUtf8String(byteLength: number, headerOffset: number): string;
+  decodeBinary(byteLength: number, headOffset: number): Uint8Array;
 }
 interface EncoderInternals {
   encodeNumberAsFloat(value: number): void;
@@ -291,6 +304,12 @@ interface EncoderInternals {
   const pushArray = d.pushArrayState;
   const pushMap = d.pushMapState;
   const utf8 = d.decodeUtf8String;
+  const binary = d.decodeBinary;
+  // JSON.stringify writes a binary value as base64 text, not as an object
+  // with a member per byte (11 times its size, and slow).
+  d.decodeBinary = function (this: DecoderInternals, byteLength: number, offset: number) {
+    return asJsonBinary(binary.call(this, byteLength, offset));
+  };
   // Depth is bounded before each array or map is allocated.
   d.pushArrayState = function (this: DecoderInternals, size: number) {
     if (this.stack.length >= MAX_DEPTH) throw tooDeep();

@@ -4,7 +4,8 @@
  * bytes. Files, bottom up:
  *
  * - `errors.ts` the one error class and its codes; `frame.ts` length-prefixed
- *   frames; `codec.ts` JSON and MessagePack payloads;
+ *   frames; `codec.ts` JSON and MessagePack payloads; `json_value.ts`
+ *   binary values as base64 in JSON, and a value's JSON size without its text;
  * - `conn.ts` a framed TCP connection, made of `inbound.ts` (the read loop,
  *   pauses, backpressure), `outbound.ts` (coalesced, bounded writes) and
  *   `deadlines.ts` (write, frame and heartbeat deadlines, judged by the
@@ -59,6 +60,13 @@ export {
   toJsonText,
   toMsgpack,
 } from "./codec.ts";
+export {
+  asJsonBinary,
+  base64Of,
+  jsonReplacer,
+  jsonSize,
+  type JsonSizeOptions,
+} from "./json_value.ts";
 export {
   CloseReason,
   type ConnHandler,

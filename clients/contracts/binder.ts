@@ -4,6 +4,7 @@
  * binders is the binder's own (roles/binder/peer_contract.ts).
  */
 import { describe, DistError } from "../../wire/errors.ts";
+import { jsonSize } from "../../wire/json_value.ts";
 import {
   arrayOf,
   bool,
@@ -124,19 +125,27 @@ export const hostName: Parse<string> = (v): string => {
   return v;
 };
 
-/** The size of `meta` as JSON text. @throws {DistError} BAD_REQUEST when it is not meta */
+/**
+ * The size of `meta` as JSON text (JSON.stringify's length), measured by a
+ * walk that stops past MAX_META_BYTES (never JSON.stringify: a binary member would be
+ * written `{"0":…}`, 11 times its size, before any check).
+ * @throws {DistError} BAD_REQUEST when it is not meta
+ */
 export function metaSize(v: unknown): number {
+  if (ArrayBuffer.isView(v) || v instanceof Date) {
+    throw bad(`"meta" must be an object, got ${v instanceof Date ? "a date" : "binary"}`);
+  }
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
     throw bad(`"meta" must be an object, got ${describe(v)}`);
   }
   let size: number;
   try {
-    size = JSON.stringify(v).length;
+    size = jsonSize(v, { limit: MAX_META_BYTES, exact: true });
   } catch {
     throw bad(`"meta" must be plain JSON`);
   }
   if (size > MAX_META_BYTES) {
-    throw bad(`"meta" is ${size} bytes of JSON, more than ${MAX_META_BYTES}`);
+    throw bad(`"meta" is more than ${MAX_META_BYTES} bytes of JSON`);
   }
   return size;
 }

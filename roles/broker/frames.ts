@@ -15,6 +15,9 @@
  * the frame's bytes up to the end of the value with `publish` changed to
  * `message` (see FramePublish.canonical), then the tail. */
 import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
+// JSON has no bytes: binary values (from MessagePack) travel as base64 text,
+// by the wire's one rule (json_value.ts), which also refuses NaN and ±Infinity.
+import { jsonReplacer } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX, METHOD_WORD_AT } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
@@ -30,22 +33,6 @@ let scratch = new Uint8Array(64 * 1024);
 
 function nonFinite(value: number): DistError {
   return new DistError("BAD_REQUEST", `Value out of range: ${value} is not a finite number`);
-}
-
-/**
- * JSON has no bytes: binary values (from MessagePack) travel as base64
- * text (which the wire's toJsonText does not do, hence this replacer). And
- * JSON.stringify would write NaN and ±Infinity as null: refused, as
- * toJsonText does (published values are checked already: this is a guard).
- */
-function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
-  if (!(value instanceof Uint8Array)) return value;
-  let binary = "";
-  for (let i = 0; i < value.length; i += 0x8000) {
-    binary += String.fromCharCode(...value.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
 
 /** The JSON text of a value, as UTF-8 (a view of scratch space, or the value's own bytes). */

@@ -3,7 +3,7 @@
  * published value (any codec's, before it is kept or delivered), a queue
  * group's name, a subscriber's policy.
  */
-import { describe, DistError } from "../../wire/mod.ts";
+import { describe, DistError, jsonSize } from "../../wire/mod.ts";
 import { EncodedValue, POLICIES, type Policy } from "./subscriber.ts";
 
 /** Longest queue group name. */
@@ -12,7 +12,9 @@ const MAX_GROUP_LENGTH = 256;
 /**
  * What a value costs in the retained store: about its size as JSON text
  * (a string counts its length: a byte per character, as V8 keeps most
- * strings, and O(1) on every publish).
+ * strings, and O(1) on every publish), a binary its bytes. Never through
+ * JSON.stringify, which writes a Uint8Array as `{"0":…}` (11 times its
+ * size, some 600 ms per MiB): a walk of the value (bounded by its frame).
  */
 export function valueBytes(value: unknown): number {
   if (value instanceof EncodedValue) return value.byteLength;
@@ -24,10 +26,11 @@ export function valueBytes(value: unknown): number {
       return 8;
     case "object":
       if (value === null) return 4;
+      if (ArrayBuffer.isView(value)) return value.byteLength;
       try {
-        return (JSON.stringify(value) ?? "").length;
+        return jsonSize(value);
       } catch {
-        return 0; // not JSON (a MessagePack extension): counted by its key alone
+        return 0; // deeper than any decoder builds: counted by its key alone
       }
     default:
       return 4;
