@@ -18,7 +18,7 @@ import {
   SUBSCRIPTION_BYTES,
 } from "./memory.ts";
 import { SubscriptionShares } from "./shares.ts";
-import { turnClock } from "./turn_clock.ts";
+import { oncePerTurn, turnClock } from "./turn_clock.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
@@ -60,10 +60,13 @@ export class BrokerCore {
   retainedTooLarge = 0;
   /** With --metrics: a sample of publishes' time to their last delivery (obs/timings.ts). */
   delivery: { take(): number; observe(seconds: number): void } | undefined;
+  readonly #keepBudget = () =>
+    this.onOverBudget !== undefined && this.overBudget && this.onOverBudget();
+  readonly #checkBudget = oncePerTurn(this.#keepBudget);
   /** Deliveries, at most DELIVERIES_PER_TURN per turn (the budget is kept after each). */
   readonly fanOut = new FanOut(
     (t0) => this.delivery?.observe((performance.now() - t0) / 1000),
-    () => this.onOverBudget !== undefined && this.overBudget && this.onOverBudget(),
+    this.#keepBudget,
   );
   /** Publishes whose matches go on in later turns, and those behind them (see matching.ts). */
   readonly matches = new MatchQueue((from, hold) => this.fanOut.holdForMatch(from, hold));
@@ -243,7 +246,7 @@ export class BrokerCore {
     const deliveries = this.fanOut.send(msg, targets, t0, from);
     topic.messagesOut += deliveries;
     this.messagesOut += deliveries;
-    if (this.onOverBudget !== undefined && this.overBudget) this.onOverBudget();
+    if (this.onOverBudget !== undefined) this.#checkBudget(); // after the turn's last publish
     return deliveries;
   }
 

@@ -60,6 +60,8 @@ export class WireFront implements SessionOwner {
   /** Deliveries too large for a frame. */
   undeliverable = 0;
   readonly #sessions = new Set<Session>();
+  /** The session of the last fast-path frame's peer (forgotten when it closes). */
+  #lastSession: Session | undefined;
 
   /** How long a cut-off consumer's queued bytes and its SLOW_CONSUMER error may take to go out. */
   cutOffFlushMs = CUT_OFF_FLUSH_MS;
@@ -131,7 +133,9 @@ export class WireFront implements SessionOwner {
       return c === 0x82 || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
     },
     handle: (frame, peer, took) => {
-      const session = this.#session(peer);
+      // A read's frames come from one peer: its session is looked up once, not per frame.
+      let session = this.#lastSession;
+      if (session?.peer !== peer) session = this.#lastSession = this.#session(peer);
       const json = session.codec === "json";
       const publish = json
         ? readPublish(frame, session.topics)
@@ -266,6 +270,7 @@ export class WireFront implements SessionOwner {
     const s = session;
     peer.closed.then((reason) => {
       this.#sessions.delete(s);
+      if (this.#lastSession === s) this.#lastSession = undefined;
       const removed = this.#drop(s);
       // Cut off by the wire (a subscriber that took no bytes for the write timeout, or whose
       // output passed its bound; the wire warns) rather than by a policy here: counted too.

@@ -13,3 +13,22 @@ export function turnClock(): () => number {
     return time;
   };
 }
+
+/**
+ * Returns a function that runs `check` once at the end of the current turn
+ * (a microtask), however often it is called in that turn: a read's publishes
+ * share one check, and a publish costs a flag test.
+ */
+export function oncePerTurn(check: () => void): () => void {
+  let queued = false;
+  const run = () => {
+    queued = false;
+    check();
+  };
+  return () => {
+    if (!queued) {
+      queued = true;
+      queueMicrotask(run);
+    }
+  };
+}
