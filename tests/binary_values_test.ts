@@ -12,6 +12,7 @@ import {
   jsonCodec,
   jsonReplacer,
   jsonSize,
+  jsonStringBytes,
   msgpackCodec,
   OutBuffer,
   toJsonText,
@@ -187,4 +188,15 @@ Deno.test("broker: retained binaries published on the decoded path count their b
       json.close();
     }
   });
+});
+
+Deno.test("jsonStringBytes() is the UTF-8 length of the JSON string JSON.stringify writes", () => {
+  const r = prng(11);
+  const parts = ["a", "€", "😀", '"', "\\", "\n", "\u0001", "\ud800", "\udc00", "é", "/x"];
+  const utf8 = new TextEncoder();
+  for (let i = 0; i < 2000; i++) {
+    let s = "";
+    for (let k = Math.floor(r() * 12); k > 0; k--) s += parts[Math.floor(r() * parts.length)];
+    assert.equal(jsonStringBytes(s), utf8.encode(JSON.stringify(s)).length, JSON.stringify(s));
+  }
 });

@@ -66,6 +66,7 @@ export {
   jsonReplacer,
   jsonSize,
   type JsonSizeOptions,
+  jsonStringBytes,
 } from "./json_value.ts";
 export {
   CloseReason,

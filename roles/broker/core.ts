@@ -33,7 +33,7 @@ import type {
 } from "./core_types.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
-export { SUBSCRIBE_VISITS, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
+export { SUBSCRIBE_VISITS, TOPIC_NAMES_BYTES, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
 
 export type * from "./core_types.ts";
 
@@ -323,7 +323,10 @@ export class BrokerCore {
     this.topics.need(segments);
     // The whole tree is read from the index while restored topics wait: no wait for the build.
     if (!wholeTree(this.topics, segments, sub.exact)) this.#placeUnder(segments);
-    const covered = coverage(this.topics, segments, sub.exact);
+    const covered = coverage(this.topics, segments, {
+      exact: sub.exact,
+      namesBytes: request.namesBytes,
+    });
     if (group === undefined) {
       const snapshot = covered.snapshot(this.messagesIn, this.#retainedCounted);
       if (snapshot !== undefined) sub.setSnapshot(snapshot);

@@ -57,11 +57,13 @@ export interface SubscribeRequest {
   source?: string;
   /** Read back from disk: counted in its source's share, not refused by it. */
   restored?: boolean;
+  /** Most bytes of names `topics` may list (default TOPIC_NAMES_BYTES; see snapshot.ts). */
+  namesBytes?: number;
 }
 
 export interface Subscribed {
   sub: Subscription;
-  /** Existing topics the subscription covers (at most `TOPIC_NAMES_LIMIT`). */
+  /** Existing topics the subscription covers (at most `TOPIC_NAMES_LIMIT`, and `namesBytes`). */
   topics: string[];
   /** How many existing topics it covers (at least; see `complete`). */
   topicCount: number;

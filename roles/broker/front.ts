@@ -10,6 +10,7 @@ import {
   describe,
   DistError,
   type Handlers,
+  jsonStringBytes,
   type Peer,
   type RawFrameHandler,
   readPublish,
@@ -20,6 +21,7 @@ import { Session, type SessionOwner } from "./session.ts";
 import type { BrokerCore, PublishResult } from "./core.ts";
 import { forgetParts, sidTail } from "./frames.ts";
 import { shareSource } from "./shares.ts";
+import { TOPIC_NAMES_BYTES } from "./snapshot.ts";
 import {
   broker,
   type Subscribe,
@@ -47,6 +49,25 @@ const NOTIFICATION_ERRORS_ANSWERED = 10;
  * scrolled back, a pipe read in bursts) still learns why it was cut off.
  */
 const CUT_OFF_FLUSH_MS = 10_000;
+/**
+ * What a subscribe answer takes besides its list of names, at most: the id
+ * (256 characters, escaped), `by`, the pattern (1,024 characters of up to 3
+ * bytes), the keys and numbers.
+ */
+const SUBSCRIBE_ANSWER_OVERHEAD = 8 * 1024;
+/** Most bytes of names sys.stats lists per topic (100 names of 3 KB would pass a small frame). */
+const PER_TOPIC_BYTES = 16 * 1024;
+
+/** The newest topics' counters whose names fit in `bytes`. */
+function perTopicWithin<T>(all: Record<string, T>, bytes: number): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const [name, counts] of Object.entries(all)) {
+    bytes -= jsonStringBytes(name) + 24;
+    if (bytes < 0) break;
+    out[name] = counts;
+  }
+  return out;
+}
 
 /** Turns protocol messages into core calls; one per broker. */
 export class WireFront implements SessionOwner {
@@ -256,7 +277,7 @@ export class WireFront implements SessionOwner {
       bad_publishes: this.badPublishes,
       unknown_notifications: this.unknownNotifications,
       undeliverable: this.undeliverable,
-      per_topic: core.topics.perTopic(100),
+      per_topic: perTopicWithin(core.topics.perTopic(100), PER_TOPIC_BYTES),
       subscription_shares: core.shares.stats(),
     };
   }
@@ -300,12 +321,26 @@ export class WireFront implements SessionOwner {
         `A connection may hold at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions`,
       );
     }
+    // The answer must fit a frame (the broker's and the client's default):
+    // its list of names is cut to the room left, and a subscription whose
+    // answer could not be sent is not kept (the client never learns its sid).
+    const maxFrame = session.peer.conn.maxFrame;
+    const room = Math.min(TOPIC_NAMES_BYTES, maxFrame - SUBSCRIBE_ANSWER_OVERHEAD);
     const { sub, topics, topicCount, complete } = this.core.subscribe(session, {
       topic: p.topic,
       group: p.group,
       policy: p.policy,
       source: shareSource(session.source),
+      namesBytes: Math.max(0, room),
     });
+    // Only a frame limit below the overhead (--max-frame 64 at the least) can refuse one.
+    if (room < 0 && jsonStringBytes(sub.pattern) + 256 > maxFrame) {
+      this.core.unsubscribe(sub);
+      throw new DistError(
+        "FRAME_TOO_LARGE",
+        `The answer to this subscribe would not fit the frame limit of ${maxFrame} bytes`,
+      );
+    }
     sub.data = sidTail(sub.sid, session.codec);
     session.subs.set(sub.sid, sub);
     // The answer goes out when this handler returns; the retained values

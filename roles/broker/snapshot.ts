@@ -9,9 +9,21 @@
 import { Message, type Snapshot } from "./subscriber.ts";
 import type { Topic, TopicNode, TopicTree } from "./topics.ts";
 import { TopicWalk, type WalkBudget } from "./topic_walk.ts";
+import { jsonStringBytes } from "../../wire/mod.ts";
 
 /** Most topic names a subscribe answer lists (the count says how many there are). */
 export const TOPIC_NAMES_LIMIT = 1000;
+/**
+ * Most bytes of topic names a subscribe answer lists, in either codec (a
+ * name may take 3 KB: 1,000 of them would pass the frame limit, and the
+ * answer must always fit: the subscription is made when it is sent).
+ */
+export const TOPIC_NAMES_BYTES = 256 * 1024;
+
+/** What a name takes in an answer's list, in JSON or MessagePack (a comma, or a header's extra). */
+function nameBytes(name: string): number {
+  return jsonStringBytes(name) + 3;
+}
 /**
  * Tree nodes a subscribe may visit to name and count the topics it covers,
  * each (about half a millisecond): its cost never grows with the tree.
@@ -27,7 +39,7 @@ const noRetained = (node: TopicNode) => node.retained === 0;
 
 /** What a subscription covers (see {@link coverage}). */
 export interface Coverage {
-  /** Existing topics it covers (at most TOPIC_NAMES_LIMIT). */
+  /** Existing topics it covers (at most TOPIC_NAMES_LIMIT, of at most the bytes asked for). */
   topics: string[];
   /** How many (at least, when not `complete`). */
   topicCount: number;
@@ -50,11 +62,19 @@ export function wholeTree(tree: TopicTree, segments: readonly string[], exact: b
  * restored topics it may meet are placed (TopicTree.placeUnder), unless
  * {@link wholeTree}.
  */
-export function coverage(tree: TopicTree, segments: readonly string[], exact: boolean): Coverage {
+export function coverage(
+  tree: TopicTree,
+  segments: readonly string[],
+  options: { exact: boolean; namesBytes?: number },
+): Coverage {
+  const exact = options.exact;
+  let room = options.namesBytes ?? TOPIC_NAMES_BYTES;
   if (wholeTree(tree, segments, exact)) {
     const topics: string[] = [];
     for (const topic of tree.values()) {
       if (topics.length >= TOPIC_NAMES_LIMIT) break;
+      room -= nameBytes(topic.name);
+      if (room < 0) break;
       topics.push(topic.name);
     }
     return {
@@ -77,7 +97,10 @@ export function coverage(tree: TopicTree, segments: readonly string[], exact: bo
   while (topics.length < TOPIC_NAMES_LIMIT) {
     const node = names.next(budget);
     if (node === undefined) break;
-    topics.push(node.topic!.name);
+    const name = node.topic!.name;
+    room -= nameBytes(name);
+    if (room < 0) break;
+    topics.push(name);
   }
   return {
     topics,
