@@ -93,3 +93,62 @@ Deno.test("broker.subscribe with a small --max-frame cuts the list to fit, in Me
     }
   }, { maxFrame: 64 * 1024 });
 });
+
+interface TopicsPage {
+  topics: { topic: string }[];
+  truncated: boolean;
+  next?: string;
+}
+
+/** Every page of `broker.topics` under `prefix`, following `next`. */
+async function allPages(peer: Peer, params: Record<string, unknown>): Promise<TopicsPage[]> {
+  const pages: TopicsPage[] = [];
+  let after: string | undefined;
+  for (let i = 0; i < 1000; i++) {
+    const page = await peer.call("broker.topics", { ...params, after }) as TopicsPage;
+    pages.push(page);
+    if (page.next === undefined) return pages;
+    after = page.next;
+  }
+  throw new Error("No end after 1,000 pages");
+}
+
+Deno.test("broker.topics pages of 3 KB names fit a frame and page through every topic", async () => {
+  await withBroker(async (b) => {
+    const peer = await json(b.port);
+    try {
+      await makeTopics(peer, 1100);
+      const pages = await allPages(peer, { prefix: "/long" });
+      assert.ok(pages.length >= 3, `${pages.length} pages`);
+      assert.equal(pages[0].truncated, true);
+      const names = pages.flatMap((p) => p.topics.map((t) => t.topic));
+      const want = ["/long/last", ...Array.from({ length: 1100 }, (_, j) => longName(j))];
+      assert.deepEqual(new Set(names), new Set(want));
+      assert.equal(names.length, want.length);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("broker.topics at the largest limit (10,000) answers within the frame limit, with next", async () => {
+  await withBroker(async (b) => {
+    const peer = await json(b.port);
+    try {
+      // 3,000 entries are ~370 KB: past this broker's 256 KiB frames (10,000 pass 1 MiB).
+      for (let j = 0; j < 3000; j++) {
+        peer.notify("broker.publish", { topic: `/t/${j % 100}/${j}`, value: 1, retain: false });
+      }
+      await peer.call("broker.publish", { topic: "/t/last", value: 1, retain: false });
+      const first = await peer.call("broker.topics", { prefix: "/t", limit: 10_000 }) as TopicsPage;
+      assert.equal(first.truncated, true);
+      assert.notEqual(first.next, undefined);
+      const pages = await allPages(peer, { prefix: "/t", limit: 10_000 });
+      const names = pages.flatMap((p) => p.topics.map((t) => t.topic));
+      assert.equal(new Set(names).size, names.length);
+      assert.equal(names.filter((n) => /^\/t\/\d+\/\d+$/.test(n)).length, 3000);
+    } finally {
+      peer.close();
+    }
+  }, { maxFrame: 256 * 1024 });
+});

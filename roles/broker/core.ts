@@ -323,10 +323,7 @@ export class BrokerCore {
     this.topics.need(segments);
     // The whole tree is read from the index while restored topics wait: no wait for the build.
     if (!wholeTree(this.topics, segments, sub.exact)) this.#placeUnder(segments);
-    const covered = coverage(this.topics, segments, {
-      exact: sub.exact,
-      namesBytes: request.namesBytes,
-    });
+    const covered = coverage(this.topics, segments, { ...request, exact: sub.exact });
     if (group === undefined) {
       const snapshot = covered.snapshot(this.messagesIn, this.#retainedCounted);
       if (snapshot !== undefined) sub.setSnapshot(snapshot);
@@ -360,8 +357,8 @@ export class BrokerCore {
 
   /**
    * The existing topics `prefix` covers (a topic or pattern, default `/`),
-   * at most `limit` of them, parents before children, after `after` (the
-   * `next` of an earlier answer); bounded work (see topic_list.ts).
+   * at most `limit` of them (and about `bytes` of answer), parents before
+   * children, after `after` (the `next` of an earlier answer); bounded work.
    * @throws {DistError} BAD_REQUEST for an invalid prefix or `after`
    */
   listTopics(
@@ -369,13 +366,14 @@ export class BrokerCore {
     limit = Infinity,
     after?: unknown,
     owner?: object,
+    bytes?: number,
   ): TopicListing {
     const pattern = normalizeTopic(prefix, { pattern: true });
     const segments = topicSegments(pattern);
     const from = after === undefined ? undefined : normalizeTopic(after);
     this.topics.need(segments);
     this.#placeUnder(segments);
-    const list = { prefix: pattern, pattern: segments, limit, after: from };
+    const list = { prefix: pattern, pattern: segments, limit, after: from, bytes };
     return this.#lister.list(this.topics.root, this.subscriptions, list, owner);
   }
 

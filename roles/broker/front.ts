@@ -22,6 +22,7 @@ import type { BrokerCore, PublishResult } from "./core.ts";
 import { forgetParts, sidTail } from "./frames.ts";
 import { shareSource } from "./shares.ts";
 import { TOPIC_NAMES_BYTES } from "./snapshot.ts";
+import { PAGE_BYTES } from "./topic_list.ts";
 import {
   broker,
   type Subscribe,
@@ -112,7 +113,14 @@ export class WireFront implements SessionOwner {
       "broker.subscribe": (p, peer) => this.#subscribe(this.#session(peer), p),
       "broker.unsubscribe": (p, peer) => this.#unsubscribe(this.#session(peer), p.sid),
       "broker.topics": (p, peer) =>
-        this.core.listTopics(p.prefix ?? "/", p.limit ?? TOPICS_DEFAULT_LIMIT, p.after, peer),
+        this.core.listTopics(
+          p.prefix ?? "/",
+          p.limit ?? TOPICS_DEFAULT_LIMIT,
+          p.after,
+          peer,
+          // The page fits a frame: what its id, `by` and keys leave of it.
+          Math.min(PAGE_BYTES, peer.conn.maxFrame - 4096),
+        ),
     };
     return serving([broker], handlers, {
       wrap: (handle) => (method, params, peer, meta) => {

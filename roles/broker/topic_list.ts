@@ -6,10 +6,11 @@
  * to count than its share (patterns that mix names and `+` over many
  * levels can make one topic's match 2^17 visits) is listed with the
  * subscribers found so far, marked as a floor, and the walk goes on. An
- * answer that stopped (at its limit, or at the walk's bound) names where:
+ * answer that stopped (at its limit, its bytes, or the walk's bound) names where:
  * `next`, which a later request passes as `after` to go on from there.
  */
 import type { TopicInfo } from "../../clients/contracts/broker.ts";
+import { jsonStringBytes } from "../../wire/mod.ts";
 import { cachedTargets, findTargets } from "./matching.ts";
 import type { Subscription } from "./subscriber.ts";
 import { Match, type SubscriptionTree, type Targets } from "./subscriptions.ts";
@@ -18,6 +19,18 @@ import { TopicWalk, type WalkBudget } from "./topic_walk.ts";
 
 /** Topic tree nodes one `broker.topics` may visit (then it stops, with `next`). */
 export const LIST_VISITS = 65_536;
+
+/**
+ * Most bytes of a page (either codec), whatever its `limit`: 10,000 entries
+ * of short names, or 1,000 of long ones, would pass the 1 MiB frame limit.
+ */
+export const PAGE_BYTES = 512 * 1024;
+
+/**
+ * What an entry takes besides its name, at most: its keys, a time, five
+ * numbers of up to 16 digits and the floor flag.
+ */
+const ENTRY_BYTES = 200;
 
 /** Subscription tree nodes one `broker.topics` may visit counting subscribers, together. */
 export const COUNT_VISITS = 65_536;
@@ -73,7 +86,14 @@ export class TopicLister {
   list(
     root: TopicNode,
     subscriptions: SubscriptionTree<Subscription>,
-    options: { prefix: string; pattern: readonly string[]; limit: number; after?: string },
+    options: {
+      prefix: string;
+      pattern: readonly string[];
+      limit: number;
+      after?: string;
+      /** Most bytes the page's entries may take (the front's PAGE_BYTES); one is always listed. */
+      bytes?: number;
+    },
     /** Whose listing (a connection): its walks are kept apart from others'. */
     owner?: object,
   ): TopicListing {
@@ -89,6 +109,7 @@ export class TopicLister {
     const budget = { left: LIST_VISITS };
     const counting = { left: COUNT_VISITS };
     const topics: TopicInfo[] = [];
+    let room = options.bytes ?? Infinity;
     let next: string | undefined;
     let node = kept.pending;
     kept.pending = undefined;
@@ -99,12 +120,14 @@ export class TopicLister {
         if (!walk.done) next = walk.position;
         break;
       }
-      if (topics.length >= limit) {
+      const cost = ENTRY_BYTES + jsonStringBytes(node.topic!.name);
+      if (topics.length >= limit || (topics.length > 0 && cost > room)) {
         // One more there: the next page begins with it.
         next = topics[topics.length - 1].topic;
         kept.pending = node;
         break;
       }
+      room -= cost;
       topics.push(describe(node.topic!, subscriptions, counting));
       node = undefined;
     }
