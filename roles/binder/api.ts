@@ -4,7 +4,7 @@
  * by the catch-up) until the binder has caught up with its peers, so a
  * binder never answers from a state it has not pulled yet.
  */
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { type Codec, DistError, OutBuffer, type Peer } from "../../wire/mod.ts";
 import { binder, type Instance, MAX_LIST, type ReportAnswer } from "../../clients/contracts/mod.ts";
 import type { Registry } from "./registry.ts";
 import { registrationOf, toInstance } from "./records.ts";
@@ -28,20 +28,39 @@ export interface BinderParts {
   committed?: () => Promise<void>;
 }
 
+/** What an answer takes besides its result, at most (its id, `by`, keys). */
+const ANSWER_OVERHEAD = 4096;
+
 /**
  * The live instances of `service` as watchers see them, or undefined when
  * the list is surely too large for one frame of `maxFrame` bytes (it is
- * then not built). A list that passes may still turn out too large once
- * encoded; the codec refuses it then.
+ * then not built). Weights count characters, so past a quarter of the frame
+ * (a character may take 3 bytes of UTF-8) a list meant for a `codec` is
+ * encoded to measure it: the answer of a watch must fit, since the watch is
+ * kept once it is sent. A notification's list (no codec) may still turn out
+ * too large once encoded; the codec refuses it then.
  */
 export function watchList(
   registry: Registry,
   service: string,
   maxFrame: number,
+  codec?: Codec,
 ): Instance[] | undefined {
   // The weight is about the JSON text; MessagePack can be smaller, so allow twice the frame.
-  if (registry.weightOf(service, 2 * maxFrame) > 2 * maxFrame) return undefined;
-  return registry.instances(service).map(toInstance);
+  const weight = registry.weightOf(service, 2 * maxFrame);
+  if (weight > 2 * maxFrame) return undefined;
+  const list = registry.instances(service).map(toInstance);
+  if (codec === undefined || weight <= maxFrame / 4) return list;
+  try {
+    codec.writeFrame(
+      new OutBuffer(),
+      { result: { service, instances: list } },
+      maxFrame - ANSWER_OVERHEAD,
+    );
+  } catch {
+    return undefined;
+  }
+  return list;
 }
 
 /** The binder's methods (the binder contract and replication's) and their handlers. */
@@ -113,7 +132,7 @@ async function reportDown(parts: BinderParts, id: string, peer: Peer): Promise<R
  * OVERLOADED past the watches a connection or the binder may have
  */
 function watch(parts: BinderParts, service: string, peer: Peer) {
-  const instances = watchList(parts.registry, service, parts.maxFrame);
+  const instances = watchList(parts.registry, service, parts.maxFrame, peer.codec);
   if (instances === undefined) {
     throw new DistError(
       "FRAME_TOO_LARGE",
