@@ -119,7 +119,7 @@ export class MemoryGuard {
 
   /**
    * Samples every `everyMs` and sheds past the budget (checked there and
-   * after each publish). Returns the function that stops it.
+   * once per turn after publishes). Returns the function that stops it.
    */
   watch(everyMs = 100): () => void {
     this.#baseRss = Deno.memoryUsage().rss;
