@@ -25,12 +25,8 @@ import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptio
 import { refuseSystemTopic, type Topic, TopicTree } from "./topics.ts";
 import { TopicLister, type TopicListing } from "./topic_list.ts";
 import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
-import type {
-  BrokerCoreOptions,
-  PublishResult,
-  Subscribed,
-  SubscribeRequest,
-} from "./core_types.ts";
+import type { BrokerCoreOptions, PublishResult } from "./core_types.ts";
+import type { Subscribed, SubscribeRequest } from "./core_types.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
 export { SUBSCRIBE_VISITS, TOPIC_NAMES_BYTES, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
