@@ -32,18 +32,54 @@ export function slabAlloc(n: number): Uint8Array {
 
 const NULL_TEXT = "null";
 
+/**
+ * What RawJson and RawMsgpack share: a borrowed publish's frame, where the
+ * value lies in it (`[start, end)`, its view made when asked) and, when the
+ * frame is canonical (see FramePublish.canonical), the publish's topic.
+ * One `lend` for both: the front end's call site sees one function.
+ */
+abstract class FrameValue extends EncodedValue {
+  protected frame: Uint8Array | undefined = undefined;
+  protected start = 0;
+  protected end = 0;
+  protected frameTopic: string | undefined = undefined;
+
+  /**
+   * This lender's value is now the bytes in `frame[start, end)`, borrowed
+   * as by `borrowFrame` (until `release()`, after which using it throws
+   * again until it is lent anew). Whoever keeps a value past the publish
+   * keeps its `detach()`ed form, never the value lent.
+   */
+  lend(frame: Uint8Array, start: number, end: number, canonicalTopic: string | undefined): this {
+    this.frame = frame;
+    this.start = start;
+    this.end = end;
+    this.frameTopic = canonicalTopic;
+    return this;
+  }
+
+  /** The borrowed canonical frame (see borrowFrame), or undefined. */
+  get canonicalFrame(): Uint8Array | undefined {
+    return this.frameTopic === undefined ? undefined : this.frame;
+  }
+
+  /** The canonical frame's topic (see borrowFrame). */
+  get canonicalTopic(): string | undefined {
+    return this.frameTopic;
+  }
+
+  /** Where the value ends in the canonical frame. */
+  get frameEnd(): number {
+    return this.end;
+  }
+}
+
 /** A JSON value as its text: bytes (from a frame) or a string (when kept). */
-export class RawJson extends EncodedValue {
+export class RawJson extends FrameValue {
   #bytes: Uint8Array | undefined;
   #text: string | undefined;
   #decoded = false;
   #value: unknown;
-  /** A borrowed publish's frame and where the text lies in it (its view made when asked). */
-  #frame: Uint8Array | undefined = undefined;
-  #start = 0;
-  #end = 0;
-  /** The publish's topic when its frame is canonical (see FramePublish.canonical). */
-  #canonicalTopic: string | undefined = undefined;
 
   private constructor(bytes: Uint8Array | undefined, text: string | undefined) {
     super();
@@ -72,12 +108,7 @@ export class RawJson extends EncodedValue {
     end: number,
     canonicalTopic: string | undefined,
   ): RawJson {
-    const value = new RawJson(undefined, undefined);
-    value.#frame = frame;
-    value.#start = start;
-    value.#end = end;
-    value.#canonicalTopic = canonicalTopic;
-    return value;
+    return new RawJson(undefined, undefined).lend(frame, start, end, canonicalTopic);
   }
 
   /**
@@ -87,35 +118,6 @@ export class RawJson extends EncodedValue {
    */
   static lender(): RawJson {
     return new RawJson(undefined, undefined);
-  }
-
-  /**
-   * This lender's value is now the text in `frame[start, end)`, borrowed
-   * as by `borrowFrame` (until `release()`, after which using it throws
-   * again until it is lent anew). Whoever keeps a value past the publish
-   * keeps its `detach()`ed form, never the value lent.
-   */
-  lend(frame: Uint8Array, start: number, end: number, canonicalTopic: string | undefined): this {
-    this.#frame = frame;
-    this.#start = start;
-    this.#end = end;
-    this.#canonicalTopic = canonicalTopic;
-    return this;
-  }
-
-  /** The borrowed canonical frame (see borrowFrame), or undefined. */
-  get canonicalFrame(): Uint8Array | undefined {
-    return this.#canonicalTopic === undefined ? undefined : this.#frame;
-  }
-
-  /** The canonical frame's topic (see borrowFrame). */
-  get canonicalTopic(): string | undefined {
-    return this.#canonicalTopic;
-  }
-
-  /** Where the text ends in the canonical frame. */
-  get frameEnd(): number {
-    return this.#end;
   }
 
   /** A kept value from its JSON text (read back from a data file: not checked again). */
@@ -132,7 +134,7 @@ export class RawJson extends EncodedValue {
   release(): void {
     if (this.#text === undefined) {
       this.#bytes = undefined;
-      this.#frame = this.#canonicalTopic = undefined;
+      this.frame = this.frameTopic = undefined;
       this.#decoded = false;
       this.#value = undefined;
     }
@@ -141,8 +143,8 @@ export class RawJson extends EncodedValue {
   /** The JSON text as UTF-8 (encoded anew each time from a kept string: it is rarely asked). */
   get bytes(): Uint8Array {
     if (this.#bytes !== undefined) return this.#bytes;
-    if (this.#frame !== undefined) {
-      return this.#bytes = this.#frame.subarray(this.#start, this.#end);
+    if (this.frame !== undefined) {
+      return this.#bytes = this.frame.subarray(this.start, this.end);
     }
     if (this.#text === undefined) throw new Error("RawJson used after release()");
     return encoder.encode(this.#text);
@@ -150,17 +152,17 @@ export class RawJson extends EncodedValue {
 
   get byteLength(): number {
     if (this.#text !== undefined) return this.#text.length;
-    return this.#frame !== undefined ? this.#end - this.#start : this.bytes.length;
+    return this.frame !== undefined ? this.end - this.start : this.bytes.length;
   }
 
   get isNull(): boolean {
     if (this.#text !== undefined) return this.#text === NULL_TEXT;
     let b: Uint8Array;
     let at = 0;
-    if (this.#frame !== undefined) {
-      if (this.#end - this.#start !== 4) return false;
-      b = this.#frame;
-      at = this.#start;
+    if (this.frame !== undefined) {
+      if (this.end - this.start !== 4) return false;
+      b = this.frame;
+      at = this.start;
     } else {
       b = this.bytes;
       if (b.length !== 4) return false;
@@ -187,15 +189,10 @@ export class RawJson extends EncodedValue {
  * A MessagePack value as its bytes (checked by readMsgpackPublish): what
  * MessagePack subscribers get as it came; decoded for the others.
  */
-export class RawMsgpack extends EncodedValue {
+export class RawMsgpack extends FrameValue {
   #bytes: Uint8Array | undefined;
   #decoded = false;
   #value: unknown;
-  /** As RawJson's: a borrowed publish's frame, the value's place in it, a canonical one's topic. */
-  #frame: Uint8Array | undefined = undefined;
-  #start = 0;
-  #end = 0;
-  #canonicalTopic: string | undefined = undefined;
 
   private constructor(bytes: Uint8Array | undefined) {
     super();
@@ -214,12 +211,7 @@ export class RawMsgpack extends EncodedValue {
     end: number,
     canonicalTopic: string | undefined,
   ): RawMsgpack {
-    const value = new RawMsgpack(undefined);
-    value.#frame = frame;
-    value.#start = start;
-    value.#end = end;
-    value.#canonicalTopic = canonicalTopic;
-    return value;
+    return new RawMsgpack(undefined).lend(frame, start, end, canonicalTopic);
   }
 
   /** A value to lend to one publish after another (see RawJson.lender). */
@@ -227,53 +219,29 @@ export class RawMsgpack extends EncodedValue {
     return new RawMsgpack(undefined);
   }
 
-  /** This lender's value is now `frame[start, end)`, borrowed (see RawJson.lend). */
-  lend(frame: Uint8Array, start: number, end: number, canonicalTopic: string | undefined): this {
-    this.#frame = frame;
-    this.#start = start;
-    this.#end = end;
-    this.#canonicalTopic = canonicalTopic;
-    return this;
-  }
-
-  /** The borrowed canonical frame (see FramePublish.canonical), or undefined. */
-  get canonicalFrame(): Uint8Array | undefined {
-    return this.#canonicalTopic === undefined ? undefined : this.#frame;
-  }
-
-  /** The canonical frame's topic. */
-  get canonicalTopic(): string | undefined {
-    return this.#canonicalTopic;
-  }
-
-  /** Where the value ends in the canonical frame. */
-  get frameEnd(): number {
-    return this.#end;
-  }
-
   /** Ends a borrow (a detached copy is not affected). */
   release(): void {
     this.#bytes = undefined;
-    this.#frame = this.#canonicalTopic = undefined;
+    this.frame = this.frameTopic = undefined;
     this.#decoded = false;
     this.#value = undefined;
   }
 
   get bytes(): Uint8Array {
     if (this.#bytes !== undefined) return this.#bytes;
-    if (this.#frame !== undefined) {
-      return this.#bytes = this.#frame.subarray(this.#start, this.#end);
+    if (this.frame !== undefined) {
+      return this.#bytes = this.frame.subarray(this.start, this.end);
     }
     throw new Error("RawMsgpack used after release()");
   }
 
   get byteLength(): number {
-    return this.#frame !== undefined ? this.#end - this.#start : this.bytes.length;
+    return this.frame !== undefined ? this.end - this.start : this.bytes.length;
   }
 
   get isNull(): boolean {
-    if (this.#frame !== undefined) {
-      return this.#end - this.#start === 1 && this.#frame[this.#start] === 0xc0;
+    if (this.frame !== undefined) {
+      return this.end - this.start === 1 && this.frame[this.start] === 0xc0;
     }
     const b = this.bytes;
     return b.length === 1 && b[0] === 0xc0;
