@@ -8,22 +8,20 @@
  * still refused with BAD_REQUEST.
  */
 import assert from "node:assert/strict";
-import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
+import { decode as mpDecode } from "@msgpack/msgpack";
 import {
   type FramePublish,
   jsonCodec,
   msgpackCodec,
   OutBuffer,
-  readDelivery,
   readPublish,
   TopicCache,
 } from "../wire/mod.ts";
 import { MP_PARAMS_AT, readMsgpackPublish } from "../roles/broker/msgpack_publish.ts";
-import { withBroker } from "./helpers/broker.ts";
-import { concat, frame, jsonFrame, prng, RawReader, writeAll } from "./helpers/raw.ts";
+import { codecSubscribers, rawClient, withBroker } from "./helpers/broker.ts";
+import { concat, frame, prng, writeAll } from "./helpers/raw.ts";
 import { SHAPES } from "./helpers/shapes.ts";
 
-const decoder = new TextDecoder();
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 /** A publish as its codec's encoder writes it (the layout read by the head). */
@@ -102,42 +100,10 @@ for (const codec of [jsonCodec, msgpackCodec]) {
 
 Deno.test("a publisher's runs on one topic arrive as sent, and bad values on it are still refused", async () => {
   await withBroker(async (b) => {
-    const connect = async (codec: "json" | "msgpack") => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
-      const reader = new RawReader(conn);
-      await writeAll(conn, jsonFrame({ op: "hello", v: 1, codec, role: "raw", name: "raw" }));
-      assert.equal((await reader.json())?.op, "welcome");
-      return { conn, reader };
-    };
-    const sj = await connect("json");
-    const sm = await connect("msgpack");
-    const pj = await connect("json");
-    const pm = await connect("msgpack");
+    const { sj, sm, next } = await codecSubscribers(b.port, "/r");
+    const pj = await rawClient(b.port, "json");
+    const pm = await rawClient(b.port, "msgpack");
     try {
-      await writeAll(
-        sj.conn,
-        jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/r" } }),
-      );
-      await writeAll(
-        sm.conn,
-        frame(mpEncode({ id: 1, method: "broker.subscribe", params: { topic: "/r" } })),
-      );
-      assert.ok((await sj.reader.json())?.result);
-      assert.ok((mpDecode((await sm.reader.frame())!) as { result?: unknown }).result);
-      const topics = new TopicCache();
-      /** The next delivery to each subscriber: the JSON one's value text, the MessagePack one's value. */
-      const next = async () => {
-        let f: Uint8Array;
-        do f = (await sj.reader.frame())!; while (
-          JSON.parse(decoder.decode(f)).method !== "broker.message"
-        );
-        const d = readDelivery(f, topics)!;
-        let m: { method: string; params: { value: unknown } };
-        do m = mpDecode((await sm.reader.frame())!) as typeof m; while (
-          m.method !== "broker.message"
-        );
-        return { text: decoder.decode(d.value), value: m.params.value };
-      };
       for (const [name, value] of Object.entries(SHAPES)) {
         for (const [p, codec] of [[pj, jsonCodec], [pm, msgpackCodec]] as const) {
           // Three in a row on the topic: the last two are read by the head kept.

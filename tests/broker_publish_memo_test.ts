@@ -6,49 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
-import { readDelivery, TopicCache } from "../wire/mod.ts";
-import { withBroker } from "./helpers/broker.ts";
-import { frame, jsonFrame, prng, RawReader, writeAll } from "./helpers/raw.ts";
-
-const decoder = new TextDecoder();
+import { codecSubscribers, rawClient, withBroker } from "./helpers/broker.ts";
+import { frame, prng, writeAll } from "./helpers/raw.ts";
 
 Deno.test("a publisher's values with changed digits arrive as sent; invalid digit changes are refused", async () => {
   await withBroker(async (b) => {
-    const connect = async (codec: "json" | "msgpack") => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
-      const reader = new RawReader(conn);
-      await writeAll(conn, jsonFrame({ op: "hello", v: 1, codec, role: "raw", name: "raw" }));
-      assert.equal((await reader.json())?.op, "welcome");
-      return { conn, reader };
-    };
-    const sj = await connect("json");
-    const sm = await connect("msgpack");
-    const pub = await connect("json");
-    const mpub = await connect("msgpack");
+    const { sj, sm, next } = await codecSubscribers(b.port, "/m");
+    const pub = await rawClient(b.port, "json");
+    const mpub = await rawClient(b.port, "msgpack");
     try {
-      await writeAll(
-        sj.conn,
-        jsonFrame({ id: 1, method: "broker.subscribe", params: { topic: "/m" } }),
-      );
-      await writeAll(
-        sm.conn,
-        frame(mpEncode({ id: 1, method: "broker.subscribe", params: { topic: "/m" } })),
-      );
-      assert.ok((await sj.reader.json())?.result);
-      assert.ok((mpDecode((await sm.reader.frame())!) as { result?: unknown }).result);
-      const topics = new TopicCache();
-      const next = async () => {
-        let f: Uint8Array;
-        do f = (await sj.reader.frame())!; while (
-          JSON.parse(decoder.decode(f)).method !== "broker.message"
-        );
-        const d = readDelivery(f, topics)!;
-        let m: { method: string; params: { value: unknown } };
-        do m = mpDecode((await sm.reader.frame())!) as typeof m; while (
-          m.method !== "broker.message"
-        );
-        return { text: decoder.decode(d.value), value: m.params.value };
-      };
       const publish = (value: string, retain = false) =>
         writeAll(
           pub.conn,

@@ -3,11 +3,15 @@
  * and a small wire client that subscribes, publishes and records what
  * arrives. Every wait is bounded.
  */
+import assert from "node:assert/strict";
+import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
 import { mergeOptions, roleSpec } from "../../config/mod.ts";
 import { broker } from "../../roles/broker/mod.ts";
-import { codecByName, dial, type Peer } from "../../wire/mod.ts";
-import { jsonFrame, rawHandshake, RawReader, waitFor, writeAll } from "./raw.ts";
+import { codecByName, dial, type Peer, readDelivery, TopicCache } from "../../wire/mod.ts";
+import { frame, jsonFrame, rawHandshake, RawReader, waitFor, writeAll } from "./raw.ts";
 import { distCommand } from "./dist.ts";
+
+const decoder = new TextDecoder();
 
 export interface Delivery {
   sid: number;
@@ -246,4 +250,53 @@ export async function rawSubscriber(
     conn.close();
     throw err;
   }
+}
+
+/** A raw socket that said hello in `codec` and was welcomed. The caller closes `conn`. */
+export async function rawClient(
+  port: number,
+  codec: "json" | "msgpack",
+): Promise<{ conn: Deno.Conn; reader: RawReader }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reader = new RawReader(conn);
+  await writeAll(conn, jsonFrame({ op: "hello", v: 1, codec, role: "raw", name: "raw" }));
+  assert.equal((await reader.json())?.op, "welcome");
+  return { conn, reader };
+}
+
+/**
+ * A JSON and a MessagePack raw subscriber to `topic`; `next()` reads the
+ * next delivery to each: the JSON one's value text, the MessagePack one's
+ * value. The caller closes `sj.conn` and `sm.conn`.
+ */
+export async function codecSubscribers(port: number, topic: string) {
+  const sj = await rawClient(port, "json");
+  const sm = await rawClient(port, "msgpack");
+  try {
+    await writeAll(sj.conn, jsonFrame({ id: 1, method: "broker.subscribe", params: { topic } }));
+    await writeAll(
+      sm.conn,
+      frame(mpEncode({ id: 1, method: "broker.subscribe", params: { topic } })),
+    );
+    assert.ok((await sj.reader.json())?.result);
+    assert.ok((mpDecode((await sm.reader.frame())!) as { result?: unknown }).result);
+  } catch (err) {
+    sj.conn.close();
+    sm.conn.close();
+    throw err;
+  }
+  const topics = new TopicCache();
+  const next = async (): Promise<{ text: string; value: unknown }> => {
+    let f: Uint8Array;
+    do f = (await sj.reader.frame())!; while (
+      JSON.parse(decoder.decode(f)).method !== "broker.message"
+    );
+    const d = readDelivery(f, topics)!;
+    let m: { method: string; params: { value: unknown } };
+    do m = mpDecode((await sm.reader.frame())!) as typeof m; while (
+      m.method !== "broker.message"
+    );
+    return { text: decoder.decode(d.value), value: m.params.value };
+  };
+  return { sj, sm, next };
 }
