@@ -18,6 +18,7 @@ import {
 import { DistError } from "../wire/mod.ts";
 import { sizeOfValue } from "../roles/balancer/relay.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
+import { newJob } from "./helpers/balancer.ts";
 
 const RULES = { rise: 2, fall: 3 };
 
@@ -177,17 +178,8 @@ function setup(
     sourceOf: options.sourceOf,
   });
   let next = 1;
-  const job = (idempotent = true, bytes = 100, flow?: object): TestJob => ({
-    id: next++,
-    flow,
-    idempotent,
-    attempts: 0,
-    deadline: 0,
-    sentAt: 0,
-    takenAt: 0,
-    queuedBytes: 0,
-    bytes,
-  });
+  const job = (idempotent = true, bytes = 100, flow?: object): TestJob =>
+    newJob({ id: next++, flow, idempotent, bytes });
   return { pool, backends, sent, failed, dispatcher, job };
 }
 
@@ -464,14 +456,7 @@ Deno.test("Dispatcher fails over no more than the retry budget allows", () => {
     retries: 2,
     budget: new RetryBudget({ ratio: 0, minPerSecond: 3, now: () => 0 }),
   });
-  const jobs: Job[] = Array.from({ length: 6 }, () => ({
-    idempotent: true,
-    attempts: 0,
-    deadline: 0,
-    sentAt: 0,
-    takenAt: 0,
-    queuedBytes: 0,
-  }));
+  const jobs: Job[] = Array.from({ length: 6 }, () => newJob({}));
   for (const j of jobs) d.submit(j);
   const onA = jobs.filter((j) => j.backend === a);
   a.onLost("reset");

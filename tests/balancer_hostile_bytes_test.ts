@@ -22,7 +22,7 @@ import {
   Pool,
   RetryBudget,
 } from "../roles/balancer/mod.ts";
-import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { connectTo, newJob, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 
 const LARGE = fileURLToPath(new URL("../bench/large_client.ts", import.meta.url));
 
@@ -56,17 +56,7 @@ Deno.test("Dispatcher: bytes count in the shares; small requests keep off large 
   let next = 1;
   const jobs = new Map<number, SizedJob>();
   const job = (flow: object, size: number): SizedJob => {
-    const j = {
-      id: next++,
-      size,
-      flow,
-      idempotent: true,
-      attempts: 0,
-      deadline: 0,
-      sentAt: 0,
-      takenAt: 0,
-      queuedBytes: 0,
-    };
+    const j = newJob({ id: next++, size, flow });
     jobs.set(j.id, j);
     return j;
   };

@@ -14,6 +14,7 @@ import {
   RetryBudget,
 } from "../roles/balancer/mod.ts";
 import { DistError } from "../wire/mod.ts";
+import { newJob } from "./helpers/balancer.ts";
 
 /** A dispatcher over `n` fake backends whose sends are recorded, shares out of the way. */
 function setup(n: number) {
@@ -42,15 +43,7 @@ function setup(n: number) {
     contendedShare: 1000,
     now: () => clock.now,
   });
-  const job = (flow: object): Job => ({
-    flow,
-    idempotent: true,
-    attempts: 0,
-    deadline: 0,
-    sentAt: 0,
-    takenAt: 0,
-    queuedBytes: 0,
-  });
+  const job = (flow: object): Job => newJob({ flow });
   /** `count` requests of `flow` in this turn. @returns the backends they went to */
   const batch = (flow: object, count: number): string[] => {
     const from = sent.length;

@@ -13,6 +13,7 @@ import {
   RetryBudget,
 } from "../roles/balancer/mod.ts";
 import { DistError } from "../wire/mod.ts";
+import { newJob } from "./helpers/balancer.ts";
 
 interface TestJob extends Job {
   id: number;
@@ -63,16 +64,7 @@ function setup(n: number, capacity: number, options: { share?: number; queueMs?:
   /** `count` requests of `flow`, submitted. */
   const submit = (flow: object, count: number): TestJob[] =>
     Array.from({ length: count }, () => {
-      const job: TestJob = {
-        id: next++,
-        flow,
-        idempotent: true,
-        attempts: 0,
-        deadline: 0,
-        sentAt: 0,
-        takenAt: 0,
-        queuedBytes: 0,
-      };
+      const job: TestJob = newJob({ id: next++, flow });
       dispatcher.submit(job);
       return job;
     });

@@ -3,6 +3,7 @@
  * them, workers, and an RPC client to ask the balancer what it sees. Every
  * process is on port 0 and every wait is bounded.
  */
+import type { Job } from "../../roles/balancer/mod.ts";
 import { dial, type Peer } from "../../wire/mod.ts";
 import { distCommand, type DistProcess, startDist } from "./dist.ts";
 import { sleep } from "./raw.ts";
@@ -173,4 +174,21 @@ export async function stopAll(
   processes: ({ stop(signal?: Deno.Signal): Promise<unknown> } | undefined)[],
 ): Promise<void> {
   await Promise.all(processes.map((p) => p?.stop("SIGKILL").catch(() => {})));
+}
+
+/**
+ * A request for a Dispatcher in unit tests as the balancer makes one
+ * (idempotent, never sent, nothing queued), with `fields` (an id, its flow,
+ * a size…) added or overriding.
+ */
+export function newJob<T extends object>(fields: T): Job & T {
+  return {
+    idempotent: true,
+    attempts: 0,
+    deadline: 0,
+    sentAt: 0,
+    takenAt: 0,
+    queuedBytes: 0,
+    ...fields,
+  };
 }
