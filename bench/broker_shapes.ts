@@ -1,7 +1,8 @@
 /**
  * The broker with the values applications publish (issue 17): a plain
  * string, a small object, a nested one, one of non-ASCII text with escapes,
- * and the object again from MessagePack clients, each 1 → 1 and 1 → 4, with
+ * objects whose layout changes every message (what no memo of past frames
+ * matches), and the object again from MessagePack clients, each 1 → 1 and 1 → 4, with
  * the broker's CPU per delivery; nats-server (payload-blind: it gets the
  * object's JSON text) in the same round, alternating which goes first.
  * Also confirmed publishes (requests, 64 in flight, no subscriber) in
@@ -21,6 +22,7 @@ const ROWS: { name: string; shape: Shape; codec: string }[] = [
   { name: "object", shape: "object", codec: "json" },
   { name: "nested", shape: "nested", codec: "json" },
   { name: "unicode", shape: "unicode", codec: "json" },
+  { name: "mixed", shape: "mixed", codec: "json" },
   { name: "msgpack", shape: "object", codec: "msgpack" },
 ];
 

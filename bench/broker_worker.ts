@@ -83,7 +83,7 @@ export const SHAPES = {
     more: "ünïcödé ∑ ≠ ∞",
   },
 };
-export type Shape = keyof typeof SHAPES | "string";
+export type Shape = keyof typeof SHAPES | "string" | "mixed";
 
 /** How many values of its shape a publisher sends in turn (see shapeValues). */
 const VALUES_IN_TURN = 256;
@@ -117,6 +117,18 @@ export function shapeValues(shape: Shape | undefined, payload: number): unknown[
         e: { f: { g: { h: "deep" } } },
         i: [{ j: digit() }, { k: [false] }],
       });
+    } else if (shape === "mixed") {
+      // A layout of its own every time (lengths, members, array sizes): what
+      // a memo of the last frames never matches, so its miss is measured too.
+      const value: Record<string, unknown> = {
+        id: i,
+        name: `device-${"x".repeat(i % 7)}${i}`,
+        temp,
+        tags: Array.from({ length: 1 + (i % 4) }, (_, k) => `t${k * i}`),
+      };
+      if (i % 2 === 0) value.note = "é".repeat(i % 5) + " ok";
+      if (i % 3 === 0) value.extra = { depth: [i % 11, { n: null }] };
+      out.push(value);
     } else {
       out.push({ ...SHAPES.unicode, n: -1 - (i % 9) });
     }

@@ -80,7 +80,8 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     load: async () => (await import("./broker.ts")).run,
   },
   "broker-shapes": {
-    about: "dist broker with each value shape (string, object, nested, unicode, msgpack) vs NATS",
+    about:
+      "dist broker with each value shape (string, object, nested, unicode, mixed, msgpack) vs NATS",
     load: async () => (await import("./broker_shapes.ts")).run,
   },
   "broker-flood": {
