@@ -165,12 +165,13 @@ const PLAIN_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
  * The UTF-8 bytes of `s` as a JSON string, quotes and escapes included: an
  * upper bound of its MessagePack form too, within 3 bytes (a header of up
  * to 5 against JSON's 2 quotes). A pass over the characters only when the
- * text is not plain ASCII.
+ * text is not plain ASCII; that pass stops once past `limit` (the result is
+ * then some number above it).
  */
-export function jsonStringBytes(s: string): number {
+export function jsonStringBytes(s: string, limit = Infinity): number {
   if (PLAIN_TEXT.test(s)) return s.length + 2;
   let n = 2;
-  for (let i = 0; i < s.length; i++) {
+  for (let i = 0; i < s.length && n <= limit; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0x80) n += c < 0x800 ? 2 : 3;
     else if (c >= 0x20) n += c === 34 || c === 92 ? 2 : 1;
