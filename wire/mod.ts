@@ -6,6 +6,7 @@
  * - `errors.ts` the one error class and its codes; `frame.ts` length-prefixed
  *   frames; `codec.ts` JSON and MessagePack payloads; `json_value.ts`
  *   binary values as base64 in JSON, and a value's JSON size without its text;
+ *   `turn.ts` a clock read and a check made once per turn of the event loop;
  * - `conn.ts` a framed TCP connection, made of `inbound.ts` (the read loop,
  *   pauses, backpressure), `outbound.ts` (coalesced, bounded writes) and
  *   `deadlines.ts` (write, frame and heartbeat deadlines, judged by the

@@ -11,10 +11,13 @@ import type { Policy } from "./policies.ts";
 import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
-import { turnNow } from "./clock.ts";
+import { turnClock } from "../../wire/turn.ts";
 import { Admit, type ClientShare, MAX_EARNED, Shares } from "./shares.ts";
 
 export { RetryBudget };
+
+/** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
+const turnNow = turnClock(() => performance.now());
 
 /** One client request on its way through the balancer. */
 export interface Job extends FairItem {

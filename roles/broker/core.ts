@@ -18,7 +18,7 @@ import {
   SUBSCRIPTION_BYTES,
 } from "./memory.ts";
 import { SubscriptionShares } from "./shares.ts";
-import { oncePerTurn, turnClock } from "./turn_clock.ts";
+import { oncePerTurn, turnClock } from "../../wire/turn.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
