@@ -83,6 +83,23 @@ export interface GateOptions {
 /** The identity of the shared token's holders (every right). */
 export const TOKEN_USER = "token";
 
+/**
+ * `user X` for a client that authenticated as a user of its own, undefined
+ * for none or the shared token (which every client may hold).
+ */
+export function userSource(user: string | undefined): string | undefined {
+  return user === undefined || user === TOKEN_USER ? undefined : `user ${user}`;
+}
+
+/**
+ * Whose a client is, for the shares that keep one party from taking all
+ * (the balancer's slots, the broker's turns and subscriptions): its own
+ * user ({@link userSource}), else the address it connects from.
+ */
+export function clientSource(user: string | undefined, host: string): string {
+  return userSource(user) ?? host;
+}
+
 /** An address and claimed user with hellos in progress or recent failures. */
 interface AddressRecord {
   host: string;

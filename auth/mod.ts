@@ -17,7 +17,15 @@
  * - `passwd.ts` `dist passwd`, which writes users file entries.
  */
 export { userAccess } from "./access.ts";
-export { DEFAULT_DELAYS, type DelayOptions, Gate, type GateOptions, TOKEN_USER } from "./gate.ts";
+export {
+  clientSource,
+  DEFAULT_DELAYS,
+  type DelayOptions,
+  Gate,
+  type GateOptions,
+  TOKEN_USER,
+  userSource,
+} from "./gate.ts";
 export {
   DEFAULT_COST,
   hashPassword,

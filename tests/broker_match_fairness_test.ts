@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { topicSegments } from "../clients/contracts/mod.ts";
 import { BrokerCore } from "../roles/broker/mod.ts";
 import type { Publisher } from "../roles/broker/fanout.ts";
-import { publisherSource } from "../roles/broker/matching.ts";
+import { clientSource } from "../auth/mod.ts";
 import { SubscriptionTree } from "../roles/broker/subscriptions.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 
@@ -94,10 +94,10 @@ Deno.test("waiting matches: a source's publishers share its turns, each in its o
   assert.ok(values.includes("none"));
 });
 
-Deno.test("publisherSource() is the user of its own, else the address (the shared token is no user)", () => {
-  assert.equal(publisherSource("alice", "10.0.0.1"), "user alice");
-  assert.equal(publisherSource(undefined, "10.0.0.1"), "10.0.0.1");
-  assert.equal(publisherSource("token", "10.0.0.1"), "10.0.0.1");
+Deno.test("clientSource() is the user of its own, else the address (the shared token is no user)", () => {
+  assert.equal(clientSource("alice", "10.0.0.1"), "user alice");
+  assert.equal(clientSource(undefined, "10.0.0.1"), "10.0.0.1");
+  assert.equal(clientSource("token", "10.0.0.1"), "10.0.0.1");
 });
 
 Deno.test("a subscription change elsewhere keeps a costly topic's cached match; one that may cover it drops it", async () => {

@@ -17,7 +17,7 @@
  * decoded or passed through as bytes), `pressure.ts` (what clients and
  * backends may hold of each other's output).
  */
-import { TOKEN_USER } from "../../auth/mod.ts";
+import { clientSource } from "../../auth/mod.ts";
 import { formatAddress, UsageError } from "../../config/mod.ts";
 import {
   codecByName,
@@ -151,8 +151,7 @@ function forwarding(options: BalancerOptions) {
  */
 function sourceOf(flow: object): string {
   const peer = flow as Peer;
-  const user = peer.identity?.user;
-  return user !== undefined && user !== TOKEN_USER ? `user ${user}` : peer.conn.remoteHost;
+  return clientSource(peer.identity?.user, peer.conn.remoteHost);
 }
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {

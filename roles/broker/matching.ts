@@ -25,7 +25,6 @@
  * a subscription that may cover the topic comes or goes (see
  * SubscriptionTree.unchangedFor).
  */
-import { TOKEN_USER } from "../../auth/mod.ts";
 import { PENDING_BYTES, type Publisher } from "./fanout.ts";
 import { EncodedValue, type Message, type Subscription } from "./subscriber.ts";
 import { Match, type SubscriptionTree, type Targets, type WalkBudget } from "./subscriptions.ts";
@@ -44,15 +43,6 @@ export const MATCH_VISITS_AT_ONCE = 1024;
 
 /** Visits a waiting source (one of its publishers) gets in its round before the next one's. */
 const SLICE = 1024;
-
-/**
- * A publisher's source for the rotation: its user when it authenticated as
- * one of its own (not the shared token, which every client may hold), else
- * the address it connects from (as the balancer's shares have it).
- */
-export function publisherSource(user: string | undefined, host: string): string {
-  return user !== undefined && user !== TOKEN_USER ? `user ${user}` : host;
-}
 
 /** A source's publishers with publishes waiting, each in order; the map's order is its rotation. */
 type Publishers = Map<Publisher | undefined, Waiting[]>;

@@ -7,7 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import { type CodecName, DistError, OutBuffer, type Peer, TopicCache } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import type { Publisher } from "./fanout.ts";
-import { publisherSource } from "./matching.ts";
+import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
@@ -64,7 +64,7 @@ export class Session implements Sink, Publisher {
 
   /** Its user, else its address: waiting matches rotate over sources (see matching.ts). */
   get source(): string {
-    return publisherSource(this.peer.identity?.user, this.peer.conn.remoteHost);
+    return clientSource(this.peer.identity?.user, this.peer.conn.remoteHost);
   }
 
   get closed(): boolean {

@@ -32,7 +32,7 @@ const TOP = 10;
 /**
  * A subscriber's source for its share: its user when it authenticated as
  * one of its own (not the shared token, which every client may hold), else
- * its address (see matching.ts publisherSource, whose `user X` / address
+ * its address (see auth clientSource, whose `user X` / address
  * form `source` is): every loopback address is one, and an IPv6 address
  * counts as its /64, which one host or site usually holds whole (one
  * address each would give it 2^64 shares).
@@ -57,11 +57,6 @@ function ipv6Net(host: string): string {
   ];
   const net = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
   return `${net.join(":")}::/64`;
-}
-
-/** The source of a subscription whose user is known and its address not (one read back from disk). */
-export function userSource(user: string | undefined): string | undefined {
-  return user === undefined || user === TOKEN_USER ? undefined : `user ${user}`;
 }
 
 /** 127.0.0.0/8, ::1, and IPv4-mapped 127.x (`::ffff:127.0.0.1`). */

@@ -43,7 +43,7 @@ import {
   writeAck,
 } from "./packets.ts";
 import type { MqttFront } from "./front.ts";
-import { publisherSource } from "../matching.ts";
+import { clientSource } from "../../../auth/mod.ts";
 import { Liveness } from "./liveness.ts";
 import {
   CLOSED,
@@ -101,7 +101,7 @@ export class MqttConnection implements PacketHost, PublishSide {
 
   /** Its user, else its address: waiting matches rotate over sources (see ../matching.ts). */
   get source(): string {
-    return publisherSource(this.#identity?.user, (this.#conn.remoteAddr as Deno.NetAddr).hostname);
+    return clientSource(this.#identity?.user, (this.#conn.remoteAddr as Deno.NetAddr).hostname);
   }
 
   /** The peer's address: made when a log line or the authenticator asks, not kept (idle bytes). */

@@ -16,7 +16,7 @@ import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { SubsByFilter } from "./subs_by_filter.ts";
-import { userSource } from "../shares.ts";
+import { userSource } from "../../../auth/mod.ts";
 import { filterFromMqtt, payloadOf } from "./mapping.ts";
 import { NO_EXTRAS, publishSize, PUBREL, writePublish } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
