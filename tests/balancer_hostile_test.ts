@@ -194,19 +194,24 @@ Deno.test("a client spread over many connections from one address slows only its
   }
 });
 
-Deno.test("an error with a code outside the protocol's list reaches the client as INTERNAL, its text cut", async () => {
-  // A backend that answers health checks and fails everything else with a
-  // code of its own and 5,000 characters.
-  const rogue = listen({
+/** A backend that answers health checks and fails everything else with the code NOPE and `text`. */
+function rogueBackend(text: string) {
+  return listen({
     host: "127.0.0.1",
     port: 0,
     role: "server",
     name: "rogue",
     onRequest: (method) => {
       if (method === "sys.ping") return { pong: true };
-      throw new DistError("NOPE" as ErrorCode, "N".repeat(5000));
+      throw new DistError("NOPE" as ErrorCode, text);
     },
   });
+}
+
+Deno.test("an error with a code outside the protocol's list reaches the client as INTERNAL, its text cut", async () => {
+  // A backend that answers health checks and fails everything else with a
+  // code of its own and 5,000 characters.
+  const rogue = rogueBackend("N".repeat(5000));
   const backend = ["--backends", `127.0.0.1:${rogue.addr.port}`];
   const lbs = await Promise.all([
     startBalancer([], backend),
@@ -263,16 +268,7 @@ Deno.test("an error with a code outside the protocol's list reaches the client a
 
 Deno.test("errors with codes outside the protocol are logged at most 20 times a second", async () => {
   // hostile32 X8: each one made an `[ERR] Request N failed` line (1,210 in 3 s).
-  const rogue = listen({
-    host: "127.0.0.1",
-    port: 0,
-    role: "server",
-    name: "rogue",
-    onRequest: (method) => {
-      if (method === "sys.ping") return { pong: true };
-      throw new DistError("NOPE" as ErrorCode, "nope");
-    },
-  });
+  const rogue = rogueBackend("nope");
   const lb = await startBalancer([], ["--backends", `127.0.0.1:${rogue.addr.port}`]);
   const peer = await connectTo(lb.address);
   try {
