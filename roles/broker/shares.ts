@@ -18,7 +18,6 @@
  * `--users` they are held by their user as everyone else.
  */
 import { DistError } from "../../wire/mod.ts";
-import { TOKEN_USER } from "../../auth/mod.ts";
 
 /** The part of --max-subscriptions (and of --max-memory) one source may hold by default. */
 export const SOURCE_SHARE = 1 / 8;
