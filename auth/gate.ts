@@ -94,10 +94,34 @@ export function userSource(user: string | undefined): string | undefined {
 /**
  * Whose a client is, for the shares that keep one party from taking all
  * (the balancer's slots, the broker's turns and subscriptions): its own
- * user ({@link userSource}), else the address it connects from.
+ * user ({@link userSource}), else the address it connects from — an IPv6
+ * address by its /64 ({@link addressSource}).
  */
 export function clientSource(user: string | undefined, host: string): string {
-  return userSource(user) ?? host;
+  return userSource(user) ?? addressSource(host);
+}
+
+/**
+ * The source an address counts as: an IPv4 address itself (also written
+ * IPv4-mapped, `::ffff:192.0.2.1`), an IPv6 one its /64, written
+ * `2001:db8:0:1::/64` (a zone, `%eth0`, left out): one host or site usually
+ * holds a whole /64, so one source per address would give it 2^64 (hostile33).
+ * `::1` stays itself.
+ */
+function addressSource(host: string): string {
+  if (!host.includes(":") || host === "::1" || host.endsWith("/64")) return host;
+  const address = host.split("%")[0].toLowerCase();
+  if (address.startsWith("::ffff:") && address.includes(".")) return address.slice(7);
+  const [head, tail] = address.split("::");
+  const first = head === "" ? [] : head.split(":");
+  const last = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = [
+    ...first,
+    ...Array(Math.max(0, 8 - first.length - last.length)).fill("0"),
+    ...last,
+  ];
+  const net = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
+  return `${net.join(":")}::/64`;
 }
 
 /** An address and claimed user with hellos in progress or recent failures. */

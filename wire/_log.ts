@@ -16,33 +16,90 @@ export function cut(text: string, max = MAX_LOGGED_CHARS): string {
   return truncate(text, max);
 }
 
-/** Warnings about peers per second, per process; the rest go to debug and are counted. */
-const WARN_BUDGET = 20;
-let windowStart = 0;
-let warned = 0;
-let leftOut = 0;
+/** Lines of one kind a second, by default (as the warnings about peers). */
+const PER_SECOND = 20;
+
+type Props = Record<string, unknown>;
+type Logger = ReturnType<typeof getLogger>;
+
+/**
+ * A rate limit for one kind of line a peer can cause at will: at most
+ * `perSecond` of them a second are logged; the rest go to debug, and one
+ * line at the end of the second says how many.
+ */
+export class LogBudget {
+  /** What the lines are about, for the summary line ("workers", "peers"). */
+  readonly what: string;
+  readonly perSecond: number;
+  #log: Logger;
+  #windowStart = -Infinity;
+  #used = 0;
+  #leftOut = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(what: string, options: { log?: Logger; perSecond?: number } = {}) {
+    this.what = what;
+    this.perSecond = options.perSecond ?? PER_SECOND;
+    this.#log = options.log ?? log;
+  }
+
+  info(message: string, props: Props): void {
+    this.#line("info", message, props);
+  }
+
+  warn(message: string, props: Props): void {
+    this.#line("warn", message, props);
+  }
+
+  error(message: string, props: Props): void {
+    this.#line("error", message, props);
+  }
+
+  #line(level: "info" | "warn" | "error", message: string, props: Props): void {
+    const now = performance.now();
+    if (now - this.#windowStart >= 1000) {
+      this.#flush();
+      this.#windowStart = now;
+      this.#used = 0;
+    }
+    if (this.#used < this.perSecond) {
+      this.#used++;
+      this.#log[level](message, props);
+      return;
+    }
+    this.#leftOut++;
+    this.#log.debug(message, props);
+    if (this.#timer === undefined) {
+      const timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#flush();
+      }, Math.max(0, this.#windowStart + 1000 - now));
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+  }
+
+  /** Says how many lines went to debug, if any. */
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#leftOut === 0) return;
+    this.#log.info("{count} more lines about {what} in the last second went to debug level", {
+      count: this.#leftOut,
+      what: this.what,
+    });
+    this.#leftOut = 0;
+  }
+}
+
+/** Warnings a peer's behaviour caused, per process (see warnPeer). */
+const peerWarnings = new LogBudget("peers");
 
 /**
  * A warning a peer's behaviour caused (a slow consumer, a broken stream):
- * logged at warning level up to WARN_BUDGET a second, then at debug, with
- * one line saying how many were left out.
+ * logged at warning level up to 20 a second, then at debug, with one line
+ * saying how many were left out.
  */
 export function warnPeer(message: string, props: Record<string, unknown>): void {
-  const now = performance.now();
-  if (now - windowStart >= 1000) {
-    if (leftOut > 0) {
-      log.warn("{count} more warnings about peers in the last second went to debug level", {
-        count: leftOut,
-      });
-    }
-    windowStart = now;
-    warned = leftOut = 0;
-  }
-  if (warned < WARN_BUDGET) {
-    warned++;
-    log.warn(message, props);
-  } else {
-    leftOut++;
-    log.debug(message, props);
-  }
+  peerWarnings.warn(message, props);
 }

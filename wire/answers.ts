@@ -6,7 +6,15 @@
 import { describe, DistError } from "./errors.ts";
 import type { Codec } from "./codec.ts";
 import { CloseReason, type FramedConn } from "./conn.ts";
-import { cut, log } from "./_log.ts";
+import { cut, log, LogBudget } from "./_log.ts";
+
+/**
+ * INTERNAL answers, logged at most 20 a second: a peer can cause one per
+ * request (a balancer's backend answering INTERNAL or a code outside the
+ * protocol, passed on to a decoded client: hostile32 X8), as the
+ * balancer's pass-through already bounds (roles/balancer/log.ts).
+ */
+const internalLines = new LogBudget("requests failed with INTERNAL");
 
 /**
  * What a request handler returns when the answer carries a `by` other than
@@ -96,7 +104,7 @@ export class Answers {
   error(id: number | string | null, err: unknown): void {
     const e = DistError.from(err);
     if (e.code === "INTERNAL") {
-      log.error("Request {id} failed: {error}", { id, error: cut(String(err)) });
+      internalLines.error("Request {id} failed: {error}", { id, error: cut(String(err)) });
     }
     const msg: Record<string, unknown> = { id, error: e.toBody() };
     if (this.#by !== undefined) msg.by = this.#by;
