@@ -12,6 +12,7 @@ import {
   readPublish,
   TopicCache,
 } from "../wire/mod.ts";
+import { readIdFirst } from "../wire/pubsub_json.ts";
 import { deliveryHead, deliverySize, sidTail, writeDelivery } from "../roles/broker/frames.ts";
 import { OutBuffer } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";
@@ -348,6 +349,50 @@ Deno.test("readPublish() reads a confirmed publish's id: a plain integer or stri
     assert.equal(read(`{"id":${id},"method":"broker.publish",${params}}`), undefined, id);
   }
   assert.equal(read(`{"id":1,"id":2,"method":"broker.publish",${params}}`), undefined);
+});
+
+Deno.test("a confirmed publish as clients write it (id first) is read by the id-first reader, not the general one", () => {
+  const topics = new TopicCache();
+  const read = (text: string) => {
+    const p = readIdFirst(encoder.encode(text), topics);
+    return p && { id: p.id, topic: p.topic, value: decoder.decode(p.value), retain: p.retain };
+  };
+  // What the client library writes for peer.call("broker.publish", …): JSON.stringify's layout.
+  const sent = json({
+    id: 12,
+    method: "broker.publish",
+    params: { topic: "/c", value: { a: [1, "é"], n: null }, retain: false },
+  });
+  assert.deepEqual(read(decoder.decode(sent)), {
+    id: 12,
+    topic: "/c",
+    value: '{"a":[1,"é"],"n":null}',
+    retain: false,
+  });
+  assert.deepEqual(
+    read('{"id":"r-9","method":"broker.publish","params":{"topic":"/c","value":7}}'),
+    {
+      id: "r-9",
+      topic: "/c",
+      value: "7",
+      retain: true,
+    },
+  );
+  // And readPublish gives the same, as the general reader would.
+  assert.deepEqual(seen(readPublish(sent, topics)), {
+    topic: "/c",
+    value: '{"a":[1,"é"],"n":null}',
+    retain: false,
+    id: 12,
+    canonical: false,
+  });
+  // Laid out otherwise: null (the general reader's); a bad value: undefined (the decoder's).
+  assert.equal(read('{"id":1 ,"method":"broker.publish","params":{"topic":"/c","value":7}}'), null);
+  assert.equal(read('{"id":1,"params":{"topic":"/c","value":7},"method":"broker.publish"}'), null);
+  assert.equal(
+    read('{"id":1,"method":"broker.publish","params":{"topic":"/c","value":[1,]}}'),
+    undefined,
+  );
 });
 
 Deno.test("confirmed publishes go through as bytes, in both codecs, and are answered as any request", async () => {

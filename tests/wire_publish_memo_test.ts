@@ -83,6 +83,47 @@ Deno.test("PublishMemo.match() takes the frame kept and frames with digits chang
   );
 });
 
+Deno.test("PublishMemo.match() takes every digit and nothing else at each place a digit may change, at every offset", () => {
+  // Compared eight bytes at a time, then four, then one: each place of a
+  // frame and each offset of its view in the buffer goes through each.
+  for (let pad = 0; pad < 9; pad++) {
+    const text = `{"s":"${"x".repeat(pad)}123456789","n":[1234567,8.25,-31]}`;
+    const memo = kept(text);
+    const b = encoder.encode(text);
+    for (let p = 0; p < b.length; p++) {
+      const digit = b[p] >= 0x30 && b[p] <= 0x39;
+      for (let c = 0; c < 256; c++) {
+        if (c === b[p]) continue;
+        const mutant = b.slice();
+        mutant[p] = c;
+        for (const at of [0, 1, 3, 6]) {
+          const buf = new Uint8Array(mutant.length + 16);
+          buf.set(mutant, at);
+          const taken = memo.match(buf.subarray(at, at + mutant.length)) !== undefined;
+          // Any digit where there was one, but a number's leading digit is never 0 (`1234567`, `-31`).
+          const leading = p === text.indexOf("[1234567") + 1 || p === text.indexOf("-31") + 1;
+          const may = digit && c >= 0x30 && c <= 0x39 && !(c === 0x30 && leading);
+          assert.equal(taken, may, `${text} with ${c} at ${p}, view at ${at}`);
+          if (taken) assert.deepEqual(decoded(decoder.decode(mutant)) !== undefined, true);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("PublishMemo.match() tells eight zero bytes from a negative zero's (MessagePack)", () => {
+  // [0 × 15]: bytes 8–15 are zero, as a double +0; with 0x80 (an empty map, not a fixint) at 15 they are −0.
+  const b = Uint8Array.of(0x9f, ...new Array(15).fill(0));
+  const memo = new PublishMemo();
+  memo.checked(b, { valueStart: 0, valueEnd: b.length, topic: "/t", retain: true }, true);
+  assert.ok(memo.match(b.slice()));
+  const mutant = b.slice();
+  mutant[15] = 0x80;
+  assert.equal(memo.match(mutant), undefined);
+  mutant[15] = 0x7f;
+  assert.ok(memo.match(mutant), "a fixint may change within its kind");
+});
+
 Deno.test("PublishMemo.match() leaves exponents, escapes and very long numbers to the scanner", () => {
   // 1e100 -> 1e900 would pass a double; \u escapes' digits can break a surrogate pair.
   assert.ok(!takes(kept("[1e100]"), "[1e900]"));

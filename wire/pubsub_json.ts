@@ -185,18 +185,30 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish
     const canonical = readCanonical(b, PUBLISH_PREFIX.length, topics);
     if (canonical !== null) return canonicalRead(b, canonical, topics);
   } else if (startsWith(b, ID_FIRST)) {
-    // A confirmed publish as clients write it: the id, then the notification's layout.
-    const end = skipValue(b, ID_FIRST.length, 1);
-    const id = end < 0 ? undefined : readId(b, ID_FIRST.length, end);
-    if (id !== undefined && b[end] === COMMA && startsWith(b, PUBLISH_PREFIX, end, 1)) {
-      const canonical = readCanonical(b, end + PUBLISH_PREFIX.length, topics);
-      if (canonical !== null) {
-        PUBLISH.id = id;
-        return canonical;
-      }
-    }
+    const read = readIdFirst(b, topics);
+    if (read !== null) return read;
   }
   return readAnyLayout(b, topics);
+}
+
+/**
+ * A confirmed publish as clients write it, `{"id":N,` then the
+ * notification's layout from `"method"` on: as readCanonical (null when
+ * laid out otherwise, undefined when its value is not valid). Exported for
+ * its test: readPublish tries it on frames that start with `{"id":`.
+ */
+export function readIdFirst(b: Uint8Array, topics: TopicCache): FramePublish | undefined | null {
+  PUBLISH.id = undefined;
+  PUBLISH.canonical = false;
+  const end = skipValue(b, ID_FIRST.length, 1);
+  const id = end < 0 ? undefined : readId(b, ID_FIRST.length, end);
+  // The comma at `end` stands where the notification has its `{`.
+  if (id === undefined || b[end] !== COMMA || !startsWith(b, PUBLISH_PREFIX, end + 1, 1)) {
+    return null;
+  }
+  const read = readCanonical(b, end + PUBLISH_PREFIX.length, topics);
+  if (read) PUBLISH.id = id;
+  return read;
 }
 
 /** A canonical notification read (or undefined: its value is not valid), kept for the next ones. */
