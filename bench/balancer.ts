@@ -54,7 +54,7 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
 }
 
 /** HAProxy in the foreground over `servers`, on a free port of 127.0.0.1. */
-async function startHaproxy(servers: DistProcess[]) {
+export async function startHaproxy(servers: DistProcess[]) {
   const port = freePort();
   const dir = await Deno.makeTempDir({ prefix: "dist-bench-haproxy-" });
   const cfg = `${dir}/haproxy.cfg`;

@@ -122,7 +122,7 @@ async function settle(port: number): Promise<void> {
  * With DIST_BASELINE=DIR (a checkout of another version), `dist ARGS` of
  * that version, for a before/after comparison in the same run.
  */
-async function startBaseline(args: string[]): Promise<DistProcess | undefined> {
+export async function startBaseline(args: string[]): Promise<DistProcess | undefined> {
   const dir = Deno.env.get("DIST_BASELINE");
   if (dir === undefined) return undefined;
   const wrapper = await Deno.makeTempFile({ prefix: "dist-baseline-", suffix: ".sh" });
