@@ -183,7 +183,7 @@ export const AUTH_OPTIONS = defineOptions({
 
 /**
  * What every listening role takes besides its port: `--host`,
- * `--max-connections`, `--grace`. Spread into a role's options.
+ * `--max-connections`, `--max-connections-per-source`, `--grace`. Spread into a role's options.
  */
 export const LISTENER_OPTIONS = defineOptions({
   host: HOST_OPTION,
@@ -192,6 +192,13 @@ export const LISTENER_OPTIONS = defineOptions({
     description: "Most concurrent connections; more are refused with OVERLOADED",
     default: 10_000,
     min: 1,
+  },
+  maxConnectionsPerSource: {
+    type: "integer",
+    description: "Most connections of one source (its own user, else its address; IPv6 by /64) " +
+      "on the dist port; 0: no bound but, while --max-connections is reached, a quarter of it",
+    default: 0,
+    min: 0,
   },
   grace: {
     type: "duration",

@@ -4,6 +4,8 @@
  * machine fails on `--worker-port`, a port the user may never have typed).
  */
 import { formatAddress } from "../config/mod.ts";
+import { clientSource } from "../auth/gate.ts";
+import type { Registry } from "../obs/mod.ts";
 import {
   bind,
   type BoundPort,
@@ -15,31 +17,35 @@ import {
 } from "../wire/mod.ts";
 
 /**
- * Listens as {@link listen} does.
+ * Listens as {@link listen} does, a connection's source (for the bounds by
+ * source of wire/sources.ts) being auth's: its own user, else its address.
  * @param flag the flag that set the port (`--port`, `--worker-port`)
  * @throws {DistError} UNAVAILABLE naming `flag` (and `--host` when the address is the problem)
  */
 export function listenOn(flag: string, options: ListenOptions): Listener {
   try {
-    return listen(options);
+    return listen({ source: clientSource, ...options });
   } catch (err) {
     throw explainListenError(err, flag, options.host ?? "127.0.0.1", options.port);
   }
 }
 
 /**
- * Binds as {@link bind} does (accepting starts later, with `start`).
+ * Binds as {@link bind} does (accepting starts later, with `start`), with
+ * auth's sources as {@link listenOn}.
  * @throws {DistError} UNAVAILABLE naming `flag` (and `--host` when the address is the problem)
  */
 export function bindOn(
   flag: string,
   options: { host: string; port: number; tls?: TlsSettings },
 ): BoundPort {
+  let port: BoundPort;
   try {
-    return bind(options);
+    port = bind(options);
   } catch (err) {
     throw explainListenError(err, flag, options.host, options.port);
   }
+  return { ...port, start: (o) => port.start({ source: clientSource, ...o }) };
 }
 
 /** The error of a failed listen, said in terms of the flags that chose the address. */
@@ -62,4 +68,38 @@ export function explainListenError(
   }
   if (hint === undefined) return err;
   return new DistError("UNAVAILABLE", `Cannot listen on ${where}: ${hint}`, { cause: err });
+}
+
+/**
+ * The metrics of a port's bounds on connections (`dist_connections_refused_total`,
+ * `dist_connections_closed_for_room_total`), read from `listener()` at scrape time.
+ */
+export function connectionMetrics(registry: Registry, listener: () => Listener | undefined): void {
+  const stats = () => listener()?.connectionStats();
+  registry.read(
+    "counter",
+    "dist_connections_refused_total",
+    "Connections refused at accept or hello, by bound: limit (--max-connections, every source " +
+      "within its share) or source (its source held --max-connections-per-source, or its share while full)",
+    () => {
+      const s = stats();
+      return s === undefined ? [] : [[{ bound: "limit" }, s.refused_full], [
+        { bound: "source" },
+        s.refused_source,
+      ]];
+    },
+  );
+  registry.read(
+    "counter",
+    "dist_connections_closed_for_room_total",
+    "Connections closed to make room for a new one at --max-connections, by why: no_hello " +
+      "(none yet) or source (past it, of a source holding more than its share)",
+    () => {
+      const s = stats();
+      return s === undefined ? [] : [[{ why: "no_hello" }, s.closed_no_hello], [
+        { why: "source" },
+        s.closed_source,
+      ]];
+    },
+  );
 }

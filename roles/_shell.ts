@@ -29,7 +29,7 @@ import { sys } from "../clients/contracts/mod.ts";
 import { announceListening, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_flags.ts";
-import { bindOn } from "./_listen.ts";
+import { bindOn, connectionMetrics } from "./_listen.ts";
 import { roleStatMetrics, RpcMetrics } from "../obs/mod.ts";
 
 /** The options every listening role has (its `--port` has its own default). */
@@ -112,10 +112,11 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
   setLogInstance(name);
   const base = { ...settings, role, name, by: name, ...def.listen };
   const { served, others, main } = setUpRole(def, port, name, settings.tls);
-  const handlers = portHandlers(ctx, { role, name, started, base }, served);
+  const handlers = portHandlers(ctx, { role, name, started, base, main }, served);
   const listener = main.listener = port.start({
     ...base,
     maxConnections: options.maxConnections,
+    maxConnectionsPerSource: options.maxConnectionsPerSource,
     ...handlers.of(served.serve),
     ...checkedFast(served.fast),
     onPeer: handlers.onPeer(served.onPeer),
@@ -174,6 +175,8 @@ interface Self {
   started: number;
   /** Its listeners' settings (the authenticator's counts go into `sys.stats`). */
   base: Pick<ListenOptions, "authenticator">;
+  /** Its main port, once it accepts (its bounds on connections go into `sys.stats`). */
+  main: { listener?: Listener };
 }
 
 /**
@@ -189,6 +192,7 @@ function portHandlers(ctx: RunContext, self: Self, served: Served) {
   if (ctx.metrics) {
     ctx.metrics.name = name;
     roleStatMetrics(ctx.metrics.registry, role, () => served.stats());
+    connectionMetrics(ctx.metrics.registry, () => self.main.listener);
   }
   const authenticator = self.base.authenticator;
   const of = (serve: Serving) => {
@@ -203,6 +207,8 @@ function portHandlers(ctx: RunContext, self: Self, served: Served) {
         ...served.stats(),
         // Hellos accepted and refused, where the instance checks credentials (--token, --users).
         ...(authenticator?.stats ? { auth: authenticator.stats() } : {}),
+        // The main port's connections by source: refused, closed to make room (wire/sources.ts).
+        ...(self.main.listener ? { connection_limits: self.main.listener.connectionStats() } : {}),
       }),
     } as never, serve.options); // each role's handlers were checked by serving()
     const onRequest = serve.options.wrap?.(d.onRequest) ?? d.onRequest;

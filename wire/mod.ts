@@ -79,6 +79,7 @@ export {
 export { drainTarget, processOutbound, setFlushAt } from "./outbound.ts";
 export { keepReading } from "./inbound.ts";
 export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
+export { SourceEntry, type SourceLimits, type SourceStats, SourceTable } from "./sources.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export {
   type Access,

@@ -8,9 +8,11 @@ import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
 import { MAX_TIMER_MS } from "./calls.ts";
 import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
 import { foreignBytes } from "./foreign.ts";
-import { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
+import { sourceOf } from "./newcomers.ts";
+import { type SourceEntry, type SourceStats, SourceTable } from "./sources.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
+import { logFailedHello, remoteOf } from "./listen_log.ts";
 import type { Authenticator, Credentials } from "./credentials.ts";
 import { explainListenTls, listensTls, type TlsSettings } from "./tls.ts";
 import { bindPort, connectPort, hostPort, type PortListener, secureAccepted } from "./transport.ts";
@@ -61,10 +63,15 @@ export interface ListenOptions extends ConnSettings {
   by?: string;
   /**
    * Most concurrent connections; at it, a new one closes the oldest that
-   * has not finished its hello yet (newcomers.ts), or, when every one has,
-   * gets OVERLOADED and is closed.
+   * has not finished its hello yet (newcomers.ts), or one of a source
+   * holding more than its share (sources.ts), or else gets OVERLOADED and
+   * is closed.
    */
   maxConnections?: number;
+  /** Most connections of one source, always (0, the default: only its share while full; sources.ts). */
+  maxConnectionsPerSource?: number;
+  /** Whose a connection is, for the bounds by source (default: its host; the roles give auth's clientSource). */
+  source?: (user: string | undefined, host: string) => string;
   /**
    * Most requests handled at once across all of this listener's connections
    * (default DEFAULT_MAX_IN_FLIGHT_TOTAL); past it no connection starts another.
@@ -97,6 +104,8 @@ export interface Listener {
   by?: string;
   /** The connections open now (after their handshake). */
   readonly peers: ReadonlySet<Peer>;
+  /** Its connections by source: how many, and those refused or closed to make room. */
+  connectionStats(): SourceStats;
   /**
    * Stops accepting, lets requests in flight finish (up to `graceMs`),
    * then closes every connection.
@@ -156,10 +165,13 @@ function accepting(
   const addr = listener.addr as Deno.NetAddr;
   const peers = new Set<Peer>();
   const conns = new Set<FramedConn>();
-  const maxConnections = options.maxConnections ?? 10_000;
   const budget = new InFlightBudget(options.maxInFlightTotal ?? DEFAULT_MAX_IN_FLIGHT_TOTAL);
-  /** Connections without a hello yet, those in their TLS handshake among them (a descriptor each). */
-  const newcomers = new Newcomers();
+  /** Every connection from its accept (TLS handshakes included: a descriptor each), by source. */
+  const sources = new SourceTable({
+    max: options.maxConnections ?? 10_000,
+    perSource: options.maxConnectionsPerSource,
+    source: options.source,
+  });
   let stopping = false;
 
   async function accept(raw: Deno.Conn): Promise<void> {
@@ -167,24 +179,25 @@ function accepting(
     // A TLS handshake counts against the limit from accept, and is a newcomer: one that never
     // finishes is the first to make room (hostile review W2: uncounted, they ran the process out of
     // descriptors). Before TLS there is no way to say OVERLOADED: a refused one is just closed.
-    let arrival: Newcomer | undefined;
-    const secure = listensTls(tls);
-    if (secure) {
-      if (!newcomers.admits(conns.size, maxConnections)) {
-        log.debug("TLS connection from {remote} refused: {max} connections", {
+    let entry: SourceEntry | undefined;
+    const host = sourceOf(raw);
+    if (listensTls(tls)) {
+      const taken = sources.admit(host, () => raw.close(), { handshaking: true });
+      if (taken instanceof DistError) {
+        log.debug("TLS connection from {remote} refused: {why}", {
           remote: remoteOf(raw),
-          max: maxConnections,
+          why: taken.message,
         });
         raw.close();
         return;
       }
-      arrival = newcomers.arrive(() => raw.close(), sourceOf(raw), { handshaking: true });
+      entry = taken;
     }
     let secured;
     try {
       secured = await secureAccepted(raw, tls, handshakeMs);
     } catch (err) {
-      arrival?.settled();
+      entry?.leave();
       const remote = remoteOf(raw);
       const { text, warn } = explainListenTls(err);
       const line = "TLS connection from {remote} closed: {why}";
@@ -192,7 +205,7 @@ function accepting(
       else log.debug(line, { remote, why: text });
       return;
     } finally {
-      arrival?.handshook();
+      entry?.handshook();
     }
     const conn = secured.conn;
     const framed = new FramedConn(conn, {
@@ -203,7 +216,12 @@ function accepting(
       peerIdentity: secured.peer?.commonName,
     });
     if (secured.refused !== undefined) {
-      arrival?.settled();
+      // It counts until closed (its farewell may take a moment), and may be closed to make room.
+      const counted = entry;
+      if (counted !== undefined) {
+        counted.close = () => framed.close(CloseReason.HandshakeFailed);
+        framed.closed.then(() => counted.leave());
+      }
       warnPeer("TLS connection from {remote} refused: {why}", {
         remote: framed.remoteAddress,
         why: secured.refused.message,
@@ -215,24 +233,29 @@ function accepting(
       );
       return;
     }
-    const evict = () => {
-      warnPeer("Connection from {remote} closed to make room: no hello yet, {max} connections", {
-        remote: framed.remoteAddress,
-        max: maxConnections,
-      });
-      framed.close(CloseReason.Overloaded);
+    const evict = (why: DistError, hello: boolean) => {
+      warnPeer("{why} (from {remote})", { remote: framed.remoteAddress, why: why.message });
+      // Past its hello it is told why; before, it may not even speak the protocol.
+      if (hello) void framed.closeWith(CloseReason.Overloaded, why, refusal(why));
+      else framed.close(CloseReason.Overloaded, why);
     };
-    if (arrival !== undefined) {
-      arrival.close = evict; // Counted and filed at accept.
+    if (entry !== undefined) {
+      entry.close = evict; // Counted and filed at accept.
     } else {
-      // Full (this one counted): the oldest still without a hello makes room, else this one goes.
-      if (conns.size > maxConnections && !newcomers.makeRoom()) {
-        const full = new DistError("OVERLOADED", `Connection limit of ${maxConnections} reached`);
-        await framed.closeWith(CloseReason.Overloaded, undefined, refusal(full));
+      // Full: one without a hello, or of a source over its share, makes room; else this one goes.
+      const taken = sources.admit(host, evict);
+      if (taken instanceof DistError) {
+        log.debug("Connection from {remote} refused: {why}", {
+          remote: framed.remoteAddress,
+          why: taken.message,
+        });
+        await framed.closeWith(CloseReason.Overloaded, undefined, refusal(taken));
         return;
       }
-      arrival = newcomers.arrive(evict, sourceOf(raw));
+      entry = taken;
     }
+    const counted = entry;
+    framed.closed.then(() => counted.leave());
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;
     try {
@@ -241,33 +264,14 @@ function accepting(
         name: self.name,
         timeoutMs: handshakeMs,
         heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-        authenticator: options.authenticator,
+        // Its user's connections count together (their source), checked with the hello.
+        authenticator: options.authenticator && entry.checking(options.authenticator),
       });
     } catch (err) {
-      const foreign = foreignBytes(framed.head, framed.maxFrame);
-      if (foreign !== undefined && foreign.startsWith("a TLS")) {
-        warnPeer(
-          "Connection from {remote} speaks TLS (it sent {what}), this listener does not: " +
-            "give it --tls-cert and --tls-key, or the dialer no --tls-ca; closed",
-          { remote: framed.remoteAddress, what: foreign },
-        );
-      } else if (foreign !== undefined) {
-        warnPeer(
-          "Connection from {remote} does not speak the dist protocol (it sent {what}); closed",
-          {
-            remote: framed.remoteAddress,
-            what: foreign,
-          },
-        );
-      } else {
-        log.debug("Handshake from {remote} failed: {error}", {
-          remote: framed.remoteAddress,
-          error: cut(String(err)),
-        });
-      }
+      logFailedHello(framed, err);
       return;
     } finally {
-      arrival.settled();
+      entry.settled();
     }
     if (framed.isClosed) return;
     log.debug("Connection from {addr}: {name} ({role}, {codec}){user}", {
@@ -315,6 +319,7 @@ function accepting(
     by: options.by,
     peers,
     done,
+    connectionStats: () => sources.stats(),
     async close(graceMs = 2000) {
       if (!stopping) {
         stopping = true;
@@ -417,14 +422,4 @@ export async function dial(
     codec: codec.name,
   });
   return new Peer(framed, { ...options, codec, ...agreed });
-}
-
-/** The peer's address as `host:port` (for logs), before it is framed. */
-function remoteOf(conn: Deno.Conn): string {
-  try {
-    const a = conn.remoteAddr as Deno.NetAddr;
-    return hostPort(a.hostname, a.port);
-  } catch {
-    return "unknown";
-  }
 }

@@ -156,10 +156,12 @@ export class Newcomers {
    * of the source that has the most such connections: a flood from one
    * address closes its own connections first, not a slower client's from
    * another (hostile review W3).
+   * @param source only of this source (the one holding the most of the
+   *   listener's connections: sources.ts)
    * @returns false when none waits (then the new connection is refused)
    */
-  makeRoom(): boolean {
-    const most = this.#heap[0];
+  makeRoom(source?: string): boolean {
+    const most = source === undefined ? this.#heap[0] : this.#bySource.get(source);
     if (most === undefined) return false;
     const oldest: Newcomer = most.waiting.values().next().value!;
     this.leave(oldest);
