@@ -24,6 +24,8 @@
  * ±2^53) and everything else stay as they are.
  */
 
+import { frameView } from "./byte_words.ts";
+
 /** Frames longer than this are not kept (a copy and a mask each). */
 export const MEMO_MAX_BYTES = 1024;
 /** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
@@ -34,19 +36,6 @@ const RETRY_EVERY = 8;
 /** How a byte of the kept value may change (see the module comment). */
 const SAME = 0, ANY_DIGIT = 1, NONZERO_DIGIT = 2, ANY_BYTE = 3, FIXINT = 4, NEGATIVE_FIXINT = 5;
 const BOOLEAN = 6, FLOAT32_HIGH = 7, FLOAT32_NEXT = 8, FLOAT64_HIGH = 9, FLOAT64_NEXT = 10;
-
-let viewBuffer: ArrayBufferLike | undefined;
-let view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
-
-/** A DataView of `b`'s buffer (one per read buffer: asking `b.buffer` costs ~12 ns). */
-function dataView(b: Uint8Array): DataView<ArrayBufferLike> {
-  const buffer = b.buffer;
-  if (buffer !== viewBuffer) {
-    viewBuffer = buffer;
-    view = new DataView(buffer);
-  }
-  return view;
-}
 
 const EMPTY_WORDS = new Int32Array(0);
 const EMPTY_PAIRS = new Float64Array(0);
@@ -182,10 +171,8 @@ export class PublishMemo {
  * against what may change there: digits four at a time, the rest byte by byte.
  */
 function matches(slot: Slot, b: Uint8Array): boolean {
-  // What may change is found once per frame kept, the first time one is compared with it.
-  if (!slot.freeMade) makeFree(slot);
   const n = slot.length;
-  const dv = dataView(b);
+  const dv = frameView(b);
   const base = b.byteOffset;
   const { pairs, words, bytes } = slot;
   const wholePairs = n >> 3;
@@ -205,8 +192,22 @@ function matches(slot: Slot, b: Uint8Array): boolean {
     p += 4;
   }
   for (; p < n; p++) {
-    if (b[p] !== bytes[p] && !mayBe(slot.free, b, p)) return false;
+    if (b[p] === bytes[p]) continue;
+    if (!slot.freeMade && !mayBeFree(slot, bytes[p])) return false;
+    if (!mayBe(slot.free, b, p)) return false;
   }
+  return true;
+}
+
+/**
+ * Whether a kept frame's byte `kept` may be one that changes, before what
+ * may change is marked: in JSON only digits do. What may change is marked
+ * (once per frame kept) the first time a frame differs from it where it
+ * may: a publisher whose layout keeps changing mostly differs elsewhere first.
+ */
+function mayBeFree(slot: Slot, kept: number): boolean {
+  if (!slot.msgpack && !isDigit(kept)) return false;
+  makeFree(slot);
   return true;
 }
 
@@ -217,7 +218,13 @@ function matches(slot: Slot, b: Uint8Array): boolean {
  * most 9), any other's by `mayBe`.
  */
 function wordMayBe(slot: Slot, b: Uint8Array, w: number, x: number): boolean {
-  const changed = x ^ slot.words[w];
+  const kept = slot.words[w];
+  const changed = x ^ kept;
+  for (let k = 0; k < 4 && !slot.freeMade; k++) {
+    if (((changed >>> (8 * k)) & 0xff) !== 0 && !mayBeFree(slot, (kept >>> (8 * k)) & 0xff)) {
+      return false;
+    }
+  }
   if ((changed & ~slot.freeWords[w]) !== 0) return false;
   const digits = slot.digitWords[w];
   const others = changed & ~digits;
@@ -265,15 +272,19 @@ function mayBe(free: Uint8Array, b: Uint8Array, p: number): boolean {
 /** Marks the bytes of a kept frame's value that may change (see the module comment). */
 function makeFree(slot: Slot): void {
   const { free, freeBytes, digitBytes, length: n, valueStart, valueEnd } = slot;
+  const room = (n + 3) & ~3;
   free.fill(SAME, 0, n);
+  freeBytes.fill(0, 0, room);
+  digitBytes.fill(0, 0, room);
   if (slot.msgpack) freeMsgpack(slot.bytes, valueStart, valueEnd, free);
   else freeJson(slot.bytes, valueStart, valueEnd, free);
-  for (let k = 0; k < n; k++) {
-    freeBytes[k] = free[k] === SAME ? 0 : 0xff;
-    digitBytes[k] = free[k] === ANY_DIGIT ? 0xff : 0;
+  // Only the value's bytes may be anything but SAME.
+  for (let k = valueStart; k < valueEnd; k++) {
+    const f = free[k];
+    if (f === SAME) continue;
+    freeBytes[k] = 0xff;
+    if (f === ANY_DIGIT) digitBytes[k] = 0xff;
   }
-  freeBytes.fill(0, n, (n + 3) & ~3);
-  digitBytes.fill(0, n, (n + 3) & ~3);
   slot.freeMade = true;
 }
 
