@@ -131,6 +131,29 @@ Deno.test("SourceTable: a hello proving a user moves the connection to its user'
   assert.equal(t.total, 3);
 });
 
+Deno.test("SourceTable: while full, a hello proving a user who holds a quarter is refused; the user's connections are closed for others first", () => {
+  const { t, admit, hello, closed } = table(8);
+  for (let i = 1; i <= 3; i++) hello(`10.0.0.${i}`, "alice"); // alice holds 3 > 2, from 3 addresses
+  for (let i = 4; i <= 8; i++) hello(`10.0.0.${i}`);
+  assert.equal(t.held("user alice"), 3);
+  // Full: 10.0.0.9 (holding none) closes alice's newest, not an address's connection.
+  const e = admit("10.0.0.9");
+  assert.ok(e instanceof SourceEntry);
+  assert.equal(closed.length, 1);
+  assert.match(closed[0], /^10\.0\.0\.3#3: .*user alice held 3, more than the 2 one source/);
+  // It proves to be alice as well: she holds her share while the port is full.
+  assert.throws(
+    () => e.hello("alice"),
+    (err: DistError) =>
+      err.code === "OVERLOADED" &&
+      err.message === "Connection limit of 8 reached, and user alice holds 2: " +
+          "one source may hold at most 2 while the limit is reached",
+  );
+  e.leave();
+  assert.equal(t.total, 7);
+  assert.equal(t.stats().refused_source, 1);
+});
+
 Deno.test("SourceTable: over random arrivals, hellos and departures, counts match and no source passes its bound", () => {
   let seed = 11;
   const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
