@@ -154,6 +154,20 @@ Deno.test("SourceTable: while full, a hello proving a user who holds a quarter i
   assert.equal(t.stats().refused_source, 1);
 });
 
+Deno.test("SourceTable: a connection closed to make room while its hello was checked counts nowhere after it", () => {
+  const { t, admit, closed } = table(2);
+  const a = admit("10.0.0.1");
+  const b = admit("10.0.0.2");
+  assert.ok(a instanceof SourceEntry && b instanceof SourceEntry);
+  assert.ok(admit("10.0.0.3") instanceof SourceEntry); // full: closes 10.0.0.1's, the oldest without a hello
+  assert.equal(closed.length, 1);
+  a.hello("alice"); // its credentials were good, but it is closed already
+  a.settled();
+  assert.equal(t.held("user alice"), 0);
+  assert.equal(t.held("10.0.0.1"), 0);
+  assert.equal(t.total, 2);
+});
+
 Deno.test("SourceTable: over random arrivals, hellos and departures, counts match and no source passes its bound", () => {
   let seed = 11;
   const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;

@@ -113,7 +113,8 @@ export class SourceEntry {
    * @throws {DistError} OVERLOADED naming the bound (the hello is refused with it)
    */
   hello(user: string | undefined): void {
-    this.#table.move(this, user);
+    // Closed to make room while its credentials were checked: it counts nowhere any more.
+    if (!this.#left) this.#table.move(this, user);
   }
 
   /** `inner`, after which the connection moves to its user's source ({@link hello}). */
