@@ -14,6 +14,7 @@ import {
   type Peer,
   type RawFrameHandler,
   readPublish,
+  type RequestHandler,
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
 import { readMsgpackPublish } from "./msgpack_publish.ts";
@@ -23,6 +24,7 @@ import { forgetParts, sidTail } from "./frames.ts";
 import { shareSource } from "./shares.ts";
 import { TOPIC_NAMES_BYTES } from "./snapshot.ts";
 import { PAGE_BYTES } from "./topic_list.ts";
+import { COSTLY_METHODS, CostlyTurns } from "./costly_turns.ts";
 import {
   broker,
   type Subscribe,
@@ -82,6 +84,8 @@ export class WireFront implements SessionOwner {
   /** Deliveries too large for a frame. */
   undeliverable = 0;
   readonly #sessions = new Set<Session>();
+  /** Listings, subscribes and stats: a few ms of them a turn (costly_turns.ts). */
+  readonly costly = new CostlyTurns();
   /** The session of the last fast-path frame's peer (forgotten when it closes). */
   #lastSession: Session | undefined;
 
@@ -123,14 +127,21 @@ export class WireFront implements SessionOwner {
         ),
     };
     return serving([broker], handlers, {
-      wrap: (handle) => (method, params, peer, meta) => {
-        if (this.#session(peer).cutOff) {
-          throw new DistError(
-            "SLOW_CONSUMER",
-            "This connection was cut off as a slow consumer: it closes once its queued bytes are out",
-          );
-        }
-        return handle(method, params, peer, meta);
+      wrap: (handle) => {
+        const checked: RequestHandler = (method, params, peer, meta) => {
+          if (this.#session(peer).cutOff) {
+            throw new DistError(
+              "SLOW_CONSUMER",
+              "This connection was cut off as a slow consumer: it closes once its queued bytes are out",
+            );
+          }
+          return handle(method, params, peer, meta);
+        };
+        // Listings, subscribes and stats take turns (costly_turns.ts); checked when they run.
+        return (method, params, peer, meta) =>
+          COSTLY_METHODS.has(method) && !this.#session(peer).cutOff
+            ? this.costly.run(peer, () => checked(method, params, peer, meta))
+            : checked(method, params, peer, meta);
       },
       wrapNotification: (take) => (method, params, peer) => {
         if (!this.#session(peer).cutOff) take(method, params, peer);
@@ -353,7 +364,7 @@ export class WireFront implements SessionOwner {
     session.subs.set(sub.sid, sub);
     // The answer goes out when this handler returns; the retained values
     // (and anything live since) follow it.
-    queueMicrotask(() => sub.release());
+    this.costly.later(() => sub.release());
     const result: Subscribed = {
       sid: sub.sid,
       topic: sub.pattern,

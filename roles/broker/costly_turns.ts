@@ -1,0 +1,151 @@
+/**
+ * Costly requests bounded per turn of the event loop (hostile review 33,
+ * Y4). Each `broker.topics` page, each subscribe's naming of what it covers
+ * and each `sys.stats` is bounded work, but a connection's pipelined
+ * requests are handled back to back as they are read: 8 connections × 150
+ * pipelined listings (valid pages of 1,000) held another client's ping up to
+ * 2.7 s, 150 subscribes each 0.45 s, 150 `sys.stats` each 0.36 s.
+ *
+ * So such requests get COSTLY_MS_PER_TURN of a turn, together: one that
+ * comes while the turn has some left (and none waits) runs at once; the
+ * others wait for later turns (a timer each, so every connection's reads
+ * and writes come in between, as the matches' turns do: see matching.ts),
+ * taken from their connections in rotation. A connection with a request
+ * waiting is held meanwhile (Peer.holdInput: what it sent after waits
+ * unread, in order), so it has at most one waiting here, its requests keep
+ * their order with its others, and a pile of them costs memory in the
+ * kernel's buffers, not here. What another client waits for is then about
+ * a turn: COSTLY_MS_PER_TURN plus one request, whatever the number of
+ * requests pipelined and of connections sending them.
+ */
+import { DistError } from "../../wire/mod.ts";
+
+/**
+ * Milliseconds of costly requests per turn of the event loop (one listing
+ * of 1,000 topics takes about 3-6 ms; its answer's encoding comes on top).
+ */
+export const COSTLY_MS_PER_TURN = 4;
+
+/** The requests that take turns here. */
+export const COSTLY_METHODS: ReadonlySet<string> = new Set([
+  "broker.topics",
+  "broker.subscribe",
+  "sys.stats",
+]);
+
+/** Whose request (a connection's Peer). */
+export interface TurnOwner {
+  /** Stops (true) or resumes (false) taking its input; counted (see Peer.holdInput). */
+  holdInput(hold?: boolean): void;
+  readonly conn: { readonly isClosed: boolean };
+}
+
+type Job = () => void;
+
+export class CostlyTurns {
+  readonly #budget: number;
+  readonly #now: () => number;
+  /** Milliseconds spent in this turn. */
+  #spent = 0;
+  /** A timer is set: it starts the next turn. */
+  #scheduled = false;
+  /** Waiting jobs by owner; the map's order is the rotation. */
+  readonly #waiting = new Map<TurnOwner, Job[]>();
+  /** While a waiting job runs: what is to run once its answer is out (see `later`). */
+  #after: (() => void)[] | undefined;
+  /** Requests that waited for a later turn, so far. */
+  deferred = 0;
+
+  constructor(options: { msPerTurn?: number; now?: () => number } = {}) {
+    this.#budget = options.msPerTurn ?? COSTLY_MS_PER_TURN;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /** Requests waiting for a later turn. */
+  get waiting(): number {
+    let n = 0;
+    for (const jobs of this.#waiting.values()) n += jobs.length;
+    return n;
+  }
+
+  /**
+   * Runs `f` now when this turn has time left and nothing waits; else in a
+   * later turn (the promise settles with what it returns or throws), its
+   * owner held until then. A request of a connection closed meanwhile is
+   * not run (UNAVAILABLE).
+   */
+  run<T>(owner: TurnOwner, f: () => T): T | Promise<T> {
+    if (this.#waiting.size === 0 && this.#spent < this.#budget) {
+      const t0 = this.#now();
+      try {
+        return f();
+      } finally {
+        this.#spent += this.#now() - t0;
+        this.#schedule();
+      }
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    const job = () => {
+      if (owner.conn.isClosed) {
+        reject(new DistError("UNAVAILABLE", "Connection closed"));
+        return;
+      }
+      const after: (() => void)[] = this.#after = [];
+      const t0 = this.#now();
+      try {
+        resolve(f());
+      } catch (err) {
+        reject(err);
+      } finally {
+        this.#spent += this.#now() - t0;
+        this.#after = undefined;
+        // After the reaction that sends the answer (queued by resolve: the
+        // request's handler had returned the promise long before).
+        for (const fn of after) queueMicrotask(fn);
+      }
+    };
+    const jobs = this.#waiting.get(owner);
+    if (jobs !== undefined) jobs.push(job);
+    else {
+      this.#waiting.set(owner, [job]);
+      owner.holdInput();
+    }
+    this.deferred++;
+    this.#schedule();
+    return promise;
+  }
+
+  /**
+   * Runs `fn` once the answer of the request being handled is out (a
+   * subscribe's retained values follow its answer): a microtask after it.
+   */
+  later(fn: () => void): void {
+    if (this.#after !== undefined) this.#after.push(fn);
+    else queueMicrotask(fn);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setTimeout(this.#turn, 0);
+  }
+
+  /** A new turn: its time, spent on waiting jobs one owner at a time. */
+  readonly #turn = (): void => {
+    this.#scheduled = false;
+    this.#spent = 0;
+    const waiting = this.#waiting;
+    while (waiting.size > 0 && this.#spent < this.#budget) {
+      const [owner, jobs] = waiting.entries().next().value!;
+      waiting.delete(owner);
+      const job = jobs.shift()!;
+      // Its next job waits behind every other owner's.
+      if (jobs.length > 0) waiting.set(owner, jobs);
+      job();
+      // Its input is taken again (what it sent meanwhile may run now, or wait here).
+      if (jobs.length === 0) owner.holdInput(false);
+    }
+    // Waiting jobs go on next turn; time spent now counts until then.
+    if (waiting.size > 0 || this.#spent > 0) this.#schedule();
+  };
+}
