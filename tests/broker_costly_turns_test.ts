@@ -75,6 +75,26 @@ Deno.test("CostlyTurns takes waiting owners in rotation, one request each", asyn
   await quiet();
 });
 
+Deno.test("CostlyTurns rotates over sources first: one source's many connections take one turn a round", async () => {
+  const { turns, job } = clocked(4);
+  const attackers = [new Owner(), new Owner(), new Owner(), new Owner()];
+  const legit = new Owner();
+  const order: string[] = [];
+  turns.run(legit, job(10), "legit"); // spends the turn
+  const all: unknown[] = [];
+  for (const [k, o] of attackers.entries()) {
+    all.push(turns.run(o, job(5, () => order.push(`x${k}`)), "attacker"));
+  }
+  for (let i = 0; i < 2; i++) {
+    all.push(turns.run(legit, job(5, () => order.push(`legit${i}`)), "legit"));
+  }
+  await Promise.all(all);
+  // Each legit request waits behind one of the attacker's, not behind all four connections'.
+  assert.deepEqual(order, ["x0", "legit0", "x1", "legit1", "x2", "x3"]);
+  assert.deepEqual([...attackers, legit].map((o) => o.held), [0, 0, 0, 0, 0]);
+  await quiet();
+});
+
 Deno.test("CostlyTurns: what an owner sent while held runs after its waiting request, in order", async () => {
   const { turns, job } = clocked(4);
   const a = new Owner();

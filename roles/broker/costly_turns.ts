@@ -10,7 +10,10 @@
  * comes while the turn has some left (and none waits) runs at once; the
  * others wait for later turns (a timer each, so every connection's reads
  * and writes come in between, as the matches' turns do: see matching.ts),
- * taken from their connections in rotation. A connection with a request
+ * one at a time in rotation over sources (a client's user, else its
+ * address, as matches rotate: one attacker's many connections have one
+ * turn a round between them), and within a source over its connections.
+ * A connection with a request
  * waiting is held meanwhile (Peer.holdInput: what it sent after waits
  * unread, in order), so it has at most one waiting here, its requests keep
  * their order with its others, and a pile of them costs memory in the
@@ -49,8 +52,8 @@ export class CostlyTurns {
   #spent = 0;
   /** A timer is set: it starts the next turn. */
   #scheduled = false;
-  /** Waiting jobs by owner; the map's order is the rotation. */
-  readonly #waiting = new Map<TurnOwner, Job[]>();
+  /** Waiting jobs by source, then by owner; each map's order is its rotation. */
+  readonly #sources = new Map<unknown, Map<TurnOwner, Job[]>>();
   /** While a waiting job runs: what is to run once its answer is out (see `later`). */
   #after: (() => void)[] | undefined;
   /** Requests that waited for a later turn, so far. */
@@ -64,18 +67,21 @@ export class CostlyTurns {
   /** Requests waiting for a later turn. */
   get waiting(): number {
     let n = 0;
-    for (const jobs of this.#waiting.values()) n += jobs.length;
+    for (const owners of this.#sources.values()) {
+      for (const jobs of owners.values()) n += jobs.length;
+    }
     return n;
   }
 
   /**
    * Runs `f` now when this turn has time left and nothing waits; else in a
    * later turn (the promise settles with what it returns or throws), its
-   * owner held until then. A request of a connection closed meanwhile is
-   * not run (UNAVAILABLE).
+   * owner held until then, taking turns with the others of its `source`
+   * (default: its own). A request of a connection closed meanwhile is not
+   * run (UNAVAILABLE).
    */
-  run<T>(owner: TurnOwner, f: () => T): T | Promise<T> {
-    if (this.#waiting.size === 0 && this.#spent < this.#budget) {
+  run<T>(owner: TurnOwner, f: () => T, source: unknown = owner): T | Promise<T> {
+    if (this.#sources.size === 0 && this.#spent < this.#budget) {
       const t0 = this.#now();
       try {
         return f();
@@ -104,10 +110,12 @@ export class CostlyTurns {
         for (const fn of after) queueMicrotask(fn);
       }
     };
-    const jobs = this.#waiting.get(owner);
+    let owners = this.#sources.get(source);
+    if (owners === undefined) this.#sources.set(source, owners = new Map());
+    const jobs = owners.get(owner);
     if (jobs !== undefined) jobs.push(job);
     else {
-      this.#waiting.set(owner, [job]);
+      owners.set(owner, [job]);
       owner.holdInput();
     }
     this.deferred++;
@@ -130,22 +138,25 @@ export class CostlyTurns {
     setTimeout(this.#turn, 0);
   }
 
-  /** A new turn: its time, spent on waiting jobs one owner at a time. */
+  /** A new turn: its time, spent on waiting jobs one at a time, sources and owners in rotation. */
   readonly #turn = (): void => {
     this.#scheduled = false;
     this.#spent = 0;
-    const waiting = this.#waiting;
-    while (waiting.size > 0 && this.#spent < this.#budget) {
-      const [owner, jobs] = waiting.entries().next().value!;
-      waiting.delete(owner);
+    const sources = this.#sources;
+    while (sources.size > 0 && this.#spent < this.#budget) {
+      const [source, owners] = sources.entries().next().value!;
+      const [owner, jobs] = owners.entries().next().value!;
       const job = jobs.shift()!;
-      // Its next job waits behind every other owner's.
-      if (jobs.length > 0) waiting.set(owner, jobs);
+      // Their next jobs wait behind every other's: to the end of both rotations.
+      owners.delete(owner);
+      if (jobs.length > 0) owners.set(owner, jobs);
+      sources.delete(source);
+      if (owners.size > 0) sources.set(source, owners);
       job();
       // Its input is taken again (what it sent meanwhile may run now, or wait here).
       if (jobs.length === 0) owner.holdInput(false);
     }
     // Waiting jobs go on next turn; time spent now counts until then.
-    if (waiting.size > 0 || this.#spent > 0) this.#schedule();
+    if (sources.size > 0 || this.#spent > 0) this.#schedule();
   };
 }

@@ -137,11 +137,13 @@ export class WireFront implements SessionOwner {
           }
           return handle(method, params, peer, meta);
         };
-        // Listings, subscribes and stats take turns (costly_turns.ts); checked when they run.
-        return (method, params, peer, meta) =>
-          COSTLY_METHODS.has(method) && !this.#session(peer).cutOff
-            ? this.costly.run(peer, () => checked(method, params, peer, meta))
-            : checked(method, params, peer, meta);
+        // Listings, subscribes and stats take turns per source (costly_turns.ts); checked when they run.
+        return (method, params, peer, meta) => {
+          if (!COSTLY_METHODS.has(method)) return checked(method, params, peer, meta);
+          const session = this.#session(peer);
+          if (session.cutOff) return checked(method, params, peer, meta);
+          return this.costly.run(peer, () => checked(method, params, peer, meta), session.source);
+        };
       },
       wrapNotification: (take) => (method, params, peer) => {
         if (!this.#session(peer).cutOff) take(method, params, peer);
