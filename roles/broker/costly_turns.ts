@@ -13,11 +13,10 @@
  * one at a time in rotation over sources (a client's user, else its
  * address, as matches rotate: one attacker's many connections have one
  * turn a round between them), and within a source over its connections.
- * A connection with a request
- * waiting is held meanwhile (Peer.holdInput: what it sent after waits
- * unread, in order), so it has at most one waiting here, its requests keep
- * their order with its others, and a pile of them costs memory in the
- * kernel's buffers, not here. What another client waits for is then about
+ * A connection with a request waiting is held meanwhile (Peer.holdInput:
+ * what it sent after waits unread, in order), so it has at most one
+ * waiting here, its requests keep their order with its others, and a pile
+ * of them costs memory in the kernel's buffers, not here. What another client waits for is then about
  * a turn: COSTLY_MS_PER_TURN plus one request, whatever the number of
  * requests pipelined and of connections sending them.
  */
