@@ -164,15 +164,29 @@ Deno.test("PublishMemo.checked() keeps frames up to MEMO_MAX_BYTES, of four leng
   assert.equal(four.match(encoder.encode("[1234]")), undefined);
 });
 
-Deno.test("PublishMemo.checked() keeps only one frame in RETRY_EVERY once none matches for a while", () => {
+Deno.test("PublishMemo.checked() keeps ever fewer frames while none matches, and matches again once one does", () => {
   const memo = new PublishMemo();
-  for (let i = 0; i < 64; i++) {
+  for (let i = 0; i < 1000; i++) {
     // Every frame another layout: never matched before it is checked.
-    const v = encoder.encode(`[${"1,".repeat(i)}1]`);
+    // (Lengths repeat every 300 frames, with another letter: no digit to change.)
+    const v = encoder.encode(`["${"a".repeat(i % 300)}","${"bcdef"[Math.floor(i / 300)]}"]`);
     assert.equal(memo.match(v), undefined);
     memo.checked(v, whole(v), false);
   }
-  assert.ok(memo.stored >= 8 && memo.stored < 16, `kept ${memo.stored} of 64`);
+  // The first 8, then the 16th, 32nd, …, 256th, 512th and 768th.
+  assert.equal(memo.stored, 15);
+  // One layout again: kept within 256 frames, then every frame after it matches.
+  const stable = encoder.encode('{"reading":21.5}');
+  let first = -1;
+  for (let i = 0; i < 300; i++) {
+    if (memo.match(stable) !== undefined) {
+      if (first < 0) first = i;
+    } else {
+      assert.equal(first, -1, "once matched, always");
+      memo.checked(stable, whole(stable), false);
+    }
+  }
+  assert.ok(first > 0 && first <= 256, `matched from frame ${first}`);
 });
 
 /** A random JSON value's text: every kind of token, escapes and non-ASCII text among them. */

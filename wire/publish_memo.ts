@@ -30,8 +30,13 @@ import { frameView } from "./byte_words.ts";
 export const MEMO_MAX_BYTES = 1024;
 /** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
 const SLOTS = 4;
-/** Full reads in a row without a match past which only one in RETRY_EVERY is kept. */
+/**
+ * Full reads in a row without a match past which fewer are kept: the
+ * 16th, 32nd, … up to one in RETRY_MOST (a publisher whose layout keeps
+ * changing costs a copy and a marking per frame kept, and they are never used).
+ */
 const RETRY_EVERY = 8;
+const RETRY_MOST = 256;
 
 /** How a byte of the kept value may change (see the module comment). */
 const SAME = 0, ANY_DIGIT = 1, NONZERO_DIGIT = 2, ANY_BYTE = 3, FIXINT = 4, NEGATIVE_FIXINT = 5;
@@ -127,13 +132,14 @@ export class PublishMemo {
    * `b[valueStart, valueEnd)` (JSON, or MessagePack) is valid.
    * Kept in place of the kept frame of its length, else of the one used
    * longest ago; after RETRY_EVERY full reads in a row without a match, only
-   * one in RETRY_EVERY is (frames whose layout keeps changing are not copied
+   * the 16th, 32nd, … and then one in RETRY_MOST is (frames whose layout keeps changing are not copied
    * each time).
    */
   checked(b: Uint8Array, read: KeptRead, msgpack: boolean): void {
     const n = b.length;
     if (n > MEMO_MAX_BYTES) return;
-    if (++this.#missRun > RETRY_EVERY && this.#missRun % RETRY_EVERY !== 0) return;
+    const run = ++this.#missRun;
+    if (run > RETRY_EVERY && (run & (run - 1)) !== 0 && run % RETRY_MOST !== 0) return;
     const slots = this.#slots;
     let slot: Slot | undefined;
     let oldest: Slot | undefined;
