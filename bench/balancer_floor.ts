@@ -11,6 +11,8 @@
  * - `haproxy_c64`: HAProxy `mode tcp` (one thread), when installed;
  * - `base_c64`: with DIST_BASELINE=DIR, the balancer of that checkout.
  *
+ * DIST_FLOOR_ROWS=name,name keeps only those rows.
+ *
  * For each row: req/s, the proxy's CPU per request (schedstat of all its
  * threads), and, when `perf` can count syscall tracepoints (root), its
  * socket reads, writes and epoll waits per request. From the relay rows a
@@ -143,6 +145,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   ];
   if (haproxy) rows.push(["haproxy_c64", haproxy.address, haproxy.pid, 64]);
   if (base) rows.push(["base_c64", base.address, base.child.pid, 64]);
+  // DIST_FLOOR_ROWS=a,b: only those rows (more rounds of an A/B in one hold of the lock).
+  const only = Deno.env.get("DIST_FLOOR_ROWS")?.split(",");
+  if (only !== undefined) rows.splice(0, rows.length, ...rows.filter((r) => only.includes(r[0])));
   console.log(
     `${flags.runs} round(s) of ${flags.duration}, echo 64 B over 4 connections; rows ` +
       rows.map((r) => r[0]).join(", ") + (perf ? "; syscalls by perf stat" : ""),

@@ -33,9 +33,12 @@ import {
 } from "../../wire/mod.ts";
 import type { Backend, Transition } from "./backends.ts";
 import type { DispatchHooks, Job, Outcome } from "./forward.ts";
+import type { FairItem, Flow } from "./queue.ts";
+import type { ClientShare } from "./shares.ts";
 import type { Link } from "./links.ts";
 import { cut, foreignErrorLines, log } from "./log.ts";
 import { Pressure } from "./pressure.ts";
+import { keep, keptAt, plainRequest, writePlainAnswer, writePlainRequest } from "./raw_frames.ts";
 import { sizeOfValue } from "./value_size.ts";
 
 /** A request decoded from a client, waiting for its answer. */
@@ -49,40 +52,6 @@ export interface DecodedJob extends Job {
   readonly flow: Peer;
   resolve: (reply: Reply) => void;
   reject: (err: DistError) => void;
-}
-
-/**
- * Request bytes are kept in shared slabs (one allocation per slab, not per
- * request); a slab is freed once no request in it is alive. Small slabs
- * bound what one long-lived request keeps alive; larger requests get their
- * own copy.
- */
-const SLAB_BYTES = 8 * 1024;
-const OWN_COPY_ABOVE = 1024;
-let slab = new Uint8Array(SLAB_BYTES);
-let slabUsed = 0;
-
-/** Where the last {@link keep} put its copy in the buffer it returned. */
-let keptAt = 0;
-
-/**
- * A copy of `bytes` that outlives the read buffer they are a view of: the
- * slab it went into (at `keptAt`), not a view of it (no object per request).
- */
-function keep(bytes: Uint8Array): Uint8Array {
-  const n = bytes.length;
-  if (n > OWN_COPY_ABOVE) {
-    keptAt = 0;
-    return bytes.slice();
-  }
-  if (slabUsed + n > SLAB_BYTES) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabUsed = 0;
-  }
-  const at = keptAt = slabUsed;
-  for (let i = 0; i < n; i++) slab[at + i] = bytes[i];
-  slabUsed += n;
-  return slab;
 }
 
 /**
@@ -118,6 +87,16 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   backend?: Backend;
   /** The backend connection of the current send. */
   via: Peer | undefined;
+  // Set by the dispatcher and the queue; declared so every job has one shape from the start.
+  share: ClientShare | undefined = undefined;
+  line: Flow<FairItem> | undefined = undefined;
+  /**
+   * Where the bytes after its id start in `payload`, when the frame is
+   * `{"id":ID,"method":M[,"params":P]}` exactly (what clients send): the
+   * frame to a backend is then `{"id":` and the new id before one copy of
+   * them; else -1 (writeRequestAs builds it member by member).
+   */
+  readonly tailStart: number;
   #relay: Relay;
   #answer: Envelope | undefined;
 
@@ -125,7 +104,7 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
     this.#relay = relay;
     this.client = this.flow = client;
     this.payload = keep(request.payload);
-    const at = keptAt;
+    const at = keptAt();
     this.size = request.payload.length;
     this.method = request.method!;
     this.id = request.id!;
@@ -136,10 +115,16 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
     this.paramsStart = request.paramsStart < 0 ? -1 : request.paramsStart + at;
     this.paramsEnd = request.paramsStart < 0 ? -1 : request.paramsEnd + at;
     this.idempotent = request.idempotent;
+    this.tailStart = plainRequest(request) ? this.idEnd : -1;
   }
 
   writeRequest(out: OutBuffer, id: number, maxFrame: number): void {
-    writeRequestAs(out, this, id, maxFrame);
+    const tail = this.tailStart;
+    const end = (this.paramsStart < 0 ? this.methodEnd : this.paramsEnd) + 1;
+    // Else (or too large: then it throws FRAME_TOO_LARGE, having written nothing) member by member.
+    if (tail < 0 || !writePlainRequest(out, id, this.payload, tail, end, maxFrame)) {
+      writeRequestAs(out, this, id, maxFrame);
+    }
   }
 
   onAnswer(answer: Envelope | DistError): void {
@@ -154,7 +139,8 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   }
 
   writeAnswer(out: OutBuffer, maxFrame: number): void {
-    writeAnswerAs(out, this.#answer!, this, maxFrame);
+    const answer = this.#answer!;
+    if (!writePlainAnswer(out, answer, this, maxFrame)) writeAnswerAs(out, answer, this, maxFrame);
   }
 }
 
