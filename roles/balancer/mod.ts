@@ -259,7 +259,7 @@ function rawForwarding({ dispatcher, relay }: Forwarding): FastHooks {
         if (own(method)) return false;
         forwarded = method;
       }
-      dispatcher.submit(relay.rawJob(request, peer));
+      relay.forwardRaw(request, peer, dispatcher);
       return true;
     },
   };

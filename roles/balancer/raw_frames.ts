@@ -107,9 +107,69 @@ export function writePlainRequest(
 }
 
 /**
+ * Appends the frame `{"id":ID` + `frame[idEnd, frame.length)`, `frame`
+ * being a plain request's whole frame (the read's own view of it, so no
+ * view is made): what writeRequestAs writes for it.
+ * @returns false, having written nothing, when it would pass `maxFrame`
+ */
+export function writePlainFrame(
+  out: OutBuffer,
+  id: number,
+  frame: Uint8Array,
+  idEnd: number,
+  maxFrame: number,
+): boolean {
+  let width = 1;
+  for (let n = id; n >= 10; n = Math.floor(n / 10)) width++;
+  const len = ID_OPEN.length + width + frame.length - idEnd;
+  if (len > maxFrame) return false;
+  out.reserve(HEADER_BYTES + Math.max(len, frame.length));
+  const dst = out.bytes;
+  const base = out.length + HEADER_BYTES;
+  let at = base + ID_OPEN.length;
+  placeTail(dst, base, at + width, frame, idEnd);
+  out.setHeader(out.length, len);
+  for (let i = 0; i < ID_OPEN.length; i++) dst[base + i] = ID_OPEN[i];
+  for (let i = at + width - 1, n = id; i >= at; i--, n = Math.floor(n / 10)) dst[i] = 0x30 + n % 10;
+  at += width;
+  out.length = base + len;
+  return true;
+}
+
+/** Most bytes placeTail moves down a second time rather than make a view. */
+const MOVE_AT_MOST = 1024;
+
+/**
+ * Copies `whole[idEnd, whole.length)` to `dst` at `to` without making a
+ * view: `whole` goes in with one set where its tail lands at `to` (its head
+ * is then written over, from `base` on), or at `base` and the tail is moved
+ * down (when its head is longer than what goes before `to`; a tail above
+ * MOVE_AT_MOST bytes is copied through a view instead). `dst` has room up
+ * to `base` + the larger of the frame and `whole`.
+ */
+function placeTail(
+  dst: Uint8Array,
+  base: number,
+  to: number,
+  whole: Uint8Array,
+  idEnd: number,
+): void {
+  const start = to - idEnd;
+  if (start >= base) {
+    dst.set(whole, start);
+  } else if (whole.length - idEnd <= MOVE_AT_MOST) {
+    dst.set(whole, base);
+    dst.copyWithin(to, base + idEnd, base + whole.length);
+  } else {
+    // A large frame is not copied twice: a view costs nothing beside it.
+    dst.set(whole.subarray(idEnd), to);
+  }
+}
+
+/**
  * Appends `answer` under the id of `request` when the answer is plain:
  * `{"id":` + the request's id + the answer's bytes after its own id, what
- * writeAnswerAs writes for it, in one copy.
+ * writeAnswerAs writes for it, in one copy (and no view).
  * @returns false, having written nothing, when it is not plain or would pass `maxFrame`
  */
 export function writePlainAnswer(
@@ -121,14 +181,16 @@ export function writePlainAnswer(
   const b = answer.payload;
   const len = ID_OPEN.length + request.idEnd - request.idStart + b.length - answer.idEnd;
   if (len > maxFrame || !plainAnswer(answer)) return false;
-  out.reserve(HEADER_BYTES + len);
-  out.setHeader(out.length, len);
+  out.reserve(HEADER_BYTES + Math.max(len, b.length));
   const dst = out.bytes;
-  let at = out.length + HEADER_BYTES;
+  const base = out.length + HEADER_BYTES;
+  // The answer's bytes after its id, straight from the read (`b` is its frame: no view made).
+  placeTail(dst, base, base + ID_OPEN.length + request.idEnd - request.idStart, b, answer.idEnd);
+  out.setHeader(out.length, len);
+  let at = base;
   for (let i = 0; i < ID_OPEN.length; i++) dst[at++] = ID_OPEN[i];
   const p = request.payload;
   for (let i = request.idStart; i < request.idEnd; i++) dst[at++] = p[i];
-  dst.set(b.subarray(answer.idEnd), at);
-  out.length = at + b.length - answer.idEnd;
+  out.length = base + len;
   return true;
 }

@@ -38,7 +38,14 @@ import type { ClientShare } from "./shares.ts";
 import type { Link } from "./links.ts";
 import { cut, foreignErrorLines, log } from "./log.ts";
 import { Pressure } from "./pressure.ts";
-import { keep, keptAt, plainRequest, writePlainAnswer, writePlainRequest } from "./raw_frames.ts";
+import {
+  keep,
+  keptAt,
+  plainRequest,
+  writePlainAnswer,
+  writePlainFrame,
+  writePlainRequest,
+} from "./raw_frames.ts";
 import { sizeOfValue } from "./value_size.ts";
 
 /** A request decoded from a client, waiting for its answer. */
@@ -97,6 +104,12 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
    * them; else -1 (writeRequestAs builds it member by member).
    */
   readonly tailStart: number;
+  /**
+   * The read's own view of its frame, while the dispatcher takes it (see
+   * Relay.forwardRaw; the read buffer is reused after): its first send
+   * copies from it, making no view of the slab.
+   */
+  frame: Uint8Array | undefined = undefined;
   #relay: Relay;
   #answer: Envelope | undefined;
 
@@ -120,11 +133,16 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
 
   writeRequest(out: OutBuffer, id: number, maxFrame: number): void {
     const tail = this.tailStart;
-    const end = (this.paramsStart < 0 ? this.methodEnd : this.paramsEnd) + 1;
-    // Else (or too large: then it throws FRAME_TOO_LARGE, having written nothing) member by member.
-    if (tail < 0 || !writePlainRequest(out, id, this.payload, tail, end, maxFrame)) {
-      writeRequestAs(out, this, id, maxFrame);
+    if (tail >= 0) {
+      const frame = this.frame;
+      // A plain frame's id starts at 6 in the frame and at idStart in the slab.
+      const written = frame !== undefined
+        ? writePlainFrame(out, id, frame, tail - this.idStart + 6, maxFrame)
+        : writePlainRequest(out, id, this.payload, tail, this.size + this.idStart - 6, maxFrame);
+      if (written) return;
     }
+    // Else (or too large: then it throws FRAME_TOO_LARGE, having written nothing) member by member.
+    writeRequestAs(out, this, id, maxFrame);
   }
 
   onAnswer(answer: Envelope | DistError): void {
@@ -213,9 +231,18 @@ export class Relay implements DispatchHooks<ForwardJob> {
     return this.#pressure.held(job.flow);
   }
 
-  /** A RawJob for a request scanned by the pass-through (its bytes are copied). */
-  rawJob(request: Envelope, client: Peer): RawJob {
-    return new RawJob(this, request, client);
+  /**
+   * Hands `dispatcher` a RawJob for a request scanned by the pass-through (its
+   * bytes are copied; while it takes it, a send copies from the read).
+   */
+  forwardRaw(request: Envelope, client: Peer, dispatcher: { submit(job: ForwardJob): void }): void {
+    const job = new RawJob(this, request, client);
+    job.frame = request.payload;
+    try {
+      dispatcher.submit(job);
+    } finally {
+      job.frame = undefined;
+    }
   }
 
   send(job: ForwardJob, backend: Backend): boolean {
