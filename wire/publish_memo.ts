@@ -132,8 +132,8 @@ export class PublishMemo {
    * `b[valueStart, valueEnd)` (JSON, or MessagePack) is valid.
    * Kept in place of the kept frame of its length, else of the one used
    * longest ago; after RETRY_EVERY full reads in a row without a match, only
-   * the 16th, 32nd, … and then one in RETRY_MOST is (frames whose layout keeps changing are not copied
-   * each time).
+   * the 16th, 32nd, … and then one in RETRY_MOST is (frames whose layout
+   * keeps changing are not copied each time).
    */
   checked(b: Uint8Array, read: KeptRead, msgpack: boolean): void {
     const n = b.length;
