@@ -30,11 +30,7 @@ import { frameView } from "./byte_words.ts";
 export const MEMO_MAX_BYTES = 1024;
 /** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
 const SLOTS = 4;
-/**
- * Full reads in a row without a match past which fewer are kept: the
- * 16th, 32nd, … up to one in RETRY_MOST (a publisher whose layout keeps
- * changing costs a copy and a marking per frame kept, and they are never used).
- */
+/** Misses in a row past which fewer frames are kept: the 16th, 32nd, … one in RETRY_MOST. */
 const RETRY_EVERY = 8;
 const RETRY_MOST = 256;
 
@@ -54,9 +50,8 @@ export interface KeptRead {
   readonly retain: boolean;
 }
 
-/** One kept frame and what a reader read in it. */
+/** One kept frame and what a reader read in it (arrays sized to it, rounded up to 64 bytes). */
 class Slot implements KeptRead {
-  // Sized to the frames kept (rounded up to 64 bytes), made when the first is.
   words: Int32Array = EMPTY_WORDS;
   /** The same bytes eight at a time (see `matches`). */
   pairs: Float64Array = EMPTY_PAIRS;
@@ -69,6 +64,9 @@ class Slot implements KeptRead {
   /** `free` by word: 0xff where a byte may be any digit (ANY_DIGIT), 0 elsewhere. */
   digitWords: Int32Array = EMPTY_WORDS;
   digitBytes: Uint8Array = EMPTY_BYTES;
+  /** `free` by word: 0xff where a change is checked byte by byte (not a digit nor ANY_BYTE). */
+  checkWords: Int32Array = EMPTY_WORDS;
+  checkBytes: Uint8Array = EMPTY_BYTES;
   freeMade = false;
   /** The frame's length; -1 when none is kept. */
   length = -1;
@@ -92,6 +90,8 @@ class Slot implements KeptRead {
     this.freeBytes = new Uint8Array(this.freeWords.buffer);
     this.digitWords = new Int32Array(room >> 2);
     this.digitBytes = new Uint8Array(this.digitWords.buffer);
+    this.checkWords = new Int32Array(room >> 2);
+    this.checkBytes = new Uint8Array(this.checkWords.buffer);
   }
 }
 
@@ -170,11 +170,9 @@ export class PublishMemo {
 }
 
 /**
- * Whether `b` is `slot`'s frame but where its value may change (see the
- * module comment). Compared eight bytes at a time as doubles (equal
- * doubles other than zero have the same bits; a pair that differs, or
- * is zero or NaN, is compared as two words), a word that differs checked
- * against what may change there: digits four at a time, the rest byte by byte.
+ * Whether `b` is `slot`'s frame but where its value may change (see the module comment): eight
+ * bytes at a time as doubles (equal ones but ±0 have the same bits; a pair that differs, is zero
+ * or NaN goes as two words), a word that differs checked against what may change there.
  */
 function matches(slot: Slot, b: Uint8Array): boolean {
   const n = slot.length;
@@ -206,10 +204,8 @@ function matches(slot: Slot, b: Uint8Array): boolean {
 }
 
 /**
- * Whether a kept frame's byte `kept` may be one that changes, before what
- * may change is marked: in JSON only digits do. What may change is marked
- * (once per frame kept) the first time a frame differs from it where it
- * may: a publisher whose layout keeps changing mostly differs elsewhere first.
+ * Whether a kept byte `kept` may change, before that is marked (once per frame kept, when a frame
+ * first differs where it may; in JSON only a digit may): changing layouts differ elsewhere first.
  */
 function mayBeFree(slot: Slot, kept: number): boolean {
   if (!slot.msgpack && !isDigit(kept)) return false;
@@ -220,8 +216,8 @@ function mayBeFree(slot: Slot, kept: number): boolean {
 /**
  * Whether word `w` of a kept frame (`slot`) may be `x`, the frame `b`'s,
  * which differs from it: every byte that changed may change, a digit's
- * (ANY_DIGIT) to a digit (checked four at a time: each byte XOR "0" at
- * most 9), any other's by `mayBe`.
+ * (ANY_DIGIT) to a digit (four at a time: each byte XOR "0" at most 9),
+ * ANY_BYTE's to anything, any other's as `mayBe` says.
  */
 function wordMayBe(slot: Slot, b: Uint8Array, w: number, x: number): boolean {
   const kept = slot.words[w];
@@ -233,7 +229,7 @@ function wordMayBe(slot: Slot, b: Uint8Array, w: number, x: number): boolean {
   }
   if ((changed & ~slot.freeWords[w]) !== 0) return false;
   const digits = slot.digitWords[w];
-  const others = changed & ~digits;
+  const others = changed & slot.checkWords[w];
   if (digits !== 0) {
     const y = (x ^ 0x30303030) & digits;
     if ((y & 0xf0f0f0f0) !== 0 || ((y + 0x06060606) & 0x10101010) !== 0) return false;
@@ -277,11 +273,12 @@ function mayBe(free: Uint8Array, b: Uint8Array, p: number): boolean {
 
 /** Marks the bytes of a kept frame's value that may change (see the module comment). */
 function makeFree(slot: Slot): void {
-  const { free, freeBytes, digitBytes, length: n, valueStart, valueEnd } = slot;
+  const { free, freeBytes, digitBytes, checkBytes, length: n, valueStart, valueEnd } = slot;
   const room = (n + 3) & ~3;
   free.fill(SAME, 0, n);
   freeBytes.fill(0, 0, room);
   digitBytes.fill(0, 0, room);
+  checkBytes.fill(0, 0, room);
   if (slot.msgpack) freeMsgpack(slot.bytes, valueStart, valueEnd, free);
   else freeJson(slot.bytes, valueStart, valueEnd, free);
   // Only the value's bytes may be anything but SAME.
@@ -290,6 +287,7 @@ function makeFree(slot: Slot): void {
     if (f === SAME) continue;
     freeBytes[k] = 0xff;
     if (f === ANY_DIGIT) digitBytes[k] = 0xff;
+    else if (f !== ANY_BYTE) checkBytes[k] = 0xff;
   }
   slot.freeMade = true;
 }
