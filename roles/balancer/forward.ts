@@ -378,8 +378,9 @@ export class Dispatcher<J extends Job> {
     for (let tries = this.#pool.list.length; tries >= 0; tries--) {
       let backend = this.#runs.pick(job.flow, avoid);
       if (backend === undefined) return false;
-      // Not behind a large request on its connection, when another has none (shares.ts).
-      if (this.#shares.large > 0) backend = this.#shares.clearOf(backend, this.#pool.list, avoid);
+      // Small ones not behind a large request on its connection; large ones off one backend (shares.ts).
+      const pacing = this.#shares.pacing;
+      if (pacing.paced > 0) backend = pacing.place(backend, job.bytes ?? 0, this.#pool.list, avoid);
       backend = this.#shares.unstuck(backend, this.#pool.list, avoid);
       backend.inflight++;
       job.backend = backend;

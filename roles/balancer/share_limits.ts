@@ -37,6 +37,23 @@ export const LARGE_BYTES = 32 * 1024;
  * moved (each byte is scanned and copied a few times on its way through).
  */
 export const SMALL_EARNS = 4 * 1024;
+/**
+ * Requests of at least this many bytes are paced (they pay their bytes from
+ * what smaller ones earn, SMALL_EARNS each) and keep off one backend while
+ * small ones come: a request smaller than this costs about what any small
+ * one does; one larger, its bytes (hostile33 Y1: 32,700-byte requests, just
+ * under LARGE_BYTES, went unpaced).
+ */
+export const PACED_BYTES = SMALL_EARNS;
+/** Bytes of requests the connections of one source may have on the backends while another source is busy. */
+export const SOURCE_BYTES = SOURCE_OUT * SHARE_BYTES;
+/**
+ * How long after a small request was answered paced requests still keep
+ * off one backend (ms): longer than LARGE_GRACE_MS, so a client between
+ * requests (20 a second, or one) finds a backend with nothing large ahead
+ * of it when it comes back (hostile33 Y2).
+ */
+export const CLEAR_MS = 10_000;
 /** Most bytes large requests may have earned ahead; and sizes are counted up to this. */
 export const MAX_EARNED = 1024 * 1024;
 

@@ -44,32 +44,25 @@
  * behind up to 16 large ones on the way out, and behind their answers on
  * the way back. So bytes count too. While others are active, a connection
  * may have at most {@link SHARE_BYTES} of requests on the backends (always
- * at least one request). A request of {@link LARGE_BYTES} or more is large:
- * while a small request is on the backends (or was answered within the
- * grace), there are at most one large request fewer than backends in
- * rotation (at least one) on the backends, and they go at the pace the
- * others' requests earn them ({@link SMALL_EARNS} each: deficit round robin
- * in bytes, the others' requests being the rounds); and a request goes to a
- * backend with no large request on it when there is one (see
- * {@link Shares.clearOf}), so small requests find a connection with
- * nothing large ahead of them.
+ * at least one request), and the connections of a source together
+ * {@link SOURCE_BYTES} while another source is busy (hostile33 Y1: sixteen
+ * connections of 64 KiB held 1 MiB). Requests of {@link PACED_BYTES} or
+ * more are paced, and kept off one backend (pacing.ts).
  */
 
 import { ClientShare, Held, mayHold, Sitting, SourceShare, STUCK_MS } from "./slots.ts";
+import { Pacing } from "./pacing.ts";
 
 import {
   ACTIVE_MS,
   Admit,
   BULK_DEPTH,
   CONTENDED_SHARE,
-  LARGE_BYTES,
-  LARGE_GRACE_MS,
   LIGHT_GRACE_MS,
   LIGHT_PER_BULK,
   MAX_CREDIT,
-  MAX_EARNED,
   SHARE_BYTES,
-  SMALL_EARNS,
+  SOURCE_BYTES,
   SOURCE_DEPTH,
   SOURCE_OUT,
 } from "./share_limits.ts";
@@ -85,16 +78,8 @@ export class Shares {
   inflight = 0;
   /** Of them, sent for bulk flows. */
   bulk = 0;
-  /** Of them, large ones (LARGE_BYTES or more). */
-  large = 0;
-  /** Large requests on each backend (only backends with one). */
-  #largeOn = new Map<object, number>();
-  /** When a request that is not large was last answered. */
-  #smallAt = -Infinity;
-  /** What large requests may send before they wait for others' requests (see SMALL_EARNS). */
-  #earned = 0;
-  /** Backends in rotation now (large requests may use one fewer while small ones are busy). */
-  #backends: () => number;
+  /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
+  readonly pacing: Pacing;
   /** Slots of the backends in rotation (slots.ts). */
   #capacity: () => number;
   /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
@@ -143,7 +128,13 @@ export class Shares {
       capacity?: () => number;
     },
   ) {
-    this.#backends = options.backends ?? (() => 1);
+    this.pacing = new Pacing({
+      now: options.now,
+      backends: options.backends ?? (() => 1),
+      inflight: () => this.inflight,
+      active: () => this.#byKey.size,
+      wakeIn: (ms) => this.#wakeIn(ms),
+    });
     this.#capacity = options.capacity ?? (() => Infinity);
     this.contended = options.contended ?? CONTENDED_SHARE;
     this.#now = options.now;
@@ -184,7 +175,13 @@ export class Shares {
     if (this.#full(share) || !this.#roomFor(share, bytes)) return false;
     const source = share.source;
     return source === undefined || source.connections <= 1 ||
-      source.inflight < SOURCE_OUT * this.contended || !this.#othersBusy(source);
+      this.#sourceRoom(source, bytes) || !this.#othersBusy(source);
+  }
+
+  /** Whether `source` may have a request of `bytes` more on the backends while others are busy. */
+  #sourceRoom(source: SourceShare, bytes: number): boolean {
+    return source.inflight < SOURCE_OUT * this.contended &&
+      (source.inflight === 0 || source.bytes + bytes <= SOURCE_BYTES);
   }
 
   /**
@@ -199,7 +196,7 @@ export class Shares {
     let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
     const source = share.source;
     if (source !== undefined && source.connections > 1 && this.#othersBusy(source)) {
-      if (source.inflight >= SOURCE_OUT * this.contended) return Admit.No;
+      if (!this.#sourceRoom(source, bytes)) return Admit.No;
       if (source.inflight + source.waiting > SOURCE_DEPTH * this.contended) light = false;
     }
     if (light) return Admit.Light;
@@ -227,15 +224,7 @@ export class Shares {
   /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
   #roomFor(share: ClientShare, bytes: number): boolean {
     if (share.inflight > 0 && share.bytes + bytes > SHARE_BYTES) return false;
-    if (bytes < LARGE_BYTES) return true;
-    // Small requests busy: large ones keep off one backend at least, and
-    // go at the pace the others' requests earn them.
-    if (this.inflight === this.large) {
-      const wait = this.#smallAt + LARGE_GRACE_MS - this.#now();
-      if (wait <= 0) return true;
-      if (this.large === 0) this.#wakeIn(wait);
-    }
-    return this.#earned >= 0 && this.large < Math.max(1, this.#backends() - 1);
+    return this.pacing.room(bytes);
   }
 
   /** Pumps the queue in `ms` (nothing else may, when nothing is on the backends). */
@@ -245,25 +234,6 @@ export class Shares {
       this.#graceTimer = undefined;
       this.#wake();
     }, ms + 1);
-  }
-
-  /**
-   * Where a request goes instead of `picked` when that one has a large
-   * request on it: an available backend of `list` with none (`avoid`
-   * aside), the least busy; `picked` when there is none.
-   */
-  clearOf<B extends { readonly available: boolean; inflight: number }>(
-    picked: B,
-    list: readonly B[],
-    avoid: B | undefined,
-  ): B {
-    if (this.large === 0 || !this.#largeOn.has(picked)) return picked;
-    let best: B | undefined;
-    for (const b of list) {
-      if (b === avoid || !b.available || this.#largeOn.has(b)) continue;
-      if (best === undefined || b.inflight < best.inflight) best = b;
-    }
-    return best ?? picked;
   }
 
   /** Whether a request of a bulk flow may go now. */
@@ -310,18 +280,12 @@ export class Shares {
     this.#sitting.took(backend, now);
     share.bytes += bytes;
     this.inflight++;
-    if (bytes >= LARGE_BYTES) {
-      this.large++;
-      this.#largeOn.set(backend, (this.#largeOn.get(backend) ?? 0) + 1);
-      // Alone (nothing small on the backends nor answered within the grace), they owe nothing.
-      const alone = this.inflight === this.large &&
-        this.#now() - this.#smallAt >= LARGE_GRACE_MS;
-      this.#earned = alone ? 0 : this.#earned - bytes;
-    } else if (this.#earned < MAX_EARNED) this.#earned += SMALL_EARNS;
+    this.pacing.took(bytes, backend, now);
     const source = share.source;
     if (source !== undefined) {
       if (source.inflight + source.waiting === 0) this.#busySources++;
       source.took(now);
+      source.bytes += bytes;
     }
     if (bulk) {
       this.bulk++;
@@ -350,15 +314,11 @@ export class Shares {
     this.#sitting.gave(backend, sentAt, at);
     share.bytes -= bytes;
     this.inflight--;
-    if (bytes >= LARGE_BYTES) {
-      this.large--;
-      const n = this.#largeOn.get(backend)! - 1;
-      if (n === 0) this.#largeOn.delete(backend);
-      else this.#largeOn.set(backend, n);
-    } else if (now > this.#smallAt) this.#smallAt = now;
+    this.pacing.gave(bytes, backend, now);
     const source = share.source;
     if (source !== undefined) {
       source.gave(sentAt, at);
+      source.bytes -= bytes;
       if (source.inflight + source.waiting === 0) this.#wentIdle(source, at);
     }
     if (bulk) this.bulk--;

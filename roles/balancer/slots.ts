@@ -111,6 +111,8 @@ export class Held {
 export class SourceShare extends Held {
   /** Its requests waiting in the queue. */
   waiting = 0;
+  /** The bytes of its requests on the backends. */
+  bytes = 0;
   /** Its connections known to the shares (active within ACTIVE_MS). */
   connections = 0;
   constructor(readonly key: string) {

@@ -1,0 +1,166 @@
+/**
+ * Requests of many bytes among small ones (issue 16; the shares, shares.ts,
+ * decide how many requests and bytes each connection and source has on the
+ * backends; this decides how fast requests of many bytes go, and where).
+ *
+ * Every client's requests to a backend share one connection, so a small
+ * request waits behind the large ones ahead of it, on the way out and
+ * behind their answers on the way back (hostile32 X2). So:
+ *
+ * - A request of {@link PACED_BYTES} or more is paced: while a smaller one
+ *   is on the backends (or was answered within {@link LARGE_GRACE_MS}),
+ *   paced requests go at the pace the others' requests earn them
+ *   ({@link SMALL_EARNS} each, paid back in bytes: deficit round robin in
+ *   bytes, the others' requests being the rounds). Alone they owe nothing.
+ *   The line was at {@link LARGE_BYTES} only: 32,700-byte requests, from
+ *   sixteen connections or sixteen addresses, went unpaced and cut another
+ *   client to 0.1–0.2× (hostile33 Y1).
+ * - Of them, those of LARGE_BYTES or more are large: while more than one
+ *   connection is active and a small request was on the backends within
+ *   {@link CLEAR_MS}, at most one large request fewer than backends in
+ *   rotation (at least one) is on the backends.
+ * - A small request goes to a backend with less than LARGE_BYTES of paced
+ *   requests on it when there is one ({@link Pacing.place}); and when
+ *   pacing lapses (small clients between requests, past the grace) within
+ *   CLEAR_MS, paced requests keep off one backend, so there is one: then
+ *   sixteen connections of one 1 MB request each put one ahead of every
+ *   small request of a client at 20 a second or one (hostile33 Y2).
+ */
+
+import {
+  CLEAR_MS,
+  LARGE_BYTES,
+  LARGE_GRACE_MS,
+  MAX_EARNED,
+  PACED_BYTES,
+  SMALL_EARNS,
+} from "./share_limits.ts";
+
+/** A backend as placement sees it. */
+type Placed = { readonly available: boolean; inflight: number };
+
+export class Pacing {
+  /** Requests of PACED_BYTES or more on the backends. */
+  paced = 0;
+  /** Of them, large ones (LARGE_BYTES or more). */
+  large = 0;
+  /** Bytes of paced requests on each backend (only backends with one). */
+  #on = new Map<object, number>();
+  /** When a small request was last answered. */
+  #smallAt = -Infinity;
+  /** What paced requests may send before they wait for others' requests (see SMALL_EARNS). */
+  #earned = 0;
+  #now: () => number;
+  /** Backends in rotation now. */
+  #backends: () => number;
+  /** Requests on the backends, of every size. */
+  #inflight: () => number;
+  /** Client connections active now. */
+  #active: () => number;
+  /** Pumps the queue in `ms` (nothing else may, when nothing is on the backends). */
+  #wakeIn: (ms: number) => void;
+
+  constructor(options: {
+    now: () => number;
+    backends: () => number;
+    inflight: () => number;
+    active: () => number;
+    wakeIn: (ms: number) => void;
+  }) {
+    this.#now = options.now;
+    this.#backends = options.backends;
+    this.#inflight = options.inflight;
+    this.#active = options.active;
+    this.#wakeIn = options.wakeIn;
+  }
+
+  /** Whether a request of `bytes` may go now, as far as pacing goes (others active). */
+  room(bytes: number): boolean {
+    if (bytes < PACED_BYTES) return true;
+    if (
+      bytes >= LARGE_BYTES && this.large >= Math.max(1, this.#backends() - 1) && this.#smallSeen()
+    ) return false;
+    if (this.#inflight() === this.paced) {
+      const wait = this.#smallAt + LARGE_GRACE_MS - this.#now();
+      if (wait <= 0) return true;
+      if (this.paced === 0) this.#wakeIn(wait);
+    }
+    return this.#earned >= 0;
+  }
+
+  /**
+   * Where a request of `bytes` goes instead of `picked` (`avoid` aside),
+   * while paced requests are on the backends: a small one, when `picked`
+   * has LARGE_BYTES or more of them, to the least busy available backend
+   * with less; a paced one, while pacing lapses (nothing small on the
+   * backends nor answered within the grace) yet more than one connection
+   * is active and a small request was on the backends within CLEAR_MS, to
+   * the least busy with paced ones already when `picked` is the last
+   * available without. `picked` when there is none such.
+   */
+  place<B extends Placed>(picked: B, bytes: number, list: readonly B[], avoid: B | undefined): B {
+    const on = this.#on;
+    if (bytes < PACED_BYTES) {
+      return (on.get(picked) ?? 0) < LARGE_BYTES
+        ? picked
+        : this.#leastBusy(list, avoid, (n) => n < LARGE_BYTES) ?? picked;
+    }
+    if (on.has(picked) || this.#active() <= 1 || !this.#smallSeen() || this.#pacing()) {
+      return picked;
+    }
+    let clear = 0;
+    for (const b of list) if (b !== avoid && b.available && !on.has(b)) clear++;
+    return clear > 1 ? picked : this.#leastBusy(list, avoid, (n) => n > 0) ?? picked;
+  }
+
+  /** The least busy available backend of `list` (not `avoid`) whose paced bytes pass `test`. */
+  #leastBusy<B extends Placed>(
+    list: readonly B[],
+    avoid: B | undefined,
+    test: (bytes: number) => boolean,
+  ): B | undefined {
+    let best: B | undefined;
+    for (const b of list) {
+      if (b === avoid || !b.available || !test(this.#on.get(b) ?? 0)) continue;
+      if (best === undefined || b.inflight < best.inflight) best = b;
+    }
+    return best;
+  }
+
+  /** Whether paced requests go at the pace small ones earn: one is on the backends, or answered within the grace. */
+  #pacing(): boolean {
+    return this.#inflight() > this.paced || this.#now() - this.#smallAt < LARGE_GRACE_MS;
+  }
+
+  /** Whether a small request is on the backends, or was answered within CLEAR_MS. */
+  #smallSeen(): boolean {
+    return this.#inflight() > this.paced || this.#now() - this.#smallAt < CLEAR_MS;
+  }
+
+  /** A request of `bytes` went to `backend` at `now` (counted in `inflight` already). */
+  took(bytes: number, backend: object, now: number): void {
+    if (bytes < PACED_BYTES) {
+      if (this.#earned < MAX_EARNED) this.#earned += SMALL_EARNS;
+      return;
+    }
+    this.paced++;
+    if (bytes >= LARGE_BYTES) this.large++;
+    this.#on.set(backend, (this.#on.get(backend) ?? 0) + bytes);
+    // Alone (nothing small on the backends nor answered within the grace), they owe nothing.
+    const alone = this.#inflight() === this.paced && now - this.#smallAt >= LARGE_GRACE_MS;
+    this.#earned = alone ? 0 : this.#earned - bytes;
+  }
+
+  /** A request of `bytes` left `backend` at `now` (-Infinity: it was never sent). */
+  gave(bytes: number, backend: object, now: number): void {
+    if (bytes < PACED_BYTES) {
+      if (now > this.#smallAt) this.#smallAt = now;
+      return;
+    }
+    this.paced--;
+    if (bytes >= LARGE_BYTES) this.large--;
+    const n = this.#on.get(backend)! - bytes;
+    if (n === 0) this.#on.delete(backend);
+    else this.#on.set(backend, n);
+  }
+}
