@@ -1,9 +1,19 @@
 /**
  * Who counts as one source for the balancer's shares and slots (hostile33's
- * review): an IPv6 client by its /64, not by each of its 2^64 addresses.
+ * review): an IPv6 client by its /64, not by each of its 2^64 addresses;
+ * and a worker that registers again is the same worker for its backoff.
  */
 import assert from "node:assert/strict";
 import { clientSource } from "../auth/mod.ts";
+import { dial, type DistError, type Peer } from "../wire/mod.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  stopAll,
+} from "./helpers/balancer.ts";
 
 Deno.test("clientSource() groups IPv6 addresses by their /64", () => {
   const net = "2001:db8:0:1::/64";
@@ -23,4 +33,67 @@ Deno.test("clientSource() groups IPv6 addresses by their /64", () => {
   assert.equal(clientSource(undefined, "::1"), "::1");
   assert.equal(clientSource("alice", "2001:db8:0:1::5"), "user alice");
   assert.equal(clientSource("token", "2001:db8:0:1::5"), net);
+});
+
+Deno.test("a worker that registers again under its name keeps its backoff", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "1s"]);
+  const [host, port] = lb.workerAddress.split(":");
+  let tasks = 0;
+  const fakes: Peer[] = [];
+  /** A worker named "fake" that answers health checks and never a task. */
+  const fake = async () => {
+    const peer = await dial({ host, port: Number(port) }, {
+      role: "worker",
+      name: "fake",
+      onRequest: (method) => {
+        if (method === "sys.ping") return { pong: true };
+        tasks++;
+        return new Promise(() => {});
+      },
+    });
+    fakes.push(peer);
+    await peer.call("worker.register", { name: "fake", capacity: 100 });
+    return peer;
+  };
+  const client = await connectTo(lb.address);
+  const fakeView = async () => (await backendsOf(client)).find((b) => b.name === "fake");
+  /** Eight closed loops of `add` for `ms`: the codes they got. */
+  const loops = async (ms: number) => {
+    const codes = new Map<string, number>();
+    const until = performance.now() + ms;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      for (let i = 0; performance.now() < until; i++) {
+        const code = await client.call("add", { a: i, b: 1 }, { timeout: 5000 }).then(
+          () => "ok",
+          (e) => (e as DistError).code,
+        );
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+    }));
+    return JSON.stringify([...codes]);
+  };
+  try {
+    const first = await fake();
+    await eventually(async () => (await fakeView())?.state === "up", 3000, "the fake up");
+    await loops(1500);
+    assert.equal(tasks, 1, "slow start: one task");
+    assert.match((await fakeView())!.reason, /out for 10 s/);
+    // It leaves and registers again at once: before, a new backend, up at
+    // once with a fresh slow start, and one more request held until --timeout.
+    first.close();
+    await eventually(async () => (await fakeView()) === undefined, 3000, "the fake gone");
+    await fake();
+    await eventually(async () => (await fakeView()) !== undefined, 3000, "the fake back");
+    const codes = await loops(1500);
+    const view = (await fakeView())!;
+    assert.equal(tasks, 1, `no task for the fake back within its backoff (${codes})`);
+    assert.equal(view.state, "down", view.reason);
+    assert.match(view.reason, /back within its backoff/);
+    assert.doesNotMatch(codes, /TIMEOUT/);
+  } finally {
+    client.close();
+    for (const f of fakes) f.close();
+    await stopAll([lb, ...servers]);
+  }
 });

@@ -108,7 +108,7 @@ export class Backend {
   reason = "not connected yet";
   readonly latency = new LatencyWindow();
   /** Slow start, timeouts over a window, backoff (outlier.ts). */
-  readonly outlier = new Outlier();
+  readonly outlier: Outlier;
   /** The socket side's handle (links.ts); the core never looks inside. */
   link: unknown;
 
@@ -122,8 +122,9 @@ export class Backend {
   constructor(
     kind: BackendKind,
     address: string,
-    options: { capacity: number; rules: HealthRules },
+    options: { capacity: number; rules: HealthRules; outlier?: Outlier },
   ) {
+    this.outlier = options.outlier ?? new Outlier();
     this.kind = kind;
     this.address = address;
     this.name = address;
@@ -141,7 +142,13 @@ export class Backend {
   onConnected(): Transition | undefined {
     this.connected = true;
     this.#misses = 0;
-    if (!this.#everUp) return this.#to("up", "connected");
+    if (!this.#everUp) {
+      // A worker back under its name while its backoff runs (sources.ts) stays out until then.
+      const wait = this.outlier.outUntil - performance.now();
+      if (wait <= 0) return this.#to("up", "connected");
+      this.#everUp = true;
+      return this.#to("down", `back within its backoff: out for ${Math.ceil(wait / 1000)} s more`);
+    }
     return this.#success("reconnected");
   }
 

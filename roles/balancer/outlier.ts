@@ -23,7 +23,10 @@
  *   that the next time, up to {@link BACKOFF_MAX_MS} (Envoy's ejection time
  *   grows with the ejections the same way); health checks bring it back
  *   only after that. The count starts again once it has answered as many
- *   requests as its capacity since it came back.
+ *   requests as its capacity since it came back. A worker that registers
+ *   again under its name keeps it for {@link REMEMBER_MS} after it left
+ *   (sources.ts): a fake worker left and came back for a fresh start, one
+ *   client request held until `--timeout` each time (hostile33's review).
  */
 
 /** Requests a joining backend may have at once before it answered any. */
@@ -35,6 +38,10 @@ export const TIMEOUT_PART = 4;
 /** How long a backend taken out for timeouts stays out, the first time (ms). */
 export const BACKOFF_MS = 10_000;
 export const BACKOFF_MAX_MS = 5 * 60_000;
+/** How long a worker's backoff is kept by its name after it left (ms). */
+export const REMEMBER_MS = 2 * BACKOFF_MAX_MS;
+/** Most names whose backoff is kept at once (the oldest go first). */
+export const REMEMBER_MAX = 10_000;
 
 export class Outlier {
   /** Requests it may have at once (Infinity: no slow start). */
@@ -77,6 +84,11 @@ export class Outlier {
     const n = t + this.#answers[0] + this.#answers[1];
     if (t < fall || t * TIMEOUT_PART < n) return undefined;
     return `${t} of its last ${n} requests got no answer`;
+  }
+
+  /** Whether it was taken out for timeouts and has not served a full ramp since. */
+  get backedOff(): boolean {
+    return this.#ejections > 0;
   }
 
   /** It was taken out for timeouts at `now`: how long it stays out. @returns that time in ms */

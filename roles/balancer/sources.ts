@@ -12,6 +12,7 @@ import { type BinderClient, type ServiceWatch, watchService } from "../../client
 import { bindersFrom } from "../_flags.ts";
 import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
+import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
 import { backendLines, cut, workerLines } from "./log.ts";
 
@@ -168,6 +169,8 @@ export class WorkerRegistry {
   #options: SourceOptions;
   #byPeer = new Map<Peer, Backend>();
   #byName = new Map<string, Peer>();
+  /** The backoff of workers that left backed off, by name, and when they left (outlier.ts). */
+  #gone = new Map<string, { outlier: Outlier; at: number }>();
 
   constructor(options: SourceOptions) {
     this.#options = options;
@@ -238,7 +241,11 @@ export class WorkerRegistry {
       this.#forget(holder);
       holder.close();
     }
-    const backend = new Backend("worker", peer.conn.remoteAddress, { capacity, rules: o.rules });
+    const backend = new Backend("worker", peer.conn.remoteAddress, {
+      capacity,
+      rules: o.rules,
+      outlier: this.#kept(name),
+    });
     backend.name = name;
     backend.source = "worker port";
     this.#byPeer.set(peer, backend);
@@ -263,6 +270,20 @@ export class WorkerRegistry {
     this.#byPeer.delete(peer);
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
     this.#options.pool.remove(backend);
+    if (backend.outlier.backedOff) {
+      const gone = this.#gone;
+      gone.delete(backend.name);
+      gone.set(backend.name, { outlier: backend.outlier, at: performance.now() });
+      if (gone.size > REMEMBER_MAX) gone.delete(gone.keys().next().value!);
+    }
     return true;
+  }
+
+  /** The backoff `name` left with, within REMEMBER_MS (undefined: a fresh start). */
+  #kept(name: string): Outlier | undefined {
+    const kept = this.#gone.get(name);
+    if (kept === undefined) return undefined;
+    this.#gone.delete(name);
+    return performance.now() - kept.at < REMEMBER_MS ? kept.outlier : undefined;
   }
 }
