@@ -18,7 +18,13 @@
  *   take the last free slot, and a client alone still uses three quarters;
  * - while other sources have requests in the balancer (on the backends or
  *   waiting), a source holding RESERVE_HOLD or more may take one only up to
- *   its fair part of those three quarters: them ÷ busy sources.
+ *   its fair part of those three quarters: them ÷ busy sources; and in the
+ *   reserve (no more than a quarter free), a source may hold no more than
+ *   it got back within the last {@link LONG_MS} to twice that, one if none:
+ *   requests that come back quickly turn slots over, those that sit hold
+ *   them (20 or more addresses, each holding a few slow requests, drained
+ *   the reserve: each newcomer took n of it while n ÷ RESERVE_HOLD stayed
+ *   free, hostile33's review; now such a source takes one).
  *
  * A request on a backend for {@link LONG_MS} or more counts
  * {@link LONG_WEIGHT} times in what its source holds: slow requests are what
@@ -115,8 +121,31 @@ export class SourceShare extends Held {
   bytes = 0;
   /** Its connections known to the shares (active within ACTIVE_MS). */
   connections = 0;
+  /** Requests it got back (answered, lost, timed out) in this LONG_MS and the last. */
+  #back = [0, 0];
+  #backEpoch = 0;
   constructor(readonly key: string) {
     super(LONG_MS);
+  }
+
+  override gave(sentAt: number, now: number): void {
+    super.gave(sentAt, now);
+    this.#rollBack(now);
+    this.#back[0]++;
+  }
+
+  /** Requests it got back within the last LONG_MS to 2 × LONG_MS. */
+  back(now: number): number {
+    this.#rollBack(now);
+    return this.#back[0] + this.#back[1];
+  }
+
+  #rollBack(now: number): void {
+    const e = Math.floor(now / LONG_MS);
+    if (e === this.#backEpoch) return;
+    this.#back[1] = e === this.#backEpoch + 1 ? this.#back[0] : 0;
+    this.#back[0] = 0;
+    this.#backEpoch = e;
   }
 }
 
@@ -222,16 +251,18 @@ export function weighted(held: Held, now: number): number {
  * @param busy sources with requests in the balancer (on the backends or waiting), itself included
  */
 export function mayHold(
-  held: Held,
+  held: SourceShare,
   now: number,
   slots: { used: number; capacity: number; busy: number },
 ): boolean {
   const { used, capacity, busy } = slots;
   const reserve = Math.floor(capacity / RESERVE_PART);
   const w = weighted(held, now);
+  const free = capacity - used;
   // Slots it must leave free: a part of the reserve as large as its part of RESERVE_HOLD.
-  if (capacity - used - 1 < Math.floor(reserve * Math.min(w, RESERVE_HOLD) / RESERVE_HOLD)) {
-    return false;
-  }
-  return busy <= 1 || w < Math.max(RESERVE_HOLD, Math.ceil((capacity - reserve) / busy));
+  if (free - 1 < Math.floor(reserve * Math.min(w, RESERVE_HOLD) / RESERVE_HOLD)) return false;
+  if (busy <= 1) return true;
+  // In the reserve, no more than it got back lately (one if none).
+  if (free <= reserve && w >= Math.max(1, held.back(now))) return false;
+  return w < Math.max(RESERVE_HOLD, Math.ceil((capacity - reserve) / busy));
 }
