@@ -14,7 +14,10 @@
  * NATS alternate which goes first; medians of the rounds. Each client
  * process reports its CPU time (user + system) per message, and the
  * server's is read from the scheduler (its threads' schedstat) around the
- * flat-out run.
+ * flat-out run. The flat-out run's median send-to-arrival latency says how
+ * far behind the subscriber was: hundreds of milliseconds mean the
+ * publisher and the server ran ahead of it (the server holding the
+ * backlog), so the subscriber set the rate, not the round trips.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";
@@ -148,6 +151,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           const a = await e2e(system, address, flat, 0, style, flatSkip);
           rounds.add(`${key}_flat_server_cpu_us`, (cpuUs(server) - cpu0) / flat);
           rounds.add(`${key}_flat_msgs_per_s`, a.msgs_per_s);
+          // How far behind the subscriber is flat out: the backlog held for it in the server.
+          rounds.add(`${key}_flat_p50_ms`, a.p50_ms);
           rounds.add(`${key}_flat_sub_cpu_us`, a.sub_cpu_us);
           rounds.add(`${key}_flat_pub_cpu_us`, a.pub_cpu_us);
           const b = await e2e(system, address, paced + pacedSkip, 10_000, style, pacedSkip);
@@ -185,7 +190,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     console.log(
       `broker-e2e medians, ${style}: flat out dist ${f(d("flat_msgs_per_s"))} msgs/s, nats ${
         f(n("flat_msgs_per_s"))
-      } (ratio ${m[`ratio_${s}_flat`]?.toFixed(2) ?? "n/a"}); at 10,000 msgs/s dist ${
+      } (ratio ${m[`ratio_${s}_flat`]?.toFixed(2) ?? "n/a"}; flat-out latency p50 dist ${
+        ms(d("flat_p50_ms"))
+      }, nats ${ms(n("flat_p50_ms"))}); at 10,000 msgs/s dist ${
         f(d("10k_msgs_per_s"))
       } delivered, p50 ${ms(d("10k_p50_ms"))} p99 ${ms(d("10k_p99_ms"))}; nats ${
         f(n("10k_msgs_per_s"))
