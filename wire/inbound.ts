@@ -7,6 +7,7 @@
 import { FrameDecoder } from "./frame.ts";
 import { HEAD_BYTES } from "./foreign.ts";
 import { drainTarget, type Outbound } from "./outbound.ts";
+import { pollTurn } from "./poll_turn.ts";
 
 /**
  * The read buffer starts small, doubles whenever a read fills it (up to
@@ -21,7 +22,7 @@ const SHRINK_AFTER = 8;
 /**
  * Reads in a row that filled the largest buffer (the peer sends faster than
  * this side reads) after which the read loop yields a turn of the event
- * loop (a timer) before it reads again. A read that finds bytes waiting
+ * loop (poll_turn.ts) before it reads again. A read that finds bytes waiting
  * completes at once, and a connection that always has them makes a chain
  * of such reads; with a few of those running (clients flooding 1 MB
  * requests) the runtime went hundreds of ms to seconds without taking up
@@ -45,9 +46,7 @@ const MAX_FULL_READS_PER_TURN = 16;
 let processReads = 0;
 
 /** Resolves on a later turn of the event loop (after the runtime has polled its sockets). */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
+const nextTurn = pollTurn;
 
 /** Sockets whose reading never stops for output backlog (see keepReading). */
 const keptReading = new WeakSet<Deno.Conn>();
