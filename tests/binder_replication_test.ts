@@ -99,7 +99,8 @@ for (const token of [undefined, "shared-cluster-token"]) {
 }
 
 Deno.test("a binder started next to a peer knows its registrations before answering (lab row 3)", async () => {
-  const a = await startBinder();
+  // 2,000 instances from one address: past the default --max-per-source (1,000).
+  const a = await startBinder({ maxPerSource: 2000 });
   let b: LocalBinder | undefined;
   try {
     for (let port = 1; port <= 2000; port++) {

@@ -6,7 +6,9 @@
  */
 import { type Codec, DistError, OutBuffer, type Peer } from "../../wire/mod.ts";
 import { binder, type Instance, MAX_LIST, type ReportAnswer } from "../../clients/contracts/mod.ts";
-import type { Registry } from "./registry.ts";
+import { instanceId, type Registry } from "./registry.ts";
+import type { SourceQuota } from "./quota.ts";
+import { clientSource } from "../../auth/mod.ts";
 import { registrationOf, toInstance } from "./records.ts";
 import type { Replicator } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
@@ -20,6 +22,8 @@ export interface BinderParts {
   replicator: Replicator;
   verifier: Verifier;
   watchers: Watchers;
+  /** `--max-per-source`: live instances one client source may register here. */
+  quota?: SourceQuota;
   /** Lease of a registration that names no `ttl_ms` (ms). */
   defaultTtlMs: number;
   /** The frame limit of the binder's connections (bytes): no answer is built bigger. */
@@ -74,9 +78,15 @@ export function binderServing(parts: BinderParts): Serving {
     replicator.isReady ? f() : replicator.ready.then(f);
   return serving([binder, binderPeers], {
     "binder.lookup": (p) => whenReady(() => toInstance(registry.lookup(p.service))),
-    "binder.register": (p) =>
+    "binder.register": (p, peer) =>
       whenReady(() => {
-        const entry = registry.register(registrationOf(p, parts.defaultTtlMs));
+        const reg = registrationOf(p, parts.defaultTtlMs);
+        const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
+        const id = instanceId(reg.service, reg.host, reg.port);
+        const live = registry.get(id);
+        if (live === undefined || !registry.isLive(live)) parts.quota?.check(source, id);
+        const entry = registry.register(reg);
+        parts.quota?.took(source, entry.id);
         return stored(parts, { id: entry.id, ttl_ms: entry.ttlMs });
       }),
     "binder.renew": (p) =>

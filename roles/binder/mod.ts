@@ -10,6 +10,7 @@
  * - `replication.ts`: push, anti-entropy and catch-up with peer binders;
  * - `verify.ts`: shared verification of reported failures;
  * - `watch.ts`: `binder.watch` subscribers and `binder.changed` notifications;
+ * - `quota.ts`: `--max-per-source`, live instances by the client that registered them;
  * - `durable.ts`: the registry in a data directory (`--data-dir`);
  * - `api.ts`: the methods, each checked and handed to one of the above.
  */
@@ -39,6 +40,7 @@ import {
   Watchers,
 } from "./watch.ts";
 import { DurableRegistry } from "./durable.ts";
+import { defaultPerSource, SourceQuota } from "./quota.ts";
 import { replicationLag } from "../../obs/mod.ts";
 import { FSYNC_OPTION, STORE_OPTIONS, storeOptions } from "../../store/mod.ts";
 
@@ -85,6 +87,12 @@ const BINDER_OPTIONS = defineOptions({
     description: "Most entries (live and recently removed); when full, a registration takes the " +
       "oldest removal's place, else is OVERLOADED; entries from peers fill 9/10 at most",
     default: 100_000,
+    min: 1,
+  },
+  maxPerSource: {
+    type: "integer",
+    description: "Most live instances one client (its user, else its address) may register " +
+      "here; more are OVERLOADED (default: a hundredth of --max-instances, at least 100)",
     min: 1,
   },
   maxWatches: {
@@ -169,7 +177,9 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
     (service) => watchList(registry, service, options.maxFrame),
     options.maxWatches,
   );
+  const quota = new SourceQuota(options.maxPerSource ?? defaultPerSource(options.maxInstances));
   registry.onChange((entry, previous) => {
+    if (entry.removed !== undefined) quota.release(entry.id);
     if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
   });
   const verifier = verifierOf(
@@ -182,6 +192,7 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
   return {
     serve: binderServing({
       ...parts,
+      quota,
       defaultTtlMs: options.ttl,
       maxFrame: options.maxFrame,
       committed: durable && (() => durable.committed()),
@@ -190,6 +201,7 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
       ready: replicator.isReady,
       connections: bound.peers.size,
       ...registryStats(parts),
+      registrations_refused: quota.refused,
       ...(durable === undefined ? {} : { store: durable.stats() }),
     }),
     started: () => {
@@ -202,6 +214,7 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
     stopping: async () => {
       log.info("Shutting down");
       clearInterval(sweeper);
+      watchers.stop();
       await replicator.stop();
     },
     stopped: () => {

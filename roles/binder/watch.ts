@@ -3,7 +3,10 @@
  * `binder.changed {service, instances}` notification with the full list of
  * live instances whenever its membership changes (an instance added, removed,
  * or its meta changed; not on renewals). Changes made in one turn of the
- * event loop are sent as one notification per service.
+ * event loop are sent as one notification per service, and while changes
+ * keep coming, notifications go out at most every {@link NOTIFY_EVERY_MS}:
+ * a burst of registrations (thousands a second, hostile34 Z5) costs each
+ * watcher a few whole lists a second, not one per registration.
  */
 import type { Entry } from "./registry.ts";
 import type { Instance } from "../../clients/contracts/mod.ts";
@@ -23,6 +26,8 @@ export const MAX_WATCHES_PER_CONN = 10_000;
  * max-watches + this × max-connections).
  */
 export const RESERVED_WATCHES_PER_CONN = 16;
+/** Least time between two flushes of changes while changes keep coming (ms). */
+export const NOTIFY_EVERY_MS = 100;
 /** Default of `--max-watches`: watches in all, across connections. */
 export const DEFAULT_MAX_WATCHES = 100_000;
 
@@ -50,6 +55,8 @@ export class Watchers {
   #list: (service: string) => Instance[] | undefined;
   #max: number;
   #total = 0;
+  #scheduled: "turn" | ReturnType<typeof setTimeout> | undefined;
+  #lastFlush = -Infinity;
 
   /**
    * @param list the live instances of a service, as watchers see them
@@ -109,11 +116,26 @@ export class Watchers {
   /** Notes that `service` changed; watchers hear of it at the end of this turn. */
   changed(service: string): void {
     if (!this.#byService.has(service)) return;
-    if (this.#pending.size === 0) queueMicrotask(() => this.#flush());
     this.#pending.add(service);
+    if (this.#scheduled !== undefined) return;
+    const wait = this.#lastFlush + NOTIFY_EVERY_MS - performance.now();
+    if (wait <= 0) {
+      this.#scheduled = "turn";
+      queueMicrotask(() => this.#flush());
+    } else this.#scheduled = setTimeout(() => this.#flush(), wait);
+  }
+
+  /** Drops the changes not sent yet (the binder is stopping). */
+  stop(): void {
+    if (this.#scheduled !== undefined && this.#scheduled !== "turn") clearTimeout(this.#scheduled);
+    this.#scheduled = undefined;
+    this.#pending.clear();
   }
 
   #flush(): void {
+    if (this.#scheduled === undefined) return; // stopped
+    this.#scheduled = undefined;
+    this.#lastFlush = performance.now();
     const services = [...this.#pending];
     this.#pending.clear();
     for (const service of services) {
