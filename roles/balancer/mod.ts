@@ -208,6 +208,7 @@ function setUpBalancer(
     report,
     maxInflight: options.maxInflight,
     maxWorkers: options.maxWorkers,
+    maxBackends: options.maxBackends,
   };
   const registry = new WorkerRegistry(sources);
   const workerPort = bound.also(

@@ -89,6 +89,14 @@ export const BALANCER_OPTIONS = defineOptions({
     min: 0,
     metavar: "N",
   },
+  maxBackends: {
+    type: "integer",
+    description: "With --service: most of its instances dialed at once; those dialed keep " +
+      "their places, one that never answers gives its place to another after 5 s",
+    default: 256,
+    min: 1,
+    metavar: "N",
+  },
   queue: {
     type: "integer",
     description: "Most requests waiting for a backend; beyond it OVERLOADED",

@@ -18,6 +18,14 @@ import { backendLines, cut, workerLines } from "./log.ts";
 
 /** Longest a server that left its service may take to finish its requests (ms). */
 const DRAIN_MS = 30_000;
+/**
+ * How long an instance from the binders that never answered keeps its place
+ * while others wait for one past `--max-backends` (ms); also how often they
+ * are looked at.
+ */
+export const ROTATE_MS = 5_000;
+/** Least time between two log lines about the cap, per source (ms). */
+const CAP_LOG_MS = 10_000;
 
 export interface SourceOptions extends LinkOptions {
   pool: Pool;
@@ -26,13 +34,24 @@ export interface SourceOptions extends LinkOptions {
   maxInflight: number;
   /** Most workers registered at once (`--max-workers`). */
   maxWorkers?: number;
+  /** Most servers dialed from the binders, per service (`--max-backends`). */
+  maxBackends?: number;
+}
+
+interface ServerEntry {
+  link: ServerLink;
+  source: string;
+  /** When it was added (performance.now()). */
+  added: number;
 }
 
 /** The servers the balancer dials, by address, whatever named them. */
 export class ServerSet {
   #options: SourceOptions & { dial: DialOptions };
-  #links = new Map<string, { link: ServerLink; source: string }>();
+  #links = new Map<string, ServerEntry>();
   #draining = new Set<Promise<void>>();
+  /** Per capped source: instances left out (past `--max-backends`), and when that was said. */
+  #left = new Map<string, { count: number; logged: number }>();
 
   constructor(options: SourceOptions & { dial: DialOptions }) {
     this.#options = options;
@@ -58,16 +77,21 @@ export class ServerSet {
     backend.source = source;
     o.pool.add(backend);
     const link = new ServerLink(backend, address, o);
-    this.#links.set(key, { link, source });
+    this.#links.set(key, { link, source, added: performance.now() });
     link.start();
   }
 
   /**
    * Makes the servers of `source` exactly `addresses`: new ones are dialed;
    * those gone take no new requests, finish theirs (within 30 s), then are
-   * dropped. Servers of other sources are left alone.
+   * dropped. Servers of other sources are left alone. With `capped` (a
+   * service from the binders), at most `--max-backends` are dialed: those
+   * already dialed keep their place (a flood of new addresses cannot push a
+   * live server out), and one that never answered gives its place after
+   * {@link ROTATE_MS} to one left out, so a real server registered after a
+   * flood of dead addresses is reached in time. O(addresses) per call.
    */
-  sync(source: string, addresses: readonly string[]): void {
+  sync(source: string, addresses: readonly string[], capped = false): void {
     const wanted = new Map<string, Address>();
     for (const text of addresses) {
       let address: Address;
@@ -84,12 +108,72 @@ export class ServerSet {
       }
       wanted.set(`${address.host}:${address.port}`, address);
     }
-    for (const address of wanted.values()) this.#add(address, source);
+    const now = performance.now();
+    const stale: string[] = [];
+    let have = 0;
     for (const [key, entry] of this.#links) {
-      if (entry.source !== source || wanted.has(key)) continue;
-      this.#links.delete(key);
-      this.#drop(entry.link, `no longer an instance of ${source}`);
+      if (entry.source !== source) continue;
+      if (!wanted.has(key)) {
+        this.#links.delete(key);
+        this.#drop(entry.link, `no longer an instance of ${source}`);
+        continue;
+      }
+      have++;
+      const b = entry.link.backend;
+      if (b.state !== "up" && b.peerName === "" && now - entry.added >= ROTATE_MS) stale.push(key);
     }
+    const max = capped ? this.#options.maxBackends ?? Infinity : Infinity;
+    const waiting: Address[] = [];
+    for (const [key, address] of wanted) {
+      if (this.#links.has(key)) continue;
+      if (have < max) {
+        this.#add(address, source);
+        have++;
+      } else waiting.push(address);
+    }
+    // Places of instances that never answered go to those left out, oldest first.
+    let rotated = 0;
+    for (const key of stale) {
+      if (rotated >= waiting.length) break;
+      const entry = this.#links.get(key)!;
+      this.#links.delete(key);
+      this.#drop(entry.link, "never answered; its place goes to another instance", false);
+      // Those left out are taken in turn: the list's order is the binder's, the same each time.
+      this.#add(waiting[this.#turn++ % waiting.length], source);
+      rotated++;
+    }
+    this.#noteLeftOut(source, max, waiting.length, rotated, now);
+  }
+
+  /** Instances of `source` left out past `--max-backends` at its last sync. */
+  leftOut(source: string): number {
+    return this.#left.get(source)?.count ?? 0;
+  }
+
+  #turn = 0;
+
+  #noteLeftOut(source: string, max: number, count: number, rotated: number, now: number): void {
+    const left = this.#left.get(source);
+    if (count === 0) {
+      if (left !== undefined) {
+        this.#left.delete(source);
+        backendLines.info("{source}: every instance is dialed again ({max} at most)", {
+          source,
+          max,
+        });
+      }
+      return;
+    }
+    if (left !== undefined && now - left.logged < CAP_LOG_MS) {
+      left.count = count;
+      return;
+    }
+    this.#left.set(source, { count, logged: now });
+    backendLines.warn(
+      "{source}: {count} instance(s) left out: {max} dialed at most (--max-backends); " +
+        "those already dialed keep their place, {rotated} that never answered gave theirs up",
+      { source, count, max, rotated },
+    );
   }
 
   /** Stops every link, and waits for those draining. */
@@ -99,14 +183,16 @@ export class ServerSet {
     await Promise.all([...links.map((l) => l.stop()), ...this.#draining]);
   }
 
-  #drop(link: ServerLink, why: string): void {
+  #drop(link: ServerLink, why: string, log = true): void {
     const backend = link.backend;
     this.#options.pool.remove(backend);
-    backendLines.info("Backend {backend} ({peer}) removed: {why}", {
-      backend: backend.name,
-      peer: backend.peerName,
-      why,
-    });
+    if (log) {
+      backendLines.info("Backend {backend} ({peer}) removed: {why}", {
+        backend: backend.name,
+        peer: backend.peerName,
+        why,
+      });
+    }
     const drained = (async () => {
       const end = performance.now() + DRAIN_MS;
       while (backend.inflight > 0 && performance.now() < end) {
@@ -122,11 +208,18 @@ export class ServerSet {
 /**
  * `--service NAME --binders …`: every live instance of the service, kept
  * current through a `binder.watch` (moving to another binder when one dies).
+ * Lists that arrive in one burst are applied once (the latest), and at most
+ * `--max-backends` instances are dialed (see {@link ServerSet.sync}).
  */
 export class ServiceSource {
   readonly service: string;
   #binders: BinderClient;
   #watch: ServiceWatch;
+  #latest: string[] | undefined;
+  #applying: ReturnType<typeof setTimeout> | undefined;
+  #rotation: ReturnType<typeof setInterval>;
+  #logged = -Infinity;
+  #count = -1;
 
   constructor(
     service: string,
@@ -134,14 +227,24 @@ export class ServiceSource {
   ) {
     this.service = service;
     const source = `service ${service}`;
+    const { servers } = options;
+    const apply = () => {
+      this.#applying = undefined;
+      const list = this.#latest ?? [];
+      this.#sayCount(list.length);
+      servers.sync(source, list, true);
+    };
     this.#binders = bindersFrom(options.binderOptions, { role: "balancer", name: options.name });
     this.#watch = watchService(this.#binders, service, (instances) => {
-      backendLines.info("Service {service}: {n} instance(s) from the binders", {
-        service,
-        n: instances.length,
-      });
-      options.servers.sync(source, instances.map((i) => `${i?.host}:${i?.port}`));
+      this.#latest = instances.map((i) => `${i?.host}:${i?.port}`);
+      // A burst of lists: the latest is applied once, on the next turn.
+      this.#applying ??= setTimeout(apply, 0);
     });
+    // Instances that never answered give their places to those left out, even with no change.
+    this.#rotation = setInterval(() => {
+      if (this.#applying === undefined && servers.leftOut(source) > 0) apply();
+      else this.#sayCount(this.#latest?.length ?? 0);
+    }, ROTATE_MS / 2);
   }
 
   /** Live instances as last told by the binders. */
@@ -150,8 +253,24 @@ export class ServiceSource {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#rotation);
+    clearTimeout(this.#applying);
+    this.#applying = undefined;
     await this.#watch.stop();
     this.#binders.close();
+  }
+
+  /** "Service S: N instance(s)", when N changed, every 10 s at most while it keeps changing. */
+  #sayCount(n: number): void {
+    if (n === this.#count) return;
+    const now = performance.now();
+    if (now - this.#logged < CAP_LOG_MS) return;
+    this.#logged = now;
+    this.#count = n;
+    backendLines.info("Service {service}: {n} instance(s) from the binders", {
+      service: this.service,
+      n,
+    });
   }
 }
 
