@@ -61,13 +61,17 @@ async function makePair(): Promise<[Deno.Conn, Deno.Conn] | undefined> {
     if (net.state !== "granted") return undefined;
     const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
     try {
-      const dial = Deno.connect({
-        port: (listener.addr as Deno.NetAddr).port,
-        hostname: "127.0.0.1",
-      });
-      const accepted = await listener.accept();
-      const dialed = await dial;
-      return [dialed, accepted];
+      const [dialed, accepted] = await Promise.all([
+        Deno.connect({ port: (listener.addr as Deno.NetAddr).port, hostname: "127.0.0.1" }),
+        listener.accept(),
+      ]);
+      // Another local process may connect first: then the pair is not ours.
+      if ((accepted.remoteAddr as Deno.NetAddr).port === (dialed.localAddr as Deno.NetAddr).port) {
+        return [dialed, accepted];
+      }
+      dialed.close();
+      accepted.close();
+      return undefined;
     } finally {
       listener.close();
     }
