@@ -38,6 +38,10 @@ function nonFinite(value: number): DistError {
 /** The JSON text of a value, as UTF-8 (a view of scratch space, or the value's own bytes). */
 export function jsonBytes(value: unknown): Uint8Array {
   if (value instanceof RawJson) return value.bytes;
+  if (value instanceof RawMsgpack) {
+    const text = value.json(); // converted as bytes, no objects made, when it can (z34r)
+    if (text !== undefined) return text;
+  }
   if (value instanceof EncodedValue) value = value.decode();
   if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
   const text = typeof value === "object" && value !== null
@@ -309,6 +313,8 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
     // A MessagePack publish's value goes out as the bytes it came in.
     const value = msg.value instanceof RawMsgpack
       ? msg.value.bytes
+      : msg.value instanceof RawJson
+      ? msg.value.msgpack() // JSON text converted as bytes, no objects made (z34r)
       : toMsgpack(msg.value instanceof EncodedValue ? msg.value.decode() : msg.value);
     const prefix = mpPrefix(msg.topic, msg.retained);
     const flags = msg.retained ? MP_RETAINED_TRUE : EMPTY;

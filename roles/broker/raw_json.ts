@@ -4,8 +4,11 @@
  * came in (JSON text, or MessagePack), decoded only for the others.
  * Also the slab that delivery frames and such values are carved from.
  */
-import { msgpackCodec } from "../../wire/mod.ts";
+import { msgpackCodec, toMsgpack } from "../../wire/mod.ts";
+import { jsonToMsgpack } from "./json_to_msgpack.ts";
+import { msgpackToJson } from "./msgpack_to_json.ts";
 import { EncodedValue } from "./subscriber.ts";
+import { conversions } from "./conversion.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -170,12 +173,36 @@ export class RawJson extends FrameValue {
     return b[at] === 0x6e && b[at + 1] === 0x75 && b[at + 2] === 0x6c && b[at + 3] === 0x6c;
   }
 
+  /**
+   * The value itself. Cached only while borrowed (every front end of one
+   * publish shares it); a kept value (its text) is parsed anew for each
+   * caller and nothing is kept beside the text (see conversion.ts).
+   */
   decode(): unknown {
+    const text = this.#text;
+    if (text !== undefined) {
+      conversions.bytes += text.length;
+      return JSON.parse(text);
+    }
     if (!this.#decoded) {
-      this.#value = JSON.parse(this.#text ?? decoder.decode(this.bytes));
+      this.#value = JSON.parse(decoder.decode(this.bytes));
       this.#decoded = true;
     }
     return this.#value;
+  }
+
+  /**
+   * Its MessagePack, made from the text without decoding it (see
+   * json_to_msgpack.ts) and kept nowhere: a fresh array for each caller.
+   */
+  msgpack(): Uint8Array {
+    const bytes = this.bytes;
+    if (this.#text !== undefined) conversions.bytes += bytes.length;
+    try {
+      return jsonToMsgpack(bytes);
+    } catch {
+      return toMsgpack(this.decode()); // not valid JSON after all: the parser says why
+    }
   }
 
   /** Its text as a string of its own: no slab kept alive by a retained value. */
@@ -193,6 +220,8 @@ export class RawMsgpack extends FrameValue {
   #bytes: Uint8Array | undefined;
   #decoded = false;
   #value: unknown;
+  /** A detached copy, kept (see decode). */
+  #kept = false;
 
   private constructor(bytes: Uint8Array | undefined) {
     super();
@@ -214,6 +243,13 @@ export class RawMsgpack extends FrameValue {
     return new RawMsgpack(undefined).lend(frame, start, end, canonicalTopic);
   }
 
+  /** A kept value from its MessagePack (bytes of its own, valid: encoded by the broker or checked). */
+  static kept(bytes: Uint8Array): RawMsgpack {
+    const value = new RawMsgpack(bytes);
+    value.#kept = true;
+    return value;
+  }
+
   /** A value to lend to one publish after another (see RawJson.lender). */
   static lender(): RawMsgpack {
     return new RawMsgpack(undefined);
@@ -221,6 +257,7 @@ export class RawMsgpack extends FrameValue {
 
   /** Ends a borrow (a detached copy is not affected). */
   release(): void {
+    if (this.#kept) return;
     this.#bytes = undefined;
     this.frame = this.frameTopic = undefined;
     this.#decoded = false;
@@ -247,21 +284,39 @@ export class RawMsgpack extends FrameValue {
     return b.length === 1 && b[0] === 0xc0;
   }
 
+  /** The value itself (copies: binary values are its own); cached only while borrowed (see RawJson.decode). */
   decode(): unknown {
+    if (this.#kept) {
+      conversions.bytes += this.#bytes!.length;
+      return msgpackCodec.decode(this.#bytes!);
+    }
     if (!this.#decoded) {
-      this.#value = msgpackCodec.decode(this.bytes); // copies: binary values are its own
+      this.#value = msgpackCodec.decode(this.bytes);
       this.#decoded = true;
     }
     return this.#value;
   }
 
-  /** A copy of its bytes (a piece of no slab or read buffer). */
-  detach(): RawMsgpack {
-    const copy = new RawMsgpack(this.bytes.slice());
-    if (this.#decoded) {
-      copy.#decoded = true;
-      copy.#value = this.#value;
+  /**
+   * Its JSON text as UTF-8, made from the bytes without decoding them (see
+   * msgpack_to_json.ts) and kept nowhere; undefined when that cannot be
+   * done (an extension type: a date), and the caller decodes the value.
+   */
+  json(): Uint8Array | undefined {
+    const bytes = this.bytes;
+    if (this.#kept) conversions.bytes += bytes.length;
+    try {
+      return msgpackToJson(bytes);
+    } catch {
+      return undefined;
     }
+  }
+
+  /** A copy of its bytes (a piece of no slab or read buffer), without any decoded form. */
+  detach(): RawMsgpack {
+    if (this.#kept) return this;
+    const copy = new RawMsgpack(this.bytes.slice());
+    copy.#kept = true;
     return copy;
   }
 }

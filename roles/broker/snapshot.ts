@@ -6,10 +6,11 @@
  * to the whole tree (`/`) reads the index instead, so it does not wait for
  * the build (see TopicTree.restore).
  */
-import { Message, type Snapshot } from "./subscriber.ts";
+import { EncodedValue, Message, type Snapshot } from "./subscriber.ts";
 import type { Topic, TopicNode, TopicTree } from "./topics.ts";
 import { TopicWalk, type WalkBudget } from "./topic_walk.ts";
 import { jsonStringBytes } from "../../wire/mod.ts";
+import { convertedInTurn, deliveredThisTurn } from "./conversion.ts";
 
 /** Most topic names a subscribe answer lists (the count says how many there are). */
 export const TOPIC_NAMES_LIMIT = 1000;
@@ -31,6 +32,40 @@ function nameBytes(name: string): number {
  * level wider than this leaves the count incomplete.
  */
 export const SUBSCRIBE_VISITS = 8192;
+
+/**
+ * Bytes of retained values a snapshot may have converted for its
+ * subscriber's codec (see conversion.ts) in one turn of the event loop
+ * before it goes on in the next: a value of the other codec is parsed and
+ * encoded anew for each delivery, tens to hundreds of milliseconds per
+ * megabyte of small objects, so a snapshot of many large values converts
+ * about one per turn and other clients are served in between (hostile
+ * review Z3: 40 values of 1 MB in one turn held every client for 13 s).
+ */
+export const SNAPSHOT_CONVERT_BYTES = 64 * 1024;
+/**
+ * Bytes of retained values all snapshots together deliver in one turn of
+ * the event loop before they go on in the next (copying them costs little,
+ * but a sink that drains at once would otherwise take them all in one).
+ */
+export const SNAPSHOT_BYTES_PER_TURN = 4 * 1024 * 1024;
+
+/**
+ * A snapshot's pace: once this turn of the event loop (see conversion.ts)
+ * has converted SNAPSHOT_CONVERT_BYTES of kept values (any snapshot's, or
+ * any delivery's) or delivered SNAPSHOT_BYTES_PER_TURN of retained values,
+ * the next value waits for the next turn.
+ */
+function more(): boolean {
+  return convertedInTurn() < SNAPSHOT_CONVERT_BYTES &&
+    deliveredThisTurn(0) < SNAPSHOT_BYTES_PER_TURN;
+}
+
+/** Counts a value delivered against the turn's bytes. */
+function charge(value: unknown): void {
+  if (value instanceof EncodedValue) deliveredThisTurn(value.byteLength);
+  else if (typeof value === "string") deliveredThisTurn(value.length);
+}
 
 /** Skips branches that hold no topic. */
 const noTopics = (node: TopicNode) => node.topics === 0;
@@ -142,6 +177,7 @@ export class RetainedSnapshot implements Snapshot {
   }
 
   next(budget: WalkBudget): Message | null | undefined {
+    if (!more()) return null;
     while (true) {
       const node = this.#walk.next(budget);
       if (node === undefined) return this.#walk.done ? undefined : null;
@@ -152,6 +188,7 @@ export class RetainedSnapshot implements Snapshot {
       if (value === undefined || topic.retainedSeq > this.#since) continue;
       if (this.#hideDollar && topic.name.startsWith("/$")) continue;
       this.#counted();
+      charge(value);
       return new Message(topic.name, value, true);
     }
   }
@@ -174,6 +211,7 @@ class IndexSnapshot implements Snapshot {
   }
 
   next(budget: WalkBudget): Message | null | undefined {
+    if (!more()) return null;
     while (true) {
       if (budget.left <= 0) return null;
       budget.left--;
@@ -184,6 +222,7 @@ class IndexSnapshot implements Snapshot {
       if (value === undefined || topic.retainedSeq > this.#since) continue;
       if (topic.name.startsWith("/$")) continue;
       this.#counted();
+      charge(value);
       return new Message(topic.name, value, true);
     }
   }
