@@ -24,6 +24,8 @@ let counts = new Uint32Array(1024);
 let stack = new Uint32Array(256);
 
 let out = new Uint8Array(64 * 1024);
+/** Past this, the buffers a conversion grew are dropped after it. */
+const KEEP_BYTES = 1024 * 1024;
 let at = 0;
 
 function room(n: number): void {
@@ -253,5 +255,9 @@ export function jsonToMsgpack(b: Uint8Array): Uint8Array {
     }
     // Anything else (`,` `:` `]` `}` white space) writes nothing.
   }
-  return out.slice(0, at);
+  const result = out.slice(0, at);
+  // What one large value grew is not kept for the next.
+  if (out.length > KEEP_BYTES) out = new Uint8Array(64 * 1024);
+  if (counts.length > KEEP_BYTES / 4) counts = new Uint32Array(1024);
+  return result;
 }

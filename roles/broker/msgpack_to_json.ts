@@ -272,5 +272,7 @@ export function msgpackToJson(bytes: Uint8Array): Uint8Array {
   } finally {
     input = new Uint8Array(0);
     view = new DataView(input.buffer);
+    // What one large value grew is not kept for the next.
+    if (out.length > 1024 * 1024) out = new Uint8Array(64 * 1024);
   }
 }

@@ -18,8 +18,6 @@
  * million values makes a million fewer objects (the collector's work).
  */
 
-import { keptForm } from "./values.ts";
-
 /** Anything that may hold a retained value (a topic): the fields are the store's. */
 export interface RetainedHolder<K> {
   /** The retained value; undefined when there is none. */
@@ -92,8 +90,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   }
 
   /**
-   * Stores `value` as `holder`'s retained value (in its kept form: see
-   * keptForm), replacing the old one, then
+   * Stores `value` as `holder`'s retained value, replacing the old one, then
    * evicts values until the store fits its budget (see the module comment).
    * A value larger than the whole budget is not stored (and the old one is
    * cleared, since it is no longer the last value).
@@ -106,7 +103,6 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       this.clear(holder);
       return "too_large";
     }
-    value = keptForm(value);
     const pool = this.#pool(owner);
     if (holder.retained === undefined) {
       holder.retained = value;
@@ -157,7 +153,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       return this.set(holder, value, bytes, at);
     }
     const pool = this.#shared;
-    holder.retained = keptForm(value);
+    holder.retained = value;
     holder.retainedBytes = cost;
     holder.retainedAt = at;
     this.#count++;

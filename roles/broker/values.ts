@@ -3,9 +3,8 @@
  * published value (any codec's, before it is kept or delivered), a queue
  * group's name, a subscriber's policy.
  */
-import { describe, DistError, jsonSize, toMsgpack } from "../../wire/mod.ts";
+import { describe, DistError, jsonSize } from "../../wire/mod.ts";
 import { EncodedValue, POLICIES, type Policy } from "./subscriber.ts";
-import { RawMsgpack } from "./raw_json.ts";
 
 /** Longest queue group name. */
 const MAX_GROUP_LENGTH = 256;
@@ -36,18 +35,6 @@ export function valueBytes(value: unknown): number {
     default:
       return 4;
   }
-}
-
-/**
- * The form a value is kept in for long (a retained value): an object,
- * array, binary or date as its MessagePack (lossless for each), never as
- * the objects a decoder made of it, which take many times the bytes it is
- * counted at (`[{},{},…]`: some 60 bytes of heap per 3 of text; hostile
- * review Z3); encoded values and scalars as they are.
- */
-export function keptForm(value: unknown): unknown {
-  if (typeof value !== "object" || value === null || value instanceof EncodedValue) return value;
-  return RawMsgpack.kept(toMsgpack(value));
 }
 
 function badValue(why: string): DistError {
