@@ -176,7 +176,8 @@ async function pingUntil(port: number, done: () => boolean): Promise<number[]> {
     );
     await r.json(5000);
     const pings: number[] = [];
-    for (let id = 1; !done() && id < 100_000; id++) {
+    const deadline = Date.now() + 60_000;
+    for (let id = 1; !done() && Date.now() < deadline; id++) {
       const t = performance.now();
       await writeAll(conn, jsonFrame({ id, method: "sys.ping" }));
       const answer = await r.json(60_000);
@@ -287,9 +288,10 @@ Deno.test("broker convert: retained MessagePack taken by JSON subscribers keeps 
         (counted / MIB).toFixed(0)
       } MiB counted)`,
     );
-    // 8 MiB counted: the runtime's own growth (buffers, compiled code) is not small beside it.
+    // 8 MiB counted: the runtime's own growth (delivery buffers freed late, compiled code:
+    // 27–51 MiB here) is not small beside it; the old code's kept forms took 240 MiB.
     assert(
-      grown <= 1.5 * counted + 32 * MIB,
+      grown <= 1.5 * counted + 80 * MIB,
       `RSS grew ${(grown / MIB).toFixed(0)} MiB for ${(counted / MIB).toFixed(0)} MiB counted`,
     );
   } finally {

@@ -257,10 +257,13 @@ function value(depth: number): void {
 }
 
 /**
- * The JSON text (UTF-8) of the MessagePack value `bytes` (a fresh array).
+ * The JSON text (UTF-8) of the MessagePack value `bytes`: a view of
+ * scratch space, valid until the next conversion (copy it at once).
  * @throws {Error} for what it does not write (see the module comment)
  */
 export function msgpackToJson(bytes: Uint8Array): Uint8Array {
+  // What one large value grew is not kept for long (its result is a view of it until now).
+  if (out.length > 4 * 1024 * 1024) out = new Uint8Array(64 * 1024);
   input = bytes;
   view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   pos = 0;
@@ -268,11 +271,9 @@ export function msgpackToJson(bytes: Uint8Array): Uint8Array {
   try {
     value(0);
     if (pos !== bytes.length) throw new Error("bytes after the value");
-    return out.slice(0, at);
+    return out.subarray(0, at);
   } finally {
     input = new Uint8Array(0);
     view = new DataView(input.buffer);
-    // What one large value grew is not kept for the next.
-    if (out.length > 1024 * 1024) out = new Uint8Array(64 * 1024);
   }
 }

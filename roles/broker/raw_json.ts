@@ -5,7 +5,7 @@
  * Also the slab that delivery frames and such values are carved from.
  */
 import { msgpackCodec, toMsgpack } from "../../wire/mod.ts";
-import { jsonToMsgpack } from "./json_to_msgpack.ts";
+import { jsonToMsgpack, textToMsgpack } from "./json_to_msgpack.ts";
 import { msgpackToJson } from "./msgpack_to_json.ts";
 import { EncodedValue } from "./subscriber.ts";
 import { conversions } from "./conversion.ts";
@@ -193,13 +193,14 @@ export class RawJson extends FrameValue {
 
   /**
    * Its MessagePack, made from the text without decoding it (see
-   * json_to_msgpack.ts) and kept nowhere: a fresh array for each caller.
+   * json_to_msgpack.ts) and kept nowhere: a view valid until the next
+   * conversion (copy it at once).
    */
   msgpack(): Uint8Array {
-    const bytes = this.bytes;
-    if (this.#text !== undefined) conversions.bytes += bytes.length;
+    const text = this.#text;
+    if (text !== undefined) conversions.bytes += text.length;
     try {
-      return jsonToMsgpack(bytes);
+      return text !== undefined ? textToMsgpack(text) : jsonToMsgpack(this.bytes);
     } catch {
       return toMsgpack(this.decode()); // not valid JSON after all: the parser says why
     }
@@ -299,7 +300,8 @@ export class RawMsgpack extends FrameValue {
 
   /**
    * Its JSON text as UTF-8, made from the bytes without decoding them (see
-   * msgpack_to_json.ts) and kept nowhere; undefined when that cannot be
+   * msgpack_to_json.ts) and kept nowhere (a view valid until the next
+   * conversion: copy it at once); undefined when that cannot be
    * done (an extension type: a date), and the caller decodes the value.
    */
   json(): Uint8Array | undefined {
