@@ -18,6 +18,7 @@ import {
   SUBSCRIPTION_BYTES,
 } from "./memory.ts";
 import { SubscriptionShares } from "./shares.ts";
+import { TopicShares } from "./topic_shares.ts";
 import { oncePerTurn, turnClock } from "../../wire/turn.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
@@ -40,6 +41,8 @@ export class BrokerCore {
   readonly maxPending: number;
   readonly maxTopics: number;
   readonly maxTopicBytes: number;
+  /** The topics' limits, each user's share of them, and what they evict (topic_shares.ts). */
+  readonly topicShares: TopicShares;
   readonly maxMemory: number;
   /** --max-subscriptions, and each source's share of it and of max-memory (see shares.ts). */
   readonly shares: SubscriptionShares;
@@ -86,6 +89,9 @@ export class BrokerCore {
     this.maxTopicBytes = options.maxTopicBytes ?? Infinity;
     this.maxMemory = options.maxMemory ?? Infinity;
     this.shares = new SubscriptionShares(options, this.maxMemory);
+    this.topicShares = new TopicShares(this.maxTopics, this.maxTopicBytes, this.maxMemory);
+    this.topicShares.clearRetained = (topic) => this.retained.clear(topic);
+    this.topicShares.onEvicted = () => this.topicsEvicted++;
     // Date.now() read once per turn of the event loop: a read's publishes share one instant.
     this.#now = options.now ?? turnClock();
   }
@@ -167,9 +173,8 @@ export class BrokerCore {
       topic = this.topics.get(name);
       if (topic === undefined) {
         if (this.overBudget) throw overloaded("no new topics");
-        topic = this.topics.create(name, now);
+        topic = this.topicShares.create(this.topics, name, now, owner);
         created = true;
-        this.#makeRoom();
       }
     } else if (!this.#system) refuseSystemTopic(topic.name);
     if (!created) this.topics.touch(topic, now);
@@ -186,6 +191,7 @@ export class BrokerCore {
         const bytes = topic.name.length + valueBytes(kept);
         const outcome = this.retained.set(topic, kept, bytes, now, owner);
         if (outcome === "too_large") this.retainedTooLarge++;
+        else topic.retainedBy = owner;
       }
     }
     // Behind a publish of the same publisher that waits, or too large a match to make now.
@@ -266,7 +272,7 @@ export class BrokerCore {
     // was set since the start, in both orders; the limits then hold (this topic may go first).
     const restored = this.topics.restore(name, updatedAt);
     this.retained.restore(restored, value, bytes, updatedAt);
-    this.#makeRoom();
+    this.topicShares.makeRoom(this.topics);
   }
 
   /**
@@ -276,7 +282,7 @@ export class BrokerCore {
    */
   placeRestored(n: number): boolean {
     const left = this.topics.placeSome(n);
-    this.#makeRoom();
+    this.topicShares.makeRoom(this.topics);
     return left;
   }
 
@@ -284,7 +290,7 @@ export class BrokerCore {
   #placeUnder(segments: readonly string[]): void {
     if (this.topics.unplaced === 0) return;
     this.topics.placeUnder(segments);
-    this.#makeRoom();
+    this.topicShares.makeRoom(this.topics);
   }
 
   /**
@@ -427,21 +433,6 @@ export class BrokerCore {
     for (const sub of targets.plain) if (!sub.cancelled) sub.sink.topicCreated(sub, topic);
     for (const group of targets.groups as Group<Subscription>[]) {
       for (const sub of group.members) sub.sink.topicCreated(sub, topic);
-    }
-  }
-
-  /**
-   * Forgets the least recently active topics until the tree is within its
-   * limits (the newest, just made, is never the one forgotten).
-   */
-  #makeRoom(): void {
-    const topics = this.topics;
-    while (topics.size > this.maxTopics || topics.bytes > this.maxTopicBytes) {
-      const oldest = topics.oldest!;
-      if (oldest === topics.newest) return;
-      this.retained.clear(oldest);
-      topics.forget(oldest);
-      this.topicsEvicted++;
     }
   }
 }

@@ -58,6 +58,10 @@ export class Topic {
   retainedNewer: Topic | undefined = undefined;
   /** The broker's publish count when the retained value last changed. */
   retainedSeq = 0;
+  /** The user whose publish set the retained value (none: no one in particular). */
+  retainedBy: string | undefined = undefined;
+  /** The user whose publish made the topic, held to its share (see topic_shares.ts). */
+  creator: string | undefined = undefined;
   /**
    * Free for the broker: what the subscriptions matching this topic were
    * when `cacheGeneration` was current.
@@ -248,6 +252,16 @@ export class TopicTree {
       if (topic === this.#restoredNewest) this.#restoredNewest = topic.older;
       return;
     }
+    this.#unlink(topic);
+    this.#append(topic);
+  }
+
+  /**
+   * Passes a topic over: it goes to the most recent end of the order, its
+   * `lastActive` unchanged (see topic_shares.ts).
+   */
+  pass(topic: Topic): void {
+    if (this.#newest === topic) return;
     this.#unlink(topic);
     this.#append(topic);
   }

@@ -1,0 +1,232 @@
+/**
+ * Topic eviction and each user's share of the topics (hostile review 34
+ * Z6, Z10): with `--users`, one user's new topics must not forget another
+ * user's retained value through `--max-topics`, and one user may make at
+ * most an eighth of the topics (and of their bytes), past which its new
+ * topics are refused while other users' are not.
+ */
+import assert from "node:assert/strict";
+import { hashToken } from "../auth/mod.ts";
+import { parseAddress } from "../config/mod.ts";
+import { dial, DistError, type Peer } from "../wire/mod.ts";
+import { BrokerCore } from "../roles/broker/core.ts";
+import { SPARED_PER_TOPIC } from "../roles/broker/topic_shares.ts";
+import { startDist } from "./helpers/dist.ts";
+import { waitFor } from "./helpers/raw.ts";
+
+const MIB = 1024 * 1024;
+
+function core(maxTopics: number, maxTopicBytes?: number, maxMemory?: number): BrokerCore {
+  return new BrokerCore({
+    retainBytes: 64 * MIB,
+    maxPending: 8 * MIB,
+    maxTopics,
+    maxTopicBytes,
+    maxMemory,
+  });
+}
+
+function refused(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof DistError, String(e));
+    assert.equal(e.code, "OVERLOADED");
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+Deno.test("a user's new topics never forget another user's retained topic", () => {
+  const c = core(80);
+  c.publish("/a/config", "safe", true, 0, undefined, "alice");
+  // Ten users of 10 topics each (each user's share: 80 / 8), value-less, past max-topics.
+  for (let u = 0; u < 10; u++) {
+    for (let i = 0; i < 10; i++) c.publish(`/u${u}/${i}`, 1, false, 0, undefined, `user${u}`);
+  }
+  assert.equal(c.topics.size, 80);
+  assert.equal(c.topics.peek("/a/config")?.retained, "safe", "alice's value stays");
+  assert.equal(c.topicsEvicted, 21);
+  assert.ok(c.topicShares.spared > 0);
+});
+
+Deno.test("past max-topics with only other users' retained values left, a new topic is refused", () => {
+  const c = core(16);
+  // Eight users of two retained topics each: every topic holds a value of its own user.
+  for (let u = 0; u < 8; u++) {
+    for (let i = 0; i < 2; i++) c.publish(`/u${u}/${i}`, i, true, 0, undefined, `user${u}`);
+  }
+  refused(
+    () => c.publish("/m/new", 1, false, 0, undefined, "mallory"),
+    /other users' retained values/,
+  );
+  assert.equal(c.topics.size, 16);
+  assert.equal(c.topics.peek("/m/new"), undefined);
+  assert.equal(c.retained.count, 16);
+  assert.equal(c.topicShares.madeBy("mallory").topics, 0);
+  // A publish of no user (a will, the broker's own) forgets the oldest, as before.
+  c.publish("/n/x", 1, false, 0);
+  assert.equal(c.topics.peek("/u0/0"), undefined);
+  assert.equal(c.topics.peek("/u1/0")?.retained, 0);
+  assert.ok(SPARED_PER_TOPIC >= 16);
+});
+
+Deno.test("a user's own new topic forgets its own retained topic, not another's", () => {
+  const c = core(16);
+  for (let u = 0; u < 7; u++) {
+    for (let i = 0; i < 2; i++) c.publish(`/u${u}/${i}`, i, true, 0, undefined, `user${u}`);
+  }
+  c.publish("/u7/0", "mine", true, 0, undefined, "user7");
+  c.publish("/m/0", 1, false, 0, undefined, "mallory");
+  c.publish("/u7/1", 1, false, 0, undefined, "user7");
+  assert.equal(c.topics.peek("/u7/0"), undefined);
+  assert.ok(c.topics.peek("/m/0"));
+  assert.equal(c.retained.count, 14);
+  assert.equal(c.topicShares.madeBy("user7").topics, 1);
+});
+
+Deno.test("one user may make an eighth of max-topics and of the topics' bytes", () => {
+  const c = core(80, Infinity, Infinity);
+  for (let i = 0; i < 10; i++) c.publish(`/m/${i}`, 1, false, 0, undefined, "mallory");
+  refused(
+    () => c.publish("/m/10", 1, false, 0, undefined, "mallory"),
+    /User mallory made its share/,
+  );
+  // Others keep theirs; a topic that exists is published to as before.
+  c.publish("/a/1", 1, false, 0, undefined, "alice");
+  c.publish("/m/3", 2, true, 0, undefined, "mallory");
+  // No user (no --users), or the shared --token's holders (every client may hold it): no share.
+  for (let i = 0; i < 20; i++) c.publish(`/n/${i}`, 1, false, 0);
+  for (let i = 0; i < 20; i++) c.publish(`/t/${i}`, 1, false, 0, undefined, "token");
+  assert.equal(c.topics.size, 51);
+  // Bytes: an eighth of max-memory / 2 (what it counts topics at).
+  const b = core(1e6, Infinity, 8 * MIB);
+  assert.equal(b.topicShares.perUserBytes, MIB / 2);
+  const long = "p".repeat(1000);
+  refused(() => {
+    for (let i = 0; i < 1000; i++) b.publish(`/m/${i}${long}`, 1, false, 0, undefined, "mallory");
+  }, /share of the topics/);
+  assert.ok(b.topicShares.madeBy("mallory").bytes <= MIB / 2);
+  b.publish(`/a/x${long}`, 1, false, 0, undefined, "alice");
+  // Forgotten topics give their share back.
+  const f = core(16);
+  for (let i = 0; i < 2; i++) f.publish(`/m/${i}`, 1, false, 0, undefined, "mallory");
+  for (let i = 0; i < 20; i++) f.publish(`/n/${i}`, 1, false, 0);
+  assert.equal(f.topicShares.madeBy("mallory").topics, 0);
+});
+
+const ALICE = "alice-token-0123456789";
+const MALLORY = "mallory-token-0123456789";
+const USERS = `
+[users.alice]
+token = "${hashToken(ALICE)}"
+publish = ["/a"]
+subscribe = ["/a"]
+
+[users.mallory]
+token = "${hashToken(MALLORY)}"
+publish = ["/m"]
+`;
+
+Deno.test({
+  name: "attack: with --users, one user's new topics neither evict another's retained value " +
+    "nor lock the others out",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const file = await Deno.makeTempFile({ suffix: ".toml" });
+    await Deno.writeTextFile(file, USERS);
+    const broker = await startDist([
+      "broker",
+      ...["--port", "0", "--users", file, "--max-topics", "1000"],
+    ]);
+    const peers: Peer[] = [];
+    try {
+      const as = async (token: string, onNotification?: (m: string, p: unknown) => void) => {
+        const peer = await dial(parseAddress(broker.address), {
+          role: "client",
+          name: "c",
+          credentials: { token },
+          onNotification,
+        });
+        peers.push(peer);
+        return peer;
+      };
+      const alice = await as(ALICE);
+      await alice.call("broker.publish", { topic: "/a/config", value: { mode: "safe" } });
+      const mallory = await as(MALLORY);
+      let refusals = 0;
+      for (let i = 0; i < 1200; i++) {
+        try {
+          await mallory.call("broker.publish", { topic: `/m/${i}`, value: 1, retain: false });
+        } catch (e) {
+          assert.ok(e instanceof DistError && e.code === "OVERLOADED", String(e));
+          assert.match(e.message, /User mallory made its share of the topics/);
+          refusals++;
+        }
+      }
+      assert.equal(refusals, 1200 - 125);
+      await alice.call("broker.publish", { topic: "/a/new", value: 1, retain: false });
+      const got: unknown[] = [];
+      const reader = await as(ALICE, (method, params) => {
+        if (method === "broker.message") got.push((params as { value: unknown }).value);
+      });
+      await reader.call("broker.subscribe", { topic: "/a/config" });
+      await waitFor(() => got.length === 1, 5000, "alice's retained value");
+      assert.deepEqual(got, [{ mode: "safe" }]);
+    } finally {
+      for (const p of peers) p.close();
+      await broker.stop();
+      await Deno.remove(file);
+    }
+  },
+});
+
+Deno.test({
+  name: "attack: with --users, one user's topics do not take --max-memory from the others",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const file = await Deno.makeTempFile({ suffix: ".toml" });
+    await Deno.writeTextFile(file, USERS);
+    const broker = await startDist([
+      "broker",
+      ...["--port", "0", "--users", file, "--max-memory", String(32 * MIB)],
+    ]);
+    const peers: Peer[] = [];
+    try {
+      const as = async (token: string) => {
+        const peer = await dial(parseAddress(broker.address), {
+          role: "client",
+          name: "c",
+          credentials: { token },
+        });
+        peers.push(peer);
+        return peer;
+      };
+      const mallory = await as(MALLORY);
+      // 16,000 new topics of ~1,000 characters: 2 × 16 MiB counted, the whole budget.
+      const long = "p".repeat(1000);
+      let refusals = 0;
+      for (let i = 0; i < 16_000; i += 500) {
+        const batch = Array.from(
+          { length: 500 },
+          (_, k) =>
+            mallory.call("broker.publish", { topic: `/m/${i + k}${long}`, value: 1, retain: false })
+              .catch((e) => {
+                assert.ok(e instanceof DistError && e.code === "OVERLOADED", String(e));
+                refusals++;
+              }),
+        );
+        await Promise.all(batch);
+      }
+      const alice = await as(ALICE);
+      await alice.call("broker.subscribe", { topic: "/a" });
+      await alice.call("broker.publish", { topic: "/a/new", value: 1, retain: false });
+      // Her share: an eighth of 32 MiB / 2 = 2 MiB of names (~1,750 topics).
+      assert.ok(refusals > 14_000, `refused ${refusals}`);
+    } finally {
+      for (const p of peers) p.close();
+      await broker.stop();
+      await Deno.remove(file);
+    }
+  },
+});
