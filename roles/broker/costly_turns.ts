@@ -159,3 +159,12 @@ export class CostlyTurns {
     if (sources.size > 0 || this.#spent > 0) this.#schedule();
   };
 }
+
+const byCore = new WeakMap<object, CostlyTurns>();
+
+/** The turns of a broker's core: its native and MQTT front ends share one budget. */
+export function costlyTurnsOf(core: object): CostlyTurns {
+  let turns = byCore.get(core);
+  if (turns === undefined) byCore.set(core, turns = new CostlyTurns());
+  return turns;
+}

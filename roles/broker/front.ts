@@ -24,7 +24,7 @@ import { forgetParts, sidTail } from "./frames.ts";
 import { shareSource } from "./shares.ts";
 import { TOPIC_NAMES_BYTES } from "./snapshot.ts";
 import { PAGE_BYTES } from "./topic_list.ts";
-import { COSTLY_METHODS, CostlyTurns } from "./costly_turns.ts";
+import { COSTLY_METHODS, type CostlyTurns, costlyTurnsOf } from "./costly_turns.ts";
 import {
   broker,
   type Subscribe,
@@ -85,7 +85,7 @@ export class WireFront implements SessionOwner {
   undeliverable = 0;
   readonly #sessions = new Set<Session>();
   /** Listings, subscribes and stats: a few ms of them a turn (costly_turns.ts). */
-  readonly costly = new CostlyTurns();
+  readonly costly: CostlyTurns;
   /** The session of the last fast-path frame's peer (forgotten when it closes). */
   #lastSession: Session | undefined;
 
@@ -94,6 +94,7 @@ export class WireFront implements SessionOwner {
 
   constructor(core: BrokerCore) {
     this.core = core;
+    this.costly = costlyTurnsOf(core);
   }
 
   readonly onPeer = (peer: Peer): void => void this.#session(peer);

@@ -14,6 +14,7 @@ import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
 import { type Newcomer, Newcomers, sourceOf } from "../../../wire/newcomers.ts";
 import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
+import { type CostlyTurns, costlyTurnsOf } from "../costly_turns.ts";
 import { MqttConnection } from "./connection.ts";
 import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
@@ -78,6 +79,8 @@ export interface SessionRequest {
 
 export class MqttFront {
   readonly core: BrokerCore;
+  /** SUBSCRIBE and UNSUBSCRIBE take turns with the native front's costly requests. */
+  readonly costly: CostlyTurns;
   readonly limits: MqttLimits;
   readonly #authenticator: Authenticator | undefined;
   readonly #connections = new Set<MqttConnection>();
@@ -113,6 +116,7 @@ export class MqttFront {
 
   constructor(core: BrokerCore, limits: MqttLimits, authenticator?: Authenticator) {
     this.core = core;
+    this.costly = costlyTurnsOf(core);
     this.limits = limits;
     this.#authenticator = authenticator;
     this.wills = new Wills(core);

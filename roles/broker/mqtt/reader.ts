@@ -30,7 +30,7 @@ export const CLOSED = 3;
 /** What the read loop tells its connection, and asks of it. */
 export interface PacketHost {
   state(): number;
-  /** One packet at `buf[s..e)`, its body from `body`: a promise while it is judged (CONNECT). */
+  /** One packet at `buf[s..e)`, its body from `body`: a promise while judged (CONNECT) or waiting (SUBSCRIBE). */
   packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined;
   /** Told when bytes came (keep-alive), and whether a packet has begun and is not yet whole. */
   readonly live: { heard(): void; partial(begun: boolean): void };

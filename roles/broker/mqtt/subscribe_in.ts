@@ -2,6 +2,15 @@
  * SUBSCRIBE and UNSUBSCRIBE from a client: parsed (with mqtt-packet: they
  * come once per subscription, not per message), done by the session that
  * holds the subscriptions, answered with SUBACK and UNSUBACK.
+ *
+ * A packet may name thousands of filters (hostile review 34, Z8: 20 ×
+ * SUBSCRIBE + UNSUBSCRIBE of 10,000 filters held another client's ping
+ * 4-10 s): its filters are done FILTERS_PER_JOB at a time, each such job
+ * taking turns with the native front's costly requests (../costly_turns.ts:
+ * a few ms of each event-loop turn, in rotation over sources), and the
+ * connection reads no further packet meanwhile (the read loop awaits the
+ * packet); SUBACK or UNSUBACK once all are done. MQTT never sends the
+ * covered topics' names, so none are listed (`namesBytes: 0`).
  */
 import type { ISubscribePacket, ISubscription, IUnsubscribePacket } from "mqtt-packet";
 import { DistError } from "../../../wire/mod.ts";
@@ -11,13 +20,63 @@ import { shareSource } from "../shares.ts";
 import { NO_LOCAL, RETAIN_AS_PUBLISHED, SKIP_RETAINED, SUBSCRIPTION_ID } from "./delivery.ts";
 import { parseSlow, withIds } from "./packets.ts";
 import type { MqttConnection } from "./connection.ts";
+import { CLOSED } from "./reader.ts";
+import type { TurnOwner } from "../costly_turns.ts";
 
 /** Most subscriptions one session may hold (as a connection on the native port). */
 const MAX_SUBSCRIPTIONS = 10_000;
 /** The highest QoS of a delivery. */
 const MAX_QOS_OUT = 2;
+/** Filters of one packet done in one job (one subscribe is some µs, more over a wide tree). */
+export const FILTERS_PER_JOB = 32;
 
-export function onSubscribe(c: MqttConnection, packet: Uint8Array): undefined {
+/** A connection as the costly turns' owner (its reading waits on the packet: nothing to hold). */
+const owners = new WeakMap<MqttConnection, TurnOwner>();
+function ownerOf(c: MqttConnection): TurnOwner {
+  let owner = owners.get(c);
+  if (owner === undefined) {
+    const conn = {
+      get isClosed() {
+        return c.state() === CLOSED;
+      },
+    };
+    owners.set(c, owner = { holdInput() {}, conn });
+  }
+  return owner;
+}
+
+/**
+ * Runs `work(from, to)` over `n` items, FILTERS_PER_JOB at a time, each a
+ * job of the costly turns, then `done()`: undefined when all ran in this
+ * turn, else a promise the read loop waits for. A connection closed
+ * meanwhile: the rest is not done.
+ */
+function inTurns(
+  c: MqttConnection,
+  n: number,
+  work: (from: number, to: number) => void,
+  done: () => void,
+): Promise<void> | undefined {
+  const turns = c.front.costly;
+  const owner = ownerOf(c);
+  let at = 0;
+  const step = (): Promise<void> | undefined => {
+    while (at < n) {
+      const from = at;
+      const to = at = Math.min(n, at + FILTERS_PER_JOB);
+      const ran = turns.run(owner, () => work(from, to), c.source);
+      if (ran instanceof Promise) {
+        return ran.then(step, (err) => {
+          if (c.state() !== CLOSED) c.failed(err as Error);
+        });
+      }
+    }
+    done();
+  };
+  return step();
+}
+
+export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void> | undefined {
   let p: ISubscribePacket;
   try {
     p = parseSlow(packet, c.version) as ISubscribePacket;
@@ -27,37 +86,47 @@ export function onSubscribe(c: MqttConnection, packet: Uint8Array): undefined {
   if (p.subscriptions.length === 0) return c.protocolError("a SUBSCRIBE with no filter");
   const id = p.properties?.subscriptionIdentifier;
   if (Array.isArray(id) || id === 0) return c.protocolError("a bad Subscription Identifier");
-  const { codes, added } = subscribe(c, p.subscriptions, id);
-  c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
-  // The SUBACK is queued: retained values and live messages follow it.
-  for (const sub of added) sub.release();
+  const filters = p.subscriptions;
+  const codes: number[] = [];
+  const added: Subscription[] = [];
+  return inTurns(c, filters.length, (from, to) => {
+    subscribe(c, filters.slice(from, to), id, codes, added);
+  }, () => {
+    if (added.length > 0) c.session.save();
+    c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
+    // The SUBACK is queued: retained values and live messages follow it.
+    for (const sub of added) sub.release();
+  });
 }
 
-export function onUnsubscribe(c: MqttConnection, packet: Uint8Array): undefined {
+export function onUnsubscribe(c: MqttConnection, packet: Uint8Array): Promise<void> | undefined {
   let p: IUnsubscribePacket;
   try {
     p = parseSlow(packet, c.version) as IUnsubscribePacket;
   } catch (err) {
     return c.protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
   }
-  const codes = c.session.unsubscribeFilters(p.unsubscriptions);
-  c.send(withIds(0xb0, p.messageId ?? 0, c.v5 ? codes : [], c.v5));
+  const filters = p.unsubscriptions;
+  const codes: number[] = [];
+  return inTurns(c, filters.length, (from, to) => {
+    codes.push(...c.session.unsubscribeFilters(filters.slice(from, to)));
+  }, () => c.send(withIds(0xb0, p.messageId ?? 0, c.v5 ? codes : [], c.v5)));
 }
 
 /**
- * SUBSCRIBE's filters: each subscribed (the same filter again replaces
- * its subscription, and its retained values come again), or refused with
- * its SUBACK code. The new subscriptions are held: release them once the
- * SUBACK is queued.
+ * Some of SUBSCRIBE's filters: each subscribed (the same filter again
+ * replaces its subscription, and its retained values come again), or
+ * refused with its SUBACK code (pushed to `codes`). The new subscriptions
+ * (pushed to `added`) are held: release them once the SUBACK is queued.
  */
 function subscribe(
   c: MqttConnection,
   filters: readonly ISubscription[],
-  subscriptionId = 0,
-): { codes: number[]; added: Subscription[] } {
+  subscriptionId: number | undefined,
+  codes: number[],
+  added: Subscription[],
+): void {
   const { session, v5, identity, front } = c;
-  const codes: number[] = [];
-  const added: Subscription[] = [];
   const subs = session.subscriptions();
   for (const { topic, qos, nl, rap, rh } of filters) {
     try {
@@ -77,12 +146,14 @@ function subscribe(
         policy: session.expiry > 0 ? "drop-oldest" : undefined,
         // One user's (or address's) share, whichever protocol it subscribes with.
         source: shareSource(c.source),
+        // MQTT never sends the covered topics' names.
+        namesBytes: 0,
       });
       const granted = Math.min(qos, MAX_QOS_OUT);
       sub.data = (granted | (nl === true ? NO_LOCAL : 0) |
         (rap === true ? RETAIN_AS_PUBLISHED : 0) |
         (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
-        subscriptionId * SUBSCRIPTION_ID;
+        (subscriptionId ?? 0) * SUBSCRIPTION_ID;
       subs.set(topic, sub);
       added.push(sub);
       codes.push(granted);
@@ -95,6 +166,4 @@ function subscribe(
       );
     }
   }
-  if (added.length > 0) session.save();
-  return { codes, added };
 }
