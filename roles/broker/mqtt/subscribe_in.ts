@@ -49,13 +49,14 @@ function ownerOf(c: MqttConnection): TurnOwner {
  * Runs `work(from, to)` over `n` items, FILTERS_PER_JOB at a time, each a
  * job of the costly turns, then `done()`: undefined when all ran in this
  * turn, else a promise the read loop waits for. A connection closed
- * meanwhile: the rest is not done.
+ * meanwhile: the rest is not done, and `stopped()` instead of `done()`.
  */
 function inTurns(
   c: MqttConnection,
   n: number,
   work: (from: number, to: number) => void,
   done: () => void,
+  stopped?: () => void,
 ): Promise<void> | undefined {
   const turns = c.front.costly;
   const owner = ownerOf(c);
@@ -68,6 +69,7 @@ function inTurns(
       if (ran instanceof Promise) {
         return ran.then(step, (err) => {
           if (c.state() !== CLOSED) c.failed(err as Error);
+          stopped?.();
         });
       }
     }
@@ -95,6 +97,10 @@ export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void
     if (added.length > 0) c.session.save();
     c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
     // The SUBACK is queued: retained values and live messages follow it.
+    for (const sub of added) sub.release();
+  }, () => {
+    // Closed before its SUBACK: what it subscribed stays (a persistent session's), not held.
+    if (added.length > 0) c.session.save();
     for (const sub of added) sub.release();
   });
 }
