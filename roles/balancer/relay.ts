@@ -46,13 +46,15 @@ import {
   writePlainFrame,
   writePlainRequest,
 } from "./raw_frames.ts";
-import { sizeOfValue } from "./value_size.ts";
+import { type HeldParams, heldParams, holdParams } from "./value_size.ts";
 
-/** A request decoded from a client, waiting for its answer. */
-export interface DecodedJob extends Job {
+/**
+ * A request decoded from a client, waiting for its answer: large params are
+ * held as bytes from its admission (holdParams), decoded again for each send.
+ */
+export interface DecodedJob extends Job, HeldParams {
   readonly raw: false;
   method: string;
-  params: unknown;
   /** The client's name, for the request log. */
   client: string;
   /** The client's connection: requests wait in turn by connection. */
@@ -251,7 +253,16 @@ export class Relay implements DispatchHooks<ForwardJob> {
       this.#options.report(backend.onLost("connection closed"));
       return false;
     }
-    if (!job.raw) return this.#sendDecoded(job, job.params, backend, peer);
+    if (!job.raw) {
+      let params: unknown;
+      try {
+        params = heldParams(job);
+      } catch (err) {
+        this.#later(job, backend, DistError.from(err));
+        return true;
+      }
+      return this.#sendDecoded(job, params, backend, peer);
+    }
     if (peer.codec === jsonCodec) {
       job.via = peer;
       let sent: boolean;
@@ -280,10 +291,12 @@ export class Relay implements DispatchHooks<ForwardJob> {
     return this.#sendDecoded(job, params, backend, peer);
   }
 
-  /** A raw job keeps its frame; a decoded one, about its params' size as they arrived. */
-  sizeOf(job: ForwardJob, limit: number): number {
-    if (job.raw) return job.size;
-    return job.method.length + sizeOfValue(job.params, limit - job.method.length);
+  /**
+   * A raw job keeps its frame; a decoded one, its params' size as sent to a
+   * JSON backend or as held (holdParams, measured once).
+   */
+  sizeOf(job: ForwardJob): number {
+    return job.raw ? job.size : holdParams(job, job.method);
   }
 
   abandoned(job: ForwardJob): boolean {
