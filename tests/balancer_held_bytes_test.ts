@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { writeAll } from "./helpers/raw.ts";
-import { dial, type Peer, toMsgpack } from "../wire/mod.ts";
+import { dial, msgpackCodec, type Peer, toMsgpack } from "../wire/mod.ts";
 import { connectTo, startBalancer, stopAll } from "./helpers/balancer.ts";
 
 const REQUESTS = 60;
@@ -117,6 +117,39 @@ Deno.test("decoded requests are held as the bytes they are counted by (Z7)", asy
     } catch { /* closed by the balancer */ }
     worker?.close();
     stats.close();
+    await stopAll([lb]);
+  }
+});
+
+Deno.test("params held as bytes reach a MessagePack backend as they were sent", async () => {
+  const lb = await startBalancer([]);
+  const [host, port] = lb.workerAddress.split(":");
+  const [chost, cport] = lb.address.split(":");
+  const peers: Peer[] = [];
+  try {
+    const worker = await dial({ host, port: Number(port) }, {
+      role: "worker",
+      name: "echo",
+      codec: msgpackCodec,
+      onRequest: (method, params) => method === "sys.ping" ? { pong: true } : { params },
+    });
+    peers.push(worker);
+    await worker.call("worker.register", { name: "echo", capacity: 4 });
+    const client = await dial({ host: chost, port: Number(cport) }, {
+      role: "client",
+      name: "mp",
+      codec: msgpackCodec,
+    });
+    peers.push(client);
+    // Above the 256 bytes held as bytes: binary, non-ASCII text, nested maps, numbers.
+    const params = {
+      bin: new Uint8Array([0, 1, 2, 255]),
+      text: "é\u0001✓".repeat(100),
+      list: Array.from({ length: 50 }, (_, i) => ({ i, f: i / 3, neg: -(i + 1) * 1e12 })),
+    };
+    assert.deepEqual(await client.call("echo.it", params), { params });
+  } finally {
+    for (const p of peers) p.close();
     await stopAll([lb]);
   }
 });
