@@ -287,15 +287,27 @@ for (
         5000,
         "the backend up",
       );
+      const start = performance.now();
       const codes = await Promise.all(
         Array.from({ length: 500 }, () => peer.call("add", { a: 1, b: 2 }).catch((e) => e.code)),
       );
-      assert.deepEqual([...new Set(codes)], ["INTERNAL"]);
+      // Seconds the lines could be spread over (a loaded machine answers some OVERLOADED).
+      const seconds = Math.ceil((performance.now() - start) / 1000) + 1;
+      const internal = codes.filter((c) => c === "INTERNAL").length;
+      assert.ok(codes.every((c) => c === "INTERNAL" || c === "OVERLOADED"), `${new Set(codes)}`);
+      assert.ok(internal >= 100, `${internal} INTERNAL answers`);
       await sleep(1100); // the line that says how many went to debug
       const lines = lb.stderr().split("\n");
       const told = lines.filter((l) => /unknown code NOPE/.test(l));
-      assert.ok(told.length >= 1 && told.length <= 40, `${told.length} lines about it`);
-      assert.ok(lines.some((l) => /more lines about .* in the last second went to debug/.test(l)));
+      assert.ok(
+        told.length >= 1 && told.length <= 20 * seconds,
+        `${told.length} lines about ${internal} answers in ${seconds} s`,
+      );
+      if (internal > 20 * seconds) {
+        assert.ok(
+          lines.some((l) => /more lines about .* in the last second went to debug/.test(l)),
+        );
+      }
       if (flags.length === 0 && codec === jsonCodec) {
         assert.ok(lines.some((l) => /Backend .* answered Error with an unknown code NOPE/.test(l)));
         assert.deepEqual(lines.filter((l) => /\[ERR\]/.test(l)), [], "no error line per request");
