@@ -3,7 +3,7 @@
  * (hostile34 Z5): at most `--max-backends` are dialed, the servers already
  * dialed keep their places, the cap is said once (not per change), and a real
  * server registered after the flood gets the place of one that never
- * answered.
+ * answered, which is reported to the binders (and removed there).
  */
 import assert from "node:assert/strict";
 import { startDist } from "./helpers/dist.ts";
@@ -15,7 +15,7 @@ import {
   startBalancer,
   stopAll,
 } from "./helpers/balancer.ts";
-import { connectTo as binderConn, startService } from "./helpers/binder.ts";
+import { connectTo as binderConn, ids, startService } from "./helpers/binder.ts";
 
 type View = BackendView & { source: string };
 
@@ -105,6 +105,12 @@ Deno.test("balancer --service: a server registered after a flood of dead instanc
     assert.ok(performance.now() - t0 < 9_000, `${Math.round(performance.now() - t0)} ms`);
     assert.ok((await backendsOf(peer)).length <= 3);
     assert.equal((await peer.request("echo", { text: "x" })).by, "late");
+    // Those that gave up their places were reported: the binder checked them and forgot them.
+    await eventually(
+      async () => (await ids(binder.address, "compute")).length < 7,
+      5_000,
+      "dead instances reported and removed",
+    );
   } finally {
     peer.close();
     await stopAll([lb, server, binder]);

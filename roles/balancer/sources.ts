@@ -9,6 +9,7 @@
 import { type Address, parseAddress } from "../../config/mod.ts";
 import { type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
 import { type BinderClient, type ServiceWatch, watchService } from "../../clients/discovery/mod.ts";
+import { binder } from "../../clients/contracts/mod.ts";
 import { bindersFrom } from "../_flags.ts";
 import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
@@ -24,6 +25,8 @@ const DRAIN_MS = 30_000;
  * are looked at.
  */
 export const ROTATE_MS = 5_000;
+/** Most `binder.report_down` in flight from one `--service`. */
+const MAX_REPORTS = 64;
 /** Least time between two log lines about the cap, per source (ms). */
 const CAP_LOG_MS = 10_000;
 
@@ -91,7 +94,7 @@ export class ServerSet {
    * {@link ROTATE_MS} to one left out, so a real server registered after a
    * flood of dead addresses is reached in time. O(addresses) per call.
    */
-  sync(source: string, addresses: readonly string[], capped = false): void {
+  sync(source: string, addresses: readonly string[], capped = false): string[] {
     const wanted = new Map<string, Address>();
     for (const text of addresses) {
       let address: Address;
@@ -133,6 +136,7 @@ export class ServerSet {
     }
     // Places of instances that never answered go to those left out, oldest first.
     let rotated = 0;
+    const gaveUp: string[] = [];
     for (const key of stale) {
       if (rotated >= waiting.length) break;
       const entry = this.#links.get(key)!;
@@ -141,8 +145,10 @@ export class ServerSet {
       // Those left out are taken in turn: the list's order is the binder's, the same each time.
       this.#add(waiting[this.#turn++ % waiting.length], source);
       rotated++;
+      gaveUp.push(key);
     }
     this.#noteLeftOut(source, max, waiting.length, rotated, now);
+    return gaveUp;
   }
 
   /** Instances of `source` left out past `--max-backends` at its last sync. */
@@ -220,6 +226,7 @@ export class ServiceSource {
   #rotation: ReturnType<typeof setInterval>;
   #logged = -Infinity;
   #count = -1;
+  #reporting = 0;
 
   constructor(
     service: string,
@@ -232,7 +239,7 @@ export class ServiceSource {
       this.#applying = undefined;
       const list = this.#latest ?? [];
       this.#sayCount(list.length);
-      servers.sync(source, list, true);
+      this.#report(servers.sync(source, list, true));
     };
     this.#binders = bindersFrom(options.binderOptions, { role: "balancer", name: options.name });
     this.#watch = watchService(this.#binders, service, (instances) => {
@@ -258,6 +265,26 @@ export class ServiceSource {
     this.#applying = undefined;
     await this.#watch.stop();
     this.#binders.close();
+  }
+
+  /**
+   * Reports instances that never answered and gave up their places to the
+   * binders (`binder.report_down`: the binder checks them and forgets the
+   * dead), so a flood of dead addresses drains instead of going round;
+   * {@link MAX_REPORTS} at once at most, the others left for a later turn.
+   */
+  #report(addresses: string[]): void {
+    if (addresses.length === 0 || this.#reporting >= MAX_REPORTS) return;
+    const ids = new Map(this.#watch.instances.map((i) => [`${i?.host}:${i?.port}`, i?.id]));
+    for (const address of addresses) {
+      if (this.#reporting >= MAX_REPORTS) return;
+      const id = ids.get(address);
+      if (id === undefined) continue;
+      this.#reporting++;
+      this.#binders.call(binder.methods.report_down, { id }, { timeout: 5000 })
+        .catch(() => {}) // the binder is gone or busy: the instance comes round again
+        .finally(() => this.#reporting--);
+    }
   }
 
   /** "Service S: N instance(s)", when N changed, every 10 s at most while it keeps changing. */
