@@ -108,7 +108,7 @@ export function clientSource(user: string | undefined, host: string): string {
  * holds a whole /64, so one source per address would give it 2^64 (hostile33).
  * `::1` stays itself.
  */
-function addressSource(host: string): string {
+export function addressSource(host: string): string {
   if (!host.includes(":") || host === "::1" || host.endsWith("/64")) return host;
   const address = host.split("%")[0].toLowerCase();
   if (address.startsWith("::ffff:") && address.includes(".")) return address.slice(7);

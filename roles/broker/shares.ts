@@ -17,6 +17,7 @@
  * clients there, and they share the machine with the broker anyway. With
  * `--users` they are held by their user as everyone else.
  */
+import { addressSource } from "../../auth/gate.ts";
 import { DistError } from "../../wire/mod.ts";
 
 /** The part of --max-subscriptions (and of --max-memory) one source may hold by default. */
@@ -38,24 +39,7 @@ const TOP = 10;
  */
 export function shareSource(source: string): string {
   if (isLoopback(source)) return LOOPBACK;
-  if (source.startsWith("user ") || !source.includes(":")) return source;
-  if (source.startsWith("::ffff:") && source.includes(".")) return source.slice(7);
-  return ipv6Net(source);
-}
-
-/** An IPv6 address's /64, written `2001:db8:0:1::/64` (a zone, `%eth0`, left out). */
-function ipv6Net(host: string): string {
-  const address = host.split("%")[0];
-  const [head, tail] = address.split("::");
-  const first = head === "" ? [] : head.split(":");
-  const last = tail === undefined || tail === "" ? [] : tail.split(":");
-  const groups = [
-    ...first,
-    ...Array(Math.max(0, 8 - first.length - last.length)).fill("0"),
-    ...last,
-  ];
-  const net = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
-  return `${net.join(":")}::/64`;
+  return source.startsWith("user ") ? source : addressSource(source);
 }
 
 /** 127.0.0.0/8, ::1, and IPv4-mapped 127.x (`::ffff:127.0.0.1`). */
