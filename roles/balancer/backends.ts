@@ -13,7 +13,7 @@
  */
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { cut } from "./log.ts";
-import { Outlier } from "./outlier.ts";
+import { Outlier, SERVER_ERRORS } from "./outlier.ts";
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
@@ -118,6 +118,9 @@ export class Backend {
   #misses = 0;
   /** Requests timed out in a row (layer-7 observation, as HAProxy's observe). */
   #timeouts = 0;
+  /** Requests answered INTERNAL in a row, and whether the answer now ending was one. */
+  #serverErrors = 0;
+  #serverError = false;
 
   constructor(
     kind: BackendKind,
@@ -180,6 +183,8 @@ export class Backend {
     else {
       this.served++;
       this.#timeouts = 0;
+      if (!this.#serverError) this.#serverErrors = 0;
+      this.#serverError = false;
       this.latency.add(ms);
       this.outlier.answered(now, this.capacity);
     }
@@ -201,6 +206,26 @@ export class Backend {
     this.#timeouts = 0;
     const out = this.outlier.ejected(now);
     return this.#to("down", `${why} within ${timeoutMs} ms; out for ${out / 1000} s at least`);
+  }
+
+  /**
+   * A request was answered with a server failure (`INTERNAL`), before its
+   * {@link onAnswered}: {@link SERVER_ERRORS} in a row take the backend out
+   * with the timeouts' backoff, while `othersUp()` (asked only then; the last backend up stays:
+   * nothing else could answer, as Envoy's ejection percentage keeps one);
+   * any other answer starts the count again.
+   */
+  onServerError(othersUp: () => boolean): Transition | undefined {
+    this.#serverError = true;
+    if (++this.#serverErrors < SERVER_ERRORS || this.state !== "up" || !othersUp()) {
+      return undefined;
+    }
+    this.#serverErrors = 0;
+    const out = this.outlier.ejected(performance.now());
+    return this.#to(
+      "down",
+      `${SERVER_ERRORS} requests in a row answered INTERNAL; out for ${out / 1000} s at least`,
+    );
   }
 
   #success(reason: string): Transition | undefined {

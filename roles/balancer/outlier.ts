@@ -35,6 +35,14 @@ export const SLOW_START = 1;
 export const WINDOW_MS = 10_000;
 /** Out when at least one in this many of the window's outcomes timed out (and `fall` did). */
 export const TIMEOUT_PART = 4;
+/**
+ * Server failures (`INTERNAL` answers, a code outside the protocol's
+ * included) in a row that take a backend out, as Envoy's `consecutive_5xx`
+ * (its default too): one that fails every request at once would otherwise
+ * take its share of them for good (hostile34 Z2). Codes that say the
+ * request was wrong (`BAD_REQUEST`, `NOT_FOUND`, …) never count.
+ */
+export const SERVER_ERRORS = 5;
 /** How long a backend taken out for timeouts stays out, the first time (ms). */
 export const BACKOFF_MS = 10_000;
 export const BACKOFF_MAX_MS = 5 * 60_000;

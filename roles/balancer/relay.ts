@@ -180,6 +180,8 @@ export interface RelayOptions {
   timeoutMs: number;
   /** Told when a send finds a backend's connection gone. */
   report: (t: Transition | undefined) => void;
+  /** Backends up now: server failures take one out only while another is up. */
+  healthy: () => number;
   /** Log every request at debug level. */
   logRequests: boolean;
   /** Ends a job with its outcome (the dispatcher's `finish`). */
@@ -195,10 +197,10 @@ const utf8 = new TextDecoder();
 /**
  * An error answer passed through as bytes is checked as a decoded one is
  * (DistError.fromBody): one whose code is not the protocol's becomes
- * INTERNAL with its message cut. @returns that error, or undefined when the
- * answer may go through as it is
+ * INTERNAL with its message cut. @returns that error, `"INTERNAL"` for the
+ * backend's own, or undefined when the answer may go through as it is
  */
-function unknownCode(answer: Envelope): DistError | undefined {
+function unknownCode(answer: Envelope): DistError | "INTERNAL" | undefined {
   const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
   let body: unknown;
   try {
@@ -207,6 +209,7 @@ function unknownCode(answer: Envelope): DistError | undefined {
     return new DistError("INTERNAL", "Malformed error from peer");
   }
   const code = (body as { code?: unknown } | null)?.code;
+  if (code === "INTERNAL") return code;
   return isErrorCode(code) ? undefined : DistError.fromBody(body);
 }
 
@@ -316,7 +319,8 @@ export class Relay implements DispatchHooks<ForwardJob> {
     if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
     if (answer.errorStart >= 0) {
       const foreign = unknownCode(answer);
-      if (foreign !== undefined) {
+      if (foreign !== undefined) this.#serverError(backend);
+      if (foreign instanceof DistError) {
         this.#done(job, backend, "answered", foreign.code);
         // The backend's doing, not a failure here: said at most 20 times a
         // second (the client's answer does not log an INTERNAL line each).
@@ -351,11 +355,17 @@ export class Relay implements DispatchHooks<ForwardJob> {
         if (connectionLost(peer, e) || e.code === "TIMEOUT") {
           return this.#failed(job, backend, peer, e);
         }
+        if (e.code === "INTERNAL") this.#serverError(backend);
         this.#done(job, backend, "answered", e.code);
         this.reject(job, e);
       },
     );
     return true;
+  }
+
+  /** `backend` answered INTERNAL (its own or a code outside the protocol's). */
+  #serverError(backend: Backend): void {
+    this.#options.report(backend.onServerError(() => this.#options.healthy() > 1));
   }
 
   /** The end of a call that failed locally (not an error answered by the backend). */
