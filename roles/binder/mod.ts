@@ -177,7 +177,8 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
     (service) => watchList(registry, service, options.maxFrame),
     options.maxWatches,
   );
-  const quota = new SourceQuota(options.maxPerSource ?? defaultPerSource(options.maxInstances));
+  const perSource = options.maxPerSource ?? defaultPerSource(options.maxInstances);
+  const quota = new SourceQuota(perSource);
   registry.onChange((entry, previous) => {
     if (entry.removed !== undefined) quota.release(entry.id);
     if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
@@ -192,7 +193,8 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
   return {
     serve: binderServing({
       ...parts,
-      quota,
+      // A bound of the whole registry or more adds nothing: "Registry full" says why.
+      quota: perSource < options.maxInstances ? quota : undefined,
       defaultTtlMs: options.ttl,
       maxFrame: options.maxFrame,
       committed: durable && (() => durable.committed()),
