@@ -7,11 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { hashToken } from "../auth/mod.ts";
-import { parseAddress } from "../config/mod.ts";
-import { dial, type Peer } from "../wire/mod.ts";
 import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
-import { startDist } from "./helpers/dist.ts";
-import { waitFor } from "./helpers/raw.ts";
+import { usersBroker } from "./helpers/users_broker.ts";
 
 interface Holder extends RetainedHolder<Holder> {
   name: string;
@@ -89,24 +86,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
-    const broker = await startDist([
-      "broker",
-      ...["--port", "0", "--users", file, "--retain-bytes", String(1024 * 1024)],
-    ]);
-    const peers: Peer[] = [];
+    const b = await usersBroker(USERS, ["--retain-bytes", String(1024 * 1024)]);
     try {
-      const as = async (token: string, onNotification?: (m: string, p: unknown) => void) => {
-        const peer = await dial(parseAddress(broker.address), {
-          role: "client",
-          name: "c",
-          credentials: { token },
-          onNotification,
-        });
-        peers.push(peer);
-        return peer;
-      };
+      const as = b.as;
       const alice = await as(ALICE);
       await alice.call("broker.publish", { topic: "/a/config", value: { mode: "safe" } });
       // 40 × 64 KiB retained by mallory: 2.5 × the budget.
@@ -115,17 +97,9 @@ Deno.test({
       for (let i = 0; i < 40; i++) {
         await mallory.call("broker.publish", { topic: `/m/${i}`, value: big, retain: true });
       }
-      const got: unknown[] = [];
-      const reader = await as(ALICE, (method, params) => {
-        if (method === "broker.message") got.push((params as { value: unknown }).value);
-      });
-      await reader.call("broker.subscribe", { topic: "/a" });
-      await waitFor(() => got.length === 1, 5000, "alice's retained value");
-      assert.deepEqual(got, [{ mode: "safe" }]);
+      assert.deepEqual(await b.firstValue(ALICE, "/a"), { mode: "safe" });
     } finally {
-      for (const p of peers) p.close();
-      await broker.stop();
-      await Deno.remove(file);
+      await b.stop();
     }
   },
 });

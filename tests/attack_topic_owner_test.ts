@@ -7,12 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { hashToken } from "../auth/mod.ts";
-import { parseAddress } from "../config/mod.ts";
-import { dial, DistError, type Peer } from "../wire/mod.ts";
+import { DistError } from "../wire/mod.ts";
 import { BrokerCore } from "../roles/broker/core.ts";
 import { SPARED_PER_TOPIC } from "../roles/broker/topic_shares.ts";
-import { startDist } from "./helpers/dist.ts";
-import { waitFor } from "./helpers/raw.ts";
+import { usersBroker } from "./helpers/users_broker.ts";
 
 const MIB = 1024 * 1024;
 
@@ -132,24 +130,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
-    const broker = await startDist([
-      "broker",
-      ...["--port", "0", "--users", file, "--max-topics", "1000"],
-    ]);
-    const peers: Peer[] = [];
+    const b = await usersBroker(USERS, ["--max-topics", "1000"]);
     try {
-      const as = async (token: string, onNotification?: (m: string, p: unknown) => void) => {
-        const peer = await dial(parseAddress(broker.address), {
-          role: "client",
-          name: "c",
-          credentials: { token },
-          onNotification,
-        });
-        peers.push(peer);
-        return peer;
-      };
+      const as = b.as;
       const alice = await as(ALICE);
       await alice.call("broker.publish", { topic: "/a/config", value: { mode: "safe" } });
       const mallory = await as(MALLORY);
@@ -165,17 +148,9 @@ Deno.test({
       }
       assert.equal(refusals, 1200 - 125);
       await alice.call("broker.publish", { topic: "/a/new", value: 1, retain: false });
-      const got: unknown[] = [];
-      const reader = await as(ALICE, (method, params) => {
-        if (method === "broker.message") got.push((params as { value: unknown }).value);
-      });
-      await reader.call("broker.subscribe", { topic: "/a/config" });
-      await waitFor(() => got.length === 1, 5000, "alice's retained value");
-      assert.deepEqual(got, [{ mode: "safe" }]);
+      assert.deepEqual(await b.firstValue(ALICE, "/a/config"), { mode: "safe" });
     } finally {
-      for (const p of peers) p.close();
-      await broker.stop();
-      await Deno.remove(file);
+      await b.stop();
     }
   },
 });
@@ -185,23 +160,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
-    const broker = await startDist([
-      "broker",
-      ...["--port", "0", "--users", file, "--max-memory", String(32 * MIB)],
-    ]);
-    const peers: Peer[] = [];
+    const b = await usersBroker(USERS, ["--max-memory", String(32 * MIB)]);
     try {
-      const as = async (token: string) => {
-        const peer = await dial(parseAddress(broker.address), {
-          role: "client",
-          name: "c",
-          credentials: { token },
-        });
-        peers.push(peer);
-        return peer;
-      };
+      const as = b.as;
       const mallory = await as(MALLORY);
       // 16,000 new topics of ~1,000 characters: 2 × 16 MiB counted, the whole budget.
       const long = "p".repeat(1000);
@@ -224,9 +185,7 @@ Deno.test({
       // Her share: an eighth of 32 MiB / 2 = 2 MiB of names (~1,750 topics).
       assert.ok(refusals > 14_000, `refused ${refusals}`);
     } finally {
-      for (const p of peers) p.close();
-      await broker.stop();
-      await Deno.remove(file);
+      await b.stop();
     }
   },
 });
