@@ -21,13 +21,25 @@ import {
 } from "./contracts/mod.ts";
 import type { Connection } from "./connection.ts";
 import { PublishFrame } from "./publish_frame.ts";
-import { type Message, sizeOf, type SubscribeOptions, Subscription } from "./subscription.ts";
+import {
+  BUFFER_BYTES,
+  type Message,
+  sizeOf,
+  type SubscribeOptions,
+  Subscription,
+} from "./subscription.ts";
 
 export type { RawDelivery };
 
 const log = getLogger(["dist", "client"]);
 
-/** Deliveries kept while a subscribe's answer is on its way (they may overtake it). */
+/**
+ * Deliveries kept while a subscribe's answer is on its way (they may
+ * overtake it), at most this many and {@link BUFFER_BYTES} of them: past
+ * either they are counted in `unclaimed` and dropped, so a broker sending
+ * deliveries for no subscription cannot grow this process (hostile34 Z4b:
+ * 1,849 × 1 MB kept, 3.6 GiB, when only the count was bounded).
+ */
 const MAX_ORPHANS = 10_000;
 
 /** The broker methods of one connection, and its subscriptions. @internal */
@@ -39,6 +51,7 @@ export class PubSub {
   /** Subscribes whose answer has not been read yet, and deliveries that overtook them. */
   #subscribing = 0;
   #orphans: Orphan[] = [];
+  #orphanBytes = 0;
   /** Notices of skipped deliveries that overtook their subscribe's answer (a retained value's). */
   #early: Undeliverable[] = [];
   #topics = new TopicCache();
@@ -150,7 +163,7 @@ export class PubSub {
       sub.push(m, this.#conn.peer, frame.length);
       return true;
     }
-    if (sub === undefined && this.#subscribing > 0 && this.#orphans.length < MAX_ORPHANS) {
+    if (sub === undefined && this.#subscribing > 0 && this.#mayKeep(frame.length)) {
       // Kept with its bytes (the frame is reused) until its subscribe's answer
       // is read; a value that is not one JSON value goes to the ordinary path,
       // which refuses it, as for a known subscription.
@@ -160,7 +173,7 @@ export class PubSub {
       } catch {
         return false;
       }
-      this.#orphans.push({ raw: { ...d, value: d.value.slice() }, message, bytes: frame.length });
+      this.#keep({ raw: { ...d, value: d.value.slice() }, message, bytes: frame.length });
       return true;
     }
     return false; // decoded and delivered (or counted) by the ordinary path
@@ -182,7 +195,9 @@ export class PubSub {
       sub.options.onSubscribed?.(answer);
       return answer;
     } finally {
-      if (--this.#subscribing === 0) this.#orphans.length = this.#early.length = 0;
+      if (--this.#subscribing === 0) {
+        this.#orphans.length = this.#early.length = this.#orphanBytes = 0;
+      }
     }
   }
 
@@ -195,6 +210,7 @@ export class PubSub {
       }
     }
     this.#orphans = rest;
+    this.#orphanBytes = rest.reduce((n, o) => n + o.bytes, 0);
     if (this.#early.length === 0) return;
     for (const n of this.#early) if (n.sid === sub.sid) sub.skipped(n);
     this.#early = this.#early.filter((n) => n.sid !== sub.sid);
@@ -210,9 +226,19 @@ export class PubSub {
   #deliver(m: Message, peer: Peer | undefined): void {
     const sub = m.sid === undefined ? undefined : this.#bySid.get(m.sid);
     if (sub !== undefined) return sub.push(m, peer, sizeOf(m.value));
-    if (this.#subscribing > 0 && this.#orphans.length < MAX_ORPHANS) {
-      this.#orphans.push({ message: m, bytes: sizeOf(m.value) });
-    } else this.unclaimed++;
+    const bytes = sizeOf(m.value);
+    if (this.#subscribing > 0 && this.#mayKeep(bytes)) this.#keep({ message: m, bytes });
+    else this.unclaimed++;
+  }
+
+  /** Whether one more orphan of `bytes` fits {@link MAX_ORPHANS} and {@link BUFFER_BYTES}. */
+  #mayKeep(bytes: number): boolean {
+    return this.#orphans.length < MAX_ORPHANS && this.#orphanBytes + bytes <= BUFFER_BYTES;
+  }
+
+  #keep(o: Orphan): void {
+    this.#orphans.push(o);
+    this.#orphanBytes += o.bytes;
   }
 
   /**

@@ -58,7 +58,7 @@ export interface SubscribeOptions {
 }
 
 /** Default of {@link SubscribeOptions.bufferBytes}. */
-const BUFFER_BYTES = 8 * 1024 * 1024;
+export const BUFFER_BYTES = 8 * 1024 * 1024;
 
 /** Messages waiting for the iterator past which reading waits for it to catch up (see #catchUp). */
 const CATCH_UP = 512;
