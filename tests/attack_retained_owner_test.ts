@@ -6,9 +6,8 @@
  * cannot delete `/a/config` by retaining under `/m`.
  */
 import assert from "node:assert/strict";
-import { hashToken } from "../auth/mod.ts";
 import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
-import { usersBroker } from "./helpers/users_broker.ts";
+import { ALICE, MALLORY, USERS, usersBroker } from "./helpers/users_broker.ts";
 
 interface Holder extends RetainedHolder<Holder> {
   name: string;
@@ -66,19 +65,6 @@ Deno.test("RetainedStore.set() without owners keeps one update order for all", (
     "/t/4",
   ]);
 });
-
-const ALICE = "alice-token-0123456789";
-const MALLORY = "mallory-token-0123456789";
-const USERS = `
-[users.alice]
-token = "${hashToken(ALICE)}"
-publish = ["/a"]
-subscribe = ["/a"]
-
-[users.mallory]
-token = "${hashToken(MALLORY)}"
-publish = ["/m"]
-`;
 
 Deno.test({
   name:

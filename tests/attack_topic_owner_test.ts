@@ -6,11 +6,10 @@
  * topics are refused while other users' are not.
  */
 import assert from "node:assert/strict";
-import { hashToken } from "../auth/mod.ts";
 import { DistError } from "../wire/mod.ts";
 import { BrokerCore } from "../roles/broker/core.ts";
 import { SPARED_PER_TOPIC } from "../roles/broker/topic_shares.ts";
-import { usersBroker } from "./helpers/users_broker.ts";
+import { ALICE, MALLORY, USERS, usersBroker } from "./helpers/users_broker.ts";
 
 const MIB = 1024 * 1024;
 
@@ -110,19 +109,6 @@ Deno.test("one user may make an eighth of max-topics and of the topics' bytes", 
   for (let i = 0; i < 20; i++) f.publish(`/n/${i}`, 1, false, 0);
   assert.equal(f.topicShares.madeBy("mallory").topics, 0);
 });
-
-const ALICE = "alice-token-0123456789";
-const MALLORY = "mallory-token-0123456789";
-const USERS = `
-[users.alice]
-token = "${hashToken(ALICE)}"
-publish = ["/a"]
-subscribe = ["/a"]
-
-[users.mallory]
-token = "${hashToken(MALLORY)}"
-publish = ["/m"]
-`;
 
 Deno.test({
   name: "attack: with --users, one user's new topics neither evict another's retained value " +

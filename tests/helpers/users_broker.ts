@@ -2,10 +2,25 @@
  * A broker process with a users file, and clients dialed as its users (the
  * attack tests of one user against another's values and shares).
  */
+import { hashToken } from "../../auth/mod.ts";
 import { parseAddress } from "../../config/mod.ts";
 import { dial, type Peer } from "../../wire/mod.ts";
 import { startDist } from "./dist.ts";
 import { waitFor } from "./raw.ts";
+
+export const ALICE = "alice-token-0123456789";
+export const MALLORY = "mallory-token-0123456789";
+/** alice publishes and subscribes under `/a`; mallory may publish under `/m` only. */
+export const USERS = `
+[users.alice]
+token = "${hashToken(ALICE)}"
+publish = ["/a"]
+subscribe = ["/a"]
+
+[users.mallory]
+token = "${hashToken(MALLORY)}"
+publish = ["/m"]
+`;
 
 export interface UsersBroker {
   /** A client holding `token`, closed by {@link UsersBroker.stop}. */
