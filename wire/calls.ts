@@ -166,6 +166,15 @@ export class CallTable {
   #pending: PendingCalls | undefined;
   #raw: RawSlots | undefined;
   #nextId = 1;
+  /** Calls that timed out or were aborted: each may still be answered, late, once. */
+  #late = 0;
+  /**
+   * Told of each answer that settles no call and is not a late one (an id
+   * never sent, or one answered already), with its frame's size: a
+   * protocol error of the peer's, which its owner may count and close for
+   * (a balancer's backend: roles/balancer/backends.ts onStray).
+   */
+  onStray: ((bytes: number) => void) | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   /** The last error the peer reported about no request in particular. */
@@ -203,7 +212,9 @@ export class CallTable {
       this.#add(id, entry);
       if (signal) {
         const onAbort = () => {
-          if (this.#pending?.delete(id)) reject(abortError(signal));
+          if (!this.#pending?.delete(id)) return;
+          this.#late++;
+          reject(abortError(signal));
         };
         signal.addEventListener("abort", onAbort, { once: true });
         entry.cleanup = () => signal.removeEventListener("abort", onAbort);
@@ -240,17 +251,22 @@ export class CallTable {
   }
 
   /**
-   * Settles the call `id` with a decoded answer (an error body rejects it).
-   * @returns false when no call awaits `id` (a late answer, after a timeout or abort).
+   * Settles the call `id` with a decoded answer (an error body rejects it);
+   * an answer that settles none is checked by {@link stray}.
+   * @param bytes its frame's size, for `onStray`
+   * @returns false when no call awaits `id` (a late answer, after a timeout or abort, or a stray).
    */
-  settle(id: number, answer: Answer): boolean {
+  settle(id: number, answer: Answer, bytes = 0): boolean {
     const sink = this.#raw?.take(id);
     if (sink !== undefined) {
       rawAnswer(sink, answer);
       return true;
     }
     const entry = this.#take(id);
-    if (entry === undefined) return false;
+    if (entry === undefined) {
+      this.stray(id, bytes);
+      return false;
+    }
     if (entry.raw !== undefined) {
       rawAnswer(entry.raw, answer);
     } else if (answer.error !== undefined) {
@@ -272,6 +288,20 @@ export class CallTable {
     if (raw === undefined) return false;
     this.#pending!.delete(id);
     raw.onAnswer(env);
+    return true;
+  }
+
+  /**
+   * An answer of `bytes` that settled no call (by `settleRaw`, or by
+   * `settle`, which calls this itself): one to a call that timed out or was
+   * aborted is let go (each of those may be answered once, late); any other
+   * goes to `onStray`. Nothing is decoded here.
+   * @returns false when a decoded call awaits `id` (its answer is `settle`'s to take)
+   */
+  stray(id: unknown, bytes: number): boolean {
+    if (typeof id === "number" && this.#pending?.get(id) !== undefined) return false;
+    if (typeof id === "number" && id > 0 && id < this.#nextId && this.#late > 0) this.#late--;
+    else this.onStray?.(bytes);
     return true;
   }
 
@@ -351,6 +381,7 @@ export class CallTable {
         if (id === 0) continue;
         const deadline = raw.deadlines[slot];
         if (deadline <= now + 1) {
+          this.#late++;
           raw.take(id)!.onAnswer(new DistError("TIMEOUT", "Call (forwarded) timed out"));
         } else if (deadline < next) {
           next = deadline;
@@ -359,6 +390,7 @@ export class CallTable {
     }
     for (const [id, entry] of this.#pending?.list() ?? []) {
       if (entry.deadline <= now + 1) {
+        this.#late++;
         this.#pending!.delete(id);
         entry.cleanup?.();
         fail(entry, new DistError("TIMEOUT", `Call ${entry.method} timed out`));

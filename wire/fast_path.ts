@@ -207,7 +207,9 @@ export class FastPath {
             host.took();
           }
         } else if (env.isResponse && this.#rawCalls) {
-          taken = this.#calls.settleRaw(env.id as number, env);
+          // One that settles no call is not decoded for nothing (hostile34 Z12).
+          const calls = this.#calls;
+          taken = calls.settleRaw(env.id as number, env) || calls.stray(env.id, frame.length);
         }
       }
       if (taken) rest ??= frames.slice(0, i);

@@ -1,10 +1,8 @@
 /**
- * The RPC endpoint on one connection. Its parts each live in their own
- * file: the calls this side awaits (calls.ts), admission of the peer's
- * requests (admission.ts), what a message is (classify.ts) and the
- * byte-level fast paths (fast_path.ts) and how answers are written
- * (answers.ts), what its owner gives it (peer_options.ts); this file
- * wires them to the connection.
+ * The RPC endpoint on one connection; its parts live in their own files: the calls this side
+ * awaits (calls.ts), admission of the peer's requests (admission.ts), what a message is
+ * (classify.ts), the byte-level fast paths (fast_path.ts), how answers are written (answers.ts)
+ * and what its owner gives it (peer_options.ts); this file wires them to the connection.
  */
 import { describe, DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
@@ -135,12 +133,14 @@ export class Peer {
     return !this.conn.isClosed && !this.conn.readEnded;
   }
 
-  /**
-   * Why the peer closed the connection, when it said so just before (e.g.
-   * SLOW_CONSUMER from a broker); undefined otherwise.
-   */
+  /** Why the peer closed the connection, when it said so just before (e.g. SLOW_CONSUMER). */
   get reported(): DistError | undefined {
     return this.#calls.lastReport;
+  }
+
+  /** Told of each answer to no call of ours, with its size (CallTable.onStray). */
+  set onStrayAnswer(fn: ((bytes: number) => void) | undefined) {
+    this.#calls.onStray = fn;
   }
 
   /** Calls in flight from this side. */
@@ -299,16 +299,16 @@ export class Peer {
         admission.hold(frames.slice(i)); // decoded again when there is room
         return;
       }
-      this.#onMessage(m);
+      this.#onMessage(m, frames[i].length);
     }
   }
 
-  #onMessage(m: Message): void {
+  #onMessage(m: Message, bytes: number): void {
     switch (m.kind) {
       case "request":
         return this.#request(m.id!, m.method, m.params, m.idempotent ? IDEMPOTENT : NOT_IDEMPOTENT);
       case "response":
-        if (!this.#calls.settle(m.id as number, m) && m.problem !== undefined) {
+        if (!this.#calls.settle(m.id as number, m, bytes) && m.problem !== undefined) {
           this.#answers.invalid(null, m.problem);
         }
         return;

@@ -13,7 +13,7 @@
  */
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { cut } from "./log.ts";
-import { Outlier, SERVER_ERRORS } from "./outlier.ts";
+import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
@@ -102,6 +102,9 @@ export class Backend {
   failures = 0;
   /** Health checks missed, all time. */
   checksFailed = 0;
+  /** Answers to requests it was never sent, all time, and their bytes (see onStray). */
+  strays = 0;
+  strayBytes = 0;
   /** When the state last changed (performance.now()). */
   since = performance.now();
   /** Why it is in its state. */
@@ -121,6 +124,9 @@ export class Backend {
   /** Requests answered INTERNAL in a row, and whether the answer now ending was one. */
   #serverErrors = 0;
   #serverError = false;
+  /** Answers to requests never sent on its present connection, and their bytes. */
+  #strays = 0;
+  #strayBytes = 0;
 
   constructor(
     kind: BackendKind,
@@ -145,6 +151,7 @@ export class Backend {
   onConnected(): Transition | undefined {
     this.connected = true;
     this.#misses = 0;
+    this.#strays = this.#strayBytes = 0;
     if (!this.#everUp) {
       // A worker back under its name while its backoff runs (sources.ts) stays out until then.
       const wait = this.outlier.outUntil - performance.now();
@@ -225,6 +232,32 @@ export class Backend {
     return this.#to(
       "down",
       `${SERVER_ERRORS} requests in a row answered INTERNAL; out for ${out / 1000} s at least`,
+    );
+  }
+
+  /**
+   * Its connection brought an answer of `bytes` to no request of ours (an
+   * id never sent, or one answered already; a late answer to a request
+   * that timed out is not one): a protocol error of the backend's, read and
+   * dropped for nothing (hostile34 Z12: two workers writing unsolicited
+   * 1 MB answers raised every client's p99 10×). At {@link STRAYS} on one
+   * connection, or {@link STRAY_BYTES} of them, it is out with the
+   * timeouts' backoff, whatever else is up, and the caller closes the
+   * connection, as the wire does after malformed messages.
+   * @returns the transition then (to "down" even if it was already)
+   */
+  onStray(bytes: number): Transition | undefined {
+    this.strays++;
+    this.strayBytes += bytes;
+    const n = ++this.#strays;
+    const total = this.#strayBytes += bytes;
+    if (n < STRAYS && total < STRAY_BYTES) return undefined;
+    const out = this.outlier.ejected(performance.now());
+    const what = n === 1 ? "an answer" : `${n} answers`;
+    return this.#to(
+      "down",
+      `${what} to requests never sent (${total} bytes); connection closed, ` +
+        `out for ${out / 1000} s at least`,
     );
   }
 

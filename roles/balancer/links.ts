@@ -7,6 +7,7 @@
 import type { Address } from "../../config/mod.ts";
 import {
   Backoff,
+  CloseReason,
   dial,
   type DialOptions,
   DistError,
@@ -60,6 +61,21 @@ async function ping(peer: Peer, timeoutMs: number): Promise<string | undefined> 
     const e = DistError.from(err);
     return `${e.code}: ${cut(e.message)}`;
   }
+}
+
+/**
+ * Watches `peer`'s answers to requests never sent (CallTable.onStray): past
+ * the backend's bound (backends.ts onStray) the backend is out, which is
+ * reported (one budgeted line), and the connection closed.
+ */
+function closeOnStrays(backend: Backend, peer: Peer, report: LinkOptions["report"]): void {
+  peer.onStrayAnswer = (bytes) => {
+    const t = backend.onStray(bytes);
+    if (t === undefined) return;
+    peer.onStrayAnswer = undefined;
+    report(t);
+    peer.close(CloseReason.ProtocolError);
+  };
 }
 
 /**
@@ -179,6 +195,7 @@ export class ServerLink implements Link {
     this.#peer = peer;
     // Its answers drain the clients: never stop reading them (wire/inbound.ts).
     keepReading(peer.conn.conn);
+    closeOnStrays(this.backend, peer, this.#options.report);
     this.backend.peerName = peer.remote.name;
     const upAt = performance.now();
     peer.closed.then((reason) => {
@@ -214,6 +231,7 @@ export class WorkerLink implements Link {
     backend.link = this;
     backend.peerName = peer.remote.name;
     keepReading(peer.conn.conn);
+    closeOnStrays(backend, peer, options.report);
     // Not logged: the registration is (sources.ts).
     options.report(backend.onConnected(), true);
     peer.closed.then(() => {

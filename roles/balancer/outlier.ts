@@ -43,6 +43,14 @@ export const TIMEOUT_PART = 4;
  * request was wrong (`BAD_REQUEST`, `NOT_FOUND`, …) never count.
  */
 export const SERVER_ERRORS = 5;
+/**
+ * Answers to requests never sent (ids its connection does not await) that
+ * take a backend out and close its connection (backends.ts onStray), or
+ * {@link STRAY_BYTES} of them, whichever comes first: a real backend sends
+ * none, and each is read, scanned and dropped for nothing (hostile34 Z12).
+ */
+export const STRAYS = 3;
+export const STRAY_BYTES = 256 * 1024;
 /** How long a backend taken out for timeouts stays out, the first time (ms). */
 export const BACKOFF_MS = 10_000;
 export const BACKOFF_MAX_MS = 5 * 60_000;
