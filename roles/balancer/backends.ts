@@ -18,6 +18,17 @@ import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
 
+/** How a request sent to a backend ended. */
+export type Outcome =
+  /** The backend answered: a result, or an error that says the request was wrong (BAD_REQUEST, …). */
+  | "answered"
+  /** The backend answered a server failure: INTERNAL, its own or a code outside the protocol's. */
+  | "failed"
+  /** The connection died after the request was sent. */
+  | "lost"
+  /** No answer within the backend timeout (the request may still run). */
+  | "timeout";
+
 /** Why a backend changed state, for the log and `balancer.backends`. */
 export interface Transition {
   backend: Backend;
@@ -96,9 +107,9 @@ export class Backend {
   backlogged = false;
   /** When its last request in flight ended (performance.now() ms; the dispatcher's clock). */
   idleSince = -Infinity;
-  /** Requests answered (a result or an error reply from the backend). */
+  /** Requests answered (a result, or an error reply that is not a server failure). */
   served = 0;
-  /** Requests lost with the connection or timed out on this backend. */
+  /** Requests lost with the connection, timed out, or answered INTERNAL on this backend. */
   failures = 0;
   /** Health checks missed, all time. */
   checksFailed = 0;
@@ -121,9 +132,8 @@ export class Backend {
   #misses = 0;
   /** Requests timed out in a row (layer-7 observation, as HAProxy's observe). */
   #timeouts = 0;
-  /** Requests answered INTERNAL in a row, and whether the answer now ending was one. */
+  /** Requests answered INTERNAL in a row. */
   #serverErrors = 0;
-  #serverError = false;
   /** Answers to requests never sent on its present connection, and their bytes. */
   #strays = 0;
   #strayBytes = 0;
@@ -184,17 +194,46 @@ export class Backend {
     return this.#to("down", `${this.#misses} health checks missed (${reason})`);
   }
 
-  /** One request finished here after `ms`, at `now`; `lost` when it failed with the backend. */
-  onAnswered(ms: number, lost: boolean, now = performance.now()): void {
-    if (lost) this.failures++;
-    else {
-      this.served++;
-      this.#timeouts = 0;
-      if (!this.#serverError) this.#serverErrors = 0;
-      this.#serverError = false;
-      this.latency.add(ms);
-      this.outlier.answered(now, this.capacity);
+  /**
+   * One request ended here after `ms`, at `now`, as `outcome` says. A
+   * server failure ("failed") counts as a timeout does (Envoy's
+   * `consecutive_5xx` and failure percentage): {@link SERVER_ERRORS} in a
+   * row, or as many over the window that are a large enough part of its
+   * outcomes there (outlier.ts; one success between failures does not
+   * clear them), take the backend out with the timeouts' backoff while
+   * `othersUp()` (asked only then: the last backend up stays, nothing else
+   * could answer, as Envoy's ejection percentage keeps one). A failure
+   * neither ramps a slow start nor counts in the latencies.
+   * @returns the transition, if any
+   */
+  onAnswered(
+    ms: number,
+    outcome: Outcome,
+    now = performance.now(),
+    othersUp: () => boolean = () => true,
+  ): Transition | undefined {
+    if (outcome === "lost" || outcome === "timeout") {
+      this.failures++;
+      return undefined;
     }
+    this.#timeouts = 0;
+    if (outcome === "failed") return this.#failed(now, othersUp);
+    this.served++;
+    this.#serverErrors = 0;
+    this.latency.add(ms);
+    this.outlier.answered(now, this.capacity);
+    return undefined;
+  }
+
+  #failed(now: number, othersUp: () => boolean): Transition | undefined {
+    this.failures++;
+    const n = ++this.#serverErrors;
+    const windowed = this.outlier.failed(now, SERVER_ERRORS);
+    const why = n >= SERVER_ERRORS ? `${n} requests in a row answered INTERNAL` : windowed;
+    if (why === undefined || this.state !== "up" || !othersUp()) return undefined;
+    this.#serverErrors = 0;
+    const out = this.outlier.ejected(now);
+    return this.#to("down", `${why}; out for ${out / 1000} s at least`);
   }
 
   /**
@@ -213,26 +252,6 @@ export class Backend {
     this.#timeouts = 0;
     const out = this.outlier.ejected(now);
     return this.#to("down", `${why} within ${timeoutMs} ms; out for ${out / 1000} s at least`);
-  }
-
-  /**
-   * A request was answered with a server failure (`INTERNAL`), before its
-   * {@link onAnswered}: {@link SERVER_ERRORS} in a row take the backend out
-   * with the timeouts' backoff, while `othersUp()` (asked only then; the last backend up stays:
-   * nothing else could answer, as Envoy's ejection percentage keeps one);
-   * any other answer starts the count again.
-   */
-  onServerError(othersUp: () => boolean): Transition | undefined {
-    this.#serverError = true;
-    if (++this.#serverErrors < SERVER_ERRORS || this.state !== "up" || !othersUp()) {
-      return undefined;
-    }
-    this.#serverErrors = 0;
-    const out = this.outlier.ejected(performance.now());
-    return this.#to(
-      "down",
-      `${SERVER_ERRORS} requests in a row answered INTERNAL; out for ${out / 1000} s at least`,
-    );
   }
 
   /**

@@ -6,7 +6,7 @@
  * links.ts) sends and reports outcomes through {@link DispatchHooks}.
  */
 import { DistError } from "../../wire/mod.ts";
-import type { Backend, Pool } from "./backends.ts";
+import type { Backend, Outcome, Pool, Transition } from "./backends.ts";
 import type { Policy } from "./policies.ts";
 import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
@@ -14,7 +14,7 @@ import { Runs } from "./runs.ts";
 import { turnClock } from "../../wire/turn.ts";
 import { Admit, type ClientShare, MAX_EARNED, Shares } from "./shares.ts";
 
-export { RetryBudget };
+export { type Outcome, RetryBudget };
 
 /** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
 const turnNow = turnClock(() => performance.now());
@@ -69,19 +69,12 @@ export interface DispatchHooks<J extends Job> {
    * and the owner calls `pump()` once the client has read enough.
    */
   held?(job: J): boolean;
+  /** Told when an outcome takes a backend out (a server failure: Backend.onAnswered). */
+  report?(t: Transition): void;
 }
 
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
-
-/** How a request sent to a backend ended. */
-export type Outcome =
-  /** The backend answered (a result or an error reply). */
-  | "answered"
-  /** The connection died after the request was sent. */
-  | "lost"
-  /** No answer within the backend timeout (the request may still run). */
-  | "timeout";
 
 export interface DispatchOptions {
   /** Most requests waiting for a backend; beyond it OVERLOADED at once. */
@@ -158,6 +151,8 @@ export class Dispatcher<J extends Job> {
   #slotsAt = NaN;
   /** Picks backends for the policy, a client's batch at a time (runs.ts). */
   #runs: Runs;
+  /** Whether a backend other than the one asking is up (the last one up is never taken out). */
+  #othersUp = (): boolean => this.#pool.healthy > 1;
   /** With --metrics: each answered request's time through the balancer (seconds). */
   latency: { observe(seconds: number): void } | undefined;
 
@@ -274,8 +269,11 @@ export class Dispatcher<J extends Job> {
     if (job.share !== undefined) {
       this.#shares.gave(job.share, job.bulk === true, now, job);
     }
-    backend.onAnswered(now - job.sentAt, outcome !== "answered", now);
-    if (outcome === "answered") this.latency?.observe((now - job.takenAt) / 1000);
+    const t = backend.onAnswered(now - job.sentAt, outcome, now, this.#othersUp);
+    if (t !== undefined) this.#hooks.report?.(t);
+    if (outcome === "answered" || outcome === "failed") {
+      this.latency?.observe((now - job.takenAt) / 1000);
+    }
     if (outcome === "lost") this.#failover(job, backend);
     this.pump();
   }

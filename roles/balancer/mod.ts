@@ -107,7 +107,6 @@ function forwarding(options: BalancerOptions) {
   const relay = new Relay({
     timeoutMs: options.timeout,
     report,
-    healthy: () => pool.healthy,
     logRequests: log.isEnabledFor("debug"),
     finish: (job, outcome) => dispatcher.finish(job, outcome),
     wake: () => dispatcher.pump(),

@@ -13,12 +13,14 @@
  *   request until `--timeout`.
  * - A request that times out before the backend answered anything since it
  *   joined takes it out at once.
- * - Timeouts count over a window of {@link WINDOW_MS} to twice that, not only
- *   in a row: a backend answering every other request in time never had
- *   three timeouts in a row. It is out once `fall` or more of its requests
- *   timed out in the window and they are at least 1 in
- *   {@link TIMEOUT_PART} of the window's outcomes (Envoy's
- *   failure-percentage ejection, with timeouts as failures).
+ * - Timeouts and server failures (INTERNAL answers) count over a window of
+ *   {@link WINDOW_MS} to twice that, not only in a row: a backend answering
+ *   every other request in time never had three timeouts in a row, and one
+ *   answering one success between failures never had five failures in a
+ *   row. It is out once `fall` or more of its requests timed out (or
+ *   {@link SERVER_ERRORS} failed) in the window and its timeouts and
+ *   failures together are at least 1 in {@link FAILURE_PART} of the
+ *   window's outcomes (Envoy's failure-percentage ejection).
  * - Out for timeouts, it stays out for {@link BACKOFF_MS} at least, twice
  *   that the next time, up to {@link BACKOFF_MAX_MS} (Envoy's ejection time
  *   grows with the ejections the same way); health checks bring it back
@@ -33,14 +35,15 @@
 export const SLOW_START = 1;
 /** Timeouts and answers are counted over this to twice this (ms). */
 export const WINDOW_MS = 10_000;
-/** Out when at least one in this many of the window's outcomes timed out (and `fall` did). */
-export const TIMEOUT_PART = 4;
+/** Out when at least one in this many of the window's outcomes timed out or failed (see above). */
+export const FAILURE_PART = 4;
 /**
  * Server failures (`INTERNAL` answers, a code outside the protocol's
  * included) in a row that take a backend out, as Envoy's `consecutive_5xx`
- * (its default too): one that fails every request at once would otherwise
- * take its share of them for good (hostile34 Z2). Codes that say the
- * request was wrong (`BAD_REQUEST`, `NOT_FOUND`, …) never count.
+ * (its default too), or that do in the window (see above): one that fails
+ * every request at once would otherwise take its share of them for good
+ * (hostile34 Z2). Codes that say the request was wrong (`BAD_REQUEST`,
+ * `NOT_FOUND`, …) never count.
  */
 export const SERVER_ERRORS = 5;
 /**
@@ -51,7 +54,7 @@ export const SERVER_ERRORS = 5;
  */
 export const STRAYS = 3;
 export const STRAY_BYTES = 256 * 1024;
-/** How long a backend taken out for timeouts stays out, the first time (ms). */
+/** How long a backend taken out (timeouts, failures, strays) stays out, the first time (ms). */
 export const BACKOFF_MS = 10_000;
 export const BACKOFF_MAX_MS = 5 * 60_000;
 /** How long a worker's backoff is kept by its name after it left (ms). */
@@ -66,12 +69,13 @@ export class Outlier {
   outUntil = -Infinity;
   /** Answers since it joined. */
   #answered = 0;
-  /** Ejections for timeouts since it last served a full ramp. */
+  /** Ejections since it last served a full ramp. */
   #ejections = 0;
   /** The window's bucket (time ÷ WINDOW_MS), and this and the last one's counts. */
   #epoch = 0;
   #answers = [0, 0];
   #timeouts = [0, 0];
+  #failures = [0, 0];
 
   /** It joined (again): slow start. */
   joined(): void {
@@ -97,21 +101,45 @@ export class Outlier {
     if (this.ramp !== Infinity && this.#answered === 0) {
       return "no answer to its first request";
     }
-    const n = t + this.#answers[0] + this.#answers[1];
-    if (t < fall || t * TIMEOUT_PART < n) return undefined;
-    return `${t} of its last ${n} requests got no answer`;
+    return t < fall ? undefined : this.#tooMany();
   }
 
-  /** Whether it was taken out for timeouts and has not served a full ramp since. */
+  /**
+   * A request was answered with a server failure at `now`; `least` of them
+   * in the window may take it out. @returns why it should be out now, or
+   * undefined
+   */
+  failed(now: number, least: number): string | undefined {
+    this.#roll(now);
+    const f = ++this.#failures[0] + this.#failures[1];
+    return f < least ? undefined : this.#tooMany();
+  }
+
+  /** Why it should be out when its timeouts and failures are too large a part of the window's outcomes. */
+  #tooMany(): string | undefined {
+    const t = this.#timeouts[0] + this.#timeouts[1];
+    const f = this.#failures[0] + this.#failures[1];
+    const n = t + f + this.#answers[0] + this.#answers[1];
+    if ((t + f) * FAILURE_PART < n) return undefined;
+    const what = f === 0
+      ? "got no answer"
+      : t === 0
+      ? "answered INTERNAL"
+      : "failed or got no answer";
+    return `${t + f} of its last ${n} requests ${what}`;
+  }
+
+  /** Whether it was taken out and has not served a full ramp since. */
   get backedOff(): boolean {
     return this.#ejections > 0;
   }
 
-  /** It was taken out for timeouts at `now`: how long it stays out. @returns that time in ms */
+  /** It was taken out at `now`: how long it stays out. @returns that time in ms */
   ejected(now: number): number {
     const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** this.#ejections++);
     this.outUntil = now + ms;
     this.#timeouts[0] = this.#timeouts[1] = 0;
+    this.#failures[0] = this.#failures[1] = 0;
     this.#answers[0] = this.#answers[1] = 0;
     return ms;
   }
@@ -122,7 +150,8 @@ export class Outlier {
     const next = e === this.#epoch + 1;
     this.#answers[1] = next ? this.#answers[0] : 0;
     this.#timeouts[1] = next ? this.#timeouts[0] : 0;
-    this.#answers[0] = this.#timeouts[0] = 0;
+    this.#failures[1] = next ? this.#failures[0] : 0;
+    this.#answers[0] = this.#timeouts[0] = this.#failures[0] = 0;
     this.#epoch = e;
   }
 }

@@ -31,8 +31,8 @@ import {
   writeAnswerAs,
   writeRequestAs,
 } from "../../wire/mod.ts";
-import type { Backend, Transition } from "./backends.ts";
-import type { DispatchHooks, Job, Outcome } from "./forward.ts";
+import type { Backend, Outcome, Transition } from "./backends.ts";
+import type { DispatchHooks, Job } from "./forward.ts";
 import type { FairItem, Flow } from "./queue.ts";
 import type { ClientShare } from "./shares.ts";
 import type { Link } from "./links.ts";
@@ -178,10 +178,8 @@ class ErrorReply implements RawReply {
 export interface RelayOptions {
   /** Longest wait for a backend's answer (`--timeout`), ms. */
   timeoutMs: number;
-  /** Told when a send finds a backend's connection gone. */
+  /** Told when a send finds a backend's connection gone, or an outcome takes it out. */
   report: (t: Transition | undefined) => void;
-  /** Backends up now: server failures take one out only while another is up. */
-  healthy: () => number;
   /** Log every request at debug level. */
   logRequests: boolean;
   /** Ends a job with its outcome (the dispatcher's `finish`). */
@@ -195,12 +193,14 @@ export { sizeOfValue } from "./value_size.ts";
 const utf8 = new TextDecoder();
 
 /**
- * An error answer passed through as bytes is checked as a decoded one is
- * (DistError.fromBody): one whose code is not the protocol's becomes
- * INTERNAL with its message cut. @returns that error, `"INTERNAL"` for the
- * backend's own, or undefined when the answer may go through as it is
+ * Whether an error answer passed through as bytes is a server failure
+ * (checked as a decoded one is, DistError.fromBody): the backend's own
+ * INTERNAL, or a code that is not the protocol's, which becomes INTERNAL
+ * with its message cut. @returns that error, `"INTERNAL"` for the
+ * backend's own, or undefined for any other code (the request's fault: the
+ * answer goes through as it is)
  */
-function unknownCode(answer: Envelope): DistError | "INTERNAL" | undefined {
+function serverFailure(answer: Envelope): DistError | "INTERNAL" | undefined {
   const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
   let body: unknown;
   try {
@@ -306,6 +306,10 @@ export class Relay implements DispatchHooks<ForwardJob> {
     return (job.flow as Peer | undefined)?.isClosed ?? false;
   }
 
+  report(t: Transition): void {
+    this.#options.report(t);
+  }
+
   reject(job: ForwardJob, err: DistError): void {
     if (err.code === "OVERLOADED") this.#pressure.backOff(job.flow);
     if (job.raw) {
@@ -317,21 +321,19 @@ export class Relay implements DispatchHooks<ForwardJob> {
   rawAnswered(job: RawJob, answer: Envelope | DistError): void {
     const backend = job.backend!;
     if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
-    if (answer.errorStart >= 0) {
-      const foreign = unknownCode(answer);
-      if (foreign !== undefined) this.#serverError(backend);
-      if (foreign instanceof DistError) {
-        this.#done(job, backend, "answered", foreign.code);
+    const failure = answer.errorStart >= 0 ? serverFailure(answer) : undefined;
+    if (failure !== undefined) {
+      this.#done(job, backend, "failed", "INTERNAL");
+      if (failure instanceof DistError) {
         // The backend's doing, not a failure here: said at most 20 times a
         // second (the client's answer does not log an INTERNAL line each).
         foreignErrorLines.warn("Backend {backend} answered {error}; passed on as INTERNAL", {
           backend: backend.name,
-          error: cut(foreign.message),
+          error: cut(failure.message),
         });
-        return job.client.answerRaw(job.id, new ErrorReply(job.id, foreign));
+        return job.client.answerRaw(job.id, new ErrorReply(job.id, failure));
       }
-    }
-    this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
+    } else this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
     job.reply(answer);
   }
 
@@ -355,17 +357,11 @@ export class Relay implements DispatchHooks<ForwardJob> {
         if (connectionLost(peer, e) || e.code === "TIMEOUT") {
           return this.#failed(job, backend, peer, e);
         }
-        if (e.code === "INTERNAL") this.#serverError(backend);
-        this.#done(job, backend, "answered", e.code);
+        this.#done(job, backend, e.code === "INTERNAL" ? "failed" : "answered", e.code);
         this.reject(job, e);
       },
     );
     return true;
-  }
-
-  /** `backend` answered INTERNAL (its own or a code outside the protocol's). */
-  #serverError(backend: Backend): void {
-    this.#options.report(backend.onServerError(() => this.#options.healthy() > 1));
   }
 
   /** The end of a call that failed locally (not an error answered by the backend). */

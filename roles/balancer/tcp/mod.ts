@@ -283,7 +283,7 @@ class TcpProxy {
         this.#report(judge(backend, { ok: false, timedOut, reason }));
         continue;
       }
-      backend.onAnswered(performance.now() - started, false);
+      backend.onAnswered(performance.now() - started, "answered");
       await this.#splice(client, conn, backend, remote, spoke);
       return;
     }
