@@ -16,7 +16,7 @@ import {
   type Peer,
 } from "../../wire/mod.ts";
 import type { Backend, Transition } from "./backends.ts";
-import { cut, log } from "./log.ts";
+import { cut, dialLines } from "./log.ts";
 
 /** What forwarding needs of a backend's link. */
 export interface Link {
@@ -172,12 +172,13 @@ export class ServerLink implements Link {
 
   /**
    * One more failure in a row: says so (the first and every tenth, when
-   * `say` and nothing else was logged), waits the backoff, and lengthens it
-   * once the server has been down for FAST_REDIAL_MS.
+   * `say` and nothing else was logged; within the budget of such lines,
+   * dialLines), waits the backoff, and lengthens it once the server has
+   * been down for FAST_REDIAL_MS.
    */
   async #failed(why: string, say: boolean): Promise<void> {
     if (this.#failures++ % 10 === 0 && say) {
-      log.warn("Backend {backend} {why}; next try in {ms} ms", {
+      dialLines.warn("Backend {backend} {why}; next try in {ms} ms", {
         backend: this.backend.name,
         why,
         ms: Math.round(this.#backoff.current),

@@ -24,5 +24,11 @@ export class LogBudget extends WireBudget {
 export const backendLines = new LogBudget("backends");
 /** Workers registering, being refused and leaving. */
 export const workerLines = new LogBudget("workers");
+/**
+ * Servers that cannot be reached: each says so at its first failed dial and
+ * every tenth after (links.ts); 11,000 dead instances from the binders made
+ * as many lines at once (hostile34's Z5 runs).
+ */
+export const dialLines = new LogBudget("backends that cannot be reached");
 /** Backends answering error codes outside the protocol (hostile32 X8: one line per request before). */
 export const foreignErrorLines = new LogBudget("errors with codes outside the protocol");
