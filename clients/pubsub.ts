@@ -152,28 +152,12 @@ export class PubSub {
     if (d === undefined) return false;
     const sub = this.#bySid.get(d.sid);
     if (sub?.options.raw !== undefined && sub.options.raw(d)) return true;
-    if (sub !== undefined && take) {
-      let value: unknown;
-      try {
-        value = JSON.parse(decoder.decode(d.value));
-      } catch {
-        return false; // the ordinary path refuses it as it would
-      }
-      const m = { topic: d.topic, value, retained: d.retained, sid: d.sid };
-      sub.push(m, this.#conn.peer, frame.length);
-      return true;
-    }
+    // Parsed now if the iterator waits, else when it takes it; not JSON: the
+    // ordinary path refuses it as it would.
+    if (sub !== undefined && take) return sub.pushRaw(d, this.#conn.peer, frame.length);
     if (sub === undefined && this.#subscribing > 0 && this.#mayKeep(frame.length)) {
-      // Kept with its bytes (the frame is reused) until its subscribe's answer
-      // is read; a value that is not one JSON value goes to the ordinary path,
-      // which refuses it, as for a known subscription.
-      let message: Message;
-      try {
-        message = rawMessage(d);
-      } catch {
-        return false;
-      }
-      this.#keep({ raw: { ...d, value: d.value.slice() }, message, bytes: frame.length });
+      // Kept as bytes (the frame is reused) until its subscribe's answer is read.
+      this.#keep({ sid: d.sid, raw: { ...d, value: d.value.slice() }, bytes: frame.length });
       return true;
     }
     return false; // decoded and delivered (or counted) by the ordinary path
@@ -204,9 +188,10 @@ export class PubSub {
   #claim(sub: Subscription): void {
     const rest: Orphan[] = [];
     for (const o of this.#orphans) {
-      if (o.message.sid !== sub.sid) rest.push(o);
-      else if (o.raw === undefined || !sub.options.raw?.(o.raw)) {
-        sub.push(o.message, this.#conn.peer, o.bytes);
+      if (o.sid !== sub.sid) rest.push(o);
+      else if (o.raw === undefined) sub.push(o.message!, this.#conn.peer, o.bytes);
+      else if (!sub.options.raw?.(o.raw) && !sub.pushRaw(o.raw, this.#conn.peer, o.bytes)) {
+        sub.invalid++;
       }
     }
     this.#orphans = rest;
@@ -225,10 +210,11 @@ export class PubSub {
 
   #deliver(m: Message, peer: Peer | undefined): void {
     const sub = m.sid === undefined ? undefined : this.#bySid.get(m.sid);
-    if (sub !== undefined) return sub.push(m, peer, sizeOf(m.value));
+    if (sub !== undefined) return sub.push(m, peer);
     const bytes = sizeOf(m.value);
-    if (this.#subscribing > 0 && this.#mayKeep(bytes)) this.#keep({ message: m, bytes });
-    else this.unclaimed++;
+    if (this.#subscribing > 0 && this.#mayKeep(bytes)) {
+      this.#keep({ sid: m.sid, message: m, bytes });
+    } else this.unclaimed++;
   }
 
   /** Whether one more orphan of `bytes` fits {@link MAX_ORPHANS} and {@link BUFFER_BYTES}. */
@@ -275,17 +261,5 @@ function publishParams(topic: string, value: unknown, retain: boolean) {
 /** What every fire-and-forget publish answers: one settled promise, not one per publish. */
 const SENT: Promise<undefined> = Promise.resolve(undefined);
 
-/** A delivery that arrived before its subscription's sid was known, and its size. */
-type Orphan = { message: Message; raw?: RawDelivery; bytes: number };
-
-const decoder = new TextDecoder();
-
-/** A delivery read as bytes, as a message: its value parsed. */
-function rawMessage(d: RawDelivery): Message {
-  return {
-    sid: d.sid,
-    topic: d.topic,
-    value: JSON.parse(decoder.decode(d.value)),
-    retained: d.retained,
-  };
-}
+/** A delivery that arrived before its subscription's sid was known (decoded, or as bytes), and its size. */
+type Orphan = { sid?: number; message?: Message; raw?: RawDelivery; bytes: number };
