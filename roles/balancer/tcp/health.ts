@@ -5,13 +5,16 @@
  * as they do for the RPC mode's `sys.ping`: a refused or failed dial takes
  * a backend out at once (as a refused connect does in RPC mode), a dial
  * that times out counts as a missed check (`--fall` in a row take it out),
- * and `--rise` successful dials in a row bring it back.
+ * and `--rise` successful dials in a row bring it back. A dial that fails
+ * for want of a file descriptor here (EMFILE, ENFILE) says nothing of the
+ * backend: it changes nothing (hostile35 H2: it took every backend out).
  */
 import { DistError, sleep } from "../../../wire/mod.ts";
 import { connectPort } from "../../../wire/transport.ts";
+import { isDescriptorShortage } from "../../../wire/descriptors.ts";
 import { parseAddress } from "../../../config/mod.ts";
 import type { Backend, Transition } from "../backends.ts";
-import { cut, log } from "../log.ts";
+import { cut, log, LogBudget } from "../log.ts";
 
 /** Longest a check's dial (and a client's connect to a backend) may take (ms). */
 export const CONNECT_TIMEOUT_MS = 3000;
@@ -19,7 +22,10 @@ export const CONNECT_TIMEOUT_MS = 3000;
 /** What one check of a backend found. */
 export type CheckResult =
   | { ok: true; ms: number }
-  | { ok: false; timedOut: boolean; reason: string };
+  | { ok: false; timedOut: boolean; reason: string; local?: boolean };
+
+/** Checks not made for want of a descriptor (at most 20 lines a second). */
+const shortageLines = new LogBudget("checks");
 
 /** Dials `address` once and hangs up (at once when `signal` aborts). */
 export async function checkOnce(
@@ -34,7 +40,12 @@ export async function checkOnce(
     return { ok: true, ms: performance.now() - started };
   } catch (err) {
     const timedOut = err instanceof DistError && err.code === "TIMEOUT";
-    return { ok: false, timedOut, reason: (err as Error).message };
+    return {
+      ok: false,
+      timedOut,
+      reason: (err as Error).message,
+      local: isDescriptorShortage(err),
+    };
   }
 }
 
@@ -100,6 +111,13 @@ export class TcpChecks {
     // Stopping does not wait for a check's connect.
     const result = await checkOnce(backend.address, timeoutMs, this.#stop.signal);
     if (this.#stop.signal.aborted) return result;
+    if (!result.ok && result.local === true) {
+      shortageLines.warn("Check of backend {backend} not made: {reason}; its state is unchanged", {
+        backend: backend.name,
+        reason: cut(result.reason),
+      });
+      return result;
+    }
     // A refused check takes the backend out without counting as missed (onLost): count it.
     if (!result.ok && !result.timedOut) backend.checksFailed++;
     this.#report(judge(backend, result));

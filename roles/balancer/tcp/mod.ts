@@ -16,10 +16,21 @@
  * that has not sent a byte yet (wire/newcomers.ts, as the native and MQTT
  * ports do), and is refused only when every one has: connections that
  * never speak cannot hold every slot for the idle timeout.
+ *
+ * Each connection holds two file descriptors (client and backend), so
+ * `--max-connections` is lowered at start to what the process's descriptor
+ * limit allows (hostile35 H2), and a dial or check that fails for want of a
+ * descriptor (EMFILE, ENFILE) closes the client but never counts against the
+ * backend: the shortage is this process's, not the backend's.
  */
 import { formatAddress, type OptionSpec, parseAddress } from "../../../config/mod.ts";
 import { Backoff, DistError, Newcomers, sleep, sourceOf } from "../../../wire/mod.ts";
 import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
+import {
+  connectionsThatFit,
+  isDescriptorShortage,
+  RUNTIME_DESCRIPTORS,
+} from "../../../wire/descriptors.ts";
 import { explainListenError } from "../../_listen.ts";
 import { setLogInstance } from "../../_logging.ts";
 import { announceListening, counted, type RunContext, untilAborted } from "../../_role.ts";
@@ -68,7 +79,15 @@ export async function runTcpBalancer(
   const addr = listener.addr;
   const name = options.name ?? `balancer-${addr.port}`;
   setLogInstance(name);
-  const proxy = new TcpProxy(options);
+  const fit = connectionsThatFit(options.maxConnections, 2, { extra: options.backends.length });
+  if (fit.lowered) {
+    log.warn(
+      "--max-connections {asked} lowered to {max}: the process may open {limit} file descriptors " +
+        "(ulimit -n), 2 a connection (client and backend) and a reserve; raise ulimit -n for more",
+      { asked: options.maxConnections, max: fit.max, limit: fit.limit },
+    );
+  }
+  const proxy = new TcpProxy({ ...options, maxConnections: fit.max }, fit.limit);
   if (ctx.metrics) {
     ctx.metrics.name = name;
     roleStatMetrics(ctx.metrics.registry, "balancer", () => proxy.stats());
@@ -127,9 +146,19 @@ class TcpProxy {
   #refused = 0;
   #noBackend = 0;
   #connectFailures = 0;
+  #noDescriptor = 0;
+  /**
+   * Descriptors held for connections: a client's from its accept, its backend's from the dial,
+   * both until the connection's end (a connection closed to make room may still be dialing).
+   */
+  #fds = 0;
+  /** The most {@link #fds} may reach: the descriptor limit less the runtime's own. */
+  readonly #fdBudget: number;
   readonly #ticker: ReturnType<typeof setInterval>;
 
-  constructor(options: TcpOptions) {
+  /** @param descriptorLimit the process's (`ulimit -n`; undefined: unknown) */
+  constructor(options: TcpOptions, descriptorLimit: number | undefined) {
+    this.#fdBudget = (descriptorLimit ?? Infinity) - RUNTIME_DESCRIPTORS;
     this.#maxConnections = options.maxConnections;
     this.policy = createPolicy(options.policy);
     const rules = { rise: options.rise, fall: options.fall };
@@ -187,6 +216,8 @@ class TcpProxy {
       evicted: this.#newcomers.evicted,
       no_backend: this.#noBackend,
       connect_failures: this.#connectFailures,
+      no_descriptor: this.#noDescriptor,
+      max_connections: this.#maxConnections,
       policy: this.policy.name,
       healthy: this.pool.healthy,
       backends: this.pool.list.length,
@@ -212,6 +243,16 @@ class TcpProxy {
    */
   #take(client: Deno.TcpConn): void {
     const remote = remoteOf(client);
+    if (this.#fds + 2 > this.#fdBudget) {
+      // Connections closed to make room still dialing: refused, not made room for (not EMFILE).
+      this.#noDescriptor++;
+      connectionLines.warn("Connection from {remote} refused: {n} file descriptors in use", {
+        remote,
+        n: this.#fds,
+      });
+      close(client);
+      return;
+    }
     if (this.open >= this.#maxConnections && !this.#newcomers.makeRoom()) {
       this.#refused++;
       connectionLines.warn("Connection from {remote} refused: {limit} connections open", {
@@ -223,6 +264,7 @@ class TcpProxy {
     }
     this.open++;
     this.#total++;
+    this.#fds++;
     noDelay(client);
     // Its slot is given back once: at its end, or at once when it is closed to make room.
     let holding = true;
@@ -243,6 +285,7 @@ class TcpProxy {
       log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
       close(client);
     }).finally(() => {
+      this.#fds--;
       arrival.settled();
       release();
     });
@@ -268,6 +311,7 @@ class TcpProxy {
       }
       tried.add(backend);
       backend.inflight++;
+      this.#fds++;
       const started = performance.now();
       let conn: Deno.TcpConn;
       try {
@@ -276,6 +320,18 @@ class TcpProxy {
         }) as Deno.TcpConn;
       } catch (err) {
         backend.inflight--;
+        this.#fds--;
+        if (isDescriptorShortage(err)) {
+          // This process is out of descriptors: no backend is to blame, and the next would fail too.
+          this.#noDescriptor++;
+          connectionLines.warn(
+            "Connection from {remote} closed: no file descriptor left to dial {backend} " +
+              "({error}); the backend is not taken out",
+            { remote, backend: backend.name, error: (err as Error).message },
+          );
+          close(client);
+          return;
+        }
         this.#connectFailures++;
         backend.failures++;
         const timedOut = err instanceof DistError && err.code === "TIMEOUT";
@@ -305,6 +361,7 @@ class TcpProxy {
     } finally {
       this.#splices.delete(client);
       backend.inflight--;
+      this.#fds--;
     }
     const fields = {
       remote,

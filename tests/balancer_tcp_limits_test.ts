@@ -1,0 +1,176 @@
+/**
+ * `dist balancer --mode tcp` and its bounds on connections, tried as the
+ * hostile review did (hostile35): a process whose descriptor limit is below
+ * what `--max-connections` needs (H2), and one address holding every slot
+ * (H1). Real processes over plain sockets; the balancer runs under
+ * `ulimit -n` where the descriptors matter.
+ */
+import assert from "node:assert/strict";
+import { DistError } from "../wire/mod.ts";
+import {
+  connectionsThatFit,
+  isDescriptorShortage,
+  parseDescriptorLimit,
+} from "../wire/descriptors.ts";
+import { distCommand } from "./helpers/dist.ts";
+import { closeQuietly, sleep, within, writeAll } from "./helpers/raw.ts";
+
+const encoder = new TextEncoder();
+
+const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max open files            1024                 524288               files
+Max locked memory         8388608              8388608              bytes
+`;
+
+Deno.test("parseDescriptorLimit() reads the soft Max open files; unlimited or absent is undefined", () => {
+  assert.equal(parseDescriptorLimit(LIMITS), 1024);
+  assert.equal(parseDescriptorLimit(LIMITS.replace("1024  ", "unlimited")), undefined);
+  assert.equal(parseDescriptorLimit("Max cpu time   unlimited  unlimited  seconds\n"), undefined);
+  assert.equal(parseDescriptorLimit(""), undefined);
+});
+
+Deno.test("connectionsThatFit() lowers max to (limit - reserve) / perConnection, never below 1", () => {
+  assert.deepEqual(connectionsThatFit(10_000, 2, { limit: 20_000, reserve: 100 }), {
+    max: 9950,
+    limit: 20_000,
+    lowered: true,
+  });
+  // The default reserve: 100 and a 32nd of the limit (625), plus the extra asked for.
+  assert.equal(connectionsThatFit(10_000, 2, { limit: 20_000, extra: 2 }).max, 9636);
+  assert.deepEqual(connectionsThatFit(500, 2, { limit: 20_000 }), {
+    max: 500,
+    limit: 20_000,
+    lowered: false,
+  });
+  assert.deepEqual(connectionsThatFit(10_000, 1, { limit: undefined }), {
+    max: 10_000,
+    lowered: false,
+  });
+  assert.deepEqual(connectionsThatFit(10, 2, { limit: 50, reserve: 100 }), {
+    max: 1,
+    limit: 50,
+    lowered: true,
+  });
+});
+
+Deno.test("isDescriptorShortage() finds EMFILE or ENFILE in a wrapped error, and nothing else", () => {
+  const emfile = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+  const wrapped = new DistError("UNAVAILABLE", `Cannot connect to a:1: ${emfile.message}`, {
+    cause: emfile,
+  });
+  assert.equal(isDescriptorShortage(wrapped), true);
+  assert.equal(isDescriptorShortage(Object.assign(new Error("x"), { code: "ENFILE" })), true);
+  const refused = new Deno.errors.ConnectionRefused("Connection refused (os error 111)");
+  assert.equal(isDescriptorShortage(new DistError("UNAVAILABLE", "x", { cause: refused })), false);
+  assert.equal(isDescriptorShortage("EMFILE"), false);
+});
+
+/** A dist process started under `ulimit -n nofile`, its stderr kept. */
+async function startLimited(args: string[], nofile: number) {
+  const { exe, args: argv } = distCommand(args);
+  const child = new Deno.Command("sh", {
+    args: ["-c", `ulimit -n ${nofile} && exec "$0" "$@"`, exe, ...argv],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let text = "";
+  const reading = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) text += chunk;
+  })();
+  const deadline = Date.now() + 15_000;
+  let port: number | undefined;
+  while (port === undefined) {
+    const m = /Listening on 127\.0\.0\.1:(\d+)/.exec(text);
+    if (m !== null) port = Number(m[1]);
+    else if (Date.now() > deadline) throw new Error(`No "Listening on" line; stderr:\n${text}`);
+    else await sleep(20);
+  }
+  return {
+    port,
+    stderr: () => text,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Gone already.
+      }
+      await child.status;
+      await reading;
+    },
+  };
+}
+
+/** A TCP echo server in this process. */
+function echoBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const done = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buf = new Uint8Array(1024);
+        for (let n; (n = await conn.read(buf)) !== null;) await writeAll(conn, buf.subarray(0, n));
+      })().catch(() => {}).finally(() => {
+        conns.delete(conn);
+        closeQuietly(conn);
+      });
+    }
+  })();
+  return {
+    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async close() {
+      closeQuietly(listener);
+      for (const c of conns) closeQuietly(c);
+      await done;
+    },
+  };
+}
+
+/** Whether a fresh connection to `port` gets `hello` echoed back within 3 s. */
+async function echoed(port: number): Promise<boolean> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, encoder.encode("hello"));
+    const buf = new Uint8Array(16);
+    const n = await within(conn.read(buf).catch(() => null), 3000, "the echo");
+    return n === 5;
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+Deno.test("balancer --mode tcp under ulimit -n 256: --max-connections is lowered to what fits; 150 silent connections never take the backend out", async () => {
+  const backend = echoBackend();
+  // 2 descriptors a connection: the default 10,000 would need 20,000; 256 fit (256 - 100 - 8 - 1) / 2.
+  const lb = await startLimited([
+    "balancer",
+    "--mode",
+    "tcp",
+    "--port",
+    "0",
+    "--backends",
+    backend.address,
+    "--check-interval",
+    "200ms",
+  ], 256);
+  const held: Deno.Conn[] = [];
+  try {
+    assert.match(lb.stderr(), /--max-connections 10000 lowered to 73: .* 256 file descriptors/);
+    // Before: past ~115 of them, accepts and dials failed EMFILE, the dials and checks took the
+    // backend out, and every client after was closed "no backend is up".
+    for (let i = 0; i < 150; i++) {
+      held.push(await Deno.connect({ hostname: "127.0.0.1", port: lb.port }));
+    }
+    await sleep(1000);
+    for (let i = 0; i < 3; i++) assert.equal(await echoed(lb.port), true, lb.stderr());
+    assert.doesNotMatch(lb.stderr(), /is down|no backend is up|Too many open files/);
+    assert.match(lb.stderr(), /closed to make room: no byte sent yet/);
+  } finally {
+    for (const c of held) closeQuietly(c);
+    await lb.stop();
+    await backend.close();
+  }
+});
