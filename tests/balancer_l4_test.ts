@@ -311,7 +311,7 @@ Deno.test("balancer --mode tcp --max-connections: the oldest connection that sen
       assert.equal(await within(c.read(buf), 2000, "the echo"), 1);
     }
     assert.ok(/closed to make room: no byte sent yet/.test(lb.stderr()), lb.stderr());
-    assert.ok(/refused: 6 connections open/.test(lb.stderr()), lb.stderr());
+    assert.ok(/refused: Connection limit of 6 reached/.test(lb.stderr()), lb.stderr());
   } finally {
     for (const c of [...talking, ...silent]) closeQuietly(c);
     await lb.stop();

@@ -6,6 +6,7 @@
  * `ulimit -n` where the descriptors matter.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
 import { DistError } from "../wire/mod.ts";
 import {
   connectionsThatFit,
@@ -170,6 +171,96 @@ Deno.test("balancer --mode tcp under ulimit -n 256: --max-connections is lowered
     assert.match(lb.stderr(), /closed to make room: no byte sent yet/);
   } finally {
     for (const c of held) closeQuietly(c);
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+/** Connections from `from` (a 127/8 address: node:net binds it) that each send one byte, held. */
+async function holdFrom(port: number, from: string, n: number): Promise<net.Socket[]> {
+  const held: net.Socket[] = [];
+  await Promise.all(Array.from({ length: n }, () =>
+    new Promise<void>((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port, localAddress: from }, () => {
+        s.write("x");
+        // Its echo: the byte went through, so the balancer counts it as spoken.
+        s.once("data", () => resolve());
+      });
+      s.on("error", () => resolve());
+      s.on("close", () => resolve());
+      held.push(s);
+    })));
+  return held;
+}
+
+Deno.test("balancer --mode tcp --max-connections 8: one address holding every slot with connections that spoke keeps no other address out", async () => {
+  const backend = echoBackend();
+  const lb = await startLimited([
+    "balancer",
+    "--mode",
+    "tcp",
+    "--port",
+    "0",
+    "--backends",
+    backend.address,
+    "--max-connections",
+    "8",
+  ], 4096);
+  let hog: net.Socket[] = [];
+  try {
+    hog = await holdFrom(lb.port, "127.0.0.2", 8);
+    assert.equal(hog.filter((s) => !s.destroyed).length, 8);
+    // Before: "refused: 8 connections open" for as long as the hog held (only silent ones made room).
+    for (let i = 0; i < 3; i++) assert.equal(await echoed(lb.port), true, lb.stderr());
+    // The hog lost one, its newest, each time the port was full: 8 → 7, 6 … never below its quarter.
+    assert.match(
+      lb.stderr(),
+      /closed to make room: 8 connections \(the limit\), 127\.0\.0\.2 held 8/,
+    );
+    // Full again (the hog's and 127.0.0.3's): the hog, past its quarter (2), gets no more.
+    await sleep(300);
+    const alive = hog.filter((s) => !s.destroyed).length;
+    assert.ok(alive >= 5 && alive <= 7, `the hog holds ${alive}`);
+    hog.push(...await holdFrom(lb.port, "127.0.0.3", 8 - alive));
+    const more = await holdFrom(lb.port, "127.0.0.2", 1);
+    hog.push(...more);
+    assert.equal(more[0].destroyed, true, lb.stderr());
+    assert.match(
+      lb.stderr(),
+      /refused: Connection limit of 8 reached, and 127\.0\.0\.2 holds \d: one source may hold at most 2/,
+    );
+  } finally {
+    for (const s of hog) s.destroy();
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+Deno.test("balancer --mode tcp --max-connections-per-source 3: a fourth connection of one address is refused, another address gets in", async () => {
+  const backend = echoBackend();
+  const lb = await startLimited([
+    "balancer",
+    "--mode",
+    "tcp",
+    "--port",
+    "0",
+    "--backends",
+    backend.address,
+    "--max-connections-per-source",
+    "3",
+  ], 4096);
+  let hog: net.Socket[] = [];
+  try {
+    hog = await holdFrom(lb.port, "127.0.0.2", 4);
+    await sleep(300);
+    assert.equal(hog.filter((s) => !s.destroyed).length, 3, lb.stderr());
+    assert.match(
+      lb.stderr(),
+      /refused: Connection limit of 3 per source reached: 127\.0\.0\.2 holds 3/,
+    );
+    assert.equal(await echoed(lb.port), true, lb.stderr());
+  } finally {
+    for (const s of hog) s.destroy();
     await lb.stop();
     await backend.close();
   }

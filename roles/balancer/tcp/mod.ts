@@ -12,10 +12,14 @@
  * connect is tried on the next one (each backend once); with none left the
  * client's connection is closed.
  *
- * At `--max-connections` a new client connection closes the oldest one
- * that has not sent a byte yet (wire/newcomers.ts, as the native and MQTT
- * ports do), and is refused only when every one has: connections that
- * never speak cannot hold every slot for the idle timeout.
+ * Connections are counted by source, their address (IPv6 by /64), as the
+ * native ports count them (wire/sources.ts, hostile35 H1): at
+ * `--max-connections` a new client connection closes the oldest one that
+ * has not sent a byte yet (wire/newcomers.ts), else, when it comes from a
+ * source holding less than a quarter, the newest of the source holding the
+ * most beyond its quarter; `--max-connections-per-source` bounds a source
+ * always. Connections that never speak cannot hold every slot for the
+ * idle timeout, nor can one address whose connections all speak.
  *
  * Each connection holds two file descriptors (client and backend), so
  * `--max-connections` is lowered at start to what the process's descriptor
@@ -24,7 +28,8 @@
  * backend: the shortage is this process's, not the backend's.
  */
 import { formatAddress, type OptionSpec, parseAddress } from "../../../config/mod.ts";
-import { Backoff, DistError, Newcomers, sleep, sourceOf } from "../../../wire/mod.ts";
+import { Backoff, DistError, sleep, sourceOf, SourceTable } from "../../../wire/mod.ts";
+import { clientSource } from "../../../auth/mod.ts";
 import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
 import {
   connectionsThatFit,
@@ -57,8 +62,12 @@ export interface TcpOptions {
   readonly fall: number;
   readonly idleTimeout: number;
   readonly maxConnections: number;
+  readonly maxConnectionsPerSource?: number;
   readonly grace: number;
 }
+
+/** Why a connection that sent nothing was closed to make room. */
+const NO_BYTE = "no byte sent yet";
 
 /** Connections that could not be given a backend, refused over the limit, and so on. */
 const connectionLines = new LogBudget("connections");
@@ -137,13 +146,12 @@ class TcpProxy {
   stopping = false;
   /** The spliced connections, by their client's. */
   readonly #splices = new Map<Deno.TcpConn, Splice>();
-  readonly #maxConnections: number;
-  /** Client connections that have sent no byte yet, oldest first: closed to make room. */
-  readonly #newcomers = new Newcomers();
-  /** Client connections accepted and not yet ended (connecting or spliced). */
-  open = 0;
+  /**
+   * Client connections accepted and not yet ended (connecting or spliced), by
+   * source: those that sent no byte yet are the newcomers closed first to make room.
+   */
+  readonly sources: SourceTable;
   #total = 0;
-  #refused = 0;
   #noBackend = 0;
   #connectFailures = 0;
   #noDescriptor = 0;
@@ -159,7 +167,12 @@ class TcpProxy {
   /** @param descriptorLimit the process's (`ulimit -n`; undefined: unknown) */
   constructor(options: TcpOptions, descriptorLimit: number | undefined) {
     this.#fdBudget = (descriptorLimit ?? Infinity) - RUNTIME_DESCRIPTORS;
-    this.#maxConnections = options.maxConnections;
+    this.sources = new SourceTable({
+      max: options.maxConnections,
+      perSource: options.maxConnectionsPerSource,
+      // An address, IPv6 by its /64 (no hello here: no user to count by).
+      source: (_user, host) => clientSource(undefined, host),
+    });
     this.policy = createPolicy(options.policy);
     const rules = { rise: options.rise, fall: options.fall };
     for (const address of options.backends) {
@@ -195,6 +208,11 @@ class TcpProxy {
     }
   }
 
+  /** Client connections open now. */
+  get open(): number {
+    return this.sources.total;
+  }
+
   /** Waits up to `graceMs` for the connections to end, then ends the rest. */
   async drain(graceMs: number): Promise<void> {
     const deadline = performance.now() + graceMs;
@@ -208,16 +226,17 @@ class TcpProxy {
 
   /** The balancer's figures (for `--metrics`; the names follow the RPC mode's `sys.stats`). */
   stats() {
+    const limits = this.sources.stats();
     return {
       mode: "tcp",
       connections: this.open,
       connections_total: this.#total,
-      refused: this.#refused,
-      evicted: this.#newcomers.evicted,
+      refused: limits.refused_full + limits.refused_source,
+      evicted: limits.closed_no_hello + limits.closed_source,
       no_backend: this.#noBackend,
       connect_failures: this.#connectFailures,
       no_descriptor: this.#noDescriptor,
-      max_connections: this.#maxConnections,
+      connection_limits: limits,
       policy: this.policy.name,
       healthy: this.pool.healthy,
       backends: this.pool.list.length,
@@ -238,8 +257,9 @@ class TcpProxy {
   }
 
   /**
-   * A client connection: at the limit it closes the oldest that has sent
-   * nothing yet, or, when every one has, it is closed; then it gets a backend.
+   * A client connection: counted by its source (sources.ts), which at the
+   * limit closes another to make room or refuses this one; then it gets a
+   * backend. It counts until it ends, or until it is closed to make room.
    */
   #take(client: Deno.TcpConn): void {
     const remote = remoteOf(client);
@@ -253,41 +273,32 @@ class TcpProxy {
       close(client);
       return;
     }
-    if (this.open >= this.#maxConnections && !this.#newcomers.makeRoom()) {
-      this.#refused++;
-      connectionLines.warn("Connection from {remote} refused: {limit} connections open", {
+    const entry = this.sources.admit(sourceOf(client), (why, spoke) => {
+      connectionLines.warn("Connection from {remote} closed to make room: {why}", {
         remote,
-        limit: this.#maxConnections,
-      });
-      close(client);
-      return;
-    }
-    this.open++;
-    this.#total++;
-    this.#fds++;
-    noDelay(client);
-    // Its slot is given back once: at its end, or at once when it is closed to make room.
-    let holding = true;
-    const release = () => {
-      if (holding) this.open--;
-      holding = false;
-    };
-    const arrival = this.#newcomers.arrive(() => {
-      release();
-      connectionLines.warn("Connection from {remote} closed to make room: no byte sent yet", {
-        remote,
+        why: spoke ? why.message.replace(/^Connection closed to make room: /, "") : NO_BYTE,
       });
       const splice = this.#splices.get(client);
       if (splice !== undefined) splice.end(EndReason.Evicted);
       else close(client);
-    }, sourceOf(client));
-    this.#forward(client, remote, () => arrival.settled()).catch((err) => {
+    });
+    if (entry instanceof DistError) {
+      connectionLines.warn("Connection from {remote} refused: {why}", {
+        remote,
+        why: entry.message,
+      });
+      close(client);
+      return;
+    }
+    this.#total++;
+    this.#fds++;
+    noDelay(client);
+    this.#forward(client, remote, () => entry.settled()).catch((err) => {
       log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
       close(client);
     }).finally(() => {
       this.#fds--;
-      arrival.settled();
-      release();
+      entry.leave();
     });
   }
 

@@ -44,6 +44,7 @@ const SHARED = new Set([
   "host",
   "port",
   "maxConnections",
+  "maxConnectionsPerSource",
   "grace",
   "backends",
   "policy",
@@ -91,7 +92,7 @@ export function checkTcpFlags(options: Record<string, unknown>, spec: OptionSpec
     throw new UsageError(
       `--${toKebab(key)} applies only with --mode rpc: a TCP balancer passes connections ` +
         "as they are (its flags: --backends, --policy, --check-interval, --rise, --fall, " +
-        "--idle-timeout, --max-connections, --grace)",
+        "--idle-timeout, --max-connections, --max-connections-per-source, --grace)",
     );
   }
   for (const key of SECURITY) {
