@@ -14,6 +14,7 @@ import { connectPort } from "../../../wire/transport.ts";
 import { isDescriptorShortage } from "../../../wire/descriptors.ts";
 import { parseAddress } from "../../../config/mod.ts";
 import type { Backend, Transition } from "../backends.ts";
+import { Outlier } from "../outlier.ts";
 import { cut, log, LogBudget } from "../log.ts";
 
 /** Longest a check's dial (and a client's connect to a backend) may take (ms). */
@@ -46,6 +47,22 @@ export async function checkOnce(
       reason: (err as Error).message,
       local: isDescriptorShortage(err),
     };
+  }
+}
+
+/**
+ * A backend's outlier state in this mode: no slow start. The RPC mode lets
+ * a backend back after being out have one request in flight until it
+ * answers; here `inflight` counts open connections, which a backend keeps
+ * while it is out (a failed check ends none), so one kept connection made
+ * it unavailable until every old connection ended — with long-lived ones
+ * (a pool of Redis or database connections), for good, and with every
+ * backend so, every new client was closed "no backend is up". (HAProxy's
+ * `slowstart` in `mode tcp` ramps a weight over time, and is off unless set.)
+ */
+export class ConnectionOutlier extends Outlier {
+  override joined(): void {
+    // Back in rotation at once, at full weight.
   }
 }
 

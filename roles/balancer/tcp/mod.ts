@@ -43,7 +43,7 @@ import { roleStatMetrics } from "../../../obs/mod.ts";
 import { Backend, Pool, type Transition } from "../backends.ts";
 import { createPolicy, type Policy, type PolicyName } from "../policies.ts";
 import { backendLines, log, LogBudget } from "../log.ts";
-import { CONNECT_TIMEOUT_MS, judge, TcpChecks } from "./health.ts";
+import { CONNECT_TIMEOUT_MS, ConnectionOutlier, judge, TcpChecks } from "./health.ts";
 import { type Ended, EndReason, IdleClock, Splice } from "./splice.ts";
 import { checkTcpFlags } from "./options.ts";
 
@@ -178,7 +178,10 @@ class TcpProxy {
     for (const address of options.backends) {
       // No cap of its own: --max-connections bounds the client connections. (Not that, as a
       // connection closed to make room gives its backend connection back only once that closes.)
-      this.pool.add(new Backend("server", address, { capacity: Number.MAX_SAFE_INTEGER, rules }));
+      const outlier = new ConnectionOutlier();
+      this.pool.add(
+        new Backend("server", address, { capacity: Number.MAX_SAFE_INTEGER, rules, outlier }),
+      );
     }
     this.checks = new TcpChecks(options.checkInterval, (t) => this.#report(t));
     this.clock = new IdleClock(options.idleTimeout);
