@@ -45,7 +45,7 @@ function hexUnit(b: Uint8Array, i: number): number {
 }
 
 /** Bytes that stand for themselves in a JSON string: printable ASCII but `"` and `\`. */
-const PLAIN = new Uint8Array(256);
+export const PLAIN: Uint8Array = new Uint8Array(256);
 for (let c = 0x20; c < 0x80; c++) PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 : 1;
 
 /**
