@@ -96,8 +96,7 @@ const IDS = [
 
 const METHODS = [`"echo"`, `"add"`, `"e\\u0063ho"`, `"ß"`, `""`, `"${"m".repeat(257)}"`, `7`];
 
-const pick = <T>(random: () => number, xs: readonly T[]): T =>
-  xs[Math.floor(random() * xs.length)];
+const pick = <T>(random: () => number, xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
 
 /** A message's members as texts, in the order given, with spacing from `random` or none. */
 function message(members: [string, string][], random: () => number, spaced: boolean): string {
