@@ -237,16 +237,18 @@ function readAnyLayout(b: Uint8Array, topics: TopicCache): FramePublish | undefi
   let params = false;
   let id: number | string | undefined;
   while (true) {
-    if (startsWith(b, METHOD, i) && !method) {
+    // Each key is told by its first letter before it is compared.
+    const k = b[i + 1];
+    if (k === 0x6d && !method && startsWith(b, METHOD, i)) {
       i = afterColon(b, i + METHOD.length);
       if (!startsWith(b, PUBLISH_METHOD, i)) return undefined;
       i += PUBLISH_METHOD.length;
       method = true;
-    } else if (startsWith(b, PARAMS, i) && !params) {
+    } else if (k === 0x70 && !params && startsWith(b, PARAMS, i)) {
       i = readParams(b, afterColon(b, i + PARAMS.length), topics);
       if (i < 0) return undefined;
       params = true;
-    } else if (startsWith(b, ID, i) && id === undefined) {
+    } else if (k === 0x69 && id === undefined && startsWith(b, ID, i)) {
       const start = afterColon(b, i + ID.length);
       if (start < 0) return undefined;
       i = skipValue(b, start, 1);
@@ -254,9 +256,9 @@ function readAnyLayout(b: Uint8Array, topics: TopicCache): FramePublish | undefi
       id = readId(b, start, i);
       if (id === undefined) return undefined;
     } else return undefined;
-    i = skipSpace(b, i);
+    i = spaced(b, i);
     if (b[i] === COMMA) {
-      i = skipSpace(b, i + 1);
+      i = spaced(b, i + 1);
       continue;
     }
     if (b[i] !== BRACE || skipSpace(b, i + 1) !== b.length || !method || !params) {
@@ -321,8 +323,17 @@ function readCanonicalValue(
 
 /** The index of the value after a key ending at `i` (spaces, a colon, spaces), or -1. */
 function afterColon(b: Uint8Array, i: number): number {
-  i = skipSpace(b, i);
-  return b[i] === COLON ? skipSpace(b, i + 1) : -1;
+  i = spaced(b, i);
+  return b[i] === COLON ? spaced(b, i + 1) : -1;
+}
+
+/**
+ * skipSpace, called only when `b[i]` may be a space (JSON's are at most
+ * 0x20; past the end, undefined is no space): most keys and values are
+ * not spaced.
+ */
+function spaced(b: Uint8Array, i: number): number {
+  return b[i] <= 0x20 ? skipSpace(b, i) : i;
 }
 
 /** Reads the params object at `i` into PUBLISH; returns its end, or -1. */
@@ -333,7 +344,8 @@ function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
   let value = false;
   let retain: boolean | undefined;
   while (true) {
-    if (startsWith(b, TOPIC, i) && !topic) {
+    const k = b[i + 1];
+    if (k === 0x74 && !topic && startsWith(b, TOPIC, i)) {
       const start = afterColon(b, i + TOPIC.length);
       if (start < 0 || b[start] !== QUOTE) return -1;
       const plain = topicEnd(b, start + 1);
@@ -347,14 +359,14 @@ function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
         PUBLISH.topic = JSON.parse(decoder.decode(b.subarray(start, i)));
       }
       topic = true;
-    } else if (startsWith(b, VALUE, i) && !value) {
+    } else if (k === 0x76 && !value && startsWith(b, VALUE, i)) {
       const start = afterColon(b, i + VALUE.length);
       if (start < 0) return -1;
       i = skipValue(b, start, VALUE_DEPTH);
       if (i < 0) return -1;
       PUBLISH.at(b, start, i);
       value = true;
-    } else if (startsWith(b, RETAIN, i) && retain === undefined) {
+    } else if (k === 0x72 && retain === undefined && startsWith(b, RETAIN, i)) {
       i = afterColon(b, i + RETAIN.length);
       if (startsWith(b, TRUE, i)) {
         retain = true;
@@ -364,9 +376,9 @@ function readParams(b: Uint8Array, i: number, topics: TopicCache): number {
         i += FALSE.length;
       } else return -1;
     } else return -1;
-    i = skipSpace(b, i);
+    i = spaced(b, i);
     if (b[i] === COMMA) {
-      i = skipSpace(b, i + 1);
+      i = spaced(b, i + 1);
       continue;
     }
     if (b[i] !== BRACE || !topic || !value) return -1;
