@@ -76,7 +76,14 @@ export async function loadRun(
   server: { port: number; pid: number },
   subs: number,
   count: number,
-  options: { rate?: number; topic?: string; tlsCa?: string; shape?: Shape; codec?: string } = {},
+  options: {
+    rate?: number;
+    topic?: string;
+    tlsCa?: string;
+    shape?: Shape;
+    codec?: string;
+    layout?: "foreign";
+  } = {},
 ): Promise<LoadResult> {
   const port = server.port;
   const counters = new SharedArrayBuffer(16 * 4);
@@ -92,6 +99,7 @@ export async function loadRun(
     origin: ORIGIN,
     tlsCa: options.tlsCa,
     shape: options.shape,
+    layout: options.layout,
     codec: options.codec,
   };
   const workers: Worker[] = [];

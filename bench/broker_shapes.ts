@@ -2,8 +2,10 @@
  * The broker with the values applications publish (issue 17): a plain
  * string, a small object, a nested one, one of non-ASCII text with escapes,
  * objects whose layout changes every message (what no memo of past frames
- * matches), and the object again from MessagePack clients, each 1 → 1 and 1 → 4, with
- * the broker's CPU per delivery; nats-server (payload-blind: it gets the
+ * matches), the object again from MessagePack clients, and from a JSON
+ * encoder of another layout (Python's json.dumps spacing, the params in
+ * another order: read member by member, not by the canonical layout), each
+ * 1 → 1 and 1 → 4, with the broker's CPU per delivery; nats-server (payload-blind: it gets the
  * object's JSON text) in the same round, alternating which goes first.
  * Also confirmed publishes (requests, 64 in flight, no subscriber) in
  * either codec: the broker's CPU per publish.
@@ -17,13 +19,15 @@ import { type Shape, SHAPES } from "./broker_worker.ts";
 import { codecByName, dial } from "../wire/mod.ts";
 
 /** Each row: the value, and the codec both clients speak. */
-const ROWS: { name: string; shape: Shape; codec: string }[] = [
+const ROWS: { name: string; shape: Shape; codec: string; layout?: "foreign" }[] = [
   { name: "string", shape: "string", codec: "json" },
   { name: "object", shape: "object", codec: "json" },
   { name: "nested", shape: "nested", codec: "json" },
   { name: "unicode", shape: "unicode", codec: "json" },
   { name: "mixed", shape: "mixed", codec: "json" },
   { name: "msgpack", shape: "object", codec: "msgpack" },
+  // The object as another encoder writes it: other member order, spaced (see WorkerTask.layout).
+  { name: "foreign", shape: "object", codec: "json", layout: "foreign" },
 ];
 
 type Server = { port: number; pid: number };
@@ -45,7 +49,12 @@ export async function shapeRound(
       rounds.add(`dist_confirmed_${codec}_broker_cpu_us_per_publish`, us);
     }
     for (const row of ROWS) {
-      const opts = { shape: row.shape, codec: row.codec, topic: `/shape/${row.name}` };
+      const opts = {
+        shape: row.shape,
+        codec: row.codec,
+        layout: row.layout,
+        topic: `/shape/${row.name}`,
+      };
       const a = await loadRun("dist", server, 1, n1, opts);
       const b = await loadRun("dist", server, 4, n4, opts);
       rounds.add(`dist_${row.name}_1to1_msgs_per_s`, a.msgsPerS);
@@ -85,7 +94,12 @@ async function warmUp(
   const server = { port: dist.port, pid: dist.child.pid };
   for (const codec of ["json", "msgpack"]) await confirmedRun(server, codec, 20_000);
   for (const row of ROWS) {
-    const opts = { shape: row.shape, codec: row.codec, topic: `/shape/${row.name}` };
+    const opts = {
+      shape: row.shape,
+      codec: row.codec,
+      layout: row.layout,
+      topic: `/shape/${row.name}`,
+    };
     await loadRun("dist", server, 1, 50_000, opts);
     await loadRun("dist", server, 4, 20_000, opts);
   }

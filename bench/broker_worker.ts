@@ -56,6 +56,14 @@ export interface WorkerTask {
    * NATS sends the same value's JSON text (its payload is bytes).
    */
   shape?: Shape;
+  /**
+   * dist JSON publishers: "foreign" writes each publish as Python's
+   * json.dumps would from a dict built in another order
+   * (`{"method": "broker.publish", "params": {"value": V, "topic": "T",
+   * "retain": false}}`: spaces after `:` and `,`, the value first), what the
+   * broker reads member by member rather than by its canonical layout.
+   */
+  layout?: "foreign";
 }
 
 /** Values applications publish, each about 128 bytes as JSON. */
@@ -134,6 +142,21 @@ export function shapeValues(shape: Shape | undefined, payload: number): unknown[
     }
   }
   return out;
+}
+
+/** JSON text as Python's json.dumps writes it: `", "` and `": "` between tokens. */
+function pythonJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(pythonJson).join(", ")}]`;
+  if (typeof value === "object" && value !== null) {
+    const members = Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${pythonJson(v)}`);
+    return `{${members.join(", ")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** A publish laid out by another encoder (see WorkerTask.layout). */
+export function foreignPublish(topic: string, value: unknown): string {
+  return pythonJson({ method: "broker.publish", params: { value, topic, retain: false } });
 }
 
 export type WorkerReport =
@@ -218,10 +241,14 @@ async function distPub(task: WorkerTask, counters: Int32Array): Promise<void> {
   const conn = peer.conn;
   const frameOf = (value: unknown) => {
     const out = new OutBuffer(256);
-    peer.codec.writeFrame(out, {
-      method: "broker.publish",
-      params: { topic: task.topic, value, retain: false },
-    }, conn.maxFrame);
+    if (task.layout === "foreign" && peer.codec.name === "json") {
+      out.writeFrame(new TextEncoder().encode(foreignPublish(task.topic, value)));
+    } else {
+      peer.codec.writeFrame(out, {
+        method: "broker.publish",
+        params: { topic: task.topic, value, retain: false },
+      }, conn.maxFrame);
+    }
     return out.bytes.slice(0, out.length);
   };
   const frames = shapeValues(task.shape, task.payload).map(frameOf);
