@@ -14,7 +14,8 @@
  *   way; `stopping.ts`: stops in reverse start order, or kills all;
  *   `unit.ts`: one instance as it runs, and the verdict (exit code);
  *   `ports.ts`: whether an instance's fixed ports are free before it starts.
- * - `output.ts`: children's lines prefixed with their names, in colour.
+ * - `output.ts`: children's lines prefixed with their names, in colour;
+ *   `output_queue.ts`: written without blocking, bounded (drops counted).
  * - `probe.ts`: `sys.ping` / `sys.stats` over one short connection.
  * - `self.ts`: how to start a copy of this executable, compiled or from
  *   source, and how a copy notices its launcher is gone.

@@ -3,7 +3,10 @@
  * every child prefixed with its instance name, names padded to one width,
  * each name in its own colour when stdout is a terminal (and NO_COLOR is
  * not set); the launcher's own lines start with "dist up:" and no bar.
+ * Written through an {@link OutputQueue} (output_queue.ts): never blocking
+ * the launcher on a slow reader.
  */
+import { OutputQueue, type Sink } from "./output_queue.ts";
 
 /** Longest line kept whole; a longer one is cut into pieces of this size. */
 export const MAX_LINE = 64 * 1024;
@@ -64,8 +67,14 @@ export function writeStdoutQuietly(text: string): void {
 /** How {@link Output} writes. */
 export interface OutputOptions {
   colour?: boolean;
-  /** Where text goes (default: stdout). */
+  /**
+   * Where text goes, synchronously (default: stdout through an
+   * {@link OutputQueue}, which never blocks and drops what a slow reader
+   * cannot take).
+   */
   write?: (text: string) => void;
+  /** Where the queue writes (default: stdout); not with `write`. */
+  sink?: Sink;
 }
 
 /** The launcher's one output stream: children's lines, prefixed, and its own. */
@@ -73,13 +82,32 @@ export class Output {
   #width: number;
   #colours = new Map<string, number>();
   #colour: boolean;
-  #write: (text: string) => void;
+  #write: (source: string | undefined, text: string) => void;
+  #queue: OutputQueue | undefined;
 
   constructor(names: string[], options: OutputOptions = {}) {
     this.#width = names.reduce((w, n) => Math.max(w, n.length), 0);
     names.forEach((n, i) => this.#colours.set(n, COLOURS[i % COLOURS.length]));
     this.#colour = options.colour ?? false;
-    this.#write = options.write ?? writeStdoutQuietly;
+    const write = options.write;
+    if (write !== undefined) this.#write = (_, text) => write(text);
+    else {
+      const queue = new OutputQueue({
+        sink: options.sink,
+        dropped: (name, count) =>
+          this.#own(
+            `${count} line${count === 1 ? "" : "s"} of ${name} dropped: ` +
+              "stdout is read slower than they come",
+          ),
+      });
+      this.#queue = queue;
+      this.#write = (source, text) => queue.push(source, text);
+    }
+  }
+
+  /** Resolves once what is queued is written, or after `ms`. */
+  flush(ms: number): Promise<void> {
+    return this.#queue?.flush(ms) ?? Promise.resolve();
   }
 
   /** The prefix of an instance's lines: `name   | `. */
@@ -91,11 +119,15 @@ export class Output {
 
   /** One line of an instance's output. */
   line(name: string, text: string): void {
-    this.#write(`${this.prefix(name)}${text}\n`);
+    this.#write(name, `${this.prefix(name)}${text}\n`);
   }
 
   /** One of the launcher's own lines. */
   say(text: string): void {
-    this.#write(this.#colour ? `${BOLD}dist up:${RESET} ${text}\n` : `dist up: ${text}\n`);
+    this.#write(undefined, this.#own(text));
+  }
+
+  #own(text: string): string {
+    return this.#colour ? `${BOLD}dist up:${RESET} ${text}\n` : `dist up: ${text}\n`;
   }
 }

@@ -162,6 +162,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   try {
     made = await ensureTlsFiles(topology, roles, key);
   } catch (err) {
+    await output.flush(FLUSH_MS);
     await dashboard?.close();
     await metrics.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
@@ -191,6 +192,8 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     }).run();
   } finally {
     await dashboard?.close();
+    // Its last lines ("Stopped …"), unless nobody reads them any more.
+    await output.flush(FLUSH_MS);
     await metrics.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
   }
@@ -224,6 +227,9 @@ export class Interrupts {
     return now - this.#first < REPEAT_MS ? "echo" : "kill";
   }
 }
+
+/** How long the launcher waits at its end for its output to be read (ms). */
+const FLUSH_MS = 5000;
 
 /** Most names a cell of the plan lists; the rest are counted. */
 const CELL_NAMES = 6;
