@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { connect } from "../clients/mod.ts";
+import { DistError, encodeFrame, listen } from "../wire/mod.ts";
 import { startDist } from "./helpers/dist.ts";
 
 const COUNT = 12;
@@ -88,3 +89,41 @@ for (const codec of ["json", "msgpack"] as const) {
     }
   });
 }
+
+Deno.test("a waiting delivery whose value turns out not to be JSON is skipped and counted when taken; the rest arrive", async () => {
+  // Only a broken broker writes one: the frame looks like a delivery, its value does not parse.
+  const frame = (value: string) =>
+    encodeFrame(new TextEncoder().encode(
+      `{"method":"broker.message","params":{"topic":"/t/x","value":${value},"sid":1}}`,
+    ));
+  const fake = listen({
+    host: "127.0.0.1",
+    port: 0,
+    role: "broker",
+    name: "broken",
+    onRequest: (method, _params, peer) => {
+      if (method === "sys.ping") return { pong: true };
+      if (method !== "broker.subscribe") throw new DistError("NOT_FOUND", method);
+      setTimeout(() => {
+        for (const v of ['"a"', "[1,,2]", '"b"']) peer.conn.sendRaw(frame(v));
+      }, 50);
+      return { sid: 1, topic: "/t", topics: [], topic_count: 0 };
+    },
+  });
+  const conn = await connect(`127.0.0.1:${fake.addr.port}`);
+  try {
+    const sub = await conn.subscribe("/t");
+    await new Promise((r) => setTimeout(r, 300)); // all three wait, unparsed
+    assert.equal(sub.waiting, 3);
+    const got: unknown[] = [];
+    for await (const m of sub) {
+      got.push(m.value);
+      if (got.length === 2) break;
+    }
+    assert.deepEqual(got, ["a", "b"]);
+    assert.equal(sub.invalid, 1);
+  } finally {
+    conn.close();
+    await fake.close(0);
+  }
+});
