@@ -173,8 +173,16 @@ export class FastPath {
     const id = this.#calls.nextId();
     if (!conn.sendWith(this.#writer.request(call, id, conn.maxFrame))) return false;
     this.#calls.waitRaw(id, call, timeoutMs);
-    this.#rawCalls = this.#scan = true;
+    this.scanAnswers();
     return true;
+  }
+
+  /**
+   * Scans answers before they are decoded from now on (JSON only), as after
+   * a first `callRaw`: one that settles no call is then never decoded.
+   */
+  scanAnswers(): void {
+    this.#rawCalls = this.#scan = true;
   }
 
   /** Queues the frame `reply` writes. @throws what `writeAnswer` throws */

@@ -41,11 +41,10 @@ const WARN_REASONS: ReadonlySet<CloseReason> = new Set([
 ]);
 
 /**
- * The RPC endpoint on one connection, the same at both ends: it sends
- * requests and notifications, answers requests with its handler, matches
- * responses to calls by id (many in flight, any order), times calls out,
- * keeps the connection alive with heartbeats and declares a silent peer
- * dead. Made by `listen()` and `dial()` once the handshake is done.
+ * The RPC endpoint on one connection, the same at both ends: it sends requests and notifications,
+ * answers requests with its handler, matches responses to calls by id (many in flight, any order),
+ * times calls out, keeps the connection alive with heartbeats and declares a silent peer dead.
+ * Made by `listen()` and `dial()` once the handshake is done.
  */
 export class Peer {
   /** The connection (its counters, backpressure and raw sends are the owner's to use). */
@@ -138,9 +137,11 @@ export class Peer {
     return this.#calls.lastReport;
   }
 
-  /** Told of each answer to no call of ours, with its size (CallTable.onStray). */
+  /** Told of each answer to no call of ours, with its size (CallTable.onStray); JSON ones undecoded. */
   set onStrayAnswer(fn: ((bytes: number) => void) | undefined) {
     this.#calls.onStray = fn;
+    if (fn === undefined || this.codec !== jsonCodec) return;
+    (this.#fast ??= new FastPath(this.#fastHost(), {})).scanAnswers();
   }
 
   /** Calls in flight from this side. */
@@ -149,9 +150,8 @@ export class Peer {
   }
 
   /**
-   * Stops taking this peer's input from its next frame on (what it sent
-   * waits, in order, and reading stops) until as many `holdInput(false)`:
-   * backpressure from an owner with as much work from it as it can take.
+   * Stops taking this peer's input from its next frame on (what it sent waits, in order, and
+   * reading stops) until as many `holdInput(false)`: backpressure from an owner with all it can take.
    */
   holdInput(hold = true): void {
     if (hold) this.#admission.block();
@@ -212,8 +212,7 @@ export class Peer {
       throw new DistError("INTERNAL", "Byte pass-through needs a JSON connection");
     }
     if (!this.canCall) return false;
-    this.#fast ??= new FastPath(this.#fastHost(), {});
-    return this.#fast.callRaw(call, timeoutMs);
+    return (this.#fast ??= new FastPath(this.#fastHost(), {})).callRaw(call, timeoutMs);
   }
 
   /**
