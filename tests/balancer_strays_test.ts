@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Backend } from "../roles/balancer/mod.ts";
 import { STRAY_BYTES, STRAYS } from "../roles/balancer/outlier.ts";
 import { CallTable } from "../wire/calls.ts";
-import { DistError, listen, type Peer } from "../wire/mod.ts";
+import { dial, DistError, jsonCodec, listen, msgpackCodec, type Peer } from "../wire/mod.ts";
 import {
   backendsOf,
   connectTo,
@@ -114,5 +114,32 @@ Deno.test("a backend writing answers to requests never sent is closed and taken 
     client.close();
     await stopAll([lb, ...servers]);
     await strays.close();
+  }
+});
+
+Deno.test("a registered worker sending answers to requests never sent, before any task, is closed: JSON (scanned) and MessagePack (decoded)", async () => {
+  const lb = await startBalancer([]);
+  const [host, port] = lb.workerAddress.split(":");
+  try {
+    for (const codec of [jsonCodec, msgpackCodec]) {
+      const name = `strays-${codec.name}`;
+      const worker = await dial({ host, port: Number(port) }, {
+        role: "worker",
+        name,
+        codec,
+        onRequest: (method) => method === "sys.ping" ? { pong: true } : null,
+      });
+      let closed = false;
+      worker.closed.then(() => closed = true);
+      await worker.call("worker.register", { name, capacity: 4 });
+      for (let k = 0; k < STRAYS; k++) {
+        worker.conn.send(worker.codec, { id: 1e9 + k, result: "x" });
+      }
+      await eventually(() => Promise.resolve(closed), 3000, `${codec.name} worker closed`);
+    }
+    const lines = lb.stderr().split("\n").filter((l) => l.includes("to requests never sent"));
+    assert.equal(lines.length, 2, lines.join("\n"));
+  } finally {
+    await stopAll([lb]);
   }
 });
