@@ -25,7 +25,7 @@ import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts"
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
 import { refuseSystemTopic, type Topic, TopicTree } from "./topics.ts";
 import { TopicLister, type TopicListing } from "./topic_list.ts";
-import { checkGroup, checkPolicy, checkValue, valueBytes } from "./values.ts";
+import { checkGroup, checkPolicy, checkValue, keptForm, valueBytes } from "./values.ts";
 import type { BrokerCoreOptions, PublishResult } from "./core_types.ts";
 import type { Subscribed, SubscribeRequest } from "./core_types.ts";
 
@@ -33,6 +33,9 @@ export { checkValue, valueBytes } from "./values.ts";
 export { SUBSCRIBE_VISITS, TOPIC_NAMES_BYTES, TOPIC_NAMES_LIMIT } from "./snapshot.ts";
 
 export type * from "./core_types.ts";
+
+/** A publisher, and the codec its values come in, when it says (a wire connection's). */
+export type Origin = Publisher & { readonly codec?: string };
 
 export class BrokerCore {
   readonly topics = new TopicTree();
@@ -132,7 +135,7 @@ export class BrokerCore {
     value: unknown,
     retain = true,
     qos = 2,
-    from?: Publisher,
+    from?: Origin,
     owner?: string,
   ): PublishResult {
     const deliveries = this.route(rawTopic, value, retain, qos, from, owner);
@@ -154,13 +157,14 @@ export class BrokerCore {
     value: unknown,
     retain: boolean,
     qos: number,
-    from: Publisher | undefined,
+    from: Origin | undefined,
     owner: string | undefined,
   ): number {
     // (Clients' topics under /$SYS are refused: see publishSystem.)
     // A sample is timed: a clock read costs 0.1–0.2 µs, a publish a few.
     const t0 = this.delivery === undefined ? 0 : this.delivery.take();
-    if (value !== undefined && !(value instanceof EncodedValue)) checkValue(value);
+    const decoded = value !== undefined && !(value instanceof EncodedValue);
+    const binary = decoded && checkValue(value);
     // Seconds: a small integer is stored in place, a millisecond time would
     // be a boxed number allocated on every publish.
     const now = Math.floor(this.#now() / 1000);
@@ -187,7 +191,10 @@ export class BrokerCore {
       ) {
         this.retained.clear(topic);
       } else {
-        const kept = value instanceof EncodedValue ? value.detach() : value;
+        // Kept encoded (MessagePack if it came so), never decoded: see keptForm.
+        const kept = keptForm(value, binary || from?.codec === "msgpack");
+        // A decoded value's deliveries share that encoding (an encoded one's, its borrowed bytes).
+        if (decoded) value = kept;
         const bytes = topic.name.length + valueBytes(kept);
         const outcome = this.retained.set(topic, kept, bytes, now, owner);
         if (outcome === "too_large") this.retainedTooLarge++;
@@ -263,6 +270,8 @@ export class BrokerCore {
   restoreRetained(name: string, value: unknown, updatedAt: number, unique = false): void {
     // `unique`: no other row can name it (a key stored normalised), so no lookup first.
     const topic = unique ? undefined : this.topics.peek(name);
+    // A row of MessagePack read back decoded is kept as MessagePack again (see keptForm).
+    value = keptForm(value, true);
     const bytes = name.length + valueBytes(value);
     if (topic !== undefined) {
       this.retained.set(topic, value, bytes, updatedAt);

@@ -34,6 +34,17 @@ export function slabAlloc(n: number): Uint8Array {
 }
 
 const NULL_TEXT = "null";
+const NON_ASCII = /[\u0080-\uffff]/;
+
+/**
+ * What a kept JSON text takes in memory: V8 keeps a string of ASCII at a
+ * byte a character, any other (most) at two (Latin-1 text takes one, and
+ * is counted at two: an estimate from above).
+ * @param ascii whether it is ASCII (when the caller knows it; scanned otherwise)
+ */
+function textCost(text: string, ascii = !NON_ASCII.test(text)): number {
+  return ascii ? text.length : 2 * text.length;
+}
 
 /**
  * What RawJson and RawMsgpack share: a borrowed publish's frame, where the
@@ -81,13 +92,16 @@ abstract class FrameValue extends EncodedValue {
 export class RawJson extends FrameValue {
   #bytes: Uint8Array | undefined;
   #text: string | undefined;
+  /** What a kept text takes in memory (see textCost). */
+  #cost = 0;
   #decoded = false;
   #value: unknown;
 
-  private constructor(bytes: Uint8Array | undefined, text: string | undefined) {
+  private constructor(bytes: Uint8Array | undefined, text: string | undefined, cost = 0) {
     super();
     this.#bytes = bytes;
     this.#text = text;
+    this.#cost = cost;
   }
 
   /**
@@ -123,9 +137,12 @@ export class RawJson extends FrameValue {
     return new RawJson(undefined, undefined);
   }
 
-  /** A kept value from its JSON text (read back from a data file: not checked again). */
+  /**
+   * A kept value from its JSON text (read back from a data file, or written
+   * by the broker from a value it checked: not checked again).
+   */
   static fromText(text: string): RawJson {
-    return new RawJson(undefined, text);
+    return new RawJson(undefined, text, textCost(text));
   }
 
   /** The JSON text. */
@@ -153,8 +170,9 @@ export class RawJson extends FrameValue {
     return encoder.encode(this.#text);
   }
 
+  /** Bytes of the text; a kept text's, what it takes in memory (see textCost). */
   get byteLength(): number {
-    if (this.#text !== undefined) return this.#text.length;
+    if (this.#text !== undefined) return this.#cost;
     return this.frame !== undefined ? this.end - this.start : this.bytes.length;
   }
 
@@ -209,7 +227,10 @@ export class RawJson extends FrameValue {
   /** Its text as a string of its own: no slab kept alive by a retained value. */
   detach(): RawJson {
     if (this.#text !== undefined) return this;
-    return new RawJson(undefined, decoder.decode(this.bytes));
+    const bytes = this.bytes;
+    const text = decoder.decode(bytes);
+    // As many characters as bytes: ASCII (UTF-8 writes any other character in two bytes or more).
+    return new RawJson(undefined, text, textCost(text, text.length === bytes.length));
   }
 }
 

@@ -4,6 +4,7 @@
  * test says so.
  */
 import type { DistError } from "../../wire/mod.ts";
+import { EncodedValue } from "../../roles/broker/subscriber.ts";
 import {
   type Message,
   PendingBudget,
@@ -16,6 +17,11 @@ export interface Delivered {
   topic: string;
   value: unknown;
   retained: boolean;
+}
+
+/** The value a subscriber gets: a value kept encoded (a retained one) decoded, as a front end does. */
+function delivered(msg: Message): unknown {
+  return msg.value instanceof EncodedValue ? msg.value.decode() : msg.value;
 }
 
 export class FakeSink implements Sink {
@@ -36,12 +42,17 @@ export class FakeSink implements Sink {
   }
 
   write(msg: Message, sub: Subscription): void {
-    this.written.push({ sid: sub.sid, topic: msg.topic, value: msg.value, retained: msg.retained });
+    this.written.push({
+      sid: sub.sid,
+      topic: msg.topic,
+      value: delivered(msg),
+      retained: msg.retained,
+    });
     if (this.stalled) this.pendingBytes += this.size;
   }
 
   encode(msg: Message, sub: Subscription): Uint8Array {
-    const d = { sid: sub.sid, topic: msg.topic, value: msg.value, retained: msg.retained };
+    const d = { sid: sub.sid, topic: msg.topic, value: delivered(msg), retained: msg.retained };
     const json = new TextEncoder().encode(JSON.stringify(d));
     // Padded to `size`, as the transport would count it.
     const out = new Uint8Array(Math.max(this.size, json.length + 4));
