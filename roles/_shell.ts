@@ -8,7 +8,7 @@
  * role's fast paths (the broker's byte-level publishes, the balancer's
  * pass-through) go to the listener as they are, except for connections
  * whose permissions are checked (a users file's users): theirs are
- * dispatched, where the checks are.
+ * dispatched, where the checks are, unless the path checks them itself.
  */
 import type { Logger } from "@logtape/logtape";
 import type { LISTENER_OPTIONS, RoleOptions } from "../config/mod.ts";
@@ -233,9 +233,10 @@ function portHandlers(ctx: RunContext, self: Self, served: Served) {
 
 /**
  * A role's byte-level paths, taken only by connections without
- * permissions to check: a connection whose identity has them (a users
- * file's user) has every request decoded and dispatched, where its
- * permissions are checked. Without a users file nothing changes.
+ * permissions to check, unless the path checks them itself (the broker's
+ * publishes: `checksAccess`): a connection whose identity has them (a
+ * users file's user) has every other request decoded and dispatched, where
+ * its permissions are checked. Without a users file nothing changes.
  */
 function checkedFast(fast: FastHooks | undefined): FastHooks | undefined {
   if (fast === undefined) return undefined;
@@ -243,7 +244,7 @@ function checkedFast(fast: FastHooks | undefined): FastHooks | undefined {
   return {
     onRawRequest: onRawRequest &&
       ((peer, request) => peer.identity?.access === undefined && onRawRequest(peer, request)),
-    rawFrames: rawFrames && {
+    rawFrames: rawFrames?.checksAccess ? rawFrames : rawFrames && {
       accepts: (frame) => rawFrames.accepts(frame),
       handle: (frame, peer, took) =>
         peer.identity?.access === undefined && rawFrames.handle(frame, peer, took),

@@ -276,6 +276,18 @@ function admit(m: AnyMethod, params: unknown, peer: Peer): unknown {
     );
   }
   const p = m.params(params);
+  permit(m, p, peer);
+  return p;
+}
+
+/**
+ * Refuses a request to `m` with its parsed params `p` that `peer` may not
+ * make (its identity's access, when it has one): what {@link dispatch}
+ * checks, for a byte-level path that takes requests itself (the broker's
+ * publishes) to check the same way.
+ * @throws {DistError} UNAUTHORIZED naming the permission missing
+ */
+export function permit(m: AnyMethod, p: unknown, peer: Peer): void {
   const access = peer.identity?.access;
   if (access !== undefined) {
     access.check(
@@ -283,7 +295,6 @@ function admit(m: AnyMethod, params: unknown, peer: Peer): unknown {
       m.from !== undefined ? { action: "role", name: peer.remote.role } : m.resource?.(p),
     );
   }
-  return p;
 }
 
 function hooked(

@@ -67,6 +67,12 @@ export interface RawFrameHandler {
   accepts(frame: Uint8Array): boolean | "request";
   /** Takes `frame`; false hands it to the decoder after all. */
   handle(frame: Uint8Array, peer: Peer, took?: () => void): boolean;
+  /**
+   * Whether `handle` checks each request's permission itself (as dispatch
+   * would: see `permit`), so a peer whose permissions are checked may take
+   * it too; otherwise such a peer's frames are all decoded and dispatched.
+   */
+  readonly checksAccess?: boolean;
 }
 
 /** The fast paths a role gives a Peer (see PeerOptions). */

@@ -186,6 +186,7 @@ export {
   type MethodsOf,
   owns,
   type ParamsOf,
+  permit,
   request,
   type Requester,
   type ResultOf,

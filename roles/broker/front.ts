@@ -12,6 +12,7 @@ import {
   type Handlers,
   jsonStringBytes,
   type Peer,
+  permit,
   type RawFrameHandler,
   readPublish,
   type RequestHandler,
@@ -165,6 +166,7 @@ export class WireFront implements SessionOwner {
    * decoded and dispatched as usual, in its place.
    */
   readonly rawFrames: RawFrameHandler = {
+    checksAccess: true, // a publish's grant, by its topic (below)
     accepts: (frame) => {
       const c = frame[0];
       // A JSON request writes its id first (`{"id"`), as clients do.
@@ -200,6 +202,8 @@ export class WireFront implements SessionOwner {
         // null as itself, as the decoder gives it (other front ends, MQTT's, map it to no payload).
         const v = value.isNull ? null : value;
         const user = peer.identity?.user;
+        // With --users, its topic's publish grant, checked as dispatch checks the decoded ones.
+        if (peer.identity?.access !== undefined) permit(broker.methods.publish, publish, peer);
         // A notification's answer is not needed: route() makes none.
         if (id === undefined) this.core.route(publish.topic, v, retain, 2, session, user);
         else result = this.core.publish(publish.topic, v, retain, 2, session, user);

@@ -23,6 +23,8 @@ publish = ["/m"]
 `;
 
 export interface UsersBroker {
+  /** The broker's `host:port`. */
+  readonly address: string;
   /** A client holding `token`, closed by {@link UsersBroker.stop}. */
   as(token: string, onNotification?: (method: string, params: unknown) => void): Promise<Peer>;
   /** What a new subscriber holding `token` gets first on `topic` (its retained value). */
@@ -47,6 +49,7 @@ export async function usersBroker(users: string, flags: string[]): Promise<Users
     return peer;
   };
   return {
+    address: broker.address,
     as,
     async firstValue(token, topic) {
       const got: unknown[] = [];
