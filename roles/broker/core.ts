@@ -18,7 +18,7 @@ import {
   SUBSCRIPTION_BYTES,
 } from "./memory.ts";
 import { SubscriptionShares } from "./shares.ts";
-import { TopicShares } from "./topic_shares.ts";
+import { TopicShares, userShare } from "./topic_shares.ts";
 import { oncePerTurn, turnClock } from "../../wire/turn.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
@@ -83,14 +83,15 @@ export class BrokerCore {
   #droppedGone = 0;
 
   constructor(options: BrokerCoreOptions) {
+    this.maxMemory = options.maxMemory ?? Infinity;
     this.retained = new RetainedStore<Topic>(
       options.retainBytes,
       (topic, delta) => this.topics.retainedChanged(topic, delta),
+      userShare(options.retainBytes, this.maxMemory),
     );
     this.maxPending = options.maxPending;
     this.maxTopics = Math.max(1, options.maxTopics);
     this.maxTopicBytes = options.maxTopicBytes ?? Infinity;
-    this.maxMemory = options.maxMemory ?? Infinity;
     this.shares = new SubscriptionShares(options, this.maxMemory);
     this.topicShares = new TopicShares(this.maxTopics, this.maxTopicBytes, this.maxMemory);
     this.topicShares.clearRetained = (topic) => this.retained.clear(topic);

@@ -294,6 +294,9 @@ export class WireFront implements SessionOwner {
         bytes: core.retained.bytes,
         budget: core.retained.budget,
         evicted: core.retained.evicted,
+        // Of them, evicted to keep their user within its share (per_user bytes: retained.ts).
+        user_evicted: core.retained.ownerEvicted,
+        per_user: core.retained.perOwner === Infinity ? null : core.retained.perOwner,
         too_large: core.retainedTooLarge,
       },
       topics_evicted: core.topicsEvicted,

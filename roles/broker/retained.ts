@@ -10,7 +10,12 @@
  * that user's values, not another's (hostile review H17), as long as the
  * others hold less than it. Values of no one in particular (authentication
  * off, read back from a file, wills) are one pool, the only one without
- * authentication.
+ * authentication. And a user's pool has a share of the budget (`perOwner`:
+ * the broker gives each user an eighth, as of the topics: topic_shares.ts),
+ * past which that user's own least recently updated values go: one user
+ * could otherwise hold the whole budget (and what `--max-memory` counts of
+ * it), so that any value another user retained then evicted one of its.
+ * The shared token's holders are no one user: their pool has no share.
  *
  * The values and their links live on their holders (`holder.retained`,
  * ...), not in entries of their own: a publish that already found its topic
@@ -31,6 +36,8 @@ export interface RetainedHolder<K> {
   retainedNewer: K | undefined;
 }
 
+import { TOKEN_USER } from "../../auth/mod.ts";
+
 /** Bytes a value costs beyond itself and its key: its fields and list links, roughly. */
 export const ENTRY_OVERHEAD = 64;
 
@@ -46,6 +53,10 @@ interface Pool<K> {
 
 export class RetainedStore<K extends RetainedHolder<K>> {
   readonly budget: number;
+  /** Most bytes one user's values may take (see the module comment). */
+  readonly perOwner: number;
+  /** Values removed to keep their user within its share (counted in `evicted` too). */
+  ownerEvicted = 0;
   #bytes = 0;
   #count = 0;
   #evicted = 0;
@@ -70,9 +81,15 @@ export class RetainedStore<K extends RetainedHolder<K>> {
    * @param budget bytes the values (with their keys and overhead) may take in all
    * @param onChange told when a holder gains (+1) or loses (-1) its value
    * (not when a value replaces another)
+   * @param perOwner bytes one user's values may take (default: the whole budget)
    */
-  constructor(budget: number, onChange?: (holder: K, delta: 1 | -1) => void) {
+  constructor(
+    budget: number,
+    onChange?: (holder: K, delta: 1 | -1) => void,
+    perOwner = Infinity,
+  ) {
     this.budget = budget;
+    this.perOwner = perOwner;
     this.#onChange = onChange;
   }
 
@@ -92,14 +109,15 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   /**
    * Stores `value` as `holder`'s retained value, replacing the old one, then
    * evicts values until the store fits its budget (see the module comment).
-   * A value larger than the whole budget is not stored (and the old one is
-   * cleared, since it is no longer the last value).
+   * A value larger than the whole budget, or than its user's share, is not
+   * stored (and the old one is cleared, since it is no longer the last value).
    * @param bytes what the value costs (its key and encoded value)
    * @param owner the user who published it (undefined: no one in particular)
    */
   set(holder: K, value: unknown, bytes: number, now: number, owner?: string): RetainOutcome {
     const cost = bytes + ENTRY_OVERHEAD;
-    if (cost > this.budget) {
+    const share = owner === undefined || owner === TOKEN_USER ? Infinity : this.perOwner;
+    if (cost > this.budget || cost > share) {
       this.clear(holder);
       return "too_large";
     }
@@ -136,6 +154,12 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       }
     }
     this.onWrite?.(holder);
+    // Past its user's share, that user's own least recently updated values go (never `holder`).
+    while (pool.bytes > share && pool.oldest !== holder) {
+      this.#evicted++;
+      this.ownerEvicted++;
+      this.clear(pool.oldest!);
+    }
     this.#evict();
     return "stored";
   }

@@ -29,6 +29,16 @@ import { type Topic, TOPIC_BYTES, type TopicTree } from "./topics.ts";
 /** Topics passed over (another user's retained values) at most, for one new topic. */
 export const SPARED_PER_TOPIC = 1000;
 
+/**
+ * One user's share of a byte limit of topic data (`--max-topic-bytes`, or
+ * `--retain-bytes`: see retained.ts): an eighth of it, or of what
+ * `--max-memory` may count of such data (it counts it HEAP_HEADROOM times).
+ */
+export function userShare(limit: number, maxMemory: number): number {
+  const bytes = Math.min(limit, maxMemory / HEAP_HEADROOM);
+  return bytes === Infinity ? Infinity : Math.floor(bytes * SOURCE_SHARE);
+}
+
 /** What one user made. */
 interface Made {
   topics: number;
@@ -55,8 +65,7 @@ export class TopicShares {
     this.perUser = maxTopics === Infinity
       ? Infinity
       : Math.max(1, Math.floor(maxTopics * SOURCE_SHARE));
-    const bytes = Math.min(maxTopicBytes, maxMemory / HEAP_HEADROOM);
-    this.perUserBytes = bytes === Infinity ? Infinity : Math.floor(bytes * SOURCE_SHARE);
+    this.perUserBytes = userShare(maxTopicBytes, maxMemory);
   }
 
   /**
