@@ -31,7 +31,8 @@
  * - `net.ts` listens and dials; `redial.ts` keeps a connection up, with the
  *   backoff and abortable sleep of `backoff.ts` that every retry loop uses;
  * - `pubsub_json.ts` the canonical JSON layouts of the broker's publishes and
- *   deliveries, read as bytes by the broker and by subscribers.
+ *   deliveries, read as bytes by the broker and (`pubsub_delivery.ts`) by
+ *   subscribers.
  */
 export {
   describe,
@@ -129,14 +130,12 @@ export {
   type FramePublish,
   mayStartWith,
   METHOD_WORD_AT,
-  parseRawValue,
   PUBLISH_PREFIX,
   PublishRead,
-  type RawDelivery,
   type RawPublish,
-  readDelivery,
   readPublish,
 } from "./pubsub_json.ts";
+export { parseRawValue, type RawDelivery, readDelivery } from "./pubsub_delivery.ts";
 export { TopicCache } from "./topic_cache.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
 export {
