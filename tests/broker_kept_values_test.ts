@@ -11,6 +11,7 @@ import { runInNewContext } from "node:vm";
 import { BrokerCore } from "../roles/broker/mod.ts";
 import { RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
 import type { Origin } from "../roles/broker/core.ts";
+import { MqttPayload } from "../roles/broker/mqtt/mapping.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 
 const MIB = 1024 * 1024;
@@ -89,4 +90,26 @@ Deno.test("BrokerCore counts kept text by what it takes: two bytes a character p
   const w = c.topics.get("/w")!.retainedBytes;
   // The text `["…"]` is 1,004 characters either way; V8 keeps the second at two bytes each.
   assert.equal(w - a, 1004);
+});
+
+Deno.test("BrokerCore keeps retained MQTT payloads as bytes: decoded for native subscribers, nothing kept", async () => {
+  const c = core();
+  const payload = new TextEncoder().encode("[" + "{},".repeat(100_000).slice(0, -1) + "]");
+  for (let i = 0; i < 20; i++) {
+    const value = MqttPayload.borrow(payload);
+    c.publish(`/mq/${i}`, value, true);
+    value.release();
+  }
+  const before = liveHeap();
+  // A native subscriber takes them all (decoded for it, as the wire front end does).
+  const sink = new FakeSink();
+  c.subscribe(sink, { topic: "/mq" }).sub.release();
+  // The snapshot converts a bounded amount a turn (conversion.ts).
+  for (let t = 0; t < 500 && sink.written.length < 20; t++) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(sink.written.length, 20);
+  sink.written.length = 0;
+  const grown = liveHeap() - before;
+  assert.ok(grown < 4 * MIB, `the heap kept ${(grown / MIB).toFixed(1)} MiB after the snapshot`);
 });
