@@ -1,6 +1,6 @@
 /**
  * The MessagePack value scanner of the broker's publish reader
- * (msgpack_publish.ts skipMsgpack) against the decoder: every value an
+ * (wire/msgpack_scan.ts skipMsgpack) against the decoder: every value an
  * application may send is taken whole; whatever it takes of byte mutants
  * the decoder reads, as the same bytes; what the decoder would refuse or
  * read as something else (extensions, NaN, integers past 2^53, keys that
@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encode } from "@msgpack/msgpack";
 import { MAX_DEPTH, msgpackCodec } from "../wire/mod.ts";
-import { skipMsgpack } from "../roles/broker/msgpack_publish.ts";
+import { skipMsgpack } from "../wire/msgpack_scan.ts";
 import { prng } from "./helpers/raw.ts";
 
 const whole = (b: Uint8Array, depth = 0) => skipMsgpack(b, 0, depth) === b.length;

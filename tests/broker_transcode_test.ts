@@ -1,6 +1,6 @@
 /**
  * The broker's conversions of kept values between its codecs, as bytes
- * (roles/broker/json_to_msgpack.ts, msgpack_to_json.ts): every value shape
+ * (roles/broker/json_to_msgpack.ts, wire/msgpack_to_json.ts): every value shape
  * arrives equal to what decoding and encoding it made (the old way), with
  * JSON text in any layout; what they do not write is refused, for the
  * caller to decode instead.
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { decode } from "@msgpack/msgpack";
 import { jsonReplacer, toMsgpack } from "../wire/mod.ts";
 import { jsonToMsgpack } from "../roles/broker/json_to_msgpack.ts";
-import { msgpackToJson } from "../roles/broker/msgpack_to_json.ts";
+import { msgpackToJson } from "../wire/msgpack_to_json.ts";
 import { RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
 import { conversions } from "../roles/broker/conversion.ts";
 import { SHAPES } from "./helpers/shapes.ts";

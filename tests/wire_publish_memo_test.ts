@@ -325,7 +325,7 @@ function randomValue(rand: () => number, depth = 0): unknown {
 
 Deno.test("PublishMemo.match() takes only valid MessagePack: random values, bytes changed (fuzz)", async () => {
   const { encode, decode } = await import("@msgpack/msgpack");
-  const { skipMsgpack } = await import("../roles/broker/msgpack_publish.ts");
+  const { skipMsgpack } = await import("../wire/msgpack_scan.ts");
   const rand = prng(2929);
   let taken = 0;
   let changed = 0;

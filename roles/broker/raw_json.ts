@@ -6,7 +6,7 @@
  */
 import { msgpackCodec, toMsgpack } from "../../wire/mod.ts";
 import { jsonToMsgpack, textToMsgpack } from "./json_to_msgpack.ts";
-import { msgpackToJson } from "./msgpack_to_json.ts";
+import { msgpackToJson } from "../../wire/msgpack_to_json.ts";
 import { EncodedValue } from "./subscriber.ts";
 import { conversions } from "./conversion.ts";
 

@@ -2,7 +2,8 @@
  * MessagePack to JSON text, byte to byte: what a JSON subscriber gets of a
  * value that came (and is kept) as MessagePack, without the objects a
  * decoder would make of it (a megabyte of empty maps is a million objects;
- * see json_to_msgpack.ts for the other way). The text, parsed, equals
+ * see roles/broker/json_to_msgpack.ts for the other way; the balancer
+ * writes a MessagePack request to a JSON backend with it). The text, parsed, equals
  * JSON.stringify's of the decoded value with the wire's rule for binaries
  * (base64 text): numbers as JavaScript writes them, strings escaped as
  * JSON.stringify escapes them, map members in their order (a decoder's
@@ -12,7 +13,7 @@
  * than strings and integers, `__proto__`, text that is not UTF-8, numbers
  * JSON has not) throws, and the caller decodes the value instead.
  */
-import { base64Of } from "../../wire/mod.ts";
+import { base64Of } from "./json_value.ts";
 
 const encoder = new TextEncoder();
 const strict = new TextDecoder("utf-8", { fatal: true });
