@@ -21,7 +21,9 @@
  *   frames), `classify.ts` (what a message is), `answers.ts` (results and
  *   errors) and `fast_path.ts` (byte-level handling: raw frames, pass-through
  *   via `json_envelope.ts`, `json_scan.ts` (a JSON value checked as bytes)
- *   and `passthrough.ts`);
+ *   and `passthrough.ts`; `msgpack_scan.ts` a MessagePack value checked
+ *   as bytes, `msgpack_envelope.ts` a MessagePack request's envelope,
+ *   `msgpack_to_json.ts` MessagePack written as JSON text undecoded);
  * - `check.ts` parsers of untrusted values, and `contract.ts` a service's
  *   methods defined once: `dispatch` serves them, `call`/`request` call them
  *   and check the answer (the contracts are in clients/contracts/);
@@ -123,6 +125,7 @@ export {
 } from "./net.ts";
 export { exclusiveRoots, type TlsPeer, type TlsSettings } from "./tls.ts";
 export { Envelope, scanJson } from "./json_envelope.ts";
+export { MsgpackRequest, scanMsgpackRequest } from "./msgpack_envelope.ts";
 export { type IdSpan, type RequestSpans, writeAnswerAs, writeRequestAs } from "./passthrough.ts";
 export { type AddressSource, Redialer, type RedialOptions } from "./redial.ts";
 export {

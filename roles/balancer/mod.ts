@@ -14,15 +14,15 @@
  * (where backends come from: `--backends`, `--service` through binders,
  * workers registering), `links.ts` (connections to backends and their
  * health checks), `relay.ts` (one request on a backend's connection,
- * decoded or passed through as bytes), `pressure.ts` (what clients and
- * backends may hold of each other's output).
+ * decoded or passed through as bytes), `fast_paths.ts` (requests taken as
+ * bytes: JSON, and MessagePack in `msgpack_job.ts`), `pressure.ts` (what
+ * clients and backends may hold of each other's output).
  */
 import { clientSource } from "../../auth/mod.ts";
 import { formatAddress, UsageError } from "../../config/mod.ts";
 import {
   codecByName,
   DistError,
-  type FastHooks,
   owns,
   type Peer,
   type RequestMeta,
@@ -47,6 +47,7 @@ import { backendLines, log } from "./log.ts";
 import { checkRpcFlags, runTcpBalancer, TCP_MODE_ROLE } from "./tcp/mod.ts";
 import { Reclaimer } from "./reclaim.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
+import { rawForwarding } from "./fast_paths.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -240,29 +241,12 @@ function setUpBalancer(
       "balancer.backends": backends,
       "worker.register": () => misdialedWorker(bound.name, workersAt),
     }, { fallback: forward }),
-    fast: options.passthrough ? rawForwarding(parts) : undefined,
+    fast: options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
     stats: () => ({
       ...balancerStats(parts, bound, registry),
       ...(thread.count > 1 ? { thread: thread.index, threads: thread.count } : {}),
     }),
     ...lifecycle(parts, bound, { workerPort: workerPort.addr, servers, discovery }),
-  };
-}
-
-/** JSON requests forwarded as bytes; the balancer's own methods are decoded. */
-function rawForwarding({ dispatcher, relay }: Forwarding): FastHooks {
-  // The last method forwarded: a connection mostly sends one name over and over.
-  let forwarded = "";
-  return {
-    onRawRequest: (peer, request) => {
-      const method = request.method!;
-      if (method !== forwarded) {
-        if (own(method)) return false;
-        forwarded = method;
-      }
-      relay.forwardRaw(request, peer, dispatcher);
-      return true;
-    },
   };
 }
 

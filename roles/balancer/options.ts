@@ -132,7 +132,7 @@ export const BALANCER_OPTIONS = defineOptions({
   },
   passthrough: {
     type: "boolean",
-    description: "Forward JSON requests and answers as bytes, without decoding them",
+    description: "Forward requests and JSON answers as bytes, without decoding them",
     default: true,
   },
   threads: {

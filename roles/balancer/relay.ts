@@ -18,13 +18,13 @@
  * RawCall and RawReply, so forwarding allocates no closures.
  */
 import {
+  type Codec,
   DistError,
   type Envelope,
   isErrorCode,
   jsonCodec,
   type OutBuffer,
   type Peer,
-  type RawCall,
   type RawReply,
   Reply,
   type RequestSpans,
@@ -47,6 +47,7 @@ import {
   writePlainRequest,
 } from "./raw_frames.ts";
 import { type HeldParams, heldParams, holdParams } from "./value_size.ts";
+import type { BytesJob } from "./bytes_job.ts";
 
 /**
  * A request decoded from a client, waiting for its answer: large params are
@@ -67,7 +68,7 @@ export interface DecodedJob extends Job, HeldParams {
  * A request kept as the client's bytes (a copy of its frame and the spans
  * in it); it is its own RawCall (to the backend) and RawReply (to the client).
  */
-export class RawJob implements Job, RequestSpans, RawCall, RawReply {
+export class RawJob implements BytesJob, RequestSpans, RawReply {
   readonly raw = true as const;
   /** The buffer holding a copy of its frame (shared with other requests: see the spans). */
   readonly payload: Uint8Array;
@@ -151,6 +152,12 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
     this.#relay.rawAnswered(this, answer);
   }
 
+  /** Decoded with the strict decoder (the scanner already checked them as it would). */
+  decodeParams(): unknown {
+    if (this.paramsStart < 0) return undefined;
+    return jsonCodec.decode(this.payload.subarray(this.paramsStart, this.paramsEnd));
+  }
+
   /** Passes `answer` (a view valid only now) to the client. */
   reply(answer: Envelope): void {
     this.#answer = answer;
@@ -164,14 +171,14 @@ export class RawJob implements Job, RequestSpans, RawCall, RawReply {
   }
 }
 
-export type ForwardJob = DecodedJob | RawJob;
+export type ForwardJob = DecodedJob | BytesJob;
 
 /** An error answered to a raw client as it is, without the INTERNAL log line of `answerError`. */
 class ErrorReply implements RawReply {
-  constructor(readonly id: number | string, readonly error: DistError) {}
+  constructor(readonly id: number | string, readonly error: DistError, readonly codec: Codec) {}
 
   writeAnswer(out: OutBuffer, maxFrame: number): void {
-    jsonCodec.writeFrame(out, { id: this.id, error: this.error.toBody() }, maxFrame);
+    this.codec.writeFrame(out, { id: this.id, error: this.error.toBody() }, maxFrame);
   }
 }
 
@@ -280,16 +287,13 @@ export class Relay implements DispatchHooks<ForwardJob> {
       else this.#pressure.checkBacklog(backend, peer);
       return sent;
     }
-    // A backend of another codec: decode the params once, with the strict
-    // decoder (the scanner already checked them as it would).
+    // A backend of another codec: decode the params once.
     let params: unknown;
-    if (job.paramsStart >= 0) {
-      try {
-        params = jsonCodec.decode(job.payload.subarray(job.paramsStart, job.paramsEnd));
-      } catch (err) {
-        this.#later(job, backend, DistError.from(err));
-        return true;
-      }
+    try {
+      params = job.decodeParams();
+    } catch (err) {
+      this.#later(job, backend, DistError.from(err));
+      return true;
     }
     return this.#sendDecoded(job, params, backend, peer);
   }
@@ -317,8 +321,8 @@ export class Relay implements DispatchHooks<ForwardJob> {
     } else job.reject(err);
   }
 
-  /** The answer to a RawJob sent with callRaw. */
-  rawAnswered(job: RawJob, answer: Envelope | DistError): void {
+  /** The answer to a BytesJob sent with callRaw. */
+  rawAnswered(job: BytesJob, answer: Envelope | DistError): void {
     const backend = job.backend!;
     if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
     const failure = answer.errorStart >= 0 ? serverFailure(answer) : undefined;
@@ -331,7 +335,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
           backend: backend.name,
           error: cut(failure.message),
         });
-        return job.client.answerRaw(job.id, new ErrorReply(job.id, failure));
+        return job.client.answerRaw(job.id, new ErrorReply(job.id, failure, job.client.codec));
       }
     } else this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
     job.reply(answer);
