@@ -104,11 +104,14 @@ export function rawForwarding(
         }
         if (!forwards(mp.method!)) return false;
         if (!admits(peer, mp.method!, mp.id!, took)) return true;
+        let job: MsgpackJob;
         try {
-          dispatcher.submit(new MsgpackJob(relay, mp, peer));
+          job = new MsgpackJob(relay, mp, peer);
         } catch (err) {
-          peer.answerError(mp.id!, err);
+          peer.answerError(mp.id!, err); // params the transcoder does not write
+          return true;
         }
+        dispatcher.submit(job);
         return true;
       },
     },
