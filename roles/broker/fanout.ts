@@ -55,6 +55,36 @@ export const VISITS_PER_TURN = 16 * DELIVERIES_PER_TURN;
  */
 export const PENDING_BYTES = 320;
 
+/** A load past every byte count: a member whose next delivery would queue. */
+const BEHIND = 2 ** 40;
+
+/**
+ * Bytes pending on a member's connection that still count as nothing
+ * pending (a few writes' worth): members below it share a group's messages
+ * in plain rotation, whatever their socket's writes in flight.
+ */
+export const KEEPING_UP = 64 * 1024;
+
+/**
+ * How far behind a queue group's member is, for Group.pick: 0 while it
+ * keeps up (less than KEEPING_UP pending on its connection: queued in the
+ * broker plus not yet written to its socket), else those bytes, and past
+ * BEHIND when a delivery now would queue instead of going out. So members
+ * that keep up share the messages in rotation; when none does, the least
+ * loaded of those a delivery still goes straight to takes it; and only when
+ * every member is behind does one queue it (the least behind). A member
+ * that stops reading takes what its socket and sink hold, then nothing
+ * while another keeps up (hostile review 34 Z11: in plain rotation one that
+ * never read took half the group's messages and, with `drop-oldest`,
+ * dropped them).
+ */
+export function memberLoad(sub: Subscription): number {
+  const sink = sub.sink;
+  const pending = sink.pendingBytes + sink.queued.bytes;
+  if (!sub.ready) return BEHIND + pending;
+  return pending < KEEPING_UP ? 0 : pending;
+}
+
 /** A connection that publishes, held back while its publishes fill the backlog. */
 export interface Publisher {
   /** Deliveries of its publishes still waiting (kept by the FanOut). */
@@ -141,7 +171,7 @@ export class FanOut {
       for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
       for (let i = 0; i < groups.length; i++) {
         // A member cut off during this very loop may have emptied its group.
-        if (groups[i].members.length > 0) groups[i].pick().deliver(msg);
+        if (groups[i].members.length > 0) groups[i].pick(memberLoad).deliver(msg);
       }
       if (t0 !== 0) this.#done(t0);
       return total;
@@ -277,7 +307,7 @@ export class FanOut {
       } else {
         // A member cut off meanwhile may have emptied its group.
         const group = groups[at - plain.length];
-        if (group.members.length > 0) group.pick().deliver(msg);
+        if (group.members.length > 0) group.pick(memberLoad).deliver(msg);
       }
       at++;
       made++;

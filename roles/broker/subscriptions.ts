@@ -8,7 +8,8 @@
  * contributes its subscriptions.
  *
  * Subscriptions with a queue group join the group of their pattern and name:
- * a message matched at that node goes to one member, in rotation.
+ * a message matched at that node goes to one member, in rotation, skipping
+ * members that are behind when the caller says how far behind each is.
  *
  * A match is bounded work at a time: patterns mixing names and `+` over
  * many levels make a topic reach one node per pattern prefix it matches
@@ -68,12 +69,40 @@ export class Group<S> {
     this.since = since;
   }
 
-  /** The member whose turn it is. Precondition: the group has members. */
-  pick(): S {
-    if (this.#next >= this.members.length) this.#next = 0;
-    return this.members[this.#next++];
+  /**
+   * The member to give the next message, in rotation but skipping members
+   * that are behind: of the next PICK_WINDOW members from the rotation's
+   * place, the first whose `load` is 0, else the one with the least load
+   * (the earliest in turn among equals). Without `load`: plain rotation.
+   * Precondition: the group has members.
+   */
+  pick(load?: (member: S) => number): S {
+    const members = this.members, n = members.length;
+    let at = this.#next >= n ? 0 : this.#next;
+    if (load !== undefined && n > 1) {
+      let best = at, least = Infinity;
+      for (let k = 0, i = at; k < PICK_WINDOW && k < n; k++) {
+        const l = load(members[i]);
+        if (l < least) {
+          least = l;
+          best = i;
+          if (l === 0) break;
+        }
+        if (++i === n) i = 0;
+      }
+      at = best;
+    }
+    this.#next = at + 1;
+    return members[at];
   }
 }
+
+/**
+ * Members of a group that one pick looks at (a few field reads each): a
+ * group of more members is looked at a window at a time, from where its
+ * rotation stands.
+ */
+export const PICK_WINDOW = 32;
 
 /** What a topic reaches: plain subscriptions (each gets every message) and groups. */
 export interface Targets<S> {

@@ -1,0 +1,118 @@
+/**
+ * Queue groups give a message to a member that keeps up (hostile review 34
+ * Z11): a member that stops reading takes what its socket and sink hold,
+ * then nothing while another member reads, so the group loses nothing to
+ * it, whatever its policy. Members that keep up still share in rotation.
+ */
+import assert from "node:assert/strict";
+import { topicSegments } from "../clients/contracts/mod.ts";
+import { BrokerCore } from "../roles/broker/mod.ts";
+import { PICK_WINDOW, SubscriptionTree } from "../roles/broker/subscriptions.ts";
+import { FakeSink } from "./helpers/broker_sink.ts";
+import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
+import { closeQuietly, waitFor } from "./helpers/raw.ts";
+
+const MIB = 1024 * 1024;
+
+interface Member {
+  sid: number;
+  name: string;
+  segments: readonly string[];
+  group: string;
+  load: number;
+}
+
+function group(loads: number[]) {
+  const t = new SubscriptionTree<Member>();
+  const members = loads.map((load, i) => ({
+    sid: i + 1,
+    name: `m${i}`,
+    segments: topicSegments("/jobs"),
+    group: "g",
+    load,
+  }));
+  for (const m of members) t.add(m);
+  return { members, group: t.match(["jobs"]).groups[0] };
+}
+
+Deno.test("Group.pick(load) skips loaded members, rotates over those with none", () => {
+  const { group: g } = group([0, 5, 0]);
+  const picks = Array.from({ length: 4 }, () => g.pick((m) => m.load).name);
+  assert.deepEqual(picks, ["m0", "m2", "m0", "m2"]);
+});
+
+Deno.test("Group.pick(load) takes the least loaded when all are loaded, earliest in turn on ties", () => {
+  const { members, group: g } = group([7, 3, 3]);
+  assert.equal(g.pick((m) => m.load).name, "m1");
+  assert.equal(g.pick((m) => m.load).name, "m2", "the rotation goes on after the last pick");
+  members[0].load = 1;
+  assert.equal(g.pick((m) => m.load).name, "m0");
+});
+
+Deno.test("Group.pick(load) looks at most PICK_WINDOW members a pick", () => {
+  const loads = Array.from({ length: PICK_WINDOW + 1 }, (_, i) => (i === PICK_WINDOW ? 0 : 9));
+  const { group: g } = group(loads);
+  let looked = 0;
+  const first = g.pick((m) => (looked++, m.load));
+  assert.equal(looked, PICK_WINDOW);
+  assert.equal(first.name, "m0", "the least loaded of the window (a tie: the earliest)");
+});
+
+Deno.test("BrokerCore queue group: a drop-oldest member that never reads loses none of the group's messages", () => {
+  for (const policy of ["drop-oldest", "latest", "disconnect"]) {
+    const c = new BrokerCore({ retainBytes: 64 * MIB, maxPending: 8 * MIB, maxTopics: 1e6 });
+    const reader = new FakeSink(), thief = new FakeSink();
+    reader.size = thief.size = 1000;
+    thief.stalled = true; // pings, never reads: what it is given stays pending
+    c.subscribe(reader, { topic: "/q", group: "g" }).sub.release();
+    const stolen = c.subscribe(thief, { topic: "/q", group: "g", policy }).sub;
+    stolen.release();
+    const n = 2000;
+    for (let i = 0; i < n; i++) c.publish(`/q/${i % 7}`, i);
+    // The thief takes what goes out while it looks as if it kept up (64 KiB), then nothing.
+    assert.ok(thief.written.length <= 70, `${policy}: the thief took ${thief.written.length}`);
+    assert.equal(reader.written.length + thief.written.length, n, `${policy}: each message once`);
+    assert.equal(stolen.dropped, 0, `${policy}: none dropped`);
+    assert.equal(thief.slowError, undefined, `${policy}: not cut by its policy`);
+  }
+});
+
+Deno.test("BrokerCore queue group: when no member keeps up, the least loaded takes the message", () => {
+  const c = new BrokerCore({ retainBytes: 64 * MIB, maxPending: 8 * MIB, maxTopics: 1e6 });
+  const a = new FakeSink(), b = new FakeSink();
+  a.stalled = b.stalled = true;
+  a.size = b.size = 10_000;
+  c.subscribe(a, { topic: "/q", group: "g" }).sub.release();
+  c.subscribe(b, { topic: "/q", group: "g" }).sub.release();
+  for (let i = 0; i < 100; i++) c.publish("/q", i);
+  assert.deepEqual([a.written.length, b.written.length], [50, 50]);
+  b.drain(); // b reads again: it takes the next ones
+  for (let i = 0; i < 4; i++) c.publish("/q", i);
+  assert.deepEqual([a.written.length, b.written.length], [50, 54]);
+});
+
+Deno.test("broker queue group: a member that never reads does not take half the group's messages", async () => {
+  await withBroker(async (b) => {
+    const alice = await BrokerClient.connect(b.port);
+    const pub = await BrokerClient.connect(b.port);
+    // Mallory subscribes with drop-oldest, then never reads (her socket fills: a few MB).
+    const mallory = await rawSubscriber(b.port, { topic: "/q", group: "g", policy: "drop-oldest" });
+    try {
+      await alice.subscribe("/q", { group: "g" });
+      const value = "m".repeat(1000);
+      const n = 30_000;
+      for (let i = 0; i < n; i += 500) {
+        for (let k = i; k < i + 500; k++) pub.publish("/q/x", value);
+        await pub.confirm("/other", 0, false);
+      }
+      // Before: alice got n / 2, and most of mallory's half was dropped.
+      await waitFor(() => alice.deliveries.length >= 0.75 * n, 20_000, "alice's deliveries");
+      const stats = await statsUntil(pub, (s) => s.queued_bytes === 0, 5000);
+      assert.equal(stats.dropped, 0);
+    } finally {
+      closeQuietly(mallory.conn);
+      alice.close();
+      pub.close();
+    }
+  });
+});
