@@ -4,7 +4,12 @@
  * held while its request waits. Driven with fake owners and a fake clock.
  */
 import assert from "node:assert/strict";
-import { COSTLY_METHODS, CostlyTurns, type TurnOwner } from "../roles/broker/costly_turns.ts";
+import {
+  COSTLY_METHODS,
+  CostlyTurns,
+  REQUEST_MS,
+  type TurnOwner,
+} from "../roles/broker/costly_turns.ts";
 import { DistError } from "../wire/mod.ts";
 
 class Owner implements TurnOwner {
@@ -170,6 +175,27 @@ Deno.test("CostlyTurns.later runs after the answer of a waiting request (a subsc
   assert.deepEqual(order, ["answer 1", "values 1", "answer 2", "values 2"]);
 });
 
-Deno.test("COSTLY_METHODS are the broker's listings, subscribes and stats", () => {
-  assert.deepEqual([...COSTLY_METHODS].sort(), ["broker.subscribe", "broker.topics", "sys.stats"]);
+Deno.test("COSTLY_METHODS are the broker's listings, subscribes, unsubscribes and stats", () => {
+  assert.deepEqual([...COSTLY_METHODS].sort(), [
+    "broker.subscribe",
+    "broker.topics",
+    "broker.unsubscribe",
+    "sys.stats",
+  ]);
+});
+
+Deno.test("CostlyTurns counts each request at least REQUEST_MS: a turn takes a bounded number of cheap ones", async () => {
+  const { turns, job } = clocked(4);
+  const a = new Owner();
+  let ran = 0;
+  // Handlers of no measurable time (an unsubscribe's): before, all 1,000 ran at once.
+  const all = Array.from({ length: 1000 }, () => turns.run(a, job(0, () => ran++)));
+  const perTurn = Math.ceil(4 / REQUEST_MS);
+  assert.equal(ran, perTurn);
+  assert.equal(all.filter((r) => r instanceof Promise).length, 1000 - perTurn);
+  await settled(all[2 * perTurn - 1]);
+  assert.equal(ran, 2 * perTurn, "the next turn takes as many");
+  await Promise.all(all);
+  assert.equal(a.held, 0);
+  await quiet();
 });

@@ -151,13 +151,13 @@ async function burst(port: number, method: string, params: unknown) {
  */
 function assertPingsBounded(
   what: string,
-  r: { one: number; took: number; pings: number[]; memory: Record<string, number> },
+  r: { one: number; took: number; pings: number[]; memory: Record<string, number>; n?: string },
 ): void {
   const sorted = [...r.pings].sort((a, b) => a - b);
   const p50 = sorted[sorted.length >> 1];
   const p90 = sorted[Math.floor(sorted.length * 0.9)];
   const max = sorted[sorted.length - 1];
-  const figures = `${what}: one alone ${r.one.toFixed(1)} ms, ${CONNS} × ${BURST} in ${
+  const figures = `${what}: one alone ${r.one.toFixed(1)} ms, ${r.n ?? `${CONNS} × ${BURST}`} in ${
     r.took.toFixed(0)
   } ms; other client's ping p50 ${p50.toFixed(1)} p90 ${p90.toFixed(1)} max ${
     max.toFixed(1)
@@ -186,4 +186,79 @@ Deno.test("broker: 8 connections × 100 pipelined subscribes (each naming 1,000 
     const r = await burst(broker.port, "broker.subscribe", { topic: "/" });
     assertPingsBounded("broker.subscribe /", r);
   });
+});
+
+/**
+ * Unsubscribes take the same turns (hostile review 34, Z8): each
+ * connection holds UNSUBS subscriptions, then pipelines an unsubscribe of
+ * every one while another client pings. Handled back to back as they were
+ * read, a read's worth of them (thousands) held the broker in one go.
+ */
+const UNSUBS = 1200;
+
+Deno.test("broker: 8 connections × 1,200 pipelined unsubscribes keep another client's ping short", async () => {
+  const broker = await startDist(["broker", "--port", "0"]);
+  const conns = await Promise.all(Array.from({ length: CONNS }, () => open(broker.port)));
+  let other: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    // Each connection subscribes UNSUBS patterns and notes their sids.
+    const sids = await Promise.all(conns.map(async (a, c) => {
+      const subscribes = Array.from(
+        { length: UNSUBS },
+        (_, i) =>
+          jsonFrame({ id: i + 1, method: "broker.subscribe", params: { topic: `/u/${c}/${i}` } }),
+      );
+      await writeAll(a.conn, concat(subscribes));
+      const got: number[] = [];
+      while (got.length < UNSUBS) {
+        const answer = await a.reader.json(30_000);
+        assert.ok(answer !== null, "Closed while subscribing");
+        if (answer.id !== undefined) got.push((answer.result as { sid: number }).sid);
+      }
+      return got;
+    }));
+    // Opened now: it sends nothing while the subscribes are made (a silent peer is cut at 3 s).
+    const o = other = await open(broker.port);
+    const alone: number[] = [];
+    for (let k = 0; k < 8; k++) {
+      const t0 = performance.now();
+      const answer = await call(o, "broker.unsubscribe", { sid: 1 });
+      if (k >= 3) alone.push(performance.now() - t0);
+      assert.equal((answer.error as { code: string }).code, "NOT_FOUND");
+    }
+    let done = false;
+    const pings: number[] = [];
+    const pinger = (async () => {
+      while (!done) {
+        const t0 = performance.now();
+        await call(o, "sys.ping", {});
+        pings.push(performance.now() - t0);
+        await sleep(2);
+      }
+    })();
+    const t0 = performance.now();
+    await Promise.all(conns.map(async (a, c) => {
+      const unsubscribes = sids[c].map((sid, i) =>
+        jsonFrame({ id: UNSUBS + i + 1, method: "broker.unsubscribe", params: { sid } })
+      );
+      await writeAll(a.conn, concat(unsubscribes));
+      await drain(a.conn, UNSUBS);
+    }));
+    const took = performance.now() - t0;
+    done = true;
+    await pinger;
+    const stats = (await call(o, "sys.stats", {})).result as Record<string, unknown>;
+    assert.equal(stats.subscriptions, 0, "every unsubscribe was done");
+    assertPingsBounded("broker.unsubscribe", {
+      one: median(alone),
+      took,
+      pings,
+      memory: stats.memory as Record<string, number>,
+      n: `${CONNS} × ${UNSUBS}`,
+    });
+  } finally {
+    for (const a of conns) a.conn.close();
+    other?.conn.close();
+    await broker.stop();
+  }
 });

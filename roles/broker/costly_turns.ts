@@ -5,6 +5,12 @@
  * requests are handled back to back as they are read: 8 connections × 150
  * pipelined listings (valid pages of 1,000) held another client's ping up to
  * 2.7 s, 150 subscribes each 0.45 s, 150 `sys.stats` each 0.36 s.
+ * Unsubscribes take the same turns (hostile review 34, Z8): one connection
+ * pipelining 20 × (10,000 subscribes + 10,000 unsubscribes) had the
+ * unsubscribes handled back to back as they were read. And each request
+ * counts at least REQUEST_MS, what handling one costs around its handler
+ * (decoding it, dispatching it, encoding and writing its answer): a
+ * handler of a few microseconds alone let a turn take thousands of them.
  *
  * So such requests get COSTLY_MS_PER_TURN of a turn, together: one that
  * comes while the turn has some left (and none waits) runs at once; the
@@ -28,10 +34,20 @@ import { DistError } from "../../wire/mod.ts";
  */
 export const COSTLY_MS_PER_TURN = 4;
 
+/**
+ * What a request counts at least (ms, about 31 µs: a power of two, so
+ * that sums are exact): handling one around its handler (decoding,
+ * dispatch, its answer's encoding and write) took 10-30 µs here, for an
+ * unsubscribe far more than the handler. So a turn takes at most
+ * COSTLY_MS_PER_TURN / REQUEST_MS requests (128), however cheap.
+ */
+export const REQUEST_MS = 1 / 32;
+
 /** The requests that take turns here. */
 export const COSTLY_METHODS: ReadonlySet<string> = new Set([
   "broker.topics",
   "broker.subscribe",
+  "broker.unsubscribe",
   "sys.stats",
 ]);
 
@@ -46,6 +62,7 @@ type Job = () => void;
 
 export class CostlyTurns {
   readonly #budget: number;
+  readonly #least: number;
   readonly #now: () => number;
   /** Milliseconds spent in this turn. */
   #spent = 0;
@@ -58,8 +75,9 @@ export class CostlyTurns {
   /** Requests that waited for a later turn, so far. */
   deferred = 0;
 
-  constructor(options: { msPerTurn?: number; now?: () => number } = {}) {
+  constructor(options: { msPerTurn?: number; msPerRequest?: number; now?: () => number } = {}) {
     this.#budget = options.msPerTurn ?? COSTLY_MS_PER_TURN;
+    this.#least = options.msPerRequest ?? REQUEST_MS;
     this.#now = options.now ?? (() => performance.now());
   }
 
@@ -85,7 +103,7 @@ export class CostlyTurns {
       try {
         return f();
       } finally {
-        this.#spent += this.#now() - t0;
+        this.#spent += Math.max(this.#least, this.#now() - t0);
         this.#schedule();
       }
     }
@@ -102,7 +120,7 @@ export class CostlyTurns {
       } catch (err) {
         reject(err);
       } finally {
-        this.#spent += this.#now() - t0;
+        this.#spent += Math.max(this.#least, this.#now() - t0);
         this.#after = undefined;
         // After the reaction that sends the answer (queued by resolve: the
         // request's handler had returned the promise long before).
