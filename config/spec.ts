@@ -196,7 +196,8 @@ export const LISTENER_OPTIONS = defineOptions({
   maxConnectionsPerSource: {
     type: "integer",
     description: "Most connections of one source (its own user, else its address; IPv6 by /64) " +
-      "on the dist port; 0: no bound but, while --max-connections is reached, a quarter of it",
+      "on the dist port (and the broker's MQTT ports); 0: no bound but, while --max-connections " +
+      "is reached, a quarter of it",
     default: 0,
     min: 0,
   },

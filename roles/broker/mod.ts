@@ -282,6 +282,7 @@ async function mqttFront(
     maxPacket: options.maxFrame,
     maxOutbound: 2 * options.maxPending + 2 * options.maxFrame,
     maxConnections: options.maxConnections,
+    maxConnectionsPerSource: options.maxConnectionsPerSource,
     maxSessions: options.maxConnections,
     maxUserSessions: options.mqttUserSessions > 0
       ? options.mqttUserSessions

@@ -11,7 +11,8 @@ import { Backoff, sleep } from "../../../wire/backoff.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
 import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
-import { type Newcomer, Newcomers, sourceOf } from "../../../wire/newcomers.ts";
+import type { SourceEntry } from "../../../wire/sources.ts";
+import { DistError } from "../../../wire/mod.ts";
 import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
 import { type CostlyTurns, costlyTurnsOf } from "../costly_turns.ts";
@@ -22,6 +23,7 @@ import type { Will } from "./connect.ts";
 import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
+import { MqttSlots } from "./slots.ts";
 import type { Store } from "../../../store/mod.ts";
 import { sessionMemory } from "../memory.ts";
 
@@ -36,10 +38,12 @@ export interface MqttLimits {
   maxOutbound: number;
   /**
    * Most connections at once; at it, a new one closes the oldest that has
-   * not been given CONNACK yet (wire/newcomers.ts), or, when every one has,
-   * is closed at once.
+   * not been given CONNACK yet, or one of a source holding more than a
+   * quarter (slots.ts), else is closed at once.
    */
   maxConnections: number;
+  /** Most connections of one source, always (0 or absent: only its share while full). */
+  maxConnectionsPerSource?: number;
   /** A connection must send CONNECT within this long. */
   connectTimeoutMs: number;
   /** A write that takes no bytes this long closes the connection. */
@@ -90,12 +94,10 @@ export class MqttFront {
   #listener: PortListener | undefined;
   #closing = false;
   /**
-   * Connections not given CONNACK yet, oldest first: closed to make room when full. Those still in
-   * their TLS handshake (or WebSocket upgrade) among them hold a slot before they are connections.
+   * Every connection from its accept (its TLS handshake or WebSocket upgrade included), by
+   * source: those without CONNACK, then those of a source over its share, make room when full.
    */
-  readonly #newcomers = new Newcomers();
-  /** Of those, the ones past their TLS handshake. */
-  readonly #arrivals = new Map<MqttConnection, Newcomer>();
+  readonly #slots: MqttSlots;
   #tls: TlsSettings | undefined;
   /** Connections whose TLS handshake failed (plain MQTT on the TLS port, a bad certificate). */
   tlsFailures = 0;
@@ -118,6 +120,7 @@ export class MqttFront {
     this.core = core;
     this.costly = costlyTurnsOf(core);
     this.limits = limits;
+    this.#slots = new MqttSlots(limits);
     this.#authenticator = authenticator;
     this.wills = new Wills(core);
     this.#sys = new SysTopics(this, core, limits.sysIntervalMs ?? 0);
@@ -169,28 +172,18 @@ export class MqttFront {
         await sleep(backoff.next());
         continue;
       }
-      if (this.refuses()) {
+      const entry = this.#slots.admit(conn);
+      if (entry instanceof DistError) {
+        this.refusedConnections++;
+        log.debug("MQTT connection refused: {why}", { why: entry.message });
         if (ws && !listensTls(this.#wsTls)) {
           conn.write(BUSY_RESPONSE).catch(() => {}).finally(() => conn.close());
         } else conn.close();
         continue;
       }
       this.accepted++;
-      const arrival = this.#newcomers.arrive(() => conn.close(), sourceOf(conn), {
-        handshaking: true,
-      });
-      this.#secure(conn, ws, arrival);
+      this.#secure(conn, ws, entry);
     }
-  }
-
-  /**
-   * Whether one more connection would pass `maxConnections` with none to
-   * close to make room for it: then it is refused, and counted.
-   */
-  refuses(): boolean {
-    if (this.#newcomers.admits(this.#connections.size, this.limits.maxConnections)) return false;
-    this.refusedConnections++;
-    return true;
   }
 
   /**
@@ -208,7 +201,7 @@ export class MqttFront {
   #wsTls: TlsSettings | undefined;
 
   /** Nagle off and the TLS handshake (within the CONNECT deadline), then MQTT. */
-  async #secure(accepted: Deno.Conn, ws: boolean, arrival: Newcomer): Promise<void> {
+  async #secure(accepted: Deno.Conn, ws: boolean, arrival: SourceEntry): Promise<void> {
     let conn: Deno.Conn;
     let subject: string | undefined;
     const started = Date.now();
@@ -220,19 +213,19 @@ export class MqttFront {
         this.tlsFailures++;
         log.warn("MQTT TLS client refused: {error}", { error: secured.refused.message });
         secured.conn.close();
-        return void arrival.settled();
+        return void arrival.leave();
       }
       conn = secured.conn;
       subject = secured.peer?.commonName;
     } catch (err) {
       this.tlsFailures++;
       log.debug("MQTT TLS handshake failed: {error}", { error: String(err) });
-      return void arrival.settled();
+      return void arrival.leave();
     } finally {
       arrival.handshook();
     }
     if (this.#closing) {
-      arrival.settled();
+      arrival.leave();
       return void conn.close();
     }
     // The handshake's time counts in the CONNECT deadline: one deadline from accept. On the
@@ -242,14 +235,7 @@ export class MqttFront {
     // A client certificate is who the client is, when CONNECT carries no credentials.
     c.certSubject = subject;
     this.#connections.add(c);
-    arrival.close = () => {
-      this.warn(
-        c,
-        `closed to make room: no CONNECT yet, ${this.limits.maxConnections} connections`,
-      );
-      c.close("closed to make room for a new connection", false);
-    };
-    this.#arrivals.set(c, arrival);
+    this.#slots.attach(c, arrival, (c, message) => this.warn(c, message));
     c.run();
   }
 
@@ -315,6 +301,10 @@ export class MqttFront {
       address: c.remote,
       certSubject: c.certSubject,
       closed: closedP,
+    }).then((identity) => {
+      // Its user's connections count together (their source): refused at its bound.
+      this.#slots.authenticated(c, identity.user);
+      return identity;
     }).finally(() => this.#closers.delete(c));
   }
   readonly #closers = new Map<MqttConnection, () => void>();
@@ -376,7 +366,7 @@ export class MqttFront {
   /** A connection closed. */
   gone(c: MqttConnection, why: string): void {
     this.#connections.delete(c);
-    this.#settled(c);
+    this.#slots.gone(c);
     this.#closers.get(c)?.();
     if (this.#byClientId.get(c.clientId) === c) this.#byClientId.delete(c.clientId);
     log.debug("MQTT client {id} at {peer} gone: {why}", {
@@ -386,10 +376,9 @@ export class MqttFront {
     });
   }
 
-  /** `c` was given CONNACK, or closed: no longer closed to make room. */
+  /** `c` was given CONNACK: closed to make room only as its source's. */
   #settled(c: MqttConnection): void {
-    this.#arrivals.get(c)?.settled();
-    this.#arrivals.delete(c);
+    this.#slots.settled(c);
   }
 
   /** A line about a misbehaving client (rate-limited with every other peer warning). */
@@ -408,10 +397,11 @@ export class MqttFront {
       tls: listensTls(this.#tls),
       tls_failures: this.tlsFailures,
       connections: this.#connections.size,
-      handshaking: this.#newcomers.handshaking,
+      handshaking: this.#slots.table.newcomers.handshaking,
       accepted: this.accepted,
       refused_connections: this.refusedConnections,
-      evicted_connections: this.#newcomers.evicted,
+      evicted_connections: this.#slots.table.newcomers.evicted,
+      connection_limits: this.#slots.stats(),
       messages_in: this.messagesIn,
       bad_connects: this.badConnects,
       protocol_errors: this.protocolErrors,
