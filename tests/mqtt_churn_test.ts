@@ -26,7 +26,17 @@ const P50_BOUND_MS = 100;
 const MAX_BOUND_MS = 1_500;
 
 Deno.test("mqtt: 10,000-filter SUBSCRIBE/UNSUBSCRIBE churn does not hold another client's ping", async () => {
-  const broker = await startDist(["broker", "--port", "0", "--mqtt-port", "0"]);
+  // A long heartbeat: the native client says nothing while the test makes 12 packets of 10,000
+  // filters, which took past the default 3 s of silence on a loaded machine (closed: no answer).
+  const broker = await startDist([
+    "broker",
+    "--port",
+    "0",
+    "--mqtt-port",
+    "0",
+    "--heartbeat",
+    "60s",
+  ]);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
   const reader = new RawReader(conn);
   let churn: RawMqtt | undefined;
