@@ -77,11 +77,16 @@ export class Splice {
   /** The clock tick of the last byte either way. */
   active: number;
   readonly started = performance.now();
-  /** Resolves once both connections are closed. */
+  /**
+   * Resolves once both connections are closed and both ways have stopped (their
+   * reads and writes settled: only then has the runtime let go of the descriptors).
+   */
   readonly done: Promise<Ended>;
 
   readonly #clock: IdleClock;
   #ways = 2;
+  /** Pumps still running. */
+  #pumps = 2;
   #ended: Ended | undefined;
   #resolve!: (ended: Ended) => void;
   #spoke: (() => void) | undefined;
@@ -94,8 +99,8 @@ export class Splice {
     this.#clock = clock;
     this.active = clock.tick;
     this.done = new Promise((resolve) => this.#resolve = resolve);
-    this.#pump(client, backend, true);
-    this.#pump(backend, client, false);
+    this.#pump(client, backend, true).finally(() => this.#stopped());
+    this.#pump(backend, client, false).finally(() => this.#stopped());
   }
 
   /** Whether no byte went either way for the idle timeout. */
@@ -167,7 +172,12 @@ export class Splice {
     };
     close(this.client);
     close(this.backend);
-    this.#resolve(ended);
+    if (this.#pumps === 0) this.#resolve(ended);
+  }
+
+  /** A way stopped: once both have, and it ended, it is done. */
+  #stopped(): void {
+    if (--this.#pumps === 0 && this.#ended !== undefined) this.#resolve(this.#ended);
   }
 }
 
