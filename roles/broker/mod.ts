@@ -5,8 +5,9 @@
  *
  * The core has no sockets, so a second front end (MQTT) can reuse it:
  * `topics.ts` is the tree of existing topics, `subscriptions.ts` the tree
- * of subscription patterns and queue groups, `retained.ts` the retained
- * values within their byte budget, `subscriber.ts` a subscriber's pending
+ * of subscription patterns and queue groups (`group.ts` a group and its
+ * pick), `retained.ts` the retained values within their byte budget,
+ * `subscriber.ts` a subscriber's pending
  * buffer and policy, and `core.ts` ties them into publish and subscribe.
  * The dist wire protocol is `front.ts` (requests, sessions) and `frames.ts`
  * (deliveries encoded once per codec). This file holds the option spec and
