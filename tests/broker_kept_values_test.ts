@@ -12,6 +12,7 @@ import { BrokerCore } from "../roles/broker/mod.ts";
 import { RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
 import type { Origin } from "../roles/broker/core.ts";
 import { MqttPayload } from "../roles/broker/mqtt/mapping.ts";
+import { jsonBytes } from "../roles/broker/frames.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 
 const MIB = 1024 * 1024;
@@ -112,4 +113,23 @@ Deno.test("BrokerCore keeps retained MQTT payloads as bytes: decoded for native 
   sink.written.length = 0;
   const grown = liveHeap() - before;
   assert.ok(grown < 4 * MIB, `the heap kept ${(grown / MIB).toFixed(1)} MiB after the snapshot`);
+});
+
+Deno.test("jsonBytes() of an MQTT payload: its JSON text as it came, else the payload rule's value", () => {
+  const enc = new TextEncoder();
+  const text = (payload: string | Uint8Array) => {
+    const value = MqttPayload.borrow(typeof payload === "string" ? enc.encode(payload) : payload);
+    return new TextDecoder().decode(jsonBytes(value.detach()));
+  };
+  // JSON text goes as it came (spacing, digits), whitespace around it left out.
+  assert.equal(
+    text(' { "a" : 1.50, "b": [ true ,null ] }\n'),
+    '{ "a" : 1.50, "b": [ true ,null ] }',
+  );
+  assert.equal(text('"quoted"'), '"quoted"');
+  // Anything else as its value: text as a string, binary as base64, a lone surrogate as text.
+  assert.equal(text("hello world"), '"hello world"');
+  assert.equal(text("1e400"), '"1e400"');
+  assert.equal(text('"\\ud800"'), JSON.stringify('"\\ud800"'));
+  assert.equal(text(new Uint8Array([0xff, 0x00])), '"/wA="');
 });

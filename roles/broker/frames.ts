@@ -42,7 +42,11 @@ export function jsonBytes(value: unknown): Uint8Array {
     const text = value.json(); // converted as bytes, no objects made, when it can (z34r)
     if (text !== undefined) return text;
   }
-  if (value instanceof EncodedValue) value = value.decode();
+  if (value instanceof EncodedValue) {
+    const text = value.jsonText(); // JSON text as it came (an MQTT payload's), not decoded
+    if (text !== undefined) return text;
+    value = value.decode();
+  }
   if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
   const text = typeof value === "object" && value !== null
     ? JSON.stringify(value, jsonReplacer)

@@ -24,6 +24,14 @@ export abstract class EncodedValue {
   abstract readonly isNull: boolean;
   /** The value itself, for a front end that speaks another encoding. */
   abstract decode(): unknown;
+  /**
+   * Its JSON text as UTF-8 when it holds one as it is, to go to JSON
+   * subscribers without being decoded (a view, valid as the value is);
+   * undefined when it has none.
+   */
+  jsonText(): Uint8Array | undefined {
+    return undefined;
+  }
   /** A form that shares no buffer with anything else, for keeping long. */
   abstract detach(): EncodedValue;
 }

@@ -17,6 +17,7 @@ import { jsonBytes } from "../frames.ts";
 import { RawJson } from "../raw_json.ts";
 import { EncodedValue, type Message } from "../subscriber.ts";
 import { conversions } from "../conversion.ts";
+import { skipSpace, skipValue } from "../../../wire/json_scan.ts";
 
 const strict = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
@@ -161,6 +162,24 @@ export class MqttPayload extends EncodedValue {
       this.#decoded = true;
     }
     return this.#value;
+  }
+
+  /**
+   * The payload as it came when it is JSON text (checked as bytes as
+   * strictly as the decoder reads it: UTF-8, escapes, numbers, depth), for
+   * JSON subscribers: what decoding and encoding it again would give them,
+   * at a tenth of the cost (a 1 MB `[{},{},…]` took 140–150 ms of the
+   * broker per delivery: hostile review 34 Z3).
+   */
+  override jsonText(): Uint8Array | undefined {
+    const b = this.bytes;
+    const start = skipSpace(b, 0);
+    if (start >= b.length) return undefined;
+    // At the depth of a delivery's value (under its params).
+    const end = skipValue(b, start, 2);
+    if (end < 0 || skipSpace(b, end) !== b.length) return undefined;
+    if (this.#kept) conversions.bytes += b.length;
+    return b.subarray(start, end);
   }
 
   detach(): MqttPayload {
