@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { BrokerCore } from "../roles/broker/mod.ts";
-import { RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
+import { msgpackOf, RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
+import { msgpackCodec } from "../wire/mod.ts";
 import type { Origin } from "../roles/broker/core.ts";
 import { MqttPayload } from "../roles/broker/mqtt/mapping.ts";
 import { jsonBytes } from "../roles/broker/frames.ts";
@@ -132,4 +133,28 @@ Deno.test("jsonBytes() of an MQTT payload: its JSON text as it came, else the pa
   assert.equal(text("1e400"), '"1e400"');
   assert.equal(text('"\\ud800"'), JSON.stringify('"\\ud800"'));
   assert.equal(text(new Uint8Array([0xff, 0x00])), '"/wA="');
+});
+
+Deno.test("msgpackOf() an MQTT payload: JSON text converted as bytes gives the value the payload rule gives", () => {
+  const enc = new TextEncoder();
+  for (
+    const payload of [
+      ' { "a" : 1.50, "b": [ true ,null, 1e3, 12345678901234567 ] }',
+      '"quoted \\u00e9 \\n"',
+      '[{"é":"ж"},{},[],""]',
+      "42",
+      "hello world",
+      "1e400",
+      "",
+      new Uint8Array([0xff, 0x00]),
+    ]
+  ) {
+    const value = MqttPayload.borrow(typeof payload === "string" ? enc.encode(payload) : payload)
+      .detach();
+    assert.deepEqual(
+      msgpackCodec.decode(msgpackOf(value).slice()),
+      value.decode(),
+      String(payload),
+    );
+  }
 });

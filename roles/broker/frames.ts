@@ -20,7 +20,7 @@ import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire
 import { jsonReplacer } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX, METHOD_WORD_AT } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
-import { RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
+import { msgpackOf, RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
 import { MP_METHOD_WORD_AT, MP_PARAMS_AT } from "./msgpack_publish.ts";
 
 /** Index of a codec in `Message.encoded`. */
@@ -319,7 +319,9 @@ export function deliveryHead(msg: Message, codec: CodecName): Uint8Array {
       ? msg.value.bytes
       : msg.value instanceof RawJson
       ? msg.value.msgpack() // JSON text converted as bytes, no objects made (z34r)
-      : toMsgpack(msg.value instanceof EncodedValue ? msg.value.decode() : msg.value);
+      : msg.value instanceof EncodedValue
+      ? msgpackOf(msg.value) // an MQTT payload of JSON text: converted as bytes
+      : toMsgpack(msg.value);
     const prefix = mpPrefix(msg.topic, msg.retained);
     const flags = msg.retained ? MP_RETAINED_TRUE : EMPTY;
     head = slabAlloc(HEADER + prefix.length + value.length + flags.length);

@@ -235,6 +235,24 @@ export class RawJson extends FrameValue {
 }
 
 /**
+ * The MessagePack of an encoded value of another front end (an MQTT
+ * payload): converted from its JSON text as bytes when it is JSON text (no
+ * objects made), else decoded and encoded. A view valid until the next
+ * conversion (copy it at once).
+ */
+export function msgpackOf(value: EncodedValue): Uint8Array {
+  const text = value.jsonText();
+  if (text !== undefined) {
+    try {
+      return jsonToMsgpack(text);
+    } catch {
+      // Not convertible after all: decoded below, whose rule says what it is.
+    }
+  }
+  return toMsgpack(value.decode());
+}
+
+/**
  * A MessagePack value as its bytes (checked by readMsgpackPublish): what
  * MessagePack subscribers get as it came; decoded for the others.
  */
