@@ -192,7 +192,7 @@ async function pingUntil(port: number, done: () => boolean): Promise<number[]> {
 }
 
 Deno.test("broker convert: retained JSON taken by MessagePack subscribers: converted over many turns (another client's ping stays fast), no decoded form kept (RSS within 1.5× the count)", async () => {
-  const b = await startDist(["broker", "--port=0", "--write-timeout=120000"]);
+  const b = await startDist(["broker", "--port=0", "--write-timeout=120000", "--heartbeat=60s"]);
   let watch: BrokerClient | undefined;
   try {
     const before = rssOf(b.child.pid);
@@ -252,7 +252,7 @@ Deno.test("broker convert: retained JSON taken by MessagePack subscribers: conve
 });
 
 Deno.test("broker convert: retained MessagePack taken by JSON subscribers keeps no decoded form", async () => {
-  const b = await startDist(["broker", "--port=0", "--write-timeout=120000"]);
+  const b = await startDist(["broker", "--port=0", "--write-timeout=120000", "--heartbeat=60s"]);
   let watch: BrokerClient | undefined;
   try {
     const before = rssOf(b.child.pid);
