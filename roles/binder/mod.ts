@@ -176,6 +176,7 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
   const watchers = new Watchers(
     (service) => watchList(registry, service, options.maxFrame),
     options.maxWatches,
+    options.maxFrame,
   );
   const perSource = options.maxPerSource ?? defaultPerSource(options.maxInstances);
   const quota = new SourceQuota(perSource);
@@ -284,6 +285,7 @@ function registryStats(
     watchers: watchers.count,
     notifications: watchers.sent,
     notifications_failed: watchers.failed,
+    notifications_replaced: watchers.replaced,
     clock_drift_ms: registry.clock.drift,
     replication: {
       ...replicator.counters,
