@@ -2,6 +2,7 @@ import { Decoder, Encoder } from "@msgpack/msgpack";
 import { DistError } from "./errors.ts";
 import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
 import { asJsonBinary, jsonReplacer } from "./json_value.ts";
+import { isProtoRefusal, PROTO_KEY, withProtoKeys } from "./proto_key.ts";
 
 /** The codecs a connection may agree on. */
 export type CodecName = "json" | "msgpack";
@@ -276,6 +277,8 @@ export const jsonCodec: Codec = {
 // they are never used by two messages at once.
 const mpEncoder = new Encoder({ ignoreUndefined: true, maxDepth: MAX_DEPTH });
 const mpDecoder = new Decoder();
+/** For a value with a `__proto__` key, which mpDecoder refuses (see proto_key.ts). */
+const protoDecoder = new Decoder({ keyDecoder: null });
 
 /**
  * The parts of @msgpack/msgpack's Decoder and Encoder (3.1.x, locked) that
@@ -293,14 +296,15 @@ interface DecoderInternals {
   pushMapState(size: number): void;
   decodeUtf8String(byteLength: number, headerOffset: number): string;
   decodeBinary(byteLength: number, headOffset: number): Uint8Array;
+  stateIsMapKey(): boolean;
 }
 interface EncoderInternals {
   encodeNumberAsFloat(value: number): void;
   encodeString(value: string): void;
 }
 
-{
-  const d = mpDecoder as unknown as DecoderInternals;
+for (const decoder of [mpDecoder, protoDecoder]) {
+  const d = decoder as unknown as DecoderInternals;
   const pushArray = d.pushArrayState;
   const pushMap = d.pushMapState;
   const utf8 = d.decodeUtf8String;
@@ -338,8 +342,13 @@ interface EncoderInternals {
         return text;
       }
     }
-    return utf8.call(this, byteLength, offset);
+    const text = utf8.call(this, byteLength, offset);
+    return decoder === protoDecoder && text === "__proto__" && this.stateIsMapKey()
+      ? PROTO_KEY
+      : text;
   };
+}
+{
   const e = mpEncoder as unknown as EncoderInternals;
   const str = e.encodeString;
   // A lone surrogate has no UTF-8 form (the library would write bytes every
@@ -399,6 +408,7 @@ export const msgpackCodec: Codec = {
       return mpDecoder.decode(payload.slice());
     } catch (err) {
       if (err instanceof DistError) throw err;
+      if (isProtoRefusal(err)) return decodeWithProto(payload);
       throw new DistError("BAD_REQUEST", `Invalid MessagePack: ${(err as Error).message}`);
     }
   },
@@ -406,6 +416,18 @@ export const msgpackCodec: Codec = {
     return decodeEach(this, frames);
   },
 };
+
+/** `payload` decoded with each `__proto__` key an own property (see proto_key.ts). */
+function decodeWithProto(payload: Uint8Array): unknown {
+  const d = protoDecoder as unknown as DecoderInternals;
+  d.maxArrayLength = d.maxMapLength = payload.length;
+  try {
+    return withProtoKeys(protoDecoder.decode(payload.slice()));
+  } catch (err) {
+    if (err instanceof DistError) throw err;
+    throw new DistError("BAD_REQUEST", `Invalid MessagePack: ${(err as Error).message}`);
+  }
+}
 
 /** The codec of a name (`json`, `msgpack`); undefined for any other. */
 export function codecByName(name: CodecName): Codec;

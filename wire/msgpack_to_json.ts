@@ -10,7 +10,7 @@
  * object may list integer-like keys first: the same value).
  *
  * What this does not write (extension types such as timestamps, keys other
- * than strings and integers, `__proto__`, text that is not UTF-8, numbers
+ * than strings and integers, text that is not UTF-8, numbers
  * JSON has not) throws, and the caller decodes the value instead.
  */
 import { base64Of } from "./json_value.ts";
@@ -179,9 +179,6 @@ function key(): void {
     return;
   } else throw unsupported(`a key of type 0x${c.toString(16)}`);
   need(n);
-  if (n === 9 && strict.decode(input.subarray(pos, pos + n)) === "__proto__") {
-    throw unsupported("__proto__");
-  }
   string(n);
 }
 
