@@ -45,6 +45,20 @@ export class Liveness {
     this.#quietMs = 0;
   }
 
+  /**
+   * The broker holds the connection's input (`true`: a SUBSCRIBE waits for
+   * its costly turns, and nothing more is read meanwhile) or lets it go:
+   * that time is not the client's silence, and what it sent meanwhile waits
+   * unread, so the keep-alive clock stands still and starts afresh after
+   * (hostile review 35, H9: a client pinging every half keep-alive was cut
+   * as silent while its SUBSCRIBE waited behind other sources' listings).
+   */
+  hold(on: boolean): void {
+    this.#held = on;
+    this.#quietMs = 0;
+  }
+  #held = false;
+
   /** Whether a packet has begun and is not yet whole. */
   partial(begun: boolean): void {
     this.#partialMs = begun ? this.#partialMs ?? 0 : undefined;
@@ -63,7 +77,7 @@ export class Liveness {
         ? { why: "no CONNECT in time", withWill: false }
         : undefined;
     }
-    this.#quietMs += elapsed;
+    if (!this.#held) this.#quietMs += elapsed;
     const packetMs = PACKET_TIMEOUTS * limits.writeTimeoutMs;
     if (this.#partialMs !== undefined && (this.#partialMs += elapsed) > packetMs) {
       return { why: `a packet not whole ${packetMs / 1000} s after it began`, withWill: true };

@@ -32,8 +32,11 @@ export interface PacketHost {
   state(): number;
   /** One packet at `buf[s..e)`, its body from `body`: a promise while judged (CONNECT) or waiting (SUBSCRIBE). */
   packet(buf: Uint8Array, s: number, body: number, e: number): Promise<void> | undefined;
-  /** Told when bytes came (keep-alive), and whether a packet has begun and is not yet whole. */
-  readonly live: { heard(): void; partial(begun: boolean): void };
+  /**
+   * Told when bytes came (keep-alive), whether a packet has begun and is not
+   * yet whole, and while the input is held for a packet's work.
+   */
+  readonly live: { heard(): void; partial(begun: boolean): void; hold(on: boolean): void };
   /** The peer closed. */
   ended(): void;
   failed(err: Error): void;
@@ -104,7 +107,15 @@ export async function readPackets(
         }
         const pending = host.packet(buf, start, start + frame.head, start + total);
         start += total;
-        if (pending !== undefined) await pending;
+        if (pending !== undefined) {
+          // Nothing is read meanwhile: not the client's silence (liveness.ts).
+          host.live.hold(true);
+          try {
+            await pending;
+          } finally {
+            host.live.hold(false);
+          }
+        }
         if (host.state() >= CLOSING) break;
       }
       host.live.partial(start < end);
