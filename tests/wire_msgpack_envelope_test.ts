@@ -87,6 +87,26 @@ Deno.test("scanMsgpackRequest() says why it does not take a request's params", (
   // A 64-bit integer past 2^53 (encoders write such a number as a float).
   assert.equal(scan(lying([0xcf, 0x10, 0, 0, 0, 0, 0, 0, 0])), false);
   assert.match(request.problem, /2\^53/);
+  // What the decoder reads otherwise, before the id and the method: stepped over, the id still read.
+  for (const params of [[new Date(0), "x"], { a: [1, new Date(0)] }, [NaN, 1]]) {
+    assert.equal(scan(encode({ params, other: 1, id: 9, method: "m" })), false);
+    assert.deepEqual([request.id, request.method, request.invalid], [9, "m", false]);
+    assert.match(request.problem, /extension|NaN/);
+  }
+  const keyFirst = Uint8Array.of(
+    0x83,
+    0xa6,
+    ...encode("params").subarray(1),
+    0x81,
+    0x01,
+    0x90,
+    ...head.subarray(1),
+  );
+  assert.equal(scan(keyFirst), false);
+  assert.deepEqual([request.id, request.problem], [
+    1,
+    "a map key that is not a string (or is __proto__)",
+  ]);
   // A member twice: the decoder would keep the last.
   const twice = Uint8Array.of(0x83, ...head.subarray(1), 0xa2, 0x69, 0x64, 0x02);
   assert.equal(scan(twice), false);

@@ -104,6 +104,24 @@ function readAnyId(b: Uint8Array, i: number): number {
 const TWICE = "a member twice";
 
 /**
+ * The end of a member's value at `i`, or -1 when the decoder would refuse
+ * it; a value it reads as something else (an extension type…) is stepped
+ * over all the same, noted in lenientProblem, so the members after it (the
+ * id, whatever the order) are still read.
+ */
+function skipMember(b: Uint8Array, i: number): number {
+  const end = skipMsgpack(b, i, 1);
+  if (end >= 0 || refuses()) return end;
+  const why = skipProblem;
+  const lenient = skipMsgpack(b, i, 1, true);
+  if (lenient >= 0) memberProblem = why;
+  return lenient;
+}
+
+/** What the last member skipped held that the decoder reads otherwise (see skipMember), or "". */
+let memberProblem = "";
+
+/**
  * Reads a MessagePack request, `{id, method, params?, idem?}` in any order
  * with any other members (checked and skipped as the decoder would read
  * them), into `out`, building nothing but the method's and the id's
@@ -140,6 +158,7 @@ export function scanMsgpackRequest(frame: Uint8Array, out: MsgpackRequest): bool
   let invalid = false;
   let k = 0;
   for (; k < n && i < b.length; k++) {
+    memberProblem = "";
     i = readStr(b, i);
     if (i < 0) return false; // a key that is not a string: the decoder's to read
     let end: number;
@@ -160,13 +179,14 @@ export function scanMsgpackRequest(frame: Uint8Array, out: MsgpackRequest): bool
       }
     } else if (strIs(b, PARAMS)) {
       twice = out.paramsStart >= 0;
-      end = skipMsgpack(b, i, 1);
+      end = skipMember(b, i);
       out.paramsStart = i;
       out.paramsEnd = end;
     } else {
       if (strIs(b, IDEM)) out.idempotent = b[i] !== 0xc2;
-      end = skipMsgpack(b, i, 1);
+      end = skipMember(b, i);
     }
+    if (end >= 0 && memberProblem !== "" && problem === "") problem = memberProblem;
     if (twice && problem === "") problem = TWICE;
     if (end >= 0) {
       i = end;

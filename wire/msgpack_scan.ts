@@ -101,6 +101,18 @@ function fail(why: string): -1 {
   return -1;
 }
 
+/**
+ * What a lenient skipMsgpack stepped over that a strict one refuses (what
+ * the decoder reads as something else), "" when nothing.
+ */
+export let lenientProblem = "";
+
+/** In a lenient skip, notes `why` and goes on (true); else false. */
+function lenientlyFor(why: string, lenient: boolean): boolean {
+  if (lenient) lenientProblem ||= why;
+  return lenient;
+}
+
 /** Whether the last failed skip was for what the decoder refuses too (else: what it reads otherwise). */
 export function refuses(): boolean {
   return skipProblem === TRUNCATED || skipProblem === BAD_UTF8 || skipProblem === TOO_DEEP;
@@ -116,14 +128,16 @@ const MAPS = new Uint8Array(MAX_DEPTH + 1);
  * The end of the MessagePack value at `i`, or -1 for anything the decoder
  * would refuse or read as something else than itself (see the module;
  * {@link skipProblem} says which). `depth` is the nesting of the value's
- * parent.
+ * parent. `lenient` steps over what the decoder reads otherwise (extension
+ * types, keys that are not strings, integers past 2^53, NaN), noting the
+ * first in {@link lenientProblem}, to find where such a value ends.
  *
  * One loop with its own stack of open containers (a map of n pairs is 2n
  * items, keys at odd counts left), not a call per value, and short
  * strings read in place.
  */
-export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
-  skipProblem = "";
+export function skipMsgpack(b: Uint8Array, i: number, depth: number, lenient = false): number {
+  skipProblem = lenientProblem = "";
   const room = MAX_DEPTH - depth;
   const n = b.length;
   let top = 0;
@@ -146,10 +160,15 @@ export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
       // that sets a prototype; a short ASCII one (most are) in place.
       if (c >= 0xa0 && c <= 0xbf && c !== 0xa9) {
         if ((i = fixstr(b, i, c, n)) < 0) return -1;
-      } else if ((i = readStr(b, i)) < 0 || strIs(b, PROTO)) {
-        return skipProblem === TRUNCATED || skipProblem === BAD_UTF8 ? -1 : fail(KEY);
+        continue;
       }
-      continue;
+      const at = i;
+      if ((i = readStr(b, at)) >= 0 && !strIs(b, PROTO)) continue;
+      if (skipProblem === TRUNCATED || skipProblem === BAD_UTF8) return -1;
+      if (!lenient) return fail(KEY);
+      lenientProblem ||= KEY;
+      if (i >= 0) continue;
+      i = at; // any other key is skipped as the value it is, below
     }
     if (c <= 0x7f || c >= 0xe0) { // fixints
       i++;
@@ -182,11 +201,21 @@ export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
           i += 5 + u32(b, i + 1);
           continue;
         case 0xca: // float 32: all exponent bits set is NaN or ±Infinity
-          if ((b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0x80) !== 0) return fail(NOT_FINITE);
+          if (
+            (b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0x80) !== 0 &&
+            !lenientlyFor(NOT_FINITE, lenient)
+          ) {
+            return fail(NOT_FINITE);
+          }
           i += 5;
           continue;
         case 0xcb: // float 64
-          if ((b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0xf0) === 0xf0) return fail(NOT_FINITE);
+          if (
+            (b[i + 1] & 0x7f) === 0x7f && (b[i + 2] & 0xf0) === 0xf0 &&
+            !lenientlyFor(NOT_FINITE, lenient)
+          ) {
+            return fail(NOT_FINITE);
+          }
           i += 9;
           continue;
         case 0xcc:
@@ -202,12 +231,16 @@ export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
           i += 5;
           continue;
         case 0xcf: // uint 64: below 2^53 only (a double holds it exactly)
-          if (b[i + 1] !== 0 || !(b[i + 2] < 0x20)) return fail(BIG_INTEGER);
+          if ((b[i + 1] !== 0 || !(b[i + 2] < 0x20)) && !lenientlyFor(BIG_INTEGER, lenient)) {
+            return fail(BIG_INTEGER);
+          }
           i += 9;
           continue;
         case 0xd3: { // int 64: within ±2^53
           const hi = (b[i + 1] << 24) | (b[i + 2] << 16) | (b[i + 3] << 8) | b[i + 4];
-          if (hi < -0x200000 || hi >= 0x200000) return fail(BIG_INTEGER);
+          if ((hi < -0x200000 || hi >= 0x200000) && !lenientlyFor(BIG_INTEGER, lenient)) {
+            return fail(BIG_INTEGER);
+          }
           i += 9;
           continue;
         }
@@ -230,8 +263,16 @@ export function skipMsgpack(b: Uint8Array, i: number, depth: number): number {
           break;
         case 0xc1: // never used
           return fail(TRUNCATED);
-        default: // extensions (timestamps too)
-          return fail(EXTENSION);
+        default: // extensions (timestamps too): 0xc7-0xc9, 0xd4-0xd8
+          if (!lenientlyFor(EXTENSION, lenient)) return fail(EXTENSION);
+          i += c >= 0xd4
+            ? 2 + (1 << (c - 0xd4))
+            : c === 0xc7
+            ? 3 + b[i + 1]
+            : c === 0xc8
+            ? 4 + ((b[i + 1] << 8) | b[i + 2])
+            : 6 + u32(b, i + 1);
+          continue;
       }
     }
     // A container of `count` items (pairs for a map), each at least a byte.
