@@ -9,7 +9,7 @@ import { encode as mpEncode } from "@msgpack/msgpack";
 import { connect } from "../clients/mod.ts";
 import { msgpackCodec, toMsgpack } from "../wire/mod.ts";
 import { jsonToMsgpack } from "../roles/broker/json_to_msgpack.ts";
-import { msgpackToJson } from "../roles/broker/msgpack_to_json.ts";
+import { msgpackToJson } from "../wire/msgpack_to_json.ts";
 import { startBroker } from "./helpers/broker.ts";
 import { frame, HELLO, jsonFrame, RawReader, within, writeAll } from "./helpers/raw.ts";
 
