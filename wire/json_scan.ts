@@ -252,16 +252,15 @@ export function skipValue(b: Uint8Array, i: number, depth: number): number {
           j = skipSpace(b, j);
           if (b[j] !== COLON) return -1;
         }
-        // One space after a colon or a comma (`": "`, `", "`: Python's
-        // json.dumps, many other encoders) is stepped over here, saving a
-        // turn of the loop and a call; more are skipSpace's.
-        if (b[++j] === 0x20) j++;
+        j++;
         key = false;
         continue;
       }
     } else if (key) {
       if (STARTS[c] !== SPACE) return -1;
-      j = skipSpace(b, j);
+      // One space (`", "`: Python's json.dumps, many other encoders) without
+      // a call; more are skipSpace's. Compact text never comes here.
+      j = b[j + 1] > 0x20 ? j + 1 : skipSpace(b, j + 1);
       continue;
     } else {
       switch (STARTS[c]) {
@@ -314,7 +313,7 @@ export function skipValue(b: Uint8Array, i: number, depth: number): number {
         case SPACE:
           // Only inside a container (a value's own first byte is never a space).
           if (top === 0) return -1;
-          j = skipSpace(b, j);
+          j = b[j + 1] > 0x20 ? j + 1 : skipSpace(b, j + 1); // (`": "`: as for a key)
           continue;
         default:
           return -1;
@@ -324,7 +323,7 @@ export function skipValue(b: Uint8Array, i: number, depth: number): number {
     while (top > 0) {
       let k = b[j];
       if (k === COMMA) {
-        if (b[++j] === 0x20) j++;
+        j++;
         break;
       }
       if (k !== close) {
