@@ -46,6 +46,7 @@ import { type ForwardJob, Relay } from "./relay.ts";
 import { backendLines, log } from "./log.ts";
 import { checkRpcFlags, runTcpBalancer, TCP_MODE_ROLE } from "./tcp/mod.ts";
 import { Reclaimer } from "./reclaim.ts";
+import { ControlTurns } from "./control_turns.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
 import { rawForwarding } from "./fast_paths.ts";
 
@@ -212,13 +213,15 @@ function setUpBalancer(
     maxBackends: options.maxBackends,
   };
   const registry = new WorkerRegistry(sources);
+  // balancer.backends and sys.stats take a few ms a turn, both ports together (control_turns.ts).
+  const control = new ControlTurns();
   const workerPort = bound.also(
     options.workerPort,
     "--worker-port",
     serving([balancerContract, workerContract], {
       "balancer.backends": backends,
       "worker.register": (p, peer) => ({ ...registry.register(p, peer), balancer: bound.name }),
-    }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m) }),
+    }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m), wrap: control.wrap }),
   );
   thread.onWorkerPort?.(workerPort.addr.port);
   const servers = new ServerSet({
@@ -240,7 +243,7 @@ function setUpBalancer(
     serve: serving([balancerContract, workerContract], {
       "balancer.backends": backends,
       "worker.register": () => misdialedWorker(bound.name, workersAt),
-    }, { fallback: forward }),
+    }, { fallback: forward, wrap: control.wrap }),
     fast: options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
     stats: () => ({
       ...balancerStats(parts, bound, registry),
