@@ -14,6 +14,7 @@
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { cut } from "./log.ts";
 import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
+import { candidate, mayEject, Outcomes } from "./success_rate.ts";
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
@@ -24,6 +25,8 @@ export type Outcome =
   | "answered"
   /** The backend answered a server failure: INTERNAL, its own or a code outside the protocol's. */
   | "failed"
+  /** The backend answered that it could not serve: UNAVAILABLE or OVERLOADED. */
+  | "refused"
   /** The connection died after the request was sent. */
   | "lost"
   /** No answer within the backend timeout (the request may still run). */
@@ -109,7 +112,7 @@ export class Backend {
   idleSince = -Infinity;
   /** Requests answered (a result, or an error reply that is not a server failure). */
   served = 0;
-  /** Requests lost with the connection, timed out, or answered INTERNAL on this backend. */
+  /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */
   failures = 0;
   /** Health checks missed, all time. */
   checksFailed = 0;
@@ -123,6 +126,12 @@ export class Backend {
   readonly latency = new LatencyWindow();
   /** Slow start, timeouts over a window, backoff (outlier.ts). */
   readonly outlier: Outlier;
+  /** Its answers and failures over a window, judged against the others' (success_rate.ts). */
+  readonly outcomes = new Outcomes();
+  /** Out for its answers (timeouts, failures), until it is back up: they count against a cap. */
+  ejected = false;
+  /** The pool it is in (set by Pool.add): the others it is judged against. */
+  pool: Pool | undefined;
   /** The socket side's handle (links.ts); the core never looks inside. */
   link: unknown;
 
@@ -155,6 +164,11 @@ export class Backend {
   get available(): boolean {
     return this.state === "up" && this.inflight < this.capacity &&
       this.inflight < this.outlier.ramp && !this.backlogged;
+  }
+
+  /** Failures among its last outcomes: counted as requests in flight by least-loaded and p2c. */
+  get penalty(): number {
+    return this.outcomes.penalty;
   }
 
   /** A connection is up. @returns the transition, if any. */
@@ -200,10 +214,13 @@ export class Backend {
    * `consecutive_5xx` and failure percentage): {@link SERVER_ERRORS} in a
    * row, or as many over the window that are a large enough part of its
    * outcomes there (outlier.ts; one success between failures does not
-   * clear them), take the backend out with the timeouts' backoff while
-   * `othersUp()` (asked only then: the last backend up stays, nothing else
-   * could answer, as Envoy's ejection percentage keeps one). A failure
-   * neither ramps a slow start nor counts in the latencies.
+   * clear them), take the backend out with the timeouts' backoff when its
+   * failures are well above the other backends' (success_rate.ts: a
+   * request that fails everywhere alike condemns none), at most a part of
+   * the pool at once, the last one up staying (without a pool: while
+   * `othersUp()`). "refused" answers (UNAVAILABLE, OVERLOADED) count only
+   * in that comparison. A failure neither ramps a slow start nor counts in
+   * the latencies.
    * @returns the transition, if any
    */
   onAnswered(
@@ -213,11 +230,21 @@ export class Backend {
     othersUp: () => boolean = () => true,
   ): Transition | undefined {
     if (outcome === "lost" || outcome === "timeout") {
+      // A timeout was counted in the window by onTimedOut, before this.
       this.failures++;
       return undefined;
     }
     this.#timeouts = 0;
     if (outcome === "failed") return this.#failed(now, othersUp);
+    if (outcome === "refused") {
+      this.failures++;
+      this.outcomes.add(now, true);
+      if (!candidate(this, now)) return undefined;
+      const n = this.outcomes.failed(now);
+      const why = `${n} of its last ${this.outcomes.total(now)} requests failed`;
+      return this.#eject(now, why, othersUp, true);
+    }
+    this.outcomes.add(now, false);
     this.served++;
     this.#serverErrors = 0;
     this.latency.add(ms);
@@ -227,11 +254,31 @@ export class Backend {
 
   #failed(now: number, othersUp: () => boolean): Transition | undefined {
     this.failures++;
+    this.outcomes.add(now, true);
     const n = ++this.#serverErrors;
     const windowed = this.outlier.failed(now, SERVER_ERRORS);
     const why = n >= SERVER_ERRORS ? `${n} requests in a row answered INTERNAL` : windowed;
-    if (why === undefined || this.state !== "up" || !othersUp()) return undefined;
-    this.#serverErrors = 0;
+    if (why === undefined) return undefined;
+    const t = this.#eject(now, why, othersUp);
+    if (t !== undefined) this.#serverErrors = 0;
+    return t;
+  }
+
+  /**
+   * Takes it out for its answers when it is up and fails well above the
+   * others (success_rate.ts mayEject; `peers`: two others with enough
+   * outcomes to compare are needed), with the outlier backoff.
+   */
+  #eject(now: number, why: string, othersUp: () => boolean, peers = false) {
+    if (this.state !== "up") return undefined;
+    const pool = this.pool;
+    if (
+      pool === undefined ? !othersUp() : mayEject(this, pool.list, now, { peers }) !== undefined
+    ) {
+      return undefined;
+    }
+    this.ejected = true;
+    this.outcomes.clear();
     const out = this.outlier.ejected(now);
     return this.#to("down", `${why}; out for ${out / 1000} s at least`);
   }
@@ -245,13 +292,14 @@ export class Backend {
    */
   onTimedOut(timeoutMs: number): Transition | undefined {
     const now = performance.now();
+    this.outcomes.add(now, true);
     const n = ++this.#timeouts;
     const windowed = this.outlier.timedOut(now, this.#rules.fall);
     const why = n >= this.#rules.fall ? `${n} requests in a row got no answer` : windowed;
-    if (why === undefined || this.state !== "up") return undefined;
-    this.#timeouts = 0;
-    const out = this.outlier.ejected(now);
-    return this.#to("down", `${why} within ${timeoutMs} ms; out for ${out / 1000} s at least`);
+    if (why === undefined) return undefined;
+    const t = this.#eject(now, `${why} within ${timeoutMs} ms`, () => true);
+    if (t !== undefined) this.#timeouts = 0;
+    return t;
   }
 
   /**
@@ -295,6 +343,7 @@ export class Backend {
     this.#successes = 0;
     this.#misses = 0;
     if (state === "up") {
+      this.ejected = false;
       // Slow start for a worker, and for any backend back after being out.
       if (this.#everUp || this.kind === "worker") this.outlier.joined();
       this.#everUp = true;
@@ -338,6 +387,7 @@ export class Pool {
 
   add(backend: Backend): void {
     this.#list = [...this.#list, backend];
+    backend.pool = this;
   }
 
   /** Told of each backend that leaves (reclaim.ts collects after many). */
@@ -347,6 +397,7 @@ export class Pool {
     const before = this.#list.length;
     this.#list = this.#list.filter((b) => b !== backend);
     if (this.#list.length < before) {
+      backend.pool = undefined;
       this.#checksFailedGone += backend.checksFailed;
       this.onRemoved?.();
     }

@@ -271,7 +271,7 @@ export class Dispatcher<J extends Job> {
     }
     const t = backend.onAnswered(now - job.sentAt, outcome, now, this.#othersUp);
     if (t !== undefined) this.#hooks.report?.(t);
-    if (outcome === "answered" || outcome === "failed") {
+    if (outcome !== "lost" && outcome !== "timeout") {
       this.latency?.observe((now - job.takenAt) / 1000);
     }
     if (outcome === "lost") this.#failover(job, backend);

@@ -11,6 +11,17 @@ export interface Candidate {
   readonly available: boolean;
   /** Requests in flight on it now. */
   readonly inflight: number;
+  /**
+   * Failures among its last answers (success_rate.ts), counted by
+   * least-loaded and p2c as requests in flight: a backend that fails at
+   * once has none in flight, yet is not the least loaded (hostile35 H3).
+   */
+  readonly penalty?: number;
+}
+
+/** What least-loaded and p2c compare: requests in flight, and recent failures as many more. */
+function load(b: Candidate): number {
+  return b.inflight + (b.penalty ?? 0);
 }
 
 export const POLICY_NAMES = ["round-robin", "least-loaded", "p2c", "random"] as const;
@@ -65,7 +76,7 @@ class RoundRobin implements Policy {
   }
 }
 
-/** Fewest requests in flight; ties go round the list, so equal load is a rotation. */
+/** Fewest requests in flight (see {@link load}); ties go round the list, so equal load is a rotation. */
 class LeastLoaded implements Policy {
   readonly name = "least-loaded";
   #start = 0;
@@ -74,13 +85,16 @@ class LeastLoaded implements Policy {
     const n = list.length;
     let best: T | undefined;
     let bestAt = 0;
+    let bestLoad = Infinity;
     for (let k = 0; k < n; k++) {
       const i = (this.#start + k) % n;
       const b = list[i];
       if (!b.available || b === avoid) continue;
-      if (best === undefined || b.inflight < best.inflight) {
+      const l = load(b);
+      if (l < bestLoad) {
         best = b;
         bestAt = i;
+        bestLoad = l;
       }
     }
     if (best === undefined) return avoid?.available ? avoid : undefined;
@@ -124,7 +138,7 @@ class PowerOfTwo extends RandomPolicy {
     const i = Math.floor(this.random() * c.length);
     let j = Math.floor(this.random() * (c.length - 1));
     if (j >= i) j++;
-    return c[j].inflight < c[i].inflight ? c[j] : c[i];
+    return load(c[j]) < load(c[i]) ? c[j] : c[i];
   }
 }
 

@@ -204,10 +204,12 @@ const utf8 = new TextDecoder();
  * (checked as a decoded one is, DistError.fromBody): the backend's own
  * INTERNAL, or a code that is not the protocol's, which becomes INTERNAL
  * with its message cut. @returns that error, `"INTERNAL"` for the
- * backend's own, or undefined for any other code (the request's fault: the
- * answer goes through as it is)
+ * backend's own, `"refused"` for its UNAVAILABLE or OVERLOADED (it could
+ * not serve: passed on as it is, judged against the others:
+ * success_rate.ts), or undefined for any other code (the request's fault:
+ * the answer goes through as it is)
  */
-function serverFailure(answer: Envelope): DistError | "INTERNAL" | undefined {
+function serverFailure(answer: Envelope): DistError | "INTERNAL" | "refused" | undefined {
   const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
   let body: unknown;
   try {
@@ -217,7 +219,14 @@ function serverFailure(answer: Envelope): DistError | "INTERNAL" | undefined {
   }
   const code = (body as { code?: unknown } | null)?.code;
   if (code === "INTERNAL") return code;
+  if (code === "UNAVAILABLE" || code === "OVERLOADED") return "refused";
   return isErrorCode(code) ? undefined : DistError.fromBody(body);
+}
+
+/** How an error the backend answered (decoded) ends its request. */
+function outcomeOf(code: string): Outcome {
+  if (code === "INTERNAL") return "failed";
+  return code === "UNAVAILABLE" || code === "OVERLOADED" ? "refused" : "answered";
 }
 
 /** Whether a local call failure means the backend's connection died with the request. */
@@ -326,7 +335,8 @@ export class Relay implements DispatchHooks<ForwardJob> {
     const backend = job.backend!;
     if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
     const failure = answer.errorStart >= 0 ? serverFailure(answer) : undefined;
-    if (failure !== undefined) {
+    if (failure === "refused") this.#done(job, backend, "refused", "refused");
+    else if (failure !== undefined) {
       this.#done(job, backend, "failed", "INTERNAL");
       if (failure instanceof DistError) {
         // The backend's doing, not a failure here: said at most 20 times a
@@ -361,7 +371,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
         if (connectionLost(peer, e) || e.code === "TIMEOUT") {
           return this.#failed(job, backend, peer, e);
         }
-        this.#done(job, backend, e.code === "INTERNAL" ? "failed" : "answered", e.code);
+        this.#done(job, backend, outcomeOf(e.code), e.code);
         this.reject(job, e);
       },
     );
