@@ -6,26 +6,9 @@
  * cannot delete `/a/config` by retaining under `/m`.
  */
 import assert from "node:assert/strict";
-import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
+import { RetainedStore } from "../roles/broker/retained.ts";
+import { COST, type Holder, holder, SIZE } from "./helpers/retained_holders.ts";
 import { ALICE, MALLORY, USERS, usersBroker } from "./helpers/users_broker.ts";
-
-interface Holder extends RetainedHolder<Holder> {
-  name: string;
-}
-
-function holder(name: string): Holder {
-  return {
-    name,
-    retained: undefined,
-    retainedBytes: 0,
-    retainedAt: 0,
-    retainedOlder: undefined,
-    retainedNewer: undefined,
-  };
-}
-
-const SIZE = 100;
-const COST = SIZE + ENTRY_OVERHEAD;
 
 Deno.test("RetainedStore.set() with owners evicts from the pool that holds the most", () => {
   const store = new RetainedStore<Holder>(4 * COST);

@@ -6,29 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { hashToken } from "../auth/mod.ts";
-import { ENTRY_OVERHEAD, type RetainedHolder, RetainedStore } from "../roles/broker/retained.ts";
+import { RetainedStore } from "../roles/broker/retained.ts";
+import { COST, type Holder, holder, SIZE } from "./helpers/retained_holders.ts";
 import { BrokerCore } from "../roles/broker/core.ts";
 import { ALICE, MALLORY, usersBroker } from "./helpers/users_broker.ts";
 
 const MIB = 1024 * 1024;
-
-interface Holder extends RetainedHolder<Holder> {
-  name: string;
-}
-
-function holder(name: string): Holder {
-  return {
-    name,
-    retained: undefined,
-    retainedBytes: 0,
-    retainedAt: 0,
-    retainedOlder: undefined,
-    retainedNewer: undefined,
-  };
-}
-
-const SIZE = 100;
-const COST = SIZE + ENTRY_OVERHEAD;
 
 Deno.test("RetainedStore.set() keeps each user within its share: its own oldest values go", () => {
   const store = new RetainedStore<Holder>(32 * COST, undefined, 4 * COST);
