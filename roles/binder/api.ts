@@ -84,7 +84,12 @@ export function binderServing(parts: BinderParts): Serving {
         const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
         const id = instanceId(reg.service, reg.host, reg.port);
         const live = registry.get(id);
-        if (live === undefined || !registry.isLive(live)) parts.quota?.check(source, id);
+        if (live === undefined || !registry.isLive(live)) {
+          parts.quota?.check(source, id, (held) => {
+            const entry = registry.get(held);
+            return entry !== undefined && registry.isLive(entry);
+          });
+        }
         const entry = registry.register(reg);
         parts.quota?.took(source, entry.id);
         return stored(parts, { id: entry.id, ttl_ms: entry.ttlMs });

@@ -45,12 +45,21 @@ export class SourceQuota {
 
   /**
    * Before `source` registers `id` (a new instance: a live one is renewed
-   * whoever registers it again).
+   * whoever registers it again). `isLive` tells whether an instance this
+   * source holds is still live, for a source at its share.
    * @throws {DistError} OVERLOADED when `source` holds its share
    */
-  check(source: string, id: string): void {
+  check(source: string, id: string, isLive?: (id: string) => boolean): void {
     if (this.#owner.has(id)) return;
-    const n = this.held(source);
+    let n = this.held(source);
+    if (n >= this.max && isLive !== undefined) {
+      // Leases that ran out since the last sweep no longer count (a lookup
+      // already leaves them out): at most this source's share to look at.
+      for (const held of [...this.#bySource.get(source) ?? []]) {
+        if (!isLive(held)) this.release(held);
+      }
+      n = this.held(source);
+    }
     if (n < this.max) return;
     this.refused++;
     const now = performance.now();
