@@ -231,7 +231,7 @@ Deno.test("a flood of bad hellos from the same host does not starve legitimate o
   }
 });
 
-Deno.test("with --users a worker's name stays its user's: another worker user cannot take it, even while it is down", async () => {
+Deno.test("with --users a worker's name stays its user's: another worker user cannot take it, whatever a client does to its state", async () => {
   const users = await Deno.makeTempFile({ suffix: ".toml" });
   await Deno.writeTextFile(
     users,
@@ -257,17 +257,20 @@ Deno.test("with --users a worker's name stays its user's: another worker user ca
   const app = await dialAs(lb.address, "client", "app-token-0123456789");
   let mallory: Peer | undefined;
   try {
-    // Any client can make a worker look down: requests past --timeout.
-    let backends: { name?: string; state: string }[] = [];
+    // A client tries to make the worker look down: requests past --timeout.
+    // (The last backend up is never taken out for its answers or timeouts,
+    // hostile35 H10, so it stays up; the name is its user's in any state.)
     for (let i = 0; i < 3; i++) {
       await assert.rejects(
         app.call("sleep", { ms: 2000 }),
         (e: DistError) => ["TIMEOUT", "UNAVAILABLE", "OVERLOADED"].includes(e.code),
       );
-      backends = await app.call("balancer.backends") as typeof backends;
-      if (backends.find((b) => b.name === "w1")?.state !== "up") break;
     }
-    assert.notEqual(backends.find((b) => b.name === "w1")?.state, "up", JSON.stringify(backends));
+    const backends = await app.call("balancer.backends") as { name?: string; failures: number }[];
+    assert.ok(
+      (backends.find((b) => b.name === "w1")?.failures ?? 0) >= 3,
+      JSON.stringify(backends),
+    );
     mallory = await dialAs(lb.workerAddress, "worker", "mallory-token-0123456789");
     await assert.rejects(
       mallory.call("worker.register", { name: "w1", capacity: 16 }),
