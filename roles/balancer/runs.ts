@@ -86,7 +86,8 @@ export class Runs {
     let before = NaN;
     for (let k = 0; k < n; k++) {
       const b = list[(this.#idleFrom + k) % n];
-      if (b === not || b.inflight > 0 || !b.available) continue;
+      // One failing lately (success_rate.ts) is idle because it fails at once: not a better pick.
+      if (b === not || b.inflight > 0 || !b.available || b.penalty > 0) continue;
       if (Number.isNaN(before)) before = this.#now() - IDLE_MS;
       if (b.idleSince <= before) {
         this.#idleFrom = (this.#idleFrom + k + 1) % n;

@@ -17,7 +17,8 @@
  *
  * So a backend is out for its answers only when they fail well above the
  * others' over the same window: its failure share at least
- * {@link RATIO} × the other backends' together (a request that fails
+ * {@link MIN_PART} of its outcomes and {@link RATIO} × the other
+ * backends' together (a request that fails
  * everywhere alike condemns none), and no more than {@link MAX_OUT_PART}
  * of the pool out for answers at once (at least one may be; the last one
  * up stays: Envoy's `max_ejection_percent`). The rules that name a
@@ -37,6 +38,13 @@
 export const WINDOW_MS = 10_000;
 /** A candidate fails at least this many times the others' share to be out. */
 export const RATIO = 2;
+/**
+ * Its failures must be at least this part of its window's outcomes: 3
+ * timeouts in a row among thousands of answers (a client's 60 s `sleep`s
+ * past `--timeout`, all timing out together) are no sign of a bad backend,
+ * even when another's have not timed out yet.
+ */
+export const MIN_PART = 0.25;
 /** At most this part of the pool out for its answers at once (at least one backend). */
 export const MAX_OUT_PART = 0.5;
 /** UNAVAILABLE/OVERLOADED answers: the share of outcomes that names a candidate … */
@@ -122,7 +130,7 @@ export function candidate(b: Judged, now: number): boolean {
 
 /**
  * Whether `b`, a candidate, may be taken out at `now`: its failure share
- * is at least {@link RATIO} × the others' together, fewer than
+ * is at least {@link MIN_PART} and {@link RATIO} × the others' together, fewer than
  * {@link MAX_OUT_PART} of `pool` (at least one) are out for their answers,
  * and another backend is up. With `peers`, at least two others must have
  * {@link MIN_OUTCOMES} outcomes in the window (the rule of
@@ -136,6 +144,7 @@ export function mayEject(
 ): string | undefined {
   const n = b.outcomes.total(now);
   const f = b.outcomes.failed(now);
+  if (f < MIN_PART * n) return "too small a part of its outcomes";
   let othersN = 0;
   let othersF = 0;
   let withData = 0;
