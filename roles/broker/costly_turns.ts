@@ -12,36 +12,15 @@
  * (decoding it, dispatching it, encoding and writing its answer): a
  * handler of a few microseconds alone let a turn take thousands of them.
  *
- * So such requests get COSTLY_MS_PER_TURN of a turn, together: one that
- * comes while the turn has some left (and none waits) runs at once; the
- * others wait for later turns (a timer each, so every connection's reads
- * and writes come in between, as the matches' turns do: see matching.ts),
- * one at a time in rotation over sources (a client's user, else its
- * address, as matches rotate: one attacker's many connections have one
- * turn a round between them), and within a source over its connections.
- * A connection with a request waiting is held meanwhile (Peer.holdInput:
- * what it sent after waits unread, in order), so it has at most one
- * waiting here, its requests keep their order with its others, and a pile
- * of them costs memory in the kernel's buffers, not here. What another client waits for is then about
- * a turn: COSTLY_MS_PER_TURN plus one request, whatever the number of
- * requests pipelined and of connections sending them.
+ * So they take turns (roles/_costly_turns.ts, shared with the balancer's
+ * own costly requests): COSTLY_MS_PER_TURN of each turn, together, in
+ * rotation over sources (a client's user, else its address) and within a
+ * source over its connections, a connection with one waiting held; another
+ * client waits about a turn, whatever the number pipelined.
  */
-import { DistError } from "../../wire/mod.ts";
+import { CostlyTurns } from "../_costly_turns.ts";
 
-/**
- * Milliseconds of costly requests per turn of the event loop (one listing
- * of 1,000 topics takes about 3-6 ms; its answer's encoding comes on top).
- */
-export const COSTLY_MS_PER_TURN = 4;
-
-/**
- * What a request counts at least (ms, about 31 µs: a power of two, so
- * that sums are exact): handling one around its handler (decoding,
- * dispatch, its answer's encoding and write) took 10-30 µs here, for an
- * unsubscribe far more than the handler. So a turn takes at most
- * COSTLY_MS_PER_TURN / REQUEST_MS requests (128), however cheap.
- */
-export const REQUEST_MS = 1 / 32;
+export { COSTLY_MS_PER_TURN, CostlyTurns, REQUEST_MS, type TurnOwner } from "../_costly_turns.ts";
 
 /** The requests that take turns here. */
 export const COSTLY_METHODS: ReadonlySet<string> = new Set([
@@ -50,133 +29,6 @@ export const COSTLY_METHODS: ReadonlySet<string> = new Set([
   "broker.unsubscribe",
   "sys.stats",
 ]);
-
-/** Whose request (a connection's Peer). */
-export interface TurnOwner {
-  /** Stops (true) or resumes (false) taking its input; counted (see Peer.holdInput). */
-  holdInput(hold?: boolean): void;
-  readonly conn: { readonly isClosed: boolean };
-}
-
-type Job = () => void;
-
-export class CostlyTurns {
-  readonly #budget: number;
-  readonly #least: number;
-  readonly #now: () => number;
-  /** Milliseconds spent in this turn. */
-  #spent = 0;
-  /** A timer is set: it starts the next turn. */
-  #scheduled = false;
-  /** Waiting jobs by source, then by owner; each map's order is its rotation. */
-  readonly #sources = new Map<unknown, Map<TurnOwner, Job[]>>();
-  /** While a waiting job runs: what is to run once its answer is out (see `later`). */
-  #after: (() => void)[] | undefined;
-  /** Requests that waited for a later turn, so far. */
-  deferred = 0;
-
-  constructor(options: { msPerTurn?: number; msPerRequest?: number; now?: () => number } = {}) {
-    this.#budget = options.msPerTurn ?? COSTLY_MS_PER_TURN;
-    this.#least = options.msPerRequest ?? REQUEST_MS;
-    this.#now = options.now ?? (() => performance.now());
-  }
-
-  /** Requests waiting for a later turn. */
-  get waiting(): number {
-    let n = 0;
-    for (const owners of this.#sources.values()) {
-      for (const jobs of owners.values()) n += jobs.length;
-    }
-    return n;
-  }
-
-  /**
-   * Runs `f` now when this turn has time left and nothing waits; else in a
-   * later turn (the promise settles with what it returns or throws), its
-   * owner held until then, taking turns with the others of its `source`
-   * (default: its own). A request of a connection closed meanwhile is not
-   * run (UNAVAILABLE).
-   */
-  run<T>(owner: TurnOwner, f: () => T, source: unknown = owner): T | Promise<T> {
-    if (this.#sources.size === 0 && this.#spent < this.#budget) {
-      const t0 = this.#now();
-      try {
-        return f();
-      } finally {
-        this.#spent += Math.max(this.#least, this.#now() - t0);
-        this.#schedule();
-      }
-    }
-    const { promise, resolve, reject } = Promise.withResolvers<T>();
-    const job = () => {
-      if (owner.conn.isClosed) {
-        reject(new DistError("UNAVAILABLE", "Connection closed"));
-        return;
-      }
-      const after: (() => void)[] = this.#after = [];
-      const t0 = this.#now();
-      try {
-        resolve(f());
-      } catch (err) {
-        reject(err);
-      } finally {
-        this.#spent += Math.max(this.#least, this.#now() - t0);
-        this.#after = undefined;
-        // After the reaction that sends the answer (queued by resolve: the
-        // request's handler had returned the promise long before).
-        for (const fn of after) queueMicrotask(fn);
-      }
-    };
-    let owners = this.#sources.get(source);
-    if (owners === undefined) this.#sources.set(source, owners = new Map());
-    const jobs = owners.get(owner);
-    if (jobs !== undefined) jobs.push(job);
-    else {
-      owners.set(owner, [job]);
-      owner.holdInput();
-    }
-    this.deferred++;
-    this.#schedule();
-    return promise;
-  }
-
-  /**
-   * Runs `fn` once the answer of the request being handled is out (a
-   * subscribe's retained values follow its answer): a microtask after it.
-   */
-  later(fn: () => void): void {
-    if (this.#after !== undefined) this.#after.push(fn);
-    else queueMicrotask(fn);
-  }
-
-  #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setTimeout(this.#turn, 0);
-  }
-
-  /** A new turn: its time, spent on waiting jobs one at a time, sources and owners in rotation. */
-  readonly #turn = (): void => {
-    this.#scheduled = false;
-    this.#spent = 0;
-    const sources = this.#sources;
-    while (sources.size > 0 && this.#spent < this.#budget) {
-      const [source, owners] = sources.entries().next().value!;
-      const [owner, jobs] = owners.entries().next().value!;
-      const job = jobs.shift()!;
-      // Their next jobs wait behind every other's: to the end of both rotations.
-      owners.delete(owner);
-      if (jobs.length > 0) owners.set(owner, jobs);
-      sources.delete(source);
-      if (owners.size > 0) sources.set(source, owners);
-      job();
-      // Its input is taken again (what it sent meanwhile may run now, or wait here).
-      if (jobs.length === 0) owner.holdInput(false);
-    }
-    // Waiting jobs go on next turn; time spent now counts until then.
-    if (sources.size > 0 || this.#spent > 0) this.#schedule();
-  };
-}
 
 const byCore = new WeakMap<object, CostlyTurns>();
 
