@@ -9,10 +9,22 @@
  * user's subscribe and new topic was refused for good.
  *
  * So a user (a publisher that logged in as one of its own: without
- * `--users`, or with the shared `--token`, no topic has one) may have made at most an eighth of `--max-topics` of the topics
- * that exist, and their bytes at most an eighth of `--max-topic-bytes` or of
- * what `--max-memory` may count of topics (as subscriptions: shares.ts),
- * past which its new topics are refused (OVERLOADED). And the limits never
+ * `--users`, or with the shared `--token`, no topic has one) may have made
+ * at most an eighth of `--max-topics` of the topics that exist, and their
+ * bytes at most an eighth of `--max-topic-bytes` or of what `--max-memory`
+ * may count of topics (as subscriptions: shares.ts) — while the tree is
+ * near its limits (SHARED_ROOM of them; of bytes, of the smaller of the
+ * two). Below that a user alone may use the whole tree (hostile review 35
+ * H6: a share counted every topic its user ever made, and alice alone was
+ * refused new topics for good after her eighth, with the tree 7/8 empty).
+ * Near the limits, a new topic of a user past its share takes the place of
+ * that user's own least recently active topic (one holding no retained
+ * value first, never one holding another user's): the user's count never
+ * grows past what it holds, and is brought back to its share as other
+ * users' new topics at the limits forget the least recently active. It is
+ * refused (OVERLOADED) only when nothing of its own may go.
+ *
+ * And the limits never
  * forget a topic holding a user's retained value for another user's new
  * topic: such a topic is passed over (it goes to the newest end of the
  * order) and a topic that holds no one else's value goes instead; when
@@ -24,7 +36,14 @@ import { DistError } from "../../wire/mod.ts";
 import { TOKEN_USER } from "../../auth/mod.ts";
 import { SOURCE_SHARE } from "./shares.ts";
 import { HEAP_HEADROOM } from "./memory.ts";
-import { type Topic, TOPIC_BYTES, type TopicTree } from "./topics.ts";
+import {
+  type Topic,
+  TOPIC_BYTES,
+  type TopicTree,
+  userAppend,
+  type UserTopics,
+  userUnlink,
+} from "./topics.ts";
 
 /** Topics passed over (another user's retained values) at most, for one new topic. */
 export const SPARED_PER_TOPIC = 1000;
@@ -39,25 +58,27 @@ export function userShare(limit: number, maxMemory: number): number {
   return bytes === Infinity ? Infinity : Math.floor(bytes * SOURCE_SHARE);
 }
 
-/** What one user made. */
-interface Made {
-  topics: number;
-  bytes: number;
-}
+/** The part of the tree's limits below which no share applies (see the module comment). */
+export const SHARED_ROOM = 7 / 8;
 
 /** The topic tree's limits, each user's share of them, and what evicts what. */
 export class TopicShares {
   readonly maxTopics: number;
   readonly maxTopicBytes: number;
-  /** Most topics one user may have made. */
+  /** Most topics one user may have made, once the tree is near its limits. */
   readonly perUser: number;
-  /** Most bytes (names and objects: TOPIC_BYTES each) one user's topics may take. */
+  /** Most bytes (names and objects: TOPIC_BYTES each) one user's topics may take, likewise. */
   readonly perUserBytes: number;
   /** New topics refused for their user's share, or for lack of a topic to forget. */
   refused = 0;
   /** Topics passed over by the limits (they held another user's retained value). */
   spared = 0;
-  readonly #made = new Map<string, Made>();
+  /** A user's own topics forgotten for its new ones, past its share. */
+  replaced = 0;
+  /** Topics and bytes below which the tree is not near its limits. */
+  readonly #roomTopics: number;
+  readonly #roomBytes: number;
+  readonly #made = new Map<string, UserTopics>();
 
   constructor(maxTopics: number, maxTopicBytes: number, maxMemory: number) {
     this.maxTopics = maxTopics;
@@ -66,57 +87,96 @@ export class TopicShares {
       ? Infinity
       : Math.max(1, Math.floor(maxTopics * SOURCE_SHARE));
     this.perUserBytes = userShare(maxTopicBytes, maxMemory);
+    this.#roomTopics = maxTopics * SHARED_ROOM;
+    this.#roomBytes = Math.min(maxTopicBytes, maxMemory / HEAP_HEADROOM) * SHARED_ROOM;
   }
 
   /**
-   * Makes `name` a topic of `user` (see TopicTree.create), within the user's
-   * share, then forgets topics until the tree is within its limits.
-   * @throws {DistError} OVERLOADED past the user's share, or when no topic may be forgotten
+   * Makes `name` a topic of `user` (see TopicTree.create): past the user's
+   * share with the tree near its limits, in place of its own least recently
+   * active topics; then forgets topics until the tree is within its limits.
+   * @throws {DistError} OVERLOADED when the user's share holds nothing it may forget, or when no topic may be forgotten
    */
   create(topics: TopicTree, name: string, now: number, user: string | undefined): Topic {
     // The shared token's holders (every client may hold it) are no one user: no share.
     const held = user === TOKEN_USER ? undefined : user;
-    if (held !== undefined) {
-      const made = this.#made.get(held);
-      if (
-        made !== undefined &&
-        (made.topics >= this.perUser ||
-          made.bytes + TOPIC_BYTES + name.length > this.perUserBytes)
-      ) {
-        this.refused++;
-        const bytes = this.perUserBytes === Infinity ? "" : `, ${this.perUserBytes} bytes`;
-        throw new DistError(
-          "OVERLOADED",
-          `User ${held} made its share of the topics (${this.perUser} topics${bytes}: an eighth ` +
-            "of max-topics, and of max-topic-bytes or of max-memory): no new topics until some " +
-            "are forgotten",
-        );
-      }
+    const cost = TOPIC_BYTES + name.length;
+    let made = held === undefined ? undefined : this.#made.get(held);
+    if (
+      made !== undefined &&
+      (made.topics >= this.perUser || made.bytes + cost > this.perUserBytes) &&
+      (topics.size + 1 > this.#roomTopics || topics.bytes + cost > this.#roomBytes)
+    ) {
+      this.#replaceOwn(made, topics, cost);
+      made = this.#made.get(made.user);
     }
     const topic = topics.create(name, now);
     if (held !== undefined) {
-      topic.creator = held;
-      const made = this.#made.get(held);
-      if (made === undefined) this.#made.set(held, { topics: 1, bytes: TOPIC_BYTES + name.length });
-      else {
-        made.topics++;
-        made.bytes += TOPIC_BYTES + name.length;
+      if (made === undefined) {
+        made = { user: held, topics: 0, bytes: 0, oldest: undefined, newest: undefined };
+        this.#made.set(held, made);
       }
+      made.topics++;
+      made.bytes += cost;
+      userAppend(made, topic);
     }
     this.#makeRoom(topics, topic, user);
     return topic;
   }
 
+  /**
+   * Forgets `made`'s least recently active topics (those holding no retained
+   * value first; never one holding another user's) for a new topic of
+   * `cost` bytes: one, and more while the bytes are past both the share and
+   * what they were. Its count never grows so; other users' new topics at
+   * the tree's limits bring it back to its share (#makeRoom).
+   * @throws {DistError} OVERLOADED when nothing of its own may go
+   */
+  #replaceOwn(made: UserTopics, topics: TopicTree, cost: number): void {
+    const most = Math.max(this.perUserBytes, made.bytes);
+    let first = true;
+    while (first || made.bytes + cost > most) {
+      const victim = cost > this.perUserBytes ? undefined : this.#ownVictim(made);
+      if (victim === undefined) {
+        this.refused++;
+        const bytes = this.perUserBytes === Infinity ? "" : `, ${this.perUserBytes} bytes`;
+        throw new DistError(
+          "OVERLOADED",
+          `User ${made.user} made its share of the topics (${this.perUser} topics${bytes}: an ` +
+            "eighth of max-topics, and of max-topic-bytes or of max-memory) and the broker is " +
+            "near its limits: no new topics, since none of its own may be forgotten (they hold " +
+            "other users' retained values, or the name is larger than the share)",
+        );
+      }
+      first = false;
+      this.clearRetained(victim);
+      this.forget(topics, victim);
+      this.replaced++;
+      this.onEvicted();
+    }
+  }
+
+  /** `made`'s topic to forget for its new one, if any (within SPARED_PER_TOPIC of its oldest). */
+  #ownVictim(made: UserTopics): Topic | undefined {
+    let fallback: Topic | undefined;
+    let n = 0;
+    for (let t = made.oldest; t !== undefined && n < SPARED_PER_TOPIC; t = t.userNewer, n++) {
+      if (t.retained === undefined) return t;
+      if (fallback === undefined && (t.retainedBy === undefined || t.retainedBy === made.user)) {
+        fallback = t;
+      }
+    }
+    return fallback;
+  }
+
   /** Forgets `topic` (its retained value already cleared), giving back its user's share. */
   forget(topics: TopicTree, topic: Topic): void {
-    const user = topic.creator;
-    if (user !== undefined) {
-      const made = this.#made.get(user);
-      if (made !== undefined) {
-        if (--made.topics <= 0) this.#made.delete(user);
-        else made.bytes -= TOPIC_BYTES + topic.name.length;
-      }
-      topic.creator = undefined;
+    const made = topic.made;
+    if (made !== undefined) {
+      userUnlink(topic);
+      topic.made = undefined;
+      made.bytes -= TOPIC_BYTES + topic.name.length;
+      if (--made.topics <= 0) this.#made.delete(made.user);
     }
     topics.forget(topic);
   }
@@ -172,8 +232,9 @@ export class TopicShares {
     }
   }
 
-  /** What `user` made. */
-  madeBy(user: string): Made {
-    return this.#made.get(user) ?? { topics: 0, bytes: 0 };
+  /** How many topics `user` made, and their bytes. */
+  madeBy(user: string): { topics: number; bytes: number } {
+    const made = this.#made.get(user);
+    return { topics: made?.topics ?? 0, bytes: made?.bytes ?? 0 };
   }
 }

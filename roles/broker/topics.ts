@@ -60,8 +60,11 @@ export class Topic {
   retainedSeq = 0;
   /** The user whose publish set the retained value (none: no one in particular). */
   retainedBy: string | undefined = undefined;
-  /** The user whose publish made the topic, held to its share (see topic_shares.ts). */
-  creator: string | undefined = undefined;
+  /** What the user whose publish made the topic made, held to its share (see topic_shares.ts). */
+  made: UserTopics | undefined = undefined;
+  /** Neighbours in its user's activity order (least recent first). */
+  userOlder: Topic | undefined = undefined;
+  userNewer: Topic | undefined = undefined;
   /**
    * Free for the broker: what the subscriptions matching this topic were
    * when `cacheGeneration` was current.
@@ -76,6 +79,35 @@ export class Topic {
     this.name = name;
     this.node = node;
   }
+}
+
+/** One user's topics (see topic_shares.ts): how many, their bytes, least recently active first. */
+export interface UserTopics {
+  readonly user: string;
+  topics: number;
+  bytes: number;
+  oldest: Topic | undefined;
+  newest: Topic | undefined;
+}
+
+/** Makes `topic` the most recently active of `made`'s (it is not in the list). */
+export function userAppend(made: UserTopics, topic: Topic): void {
+  topic.made = made;
+  topic.userOlder = made.newest;
+  topic.userNewer = undefined;
+  if (made.newest === undefined) made.oldest = topic;
+  else made.newest.userNewer = topic;
+  made.newest = topic;
+}
+
+/** Takes `topic` out of its user's list. */
+export function userUnlink(topic: Topic): void {
+  const made = topic.made!;
+  if (topic.userOlder === undefined) made.oldest = topic.userNewer;
+  else topic.userOlder.userNewer = topic.userNewer;
+  if (topic.userNewer === undefined) made.newest = topic.userOlder;
+  else topic.userNewer.userOlder = topic.userOlder;
+  topic.userOlder = topic.userNewer = undefined;
 }
 
 /**
@@ -247,6 +279,11 @@ export class TopicTree {
   /** Records activity on a topic: it becomes the most recently active. */
   touch(topic: Topic, now: number): void {
     topic.lastActive = now;
+    const made = topic.made;
+    if (made !== undefined && made.newest !== topic) {
+      userUnlink(topic);
+      userAppend(made, topic);
+    }
     if (this.#newest === topic) {
       // Active now: what is restored later goes before it.
       if (topic === this.#restoredNewest) this.#restoredNewest = topic.older;
