@@ -20,9 +20,11 @@
  * Near the limits, a new topic of a user past its share takes the place of
  * that user's own least recently active topic (one holding no retained
  * value first, never one holding another user's): the user's count never
- * grows past what it holds, and is brought back to its share as other
- * users' new topics at the limits forget the least recently active. It is
- * refused (OVERLOADED) only when nothing of its own may go.
+ * grows past what it holds; and each new topic of a user within its share
+ * forgets one (holding no user's value) of the user furthest past its share,
+ * until it is back within it, so the room one user took alone comes back to
+ * the others (a limit of `--max-memory` is not one the tree evicts at). It
+ * is refused (OVERLOADED) only when nothing of its own may go.
  *
  * And the limits never
  * forget a topic holding a user's retained value for another user's new
@@ -102,14 +104,11 @@ export class TopicShares {
     const held = user === TOKEN_USER ? undefined : user;
     const cost = TOPIC_BYTES + name.length;
     let made = held === undefined ? undefined : this.#made.get(held);
-    if (
-      made !== undefined &&
-      (made.topics >= this.perUser || made.bytes + cost > this.perUserBytes) &&
-      (topics.size + 1 > this.#roomTopics || topics.bytes + cost > this.#roomBytes)
-    ) {
+    const near = topics.size + 1 > this.#roomTopics || topics.bytes + cost > this.#roomBytes;
+    if (near && made !== undefined && this.#over(made, 1, cost)) {
       this.#replaceOwn(made, topics, cost);
       made = this.#made.get(made.user);
-    }
+    } else if (near && held !== undefined) this.#takeBack(topics, held);
     const topic = topics.create(name, now);
     if (held !== undefined) {
       if (made === undefined) {
@@ -153,6 +152,38 @@ export class TopicShares {
       this.forget(topics, victim);
       this.replaced++;
       this.onEvicted();
+    }
+  }
+
+  /** Whether `made` with `topics` and `bytes` more is past its share. */
+  #over(made: UserTopics, topics: number, bytes: number): boolean {
+    return made.topics + topics > this.perUser || made.bytes + bytes > this.perUserBytes;
+  }
+
+  /**
+   * For a new topic of `user` (within its share) near the tree's limits:
+   * forgets the least recently active topic holding no user's value of the
+   * user furthest past its share, if any, so that the room it took alone
+   * comes back to the others (hostile review 34 Z10: a limit of
+   * `--max-memory` is not one the tree evicts at).
+   */
+  #takeBack(topics: TopicTree, user: string): void {
+    let most: UserTopics | undefined;
+    let past = 1;
+    for (const made of this.#made.values()) {
+      const by = Math.max(made.topics / this.perUser, made.bytes / this.perUserBytes);
+      if (by > past && made.user !== user) [most, past] = [made, by];
+    }
+    if (most === undefined) return;
+    let n = 0;
+    for (let t = most.oldest; t !== undefined && n < SPARED_PER_TOPIC; t = t.userNewer, n++) {
+      if (t.retained === undefined || t.retainedBy === undefined) {
+        this.clearRetained(t);
+        this.forget(topics, t);
+        this.replaced++;
+        this.onEvicted();
+        return;
+      }
     }
   }
 
