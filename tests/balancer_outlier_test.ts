@@ -11,6 +11,7 @@ import {
   backendsOf,
   connectTo,
   eventually,
+  roundRobinOver,
   startBalancer,
   startServers,
   stopAll,
@@ -256,19 +257,11 @@ async function failingBeside(fails: (task: number) => boolean) {
       return p.a + p.b;
     },
   });
-  const lb = await startBalancer([], [
-    "--backends",
-    `${servers[0].address},127.0.0.1:${failing.addr.port}`,
-    "--policy",
-    "round-robin",
+  const { lb, client } = await roundRobinOver([
+    servers[0].address,
+    `127.0.0.1:${failing.addr.port}`,
   ]);
-  const client = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(client)).every((b) => b.state === "up"),
-      3000,
-      "both backends up",
-    );
     const outcomes = new Map<string, number>();
     for (let i = 0; i < 400; i++) {
       const code = await client.call("add", { a: i, b: 1 }).then(

@@ -10,8 +10,8 @@ import { CallTable } from "../wire/calls.ts";
 import { dial, DistError, jsonCodec, listen, msgpackCodec, type Peer } from "../wire/mod.ts";
 import {
   backendsOf,
-  connectTo,
   eventually,
+  roundRobinOver,
   startBalancer,
   startServers,
   stopAll,
@@ -83,19 +83,11 @@ Deno.test("a backend writing answers to requests never sent is closed and taken 
       return p.a + p.b;
     },
   });
-  const lb = await startBalancer([], [
-    "--backends",
-    `${servers[0].address},127.0.0.1:${strays.addr.port}`,
-    "--policy",
-    "round-robin",
+  const { lb, client } = await roundRobinOver([
+    servers[0].address,
+    `127.0.0.1:${strays.addr.port}`,
   ]);
-  const client = await connectTo(lb.address);
   try {
-    await eventually(
-      async () => (await backendsOf(client)).every((b) => b.state === "up"),
-      3000,
-      "both backends up",
-    );
     let ok = 0;
     for (let i = 0; i < 100; i++) {
       const r = await client.call("add", { a: i, b: 1 }).catch((e) => (e as DistError).code);

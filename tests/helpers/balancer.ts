@@ -192,3 +192,26 @@ export function newJob<T extends object>(fields: T): Job & T {
     ...fields,
   };
 }
+
+/**
+ * A balancer spreading requests round-robin over `backends` (addresses) and
+ * a client of it, once every backend is up; both stopped if that never comes.
+ */
+export async function roundRobinOver(
+  backends: string[],
+): Promise<{ lb: BalancerProcess; client: Peer }> {
+  const lb = await startBalancer([], ["--backends", backends.join(","), "--policy", "round-robin"]);
+  const client = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () => (await backendsOf(client)).every((b) => b.state === "up"),
+      3000,
+      "every backend up",
+    );
+  } catch (err) {
+    client.close();
+    await lb.stop();
+    throw err;
+  }
+  return { lb, client };
+}
