@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { BrokerCore } from "../roles/broker/mod.ts";
 import { NODE_BYTES, TOPIC_BYTES } from "../roles/broker/topics.ts";
 import { PLACE_PER_TURN } from "../roles/broker/durable.ts";
+import { placeRestored, restoreRetained } from "../roles/broker/restore.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { dial } from "../wire/mod.ts";
 import { waitUntil } from "./helpers/binder.ts";
@@ -25,7 +26,7 @@ function core(options: Partial<ConstructorParameters<typeof BrokerCore>[0]> = {}
 /** `/site{s}/dev{d}/temp` for s < sites, d < devices: value `{s, d}`. */
 function restoreGrid(c: BrokerCore, sites: number, devices: number): void {
   for (let d = 0; d < devices; d++) {
-    for (let s = 0; s < sites; s++) c.restoreRetained(`/site${s}/dev${d}/temp`, { s, d }, 1000);
+    for (let s = 0; s < sites; s++) restoreRetained(c, `/site${s}/dev${d}/temp`, { s, d }, 1000);
   }
 }
 
@@ -64,7 +65,7 @@ Deno.test("restored topics: a subscribe in the middle of the build gets each val
   const c = core();
   restoreGrid(c, 4, 3000);
   // Part of the build done (as after a few turns), and a publish to a waiting topic meanwhile.
-  assert.equal(c.placeRestored(PLACE_PER_TURN), true);
+  assert.equal(placeRestored(c, PLACE_PER_TURN), true);
   assert.ok(c.topics.unplaced > 0 && c.topics.unplaced < 12_000);
   c.publish("/site2/dev5/temp", "newer");
   c.publish("/site9/new", "made after the start");
@@ -78,11 +79,11 @@ Deno.test("restored topics: a subscribe in the middle of the build gets each val
   sink.stalled = true;
   const c2 = core();
   restoreGrid(c2, 4, 3000);
-  c2.placeRestored(100);
+  placeRestored(c2, 100);
   const s = c2.subscribe(sink, { topic: "/site1" }).sub;
   s.release();
   assert.ok(sink.written.length < 3000, "the snapshot waits for the subscriber");
-  while (c2.placeRestored(PLACE_PER_TURN));
+  while (placeRestored(c2, PLACE_PER_TURN));
   sink.drain();
   await waitUntil(() => !s.snapshotting, "the snapshot sent", 5000);
   const topics = sink.written.map((d) => d.topic);
@@ -93,7 +94,7 @@ Deno.test("restored topics: a subscribe in the middle of the build gets each val
 Deno.test("restored topics: a subscription to / reads the index and waits for no build", async () => {
   const c = core();
   restoreGrid(c, 4, 2000);
-  c.placeRestored(100);
+  placeRestored(c, 100);
   c.publish("/$sys/x", "hidden from /");
   const sink = new FakeSink();
   sink.size = 64 * 1024; // a few hundred deliveries fill the subscriber's budget
@@ -106,7 +107,7 @@ Deno.test("restored topics: a subscription to / reads the index and waits for no
   answer.sub.release();
   assert.ok(sink.written.length < 8000, "the snapshot waits for the subscriber");
   // The build goes on, and a value changes, while the snapshot is under way.
-  while (c.placeRestored(PLACE_PER_TURN));
+  while (placeRestored(c, PLACE_PER_TURN));
   c.publish("/site0/dev1999/temp", "changed");
   sink.drain();
   await waitUntil(() => !answer.sub.snapshotting, "the snapshot sent", 5000);
@@ -142,7 +143,7 @@ Deno.test("restored topics: bytes count what exists, and equal a tree built by p
   let names = 0;
   for (let d = 0; d < 40; d++) for (let s = 0; s < 5; s++) names += `/site${s}/dev${d}/temp`.length;
   assert.equal(flat, 200 * TOPIC_BYTES + names, "no nodes yet: the topics and their names");
-  while (restored.placeRestored(7));
+  while (placeRestored(restored, 7));
   const published = core();
   for (let d = 0; d < 40; d++) {
     for (let s = 0; s < 5; s++) published.publish(`/site${s}/dev${d}/temp`, { s, d });
@@ -155,13 +156,13 @@ Deno.test("restored topics: max-topic-bytes holds once the nodes are made (oldes
   const probe = core();
   restoreGrid(probe, 2, 500);
   const flat = probe.topics.bytes;
-  while (probe.placeRestored(PLACE_PER_TURN));
+  while (placeRestored(probe, PLACE_PER_TURN));
   // Between what the topics count flat and what they count with their nodes.
   const budget = Math.floor((flat + probe.topics.bytes) / 2);
   const c = core({ maxTopicBytes: budget });
   restoreGrid(c, 2, 500);
   assert.equal(c.topics.size, 1000, "flat, all fit");
-  while (c.placeRestored(64));
+  while (placeRestored(c, 64));
   assert.ok(c.topics.bytes <= budget, `${c.topics.bytes} within ${budget}`);
   assert.ok(c.topicsEvicted > 0);
   assert.equal(c.topics.size + c.topicsEvicted, 1000);
@@ -177,7 +178,7 @@ Deno.test("restored topics: max-topics forgets waiting topics, which are then ne
   restoreGrid(c, 2, 100);
   assert.equal(c.topics.size, 150);
   assert.equal(c.topicsEvicted, 50);
-  while (c.placeRestored(PLACE_PER_TURN));
+  while (placeRestored(c, PLACE_PER_TURN));
   assert.equal(c.topics.unplaced, 0);
   assert.equal((await snapshot(c, "/")).size, 150);
   assert.equal(c.listTopics("/").topics.length, 150);

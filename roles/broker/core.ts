@@ -25,6 +25,7 @@ import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts"
 import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
 import { refuseSystemTopic, type Topic, TopicTree } from "./topics.ts";
 import { TopicLister, type TopicListing } from "./topic_list.ts";
+import { placeUnder } from "./restore.ts";
 import { checkGroup, checkPolicy, checkValue, keptForm, valueBytes } from "./values.ts";
 import type { BrokerCoreOptions, PublishResult } from "./core_types.ts";
 import type { Subscribed, SubscribeRequest } from "./core_types.ts";
@@ -261,49 +262,6 @@ export class BrokerCore {
   }
 
   /**
-   * Puts back a retained value read from the data file at start: the topic
-   * is made (as a publish would, within the topic limits) and the value
-   * retained within the budget; no subscription covers it yet (one made
-   * while the file is read reads back what it covers first: TopicTree.need),
-   * so nothing is delivered. A topic the tree holds takes the value given.
-   * @param updatedAt when it was set (epoch seconds)
-   */
-  restoreRetained(name: string, value: unknown, updatedAt: number, unique = false): void {
-    // `unique`: no other row can name it (a key stored normalised), so no lookup first.
-    const topic = unique ? undefined : this.topics.peek(name);
-    // A row of MessagePack read back decoded is kept as MessagePack again (see keptForm).
-    value = keptForm(value, true);
-    const bytes = name.length + valueBytes(value);
-    if (topic !== undefined) {
-      this.retained.set(topic, value, bytes, updatedAt);
-      return;
-    }
-    // Flat: placed in the tree later (placeRestored) or when a walk needs it. Older than what
-    // was set since the start, in both orders; the limits then hold (this topic may go first).
-    const restored = this.topics.restore(name, updatedAt);
-    this.retained.restore(restored, value, bytes, updatedAt);
-    this.topicShares.makeRoom(this.topics);
-  }
-
-  /**
-   * Places up to `n` restored topics in the tree (a slice of the build that
-   * follows a restart), then keeps the tree within its limits (its nodes
-   * count as they are made); returns whether any are left to place.
-   */
-  placeRestored(n: number): boolean {
-    const left = this.topics.placeSome(n);
-    this.topicShares.makeRoom(this.topics);
-    return left;
-  }
-
-  /** Places the restored topics a walk of `segments` may meet (see TopicTree.placeUnder). */
-  #placeUnder(segments: readonly string[]): void {
-    if (this.topics.unplaced === 0) return;
-    this.topics.placeUnder(segments);
-    this.topicShares.makeRoom(this.topics);
-  }
-
-  /**
    * Adds a subscription, held: the front end answers the subscribe, then
    * calls `sub.release()`, and the retained value of every existing topic
    * it covers goes out first (not to queue groups, which share live
@@ -334,7 +292,7 @@ export class BrokerCore {
     // What it covers read back first, if the data file is still being read.
     this.topics.need(segments);
     // The whole tree is read from the index while restored topics wait: no wait for the build.
-    if (!wholeTree(this.topics, segments, sub.exact)) this.#placeUnder(segments);
+    if (!wholeTree(this.topics, segments, sub.exact)) placeUnder(this, segments);
     const covered = coverage(this.topics, segments, { ...request, exact: sub.exact });
     if (group === undefined) {
       const snapshot = covered.snapshot(this.messagesIn, this.#retainedCounted);
@@ -384,7 +342,7 @@ export class BrokerCore {
     const segments = topicSegments(pattern);
     const from = after === undefined ? undefined : normalizeTopic(after);
     this.topics.need(segments);
-    this.#placeUnder(segments);
+    placeUnder(this, segments);
     const list = { prefix: pattern, pattern: segments, limit, after: from, bytes };
     return this.#lister.list(this.topics.root, this.subscriptions, list, owner);
   }

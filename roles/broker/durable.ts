@@ -46,6 +46,7 @@ import {
 import { DistError } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
+import { placeRestored, restoreRetained } from "./restore.ts";
 import type { Topic, TopicSource } from "./topics.ts";
 
 /**
@@ -266,7 +267,7 @@ export class DurableBroker implements TopicSource {
   /** The restored topics' branches, a slice per turn (a walk that needs some places them itself). */
   readonly #placeOn = (): void => {
     if (this.#core.topics.unplaced === 0) this.#timer = undefined;
-    else this.#next(() => this.#core.placeRestored(PLACE_PER_TURN) ? this.#placeOn() : undefined);
+    else this.#next(() => placeRestored(this.#core, PLACE_PER_TURN) ? this.#placeOn() : undefined);
   };
 
   #next(step: () => void): void {
@@ -319,7 +320,7 @@ export class DurableBroker implements TopicSource {
       if (!Number.isFinite(at)) throw new Error("bad time");
       this.#quiet = name;
       try {
-        core.restoreRetained(name, value, at, true);
+        restoreRetained(core, name, value, at, true);
       } finally {
         this.#quiet = undefined;
       }
