@@ -19,6 +19,7 @@ export {
   type Deferred,
   FSYNC_MODES,
   type FsyncMode,
+  type Owned,
   type Row,
   type StoreCounters,
   type StoreOptions,
@@ -90,7 +91,7 @@ export interface Opened {
 export function openDataDir(
   dir: string,
   file: string,
-  options: DataFileOptions & { tables: readonly string[] },
+  options: DataFileOptions & { tables: readonly string[]; owned?: readonly string[] },
 ): Opened {
   const data = DataDir.open(dir);
   let store: Store;

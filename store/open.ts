@@ -13,7 +13,7 @@ const APPLICATION_ID = 0x64697374;
 /** Opens the file, sets it up and checks it: any problem throws. */
 export function openChecked(
   path: string,
-  options: Pick<StoreOptions, "fsync" | "tables">,
+  options: Pick<StoreOptions, "fsync" | "tables" | "owned">,
 ): DatabaseSync {
   const db = new DatabaseSync(path);
   try {
@@ -39,10 +39,12 @@ export function openChecked(
     }
     if (app === 0) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
     for (const table of options.tables) {
+      const owned = options.owned?.includes(table) === true;
       db.exec(
         `CREATE TABLE IF NOT EXISTS ${quoteName(table)} ` +
-          `(k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL)`,
+          `(k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL${owned ? ", owner TEXT" : ""})`,
       );
+      if (owned) addOwners(db, table);
     }
     return db;
   } catch (err) {
@@ -53,6 +55,17 @@ export function openChecked(
     }
     const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
     throw new Error(why, { cause: err });
+  }
+}
+
+/**
+ * Gives `table` its owner column if it was made without one (by a version
+ * without owners): its rows then have none (NULL). Only the schema changes.
+ */
+function addOwners(db: DatabaseSync, table: string): void {
+  const columns = db.prepare(`PRAGMA table_info(${quoteName(table)})`).all() as { name: string }[];
+  if (!columns.some((c) => c.name === "owner")) {
+    db.exec(`ALTER TABLE ${quoteName(table)} ADD COLUMN owner TEXT`);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Reading a data file's tables back (committed rows only: pending writes
  * are the Store's): a page of rows at a time in the order stored, one key,
- * or a range of keys. Used by `store.ts` (`Store.rows`, `Store.reads`).
+ * or a range of keys; each row with its owner in a table with owners. Used by `store.ts` (`Store.rows`, `Store.reads`).
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { quoteName } from "./open.ts";
@@ -20,16 +20,26 @@ export class TableReads {
   readonly #path: string;
   readonly #tables = new Map<string, Statements>();
 
-  constructor(db: DatabaseSync, path: string, tables: readonly string[]) {
+  /** The columns read of each table: its owner too, in a table with owners. */
+  readonly #columns = new Map<string, string>();
+
+  constructor(
+    db: DatabaseSync,
+    path: string,
+    tables: readonly string[],
+    owned: readonly string[] = [],
+  ) {
     this.#db = db;
     this.#path = path;
     for (const table of tables) {
+      const columns = owned.includes(table) ? "rowid, k, v, owner" : "rowid, k, v";
+      this.#columns.set(table, columns);
       // all() of a page is several times faster than iterate() row by row; rowid order reads
       // the table as it lies (key order went through the key index, a lookup per row: 7 times
       // slower on 100,000 rows).
       this.#tables.set(table, {
         page: arrays(db.prepare(
-          `SELECT rowid, k, v FROM ${quoteName(table)} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+          `SELECT ${columns} FROM ${quoteName(table)} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
         )),
       });
     }
@@ -46,9 +56,16 @@ export class TableReads {
 
   /** The value of `key` in `table`, if any. */
   read(table: string, key: string): Value | undefined {
+    return this.row(table, key)?.[2];
+  }
+
+  /** The row of `key` in `table` (its owner too, in a table with owners), if any. */
+  row(table: string, key: string): Row | undefined {
     const s = this.#statements(table);
-    s.get ??= arrays(this.#db.prepare(`SELECT v FROM ${quoteName(table)} WHERE k = ?`));
-    return (s.get.get(key) as unknown as [Value] | undefined)?.[0];
+    s.get ??= arrays(
+      this.#db.prepare(`SELECT ${this.#columns.get(table)} FROM ${quoteName(table)} WHERE k = ?`),
+    );
+    return s.get.get(key) as unknown as Row | undefined;
   }
 
   /**
@@ -60,7 +77,8 @@ export class TableReads {
   under(table: string, key: string, limit: number): Row[] {
     const s = this.#statements(table);
     s.range ??= arrays(this.#db.prepare(
-      `SELECT rowid, k, v FROM ${quoteName(table)} WHERE k >= ? AND k < ? ORDER BY k LIMIT ?`,
+      `SELECT ${this.#columns.get(table)} FROM ${quoteName(table)} ` +
+        "WHERE k >= ? AND k < ? ORDER BY k LIMIT ?",
     ));
     return s.range.all(key, `${key}0`, limit) as unknown as Row[];
   }

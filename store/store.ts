@@ -33,7 +33,10 @@ import { openOrMoveAside, quoteName, syncDirectory } from "./open.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
 import { TableReads } from "./reads.ts";
-import type { Deferred, FsyncMode, StoreCounters, StoreOptions, Value } from "./types.ts";
+import type { Deferred, FsyncMode, Owned, StoreCounters, StoreOptions, Value } from "./types.ts";
+
+/** A write as pending: a value (owned or not), one made at commit, or a delete (null). */
+type Written = Value | Owned | Deferred | null;
 
 /** Most writes in one batch: past this many a commit runs at once. */
 export const MAX_BATCH = 20_000;
@@ -52,6 +55,8 @@ interface Waiter {
 interface Statements {
   put: StatementSync;
   del: StatementSync;
+  /** A table with owners' put of a value and its owner. */
+  putOwned: StatementSync | undefined;
 }
 
 /** Rows read at a time by {@link Store.rows}. */
@@ -73,7 +78,7 @@ export class Store {
   /** Reads of what is committed (what is pending: {@link isPending}). */
   readonly reads: TableReads;
   /** Pending writes by table and key (null: a delete), in the order first written. */
-  #pending = new Map<string, Map<string, Value | Deferred | null>>();
+  #pending = new Map<string, Map<string, Written>>();
   #pendingCount = 0;
   /**
    * Writes made so far; how many of them are in SQLite (or were failed);
@@ -112,10 +117,13 @@ export class Store {
       this.#tables.set(table, {
         put: this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
         del: this.#db.prepare(`DELETE FROM ${t} WHERE k = ?`),
+        putOwned: options.owned?.includes(table)
+          ? this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v, owner) VALUES (?, ?, ?)`)
+          : undefined,
       });
       this.#pending.set(table, new Map());
     }
-    this.reads = new TableReads(this.#db, path, options.tables);
+    this.reads = new TableReads(this.#db, path, options.tables, options.owned ?? []);
   }
 
   /** Every row of `table` as committed (pending writes are not seen), in the order stored. */
@@ -135,8 +143,11 @@ export class Store {
     return this.#pendingCount > 0 && this.#pending.get(table)?.has(key) === true;
   }
 
-  /** Sets `key` of `table` (durable once {@link commit} resolves). */
-  put(table: string, key: string, value: Value | Deferred): void {
+  /**
+   * Sets `key` of `table` (durable once {@link commit} resolves), with its
+   * owner when given as {@link Owned} (kept in a table with owners only).
+   */
+  put(table: string, key: string, value: Value | Owned | Deferred): void {
     this.#write(table, key, value);
   }
 
@@ -208,7 +219,7 @@ export class Store {
     return s;
   }
 
-  #write(table: string, key: string, value: Value | Deferred | null): void {
+  #write(table: string, key: string, value: Written): void {
     if (this.#closed) throw new DistError("UNAVAILABLE", "Store closed");
     const ops = this.#pending.get(table);
     if (ops === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
@@ -248,7 +259,10 @@ export class Store {
           for (const [key, written] of ops) {
             const value = typeof written === "function" ? written() : written;
             if (value === null) s.del.run(key);
-            else s.put.run(key, value);
+            else if (typeof value === "string" || value instanceof Uint8Array) {
+              s.put.run(key, value);
+            } else if (s.putOwned !== undefined) s.putOwned.run(key, value.value, value.owner);
+            else s.put.run(key, value.value);
           }
         }
         this.#db.exec("COMMIT");
@@ -354,7 +368,7 @@ export class Store {
   }
 
   /** Rolls back, keeps the batch's writes pending (behind newer ones), and says why. */
-  #failed(err: unknown, batch: Map<string, Map<string, Value | Deferred | null>>): Error {
+  #failed(err: unknown, batch: Map<string, Map<string, Written>>): Error {
     try {
       this.#db.exec("ROLLBACK");
     } catch {

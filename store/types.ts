@@ -8,19 +8,34 @@ export const FSYNC_MODES: readonly FsyncMode[] = ["always", "batch", "off"];
 /** A value as stored. */
 export type Value = string | Uint8Array;
 
-/** A row as read back a page at a time (see `reads.ts`): rowid, key, value. */
-export type Row = [number, string, Value];
+/**
+ * A row as read back a page at a time (see `reads.ts`): rowid, key, value,
+ * and in a table with owners ({@link StoreOptions.owned}) its owner (null: none).
+ */
+export type Row = [number, string, Value, (string | null)?];
+
+/** A value and who owns it, for a table with owners ({@link StoreOptions.owned}). */
+export interface Owned {
+  value: Value;
+  owner: string;
+}
 
 /**
  * A value made when committed, not when written: a key written many times
  * in one turn is encoded once, as it is then (null: delete it).
  */
-export type Deferred = () => Value | null;
+export type Deferred = () => Value | Owned | null;
 
 export interface StoreOptions {
   fsync: FsyncMode;
   /** The tables the file holds (created when missing). */
   tables: readonly string[];
+  /**
+   * Those of `tables` whose rows may have an owner beside the value (a
+   * column `owner`, NULL for none; added to a table made without it, whose
+   * rows then have none).
+   */
+  owned?: readonly string[];
   /** When the file cannot be opened: move it aside (`FILE.corrupt-TIME`) and start empty. */
   moveCorruptAside?: boolean;
   /** Told when a corrupt file was moved aside, and of failed commits (once per failure run). */

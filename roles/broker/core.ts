@@ -198,9 +198,10 @@ export class BrokerCore {
         // A decoded value's deliveries share that encoding (an encoded one's, its borrowed bytes).
         if (decoded) value = kept;
         const bytes = topic.name.length + valueBytes(kept);
+        // Its user before it is set: the data file may write the row at once (--fsync always).
+        topic.retainedBy = owner;
         const outcome = this.retained.set(topic, kept, bytes, now, owner);
         if (outcome === "too_large") this.retainedTooLarge++;
-        else topic.retainedBy = owner;
       }
     }
     // Behind a publish of the same publisher that waits, or too large a match to make now.

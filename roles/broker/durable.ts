@@ -9,7 +9,13 @@
  * A value that came as JSON text is kept as that text (a row of TEXT:
  * `SECONDS JSON`); any other (from MessagePack: binary, dates) as
  * MessagePack of `[seconds, value]` (a BLOB), a value that came as
- * MessagePack bytes (the fast path) wrapped as it came, not decoded.
+ * MessagePack bytes (the fast path) wrapped as it came, not decoded. Its
+ * user (who retained it, under `--users` or a client certificate; the
+ * shared token's holders are `token`) is the row's `owner` column, NULL
+ * for no one, and is its user's again when read back: that user's pool
+ * and share of the budget, and other users' new topics pass it over (see
+ * RetainedStore, topic_shares.ts). A file made before the column existed
+ * gets it when opened (only the schema changes: its rows have no owner).
  *
  * At start the first {@link READ_BEFORE_LISTEN} rows are read back before
  * the port opens, and the rest after it, a page per turn of the event loop
@@ -39,6 +45,7 @@ import {
   type FsyncMode,
   openDataDir,
   type Opened,
+  type Owned,
   type Row,
   type StoreCounters,
   type Value,
@@ -132,7 +139,7 @@ export class DurableBroker implements TopicSource {
    * @throws {UsageError} as {@link openDataDir} does
    */
   constructor(core: BrokerCore, dir: string, options: DurableOptions) {
-    this.#opened = openDataDir(dir, BROKER_FILE, { tables: TABLES, ...options });
+    this.#opened = openDataDir(dir, BROKER_FILE, { tables: TABLES, owned: TABLES, ...options });
     this.#core = core;
     this.#options = options;
     const store = this.#opened.store;
@@ -194,13 +201,13 @@ export class DurableBroker implements TopicSource {
     if (name.length > MAX_TOPIC_LENGTH || !NORMAL_TOPIC.test(name)) return;
     const store = this.#opened.store;
     if (store.isPending(RETAINED, name)) return;
-    let row: Value | undefined;
+    let row: Row | undefined;
     try {
-      row = store.reads.read(RETAINED, name);
+      row = store.reads.row(RETAINED, name);
     } catch (err) {
       throw this.#unreadableFile(err);
     }
-    if (row !== undefined) this.#restore(name, row);
+    if (row !== undefined) this.#restore(name, row[2], row[3]);
   }
 
   /** TopicSource: reads back the rows under the pattern's prefix, or all of them. */
@@ -222,7 +229,7 @@ export class DurableBroker implements TopicSource {
     } catch (err) {
       throw this.#unreadableFile(err);
     }
-    for (const row of rows) this.#restore(row[1], row[2]);
+    for (const row of rows) this.#restore(row[1], row[2], row[3]);
   }
 
   /**
@@ -234,7 +241,7 @@ export class DurableBroker implements TopicSource {
     while (this.#after !== undefined && n > 0) {
       const limit = Math.min(n, READ_ALL_PAGE);
       const rows = store.reads.page(RETAINED, this.#after, limit);
-      for (const row of rows) this.#restore(row[1], row[2]);
+      for (const row of rows) this.#restore(row[1], row[2], row[3]);
       n -= rows.length;
       if (rows.length < limit) {
         this.#stopReading();
@@ -299,7 +306,7 @@ export class DurableBroker implements TopicSource {
    * Puts one row back, unless memory holds a newer state of its topic (the
    * topic, or a write of it not committed yet); an unreadable row is dropped.
    */
-  #restore(key: string, row: Value): void {
+  #restore(key: string, row: Value, owner: string | null | undefined): void {
     const core = this.#core;
     const store = this.#opened.store;
     try {
@@ -320,7 +327,9 @@ export class DurableBroker implements TopicSource {
       if (!Number.isFinite(at)) throw new Error("bad time");
       this.#quiet = name;
       try {
-        restoreRetained(core, name, value, at, true);
+        // (A value of no one has NULL; anything but a name would be the file's damage.)
+        const by = typeof owner === "string" && owner !== "" ? owner : undefined;
+        restoreRetained(core, name, value, at, true, by);
       } finally {
         this.#quiet = undefined;
       }
@@ -332,8 +341,15 @@ export class DurableBroker implements TopicSource {
   }
 }
 
-/** The topic's retained value as a row, or null once it has none. */
-function encodeRow(topic: Topic): string | Uint8Array | null {
+/** The topic's retained value as a row, with its user if it has one; null once it has none. */
+function encodeRow(topic: Topic): Value | Owned | null {
+  const value = encodeValue(topic);
+  const owner = topic.retainedBy;
+  return value === null || owner === undefined ? value : { value, owner };
+}
+
+/** The topic's retained value as stored, or null once it has none. */
+function encodeValue(topic: Topic): Value | null {
   const value = topic.retained;
   if (value === undefined) return null;
   if (value instanceof RawJson) return `${topic.retainedAt} ${value.text}`;

@@ -23,6 +23,8 @@ export interface Restorable {
  * retained within the budget; no subscription covers it yet (one made
  * while the file is read reads back what it covers first: TopicTree.need),
  * so nothing is delivered. A topic the tree holds takes the value given.
+ * The value is `owner`'s (the user whose publish set it; none: no one in
+ * particular), as it was before the restart (see RetainedStore).
  * @param updatedAt when it was set (epoch seconds)
  * @param unique no other row can name it (a key stored normalised): no lookup first
  */
@@ -32,19 +34,24 @@ export function restoreRetained(
   value: unknown,
   updatedAt: number,
   unique = false,
+  owner?: string,
 ): void {
   const topic = unique ? undefined : core.topics.peek(name);
   // A row of MessagePack read back decoded is kept as MessagePack again (see keptForm).
   value = keptForm(value, true);
   const bytes = name.length + valueBytes(value);
   if (topic !== undefined) {
-    core.retained.set(topic, value, bytes, updatedAt);
+    topic.retainedBy = owner; // (its user, before the data file may write the row: see durable.ts)
+    core.retained.set(topic, value, bytes, updatedAt, owner);
     return;
   }
   // Flat: placed in the tree later (placeRestored) or when a walk needs it. Older than what
   // was set since the start, in both orders; the limits then hold (this topic may go first).
   const restored = core.topics.restore(name, updatedAt);
-  core.retained.restore(restored, value, bytes, updatedAt);
+  // Its user's again: in that user's pool and share, and passed over for other users' new
+  // topics as a live one is (topic_shares.ts).
+  restored.retainedBy = owner;
+  core.retained.restore(restored, value, bytes, updatedAt, owner);
   core.topicShares.makeRoom(core.topics);
 }
 

@@ -9,9 +9,11 @@
  * loses its least recently updated value: one user's retained flood evicts
  * that user's values, not another's (hostile review H17), as long as the
  * others hold less than it. Values of no one in particular (authentication
- * off, read back from a file, wills) are one pool, the only one without
- * authentication. And a user's pool has a share of the budget (`perOwner`:
- * the broker gives each user an eighth, as of the topics: topic_shares.ts),
+ * off, wills, read back from a data file that kept no user) are one pool,
+ * the only one without authentication; a value read back from a file that
+ * kept its user (durable.ts) is that user's again. And a user's pool has a
+ * share of the budget (`perOwner`: the broker gives each user an eighth, as
+ * of the topics: topic_shares.ts),
  * past which that user's own least recently updated values go: one user
  * could otherwise hold the whole budget (and what `--max-memory` counts of
  * it), so that any value another user retained then evicted one of its.
@@ -49,6 +51,16 @@ interface Pool<K> {
   oldest: K | undefined;
   newest: K | undefined;
   bytes: number;
+  /**
+   * The newest value put back by {@link RetainedStore.restore}: the next
+   * goes just after it, so values read back from a file stay older than
+   * every value set since the start (see restore).
+   */
+  restored: K | undefined;
+}
+
+function newPool<K>(): Pool<K> {
+  return { oldest: undefined, newest: undefined, bytes: 0, restored: undefined };
 }
 
 export class RetainedStore<K extends RetainedHolder<K>> {
@@ -61,18 +73,11 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   #count = 0;
   #evicted = 0;
   /** The values of no one in particular (see the module comment). */
-  readonly #shared: Pool<K> = { oldest: undefined, newest: undefined, bytes: 0 };
+  readonly #shared: Pool<K> = newPool();
   /** Each owner's values, while it has some. */
   readonly #owned = new Map<string, Pool<K>>();
   /** Whose each owned value is (a value of no one is not here). */
   readonly #ownerOf = new Map<K, string>();
-  /**
-   * The newest value put back by {@link restore}: the next goes just after
-   * it, so values read back from a file stay older than every value set
-   * since the start (see restore).
-   */
-  #restoredNewest: K | undefined;
-
   readonly #onChange: ((holder: K, delta: 1 | -1) => void) | undefined;
   /** Told of every value set or cleared (evictions too): the data file's hook. */
   onWrite: ((holder: K) => void) | undefined;
@@ -150,7 +155,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
       } else {
         pool.bytes += cost;
         // Newest already, but set now: what is put back later goes before it.
-        if (holder === this.#restoredNewest) this.#restoredNewest = holder.retainedOlder;
+        if (holder === pool.restored) pool.restored = holder.retainedOlder;
       }
     }
     this.onWrite?.(holder);
@@ -165,25 +170,27 @@ export class RetainedStore<K extends RetainedHolder<K>> {
   }
 
   /**
-   * Puts back a value read from a data file (`holder` has none), a value of
-   * no one in particular: as {@link set}, but placed in the update order
-   * after the values put back before it and before every value set since
-   * the start, which are newer whatever order the file is read in. Past the
-   * budget values go, as for set (`holder` too, when it is the oldest).
+   * Puts back a value read from a data file (`holder` has none), of `owner`
+   * (none: no one in particular): as {@link set}, but placed in its pool's
+   * update order after the values put back before it and before every
+   * value set since the start, which are newer whatever order the file is
+   * read in. Past the budget, or past its user's share, values go as for
+   * set (`holder` too, when it is the oldest).
    */
-  restore(holder: K, value: unknown, bytes: number, at: number): RetainOutcome {
+  restore(holder: K, value: unknown, bytes: number, at: number, owner?: string): RetainOutcome {
     const cost = bytes + ENTRY_OVERHEAD;
-    if (cost > this.budget || holder.retained !== undefined) {
-      return this.set(holder, value, bytes, at);
+    const share = owner === undefined || owner === TOKEN_USER ? Infinity : this.perOwner;
+    if (cost > this.budget || cost > share || holder.retained !== undefined) {
+      return this.set(holder, value, bytes, at, owner);
     }
-    const pool = this.#shared;
+    const pool = this.#pool(owner);
     holder.retained = value;
     holder.retainedBytes = cost;
     holder.retainedAt = at;
     this.#count++;
     this.#bytes += cost;
     pool.bytes += cost;
-    const before = this.#restoredNewest;
+    const before = pool.restored;
     const after = before === undefined ? pool.oldest : before.retainedNewer;
     holder.retainedOlder = before;
     holder.retainedNewer = after;
@@ -191,9 +198,15 @@ export class RetainedStore<K extends RetainedHolder<K>> {
     else pool.oldest = holder;
     if (after !== undefined) after.retainedOlder = holder;
     else pool.newest = holder;
-    this.#restoredNewest = holder;
+    pool.restored = holder;
+    if (owner !== undefined) this.#ownerOf.set(holder, owner);
     this.#onChange?.(holder, 1);
     this.onWrite?.(holder);
+    while (pool.bytes > share) {
+      this.#evicted++;
+      this.ownerEvicted++;
+      this.clear(pool.oldest!);
+    }
     this.#evict();
     return "stored";
   }
@@ -228,7 +241,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
     if (owner === undefined) return this.#shared;
     let pool = this.#owned.get(owner);
     if (pool === undefined) {
-      pool = { oldest: undefined, newest: undefined, bytes: 0 };
+      pool = newPool<K>();
       this.#owned.set(owner, pool);
     }
     return pool;
@@ -261,7 +274,7 @@ export class RetainedStore<K extends RetainedHolder<K>> {
 
   /** Takes `holder` out of `pool`'s order (its bytes are the caller's to take off). */
   #unlink(pool: Pool<K>, holder: K): void {
-    if (holder === this.#restoredNewest) this.#restoredNewest = holder.retainedOlder;
+    if (holder === pool.restored) pool.restored = holder.retainedOlder;
     if (holder.retainedOlder !== undefined) {
       holder.retainedOlder.retainedNewer = holder.retainedNewer;
     } else pool.oldest = holder.retainedNewer;
