@@ -25,7 +25,8 @@
  * one request, whatever the number of requests pipelined and of
  * connections sending them.
  */
-import { DistError } from "../wire/mod.ts";
+import { clientSource } from "../auth/mod.ts";
+import { DistError, type RequestHandler } from "../wire/mod.ts";
 
 /**
  * Milliseconds of costly requests per turn of the event loop (one listing
@@ -86,15 +87,22 @@ export class CostlyTurns {
    * later turn (the promise settles with what it returns or throws), its
    * owner held until then, taking turns with the others of its `source`
    * (default: its own). A request of a connection closed meanwhile is not
-   * run (UNAVAILABLE).
+   * run (UNAVAILABLE). It counts at least `least` ms (default: the
+   * constructor's `msPerRequest`): what its answer's encoding will cost,
+   * which comes after `f` returns, where no turn can time it.
    */
-  run<T>(owner: TurnOwner, f: () => T, source: unknown = owner): T | Promise<T> {
+  run<T>(
+    owner: TurnOwner,
+    f: () => T,
+    source: unknown = owner,
+    least: number = this.#least,
+  ): T | Promise<T> {
     if (this.#sources.size === 0 && this.#spent < this.#budget) {
       const t0 = this.#now();
       try {
         return f();
       } finally {
-        this.#spent += Math.max(this.#least, this.#now() - t0);
+        this.#spent += Math.max(least, this.#now() - t0);
         this.#schedule();
       }
     }
@@ -111,7 +119,7 @@ export class CostlyTurns {
       } catch (err) {
         reject(err);
       } finally {
-        this.#spent += Math.max(this.#least, this.#now() - t0);
+        this.#spent += Math.max(least, this.#now() - t0);
         this.#after = undefined;
         // After the reaction that sends the answer (queued by resolve: the
         // request's handler had returned the promise long before).
@@ -166,5 +174,23 @@ export class CostlyTurns {
     }
     // Waiting jobs go on next turn; time spent now counts until then.
     if (sources.size > 0 || this.#spent > 0) this.#schedule();
+  };
+}
+
+/**
+ * Wraps a port's request handler: a request `costOf` prices (the ms it
+ * counts at least; undefined: not costly) takes turns with the others, in
+ * rotation over sources (a client's user, else its address); the rest go
+ * straight on.
+ */
+export function takingTurns(
+  turns: CostlyTurns,
+  costOf: (method: string, params: unknown) => number | undefined,
+): (handle: RequestHandler) => RequestHandler {
+  return (handle) => (method, params, peer, meta) => {
+    const least = costOf(method, params);
+    if (least === undefined) return handle(method, params, peer, meta);
+    const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
+    return turns.run(peer, () => handle(method, params, peer, meta), source, least);
   };
 }

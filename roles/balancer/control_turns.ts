@@ -10,9 +10,8 @@
  * address) and their connections, a connection with one waiting held.
  * Forwarded requests and `sys.ping` never wait here.
  */
-import { clientSource } from "../../auth/mod.ts";
 import type { RequestHandler } from "../../wire/mod.ts";
-import { CostlyTurns } from "../_costly_turns.ts";
+import { CostlyTurns, takingTurns } from "../_costly_turns.ts";
 
 /** The balancer's requests that take turns. */
 export const CONTROL_METHODS: ReadonlySet<string> = new Set([
@@ -34,15 +33,14 @@ export const CONTROL_REQUEST_MS = 0.5;
  */
 export class ControlTurns {
   readonly turns: CostlyTurns;
+  /** Wraps a port's request handler: the control methods take turns, the rest go straight on. */
+  readonly wrap: (handle: RequestHandler) => RequestHandler;
 
   constructor(turns: CostlyTurns = new CostlyTurns({ msPerRequest: CONTROL_REQUEST_MS })) {
     this.turns = turns;
+    this.wrap = takingTurns(
+      turns,
+      (method) => CONTROL_METHODS.has(method) ? CONTROL_REQUEST_MS : undefined,
+    );
   }
-
-  /** Wraps a port's request handler: the control methods take turns, the rest go straight on. */
-  readonly wrap = (handle: RequestHandler): RequestHandler => (method, params, peer, meta) => {
-    if (!CONTROL_METHODS.has(method)) return handle(method, params, peer, meta);
-    const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
-    return this.turns.run(peer, () => handle(method, params, peer, meta), source);
-  };
 }

@@ -15,6 +15,7 @@ import type { Verifier } from "./verify.ts";
 import type { Watchers } from "./watch.ts";
 import { binderPeers } from "./peer_contract.ts";
 import { type Serving, serving } from "../_shell.ts";
+import { binderTurns } from "./turns.ts";
 
 /** What the methods work on. */
 export interface BinderParts {
@@ -115,6 +116,8 @@ export function binderServing(parts: BinderParts): Serving {
   }, {
     // A push (binder.sync as a notification) has no answer to carry an error.
     onBadNotification: (_method, err, peer) => replicator.badPush(err, peer),
+    // Watches, list pages and stats take a few ms a turn (turns.ts).
+    wrap: binderTurns(registry, pageBytes),
   });
 }
 
