@@ -10,6 +10,7 @@ import { BrokerCore } from "../roles/broker/mod.ts";
 import { PICK_WINDOW, SubscriptionTree } from "../roles/broker/subscriptions.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
+import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { closeQuietly, waitFor } from "./helpers/raw.ts";
 
 const MIB = 1024 * 1024;
@@ -116,3 +117,68 @@ Deno.test("broker queue group: a member that never reads does not take half the 
     }
   });
 });
+
+Deno.test("broker queue group: members whose frame limit no delivery fits lose one message each, not their turns", async () => {
+  await withBroker(async (b) => {
+    const alice = await BrokerClient.connect(b.port);
+    const pub = await BrokerClient.connect(b.port);
+    // Three members say hello with a frame limit of 300 bytes: no 1 KB delivery fits.
+    const small = await Promise.all(
+      [0, 1, 2].map(() => rawSubscriber(b.port, { topic: "/q", group: "g" }, { max_frame: 300 })),
+    );
+    try {
+      await alice.subscribe("/q", { group: "g" });
+      const value = "m".repeat(1000);
+      const n = 2000;
+      for (let i = 0; i < n; i += 500) {
+        for (let k = i; k < i + 500; k++) pub.publish("/q/x", value);
+        await pub.confirm("/other", 0, false);
+      }
+      // Before: each took its turn and dropped it, alice got a quarter (500).
+      await waitFor(() => alice.deliveries.length >= n - 3, 10_000, "alice's deliveries");
+      const stats = await pub.stats();
+      assert.ok(
+        (stats.undeliverable as number) <= 3,
+        `${stats.undeliverable} deliveries past a member's frame limit`,
+      );
+    } finally {
+      for (const s of small) closeQuietly(s.conn);
+      alice.close();
+      pub.close();
+    }
+  });
+});
+
+Deno.test(
+  "MQTT shared subscription: members whose Maximum Packet Size no delivery fits lose one message each",
+  mqttOpts,
+  async () => {
+    await withMqttBroker(async (b) => {
+      const alice = await BrokerClient.connect(b.port);
+      const members = await Promise.all(
+        [0, 1, 2].map(() =>
+          mqttClient(b.mqttPort, { protocolVersion: 5, properties: { maximumPacketSize: 32 } })
+        ),
+      );
+      try {
+        await alice.subscribe("/q", { group: "g" });
+        for (const m of members) {
+          await m.subscribeAsync("$share/g/q/#", { qos: 0 });
+        }
+        const value = "m".repeat(1000);
+        const n = 2000;
+        for (let i = 0; i < n; i += 500) {
+          for (let k = i; k < i + 500; k++) b.native.publish("/q/x", value);
+          await b.native.confirm("/other", 0, false);
+        }
+        // Before: alice got a quarter, 1,500 undeliverable.
+        await waitFor(() => alice.deliveries.length >= n - 3, 10_000, "alice's deliveries");
+        const mqtt = await b.mqttStats();
+        assert.ok(mqtt.undeliverable <= 3, `${mqtt.undeliverable} past a member's packet size`);
+      } finally {
+        await Promise.all(members.map((m) => m.endAsync(true)));
+        alice.close();
+      }
+    });
+  },
+);

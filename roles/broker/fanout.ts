@@ -59,6 +59,13 @@ export const PENDING_BYTES = 320;
 const BEHIND = 2 ** 40;
 
 /**
+ * A load past BEHIND's: a member whose client's frame limit has refused a
+ * delivery (hostile review 36 J4: members declaring a 300-byte frame limit
+ * took their turns and lost them, 75 % of the group's messages with 3).
+ */
+const REFUSING = 2 ** 41;
+
+/**
  * Bytes pending on a member's connection that still count as nothing
  * pending (a few writes' worth): members below it share a group's messages
  * in plain rotation, whatever their socket's writes in flight.
@@ -74,13 +81,15 @@ export const KEEPING_UP = 64 * 1024;
  * loaded of those a delivery still goes straight to takes it; and only when
  * every member is behind does one queue it (the least behind). A member
  * that stops reading takes what its socket and sink hold, then nothing
- * while another keeps up (hostile review 34 Z11: in plain rotation one that
+ * while another keeps up; one whose client's frame limit refused a
+ * delivery, nothing while any other can take it (hostile review 34 Z11: in plain rotation one that
  * never read took half the group's messages and, with `drop-oldest`,
  * dropped them).
  */
 export function memberLoad(sub: Subscription): number {
   const sink = sub.sink;
   const pending = sink.pendingBytes + sink.queued.bytes;
+  if (sink.refusedFrames) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   return pending < KEEPING_UP ? 0 : pending;
 }

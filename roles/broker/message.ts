@@ -108,6 +108,12 @@ export interface Sink {
    * `whenDrained` fires only once it has room again. Absent: never full.
    */
   readonly full?: boolean;
+  /**
+   * Deliveries refused so far as larger than the frame (or MQTT packet)
+   * limit its client declared: a queue group passes over such a member
+   * while another can take the message (absent: none).
+   */
+  readonly refusedFrames?: number;
   /** The subscriber could not keep up and its policy says cut it off. */
   slow(sub: Subscription, err: DistError): void;
   /** A topic that `sub` covers has just appeared. */

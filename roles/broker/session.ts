@@ -33,6 +33,8 @@ export class Session implements Sink, Publisher {
   readonly topics = new TopicCache();
   /** Bad fire-and-forget publishes answered so far (see NOTIFICATION_ERRORS_ANSWERED in front.ts). */
   badNotifications = 0;
+  /** Deliveries refused as past the frame limit (see Sink.refusedFrames). */
+  refusedFrames = 0;
   /** Cut off as a slow consumer: closing once its last bytes are out; nothing more is handled. */
   cutOff = false;
   /** Kept by the fan-out (see Publisher). */
@@ -118,6 +120,7 @@ export class Session implements Sink, Publisher {
   /** Skips a delivery of `bytes` past the frame limit: counted, logged, and the subscriber told. */
   #undeliverable(sub: Subscription, bytes: number, topic?: string): void {
     this.#front.undeliverable++;
+    this.refusedFrames++;
     log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
       "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed its frame limit of {limit}",
       {

@@ -235,11 +235,12 @@ export function streamDist(args: string[]): Streaming {
 export async function rawSubscriber(
   port: number,
   params: Record<string, unknown>,
+  hello: Record<string, unknown> = {},
 ): Promise<{ conn: Deno.Conn; reader: RawReader }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const reader = new RawReader(conn);
   try {
-    await rawHandshake(conn, reader);
+    await rawHandshake(conn, reader, hello);
     await writeAll(conn, jsonFrame({ id: 1, method: "broker.subscribe", params }));
     const answer = await reader.json();
     if (answer?.id !== 1 || answer.result === undefined) {

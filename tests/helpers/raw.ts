@@ -139,9 +139,13 @@ export class RawReader {
   }
 }
 
-/** Sends the hello and checks the welcome. */
-export async function rawHandshake(conn: Deno.Conn, reader: RawReader): Promise<void> {
-  await writeAll(conn, jsonFrame(HELLO));
+/** Sends the hello (with `extra` fields, such as `max_frame`) and checks the welcome. */
+export async function rawHandshake(
+  conn: Deno.Conn,
+  reader: RawReader,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await writeAll(conn, jsonFrame({ ...HELLO, ...extra }));
   const welcome = await reader.json();
   if (welcome?.op !== "welcome") {
     throw new Error(`Expected a welcome, got ${JSON.stringify(welcome)}`);

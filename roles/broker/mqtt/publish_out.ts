@@ -73,7 +73,7 @@ export function writeDelivery(
     if (alias > 0) name = EMPTY; // The client knows the topic by its alias.
   }
   const size = publishSize(name, qos, v5, payload.length, extras);
-  if (size > conn.clientMaxPacket) return void conn.front.undeliverable++;
+  if (size > conn.clientMaxPacket) return tooLarge(session, conn);
   const id = qos > 0 ? session.inflight.take() : 0;
   const out = conn.out.buffer;
   out.reserve(size);
@@ -99,7 +99,7 @@ export function writeDelivery(
  */
 export function writeQueued(session: MqttSession, conn: MqttConnection, bytes: Uint8Array): void {
   if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
-  if (bytes.length > conn.clientMaxPacket) return void conn.front.undeliverable++;
+  if (bytes.length > conn.clientMaxPacket) return tooLarge(session, conn);
   const out = conn.out.buffer;
   out.reserve(bytes.length);
   const at = out.length;
@@ -165,4 +165,10 @@ export function onDeliveryAck(
   if (c.session.received(id)) c.ack(PUBREL, id);
   else if (c.v5) c.send(Uint8Array.of(0x62, 3, id >> 8, id & 0xff, 0x92));
   else c.ack(PUBREL, id);
+}
+
+/** A delivery past the client's Maximum Packet Size: not sent, counted (see Sink.refusedFrames). */
+function tooLarge(session: MqttSession, conn: MqttConnection): void {
+  session.refusedFrames++;
+  conn.front.undeliverable++;
 }
