@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
 import { atLeast, mqttClient, mqttOpts as opts, record, withMqttBroker } from "./helpers/mqtt.ts";
-import { waitFor } from "./helpers/raw.ts";
+import { waitFor, writeAll } from "./helpers/raw.ts";
 import { startDist } from "./helpers/dist.ts";
+import { BrokerClient } from "./helpers/broker.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -189,4 +190,81 @@ Deno.test({
       assert.equal(out.code, 0, d.decode(out.stderr));
       assert.equal(d.decode(out.stdout).trim(), "pws/t hello over ws 1");
     }, { mqttWsPort: 0 }),
+});
+
+/** A masked client frame of `op` with `payload` (under 126 bytes). */
+function clientFrame(op: number, payload: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(6 + payload.length);
+  frame[0] = 0x80 | op;
+  frame[1] = 0x80 | payload.length;
+  frame.set([1, 2, 3, 4], 2);
+  for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i] ^ [1, 2, 3, 4][i & 3];
+  return frame;
+}
+
+Deno.test({
+  name:
+    "mqtt ws: a client sending 200,000 WebSocket pings and reading nothing costs the broker no more than one pong (hostile review 36 J5)",
+  ...opts,
+  async fn() {
+    const broker = await startDist(["broker", "--port", "0", "--mqtt-ws-port", "0"]);
+    let conn: Deno.Conn | undefined;
+    try {
+      const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
+      await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
+      const port = Number(broker.stderr().match(line)![1]);
+      const rss = () =>
+        Number(
+          Deno.readTextFileSync(`/proc/${broker.child.pid}/status`).match(/VmRSS:\s+(\d+)/)![1],
+        ) * 1024;
+      conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode(
+        "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+          "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+      ));
+      const head = new Uint8Array(1024);
+      const n = await conn.read(head);
+      assert.match(new TextDecoder().decode(head.subarray(0, n ?? 0)), /^HTTP\/1.1 101/);
+      // A CONNECT still incomplete (it says 15 bytes, 13 come): WebSocket pings alone follow. (A
+      // whole CONNECT has its CONNACK stuck behind the pongs, and the connection is cut as a
+      // client that does not read, as it should be.)
+      const connect = new Uint8Array([0x10, 15, 0, 4, 77, 81, 84, 84, 4, 2, 0, 0, 0, 1, 112]);
+      await conn.write(clientFrame(2, connect));
+      const before = rss();
+      const ping = clientFrame(9, new Uint8Array(125).fill(0x70));
+      const batch = new Uint8Array(ping.length * 500);
+      for (let i = 0; i < 500; i++) batch.set(ping, i * ping.length);
+      // 200,000 pings (26 MB) as fast as the socket takes them, for 8 s at most; never read.
+      // Now the broker reads no more once a pong cannot go out: the writes stop.
+      const deadline = Date.now() + 8_000;
+      let sent = 0;
+      while (sent < 200_000 && Date.now() < deadline) {
+        const wrote = await Promise.race([
+          writeAll(conn, batch).then(() => true, () => false), // closed by the broker: done
+          new Promise<false>((r) => setTimeout(() => r(false), deadline - Date.now())),
+        ]);
+        if (!wrote) break;
+        sent += 500;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const grew = rss() - before;
+      assert.ok(sent >= 20_000, `only ${sent} pings went out`);
+      // Before: about 1 KB of heap a ping (200 MB here), and every other client stalled.
+      assert.ok(grew < 48 * 1024 * 1024, `broker RSS grew ${grew} bytes for ${sent} pings`);
+      const native = await BrokerClient.connect(broker.port);
+      try {
+        assert.equal((await native.stats()).role, "broker");
+      } finally {
+        native.close();
+      }
+    } finally {
+      try {
+        conn?.close();
+      } catch {
+        // Closed by the broker.
+      }
+      await broker.stop();
+    }
+  },
 });
