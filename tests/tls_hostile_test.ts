@@ -8,7 +8,17 @@
 import assert from "node:assert/strict";
 import { dial, listen, type Listener, type TlsSettings } from "../wire/mod.ts";
 import { makePki, type Pki } from "./helpers/pki.ts";
-import { closeQuietly, frame, HELLO, jsonFrame, prng, RawReader, sleep } from "./helpers/raw.ts";
+import {
+  closeQuietly,
+  concat,
+  frame,
+  HELLO,
+  jsonFrame,
+  prng,
+  RawReader,
+  sleep,
+  writeAll,
+} from "./helpers/raw.ts";
 
 const pki: Pki = await makePki();
 globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
@@ -219,6 +229,51 @@ for (const [kind, tls] of KINDS) {
       }
       await servesGood(listener);
     } finally {
+      await listener.close(0);
+    }
+  });
+}
+
+for (const [kind, tls] of KINDS) {
+  Deno.test(`${kind}: a client that sends echoes and never reads their answers stops being read (hostile review 36 J7)`, async () => {
+    const listener = serve(tls);
+    const c = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+      caCerts: [pki.caPem],
+      cert: pki.alice.certPem,
+      key: pki.alice.keyPem,
+    });
+    try {
+      await c.handshake();
+      await c.write(jsonFrame(HELLO));
+      const text = "e".repeat(60_000);
+      const batch = concat(
+        Array.from(
+          { length: 16 },
+          (_, i) => jsonFrame({ id: i, method: "echo", params: { text } }),
+        ),
+      );
+      // As fast as the socket takes them, for 4 s at most; the answers are never read.
+      const deadline = Date.now() + 4000;
+      let sent = 0;
+      while (Date.now() < deadline && sent < 200e6) {
+        const wrote = await Promise.race([
+          writeAll(c, batch).then(() => true, () => false),
+          sleep(Math.max(0, deadline - Date.now())).then(() => false),
+        ]);
+        if (!wrote) break;
+        sent += batch.length;
+      }
+      // Plain TCP stops at the socket buffers and the connection's bounds (about 12 MB); before,
+      // TLS read on and decrypted all a client sent (576 MB in 10 s from another process).
+      assert.ok(
+        sent < 48e6,
+        `${(sent / 1e6).toFixed(0)} MB taken from a client that reads nothing`,
+      );
+      await servesGood(listener);
+    } finally {
+      closeQuietly(c);
       await listener.close(0);
     }
   });
