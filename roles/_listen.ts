@@ -80,26 +80,30 @@ export function connectionMetrics(registry: Registry, listener: () => Listener |
     "counter",
     "dist_connections_refused_total",
     "Connections refused at accept or hello, by bound: limit (--max-connections, every source " +
-      "within its share) or source (its source held --max-connections-per-source, or its share while full)",
+      "within its share), source (its source held --max-connections-per-source, or its share while " +
+      "full) or descriptors (the process's, every port's: ulimit -n less a reserve)",
     () => {
       const s = stats();
-      return s === undefined ? [] : [[{ bound: "limit" }, s.refused_full], [
-        { bound: "source" },
-        s.refused_source,
-      ]];
+      return s === undefined ? [] : [
+        [{ bound: "limit" }, s.refused_full],
+        [{ bound: "source" }, s.refused_source],
+        [{ bound: "descriptors" }, s.descriptors.refused],
+      ];
     },
   );
   registry.read(
     "counter",
     "dist_connections_closed_for_room_total",
     "Connections closed to make room for a new one at --max-connections, by why: no_hello " +
-      "(none yet) or source (past it, of a source holding more than its share)",
+      "(none yet), source (past it, of a source holding more than its share) or descriptors " +
+      "(past it, of a source holding more than its share of the process's descriptors)",
     () => {
       const s = stats();
-      return s === undefined ? [] : [[{ why: "no_hello" }, s.closed_no_hello], [
-        { why: "source" },
-        s.closed_source,
-      ]];
+      return s === undefined ? [] : [
+        [{ why: "no_hello" }, s.closed_no_hello],
+        [{ why: "source" }, s.closed_source],
+        [{ why: "descriptors" }, s.descriptors.closed],
+      ];
     },
   );
 }

@@ -10,6 +10,7 @@ import type { RawFrameHandler, RawRequestHandler } from "./fast_path.ts";
 import { foreignBytes } from "./foreign.ts";
 import { sourceOf } from "./newcomers.ts";
 import { type SourceEntry, type SourceStats, SourceTable } from "./sources.ts";
+import { processAccount } from "./descriptors.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import { logFailedHello, remoteOf } from "./listen_log.ts";
@@ -289,6 +290,9 @@ function accepting(
   const done = (async () => {
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (!stopping) {
+      // Connections closed to make room free their descriptors once the event loop turns.
+      const turn = sources.freed();
+      if (turn !== undefined) await turn;
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
@@ -375,6 +379,8 @@ export async function dial(
   if (signal?.aborted) throw new DistError("UNAVAILABLE", `Dial to ${where} aborted`);
   const conn = await connectPort(address, options.tls, { timeoutMs, signal });
   const framed = new FramedConn(conn, options);
+  // One descriptor fewer for accepted connections, on every port, while it lasts (descriptors.ts).
+  framed.closed.then(processAccount().dialed());
   framed.start();
   const codec = options.codec ?? jsonCodec;
   // An abort during the handshake closes the socket, which fails the handshake.

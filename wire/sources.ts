@@ -24,10 +24,23 @@
  * The share applies only when the listener is full: every client of a test
  * or of `dist up` on one machine comes from 127.0.0.1 (as many behind a NAT
  * come from one address), and alone they may still use the whole limit.
+ *
+ * Every table also charges its connections' descriptors to the process's
+ * account (descriptors.ts {@link DescriptorAccount}), which applies the same
+ * rules over every port of the process at once when the descriptors left
+ * for connections are all in use: each port under its own limit, together
+ * they could run the process out of descriptors (hostile35, the sum of a
+ * broker's native and MQTT ports).
  */
 import { DistError, truncate } from "./errors.ts";
 import { type Newcomer, Newcomers } from "./newcomers.ts";
 import type { Authenticator } from "./credentials.ts";
+import {
+  type DescriptorAccount,
+  type DescriptorHolder,
+  type DescriptorStats,
+  processAccount,
+} from "./descriptors.ts";
 
 /** The limits of a {@link SourceTable}. */
 export interface SourceLimits {
@@ -37,6 +50,10 @@ export interface SourceLimits {
   perSource?: number;
   /** Whose a connection is, from its user (once its hello proves one) and its host (default: the host). */
   source?: (user: string | undefined, host: string) => string;
+  /** Descriptors each connection holds (default 1; an L4 proxy's 2: client and backend). */
+  descriptors?: number;
+  /** The process-wide account its connections are charged to (default: {@link processAccount}). */
+  account?: DescriptorAccount;
 }
 
 /** A source's figures for `sys.stats`. */
@@ -57,6 +74,8 @@ export interface SourceStats {
   closed_no_hello: number;
   /** Connections past their hello closed to make room: their source held more than its share. */
   closed_source: number;
+  /** The process's descriptors for connections, every port's (descriptors.ts). */
+  descriptors: DescriptorStats;
 }
 
 /** One source's connections. */
@@ -155,7 +174,7 @@ export class SourceEntry {
 }
 
 /** A listener's connections by source; see the module comment. */
-export class SourceTable {
+export class SourceTable implements DescriptorHolder {
   /** The connections without a hello (closed first to make room, as before). */
   readonly newcomers = new Newcomers();
   readonly max: number;
@@ -171,9 +190,16 @@ export class SourceTable {
   #refusedFull = 0;
   #refusedSource = 0;
   #closedSource = 0;
+  readonly #account: DescriptorAccount;
+  /** While the account closes a newcomer: why, for its message. */
+  #newcomerWhy: string | undefined;
+  /** Descriptors a connection holds. */
+  readonly #weight: number;
 
   constructor(limits: SourceLimits) {
     this.max = limits.max;
+    this.#account = limits.account ?? processAccount();
+    this.#weight = Math.max(1, limits.descriptors ?? 1);
     this.perSource = Math.max(0, limits.perSource ?? 0);
     const quarter = Math.max(1, Math.floor(limits.max / 4));
     this.fullShare = this.perSource > 0 ? Math.min(this.perSource, quarter) : quarter;
@@ -203,19 +229,21 @@ export class SourceTable {
     options: { handshaking?: boolean } = {},
   ): SourceEntry | DistError {
     const key = this.#sourceOf(undefined, host);
-    const refusal = this.#refusal(key) ?? this.#makeRoom(key);
+    // This port's bounds, then the process's descriptors over every port (descriptors.ts).
+    const refusal = this.#refusal(key) ?? this.#makeRoom(key) ??
+      this.#account.makeRoom(key, this.#weight);
     if (refusal !== undefined) return refusal;
     const entry = new SourceEntry(this, host, this.#source(key), close);
     this.total++;
     this.#count(entry.source, +1);
+    this.#account.charge(this, key, this.#weight);
     entry.newcomer = this.newcomers.arrive(
       () => {
+        this.#account.closing();
         entry.leave();
+        const why = this.#newcomerWhy ?? `${this.max} connections`;
         entry.close(
-          new DistError(
-            "OVERLOADED",
-            `Connection closed to make room: no hello yet, ${this.max} connections`,
-          ),
+          new DistError("OVERLOADED", `Connection closed to make room: no hello yet, ${why}`),
           false,
         );
       },
@@ -256,6 +284,7 @@ export class SourceTable {
       const newest = most.last;
       if (newest !== undefined) {
         this.#closedSource++;
+        this.#account.closing();
         const held = most.count;
         newest.leave();
         newest.close(
@@ -295,6 +324,7 @@ export class SourceTable {
       this.#refusedSource++;
       throw this.#shareError(key, n);
     }
+    this.#account.move(this, entry.source.key, key, this.#weight);
     const linked = entry.linked;
     if (linked) this.#unlink(entry);
     this.#count(entry.source, -1);
@@ -327,6 +357,39 @@ export class SourceTable {
     if (entry.linked) this.#unlink(entry);
     this.total--;
     this.#count(entry.source, -1);
+    this.#account.release(this, entry.source.key, this.#weight);
+  }
+
+  /**
+   * For the accept loop, before its next accept: the next turn of the event
+   * loop once connections were closed to make room, so their descriptors
+   * are freed first (descriptors.ts {@link DescriptorAccount.freed}); else undefined.
+   */
+  freed(): Promise<void> | undefined {
+    return this.#account.freed();
+  }
+
+  /**
+   * For the process's account: closes the oldest connection without a hello
+   * of `key` (any: undefined), told it was for `why`.
+   */
+  closeNewcomer(key: string | undefined, why: string): boolean {
+    this.#newcomerWhy = why;
+    try {
+      return this.newcomers.makeRoom(key);
+    } finally {
+      this.#newcomerWhy = undefined;
+    }
+  }
+
+  /** For the process's account: closes `key`'s newest connection past its hello, told `why`. */
+  closeNewest(key: string, why: DistError): boolean {
+    const newest = this.#bySource.get(key)?.last;
+    if (newest === undefined) return false;
+    this.#account.closing();
+    newest.leave();
+    newest.close(why, true);
+    return true;
   }
 
   #source(key: string): Source {
@@ -356,6 +419,7 @@ export class SourceTable {
       refused_source: this.#refusedSource,
       closed_no_hello: this.newcomers.evicted,
       closed_source: this.#closedSource,
+      descriptors: this.#account.stats(),
     };
   }
 }

@@ -15,6 +15,7 @@ import {
   Nap,
   type Peer,
 } from "../../wire/mod.ts";
+import { isDescriptorShortage } from "../../wire/descriptors.ts";
 import type { Backend, Transition } from "./backends.ts";
 import { cut, dialLines } from "./log.ts";
 
@@ -152,6 +153,10 @@ export class ServerLink implements Link {
           );
         } catch (err) {
           if (this.#stopped) break;
+          if (isDescriptorShortage(err)) {
+            await this.#noDescriptor(err);
+            continue;
+          }
           const why = cut(err instanceof Error ? err.message : String(err));
           const t = this.backend.onLost(`cannot connect: ${why}`);
           this.#options.report(t);
@@ -186,6 +191,24 @@ export class ServerLink implements Link {
     }
     await this.#nap.sleep(this.#backoff.current);
     if (performance.now() - this.#downSince > FAST_REDIAL_MS) this.#backoff.next(); // lengthens it
+  }
+
+  /**
+   * A dial failed for want of a file descriptor (EMFILE, ENFILE): this
+   * process's shortage, not the server's, so it counts nowhere against it
+   * (no failure, no longer backoff); dialed again after a check interval.
+   */
+  async #noDescriptor(err: unknown): Promise<void> {
+    dialLines.warn(
+      "Backend {backend} not dialed: this process has no file descriptor left ({error}); " +
+        "not counted against it, next try in {ms} ms",
+      {
+        backend: this.backend.name,
+        error: cut(err instanceof Error ? err.message : String(err)),
+        ms: this.#options.checkIntervalMs,
+      },
+    );
+    await this.#nap.sleep(this.#options.checkIntervalMs);
   }
 
   #attach(peer: Peer): void {

@@ -28,6 +28,7 @@ import {
   type RequestMeta,
   setFlushAt,
 } from "../../wire/mod.ts";
+import { shareDescriptors } from "../../wire/descriptors.ts";
 import {
   balancer as balancerContract,
   sys,
@@ -171,6 +172,8 @@ export function runBalancerThread(
   thread: ThreadInfo,
 ): Promise<number> {
   const service = serviceFrom(options);
+  // Each thread's isolate counts its own connections: a thread's share of the descriptors.
+  shareDescriptors(thread.count);
   // Batches go on whole (see setFlushAt; 64 KiB: a larger turn still starts early).
   setFlushAt(RELAY_FLUSH_AT);
   const parts = forwarding(options);

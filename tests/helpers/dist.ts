@@ -41,10 +41,17 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Working directory of the child (default: the test's). */
   cwd?: string;
+  /** Its descriptor limit (`ulimit -n`, soft and hard: Deno raises the soft one to the hard). */
+  nofile?: number;
 }
 
 function spawn(args: string[], stdin: "piped" | "null", opts: SpawnOptions): Deno.ChildProcess {
-  const { exe, args: argv } = distCommand(args);
+  let { exe, args: argv } = distCommand(args);
+  if (opts.nofile !== undefined) {
+    // exec: the child is dist itself, so signals reach it.
+    argv = ["-c", `ulimit -n ${opts.nofile} && exec "$0" "$@"`, exe, ...argv];
+    exe = "sh";
+  }
   return new Deno.Command(exe, {
     args: argv,
     stdin,

@@ -172,6 +172,7 @@ class TcpProxy {
       perSource: options.maxConnectionsPerSource,
       // An address, IPv6 by its /64 (no hello here: no user to count by).
       source: (_user, host) => clientSource(undefined, host),
+      descriptors: 2, // client and backend, charged to the process's account from the accept
     });
     this.policy = createPolicy(options.policy);
     const rules = { rise: options.rise, fall: options.fall };
@@ -193,6 +194,9 @@ class TcpProxy {
   async accept(listener: PortListener): Promise<void> {
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (!this.stopping) {
+      // Connections closed to make room free their descriptors once the event loop turns.
+      const turn = this.sources.freed();
+      if (turn !== undefined) await turn;
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();

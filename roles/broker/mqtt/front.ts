@@ -157,6 +157,9 @@ export class MqttFront {
   async #accept(listener: PortListener, ws: boolean): Promise<void> {
     const backoff = new Backoff({ min: 5, max: 1000 });
     while (true) {
+      // Connections closed to make room free their descriptors once the event loop turns.
+      const turn = this.#slots.table.freed();
+      if (turn !== undefined) await turn;
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
