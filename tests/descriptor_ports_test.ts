@@ -63,6 +63,25 @@ async function hello(port: number, from: string, ms = 5000) {
   return { got, h };
 }
 
+/**
+ * `n` hello'd connections to `port` from 127.0.0.1, kept alive: each sends the heartbeat (a
+ * `ping` notification) twice a second. @returns what each hello got
+ */
+async function hog(
+  port: number,
+  n: number,
+  sockets: net.Socket[],
+  keepers: ReturnType<typeof setInterval>[],
+) {
+  const held = await Promise.all(Array.from({ length: n }, () => hello(port, "127.0.0.1", 3000)));
+  sockets.push(...held.map((n) => n.h.socket));
+  const ping = jsonFrame({ method: "ping" });
+  keepers.push(setInterval(() => {
+    for (const n of held) if (!n.h.closed) n.h.socket.write(ping);
+  }, 500));
+  return held;
+}
+
 Deno.test({
   name:
     "broker under ulimit -n 256: one address filling its native and MQTT ports in turn keeps no other address out, and the broker stays up",
@@ -71,21 +90,13 @@ Deno.test({
   fn: async () => {
     const broker = await startDist(["broker", "--port", "0", "--mqtt-port", "0"], { nofile: 256 });
     const sockets: net.Socket[] = [];
-    let keeper: ReturnType<typeof setInterval> | undefined;
+    const keepers: ReturnType<typeof setInterval>[] = [];
     try {
       await waitFor(() => /MQTT on [\d.]+:\d+/.test(broker.stderr()), 5000, "the MQTT port");
       const mqttPort = Number(/MQTT on [\d.]+:(\d+)/.exec(broker.stderr())![1]);
       // 130 hello'd on the native port, then 200 CONNECTs on the MQTT port, from 127.0.0.1: each
       // port far below its --max-connections (10,000), together past the 256 descriptors.
-      const native = await Promise.all(
-        Array.from({ length: 130 }, () => hello(broker.port, "127.0.0.1", 3000)),
-      );
-      sockets.push(...native.map((n) => n.h.socket));
-      // Its connections stay alive: each sends the heartbeat (a `ping` notification) twice a second.
-      const ping = jsonFrame({ method: "ping" });
-      keeper = setInterval(() => {
-        for (const n of native) if (!n.h.closed) n.h.socket.write(ping);
-      }, 500);
+      const native = await hog(broker.port, 130, sockets, keepers);
       const mqtt = Array.from(
         { length: 200 },
         (_, i) => mqttFrom(mqttPort, "127.0.0.1", `hog-${i}`),
@@ -122,10 +133,55 @@ Deno.test({
         /closed to make room: no hello yet, the process's 148 file descriptors for connections \(ulimit -n 256\) are in use/,
       );
     } finally {
-      clearInterval(keeper);
+      for (const k of keepers) clearInterval(k);
       for (const s of sockets) s.destroy();
       const { code } = await broker.stop();
       assert.equal(code, 0);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "balancer under ulimit -n 256: one address filling its client and worker ports keeps no other client out, and its backend stays up",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const server = await startDist(["server", "--port", "0", "--name", "s1"]);
+    const lb = await startDist([
+      "balancer",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--check-interval",
+      "200ms",
+      "--backends",
+      server.address,
+    ], { nofile: 256 });
+    const sockets: net.Socket[] = [];
+    const keepers: ReturnType<typeof setInterval>[] = [];
+    try {
+      await waitFor(() => /Listening for workers on [\d.]+:\d+/.test(lb.stderr()), 5000, "workers");
+      const workerPort = Number(/Listening for workers on [\d.]+:(\d+)/.exec(lb.stderr())![1]);
+      // Each port far below its --max-connections (10,000); together past the 256 descriptors.
+      const client = await hog(lb.port, 100, sockets, keepers);
+      const worker = await hog(workerPort, 150, sockets, keepers);
+      const welcomed = [...client, ...worker].filter((n) => n.got === "welcome").length;
+      // 256 less the reserve (108) and the balancer's own connection to its backend.
+      assert.ok(welcomed <= 147, `${welcomed} welcomed`);
+      const legit = await hello(lb.port, "127.0.0.2");
+      assert.equal(legit.got, "welcome", lb.stderr().slice(-2000));
+      sockets.push(legit.h.socket);
+      legit.h.socket.write(jsonFrame({ id: 1, method: "echo", params: { text: "hi" } }));
+      await waitFor(() => legit.h.frames.length > 1, 5000, "the echo");
+      assert.equal((legit.h.frames[1] as { result?: unknown }).result, "hi");
+      assert.doesNotMatch(lb.stderr(), /Too many open files|Accept failed|is down/);
+    } finally {
+      for (const k of keepers) clearInterval(k);
+      for (const s of sockets) s.destroy();
+      await lb.stop();
+      await server.stop();
     }
   },
 });
