@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import { Backend } from "../roles/balancer/mod.ts";
 import { STRAY_BYTES, STRAYS } from "../roles/balancer/outlier.ts";
 import { CallTable } from "../wire/calls.ts";
+import { BENCH_MS, FORGET_MS, StrayBench } from "../roles/balancer/stray_bench.ts";
+import { helloFrom } from "./helpers/from.ts";
+import { jsonFrame } from "./helpers/raw.ts";
 import { dial, DistError, jsonCodec, listen, msgpackCodec, type Peer } from "../wire/mod.ts";
 import {
   backendsOf,
@@ -113,6 +116,8 @@ Deno.test("a registered worker sending answers to requests never sent, before an
   const lb = await startBalancer([]);
   const [host, port] = lb.workerAddress.split(":");
   try {
+    // Both register first: once one is closed for strays, its address waits before registering again.
+    const workers = [];
     for (const codec of [jsonCodec, msgpackCodec]) {
       const name = `strays-${codec.name}`;
       const worker = await dial({ host, port: Number(port) }, {
@@ -121,16 +126,88 @@ Deno.test("a registered worker sending answers to requests never sent, before an
         codec,
         onRequest: (method) => method === "sys.ping" ? { pong: true } : null,
       });
+      await worker.call("worker.register", { name, capacity: 4 });
+      workers.push(worker);
+    }
+    for (const worker of workers) {
       let closed = false;
       worker.closed.then(() => closed = true);
-      await worker.call("worker.register", { name, capacity: 4 });
       for (let k = 0; k < STRAYS; k++) {
         worker.conn.send(worker.codec, { id: 1e9 + k, result: "x" });
       }
-      await eventually(() => Promise.resolve(closed), 3000, `${codec.name} worker closed`);
+      await eventually(() => Promise.resolve(closed), 3000, `${worker.codec.name} worker closed`);
     }
     const lines = lb.stderr().split("\n").filter((l) => l.includes("to requests never sent"));
     assert.equal(lines.length, 2, lines.join("\n"));
+  } finally {
+    await stopAll([lb]);
+  }
+});
+
+Deno.test("StrayBench: a source waits 10 s after its worker's first closure for strays, twice as long after each, from scratch 10 min later", () => {
+  let now = 0;
+  const bench = new StrayBench(() => now);
+  assert.equal(bench.refusal("10.0.0.1"), undefined);
+  assert.equal(bench.strayed("10.0.0.1", "w1"), BENCH_MS);
+  const e = bench.refusal("10.0.0.1")!;
+  assert.equal(e.code, "UNAVAILABLE");
+  assert.equal(
+    e.message,
+    "Worker registrations from 10.0.0.1 are refused for 10 s more: its worker w1 was closed " +
+      "for answers to requests never sent",
+  );
+  assert.equal(bench.refusal("10.0.0.2"), undefined, "another source");
+  now += BENCH_MS;
+  assert.equal(bench.refusal("10.0.0.1"), undefined, "its wait is over");
+  assert.equal(bench.strayed("10.0.0.1", "w2"), 2 * BENCH_MS);
+  now += BENCH_MS;
+  assert.match(
+    bench.refusal("10.0.0.1")!.message,
+    /for 10 s more: its worker w2 .* \(2 times in a row\)$/,
+  );
+  for (let i = 0; i < 10; i++) bench.strayed("10.0.0.1", "w");
+  now += 1;
+  assert.match(bench.refusal("10.0.0.1")!.message, /for 300 s more/, "at most 5 min");
+  now += FORGET_MS;
+  assert.equal(bench.strayed("10.0.0.1", "w3"), BENCH_MS, "from scratch");
+});
+
+Deno.test("a worker closed for strays cannot register again at once under a new name from its address; another address can (Z12's residue)", async () => {
+  const lb = await startBalancer([]);
+  const [host, port] = lb.workerAddress.split(":");
+  try {
+    const worker = await dial({ host, port: Number(port) }, {
+      role: "worker",
+      name: "strays",
+      onRequest: (method) => method === "sys.ping" ? { pong: true } : null,
+    });
+    await worker.call("worker.register", { name: "strays", capacity: 4 });
+    for (let k = 0; k < STRAYS; k++) worker.conn.send(worker.codec, { id: 1e9 + k, result: "x" });
+    await worker.closed;
+    // Before: registered at once under a new name, a fresh backend to send more strays.
+    const again = await dial({ host, port: Number(port) }, { role: "worker", name: "fresh" });
+    const err = await again.call("worker.register", { name: "fresh", capacity: 4 }).then(
+      () => undefined,
+      (e) => e as DistError,
+    );
+    again.close();
+    assert.equal(err?.code, "UNAVAILABLE");
+    assert.match(
+      err!.message,
+      /^Worker registrations from 127\.0\.0\.1 are refused for 10 s more: its worker strays was closed for answers to requests never sent$/,
+    );
+    assert.match(lb.stderr(), /Worker fresh from 127\.0\.0\.1:\d+ refused: Worker registrations/);
+    // Another address registers meanwhile.
+    const other = helloFrom(Number(port), "127.0.0.2", { role: "worker", name: "other" });
+    assert.equal((await other.first())?.op, "welcome");
+    other.socket.write(jsonFrame({ id: 1, method: "worker.register", params: { name: "other" } }));
+    await eventually(() => Promise.resolve(other.frames.length > 1), 3000, "its answer");
+    assert.deepEqual((other.frames[1] as { result?: unknown }).result, {
+      registered: "other",
+      capacity: 1,
+      balancer: lb.stderr().match(/\b(balancer-\d+)\b/)![1],
+    });
+    other.socket.destroy();
   } finally {
     await stopAll([lb]);
   }

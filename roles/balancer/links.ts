@@ -69,13 +69,19 @@ async function ping(peer: Peer, timeoutMs: number): Promise<string | undefined> 
  * the backend's bound (backends.ts onStray) the backend is out, which is
  * reported (one budgeted line), and the connection closed.
  */
-function closeOnStrays(backend: Backend, peer: Peer, report: LinkOptions["report"]): void {
+function closeOnStrays(
+  backend: Backend,
+  peer: Peer,
+  report: LinkOptions["report"],
+  closed?: () => void,
+): void {
   peer.onStrayAnswer = (bytes) => {
     const t = backend.onStray(bytes);
     if (t === undefined) return;
     peer.onStrayAnswer = undefined;
     report(t);
     peer.close(CloseReason.ProtocolError);
+    closed?.();
   };
 }
 
@@ -249,13 +255,14 @@ export class WorkerLink implements Link {
   #nap = new Nap();
   #stopped = false;
 
-  constructor(backend: Backend, peer: Peer, options: LinkOptions) {
+  /** @param options `onStrays`: called once its connection was closed for answers to requests never sent */
+  constructor(backend: Backend, peer: Peer, options: LinkOptions & { onStrays?: () => void }) {
     this.backend = backend;
     this.peer = peer;
     backend.link = this;
     backend.peerName = peer.remote.name;
     keepReading(peer.conn.conn);
-    closeOnStrays(backend, peer, options.report);
+    closeOnStrays(backend, peer, options.report, options.onStrays);
     // Not logged: the registration is (sources.ts).
     options.report(backend.onConnected(), true);
     peer.closed.then(() => {

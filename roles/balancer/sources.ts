@@ -16,6 +16,8 @@ import { Backend, type HealthRules, type Pool } from "./backends.ts";
 import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
 import { backendLines, cut, workerLines } from "./log.ts";
+import { StrayBench } from "./stray_bench.ts";
+import { clientSource } from "../../auth/mod.ts";
 
 /** Longest a server that left its service may take to finish its requests (ms). */
 const DRAIN_MS = 30_000;
@@ -317,6 +319,8 @@ export class WorkerRegistry {
   #byName = new Map<string, Peer>();
   /** The backoff of workers that left backed off, by name, and when they left (outlier.ts). */
   #gone = new Map<string, { outlier: Outlier; at: number }>();
+  /** Sources whose worker was closed for answers to requests never sent (stray_bench.ts). */
+  readonly #bench = new StrayBench();
 
   constructor(options: SourceOptions) {
     this.#options = options;
@@ -338,6 +342,17 @@ export class WorkerRegistry {
     const capacity = Math.min(reg.capacity ?? 1, o.maxInflight);
     if (this.#byPeer.has(peer)) {
       throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
+    }
+    // A source whose worker was closed for stray answers waits before registering again (stray_bench.ts).
+    const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
+    const benched = this.#bench.refusal(source);
+    if (benched !== undefined) {
+      workerLines.warn("Worker {name} from {addr} refused: {why}", {
+        name,
+        addr: peer.conn.remoteAddress,
+        why: benched.message,
+      });
+      throw benched;
     }
     const holder = this.#byName.get(name);
     const max = o.maxWorkers ?? Infinity;
@@ -402,7 +417,7 @@ export class WorkerRegistry {
       addr: backend.address,
       capacity,
     });
-    new WorkerLink(backend, peer, o);
+    new WorkerLink(backend, peer, { ...o, onStrays: () => this.#bench.strayed(source, name) });
     peer.closed.then((reason) => {
       if (this.#forget(peer)) workerLines.info("Worker {name} left ({reason})", { name, reason });
     });
