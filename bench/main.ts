@@ -54,6 +54,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
       "balancer --mode tcp vs HAProxy mode tcp vs nginx stream over nginx: wrk req/s, p99, CPU",
     load: async () => (await import("./balancer_l4.ts")).run,
   },
+  "json-parse": {
+    about: "parseJson (V8's escaped-key bug worked around) vs JSON.parse, in-process, per shape",
+    load: async () => (await import("./json_parse.ts")).run,
+  },
   up: {
     about: "dist up of the default topology: time to every instance ready, RSS of the topology",
     load: async () => (await import("./up.ts")).run,

@@ -6,7 +6,7 @@
  * stays bounded. Made and fed by pubsub.ts.
  */
 import { getLogger } from "@logtape/logtape";
-import type { DistError, Peer, RawDelivery } from "../wire/mod.ts";
+import { type DistError, parseJson, type Peer, type RawDelivery } from "../wire/mod.ts";
 import { cut } from "../wire/_log.ts";
 import type { Delivery, Policy, Subscribed, Undeliverable, Unsubscribed } from "./contracts/mod.ts";
 
@@ -160,7 +160,7 @@ export class Subscription implements AsyncIterable<Message> {
     if (this.#waiter !== undefined) {
       let value: unknown;
       try {
-        value = JSON.parse(decoder.decode(d.value));
+        value = parseJson(decoder.decode(d.value));
       } catch {
         return false;
       }
@@ -262,7 +262,7 @@ export class Subscription implements AsyncIterable<Message> {
     try {
       return {
         topic: held.topic,
-        value: JSON.parse(typeof held.value === "string" ? held.value : decoder.decode(held.value)),
+        value: parseJson(typeof held.value === "string" ? held.value : decoder.decode(held.value)),
         retained: held.retained,
         sid: held.sid,
       };

@@ -7,6 +7,7 @@
  */
 import { resolve } from "node:path";
 import { DEFAULT_TOPOLOGY_FILE, UsageError } from "../config/mod.ts";
+import { parseJson } from "../wire/mod.ts";
 
 /** One instance as its launcher sees it. */
 export interface InstanceState {
@@ -238,7 +239,7 @@ export async function readStates(file: string): Promise<LauncherState[]> {
     const path = `${stateDir()}/${entry.name}`;
     let state: LauncherState;
     try {
-      state = JSON.parse(await Deno.readTextFile(path));
+      state = parseJson(await Deno.readTextFile(path)) as LauncherState;
     } catch {
       continue; // Being replaced, or not ours to read.
     }

@@ -5,7 +5,7 @@
 import { getLogger } from "@logtape/logtape";
 import { defineOptions, formatAddress, formatDuration, parseAddress } from "../config/mod.ts";
 import { cut } from "../wire/_log.ts";
-import { DistError, type Peer } from "../wire/mod.ts";
+import { DistError, parseJson, type Peer } from "../wire/mod.ts";
 import { Connection } from "../clients/connection.ts";
 import { type CommonOptions, connSettings } from "./_flags.ts";
 
@@ -139,7 +139,7 @@ export async function firstConnection(conn: Connection, options: LinkFlags): Pro
 /** A value given on the command line: JSON when it parses as JSON, else the text itself. */
 export function parseValue(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseJson(text);
   } catch {
     return text;
   }

@@ -7,7 +7,7 @@
 import { dialerCounters } from "../obs/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { defineOptions, type RoleOptions, UsageError } from "../config/mod.ts";
-import type { Peer, RawDelivery } from "../wire/mod.ts";
+import { parseJson, type Peer, type RawDelivery } from "../wire/mod.ts";
 import { cut } from "../wire/_log.ts";
 import { defineRole, type RunContext, StdoutLines } from "./_role.ts";
 import {
@@ -274,7 +274,7 @@ class Printer {
     let value: unknown;
     try {
       text = this.#textDecoder.decode(d.value);
-      value = JSON.parse(text);
+      value = parseJson(text);
     } catch {
       return false;
     }

@@ -4,7 +4,7 @@
  * the parser that turns a command line such as `add 3 4` into a request.
  */
 import { didYouMean } from "../config/mod.ts";
-import { DistError, type ServiceHandlers } from "../wire/mod.ts";
+import { DistError, parseJson, type ServiceHandlers } from "../wire/mod.ts";
 import { ops } from "../clients/contracts/mod.ts";
 import { evaluate } from "./expression.ts";
 
@@ -109,7 +109,7 @@ export function parseOperation(words: readonly string[]): Operation {
   if (rest.length === 0) return { method };
   const text = rest.join(" ");
   try {
-    return { method, params: JSON.parse(text) };
+    return { method, params: parseJson(text) };
   } catch {
     const known = Object.keys(ops.methods).join(", ");
     throw new DistError(
@@ -130,7 +130,7 @@ function jsonParams(word: string, textual: boolean): unknown {
   const start = word.trimStart()[0];
   if (start !== "{" && (textual || start !== "[")) return undefined;
   try {
-    const params = JSON.parse(word);
+    const params = parseJson(word);
     return params !== null && typeof params === "object" ? params : undefined;
   } catch {
     if (textual) return undefined;

@@ -1,6 +1,7 @@
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { DistError } from "./errors.ts";
 import { HEADER_BYTES, type OutBuffer } from "./frame.ts";
+import { parseJson } from "./json_parse.ts";
 import { asJsonBinary, jsonReplacer } from "./json_value.ts";
 import { isProtoRefusal, PROTO_KEY, withProtoKeys } from "./proto_key.ts";
 
@@ -87,14 +88,14 @@ function tooDeep(): DistError {
 }
 
 /** Parses one frame's JSON text, refusing nesting deeper than MAX_DEPTH. */
-function parseJson(text: string, from = 0, to = text.length): unknown {
+function parseFrameJson(text: string, from = 0, to = text.length): unknown {
   // Sliced first: the depth check's indexOf then stops at the frame's end
   // instead of searching the rest of the read for a "[" (quadratic per read).
   const frame = from === 0 && to === text.length ? text : text.slice(from, to);
   if (jsonDepthExceeds(frame, 0, frame.length)) throw tooDeep();
   let value: unknown;
   try {
-    value = JSON.parse(frame);
+    value = parseJson(frame); // not JSON.parse: json_parse.ts
   } catch (err) {
     throw new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`);
   }
@@ -232,7 +233,7 @@ function jsonDecodeAll(frames: readonly Uint8Array[]): unknown[] {
       continue;
     }
     try {
-      out.push(parseJson(text, from, to));
+      out.push(parseFrameJson(text, from, to));
     } catch (err) {
       out.push(err);
     }
@@ -266,7 +267,7 @@ export const jsonCodec: Codec = {
     } catch (err) {
       throw new DistError("BAD_REQUEST", `Invalid JSON: ${(err as Error).message}`);
     }
-    return parseJson(text);
+    return parseFrameJson(text);
   },
   decodeAll(frames) {
     return frames.length === 1 ? decodeEach(this, frames) : jsonDecodeAll(frames);

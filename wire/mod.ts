@@ -4,7 +4,8 @@
  * bytes. Files, bottom up:
  *
  * - `errors.ts` the one error class and its codes; `frame.ts` length-prefixed
- *   frames; `codec.ts` JSON and MessagePack payloads; `json_value.ts`
+ *   frames; `codec.ts` JSON and MessagePack payloads (JSON text read with
+ *   `json_parse.ts`'s parseJson, never bare JSON.parse); `json_value.ts`
  *   binary values as base64 in JSON, and a value's JSON size without its text;
  *   `turn.ts` a clock read and a check made once per turn of the event loop;
  * - `conn.ts` a framed TCP connection, made of `inbound.ts` (the read loop,
@@ -64,6 +65,7 @@ export {
   toJsonText,
   toMsgpack,
 } from "./codec.ts";
+export { hasEscapedKey, parseJson } from "./json_parse.ts";
 export {
   asJsonBinary,
   base64Of,

@@ -4,6 +4,7 @@
  * ordinary decoder.
  */
 import { endsWith, startsWith } from "./byte_words.ts";
+import { parseJson } from "./json_parse.ts";
 import type { TopicCache } from "./topic_cache.ts";
 import { DELIVERY_PREFIX, topicEnd, VALUE_KEY } from "./pubsub_json.ts";
 
@@ -70,5 +71,5 @@ export function readDelivery(frame: Uint8Array, topics: TopicCache): RawDelivery
 
 /** The value of a raw publish or delivery: its JSON text parsed. */
 export function parseRawValue(value: Uint8Array): unknown {
-  return JSON.parse(decoder.decode(value));
+  return parseJson(decoder.decode(value));
 }

@@ -14,6 +14,7 @@ import {
   msgpackCodec,
   type MsgpackRequest,
   type OutBuffer,
+  parseJson,
   type Peer,
   type RawReply,
 } from "../../wire/mod.ts";
@@ -175,7 +176,7 @@ export class MsgpackJob implements BytesJob, RawReply {
     };
     if (a.errorStart >= 0) message.error = jsonCodec.decode(b.subarray(a.errorStart, a.errorEnd));
     else message.result = jsonCodec.decode(b.subarray(a.resultStart, a.resultEnd));
-    if (a.byStart >= 0) message.by = JSON.parse(utf8.decode(b.subarray(a.byStart, a.byEnd)));
+    if (a.byStart >= 0) message.by = parseJson(utf8.decode(b.subarray(a.byStart, a.byEnd)));
     msgpackCodec.writeFrame(out, message, maxFrame);
   }
 }

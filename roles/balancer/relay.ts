@@ -24,6 +24,7 @@ import {
   isErrorCode,
   jsonCodec,
   type OutBuffer,
+  parseJson,
   type Peer,
   type RawReply,
   Reply,
@@ -213,7 +214,7 @@ function serverFailure(answer: Envelope): DistError | "INTERNAL" | "refused" | u
   const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
   let body: unknown;
   try {
-    body = JSON.parse(utf8.decode(span));
+    body = parseJson(utf8.decode(span));
   } catch {
     return new DistError("INTERNAL", "Malformed error from peer");
   }

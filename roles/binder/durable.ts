@@ -15,6 +15,7 @@ import {
   type Opened,
   type StoreCounters,
 } from "../../store/mod.ts";
+import { parseJson } from "../../wire/mod.ts";
 import { parseRecord, toRecord } from "./records.ts";
 import type { Entry, Registry } from "./registry.ts";
 
@@ -50,7 +51,7 @@ export class DurableRegistry {
     for (const [id, value] of store.rows(TABLE)) {
       let incoming;
       try {
-        const row = JSON.parse(String(value));
+        const row = parseJson(String(value)) as { removed?: unknown; until: number };
         const left = row.removed === undefined ? row.until - now : 0;
         incoming = left > 0 || row.removed !== undefined
           ? parseRecord({ ...row, left_ms: Math.max(0, left) })

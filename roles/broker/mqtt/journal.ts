@@ -22,6 +22,7 @@
  * leaves it, and once per turn after deliveries were queued).
  */
 import type { Store } from "../../../store/mod.ts";
+import { parseJson } from "../../../wire/mod.ts";
 import { Message, type Subscription } from "../subscriber.ts";
 import type { InflightWindow } from "./inflight.ts";
 
@@ -144,7 +145,7 @@ export function readQueued(store: Store): { rows: QueuedRow[]; bad: string[] } {
   const bad: string[] = [];
   for (const [key, value] of store.rows(QUEUED)) {
     try {
-      const [clientId, filter, n] = JSON.parse(key) as unknown[];
+      const [clientId, filter, n] = parseJson(key) as unknown[];
       if (
         typeof clientId !== "string" || typeof filter !== "string" || !Number.isInteger(n) ||
         !(value instanceof Uint8Array)

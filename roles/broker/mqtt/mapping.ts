@@ -11,7 +11,7 @@
  * Payloads (see {@link MqttPayload} and {@link payloadOf}): bytes from MQTT
  * go to MQTT subscribers unchanged; native subscribers get them decoded.
  */
-import { DistError } from "../../../wire/mod.ts";
+import { DistError, parseJson } from "../../../wire/mod.ts";
 import { checkValue } from "../core.ts";
 import { jsonBytes } from "../frames.ts";
 import { RawJson } from "../raw_json.ts";
@@ -203,7 +203,7 @@ export function decodePayload(bytes: Uint8Array): unknown {
     return bytes.slice();
   }
   try {
-    const value = JSON.parse(text);
+    const value = parseJson(text);
     checkValue(value); // e.g. "\ud800": valid JSON, not a value every subscriber can take
     return value;
   } catch {

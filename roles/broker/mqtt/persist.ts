@@ -15,6 +15,7 @@
  * after a kill the last sign of life).
  */
 import { type FsyncMode, Store } from "../../../store/mod.ts";
+import { parseJson } from "../../../wire/mod.ts";
 import { QUEUED } from "./journal.ts";
 
 export const MQTT_FILE = "mqtt.db";
@@ -54,7 +55,7 @@ export function openSessionStore(
  * @throws {Error} when it is not one
  */
 export function readRow(text: string): SessionRow {
-  const row = JSON.parse(text) as SessionRow;
+  const row = parseJson(text) as SessionRow;
   const ok = (row.owner === null || typeof row.owner === "string") &&
     (row.version === 4 || row.version === 5) && Number.isFinite(row.expiry) && row.expiry > 0 &&
     (row.away === null || Number.isFinite(row.away)) && Array.isArray(row.subs) &&
