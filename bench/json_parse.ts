@@ -8,9 +8,12 @@
  * over JSON.parse's. Shapes: texts without a backslash (the common case:
  * one indexOf), texts with escapes in values only (the key scan), and texts
  * with an escaped key (the careful parser; JSON.parse's figure there is what
- * the bug would have cost, not a correct answer).
+ * the bug would have cost, not a correct answer). `check_*` is the scan
+ * parseJson adds before JSON.parse, timed alone: on this shared machine two
+ * runs of JSON.parse itself differ by 5-15 % (A/A), more than the scan
+ * costs, so the ratio alone cannot show it.
  */
-import { parseJson } from "../wire/json_parse.ts";
+import { hasEscapedKey, parseJson } from "../wire/json_parse.ts";
 import { type BenchFlags, Rounds } from "./_common.ts";
 
 function sample(escapes: boolean, n: number): Record<string, unknown> {
@@ -53,6 +56,21 @@ function nsPerJsonParse(text: string): number {
   return ((now - start) * 1e6) / n;
 }
 
+/** The check parseJson adds before JSON.parse, alone: what the common case costs. */
+function nsPerCheck(text: string): number {
+  let n = 0;
+  let found = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < 25) {
+    for (let i = 0; i < 64; i++) found += hasEscapedKey(text) ? 1 : 0;
+    n += 64;
+    now = performance.now();
+  }
+  if (found !== 0 && found !== n) throw new Error("hasEscapedKey changed its mind");
+  return ((now - start) * 1e6) / n;
+}
+
 function nsPerParseJson(text: string): number {
   let n = 0;
   const start = performance.now();
@@ -81,6 +99,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       ];
       if (r % 2 === 0) sides.reverse();
       for (const [key, time] of sides) rounds.add(key, time(text));
+      rounds.add(`check_${name}`, nsPerCheck(text));
       await Promise.resolve();
     }
     rounds.printRound("json-parse (ns)", r);
@@ -92,7 +111,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       `json-parse ${name} (${SHAPES[name].length} chars): JSON.parse ` +
         `${medians[`json_parse_${name}`].toFixed(0)} ns, parseJson ` +
         `${medians[`parse_json_${name}`].toFixed(0)} ns, ratio ` +
-        medians[`ratio_${name}`].toFixed(3),
+        `${medians[`ratio_${name}`].toFixed(3)}; the check alone ` +
+        `${medians[`check_${name}`].toFixed(1)} ns`,
     );
   }
   return medians;
