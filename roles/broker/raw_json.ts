@@ -4,7 +4,7 @@
  * came in (JSON text, or MessagePack), decoded only for the others.
  * Also the slab that delivery frames and such values are carved from.
  */
-import { msgpackCodec, toMsgpack } from "../../wire/mod.ts";
+import { msgpackCodec, parseJson, toMsgpack } from "../../wire/mod.ts";
 import { jsonToMsgpack, textToMsgpack } from "./json_to_msgpack.ts";
 import { msgpackToJson } from "../../wire/msgpack_to_json.ts";
 import { EncodedValue } from "./subscriber.ts";
@@ -200,10 +200,10 @@ export class RawJson extends FrameValue {
     const text = this.#text;
     if (text !== undefined) {
       conversions.bytes += text.length;
-      return JSON.parse(text);
+      return parseJson(text);
     }
     if (!this.#decoded) {
-      this.#value = JSON.parse(decoder.decode(this.bytes));
+      this.#value = parseJson(decoder.decode(this.bytes));
       this.#decoded = true;
     }
     return this.#value;
