@@ -60,6 +60,7 @@ export {
   type MethodsOf,
   type ParamsOf,
   type Parse,
+  parseJson,
   type PeerInfo,
   type Resource,
   type ResultOf,

@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { parseJson as libraryParseJson } from "../clients/mod.ts";
 import { hasEscapedKey, jsonCodec, MAX_DEPTH, parseJson } from "../wire/mod.ts";
 
 /** A value to write: objects as entry lists, so duplicate keys can be written. */
@@ -144,6 +145,7 @@ Deno.test("parseJson() reads each one-escape key as written after a `\\` key (V8
     const text = `{"${k}":1,${v}:0}`;
     const want = JSON.parse(v) as string;
     assert.deepEqual(Object.keys(parseJson(text) as object), [k, want], text);
+    assert.deepEqual(Object.keys(libraryParseJson(text) as object), [k, want], text);
     assert.deepEqual(Object.keys(jsonCodec.decode(new TextEncoder().encode(text)) as object), [
       k,
       want,
