@@ -1,5 +1,5 @@
 /**
- * A publisher's last publish frames read in full (canonical notifications:
+ * A publisher's last publish frames read in full (notifications in any layout:
  * see FramePublish.canonical), so that the next ones can be checked against
  * them: applications publish the same layout over and over (a sensor's
  * reading, a status) on the same topic, with only some digits changed. A
@@ -31,15 +31,13 @@ export const MEMO_MAX_BYTES = 1024;
 /** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
 const SLOTS = 4;
 /** Misses in a row past which fewer frames are kept: the 16th, 32nd, … one in RETRY_MOST. */
-const RETRY_EVERY = 8;
-const RETRY_MOST = 256;
+const RETRY_EVERY = 8, RETRY_MOST = 256;
 
 /** How a byte of the kept value may change (see the module comment). */
 const SAME = 0, ANY_DIGIT = 1, NONZERO_DIGIT = 2, ANY_BYTE = 3, FIXINT = 4, NEGATIVE_FIXINT = 5;
 const BOOLEAN = 6, FLOAT32_HIGH = 7, FLOAT32_NEXT = 8, FLOAT64_HIGH = 9, FLOAT64_NEXT = 10;
 
-const EMPTY_WORDS = new Int32Array(0);
-const EMPTY_PAIRS = new Float64Array(0);
+const EMPTY_WORDS = new Int32Array(0), EMPTY_PAIRS = new Float64Array(0);
 const EMPTY_BYTES = new Uint8Array(0);
 
 /** What a reader read in a frame (a FramePublish). */
@@ -48,6 +46,8 @@ export interface KeptRead {
   readonly valueEnd: number;
   readonly topic: string;
   readonly retain: boolean;
+  /** Whether the frame is canonical (see FramePublish.canonical); when not said, it is. */
+  readonly canonical?: boolean;
 }
 
 /** One kept frame and what a reader read in it (arrays sized to it, rounded up to 64 bytes). */
@@ -75,6 +75,7 @@ class Slot implements KeptRead {
   valueEnd = 0;
   topic = "";
   retain = true;
+  canonical = true;
   /** When it last matched or was kept (the memo's count of reads). */
   used = 0;
 
@@ -128,7 +129,7 @@ export class PublishMemo {
   }
 
   /**
-   * A canonical notification `b` was read in full (`read`): its value
+   * A notification `b` was read in full (`read`): its value
    * `b[valueStart, valueEnd)` (JSON, or MessagePack) is valid.
    * Kept in place of the kept frame of its length, else of the one used
    * longest ago; after RETRY_EVERY full reads in a row without a match, only
@@ -164,6 +165,7 @@ export class PublishMemo {
     slot.valueEnd = read.valueEnd;
     slot.topic = read.topic;
     slot.retain = read.retain;
+    slot.canonical = read.canonical ?? true;
     slot.freeMade = false;
     slot.used = ++this.#reads;
   }

@@ -172,7 +172,7 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish
     PUBLISH.topic = kept.topic;
     PUBLISH.at(b, kept.valueStart, kept.valueEnd);
     PUBLISH.retain = kept.retain;
-    PUBLISH.canonical = true;
+    PUBLISH.canonical = kept.canonical !== false;
     return PUBLISH;
   }
   PUBLISH.canonical = false;
@@ -188,8 +188,22 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish
   } else if (startsWith(b, ID_FIRST)) {
     const read = readIdFirst(b, topics);
     if (read !== null) return read;
+  } else {
+    // Another encoder's layout as this publisher's last publish had it (else member by member).
+    const start = topics.layout.head(b);
+    const end = start > 0 ? skipValue(b, start, VALUE_DEPTH) : -1;
+    if (end > 0 && topics.layout.tail(b, end)) return layoutRead(b, start, end, topics);
   }
   return readAnyLayout(b, topics);
+}
+
+/** A notification in its publisher's last layout (see LayoutMemo), its value `b[start, end)`. */
+function layoutRead(b: Uint8Array, start: number, end: number, topics: TopicCache): FramePublish {
+  PUBLISH.topic = topics.layout.topic;
+  PUBLISH.retain = topics.layout.retain;
+  PUBLISH.at(b, start, end);
+  topics.memo.checked(b, PUBLISH, false);
+  return PUBLISH;
 }
 
 /**
@@ -266,6 +280,11 @@ function readAnyLayout(b: Uint8Array, topics: TopicCache): FramePublish | undefi
       return undefined;
     }
     PUBLISH.id = id;
+    // Another encoder's notifications are as regular as JSON.stringify's: kept too (not canonical).
+    if (id === undefined) {
+      topics.memo.checked(b, PUBLISH, false);
+      topics.layout.keep(b, PUBLISH.valueStart, PUBLISH.valueEnd, PUBLISH.topic, PUBLISH.retain);
+    }
     return PUBLISH;
   }
 }

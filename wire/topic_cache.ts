@@ -4,6 +4,7 @@
  */
 import { WordRun } from "./byte_words.ts";
 import { PublishMemo } from "./publish_memo.ts";
+import { LayoutMemo } from "./layout_memo.ts";
 
 const decoder = new TextDecoder();
 
@@ -23,6 +24,8 @@ export class TopicCache {
   #headTopic = "";
   /** The publisher's last publishes read in full (see PublishMemo). */
   readonly memo: PublishMemo = new PublishMemo();
+  /** The publisher's last publish in another layout (see LayoutMemo). */
+  readonly layout: LayoutMemo = new LayoutMemo();
 
   /** The topic in `frame[from, to)` (ASCII). */
   topic(frame: Uint8Array, from: number, to: number): string {

@@ -82,9 +82,19 @@ abstract class FrameValue extends EncodedValue {
     return this.frameTopic;
   }
 
-  /** Where the value ends in the canonical frame. */
+  /** Where the value ends in the canonical frame (or in the frame lent, see lentFrame). */
   get frameEnd(): number {
     return this.end;
+  }
+
+  /** The frame lent, canonical or not (undefined when none is): the value is `[frameStart, frameEnd)`. */
+  get lentFrame(): Uint8Array | undefined {
+    return this.frame;
+  }
+
+  /** Where the value starts in the frame lent. */
+  get frameStart(): number {
+    return this.start;
   }
 }
 
