@@ -265,6 +265,19 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       `balancer-l4: wrk -t1 -c${connections} -d${duration}, ${rounds} round(s), sides ` +
         `${sides.map((s) => s.name).join(", ")}; load average ${loadAverage()}`,
     );
+    // Untimed: every side, every shape, twice (the balancer compiles its paths in the first
+    // run and again after its first connections close: see warmUp in balancer.ts).
+    for (let pass = 0; pass < (flags.quick ? 1 : 2); pass++) {
+      for (const shape of SHAPES) {
+        for (const side of sides) {
+          await wrk(`http://127.0.0.1:${side.port}${shape.path}`, {
+            duration: "1s",
+            connections,
+            header: shape.header,
+          });
+        }
+      }
+    }
     const r = new Rounds();
     for (let round = 0; round < rounds; round++) {
       for (const shape of SHAPES) {
