@@ -378,7 +378,9 @@ export class Dispatcher<J extends Job> {
       if (backend === undefined) return false;
       // Small ones not behind a large request on its connection; large ones off one backend (shares.ts).
       const pacing = this.#shares.pacing;
-      if (pacing.paced > 0) backend = pacing.place(backend, job.bytes ?? 0, this.#pool.list, avoid);
+      if (pacing.paced > 0 || pacing.bound.spreading) {
+        backend = pacing.place(backend, job, this.#pool.list, avoid);
+      }
       backend = this.#shares.unstuck(backend, this.#pool.list, avoid);
       backend.inflight++;
       job.backend = backend;

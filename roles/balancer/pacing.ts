@@ -25,8 +25,12 @@
  *   CLEAR_MS, paced requests keep off one backend, so there is one: then
  *   sixteen connections of one 1 MB request each put one ahead of every
  *   small request of a client at 20 a second or one (hostile33 Y2).
+ *
+ * Requests of every size pay their bytes too: a bound on the bytes on the
+ * backends, and placement by them (backend_bytes.ts, {@link Pacing.bound}).
  */
 
+import { ByteBound, type Mine } from "./backend_bytes.ts";
 import {
   CLEAR_MS,
   LARGE_BYTES,
@@ -39,11 +43,20 @@ import {
 /** A backend as placement sees it. */
 type Placed = { readonly available: boolean; inflight: number };
 
+/** A request as placement sees it (forward.ts's Job). */
+type Placing = {
+  readonly bytes?: number;
+  readonly share?: { readonly bytes: number };
+  readonly line?: { readonly bytes: number };
+};
+
 export class Pacing {
   /** Requests of PACED_BYTES or more on the backends. */
   paced = 0;
   /** Of them, large ones (LARGE_BYTES or more). */
   large = 0;
+  /** Bytes of requests of every size on the backends, and where (backend_bytes.ts). */
+  readonly bound: ByteBound;
   /** Bytes of paced requests on each backend (only backends with one). */
   #on = new Map<object, number>();
   /** When a small request was last answered. */
@@ -72,10 +85,15 @@ export class Pacing {
     this.#inflight = options.inflight;
     this.#active = options.active;
     this.#wakeIn = options.wakeIn;
+    this.bound = new ByteBound(options);
   }
 
-  /** Whether a request of `bytes` may go now, as far as pacing goes (others active). */
-  room(bytes: number): boolean {
+  /**
+   * Whether a request of `bytes` of a connection holding `mine` may go now,
+   * as far as bytes go (others active).
+   */
+  room(bytes: number, mine: Mine): boolean {
+    if (!this.bound.fits(bytes, mine)) return false;
     if (bytes < PACED_BYTES) return true;
     if (
       bytes >= LARGE_BYTES && this.large >= Math.max(1, this.#backends() - 1) && this.#smallSeen()
@@ -89,16 +107,24 @@ export class Pacing {
   }
 
   /**
-   * Where a request of `bytes` goes instead of `picked` (`avoid` aside),
-   * while paced requests are on the backends: a small one, when `picked`
-   * has LARGE_BYTES or more of them, to the least busy available backend
-   * with less; a paced one, while pacing lapses (nothing small on the
+   * Where `job` goes instead of `picked` (`avoid` aside): first by bytes,
+   * while the bound spreads requests ({@link ByteBound.spread}); then by
+   * its size, while paced requests are on the backends: a small one, when
+   * `picked` has LARGE_BYTES or more of them, to the least busy available
+   * backend with less; a paced one, while pacing lapses (nothing small on the
    * backends nor answered within the grace) yet more than one connection
    * is active and a small request was on the backends within CLEAR_MS, to
    * the least busy with paced ones already when `picked` is the last
    * available without. `picked` when there is none such.
    */
-  place<B extends Placed>(picked: B, bytes: number, list: readonly B[], avoid: B | undefined): B {
+  place<B extends Placed>(picked: B, job: Placing, list: readonly B[], avoid: B | undefined): B {
+    const bytes = job.bytes ?? 0;
+    if (this.bound.spreading) {
+      // Held by its connection: on the backends, and waiting (itself included).
+      const held = (job.share?.bytes ?? 0) + (job.line?.bytes ?? bytes);
+      picked = this.bound.spread(picked, held, list, avoid);
+      if (this.paced === 0) return picked;
+    }
     const on = this.#on;
     if (bytes < PACED_BYTES) {
       return (on.get(picked) ?? 0) < LARGE_BYTES
@@ -139,6 +165,7 @@ export class Pacing {
 
   /** A request of `bytes` went to `backend` at `now` (counted in `inflight` already). */
   took(bytes: number, backend: object, now: number): void {
+    this.bound.took(bytes, backend);
     if (bytes < PACED_BYTES) {
       if (this.#earned < MAX_EARNED) this.#earned += SMALL_EARNS;
       return;
@@ -153,6 +180,7 @@ export class Pacing {
 
   /** A request of `bytes` left `backend` at `now` (-Infinity: it was never sent). */
   gave(bytes: number, backend: object, now: number): void {
+    this.bound.gave(bytes, backend);
     if (bytes < PACED_BYTES) {
       if (now > this.#smallAt) this.#smallAt = now;
       return;

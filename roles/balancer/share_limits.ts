@@ -45,6 +45,12 @@ export const SMALL_EARNS = 4 * 1024;
  * under LARGE_BYTES, went unpaced).
  */
 export const PACED_BYTES = SMALL_EARNS;
+/**
+ * Bytes of requests of every size on the backends, per backend in rotation,
+ * past which a connection adds only up to its part (pacing.ts): what a small
+ * request may find ahead of it on a backend's connection (hostile35 H12).
+ */
+export const BACKEND_BYTES = 64 * 1024;
 /** Bytes of requests the connections of one source may have on the backends while another source is busy. */
 export const SOURCE_BYTES = SOURCE_OUT * SHARE_BYTES;
 /**

@@ -224,7 +224,7 @@ export class Shares {
   /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
   #roomFor(share: ClientShare, bytes: number): boolean {
     if (share.inflight > 0 && share.bytes + bytes > SHARE_BYTES) return false;
-    return this.pacing.room(bytes);
+    return this.pacing.room(bytes, share);
   }
 
   /** Pumps the queue in `ms` (nothing else may, when nothing is on the backends). */
