@@ -17,8 +17,13 @@
  * answers (bench/spread_client.ts): within four shares per connection, so
  * only the shares per source (roles/balancer/shares.ts) hold it back.
  *
+ * A fifth, `near`: sixteen connections from sixteen addresses
+ * (127.0.0.2–17), each keeping 16 echoes of 4,000 bytes out (just under
+ * the pacing line: hostile35 H12), reading their answers.
+ *
  * With DIST_BASELINE=DIR, a balancer of that checkout over the same 2
- * servers is a third target (before/after in one run).
+ * servers is a third target (before/after in one run). DIST_HOSTILE_CASES
+ * =0,near keeps only those cases (0, 1, 4, spread, near).
  *
  * Targets: through the balancer under attack, legitimate p99 ≤ 50 ms and
  * legitimate throughput ≥ 0.8× the unattacked figure of the same round.
@@ -39,13 +44,17 @@ import {
 const ATTACKER = fileURLToPath(new URL("./pipeline_client.ts", import.meta.url));
 const ATTACK_REQUESTS = 100_000;
 const SPREAD = fileURLToPath(new URL("./spread_client.ts", import.meta.url));
-/** The cases: that many pipelining attackers, or one client spread over connections. */
-const CASES = [0, 1, 4, "spread"] as const;
+/** The cases: that many pipelining attackers, one client spread over connections, or sixteen near the pacing line. */
+const ALL_CASES = [0, 1, 4, "spread", "near"] as const;
+const only = Deno.env.get("DIST_HOSTILE_CASES")?.split(",");
+const CASES = ALL_CASES.filter((c) => only === undefined || only.includes(String(c)));
 
-/** The spread client (see the module note) on `port`, started. */
-async function spread(port: number) {
+/** The spread client (see the module note) on `port`, started: `near` its H12 form. */
+async function spread(port: number, near = false) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SPREAD, String(port), "16", "48", "127.0.0.2"],
+    args: near
+      ? ["run", "-A", SPREAD, String(port), "16", "16", "127.0.0.2-17", "4000"]
+      : ["run", "-A", SPREAD, String(port), "16", "48", "127.0.0.2"],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -184,8 +193,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           const tag = `${side}_${attackers}`;
           const cpu0 = cpuMs(target.child.pid);
           const t0 = performance.now();
-          const a = attackers === "spread"
-            ? await spread(target.port)
+          const a = typeof attackers === "string"
+            ? await spread(target.port, attackers === "near")
             : await attack(target.port, attackers);
           const [lat, thr] = await legit(target.address, duration);
           const cpu = (cpuMs(target.child.pid) - cpu0) / (performance.now() - t0) * 100;
@@ -203,7 +212,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           if (attackers === 0) unattacked = thr.rps;
           else {
             rounds.add(`${tag}_rps_ratio`, thr.rps / unattacked);
-            if (attackers !== "spread") {
+            if (typeof attackers === "number") {
               rounds.add(`${tag}_taken_kib`, took.reduce((x, y) => x + y, 0) / 1024 / attackers);
             }
           }
@@ -222,7 +231,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   for (const [side] of targets) {
     for (const n of CASES) {
       const t = `${side}_${n}`;
-      const name = n === "spread" ? "spread client" : `${n} attacker(s)`;
+      const name = n === "spread"
+        ? "spread client"
+        : n === "near"
+        ? "16 × 16 × 4,000 B"
+        : `${n} attacker(s)`;
       console.log(
         `${side.padEnd(8)} ${name}: legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
           `${f(m[`${t}_p99_ms`], 2)} ms, errors ${f(m[`${t}_errors`])}; c=8 ${f(m[`${t}_rps`])} ` +
@@ -240,7 +253,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         f(m.balancer_1_rps_ratio, 2)
       }, 4: ${f(m.balancer_4_rps_ratio, 2)}); spread over 16 connections: p99 ${
         f(m.balancer_spread_p99_ms, 1)
-      } ms, ${f(m.balancer_spread_rps_ratio, 2)}×`,
+      } ms, ${f(m.balancer_spread_rps_ratio, 2)}×; 16 × 16 × 4,000 B: p99 ${
+        f(m.balancer_near_p99_ms, 1)
+      } ms (direct ${f(m.direct_near_p99_ms, 1)}), ${f(m.balancer_near_rps_ratio, 2)}×`,
   );
   return m;
 }

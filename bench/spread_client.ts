@@ -7,7 +7,11 @@
  * source marks it as a bulk flow (roles/balancer/shares.ts). Used by
  * tests/balancer_hostile_test.ts and bench/balancer_hostile.ts.
  *
- *   deno run -A bench/spread_client.ts PORT CONNS WINDOW [FROM]
+ * FROM may be a range of addresses, 127.0.0.A-B: connection i comes from
+ * the (i mod count)th. With SIZE, each request is an `echo` of SIZE
+ * characters instead (hostile35 H12: 16 addresses × 16 echoes of 4,000).
+ *
+ *   deno run -A bench/spread_client.ts PORT CONNS WINDOW [FROM] [SIZE]
  *
  * Prints "ready" once every connection's handshake is done; then, for each
  * line on stdin, the answers received so far; exits when stdin closes.
@@ -15,17 +19,30 @@
 import net from "node:net";
 import { concat, frame, jsonFrame } from "../tests/helpers/raw.ts";
 
-const [portText, connsText, windowText, from = "127.0.0.2"] = Deno.args;
+const [portText, connsText, windowText, from = "127.0.0.2", sizeText] = Deno.args;
 const port = Number(portText);
 const conns = Number(connsText);
 const window = Number(windowText);
+const echoText = sizeText === undefined ? undefined : "x".repeat(Number(sizeText));
+
+/** The local address of connection `i` (see FROM). */
+function addressOf(i: number): string {
+  const range = from.match(/^(\d+\.\d+\.\d+\.)(\d+)-(\d+)$/);
+  if (range === null) return from;
+  const first = Number(range[2]);
+  return range[1] + (first + i % (Number(range[3]) - first + 1));
+}
 
 /** `n` framed requests in one buffer. */
 function requests(n: number, next: () => number): Uint8Array {
   const parts: Uint8Array[] = [];
   for (let i = 0; i < n; i++) {
     const id = next();
-    parts.push(frame(`{"id":${id},"method":"add","params":{"a":${id},"b":1}}`));
+    parts.push(frame(
+      echoText === undefined
+        ? `{"id":${id},"method":"add","params":{"a":${id},"b":1}}`
+        : `{"id":${id},"method":"echo","params":{"text":"${echoText}"}}`,
+    ));
   }
   return concat(parts);
 }
@@ -33,14 +50,14 @@ function requests(n: number, next: () => number): Uint8Array {
 let answered = 0;
 const sockets: net.Socket[] = [];
 
-/** One connection: the handshake, then WINDOW requests out until it closes. */
-function open(): Promise<void> {
+/** Connection `i`: the handshake, then WINDOW requests out until it closes. */
+function open(i: number): Promise<void> {
   return new Promise((ready, fail) => {
     let id = 0;
     const next = () => ++id;
     let welcomed = false;
     let buffer = new Uint8Array(0);
-    const socket = net.connect({ host: "127.0.0.1", port, localAddress: from }, () => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress: addressOf(i) }, () => {
       socket.write(jsonFrame({ op: "hello", v: 1, codec: "json", role: "client", name: "spread" }));
     });
     sockets.push(socket);
@@ -71,7 +88,7 @@ function open(): Promise<void> {
   });
 }
 
-await Promise.all(Array.from({ length: conns }, open));
+await Promise.all(Array.from({ length: conns }, (_, i) => open(i)));
 console.log("ready");
 const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
 for (let r = await lines.read(); !r.done; r = await lines.read()) console.log(String(answered));
