@@ -42,8 +42,12 @@ export class DataDir {
           (owner === undefined ? "" : ` (pid ${owner})`) + `: give each instance its own directory`,
       );
     }
-    file.truncateSync(0);
-    file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+    try {
+      file.truncateSync(0);
+      file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+    } catch {
+      // A full disk: the lock holds all the same; only the holder's pid goes unsaid.
+    }
     return new DataDir(dir, file);
   }
 

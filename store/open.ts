@@ -53,9 +53,32 @@ export function openChecked(
     } catch {
       // Closing a file that failed to open: nothing more to say.
     }
-    const why = (err as { errstr?: string }).errstr ?? (err as Error).message;
-    throw new Error(why, { cause: err });
+    if (err instanceof NotCorrupt) throw err;
+    // A full disk or an I/O error (no room for the WAL or its index) says nothing of the file.
+    if (notCorrupt(err)) throw new NotCorrupt(errorText(err), { cause: err });
+    throw new Error(errorText(err), { cause: err });
   }
+}
+
+/**
+ * SQLite's primary result codes of an I/O error and a full disk, and their
+ * texts (the errors of exec carry no code).
+ */
+const NOT_CORRUPT = new Map([[10, "disk I/O error"], [13, "database or disk is full"]]);
+
+function notCorrupt(err: unknown): boolean {
+  const code = ((err as { errcode?: number }).errcode ?? 0) % 256;
+  return NOT_CORRUPT.has(code) || [...NOT_CORRUPT.values()].includes(errorText(err));
+}
+
+/**
+ * A data file that could not be opened now, but not for being corrupt (a
+ * full disk; no room to give it this version's schema): never moved aside.
+ */
+class NotCorrupt extends Error {}
+
+function errorText(err: unknown): string {
+  return (err as { errstr?: string }).errstr ?? (err as Error).message;
 }
 
 /**
@@ -64,8 +87,13 @@ export function openChecked(
  */
 function addOwners(db: DatabaseSync, table: string): void {
   const columns = db.prepare(`PRAGMA table_info(${quoteName(table)})`).all() as { name: string }[];
-  if (!columns.some((c) => c.name === "owner")) {
+  if (columns.some((c) => c.name === "owner")) return;
+  try {
     db.exec(`ALTER TABLE ${quoteName(table)} ADD COLUMN owner TEXT`);
+  } catch (err) {
+    throw new NotCorrupt(`cannot add the owner column to table ${table}: ${errorText(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -83,6 +111,8 @@ export function openOrMoveAside(
     return openChecked(path, options);
   } catch (err) {
     const why = (err as Error).message;
+    // Nothing to move aside: the file opens once there is room.
+    if (err instanceof NotCorrupt) throw new UsageError(`Cannot open ${path}: ${why}`);
     if (!options.moveCorruptAside) {
       throw new UsageError(
         `Cannot open ${path}: ${why}: move it away, or give --move-corrupt-aside ` +

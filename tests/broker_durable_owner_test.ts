@@ -14,7 +14,8 @@ import { Store } from "../store/mod.ts";
 import { RawJson } from "../roles/broker/raw_json.ts";
 import { DistError } from "../wire/mod.ts";
 import { ALICE, MALLORY, USERS, usersBroker } from "./helpers/users_broker.ts";
-import { startDist } from "./helpers/dist.ts";
+import { distCommand, startDist } from "./helpers/dist.ts";
+import { canMountTmpfs } from "./helpers/tmpfs.ts";
 import { dial } from "../wire/mod.ts";
 import { parseAddress } from "../config/mod.ts";
 import { waitUntil } from "./helpers/binder.ts";
@@ -146,6 +147,20 @@ Deno.test("broker --data-dir: a user's values read back are that user's pool and
   }
 });
 
+/** A broker.db as the broker wrote it before rows had a user: `/old/0..49` = `{"i": i}`. */
+function writeOldFile(path: string): void {
+  const old = new DatabaseSync(path);
+  old.exec("PRAGMA auto_vacuum = INCREMENTAL");
+  old.exec("PRAGMA journal_mode = WAL");
+  old.exec("PRAGMA application_id = 1684632436"); // "dist"
+  old.exec('CREATE TABLE IF NOT EXISTS "retained" (k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL)');
+  const now = Math.floor(Date.now() / 1000);
+  const put = old.prepare('INSERT INTO "retained" (k, v) VALUES (?, ?)');
+  for (let i = 0; i < 50; i++) put.run(`/old/${i}`, `${now} {"i":${i}}`);
+  old.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+  old.close();
+}
+
 Deno.test({
   name: "broker --data-dir: a data file of the schema before owners opens with every value",
   sanitizeOps: false,
@@ -154,18 +169,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "dist-owner" });
     const path = `${dir}/${BROKER_FILE}`;
     try {
-      // The file as the broker wrote it before rows had a user.
-      const old = new DatabaseSync(path);
-      old.exec("PRAGMA auto_vacuum = INCREMENTAL");
-      old.exec("PRAGMA journal_mode = WAL");
-      old.exec("PRAGMA application_id = 1684632436"); // "dist"
-      old.exec(
-        'CREATE TABLE IF NOT EXISTS "retained" (k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL)',
-      );
-      const now = Math.floor(Date.now() / 1000);
-      const put = old.prepare('INSERT INTO "retained" (k, v) VALUES (?, ?)');
-      for (let i = 0; i < 50; i++) put.run(`/old/${i}`, `${now} {"i":${i}}`);
-      old.close();
+      writeOldFile(path);
 
       const users = await Deno.makeTempFile({ suffix: ".toml" });
       await Deno.writeTextFile(users, USERS);
@@ -248,5 +252,69 @@ Deno.test("store: a table with owners keeps each row's owner, read back by page,
     store.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("broker --data-dir: on a full disk a sound file is refused, never moved aside as corrupt", async (t) => {
+  if (!await canMountTmpfs()) {
+    t.step({ name: "skipped: unshare -rm cannot mount a tmpfs here", ignore: true, fn() {} });
+    return;
+  }
+  // An old file on a 1 MiB tmpfs filled up but for FREE bytes, then a broker with
+  // --move-corrupt-aside: with no room for the WAL's index, the WAL, or the new owner column, it
+  // is refused (before: "moved it to …corrupt-…" and started empty); with room it starts. Each
+  // run's directory listing and file are copied out of the namespace.
+  const work = await Deno.makeTempDir({ prefix: "dist-full" });
+  const mnt = `${work}/mnt`;
+  try {
+    await Deno.mkdir(mnt);
+    writeOldFile(`${work}/old.db`);
+    const { exe, args } = distCommand([
+      "broker",
+      "--port",
+      "0",
+      "--data-dir",
+      `${mnt}/d`,
+      "--move-corrupt-aside",
+    ]);
+    const run = [exe, ...args].map((w) => `'${w}'`).join(" ");
+    const frees = [0, 16, 32, 36, 40, 44, 48, 64, 128].map((k) => k * 1024);
+    const script = `mount -t tmpfs -o size=1m none '${mnt}' || exit 9
+for free in ${frees.join(" ")}; do
+  rm -rf '${mnt}'/*; mkdir '${mnt}/d'; cp '${work}/old.db' '${mnt}/d/broker.db'
+  head -c 2m /dev/zero > '${mnt}/filler' 2>/dev/null; truncate -s -$free '${mnt}/filler'
+  ${run} > '${work}/out-'$free 2>&1 & pid=$!
+  for i in $(seq 100); do grep -q 'Listening on' '${work}/out-'$free && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  kill $pid 2>/dev/null; wait $pid
+  ls '${mnt}/d' > '${work}/ls-'$free; cp '${mnt}/d/broker.db' '${work}/db-'$free 2>/dev/null
+done`;
+    const out = await new Deno.Command("unshare", {
+      args: ["-rm", "sh", "-c", script],
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const said = new TextDecoder().decode(out.stderr);
+    assert.ok(out.success, said);
+    let refused = 0;
+    for (const free of frees) {
+      const log = await Deno.readTextFile(`${work}/out-${free}`);
+      const ls = await Deno.readTextFile(`${work}/ls-${free}`);
+      assert.doesNotMatch(ls, /corrupt/, `${free} bytes free: ${log}`);
+      if (!log.includes("Listening on")) {
+        assert.match(
+          log,
+          /dist: Cannot .*(database or disk is full|disk I\/O error)/,
+          `${free}: ${log}`,
+        );
+        refused++;
+      }
+      const db = new DatabaseSync(`${work}/db-${free}`);
+      const n = (db.prepare('SELECT count(*) AS n FROM "retained"').get() as { n: number }).n;
+      db.close();
+      assert.equal(n, 50, `${free} bytes free: the values are all there`);
+    }
+    assert.ok(refused > 0 && refused < frees.length, `${refused} of ${frees.length} refused`);
+  } finally {
+    await Deno.remove(work, { recursive: true });
   }
 });
