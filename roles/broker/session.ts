@@ -14,6 +14,9 @@ import { type Message, PendingBudget, type Sink, type Subscription } from "./sub
 
 const log = getLogger(["dist", "broker"]);
 
+/** What `encode` gives for a delivery it could not encode: skipped by `writeEncoded`. */
+const NOTHING = new Uint8Array(0);
+
 /** What a session reports to the front end that owns it. */
 export interface SessionOwner {
   /** Deliveries too large for a frame. */
@@ -81,7 +84,12 @@ export class Session implements Sink, Publisher {
   write(msg: Message, sub: Subscription): void {
     const tail = sub.data as Uint8Array;
     const conn = this.peer.conn;
-    const size = deliverySize(msg, this.codec, tail);
+    let size: number;
+    try {
+      size = deliverySize(msg, this.codec, tail);
+    } catch (err) {
+      return this.#unencodable(sub, msg, err);
+    }
     if (size - 4 > this.#frameLimit) return this.#undeliverable(sub, size - 4, msg.topic);
     this.#msg = msg;
     this.#tail = tail;
@@ -106,15 +114,35 @@ export class Session implements Sink, Publisher {
   encode(msg: Message, sub: Subscription): Uint8Array {
     const out = this.#encoded;
     out.length = 0;
-    writeDelivery(out, msg, this.codec, sub.data as Uint8Array);
+    try {
+      writeDelivery(out, msg, this.codec, sub.data as Uint8Array);
+    } catch (err) {
+      this.#unencodable(sub, msg, err);
+      return NOTHING;
+    }
     const view = this.#view;
     if (view.buffer === out.bytes.buffer && view.length === out.length) return view;
     return this.#view = out.bytes.subarray(0, out.length);
   }
 
   writeEncoded(bytes: Uint8Array, sub: Subscription): void {
+    if (bytes.length === 0) return; // counted when it was encoded
     if (bytes.length - 4 > this.#frameLimit) return this.#undeliverable(sub, bytes.length - 4);
     this.peer.conn.sendRaw(bytes);
+  }
+
+  /**
+   * Skips a delivery its codec cannot carry (a value too deep for
+   * MessagePack): counted as undeliverable and logged, never thrown into the
+   * fan-out, where it ended the publisher's request after the subscribers
+   * before this one were served (hostile review 36 J8).
+   */
+  #unencodable(sub: Subscription, msg: Message, err: unknown): void {
+    this.#front.undeliverable++;
+    log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
+      "Delivery on {topic} to {peer} dropped: {why}",
+      { topic: cut(msg.topic), peer: this.peer.remote.name, why: (err as Error).message },
+    );
   }
 
   /** Skips a delivery of `bytes` past the frame limit: counted, logged, and the subscriber told. */
