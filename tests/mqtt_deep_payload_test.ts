@@ -26,9 +26,10 @@ Deno.test(
       let late: BrokerClient | undefined;
       try {
         for (const c of [a, m, z]) await c.subscribe("/t");
-        await pub.publishAsync("t/x", "before", { qos: 1 });
-        await pub.publishAsync("t/x", DEEP, { qos: 1, retain: true });
-        await pub.publishAsync("t/x", "after", { qos: 1 });
+        // Each acknowledged (on main the deep one closed the publisher's connection: no PUBACK).
+        await within(pub.publishAsync("t/x", "before", { qos: 1 }), 10_000, "PUBACK");
+        await within(pub.publishAsync("t/x", DEEP, { qos: 1, retain: true }), 10_000, "PUBACK");
+        await within(pub.publishAsync("t/x", "after", { qos: 1 }), 10_000, "PUBACK");
         for (const c of [a, m, z]) {
           const got = (await c.received(3)).map((d) => d.value);
           assert.deepEqual(got, ["before", DEEP, "after"]);

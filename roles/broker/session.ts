@@ -88,7 +88,7 @@ export class Session implements Sink, Publisher {
     try {
       size = deliverySize(msg, this.codec, tail);
     } catch (err) {
-      return this.#unencodable(sub, msg, err);
+      return this.#unencodable(msg, err);
     }
     if (size - 4 > this.#frameLimit) return this.#undeliverable(sub, size - 4, msg.topic);
     this.#msg = msg;
@@ -117,7 +117,7 @@ export class Session implements Sink, Publisher {
     try {
       writeDelivery(out, msg, this.codec, sub.data as Uint8Array);
     } catch (err) {
-      this.#unencodable(sub, msg, err);
+      this.#unencodable(msg, err);
       return NOTHING;
     }
     const view = this.#view;
@@ -137,7 +137,7 @@ export class Session implements Sink, Publisher {
    * fan-out, where it ended the publisher's request after the subscribers
    * before this one were served (hostile review 36 J8).
    */
-  #unencodable(sub: Subscription, msg: Message, err: unknown): void {
+  #unencodable(msg: Message, err: unknown): void {
     this.#front.undeliverable++;
     log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
       "Delivery on {topic} to {peer} dropped: {why}",
