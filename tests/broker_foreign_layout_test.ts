@@ -12,7 +12,10 @@
 import assert from "node:assert/strict";
 import { type FramePublish, OutBuffer, readPublish, TopicCache } from "../wire/mod.ts";
 import { deliverySize, forgetParts, sidTail, writeDelivery } from "../roles/broker/frames.ts";
-import { RawJson } from "../roles/broker/raw_json.ts";
+import { RawJson, RawMsgpack } from "../roles/broker/raw_json.ts";
+import { readMsgpackPublish } from "../roles/broker/msgpack_publish.ts";
+import { encode as mpEncode } from "@msgpack/msgpack";
+import { msgpackCodec } from "../wire/mod.ts";
 import { Message } from "../roles/broker/mod.ts";
 import { codecSubscribers, rawClient, withBroker } from "./helpers/broker.ts";
 import { frame, prng, writeAll } from "./helpers/raw.ts";
@@ -236,6 +239,41 @@ Deno.test("a publish in another layout is delivered from its frame as the messag
           // The value's text as it came.
           assert.ok(delivery.includes(new TextDecoder().decode(p.value)), text);
         }
+      }
+    }
+  }
+});
+
+Deno.test("a MessagePack publish in another member order is delivered from its frame as the message sent", () => {
+  const tail = sidTail(77, "msgpack");
+  for (let shape = 0; shape < SHAPE_COUNT; shape++) {
+    for (const value of values(shape, 3)) {
+      for (const retained of [false, true]) {
+        const params = shape % 2
+          ? { value, topic: "/t/x" }
+          : { retain: false, value, topic: "/t/x" };
+        const bytes = mpEncode({ params, method: "broker.publish" });
+        const p = readMsgpackPublish(bytes, new TopicCache())!;
+        assert.ok(p !== undefined && !p.canonical, `read, not canonical: shape ${shape}`);
+        const raw = RawMsgpack.borrowFrame(p.frame, p.valueStart, p.valueEnd, undefined);
+        const msg = new Message(p.topic, raw, retained);
+        const out = new OutBuffer(0);
+        try {
+          writeDelivery(out, msg, "msgpack", tail);
+          assert.equal(out.length, deliverySize(msg, "msgpack", tail));
+        } finally {
+          raw.release();
+          forgetParts();
+        }
+        const sent = {
+          topic: "/t/x",
+          value: msgpackCodec.decode(mpEncode(value)),
+          sid: 77,
+        };
+        assert.deepEqual(msgpackCodec.decode(out.bytes.subarray(4, out.length)), {
+          method: "broker.message",
+          params: retained ? { ...sent, retained: true } : sent,
+        });
       }
     }
   }
