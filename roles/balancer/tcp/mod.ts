@@ -333,7 +333,7 @@ class TcpProxy {
       const started = performance.now();
       let conn: Deno.TcpConn;
       try {
-        conn = await connectPort(parseAddress(backend.address), undefined, {
+        conn = await connectPort(addressOf(backend.address), undefined, {
           timeoutMs: CONNECT_TIMEOUT_MS,
         }) as Deno.TcpConn;
       } catch (err) {
@@ -372,7 +372,11 @@ class TcpProxy {
   ) {
     const splice = new Splice(client, conn, this.clock, spoke);
     this.#splices.set(client, splice);
-    log.debug("Connection from {remote} to {backend}", { remote, backend: backend.name });
+    // Debug lines only: their fields are not even built otherwise (a new connection costs little).
+    const debug = log.isEnabledFor("debug");
+    if (debug) {
+      log.debug("Connection from {remote} to {backend}", { remote, backend: backend.name });
+    }
     let ended: Ended;
     try {
       ended = await splice.done;
@@ -381,6 +385,7 @@ class TcpProxy {
       backend.inflight--;
       this.#fds--;
     }
+    if (!debug) return;
     const fields = {
       remote,
       backend: backend.name,
@@ -396,6 +401,19 @@ class TcpProxy {
       fields,
     );
   }
+}
+
+/** Backends' addresses as dialed, parsed once each (a new connection dials one). */
+const parsed = new Map<string, { host: string; port: number }>();
+
+function addressOf(address: string): { host: string; port: number } {
+  let a = parsed.get(address);
+  if (a === undefined) {
+    // Backends come and go (binders): the map is only ever as large as a few pools.
+    if (parsed.size >= 4096) parsed.clear();
+    parsed.set(address, a = parseAddress(address));
+  }
+  return a;
 }
 
 function remoteOf(conn: Deno.Conn): string {

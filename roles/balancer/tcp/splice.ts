@@ -143,6 +143,14 @@ export class Splice {
       if (n === buf.length && buf.length < MAX_BUFFER) buf = new Uint8Array(buf.length * 2);
     }
     if (this.#ended !== undefined) return;
+    // The other way ended already: both streams are read to their end, so
+    // closing both (finish) sends each side its FIN; a shutdown first would
+    // be one more op a connection for nothing (every HTTP `Connection:
+    // close` ends so: one shutdown a connection, not two).
+    if (this.#ways === 1) {
+      this.#ways = 0;
+      return this.#finish(EndReason.Closed, "");
+    }
     // EOF: the other side sees the end of the stream, and may still answer.
     try {
       await to.closeWrite();
