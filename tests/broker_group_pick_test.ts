@@ -122,9 +122,13 @@ Deno.test("broker queue group: members whose frame limit no delivery fits lose o
   await withBroker(async (b) => {
     const alice = await BrokerClient.connect(b.port);
     const pub = await BrokerClient.connect(b.port);
-    // Three members say hello with a frame limit of 300 bytes: no 1 KB delivery fits.
+    // 40 members say hello with a frame limit of 300 bytes: no 1 KB delivery fits (more than a
+    // pick's window of 32: hostile review 36 J12).
     const small = await Promise.all(
-      [0, 1, 2].map(() => rawSubscriber(b.port, { topic: "/q", group: "g" }, { max_frame: 300 })),
+      Array.from(
+        { length: 40 },
+        () => rawSubscriber(b.port, { topic: "/q", group: "g" }, { max_frame: 300 }),
+      ),
     );
     try {
       await alice.subscribe("/q", { group: "g" });
@@ -134,11 +138,11 @@ Deno.test("broker queue group: members whose frame limit no delivery fits lose o
         for (let k = i; k < i + 500; k++) pub.publish("/q/x", value);
         await pub.confirm("/other", 0, false);
       }
-      // Before: each took its turn and dropped it, alice got a quarter (500).
-      await waitFor(() => alice.deliveries.length >= n - 3, 10_000, "alice's deliveries");
+      // Before: each took its turn and dropped it, alice got 1/41.
+      await waitFor(() => alice.deliveries.length >= n - 40, 10_000, "alice's deliveries");
       const stats = await pub.stats();
       assert.ok(
-        (stats.undeliverable as number) <= 3,
+        (stats.undeliverable as number) <= 40,
         `${stats.undeliverable} deliveries past a member's frame limit`,
       );
     } finally {
@@ -182,3 +186,48 @@ Deno.test(
     });
   },
 );
+
+Deno.test("broker queue group: one message past two members' frame limit leaves them their turns (hostile review 36 J13)", async () => {
+  await withBroker(async (b) => {
+    const alice = await BrokerClient.connect(b.port);
+    const pub = await BrokerClient.connect(b.port);
+    // Alice and bob read; their hello says 64 KiB frames. A 100 KB value fits neither.
+    const bob = await rawSubscriber(b.port, { topic: "/q", group: "g" }, { max_frame: 65_536 });
+    let bobGot = 0;
+    const reading = (async () => {
+      const buf = new Uint8Array(256 * 1024);
+      try {
+        while (true) {
+          const n = await bob.conn.read(buf);
+          if (n === null) return;
+          for (let i = 0; i < n; i++) if (buf[i] === 0x6d && buf[i + 1] === 0x6d) bobGot++; // "mm"
+        }
+      } catch {
+        // Closed.
+      }
+    })();
+    let mallory: Awaited<ReturnType<typeof rawSubscriber>> | undefined;
+    try {
+      await alice.subscribe("/q", { group: "g" });
+      await pub.confirm("/q/big", "x".repeat(100_000));
+      await pub.confirm("/q/big", "x".repeat(100_000));
+      // Mallory joins, never reads, drop-oldest: once her socket is full she is behind.
+      mallory = await rawSubscriber(b.port, { topic: "/q", group: "g", policy: "drop-oldest" });
+      const n = 20_000;
+      for (let i = 0; i < n; i += 500) {
+        for (let k = i; k < i + 500; k++) pub.publish("/q/x", "m".repeat(1000));
+        await pub.confirm("/other", 0, false);
+      }
+      // Before: a member that once refused ranked below one that is behind, so every message
+      // went to mallory and her policy dropped it (alice 0). Mallory's socket holds a few MB.
+      await waitFor(() => alice.deliveries.length >= n / 4, 10_000, "alice's deliveries");
+      assert.ok(bobGot > 0, "bob takes his turns too");
+    } finally {
+      closeQuietly(mallory?.conn);
+      closeQuietly(bob.conn);
+      await reading;
+      alice.close();
+      pub.close();
+    }
+  });
+});

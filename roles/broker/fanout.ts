@@ -24,6 +24,8 @@
  * prompt pass is done.
  */
 import type { Message, Subscription } from "./subscriber.ts";
+import { knownBytes } from "./message.ts";
+import { UNFIT } from "./group.ts";
 import type { Group, Targets } from "./subscriptions.ts";
 import { valueBytes } from "./values.ts";
 
@@ -60,10 +62,12 @@ const BEHIND = 2 ** 40;
 
 /**
  * A load past BEHIND's: a member whose client's frame limit has refused a
- * delivery (hostile review 36 J4: members declaring a 300-byte frame limit
- * took their turns and lost them, 75 % of the group's messages with 3).
+ * value this large or smaller (hostile review 36 J4: members declaring a
+ * 300-byte frame limit took their turns and lost them, 75 % of the group's
+ * messages with 3). By size, not for good: one oversize message must not
+ * rank a member that reads below one that never does (J13).
  */
-const REFUSING = 2 ** 41;
+const REFUSING = UNFIT;
 
 /**
  * Bytes pending on a member's connection that still count as nothing
@@ -86,10 +90,10 @@ export const KEEPING_UP = 64 * 1024;
  * never read took half the group's messages and, with `drop-oldest`,
  * dropped them).
  */
-export function memberLoad(sub: Subscription): number {
+export function memberLoad(sub: Subscription, bytes: number): number {
   const sink = sub.sink;
   const pending = sink.pendingBytes + sink.queued.bytes;
-  if (sink.refusedFrames) return REFUSING + pending;
+  if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   return pending < KEEPING_UP ? 0 : pending;
 }
@@ -180,7 +184,7 @@ export class FanOut {
       for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
       for (let i = 0; i < groups.length; i++) {
         // A member cut off during this very loop may have emptied its group.
-        if (groups[i].members.length > 0) groups[i].pick(memberLoad).deliver(msg);
+        if (groups[i].members.length > 0) groups[i].pick(memberLoad, knownBytes(msg)).deliver(msg);
       }
       if (t0 !== 0) this.#done(t0);
       return total;
@@ -316,7 +320,7 @@ export class FanOut {
       } else {
         // A member cut off meanwhile may have emptied its group.
         const group = groups[at - plain.length];
-        if (group.members.length > 0) group.pick(memberLoad).deliver(msg);
+        if (group.members.length > 0) group.pick(memberLoad, knownBytes(msg)).deliver(msg);
       }
       at++;
       made++;

@@ -22,16 +22,19 @@ export class Group<S> {
    * The member to give the next message, in rotation but skipping members
    * that are behind: of the next PICK_WINDOW members from the rotation's
    * place, the first whose `load` is 0, else the one with the least load
-   * (the earliest in turn among equals). Without `load`: plain rotation.
+   * (the earliest in turn among equals); while every member looked at is
+   * UNFIT for a message of `bytes`, it looks on past the window. Without
+   * `load`: plain rotation.
    * Precondition: the group has members.
    */
-  pick(load?: (member: S) => number): S {
+  pick(load?: (member: S, bytes: number) => number, bytes = 0): S {
     const members = this.members, n = members.length;
     let at = this.#next >= n ? 0 : this.#next;
     if (load !== undefined && n > 1) {
       let best = at, least = Infinity;
-      for (let k = 0, i = at; k < PICK_WINDOW && k < n; k++) {
-        const l = load(members[i]);
+      // Past the window only while every member seen is UNFIT (hostile review 36 J12).
+      for (let k = 0, i = at; k < n && (k < PICK_WINDOW || least >= UNFIT); k++) {
+        const l = load(members[i], bytes);
         if (l < least) {
           least = l;
           best = i;
@@ -52,3 +55,10 @@ export class Group<S> {
  * rotation stands.
  */
 export const PICK_WINDOW = 32;
+
+/**
+ * A load at or past this: the member cannot take the message at all (its
+ * client's frame limit refused one as large); a pick looks past its window
+ * for one that can.
+ */
+export const UNFIT = 2 ** 41;

@@ -36,6 +36,16 @@ export abstract class EncodedValue {
   abstract detach(): EncodedValue;
 }
 
+/**
+ * A message's value's bytes where they are known at no cost: an encoded
+ * value's, a string's length; else 0 (sized unknown).
+ */
+export function knownBytes(msg: Message): number {
+  const value = msg.value;
+  if (value instanceof EncodedValue) return value.byteLength;
+  return typeof value === "string" ? value.length : 0;
+}
+
 /** What is delivered: shared by every subscriber it goes to. */
 export class Message {
   readonly topic: string;
@@ -109,11 +119,13 @@ export interface Sink {
    */
   readonly full?: boolean;
   /**
-   * Deliveries refused so far as larger than the frame (or MQTT packet)
-   * limit its client declared: a queue group passes over such a member
-   * while another can take the message (absent: none).
+   * The smallest value (its encoded bytes, {@link knownBytes}) whose
+   * delivery it refused as larger than the frame (or MQTT packet) limit its
+   * client declared: a queue group passes over such a member for values of
+   * that size or more while another member can take them (absent or
+   * Infinity: none refused).
    */
-  readonly refusedFrames?: number;
+  readonly refusedBytes?: number;
   /** The subscriber could not keep up and its policy says cut it off. */
   slow(sub: Subscription, err: DistError): void;
   /** A topic that `sub` covers has just appeared. */

@@ -11,6 +11,7 @@ import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
+import { knownBytes } from "./message.ts";
 
 const log = getLogger(["dist", "broker"]);
 
@@ -36,8 +37,8 @@ export class Session implements Sink, Publisher {
   readonly topics = new TopicCache();
   /** Bad fire-and-forget publishes answered so far (see NOTIFICATION_ERRORS_ANSWERED in front.ts). */
   badNotifications = 0;
-  /** Deliveries refused as past the frame limit (see Sink.refusedFrames). */
-  refusedFrames = 0;
+  /** The smallest value refused as past the frame limit (see Sink.refusedBytes). */
+  refusedBytes = Infinity;
   /** Cut off as a slow consumer: closing once its last bytes are out; nothing more is handled. */
   cutOff = false;
   /** Kept by the fan-out (see Publisher). */
@@ -90,7 +91,11 @@ export class Session implements Sink, Publisher {
     } catch (err) {
       return this.#unencodable(msg, err);
     }
-    if (size - 4 > this.#frameLimit) return this.#undeliverable(sub, size - 4, msg.topic);
+    if (size - 4 > this.#frameLimit) {
+      const bytes = knownBytes(msg); // 0: sized unknown, marks nothing
+      if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, bytes);
+      return this.#undeliverable(sub, size - 4, msg.topic);
+    }
     this.#msg = msg;
     this.#tail = tail;
     conn.sendWith(this);
@@ -148,7 +153,6 @@ export class Session implements Sink, Publisher {
   /** Skips a delivery of `bytes` past the frame limit: counted, logged, and the subscriber told. */
   #undeliverable(sub: Subscription, bytes: number, topic?: string): void {
     this.#front.undeliverable++;
-    this.refusedFrames++;
     log[this.#front.undeliverable <= 3 ? "warn" : "debug"](
       "Delivery on {topic} to {peer} dropped: {bytes} bytes exceed its frame limit of {limit}",
       {

@@ -6,6 +6,7 @@
  * delivery carries is delivery.ts's; the packet's layout packets.ts's.
  */
 import type { Message, Subscription } from "../subscriber.ts";
+import { knownBytes } from "../message.ts";
 import { MqttPayload, payloadOf } from "./mapping.ts";
 import {
   ackId,
@@ -73,7 +74,11 @@ export function writeDelivery(
     if (alias > 0) name = EMPTY; // The client knows the topic by its alias.
   }
   const size = publishSize(name, qos, v5, payload.length, extras);
-  if (size > conn.clientMaxPacket) return tooLarge(session, conn);
+  if (size > conn.clientMaxPacket) {
+    const bytes = knownBytes(msg); // 0: sized unknown, marks nothing
+    if (bytes > 0) session.refusedBytes = Math.min(session.refusedBytes, bytes);
+    return tooLarge(conn);
+  }
   const id = qos > 0 ? session.inflight.take() : 0;
   const out = conn.out.buffer;
   out.reserve(size);
@@ -99,7 +104,7 @@ export function writeDelivery(
  */
 export function writeQueued(session: MqttSession, conn: MqttConnection, bytes: Uint8Array): void {
   if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
-  if (bytes.length > conn.clientMaxPacket) return tooLarge(session, conn);
+  if (bytes.length > conn.clientMaxPacket) return tooLarge(conn);
   const out = conn.out.buffer;
   out.reserve(bytes.length);
   const at = out.length;
@@ -167,8 +172,7 @@ export function onDeliveryAck(
   else c.ack(PUBREL, id);
 }
 
-/** A delivery past the client's Maximum Packet Size: not sent, counted (see Sink.refusedFrames). */
-function tooLarge(session: MqttSession, conn: MqttConnection): void {
-  session.refusedFrames++;
+/** A delivery past the client's Maximum Packet Size: not sent, counted. */
+function tooLarge(conn: MqttConnection): void {
   conn.front.undeliverable++;
 }

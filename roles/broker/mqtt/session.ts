@@ -43,8 +43,8 @@ export const MAX_SESSION_EXPIRY_S = 86_400;
 
 export class MqttSession implements Sink {
   readonly queued = new PendingBudget();
-  /** Deliveries refused as past the client's Maximum Packet Size (see Sink). */
-  refusedFrames = 0;
+  /** The smallest value refused as past the client's Maximum Packet Size (see Sink.refusedBytes). */
+  refusedBytes = Infinity;
   readonly clientId: string;
   /** Who made it (the authenticated user): another user's CONNECT does not resume it. */
   readonly owner: string | undefined;
