@@ -5,6 +5,7 @@
  * what was published meanwhile; a clean session leaves nothing behind.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { startDist } from "./helpers/dist.ts";
 import type { IPublishPacket } from "mqtt-packet";
 import { atLeast, connectWithAck, mqttClient, mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
@@ -244,6 +245,57 @@ Deno.test({
       assert.equal(c.ack.sessionPresent, true);
       await a.c.endAsync();
       await c.c.endAsync();
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "mqtt restart: values retained over MQTT come back as they were published, to MQTT and native subscribers (hostile review 36 J10)",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mqtt-retained-" });
+    let { b, port } = await broker(dir);
+    try {
+      const pub = await mqttClient(port, { protocolVersion: 5 });
+      await pub.publishAsync("rt/a", "hello", { qos: 1, retain: true });
+      await pub.publishAsync("rt/b", '{"a":1}', { qos: 1, retain: true });
+      await pub.publishAsync("rt/c", Buffer.from([0xff, 0, 1]), { qos: 1, retain: true });
+      await pub.publishAsync("rt/d", "typed", {
+        qos: 1,
+        retain: true,
+        properties: { contentType: "text/plain", userProperties: { k: "v" } },
+      });
+      await pub.endAsync();
+      await sleep(200); // the rows' group commit
+      await b.stop("SIGTERM");
+      ({ b, port } = await broker(dir));
+      const sub = await mqttClient(port, { protocolVersion: 5 });
+      const got: IPublishPacket[] = [];
+      sub.on("message", (_t, _p, packet) => got.push(packet));
+      await sub.subscribeAsync("rt/#", { qos: 1 });
+      await atLeast(got, 4);
+      const by = new Map(got.map((p) => [p.topic, p]));
+      assert.equal(text(by.get("rt/a")!.payload as Uint8Array), "hello");
+      assert.equal(text(by.get("rt/b")!.payload as Uint8Array), '{"a":1}');
+      assert.deepEqual([...(by.get("rt/c")!.payload as Uint8Array)], [0xff, 0, 1]);
+      assert.equal(text(by.get("rt/d")!.payload as Uint8Array), "typed");
+      assert.equal(by.get("rt/d")!.properties?.contentType, "text/plain");
+      assert.ok(got.every((p) => p.retain), "delivered as retained");
+      await sub.endAsync();
+      const native = await BrokerClient.connect(b.port);
+      try {
+        await native.subscribe("/rt");
+        const values = new Map((await native.received(4)).map((d) => [d.topic, d.value]));
+        assert.equal(values.get("/rt/a"), "hello");
+        assert.deepEqual(values.get("/rt/b"), { a: 1 });
+        assert.equal(values.get("/rt/d"), "typed");
+      } finally {
+        native.close();
+      }
     } finally {
       await b.stop();
       await Deno.remove(dir, { recursive: true });

@@ -53,6 +53,7 @@ import {
 import { DistError } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
+import { MqttPayload } from "./mqtt/mapping.ts";
 import { placeRestored, restoreRetained } from "./restore.ts";
 import type { Topic, TopicSource } from "./topics.ts";
 
@@ -322,7 +323,10 @@ export class DurableBroker implements TopicSource {
         at = Number(row.slice(0, cut));
         value = RawJson.fromText(row.slice(cut + 1));
       } else {
-        [at, value] = decode(row) as [number, unknown];
+        const fields = decode(row) as unknown[];
+        at = fields[0] as number;
+        // [at, null, [payload, properties, expiry]]: an MQTT publish's payload as it came.
+        value = fields.length === 3 ? MqttPayload.fromRow(fields[2]) : fields[1];
       }
       if (!Number.isFinite(at)) throw new Error("bad time");
       this.#quiet = name;
@@ -363,5 +367,6 @@ function encodeValue(topic: Topic): Value | null {
     row.set(bytes, 1 + at.length);
     return row;
   }
+  if (value instanceof MqttPayload) return encode([topic.retainedAt, null, value.toRow()]);
   return encode([topic.retainedAt, value]);
 }

@@ -182,6 +182,33 @@ export class MqttPayload extends EncodedValue {
     return b.subarray(start, end);
   }
 
+  /**
+   * What a data file keeps of a retained payload (its bytes, MQTT 5
+   * properties and expiry): before, the row was the MessagePack of this
+   * object's public fields, without the payload, so every retained value
+   * published over MQTT came back from a restart as those fields (hostile
+   * review 36 J10).
+   */
+  toRow(): [Uint8Array, Uint8Array, number] {
+    return [this.bytes, this.properties, this.expiresAt];
+  }
+
+  /** A retained payload from its row ({@link toRow}). */
+  static fromRow(row: unknown): MqttPayload {
+    if (!Array.isArray(row) || row.length !== 3) throw new Error("not an MQTT payload row");
+    const [bytes, properties, expiresAt] = row;
+    if (!(bytes instanceof Uint8Array) || !(properties instanceof Uint8Array)) {
+      throw new Error("not an MQTT payload row");
+    }
+    if (typeof expiresAt !== "number") throw new Error("not an MQTT payload row");
+    const payload = new MqttPayload(bytes);
+    payload.properties = properties.length === 0 ? EMPTY : properties;
+    payload.expiresAt = expiresAt;
+    payload.retain = true;
+    payload.#kept = true;
+    return payload;
+  }
+
   detach(): MqttPayload {
     const copy = new MqttPayload(this.bytes.slice());
     copy.properties = this.properties.length === 0 ? EMPTY : this.properties.slice();
