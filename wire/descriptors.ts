@@ -93,6 +93,9 @@ export function isDescriptorShortage(err: unknown): boolean {
   return false;
 }
 
+/** Within this many descriptors of the account's capacity, accept loops wait a turn per accept. */
+const NEAR_FULL = 32;
+
 /** What a {@link DescriptorAccount} asks of a listener's table of connections (sources.ts). */
 export interface DescriptorHolder {
   /**
@@ -291,7 +294,9 @@ export class DescriptorAccount {
    * closed descriptors at once under `ulimit -n 256` and hit EMFILE.
    */
   freed(): Promise<void> | undefined {
-    if (!this.#closedSinceTurn) return undefined;
+    // Near the limit every accept waits a turn too: accepts not yet charged (their setup still
+    // pending) and closes not yet freed may not pile up past the reserve in one burst.
+    if (!this.#closedSinceTurn && this.used + NEAR_FULL < this.capacity) return undefined;
     return this.#turn ??= new Promise((resolve) =>
       setTimeout(() => {
         this.#turn = undefined;
