@@ -21,6 +21,18 @@ function wsClient(port: number, o: mqtt.IClientOptions = {}): Promise<mqtt.MqttC
   });
 }
 
+/** The WebSocket port a broker process logged. */
+async function wsPortOf(broker: { stderr(): string }): Promise<number> {
+  const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
+  await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
+  return Number(broker.stderr().match(line)![1]);
+}
+
+/** A process's resident memory (bytes). */
+function rssOf(pid: number): number {
+  return Number(Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+)/)![1]) * 1024;
+}
+
 async function wsPort(b: { mqttStats(): Promise<Record<string, number>> }): Promise<number> {
   return (await b.mqttStats()).ws_port;
 }
@@ -106,14 +118,8 @@ Deno.test({
     ]);
     const socks: WebSocket[] = [];
     try {
-      const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
-      await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
-      const port = Number(broker.stderr().match(line)![1]);
-      const rss = () =>
-        Number(
-          Deno.readTextFileSync(`/proc/${broker.child.pid}/status`).match(/VmRSS:\s+(\d+)/)![1],
-        ) *
-        1024;
+      const port = await wsPortOf(broker);
+      const rss = () => rssOf(broker.child.pid);
       const before = rss();
       // Each: one binary message, a PUBLISH claiming 48 MiB, or as many zeros (no packet at all).
       const big = new Uint8Array(48 * 1024 * 1024);
@@ -210,13 +216,8 @@ Deno.test({
     const broker = await startDist(["broker", "--port", "0", "--mqtt-ws-port", "0"]);
     let conn: Deno.Conn | undefined;
     try {
-      const line = /MQTT over WebSocket on [\d.]+:(\d+)/;
-      await waitFor(() => line.test(broker.stderr()), 5000, "the WebSocket line");
-      const port = Number(broker.stderr().match(line)![1]);
-      const rss = () =>
-        Number(
-          Deno.readTextFileSync(`/proc/${broker.child.pid}/status`).match(/VmRSS:\s+(\d+)/)![1],
-        ) * 1024;
+      const port = await wsPortOf(broker);
+      const rss = () => rssOf(broker.child.pid);
       conn = await Deno.connect({ hostname: "127.0.0.1", port });
       await conn.write(new TextEncoder().encode(
         "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +

@@ -45,6 +45,19 @@ function serve(tls: TlsSettings): Listener {
   });
 }
 
+/** A TLS connection to `listener` with alice's certificate, its handshake done. */
+async function aliceOver(listener: Listener): Promise<Deno.TlsConn> {
+  const c = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+    caCerts: [pki.caPem],
+    cert: pki.alice.certPem,
+    key: pki.alice.keyPem,
+  });
+  await c.handshake();
+  return c;
+}
+
 /** A good dialer is served (within a bound that is about the product: a few handshakes). */
 async function servesGood(listener: Listener): Promise<void> {
   const peer = await dial({ host: "127.0.0.1", port: listener.addr.port }, {
@@ -197,17 +210,7 @@ for (const [kind, tls] of KINDS) {
 
   Deno.test(`${kind}: garbage and bad hellos once TLS is up get the wire's answers, and the listener serves on`, async () => {
     const listener = serve(tls);
-    const open = async () => {
-      const c = await Deno.connectTls({
-        hostname: "127.0.0.1",
-        port: listener.addr.port,
-        caCerts: [pki.caPem],
-        cert: pki.alice.certPem,
-        key: pki.alice.keyPem,
-      });
-      await c.handshake();
-      return c;
-    };
+    const open = () => aliceOver(listener);
     try {
       // A length prefix far over the limit: FRAME_TOO_LARGE, then closed.
       const big = await open();
@@ -237,15 +240,8 @@ for (const [kind, tls] of KINDS) {
 for (const [kind, tls] of KINDS) {
   Deno.test(`${kind}: a client that sends echoes and never reads their answers stops being read (hostile review 36 J7)`, async () => {
     const listener = serve(tls);
-    const c = await Deno.connectTls({
-      hostname: "127.0.0.1",
-      port: listener.addr.port,
-      caCerts: [pki.caPem],
-      cert: pki.alice.certPem,
-      key: pki.alice.keyPem,
-    });
+    const c = await aliceOver(listener);
     try {
-      await c.handshake();
       await c.write(jsonFrame(HELLO));
       const text = "e".repeat(60_000);
       const batch = concat(
