@@ -43,6 +43,15 @@ export interface Instance {
   port: number;
   /** What the server registered with it. */
   meta?: Record<string, unknown>;
+  /**
+   * In `binder.watch` lists and `binder.changed`: who registered it on the
+   * binder that sends the list, as an opaque tag (`r1`, `r2`, …) the same
+   * for every instance one client (its user, else its address) holds there;
+   * left out when that binder does not know (an instance replicated from a
+   * peer, or registered before a restart). A balancer tries the instances
+   * of each registrant in turn.
+   */
+  registrant?: string;
 }
 
 /** `binder.register` params. */

@@ -96,6 +96,8 @@ export class Backend {
   peerName = "";
   /** What made it a backend: "backends", "service NAME", "worker port". */
   source = "backends";
+  /** Who registered it in the binders, when they say (sources.ts; policies.ts tries in turn). */
+  registrant = "";
   /** Most requests in flight at once (`--max-inflight`, or a worker's capacity). */
   capacity: number;
   state: BackendState = "down";
@@ -160,15 +162,30 @@ export class Backend {
     this.#rules = options.rules;
   }
 
-  /** In rotation with a free slot: a policy may pick it. */
+  /**
+   * In rotation with a free slot: a policy may pick it. One untried while
+   * its pool is guarded (see {@link untried}) takes one request at a time,
+   * and none once one failed (sources.ts drops it).
+   */
   get available(): boolean {
     return this.state === "up" && this.inflight < this.capacity &&
-      this.inflight < this.outlier.ramp && !this.backlogged;
+      this.inflight < this.outlier.ramp && !this.backlogged &&
+      (this.served > 0 || this.pool?.guarded !== true ||
+        (this.inflight === 0 && this.failures === 0));
   }
 
-  /** Failures among its last outcomes: counted as requests in flight by least-loaded and p2c. */
+  /** It answered no request since it was added, and its pool is guarded (policies.ts: trials). */
+  get untried(): boolean {
+    return this.served === 0 && this.pool?.guarded === true;
+  }
+
+  /**
+   * Failures among its last outcomes, counted as requests in flight by
+   * least-loaded and p2c; one more while untried (never an idle pick: runs.ts).
+   */
   get penalty(): number {
-    return this.outcomes.penalty;
+    const p = this.outcomes.penalty;
+    return this.untried ? p + 1 : p;
   }
 
   /** A connection is up. @returns the transition, if any. */
@@ -378,6 +395,14 @@ export class Backend {
  */
 export class Pool {
   #list: Backend[] = [];
+  /**
+   * A `--service` has more instances than `--max-backends` places, so some
+   * of those dialed may be fakes that answer their handshake and health
+   * checks and no request (hostile35 H4): backends that have answered go
+   * first, the untried get trials (policies.ts), and a place is kept by
+   * serving (sources.ts). Set by the servers' set (sources.ts).
+   */
+  guarded = false;
   /** Health checks missed by backends no longer here (a counter never goes back). */
   #checksFailedGone = 0;
 

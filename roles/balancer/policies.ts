@@ -17,6 +17,17 @@ export interface Candidate {
    * once has none in flight, yet is not the least loaded (hostile35 H3).
    */
   readonly penalty?: number;
+  /**
+   * Has answered no request while its pool is guarded (a `--service` with
+   * more instances than `--max-backends` places, sources.ts): it gets only
+   * trial requests while a backend that has answered is in rotation
+   * ({@link Guarded}). Undefined counts as false.
+   */
+  readonly untried?: boolean;
+  /** "down": out of rotation (undefined counts as in rotation). */
+  readonly state?: string;
+  /** Who registered it, as binders tell: untried ones are tried a registrant at a time. */
+  readonly registrant?: string;
 }
 
 /** What least-loaded and p2c compare: requests in flight, and recent failures as many more. */
@@ -36,8 +47,113 @@ export interface Policy {
   pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined;
 }
 
-/** `random` returns a number in [0, 1), as Math.random does (tests pass a seeded one). */
-export function createPolicy(name: PolicyName, random: () => number = Math.random): Policy {
+/**
+ * `random` returns a number in [0, 1), as Math.random does (tests pass a
+ * seeded one); `now` is the clock of the trials (ms).
+ */
+export function createPolicy(
+  name: PolicyName,
+  random: () => number = Math.random,
+  now: () => number = () => performance.now(),
+): Policy {
+  return new Guarded(basePolicy(name, random), basePolicy(name, random), now);
+}
+
+/** A trial unanswered this long no longer keeps another from starting (ms). */
+export const TRIAL_MS = 1_000;
+
+/**
+ * Proven first (hostile35 H4): while some backends are untried (see
+ * {@link Candidate.untried}; only while the pool is guarded) and one that
+ * has answered is in rotation, requests go to those that have answered,
+ * and an untried one gets a trial: one request at a time pool-wide (one
+ * in flight longer than {@link TRIAL_MS} no longer counts), never a retry
+ * (and an untried backend takes no more once one failed: backends.ts). A
+ * fake that answers its handshake and health checks but no task thus holds
+ * one request now and then, not a share of them all, and a new server
+ * answers its trial in milliseconds and is proven. With none that has answered in rotation,
+ * every request goes to the untried ones, as the policy picks. With no
+ * untried backend (the usual case) it is the policy alone: one look at the
+ * backend picked.
+ */
+class Guarded implements Policy {
+  readonly name: PolicyName;
+  #all: Policy;
+  /** The same policy over those that have answered (its own rotation). */
+  #proven: Policy;
+  #now: () => number;
+  #scratch: Candidate[] = [];
+  #trial: Candidate | undefined;
+  #trialAt = -Infinity;
+
+  constructor(all: Policy, proven: Policy, now: () => number) {
+    this.name = all.name;
+    this.#all = all;
+    this.#proven = proven;
+    this.#now = now;
+  }
+
+  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
+    const b = this.#all.pick(list, avoid);
+    if (b === undefined || b.untried !== true) return b;
+    const proven = this.#scratch as T[];
+    proven.length = 0;
+    let inRotation = false;
+    for (const c of list) {
+      if (c.untried === true || c.state === "down") continue;
+      inRotation = true;
+      if (c.available && c !== avoid) proven.push(c);
+    }
+    // None has answered yet: every request is a trial.
+    if (!inRotation) return leastTried(list, b, avoid);
+    const now = this.#now();
+    if (avoid === undefined && this.#open(now)) {
+      proven.length = 0;
+      this.#trialAt = now;
+      return this.#trial = leastTried(list, b, avoid);
+    }
+    const p = this.#proven.pick(proven);
+    proven.length = 0;
+    if (p !== undefined) return p;
+    return avoid !== undefined && avoid.available && avoid.untried !== true ? avoid : undefined;
+  }
+
+  /** Whether a trial may start at `now`. */
+  #open(now: number): boolean {
+    const t = this.#trial;
+    return t === undefined || t.untried !== true || t.inflight === 0 ||
+      now - this.#trialAt >= TRIAL_MS;
+  }
+}
+
+/**
+ * An available untried backend of the registrant with the fewest requests
+ * in flight on its untried ones (`b`, the policy's pick, on a tie): while
+ * none has answered, a registrant holding hundreds of fakes does not get
+ * every request while a real server of another waits its turn.
+ */
+function leastTried<T extends Candidate>(list: readonly T[], b: T, avoid: T | undefined): T {
+  const held = new Map<string, number>();
+  for (const c of list) {
+    if (c.untried !== true) continue;
+    const r = c.registrant ?? "";
+    held.set(r, (held.get(r) ?? 0) + c.inflight);
+  }
+  if (held.size <= 1) return b;
+  let best = b;
+  let least = held.get(b.registrant ?? "")!;
+  for (const c of list) {
+    if (c.untried !== true || !c.available || c === avoid) continue;
+    const n = held.get(c.registrant ?? "")!;
+    if (n < least) {
+      best = c;
+      least = n;
+    }
+  }
+  return best;
+}
+
+function basePolicy(name: PolicyName, random: () => number): Policy {
   switch (name) {
     case "round-robin":
       return new RoundRobin();

@@ -7,26 +7,19 @@
  *   `worker.register {name, capacity}`.
  */
 import { type Address, parseAddress } from "../../config/mod.ts";
-import { type DialOptions, DistError, type Peer } from "../../wire/mod.ts";
+import type { DialOptions } from "../../wire/mod.ts";
 import { type BinderClient, type ServiceWatch, watchService } from "../../clients/discovery/mod.ts";
 import { binder } from "../../clients/contracts/mod.ts";
 import { bindersFrom } from "../_flags.ts";
-import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend, type HealthRules, type Pool } from "./backends.ts";
-import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
-import { type LinkOptions, ServerLink, WorkerLink } from "./links.ts";
-import { backendLines, cut, workerLines } from "./log.ts";
-import { StrayBench } from "./stray_bench.ts";
-import { clientSource } from "../../auth/mod.ts";
+import { type LinkOptions, ServerLink } from "./links.ts";
+import { backendLines, cut } from "./log.ts";
+import { Bench, byRegistrant, type Held, holdFor, judge, TICK_MS, TRIALS } from "./places.ts";
+
+export { WorkerRegistry } from "./workers.ts";
 
 /** Longest a server that left its service may take to finish its requests (ms). */
 const DRAIN_MS = 30_000;
-/**
- * How long an instance from the binders that never answered keeps its place
- * while others wait for one past `--max-backends` (ms); also how often they
- * are looked at.
- */
-export const ROTATE_MS = 5_000;
 /** Most `binder.report_down` in flight from one `--service`. */
 const MAX_REPORTS = 64;
 /** Least time between two log lines about the cap, per source (ms). */
@@ -43,11 +36,18 @@ export interface SourceOptions extends LinkOptions {
   maxBackends?: number;
 }
 
-interface ServerEntry {
+interface ServerEntry extends Held {
   link: ServerLink;
   source: string;
-  /** When it was added (performance.now()). */
-  added: number;
+  /** Who registered it, as the binders tell ("" when they do not). */
+  registrant: string;
+}
+
+/** An instance to dial. */
+interface Wanted {
+  key: string;
+  address: Address;
+  registrant: string;
 }
 
 /** The servers the balancer dials, by address, whatever named them. */
@@ -57,6 +57,8 @@ export class ServerSet {
   #draining = new Set<Promise<void>>();
   /** Per capped source: instances left out (past `--max-backends`), and when that was said. */
   #left = new Map<string, { count: number; logged: number }>();
+  /** Instances that held requests they never answered while others waited (places.ts). */
+  #bench = new Bench();
 
   constructor(options: SourceOptions & { dial: DialOptions }) {
     this.#options = options;
@@ -71,18 +73,21 @@ export class ServerSet {
    * @throws {UsageError} for an address that is not one
    */
   add(text: string, source: string): void {
-    this.#add(parseAddress(text), source);
+    const address = parseAddress(text);
+    const key = `${address.host}:${address.port}`;
+    this.#add({ key, address, registrant: "" }, source, performance.now());
   }
 
-  #add(address: Address, source: string): void {
-    const key = `${address.host}:${address.port}`;
+  #add({ key, address, registrant }: Wanted, source: string, now: number): void {
     if (this.#links.has(key)) return;
     const o = this.#options;
     const backend = new Backend("server", key, { capacity: o.maxInflight, rules: o.rules });
     backend.source = source;
+    backend.registrant = registrant;
     o.pool.add(backend);
     const link = new ServerLink(backend, address, o);
-    this.#links.set(key, { link, source, added: performance.now() });
+    this.#links.set(key, { link, source, registrant, added: now });
+    this.#bench.dialed(key, now);
     link.start();
   }
 
@@ -90,15 +95,31 @@ export class ServerSet {
    * Makes the servers of `source` exactly `addresses`: new ones are dialed;
    * those gone take no new requests, finish theirs (within 30 s), then are
    * dropped. Servers of other sources are left alone. With `capped` (a
-   * service from the binders), at most `--max-backends` are dialed: those
-   * already dialed keep their place (a flood of new addresses cannot push a
-   * live server out), and one that never answered gives its place after
-   * {@link ROTATE_MS} to one left out, so a real server registered after a
-   * flood of dead addresses is reached in time. O(addresses) per call.
+   * service from the binders), at most `--max-backends` are dialed, and
+   * while there are more instances than that a place is kept by serving
+   * (places.ts): one that holds requests it does not answer, or fails them
+   * all, is dropped and benched, one that stays down gives its place to one
+   * waiting, and at most TRIALS that have answered nothing are dialed at
+   * once, those never dialed first; the pool is guarded meanwhile (tried
+   * backends first, trials for the others: policies.ts). A flood of new
+   * addresses cannot push a serving server out, and a real server
+   * registered after a flood of dead or fake ones is reached in time.
+   * `registrants` (by the index of `addresses`) say who registered each
+   * (binder `registrant`): those waiting are then dialed a registrant at a
+   * time in turn, and one with none dialed takes the place of an idle
+   * untried one of a registrant with more. O(addresses) per call,
+   * O(n log n) while pressed.
+   * @returns addresses that never answered their hello and gave up a place
    */
-  sync(source: string, addresses: readonly string[], capped = false): string[] {
-    const wanted = new Map<string, Address>();
-    for (const text of addresses) {
+  sync(
+    source: string,
+    addresses: readonly string[],
+    capped = false,
+    registrants: readonly (string | undefined)[] = [],
+  ): string[] {
+    const wanted = new Map<string, Wanted>();
+    for (let i = 0; i < addresses.length; i++) {
+      const text = addresses[i];
       let address: Address;
       try {
         address = parseAddress(text);
@@ -111,58 +132,158 @@ export class ServerSet {
         });
         continue;
       }
-      wanted.set(`${address.host}:${address.port}`, address);
+      const key = `${address.host}:${address.port}`;
+      wanted.set(key, { key, address, registrant: registrants[i] ?? "" });
     }
     const now = performance.now();
-    const stale: string[] = [];
-    let have = 0;
+    const max = capped ? this.#options.maxBackends ?? Infinity : Infinity;
+    const pressed = wanted.size > max;
+    this.#guard(source, pressed);
+    const mine: [string, ServerEntry][] = [];
     for (const [key, entry] of this.#links) {
       if (entry.source !== source) continue;
-      if (!wanted.has(key)) {
+      if (wanted.has(key)) mine.push([key, entry]);
+      else {
         this.#links.delete(key);
         this.#drop(entry.link, `no longer an instance of ${source}`);
+      }
+    }
+    if (!pressed) {
+      for (const w of wanted.values()) this.#add(w, source, now);
+      this.#noteLeftOut(source, max, { count: 0, rotated: 0, benched: 0, resting: 0 }, now);
+      return [];
+    }
+    return this.#press(source, wanted, mine, max, now);
+  }
+
+  /** {@link sync} while `source` has more instances than `max`. */
+  #press(
+    source: string,
+    wanted: Map<string, Wanted>,
+    mine: [string, ServerEntry][],
+    max: number,
+    now: number,
+  ): string[] {
+    let hold: number | undefined;
+    const holdMs = () => hold ??= holdFor(mine.map(([, e]) => e.link.backend));
+    let have = 0;
+    let tried = 0;
+    const untried: string[] = [];
+    const stale: string[] = [];
+    let benched = 0;
+    for (const [key, entry] of mine) {
+      const b = entry.link.backend;
+      const verdict = judge(b, entry, now, holdMs);
+      if (verdict === "bench") {
+        // Its requests go elsewhere now: it had its chance to answer one.
+        this.#links.delete(key);
+        this.#drop(entry.link, "", false, false);
+        this.#bench.add(key, now);
+        benched++;
         continue;
       }
+      if (b.served > 0) this.#bench.forget(key);
       have++;
-      const b = entry.link.backend;
-      if (b.state !== "up" && b.peerName === "" && now - entry.added >= ROTATE_MS) stale.push(key);
+      if (verdict === "stale") stale.push(key);
+      else if (verdict === "tried") tried++;
+      else untried.push(key);
     }
-    const max = capped ? this.#options.maxBackends ?? Infinity : Infinity;
-    const waiting: Address[] = [];
-    for (const [key, address] of wanted) {
-      if (this.#links.has(key)) continue;
-      if (have < max) {
-        this.#add(address, source);
-        have++;
-      } else waiting.push(address);
+    // Instances dialed by registrant.
+    const dialed = new Map<string, number>();
+    for (const [key, entry] of mine) {
+      if (this.#links.get(key) === entry) {
+        dialed.set(entry.registrant, (dialed.get(entry.registrant) ?? 0) + 1);
+      }
     }
-    // Places of instances that never answered go to those left out, oldest first.
-    let rotated = 0;
+    let waiting: Wanted[] = [];
+    let resting = 0;
+    for (const w of wanted.values()) {
+      if (this.#links.has(w.key)) continue;
+      if (this.#bench.has(w.key, now)) resting++;
+      else waiting.push(w);
+    }
+    waiting = byRegistrant(this.#bench.order(waiting), this.#last.get(source));
+    // Places of those down go to those waiting.
     const gaveUp: string[] = [];
+    let rotated = 0;
     for (const key of stale) {
       if (rotated >= waiting.length) break;
       const entry = this.#links.get(key)!;
-      this.#links.delete(key);
-      this.#drop(entry.link, "never answered; its place goes to another instance", false);
-      // Those left out are taken in turn: the list's order is the binder's, the same each time.
-      this.#add(waiting[this.#turn++ % waiting.length], source);
+      this.#unlink(key, entry, dialed);
+      if (entry.link.backend.peerName === "") gaveUp.push(key);
       rotated++;
-      gaveUp.push(key);
+      have--;
     }
-    this.#noteLeftOut(source, max, waiting.length, rotated, now);
+    // Untried ones past the trials' room, idle, make room (as a flood begins).
+    const room = Math.max(TRIALS, tried);
+    for (let i = untried.length - 1; i >= 0 && untried.length > room; i--) {
+      const entry = this.#links.get(untried[i])!;
+      if (entry.link.backend.inflight > 0) continue;
+      this.#unlink(untried[i], entry, dialed);
+      untried.splice(i, 1);
+      have--;
+    }
+    for (const w of waiting) {
+      if (have >= max || untried.length >= room) {
+        // Full: a registrant with none dialed takes an idle untried place of one with more.
+        if ((dialed.get(w.registrant) ?? 0) > 0) continue;
+        const i = untried.findLastIndex((key) => {
+          const e = this.#links.get(key)!;
+          return e.link.backend.inflight === 0 && (dialed.get(e.registrant) ?? 0) > 1;
+        });
+        if (i < 0) break;
+        this.#unlink(untried[i], this.#links.get(untried[i])!, dialed);
+        untried.splice(i, 1);
+        have--;
+      }
+      this.#add(w, source, now);
+      dialed.set(w.registrant, (dialed.get(w.registrant) ?? 0) + 1);
+      this.#last.set(source, w.registrant);
+      untried.push(w.key);
+      have++;
+    }
+    this.#noteLeftOut(
+      source,
+      max,
+      { count: wanted.size - have - resting, rotated, benched, resting },
+      now,
+    );
     return gaveUp;
   }
 
-  /** Instances of `source` left out past `--max-backends` at its last sync. */
+  /** Drops `key` (it goes without being benched), counted out of `dialed`. */
+  #unlink(key: string, entry: ServerEntry, dialed: Map<string, number>): void {
+    this.#links.delete(key);
+    this.#drop(entry.link, "", false);
+    dialed.set(entry.registrant, (dialed.get(entry.registrant) ?? 1) - 1);
+  }
+
+  /** Per pressed source: the registrant of the instance dialed last (places.ts byRegistrant). */
+  #last = new Map<string, string>();
+
+  /** Sources with more instances than places: the pool is guarded while there is one. */
+  #pressed = new Set<string>();
+
+  #guard(source: string, pressed: boolean): void {
+    if (pressed) this.#pressed.add(source);
+    else this.#pressed.delete(source);
+    this.#options.pool.guarded = this.#pressed.size > 0;
+  }
+
+  /** Instances of `source` not dialed at its last sync: left out past `--max-backends`, or benched. */
   leftOut(source: string): number {
     return this.#left.get(source)?.count ?? 0;
   }
 
-  #turn = 0;
-
-  #noteLeftOut(source: string, max: number, count: number, rotated: number, now: number): void {
+  #noteLeftOut(
+    source: string,
+    max: number,
+    counts: { count: number; rotated: number; benched: number; resting: number },
+    now: number,
+  ): void {
+    const { count, rotated, benched, resting } = counts;
     const left = this.#left.get(source);
-    if (count === 0) {
+    if (count + resting === 0) {
       if (left !== undefined) {
         this.#left.delete(source);
         backendLines.info("{source}: every instance is dialed again ({max} at most)", {
@@ -173,14 +294,15 @@ export class ServerSet {
       return;
     }
     if (left !== undefined && now - left.logged < CAP_LOG_MS) {
-      left.count = count;
+      left.count = count + resting;
       return;
     }
-    this.#left.set(source, { count, logged: now });
+    this.#left.set(source, { count: count + resting, logged: now });
     backendLines.warn(
       "{source}: {count} instance(s) left out: {max} dialed at most (--max-backends); " +
-        "those already dialed keep their place, {rotated} that never answered gave theirs up",
-      { source, count, max, rotated },
+        "a place is kept by serving: {rotated} down gave theirs up, {benched} that held or failed requests " +
+        "without answering one were dropped, {resting} are benched for that",
+      { source, count, max, rotated, benched, resting },
     );
   }
 
@@ -191,7 +313,8 @@ export class ServerSet {
     await Promise.all([...links.map((l) => l.stop()), ...this.#draining]);
   }
 
-  #drop(link: ServerLink, why: string, log = true): void {
+  /** Removes `link`'s backend; it finishes its requests first (within 30 s) unless `drain` is false. */
+  #drop(link: ServerLink, why: string, log = true, drain = true): void {
     const backend = link.backend;
     this.#options.pool.remove(backend);
     if (log) {
@@ -202,7 +325,7 @@ export class ServerSet {
       });
     }
     const drained = (async () => {
-      const end = performance.now() + DRAIN_MS;
+      const end = drain ? performance.now() + DRAIN_MS : 0;
       while (backend.inflight > 0 && performance.now() < end) {
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -224,6 +347,8 @@ export class ServiceSource {
   #binders: BinderClient;
   #watch: ServiceWatch;
   #latest: string[] | undefined;
+  /** Who registered each of #latest (binder `registrant`), when told. */
+  #registrants: (string | undefined)[] = [];
   #applying: ReturnType<typeof setTimeout> | undefined;
   #rotation: ReturnType<typeof setInterval>;
   #logged = -Infinity;
@@ -241,19 +366,22 @@ export class ServiceSource {
       this.#applying = undefined;
       const list = this.#latest ?? [];
       this.#sayCount(list.length);
-      this.#report(servers.sync(source, list, true));
+      this.#report(servers.sync(source, list, true, this.#registrants));
     };
     this.#binders = bindersFrom(options.binderOptions, { role: "balancer", name: options.name });
     this.#watch = watchService(this.#binders, service, (instances) => {
       this.#latest = instances.map((i) => `${i?.host}:${i?.port}`);
+      this.#registrants = instances.map((i) =>
+        typeof i?.registrant === "string" ? i.registrant : undefined
+      );
       // A burst of lists: the latest is applied once, on the next turn.
       this.#applying ??= setTimeout(apply, 0);
     });
-    // Instances that never answered give their places to those left out, even with no change.
+    // While some are left out, those that do not serve give their places up, even with no change.
     this.#rotation = setInterval(() => {
       if (this.#applying === undefined && servers.leftOut(source) > 0) apply();
       else this.#sayCount(this.#latest?.length ?? 0);
-    }, ROTATE_MS / 2);
+    }, TICK_MS);
   }
 
   /** Live instances as last told by the binders. */
@@ -270,7 +398,7 @@ export class ServiceSource {
   }
 
   /**
-   * Reports instances that never answered and gave up their places to the
+   * Reports instances that did not serve and gave up their places to the
    * binders (`binder.report_down`: the binder checks them and forgets the
    * dead), so a flood of dead addresses drains instead of going round;
    * {@link MAX_REPORTS} at once at most, the others left for a later turn.
@@ -300,151 +428,5 @@ export class ServiceSource {
       service: this.service,
       n,
     });
-  }
-}
-
-/**
- * Workers registered on the worker port, one backend per connection, one
- * connection per name. A second registration under a name whose worker is
- * live (its connection open, in rotation) is refused with BAD_REQUEST, so
- * two workers given the same `--name` do not evict each other for ever: the
- * second keeps retrying (with its backoff) and takes the name over once the
- * first is gone. A holder that is out of rotation (missed health checks, or
- * its side of the connection ended) is taken for a dead connection that
- * was not noticed yet: its connection is closed and the newcomer takes over.
- */
-export class WorkerRegistry {
-  #options: SourceOptions;
-  #byPeer = new Map<Peer, Backend>();
-  #byName = new Map<string, Peer>();
-  /** The backoff of workers that left backed off, by name, and when they left (outlier.ts). */
-  #gone = new Map<string, { outlier: Outlier; at: number }>();
-  /** Sources whose worker was closed for answers to requests never sent (stray_bench.ts). */
-  readonly #bench = new StrayBench();
-
-  constructor(options: SourceOptions) {
-    this.#options = options;
-  }
-
-  get size(): number {
-    return this.#byPeer.size;
-  }
-
-  /**
-   * `worker.register {name, capacity}` on `peer`'s connection.
-   * @throws {DistError} BAD_REQUEST for bad params, a second registration on
-   * one connection, or a name a live worker holds
-   */
-  register(reg: WorkerRegistration, peer: Peer): { registered: string; capacity: number } {
-    const { name } = reg;
-    const o = this.#options;
-    // A worker's own word is no reason to hold more than a server may.
-    const capacity = Math.min(reg.capacity ?? 1, o.maxInflight);
-    if (this.#byPeer.has(peer)) {
-      throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
-    }
-    // A source whose worker was closed for stray answers waits before registering again (stray_bench.ts).
-    const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
-    const benched = this.#bench.refusal(source);
-    if (benched !== undefined) {
-      workerLines.warn("Worker {name} from {addr} refused: {why}", {
-        name,
-        addr: peer.conn.remoteAddress,
-        why: benched.message,
-      });
-      throw benched;
-    }
-    const holder = this.#byName.get(name);
-    const max = o.maxWorkers ?? Infinity;
-    if (holder === undefined && this.#byPeer.size >= max) {
-      workerLines.warn(
-        "Worker {name} from {addr} refused: {max} workers registered (--max-workers)",
-        {
-          name,
-          addr: peer.conn.remoteAddress,
-          max,
-        },
-      );
-      throw new DistError(
-        "OVERLOADED",
-        `This balancer takes at most ${max} workers (--max-workers), and has them all`,
-      );
-    }
-    if (holder !== undefined) {
-      const held = this.#byPeer.get(holder)!;
-      const user = holder.identity?.user;
-      if (holder.canCall && user !== peer.identity?.user) {
-        // Whatever its state: a name is its user's while its connection lasts
-        // (any client can make a worker look down, with slow requests).
-        workerLines.warn("Worker {name} from {addr} refused: the name is held by user {user}", {
-          name,
-          addr: peer.conn.remoteAddress,
-          user,
-        });
-        throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
-      }
-      if (holder.canCall && held.state === "up") {
-        workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
-          name,
-          addr: peer.conn.remoteAddress,
-          holder: held.address,
-        });
-        throw new DistError(
-          "BAD_REQUEST",
-          `Worker name ${name} is taken by a live worker at ${held.address}; ` +
-            "give each worker its own --name",
-        );
-      }
-      workerLines.warn(
-        "Worker {name} registered again: closing its previous connection ({state}: {reason})",
-        { name, state: held.state, reason: held.reason },
-      );
-      this.#forget(holder);
-      holder.close();
-    }
-    const backend = new Backend("worker", peer.conn.remoteAddress, {
-      capacity,
-      rules: o.rules,
-      outlier: this.#kept(name),
-    });
-    backend.name = name;
-    backend.source = "worker port";
-    this.#byPeer.set(peer, backend);
-    this.#byName.set(name, peer);
-    o.pool.add(backend);
-    workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", {
-      name,
-      addr: backend.address,
-      capacity,
-    });
-    new WorkerLink(backend, peer, { ...o, onStrays: () => this.#bench.strayed(source, name) });
-    peer.closed.then((reason) => {
-      if (this.#forget(peer)) workerLines.info("Worker {name} left ({reason})", { name, reason });
-    });
-    return { registered: name, capacity };
-  }
-
-  /** Drops `peer`'s registration. @returns false if it had none (any more). */
-  #forget(peer: Peer): boolean {
-    const backend = this.#byPeer.get(peer);
-    if (backend === undefined) return false;
-    this.#byPeer.delete(peer);
-    if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
-    this.#options.pool.remove(backend);
-    if (backend.outlier.backedOff) {
-      const gone = this.#gone;
-      gone.delete(backend.name);
-      gone.set(backend.name, { outlier: backend.outlier, at: performance.now() });
-      if (gone.size > REMEMBER_MAX) gone.delete(gone.keys().next().value!);
-    }
-    return true;
-  }
-
-  /** The backoff `name` left with, within REMEMBER_MS (undefined: a fresh start). */
-  #kept(name: string): Outlier | undefined {
-    const kept = this.#gone.get(name);
-    if (kept === undefined) return undefined;
-    this.#gone.delete(name);
-    return performance.now() - kept.at < REMEMBER_MS ? kept.outlier : undefined;
   }
 }

@@ -25,6 +25,12 @@ export interface BinderParts {
   watchers: Watchers;
   /** `--max-per-source`: live instances one client source may register here. */
   quota?: SourceQuota;
+  /**
+   * Who registered each live instance here (the same counts as `quota`,
+   * kept when it bounds nothing): watchers get each instance's
+   * `registrant` tag.
+   */
+  registrants?: SourceQuota;
   /** Lease of a registration that names no `ttl_ms` (ms). */
   defaultTtlMs: number;
   /** The frame limit of the binder's connections (bytes): no answer is built bigger. */
@@ -37,7 +43,8 @@ export interface BinderParts {
 const ANSWER_OVERHEAD = 4096;
 
 /**
- * The live instances of `service` as watchers see them, or undefined when
+ * The live instances of `service` as watchers see them (each with its
+ * `registrant`, when `registrants` knows it), or undefined when
  * the list is surely too large for one frame of `maxFrame` bytes (it is
  * then not built). Weights count characters, so past a quarter of the frame
  * (a character may take 3 bytes of UTF-8) a list meant for a `codec` is
@@ -50,11 +57,14 @@ export function watchList(
   service: string,
   maxFrame: number,
   codec?: Codec,
+  registrants?: SourceQuota,
 ): Instance[] | undefined {
   // The weight is about the JSON text; MessagePack can be smaller, so allow twice the frame.
   const weight = registry.weightOf(service, 2 * maxFrame);
   if (weight > 2 * maxFrame) return undefined;
-  const list = registry.instances(service).map(toInstance);
+  const list = registry.instances(service).map((e) =>
+    toInstance(e, registrants?.registrantOf(e.id))
+  );
   if (codec === undefined || weight <= maxFrame / 4) return list;
   try {
     codec.writeFrame(
@@ -92,7 +102,7 @@ export function binderServing(parts: BinderParts): Serving {
           });
         }
         const entry = registry.register(reg);
-        parts.quota?.took(source, entry.id);
+        (parts.registrants ?? parts.quota)?.took(source, entry.id);
         return stored(parts, { id: entry.id, ttl_ms: entry.ttlMs });
       }),
     "binder.renew": (p) =>
@@ -101,7 +111,7 @@ export function binderServing(parts: BinderParts): Serving {
     "binder.list": (p) =>
       whenReady(() => {
         const page = registry.page(p.service, p.after, p.limit ?? MAX_LIST, pageBytes);
-        const instances = page.entries.map(toInstance);
+        const instances = page.entries.map((e) => toInstance(e));
         return page.next === undefined ? { instances } : { instances, next: page.next };
       }),
     "binder.report_down": (p, peer) => whenReady(() => reportDown(parts, p.id, peer)),
@@ -150,7 +160,13 @@ async function reportDown(parts: BinderParts, id: string, peer: Peer): Promise<R
  * OVERLOADED past the watches a connection or the binder may have
  */
 function watch(parts: BinderParts, service: string, peer: Peer) {
-  const instances = watchList(parts.registry, service, parts.maxFrame, peer.codec);
+  const instances = watchList(
+    parts.registry,
+    service,
+    parts.maxFrame,
+    peer.codec,
+    parts.registrants,
+  );
   if (instances === undefined) {
     throw new DistError(
       "FRAME_TOO_LARGE",

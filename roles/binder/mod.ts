@@ -173,13 +173,13 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
     catchUpMs: options.catchUp,
   });
   if (ctx.metrics) replicator.lag = replicationLag(ctx.metrics.registry);
+  const perSource = options.maxPerSource ?? defaultPerSource(options.maxInstances);
+  const quota = new SourceQuota(perSource);
   const watchers = new Watchers(
-    (service) => watchList(registry, service, options.maxFrame),
+    (service) => watchList(registry, service, options.maxFrame, undefined, quota),
     options.maxWatches,
     options.maxFrame,
   );
-  const perSource = options.maxPerSource ?? defaultPerSource(options.maxInstances);
-  const quota = new SourceQuota(perSource);
   registry.onChange((entry, previous) => {
     if (entry.removed !== undefined) quota.release(entry.id);
     if (isVisibleChange(entry, previous)) watchers.changed(entry.service);
@@ -196,6 +196,7 @@ function setUpBinder(options: BinderOptions, ctx: RunContext, bound: Bound): Ser
       ...parts,
       // A bound of the whole registry or more adds nothing: "Registry full" says why.
       quota: perSource < options.maxInstances ? quota : undefined,
+      registrants: quota,
       defaultTtlMs: options.ttl,
       maxFrame: options.maxFrame,
       committed: durable && (() => durable.committed()),

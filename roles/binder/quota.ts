@@ -31,6 +31,9 @@ export class SourceQuota {
   refused = 0;
   #bySource = new Map<string, Set<string>>();
   #owner = new Map<string, string>();
+  /** An opaque tag per source holding instances ({@link registrantOf}). */
+  #tags = new Map<string, string>();
+  #nextTag = 1;
   #warned = -Infinity;
   #quiet = 0;
 
@@ -89,8 +92,24 @@ export class SourceQuota {
     if (this.#owner.has(id)) return;
     this.#owner.set(id, source);
     let ids = this.#bySource.get(source);
-    if (ids === undefined) this.#bySource.set(source, ids = new Set());
+    if (ids === undefined) {
+      this.#bySource.set(source, ids = new Set());
+      this.#tags.set(source, `r${this.#nextTag++}`);
+    }
     ids.add(id);
+  }
+
+  /**
+   * Who registered `id` here, as an opaque tag the same for every instance
+   * of one source while it holds one (`r1`, `r2`, …: never its address or
+   * user), handed out with the instance as `registrant` so a balancer can
+   * try the instances of each registrant in turn (hostile35 H4);
+   * undefined for one a peer replicated here, or registered before a
+   * restart.
+   */
+  registrantOf(id: string): string | undefined {
+    const source = this.#owner.get(id);
+    return source === undefined ? undefined : this.#tags.get(source);
   }
 
   /** `id` is no longer live (removed, expired, or replaced by a peer's removal). */
@@ -100,6 +119,9 @@ export class SourceQuota {
     this.#owner.delete(id);
     const ids = this.#bySource.get(source);
     ids?.delete(id);
-    if (ids?.size === 0) this.#bySource.delete(source);
+    if (ids?.size === 0) {
+      this.#bySource.delete(source);
+      this.#tags.delete(source);
+    }
   }
 }

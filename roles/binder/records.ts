@@ -37,7 +37,8 @@ export interface WireRecord {
   removed?: RemovalReason;
 }
 
-export function toInstance(entry: Entry): Instance {
+/** An instance as clients get it; `registrant` as quota.ts registrantOf tells, when known. */
+export function toInstance(entry: Entry, registrant?: string): Instance {
   const info: Instance = {
     id: entry.id,
     service: entry.service,
@@ -45,6 +46,7 @@ export function toInstance(entry: Entry): Instance {
     port: entry.port,
   };
   if (entry.meta !== undefined) info.meta = entry.meta;
+  if (registrant !== undefined) info.registrant = registrant;
   return info;
 }
 

@@ -1,0 +1,159 @@
+/**
+ * Workers that dial the worker port and call `worker.register {name,
+ * capacity}`: one backend per connection (see {@link WorkerRegistry}).
+ */
+import { DistError, type Peer } from "../../wire/mod.ts";
+import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
+import { Backend } from "./backends.ts";
+import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
+import { WorkerLink } from "./links.ts";
+import { workerLines } from "./log.ts";
+import { StrayBench } from "./stray_bench.ts";
+import { clientSource } from "../../auth/mod.ts";
+import type { SourceOptions } from "./sources.ts";
+
+/**
+ * Workers registered on the worker port, one backend per connection, one
+ * connection per name. A second registration under a name whose worker is
+ * live (its connection open, in rotation) is refused with BAD_REQUEST, so
+ * two workers given the same `--name` do not evict each other for ever: the
+ * second keeps retrying (with its backoff) and takes the name over once the
+ * first is gone. A holder that is out of rotation (missed health checks, or
+ * its side of the connection ended) is taken for a dead connection that
+ * was not noticed yet: its connection is closed and the newcomer takes over.
+ */
+export class WorkerRegistry {
+  #options: SourceOptions;
+  #byPeer = new Map<Peer, Backend>();
+  #byName = new Map<string, Peer>();
+  /** The backoff of workers that left backed off, by name, and when they left (outlier.ts). */
+  #gone = new Map<string, { outlier: Outlier; at: number }>();
+  /** Sources whose worker was closed for answers to requests never sent (stray_bench.ts). */
+  readonly #bench = new StrayBench();
+
+  constructor(options: SourceOptions) {
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#byPeer.size;
+  }
+
+  /**
+   * `worker.register {name, capacity}` on `peer`'s connection.
+   * @throws {DistError} BAD_REQUEST for bad params, a second registration on
+   * one connection, or a name a live worker holds
+   */
+  register(reg: WorkerRegistration, peer: Peer): { registered: string; capacity: number } {
+    const { name } = reg;
+    const o = this.#options;
+    // A worker's own word is no reason to hold more than a server may.
+    const capacity = Math.min(reg.capacity ?? 1, o.maxInflight);
+    if (this.#byPeer.has(peer)) {
+      throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
+    }
+    // A source whose worker was closed for stray answers waits before registering again (stray_bench.ts).
+    const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
+    const benched = this.#bench.refusal(source);
+    if (benched !== undefined) {
+      workerLines.warn("Worker {name} from {addr} refused: {why}", {
+        name,
+        addr: peer.conn.remoteAddress,
+        why: benched.message,
+      });
+      throw benched;
+    }
+    const holder = this.#byName.get(name);
+    const max = o.maxWorkers ?? Infinity;
+    if (holder === undefined && this.#byPeer.size >= max) {
+      workerLines.warn(
+        "Worker {name} from {addr} refused: {max} workers registered (--max-workers)",
+        {
+          name,
+          addr: peer.conn.remoteAddress,
+          max,
+        },
+      );
+      throw new DistError(
+        "OVERLOADED",
+        `This balancer takes at most ${max} workers (--max-workers), and has them all`,
+      );
+    }
+    if (holder !== undefined) {
+      const held = this.#byPeer.get(holder)!;
+      const user = holder.identity?.user;
+      if (holder.canCall && user !== peer.identity?.user) {
+        // Whatever its state: a name is its user's while its connection lasts
+        // (any client can make a worker look down, with slow requests).
+        workerLines.warn("Worker {name} from {addr} refused: the name is held by user {user}", {
+          name,
+          addr: peer.conn.remoteAddress,
+          user,
+        });
+        throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
+      }
+      if (holder.canCall && held.state === "up") {
+        workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
+          name,
+          addr: peer.conn.remoteAddress,
+          holder: held.address,
+        });
+        throw new DistError(
+          "BAD_REQUEST",
+          `Worker name ${name} is taken by a live worker at ${held.address}; ` +
+            "give each worker its own --name",
+        );
+      }
+      workerLines.warn(
+        "Worker {name} registered again: closing its previous connection ({state}: {reason})",
+        { name, state: held.state, reason: held.reason },
+      );
+      this.#forget(holder);
+      holder.close();
+    }
+    const backend = new Backend("worker", peer.conn.remoteAddress, {
+      capacity,
+      rules: o.rules,
+      outlier: this.#kept(name),
+    });
+    backend.name = name;
+    backend.source = "worker port";
+    this.#byPeer.set(peer, backend);
+    this.#byName.set(name, peer);
+    o.pool.add(backend);
+    workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", {
+      name,
+      addr: backend.address,
+      capacity,
+    });
+    new WorkerLink(backend, peer, { ...o, onStrays: () => this.#bench.strayed(source, name) });
+    peer.closed.then((reason) => {
+      if (this.#forget(peer)) workerLines.info("Worker {name} left ({reason})", { name, reason });
+    });
+    return { registered: name, capacity };
+  }
+
+  /** Drops `peer`'s registration. @returns false if it had none (any more). */
+  #forget(peer: Peer): boolean {
+    const backend = this.#byPeer.get(peer);
+    if (backend === undefined) return false;
+    this.#byPeer.delete(peer);
+    if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
+    this.#options.pool.remove(backend);
+    if (backend.outlier.backedOff) {
+      const gone = this.#gone;
+      gone.delete(backend.name);
+      gone.set(backend.name, { outlier: backend.outlier, at: performance.now() });
+      if (gone.size > REMEMBER_MAX) gone.delete(gone.keys().next().value!);
+    }
+    return true;
+  }
+
+  /** The backoff `name` left with, within REMEMBER_MS (undefined: a fresh start). */
+  #kept(name: string): Outlier | undefined {
+    const kept = this.#gone.get(name);
+    if (kept === undefined) return undefined;
+    this.#gone.delete(name);
+    return performance.now() - kept.at < REMEMBER_MS ? kept.outlier : undefined;
+  }
+}
