@@ -2,14 +2,22 @@
  * Watching a service: keeps a `binder.watch` open on one binder and hands
  * every new list of instances to a callback; when that binder goes away, the
  * watch moves to the next binder, and the list it answers is handed over too.
+ * A list too large for one frame (the binder refuses the watch with
+ * FRAME_TOO_LARGE) is paged with `binder.list` instead, again every
+ * {@link LIST_POLL_MS}, and the watch is tried again each time.
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
-import { Backoff, call, sleep } from "../../wire/mod.ts";
+import { Backoff, call, DistError, type Peer, sleep } from "../../wire/mod.ts";
 import { binder, type Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
 
 const log = getLogger(["dist", "discovery"]);
+
+/** How often a list too large to watch is paged again with `binder.list`. */
+export const LIST_POLL_MS = 3000;
+/** Most `binder.list` pages read for one list (a page holds up to 1,000 instances). */
+const MAX_PAGES = 200;
 
 /** A running watch. */
 export interface ServiceWatch {
@@ -55,12 +63,37 @@ export function watchService(
     }
   };
 
+  const markAnswered = () => {
+    if (answered) return;
+    answered = true;
+    for (const w of readyWaiters.splice(0)) w();
+  };
+  let warned = false;
+  /** The watch was refused FRAME_TOO_LARGE: pages the list instead (true when it did). */
+  const pageInstead = async (peer: Peer, address: string): Promise<boolean> => {
+    if (!warned) {
+      warned = true;
+      log.warn(
+        "The list of {service} is too large for one frame, so binder {binder} cannot push " +
+          "its changes; paging it with binder.list every {ms} ms instead (and trying the watch again)",
+        { service, binder: address, ms: LIST_POLL_MS },
+      );
+    }
+    const list = await listAll(peer, service);
+    if (list === undefined) return false;
+    update(list);
+    markAnswered();
+    return true;
+  };
+
   const loop = (async () => {
     const backoff = new Backoff({ min: 100, max: 2000 });
     while (!abort.signal.aborted) {
       let unsubscribe = () => {};
+      let peer: Peer | undefined;
+      let address = "";
       try {
-        const { peer, address } = await binders.connection();
+        ({ peer, address } = await binders.connection());
         unsubscribe = binders.onNotification((method, params, from) => {
           if (method !== binder.events.changed.name || from !== address) return;
           let changed;
@@ -74,9 +107,10 @@ export function watchService(
         });
         const answer = await call(peer, binder.methods.watch, { service });
         update(answer.instances);
-        if (!answered) {
-          answered = true;
-          for (const w of readyWaiters.splice(0)) w();
+        markAnswered();
+        if (warned) {
+          warned = false;
+          log.info("Watching {service} again: its list fits a frame", { service });
         }
         backoff.reset();
         log.debug("Watching {service} on binder {binder}", { service, binder: address });
@@ -87,7 +121,20 @@ export function watchService(
             binder: address,
           });
         }
-      } catch (err) {
+      } catch (caught) {
+        let err = caught;
+        unsubscribe();
+        if (err instanceof DistError && err.code === "FRAME_TOO_LARGE" && peer !== undefined) {
+          try {
+            if (await pageInstead(peer, address)) {
+              backoff.reset();
+              await sleep(LIST_POLL_MS, abort.signal);
+              continue;
+            }
+          } catch (listErr) {
+            err = listErr;
+          }
+        }
         log.debug("Cannot watch {service}: {error}", { service, error: cut(String(err)) });
         await sleep(backoff.next(), abort.signal);
       } finally {
@@ -115,4 +162,32 @@ export function watchService(
       await loop;
     },
   };
+}
+
+/**
+ * Every live instance of `service`, paged with `binder.list` from `peer`;
+ * undefined past {@link MAX_PAGES} pages or when a page does not move on.
+ */
+async function listAll(peer: Peer, service: string): Promise<Instance[] | undefined> {
+  const all: Instance[] = [];
+  let after: string | undefined;
+  for (let pages = 0; pages < MAX_PAGES; pages++) {
+    const page = await call(
+      peer,
+      binder.methods.list,
+      after === undefined ? { service } : {
+        service,
+        after,
+      },
+    );
+    all.push(...page.instances.filter((i) => i.service === service));
+    if (page.next === undefined) return all;
+    if (page.next === after) return undefined;
+    after = page.next;
+  }
+  log.warn("The list of {service} runs past {pages} pages; not taken", {
+    service,
+    pages: MAX_PAGES,
+  });
+  return undefined;
 }
