@@ -16,6 +16,7 @@ const log = getLogger(["dist", "discovery"]);
 
 /** How often a list too large to watch is paged again with `binder.list`. */
 export const LIST_POLL_MS = 3000;
+const TOO_LARGE = Symbol("too large");
 /** Most `binder.list` pages read for one list (a page holds up to 1,000 instances). */
 const MAX_PAGES = 200;
 
@@ -94,8 +95,16 @@ export function watchService(
       let address = "";
       try {
         ({ peer, address } = await binders.connection());
+        let tooLarge = () => {};
+        const refused = new Promise<void>((resolve) => tooLarge = resolve);
         unsubscribe = binders.onNotification((method, params, from) => {
-          if (method !== binder.events.changed.name || from !== address) return;
+          if (from !== address) return;
+          // The list grew past a frame: the binder ended the watch (see pageInstead).
+          if (method === "binder.too_large") {
+            if ((params as { service?: unknown } | undefined)?.service === service) tooLarge();
+            return;
+          }
+          if (method !== binder.events.changed.name) return;
           let changed;
           try {
             changed = binder.events.changed.params(params);
@@ -114,7 +123,11 @@ export function watchService(
         }
         backoff.reset();
         log.debug("Watching {service} on binder {binder}", { service, binder: address });
-        await Promise.race([peer.closed, stopping]);
+        if (
+          await Promise.race([peer.closed, stopping, refused.then(() => TOO_LARGE)]) === TOO_LARGE
+        ) {
+          continue; // watched again: refused FRAME_TOO_LARGE, then paged
+        }
         if (!abort.signal.aborted) {
           log.info("Watch of {service} lost binder {binder}; moving on", {
             service,

@@ -192,6 +192,7 @@ export class Watchers {
       const instances = this.#list(service);
       if (instances === undefined) {
         this.failed += conns.size;
+        for (const conn of [...conns]) this.#tooLarge(conn, service);
         continue;
       }
       // One encoding per codec, shared by every watcher of that codec.
@@ -203,10 +204,23 @@ export class Watchers {
           frames.set(conn.codec, frame = this.#encode(conn.codec, message));
         }
         // FRAME_TOO_LARGE: the watcher can still ask binder.list; counted in sys.stats.
-        if (frame === undefined || frame.length - 4 > conn.conn.maxFrame) this.failed++;
-        else this.#deliver(conn, service, frame);
+        if (frame === undefined || frame.length - 4 > conn.conn.maxFrame) {
+          this.failed++;
+          this.#tooLarge(conn, service);
+        } else this.#deliver(conn, service, frame);
       }
     }
+  }
+
+  /**
+   * Ends the watch of `service` by `conn`, whose list no longer fits a frame,
+   * and says so with `binder.too_large {service}` (hostile36 J6): the watcher
+   * pages the list with `binder.list` instead of keeping its last one.
+   */
+  #tooLarge(conn: WatchConn, service: string): void {
+    if (!this.remove(conn, service)) return;
+    const frame = this.#encode(conn.codec, { method: "binder.too_large", params: { service } });
+    if (frame !== undefined) conn.conn.sendRaw(frame);
   }
 
   /** The whole frame of `message` in `codec`, or undefined when it cannot be encoded. */
