@@ -173,13 +173,10 @@ export class MqttPayload extends EncodedValue {
    */
   override jsonText(): Uint8Array | undefined {
     const b = this.bytes;
-    const start = skipSpace(b, 0);
-    if (start >= b.length) return undefined;
-    // At the depth of a delivery's value (under its params).
-    const end = skipValue(b, start, 2);
-    if (end < 0 || skipSpace(b, end) !== b.length) return undefined;
+    const json = jsonOf(b);
+    if (json === undefined) return undefined;
     if (this.#kept) conversions.bytes += b.length;
-    return b.subarray(start, end);
+    return json;
   }
 
   /**
@@ -220,6 +217,19 @@ export class MqttPayload extends EncodedValue {
   }
 }
 
+/**
+ * The JSON value `b` holds, without the spaces around it, when it is JSON
+ * text as strictly as the decoder reads it (UTF-8, escapes, numbers, and
+ * depth at a delivery's value, under its params); else undefined.
+ */
+function jsonOf(b: Uint8Array): Uint8Array | undefined {
+  const start = skipSpace(b, 0);
+  if (start >= b.length) return undefined;
+  const end = skipValue(b, start, 2);
+  if (end < 0 || skipSpace(b, end) !== b.length) return undefined;
+  return b.subarray(start, end);
+}
+
 /** The payload rule, for native subscribers (see {@link MqttPayload}). */
 export function decodePayload(bytes: Uint8Array): unknown {
   if (bytes.length === 0) return null;
@@ -231,9 +241,7 @@ export function decodePayload(bytes: Uint8Array): unknown {
   }
   // JSON only as the byte scanner reads it, as jsonText() does: nested deeper than a delivery
   // may be (hostile review 36 J8: 70 levels), it is text, which every codec carries.
-  const start = skipSpace(bytes, 0);
-  const end = skipValue(bytes, start, 2);
-  if (end < 0 || skipSpace(bytes, end) !== bytes.length) return text;
+  if (jsonOf(bytes) === undefined) return text;
   try {
     const value = parseJson(text);
     checkValue(value); // e.g. "\ud800": valid JSON, not a value every subscriber can take
