@@ -26,10 +26,16 @@
  * a Content-Length, except `text/event-stream`, sent as it comes (chunked),
  * and cancelled when the peer goes. Accept failures (out of descriptors:
  * EMFILE) are said and retried after a growing pause, so a flood never ends
- * the process and serving resumes once it lets go.
+ * the process and serving resumes once it lets go. Every connection is also
+ * charged to the process's descriptor account (http_descriptors.ts): when
+ * the descriptors for connections of every port are in use, the address
+ * holding the most gives way, here or on another port, and an address at
+ * its share is answered 503.
  */
 import { getLogger } from "@logtape/logtape";
+import type { DistError } from "../wire/mod.ts";
 import { Connection, Cut, type Head, parseHead } from "./http_conn.ts";
+import { HttpDescriptors } from "./http_descriptors.ts";
 
 /** The bounds of {@link serveGuarded}. */
 export interface HttpLimits {
@@ -122,6 +128,7 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
   const listener = Deno.listen({ hostname: options.hostname, port: options.port });
   const addr = listener.addr as Deno.NetAddr;
   const open = new Set<Connection>();
+  const descriptors = new HttpDescriptors();
   const tasks = new Set<Promise<void>>();
   let stopped = false;
   let refusedSaid = 0;
@@ -161,6 +168,7 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
     if (victim === undefined) return false;
     victim.close();
     open.delete(victim);
+    descriptors.leave(victim);
     return true;
   };
 
@@ -226,6 +234,7 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
     } finally {
       c.close();
       open.delete(c);
+      descriptors.leave(c);
     }
   };
 
@@ -301,12 +310,14 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
     }
   };
 
-  const refuse = (conn: Deno.Conn) => {
+  const refuse = (conn: Deno.Conn, why?: DistError) => {
     const now = performance.now();
     if (now - refusedSaid > 10_000) {
       refusedSaid = now;
       warn(
-        `The ${options.what} server has ${maxConnections} connections, all busy: refusing more (503)`,
+        why === undefined
+          ? `The ${options.what} server has ${maxConnections} connections, all busy: refusing more (503)`
+          : `The ${options.what} server refuses connections (503): ${why.message}`,
       );
     }
     const text = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n" +
@@ -323,6 +334,9 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
   const acceptLoop = async () => {
     let pause = MIN_PAUSE_MS;
     while (!stopped) {
+      // Connections closed to make room (on any port) free their descriptors once the loop turns.
+      const turn = descriptors.freed();
+      if (turn !== undefined) await turn;
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
@@ -348,6 +362,11 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
         continue;
       }
       const c = new Connection(conn);
+      const full = descriptors.admit(c);
+      if (full !== undefined) {
+        refuse(conn, full);
+        continue;
+      }
       open.add(c);
       const task = serveConnection(c);
       tasks.add(task);
