@@ -31,14 +31,12 @@ import type { SubscribeOptions, Subscription } from "./subscription.ts";
 import { BinderClient } from "./discovery/binders.ts";
 import { binders as bindersOf } from "./discovery/mod.ts";
 import { ServiceSource } from "./discovery/service.ts";
+import type { InstanceMemory } from "./discovery/memory.ts";
 import type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options.ts";
 import { Listeners } from "./listeners.ts";
 import { Resender } from "./resend.ts";
 
 export type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options.ts";
-
-/** Failed first dials of a service's instances before {@link connect} gives up. */
-const FIRST_DIALS = 3;
 
 /**
  * Opens a connection to a dist process (`"host:port"` or `{host, port}`), or
@@ -91,10 +89,7 @@ export class Connection {
     timeout: () => this.#options.timeout,
   });
 
-  /**
-   * A connection that starts dialing at once; prefer {@link connect}, which
-   * resolves once it is up.
-   */
+  /** A connection that starts dialing at once; prefer {@link connect}, which resolves once up. */
   constructor(
     target: string | Address | ServiceTarget,
     options: ConnectOptions = {},
@@ -136,6 +131,7 @@ export class Connection {
       onConnect: async (peer) => {
         for (const hook of this.#connectHooks) await hook(peer);
         this.#last = peer;
+        this.#service?.connected();
       },
       // A service's instances are named by the source's own lines (clients/discovery/service.ts).
       logFailures: hooks.onDialError === undefined && this.#service === undefined,
@@ -143,9 +139,10 @@ export class Connection {
         hooks.onDialError?.(err);
         this.#lastDialError = err;
         // The first connection fails at once unless told to wait for it; a
-        // service's next instances are tried first, unless it has none.
-        const given = this.#service === undefined || err.code === "NOT_FOUND" ? 1 : FIRST_DIALS;
-        if (this.#dialer.failures === given && !this.#last && !options.waitOnFirstConnect) {
+        // service's next instances are tried first, within the connect timeout
+        // (service.ts), unless it has none or none but dead ones.
+        const over = this.#service?.gaveUp ?? this.#dialer.failures === 1;
+        if (over && !this.#last && !options.waitOnFirstConnect) {
           this.#first = err;
           void this.#dialer.stop();
         }
@@ -175,12 +172,11 @@ export class Connection {
     return this.#service = new ServiceSource(through, target.service, {
       waitMs: target.wait,
       signal: target.waitSignal,
+      searchMs: this.#options.connectTimeout ?? 5000,
     });
   }
 
-  /**
-   * The address dialed (of a service, the instance's dialed last).
-   */
+  /** The address dialed (of a service, the instance's dialed last). */
   get address(): Address {
     return this.#dialer.address;
   }
@@ -188,6 +184,11 @@ export class Connection {
   /** Of a connection to a service, the instance dialed last (undefined otherwise). */
   get instance(): Instance | undefined {
     return this.#service?.instance;
+  }
+
+  /** @ignore Of a connection to a service, what its dials found (a ServiceCaller over it shares it). */
+  get instanceMemory(): InstanceMemory | undefined {
+    return this.#service?.memory;
   }
 
   /**
@@ -399,10 +400,7 @@ export class Connection {
     return this.#pubsub ??= new PubSub(this);
   }
 
-  /**
-   * Runs `hook` on every new connection before it is used.
-   * @ignore
-   */
+  /** @ignore Runs `hook` on every new connection before it is used. */
   onConnect(hook: (peer: Peer) => void | Promise<void>): void {
     this.#connectHooks.push(hook);
   }

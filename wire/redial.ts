@@ -26,8 +26,10 @@ export interface AddressSource {
   /**
    * The address `next()` gave could not be dialed (`wasUp` false), or its
    * connection dropped (`wasUp` true).
+   * @returns true when the next address may be dialed at once, without the
+   * backoff (another instance of a service after one refused the dial)
    */
-  failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): void;
+  failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): boolean | void;
 }
 
 /** Options of a Redialer: those of `dial()`, plus the backoff and hooks. */
@@ -152,6 +154,7 @@ export class Redialer {
     while (!this.#stopped) {
       let peer: Peer | undefined;
       let sourced = false;
+      let atOnce = false;
       try {
         if (this.#source !== undefined) {
           this.#address = await this.#source.next(this.#abort.signal);
@@ -209,7 +212,9 @@ export class Redialer {
       } catch (err) {
         peer?.close(CloseReason.HandshakeFailed); // onConnect failed: don't leak the socket
         this.failures++;
-        if (sourced) this.#source!.failed(this.#address, DistError.from(err), false);
+        if (sourced) {
+          atOnce = this.#source!.failed(this.#address, DistError.from(err), false) === true;
+        }
         this.#options.onDialError?.(DistError.from(err));
         if (this.#stopped) break;
         const logged = this.#options.logFailures ?? true;
@@ -221,7 +226,7 @@ export class Redialer {
           });
         }
       }
-      await sleep(backoff.next(), this.#abort.signal);
+      if (!atOnce) await sleep(backoff.next(), this.#abort.signal);
     }
   }
 }

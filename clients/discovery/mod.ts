@@ -12,7 +12,11 @@
  *   `report_down`) and {@link ServiceCaller}, requests to a service's
  *   instances in the binders' turn (`dist client --service --random`);
  * - `service.ts`: {@link ServiceSource}, what `connect({ binders, service })`
- *   dials: the next instance, a failed one reported before the next lookup;
+ *   dials: the next instance, one that refuses passed over and the next
+ *   dialed at once, within the connect timeout;
+ * - `memory.ts`: which instances could not be dialed a moment ago and which
+ *   worked, shared by a connection and a ServiceCaller over it; reports of
+ *   dead ones, a few at a time;
  * - `watch.ts`: {@link watchService}, a service's live instances pushed to a
  *   callback, moving to another binder when one goes away.
  */

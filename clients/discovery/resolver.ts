@@ -18,6 +18,7 @@ import {
 import { binder, type Instance, type ReportAnswer } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
 import type { Connection } from "../connection.ts";
+import { DownReports, InstanceMemory } from "./memory.ts";
 
 const log = getLogger(["dist", "discovery"]);
 
@@ -109,23 +110,28 @@ export class Resolver {
 
   /**
    * Tells a binder that `instance` did not answer; the binder checks it and
-   * removes it if it is dead. Never throws: a failed report is only logged.
+   * removes it if it is dead. Never throws: a failed report is only logged
+   * (`quiet`: on the debug log, as its outcome is).
    */
-  async reportDown(instance: Instance): Promise<ReportAnswer | undefined> {
+  async reportDown(
+    instance: Instance,
+    options: { quiet?: boolean } = {},
+  ): Promise<ReportAnswer | undefined> {
     try {
       const answer = await this.binders.call(binder.methods.report_down, { id: instance.id }, {
         timeout: 5000,
       });
-      log.info("Reported {id} down: {verdict}", {
+      const said = {
         id: cut(instance.id),
         verdict: answer.alive ? "the binder finds it alive" : "removed",
-      });
+      };
+      if (options.quiet) log.debug("Reported {id} down: {verdict}", said);
+      else log.info("Reported {id} down: {verdict}", said);
       return answer;
     } catch (err) {
-      log.warn("Could not report {id} down: {error}", {
-        id: cut(instance.id),
-        error: cut((err as Error).message),
-      });
+      const said = { id: cut(instance.id), error: cut((err as Error).message) };
+      if (options.quiet) log.debug("Could not report {id} down: {error}", said);
+      else log.warn("Could not report {id} down: {error}", said);
       return undefined;
     }
   }
@@ -141,6 +147,11 @@ export interface ServiceCallerOptions {
    * the caller.
    */
   service: Connection;
+  /**
+   * What dialing the instances found (default: the service connection's, so
+   * that what either learned the other uses).
+   */
+  memory?: InstanceMemory;
 }
 
 /**
@@ -149,7 +160,10 @@ export interface ServiceCallerOptions {
  * the next instance, and the request goes over the connection kept for it
  * (dialed the first time). An instance that cannot be dialed, or whose
  * connection fails under a request, is reported down, and the request goes
- * over the service connection instead (sent again only if idempotent).
+ * over the service connection instead (sent again only if idempotent): one
+ * that worked, or that finds one within the request's time (service.ts).
+ * An instance that could not be dialed a moment ago (memory.ts) is not
+ * dialed again: its turn's request goes over the service connection at once.
  */
 export class ServiceCaller {
   readonly resolver: Resolver;
@@ -158,13 +172,16 @@ export class ServiceCaller {
   #current: Connection;
   /** The connection to each instance dialed so far, by id. */
   #dialed = new Map<string, Connection>();
-  #reported = new Map<string, number>();
+  readonly #memory: InstanceMemory;
+  readonly #reports: DownReports;
   #closed = false;
 
   constructor(resolver: Resolver, options: ServiceCallerOptions) {
     this.resolver = resolver;
     this.#options = options;
     this.#current = options.service;
+    this.#memory = options.memory ?? options.service.instanceMemory ?? new InstanceMemory();
+    this.#reports = new DownReports((i, quiet) => resolver.reportDown(i, { quiet }));
   }
 
   /** Whether a request can be sent: until closed (a failed instance is moved away from). */
@@ -205,7 +222,8 @@ export class ServiceCaller {
       // The connection failing (closed, or ended by the server), not the server saying no.
       const lost = e.code === "UNAVAILABLE" && !peer.canCall;
       if (!lost || this.#closed || options?.signal?.aborted) throw e;
-      this.#report(instance);
+      this.#memory.failed(instance);
+      this.#reports.report(instance);
       if (options?.idempotent === false) throw e;
       return this.#viaService(method, params, options);
     }
@@ -225,8 +243,9 @@ export class ServiceCaller {
 
   /**
    * The instance the binders hand out next, over the connection kept for it
-   * (dialed the first time); undefined when none is found or it cannot be
-   * dialed (then reported), for the service connection to take the request.
+   * (dialed the first time); undefined when none is found, it was found dead
+   * a moment ago, or it cannot be dialed (then reported), for the service
+   * connection to take the request.
    */
   async #next(): Promise<{ instance: Instance; peer: Connection } | undefined> {
     let instance: Instance;
@@ -237,28 +256,26 @@ export class ServiceCaller {
     }
     let peer = this.#dialed.get(instance.id);
     if (peer === undefined || !peer.canCall) {
+      if (this.#memory.isDead(instance)) return undefined;
       try {
         peer = await this.#options.dial({ host: instance.host, port: instance.port });
       } catch (err) {
-        log.info("Cannot reach {id} ({message}); reporting it", {
-          id: cut(instance.id),
-          message: cut(DistError.from(err).message),
-        });
-        await this.#report(instance);
+        this.#memory.failed(instance);
+        // Said once a second at most per instance, with its report (not awaited).
+        const report = this.#reports.report(instance, true);
+        if (report !== undefined) {
+          log.info("Cannot reach {id} ({message}); reporting it", {
+            id: cut(instance.id),
+            message: cut(DistError.from(err).message),
+          });
+        }
         return undefined;
       }
+      this.#memory.worked(instance);
       this.#dialed.get(instance.id)?.close();
       this.#dialed.set(instance.id, peer);
     }
     this.#current = peer;
     return { instance, peer };
-  }
-
-  /** Reports an instance down, once a second at most (a new incarnation may fail later). */
-  async #report(instance: Instance): Promise<void> {
-    const now = performance.now();
-    if (now - (this.#reported.get(instance.id) ?? -Infinity) < 1000) return;
-    this.#reported.set(instance.id, now);
-    await this.resolver.reportDown(instance);
   }
 }

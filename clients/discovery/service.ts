@@ -1,8 +1,13 @@
 /**
  * Where a connection to a service dials: before every dial, the binders
- * are asked for the service's next instance; an instance that cannot be
- * dialed, or whose connection drops, is reported down (the binder checks
- * it and forgets it if dead) before the next is asked for, so a redial
+ * are asked for the service's next instance. One that cannot be dialed is
+ * remembered as dead for a while (memory.ts) and reported down (the binder
+ * checks it and forgets it if dead), and the next is dialed at once: a
+ * refused dial costs next to nothing, so the search for a live instance is
+ * bounded by time (the connect timeout), not by a number of tries, and
+ * instances found dead a moment ago are passed over when the binders hand
+ * them out again. After a few failures an instance that worked comes first.
+ * A connection that drops is reported before the next lookup, so a redial
  * moves to a live instance instead of the one that just failed.
  */
 import { getLogger } from "@logtape/logtape";
@@ -10,43 +15,77 @@ import { cut } from "../../wire/_log.ts";
 import { type AddressSource, DistError, sleep } from "../../wire/mod.ts";
 import type { Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
+import { DownReports, InstanceMemory } from "./memory.ts";
 import { Resolver } from "./resolver.ts";
 
 const log = getLogger(["dist", "discovery"]);
 
-/** How long a failed instance's report is awaited before the next lookup (ms). */
+/** How long a dropped instance's report is awaited before the next lookup (ms). */
 const REPORT_WAIT_MS = 2000;
+
+/** Failed dials of a search after which an instance that worked is tried before the binders' next. */
+const PREFER_WORKED_AFTER = 2;
+
+/** Failed dials of a search said one by one on the log; the rest in one line at its end. */
+const SAID_FAILURES = 3;
+
+/**
+ * Instances found dead a moment ago handed out in a row (beyond twice the
+ * number known dead) after which the binders are taken to have none other:
+ * the search ends, and the next starts afresh.
+ */
+const MIN_SKIPS = 8;
+
+/** A search for a live instance: since when, and how it went. */
+interface Search {
+  since: number;
+  /** Instances that could not be dialed. */
+  failed: number;
+  /** Whether an instance that worked before was tried. */
+  triedWorked: boolean;
+}
 
 /** A service's instances as an {@link AddressSource}, one lookup per dial. */
 export class ServiceSource implements AddressSource {
   readonly resolver: Resolver;
+  /** What dialing the instances found (shared with a ServiceCaller over this connection). */
+  readonly memory: InstanceMemory;
   #instance: Instance | undefined;
-  /** The report of the instance that failed last, awaited by the next lookup. */
+  /** The report of the instance that dropped last, awaited by the next lookup. */
   #report: Promise<unknown> | undefined;
-  #reported = new Map<string, number>();
+  readonly #reports: DownReports;
   /** Lookups in a row that found no instance. */
   #misses = 0;
+  /** The search under way, from the first dial after a connection (none while connected). */
+  #search: Search | undefined;
+  /** Whether the last `next()` ended the search: no instance, or none that is not dead. */
+  #exhausted = false;
 
   /** The instances of `service`, found through `binders`. */
   readonly binders: BinderClient;
   readonly service: string;
   #waitMs: number;
+  #searchMs: number;
   #signal: AbortSignal | undefined;
 
   /**
    * The instances of `service`, found through `binders`; each lookup waits up
-   * to `waitMs` for one to appear (cut short by `signal`).
+   * to `waitMs` for one to appear (cut short by `signal`); a search for one
+   * that can be dialed lasts `searchMs` (default 5 s) before {@link gaveUp}.
    */
   constructor(
     binders: BinderClient,
     service: string,
-    options: { waitMs?: number; signal?: AbortSignal } = {},
+    options: { waitMs?: number; signal?: AbortSignal; searchMs?: number } = {},
   ) {
     this.binders = binders;
     this.service = service;
     this.#waitMs = options.waitMs ?? 0;
+    this.#searchMs = options.searchMs ?? 5000;
     this.#signal = options.signal;
     this.resolver = new Resolver(binders, service, { waitMs: 0 });
+    this.memory = new InstanceMemory();
+    this.#reports = new DownReports((i, quiet) => this.resolver.reportDown(i, { quiet }));
   }
 
   /** The instance dialed last. */
@@ -55,8 +94,20 @@ export class ServiceSource implements AddressSource {
   }
 
   /**
-   * The next instance's address, once the last failure is reported.
-   * @throws {DistError} NOT_FOUND when the service has no instance (or no binder answers)
+   * Whether the search for an instance to dial is over: the service has
+   * none (or no binder answers), every one handed out is dead, or it has
+   * lasted `searchMs`. A first connection gives up then; a redial goes on
+   * with backoff.
+   */
+  get gaveUp(): boolean {
+    if (this.#exhausted) return true;
+    return this.#search !== undefined && performance.now() - this.#search.since > this.#searchMs;
+  }
+
+  /**
+   * The next instance's address, once a dropped one is reported.
+   * @throws {DistError} NOT_FOUND when the service has no instance (or no binder answers);
+   * UNAVAILABLE when every instance the binders hand out was found dead a moment ago
    */
   async next(signal: AbortSignal): Promise<{ host: string; port: number }> {
     if (this.#report !== undefined) {
@@ -65,49 +116,108 @@ export class ServiceSource implements AddressSource {
       this.#report = undefined;
     }
     if (signal.aborted) throw new DistError("UNAVAILABLE", "Dialer stopped");
-    const waiting = this.#signal === undefined ? signal : AbortSignal.any([signal, this.#signal]);
-    let instance: Instance;
-    try {
-      instance = await new Resolver(this.binders, this.service, {
-        waitMs: this.#waitMs,
-        signal: waiting,
-      }).resolve();
-    } catch (err) {
-      // Said here, the first time and every tenth: the dialer knows no address to name.
-      if (this.#misses++ % 10 === 0 && this.#instance !== undefined) {
-        log.warn("{message}; asking again", { message: cut((err as Error).message) });
-      }
-      throw err;
+    this.#exhausted = false;
+    const search = this.#search;
+    if (search !== undefined && search.failed >= PREFER_WORKED_AFTER && !search.triedWorked) {
+      search.triedWorked = true;
+      const worked = this.memory.lastWorked(this.#instance);
+      if (worked !== undefined) return this.#chose(worked);
     }
-    this.#misses = 0;
-    this.#instance = instance;
-    log.debug("Service {service} resolved to {id}", { service: instance.service, id: instance.id });
-    return { host: instance.host, port: instance.port };
+    for (let skipped = 0;; skipped++) {
+      const instance = await this.#lookup(signal);
+      if (!this.memory.isDead(instance)) return this.#chose(instance);
+      if (skipped >= MIN_SKIPS + 2 * this.memory.deadCount || this.gaveUp || signal.aborted) {
+        // Every one the binders hand out failed a moment ago: the next search tries them again.
+        const tried = search === undefined
+          ? ""
+          : `${search.failed} tried in ${Math.round(performance.now() - search.since)} ms, `;
+        this.memory.forgetDead();
+        this.#search = undefined;
+        this.#exhausted = true;
+        throw new DistError(
+          "UNAVAILABLE",
+          `No instance of service ${JSON.stringify(this.service)} could be reached: ` +
+            `${tried}the binders hand out no other`,
+        );
+      }
+    }
   }
 
-  /** Reports the instance dialed last down (once a second at most per instance). */
-  failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): void {
+  /** Tells it the dial of the instance `next()` gave succeeded: the search is over. */
+  connected(): void {
+    const instance = this.#instance;
+    if (instance === undefined) return;
+    this.memory.worked(instance);
+    const search = this.#search;
+    this.#search = undefined;
+    if (search !== undefined && search.failed > SAID_FAILURES) {
+      log.info("Reached {id} after {n} instances of {service} could not be ({ms} ms)", {
+        id: cut(instance.id),
+        n: search.failed,
+        service: instance.service,
+        ms: Math.round(performance.now() - search.since),
+      });
+    }
+  }
+
+  /**
+   * The instance dialed last could not be dialed (`wasUp` false) or its
+   * connection dropped: it is passed over for a while and reported down.
+   * @returns whether the next may be dialed at once (a failed dial, within the search's time)
+   */
+  failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): boolean {
     const instance = this.#instance;
     if (
       instance === undefined || instance.host !== address.host || instance.port !== address.port
     ) {
-      return;
+      return false;
     }
-    const now = performance.now();
-    if (now - (this.#reported.get(instance.id) ?? -Infinity) < 1000) return;
-    this.#reported.set(instance.id, now);
+    this.memory.failed(instance);
     if (wasUp) {
       log.info("Connection to {id} failed ({message}); resolving {service} again", {
         id: cut(instance.id),
         message: cut(err.message),
         service: instance.service,
       });
-    } else {
-      log.info("Cannot reach {id} ({message}); reporting it", {
-        id: cut(instance.id),
-        message: cut(err.message),
-      });
+      this.#report = this.#reports.report(instance);
+      return false;
     }
-    this.#report = this.resolver.reportDown(instance);
+    const search = this.#search ??= { since: performance.now(), failed: 0, triedWorked: false };
+    search.failed++;
+    const said = search.failed <= SAID_FAILURES;
+    const fields = { id: cut(instance.id), message: cut(err.message) };
+    if (said) log.info("Cannot reach {id} ({message}); reporting it", fields);
+    else log.debug("Cannot reach {id} ({message}); reporting it", fields);
+    // Not awaited: the next instance is dialed meanwhile.
+    this.#reports.report(instance, !said);
+    return !this.gaveUp;
+  }
+
+  /** `instance` is dialed next: the search's time runs from its first dial (not a wait for one). */
+  #chose(instance: Instance): { host: string; port: number } {
+    this.#instance = instance;
+    this.#search ??= { since: performance.now(), failed: 0, triedWorked: false };
+    log.debug("Service {service} resolved to {id}", { service: instance.service, id: instance.id });
+    return { host: instance.host, port: instance.port };
+  }
+
+  /** The binders' next instance, waiting up to `waitMs` for one. */
+  async #lookup(signal: AbortSignal): Promise<Instance> {
+    const waiting = this.#signal === undefined ? signal : AbortSignal.any([signal, this.#signal]);
+    try {
+      const instance = await new Resolver(this.binders, this.service, {
+        waitMs: this.#waitMs,
+        signal: waiting,
+      }).resolve();
+      this.#misses = 0;
+      return instance;
+    } catch (err) {
+      this.#exhausted = true;
+      // Said here, the first time and every tenth: the dialer knows no address to name.
+      if (this.#misses++ % 10 === 0 && this.#instance !== undefined) {
+        log.warn("{message}; asking again", { message: cut((err as Error).message) });
+      }
+      throw err;
+    }
   }
 }

@@ -1,0 +1,218 @@
+/**
+ * A service whose binders hand out hundreds of dead instances (hostile
+ * review 36 J9: anyone may register by default, and 300 registrations of
+ * addresses where nothing listens made `dist client --service` fail its
+ * first request, which tried at most 3 instances). A refused dial costs next
+ * to nothing: the client moves on to the next instance at once, within the
+ * connect timeout, passes over those it found dead, and reaches the live one
+ * (clients/discovery/service.ts, memory.ts), in the library and in the CLI.
+ */
+import assert from "node:assert/strict";
+import { BinderClient, Resolver, ServiceCaller } from "../clients/discovery/mod.ts";
+import { connect } from "../clients/connection.ts";
+import { DEAD_MS, DownReports, InstanceMemory, MAX_REPORTS } from "../clients/discovery/memory.ts";
+import { listen, type Listener } from "../wire/mod.ts";
+import { ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
+import { runDist } from "./helpers/dist.ts";
+
+const DEAD = 300;
+
+/** A server in this process that answers `echo` with its name in `by`. */
+function echoServer(name: string): Listener {
+  return listen({
+    port: 0,
+    role: "server",
+    name,
+    by: name,
+    onRequest: (method, params) => method === "echo" ? (params as { text: string }).text : true,
+  });
+}
+
+/** Ports where nothing listens now: each bound, then let go. */
+function deadPorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+/**
+ * A binder holding `compute`: one live instance (`live`) among DEAD
+ * registrations of dead addresses, registered first (lower ports first in
+ * id order is not needed: the binders hand out 300 dead ones in 301).
+ */
+async function crowdedService(live: Listener): Promise<LocalBinder> {
+  const binder = await startBinder({ maxPerSource: 1000 });
+  const register = (port: number) =>
+    binder.call("binder.register", {
+      service: "compute",
+      host: "127.0.0.1",
+      port,
+      ttl_ms: 600_000,
+    });
+  for (const port of deadPorts(DEAD)) await register(port);
+  await register(live.addr.port);
+  return binder;
+}
+
+const binderClient = (address: string) =>
+  new BinderClient({ binders: [address], role: "client", name: "test", timeoutMs: 2000 });
+
+Deno.test("connect({ binders, service }) reaches the one live instance among 300 dead ones, and reports them", async () => {
+  const live = echoServer("live");
+  const binder = await crowdedService(live);
+  const binders = binderClient(binder.address);
+  try {
+    // Before: the connection gave up after 3 refused dials ("Cannot connect to …: Connection refused").
+    const conn = await connect({ binders, service: "compute" }, {
+      name: "test",
+      connectTimeout: 5000,
+    });
+    try {
+      const res = await conn.exchange("echo", { text: "hi" });
+      assert.equal(res.result, "hi" as unknown);
+      assert.equal(res.by, "live");
+      // The dead ones it met were reported, and the binder checked them and dropped them.
+      await waitUntil(
+        async () => (await ids(binder, "compute")).length < DEAD + 1 - 3,
+        "the binder to drop dead instances the client reported",
+      );
+    } finally {
+      conn.close();
+    }
+  } finally {
+    binders.close();
+    await live.close(0);
+    await binder.stop();
+  }
+});
+
+Deno.test("connect({ binders, service }) with only dead instances fails within its connect timeout, naming the service", async () => {
+  const binder = await startBinder({ maxPerSource: 1000 });
+  const binders = binderClient(binder.address);
+  try {
+    for (const port of deadPorts(20)) {
+      await binder.call("binder.register", {
+        service: "compute",
+        host: "127.0.0.1",
+        port,
+        ttl_ms: 600_000,
+      });
+    }
+    await assert.rejects(
+      connect({ binders, service: "compute" }, { name: "test", connectTimeout: 3000 }),
+      (err: Error) => {
+        // Every one tried failed, or the binders, told of them, dropped them all meanwhile.
+        assert.match(err.message, /^No instance of service "compute" (could be reached|\(asked)/);
+        return true;
+      },
+    );
+  } finally {
+    binders.close();
+    await binder.stop();
+  }
+});
+
+Deno.test("ServiceCaller answers every request through 300 dead instances handed out in turn", async () => {
+  const live = echoServer("live");
+  const binder = await crowdedService(live);
+  const service = await connect({ binders: binderClient(binder.address), service: "compute" }, {
+    name: "test",
+    connectTimeout: 5000,
+  });
+  let dials = 0;
+  const caller = new ServiceCaller(
+    new Resolver(binderClient(binder.address), "compute", { waitMs: 0 }),
+    {
+      dial: (
+        address,
+      ) => (dials++, connect(address, { name: "test", connectTimeout: 1000, redial: false })),
+      service,
+    },
+  );
+  try {
+    for (let i = 0; i < 20; i++) {
+      const res = await caller.exchange("echo", { text: `hi ${i}` });
+      assert.equal(res.result, `hi ${i}` as unknown);
+      assert.equal(res.by, "live");
+    }
+    // What the service connection's search found dead was not dialed again for each request.
+    assert.ok(dials <= 20, `${dials} dials for 20 requests`);
+  } finally {
+    caller.close();
+    await live.close(0);
+    await binder.stop();
+  }
+});
+
+Deno.test("dist client --service --random 20 answers all 20 with 300 dead instances registered", async () => {
+  const live = echoServer("live");
+  const binder = await crowdedService(live);
+  try {
+    // Before: exit 1 at the first request, "dist: UNAVAILABLE: Cannot connect to …: Connection refused".
+    const res = await runDist([
+      "client",
+      "--binders",
+      binder.address,
+      "--service",
+      "compute",
+      "--random",
+      "20",
+      "--json",
+    ], { timeoutMs: 60_000 });
+    assert.equal(res.code, 0, res.stderr);
+    const outcomes = res.stdout.trim().split("\n").map((l) =>
+      JSON.parse(l) as { ok: boolean; by?: string }
+    );
+    assert.equal(outcomes.filter((o) => o.ok && o.by === "live").length, 20, res.stdout);
+  } finally {
+    await live.close(0);
+    await binder.stop();
+  }
+});
+
+const inst = (port: number) => ({
+  id: `compute@127.0.0.1:${port}`,
+  service: "compute",
+  host: "127.0.0.1",
+  port,
+});
+
+Deno.test("InstanceMemory passes over an instance that failed for DEAD_MS, and names the last that worked", () => {
+  let now = 0;
+  const memory = new InstanceMemory(() => now);
+  memory.worked(inst(1));
+  memory.worked(inst(2));
+  memory.failed(inst(3));
+  assert.equal(memory.isDead(inst(3)), true);
+  // A registration again under another id is the same place.
+  const again = { ...inst(3), id: "other" };
+  assert.equal(memory.isDead(again), true);
+  assert.equal(memory.lastWorked()?.port, 2);
+  assert.equal(memory.lastWorked(inst(2))?.port, 1, "not the one that just failed");
+  memory.failed(inst(2));
+  assert.equal(memory.lastWorked()?.port, 1, "one that failed since is not offered");
+  now += DEAD_MS;
+  assert.equal(memory.isDead(inst(3)), false, "tried again after DEAD_MS");
+  memory.failed(inst(1));
+  memory.forgetDead();
+  assert.equal(memory.isDead(inst(1)), false);
+});
+
+Deno.test("DownReports sends each instance's report once a second at most, MAX_REPORTS at once", async () => {
+  const pending: (() => void)[] = [];
+  const sent: number[] = [];
+  const reports = new DownReports((i) => {
+    sent.push(i.port);
+    return new Promise<void>((resolve) => pending.push(resolve));
+  });
+  for (let port = 1; port <= MAX_REPORTS + 2; port++) reports.report(inst(port));
+  assert.deepEqual(sent, Array.from({ length: MAX_REPORTS }, (_, i) => i + 1));
+  assert.equal(reports.report(inst(1)), undefined, "reported less than a second ago");
+  for (const resolve of pending.splice(0)) resolve();
+  await new Promise((r) => setTimeout(r, 0));
+  assert.notEqual(reports.report(inst(MAX_REPORTS + 1)), undefined, "room again");
+});
