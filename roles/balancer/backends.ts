@@ -12,9 +12,12 @@
  * row take it out.
  */
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
+import { LatencyWindow } from "./latency_window.ts";
 import { cut } from "./log.ts";
 import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
+
+export { LatencyWindow };
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
@@ -30,7 +33,11 @@ export type Outcome =
   /** The connection died after the request was sent. */
   | "lost"
   /** No answer within the backend timeout (the request may still run). */
-  | "timeout";
+  | "timeout"
+  /** An error blaming the request (BAD_REQUEST, NOT_FOUND) another backend answered: counts as "failed". */
+  | "contradicted"
+  /** A failure that counts against nobody (yet): the request's fault, or one under verify.ts's replay. */
+  | "excused";
 
 /** Why a backend changed state, for the log and `balancer.backends`. */
 export interface Transition {
@@ -44,45 +51,6 @@ export interface HealthRules {
   rise: number;
   /** Missed checks in a row that take an up backend out. */
   fall: number;
-}
-
-/** The latencies of the last `size` answers, for percentiles on demand. */
-export class LatencyWindow {
-  readonly size: number;
-  /** Grows with use up to `size`: a backend that served little (a worker passing by) keeps little. */
-  #ring: Float64Array;
-  #next = 0;
-  #count = 0;
-
-  constructor(size = 1024) {
-    this.size = size;
-    this.#ring = new Float64Array(Math.min(size, 16));
-  }
-
-  add(ms: number): void {
-    if (this.#next === this.#ring.length && this.#ring.length < this.size) {
-      // Full and still growing: the oldest is at 0, so the order holds.
-      const grown = new Float64Array(Math.min(this.size, this.#ring.length * 4));
-      grown.set(this.#ring);
-      this.#ring = grown;
-    }
-    if (this.#next === this.#ring.length) this.#next = 0;
-    this.#ring[this.#next++] = ms;
-    if (this.#count < this.#ring.length) this.#count++;
-  }
-
-  /** p50, p90, p99 and max of the window, in ms (zeros when empty). */
-  percentiles(): { p50: number; p90: number; p99: number; max: number } {
-    const n = this.#count;
-    if (n === 0) return { p50: 0, p90: 0, p99: 0, max: 0 };
-    const sorted = this.#ring.slice(0, n).sort();
-    const at = (q: number) => round3(sorted[Math.min(n - 1, Math.ceil(q * n) - 1)]);
-    return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round3(sorted[n - 1]) };
-  }
-}
-
-function round3(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }
 
 /** One backend: a server the balancer dials, or a worker that dialed in. */
@@ -246,13 +214,20 @@ export class Backend {
     now = performance.now(),
     othersUp: () => boolean = () => true,
   ): Transition | undefined {
+    if (outcome === "excused") return undefined;
     if (outcome === "lost" || outcome === "timeout") {
       // A timeout was counted in the window by onTimedOut, before this.
       this.failures++;
       return undefined;
     }
     this.#timeouts = 0;
-    if (outcome === "failed") return this.#failed(now, othersUp);
+    if (outcome === "failed" || outcome === "contradicted") {
+      return this.#failed(
+        now,
+        othersUp,
+        outcome === "failed" ? "INTERNAL" : "errors others did not",
+      );
+    }
     if (outcome === "refused") {
       this.failures++;
       this.outcomes.add(now, true);
@@ -269,12 +244,12 @@ export class Backend {
     return undefined;
   }
 
-  #failed(now: number, othersUp: () => boolean): Transition | undefined {
+  #failed(now: number, othersUp: () => boolean, what: string): Transition | undefined {
     this.failures++;
     this.outcomes.add(now, true);
     const n = ++this.#serverErrors;
     const windowed = this.outlier.failed(now, SERVER_ERRORS);
-    const why = n >= SERVER_ERRORS ? `${n} requests in a row answered INTERNAL` : windowed;
+    const why = n >= SERVER_ERRORS ? `${n} requests in a row answered ${what}` : windowed;
     if (why === undefined) return undefined;
     const t = this.#eject(now, why, othersUp);
     if (t !== undefined) this.#serverErrors = 0;

@@ -6,112 +6,23 @@
  * links.ts) sends and reports outcomes through {@link DispatchHooks}.
  */
 import { DistError } from "../../wire/mod.ts";
-import type { Backend, Outcome, Pool, Transition } from "./backends.ts";
+import type { Backend, Outcome, Pool } from "./backends.ts";
+import type { DispatchHooks, DispatchOptions, DispatchStats, Job } from "./dispatch_types.ts";
 import type { Policy } from "./policies.ts";
-import { type FairItem, FairQueue, WaitQueue } from "./queue.ts";
+import { FairQueue, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
 import { turnClock } from "../../wire/turn.ts";
-import { Admit, type ClientShare, MAX_EARNED, Shares } from "./shares.ts";
+import { Admit, MAX_EARNED, Shares } from "./shares.ts";
 
 export { type Outcome, RetryBudget };
+export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
 
 /** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
 const turnNow = turnClock(() => performance.now());
 
-/** One client request on its way through the balancer. */
-export interface Job extends FairItem {
-  /** False when the client marked it non-idempotent: it is never sent twice. */
-  readonly idempotent: boolean;
-  /** Times it has been sent to a backend. */
-  attempts: number;
-  /** While queued: when it stops waiting (performance.now() ms). */
-  deadline: number;
-  /** The backend it is on (or was last sent to). */
-  backend?: Backend;
-  /** When it was last sent (performance.now() ms). */
-  sentAt: number;
-  /** When the balancer took it (performance.now() ms), for `latency`. */
-  takenAt: number;
-  /** While queued: the bytes it counts against the queue's byte budget. */
-  queuedBytes: number;
-  /** Its client connection's share of the backends (set by the dispatcher). */
-  share?: ClientShare;
-  /** Whether it was sent as a bulk flow's request (shares.ts; set by the dispatcher). */
-  bulk?: boolean;
-  /** About its size in bytes, for the shares (set by the dispatcher). */
-  bytes?: number;
-}
-
-export interface DispatchHooks<J extends Job> {
-  /**
-   * Sends `job` to `backend`; the owner later calls `finish` exactly once.
-   * @returns false when nothing was sent (the link is down): the backend
-   * must then be out of rotation, and the job goes elsewhere.
-   */
-  send(job: J, backend: Backend): boolean;
-  /** Answers the client with `err`; the job is over. */
-  reject(job: J, err: DistError): void;
-  /**
-   * About how many bytes `job` keeps while it waits, or any number above
-   * `limit` when it is above (so a large job need not be measured in full).
-   */
-  sizeOf(job: J, limit: number): number;
-  /**
-   * Whether nobody waits for `job` any more (its client's connection
-   * closed): a waiting job that is abandoned is dropped at its turn instead
-   * of being sent.
-   */
-  abandoned?(job: J): boolean;
-  /**
-   * Whether `job`'s client takes no more answers for now (it has not read
-   * what it is owed): the job is not sent but waits its turn in the queue,
-   * and the owner calls `pump()` once the client has read enough.
-   */
-  held?(job: J): boolean;
-  /** Told when an outcome takes a backend out (a server failure: Backend.onAnswered). */
-  report?(t: Transition): void;
-}
-
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
-
-export interface DispatchOptions {
-  /** Most requests waiting for a backend; beyond it OVERLOADED at once. */
-  queueLimit: number;
-  /** Most bytes of requests waiting for a backend; beyond it OVERLOADED at once. */
-  queueBytes: number;
-  /** How long a request waits for a backend before it fails. */
-  queueTimeoutMs: number;
-  /** Most extra sends of one request after its backend died. */
-  retries: number;
-  budget: RetryBudget;
-  /** Requests one client connection may have on backends while others are active (shares.ts). */
-  contendedShare?: number;
-  /**
-   * The source of a client connection (its peer address, or its user): the
-   * connections of one source share its shares while another source is busy
-   * (shares.ts). Undefined: each connection is its own source.
-   */
-  sourceOf?: (flow: object) => string | undefined;
-  now?: () => number;
-}
-
-/** Counters of the dispatcher, for `sys.stats`. */
-export interface DispatchStats {
-  /** Requests submitted. */
-  requests: number;
-  /** Extra sends after a backend died. */
-  retries: number;
-  /** Refused at once because the queue was full, in requests or bytes (OVERLOADED). */
-  overloaded: number;
-  /** Failed after waiting the queue timeout. */
-  expired: number;
-  /** Lost with a backend and not retried (non-idempotent, retries or budget spent). */
-  lost: number;
-  /** Dropped while waiting: their client's connection closed first. */
-  abandoned: number;
-}
 
 /**
  * Sends requests to backends picked by the policy, queues what no backend
@@ -124,6 +35,7 @@ export class Dispatcher<J extends Job> {
   readonly stats: DispatchStats = {
     requests: 0,
     retries: 0,
+    replays: 0,
     overloaded: 0,
     expired: 0,
     lost: 0,
@@ -271,11 +183,31 @@ export class Dispatcher<J extends Job> {
     }
     const t = backend.onAnswered(now - job.sentAt, outcome, now, this.#othersUp);
     if (t !== undefined) this.#hooks.report?.(t);
-    if (outcome !== "lost" && outcome !== "timeout") {
+    if (outcome !== "lost" && outcome !== "timeout" && outcome !== "excused") {
       this.latency?.observe((now - job.takenAt) / 1000);
     }
     if (outcome === "lost") this.#failover(job, backend);
     this.pump();
+  }
+
+  /**
+   * Sends `job`, which its backend answered with a failure, once more to
+   * another backend to see whether it fails there too (verify.ts): its slot
+   * is freed and its outcome counted by nobody here. A retry: within
+   * `retries` and the retry budget, idempotent only.
+   * @returns false, having done nothing, when it may not go or no other backend has room
+   */
+  replay(job: J): boolean {
+    const from = job.backend!;
+    if (!job.idempotent || job.attempts > this.#options.retries) return false;
+    if (!this.#pool.list.some((b) => b !== from && b.available)) return false;
+    if (!this.#options.budget.withdraw()) return false;
+    const now = this.#now();
+    if (--from.inflight === 0) from.idleSince = now;
+    if (job.share !== undefined) this.#shares.gave(job.share, job.bulk === true, now, job);
+    this.stats.replays++;
+    if (!this.#dispatch(job, from)) this.#requeue(job, from);
+    return true;
   }
 
   /** Sends waiting requests while backends have room (after a slot frees or a backend comes up). */
@@ -358,7 +290,11 @@ export class Dispatcher<J extends Job> {
     }
     if (!this.#options.budget.withdraw()) return fail("retry budget spent");
     this.stats.retries++;
-    if (this.#dispatch(job, backend)) return;
+    if (!this.#dispatch(job, backend)) this.#requeue(job, backend);
+  }
+
+  /** Puts `job`, sent again, in the retries' line (no backend other than `backend` has room now). */
+  #requeue(job: J, backend: Backend): void {
     this.#avoid.set(job, backend);
     job.deadline = this.#now() + this.#options.queueTimeoutMs;
     // Retries count against the budget, but are never refused for it:

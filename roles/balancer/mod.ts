@@ -113,6 +113,8 @@ function forwarding(options: BalancerOptions) {
     logRequests: log.isEnabledFor("debug"),
     finish: (job, outcome) => dispatcher.finish(job, outcome),
     wake: () => dispatcher.pump(),
+    replay: (job): boolean => dispatcher.replay(job),
+    sourceOf,
   });
   const dispatcher = new Dispatcher<ForwardJob>(pool, createPolicy(options.policy), relay, {
     queueLimit: options.queue,

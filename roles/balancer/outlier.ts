@@ -129,6 +129,11 @@ export class Outlier {
     return `${t + f} of its last ${n} requests ${what}`;
   }
 
+  /** Whether it is in a slow start and has answered nothing since it joined (see timedOut). */
+  get answeredNone(): boolean {
+    return this.ramp !== Infinity && this.#answered === 0;
+  }
+
   /** Whether it was taken out and has not served a full ramp since. */
   get backedOff(): boolean {
     return this.#ejections > 0;

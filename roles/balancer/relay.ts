@@ -18,13 +18,10 @@
  * RawCall and RawReply, so forwarding allocates no closures.
  */
 import {
-  type Codec,
   DistError,
   type Envelope,
-  isErrorCode,
   jsonCodec,
   type OutBuffer,
-  parseJson,
   type Peer,
   type RawReply,
   Reply,
@@ -49,6 +46,8 @@ import {
 } from "./raw_frames.ts";
 import { type HeldParams, heldParams, holdParams } from "./value_size.ts";
 import type { BytesJob } from "./bytes_job.ts";
+import { connectionLost, errorKind, ErrorReply, kindOf } from "./answers.ts";
+import { type Failure, Verifier } from "./verify.ts";
 
 /**
  * A request decoded from a client, waiting for its answer: large params are
@@ -174,15 +173,6 @@ export class RawJob implements BytesJob, RequestSpans, RawReply {
 
 export type ForwardJob = DecodedJob | BytesJob;
 
-/** An error answered to a raw client as it is, without the INTERNAL log line of `answerError`. */
-class ErrorReply implements RawReply {
-  constructor(readonly id: number | string, readonly error: DistError, readonly codec: Codec) {}
-
-  writeAnswer(out: OutBuffer, maxFrame: number): void {
-    this.codec.writeFrame(out, { id: this.id, error: this.error.toBody() }, maxFrame);
-  }
-}
-
 export interface RelayOptions {
   /** Longest wait for a backend's answer (`--timeout`), ms. */
   timeoutMs: number;
@@ -194,46 +184,13 @@ export interface RelayOptions {
   finish: (job: ForwardJob, outcome: Outcome) => void;
   /** Sends what waits (the dispatcher's `pump`): a client read its answers, a backend its requests. */
   wake: () => void;
+  /** Sends a failed job once more, to another backend (the dispatcher's `replay`; verify.ts). */
+  replay?: (job: ForwardJob) => boolean;
+  /** A client connection's source (verify.ts). */
+  sourceOf?: (flow: object) => string | undefined;
 }
 
 export { sizeOfValue } from "./value_size.ts";
-
-const utf8 = new TextDecoder();
-
-/**
- * Whether an error answer passed through as bytes is a server failure
- * (checked as a decoded one is, DistError.fromBody): the backend's own
- * INTERNAL, or a code that is not the protocol's, which becomes INTERNAL
- * with its message cut. @returns that error, `"INTERNAL"` for the
- * backend's own, `"refused"` for its UNAVAILABLE or OVERLOADED (it could
- * not serve: passed on as it is, judged against the others:
- * success_rate.ts), or undefined for any other code (the request's fault:
- * the answer goes through as it is)
- */
-function serverFailure(answer: Envelope): DistError | "INTERNAL" | "refused" | undefined {
-  const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
-  let body: unknown;
-  try {
-    body = parseJson(utf8.decode(span));
-  } catch {
-    return new DistError("INTERNAL", "Malformed error from peer");
-  }
-  const code = (body as { code?: unknown } | null)?.code;
-  if (code === "INTERNAL") return code;
-  if (code === "UNAVAILABLE" || code === "OVERLOADED") return "refused";
-  return isErrorCode(code) ? undefined : DistError.fromBody(body);
-}
-
-/** How an error the backend answered (decoded) ends its request. */
-function outcomeOf(code: string): Outcome {
-  if (code === "INTERNAL") return "failed";
-  return code === "UNAVAILABLE" || code === "OVERLOADED" ? "refused" : "answered";
-}
-
-/** Whether a local call failure means the backend's connection died with the request. */
-function connectionLost(peer: Peer, err: DistError): boolean {
-  return err.code === "UNAVAILABLE" && !peer.canCall;
-}
 
 /**
  * Sends both kinds of job to backends' connections: the dispatcher's hooks.
@@ -242,10 +199,18 @@ function connectionLost(peer: Peer, err: DistError): boolean {
 export class Relay implements DispatchHooks<ForwardJob> {
   #options: RelayOptions;
   #pressure: Pressure;
+  #verify: Verifier;
 
   constructor(options: RelayOptions) {
     this.#options = options;
     this.#pressure = new Pressure(options.wake);
+    const { replay } = options;
+    this.#verify = new Verifier({
+      timeoutMs: options.timeoutMs,
+      report: options.report,
+      replay: (job) => replay?.(job as ForwardJob) ?? false,
+      sourceOf: options.sourceOf,
+    });
   }
 
   /** Whether `job`'s client owes more unread answers than it may (see Pressure.held). */
@@ -325,6 +290,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
   }
 
   reject(job: ForwardJob, err: DistError): void {
+    if (job.attempts > 1) this.#verify.ended(job);
     if (err.code === "OVERLOADED") this.#pressure.backOff(job.flow);
     if (job.raw) {
       job.client.answerError(job.id, err);
@@ -335,10 +301,15 @@ export class Relay implements DispatchHooks<ForwardJob> {
   rawAnswered(job: BytesJob, answer: Envelope | DistError): void {
     const backend = job.backend!;
     if (answer instanceof DistError) return this.#failed(job, backend, job.via!, answer);
-    const failure = answer.errorStart >= 0 ? serverFailure(answer) : undefined;
-    if (failure === "refused") this.#done(job, backend, "refused", "refused");
-    else if (failure !== undefined) {
-      this.#done(job, backend, "failed", "INTERNAL");
+    const error = answer.errorStart >= 0;
+    const failure = error ? errorKind(answer) : undefined;
+    if (failure === undefined) {
+      if (job.attempts > 1) this.#verify.answered(job, backend, !error);
+      this.#done(job, backend, "answered", error ? "error" : "ok");
+    } else {
+      const kind = failure instanceof DistError ? "failed" : failure;
+      const detail = kind === "failed" ? "INTERNAL" : kind === "refused" ? kind : "error";
+      if (this.#judged(job, backend, kind, detail)) return;
       if (failure instanceof DistError) {
         // The backend's doing, not a failure here: said at most 20 times a
         // second (the client's answer does not log an INTERNAL line each).
@@ -348,8 +319,24 @@ export class Relay implements DispatchHooks<ForwardJob> {
         });
         return job.client.answerRaw(job.id, new ErrorReply(job.id, failure, job.client.codec));
       }
-    } else this.#done(job, backend, "answered", answer.errorStart >= 0 ? "error" : "ok");
+    }
     job.reply(answer);
+  }
+
+  /**
+   * `job` failed on `backend` as `kind` says: sent to another backend to
+   * see (verify.ts), or ended with what it counts as.
+   * @returns true when it was sent again (its answer comes from there)
+   */
+  #judged(job: ForwardJob, backend: Backend, kind: Failure, detail: string): boolean {
+    const outcome = this.#verify.failed(job, backend, kind);
+    if (outcome === "replayed") {
+      if (this.#options.logRequests) this.#log(job, backend, `${detail}, sent to another backend`);
+      return true;
+    }
+    if (outcome === "timeout") this.#options.report(backend.onTimedOut(this.#options.timeoutMs));
+    this.#done(job, backend, outcome, detail);
+    return false;
   }
 
   /** Values in, values out: `Peer.request`. */
@@ -362,6 +349,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
     this.#pressure.checkBacklog(backend, peer);
     answer.then(
       (res) => {
+        if (job.attempts > 1) this.#verify.answered(job, backend, true);
         this.#done(job, backend, "answered", "ok");
         if (job.raw) {
           job.client.answer(job.id, new Reply(res.result, res.by));
@@ -372,7 +360,11 @@ export class Relay implements DispatchHooks<ForwardJob> {
         if (connectionLost(peer, e) || e.code === "TIMEOUT") {
           return this.#failed(job, backend, peer, e);
         }
-        this.#done(job, backend, outcomeOf(e.code), e.code);
+        const kind = kindOf(e.code);
+        if (kind === undefined) {
+          if (job.attempts > 1) this.#verify.answered(job, backend, false);
+          this.#done(job, backend, "answered", e.code);
+        } else if (this.#judged(job, backend, kind, e.code)) return;
         this.reject(job, e);
       },
     );
@@ -382,11 +374,11 @@ export class Relay implements DispatchHooks<ForwardJob> {
   /** The end of a call that failed locally (not an error answered by the backend). */
   #failed(job: ForwardJob, backend: Backend, peer: Peer, e: DistError): void {
     if (connectionLost(peer, e)) {
+      if (job.attempts > 1) this.#verify.ended(job);
       this.#options.report(backend.onLost(e.message));
       this.#done(job, backend, "lost", "lost");
     } else if (e.code === "TIMEOUT") {
-      this.#options.report(backend.onTimedOut(this.#options.timeoutMs));
-      this.#done(job, backend, "timeout", "timeout");
+      if (this.#judged(job, backend, "timeout", "timeout")) return;
       this.reject(
         job,
         new DistError(
@@ -409,17 +401,19 @@ export class Relay implements DispatchHooks<ForwardJob> {
   }
 
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
-    if (this.#options.logRequests) {
-      const peer = backend.peerName;
-      log.debug("{client} {method} -> {backend}: {outcome} in {ms} ms", {
-        client: job.raw ? job.client.remote.name : job.client,
-        method: job.method,
-        // A server by its address and name; a worker's name is its address here.
-        backend: peer !== "" && peer !== backend.name ? `${backend.name} (${peer})` : backend.name,
-        outcome: detail,
-        ms: Math.round((performance.now() - job.sentAt) * 1000) / 1000,
-      });
-    }
+    if (this.#options.logRequests) this.#log(job, backend, detail);
     this.#options.finish(job, outcome);
+  }
+
+  #log(job: ForwardJob, backend: Backend, detail: string): void {
+    const peer = backend.peerName;
+    log.debug("{client} {method} -> {backend}: {outcome} in {ms} ms", {
+      client: job.raw ? job.client.remote.name : job.client,
+      method: job.method,
+      // A server by its address and name; a worker's name is its address here.
+      backend: peer !== "" && peer !== backend.name ? `${backend.name} (${peer})` : backend.name,
+      outcome: detail,
+      ms: Math.round((performance.now() - job.sentAt) * 1000) / 1000,
+    });
   }
 }

@@ -1,0 +1,202 @@
+/**
+ * Verification by replay (hostile36 J1): a backend's failure counts
+ * against it only when another backend answers the same request.
+ *
+ * The success-rate rule (success_rate.ts) compares a backend's failures
+ * with the others'. On a quiet balancer a lone client sending its requests
+ * one at a time, every second one failing (a `sleep` past `--timeout`, an
+ * input its handler throws on), chooses under round-robin which backends
+ * see its failures, and took half the pool out; and answers that blame the
+ * request (`BAD_REQUEST`, `NOT_FOUND`) were never counted, so a backend
+ * answering every task so stayed in rotation. From one source a client's
+ * bad input and a broken backend look alike, so the balancer asks another
+ * backend: an idempotent request answered with a failure (a timeout,
+ * `INTERNAL`, `UNAVAILABLE`, `OVERLOADED`, `BAD_REQUEST`, `NOT_FOUND`) is
+ * sent once more, to another backend with room (Dispatcher.replay: a retry,
+ * within `--retries` and the retry budget), and the client gets that
+ * answer:
+ *
+ * - answered with a result there (a timeout: within half of `--timeout`),
+ *   the first backend is guilty: its failure counts as before (and a
+ *   `BAD_REQUEST`/`NOT_FOUND` counts as an `INTERNAL` does);
+ * - a failure there too (or a slow answer to a timeout) is the request's
+ *   fault: it counts against neither;
+ * - no verdict (the replay's backend died, or it waited too long): the
+ *   first failure counts as it did before verification.
+ *
+ * Sampled and budgeted: per backend and class of failure (timeouts;
+ * answers), one replay at a time and at most one started every
+ * {@link REPLAY_EVERY_MS}. While it runs, more failures of that class
+ * from the same client source are held (their clients answered at once)
+ * and counted by its verdict (at most {@link HELD_MAX}); for
+ * {@link VERDICT_MS} after it, the verdict stands for them. So a replayed
+ * timeout holds one more slot for `--timeout` at most once at a time per
+ * backend. Failures with no verdict to be had — a non-idempotent request,
+ * no other backend with room, the budgets spent, another source's replay
+ * running — count as before (timeouts, `INTERNAL`, `UNAVAILABLE`,
+ * `OVERLOADED`) or not at all (`BAD_REQUEST`, `NOT_FOUND`), so one
+ * backend answering `UNAVAILABLE` at once is still out from one source
+ * (hostile35 H3), and so is one that times out on its first request after
+ * joining (no replay then: outlier.ts).
+ */
+import type { Backend, Outcome, Transition } from "./backends.ts";
+import type { Job } from "./dispatch_types.ts";
+
+/** What a backend's failure was: a timeout, `INTERNAL`, `UNAVAILABLE`/`OVERLOADED`, or a code that blames the request. */
+export type Failure = "timeout" | "failed" | "refused" | "client";
+
+/** At most one replay of a backend's failures of one class starts in this many ms. */
+export const REPLAY_EVERY_MS = 1000;
+/** How long a verdict stands for later failures of its class from the same source (ms). */
+export const VERDICT_MS = 1000;
+/** Most failures held under one replay that its verdict counts. */
+export const HELD_MAX = 64;
+
+/** The codes of error answers that blame the request, counted only when another backend contradicts them. */
+export function blamesRequest(code: unknown): boolean {
+  return code === "BAD_REQUEST" || code === "NOT_FOUND";
+}
+
+/** One class of a backend's failures (timeouts, or answers) under verification. */
+class Check {
+  /** A replay of one of them runs. */
+  verifying = false;
+  startedAt = -Infinity;
+  /** When the last verdict came, and whether it found the backend guilty. */
+  judgedAt = -Infinity;
+  guilty = false;
+  /** The source of the replayed request's client. */
+  source: string | undefined = undefined;
+  /** Failures held while the replay runs (from that source). */
+  held: Failure[] = [];
+}
+
+/** A request sent again to see whether another backend answers it. */
+interface Replay {
+  readonly from: Backend;
+  readonly failure: Failure;
+  readonly check: Check;
+}
+
+export interface VerifyOptions {
+  /** `--timeout` (ms). */
+  timeoutMs: number;
+  /** Told when a counted failure takes a backend out. */
+  report: (t: Transition | undefined) => void;
+  /** Sends a job once more, to another backend (Dispatcher.replay). @returns false when it may not */
+  replay: (job: Job) => boolean;
+  /** A job's client's source (the address, or the user: mod.ts). */
+  sourceOf?: (flow: object) => string | undefined;
+}
+
+/** Decides which failures are replayed, and counts them by their verdicts (see above). */
+export class Verifier {
+  #options: VerifyOptions;
+  /** Per backend: its timeouts' and its answers' checks. */
+  #checks = new WeakMap<Backend, [Check, Check]>();
+  #replays = new WeakMap<Job, Replay>();
+
+  constructor(options: VerifyOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * `job` failed on `backend` as `failure` says.
+   * @returns what it counts as now, or "replayed": sent to another backend,
+   * the caller does nothing more with it (its answer comes from there)
+   */
+  failed(job: Job, backend: Backend, failure: Failure): Outcome | "replayed" {
+    const plain = failure === "client" ? "answered" : failure;
+    if (job.attempts > 1) {
+      const r = this.#replays.get(job);
+      if (r !== undefined) {
+        // A replay failed too: the request's fault, no one's.
+        this.#replays.delete(job);
+        this.#settle(r, r.from === backend ? undefined : false);
+        return failure === "client" ? "answered" : "excused";
+      }
+    }
+    if (!job.idempotent || backend.pool === undefined) return plain;
+    if (failure === "timeout" && backend.outlier.answeredNone) return plain;
+    const checks = this.#checksOf(backend);
+    const check = checks[failure === "timeout" ? 0 : 1];
+    const now = performance.now();
+    const flow = job.flow;
+    const source = flow === undefined ? undefined : this.#options.sourceOf?.(flow);
+    if (check.source === source && (check.verifying || now - check.judgedAt < VERDICT_MS)) {
+      if (check.verifying) {
+        if (check.held.length < HELD_MAX) check.held.push(failure);
+        return "excused";
+      }
+      if (check.guilty) return failure === "client" ? "contradicted" : failure;
+      return failure === "client" ? "answered" : "excused";
+    }
+    if (check.verifying || now - check.startedAt < REPLAY_EVERY_MS) return plain;
+    const r: Replay = { from: backend, failure, check };
+    this.#replays.set(job, r);
+    if (!this.#options.replay(job)) {
+      this.#replays.delete(job);
+      return plain;
+    }
+    check.verifying = true;
+    check.startedAt = now;
+    check.source = source;
+    check.held = [];
+    return "replayed";
+  }
+
+  /**
+   * `job`, sent more than once, was answered by `backend`: with a result
+   * (`ok`), or an error that says nothing of the first backend.
+   */
+  answered(job: Job, backend: Backend, ok: boolean): void {
+    const r = this.#replays.get(job);
+    if (r === undefined) return;
+    this.#replays.delete(job);
+    if (r.from === backend) return this.#settle(r, undefined);
+    const inTime = r.failure !== "timeout" ||
+      performance.now() - job.sentAt <= this.#options.timeoutMs / 2;
+    this.#settle(r, ok && inTime);
+  }
+
+  /** `job` ends with no verdict: its replay's backend died with it, or it waited too long. */
+  ended(job: Job): void {
+    const r = this.#replays.get(job);
+    if (r === undefined) return;
+    this.#replays.delete(job);
+    this.#settle(r, undefined);
+  }
+
+  #checksOf(backend: Backend): [Check, Check] {
+    let c = this.#checks.get(backend);
+    if (c === undefined) this.#checks.set(backend, c = [new Check(), new Check()]);
+    return c;
+  }
+
+  /** The verdict on `r`'s backend (undefined: none), for its failure and those held. */
+  #settle(r: Replay, guilty: boolean | undefined): void {
+    const { check } = r;
+    check.verifying = false;
+    const held = check.held;
+    check.held = [];
+    if (guilty !== undefined) {
+      check.judgedAt = performance.now();
+      check.guilty = guilty;
+      if (!guilty) return;
+    }
+    this.#count(r.from, r.failure, guilty === true);
+    for (const f of held) this.#count(r.from, f, guilty === true);
+  }
+
+  /** Counts a failure against `b` (a client-blaming one only when `guilty`). */
+  #count(b: Backend, failure: Failure, guilty: boolean): void {
+    if (b.pool === undefined || b.state !== "up") return;
+    if (failure === "client" && !guilty) return;
+    const { report, timeoutMs } = this.#options;
+    if (failure === "timeout") {
+      report(b.onTimedOut(timeoutMs));
+      b.onAnswered(0, "timeout");
+    } else if (failure === "refused") report(b.onAnswered(0, "refused"));
+    else report(b.onAnswered(0, failure === "client" ? "contradicted" : "failed"));
+  }
+}
