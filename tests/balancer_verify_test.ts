@@ -119,12 +119,27 @@ Deno.test("a lone client's sleeps past --timeout, steered onto one server, do no
   }
 });
 
-/** One real server and a fake answering every task with `code` at once, round-robin; 400 `add` calls one at a time. */
-async function answeringBeside(code: "BAD_REQUEST" | "NOT_FOUND") {
+/**
+ * One real server and a fake answering every task with `code` at once,
+ * round-robin (with `args`); 400 `add` calls one at a time.
+ */
+async function answeringBeside(code: "BAD_REQUEST" | "NOT_FOUND", args: string[] = []) {
   const servers = await startServers(1);
   const fake = fakeServers(1, () => new DistError(code, "no such thing"));
-  const { lb, client } = await roundRobinOver([servers[0].address, ...fake.addresses]);
+  const lb = await startBalancer([], [
+    "--backends",
+    `${servers[0].address},${fake.addresses[0]}`,
+    "--policy",
+    "round-robin",
+    ...args,
+  ]);
+  const client = await connectTo(lb.address);
   try {
+    await eventually(
+      async () => (await backendsOf(client)).every((b) => b.state === "up"),
+      3000,
+      "both up",
+    );
     const codes: string[] = [];
     for (let i = 0; i < 400; i++) {
       codes.push(await codeOf(client.call("add", { a: i, b: 1 }), i + 1));
@@ -149,6 +164,12 @@ Deno.test("a backend answering every task BAD_REQUEST where another answers is t
 
 Deno.test("a backend answering every task NOT_FOUND where another answers is taken out", async () => {
   const { codes, view } = await answeringBeside("NOT_FOUND");
+  assert.equal(view.state, "down", view.reason);
+  assert.ok(codes.filter((c) => c === "ok").length >= 395, tally(codes));
+});
+
+Deno.test("with requests decoded (--no-passthrough), a backend answering every task NOT_FOUND is taken out too", async () => {
+  const { codes, view } = await answeringBeside("NOT_FOUND", ["--no-passthrough"]);
   assert.equal(view.state, "down", view.reason);
   assert.ok(codes.filter((c) => c === "ok").length >= 395, tally(codes));
 });
