@@ -63,6 +63,7 @@ async function spread(port: number, near = false) {
   const { value } = await reader.read();
   if (!value?.startsWith("ready")) throw new Error(`spread client did not start: ${value}`);
   return {
+    pids: [child.pid],
     async stop(): Promise<number[]> {
       await child.stdin.close();
       await reader.cancel().catch(() => {});
@@ -72,14 +73,58 @@ async function spread(port: number, near = false) {
   };
 }
 
-/** CPU time a process has used (user + system), in ms; 0 when it is gone. */
-function cpuMs(pid: number): number {
+/**
+ * CPU time a process has used (user + system), in ms; 0 when it is gone.
+ * With `children`, that of its children that ended and were waited for
+ * (the legitimate clients, which end before it is read).
+ */
+function cpuMs(pid: number | "self", children = false): number {
   try {
     const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return children
+      ? (Number(fields[13]) + Number(fields[14])) * 10
+      : (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
     return 0;
   }
+}
+
+/** CPU time the whole machine has used (every core, all but idle and iowait), in ms. */
+function machineMs(): number {
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
+    .map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) * 10;
+}
+
+/**
+ * Where the machine's CPU went during a case, as % of one core: the
+ * target, its backends, the attackers' own processes, the legitimate
+ * clients, and the machine as a whole (200 % is both cores busy; the rest
+ * of it is other work on this shared machine and the bench itself).
+ */
+function cpuMeter(target: number, backends: number[], attackers: number[]) {
+  const sum = (pids: number[]) => pids.reduce((t, p) => t + cpuMs(p), 0);
+  const t0 = performance.now();
+  const start = {
+    target: cpuMs(target),
+    backends: sum(backends),
+    attackers: sum(attackers),
+    legit: cpuMs("self", true),
+    machine: machineMs(),
+  };
+  return {
+    read() {
+      const pct = (ms: number) => ms / (performance.now() - t0) * 100;
+      return {
+        cpu_pct: pct(cpuMs(target) - start.target),
+        backends_cpu_pct: pct(sum(backends) - start.backends),
+        attackers_cpu_pct: pct(sum(attackers) - start.attackers),
+        legit_cpu_pct: pct(cpuMs("self", true) - start.legit),
+        machine_cpu_pct: pct(machineMs() - start.machine),
+      };
+    },
+  };
 }
 
 /** `count` attackers on `port`, each sending once it is connected. */
@@ -97,6 +142,7 @@ async function attack(port: number, count: number) {
     return { child, reader };
   }));
   return {
+    pids: procs.map(({ child }) => child.pid),
     /** Stops them; returns the bytes of requests each got the target to take. */
     async stop(): Promise<number[]> {
       return await Promise.all(procs.map(async ({ child, reader }) => {
@@ -125,6 +171,11 @@ async function settle(port: number): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The pids of the servers behind `side` (s3 is the direct target itself; s1 and s2 are behind both balancers). */
+function backendsOf(side: string, servers: DistProcess[]): number[] {
+  return side === "direct" ? [] : [servers[0].child.pid, servers[1].child.pid];
 }
 
 /**
@@ -191,13 +242,13 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         await legit(target.address, "1s"); // warm-up
         for (const attackers of CASES) {
           const tag = `${side}_${attackers}`;
-          const cpu0 = cpuMs(target.child.pid);
-          const t0 = performance.now();
           const a = typeof attackers === "string"
             ? await spread(target.port, attackers === "near")
             : await attack(target.port, attackers);
+          // From the attackers' "ready" (their start-up is not the target's doing) to the legit clients' end.
+          const meter = cpuMeter(target.child.pid, backendsOf(side, servers), a.pids);
           const [lat, thr] = await legit(target.address, duration);
-          const cpu = (cpuMs(target.child.pid) - cpu0) / (performance.now() - t0) * 100;
+          for (const [k, v] of Object.entries(meter.read())) rounds.add(`${tag}_${k}`, v);
           const rss = rssOf(target.child.pid);
           const took = await a.stop();
           const errors = Object.values(lat.errors as Record<string, number>)
@@ -207,7 +258,6 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           rounds.add(`${tag}_p99_ms`, lat.latency_ms.p99);
           rounds.add(`${tag}_errors`, errors);
           rounds.add(`${tag}_rps`, thr.rps);
-          rounds.add(`${tag}_cpu_pct`, cpu);
           rounds.add(`${tag}_rss`, rss);
           if (attackers === 0) unattacked = thr.rps;
           else {
@@ -240,7 +290,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         `${side.padEnd(8)} ${name}: legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
           `${f(m[`${t}_p99_ms`], 2)} ms, errors ${f(m[`${t}_errors`])}; c=8 ${f(m[`${t}_rps`])} ` +
           `req/s` + (n !== 0 ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
-          `; target CPU ${f(m[`${t}_cpu_pct`])} %, RSS ${mib(m[`${t}_rss`])}` +
+          `; CPU % target ${f(m[`${t}_cpu_pct`])}, backends ${f(m[`${t}_backends_cpu_pct`])}, ` +
+          `attackers ${f(m[`${t}_attackers_cpu_pct`])}, legit clients ${
+            f(m[`${t}_legit_cpu_pct`])
+          }, ` +
+          `machine ${f(m[`${t}_machine_cpu_pct`])} of 200; RSS ${mib(m[`${t}_rss`])}` +
           (typeof n === "number" && n > 0
             ? `; each attacker got ${f(m[`${t}_taken_kib`])} KiB of requests taken`
             : ""),
