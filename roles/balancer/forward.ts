@@ -134,10 +134,12 @@ export class Dispatcher<J extends Job> {
     const bytes = job.bytes = this.#hooks.sizeOf(job, MAX_EARNED);
     // When it was taken, from clock reads made anyway: its sending, or its queueing.
     if (
-      this.queued === 0 && this.#shares.mayTake(share, bytes) && !this.#hooks.held?.(job) &&
-      this.#dispatch(job, undefined)
+      this.#shares.mayTake(share, bytes, this.#queue.ahead(job.flow, this.#retryQueue.length)) &&
+      !this.#hooks.held?.(job) && this.#dispatch(job, undefined)
     ) {
       share.lastAt = job.takenAt = job.sentAt;
+      // Sent past others' requests: what it earned bulk flows may let one of theirs go now.
+      if (this.#queue.length > 0 && this.#shares.bulkDue()) this.#pumpQueue(this.#queue);
       return;
     }
     const { queueLimit, queueBytes } = this.#options;
@@ -178,9 +180,7 @@ export class Dispatcher<J extends Job> {
     const backend = job.backend!;
     const now = this.#now();
     if (--backend.inflight === 0) backend.idleSince = now;
-    if (job.share !== undefined) {
-      this.#shares.gave(job.share, job.bulk === true, now, job);
-    }
+    if (job.share !== undefined) this.#shares.gave(job.share, job.bulk === true, now, job);
     const t = backend.onAnswered(now - job.sentAt, outcome, now, this.#othersUp);
     if (t !== undefined) this.#hooks.report?.(t);
     if (outcome !== "lost" && outcome !== "timeout" && outcome !== "excused") {
@@ -328,9 +328,7 @@ export class Dispatcher<J extends Job> {
         this.#shares.took(share, bulk, job.bytes ?? 0, backend);
       }
       if (this.#hooks.send(job, backend)) return true;
-      if (share !== undefined) {
-        this.#shares.gave(share, bulk, -Infinity, job);
-      }
+      if (share !== undefined) this.#shares.gave(share, bulk, -Infinity, job);
       backend.inflight--;
       job.attempts--;
     }

@@ -52,6 +52,7 @@
 
 import { ClientShare, Held, mayHold, Sitting, SourceShare, STUCK_MS } from "./slots.ts";
 import { Pacing } from "./pacing.ts";
+import type { Ahead } from "./queue.ts";
 
 import {
   ACTIVE_MS,
@@ -167,9 +168,22 @@ export class Shares {
 
   /**
    * Whether a request of `share`'s connection, with nothing of it waiting,
-   * may go to a backend now (as a request within its share).
+   * may go to a backend now (as a request within its share), with `ahead`
+   * waiting in the queue (queue.ts). With requests of other connections
+   * only, each waits because its connection may not send now (else the
+   * queue's pump would have sent it): this one goes past them where it
+   * would go at its turn, as a light flow's (not a bulk one's, whose
+   * allowance is theirs too), and only while bulk flows may not send (at
+   * their turn they would go first). Going past saves the queue's work (a line,
+   * a copy of the request, the turns) for every request of a light client
+   * beside pipelining ones: under four, about a sixth of the balancer's
+   * busy time (`--cpu-prof`).
    */
-  mayTake(share: ClientShare, bytes: number): boolean {
+  mayTake(share: ClientShare, bytes: number, ahead: Ahead = "none"): boolean {
+    if (ahead !== "none") {
+      return ahead === "others" && this.admit(share, 1, bytes) === Admit.Light &&
+        this.#bulk(false) === Admit.No;
+    }
     if (!this.#slotFor(share)) return false;
     if (this.#byKey.size <= 1) return true;
     if (this.#full(share) || !this.#roomFor(share, bytes)) return false;
@@ -236,8 +250,13 @@ export class Shares {
     }, ms + 1);
   }
 
-  /** Whether a request of a bulk flow may go now. */
-  #bulk(): Admit {
+  /** Whether a request of a bulk flow may go now, as far as the bulk flows' allowance goes. */
+  bulkDue(): boolean {
+    return this.#bulk(false) !== Admit.No;
+  }
+
+  /** Whether a request of a bulk flow may go now (`wake`: a pump is due when the grace ends). */
+  #bulk(wake = true): Admit {
     // Light requests a backend sits on are not a busy light flow (slots.ts):
     // counted, they let no bulk request go until they timed out (X6).
     const light = this.inflight - this.bulk - this.#light.old(this.#now());
@@ -245,7 +264,7 @@ export class Shares {
       const wait = this.#lightAt + LIGHT_GRACE_MS - this.#now();
       if (wait <= 0) return Admit.Bulk;
       // Nothing may come to pump the line when the grace ends.
-      if (this.bulk === 0) this.#wakeIn(wait);
+      if (wake && this.bulk === 0) this.#wakeIn(wait);
     }
     return this.#credit >= 1 && this.bulk < Math.max(1, (light / LIGHT_PER_BULK) | 0)
       ? Admit.Bulk
