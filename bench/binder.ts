@@ -82,7 +82,8 @@ async function pair(extra: string[] = []) {
 }
 
 async function replicationRound(count: number, rounds: Rounds) {
-  const { a, b } = await pair();
+  // All from this one client: past the default --max-per-source (1,000) they were OVERLOADED.
+  const { a, b } = await pair(["--max-per-source", String(count)]);
   let toA: Peer | undefined;
   let fromB: Peer | undefined;
   try {
@@ -124,7 +125,7 @@ async function replicationRound(count: number, rounds: Rounds) {
 }
 
 async function catchUpRound(count: number, rounds: Rounds) {
-  const a = await startDist(["binder", "--port", "0"]);
+  const a = await startDist(["binder", "--port", "0", "--max-per-source", String(count)]);
   const toA = await connectTo(a.address);
   let b: Awaited<ReturnType<typeof startDist>> | undefined;
   let toB: Peer | undefined;

@@ -6,7 +6,8 @@
  * pairs of an 850 KB list held another client's `sys.ping` 1.2-2.4 s).
  */
 import assert from "node:assert/strict";
-import { startBinder } from "./helpers/binder.ts";
+import { connectTo, startBinder } from "./helpers/binder.ts";
+import { startDist } from "./helpers/dist.ts";
 import {
   closeQuietly,
   concat,
@@ -76,3 +77,60 @@ function listsPort(msg: Record<string, unknown>, port: number): boolean {
   assert.ok(result !== undefined, `an answer with a result: ${JSON.stringify(msg).slice(0, 200)}`);
   return result.instances.some((i) => i.port === port);
 }
+
+Deno.test("binder: a registration made while another connection's 900 pipelined lookups of 4 KB instances are answered is handed out by the later ones", async () => {
+  // Hostile review 36 J14: lookups were outside the turns, so 20,000 pipelined lookups of
+  // instances with 4 KB of metadata (80 MB of answers) held another client's ping 0.5-0.6 s.
+  // The binder is a process of its own: in this one, reading the answers took turns with its.
+  const b = await startDist(["binder", "--port", "0"]);
+  const rpc = await connectTo(b.address);
+  const flood = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: Number(b.address.split(":")[1]),
+  });
+  try {
+    const big = (port: number) => ({
+      ...instance(port),
+      meta: { note: String(port).padEnd(4000, "m") },
+    });
+    for (let i = 0; i < 100; i++) await rpc.call("binder.register", big(1000 + i));
+    const answers = new RawReader(flood);
+    await rawHandshake(flood, answers);
+    // 900 requests (63 KB) come in one read; their answers (3.8 MB) stay under the 4 MiB a
+    // connection may have pending before its input pauses.
+    const N = 900;
+    await writeAll(
+      flood,
+      concat(
+        Array.from(
+          { length: N },
+          (_, i) =>
+            jsonFrame({ id: i + 1, method: "binder.lookup", params: { service: "compute" } }),
+        ),
+      ),
+    );
+    // Handled back to back as read, every lookup was answered before the registration below
+    // was read, and none hands it out; taking turns (about 90 a turn), the later ones go round
+    // 101 instances, the new one among them.
+    const first = await answers.json(30_000);
+    assert.ok(first !== null && first.id !== undefined, "an answer first");
+    await rpc.call("binder.register", big(2000));
+    let handedOut = 0;
+    for (let n = 1; n < N; n++) {
+      const msg = await answers.json(30_000);
+      assert.ok(msg !== null, "the flood's connection stays open");
+      const result = msg.result as { port: number } | undefined;
+      assert.ok(result !== undefined, `a lookup's answer: ${JSON.stringify(msg).slice(0, 200)}`);
+      if (result.port === 2000) handedOut++;
+    }
+    assert.ok(
+      handedOut >= 1,
+      `the new instance was handed out ${handedOut} times by the last ${N - 1} lookups: ` +
+        `they were handled back to back`,
+    );
+  } finally {
+    closeQuietly(flood);
+    rpc.close();
+    await b.stop();
+  }
+});

@@ -15,7 +15,8 @@ import type { Verifier } from "./verify.ts";
 import type { Watchers } from "./watch.ts";
 import { binderPeers } from "./peer_contract.ts";
 import { type Serving, serving } from "../_shell.ts";
-import { binderTurns } from "./turns.ts";
+import { binderTurns, chargeLookup, LEAST_MS } from "./turns.ts";
+import { CostlyTurns } from "../_costly_turns.ts";
 
 /** What the methods work on. */
 export interface BinderParts {
@@ -87,8 +88,14 @@ export function binderServing(parts: BinderParts): Serving {
   /** Runs `f` now if caught up, else once caught up. */
   const whenReady = <T>(f: () => T | Promise<T>): T | Promise<T> =>
     replicator.isReady ? f() : replicator.ready.then(f);
+  const turns = new CostlyTurns({ msPerRequest: LEAST_MS });
   return serving([binder, binderPeers], {
-    "binder.lookup": (p) => whenReady(() => toInstance(registry.lookup(p.service))),
+    "binder.lookup": (p) =>
+      whenReady(() => {
+        const entry = registry.lookup(p.service);
+        chargeLookup(turns, entry);
+        return toInstance(entry);
+      }),
     "binder.register": (p, peer) =>
       whenReady(() => {
         const reg = registrationOf(p, parts.defaultTtlMs);
@@ -126,8 +133,8 @@ export function binderServing(parts: BinderParts): Serving {
   }, {
     // A push (binder.sync as a notification) has no answer to carry an error.
     onBadNotification: (_method, err, peer) => replicator.badPush(err, peer),
-    // Watches, list pages and stats take a few ms a turn (turns.ts).
-    wrap: binderTurns(registry, pageBytes),
+    // Watches, list pages, lookups and stats take a few ms a turn (turns.ts).
+    wrap: binderTurns(registry, pageBytes, turns),
   });
 }
 
