@@ -96,6 +96,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "issue 17's floods: 200,000 never-reading subscriptions, 60,000 deep topics; RSS/count",
     load: async () => (await import("./broker_flood.ts")).run,
   },
+  "broker-groups": {
+    about: "queue groups: 1 → group of 4 readers vs 1 → 1 plain, msgs/s, CPU per delivery, spread",
+    load: async () => (await import("./broker_groups.ts")).run,
+  },
   "broker-e2e": {
     about: "dist client library vs nats.js from separate processes: flat-out rate, p99 at 10k/s",
     load: async () => (await import("./broker_e2e.ts")).run,

@@ -59,6 +59,19 @@ Deno.test("Group.pick(load) looks at most PICK_WINDOW members a pick", () => {
   assert.equal(first.name, "m0", "the least loaded of the window (a tie: the earliest)");
 });
 
+Deno.test("Group.pick(load) goes back past the window to the member that kept up (hostile review 36 J3)", () => {
+  // m0 reads; 40 members behind it in turn (more than a window) do not.
+  const loads = [0, ...Array.from({ length: 40 }, () => 9)];
+  const { members, group: g } = group(loads);
+  const picks = Array.from({ length: 10 }, () => g.pick((m) => m.load).name);
+  assert.deepEqual(picks, Array(10).fill("m0"), "not the least behind of a window without m0");
+  // Behind now too, but less than any of them: still m0; more behind than one: that one.
+  members[0].load = 5;
+  assert.equal(g.pick((m) => m.load).name, "m0");
+  members[0].load = 20;
+  assert.equal(g.pick((m) => m.load).load, 9);
+});
+
 Deno.test("BrokerCore queue group: a drop-oldest member that never reads loses none of the group's messages", () => {
   for (const policy of ["drop-oldest", "latest", "disconnect"]) {
     const c = new BrokerCore({ retainBytes: 64 * MIB, maxPending: 8 * MIB, maxTopics: 1e6 });

@@ -99,6 +99,11 @@ export class Outbound {
     return this.#bytesOut;
   }
 
+  /** The socket written to. */
+  get conn(): Deno.Conn {
+    return this.#conn;
+  }
+
   /** Whether a write is in flight. */
   get writing(): boolean {
     return this.#writing;

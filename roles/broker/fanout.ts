@@ -26,6 +26,7 @@
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
 import { UNFIT } from "./group.ts";
+import { stalledLoad } from "./send_queue.ts";
 import type { Group, Targets } from "./subscriptions.ts";
 import { valueBytes } from "./values.ts";
 
@@ -92,7 +93,9 @@ export const KEEPING_UP = 64 * 1024;
  */
 export function memberLoad(sub: Subscription, bytes: number): number {
   const sink = sub.sink;
-  const pending = sink.pendingBytes + sink.queued.bytes;
+  const held = sink.pendingBytes + sink.queued.bytes;
+  // A socket with room whose client takes nothing is not keeping up (hostile review 36 J3).
+  const pending = held + stalledLoad(sink.socket, KEEPING_UP - held);
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   return pending < KEEPING_UP ? 0 : pending;

@@ -4,6 +4,8 @@
  * as the {@link Sink} of its subscriptions (deliveries are pre-encoded
  * frames copied into its outbound buffer).
  */
+import { groupCounts } from "./group.ts";
+import { sendQueueStats } from "./send_queue.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   CloseReason,
@@ -308,6 +310,7 @@ export class WireFront implements SessionOwner {
       undeliverable: this.undeliverable,
       per_topic: perTopicWithin(core.topics.perTopic(100), PER_TOPIC_BYTES),
       subscription_shares: core.shares.stats(),
+      queue_groups: { passed_over: groupCounts.passedOver, ...sendQueueStats() },
     };
   }
 

@@ -5,6 +5,8 @@
  * member is, so that a pick skips members that are behind).
  */
 
+import { STALLED } from "./send_queue.ts";
+
 /** Subscribers that share the messages of one pattern: each message to one member. */
 export class Group<S> {
   readonly name: string;
@@ -12,6 +14,9 @@ export class Group<S> {
   /** The sid of its first member: a match begun before it leaves it out. */
   readonly since: number;
   #next = 0;
+  /** The member a pick last found keeping up, and where it stood. */
+  #fit: S | undefined;
+  #fitAt = 0;
 
   constructor(name: string, since = 0) {
     this.name = name;
@@ -21,20 +26,25 @@ export class Group<S> {
   /**
    * The member to give the next message, in rotation but skipping members
    * that are behind: of the next PICK_WINDOW members from the rotation's
-   * place, the first whose `load` is 0, else the one with the least load
-   * (the earliest in turn among equals); while every member looked at is
-   * UNFIT for a message of `bytes`, it looks on past the window. Without
-   * `load`: plain rotation.
+   * place, the first whose `load` is 0; else the one with the least load
+   * (the earliest in turn among equals), or the member a pick last found at
+   * 0 if its load is less now (hostile review 36 J3: forty members behind
+   * in a row must not hide the one that reads from a window; the rotation
+   * then goes on past the window). While every member looked at is UNFIT for a
+   * message of `bytes`, it looks on past the window. Without `load`: plain
+   * rotation.
    * Precondition: the group has members.
    */
   pick(load?: (member: S, bytes: number) => number, bytes = 0): S {
     const members = this.members, n = members.length;
     let at = this.#next >= n ? 0 : this.#next;
     if (load !== undefined && n > 1) {
-      let best = at, least = Infinity;
+      const start = at;
+      let best = at, least = Infinity, k = 0, first = 0;
       // Past the window only while every member seen is UNFIT (hostile review 36 J12).
-      for (let k = 0, i = at; k < n && (k < PICK_WINDOW || least >= UNFIT); k++) {
+      for (let i = at; k < n && (k < PICK_WINDOW || least >= UNFIT); k++) {
         const l = load(members[i], bytes);
+        if (k === 0) first = l;
         if (l < least) {
           least = l;
           best = i;
@@ -43,11 +53,36 @@ export class Group<S> {
         if (++i === n) i = 0;
       }
       at = best;
+      let next = at + 1;
+      if (least > 0) {
+        const fit = this.#fit, fitAt = this.#fitAt;
+        if (fit !== undefined && members[fitAt] === fit && load(fit, bytes) < least) {
+          at = fitAt;
+          next = start + k; // the rotation goes on past the window
+        }
+      } else {
+        this.#fit = members[at];
+        this.#fitAt = at;
+      }
+      // The member whose turn it was is behind (its socket stalled, its queue, its frame limit).
+      if (first >= STALLED && at !== start) groupCounts.passedOver++;
+      this.#next = next % n;
+      return members[at];
     }
     this.#next = at + 1;
     return members[at];
   }
 }
+
+/** What queue groups' picks did, for `sys.stats` (`queue_groups.passed_over`). */
+export const groupCounts = {
+  /**
+   * Picks that passed over the member whose turn it was as behind: its
+   * socket stalled (send_queue.ts), its queue in the broker, or its client's
+   * frame limit (another took the message, unless every member was so).
+   */
+  passedOver: 0,
+};
 
 /**
  * Members of a group that one pick looks at (a few field reads each): a

@@ -126,6 +126,11 @@ export interface Sink {
    * Infinity: none refused).
    */
   readonly refusedBytes?: number;
+  /**
+   * Its socket and the bytes written to it, for a queue group to ask the
+   * kernel what the client has not taken yet (send_queue.ts). Absent: unknown.
+   */
+  readonly socket?: { readonly conn: Deno.Conn; readonly bytesOut: number };
   /** The subscriber could not keep up and its policy says cut it off. */
   slow(sub: Subscription, err: DistError): void;
   /** A topic that `sub` covers has just appeared. */

@@ -4,7 +4,14 @@
  * outbound buffer, and a publisher the fan-out may hold back.
  */
 import { getLogger } from "@logtape/logtape";
-import { type CodecName, DistError, OutBuffer, type Peer, TopicCache } from "../../wire/mod.ts";
+import {
+  type CodecName,
+  DistError,
+  type FramedConn,
+  OutBuffer,
+  type Peer,
+  TopicCache,
+} from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import type { Publisher } from "./fanout.ts";
 import { clientSource } from "../../auth/mod.ts";
@@ -66,6 +73,11 @@ export class Session implements Sink, Publisher {
 
   get pendingBytes(): number {
     return this.peer.conn.pendingBytes;
+  }
+
+  /** Its socket, for a queue group to see what its client has not taken (send_queue.ts). */
+  get socket(): FramedConn {
+    return this.peer.conn;
   }
 
   /** Its user, else its address: waiting matches rotate over sources (see matching.ts). */

@@ -32,6 +32,7 @@ import {
 } from "./delivery.ts";
 import { deliverySize, skips, writeDelivery, writeQueued } from "./publish_out.ts";
 import type { MqttConnection } from "./connection.ts";
+import type { Outbound } from "../../../wire/outbound.ts";
 import type { MqttFront } from "./front.ts";
 
 /**
@@ -265,6 +266,11 @@ export class MqttSession implements Sink {
 
   get closed(): boolean {
     return this.#ended;
+  }
+
+  /** Its socket, for a queue group to see what its client has not taken (send_queue.ts). */
+  get socket(): Outbound | undefined {
+    return this.#conn?.out;
   }
 
   /** Away, or the window is full: deliveries wait in the subscriptions' queues. */

@@ -1,0 +1,204 @@
+/**
+ * Queue groups judge a member by what its peer takes, not by the room in
+ * its socket (hostile review 36 J3): connections that subscribe to a group
+ * and never read took 97.6 % of its messages, 40 of them each absorbing a
+ * few MB in the kernel's buffers before counting as behind, and the broker
+ * reported nothing. Now a member whose socket holds more than 64 KiB its
+ * peer has not acknowledged ranks after every member that drains, so the
+ * readers get the large majority, still evenly among themselves, and
+ * `sys.stats` counts the stalled members (`queue_groups`).
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import mqttPacket, { type Packet } from "mqtt-packet";
+import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
+import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
+import { closeQuietly, waitFor, writeAll } from "./helpers/raw.ts";
+
+/** Counts the deliveries of 1 KB values arriving on `conn`, reading as fast as it can. */
+function countFrames(conn: Deno.Conn): { count: number; done: Promise<void> } {
+  const state = { count: 0, done: Promise.resolve() };
+  state.done = (async () => {
+    const buf = new Uint8Array(256 * 1024), head = new Uint8Array(4);
+    let have = 0, skip = 0;
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        for (let i = 0; i < n;) {
+          if (skip > 0) {
+            const k = Math.min(skip, n - i);
+            skip -= k;
+            i += k;
+            continue;
+          }
+          head[have++] = buf[i++];
+          if (have === 4) {
+            skip = new DataView(head.buffer).getUint32(0);
+            have = 0;
+            if (skip >= 1000) state.count++; // a delivery of 1 KB, not a ping
+          }
+        }
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return state;
+}
+
+/** Publishes `n` values of 1 KB to /q/x, confirmed every 500. */
+async function publish(pub: BrokerClient, n: number): Promise<void> {
+  const value = "m".repeat(1000);
+  for (let i = 0; i < n; i += 500) {
+    for (let k = i; k < i + 500; k++) pub.publish("/q/x", value);
+    await pub.confirm("/other", 0, false);
+  }
+}
+
+/** `k` connections, each a member of group g on /q with drop-oldest, that never read. */
+function thieves(port: number, k: number) {
+  return Promise.all(
+    Array.from(
+      { length: k },
+      () => rawSubscriber(port, { topic: "/q", group: "g", policy: "drop-oldest" }),
+    ),
+  );
+}
+
+Deno.test("broker queue group: ten connections that never read cannot take most of its messages (hostile review 36 J3)", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
+    const got = countFrames(alice.conn);
+    const mallory = await thieves(b.port, 10);
+    try {
+      const n = 40_000;
+      await publish(pub, n);
+      // Before: each thief's socket took ~4 MB before it counted as behind; alice ~10 %.
+      await waitFor(() => got.count >= 0.8 * n, 20_000, `alice's deliveries (${got.count})`);
+      const stats = await statsUntil(pub, (s) => s.queued_bytes === 0, 5000);
+      assert.equal(stats.dropped, 0);
+      const groups = stats.queue_groups as Record<string, number>;
+      assert.ok(groups.stalled_sockets >= 8, `stalled members: ${JSON.stringify(groups)}`);
+      assert.ok(groups.stalled_bytes > 0 && groups.passed_over > 0, JSON.stringify(groups));
+    } finally {
+      for (const m of mallory) closeQuietly(m.conn);
+      closeQuietly(alice.conn);
+      await got.done;
+      pub.close();
+    }
+  });
+});
+
+Deno.test("broker queue group: readers beside members that never read get most, evenly", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const readers = await Promise.all(
+      [0, 1, 2].map(() => rawSubscriber(b.port, { topic: "/q", group: "g" })),
+    );
+    const mallory = await thieves(b.port, 10);
+    const counts = readers.map((r) => countFrames(r.conn));
+    try {
+      const n = 30_000;
+      await publish(pub, n);
+      const total = () => counts.reduce((s, c) => s + c.count, 0);
+      await waitFor(() => total() >= 0.8 * n, 20_000, `the readers' deliveries (${total()})`);
+      const mean = total() / counts.length;
+      for (const c of counts) {
+        assert.ok(
+          c.count > 0.6 * mean && c.count < 1.4 * mean,
+          `shares ${counts.map((x) => x.count)}`,
+        );
+      }
+    } finally {
+      for (const m of mallory) closeQuietly(m.conn);
+      for (const r of readers) closeQuietly(r.conn);
+      await Promise.all(counts.map((c) => c.done));
+      pub.close();
+    }
+  });
+});
+
+Deno.test("broker queue group: members that all read share evenly, nothing lost", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const readers = await Promise.all(
+      [0, 1, 2, 3].map(() => rawSubscriber(b.port, { topic: "/q", group: "g" })),
+    );
+    const counts = readers.map((r) => countFrames(r.conn));
+    try {
+      const n = 20_000;
+      await publish(pub, n);
+      const total = () => counts.reduce((s, c) => s + c.count, 0);
+      await waitFor(() => total() === n, 20_000, `the readers' deliveries (${total()})`);
+      for (const c of counts) {
+        assert.ok(c.count > 0.7 * n / 4 && c.count < 1.3 * n / 4, `${counts.map((x) => x.count)}`);
+      }
+      const stats = await pub.stats();
+      assert.equal((stats.queue_groups as Record<string, number>).stalled_sockets, 0);
+    } finally {
+      for (const r of readers) closeQuietly(r.conn);
+      await Promise.all(counts.map((c) => c.done));
+      pub.close();
+    }
+  });
+});
+
+/** An MQTT 5 client that subscribes to `filter` (QoS 0), then never reads. */
+async function mqttThief(port: number, filter: string): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const packet = (p: unknown) =>
+    new Uint8Array(mqttPacket.generate(p as Packet, { protocolVersion: 5 }));
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  const seen: string[] = [];
+  parser.on("packet", (p: Packet) => seen.push(p.cmd));
+  const until = async (cmd: string) => {
+    const buf = new Uint8Array(256);
+    while (!seen.includes(cmd)) {
+      const n = await conn.read(buf);
+      if (n === null) throw new Error("closed");
+      parser.parse(Buffer.from(buf.subarray(0, n)));
+    }
+  };
+  const clientId = `thief-${crypto.randomUUID().slice(0, 8)}`;
+  await writeAll(
+    conn,
+    packet({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId, clean: true }),
+  );
+  await until("connack");
+  await writeAll(
+    conn,
+    packet({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }),
+  );
+  await until("suback"); // then nothing more is read
+  return conn;
+}
+
+Deno.test(
+  "MQTT shared subscription: ten members that never read cannot take most of its messages",
+  mqttOpts,
+  async () => {
+    await withMqttBroker(async (b) => {
+      const alice = await mqttClient(b.mqttPort, { protocolVersion: 5 });
+      let got = 0;
+      alice.on("message", () => got++);
+      const mallory: Deno.Conn[] = [];
+      try {
+        await alice.subscribeAsync("$share/g/q/#", { qos: 0 });
+        for (let i = 0; i < 10; i++) mallory.push(await mqttThief(b.mqttPort, "$share/g/q/#"));
+        const n = 30_000;
+        const value = "m".repeat(1000);
+        for (let i = 0; i < n; i += 500) {
+          for (let k = i; k < i + 500; k++) b.native.publish("/q/x", value);
+          await b.native.confirm("/other", 0, false);
+        }
+        // Before: the ten sockets took ~4 MB each before they counted as behind.
+        await waitFor(() => got >= 0.8 * n, 30_000, `alice's deliveries (${got})`);
+      } finally {
+        for (const m of mallory) closeQuietly(m);
+        await alice.endAsync(true);
+      }
+    });
+  },
+);
