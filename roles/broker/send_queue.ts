@@ -74,7 +74,16 @@ interface Probe {
   /** Bytes its peer acknowledged as of the last reading, and when that last grew. */
   acked: number;
   progressAt: number;
+  /**
+   * What its peer acknowledged between the last two readings (at most
+   * CREDIT_MAX): so much more may go out before the next reading, as a peer
+   * that takes that much is not one that never reads.
+   */
+  credit: number;
 }
+
+/** Most bytes a reading's proven drain lets go out before the next reading. */
+const CREDIT_MAX = 256 * 1024;
 
 const SYMBOLS = {
   ioctl: { parameters: ["i32", "u32", "buffer"], result: "i32" },
@@ -153,7 +162,7 @@ export function stalledLoad(side: SocketSide | undefined, past: number): number 
     p.bytesOutAt = side.bytesOut;
   }
   const written = side.bytesOut - p.bytesOutAt;
-  if (p.unsent + written < past) return 0;
+  if (p.unsent + written < past + p.credit) return 0;
   threshold = past;
   if (written >= READ_BYTES || clock() - p.readAt >= READ_MS) read(p, side);
   const unsent = p.unsent + (side.bytesOut - p.bytesOutAt);
@@ -177,8 +186,11 @@ function read(p: Probe, side: SocketSide): void {
   }
   const acked = p.bytesOutAt - p.unsent;
   if (acked > p.acked) {
+    p.credit = p.acked < 0 ? 0 : Math.min(acked - p.acked, CREDIT_MAX);
     p.acked = acked;
     p.progressAt = p.readAt;
+  } else {
+    p.credit = 0;
   }
   if (p.unsent < threshold) {
     counts.behind.delete(p);
@@ -212,6 +224,7 @@ function find(side: SocketSide): Probe {
     readAt: at,
     acked: -1,
     progressAt: at,
+    credit: 0,
   };
   if (key === "") return p;
   let fd = fds.get(key);
