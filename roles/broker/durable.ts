@@ -338,8 +338,13 @@ export class DurableBroker implements TopicSource {
         this.#quiet = undefined;
       }
       this.#restored++;
-    } catch {
-      this.#unreadable++;
+    } catch (err) {
+      // Logged, the first few (a damaged file may have many).
+      if (++this.#unreadable <= 10) {
+        this.#options.warn(
+          `retained ${key}: an unreadable row, dropped (${(err as Error).message})`,
+        );
+      }
       store.delete(RETAINED, key);
     }
   }

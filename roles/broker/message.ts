@@ -38,7 +38,8 @@ export abstract class EncodedValue {
 
 /**
  * A message's value's bytes where they are known at no cost: an encoded
- * value's, a string's length; else 0 (sized unknown).
+ * value's (an MQTT payload's with its MQTT 5 properties), a string's
+ * length; else 0 (sized unknown).
  */
 export function knownBytes(msg: Message): number {
   const value = msg.value;

@@ -8,7 +8,8 @@ import { Buffer } from "node:buffer";
 import type { IConnectPacket } from "mqtt-packet";
 import { topicFromMqtt } from "./mapping.ts";
 import { DistError } from "../../../wire/mod.ts";
-import { generate, readPublish, scanPublishProperties } from "./packets.ts";
+import { generate, readPublish } from "./packets.ts";
+import { PropertyFault, scanPublishProperties } from "./properties.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session.ts";
 import type { SessionRefusal } from "./front.ts";
 
@@ -38,7 +39,8 @@ export interface Will {
 
 /**
  * The CONNECT's will, its topic in dist's form.
- * @throws {DistError} for a topic dist has no name for
+ * @throws {DistError} for a topic dist has no name for; {@link PropertyFault}
+ * for will properties MQTT 5 refuses
  */
 export function willOf(p: IConnectPacket): Will | undefined {
   if (p.will === undefined) return undefined;
@@ -62,6 +64,7 @@ export function willOf(p: IConnectPacket): Will | undefined {
     const read = readPublish(packet[0], packet, body + 1, packet.length, true);
     const scanned = typeof read === "string" ? read : scanPublishProperties(read.properties);
     if (typeof scanned === "string") throw new DistError("BAD_REQUEST", scanned);
+    if (scanned instanceof PropertyFault) throw scanned; // (CONNACK with its reason)
     carried = { properties: scanned.properties.slice(), expiry: scanned.expiry };
   }
   return {

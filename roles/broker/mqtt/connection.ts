@@ -15,6 +15,7 @@ import { Inbound, type PublishSide } from "./publish_in.ts";
 import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
 import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
 import { OutAliases } from "./delivery.ts";
+import { PropertyFault } from "./properties.ts";
 import { onDeliveryAck } from "./publish_out.ts";
 import {
   connackOk,
@@ -253,6 +254,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     try {
       this.#will = willOf(p);
     } catch (err) {
+      if (err instanceof PropertyFault) return this.#connack(err.code, `a will with ${err.why}`);
       return this.#connack(this.#v5 ? 0x90 : 2, `a will on ${(err as Error).message}`);
     }
     try {
@@ -404,10 +406,10 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#finish(packet, why);
   }
 
-  protocolError(why: string): undefined {
+  protocolError(why: string, reason = 0x82 /* or e.g. 0x81 Malformed Packet */): undefined {
     this.front.protocolErrors++;
     this.front.warn(this, `Protocol error: ${why}`);
-    this.refuse(0x82, why);
+    this.refuse(reason, why);
   }
 
   /** Sends a last packet, then closes once it is out (the ticker's write deadline bounds the wait). */

@@ -17,6 +17,7 @@ import { jsonBytes } from "../frames.ts";
 import { RawJson } from "../raw_json.ts";
 import { EncodedValue, type Message } from "../subscriber.ts";
 import { conversions } from "../conversion.ts";
+import { keptPropertiesPass } from "./properties.ts";
 import { skipSpace, skipValue } from "../../../wire/json_scan.ts";
 
 const strict = new TextDecoder("utf-8", { fatal: true });
@@ -137,8 +138,14 @@ export class MqttPayload extends EncodedValue {
     return this.#bytes;
   }
 
+  /**
+   * What it holds: payload and MQTT 5 properties, as the retained store and
+   * `--max-memory` count it and a queue group compares it with a member's
+   * refused size (properties uncounted, 1 MB of User Properties on a 1-byte
+   * payload cost ~70 bytes: hostile review 37 K1).
+   */
   get byteLength(): number {
-    return this.bytes.length;
+    return this.bytes.length + this.properties.length;
   }
 
   get isNull(): boolean {
@@ -190,7 +197,11 @@ export class MqttPayload extends EncodedValue {
     return [this.bytes, this.properties, this.expiresAt];
   }
 
-  /** A retained payload from its row ({@link toRow}). */
+  /**
+   * A retained payload from its row ({@link toRow}).
+   * @throws {Error} for a row that is not one, or whose properties do not pass the check
+   * of a publish's (hostile review 37 K2: one such value cut every MQTT 5 subscriber off)
+   */
   static fromRow(row: unknown): MqttPayload {
     if (!Array.isArray(row) || row.length !== 3) throw new Error("not an MQTT payload row");
     const [bytes, properties, expiresAt] = row;
@@ -198,6 +209,8 @@ export class MqttPayload extends EncodedValue {
       throw new Error("not an MQTT payload row");
     }
     if (typeof expiresAt !== "number") throw new Error("not an MQTT payload row");
+    // Written before the properties were checked (or damaged): refused by every client (K2).
+    if (!keptPropertiesPass(properties)) throw new Error("MQTT 5 properties that do not pass");
     const payload = new MqttPayload(bytes);
     payload.properties = properties.length === 0 ? EMPTY : properties;
     payload.expiresAt = expiresAt;

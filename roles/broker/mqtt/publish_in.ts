@@ -11,7 +11,8 @@ import type { MqttSession } from "./session.ts";
 import type { Publisher } from "../fanout.ts";
 import type { MqttFront } from "./front.ts";
 import { MAX_QOS2_PENDING, TOPIC_ALIAS_MAX } from "./connect.ts";
-import { PUBACK, type Publish, PUBREC, readPublish, scanPublishProperties } from "./packets.ts";
+import { PUBACK, type Publish, PUBREC, readPublish } from "./packets.ts";
+import { PropertyFault, scanPublishProperties } from "./properties.ts";
 
 const strict = new TextDecoder("utf-8", { fatal: true });
 
@@ -24,7 +25,7 @@ export interface PublishSide extends Publisher {
   readonly session: MqttSession;
   readonly identity: Identity | undefined;
   readonly front: MqttFront;
-  protocolError(why: string): undefined;
+  protocolError(why: string, reason?: number): undefined;
   refuse(reason: number, why: string): undefined;
   ack(type: number, id: number): undefined;
   send(packet: Uint8Array): void;
@@ -41,7 +42,7 @@ export class Inbound {
     const p = readPublish(first, buf, body, e, c.v5);
     if (typeof p === "string") return c.protocolError(p);
     const extras = p.properties.length > 0 ? scanPublishProperties(p.properties) : undefined;
-    if (typeof extras === "string") return c.protocolError(extras);
+    if (extras instanceof PropertyFault) return c.protocolError(extras.why, extras.code);
     const alias = extras?.alias ?? -1;
     if (alias === 0 || alias > TOPIC_ALIAS_MAX) {
       return c.refuse(0x94, `Topic Alias ${alias}, outside 1–${TOPIC_ALIAS_MAX}`);

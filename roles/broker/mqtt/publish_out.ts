@@ -6,7 +6,6 @@
  * delivery carries is delivery.ts's; the packet's layout packets.ts's.
  */
 import type { Message, Subscription } from "../subscriber.ts";
-import { knownBytes } from "../message.ts";
 import { MqttPayload, payloadOf } from "./mapping.ts";
 import {
   ackId,
@@ -37,6 +36,13 @@ import type { MqttSession } from "./session.ts";
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The fewest bytes a PUBLISH holds beside its payload and the publisher's
+ * properties: its first byte, remaining length, topic length (an alias, no
+ * topic) and properties length.
+ */
+const MIN_PUBLISH_OVERHEAD = 5;
+
 /** The bytes of a delivery, as the core's queues judge a message by them. */
 export function deliverySize(version: number, msg: Message, sub: Subscription): number {
   const topic = mqttTopic(msg.topic);
@@ -61,9 +67,10 @@ export function writeDelivery(
   if (topic === null) return void conn.front.undeliverable++;
   if (skips(session, msg, sub)) return;
   const v5 = session.version === 5;
-  let extras = v5 ? extrasOf(msg, false) : NO_EXTRAS;
+  // Expired: sent to no one, MQTT 3.1.1 subscribers included (hostile review 37 K3).
+  let extras = extrasOf(msg, false);
   if (extras === undefined) return void conn.front.expired++;
-  if (v5) extras = withSubscription(extras, sub);
+  extras = v5 ? withSubscription(extras, sub) : NO_EXTRAS;
   const qos = qosOf(msg, sub);
   const payload = payloadOf(msg);
   const full = extras;
@@ -75,8 +82,11 @@ export function writeDelivery(
   }
   const size = publishSize(name, qos, v5, payload.length, extras);
   if (size > conn.clientMaxPacket) {
-    const bytes = knownBytes(msg); // 0: sized unknown, marks nothing
-    if (bytes > 0) session.refusedBytes = Math.min(session.refusedBytes, bytes);
+    // Passed over from now on for values (knownBytes: payload and properties) that make a
+    // packet past its limit whatever their topic. Before: the refused value's payload bytes, so
+    // 1 byte with 100 KB of User Properties left it out of every delivery (hostile review 37 K6).
+    const fits = conn.clientMaxPacket + 1 - MIN_PUBLISH_OVERHEAD;
+    session.refusedBytes = Math.min(session.refusedBytes, Math.max(1, fits));
     return tooLarge(conn);
   }
   const id = qos > 0 ? session.inflight.take() : 0;

@@ -304,7 +304,7 @@ export class MqttSession implements Sink {
     }
     if (skips(this, msg, sub)) return EMPTY;
     const v5 = this.version === 5;
-    let extras = v5 ? extrasOf(msg, true) : NO_EXTRAS;
+    let extras = v5 ? extrasOf(msg, true) : extrasOf(msg, false) && NO_EXTRAS; // (K3)
     if (extras === undefined) {
       this.#front.expired++;
       return EMPTY;
