@@ -20,6 +20,7 @@ import {
   withMqttBroker,
 } from "./helpers/mqtt.ts";
 import { MqttPayload } from "../roles/broker/mqtt/mapping.ts";
+import { BrokerClient } from "./helpers/broker.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
 
 const KIB = 1024;
@@ -252,4 +253,46 @@ Deno.test("mqtt properties: a retained row whose properties do not pass is not r
       name,
     );
   }
+});
+
+Deno.test({
+  name:
+    "mqtt properties: an expired retained value goes to no subscriber, MQTT 3.1.1 and native ones included, nor after a restart (K3)",
+  ...mqttOpts,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "mqtt-expiry-" });
+    let b = await startMqttBroker({ dataDir: dir });
+    try {
+      const pub = await mqttClient(b.mqttPort, { protocolVersion: 5 });
+      await pub.publishAsync("x/exp", "gone-after-1s", {
+        qos: 1,
+        retain: true,
+        properties: { messageExpiryInterval: 1 },
+      });
+      await pub.publishAsync("x/stays", "here", { qos: 1, retain: true });
+      await pub.endAsync();
+      await sleep(1300);
+      for (let round = 0; round < 2; round++) {
+        const v3 = await mqttClient(b.mqttPort);
+        const v3Got = record(v3);
+        await v3.subscribeAsync("x/#", { qos: 1 });
+        const native = await BrokerClient.connect(b.port);
+        await native.subscribe("/x");
+        await waitFor(() => v3Got.length >= 1 && native.deliveries.length >= 1, 5000, "x/stays");
+        await sleep(300);
+        // Before: both got x/exp as well (only MQTT 5 subscribers were spared it).
+        assert.deepEqual(v3Got.map((m) => m.topic), ["x/stays"], `round ${round}`);
+        assert.deepEqual(native.deliveries.map((d) => d.topic), ["/x/stays"], `round ${round}`);
+        if (round === 0) assert.ok((await b.mqttStats()).expired >= 2);
+        await v3.endAsync();
+        native.close();
+        await sleep(200); // the rows' group commit
+        await b.stop();
+        b = await startMqttBroker({ dataDir: dir });
+      }
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -55,6 +55,7 @@ import type { BrokerCore } from "./core.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { MqttPayload } from "./mqtt/mapping.ts";
 import { placeRestored, restoreRetained } from "./restore.ts";
+import { expiredValue } from "./values.ts";
 import type { Topic, TopicSource } from "./topics.ts";
 
 /**
@@ -329,6 +330,8 @@ export class DurableBroker implements TopicSource {
         value = fields.length === 3 ? MqttPayload.fromRow(fields[2]) : fields[1];
       }
       if (!Number.isFinite(at)) throw new Error("bad time");
+      // Ran out while the broker was down: sent to no one, so not kept (hostile review 37 K3).
+      if (expiredValue(value)) return void store.delete(RETAINED, key);
       this.#quiet = name;
       try {
         // (A value of no one has NULL; anything but a name would be the file's damage.)

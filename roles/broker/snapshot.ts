@@ -11,6 +11,7 @@ import type { Topic, TopicNode, TopicTree } from "./topics.ts";
 import { TopicWalk, type WalkBudget } from "./topic_walk.ts";
 import { jsonStringBytes } from "../../wire/mod.ts";
 import { convertedInTurn, deliveredThisTurn } from "./conversion.ts";
+import { expiredRetained, expiredValue } from "./values.ts";
 
 /** Most topic names a subscribe answer lists (the count says how many there are). */
 export const TOPIC_NAMES_LIMIT = 1000;
@@ -186,6 +187,10 @@ export class RetainedSnapshot implements Snapshot {
       if (topic === undefined || this.#walk.inside) continue;
       const value = topic.retained;
       if (value === undefined || topic.retainedSeq > this.#since) continue;
+      if (expiredValue(value)) { // (hostile review 37 K3)
+        expiredRetained.count++;
+        continue;
+      }
       if (this.#hideDollar && topic.name.startsWith("/$")) continue;
       this.#counted();
       charge(value);
@@ -220,6 +225,10 @@ class IndexSnapshot implements Snapshot {
       const topic = step.value;
       const value = topic.retained;
       if (value === undefined || topic.retainedSeq > this.#since) continue;
+      if (expiredValue(value)) { // (hostile review 37 K3)
+        expiredRetained.count++;
+        continue;
+      }
       if (topic.name.startsWith("/$")) continue;
       this.#counted();
       charge(value);

@@ -38,6 +38,24 @@ export function valueBytes(value: unknown): number {
   }
 }
 
+/**
+ * Whether a kept value has run out (an MQTT 5 Message Expiry, ms since the
+ * epoch, on an MQTT payload): it goes to no subscriber, of any kind, and is
+ * not read back from a data file (hostile review 37 K3: MQTT 3.1.1 and native
+ * subscribers still got it).
+ */
+export function expiredValue(value: unknown, now = Date.now()): boolean {
+  if (!(value instanceof EncodedValue)) return false;
+  const at = (value as { expiresAt?: unknown }).expiresAt;
+  return typeof at === "number" && at >= 0 && at < now;
+}
+
+/**
+ * Expired retained values passed over at subscribe, process-wide (MQTT's
+ * `expired` counts them: a broker is one per process).
+ */
+export const expiredRetained = { count: 0 };
+
 function badValue(why: string): DistError {
   return new DistError("BAD_REQUEST", `Invalid value: ${why}`);
 }

@@ -16,6 +16,7 @@ import { DistError } from "../../../wire/mod.ts";
 import { bindPort, type PortListener, secureAccepted } from "../../../wire/transport.ts";
 import type { BrokerCore } from "../core.ts";
 import { type CostlyTurns, costlyTurnsOf } from "../costly_turns.ts";
+import { expiredRetained } from "../values.ts";
 import { MqttConnection } from "./connection.ts";
 import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
@@ -412,7 +413,7 @@ export class MqttFront {
       oversize: this.oversize,
       slow_consumers: this.slowConsumers,
       undeliverable: this.undeliverable,
-      expired: this.expired,
+      expired: this.expired + expiredRetained.count,
       takeovers: this.takeovers,
       wills: this.wills.published,
       wills_delayed: this.wills.delayed,
