@@ -10,7 +10,9 @@
  * legitimate clients run at once on fresh connections for the run's
  * duration: one at 1,000 req/s (latency counted from the schedule: p50,
  * p99, errors), one a closed loop at concurrency 8 (throughput). Then the
- * attackers are stopped and the target settles before the next case.
+ * attackers are stopped and the target settles before the next case. An
+ * unattacked run comes before and after each attacked case, and the
+ * attacked throughput is a ratio to the mean of the two.
  *
  * A fourth case, `spread`: one client on 16 connections from another
  * address (127.0.0.2), each keeping 48 requests out and reading its
@@ -22,7 +24,8 @@
  * the pacing line: hostile35 H12), reading their answers.
  *
  * With DIST_BASELINE=DIR, a balancer of that checkout over the same 2
- * servers is a third target (before/after in one run). DIST_HOSTILE_CASES
+ * servers is a third target (before/after in one run); DIR,DIR2,… adds one
+ * target each (baseline, baseline2, …). DIST_HOSTILE_CASES
  * =0,near keeps only those cases (0, 1, 4, spread, near).
  *
  * Targets: through the balancer under attack, legitimate p99 ≤ 50 ms and
@@ -48,6 +51,14 @@ const SPREAD = fileURLToPath(new URL("./spread_client.ts", import.meta.url));
 const ALL_CASES = [0, 1, 4, "spread", "near"] as const;
 const only = Deno.env.get("DIST_HOSTILE_CASES")?.split(",");
 const CASES = ALL_CASES.filter((c) => only === undefined || only.includes(String(c)));
+/**
+ * The order they run in, per target: an unattacked run before and after
+ * every attacked case, whose throughput is a ratio to the mean of the two
+ * (the machine is shared: its load drifts within a round).
+ */
+const PLAN = CASES.includes(0)
+  ? [...CASES.filter((c) => c !== 0).flatMap((c) => [0, c] as const), 0 as const]
+  : CASES;
 
 /** The spread client (see the module note) on `port`, started: `near` its H12 form. */
 async function spread(port: number, near = false) {
@@ -180,10 +191,13 @@ function backendsOf(side: string, servers: DistProcess[]): number[] {
 
 /**
  * With DIST_BASELINE=DIR (a checkout of another version), `dist ARGS` of
- * that version, for a before/after comparison in the same run.
+ * that version, for a before/after comparison in the same run; `dir`: that
+ * checkout instead.
  */
-export async function startBaseline(args: string[]): Promise<DistProcess | undefined> {
-  const dir = Deno.env.get("DIST_BASELINE");
+export async function startBaseline(
+  args: string[],
+  dir = Deno.env.get("DIST_BASELINE"),
+): Promise<DistProcess | undefined> {
   if (dir === undefined) return undefined;
   const wrapper = await Deno.makeTempFile({ prefix: "dist-baseline-", suffix: ".sh" });
   await Deno.writeTextFile(
@@ -225,8 +239,14 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   // s3 is the direct target; the balancer spreads over s1 and s2.
   const balancer = await startDist(balancerArgs(servers.slice(0, 2)));
   const targets: [string, DistProcess][] = [["direct", servers[2]], ["balancer", balancer]];
-  const baseline = await startBaseline(balancerArgs(servers.slice(0, 2)));
-  if (baseline !== undefined) targets.push(["baseline", baseline]);
+  // DIST_BASELINE=DIR,DIR2,…: baseline, baseline2, … (each a checkout), every one over s1 and s2.
+  const dirs = Deno.env.get("DIST_BASELINE")?.split(",") ?? [];
+  const baselines: DistProcess[] = [];
+  for (const [i, dir] of dirs.entries()) {
+    const b = (await startBaseline(balancerArgs(servers.slice(0, 2)), dir))!;
+    baselines.push(b);
+    targets.push([i === 0 ? "baseline" : `baseline${i + 1}`, b]);
+  }
   console.log(
     `${flags.runs} round(s); attackers pipeline add requests (${ATTACK_REQUESTS} at a time, ` +
       `until stopped) and never read; legitimate load for ${duration}: 1,000 req/s (latency) ` +
@@ -238,9 +258,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     for (let round = 1; round <= flags.runs; round++) {
       for (let k = 0; k < targets.length; k++) {
         const [side, target] = targets[(round - 1 + k) % targets.length];
-        let unattacked = 0;
+        // The unattacked run before an attacked case, and an attacked case waiting for the one after.
+        let before = 0;
+        let waiting: { tag: string; rps: number } | undefined;
         await legit(target.address, "1s"); // warm-up
-        for (const attackers of CASES) {
+        for (const attackers of PLAN) {
           const tag = `${side}_${attackers}`;
           const a = typeof attackers === "string"
             ? await spread(target.port, attackers === "near")
@@ -259,9 +281,14 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           rounds.add(`${tag}_errors`, errors);
           rounds.add(`${tag}_rps`, thr.rps);
           rounds.add(`${tag}_rss`, rss);
-          if (attackers === 0) unattacked = thr.rps;
-          else {
-            rounds.add(`${tag}_rps_ratio`, thr.rps / unattacked);
+          if (attackers === 0) {
+            if (waiting !== undefined) {
+              rounds.add(`${waiting.tag}_rps_ratio`, waiting.rps / ((before + thr.rps) / 2));
+              waiting = undefined;
+            }
+            before = thr.rps;
+          } else {
+            if (CASES.includes(0)) waiting = { tag, rps: thr.rps };
             if (typeof attackers === "number") {
               rounds.add(`${tag}_taken_kib`, took.reduce((x, y) => x + y, 0) / 1024 / attackers);
             }
@@ -273,7 +300,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     }
   } finally {
     await balancer.stop();
-    await baseline?.stop();
+    await Promise.all(baselines.map((b) => b.stop()));
     await Promise.all(servers.map((s) => s.stop()));
   }
   const m = rounds.medians();
