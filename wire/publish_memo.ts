@@ -30,7 +30,7 @@ import { frameView } from "./byte_words.ts";
 export const MEMO_MAX_BYTES = 1024;
 /** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
 const SLOTS = 4;
-/** Misses in a row past which fewer frames are kept: the 16th, 32nd, … one in RETRY_MOST. */
+/** Misses in a row past which fewer frames are kept (16th, 32nd, …, 1 in RETRY_MOST) and matched. */
 const RETRY_EVERY = 8, RETRY_MOST = 256;
 
 /** How a byte of the kept value may change (see the module comment). */
@@ -108,13 +108,13 @@ export class PublishMemo {
 
   /**
    * The kept frame that `b` is, or differs from only where its value may
-   * change (see the module comment); undefined when none. Its value then
-   * lies at the same place (`valueStart`, `valueEnd`), to the same topic,
-   * with the same retain flag.
+   * change (see the module comment); undefined when none (or not tried: one frame in RETRY_EVERY
+   * after as many misses in a row). Its value then lies at the same place (`valueStart`,
+   * `valueEnd`), to the same topic, with the same retain flag.
    */
   match(b: Uint8Array): KeptRead | undefined {
-    const n = b.length;
-    const slots = this.#slots;
+    const n = b.length, slots = this.#slots, run = this.#missRun;
+    if (run > RETRY_EVERY && (run & (RETRY_EVERY - 1)) !== 0) return undefined;
     let slot: Slot | undefined;
     for (let k = 0; k < slots.length; k++) {
       if (slots[k].length === n) {
