@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { topicSegments } from "../clients/contracts/mod.ts";
 import { BrokerCore } from "../roles/broker/mod.ts";
 import { PICK_WINDOW, SubscriptionTree } from "../roles/broker/subscriptions.ts";
+import { UNFIT } from "../roles/broker/group.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
 import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
@@ -243,4 +244,36 @@ Deno.test("broker queue group: one message past two members' frame limit leaves 
       pub.close();
     }
   });
+});
+
+Deno.test("Group.pick(load): past a long run of UNFIT members, later picks look at a window, not the group (hostile review 37 K4)", async (t) => {
+  for (const fitLoad of [0, 5]) {
+    await t.step(`the one fit member's load ${fitLoad}`, () => {
+      const n = 20_000;
+      const loads = Array.from({ length: n }, (_, i) => (i === n - 7 ? fitLoad : UNFIT));
+      const { group: g } = group(loads);
+      let looked = 0;
+      const load = (m: Member) => (looked++, m.load);
+      assert.equal(
+        g.pick(load).name,
+        `m${n - 7}`,
+        "the first pick finds it, looking as far as it must",
+      );
+      const most = [];
+      for (let p = 0; p < 1_000; p++) {
+        looked = 0;
+        assert.equal(
+          g.pick(load).name,
+          `m${n - 7}`,
+          `pick ${p}: the fit member takes every message`,
+        );
+        most.push(looked);
+      }
+      // Before the fix every pick looked at every member from the rotation's place to the fit one.
+      assert.ok(
+        Math.max(...most) <= PICK_WINDOW + 2,
+        `at most a window and the fit member: ${Math.max(...most)}`,
+      );
+    });
+  }
 });

@@ -41,8 +41,14 @@ export class Group<S> {
     if (load !== undefined && n > 1) {
       const start = at;
       let best = at, least = Infinity, k = 0, first = 0;
-      // Past the window only while every member seen is UNFIT (hostile review 36 J12).
-      for (let i = at; k < n && (k < PICK_WINDOW || least >= UNFIT); k++) {
+      // Past the window only while every member seen is UNFIT (hostile review 36 J12), and
+      // not when the member last found fit still is (37 K4: a scan of a run of unfit members
+      // each pick made every publish cost the group's size).
+      for (let i = at; k < n; k++) {
+        if (
+          k >= PICK_WINDOW &&
+          (least < UNFIT || (k === PICK_WINDOW && this.#fitLoad(load, bytes) < UNFIT))
+        ) break;
         const l = load(members[i], bytes);
         if (k === 0) first = l;
         if (l < least) {
@@ -54,13 +60,10 @@ export class Group<S> {
       }
       at = best;
       let next = at + 1;
-      if (least > 0) {
-        const fit = this.#fit, fitAt = this.#fitAt;
-        if (fit !== undefined && members[fitAt] === fit && load(fit, bytes) < least) {
-          at = fitAt;
-          next = start + k; // the rotation goes on past the window
-        }
-      } else {
+      if (least > 0 && this.#fitLoad(load, bytes) < least) {
+        at = this.#fitAt;
+        next = start + k; // the rotation goes on past the window
+      } else if (least === 0 || (k > PICK_WINDOW && least < UNFIT)) {
         this.#fit = members[at];
         this.#fitAt = at;
       }
@@ -71,6 +74,12 @@ export class Group<S> {
     }
     this.#next = at + 1;
     return members[at];
+  }
+
+  /** The load of the member a pick last found fit, if it is still where it was; else Infinity. */
+  #fitLoad(load: (member: S, bytes: number) => number, bytes: number): number {
+    const fit = this.#fit;
+    return fit !== undefined && this.members[this.#fitAt] === fit ? load(fit, bytes) : Infinity;
   }
 }
 
