@@ -20,10 +20,13 @@
  *   (pacing.ts): a small request then finds few bytes ahead of it,
  *   whatever the others send, while another backend takes theirs.
  *
- * The bound counts requests a backend sits on until they are answered or
- * time out (`--timeout`); meanwhile the others go within their parts.
+ * Both count the bytes the backends have not read yet (unread.ts): a
+ * request a backend read and sits on delays nothing sent after it. Before,
+ * three sleeping requests of 60 KB kept the bytes at the bound, and every
+ * request larger than its part waited, then failed (hostile37 K5).
  */
-import { BACKEND_BYTES, CLEAR_MS } from "./share_limits.ts";
+import { BACKEND_BYTES, CLEAR_MS, LARGE_BYTES, PACED_BYTES } from "./share_limits.ts";
+import { Unread } from "./unread.ts";
 
 /** A backend as placement sees it. */
 type Placed = { readonly available: boolean };
@@ -32,10 +35,8 @@ type Placed = { readonly available: boolean };
 export type Mine = { readonly inflight: number; readonly bytes: number };
 
 export class ByteBound {
-  /** Bytes of requests of every size on the backends. */
-  bytes = 0;
-  /** Bytes on each backend (only backends with some). */
-  #on = new Map<object, number>();
+  /** Bytes of requests of every size on the backends, not read by them yet. */
+  readonly unread = new Unread(PACED_BYTES, LARGE_BYTES);
   /** When a request of a connection within its part was last placed. */
   #lightAt = -Infinity;
   /** The backend kept clear of requests past their parts (see spread). */
@@ -62,7 +63,9 @@ export class ByteBound {
    * went while it was not, half of them to the others' backend.
    */
   get spreading(): boolean {
-    return this.bytes > BACKEND_BYTES / 4 && this.bytes > this.#bound() / 8;
+    this.unread.settle(this.#now());
+    const bytes = this.unread.bytes;
+    return bytes > BACKEND_BYTES / 4 && bytes > this.#bound() / 8;
   }
 
   /** The bound: BACKEND_BYTES per backend in rotation (counted once per turn of the clock). */
@@ -89,12 +92,14 @@ export class ByteBound {
    * soon: those past their parts add only within the bound.
    */
   fits(bytes: number, mine: Mine): boolean {
-    const after = this.bytes + bytes;
+    this.unread.settle(this.#now());
+    const there = this.unread.bytes;
+    const after = there + bytes;
     if (after <= BACKEND_BYTES) return true;
     const bound = this.#bound();
     if (after <= bound) return true;
     if (mine.bytes + bytes <= bound / Math.max(1, this.#active())) return true;
-    return mine.inflight === 0 && this.bytes < bound;
+    return mine.inflight === 0 && there < bound;
   }
 
   /**
@@ -114,13 +119,13 @@ export class ByteBound {
   spread<B extends Placed>(picked: B, held: number, list: readonly B[], avoid: B | undefined): B {
     const active = this.#active();
     if (active <= 1) return picked;
-    const on = this.#on;
+    const on = this.unread;
     let clear: B | undefined;
     let fewest: B | undefined;
     let least = Infinity;
     for (const b of list) {
       if (b === avoid || !b.available) continue;
-      const n = on.get(b) ?? 0;
+      const n = on.on(b);
       if (b === this.#clear && n <= BACKEND_BYTES) clear = b;
       if (n < least) {
         fewest = b;
@@ -133,14 +138,14 @@ export class ByteBound {
     if (held <= this.#bound() / active) {
       this.#lightAt = now;
       // Runs of light requests stay where the policy put them unless that is well past the clear one.
-      return (on.get(picked) ?? 0) > (on.get(clear) ?? 0) + BACKEND_BYTES / 4 ? clear : picked;
+      return on.on(picked) > on.on(clear) + BACKEND_BYTES / 4 ? clear : picked;
     }
     if (picked !== clear || now - this.#lightAt >= CLEAR_MS) return picked;
     let other: B | undefined;
     least = Infinity;
     for (const b of list) {
       if (b === avoid || b === clear || !b.available) continue;
-      const n = on.get(b) ?? 0;
+      const n = on.on(b);
       if (n < least) {
         other = b;
         least = n;
@@ -149,17 +154,13 @@ export class ByteBound {
     return other ?? picked;
   }
 
-  /** A request of `bytes` went to `backend`. */
-  took(bytes: number, backend: object): void {
-    this.bytes += bytes;
-    this.#on.set(backend, (this.#on.get(backend) ?? 0) + bytes);
+  /** A request of `bytes` went to `backend` at `at`. */
+  took(bytes: number, backend: object, at: number): void {
+    this.unread.took(bytes, backend, at);
   }
 
-  /** A request of `bytes` left `backend`. */
-  gave(bytes: number, backend: object): void {
-    this.bytes -= bytes;
-    const n = (this.#on.get(backend) ?? 0) - bytes;
-    if (n <= 0) this.#on.delete(backend);
-    else this.#on.set(backend, n);
+  /** A request of `bytes` sent to `backend` at `at` left it at `now` (-Infinity: never sent). */
+  gave(bytes: number, backend: object, at: number, now: number): void {
+    this.unread.gave(bytes, backend, at, now);
   }
 }

@@ -333,7 +333,7 @@ export class Shares {
     this.#sitting.gave(backend, sentAt, at);
     share.bytes -= bytes;
     this.inflight--;
-    this.pacing.gave(bytes, backend, now);
+    this.pacing.gave(bytes, backend, now, sentAt);
     const source = share.source;
     if (source !== undefined) {
       source.gave(sentAt, at);
