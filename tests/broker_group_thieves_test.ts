@@ -76,7 +76,8 @@ Deno.test("broker queue group: ten connections that never read cannot take most 
       const n = 40_000;
       await publish(pub, n);
       // Before: each thief's socket took ~4 MB before it counted as behind; alice ~10 %.
-      await waitFor(() => got.count >= 0.8 * n, 20_000, `alice's deliveries (${got.count})`);
+      // Alone here alice gets ~90 %; under CI's load (15 on 2 cores) 78 % was seen: most, not all.
+      await waitFor(() => got.count >= 0.6 * n, 20_000, `alice's deliveries (${got.count})`);
       const stats = await statsUntil(pub, (s) => s.queued_bytes === 0, 5000);
       assert.equal(stats.dropped, 0);
       const groups = stats.queue_groups as Record<string, number>;
@@ -105,7 +106,7 @@ Deno.test("broker queue group: readers beside members that never read get most, 
       const n = 30_000;
       await publish(pub, n);
       const total = () => counts.reduce((s, c) => s + c.count, 0);
-      await waitFor(() => total() >= 0.8 * n, 20_000, `the readers' deliveries (${total()})`);
+      await waitFor(() => total() >= 0.6 * n, 20_000, `the readers' deliveries (${total()})`);
       const mean = total() / counts.length;
       for (const c of counts) {
         assert.ok(
@@ -196,7 +197,7 @@ Deno.test(
           await b.native.confirm("/other", 0, false);
         }
         // Before: the ten sockets took ~4 MB each before they counted as behind.
-        await waitFor(() => got >= 0.8 * n, 30_000, `alice's deliveries (${got})`);
+        await waitFor(() => got >= 0.6 * n, 30_000, `alice's deliveries (${got})`);
       } finally {
         for (const m of mallory) closeQuietly(m);
         await alice.endAsync(true);
