@@ -22,6 +22,8 @@
  * those sent before it left before it, or with it.
  */
 
+import { STUCK_FACTOR } from "./slots.ts";
+
 /**
  * How long a request the backend read stays counted: one read and not
  * answered this long sits there (the shares stop counting such ones after
@@ -116,7 +118,9 @@ export class Unread {
   #settle(line: Line, now: number): void {
     // Send times only grow, so the map is oldest first.
     for (const [sent, t] of line.at) {
-      if (sent > now - SIT_MS || (sent >= line.mark && this.#latency * 4 >= SIT_MS)) break;
+      if (sent > now - SIT_MS || (sent >= line.mark && this.#latency * STUCK_FACTOR >= SIT_MS)) {
+        break;
+      }
       this.bytes -= t.bytes;
       this.paced -= t.paced;
       this.large -= t.large;
