@@ -132,7 +132,7 @@ Deno.test("broker queue group: a member that never reads does not take half the 
   });
 });
 
-Deno.test("broker queue group: members whose frame limit no delivery fits lose one message each, not their turns", async () => {
+Deno.test("broker queue group: members whose frame limit no delivery fits lose no message: another member takes it", async () => {
   await withBroker(async (b) => {
     const alice = await BrokerClient.connect(b.port);
     const pub = await BrokerClient.connect(b.port);
@@ -152,9 +152,11 @@ Deno.test("broker queue group: members whose frame limit no delivery fits lose o
         for (let k = i; k < i + 500; k++) pub.publish("/q/x", value);
         await pub.confirm("/other", 0, false);
       }
-      // Before: each took its turn and dropped it, alice got 1/41.
-      await waitFor(() => alice.deliveries.length >= n - 40, 10_000, "alice's deliveries");
+      // Before J4: each took its turn and dropped it, alice got 1/41; before L4 (hostile review
+      // 38) each lost the first it refused (alice n - 40).
+      await waitFor(() => alice.deliveries.length === n, 10_000, "alice's deliveries");
       const stats = await pub.stats();
+      // Each refused one, counted, which went to alice.
       assert.ok(
         (stats.undeliverable as number) <= 40,
         `${stats.undeliverable} deliveries past a member's frame limit`,
@@ -196,6 +198,46 @@ Deno.test(
       } finally {
         await Promise.all(members.map((m) => m.endAsync(true)));
         alice.close();
+      }
+    });
+  },
+);
+
+Deno.test(
+  "MQTT shared subscription: members whose Maximum Packet Size is a few bytes under the packets take none of them (hostile review 38 L4)",
+  mqttOpts,
+  async () => {
+    await withMqttBroker(async (b) => {
+      const alice = await mqttClient(b.mqttPort, { protocolVersion: 5 });
+      let got = 0;
+      alice.on("message", () => got++);
+      // A 1,000-byte value on q/x makes a 1,009-byte PUBLISH (MQTT 5, QoS 0): 1 byte under it.
+      const members = await Promise.all(
+        [0, 1, 2].map(() =>
+          mqttClient(b.mqttPort, { protocolVersion: 5, properties: { maximumPacketSize: 1008 } })
+        ),
+      );
+      try {
+        await alice.subscribeAsync("$share/g/q/#", { qos: 0 });
+        for (const m of members) await m.subscribeAsync("$share/g/q/#", { qos: 0 });
+        const value = "m".repeat(1000);
+        const n = 4000;
+        for (let i = 0; i < n; i += 500) {
+          for (let k = i; k < i + 500; k++) b.native.publish("/q/x", value);
+          await b.native.confirm("/other", 0, false);
+        }
+        // Before: judged by the value alone (1,000 bytes, under 1,008), each kept its turn and
+        // lost it: alice got a quarter, 3,000 undeliverable.
+        await waitFor(() => got === n, 10_000, `alice's deliveries (${got})`);
+        const mqtt = await b.mqttStats();
+        assert.ok(mqtt.undeliverable <= 3, `${mqtt.undeliverable} refused by a member`);
+        assert.ok(
+          ((await b.stats()).queue_groups as Record<string, number>).rerouted >= 1,
+          "a refused delivery went to another member",
+        );
+      } finally {
+        await Promise.all(members.map((m) => m.endAsync(true)));
+        await alice.endAsync(true);
       }
     });
   },

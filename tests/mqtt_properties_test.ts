@@ -98,7 +98,9 @@ Deno.test({
         got.alice.length >= 3 && got.bob.length >= 3,
         `${got.alice.length} ${got.bob.length}`,
       );
-      assert.equal((await b.mqttStats()).undeliverable, 1);
+      // The poison, refused by both: the member it went to first, then the other (hostile
+      // review 38 L4: a refused group delivery is offered to another member before it is lost).
+      assert.equal((await b.mqttStats()).undeliverable, 2);
       for (const c of [alice, bob, mallory]) await c.endAsync();
     });
   },

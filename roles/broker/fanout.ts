@@ -25,8 +25,8 @@
  */
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
-import { UNFIT } from "./group.ts";
-import { stalledLoad } from "./send_queue.ts";
+import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT } from "./group.ts";
+import { onTrial, stalledLoad } from "./send_queue.ts";
 import type { Group, Targets } from "./subscriptions.ts";
 import { valueBytes } from "./values.ts";
 
@@ -71,6 +71,13 @@ const BEHIND = 2 ** 40;
 const REFUSING = UNFIT;
 
 /**
+ * A load past every byte count, short of a stalled socket's: a member on
+ * trial (its client not yet proven to read) once its group's trial budget
+ * is spent. It takes a message only when no proven member keeps up.
+ */
+const ON_TRIAL = 2 ** 38;
+
+/**
  * Bytes pending on a member's connection that still count as nothing
  * pending (a few writes' worth): members below it share a group's messages
  * in plain rotation, whatever their socket's writes in flight.
@@ -91,14 +98,65 @@ export const KEEPING_UP = 64 * 1024;
  * never read took half the group's messages and, with `drop-oldest`,
  * dropped them).
  */
-export function memberLoad(sub: Subscription, bytes: number): number {
+export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subscription>): number {
   const sink = sub.sink;
   const held = sink.pendingBytes + sink.queued.bytes;
   // A socket with room whose client takes nothing is not keeping up (hostile review 36 J3).
   const pending = held + stalledLoad(sink.socket, KEEPING_UP - held);
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
-  return pending < KEEPING_UP ? 0 : pending;
+  if (pending >= KEEPING_UP) return pending;
+  // A member new to the group's eyes that has not shown it reads, with the trial budget spent.
+  if (group !== undefined && group.trial <= 0 && onTrial(sink.socket)) return ON_TRIAL + pending;
+  return 0;
+}
+
+/**
+ * What the fan-out judges a member's fitness by (its frame or packet
+ * limit): the value's known bytes with its topic's, which both go into
+ * the delivery (0: unknown). A sink records a refused delivery's the same
+ * way ({@link Sink.refusedBytes}).
+ */
+export function pickBytes(msg: Message): number {
+  const bytes = knownBytes(msg);
+  return bytes > 0 ? bytes + msg.topic.length : 0;
+}
+
+/**
+ * Most other members one group delivery is offered to after members'
+ * clients refused it (two pick windows): each refusal passes that member
+ * over for deliveries as large from then on, so a group of many members
+ * with small limits costs a publish at most this many refusals.
+ */
+const MAX_REROUTES = 2 * PICK_WINDOW;
+
+/**
+ * Gives `msg` to one member of `group` (it has members): the one its pick
+ * finds. If that member's client refuses it as past its frame limit, the
+ * next member that can take it gets it instead (hostile review 38 L4:
+ * members whose MQTT Maximum Packet Size was just under the group's
+ * packets took their turns and lost every message). What a member on
+ * trial is given comes out of the group's trial budget; a share of what a
+ * proven one is given goes back into it (hostile review 38 L6).
+ */
+export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
+  const bytes = pickBytes(msg);
+  let member = group.pick(memberLoad, bytes);
+  for (let tries = 0;;) {
+    const sink = member.sink, before = sink.refusedBytes;
+    member.deliver(msg);
+    if (sink.refusedBytes === before || ++tries > MAX_REROUTES) break;
+    member = group.pick(memberLoad, bytes);
+    // Every member left has refused as large a delivery: it is lost (counted by the first).
+    if (bytes >= (member.sink.refusedBytes ?? Infinity)) return;
+    groupCounts.rerouted++;
+  }
+  // Its frame's head, roughly (and something for a value sized unknown). Given with the budget
+  // spent, it was what no proven member could take straight away: no debt.
+  const cost = bytes + 64;
+  if (onTrial(member.sink.socket)) {
+    if (group.trial > 0) group.trial -= cost;
+  } else if (group.trial < TRIAL_BURST) group.trial += cost / TRIAL_SHARE;
 }
 
 /** A connection that publishes, held back while its publishes fill the backlog. */
@@ -187,7 +245,7 @@ export class FanOut {
       for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
       for (let i = 0; i < groups.length; i++) {
         // A member cut off during this very loop may have emptied its group.
-        if (groups[i].members.length > 0) groups[i].pick(memberLoad, knownBytes(msg)).deliver(msg);
+        if (groups[i].members.length > 0) deliverToGroup(groups[i], msg);
       }
       if (t0 !== 0) this.#done(t0);
       return total;
@@ -323,7 +381,7 @@ export class FanOut {
       } else {
         // A member cut off meanwhile may have emptied its group.
         const group = groups[at - plain.length];
-        if (group.members.length > 0) group.pick(memberLoad, knownBytes(msg)).deliver(msg);
+        if (group.members.length > 0) deliverToGroup(group, msg);
       }
       at++;
       made++;

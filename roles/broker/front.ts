@@ -310,7 +310,11 @@ export class WireFront implements SessionOwner {
       undeliverable: this.undeliverable,
       per_topic: perTopicWithin(core.topics.perTopic(100), PER_TOPIC_BYTES),
       subscription_shares: core.shares.stats(),
-      queue_groups: { passed_over: groupCounts.passedOver, ...sendQueueStats() },
+      queue_groups: {
+        passed_over: groupCounts.passedOver,
+        rerouted: groupCounts.rerouted,
+        ...sendQueueStats(),
+      },
     };
   }
 

@@ -17,6 +17,12 @@ export class Group<S> {
   /** The member a pick last found keeping up, and where it stood. */
   #fit: S | undefined;
   #fitAt = 0;
+  /**
+   * Bytes members on trial (their client not yet proven to read: see
+   * fanout.ts memberLoad) may still be given in rotation: spent by what
+   * they are given, earned back by a share of what proven members are.
+   */
+  trial = TRIAL_BURST;
 
   constructor(name: string, since = 0) {
     this.name = name;
@@ -35,7 +41,7 @@ export class Group<S> {
    * rotation.
    * Precondition: the group has members.
    */
-  pick(load?: (member: S, bytes: number) => number, bytes = 0): S {
+  pick(load?: (member: S, bytes: number, group: Group<S>) => number, bytes = 0): S {
     const members = this.members, n = members.length;
     let at = this.#next >= n ? 0 : this.#next;
     if (load !== undefined && n > 1) {
@@ -49,7 +55,7 @@ export class Group<S> {
           k >= PICK_WINDOW &&
           (least < UNFIT || (k === PICK_WINDOW && this.#fitLoad(load, bytes) < UNFIT))
         ) break;
-        const l = load(members[i], bytes);
+        const l = load(members[i], bytes, this);
         if (k === 0) first = l;
         if (l < least) {
           least = l;
@@ -77,9 +83,11 @@ export class Group<S> {
   }
 
   /** The load of the member a pick last found fit, if it is still where it was; else Infinity. */
-  #fitLoad(load: (member: S, bytes: number) => number, bytes: number): number {
+  #fitLoad(load: (member: S, bytes: number, group: Group<S>) => number, bytes: number): number {
     const fit = this.#fit;
-    return fit !== undefined && this.members[this.#fitAt] === fit ? load(fit, bytes) : Infinity;
+    return fit !== undefined && this.members[this.#fitAt] === fit
+      ? load(fit, bytes, this)
+      : Infinity;
   }
 }
 
@@ -91,6 +99,11 @@ export const groupCounts = {
    * frame limit (another took the message, unless every member was so).
    */
   passedOver: 0,
+  /**
+   * Group deliveries a member's client refused as past its frame limit
+   * that went to another member instead of being lost (hostile review 38 L4).
+   */
+  rerouted: 0,
 };
 
 /**
@@ -106,3 +119,13 @@ export const PICK_WINDOW = 32;
  * for one that can.
  */
 export const UNFIT = 2 ** 41;
+
+/**
+ * What the members of a group on trial may take in rotation before earning
+ * more (1 MiB: enough for one that reads to prove it, four times over), and
+ * the share of what proven members take that they earn back (1/8): so
+ * members that join and never read, however often, take at most a ninth
+ * of a group that has a reader (hostile review 38 L6).
+ */
+export const TRIAL_BURST = 1024 * 1024;
+export const TRIAL_SHARE = 8;

@@ -120,10 +120,11 @@ export interface Sink {
    */
   readonly full?: boolean;
   /**
-   * The smallest value (its encoded bytes, {@link knownBytes}) whose
-   * delivery it refused as larger than the frame (or MQTT packet) limit its
-   * client declared: a queue group passes over such a member for values of
-   * that size or more while another member can take them (absent or
+   * The smallest delivery (its value's encoded bytes, {@link knownBytes},
+   * with its topic's: fanout.ts pickBytes) it refused as larger than the
+   * frame (or MQTT packet) limit its client declared: a queue group passes
+   * over such a member for deliveries of that size or more while another
+   * member can take them, and gives the refused one to another (absent or
    * Infinity: none refused).
    */
   readonly refusedBytes?: number;

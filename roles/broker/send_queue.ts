@@ -26,9 +26,17 @@
  * among the process's descriptors (a scan when one is not found, at most
  * every SCAN_MS and 1/20 of the time).
  *
+ * A member on trial: a connection whose peer has not yet acknowledged
+ * PROOF_BYTES (onTrial), which a queue group gives only a budget's worth
+ * (fanout.ts), so that connections that join and never read cannot take a
+ * fresh share each (hostile review 38 L6). An MQTT-over-WebSocket
+ * connection is found by its upgraded socket's addresses (WsStream's),
+ * like any other (38 L7: before, its members counted as keeping up while
+ * their socket had room).
+ *
  * Only on Linux, with `--allow-ffi` (granted, never prompted for) and read
  * access to /proc/self/fd; elsewhere, and for a connection whose socket is
- * not found (a WebSocket's), no socket is stalled: the broker's own counts
+ * without addresses, no socket is stalled or on trial: the broker's own counts
  * alone, as before.
  */
 
@@ -80,7 +88,17 @@ interface Probe {
    * that takes that much is not one that never reads.
    */
   credit: number;
+  /** Its peer acknowledged PROOF_BYTES: its client reads (see onTrial). */
+  proven: boolean;
 }
+
+/**
+ * What a connection's peer must have acknowledged before its client counts
+ * as one that reads (256 KiB): twice what a client's socket takes here
+ * without being read at all (127 KB with the default receive buffer), since
+ * its kernel acknowledges what it buffers (hostile review 38 L6).
+ */
+const PROOF_BYTES = 256 * 1024;
 
 /** Most bytes a reading's proven drain lets go out before the next reading. */
 const CREDIT_MAX = 256 * 1024;
@@ -146,21 +164,9 @@ function clock(): number {
  * reading is stale. 0 where unknown.
  */
 export function stalledLoad(side: SocketSide | undefined, past: number): number {
-  if (side === undefined) return 0;
-  let p = probes.get(side.conn);
-  if (p === undefined) {
-    if (libc() === null) return 0;
-    p = find(side);
-    probes.set(side.conn, p);
-  }
-  if (p.fd < 0) {
-    if (p.scan === scans && !rescan()) return 0;
-    const found = find(side);
-    p.fd = found.fd;
-    p.scan = found.scan;
-    if (p.fd < 0) return 0;
-    p.bytesOutAt = side.bytesOut;
-  }
+  const p = probeOf(side);
+  if (p === undefined || p.fd < 0) return 0;
+  side = p.side;
   const written = side.bytesOut - p.bytesOutAt;
   if (p.unsent + written < past + p.credit) return 0;
   threshold = past;
@@ -171,6 +177,41 @@ export function stalledLoad(side: SocketSide | undefined, past: number): number 
   // Longer stalled ranks after (a reader pausing a moment before a peer that never reads), then
   // the bytes held: both capped so that the sum stays short of the fan-out's "behind" (2^40).
   return STALLED + Math.min(stalledFor, 2 ** 18) * 2 ** 20 + Math.min(unsent, 2 ** 20 - 1);
+}
+
+/** The probe of `side`'s socket (its descriptor looked for again after a scan); none where unknown. */
+function probeOf(side: SocketSide | undefined): Probe | undefined {
+  if (side === undefined) return undefined;
+  let p = probes.get(side.conn);
+  if (p === undefined) {
+    if (libc() === null) return undefined;
+    p = find(side);
+    probes.set(side.conn, p);
+  }
+  if (p.fd < 0 && (p.scan !== scans || rescan())) {
+    const found = find(side);
+    p.fd = found.fd;
+    p.scan = found.scan;
+    if (p.fd >= 0) p.bytesOutAt = side.bytesOut;
+  }
+  return p;
+}
+
+/**
+ * Whether `side`'s client has yet to show that it reads: its peer has
+ * acknowledged less than PROOF_BYTES in all (read from the kernel at most
+ * every READ_BYTES written or READ_MS), or its socket is not found yet
+ * (a connection that joined since the last scan). A connection whose
+ * socket cannot be asked about (not Linux, no `--allow-ffi`) is not.
+ */
+export function onTrial(side: SocketSide | undefined): boolean {
+  const p = probeOf(side);
+  if (p === undefined || p.proven) return false;
+  if (p.fd < 0) return p.key !== "";
+  if (p.side.bytesOut - p.bytesOutAt >= READ_BYTES || clock() - p.readAt >= READ_MS) {
+    read(p, p.side);
+  }
+  return !p.proven;
 }
 
 /** Reads the kernel's count. */
@@ -185,6 +226,7 @@ function read(p: Probe, side: SocketSide): void {
     p.unsent = word[0];
   }
   const acked = p.bytesOutAt - p.unsent;
+  if (acked >= PROOF_BYTES && p.fd >= 0) p.proven = true;
   if (acked > p.acked) {
     p.credit = p.acked < 0 ? 0 : Math.min(acked - p.acked, CREDIT_MAX);
     p.acked = acked;
@@ -225,6 +267,7 @@ function find(side: SocketSide): Probe {
     acked: -1,
     progressAt: at,
     credit: 0,
+    proven: false,
   };
   if (key === "") return p;
   let fd = fds.get(key);
@@ -290,7 +333,7 @@ function keyOfConn(conn: Deno.Conn): string {
     else if (host.includes(":")) host = "";
     return `${local.port}|${remote.port}|${host}`;
   } catch {
-    return ""; // not a socket of its own (a WebSocket's stream)
+    return ""; // no socket's addresses
   }
 }
 

@@ -13,12 +13,11 @@ import {
   TopicCache,
 } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
-import type { Publisher } from "./fanout.ts";
+import { pickBytes, type Publisher } from "./fanout.ts";
 import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
-import { knownBytes } from "./message.ts";
 
 const log = getLogger(["dist", "broker"]);
 
@@ -104,7 +103,7 @@ export class Session implements Sink, Publisher {
       return this.#unencodable(msg, err);
     }
     if (size - 4 > this.#frameLimit) {
-      const bytes = knownBytes(msg); // 0: sized unknown, marks nothing
+      const bytes = pickBytes(msg); // 0: sized unknown, marks nothing
       if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, bytes);
       return this.#undeliverable(sub, size - 4, msg.topic);
     }

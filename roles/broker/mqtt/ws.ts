@@ -82,6 +82,11 @@ export class WsStream {
     return this.#conn.remoteAddr;
   }
 
+  /** Its socket's own address: with remoteAddr, how a queue group finds the socket (send_queue.ts). */
+  get localAddr(): Deno.Addr {
+    return this.#conn.localAddr;
+  }
+
   /** Payload bytes into `buf`; null at the end (a close frame, the peer gone, a refusal). */
   async read(buf: Uint8Array): Promise<number | null> {
     if (!this.#open && !(await this.#upgrade())) return this.#end();
