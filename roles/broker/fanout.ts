@@ -26,7 +26,7 @@
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
 import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT } from "./group.ts";
-import { onTrial, stalledLoad } from "./send_queue.ts";
+import { lastOnTrial, onTrial, stalledLoad } from "./send_queue.ts";
 import type { Group, Targets } from "./subscriptions.ts";
 import { valueBytes } from "./values.ts";
 
@@ -103,13 +103,19 @@ export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subsc
   const held = sink.pendingBytes + sink.queued.bytes;
   // A socket with room whose client takes nothing is not keeping up (hostile review 36 J3).
   const pending = held + stalledLoad(sink.socket, KEEPING_UP - held);
+  judged = sub;
+  judgedOnTrial = lastOnTrial();
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   if (pending >= KEEPING_UP) return pending;
-  // A member new to the group's eyes that has not shown it reads, with the trial budget spent.
-  if (group !== undefined && group.trial <= 0 && onTrial(sink.socket)) return ON_TRIAL + pending;
+  // A member that has not shown it reads, with its group's trial budget spent.
+  if (judgedOnTrial && group !== undefined && group.trial <= 0) return ON_TRIAL + pending;
   return 0;
 }
+
+/** The member memberLoad last judged, and whether it is on trial (for deliverToGroup). */
+let judged: Subscription | undefined;
+let judgedOnTrial = false;
 
 /**
  * What the fan-out judges a member's fitness by (its frame or packet
@@ -154,7 +160,8 @@ export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
   // Its frame's head, roughly (and something for a value sized unknown). Given with the budget
   // spent, it was what no proven member could take straight away: no debt.
   const cost = bytes + 64;
-  if (onTrial(member.sink.socket)) {
+  if (group.members.length === 1) return; // a lone member: no pick, nothing to share
+  if (member === judged ? judgedOnTrial : onTrial(member.sink.socket)) {
     if (group.trial > 0) group.trial -= cost;
   } else if (group.trial < TRIAL_BURST) group.trial += cost / TRIAL_SHARE;
 }
