@@ -24,9 +24,7 @@
  * prompt pass is done.
  */
 import type { Message, Subscription } from "./subscriber.ts";
-import { knownBytes } from "./message.ts";
-import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT } from "./group.ts";
-import { lastOnTrial, onTrial, stalledLoad } from "./send_queue.ts";
+import { deliverToGroup } from "./group_delivery.ts";
 import type { Group, Targets } from "./subscriptions.ts";
 import { valueBytes } from "./values.ts";
 
@@ -57,114 +55,6 @@ export const VISITS_PER_TURN = 16 * DELIVERIES_PER_TURN;
  * the message and its encoded head per codec (measured on V8: about 300).
  */
 export const PENDING_BYTES = 320;
-
-/** A load past every byte count: a member whose next delivery would queue. */
-const BEHIND = 2 ** 40;
-
-/**
- * A load past BEHIND's: a member whose client's frame limit has refused a
- * value this large or smaller (hostile review 36 J4: members declaring a
- * 300-byte frame limit took their turns and lost them, 75 % of the group's
- * messages with 3). By size, not for good: one oversize message must not
- * rank a member that reads below one that never does (J13).
- */
-const REFUSING = UNFIT;
-
-/**
- * A load past every byte count, short of a stalled socket's: a member on
- * trial (its client not yet proven to read) once its group's trial budget
- * is spent. It takes a message only when no proven member keeps up.
- */
-const ON_TRIAL = 2 ** 38;
-
-/**
- * Bytes pending on a member's connection that still count as nothing
- * pending (a few writes' worth): members below it share a group's messages
- * in plain rotation, whatever their socket's writes in flight.
- */
-export const KEEPING_UP = 64 * 1024;
-
-/**
- * How far behind a queue group's member is, for Group.pick: 0 while it
- * keeps up (less than KEEPING_UP pending on its connection: queued in the
- * broker plus not yet written to its socket), else those bytes, and past
- * BEHIND when a delivery now would queue instead of going out. So members
- * that keep up share the messages in rotation; when none does, the least
- * loaded of those a delivery still goes straight to takes it; and only when
- * every member is behind does one queue it (the least behind). A member
- * that stops reading takes what its socket and sink hold, then nothing
- * while another keeps up; one whose client's frame limit refused a
- * delivery, nothing while any other can take it (hostile review 34 Z11: in plain rotation one that
- * never read took half the group's messages and, with `drop-oldest`,
- * dropped them).
- */
-export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subscription>): number {
-  const sink = sub.sink;
-  const held = sink.pendingBytes + sink.queued.bytes;
-  // A socket with room whose client takes nothing is not keeping up (hostile review 36 J3).
-  const pending = held + stalledLoad(sink.socket, KEEPING_UP - held);
-  judged = sub;
-  judgedOnTrial = lastOnTrial();
-  if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
-  if (!sub.ready) return BEHIND + pending;
-  if (pending >= KEEPING_UP) return pending;
-  // A member that has not shown it reads, with its group's trial budget spent.
-  if (judgedOnTrial && group !== undefined && group.trial <= 0) return ON_TRIAL + pending;
-  return 0;
-}
-
-/** The member memberLoad last judged, and whether it is on trial (for deliverToGroup). */
-let judged: Subscription | undefined;
-let judgedOnTrial = false;
-
-/**
- * What the fan-out judges a member's fitness by (its frame or packet
- * limit): the value's known bytes with its topic's, which both go into
- * the delivery (0: unknown). A sink records a refused delivery's the same
- * way ({@link Sink.refusedBytes}).
- */
-export function pickBytes(msg: Message): number {
-  const bytes = knownBytes(msg);
-  return bytes > 0 ? bytes + msg.topic.length : 0;
-}
-
-/**
- * Most other members one group delivery is offered to after members'
- * clients refused it (two pick windows): each refusal passes that member
- * over for deliveries as large from then on, so a group of many members
- * with small limits costs a publish at most this many refusals.
- */
-const MAX_REROUTES = 2 * PICK_WINDOW;
-
-/**
- * Gives `msg` to one member of `group` (it has members): the one its pick
- * finds. If that member's client refuses it as past its frame limit, the
- * next member that can take it gets it instead (hostile review 38 L4:
- * members whose MQTT Maximum Packet Size was just under the group's
- * packets took their turns and lost every message). What a member on
- * trial is given comes out of the group's trial budget; a share of what a
- * proven one is given goes back into it (hostile review 38 L6).
- */
-export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
-  const bytes = pickBytes(msg);
-  let member = group.pick(memberLoad, bytes);
-  for (let tries = 0;;) {
-    const sink = member.sink, before = sink.refusedBytes;
-    member.deliver(msg);
-    if (sink.refusedBytes === before || ++tries > MAX_REROUTES) break;
-    member = group.pick(memberLoad, bytes);
-    // Every member left has refused as large a delivery: it is lost (counted by the first).
-    if (bytes >= (member.sink.refusedBytes ?? Infinity)) return;
-    groupCounts.rerouted++;
-  }
-  // Its frame's head, roughly (and something for a value sized unknown). Given with the budget
-  // spent, it was what no proven member could take straight away: no debt.
-  const cost = bytes + 64;
-  if (group.members.length === 1) return; // a lone member: no pick, nothing to share
-  if (member === judged ? judgedOnTrial : onTrial(member.sink.socket)) {
-    if (group.trial > 0) group.trial -= cost;
-  } else if (group.trial < TRIAL_BURST) group.trial += cost / TRIAL_SHARE;
-}
 
 /** A connection that publishes, held back while its publishes fill the backlog. */
 export interface Publisher {

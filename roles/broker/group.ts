@@ -1,7 +1,7 @@
 /**
  * A queue group: the subscriptions of one pattern with one group name,
  * which share its messages, each message to one member (subscriptions.ts
- * keeps them on their pattern's node; fanout.ts says how far behind each
+ * keeps them on their pattern's node; group_delivery.ts says how far behind each
  * member is, so that a pick skips members that are behind).
  */
 
@@ -19,7 +19,7 @@ export class Group<S> {
   #fitAt = 0;
   /**
    * Bytes members on trial (their client not yet proven to read: see
-   * fanout.ts memberLoad) may still be given in rotation: spent by what
+   * group_delivery.ts memberLoad) may still be given in rotation: spent by what
    * they are given, earned back by a share of what proven members are.
    */
   trial = TRIAL_BURST;

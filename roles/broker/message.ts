@@ -121,7 +121,7 @@ export interface Sink {
   readonly full?: boolean;
   /**
    * The smallest delivery (its value's encoded bytes, {@link knownBytes},
-   * with its topic's: fanout.ts pickBytes) it refused as larger than the
+   * with its topic's: group_delivery.ts pickBytes) it refused as larger than the
    * frame (or MQTT packet) limit its client declared: a queue group passes
    * over such a member for deliveries of that size or more while another
    * member can take them, and gives the refused one to another (absent or

@@ -28,7 +28,7 @@
  *
  * A member on trial: a connection whose peer has not yet acknowledged
  * PROOF_BYTES (onTrial), which a queue group gives only a budget's worth
- * (fanout.ts), so that connections that join and never read cannot take a
+ * (group_delivery.ts), so that connections that join and never read cannot take a
  * fresh share each (hostile review 38 L6). An MQTT-over-WebSocket
  * connection is found by its upgraded socket's addresses (WsStream's),
  * like any other (38 L7: before, its members counted as keeping up while

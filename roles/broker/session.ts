@@ -13,7 +13,8 @@ import {
   TopicCache,
 } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
-import { pickBytes, type Publisher } from "./fanout.ts";
+import type { Publisher } from "./fanout.ts";
+import { pickBytes } from "./group_delivery.ts";
 import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";

@@ -33,7 +33,7 @@ import {
 } from "./delivery.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
-import { pickBytes } from "../fanout.ts";
+import { pickBytes } from "../group_delivery.ts";
 
 const EMPTY = new Uint8Array(0);
 
