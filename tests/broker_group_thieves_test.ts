@@ -14,47 +14,7 @@ import mqttPacket, { type Packet } from "mqtt-packet";
 import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
 import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { closeQuietly, waitFor, writeAll } from "./helpers/raw.ts";
-
-/** Counts the deliveries of 1 KB values arriving on `conn`, reading as fast as it can. */
-function countFrames(conn: Deno.Conn): { count: number; done: Promise<void> } {
-  const state = { count: 0, done: Promise.resolve() };
-  state.done = (async () => {
-    const buf = new Uint8Array(256 * 1024), head = new Uint8Array(4);
-    let have = 0, skip = 0;
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) return;
-        for (let i = 0; i < n;) {
-          if (skip > 0) {
-            const k = Math.min(skip, n - i);
-            skip -= k;
-            i += k;
-            continue;
-          }
-          head[have++] = buf[i++];
-          if (have === 4) {
-            skip = new DataView(head.buffer).getUint32(0);
-            have = 0;
-            if (skip >= 1000) state.count++; // a delivery of 1 KB, not a ping
-          }
-        }
-      }
-    } catch {
-      // Closed.
-    }
-  })();
-  return state;
-}
-
-/** Publishes `n` values of 1 KB to /q/x, confirmed every 500. */
-async function publish(pub: BrokerClient, n: number): Promise<void> {
-  const value = "m".repeat(1000);
-  for (let i = 0; i < n; i += 500) {
-    for (let k = i; k < i + 500; k++) pub.publish("/q/x", value);
-    await pub.confirm("/other", 0, false);
-  }
-}
+import { countFrames, publishKb } from "./helpers/groups.ts";
 
 /** `k` connections, each a member of group g on /q with drop-oldest, that never read. */
 function thieves(port: number, k: number) {
@@ -74,7 +34,7 @@ Deno.test("broker queue group: ten connections that never read cannot take most 
     const mallory = await thieves(b.port, 10);
     try {
       const n = 40_000;
-      await publish(pub, n);
+      await publishKb(pub, n);
       // Before: each thief's socket took ~4 MB before it counted as behind; alice ~10 %.
       // Alone here alice gets ~90 %; under CI's load (15 on 2 cores) 78 % was seen: most, not all.
       await waitFor(() => got.count >= 0.6 * n, 20_000, `alice's deliveries (${got.count})`);
@@ -104,7 +64,7 @@ Deno.test("broker queue group: readers beside members that never read get most, 
     const counts = readers.map((r) => countFrames(r.conn));
     try {
       const n = 30_000;
-      await publish(pub, n);
+      await publishKb(pub, n);
       const total = () => counts.reduce((s, c) => s + c.count, 0);
       await waitFor(() => total() >= 0.6 * n, 20_000, `the readers' deliveries (${total()})`);
       const mean = total() / counts.length;
@@ -132,7 +92,7 @@ Deno.test("broker queue group: members that all read share evenly, nothing lost"
     const counts = readers.map((r) => countFrames(r.conn));
     try {
       const n = 20_000;
-      await publish(pub, n);
+      await publishKb(pub, n);
       const total = () => counts.reduce((s, c) => s + c.count, 0);
       await waitFor(() => total() === n, 20_000, `the readers' deliveries (${total()})`);
       for (const c of counts) {
@@ -191,11 +151,7 @@ Deno.test(
         await alice.subscribeAsync("$share/g/q/#", { qos: 0 });
         for (let i = 0; i < 10; i++) mallory.push(await mqttThief(b.mqttPort, "$share/g/q/#"));
         const n = 30_000;
-        const value = "m".repeat(1000);
-        for (let i = 0; i < n; i += 500) {
-          for (let k = i; k < i + 500; k++) b.native.publish("/q/x", value);
-          await b.native.confirm("/other", 0, false);
-        }
+        await publishKb(b.native, n);
         // Before: the ten sockets took ~4 MB each before they counted as behind.
         await waitFor(() => got >= 0.6 * n, 30_000, `alice's deliveries (${got})`);
       } finally {
