@@ -251,7 +251,7 @@ function read(p: Probe, side: SocketSide): void {
   } else {
     p.credit = 0;
   }
-  if (p.unsent < threshold) {
+  if (p.unsent === 0 || p.unsent < threshold) {
     counts.behind.delete(p);
   } else {
     counts.behind.add(p);
@@ -365,7 +365,9 @@ export function sendQueueStats(): Record<string, number> {
   let stalled = 0, bytes = 0;
   for (const p of prune()) {
     read(p, p.side);
-    if (p.fd < 0 || p.unsent < threshold || p.readAt - p.progressAt < STALL_MS) continue;
+    if (p.fd < 0 || p.unsent === 0 || p.unsent < threshold || p.readAt - p.progressAt < STALL_MS) {
+      continue;
+    }
     stalled++;
     bytes += p.unsent;
   }
