@@ -185,11 +185,20 @@ const CASES: [string, number[], number][] = [
   ["ctnul", str(0x03, [0x61, 0, 0x62]), 0x81],
   ["upbad", [0x26, 0, 1, 0x6b, ...str(0x00, [0xc3]).slice(1)], 0x81],
   ["upnul", [0x26, 0, 1, 0, 0, 1, 0x76], 0x81],
+  // What libmosquitto refuses too (hostile review 38 L1): controls, C1, non-characters.
+  ["up1", [0x26, 0, 1, 0x6b, ...str(0x00, [0x61, 0x01, 0x62]).slice(1)], 0x81],
+  ["uptab", [0x26, 0, 1, 0x6b, ...str(0x00, [0x61, 0x09]).slice(1)], 0x81],
+  ["ct7f", str(0x03, [0x61, 0x7f]), 0x81],
+  ["ct85", str(0x03, [0x74, 0x2f, 0xc2, 0x85]), 0x81],
+  ["rtfdd0", str(0x08, [0x61, 0xef, 0xb7, 0x90]), 0x81],
+  ["upffff", [0x26, 0, 1, 0x6b, ...str(0x00, [0x61, 0xef, 0xbf, 0xbf]).slice(1)], 0x81],
+  ["up1fffe", [0x26, 0, 1, 0x6b, ...str(0x00, [0xf0, 0x9f, 0xbf, 0xbe]).slice(1)], 0x81],
+  ["up10ffff", [0x26, ...str(0x00, [0xf4, 0x8f, 0xbf, 0xbf]).slice(1), 0, 1, 0x76], 0x81],
 ];
 
 Deno.test({
   name:
-    "mqtt properties: a PUBLISH whose properties MQTT 5 refuses (twice, not UTF-8, U+0000, PFI not 0/1) is refused with DISCONNECT 0x81/0x82 and not retained; libmosquitto subscribers get the rest (K2)",
+    "mqtt properties: a PUBLISH whose properties MQTT 5 refuses (twice, not UTF-8, U+0000, controls, non-characters, PFI not 0/1) is refused with DISCONNECT 0x81/0x82 and not retained; libmosquitto subscribers get the rest (K2, L1)",
   ...mqttOpts,
   async fn() {
     await withMqttBroker(async (b) => {
@@ -203,7 +212,11 @@ Deno.test({
       }
       // Allowed ones pass, as they came.
       const ok = await RawMqtt.connect(b.mqttPort, { clientId: "k2-ok" }, 5);
-      const good = [0x01, 1, ...str(0x03, [0xc3, 0xa9]), 0x26, 0, 1, 0x6b, 0, 2, 0xc3, 0xa9];
+      // (é, U+00A0, U+FDF0, U+FFFD and U+1F600 are fine: only controls and non-characters go.)
+      const good = [
+        ...[0x01, 1, ...str(0x03, [0xc3, 0xa9, 0xc2, 0xa0, 0xef, 0xb7, 0xb0, 0xef, 0xbf, 0xbd])],
+        ...[0x26, 0, 1, 0x6b, 0, 6, 0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80],
+      ];
       await ok.write(publish5("e/ok", "fine", good));
       assert.equal((await ok.next("puback")).cmd, "puback");
       ok.close();

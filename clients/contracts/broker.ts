@@ -30,14 +30,24 @@ export const MAX_TOPIC_DEPTH = 64;
 /** The wildcard segment of a pattern: exactly one segment. */
 export const ONE_SEGMENT = "+";
 
-/** Whitespace and control characters: never part of a topic (output is `topic value` lines). */
-// deno-lint-ignore no-control-regex
-const FORBIDDEN = /[\s\u0000-\u001f\u007f]/;
+/**
+ * What is never part of a topic, as a regular expression character class
+ * (flag `u`): whitespace and control characters, C0 and C1 (output is
+ * `topic value` lines), Unicode non-characters (U+FDD0–U+FDEF, U+xFFFE,
+ * U+xFFFF) and lone surrogates. MQTT 5 (§1.5.4) lets a client refuse a
+ * packet holding a control character or a non-character, and libmosquitto
+ * does: it drops its connection, and for a retained value again on every
+ * reconnect (hostile review 38 L1); a lone surrogate has no UTF-8 form.
+ * One rule for topics published natively and over MQTT.
+ */
+export const TOPIC_FORBIDDEN_CLASS = "\\s\\p{Cc}\\p{Cs}\\p{Noncharacter_Code_Point}";
+const FORBIDDEN = new RegExp(`[${TOPIC_FORBIDDEN_CLASS}]`, "u");
 
 /**
  * The normal form of a topic or, with `pattern`, of a subscription pattern.
  * @throws {DistError} BAD_REQUEST for a non-string, an empty segment (`/a//b`),
- * whitespace or control characters, `+` inside a segment or in a topic that
+ * whitespace, control characters, non-characters or lone surrogates (see
+ * {@link TOPIC_FORBIDDEN_CLASS}), `+` inside a segment or in a topic that
  * is not a pattern, or a name too long or too deep
  */
 export function normalizeTopic(raw: unknown, options: { pattern?: boolean } = {}): string {
@@ -54,7 +64,9 @@ export function normalizeTopic(raw: unknown, options: { pattern?: boolean } = {}
   if (FORBIDDEN.test(raw)) {
     throw new DistError(
       "BAD_REQUEST",
-      `Invalid topic ${JSON.stringify(describe(raw))}: no spaces or control characters`,
+      `Invalid topic ${
+        JSON.stringify(describe(raw))
+      }: no spaces, control characters or non-characters`,
     );
   }
   if (raw.includes("//")) {

@@ -39,6 +39,7 @@ import {
   MAX_TOPIC_LENGTH,
   normalizeTopic,
   ONE_SEGMENT,
+  TOPIC_FORBIDDEN_CLASS,
 } from "../../clients/contracts/mod.ts";
 import {
   type DataFileOptions,
@@ -60,9 +61,12 @@ import type { Topic, TopicSource } from "./topics.ts";
 
 /**
  * A normalised topic other than `/` (as normalizeTopic makes them): segments
- * without spaces, control characters or `+`, at most MAX_TOPIC_DEPTH.
+ * without spaces, control characters, non-characters (TOPIC_FORBIDDEN_CLASS)
+ * or `+`, at most MAX_TOPIC_DEPTH. A row of another name is normalised, and
+ * dropped when that refuses it (hostile review 38 L1: a topic written before
+ * C1 controls and non-characters were refused).
  */
-const NORMAL_TOPIC = new RegExp(`^(?:/[^\\s\\u0000-\\u001f\\u007f/+]+){1,${MAX_TOPIC_DEPTH}}$`);
+const NORMAL_TOPIC = new RegExp(`^(?:/[^${TOPIC_FORBIDDEN_CLASS}/+]+){1,${MAX_TOPIC_DEPTH}}$`, "u");
 
 const RETAINED = "retained";
 const TABLES = [RETAINED] as const;

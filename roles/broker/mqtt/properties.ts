@@ -19,7 +19,7 @@ export interface ScannedProperties extends PublishExtras {
 /** Why properties are refused, with the DISCONNECT reason MQTT 5 gives it. */
 export class PropertyFault {
   constructor(
-    /** 0x81 Malformed Packet (a string that is not UTF-8 or holds U+0000) or 0x82 Protocol Error. */
+    /** 0x81 Malformed Packet (a string that is not an MQTT UTF-8 string: {@link mqttString}) or 0x82 Protocol Error. */
     readonly code: 0x81 | 0x82,
     readonly why: string,
   ) {}
@@ -33,22 +33,41 @@ const NAMES: Record<number, string> = {
 };
 
 /**
- * Whether `b[from..to)` is an MQTT UTF-8 string: well-formed UTF-8 without
- * U+0000 (MQTT 5 1.5.4: either is a Malformed Packet).
+ * Whether `b[from..to)` is an MQTT UTF-8 string a subscriber's client takes:
+ * well-formed UTF-8 without U+0000 (MQTT 5 §1.5.4: either is a Malformed
+ * Packet), nor the code points §1.5.4 lets a receiver refuse and
+ * libmosquitto does (`mosquitto_validate_utf8`, for every string it reads):
+ * controls (U+0001–U+001F, U+007F–U+009F) and non-characters (U+FDD0–U+FDEF,
+ * U+xFFFE, U+xFFFF) — the characters a topic may not hold either
+ * (TOPIC_FORBIDDEN_CLASS, but for spaces; hostile review 38 L1).
  */
 export function mqttString(b: Uint8Array, from: number, to: number): boolean {
   let j = from;
   while (j < to) {
     const c = b[j];
-    if (c === 0) return false;
     if (c < 0x80) {
+      if (c < 0x20 || c === 0x7f) return false;
       j++;
       continue;
     }
-    j = skipUtf8(b, j);
-    if (j < 0 || j > to) return false;
+    const next = skipUtf8(b, j);
+    if (next < 0 || next > to || refusedCodePoint(b, j, next - j)) return false;
+    j = next;
   }
   return true;
+}
+
+/** Whether the well-formed UTF-8 sequence of `n` (2–4) bytes at `j` is a C1 control or a non-character. */
+function refusedCodePoint(b: Uint8Array, j: number, n: number): boolean {
+  if (n === 2) return b[j] === 0xc2 && b[j + 1] < 0xa0; // U+0080–U+009F
+  if (n === 3) {
+    // U+FDD0–U+FDEF (EF B7 90–AF), U+FFFE and U+FFFF (EF BF BE–BF).
+    return b[j] === 0xef &&
+      ((b[j + 1] === 0xb7 && b[j + 2] >= 0x90 && b[j + 2] <= 0xaf) ||
+        (b[j + 1] === 0xbf && b[j + 2] >= 0xbe));
+  }
+  // U+xFFFE and U+xFFFF of planes 1–16: the low 16 bits all ones but the last.
+  return (b[j + 1] & 0x0f) === 0x0f && b[j + 2] === 0xbf && b[j + 3] >= 0xbe;
 }
 
 /**
