@@ -68,8 +68,9 @@ export const readBuffers = { bytes: 0 };
 
 /**
  * What MQTT clients leave held for them (mqtt/sessions.ts, mqtt/wills.ts):
- * persistent sessions, connected or away, and wills, live or waiting for
- * their delay. Counted in max-memory.
+ * persistent sessions, connected or away (with their client ids, filters
+ * and the deliveries they keep in flight for a redelivery), and wills,
+ * live or waiting for their delay. Counted in max-memory.
  */
 export const sessionMemory = { bytes: 0 };
 

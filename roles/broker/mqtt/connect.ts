@@ -10,7 +10,7 @@ import { topicFromMqtt } from "./mapping.ts";
 import { DistError } from "../../../wire/mod.ts";
 import { generate, readPublish } from "./packets.ts";
 import { PropertyFault, scanPublishProperties } from "./properties.ts";
-import { MAX_SESSION_EXPIRY_S } from "./session.ts";
+import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import type { SessionRefusal } from "./front.ts";
 
 /** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
@@ -21,6 +21,33 @@ export const TOPIC_ALIAS_MAX = 64;
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Longest client id taken, in UTF-8 bytes. MQTT allows 65,535 (a server
+ * must take 1–23, and may take more: §3.1.3.1), but a connection holds its
+ * id as long as it lives, and an id of 65,000 bytes took some 65 KB per
+ * away session and per retained value it published (hostile review 38 L3).
+ * 1 KiB is 28 times a UUID; a longer one gets CONNACK 0x85 Client
+ * Identifier not valid (3.1.1: 2, identifier rejected).
+ */
+export const MAX_CLIENT_ID_BYTES = 1024;
+
+/**
+ * The CONNACK code refusing a CONNECT's client id, and why in words: an
+ * empty one without a clean session (3.1.1), or one past
+ * {@link MAX_CLIENT_ID_BYTES}; undefined when it is taken (empty: the
+ * broker assigns one).
+ */
+export function clientIdRefused(p: IConnectPacket, v5: boolean): [number, string] | undefined {
+  const id = p.clientId ?? "";
+  if (id === "" && !v5 && p.clean === false) {
+    return [2, "an empty client id without a clean session"];
+  }
+  if (id.length <= MAX_CLIENT_ID_BYTES / 3) return undefined;
+  const bytes = encoder.encode(id).length;
+  if (bytes <= MAX_CLIENT_ID_BYTES) return undefined;
+  return [v5 ? 0x85 : 2, `a client id of ${bytes} bytes (at most ${MAX_CLIENT_ID_BYTES})`];
+}
 
 export interface Will {
   topic: string;

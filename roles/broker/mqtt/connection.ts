@@ -13,11 +13,13 @@ import type { Identity } from "../../../wire/credentials.ts";
 import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
 import { Inbound, type PublishSide } from "./publish_in.ts";
 import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
-import { MAX_SESSION_EXPIRY_S, type MqttSession } from "./session.ts";
+import type { MqttSession } from "./session.ts";
+import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { OutAliases } from "./delivery.ts";
 import { PropertyFault } from "./properties.ts";
 import { onDeliveryAck } from "./publish_out.ts";
 import {
+  clientIdRefused,
   connackOk,
   keepAliveOf,
   sessionExpiryOf,
@@ -243,14 +245,9 @@ export class MqttConnection implements PacketHost, PublishSide {
       this.front.badConnects++;
       return this.refuse(0x80, `a malformed CONNECT (${(err as Error).message})`);
     }
-    let clientId = p.clientId ?? "";
-    if (clientId === "") {
-      if (!this.#v5 && p.clean === false) {
-        return this.#connack(2, "an empty client id without a clean session");
-      }
-      clientId = `dist-${crypto.randomUUID()}`;
-    }
-    this.clientId = clientId;
+    const badId = clientIdRefused(p, this.#v5);
+    if (badId !== undefined) return this.#connack(...badId);
+    this.clientId = p.clientId || `dist-${crypto.randomUUID()}`;
     try {
       this.#will = willOf(p);
     } catch (err) {
@@ -305,6 +302,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       expiry: expiry.given,
       owner: this.#identity?.user,
       version: this.#version,
+      clientId: this.clientId,
       will: this.#will,
     });
     if (typeof taken === "string") {

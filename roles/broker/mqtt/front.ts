@@ -78,6 +78,8 @@ export interface SessionRequest {
   /** The authenticated user. */
   owner: string | undefined;
   version: number;
+  /** Its client id (counted with a persistent session: sessionBytes). */
+  clientId: string;
   /** Its will, if it has one. */
   will?: Will;
 }

@@ -8,6 +8,19 @@
  * (the id stays taken, and counts in the window, until PUBCOMP).
  */
 
+/**
+ * What a kept PUBLISH is counted at beside its bytes: its entry, its typed
+ * array, its buffer's objects and allocation. Measured: 200,000 kept
+ * 100-byte copies took 377 bytes each of heap and buffers, and RSS grew by
+ * 654 bytes each.
+ */
+export const KEPT_ENTRY_BYTES = 512;
+
+/** What `bytes` kept for a redelivery are counted at (0 for none). */
+function keptCost(bytes: Uint8Array | undefined): number {
+  return bytes === undefined ? 0 : bytes.length + KEPT_ENTRY_BYTES;
+}
+
 /** One delivery in flight. */
 interface Entry {
   /** The PUBLISH as sent (kept only when it may be sent again: a persistent session). */
@@ -20,6 +33,14 @@ export class InflightWindow {
   /** Insertion order is sending order: redelivery keeps it. */
   #map: Map<number, Entry> | undefined;
   #nextId = 1;
+  /** What the bytes kept for redelivery are counted at ({@link keptCost}). */
+  #kept = 0;
+  /** Told every change of that count (the session counts it in max-memory and max-pending). */
+  readonly #onKept: (delta: number) => void;
+
+  constructor(onKept: (delta: number) => void = () => {}) {
+    this.#onKept = onKept;
+  }
 
   get size(): number {
     return this.#map?.size ?? 0;
@@ -43,18 +64,35 @@ export class InflightWindow {
 
   /** Read back from disk: `id` in flight, its PUBLISH as sent (none: PUBREC came, PUBREL owed). */
   restore(id: number, bytes: Uint8Array | undefined): void {
-    (this.#map ??= new Map()).set(id, { bytes, released: bytes === undefined });
+    const entries = this.#map ??= new Map();
+    const old = entries.get(id);
+    if (old !== undefined) this.#set(old, undefined);
+    const entry: Entry = { bytes: undefined, released: bytes === undefined };
+    entries.set(id, entry);
+    this.#set(entry, bytes);
   }
 
   /** Keeps the bytes of the PUBLISH sent with `id`, for a redelivery. */
   keep(id: number, bytes: Uint8Array): void {
     const entry = this.#map?.get(id);
-    if (entry !== undefined) entry.bytes = bytes;
+    if (entry !== undefined) this.#set(entry, bytes);
+  }
+
+  /** Sets what `entry` keeps, counted. */
+  #set(entry: Entry, bytes: Uint8Array | undefined): void {
+    const delta = keptCost(bytes) - keptCost(entry.bytes);
+    entry.bytes = bytes;
+    if (delta === 0) return;
+    this.#kept += delta;
+    this.#onKept(delta);
   }
 
   /** PUBACK (QoS 1) or PUBCOMP (QoS 2): the id is free again. False for an unknown id. */
   done(id: number): boolean {
-    return this.#map?.delete(id) ?? false;
+    const entry = this.#map?.get(id);
+    if (entry === undefined) return false;
+    if (entry.bytes !== undefined) this.#set(entry, undefined);
+    return this.#map!.delete(id);
   }
 
   /**
@@ -65,7 +103,7 @@ export class InflightWindow {
     const entry = this.#map?.get(id);
     if (entry === undefined) return false;
     entry.released = true;
-    entry.bytes = undefined;
+    this.#set(entry, undefined);
     return true;
   }
 
@@ -93,14 +131,18 @@ export class InflightWindow {
     return { publishes, lost };
   }
 
-  /** Bytes kept for redelivery. */
+  /**
+   * What the bytes kept for redelivery are counted at: their length, and
+   * {@link KEPT_ENTRY_BYTES} per PUBLISH kept.
+   */
   get keptBytes(): number {
-    let n = 0;
-    for (const entry of this.#map?.values() ?? []) n += entry.bytes?.length ?? 0;
-    return n;
+    return this.#kept;
   }
 
   clear(): void {
     this.#map = undefined;
+    const kept = this.#kept;
+    this.#kept = 0;
+    if (kept !== 0) this.#onKept(-kept);
   }
 }

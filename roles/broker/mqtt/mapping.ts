@@ -113,8 +113,14 @@ export class MqttPayload extends EncodedValue {
   properties: Uint8Array = EMPTY;
   /** When the MQTT 5 Message Expiry Interval runs out (ms since the epoch), or -1: never. */
   expiresAt = -1;
-  /** The client id that published it, for no-local subscriptions. */
-  origin: string | undefined = undefined;
+  /**
+   * The session that published it (its `serial`, session.ts; 0: none),
+   * for no-local subscriptions. A number, not the client id: a retained
+   * copy kept the id (up to 64 KB) of a client long gone, uncounted (4,000
+   * connections with 65 KB ids retaining 1 byte each: RSS +350 MB, counted
+   * 3.3 MB: hostile review 38 L3).
+   */
+  origin = 0;
   /** The publish's RETAIN flag, for retain-as-published subscriptions. */
   retain = false;
 

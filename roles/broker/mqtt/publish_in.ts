@@ -63,7 +63,7 @@ export class Inbound {
       return this.#refuse(c, qos, id, 0x87, (err as Error).message);
     }
     const value = MqttPayload.borrow(p.payload);
-    value.origin = c.clientId;
+    value.origin = c.session.serial;
     value.retain = p.retain;
     if (extras !== undefined) {
       value.properties = extras.properties;

@@ -143,7 +143,7 @@ export function skips(session: MqttSession, msg: Message, sub: Subscription): bo
   if ((flags & SKIP_RETAINED) !== 0 && msg.retained) return true;
   if ((flags & NO_LOCAL) === 0) return false;
   const value = msg.value;
-  return value instanceof MqttPayload && value.origin === session.clientId;
+  return value instanceof MqttPayload && value.origin === session.serial;
 }
 
 /**

@@ -34,16 +34,20 @@ import { deliverySize, skips, writeDelivery, writeQueued } from "./publish_out.t
 import type { MqttConnection } from "./connection.ts";
 import type { Outbound } from "../../../wire/outbound.ts";
 import type { MqttFront } from "./front.ts";
+import { KEPT_SHARE, sessionBytes } from "./session_cost.ts";
 
-/**
- * Longest a session is kept for an absent client, in seconds (a day):
- * MQTT 5 asks for less or more (more is cut to this, and CONNACK says so);
- * 3.1.1's clean session 0, which asks for no end, gets this.
- */
-export const MAX_SESSION_EXPIRY_S = 86_400;
+/** The last session serial given ({@link MqttSession.serial}). */
+let serials = 0;
 
 export class MqttSession implements Sink {
+  /**
+   * What its connection has pending for its client, beside what its socket
+   * holds: its subscriptions' queues and what it keeps of deliveries in
+   * flight (both within max-pending).
+   */
   readonly queued = new PendingBudget();
+  /** A number of its own, for no-local (MqttPayload.origin): no other session has it. */
+  readonly serial = ++serials;
   /** The smallest value refused as past the client's Maximum Packet Size (see Sink.refusedBytes). */
   refusedBytes = Infinity;
   readonly clientId: string;
@@ -53,10 +57,23 @@ export class MqttSession implements Sink {
   readonly version: number;
   /** Subscriptions by their MQTT filter (made at the first). */
   #subs: SubsByFilter | undefined;
-  readonly inflight = new InflightWindow();
+  /**
+   * Its deliveries in flight: what a persistent session keeps of them for a
+   * redelivery is counted in its connection's pending bytes (max-pending),
+   * in max-memory and in its user's share (hostile review 38 L2: three
+   * sessions that never acknowledged held 650 MB under a budget of 64 MiB,
+   * counted 47 KB).
+   */
+  readonly inflight = new InflightWindow((delta) => this.#keptChanged(delta));
   /** Packet ids of QoS 2 publishes received, PUBREC sent, PUBREL awaited. */
   qos2In: Set<number> | undefined;
   #expiry = 0;
+  /**
+   * What it is counted at in max-memory beside what it keeps in flight: a
+   * persistent session's {@link sessionBytes} and its filters' text (0 while
+   * not persistent).
+   */
+  #counted = 0;
   /** Deliveries dropped by the subscriptions it no longer holds. */
   #droppedGone = 0;
   readonly #front: MqttFront;
@@ -94,6 +111,7 @@ export class MqttSession implements Sink {
     }
     const changed = seconds !== this.#expiry;
     this.#expiry = seconds;
+    this.#recount();
     if (seconds > 0 && !this.#ended) this.#journal ??= this.#front.sessions.journal(this);
     if (changed) this.save();
   }
@@ -138,7 +156,7 @@ export class MqttSession implements Sink {
     });
     // Skipped: the snapshot a new subscription gets (its client had it before the restart).
     sub.data = data + ((data & SKIP_RETAINED) === 0 ? SKIP_RETAINED : 0);
-    (this.#subs ??= new SubsByFilter()).set(filter, sub);
+    this.subscriptions().set(filter, sub);
     sub.release();
   }
 
@@ -238,7 +256,28 @@ export class MqttSession implements Sink {
 
   /** Its subscriptions by MQTT filter (made at the first). */
   subscriptions(): SubsByFilter {
-    return this.#subs ??= new SubsByFilter();
+    return this.#subs ??= new SubsByFilter(() => this.#recount());
+  }
+
+  /**
+   * Counts it in max-memory (and its user's share) at what it holds now: a
+   * persistent session at {@link sessionBytes} and its filters' text; not
+   * persistent, or ended, at nothing (what it keeps in flight is counted
+   * apart, as it changes: #keptChanged).
+   */
+  #recount(): void {
+    const counted = this.#expiry > 0 && !this.#ended
+      ? sessionBytes(this.clientId) + (this.#subs?.bytes ?? 0)
+      : 0;
+    if (counted === this.#counted) return;
+    this.#front.sessions.charge(this.owner, counted - this.#counted);
+    this.#counted = counted;
+  }
+
+  /** What it keeps of deliveries in flight changed by `delta`: pending on its connection, and held. */
+  #keptChanged(delta: number): void {
+    this.queued.bytes += delta;
+    this.#front.sessions.charge(this.owner, delta);
   }
 
   /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
@@ -273,10 +312,17 @@ export class MqttSession implements Sink {
     return this.#conn?.out;
   }
 
-  /** Away, or the window is full: deliveries wait in the subscriptions' queues. */
+  /**
+   * Away, the window is full, or what it keeps of deliveries in flight has
+   * reached its part of max-pending ({@link KEPT_SHARE}): deliveries wait in
+   * the subscriptions' queues, whose bound counts what is kept (queued.bytes),
+   * so past max-pending they are dropped by the policy (drop-oldest for a
+   * persistent session), counted.
+   */
   get full(): boolean {
     const conn = this.#conn;
-    return conn === undefined || this.inflight.size >= conn.window;
+    return conn === undefined || this.inflight.size >= conn.window ||
+      this.inflight.keptBytes >= this.#front.core.maxPending * KEPT_SHARE;
   }
 
   sizeOf(msg: Message, sub: Subscription): number {

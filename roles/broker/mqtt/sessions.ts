@@ -5,8 +5,9 @@
  * on disk, written as they change and read back at start (persist.ts,
  * journal.ts).
  *
- * Persistent sessions and wills are counted in max-memory (memory.ts
- * `sessionMemory`), and take at most {@link SESSION_SHARE} of it: past it
+ * Persistent sessions (each at session_cost.ts `sessionBytes`, its filters'
+ * text, and what it keeps of deliveries in flight for a redelivery) and
+ * wills are counted in max-memory (memory.ts `sessionMemory`), and take at most {@link SESSION_SHARE} of it: past it
  * (or while the broker is over its budget) a CONNECT that would add a
  * persistent session or a will is refused (CONNACK 0x97 / 3), so clients
  * that vanish cannot hold the broker's memory, nor take the rest of the
@@ -24,16 +25,10 @@ import { sessionMemory } from "../memory.ts";
 import { willBytes } from "./wills.ts";
 import { connectHasWill } from "./packets.ts";
 import { MqttSession } from "./session.ts";
+import { sessionBytes } from "./session_cost.ts";
 import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
 import { restoreQueued, SessionJournal } from "./journal.ts";
-
-/**
- * What a persistent session is counted at, connected or away: about 4 KB of
- * live heap each (3,000 away sessions, after a full collection), and a
- * broker's RSS grew by about 10 KB for each of 5,000.
- */
-export const SESSION_BYTES = 8192;
 
 /** The part of max-memory that persistent sessions and wills may take together. */
 export const SESSION_SHARE = 0.5;
@@ -55,6 +50,8 @@ export class SessionTable {
   readonly #persistent = new Set<MqttSession>();
   /** How many of them each owner holds (authenticated users only). */
   readonly #persistentBy = new Map<string, number>();
+  /** What each owner's sessions are counted at (MqttSession.#recount, and what they keep in flight). */
+  readonly #bytesBy = new Map<string, number>();
   resumed = 0;
   expired = 0;
   restored = 0;
@@ -152,16 +149,26 @@ export class SessionTable {
     const owner = session.owner;
     if (persistent) {
       this.#persistent.add(session);
-      sessionMemory.bytes += SESSION_BYTES;
       if (owner !== undefined) this.#persistentBy.set(owner, this.heldBy(owner) + 1);
       return;
     }
     this.#persistent.delete(session);
-    sessionMemory.bytes -= SESSION_BYTES;
     if (owner === undefined) return;
     const left = this.heldBy(owner) - 1;
     if (left > 0) this.#persistentBy.set(owner, left);
     else this.#persistentBy.delete(owner);
+  }
+
+  /**
+   * A session's count in max-memory changed by `delta` (what it is, what
+   * it keeps in flight): in all, and in its owner's share.
+   */
+  charge(owner: string | undefined, delta: number): void {
+    sessionMemory.bytes += delta;
+    if (owner === undefined) return;
+    const left = (this.#bytesBy.get(owner) ?? 0) + delta;
+    if (left > 0) this.#bytesBy.set(owner, left);
+    else this.#bytesBy.delete(owner);
   }
 
   /**
@@ -191,7 +198,7 @@ export class SessionTable {
         !replaced && owner !== undefined && owner !== TOKEN_USER && most !== undefined &&
         this.heldBy(owner) >= most
       ) return "user sessions";
-      if (!replaced) adds += SESSION_BYTES;
+      if (!replaced) adds += sessionBytes(want.clientId);
     }
     if (adds === 0) return undefined;
     if (this.memoryFull(adds) || (will > 0 && this.willsFull(will))) return "memory";
@@ -226,7 +233,7 @@ export class SessionTable {
 
   /** Whether `adds` more bytes of `owner`'s sessions or wills would pass the user's part of the share. */
   userFull(owner: string, adds: number): boolean {
-    const held = this.heldBy(owner) * SESSION_BYTES + this.#front.wills.heldBy(owner);
+    const held = (this.#bytesBy.get(owner) ?? 0) + this.#front.wills.heldBy(owner);
     return held + adds > this.#share() * USER_SHARE;
   }
 
@@ -277,14 +284,21 @@ export class SessionTable {
    * past max-pending (only theirs drop: clean sessions are cut off). A walk
    * of at most `maxSessions` sessions, per sys.stats.
    */
-  queues(): { session_queued_bytes: number; session_dropped: number } {
+  queues(): {
+    session_queued_bytes: number;
+    session_inflight_bytes: number;
+    session_dropped: number;
+  } {
     let queued = 0;
+    let kept = 0;
     let dropped = this.#droppedGone;
     for (const session of this.#persistent) {
-      queued += session.queued.bytes;
+      // (Its pending bytes count what it keeps in flight: shown apart.)
+      queued += session.queued.bytes - session.inflight.keptBytes;
+      kept += session.inflight.keptBytes;
       dropped += session.dropped;
     }
-    return { session_queued_bytes: queued, session_dropped: dropped };
+    return { session_queued_bytes: queued, session_inflight_bytes: kept, session_dropped: dropped };
   }
 
   /** Deliveries awaiting their acknowledgement on the connections, and connections whose window is full. */
