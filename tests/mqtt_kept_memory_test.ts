@@ -13,8 +13,11 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startDist } from "./helpers/dist.ts";
 import { BrokerClient } from "./helpers/broker.ts";
-import { mqttClient, mqttOpts, record } from "./helpers/mqtt.ts";
+import { mqttClient, mqttOpts, record, startMqttBroker } from "./helpers/mqtt.ts";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { closeQuietly, sleep, waitFor } from "./helpers/raw.ts";
+import { waitUntil } from "./helpers/binder.ts";
 import { MAX_CLIENT_ID_BYTES } from "../roles/broker/mqtt/connect.ts";
 import { hashToken } from "../auth/mod.ts";
 
@@ -316,5 +319,51 @@ Deno.test({
       await broker.stop();
       await Deno.remove(file);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "mqtt kept memory: a retained value keeps no client id: 5,000 clients with 1,000-byte ids retaining 1 byte each leave the heap (after a collection) where 16-byte ids do (L3)",
+  ...mqttOpts,
+  async fn() {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    /** Heap growth (after full collections) for N retained publishes by clients of `idLength`. */
+    const grown = async (idLength: number): Promise<number> => {
+      const b = await startMqttBroker();
+      try {
+        gc();
+        const before = Deno.memoryUsage().heapUsed;
+        for (let i = 0; i < 5000; i++) {
+          const id = String(i).padStart(8, "0") + "x".repeat(idLength - 8);
+          const { conn, code } = await dialMqtt(b.mqttPort, connect(id, { clean: true }));
+          assert.equal(code, 0);
+          await conn.write(packet(0x31, [...str(`o/${i}`), 0x78]));
+          await conn.write(Uint8Array.of(0xe0, 0));
+          closeQuietly(conn);
+        }
+        await waitUntil(
+          async () => {
+            const r = (await b.native.stats()).retained as { count: number };
+            return r.count >= 5000;
+          },
+          "5,000 retained values",
+          5000,
+        );
+        gc();
+        gc();
+        return Deno.memoryUsage().heapUsed - before;
+      } finally {
+        await b.stop();
+      }
+    };
+    const short = await grown(16);
+    const long = await grown(1000);
+    // Before: 5 MB more (each value kept its publisher's 1,000-byte id for no-local).
+    assert.ok(
+      long - short < 2 * MIB,
+      `heap grew ${(long / MIB).toFixed(1)} MiB, with 16-byte ids ${(short / MIB).toFixed(1)} MiB`,
+    );
   },
 });
