@@ -15,24 +15,7 @@
  * client CPU on this 2-core machine (context switches).
  */
 import { writeAll } from "../tests/helpers/raw.ts";
-
-const encoder = new TextEncoder();
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
-function str(s: string): number[] {
-  const b = encoder.encode(s);
-  return [b.length >> 8, b.length & 0xff, ...b];
-}
+import { str, varint } from "../tests/helpers/mqtt_bytes.ts";
 
 /** A 3.1.1 CONNECT (clean session unless `clean` is false: a persistent session). */
 export function connectPacket(clientId: string, keepalive = 60, clean = true): Uint8Array {

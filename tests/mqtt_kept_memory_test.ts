@@ -18,36 +18,16 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { closeQuietly, sleep, waitFor } from "./helpers/raw.ts";
 import { waitUntil } from "./helpers/binder.ts";
+import { packet, str } from "./helpers/mqtt_bytes.ts";
 import { MAX_CLIENT_ID_BYTES } from "../roles/broker/mqtt/connect.ts";
 import { hashToken } from "../auth/mod.ts";
 
 const MIB = 1024 * 1024;
 const MQTT_LINE = /MQTT on [\d.]+:(\d+)/;
-const encoder = new TextEncoder();
 
 function rssOf(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(status.match(/VmRSS:\s+(\d+)/)![1]) * 1024;
-}
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
-function str(s: string): number[] {
-  const b = encoder.encode(s);
-  return [b.length >> 8, b.length & 0xff, ...b];
-}
-
-function packet(first: number, body: number[]): Uint8Array {
-  return Uint8Array.from([first, ...varint(body.length), ...body]);
 }
 
 /**

@@ -22,6 +22,7 @@ import {
 import { MqttPayload } from "../roles/broker/mqtt/mapping.ts";
 import { BrokerClient } from "./helpers/broker.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
+import { varint } from "./helpers/mqtt_bytes.ts";
 
 const KIB = 1024;
 
@@ -140,18 +141,6 @@ Deno.test({
     }, { maxMemory: MAX });
   },
 });
-
-/** A variable byte integer (MQTT's remaining and property lengths). */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
 
 /** An MQTT 5 PUBLISH (QoS 1, id 1) of `payload` on `topic` with raw `props`. */
 function publish5(topic: string, payload: string, props: number[], retain = true): Uint8Array {

@@ -18,6 +18,7 @@ import { FakeSink } from "./helpers/broker_sink.ts";
 import { waitUntil } from "./helpers/binder.ts";
 import { HAVE_MOSQUITTO, mosquitto, mqttOpts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
+import { varint } from "./helpers/mqtt_bytes.ts";
 
 const encoder = new TextEncoder();
 /** Topics (MQTT form) a client library refuses; U+0001 was refused before L1 too. */
@@ -30,18 +31,6 @@ const BAD = [
   "u/x\uffff",
   "u/x\u{1fffe}",
 ];
-
-/** A variable byte integer. */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
 
 /** A retained PUBLISH of `payload` on `topic`: QoS 1 (id 1) or 0; MQTT 5 with no properties. */
 function publish(topic: string, payload: string, qos: 0 | 1, v5: boolean): Uint8Array {
