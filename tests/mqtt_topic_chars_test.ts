@@ -19,6 +19,9 @@ import { waitUntil } from "./helpers/binder.ts";
 import { HAVE_MOSQUITTO, mosquitto, mqttOpts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 import { varint } from "./helpers/mqtt_bytes.ts";
+import { startMqttBroker } from "./helpers/mqtt.ts";
+import { META, MQTT_FILE, SESSIONS } from "../roles/broker/mqtt/persist.ts";
+import { QUEUED } from "../roles/broker/mqtt/journal.ts";
 
 const encoder = new TextEncoder();
 /** Topics (MQTT form) a client library refuses; U+0001 was refused before L1 too. */
@@ -152,4 +155,63 @@ Deno.test("mqtt topics: a data file's rows of topics with control characters or 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "mqtt topics: a persistent session's deliveries read back from --data-dir whose topic a client refuses (queued or in flight) are dropped, not sent at every return (L1)",
+  ...mqttOpts,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "mqtt-l1-" });
+    const session = {
+      clientId: "l1-away",
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+    };
+    let b = await startMqttBroker({ dataDir: dir });
+    try {
+      const away = await RawMqtt.connect(b.mqttPort, session, 5);
+      await away.send(
+        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "u/#", qos: 1 }] },
+        5,
+      );
+      await away.next("suback");
+      await away.end();
+      const pub = await RawMqtt.connect(b.mqttPort, { clientId: "l1-pub" }, 5);
+      await pub.write(publish("u/ok", "fine", 1, true));
+      await pub.next("puback");
+      pub.close();
+      await sleep(300); // the group commit
+      await b.stop();
+      // Rows as a broker before the check could have written them: one queued before the good
+      // one, one in flight (packet id 9), both on a topic with U+0080.
+      const store = new Store(`${dir}/${MQTT_FILE}`, {
+        fsync: "off",
+        tables: [SESSIONS, QUEUED, META],
+      });
+      const rows = [...store.rows(QUEUED)];
+      assert.equal(rows.length, 1, JSON.stringify(rows.map(([k]) => k)));
+      const [clientId, filter, n] = JSON.parse(rows[0][0]);
+      const bad = publish("u/x\u0080", "bad", 1, true);
+      store.put(QUEUED, JSON.stringify([clientId, filter, n - 1]), bad.slice());
+      bad[0] |= 0x08;
+      bad[bad.length - 5] = 9; // its packet id's low byte (before: properties' length, "bad")
+      store.put(QUEUED, JSON.stringify([clientId, "", 0]), Uint8Array.of(0, 9, ...bad));
+      await store.commit();
+      store.close();
+      b = await startMqttBroker({ dataDir: dir });
+      const back = await RawMqtt.connect(b.mqttPort, session, 5);
+      const first = (await back.next("publish")) as { topic: string };
+      await sleep(300);
+      const got = back.packets.filter((p) => p.cmd === "publish") as { topic: string }[];
+      back.close();
+      // Before: the one in flight (DUP), the queued one, then u/ok; libmosquitto, cut off by the
+      // first, got it again at every return.
+      assert.deepEqual([first.topic, ...got.map((p) => p.topic)], ["u/ok"]);
+      assert.equal((await b.mqttStats()).messages_restored, 1);
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -25,6 +25,7 @@ import type { Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { Message, type Subscription } from "../subscriber.ts";
 import type { InflightWindow } from "./inflight.ts";
+import { keptPublishPasses } from "./properties.ts";
 
 export const QUEUED = "queued";
 
@@ -169,6 +170,8 @@ export class QueuedRecord {
 
 /** A session as a restart puts its deliveries back. */
 export interface RestoringSession {
+  /** Its protocol: 4 or 5. */
+  readonly version: number;
   subscriptions(): { get(filter: string): Subscription | undefined };
   readonly inflight: InflightWindow;
   readonly journal: SessionJournal | undefined;
@@ -177,7 +180,8 @@ export interface RestoringSession {
 /**
  * Puts back what waited for the sessions or was in flight (the rows are
  * written anew as they are queued again); rows of no session or no
- * subscription, or unreadable, are deleted and counted in `dropped`.
+ * subscription, unreadable, or holding what the client would refuse
+ * (keptPublishPasses), are deleted and counted in `dropped`.
  */
 export function restoreQueued(
   store: Store,
@@ -191,15 +195,18 @@ export function restoreQueued(
   for (const r of rows) {
     const session = sessionOf(r.clientId);
     if (session === undefined || r.bytes.length < 2) continue;
+    const v5 = session.version === 5;
     if (r.filter === "") {
       // In flight: the packet id, then the PUBLISH as sent (none: PUBREL owed).
       const id = (r.bytes[0] << 8) | r.bytes[1];
       const bytes = r.bytes.length > 2 ? r.bytes.slice(2) : undefined;
+      // What its client refuses (kept before the check: hostile review 38 L1) is dropped.
+      if (bytes !== undefined && !keptPublishPasses(bytes, v5)) continue;
       session.inflight.restore(id, bytes);
       session.journal?.sent(id, bytes);
     } else {
       const sub = session.subscriptions().get(r.filter);
-      if (sub === undefined || r.bytes[0] >> 4 !== 3) continue;
+      if (sub === undefined || !keptPublishPasses(r.bytes, v5)) continue;
       // Away, the session is full: the delivery is queued, under the queue's bound.
       sub.deliver(new Message("", new QueuedRecord(r.bytes)));
     }

@@ -7,7 +7,7 @@
  * comes in, and a stored retained value whose properties do not pass is
  * dropped when it is read back.
  */
-import { type PublishExtras, readExpiry } from "./packets.ts";
+import { frame, type PublishExtras, readExpiry, readFrame } from "./packets.ts";
 import { skipUtf8 } from "../../../wire/json_scan.ts";
 
 /** A client's PUBLISH properties, checked: what is passed on, and what is ours. */
@@ -80,7 +80,10 @@ function refusedCodePoint(b: Uint8Array, j: number, n: number): boolean {
  * Topic with a wildcard, and a string (Content Type, Response Topic, User
  * Property name or value) that is not an MQTT UTF-8 string.
  */
-export function scanPublishProperties(props: Uint8Array): ScannedProperties | PropertyFault {
+export function scanPublishProperties(
+  props: Uint8Array,
+  fromServer = false,
+): ScannedProperties | PropertyFault {
   let expiry = -1;
   let alias = -1;
   /** Which of 0x01, 0x03, 0x08, 0x09 were seen (a bit each). */
@@ -146,8 +149,11 @@ export function scanPublishProperties(props: Uint8Array): ScannedProperties | Pr
         }
         break;
       }
-      case 0x0b:
-        return protocol("a Subscription Identifier from a client");
+      case 0x0b: // Subscription Identifier: only a server sends it (a variable byte integer)
+        if (!fromServer) return protocol("a Subscription Identifier from a client");
+        for (end = i; end < n && (props[end] & 0x80) !== 0;) end++;
+        end++;
+        break;
       default:
         return protocol(`a PUBLISH property 0x${id.toString(16)} that PUBLISH does not have`);
     }
@@ -178,4 +184,31 @@ export function keptPropertiesPass(props: Uint8Array): boolean {
   if (props.length === 0) return true;
   const scanned = scanPublishProperties(props);
   return !(scanned instanceof PropertyFault) && scanned.expiry < 0 && scanned.alias < 0;
+}
+
+/**
+ * Whether a PUBLISH the broker wrote and kept (a persistent session's
+ * delivery queued or in flight, read back from `--data-dir`) holds what its
+ * client takes: a topic and property strings that are MQTT UTF-8 strings
+ * ({@link mqttString}). One kept before the check (hostile review 38 L1)
+ * would be sent again at every return of its client, and cut it off each
+ * time.
+ */
+export function keptPublishPasses(packet: Uint8Array, v5: boolean): boolean {
+  readFrame(packet, 0, packet.length);
+  const end = packet.length;
+  if (frame.length < 0 || frame.head + frame.length !== end || packet[0] >> 4 !== 3) return false;
+  let at = frame.head + 2 + ((packet[frame.head] << 8) | packet[frame.head + 1]);
+  if (at > end || !mqttString(packet, frame.head + 2, at)) return false;
+  if (!v5) return true;
+  if (((packet[0] >> 1) & 3) > 0) at += 2; // the packet id
+  let length = 0;
+  for (let mul = 1, k = 0;; k++, mul *= 128) {
+    if (at >= end || k === 4) return false;
+    const b = packet[at++];
+    length += (b & 0x7f) * mul;
+    if ((b & 0x80) === 0) break;
+  }
+  if (at + length > end) return false;
+  return !(scanPublishProperties(packet.subarray(at, at + length), true) instanceof PropertyFault);
 }
