@@ -9,7 +9,8 @@
  *   client read);
  * - `balancer_cN`: `dist balancer`, at 64 and 256;
  * - `haproxy_c64`: HAProxy `mode tcp` (one thread), when installed;
- * - `base_c64`: with DIST_BASELINE=DIR, the balancer of that checkout.
+ * - `base_c64`, `base_c256`: with DIST_BASELINE=DIR, the balancer of that
+ *   checkout (paired differences per round: `c64_cpu_minus_base_us` …).
  *
  * DIST_FLOOR_ROWS=name,name keeps only those rows.
  *
@@ -144,7 +145,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     ["balancer_c256", balancer.address, balancer.child.pid, 256],
   ];
   if (haproxy) rows.push(["haproxy_c64", haproxy.address, haproxy.pid, 64]);
-  if (base) rows.push(["base_c64", base.address, base.child.pid, 64]);
+  if (base) {
+    rows.push(["base_c64", base.address, base.child.pid, 64]);
+    rows.push(["base_c256", base.address, base.child.pid, 256]);
+  }
   // DIST_FLOOR_ROWS=a,b: only those rows (more rounds of an A/B in one hold of the lock).
   const only = Deno.env.get("DIST_FLOOR_ROWS")?.split(",");
   if (only !== undefined) rows.splice(0, rows.length, ...rows.filter((r) => only.includes(r[0])));
@@ -202,7 +206,15 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         rounds.add("balancer_vs_haproxy", last("balancer_c64_rps") / last("haproxy_c64_rps"));
         rounds.add("relay_vs_haproxy", last("relay_c64_rps") / last("haproxy_c64_rps"));
       }
-      if (base) rounds.add("balancer_vs_base", last("balancer_c64_rps") / last("base_c64_rps"));
+      if (base) {
+        rounds.add("balancer_vs_base", last("balancer_c64_rps") / last("base_c64_rps"));
+        rounds.add("c64_cpu_minus_base_us", last("balancer_c64_cpu_us") - last("base_c64_cpu_us"));
+        rounds.add("balancer_vs_base_c256", last("balancer_c256_rps") / last("base_c256_rps"));
+        rounds.add(
+          "c256_cpu_minus_base_us",
+          last("balancer_c256_cpu_us") - last("base_c256_cpu_us"),
+        );
+      }
       rounds.printRound("balancer-floor", round);
     }
   } finally {
@@ -241,7 +253,11 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     `balancer above the relay: c=64 ${f(m.above_floor_c64_us)} µs/req, c=256 ` +
       `${f(m.above_floor_c256_us)} µs/req; balancer/haproxy ${f(m.balancer_vs_haproxy)}×, ` +
       `relay/haproxy ${f(m.relay_vs_haproxy)}×` +
-      (base ? `; balancer/base ${f(m.balancer_vs_base)}×` : ""),
+      (base
+        ? `; balancer/base c=64 ${f(m.balancer_vs_base)}×, CPU ${f(m.c64_cpu_minus_base_us)} ` +
+          `µs/req (paired), c=256 ${f(m.balancer_vs_base_c256)}×, ` +
+          `CPU ${f(m.c256_cpu_minus_base_us)} µs/req`
+        : ""),
   );
   return m;
 }

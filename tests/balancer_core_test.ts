@@ -204,23 +204,46 @@ Deno.test("Dispatcher queues when every backend is full and sends in order as sl
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 
-Deno.test("Dispatcher: while another client is active, a client has at most its share on the backends", () => {
+Deno.test("Dispatcher: while another client is active, a client has four shares on the backends while none waits, one while its requests wait", () => {
   const { dispatcher, sent, job } = setup(2, { capacity: 100, share: 4 });
   const [a, b] = [{}, {}];
-  const first = Array.from({ length: 10 }, () => job(true, 100, a));
+  const first = Array.from({ length: 20 }, () => job(true, 100, a));
   for (const j of first) dispatcher.submit(j);
-  assert.equal(sent.length, 10, "alone, a client may use every slot");
+  assert.equal(sent.length, 20, "alone, a client may use every slot");
   const other = job(true, 100, b);
   dispatcher.submit(other);
   assert.equal(sent.at(-1)?.[0], other.id, "another client's request goes at once");
   for (let i = 0; i < 10; i++) dispatcher.submit(job(true, 100, a));
-  assert.equal(sent.length, 11, "past its share, the pipelining client's requests wait");
+  assert.equal(sent.length, 21, "past four shares, the pipelining client's requests wait");
   assert.equal(dispatcher.queued, 10);
   dispatcher.submit(job(true, 100, b));
-  assert.equal(sent.length, 12, "the other client's requests do not wait behind them");
-  for (const j of first.slice(0, 7)) dispatcher.finish(j, "answered");
-  assert.equal(sent.length, 13, "back under its share (3 on the backends), one more goes");
+  assert.equal(sent.length, 22, "the other client's requests do not wait behind them");
+  for (const j of first.slice(0, 17)) dispatcher.finish(j, "answered");
+  assert.equal(
+    sent.length,
+    23,
+    "with its requests waiting, back under one share (3 out), one more goes",
+  );
   assert.equal(dispatcher.queued, 9);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("Dispatcher: while none waits, a connection's read of up to four shares goes on whole", () => {
+  const { dispatcher, sent, job } = setup(2, { capacity: 100, share: 4 });
+  const [a, b] = [{}, {}];
+  dispatcher.submit(job(true, 100, b));
+  // One read of sixteen requests beside another active connection: before,
+  // four went and twelve waited, then went in fours as answers came (a
+  // write to the backend, and back, for every four).
+  const read = Array.from({ length: 16 }, () => job(true, 100, a));
+  for (const j of read) dispatcher.submit(j);
+  assert.equal(sent.length, 17, "all sixteen go at once");
+  assert.equal(new Set(sent.slice(1).map(([, backend]) => backend)).size, 1, "to one backend");
+  dispatcher.submit(job(true, 100, a));
+  assert.equal(dispatcher.queued, 1, "past four shares, it waits");
+  const light = job(true, 100, b);
+  dispatcher.submit(light);
+  assert.equal(sent.at(-1)?.[0], light.id, "the other's request does not wait behind it");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 
@@ -232,27 +255,27 @@ Deno.test("Dispatcher: a connection holding more than four shares yields to one 
   const bulkSent = () => sent.filter(([id]) => ids.has(id)).length;
   const first = job(true, 100, light);
   dispatcher.submit(first);
-  const jobs = Array.from({ length: 30 }, () => job(true, 100, bulk));
+  const jobs = Array.from({ length: 40 }, () => job(true, 100, bulk));
   for (const j of jobs) {
     ids.add(j.id);
     dispatcher.submit(j);
   }
-  assert.equal(bulkSent(), 4, "its share goes at once");
-  for (const j of jobs.slice(0, 4)) dispatcher.finish(j, "answered");
+  assert.equal(bulkSent(), 16, "four shares go at once while none waits");
+  for (const j of jobs.slice(0, 16)) dispatcher.finish(j, "answered");
   assert.equal(
     bulkSent(),
-    4,
-    "26 waiting: a bulk flow, held back while the other has a request out",
+    17,
+    "24 waiting: a bulk flow, one at a time while the other has a request out",
   );
   const more = [job(true, 100, light), job(true, 100, light), job(true, 100, light)];
   for (const j of more) dispatcher.submit(j);
   assert.equal(sent.filter(([id]) => !ids.has(id)).length, 4, "the other's requests go at once");
-  assert.equal(bulkSent(), 5, "one of the bulk flow's for every eight sent within a share");
+  assert.equal(bulkSent(), 17, "the bulk flow's next waits while one of its own is out");
   for (const j of [first, ...more]) dispatcher.finish(j, "answered");
-  assert.equal(bulkSent(), 5, "the other answered a moment ago: it may send again");
+  assert.equal(bulkSent(), 17, "the other answered a moment ago: it may send again");
   now += 60;
   dispatcher.pump();
-  assert.equal(bulkSent(), 8, "once the other is idle, the bulk flow has its share again");
+  assert.equal(bulkSent(), 20, "once the other is idle, the bulk flow has its share again");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 
@@ -326,10 +349,12 @@ Deno.test("Dispatcher: connections of one source alone are limited by connection
     sourceOf: () => "127.0.0.1",
   });
   const flows = Array.from({ length: 6 }, () => ({}));
-  for (const flow of flows) for (let i = 0; i < 6; i++) dispatcher.submit(job(true, 100, flow));
-  // The first connection, alone at first, sent all six.
-  assert.equal(sent.length, 26, "a share on each of six connections, as if each were alone");
-  assert.equal(dispatcher.queued, 10);
+  for (const flow of flows) for (let i = 0; i < 20; i++) dispatcher.submit(job(true, 100, flow));
+  // The first connection, alone at first, sent all twenty; the second four
+  // shares (nothing waited yet); the others a share each, as if each were
+  // alone (as a source beside another busy one, two shares in all).
+  assert.equal(sent.length, 52, "a share on each of six connections, as if each were alone");
+  assert.equal(dispatcher.queued, 68);
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

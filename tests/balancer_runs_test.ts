@@ -2,7 +2,7 @@
  * Unit tests of the balancer's batches (roles/balancer/runs.ts), without
  * sockets: the requests one client connection hands over in one turn go to
  * one backend while no other is idle (nothing in flight for 1 ms); idle
- * backends still take a request each; a run is at most 32 long.
+ * backends still take a request each; a run is at most 64 long.
  */
 import assert from "node:assert/strict";
 import {
@@ -70,7 +70,7 @@ Deno.test("runs: with no backend idle, a connection's turn goes to one backend, 
   assert.deepEqual(batch(b, 2), ["b2", "b2"]);
   assert.deepEqual(batch(a, 2), ["b3", "b3"], "another run, though the same connection");
   await turn();
-  assert.deepEqual(batch(c, 40), [...Array(32).fill("b1"), ...Array(8).fill("b2")], "32 at most");
+  assert.deepEqual(batch(c, 80), [...Array(64).fill("b1"), ...Array(16).fill("b2")], "64 at most");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

@@ -159,17 +159,18 @@ Deno.test("slots: requests a backend sits on stop counting in their connection's
   const { dispatcher, clock, conn, submit, onBackends, answer } = setup(2, 128, { share: 4 });
   const a = conn("10.0.0.1");
   const b = conn("10.0.0.1");
-  // Both connections active; a's four requests sit on a backend that does not answer.
-  const stuck = submit(a, 4);
+  // Both connections active; a's sixteen requests (four shares, what it may
+  // have there while none waits) sit on a backend that does not answer.
+  const stuck = submit(a, 16);
   submit(b, 1);
   const waiting = submit(a, 8);
-  assert.equal(onBackends(waiting), 0, "within the share, the rest waits");
+  assert.equal(onBackends(waiting), 0, "past four shares, the rest waits");
   clock.advance(250);
   dispatcher.pump();
   assert.equal(onBackends(waiting), 4, "a quarter-second later, the stuck ones no longer count");
   answer(waiting.slice(0, 4));
   assert.equal(onBackends(waiting), 8, "answered ones free the share as before");
-  assert.equal(onBackends(stuck), 4, "the stuck ones are still on their backend");
+  assert.equal(onBackends(stuck), 16, "the stuck ones are still on their backend");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

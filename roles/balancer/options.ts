@@ -114,8 +114,9 @@ export const BALANCER_OPTIONS = defineOptions({
   clientShare: {
     type: "integer",
     description:
-      "Most requests of one client connection on the backends while others are active (2× for " +
-      "one source's connections while another source is busy); past 4× (5× a source) it yields",
+      "Most requests of one client connection on the backends while others are active and " +
+      "requests wait (4× while none waits; 2× for one source's connections while another " +
+      "source is busy); past 4× (5× a source) it yields",
     default: 16,
     min: 1,
     metavar: "N",

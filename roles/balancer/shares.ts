@@ -8,8 +8,12 @@
  * turn, still waited behind a few hundred of the attacker's. So while more
  * than one client connection is active (a request taken within the last
  * {@link ACTIVE_MS}), each may have at most {@link CONTENDED_SHARE} requests
- * on the backends; the rest wait in its line of the fair queue. A client
- * alone may use every slot.
+ * on the backends while requests wait; the rest wait in its line of the
+ * fair queue. While none waits, a connection may have up to BULK_DEPTH
+ * shares there (within that depth it is no bulk flow, below), so a read of
+ * up to 64 requests goes on whole, in one write (a share split a client's
+ * reads of 64 into writes of 16, a third more CPU per request: README). A
+ * client alone may use every slot.
  *
  * A share still let four pipelining clients hold 64 requests on the
  * backends beside a legitimate client's 8: its requests waited behind them,
@@ -186,7 +190,8 @@ export class Shares {
     }
     if (!this.#slotFor(share)) return false;
     if (this.#byKey.size <= 1) return true;
-    if (this.#full(share) || !this.#roomFor(share, bytes)) return false;
+    // Nothing waits: a light flow's read goes whole (in one write), up to BULK_DEPTH shares.
+    if (this.#full(share, BULK_DEPTH) || !this.#roomFor(share, bytes)) return false;
     const source = share.source;
     return source === undefined || source.connections <= 1 ||
       this.#sourceRoom(source, bytes) || !this.#othersBusy(source);
@@ -229,10 +234,10 @@ export class Shares {
     });
   }
 
-  /** Whether `share` has its share on the backends, stuck requests aside (slots.ts). */
-  #full(share: ClientShare): boolean {
-    return share.inflight >= this.contended &&
-      share.inflight - this.#stuck(share) >= this.contended;
+  /** Whether `share` has `shares` shares on the backends, stuck requests aside (slots.ts). */
+  #full(share: ClientShare, shares = 1): boolean {
+    const n = shares * this.contended;
+    return share.inflight >= n && share.inflight - this.#stuck(share) >= n;
   }
 
   /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
