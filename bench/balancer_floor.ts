@@ -8,7 +8,7 @@
  *   connection), at concurrency N = 16, 64 and 256 (4, 16, 64 requests per
  *   client read);
  * - `balancer_cN`: `dist balancer`, at 64 and 256;
- * - `haproxy_c64`: HAProxy `mode tcp` (one thread), when installed;
+ * - `haproxy_c64`, `haproxy_c256`: HAProxy `mode tcp` (one thread), when installed;
  * - `base_c64`, `base_c256`: with DIST_BASELINE=DIR, the balancer of that
  *   checkout (paired differences per round: `c64_cpu_minus_base_us` …).
  *
@@ -144,7 +144,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     ["balancer_c64", balancer.address, balancer.child.pid, 64],
     ["balancer_c256", balancer.address, balancer.child.pid, 256],
   ];
-  if (haproxy) rows.push(["haproxy_c64", haproxy.address, haproxy.pid, 64]);
+  if (haproxy) {
+    rows.push(["haproxy_c64", haproxy.address, haproxy.pid, 64]);
+    rows.push(["haproxy_c256", haproxy.address, haproxy.pid, 256]);
+  }
   if (base) {
     rows.push(["base_c64", base.address, base.child.pid, 64]);
     rows.push(["base_c256", base.address, base.child.pid, 256]);
@@ -205,6 +208,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       if (haproxy) {
         rounds.add("balancer_vs_haproxy", last("balancer_c64_rps") / last("haproxy_c64_rps"));
         rounds.add("relay_vs_haproxy", last("relay_c64_rps") / last("haproxy_c64_rps"));
+        rounds.add(
+          "balancer_vs_haproxy_c256",
+          last("balancer_c256_rps") / last("haproxy_c256_rps"),
+        );
       }
       if (base) {
         rounds.add("balancer_vs_base", last("balancer_c64_rps") / last("base_c64_rps"));
@@ -251,7 +258,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   }
   console.log(
     `balancer above the relay: c=64 ${f(m.above_floor_c64_us)} µs/req, c=256 ` +
-      `${f(m.above_floor_c256_us)} µs/req; balancer/haproxy ${f(m.balancer_vs_haproxy)}×, ` +
+      `${f(m.above_floor_c256_us)} µs/req; balancer/haproxy ${f(m.balancer_vs_haproxy)}× ` +
+      `(c=256 ${f(m.balancer_vs_haproxy_c256)}×), ` +
       `relay/haproxy ${f(m.relay_vs_haproxy)}×` +
       (base
         ? `; balancer/base c=64 ${f(m.balancer_vs_base)}×, CPU ${f(m.c64_cpu_minus_base_us)} ` +
