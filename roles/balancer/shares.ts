@@ -12,7 +12,7 @@
  * fair queue. While none waits, a connection may have up to BULK_DEPTH
  * shares there (within that depth it is no bulk flow, below), so a read of
  * up to 64 requests goes on whole, in one write (a share split a client's
- * reads of 64 into writes of 16, a third more CPU per request: README). A
+ * reads of 64 into writes of 16: about twice the CPU per request, README). A
  * client alone may use every slot.
  *
  * A share still let four pipelining clients hold 64 requests on the
