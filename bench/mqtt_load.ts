@@ -62,6 +62,8 @@ export interface LoadOptions {
   ahead: number;
   /** A run with no progress for this long has lost messages. */
   stallMs: number;
+  /** Subscribers with persistent sessions (clean session 0: QoS 1 deliveries kept until PUBACK). */
+  persistent?: boolean;
 }
 
 export interface LoadResult {
@@ -87,7 +89,10 @@ export async function loadRun(o: LoadOptions): Promise<LoadResult> {
   try {
     for (let i = 0; i < o.subs; i++) {
       const tag = `sub-${i}-${crypto.randomUUID().slice(0, 8)}`;
-      const c = await handshake(o.port, [connectPacket(tag), subscribePacket(topic, o.qos)]);
+      const c = await handshake(o.port, [
+        connectPacket(tag, 60, o.persistent !== true),
+        subscribePacket(topic, o.qos),
+      ]);
       conns.push(c);
       subscriber(c, o.qos, (n) => {
         received[i] += n;
