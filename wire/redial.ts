@@ -21,8 +21,9 @@ export interface AddressSource {
   /**
    * The address to dial next. A DistError thrown here fails the dial as a
    * refused connection would (told to `onDialError`, then the backoff).
+   * `connectTimeoutMs`, when given, bounds this dial instead of the option's.
    */
-  next(signal: AbortSignal): Promise<{ host: string; port: number }>;
+  next(signal: AbortSignal): Promise<{ host: string; port: number; connectTimeoutMs?: number }>;
   /**
    * The address `next()` gave could not be dialed (`wasUp` false), or its
    * connection dropped (`wasUp` true).
@@ -156,11 +157,18 @@ export class Redialer {
       let sourced = false;
       let atOnce = false;
       try {
+        let connectTimeoutMs = this.#options.connectTimeoutMs;
         if (this.#source !== undefined) {
-          this.#address = await this.#source.next(this.#abort.signal);
+          const next = await this.#source.next(this.#abort.signal);
+          this.#address = { host: next.host, port: next.port };
+          connectTimeoutMs = next.connectTimeoutMs ?? connectTimeoutMs;
           sourced = true;
         }
-        peer = await dial(this.#address, { ...this.#options, signal: this.#abort.signal });
+        peer = await dial(this.#address, {
+          ...this.#options,
+          connectTimeoutMs,
+          signal: this.#abort.signal,
+        });
         if (this.#stopped) {
           peer.close(CloseReason.Shutdown);
           break;

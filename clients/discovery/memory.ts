@@ -20,6 +20,19 @@ import type { Instance } from "../contracts/mod.ts";
 /** How long an instance that could not be dialed is passed over (ms). */
 export const DEAD_MS = 10_000;
 
+/** Longest dial of an instance not known to work (ms), and least. */
+const DIAL_MAX_MS = 1000;
+const DIAL_MIN_MS = 100;
+
+/**
+ * How long one dial of an instance not known to work may take in a search
+ * of `searchMs`: a sixteenth of it, within 100 ms and 1 s (312 ms of 5 s;
+ * a connect and hello take a few ms on a LAN).
+ */
+export function dialBudget(searchMs: number): number {
+  return Math.max(DIAL_MIN_MS, Math.min(DIAL_MAX_MS, searchMs / 16));
+}
+
 /** Most instances remembered either way (oldest forgotten first). */
 const MAX_REMEMBERED = 10_000;
 
@@ -64,6 +77,11 @@ export class InstanceMemory {
     if (this.#now() - at < DEAD_MS) return true;
     this.#dead.delete(place);
     return false;
+  }
+
+  /** Whether `instance`'s place was dialed with success (and has not failed since). */
+  hasWorked(instance: { host: string; port: number }): boolean {
+    return this.#worked.has(placeOf(instance));
   }
 
   /** Places passed over now (an upper bound: some may have timed out). */

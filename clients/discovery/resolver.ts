@@ -18,7 +18,7 @@ import {
 import { binder, type Instance, type ReportAnswer } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
 import type { Connection } from "../connection.ts";
-import { DownReports, InstanceMemory } from "./memory.ts";
+import { dialBudget, DownReports, InstanceMemory } from "./memory.ts";
 
 const log = getLogger(["dist", "discovery"]);
 
@@ -212,7 +212,7 @@ export class ServiceCaller {
    */
   async exchange(method: string, params?: unknown, options?: CallOptions): Promise<Response> {
     if (this.#closed) throw new DistError("UNAVAILABLE", "Service connection closed");
-    const next = await this.#next();
+    const next = await this.#next(options?.timeout);
     if (next === undefined) return this.#viaService(method, params, options);
     const { instance, peer } = next;
     try {
@@ -247,7 +247,7 @@ export class ServiceCaller {
    * a moment ago, or it cannot be dialed (then reported), for the service
    * connection to take the request.
    */
-  async #next(): Promise<{ instance: Instance; peer: Connection } | undefined> {
+  async #next(timeout?: number): Promise<{ instance: Instance; peer: Connection } | undefined> {
     let instance: Instance;
     try {
       instance = await this.resolver.resolve();
@@ -258,7 +258,12 @@ export class ServiceCaller {
     if (peer === undefined || !peer.canCall) {
       if (this.#memory.isDead(instance)) return undefined;
       try {
-        peer = await this.#options.dial({ host: instance.host, port: instance.port });
+        const dialing = this.#options.dial({ host: instance.host, port: instance.port });
+        // One not known to work gets a short part of the request's time (one that swallows the
+        // connection would hold it all: hostile38 L8); its request goes over the service connection.
+        peer = this.#memory.hasWorked(instance)
+          ? await dialing
+          : await within(dialing, dialBudget(timeout ?? 5000));
       } catch (err) {
         this.#memory.failed(instance);
         // Said once a second at most per instance, with its report (not awaited).
@@ -278,4 +283,16 @@ export class ServiceCaller {
     this.#current = peer;
     return { instance, peer };
   }
+}
+
+/** `dialing` within `ms`; past it TIMEOUT, and the connection, if it comes, is closed. */
+function within(dialing: Promise<Connection>, ms: number): Promise<Connection> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      dialing.then((conn) => conn.close(), () => {});
+      reject(new DistError("TIMEOUT", `No connection within ${Math.round(ms)} ms`));
+    }, ms);
+  });
+  return Promise.race([dialing, late]).finally(() => clearTimeout(timer));
 }

@@ -9,13 +9,24 @@
  * them out again. After a few failures an instance that worked comes first.
  * A connection that drops is reported before the next lookup, so a redial
  * moves to a live instance instead of the one that just failed.
+ *
+ * An address that swallows the connection (no answer, no refusal: a
+ * listener that never accepts) would hold a dial for its whole connect
+ * timeout, which is the search's: a one-shot request never tried the next
+ * (hostile38 L8). Each dial of an instance not known to work gets
+ * {@link dialBudget} of the search's time; one that times out is passed over
+ * and reported like a refused one (its report not awaited: the binder's
+ * check of an address that swallows takes the binder's own timeout), and
+ * when the binders hand out no other, the last that timed out is dialed
+ * again with what is left of the search (an instance merely slow to answer
+ * its hello).
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
 import { type AddressSource, DistError, sleep } from "../../wire/mod.ts";
 import type { Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
-import { DownReports, InstanceMemory } from "./memory.ts";
+import { dialBudget, DownReports, InstanceMemory } from "./memory.ts";
 import { Resolver } from "./resolver.ts";
 
 const log = getLogger(["dist", "discovery"]);
@@ -43,6 +54,8 @@ interface Search {
   failed: number;
   /** Whether an instance that worked before was tried. */
   triedWorked: boolean;
+  /** The last instance whose short dial timed out (dialed again with the time left, at the end). */
+  slow?: Instance;
 }
 
 /** A service's instances as an {@link AddressSource}, one lookup per dial. */
@@ -109,7 +122,9 @@ export class ServiceSource implements AddressSource {
    * @throws {DistError} NOT_FOUND when the service has no instance (or no binder answers);
    * UNAVAILABLE when every instance the binders hand out was found dead a moment ago
    */
-  async next(signal: AbortSignal): Promise<{ host: string; port: number }> {
+  async next(
+    signal: AbortSignal,
+  ): Promise<{ host: string; port: number; connectTimeoutMs: number }> {
     if (this.#report !== undefined) {
       // Bounded, and cut short by the dialer stopping (sleep() is abortable).
       await Promise.race([this.#report, sleep(REPORT_WAIT_MS, signal)]);
@@ -121,11 +136,19 @@ export class ServiceSource implements AddressSource {
     if (search !== undefined && search.failed >= PREFER_WORKED_AFTER && !search.triedWorked) {
       search.triedWorked = true;
       const worked = this.memory.lastWorked(this.#instance);
-      if (worked !== undefined) return this.#chose(worked);
+      if (worked !== undefined) return this.#chose(worked, true);
     }
     for (let skipped = 0;; skipped++) {
       const instance = await this.#lookup(signal);
-      if (!this.memory.isDead(instance)) return this.#chose(instance);
+      if (!this.memory.isDead(instance)) {
+        return this.#chose(instance, this.memory.hasWorked(instance));
+      }
+      const slow = this.#search?.slow;
+      if (slow !== undefined && !this.gaveUp && skipped >= MIN_SKIPS) {
+        // None but dead ones, and one only timed out its short dial: give it the time left.
+        this.#search!.slow = undefined;
+        return this.#chose(slow, true);
+      }
       if (skipped >= MIN_SKIPS + 2 * this.memory.deadCount || this.gaveUp || signal.aborted) {
         // Every one the binders hand out failed a moment ago: the next search tries them again.
         const tried = search === undefined
@@ -191,17 +214,29 @@ export class ServiceSource implements AddressSource {
     // The first few are awaited by the next lookup (bounded, as a dropped one's), so that a client
     // that finds a live instance next and exits at once has reported the dead one (lab row 6);
     // past them the next instance is dialed meanwhile (300 dead ones: hostile36 J9).
+    // A timed-out one's is not awaited (the binder's check of it takes the binder's timeout): it
+    // reaches the binder before the next lookup, sent after it on the same connection.
     const report = this.#reports.report(instance, !said);
-    if (said) this.#report = report;
+    const timedOut = err.code === "TIMEOUT";
+    if (timedOut) search.slow = instance;
+    if (said && !timedOut) this.#report = report;
     return !this.gaveUp;
   }
 
-  /** `instance` is dialed next: the search's time runs from its first dial (not a wait for one). */
-  #chose(instance: Instance): { host: string; port: number } {
+  /**
+   * `instance` is dialed next: the search's time runs from its first dial
+   * (not a wait for one); one not known to work gets {@link dialBudget} of it.
+   */
+  #chose(
+    instance: Instance,
+    long: boolean,
+  ): { host: string; port: number; connectTimeoutMs: number } {
     this.#instance = instance;
-    this.#search ??= { since: performance.now(), failed: 0, triedWorked: false };
+    const search = this.#search ??= { since: performance.now(), failed: 0, triedWorked: false };
+    const left = Math.max(1, this.#searchMs - (performance.now() - search.since));
     log.debug("Service {service} resolved to {id}", { service: instance.service, id: instance.id });
-    return { host: instance.host, port: instance.port };
+    const connectTimeoutMs = long ? left : Math.min(left, dialBudget(this.#searchMs));
+    return { host: instance.host, port: instance.port, connectTimeoutMs };
   }
 
   /** The binders' next instance, waiting up to `waitMs` for one. */
