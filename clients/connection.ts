@@ -87,6 +87,7 @@ export class Connection {
     where: () => `${this.address.host}:${this.address.port}`,
     redial: () => this.#options.redial !== false,
     timeout: () => this.#options.timeout,
+    silent: (peer) => this.#service?.silent(peer) === true,
   });
 
   /** A connection that starts dialing at once; prefer {@link connect}, which resolves once up. */
@@ -129,9 +130,9 @@ export class Connection {
         }
         : hooks.rawFrames,
       onConnect: async (peer) => {
+        this.#service?.connected(peer); // first: what the hooks get answered counts (service.ts)
         for (const hook of this.#connectHooks) await hook(peer);
         this.#last = peer;
-        this.#service?.connected();
       },
       // A service's instances are named by the source's own lines (clients/discovery/service.ts).
       logFailures: hooks.onDialError === undefined && this.#service === undefined,

@@ -21,6 +21,12 @@ export interface ResendHost {
   redial(): boolean;
   /** The connection's default request timeout (ms). */
   timeout(): number | undefined;
+  /**
+   * Whether a request lost with `peer` is not counted as a send: it hung up
+   * before answering anything (a service's instance; then the request's time
+   * bounds the sends). Default: every one counts.
+   */
+  silent?(peer: Peer): boolean;
 }
 
 /** Sends a connection's requests when it is down or after it dropped. */
@@ -81,7 +87,9 @@ export class Resender {
   ): Promise<TypedResponse<unknown>> {
     const lost = err instanceof DistError && err.code === "UNAVAILABLE" && !peer.canCall &&
       this.#host.closing() === undefined && !options?.signal?.aborted;
-    if (!lost || attempt >= SEND_ATTEMPTS) return Promise.reject(err);
+    if (!lost || (attempt >= SEND_ATTEMPTS && !this.#host.silent?.(peer))) {
+      return Promise.reject(err);
+    }
     if (options?.idempotent === false) {
       const where = this.#host.where();
       return Promise.reject(

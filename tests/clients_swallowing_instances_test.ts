@@ -172,3 +172,106 @@ Deno.test("connect({ binders, service }) reaches an instance slow to answer its 
     await binder.stop();
   }
 });
+
+/** Instances that answer the hello and `sys.ping` (the binder's check) but hang up on any request. */
+function droppers(n: number): Listener[] {
+  return Array.from({ length: n }, (_, i) =>
+    listen({
+      port: 0,
+      role: "server",
+      name: `dropper${i}`,
+      onRequest: (method, _params, peer) => {
+        if (method === "sys.ping") return { pong: true };
+        peer.close();
+        return new Promise(() => {});
+      },
+    }));
+}
+
+Deno.test("one-shot dist client --service answers past 20 instances that hang up on a request (hostile38 L9)", async () => {
+  const live = echoServer("live");
+  const fakes = droppers(20);
+  const binder = await startBinder({ maxPerSource: 1000 });
+  try {
+    for (const l of [...fakes, live]) {
+      await binder.call("binder.register", {
+        service: "compute",
+        host: "127.0.0.1",
+        port: l.addr.port,
+        ttl_ms: 600_000,
+      });
+    }
+    for (let run = 0; run < 4; run++) {
+      // Before: exit 1 "dist: UNAVAILABLE: Connection closed by peer" after 3 instances.
+      const res = await runDist([
+        "client",
+        "--binders",
+        binder.address,
+        "--service",
+        "compute",
+        "--timeout",
+        "5s",
+        "echo",
+        '{"text":"hi"}',
+      ], { timeoutMs: 30_000 });
+      assert.equal(res.code, 0, `run ${run}: ${res.stderr}`);
+      assert.equal(res.stdout.trim(), "hi");
+    }
+  } finally {
+    for (const f of fakes) await f.close(0);
+    await live.close(0);
+    await binder.stop();
+  }
+});
+
+Deno.test("a request lost with a connection that answered something is still sent 3 times at most", async () => {
+  // The drop counts when the instance answered before: a request that kills what it reaches
+  // (a poison one) is not carried to every instance of the service.
+  let sends = 0;
+  const servers = Array.from({ length: 6 }, (_, i) =>
+    listen({
+      port: 0,
+      role: "server",
+      name: `s${i}`,
+      onRequest: (method, _params, peer) => {
+        if (method !== "poison") return "ok";
+        sends++;
+        peer.close();
+        return new Promise(() => {});
+      },
+    }));
+  const binder = await startBinder({ maxPerSource: 1000 });
+  const binders = new BinderClient({
+    binders: [binder.address],
+    role: "client",
+    name: "test",
+    timeoutMs: 2000,
+  });
+  try {
+    for (const l of servers) {
+      await binder.call("binder.register", {
+        service: "compute",
+        host: "127.0.0.1",
+        port: l.addr.port,
+        ttl_ms: 600_000,
+      });
+    }
+    const conn = await connect({ binders, service: "compute" }, {
+      name: "t",
+      connectTimeout: 5000,
+    });
+    try {
+      // Each connection answers something before the poison request reaches it.
+      conn.onConnect(async (peer) => void await peer.call("hello", {}));
+      assert.equal(await conn.request("hello", {}), "ok");
+      await assert.rejects(conn.request("poison", {}, { timeout: 4000 }));
+      assert.ok(sends <= 3, `${sends} sends`);
+    } finally {
+      conn.close();
+    }
+  } finally {
+    binders.close();
+    for (const s of servers) await s.close(0);
+    await binder.stop();
+  }
+});

@@ -28,7 +28,8 @@ export interface AddressSource {
    * The address `next()` gave could not be dialed (`wasUp` false), or its
    * connection dropped (`wasUp` true).
    * @returns true when the next address may be dialed at once, without the
-   * backoff (another instance of a service after one refused the dial)
+   * backoff (another instance of a service after one refused the dial, or
+   * hung up before answering anything)
    */
   failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): boolean | void;
 }
@@ -188,12 +189,14 @@ export class Redialer {
         this.#peer = undefined;
         if (this.#stopped) break;
         const lived = performance.now() - upAt;
-        this.#source?.failed(
+        const next = this.#source?.failed(
           this.#address,
           peer.reported ?? new DistError("UNAVAILABLE", `Connection lost (${reason})`),
           true,
         );
         this.#options.onDisconnect?.(reason);
+        // The source searches on at once (its instance hung up before answering anything).
+        if (next === true) continue;
         if (lived >= STABLE_MS) {
           log.info("Connection to {addr} lost ({reason}); redialing", {
             addr: `${this.address.host}:${this.address.port}`,

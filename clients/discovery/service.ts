@@ -20,10 +20,17 @@
  * when the binders hand out no other, the last that timed out is dialed
  * again with what is left of the search (an instance merely slow to answer
  * its hello).
+ *
+ * A connection that drops before anything came after its hello (an
+ * instance that answers the hello, and the binder's ping, but hangs up on
+ * a request: hostile38 L9) is one that could not take the request either:
+ * it is passed over and reported like one that could not be dialed, the
+ * next is dialed at once, and the request is sent again within its time,
+ * not a number of tries ({@link ServiceSource.silent}).
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
-import { type AddressSource, DistError, sleep } from "../../wire/mod.ts";
+import { type AddressSource, DistError, type Peer, sleep } from "../../wire/mod.ts";
 import type { Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
 import { dialBudget, DownReports, InstanceMemory } from "./memory.ts";
@@ -73,6 +80,10 @@ export class ServiceSource implements AddressSource {
   #search: Search | undefined;
   /** Whether the last `next()` ended the search: no instance, or none that is not dead. */
   #exhausted = false;
+  /** Bytes each connection had read when it came up (after its hello). */
+  #upBytes = new WeakMap<Peer, number>();
+  /** The connection up now, or the last one. */
+  #peer: Peer | undefined;
 
   /** The instances of `service`, found through `binders`. */
   readonly binders: BinderClient;
@@ -166,10 +177,14 @@ export class ServiceSource implements AddressSource {
     }
   }
 
-  /** Tells it the dial of the instance `next()` gave succeeded: the search is over. */
-  connected(): void {
+  /** Tells it the dial of the instance `next()` gave succeeded (`peer`): the search is over. */
+  connected(peer?: Peer): void {
     const instance = this.#instance;
     if (instance === undefined) return;
+    if (peer !== undefined) {
+      this.#peer = peer;
+      this.#upBytes.set(peer, peer.conn.bytesIn);
+    }
     this.memory.worked(instance);
     const search = this.#search;
     this.#search = undefined;
@@ -184,9 +199,20 @@ export class ServiceSource implements AddressSource {
   }
 
   /**
+   * Whether `peer`, a connection of this source (that dropped, or is dropping),
+   * got nothing after its hello: it answered no request, so a
+   * request lost with it is sent again within its time, not a number of tries.
+   */
+  silent(peer: Peer): boolean {
+    const at = this.#upBytes.get(peer);
+    return at !== undefined && peer.conn.bytesIn === at;
+  }
+
+  /**
    * The instance dialed last could not be dialed (`wasUp` false) or its
    * connection dropped: it is passed over for a while and reported down.
-   * @returns whether the next may be dialed at once (a failed dial, within the search's time)
+   * @returns whether the next may be dialed at once (a failed dial, or a
+   * connection that dropped before answering anything, within the search's time)
    */
   failed(address: { host: string; port: number }, err: DistError, wasUp: boolean): boolean {
     const instance = this.#instance;
@@ -196,6 +222,14 @@ export class ServiceSource implements AddressSource {
       return false;
     }
     this.memory.failed(instance);
+    if (wasUp && this.#peer !== undefined && this.silent(this.#peer)) {
+      // Hung up before answering anything: as good as a failed dial.
+      err = new DistError(
+        "UNAVAILABLE",
+        `dropped the connection before answering (${err.message})`,
+      );
+      wasUp = false;
+    }
     if (wasUp) {
       log.info("Connection to {id} failed ({message}); resolving {service} again", {
         id: cut(instance.id),
