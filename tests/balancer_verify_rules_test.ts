@@ -6,12 +6,13 @@
 import assert from "node:assert/strict";
 import { Backend, Pool } from "../roles/balancer/backends.ts";
 import type { Job } from "../roles/balancer/dispatch_types.ts";
-import { Verifier } from "../roles/balancer/verify.ts";
+import { UNREPLAYED_MS, Verifier } from "../roles/balancer/verify.ts";
+import { dial, listen } from "../wire/mod.ts";
 import { newJob } from "./helpers/balancer.ts";
 
 const RULES = { rise: 2, fall: 3 };
 
-function setup() {
+function setup(now?: () => number) {
   const pool = new Pool();
   const list = ["a", "b", "c"].map((n) => new Backend("server", n, { capacity: 64, rules: RULES }));
   for (const b of list) {
@@ -28,6 +29,7 @@ function setup() {
       return true;
     },
     sourceOf: (flow) => (flow as { source: string }).source,
+    now,
   });
   const job = (backend: Backend, source = "x", idempotent = true) =>
     newJob({ flow: { source }, backend, attempts: 1, idempotent, sentAt: performance.now() });
@@ -66,7 +68,8 @@ Deno.test("verify: a failure the replay shares blames nobody, and the verdict st
 Deno.test("verify: BAD_REQUEST contradicted counts as a failure; not replayed, it counts for nothing", () => {
   const { list: [a, b], verify, replayed, job } = setup();
   assert.equal(verify.failed(job(a, "x", false), a, "client"), "answered");
-  assert.equal(verify.failed(job(a, "x", false), a, "failed"), "failed");
+  // From one source, with no verdict on a: excused (hostile38 L5).
+  assert.equal(verify.failed(job(a, "x", false), a, "failed"), "excused");
   assert.equal(replayed.length, 0, "a non-idempotent request is never replayed");
   assert.equal(verify.failed(job(a), a, "client"), "replayed");
   verify.answered(replayed[0], b, true);
@@ -83,4 +86,69 @@ Deno.test("verify: a timeout is contradicted only by an answer within half of --
   assert.equal(verify.failed(job(c), c, "timeout"), "replayed");
   verify.ended(replayed[1]);
   assert.equal(c.failures, 1, "no verdict: counted as before");
+});
+
+Deno.test("verify: a non-idempotent failure counts when another source failed there, or by the last verdict (hostile38 L5)", () => {
+  const { list: [a, b, c], verify, replayed, job } = setup();
+  // One source alone: its timeouts and INTERNALs on a are excused, however many.
+  for (let i = 0; i < 5; i++) {
+    assert.equal(verify.failed(job(a, "x", false), a, "timeout"), "excused");
+    assert.equal(verify.failed(job(a, "x", false), a, "failed"), "excused");
+  }
+  // Another source fails there too: a backend failing everyone's counts.
+  assert.equal(verify.failed(job(a, "y", false), a, "timeout"), "timeout");
+  assert.equal(verify.failed(job(a, "x", false), a, "timeout"), "timeout");
+  assert.equal(verify.failed(job(a, "y", false), a, "failed"), "failed");
+  // UNAVAILABLE/OVERLOADED count as before (hostile35 H3), BAD_REQUEST not at all.
+  assert.equal(verify.failed(job(b, "x", false), b, "refused"), "refused");
+  assert.equal(verify.failed(job(b, "x", false), b, "client"), "answered");
+  // A replay found b guilty of an INTERNAL: the source's non-idempotent ones count meanwhile.
+  assert.equal(verify.failed(job(b), b, "failed"), "replayed");
+  verify.answered(replayed[0], c, true);
+  assert.equal(verify.failed(job(b, "x", false), b, "failed"), "failed");
+  // A replay found c's INTERNAL the request's fault: the non-idempotent ones are excused.
+  assert.equal(verify.failed(job(c, "z"), c, "failed"), "replayed");
+  verify.failed(replayed[1], a, "failed");
+  assert.equal(verify.failed(job(c, "y", false), c, "failed"), "excused");
+});
+
+Deno.test("verify: one source's non-idempotent timeouts count once the backend answered nothing for UNREPLAYED_MS", () => {
+  let now = 0;
+  const { list: [a], verify, job } = setup(() => now);
+  a.served = 1; // it answered before: not a newcomer
+  for (; now < UNREPLAYED_MS; now += 1000) {
+    assert.equal(verify.failed(job(a, "x", false), a, "timeout"), "excused", `at ${now} ms`);
+  }
+  // Answering pings but no request for 10 s: a broken backend, out as before.
+  assert.equal(verify.failed(job(a, "x", false), a, "timeout"), "timeout");
+  // A late answer (it ran the slow request): alive, the next ones are excused again.
+  a.lateAnswers++;
+  now += 1000;
+  assert.equal(verify.failed(job(a, "x", false), a, "timeout"), "excused");
+});
+
+Deno.test("late answers reach a balancer's backend as lateAnswers (Peer.onLateAnswer)", async () => {
+  const server = listen({
+    port: 0,
+    role: "server",
+    name: "slow",
+    onRequest: async () => {
+      await new Promise((r) => setTimeout(r, 200));
+      return 1;
+    },
+  });
+  const peer = await dial({ host: "127.0.0.1", port: server.addr.port }, {
+    role: "balancer",
+    name: "t",
+  });
+  try {
+    let late = 0;
+    peer.onLateAnswer = () => late++;
+    await assert.rejects(peer.call("sleep", {}, { timeout: 50 }), /timed out/);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(late, 1);
+  } finally {
+    peer.close();
+    await server.close(0);
+  }
 });

@@ -82,7 +82,14 @@ Deno.test("a lone client failing every second request one at a time takes no bac
   }
 });
 
-Deno.test("a lone client's sleeps past --timeout, steered onto one server, do not take it out (hostile36 J1a)", async () => {
+/**
+ * hostile36 J1a: sleep 3 s, sleep 0.7 s, sleep 3 s…, 20 ms apart: under
+ * round-robin every long one lands on the same server (the other is never
+ * idle), and all three time out together. Before: that server was out ("3
+ * requests in a row got no answer within 1000 ms"), though it ran them as
+ * asked; marked non-idempotent (never replayed), still out before hostile38 L5.
+ */
+async function longSleepsOnOneServer(idempotent: boolean) {
   const servers = await startServers(2);
   const lb = await startBalancer(servers, ["--policy", "round-robin", "--timeout", "1s"]);
   const client = await connectTo(lb.address, 10_000);
@@ -92,21 +99,16 @@ Deno.test("a lone client's sleeps past --timeout, steered onto one server, do no
       3000,
       "both up",
     );
-    // sleep 3 s, sleep 0.7 s, sleep 3 s…, 20 ms apart: under round-robin
-    // every long one lands on the same server (the other is never idle),
-    // and all three time out together. Before: that server was out ("3
-    // requests in a row got no answer within 1000 ms"), though it ran them
-    // as asked.
     const long: Promise<string>[] = [];
     const short: Promise<string>[] = [];
     for (let i = 0; i < 3; i++) {
-      long.push(codeOf(client.call("sleep", { ms: 3000 }), ANY));
+      long.push(codeOf(client.call("sleep", { ms: 3000 }, { idempotent }), ANY));
       await sleep(20);
       short.push(codeOf(client.call("sleep", { ms: 700 }), ANY));
       await sleep(20);
     }
     assert.deepEqual(await Promise.all(short), ["ok", "ok", "ok"]);
-    // Each timed out there, and the one replayed timed out on the other too.
+    // Each timed out there (and the one replayed, if any, timed out on the other too).
     assert.deepEqual(await Promise.all(long), ["TIMEOUT", "TIMEOUT", "TIMEOUT"]);
     for (let i = 0; i < 5; i++) {
       const view = await backendsOf(client);
@@ -117,7 +119,13 @@ Deno.test("a lone client's sleeps past --timeout, steered onto one server, do no
     client.close();
     await stopAll([lb, ...servers]);
   }
-});
+}
+
+Deno.test("a lone client's sleeps past --timeout, steered onto one server, do not take it out (hostile36 J1a)", () =>
+  longSleepsOnOneServer(true));
+
+Deno.test("nor do they marked non-idempotent, never replayed (hostile38 L5)", () =>
+  longSleepsOnOneServer(false));
 
 /**
  * One real server and a fake answering every task with `code` at once,

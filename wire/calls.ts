@@ -175,6 +175,8 @@ export class CallTable {
    * (a balancer's backend: roles/balancer/backends.ts onStray).
    */
   onStray: ((bytes: number) => void) | undefined;
+  /** Told of each late answer (to a call that timed out or was aborted). */
+  onLate: (() => void) | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   /** The last error the peer reported about no request in particular. */
@@ -300,8 +302,10 @@ export class CallTable {
    */
   stray(id: unknown, bytes: number): boolean {
     if (typeof id === "number" && this.#pending?.get(id) !== undefined) return false;
-    if (typeof id === "number" && id > 0 && id < this.#nextId && this.#late > 0) this.#late--;
-    else this.onStray?.(bytes);
+    if (typeof id === "number" && id > 0 && id < this.#nextId && this.#late > 0) {
+      this.#late--;
+      this.onLate?.();
+    } else this.onStray?.(bytes);
     return true;
   }
 

@@ -56,9 +56,8 @@ export class Peer {
   /** Put in `by` of every response this side sends. */
   readonly by?: string;
   /**
-   * Who the dialer proved to be, on a listener that authenticates (see
-   * credentials.ts); the dispatch point checks its `access`. Undefined
-   * elsewhere: no authentication, every right.
+   * Who the dialer proved to be, on a listener that authenticates (see credentials.ts); the
+   * dispatch point checks its `access`. Undefined elsewhere: no authentication, every right.
    */
   readonly identity?: Identity;
   /** Free for the owner: the role's per-connection state. */
@@ -137,6 +136,10 @@ export class Peer {
     return this.#calls.lastReport;
   }
 
+  /** Told of each late answer: to a call of ours that timed out or was aborted. */
+  set onLateAnswer(fn: (() => void) | undefined) {
+    this.#calls.onLate = fn;
+  }
   /** Told of each answer to no call of ours, with its size (CallTable.onStray); JSON ones undecoded. */
   set onStrayAnswer(fn: ((bytes: number) => void) | undefined) {
     this.#calls.onStray = fn;
@@ -200,11 +203,10 @@ export class Peer {
   }
 
   /**
-   * Byte pass-through: sends the request frame `call` writes under the id
-   * this peer picks, and hands the answer to `call.onAnswer` undecoded.
-   * JSON connections only.
-   * @returns false when nothing was sent (the connection is closed, or the
-   * peer has ended its side): `onAnswer` is then never called.
+   * Byte pass-through: sends the request frame `call` writes under the id this peer picks, and
+   * hands the answer to `call.onAnswer` undecoded. JSON connections only.
+   * @returns false when nothing was sent (the connection is closed, or the peer has ended its
+   * side): `onAnswer` is then never called.
    * @throws {DistError} what `writeRequest` throws (FRAME_TOO_LARGE); nothing is sent.
    */
   callRaw(call: RawCall, timeoutMs: number = this.#timeoutMs): boolean {
@@ -385,10 +387,9 @@ export class Peer {
   }
 
   /**
-   * The peer closed its side (EOF). Nothing more can arrive, so calls of
-   * ours still waiting for answers fail now; requests of the peer's that are
-   * being handled are still answered and flushed, then the connection closes
-   * (as an HTTP server answers a half-closed request).
+   * The peer closed its side (EOF). Nothing more can arrive, so calls of ours still waiting for
+   * answers fail now; requests of the peer's that are being handled are still answered and flushed,
+   * then the connection closes (as an HTTP server answers a half-closed request).
    */
   #onEnd(): void {
     this.#calls.failAll(new DistError("UNAVAILABLE", "Connection closed by peer"));

@@ -82,6 +82,8 @@ export class Backend {
   idleSince = -Infinity;
   /** Requests answered (a result, or an error reply that is not a server failure). */
   served = 0;
+  /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
+  lateAnswers = 0;
   /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */
   failures = 0;
   /** Health checks missed, all time. */

@@ -75,6 +75,7 @@ function closeOnStrays(
   report: LinkOptions["report"],
   closed?: () => void,
 ): void {
+  peer.onLateAnswer = () => backend.lateAnswers++; // alive, if slow (verify.ts)
   peer.onStrayAnswer = (bytes) => {
     const t = backend.onStray(bytes);
     if (t === undefined) return;

@@ -31,13 +31,28 @@
  * and counted by its verdict (at most {@link HELD_MAX}); for
  * {@link VERDICT_MS} after it, the verdict stands for them. So a replayed
  * timeout holds one more slot for `--timeout` at most once at a time per
- * backend. Failures with no verdict to be had — a non-idempotent request,
- * no other backend with room, the budgets spent, another source's replay
- * running — count as before (timeouts, `INTERNAL`, `UNAVAILABLE`,
- * `OVERLOADED`) or not at all (`BAD_REQUEST`, `NOT_FOUND`), so one
- * backend answering `UNAVAILABLE` at once is still out from one source
- * (hostile35 H3), and so is one that times out on its first request after
- * joining (no replay then: outlier.ts).
+ * backend. Failures with no verdict to be had — no other backend with
+ * room, the budgets spent, another source's replay running — count as
+ * before (timeouts, `INTERNAL`, `UNAVAILABLE`, `OVERLOADED`) or not at all
+ * (`BAD_REQUEST`, `NOT_FOUND`), so one backend answering `UNAVAILABLE` at
+ * once is still out from one source (hostile35 H3), and so is one that
+ * times out on its first request after joining (no replay then: outlier.ts).
+ *
+ * A non-idempotent request is never sent twice, so its failure gets no
+ * replay; counted as before, a lone client marking its failing requests
+ * `"idem": false` took a backend out exactly as J1 did (hostile38 L5). Its
+ * timeout or `INTERNAL` is judged instead ({@link UNREPLAYED_MS}): by the
+ * last verdict of a replay on that backend and class (guilty: it counts;
+ * the request's fault: excused), else by another source: it counts when a
+ * failure of the same class on that backend came from another client
+ * source within that time. The same source alone: its `INTERNAL` is
+ * excused (an answer: the backend is alive; the input may be the fault),
+ * and its timeout too while the backend answers anything, in time or late
+ * (a late answer to a request that timed out proves it runs them, slowly);
+ * one that has answered nothing for that long while that source's
+ * requests time out is out as before (a fake that answers pings but no
+ * request; so is one that never answered since it joined). `UNAVAILABLE`/
+ * `OVERLOADED` count as before; `BAD_REQUEST`/`NOT_FOUND` not at all.
  */
 import type { Backend, Outcome, Transition } from "./backends.ts";
 import type { Job } from "./dispatch_types.ts";
@@ -51,6 +66,12 @@ export const REPLAY_EVERY_MS = 1000;
 export const VERDICT_MS = 1000;
 /** Most failures held under one replay that its verdict counts. */
 export const HELD_MAX = 64;
+/**
+ * How long a verdict, or another source's failure, speaks for a failure
+ * that cannot be replayed (a non-idempotent request's) on the same backend
+ * and class (ms).
+ */
+export const UNREPLAYED_MS = 10_000;
 
 /** The codes of error answers that blame the request, counted only when another backend contradicts them. */
 export function blamesRequest(code: unknown): boolean {
@@ -69,6 +90,13 @@ class Check {
   source: string | undefined = undefined;
   /** Failures held while the replay runs (from that source). */
   held: Failure[] = [];
+  /** The last failure that could not be replayed: its client's source, and when. */
+  unreplayed: { source: string | undefined; at: number } | undefined = undefined;
+  /**
+   * Since when one source's unreplayed timeouts (the last at `at`) found the
+   * backend answering nothing: its answers, in time or late, were `answers`.
+   */
+  quiet: { since: number; at: number; answers: number } | undefined = undefined;
 }
 
 /** A request sent again to see whether another backend answers it. */
@@ -87,6 +115,7 @@ export interface VerifyOptions {
   replay: (job: Job) => boolean;
   /** A job's client's source (the address, or the user: mod.ts). */
   sourceOf?: (flow: object) => string | undefined;
+  now?: () => number;
 }
 
 /** Decides which failures are replayed, and counts them by their verdicts (see above). */
@@ -95,9 +124,11 @@ export class Verifier {
   /** Per backend: its timeouts' and its answers' checks. */
   #checks = new WeakMap<Backend, [Check, Check]>();
   #replays = new WeakMap<Job, Replay>();
+  #now: () => number;
 
   constructor(options: VerifyOptions) {
     this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /**
@@ -116,13 +147,16 @@ export class Verifier {
         return failure === "client" ? "answered" : "excused";
       }
     }
-    if (!job.idempotent || backend.pool === undefined) return plain;
+    if (backend.pool === undefined) return plain;
     if (failure === "timeout" && backend.outlier.answeredNone) return plain;
     const checks = this.#checksOf(backend);
     const check = checks[failure === "timeout" ? 0 : 1];
-    const now = performance.now();
+    const now = this.#now();
     const flow = job.flow;
     const source = flow === undefined ? undefined : this.#options.sourceOf?.(flow);
+    if (!job.idempotent) {
+      return unreplayed(check, failure, source, now, backend.served + backend.lateAnswers) ?? plain;
+    }
     if (check.source === source && (check.verifying || now - check.judgedAt < VERDICT_MS)) {
       if (check.verifying) {
         if (check.held.length < HELD_MAX) check.held.push(failure);
@@ -180,7 +214,7 @@ export class Verifier {
     const held = check.held;
     check.held = [];
     if (guilty !== undefined) {
-      check.judgedAt = performance.now();
+      check.judgedAt = this.#now();
       check.guilty = guilty;
       if (!guilty) return;
     }
@@ -199,4 +233,37 @@ export class Verifier {
     } else if (failure === "refused") report(b.onAnswered(0, "refused"));
     else report(b.onAnswered(0, failure === "client" ? "contradicted" : "failed"));
   }
+}
+
+/**
+ * A failure that cannot be replayed (a non-idempotent request's), judged
+ * by the last verdict on its backend and class, else by another source's
+ * failure there; one source's timeout alone counts only once the backend
+ * has answered nothing (`answers`: in time or late) for
+ * {@link UNREPLAYED_MS} of them (see the module comment).
+ * @returns "excused", or undefined: it counts as before
+ */
+function unreplayed(
+  check: Check,
+  failure: Failure,
+  source: string | undefined,
+  now: number,
+  answers: number,
+): "excused" | undefined {
+  if (failure !== "timeout" && failure !== "failed") return undefined;
+  const last = check.unreplayed;
+  check.unreplayed = { source, at: now };
+  if (now - check.judgedAt < UNREPLAYED_MS) return check.guilty ? undefined : "excused";
+  if (last !== undefined && last.source !== source && now - last.at < UNREPLAYED_MS) {
+    return undefined;
+  }
+  if (failure === "failed") return "excused";
+  const quiet = check.quiet;
+  if (quiet === undefined || quiet.answers !== answers || now - quiet.at > UNREPLAYED_MS) {
+    // It answered something since (a late answer: the request was slow), or this is the first.
+    check.quiet = { since: now, at: now, answers };
+    return "excused";
+  }
+  quiet.at = now;
+  return now - quiet.since < UNREPLAYED_MS ? "excused" : undefined;
 }
