@@ -11,22 +11,11 @@ import assert from "node:assert/strict";
 import { BinderClient, Resolver, ServiceCaller } from "../clients/discovery/mod.ts";
 import { connect } from "../clients/connection.ts";
 import { DEAD_MS, DownReports, InstanceMemory, MAX_REPORTS } from "../clients/discovery/memory.ts";
-import { listen, type Listener } from "../wire/mod.ts";
-import { ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
+import type { Listener } from "../wire/mod.ts";
+import { echoServer, ids, type LocalBinder, startBinder, waitUntil } from "./helpers/binder.ts";
 import { runDist } from "./helpers/dist.ts";
 
 const DEAD = 300;
-
-/** A server in this process that answers `echo` with its name in `by`. */
-function echoServer(name: string): Listener {
-  return listen({
-    port: 0,
-    role: "server",
-    name,
-    by: name,
-    onRequest: (method, params) => method === "echo" ? (params as { text: string }).text : true,
-  });
-}
 
 /** Ports where nothing listens now: each bound, then let go. */
 function deadPorts(n: number): number[] {

@@ -5,7 +5,13 @@
  */
 import { mergeOptions, type Options, roleSpec } from "../../config/mod.ts";
 import { binder } from "../../roles/binder/mod.ts";
-import { dial, type NotificationHandler, type Peer } from "../../wire/mod.ts";
+import {
+  dial,
+  listen,
+  type Listener,
+  type NotificationHandler,
+  type Peer,
+} from "../../wire/mod.ts";
 import { type DistProcess, freePort, startDist } from "./dist.ts";
 
 /** A binder running in this process. */
@@ -267,4 +273,26 @@ export async function startService(
     throw new Error(`${(err as Error).message}; stderr:\n${server.stderr()}`);
   }
   return server;
+}
+
+/** A server in this process that answers `echo` with its text (and its name in `by`), anything else `true`. */
+export function echoServer(name: string): Listener {
+  return listen({
+    port: 0,
+    role: "server",
+    name,
+    by: name,
+    onRequest: (method, params) => method === "echo" ? (params as { text: string }).text : true,
+  });
+}
+
+/** Registers `ports` as instances of `service` at 127.0.0.1 with `binder`, in order, for 10 minutes. */
+export async function registerPorts(
+  b: LocalBinder,
+  service: string,
+  ports: number[],
+): Promise<void> {
+  for (const port of ports) {
+    await b.call("binder.register", { service, host: "127.0.0.1", port, ttl_ms: 600_000 });
+  }
 }
