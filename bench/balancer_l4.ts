@@ -14,13 +14,20 @@
  *
  * Needs `wrk` and `nginx` (Debian: wrk, nginx, libnginx-mod-stream);
  * `haproxy` is compared when installed. Missing wrk or nginx: skipped, said.
+ *
+ * Knobs (environment), for A/B runs of a change:
+ * - `BENCH_L4_SHAPES=small,close`: only these shapes (of small, 16k, close).
+ * - `BENCH_L4_BASE=/path/to/other/checkout`: one more side, `base`, that
+ *   checkout's balancer over the same backends (alternated with the rest).
+ * - `BENCH_L4_RUNTIME=1`: one more side, `runtime`, this balancer on Deno's
+ *   sockets (`DIST_TCP_IO=runtime`) rather than libc's.
  */
 import type { BenchFlags } from "./_common.ts";
 import { onPath, round3, Rounds } from "./_common.ts";
 import { type DistProcess, freePort, startDist } from "../tests/helpers/dist.ts";
 
 /** The request shapes: the path wrk asks for, and its extra header. */
-const SHAPES = [
+const ALL_SHAPES = [
   { key: "small", path: "/small", header: undefined, about: "64 B answer, kept-alive" },
   { key: "16k", path: "/16k", header: undefined, about: "16 KiB answer, kept-alive" },
   {
@@ -30,6 +37,10 @@ const SHAPES = [
     about: "64 B answer, new connection each",
   },
 ] as const;
+
+const SHAPES = ALL_SHAPES.filter((s) =>
+  (Deno.env.get("BENCH_L4_SHAPES") ?? "small,16k,close").split(",").includes(s.key)
+);
 
 /** Where nginx keeps its module for `stream` on Debian. */
 const STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -243,6 +254,28 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     ]);
     procs.push(distLb);
     sides.push({ name: "dist", port: distLb.port, pid: distLb.child.pid });
+    const lbArgs = (port: number) => [
+      "balancer",
+      "--mode",
+      "tcp",
+      "--port",
+      String(port),
+      "--backends",
+      backendPorts.map((p) => `127.0.0.1:${p}`).join(","),
+    ];
+    const base = Deno.env.get("BENCH_L4_BASE");
+    if (base !== undefined) {
+      const port = freePort();
+      const main = `${base.replace(/\/$/, "")}/main.ts`;
+      const b = await spawnOn(Deno.execPath(), ["run", "-A", main, ...lbArgs(port)], port, "base");
+      procs.push(b);
+      sides.push({ name: "base", port, pid: b.pid });
+    }
+    if (Deno.env.get("BENCH_L4_RUNTIME") === "1") {
+      const rt = await startDist(lbArgs(0), { env: { DIST_TCP_IO: "runtime" } });
+      procs.push(rt);
+      sides.push({ name: "runtime", port: rt.port, pid: rt.child.pid });
+    }
 
     if (await onPath("haproxy")) {
       const port = freePort();
@@ -303,7 +336,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
             );
           }
         }
-        for (const other of ["haproxy", "nginx"]) {
+        for (const other of ["haproxy", "nginx", "base", "runtime"]) {
           if (rps[other] === undefined) continue;
           r.add(`${shape.key}_dist_vs_${other}_rps`, rps.dist / rps[other]);
           r.add(`${shape.key}_dist_vs_${other}_p99`, p99.dist / p99[other]);
@@ -328,7 +361,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
             `${f(m[`${k}_p99_ms`], 2)} ms${cpu}`,
         );
       }
-      for (const other of ["haproxy", "nginx"]) {
+      for (const other of ["haproxy", "nginx", "base", "runtime"]) {
         const k = `${shape.key}_dist_vs_${other}`;
         if (m[`${k}_rps`] === undefined) continue;
         console.log(

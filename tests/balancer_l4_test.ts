@@ -4,30 +4,19 @@
  * TCP backends, driven over plain sockets.
  */
 import assert from "node:assert/strict";
-import { type DistProcess, runDist, startDist } from "./helpers/dist.ts";
+import { type DistProcess, runDist } from "./helpers/dist.ts";
 import { type HttpBackend, startHttpBackend } from "./helpers/http_backend.ts";
 import { closeQuietly, sleep, waitFor, within, writeAll } from "./helpers/raw.ts";
+import {
+  countThenAnswer,
+  drainCount,
+  halfClose,
+  rawBackend,
+  startTcpBalancer,
+} from "./helpers/tcp_backend.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A TCP balancer over `backends`, checking every 100 ms, logging every connection. */
-function startTcpBalancer(backends: string[], args: string[] = []): Promise<DistProcess> {
-  return startDist([
-    "balancer",
-    "--mode",
-    "tcp",
-    "--port",
-    "0",
-    "--backends",
-    backends.join(","),
-    "--check-interval",
-    "100ms",
-    "--log-level",
-    "debug",
-    ...args,
-  ]);
-}
 
 function connect(address: string): Promise<Deno.TcpConn> {
   const [host, port] = address.split(":");
@@ -171,61 +160,12 @@ Deno.test("balancer --mode tcp: a backend killed mid-connection ends that connec
   }
 });
 
-/** A raw TCP backend in this process; `serve` runs for each connection. */
-function rawBackend(serve: (conn: Deno.Conn) => Promise<void>) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
-  const done = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      tasks.push(serve(conn).catch(() => {}).finally(() => closeQuietly(conn)));
-    }
-  })();
-  return {
-    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async close() {
-      closeQuietly(listener);
-      for (const c of conns) closeQuietly(c);
-      await done;
-      await Promise.all(tasks);
-    },
-  };
-}
-
-/** Everything `conn` sends until it ends, counted. */
-async function drainCount(conn: Deno.Conn): Promise<number> {
-  const buf = new Uint8Array(64 * 1024);
-  let total = 0;
-  for (let n; (n = await conn.read(buf)) !== null;) total += n;
-  return total;
-}
-
 Deno.test("balancer --mode tcp: half-close passes through (client's EOF reaches the backend, its answer still comes back)", async () => {
   // Reads to the end of the stream, then answers how much it got, then closes.
-  const backend = rawBackend(async (conn) => {
-    const got = await drainCount(conn);
-    await writeAll(conn, encoder.encode(`got ${got}`));
-  });
+  const backend = rawBackend(countThenAnswer);
   const lb = await startTcpBalancer([backend.address]);
   try {
-    const conn = await connect(lb.address);
-    await writeAll(conn, new Uint8Array(200_000).fill(7));
-    await conn.closeWrite();
-    const answer = await within(
-      (async () => {
-        const buf = new Uint8Array(100);
-        let text = "";
-        for (let n; (n = await conn.read(buf)) !== null;) {
-          text += decoder.decode(buf.subarray(0, n));
-        }
-        return text;
-      })(),
-      5000,
-      "the answer after the half-close",
-    );
-    conn.close();
-    assert.equal(answer, "got 200000");
+    assert.equal(await halfClose(lb.address), "got 200000");
     await waitFor(
       () => / closed \(eof\): 200000 bytes up, 10 bytes down/.test(lb.stderr()),
       5000,

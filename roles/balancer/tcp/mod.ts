@@ -27,16 +27,14 @@
  * descriptor (EMFILE, ENFILE) closes the client but never counts against the
  * backend: the shortage is this process's, not the backend's.
  */
-import { formatAddress, type OptionSpec, parseAddress } from "../../../config/mod.ts";
-import { Backoff, DistError, sleep, sourceOf, SourceTable } from "../../../wire/mod.ts";
+import { type OptionSpec, parseAddress } from "../../../config/mod.ts";
+import { DistError, sleep, SourceTable } from "../../../wire/mod.ts";
 import { clientSource } from "../../../auth/mod.ts";
-import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
 import {
   connectionsThatFit,
   isDescriptorShortage,
   RUNTIME_DESCRIPTORS,
 } from "../../../wire/descriptors.ts";
-import { explainListenError } from "../../_listen.ts";
 import { setLogInstance } from "../../_logging.ts";
 import { announceListening, counted, type RunContext, untilAborted } from "../../_role.ts";
 import { roleStatMetrics } from "../../../obs/mod.ts";
@@ -44,7 +42,8 @@ import { Backend, Pool, type Transition } from "../backends.ts";
 import { createPolicy, type Policy, type PolicyName } from "../policies.ts";
 import { backendLines, log, LogBudget } from "../log.ts";
 import { CONNECT_TIMEOUT_MS, ConnectionOutlier, judge, TcpChecks } from "./health.ts";
-import { type Ended, EndReason, IdleClock, Splice } from "./splice.ts";
+import { type Ended, EndReason, IdleClock } from "./splice.ts";
+import { type BackendConn, type ClientConn, type L4Io, openIo, type Spliced } from "./io.ts";
 import { checkTcpFlags } from "./options.ts";
 
 export { checkRpcFlags, TCP_MODE_OPTIONS, TCP_MODE_ROLE } from "./options.ts";
@@ -66,6 +65,12 @@ export interface TcpOptions {
   readonly grace: number;
 }
 
+/** What a connection's splice tells the proxy. */
+interface Hooks {
+  spoke: () => void;
+  ended: () => void;
+}
+
 /** Why a connection that sent nothing was closed to make room. */
 const NO_BYTE = "no byte sent yet";
 
@@ -84,8 +89,8 @@ export async function runTcpBalancer(
   spec: OptionSpec,
 ): Promise<number> {
   checkTcpFlags(options as unknown as Record<string, unknown>, spec);
-  const listener = bindTcp(options.host, options.port);
-  const addr = listener.addr;
+  const io = openIo(options.host, options.port, options.backends.map(addressOf));
+  const addr = io.addr;
   const name = options.name ?? `balancer-${addr.port}`;
   setLogInstance(name);
   const fit = connectionsThatFit(options.maxConnections, 2, { extra: options.backends.length });
@@ -96,18 +101,19 @@ export async function runTcpBalancer(
       { asked: options.maxConnections, max: fit.max, limit: fit.limit },
     );
   }
-  const proxy = new TcpProxy({ ...options, maxConnections: fit.max }, fit.limit);
+  const proxy = new TcpProxy({ ...options, maxConnections: fit.max }, fit.limit, io);
   if (ctx.metrics) {
     ctx.metrics.name = name;
     roleStatMetrics(ctx.metrics.registry, "balancer", () => proxy.stats());
   }
   await proxy.checks.first(proxy.pool.list);
   proxy.checks.start(proxy.pool.list);
-  const accepting = proxy.accept(listener);
+  const accepting = proxy.accept();
   announceListening(ctx, log, { addr, name });
-  log.info("Passing TCP connections to {n} backend(s), policy {policy}", {
+  log.info("Passing TCP connections to {n} backend(s), policy {policy}, through {io}", {
     n: proxy.pool.list.length,
     policy: proxy.policy.name,
+    io: io.kind,
   });
   ctx.onForcedExit?.(() => proxy.open > 0 ? counted(proxy.open, "connection") : undefined);
   await untilAborted(ctx.signal);
@@ -116,25 +122,13 @@ export async function runTcpBalancer(
     grace: options.grace,
   });
   proxy.stopping = true;
-  listener.close();
+  io.closeListener();
   await accepting;
   await proxy.drain(options.grace);
+  await io.close();
   await proxy.checks.stop();
   log.info("Stopped after {n}", { n: counted(proxy.stats().connections_total, "connection") });
   return 0;
-}
-
-/** Binds the client port, a failure said in the words of the flags. */
-function bindTcp(host: string, port: number): PortListener {
-  try {
-    return bindPort(host, port);
-  } catch (err) {
-    const where = formatAddress({ host, port });
-    const wrapped = new DistError("UNAVAILABLE", `Cannot listen on ${where}: ${String(err)}`, {
-      cause: err,
-    });
-    throw explainListenError(wrapped, "--port", host, port);
-  }
 }
 
 /** The pool, the policy, the checks and the connections of one TCP balancer. */
@@ -145,7 +139,7 @@ class TcpProxy {
   readonly clock: IdleClock;
   stopping = false;
   /** The spliced connections, by their client's. */
-  readonly #splices = new Map<Deno.TcpConn, Splice>();
+  readonly #splices = new Map<ClientConn, Spliced>();
   /**
    * Client connections accepted and not yet ended (connecting or spliced), by
    * source: those that sent no byte yet are the newcomers closed first to make room.
@@ -163,9 +157,11 @@ class TcpProxy {
   /** The most {@link #fds} may reach: the descriptor limit less the runtime's own. */
   readonly #fdBudget: number;
   readonly #ticker: ReturnType<typeof setInterval>;
+  readonly #io: L4Io;
 
   /** @param descriptorLimit the process's (`ulimit -n`; undefined: unknown) */
-  constructor(options: TcpOptions, descriptorLimit: number | undefined) {
+  constructor(options: TcpOptions, descriptorLimit: number | undefined, io: L4Io) {
+    this.#io = io;
     this.#fdBudget = (descriptorLimit ?? Infinity) - RUNTIME_DESCRIPTORS;
     this.sources = new SourceTable({
       max: options.maxConnections,
@@ -191,28 +187,8 @@ class TcpProxy {
   }
 
   /** Accepts until the listener closes. */
-  async accept(listener: PortListener): Promise<void> {
-    const backoff = new Backoff({ min: 5, max: 1000 });
-    while (!this.stopping) {
-      // Connections closed to make room free their descriptors once the event loop turns.
-      const turn = this.sources.freed();
-      if (turn !== undefined) await turn;
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-        backoff.reset();
-      } catch (err) {
-        if (this.stopping || err instanceof Deno.errors.BadResource) break;
-        // Out of file descriptors and the like: wait a little, don't spin.
-        log.warn("Accept failed: {error}; retrying in {ms} ms", {
-          error: String(err),
-          ms: backoff.current,
-        });
-        await sleep(backoff.next());
-        continue;
-      }
-      this.#take(conn as Deno.TcpConn);
-    }
+  accept(): Promise<void> {
+    return this.#io.accept((client) => this.#take(client), () => this.sources.freed());
   }
 
   /** Client connections open now. */
@@ -268,8 +244,8 @@ class TcpProxy {
    * limit closes another to make room or refuses this one; then it gets a
    * backend. It counts until it ends, or until it is closed to make room.
    */
-  #take(client: Deno.TcpConn): void {
-    const remote = remoteOf(client);
+  #take(client: ClientConn): void {
+    const remote = client.remote;
     if (this.#fds + 2 > this.#fdBudget) {
       // Connections closed to make room still dialing: refused, not made room for (not EMFILE).
       this.#noDescriptor++;
@@ -277,43 +253,47 @@ class TcpProxy {
         remote,
         n: this.#fds,
       });
-      close(client);
+      client.close();
       return;
     }
-    const entry = this.sources.admit(sourceOf(client), (why, spoke) => {
+    const entry = this.sources.admit(client.host, (why, spoke) => {
       connectionLines.warn("Connection from {remote} closed to make room: {why}", {
         remote,
         why: spoke ? why.message.replace(/^Connection closed to make room: /, "") : NO_BYTE,
       });
       const splice = this.#splices.get(client);
       if (splice !== undefined) splice.end(EndReason.Evicted);
-      else close(client);
+      else client.close();
     });
     if (entry instanceof DistError) {
       connectionLines.warn("Connection from {remote} refused: {why}", {
         remote,
         why: entry.message,
       });
-      close(client);
+      client.close();
       return;
     }
     this.#total++;
     this.#fds++;
-    noDelay(client);
-    this.#forward(client, remote, () => entry.settled()).catch((err) => {
-      log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
-      close(client);
-    }).finally(() => {
+    let left = false;
+    // At once when the connection ends: its source's count is right for the next accept.
+    const leave = () => {
+      if (left) return;
+      left = true;
       this.#fds--;
       entry.leave();
-    });
+    };
+    this.#forward(client, remote, { spoke: () => entry.settled(), ended: leave }).catch((err) => {
+      log.error("Connection from {remote} failed: {error}", { remote, error: String(err) });
+      client.close();
+    }).finally(leave);
   }
 
   /**
    * Dials a backend for `client` (the next one if it refuses), then splices
-   * the two; `spoke` is called at the client's first byte.
+   * the two; `hooks.spoke` is called at the client's first byte, `ended` at its end.
    */
-  async #forward(client: Deno.TcpConn, remote: string, spoke: () => void): Promise<void> {
+  async #forward(client: ClientConn, remote: string, hooks: Hooks): Promise<void> {
     const tried = new Set<Backend>();
     for (;;) {
       const list = tried.size === 0 ? this.pool.list : this.pool.list.filter((b) => !tried.has(b));
@@ -324,18 +304,16 @@ class TcpProxy {
           remote,
           tried: tried.size === 0 ? "none tried" : `${tried.size} refused it`,
         });
-        close(client);
+        client.close();
         return;
       }
       tried.add(backend);
       backend.inflight++;
       this.#fds++;
       const started = performance.now();
-      let conn: Deno.TcpConn;
+      let conn: BackendConn;
       try {
-        conn = await connectPort(addressOf(backend.address), undefined, {
-          timeoutMs: CONNECT_TIMEOUT_MS,
-        }) as Deno.TcpConn;
+        conn = await this.#io.dial(addressOf(backend.address), CONNECT_TIMEOUT_MS);
       } catch (err) {
         backend.inflight--;
         this.#fds--;
@@ -347,7 +325,7 @@ class TcpProxy {
               "({error}); the backend is not taken out",
             { remote, backend: backend.name, error: (err as Error).message },
           );
-          close(client);
+          client.close();
           return;
         }
         this.#connectFailures++;
@@ -358,20 +336,34 @@ class TcpProxy {
         continue;
       }
       backend.onAnswered(performance.now() - started, "answered");
-      await this.#splice(client, conn, backend, remote, spoke);
+      await this.#splice(client, conn, backend, remote, hooks);
       return;
     }
   }
 
   async #splice(
-    client: Deno.TcpConn,
-    conn: Deno.TcpConn,
+    client: ClientConn,
+    conn: BackendConn,
     backend: Backend,
     remote: string,
-    spoke: () => void,
+    hooks: Hooks,
   ) {
-    const splice = new Splice(client, conn, this.clock, spoke);
-    this.#splices.set(client, splice);
+    let open = true;
+    const release = () => {
+      if (!open) return;
+      open = false;
+      this.#splices.delete(client);
+      backend.inflight--;
+      this.#fds--;
+      hooks.ended();
+    };
+    const splice = this.#io.splice(client, conn, {
+      clock: this.clock,
+      spoke: hooks.spoke,
+      ended: release,
+    });
+    // Ended already (closed to make room while dialing): not kept.
+    if (open) this.#splices.set(client, splice);
     // Debug lines only: their fields are not even built otherwise (a new connection costs little).
     const debug = log.isEnabledFor("debug");
     if (debug) {
@@ -381,9 +373,7 @@ class TcpProxy {
     try {
       ended = await splice.done;
     } finally {
-      this.#splices.delete(client);
-      backend.inflight--;
-      this.#fds--;
+      release();
     }
     if (!debug) return;
     const fields = {
@@ -414,25 +404,4 @@ function addressOf(address: string): { host: string; port: number } {
     parsed.set(address, a = parseAddress(address));
   }
   return a;
-}
-
-function remoteOf(conn: Deno.Conn): string {
-  const a = conn.remoteAddr as Deno.NetAddr;
-  return formatAddress({ host: a.hostname, port: a.port });
-}
-
-function noDelay(conn: Deno.TcpConn): void {
-  try {
-    conn.setNoDelay(true);
-  } catch {
-    // Not a TCP option here: latency only.
-  }
-}
-
-function close(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
 }

@@ -56,6 +56,20 @@ export class IdleClock {
   }
 }
 
+/** What a splice is told of, as it happens. */
+export interface SpliceHooks {
+  readonly clock: IdleClock;
+  /** The client's first byte. */
+  spoke?: () => void;
+  /**
+   * Its end, as both connections are closed (before `done` settles). Not
+   * called here: Deno lets a socket's descriptor go only once its pending
+   * read settles, so a Deno splice is over when `done` settles; libc's
+   * sockets (raw_splice.ts) are closed at once.
+   */
+  ended?: () => void;
+}
+
 /** What a splice reports when it ends. */
 export interface Ended {
   reason: EndReason;
@@ -91,13 +105,12 @@ export class Splice {
   #resolve!: (ended: Ended) => void;
   #spoke: (() => void) | undefined;
 
-  /** `spoke`: called at the client's first byte. */
-  constructor(client: Deno.TcpConn, backend: Deno.TcpConn, clock: IdleClock, spoke?: () => void) {
+  constructor(client: Deno.TcpConn, backend: Deno.TcpConn, hooks: SpliceHooks) {
     this.client = client;
-    this.#spoke = spoke;
+    this.#spoke = hooks.spoke;
     this.backend = backend;
-    this.#clock = clock;
-    this.active = clock.tick;
+    this.#clock = hooks.clock;
+    this.active = hooks.clock.tick;
     this.done = new Promise((resolve) => this.#resolve = resolve);
     this.#pump(client, backend, true).finally(() => this.#stopped());
     this.#pump(backend, client, false).finally(() => this.#stopped());

@@ -1,0 +1,290 @@
+/**
+ * The L4 mode over libc's sockets (wire/raw_tcp.ts): one epoll instance,
+ * non-blocking sockets, one event loop of our own inside Deno's.
+ *
+ * - While connections are busy the loop waits for them on this thread, at
+ *   most {@link BUSY_WAIT_MS} at a time, woken by the kernel directly;
+ *   promises settle after every batch, and Deno's event loop turns at least
+ *   every {@link TURN_MS} (health checks, metrics, signals, timers run then).
+ *   After {@link QUIET_TURNS} empty waits in a row it waits on another
+ *   thread instead (an idle balancer takes no CPU).
+ * - Connections are accepted up to {@link ACCEPT_BATCH} a readiness, dialed
+ *   at once (over loopback the connect is mostly done when `connect`
+ *   returns), and spliced (raw_splice.ts).
+ * - Every registration carries a tag as well as its descriptor, so an event
+ *   of a descriptor closed since (and reused) reaches no one.
+ */
+import {
+  EAGAIN,
+  EPOLLIN,
+  EPOLLOUT,
+  type Peer,
+  type Poller,
+  type RawTcp,
+  type SocketAddress,
+} from "../../../wire/raw_tcp.ts";
+import { formatAddress } from "../../../config/mod.ts";
+import { Backoff, DistError } from "../../../wire/mod.ts";
+import { log } from "../log.ts";
+import type { BackendConn, ClientConn, L4Io, Spliced } from "./io.ts";
+import { MAX_BUFFER, type SpliceHooks } from "./splice.ts";
+import { RawSplice } from "./raw_splice.ts";
+
+/** Longest wait on this thread while connections are busy (ms). */
+const BUSY_WAIT_MS = 1;
+/** While busy, Deno's event loop turns at least this often (ms); promises settle after each batch. */
+const TURN_MS = 1;
+/** Empty busy waits in a row after which the loop waits on another thread. */
+const QUIET_TURNS = 50;
+/** Longest wait on the other thread (ms): how late the loop sees it should stop. */
+const IDLE_WAIT_MS = 100;
+/** Ready descriptors taken per wait. */
+const MAX_EVENTS = 256;
+/** Connections accepted per readiness of the listener (the others' events come between). */
+const ACCEPT_BATCH = 64;
+/** Pending connections the kernel keeps for the listener. */
+const BACKLOG = 1024;
+
+/** What the loop calls when a registered descriptor is ready. */
+export interface Handler {
+  tag: number;
+  ready(events: number): void;
+}
+
+export class RawIo implements L4Io {
+  readonly kind = "epoll (libc)";
+  readonly addr: { hostname: string; port: number };
+  readonly raw: RawTcp;
+  readonly poller: Poller;
+  /** The read buffer every connection shares. */
+  readonly buffer = new Uint8Array(MAX_BUFFER);
+  readonly #handlers: (Handler | undefined)[] = [];
+  #tags = 0;
+  #listener: number;
+  #take: ((client: ClientConn) => void) | undefined;
+  #accepting: (() => void) | undefined;
+  readonly #backoff = new Backoff({ min: 5, max: 1000 });
+  /** Dials in flight, oldest first (one timeout for all: the oldest times out first). */
+  #dials: Dial[] = [];
+  #stopped = false;
+  readonly #loop: Promise<void>;
+  readonly #channel = new MessageChannel();
+  #turned: (() => void) | undefined;
+  readonly #addresses = new Map<string, SocketAddress>();
+
+  /** A listener on `host:port`, or undefined when `host` is a name or the bind failed. */
+  static listen(raw: RawTcp, host: string, port: number): RawIo | undefined {
+    const address = raw.address(host, port);
+    if (address === undefined) return undefined;
+    const bound = raw.listen(address, BACKLOG);
+    if (typeof bound === "number") return undefined;
+    return new RawIo(raw, bound.fd, { hostname: host, port: bound.port });
+  }
+
+  private constructor(raw: RawTcp, listener: number, addr: { hostname: string; port: number }) {
+    this.raw = raw;
+    this.addr = addr;
+    this.#listener = listener;
+    this.poller = raw.poller(MAX_EVENTS);
+    this.#channel.port1.onmessage = () => this.#turned?.();
+    this.#loop = this.#run();
+  }
+
+  /** Calls `handler` when `fd` is ready for `events` (`watched`: `fd` was registered before). */
+  register(fd: number, handler: Handler, events: number, watched = false): void {
+    handler.tag = this.#tags = (this.#tags + 1) >>> 0;
+    this.#handlers[fd] = handler;
+    if (watched) this.poller.modify(fd, events, handler.tag);
+    else this.poller.add(fd, events, handler.tag);
+  }
+
+  /** Closes `fd`: its events reach no one from now on. */
+  closeFd(fd: number): void {
+    this.#handlers[fd] = undefined;
+    this.raw.close(fd);
+  }
+
+  accept(take: (client: ClientConn) => void): Promise<void> {
+    this.#take = take;
+    const listener: Handler = { tag: 0, ready: () => this.#acceptSome() };
+    this.register(this.#listener, listener, EPOLLIN);
+    return new Promise((resolve) => this.#accepting = resolve);
+  }
+
+  #acceptSome(): void {
+    const peer: Peer = { host: "", port: 0 };
+    for (let i = 0; i < ACCEPT_BATCH && this.#listener >= 0; i++) {
+      const fd = this.raw.accept(this.#listener, peer);
+      if (fd === -EAGAIN) return;
+      if (fd < 0) {
+        // Out of file descriptors and the like: stop listening a little, don't spin.
+        const ms = this.#backoff.next();
+        log.warn("Accept failed: {error}; retrying in {ms} ms", {
+          error: this.raw.describe(fd),
+          ms,
+        });
+        this.poller.modify(this.#listener, 0, this.#handlers[this.#listener]!.tag);
+        setTimeout(() => {
+          const h = this.#handlers[this.#listener];
+          if (h !== undefined) this.poller.modify(this.#listener, EPOLLIN, h.tag);
+        }, ms);
+        return;
+      }
+      this.#backoff.reset();
+      this.#take!(new RawClient(this, fd, peer.host, formatAddress(peer)));
+    }
+  }
+
+  dial(address: { host: string; port: number }, timeoutMs: number): Promise<BackendConn> {
+    const where = formatAddress(address);
+    let to = this.#addresses.get(where);
+    if (to === undefined) {
+      if (this.#addresses.size >= 4096) this.#addresses.clear();
+      to = this.raw.address(address.host, address.port)!;
+      this.#addresses.set(where, to);
+    }
+    const fd = this.raw.connect(to);
+    const done = fd < 0 ? fd : this.raw.connected(fd, to);
+    if (done < 0) {
+      if (fd >= 0) this.raw.close(fd);
+      const message = `Cannot connect to ${where}: ${this.raw.describe(done)}`;
+      return Promise.reject(new DistError("UNAVAILABLE", message));
+    }
+    if (done === 1) return Promise.resolve(new RawConn(this, fd, false));
+    return new Promise((resolve, reject) => {
+      const dial = new Dial(this, fd, where, performance.now() + timeoutMs, timeoutMs);
+      dial.settle = (err) => err === undefined ? resolve(new RawConn(this, fd, true)) : reject(err);
+      this.register(fd, dial, EPOLLOUT);
+      this.#dials.push(dial);
+    });
+  }
+
+  splice(client: ClientConn, backend: BackendConn, hooks: SpliceHooks): Spliced {
+    return new RawSplice(this, { client: client as RawClient, backend: backend as RawConn }, hooks);
+  }
+
+  closeListener(): void {
+    if (this.#listener < 0) return;
+    this.closeFd(this.#listener);
+    this.#listener = -1;
+    this.#accepting?.();
+  }
+
+  async close(): Promise<void> {
+    this.closeListener();
+    this.#stopped = true;
+    await this.#loop;
+    for (const d of this.#dials) d.fail("Aborted");
+    this.poller.close();
+    this.#channel.port1.close();
+  }
+
+  async #run(): Promise<void> {
+    let quiet = QUIET_TURNS;
+    let turned = performance.now();
+    while (!this.#stopped) {
+      const busy = quiet < QUIET_TURNS;
+      let n = busy ? this.poller.poll(BUSY_WAIT_MS) : await this.poller.wait(IDLE_WAIT_MS);
+      if (this.#dials.length > 0) this.#expire();
+      const ready = n > 0;
+      if (ready) {
+        quiet = 0;
+        this.#dispatch(n);
+        for (let i = 0; i < 4 && (n = this.poller.poll(0)) > 0; i++) this.#dispatch(n);
+      } else quiet++;
+      if (!busy) continue;
+      const now = performance.now();
+      if (!ready || now - turned >= TURN_MS) {
+        turned = now;
+        await this.#turn();
+      } else {
+        // Promises settled by the batch (a dial done: its splice starts) run before the next wait.
+        await undefined;
+      }
+    }
+  }
+
+  #dispatch(n: number): void {
+    for (let i = 0; i < n; i++) {
+      const h = this.#handlers[this.poller.fd(i)];
+      if (h === undefined || h.tag !== this.poller.tag(i)) continue;
+      try {
+        h.ready(this.poller.events(i));
+      } catch (err) {
+        // A fault of ours in one connection's handling must not stop the others'.
+        log.error("Connection handling failed: {error}", { error: String(err) });
+      }
+    }
+  }
+
+  /** Lets Deno's event loop turn once (a message to ourselves: a timer would wait 1–4 ms). */
+  #turn(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#turned = resolve;
+      this.#channel.port2.postMessage(0);
+    });
+  }
+
+  /** Fails the dials past their time. */
+  #expire(): void {
+    const now = performance.now();
+    let i = 0;
+    for (; i < this.#dials.length; i++) {
+      const d = this.#dials[i];
+      if (d.settled) continue;
+      if (d.deadline > now) break;
+      d.fail(`Connect to ${d.where} timed out after ${d.timeoutMs} ms`, "TIMEOUT");
+    }
+    if (i > 0) this.#dials = this.#dials.slice(i);
+  }
+}
+
+/** A connect in flight. */
+class Dial implements Handler {
+  tag = 0;
+  settled = false;
+  settle!: (err?: DistError) => void;
+
+  constructor(
+    readonly io: RawIo,
+    readonly fd: number,
+    readonly where: string,
+    readonly deadline: number,
+    readonly timeoutMs: number,
+  ) {}
+
+  ready(): void {
+    if (this.settled) return;
+    const err = this.io.raw.socketError(this.fd);
+    if (err < 0) return this.fail(`Cannot connect to ${this.where}: ${this.io.raw.describe(err)}`);
+    this.settled = true;
+    // Connected: no event until the splice says what it waits for.
+    this.io.poller.modify(this.fd, 0, this.tag);
+    this.settle();
+  }
+
+  fail(message: string, code: "UNAVAILABLE" | "TIMEOUT" = "UNAVAILABLE"): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.io.closeFd(this.fd);
+    this.settle(new DistError(code, message));
+  }
+}
+
+export class RawConn implements BackendConn {
+  closed = false;
+  /** `watched`: registered with the poller already (its connect was waited for). */
+  constructor(readonly io: RawIo, readonly fd: number, readonly watched: boolean) {}
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.io.closeFd(this.fd);
+  }
+}
+
+export class RawClient extends RawConn implements ClientConn {
+  constructor(io: RawIo, fd: number, readonly host: string, readonly remote: string) {
+    super(io, fd, false);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * One proxied connection over libc's sockets (raw.ts): what is read from
+ * a side goes to the other at once, from the loop's shared buffer; only
+ * what that side did not take is kept (a copy), and the side it came from
+ * is not read until it is taken (backpressure both ways). The end of one
+ * side's stream shuts down the other's write half; both ended, or an error
+ * either side, closes both (the reasons of splice.ts's {@link EndReason}).
+ */
+import { EAGAIN, ENOTCONN, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT } from "../../../wire/raw_tcp.ts";
+import type { Spliced } from "./io.ts";
+import type { Handler, RawClient, RawConn, RawIo } from "./raw.ts";
+import { type Ended, EndReason, type IdleClock, type SpliceHooks } from "./splice.ts";
+
+/** One side of a splice: what is read from it goes to `peer`. */
+class Side implements Handler {
+  tag = 0;
+  peer!: Side;
+  /** Bytes for this side that it has not taken yet. */
+  pending: Uint8Array | undefined;
+  /** Its stream ended (read EOF). */
+  eof = false;
+  /** The events registered for it. */
+  events = EPOLLIN;
+
+  constructor(readonly splice: RawSplice, readonly conn: RawConn, readonly client: boolean) {}
+
+  ready(events: number): void {
+    this.splice.ready(this, events);
+  }
+}
+
+export class RawSplice implements Spliced {
+  readonly done: Promise<Ended>;
+  up = 0;
+  down = 0;
+  active: number;
+  readonly started = performance.now();
+  readonly #io: RawIo;
+  readonly #clock: IdleClock;
+  readonly #client: Side;
+  readonly #backend: Side;
+  #spoke: (() => void) | undefined;
+  readonly #onEnd: (() => void) | undefined;
+  #ended: Ended | undefined;
+  #resolve!: (ended: Ended) => void;
+
+  constructor(
+    io: RawIo,
+    { client, backend }: { client: RawClient; backend: RawConn },
+    hooks: SpliceHooks,
+  ) {
+    this.#io = io;
+    this.#clock = hooks.clock;
+    this.active = hooks.clock.tick;
+    this.#spoke = hooks.spoke;
+    this.#onEnd = hooks.ended;
+    this.done = new Promise((resolve) => this.#resolve = resolve);
+    this.#client = new Side(this, client, true);
+    this.#backend = new Side(this, backend, false);
+    this.#client.peer = this.#backend;
+    this.#backend.peer = this.#client;
+    if (client.closed || backend.closed) {
+      // Closed to make room while its backend was being dialed.
+      this.end(EndReason.Evicted);
+      return;
+    }
+    io.register(client.fd, this.#client, EPOLLIN);
+    io.register(backend.fd, this.#backend, EPOLLIN, backend.watched);
+    // A client speaks first, mostly, and has by now: no need to wait a turn to read it.
+    this.#read(this.#client);
+  }
+
+  get idle(): boolean {
+    return this.#clock.tick - this.active >= this.#clock.ticks;
+  }
+
+  end(reason: EndReason): void {
+    this.#finish(reason, "");
+  }
+
+  ready(side: Side, events: number): void {
+    if (side.pending !== undefined && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) !== 0) {
+      this.#flush(side);
+      if (this.#ended !== undefined) return;
+    }
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) === 0) return;
+    if (!side.eof && side.peer.pending === undefined) this.#read(side);
+    else if ((events & (EPOLLERR | EPOLLHUP)) !== 0) this.#broken(side);
+  }
+
+  #read(from: Side): void {
+    const io = this.#io;
+    const buf = io.buffer;
+    const n = io.raw.recv(from.conn.fd, buf);
+    if (n === -EAGAIN) return;
+    if (n < 0) return this.#failed(from, n);
+    if (n === 0) return this.#eof(from);
+    this.active = this.#clock.tick;
+    if (from.client) {
+      this.up += n;
+      if (this.#spoke !== undefined) {
+        this.#spoke();
+        this.#spoke = undefined;
+      }
+    } else this.down += n;
+    const to = from.peer;
+    const w = io.raw.send(to.conn.fd, buf, n);
+    if (w === n) return;
+    if (w < 0 && w !== -EAGAIN) return this.#failed(to, w);
+    // The rest waits for `to` to take it; `from` is not read until then.
+    to.pending = buf.slice(Math.max(0, w), n);
+    this.#interest(from);
+    this.#interest(to);
+  }
+
+  #flush(to: Side): void {
+    const p = to.pending!;
+    const w = this.#io.raw.send(to.conn.fd, p, p.length);
+    if (w === -EAGAIN) return;
+    if (w < 0) return this.#failed(to, w);
+    this.active = this.#clock.tick;
+    if (w < p.length) {
+      to.pending = p.subarray(w);
+      return;
+    }
+    to.pending = undefined;
+    this.#interest(to);
+    this.#interest(to.peer);
+  }
+
+  #eof(from: Side): void {
+    from.eof = true;
+    // Both streams ended: closing both sends each side its FIN.
+    if (from.peer.eof) return this.#finish(EndReason.Closed, "");
+    // The other side sees the end of the stream, and may still answer.
+    const r = this.#io.raw.shutdownWrite(from.peer.conn.fd);
+    if (r < 0 && r !== -ENOTCONN) return this.#failed(from.peer, r);
+    this.#interest(from);
+  }
+
+  /** An error or hang-up on a side not being read now. */
+  #broken(side: Side): void {
+    const err = this.#io.raw.socketError(side.conn.fd);
+    this.#finish(
+      side.client ? EndReason.ClientError : EndReason.BackendError,
+      err < 0 ? this.#io.raw.describe(err) : "hung up",
+    );
+  }
+
+  /** Reads `side` unless what it sent still waits; writes it while something waits for it. */
+  #interest(side: Side): void {
+    let events = !side.eof && side.peer.pending === undefined ? EPOLLIN : 0;
+    if (side.pending !== undefined) events |= EPOLLOUT;
+    if (events === side.events) return;
+    side.events = events;
+    this.#io.poller.modify(side.conn.fd, events, side.tag);
+  }
+
+  #failed(side: Side, errno: number): void {
+    this.#finish(
+      side.client ? EndReason.ClientError : EndReason.BackendError,
+      this.#io.raw.describe(errno),
+    );
+  }
+
+  #finish(reason: EndReason, detail: string): void {
+    if (this.#ended !== undefined) return;
+    this.#ended = {
+      reason,
+      detail,
+      up: this.up,
+      down: this.down,
+      ms: performance.now() - this.started,
+    };
+    this.#client.conn.close();
+    this.#backend.conn.close();
+    this.#onEnd?.();
+    this.#resolve(this.#ended);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The sockets under `dist balancer --mode tcp`: libc's through epoll where
+ * it can (Linux, IP literals), Deno's otherwise (`DIST_TCP_IO=runtime`, a
+ * backend given by name); each passes the same bytes, half-close included,
+ * and an idle connection through libc's holds no read buffer.
+ */
+import assert from "node:assert/strict";
+import { closeQuietly, waitFor, within, writeAll } from "./helpers/raw.ts";
+import { countThenAnswer, halfClose, rawBackend, startTcpBalancer } from "./helpers/tcp_backend.ts";
+
+const encoder = new TextEncoder();
+
+for (
+  const [what, env, host, io] of [
+    ["by default", {}, "127.0.0.1", "epoll \\(libc\\)"],
+    ["with DIST_TCP_IO=runtime", { DIST_TCP_IO: "runtime" }, "127.0.0.1", "Deno's sockets"],
+    ["with a backend given by name", {}, "localhost", "Deno's sockets"],
+  ] as const
+) {
+  Deno.test({
+    name: `balancer --mode tcp ${what}: says which sockets it uses; bytes and half-close pass`,
+    // libc's sockets are Linux's (x86_64 and aarch64).
+    ignore: io !== "Deno's sockets" && Deno.build.os !== "linux",
+  }, async () => {
+    const backend = rawBackend(countThenAnswer);
+    const lb = await startTcpBalancer([`${host}:${backend.port}`], [], { env });
+    try {
+      const says = new RegExp(`policy round-robin, through ${io}`);
+      await waitFor(() => says.test(lb.stderr()), 5000, "the line naming the sockets");
+      for (let i = 0; i < 3; i++) assert.equal(await halfClose(lb.address), "got 200000");
+      // Each one's end is logged with its bytes both ways.
+      const ends = () => lb.stderr().match(/closed \(eof\): 200000 bytes up, 10 bytes down/g);
+      await waitFor(() => ends()?.length === 3, 5000, "three log lines");
+    } finally {
+      await lb.stop();
+      await backend.close();
+    }
+  });
+}
+
+Deno.test("balancer --mode tcp: 2,000 idle proxied connections hold less than 16 KiB each (no read buffer while idle)", async () => {
+  const N = 2000;
+  // Answers "ok" to every read.
+  const backend = rawBackend(async (conn) => {
+    const buf = new Uint8Array(1024);
+    while ((await conn.read(buf)) !== null) await writeAll(conn, encoder.encode("ok"));
+  });
+  const lb = await startTcpBalancer([`127.0.0.1:${backend.port}`]);
+  const conns: Deno.Conn[] = [];
+  const rss = () =>
+    Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${lb.child.pid}/status`))![1]);
+  try {
+    const before = rss();
+    const [host, port] = lb.address.split(":");
+    const buf = new Uint8Array(16);
+    for (let i = 0; i < N; i++) {
+      const conn = await Deno.connect({ hostname: host, port: Number(port) });
+      conns.push(conn);
+      // A byte each way: both sides spliced, and each way has passed bytes.
+      await writeAll(conn, encoder.encode("hi"));
+      assert.equal(await within(conn.read(buf), 5000, "an answer"), 2);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const perConnection = (rss() - before) / N;
+    // Deno's sockets: a read pending into a buffer each way, 20 to 24 KiB a connection.
+    assert.ok(perConnection < 16, `${perConnection.toFixed(1)} KiB a connection`);
+  } finally {
+    for (const c of conns) closeQuietly(c);
+    await lb.stop();
+    await backend.close();
+  }
+});
