@@ -55,6 +55,9 @@ const SYMBOLS = {
   // BigInt, allocated per call.
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  // No size_t argument (the length is in the message): FFI's fast path, ~20 ns a call against ~100.
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
@@ -256,6 +259,25 @@ export class RawTcp {
     return n < 0 ? this.#fail() : n;
   }
 
+  /** A buffer {@link recvInto} and {@link sendFrom} read into and write from. */
+  fixedBuffer(size: number): FixedBuffer {
+    return new FixedBuffer(size);
+  }
+
+  /** Reads into `buf` (all of it): the count (0: end of stream), or -errno. */
+  recvInto(fd: number, buf: FixedBuffer): number {
+    buf.length = buf.bytes.length;
+    const n = this.#c.recvmsg(fd, buf.message, 0);
+    return n < 0 ? this.#fail() : n;
+  }
+
+  /** Writes the first `length` bytes of `buf` (no SIGPIPE): the count taken, or -errno. */
+  sendFrom(fd: number, buf: FixedBuffer, length: number): number {
+    buf.length = length;
+    const n = this.#c.sendmsg(fd, buf.message, MSG_NOSIGNAL);
+    return n < 0 ? this.#fail() : n;
+  }
+
   /** Shuts the write half down: 0, or -errno. */
   shutdownWrite(fd: number): number {
     return this.#c.shutdown(fd, SHUT_WR) < 0 ? this.#fail() : 0;
@@ -270,6 +292,39 @@ export class RawTcp {
     const ep = this.#c.epoll_create1(SOCK_CLOEXEC);
     if (ep < 0) throw new Error(`epoll_create1: ${this.describe(this.#fail())}`);
     return new Poller(this.#c, ep, maxEvents);
+  }
+}
+
+/**
+ * Bytes at a fixed address with a `struct msghdr` of one `struct iovec`
+ * pointing at them (LP64 layouts: iovec 16 bytes, msghdr 56). Every part
+ * lives in ArrayBuffers of its own, whose memory V8 never moves (only
+ * typed arrays of 64 bytes or less made by length live in its heap).
+ */
+export class FixedBuffer {
+  readonly bytes: Uint8Array;
+  /** The msghdr, for recvmsg/sendmsg. */
+  readonly message: Uint8Array;
+  /** iov_len, low and high words. */
+  readonly #iovLength: Uint32Array;
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(new ArrayBuffer(size));
+    const parts = new ArrayBuffer(16 + 56);
+    const iov = new BigUint64Array(parts, 0, 2);
+    iov[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.bytes)));
+    this.#iovLength = new Uint32Array(parts, 8, 2);
+    this.message = new Uint8Array(parts, 16, 56);
+    const msg = new BigUint64Array(parts, 16, 7);
+    // msg_name, msg_namelen: none; msg_iov, msg_iovlen: the one iovec; no control; flags 0.
+    msg[2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(iov)));
+    msg[3] = 1n;
+  }
+
+  /** The iovec's length (at most the buffer's). */
+  set length(n: number) {
+    this.#iovLength[0] = Math.min(n, this.bytes.length);
+    this.#iovLength[1] = 0;
   }
 }
 
