@@ -18,6 +18,7 @@ import {
   EAGAIN,
   EPOLLIN,
   EPOLLOUT,
+  type FixedBuffer,
   type Peer,
   type Poller,
   type RawTcp,
@@ -25,7 +26,7 @@ import {
 } from "../../../wire/raw_tcp.ts";
 import { formatAddress } from "../../../config/mod.ts";
 import { Backoff, DistError } from "../../../wire/mod.ts";
-import { log } from "../log.ts";
+import { log, LogBudget } from "../log.ts";
 import type { BackendConn, ClientConn, L4Io, Spliced } from "./io.ts";
 import { MAX_BUFFER, type SpliceHooks } from "./splice.ts";
 import { RawSplice } from "./raw_splice.ts";
@@ -45,6 +46,9 @@ const ACCEPT_BATCH = 64;
 /** Pending connections the kernel keeps for the listener. */
 const BACKLOG = 1024;
 
+/** Faults of ours in a connection's handling (at most 20 lines a second). */
+const faultLines = new LogBudget("connections");
+
 /** What the loop calls when a registered descriptor is ready. */
 export interface Handler {
   tag: number;
@@ -57,7 +61,7 @@ export class RawIo implements L4Io {
   readonly raw: RawTcp;
   readonly poller: Poller;
   /** The read buffer every connection shares. */
-  readonly buffer = new Uint8Array(MAX_BUFFER);
+  readonly buffer: FixedBuffer;
   readonly #handlers: (Handler | undefined)[] = [];
   #tags = 0;
   #listener: number;
@@ -86,6 +90,7 @@ export class RawIo implements L4Io {
     this.addr = addr;
     this.#listener = listener;
     this.poller = raw.poller(MAX_EVENTS);
+    this.buffer = raw.fixedBuffer(MAX_BUFFER);
     this.#channel.port1.onmessage = () => this.#turned?.();
     this.#loop = this.#run();
   }
@@ -212,7 +217,7 @@ export class RawIo implements L4Io {
         h.ready(this.poller.events(i));
       } catch (err) {
         // A fault of ours in one connection's handling must not stop the others'.
-        log.error("Connection handling failed: {error}", { error: String(err) });
+        faultLines.error("Connection handling failed: {error}", { error: String(err) });
       }
     }
   }

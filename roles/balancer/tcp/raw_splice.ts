@@ -91,7 +91,7 @@ export class RawSplice implements Spliced {
   #read(from: Side): void {
     const io = this.#io;
     const buf = io.buffer;
-    const n = io.raw.recv(from.conn.fd, buf);
+    const n = io.raw.recvInto(from.conn.fd, buf);
     if (n === -EAGAIN) return;
     if (n < 0) return this.#failed(from, n);
     if (n === 0) return this.#eof(from);
@@ -104,11 +104,11 @@ export class RawSplice implements Spliced {
       }
     } else this.down += n;
     const to = from.peer;
-    const w = io.raw.send(to.conn.fd, buf, n);
+    const w = io.raw.sendFrom(to.conn.fd, buf, n);
     if (w === n) return;
     if (w < 0 && w !== -EAGAIN) return this.#failed(to, w);
     // The rest waits for `to` to take it; `from` is not read until then.
-    to.pending = buf.slice(Math.max(0, w), n);
+    to.pending = buf.bytes.slice(Math.max(0, w), n);
     this.#interest(from);
     this.#interest(to);
   }
