@@ -36,7 +36,7 @@ const BUSY_WAIT_MS = 1;
 /** While busy, Deno's event loop turns at least this often (ms); promises settle after each batch. */
 const TURN_MS = 1;
 /** Empty busy waits in a row after which the loop waits on another thread. */
-const QUIET_TURNS = 50;
+const QUIET_TURNS = 4;
 /** Longest wait on the other thread (ms): how late the loop sees it should stop. */
 const IDLE_WAIT_MS = 100;
 /** Ready descriptors taken per wait. */
