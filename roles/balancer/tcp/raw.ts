@@ -49,6 +49,11 @@ const BACKLOG = 1024;
 /** Faults of ours in a connection's handling (at most 20 lines a second). */
 const faultLines = new LogBudget("connections");
 
+/** A fault of ours in one connection's handling: said, and the others' go on. */
+function fault(err: unknown): void {
+  faultLines.error("Connection handling failed: {error}", { error: String(err) });
+}
+
 /** What the loop calls when a registered descriptor is ready. */
 export interface Handler {
   tag: number;
@@ -60,6 +65,10 @@ export class RawIo implements L4Io {
   readonly addr: { hostname: string; port: number };
   readonly raw: RawTcp;
   readonly poller: Poller;
+  /** Whether a batch of events is being handled now. */
+  dispatching = false;
+  /** What is to be done once the batch is handled. */
+  later: (() => void)[] = [];
   /** The read buffer every connection shares. */
   readonly buffer: FixedBuffer;
   readonly #handlers: (Handler | undefined)[] = [];
@@ -210,14 +219,25 @@ export class RawIo implements L4Io {
   }
 
   #dispatch(n: number): void {
+    this.dispatching = true;
     for (let i = 0; i < n; i++) {
       const h = this.#handlers[this.poller.fd(i)];
       if (h === undefined || h.tag !== this.poller.tag(i)) continue;
       try {
         h.ready(this.poller.events(i));
       } catch (err) {
-        // A fault of ours in one connection's handling must not stop the others'.
-        faultLines.error("Connection handling failed: {error}", { error: String(err) });
+        fault(err);
+      }
+    }
+    this.dispatching = false;
+    if (this.later.length === 0) return;
+    const later = this.later;
+    this.later = [];
+    for (const f of later) {
+      try {
+        f();
+      } catch (err) {
+        fault(err);
       }
     }
   }

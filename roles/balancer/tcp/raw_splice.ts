@@ -132,7 +132,15 @@ export class RawSplice implements Spliced {
     from.eof = true;
     // Both streams ended: closing both sends each side its FIN.
     if (from.peer.eof) return this.#finish(EndReason.Closed, "");
-    // The other side sees the end of the stream, and may still answer.
+    // After the batch: the other side's end may be in it too (a server closes, its client closes
+    // on reading the answer), and then closing both is all there is to do.
+    if (this.#io.dispatching) this.#io.later.push(() => this.#halfClose(from));
+    else this.#halfClose(from);
+  }
+
+  /** The other side sees the end of the stream, and may still answer. */
+  #halfClose(from: Side): void {
+    if (this.#ended !== undefined) return;
     const r = this.#io.raw.shutdownWrite(from.peer.conn.fd);
     if (r < 0 && r !== -ENOTCONN) return this.#failed(from.peer, r);
     this.#interest(from);
