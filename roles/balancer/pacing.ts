@@ -115,13 +115,18 @@ export class Pacing {
     if (this.#inflight() === this.paced) {
       const wait = this.#smallAt + LARGE_GRACE_MS - this.#now();
       if (wait <= 0) return true;
-      if (this.paced === 0) this.#wakeIn(wait);
+      // Nothing on the backends may come back to pump the line then (paced ones may sit there).
+      this.#wakeIn(wait);
     }
     // Requests past TIME_BYTES wait for small ones' (non-readers' 1 MB echoes: RSS 310-335 MiB, not 245).
-    if (bytes <= TIME_BYTES) this.#refill();
+    const timed = bytes <= TIME_BYTES;
+    if (timed) this.#refill();
     if (this.#earned >= 0) return true;
-    // Nothing paced on the backends may come back to pump the line when it is paid.
-    if (this.paced === 0) this.#wakeIn(Math.ceil(-this.#earned / PACED_PER_MS));
+    // Nothing may come back to pump the line when time has paid it: paced requests
+    // on the backends may sit there (three sleeping ones of 60 KB, hostile37 K5).
+    if (timed && this.bound.unread.paced === 0 || this.paced === 0) {
+      this.#wakeIn(Math.ceil(-this.#earned / PACED_PER_MS));
+    }
     return false;
   }
 

@@ -89,8 +89,12 @@ export class Shares {
   #capacity: () => number;
   /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
   #credit = 0;
-  /** Set while a pump is due once the grace passes (see `admit`). */
-  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The one timer that pumps the queue when nothing else may (see
+   * `#wakeIn`), and when it fires (Infinity: not set).
+   */
+  #wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  #wakeAt = Infinity;
   #wake: () => void;
   /** When a request of a connection within its share was last answered. */
   #lightAt = -Infinity;
@@ -246,11 +250,21 @@ export class Shares {
     return this.pacing.room(bytes, share);
   }
 
-  /** Pumps the queue in `ms` (nothing else may, when nothing is on the backends). */
+  /**
+   * Pumps the queue in `ms` (nothing else may, when nothing is on the
+   * backends), or sooner when the timer is set for sooner already. One set
+   * for later is set again: a paced request paid in 1 ms waited for the 50
+   * ms of a stall set before it (a 40 KB client beside hostile37 K5's
+   * attack: 0.63× its rate, p99 53 ms).
+   */
   #wakeIn(ms: number): void {
-    if (this.#graceTimer !== undefined) return;
-    this.#graceTimer = setTimeout(() => {
-      this.#graceTimer = undefined;
+    const at = this.#now() + ms + 1;
+    if (at >= this.#wakeAt) return;
+    clearTimeout(this.#wakeTimer);
+    this.#wakeAt = at;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#wakeAt = Infinity;
       this.#wake();
     }, ms + 1);
   }
@@ -398,8 +412,9 @@ export class Shares {
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    clearTimeout(this.#graceTimer);
-    this.#graceTimer = undefined;
+    clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = undefined;
+    this.#wakeAt = Infinity;
   }
 
   /** Forgets connections idle for ACTIVE_MS: nothing on backends, nothing waiting. */
