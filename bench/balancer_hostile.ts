@@ -23,10 +23,16 @@
  * (127.0.0.2–17), each keeping 16 echoes of 4,000 bytes out (just under
  * the pacing line: hostile35 H12), reading their answers.
  *
+ * A sixth, `held` (hostile37 K5): three connections (127.0.0.2–4) each
+ * holding one `sleep` of 60 KB on the backends, twenty (127.0.0.5–24) each
+ * sending a 10-byte echo every 400 ms; the legitimate clients send echoes
+ * of 40,000 bytes instead (paced and large: pacing.ts), and so do their
+ * unattacked runs around it (`big`).
+ *
  * With DIST_BASELINE=DIR, a balancer of that checkout over the same 2
  * servers is a third target (before/after in one run); DIR,DIR2,… adds one
  * target each (baseline, baseline2, …). DIST_HOSTILE_CASES
- * =0,near keeps only those cases (0, 1, 4, spread, near).
+ * =0,near keeps only those cases (0, 1, 4, spread, near, held).
  *
  * Targets: through the balancer under attack, legitimate p99 ≤ 50 ms and
  * legitimate throughput ≥ 0.8× the unattacked figure of the same round.
@@ -47,38 +53,71 @@ import {
 const ATTACKER = fileURLToPath(new URL("./pipeline_client.ts", import.meta.url));
 const ATTACK_REQUESTS = 100_000;
 const SPREAD = fileURLToPath(new URL("./spread_client.ts", import.meta.url));
-/** The cases: that many pipelining attackers, one client spread over connections, or sixteen near the pacing line. */
-const ALL_CASES = [0, 1, 4, "spread", "near"] as const;
+/**
+ * The cases: that many pipelining attackers, one client spread over
+ * connections, sixteen near the pacing line, or K5's held sleeps beside a
+ * client of 40 KB echoes.
+ */
+const ALL_CASES = [0, 1, 4, "spread", "near", "held"] as const;
+type Case = typeof ALL_CASES[number] | "big";
 const only = Deno.env.get("DIST_HOSTILE_CASES")?.split(",");
-const CASES = ALL_CASES.filter((c) => only === undefined || only.includes(String(c)));
+const CASES: Case[] = ALL_CASES.filter((c) => only === undefined || only.includes(String(c)));
+/** The legitimate clients' request in `held` and `big`: an echo of 40,000 bytes (K5's large client). */
+const BIG = ["--op", "echo", "--payload", "40000"];
+/** The unattacked case an attacked one is a ratio to: the same legitimate clients. */
+const unattacked = (c: Case): Case => c === "held" || c === "big" ? "big" : 0;
 /**
  * The order they run in, per target: an unattacked run before and after
  * every attacked case, whose throughput is a ratio to the mean of the two
  * (the machine is shared: its load drifts within a round).
  */
-const PLAN = CASES.includes(0)
-  ? [...CASES.filter((c) => c !== 0).flatMap((c) => [0, c] as const), 0 as const]
-  : CASES;
+const PLAN: Case[] = [];
+for (const c of CASES) {
+  if (c === 0 || !CASES.includes(0)) {
+    if (c !== 0) PLAN.push(c);
+    continue;
+  }
+  const u = unattacked(c);
+  if (PLAN.at(-1) !== u) PLAN.push(u);
+  PLAN.push(c, u);
+}
+if (CASES.includes(0) && PLAN.length === 0) PLAN.push(0);
 
-/** The spread client (see the module note) on `port`, started: `near` its H12 form. */
-async function spread(port: number, near = false) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: near
-      ? ["run", "-A", SPREAD, String(port), "16", "16", "127.0.0.2-17", "4000"]
-      : ["run", "-A", SPREAD, String(port), "16", "48", "127.0.0.2"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const { value } = await reader.read();
-  if (!value?.startsWith("ready")) throw new Error(`spread client did not start: ${value}`);
+/** The spread client's arguments (after the port) in each case it plays (see the module note). */
+const SPREAD_ARGS: Record<string, string[][]> = {
+  spread: [["16", "48", "127.0.0.2"]],
+  near: [["16", "16", "127.0.0.2-17", "4000"]],
+  held: [["3", "1", "127.0.0.2-4", "60000", "0", "sleep:20000"], [
+    "20",
+    "1",
+    "127.0.0.5-24",
+    "10",
+    "400",
+  ]],
+};
+
+/** The spread clients of case `c` (see the module note) on `port`, started. */
+async function spread(port: number, c: string) {
+  const children = await Promise.all(SPREAD_ARGS[c].map(async (args) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", SPREAD, String(port), ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const { value } = await reader.read();
+    if (!value?.startsWith("ready")) throw new Error(`spread client did not start: ${value}`);
+    return { child, reader };
+  }));
   return {
-    pids: [child.pid],
+    pids: children.map(({ child }) => child.pid),
     async stop(): Promise<number[]> {
-      await child.stdin.close();
-      await reader.cancel().catch(() => {});
-      await child.status;
+      for (const { child, reader } of children) {
+        await child.stdin.close();
+        await reader.cancel().catch(() => {});
+        await child.status;
+      }
       return [];
     },
   };
@@ -220,15 +259,15 @@ export async function startBaseline(
  * (throughput). A run that could not even start (no handshake, the first
  * request refused) counts as no throughput, an infinite p99 and one error.
  */
-function legit(address: string, duration: string) {
+function legit(address: string, duration: string, op: string[] = []) {
   const failed = (e: Error) => {
     console.log(`  legitimate client failed: ${e.message.split("\n")[0]}`);
     return { rps: 0, latency_ms: { p50: Infinity, p99: Infinity }, errors: { FAILED: 1 } };
   };
   return Promise.all([
-    clientBench(address, ["--rate", "1000", "--concurrency", "64", "--duration", duration])
+    clientBench(address, ["--rate", "1000", "--concurrency", "64", "--duration", duration, ...op])
       .catch(failed),
-    clientBench(address, ["--concurrency", "8", "--duration", duration]).catch(failed),
+    clientBench(address, ["--concurrency", "8", "--duration", duration, ...op]).catch(failed),
   ]);
 }
 
@@ -264,12 +303,15 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         await legit(target.address, "1s"); // warm-up
         for (const attackers of PLAN) {
           const tag = `${side}_${attackers}`;
-          const a = typeof attackers === "string"
-            ? await spread(target.port, attackers === "near")
-            : await attack(target.port, attackers);
+          const a = typeof attackers === "number"
+            ? await attack(target.port, attackers)
+            : attackers === "big"
+            ? await attack(target.port, 0)
+            : await spread(target.port, attackers);
           // From the attackers' "ready" (their start-up is not the target's doing) to the legit clients' end.
           const meter = cpuMeter(target.child.pid, backendsOf(side, servers), a.pids);
-          const [lat, thr] = await legit(target.address, duration);
+          const big = attackers === "held" || attackers === "big";
+          const [lat, thr] = await legit(target.address, duration, big ? BIG : []);
           for (const [k, v] of Object.entries(meter.read())) rounds.add(`${tag}_${k}`, v);
           const rss = rssOf(target.child.pid);
           const took = await a.stop();
@@ -281,7 +323,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           rounds.add(`${tag}_errors`, errors);
           rounds.add(`${tag}_rps`, thr.rps);
           rounds.add(`${tag}_rss`, rss);
-          if (attackers === 0) {
+          if (attackers === unattacked(attackers)) {
             if (waiting !== undefined) {
               rounds.add(`${waiting.tag}_rps_ratio`, waiting.rps / ((before + thr.rps) / 2));
               waiting = undefined;
@@ -306,17 +348,21 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const m = rounds.medians();
   const f = (x: number | undefined, d = 0) => x === undefined ? "—" : x.toFixed(d);
   for (const [side] of targets) {
-    for (const n of CASES) {
+    for (const n of new Set(PLAN)) {
       const t = `${side}_${n}`;
       const name = n === "spread"
         ? "spread client"
         : n === "near"
         ? "16 × 16 × 4,000 B"
+        : n === "big"
+        ? "40 KB echoes, unattacked"
+        : n === "held"
+        ? "40 KB echoes, K5 (3 held, 20 idle)"
         : `${n} attacker(s)`;
       console.log(
         `${side.padEnd(8)} ${name}: legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
           `${f(m[`${t}_p99_ms`], 2)} ms, errors ${f(m[`${t}_errors`])}; c=8 ${f(m[`${t}_rps`])} ` +
-          `req/s` + (n !== 0 ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
+          `req/s` + (n !== unattacked(n) ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
           `; CPU % target ${f(m[`${t}_cpu_pct`])}, backends ${f(m[`${t}_backends_cpu_pct`])}, ` +
           `attackers ${f(m[`${t}_attackers_cpu_pct`])}, legit clients ${
             f(m[`${t}_legit_cpu_pct`])
@@ -336,7 +382,10 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         f(m.balancer_spread_p99_ms, 1)
       } ms, ${f(m.balancer_spread_rps_ratio, 2)}×; 16 × 16 × 4,000 B: p99 ${
         f(m.balancer_near_p99_ms, 1)
-      } ms (direct ${f(m.direct_near_p99_ms, 1)}), ${f(m.balancer_near_rps_ratio, 2)}×`,
+      } ms (direct ${f(m.direct_near_p99_ms, 1)}), ${f(m.balancer_near_rps_ratio, 2)}×; ` +
+      `40 KB echoes beside K5's held sleeps: p99 ${f(m.balancer_held_p99_ms, 1)} ms, ${
+        f(m.balancer_held_rps_ratio, 2)
+      }×`,
   );
   return m;
 }

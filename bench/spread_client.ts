@@ -10,8 +10,13 @@
  * FROM may be a range of addresses, 127.0.0.A-B: connection i comes from
  * the (i mod count)th. With SIZE, each request is an `echo` of SIZE
  * characters instead (hostile35 H12: 16 addresses × 16 echoes of 4,000).
+ * With PAUSE, a connection sends its next request PAUSE ms after an answer
+ * (a client between requests); with `sleep:MS`, each request is a `sleep`
+ * of MS whose params carry SIZE characters more (hostile37 K5: three
+ * connections holding one `sleep` of 60 KB each, twenty sending a 10-byte
+ * echo every 400 ms).
  *
- *   deno run -A bench/spread_client.ts PORT CONNS WINDOW [FROM] [SIZE]
+ *   deno run -A bench/spread_client.ts PORT CONNS WINDOW [FROM] [SIZE] [PAUSE] [sleep:MS]
  *
  * Prints "ready" once every connection's handshake is done; then, for each
  * line on stdin, the answers received so far; exits when stdin closes.
@@ -19,11 +24,13 @@
 import net from "node:net";
 import { concat, frame, jsonFrame } from "../tests/helpers/raw.ts";
 
-const [portText, connsText, windowText, from = "127.0.0.2", sizeText] = Deno.args;
+const [portText, connsText, windowText, from = "127.0.0.2", sizeText, pauseText, op] = Deno.args;
 const port = Number(portText);
 const conns = Number(connsText);
 const window = Number(windowText);
 const echoText = sizeText === undefined ? undefined : "x".repeat(Number(sizeText));
+const pause = Number(pauseText ?? 0);
+const sleepMs = op?.startsWith("sleep:") ? Number(op.slice(6)) : undefined;
 
 /** The local address of connection `i` (see FROM). */
 function addressOf(i: number): string {
@@ -39,7 +46,9 @@ function requests(n: number, next: () => number): Uint8Array {
   for (let i = 0; i < n; i++) {
     const id = next();
     parts.push(frame(
-      echoText === undefined
+      sleepMs !== undefined
+        ? `{"id":${id},"method":"sleep","params":{"ms":${sleepMs},"pad":"${echoText ?? ""}"}}`
+        : echoText === undefined
         ? `{"id":${id},"method":"add","params":{"a":${id},"b":1}}`
         : `{"id":${id},"method":"echo","params":{"text":"${echoText}"}}`,
     ));
@@ -82,7 +91,9 @@ function open(i: number): Promise<void> {
       buffer = joined.slice(at);
       if (answers > 0) {
         answered += answers;
-        socket.write(requests(answers, next));
+        const more = requests(answers, next);
+        if (pause > 0) setTimeout(() => socket.destroyed || socket.write(more), pause);
+        else socket.write(more);
       }
     });
   });
