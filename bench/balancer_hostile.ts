@@ -25,9 +25,9 @@
  *
  * A sixth, `held` (hostile37 K5): three connections (127.0.0.2–4) each
  * holding one `sleep` of 60 KB on the backends, twenty (127.0.0.5–24) each
- * sending a 10-byte echo every 400 ms; the legitimate clients send echoes
- * of 40,000 bytes instead (paced and large: pacing.ts), and so do their
- * unattacked runs around it (`big`).
+ * sending a 10-byte echo every 400 ms; the legitimate c=8 client sends
+ * echoes of 40,000 bytes instead (paced and large: pacing.ts; its p99 is
+ * reported too), and so does it in the unattacked runs around it (`big`).
  *
  * With DIST_BASELINE=DIR, a balancer of that checkout over the same 2
  * servers is a third target (before/after in one run); DIR,DIR2,… adds one
@@ -62,7 +62,7 @@ const ALL_CASES = [0, 1, 4, "spread", "near", "held"] as const;
 type Case = typeof ALL_CASES[number] | "big";
 const only = Deno.env.get("DIST_HOSTILE_CASES")?.split(",");
 const CASES: Case[] = ALL_CASES.filter((c) => only === undefined || only.includes(String(c)));
-/** The legitimate clients' request in `held` and `big`: an echo of 40,000 bytes (K5's large client). */
+/** The legitimate c=8 client's request in `held` and `big`: an echo of 40,000 bytes (K5's large client). */
 const BIG = ["--op", "echo", "--payload", "40000"];
 /** The unattacked case an attacked one is a ratio to: the same legitimate clients. */
 const unattacked = (c: Case): Case => c === "held" || c === "big" ? "big" : 0;
@@ -256,7 +256,7 @@ export async function startBaseline(
 
 /**
  * The legitimate load, both at once: 1,000 req/s (latency) and c=8
- * (throughput). A run that could not even start (no handshake, the first
+ * (throughput; `op`: its request instead of `add`). A run that could not even start (no handshake, the first
  * request refused) counts as no throughput, an infinite p99 and one error.
  */
 function legit(address: string, duration: string, op: string[] = []) {
@@ -265,7 +265,7 @@ function legit(address: string, duration: string, op: string[] = []) {
     return { rps: 0, latency_ms: { p50: Infinity, p99: Infinity }, errors: { FAILED: 1 } };
   };
   return Promise.all([
-    clientBench(address, ["--rate", "1000", "--concurrency", "64", "--duration", duration, ...op])
+    clientBench(address, ["--rate", "1000", "--concurrency", "64", "--duration", duration])
       .catch(failed),
     clientBench(address, ["--concurrency", "8", "--duration", duration, ...op]).catch(failed),
   ]);
@@ -322,6 +322,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           rounds.add(`${tag}_p99_ms`, lat.latency_ms.p99);
           rounds.add(`${tag}_errors`, errors);
           rounds.add(`${tag}_rps`, thr.rps);
+          if (big) rounds.add(`${tag}_c8_p99_ms`, thr.latency_ms.p99);
           rounds.add(`${tag}_rss`, rss);
           if (attackers === unattacked(attackers)) {
             if (waiting !== undefined) {
@@ -355,14 +356,15 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
         : n === "near"
         ? "16 × 16 × 4,000 B"
         : n === "big"
-        ? "40 KB echoes, unattacked"
+        ? "c=8 of 40 KB echoes, unattacked"
         : n === "held"
-        ? "40 KB echoes, K5 (3 held, 20 idle)"
+        ? "c=8 of 40 KB echoes, K5 (3 held, 20 idle)"
         : `${n} attacker(s)`;
       console.log(
         `${side.padEnd(8)} ${name}: legit p50 ${f(m[`${t}_p50_ms`], 2)} ms, p99 ` +
           `${f(m[`${t}_p99_ms`], 2)} ms, errors ${f(m[`${t}_errors`])}; c=8 ${f(m[`${t}_rps`])} ` +
           `req/s` + (n !== unattacked(n) ? ` (${f(m[`${t}_rps_ratio`], 2)}× unattacked)` : "") +
+          (m[`${t}_c8_p99_ms`] === undefined ? "" : `, its p99 ${f(m[`${t}_c8_p99_ms`], 1)} ms`) +
           `; CPU % target ${f(m[`${t}_cpu_pct`])}, backends ${f(m[`${t}_backends_cpu_pct`])}, ` +
           `attackers ${f(m[`${t}_attackers_cpu_pct`])}, legit clients ${
             f(m[`${t}_legit_cpu_pct`])
@@ -383,9 +385,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       } ms, ${f(m.balancer_spread_rps_ratio, 2)}×; 16 × 16 × 4,000 B: p99 ${
         f(m.balancer_near_p99_ms, 1)
       } ms (direct ${f(m.direct_near_p99_ms, 1)}), ${f(m.balancer_near_rps_ratio, 2)}×; ` +
-      `40 KB echoes beside K5's held sleeps: p99 ${f(m.balancer_held_p99_ms, 1)} ms, ${
-        f(m.balancer_held_rps_ratio, 2)
-      }×`,
+      `c=8 of 40 KB echoes beside K5's held sleeps: ${f(m.balancer_held_rps_ratio, 2)}×, its p99 ${
+        f(m.balancer_held_c8_p99_ms, 1)
+      } ms (unattacked ${f(m.balancer_big_c8_p99_ms, 1)})`,
   );
   return m;
 }
