@@ -12,7 +12,8 @@
  *   pauses, backpressure), `outbound.ts` (coalesced, bounded writes) and
  *   `deadlines.ts` (write, frame and heartbeat deadlines, judged by the
  *   process's one ticker in `heartbeat.ts`); input is handed over with
- *   `attach()`;
+ *   `attach()`; `send_queue.ts` asks the kernel whether a socket's peer
+ *   takes what it is sent (the broker's queue groups, the balancer's shares);
  * - `handshake.ts` agrees on the codec and heartbeat, and carries the
  *   dialer's credentials to the listener's authenticator (`credentials.ts`:
  *   the fields and the seam; the deciding is auth/'s); `foreign.ts` names a
@@ -82,6 +83,14 @@ export {
   type FrameWriter,
 } from "./conn.ts";
 export { drainTarget, processOutbound, setFlushAt } from "./outbound.ts";
+export {
+  lastOnTrial,
+  onTrial,
+  sendQueueStats,
+  type SocketSide,
+  STALLED,
+  stalledLoad,
+} from "./send_queue.ts";
 export { keepReading } from "./inbound.ts";
 export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 export { SourceEntry, type SourceLimits, type SourceStats, SourceTable } from "./sources.ts";

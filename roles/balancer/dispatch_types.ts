@@ -80,6 +80,11 @@ export interface DispatchOptions {
    * (shares.ts). Undefined: each connection is its own source.
    */
   sourceOf?: (flow: object) => string | undefined;
+  /**
+   * Whether the client of a connection leaves its answers unread: its bulk
+   * flow gets no allowance while others are busy (shares.ts). Undefined: none does.
+   */
+  unread?: (flow: object) => boolean;
   now?: () => number;
 }
 

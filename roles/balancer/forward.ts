@@ -82,6 +82,7 @@ export class Dispatcher<J extends Job> {
       waiting: (key) => this.#queue.waiting(key),
       wake: () => this.pump(),
       sourceOf: options.sourceOf,
+      unread: options.unread,
       backends: () => pool.healthy,
       capacity: () => this.#slots(),
     });

@@ -27,7 +27,9 @@ import {
   type Peer,
   type RequestMeta,
   setFlushAt,
+  stalledLoad,
 } from "../../wire/mod.ts";
+import { UNREAD_BYTES } from "./share_limits.ts";
 import { shareDescriptors } from "../../wire/descriptors.ts";
 import {
   balancer as balancerContract,
@@ -124,6 +126,7 @@ function forwarding(options: BalancerOptions) {
     budget: new RetryBudget({ ratio: options.retryBudget }),
     contendedShare: options.clientShare,
     sourceOf,
+    unread,
   });
   const forward = (method: string, params: unknown, peer: Peer, meta: RequestMeta) =>
     new Promise((resolve, reject) => {
@@ -157,6 +160,15 @@ function forwarding(options: BalancerOptions) {
 function sourceOf(flow: object): string {
   const peer = flow as Peer;
   return clientSource(peer.identity?.user, peer.conn.remoteHost);
+}
+
+/**
+ * Whether a client connection leaves its answers unread: its socket holds
+ * more than UNREAD_BYTES its peer has not acknowledged, and the peer
+ * acknowledged nothing for a while (wire's stalledLoad; shares.ts).
+ */
+function unread(flow: object): boolean {
+  return stalledLoad((flow as Peer).conn, UNREAD_BYTES, true) > 0;
 }
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {

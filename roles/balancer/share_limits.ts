@@ -51,6 +51,15 @@ export const PACED_BYTES = SMALL_EARNS;
  * request may find ahead of it on a backend's connection (hostile35 H12).
  */
 export const BACKEND_BYTES = 64 * 1024;
+/**
+ * Bytes a client's socket may hold that its peer has not acknowledged
+ * before the client counts as leaving its answers unread, once its peer
+ * has acknowledged nothing for a while too (wire's stalledLoad): then its
+ * bulk flow gets no allowance (shares.ts). On loopback a reader
+ * acknowledges what arrives at once; one that never reads leaves all past
+ * its receive buffer (about 120 KB) here.
+ */
+export const UNREAD_BYTES = 64 * 1024;
 /** Bytes of requests the connections of one source may have on the backends while another source is busy. */
 export const SOURCE_BYTES = SOURCE_OUT * SHARE_BYTES;
 /**

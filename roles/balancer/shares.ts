@@ -15,20 +15,10 @@
  * reads of 64 into writes of 16: about twice the CPU per request, README). A
  * client alone may use every slot.
  *
- * A share still let four pipelining clients hold 64 requests on the
- * backends beside a legitimate client's 8: its requests waited behind them,
- * and the attackers' requests took the CPU of the balancer and the servers
- * (a 2-core machine here), so it got a fifth of its throughput. So a
- * connection that holds more than {@link BULK_DEPTH} shares (on the backends
- * and waiting) is a bulk flow, and bulk flows yield to the others: while a
- * connection within that depth is busy (a request on the backends, or one
- * answered within {@link LIGHT_GRACE_MS}), bulk flows together get one
- * request to a backend for every {@link LIGHT_PER_BULK} of the others', at
- * most one at once for every LIGHT_PER_BULK of theirs there (at least one).
- * When none is busy, bulk flows share the backends, each within its share.
- * This is fq_codel's priority of sparse flows over bulk ones, by connection.
- * A client slow to read for a moment holds a few shares at most; one that
- * pipelines without reading holds the wire's limit (256).
+ * A connection that holds more than {@link BULK_DEPTH} shares (on the
+ * backends and waiting) is a bulk flow, and bulk flows yield to the others
+ * (allowance.ts: fq_codel's priority of sparse flows over bulk ones, by
+ * connection; none for a client that leaves its answers unread).
  *
  * Shares by connection alone let a client spread over connections take a
  * share on each: sixteen connections of 64 requests each held 256 slots, and
@@ -54,7 +44,8 @@
  * more are paced, and kept off one backend (pacing.ts).
  */
 
-import { ClientShare, Held, mayHold, Sitting, SourceShare, STUCK_MS } from "./slots.ts";
+import { ClientShare, type Held, mayHold, Sitting, SourceShare, STUCK_MS } from "./slots.ts";
+import { Allowance } from "./allowance.ts";
 import { Pacing } from "./pacing.ts";
 import type { Ahead } from "./queue.ts";
 
@@ -64,8 +55,6 @@ import {
   BULK_DEPTH,
   CONTENDED_SHARE,
   LIGHT_GRACE_MS,
-  LIGHT_PER_BULK,
-  MAX_CREDIT,
   SHARE_BYTES,
   SOURCE_BYTES,
   SOURCE_DEPTH,
@@ -81,14 +70,12 @@ export class Shares {
   readonly contended: number;
   /** Requests on the backends, of every connection. */
   inflight = 0;
-  /** Of them, sent for bulk flows. */
-  bulk = 0;
   /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
   readonly pacing: Pacing;
   /** Slots of the backends in rotation (slots.ts). */
   #capacity: () => number;
-  /** Bulk requests earned by others sent (1/LIGHT_PER_BULK each, up to MAX_CREDIT). */
-  #credit = 0;
+  /** What bulk flows may send while others are busy (allowance.ts). */
+  readonly #allowance: Allowance;
   /**
    * The one timer that pumps the queue when nothing else may (see
    * `#wakeIn`), and when it fires (Infinity: not set).
@@ -96,10 +83,6 @@ export class Shares {
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeAt = Infinity;
   #wake: () => void;
-  /** When a request of a connection within its share was last answered. */
-  #lightAt = -Infinity;
-  /** Requests on the backends sent as light (not a bulk flow's). */
-  #light = new Held(STUCK_MS);
   /** Requests sitting on the backends (slots.ts). */
   #sitting = new Sitting();
   #byKey = new Map<object, ClientShare>();
@@ -125,6 +108,7 @@ export class Shares {
    * kept until they are sent)
    * @param wake called when bulk flows held back for the grace may go
    * @param sourceOf the source of a connection (undefined: its own)
+   * @param unread whether a connection's client leaves its answers unread
    */
   constructor(
     options: {
@@ -133,6 +117,7 @@ export class Shares {
       waiting: (key: object) => boolean;
       wake: () => void;
       sourceOf?: (key: object) => string | undefined;
+      unread?: (key: object) => boolean;
       backends?: () => number;
       capacity?: () => number;
     },
@@ -150,6 +135,11 @@ export class Shares {
     this.#waiting = options.waiting;
     this.#wake = options.wake;
     this.#sourceOf = options.sourceOf;
+    this.#allowance = new Allowance({
+      now: options.now,
+      wakeIn: (ms) => this.#wakeIn(ms),
+      unread: options.unread,
+    });
   }
 
   /** Connections active now. */
@@ -189,8 +179,7 @@ export class Shares {
    */
   mayTake(share: ClientShare, bytes: number, ahead: Ahead = "none"): boolean {
     if (ahead !== "none") {
-      return ahead === "others" && this.admit(share, 1, bytes) === Admit.Light &&
-        this.#bulk(false) === Admit.No;
+      return ahead === "others" && this.admit(share, 1, bytes) === Admit.Light && !this.bulkDue();
     }
     if (!this.#slotFor(share)) return false;
     if (this.#byKey.size <= 1) return true;
@@ -223,7 +212,7 @@ export class Shares {
       if (source.inflight + source.waiting > SOURCE_DEPTH * this.contended) light = false;
     }
     if (light) return Admit.Light;
-    return this.#bulk();
+    return this.#bulk(true, share);
   }
 
   /** Whether the source of `share` may take a slot now (slots.ts). */
@@ -269,25 +258,20 @@ export class Shares {
     }, ms + 1);
   }
 
-  /** Whether a request of a bulk flow may go now, as far as the bulk flows' allowance goes. */
+  /**
+   * Whether a request of a bulk flow may go now, as far as the bulk flows'
+   * allowance goes (and a client that reads its answers has requests waiting).
+   */
   bulkDue(): boolean {
-    return this.#bulk(false) !== Admit.No;
+    return this.#bulk(false) !== Admit.No && this.#allowance.readerWaits(SHARED_KEY);
   }
 
-  /** Whether a request of a bulk flow may go now (`wake`: a pump is due when the grace ends). */
-  #bulk(wake = true): Admit {
-    // Light requests a backend sits on are not a busy light flow (slots.ts):
-    // counted, they let no bulk request go until they timed out (X6).
-    const light = this.inflight - this.bulk - this.#light.old(this.#now());
-    if (light === 0) {
-      const wait = this.#lightAt + LIGHT_GRACE_MS - this.#now();
-      if (wait <= 0) return Admit.Bulk;
-      // Nothing may come to pump the line when the grace ends.
-      if (wake && this.bulk === 0) this.#wakeIn(wait);
-    }
-    return this.#credit >= 1 && this.bulk < Math.max(1, (light / LIGHT_PER_BULK) | 0)
-      ? Admit.Bulk
-      : Admit.No;
+  /**
+   * Whether a request of a bulk flow (`share`'s, or any) may go now (`wake`:
+   * a pump is due when the grace ends).
+   */
+  #bulk(wake = true, share?: ClientShare): Admit {
+    return this.#allowance.due(this.inflight, wake, share, SHARED_KEY);
   }
 
   /**
@@ -325,13 +309,7 @@ export class Shares {
       source.took(now);
       source.bytes += bytes;
     }
-    if (bulk) {
-      this.bulk++;
-      this.#credit = this.#credit > 1 ? this.#credit - 1 : 0;
-    } else {
-      this.#light.took(now);
-      if (this.#credit < MAX_CREDIT) this.#credit += 1 / LIGHT_PER_BULK;
-    }
+    this.#allowance.took(bulk, now);
   }
 
   /**
@@ -359,15 +337,13 @@ export class Shares {
       source.bytes -= bytes;
       if (source.inflight + source.waiting === 0) this.#wentIdle(source, at);
     }
-    if (bulk) this.bulk--;
-    else {
-      this.#light.gave(sentAt, at);
-      if (now > this.#lightAt) this.#lightAt = now;
-    }
+    this.#allowance.gave(bulk, sentAt, at, now);
   }
 
   /** A request of `share` began (1) or stopped (-1) waiting in the queue. */
   queued(share: ClientShare, n: 1 | -1): void {
+    share.waiting += n;
+    this.#allowance.queued(share, n);
     const source = share.source;
     if (source === undefined) return;
     const before = source.inflight + source.waiting;

@@ -158,6 +158,11 @@ export class ClientShare extends Held {
   bytes = 0;
   /** When it last sent a request (the dispatcher's clock). */
   lastAt = 0;
+  /** Its requests waiting in the queue. */
+  waiting = 0;
+  /** Whether its client leaves its answers unread (shares.ts), as found at `unreadAt`. */
+  unread = false;
+  unreadAt = NaN;
   constructor(readonly key: object, readonly source: SourceShare | undefined) {
     super(STUCK_MS);
   }

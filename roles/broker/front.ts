@@ -5,7 +5,6 @@
  * frames copied into its outbound buffer).
  */
 import { groupCounts } from "./group.ts";
-import { sendQueueStats } from "./send_queue.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   CloseReason,
@@ -18,6 +17,7 @@ import {
   type RawFrameHandler,
   readPublish,
   type RequestHandler,
+  sendQueueStats,
 } from "../../wire/mod.ts";
 import { cut, warnPeer } from "../../wire/_log.ts";
 import { readMsgpackPublish } from "./msgpack_publish.ts";

@@ -5,7 +5,7 @@
  * member is, so that a pick skips members that are behind).
  */
 
-import { STALLED } from "./send_queue.ts";
+import { STALLED } from "../../wire/mod.ts";
 
 /** Subscribers that share the messages of one pattern: each message to one member. */
 export class Group<S> {
@@ -95,7 +95,7 @@ export class Group<S> {
 export const groupCounts = {
   /**
    * Picks that passed over the member whose turn it was as behind: its
-   * socket stalled (send_queue.ts), its queue in the broker, or its client's
+   * socket stalled (wire/send_queue.ts), its queue in the broker, or its client's
    * frame limit (another took the message, unless every member was so).
    */
   passedOver: 0,

@@ -9,7 +9,7 @@
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
 import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT } from "./group.ts";
-import { lastOnTrial, onTrial, stalledLoad } from "./send_queue.ts";
+import { lastOnTrial, onTrial, stalledLoad } from "../../wire/mod.ts";
 import type { Group } from "./subscriptions.ts";
 
 /** A load past every byte count: a member whose next delivery would queue. */

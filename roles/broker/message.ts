@@ -130,7 +130,7 @@ export interface Sink {
   readonly refusedBytes?: number;
   /**
    * Its socket and the bytes written to it, for a queue group to ask the
-   * kernel what the client has not taken yet (send_queue.ts). Absent: unknown.
+   * kernel what the client has not taken yet (wire/send_queue.ts). Absent: unknown.
    */
   readonly socket?: { readonly conn: Deno.Conn; readonly bytesOut: number };
   /** The subscriber could not keep up and its policy says cut it off. */

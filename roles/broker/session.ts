@@ -75,7 +75,7 @@ export class Session implements Sink, Publisher {
     return this.peer.conn.pendingBytes;
   }
 
-  /** Its socket, for a queue group to see what its client has not taken (send_queue.ts). */
+  /** Its socket, for a queue group to see what its client has not taken (wire/send_queue.ts). */
   get socket(): FramedConn {
     return this.peer.conn;
   }

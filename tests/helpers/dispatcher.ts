@@ -29,6 +29,7 @@ export function sizedDispatcher(
     now?: () => number;
     queueTimeoutMs?: number;
     contendedShare?: number;
+    unread?: (flow: object) => boolean;
   } = {},
 ) {
   let now = 1_000_000;
@@ -60,6 +61,7 @@ export function sizedDispatcher(
     now: clock.now,
     sourceOf: (flow) => sources.get(flow),
     contendedShare: options.contendedShare,
+    unread: options.unread,
   });
   let next = 1;
   const conn = (source: string) => {

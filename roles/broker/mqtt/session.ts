@@ -307,7 +307,7 @@ export class MqttSession implements Sink {
     return this.#ended;
   }
 
-  /** Its socket, for a queue group to see what its client has not taken (send_queue.ts). */
+  /** Its socket, for a queue group to see what its client has not taken (wire/send_queue.ts). */
   get socket(): Outbound | undefined {
     return this.#conn?.out;
   }

@@ -2,7 +2,9 @@
  * Whether a connection's client takes what its socket holds: the kernel's
  * send queue (Linux `TIOCOUTQ`: bytes written to the socket and not yet
  * acknowledged by the peer), so that a queue group can tell a member that
- * reads from one whose socket merely has room (hostile review 36 J3).
+ * reads from one whose socket merely has room (hostile review 36 J3), and
+ * the balancer's shares a client that pipelines and reads its answers from
+ * one that never reads them (roles/balancer/shares.ts).
  *
  * A write completes as soon as the kernel takes the bytes, so the broker's
  * own counts (its queues, the writes in flight) see a member that never
@@ -161,14 +163,23 @@ function clock(): number {
  * the longer it has not (then by the bytes it holds). The
  * bytes it holds are estimated as the last reading plus what was written
  * since (no more can be there), read again when that passes `past` and the
- * reading is stale. 0 where unknown.
+ * reading is stale. 0 where unknown. With `readFirst`, the first look at
+ * a socket reads the kernel at once, so what it holds already counts (for
+ * a caller that looks only now and then at a socket written to for long),
+ * not only what goes out after.
  */
-export function stalledLoad(side: SocketSide | undefined, past: number): number {
+export function stalledLoad(
+  side: SocketSide | undefined,
+  past: number,
+  readFirst = false,
+): number {
   let p = side === undefined ? undefined : probes.get(side.conn);
+  const fresh = p === undefined;
   if (p === undefined || p.fd < 0) p = probeOf(side);
   last = p;
   if (p === undefined || p.fd < 0) return 0;
   side = p.side;
+  if (fresh && readFirst) read(p, side);
   const written = side.bytesOut - p.bytesOutAt;
   // On trial: read often enough that a client that reads is proven within its first few readings.
   if (!p.proven && (written >= READ_BYTES || clock() - p.readAt >= READ_MS)) read(p, side);
