@@ -206,6 +206,23 @@ async function attack(port: number, count: number) {
   };
 }
 
+/**
+ * Requests the backends of the balancer on `port` answered so far (every
+ * client's: `balancer.backends`' `served`); 0 for a server.
+ */
+async function served(port: number, side: string): Promise<number> {
+  if (side === "direct") return 0;
+  const peer = await dial({ host: "127.0.0.1", port }, { role: "bench", name: "served" });
+  try {
+    const list = await peer.call("balancer.backends", undefined, { timeout: 5000 }) as {
+      served?: number;
+    }[];
+    return list.reduce((t, b) => t + (b.served ?? 0), 0);
+  } finally {
+    peer.close();
+  }
+}
+
 /** Waits until `address` answers sys.ping within 100 ms (the target has settled). */
 async function settle(port: number): Promise<void> {
   const end = performance.now() + 30_000;
@@ -311,8 +328,22 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           // From the attackers' "ready" (their start-up is not the target's doing) to the legit clients' end.
           const meter = cpuMeter(target.child.pid, backendsOf(side, servers), a.pids);
           const big = attackers === "held" || attackers === "big";
-          const [lat, thr] = await legit(target.address, duration, big ? BIG : []);
+          const both = legit(target.address, duration, big ? BIG : []);
+          // The backends' answers over the middle second of the legitimate run (its clients'
+          // start-up, when the attackers are alone, aside).
+          await new Promise((r) => setTimeout(r, 700));
+          const servedBefore = await served(target.port, side);
+          await new Promise((r) => setTimeout(r, 1000));
+          const servedAfter = await served(target.port, side);
+          const [lat, thr] = await both;
           for (const [k, v] of Object.entries(meter.read())) rounds.add(`${tag}_${k}`, v);
+          // What the backends answered for others meanwhile, per 1,000 legitimate requests
+          // (theirs in that second taken as their rates: c=8's, and 1,000 a second).
+          if (side !== "direct") {
+            const mine = thr.rps + 1000;
+            const others = servedAfter - servedBefore - mine;
+            rounds.add(`${tag}_others_per_1k`, Math.max(0, others) / mine * 1000);
+          }
           const rss = rssOf(target.child.pid);
           const took = await a.stop();
           const errors = Object.values(lat.errors as Record<string, number>)
@@ -372,6 +403,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           `machine ${f(m[`${t}_machine_cpu_pct`])} of 200; RSS ${mib(m[`${t}_rss`])}` +
           (typeof n === "number" && n > 0
             ? `; each attacker got ${f(m[`${t}_taken_kib`])} KiB of requests taken`
+            : "") +
+          (n !== unattacked(n) && m[`${t}_others_per_1k`] !== undefined
+            ? `; others' requests answered meanwhile ${f(m[`${t}_others_per_1k`])} per 1,000 legit`
             : ""),
       );
     }
