@@ -12,14 +12,18 @@ import assert from "node:assert/strict";
 import { DistError } from "../wire/mod.ts";
 import { sizedDispatcher } from "./helpers/dispatcher.ts";
 
-Deno.test("Dispatcher: bulk flows that leave their answers unread get no allowance while a light client is busy", () => {
+/** A dispatcher whose non-readers are `unreading`, and a light client, active. */
+function setup() {
   const unreading = new Set<object>();
-  const { dispatcher, clock, conn, submit, answer, on } = sizedDispatcher({
-    unread: (flow) => unreading.has(flow),
-  });
+  const d = sizedDispatcher({ unread: (flow) => unreading.has(flow) });
+  const light = d.conn("10.0.0.1");
+  d.answer(d.submit(light, 10));
+  return { ...d, unreading, light };
+}
+
+Deno.test("Dispatcher: bulk flows that leave their answers unread get no allowance while a light client is busy", () => {
+  const { dispatcher, clock, conn, submit, answer, on, unreading, light } = setup();
   try {
-    const light = conn("10.0.0.1");
-    answer(submit(light, 10));
     const reader = conn("10.0.1.1");
     const nonReaders = [2, 3, 4, 5].map((i) => conn(`10.0.1.${i}`));
     for (const n of nonReaders) unreading.add(n);
@@ -61,13 +65,8 @@ Deno.test("Dispatcher: bulk flows that leave their answers unread get no allowan
 });
 
 Deno.test("Dispatcher: a light client's requests go past the queue while only non-readers wait there", () => {
-  const unreading = new Set<object>();
-  const { dispatcher, clock, conn, submit, answer, on } = sizedDispatcher({
-    unread: (flow) => unreading.has(flow),
-  });
+  const { dispatcher, clock, conn, submit, answer, on, unreading, light } = setup();
   try {
-    const light = conn("10.0.0.1");
-    answer(submit(light, 10));
     const nonReader = conn("10.0.1.2");
     unreading.add(nonReader);
     for (let i = 0; i < 200; i++) submit(nonReader, 10);

@@ -9,76 +9,30 @@
  * test's.
  */
 import assert from "node:assert/strict";
-import {
-  Backend,
-  createPolicy,
-  Dispatcher,
-  type Job,
-  Pool,
-  RetryBudget,
-} from "../roles/balancer/mod.ts";
+import type { Job } from "../roles/balancer/mod.ts";
 import { DistError } from "../wire/mod.ts";
-import { newJob } from "./helpers/balancer.ts";
-
-interface SizedJob extends Job {
-  id: number;
-  size: number;
-}
+import { sizedDispatcher, type SizedJob } from "./helpers/dispatcher.ts";
 
 /** What a small request may find ahead of it on its backend's connection. */
 const AHEAD = 256 * 1024;
 
-/** A dispatcher over two backends of `capacity` slots, flows mapped to sources, each job its own size. */
+/** A dispatcher over two backends of `capacity` slots (tests/helpers/dispatcher.ts). */
 function setup(capacity = 128) {
-  let now = 1_000_000;
-  const clock = { now: () => now, advance: (ms: number) => now += ms };
-  const pool = new Pool();
-  for (const name of ["b1", "b2"]) {
-    const b = new Backend("server", name, { capacity, rules: { rise: 2, fall: 3 } });
-    b.onConnected();
-    pool.add(b);
-  }
-  const sources = new Map<object, string>();
-  const on = new Map<SizedJob, Backend>();
   /** Bytes on its backend ahead of each job, when it was sent. */
   const ahead = new Map<SizedJob, number>();
-  const dispatcher: Dispatcher<SizedJob> = new Dispatcher(pool, createPolicy("round-robin"), {
-    send(job, backend) {
+  const d = sizedDispatcher({
+    capacity,
+    queueLimit: 100_000,
+    queueTimeoutMs: 60_000,
+    sending(job, backend) {
       let n = 0;
       for (const [j, b] of on) if (b === backend) n += j.size;
       ahead.set(job, n);
-      on.set(job, backend);
-      return true;
     },
-    reject() {},
-    sizeOf: (job) => job.size,
-  }, {
-    queueLimit: 100_000,
-    queueBytes: Infinity,
-    queueTimeoutMs: 60_000,
-    retries: 0,
-    budget: new RetryBudget({ minPerSecond: 100 }),
-    now: clock.now,
-    sourceOf: (flow) => sources.get(flow),
   });
-  let next = 1;
-  const conn = (source: string) => {
-    const flow = {};
-    sources.set(flow, source);
-    return flow;
-  };
-  const submit = (flow: object, size: number) => {
-    const job = newJob({ id: next++, size, flow });
-    dispatcher.submit(job);
-    return job;
-  };
+  const { dispatcher, clock, conn, submit, on } = d;
   const answer = (which: (job: SizedJob) => boolean) => {
-    for (const job of [...on.keys()]) {
-      if (which(job)) {
-        on.delete(job);
-        dispatcher.finish(job, "answered");
-      }
-    }
+    for (const job of [...on.keys()]) if (which(job)) d.answer(job);
   };
   const bytesOn = () => [...on.keys()].reduce((n, j) => n + j.size, 0);
   /**

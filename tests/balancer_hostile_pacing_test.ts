@@ -4,72 +4,19 @@
  * without sockets and with a clock of the test's own (hostile33 Y1, Y2).
  */
 import assert from "node:assert/strict";
-import {
-  Backend,
-  createPolicy,
-  Dispatcher,
-  type Job,
-  Pool,
-  RetryBudget,
-} from "../roles/balancer/mod.ts";
 import { DistError } from "../wire/mod.ts";
-import { newJob } from "./helpers/balancer.ts";
+import { sizedDispatcher, type SizedJob } from "./helpers/dispatcher.ts";
 
-interface SizedJob extends Job {
-  id: number;
-  size: number;
-}
-
-/** A dispatcher over two backends, flows mapped to sources, each job its own size. */
+/** A dispatcher over two backends (tests/helpers/dispatcher.ts), with answers by a predicate. */
 function setup() {
-  let now = 1_000_000;
-  const clock = { now: () => now, advance: (ms: number) => now += ms };
-  const pool = new Pool();
-  for (const name of ["b1", "b2"]) {
-    const b = new Backend("server", name, { capacity: 128, rules: { rise: 2, fall: 3 } });
-    b.onConnected();
-    pool.add(b);
-  }
-  const sources = new Map<object, string>();
-  const on = new Map<SizedJob, string>();
-  const dispatcher: Dispatcher<SizedJob> = new Dispatcher(pool, createPolicy("round-robin"), {
-    send(job, backend) {
-      on.set(job, backend.name);
-      return true;
-    },
-    reject() {},
-    sizeOf: (job) => job.size,
-  }, {
-    queueLimit: 10_000,
-    queueBytes: Infinity,
-    queueTimeoutMs: 60_000,
-    retries: 0,
-    budget: new RetryBudget({ minPerSecond: 100 }),
-    now: clock.now,
-    sourceOf: (flow) => sources.get(flow),
-  });
-  let next = 1;
-  const conn = (source: string) => {
-    const flow = {};
-    sources.set(flow, source);
-    return flow;
-  };
-  const submit = (flow: object, size: number) => {
-    const job = newJob({ id: next++, size, flow });
-    dispatcher.submit(job);
-    return job;
-  };
+  const d = sizedDispatcher({ queueTimeoutMs: 60_000 });
+  const { on } = d;
   /** Answers every job on the backends that `which` picks. */
   const answer = (which: (job: SizedJob) => boolean) => {
-    for (const job of [...on.keys()]) {
-      if (which(job)) {
-        on.delete(job);
-        dispatcher.finish(job, "answered");
-      }
-    }
+    for (const job of [...on.keys()]) if (which(job)) d.answer(job);
   };
   const of = (flows: Set<object>) => [...on.keys()].filter((j) => flows.has(j.flow!));
-  return { dispatcher, clock, conn, submit, answer, on, of };
+  return { ...d, answer, of };
 }
 
 Deno.test("Dispatcher: one source's connections together have at most 128 KiB on the backends", () => {
@@ -135,7 +82,7 @@ Deno.test("Dispatcher: large requests keep off one backend while a small client 
   assert.ok(on.has(next), "the small request went at once");
   assert.ok(
     !busy.has(on.get(next)),
-    `the small request went to ${on.get(next)}, behind a large one`,
+    `the small request went to ${on.get(next)?.name}, behind a large one`,
   );
   dispatcher.close(new DistError("UNAVAILABLE", "done"));
 });

@@ -8,66 +8,8 @@
  * the dispatcher without sockets, on a clock of the test's.
  */
 import assert from "node:assert/strict";
-import {
-  Backend,
-  createPolicy,
-  Dispatcher,
-  type Job,
-  Pool,
-  RetryBudget,
-} from "../roles/balancer/mod.ts";
 import { DistError } from "../wire/mod.ts";
-import { newJob } from "./helpers/balancer.ts";
-
-interface SizedJob extends Job {
-  id: number;
-  size: number;
-}
-
-function setup() {
-  let now = 1_000_000;
-  const clock = { now: () => now, advance: (ms: number) => now += ms };
-  const pool = new Pool();
-  for (const name of ["b1", "b2"]) {
-    const b = new Backend("server", name, { capacity: 128, rules: { rise: 2, fall: 3 } });
-    b.onConnected();
-    pool.add(b);
-  }
-  const sources = new Map<object, string>();
-  const on = new Map<SizedJob, Backend>();
-  const dispatcher: Dispatcher<SizedJob> = new Dispatcher(pool, createPolicy("round-robin"), {
-    send(job, backend) {
-      on.set(job, backend);
-      return true;
-    },
-    reject() {},
-    sizeOf: (job) => job.size,
-  }, {
-    queueLimit: 10_000,
-    queueBytes: Infinity,
-    queueTimeoutMs: 3_000,
-    retries: 0,
-    budget: new RetryBudget({ minPerSecond: 100 }),
-    now: clock.now,
-    sourceOf: (flow) => sources.get(flow),
-  });
-  let next = 1;
-  const conn = (source: string) => {
-    const flow = {};
-    sources.set(flow, source);
-    return flow;
-  };
-  const submit = (flow: object, size: number) => {
-    const job = newJob({ id: next++, size, flow });
-    dispatcher.submit(job);
-    return job;
-  };
-  const answer = (job: SizedJob) => {
-    on.delete(job);
-    dispatcher.finish(job, "answered");
-  };
-  return { dispatcher, clock, conn, submit, answer, on };
-}
+import { sizedDispatcher as setup, type SizedJob } from "./helpers/dispatcher.ts";
 
 for (const size of [8_000, 40_000]) {
   Deno.test(`Dispatcher: three sleeping requests of 60 KB and twenty idle connections let requests of ${size} bytes go`, () => {

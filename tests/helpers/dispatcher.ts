@@ -1,6 +1,6 @@
 /**
  * A balancer's dispatcher driven without sockets (roles/balancer/forward.ts):
- * two backends of 128 slots, round-robin, each job of its own size, client
+ * two backends of 128 slots (or `capacity`), round-robin, each job of its own size, client
  * connections mapped to sources, on a clock of the test's (or the real one).
  */
 import {
@@ -30,13 +30,20 @@ export function sizedDispatcher(
     queueTimeoutMs?: number;
     contendedShare?: number;
     unread?: (flow: object) => boolean;
+    capacity?: number;
+    queueLimit?: number;
+    /** Told of each job as it goes to `backend`, before `on` holds it. */
+    sending?: (job: SizedJob, backend: Backend) => void;
   } = {},
 ) {
   let now = 1_000_000;
   const clock = { now: options.now ?? (() => now), advance: (ms: number) => now += ms };
   const pool = new Pool();
   for (const name of ["b1", "b2"]) {
-    const b = new Backend("server", name, { capacity: 128, rules: { rise: 2, fall: 3 } });
+    const b = new Backend("server", name, {
+      capacity: options.capacity ?? 128,
+      rules: { rise: 2, fall: 3 },
+    });
     b.onConnected();
     pool.add(b);
   }
@@ -45,6 +52,7 @@ export function sizedDispatcher(
   const rejected: SizedJob[] = [];
   const dispatcher: Dispatcher<SizedJob> = new Dispatcher(pool, createPolicy("round-robin"), {
     send(job, backend) {
+      options.sending?.(job, backend);
       on.set(job, backend);
       return true;
     },
@@ -53,7 +61,7 @@ export function sizedDispatcher(
     },
     sizeOf: (job) => job.size,
   }, {
-    queueLimit: 10_000,
+    queueLimit: options.queueLimit ?? 10_000,
     queueBytes: Infinity,
     queueTimeoutMs: options.queueTimeoutMs ?? 3_000,
     retries: 0,
