@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type DistError, parseJson, type Peer, type RawDelivery } from "../wire/mod.ts";
 import { cut } from "../wire/_log.ts";
+import { HeldTexts } from "./held_texts.ts";
 import type { Delivery, Policy, Subscribed, Undeliverable, Unsubscribed } from "./contracts/mod.ts";
 
 const log = getLogger(["dist", "client"]);
@@ -40,7 +41,7 @@ export interface SubscribeOptions {
    * Bytes of messages kept waiting for the iterator before reading pauses
    * (default 8 MiB, the broker's default `--max-pending`): large values
    * pause it long before `buffer` messages. Deliveries read as bytes wait as
-   * their JSON text (large ones as bytes), parsed when the iterator takes them; decoded ones
+   * their JSON bytes, decoded and parsed when the iterator takes them; decoded ones
    * (MessagePack) are counted by the memory their objects take.
    */
   bufferBytes?: number;
@@ -81,6 +82,8 @@ export class Subscription implements AsyncIterable<Message> {
   invalid = 0;
   /** Waiting messages; those read as bytes kept as such until taken (see {@link Held}). */
   #queue: (Message | Held)[] = [];
+  /** The JSON bytes of the small values of Held entries of #queue, in the same order. */
+  #texts = new HeldTexts();
   /** The size of each message of #queue (same indexes), and of those waiting together. */
   #sizes: number[] = [];
   #bytes = 0;
@@ -148,7 +151,7 @@ export class Subscription implements AsyncIterable<Message> {
   /**
    * Hands over a delivery read as bytes (its frame of `bytes`, reused once
    * this returns): parsed at once when the iterator waits for it, else kept
-   * as its JSON text and parsed when taken, so what waits costs about what
+   * as its JSON bytes and parsed when taken, so what waits costs about what
    * it is counted (hostile34 Z4a: 1 MB of `[{},{},…]` parses into ~20 MB of
    * objects; 8 MiB of them waiting took an app to 400 MiB). False when the
    * value must be parsed now and is not JSON: the caller's ordinary path
@@ -167,13 +170,13 @@ export class Subscription implements AsyncIterable<Message> {
       this.push({ topic: d.topic, value, retained: d.retained, sid: d.sid }, peer, bytes);
       return true;
     }
-    // The frame is reused: a small value is kept as its text (decoded, as it
-    // would be anyway), a large one copied as bytes, which take no more than
-    // they are counted (a large string's heap pages do).
-    const text = d.value.byteLength < LARGE ? decoder.decode(d.value) : d.value.slice();
-    // A text with non-ASCII characters may take two bytes a character.
-    if (text.length !== d.value.byteLength && typeof text === "string") bytes += text.length;
-    this.#enqueue(new Held(d.topic, text, d.retained, d.sid), peer, bytes);
+    // The frame is reused: a small value is copied with the others waiting,
+    // decoded with them a run at a time when taken (see HeldTexts); a large
+    // one copied on its own.
+    let value: Uint8Array | null = null;
+    if (d.value.byteLength < LARGE) this.#texts.add(d.value);
+    else value = d.value.slice();
+    this.#enqueue(new Held(d.topic, value, d.retained, d.sid), peer, bytes);
     return true;
   }
 
@@ -262,7 +265,7 @@ export class Subscription implements AsyncIterable<Message> {
     try {
       return {
         topic: held.topic,
-        value: parseJson(typeof held.value === "string" ? held.value : decoder.decode(held.value)),
+        value: parseJson(held.value === null ? this.#texts.take() : decoder.decode(held.value)),
         retained: held.retained,
         sid: held.sid,
       };
@@ -319,14 +322,18 @@ export class Subscription implements AsyncIterable<Message> {
   }
 }
 
-/** Values of this many bytes or more wait as bytes, smaller ones as their text. */
+/** Values of this many bytes or more wait on their own, smaller ones in the HeldTexts. */
 const LARGE = 16 * 1024;
 
-/** A delivery read as bytes, kept waiting as its value's JSON text or bytes (see {@link Subscription.pushRaw}). */
+/**
+ * A delivery read as bytes, kept waiting: its value's JSON bytes on their
+ * own, or null when they wait in the subscription's HeldTexts (see
+ * {@link Subscription.pushRaw}).
+ */
 class Held {
   constructor(
     readonly topic: string,
-    readonly value: string | Uint8Array,
+    readonly value: Uint8Array | null,
     readonly retained: boolean,
     readonly sid: number,
   ) {}
