@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { HeldTexts } from "../clients/held_texts.ts";
+import { connect } from "../clients/mod.ts";
+import { DistError, encodeFrame, listen } from "../wire/mod.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -53,4 +55,50 @@ Deno.test("HeldTexts: a value holding a NUL or invalid UTF-8 (a broken broker's)
   // Empty again, it takes more from its start.
   held.add(encoder.encode("[1]"));
   assert.equal(held.take(), "[1]");
+});
+
+Deno.test("waiting non-ASCII deliveries are counted as the bytes they wait as, and arrive whole and in order", async () => {
+  // A broker's deliveries of non-ASCII text (a Japanese sensor's name): they wait as
+  // their UTF-8 bytes, counted as their frames; before, as two-byte text, counted twice.
+  const values = Array.from({ length: 50 }, (_, i) => ({ i, name: "温度センサー".repeat(8) }));
+  const frames = values.map((v) =>
+    encodeFrame(encoder.encode(
+      `{"method":"broker.message","params":{"topic":"/t/x","value":${JSON.stringify(v)},"sid":1}}`,
+    ))
+  );
+  const fake = listen({
+    host: "127.0.0.1",
+    port: 0,
+    role: "broker",
+    name: "fake",
+    onRequest: (method, _params, peer) => {
+      if (method === "sys.ping") return { pong: true };
+      if (method !== "broker.subscribe") throw new DistError("NOT_FOUND", method);
+      setTimeout(() => {
+        for (const f of frames) peer.conn.sendRaw(f);
+      }, 50);
+      return { sid: 1, topic: "/t", topics: [], topic_count: 0 };
+    },
+  });
+  const conn = await connect(`127.0.0.1:${fake.addr.port}`);
+  try {
+    const sub = await conn.subscribe("/t");
+    const deadline = Date.now() + 5000;
+    while (sub.waiting < values.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(sub.waiting, values.length);
+    const frameBytes = frames.reduce((n, f) => n + f.length - 4, 0);
+    assert.equal(sub.waitingBytes, frameBytes);
+    const got: unknown[] = [];
+    for await (const m of sub) {
+      got.push(m.value);
+      if (got.length === values.length) break;
+    }
+    assert.deepEqual(got, values);
+    assert.equal(sub.waitingBytes, 0);
+  } finally {
+    conn.close();
+    await fake.close(0);
+  }
 });
