@@ -17,7 +17,9 @@
  * flat-out run. The flat-out run's median send-to-arrival latency says how
  * far behind the subscriber was: hundreds of milliseconds mean the
  * publisher and the server ran ahead of it (the server holding the
- * backlog), so the subscriber set the rate, not the round trips.
+ * backlog), so the subscriber set the rate, not the round trips. With
+ * E2E_FLOOR=1 each round also runs dist's publisher to a hand-written
+ * raw-socket subscriber: the floor under the library's callback.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";
@@ -75,7 +77,7 @@ export async function e2e(
   address: string,
   count: number,
   rate: number,
-  style: "iterator" | "callback" = "iterator",
+  style: "iterator" | "callback" | "floor" = "iterator",
   skip = 0,
   client = CLIENT,
 ): Promise<Record<string, number>> {
@@ -126,6 +128,8 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     String(64 * 1024 * 1024),
   ]);
   const rounds = new Rounds();
+  // E2E_FLOOR=1: each round also runs dist's publisher to a hand-written raw-socket subscriber.
+  const floor = Deno.env.get("E2E_FLOOR") === "1";
   console.log(
     `1→1 from separate processes, a small JSON object per message, the subscriber taking them by ` +
       `callback (each library's fastest) and by async iterator: flat out ${flat - flatSkip} msgs ` +
@@ -160,6 +164,12 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
           rounds.add(`${key}_10k_p50_ms`, b.p50_ms);
           rounds.add(`${key}_10k_p99_ms`, b.p99_ms);
         }
+        if (style === "callback" && floor) {
+          // The floor under the library (broker_e2e_client.ts, floorSubscriber), same publisher.
+          const a = await e2e("dist", dist.address, flat, 0, "floor", flatSkip);
+          rounds.add("dist_floor_flat_msgs_per_s", a.msgs_per_s);
+          rounds.add("dist_floor_flat_sub_cpu_us", a.sub_cpu_us);
+        }
         if (nats !== undefined) {
           const last = (k: string) => rounds.rows[k].at(-1)!;
           const s = SHORT[style];
@@ -183,6 +193,13 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const f = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(0);
   const us = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " µs";
   const ms = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " ms";
+  if (floor) {
+    console.log(
+      `broker-e2e medians, floor (a raw-socket subscriber, no library): flat out ${
+        f(m.dist_floor_flat_msgs_per_s)
+      } msgs/s, subscriber CPU per message ${us(m.dist_floor_flat_sub_cpu_us)}`,
+    );
+  }
   for (const style of STYLES) {
     const s = SHORT[style];
     const d = (k: string) => m[`dist_${s}_${k}`];

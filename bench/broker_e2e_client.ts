@@ -33,9 +33,10 @@ interface Task {
    * How the subscriber takes its messages: `iterator` (`for await`, each
    * library's ordinary way) or `callback` (each library's fastest: nats.js's
    * `callback` option, which it documents as the faster one, and dist's
-   * `raw` one), the value parsed as JSON either way.
+   * `raw` one), the value parsed as JSON either way. `floor` (dist only):
+   * no library, a raw socket read by hand (see floorSubscriber).
    */
-  style?: "iterator" | "callback";
+  style?: "iterator" | "callback" | "floor";
 }
 
 const task = JSON.parse(Deno.args[0]) as Task;
@@ -105,6 +106,9 @@ async function run(): Promise<Record<string, unknown>> {
       p99_ms: quantile(sorted, 0.99),
     };
   };
+  if (task.role === "sub" && task.style === "floor") {
+    return await floorSubscriber(got, () => received, finish);
+  }
   // Each process loads only its own system's library (not the other's code and heap).
   if (task.system === "dist") {
     const { connect } = await import("../clients/mod.ts");
@@ -179,6 +183,54 @@ async function run(): Promise<Record<string, unknown>> {
     return finish();
   } finally {
     await nc.close();
+  }
+}
+
+/**
+ * The floor under dist's library: a subscriber on a raw socket (handshake
+ * and subscribe from the tests' helper), 64 KiB reads, frames split by
+ * hand, each delivery's value found by its fixed layout (this bench's
+ * topic, the sid last), decoded and parsed as the callback does. What the
+ * library costs is the callback's CPU per message less this one's.
+ */
+async function floorSubscriber(
+  got: (v: { t: number }) => void,
+  received: () => number,
+  finish: () => Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const { rawSubscriber } = await import("../tests/helpers/broker.ts");
+  const { conn } = await rawSubscriber(Number(task.address.split(":")[1]), { topic: `/${TOPIC}` });
+  console.log("ready");
+  const READ = 64 * 1024;
+  const buf = new Uint8Array(2 * READ);
+  const view = new DataView(buf.buffer);
+  const head = encoder.encode(
+    `{"method":"broker.message","params":{"topic":"/${TOPIC}","value":`,
+  );
+  const COMMA = 0x2c;
+  let have = 0;
+  try {
+    while (received() < task.count) {
+      const n = await conn.read(buf.subarray(have, have + READ));
+      if (n === null) break;
+      have += n;
+      let at = 0;
+      while (have - at >= 4 && received() < task.count) {
+        const len = view.getUint32(at);
+        if (have - at < 4 + len) break;
+        const f = buf.subarray(at + 4, at + 4 + len);
+        at += 4 + len;
+        if (f[head.length - 10] !== 0x22) continue; // another topic (the publisher's sync one)
+        let end = f.length - 2; // before }}, back over the sid to the comma before "sid"
+        while (f[end - 1] !== COMMA) end--;
+        got(JSON.parse(decoder.decode(f.subarray(head.length, end - 1))));
+      }
+      buf.copyWithin(0, at, have);
+      have -= at;
+    }
+    return finish();
+  } finally {
+    conn.close();
   }
 }
 
