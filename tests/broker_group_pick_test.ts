@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { topicSegments } from "../clients/contracts/mod.ts";
 import { BrokerCore } from "../roles/broker/mod.ts";
 import { PICK_WINDOW, SubscriptionTree } from "../roles/broker/subscriptions.ts";
-import { UNFIT } from "../roles/broker/group.ts";
+import { UNFIT, UNPROVEN } from "../roles/broker/group.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
 import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
@@ -315,4 +315,42 @@ Deno.test("Group.pick(load): past a long run of UNFIT members, later picks look 
       );
     });
   }
+});
+
+Deno.test("Group.pick(load): members on trial joining and leaving past a window never take a message while one member keeps up (hostile review 38b M2)", () => {
+  // m0 reads; 40 members on trial (their budget spent) come and go ahead of it in turn.
+  const t = new SubscriptionTree<Member>();
+  const member = (i: number, load: number) => ({
+    sid: i + 1,
+    name: `m${i}`,
+    segments: topicSegments("/jobs"),
+    group: "g",
+    load,
+  });
+  let sid = 0;
+  const thieves = Array.from({ length: 40 }, () => member(++sid, UNPROVEN));
+  for (const m of thieves) t.add(m);
+  t.add(member(0, 0));
+  const g = t.match(["jobs"]).groups[0];
+  const picks = new Map<string, number>();
+  for (let p = 0; p < 2_000; p++) {
+    const name = g.pick((m) => m.load).name;
+    picks.set(name, (picks.get(name) ?? 0) + 1);
+    // One leaves, a new one joins: every other member's place shifts.
+    t.remove(thieves.shift()!);
+    const m = member(++sid, UNPROVEN);
+    thieves.push(m);
+    t.add(m);
+  }
+  // Before: the reader's place moved at every change, the pick lost it and a thief of the window
+  // took most messages.
+  assert.equal(picks.get("m0"), 2_000, JSON.stringify([...picks].slice(0, 5)));
+});
+
+Deno.test("Group.pick(load): a member on trial is given a message only after a pick looked at one that keeps up (hostile review 38b M2)", () => {
+  // The reader is past the first window and no pick found it yet.
+  const loads = [...Array.from({ length: 50 }, () => UNPROVEN), 0];
+  const { group: g } = group(loads);
+  const picks = Array.from({ length: 10 }, () => g.pick((m) => m.load).name);
+  assert.deepEqual(picks, Array(10).fill("m50"));
 });

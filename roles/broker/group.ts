@@ -36,9 +36,14 @@ export class Group<S> {
    * (the earliest in turn among equals), or the member a pick last found at
    * 0 if its load is less now (hostile review 36 J3: forty members behind
    * in a row must not hide the one that reads from a window; the rotation
-   * then goes on past the window). While every member looked at is UNFIT for a
-   * message of `bytes`, it looks on past the window. Without `load`: plain
-   * rotation.
+   * then goes on past the window). That member is kept by identity, not by
+   * its place, which joins and leaves shift (38b M2). While every member
+   * looked at is UNPROVEN or worse for a message of `bytes` (on trial with
+   * its group's budget spent, stalled, unfit), and the fit one is too, it
+   * looks on past the window for one that is not: a member on trial is
+   * given a message only once a pick has seen that no member keeps up (a
+   * look that found none lets the next few picks skip it: at most a window
+   * a pick on average). Without `load`: plain rotation.
    * Precondition: the group has members.
    */
   pick(load?: (member: S, bytes: number, group: Group<S>) => number, bytes = 0): S {
@@ -46,15 +51,13 @@ export class Group<S> {
     let at = this.#next >= n ? 0 : this.#next;
     if (load !== undefined && n > 1) {
       const start = at;
-      let best = at, least = Infinity, k = 0, first = 0;
-      // Past the window only while every member seen is UNFIT (hostile review 36 J12), and
-      // not when the member last found fit still is (37 K4: a scan of a run of unfit members
-      // each pick made every publish cost the group's size).
+      let best = at, least = Infinity, k = 0, first = 0, goal = Infinity, fitLoad = NaN;
       for (let i = at; k < n; k++) {
-        if (
-          k >= PICK_WINDOW &&
-          (least < UNFIT || (k === PICK_WINDOW && this.#fitLoad(load, bytes) < UNFIT))
-        ) break;
+        if (k === PICK_WINDOW) {
+          fitLoad = this.#fitLoad(load, bytes);
+          goal = this.#goal(least, fitLoad);
+        }
+        if (k >= PICK_WINDOW && least < goal) break;
         const l = load(members[i], bytes, this);
         if (k === 0) first = l;
         if (l < least) {
@@ -64,12 +67,15 @@ export class Group<S> {
         }
         if (++i === n) i = 0;
       }
+      // A look at every member found none proven and fit: the next picks keep to their window.
+      if (k === n && n > PICK_WINDOW && least >= UNPROVEN) this.#blind = n / PICK_WINDOW;
       at = best;
       let next = at + 1;
-      if (least > 0 && this.#fitLoad(load, bytes) < least) {
+      if (least > 0 && Number.isNaN(fitLoad)) fitLoad = this.#fitLoad(load, bytes);
+      if (least > 0 && fitLoad < least) {
         at = this.#fitAt;
         next = start + k; // the rotation goes on past the window
-      } else if (least === 0 || (k > PICK_WINDOW && least < UNFIT)) {
+      } else if (least === 0 || (k > PICK_WINDOW && least < UNPROVEN)) {
         this.#fit = members[at];
         this.#fitAt = at;
       }
@@ -82,12 +88,35 @@ export class Group<S> {
     return members[at];
   }
 
-  /** The load of the member a pick last found fit, if it is still where it was; else Infinity. */
+  /** Picks left that keep to their window: a look past it lately found no member proven and fit. */
+  #blind = 0;
+
+  /**
+   * How far a pick looks on past its window, given the least load in it
+   * and the fit member's: Infinity, not at all (one seen or the fit one is
+   * proven and fit, or a look lately found none and one seen can take the
+   * message: 37 K4, a scan of a run of unfit members each pick made every
+   * publish cost the group's size); else until a load below the goal.
+   */
+  #goal(least: number, fitLoad: number): number {
+    if (least < UNPROVEN || fitLoad < UNPROVEN) return Infinity;
+    if (this.#blind > 0) {
+      this.#blind--;
+      return least < UNFIT || fitLoad < UNFIT ? Infinity : UNFIT;
+    }
+    return UNPROVEN;
+  }
+
+  /** The load of the member a pick last found fit, wherever it stands now; Infinity if it left. */
   #fitLoad(load: (member: S, bytes: number, group: Group<S>) => number, bytes: number): number {
     const fit = this.#fit;
-    return fit !== undefined && this.members[this.#fitAt] === fit
-      ? load(fit, bytes, this)
-      : Infinity;
+    if (fit === undefined) return Infinity;
+    // Joins and leaves shift the members: look it up (once per shift; 38b M2).
+    if (this.members[this.#fitAt] !== fit) this.#fitAt = this.members.indexOf(fit);
+    if (this.#fitAt >= 0) return load(fit, bytes, this);
+    this.#fit = undefined;
+    this.#fitAt = 0;
+    return Infinity;
   }
 }
 
@@ -119,6 +148,13 @@ export const PICK_WINDOW = 32;
  * for one that can.
  */
 export const UNFIT = 2 ** 41;
+
+/**
+ * A load at or past this: the member has not shown that it takes what it
+ * is given (on trial with its group's budget spent, or stalled): a pick
+ * looks past its window for one that has before giving it a message.
+ */
+export const UNPROVEN = 2 ** 38;
 
 /**
  * What the members of a group on trial may take in rotation before earning

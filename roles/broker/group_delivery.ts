@@ -8,7 +8,7 @@
  */
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
-import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT } from "./group.ts";
+import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT, UNPROVEN } from "./group.ts";
 import { lastOnTrial, onTrial, stalledLoad } from "../../wire/mod.ts";
 import type { Group } from "./subscriptions.ts";
 
@@ -29,7 +29,7 @@ const REFUSING = UNFIT;
  * trial (its client not yet proven to read) once its group's trial budget
  * is spent. It takes a message only when no proven member keeps up.
  */
-const ON_TRIAL = 2 ** 38;
+const ON_TRIAL = UNPROVEN;
 
 /**
  * Bytes pending on a member's connection that still count as nothing
