@@ -29,7 +29,8 @@
  * every SCAN_MS and 1/20 of the time).
  *
  * A member on trial: a connection whose peer has not yet acknowledged
- * PROOF_BYTES (onTrial), which a queue group gives only a budget's worth
+ * 256 KiB, or on probation: not yet its receive buffer and 256 KiB more
+ * (trialOf), which a queue group gives only a budget's worth
  * (group_delivery.ts), so that connections that join and never read cannot take a
  * fresh share each (hostile review 38 L6). An MQTT-over-WebSocket
  * connection is found by its upgraded socket's addresses (WsStream's),
@@ -90,17 +91,51 @@ interface Probe {
    * that takes that much is not one that never reads.
    */
   credit: number;
-  /** Its peer acknowledged PROOF_BYTES: its client reads (see onTrial). */
-  proven: boolean;
+  /**
+   * What its peer has shown (trialOf): ON_TRIAL, acknowledged less than
+   * TRIAL_BYTES; ON_PROBATION, less than proofBytes; 0, more: its client reads.
+   */
+  trial: number;
 }
 
 /**
- * What a connection's peer must have acknowledged before its client counts
- * as one that reads (256 KiB): twice what a client's socket takes here
- * without being read at all (127 KB with the default receive buffer), since
- * its kernel acknowledges what it buffers (hostile review 38 L6).
+ * What a connection's peer must have acknowledged to be off trial (256
+ * KiB): twice what a client's socket takes without being read at all with
+ * the default receive buffer (hostile review 38 L6). Only on probation
+ * then: a client can ask for a larger buffer.
  */
-const PROOF_BYTES = 256 * 1024;
+const TRIAL_BYTES = 256 * 1024;
+/** Stages of a connection's client (trialOf): not yet shown to read anything; shown to read little. */
+export const ON_TRIAL = 2, ON_PROBATION = 1;
+
+/**
+ * What a connection's peer must have acknowledged before its client counts
+ * as one that reads: 256 KiB past the most its kernel can acknowledge
+ * without its client reading a byte, which is its receive buffer (hostile
+ * review 38 L6: 127 KB by default; 38b M1: a client that sets SO_RCVBUF
+ * gets up to twice `net.core.rmem_max`, 8 MiB here, and took 84 % of a
+ * group proven at 256 KiB). Twice rmem_max as this host sets it, read once
+ * (4 MiB when it cannot be read); a peer on another host with a larger one,
+ * or with SO_RCVBUFFORCE, can still be acknowledged more unread.
+ *
+ * The peer's advertised window (TCP_INFO) does not tell more: it grew by
+ * 2 MB while 1.3 MB arrived unread, and with TCP_WINDOW_CLAMP it stayed at
+ * 128 KiB while 8.2 MB were acknowledged unread (measured here).
+ */
+const proofBytes = TRIAL_BYTES + 2 * rmemMax();
+
+/** `net.core.rmem_max`: the most receive buffer SO_RCVBUF asks for (then doubled). */
+function rmemMax(): number {
+  const path = "/proc/sys/net/core/rmem_max", fallback = 4 * 1024 * 1024;
+  try {
+    if (Deno.build.os !== "linux") return fallback;
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return fallback;
+    const n = Number(Deno.readTextFileSync(path).trim());
+    return Number.isSafeInteger(n) && n > 0 ? Math.min(n, 2 ** 30) : fallback;
+  } catch {
+    return fallback;
+  }
+}
 
 /** Most bytes a reading's proven drain lets go out before the next reading. */
 const CREDIT_MAX = 256 * 1024;
@@ -182,7 +217,7 @@ export function stalledLoad(
   if (fresh && readFirst) read(p, side);
   const written = side.bytesOut - p.bytesOutAt;
   // On trial: read often enough that a client that reads is proven within its first few readings.
-  if (!p.proven && (written >= READ_BYTES || clock() - p.readAt >= READ_MS)) read(p, side);
+  if (p.trial > 0 && (written >= READ_BYTES || clock() - p.readAt >= READ_MS)) read(p, side);
   if (p.unsent + written < past + p.credit) return 0;
   threshold = past;
   if (written >= READ_BYTES || clock() - p.readAt >= READ_MS) read(p, side);
@@ -213,33 +248,36 @@ function probeOf(side: SocketSide | undefined): Probe | undefined {
 }
 
 /**
- * Whether `side`'s client has yet to show that it reads: its peer has
- * acknowledged less than PROOF_BYTES in all (read from the kernel at most
- * every READ_BYTES written or READ_MS), or its socket is not found yet
- * (a connection that joined since the last scan). A connection whose
- * socket cannot be asked about (not Linux, no `--allow-ffi`) is not.
+ * How far `side`'s client is from showing that it reads: ON_TRIAL while
+ * its peer has acknowledged less than TRIAL_BYTES in all, or its socket is
+ * not found yet (a connection that joined since the last scan);
+ * ON_PROBATION while less than proofBytes (what it took may sit unread in
+ * its receive buffer); 0 past that (read from the kernel at most every
+ * READ_BYTES written or READ_MS). 0 for a connection whose socket cannot
+ * be asked about (not Linux, no `--allow-ffi`).
  */
-export function onTrial(side: SocketSide | undefined): boolean {
+export function trialOf(side: SocketSide | undefined): number {
   const p = probeOf(side);
-  if (p === undefined || p.proven) return false;
-  if (p.fd < 0) return p.key !== "";
+  if (p === undefined || p.trial === 0) return 0;
+  if (p.fd < 0) return p.key !== "" ? ON_TRIAL : 0;
   if (p.side.bytesOut - p.bytesOutAt >= READ_BYTES || clock() - p.readAt >= READ_MS) {
     read(p, p.side);
   }
-  return !p.proven;
+  return p.trial;
 }
 
 /** The probe stalledLoad last looked at (undefined: none to be had). */
 let last: Probe | undefined;
 
 /**
- * Whether the socket stalledLoad was last asked about is on trial (as
- * {@link onTrial} says, from the reading stalledLoad made): no second
- * look-up for the member a pick just judged.
+ * How far the client of the socket stalledLoad was last asked about is
+ * from showing that it reads (as {@link trialOf} says, from the reading
+ * stalledLoad made): no second look-up for the member a pick just judged.
  */
-export function lastOnTrial(): boolean {
+export function lastTrial(): number {
   const p = last;
-  return p !== undefined && !p.proven && (p.fd >= 0 || p.key !== "");
+  if (p === undefined || p.trial === 0) return 0;
+  return p.fd >= 0 ? p.trial : p.key !== "" ? ON_TRIAL : 0;
 }
 
 /** Reads the kernel's count. */
@@ -254,7 +292,9 @@ function read(p: Probe, side: SocketSide): void {
     p.unsent = word[0];
   }
   const acked = p.bytesOutAt - p.unsent;
-  if (acked >= PROOF_BYTES && p.fd >= 0) p.proven = true;
+  if (p.fd >= 0 && p.trial > 0) {
+    p.trial = acked >= proofBytes ? 0 : acked >= TRIAL_BYTES ? ON_PROBATION : ON_TRIAL;
+  }
   if (acked > p.acked) {
     p.credit = p.acked < 0 ? 0 : Math.min(acked - p.acked, CREDIT_MAX);
     p.acked = acked;
@@ -295,7 +335,7 @@ function find(side: SocketSide): Probe {
     acked: -1,
     progressAt: at,
     credit: 0,
-    proven: false,
+    trial: ON_TRIAL,
   };
   if (key === "") return p;
   let fd = fds.get(key);

@@ -151,10 +151,11 @@ export const UNFIT = 2 ** 41;
 
 /**
  * A load at or past this: the member has not shown that it takes what it
- * is given (on trial with its group's budget spent, or stalled): a pick
- * looks past its window for one that has before giving it a message.
+ * is given (on trial or probation with its group's budget spent, or
+ * stalled): a pick looks past its window for one that has before giving
+ * it a message.
  */
-export const UNPROVEN = 2 ** 38;
+export const UNPROVEN = 2 ** 37;
 
 /**
  * What the members of a group on trial may take in rotation before earning

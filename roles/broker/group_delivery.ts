@@ -9,7 +9,7 @@
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
 import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT, UNPROVEN } from "./group.ts";
-import { lastOnTrial, onTrial, stalledLoad } from "../../wire/mod.ts";
+import { lastTrial, ON_TRIAL as TRIAL, stalledLoad, trialOf } from "../../wire/send_queue.ts";
 import type { Group } from "./subscriptions.ts";
 
 /** A load past every byte count: a member whose next delivery would queue. */
@@ -25,11 +25,13 @@ const BEHIND = 2 ** 40;
 const REFUSING = UNFIT;
 
 /**
- * A load past every byte count, short of a stalled socket's: a member on
- * trial (its client not yet proven to read) once its group's trial budget
- * is spent. It takes a message only when no proven member keeps up.
+ * Loads past every byte count, short of a stalled socket's: a member on
+ * probation (its client's kernel acknowledged some, not more than its
+ * receive buffer holds: it may not read), and after it one on trial (not
+ * even that), once its group's trial budget is spent. They take a message
+ * only when no proven member keeps up (hostile review 38b M1).
  */
-const ON_TRIAL = UNPROVEN;
+const ON_PROBATION = UNPROVEN, ON_TRIAL = 2 * UNPROVEN;
 
 /**
  * Bytes pending on a member's connection that still count as nothing
@@ -60,18 +62,20 @@ export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subsc
   // A socket with room whose client takes nothing is not keeping up (hostile review 36 J3).
   const pending = held + stalledLoad(sink.socket, KEEPING_UP - held);
   judged = sub;
-  judgedOnTrial = lastOnTrial();
+  judgedTrial = lastTrial();
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   if (pending >= KEEPING_UP) return pending;
   // A member that has not shown it reads, with its group's trial budget spent.
-  if (judgedOnTrial && group !== undefined && group.trial <= 0) return ON_TRIAL + pending;
+  if (judgedTrial > 0 && group !== undefined && group.trial <= 0) {
+    return (judgedTrial === TRIAL ? ON_TRIAL : ON_PROBATION) + pending;
+  }
   return 0;
 }
 
-/** The member memberLoad last judged, and whether it is on trial (for deliverToGroup). */
+/** The member memberLoad last judged, and how far from proven (for deliverToGroup). */
 let judged: Subscription | undefined;
-let judgedOnTrial = false;
+let judgedTrial = 0;
 
 /**
  * What a pick judges a member's fitness by (its frame or packet
@@ -118,7 +122,7 @@ export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
   // spent, it was what no proven member could take straight away: no debt.
   const cost = bytes + 64;
   if (group.members.length === 1) return; // a lone member: no pick, nothing to share
-  if (member === judged ? judgedOnTrial : onTrial(member.sink.socket)) {
+  if ((member === judged ? judgedTrial : trialOf(member.sink.socket)) > 0) {
     if (group.trial > 0) group.trial -= cost;
   } else if (group.trial < TRIAL_BURST) group.trial += cost / TRIAL_SHARE;
 }
