@@ -23,6 +23,11 @@ export class Group<S> {
    * they are given, earned back by a share of what proven members are.
    */
   trial = TRIAL_BURST;
+  /**
+   * Whether a pick lately found a member proven to read that keeps up
+   * (group_delivery.ts memberLoad): members on probation then rank after it.
+   */
+  proven = false;
 
   constructor(name: string, since = 0) {
     this.name = name;

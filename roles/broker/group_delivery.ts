@@ -66,11 +66,16 @@ export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subsc
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   if (pending >= KEEPING_UP) return pending;
-  // A member that has not shown it reads, with its group's trial budget spent.
-  if (judgedTrial > 0 && group !== undefined && group.trial <= 0) {
-    return (judgedTrial === TRIAL ? ON_TRIAL : ON_PROBATION) + pending;
+  if (group === undefined) return 0;
+  if (judgedTrial === 0) {
+    group.proven = true;
+    return 0;
   }
-  return 0;
+  // A member that has not shown it reads, with its group's trial budget spent: one on
+  // probation only while the group has a proven member (else they share in plain rotation,
+  // each pick stopping at the first, until one of them is proven).
+  if (group.trial > 0 || (judgedTrial !== TRIAL && !group.proven)) return 0;
+  return (judgedTrial === TRIAL ? ON_TRIAL : ON_PROBATION) + pending;
 }
 
 /** The member memberLoad last judged, and how far from proven (for deliverToGroup). */
@@ -124,5 +129,6 @@ export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
   if (group.members.length === 1) return; // a lone member: no pick, nothing to share
   if ((member === judged ? judgedTrial : trialOf(member.sink.socket)) > 0) {
     if (group.trial > 0) group.trial -= cost;
+    else group.proven = false; // the pick found no proven member that keeps up
   } else if (group.trial < TRIAL_BURST) group.trial += cost / TRIAL_SHARE;
 }
