@@ -66,6 +66,29 @@ Deno.test("broker queue group: members that never read and rejoin every 50 ms ca
   });
 });
 
+Deno.test("broker queue group: forty members that never read and rejoin every 100 ms, more than a pick's window, cannot take most of its messages (hostile review 38b M2)", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
+    const got = countFrames(alice.conn);
+    const mallory = churningThieves(b.port, 40, 100);
+    try {
+      await sleep(300);
+      const n = 40_000;
+      await publishKb(pub, n, 10);
+      // Before: joins and leaves shifted alice's place, the pick lost her past its window of 32 and
+      // a thief of the window took the message: alice got about 63 %; now about 85 %.
+      await waitFor(() => got.count >= 0.75 * n, 20_000, `alice's deliveries (${got.count})`);
+      assert.ok(mallory.joins >= 60, `the thieves came and went (${mallory.joins} joins)`);
+    } finally {
+      await mallory.stop();
+      closeQuietly(alice.conn);
+      await got.done;
+      pub.close();
+    }
+  });
+});
+
 Deno.test("broker queue group: a member that joins and reads takes its share at once", async () => {
   await withBroker(async (b) => {
     const pub = await BrokerClient.connect(b.port);
