@@ -15,6 +15,7 @@
  * a value in a frame read in full.
  */
 import { WordRun } from "./byte_words.ts";
+import { charge, runCost } from "./publish_memo.ts";
 
 /** Frames longer than this are not kept: a head and a tail are a few dozen bytes. */
 const MAX_KEPT = 1024;
@@ -25,6 +26,8 @@ export class LayoutMemo {
   #head: WordRun | undefined = undefined;
   #tail: Uint8Array = new Uint8Array(0);
   #misses = 0;
+  /** What the head and tail take, as counted in memoMemory. */
+  #cost = 0;
   /** The kept publish's topic and retain flag. */
   topic = "";
   retain = true;
@@ -59,9 +62,21 @@ export class LayoutMemo {
     const run = ++this.#misses;
     if (b.length > MAX_KEPT) return;
     if (run > RETRY_EVERY && (run & (run - 1)) !== 0 && run % RETRY_MOST !== 0) return;
+    // Within the process's budget for memos (else the next ones are read member by member too).
+    const cost = runCost(start) + runCost(b.length - end);
+    if (!charge(cost - this.#cost)) return;
+    this.#cost = cost;
     this.#head = new WordRun(b.slice(0, start));
     this.#tail = b.slice(end);
     this.topic = topic;
     this.retain = retain;
+  }
+
+  /** Gives back what is kept (the publisher's connection closed). */
+  release(): void {
+    charge(-this.#cost);
+    this.#cost = 0;
+    this.#head = undefined;
+    this.#tail = new Uint8Array(0);
   }
 }

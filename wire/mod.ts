@@ -151,6 +151,7 @@ export {
 } from "./pubsub_json.ts";
 export { parseRawValue, type RawDelivery, readDelivery } from "./pubsub_delivery.ts";
 export { TopicCache } from "./topic_cache.ts";
+export { memoMemory } from "./publish_memo.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
 export {
   any,

@@ -27,6 +27,29 @@
 import { frameView } from "./byte_words.ts";
 import { ANY_BYTE, ANY_DIGIT, freeJson, freeMsgpack, isDigit, mayBe, SAME } from "./memo_free.ts";
 
+/**
+ * What every publisher's kept frames (and layouts: LayoutMemo, TopicCache's
+ * head) take in this process: a broker counts it in --max-memory and sets
+ * `budget` (hostile37 K8: 3,000 publishing connections kept 82 MiB that
+ * nothing counted). Past the budget nothing more is kept: publishes are
+ * read in full, as a publisher's first ones are.
+ */
+export const memoMemory = { bytes: 0, budget: Infinity };
+/** What a typed array view and an ArrayBuffer cost beside their bytes (V8 objects, backing store). */
+export const VIEW_BYTES = 128, BUFFER_BYTES = 640;
+
+/** Takes `bytes` for a memo when the budget has room (true); a release is a negative charge. */
+export function charge(bytes: number): boolean {
+  if (bytes > 0 && memoMemory.bytes + bytes > memoMemory.budget) return false;
+  memoMemory.bytes += bytes;
+  return true;
+}
+
+/** What a WordRun (byte_words.ts) of `n` bytes takes: its copy of them and their words. */
+export function runCost(n: number): number {
+  return 2 * n + 2 * VIEW_BYTES + 2 * BUFFER_BYTES;
+}
+
 /** Frames longer than this are not kept (a copy and a mask each). */
 export const MEMO_MAX_BYTES = 1024;
 /** Frames kept per publisher, of different lengths (a reading's length varies: `21.9`, `22`). */
@@ -76,20 +99,46 @@ class Slot implements KeptRead {
   /** When it last matched or was kept (the memo's count of reads). */
   used = 0;
 
-  /** Room for a frame of `n` bytes. */
-  fit(n: number): void {
-    if (this.bytes.length >= n) return;
+  /** What its arrays take, as counted in memoMemory. */
+  cost = 0;
+
+  /**
+   * Room for a frame of `n` bytes, if the process's memos may take it (see
+   * memoMemory); what may change is marked later, at the first compare (makeMasks).
+   */
+  fit(n: number): boolean {
+    if (this.bytes.length >= n) return true;
     const room = (n + 63) & ~63;
+    if (!charge(room + 3 * VIEW_BYTES + BUFFER_BYTES - this.cost)) return false;
+    this.cost = room + 3 * VIEW_BYTES + BUFFER_BYTES;
     this.words = new Int32Array(room >> 2);
     this.pairs = new Float64Array(this.words.buffer);
     this.bytes = new Uint8Array(this.words.buffer);
-    this.free = new Uint8Array(room);
-    this.freeWords = new Int32Array(room >> 2);
-    this.freeBytes = new Uint8Array(this.freeWords.buffer);
-    this.digitWords = new Int32Array(room >> 2);
-    this.digitBytes = new Uint8Array(this.digitWords.buffer);
-    this.checkWords = new Int32Array(room >> 2);
-    this.checkBytes = new Uint8Array(this.checkWords.buffer);
+    this.free =
+      this.freeBytes =
+      this.digitBytes =
+      this.checkBytes =
+        EMPTY_BYTES;
+    this.freeWords = this.digitWords = this.checkWords = EMPTY_WORDS;
+    return true;
+  }
+
+  /** Room to mark what may change (`free` and its words), if the process's memos may take it. */
+  makeMasks(): boolean {
+    const room = this.bytes.length;
+    if (this.free.length === room) return true;
+    const cost = 4 * room + 7 * VIEW_BYTES + BUFFER_BYTES;
+    if (!charge(cost)) return false;
+    this.cost += cost;
+    const buffer = new ArrayBuffer(4 * room);
+    this.free = new Uint8Array(buffer, 0, room);
+    this.freeWords = new Int32Array(buffer, room, room >> 2);
+    this.freeBytes = new Uint8Array(buffer, room, room);
+    this.digitWords = new Int32Array(buffer, 2 * room, room >> 2);
+    this.digitBytes = new Uint8Array(buffer, 2 * room, room);
+    this.checkWords = new Int32Array(buffer, 3 * room, room >> 2);
+    this.checkBytes = new Uint8Array(buffer, 3 * room, room);
+    return true;
   }
 }
 
@@ -102,6 +151,12 @@ export class PublishMemo {
   #missRun = 0;
   /** Frames kept so far (copies made). */
   stored = 0;
+
+  /** Gives back what the kept frames take (the publisher's connection closed). */
+  release(): void {
+    for (const slot of this.#slots) memoMemory.bytes -= slot.cost;
+    this.#slots.length = 0;
+  }
 
   /**
    * The kept frame that `b` is, or differs from only where its value may
@@ -149,11 +204,11 @@ export class PublishMemo {
       }
       if (oldest === undefined || s.used < oldest.used) oldest = s;
     }
-    if (slot === undefined) {
-      if (slots.length < SLOTS) slots.push(slot = new Slot());
-      else slot = oldest!;
-    }
-    slot.fit(n);
+    const fresh = slot === undefined && slots.length < SLOTS;
+    if (slot === undefined) slot = fresh ? new Slot() : oldest!;
+    // Past the process's budget for memos the frame is not kept (read in full next time too).
+    if (!slot.fit(n)) return;
+    if (fresh) slots.push(slot);
     slot.bytes.set(b, 0);
     this.stored++;
     slot.length = n;
@@ -207,7 +262,7 @@ function matches(slot: Slot, b: Uint8Array): boolean {
  * first differs where it may; in JSON only a digit may): changing layouts differ elsewhere first.
  */
 function mayBeFree(slot: Slot, kept: number): boolean {
-  if (!slot.msgpack && !isDigit(kept)) return false;
+  if ((!slot.msgpack && !isDigit(kept)) || !slot.makeMasks()) return false;
   makeFree(slot);
   return true;
 }

@@ -3,7 +3,7 @@
  * MessagePack reader), kept with the head of a publisher's run on it.
  */
 import { WordRun } from "./byte_words.ts";
-import { PublishMemo } from "./publish_memo.ts";
+import { charge, PublishMemo, runCost } from "./publish_memo.ts";
 import { LayoutMemo } from "./layout_memo.ts";
 
 const decoder = new TextDecoder();
@@ -22,6 +22,8 @@ export class TopicCache {
   #repeated = false;
   #head: WordRun | undefined = undefined;
   #headTopic = "";
+  /** What the head takes, as counted in memoMemory (see PublishMemo). */
+  #headCost = 0;
   /** The publisher's last publishes read in full (see PublishMemo). */
   readonly memo: PublishMemo = new PublishMemo();
   /** The publisher's last publish in another layout (see LayoutMemo). */
@@ -71,7 +73,18 @@ export class TopicCache {
    */
   keepHead(frame: Uint8Array, end: number, topic: string): void {
     if (!this.#repeated || (this.#head !== undefined && this.#headTopic === topic)) return;
+    if (!charge(runCost(end) - this.#headCost)) return; // past the process's budget for memos
+    this.#headCost = runCost(end);
     this.#head = new WordRun(frame.slice(0, end));
     this.#headTopic = topic;
+  }
+
+  /** Gives back what the memos and the head take (the publisher's connection closed). */
+  release(): void {
+    this.memo.release();
+    this.layout.release();
+    charge(-this.#headCost);
+    this.#headCost = 0;
+    this.#head = undefined;
   }
 }
