@@ -4,7 +4,7 @@
  * MQTT) turns its requests into calls here and gives each subscription a
  * {@link Sink} that carries its deliveries.
  */
-import { processOutbound } from "../../wire/mod.ts";
+import { memoMemory, processOutbound } from "../../wire/mod.ts";
 import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
@@ -352,7 +352,8 @@ export class BrokerCore {
    * What the broker's data takes in memory, as counted: topics and their
    * tree and retained values (V8's headroom included: HEAP_HEADROOM),
    * subscriptions and their tree, queued deliveries (their buffers, slack
-   * included), MQTT packets being received, MQTT sessions and wills,
+   * included), MQTT packets being received, MQTT sessions and wills, the
+   * publishers' memos of their last frames (wire/publish_memo.ts),
    * publishes in the fan-out's backlog or waiting for their matches and what
    * the transports hold (`outboundBytes` as last sampled, plus what the
    * process's output has grown by since: a fan-out can fill them meanwhile).
@@ -361,7 +362,7 @@ export class BrokerCore {
     return (this.topics.bytes + this.retained.bytes) * HEAP_HEADROOM +
       this.#subs.size * SUBSCRIPTION_BYTES +
       this.subscriptions.bytes + queueMemory.bytes + this.fanOut.bytes + this.matches.bytes +
-      readBuffers.bytes + sessionMemory.bytes +
+      readBuffers.bytes + sessionMemory.bytes + memoMemory.bytes +
       this.outboundBytes +
       Math.max(0, processOutbound.pending - this.outboundAt);
   }

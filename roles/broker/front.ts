@@ -328,6 +328,7 @@ export class WireFront implements SessionOwner {
     peer.closed.then((reason) => {
       this.#sessions.delete(s);
       if (this.#lastSession === s) this.#lastSession = undefined;
+      s.topics.release(); // its memos of past publishes, counted in --max-memory
       const removed = this.#drop(s);
       // Cut off by the wire (a subscriber that took no bytes for the write timeout, or whose
       // output passed its bound; the wire warns) rather than by a policy here: counted too.

@@ -22,7 +22,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { getLogger } from "@logtape/logtape";
-import { DistError, processOutbound } from "../../wire/mod.ts";
+import { DistError, memoMemory, processOutbound } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Sink } from "./subscriber.ts";
 
@@ -148,6 +148,7 @@ export class MemoryGuard {
     budget: number | null;
     shed: number;
     collections: number;
+    memos: number;
     rss: number;
     heap_used: number;
     heap_total: number;
@@ -162,6 +163,8 @@ export class MemoryGuard {
       budget: core.maxMemory === Infinity ? null : core.maxMemory,
       shed: this.shed,
       collections: this.collections,
+      // The publishers' memos of their last frames (part of `bytes`; wire/publish_memo.ts).
+      memos: memoMemory.bytes,
       rss: process.rss,
       heap_used: process.heapUsed,
       heap_total: process.heapTotal,

@@ -29,7 +29,7 @@ import type { MqttFront } from "./mqtt/front.ts";
 import { openSessionStore } from "./mqtt/persist.ts";
 import { connSettings } from "../_flags.ts";
 import { explainListenError } from "../_listen.ts";
-import { DistError, setFlushAt, type TlsSettings } from "../../wire/mod.ts";
+import { DistError, memoMemory, setFlushAt, type TlsSettings } from "../../wire/mod.ts";
 
 export { BrokerCore } from "./core.ts";
 export {
@@ -43,6 +43,13 @@ export {
 
 const log = getLogger(["dist", "broker"]);
 const MIB = 1024 * 1024;
+/**
+ * The part of --max-memory the publishers' memos of their last frames may
+ * take, and at most this much (wire/publish_memo.ts: up to 16 KB for a
+ * publisher of 200-byte frames, 32 KB at 1 KiB, as RSS grows): past it a
+ * new publisher's frames are read in full each time (hostile37 K8).
+ */
+const MEMO_SHARE = 16, MEMO_BUDGET_MOST = 64 * MIB;
 
 /** The broker's options. */
 export const BROKER_OPTIONS = defineOptions({
@@ -207,6 +214,8 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
     maxMemory: options.maxMemory,
   });
   if (ctx.metrics) core.delivery = deliveryLatency(ctx.metrics.registry);
+  // The publishers' memos of their last frames: counted in max-memory, and at most this part of it.
+  memoMemory.budget = Math.min(MEMO_BUDGET_MOST, options.maxMemory / MEMO_SHARE);
   const front = new WireFront(core);
   const mqtt = await mqttFront(options, core);
   // A consumer that reads nothing for the write timeout is gone anyway; until then,
