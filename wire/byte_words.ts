@@ -33,6 +33,20 @@ export function frameView(b: Uint8Array): DataView<ArrayBufferLike> {
 }
 
 /**
+ * Tells frameView that `b`'s buffer is `buffer` (the decoder knows it:
+ * FrameDecoder.frameBuffer), so that it need not ask `b`, which costs about
+ * 17 ns a frame (half of what comparing a 200-byte frame's words with a
+ * kept one's takes). Precondition: `buffer === b.buffer`.
+ */
+export function knownFrame(b: Uint8Array, buffer: ArrayBufferLike): void {
+  viewFrame = b;
+  if (buffer !== viewBuffer) {
+    viewBuffer = buffer;
+    view = new DataView(buffer);
+  }
+}
+
+/**
  * Bytes to look for at the start of frames, compared four at a time
  * (little-endian words read through a DataView of the frame's buffer,
  * one per read buffer, which holds hundreds of frames) and the last few

@@ -140,7 +140,7 @@ export class FramedConn {
     });
     this.#inbound = new Inbound(conn, this, this.#outbound, {
       isClosed: () => this.#closeReason !== undefined,
-      frames: (batch) => this.#input.handler.onFrames(batch),
+      frames: (batch, buffers) => this.#input.handler.onFrames(batch, buffers),
       end: () => this.#input.handler.onEnd(),
       failed: (err) => {
         if (err instanceof DistError) this.#input.handler.onStreamError(err);

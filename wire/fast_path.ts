@@ -65,8 +65,11 @@ export interface RawFrameHandler {
    * prefix): "request" when it may be a request.
    */
   accepts(frame: Uint8Array): boolean | "request";
-  /** Takes `frame`; false hands it to the decoder after all. */
-  handle(frame: Uint8Array, peer: Peer, took?: () => void): boolean;
+  /**
+   * Takes `frame`; false hands it to the decoder after all. `buffer`, when
+   * given, is `frame.buffer` (known to the decoder, see FrameDecoder.frameBuffer).
+   */
+  handle(frame: Uint8Array, peer: Peer, took?: () => void, buffer?: ArrayBufferLike): boolean;
   /**
    * Whether `handle` checks each request's permission itself (as dispatch
    * would: see `permit`), so a peer whose permissions are checked may take
@@ -126,9 +129,12 @@ export class FastPath {
     this.#scan = this.#requests !== undefined && host.peer.codec === jsonCodec;
   }
 
-  /** Frames in arrival order: pass-through, raw frames, then decoded messages. */
-  process(frames: Uint8Array[]): void {
-    if (!this.#scan) return this.#decodeRest(frames);
+  /**
+   * Frames in arrival order: pass-through, raw frames, then decoded messages.
+   * `buffers`, when given, holds each frame's ArrayBuffer (for `handle`).
+   */
+  process(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void {
+    if (!this.#scan) return this.#decodeRest(frames, buffers);
     frames = this.#passThrough(frames);
     const tail = this.#tail;
     this.#tail = undefined;
@@ -140,7 +146,7 @@ export class FastPath {
   }
 
   /** Frames not passed through: raw frames, then decoded messages, in order. */
-  #decodeRest(frames: Uint8Array[]): void {
+  #decodeRest(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void {
     const host = this.#host;
     const raw = this.#frames;
     if (raw === undefined) {
@@ -163,9 +169,10 @@ export class FastPath {
         admission.hold(frames.slice(i));
         return;
       }
+      const buffer = buffers?.[i];
       const taken = request
-        ? raw.handle(frames[i], host.peer, this.#took)
-        : raw.handle(frames[i], host.peer);
+        ? raw.handle(frames[i], host.peer, this.#took, buffer)
+        : raw.handle(frames[i], host.peer, undefined, buffer);
       if (!taken) host.dispatch([frames[i]]);
       start = i + 1;
     }

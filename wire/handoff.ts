@@ -13,9 +13,10 @@ export interface ConnHandler {
   /**
    * The frames of one read, in order: views valid only during the call (the
    * array is reused). Receiving a read's frames together lets a codec
-   * decode them in one pass.
+   * decode them in one pass. `buffers`, when given, holds each frame's
+   * ArrayBuffer (a fast path's readers then need not ask the frames).
    */
-  onFrames(frames: Uint8Array[]): void;
+  onFrames(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void;
   /** The decoder rejected the stream (e.g. FRAME_TOO_LARGE): nothing more is read. */
   onStreamError(err: DistError): void;
   /** The peer closed its side (EOF): nothing more is read, answers may still be written. */

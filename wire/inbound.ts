@@ -70,8 +70,11 @@ export function keepReading(socket: Deno.Conn): void {
 export interface InboundSink {
   /** Whether the connection is closed: reading stops. */
   isClosed(): boolean;
-  /** The frames of one read, in order: views valid only during the call (the array is reused). */
-  frames(batch: Uint8Array[]): void;
+  /**
+   * The frames of one read, in order: views valid only during the call (the
+   * arrays are reused), and each one's ArrayBuffer (see FrameDecoder.frameBuffer).
+   */
+  frames(batch: Uint8Array[], buffers: ArrayBufferLike[]): void;
   /** The peer closed its side (EOF). */
   end(): void;
   /** The stream broke: a DistError from the decoder (FRAME_TOO_LARGE), else a read error. */
@@ -183,6 +186,7 @@ export class Inbound {
     const out = this.#outbound;
     const sink = this.#sink;
     const batch: Uint8Array[] = [];
+    const buffers: ArrayBufferLike[] = [];
     try {
       while (!sink.isClosed()) {
         if (this.#gate !== undefined) {
@@ -214,13 +218,16 @@ export class Inbound {
         this.#bytesIn += n;
         decoder.push(buf.subarray(0, n));
         let frame: Uint8Array | null;
-        batch.length = 0;
+        batch.length = buffers.length = 0;
         try {
-          while ((frame = decoder.next()) !== null) batch.push(frame);
+          while ((frame = decoder.next()) !== null) {
+            batch.push(frame);
+            buffers.push(decoder.frameBuffer);
+          }
         } finally {
           // Frames before a broken length prefix are delivered before the error.
           this.#framesIn += batch.length;
-          if (batch.length > 0 && !sink.isClosed()) sink.frames(batch);
+          if (batch.length > 0 && !sink.isClosed()) sink.frames(batch, buffers);
         }
         if (n === buf.length) {
           smallReads = 0;

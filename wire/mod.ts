@@ -152,6 +152,7 @@ export {
 export { parseRawValue, type RawDelivery, readDelivery } from "./pubsub_delivery.ts";
 export { TopicCache } from "./topic_cache.ts";
 export { memoMemory } from "./publish_memo.ts";
+export { knownFrame } from "./byte_words.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
 export {
   any,

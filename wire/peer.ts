@@ -104,7 +104,7 @@ export class Peer {
     const hb = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     if (hb > 0) conn.keepAlive(hb, options.liveness ?? 3, this.codec);
     conn.attach({
-      onFrames: (frames) => this.#onFrames(frames),
+      onFrames: (frames, buffers) => this.#onFrames(frames, buffers),
       onStreamError: (err) => this.#fatal(err),
       onEnd: () => this.#onEnd(),
       onClose: (reason, err) => this.#onClose(reason, err),
@@ -276,16 +276,16 @@ export class Peer {
 
   // ---- incoming ----
 
-  #onFrames(frames: Uint8Array[]): void {
+  #onFrames(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void {
     if (this.#answers.refusing) return;
     // Behind frames still waiting for room: these wait too, in order.
     if (this.#admission.holding) this.#admission.hold(frames);
-    else this.#process(frames);
+    else this.#process(frames, buffers);
   }
 
-  #process(frames: Uint8Array[]): void {
+  #process(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void {
     if (this.#fast === undefined) this.#dispatch(frames);
-    else this.#fast.process(frames);
+    else this.#fast.process(frames, buffers);
   }
 
   /** Decodes `frames` and handles each message, holding the rest at a request with no room. */
