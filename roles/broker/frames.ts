@@ -69,7 +69,12 @@ const EMPTY: Uint8Array = new Uint8Array(0);
 const topicPrefixes = new Map<string, Uint8Array>();
 const TOPIC_PREFIXES_KEPT = 4096;
 
+/** The last topic asked for and its prefix: a publisher's run on one topic asks no map. */
+let lastTopic = "";
+let lastPrefix = EMPTY;
+
 function topicPrefix(topic: string): Uint8Array {
+  if (topic === lastTopic) return lastPrefix;
   let prefix = topicPrefixes.get(topic);
   if (prefix === undefined) {
     if (topicPrefixes.size >= TOPIC_PREFIXES_KEPT) topicPrefixes.clear();
@@ -80,7 +85,8 @@ function topicPrefix(topic: string): Uint8Array {
     prefix.set(VALUE_KEY, DELIVERY_PREFIX.length + text.length);
     topicPrefixes.set(topic, prefix);
   }
-  return prefix;
+  lastTopic = topic;
+  return lastPrefix = prefix;
 }
 
 function jsonHead(msg: Message): Uint8Array {

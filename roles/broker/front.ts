@@ -12,6 +12,7 @@ import {
   DistError,
   type Handlers,
   jsonStringBytes,
+  knownFrame,
   type Peer,
   permit,
   type RawFrameHandler,
@@ -179,10 +180,11 @@ export class WireFront implements SessionOwner {
       if (c === 0x83) return "request";
       return c === 0x82 || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
     },
-    handle: (frame, peer, took) => {
+    handle: (frame, peer, took, buffer) => {
       // A read's frames come from one peer: its session is looked up once, not per frame.
       let session = this.#lastSession;
       if (session?.peer !== peer) session = this.#lastSession = this.#session(peer);
+      if (buffer !== undefined) knownFrame(frame, buffer); // its readers read words through it
       const json = session.codec === "json";
       const publish = json
         ? readPublish(frame, session.topics)
