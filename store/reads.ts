@@ -9,6 +9,8 @@ import type { Row, Value } from "./types.ts";
 
 interface Statements {
   page: StatementSync;
+  /** Prepared when first used: keys of a table whose values are read one at a time. */
+  keys?: StatementSync;
   /** Prepared when first used: they serve lookups while a table is being read back. */
   get?: StatementSync;
   range?: StatementSync;
@@ -52,6 +54,17 @@ export class TableReads {
    */
   page(table: string, after: number, limit: number): Row[] {
     return this.#statements(table).page.all(after, limit) as unknown as Row[];
+  }
+
+  /** Up to `limit` keys of `table` after rowid `after`, in rowid order, each `[rowid, key]`. */
+  keys(table: string, after: number, limit: number): [number, string][] {
+    const s = this.#statements(table);
+    s.keys ??= arrays(
+      this.#db.prepare(
+        `SELECT rowid, k FROM ${quoteName(table)} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+      ),
+    );
+    return s.keys.all(after, limit) as unknown as [number, string][];
   }
 
   /** The value of `key` in `table`, if any. */

@@ -138,6 +138,21 @@ export class Store {
     }
   }
 
+  /**
+   * Every key of `table` as committed, in the order stored: the values are
+   * then read one at a time (`reads.read`), when a table's rows are too
+   * big to hold at once.
+   */
+  *keys(table: string): Generator<string> {
+    let after = 0;
+    for (;;) {
+      const keys = this.reads.keys(table, after, ROWS_PAGE);
+      for (const row of keys) yield row[1];
+      if (keys.length < ROWS_PAGE) return;
+      after = keys[keys.length - 1][0];
+    }
+  }
+
   /** Whether `key` of `table` has a write not committed yet (what the file holds of it is stale). */
   isPending(table: string, key: string): boolean {
     return this.#pendingCount > 0 && this.#pending.get(table)?.has(key) === true;
@@ -377,7 +392,10 @@ export class Store {
     this.counters.failed++;
     for (const [table, ops] of batch) {
       const now = this.#pending.get(table)!;
-      for (const [key, value] of ops) {
+      for (const [key, written] of ops) {
+        // A deferred value may be a view of a buffer its writer uses again: kept as a copy.
+        const made = typeof written === "function" ? written() : undefined;
+        const value = made instanceof Uint8Array ? made.slice() : written;
         if (!now.has(key)) {
           now.set(key, value);
           this.#pendingCount++;

@@ -22,7 +22,9 @@ export interface Owned {
 
 /**
  * A value made when committed, not when written: a key written many times
- * in one turn is encoded once, as it is then (null: delete it).
+ * in one turn is encoded once, as it is then (null: delete it). The store
+ * writes each value before it makes the next: a view of a buffer the
+ * writer reuses is fine.
  */
 export type Deferred = () => Value | Owned | null;
 

@@ -21,6 +21,7 @@
  * the rest are deleted when the queue is next looked at (when a delivery
  * leaves it, and once per turn after deliveries were queued).
  */
+import { setImmediate } from "node:timers";
 import type { Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { Message, type Subscription } from "../subscriber.ts";
@@ -61,8 +62,21 @@ export class SessionJournal {
     return JSON.stringify([this.#clientId, filter, n]);
   }
 
-  /** `record` was queued by `sub` (copied: it is the caller's scratch). */
-  queued(sub: Subscription, record: Uint8Array): void {
+  /**
+   * Rows read back from an earlier run hold numbers up to `inflight` (in
+   * flight) and `queued` (in queues): this session's new rows take higher
+   * ones, so the old ones can be read and deleted one at a time.
+   */
+  numberAfter(inflight: number, queued: number): void {
+    this.#nextInflight = Math.max(this.#nextInflight, inflight + 1);
+    this.#bases = Math.max(this.#bases, Math.floor(queued / QUEUE_SPAN));
+  }
+
+  /**
+   * `record` was queued by `sub`: copied when it is the caller's scratch,
+   * taken as it is when `kept` (a row read back, which nothing changes).
+   */
+  queued(sub: Subscription, record: Uint8Array, kept = false): void {
     let range = this.#queues.get(sub);
     if (range === undefined) {
       const filter = this.#filterOf(sub);
@@ -71,7 +85,11 @@ export class SessionJournal {
       range = { filter, head: base, tail: base };
       this.#queues.set(sub, range);
     }
-    this.#store.put(QUEUED, this.#key(range.filter, range.tail++), record.slice());
+    this.#store.put(
+      QUEUED,
+      this.#key(range.filter, range.tail++),
+      kept ? record : turnRows.copy(record),
+    );
     if (!this.#trimQueued) {
       // Deliveries queued now may push the oldest out (drop-oldest): their rows go at the turn's end.
       this.#trimQueued = true;
@@ -103,15 +121,16 @@ export class SessionJournal {
     this.#queues.delete(sub);
   }
 
-  /** A delivery went out with packet `id` (`bytes`: the PUBLISH; none: PUBREL is owed). */
+  /**
+   * A delivery went out with packet `id` (`bytes`: the PUBLISH, kept in
+   * flight; none: PUBREL is owed). The row is made when the store commits,
+   * in one buffer all rows share: a copy of each kept packet left for the
+   * collector made RSS grow 2.6 times what was counted (hostile review 38b M3).
+   */
   sent(id: number, bytes: Uint8Array | undefined): void {
     let n = this.#inflight.get(id);
     if (n === undefined) this.#inflight.set(id, n = this.#nextInflight++);
-    const row = new Uint8Array(2 + (bytes?.length ?? 0));
-    row[0] = id >> 8;
-    row[1] = id & 0xff;
-    if (bytes !== undefined) row.set(bytes, 2);
-    this.#store.put(QUEUED, this.#key("", n), row);
+    this.#store.put(QUEUED, this.#key("", n), () => inflightRow(id, bytes));
   }
 
   /** Packet `id` was acknowledged (PUBACK, PUBCOMP): its row goes. */
@@ -129,38 +148,99 @@ export class SessionJournal {
   }
 }
 
-/** One row read back: whose, which queue ("" in flight), its place, its bytes. */
-export interface QueuedRow {
+/**
+ * Where the rows queued in one turn wait for the store's commit, which
+ * runs once the turn is over (setImmediate) and writes each one before it
+ * makes the next (a failed commit keeps copies): one buffer, used again
+ * turn after turn. A copy of each queued delivery left for the collector
+ * made RSS grow 2.5 times what was counted (hostile review 38b M3: the
+ * allocator keeps the freed 900 KB blocks).
+ */
+class TurnRows {
+  #buffer = new Uint8Array(64 * 1024);
+  #used = 0;
+  #resetting = false;
+
+  /** A row as the commit writes it, taken from `record` now. */
+  copy(record: Uint8Array): () => Uint8Array {
+    if (this.#used + record.length > this.#buffer.length) {
+      // The rows already copied keep the old buffer until the commit.
+      this.#buffer = new Uint8Array(Math.max(2 * this.#buffer.length, this.#used + record.length));
+    }
+    const buffer = this.#buffer;
+    const at = this.#used;
+    buffer.set(record, at);
+    this.#used += record.length;
+    if (!this.#resetting) {
+      this.#resetting = true;
+      // After the store's commit, scheduled by this turn's first write (made once this returns).
+      queueMicrotask(() => setImmediate(this.#reset));
+    }
+    return () => buffer.subarray(at, at + record.length);
+  }
+
+  readonly #reset = (): void => {
+    this.#resetting = false;
+    // A buffer four times what a turn needed is given back (the next turn grows one again).
+    if (this.#buffer.length > 64 * 1024 && this.#used * 4 < this.#buffer.length) {
+      this.#buffer = new Uint8Array(64 * 1024);
+    }
+    this.#used = 0;
+  };
+}
+
+const turnRows = new TurnRows();
+
+/** Where in-flight rows are made, one at a time (the store writes each before it makes the next). */
+let rowScratch = new Uint8Array(1024);
+
+/** The row of packet `id` in flight: the id in 2 bytes, then the PUBLISH (a view of {@link rowScratch}). */
+function inflightRow(id: number, bytes: Uint8Array | undefined): Uint8Array {
+  const size = 2 + (bytes?.length ?? 0);
+  if (size > rowScratch.length) {
+    rowScratch = new Uint8Array(size);
+    // Past 64 KiB it is let go once this commit is over: one big packet would hold its size.
+    if (size > 65_536) queueMicrotask(() => rowScratch = new Uint8Array(1024));
+  }
+  const row = rowScratch;
+  row[0] = id >> 8;
+  row[1] = id & 0xff;
+  if (bytes !== undefined) row.set(bytes, 2);
+  return row.subarray(0, size);
+}
+
+/** A row's key read back: whose, which queue ("" in flight), its place. */
+export interface QueuedKey {
+  key: string;
   clientId: string;
   filter: string;
   n: number;
-  bytes: Uint8Array;
 }
 
 /**
- * The rows of `queued`, each session's in order (in flight first, then
- * each queue's oldest first); rows that cannot be read are in `bad`.
+ * The keys of `queued`, each session's in order (in flight first, then
+ * each queue's oldest first), its values read one at a time by the caller;
+ * keys that cannot be read are in `bad`.
  */
-export function readQueued(store: Store): { rows: QueuedRow[]; bad: string[] } {
-  const rows: QueuedRow[] = [];
+export function readQueuedKeys(store: Store): { keys: QueuedKey[]; bad: string[] } {
+  const keys: QueuedKey[] = [];
   const bad: string[] = [];
-  for (const [key, value] of store.rows(QUEUED)) {
+  for (const key of store.keys(QUEUED)) {
     try {
       const [clientId, filter, n] = parseJson(key) as unknown[];
-      if (
-        typeof clientId !== "string" || typeof filter !== "string" || !Number.isInteger(n) ||
-        !(value instanceof Uint8Array)
-      ) throw new Error("Not a queued row");
-      rows.push({ clientId, filter, n: n as number, bytes: value });
+      if (typeof clientId !== "string" || typeof filter !== "string" || !Number.isInteger(n)) {
+        throw new Error("Not a queued row");
+      }
+      keys.push({ key, clientId, filter, n: n as number });
     } catch {
       bad.push(key);
     }
   }
-  rows.sort((a, b) =>
+  keys.sort((a, b) =>
     a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : (a.filter === "" ? 0 : 1) -
         (b.filter === "" ? 0 : 1) || a.n - b.n
   );
-  return { rows, bad };
+  return { keys, bad };
 }
 
 /** A delivery read back from disk, as it was queued: the queue takes it as it is (encode()). */
@@ -187,30 +267,43 @@ export function restoreQueued(
   store: Store,
   sessionOf: (clientId: string) => RestoringSession | undefined,
 ): { restored: number; dropped: number } {
-  const { rows, bad } = readQueued(store);
-  for (const key of bad) store.delete(QUEUED, key);
-  // Deleted first: the rows written as they are queued again may take the same keys.
-  for (const r of rows) store.delete(QUEUED, JSON.stringify([r.clientId, r.filter, r.n]));
+  const { keys, bad } = readQueuedKeys(store);
+  const highest = new Map<string, { inflight: number; queued: number }>();
+  for (const r of keys) {
+    const h = highest.get(r.clientId) ?? { inflight: -1, queued: 0 };
+    if (r.filter === "") h.inflight = Math.max(h.inflight, r.n);
+    else h.queued = Math.max(h.queued, r.n);
+    highest.set(r.clientId, h);
+  }
+  for (const [clientId, h] of highest) {
+    sessionOf(clientId)?.journal?.numberAfter(h.inflight, h.queued);
+  }
   let restored = 0;
-  for (const r of rows) {
+  // Read a row at a time (hostile review 38b M3: every row read at once, and a copy of each in
+  // flight, took RSS to 2.9 times what the restored sessions were counted at).
+  for (const r of keys) {
     const session = sessionOf(r.clientId);
-    if (session === undefined || r.bytes.length < 2) continue;
+    const value = session === undefined ? undefined : store.reads.read(QUEUED, r.key);
+    // Deleted first: the rows written as they are queued again may take the same keys.
+    store.delete(QUEUED, r.key);
+    if (session === undefined || !(value instanceof Uint8Array) || value.length < 2) continue;
     const v5 = session.version === 5;
     if (r.filter === "") {
-      // In flight: the packet id, then the PUBLISH as sent (none: PUBREL owed).
-      const id = (r.bytes[0] << 8) | r.bytes[1];
-      const bytes = r.bytes.length > 2 ? r.bytes.slice(2) : undefined;
+      // In flight: the packet id, then the PUBLISH as sent (none: PUBREL owed), kept in the row.
+      const id = (value[0] << 8) | value[1];
+      const bytes = value.length > 2 ? value.subarray(2) : undefined;
       // What its client refuses (kept before the check: hostile review 38 L1) is dropped.
       if (bytes !== undefined && !keptPublishPasses(bytes, v5)) continue;
       session.inflight.restore(id, bytes);
       session.journal?.sent(id, bytes);
     } else {
       const sub = session.subscriptions().get(r.filter);
-      if (sub === undefined || !keptPublishPasses(r.bytes, v5)) continue;
+      if (sub === undefined || !keptPublishPasses(value, v5)) continue;
       // Away, the session is full: the delivery is queued, under the queue's bound.
-      sub.deliver(new Message("", new QueuedRecord(r.bytes)));
+      sub.deliver(new Message("", new QueuedRecord(value)));
     }
     restored++;
   }
-  return { restored, dropped: rows.length - restored + bad.length };
+  for (const key of bad) store.delete(QUEUED, key);
+  return { restored, dropped: keys.length - restored + bad.length };
 }

@@ -340,7 +340,7 @@ export class MqttSession implements Sink {
    */
   encode(msg: Message, sub: Subscription): Uint8Array {
     if (msg.value instanceof QueuedRecord) {
-      this.#journal?.queued(sub, msg.value.bytes);
+      this.#journal?.queued(sub, msg.value.bytes, true);
       return msg.value.bytes;
     }
     const topic = mqttTopic(msg.topic);
