@@ -1,10 +1,13 @@
 /**
  * store/: the data directory's lock, the data file's checks (a corrupt or
  * truncated file, moved aside on request), group commit and compaction.
- * Full disks and killed processes are in the roles' durability tests.
+ * A failed commit (another connection holds the write lock) keeps deferred
+ * values as they were. Full disks and killed processes are in the roles'
+ * durability tests.
  */
 import assert from "node:assert/strict";
 import { DataDir, openDataDir, Store } from "../store/mod.ts";
+import { RETRY_MS } from "../store/store.ts";
 import { UsageError } from "../config/mod.ts";
 
 const TABLES = ["t"];
@@ -200,6 +203,31 @@ Deno.test("openDataDir: the lock is released when the file cannot be opened", as
     const opts = { tables: TABLES, fsync: "batch" as const, moveCorruptAside: false, warn() {} };
     assert.throws(() => openDataDir(dir, "s.db", opts), UsageError);
     openDataDir(dir, "s.db", { ...opts, moveCorruptAside: true }).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Store: a failed commit keeps what a deferred value was then, not the buffer its writer reuses", async () => {
+  const dir = await Deno.makeTempDir();
+  const { DatabaseSync } = await import("node:sqlite");
+  try {
+    const s = open(`${dir}/a.db`);
+    s.put("t", "first", "x");
+    await s.commit();
+    // Another connection holds the write lock: the next commit fails (busy) and is retried.
+    const other = new DatabaseSync(`${dir}/a.db`);
+    other.exec("BEGIN IMMEDIATE");
+    const scratch = new Uint8Array([1, 2, 3]);
+    s.put("t", "k", () => scratch.subarray(0, 3));
+    await assert.rejects(s.commit(), /Cannot store/);
+    scratch.set([9, 9, 9]); // The writer uses its buffer again, as journal.ts does.
+    other.exec("ROLLBACK");
+    other.close();
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS + 200));
+    assert.equal(s.pending, 0, "retried");
+    assert.deepEqual(s.reads.read("t", "k"), new Uint8Array([1, 2, 3]));
+    s.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
