@@ -171,6 +171,15 @@ export class Store {
     this.#write(table, key, null);
   }
 
+  /**
+   * Commits what is pending now, in this turn (as past {@link MAX_BATCH}
+   * writes): for a writer whose deferred values are views of a buffer it
+   * wants back.
+   */
+  flush(): void {
+    if (this.#pendingCount > 0) this.#commitNow();
+  }
+
   /** Writes not committed yet. */
   get pending(): number {
     return this.#pendingCount;

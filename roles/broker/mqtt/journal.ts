@@ -88,7 +88,7 @@ export class SessionJournal {
     this.#store.put(
       QUEUED,
       this.#key(range.filter, range.tail++),
-      kept ? record : turnRows.copy(record),
+      kept ? record : turnRows.copy(this.#store, record),
     );
     if (!this.#trimQueued) {
       // Deliveries queued now may push the oldest out (drop-oldest): their rows go at the turn's end.
@@ -148,44 +148,56 @@ export class SessionJournal {
   }
 }
 
+/** The most {@link TurnRows} holds: when full, the store commits, and it is used again. */
+const TURN_ROWS_MAX = 8 * 1024 * 1024;
+
 /**
- * Where the rows queued in one turn wait for the store's commit, which
- * runs once the turn is over (setImmediate) and writes each one before it
- * makes the next (a failed commit keeps copies): one buffer, used again
- * turn after turn. A copy of each queued delivery left for the collector
- * made RSS grow 2.5 times what was counted (hostile review 38b M3: the
+ * Where the rows queued wait for the store's commit, which runs once the
+ * turn is over (setImmediate), or at once when this is full, and writes
+ * each one before it makes the next (a failed commit keeps copies): one
+ * buffer, used again commit after commit, grown up to {@link TURN_ROWS_MAX}
+ * and kept. A copy of each queued delivery left for the collector made RSS
+ * grow 2.4–2.6 times what was counted (hostile review 38b M3: the
  * allocator keeps the freed 900 KB blocks).
  */
 class TurnRows {
   #buffer = new Uint8Array(64 * 1024);
   #used = 0;
   #resetting = false;
+  /** The stores with rows in it (one: a broker's `mqtt.db`). */
+  #stores = new Set<Store>();
 
-  /** A row as the commit writes it, taken from `record` now. */
-  copy(record: Uint8Array): () => Uint8Array {
-    if (this.#used + record.length > this.#buffer.length) {
+  /** A row of `store` as its commit writes it, taken from `record` now. */
+  copy(store: Store, record: Uint8Array): Uint8Array | (() => Uint8Array) {
+    if (record.length > TURN_ROWS_MAX) return record.slice();
+    if (this.#used + record.length > TURN_ROWS_MAX) {
+      for (const s of this.#stores) s.flush();
+      this.#used = 0;
+    }
+    this.#stores.add(store);
+    const end = this.#used + record.length;
+    if (end > this.#buffer.length) {
       // The rows already copied keep the old buffer until the commit.
-      this.#buffer = new Uint8Array(Math.max(2 * this.#buffer.length, this.#used + record.length));
+      this.#buffer = new Uint8Array(
+        Math.min(TURN_ROWS_MAX, Math.max(2 * this.#buffer.length, end)),
+      );
     }
     const buffer = this.#buffer;
     const at = this.#used;
     buffer.set(record, at);
-    this.#used += record.length;
+    this.#used = end;
     if (!this.#resetting) {
       this.#resetting = true;
       // After the store's commit, scheduled by this turn's first write (made once this returns).
       queueMicrotask(() => setImmediate(this.#reset));
     }
-    return () => buffer.subarray(at, at + record.length);
+    return () => buffer.subarray(at, end);
   }
 
   readonly #reset = (): void => {
     this.#resetting = false;
-    // A buffer four times what a turn needed is given back (the next turn grows one again).
-    if (this.#buffer.length > 64 * 1024 && this.#used * 4 < this.#buffer.length) {
-      this.#buffer = new Uint8Array(64 * 1024);
-    }
     this.#used = 0;
+    this.#stores.clear();
   };
 }
 
