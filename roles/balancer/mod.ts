@@ -165,7 +165,7 @@ function sourceOf(flow: object): string {
 /**
  * Whether a client connection leaves its answers unread: its socket holds
  * more than UNREAD_BYTES its peer has not acknowledged, and the peer
- * acknowledged nothing for a while (wire's stalledLoad; shares.ts).
+ * acknowledged nothing for a while (wire's stalledLoad; allowance.ts).
  */
 function unread(flow: object): boolean {
   return stalledLoad((flow as Peer).conn, UNREAD_BYTES, true) > 0;

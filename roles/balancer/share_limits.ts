@@ -55,7 +55,7 @@ export const BACKEND_BYTES = 64 * 1024;
  * Bytes a client's socket may hold that its peer has not acknowledged
  * before the client counts as leaving its answers unread, once its peer
  * has acknowledged nothing for a while too (wire's stalledLoad): then its
- * bulk flow gets no allowance (shares.ts). On loopback a reader
+ * bulk flow gets no allowance (allowance.ts). On loopback a reader
  * acknowledges what arrives at once; one that never reads leaves all past
  * its receive buffer (about 120 KB) here.
  */

@@ -160,7 +160,7 @@ export class ClientShare extends Held {
   lastAt = 0;
   /** Its requests waiting in the queue. */
   waiting = 0;
-  /** Whether its client leaves its answers unread (shares.ts), as found at `unreadAt`. */
+  /** Whether its client leaves its answers unread (allowance.ts), as found at `unreadAt`. */
   unread = false;
   unreadAt = NaN;
   constructor(readonly key: object, readonly source: SourceShare | undefined) {
