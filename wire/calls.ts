@@ -18,6 +18,14 @@ export interface CallOptions {
    * balancer then never sends it twice. Default true (the member is left out).
    */
   idempotent?: boolean;
+  /**
+   * The call's id, chosen by the caller instead of the next of this side's
+   * sequence: a nonce its answer must carry, so that a peer cannot answer
+   * without reading the request (a broker's probe of a queue group member:
+   * roles/broker/group_proof.ts). A safe integer past 2^52, which the
+   * sequence never reaches.
+   */
+  id?: number;
 }
 
 /** A response as received: the result and who did the work. */

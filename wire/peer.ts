@@ -184,7 +184,7 @@ export class Peer {
     if (!this.canCall) return Promise.reject(this.#closedError());
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    const id = this.#calls.nextId();
+    const id = options?.id ?? this.#calls.nextId();
     const msg = options?.idempotent === false
       ? { id, method, params, idem: false }
       : { id, method, params };
