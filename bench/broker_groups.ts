@@ -21,10 +21,15 @@
 import { type BenchFlags, cpuUs, round3, Rounds } from "./_common.ts";
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
 import { jsonFrame, rawHandshake, RawReader, writeAll } from "../tests/helpers/raw.ts";
+import { countFrames } from "../tests/helpers/groups.ts";
 
 const MEMBERS = 4;
 
-/** A connection that subscribed and counts the frames it reads, reading as fast as it can. */
+/**
+ * A connection that subscribed and counts the deliveries it reads, reading
+ * as fast as it can, and answers the broker's requests (a queue group's
+ * proof that it reads) as a dist client does.
+ */
 async function counter(port: number, params: Record<string, unknown>) {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const reader = new RawReader(conn);
@@ -32,37 +37,8 @@ async function counter(port: number, params: Record<string, unknown>) {
   await writeAll(conn, jsonFrame({ id: 1, method: "broker.subscribe", params }));
   const answer = await reader.json();
   if (answer?.id !== 1) throw new Error(`Subscribe failed: ${JSON.stringify(answer)}`);
-  const state = { count: 0, done: Promise.resolve() };
-  state.done = (async () => {
-    const buf = new Uint8Array(256 * 1024);
-    let carry = 0, need = 0; // bytes of the current frame still to skip; carry: header bytes held
-    const header = new Uint8Array(4);
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await conn.read(buf);
-      } catch {
-        return;
-      }
-      if (n === null) return;
-      let i = 0;
-      while (i < n) {
-        if (need > 0) {
-          const skip = Math.min(need, n - i);
-          need -= skip;
-          i += skip;
-          continue;
-        }
-        header[carry++] = buf[i++];
-        if (carry === 4) {
-          need = ((header[0] << 24) | (header[1] << 16) | (header[2] << 8) | header[3]) >>> 0;
-          carry = 0;
-          state.count++;
-        }
-      }
-    }
-  })();
-  return { conn, state };
+  // A delivery of 128 B is a frame of 150 or more; a request is less.
+  return { conn, state: countFrames(conn, true, 150) };
 }
 
 /** One side: a broker, subscribers, N publishes; its figures. */

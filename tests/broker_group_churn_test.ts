@@ -9,12 +9,11 @@
  * and reads is proven within its first few hundred KB and takes its share.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import mqttPacket, { type Packet } from "mqtt-packet";
 import { BrokerClient, rawSubscriber, withBroker } from "./helpers/broker.ts";
 import { mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
-import { closeQuietly, sleep, waitFor, writeAll } from "./helpers/raw.ts";
+import { closeQuietly, sleep, waitFor } from "./helpers/raw.ts";
 import { countFrames, publishKb } from "./helpers/groups.ts";
+import { wsThief } from "./helpers/ws_members.ts";
 
 /**
  * `k` members of group g on /q (drop-oldest) that never read, each closed
@@ -109,63 +108,6 @@ Deno.test("broker queue group: a member that joins and reads takes its share at 
     }
   });
 });
-
-/** Bytes of a masked binary WebSocket frame carrying `payload` (as a client sends them). */
-function wsFrame(payload: Uint8Array): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? [0x82, 0x80 | n] : [0x82, 0x80 | 126, n >> 8, n & 255];
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  const out = new Uint8Array(head.length + 4 + n);
-  out.set(head);
-  out.set(mask, head.length);
-  for (let i = 0; i < n; i++) out[head.length + 4 + i] = payload[i] ^ mask[i & 3];
-  return out;
-}
-
-/**
- * An MQTT 5 client over WebSocket that subscribes to `filter` (QoS 0),
- * reads until its SUBACK, then never reads again.
- */
-async function wsThief(port: number, filter: string): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-  await writeAll(
-    conn,
-    new TextEncoder().encode(
-      `GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-        "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
-    ),
-  );
-  const packet = (p: unknown) =>
-    wsFrame(new Uint8Array(mqttPacket.generate(p as Packet, { protocolVersion: 5 })));
-  const clientId = `ws-thief-${crypto.randomUUID().slice(0, 8)}`;
-  await writeAll(
-    conn,
-    packet({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId, clean: true }),
-  );
-  await writeAll(
-    conn,
-    packet({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }),
-  );
-  // The answer's header, then the server's (unmasked, small) frames until one holds a SUBACK.
-  let have = new Uint8Array(0);
-  const more = async () => {
-    const buf = new Uint8Array(4096);
-    const n = await conn.read(buf);
-    if (n === null) throw new Error("closed before SUBACK");
-    have = Buffer.concat([have, buf.subarray(0, n)]);
-  };
-  const crlf = () => Buffer.from(have).indexOf("\r\n\r\n");
-  while (crlf() < 0) await more();
-  let at = crlf() + 4;
-  for (;;) {
-    while (have.length < at + 2 || have.length < at + 2 + (have[at + 1] & 0x7f)) await more();
-    const len = have[at + 1] & 0x7f;
-    if (have[at + 2] === 0x90) return conn; // SUBACK: nothing more is read
-    at += 2 + len;
-  }
-}
 
 Deno.test(
   "MQTT over WebSocket: ten shared-subscription members that never read cannot take most of its messages (hostile review 38 L7)",

@@ -35,7 +35,10 @@
  * fresh share each (hostile review 38 L6). An MQTT-over-WebSocket
  * connection is found by its upgraded socket's addresses (WsStream's),
  * like any other (38 L7: before, its members counted as keeping up while
- * their socket had room).
+ * their socket had room). Where a member's client can be asked something
+ * it must answer (roles/broker/group_proof.ts), its answers prove it
+ * instead: what the kernel acknowledged then only tells trial from
+ * probation.
  *
  * Only on Linux, with `--allow-ffi` (granted, never prompted for) and read
  * access to /proc/self/fd; elsewhere, and for a connection whose socket is
@@ -191,6 +194,8 @@ function clock(): number {
   }
   return now;
 }
+/** The same clock, for a queue group's other judgements of its members (group_proof.ts). */
+export const turnClock = clock;
 
 /**
  * 0 while `side`'s socket drains; past STALLED once the bytes it holds are

@@ -9,7 +9,8 @@
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
 import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT, UNPROVEN } from "./group.ts";
-import { lastTrial, ON_TRIAL as TRIAL, stalledLoad, trialOf } from "../../wire/send_queue.ts";
+import { ON_TRIAL as TRIAL } from "../../wire/send_queue.ts";
+import { askIfDue, lastStage, readLoad, stageOf } from "./group_proof.ts";
 import type { Group } from "./subscriptions.ts";
 
 /** A load past every byte count: a member whose next delivery would queue. */
@@ -59,10 +60,11 @@ export const KEEPING_UP = 64 * 1024;
 export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subscription>): number {
   const sink = sub.sink;
   const held = sink.pendingBytes + sink.queued.bytes;
-  // A socket with room whose client takes nothing is not keeping up (hostile review 36 J3).
-  const pending = held + stalledLoad(sink.socket, KEEPING_UP - held);
+  // A socket with room whose client takes nothing (hostile review 36 J3), or a client that
+  // leaves what it must answer unanswered (38b M1: group_proof.ts), is not keeping up.
+  const pending = held + readLoad(sink, KEEPING_UP - held);
   judged = sub;
-  judgedTrial = lastTrial();
+  judgedTrial = lastStage();
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
   if (pending >= KEEPING_UP) return pending;
@@ -123,12 +125,24 @@ export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
     if (bytes >= (member.sink.refusedBytes ?? Infinity)) return;
     groupCounts.rerouted++;
   }
+  askIfDue(member.sink);
   // Its frame's head, roughly (and something for a value sized unknown). Given with the budget
   // spent, it was what no proven member could take straight away: no debt.
   const cost = bytes + 64;
   if (group.members.length === 1) return; // a lone member: no pick, nothing to share
-  if ((member === judged ? judgedTrial : trialOf(member.sink.socket)) > 0) {
-    if (group.trial > 0) group.trial -= cost;
-    else group.proven = false; // the pick found no proven member that keeps up
-  } else if (group.trial < TRIAL_BURST) group.trial += cost / TRIAL_SHARE;
+  if ((member === judged ? judgedTrial : stageOf(member.sink)) > 0) {
+    if (group.trial > 0) {
+      group.trial -= cost;
+      spent.set(member, (spent.get(member) ?? 0) + cost);
+    } else group.proven = false; // the pick found no proven member that keeps up
+  } else if (group.trial < TRIAL_BURST) {
+    // A member proven since gives back what its trial cost: the budget covers as many members
+    // joining at once as prove themselves, while members that never do only spend it.
+    const back = spent.get(member);
+    if (back !== undefined) spent.delete(member);
+    group.trial = Math.min(TRIAL_BURST, group.trial + (back ?? 0) + cost / TRIAL_SHARE);
+  }
 }
+
+/** What each member on trial was given from its group's trial budget, until it is proven. */
+const spent = new WeakMap<Subscription, number>();

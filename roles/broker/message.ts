@@ -8,6 +8,7 @@
  */
 import type { DistError } from "../../wire/mod.ts";
 import type { Subscription } from "./subscriber.ts";
+import type { ReadProof } from "./group_proof.ts";
 
 export type Policy = "disconnect" | "drop-oldest" | "latest";
 export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
@@ -133,6 +134,18 @@ export interface Sink {
    * kernel what the client has not taken yet (wire/send_queue.ts). Absent: unknown.
    */
   readonly socket?: { readonly conn: Deno.Conn; readonly bytesOut: number };
+  /**
+   * Sends its client, behind everything queued on its connection, something
+   * it must answer and cannot answer unread (`nonce` in it: a request's id,
+   * a WebSocket ping's payload), calling `answered` when it does: a queue
+   * group's proof that the client reads (group_proof.ts). Absent: nothing
+   * can be asked (MQTT over TCP).
+   * @returns where the connection's output (as `socket.bytesOut` counts it)
+   * ends behind it, or -1 when nothing was sent
+   */
+  readonly askRead?: (nonce: number, answered: () => void) => number;
+  /** What its answers have shown (kept by group_proof.ts). */
+  proof?: ReadProof;
   /** The subscriber could not keep up and its policy says cut it off. */
   slow(sub: Subscription, err: DistError): void;
   /** A topic that `sub` covers has just appeared. */

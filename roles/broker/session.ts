@@ -15,6 +15,7 @@ import {
 import { cut } from "../../wire/_log.ts";
 import type { Publisher } from "./fanout.ts";
 import { pickBytes } from "./group_delivery.ts";
+import { ASK_AGAIN_MS, type ReadProof } from "./group_proof.ts";
 import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
@@ -78,6 +79,27 @@ export class Session implements Sink, Publisher {
   /** Its socket, for a queue group to see what its client has not taken (wire/send_queue.ts). */
   get socket(): FramedConn {
     return this.peer.conn;
+  }
+
+  /** What its answers showed (see Sink.proof). */
+  proof: ReadProof | undefined = undefined;
+
+  /**
+   * Asks its client `sys.ping` under the id `nonce` (see Sink.askRead): any
+   * answer carrying it, UNKNOWN_METHOD included, says it read what was before.
+   */
+  askRead(nonce: number, answered: () => void): number {
+    if (this.cutOff) return -1;
+    const heard = (err?: unknown) => {
+      const code = err instanceof DistError ? err.code : "";
+      if (code !== "TIMEOUT" && code !== "UNAVAILABLE") answered();
+    };
+    this.peer.call("sys.ping", undefined, { id: nonce, timeout: ASK_AGAIN_MS }).then(
+      () => heard(),
+      heard,
+    );
+    const conn = this.peer.conn;
+    return conn.bytesOut + conn.pendingBytes;
   }
 
   /** Its user, else its address: waiting matches rotate over sources (see matching.ts). */

@@ -3,14 +3,25 @@
  * it reads, and a publisher of 1 KB values to /q/x.
  */
 import type { BrokerClient } from "./broker.ts";
-import { sleep } from "./raw.ts";
+import { jsonFrame, sleep, writeAll } from "./raw.ts";
 
-/** Counts the deliveries of 1 KB values arriving on `conn`, reading as fast as it can. */
-export function countFrames(conn: Deno.Conn): { count: number; done: Promise<void> } {
+/**
+ * Counts the deliveries (frames of `least` bytes or more: 1 KB values)
+ * arriving on `conn`, reading as fast as it can, and answers each request the broker sends (its proof that a
+ * queue group member reads: roles/broker/group_proof.ts) as a dist peer
+ * does, with UNKNOWN_METHOD; with `answer` false it never answers.
+ */
+export function countFrames(
+  conn: Deno.Conn,
+  answer = true,
+  least = 1000,
+): { count: number; done: Promise<void> } {
   const state = { count: 0, done: Promise.resolve() };
   state.done = (async () => {
     const buf = new Uint8Array(256 * 1024), head = new Uint8Array(4);
     let have = 0, skip = 0;
+    // A small frame's bytes, kept to see whether it is a request.
+    let small: Uint8Array | undefined, at = 0;
     try {
       for (;;) {
         const n = await conn.read(buf);
@@ -18,15 +29,20 @@ export function countFrames(conn: Deno.Conn): { count: number; done: Promise<voi
         for (let i = 0; i < n;) {
           if (skip > 0) {
             const k = Math.min(skip, n - i);
+            if (small !== undefined) small.set(buf.subarray(i, i + k), at);
+            at += k;
             skip -= k;
             i += k;
+            if (skip === 0 && small !== undefined) await answerRequest(conn, small);
             continue;
           }
           head[have++] = buf[i++];
           if (have === 4) {
             skip = new DataView(head.buffer).getUint32(0);
             have = 0;
-            if (skip >= 1000) state.count++; // a delivery of 1 KB, not a ping
+            at = 0;
+            small = answer && skip < least ? new Uint8Array(skip) : undefined;
+            if (skip >= least) state.count++; // a delivery, not a ping
           }
         }
       }
@@ -35,6 +51,19 @@ export function countFrames(conn: Deno.Conn): { count: number; done: Promise<voi
     }
   })();
   return state;
+}
+
+/** Answers `frame` if it is a request (an id and a method) with UNKNOWN_METHOD. */
+async function answerRequest(conn: Deno.Conn, frame: Uint8Array): Promise<void> {
+  let msg: { id?: unknown; method?: unknown };
+  try {
+    msg = JSON.parse(new TextDecoder().decode(frame));
+  } catch {
+    return;
+  }
+  if (msg.id === undefined || typeof msg.method !== "string") return;
+  const error = { code: "UNKNOWN_METHOD", message: `Unknown method: ${msg.method}` };
+  await writeAll(conn, jsonFrame({ id: msg.id, error }));
 }
 
 /** Publishes `n` values of 1 KB to /q/x, confirmed every 500 (then `paceMs` apart). */

@@ -34,6 +34,8 @@ import { deliverySize, skips, writeDelivery, writeQueued } from "./publish_out.t
 import type { MqttConnection } from "./connection.ts";
 import type { Outbound } from "../../../wire/outbound.ts";
 import type { MqttFront } from "./front.ts";
+import { askOver, WsStream } from "./ws.ts";
+import type { ReadProof } from "../group_proof.ts";
 import { KEPT_SHARE, sessionBytes } from "./session_cost.ts";
 
 /** The last session serial given ({@link MqttSession.serial}). */
@@ -311,6 +313,16 @@ export class MqttSession implements Sink {
   get socket(): Outbound | undefined {
     return this.#conn?.out;
   }
+
+  /** What its client's answers showed (see Sink.proof). */
+  proof: ReadProof | undefined = undefined;
+
+  /** Over WebSocket a ping its client must echo (see Sink.askRead); over TCP nothing to ask. */
+  get askRead(): ((nonce: number, answered: () => void) => number) | undefined {
+    return this.#conn?.out.conn instanceof WsStream ? this.#askWs : undefined;
+  }
+  readonly #askWs = (nonce: number, answered: () => void) =>
+    askOver(this.#conn?.out, nonce, answered);
 
   /**
    * Away, the window is full, or what it keeps of deliveries in flight has

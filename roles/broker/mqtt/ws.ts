@@ -73,6 +73,9 @@ export class WsStream {
   #pingWaiting: Uint8Array | undefined;
   /** Settles once the pong on its way is out (or failed). */
   #pongOut: Promise<void> = Promise.resolve();
+  /** The payload of the last ping sent, and what its pong calls (see ping). */
+  #pinged: Uint8Array | undefined;
+  #onPong: (() => void) | undefined;
 
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
@@ -137,6 +140,18 @@ export class WsStream {
     }
     frame.set(bytes, head);
     return this.#send(frame).then(() => n);
+  }
+
+  /**
+   * Sends a ping with `payload` behind every write so far, and calls
+   * `onPong` once a pong echoes it: its client read all before it (a queue
+   * group's proof: ../group_proof.ts). A later ping replaces it.
+   */
+  ping(payload: Uint8Array, onPong: () => void): void {
+    if (this.#ended) return;
+    this.#pinged = payload;
+    this.#onPong = onPong;
+    this.#send(controlFrame(OP_PING, payload)).catch(() => {});
   }
 
   close(): void {
@@ -234,6 +249,10 @@ export class WsStream {
       this.#send(controlFrame(OP_CLOSE, code)).catch(() => {}).finally(() => this.close());
     } else if (op !== OP_PONG) {
       void this.#fail(1002);
+    } else if (this.#pinged !== undefined && equal(payload, this.#pinged)) {
+      const onPong = this.#onPong!;
+      this.#pinged = this.#onPong = undefined;
+      onPong();
     }
   }
 
@@ -357,6 +376,33 @@ function controlFrame(op: number, payload: Uint8Array): Uint8Array {
   frame[1] = payload.length;
   frame.set(payload, 2);
   return frame;
+}
+
+/**
+ * Asks the client on `out`, if it is a WebSocket, to echo `nonce` in a pong
+ * (an MQTT session's Sink.askRead, ../group_proof.ts).
+ * @returns where `out.bytesOut` stands behind the ping, or -1 when none was sent
+ */
+export function askOver(
+  out:
+    | { conn: Deno.Conn; bytesOut: number; pending: number; buffer: { length: number } }
+    | undefined,
+  nonce: number,
+  answered: () => void,
+): number {
+  if (out === undefined || !(out.conn instanceof WsStream)) return -1;
+  const payload = new Uint8Array(8);
+  new DataView(payload.buffer).setFloat64(0, nonce);
+  out.conn.ping(payload, answered);
+  // Behind what the stream was handed: written, or the write on its way (not what waits).
+  return out.bytesOut + out.pending - out.buffer.length;
+}
+
+/** Whether `a` and `b` hold the same bytes. */
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Where `\r\n\r\n` starts in `buf[from, to)`, or -1. */

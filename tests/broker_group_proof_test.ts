@@ -1,0 +1,229 @@
+/**
+ * Queue groups judge a member's client by its answers, not by what its
+ * kernel acknowledged (hostile review 38b M1): a client that sets SO_RCVBUF
+ * 4 MiB has 8 MB acknowledged without reading a byte, so before a group had
+ * a member proven by its kernel's count (256 KiB past twice rmem_max), ten
+ * such members shared a new reader's group in rotation; and one that read
+ * for a while to be proven, then stopped, took what its receive buffer
+ * holds. The broker now sends a group member's client, behind its
+ * deliveries, a request whose id is a random nonce (roles/broker/group_proof.ts):
+ * an answer says the client read all before it. Deno cannot set SO_RCVBUF:
+ * the members here are a python3 dist client.
+ */
+import assert from "node:assert/strict";
+import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
+import { closeQuietly, sleep, waitFor } from "./helpers/raw.ts";
+import { countFrames, publishKb } from "./helpers/groups.ts";
+import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
+import { wsReader } from "./helpers/ws_members.ts";
+
+/**
+ * `count` dist clients in group g on /q with an 8 MB receive buffer (or,
+ * of kind "ws", MQTT 5 members of $share/g/q/# over WebSocket that never
+ * read). Of kind "read", they read and answer the broker's requests until
+ * told "stop"; else they never read past the subscribe answer. "count"
+ * prints the bytes that arrived since they stopped (all, for those that
+ * never read).
+ */
+const MEMBERS = `
+import base64, json, os, select, socket, struct, sys
+port, count, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+read = kind == "read"
+def frame(o):
+    b = json.dumps(o).encode()
+    return struct.pack(">I", len(b)) + b
+def take(sk, want):
+    got = b""
+    while len(got) < want:
+        b = sk.recv(want - len(got))
+        if not b: raise EOFError()
+        got += b
+    return got
+def one(sk):
+    n = struct.unpack(">I", take(sk, 4))[0]
+    return json.loads(take(sk, n))
+def ws(payload):
+    mask = os.urandom(4)
+    return bytes([0x82, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+def s(b): return struct.pack(">H", len(b)) + b
+def join_ws(sk, i):
+    key = base64.b64encode(os.urandom(16)).decode()
+    sk.sendall(("GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Protocol: mqtt\r\n\r\n" % key).encode())
+    body = s(b"MQTT") + bytes([5, 0x02]) + struct.pack(">H", 0) + b"\x00" + s(b"wsm-%d" % i)
+    sk.sendall(ws(bytes([0x10, len(body)]) + body))
+    sub = struct.pack(">H", 1) + b"\x00" + s(b"$share/g/q/#") + b"\x00"
+    sk.sendall(ws(bytes([0x82, len(sub)]) + sub))
+    got = b""
+    while b"\r\n\r\n" not in got or b"\x90" not in got.split(b"\r\n\r\n", 1)[1]:
+        got += sk.recv(64)
+socks, rest = [], {}
+for i in range(count):
+    sk = socket.socket()
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sk.connect(("127.0.0.1", port))
+    if kind == "ws":
+        join_ws(sk, i)
+    else:
+        sk.sendall(frame({"op": "hello", "v": 1, "codec": "json", "role": "m", "name": "m%d" % i,
+                          "heartbeat": 600000}))
+        one(sk)
+        sk.sendall(frame({"id": 1, "method": "broker.subscribe",
+                          "params": {"topic": "/q", "group": "g"}}))
+        while one(sk).get("id") != 1: pass
+    socks.append(sk)
+    rest[sk] = b""
+print("ready", flush=True)
+while True:
+    r = select.select([sys.stdin] + (socks if read else []), [], [])[0]
+    for x in r:
+        if x is sys.stdin:
+            line = sys.stdin.readline().strip()
+            if line == "stop":
+                read = False
+                print("stopped", flush=True)
+            elif line == "count":
+                total = 0
+                for sk in socks:
+                    sk.setblocking(False)
+                    try:
+                        while True:
+                            b = sk.recv(1 << 20)
+                            if not b: break
+                            total += len(b)
+                    except BlockingIOError:
+                        pass
+                print(total, flush=True)
+                sys.exit(0)
+            continue
+        buf = rest[x] + x.recv(1 << 20)
+        while len(buf) >= 4:
+            n = struct.unpack(">I", buf[:4])[0]
+            if len(buf) < 4 + n: break
+            body, buf = buf[4:4 + n], buf[4 + n:]
+            if n < 1000:
+                m = json.loads(body)
+                if "id" in m and "method" in m:
+                    x.sendall(frame({"id": m["id"], "error": {"code": "UNKNOWN_METHOD", "message": "no"}}))
+        rest[x] = buf
+`;
+
+/**
+ * The python members (`kind`: "read", "never", or "ws", MQTT 5 over WebSocket that never reads):
+ * `line()` reads their next output line, `say()` writes one.
+ */
+function startMembers(port: number, count: number, kind: "read" | "never" | "ws") {
+  const child = new Deno.Command("python3", {
+    args: ["-c", MEMBERS, String(port), String(count), kind],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stdin = child.stdin.getWriter();
+  let buffered = "";
+  return {
+    async line(): Promise<string> {
+      while (!buffered.includes("\n")) {
+        const { value, done } = await lines.read();
+        if (done) throw new Error("the members' process ended");
+        buffered += value;
+      }
+      const at = buffered.indexOf("\n");
+      const line = buffered.slice(0, at).trim();
+      buffered = buffered.slice(at + 1);
+      return line;
+    },
+    say: (text: string) => stdin.write(new TextEncoder().encode(text + "\n")),
+    async close() {
+      await stdin.close().catch(() => {});
+      await lines.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+Deno.test("broker queue group: a new reader beside ten members with an 8 MB receive buffer that never read gets most (hostile review 38b M1)", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
+    const got = countFrames(alice.conn);
+    const mallory = startMembers(b.port, 10, "never");
+    try {
+      assert.equal(await mallory.line(), "ready");
+      const n = 30_000;
+      await publishKb(pub, n);
+      // Before: no member was proven within 8.25 MiB here, so all eleven shared in rotation and
+      // alice got about a tenth (30 MB fit in their buffers). Now alice answers within 64 KiB.
+      await waitFor(() => got.count >= 0.75 * n, 30_000, `alice's deliveries (${got.count})`);
+      await mallory.say("count");
+      const taken = Number(await mallory.line());
+      assert.ok(taken < 0.25 * n * 1000, `the members that never read took ${taken} bytes`);
+    } finally {
+      await mallory.close();
+      closeQuietly(alice.conn);
+      await got.done;
+      pub.close();
+    }
+  });
+});
+
+Deno.test("broker queue group: members that read to be proven, then stop, take little from a new reader (hostile review 38b M1)", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const mallory = startMembers(b.port, 3, "read");
+    let alice: Awaited<ReturnType<typeof rawSubscriber>> | undefined;
+    let got: ReturnType<typeof countFrames> | undefined;
+    try {
+      assert.equal(await mallory.line(), "ready");
+      // 10 MB read by each: past any proof by the kernel's count here (8.25 MiB) too.
+      const warm = 30_000;
+      await publishKb(pub, warm);
+      await statsUntil(pub, (s) => s.queued_bytes === 0, 5000);
+      await sleep(300); // read to the end
+      await mallory.say("stop");
+      assert.equal(await mallory.line(), "stopped");
+      alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
+      got = countFrames(alice.conn);
+      const n = 30_000;
+      await publishKb(pub, n);
+      // Before: each took what its 8 MB buffer holds, alice about a fifth of the 30 MB.
+      await waitFor(() => got!.count >= 0.75 * n, 30_000, `alice's deliveries (${got!.count})`);
+      await mallory.say("count");
+      const taken = Number(await mallory.line());
+      assert.ok(taken < 0.25 * n * 1000, `the members that stopped took ${taken} bytes`);
+    } finally {
+      await mallory.close();
+      closeQuietly(alice?.conn);
+      await got?.done;
+      pub.close();
+    }
+  });
+});
+
+Deno.test(
+  "MQTT over WebSocket: a new reader beside ten members with an 8 MB receive buffer that never read gets most (hostile review 38b M1)",
+  mqttOpts,
+  async () => {
+    await withMqttBroker(async (b) => {
+      const wsPort = (await b.mqttStats()).ws_port;
+      const alice = await wsReader(wsPort, "$share/g/q/#");
+      const mallory = startMembers(wsPort, 10, "ws");
+      try {
+        assert.equal(await mallory.line(), "ready");
+        const n = 30_000;
+        await publishKb(b.native, n);
+        // Before: they shared the group in rotation until full, alice about a tenth. Now alice's
+        // pongs prove her within 64 KiB.
+        await waitFor(() => alice.count >= 0.75 * n, 30_000, `alice's deliveries (${alice.count})`);
+        await mallory.say("count");
+        const taken = Number(await mallory.line());
+        assert.ok(taken < 0.25 * n * 1000, `the members that never read took ${taken} bytes`);
+      } finally {
+        await mallory.close();
+        closeQuietly(alice.conn);
+        await alice.done;
+      }
+    }, { mqttWsPort: 0 });
+  },
+);
