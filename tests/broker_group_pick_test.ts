@@ -285,6 +285,38 @@ Deno.test("broker queue group: one message past two members' frame limit leaves 
   });
 });
 
+Deno.test("broker queue group: values that shrink a byte at a time cost a member whose frame limit refused one a few refusals, not one each (hostile review 38b M4)", async () => {
+  await withBroker(async (b) => {
+    const alice = await BrokerClient.connect(b.port);
+    const pub = await BrokerClient.connect(b.port);
+    const small = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () => rawSubscriber(b.port, { topic: "/q", group: "g" }, { max_frame: 300 }),
+      ),
+    );
+    try {
+      await alice.subscribe("/q", { group: "g" });
+      const n = 400;
+      for (let i = 0; i < n; i++) pub.publish("/q/x", "m".repeat(4000 - i));
+      await pub.confirm("/other", 0, false);
+      await waitFor(() => alice.deliveries.length === n, 10_000, "alice's deliveries");
+      const stats = await pub.stats();
+      const groups = stats.queue_groups as Record<string, number>;
+      // Before: each refusal marked a member unfit for values as large or larger, so each value a
+      // byte smaller was offered to every member again: about 8 refusals a publish, none lost.
+      assert.ok(
+        (stats.undeliverable as number) <= 16 && groups.rerouted <= 16,
+        `${stats.undeliverable} refused, ${groups.rerouted} rerouted`,
+      );
+    } finally {
+      for (const s of small) closeQuietly(s.conn);
+      alice.close();
+      pub.close();
+    }
+  });
+});
+
 Deno.test("Group.pick(load): past a long run of UNFIT members, later picks look at a window, not the group (hostile review 37 K4)", async (t) => {
   for (const fitLoad of [0, 5]) {
     await t.step(`the one fit member's load ${fitLoad}`, () => {

@@ -14,7 +14,7 @@ import {
 } from "../../wire/mod.ts";
 import { cut } from "../../wire/_log.ts";
 import type { Publisher } from "./fanout.ts";
-import { pickBytes } from "./group_delivery.ts";
+import { pickBytes, refusedFrom } from "./group_delivery.ts";
 import { ASK_AGAIN_MS, type ReadProof } from "./group_proof.ts";
 import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
@@ -127,7 +127,8 @@ export class Session implements Sink, Publisher {
     }
     if (size - 4 > this.#frameLimit) {
       const bytes = pickBytes(msg); // 0: sized unknown, marks nothing
-      if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, bytes);
+      const over = size - 4 - this.#frameLimit;
+      if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, refusedFrom(bytes, over));
       return this.#undeliverable(sub, size - 4, msg.topic);
     }
     this.#msg = msg;

@@ -33,7 +33,7 @@ import {
 } from "./delivery.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
-import { pickBytes } from "../group_delivery.ts";
+import { pickBytes, refusedFrom } from "../group_delivery.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -81,7 +81,8 @@ export function writeDelivery(
     // by the value alone, a limit a few bytes under the packet kept its turns and lost them all;
     // 37 K6: by the payload alone, 1 byte with 100 KB of User Properties lost every turn).
     const bytes = pickBytes(msg);
-    if (bytes > 0) session.refusedBytes = Math.min(session.refusedBytes, bytes);
+    const over = size - conn.clientMaxPacket;
+    if (bytes > 0) session.refusedBytes = Math.min(session.refusedBytes, refusedFrom(bytes, over));
     return tooLarge(conn);
   }
   const id = qos > 0 ? session.inflight.take() : 0;
