@@ -155,6 +155,22 @@ function startMembers(port: number, count: number, kind: "read" | "never" | "ws"
   };
 }
 
+/**
+ * Waits until the reader (`got()` deliveries) has `share` of the `n` messages of 1 KB, then checks
+ * that the members took less than `most` of their bytes.
+ */
+async function readerGetsMost(
+  mallory: ReturnType<typeof startMembers>,
+  got: () => number,
+  n: number,
+  [share, most]: [number, number],
+): Promise<void> {
+  await waitFor(() => got() >= share * n, 30_000, `alice's deliveries (${got()})`);
+  await mallory.say("count");
+  const taken = Number(await mallory.line());
+  assert.ok(taken < most * n * 1000, `the members took ${taken} bytes`);
+}
+
 Deno.test("broker queue group: a new reader beside ten members with an 8 MB receive buffer that never read gets most (hostile review 38b M1)", async () => {
   await withBroker(async (b) => {
     const pub = await BrokerClient.connect(b.port);
@@ -168,10 +184,7 @@ Deno.test("broker queue group: a new reader beside ten members with an 8 MB rece
       // Before: no member was proven within 8.25 MiB here, so all eleven shared in rotation until
       // the ten were full: alice got 24 %. Now her answers prove her within 64 KiB, and they, who
       // answer nothing, share the trial budget and its ninth: she gets 79-85 % here.
-      await waitFor(() => got.count >= 0.65 * n, 30_000, `alice's deliveries (${got.count})`);
-      await mallory.say("count");
-      const taken = Number(await mallory.line());
-      assert.ok(taken < 0.3 * n * 1000, `the members that never read took ${taken} bytes`);
+      await readerGetsMost(mallory, () => got.count, n, [0.65, 0.3]);
     } finally {
       await mallory.close();
       closeQuietly(alice.conn);
@@ -202,10 +215,7 @@ Deno.test("broker queue group: members that read to be proven, then stop, take l
       await publishKb(pub, n);
       // Before: each took what its 8 MB buffer holds, alice 45 %. Now each is stalled once it
       // leaves a request unanswered 25 ms: alice gets 87-97 % here.
-      await waitFor(() => got!.count >= 0.75 * n, 30_000, `alice's deliveries (${got!.count})`);
-      await mallory.say("count");
-      const taken = Number(await mallory.line());
-      assert.ok(taken < 0.25 * n * 1000, `the members that stopped took ${taken} bytes`);
+      await readerGetsMost(mallory, () => got!.count, n, [0.75, 0.25]);
     } finally {
       await mallory.close();
       closeQuietly(alice?.conn);
@@ -229,10 +239,7 @@ Deno.test(
         await publishKb(b.native, n);
         // Before: they shared the group in rotation until full, alice 19 %. Now her pongs prove
         // her within 64 KiB: 77-84 % here.
-        await waitFor(() => alice.count >= 0.65 * n, 30_000, `alice's deliveries (${alice.count})`);
-        await mallory.say("count");
-        const taken = Number(await mallory.line());
-        assert.ok(taken < 0.3 * n * 1000, `the members that never read took ${taken} bytes`);
+        await readerGetsMost(mallory, () => alice.count, n, [0.65, 0.3]);
       } finally {
         await mallory.close();
         closeQuietly(alice.conn);
