@@ -133,20 +133,37 @@ export class Backend {
   }
 
   /**
-   * In rotation with a free slot: a policy may pick it. One untried while
-   * its pool is guarded (see {@link untried}) takes one request at a time,
-   * and none once one failed (sources.ts drops it).
+   * In rotation with a free slot: a policy may pick it. One untried (see
+   * {@link untried}) takes one request at a time.
    */
   get available(): boolean {
     return this.state === "up" && this.inflight < this.capacity &&
       this.inflight < this.outlier.ramp && !this.backlogged &&
-      (this.served > 0 || this.pool?.guarded !== true ||
-        (this.inflight === 0 && this.failures === 0));
+      (this.served > 0 || this.#trialFree);
   }
 
-  /** It answered no request since it was added, and its pool is guarded (policies.ts: trials). */
+  /**
+   * Untried, it may take a request: in a guarded pool one at a time and none
+   * once one failed; a worker one at a time (one whose first task timed out
+   * stays on trial: workers.ts closes those that hold tasks).
+   */
+  get #trialFree(): boolean {
+    if (this.pool?.guarded === true) return this.inflight === 0 && this.failures === 0;
+    return this.kind !== "worker" || this.inflight === 0;
+  }
+
+  /**
+   * It answered no request since it was added, and it is guarded: its pool
+   * is (policies.ts: trials), or it is a worker, which anyone who may
+   * register can be (hostile39a P1: eight fakes that answer checks and no
+   * task each held one of a client's eight requests for `--timeout`).
+   */
   get untried(): boolean {
-    return this.served === 0 && this.pool?.guarded === true;
+    return this.served === 0 && this.#guarded;
+  }
+
+  get #guarded(): boolean {
+    return this.kind === "worker" || this.pool?.guarded === true;
   }
 
   /**

@@ -2,13 +2,14 @@
  * Workers that dial the worker port and call `worker.register {name,
  * capacity}`: one backend per connection (see {@link WorkerRegistry}).
  */
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { CloseReason, DistError, type Peer } from "../../wire/mod.ts";
 import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend } from "./backends.ts";
 import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { WorkerLink } from "./links.ts";
 import { workerLines } from "./log.ts";
 import { StrayBench } from "./stray_bench.ts";
+import { holdFor, TICK_MS } from "./places.ts";
 import { clientSource } from "../../auth/mod.ts";
 import type { SourceOptions } from "./sources.ts";
 
@@ -126,11 +127,71 @@ export class WorkerRegistry {
       addr: backend.address,
       capacity,
     });
-    new WorkerLink(backend, peer, { ...o, onStrays: () => this.#bench.strayed(source, name) });
+    new WorkerLink(backend, peer, {
+      ...o,
+      onStrays: () => this.#bench.strayed(source, name),
+    });
+    this.#sources.set(peer, source);
+    const trial = this.#onTrial(backend, peer);
     peer.closed.then((reason) => {
+      clearInterval(trial);
       if (this.#forget(peer)) workerLines.info("Worker {name} left ({reason})", { name, reason });
     });
     return { registered: name, capacity };
+  }
+
+  /** The source (clientSource) of each registered worker's connection. */
+  #sources = new Map<Peer, string>();
+
+  /**
+   * Until it answers a request, a worker is on trial (backends.ts untried:
+   * one request at a time, pool-wide). One that holds its trial request
+   * past places.ts's hold bound (a second, or four times the p99 of those
+   * that answer) while another backend that has answered is in rotation is
+   * a fake that answers checks but no task (hostile39a P1): its connection
+   * is closed (its request goes elsewhere, as a lost connection's does), its
+   * source benched as for stray answers, and the source's other workers on
+   * trial closed with it (a fleet of names from one address is one fake).
+   */
+  #onTrial(backend: Backend, peer: Peer): ReturnType<typeof setInterval> {
+    const pool = this.#options.pool;
+    let holding: number | undefined; // since when it holds a request
+    const timer = setInterval(() => {
+      if (backend.served > 0 || !peer.canCall) return clearInterval(timer);
+      const proven = pool.list.some((b) => b.served > 0 && b.state === "up");
+      if (backend.inflight === 0 || !proven) return holding = undefined;
+      const now = performance.now();
+      holding ??= now;
+      if (now - holding < holdFor(pool.list)) return;
+      clearInterval(timer);
+      this.#closeFakes(backend, peer);
+    }, TICK_MS);
+    return timer;
+  }
+
+  #closeFakes(backend: Backend, peer: Peer): void {
+    const source = this.#sources.get(peer)!;
+    const ms = this.#bench.strayed(source, backend.name, "holding a task without answering one");
+    const fakes = [...this.#byPeer].filter(([p, b]) =>
+      p === peer || (this.#sources.get(p) === source && b.served === 0)
+    );
+    workerLines.warn(
+      "Worker {name} from {addr} closed: it held a task {hold} ms without answering one " +
+        "(health checks answered, no task); {count} worker(s) on trial from {source} closed, " +
+        "its registrations refused for {seconds} s",
+      {
+        name: backend.name,
+        addr: backend.address,
+        hold: Math.round(holdFor(this.#options.pool.list)),
+        count: fakes.length,
+        source,
+        seconds: Math.ceil(ms / 1000),
+      },
+    );
+    for (const [p] of fakes) {
+      this.#forget(p);
+      p.close(CloseReason.ProtocolError);
+    }
   }
 
   /** Drops `peer`'s registration. @returns false if it had none (any more). */
@@ -138,6 +199,7 @@ export class WorkerRegistry {
     const backend = this.#byPeer.get(peer);
     if (backend === undefined) return false;
     this.#byPeer.delete(peer);
+    this.#sources.delete(peer);
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
     this.#options.pool.remove(backend);
     if (backend.outlier.backedOff) {

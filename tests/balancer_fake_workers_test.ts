@@ -1,0 +1,115 @@
+/**
+ * A fleet of fake workers from one address (hostile39a P1): each answers its
+ * hello, health checks and heartbeats, registers under its own name, and
+ * never answers a task. Before the fix, eight of them held a closed-loop
+ * client's eight requests for the whole `--timeout` (1 answer in 10 s).
+ */
+import assert from "node:assert/strict";
+import { dial, type DistError, type Peer } from "../wire/mod.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  stopAll,
+} from "./helpers/balancer.ts";
+import { sleep } from "./helpers/raw.ts";
+
+Deno.test("a fleet of fake workers from one address holds a client's requests a trial at a time, then is closed and benched", async () => {
+  const servers = await startServers(1);
+  // --timeout 20s: longer than the test, as the default 30 s is.
+  const lb = await startBalancer(servers, ["--timeout", "20s"]);
+  const [whost, wport] = lb.workerAddress.split(":");
+  const fakes: Peer[] = [];
+  const client = await connectTo(lb.address);
+  try {
+    // The server is proven first (it answers), as in any running cluster.
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    for (let i = 0; i < 8; i++) {
+      const peer = await dial({ host: whost, port: Number(wport) }, {
+        role: "worker",
+        name: `fake${i}`,
+        // Health checks answered; tasks never.
+        onRequest: (method) => method === "sys.ping" ? { pong: true } : new Promise(() => {}),
+      });
+      fakes.push(peer);
+      await peer.call("worker.register", { name: `fake${i}`, capacity: 16 });
+    }
+    // A closed loop of 8 for 4 s.
+    let answered = 0;
+    let slowest = 0;
+    const end = performance.now() + 4_000;
+    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+      for (let i = 0; performance.now() < end; i++) {
+        const t = performance.now();
+        assert.equal(await client.call("add", { a: i, b: k }), i + k);
+        slowest = Math.max(slowest, performance.now() - t);
+        answered++;
+      }
+    }));
+    // main: 0-8 answers (every request held by a fake for --timeout).
+    assert.ok(answered > 1_000, `${answered} answers in 4 s beside 8 fakes`);
+    assert.ok(slowest < 3_000, `slowest answer ${Math.round(slowest)} ms`);
+    // The fleet is gone: the first fake to hold its trial took its source's others with it.
+    const names = (await backendsOf(client)).map((b) => b.name);
+    assert.deepEqual(names.filter((n) => n.startsWith("fake")), [], names.join(","));
+    await eventually(
+      () => Promise.resolve(fakes.every((f) => !f.canCall)),
+      2_000,
+      "every fake's connection closed",
+    );
+    // And its source is benched: a new registration is refused, saying why.
+    const again = await dial({ host: whost, port: Number(wport) }, {
+      role: "worker",
+      name: "fake9",
+      onRequest: () => new Promise(() => {}),
+    });
+    fakes.push(again);
+    const refused = await again.call("worker.register", { name: "fake9" }).catch((e) =>
+      e
+    ) as DistError;
+    assert.equal(refused.code, "UNAVAILABLE");
+    assert.match(refused.message, /closed for holding a task without answering one/);
+    assert.match(
+      lb.stderr(),
+      /Worker fake\d from .* closed: it held a task \d+ ms without answering one/,
+    );
+  } finally {
+    client.close();
+    for (const f of fakes) f.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a real worker on trial answers its first task and stays, taking requests (slow start)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const [whost, wport] = lb.workerAddress.split(":");
+  const client = await connectTo(lb.address);
+  const worker = await dial({ host: whost, port: Number(wport) }, {
+    role: "worker",
+    name: "real",
+    onRequest: (method, params) =>
+      method === "sys.ping"
+        ? { pong: true }
+        : (params as { a: number; b: number }).a + (params as { a: number; b: number }).b,
+  });
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    await worker.call("worker.register", { name: "real", capacity: 16 });
+    await Promise.all(
+      Array.from({ length: 400 }, (_, i) => client.call("add", { a: i, b: 1 })),
+    );
+    const real = (await backendsOf(client)).find((b) => b.name === "real");
+    assert.ok(
+      real !== undefined && real.served >= 5 && real.state === "up" && worker.canCall,
+      `the worker served ${real?.served}`,
+    );
+  } finally {
+    client.close();
+    worker.close();
+    await stopAll([lb, ...servers]);
+  }
+});
