@@ -425,3 +425,41 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "mqtt kept memory: connections silent after a burst (keep-alive 0) keep 16 KiB of read buffer, not 64 KiB: 300 of them leave a 16 MiB broker taking subscriptions (hostile39b Q8)",
+  ...mqttOpts,
+  async fn() {
+    const b = await startBroker(["--max-memory", String(16 * MIB)]);
+    const open: Deno.Conn[] = [];
+    try {
+      // Forty 2 KB QoS 0 PUBLISHes in one write, then silence.
+      const publish = packet(0x30, [...str("b/x"), ...new Uint8Array(2000).fill(0x61)]);
+      const burst = new Uint8Array(publish.length * 40);
+      for (let i = 0; i < 40; i++) burst.set(publish, i * publish.length);
+      for (let i = 0; i < 300; i++) {
+        const { conn, code } = await dialMqtt(b.port, connect(`burst-${i}`, { clean: true }));
+        assert.equal(code, 0);
+        open.push(conn);
+        await conn.write(burst);
+      }
+      await sleep(500);
+      const counted = (await b.stats()).memory.bytes;
+      // main: 300 x 64 KiB = 18.75 MiB counted, over the budget: SUBACK 0x80 (3.1.1 failure).
+      assert.ok(counted < 7 * MIB, `${(counted / MIB).toFixed(1)} MiB counted`);
+      const { conn, code } = await dialMqtt(b.port, connect("honest", { clean: true }));
+      assert.equal(code, 0);
+      open.push(conn);
+      await conn.write(packet(0x82, [0, 1, ...str("new/filter"), 0]));
+      const ack = new Uint8Array(5);
+      let n = 0;
+      while (n < 5) n += (await conn.read(ack.subarray(n))) ?? 5;
+      assert.deepEqual([...ack], [0x90, 3, 0, 1, 0], "SUBACK granted QoS 0");
+    } finally {
+      for (const c of open) closeQuietly(c);
+      b.native.close();
+      await b.broker.stop();
+    }
+  },
+});
