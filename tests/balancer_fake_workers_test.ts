@@ -113,3 +113,108 @@ Deno.test("a real worker on trial answers its first task and stays, taking reque
     await stopAll([lb, ...servers]);
   }
 });
+
+/** A worker on the worker port answering `add`, and `add` with `a: -1` never (hangs). */
+function workerNamed(address: string, name: string, answers = true): Promise<Peer> {
+  const [host, port] = address.split(":");
+  return dial({ host, port: Number(port) }, {
+    role: "worker",
+    name,
+    onRequest: (method, params) => {
+      if (method === "sys.ping") return { pong: true };
+      const { a, b } = params as { a: number; b: number };
+      return answers && a !== -1 ? a + b : new Promise(() => {});
+    },
+  });
+}
+
+Deno.test("a fake that took a free worker name and timed out does not pass its backoff to the real worker (hostile39a P8)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "300ms"]);
+  const client = await connectTo(lb.address);
+  const peers: Peer[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    const fake = await workerNamed(lb.workerAddress, "w1", false);
+    peers.push(fake);
+    await fake.call("worker.register", { name: "w1", capacity: 4 });
+    // Its trial times out (300 ms, before the hold bound): it is out for its answers.
+    await eventually(
+      async () => {
+        await Promise.all(
+          Array.from({ length: 4 }, () => client.call("add", { a: 1, b: 1 }).catch(() => 0)),
+        );
+        return (await backendsOf(client)).find((b) => b.name === "w1")?.state === "down";
+      },
+      5_000,
+      "the fake w1 out for its timeout",
+    );
+    fake.close();
+    await eventually(
+      async () => !(await backendsOf(client)).some((b) => b.name === "w1"),
+      2_000,
+      "the fake gone",
+    );
+    const real = await workerNamed(lb.workerAddress, "w1");
+    peers.push(real);
+    await real.call("worker.register", { name: "w1", capacity: 4 });
+    // main: "back within its backoff: out for 10 s more"
+    await eventually(
+      async () => {
+        await Promise.all(Array.from({ length: 8 }, () => client.call("add", { a: 2, b: 2 })));
+        const w1 = (await backendsOf(client)).find((b) => b.name === "w1");
+        return w1 !== undefined && w1.state === "up" && w1.served > 0;
+      },
+      2_000,
+      "the real w1 up and serving",
+    );
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a worker out for its answers, its connection alive, keeps its name: a newcomer is refused, not swapped in (hostile39a P8)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "300ms"]);
+  const client = await connectTo(lb.address);
+  const peers: Peer[] = [];
+  try {
+    const w1 = await workerNamed(lb.workerAddress, "w1");
+    peers.push(w1);
+    await w1.call("worker.register", { name: "w1", capacity: 4 });
+    await eventually(
+      async () => {
+        await Promise.all(Array.from({ length: 8 }, () => client.call("add", { a: 1, b: 1 })));
+        return ((await backendsOf(client)).find((b) => b.name === "w1")?.served ?? 0) > 0;
+      },
+      3_000,
+      "w1 serving",
+    );
+    // Requests it never answers take it out (its backoff).
+    await eventually(
+      async () => {
+        await Promise.all(
+          Array.from({ length: 8 }, () => client.call("add", { a: -1, b: 1 }).catch(() => 0)),
+        );
+        return (await backendsOf(client)).find((b) => b.name === "w1")?.state === "down";
+      },
+      5_000,
+      "w1 out for its timeouts",
+    );
+    const other = await workerNamed(lb.workerAddress, "w1");
+    peers.push(other);
+    const refused = await other.call("worker.register", { name: "w1" }).catch((e) =>
+      e
+    ) as DistError;
+    assert.equal(refused.code, "BAD_REQUEST", String(refused));
+    assert.ok(w1.canCall, "the holder's connection is not closed");
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});

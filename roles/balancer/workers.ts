@@ -16,7 +16,7 @@ import type { SourceOptions } from "./sources.ts";
 /**
  * Workers registered on the worker port, one backend per connection, one
  * connection per name. A second registration under a name whose worker is
- * live (its connection open, in rotation) is refused with BAD_REQUEST, so
+ * live (its connection open, in rotation or out for its answers) is refused with BAD_REQUEST, so
  * two workers given the same `--name` do not evict each other for ever: the
  * second keeps retrying (with its backoff) and takes the name over once the
  * first is gone. A holder that is out of rotation (missed health checks, or
@@ -93,7 +93,9 @@ export class WorkerRegistry {
         });
         throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
       }
-      if (holder.canCall && held.state === "up") {
+      // Up, or out for its answers (backed off) with its connection alive: not a dead
+      // connection; another taking the name over would evict it and be evicted in turn (hostile39a P8).
+      if (holder.canCall && (held.state === "up" || held.outlier.backedOff)) {
         workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
           name,
           addr: peer.conn.remoteAddress,
@@ -202,7 +204,9 @@ export class WorkerRegistry {
     this.#sources.delete(peer);
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
     this.#options.pool.remove(backend);
-    if (backend.outlier.backedOff) {
+    // A backoff is kept for the name of a worker that served: one that never did (a fake that
+    // took the name while it was free) must not pass its backoff to the real one (hostile39a P8).
+    if (backend.outlier.backedOff && backend.served > 0) {
       const gone = this.#gone;
       gone.delete(backend.name);
       gone.set(backend.name, { outlier: backend.outlier, at: performance.now() });
