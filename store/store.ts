@@ -180,6 +180,11 @@ export class Store {
     if (this.#pendingCount > 0) this.#commitNow();
   }
 
+  /** Writes made so far (committed or not): unchanged, a caller made none meanwhile. */
+  get written(): number {
+    return this.#seq;
+  }
+
   /** Writes not committed yet. */
   get pending(): number {
     return this.#pendingCount;

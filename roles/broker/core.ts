@@ -27,7 +27,7 @@ import { refuseSystemTopic, type Topic, TopicTree } from "./topics.ts";
 import { TopicLister, type TopicListing } from "./topic_list.ts";
 import { placeUnder } from "./restore.ts";
 import { checkGroup, checkPolicy, checkValue, keptForm, valueBytes } from "./values.ts";
-import type { BrokerCoreOptions, PublishResult } from "./core_types.ts";
+import type { BrokerCoreOptions, Keeper, PublishResult } from "./core_types.ts";
 import type { Subscribed, SubscribeRequest } from "./core_types.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
@@ -61,6 +61,12 @@ export class BrokerCore {
   retainedSent = 0;
   topicsEvicted = 0;
   retainedTooLarge = 0;
+  /**
+   * Where deliveries are kept on disk (MQTT persistent sessions under
+   * `--data-dir`: their journal's store), set by that front end: a
+   * publish's answer waits for the commit of what its deliveries wrote.
+   */
+  keeper: Keeper | undefined = undefined;
   /** With --metrics: a sample of publishes' time to their last delivery (obs/timings.ts). */
   delivery: { take(): number; observe(seconds: number): void } | undefined;
   readonly #keepBudget = () =>
@@ -140,11 +146,38 @@ export class BrokerCore {
     from?: Origin,
     owner?: string,
   ): PublishResult {
+    const keeper = this.keeper;
+    const written = keeper === undefined ? 0 : keeper.written;
     const deliveries = this.route(rawTopic, value, retain, qos, from, owner);
     const { topic, created, later } = this.#routed;
-    return later === undefined
+    const result: PublishResult = later === undefined
       ? { topic, deliveries, created }
       : { topic, deliveries, created, later };
+    const settled = this.#settled(later, keeper, written);
+    if (settled !== undefined) result.settled = settled;
+    return result;
+  }
+
+  /**
+   * What the last publish's answer waits for (see PublishResult.settled):
+   * its deliveries made (its match, the fan-out's backlog), then the
+   * keeper's commit of what they wrote. Undefined: nothing.
+   */
+  #settled(
+    later: Promise<number> | undefined,
+    keeper: Keeper | undefined,
+    written: number,
+  ): Promise<void> | undefined {
+    // Nothing is kept on disk: an answer says how many deliveries, not that they are kept.
+    if (keeper === undefined) return undefined;
+    if (later === undefined) {
+      const made = this.fanOut.whenMade();
+      if (made !== undefined) return made.then(() => keeper.commit());
+      return keeper.written === written ? undefined : keeper.commit();
+    }
+    // Its deliveries are being made once `later` resolves: those waiting then are made after.
+    const made = () => this.fanOut.whenMade(true);
+    return later.then(made, made).then(() => keeper.commit());
   }
 
   /** What the last `route` published: the rest of publish()'s answer. */

@@ -44,6 +44,22 @@ export interface PublishResult {
    * deliveries, once known (`deliveries` is then 0).
    */
   later?: Promise<number>;
+  /**
+   * Set when its deliveries are not all made and kept yet: resolves once
+   * they are made (its match found, the fan-out's backlog past it) and
+   * what they wrote to disk is committed (BrokerCore.keeper); rejects when
+   * that commit failed. An acknowledgement that promises the publish is
+   * kept (an MQTT PUBACK, a confirmed `broker.publish`) waits for it.
+   */
+  settled?: Promise<void>;
+}
+
+/** A store deliveries are written to (MQTT persistent sessions' journal). */
+export interface Keeper {
+  /** Writes made so far (a publish that made none needs no commit). */
+  readonly written: number;
+  /** Resolves once every write made so far is committed (as the store's fsync mode says). */
+  commit(): Promise<void>;
 }
 
 export interface SubscribeRequest {

@@ -230,13 +230,15 @@ export class WireFront implements SessionOwner {
    * and a retained value's once the commit covering it is (with a data directory).
    */
   #answer(result: PublishResult, retain: boolean): Published | Promise<Published> {
-    const { topic, later } = result;
+    const { topic, later, settled } = result;
     const commit = retain && this.committed !== undefined ? this.committed() : undefined;
-    if (later === undefined) {
+    if (later === undefined && settled === undefined) {
       const answer = { topic, deliveries: result.deliveries };
       return commit === undefined ? answer : commit.then(() => answer);
     }
-    return Promise.all([later, commit]).then(([deliveries]) => ({ topic, deliveries }));
+    // (settled: its deliveries to MQTT persistent sessions on disk, hostile review 39b Q1.)
+    return Promise.all([later ?? result.deliveries, commit, settled])
+      .then(([deliveries]) => ({ topic, deliveries }));
   }
 
   /** Answers a confirmed publish as the handler of `broker.publish` does. */

@@ -94,6 +94,8 @@ export class SessionTable {
    */
   persist(store: Store): { restored: number; unreadable: number; messages: number } {
     this.#store = store;
+    // A publish's PUBACK (or answer) waits for the commit of the rows its deliveries wrote.
+    this.#front.core.keeper = store;
     let unreadable = 0;
     const now = Date.now();
     const alive = lastAlive(store) ?? now;
