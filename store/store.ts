@@ -6,7 +6,8 @@
  * (as `fsync` defines "on disk"), or rejects if that transaction failed.
  *
  * - `always`: every write is its own transaction, synced before `put`
- *   returns;
+ *   returns (in a table of StoreOptions.grouped: one transaction per
+ *   turn, synced as it commits, as `commit()` says);
  * - `batch`: one transaction for everything written in the same turn of
  *   the event loop (at most {@link MAX_BATCH} writes: more are committed at
  *   once), written to the WAL on the loop without a sync; the WAL is then
@@ -75,6 +76,8 @@ export class Store {
   };
   #db: DatabaseSync;
   #tables = new Map<string, Statements>();
+  /** Tables whose writes are committed once per turn under `always` too (StoreOptions.grouped). */
+  #grouped: ReadonlySet<string>;
   /** Reads of what is committed (what is pending: {@link isPending}). */
   readonly reads: TableReads;
   /** Pending writes by table and key (null: a delete), in the order first written. */
@@ -112,6 +115,7 @@ export class Store {
     this.fsync = options.fsync;
     this.#warn = options.warn ?? (() => {});
     this.#db = openOrMoveAside(path, options, this.#warn);
+    this.#grouped = new Set(options.grouped);
     for (const table of options.tables) {
       const t = quoteName(table);
       this.#tables.set(table, {
@@ -255,7 +259,8 @@ export class Store {
     if (!ops.has(key)) this.#pendingCount++;
     ops.set(key, value);
     this.#seq++;
-    if (this.fsync === "always" || this.#pendingCount >= MAX_BATCH) this.#commitNow();
+    const now = this.fsync === "always" && !this.#grouped.has(table);
+    if (now || this.#pendingCount >= MAX_BATCH) this.#commitNow();
     else this.#schedule();
   }
 

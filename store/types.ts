@@ -38,6 +38,13 @@ export interface StoreOptions {
    * rows then have none).
    */
   owned?: readonly string[];
+  /**
+   * Those of `tables` whose writes under `always` are grouped as under
+   * `batch`: one transaction per turn, synced as it commits, their writers
+   * waiting for {@link Store.commit} before they answer (many writes per
+   * request: a row per delivery of a publish).
+   */
+  grouped?: readonly string[];
   /** When the file cannot be opened: move it aside (`FILE.corrupt-TIME`) and start empty. */
   moveCorruptAside?: boolean;
   /** Told when a corrupt file was moved aside, and of failed commits (once per failure run). */

@@ -122,6 +122,7 @@ const cases = [
   ["batch", 2, 5000, "MQTT"],
   ["batch", 1, 1, "MQTT"],
   ["batch", 2, 5000, "native"],
+  ["always", 1, 9000, "MQTT"],
 ] as const;
 
 for (const [fsync, count, filters, by] of cases) {

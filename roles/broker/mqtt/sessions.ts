@@ -131,9 +131,11 @@ export class SessionTable {
   journal(session: MqttSession): SessionJournal | undefined {
     const store = this.#store;
     if (store === undefined) return undefined;
-    return new SessionJournal(store, session.clientId, (sub) => {
-      for (const [filter, s] of session.subscriptions()) if (s === sub) return filter;
-    });
+    return new SessionJournal(
+      store,
+      session.clientId,
+      (sub) => session.subscriptions().filterOf(sub),
+    );
   }
 
   /** A session changed: its row is written (or deleted) at the store's next commit. */

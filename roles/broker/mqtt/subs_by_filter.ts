@@ -17,6 +17,8 @@ export class SubsByFilter {
   #filter = "";
   #sub: Subscription | undefined;
   #map: Map<string, Subscription> | undefined;
+  /** With the map: each subscription's filter (the journal's lookup, O(1): hostile review 39b Q3). */
+  #filters: Map<Subscription, string> | undefined;
   /** What the filters' text takes, in all. */
   bytes = 0;
   /** Told when `bytes` changes. */
@@ -40,15 +42,25 @@ export class SubsByFilter {
     return filter === this.#filter ? this.#sub : undefined;
   }
 
+  /** The filter `sub` is held under, if it is one of these. */
+  filterOf(sub: Subscription): string | undefined {
+    if (this.#filters !== undefined) return this.#filters.get(sub);
+    return sub === this.#sub ? this.#filter : undefined;
+  }
+
   set(filter: string, sub: Subscription): void {
-    if (this.get(filter) === undefined) this.#count(filter, 1);
+    const old = this.get(filter);
+    if (old === undefined) this.#count(filter, 1);
     if (this.#map !== undefined) {
       this.#map.set(filter, sub);
+      if (old !== undefined) this.#filters!.delete(old);
+      this.#filters!.set(sub, filter);
     } else if (this.#sub === undefined || filter === this.#filter) {
       this.#filter = filter;
       this.#sub = sub;
     } else {
       this.#map = new Map([[this.#filter, this.#sub], [filter, sub]]);
+      this.#filters = new Map([[this.#sub, this.#filter], [sub, filter]]);
       this.#filter = "";
       this.#sub = undefined;
     }
@@ -56,7 +68,10 @@ export class SubsByFilter {
 
   delete(filter: string): boolean {
     if (this.#map !== undefined) {
-      if (!this.#map.delete(filter)) return false;
+      const sub = this.#map.get(filter);
+      if (sub === undefined) return false;
+      this.#map.delete(filter);
+      this.#filters!.delete(sub);
     } else {
       if (this.#sub === undefined || filter !== this.#filter) return false;
       this.#filter = "";
