@@ -9,24 +9,15 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import { startDist } from "./helpers/dist.ts";
+import {
+  DEEP_TOPIC as TOPIC,
+  deepFilter as filter,
+  durableBroker as broker,
+} from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 
-const LEVELS = ["k", ..."abcdefghijklm"];
-const TOPIC = LEVELS.join("/");
-const filter = (i: number) => LEVELS.map((l, j) => ((i >> j) & 1) === 1 ? "+" : l).join("/");
 const FILTERS = 8000;
-
-async function broker(dir: string, fsync: string) {
-  const b = await startDist([
-    "broker",
-    ...["--port", "0", "--mqtt-port", "0", "--data-dir", dir, "--fsync", fsync],
-  ], { timeoutMs: 30_000 });
-  const m = b.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/);
-  assert.ok(m, b.stderr());
-  return { b, port: Number(m[1]) };
-}
 
 for (const fsync of ["always", "batch"]) {
   Deno.test({

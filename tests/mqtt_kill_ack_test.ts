@@ -7,25 +7,14 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import { startDist } from "./helpers/dist.ts";
+import {
+  DEEP_TOPIC as TOPIC,
+  deepFilter as filter,
+  durableBroker as broker,
+} from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep, writeAll } from "./helpers/raw.ts";
 import { BrokerClient } from "./helpers/broker.ts";
-
-/** A 14-level topic, and distinct filters that all match it (each level itself or `+`). */
-const LEVELS = ["k", ..."abcdefghijklm"];
-const TOPIC = LEVELS.join("/");
-const filter = (i: number) => LEVELS.map((l, j) => ((i >> j) & 1) === 1 ? "+" : l).join("/");
-
-async function broker(dir: string, fsync: string) {
-  const b = await startDist([
-    "broker",
-    ...["--port", "0", "--mqtt-port", "0", "--data-dir", dir, "--fsync", fsync],
-  ], { timeoutMs: 30_000 });
-  const m = b.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/);
-  assert.ok(m, b.stderr());
-  return { b, port: Number(m[1]) };
-}
 
 /** Persistent 3.1.1 sessions `s0…`, each subscribed at QoS 1 to `filters` distinct filters, gone. */
 async function sessions(port: number, count: number, filters: number): Promise<void> {
