@@ -14,8 +14,11 @@ import {
   HEAP_HEADROOM,
   overloaded,
   readBuffers,
+  retainedCost,
   sessionMemory,
   SUBSCRIPTION_BYTES,
+  subscriptionCost,
+  topicCost,
 } from "./memory.ts";
 import { SubscriptionShares } from "./shares.ts";
 import { TopicShares, userShare } from "./topic_shares.ts";
@@ -211,7 +214,7 @@ export class BrokerCore {
       if (!this.#system) refuseSystemTopic(name);
       topic = this.topics.get(name);
       if (topic === undefined) {
-        if (this.overBudget) throw overloaded("no new topics");
+        if (this.wouldCross(topicCost(name))) throw overloaded("no new topics");
         topic = this.topicShares.create(this.topics, name, now, owner);
         created = true;
       }
@@ -231,6 +234,9 @@ export class BrokerCore {
         // A decoded value's deliveries share that encoding (an encoded one's, its borrowed bytes).
         if (decoded) value = kept;
         const bytes = topic.name.length + valueBytes(kept);
+        if (this.wouldCross(retainedCost(bytes, topic.retainedBytes))) {
+          throw overloaded("no new retained values");
+        }
         // Its user before it is set: the data file may write the row at once (--fsync always).
         topic.retainedBy = owner;
         const outcome = this.retained.set(topic, kept, bytes, now, owner);
@@ -309,11 +315,11 @@ export class BrokerCore {
   subscribe(sink: Sink, request: SubscribeRequest): Subscribed {
     const { source, restored } = request;
     this.shares.check(this.#subs.size, source, SUBSCRIPTION_BYTES, restored);
-    if (this.overBudget) throw overloaded("no new subscriptions");
     const pattern = normalizeTopic(request.topic, { pattern: true });
     const group = checkGroup(request.group);
     const policy = checkPolicy(request.policy);
     const segments = topicSegments(pattern);
+    if (this.wouldCross(subscriptionCost(segments))) throw overloaded("no new subscriptions");
     const sub = new Subscription(sink, {
       sid: this.#nextSid++,
       pattern,
@@ -415,6 +421,15 @@ export class BrokerCore {
   /** Whether `memoryBytes` is past `maxMemory`. */
   get overBudget(): boolean {
     return this.maxMemory !== Infinity && this.memoryBytes > this.maxMemory;
+  }
+
+  /**
+   * Whether adding `cost` bytes would take `memoryBytes` past `maxMemory`:
+   * a subscription, topic or retained value is refused before it crosses
+   * the budget, not once it has (hostile review 39b Q2).
+   */
+  wouldCross(cost: number): boolean {
+    return this.maxMemory !== Infinity && cost > 0 && this.memoryBytes + cost > this.maxMemory;
   }
 
   /** Deliveries dropped by policies, over all subscriptions past and present. */

@@ -251,6 +251,16 @@ export class Subscription {
     this.#fifo.fit();
   }
 
+  /** Drops the oldest pending deliveries (counted) until `bytes` are freed or none is left: the bytes freed. */
+  trim(bytes: number): number {
+    const before = this.#bytes;
+    while (before - this.#bytes < bytes && this.#dropOldest()) {
+      // Counted in `dropped`.
+    }
+    this.#fifo.fit();
+    return before - this.#bytes;
+  }
+
   /** Drops the oldest pending delivery (counted); false when there is none. */
   #dropOldest(): boolean {
     if (this.#latest === undefined) {

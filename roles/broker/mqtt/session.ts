@@ -389,13 +389,28 @@ export class MqttSession implements Sink {
   }
 
   slow(_sub: Subscription, err: DistError): void {
-    this.#front.slowConsumers++;
     const conn = this.#conn;
-    if (conn === undefined) return this.end(err.message);
+    // A persistent session is kept (hostile review 39b Q2): only its connection is cut off.
+    if (conn === undefined) return this.#expiry > 0 ? undefined : this.end(err.message);
+    this.#front.slowConsumers++;
     this.#front.warn(conn, `Cutting off ${this.clientId}: ${err.message}`);
     conn.refuse(0x97, err.message);
-    // A persistent session would keep what it holds: cut off (by the memory budget), it ends too.
-    this.end(err.message);
+    if (this.#expiry === 0) this.end(err.message);
+  }
+
+  /** A persistent session whose client is away: the memory guard trims it, never ends it. */
+  get kept(): boolean {
+    return this.#conn === undefined && this.#expiry > 0 && !this.#ended;
+  }
+
+  trim(bytes: number): number {
+    let freed = 0;
+    for (const sub of this.#subs?.values() ?? []) {
+      if (freed >= bytes) break;
+      freed += sub.trim(bytes - freed);
+      this.#journal?.left(sub);
+    }
+    return freed;
   }
 
   topicCreated(): void {}

@@ -1,0 +1,137 @@
+/**
+ * The memory guard keeps MQTT persistent sessions whose clients are away
+ * (hostile review 39b Q2): subscriptions, new topics and retained values
+ * are refused before they would cross `--max-memory` (not once it has), so
+ * a client that only subscribes cannot push the broker over; and past the
+ * budget an away session is never ended: the oldest of what it has queued
+ * is dropped (counted), as its drop-oldest policy does past max-pending.
+ */
+import assert from "node:assert/strict";
+import { atLeast, connectWithAck, mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep } from "./helpers/raw.ts";
+import { FakeSink } from "./helpers/broker_sink.ts";
+import { DistError } from "../wire/mod.ts";
+import { BrokerCore, type Subscription } from "../roles/broker/mod.ts";
+
+const MIB = 1024 * 1024;
+
+/** `honest` (3.1.1, clean session 0) subscribes `h/#` at QoS 1 and leaves. */
+async function leaveSession(port: number): Promise<void> {
+  const c = await mqttClient(port, { clientId: "honest", clean: false, protocolVersion: 4 });
+  await c.subscribeAsync("h/#", { qos: 1 });
+  await c.endAsync();
+}
+
+/** `n` QoS 1 publishes of `size` bytes to `h/x`, each PUBACKed; payloads start with their number. */
+async function publishAll(port: number, n: number, size: number): Promise<void> {
+  const pub = await mqttClient(port, { clientId: "pub" });
+  const body = "x".repeat(size);
+  for (let i = 0; i < n; i += 20) {
+    const sent: Promise<unknown>[] = [];
+    for (let j = i; j < Math.min(n, i + 20); j++) {
+      sent.push(pub.publishAsync("h/x", `${String(j).padStart(6, "0")} ${body}`, { qos: 1 }));
+    }
+    await Promise.all(sent);
+  }
+  await pub.endAsync();
+}
+
+/** `honest` comes back: Session Present, and the numbers of what it receives within `ms`. */
+async function comeBack(port: number, want: number, ms: number) {
+  const { c, ack, got } = await connectWithAck(port, {
+    clientId: "honest",
+    clean: false,
+    protocolVersion: 4,
+  });
+  await atLeast(got, want, ms).catch(() => {});
+  await c.endAsync();
+  const numbers = got.map((m) => Number(new TextDecoder().decode(m.payload.subarray(0, 6))));
+  return { present: ack.sessionPresent, numbers };
+}
+
+Deno.test({
+  name:
+    "broker memory: a client that only subscribes is refused before --max-memory; an away persistent session keeps all it was sent (hostile review 39b Q2)",
+  ...mqttOpts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      await leaveSession(b.mqttPort);
+      await publishAll(b.mqttPort, 300, 1000);
+      // The attacker subscribes 1,000 filters at a time until SUBACK refuses; it holds nothing pending.
+      const atk = await mqttClient(b.mqttPort, { clientId: "attacker" });
+      let taken = 0;
+      for (let k = 0; k < 20_000; k += 1000) {
+        const filters = Array.from({ length: 1000 }, (_, j) => `a/${k + j}/x`);
+        // MQTT.js rejects a SUBACK with any refusal: its codes are on the error's packet.
+        const codes = await atk.subscribeAsync(filters, { qos: 0 }).then(
+          (granted) => granted.map((g) => g.qos as number),
+          (err) => (err as { packet: { granted: number[] } }).packet.granted,
+        );
+        const ok = codes.filter((code) => code < 0x80).length;
+        taken += ok;
+        if (ok < filters.length) break;
+      }
+      assert(taken > 1000, `the attacker took ${taken} subscriptions before the budget refused`);
+      // The guard samples every 100 ms: it has looked by then.
+      await sleep(500);
+      const memory = (await b.stats()).memory as { bytes: number; budget: number; shed: number };
+      const back = await comeBack(b.mqttPort, 300, 10_000);
+      await atk.endAsync();
+      assert.equal(back.present, true, "the session is still there (Session Present 1)");
+      assert.deepEqual(back.numbers, [...Array(300).keys()], "every PUBACKed message delivered");
+      assert(memory.bytes <= memory.budget, `counted ${memory.bytes} within ${memory.budget}`);
+      assert.equal(memory.shed, 0, "nobody was cut off");
+    }, { maxMemory: 16 * MIB }),
+});
+
+Deno.test({
+  name:
+    "broker memory: past --max-memory an away persistent session drops its oldest, counted, and is not ended (hostile review 39b Q2)",
+  ...mqttOpts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      await leaveSession(b.mqttPort);
+      // 24 MB queued for it: within its max-pending (64 MiB), past the budget (16 MiB).
+      const n = 600;
+      await publishAll(b.mqttPort, n, 40_000);
+      await sleep(500);
+      const stats = await b.stats();
+      const memory = stats.memory as { bytes: number; budget: number; trimmed: number };
+      const dropped = (stats.mqtt as { session_dropped: number }).session_dropped;
+      const back = await comeBack(b.mqttPort, n - dropped, 20_000);
+      assert.equal(back.present, true, "the session is still there (Session Present 1)");
+      assert(memory.bytes <= memory.budget, `counted ${memory.bytes} within ${memory.budget}`);
+      assert(dropped > 0 && dropped < n, `${dropped} of the oldest dropped, counted`);
+      assert(memory.trimmed > 0, "counted in memory.trimmed");
+      // The newest are kept, in order, the oldest went.
+      assert.deepEqual(back.numbers, Array.from({ length: n - dropped }, (_, i) => dropped + i));
+    }, { maxMemory: 16 * MIB, maxPending: 64 * MIB }),
+});
+
+Deno.test("broker memory: subscriptions, new topics and retained values are refused before they cross --max-memory (hostile review 39b Q2)", () => {
+  const options = { retainBytes: 64 * MIB, maxPending: 8 * MIB, maxTopics: 1e6 };
+  const maxMemory = new BrokerCore(options).memoryBytes + MIB;
+  const c = new BrokerCore({ ...options, maxMemory });
+  /** Calls `add(i)` until it is refused OVERLOADED, never past the budget: how many it took. */
+  const fill = (add: (i: number) => void): number => {
+    for (let i = 0; i < 100_000; i++) {
+      try {
+        add(i);
+      } catch (err) {
+        assert.ok(err instanceof DistError && err.code === "OVERLOADED", String(err));
+        return i;
+      }
+      assert.ok(c.memoryBytes <= maxMemory, `${c.memoryBytes} counted past ${maxMemory} at ${i}`);
+    }
+    return -1;
+  };
+  const sink = new FakeSink();
+  const subs: Subscription[] = [];
+  assert.ok(fill((i) => subs.push(c.subscribe(sink, { topic: `/s/${i}/x` }).sub)) > 100);
+  // Room again: half of them go; then new topics, then retained values on them.
+  for (const s of subs.slice(0, subs.length / 2)) c.unsubscribe(s);
+  assert.ok(fill((i) => c.publish(`/t/${i}`, "v", false, 0)) > 100);
+  for (const s of subs.slice(subs.length / 2)) c.unsubscribe(s);
+  const big = "x".repeat(4096);
+  assert.ok(fill((i) => c.publish(`/t/${i}`, big, true, 0)) > 10);
+});
