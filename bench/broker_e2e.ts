@@ -4,7 +4,8 @@
  * `@dist/dist/client`, nats.js on nats-server), a small JSON object per
  * message. The subscriber takes them in each library's two ways: by
  * callback (nats.js's `callback` option, which its README calls the more
- * performant; dist's `raw` one), the fastest each has, and by async
+ * performant, with `m.json()`; dist's `onMessage`, which parses a read's
+ * values together), the fastest each has, and by async
  * iterator, the ordinary way; the targets are judged on the fastest. Two
  * runs each: flat out (the publisher as fast as its library goes, a round
  * trip to the server every 1,000 messages), the delivered rate at the
@@ -17,7 +18,10 @@
  * flat-out run. The flat-out run's median send-to-arrival latency says how
  * far behind the subscriber was: hundreds of milliseconds mean the
  * publisher and the server ran ahead of it (the server holding the
- * backlog), so the subscriber set the rate, not the round trips. With
+ * backlog), so the subscriber set the rate, not the round trips; a few
+ * milliseconds mean it kept up, and the publisher and the server (their
+ * round trip every 1,000) set it. `E2E_SHAPES=mixed` sends four kinds of
+ * value in turn instead of one reading (see broker_e2e_client.ts). With
  * E2E_FLOOR=1 each round also runs dist's publisher to a hand-written
  * raw-socket subscriber: the floor under the library's callback.
  */
@@ -26,6 +30,8 @@ import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";
 import { startNats } from "./broker.ts";
 
 const CLIENT = new URL("./broker_e2e_client.ts", import.meta.url).pathname;
+/** E2E_SHAPES=mixed: four kinds of value in turn instead of one reading (broker_e2e_client.ts). */
+const SHAPES = Deno.env.get("E2E_SHAPES") === "mixed" ? "mixed" : "reading";
 const decoder = new TextDecoder();
 
 interface Spawned {
@@ -81,7 +87,7 @@ export async function e2e(
   skip = 0,
   client = CLIENT,
 ): Promise<Record<string, number>> {
-  const base = { system, address, count, rate, style, skip };
+  const base = { system, address, count, rate, style, skip, shapes: SHAPES };
   const sub = spawnClient({ ...base, role: "sub" }, client);
   let pub: Spawned | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -98,6 +104,7 @@ export async function e2e(
       pub_cpu_us: sent.cpu_us_per_msg,
       sub_sys_us: got.sys_us_per_msg,
       pub_sys_us: sent.sys_us_per_msg,
+      pub_msgs_per_s: sent.sent / sent.seconds,
     };
   } finally {
     clearTimeout(timer);
@@ -131,7 +138,9 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   // E2E_FLOOR=1: each round also runs dist's publisher to a hand-written raw-socket subscriber.
   const floor = Deno.env.get("E2E_FLOOR") === "1";
   console.log(
-    `1→1 from separate processes, a small JSON object per message, the subscriber taking them by ` +
+    `1→1 from separate processes, a small JSON object per message (${
+      SHAPES === "mixed" ? "four kinds in turn" : "a sensor's reading"
+    }), the subscriber taking them by ` +
       `callback (each library's fastest) and by async iterator: flat out ${flat - flatSkip} msgs ` +
       `measured after ${flatSkip}, then ${paced} at 10,000 msgs/s after ${pacedSkip}; dist and NATS ` +
       `alternate; medians`,

@@ -32,11 +32,14 @@ interface Task {
   /**
    * How the subscriber takes its messages: `iterator` (`for await`, each
    * library's ordinary way) or `callback` (each library's fastest: nats.js's
-   * `callback` option, which it documents as the faster one, and dist's
-   * `raw` one), the value parsed as JSON either way. `floor` (dist only):
+   * `callback` option, which it documents as the faster one, with `m.json()`,
+   * and dist's `onMessage`, which parses the values of a read together),
+   * the value parsed as JSON either way. `floor` (dist only):
    * no library, a raw socket read by hand (see floorSubscriber).
    */
   style?: "iterator" | "callback" | "floor";
+  /** The values sent: one layout (a sensor's reading), or four kinds in turn (see `value`). */
+  shapes?: "reading" | "mixed";
 }
 
 const task = JSON.parse(Deno.args[0]) as Task;
@@ -45,9 +48,47 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TOPIC = "e2e";
 
-/** The value sent: a small object (about 128 bytes as JSON). */
+/**
+ * The value sent: a sensor's reading, a small object (about 128 bytes as
+ * JSON), the same layout every time with other digits; with `shapes:
+ * "mixed"`, one of four kinds in turn (that reading, a log line of varying
+ * length, an order with nested members and non-ASCII text, a two-member
+ * status), 40 to 260 bytes, so that no layout repeats from one message to
+ * the next.
+ */
 function value(n: number) {
-  return { t: clock(), n, name: "sensor-12", ok: true, temp: 21.5, tags: ["a", "b"], unit: "°C" };
+  const t = clock();
+  if (task.shapes !== "mixed") return reading(t, n);
+  switch (n & 3) {
+    case 0:
+      return reading(t, n);
+    case 1:
+      return {
+        t,
+        n,
+        level: n % 7 === 0 ? "warn" : "info",
+        msg: `GET /api/items/${n % 1000} served in ${(n * 7) % 97} ms${" ".repeat(n % 13)}`,
+      };
+    case 2:
+      return {
+        t,
+        n,
+        id: `ord-${n}`,
+        customer: { name: "Zoë Ødegaard", country: "NO", vip: n % 5 === 0 },
+        items: [{ sku: "A-12", qty: 1 + (n % 5), price: 9.99 }, {
+          sku: "B-7",
+          qty: 1,
+          price: 24.5,
+        }],
+        total: 9.99 * (1 + (n % 5)) + 24.5,
+      };
+    default:
+      return { t, n, up: (n & 4) === 0 };
+  }
+}
+
+function reading(t: number, n: number) {
+  return { t, n, name: "sensor-12", ok: true, temp: 21.5, tags: ["a", "b"], unit: "°C" };
 }
 
 function quantile(sorted: Float64Array, q: number): number {
@@ -125,11 +166,10 @@ async function run(): Promise<Record<string, unknown>> {
         let done!: () => void;
         const all = new Promise<void>((r) => done = r);
         await broker.subscribe(`/${TOPIC}`, {
-          raw: (d) => {
-            if (d.topic !== `/${TOPIC}` || received === task.count) return true;
-            got(JSON.parse(decoder.decode(d.value)));
+          onMessage: (m) => {
+            if (m.topic !== `/${TOPIC}` || received === task.count) return;
+            got(m.value as { t: number });
             if (received === task.count) done();
-            return true;
           },
         });
         console.log("ready");

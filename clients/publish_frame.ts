@@ -29,8 +29,8 @@ function plain(topic: string): boolean {
 /** Writes one publish per `send` (a FrameWriter: no closure per publish). */
 export class PublishFrame implements FrameWriter {
   #topic = "";
-  /** `"topic"` as bytes, for #topic. */
-  #topicJson = encoder.encode('""');
+  /** The frame's bytes up to the value, for #topic: HEAD, `"topic"`, VALUE (one copy a publish). */
+  #head = head('""');
   #value: unknown = undefined;
   #retain = true;
   #maxFrame = 0;
@@ -54,7 +54,7 @@ export class PublishFrame implements FrameWriter {
     if (topic !== this.#topic) {
       if (!plain(topic)) return false;
       this.#topic = topic;
-      this.#topicJson = encoder.encode(`"${topic}"`);
+      this.#head = head(`"${topic}"`);
     }
     this.#value = value;
     this.#retain = retain;
@@ -69,9 +69,9 @@ export class PublishFrame implements FrameWriter {
 
   writeFrames(out: OutBuffer): void {
     const text = toJsonText(this.#value);
-    const topic = this.#topicJson;
+    const head = this.#head;
     const end = this.#retain ? END : END_RETAIN_FALSE;
-    const fixed = HEAD.length + topic.length + VALUE.length + end.length;
+    const fixed = head.length + end.length;
     const maxFrame = this.#maxFrame;
     // Every UTF-16 unit takes a byte at least, at most 3.
     if (fixed + text.length > maxFrame) throw tooLarge(fixed + text.length, maxFrame, "at least ");
@@ -79,12 +79,8 @@ export class PublishFrame implements FrameWriter {
     out.reserve(HEADER + fixed + 3 * text.length);
     const b = out.bytes;
     let at = start + HEADER;
-    b.set(HEAD, at);
-    at += HEAD.length;
-    b.set(topic, at);
-    at += topic.length;
-    b.set(VALUE, at);
-    at += VALUE.length;
+    b.set(head, at);
+    at += head.length;
     at += encoder.encodeInto(text, b.subarray(at)).written;
     b.set(end, at);
     at += end.length;
@@ -93,6 +89,16 @@ export class PublishFrame implements FrameWriter {
     out.setHeader(start, len);
     out.length = at;
   }
+}
+
+/** HEAD, the topic's JSON text `topicJson`, VALUE: a publish's bytes up to its value. */
+function head(topicJson: string): Uint8Array {
+  const topic = encoder.encode(topicJson);
+  const bytes = new Uint8Array(HEAD.length + topic.length + VALUE.length);
+  bytes.set(HEAD);
+  bytes.set(topic, HEAD.length);
+  bytes.set(VALUE, HEAD.length + topic.length);
+  return bytes;
 }
 
 /** The error jsonCodec.writeFrame gives. */

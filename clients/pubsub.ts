@@ -21,6 +21,7 @@ import {
 } from "./contracts/mod.ts";
 import type { Connection } from "./connection.ts";
 import { PublishFrame } from "./publish_frame.ts";
+import { MessageCalls } from "./on_message.ts";
 import {
   BUFFER_BYTES,
   type Message,
@@ -59,6 +60,8 @@ export class PubSub {
   unclaimed = 0;
   /** Writes fire-and-forget JSON publishes as bytes. */
   #frame = new PublishFrame();
+  /** Deliveries read as bytes waiting for their subscriptions' `onMessage` (until the read's end). */
+  #calls = new MessageCalls();
 
   constructor(conn: Connection) {
     this.#conn = conn;
@@ -152,9 +155,14 @@ export class PubSub {
     if (d === undefined) return false;
     const sub = this.#bySid.get(d.sid);
     if (sub?.options.raw !== undefined && sub.options.raw(d)) return true;
-    // Parsed now if the iterator waits, else when it takes it; not JSON: the
-    // ordinary path refuses it as it would.
-    if (sub !== undefined && take) return sub.pushRaw(d, this.#conn.peer, frame.length);
+    // For onMessage, parsed with the read's others once they are handled; for the iterator,
+    // parsed now if it waits, else when it takes it (not JSON: the ordinary path refuses it
+    // as it would).
+    if (sub !== undefined && take) {
+      if (sub.options.onMessage === undefined) return sub.pushRaw(d, this.#conn.peer, frame.length);
+      this.#calls.add(sub, d);
+      return true;
+    }
     if (sub === undefined && this.#subscribing > 0 && this.#mayKeep(frame.length)) {
       // Kept as bytes (the frame is reused) until its subscribe's answer is read.
       this.#keep({ sid: d.sid, raw: { ...d, value: d.value.slice() }, bytes: frame.length });
@@ -186,6 +194,7 @@ export class PubSub {
   }
 
   #claim(sub: Subscription): void {
+    this.#calls.flush(); // what waits came first
     const rest: Orphan[] = [];
     for (const o of this.#orphans) {
       if (o.sid !== sub.sid) rest.push(o);
@@ -210,7 +219,10 @@ export class PubSub {
 
   #deliver(m: Message, peer: Peer | undefined): void {
     const sub = m.sid === undefined ? undefined : this.#bySid.get(m.sid);
-    if (sub !== undefined) return sub.push(m, peer);
+    if (sub !== undefined) {
+      if (sub.options.onMessage !== undefined) this.#calls.flush(); // what waits came first
+      return sub.push(m, peer);
+    }
     const bytes = sizeOf(m.value);
     if (this.#subscribing > 0 && this.#mayKeep(bytes)) {
       this.#keep({ sid: m.sid, message: m, bytes });
