@@ -5,9 +5,8 @@
  * resolves once a transaction covering every write made so far is on disk
  * (as `fsync` defines "on disk"), or rejects if that transaction failed.
  *
- * - `always`: every write is its own transaction, synced before `put`
- *   returns (in a table of StoreOptions.grouped: one transaction per
- *   turn, synced as it commits, as `commit()` says);
+ * - `always`: every write its own transaction, synced before `put` returns
+ *   (a StoreOptions.grouped table's: one a turn, synced as it commits);
  * - `batch`: one transaction for everything written in the same turn of
  *   the event loop (at most {@link MAX_BATCH} writes: more are committed at
  *   once), written to the WAL on the loop without a sync; the WAL is then

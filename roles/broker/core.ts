@@ -31,6 +31,7 @@ import { TopicLister, type TopicListing } from "./topic_list.ts";
 import { placeUnder } from "./restore.ts";
 import { checkGroup, checkPolicy, checkValue, keptForm, valueBytes } from "./values.ts";
 import type { BrokerCoreOptions, Keeper, PublishResult } from "./core_types.ts";
+import { settledBy } from "./settled.ts";
 import type { Subscribed, SubscribeRequest } from "./core_types.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
@@ -156,31 +157,9 @@ export class BrokerCore {
     const result: PublishResult = later === undefined
       ? { topic, deliveries, created }
       : { topic, deliveries, created, later };
-    const settled = this.#settled(later, keeper, written);
+    const settled = settledBy(this.fanOut, later, keeper, written);
     if (settled !== undefined) result.settled = settled;
     return result;
-  }
-
-  /**
-   * What the last publish's answer waits for (see PublishResult.settled):
-   * its deliveries made (its match, the fan-out's backlog), then the
-   * keeper's commit of what they wrote. Undefined: nothing.
-   */
-  #settled(
-    later: Promise<number> | undefined,
-    keeper: Keeper | undefined,
-    written: number,
-  ): Promise<void> | undefined {
-    // Nothing is kept on disk: an answer says how many deliveries, not that they are kept.
-    if (keeper === undefined) return undefined;
-    if (later === undefined) {
-      const made = this.fanOut.whenMade();
-      if (made !== undefined) return made.then(() => keeper.commit());
-      return keeper.written === written ? undefined : keeper.commit();
-    }
-    // Its deliveries are being made once `later` resolves: those waiting then are made after.
-    const made = () => this.fanOut.whenMade(true);
-    return later.then(made, made).then(() => keeper.commit());
   }
 
   /** What the last `route` published: the rest of publish()'s answer. */

@@ -9,8 +9,7 @@
  * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow) and sent
  * again, with DUP, when the client comes back. Under `--data-dir` the
  * session, what waits in its queues and what is in flight are on disk too
- * (persist.ts, journal.ts) and outlive a broker restart. Its deliveries
- * are written out as PUBLISH packets by publish_out.ts.
+ * (persist.ts, journal.ts) and outlive a restart; publish_out.ts writes its PUBLISH packets.
  */
 import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
@@ -294,8 +293,6 @@ export class MqttSession implements Sink {
     });
   }
 
-  // ---- the Sink ----
-
   /**
    * Output not yet written. Deliveries in flight are not counted: the
    * window bounds them by count ({@link full}), and a persistent session
@@ -319,10 +316,9 @@ export class MqttSession implements Sink {
 
   /** Over WebSocket a ping its client must echo (see Sink.askRead); over TCP nothing to ask. */
   get askRead(): ((nonce: number, answered: () => void) => number) | undefined {
-    return this.#conn?.out.conn instanceof WsStream ? this.#askWs : undefined;
+    const out = this.#conn?.out;
+    return out?.conn instanceof WsStream ? (n, a) => askOver(out, n, a) : undefined;
   }
-  readonly #askWs = (nonce: number, answered: () => void) =>
-    askOver(this.#conn?.out, nonce, answered);
 
   /**
    * Away, the window is full, or what it keeps of deliveries in flight has
@@ -390,7 +386,6 @@ export class MqttSession implements Sink {
 
   slow(_sub: Subscription, err: DistError): void {
     const conn = this.#conn;
-    // A persistent session is kept (hostile review 39b Q2): only its connection is cut off.
     if (conn === undefined) return this.#expiry > 0 ? undefined : this.end(err.message);
     this.#front.slowConsumers++;
     this.#front.warn(conn, `Cutting off ${this.clientId}: ${err.message}`);
@@ -398,19 +393,13 @@ export class MqttSession implements Sink {
     if (this.#expiry === 0) this.end(err.message);
   }
 
-  /** A persistent session whose client is away: the memory guard trims it, never ends it. */
+  /** Away and persistent: the memory guard trims it, never ends it (hostile review 39b Q2). */
   get kept(): boolean {
     return this.#conn === undefined && this.#expiry > 0 && !this.#ended;
   }
 
   trim(bytes: number): number {
-    let freed = 0;
-    for (const sub of this.#subs?.values() ?? []) {
-      if (freed >= bytes) break;
-      freed += sub.trim(bytes - freed);
-      this.#journal?.left(sub);
-    }
-    return freed;
+    return this.#subs?.trim(bytes, (sub) => this.#journal?.left(sub)) ?? 0;
   }
 
   topicCreated(): void {}
@@ -418,8 +407,6 @@ export class MqttSession implements Sink {
   hold(msg: Message): void {
     holdMessage(msg);
   }
-
-  // ---- acknowledgements ----
 
   /** PUBACK or PUBCOMP: the id is free, the window has room (one for an unknown id is ignored). */
   acked(id: number): void {

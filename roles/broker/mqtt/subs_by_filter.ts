@@ -81,6 +81,22 @@ export class SubsByFilter {
     return true;
   }
 
+  /**
+   * Drops the oldest of what its subscriptions hold, subscription by
+   * subscription, until `bytes` are freed (the memory guard's trim of a
+   * kept session); `trimmed` is told of each subscription trimmed.
+   * @returns the bytes freed
+   */
+  trim(bytes: number, trimmed: (sub: Subscription) => void): number {
+    let freed = 0;
+    for (const sub of this.values()) {
+      if (freed >= bytes) break;
+      freed += sub.trim(bytes - freed);
+      trimmed(sub);
+    }
+    return freed;
+  }
+
   *values(): IterableIterator<Subscription> {
     for (const [, sub] of this) yield sub;
   }
