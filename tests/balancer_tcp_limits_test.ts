@@ -55,7 +55,7 @@ Deno.test("connectionsThatFit() lowers max to (limit - reserve) / perConnection,
   });
 });
 
-Deno.test("isDescriptorShortage() finds EMFILE or ENFILE in a wrapped error, and nothing else", () => {
+Deno.test("isDescriptorShortage() finds EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS in a wrapped error, and nothing else", () => {
   const emfile = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
   const wrapped = new DistError("UNAVAILABLE", `Cannot connect to a:1: ${emfile.message}`, {
     cause: emfile,
@@ -65,6 +65,14 @@ Deno.test("isDescriptorShortage() finds EMFILE or ENFILE in a wrapped error, and
   const refused = new Deno.errors.ConnectionRefused("Connection refused (os error 111)");
   assert.equal(isDescriptorShortage(new DistError("UNAVAILABLE", "x", { cause: refused })), false);
   assert.equal(isDescriptorShortage("EMFILE"), false);
+  // No local port to dial from (hostile39a P6: both backends were taken out at once).
+  const noPort = new Error("Cannot assign requested address (os error 99)");
+  assert.equal(isDescriptorShortage(new DistError("UNAVAILABLE", "x", { cause: noPort })), true);
+  assert.equal(
+    isDescriptorShortage(Object.assign(new Error("x"), { code: "EADDRNOTAVAIL" })),
+    true,
+  );
+  assert.equal(isDescriptorShortage(new Error("No buffer space available (os error 105)")), true);
 });
 
 /** A dist process started under `ulimit -n nofile`, its stderr kept. */

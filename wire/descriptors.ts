@@ -79,16 +79,21 @@ export function connectionsThatFit(
   return fits >= max ? { max, limit, lowered: false } : { max: fits, limit, lowered: true };
 }
 
+/** Local shortages: no descriptor, no local port to dial from, no buffer or kernel memory. */
+const LOCAL_SHORTAGES = new Set(["EMFILE", "ENFILE", "EADDRNOTAVAIL", "ENOBUFS", "ENOMEM"]);
+
 /**
  * Whether `err` (or an error it wraps) is this process, or the whole
- * system, out of file descriptors (EMFILE, ENFILE): a local shortage, never
- * the fault of the peer being dialed or checked.
+ * system, out of something of its own: file descriptors (EMFILE, ENFILE),
+ * local ports to dial from (EADDRNOTAVAIL: a client churning connections
+ * through an L4 balancer fills TIME_WAIT, hostile39a P6), buffers or kernel
+ * memory (ENOBUFS, ENOMEM). A local shortage, never the fault of the peer
+ * being dialed or checked: it takes no backend out.
  */
 export function isDescriptorShortage(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (code === "EMFILE" || code === "ENFILE") return true;
-    if (/\(os error (23|24)\)/.test(e.message)) return true;
+    if (LOCAL_SHORTAGES.has((e as { code?: unknown }).code as string)) return true;
+    if (/\(os error (12|23|24|99|105)\)/.test(e.message)) return true;
   }
   return false;
 }

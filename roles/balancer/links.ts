@@ -207,7 +207,7 @@ export class ServerLink implements Link {
    */
   async #noDescriptor(err: unknown): Promise<void> {
     dialLines.warn(
-      "Backend {backend} not dialed: this process has no file descriptor left ({error}); " +
+      "Backend {backend} not dialed: this host has no descriptor or local port left ({error}); " +
         "not counted against it, next try in {ms} ms",
       {
         backend: this.backend.name,
