@@ -70,10 +70,10 @@ Deno.test("a fleet of fake workers from one address holds a client's requests a 
       e
     ) as DistError;
     assert.equal(refused.code, "UNAVAILABLE");
-    assert.match(refused.message, /closed for holding a task without answering one/);
+    assert.match(refused.message, /closed for holding or timing out a task without answering one/);
     assert.match(
       lb.stderr(),
-      /Worker fake\d from .* closed: it held a task \d+ ms without answering one/,
+      /Worker fake\d from .* closed: it held or timed out a task \(bound \d+ ms\) without answering one/,
     );
   } finally {
     client.close();

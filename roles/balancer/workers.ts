@@ -149,8 +149,9 @@ export class WorkerRegistry {
    * Until it answers a request, a worker is on trial (backends.ts untried:
    * one request at a time, pool-wide). One that holds its trial request
    * past places.ts's hold bound (a second, or four times the p99 of those
-   * that answer) while another backend that has answered is in rotation is
-   * a fake that answers checks but no task (hostile39a P1): its connection
+   * that answer), or whose trial timed out (`--timeout` below that bound),
+   * while another backend that has answered is in rotation is a fake that
+   * answers checks but no task (hostile39a P1): its connection
    * is closed (its request goes elsewhere, as a lost connection's does), its
    * source benched as for stray answers, and the source's other workers on
    * trial closed with it (a fleet of names from one address is one fake).
@@ -160,11 +161,14 @@ export class WorkerRegistry {
     let holding: number | undefined; // since when it holds a request
     const timer = setInterval(() => {
       if (backend.served > 0 || !peer.canCall) return clearInterval(timer);
-      const proven = pool.list.some((b) => b.served > 0 && b.state === "up");
-      if (backend.inflight === 0 || !proven) return holding = undefined;
-      const now = performance.now();
-      holding ??= now;
-      if (now - holding < holdFor(pool.list)) return;
+      if (!pool.list.some((b) => b.served > 0 && b.state === "up")) return holding = undefined;
+      // Its trial timed out (out for it: outlier.ts), or it holds it past the bound.
+      if (!backend.outlier.backedOff) {
+        if (backend.inflight === 0) return holding = undefined;
+        const now = performance.now();
+        holding ??= now;
+        if (now - holding < holdFor(pool.list)) return;
+      }
       clearInterval(timer);
       this.#closeFakes(backend, peer);
     }, TICK_MS);
@@ -173,12 +177,16 @@ export class WorkerRegistry {
 
   #closeFakes(backend: Backend, peer: Peer): void {
     const source = this.#sources.get(peer)!;
-    const ms = this.#bench.strayed(source, backend.name, "holding a task without answering one");
+    const ms = this.#bench.strayed(
+      source,
+      backend.name,
+      "holding or timing out a task without answering one",
+    );
     const fakes = [...this.#byPeer].filter(([p, b]) =>
       p === peer || (this.#sources.get(p) === source && b.served === 0)
     );
     workerLines.warn(
-      "Worker {name} from {addr} closed: it held a task {hold} ms without answering one " +
+      "Worker {name} from {addr} closed: it held or timed out a task (bound {hold} ms) without answering one " +
         "(health checks answered, no task); {count} worker(s) on trial from {source} closed, " +
         "its registrations refused for {seconds} s",
       {
