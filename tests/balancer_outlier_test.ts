@@ -91,7 +91,7 @@ Deno.test("Backend: out for timeouts, it stays out for its backoff despite healt
   );
 });
 
-Deno.test("a worker that answers checks but never tasks holds one closed-loop request at a time, once, and stays out", async () => {
+Deno.test("a worker that answers checks but never tasks holds one closed-loop request at a time, once, and is closed", async () => {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, ["--timeout", "1s"]);
   const [host, port] = lb.workerAddress.split(":");
@@ -131,9 +131,9 @@ Deno.test("a worker that answers checks but never tasks holds one closed-loop re
     assert.equal(tasks, 1, "slow start: the fake got one task");
     assert.equal(outcomes.get("TIMEOUT"), 1, JSON.stringify([...outcomes]));
     assert.ok((outcomes.get("ok") ?? 0) > 200, JSON.stringify([...outcomes]));
-    const view = (await backendsOf(client)).find((b) => b.name === "fake")!;
-    assert.equal(view.state, "down", "still out after many health checks");
-    assert.match(view.reason, /no answer to its first request within 1000 ms; out for 10 s/);
+    // Its trial timed out beside a server that answers: closed (workers.ts, hostile39a P1).
+    assert.equal((await backendsOf(client)).find((b) => b.name === "fake"), undefined);
+    assert.equal(fake.canCall, false, "its connection closed");
   } finally {
     client.close();
     fake?.close();
