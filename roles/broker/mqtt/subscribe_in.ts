@@ -48,14 +48,15 @@ function ownerOf(c: MqttConnection): TurnOwner {
 /**
  * Runs `work(from, to)` over `n` items, FILTERS_PER_JOB at a time, each a
  * job of the costly turns, then `done()`: undefined when all ran in this
- * turn, else a promise the read loop waits for. A connection closed
- * meanwhile: the rest is not done, and `stopped()` instead of `done()`.
+ * turn and `done()` gave none, else a promise the read loop waits for. A
+ * connection closed meanwhile: the rest is not done, and `stopped()`
+ * instead of `done()`.
  */
 function inTurns(
   c: MqttConnection,
   n: number,
   work: (from: number, to: number) => void,
-  done: () => void,
+  done: () => Promise<void> | void,
   stopped?: () => void,
 ): Promise<void> | undefined {
   const turns = c.front.costly;
@@ -73,9 +74,24 @@ function inTurns(
         });
       }
     }
-    done();
+    return done() ?? undefined;
   };
   return step();
+}
+
+/**
+ * `answer()` once what the session's change wrote is on disk (`--data-dir`:
+ * the journal's commit), at once without one: a client told Session
+ * Present 1 does not subscribe again, so a SUBACK sent before the session's
+ * row was committed lost that subscription to a SIGKILL (hostile review 39b
+ * Q5: 12 of 12). A failed commit closes the connection unanswered.
+ */
+function whenKept(c: MqttConnection, written: number, answer: () => void): Promise<void> | void {
+  const keeper = c.front.core.keeper;
+  if (keeper === undefined || keeper.written === written) return answer();
+  return keeper.commit().then(() => {
+    if (c.state() !== CLOSED) answer();
+  }, (err) => c.failed(err as Error));
 }
 
 export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void> | undefined {
@@ -91,13 +107,16 @@ export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void
   const filters = p.subscriptions;
   const codes: number[] = [];
   const added: Subscription[] = [];
+  const written = c.front.core.keeper?.written ?? 0;
   return inTurns(c, filters.length, (from, to) => {
     subscribe(c, filters.slice(from, to), id, codes, added);
   }, () => {
     if (added.length > 0) c.session.save();
-    c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
-    // The SUBACK is queued: retained values and live messages follow it.
-    for (const sub of added) sub.release();
+    return whenKept(c, written, () => {
+      c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
+      // The SUBACK is queued: retained values and live messages follow it.
+      for (const sub of added) sub.release();
+    });
   }, () => {
     // Closed before its SUBACK: what it subscribed stays (a persistent session's), not held.
     if (added.length > 0) c.session.save();
@@ -114,9 +133,16 @@ export function onUnsubscribe(c: MqttConnection, packet: Uint8Array): Promise<vo
   }
   const filters = p.unsubscriptions;
   const codes: number[] = [];
-  return inTurns(c, filters.length, (from, to) => {
-    codes.push(...c.session.unsubscribeFilters(filters.slice(from, to)));
-  }, () => c.send(withIds(0xb0, p.messageId ?? 0, c.v5 ? codes : [], c.v5)));
+  const written = c.front.core.keeper?.written ?? 0;
+  return inTurns(
+    c,
+    filters.length,
+    (from, to) => {
+      codes.push(...c.session.unsubscribeFilters(filters.slice(from, to)));
+    },
+    () =>
+      whenKept(c, written, () => c.send(withIds(0xb0, p.messageId ?? 0, c.v5 ? codes : [], c.v5))),
+  );
 }
 
 /**
