@@ -183,7 +183,7 @@ Deno.test("broker queue group: a new reader beside ten members with an 8 MB rece
       await publishKb(pub, n);
       // Before: no member was proven within 8.25 MiB here, so all eleven shared in rotation until
       // the ten were full: alice got 24 %. Now her answers prove her within 64 KiB, and they, who
-      // answer nothing, share the trial budget and its ninth: she gets 79-85 % here.
+      // answer nothing, share the trial budget and its ninth: she gets 76-85 % here.
       await readerGetsMost(mallory, () => got.count, n, [0.65, 0.3]);
     } finally {
       await mallory.close();
@@ -238,7 +238,7 @@ Deno.test(
         const n = 30_000;
         await publishKb(b.native, n);
         // Before: they shared the group in rotation until full, alice 19 %. Now her pongs prove
-        // her within 64 KiB: 77-84 % here.
+        // her within 64 KiB: 77-84 % (78 % at load 10) here.
         await readerGetsMost(mallory, () => alice.count, n, [0.65, 0.3]);
       } finally {
         await mallory.close();
