@@ -222,6 +222,7 @@ export class MqttSession implements Sink {
     this.#resends = NO_RESENDS;
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
     this.#awayAt = Date.now();
+    this.#recount(); // its QoS 2 ids awaiting PUBREL, as it leaves them
     this.save();
     const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
     // A session waiting for its client does not keep the process up.
@@ -262,13 +263,13 @@ export class MqttSession implements Sink {
 
   /**
    * Counts it in max-memory (and its user's share) at what it holds now: a
-   * persistent session at {@link sessionBytes} and its filters' text; not
-   * persistent, or ended, at nothing (what it keeps in flight is counted
-   * apart, as it changes: #keptChanged).
+   * persistent session at {@link sessionBytes} (its filters' text and QoS 2
+   * ids awaiting PUBREL, as its client left them); not persistent, or
+   * ended, at nothing (what it keeps in flight: #keptChanged).
    */
   #recount(): void {
     const counted = this.#expiry > 0 && !this.#ended
-      ? sessionBytes(this.clientId) + (this.#subs?.bytes ?? 0)
+      ? sessionBytes(this.clientId, this.#subs?.bytes ?? 0, this.qos2In?.size ?? 0)
       : 0;
     if (counted === this.#counted) return;
     this.#front.sessions.charge(this.owner, counted - this.#counted);

@@ -29,11 +29,21 @@ export const KEPT_SHARE = 0.5;
 export const SESSION_BYTES = 8192;
 
 /**
- * What a persistent session of `clientId` is counted at before its
- * subscriptions: its client id's text counts (V8 strings: at most 2 bytes a
- * UTF-16 unit), as 4,096 away sessions with 65,000-byte ids took RSS to
- * 393 MB, counted 32 MiB (hostile review 38 L3).
+ * What each packet id of a QoS 2 publish received and not yet released
+ * (PUBREC sent, PUBREL awaited) costs a session: 2,000 away sessions that
+ * left 1,024 each grew RSS by 81 MiB more than as many without (hostile
+ * review 39b Q11: about 40 bytes an id; the live Set about 26).
  */
-export function sessionBytes(clientId: string): number {
-  return SESSION_BYTES + 2 * clientId.length;
+export const QOS2_ID_BYTES = 40;
+
+/**
+ * What a persistent session of `clientId` is counted at, with `filterBytes`
+ * of filters and `qos2Ids` QoS 2 ids awaiting PUBREL (up to Receive Maximum,
+ * 1,024, kept while its client is away: hostile review 39b Q11): its client
+ * id's text counts (V8 strings: at most 2 bytes a UTF-16 unit), as 4,096
+ * away sessions with 65,000-byte ids took RSS to 393 MB, counted 32 MiB
+ * (hostile review 38 L3).
+ */
+export function sessionBytes(clientId: string, filterBytes = 0, qos2Ids = 0): number {
+  return SESSION_BYTES + 2 * clientId.length + filterBytes + qos2Ids * QOS2_ID_BYTES;
 }

@@ -90,8 +90,7 @@ export class SubsByFilter {
   trim(bytes: number, trimmed: (sub: Subscription) => void): number {
     let freed = 0;
     for (const sub of this.values()) {
-      if (freed >= bytes) break;
-      freed += sub.trim(bytes - freed);
+      freed += freed < bytes ? sub.trim(bytes - freed) : 0;
       trimmed(sub);
     }
     return freed;
