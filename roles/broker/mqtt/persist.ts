@@ -17,6 +17,11 @@
 import { type FsyncMode, Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { QUEUED } from "./journal.ts";
+import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
+import { SUBSCRIPTION_ID } from "./delivery.ts";
+
+/** Past the largest Subscription Identifier (2^28 - 1) with every option flag: no options value. */
+const OPTIONS_END = 2 ** 28 * SUBSCRIPTION_ID;
 
 export const MQTT_FILE = "mqtt.db";
 export const SESSIONS = "sessions";
@@ -44,7 +49,13 @@ export function openSessionStore(
   dir: string,
   options: { fsync: FsyncMode; moveCorruptAside: boolean; warn: (message: string) => void },
 ): Store {
-  return new Store(`${dir.replace(/(?<=.)\/+$/, "")}/${MQTT_FILE}`, {
+  const path = `${dir.replace(/(?<=.)\/+$/, "")}/${MQTT_FILE}`;
+  // An empty file (and no WAL) is a valid empty database: say it, as it was not made so by a
+  // broker (mosquitto: "Persistence file is empty"; hostile review 39b Q6).
+  if (sizeOf(path) === 0 && (sizeOf(`${path}-wal`) ?? 0) === 0) {
+    options.warn(`${path} is empty: no MQTT session is read back (was it truncated?)`);
+  }
+  return new Store(path, {
     tables: [SESSIONS, QUEUED, META],
     // A publish writes a row per delivery: under always, one synced commit per turn, which its
     // PUBACK waits for (hostile review 39b Q3: 8,000 synced commits per publish stalled 17.7 s).
@@ -53,16 +64,30 @@ export function openSessionStore(
   });
 }
 
+/** A file's size, or undefined when there is none. */
+function sizeOf(path: string): number | undefined {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A row read back, checked.
  * @throws {Error} when it is not one
  */
 export function readRow(text: string): SessionRow {
   const row = parseJson(text) as SessionRow;
+  // Numbers within what a session can have (hostile review 39b Q6: an expiry of 1e15 ended the
+  // session at once, an options value of 1e300 broke every PUBLISH to it, nothing logged).
   const ok = (row.owner === null || typeof row.owner === "string") &&
     (row.version === 4 || row.version === 5) && Number.isFinite(row.expiry) && row.expiry > 0 &&
-    (row.away === null || Number.isFinite(row.away)) && Array.isArray(row.subs) &&
-    row.subs.every(([f, d]) => typeof f === "string" && Number.isInteger(d) && d >= 0);
+    row.expiry <= MAX_SESSION_EXPIRY_S && (row.away === null || Number.isFinite(row.away)) &&
+    Array.isArray(row.subs) &&
+    row.subs.every(([f, d]) =>
+      typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END
+    );
   if (!ok) throw new Error("Not a session row");
   return row;
 }
