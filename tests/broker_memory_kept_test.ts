@@ -7,8 +7,16 @@
  * is dropped (counted), as its drop-oldest policy does past max-pending.
  */
 import assert from "node:assert/strict";
-import { atLeast, connectWithAck, mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
-import { sleep } from "./helpers/raw.ts";
+import mp from "mqtt-packet";
+import {
+  atLeast,
+  connectWithAck,
+  mqttClient,
+  mqttOpts,
+  RawMqtt,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
+import { closeQuietly, concat, sleep } from "./helpers/raw.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { DistError } from "../wire/mod.ts";
 import { BrokerCore, type Subscription } from "../roles/broker/mod.ts";
@@ -106,6 +114,41 @@ Deno.test({
       // The newest are kept, in order, the oldest went.
       assert.deepEqual(back.numbers, Array.from({ length: n - dropped }, (_, i) => dropped + i));
     }, { maxMemory: 16 * MIB, maxPending: 64 * MIB }),
+});
+
+Deno.test({
+  name:
+    "broker memory: silent connections holding read buffers past --max-memory do not cost an away session its messages (hostile review 39b Q2)",
+  ...mqttOpts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      await leaveSession(b.mqttPort);
+      await publishAll(b.mqttPort, 200, 1000);
+      // Each writes forty 2 KB publishes at once and goes silent: its read buffer grown for them.
+      const burst = concat(Array.from({ length: 40 }, () =>
+        mp.generate({
+          cmd: "publish",
+          topic: "b/x",
+          payload: "y".repeat(2000),
+          qos: 0,
+          dup: false,
+          retain: false,
+        })));
+      const silent: RawMqtt[] = [];
+      try {
+        for (let i = 0; i < 400; i++) {
+          const raw = await RawMqtt.connect(b.mqttPort, { clientId: `bi${i}` });
+          silent.push(raw);
+          await raw.write(burst);
+        }
+        await sleep(500);
+        const back = await comeBack(b.mqttPort, 200, 10_000);
+        assert.equal(back.present, true, "the session is still there (Session Present 1)");
+        assert.deepEqual(back.numbers, [...Array(200).keys()], "every PUBACKed message delivered");
+      } finally {
+        for (const raw of silent) closeQuietly(raw.conn);
+      }
+    }, { maxMemory: 16 * MIB }),
 });
 
 Deno.test("broker memory: subscriptions, new topics and retained values are refused before they cross --max-memory (hostile review 39b Q2)", () => {

@@ -213,7 +213,8 @@ export class BrokerCore {
         // A decoded value's deliveries share that encoding (an encoded one's, its borrowed bytes).
         if (decoded) value = kept;
         const bytes = topic.name.length + valueBytes(kept);
-        if (this.wouldCross(retainedCost(bytes, topic.retainedBytes))) {
+        // (The broker's own statistics are not refused: they change a few digits.)
+        if (!this.#system && this.wouldCross(retainedCost(bytes, topic.retainedBytes))) {
           throw overloaded("no new retained values");
         }
         // Its user before it is set: the data file may write the row at once (--fsync always).

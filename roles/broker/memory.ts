@@ -63,6 +63,14 @@ export const SUBSCRIPTION_BYTES = 2560;
 export const HEAP_HEADROOM = 2;
 
 /**
+ * The part of max-memory that what waits in sessions kept for absent
+ * clients (MQTT persistent sessions) may hold before the guard trims them
+ * (drop-oldest, counted): past the budget by anything else, they are kept
+ * whole (hostile review 39b Q2).
+ */
+export const KEPT_QUEUED_SHARE = 0.5;
+
+/**
  * At most what a new subscription of `segments` adds to `memoryBytes`: its
  * own SUBSCRIPTION_BYTES and, should none of its pattern's nodes exist yet,
  * a node (and a children table) for each segment. Checked before it is
@@ -297,21 +305,26 @@ export class MemoryGuard {
     return [worst, most];
   }
 
-  /** Trims the kept session with the most queued by what the broker is over: false when none. */
+  /**
+   * Trims the kept session with the most queued, by what the broker is over
+   * but no more than what sessions kept for absent clients hold past their
+   * share (KEPT_QUEUED_SHARE): false when none is to be trimmed. Within it,
+   * what pushed the broker over is not theirs, and they keep it.
+   */
   #trimKept(cut: Set<Sink>): boolean {
     const core = this.#core;
+    let queued = 0;
+    for (const sink of core.sinks()) if (sink.kept === true) queued += sink.queued.bytes;
+    const past = queued - core.maxMemory * KEPT_QUEUED_SHARE;
     const [kept] = this.#worst(cut, true);
-    if (kept === undefined || kept.trim === undefined) return false;
+    if (past <= 0 || kept === undefined || kept.trim === undefined) return false;
     cut.add(kept);
-    const freed = kept.trim(core.memoryBytes - core.maxMemory);
+    const freed = kept.trim(Math.min(past, core.memoryBytes - core.maxMemory));
     if (freed > 0) {
       this.trimmed += freed;
       log.warn(
         "Dropped the oldest {bytes} bytes queued for a session kept for its absent client, to keep within max-memory {max}",
-        {
-          bytes: freed,
-          max: core.maxMemory,
-        },
+        { bytes: freed, max: core.maxMemory },
       );
     }
     return true;
