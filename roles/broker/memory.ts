@@ -266,11 +266,14 @@ export class MemoryGuard {
     if (this.#searchedAt >= 0 && core.memoryBytes <= this.#searchedAt) return;
     this.#sample();
     const cut = new Set<Sink>();
+    let kept = 0;
+    for (const sink of core.sinks()) if (sink.kept === true) kept += sink.queued.bytes;
+    const keptPast = kept > core.maxMemory * KEPT_QUEUED_SHARE;
     while (core.overBudget) {
       const [worst, most] = this.#worst(cut, false);
       const sub = worst === undefined ? undefined : core.subscriptionOf(worst);
       if (worst === undefined || sub === undefined) {
-        if (this.#trimKept(cut)) continue;
+        if (this.#trimKept(cut, keptPast)) continue;
         // What is over is not pending deliveries: subscribes and new topics are refused meanwhile.
         this.#searchedAt = core.memoryBytes;
         return;
@@ -306,22 +309,20 @@ export class MemoryGuard {
   }
 
   /**
-   * Trims the kept session with the most queued, by what the broker is over
-   * but no more than what sessions kept for absent clients hold past their
-   * share (KEPT_QUEUED_SHARE): false when none is to be trimmed. Within it,
-   * what pushed the broker over is not theirs, and they keep it.
+   * Trims the kept session with the most queued by what the broker is over,
+   * once what sessions kept for absent clients hold was past their share
+   * (KEPT_QUEUED_SHARE) when the shed began: false when none is to be
+   * trimmed. Within it, what pushed the broker over is not theirs, and they
+   * keep it.
    */
-  #trimKept(cut: Set<Sink>): boolean {
+  #trimKept(cut: Set<Sink>, past: boolean): boolean {
     const core = this.#core;
-    let queued = 0;
-    for (const sink of core.sinks()) if (sink.kept === true) queued += sink.queued.bytes;
-    const past = queued - core.maxMemory * KEPT_QUEUED_SHARE;
     const [kept] = this.#worst(cut, true);
-    if (past <= 0 || kept === undefined || kept.trim === undefined) return false;
-    cut.add(kept);
-    const freed = kept.trim(Math.min(past, core.memoryBytes - core.maxMemory));
+    if (!past || kept === undefined || kept.trim === undefined) return false;
+    const freed = kept.trim(core.memoryBytes - core.maxMemory);
+    if (freed === 0) cut.add(kept);
+    this.trimmed += freed;
     if (freed > 0) {
-      this.trimmed += freed;
       log.warn(
         "Dropped the oldest {bytes} bytes queued for a session kept for its absent client, to keep within max-memory {max}",
         { bytes: freed, max: core.maxMemory },
