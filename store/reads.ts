@@ -14,6 +14,7 @@ interface Statements {
   /** Prepared when first used: they serve lookups while a table is being read back. */
   get?: StatementSync;
   range?: StatementSync;
+  between?: StatementSync;
 }
 
 /** Reads of the tables of one open data file. */
@@ -65,6 +66,15 @@ export class TableReads {
       ),
     );
     return s.keys.all(after, limit) as unknown as [number, string][];
+  }
+
+  /** Up to `limit` keys of `table` between `after` and `before` (both excluded), in key order. */
+  keysBetween(table: string, after: string, before: string, limit: number): string[] {
+    const s = this.#statements(table);
+    s.between ??= this.#db.prepare(
+      `SELECT k FROM ${quoteName(table)} WHERE k > ? AND k < ? ORDER BY k LIMIT ?`,
+    );
+    return (s.between.all(after, before, limit) as { k: string }[]).map((r) => r.k);
   }
 
   /** The value of `key` in `table`, if any. */

@@ -76,7 +76,7 @@ export class Store {
   #db: DatabaseSync;
   #tables = new Map<string, Statements>();
   /** Tables whose writes are committed once per turn under `always` too (StoreOptions.grouped). */
-  #grouped: ReadonlySet<string>;
+  readonly #grouped: ReadonlySet<string>;
   /** Reads of what is committed (what is pending: {@link isPending}). */
   readonly reads: TableReads;
   /** Pending writes by table and key (null: a delete), in the order first written. */
@@ -114,7 +114,7 @@ export class Store {
     this.fsync = options.fsync;
     this.#warn = options.warn ?? (() => {});
     this.#db = openOrMoveAside(path, options, this.#warn);
-    this.#grouped = new Set(options.grouped);
+    this.#grouped = new Set(options.grouped ?? []);
     for (const table of options.tables) {
       const t = quoteName(table);
       this.#tables.set(table, {

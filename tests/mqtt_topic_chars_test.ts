@@ -21,7 +21,7 @@ import { sleep } from "./helpers/raw.ts";
 import { varint } from "./helpers/mqtt_bytes.ts";
 import { startMqttBroker } from "./helpers/mqtt.ts";
 import { META, MQTT_FILE, SESSIONS } from "../roles/broker/mqtt/persist.ts";
-import { QUEUED } from "../roles/broker/mqtt/journal.ts";
+import { DELIVERIES, deliveryKey, readDeliveryKey } from "../roles/broker/mqtt/journal.ts";
 
 const encoder = new TextEncoder();
 /** Topics (MQTT form) a client library refuses; U+0001 was refused before L1 too. */
@@ -187,16 +187,16 @@ Deno.test({
       // one, one in flight (packet id 9), both on a topic with U+0080.
       const store = new Store(`${dir}/${MQTT_FILE}`, {
         fsync: "off",
-        tables: [SESSIONS, QUEUED, META],
+        tables: [SESSIONS, DELIVERIES, META],
       });
-      const rows = [...store.rows(QUEUED)];
+      const rows = [...store.rows(DELIVERIES)];
       assert.equal(rows.length, 1, JSON.stringify(rows.map(([k]) => k)));
-      const [clientId, filter, n] = JSON.parse(rows[0][0]);
+      const { session: no, sub, n } = readDeliveryKey(rows[0][0])!;
       const bad = publish("u/x\u0080", "bad", 1, true);
-      store.put(QUEUED, JSON.stringify([clientId, filter, n - 1]), bad.slice());
+      store.put(DELIVERIES, deliveryKey(no, sub, n - 1), bad.slice());
       bad[0] |= 0x08;
       bad[bad.length - 5] = 9; // its packet id's low byte (before: properties' length, "bad")
-      store.put(QUEUED, JSON.stringify([clientId, "", 0]), Uint8Array.of(0, 9, ...bad));
+      store.put(DELIVERIES, deliveryKey(no, 0, 0), Uint8Array.of(0, 9, ...bad));
       await store.commit();
       store.close();
       b = await startMqttBroker({ dataDir: dir });

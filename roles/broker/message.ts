@@ -110,6 +110,12 @@ export interface Sink {
    * view valid until the next call (it is copied at once).
    */
   encode(msg: Message, sub: Subscription): Uint8Array;
+  /**
+   * What each delivery waiting in a queue costs beyond its encoded bytes,
+   * counted in the queue (within max-pending): an MQTT persistent
+   * session's row on disk (mqtt/journal.ts ROW_BYTES). Absent: nothing.
+   */
+  readonly recordCost?: number;
   /** Puts a delivery `encode` produced on the transport. */
   writeEncoded(bytes: Uint8Array, sub: Subscription): void;
   /** Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed). */

@@ -204,7 +204,7 @@ export class Subscription {
     if (this.#latest === undefined) {
       const record = this.sink.encode(msg, this);
       this.#fifo.push(record);
-      this.#account(record.length);
+      this.#account(record.length + (this.sink.recordCost ?? 0));
     } else {
       this.#enqueueLatest(msg);
     }
@@ -266,7 +266,7 @@ export class Subscription {
     if (this.#latest === undefined) {
       const length = this.#fifo.drop();
       if (length < 0) return false;
-      this.#account(-length);
+      this.#account(-length - (this.sink.recordCost ?? 0));
     } else if (this.#shift() === undefined) {
       return false;
     }
@@ -349,7 +349,7 @@ export class Subscription {
       } else if (this.#latest === undefined) {
         const bytes = this.#fifo.shift();
         if (bytes === undefined) return;
-        this.#account(-bytes.length);
+        this.#account(-bytes.length - (sink.recordCost ?? 0));
         sink.writeEncoded(bytes, this);
         this.delivered++;
         continue;

@@ -5,8 +5,9 @@
  * (owner, protocol version, expiry, since when its client is away, its
  * subscriptions with their options; see MqttSession.row), written as
  * sessions change (encoded when the store's group commit runs). Table
- * `queued`: the deliveries waiting in their queues or in flight
- * (journal.ts). Table `meta`: `alive`, the broker's last sign of life
+ * `deliveries`: the deliveries waiting in their queues or in flight
+ * (journal.ts; `queued` holds those of a file from before they were
+ * numbered, read back once: journal_restore.ts). Table `meta`: `alive`, the broker's last sign of life
  * (every few seconds while it has persistent sessions). All are read back
  * before the MQTT port opens: a client that comes back after a restart
  * finds its session (CONNACK Session Present 1), its subscriptions, what
@@ -16,7 +17,8 @@
  */
 import { type FsyncMode, Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
-import { QUEUED } from "./journal.ts";
+import { DELIVERIES } from "./journal.ts";
+import { QUEUED } from "./journal_restore.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { SUBSCRIPTION_ID } from "./delivery.ts";
 
@@ -37,8 +39,10 @@ export interface SessionRow {
   expiry: number;
   /** When its client went (ms since the epoch); null: connected when last written. */
   away: number | null;
-  /** Its subscriptions: MQTT filter and options (the subscription's `data`). */
-  subs: [string, number][];
+  /** Its subscriptions: MQTT filter, options (the subscription's `data`), number of its rows. */
+  subs: [string, number, number?][];
+  /** The number its rows on disk are under (journal.ts); none: it has none. */
+  no?: number;
 }
 
 /**
@@ -56,10 +60,11 @@ export function openSessionStore(
     options.warn(`${path} is empty: no MQTT session is read back (was it truncated?)`);
   }
   return new Store(path, {
-    tables: [SESSIONS, QUEUED, META],
+    // QUEUED: the rows of a file from before they were numbered (read back once).
+    tables: [SESSIONS, DELIVERIES, META, QUEUED],
     // A publish writes a row per delivery: under always, one synced commit per turn, which its
     // PUBACK waits for (hostile review 39b Q3: 8,000 synced commits per publish stalled 17.7 s).
-    grouped: [QUEUED],
+    grouped: [DELIVERIES],
     ...options,
   });
 }
@@ -85,9 +90,10 @@ export function readRow(text: string): SessionRow {
     (row.version === 4 || row.version === 5) && Number.isFinite(row.expiry) && row.expiry > 0 &&
     row.expiry <= MAX_SESSION_EXPIRY_S && (row.away === null || Number.isFinite(row.away)) &&
     Array.isArray(row.subs) &&
-    row.subs.every(([f, d]) =>
-      typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END
-    );
+    row.subs.every(([f, d, n]) =>
+      typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END &&
+      (n === undefined || Number.isSafeInteger(n))
+    ) && (row.no === undefined || Number.isSafeInteger(row.no));
   if (!ok) throw new Error("Not a session row");
   return row;
 }

@@ -19,7 +19,8 @@ import { userSource } from "../../../auth/mod.ts";
 import { filterFromMqtt, payloadOf } from "./mapping.ts";
 import { NO_EXTRAS, publishSize, PUBREL, writePublish } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
-import { QueuedRecord, type SessionJournal } from "./journal.ts";
+import { ROW_BYTES, type SessionJournal } from "./journal.ts";
+import { QueuedRecord } from "./journal_restore.ts";
 import {
   extrasOf,
   mqttTopic,
@@ -133,13 +134,20 @@ export class MqttSession implements Sink {
    */
   row(): string | null {
     if (this.#ended || this.#expiry === 0) return null;
-    const subs = [...this.#subs ?? []].map(([filter, sub]) => [filter, sub.data as number]);
+    const journal = this.#journal;
+    // With the number of its rows on disk (journal.ts), when it has any.
+    const subs = [...this.#subs ?? []].map(([filter, sub]) =>
+      journal === undefined
+        ? [filter, sub.data as number]
+        : [filter, sub.data as number, journal.numberOf(sub)]
+    );
     return JSON.stringify({
       owner: this.owner ?? null,
       version: this.version,
       expiry: this.#expiry,
       away: this.#awayAt,
       subs,
+      no: journal?.no,
     });
   }
 
@@ -373,6 +381,11 @@ export class MqttSession implements Sink {
     const record = this.#scratch.subarray(0, size);
     this.#journal?.queued(sub, record);
     return record;
+  }
+
+  /** A queued delivery's row on disk, counted in its queue (under `--data-dir`). */
+  get recordCost(): number {
+    return this.#journal === undefined ? 0 : ROW_BYTES;
   }
 
   writeEncoded(bytes: Uint8Array, sub: Subscription): void {

@@ -27,8 +27,14 @@ import { connectHasWill } from "./packets.ts";
 import { MqttSession } from "./session.ts";
 import { sessionBytes } from "./session_cost.ts";
 import { CONNECTED } from "./reader.ts";
-import { keepAlive, lastAlive, readRow, SESSIONS } from "./persist.ts";
-import { restoreQueued, SessionJournal } from "./journal.ts";
+import { keepAlive, lastAlive, readRow, type SessionRow, SESSIONS } from "./persist.ts";
+import { SessionJournal } from "./journal.ts";
+import {
+  type NumberedSession,
+  restoreDeliveries,
+  restoreLegacy,
+  rowSessions,
+} from "./journal_restore.ts";
 
 /** The part of max-memory that persistent sessions and wills may take together. */
 export const SESSION_SHARE = 0.5;
@@ -60,6 +66,8 @@ export class SessionTable {
   #droppedGone = 0;
   #store: Store | undefined;
   #alive: ReturnType<typeof setInterval> | undefined;
+  /** The next session number of the rows on disk (journal.ts). */
+  #nextNo = 1;
   /** Set at shutdown: rows are no longer written as sessions change (close() writes them). */
   #closing = false;
 
@@ -99,43 +107,65 @@ export class SessionTable {
     let unreadable = 0;
     const now = Date.now();
     const alive = lastAlive(store) ?? now;
+    // Each session takes a new number (its rows read back are written anew under it): past
+    // every number of a row or a session on disk.
+    const numbers = rowSessions(store);
+    const rows: [string, SessionRow][] = [];
     for (const [clientId, text] of store.rows(SESSIONS)) {
-      let session: MqttSession | undefined;
       try {
         if (typeof text !== "string") throw new Error("Not text");
         const row = readRow(text);
-        if (this.#persistent.size >= this.#front.limits.maxSessions) {
-          throw new Error("Past max-sessions");
-        }
-        session = this.start(clientId, row.owner ?? undefined, row.version);
-        session.expiry = row.expiry;
-        for (const [filter, data] of row.subs) session.restore(filter, data);
-        // Away since it went, or (connected when the broker was killed) since its last sign of life.
-        const away = row.away ?? Math.min(alive, now);
-        session.awaitClient(row.expiry * 1000 - (now - away), away);
-        this.restored++;
+        rows.push([clientId, row]);
+        this.#nextNo = Math.max(this.#nextNo, (row.no ?? 0) + 1);
       } catch {
         unreadable++;
-        session?.end("unreadable");
         store.delete(SESSIONS, clientId);
       }
     }
-    const { restored: messages, dropped } = restoreQueued(store, (id) => this.#byId.get(id));
-    this.messagesRestored = messages;
-    this.#front.undeliverable += dropped;
+    for (const no of numbers) this.#nextNo = Math.max(this.#nextNo, no + 1);
+    const numbered = new Map<number, NumberedSession>();
+    for (const [clientId, row] of rows) {
+      if (this.#persistent.size >= this.#front.limits.maxSessions) {
+        unreadable++; // past max-sessions
+        store.delete(SESSIONS, clientId);
+        continue;
+      }
+      const session = this.start(clientId, row.owner ?? undefined, row.version);
+      const subs = new Map<number, string>();
+      try {
+        session.expiry = row.expiry;
+        for (const [filter, data, n] of row.subs) {
+          session.restore(filter, data);
+          if (n !== undefined) subs.set(n, filter);
+        }
+      } catch {
+        unreadable++;
+        session.end("unreadable");
+        store.delete(SESSIONS, clientId);
+        continue;
+      }
+      // Its row again, with its subscriptions (and their new numbers) and its new number.
+      session.save();
+      if (row.no !== undefined) numbered.set(row.no, { session, subs });
+      // Away since it went, or (connected when the broker was killed) since its last sign of life.
+      const away = row.away ?? Math.min(alive, now);
+      session.awaitClient(row.expiry * 1000 - (now - away), away);
+      this.restored++;
+    }
+    const legacy = restoreLegacy(store, (id) => this.#byId.get(id));
+    const { restored, dropped } = restoreDeliveries(store, numbers, numbered);
+    this.messagesRestored = legacy.restored + restored;
+    this.#front.undeliverable += legacy.dropped + dropped;
     this.#alive = keepAlive(store, () => this.#persistent.size > 0);
-    return { restored: this.restored, unreadable, messages };
+    return { restored: this.restored, unreadable, messages: this.messagesRestored };
   }
 
-  /** The disk journal of a persistent session (none without `--data-dir`). */
+  /** The disk journal of a persistent session (none without `--data-dir`), numbered anew. */
   journal(session: MqttSession): SessionJournal | undefined {
     const store = this.#store;
     if (store === undefined) return undefined;
-    return new SessionJournal(
-      store,
-      session.clientId,
-      (sub) => session.subscriptions().filterOf(sub),
-    );
+    // A subscription numbered: the session's row (which lists the numbers) is written again.
+    return new SessionJournal(store, this.#nextNo++, () => session.save());
   }
 
   /** A session changed: its row is written (or deleted) at the store's next commit. */
