@@ -14,6 +14,7 @@ import { durableBroker } from "./helpers/mqtt_durable.ts";
 import { Store } from "../store/mod.ts";
 import { MQTT_FILE, SESSIONS } from "../roles/broker/mqtt/persist.ts";
 import { QUEUED } from "../roles/broker/mqtt/journal_restore.ts";
+import { DELIVERIES, deliveryKey } from "../roles/broker/mqtt/journal.ts";
 
 const PENDING = 64 * 1024;
 const PUBLISHES = 20_000;
@@ -155,6 +156,49 @@ Deno.test({
       );
       await c.end();
       assert.deepEqual(got, ["one", "two"]);
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "mqtt journal: rows still under a session's numbers from before a restart that died while moving them come back, oldest first",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mqtt-journal-moved-" });
+    let { b, port } = await durableBroker(dir, "batch");
+    try {
+      await b.stop();
+      // A session whose rows were under 3, being moved to 7 when the broker died: some are under each.
+      const store = new Store(`${dir}/${MQTT_FILE}`, {
+        fsync: "off",
+        tables: [SESSIONS, DELIVERIES],
+      });
+      const row = { owner: null, version: 4, expiry: 3600, away: Date.now(), subs: [["t", 0, 1]] };
+      store.put(SESSIONS, "moving", JSON.stringify({ ...row, no: 7, from: [3] }));
+      const packet = (text: string) =>
+        new Uint8Array(
+          mqttPacket.generate(
+            { cmd: "publish", topic: "t", payload: text, qos: 0 } as mqttPacket.Packet,
+          ),
+        );
+      store.put(DELIVERIES, deliveryKey(3, 1, 5), packet("old"));
+      store.put(DELIVERIES, deliveryKey(7, 1, 0), packet("moved"));
+      store.put(DELIVERIES, deliveryKey(9, 1, 0), packet("nobody's"));
+      await store.commit();
+      store.close();
+      ({ b, port } = await durableBroker(dir, "batch"));
+      assert.match(b.stderr(), /Read 1 MQTT session\(s\) back with 2 message\(s\)/);
+      const c = await RawMqtt.connect(port, { clientId: "moving", clean: false });
+      await sleep(500);
+      const got = c.packets.filter((p) => p.cmd === "publish").map((p) =>
+        String((p as mqttPacket.IPublishPacket).payload)
+      );
+      await c.end();
+      assert.deepEqual(got, ["old", "moved"]);
     } finally {
       await b.stop();
       await Deno.remove(dir, { recursive: true });

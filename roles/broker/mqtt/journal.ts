@@ -86,6 +86,11 @@ export class SessionJournal {
   #nextInflight = 0;
   #nextSub = 1;
   #trimQueued = false;
+  /**
+   * At a restart, the numbers its rows were under, being moved to `no` (its
+   * row on disk lists them until they are, in case the broker dies meanwhile).
+   */
+  from: number[] | undefined;
 
   constructor(store: Store, no: number, numbered: () => void) {
     this.#store = store;
@@ -99,6 +104,12 @@ export class SessionJournal {
    */
   numberOf(sub: Subscription): number {
     return this.#range(sub).sub;
+  }
+
+  /** A subscription read back keeps its number (its rows read back name it). */
+  adopt(sub: Subscription, n: number): void {
+    this.#queues.set(sub, { sub: n, head: 0, tail: 0 });
+    this.#nextSub = Math.max(this.#nextSub, n + 1);
   }
 
   #range(sub: Subscription): Range {

@@ -39,11 +39,14 @@ export interface RestoringSession {
   subscriptions(): { get(filter: string): Subscription | undefined };
   readonly inflight: InflightWindow;
   readonly journal: SessionJournal | undefined;
+  /** Its row on disk is to be written again. */
+  save(): void;
 }
 
-/** A session read back with the number its rows were written under, and its subscriptions'. */
+/** A session read back, the numbers its rows may be under (oldest first), its subscriptions'. */
 export interface NumberedSession {
   session: RestoringSession;
+  numbers: number[];
   /** The filter of each subscription number. */
   subs: Map<number, string>;
 }
@@ -67,19 +70,22 @@ export function rowSessions(store: Store): number[] {
   }
 }
 
-/** Puts back the rows under each number of `numbers` (those of no session are deleted). */
+/**
+ * Puts back each session's rows (each of its numbers, oldest first; then
+ * `moved` is told), and deletes those under numbers of `found` no session claims.
+ */
 export function restoreDeliveries(
   store: Store,
-  numbers: readonly number[],
-  sessions: ReadonlyMap<number, NumberedSession>,
+  found: readonly number[],
+  sessions: readonly NumberedSession[],
+  moved: (session: RestoringSession) => void,
 ): { restored: number; dropped: number } {
   let restored = 0;
   let dropped = 0;
-  for (const no of numbers) {
-    const owner = sessions.get(no);
+  const claimed = new Set<number>();
+  const each = (no: number, owner: NumberedSession | undefined) => {
     const prefix = no.toString(36);
-    let after = `${prefix}/`;
-    for (;;) {
+    for (let after = `${prefix}/`;;) {
       const keys = store.reads.keysBetween(DELIVERIES, after, `${prefix}0`, KEYS_PAGE);
       for (const key of keys) {
         const value = owner === undefined ? undefined : store.reads.read(DELIVERIES, key);
@@ -87,10 +93,18 @@ export function restoreDeliveries(
         if (owner !== undefined && value !== undefined && put(owner, key, value)) restored++;
         else dropped++;
       }
-      if (keys.length < KEYS_PAGE) break;
+      if (keys.length < KEYS_PAGE) return;
       after = keys[keys.length - 1];
     }
+  };
+  for (const owner of sessions) {
+    for (const no of owner.numbers) {
+      claimed.add(no);
+      each(no, owner);
+    }
+    moved(owner.session);
   }
+  for (const no of found) if (!claimed.has(no)) each(no, undefined);
   return { restored, dropped };
 }
 

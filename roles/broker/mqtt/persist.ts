@@ -43,6 +43,8 @@ export interface SessionRow {
   subs: [string, number, number?][];
   /** The number its rows on disk are under (journal.ts); none: it has none. */
   no?: number;
+  /** Numbers its rows were under before a restart, not all moved to `no` yet. */
+  from?: number[];
 }
 
 /**
@@ -93,7 +95,8 @@ export function readRow(text: string): SessionRow {
     row.subs.every(([f, d, n]) =>
       typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END &&
       (n === undefined || Number.isSafeInteger(n))
-    ) && (row.no === undefined || Number.isSafeInteger(row.no));
+    ) && (row.no === undefined || Number.isSafeInteger(row.no)) &&
+    (row.from === undefined || Array.isArray(row.from) && row.from.every(Number.isSafeInteger));
   if (!ok) throw new Error("Not a session row");
   return row;
 }

@@ -148,6 +148,7 @@ export class MqttSession implements Sink {
       away: this.#awayAt,
       subs,
       no: journal?.no,
+      from: journal?.from,
     });
   }
 

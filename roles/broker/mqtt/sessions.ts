@@ -66,6 +66,8 @@ export class SessionTable {
   #droppedGone = 0;
   #store: Store | undefined;
   #alive: ReturnType<typeof setInterval> | undefined;
+  /** Set while persist() puts sessions back: their rows are written once they are whole. */
+  #restoring = false;
   /** The next session number of the rows on disk (journal.ts). */
   #nextNo = 1;
   /** Set at shutdown: rows are no longer written as sessions change (close() writes them). */
@@ -123,7 +125,8 @@ export class SessionTable {
       }
     }
     for (const no of numbers) this.#nextNo = Math.max(this.#nextNo, no + 1);
-    const numbered = new Map<number, NumberedSession>();
+    const numbered: NumberedSession[] = [];
+    this.#restoring = true;
     for (const [clientId, row] of rows) {
       if (this.#persistent.size >= this.#front.limits.maxSessions) {
         unreadable++; // past max-sessions
@@ -136,7 +139,9 @@ export class SessionTable {
         session.expiry = row.expiry;
         for (const [filter, data, n] of row.subs) {
           session.restore(filter, data);
-          if (n !== undefined) subs.set(n, filter);
+          if (n === undefined) continue;
+          subs.set(n, filter);
+          session.journal?.adopt(session.subscriptions().get(filter)!, n);
         }
       } catch {
         unreadable++;
@@ -144,16 +149,27 @@ export class SessionTable {
         store.delete(SESSIONS, clientId);
         continue;
       }
-      // Its row again, with its subscriptions (and their new numbers) and its new number.
+      const numbers = [...row.from ?? [], ...row.no === undefined ? [] : [row.no]];
+      if (numbers.length > 0 && session.journal !== undefined) {
+        session.journal.from = numbers;
+        numbered.push({ session, numbers, subs });
+      }
+      // Its row again: its subscriptions, its new number, and the old ones until its rows are moved.
+      this.#restoring = false;
       session.save();
-      if (row.no !== undefined) numbered.set(row.no, { session, subs });
+      this.#restoring = true;
       // Away since it went, or (connected when the broker was killed) since its last sign of life.
       const away = row.away ?? Math.min(alive, now);
       session.awaitClient(row.expiry * 1000 - (now - away), away);
       this.restored++;
     }
+    this.#restoring = false;
     const legacy = restoreLegacy(store, (id) => this.#byId.get(id));
-    const { restored, dropped } = restoreDeliveries(store, numbers, numbered);
+    const { restored, dropped } = restoreDeliveries(store, numbers, numbered, (session) => {
+      // Moved: its row no longer lists the old numbers.
+      session.journal!.from = undefined;
+      session.save();
+    });
     this.messagesRestored = legacy.restored + restored;
     this.#front.undeliverable += legacy.dropped + dropped;
     this.#alive = keepAlive(store, () => this.#persistent.size > 0);
@@ -171,7 +187,8 @@ export class SessionTable {
   /** A session changed: its row is written (or deleted) at the store's next commit. */
   save(session: MqttSession): void {
     const store = this.#store;
-    if (store === undefined || this.#closing) return;
+    // (Restoring: written once its subscriptions and numbers are back, see persist.)
+    if (store === undefined || this.#closing || this.#restoring) return;
     const id = session.clientId;
     // The row of whatever session has the id when the commit runs (or none: deleted).
     store.put(SESSIONS, id, () => this.#byId.get(id)?.row() ?? null);
