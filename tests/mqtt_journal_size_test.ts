@@ -40,6 +40,25 @@ function peakRss(pid: number): number {
   return Number(m![1]) * 1024;
 }
 
+/** The payloads a returning session `clientId` gets within half a second. */
+async function payloads(port: number, clientId: string): Promise<string[]> {
+  const c = await RawMqtt.connect(port, { clientId, clean: false });
+  await sleep(500);
+  await c.end();
+  return c.packets.filter((p) => p.cmd === "publish").map((p) =>
+    String((p as mqttPacket.IPublishPacket).payload)
+  );
+}
+
+/** Closes the file written, starts a broker on it, and says what session `clientId` gets (2 rows). */
+async function reopen(dir: string, store: Store, clientId: string) {
+  await store.commit();
+  store.close();
+  const { b, port } = await durableBroker(dir, "batch");
+  assert.match(b.stderr(), /Read 1 MQTT session\(s\) back with 2 message\(s\)/);
+  return { b, got: await payloads(port, clientId) };
+}
+
 /** A persistent 3.1.1 session subscribed to `t` at QoS 0, gone. */
 async function away(port: number, clientId: string): Promise<void> {
   const c = await RawMqtt.connect(port, { clientId, clean: false });
@@ -145,16 +164,8 @@ Deno.test({
         );
         store.put(QUEUED, JSON.stringify(["old", "t", n]), new Uint8Array(packet));
       }
-      await store.commit();
-      store.close();
-      ({ b, port } = await durableBroker(dir, "batch"));
-      assert.match(b.stderr(), /Read 1 MQTT session\(s\) back with 2 message\(s\)/);
-      const c = await RawMqtt.connect(port, { clientId: "old", clean: false });
-      await sleep(500);
-      const got = c.packets.filter((p) => p.cmd === "publish").map((p) =>
-        String((p as mqttPacket.IPublishPacket).payload)
-      );
-      await c.end();
+      let got: string[];
+      ({ b, got } = await reopen(dir, store, "old"));
       assert.deepEqual(got, ["one", "two"]);
     } finally {
       await b.stop();
@@ -169,7 +180,7 @@ Deno.test({
   ...opts,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "mqtt-journal-moved-" });
-    let { b, port } = await durableBroker(dir, "batch");
+    let { b } = await durableBroker(dir, "batch");
     try {
       await b.stop();
       // A session whose rows were under 3, being moved to 7 when the broker died: some are under each.
@@ -188,16 +199,8 @@ Deno.test({
       store.put(DELIVERIES, deliveryKey(3, 1, 5), packet("old"));
       store.put(DELIVERIES, deliveryKey(7, 1, 0), packet("moved"));
       store.put(DELIVERIES, deliveryKey(9, 1, 0), packet("nobody's"));
-      await store.commit();
-      store.close();
-      ({ b, port } = await durableBroker(dir, "batch"));
-      assert.match(b.stderr(), /Read 1 MQTT session\(s\) back with 2 message\(s\)/);
-      const c = await RawMqtt.connect(port, { clientId: "moving", clean: false });
-      await sleep(500);
-      const got = c.packets.filter((p) => p.cmd === "publish").map((p) =>
-        String((p as mqttPacket.IPublishPacket).payload)
-      );
-      await c.end();
+      let got: string[];
+      ({ b, got } = await reopen(dir, store, "moving"));
       assert.deepEqual(got, ["old", "moved"]);
     } finally {
       await b.stop();
