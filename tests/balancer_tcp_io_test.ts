@@ -70,3 +70,92 @@ Deno.test("balancer --mode tcp: 2,000 idle proxied connections hold less than 16
     await backend.close();
   }
 });
+
+/** Context switches of every thread of `pid` so far (each wake-up is one). */
+function wakeUps(pid: number): number {
+  let n = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const status = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/status`);
+    for (const m of status.matchAll(/voluntary_ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+  }
+  return n;
+}
+
+Deno.test({
+  name:
+    "balancer --mode tcp over libc: idle, it sleeps (a few wake-ups a second, not a wait that times out every 100 ms)",
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  const backend = rawBackend(async (conn) => {
+    const buf = new Uint8Array(1024);
+    while ((await conn.read(buf)) !== null) await writeAll(conn, encoder.encode("ok"));
+  });
+  // No checks meanwhile: only the balancer's own timers and its loop wake it.
+  const lb = await startTcpBalancer([`127.0.0.1:${backend.port}`], ["--check-interval", "1h"]);
+  const [host, port] = lb.address.split(":");
+  const conn = await Deno.connect({ hostname: host, port: Number(port) });
+  try {
+    // A connection passed a byte each way and now idle, as most are.
+    await writeAll(conn, encoder.encode("hi"));
+    assert.equal(await within(conn.read(new Uint8Array(16)), 5000, "an answer"), 2);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = wakeUps(lb.child.pid);
+    await new Promise((r) => setTimeout(r, 3000));
+    const perSecond = (wakeUps(lb.child.pid) - before) / 3;
+    // Before: its loop's wait on another thread timed out every 100 ms (about 40 a second in all).
+    assert.ok(perSecond < 12, `${perSecond.toFixed(1)} wake-ups a second`);
+    // And it still passes bytes at once after the idle spell.
+    await writeAll(conn, encoder.encode("hi"));
+    assert.equal(await within(conn.read(new Uint8Array(16)), 5000, "an answer"), 2);
+  } finally {
+    closeQuietly(conn);
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+Deno.test({
+  name:
+    "balancer --mode tcp over libc: a connection after an idle spell is passed on at once (not a millisecond later)",
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  const backend = rawBackend(async (conn) => {
+    const buf = new Uint8Array(1024);
+    while ((await conn.read(buf)) !== null) await writeAll(conn, encoder.encode("ok"));
+  });
+  const lb = await startTcpBalancer([`127.0.0.1:${backend.port}`], ["--check-interval", "1h"]);
+  const [host, port] = lb.address.split(":");
+  /** Connect, a byte each way, close: how long it took (ms). */
+  const once = async (p: number) => {
+    const started = performance.now();
+    const conn = await Deno.connect({ hostname: host, port: p });
+    try {
+      await writeAll(conn, encoder.encode("hi"));
+      await within(conn.read(new Uint8Array(16)), 5000, "an answer");
+    } finally {
+      closeQuietly(conn);
+    }
+    return performance.now() - started;
+  };
+  try {
+    const direct: number[] = [];
+    const through: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      // Long enough for its loop to wait on the other thread (idle) before each.
+      await new Promise((r) => setTimeout(r, 20));
+      direct.push(await once(backend.port));
+      await new Promise((r) => setTimeout(r, 20));
+      through.push(await once(Number(port)));
+    }
+    // Before: the first batch after an idle wait left the splice's start to after a 1 ms wait,
+    // every time. The quickest of each (a loaded machine slows some of them down):
+    const added = Math.min(...through) - Math.min(...direct);
+    assert.ok(
+      added < 1,
+      `${added.toFixed(2)} ms added (direct ${Math.min(...direct).toFixed(2)} ms)`,
+    );
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});

@@ -41,6 +41,8 @@ const SHUT_WR = 1;
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 const EPOLL_CTL_MOD = 3;
+const EFD_NONBLOCK = 0x800;
+const EFD_CLOEXEC = 0x80000;
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -61,6 +63,10 @@ const SYMBOLS = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // An eventfd's counter: 8 bytes, read or written whole.
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   epoll_poll: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   epoll_wait: {
@@ -121,6 +127,8 @@ export class RawTcp {
   readonly #peer = new Uint8Array(128);
   readonly #peerView = new DataView(this.#peer.buffer);
   readonly #text = new Uint8Array(64);
+  readonly #counter = new BigUint64Array(1);
+  readonly #counterBytes = new Uint8Array(this.#counter.buffer);
   readonly #messages = new Map<number, string>();
 
   constructor(libc: Libc) {
@@ -285,6 +293,27 @@ export class RawTcp {
 
   close(fd: number): void {
     this.#c.close(fd);
+  }
+
+  /**
+   * An eventfd (non-blocking): readable once {@link signal}led, until
+   * {@link drain}ed. Wakes a wait on another thread at once.
+   */
+  eventFd(): number {
+    const fd = this.#c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) throw new Error(`eventfd: ${this.describe(this.#fail())}`);
+    return fd;
+  }
+
+  /** Makes an eventfd readable. */
+  signal(fd: number): void {
+    this.#counter[0] = 1n;
+    this.#c.write(fd, this.#counterBytes, size(8));
+  }
+
+  /** Makes an eventfd unreadable again. */
+  drain(fd: number): void {
+    this.#c.read(fd, this.#counterBytes, size(8));
   }
 
   /** A new epoll instance. */

@@ -7,7 +7,8 @@
  *   promises settle after every batch, and Deno's event loop turns at least
  *   every {@link TURN_MS} (health checks, metrics, signals, timers run then).
  *   After {@link QUIET_TURNS} empty waits in a row it waits on another
- *   thread instead (an idle balancer takes no CPU).
+ *   thread instead, with no timeout but the next dial's (an eventfd wakes
+ *   it to stop): an idle balancer takes no CPU.
  * - Connections are accepted up to {@link ACCEPT_BATCH} a readiness, dialed
  *   at once (over loopback the connect is mostly done when `connect`
  *   returns), and spliced (raw_splice.ts).
@@ -37,8 +38,6 @@ const BUSY_WAIT_MS = 1;
 const TURN_MS = 1;
 /** Empty busy waits in a row after which the loop waits on another thread. */
 const QUIET_TURNS = 4;
-/** Longest wait on the other thread (ms): how late the loop sees it should stop. */
-const IDLE_WAIT_MS = 100;
 /** Ready descriptors taken per wait. */
 const MAX_EVENTS = 256;
 /** Connections accepted per readiness of the listener (the others' events come between). */
@@ -83,6 +82,10 @@ export class RawIo implements L4Io {
   readonly #loop: Promise<void>;
   readonly #channel = new MessageChannel();
   #turned: (() => void) | undefined;
+  /** Signalled to end a wait on the other thread early. */
+  readonly #wake: number;
+  /** Whether the loop waits on the other thread now. */
+  #far = false;
   readonly #addresses = new Map<string, SocketAddress>();
 
   /** A listener on `host:port`, or undefined when `host` is a name or the bind failed. */
@@ -101,6 +104,8 @@ export class RawIo implements L4Io {
     this.poller = raw.poller(MAX_EVENTS);
     this.buffer = raw.fixedBuffer(MAX_BUFFER);
     this.#channel.port1.onmessage = () => this.#turned?.();
+    this.#wake = raw.eventFd();
+    this.register(this.#wake, { tag: 0, ready: () => raw.drain(this.#wake) }, EPOLLIN);
     this.#loop = this.#run();
   }
 
@@ -170,6 +175,8 @@ export class RawIo implements L4Io {
       dial.settle = (err) => err === undefined ? resolve(new RawConn(this, fd, true)) : reject(err);
       this.register(fd, dial, EPOLLOUT);
       this.#dials.push(dial);
+      // A wait on the other thread may be for longer than this dial may take.
+      if (this.#far) this.raw.signal(this.#wake);
     });
   }
 
@@ -187,8 +194,10 @@ export class RawIo implements L4Io {
   async close(): Promise<void> {
     this.closeListener();
     this.#stopped = true;
+    this.raw.signal(this.#wake);
     await this.#loop;
     for (const d of this.#dials) d.fail("Aborted");
+    this.closeFd(this.#wake);
     this.poller.close();
     this.#channel.port1.close();
   }
@@ -198,7 +207,15 @@ export class RawIo implements L4Io {
     let turned = performance.now();
     while (!this.#stopped) {
       const busy = quiet < QUIET_TURNS;
-      let n = busy ? this.poller.poll(BUSY_WAIT_MS) : await this.poller.wait(IDLE_WAIT_MS);
+      let n: number;
+      if (busy) n = this.poller.poll(BUSY_WAIT_MS);
+      else {
+        this.#far = true;
+        n = await this.poller.wait(this.#idleWait());
+        this.#far = false;
+        // Deno's event loop turned while this waited.
+        turned = performance.now();
+      }
       if (this.#dials.length > 0) this.#expire();
       const ready = n > 0;
       if (ready) {
@@ -206,16 +223,27 @@ export class RawIo implements L4Io {
         this.#dispatch(n);
         for (let i = 0; i < 4 && (n = this.poller.poll(0)) > 0; i++) this.#dispatch(n);
       } else quiet++;
-      if (!busy) continue;
       const now = performance.now();
-      if (!ready || now - turned >= TURN_MS) {
+      if (busy && (!ready || now - turned >= TURN_MS)) {
         turned = now;
         await this.#turn();
-      } else {
+      } else if (ready) {
         // Promises settled by the batch (a dial done: its splice starts) run before the next wait.
         await undefined;
       }
     }
+  }
+
+  /**
+   * How long an idle wait may last: until the oldest dial in flight times
+   * out, else for as long as nothing happens (a dial started meanwhile, or
+   * {@link close}, wakes it: the loop takes no CPU while idle).
+   */
+  #idleWait(): number {
+    for (const d of this.#dials) {
+      if (!d.settled) return Math.max(1, Math.ceil(d.deadline - performance.now()));
+    }
+    return -1;
   }
 
   #dispatch(n: number): void {
