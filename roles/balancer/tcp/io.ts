@@ -26,6 +26,13 @@ export interface BackendConn {
   close(): void;
 }
 
+/** What a dial tells of how it went: one of the two, once (perhaps before `dial` returns). */
+export interface DialHooks {
+  dialed(conn: BackendConn): void;
+  /** A DistError (UNAVAILABLE, TIMEOUT) as connectPort throws. */
+  failed(err: unknown): void;
+}
+
 /** A client's connection and its backend's, bytes passed both ways (splice.ts says how). */
 export interface Spliced {
   /** Resolves once both are closed and neither way reads or writes any more. */
@@ -47,8 +54,8 @@ export interface L4Io {
    * `freed` may ask to wait before the next accept (descriptors.ts).
    */
   accept(take: (client: ClientConn) => void, freed: () => Promise<void> | undefined): Promise<void>;
-  /** A connection to `address`; throws a DistError (UNAVAILABLE, TIMEOUT) as connectPort does. */
-  dial(address: { host: string; port: number }, timeoutMs: number): Promise<BackendConn>;
+  /** Dials `address`; `hooks` are told how it went. */
+  dial(address: { host: string; port: number }, timeoutMs: number, hooks: DialHooks): void;
   splice(client: ClientConn, backend: BackendConn, hooks: SpliceHooks): Spliced;
   closeListener(): void;
   /** Once every connection has ended. */
@@ -141,8 +148,11 @@ class DenoIo implements L4Io {
     }
   }
 
-  async dial(address: { host: string; port: number }, timeoutMs: number): Promise<BackendConn> {
-    return await connectPort(address, undefined, { timeoutMs });
+  dial(address: { host: string; port: number }, timeoutMs: number, hooks: DialHooks): void {
+    connectPort(address, undefined, { timeoutMs }).then(
+      (conn) => hooks.dialed(conn),
+      (err) => hooks.failed(err),
+    );
   }
 
   splice(client: ClientConn, backend: BackendConn, hooks: SpliceHooks): Spliced {

@@ -28,7 +28,7 @@ import {
 import { formatAddress } from "../../../config/mod.ts";
 import { Backoff, DistError } from "../../../wire/mod.ts";
 import { log, LogBudget } from "../log.ts";
-import type { BackendConn, ClientConn, L4Io, Spliced } from "./io.ts";
+import type { BackendConn, ClientConn, DialHooks, L4Io, Spliced } from "./io.ts";
 import { MAX_BUFFER, type SpliceHooks } from "./splice.ts";
 import { RawSplice } from "./raw_splice.ts";
 
@@ -86,7 +86,8 @@ export class RawIo implements L4Io {
   readonly #wake: number;
   /** Whether the loop waits on the other thread now. */
   #far = false;
-  readonly #addresses = new Map<string, SocketAddress>();
+  /** Backends' socket addresses, by their parsed address (one object a backend: mod.ts). */
+  readonly #addresses = new Map<{ host: string; port: number }, SocketAddress>();
 
   /** A listener on `host:port`, or undefined when `host` is a name or the bind failed. */
   static listen(raw: RawTcp, host: string, port: number): RawIo | undefined {
@@ -154,30 +155,33 @@ export class RawIo implements L4Io {
     }
   }
 
-  dial(address: { host: string; port: number }, timeoutMs: number): Promise<BackendConn> {
-    const where = formatAddress(address);
-    let to = this.#addresses.get(where);
+  dial(address: { host: string; port: number }, timeoutMs: number, hooks: DialHooks): void {
+    let to = this.#addresses.get(address);
     if (to === undefined) {
       if (this.#addresses.size >= 4096) this.#addresses.clear();
       to = this.raw.address(address.host, address.port)!;
-      this.#addresses.set(where, to);
+      this.#addresses.set(address, to);
     }
     const fd = this.raw.connect(to);
     const done = fd < 0 ? fd : this.raw.connected(fd, to);
     if (done < 0) {
       if (fd >= 0) this.raw.close(fd);
-      const message = `Cannot connect to ${where}: ${this.raw.describe(done)}`;
-      return Promise.reject(new DistError("UNAVAILABLE", message));
+      const message = `Cannot connect to ${formatAddress(address)}: ${this.raw.describe(done)}`;
+      return hooks.failed(new DistError("UNAVAILABLE", message));
     }
-    if (done === 1) return Promise.resolve(new RawConn(this, fd, false));
-    return new Promise((resolve, reject) => {
-      const dial = new Dial(this, fd, where, performance.now() + timeoutMs, timeoutMs);
-      dial.settle = (err) => err === undefined ? resolve(new RawConn(this, fd, true)) : reject(err);
-      this.register(fd, dial, EPOLLOUT);
-      this.#dials.push(dial);
-      // A wait on the other thread may be for longer than this dial may take.
-      if (this.#far) this.raw.signal(this.#wake);
-    });
+    if (done === 1) return hooks.dialed(new RawConn(this, fd, false));
+    const dial = new Dial(
+      this,
+      fd,
+      formatAddress(address),
+      performance.now() + timeoutMs,
+      timeoutMs,
+    );
+    dial.hooks = hooks;
+    this.register(fd, dial, EPOLLOUT);
+    this.#dials.push(dial);
+    // A wait on the other thread may be for longer than this dial may take.
+    if (this.#far) this.raw.signal(this.#wake);
   }
 
   splice(client: ClientConn, backend: BackendConn, hooks: SpliceHooks): Spliced {
@@ -296,7 +300,7 @@ export class RawIo implements L4Io {
 class Dial implements Handler {
   tag = 0;
   settled = false;
-  settle!: (err?: DistError) => void;
+  hooks!: DialHooks;
 
   constructor(
     readonly io: RawIo,
@@ -313,14 +317,14 @@ class Dial implements Handler {
     this.settled = true;
     // Connected: no event until the splice says what it waits for.
     this.io.poller.modify(this.fd, 0, this.tag);
-    this.settle();
+    this.hooks.dialed(new RawConn(this.io, this.fd, true));
   }
 
   fail(message: string, code: "UNAVAILABLE" | "TIMEOUT" = "UNAVAILABLE"): void {
     if (this.settled) return;
     this.settled = true;
     this.io.closeFd(this.fd);
-    this.settle(new DistError(code, message));
+    this.hooks.failed(new DistError(code, message));
   }
 }
 

@@ -30,7 +30,6 @@ class Side implements Handler {
 }
 
 export class RawSplice implements Spliced {
-  readonly done: Promise<Ended>;
   up = 0;
   down = 0;
   active: number;
@@ -39,10 +38,12 @@ export class RawSplice implements Spliced {
   readonly #clock: IdleClock;
   readonly #client: Side;
   readonly #backend: Side;
-  #spoke: (() => void) | undefined;
-  readonly #onEnd: (() => void) | undefined;
+  readonly #hooks: SpliceHooks;
+  #spoke = false;
   #ended: Ended | undefined;
-  #resolve!: (ended: Ended) => void;
+  /** Made when asked for (a drain): most splices end with no one waiting. */
+  #done: Promise<Ended> | undefined;
+  #resolve: ((ended: Ended) => void) | undefined;
 
   constructor(
     io: RawIo,
@@ -52,9 +53,7 @@ export class RawSplice implements Spliced {
     this.#io = io;
     this.#clock = hooks.clock;
     this.active = hooks.clock.tick;
-    this.#spoke = hooks.spoke;
-    this.#onEnd = hooks.ended;
-    this.done = new Promise((resolve) => this.#resolve = resolve);
+    this.#hooks = hooks;
     this.#client = new Side(this, client, true);
     this.#backend = new Side(this, backend, false);
     this.#client.peer = this.#backend;
@@ -68,6 +67,15 @@ export class RawSplice implements Spliced {
     io.register(backend.fd, this.#backend, EPOLLIN, backend.watched);
     // A client speaks first, mostly, and has by now: no need to wait a turn to read it.
     this.#read(this.#client);
+  }
+
+  get done(): Promise<Ended> {
+    if (this.#done === undefined) {
+      this.#done = this.#ended !== undefined
+        ? Promise.resolve(this.#ended)
+        : new Promise((resolve) => this.#resolve = resolve);
+    }
+    return this.#done;
   }
 
   get idle(): boolean {
@@ -98,9 +106,9 @@ export class RawSplice implements Spliced {
     this.active = this.#clock.tick;
     if (from.client) {
       this.up += n;
-      if (this.#spoke !== undefined) {
-        this.#spoke();
-        this.#spoke = undefined;
+      if (!this.#spoke) {
+        this.#spoke = true;
+        this.#hooks.spoke();
       }
     } else this.down += n;
     const to = from.peer;
@@ -182,7 +190,7 @@ export class RawSplice implements Spliced {
     };
     this.#client.conn.close();
     this.#backend.conn.close();
-    this.#onEnd?.();
-    this.#resolve(this.#ended);
+    this.#resolve?.(this.#ended);
+    this.#hooks.ended(this.#ended);
   }
 }

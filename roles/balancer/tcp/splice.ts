@@ -56,18 +56,18 @@ export class IdleClock {
   }
 }
 
-/** What a splice is told of, as it happens. */
+/** What a splice is told of, as it happens (methods of one object: no closure a connection). */
 export interface SpliceHooks {
   readonly clock: IdleClock;
-  /** The client's first byte. */
-  spoke?: () => void;
+  /** The client's first byte (once). */
+  spoke(): void;
   /**
-   * Its end, as both connections are closed (before `done` settles). Not
-   * called here: Deno lets a socket's descriptor go only once its pending
-   * read settles, so a Deno splice is over when `done` settles; libc's
-   * sockets (raw_splice.ts) are closed at once.
+   * Its end (once), as `done` settles: both connections are closed and
+   * neither way reads or writes any more. libc's sockets (raw_splice.ts)
+   * are so at once; Deno lets a socket's descriptor go only once its
+   * pending read settles.
    */
-  ended?: () => void;
+  ended(ended: Ended): void;
 }
 
 /** What a splice reports when it ends. */
@@ -103,11 +103,12 @@ export class Splice {
   #pumps = 2;
   #ended: Ended | undefined;
   #resolve!: (ended: Ended) => void;
-  #spoke: (() => void) | undefined;
+  readonly #hooks: SpliceHooks;
+  #spoke = false;
 
   constructor(client: Deno.TcpConn, backend: Deno.TcpConn, hooks: SpliceHooks) {
     this.client = client;
-    this.#spoke = hooks.spoke;
+    this.#hooks = hooks;
     this.backend = backend;
     this.#clock = hooks.clock;
     this.active = hooks.clock.tick;
@@ -138,9 +139,9 @@ export class Splice {
       }
       if (n === null) break;
       this.active = this.#clock.tick;
-      if (up && this.#spoke !== undefined) {
-        this.#spoke();
-        this.#spoke = undefined;
+      if (up && !this.#spoke) {
+        this.#spoke = true;
+        this.#hooks.spoke();
       }
       try {
         let off = 0;
@@ -193,12 +194,17 @@ export class Splice {
     };
     close(this.client);
     close(this.backend);
-    if (this.#pumps === 0) this.#resolve(ended);
+    if (this.#pumps === 0) this.#done(ended);
   }
 
   /** A way stopped: once both have, and it ended, it is done. */
   #stopped(): void {
-    if (--this.#pumps === 0 && this.#ended !== undefined) this.#resolve(this.#ended);
+    if (--this.#pumps === 0 && this.#ended !== undefined) this.#done(this.#ended);
+  }
+
+  #done(ended: Ended): void {
+    this.#resolve(ended);
+    this.#hooks.ended(ended);
   }
 }
 

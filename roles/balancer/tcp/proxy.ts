@@ -1,0 +1,367 @@
+/**
+ * The proxy of the L4 mode (mod.ts): the pool, the policy, the checks, and
+ * each client connection's way through them: counted by its source, a
+ * backend dialed (the next one if it refuses), then spliced.
+ */
+import { parseAddress } from "../../../config/mod.ts";
+import { DistError, sleep, type SourceEntry, SourceTable } from "../../../wire/mod.ts";
+import { clientSource } from "../../../auth/mod.ts";
+import { isDescriptorShortage, RUNTIME_DESCRIPTORS } from "../../../wire/descriptors.ts";
+import { Backend, Pool, type Transition } from "../backends.ts";
+import { createPolicy, type Policy } from "../policies.ts";
+import { backendLines, log, LogBudget } from "../log.ts";
+import { CONNECT_TIMEOUT_MS, ConnectionOutlier, judge, TcpChecks } from "./health.ts";
+import { type Ended, EndReason, IdleClock, type SpliceHooks } from "./splice.ts";
+import type { BackendConn, ClientConn, DialHooks, L4Io, Spliced } from "./io.ts";
+import type { TcpOptions } from "./mod.ts";
+
+/** Why a connection that sent nothing was closed to make room. */
+const NO_BYTE = "no byte sent yet";
+
+/** Connections that could not be given a backend, refused over the limit, and so on. */
+const connectionLines = new LogBudget("connections");
+
+/** The pool, the policy, the checks and the connections of one TCP balancer. */
+export class TcpProxy {
+  readonly pool = new Pool();
+  readonly policy: Policy;
+  readonly checks: TcpChecks;
+  readonly clock: IdleClock;
+  stopping = false;
+  /** The connections spliced and not ended. */
+  readonly #passages = new Set<Passage>();
+  /**
+   * Client connections accepted and not yet ended (connecting or spliced), by
+   * source: those that sent no byte yet are the newcomers closed first to make room.
+   */
+  readonly sources: SourceTable;
+  #total = 0;
+  #noBackend = 0;
+  #connectFailures = 0;
+  #noDescriptor = 0;
+  /**
+   * Descriptors held for connections: a client's from its accept, its backend's from the dial,
+   * both until the connection's end (a connection closed to make room may still be dialing).
+   */
+  #fds = 0;
+  /** The most {@link #fds} may reach: the descriptor limit less the runtime's own. */
+  readonly #fdBudget: number;
+  readonly #ticker: ReturnType<typeof setInterval>;
+  readonly #io: L4Io;
+
+  /** @param descriptorLimit the process's (`ulimit -n`; undefined: unknown) */
+  constructor(options: TcpOptions, descriptorLimit: number | undefined, io: L4Io) {
+    this.#io = io;
+    this.#fdBudget = (descriptorLimit ?? Infinity) - RUNTIME_DESCRIPTORS;
+    this.sources = new SourceTable({
+      max: options.maxConnections,
+      perSource: options.maxConnectionsPerSource,
+      // An address, IPv6 by its /64 (no hello here: no user to count by).
+      source: (_user, host) => clientSource(undefined, host),
+      descriptors: 2, // client and backend, charged to the process's account from the accept
+    });
+    this.policy = createPolicy(options.policy);
+    const rules = { rise: options.rise, fall: options.fall };
+    for (const address of options.backends) {
+      // No cap of its own: --max-connections bounds the client connections. (Not that, as a
+      // connection closed to make room gives its backend connection back only once that closes.)
+      const outlier = new ConnectionOutlier();
+      this.pool.add(
+        new Backend("server", address, { capacity: Number.MAX_SAFE_INTEGER, rules, outlier }),
+      );
+    }
+    this.checks = new TcpChecks(options.checkInterval, (t) => this.#report(t));
+    this.clock = new IdleClock(options.idleTimeout);
+    // Idle connections are ended until the last one is (drain).
+    this.#ticker = setInterval(() => this.#tick(), this.clock.tickMs);
+  }
+
+  /** Accepts until the listener closes. */
+  accept(): Promise<void> {
+    return this.#io.accept((client) => this.#take(client), () => this.sources.freed());
+  }
+
+  /** Client connections open now. */
+  get open(): number {
+    return this.sources.total;
+  }
+
+  /** Waits up to `graceMs` for the connections to end, then ends the rest. */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = performance.now() + graceMs;
+    while (this.open > 0 && performance.now() < deadline) {
+      await sleep(Math.min(50, Math.max(1, deadline - performance.now())));
+    }
+    const splices = [...this.#passages].map((p) => p.splice!);
+    for (const s of splices) s.end(EndReason.Shutdown);
+    await Promise.all(splices.map((s) => s.done));
+    clearInterval(this.#ticker);
+  }
+
+  /** The balancer's figures (for `--metrics`; the names follow the RPC mode's `sys.stats`). */
+  stats() {
+    const limits = this.sources.stats();
+    return {
+      mode: "tcp",
+      connections: this.open,
+      connections_total: this.#total,
+      refused: limits.refused_full + limits.refused_source,
+      evicted: limits.closed_no_hello + limits.closed_source,
+      no_backend: this.#noBackend,
+      connect_failures: this.#connectFailures,
+      no_descriptor: this.#noDescriptor,
+      connection_limits: limits,
+      policy: this.policy.name,
+      healthy: this.pool.healthy,
+      backends: this.pool.list.length,
+      checks_failed: this.pool.checksFailed,
+    };
+  }
+
+  #tick(): void {
+    this.clock.tick++;
+    for (const p of this.#passages) if (p.splice!.idle) p.splice!.end(EndReason.Idle);
+  }
+
+  #report(t: Transition | undefined): void {
+    if (t === undefined) return;
+    const fields = { backend: t.backend.name, reason: t.reason };
+    if (t.to === "up") backendLines.info("Backend {backend} is up: {reason}", fields);
+    else backendLines.warn("Backend {backend} is down: {reason}", fields);
+  }
+
+  /**
+   * A client connection: counted by its source (sources.ts), which at the
+   * limit closes another to make room or refuses this one; then it gets a
+   * backend. It counts until it ends, or until it is closed to make room.
+   */
+  #take(client: ClientConn): void {
+    if (this.#fds + 2 > this.#fdBudget) {
+      // Connections closed to make room still dialing: refused, not made room for (not EMFILE).
+      this.#noDescriptor++;
+      connectionLines.warn("Connection from {remote} refused: {n} file descriptors in use", {
+        remote: client.remote,
+        n: this.#fds,
+      });
+      client.close();
+      return;
+    }
+    const p = new Passage(this, client);
+    const entry = this.sources.admit(client.host, (why, spoke) => this.#evict(p, why, spoke));
+    if (entry instanceof DistError) {
+      connectionLines.warn("Connection from {remote} refused: {why}", {
+        remote: client.remote,
+        why: entry.message,
+      });
+      client.close();
+      return;
+    }
+    p.entry = entry;
+    this.#total++;
+    this.#fds++;
+    this.#forward(p);
+  }
+
+  /** Closes `p` to make room for another (sources.ts says why). */
+  #evict(p: Passage, why: DistError, spoke: boolean): void {
+    connectionLines.warn("Connection from {remote} closed to make room: {why}", {
+      remote: p.client.remote,
+      why: spoke ? why.message.replace(/^Connection closed to make room: /, "") : NO_BYTE,
+    });
+    p.evicted = true;
+    if (p.splice !== undefined) p.splice.end(EndReason.Evicted);
+    else p.client.close();
+  }
+
+  /**
+   * Dials a backend for `p` (the next one if it refuses; each once): its
+   * splice starts once the dial is done ({@link dialed}), at once over
+   * loopback through libc's sockets.
+   */
+  #forward(p: Passage): void {
+    // Closed to make room while a dial failed: nothing to dial for.
+    if (p.evicted) return this.#gone(p);
+    let backend: Backend | undefined;
+    try {
+      const all = this.pool.list;
+      const tried = p.tried;
+      backend = this.policy.pick(tried === undefined ? all : all.filter((b) => !tried.has(b)));
+      if (backend === undefined || this.stopping) {
+        this.#noBackend++;
+        connectionLines.warn("Connection from {remote} closed: no backend is up ({tried})", {
+          remote: p.client.remote,
+          tried: tried === undefined ? "none tried" : `${tried.size} refused it`,
+        });
+        return this.#gone(p);
+      }
+      backend.inflight++;
+      this.#fds++;
+      p.backend = backend;
+      p.dialing = performance.now();
+    } catch (err) {
+      return this.#broke(p, err);
+    }
+    try {
+      this.#io.dial(addressOf(backend.address), CONNECT_TIMEOUT_MS, p);
+    } catch (err) {
+      // As a connect that failed (a fault of ours, said as such by the judge's reason).
+      this.failed(p, err);
+    }
+  }
+
+  /** `p`'s dial is done: the bytes pass from now on. */
+  dialed(p: Passage, conn: BackendConn): void {
+    const backend = p.backend!;
+    try {
+      backend.onAnswered(performance.now() - p.dialing, "answered");
+      const splice = this.#io.splice(p.client, conn, p);
+      // Ended already (closed to make room while dialing): not kept.
+      if (!p.released) {
+        p.splice = splice;
+        this.#passages.add(p);
+      }
+    } catch (err) {
+      if (p.splice === undefined && !p.released) {
+        // No splice to end: the backend's connection is given back here.
+        p.released = true;
+        conn.close();
+        backend.inflight--;
+        this.#fds--;
+      }
+      return this.#broke(p, err);
+    }
+    if (log.isEnabledFor("debug")) {
+      log.debug("Connection from {remote} to {backend}", {
+        remote: p.client.remote,
+        backend: backend.name,
+      });
+    }
+  }
+
+  /** `p`'s dial failed: the backend is judged, and the next one tried. */
+  failed(p: Passage, err: unknown): void {
+    const backend = p.backend!;
+    backend.inflight--;
+    this.#fds--;
+    if (isDescriptorShortage(err)) {
+      // This process is out of descriptors: no backend is to blame, and the next would fail too.
+      this.#noDescriptor++;
+      connectionLines.warn(
+        "Connection from {remote} closed: no file descriptor left to dial {backend} " +
+          "({error}); the backend is not taken out",
+        { remote: p.client.remote, backend: backend.name, error: (err as Error).message },
+      );
+      return this.#gone(p);
+    }
+    this.#connectFailures++;
+    backend.failures++;
+    const timedOut = err instanceof DistError && err.code === "TIMEOUT";
+    this.#report(judge(backend, { ok: false, timedOut, reason: (err as Error).message }));
+    (p.tried ??= new Set()).add(backend);
+    this.#forward(p);
+  }
+
+  /** `p`'s splice ended: both its connections are closed. */
+  ended(p: Passage, ended: Ended): void {
+    if (p.released) return;
+    p.released = true;
+    this.#passages.delete(p);
+    p.backend!.inflight--;
+    this.#fds--;
+    this.#leave(p);
+    if (!log.isEnabledFor("debug")) return;
+    log.debug(
+      "Connection from {remote} to {backend} closed ({reason}{detail}): " +
+        "{up} bytes up, {down} bytes down in {ms} ms",
+      {
+        remote: p.client.remote,
+        backend: p.backend!.name,
+        reason: ended.reason,
+        detail: ended.detail === "" ? "" : ` (${ended.detail})`,
+        up: ended.up,
+        down: ended.down,
+        ms: Math.round(ended.ms),
+      },
+    );
+  }
+
+  /** A fault of ours in `p`'s handling: said, and it is closed. */
+  #broke(p: Passage, err: unknown): void {
+    log.error("Connection from {remote} failed: {error}", {
+      remote: p.client.remote,
+      error: String(err),
+    });
+    if (p.splice !== undefined) p.splice.end(EndReason.ClientError);
+    else this.#gone(p);
+  }
+
+  /** `p` gets no backend: closed. */
+  #gone(p: Passage): void {
+    p.client.close();
+    this.#leave(p);
+  }
+
+  /** `p` no longer counts: at once as it ends, so its source's count is right for the next accept. */
+  #leave(p: Passage): void {
+    if (p.left) return;
+    p.left = true;
+    this.#fds--;
+    p.entry!.leave();
+  }
+}
+
+/**
+ * One client connection through the proxy: its entry among the sources,
+ * the backend it was given and its splice. It is the dial's and the
+ * splice's hooks (one object a connection, no closures).
+ */
+class Passage implements DialHooks, SpliceHooks {
+  entry: SourceEntry | undefined;
+  backend: Backend | undefined;
+  /** When its current dial started. */
+  dialing = 0;
+  /** Backends that refused it (made at the first refusal). */
+  tried: Set<Backend> | undefined;
+  splice: Spliced | undefined;
+  /** It was closed to make room. */
+  evicted = false;
+  /** Its splice ended and its backend was given back. */
+  released = false;
+  /** It no longer counts among its source's. */
+  left = false;
+
+  constructor(readonly proxy: TcpProxy, readonly client: ClientConn) {}
+
+  get clock(): IdleClock {
+    return this.proxy.clock;
+  }
+
+  dialed(conn: BackendConn): void {
+    this.proxy.dialed(this, conn);
+  }
+
+  failed(err: unknown): void {
+    this.proxy.failed(this, err);
+  }
+
+  spoke(): void {
+    this.entry!.settled();
+  }
+
+  ended(ended: Ended): void {
+    this.proxy.ended(this, ended);
+  }
+}
+
+/** Backends' addresses as dialed, parsed once each (a new connection dials one). */
+const parsed = new Map<string, { host: string; port: number }>();
+
+export function addressOf(address: string): { host: string; port: number } {
+  let a = parsed.get(address);
+  if (a === undefined) {
+    // Backends come and go (binders): the map is only ever as large as a few pools.
+    if (parsed.size >= 4096) parsed.clear();
+    parsed.set(address, a = parseAddress(address));
+  }
+  return a;
+}
