@@ -130,6 +130,8 @@ export class RawTcp {
   readonly #counter = new BigUint64Array(1);
   readonly #counterBytes = new Uint8Array(this.#counter.buffer);
   readonly #messages = new Map<number, string>();
+  /** IPv4 client addresses as text, by their 32 bits. */
+  readonly #hosts = new Map<number, string>();
 
   constructor(libc: Libc) {
     this.#c = libc;
@@ -174,12 +176,16 @@ export class RawTcp {
     return undefined;
   }
 
-  /** A listening socket on `address` (SO_REUSEADDR, as Deno's): its descriptor and port, or -errno. */
+  /**
+   * A listening socket on `address` (SO_REUSEADDR, as Deno's; TCP_NODELAY,
+   * which the connections it accepts inherit): its descriptor and port, or -errno.
+   */
   listen(address: SocketAddress, backlog: number): { fd: number; port: number } | number {
     const fd = this.#c.socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return this.#fail();
     this.#int[0] = 1;
     this.#c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, this.#intBytes, 4);
+    this.noDelay(fd);
     // IPV6_V6ONLY left to the system, as Deno leaves it: "::" takes IPv4 too where it does.
     if (
       this.#c.bind(fd, address.bytes, address.bytes.length) < 0 ||
@@ -194,17 +200,35 @@ export class RawTcp {
     return { fd, port: this.#peerView.getUint16(2) };
   }
 
-  /** Accepts one connection (non-blocking, TCP_NODELAY set): its descriptor, or -errno. */
+  /**
+   * Accepts one connection (non-blocking; TCP_NODELAY as its listener's,
+   * which {@link listen} set: Linux copies it to each accepted socket): its
+   * descriptor, or -errno.
+   */
   accept(fd: number, peer: Peer): number {
     this.#len[0] = this.#peer.length;
     const conn = this.#c.accept4(fd, this.#peer, this.#lenBytes, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (conn < 0) return this.#fail();
-    this.noDelay(conn);
     const family = this.#peerView.getUint16(0, true);
     peer.port = this.#peerView.getUint16(2);
-    const af = family === AF_INET6 ? AF_INET6 : AF_INET;
-    const at = family === AF_INET6 ? this.#peer.subarray(8, 24) : this.#peer.subarray(4, 8);
-    const p = this.#c.inet_ntop(af, at, this.#text, this.#text.length);
+    if (family === AF_INET) {
+      // The same few client addresses, mostly: each one's text is made once.
+      const ip = this.#peerView.getUint32(4);
+      let host = this.#hosts.get(ip);
+      if (host === undefined) {
+        if (this.#hosts.size >= 1024) this.#hosts.clear();
+        host = `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+        this.#hosts.set(ip, host);
+      }
+      peer.host = host;
+      return conn;
+    }
+    const p = this.#c.inet_ntop(
+      AF_INET6,
+      this.#peer.subarray(8, 24),
+      this.#text,
+      this.#text.length,
+    );
     peer.host = p === null ? "" : Deno.UnsafePointerView.getCString(p);
     return conn;
   }

@@ -53,6 +53,11 @@ function fault(err: unknown): void {
   faultLines.error("Connection handling failed: {error}", { error: String(err) });
 }
 
+/** Something to be done once the batch of events being handled is. */
+export interface Later {
+  afterBatch(): void;
+}
+
 /** What the loop calls when a registered descriptor is ready. */
 export interface Handler {
   tag: number;
@@ -67,7 +72,9 @@ export class RawIo implements L4Io {
   /** Whether a batch of events is being handled now. */
   dispatching = false;
   /** What is to be done once the batch is handled. */
-  later: (() => void)[] = [];
+  later: Later[] = [];
+  /** The same, while it is being done (two arrays, swapped: none made a batch). */
+  #doing: Later[] = [];
   /** The read buffer every connection shares. */
   readonly buffer: FixedBuffer;
   readonly #handlers: (Handler | undefined)[] = [];
@@ -151,7 +158,7 @@ export class RawIo implements L4Io {
         return;
       }
       this.#backoff.reset();
-      this.#take!(new RawClient(this, fd, peer.host, formatAddress(peer)));
+      this.#take!(new RawClient(this, fd, peer.host, peer.port));
     }
   }
 
@@ -264,14 +271,16 @@ export class RawIo implements L4Io {
     this.dispatching = false;
     if (this.later.length === 0) return;
     const later = this.later;
-    this.later = [];
-    for (const f of later) {
+    this.later = this.#doing;
+    this.#doing = later;
+    for (let i = 0; i < later.length; i++) {
       try {
-        f();
+        later[i].afterBatch();
       } catch (err) {
         fault(err);
       }
     }
+    later.length = 0;
   }
 
   /** Lets Deno's event loop turn once (a message to ourselves: a timer would wait 1–4 ms). */
@@ -341,7 +350,12 @@ export class RawConn implements BackendConn {
 }
 
 export class RawClient extends RawConn implements ClientConn {
-  constructor(io: RawIo, fd: number, readonly host: string, readonly remote: string) {
+  constructor(io: RawIo, fd: number, readonly host: string, readonly port: number) {
     super(io, fd, false);
+  }
+
+  /** Made when a log line asks for it. */
+  get remote(): string {
+    return formatAddress(this);
   }
 }

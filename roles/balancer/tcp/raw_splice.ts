@@ -8,11 +8,11 @@
  */
 import { EAGAIN, ENOTCONN, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT } from "../../../wire/raw_tcp.ts";
 import type { Spliced } from "./io.ts";
-import type { Handler, RawClient, RawConn, RawIo } from "./raw.ts";
+import type { Handler, Later, RawClient, RawConn, RawIo } from "./raw.ts";
 import { type Ended, EndReason, type IdleClock, type SpliceHooks } from "./splice.ts";
 
 /** One side of a splice: what is read from it goes to `peer`. */
-class Side implements Handler {
+class Side implements Handler, Later {
   tag = 0;
   peer!: Side;
   /** Bytes for this side that it has not taken yet. */
@@ -26,6 +26,11 @@ class Side implements Handler {
 
   ready(events: number): void {
     this.splice.ready(this, events);
+  }
+
+  /** Its stream ended in the batch just handled: the peer is told so now. */
+  afterBatch(): void {
+    this.splice.halfClose(this);
   }
 }
 
@@ -142,12 +147,12 @@ export class RawSplice implements Spliced {
     if (from.peer.eof) return this.#finish(EndReason.Closed, "");
     // After the batch: the other side's end may be in it too (a server closes, its client closes
     // on reading the answer), and then closing both is all there is to do.
-    if (this.#io.dispatching) this.#io.later.push(() => this.#halfClose(from));
-    else this.#halfClose(from);
+    if (this.#io.dispatching) this.#io.later.push(from);
+    else this.halfClose(from);
   }
 
   /** The other side sees the end of the stream, and may still answer. */
-  #halfClose(from: Side): void {
+  halfClose(from: Side): void {
     if (this.#ended !== undefined) return;
     const r = this.#io.raw.shutdownWrite(from.peer.conn.fd);
     if (r < 0 && r !== -ENOTCONN) return this.#failed(from.peer, r);
