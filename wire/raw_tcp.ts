@@ -12,6 +12,9 @@
  * {@link openRawTcp} is undefined where this cannot work (another OS or
  * architecture, libc not loadable, FFI not permitted, `DIST_TCP_IO=runtime`).
  */
+import { Poller } from "./raw_epoll.ts";
+
+export { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Poller } from "./raw_epoll.ts";
 
 /** errno values used by callers. */
 export const EAGAIN = 11;
@@ -19,12 +22,6 @@ export const EINPROGRESS = 115;
 export const ENOTCONN = 107;
 const EALREADY = 114;
 const EISCONN = 106;
-
-/** epoll event bits. */
-export const EPOLLIN = 0x1;
-export const EPOLLOUT = 0x4;
-export const EPOLLERR = 0x8;
-export const EPOLLHUP = 0x10;
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -38,9 +35,6 @@ const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const MSG_NOSIGNAL = 0x4000;
 const SHUT_WR = 1;
-const EPOLL_CTL_ADD = 1;
-const EPOLL_CTL_DEL = 2;
-const EPOLL_CTL_MOD = 3;
 const EFD_NONBLOCK = 0x800;
 const EFD_CLOEXEC = 0x80000;
 
@@ -55,7 +49,6 @@ const SYMBOLS = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // ssize_t read as its low 32 bits (counts here are at most 64 KiB): a 64-bit result is a
   // BigInt, allocated per call.
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   // No size_t argument (the length is in the message): FFI's fast path, ~20 ns a call against ~100.
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
@@ -80,7 +73,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The symbols, for raw_epoll.ts. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /**
  * A `size_t` argument: FFI takes a number for it as it is (its types say
@@ -279,12 +273,6 @@ export class RawTcp {
     this.#c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, this.#intBytes, 4);
   }
 
-  /** Reads into `buf`: the count (0: end of stream), or -errno. */
-  recv(fd: number, buf: Uint8Array): number {
-    const n = this.#c.recv(fd, buf, size(buf.length), 0);
-    return n < 0 ? this.#fail() : n;
-  }
-
   /** Writes the first `length` bytes of `buf` (no SIGPIPE): the count taken, or -errno. */
   send(fd: number, buf: Uint8Array, length = buf.length): number {
     const n = this.#c.send(fd, buf, size(length), MSG_NOSIGNAL);
@@ -378,86 +366,5 @@ export class FixedBuffer {
   set length(n: number) {
     this.#iovLength[0] = Math.min(n, this.bytes.length);
     this.#iovLength[1] = 0;
-  }
-}
-
-/** `struct epoll_event`: packed (12 bytes) on x86_64, 16 bytes elsewhere (both little-endian). */
-const EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
-const DATA_AT = Deno.build.arch === "x86_64" ? 4 : 8;
-/** The same in 32-bit words. */
-const EVENT_WORDS = EVENT_SIZE / 4;
-const DATA_WORD = DATA_AT / 4;
-
-/** One epoll instance: interest in descriptors, and the ready ones. */
-export class Poller {
-  readonly #c: Libc;
-  readonly #ep: number;
-  readonly #max: number;
-  readonly #one = new Uint8Array(EVENT_SIZE);
-  readonly #oneView = new DataView(this.#one.buffer);
-  readonly #events: Uint8Array;
-  readonly #words: Uint32Array;
-  /** Another buffer for the wait on another thread. */
-  readonly #far: Uint8Array;
-
-  constructor(c: Libc, ep: number, max: number) {
-    this.#c = c;
-    this.#ep = ep;
-    this.#max = max;
-    this.#events = new Uint8Array(EVENT_SIZE * max);
-    this.#words = new Uint32Array(this.#events.buffer);
-    this.#far = new Uint8Array(EVENT_SIZE * max);
-  }
-
-  /** The event's data: the descriptor, then the caller's tag (a u32 each). */
-  #ctl(op: number, fd: number, events: number, tag: number): boolean {
-    this.#oneView.setUint32(0, events, true);
-    this.#oneView.setUint32(DATA_AT, fd, true);
-    this.#oneView.setUint32(DATA_AT + 4, tag, true);
-    return this.#c.epoll_ctl(this.#ep, op, fd, this.#one) === 0;
-  }
-
-  /** Watches `fd` for `events`; false when it is watched already (or cannot be). */
-  add(fd: number, events: number, tag: number): boolean {
-    return this.#ctl(EPOLL_CTL_ADD, fd, events, tag);
-  }
-
-  modify(fd: number, events: number, tag: number): boolean {
-    return this.#ctl(EPOLL_CTL_MOD, fd, events, tag);
-  }
-
-  remove(fd: number): void {
-    this.#ctl(EPOLL_CTL_DEL, fd, 0, 0);
-  }
-
-  /** Waits at most `ms` on this thread (blocking it): the number of ready descriptors. */
-  poll(ms: number): number {
-    return Math.max(0, this.#c.epoll_poll(this.#ep, this.#events, this.#max, ms));
-  }
-
-  /** Waits at most `ms` on another thread; the ready ones are then read as after {@link poll}. */
-  async wait(ms: number): Promise<number> {
-    const n = await this.#c.epoll_wait(this.#ep, this.#far, this.#max, ms);
-    if (n > 0) this.#events.set(this.#far.subarray(0, n * EVENT_SIZE));
-    return Math.max(0, n);
-  }
-
-  /** The `i`th ready descriptor of the last wait. */
-  fd(i: number): number {
-    return this.#words[i * EVENT_WORDS + DATA_WORD];
-  }
-
-  /** Its tag. */
-  tag(i: number): number {
-    return this.#words[i * EVENT_WORDS + DATA_WORD + 1];
-  }
-
-  /** Its events. */
-  events(i: number): number {
-    return this.#words[i * EVENT_WORDS];
-  }
-
-  close(): void {
-    this.#c.close(this.#ep);
   }
 }
