@@ -38,13 +38,17 @@ for (
   });
 }
 
-Deno.test("balancer --mode tcp: 2,000 idle proxied connections hold less than 16 KiB each (no read buffer while idle)", async () => {
-  const N = 2000;
-  // Answers "ok" to every read.
-  const backend = rawBackend(async (conn) => {
+/** A backend that answers "ok" to every read. */
+function okBackend() {
+  return rawBackend(async (conn) => {
     const buf = new Uint8Array(1024);
     while ((await conn.read(buf)) !== null) await writeAll(conn, encoder.encode("ok"));
   });
+}
+
+Deno.test("balancer --mode tcp: 2,000 idle proxied connections hold less than 16 KiB each (no read buffer while idle)", async () => {
+  const N = 2000;
+  const backend = okBackend();
   const lb = await startTcpBalancer([`127.0.0.1:${backend.port}`]);
   const conns: Deno.Conn[] = [];
   const rss = () =>
@@ -86,10 +90,7 @@ Deno.test({
     "balancer --mode tcp over libc: idle, it sleeps (a few wake-ups a second, not a wait that times out every 100 ms)",
   ignore: Deno.build.os !== "linux",
 }, async () => {
-  const backend = rawBackend(async (conn) => {
-    const buf = new Uint8Array(1024);
-    while ((await conn.read(buf)) !== null) await writeAll(conn, encoder.encode("ok"));
-  });
+  const backend = okBackend();
   // No checks meanwhile: only the balancer's own timers and its loop wake it.
   const lb = await startTcpBalancer([`127.0.0.1:${backend.port}`], ["--check-interval", "1h"]);
   const [host, port] = lb.address.split(":");
@@ -119,10 +120,7 @@ Deno.test({
     "balancer --mode tcp over libc: a connection after an idle spell is passed on at once (not a millisecond later)",
   ignore: Deno.build.os !== "linux",
 }, async () => {
-  const backend = rawBackend(async (conn) => {
-    const buf = new Uint8Array(1024);
-    while ((await conn.read(buf)) !== null) await writeAll(conn, encoder.encode("ok"));
-  });
+  const backend = okBackend();
   const lb = await startTcpBalancer([`127.0.0.1:${backend.port}`], ["--check-interval", "1h"]);
   const [host, port] = lb.address.split(":");
   /** Connect, a byte each way, close: how long it took (ms). */
