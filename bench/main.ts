@@ -37,6 +37,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<Suite> }> = {
     about: "balancer vs a bytes-only Deno relay vs HAProxy: CPU and syscalls per request, c=16-256",
     load: async () => (await import("./balancer_floor.ts")).run,
   },
+  "balancer-dispatch": {
+    about: "the balancer's dispatcher alone, in process: CPU ns per request at c=64 and c=4",
+    load: async () => (await import("./balancer_dispatch.ts")).run,
+  },
   "balancer-shapes": {
     about: "balancer pass-through with what users send: ascii, objects with unicode, spaced JSON",
     load: async () => (await import("./balancer_shapes.ts")).run,

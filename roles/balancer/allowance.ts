@@ -133,13 +133,13 @@ export class Allowance {
   }
 
   /**
-   * A request sent as `bulk` at `sentAt` ended at `at`; `now` is when it
-   * was answered (-Infinity: it was never sent).
+   * `n` requests (one unless told) sent as `bulk` at `sentAt` ended at `at`;
+   * `now` is when they were answered (-Infinity: never sent).
    */
-  gave(bulk: boolean, sentAt: number, at: number, now: number): void {
-    if (bulk) this.bulk--;
+  gave(bulk: boolean, sentAt: number, at: number, now: number, n = 1): void {
+    if (bulk) this.bulk -= n;
     else {
-      this.#light.gave(sentAt, at);
+      this.#light.gave(sentAt, at, n);
       if (now > this.#lightAt) this.#lightAt = now;
     }
   }

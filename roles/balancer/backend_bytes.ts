@@ -27,6 +27,7 @@
  */
 import { BACKEND_BYTES, CLEAR_MS, LARGE_BYTES, PACED_BYTES } from "./share_limits.ts";
 import { Unread } from "./unread.ts";
+import type { AnswerTime } from "./slots.ts";
 
 /** A backend as placement sees it. */
 type Placed = { readonly available: boolean };
@@ -36,7 +37,7 @@ export type Mine = { readonly inflight: number; readonly bytes: number };
 
 export class ByteBound {
   /** Bytes of requests of every size on the backends, not read by them yet. */
-  readonly unread = new Unread(PACED_BYTES, LARGE_BYTES);
+  readonly unread: Unread;
   /** When a request of a connection within its part was last placed. */
   #lightAt = -Infinity;
   /** The backend kept clear of requests past their parts (see spread). */
@@ -49,7 +50,16 @@ export class ByteBound {
   #boundNow = BACKEND_BYTES;
   #countedAt = NaN;
 
-  constructor(options: { now: () => number; backends: () => number; active: () => number }) {
+  constructor(
+    options: {
+      now: () => number;
+      backends: () => number;
+      active: () => number;
+      /** The backends' answers' time (slots.ts). */
+      answers: AnswerTime;
+    },
+  ) {
+    this.unread = new Unread(PACED_BYTES, LARGE_BYTES, options.answers);
     this.#now = options.now;
     this.#backends = options.backends;
     this.#active = options.active;
@@ -159,8 +169,11 @@ export class ByteBound {
     this.unread.took(bytes, backend, at);
   }
 
-  /** A request of `bytes` sent to `backend` at `at` left it at `now` (-Infinity: never sent). */
-  gave(bytes: number, backend: object, at: number, now: number): void {
-    this.unread.gave(bytes, backend, at, now);
+  /**
+   * `n` requests (one unless told; more: each under PACED_BYTES) of `bytes`
+   * together sent to `backend` at `at` left it at `now` (-Infinity: never sent).
+   */
+  gave(bytes: number, backend: object, at: number, now: number, n = 1): void {
+    this.unread.gave(bytes, backend, at, now, n);
   }
 }

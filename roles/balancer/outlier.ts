@@ -73,6 +73,8 @@ export class Outlier {
   #ejections = 0;
   /** The window's bucket (time ÷ WINDOW_MS), and this and the last one's counts. */
   #epoch = 0;
+  /** The time of the last roll. */
+  #rolledAt = NaN;
   #answers = [0, 0];
   #timeouts = [0, 0];
   #failures = [0, 0];
@@ -150,6 +152,9 @@ export class Outlier {
   }
 
   #roll(now: number): void {
+    // Read many times a turn at one time (the turn clock): a compare, not a division.
+    if (now === this.#rolledAt) return;
+    this.#rolledAt = now;
     const e = Math.floor(now / WINDOW_MS);
     if (e === this.#epoch) return;
     const next = e === this.#epoch + 1;

@@ -31,6 +31,7 @@
  */
 
 import { ByteBound, type Mine } from "./backend_bytes.ts";
+import type { AnswerTime } from "./slots.ts";
 import {
   CLEAR_MS,
   LARGE_BYTES,
@@ -92,6 +93,8 @@ export class Pacing {
     inflight: () => number;
     active: () => number;
     wakeIn: (ms: number) => void;
+    /** The backends' answers' time (slots.ts). */
+    answers: AnswerTime;
   }) {
     this.#now = options.now;
     this.#backends = options.backends;
@@ -221,14 +224,15 @@ export class Pacing {
   }
 
   /**
-   * A request of `bytes` sent to `backend` at `sentAt` left it at `now`
-   * (-Infinity: it was never sent).
+   * `n` requests (one unless told; more: each under PACED_BYTES) of `bytes`
+   * together sent to `backend` at `sentAt` left it at `now` (-Infinity:
+   * never sent).
    */
-  gave(bytes: number, backend: object, now: number, sentAt: number): void {
+  gave(bytes: number, backend: object, now: number, sentAt: number, n = 1): void {
     const before = this.bound.unread.paced;
-    this.bound.gave(bytes, backend, sentAt, now);
+    this.bound.gave(bytes, backend, sentAt, now, n);
     if (before > 0 && this.bound.unread.paced === 0) this.#refilledAt = this.#now();
-    if (bytes < PACED_BYTES) {
+    if (n > 1 || bytes < PACED_BYTES) {
       if (now > this.#smallAt) this.#smallAt = now;
       return;
     }

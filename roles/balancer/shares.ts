@@ -44,7 +44,17 @@
  * more are paced, and kept off one backend (pacing.ts).
  */
 
-import { ClientShare, type Held, mayHold, Sitting, SourceShare, STUCK_MS } from "./slots.ts";
+import {
+  AnswerTime,
+  ClientShare,
+  type Held,
+  mayHold,
+  Sitting,
+  SourceShare,
+  STUCK_MS,
+} from "./slots.ts";
+import { AnswerRun } from "./answer_run.ts";
+import { SourceBook } from "./source_book.ts";
 import { Allowance } from "./allowance.ts";
 import { Pacing } from "./pacing.ts";
 import type { Ahead } from "./queue.ts";
@@ -54,7 +64,7 @@ import {
   Admit,
   BULK_DEPTH,
   CONTENDED_SHARE,
-  LIGHT_GRACE_MS,
+  PACED_BYTES,
   SHARE_BYTES,
   SOURCE_BYTES,
   SOURCE_DEPTH,
@@ -69,9 +79,13 @@ const SHARED_KEY = {};
 export class Shares {
   readonly contended: number;
   /** Requests on the backends, of every connection. */
-  inflight = 0;
+  #inflight = 0;
   /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
-  readonly pacing: Pacing;
+  readonly #pacing: Pacing;
+  /** Answers not counted yet (answer_run.ts). */
+  #run = new AnswerRun();
+  /** The backends' answers' time (slots.ts). */
+  #answers = new AnswerTime();
   /** Slots of the backends in rotation (slots.ts). */
   #capacity: () => number;
   /** What bulk flows may send while others are busy (allowance.ts). */
@@ -84,18 +98,10 @@ export class Shares {
   #wakeAt = Infinity;
   #wake: () => void;
   /** Requests sitting on the backends (slots.ts). */
-  #sitting = new Sitting();
+  #sitting = new Sitting(this.#answers);
   #byKey = new Map<object, ClientShare>();
-  #sources = new Map<string, SourceShare>();
-  /** Sources with requests in the balancer (on the backends or waiting). */
-  #busySources = 0;
-  /** The two sources that last went idle, and when (another within the grace counts as busy). */
-  #idle: [SourceShare | undefined, number, SourceShare | undefined, number] = [
-    undefined,
-    -Infinity,
-    undefined,
-    -Infinity,
-  ];
+  /** The connections' sources, and which are busy (source_book.ts). */
+  #sources: SourceBook;
   #sourceOf: ((key: object) => string | undefined) | undefined;
   /** The share `of` gave last (still in #byKey). */
   #last: ClientShare | undefined;
@@ -122,12 +128,13 @@ export class Shares {
       capacity?: () => number;
     },
   ) {
-    this.pacing = new Pacing({
+    this.#pacing = new Pacing({
       now: options.now,
       backends: options.backends ?? (() => 1),
-      inflight: () => this.inflight,
+      inflight: () => this.#inflight,
       active: () => this.#byKey.size,
       wakeIn: (ms) => this.#wakeIn(ms),
+      answers: this.#answers,
     });
     this.#capacity = options.capacity ?? (() => Infinity);
     this.contended = options.contended ?? CONTENDED_SHARE;
@@ -135,6 +142,7 @@ export class Shares {
     this.#waiting = options.waiting;
     this.#wake = options.wake;
     this.#sourceOf = options.sourceOf;
+    this.#sources = new SourceBook(options.now);
     this.#allowance = new Allowance({
       now: options.now,
       wakeIn: (ms) => this.#wakeIn(ms),
@@ -145,6 +153,18 @@ export class Shares {
   /** Connections active now. */
   get active(): number {
     return this.#byKey.size;
+  }
+
+  /** Requests on the backends, of every connection. */
+  get inflight(): number {
+    if (this.#run.n > 0) this.#flush();
+    return this.#inflight;
+  }
+
+  /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
+  get pacing(): Pacing {
+    if (this.#run.n > 0) this.#flush();
+    return this.#pacing;
   }
 
   /** The share of the connection `key` (undefined: one shared by connection-less jobs). */
@@ -178,6 +198,7 @@ export class Shares {
    * busy time (`--cpu-prof`).
    */
   mayTake(share: ClientShare, bytes: number, ahead: Ahead = "none"): boolean {
+    if (this.#run.n > 0) this.#flush();
     if (ahead !== "none") {
       return ahead === "others" && this.admit(share, 1, bytes) === Admit.Light && !this.bulkDue();
     }
@@ -187,7 +208,7 @@ export class Shares {
     if (this.#full(share, BULK_DEPTH) || !this.#roomFor(share, bytes)) return false;
     const source = share.source;
     return source === undefined || source.connections <= 1 ||
-      this.#sourceRoom(source, bytes) || !this.#othersBusy(source);
+      this.#sourceRoom(source, bytes) || !this.#sources.othersBusy(source);
   }
 
   /** Whether `source` may have a request of `bytes` more on the backends while others are busy. */
@@ -202,12 +223,13 @@ export class Shares {
    * @param bytes the head's size
    */
   admit(share: ClientShare, waiting: number, bytes: number): Admit {
+    if (this.#run.n > 0) this.#flush();
     if (!this.#slotFor(share)) return Admit.No;
     if (this.#byKey.size <= 1) return Admit.Light;
     if (this.#full(share) || !this.#roomFor(share, bytes)) return Admit.No;
     let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
     const source = share.source;
-    if (source !== undefined && source.connections > 1 && this.#othersBusy(source)) {
+    if (source !== undefined && source.connections > 1 && this.#sources.othersBusy(source)) {
       if (!this.#sourceRoom(source, bytes)) return Admit.No;
       if (source.inflight + source.waiting > SOURCE_DEPTH * this.contended) light = false;
     }
@@ -221,9 +243,9 @@ export class Shares {
     if (source === undefined || source.inflight === 0) return true;
     const mine = source.inflight + source.waiting > 0 ? 0 : 1;
     return mayHold(source, this.#now(), {
-      used: this.inflight,
+      used: this.#inflight,
       capacity: this.#capacity(),
-      busy: this.#busySources + mine,
+      busy: this.#sources.busy + mine,
     });
   }
 
@@ -236,7 +258,7 @@ export class Shares {
   /** Whether `share` may have a request of `bytes` more on the backends (bytes' rules). */
   #roomFor(share: ClientShare, bytes: number): boolean {
     if (share.inflight > 0 && share.bytes + bytes > SHARE_BYTES) return false;
-    return this.pacing.room(bytes, share);
+    return this.#pacing.room(bytes, share);
   }
 
   /**
@@ -263,6 +285,7 @@ export class Shares {
    * allowance goes (and a client that reads its answers has requests waiting).
    */
   bulkDue(): boolean {
+    if (this.#run.n > 0) this.#flush();
     return this.#bulk(false) !== Admit.No && this.#allowance.readerWaits(SHARED_KEY);
   }
 
@@ -271,7 +294,7 @@ export class Shares {
    * a pump is due when the grace ends).
    */
   #bulk(wake = true, share?: ClientShare): Admit {
-    return this.#allowance.due(this.inflight, wake, share, SHARED_KEY);
+    return this.#allowance.due(this.#inflight, wake, share, SHARED_KEY);
   }
 
   /**
@@ -292,20 +315,22 @@ export class Shares {
 
   /** Where a request goes instead of `picked` when requests sit on it (Sitting.elsewhere). */
   unstuck<B extends { readonly available: boolean }>(picked: B, list: readonly B[], avoid?: B): B {
+    if (this.#run.n > 0) this.#flush();
     return this.#sitting.elsewhere(picked, list, avoid, this.#now());
   }
 
   /** A request of `share`, of `bytes`, went to `backend` (`bulk`: as a bulk flow's). */
   took(share: ClientShare, bulk: boolean, bytes: number, backend: object): void {
+    if (this.#run.n > 0) this.#flush();
     const now = this.#now();
     share.took(now);
     this.#sitting.took(backend, now);
     share.bytes += bytes;
-    this.inflight++;
-    this.pacing.took(bytes, backend, now);
+    this.#inflight++;
+    this.#pacing.took(bytes, backend, now);
     const source = share.source;
     if (source !== undefined) {
-      if (source.inflight + source.waiting === 0) this.#busySources++;
+      if (source.inflight + source.waiting === 0) this.#sources.busy++;
       source.took(now);
       source.bytes += bytes;
     }
@@ -314,7 +339,8 @@ export class Shares {
 
   /**
    * A request of `share` sent as `bulk` at `sentAt`, of `bytes`, left
-   * `backend` at `now` (the dispatcher's clock; -Infinity: it was never sent).
+   * `backend` at `now` (the dispatcher's clock; -Infinity: it was never
+   * sent). The answers of a run count once (answer_run.ts).
    */
   gave(
     share: ClientShare,
@@ -322,67 +348,73 @@ export class Shares {
     now: number,
     sent: { bytes?: number; backend?: object; sentAt: number },
   ): void {
+    const run = this.#run;
+    const small = (sent.bytes ?? 0) < PACED_BYTES;
+    if (run.n > 0) {
+      if (small && run.joins(share, bulk, now, sent)) {
+        run.n++;
+        run.bytes += sent.bytes ?? 0;
+        return;
+      }
+      this.#flush();
+    }
+    if (small && now > -Infinity) return run.start(share, bulk, now, sent);
     // A job on its way: its backend is set before it is sent.
+    this.#gave(share, bulk, now, sent, 1);
+  }
+
+  /** Counts the pending run of answers. */
+  #flush(): void {
+    const run = this.#run;
+    const n = run.n;
+    const share = run.share!;
+    run.n = 0;
+    this.#gave(share, run.bulk, run.now, run, n);
+    run.clear();
+  }
+
+  /** `n` requests (more than one: each under PACED_BYTES) of `sent.bytes` together (see gave). */
+  #gave(
+    share: ClientShare,
+    bulk: boolean,
+    now: number,
+    sent: { bytes?: number; backend?: object; sentAt: number },
+    n: number,
+  ): void {
     const { bytes = 0, sentAt } = sent;
     const backend = sent.backend!;
     const at = now > -Infinity ? now : sentAt;
-    share.gave(sentAt, at);
-    this.#sitting.gave(backend, sentAt, at);
+    if (now > -Infinity) this.#answers.add(now - sentAt, n);
+    share.gave(sentAt, at, n);
+    this.#sitting.gave(backend, sentAt, at, n);
     share.bytes -= bytes;
-    this.inflight--;
-    this.pacing.gave(bytes, backend, now, sentAt);
+    this.#inflight -= n;
+    this.#pacing.gave(bytes, backend, now, sentAt, n);
     const source = share.source;
     if (source !== undefined) {
-      source.gave(sentAt, at);
+      source.gave(sentAt, at, n);
       source.bytes -= bytes;
-      if (source.inflight + source.waiting === 0) this.#wentIdle(source, at);
+      if (source.inflight + source.waiting === 0) this.#sources.wentIdle(source, at);
     }
-    this.#allowance.gave(bulk, sentAt, at, now);
+    this.#allowance.gave(bulk, sentAt, at, now, n);
   }
 
   /** A request of `share` began (1) or stopped (-1) waiting in the queue. */
   queued(share: ClientShare, n: 1 | -1): void {
+    if (this.#run.n > 0) this.#flush();
     share.waiting += n;
     this.#allowance.queued(share, n);
     const source = share.source;
     if (source === undefined) return;
     const before = source.inflight + source.waiting;
     source.waiting += n;
-    if (before === 0) this.#busySources++;
-    else if (before + n === 0) this.#wentIdle(source, this.#now());
-  }
-
-  /** Whether a source other than `source` has requests in, or had within the grace. */
-  #othersBusy(source: SourceShare): boolean {
-    const mine = source.inflight + source.waiting > 0 ? 1 : 0;
-    if (this.#busySources > mine) return true;
-    const idle = this.#idle;
-    const other = idle[0] !== source ? idle[1] : idle[3];
-    return other > -Infinity && this.#now() - other < LIGHT_GRACE_MS;
-  }
-
-  #wentIdle(source: SourceShare, now: number): void {
-    this.#busySources--;
-    const idle = this.#idle;
-    // Keeps the last two distinct sources, newest first.
-    if (idle[0] !== source) {
-      idle[2] = idle[0];
-      idle[3] = idle[1];
-      idle[0] = source;
-    }
-    idle[1] = now;
+    if (before === 0) this.#sources.busy++;
+    else if (before + n === 0) this.#sources.wentIdle(source, this.#now());
   }
 
   #sourceFor(key: object): SourceShare | undefined {
     const name = this.#sourceOf?.(key);
-    if (name === undefined) return undefined;
-    let source = this.#sources.get(name);
-    if (source === undefined) {
-      source = new SourceShare(name);
-      this.#sources.set(name, source);
-    }
-    source.connections++;
-    return source;
+    return name === undefined ? undefined : this.#sources.join(name);
   }
 
   stop(): void {
@@ -395,17 +427,13 @@ export class Shares {
 
   /** Forgets connections idle for ACTIVE_MS: nothing on backends, nothing waiting. */
   #sweep(): void {
+    if (this.#run.n > 0) this.#flush();
     const before = this.#now() - ACTIVE_MS;
     for (const [key, share] of this.#byKey) {
       if (share.inflight === 0 && share.lastAt < before && !this.#waiting(key)) {
         this.#byKey.delete(key);
         if (this.#last === share) this.#last = undefined;
-        const source = share.source;
-        if (source !== undefined && --source.connections === 0) {
-          this.#sources.delete(source.key);
-          if (this.#idle[0] === source) this.#idle[0] = undefined;
-          if (this.#idle[2] === source) this.#idle[2] = undefined;
-        }
+        if (share.source !== undefined) this.#sources.leave(share.source);
       }
     }
     if (this.#byKey.size === 0) this.stop();

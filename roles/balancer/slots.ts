@@ -66,6 +66,8 @@ export class Held {
   #ms: number;
   /** The bucket of send times `#cur` counts (time ÷ ms). */
   #epoch = 0;
+  /** The time of the last roll. */
+  #rolledAt = NaN;
   #cur = 0;
   #prev = 0;
 
@@ -80,13 +82,13 @@ export class Held {
     this.#cur++;
   }
 
-  /** One sent at `sentAt` ended at `now`. */
-  gave(sentAt: number, now: number): void {
-    this.inflight--;
+  /** `n` (one unless told) sent at `sentAt` ended at `now`. */
+  gave(sentAt: number, now: number, n = 1): void {
+    this.inflight -= n;
     this.#roll(now);
     const e = Math.floor(sentAt / this.#ms);
-    if (e === this.#epoch) this.#cur--;
-    else if (e === this.#epoch - 1) this.#prev--;
+    if (e === this.#epoch) this.#cur -= n;
+    else if (e === this.#epoch - 1) this.#prev -= n;
   }
 
   /** Of those on the backends, sent at least `ms` ago. */
@@ -101,6 +103,9 @@ export class Held {
   }
 
   #roll(now: number): void {
+    // Read many times a turn at one time (the turn clock): a compare, not a division.
+    if (now === this.#rolledAt) return;
+    this.#rolledAt = now;
     const e = Math.floor(now / this.#ms);
     if (e === this.#epoch) return;
     this.#prev = e === this.#epoch + 1 ? this.#cur : 0;
@@ -128,10 +133,10 @@ export class SourceShare extends Held {
     super(LONG_MS);
   }
 
-  override gave(sentAt: number, now: number): void {
-    super.gave(sentAt, now);
+  override gave(sentAt: number, now: number, n = 1): void {
+    super.gave(sentAt, now, n);
     this.#rollBack(now);
-    this.#back[0]++;
+    this.#back[0] += n;
   }
 
   /** Requests it got back within the last LONG_MS to 2 × LONG_MS. */
@@ -168,6 +173,29 @@ export class ClientShare extends Held {
   }
 }
 
+/**
+ * The backends' answers' time: a moving average over about 16 answers (ms),
+ * of requests answered, timed out or lost (one never sent has none). What
+ * the shares count as sitting (Sitting) and what unread.ts takes for read
+ * both go by it.
+ */
+export class AnswerTime {
+  ms = 0;
+  /**
+   * The figure after the first of the last answers added: the figures
+   * between move one way, so they are all between this and `ms`.
+   */
+  first = 0;
+
+  /** `n` answers (one unless told) that each took `ms` (one at a time: the same figure as n calls). */
+  add(ms: number, n = 1): void {
+    let avg = this.ms + (ms - this.ms) / 16;
+    this.first = avg;
+    for (let i = 1; i < n; i++) avg += (ms - avg) / 16;
+    this.ms = avg;
+  }
+}
+
 /** Requests stuck on a backend from which new ones go to another (see Sitting). */
 export const STUCK_AVOID = 4;
 
@@ -184,30 +212,50 @@ export const STUCK_AVOID = 4;
  * requests on every backend alike change nothing.
  */
 export class Sitting {
-  /** The backends' answers' time, a moving average (ms). */
-  #latency = 0;
+  /** The backends' answers' time (shared with unread.ts). */
+  readonly #answers: AnswerTime;
   /** Every request on the backends. */
   #all = new Held(STUCK_MS);
   /** Those on each backend (weak: backends come and go, and are never listed here). */
   #on = new WeakMap<object, Held>();
+  /** The backend looked up last, and its Held: a run of requests goes to one backend (runs.ts). */
+  #lastOn: object | undefined;
+  #lastHeld: Held | undefined;
+
+  constructor(answers: AnswerTime) {
+    this.#answers = answers;
+  }
 
   took(backend: object, now: number): void {
     this.#all.took(now);
-    let held = this.#on.get(backend);
-    if (held === undefined) this.#on.set(backend, held = new Held(STUCK_MS));
+    let held = this.#held(backend);
+    if (held === undefined) {
+      this.#on.set(backend, held = new Held(STUCK_MS));
+      this.#lastOn = backend;
+      this.#lastHeld = held;
+    }
     held.took(now);
   }
 
-  /** One sent to `backend` at `sentAt` ended at `now`. */
-  gave(backend: object, sentAt: number, now: number): void {
-    this.#latency += (now - sentAt - this.#latency) / 16;
-    this.#all.gave(sentAt, now);
-    this.#on.get(backend)?.gave(sentAt, now);
+  /** `n` (one unless told) sent to `backend` at `sentAt` ended at `now`. */
+  gave(backend: object, sentAt: number, now: number, n = 1): void {
+    this.#all.gave(sentAt, now, n);
+    this.#held(backend)?.gave(sentAt, now, n);
+  }
+
+  #held(backend: object): Held | undefined {
+    if (backend === this.#lastOn) return this.#lastHeld;
+    const held = this.#on.get(backend);
+    if (held !== undefined) {
+      this.#lastOn = backend;
+      this.#lastHeld = held;
+    }
+    return held;
   }
 
   /** Whether requests on a backend for STUCK_MS are taken for stuck now. */
   #now(now: number): boolean {
-    return this.#latency * STUCK_FACTOR < STUCK_MS || this.#all.old(now) === this.#all.inflight;
+    return this.#answers.ms * STUCK_FACTOR < STUCK_MS || this.#all.old(now) === this.#all.inflight;
   }
 
   /** Of `held`, those stuck now. */
@@ -226,7 +274,7 @@ export class Sitting {
     avoid: B | undefined,
     now: number,
   ): B {
-    const held = this.#on.get(picked);
+    const held = this.#held(picked);
     if (held === undefined || held.inflight < STUCK_AVOID) return picked;
     const stuck = this.stuck(held, now);
     if (stuck < STUCK_AVOID) return picked;

@@ -57,6 +57,8 @@ export const RECENT = 16;
 /** Outcomes and failures over a window of two buckets (this and the last). */
 export class Outcomes {
   #epoch = 0;
+  /** The time of the last roll. */
+  #rolledAt = NaN;
   readonly #total = [0, 0];
   readonly #failed = [0, 0];
   /** The last RECENT outcomes, a bit each (1: failed), and how many bits are set. */
@@ -100,6 +102,9 @@ export class Outcomes {
   }
 
   #roll(now: number): void {
+    // Read many times a turn at one time (the turn clock): a compare, not a division.
+    if (now === this.#rolledAt) return;
+    this.#rolledAt = now;
     const e = Math.floor(now / WINDOW_MS);
     if (e === this.#epoch) return;
     const next = e === this.#epoch + 1;

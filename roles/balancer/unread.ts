@@ -22,7 +22,7 @@
  * those sent before it left before it, or with it.
  */
 
-import { STUCK_FACTOR } from "./slots.ts";
+import { type AnswerTime, STUCK_FACTOR } from "./slots.ts";
 
 /**
  * How long a request the backend read stays counted: one read and not
@@ -44,6 +44,36 @@ class Line {
   /** Unread requests by send time, oldest first. */
   readonly at = new Map<number, Tally>();
   readonly unread: Tally = { bytes: 0, paced: 0, large: 0 };
+  /**
+   * At most the oldest send time in `at` (Infinity: none): what settles is
+   * that old at least, so a line with nothing that old is not looked through
+   * (an iterator and an entry each time, per answer).
+   */
+  oldest = Infinity;
+  /** The send time looked up last, and its tally (a run's requests share one: runs.ts). */
+  lastAt = NaN;
+  last: Tally | undefined;
+
+  /** The tally of send time `at` (undefined: none, or taken out as read). */
+  tally(at: number): Tally | undefined {
+    if (at === this.lastAt) return this.last;
+    const t = this.at.get(at);
+    if (t !== undefined) {
+      this.lastAt = at;
+      this.last = t;
+    }
+    return t;
+  }
+
+  /** Forgets the tally of send time `at`. */
+  drop(at: number): void {
+    this.at.delete(at);
+    if (this.at.size === 0) this.oldest = Infinity;
+    if (at === this.lastAt) {
+      this.lastAt = NaN;
+      this.last = undefined;
+    }
+  }
 }
 
 export class Unread {
@@ -54,71 +84,112 @@ export class Unread {
   /** Unread large requests on every backend. */
   large = 0;
   #lines = new Map<object, Line>();
+  /** The backend looked up last, and its line. */
+  #lastOn: object | undefined;
+  #last: Line | undefined;
   #settledAt = -Infinity;
-  /** The backends' answers' time, a moving average (ms). */
-  #latency = 0;
+  /** The backends' answers' time (slots.ts). */
+  #answers: AnswerTime;
   /** Requests of this many bytes or more are paced; of `large`, large. */
   #paced: number;
   #large: number;
 
-  constructor(paced: number, large: number) {
+  constructor(paced: number, large: number, answers: AnswerTime) {
     this.#paced = paced;
     this.#large = large;
+    this.#answers = answers;
   }
 
   /** Unread bytes on `backend`. */
   on(backend: object): number {
-    return this.#lines.get(backend)?.unread.bytes ?? 0;
+    return this.#line(backend)?.unread.bytes ?? 0;
   }
 
   /** Unread bytes of paced requests on `backend`. */
   pacedOn(backend: object): number {
-    return this.#lines.get(backend)?.unread.paced ?? 0;
+    return this.#line(backend)?.unread.paced ?? 0;
+  }
+
+  #line(backend: object): Line | undefined {
+    if (backend === this.#lastOn) return this.#last;
+    const line = this.#lines.get(backend);
+    if (line !== undefined) {
+      this.#lastOn = backend;
+      this.#last = line;
+    }
+    return line;
   }
 
   /** A request of `bytes` was sent to `backend` at `at`. */
   took(bytes: number, backend: object, at: number): void {
-    let line = this.#lines.get(backend);
-    if (line === undefined) this.#lines.set(backend, line = new Line());
+    let line = this.#line(backend);
+    if (line === undefined) {
+      this.#lines.set(backend, line = new Line());
+      this.#lastOn = backend;
+      this.#last = line;
+    }
     line.n++;
-    let t = line.at.get(at);
-    if (t === undefined) line.at.set(at, t = { bytes: 0, paced: 0, large: 0 });
-    this.#add(t, line.unread, bytes, 1);
+    let t = line.tally(at);
+    if (t === undefined) {
+      line.at.set(at, t = { bytes: 0, paced: 0, large: 0 });
+      if (at < line.oldest) line.oldest = at;
+      line.lastAt = at;
+      line.last = t;
+    }
+    this.#add(
+      t,
+      line.unread,
+      bytes,
+      bytes >= this.#paced ? bytes : 0,
+      bytes >= this.#large ? 1 : 0,
+    );
   }
 
   /**
-   * A request of `bytes` sent to `backend` at `at` left it at `now`
-   * (-Infinity: it was never sent).
+   * `n` requests (one unless told; more: each under the paced size) of
+   * `bytes` together sent to `backend` at `at` left it at `now`
+   * (-Infinity: never sent).
    */
-  gave(bytes: number, backend: object, at: number, now: number): void {
-    const line = this.#lines.get(backend);
+  gave(bytes: number, backend: object, at: number, now: number, n = 1): void {
+    const line = this.#line(backend);
     if (line === undefined) return;
-    const answered = now > -Infinity;
     // Not there: taken out as read (settled).
-    const t = line.at.get(at);
+    const t = line.tally(at);
     if (t !== undefined) {
-      this.#add(t, line.unread, bytes, -1);
-      if (t.bytes <= 0 && t.paced <= 0 && t.large <= 0) line.at.delete(at);
+      const paced = n === 1 && bytes >= this.#paced ? -bytes : 0;
+      const large = n === 1 && bytes >= this.#large ? -1 : 0;
+      this.#add(t, line.unread, -bytes, paced, large);
+      if (t.bytes <= 0 && t.paced <= 0 && t.large <= 0) line.drop(at);
     }
-    if (answered) {
-      this.#latency += (now - at - this.#latency) / 16;
-      if (at > line.mark) line.mark = at;
+    if (now > -Infinity && at > line.mark) line.mark = at;
+    if ((line.n -= n) <= 0) {
+      this.#lines.delete(backend);
+      if (backend === this.#lastOn) this.#lastOn = this.#last = undefined;
+      return;
     }
-    if (--line.n <= 0) this.#lines.delete(backend);
-    else this.#settle(line, now);
+    // Counted one by one, each answer settled with the figure after it: the
+    // figures of a run move one way, so its first and last settle as much.
+    if (n > 1) this.#settle(line, now, this.#answers.first);
+    this.#settle(line, now, this.#answers.ms);
   }
 
   /** Takes out what the backends read SIT_MS or more ago (before `now`). */
   settle(now: number): void {
     if (now < this.#settledAt + 1) return;
     this.#settledAt = now;
-    for (const line of this.#lines.values()) this.#settle(line, now);
+    for (const line of this.#lines.values()) this.#settle(line, now, this.#answers.ms);
   }
 
-  #settle(line: Line, now: number): void {
+  /** Takes out of `line` what it read SIT_MS or more ago, the answers' time being `ms`. */
+  #settle(line: Line, now: number, ms: number): void {
+    if (line.oldest > now - SIT_MS) return;
     // Send times only grow, so the map is oldest first.
     for (const [sent, t] of line.at) {
-      if (sent > now - SIT_MS || (sent >= line.mark && this.#latency * STUCK_FACTOR >= SIT_MS)) {
+      if (
+        sent > now - SIT_MS ||
+        (sent >= line.mark && ms * STUCK_FACTOR >= SIT_MS)
+      ) {
+        line.oldest = sent;
         break;
       }
       this.bytes -= t.bytes;
@@ -127,21 +198,19 @@ export class Unread {
       line.unread.bytes -= t.bytes;
       line.unread.paced -= t.paced;
       line.unread.large -= t.large;
-      line.at.delete(sent);
+      line.drop(sent);
     }
   }
 
-  /** Adds (sign 1) or takes away (-1) a request of `bytes` in `t` and `line`. */
-  #add(t: Tally, line: Tally, bytes: number, sign: 1 | -1): void {
-    const paced = bytes >= this.#paced ? bytes * sign : 0;
-    const large = bytes >= this.#large ? sign : 0;
-    t.bytes += bytes * sign;
+  /** Adds `bytes`, `paced` and `large` (negative: takes them away) in `t` and `line`. */
+  #add(t: Tally, line: Tally, bytes: number, paced: number, large: number): void {
+    t.bytes += bytes;
     t.paced += paced;
     t.large += large;
-    line.bytes += bytes * sign;
+    line.bytes += bytes;
     line.paced += paced;
     line.large += large;
-    this.bytes += bytes * sign;
+    this.bytes += bytes;
     this.paced += paced;
     this.large += large;
   }
