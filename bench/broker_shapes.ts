@@ -18,8 +18,8 @@ import { loadRun, startNats } from "./broker.ts";
 import { type Shape, SHAPES } from "./broker_worker.ts";
 import { codecByName, dial } from "../wire/mod.ts";
 
-/** Each row: the value, and the codec both clients speak. */
-const ROWS: { name: string; shape: Shape; codec: string; layout?: "foreign" }[] = [
+/** Each row: the value, and the codec both clients speak (also bench/broker_ab.ts). */
+export const ROWS: { name: string; shape: Shape; codec: string; layout?: "foreign" }[] = [
   { name: "string", shape: "string", codec: "json" },
   { name: "object", shape: "object", codec: "json" },
   { name: "nested", shape: "nested", codec: "json" },
