@@ -4,7 +4,7 @@
  * fast path and decoded, errors), topic_created and undeliverable notices
  * and the errors for bad notifications, however they interleave in one
  * read. The broker appends a turn's deliveries to a connection and counts
- * them once at the end of the turn (FramedConn.appendWith); every other
+ * them once at the end of the turn (FramedConn.sendWith with `later`); every other
  * frame written meanwhile must still land after the deliveries made before
  * it and before those made after it.
  */

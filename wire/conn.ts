@@ -317,15 +317,19 @@ export class FramedConn {
   /**
    * Lets `writer` append whole frames straight to the output buffer (frames
    * built from bytes already encoded: the pass-through of passthrough.ts).
+   * With `later` (many frames a turn: the broker's deliveries), they are
+   * counted and their write started once a turn (see Outbound.later).
    * @returns false when the connection is closed (nothing is written).
    * @throws whatever `writeFrames` throws (it must then have appended nothing).
    */
-  sendWith(writer: FrameWriter): boolean {
+  sendWith(writer: FrameWriter, later = false): boolean {
     if (this.#closeReason !== undefined) return false;
     writer.writeFrames(this.#outbound.buffer);
-    this.#queued();
+    if (later) this.#outbound.later(this.#countLater);
+    else this.#queued();
     return this.#closeReason === undefined;
   }
+  readonly #countLater = (): void => void (this.#closeReason === undefined && this.#queued());
 
   /** Queues raw bytes as they are (already framed, or deliberately not). */
   sendRaw(bytes: Uint8Array): boolean {

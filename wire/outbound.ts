@@ -137,6 +137,33 @@ export class Outbound {
     return true;
   }
 
+  /**
+   * Frames were appended to `buffer` that `count` (the connection's `queued`
+   * check: against its bound, in the process's total, its write started)
+   * counts at the end of the turn, once for all the frames appended in it
+   * (FramedConn.sendWith with `later`: the broker's deliveries). They are in
+   * the buffer at once, in order with every other frame, `pending` counts
+   * them at once, and any other send counts them too. Per frame that saves
+   * the count, and a subscriber gets a read's deliveries in one write
+   * instead of one at flushAt and the rest behind it.
+   */
+  later(count: () => void): void {
+    if (this.#countLater !== undefined) return;
+    this.#countLater = count;
+    if (toCount.length === 0) queueMicrotask(countQueued);
+    toCount.push(this);
+  }
+
+  /** Set while frames appended in this turn wait to be counted (see `later`). */
+  #countLater: (() => void) | undefined;
+
+  /** Counts what was appended this turn (see `later`). */
+  countLater(): void {
+    const count = this.#countLater;
+    this.#countLater = undefined;
+    count?.();
+  }
+
   /** Starts writing what is queued (the end-of-turn flush; see scheduleFlush). */
   flush(): void {
     this.#flushQueued = false;
@@ -231,6 +258,15 @@ let toFlush: Outbound[] = [];
 function scheduleFlush(out: Outbound): void {
   if (toFlush.length === 0) queueMicrotask(flushQueued);
   toFlush.push(out);
+}
+
+/** Outputs with frames to count at the end of the turn (see Outbound.later): one closure for all. */
+let toCount: Outbound[] = [];
+
+function countQueued(): void {
+  const outs = toCount;
+  toCount = [];
+  for (let i = 0; i < outs.length; i++) outs[i].countLater();
 }
 
 function flushQueued(): void {

@@ -196,24 +196,28 @@ export function deliverySize(msg: Message, codec: CodecName, tail: Uint8Array): 
 }
 
 /**
- * Appends the frame of `msg` with `tail` to `out`. A JSON value still in
- * its JSON text (or a MessagePack value in its bytes, to MessagePack
- * subscribers) goes in as parts (prefix, value, flags, tail) with no head
- * built at all: nothing to encode, only bytes to copy. Otherwise the head
- * encoded once per codec (cached on the message) is copied.
- * Precondition: `deliverySize` is within the frame limit.
+ * Appends the frame of `msg` with `tail` to `out`, unless its payload is
+ * past `limit` (then nothing is appended). A JSON value still in its JSON
+ * text (or a MessagePack value in its bytes, to MessagePack subscribers)
+ * goes in as parts (prefix, value, flags, tail) with no head built at all:
+ * nothing to encode, only bytes to copy. Otherwise the head encoded once
+ * per codec (cached on the message) is copied.
+ * @returns the frame's payload bytes (as `deliverySize`, less the header)
+ * @throws {Error} when the value cannot be encoded in this codec (nothing appended)
  */
 export function writeDelivery(
   out: OutBuffer,
   msg: Message,
   codec: CodecName,
   tail: Uint8Array,
-): void {
+  limit = Infinity,
+): number {
   const at = out.length;
   if (hasParts(msg, codec)) {
     if (partsFrame !== undefined) {
-      writeFromFrame(out, codec, partsFrame, partsFlags, tail);
-      return;
+      const len = partsFrameEnd + partsFlags.length + tail.length;
+      if (len <= limit) writeFromFrame(out, codec, partsFrame, partsFlags, tail);
+      return len;
     }
     const prefix = partsPrefix;
     const source = partsSource;
@@ -221,6 +225,7 @@ export function writeDelivery(
     const valueAt = at + HEADER + prefix.length;
     const valueEnd = valueAt + partsEnd - partsStart;
     const len = valueEnd - at - HEADER + flags.length + tail.length;
+    if (len > limit) return len;
     // The source goes where its value lands (its bytes around the value are then written over).
     out.reserve(Math.max(HEADER + len, valueAt - at - partsStart + source.length));
     const b = out.bytes;
@@ -230,15 +235,17 @@ export function writeDelivery(
     if (flags.length > 0) copySmall(b, flags, valueEnd);
     copySmall(b, tail, valueEnd + flags.length);
     out.length = at + HEADER + len;
-    return;
+    return len;
   }
   const head = deliveryHead(msg, codec);
   const len = head.length - HEADER + tail.length;
+  if (len > limit) return len;
   out.reserve(HEADER + len);
   out.bytes.set(head, at);
   copySmall(out.bytes, tail, at + head.length);
   out.setHeader(at, len);
   out.length = at + HEADER + len;
+  return len;
 }
 
 /** `broker.message`'s word where a canonical publish frame has `publish` (see FramePublish). */

@@ -17,7 +17,7 @@ import type { Publisher } from "./fanout.ts";
 import { pickBytes, refusedFrom } from "./group_delivery.ts";
 import { ASK_AGAIN_MS, type ReadProof } from "./group_proof.ts";
 import { clientSource } from "../../auth/mod.ts";
-import { deliveryHead, deliverySize, holdMessage, writeDelivery } from "./frames.ts";
+import { deliveryHead, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
 
@@ -116,30 +116,35 @@ export class Session implements Sink, Publisher {
     return deliveryHead(msg, this.codec).length + (sub.data as Uint8Array).length;
   }
 
+  /**
+   * Appends a delivery to the connection's output, counted and its write
+   * started once a turn for all of them (see Outbound.later).
+   */
   write(msg: Message, sub: Subscription): void {
-    const tail = sub.data as Uint8Array;
-    const conn = this.peer.conn;
-    let size: number;
+    this.#msg = msg;
+    this.#tail = sub.data as Uint8Array;
+    let sent: boolean;
     try {
-      size = deliverySize(msg, this.codec, tail);
+      sent = this.peer.conn.sendWith(this, true);
     } catch (err) {
       return this.#unencodable(msg, err);
+    } finally {
+      this.#msg = undefined;
     }
-    if (size - 4 > this.#frameLimit) {
-      const bytes = pickBytes(msg); // 0: sized unknown, marks nothing
-      const over = size - 4 - this.#frameLimit;
-      if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, refusedFrom(bytes, over));
-      return this.#undeliverable(sub, size - 4, msg.topic);
-    }
-    this.#msg = msg;
-    this.#tail = tail;
-    conn.sendWith(this);
-    this.#msg = undefined;
+    const size = this.#size;
+    if (!sent || size <= this.#frameLimit) return;
+    const bytes = pickBytes(msg); // 0: sized unknown, marks nothing
+    const over = size - this.#frameLimit;
+    if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, refusedFrom(bytes, over));
+    this.#undeliverable(sub, size, msg.topic);
   }
 
-  /** Writes the delivery `write` set up (a FrameWriter: no closure per delivery). */
+  /**
+   * Writes the delivery `write` set up (a FrameWriter: no closure per
+   * delivery), unless it is past the frame limit: its size is left in #size.
+   */
   writeFrames(out: OutBuffer): void {
-    writeDelivery(out, this.#msg!, this.codec, this.#tail);
+    this.#size = writeDelivery(out, this.#msg!, this.codec, this.#tail, this.#frameLimit);
   }
 
   /** Scratch for `encode`: each delivery is copied out of it at once. */
@@ -207,6 +212,8 @@ export class Session implements Sink, Publisher {
   /** What `writeFrames` writes: set by `write` just before `sendWith` calls it. */
   #msg: Message | undefined;
   #tail: Uint8Array = new Uint8Array(0);
+  /** The payload bytes of the delivery `writeFrames` last wrote (or refused). */
+  #size = 0;
 
   whenDrained(bytes: number, fn: () => void): void {
     this.peer.conn.drained(bytes).then(fn);
