@@ -88,6 +88,7 @@ export class Connection {
     redial: () => this.#options.redial !== false,
     timeout: () => this.#options.timeout,
     silent: (peer) => this.#service?.silent(peer) === true,
+    watch: (peer, sent, ms, idem) => this.#service?.holds.watch(peer, sent, ms, idem),
   });
 
   /** A connection that starts dialing at once; prefer {@link connect}, which resolves once up. */
@@ -276,7 +277,7 @@ export class Connection {
     if (typeof method === "string") {
       const peer = this.#dialer.peer;
       if (peer !== undefined && this.#closing === undefined) {
-        const sent = peer.call(method, params, options);
+        const sent = this.#resend.sent(peer, peer.call(method, params, options), options);
         if (this.#options.redial === false) return sent;
         const t0 = performance.now();
         return sent.catch((err) =>
@@ -308,7 +309,7 @@ export class Connection {
     if (typeof method === "string") {
       const peer = this.#dialer.peer;
       if (peer !== undefined && this.#closing === undefined) {
-        const sent = peer.request(method, params, options);
+        const sent = this.#resend.sent(peer, peer.request(method, params, options), options);
         if (this.#options.redial === false) return sent;
         const t0 = performance.now();
         return sent.catch((err) => this.#resend.again(err, peer, method, params, options, t0, 1));

@@ -27,6 +27,8 @@ export interface ResendHost {
    * bounds the sends). Default: every one counts.
    */
   silent?(peer: Peer): boolean;
+  /** Told of every request sent (a service's instance that holds one is closed: discovery/hold.ts). */
+  watch?(peer: Peer, sent: Promise<unknown>, timeoutMs: number, idempotent: boolean): void;
 }
 
 /** Sends a connection's requests when it is down or after it dropped. */
@@ -35,6 +37,13 @@ export class Resender {
 
   constructor(host: ResendHost) {
     this.#host = host;
+  }
+
+  /** `sent` on `peer` with `options`, shown to the host's {@link ResendHost.watch}. */
+  sent<T>(peer: Peer, sent: Promise<T>, options: CallOptions | undefined): Promise<T> {
+    const timeout = options?.timeout ?? this.#host.timeout() ?? 30_000;
+    this.#host.watch?.(peer, sent, timeout, options?.idempotent !== false);
+    return sent;
   }
 
   /**
@@ -63,7 +72,8 @@ export class Resender {
       });
     }
     if (options.signal?.aborted) throw new DistError("UNAVAILABLE", "Call aborted");
-    const sent = peer.request(method, params, { ...options, timeout: left() });
+    const timed = { ...options, timeout: left() };
+    const sent = this.sent(peer, peer.request(method, params, timed), timed);
     if (!this.#host.redial()) return sent;
     return sent.catch((err) => this.again(err, peer, method, params, options, t0, attempt + 1));
   }

@@ -26,13 +26,17 @@
  * a request: hostile38 L9) is one that could not take the request either:
  * it is passed over and reported like one that could not be dialed, the
  * next is dialed at once, and the request is sent again within its time,
- * not a number of tries ({@link ServiceSource.silent}).
+ * not a number of tries ({@link ServiceSource.silent}). One that answers
+ * its hello but holds a request (never answers, never hangs up: hostile39a
+ * P7) is closed after a share of the request's time and then counts as one
+ * that dropped (hold.ts).
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
 import { type AddressSource, DistError, type Peer, sleep } from "../../wire/mod.ts";
 import type { Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
+import { HoldWatch } from "./hold.ts";
 import { dialBudget, DownReports, InstanceMemory } from "./memory.ts";
 import { Resolver } from "./resolver.ts";
 
@@ -84,6 +88,10 @@ export class ServiceSource implements AddressSource {
   #upBytes = new WeakMap<Peer, number>();
   /** The connection up now, or the last one. */
   #peer: Peer | undefined;
+  /** Whether the instance dialed last is the search's last resort (not watched for holding). */
+  #lastResort = false;
+  /** Requests held by an instance not known to work (hold.ts). */
+  readonly holds: HoldWatch = new HoldWatch((peer) => this.silent(peer));
 
   /** The instances of `service`, found through `binders`. */
   readonly binders: BinderClient;
@@ -158,7 +166,7 @@ export class ServiceSource implements AddressSource {
       if (slow !== undefined && !this.gaveUp && skipped >= MIN_SKIPS) {
         // None but dead ones, and one only timed out its short dial: give it the time left.
         this.#search!.slow = undefined;
-        return this.#chose(slow, true);
+        return this.#chose(slow, true, true);
       }
       if (skipped >= MIN_SKIPS + 2 * this.memory.deadCount || this.gaveUp || signal.aborted) {
         // Every one the binders hand out failed a moment ago: the next search tries them again.
@@ -184,6 +192,7 @@ export class ServiceSource implements AddressSource {
     if (peer !== undefined) {
       this.#peer = peer;
       this.#upBytes.set(peer, peer.conn.bytesIn);
+      if (this.#lastResort) this.holds.exempt(peer);
     }
     this.memory.worked(instance);
     const search = this.#search;
@@ -200,12 +209,13 @@ export class ServiceSource implements AddressSource {
 
   /**
    * Whether `peer`, a connection of this source (that dropped, or is dropping),
-   * got nothing after its hello: it answered no request, so a
+   * got nothing after its hello (or was closed for holding a request:
+   * hold.ts): it answered no request, so a
    * request lost with it is sent again within its time, not a number of tries.
    */
   silent(peer: Peer): boolean {
     const at = this.#upBytes.get(peer);
-    return at !== undefined && peer.conn.bytesIn === at;
+    return (at !== undefined && peer.conn.bytesIn === at) || this.holds.heldFor(peer) !== undefined;
   }
 
   /**
@@ -222,11 +232,14 @@ export class ServiceSource implements AddressSource {
       return false;
     }
     this.memory.failed(instance);
+    const held = wasUp && this.#peer !== undefined ? this.holds.heldFor(this.#peer) : undefined;
     if (wasUp && this.#peer !== undefined && this.silent(this.#peer)) {
-      // Hung up before answering anything: as good as a failed dial.
+      // Hung up before answering anything (or held a request so: hold.ts): as good as a failed dial.
       err = new DistError(
         "UNAVAILABLE",
-        `dropped the connection before answering (${err.message})`,
+        held === undefined
+          ? `dropped the connection before answering (${err.message})`
+          : `held a request ${Math.round(held)} ms without answering anything`,
       );
       wasUp = false;
     }
@@ -251,7 +264,7 @@ export class ServiceSource implements AddressSource {
     // A timed-out one's is not awaited (the binder's check of it takes the binder's timeout): it
     // reaches the binder before the next lookup, sent after it on the same connection.
     const report = this.#reports.report(instance, !said);
-    const timedOut = err.code === "TIMEOUT";
+    const timedOut = err.code === "TIMEOUT" || held !== undefined;
     if (timedOut) search.slow = instance;
     if (said && !timedOut) this.#report = report;
     return !this.gaveUp;
@@ -264,8 +277,10 @@ export class ServiceSource implements AddressSource {
   #chose(
     instance: Instance,
     long: boolean,
+    lastResort = false,
   ): { host: string; port: number; connectTimeoutMs: number } {
     this.#instance = instance;
+    this.#lastResort = lastResort;
     const search = this.#search ??= { since: performance.now(), failed: 0, triedWorked: false };
     const left = Math.max(1, this.#searchMs - (performance.now() - search.since));
     log.debug("Service {service} resolved to {id}", { service: instance.service, id: instance.id });
