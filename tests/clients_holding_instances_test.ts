@@ -148,3 +148,31 @@ Deno.test("a non-idempotent request held by an instance waits its timeout there,
     }
   });
 });
+
+Deno.test("dist client --service --random does not wait its timeout on instances that hold every request", async () => {
+  // Before: each holder's turn failed TIMEOUT after the whole 5 s.
+  const seen: Seen = { held: 0, pings: 0 };
+  const fakes = holders(5, seen);
+  const live = echoServer("live");
+  await withBinder([...fakes, live], async (binder) => {
+    await registerPorts(binder, "compute", [...fakes.map(portOf), live.addr.port]);
+    const t0 = performance.now();
+    const res = await runDist(
+      [
+        "client",
+        "--binders",
+        binder.address,
+        "--service",
+        "compute",
+        "--timeout",
+        "5s",
+        "--random",
+        "12",
+      ],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(res.code, 0, res.stderr);
+    assert.ok(performance.now() - t0 < 12_000, `took ${Math.round(performance.now() - t0)} ms`);
+    assert.ok(seen.held > 0, "no request reached a holder");
+  });
+});
