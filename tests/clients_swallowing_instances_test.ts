@@ -21,10 +21,10 @@ import {
   ids,
   type LocalBinder,
   registerPorts,
+  serviceClient,
   startBinder,
   waitUntil,
 } from "./helpers/binder.ts";
-import { runDist } from "./helpers/dist.ts";
 
 const SWALLOWERS = 10;
 
@@ -74,16 +74,6 @@ async function withService(
     await live.close(0);
     await binder.stop();
   }
-}
-
-/** `dist client --service compute --timeout 5s ARGS…` through `binder`, and how long it took. */
-async function serviceClient(binder: LocalBinder, ...args: string[]) {
-  const t0 = performance.now();
-  const res = await runDist(
-    ["client", "--binders", binder.address, "--service", "compute", "--timeout", "5s", ...args],
-    { timeoutMs: 60_000 },
-  );
-  return { ...res, ms: performance.now() - t0 };
 }
 
 /** Runs `runs` one-shot `echo` calls; each must answer "hi" within `withinMs`. */

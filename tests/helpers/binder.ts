@@ -12,7 +12,7 @@ import {
   type NotificationHandler,
   type Peer,
 } from "../../wire/mod.ts";
-import { type DistProcess, freePort, startDist } from "./dist.ts";
+import { type DistProcess, freePort, runDist, startDist } from "./dist.ts";
 
 /** A binder running in this process. */
 export interface LocalBinder {
@@ -295,4 +295,14 @@ export async function registerPorts(
   for (const port of ports) {
     await b.call("binder.register", { service, host: "127.0.0.1", port, ttl_ms: 600_000 });
   }
+}
+
+/** `dist client --service compute --timeout 5s ARGS…` through `binder`, and how long it took. */
+export async function serviceClient(binder: LocalBinder, ...args: string[]) {
+  const t0 = performance.now();
+  const res = await runDist(
+    ["client", "--binders", binder.address, "--service", "compute", "--timeout", "5s", ...args],
+    { timeoutMs: 60_000 },
+  );
+  return { ...res, ms: performance.now() - t0 };
 }
