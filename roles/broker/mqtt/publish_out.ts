@@ -182,3 +182,39 @@ export function onDeliveryAck(
 function tooLarge(conn: MqttConnection): void {
   conn.front.undeliverable++;
 }
+
+const NOTHING = new Uint8Array(0);
+
+/**
+ * A delivery to `session` as the PUBLISH packet it waits as (queued, kept
+ * in flight, journaled), encoded into `scratch.buf` (grown as needed: the
+ * caller copies it before the next); empty when it is not to be sent (no
+ * MQTT topic, skipped by its subscription's options, expired), counted.
+ */
+export function queuedRecord(
+  session: MqttSession,
+  front: { undeliverable: number; expired: number },
+  msg: Message,
+  sub: Subscription,
+  scratch: { buf: Uint8Array },
+): Uint8Array {
+  const topic = mqttTopic(msg.topic);
+  if (topic === null) {
+    front.undeliverable++;
+    return NOTHING;
+  }
+  if (skips(session, msg, sub)) return NOTHING;
+  const v5 = session.version === 5;
+  let extras = v5 ? extrasOf(msg, true) : extrasOf(msg, false) && NO_EXTRAS; // (K3)
+  if (extras === undefined) {
+    front.expired++;
+    return NOTHING;
+  }
+  if (v5) extras = withSubscription(extras, sub);
+  const qos = qosOf(msg, sub);
+  const payload = payloadOf(msg);
+  const size = publishSize(topic, qos, v5, payload.length, extras);
+  if (scratch.buf.length < size) scratch.buf = new Uint8Array(Math.max(size, 1024));
+  writePublish(scratch.buf, 0, topic, payload, qos, retainOf(msg, sub), 0, v5, extras);
+  return scratch.buf.subarray(0, size);
+}

@@ -16,21 +16,13 @@ import { holdMessage } from "../frames.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "../subscriber.ts";
 import { SubsByFilter } from "./subs_by_filter.ts";
 import { userSource } from "../../../auth/mod.ts";
-import { filterFromMqtt, payloadOf } from "./mapping.ts";
-import { NO_EXTRAS, publishSize, PUBREL, writePublish } from "./packets.ts";
+import { filterFromMqtt } from "./mapping.ts";
+import { PUBREL } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
 import { ROW_BYTES, type SessionJournal } from "./journal.ts";
 import { QueuedRecord } from "./journal_restore.ts";
-import {
-  extrasOf,
-  mqttTopic,
-  qosOf,
-  retainOf,
-  secondsLeft,
-  SKIP_RETAINED,
-  withSubscription,
-} from "./delivery.ts";
-import { deliverySize, skips, writeDelivery, writeQueued } from "./publish_out.ts";
+import { secondsLeft, SKIP_RETAINED } from "./delivery.ts";
+import { deliverySize, queuedRecord, writeDelivery, writeQueued } from "./publish_out.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { Outbound } from "../../../wire/outbound.ts";
 import type { MqttFront } from "./front.ts";
@@ -91,7 +83,8 @@ export class MqttSession implements Sink {
   /** In flight before the client came back, not sent again yet: past its window, they wait for acks. */
   #resends: readonly { id: number; bytes: Uint8Array | undefined }[] = NO_RESENDS;
   /** Scratch for `encode` (copied at once by the queue). */
-  #scratch = EMPTY;
+  /** Where a queued delivery is encoded (publish_out.ts queuedRecord). */
+  readonly #scratch = { buf: EMPTY };
   /** Its queues and deliveries in flight on disk (`--data-dir`, a persistent session). */
   #journal: SessionJournal | undefined;
 
@@ -361,26 +354,8 @@ export class MqttSession implements Sink {
       this.#journal?.queued(sub, msg.value.bytes, true);
       return msg.value.bytes;
     }
-    const topic = mqttTopic(msg.topic);
-    if (topic === null) {
-      this.#front.undeliverable++;
-      return EMPTY;
-    }
-    if (skips(this, msg, sub)) return EMPTY;
-    const v5 = this.version === 5;
-    let extras = v5 ? extrasOf(msg, true) : extrasOf(msg, false) && NO_EXTRAS; // (K3)
-    if (extras === undefined) {
-      this.#front.expired++;
-      return EMPTY;
-    }
-    if (v5) extras = withSubscription(extras, sub);
-    const qos = qosOf(msg, sub);
-    const payload = payloadOf(msg);
-    const size = publishSize(topic, qos, v5, payload.length, extras);
-    if (this.#scratch.length < size) this.#scratch = new Uint8Array(Math.max(size, 1024));
-    writePublish(this.#scratch, 0, topic, payload, qos, retainOf(msg, sub), 0, v5, extras);
-    const record = this.#scratch.subarray(0, size);
-    this.#journal?.queued(sub, record);
+    const record = queuedRecord(this, this.#front, msg, sub, this.#scratch);
+    if (record.length > 0) this.#journal?.queued(sub, record);
     return record;
   }
 
