@@ -31,7 +31,7 @@ import { TopicLister, type TopicListing } from "./topic_list.ts";
 import { placeUnder } from "./restore.ts";
 import { checkGroup, checkPolicy, checkValue, keptForm, valueBytes } from "./values.ts";
 import type { BrokerCoreOptions, Keeper, PublishResult } from "./core_types.ts";
-import { settledBy } from "./settled.ts";
+import { Settles } from "./settles.ts";
 import type { Subscribed, SubscribeRequest } from "./core_types.ts";
 
 export { checkValue, valueBytes } from "./values.ts";
@@ -71,6 +71,7 @@ export class BrokerCore {
    * publish's answer waits for the commit of what its deliveries wrote.
    */
   keeper: Keeper | undefined = undefined;
+  readonly #settles = new Settles();
   /** With --metrics: a sample of publishes' time to their last delivery (obs/timings.ts). */
   delivery: { take(): number; observe(seconds: number): void } | undefined;
   readonly #keepBudget = () =>
@@ -157,7 +158,10 @@ export class BrokerCore {
     const result: PublishResult = later === undefined
       ? { topic, deliveries, created }
       : { topic, deliveries, created, later };
-    const settled = settledBy(this.fanOut, later, keeper, written);
+    // Nothing kept on disk: the answer says how many deliveries, not that they are kept.
+    const settled = keeper === undefined
+      ? undefined
+      : this.#settles.settled(this.fanOut, later, keeper, written);
     if (settled !== undefined) result.settled = settled;
     return result;
   }

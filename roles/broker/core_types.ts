@@ -60,6 +60,10 @@ export interface Keeper {
   readonly written: number;
   /** Resolves once every write made so far is committed (as the store's fsync mode says). */
   commit(): Promise<void>;
+  /** Commits done and failed so far: while they are unchanged, the next commit covers every write. */
+  readonly counters: { readonly commits: number; readonly failed: number };
+  /** Writes not committed yet. */
+  readonly pending: number;
 }
 
 export interface SubscribeRequest {

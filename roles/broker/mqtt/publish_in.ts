@@ -91,9 +91,11 @@ export class Inbound {
     }
   }
 
-  /** Acknowledgements waiting (see #ack), and a promise that settles after the last. */
-  #waiting = 0;
-  #lastAck: Promise<unknown> | undefined;
+  /** Acknowledgements waiting (see #ack), in order, each with what it waits for. */
+  #acks: { type: number; id: number; wait: Promise<void> | undefined }[] = [];
+  /** The last promise waited for (a commit is shared by a turn's publishes: handled once). */
+  #lastWait: Promise<void> | undefined;
+  #pumping = false;
   #failed = false;
 
   /**
@@ -106,29 +108,44 @@ export class Inbound {
    * sends again).
    */
   #ack(c: PublishSide, type: number, id: number, settled: Promise<void> | undefined): undefined {
-    if (settled === undefined && this.#waiting === 0) return c.ack(type, id);
-    const before = this.#lastAck;
-    const wait = before === undefined
-      ? settled!
-      : settled === undefined
-      ? before
-      : Promise.all([before, settled]);
-    if (++this.#waiting === MAX_QOS2_PENDING) c.holdBack();
-    this.#lastAck = wait.then(() => this.#acked(c, type, id, undefined), (err) => {
-      this.#acked(c, type, id, err as Error);
-    });
+    const acks = this.#acks;
+    if (settled === undefined && acks.length === 0) return c.ack(type, id);
+    if (settled !== undefined && settled !== this.#lastWait) {
+      this.#lastWait = settled;
+      settled.catch(() => {}); // said when it is its turn (#pump)
+    }
+    acks.push({ type, id, wait: settled });
+    if (acks.length === MAX_QOS2_PENDING) c.holdBack();
+    if (!this.#pumping) this.#pump(c);
   }
 
-  #acked(c: PublishSide, type: number, id: number, err: Error | undefined): void {
-    if (--this.#waiting === 0) this.#lastAck = undefined;
-    if (this.#waiting === MAX_QOS2_PENDING - 1 && !c.heldBack && !c.front.core.matches.busy(c)) {
-      c.goOn();
+  /** Sends the acknowledgements in order, each run of those waiting for the same commit at once. */
+  async #pump(c: PublishSide): Promise<void> {
+    this.#pumping = true;
+    const acks = this.#acks;
+    while (acks.length > 0) {
+      const wait = acks[0].wait;
+      try {
+        await wait;
+      } catch (err) {
+        if (!this.#failed && c.state() < CLOSING) {
+          c.front.warn(c, `PUBLISH not acknowledged: ${(err as Error).message}`);
+          c.refuse(0x80, (err as Error).message);
+        }
+        this.#failed = true;
+      }
+      let i = 0;
+      while (i < acks.length && (acks[i].wait === wait || acks[i].wait === undefined)) {
+        if (!this.#failed && c.state() < CLOSING) c.ack(acks[i].type, acks[i].id);
+        i++;
+      }
+      const held = acks.length >= MAX_QOS2_PENDING;
+      acks.splice(0, i);
+      if (held && acks.length < MAX_QOS2_PENDING && !c.heldBack && !c.front.core.matches.busy(c)) {
+        c.goOn();
+      }
     }
-    if (this.#failed || c.state() >= CLOSING) return;
-    if (err === undefined) return c.ack(type, id);
-    this.#failed = true;
-    c.front.warn(c, `PUBLISH not acknowledged: ${err.message}`);
-    c.refuse(0x80, err.message);
+    this.#pumping = false;
   }
 
   /**

@@ -1,0 +1,45 @@
+/**
+ * What a publish's acknowledgement waits for when deliveries are kept on
+ * disk (BrokerCore.keeper: MQTT persistent sessions under `--data-dir`):
+ * its deliveries made (its match, the fan-out's backlog), then the
+ * keeper's commit of the rows they wrote (hostile review 39b Q1: an MQTT
+ * PUBACK went before them, and a SIGKILL lost what it acknowledged).
+ */
+import type { FanOut } from "./fanout.ts";
+import type { Keeper } from "./core_types.ts";
+
+export class Settles {
+  /** The keeper's commit promise, shared until a commit ran (its count when it was asked). */
+  #shared: { promise: Promise<void>; at: number } | undefined;
+
+  /**
+   * What the last publish's answer waits for (see PublishResult.settled):
+   * `written` is the keeper's count of writes before it. Undefined: nothing.
+   */
+  settled(
+    fanOut: FanOut,
+    later: Promise<number> | undefined,
+    keeper: Keeper,
+    written: number,
+  ): Promise<void> | undefined {
+    if (later === undefined) {
+      const made = fanOut.whenMade();
+      if (made !== undefined) return made.then(() => keeper.commit());
+      return keeper.written === written ? undefined : this.#commit(keeper);
+    }
+    // Its deliveries are being made once `later` resolves: those waiting then are made after.
+    const made = () => fanOut.whenMade(true);
+    return later.then(made, made).then(() => keeper.commit());
+  }
+
+  /** keeper.commit(), one promise for the publishes until the next commit (it covers them all). */
+  #commit(keeper: Keeper): Promise<void> {
+    const at = keeper.counters.commits + keeper.counters.failed;
+    const shared = this.#shared;
+    if (shared !== undefined && shared.at === at) return shared.promise;
+    // Shared only while writes wait for it: the commit that takes them ends the sharing.
+    const promise = keeper.commit();
+    this.#shared = keeper.pending > 0 ? { promise, at } : undefined;
+    return promise;
+  }
+}
