@@ -4,7 +4,10 @@
  * takes them and never read an answer (hostile32 X5). Used by
  * tests/balancer_nonreader_test.ts and the X5 figures in README.
  *
- *   deno run -A bench/big_nonreader.ts PORT CONNS COUNT SIZE
+ *   deno run -A bench/big_nonreader.ts PORT CONNS COUNT SIZE [BATCH]
+ *
+ * BATCH (default 1) requests go out in one write: small requests by the
+ * thousand cost the attacker little CPU (hostile39a P9's pipeliners).
  *
  * Prints "ready" once every connection has its welcome and the requests
  * start going out; when stdin closes, prints "sent N" (the bytes the peer's
@@ -14,9 +17,11 @@
  */
 import { jsonFrame, rawHandshake, RawReader, writeAll } from "../tests/helpers/raw.ts";
 
-const [port, conns, count, size] = Deno.args.map(Number);
+const [port, conns, count, size, batch = 1] = Deno.args.map(Number);
 // One frame for every request: ids may repeat, nobody reads the answers.
-const request = jsonFrame({ id: 1, method: "echo", params: { text: "B".repeat(size) } });
+const one = jsonFrame({ id: 1, method: "echo", params: { text: "B".repeat(size) } });
+const request = new Uint8Array(one.length * batch);
+for (let i = 0; i < batch; i++) request.set(one, i * one.length);
 let sent = 0;
 
 const sockets = await Promise.all(Array.from({ length: conns }, async () => {
@@ -28,7 +33,7 @@ console.log("ready");
 for (const conn of sockets) {
   (async () => {
     try {
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < count; i += batch) {
         await writeAll(conn, request);
         sent += request.length;
       }

@@ -27,9 +27,8 @@ import {
   type Peer,
   type RequestMeta,
   setFlushAt,
-  stalledLoad,
 } from "../../wire/mod.ts";
-import { UNREAD_BYTES } from "./share_limits.ts";
+import { unread } from "./pressure.ts";
 import { shareDescriptors } from "../../wire/descriptors.ts";
 import {
   balancer as balancerContract,
@@ -160,15 +159,6 @@ function forwarding(options: BalancerOptions) {
 function sourceOf(flow: object): string {
   const peer = flow as Peer;
   return clientSource(peer.identity?.user, peer.conn.remoteHost);
-}
-
-/**
- * Whether a client connection leaves its answers unread: its socket holds
- * more than UNREAD_BYTES its peer has not acknowledged, and the peer
- * acknowledged nothing for a while (wire's stalledLoad; allowance.ts).
- */
-function unread(flow: object): boolean {
-  return stalledLoad((flow as Peer).conn, UNREAD_BYTES, true) > 0;
 }
 
 function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number> {

@@ -9,13 +9,23 @@
  *   takes no more until they drain ({@link Pressure.checkBacklog}), so what
  *   waits for a slow backend waits in the fair queue, and the balancer
  *   never cuts its own backend connection as a slow consumer;
- * - a client told OVERLOADED is not read for a moment
- *   ({@link Pressure.backOff}).
+ * - a client told OVERLOADED is not read for a moment, and then only once
+ *   it has taken its answers ({@link Pressure.backOff}).
  * Backend connections themselves are read whatever output waits (wire
  * keepReading, set by links.ts): their answers are what drain the clients.
  */
-import { drainTarget, type Peer } from "../../wire/mod.ts";
+import { drainTarget, type Peer, stalledLoad } from "../../wire/mod.ts";
 import type { Backend } from "./backends.ts";
+import { UNREAD_BYTES } from "./share_limits.ts";
+
+/**
+ * Whether a client connection leaves its answers unread: its socket holds
+ * more than UNREAD_BYTES its peer has not acknowledged, and the peer
+ * acknowledged nothing for a while (wire's stalledLoad; allowance.ts).
+ */
+export function unread(flow: object): boolean {
+  return stalledLoad((flow as Peer).conn, UNREAD_BYTES, true) > 0;
+}
 
 /** How long a client told OVERLOADED is not read (ms; see Pressure.backOff). */
 export const OVERLOAD_BACKOFF_MS = 100;
@@ -61,15 +71,32 @@ export class Pressure {
    * ready on each at every turn, and the runtime then went seconds without
    * taking up its other sockets' input (backends' answers, other clients'
    * pings): backends were cut for frame and heartbeat timeouts.
+   *
+   * Nor is it read again before it has taken its answers (none waits in
+   * the process, its socket is not {@link unread}; looked at again every
+   * OVERLOAD_BACKOFF_MS): a refused request frees its slot for the next,
+   * so 40 connections that pipeline small requests and never read were
+   * refused ~60,000 requests a second, each parsed and answered into a
+   * socket nobody drains (hostile39a P9). Now a non-reader is refused
+   * about what its receive buffer takes, then left unread, as a proxy
+   * stops reading a client that does not take its responses.
    */
   backOff(flow: Peer): void {
     if (this.#backingOff.has(flow) || flow.isClosed) return;
     this.#backingOff.add(flow);
     flow.conn.pauseReading();
-    setTimeout(() => {
-      this.#backingOff.delete(flow);
-      flow.conn.resumeReading();
-    }, OVERLOAD_BACKOFF_MS);
+    const look = (): void => {
+      const conn = flow.conn;
+      if (!flow.isClosed && conn.pendingBytes > 0) {
+        conn.drained(0).then(() => setTimeout(look, OVERLOAD_BACKOFF_MS));
+      } else if (!flow.isClosed && unread(flow)) {
+        setTimeout(look, OVERLOAD_BACKOFF_MS);
+      } else {
+        this.#backingOff.delete(flow);
+        conn.resumeReading();
+      }
+    };
+    setTimeout(look, OVERLOAD_BACKOFF_MS);
   }
 
   /** After a send to `backend` on `peer`: a connection holding too much takes no more until it drains. */
