@@ -14,8 +14,8 @@
  * the non-readers slow only themselves.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { nonreaders } from "./helpers/nonreaders.ts";
 import { sleep } from "./helpers/raw.ts";
 
 const ATTACKERS = 8;
@@ -23,25 +23,10 @@ const ATTACKERS = 8;
 const REQUESTS = 64;
 /** The balancer's RSS bound here (MiB; see README "Memory" in the balancer section). */
 const RSS_BOUND_MIB = 320;
-const NONREADER = fileURLToPath(new URL("../bench/big_nonreader.ts", import.meta.url));
 
 /** The attackers, in their own process, sending once this resolves; the stop returns the bytes sent. */
-async function attack(port: number): Promise<() => Promise<number>> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", NONREADER, String(port), String(ATTACKERS), String(REQUESTS), "1000000"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  assert.match((await lines.read()).value ?? "", /ready/);
-  return async () => {
-    await child.stdin.close();
-    let out = "";
-    for (let r = await lines.read(); !r.done; r = await lines.read()) out += r.value;
-    await child.status;
-    return Number(out.match(/sent (\d+)/)?.[1] ?? 0);
-  };
+function attack(port: number): Promise<() => Promise<number>> {
+  return nonreaders(port, ATTACKERS, REQUESTS, 1_000_000);
 }
 
 function rssMiB(pid: number): number {

@@ -11,43 +11,11 @@
  * read's worth, then held like any socket nobody drains.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { nonreaders } from "./helpers/nonreaders.ts";
 import { sleep } from "./helpers/raw.ts";
 
 const ATTACKERS = 40;
-const NONREADER = fileURLToPath(new URL("../bench/big_nonreader.ts", import.meta.url));
-
-/** The attackers, in their own process (nice 19), sending once this resolves; the stop ends them. */
-async function attack(port: number): Promise<() => Promise<void>> {
-  const child = new Deno.Command("nice", {
-    args: [
-      "-n",
-      "19",
-      Deno.execPath(),
-      "run",
-      "-A",
-      NONREADER,
-      String(port),
-      String(ATTACKERS),
-      String(1e9),
-      "1",
-      "1000",
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  assert.match((await lines.read()).value ?? "", /ready/);
-  return async () => {
-    await child.stdin.close();
-    for (let r = await lines.read(); !r.done; r = await lines.read()) {
-      // Until it exits.
-    }
-    await child.status;
-  };
-}
 
 function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) / 1024;
@@ -68,9 +36,10 @@ Deno.test("40 non-readers from one address past --queue: refusals stop, a sequen
     "1s",
   ]);
   const legit = await connectTo(balancer.address);
-  let stopAttack: (() => Promise<void>) | undefined;
+  let stopAttack: (() => Promise<number>) | undefined;
   try {
-    stopAttack = await attack(balancer.port);
+    // In their own process at nice 19, a thousand requests to a write (the reviewer's shape).
+    stopAttack = await nonreaders(balancer.port, ATTACKERS, 1e9, 1, { batch: 1000, nice: true });
     // Queue full, requests expiring every second: the refusals' pump, if any, is running.
     await sleep(3000);
     const stats = () => legit.call("sys.stats") as Promise<Record<string, number>>;
