@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { closeQuietly, waitFor, within, writeAll } from "./helpers/raw.ts";
 import { countThenAnswer, halfClose, rawBackend, startTcpBalancer } from "./helpers/tcp_backend.ts";
+import { IdleClock } from "../roles/balancer/tcp/splice.ts";
 
 const encoder = new TextEncoder();
 
@@ -156,4 +157,12 @@ Deno.test({
     await lb.stop();
     await backend.close();
   }
+});
+
+Deno.test("--idle-timeout 0 is no idle timeout, as HAProxy's timeout client 0 (hostile39a P5: every connection closed after 8 ms)", () => {
+  const never = new IdleClock(0);
+  assert.equal(never.ticks, Infinity);
+  assert.equal(never.tickMs, 1000, "no 10 ms ticker for nothing");
+  const twoSeconds = new IdleClock(2000);
+  assert.equal(twoSeconds.tickMs * twoSeconds.ticks, 2000);
 });

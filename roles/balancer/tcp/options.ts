@@ -23,7 +23,8 @@ export const TCP_MODE_OPTIONS = defineOptions({
   },
   idleTimeout: {
     type: "duration",
-    description: "With --mode tcp: close a connection after this long with no byte either way",
+    description:
+      "With --mode tcp: close a connection after this long with no byte either way (0: never)",
     default: 600_000,
   },
 });

@@ -49,10 +49,11 @@ export class IdleClock {
   /** Ticks without a byte after which a connection is idle. */
   readonly ticks: number;
 
+  /** @param idleMs the idle timeout; 0: none, as HAProxy's `timeout client 0` (hostile39a P5) */
   constructor(idleMs: number) {
     // About 8 ticks per timeout: it fires within an eighth of it late.
-    this.tickMs = Math.min(1000, Math.max(10, Math.floor(idleMs / 8)));
-    this.ticks = Math.max(1, Math.ceil(idleMs / this.tickMs));
+    this.tickMs = idleMs === 0 ? 1000 : Math.min(1000, Math.max(10, Math.floor(idleMs / 8)));
+    this.ticks = idleMs === 0 ? Infinity : Math.max(1, Math.ceil(idleMs / this.tickMs));
   }
 }
 
