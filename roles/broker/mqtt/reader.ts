@@ -159,7 +159,8 @@ function afterRead(
   }
   if (start !== end) return undefined;
   // All handled, and the read did not fill a large buffer: keep a page of it.
-  if (buf.length > REST_BYTES && n < room) {
+  // (A buffer grown past BURST_BYTES held one large packet: it goes too, though that read filled it.)
+  if (buf.length > REST_BYTES && (n < room || buf.length > BURST_BYTES)) {
     spare(buf);
     return fresh(REST_BYTES);
   }
