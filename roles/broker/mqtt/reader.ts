@@ -159,8 +159,7 @@ function afterRead(
   }
   if (start !== end) return undefined;
   // All handled, and the read did not fill a large buffer: keep a page of it.
-  // (A buffer grown past BURST_BYTES held one large packet: it goes too, though that read filled it.)
-  if (buf.length > REST_BYTES && (n < room || buf.length > BURST_BYTES)) {
+  if (buf.length > REST_BYTES && n < room) {
     spare(buf);
     return fresh(REST_BYTES);
   }
