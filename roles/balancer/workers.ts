@@ -16,10 +16,10 @@ import type { SourceOptions } from "./sources.ts";
 /**
  * Workers registered on the worker port, one backend per connection, one
  * connection per name. A second registration under a name whose worker is
- * live (its connection open, in rotation or out for its answers) is refused with BAD_REQUEST, so
- * two workers given the same `--name` do not evict each other for ever: the
- * second keeps retrying (with its backoff) and takes the name over once the
- * first is gone. A holder that is out of rotation (missed health checks, or
+ * live (its connection open, in rotation or out for its answers) is
+ * refused with BAD_REQUEST, so two workers given the same `--name` do not
+ * evict each other for ever: the second keeps retrying (with its backoff)
+ * and takes the name over once the first is gone. A holder that is out of rotation (missed health checks, or
  * its side of the connection ended) is taken for a dead connection that
  * was not noticed yet: its connection is closed and the newcomer takes over.
  */
@@ -54,7 +54,7 @@ export class WorkerRegistry {
       throw new DistError("BAD_REQUEST", `Already registered as ${this.#byPeer.get(peer)!.name}`);
     }
     // A source whose worker was closed for stray answers waits before registering again (stray_bench.ts).
-    const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
+    const source = sourceOf(peer);
     const benched = this.#bench.refusal(source);
     if (benched !== undefined) {
       workerLines.warn("Worker {name} from {addr} refused: {why}", {
@@ -133,7 +133,6 @@ export class WorkerRegistry {
       ...o,
       onStrays: () => this.#bench.strayed(source, name),
     });
-    this.#sources.set(peer, source);
     const trial = this.#onTrial(backend, peer);
     peer.closed.then((reason) => {
       clearInterval(trial);
@@ -141,9 +140,6 @@ export class WorkerRegistry {
     });
     return { registered: name, capacity };
   }
-
-  /** The source (clientSource) of each registered worker's connection. */
-  #sources = new Map<Peer, string>();
 
   /**
    * Until it answers a request, a worker is on trial (backends.ts untried:
@@ -176,14 +172,14 @@ export class WorkerRegistry {
   }
 
   #closeFakes(backend: Backend, peer: Peer): void {
-    const source = this.#sources.get(peer)!;
+    const source = sourceOf(peer);
     const ms = this.#bench.strayed(
       source,
       backend.name,
       "holding or timing out a task without answering one",
     );
     const fakes = [...this.#byPeer].filter(([p, b]) =>
-      p === peer || (this.#sources.get(p) === source && b.served === 0)
+      p === peer || (b.served === 0 && sourceOf(p) === source)
     );
     workerLines.warn(
       "Worker {name} from {addr} closed: it held or timed out a task (bound {hold} ms) without answering one " +
@@ -209,7 +205,6 @@ export class WorkerRegistry {
     const backend = this.#byPeer.get(peer);
     if (backend === undefined) return false;
     this.#byPeer.delete(peer);
-    this.#sources.delete(peer);
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
     this.#options.pool.remove(backend);
     // A backoff is kept for the name of a worker that served: one that never did (a fake that
@@ -230,4 +225,9 @@ export class WorkerRegistry {
     this.#gone.delete(name);
     return performance.now() - kept.at < REMEMBER_MS ? kept.outlier : undefined;
   }
+}
+
+/** Whose a worker's connection is: its user once its hello proves one, else its address. */
+function sourceOf(peer: Peer): string {
+  return clientSource(peer.identity?.user, peer.conn.remoteHost);
 }
