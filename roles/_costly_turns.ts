@@ -50,7 +50,8 @@ export interface TurnOwner {
   readonly conn: { readonly isClosed: boolean };
 }
 
-type Job = () => void;
+/** A waiting request: runs it, and gives the promise its answer is written from. */
+type Job = () => Promise<unknown>;
 
 export class CostlyTurns {
   readonly #budget: number;
@@ -119,7 +120,7 @@ export class CostlyTurns {
     const job = () => {
       if (owner.conn.isClosed) {
         reject(new DistError("UNAVAILABLE", "Connection closed"));
-        return;
+        return promise;
       }
       const after: (() => void)[] = this.#after = [];
       const t0 = timed ? this.#now() : 0;
@@ -134,6 +135,7 @@ export class CostlyTurns {
         // request's handler had returned the promise long before).
         for (const fn of after) queueMicrotask(fn);
       }
+      return promise;
     };
     const key = typeof source === "function" ? source() : source;
     let owners = this.#sources.get(key);
@@ -187,9 +189,18 @@ export class CostlyTurns {
       if (jobs.length > 0) owners.set(owner, jobs);
       sources.delete(source);
       if (owners.size > 0) sources.set(source, owners);
-      job();
-      // Its input is taken again (what it sent meanwhile may run now, or wait here).
-      if (jobs.length === 0) owner.holdInput(false);
+      const answered = job();
+      // Its input is taken again (what it sent meanwhile may run now, or wait
+      // here) once its answer is out, not before: taken at once, what it sent
+      // next was handled before the answer was written (a publish's
+      // deliveries and notices, the answers of the requests behind it, a new
+      // subscription's deliveries ahead of its sid; CI of stop 39). The
+      // answer is written by the reaction its Peer set on the promise when
+      // the handler returned it, long before this one, and `later`'s
+      // functions were queued by the job: both run first.
+      if (jobs.length === 0) {
+        answered.then(() => owner.holdInput(false), () => owner.holdInput(false));
+      }
     }
     // Waiting jobs go on next turn. Time spent now counts until the next turn
     // that a request sets (run()): a timer set here, inside a timer, every turn

@@ -58,6 +58,10 @@ Deno.test("CostlyTurns runs requests at once while the turn has time, then one a
   assert.equal(a.held, 1);
   await settled(later[2]);
   assert.deepEqual(order.length, 5);
+  // Held while its answer is written (the reactions set on its promise
+  // before it ran), so nothing it sent after is handled ahead of that answer.
+  assert.equal(a.held, 1, "held until its last answer is out");
+  await Promise.resolve();
   assert.equal(a.held, 0, "released once nothing of it waits");
   assert.equal(turns.deferred, 3);
   await quiet();
@@ -117,6 +121,7 @@ Deno.test("CostlyTurns: what an owner sent while held runs after its waiting req
   await Promise.all([first, other]);
   await settled(second);
   assert.deepEqual(order, ["a0", "b0", "a1"]);
+  await Promise.resolve(); // released once its answer is out
   assert.equal(a.held, 0);
   await quiet();
 });
@@ -198,4 +203,32 @@ Deno.test("CostlyTurns counts each request at least REQUEST_MS: a turn takes a b
   await Promise.all(all);
   assert.equal(a.held, 0);
   await quiet();
+});
+
+Deno.test("CostlyTurns: an owner's input is taken again only once its waiting request's answer is out", async () => {
+  const { turns, job } = clocked(4);
+  const a = new Owner();
+  const order: string[] = [];
+  a.onResume = () => order.push("resumed");
+  turns.run(a, job(10)); // spends the turn
+  const answer = (p: unknown, what: string) =>
+    (p as Promise<unknown>).then(() => order.push(what), () => order.push(what));
+  // As a Peer does: the reaction that writes the answer is set when the handler returns.
+  const done = Promise.all([
+    answer(turns.run(a, job(1, () => order.push("ran ok"))), "answered ok"),
+    answer(
+      turns.run(
+        a,
+        job(1, () => {
+          order.push("ran failing");
+          throw new DistError("NOT_FOUND", "None");
+        }),
+      ),
+      "answered failing",
+    ),
+  ]);
+  await done;
+  await quiet();
+  // Both in one turn; what it sent after them is read only once both answers are written.
+  assert.deepEqual(order, ["ran ok", "ran failing", "answered ok", "answered failing", "resumed"]);
 });

@@ -150,3 +150,41 @@ Deno.test("a connection gets its deliveries, answers and notices in the order th
     }
   });
 });
+
+/** More unsubscribes than one turn of the costly turns takes (4 ms, each counting at least 1/32). */
+const PIPELINED = 300;
+
+Deno.test("a request that waited for its turn is answered before anything sent after it is handled", async () => {
+  await withBroker(async (broker) => {
+    const pub = await subscriber(broker.port, { max_frame: LIMIT });
+    try {
+      // Unsubscribes of no subscription (errors), pipelined in one write: the
+      // first 128 or so spend the turn, the rest wait for later turns, the
+      // connection's input held meanwhile. Behind them, a subscribe (waiting
+      // too) and publishes: a notice past the frame limit, and deliveries to
+      // the new subscription, which must follow its answer.
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i < PIPELINED; i++) {
+        frames.push(jsonFrame({ id: i, method: "broker.unsubscribe", params: { sid: 999_999 } }));
+      }
+      frames.push(
+        jsonFrame({ method: "broker.publish", params: { topic: "/o/big", value: BIG } }),
+        jsonFrame({ id: "s", method: "broker.subscribe", params: { topic: "/p" } }),
+        jsonFrame({ method: "broker.publish", params: { topic: "/p/x", value: 1 } }),
+      );
+      const want = [];
+      for (let i = 0; i < PIPELINED; i++) want.push(`error ${i} NOT_FOUND`);
+      want.push(`created ${pub.sid} /o/big`, `undeliverable ${pub.sid} /o/big`, "answer s");
+      const [got] = await Promise.all([
+        take(pub.reader, want.length + 2),
+        writeAll(pub.conn, concat(frames)),
+      ]);
+      for (let i = 0; i < want.length; i++) assert.equal(got[i], want[i], `frame ${i}`);
+      // The subscription's sid is known only from its answer: what it gets comes after.
+      assert.match(got[want.length], /^created \d+ \/p\/x$/);
+      assert.match(got[want.length + 1], /^message \d+ \/p\/x 1$/);
+    } finally {
+      pub.conn.close();
+    }
+  });
+});
