@@ -182,7 +182,8 @@ export class MqttConnection implements PacketHost, PublishSide {
         const id = ackId(buf, body, e);
         if (first !== 0x62 || id < 0) return this.protocolError("a bad PUBREL");
         this.#session!.qos2In?.delete(id);
-        this.ack(PUBCOMP, id);
+        if (this.#inbound === undefined) this.ack(PUBCOMP, id);
+        else this.#inbound.pubcomp(this, id);
         return;
       }
       case PINGREQ:
