@@ -121,7 +121,9 @@ function escape(s: string): string {
 /** The password: asked twice without echo on a terminal, else stdin's first line. */
 async function readPassword(user: string): Promise<string> {
   if (!Deno.stdin.isTerminal()) {
-    const text = new TextDecoder().decode(await new Response(Deno.stdin.readable).arrayBuffer());
+    const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(
+      await new Response(Deno.stdin.readable).arrayBuffer(),
+    );
     const first = text.split(/\r?\n/)[0];
     if (first === "") throw new UsageError("No password on stdin (its first line is the password)");
     return first;
@@ -154,5 +156,5 @@ async function ask(prompt: string): Promise<string> {
     Deno.stdin.setRaw(false);
     await Deno.stderr.write(enc.encode("\n"));
   }
-  return new TextDecoder().decode(new Uint8Array(bytes));
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(new Uint8Array(bytes));
 }

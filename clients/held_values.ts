@@ -21,7 +21,7 @@ const NEWLINE = 0x0a;
 const OPEN = 0x5b;
 const CLOSE = 0x5d;
 const EMPTY = new Uint8Array(0);
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * A first-in first-out queue of JSON values: `add` copies one's bytes in,

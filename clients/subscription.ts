@@ -372,7 +372,7 @@ class Held {
   ) {}
 }
 
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * About the memory a decoded value takes (a delivery decoded by the

@@ -10,7 +10,7 @@ const MAX_HEADERS = 100;
 const CRLFCRLF = [13, 10, 13, 10];
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
-const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Why a connection is cut; with a status, the peer is told first. */
 export class Cut extends Error {

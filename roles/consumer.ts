@@ -225,7 +225,7 @@ class Printer {
   #json: boolean;
   #limit: number;
   #pending: string[] = [];
-  #textDecoder = new TextDecoder("utf-8", { fatal: true });
+  #textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(out: (text: string) => void, json: boolean, limit: number) {
     this.#out = out;

@@ -74,7 +74,10 @@ function readOwner(file: Deno.FsFile): number | undefined {
     const buf = new Uint8Array(32);
     file.seekSync(0, Deno.SeekMode.Start);
     const n = file.readSync(buf) ?? 0;
-    const pid = Number.parseInt(new TextDecoder().decode(buf.subarray(0, n)), 10);
+    const pid = Number.parseInt(
+      new TextDecoder("utf-8", { ignoreBOM: true }).decode(buf.subarray(0, n)),
+      10,
+    );
     return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;

@@ -18,6 +18,13 @@ const BINARY: Record<string, unknown> = {
   mixed: { at: new Date(0), raw: new Uint8Array([9, 8]), list: [new Uint8Array(0), "x"] },
 };
 
+/** A leading U+FEFF, in a string and a key, short and long: kept (hostile review 40a T2, T8). */
+const BOM = {
+  "\ufeffk": "\ufeffv",
+  long: "\ufeff" + "q".repeat(300),
+  ["\ufeff" + "k".repeat(250)]: ["\ufeffa"],
+};
+
 /** Publishes every value of `values` under `prefix` both ways; returns topic → value. */
 async function publishAll(
   client: BrokerClient,
@@ -62,7 +69,9 @@ Deno.test("broker --data-dir: every value shape, by every publish path and codec
       for (const codec of ["json", "msgpack"]) {
         const client = await BrokerClient.connect(b.port, codec);
         try {
-          for (const [k, v] of await publishAll(client, `/d/${codec}`, SHAPES)) want.set(k, v);
+          for (const [k, v] of await publishAll(client, `/d/${codec}`, { ...SHAPES, bom: BOM })) {
+            want.set(k, v);
+          }
           if (codec === "msgpack") {
             for (const [k, v] of await publishAll(client, "/x", BINARY)) binary.set(k, v);
           }

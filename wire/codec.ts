@@ -193,9 +193,9 @@ function tooLarge(len: number, maxFrame: number, atLeast = ""): DistError {
 }
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder("utf-8", { fatal: true });
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 /** Replaces invalid bytes with U+FFFD one for one: used on whole reads, see jsonDecodeAll. */
-const looseDecoder = new TextDecoder("utf-8");
+const looseDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const REPLACEMENT = "\uFFFD";
 
 /**

@@ -19,7 +19,7 @@ import {
   u32,
 } from "./msgpack_scan.ts";
 
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 const ID = new TextEncoder().encode("id");
 const METHOD = new TextEncoder().encode("method");
 const PARAMS = new TextEncoder().encode("params");

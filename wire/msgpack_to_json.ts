@@ -16,7 +16,7 @@
 import { base64Of } from "./json_value.ts";
 
 const encoder = new TextEncoder();
-const strict = new TextDecoder("utf-8", { fatal: true });
+const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 let out = new Uint8Array(64 * 1024);
 let at = 0;
@@ -173,7 +173,7 @@ function key(): void {
     pos--;
     const start = at;
     value(0);
-    const text = new TextDecoder().decode(out.subarray(start, at));
+    const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(out.subarray(start, at));
     at = start;
     writeAscii(JSON.stringify(text));
     return;

@@ -9,7 +9,7 @@ import type { TopicCache } from "./topic_cache.ts";
 import { DELIVERY_PREFIX, topicEnd, VALUE_KEY } from "./pubsub_json.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const RETAINED_FALSE = encoder.encode(',"retained":false');
 const RETAINED_TRUE = encoder.encode(',"retained":true');
 const SID_KEY = encoder.encode(',"sid":');

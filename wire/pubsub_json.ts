@@ -17,7 +17,7 @@ import { bytesAt, startsWith, WordRun } from "./byte_words.ts";
 import type { TopicCache } from "./topic_cache.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const bytes = (text: string) => encoder.encode(text);
 
 export const PUBLISH_PREFIX: Uint8Array = bytes('{"method":"broker.publish","params":{"topic":"');

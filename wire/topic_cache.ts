@@ -6,7 +6,7 @@ import { WordRun } from "./byte_words.ts";
 import { charge, PublishMemo, runCost } from "./publish_memo.ts";
 import { LayoutMemo } from "./layout_memo.ts";
 
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * Remembers the last topic read, so a run of messages on one topic makes one

@@ -23,7 +23,7 @@ export class ErrorReply implements RawReply {
   }
 }
 
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * What an error answer passed through as bytes says (checked as a decoded

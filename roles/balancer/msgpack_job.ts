@@ -27,7 +27,7 @@ import type { ClientShare } from "./shares.ts";
 import { keep, keptAt } from "./raw_frames.ts";
 
 const encoder = new TextEncoder();
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 const ID_OPEN = encoder.encode('{"id":');
 const METHOD_MEMBER = encoder.encode(',"method":');
 const PARAMS_MEMBER = encoder.encode(',"params":');

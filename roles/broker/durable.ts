@@ -33,7 +33,7 @@
  * be more tables of the same file: add them to TABLES and read them back
  * beside the retained values.
  */
-import { decode, encode } from "@msgpack/msgpack";
+import { encode } from "@msgpack/msgpack";
 import {
   MAX_TOPIC_DEPTH,
   MAX_TOPIC_LENGTH,
@@ -51,7 +51,7 @@ import {
   type StoreCounters,
   type Value,
 } from "../../store/mod.ts";
-import { DistError } from "../../wire/mod.ts";
+import { DistError, msgpackCodec } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { MqttPayload } from "./mqtt/mapping.ts";
@@ -328,7 +328,8 @@ export class DurableBroker implements TopicSource {
         at = Number(row.slice(0, cut));
         value = RawJson.fromText(row.slice(cut + 1));
       } else {
-        const fields = decode(row) as unknown[];
+        // (Not the library's decode: it drops a long string's leading U+FEFF, hostile review 40a T2.)
+        const fields = msgpackCodec.decode(row) as unknown[];
         at = fields[0] as number;
         // [at, null, [payload, properties, expiry]]: an MQTT publish's payload as it came.
         value = fields.length === 3 ? MqttPayload.fromRow(fields[2]) : fields[1];

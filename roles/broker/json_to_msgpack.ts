@@ -15,7 +15,7 @@
  * keeps); what is not throws, and the caller falls back to JSON.parse.
  */
 
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /** Element counts of the containers, in the order they open (reused). */

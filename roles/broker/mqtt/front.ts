@@ -29,7 +29,7 @@ import type { Store } from "../../../store/mod.ts";
 import { sessionMemory } from "../memory.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** The MQTT front end's limits. */
 export interface MqttLimits {

@@ -20,7 +20,7 @@ import { conversions } from "../conversion.ts";
 import { keptPropertiesPass } from "./properties.ts";
 import { skipSpace, skipValue } from "../../../wire/json_scan.ts";
 
-const strict = new TextDecoder("utf-8", { fatal: true });
+const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /** Index of a message's MQTT payload in `Message.encoded` (after the dist codecs' 0 and 1). */

@@ -15,7 +15,7 @@ import { PUBACK, PUBCOMP, type Publish, PUBREC, readPublish } from "./packets.ts
 import { PropertyFault, scanPublishProperties } from "./properties.ts";
 import { CLOSING } from "./reader.ts";
 
-const strict = new TextDecoder("utf-8", { fatal: true });
+const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The connection, as its inbound PUBLISHes need it. */
 /** A connection whose PUBLISHes the core takes (held back while they fill the fan-out). */
