@@ -12,8 +12,7 @@ import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 import { durableBroker } from "./helpers/mqtt_durable.ts";
 import { Store } from "../store/mod.ts";
-import { MQTT_FILE, SESSIONS } from "../roles/broker/mqtt/persist.ts";
-import { QUEUED } from "../roles/broker/mqtt/journal_restore.ts";
+import { MQTT_FILE, QUEUED, SESSIONS } from "../roles/broker/mqtt/persist.ts";
 import { DELIVERIES, deliveryKey } from "../roles/broker/mqtt/journal.ts";
 
 const PENDING = 64 * 1024;
@@ -183,7 +182,8 @@ Deno.test({
     let { b } = await durableBroker(dir, "batch");
     try {
       await b.stop();
-      // A session whose rows were under 3, being moved to 7 when the broker died: some are under each.
+      // A session whose rows were under 3, being moved to 7 when a broker from before the copies
+      // died (`from`): it moved the oldest first, so those under 7 are older than those left under 3.
       const store = new Store(`${dir}/${MQTT_FILE}`, {
         fsync: "off",
         tables: [SESSIONS, DELIVERIES],
@@ -196,12 +196,12 @@ Deno.test({
             { cmd: "publish", topic: "t", payload: text, qos: 0 } as mqttPacket.Packet,
           ),
         );
-      store.put(DELIVERIES, deliveryKey(3, 1, 5), packet("old"));
+      store.put(DELIVERIES, deliveryKey(3, 1, 5), packet("left"));
       store.put(DELIVERIES, deliveryKey(7, 1, 0), packet("moved"));
       store.put(DELIVERIES, deliveryKey(9, 1, 0), packet("nobody's"));
       let got: string[];
       ({ b, got } = await reopen(dir, store, "moving"));
-      assert.deepEqual(got, ["old", "moved"]);
+      assert.deepEqual(got, ["moved", "left"]);
     } finally {
       await b.stop();
       await Deno.remove(dir, { recursive: true });

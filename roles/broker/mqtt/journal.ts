@@ -18,8 +18,9 @@
  * a 1,000-byte client id 1 MiB of queued deliveries took 1.26 GB of disk
  * and a 27 s restart. In-flight rows hold the packet id in 2 bytes, then
  * the PUBLISH as sent (none: PUBREC came, PUBREL is owed). A restarted
- * broker gives each session a new number (restore.ts): the rows read back
- * are written anew under it as they are queued again, the old ones deleted.
+ * broker gives each session a new number: the rows read back are written
+ * anew under it as they are queued again, and the old ones deleted once
+ * every copy is written (journal_restore.ts).
  *
  * A subscription's queue is a FIFO that only loses its oldest, so its rows
  * need no marks: the live ones are the last `sub.queued` numbered, and
@@ -87,10 +88,13 @@ export class SessionJournal {
   #nextSub = 1;
   #trimQueued = false;
   /**
-   * At a restart, the numbers its rows were under, being moved to `no` (its
-   * row on disk lists them until they are, in case the broker dies meanwhile).
+   * At a restart, the numbers its rows are under, being copied to `no`, and
+   * those of rows left over (copied before, or an unfinished copy), to
+   * delete: its row on disk lists them until the restart is over, in case
+   * the broker dies meanwhile (journal_restore.ts).
    */
-  from: number[] | undefined;
+  copying: number[] | undefined;
+  copied: number[] | undefined;
 
   constructor(store: Store, no: number, numbered: () => void) {
     this.#store = store;

@@ -4,28 +4,47 @@
  * of keys at a time and one value at a time, so what a restart holds
  * besides the deliveries put back is bounded (hostile review 39b Q4: every
  * key of the file was read at once, 853 MiB of RSS for 11 MiB counted).
- * Each row is deleted as it is read and written anew under the session's
- * new number as it is queued again. Rows of no session (a session dropped,
- * unreadable, or ended before its rows were), of no subscription,
- * unreadable, or holding what the client would refuse (keptPublishPasses)
- * are deleted and counted in `dropped`.
+ *
+ * Each session takes a new number, and its rows are copied under it as
+ * they are queued again; the old rows are deleted only once every
+ * session's copies are written. A broker killed at any point of a restart
+ * then finds every row once and in order (hostile review 39c R4: a row
+ * was moved as a delete and a write, the store's own commit every 20,000
+ * writes could fall between them, and a kill then lost it, one row in
+ * 10,000; the rows a move left behind came back before those it moved).
+ * What a kill leaves is read from each session's row and one mark:
+ * - `copying`: the numbers its rows are under, being copied to its `no`;
+ *   what is under `no` is an unfinished copy, deleted — unless the mark
+ *   ({@link COPIED} in table `meta`, written once every copy is) covers
+ *   `no`: then that copy is whole, and the rows under `copying` left over;
+ * - `copied`: numbers whose rows are left over, deleted (not dropped).
+ * A restart writes them (its sessions' rows) before its first copy, and
+ * writes its sessions' rows without them once the old rows are deleted.
+ * Rows of no session (a session dropped, unreadable, or ended before its
+ * rows were), of no subscription, unreadable, or holding what the client
+ * would refuse (keptPublishPasses) are deleted and counted in `dropped`.
  *
  * A file written before the rows were numbered (table `queued`, keys
- * JSON `[client id, filter, n]`) is read back the old way once (all its
- * keys at once) and its rows moved to the new table.
+ * JSON `[client id, filter, n]`) is read back the old way (all its keys
+ * at once), each session's rows after its numbered ones, until a mark
+ * says a restart copied them; then they are deleted.
  */
 import type { Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { Message, type Subscription } from "../subscriber.ts";
 import type { InflightWindow } from "./inflight.ts";
 import { DELIVERIES, readDeliveryKey, type SessionJournal } from "./journal.ts";
+import { META, QUEUED, type SessionRow } from "./persist.ts";
 import { keptPublishPasses } from "./properties.ts";
-
-/** The table of rows before they were numbered (read back once, then empty). */
-export const QUEUED = "queued";
 
 /** Keys read at a time. */
 const KEYS_PAGE = 1000;
+
+/**
+ * The mark in `meta` (JSON `[lo, hi]`): every copy of the restart that
+ * numbered its sessions from `lo` to `hi` is written.
+ */
+export const COPIED = "copied";
 
 /** A delivery read back from disk, as it was queued: the queue takes it as it is (encode()). */
 export class QueuedRecord {
@@ -34,6 +53,7 @@ export class QueuedRecord {
 
 /** A session as a restart puts its deliveries back. */
 export interface RestoringSession {
+  readonly clientId: string;
   /** Its protocol: 4 or 5. */
   readonly version: number;
   subscriptions(): { get(filter: string): Subscription | undefined };
@@ -43,12 +63,56 @@ export interface RestoringSession {
   save(): void;
 }
 
-/** A session read back, the numbers its rows may be under (oldest first), its subscriptions'. */
+/** A session read back: where its rows are, and its subscriptions' numbers. */
 export interface NumberedSession {
   session: RestoringSession;
-  numbers: number[];
+  journal: SessionJournal;
+  /** The numbers its rows are under, oldest first: copied under its new number. */
+  sources: number[];
+  /** Numbers of rows left over: deleted, not counted. */
+  leftovers: number[];
   /** The filter of each subscription number. */
   subs: Map<number, string>;
+}
+
+/** The mark of a restart whose copies are all written (see {@link COPIED}), if there is one. */
+export function copiedMark(store: Store): readonly [number, number] | undefined {
+  const text = store.reads.read(META, COPIED);
+  if (typeof text !== "string") return undefined;
+  try {
+    const [lo, hi] = parseJson(text) as unknown[];
+    return Number.isSafeInteger(lo) && Number.isSafeInteger(hi)
+      ? [lo as number, hi as number]
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A session read back, with where its row says its rows are (see the
+ * module comment), listed in its row until the restart is over; none
+ * without a journal.
+ */
+export function numberedSession(
+  session: RestoringSession,
+  row: SessionRow,
+  subs: Map<number, string>,
+  mark: readonly [number, number] | undefined,
+): NumberedSession | undefined {
+  const journal = session.journal;
+  if (journal === undefined) return undefined;
+  const no = row.no === undefined ? [] : [row.no];
+  const copied = row.copied ?? [];
+  const whole = row.copying === undefined ||
+    (mark !== undefined && row.no !== undefined && row.no >= mark[0] && row.no <= mark[1]);
+  // A row from before the copies (`from`): its restart moved the oldest rows first, under `no`.
+  const [sources, leftovers] = whole
+    ? [[...no, ...row.from ?? []], [...row.copying ?? [], ...copied]]
+    : [row.copying!, [...no, ...copied]];
+  journal.copying = sources;
+  journal.copied = leftovers;
+  return { session, journal, sources, leftovers, subs };
 }
 
 /** The session numbers the rows of `deliveries` are under (one key index lookup per session). */
@@ -71,41 +135,79 @@ export function rowSessions(store: Store): number[] {
 }
 
 /**
- * Puts back each session's rows (each of its numbers, oldest first; then
- * `moved` is told), and deletes those under numbers of `found` no session claims.
+ * Puts back each session's rows (`found`: the session numbers of rows on
+ * disk, {@link rowSessions}; `mark`: {@link copiedMark} as the restart
+ * began): copies them under its new number, oldest first, marks the
+ * copies written, deletes the old rows (and those of no session), then
+ * writes each session's row without them.
  */
-export function restoreDeliveries(
+export function restoreJournal(
   store: Store,
   found: readonly number[],
   sessions: readonly NumberedSession[],
-  moved: (session: RestoringSession) => void,
+  mark: readonly [number, number] | undefined,
 ): { restored: number; dropped: number } {
   let restored = 0;
   let dropped = 0;
-  const claimed = new Set<number>();
-  const each = (no: number, owner: NumberedSession | undefined) => {
-    const prefix = no.toString(36);
-    for (let after = `${prefix}/`;;) {
-      const keys = store.reads.keysBetween(DELIVERIES, after, `${prefix}0`, KEYS_PAGE);
-      for (const key of keys) {
-        const value = owner === undefined ? undefined : store.reads.read(DELIVERIES, key);
-        store.delete(DELIVERIES, key);
-        if (owner !== undefined && value !== undefined && put(owner, key, value)) restored++;
-        else dropped++;
-      }
-      if (keys.length < KEYS_PAGE) return;
-      after = keys[keys.length - 1];
-    }
-  };
   for (const owner of sessions) {
-    for (const no of owner.numbers) {
-      claimed.add(no);
-      each(no, owner);
+    for (const no of owner.sources) {
+      forEachRow(store, no, (key) => {
+        if (put(owner, key, store.reads.read(DELIVERIES, key))) restored++;
+        else dropped++;
+      });
     }
-    moved(owner.session);
   }
-  for (const no of found) if (!claimed.has(no)) each(no, undefined);
+  // Those of a file from before, after the numbered ones, unless a restart copied them already.
+  if (mark === undefined) {
+    const legacy = restoreLegacy(store, sessions);
+    restored += legacy.restored;
+    dropped += legacy.dropped;
+  }
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const { journal } of sessions) {
+    lo = Math.min(lo, journal.no);
+    hi = Math.max(hi, journal.no);
+  }
+  // Every copy is written before it: committed, it says they all are.
+  if (sessions.length > 0) store.put(META, COPIED, JSON.stringify([lo, hi]));
+  // The old rows: copied, left over, or of no session (dropped). The new numbers are never old.
+  const done = new Set(sessions.map((s) => s.journal.no));
+  for (const { sources, leftovers } of sessions) {
+    for (const no of [...sources, ...leftovers]) {
+      if (!done.has(no)) deleteRows(store, no);
+      done.add(no);
+    }
+  }
+  for (const no of found) if (!done.has(no)) dropped += deleteRows(store, no);
+  for (const key of store.keys(QUEUED)) store.delete(QUEUED, key);
+  for (const { session, journal } of sessions) {
+    journal.copying = journal.copied = undefined;
+    session.save();
+  }
+  if (mark !== undefined || sessions.length > 0) store.delete(META, COPIED);
   return { restored, dropped };
+}
+
+/** Calls `each` with every key of the rows under session number `no`, in order. */
+function forEachRow(store: Store, no: number, each: (key: string) => void): void {
+  const prefix = no.toString(36);
+  for (let after = `${prefix}/`;;) {
+    const keys = store.reads.keysBetween(DELIVERIES, after, `${prefix}0`, KEYS_PAGE);
+    for (const key of keys) each(key);
+    if (keys.length < KEYS_PAGE) return;
+    after = keys[keys.length - 1];
+  }
+}
+
+/** Deletes the rows under session number `no`; returns how many. */
+function deleteRows(store: Store, no: number): number {
+  let n = 0;
+  forEachRow(store, no, (key) => {
+    store.delete(DELIVERIES, key);
+    n++;
+  });
+  return n;
 }
 
 /** Puts one row back; false when it is dropped. */
@@ -142,30 +244,28 @@ function restoreQueued(session: RestoringSession, filter: string, value: unknown
  * The rows of a file written before they were numbered (table `queued`):
  * all their keys read at once, as that version did, sorted by session,
  * in flight first, then each queue in order; each row put back (written
- * under the new numbering) and deleted.
+ * under the new numbering). They are deleted later (restoreJournal).
  */
-export function restoreLegacy(
+function restoreLegacy(
   store: Store,
-  sessionOf: (clientId: string) => RestoringSession | undefined,
+  sessions: readonly NumberedSession[],
 ): { restored: number; dropped: number } {
   const keys: { key: string; clientId: string; filter: string; n: number }[] = [];
   let dropped = 0;
   for (const key of store.keys(QUEUED)) {
     const parsed = parseLegacy(key);
-    if (parsed === undefined) {
-      store.delete(QUEUED, key);
-      dropped++;
-    } else keys.push({ key, ...parsed });
+    if (parsed === undefined) dropped++;
+    else keys.push({ key, ...parsed });
   }
   keys.sort((a, b) =>
     a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : (a.filter === "" ? 0 : 1) -
         (b.filter === "" ? 0 : 1) || a.n - b.n
   );
+  const byId = new Map(sessions.map(({ session }) => [session.clientId, session]));
   let restored = 0;
   for (const r of keys) {
-    const session = sessionOf(r.clientId);
+    const session = byId.get(r.clientId);
     const value = session === undefined ? undefined : store.reads.read(QUEUED, r.key);
-    store.delete(QUEUED, r.key);
     const ok = session !== undefined &&
       (r.filter === "" ? restoreInflight(session, value) : restoreQueued(session, r.filter, value));
     if (ok) restored++;

@@ -8,7 +8,8 @@
  * `deliveries`: the deliveries waiting in their queues or in flight
  * (journal.ts; `queued` holds those of a file from before they were
  * numbered, read back once: journal_restore.ts). Table `meta`: `alive`, the broker's last sign of life
- * (every few seconds while it has persistent sessions). All are read back
+ * (every few seconds while it has persistent sessions), and during a restart `copied` (every row
+ * read back is written anew: journal_restore.ts). All are read back
  * before the MQTT port opens: a client that comes back after a restart
  * finds its session (CONNACK Session Present 1), its subscriptions, what
  * waited for it and what was in flight; a session whose client was
@@ -18,7 +19,6 @@
 import { type FsyncMode, Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { DELIVERIES } from "./journal.ts";
-import { QUEUED } from "./journal_restore.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { SUBSCRIPTION_ID } from "./delivery.ts";
 
@@ -28,6 +28,8 @@ const OPTIONS_END = 2 ** 28 * SUBSCRIPTION_ID;
 export const MQTT_FILE = "mqtt.db";
 export const SESSIONS = "sessions";
 export const META = "meta";
+/** The rows of a file from before they were numbered (read back once, then empty: journal_restore.ts). */
+export const QUEUED = "queued";
 /** How often the broker's last sign of life is written (ms). */
 export const ALIVE_MS = 5_000;
 
@@ -43,8 +45,16 @@ export interface SessionRow {
   subs: [string, number, number?][];
   /** The number its rows on disk are under (journal.ts); none: it has none. */
   no?: number;
-  /** Numbers its rows were under before a restart, not all moved to `no` yet. */
+  /**
+   * Written by a broker before the restart's copies (only read now): numbers
+   * its rows were under before a restart, not all moved to `no` yet (the
+   * oldest moved first, under `no`).
+   */
   from?: number[];
+  /** At a restart: numbers its rows are under, being copied to `no` (journal_restore.ts). */
+  copying?: number[];
+  /** At a restart: numbers of rows left over, to delete (journal_restore.ts). */
+  copied?: number[];
 }
 
 /**
@@ -96,7 +106,9 @@ export function readRow(text: string): SessionRow {
       typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END &&
       (n === undefined || Number.isSafeInteger(n))
     ) && (row.no === undefined || Number.isSafeInteger(row.no)) &&
-    (row.from === undefined || Array.isArray(row.from) && row.from.every(Number.isSafeInteger));
+    [row.from, row.copying, row.copied].every((list) =>
+      list === undefined || Array.isArray(list) && list.every(Number.isSafeInteger)
+    );
   if (!ok) throw new Error("Not a session row");
   return row;
 }

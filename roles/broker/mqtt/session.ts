@@ -141,7 +141,8 @@ export class MqttSession implements Sink {
       away: this.#awayAt,
       subs,
       no: journal?.no,
-      from: journal?.from,
+      copying: journal?.copying,
+      copied: journal?.copied,
     });
   }
 

@@ -30,9 +30,10 @@ import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, type SessionRow, SESSIONS } from "./persist.ts";
 import { SessionJournal } from "./journal.ts";
 import {
+  copiedMark,
   type NumberedSession,
-  restoreDeliveries,
-  restoreLegacy,
+  numberedSession,
+  restoreJournal,
   rowSessions,
 } from "./journal_restore.ts";
 
@@ -112,6 +113,7 @@ export class SessionTable {
     // Each session takes a new number (its rows read back are written anew under it): past
     // every number of a row or a session on disk.
     const numbers = rowSessions(store);
+    const mark = copiedMark(store);
     const rows: [string, SessionRow][] = [];
     for (const [clientId, text] of store.rows(SESSIONS)) {
       try {
@@ -124,7 +126,8 @@ export class SessionTable {
         store.delete(SESSIONS, clientId);
       }
     }
-    for (const no of numbers) this.#nextNo = Math.max(this.#nextNo, no + 1);
+    // (And past the mark's, if a restart died before deleting it: journal_restore.ts.)
+    for (const no of [...numbers, mark?.[1] ?? 0]) this.#nextNo = Math.max(this.#nextNo, no + 1);
     const numbered: NumberedSession[] = [];
     this.#restoring = true;
     for (const [clientId, row] of rows) {
@@ -149,12 +152,9 @@ export class SessionTable {
         store.delete(SESSIONS, clientId);
         continue;
       }
-      const numbers = [...row.from ?? [], ...row.no === undefined ? [] : [row.no]];
-      if (numbers.length > 0 && session.journal !== undefined) {
-        session.journal.from = numbers;
-        numbered.push({ session, numbers, subs });
-      }
-      // Its row again: its subscriptions, its new number, and the old ones until its rows are moved.
+      const withRows = numberedSession(session, row, subs, mark);
+      if (withRows !== undefined) numbered.push(withRows);
+      // Its row again: its subscriptions, its new number, and the old ones until the restart is over.
       this.#restoring = false;
       session.save();
       this.#restoring = true;
@@ -164,14 +164,9 @@ export class SessionTable {
       this.restored++;
     }
     this.#restoring = false;
-    const legacy = restoreLegacy(store, (id) => this.#byId.get(id));
-    const { restored, dropped } = restoreDeliveries(store, numbers, numbered, (session) => {
-      // Moved: its row no longer lists the old numbers.
-      session.journal!.from = undefined;
-      session.save();
-    });
-    this.messagesRestored = legacy.restored + restored;
-    this.#front.undeliverable += legacy.dropped + dropped;
+    const { restored, dropped } = restoreJournal(store, numbers, numbered, mark);
+    this.messagesRestored = restored;
+    this.#front.undeliverable += dropped;
     this.#alive = keepAlive(store, () => this.#persistent.size > 0);
     return { restored: this.restored, unreadable, messages: this.messagesRestored };
   }
