@@ -76,7 +76,8 @@ export function openSessionStore(
     tables: [SESSIONS, DELIVERIES, META, QUEUED],
     // A publish writes a row per delivery: under always, one synced commit per turn, which its
     // PUBACK waits for (hostile review 39b Q3: 8,000 synced commits per publish stalled 17.7 s).
-    grouped: [DELIVERIES],
+    // QUEUED: its rows are deleted at the restart that reads them back, not one synced commit each.
+    grouped: [DELIVERIES, QUEUED],
     ...options,
   });
 }
