@@ -15,11 +15,10 @@ import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-import { durableBroker } from "./helpers/mqtt_durable.ts";
+import { durableBroker, writeLegacy } from "./helpers/mqtt_durable.ts";
 import { distCommand } from "./helpers/dist.ts";
 import { DatabaseSync } from "node:sqlite";
-import { Store } from "../store/mod.ts";
-import { MQTT_FILE, QUEUED, SESSIONS } from "../roles/broker/mqtt/persist.ts";
+import { MQTT_FILE } from "../roles/broker/mqtt/persist.ts";
 
 /** More than one store commit's worth (20,000 writes) of rows moved, twice over. */
 const N = 30_000;
@@ -170,27 +169,7 @@ Deno.test({
     try {
       const { b } = await durableBroker(dir, "batch");
       await b.stop();
-      // The session's row as that version wrote it (no numbers), and its queue's rows.
-      const store = new Store(`${dir}/${MQTT_FILE}`, { fsync: "off", tables: [SESSIONS, QUEUED] });
-      store.put(
-        SESSIONS,
-        "old",
-        JSON.stringify({
-          owner: null,
-          version: 4,
-          expiry: 3600,
-          away: Date.now(),
-          subs: [["k/#", 0]],
-        }),
-      );
-      for (let i = 0; i < N; i++) {
-        const packet = mqttPacket.generate(
-          { cmd: "publish", topic: "k/x", payload: payload(i + 1), qos: 0 } as mqttPacket.Packet,
-        );
-        store.put(QUEUED, JSON.stringify(["old", "k/#", 4294967296 + i]), new Uint8Array(packet));
-      }
-      await store.commit();
-      store.close();
+      await writeLegacy(dir, "old", ["k/#", "k/x"], expected);
       const got = await killedRestarts(dir, "old");
       assert.ok(got.length === N && got.every((p, i) => p === expected[i]), compare(got));
     } finally {

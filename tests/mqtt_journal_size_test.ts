@@ -10,9 +10,9 @@ import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-import { durableBroker } from "./helpers/mqtt_durable.ts";
+import { durableBroker, writeLegacy } from "./helpers/mqtt_durable.ts";
 import { Store } from "../store/mod.ts";
-import { MQTT_FILE, QUEUED, SESSIONS } from "../roles/broker/mqtt/persist.ts";
+import { MQTT_FILE, SESSIONS } from "../roles/broker/mqtt/persist.ts";
 import { DELIVERIES, deliveryKey } from "../roles/broker/mqtt/journal.ts";
 
 const PENDING = 64 * 1024;
@@ -49,10 +49,8 @@ async function payloads(port: number, clientId: string): Promise<string[]> {
   );
 }
 
-/** Closes the file written, starts a broker on it, and says what session `clientId` gets (2 rows). */
-async function reopen(dir: string, store: Store, clientId: string) {
-  await store.commit();
-  store.close();
+/** Starts a broker on the file written, and says what session `clientId` gets (2 rows). */
+async function reopen(dir: string, clientId: string) {
   const { b, port } = await durableBroker(dir, "batch");
   assert.match(b.stderr(), /Read 1 MQTT session\(s\) back with 2 message\(s\)/);
   return { b, got: await payloads(port, clientId) };
@@ -144,27 +142,9 @@ Deno.test({
       await away(port, "old");
       await sleep(300);
       await b.stop();
-      // The session's row as that version wrote it (no numbers), and two queued rows of it.
-      const store = new Store(`${dir}/${MQTT_FILE}`, { fsync: "off", tables: [SESSIONS, QUEUED] });
-      store.put(
-        SESSIONS,
-        "old",
-        JSON.stringify({
-          owner: null,
-          version: 4,
-          expiry: 3600,
-          away: Date.now(),
-          subs: [["t", 0]],
-        }),
-      );
-      for (const [n, text] of [[4294967296, "one"], [4294967297, "two"]] as const) {
-        const packet = mqttPacket.generate(
-          { cmd: "publish", topic: "t", payload: text, qos: 0 } as mqttPacket.Packet,
-        );
-        store.put(QUEUED, JSON.stringify(["old", "t", n]), new Uint8Array(packet));
-      }
+      await writeLegacy(dir, "old", ["t", "t"], ["one", "two"]);
       let got: string[];
-      ({ b, got } = await reopen(dir, store, "old"));
+      ({ b, got } = await reopen(dir, "old"));
       assert.deepEqual(got, ["one", "two"]);
     } finally {
       await b.stop();
@@ -200,7 +180,9 @@ Deno.test({
       store.put(DELIVERIES, deliveryKey(7, 1, 0), packet("moved"));
       store.put(DELIVERIES, deliveryKey(9, 1, 0), packet("nobody's"));
       let got: string[];
-      ({ b, got } = await reopen(dir, store, "moving"));
+      await store.commit();
+      store.close();
+      ({ b, got } = await reopen(dir, "moving"));
       assert.deepEqual(got, ["moved", "left"]);
     } finally {
       await b.stop();

@@ -3,7 +3,10 @@
  * data directory with its MQTT port, and filters that all match one topic.
  */
 import assert from "node:assert/strict";
+import mqttPacket, { type Packet } from "mqtt-packet";
 import { type DistProcess, startDist } from "./dist.ts";
+import { Store } from "../../store/mod.ts";
+import { MQTT_FILE, QUEUED, SESSIONS } from "../../roles/broker/mqtt/persist.ts";
 
 /** A 14-level topic, and distinct filters that all match it (each level itself or `+`). */
 const LEVELS = ["k", ..."abcdefghijklm"];
@@ -24,4 +27,27 @@ export async function durableBroker(
   const m = b.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/);
   assert.ok(m, b.stderr());
   return { b, port: Number(m[1]) };
+}
+
+/**
+ * Writes, on `dir`'s `mqtt.db`, what a broker from before the journal's rows
+ * were numbered left: persistent session `clientId`'s row (no numbers),
+ * subscribed to `filter` at QoS 0, away, and a QoS 0 PUBLISH to `topic`
+ * queued for it per payload, in order (table `queued`).
+ */
+export async function writeLegacy(
+  dir: string,
+  clientId: string,
+  [filter, topic]: [string, string],
+  payloads: string[],
+): Promise<void> {
+  const store = new Store(`${dir}/${MQTT_FILE}`, { fsync: "off", tables: [SESSIONS, QUEUED] });
+  const row = { owner: null, version: 4, expiry: 3600, away: Date.now(), subs: [[filter, 0]] };
+  store.put(SESSIONS, clientId, JSON.stringify(row));
+  payloads.forEach((payload, i) => {
+    const packet = mqttPacket.generate({ cmd: "publish", topic, payload, qos: 0 } as Packet);
+    store.put(QUEUED, JSON.stringify([clientId, filter, 4294967296 + i]), new Uint8Array(packet));
+  });
+  await store.commit();
+  store.close();
 }
