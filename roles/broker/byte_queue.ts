@@ -105,6 +105,11 @@ export class ByteQueue {
     return this.#bytes;
   }
 
+  /** Bytes its buffer takes (what it counts in {@link queueMemory}; 0 while empty). */
+  get capacity(): number {
+    return this.#size;
+  }
+
   /** Appends a copy of `record`. */
   push(record: Uint8Array): void {
     const need = RECORD_HEADER + record.length;

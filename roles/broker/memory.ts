@@ -63,12 +63,31 @@ export const SUBSCRIPTION_BYTES = 2560;
 export const HEAP_HEADROOM = 2;
 
 /**
- * The part of max-memory that what waits in sessions kept for absent
- * clients (MQTT persistent sessions) may hold before the guard trims them
- * (drop-oldest, counted): past the budget by anything else, they are kept
- * whole (hostile review 39b Q2).
+ * The part of max-memory that sessions kept for absent clients (MQTT
+ * persistent sessions whose clients are away) may hold together: their
+ * rows, subscriptions, queued deliveries and what they keep in flight
+ * (hostile review 39c R3: away sessions' subscriptions held the whole budget
+ * for a day, and the guard cut connected subscribers instead). Within it,
+ * what pushed the broker over is not theirs, and they keep it (hostile
+ * review 39b Q2).
  */
-export const KEPT_QUEUED_SHARE = 0.5;
+export const AWAY_SHARE = 0.5;
+
+/** A session kept for an absent client, as the guard holds it to {@link AWAY_SHARE} (mqtt/away.ts). */
+export interface AwaySession {
+  /** Its client id, for the log. */
+  readonly name: string;
+  /** Whose it is (shares.ts shareSource): the source holding the most gives first. */
+  readonly source: string;
+  /** What it holds, as counted in max-memory (its queues at their buffers, slack included). */
+  readonly heldBytes: number;
+  /** What of it is queued deliveries (what {@link trim} may drop). */
+  readonly queuedBytes: number;
+  /** Drops its oldest queued deliveries (counted) until `bytes` are freed: the bytes freed. */
+  trim(bytes: number): number;
+  /** Ends it (its client's next CONNECT finds no session). */
+  evict(why: string): void;
+}
 
 /**
  * At most what a new subscription of `segments` adds to `memoryBytes`: its
@@ -139,6 +158,10 @@ export class MemoryGuard {
   shed = 0;
   /** Bytes of queued deliveries dropped from sessions kept for absent clients, to keep within max-memory. */
   trimmed = 0;
+  /** Sessions kept for absent clients ended to hold them to their share ({@link AWAY_SHARE}). */
+  awayEnded = 0;
+  /** The sessions kept for absent clients (the MQTT front end's), when there is one. */
+  away: (() => Iterable<AwaySession>) | undefined = undefined;
   /** Full collections asked for to keep RSS near what is counted. */
   collections = 0;
   /** RSS when watching began: growth is measured from it. */
@@ -166,6 +189,7 @@ export class MemoryGuard {
     const timer = setInterval(() => {
       this.#sample();
       this.#searchedAt = -1;
+      this.#keepAway();
       if (this.#core.overBudget) this.#shed();
       this.#collect();
     }, everyMs);
@@ -187,6 +211,8 @@ export class MemoryGuard {
     budget: number | null;
     shed: number;
     trimmed: number;
+    away_bytes: number;
+    away_ended: number;
     collections: number;
     memos: number;
     rss: number;
@@ -203,6 +229,9 @@ export class MemoryGuard {
       budget: core.maxMemory === Infinity ? null : core.maxMemory,
       shed: this.shed,
       trimmed: this.trimmed,
+      // What sessions kept for absent clients hold (within AWAY_SHARE of the budget), and those ended for it.
+      away_bytes: this.#awayBytes(),
+      away_ended: this.awayEnded,
       collections: this.collections,
       // The publishers' memos of their last frames (part of `bytes`; wire/publish_memo.ts).
       memos: memoMemory.bytes,
@@ -211,6 +240,12 @@ export class MemoryGuard {
       heap_total: process.heapTotal,
       external: process.external,
     };
+  }
+
+  #awayBytes(): number {
+    let n = 0;
+    for (const session of this.away?.() ?? []) n += session.heldBytes;
+    return n;
   }
 
   /** One full collection when RSS has grown well past what is counted (see above). */
@@ -254,26 +289,22 @@ export class MemoryGuard {
   }
 
   /**
-   * Cuts off the connected subscribers with the most pending until the
-   * broker is within its budget; an MQTT persistent session is kept (only
-   * its connection is cut). Once none is left to cut, the sessions kept for
-   * absent clients ({@link Sink.kept}) with the most queued drop their
-   * oldest deliveries, counted, as their drop-oldest policy does past
-   * max-pending: never ended (hostile review 39b Q2).
+   * Holds away sessions to their share ({@link #keepAway}), then cuts off
+   * the connected subscribers with the most pending until the broker is
+   * within its budget; an MQTT persistent session is kept (only its
+   * connection is cut). Away sessions within their share are not touched
+   * (hostile review 39b Q2): what is over then is not theirs.
    */
   #shed(): void {
     const core = this.#core;
     if (this.#searchedAt >= 0 && core.memoryBytes <= this.#searchedAt) return;
     this.#sample();
+    this.#keepAway();
     const cut = new Set<Sink>();
-    let kept = 0;
-    for (const sink of core.sinks()) if (sink.kept === true) kept += sink.queued.bytes;
-    const keptPast = kept > core.maxMemory * KEPT_QUEUED_SHARE;
     while (core.overBudget) {
-      const [worst, most] = this.#worst(cut, false);
+      const [worst, most] = this.#worst(cut);
       const sub = worst === undefined ? undefined : core.subscriptionOf(worst);
       if (worst === undefined || sub === undefined) {
-        if (this.#trimKept(cut, keptPast)) continue;
         // What is over is not pending deliveries: subscribes and new topics are refused meanwhile.
         this.#searchedAt = core.memoryBytes;
         return;
@@ -292,42 +323,97 @@ export class MemoryGuard {
     }
   }
 
-  /** The sink with the most pending of those `kept` or not, not cut yet. */
-  #worst(cut: Set<Sink>, kept: boolean): [Sink | undefined, number] {
+  /**
+   * Holds what away sessions hold to {@link AWAY_SHARE} of the budget: while
+   * they hold more, the source whose sessions hold the most gives first, its
+   * session holding the most: the oldest of what it has queued are dropped
+   * (counted) while that is the larger part of what it holds, else it is
+   * ended (its subscriptions are what it holds: a squat, hostile review 39c
+   * R3). Looked at only while the broker counts more than the share in all.
+   */
+  #keepAway(): void {
+    const core = this.#core;
+    const share = core.maxMemory * AWAY_SHARE;
+    const list = this.away;
+    if (list === undefined || share === Infinity || core.memoryBytes <= share) return;
+    const sources = new Map<string, Holder>();
+    let total = 0;
+    for (const session of list()) {
+      const held = session.heldBytes;
+      total += held;
+      let source = sources.get(session.source);
+      if (source === undefined) sources.set(session.source, source = { held: 0, sessions: [] });
+      source.held += held;
+      source.sessions.push({ session, held });
+    }
+    if (total <= share) return;
+    // Ascending: the one holding the most is last.
+    const order = [...sources.values()].sort((a, b) => a.held - b.held);
+    for (const source of order) source.sessions.sort((a, b) => a.held - b.held);
+    let trimmed = 0;
+    const ended: string[] = [];
+    while (total > share && order.length > 0) {
+      const source = order.pop()!;
+      const entry = source.sessions.pop()!;
+      const { session, held } = entry;
+      const queued = session.queuedBytes;
+      if (queued > 0 && 2 * queued >= held) {
+        trimmed += session.trim(Math.min(total - share, 2 * queued - held + 1));
+        entry.held = session.heldBytes;
+        placeBy(source.sessions, entry);
+      } else {
+        session.evict("ended to keep away sessions within their share of max-memory");
+        ended.push(session.name);
+        entry.held = 0;
+      }
+      total -= held - entry.held;
+      source.held -= held - entry.held;
+      if (source.sessions.length > 0) placeBy(order, source);
+    }
+    this.trimmed += trimmed;
+    this.awayEnded += ended.length;
+    if (trimmed > 0 || ended.length > 0) {
+      log.warn(
+        "Away sessions held past their share of max-memory {max}: dropped the oldest {bytes} bytes " +
+          "queued for them, ended {n} ({ids}), the largest first",
+        {
+          max: core.maxMemory,
+          bytes: trimmed,
+          n: ended.length,
+          ids: ended.slice(0, 5).map((id) => id.slice(0, 64)).join(", "),
+        },
+      );
+    }
+  }
+
+  /** The connected sink with the most pending, not cut yet (away sessions are held by #keepAway). */
+  #worst(cut: Set<Sink>): [Sink | undefined, number] {
     let worst: Sink | undefined;
     let most = 0;
     for (const sink of this.#core.sinks()) {
       const pending = sink.queued.bytes + sink.pendingBytes;
-      if (
-        !sink.closed && !cut.has(sink) && (sink.kept === true) === kept && pending > most
-      ) {
+      if (!sink.closed && !cut.has(sink) && sink.kept !== true && pending > most) {
         worst = sink;
         most = pending;
       }
     }
     return [worst, most];
   }
+}
 
-  /**
-   * Trims the kept session with the most queued by what the broker is over,
-   * once what sessions kept for absent clients hold was past their share
-   * (KEPT_QUEUED_SHARE) when the shed began: false when none is to be
-   * trimmed. Within it, what pushed the broker over is not theirs, and they
-   * keep it.
-   */
-  #trimKept(cut: Set<Sink>, past: boolean): boolean {
-    const core = this.#core;
-    const [kept] = this.#worst(cut, true);
-    if (!past || kept === undefined || kept.trim === undefined) return false;
-    const freed = kept.trim(core.memoryBytes - core.maxMemory);
-    if (freed === 0) cut.add(kept);
-    this.trimmed += freed;
-    if (freed > 0) {
-      log.warn(
-        "Dropped the oldest {bytes} bytes queued for a session kept for its absent client, to keep within max-memory {max}",
-        { bytes: freed, max: core.maxMemory },
-      );
-    }
-    return true;
+/** A source's away sessions, ascending by what they hold. */
+interface Holder {
+  held: number;
+  sessions: { session: AwaySession; held: number }[];
+}
+
+/** Puts `item` in `list` (ascending by `held`), where it now belongs. */
+function placeBy<T extends { held: number }>(list: T[], item: T): void {
+  let lo = 0, hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid].held < item.held) lo = mid + 1;
+    else hi = mid;
   }
+  list.splice(lo, 0, item);
 }

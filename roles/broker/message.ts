@@ -156,16 +156,10 @@ export interface Sink {
   slow(sub: Subscription, err: DistError): void;
   /**
    * Kept for a client that is away (an MQTT persistent session): the memory
-   * guard never cuts it off; past the budget, once no connected subscriber
-   * is left to cut, it {@link trim}s it. Absent: false.
+   * guard never cuts it off, but holds such sessions to their share
+   * (memory.ts AWAY_SHARE). Absent: false.
    */
   readonly kept?: boolean;
-  /**
-   * Drops the oldest of what the sink's subscriptions have queued, by their
-   * policy (counted in `dropped`), until `bytes` are freed or nothing is
-   * left; returns the bytes freed.
-   */
-  trim?(bytes: number): number;
   /** A topic that `sub` covers has just appeared. */
   topicCreated(sub: Subscription, topic: string): void;
   /**

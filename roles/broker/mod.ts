@@ -222,6 +222,8 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
   // what was queued for it and the error saying why are still worth sending.
   front.cutOffFlushMs = options.writeTimeout;
   const memory = new MemoryGuard(core);
+  // Sessions kept for absent MQTT clients: held to their share of max-memory.
+  if (mqtt !== undefined) memory.away = () => mqtt.sessions.away.values();
   const stopWatching = memory.watch();
   return listening(ctx, {
     role: "broker",

@@ -251,6 +251,11 @@ export class Subscription {
     this.#fifo.fit();
   }
 
+  /** What its queue takes in memory (its buffer, slack included; a `latest` queue's entries). */
+  get queueMemory(): number {
+    return this.#fifo.capacity + (this.#latest === undefined ? 0 : this.#bytes);
+  }
+
   /** Drops the oldest pending deliveries (counted) until `bytes` are freed or none is left: the bytes freed. */
   trim(bytes: number): number {
     const before = this.#bytes;

@@ -29,6 +29,7 @@ import { sessionBytes } from "./session_cost.ts";
 import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, type SessionRow, SESSIONS } from "./persist.ts";
 import { SessionJournal } from "./journal.ts";
+import { AwaySessions } from "./away.ts";
 import {
   copiedMark,
   type NumberedSession,
@@ -59,6 +60,8 @@ export class SessionTable {
   readonly #persistentBy = new Map<string, number>();
   /** What each owner's sessions are counted at (MqttSession.#recount, and what they keep in flight). */
   readonly #bytesBy = new Map<string, number>();
+  /** Those whose clients are away, held to their share of max-memory by the memory guard. */
+  readonly away = new AwaySessions();
   resumed = 0;
   expired = 0;
   restored = 0;
@@ -303,6 +306,7 @@ export class SessionTable {
   /** A session ended (its client's clean disconnect, a clean start, expiry, shutdown). */
   ended(session: MqttSession, why: string): void {
     if (this.#byId.get(session.clientId) === session) this.#byId.delete(session.clientId);
+    this.away.back(session);
     this.#droppedGone += session.dropped;
     if (why === "expired") this.expired++;
   }

@@ -1,0 +1,73 @@
+/**
+ * MQTT persistent sessions whose clients are away, as the memory guard
+ * holds them to their share of max-memory (memory.ts AWAY_SHARE): what each
+ * holds (its row, its subscriptions and their pattern nodes, its queues at
+ * their buffers, what it keeps in flight), whose it is (its client's source
+ * as it left: shares.ts shareSource; a session read back from disk, its
+ * user's, else {@link READ_BACK}), and how it gives memory back (its oldest
+ * queued deliveries dropped, or the session ended).
+ */
+import type { AwaySession } from "../memory.ts";
+import type { MqttSession } from "./session.ts";
+
+/** The source of a session read back from disk without a user (its client's address is not kept). */
+export const READ_BACK = "read back";
+
+/** The away sessions, by session. */
+export class AwaySessions {
+  readonly #away = new Map<MqttSession, Away>();
+
+  /** `session`'s client went (or it was read back from disk), from `source`. */
+  left(session: MqttSession, source: string): void {
+    this.#away.set(session, new Away(session, source));
+  }
+
+  /** `session`'s client is back, or the session ended. */
+  back(session: MqttSession): void {
+    this.#away.delete(session);
+  }
+
+  values(): IterableIterator<AwaySession> {
+    return this.#away.values();
+  }
+}
+
+class Away implements AwaySession {
+  readonly #session: MqttSession;
+  readonly source: string;
+  /** Its subscriptions' counted bytes (they do not change while its client is away). */
+  readonly #subs: number;
+
+  constructor(session: MqttSession, source: string) {
+    this.#session = session;
+    this.source = source;
+    let n = 0;
+    for (const sub of session.subs) n += sub.sourceBytes;
+    this.#subs = n;
+  }
+
+  get name(): string {
+    return this.#session.clientId;
+  }
+
+  get heldBytes(): number {
+    const s = this.#session;
+    return s.counted + s.inflight.keptBytes + this.#subs + this.queuedBytes;
+  }
+
+  get queuedBytes(): number {
+    let n = 0;
+    for (const sub of this.#session.subs) n += sub.queueMemory;
+    return n;
+  }
+
+  trim(bytes: number): number {
+    const s = this.#session;
+    // Each subscription trimmed: what left its queue leaves its rows on disk too.
+    return s.subscriptions().trim(bytes, (sub) => s.journal?.left(sub));
+  }
+
+  evict(why: string): void {
+    this.#session.end(why);
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Away MQTT persistent sessions cannot squat `--max-memory` (hostile
+ * review 39c R3): what they hold together (their rows, subscriptions and
+ * queued deliveries) is held to half of it, the sessions holding the most
+ * going first (their oldest queued dropped, then ended), so connected
+ * subscribers are not cut for their memory and new subscriptions are
+ * granted; while an honest away session holding less keeps every message it
+ * was sent (hostile review 39b Q2, tests/broker_memory_kept_test.ts).
+ */
+import assert from "node:assert/strict";
+import type mqtt from "mqtt";
+import { atLeast, connectWithAck, mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep } from "./helpers/raw.ts";
+
+const MIB = 1024 * 1024;
+
+/** Subscribes `prefix/<i>/z` 200 filters at a time until SUBACK refuses one: how many were taken. */
+async function subscribeAll(c: mqtt.MqttClient, prefix: string, most: number): Promise<number> {
+  let taken = 0;
+  for (let k = 0; k < most; k += 200) {
+    const filters = Array.from({ length: 200 }, (_, j) => `${prefix}/${k + j}/z`);
+    // MQTT.js rejects a SUBACK with any refusal: its codes are on the error's packet.
+    const codes = await c.subscribeAsync(filters, { qos: 0 }).then(
+      (granted) => granted.map((g) => g.qos as number),
+      (err) => (err as { packet: { granted: number[] } }).packet.granted,
+    );
+    const ok = codes.filter((code) => code < 0x80).length;
+    taken += ok;
+    if (ok < filters.length) break;
+  }
+  return taken;
+}
+
+/** `n` QoS 1 publishes of `size` bytes to `topic`, each PUBACKed; payloads start with their number. */
+async function publishAll(port: number, topic: string, n: number, size: number): Promise<void> {
+  const pub = await mqttClient(port, { clientId: `pub-${topic}` });
+  const body = "x".repeat(size);
+  for (let i = 0; i < n; i += 50) {
+    const sent: Promise<unknown>[] = [];
+    for (let j = i; j < Math.min(n, i + 50); j++) {
+      sent.push(pub.publishAsync(topic, `${String(j).padStart(6, "0")} ${body}`, { qos: 1 }));
+    }
+    await Promise.all(sent);
+  }
+  await pub.endAsync();
+}
+
+type Memory = {
+  bytes: number;
+  budget: number;
+  shed: number;
+  away_bytes: number;
+  away_ended: number;
+};
+
+Deno.test({
+  name:
+    "broker memory: an away session's subscriptions cannot squat --max-memory: it is ended, not a connected subscriber, and an honest away session keeps all (hostile review 39c R3)",
+  ...mqttOpts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const port = b.mqttPort;
+      // An honest subscriber, connected (clean), and an honest session left with 300 PUBACKed messages.
+      const { c: honest, got } = await connectWithAck(port, { clientId: "honest-sub" });
+      await honest.subscribeAsync("honest/#", { qos: 0 });
+      let cut = false;
+      honest.on("close", () => cut = true);
+      const away = await mqttClient(port, { clientId: "away", clean: false, protocolVersion: 4 });
+      await away.subscribeAsync("kept/#", { qos: 1 });
+      await away.endAsync();
+      await publishAll(port, "kept/x", 300, 1000);
+      // The squatter: a persistent session that subscribes until refused, then leaves.
+      const squat = await mqttClient(port, { clientId: "squat", clean: false, protocolVersion: 4 });
+      const taken = await subscribeAll(squat, "s", 20_000);
+      await squat.endAsync();
+      assert(taken > 2000, `the squatter took ${taken} subscriptions before the budget refused`);
+      // The guard samples every 100 ms: it has looked by then.
+      await sleep(500);
+      // Honest traffic to the connected subscriber: 2,000 QoS 0 messages of 1 KB.
+      const pub = await mqttClient(port, { clientId: "honest-pub" });
+      const body = "h".repeat(1000);
+      for (let i = 0; i < 2000; i++) pub.publish("honest/t", body, { qos: 0 });
+      await pub.endAsync();
+      await atLeast(got, 2000, 10_000).catch(() => {});
+      assert.equal(cut, false, "the connected honest subscriber was not cut off");
+      assert.equal(got.length, 2000, "it received every message");
+      // A new subscription is granted.
+      const fresh = await mqttClient(port, { clientId: "honest-new" });
+      const granted = await fresh.subscribeAsync("honest2/#", { qos: 0 }).then(
+        (g) => g.map((x) => x.qos as number),
+        (err) => (err as { packet: { granted: number[] } }).packet.granted,
+      );
+      await fresh.endAsync();
+      assert.deepEqual(granted, [0], "a new SUBSCRIBE is granted");
+      const memory = (await b.stats()).memory as Memory;
+      assert.equal(memory.shed, 0, "nobody connected was cut off");
+      assert(
+        memory.bytes <= memory.budget / 2 + MIB,
+        `counted ${memory.bytes} of ${memory.budget}`,
+      );
+      assert.equal(memory.away_ended, 1, "the squatting session was ended");
+      // The honest away session: Session Present 1, every PUBACKed message; the squatter's is gone.
+      const back = await connectWithAck(port, {
+        clientId: "away",
+        clean: false,
+        protocolVersion: 4,
+      });
+      await atLeast(back.got, 300, 10_000).catch(() => {});
+      await back.c.endAsync();
+      assert.equal(back.ack.sessionPresent, true, "the honest away session is still there");
+      const numbers = back.got.map((m) =>
+        Number(new TextDecoder().decode(m.payload.subarray(0, 6)))
+      );
+      assert.deepEqual(numbers, [...Array(300).keys()], "every PUBACKed message delivered");
+      const again = await connectWithAck(port, {
+        clientId: "squat",
+        clean: false,
+        protocolVersion: 4,
+      });
+      await again.c.endAsync();
+      assert.equal(again.ack.sessionPresent, false, "the squatting session was ended");
+      await honest.endAsync();
+    }, { maxMemory: 16 * MIB, maxPending: 3.5 * MIB }),
+});
+
+Deno.test({
+  name:
+    "broker memory: away sessions' queues together are held to half of --max-memory, the largest trimmed first (hostile review 39c R3)",
+  ...mqttOpts,
+  fn: () =>
+    withMqttBroker(async (b) => {
+      const port = b.mqttPort;
+      for (const id of ["big", "small"]) {
+        const c = await mqttClient(port, { clientId: id, clean: false, protocolVersion: 4 });
+        await c.subscribeAsync(`${id}/#`, { qos: 1 });
+        await c.endAsync();
+      }
+      // 100 KB for `small`, then 20 MB for `big` (in a 32 MiB buffer): together past half of 64 MiB.
+      await publishAll(port, "small/x", 100, 1000);
+      await publishAll(port, "big/x", 500, 40_000);
+      await sleep(500);
+      const memory = (await b.stats()).memory as Memory & { trimmed: number };
+      assert(memory.trimmed > 0, "the largest was trimmed");
+      assert(memory.away_bytes <= memory.budget / 2, `away sessions hold ${memory.away_bytes}`);
+      assert.equal(memory.away_ended, 0, "a session whose queue is trimmed is not ended");
+      const small = await connectWithAck(port, {
+        clientId: "small",
+        clean: false,
+        protocolVersion: 4,
+      });
+      await atLeast(small.got, 100, 10_000).catch(() => {});
+      await small.c.endAsync();
+      assert.equal(small.ack.sessionPresent, true);
+      assert.equal(small.got.length, 100, "the smaller session kept all it was sent");
+      const big = await connectWithAck(port, { clientId: "big", clean: false, protocolVersion: 4 });
+      await sleep(2000);
+      await big.c.endAsync();
+      assert.equal(big.ack.sessionPresent, true, "the trimmed session is still there");
+      const numbers = big.got.map((m) =>
+        Number(new TextDecoder().decode(m.payload.subarray(0, 6)))
+      );
+      assert(numbers.length > 0 && numbers.length < 500, `it kept ${numbers.length}`);
+      assert.deepEqual(
+        numbers,
+        Array.from({ length: numbers.length }, (_, i) => 500 - numbers.length + i),
+      );
+    }, { maxMemory: 64 * MIB, maxPending: 64 * MIB }),
+});
