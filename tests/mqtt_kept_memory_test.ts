@@ -142,7 +142,9 @@ Deno.test({
   ...mqttOpts,
   async fn() {
     const dir = await Deno.makeTempDir();
-    const args = ["--max-memory", String(128 * MIB), "--max-pending", String(16 * MIB)];
+    // Large enough that the three away sessions (up to 25 MiB each, their queues' buffers
+    // doubled as they wrap) stay within their half (memory.ts AWAY_SHARE): not trimmed.
+    const args = ["--max-memory", String(192 * MIB), "--max-pending", String(16 * MIB)];
     let b = await startBroker([...args, "--data-dir", dir]);
     try {
       const before = await keepInFlight(b, "m3", 120, 900_000);
