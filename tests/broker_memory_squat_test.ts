@@ -11,6 +11,9 @@ import assert from "node:assert/strict";
 import type mqtt from "mqtt";
 import { atLeast, connectWithAck, mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
+import { BrokerCore } from "../roles/broker/mod.ts";
+import { type AwaySession, MemoryGuard, sessionMemory } from "../roles/broker/memory.ts";
+import { LOOPBACK } from "../roles/broker/shares.ts";
 
 const MIB = 1024 * 1024;
 
@@ -165,4 +168,76 @@ Deno.test({
         Array.from({ length: numbers.length }, (_, i) => 500 - numbers.length + i),
       );
     }, { maxMemory: 64 * MIB, maxPending: 64 * MIB }),
+});
+
+/** An away session as the guard sees it: `subs` bytes of subscriptions and row, `queued` of queue. */
+class FakeAway implements AwaySession {
+  ended = false;
+  constructor(
+    readonly name: string,
+    readonly source: string,
+    public subs: number,
+    public queued: number,
+  ) {}
+  get heldBytes(): number {
+    return this.ended ? 0 : this.subs + this.queued;
+  }
+  get queuedBytes(): number {
+    return this.ended ? 0 : this.queued;
+  }
+  trim(bytes: number): number {
+    const freed = Math.min(bytes, this.queued);
+    this.queued -= freed;
+    return freed;
+  }
+  evict(): void {
+    this.ended = true;
+  }
+}
+
+Deno.test("MemoryGuard: away sessions past their half of --max-memory: the largest source first; in it squats ended, then the largest queues trimmed (hostile review 39c R3)", async () => {
+  const core = new BrokerCore({
+    retainBytes: MIB,
+    maxPending: 8 * MIB,
+    maxTopics: 1000,
+    maxMemory: 16 * MIB,
+  });
+  const guard = new MemoryGuard(core);
+  const honest = new FakeAway("honest", LOOPBACK, 10_000, 900_000);
+  const peer = new FakeAway("peer", LOOPBACK, 10_000, 700_000);
+  const squats = Array.from(
+    { length: 50 },
+    (_, i) => new FakeAway(`sq${i}`, LOOPBACK, 150_000, 1000),
+  );
+  const far = new FakeAway("far", "10.0.0.9", 10_000, 200_000);
+  const away = [honest, peer, ...squats, far];
+  guard.away = () => away;
+  const held = () => away.reduce((n, s) => n + s.heldBytes, 0);
+  // What they hold is counted in max-memory (as the MQTT front end counts it).
+  const counted = held() + 8 * MIB;
+  sessionMemory.bytes += counted;
+  try {
+    const stop = guard.watch(10);
+    await sleep(100);
+    stop();
+    assert(held() <= 8 * MIB, `they hold ${held()}`);
+    // 9.4 MB, 9.2 of them the loopback source's: its squats go first, the queues are kept.
+    assert.deepEqual([honest.ended, peer.ended, far.ended], [false, false, false]);
+    assert.deepEqual([honest.queued, peer.queued, far.queued], [900_000, 700_000, 200_000]);
+    const gone = squats.filter((s) => s.ended).length;
+    assert(gone > 0 && gone < squats.length, `${gone} squats ended`);
+    assert.equal(guard.awayEnded, gone);
+    // Then queues: the largest trimmed down to the next one's first.
+    for (const s of squats) s.ended = true;
+    honest.queued = 9 * MIB;
+    peer.queued = 2 * MIB;
+    const stop2 = guard.watch(10);
+    await sleep(100);
+    stop2();
+    assert(held() <= 8 * MIB, `they hold ${held()}`);
+    assert.equal(peer.queued, 2 * MIB, "the smaller queue is kept whole");
+    assert(honest.queued > 5 * MIB && !honest.ended, `honest keeps ${honest.queued}`);
+  } finally {
+    sessionMemory.bytes -= counted;
+  }
 });

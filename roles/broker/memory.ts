@@ -325,11 +325,13 @@ export class MemoryGuard {
 
   /**
    * Holds what away sessions hold to {@link AWAY_SHARE} of the budget: while
-   * they hold more, the source whose sessions hold the most gives first, its
-   * session holding the most: the oldest of what it has queued are dropped
-   * (counted) while that is the larger part of what it holds, else it is
-   * ended (its subscriptions are what it holds: a squat, hostile review 39c
-   * R3). Looked at only while the broker counts more than the share in all.
+   * they hold more, the source whose sessions hold the most gives first
+   * (every loopback address one source, as in shares.ts). Within it, a
+   * session whose subscriptions and row are most of what it holds (a squat,
+   * hostile review 39c R3) is ended, the largest first; then queues are
+   * trimmed, the largest down to the next one's (drop-oldest, counted), and
+   * a session with nothing left to drop is ended. Looked at only while the
+   * broker counts more than the share in all.
    */
   #keepAway(): void {
     const core = this.#core;
@@ -342,32 +344,36 @@ export class MemoryGuard {
       const held = session.heldBytes;
       total += held;
       let source = sources.get(session.source);
-      if (source === undefined) sources.set(session.source, source = { held: 0, sessions: [] });
-      source.held += held;
-      source.sessions.push({ session, held });
+      if (source === undefined) sources.set(session.source, source = { rank: 0, sessions: [] });
+      source.rank += held;
+      // Its subscriptions and row the larger part: ended before any queue is trimmed.
+      const squat = 2 * session.queuedBytes < held;
+      source.sessions.push({ session, held, squat, rank: squat ? SQUAT + held : held });
     }
     if (total <= share) return;
     // Ascending: the one holding the most is last.
-    const order = [...sources.values()].sort((a, b) => a.held - b.held);
-    for (const source of order) source.sessions.sort((a, b) => a.held - b.held);
+    const order = [...sources.values()].sort((a, b) => a.rank - b.rank);
+    for (const source of order) source.sessions.sort((a, b) => a.rank - b.rank);
     let trimmed = 0;
     const ended: string[] = [];
-    while (total > share && order.length > 0) {
+    for (let steps = 0; total > share && order.length > 0 && steps < MOST_STEPS; steps++) {
       const source = order.pop()!;
       const entry = source.sessions.pop()!;
       const { session, held } = entry;
-      const queued = session.queuedBytes;
-      if (queued > 0 && 2 * queued >= held) {
-        trimmed += session.trim(Math.min(total - share, 2 * queued - held + 1));
-        entry.held = session.heldBytes;
-        placeBy(source.sessions, entry);
-      } else {
+      if (entry.squat || session.queuedBytes === 0) {
         session.evict("ended to keep away sessions within their share of max-memory");
         ended.push(session.name);
         entry.held = 0;
+      } else {
+        // Down to the next one's (queues water-filled), in steps of at least an eighth of what is over.
+        const next = source.sessions.at(-1)?.held ?? 0;
+        const over = total - share;
+        trimmed += session.trim(Math.min(over, Math.max(held - next + 1, over / 8)));
+        entry.rank = entry.held = session.heldBytes;
+        placeBy(source.sessions, entry);
       }
       total -= held - entry.held;
-      source.held -= held - entry.held;
+      source.rank -= held - entry.held;
       if (source.sessions.length > 0) placeBy(order, source);
     }
     this.trimmed += trimmed;
@@ -401,18 +407,31 @@ export class MemoryGuard {
   }
 }
 
-/** A source's away sessions, ascending by what they hold. */
-interface Holder {
+/** Added to the rank of a session whose subscriptions and row are most of what it holds. */
+const SQUAT = 2 ** 52;
+/** Most sessions trimmed or ended in one pass (the rest at the next sample). */
+const MOST_STEPS = 4096;
+
+/** A session as #keepAway ranks it: squats first, then by what they hold. */
+interface Entry {
+  session: AwaySession;
   held: number;
-  sessions: { session: AwaySession; held: number }[];
+  squat: boolean;
+  rank: number;
 }
 
-/** Puts `item` in `list` (ascending by `held`), where it now belongs. */
-function placeBy<T extends { held: number }>(list: T[], item: T): void {
+/** A source's away sessions, ascending by rank; the source ranked by what they hold. */
+interface Holder {
+  rank: number;
+  sessions: Entry[];
+}
+
+/** Puts `item` in `list` (ascending by `rank`), where it now belongs. */
+function placeBy<T extends { rank: number }>(list: T[], item: T): void {
   let lo = 0, hi = list.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (list[mid].held < item.held) lo = mid + 1;
+    if (list[mid].rank < item.rank) lo = mid + 1;
     else hi = mid;
   }
   list.splice(lo, 0, item);
