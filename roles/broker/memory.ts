@@ -3,7 +3,9 @@
  * subscribers' transports hold is sampled into the core's count, and past
  * the budget the subscribers with the most pending are cut off, whatever
  * their policy, on every front end (dist protocol and MQTT alike: they are
- * all sinks of the core's subscriptions).
+ * all sinks of the core's subscriptions); MQTT persistent sessions whose
+ * clients are away are not cut but held to their share of the budget
+ * (AWAY_SHARE: squats ended, then the largest queues trimmed).
  *
  * And the process's memory kept near what is counted. Under a flood of
  * deliveries to subscribers that never read, what is live stays within a
