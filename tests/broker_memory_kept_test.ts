@@ -8,15 +8,9 @@
  */
 import assert from "node:assert/strict";
 import mp from "mqtt-packet";
-import {
-  atLeast,
-  connectWithAck,
-  mqttClient,
-  mqttOpts,
-  RawMqtt,
-  withMqttBroker,
-} from "./helpers/mqtt.ts";
+import { mqttClient, mqttOpts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { closeQuietly, concat, sleep } from "./helpers/raw.ts";
+import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
 import { FakeSink } from "./helpers/broker_sink.ts";
 import { DistError } from "../wire/mod.ts";
 import { BrokerCore, type Subscription } from "../roles/broker/mod.ts";
@@ -30,33 +24,6 @@ async function leaveSession(port: number): Promise<void> {
   await c.endAsync();
 }
 
-/** `n` QoS 1 publishes of `size` bytes to `h/x`, each PUBACKed; payloads start with their number. */
-async function publishAll(port: number, n: number, size: number): Promise<void> {
-  const pub = await mqttClient(port, { clientId: "pub" });
-  const body = "x".repeat(size);
-  for (let i = 0; i < n; i += 20) {
-    const sent: Promise<unknown>[] = [];
-    for (let j = i; j < Math.min(n, i + 20); j++) {
-      sent.push(pub.publishAsync("h/x", `${String(j).padStart(6, "0")} ${body}`, { qos: 1 }));
-    }
-    await Promise.all(sent);
-  }
-  await pub.endAsync();
-}
-
-/** `honest` comes back: Session Present, and the numbers of what it receives within `ms`. */
-async function comeBack(port: number, want: number, ms: number) {
-  const { c, ack, got } = await connectWithAck(port, {
-    clientId: "honest",
-    clean: false,
-    protocolVersion: 4,
-  });
-  await atLeast(got, want, ms).catch(() => {});
-  await c.endAsync();
-  const numbers = got.map((m) => Number(new TextDecoder().decode(m.payload.subarray(0, 6))));
-  return { present: ack.sessionPresent, numbers };
-}
-
 Deno.test({
   name:
     "broker memory: a client that only subscribes is refused before --max-memory; an away persistent session keeps all it was sent (hostile review 39b Q2)",
@@ -64,7 +31,7 @@ Deno.test({
   fn: () =>
     withMqttBroker(async (b) => {
       await leaveSession(b.mqttPort);
-      await publishAll(b.mqttPort, 300, 1000);
+      await publishAll(b.mqttPort, "h/x", 300, 1000);
       // The attacker subscribes 1,000 filters at a time until SUBACK refuses; it holds nothing pending.
       const atk = await mqttClient(b.mqttPort, { clientId: "attacker" });
       let taken = 0;
@@ -83,7 +50,7 @@ Deno.test({
       // The guard samples every 100 ms: it has looked by then.
       await sleep(500);
       const memory = (await b.stats()).memory as { bytes: number; budget: number; shed: number };
-      const back = await comeBack(b.mqttPort, 300, 10_000);
+      const back = await comeBack(b.mqttPort, "honest", 300, 10_000);
       await atk.endAsync();
       assert.equal(back.present, true, "the session is still there (Session Present 1)");
       assert.deepEqual(back.numbers, [...Array(300).keys()], "every PUBACKed message delivered");
@@ -101,12 +68,12 @@ Deno.test({
       await leaveSession(b.mqttPort);
       // 24 MB queued for it: within its max-pending (64 MiB), past the budget (16 MiB).
       const n = 600;
-      await publishAll(b.mqttPort, n, 40_000);
+      await publishAll(b.mqttPort, "h/x", n, 40_000);
       await sleep(500);
       const stats = await b.stats();
       const memory = stats.memory as { bytes: number; budget: number; trimmed: number };
       const dropped = (stats.mqtt as { session_dropped: number }).session_dropped;
-      const back = await comeBack(b.mqttPort, n - dropped, 5000);
+      const back = await comeBack(b.mqttPort, "honest", n - dropped, 5000);
       const gone = ((await b.stats()).mqtt as { session_dropped: number }).session_dropped;
       assert.equal(back.present, true, "the session is still there (Session Present 1)");
       assert(memory.bytes <= memory.budget, `counted ${memory.bytes} within ${memory.budget}`);
@@ -124,7 +91,7 @@ Deno.test({
   fn: () =>
     withMqttBroker(async (b) => {
       await leaveSession(b.mqttPort);
-      await publishAll(b.mqttPort, 200, 1000);
+      await publishAll(b.mqttPort, "h/x", 200, 1000);
       // Each writes forty 2 KB publishes at once and goes silent: its read buffer grown for them.
       const burst = concat(Array.from({ length: 40 }, () =>
         mp.generate({
@@ -143,7 +110,7 @@ Deno.test({
           await raw.write(burst);
         }
         await sleep(500);
-        const back = await comeBack(b.mqttPort, 200, 10_000);
+        const back = await comeBack(b.mqttPort, "honest", 200, 10_000);
         assert.equal(back.present, true, "the session is still there (Session Present 1)");
         assert.deepEqual(back.numbers, [...Array(200).keys()], "every PUBACKed message delivered");
       } finally {

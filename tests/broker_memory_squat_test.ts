@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import type mqtt from "mqtt";
 import { atLeast, connectWithAck, mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
+import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
 import { BrokerCore } from "../roles/broker/mod.ts";
 import { type AwaySession, MemoryGuard, sessionMemory } from "../roles/broker/memory.ts";
 import { LOOPBACK } from "../roles/broker/shares.ts";
@@ -32,20 +33,6 @@ async function subscribeAll(c: mqtt.MqttClient, prefix: string, most: number): P
     if (ok < filters.length) break;
   }
   return taken;
-}
-
-/** `n` QoS 1 publishes of `size` bytes to `topic`, each PUBACKed; payloads start with their number. */
-async function publishAll(port: number, topic: string, n: number, size: number): Promise<void> {
-  const pub = await mqttClient(port, { clientId: `pub-${topic}` });
-  const body = "x".repeat(size);
-  for (let i = 0; i < n; i += 50) {
-    const sent: Promise<unknown>[] = [];
-    for (let j = i; j < Math.min(n, i + 50); j++) {
-      sent.push(pub.publishAsync(topic, `${String(j).padStart(6, "0")} ${body}`, { qos: 1 }));
-    }
-    await Promise.all(sent);
-  }
-  await pub.endAsync();
 }
 
 type Memory = {
@@ -103,25 +90,11 @@ Deno.test({
       );
       assert.equal(memory.away_ended, 1, "the squatting session was ended");
       // The honest away session: Session Present 1, every PUBACKed message; the squatter's is gone.
-      const back = await connectWithAck(port, {
-        clientId: "away",
-        clean: false,
-        protocolVersion: 4,
-      });
-      await atLeast(back.got, 300, 10_000).catch(() => {});
-      await back.c.endAsync();
-      assert.equal(back.ack.sessionPresent, true, "the honest away session is still there");
-      const numbers = back.got.map((m) =>
-        Number(new TextDecoder().decode(m.payload.subarray(0, 6)))
-      );
-      assert.deepEqual(numbers, [...Array(300).keys()], "every PUBACKed message delivered");
-      const again = await connectWithAck(port, {
-        clientId: "squat",
-        clean: false,
-        protocolVersion: 4,
-      });
-      await again.c.endAsync();
-      assert.equal(again.ack.sessionPresent, false, "the squatting session was ended");
+      const back = await comeBack(port, "away", 300, 10_000);
+      assert.equal(back.present, true, "the honest away session is still there");
+      assert.deepEqual(back.numbers, [...Array(300).keys()], "every PUBACKed message delivered");
+      const again = await comeBack(port, "squat", 0, 0);
+      assert.equal(again.present, false, "the squatting session was ended");
       await honest.endAsync();
     }, { maxMemory: 16 * MIB, maxPending: 3.5 * MIB }),
 });
@@ -146,27 +119,15 @@ Deno.test({
       assert(memory.trimmed > 0, "the largest was trimmed");
       assert(memory.away_bytes <= memory.budget / 2, `away sessions hold ${memory.away_bytes}`);
       assert.equal(memory.away_ended, 0, "a session whose queue is trimmed is not ended");
-      const small = await connectWithAck(port, {
-        clientId: "small",
-        clean: false,
-        protocolVersion: 4,
-      });
-      await atLeast(small.got, 100, 10_000).catch(() => {});
-      await small.c.endAsync();
-      assert.equal(small.ack.sessionPresent, true);
-      assert.equal(small.got.length, 100, "the smaller session kept all it was sent");
-      const big = await connectWithAck(port, { clientId: "big", clean: false, protocolVersion: 4 });
-      await sleep(2000);
-      await big.c.endAsync();
-      assert.equal(big.ack.sessionPresent, true, "the trimmed session is still there");
-      const numbers = big.got.map((m) =>
-        Number(new TextDecoder().decode(m.payload.subarray(0, 6)))
-      );
-      assert(numbers.length > 0 && numbers.length < 500, `it kept ${numbers.length}`);
-      assert.deepEqual(
-        numbers,
-        Array.from({ length: numbers.length }, (_, i) => 500 - numbers.length + i),
-      );
+      const small = await comeBack(port, "small", 100, 10_000);
+      assert.equal(small.present, true);
+      assert.equal(small.numbers.length, 100, "the smaller session kept all it was sent");
+      // `big` keeps its newest, in order, and is still there.
+      const big = await comeBack(port, "big", 500, 2000);
+      const kept = big.numbers;
+      assert.equal(big.present, true, "the trimmed session is still there");
+      assert(kept.length > 0 && kept.length < 500, `it kept ${kept.length}`);
+      assert.deepEqual(kept, Array.from({ length: kept.length }, (_, i) => 500 - kept.length + i));
     }, { maxMemory: 64 * MIB, maxPending: 64 * MIB }),
 });
 

@@ -17,6 +17,8 @@
  * reserve; and with `--users` each user's sessions and wills take at most
  * {@link USER_SHARE} of it, so one user's wills (live, or MQTT 5's delayed
  * a day after its client vanished) cannot refuse everyone else's sessions.
+ * Sessions whose clients are away are held, with their subscriptions and
+ * queues, to memory.ts AWAY_SHARE by the memory guard ({@link away}: away.ts).
  */
 import type { Store } from "../../../store/mod.ts";
 import type { MqttFront, SessionRefusal, SessionRequest } from "./front.ts";
