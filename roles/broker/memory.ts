@@ -91,6 +91,13 @@ export interface AwaySession {
   evict(why: string): void;
 }
 
+/** The sessions kept for absent clients (mqtt/away.ts AwaySessions). */
+export interface AwaySessions {
+  values(): Iterable<AwaySession>;
+  /** How many times a session was left (or read back) away: a count that only grows. */
+  readonly left: number;
+}
+
 /**
  * At most what a new subscription of `segments` adds to `memoryBytes`: its
  * own SUBSCRIPTION_BYTES and, should none of its pattern's nodes exist yet,
@@ -163,7 +170,15 @@ export class MemoryGuard {
   /** Sessions kept for absent clients ended to hold them to their share ({@link AWAY_SHARE}). */
   awayEnded = 0;
   /** The sessions kept for absent clients (the MQTT front end's), when there is one. */
-  away: (() => Iterable<AwaySession>) | undefined = undefined;
+  away: AwaySessions | undefined = undefined;
+  /**
+   * What the last full look at away sessions saw: the count then, how many
+   * had been left away, and the room they had left within their share. Until
+   * the count grows past that room or another session is left away, what
+   * they hold cannot have passed it (their queues grow the count as much),
+   * so the samples do not look again (but at least every AWAY_LOOK_MS).
+   */
+  #awayLook = { memory: 0, left: -1, room: 0, at: 0 };
   /** Full collections asked for to keep RSS near what is counted. */
   collections = 0;
   /** RSS when watching began: growth is measured from it. */
@@ -246,7 +261,7 @@ export class MemoryGuard {
 
   #awayBytes(): number {
     let n = 0;
-    for (const session of this.away?.() ?? []) n += session.heldBytes;
+    for (const session of this.away?.values() ?? []) n += session.heldBytes;
     return n;
   }
 
@@ -338,13 +353,20 @@ export class MemoryGuard {
   #keepAway(): void {
     const core = this.#core;
     const share = core.maxMemory * AWAY_SHARE;
-    const list = this.away;
-    if (list === undefined || share === Infinity || core.memoryBytes <= share) return;
-    const sources = new Map<string, Holder>();
+    const away = this.away;
+    const memory = core.memoryBytes;
+    if (away === undefined || share === Infinity || memory <= share) return;
+    const look = this.#awayLook, now = performance.now();
+    if (
+      look.left === away.left && memory <= look.memory + look.room && now < look.at + AWAY_LOOK_MS
+    ) return;
     let total = 0;
-    for (const session of list()) {
+    for (const session of away.values()) total += session.heldBytes;
+    this.#awayLook = { memory, left: away.left, room: share - total, at: now };
+    if (total <= share) return;
+    const sources = new Map<string, Holder>();
+    for (const session of away.values()) {
       const held = session.heldBytes;
-      total += held;
       let source = sources.get(session.source);
       if (source === undefined) sources.set(session.source, source = { rank: 0, sessions: [] });
       source.rank += held;
@@ -352,7 +374,6 @@ export class MemoryGuard {
       const squat = 2 * session.queuedBytes < held;
       source.sessions.push({ session, held, squat, rank: squat ? SQUAT + held : held });
     }
-    if (total <= share) return;
     // Ascending: the one holding the most is last.
     const order = [...sources.values()].sort((a, b) => a.rank - b.rank);
     for (const source of order) source.sessions.sort((a, b) => a.rank - b.rank);
@@ -378,6 +399,8 @@ export class MemoryGuard {
       source.rank -= held - entry.held;
       if (source.sessions.length > 0) placeBy(order, source);
     }
+    // Looked again at the next sample, from what is left.
+    this.#awayLook.left = -1;
     this.trimmed += trimmed;
     this.awayEnded += ended.length;
     if (trimmed > 0 || ended.length > 0) {
@@ -411,6 +434,8 @@ export class MemoryGuard {
 
 /** Added to the rank of a session whose subscriptions and row are most of what it holds. */
 const SQUAT = 2 ** 52;
+/** Longest between two full looks at away sessions while the broker counts past their share (ms). */
+const AWAY_LOOK_MS = 1000;
 /** Most sessions trimmed or ended in one pass (the rest at the next sample). */
 const MOST_STEPS = 4096;
 

@@ -223,7 +223,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
   front.cutOffFlushMs = options.writeTimeout;
   const memory = new MemoryGuard(core);
   // Sessions kept for absent MQTT clients: held to their share of max-memory.
-  if (mqtt !== undefined) memory.away = () => mqtt.sessions.away.values();
+  if (mqtt !== undefined) memory.away = mqtt.sessions.away;
   const stopWatching = memory.watch();
   return listening(ctx, {
     role: "broker",

@@ -7,19 +7,21 @@
  * user's, else {@link READ_BACK}), and how it gives memory back (its oldest
  * queued deliveries dropped, or the session ended).
  */
-import type { AwaySession } from "../memory.ts";
+import type { AwaySession, AwaySessions as Held } from "../memory.ts";
 import type { MqttSession } from "./session.ts";
 
 /** The source of a session read back from disk without a user (its client's address is not kept). */
 export const READ_BACK = "read back";
 
 /** The away sessions, by session. */
-export class AwaySessions {
+export class AwaySessions implements Held {
   readonly #away = new Map<MqttSession, Away>();
+  left = 0;
 
   /** `session`'s client went (or it was read back from disk), from `source`. */
-  left(session: MqttSession, source: string): void {
+  leave(session: MqttSession, source: string): void {
     this.#away.set(session, new Away(session, source));
+    this.left++;
   }
 
   /** `session`'s client is back, or the session ended. */

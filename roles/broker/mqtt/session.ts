@@ -169,7 +169,7 @@ export class MqttSession implements Sink {
   /** Read back from disk, its client away: it ends after `ms` unless the client comes back. */
   awaitClient(ms: number, awayAt: number): void {
     this.#awayAt = awayAt;
-    this.#front.sessions.away.left(this, userSource(this.owner) ?? READ_BACK);
+    this.#front.sessions.away.leave(this, userSource(this.owner) ?? READ_BACK);
     const timer = setTimeout(() => this.end("expired"), Math.max(0, ms));
     Deno.unrefTimer(timer);
     this.#timer = timer;
@@ -230,7 +230,7 @@ export class MqttSession implements Sink {
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
     this.#awayAt = Date.now();
     this.#recount(); // its QoS 2 ids awaiting PUBREL, as it leaves them
-    this.#front.sessions.away.left(this, shareSource(conn.source));
+    this.#front.sessions.away.leave(this, shareSource(conn.source));
     this.save();
     const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
     // A session waiting for its client does not keep the process up.
