@@ -1,0 +1,174 @@
+/**
+ * What MQTT persistent sessions whose clients are away may hold of the
+ * broker's max-memory ({@link AWAY_SHARE}), and how the memory guard
+ * (memory.ts) holds them to it: the source holding the most gives first,
+ * squats ended before any queue is trimmed (hostile review 39c R3).
+ */
+import { getLogger } from "@logtape/logtape";
+import type { BrokerCore } from "./core.ts";
+
+const log = getLogger(["dist", "broker"]);
+
+/**
+ * The part of max-memory that sessions kept for absent clients (MQTT
+ * persistent sessions whose clients are away) may hold together: their
+ * rows, subscriptions, queued deliveries and what they keep in flight
+ * (hostile review 39c R3: away sessions' subscriptions held the whole budget
+ * for a day, and the guard cut connected subscribers instead). Within it,
+ * what pushed the broker over is not theirs, and they keep it (hostile
+ * review 39b Q2).
+ */
+export const AWAY_SHARE = 0.5;
+
+/** A session kept for an absent client, as the guard holds it to {@link AWAY_SHARE} (mqtt/away.ts). */
+export interface AwaySession {
+  /** Its client id, for the log. */
+  readonly name: string;
+  /** Whose it is (shares.ts shareSource): the source holding the most gives first. */
+  readonly source: string;
+  /** What it holds, as counted in max-memory (its queues at their buffers, slack included). */
+  readonly heldBytes: number;
+  /** What of it is queued deliveries (what {@link trim} may drop). */
+  readonly queuedBytes: number;
+  /** Drops its oldest queued deliveries (counted) until `bytes` are freed: the bytes freed. */
+  trim(bytes: number): number;
+  /** Ends it (its client's next CONNECT finds no session). */
+  evict(why: string): void;
+}
+
+/** The sessions kept for absent clients (mqtt/away.ts AwaySessions). */
+export interface AwaySessions {
+  values(): Iterable<AwaySession>;
+  /** How many times a session was left (or read back) away: a count that only grows. */
+  readonly left: number;
+}
+
+/** Holds away sessions to their share of max-memory (MemoryGuard's, at each sample and shed). */
+export class AwayShare {
+  /** Bytes of queued deliveries dropped from away sessions to hold them to their share. */
+  trimmed = 0;
+  /** Away sessions ended to hold them to their share. */
+  ended = 0;
+  /**
+   * What the last full look at away sessions saw: the count then, how many
+   * had been left away, and the room they had left within their share. Until
+   * the count grows past that room or another session is left away, what
+   * they hold cannot have passed it (their queues grow the count as much),
+   * so the samples do not look again (but at least every AWAY_LOOK_MS).
+   */
+  #look = { memory: 0, left: -1, room: 0, at: 0 };
+
+  /**
+   * Holds what away sessions hold to {@link AWAY_SHARE} of the budget: while
+   * they hold more, the source whose sessions hold the most gives first
+   * (every loopback address one source, as in shares.ts). Within it, a
+   * session whose subscriptions and row are most of what it holds (a squat,
+   * hostile review 39c R3) is ended, the largest first; then queues are
+   * trimmed, the largest down to the next one's (drop-oldest, counted), and
+   * a session with nothing left to drop is ended. Looked at only while the
+   * broker counts more than the share in all.
+   */
+  keep(core: BrokerCore, away: AwaySessions | undefined): void {
+    const share = core.maxMemory * AWAY_SHARE;
+    const memory = core.memoryBytes;
+    if (away === undefined || share === Infinity || memory <= share) return;
+    const look = this.#look, now = performance.now();
+    if (
+      look.left === away.left && memory <= look.memory + look.room && now < look.at + AWAY_LOOK_MS
+    ) return;
+    let total = 0;
+    for (const session of away.values()) total += session.heldBytes;
+    this.#look = { memory, left: away.left, room: share - total, at: now };
+    if (total <= share) return;
+    const sources = new Map<string, Holder>();
+    for (const session of away.values()) {
+      const held = session.heldBytes;
+      let source = sources.get(session.source);
+      if (source === undefined) sources.set(session.source, source = { rank: 0, sessions: [] });
+      source.rank += held;
+      // Its subscriptions and row the larger part: ended before any queue is trimmed.
+      const squat = 2 * session.queuedBytes < held;
+      source.sessions.push({ session, held, squat, rank: squat ? SQUAT + held : held });
+    }
+    // Ascending: the one holding the most is last.
+    const order = [...sources.values()].sort((a, b) => a.rank - b.rank);
+    for (const source of order) source.sessions.sort((a, b) => a.rank - b.rank);
+    let trimmed = 0;
+    const ended: string[] = [];
+    for (let steps = 0; total > share && order.length > 0 && steps < MOST_STEPS; steps++) {
+      const source = order.pop()!;
+      const entry = source.sessions.pop()!;
+      const { session, held } = entry;
+      if (entry.squat || session.queuedBytes === 0) {
+        session.evict("ended to keep away sessions within their share of max-memory");
+        ended.push(session.name);
+        entry.held = 0;
+      } else {
+        // Down to the next one's (queues water-filled), in steps of at least an eighth of what is over.
+        const next = source.sessions.at(-1)?.held ?? 0;
+        const over = total - share;
+        trimmed += session.trim(Math.min(over, Math.max(held - next + 1, over / 8)));
+        entry.rank = entry.held = session.heldBytes;
+        placeBy(source.sessions, entry);
+      }
+      total -= held - entry.held;
+      source.rank -= held - entry.held;
+      if (source.sessions.length > 0) placeBy(order, source);
+    }
+    // Looked again at the next sample, from what is left.
+    this.#look.left = -1;
+    this.trimmed += trimmed;
+    this.ended += ended.length;
+    if (trimmed > 0 || ended.length > 0) {
+      log.warn(
+        "Away sessions held past their share of max-memory {max}: dropped the oldest {bytes} bytes " +
+          "queued for them, ended {n} ({ids}), the largest first",
+        {
+          max: core.maxMemory,
+          bytes: trimmed,
+          n: ended.length,
+          ids: ended.slice(0, 5).map((id) => id.slice(0, 64)).join(", "),
+        },
+      );
+    }
+  }
+}
+
+/** What away sessions hold in all (`memory.away_bytes`). */
+export function awayBytes(away: AwaySessions | undefined): number {
+  let n = 0;
+  for (const session of away?.values() ?? []) n += session.heldBytes;
+  return n;
+}
+
+/** Added to the rank of a session whose subscriptions and row are most of what it holds. */
+const SQUAT = 2 ** 52;
+/** Longest between two full looks at away sessions while the broker counts past their share (ms). */
+const AWAY_LOOK_MS = 1000;
+/** Most sessions trimmed or ended in one pass (the rest at the next sample). */
+const MOST_STEPS = 4096;
+
+/** A session as AwayShare.keep ranks it: squats first, then by what they hold. */
+interface Entry {
+  session: AwaySession;
+  held: number;
+  squat: boolean;
+  rank: number;
+}
+
+/** A source's away sessions, ascending by rank; the source ranked by what they hold. */
+interface Holder {
+  rank: number;
+  sessions: Entry[];
+}
+
+/** Puts `item` in `list` (ascending by `rank`), where it now belongs. */
+function placeBy<T extends { rank: number }>(list: T[], item: T): void {
+  let lo = 0, hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid].rank < item.rank) lo = mid + 1;
+    else hi = mid;
+  }
+  list.splice(lo, 0, item);
+}
