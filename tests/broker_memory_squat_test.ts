@@ -9,7 +9,14 @@
  */
 import assert from "node:assert/strict";
 import type mqtt from "mqtt";
-import { atLeast, connectWithAck, mqttClient, mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
+import {
+  atLeast,
+  connectWithAck,
+  mqttClient,
+  mqttOpts,
+  startMqttBroker,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
 import { BrokerCore } from "../roles/broker/mod.ts";
@@ -134,6 +141,7 @@ Deno.test({
 /** An away session as the guard sees it: `subs` bytes of subscriptions and row, `queued` of queue. */
 class FakeAway implements AwaySession {
   ended = false;
+  readonly spareUntil = 0;
   constructor(
     readonly name: string,
     readonly source: string,
@@ -204,4 +212,39 @@ Deno.test("MemoryGuard: away sessions past their half of --max-memory: the large
   } finally {
     sessionMemory.bytes -= counted;
   }
+});
+
+Deno.test({
+  name:
+    "broker memory: sessions read back from disk past the away sessions' half are spared while their clients come back (hostile review 39c R3)",
+  ...mqttOpts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "away-share-" });
+    const options = { dataDir: dir, maxMemory: 16 * MIB };
+    let b = await startMqttBroker(options);
+    try {
+      // Three persistent sessions, connected, with 1,000 subscriptions each: past half the budget.
+      const ids = ["fleet-a", "fleet-b", "fleet-c"];
+      for (const id of ids) {
+        const c = await mqttClient(b.mqttPort, { clientId: id, clean: false, protocolVersion: 4 });
+        assert.equal(await subscribeAll(c, id, 1000), 1000);
+        // Left connected: the broker stops under them.
+        c.on("error", () => {});
+      }
+      await sleep(300); // the rows' group commit
+      await b.stop();
+      b = await startMqttBroker(options);
+      await sleep(500);
+      const memory = (await b.stats()).memory as Memory;
+      assert(memory.away_bytes > memory.budget / 2, `read back away: ${memory.away_bytes}`);
+      assert.equal(memory.away_ended, 0, "none ended while their clients come back");
+      for (const id of ids) {
+        const back = await comeBack(b.mqttPort, id, 0, 0);
+        assert.equal(back.present, true, `${id}'s session is there`);
+      }
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

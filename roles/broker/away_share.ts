@@ -34,7 +34,20 @@ export interface AwaySession {
   trim(bytes: number): number;
   /** Ends it (its client's next CONNECT finds no session). */
   evict(why: string): void;
+  /**
+   * Until when (performance.now()) it is left alone, though counted: a
+   * session read back from disk, whose client may be on its way back after
+   * the restart ({@link READ_BACK_GRACE_MS}). 0: none.
+   */
+  readonly spareUntil: number;
 }
+
+/**
+ * How long a session read back from disk is spared (ms): clients that were
+ * connected when the broker stopped are all away when it starts, and come
+ * back within seconds; their sessions are not ended for the share meanwhile.
+ */
+export const READ_BACK_GRACE_MS = 60_000;
 
 /** The sessions kept for absent clients (mqtt/away.ts AwaySessions). */
 export interface AwaySessions {
@@ -82,6 +95,7 @@ export class AwayShare {
     if (total <= share) return;
     const sources = new Map<string, Holder>();
     for (const session of away.values()) {
+      if (session.spareUntil > now) continue;
       const held = session.heldBytes;
       let source = sources.get(session.source);
       if (source === undefined) sources.set(session.source, source = { rank: 0, sessions: [] });

@@ -5,9 +5,11 @@
  * their buffers, what it keeps in flight), whose it is (its client's source
  * as it left: shares.ts shareSource; a session read back from disk, its
  * user's, else {@link READ_BACK}), and how it gives memory back (its oldest
- * queued deliveries dropped, or the session ended).
+ * queued deliveries dropped, or the session ended). One read back from disk
+ * is spared for a minute (away_share.ts READ_BACK_GRACE_MS): its client was
+ * perhaps connected when the broker stopped, and is on its way back.
  */
-import type { AwaySession, AwaySessions as Held } from "../memory.ts";
+import { type AwaySession, type AwaySessions as Held, READ_BACK_GRACE_MS } from "../away_share.ts";
 import type { MqttSession } from "./session.ts";
 
 /** The source of a session read back from disk without a user (its client's address is not kept). */
@@ -18,9 +20,10 @@ export class AwaySessions implements Held {
   readonly #away = new Map<MqttSession, Away>();
   left = 0;
 
-  /** `session`'s client went (or it was read back from disk), from `source`. */
-  leave(session: MqttSession, source: string): void {
-    this.#away.set(session, new Away(session, source));
+  /** `session`'s client went (or it was read back from disk: `readBack`), from `source`. */
+  leave(session: MqttSession, source: string, readBack = false): void {
+    const spareUntil = readBack ? performance.now() + READ_BACK_GRACE_MS : 0;
+    this.#away.set(session, new Away(session, source, spareUntil));
     this.left++;
   }
 
@@ -40,9 +43,12 @@ class Away implements AwaySession {
   /** Its subscriptions' counted bytes (they do not change while its client is away). */
   readonly #subs: number;
 
-  constructor(session: MqttSession, source: string) {
+  readonly spareUntil: number;
+
+  constructor(session: MqttSession, source: string, spareUntil: number) {
     this.#session = session;
     this.source = source;
+    this.spareUntil = spareUntil;
     let n = 0;
     for (const sub of session.subs) n += sub.sourceBytes;
     this.#subs = n;

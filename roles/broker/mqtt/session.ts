@@ -169,7 +169,7 @@ export class MqttSession implements Sink {
   /** Read back from disk, its client away: it ends after `ms` unless the client comes back. */
   awaitClient(ms: number, awayAt: number): void {
     this.#awayAt = awayAt;
-    this.#front.sessions.away.leave(this, userSource(this.owner) ?? READ_BACK);
+    this.#front.sessions.away.leave(this, userSource(this.owner) ?? READ_BACK, true);
     const timer = setTimeout(() => this.end("expired"), Math.max(0, ms));
     Deno.unrefTimer(timer);
     this.#timer = timer;
