@@ -83,7 +83,13 @@ export {
   type FrameWriter,
 } from "./conn.ts";
 export { drainTarget, processOutbound, setFlushAt } from "./outbound.ts";
-export { sendQueueStats, type SocketSide, STALLED, stalledLoad } from "./send_queue.ts";
+export {
+  sendQueueStats,
+  type SocketSide,
+  STALLED,
+  stalledLoad,
+  unsentBytes,
+} from "./send_queue.ts";
 export { keepReading } from "./inbound.ts";
 export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 export { SourceEntry, type SourceLimits, type SourceStats, SourceTable } from "./sources.ts";

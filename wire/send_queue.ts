@@ -234,6 +234,19 @@ export function stalledLoad(
   return STALLED + Math.min(stalledFor, 2 ** 18) * 2 ** 20 + Math.min(unsent, 2 ** 20 - 1);
 }
 
+/**
+ * Bytes `side`'s socket holds that its peer has not acknowledged (the
+ * kernel's send queue): the last reading plus what was written since, read
+ * again when READ_BYTES more went out or READ_MS passed. 0 where unknown.
+ */
+export function unsentBytes(side: SocketSide | undefined): number {
+  const p = probeOf(side);
+  if (p === undefined || p.fd < 0) return 0;
+  const written = p.side.bytesOut - p.bytesOutAt;
+  if (written >= READ_BYTES || clock() - p.readAt >= READ_MS) read(p, p.side);
+  return p.unsent + (p.side.bytesOut - p.bytesOutAt);
+}
+
 /** The probe of `side`'s socket (its descriptor looked for again after a scan); none where unknown. */
 function probeOf(side: SocketSide | undefined): Probe | undefined {
   if (side === undefined) return undefined;

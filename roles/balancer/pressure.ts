@@ -9,12 +9,13 @@
  *   takes no more until they drain ({@link Pressure.checkBacklog}), so what
  *   waits for a slow backend waits in the fair queue, and the balancer
  *   never cuts its own backend connection as a slow consumer;
- * - a client told OVERLOADED is not read for a moment, and then only once
- *   it has taken its answers ({@link Pressure.backOff}).
+ * - a client told OVERLOADED is not read for a moment, and then, until it
+ *   takes its answers, only while its source's refused connections hold
+ *   few enough ({@link Pressure.backOff}).
  * Backend connections themselves are read whatever output waits (wire
  * keepReading, set by links.ts): their answers are what drain the clients.
  */
-import { drainTarget, type Peer, stalledLoad } from "../../wire/mod.ts";
+import { drainTarget, type Peer, stalledLoad, unsentBytes } from "../../wire/mod.ts";
 import type { Backend } from "./backends.ts";
 import { UNREAD_BYTES } from "./share_limits.ts";
 
@@ -30,16 +31,47 @@ export function unread(flow: object): boolean {
 /** How long a client told OVERLOADED is not read (ms; see Pressure.backOff). */
 export const OVERLOAD_BACKOFF_MS = 100;
 
+/**
+ * Bytes of output the connections of one source told OVERLOADED may have
+ * been given together since, before they are no longer read until they
+ * take their answers (see Pressure.backOff): a connection's default
+ * high-water mark (4 MiB) and its socket's send buffer (up to tcp_wmem's
+ * 4 MiB on Linux), what a `dist server` holds for one client before its
+ * backpressure stops reading it.
+ */
+export const REFUSED_OUTPUT_BYTES = 8 * 1024 * 1024;
+
+/** A connection told OVERLOADED (see Pressure.backOff). */
+interface Refused {
+  /** Its source (itself when it has none). */
+  source: unknown;
+  /** Its output (written and pending) when it was refused. */
+  since: number;
+  /** Bytes of output it was given since, as of its last look. */
+  holds: number;
+  /** Whether its reading is paused by backOff now, and since when (performance.now()). */
+  paused: boolean;
+  pausedAt: number;
+}
+
 export class Pressure {
   /** Sends what waits (the dispatcher's `pump`). */
   #wake: () => void;
   /** Client connections held with a wake-up waiting on their output. */
   #held = new WeakSet<Peer>();
-  /** Client connections not read for a moment after an OVERLOADED answer. */
-  #backingOff = new WeakSet<Peer>();
+  /** Client connections told OVERLOADED that have not shown since that they take their answers. */
+  #refused = new Map<Peer, Refused>();
+  /** Bytes of output those were given since they were refused, by source (as of their last look). */
+  #holds = new Map<unknown, number>();
+  #sourceOf: ((flow: object) => string | undefined) | undefined;
 
-  constructor(wake: () => void) {
+  /**
+   * @param wake sends what waits (the dispatcher's `pump`)
+   * @param sourceOf a client connection's source (undefined: its own)
+   */
+  constructor(wake: () => void, sourceOf?: (flow: object) => string | undefined) {
     this.#wake = wake;
+    this.#sourceOf = sourceOf;
   }
 
   /**
@@ -72,31 +104,62 @@ export class Pressure {
    * taking up its other sockets' input (backends' answers, other clients'
    * pings): backends were cut for frame and heartbeat timeouts.
    *
-   * Nor is it read again before it has taken its answers (none waits in
-   * the process, its socket is not {@link unread}; looked at again every
-   * OVERLOAD_BACKOFF_MS): a refused request frees its slot for the next,
-   * so 40 connections that pipeline small requests and never read were
-   * refused ~60,000 requests a second, each parsed and answered into a
-   * socket nobody drains (hostile39a P9). Now a non-reader is refused
-   * about what its receive buffer takes, then left unread, as a proxy
-   * stops reading a client that does not take its responses.
+   * Then, until it has taken every answer (none waits in the process nor
+   * unacknowledged in its socket, wire's unsentBytes; looked at every
+   * OVERLOAD_BACKOFF_MS), it is read again only while the connections of
+   * its source so refused were given at most REFUSED_OUTPUT_BYTES of
+   * output together since they were refused. A refused request frees its
+   * slot for the next, so 40 connections that pipeline small requests and
+   * never read were refused ~60,000 requests a second, each parsed and
+   * answered into a socket nobody drains (hostile39a P9). Left unread until
+   * they had taken their answers, as stop 39 had it, a client that writes
+   * all its requests before it reads any answer stalled for good once its
+   * answers filled its socket (5,000 echoes of 2 KB past `--queue 50`:
+   * stuck, where a `dist server` answers them all in 0.2-0.6 s). Now one
+   * such client is read on about as far as a server reads it, and 40
+   * non-readers of one source are refused that much together, then left
+   * unread. Output given, not output unacknowledged: a client's kernel
+   * acknowledges what fits its receive buffer unread (8 MiB with SO_RCVBUF).
    */
   backOff(flow: Peer): void {
-    if (this.#backingOff.has(flow) || flow.isClosed) return;
-    this.#backingOff.add(flow);
+    if (flow.isClosed) return;
+    let r = this.#refused.get(flow);
+    if (r === undefined) {
+      const since = flow.conn.bytesOut + flow.conn.pendingBytes;
+      r = { source: this.#sourceOf?.(flow) ?? flow, since, holds: 0, paused: false, pausedAt: 0 };
+      this.#refused.set(flow, r);
+      setTimeout(() => this.#look(flow), OVERLOAD_BACKOFF_MS);
+    }
+    if (r.paused) return;
+    r.paused = true;
+    r.pausedAt = performance.now();
     flow.conn.pauseReading();
-    const look = (): void => {
-      const conn = flow.conn;
-      if (!flow.isClosed && conn.pendingBytes > 0) {
-        conn.drained(0).then(() => setTimeout(look, OVERLOAD_BACKOFF_MS));
-      } else if (!flow.isClosed && unread(flow)) {
-        setTimeout(look, OVERLOAD_BACKOFF_MS);
-      } else {
-        this.#backingOff.delete(flow);
-        conn.resumeReading();
-      }
-    };
-    setTimeout(look, OVERLOAD_BACKOFF_MS);
+  }
+
+  /** Looks at a refused connection again (see backOff), every OVERLOAD_BACKOFF_MS until it is done. */
+  #look(flow: Peer): void {
+    const r = this.#refused.get(flow)!;
+    const conn = flow.conn;
+    const others = (this.#holds.get(r.source) ?? 0) - r.holds;
+    if (flow.isClosed || (conn.pendingBytes === 0 && unsentBytes(conn) === 0)) {
+      // Gone, or it took every answer: read as any other.
+      this.#refused.delete(flow);
+      if (others > 0) this.#holds.set(r.source, others);
+      else this.#holds.delete(r.source);
+      if (r.paused && !flow.isClosed) conn.resumeReading();
+      return;
+    }
+    r.holds = conn.bytesOut + conn.pendingBytes - r.since;
+    const total = others + r.holds;
+    this.#holds.set(r.source, total);
+    if (
+      r.paused && total <= REFUSED_OUTPUT_BYTES &&
+      performance.now() - r.pausedAt >= OVERLOAD_BACKOFF_MS
+    ) {
+      r.paused = false;
+      conn.resumeReading();
+    }
+    setTimeout(() => this.#look(flow), OVERLOAD_BACKOFF_MS);
   }
 
   /** After a send to `backend` on `peer`: a connection holding too much takes no more until it drains. */

@@ -203,7 +203,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   constructor(options: RelayOptions) {
     this.#options = options;
-    this.#pressure = new Pressure(options.wake);
+    this.#pressure = new Pressure(options.wake, options.sourceOf);
     const { replay } = options;
     this.#verify = new Verifier({
       timeoutMs: options.timeoutMs,
