@@ -124,8 +124,7 @@ export class MqttSession implements Sink {
    * The session as its row on disk (`--data-dir`: JSON text), or null when
    * it is not to be kept (ended, or not persistent): what a restarted
    * broker needs to take the client back — its subscriptions with their
-   * options, its expiry and since when its client is away. Deliveries
-   * waiting or in flight are not in it.
+   * options, its expiry and since when its client is away (not its deliveries).
    */
   row(): string | null {
     if (this.#ended || this.#expiry === 0) return null;
