@@ -42,6 +42,20 @@ export const DELIVERIES = "deliveries";
  */
 export const ROW_BYTES = 64;
 
+/**
+ * The largest session number read back (2^40: a broker numbering 10,000
+ * sessions a second reaches it in three years). A damaged or tampered row
+ * past it is unreadable: numbered 2^53 − 1, every later session got 2^53
+ * (`n + 1` is no longer exact there), and their rows shared one key
+ * (hostile review 40a T6).
+ */
+export const MAX_SESSION_NO = 2 ** 40;
+
+/** Whether `n` is a session number a broker can have given. */
+export function isSessionNo(n: unknown): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= 0 && (n as number) <= MAX_SESSION_NO;
+}
+
 /** Digits of a row's place in its key (base 36): keys of one queue sort in its order. */
 const PLACE_DIGITS = 10;
 
@@ -62,7 +76,7 @@ export function readDeliveryKey(
   const parts = key.split("/");
   if (parts.length !== 3 || parts[2].length !== PLACE_DIGITS) return undefined;
   const [session, sub, n] = parts.map((p) => /^[0-9a-z]+$/.test(p) ? parseInt(p, 36) : NaN);
-  return Number.isSafeInteger(session) && Number.isSafeInteger(sub) && Number.isSafeInteger(n)
+  return isSessionNo(session) && Number.isSafeInteger(sub) && Number.isSafeInteger(n)
     ? { session, sub, n }
     : undefined;
 }

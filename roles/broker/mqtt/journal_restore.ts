@@ -33,7 +33,7 @@ import type { Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { Message, type Subscription } from "../subscriber.ts";
 import type { InflightWindow } from "./inflight.ts";
-import { DELIVERIES, readDeliveryKey, type SessionJournal } from "./journal.ts";
+import { DELIVERIES, isSessionNo, readDeliveryKey, type SessionJournal } from "./journal.ts";
 import { META, QUEUED, type SessionRow } from "./persist.ts";
 import { keptPublishPasses } from "./properties.ts";
 
@@ -81,9 +81,7 @@ export function copiedMark(store: Store): readonly [number, number] | undefined 
   if (typeof text !== "string") return undefined;
   try {
     const [lo, hi] = parseJson(text) as unknown[];
-    return Number.isSafeInteger(lo) && Number.isSafeInteger(hi)
-      ? [lo as number, hi as number]
-      : undefined;
+    return isSessionNo(lo) && isSessionNo(hi) ? [lo as number, hi as number] : undefined;
   } catch {
     return undefined;
   }

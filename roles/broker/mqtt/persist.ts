@@ -18,7 +18,7 @@
  */
 import { type FsyncMode, Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
-import { DELIVERIES } from "./journal.ts";
+import { DELIVERIES, isSessionNo } from "./journal.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { SUBSCRIPTION_ID } from "./delivery.ts";
 
@@ -98,7 +98,8 @@ function sizeOf(path: string): number | undefined {
 export function readRow(text: string): SessionRow {
   const row = parseJson(text) as SessionRow;
   // Numbers within what a session can have (hostile review 39b Q6: an expiry of 1e15 ended the
-  // session at once, an options value of 1e300 broke every PUBLISH to it, nothing logged).
+  // session at once, an options value of 1e300 broke every PUBLISH to it, nothing logged; 40a T6:
+  // a session number of 2^53 - 1 gave every later session one number).
   const ok = (row.owner === null || typeof row.owner === "string") &&
     (row.version === 4 || row.version === 5) && Number.isFinite(row.expiry) && row.expiry > 0 &&
     row.expiry <= MAX_SESSION_EXPIRY_S && (row.away === null || Number.isFinite(row.away)) &&
@@ -106,9 +107,9 @@ export function readRow(text: string): SessionRow {
     row.subs.every(([f, d, n]) =>
       typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END &&
       (n === undefined || Number.isSafeInteger(n))
-    ) && (row.no === undefined || Number.isSafeInteger(row.no)) &&
+    ) && (row.no === undefined || isSessionNo(row.no)) &&
     [row.from, row.copying, row.copied].every((list) =>
-      list === undefined || Array.isArray(list) && list.every(Number.isSafeInteger)
+      list === undefined || Array.isArray(list) && list.every(isSessionNo)
     );
   if (!ok) throw new Error("Not a session row");
   return row;
