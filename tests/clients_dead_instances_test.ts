@@ -48,10 +48,11 @@ const idOf = (port: number) => `compute@127.0.0.1:${port}`;
  * among DEAD registrations of dead addresses. The binder hands instances
  * out in id order from the first: the live one (an ephemeral port, 3xxxx
  * to 6xxxx) comes after half of the dead ones (1xxxx) and before the rest
- * (71xx to 79xx: clear of the default topology's 7000, 7001 and 8000). Before, with dead ports from the kernel in no order, a
- * live one among the first four ids (3 runs in 200) was reached after
- * fewer than 4 dead ones, fewer than the first test waits to see reported
- * (main's CI at ce5106b).
+ * (71xx to 79xx: clear of the default topology's 7000, 7001 and 8000).
+ * Before, with dead ports from the kernel in no order, a live one among
+ * the first four ids (3 runs in 200) was reached after fewer than 4 dead
+ * ones, fewer than the first test waits to see reported (main's CI at
+ * ce5106b).
  */
 async function crowdedService(): Promise<{ live: Listener; binder: LocalBinder }> {
   const dead = [...deadPorts(DEAD / 2, 10_000, 8_000), ...deadPorts(DEAD / 2, 7_100, 650)];
