@@ -57,8 +57,10 @@ export const FSYNC_OPTION = defineOptions({
 export interface DataFileOptions {
   fsync: FsyncMode;
   moveCorruptAside: boolean;
-  /** What the store has to warn about (a file moved aside, a failed sync). */
+  /** What the store has to warn about (a file moved aside). */
   warn: (message: string) => void;
+  /** Failed commits and syncs (a full disk); `warn` when not given. */
+  error?: (message: string) => void;
 }
 
 /**
@@ -67,12 +69,16 @@ export interface DataFileOptions {
  */
 export function storeOptions(
   options: { fsync: FsyncMode; moveCorruptAside: boolean },
-  log: { warn(template: string, props: { message: string }): void },
+  log: {
+    warn(template: string, props: { message: string }): void;
+    error(template: string, props: { message: string }): void;
+  },
 ): DataFileOptions {
   return {
     fsync: options.fsync,
     moveCorruptAside: options.moveCorruptAside,
     warn: (message) => log.warn("{message}", { message }),
+    error: (message) => log.error("{message}", { message }),
   };
 }
 

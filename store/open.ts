@@ -17,8 +17,10 @@ export function openChecked(
 ): DatabaseSync {
   const db = new DatabaseSync(path);
   try {
-    // Set before any table exists, so deletes can give pages back (incremental vacuum).
-    db.exec("PRAGMA auto_vacuum = INCREMENTAL");
+    // Set before any table exists, so deletes can give pages back (incremental vacuum). Only
+    // when not set yet: setting it writes, and a file on a full disk must open (hostile 40a T10).
+    const vacuum = db.prepare("PRAGMA auto_vacuum").get() as { auto_vacuum: number };
+    if (vacuum.auto_vacuum !== 2) db.exec("PRAGMA auto_vacuum = INCREMENTAL");
     const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
     if (mode.journal_mode !== "wal") throw new Error(`cannot use WAL mode (${mode.journal_mode})`);
     // Under batch, commits are written unsynced and the WAL is synced off the loop, with the
@@ -157,4 +159,17 @@ export function moveAside(path: string): string {
 /** A table name as SQL (double-quoted, quotes doubled). */
 export function quoteName(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A data file's size with its WAL (bytes). */
+export function sizeWithWal(path: string): number {
+  let total = 0;
+  for (const suffix of ["", "-wal"]) {
+    try {
+      total += Deno.statSync(path + suffix).size;
+    } catch {
+      // No WAL right now.
+    }
+  }
+  return total;
 }

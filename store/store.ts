@@ -23,13 +23,14 @@
  *
  * A failed commit (a full disk) rolls back, so the file keeps its last
  * committed state; the writes it held stay pending (unless newer ones
- * replaced them) and are tried again with the next commit, or after
- * {@link RETRY_MS}. Deletes leave free pages that incremental vacuum gives
+ * replaced them) and are tried again after {@link RETRY_MS}, and only then
+ * (writes meanwhile wait, a deferred value made at once: hostile review 40a
+ * T10, past {@link MAX_BATCH} pending each write retried the whole backlog). Deletes leave free pages that incremental vacuum gives
  * back to the file system, so the file stays near the live data.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { openOrMoveAside, quoteName, syncDirectory } from "./open.ts";
+import { openOrMoveAside, quoteName, sizeWithWal, syncDirectory } from "./open.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
 import { TableReads } from "./reads.ts";
@@ -98,6 +99,7 @@ export class Store {
   #retry: ReturnType<typeof setTimeout> | undefined;
   #lastError: Error | undefined;
   #warn: (message: string) => void;
+  #error: (message: string) => void;
   #closed = false;
   /** The last failed sync's message (warned once per run of failures). */
   #lastSyncError: string | undefined;
@@ -113,6 +115,7 @@ export class Store {
     this.path = path;
     this.fsync = options.fsync;
     this.#warn = options.warn ?? (() => {});
+    this.#error = options.error ?? this.#warn;
     this.#db = openOrMoveAside(path, options, this.#warn);
     this.#grouped = new Set(options.grouped ?? []);
     for (const table of options.tables) {
@@ -180,7 +183,8 @@ export class Store {
    * wants back.
    */
   flush(): void {
-    if (this.#pendingCount > 0) this.#commitNow();
+    // While failing, nothing pending is a view of the writer's buffer (see #write).
+    if (this.#pendingCount > 0 && this.#retry === undefined) this.#commitNow();
   }
 
   /** Writes made so far (committed or not): unchanged, a caller made none meanwhile. */
@@ -234,21 +238,7 @@ export class Store {
 
   /** The file's size with its WAL (bytes). */
   sizeOnDisk(): number {
-    let total = 0;
-    for (const suffix of ["", "-wal"]) {
-      try {
-        total += Deno.statSync(this.path + suffix).size;
-      } catch {
-        // No WAL right now.
-      }
-    }
-    return total;
-  }
-
-  #statements(table: string): Statements {
-    const s = this.#tables.get(table);
-    if (s === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
-    return s;
+    return sizeWithWal(this.path);
   }
 
   #write(table: string, key: string, value: Written): void {
@@ -256,15 +246,21 @@ export class Store {
     const ops = this.#pending.get(table);
     if (ops === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
     if (!ops.has(key)) this.#pendingCount++;
-    ops.set(key, value);
     this.#seq++;
+    if (this.#retry !== undefined) {
+      // Failing: kept for the retry (see the module comment), made now.
+      ops.set(key, typeof value === "function" ? kept(value()) : value);
+      return;
+    }
+    ops.set(key, value);
     const now = this.fsync === "always" && !this.#grouped.has(table);
     if (now || this.#pendingCount >= MAX_BATCH) this.#commitNow();
     else this.#schedule();
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#closed) return;
+    // While failing, the retry (#failed) commits.
+    if (this.#scheduled || this.#closed || this.#retry !== undefined) return;
     this.#scheduled = true;
     // setImmediate runs after this turn's I/O callbacks: every frame read in this turn is in.
     setImmediate(() => {
@@ -368,7 +364,7 @@ export class Store {
         `Cannot sync ${this.path}: ${(err as Error).message}`,
         { cause: err },
       );
-      if (this.#lastSyncError !== failure.message) this.#warn(failure.message);
+      if (this.#lastSyncError !== failure.message) this.#error(failure.message);
       this.#lastSyncError = failure.message;
       this.#release(this.#committed, failure);
       return;
@@ -411,11 +407,8 @@ export class Store {
     for (const [table, ops] of batch) {
       const now = this.#pending.get(table)!;
       for (const [key, written] of ops) {
-        // A deferred value may be a view of a buffer its writer uses again: kept as a copy.
-        const made = typeof written === "function" ? written() : undefined;
-        const value = made instanceof Uint8Array ? made.slice() : written;
         if (!now.has(key)) {
-          now.set(key, value);
+          now.set(key, typeof written === "function" ? kept(written()) : written);
           this.#pendingCount++;
         }
       }
@@ -424,7 +417,9 @@ export class Store {
     const error = new DistError("UNAVAILABLE", `Cannot store: ${why} (${this.path})`, {
       cause: err,
     });
-    if (this.#lastError === undefined) this.#warn(`${error.message}: retrying every second`);
+    if (this.#lastError === undefined) {
+      this.#error(`${error.message}: retrying every second, kept in memory meanwhile`);
+    }
     this.#lastError = error;
     this.#retry = setTimeout(() => this.#commitNow(), RETRY_MS);
     Deno.unrefTimer(this.#retry);
@@ -447,4 +442,9 @@ export class Store {
       // Vacuum is tidiness; a full disk can refuse it, and the next commit tells.
     }
   }
+}
+
+/** A deferred value made: a copy (it may be a view of a buffer its writer uses again). */
+function kept(made: Value | Owned | null): Value | Owned | null {
+  return made instanceof Uint8Array ? made.slice() : made;
 }

@@ -47,8 +47,10 @@ export interface StoreOptions {
   grouped?: readonly string[];
   /** When the file cannot be opened: move it aside (`FILE.corrupt-TIME`) and start empty. */
   moveCorruptAside?: boolean;
-  /** Told when a corrupt file was moved aside, and of failed commits (once per failure run). */
+  /** Told when a corrupt file was moved aside, and when commits work again after failing. */
   warn?: (message: string) => void;
+  /** Told of failed commits and syncs (once per run of failures); `warn` when not given. */
+  error?: (message: string) => void;
 }
 
 /** Counters for `sys.stats`. */

@@ -338,11 +338,7 @@ function readBack(
   } else log.info("Read {n} retained value(s) back from {path}", { n: restored, path });
   if (mqtt === undefined) return { durable, close: () => durable.close() };
   // A file of its own in the directory the retained values locked.
-  const sessions = openSessionStore(options.dataDir, {
-    fsync: options.fsync,
-    moveCorruptAside: options.moveCorruptAside,
-    warn: (message) => log.warn("{message}", { message }),
-  });
+  const sessions = openSessionStore(options.dataDir, storeOptions(options, log));
   const { restored: n, unreadable, messages } = mqtt.persist(sessions);
   log.info("Read {n} MQTT session(s) back with {m} message(s) for them{bad}", {
     n,

@@ -4,6 +4,11 @@
  * its deliveries made (its match, the fan-out's backlog), then the
  * keeper's commit of the rows they wrote (hostile review 39b Q1: an MQTT
  * PUBACK went before them, and a SIGKILL lost what it acknowledged).
+ *
+ * Every promise given out is observed here: a publish nobody answers (MQTT
+ * QoS 0, a Will, the `$SYS` statistics) drops it, and a failed commit (a
+ * full disk) must not reject it unhandled, which ends the process (hostile
+ * review 40a T10). The store warns of the failure and retries the writes.
  */
 import type { FanOut } from "./fanout.ts";
 import type { Keeper } from "./core_types.ts";
@@ -24,12 +29,12 @@ export class Settles {
   ): Promise<void> | undefined {
     if (later === undefined) {
       const made = fanOut.whenMade();
-      if (made !== undefined) return made.then(() => keeper.commit());
+      if (made !== undefined) return observed(made.then(() => keeper.commit()));
       return keeper.written === written ? undefined : this.#commit(keeper);
     }
     // Its deliveries are being made once `later` resolves: those waiting then are made after.
     const made = () => fanOut.whenMade(true);
-    return later.then(made, made).then(() => keeper.commit());
+    return observed(later.then(made, made).then(() => keeper.commit()));
   }
 
   /** keeper.commit(), one promise for the publishes until the next commit (it covers them all). */
@@ -38,8 +43,16 @@ export class Settles {
     const shared = this.#shared;
     if (shared !== undefined && shared.at === at) return shared.promise;
     // Shared only while writes wait for it: the commit that takes them ends the sharing.
-    const promise = keeper.commit();
+    const promise = observed(keeper.commit());
     this.#shared = keeper.pending > 0 ? { promise, at } : undefined;
     return promise;
   }
+}
+
+function ignore(): void {}
+
+/** `promise`, marked handled: whoever waits for it still sees it reject. */
+function observed(promise: Promise<void>): Promise<void> {
+  promise.catch(ignore);
+  return promise;
 }

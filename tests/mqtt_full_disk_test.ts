@@ -1,0 +1,99 @@
+/**
+ * A broker whose data directory fills up goes on serving, and starts again
+ * on the full directory (hostile review 40a T10: a QoS 0 publish to an away
+ * persistent session left the failed commit's promise unhandled and the
+ * process exited, 3 of 3 runs; restarted, it refused to open `broker.db`,
+ * exit 2). The directory is a 4 MiB tmpfs mounted here: the test is
+ * skipped where mounting is not allowed (not root).
+ */
+import assert from "node:assert/strict";
+import mqttPacket from "mqtt-packet";
+import { durableBroker as broker } from "./helpers/mqtt_durable.ts";
+import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
+import type { DistProcess } from "./helpers/dist.ts";
+
+function run(cmd: string, ...args: string[]): boolean {
+  try {
+    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** A 4 MiB tmpfs at a new directory, or undefined where mounting is not allowed. */
+function smallDisk(): string | undefined {
+  const dir = Deno.makeTempDirSync({ prefix: "dist-full-" });
+  if (run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir)) return dir;
+  Deno.removeSync(dir);
+  return undefined;
+}
+
+const disk = Deno.build.os === "linux" ? smallDisk() : undefined;
+
+/** A QoS 0 PUBLISH `live/t` from a clean session reaches a clean subscriber (the broker serves). */
+async function serves(port: number): Promise<void> {
+  const sub = await RawMqtt.connect(port, { clientId: "live-sub" });
+  await sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "live/t", qos: 0 }] });
+  await sub.next("suback");
+  const pub = await RawMqtt.connect(port, { clientId: "live-pub" });
+  await pub.send({ cmd: "publish", topic: "live/t", payload: "still here", qos: 0 } as never);
+  const got = await sub.next("publish") as mqttPacket.IPublishPacket;
+  assert.equal(String(got.payload), "still here");
+  await pub.end();
+  await sub.end();
+}
+
+function alive(b: DistProcess): Promise<boolean> {
+  return Promise.race([
+    b.child.status.then(() => false),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 500)),
+  ]);
+}
+
+Deno.test({
+  name: "mqtt full disk: the broker survives a failed commit, and restarts on the full directory",
+  ignore: disk === undefined,
+  ...opts,
+}, async () => {
+  const dir = `${disk}/data`;
+  let b: DistProcess | undefined;
+  try {
+    const first = await broker(dir, "batch");
+    b = first.b;
+    // An away persistent session on `#`: every publish writes it a row.
+    const away = await RawMqtt.connect(first.port, { clientId: "away", clean: false });
+    await away.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] });
+    await away.next("suback");
+    await away.send({ cmd: "disconnect" });
+    await away.end();
+    // 8 MiB of QoS 0 publishes: twice what the disk holds.
+    const filler = await RawMqtt.connect(first.port, { clientId: "filler" });
+    const one = mqttPacket.generate({
+      cmd: "publish",
+      topic: "junk/x",
+      payload: Buffer.alloc(1024, 106),
+      qos: 0,
+    } as mqttPacket.Packet);
+    const batch = new Uint8Array(one.length * 64);
+    for (let i = 0; i < 64; i++) batch.set(one, i * one.length);
+    for (let i = 0; i < 128 && !filler.closed; i++) await filler.write(batch);
+    await filler.end();
+    const full = () => b!.stderr().includes("database or disk is full");
+    for (let i = 0; i < 50 && !full(); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(full(), `the disk was filled: ${b.stderr()}`);
+    assert.ok(await alive(b), `the broker runs on: ${b.stderr()}`);
+    await serves(first.port);
+    assert.doesNotMatch(b.stderr(), /Uncaught/);
+    // Killed on the full directory: it starts again, and serves what needs no disk.
+    b.child.kill("SIGKILL");
+    await b.stop();
+    const again = await broker(dir, "batch");
+    b = again.b;
+    await serves(again.port);
+    assert.ok(await alive(b), b.stderr());
+  } finally {
+    await b?.stop();
+    run("umount", "-l", disk!);
+    Deno.removeSync(disk!, { recursive: true });
+  }
+});
