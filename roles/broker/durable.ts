@@ -56,7 +56,7 @@ import type { BrokerCore } from "./core.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { MqttPayload } from "./mqtt/mapping.ts";
 import { placeRestored, restoreRetained } from "./restore.ts";
-import { expiredValue } from "./values.ts";
+import { checkValue, expiredValue } from "./values.ts";
 import type { Topic, TopicSource } from "./topics.ts";
 
 /**
@@ -332,7 +332,7 @@ export class DurableBroker implements TopicSource {
         const fields = msgpackCodec.decode(row) as unknown[];
         at = fields[0] as number;
         // [at, null, [payload, properties, expiry]]: an MQTT publish's payload as it came.
-        value = fields.length === 3 ? MqttPayload.fromRow(fields[2]) : fields[1];
+        value = fields.length === 3 ? MqttPayload.fromRow(fields[2]) : asStored(row, fields[1]);
       }
       if (!Number.isFinite(at)) throw new Error("bad time");
       // Ran out while the broker was down: sent to no one, so not kept (hostile review 37 K3).
@@ -356,6 +356,33 @@ export class DurableBroker implements TopicSource {
       store.delete(RETAINED, key);
     }
   }
+}
+
+/**
+ * The value of a `[seconds, value]` row (checked, `decoded`) as the bytes it
+ * was kept as, which a fast-path value's are as it came: not encoded again
+ * from the decoded form, which puts integer-like keys first and a float32 as
+ * a float64 (hostile review 40a T8: `{b, a, "2"}` came back `{"2", b, a}`
+ * after a restart). A number, boolean or null stays decoded, as keptForm has it.
+ */
+function asStored(row: Uint8Array, decoded: unknown): unknown {
+  if (decoded === null || (typeof decoded !== "object" && typeof decoded !== "string")) {
+    return decoded;
+  }
+  checkValue(decoded); // (what encoding it again refused)
+  const at = numberBytes(row[1]);
+  if (row[0] !== 0x92 || at < 0) throw new Error("not a [time, value] row");
+  return RawMsgpack.kept(row.subarray(1 + at));
+}
+
+/** The length of the MessagePack number whose first byte is `b`; -1 for another type. */
+function numberBytes(b: number): number {
+  if (b < 0x80 || b >= 0xe0) return 1; // fixint
+  if (b === 0xcc || b === 0xd0) return 2;
+  if (b === 0xcd || b === 0xd1) return 3;
+  if (b === 0xca || b === 0xce || b === 0xd2) return 5;
+  if (b === 0xcb || b === 0xcf || b === 0xd3) return 9;
+  return -1;
 }
 
 /** The topic's retained value as a row, with its user if it has one; null once it has none. */
