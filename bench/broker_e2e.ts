@@ -20,18 +20,29 @@
  * publisher and the server ran ahead of it (the server holding the
  * backlog), so the subscriber set the rate, not the round trips; a few
  * milliseconds mean it kept up, and the publisher and the server (their
- * round trip every 1,000) set it. `E2E_SHAPES=mixed` sends four kinds of
- * value in turn instead of one reading (see broker_e2e_client.ts). With
- * E2E_FLOOR=1 each round also runs dist's publisher to a hand-written
- * raw-socket subscriber: the floor under the library's callback.
+ * round trip every 1,000) set it. Every round runs all of that for two
+ * kinds of payload (see broker_e2e_client.ts): one reading, the same layout
+ * every time (the figures' history), and `mixed`, four kinds of value in
+ * turn so that no layout repeats from one message to the next (the values
+ * people publish; its keys start `mixed_`); `E2E_SHAPES=reading` or
+ * `E2E_SHAPES=mixed` runs one of them only. With E2E_FLOOR=1 each round
+ * also runs dist's publisher to a hand-written raw-socket subscriber: the
+ * floor under the library's callback.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";
 import { startNats } from "./broker.ts";
 
 const CLIENT = new URL("./broker_e2e_client.ts", import.meta.url).pathname;
-/** E2E_SHAPES=mixed: four kinds of value in turn instead of one reading (broker_e2e_client.ts). */
-const SHAPES = Deno.env.get("E2E_SHAPES") === "mixed" ? "mixed" : "reading";
+type Shapes = "reading" | "mixed";
+/** The payloads each round runs (E2E_SHAPES picks one): one reading, and four kinds in turn. */
+const SHAPES: Shapes[] = Deno.env.get("E2E_SHAPES") === "mixed"
+  ? ["mixed"]
+  : Deno.env.get("E2E_SHAPES") === "reading"
+  ? ["reading"]
+  : ["reading", "mixed"];
+/** What a payload's keys start with: nothing for the reading (the figures' history). */
+const PREFIX: Record<Shapes, string> = { reading: "", mixed: "mixed_" };
 const decoder = new TextDecoder();
 
 interface Spawned {
@@ -86,8 +97,9 @@ export async function e2e(
   style: "iterator" | "callback" | "floor" = "iterator",
   skip = 0,
   client = CLIENT,
+  shapes: Shapes = "reading",
 ): Promise<Record<string, number>> {
-  const base = { system, address, count, rate, style, skip, shapes: SHAPES };
+  const base = { system, address, count, rate, style, skip, shapes };
   const sub = spawnClient({ ...base, role: "sub" }, client);
   let pub: Spawned | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -137,10 +149,12 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
   const rounds = new Rounds();
   // E2E_FLOOR=1: each round also runs dist's publisher to a hand-written raw-socket subscriber.
   const floor = Deno.env.get("E2E_FLOOR") === "1";
+  const kinds = SHAPES.map((k) =>
+    k === "mixed" ? "four kinds in turn (keys mixed_…)" : "a reading"
+  );
   console.log(
-    `1→1 from separate processes, a small JSON object per message (${
-      SHAPES === "mixed" ? "four kinds in turn" : "a sensor's reading"
-    }), the subscriber taking them by ` +
+    `1→1 from separate processes, a small JSON object per message (${kinds.join("; then ")}), ` +
+      `the subscriber taking them by ` +
       `callback (each library's fastest) and by async iterator: flat out ${flat - flatSkip} msgs ` +
       `measured after ${flatSkip}, then ${paced} at 10,000 msgs/s after ${pacedSkip}; dist and NATS ` +
       `alternate; medians`,
@@ -151,45 +165,57 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     await e2e("dist", dist.address, flat / 4, 0);
     if (nats !== undefined) await e2e("nats", `127.0.0.1:${nats.port}`, flat / 4, 0);
     for (let r = 1; r <= flags.runs; r++) {
-      for (const style of STYLES) {
-        const order: System[] = nats === undefined ? ["dist"] : r % 2 ? ["dist", "nats"] : [
-          "nats",
-          "dist",
-        ];
-        for (const system of order) {
-          const key = `${system}_${SHORT[style]}`;
-          const address = system === "dist" ? dist.address : `127.0.0.1:${nats!.port}`;
-          const server = system === "dist" ? dist.child.pid : nats!.pid;
-          const cpu0 = cpuUs(server);
-          const a = await e2e(system, address, flat, 0, style, flatSkip);
-          rounds.add(`${key}_flat_server_cpu_us`, (cpuUs(server) - cpu0) / flat);
-          rounds.add(`${key}_flat_msgs_per_s`, a.msgs_per_s);
-          // How far behind the subscriber is flat out: the backlog held for it in the server.
-          rounds.add(`${key}_flat_p50_ms`, a.p50_ms);
-          rounds.add(`${key}_flat_sub_cpu_us`, a.sub_cpu_us);
-          rounds.add(`${key}_flat_pub_cpu_us`, a.pub_cpu_us);
-          const b = await e2e(system, address, paced + pacedSkip, 10_000, style, pacedSkip);
-          rounds.add(`${key}_10k_msgs_per_s`, b.msgs_per_s);
-          rounds.add(`${key}_10k_p50_ms`, b.p50_ms);
-          rounds.add(`${key}_10k_p99_ms`, b.p99_ms);
-        }
-        if (style === "callback" && floor) {
-          // The floor under the library (broker_e2e_client.ts, floorSubscriber), same publisher.
-          const a = await e2e("dist", dist.address, flat, 0, "floor", flatSkip);
-          rounds.add("dist_floor_flat_msgs_per_s", a.msgs_per_s);
-          rounds.add("dist_floor_flat_sub_cpu_us", a.sub_cpu_us);
-        }
-        if (nats !== undefined) {
-          const last = (k: string) => rounds.rows[k].at(-1)!;
-          const s = SHORT[style];
-          rounds.add(
-            `ratio_${s}_flat`,
-            last(`dist_${s}_flat_msgs_per_s`) / last(`nats_${s}_flat_msgs_per_s`),
-          );
-          rounds.add(
-            `ratio_${s}_10k_p99`,
-            last(`dist_${s}_10k_p99_ms`) / last(`nats_${s}_10k_p99_ms`),
-          );
+      for (const shapes of SHAPES) {
+        for (const style of STYLES) {
+          const order: System[] = nats === undefined ? ["dist"] : r % 2 ? ["dist", "nats"] : [
+            "nats",
+            "dist",
+          ];
+          for (const system of order) {
+            const key = `${PREFIX[shapes]}${system}_${SHORT[style]}`;
+            const address = system === "dist" ? dist.address : `127.0.0.1:${nats!.port}`;
+            const server = system === "dist" ? dist.child.pid : nats!.pid;
+            const cpu0 = cpuUs(server);
+            const a = await e2e(system, address, flat, 0, style, flatSkip, CLIENT, shapes);
+            rounds.add(`${key}_flat_server_cpu_us`, (cpuUs(server) - cpu0) / flat);
+            rounds.add(`${key}_flat_msgs_per_s`, a.msgs_per_s);
+            // How far behind the subscriber is flat out: the backlog held for it in the server.
+            rounds.add(`${key}_flat_p50_ms`, a.p50_ms);
+            rounds.add(`${key}_flat_sub_cpu_us`, a.sub_cpu_us);
+            rounds.add(`${key}_flat_pub_cpu_us`, a.pub_cpu_us);
+            const b = await e2e(
+              system,
+              address,
+              paced + pacedSkip,
+              10_000,
+              style,
+              pacedSkip,
+              CLIENT,
+              shapes,
+            );
+            rounds.add(`${key}_10k_msgs_per_s`, b.msgs_per_s);
+            rounds.add(`${key}_10k_p50_ms`, b.p50_ms);
+            rounds.add(`${key}_10k_p99_ms`, b.p99_ms);
+          }
+          if (style === "callback" && floor && shapes === "reading") {
+            // The floor under the library (broker_e2e_client.ts, floorSubscriber), same publisher.
+            const a = await e2e("dist", dist.address, flat, 0, "floor", flatSkip);
+            rounds.add("dist_floor_flat_msgs_per_s", a.msgs_per_s);
+            rounds.add("dist_floor_flat_sub_cpu_us", a.sub_cpu_us);
+          }
+          if (nats !== undefined) {
+            const p = PREFIX[shapes];
+            const last = (k: string) => rounds.rows[`${p}${k}`].at(-1)!;
+            const s = SHORT[style];
+            rounds.add(
+              `${p}ratio_${s}_flat`,
+              last(`dist_${s}_flat_msgs_per_s`) / last(`nats_${s}_flat_msgs_per_s`),
+            );
+            rounds.add(
+              `${p}ratio_${s}_10k_p99`,
+              last(`dist_${s}_10k_p99_ms`) / last(`nats_${s}_10k_p99_ms`),
+            );
+          }
         }
       }
       rounds.printRound("broker-e2e", r);
@@ -199,9 +225,6 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     await nats?.stop();
   }
   const m = rounds.medians();
-  const f = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(0);
-  const us = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " µs";
-  const ms = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " ms";
   if (floor) {
     console.log(
       `broker-e2e medians, floor (a raw-socket subscriber, no library): flat out ${
@@ -209,27 +232,36 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       } msgs/s, subscriber CPU per message ${us(m.dist_floor_flat_sub_cpu_us)}`,
     );
   }
-  for (const style of STYLES) {
-    const s = SHORT[style];
-    const d = (k: string) => m[`dist_${s}_${k}`];
-    const n = (k: string) => m[`nats_${s}_${k}`];
-    console.log(
-      `broker-e2e medians, ${style}: flat out dist ${f(d("flat_msgs_per_s"))} msgs/s, nats ${
-        f(n("flat_msgs_per_s"))
-      } (ratio ${m[`ratio_${s}_flat`]?.toFixed(2) ?? "n/a"}; flat-out latency p50 dist ${
-        ms(d("flat_p50_ms"))
-      }, nats ${ms(n("flat_p50_ms"))}); at 10,000 msgs/s dist ${
-        f(d("10k_msgs_per_s"))
-      } delivered, p50 ${ms(d("10k_p50_ms"))} p99 ${ms(d("10k_p99_ms"))}; nats ${
-        f(n("10k_msgs_per_s"))
-      }, p50 ${ms(n("10k_p50_ms"))} p99 ${ms(n("10k_p99_ms"))} (p99 ratio ${
-        m[`ratio_${s}_10k_p99`]?.toFixed(2) ?? "n/a"
-      }); CPU per message flat out (subscriber / publisher / server process): dist ${
-        us(d("flat_sub_cpu_us"))
-      } / ${us(d("flat_pub_cpu_us"))} / ${us(d("flat_server_cpu_us"))}, nats ${
-        us(n("flat_sub_cpu_us"))
-      } / ${us(n("flat_pub_cpu_us"))} / ${us(n("flat_server_cpu_us"))}`,
-    );
+  for (const shapes of SHAPES) {
+    for (const style of STYLES) console.log(summary(m, shapes, style));
   }
   return m;
+}
+
+const f = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(0);
+const us = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " µs";
+const ms = (x: number | undefined) => x === undefined ? "n/a" : x.toFixed(2) + " ms";
+
+/** One payload's and style's medians, as a line. */
+function summary(m: Record<string, number>, shapes: Shapes, style: Style): string {
+  const s = SHORT[style];
+  const p = PREFIX[shapes];
+  const d = (k: string) => m[`${p}dist_${s}_${k}`];
+  const n = (k: string) => m[`${p}nats_${s}_${k}`];
+  return `broker-e2e medians, ${shapes === "mixed" ? "mixed values" : "a reading"}, ${style}: ` +
+    `flat out dist ${f(d("flat_msgs_per_s"))} msgs/s, nats ${f(n("flat_msgs_per_s"))} (ratio ${
+      m[`${p}ratio_${s}_flat`]?.toFixed(2) ?? "n/a"
+    }; flat-out latency p50 dist ${ms(d("flat_p50_ms"))}, nats ${
+      ms(n("flat_p50_ms"))
+    }); at 10,000 msgs/s dist ${f(d("10k_msgs_per_s"))} delivered, p50 ${ms(d("10k_p50_ms"))} p99 ${
+      ms(d("10k_p99_ms"))
+    }; nats ${f(n("10k_msgs_per_s"))}, p50 ${ms(n("10k_p50_ms"))} p99 ${
+      ms(n("10k_p99_ms"))
+    } (p99 ratio ${
+      m[`${p}ratio_${s}_10k_p99`]?.toFixed(2) ?? "n/a"
+    }); CPU per message flat out (subscriber / publisher / server process): dist ${
+      us(d("flat_sub_cpu_us"))
+    } / ${us(d("flat_pub_cpu_us"))} / ${us(d("flat_server_cpu_us"))}, nats ${
+      us(n("flat_sub_cpu_us"))
+    } / ${us(n("flat_pub_cpu_us"))} / ${us(n("flat_server_cpu_us"))}`;
 }
