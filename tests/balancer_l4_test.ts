@@ -177,6 +177,56 @@ Deno.test("balancer --mode tcp: half-close passes through (client's EOF reaches 
   }
 });
 
+/** Reads `conn` to its end: every byte it sent. */
+async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buf = new Uint8Array(16 * 1024);
+  for (let n; (n = await conn.read(buf)) !== null;) parts.push(buf.slice(0, n));
+  const all = new Uint8Array(parts.reduce((t, p) => t + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}
+
+/** `size` bytes that tell their places apart. */
+function pattern(size: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length: size }, (_, i) => (i * 31 + seed) & 255);
+}
+
+Deno.test("balancer --mode tcp: the last bytes before either side's end arrive whole and in order, the end after them (1 B to 200 KB, around the 64 KiB read)", async () => {
+  // Reads to the end of the stream, answers it back reversed, then closes at once.
+  const backend = rawBackend(async (conn) => {
+    await writeAll(conn, (await readToEnd(conn)).reverse());
+  });
+  const lb = await startTcpBalancer([backend.address]);
+  try {
+    for (const size of [1, 100, 4096, 65_535, 65_536, 65_537, 200_000]) {
+      const conn = await connect(lb.address);
+      try {
+        const sent = pattern(size, size);
+        // The request and its end, sent together: both reach the backend, in that order.
+        await writeAll(conn, sent);
+        await conn.closeWrite();
+        const got = await within(readToEnd(conn), 5000, `the ${size}-byte answer`);
+        assert.deepEqual(got, sent.slice().reverse(), `${size} bytes`);
+      } finally {
+        closeQuietly(conn);
+      }
+    }
+    await waitFor(
+      () => / closed \(eof\): 200000 bytes up, 200000 bytes down/.test(lb.stderr()),
+      5000,
+      "the log line",
+    );
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
 Deno.test("balancer --mode tcp --idle-timeout: a silent connection is closed, a talking one is not", async () => {
   const backend = rawBackend(async (conn) => {
     const buf = new Uint8Array(1024);

@@ -10,6 +10,8 @@ export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;
 export const EPOLLERR = 0x8;
 export const EPOLLHUP = 0x10;
+/** The peer shut its write half down (its FIN came): what is left to read is all there is. */
+export const EPOLLRDHUP = 0x2000;
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;

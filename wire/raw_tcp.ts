@@ -14,7 +14,7 @@
  */
 import { Poller } from "./raw_epoll.ts";
 
-export { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Poller } from "./raw_epoll.ts";
+export { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Poller } from "./raw_epoll.ts";
 
 /** errno values used by callers. */
 export const EAGAIN = 11;
@@ -34,6 +34,7 @@ const SO_ERROR = 4;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const MSG_NOSIGNAL = 0x4000;
+const MSG_MORE = 0x8000;
 const SHUT_WR = 1;
 const EFD_NONBLOCK = 0x800;
 const EFD_CLOEXEC = 0x80000;
@@ -291,10 +292,15 @@ export class RawTcp {
     return n < 0 ? this.#fail() : n;
   }
 
-  /** Writes the first `length` bytes of `buf` (no SIGPIPE): the count taken, or -errno. */
-  sendFrom(fd: number, buf: FixedBuffer, length: number): number {
+  /**
+   * Writes the first `length` bytes of `buf` (no SIGPIPE): the count taken,
+   * or -errno. `more`: a shutdown or close of `fd` follows at once, which
+   * sends them (MSG_MORE: the kernel holds them until then, and the FIN
+   * goes out in the same segment).
+   */
+  sendFrom(fd: number, buf: FixedBuffer, length: number, more = false): number {
     buf.length = length;
-    const n = this.#c.sendmsg(fd, buf.message, MSG_NOSIGNAL);
+    const n = this.#c.sendmsg(fd, buf.message, more ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL);
     return n < 0 ? this.#fail() : n;
   }
 

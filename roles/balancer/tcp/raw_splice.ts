@@ -6,10 +6,25 @@
  * side's stream shuts down the other's write half; both ended, or an error
  * either side, closes both (the reasons of splice.ts's {@link EndReason}).
  */
-import { EAGAIN, ENOTCONN, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT } from "../../../wire/raw_tcp.ts";
+import {
+  EAGAIN,
+  ENOTCONN,
+  EPOLLERR,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+  EPOLLRDHUP,
+} from "../../../wire/raw_tcp.ts";
 import type { Spliced } from "./io.ts";
 import type { Handler, Later, RawClient, RawConn, RawIo } from "./raw.ts";
 import { type Ended, EndReason, type IdleClock, type SpliceHooks } from "./splice.ts";
+
+/**
+ * What a side is watched for while it is read: its FIN is told apart from
+ * data (EPOLLRDHUP), so the last bytes before it go on with a FIN of their
+ * own, in one segment, and the read that would return 0 is not made.
+ */
+const READING = EPOLLIN | EPOLLRDHUP;
 
 /** One side of a splice: what is read from it goes to `peer`. */
 class Side implements Handler, Later {
@@ -20,7 +35,7 @@ class Side implements Handler, Later {
   /** Its stream ended (read EOF). */
   eof = false;
   /** The events registered for it. */
-  events = EPOLLIN;
+  events = READING;
 
   constructor(readonly splice: RawSplice, readonly conn: RawConn, readonly client: boolean) {}
 
@@ -68,10 +83,10 @@ export class RawSplice implements Spliced {
       this.end(EndReason.Evicted);
       return;
     }
-    io.register(client.fd, this.#client, EPOLLIN);
-    io.register(backend.fd, this.#backend, EPOLLIN, backend.watched);
+    io.register(client.fd, this.#client, READING);
+    io.register(backend.fd, this.#backend, READING, backend.watched);
     // A client speaks first, mostly, and has by now: no need to wait a turn to read it.
-    this.#read(this.#client);
+    this.#read(this.#client, 0);
   }
 
   get done(): Promise<Ended> {
@@ -97,11 +112,12 @@ export class RawSplice implements Spliced {
       if (this.#ended !== undefined) return;
     }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) === 0) return;
-    if (!side.eof && side.peer.pending === undefined) this.#read(side);
+    if (!side.eof && side.peer.pending === undefined) this.#read(side, events);
     else if ((events & (EPOLLERR | EPOLLHUP)) !== 0) this.#broken(side);
   }
 
-  #read(from: Side): void {
+  /** Reads `from` (ready for `events`) and passes what came to its peer. */
+  #read(from: Side, events: number): void {
     const io = this.#io;
     const buf = io.buffer;
     const n = io.raw.recvInto(from.conn.fd, buf);
@@ -117,8 +133,14 @@ export class RawSplice implements Spliced {
       }
     } else this.down += n;
     const to = from.peer;
-    const w = io.raw.sendFrom(to.conn.fd, buf, n);
-    if (w === n) return;
+    // The stream ends with these bytes (its FIN came before this read, and the read took all).
+    const last = (events & EPOLLRDHUP) !== 0 && n < buf.bytes.length;
+    const w = io.raw.sendFrom(to.conn.fd, buf, n, last);
+    if (w === n) {
+      // The shutdown or close this leads to sends them, with the FIN.
+      if (last) this.#eof(from);
+      return;
+    }
     if (w < 0 && w !== -EAGAIN) return this.#failed(to, w);
     // The rest waits for `to` to take it; `from` is not read until then.
     to.pending = buf.bytes.slice(Math.max(0, w), n);
@@ -170,7 +192,7 @@ export class RawSplice implements Spliced {
 
   /** Reads `side` unless what it sent still waits; writes it while something waits for it. */
   #interest(side: Side): void {
-    let events = !side.eof && side.peer.pending === undefined ? EPOLLIN : 0;
+    let events = !side.eof && side.peer.pending === undefined ? READING : 0;
     if (side.pending !== undefined) events |= EPOLLOUT;
     if (events === side.events) return;
     side.events = events;
