@@ -38,6 +38,8 @@ const MSG_MORE = 0x8000;
 const SHUT_WR = 1;
 const EFD_NONBLOCK = 0x800;
 const EFD_CLOEXEC = 0x80000;
+/** The longest length {@link sizeT} keeps. */
+const MAX_CACHED = 65_536;
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -49,11 +51,9 @@ const SYMBOLS = {
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // ssize_t read as its low 32 bits (counts here are at most 64 KiB): a 64-bit result is a
-  // BigInt, allocated per call.
+  // BigInt, allocated per call. Every size_t is given as a BigInt (see sizeT).
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
-  // No size_t argument (the length is in the message): FFI's fast path, ~20 ns a call against ~100.
-  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
@@ -77,11 +77,19 @@ const SYMBOLS = {
 /** The symbols, for raw_epoll.ts. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
+/** Lengths up to 64 KiB as BigInts, each made once. */
+const lengths: bigint[] = new Array(MAX_CACHED + 1);
+
 /**
- * A `size_t` argument: FFI takes a number for it as it is (its types say
- * bigint only; a BigInt a call would cost an allocation).
+ * A `size_t` argument. FFI's fast path (~20 ns a call) takes a BigInt for
+ * it; a number takes the slow one (~100 ns), a new BigInt allocates. (A
+ * `u32` parameter would take a number fast, but leaves the register's upper
+ * half to chance; `recvmsg` with the length in a `msghdr`, used before, costs
+ * the kernel a copy of the header and the iovec each call: ~0.15 µs.)
  */
-const size = (n: number) => n as unknown as bigint;
+function sizeT(n: number): bigint {
+  return n <= MAX_CACHED ? (lengths[n] ??= BigInt(n)) : BigInt(n);
+}
 
 /** An IP address as a socket address (`sockaddr_in` or `sockaddr_in6`). */
 export interface SocketAddress {
@@ -276,7 +284,7 @@ export class RawTcp {
 
   /** Writes the first `length` bytes of `buf` (no SIGPIPE): the count taken, or -errno. */
   send(fd: number, buf: Uint8Array, length = buf.length): number {
-    const n = this.#c.send(fd, buf, size(length), MSG_NOSIGNAL);
+    const n = this.#c.send(fd, buf, sizeT(length), MSG_NOSIGNAL);
     return n < 0 ? this.#fail() : n;
   }
 
@@ -287,8 +295,7 @@ export class RawTcp {
 
   /** Reads into `buf` (all of it): the count (0: end of stream), or -errno. */
   recvInto(fd: number, buf: FixedBuffer): number {
-    buf.length = buf.bytes.length;
-    const n = this.#c.recvmsg(fd, buf.message, 0);
+    const n = this.#c.recv(fd, buf.bytes, buf.size, 0);
     return n < 0 ? this.#fail() : n;
   }
 
@@ -299,8 +306,8 @@ export class RawTcp {
    * goes out in the same segment).
    */
   sendFrom(fd: number, buf: FixedBuffer, length: number, more = false): number {
-    buf.length = length;
-    const n = this.#c.sendmsg(fd, buf.message, more ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL);
+    const flags = more ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
+    const n = this.#c.send(fd, buf.bytes, sizeT(Math.min(length, buf.bytes.length)), flags);
     return n < 0 ? this.#fail() : n;
   }
 
@@ -326,12 +333,12 @@ export class RawTcp {
   /** Makes an eventfd readable. */
   signal(fd: number): void {
     this.#counter[0] = 1n;
-    this.#c.write(fd, this.#counterBytes, size(8));
+    this.#c.write(fd, this.#counterBytes, sizeT(8));
   }
 
   /** Makes an eventfd unreadable again. */
   drain(fd: number): void {
-    this.#c.read(fd, this.#counterBytes, size(8));
+    this.#c.read(fd, this.#counterBytes, sizeT(8));
   }
 
   /** A new epoll instance. */
@@ -342,35 +349,14 @@ export class RawTcp {
   }
 }
 
-/**
- * Bytes at a fixed address with a `struct msghdr` of one `struct iovec`
- * pointing at them (LP64 layouts: iovec 16 bytes, msghdr 56). Every part
- * lives in ArrayBuffers of its own, whose memory V8 never moves (only
- * typed arrays of 64 bytes or less made by length live in its heap).
- */
+/** A buffer sockets are read into and written from, with its size as a `size_t`. */
 export class FixedBuffer {
   readonly bytes: Uint8Array;
-  /** The msghdr, for recvmsg/sendmsg. */
-  readonly message: Uint8Array;
-  /** iov_len, low and high words. */
-  readonly #iovLength: Uint32Array;
+  /** Its length, for recv. */
+  readonly size: bigint;
 
   constructor(size: number) {
     this.bytes = new Uint8Array(new ArrayBuffer(size));
-    const parts = new ArrayBuffer(16 + 56);
-    const iov = new BigUint64Array(parts, 0, 2);
-    iov[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.bytes)));
-    this.#iovLength = new Uint32Array(parts, 8, 2);
-    this.message = new Uint8Array(parts, 16, 56);
-    const msg = new BigUint64Array(parts, 16, 7);
-    // msg_name, msg_namelen: none; msg_iov, msg_iovlen: the one iovec; no control; flags 0.
-    msg[2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(iov)));
-    msg[3] = 1n;
-  }
-
-  /** The iovec's length (at most the buffer's). */
-  set length(n: number) {
-    this.#iovLength[0] = Math.min(n, this.bytes.length);
-    this.#iovLength[1] = 0;
+    this.size = BigInt(size);
   }
 }
