@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type DistProcess, runDist } from "./helpers/dist.ts";
 import { type HttpBackend, startHttpBackend } from "./helpers/http_backend.ts";
-import { closeQuietly, sleep, waitFor, within, writeAll } from "./helpers/raw.ts";
+import { closeQuietly, concat, sleep, waitFor, within, writeAll } from "./helpers/raw.ts";
 import {
   countThenAnswer,
   drainCount,
@@ -182,13 +182,7 @@ async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   const buf = new Uint8Array(16 * 1024);
   for (let n; (n = await conn.read(buf)) !== null;) parts.push(buf.slice(0, n));
-  const all = new Uint8Array(parts.reduce((t, p) => t + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all;
+  return concat(parts);
 }
 
 /** `size` bytes that tell their places apart. */
