@@ -77,6 +77,8 @@ export class Outbound {
   #drainWaiters: (() => void)[] | undefined;
   #bytesOut = 0;
   #wrote = false;
+  /** Holds not released yet (see `hold`): nothing is written while there are any. */
+  #held = 0;
 
   /** `onError` gets a failed write's error (the connection is then closed). */
   constructor(conn: Deno.Conn, highWater: number, onError: (err: unknown) => void) {
@@ -127,7 +129,7 @@ export class Outbound {
     processOutbound.pending += pending - this.#accounted;
     this.#accounted = pending;
     if (pending > max) return false;
-    if (this.#writing) return true;
+    if (this.#writing || this.#held > 0) return true;
     if (this.#out.length >= flushAt) {
       this.flush();
     } else if (!this.#flushQueued) {
@@ -167,8 +169,22 @@ export class Outbound {
   /** Starts writing what is queued (the end-of-turn flush; see scheduleFlush). */
   flush(): void {
     this.#flushQueued = false;
-    if (this.#writing || this.#out.length === 0 || this.#closed) return;
+    if (this.#writing || this.#held > 0 || this.#out.length === 0 || this.#closed) return;
     this.#writeLoop();
+  }
+
+  /**
+   * Writes nothing more (what is queued, or queued later) until `until`
+   * settles: for output that may go only once something else is done (the
+   * broker's QoS 0 deliveries from an MQTT session's journal, once the
+   * deletes of their rows are committed). A write in flight finishes.
+   */
+  hold(until: Promise<unknown>): void {
+    this.#held++;
+    const release = () => {
+      if (--this.#held === 0) this.flush();
+    };
+    until.then(release, release);
   }
 
   /** Resolves once pending output is at most `bytes` (or the connection closed). */
@@ -213,7 +229,7 @@ export class Outbound {
     this.#writing = true;
     this.#wrote = true;
     try {
-      while (this.#out.length > 0 && !this.#closed) {
+      while (this.#out.length > 0 && !this.#closed && this.#held === 0) {
         const buf = this.#out;
         this.#out = this.#spare;
         this.#spare = buf;

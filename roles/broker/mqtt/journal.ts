@@ -101,6 +101,8 @@ export class SessionJournal {
   #nextInflight = 0;
   #nextSub = 1;
   #trimQueued = false;
+  /** Set while a hold of this task's output waits for its commit to be asked (sentOnce). */
+  #holding = false;
   /**
    * At a restart, the numbers its rows are under, being copied to `no`, and
    * those of rows left over (copied before, or an unfinished copy), to
@@ -174,6 +176,25 @@ export class SessionJournal {
     while (range.head < live) {
       this.#store.delete(DELIVERIES, deliveryKey(this.no, range.sub, range.head++));
     }
+  }
+
+  /**
+   * A QoS 0 delivery that left a queue (its row deleted: `left`) was put in
+   * `out`: it goes out once that delete is committed, with every other
+   * write of this task (a SIGKILL before the commit would send it again
+   * at the next start: twice, where QoS 0 is at most once; hostile review
+   * 39b Q12). One hold per task.
+   */
+  sentOnce(out: { hold(until: Promise<unknown>): void }): void {
+    if (this.#holding) return;
+    this.#holding = true;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    out.hold(promise);
+    queueMicrotask(() => {
+      this.#holding = false;
+      // Every delete of this task is written by now: the commit asked for covers them all.
+      this.#store.commit().then(resolve, resolve);
+    });
   }
 
   /** `sub` is gone (unsubscribed, or its session ended): its rows go. */

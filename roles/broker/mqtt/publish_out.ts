@@ -126,7 +126,9 @@ export function writeQueued(session: MqttSession, conn: MqttConnection, bytes: U
     }
   }
   out.length += bytes.length;
-  if (publishQos(bytes) > 0) {
+  // QoS 0: sent once its row's delete is committed (sent again after a kill otherwise).
+  if (publishQos(bytes) === 0) session.journal?.sentOnce(conn.out);
+  else {
     const id = session.inflight.take();
     patchId(sent, id);
     if (session.expiry > 0) {
