@@ -73,7 +73,9 @@ class Link {
     while (this.#end - this.#start >= 4) {
       const len = view.getUint32(this.#start);
       if (this.#end - this.#start < 4 + len) break;
-      if (counts(this.#buf, this.#start + 4)) counted++;
+      const id = requestId(this.#buf, this.#start + 4, len);
+      if (id !== "") this.answer(id);
+      else if (counts(this.#buf, this.#start + 4)) counted++;
       this.#start += 4 + len;
     }
     return counted;
@@ -88,6 +90,27 @@ class Link {
   write(bytes: Uint8Array): Promise<number> {
     return this.conn.write(bytes);
   }
+
+  /**
+   * Answers the listener's request `id` UNKNOWN_METHOD, as every dist peer
+   * must (a balancer's or a broker's `sys.ping` behind its answers, asking
+   * whether this client reads them: wire/read_proof.ts).
+   */
+  answer(id: string): void {
+    const error = '"error":{"code":"UNKNOWN_METHOD","message":"burst client"}}';
+    this.conn.write(frame(`{"id":${id},${error}`)).catch(() => {});
+  }
+}
+
+const ID = encoder.encode('{"id":'), METHOD_KEY = encoder.encode(',"method"');
+
+/** The id of a request (`{"id":N,"method"…`, as a dist peer writes it) in a frame, else "". */
+function requestId(buf: Uint8Array, at: number, len: number): string {
+  for (let i = 0; i < ID.length; i++) if (buf[at + i] !== ID[i]) return "";
+  let end = at + ID.length;
+  while (end < at + len && buf[end] >= 0x30 && buf[end] <= 0x39) end++;
+  for (let i = 0; i < METHOD_KEY.length; i++) if (buf[end + i] !== METHOD_KEY[i]) return "";
+  return new TextDecoder().decode(buf.subarray(at + ID.length, end));
 }
 
 /** Whether the frame whose payload starts at `at` is one to count. */

@@ -86,7 +86,7 @@ async function readAnswers(
       const len = view.getUint32(start);
       const msg = JSON.parse(decoder.decode(buf.subarray(start + 4, start + 4 + len)));
       start += 4 + len;
-      if (msg.id === undefined) continue; // a ping, say
+      if (msg.id === undefined || msg.method !== undefined) continue; // a ping, say
       answered++;
       if (msg.error !== undefined) {
         assert.equal(msg.error.code, "OVERLOADED", JSON.stringify(msg));

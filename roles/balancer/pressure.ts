@@ -16,16 +16,43 @@
  * keepReading, set by links.ts): their answers are what drain the clients.
  */
 import { drainTarget, type Peer, stalledLoad, unsentBytes } from "../../wire/mod.ts";
+import { askIfDue, askPeer, type ProofHolder, unanswered } from "../../wire/read_proof.ts";
 import type { Backend } from "./backends.ts";
 import { UNREAD_BYTES } from "./share_limits.ts";
 
+/** What each client connection's answers to the balancer's requests have shown (wire/read_proof.ts). */
+const proofs = new WeakMap<Peer, ProofHolder>();
+
 /**
- * Whether a client connection leaves its answers unread: its socket holds
- * more than UNREAD_BYTES its peer has not acknowledged, and the peer
- * acknowledged nothing for a while (wire's stalledLoad; allowance.ts).
+ * How long a client may leave the balancer's request unanswered, given
+ * UNREAD_BYTES past its last answer, before it counts as leaving its
+ * answers unread (the broker's queue groups wait as long).
+ */
+const ANSWER_STALL_MS = 25;
+
+/**
+ * Whether a client connection leaves its answers unread (allowance.ts): its
+ * socket holds more than UNREAD_BYTES its peer has not acknowledged, and
+ * the peer acknowledged nothing for a while (wire's stalledLoad); or it
+ * leaves unanswered the `sys.ping` sent behind its answers (wire's
+ * read_proof.ts, asked here when due) for ANSWER_STALL_MS with UNREAD_BYTES
+ * given past its last answer. The kernel's word alone let a client that
+ * sets a 4 MiB SO_RCVBUF and never reads pass for a reader until 8 MiB of
+ * answers sat unread (hostile39a P2: it took the whole bulk allowance); an
+ * answer says its client read every byte before it.
  */
 export function unread(flow: object): boolean {
-  return stalledLoad((flow as Peer).conn, UNREAD_BYTES, true) > 0;
+  const peer = flow as Peer, conn = peer.conn;
+  if (stalledLoad(conn, UNREAD_BYTES, true) > 0) return true;
+  let holder = proofs.get(peer);
+  if (holder === undefined) proofs.set(peer, holder = {});
+  const p = askIfDue(
+    holder,
+    conn,
+    conn.pendingBytes,
+    (id, answered) => askPeer(peer, id, answered),
+  );
+  return unanswered(p, conn.bytesOut, UNREAD_BYTES, ANSWER_STALL_MS);
 }
 
 /** How long a client told OVERLOADED is not read (ms; see Pressure.backOff). */

@@ -24,30 +24,11 @@
  */
 import { lastTrial, ON_PROBATION, ON_TRIAL, stalledLoad, trialOf } from "../../wire/send_queue.ts";
 import { STALLED, turnClock } from "../../wire/send_queue.ts";
+import { askIfDue as ask, type ReadProof, unanswered } from "../../wire/read_proof.ts";
 import type { Sink } from "./message.ts";
 
-/** What a member's client has shown by its answers; kept on its sink ({@link Sink.proof}). */
-export interface ReadProof {
-  /** The connection's output it is about (an MQTT session outlives its connections). */
-  side: object;
-  /** Position in the connection's output (bytes) up to which its client has shown it read. */
-  read: number;
-  /** Position the request on its way ends at (-1: none), and when it was sent (turn clock). */
-  asked: number;
-  askedAt: number;
-  /** Whether an answer showed PROOF_BYTES read. */
-  proven: boolean;
-}
+export { ASK_AGAIN_MS, type ReadProof } from "../../wire/read_proof.ts";
 
-/**
- * Bytes of a connection's output its client must be shown to have read to
- * be proven (64 KiB): every byte of it, not what its kernel buffered, so
- * that much says it reads; the group's trial budget (1 MiB) then covers
- * sixteen members joining at once.
- */
-export const PROOF_BYTES = 64 * 1024;
-/** Output between two requests to answer: every 16 KiB on trial (proven quickly), then 64 KiB. */
-const ASK_TRIAL_BYTES = 16 * 1024, ASK_BYTES = 64 * 1024;
 /**
  * Output given past a proven member's last answer, with a request left
  * unanswered STALL_MS, after which it is stalled: a probe interval and a
@@ -56,49 +37,16 @@ const ASK_TRIAL_BYTES = 16 * 1024, ASK_BYTES = 64 * 1024;
 const UNREAD_BYTES = 128 * 1024;
 /** How long a proven member may leave a request unanswered before it counts as stalled. */
 const STALL_MS = 25;
-/** After this long unanswered a request is asked again (the first's answer still counts). */
-export const ASK_AGAIN_MS = 10_000;
-
-/** Random words for nonces, drawn 128 nonces at a time. */
-const randoms = new Uint32Array(256);
-let drawn = randoms.length;
-
-/** A nonce: a safe integer in [2^52, 2^53), past any id a peer's own sequence reaches. */
-function nonce(): number {
-  if (drawn >= randoms.length) {
-    crypto.getRandomValues(randoms);
-    drawn = 0;
-  }
-  const high = randoms[drawn++] & 0xfffff, low = randoms[drawn++];
-  return 2 ** 52 + high * 2 ** 32 + low;
-}
 
 /**
  * Sends `sink`'s client a request to answer, behind what it was given,
- * when ASK_TRIAL_BYTES (proven: ASK_BYTES) went out on its connection since
- * the last one and none is on its way. Called after each group delivery.
+ * when enough went out on its connection since the last one and none is
+ * on its way (wire/read_proof.ts askIfDue). Called after each group delivery.
  */
 export function askIfDue(sink: Sink): void {
-  const ask = sink.askRead, socket = sink.socket;
-  if (ask === undefined || socket === undefined) return;
-  let p = sink.proof;
-  if (p?.side !== socket) {
-    p = sink.proof = { side: socket, read: 0, asked: -1, askedAt: 0, proven: false };
-  }
-  if (p.asked >= 0 && turnClock() - p.askedAt < ASK_AGAIN_MS) return;
-  const last = p.asked >= 0 ? p.asked : p.read;
-  if (socket.bytesOut + sink.pendingBytes - last < (p.proven ? ASK_BYTES : ASK_TRIAL_BYTES)) return;
-  const at = ask.call(sink, nonce(), () => answered(p, at));
-  if (at < 0) return;
-  p.asked = at;
-  p.askedAt = turnClock();
-}
-
-/** Its client answered the request that ended at `at`: it read that far. */
-function answered(p: ReadProof, at: number): void {
-  if (at > p.read) p.read = at;
-  if (at >= p.asked) p.asked = -1;
-  if (p.read >= PROOF_BYTES) p.proven = true;
+  const askRead = sink.askRead, socket = sink.socket;
+  if (askRead === undefined || socket === undefined) return;
+  ask(sink, socket, sink.pendingBytes, (nonce, answered) => askRead.call(sink, nonce, answered));
 }
 
 /** How far the member readLoad last judged is from proven (ON_TRIAL, ON_PROBATION, 0). */
@@ -121,12 +69,11 @@ export function readLoad(sink: Sink, past: number): number {
     return kernel;
   }
   stage = 0;
-  const unread = sink.socket!.bytesOut - p.read;
-  if (p.asked < 0 || unread < UNREAD_BYTES) return kernel;
-  if (turnClock() - p.askedAt < STALL_MS) return kernel;
+  const bytesOut = sink.socket!.bytesOut;
+  if (!unanswered(p, bytesOut, UNREAD_BYTES, STALL_MS)) return kernel;
   // After members that answer; among such members the least unread first, so that members all
   // behind one client that reads them in turn (a benchmark's) still share in turn.
-  const app = STALLED + Math.min(unread, 2 ** 38);
+  const app = STALLED + Math.min(bytesOut - p.read, 2 ** 38);
   return app > kernel ? app : kernel;
 }
 

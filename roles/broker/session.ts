@@ -15,7 +15,8 @@ import {
 import { cut } from "../../wire/_log.ts";
 import type { Publisher } from "./fanout.ts";
 import { pickBytes, refusedFrom } from "./group_delivery.ts";
-import { ASK_AGAIN_MS, type ReadProof } from "./group_proof.ts";
+import type { ReadProof } from "./group_proof.ts";
+import { askPeer } from "../../wire/read_proof.ts";
 import { clientSource } from "../../auth/mod.ts";
 import { deliveryHead, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
@@ -89,17 +90,7 @@ export class Session implements Sink, Publisher {
    * answer carrying it, UNKNOWN_METHOD included, says it read what was before.
    */
   askRead(nonce: number, answered: () => void): number {
-    if (this.cutOff) return -1;
-    const heard = (err?: unknown) => {
-      const code = err instanceof DistError ? err.code : "";
-      if (code !== "TIMEOUT" && code !== "UNAVAILABLE") answered();
-    };
-    this.peer.call("sys.ping", undefined, { id: nonce, timeout: ASK_AGAIN_MS }).then(
-      () => heard(),
-      heard,
-    );
-    const conn = this.peer.conn;
-    return conn.bytesOut + conn.pendingBytes;
+    return this.cutOff ? -1 : askPeer(this.peer, nonce, answered);
   }
 
   /** Its user, else its address: waiting matches rotate over sources (see matching.ts). */
