@@ -11,8 +11,8 @@
  * gets no allowance. Deno cannot set SO_RCVBUF: the forgers are python3.
  */
 import assert from "node:assert/strict";
-import type { DistError } from "../wire/mod.ts";
-import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { deepBesideLight } from "./helpers/nonreaders.ts";
 import { sleep } from "./helpers/raw.ts";
 
 /**
@@ -63,32 +63,11 @@ Deno.test("a deep pipeliner that reads keeps the allowance beside four that forg
     for (const r of readers) assert.match((await r.read()).value ?? "", /ready/);
     // Alone a while, they are answered (and read nothing); their kernels take it all.
     await sleep(1000);
-    const deep = await connectTo(balancer.address);
-    const light = await connectTo(balancer.address);
-    const answeredAt: number[] = [];
-    const pipeline = Promise.all(
-      Array.from(
-        { length: 1000 },
-        (_, i) =>
-          deep.call("add", { a: i, b: 1 }, { timeout: 20_000 }).then(
-            () => answeredAt.push(performance.now()),
-            (e) => assert.equal((e as DistError).code, "OVERLOADED"),
-          ),
-      ),
-    );
-    const start = performance.now();
-    for (let i = 0; i < 800; i++) {
-      assert.equal(await light.call("add", { a: i, b: 1 }, { timeout: 5000 }), i + 1);
-    }
-    const end = performance.now();
-    const during = answeredAt.filter((t) => t >= start && t <= end).length;
+    const during = await deepBesideLight(balancer.address);
     console.log(`the deep pipeliner got ${during} answers beside 800 light calls`);
-    // One for every eight of the light client's, all the reader's (before: 36 in two runs, the forgers
-    // taking their turns of it; beside plain non-readers, 103-111: balancer_reader_test).
+    // One for every eight of the light client's, all the reader's (before: 36 in two runs, the
+    // forgers taking their turns of it; beside plain non-readers, 103-111: balancer_reader_test).
     assert.ok(during >= 70, `the deep pipeliner got ${during} answers beside 800 light calls`);
-    light.close();
-    await pipeline;
-    deep.close();
   } finally {
     for (const f of forgers) await f.stdin.close().catch(() => {});
     for (const r of readers) await r.cancel().catch(() => {});

@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import type { DistError } from "../wire/mod.ts";
-import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { deepBesideLight } from "./helpers/nonreaders.ts";
 import { sleep } from "./helpers/raw.ts";
 
 const ATTACKER = fileURLToPath(new URL("../bench/pipeline_client.ts", import.meta.url));
@@ -29,34 +29,13 @@ Deno.test("a deep pipeliner that reads its answers keeps the allowance beside fo
     for (const r of readers) assert.match((await r.read()).value ?? "", /ready/);
     // Alone a while, they are answered (and read nothing): their sockets fill.
     await sleep(1000);
-    const deep = await connectTo(balancer.address);
-    const light = await connectTo(balancer.address);
-    const answeredAt: number[] = [];
-    const pipeline = Promise.all(
-      Array.from(
-        { length: 1000 },
-        (_, i) =>
-          deep.call("add", { a: i, b: 1 }, { timeout: 20_000 }).then(
-            () => answeredAt.push(performance.now()),
-            (e) => assert.equal((e as DistError).code, "OVERLOADED"),
-          ),
-      ),
-    );
-    // A light client, one call at a time: 800 calls.
-    const start = performance.now();
-    for (let i = 0; i < 800; i++) {
-      assert.equal(await light.call("add", { a: i, b: 1 }, { timeout: 5000 }), i + 1);
-    }
-    const end = performance.now();
-    const during = answeredAt.filter((t) => t >= start && t <= end).length;
+    // A light client, one call at a time: 800 calls, beside a deep pipeliner that reads.
+    const during = await deepBesideLight(balancer.address);
     // One for every eight of the light client's, all the reader's: 103-111 in three runs
     // (before: 36 in each of three, the non-readers taking their turns of it).
     assert.ok(during >= 70, `the deep pipeliner got ${during} answers beside 800 light calls`);
     // And no more: the light client goes first.
     assert.ok(during <= 200, `the deep pipeliner got ${during} answers beside 800 light calls`);
-    light.close();
-    await pipeline;
-    deep.close();
   } finally {
     for (const a of attackers) await a.stdin.close().catch(() => {});
     for (const r of readers) await r.cancel().catch(() => {});

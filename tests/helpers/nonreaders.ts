@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import type { DistError } from "../../wire/mod.ts";
+import { connectTo } from "./balancer.ts";
 
 const NONREADER = fileURLToPath(new URL("../../bench/big_nonreader.ts", import.meta.url));
 
@@ -37,4 +39,39 @@ export async function nonreaders(
     await child.status;
     return Number(out.match(/sent (\d+)/)?.[1] ?? 0);
   };
+}
+
+/**
+ * A deep pipeliner that reads its answers (1,000 `add` at once) beside a
+ * light client calling `address` in turn 800 times: how many of the deep
+ * one's answers came during the light one's calls (one for every eight of
+ * them when it keeps the bulk allowance: roles/balancer/allowance.ts).
+ */
+export async function deepBesideLight(address: string): Promise<number> {
+  const deep = await connectTo(address);
+  const light = await connectTo(address);
+  try {
+    const answeredAt: number[] = [];
+    const pipeline = Promise.all(
+      Array.from(
+        { length: 1000 },
+        (_, i) =>
+          deep.call("add", { a: i, b: 1 }, { timeout: 20_000 }).then(
+            () => answeredAt.push(performance.now()),
+            (e) => assert.equal((e as DistError).code, "OVERLOADED"),
+          ),
+      ),
+    );
+    const start = performance.now();
+    for (let i = 0; i < 800; i++) {
+      assert.equal(await light.call("add", { a: i, b: 1 }, { timeout: 5000 }), i + 1);
+    }
+    const end = performance.now();
+    light.close();
+    await pipeline;
+    return answeredAt.filter((t) => t >= start && t <= end).length;
+  } finally {
+    light.close();
+    deep.close();
+  }
 }
