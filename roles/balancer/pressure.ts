@@ -43,6 +43,7 @@ const ANSWER_STALL_MS = 25;
  */
 export function unread(flow: object): boolean {
   const peer = flow as Peer, conn = peer.conn;
+  if (conn === undefined) return false; // not a connection: nothing to ask
   if (stalledLoad(conn, UNREAD_BYTES, true) > 0) return true;
   let holder = proofs.get(peer);
   if (holder === undefined) proofs.set(peer, holder = {});
