@@ -328,6 +328,7 @@ function readBack(
     },
   });
   front.committed = () => durable.committed();
+  if (mqtt !== undefined) mqtt.committed = front.committed;
   const { restored, path } = durable.stats();
   if (durable.loading) {
     // A large file: the port opens now, and what it holds is read back behind it (durable.ts).

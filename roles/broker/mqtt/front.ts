@@ -105,6 +105,8 @@ export class MqttFront {
   /** Connections whose TLS handshake failed (plain MQTT on the TLS port, a bad certificate). */
   tlsFailures = 0;
   messagesIn = 0;
+  /** With a data directory: resolves once every retained value so far is on disk. */
+  committed: (() => Promise<void>) | undefined;
   accepted = 0;
   refusedConnections = 0;
   badConnects = 0;

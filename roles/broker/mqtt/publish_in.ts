@@ -75,6 +75,12 @@ export class Inbound {
     try {
       settled = c.front.core.publish(topic, value, p.retain, qos, c, c.identity?.user).settled;
       c.front.messagesIn++;
+      // A retained value's ack waits for its commit too, as a native publish's answer does
+      // (hostile review 40a T4: a SIGKILL after the PUBACK lost it 7 times of 8).
+      const kept = p.retain && qos > 0 ? c.front.committed?.() : undefined;
+      if (kept !== undefined) {
+        settled = settled === undefined ? kept : Promise.all([settled, kept]).then(() => {});
+      }
     } catch (err) {
       // A topic the core refuses: $SYS (not authorized), or too deep, spaces (our limit, not
       // the client's fault).
