@@ -64,6 +64,8 @@ export interface Keeper {
   readonly counters: { readonly commits: number; readonly failed: number };
   /** Writes not committed yet. */
   readonly pending: number;
+  /** Commits what is pending now (in this turn, not waiting for the sync). */
+  flush(): void;
 }
 
 export interface SubscribeRequest {
