@@ -133,8 +133,9 @@ export class RawSplice implements Spliced {
       }
     } else this.down += n;
     const to = from.peer;
-    // The stream ends with these bytes (its FIN came before this read, and the read took all).
-    const last = (events & EPOLLRDHUP) !== 0 && n < buf.bytes.length;
+    // The stream ends with these bytes (its FIN came before this read, and the read took all;
+    // not a reset, which the next read reports).
+    const last = (events & (EPOLLRDHUP | EPOLLERR)) === EPOLLRDHUP && n < buf.bytes.length;
     const w = io.raw.sendFrom(to.conn.fd, buf, n, last);
     if (w === n) {
       // The shutdown or close this leads to sends them, with the FIN.
