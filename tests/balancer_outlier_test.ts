@@ -91,7 +91,7 @@ Deno.test("Backend: out for timeouts, it stays out for its backoff despite healt
   );
 });
 
-Deno.test("a worker that answers checks but never tasks holds one closed-loop request at a time, once, and is closed", async () => {
+Deno.test("a worker that answers checks but never tasks holds one closed-loop request for a second, once, then waits its trial backoff", async () => {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, ["--timeout", "1s"]);
   const [host, port] = lb.workerAddress.split(":");
@@ -129,11 +129,16 @@ Deno.test("a worker that answers checks but never tasks holds one closed-loop re
       }
     }));
     assert.equal(tasks, 1, "slow start: the fake got one task");
-    assert.equal(outcomes.get("TIMEOUT"), 1, JSON.stringify([...outcomes]));
+    // Its trial held past its bound (the 1 s timeout) went to the server (trials.ts): no TIMEOUT.
+    assert.equal(outcomes.get("TIMEOUT"), undefined, JSON.stringify([...outcomes]));
     assert.ok((outcomes.get("ok") ?? 0) > 200, JSON.stringify([...outcomes]));
-    // Its trial timed out beside a server that answers: closed (workers.ts, hostile39a P1).
-    assert.equal((await backendsOf(client)).find((b) => b.name === "fake"), undefined);
-    assert.equal(fake.canCall, false, "its connection closed");
+    // It failed its trial: no other for 10 s; not closed (hostile39c R1).
+    assert.match(
+      lb.stderr(),
+      /Backend fake \(fake\) held a trial request add past 1000 ms.*no trial for 10 s/,
+    );
+    assert.equal((await backendsOf(client)).find((b) => b.name === "fake")?.served, 0);
+    assert.equal(fake.canCall, true, "its connection open");
   } finally {
     client.close();
     fake?.close();

@@ -14,7 +14,14 @@
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { LatencyWindow } from "./latency_window.ts";
 import { cut } from "./log.ts";
-import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
+import {
+  BACKOFF_MAX_MS,
+  BACKOFF_MS,
+  Outlier,
+  SERVER_ERRORS,
+  STRAY_BYTES,
+  STRAYS,
+} from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
 
 export { LatencyWindow };
@@ -84,6 +91,10 @@ export class Backend {
   served = 0;
   /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
   lateAnswers = 0;
+  /** Trials it failed: held past their bound while a proven backend answered the same request within it (trials.ts). */
+  trialsFailed = 0;
+  /** No trial before this (performance.now() ms; see {@link trialFailed}). */
+  trialAfter = -Infinity;
   /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */
   failures = 0;
   /** Health checks missed, all time. */
@@ -143,13 +154,25 @@ export class Backend {
   }
 
   /**
-   * Untried, it may take a request: in a guarded pool one at a time and none
-   * once one failed; a worker one at a time (one whose first task timed out
-   * stays on trial: workers.ts closes those that hold tasks).
+   * Untried, it may take a request: none within its trial backoff
+   * (trials.ts); in a guarded pool one at a time and none once one failed;
+   * a worker one at a time.
    */
   get #trialFree(): boolean {
+    if (this.trialAfter !== -Infinity && performance.now() < this.trialAfter) return false;
     if (this.pool?.guarded === true) return this.inflight === 0 && this.failures === 0;
     return this.kind !== "worker" || this.inflight === 0;
+  }
+
+  /**
+   * It failed a trial at `now` (trials.ts): no trial for {@link BACKOFF_MS},
+   * twice that the next time, up to {@link BACKOFF_MAX_MS}; it stays
+   * connected and untried. @returns that time in ms
+   */
+  trialFailed(now: number): number {
+    const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** this.trialsFailed++);
+    this.trialAfter = now + ms;
+    return ms;
   }
 
   /**

@@ -7,6 +7,7 @@ import type { Backend, Transition } from "./backends.ts";
 import type { FairItem } from "./queue.ts";
 import type { RetryBudget } from "./retry_budget.ts";
 import type { ClientShare } from "./shares.ts";
+import type { Trial } from "./trials.ts";
 
 /** One client request on its way through the balancer. */
 export interface Job extends FairItem {
@@ -30,6 +31,8 @@ export interface Job extends FairItem {
   bulk?: boolean;
   /** About its size in bytes, for the shares (set by the dispatcher). */
   bytes?: number;
+  /** Sent as a trial to an untried backend (trials.ts; set by the relay). */
+  trial?: Trial;
 }
 
 export interface DispatchHooks<J extends Job> {

@@ -203,12 +203,29 @@ export class Dispatcher<J extends Job> {
     if (!job.idempotent || job.attempts > this.#options.retries) return false;
     if (!this.#pool.list.some((b) => b !== from && b.available)) return false;
     if (!this.#options.budget.withdraw()) return false;
+    this.stats.replays++;
+    this.#sendAgain(job, from);
+    return true;
+  }
+
+  /**
+   * Sends `job`, held by an untried backend past its trial's bound
+   * (trials.ts), to another backend: its slot there is freed and counted by
+   * nobody (the backend is judged by the other's answer). Not a retry of
+   * the client's: its trial was the balancer's choice.
+   * @returns false, having done nothing, for a non-idempotent request
+   */
+  resend(job: J): boolean {
+    if (!job.idempotent) return false;
+    this.#sendAgain(job, job.backend!);
+    return true;
+  }
+
+  #sendAgain(job: J, from: Backend): void {
     const now = this.#now();
     if (--from.inflight === 0) from.idleSince = now;
     if (job.share !== undefined) this.#shares.gave(job.share, job.bulk === true, now, job);
-    this.stats.replays++;
     if (!this.#dispatch(job, from)) this.#requeue(job, from);
-    return true;
   }
 
   /** Sends waiting requests while backends have room (after a slot frees or a backend comes up). */

@@ -115,6 +115,7 @@ function forwarding(options: BalancerOptions) {
     finish: (job, outcome) => dispatcher.finish(job, outcome),
     wake: () => dispatcher.pump(),
     replay: (job): boolean => dispatcher.replay(job),
+    resend: (job): boolean => dispatcher.resend(job),
     sourceOf,
   });
   const dispatcher = new Dispatcher<ForwardJob>(pool, createPolicy(options.policy), relay, {

@@ -20,6 +20,7 @@ import {
 } from "../../wire/mod.ts";
 import { HEADER_BYTES } from "../../wire/frame.ts";
 import { msgpackToJson } from "../../wire/msgpack_to_json.ts";
+import type { Trial } from "./trials.ts";
 import type { Backend } from "./backends.ts";
 import type { BytesJob } from "./bytes_job.ts";
 import type { FairItem, Flow } from "./queue.ts";
@@ -88,6 +89,7 @@ export class MsgpackJob implements BytesJob, RawReply {
   via: Peer | undefined;
   share: ClientShare | undefined = undefined;
   line: Flow<FairItem> | undefined = undefined;
+  trial: Trial | undefined = undefined;
   /** The buffer holding a copy of the params (shared with other requests: see keep), and where. */
   #held: Uint8Array | undefined;
   #start = 0;

@@ -8,12 +8,14 @@
  * While pressed, each instance dialed is judged ({@link judge}):
  * - one that has answered a request ("tried") keeps its place while it is
  *   in rotation; down for {@link ROTATE_MS}, it gives it to one waiting;
- * - one that has answered none ("untried") and holds a request for
- *   {@link holdFor} (a real server's first answer takes milliseconds, a
- *   fake's never comes), or answered its requests only with failures, is
- *   dropped at once (its requests are sent again elsewhere) and benched:
- *   not dialed again for {@link BACKOFF_MS}, twice that the next time, up
- *   to {@link BACKOFF_MAX_MS} (outlier.ts's backoff);
+ * - one that has answered none ("untried") and failed a trial (trials.ts:
+ *   it held a request past the trial's bound that a proven backend then
+ *   answered within it), or answered its requests only with failures, or
+ *   — while no backend that has answered is in rotation, so that no trial
+ *   can be judged — holds a request for {@link holdFor}, is dropped at
+ *   once (its requests are sent again elsewhere) and benched: not dialed
+ *   again for {@link BACKOFF_MS}, twice that the next time, up to
+ *   {@link BACKOFF_MAX_MS} (outlier.ts's backoff);
  * - an untried one still down (no handshake) after {@link DOWN_MS} gives
  *   its place to one waiting;
  * - at most {@link TRIALS} untried ones are dialed at once (or as many as
@@ -53,15 +55,16 @@ export interface Held {
 
 /**
  * The verdict on `b` (dialed as `held`) at `now`, while pressed; `hold`
- * gives the hold bound ({@link holdFor}), asked only when needed.
+ * gives the hold bound ({@link holdFor}; Infinity while a backend that has
+ * answered is in rotation: trials.ts judges then), asked only when needed.
  */
 export function judge(b: Backend, held: Held, now: number, hold: () => number): Verdict {
   if (b.served > 0) {
     held.holding = undefined;
     return b.state !== "up" && now - b.since >= ROTATE_MS ? "stale" : "tried";
   }
-  // Lost, timed out, or answered only INTERNAL, UNAVAILABLE, OVERLOADED.
-  if (b.failures > 0) return "bench";
+  // Lost, timed out, or answered only INTERNAL, UNAVAILABLE, OVERLOADED; or failed a trial.
+  if (b.failures > 0 || b.trialsFailed > 0) return "bench";
   if (b.inflight > 0) {
     held.holding ??= now;
     if (now - held.holding >= hold()) return "bench";

@@ -48,6 +48,7 @@ import { type HeldParams, heldParams, holdParams } from "./value_size.ts";
 import type { BytesJob } from "./bytes_job.ts";
 import { connectionLost, errorKind, ErrorReply, kindOf } from "./answers.ts";
 import { type Failure, Verifier } from "./verify.ts";
+import { type Trial, Trials } from "./trials.ts";
 
 /**
  * A request decoded from a client, waiting for its answer: large params are
@@ -100,6 +101,7 @@ export class RawJob implements BytesJob, RequestSpans, RawReply {
   // Set by the dispatcher and the queue; declared so every job has one shape from the start.
   share: ClientShare | undefined = undefined;
   line: Flow<FairItem> | undefined = undefined;
+  trial: Trial | undefined = undefined;
   /**
    * Where the bytes after its id start in `payload`, when the frame is
    * `{"id":ID,"method":M[,"params":P]}` exactly (what clients send): the
@@ -186,6 +188,8 @@ export interface RelayOptions {
   wake: () => void;
   /** Sends a failed job once more, to another backend (the dispatcher's `replay`; verify.ts). */
   replay?: (job: ForwardJob) => boolean;
+  /** Sends a job its untried backend held past its trial's bound to another (the dispatcher's `resend`; trials.ts). */
+  resend?: (job: ForwardJob) => boolean;
   /** A client connection's source (verify.ts). */
   sourceOf?: (flow: object) => string | undefined;
 }
@@ -200,9 +204,11 @@ export class Relay implements DispatchHooks<ForwardJob> {
   #options: RelayOptions;
   #pressure: Pressure;
   #verify: Verifier;
+  #trials: Trials;
 
   constructor(options: RelayOptions) {
     this.#options = options;
+    this.#trials = new Trials(options.timeoutMs);
     this.#pressure = new Pressure(options.wake, options.sourceOf);
     const { replay } = options;
     this.#verify = new Verifier({
@@ -252,7 +258,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
       job.via = peer;
       let sent: boolean;
       try {
-        sent = peer.callRaw(job, this.#options.timeoutMs);
+        sent = peer.callRaw(job, this.#timeoutFor(job, backend));
       } catch (err) {
         // Too large for the backend's frame limit: the request's fault, not the backend's.
         this.#later(job, backend, DistError.from(err));
@@ -339,11 +345,15 @@ export class Relay implements DispatchHooks<ForwardJob> {
     return false;
   }
 
+  /** `--timeout`, or the bound of a trial (trials.ts: only an untried backend's). */
+  #timeoutFor(job: ForwardJob, backend: Backend): number {
+    return backend.served > 0 ? this.#options.timeoutMs : this.#trials.timeoutFor(job, backend);
+  }
+
   /** Values in, values out: `Peer.request`. */
   #sendDecoded(job: ForwardJob, params: unknown, backend: Backend, peer: Peer): boolean {
-    const { timeoutMs } = this.#options;
     const answer = peer.request(job.method, params, {
-      timeout: timeoutMs,
+      timeout: this.#timeoutFor(job, backend),
       idempotent: job.idempotent,
     });
     this.#pressure.checkBacklog(backend, peer);
@@ -378,6 +388,13 @@ export class Relay implements DispatchHooks<ForwardJob> {
       this.#options.report(backend.onLost(e.message));
       this.#done(job, backend, "lost", "lost");
     } else if (e.code === "TIMEOUT") {
+      // Held past its trial's bound: sent again, judged by that answer (trials.ts).
+      if (this.#trials.held(job, backend) && this.#options.resend?.(job)) {
+        if (this.#options.logRequests) {
+          this.#log(job, backend, "trial held, sent to another backend");
+        }
+        return;
+      }
       if (this.#judged(job, backend, "timeout", "timeout")) return;
       this.reject(
         job,
@@ -402,6 +419,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
     if (this.#options.logRequests) this.#log(job, backend, detail);
+    this.#trials.ended(job, backend, outcome);
     this.#options.finish(job, outcome);
   }
 

@@ -165,7 +165,11 @@ export class ServerSet {
     now: number,
   ): string[] {
     let hold: number | undefined;
-    const holdMs = () => hold ??= holdFor(mine.map(([, e]) => e.link.backend));
+    // While one that answered is in rotation, untried ones hold trials, judged by trials.ts.
+    const holdMs = () =>
+      hold ??= this.#options.pool.list.some((b) => b.served > 0 && b.state === "up")
+        ? Infinity
+        : holdFor(mine.map(([, e]) => e.link.backend));
     let have = 0;
     let tried = 0;
     const untried: string[] = [];

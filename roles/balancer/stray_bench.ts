@@ -35,9 +35,8 @@ interface Benched {
   strikes: number;
   /** When the last one was. */
   at: number;
-  /** The worker closed last, and why, for the message. */
+  /** The worker closed last, for the message. */
   name: string;
-  why: string;
 }
 
 /** The sources whose worker was closed for stray answers; see the module comment. */
@@ -51,17 +50,16 @@ export class StrayBench {
   }
 
   /**
-   * `source`'s worker `name` was closed for `why` (answers to requests
-   * never sent; holding a task without answering one: workers.ts).
+   * `source`'s worker `name` was closed for answers to requests never sent.
    * @returns how long the source's registrations are refused now (ms)
    */
-  strayed(source: string, name: string, why = "answers to requests never sent"): number {
+  strayed(source: string, name: string): number {
     const now = this.#now();
     const last = this.#bySource.get(source);
     const strikes = last !== undefined && now - last.at < FORGET_MS ? last.strikes + 1 : 1;
     const ms = Math.min(BENCH_MAX_MS, BENCH_MS * 2 ** (strikes - 1));
     this.#bySource.delete(source); // last in the map's order: the oldest go first
-    this.#bySource.set(source, { until: now + ms, strikes, at: now, name, why });
+    this.#bySource.set(source, { until: now + ms, strikes, at: now, name });
     if (this.#bySource.size > BENCH_SOURCES) {
       this.#bySource.delete(this.#bySource.keys().next().value!);
     }
@@ -82,7 +80,7 @@ export class StrayBench {
       "UNAVAILABLE",
       `Worker registrations from ${truncate(source, 80)} are refused for ` +
         `${Math.ceil(left / 1000)} s more: its worker ${truncate(b.name, 80)} was closed for ` +
-        `${b.why}${what}`,
+        `answers to requests never sent${what}`,
     );
   }
 

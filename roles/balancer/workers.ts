@@ -2,14 +2,13 @@
  * Workers that dial the worker port and call `worker.register {name,
  * capacity}`: one backend per connection (see {@link WorkerRegistry}).
  */
-import { CloseReason, DistError, type Peer } from "../../wire/mod.ts";
+import { DistError, type Peer } from "../../wire/mod.ts";
 import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend } from "./backends.ts";
 import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { WorkerLink } from "./links.ts";
 import { workerLines } from "./log.ts";
 import { StrayBench } from "./stray_bench.ts";
-import { holdFor, TICK_MS } from "./places.ts";
 import { clientSource } from "../../auth/mod.ts";
 import type { SourceOptions } from "./sources.ts";
 
@@ -19,9 +18,11 @@ import type { SourceOptions } from "./sources.ts";
  * live (its connection open, in rotation or out for its answers) is
  * refused with BAD_REQUEST, so two workers given the same `--name` do not
  * evict each other for ever: the second keeps retrying (with its backoff)
- * and takes the name over once the first is gone. A holder that is out of rotation (missed health checks, or
- * its side of the connection ended) is taken for a dead connection that
- * was not noticed yet: its connection is closed and the newcomer takes over.
+ * and takes the name over once the first is gone. A holder that is out of
+ * rotation (missed health checks, or its side of the connection ended) is
+ * taken for a dead connection that was not noticed yet: its connection is
+ * closed and the newcomer takes over. A worker that has
+ * answered no task is on trial (trials.ts); nothing here closes it for that.
  */
 export class WorkerRegistry {
   #options: SourceOptions;
@@ -133,71 +134,10 @@ export class WorkerRegistry {
       ...o,
       onStrays: () => this.#bench.strayed(source, name),
     });
-    const trial = this.#onTrial(backend, peer);
     peer.closed.then((reason) => {
-      clearInterval(trial);
       if (this.#forget(peer)) workerLines.info("Worker {name} left ({reason})", { name, reason });
     });
     return { registered: name, capacity };
-  }
-
-  /**
-   * Until it answers a request, a worker is on trial (backends.ts untried:
-   * one request at a time, pool-wide). One that holds its trial request
-   * past places.ts's hold bound (a second, or four times the p99 of those
-   * that answer), or whose trial timed out (`--timeout` below that bound),
-   * while another backend that has answered is in rotation is a fake that
-   * answers checks but no task (hostile39a P1): its connection
-   * is closed (its request goes elsewhere, as a lost connection's does), its
-   * source benched as for stray answers, and the source's other workers on
-   * trial closed with it (a fleet of names from one address is one fake).
-   */
-  #onTrial(backend: Backend, peer: Peer): ReturnType<typeof setInterval> {
-    const pool = this.#options.pool;
-    let holding: number | undefined; // since when it holds a request
-    const timer = setInterval(() => {
-      if (backend.served > 0 || !peer.canCall) return clearInterval(timer);
-      if (!pool.list.some((b) => b.served > 0 && b.state === "up")) return holding = undefined;
-      // Its trial timed out (out for it: outlier.ts), or it holds it past the bound.
-      if (!backend.outlier.backedOff) {
-        if (backend.inflight === 0) return holding = undefined;
-        const now = performance.now();
-        holding ??= now;
-        if (now - holding < holdFor(pool.list)) return;
-      }
-      clearInterval(timer);
-      this.#closeFakes(backend, peer);
-    }, TICK_MS);
-    return timer;
-  }
-
-  #closeFakes(backend: Backend, peer: Peer): void {
-    const source = sourceOf(peer);
-    const ms = this.#bench.strayed(
-      source,
-      backend.name,
-      "holding or timing out a task without answering one",
-    );
-    const fakes = [...this.#byPeer].filter(([p, b]) =>
-      p === peer || (b.served === 0 && sourceOf(p) === source)
-    );
-    workerLines.warn(
-      "Worker {name} from {addr} closed: it held or timed out a task (bound {hold} ms) without answering one " +
-        "(health checks answered, no task); {count} worker(s) on trial from {source} closed, " +
-        "its registrations refused for {seconds} s",
-      {
-        name: backend.name,
-        addr: backend.address,
-        hold: Math.round(holdFor(this.#options.pool.list)),
-        count: fakes.length,
-        source,
-        seconds: Math.ceil(ms / 1000),
-      },
-    );
-    for (const [p] of fakes) {
-      this.#forget(p);
-      p.close(CloseReason.ProtocolError);
-    }
   }
 
   /** Drops `peer`'s registration. @returns false if it had none (any more). */

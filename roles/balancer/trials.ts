@@ -1,0 +1,143 @@
+/**
+ * Trials: one rule for every backend that has answered no request while
+ * another that has is in rotation — a worker that just registered, and a
+ * `--service` instance past `--max-backends` (places.ts). Requests go to
+ * the proven ones first, and the untried get one trial request at a time
+ * among them all (policies.ts `Guarded`).
+ *
+ * A trial request (an idempotent one; one that must not be sent twice
+ * waits for `--timeout` as any request does) may be held by its backend
+ * for the trial's bound: a second (places.ts HOLD_MS), or four times the slowest recent answer
+ * of the same method by a proven backend (only answers of
+ * {@link SLOW_MS} or more are remembered, the only ones that can raise
+ * it), and `--timeout` at most. Held past it, the request is sent again to
+ * a proven backend (the client gets that answer; the untried backend's own
+ * answer, if it comes, is a late one), and that answer is the verdict:
+ * the same request answered there within the bound means the untried
+ * backend held what a proven one answers in time, and it failed its trial
+ * — no trial for 10 s, twice that the next time, up to 5 min
+ * (backends.ts `trialFailed`); a `--service` instance is then dropped and
+ * benched (places.ts). Answered slower there, or failed or timed out
+ * there too, it says nothing: the method is slow everywhere, and the
+ * untried one may have its next trial. Nothing is closed for a trial.
+ *
+ * Before (hostile39c R1), a worker that held its trial past a second, or
+ * timed it out, was closed with every other untried worker of its address,
+ * and the address benched: any client's `sleep 1500` did it to real
+ * workers. What P1 stopped stays stopped: fifty fakes that hold every
+ * task hold one request at a time for a second each, then wait their
+ * trial backoff.
+ */
+import type { Backend, Outcome, Pool } from "./backends.ts";
+import type { Job } from "./dispatch_types.ts";
+import { backendLines } from "./log.ts";
+import { HOLD_MS } from "./places.ts";
+import { turnClock } from "../../wire/turn.ts";
+
+/** Answers this slow or slower (ms) are remembered by method (see the module comment). */
+export const SLOW_MS = HOLD_MS / 4;
+/** How long a method's slow answer speaks for it (ms). */
+export const METHOD_MEMORY_MS = 5 * 60_000;
+/** Most methods remembered at once (the oldest go first). */
+export const METHODS_MAX = 256;
+
+/** A request sent as a trial: to whom, and how long it may hold it (ms). */
+export interface Trial {
+  readonly from: Backend;
+  readonly bound: number;
+}
+
+/** Whether a backend that has answered is in rotation in `pool`. */
+function provenUp(pool: Pool | undefined): boolean {
+  if (pool === undefined) return false;
+  for (const b of pool.list) if (b.served > 0 && b.state === "up") return true;
+  return false;
+}
+
+export class Trials {
+  #timeoutMs: number;
+  /** The slowest recent answer of each method by a proven backend, and when. */
+  #slow = new Map<string, { ms: number; at: number }>();
+  #now = turnClock(() => performance.now());
+
+  /** @param timeoutMs `--timeout` */
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /**
+   * How long `backend` may take to answer `job` (ms): `--timeout`, or the
+   * trial's bound when it is a trial (then `job.trial` says so).
+   */
+  timeoutFor(job: Job & { readonly method: string }, backend: Backend): number {
+    if (backend.served > 0 || !job.idempotent || !backend.untried || !provenUp(backend.pool)) {
+      return this.#timeoutMs;
+    }
+    const bound = Math.min(this.#timeoutMs, this.bound(job.method, this.#now()));
+    job.trial = { from: backend, bound };
+    return bound;
+  }
+
+  /** A trial's bound for `method` at `now` (ms), before `--timeout`. */
+  bound(method: string, now: number): number {
+    const slow = this.#slow.get(method);
+    const ms = slow !== undefined && now - slow.at < METHOD_MEMORY_MS ? slow.ms : 0;
+    return Math.max(HOLD_MS, 4 * ms);
+  }
+
+  /**
+   * Whether `job` timed out on `backend` as its trial: it is to be sent
+   * again (see the module comment). The backend then has no trial until
+   * the verdict, which comes within the bound (later, there is none).
+   */
+  held(job: Job, backend: Backend): boolean {
+    const trial = job.trial;
+    if (trial?.from !== backend) return false;
+    backend.trialAfter = Math.max(backend.trialAfter, performance.now() + trial.bound);
+    return true;
+  }
+
+  /**
+   * `job` ended on `backend` as `outcome` says, before the backend counts it:
+   * a proven one's slow answer is remembered for its method, and the answer
+   * to a trial sent again is the verdict on the backend that held it.
+   */
+  ended(job: Job & { readonly method: string }, backend: Backend, outcome: Outcome): void {
+    const trial = job.trial;
+    if (outcome !== "answered" || backend.served === 0) {
+      if (trial !== undefined && trial.from !== backend) job.trial = undefined;
+      return;
+    }
+    const now = this.#now();
+    const ms = now - job.sentAt;
+    if (ms >= SLOW_MS) this.#noteSlow(job.method, ms, now);
+    if (trial === undefined || trial.from === backend) return;
+    job.trial = undefined;
+    if (ms >= trial.bound) return; // slow here too: no verdict
+    const held = trial.from;
+    const out = held.trialFailed(now);
+    backendLines.warn(
+      "Backend {backend} ({peer}) held a trial request {method} past {bound} ms, which {other} answered " +
+        "in {ms} ms: no trial for {seconds} s ({n} failed)",
+      {
+        backend: held.name,
+        peer: held.peerName,
+        method: job.method.slice(0, 64),
+        bound: Math.round(trial.bound),
+        other: backend.name,
+        ms: Math.round(ms),
+        seconds: Math.ceil(out / 1000),
+        n: held.trialsFailed,
+      },
+    );
+  }
+
+  #noteSlow(method: string, ms: number, now: number): void {
+    const slow = this.#slow;
+    const had = slow.get(method);
+    if (had !== undefined && now - had.at < METHOD_MEMORY_MS && had.ms >= ms) return;
+    slow.delete(method);
+    slow.set(method, { ms, at: now });
+    if (slow.size > METHODS_MAX) slow.delete(slow.keys().next().value!);
+  }
+}

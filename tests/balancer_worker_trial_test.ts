@@ -1,0 +1,106 @@
+/**
+ * A worker's trial (roles/balancer/trials.ts) judged by the same method on
+ * proven backends. hostile39c R1: a client's slow request (`sleep 1500`),
+ * or one past `--timeout`, became a newly registered real worker's trial;
+ * held past a second, or timed out, it closed the worker, every other
+ * untried worker of its address with it, and benched the address.
+ */
+import assert from "node:assert/strict";
+import type { Peer } from "../wire/mod.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  startWorker,
+  stopAll,
+  type WorkerProcess,
+} from "./helpers/balancer.ts";
+import { sleep } from "./helpers/raw.ts";
+
+/** Serves `add`s until every worker named in `names` has served one. */
+async function untilServed(client: Peer, names: string[], ms = 5_000): Promise<void> {
+  await eventually(
+    async () => {
+      await Promise.all(Array.from({ length: 16 }, (_, i) => client.call("add", { a: i, b: 1 })));
+      const list = await backendsOf(client);
+      return names.every((n) => (list.find((b) => b.name === n)?.served ?? 0) > 0);
+    },
+    ms,
+    `${names.join(", ")} serving`,
+  );
+}
+
+/** Two real `dist worker`s, registered, then a client's three `sleep` calls at once; then what follows. */
+async function slowTrial(args: string[], sleepMs: number): Promise<void> {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, args);
+  const client = await connectTo(lb.address, 10_000);
+  const workers: WorkerProcess[] = [];
+  try {
+    // The server is proven with fast calls, as in a running cluster.
+    for (let i = 0; i < 20; i++) assert.equal(await client.call("add", { a: i, b: 1 }), i + 1);
+    for (const name of ["realw1", "realw2"]) {
+      workers.push(await startWorker(lb.workerAddress, ["--name", name]));
+    }
+    // One of them becomes a worker's trial (one trial at a time); the others go to the server.
+    await Promise.all(
+      Array.from({ length: 3 }, () => client.call("sleep", { ms: sleepMs }).catch((e) => e)),
+    );
+    await sleep(300);
+    // Before: "Worker realw1 ... closed: it held or timed out a task ...; 2 worker(s) on trial
+    // from 127.0.0.1 closed, its registrations refused for 10 s".
+    assert.doesNotMatch(lb.stderr(), /closed: it held|refused/);
+    await untilServed(client, ["realw1", "realw2"]);
+    // And a third from the same address registers at once.
+    workers.push(await startWorker(lb.workerAddress, ["--name", "realw3"]));
+    for (const w of workers) assert.doesNotMatch(w.stderr(), /refused|UNAVAILABLE/);
+  } finally {
+    client.close();
+    await Promise.all(workers.map((w) => w.stop()));
+    await stopAll([lb, ...servers]);
+  }
+}
+
+Deno.test("a client's slow request as a real worker's trial closes nothing: it is sent to the server after a second, and the workers serve (hostile39c R1)", async () => {
+  await slowTrial([], 1500);
+});
+
+Deno.test("a real worker's trial past --timeout closes nothing when the method times out on the server too (hostile39c R1)", async () => {
+  await slowTrial(["--timeout", "1s"], 1500);
+});
+
+Deno.test("a trial is given as long as its method takes on proven backends: a worker answering a slow method in its time is proven by it", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const client = await connectTo(lb.address, 10_000);
+  let worker: WorkerProcess | undefined;
+  try {
+    // Fast calls keep the server's p99 low (600: up to 6 sleeps stay past it); its slow method takes 1.6 s.
+    for (let i = 0; i < 600; i++) await client.call("add", { a: i, b: 1 });
+    assert.equal(await client.call("sleep", { ms: 1600 }), 1600);
+    worker = await startWorker(lb.workerAddress, ["--name", "slow1"]);
+    // Pairs of sleeps until one is the worker's trial: it answers it itself, in 1.6 s.
+    const by: string[] = [];
+    await eventually(
+      async () => {
+        const answers = await Promise.all(
+          Array.from({ length: 2 }, () => client.request("sleep", { ms: 1600 })),
+        );
+        by.push(...answers.map((a) => a.by ?? ""));
+        return by.includes("slow1");
+      },
+      6_000,
+      "a sleep answered by the worker",
+    );
+    // Before: held past a second (4x the server's p99 of mostly adds), it was closed.
+    assert.doesNotMatch(lb.stderr(), /closed: it held|held a trial request/);
+    const w = (await backendsOf(client)).find((b) => b.name === "slow1");
+    assert.ok(w !== undefined && w.served > 0, JSON.stringify(w));
+  } finally {
+    client.close();
+    await worker?.stop();
+    await stopAll([lb, ...servers]);
+  }
+});
