@@ -1,12 +1,15 @@
 /**
  * A worker's trial (roles/balancer/trials.ts) judged by the same method on
- * proven backends. hostile39c R1: a client's slow request (`sleep 1500`),
- * or one past `--timeout`, became a newly registered real worker's trial;
- * held past a second, or timed out, it closed the worker, every other
- * untried worker of its address with it, and benched the address.
+ * proven backends, and a worker name's holder (workers.ts keepsName).
+ * hostile39c R1: a client's slow request (`sleep 1500`), or one past
+ * `--timeout`, became a newly registered real worker's trial; held past a
+ * second, or timed out, it closed the worker, every other untried worker
+ * of its address with it, and benched the address. R2: a fake that
+ * answered one task and then held every task kept its name while
+ * connected, so the real `dist worker --name w1` was refused for good.
  */
 import assert from "node:assert/strict";
-import type { Peer } from "../wire/mod.ts";
+import { dial, type DistError, type Peer } from "../wire/mod.ts";
 import {
   backendsOf,
   connectTo,
@@ -101,6 +104,75 @@ Deno.test("a trial is given as long as its method takes on proven backends: a wo
   } finally {
     client.close();
     await worker?.stop();
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a worker that answered one task and holds the rest loses its name to a newcomer once silent 10 s, not for as long as it stays connected (hostile39c R2)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "500ms"]);
+  const client = await connectTo(lb.address);
+  const [host, port] = lb.workerAddress.split(":");
+  const peers: Peer[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    let tasks = 0;
+    const fake = await dial({ host, port: Number(port) }, {
+      role: "worker",
+      name: "w1",
+      onRequest: (method, params) => {
+        if (method === "sys.ping") return { pong: true };
+        const { a, b } = params as { a: number; b: number };
+        return tasks++ === 0 ? a + b : new Promise(() => {}); // passes its trial, holds the rest
+      },
+    });
+    peers.push(fake);
+    await fake.call("worker.register", { name: "w1", capacity: 4 });
+    // Client traffic until the fake is out for its timeouts.
+    await eventually(
+      async () => {
+        await Promise.all(
+          Array.from({ length: 8 }, (_, i) => client.call("add", { a: i, b: 1 }).catch(() => 0)),
+        );
+        const w1 = (await backendsOf(client)).find((b) => b.name === "w1");
+        return w1 !== undefined && w1.served === 1 && w1.state === "down";
+      },
+      6_000,
+      "the fake w1 out for its timeouts",
+    );
+    // The real w1 tries every half second: refused while the fake's silence is short, then takes over.
+    const t0 = performance.now();
+    let real: Peer | undefined;
+    let refusals = 0;
+    while (real === undefined && performance.now() - t0 < 14_000) {
+      const p = await dial({ host, port: Number(port) }, {
+        role: "worker",
+        name: "w1",
+        onRequest: (method, params) =>
+          method === "sys.ping"
+            ? { pong: true }
+            : (params as { a: number }).a + (params as { b: number }).b,
+      });
+      peers.push(p);
+      try {
+        await p.call("worker.register", { name: "w1", capacity: 4 });
+        real = p;
+      } catch (err) {
+        assert.equal((err as DistError).code, "BAD_REQUEST");
+        refusals++;
+        p.close();
+        await sleep(500);
+      }
+    }
+    // Before: refused for as long as the fake stayed connected.
+    assert.ok(real !== undefined, `the real w1 refused ${refusals} times in 14 s`);
+    assert.ok(refusals > 0, "the fake kept the name while its silence was short");
+    await eventually(() => Promise.resolve(!fake.canCall), 2_000, "the fake's connection closed");
+    await untilServed(client, ["w1"]);
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
     await stopAll([lb, ...servers]);
   }
 });

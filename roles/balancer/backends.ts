@@ -91,6 +91,12 @@ export class Backend {
   served = 0;
   /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
   lateAnswers = 0;
+  /**
+   * When it last answered anything: a request (in time or late, a result or
+   * an error); when it was added, before its first (workers.ts: whether a
+   * worker out of rotation still holds its name).
+   */
+  lastAnswerAt = performance.now();
   /** Trials it failed: held past their bound while a proven backend answered the same request within it (trials.ts). */
   trialsFailed = 0;
   /** No trial before this (performance.now() ms; see {@link trialFailed}). */
@@ -173,6 +179,12 @@ export class Backend {
     const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** this.trialsFailed++);
     this.trialAfter = now + ms;
     return ms;
+  }
+
+  /** An answer came past --timeout, to a request already failed or sent elsewhere: it is alive, if slow. */
+  onLateAnswer(): void {
+    this.lateAnswers++;
+    this.lastAnswerAt = performance.now();
   }
 
   /**
@@ -262,6 +274,7 @@ export class Backend {
       this.failures++;
       return undefined;
     }
+    this.lastAnswerAt = now;
     this.#timeouts = 0;
     if (outcome === "failed" || outcome === "contradicted") {
       return this.#failed(

@@ -75,7 +75,7 @@ function closeOnStrays(
   report: LinkOptions["report"],
   closed?: () => void,
 ): void {
-  peer.onLateAnswer = () => backend.lateAnswers++; // alive, if slow (verify.ts)
+  peer.onLateAnswer = () => backend.onLateAnswer(); // alive, if slow (verify.ts, workers.ts)
   peer.onStrayAnswer = (bytes) => {
     const t = backend.onStray(bytes);
     if (t === undefined) return;

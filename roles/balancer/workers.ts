@@ -5,7 +5,7 @@
 import { DistError, type Peer } from "../../wire/mod.ts";
 import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend } from "./backends.ts";
-import { type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
+import { BACKOFF_MS, type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { WorkerLink } from "./links.ts";
 import { workerLines } from "./log.ts";
 import { StrayBench } from "./stray_bench.ts";
@@ -15,13 +15,13 @@ import type { SourceOptions } from "./sources.ts";
 /**
  * Workers registered on the worker port, one backend per connection, one
  * connection per name. A second registration under a name whose worker is
- * live (its connection open, in rotation or out for its answers) is
+ * live (its connection open, and it keeps its name: {@link keepsName}) is
  * refused with BAD_REQUEST, so two workers given the same `--name` do not
  * evict each other for ever: the second keeps retrying (with its backoff)
- * and takes the name over once the first is gone. A holder that is out of
- * rotation (missed health checks, or its side of the connection ended) is
- * taken for a dead connection that was not noticed yet: its connection is
- * closed and the newcomer takes over. A worker that has
+ * and takes the name over once the first is gone. A holder that does not
+ * keep its name (out for missed health checks: a dead connection not
+ * noticed yet; or silent while out for its answers or on a failed trial)
+ * has its connection closed, and the newcomer takes over. A worker that has
  * answered no task is on trial (trials.ts); nothing here closes it for that.
  */
 export class WorkerRegistry {
@@ -94,9 +94,7 @@ export class WorkerRegistry {
         });
         throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
       }
-      // Up, or out for its answers (backed off) with its connection alive: not a dead
-      // connection; another taking the name over would evict it and be evicted in turn (hostile39a P8).
-      if (holder.canCall && (held.state === "up" || held.outlier.backedOff)) {
+      if (holder.canCall && keepsName(held, performance.now())) {
         workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
           name,
           addr: peer.conn.remoteAddress,
@@ -165,6 +163,32 @@ export class WorkerRegistry {
     this.#gone.delete(name);
     return performance.now() - kept.at < REMEMBER_MS ? kept.outlier : undefined;
   }
+}
+
+/**
+ * How long a holder that failed a trial, or was taken out for its answers,
+ * keeps its name while it answers nothing (ms): as long as a first backoff.
+ */
+export const NAME_SILENCE_MS = BACKOFF_MS;
+
+/**
+ * Whether `held`, live (its connection open), keeps its name against a
+ * newcomer of its user at `now`. In rotation, it does. Out for missed
+ * health checks, it does not: its connection died unnoticed. Out for its
+ * answers (timeouts, failures), or back from that, it keeps it while idle
+ * in rotation or while it answers anything, in time or late, within
+ * {@link NAME_SILENCE_MS}: a client's slow requests can take a real worker
+ * out, and it answers them late, so a newcomer must not evict it and be
+ * evicted in turn (hostile39a P8). Silent that long, it loses it: a fake
+ * that answered a task and holds the rest kept the name for as long as it
+ * stayed connected (hostile39c R2). So does one that never served and
+ * failed a trial (trials.ts), which is never taken out.
+ */
+function keepsName(held: Backend, now: number): boolean {
+  const silent = now - held.lastAnswerAt >= NAME_SILENCE_MS;
+  if (held.served === 0 && held.trialsFailed > 0) return !silent;
+  if (!held.outlier.backedOff) return held.state === "up";
+  return (held.state === "up" && held.inflight === 0) || !silent;
 }
 
 /** Whose a worker's connection is: its user once its hello proves one, else its address. */
