@@ -16,7 +16,12 @@ import {
 } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
 
-Deno.test("a fleet of fake workers from one address holds a client's requests a trial at a time, a second each, and each failed trial waits its backoff (nothing closed)", async () => {
+/**
+ * `n` fakes, then a c=8 client for 4 s; `proven`: the server answered a
+ * request before they came (past 16 backends, each request is a pick of its
+ * own: runs.ts RUN_POOL).
+ */
+async function fleet(proven: boolean, n: number): Promise<void> {
   const servers = await startServers(1);
   // --timeout 20s: longer than the test, as the default 30 s is.
   const lb = await startBalancer(servers, ["--timeout", "20s"]);
@@ -25,9 +30,10 @@ Deno.test("a fleet of fake workers from one address holds a client's requests a 
   let tasks = 0;
   const client = await connectTo(lb.address);
   try {
-    // The server is proven first (it answers), as in any running cluster.
-    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
-    for (let i = 0; i < 8; i++) {
+    // The server is proven first (it answers), as in any running cluster; or it has answered
+    // nothing yet (a `--backends` server is in rotation all the same: trials go on).
+    if (proven) assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    for (let i = 0; i < n; i++) {
       const peer = await dial({ host: whost, port: Number(wport) }, {
         role: "worker",
         name: `fake${i}`,
@@ -54,25 +60,25 @@ Deno.test("a fleet of fake workers from one address holds a client's requests a 
       }
     }));
     // Before P1's fix: 0-8 answers (every request held by a fake for --timeout).
-    assert.ok(answered > 1_000, `${answered} answers in 4 s beside 8 fakes`);
+    assert.ok(answered > 1_000, `${answered} answers in 4 s beside ${n} fakes`);
     // A held trial is sent to the server after a second (trials.ts).
     assert.ok(slowest < 3_000, `slowest answer ${Math.round(slowest)} ms`);
     // One trial at a time, a second each; each fake that failed one waits 10 s for the next.
     assert.ok(tasks >= 1 && tasks <= 6, `the fakes got ${tasks} tasks in 4 s`);
     const failed =
-      lb.stderr().match(/Backend fake\d \(fake\d\) held a trial request add past \d+ ms/g) ?? [];
+      lb.stderr().match(/Backend fake\d+ \(fake\d+\) held a trial request add past \d+ ms/g) ?? [];
     assert.ok(failed.length >= 1, lb.stderr());
     assert.equal(new Set(failed).size, failed.length, "no fake tried twice");
     // Nothing closed for a trial (hostile39c R1: real workers were closed so), no source benched.
     assert.ok(fakes.every((f) => f.canCall), "every fake still connected");
     const again = await dial({ host: whost, port: Number(wport) }, {
       role: "worker",
-      name: "fake9",
+      name: "newcomer",
       onRequest: () => new Promise(() => {}),
     });
     fakes.push(again);
-    const reg = await again.call("worker.register", { name: "fake9" }) as { registered: string };
-    assert.equal(reg.registered, "fake9");
+    const reg = await again.call("worker.register", { name: "newcomer" }) as { registered: string };
+    assert.equal(reg.registered, "newcomer");
     assert.doesNotMatch(lb.stderr(), /closed: it held/);
   } finally {
     client.close();
@@ -80,6 +86,14 @@ Deno.test("a fleet of fake workers from one address holds a client's requests a 
     await sleep(10);
     await stopAll([lb, ...servers]);
   }
+}
+
+Deno.test("a fleet of fake workers from one address holds a client's requests a trial at a time, a second each, and each failed trial waits its backoff (nothing closed)", async () => {
+  await fleet(true, 8);
+});
+
+Deno.test("a fleet of 20 fake workers registered before the server answered anything holds no request past its trial's second", async () => {
+  await fleet(false, 20);
 });
 
 Deno.test("a real worker on trial answers its first task and stays, taking requests (slow start)", async () => {

@@ -15,6 +15,7 @@ import { Backend, type HealthRules, type Pool } from "./backends.ts";
 import { type LinkOptions, ServerLink } from "./links.ts";
 import { backendLines, cut } from "./log.ts";
 import { Bench, byRegistrant, type Held, holdFor, judge, TICK_MS, TRIALS } from "./places.ts";
+import { provenUp } from "./trials.ts";
 
 export { WorkerRegistry } from "./workers.ts";
 
@@ -167,7 +168,7 @@ export class ServerSet {
     let hold: number | undefined;
     // While one that answered is in rotation, untried ones hold trials, judged by trials.ts.
     const holdMs = () =>
-      hold ??= this.#options.pool.list.some((b) => b.served > 0 && b.state === "up")
+      hold ??= provenUp(this.#options.pool)
         ? Infinity
         : holdFor(mine.map(([, e]) => e.link.backend));
     let have = 0;

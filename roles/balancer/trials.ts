@@ -47,10 +47,14 @@ export interface Trial {
   readonly bound: number;
 }
 
-/** Whether a backend that has answered is in rotation in `pool`. */
-function provenUp(pool: Pool | undefined): boolean {
+/**
+ * Whether a proven backend is in rotation in `pool`: one not untried (it
+ * has answered, or it is a `--backends` server of an unguarded pool), as
+ * policies.ts `Guarded` counts them when it gives trials.
+ */
+export function provenUp(pool: Pool | undefined): boolean {
   if (pool === undefined) return false;
-  for (const b of pool.list) if (b.served > 0 && b.state === "up") return true;
+  for (const b of pool.list) if (!b.untried && b.state === "up") return true;
   return false;
 }
 
@@ -70,7 +74,7 @@ export class Trials {
    * trial's bound when it is a trial (then `job.trial` says so).
    */
   timeoutFor(job: Job & { readonly method: string }, backend: Backend): number {
-    if (backend.served > 0 || !job.idempotent || !backend.untried || !provenUp(backend.pool)) {
+    if (!backend.untried || !job.idempotent || !provenUp(backend.pool)) {
       return this.#timeoutMs;
     }
     const bound = Math.min(this.#timeoutMs, this.bound(job.method, this.#now()));
@@ -104,7 +108,7 @@ export class Trials {
    */
   ended(job: Job & { readonly method: string }, backend: Backend, outcome: Outcome): void {
     const trial = job.trial;
-    if (outcome !== "answered" || backend.served === 0) {
+    if (outcome !== "answered" || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
       return;
     }
