@@ -23,6 +23,10 @@ import {
   STRAYS,
 } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
+import { turnClock } from "../../wire/turn.ts";
+
+/** The clock of trial backoffs: read once a turn (a policy asks each backend whether it is available). */
+const turnNow = turnClock(() => performance.now());
 
 export { LatencyWindow };
 
@@ -165,7 +169,7 @@ export class Backend {
    * a worker one at a time.
    */
   get #trialFree(): boolean {
-    if (this.trialAfter !== -Infinity && performance.now() < this.trialAfter) return false;
+    if (this.trialAfter !== -Infinity && turnNow() < this.trialAfter) return false;
     if (this.pool?.guarded === true) return this.inflight === 0 && this.failures === 0;
     return this.kind !== "worker" || this.inflight === 0;
   }
