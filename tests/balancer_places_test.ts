@@ -69,7 +69,7 @@ Deno.test("ServerSet.sync while pressed: a new registrant is dialed at once, a h
     servers.sync(SOURCE, [...addresses, addressOf(real)], true, [...registrants, "r2"]);
     assert.ok(names().includes(holder.address), "a trial held past HOLD_MS is not judged here");
     holder.inflight = 0;
-    holder.trialFailed(performance.now());
+    holder.trial.fail(performance.now());
     servers.sync(SOURCE, [...addresses, addressOf(real)], true, [...registrants, "r2"]);
     assert.ok(!names().includes(holder.address), "one that failed its trial is dropped");
     assert.ok(names().includes(addressOf(real)), "the one that served stays");

@@ -14,19 +14,9 @@
 import type { BackendInfo } from "../../clients/contracts/mod.ts";
 import { LatencyWindow } from "./latency_window.ts";
 import { cut } from "./log.ts";
-import {
-  BACKOFF_MAX_MS,
-  BACKOFF_MS,
-  Outlier,
-  SERVER_ERRORS,
-  STRAY_BYTES,
-  STRAYS,
-} from "./outlier.ts";
+import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
-import { turnClock } from "../../wire/turn.ts";
-
-/** The clock of trial backoffs: read once a turn (a policy asks each backend whether it is available). */
-const turnNow = turnClock(() => performance.now());
+import { TrialBackoff } from "./trial_backoff.ts";
 
 export { LatencyWindow };
 
@@ -101,10 +91,8 @@ export class Backend {
    * worker out of rotation still holds its name).
    */
   lastAnswerAt = performance.now();
-  /** Trials it failed: held past their bound while a proven backend answered the same request within it (trials.ts). */
-  trialsFailed = 0;
-  /** No trial before this (performance.now() ms; see {@link trialFailed}). */
-  trialAfter = -Infinity;
+  /** Its failed trials, and until when it has no other (trials.ts). */
+  readonly trial = new TrialBackoff();
   /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */
   failures = 0;
   /** Health checks missed, all time. */
@@ -169,26 +157,9 @@ export class Backend {
    * a worker one at a time.
    */
   get #trialFree(): boolean {
-    if (this.trialAfter !== -Infinity && turnNow() < this.trialAfter) return false;
+    if (this.trial.waiting) return false;
     if (this.pool?.guarded === true) return this.inflight === 0 && this.failures === 0;
     return this.kind !== "worker" || this.inflight === 0;
-  }
-
-  /**
-   * It failed a trial at `now` (trials.ts): no trial for {@link BACKOFF_MS},
-   * twice that the next time, up to {@link BACKOFF_MAX_MS}; it stays
-   * connected and untried. @returns that time in ms
-   */
-  trialFailed(now: number): number {
-    const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** this.trialsFailed++);
-    this.trialAfter = now + ms;
-    return ms;
-  }
-
-  /** An answer came past --timeout, to a request already failed or sent elsewhere: it is alive, if slow. */
-  onLateAnswer(): void {
-    this.lateAnswers++;
-    this.lastAnswerAt = performance.now();
   }
 
   /**

@@ -75,7 +75,11 @@ function closeOnStrays(
   report: LinkOptions["report"],
   closed?: () => void,
 ): void {
-  peer.onLateAnswer = () => backend.onLateAnswer(); // alive, if slow (verify.ts, workers.ts)
+  // Alive, if slow (verify.ts); it still answers (workers.ts: a name's holder).
+  peer.onLateAnswer = () => {
+    backend.lateAnswers++;
+    backend.lastAnswerAt = performance.now();
+  };
   peer.onStrayAnswer = (bytes) => {
     const t = backend.onStray(bytes);
     if (t === undefined) return;

@@ -64,7 +64,7 @@ export function judge(b: Backend, held: Held, now: number, hold: () => number): 
     return b.state !== "up" && now - b.since >= ROTATE_MS ? "stale" : "tried";
   }
   // Lost, timed out, or answered only INTERNAL, UNAVAILABLE, OVERLOADED; or failed a trial.
-  if (b.failures > 0 || b.trialsFailed > 0) return "bench";
+  if (b.failures > 0 || b.trial.failed > 0) return "bench";
   if (b.inflight > 0) {
     held.holding ??= now;
     if (now - held.holding >= hold()) return "bench";

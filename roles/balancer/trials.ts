@@ -16,7 +16,7 @@
  * the same request answered there within the bound means the untried
  * backend held what a proven one answers in time, and it failed its trial
  * — no trial for 10 s, twice that the next time, up to 5 min
- * (backends.ts `trialFailed`); a `--service` instance is then dropped and
+ * (trial_backoff.ts); a `--service` instance is then dropped and
  * benched (places.ts). Answered slower there, or failed or timed out
  * there too, it says nothing: the method is slow everywhere, and the
  * untried one may have its next trial. Nothing is closed for a trial.
@@ -97,7 +97,7 @@ export class Trials {
   held(job: Job, backend: Backend): boolean {
     const trial = job.trial;
     if (trial?.from !== backend) return false;
-    backend.trialAfter = Math.max(backend.trialAfter, performance.now() + trial.bound);
+    backend.trial.pause(performance.now() + trial.bound);
     return true;
   }
 
@@ -119,7 +119,7 @@ export class Trials {
     job.trial = undefined;
     if (ms >= trial.bound) return; // slow here too: no verdict
     const held = trial.from;
-    const out = held.trialFailed(now);
+    const out = held.trial.fail(now);
     backendLines.warn(
       "Backend {backend} ({peer}) held a trial request {method} past {bound} ms, which {other} answered " +
         "in {ms} ms: no trial for {seconds} s ({n} failed)",
@@ -131,7 +131,7 @@ export class Trials {
         other: backend.name,
         ms: Math.round(ms),
         seconds: Math.ceil(out / 1000),
-        n: held.trialsFailed,
+        n: held.trial.failed,
       },
     );
   }

@@ -186,7 +186,7 @@ export const NAME_SILENCE_MS = BACKOFF_MS;
  */
 function keepsName(held: Backend, now: number): boolean {
   const silent = now - held.lastAnswerAt >= NAME_SILENCE_MS;
-  if (held.served === 0 && held.trialsFailed > 0) return !silent;
+  if (held.served === 0 && held.trial.failed > 0) return !silent;
   if (!held.outlier.backedOff) return held.state === "up";
   return (held.state === "up" && held.inflight === 0) || !silent;
 }
