@@ -176,3 +176,31 @@ Deno.test("a worker that answered one task and holds the rest loses its name to 
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("a trial answered with an error the balancer sends on to check (BAD_REQUEST, verify.ts) is not a failed trial", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const client = await connectTo(lb.address);
+  let worker: WorkerProcess | undefined;
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    worker = await startWorker(lb.workerAddress, ["--name", "w1"]);
+    // Divisions by zero until one was the worker's trial: it answers BAD_REQUEST at once, and the
+    // balancer asks the server too; that answer is no verdict on a trial the worker answered.
+    await eventually(
+      async () => {
+        await Promise.all(
+          Array.from({ length: 4 }, () => client.call("div", { a: 1, b: 0 }).catch(() => 0)),
+        );
+        return ((await backendsOf(client)).find((b) => b.name === "w1")?.served ?? 0) > 0;
+      },
+      5_000,
+      "the worker's trial answered",
+    );
+    assert.doesNotMatch(lb.stderr(), /held a trial request/);
+  } finally {
+    client.close();
+    await worker?.stop();
+    await stopAll([lb, ...servers]);
+  }
+});

@@ -41,10 +41,11 @@ export const METHOD_MEMORY_MS = 5 * 60_000;
 /** Most methods remembered at once (the oldest go first). */
 export const METHODS_MAX = 256;
 
-/** A request sent as a trial: to whom, and how long it may hold it (ms). */
+/** A request sent as a trial: to whom, how long it may hold it (ms), and whether it held it that long. */
 export interface Trial {
   readonly from: Backend;
   readonly bound: number;
+  held: boolean;
 }
 
 /**
@@ -78,7 +79,7 @@ export class Trials {
       return this.#timeoutMs;
     }
     const bound = Math.min(this.#timeoutMs, this.bound(job.method, this.#now()));
-    job.trial = { from: backend, bound };
+    job.trial = { from: backend, bound, held: false };
     return bound;
   }
 
@@ -97,6 +98,7 @@ export class Trials {
   held(job: Job, backend: Backend): boolean {
     const trial = job.trial;
     if (trial?.from !== backend) return false;
+    trial.held = true;
     backend.trial.pause(performance.now() + trial.bound);
     return true;
   }
@@ -117,7 +119,8 @@ export class Trials {
     if (ms >= SLOW_MS) this.#noteSlow(job.method, ms, now);
     if (trial === undefined || trial.from === backend) return;
     job.trial = undefined;
-    if (ms >= trial.bound) return; // slow here too: no verdict
+    // Answered by its backend, sent on for another reason (verify.ts); or slow here too: no verdict.
+    if (!trial.held || ms >= trial.bound) return;
     const held = trial.from;
     const out = held.trial.fail(now);
     backendLines.warn(
