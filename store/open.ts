@@ -173,3 +173,19 @@ export function sizeWithWal(path: string): number {
   }
   return total;
 }
+
+/** Gives free pages back once they are a quarter of the file: how many. */
+export function vacuum(db: DatabaseSync): number {
+  try {
+    const free = (db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
+      .freelist_count;
+    const pages = (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
+    if (free < 256 || free * 4 < pages) return 0;
+    // Stepped to the end (exec would free one page): each step frees a page.
+    db.prepare("PRAGMA incremental_vacuum").all();
+    return free;
+  } catch {
+    // Vacuum is tidiness; a full disk can refuse it, and the next commit tells.
+    return 0;
+  }
+}

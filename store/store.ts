@@ -30,7 +30,7 @@
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { openOrMoveAside, quoteName, sizeWithWal, syncDirectory } from "./open.ts";
+import { openOrMoveAside, quoteName, sizeWithWal, syncDirectory, vacuum } from "./open.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
 import { TableReads } from "./reads.ts";
@@ -47,8 +47,9 @@ export const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 export const RETRY_MS = 1000;
 
 interface Waiter {
-  /** Resolved once the writes up to this sequence number are durable. */
+  /** Resolved once the writes up to this sequence number are durable (or only committed). */
   upTo: number;
+  synced: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -198,17 +199,20 @@ export class Store {
   }
 
   /**
-   * Resolves once every write made so far is committed.
+   * Resolves once every write made so far is committed: on disk as the
+   * fsync mode says, or with `synced` false once in a committed
+   * transaction (the WAL: a process crash keeps it; under `batch` its sync
+   * follows, a power cut before it loses it).
    * @throws {DistError} UNAVAILABLE when the commit covering them failed
    */
-  commit(): Promise<void> {
-    if (this.#done >= this.#seq) {
+  commit(synced = true): Promise<void> {
+    if ((synced ? this.#done : this.#committed) >= this.#seq) {
       return this.#lastError === undefined || this.#pendingCount === 0
         ? Promise.resolve()
         : Promise.reject(this.#lastError);
     }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#waiters.push({ upTo: this.#seq, resolve, reject });
+    this.#waiters.push({ upTo: this.#seq, synced, resolve, reject });
     this.#schedule();
     return promise;
   }
@@ -304,21 +308,27 @@ export class Store {
       }
     }
     this.#committed = upTo;
-    if (failure === undefined && this.counters.commits % 64 === 0) this.#vacuum();
+    if (failure === undefined && this.counters.commits % 64 === 0) {
+      this.counters.vacuumed_pages += vacuum(this.#db);
+    }
     if (failure !== undefined || this.fsync !== "batch" || this.#closed) {
       this.#done = upTo;
       this.#release(upTo, failure);
     } else {
+      this.#release(upTo, undefined, false);
       this.#sync();
     }
   }
 
-  /** Settles the waiters whose writes are all up to `upTo`: rejected with `failure` if given. */
-  #release(upTo: number, failure: Error | undefined): void {
+  /**
+   * Settles the waiters whose writes are all up to `upTo` (with `synced`
+   * false: those not waiting for a sync): rejected with `failure` if given.
+   */
+  #release(upTo: number, failure: Error | undefined, synced = true): void {
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) {
-      if (w.upTo > upTo) this.#waiters.push(w);
+      if (w.upTo > upTo || (!synced && w.synced)) this.#waiters.push(w);
       else if (failure !== undefined) w.reject(failure);
       else w.resolve();
     }
@@ -424,23 +434,6 @@ export class Store {
     this.#retry = setTimeout(() => this.#commitNow(), RETRY_MS);
     Deno.unrefTimer(this.#retry);
     return error;
-  }
-
-  /** Gives free pages back once they are a quarter of the file. */
-  #vacuum(): void {
-    try {
-      const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number })
-        .freelist_count;
-      const pages = (this.#db.prepare("PRAGMA page_count").get() as { page_count: number })
-        .page_count;
-      if (free >= 256 && free * 4 >= pages) {
-        // Stepped to the end (exec would free one page): each step frees a page.
-        this.#db.prepare("PRAGMA incremental_vacuum").all();
-        this.counters.vacuumed_pages += free;
-      }
-    } catch {
-      // Vacuum is tidiness; a full disk can refuse it, and the next commit tells.
-    }
   }
 }
 

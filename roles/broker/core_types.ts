@@ -58,8 +58,11 @@ export interface PublishResult {
 export interface Keeper {
   /** Writes made so far (a publish that made none needs no commit). */
   readonly written: number;
-  /** Resolves once every write made so far is committed (as the store's fsync mode says). */
-  commit(): Promise<void>;
+  /**
+   * Resolves once every write made so far is committed (as the store's
+   * fsync mode says; with `synced` false, under `batch`, before its sync).
+   */
+  commit(synced?: boolean): Promise<void>;
   /** Commits done and failed so far: while they are unchanged, the next commit covers every write. */
   readonly counters: { readonly commits: number; readonly failed: number };
   /** Writes not committed yet. */
