@@ -58,7 +58,7 @@ Deno.test({
   const dir = `${disk}/data`;
   let b: DistProcess | undefined;
   try {
-    const first = await broker(dir, "batch");
+    const first = await broker(dir, "batch", "--mqtt-queue-qos0");
     b = first.b;
     // An away persistent session on `#`: every publish writes it a row.
     const away = await RawMqtt.connect(first.port, { clientId: "away", clean: false });
@@ -87,7 +87,7 @@ Deno.test({
     // Killed on the full directory: it starts again, and serves what needs no disk.
     b.child.kill("SIGKILL");
     await b.stop();
-    const again = await broker(dir, "batch");
+    const again = await broker(dir, "batch", "--mqtt-queue-qos0");
     b = again.b;
     await serves(again.port);
     assert.ok(await alive(b), b.stderr());

@@ -51,7 +51,7 @@ async function payloads(port: number, clientId: string): Promise<string[]> {
 
 /** Starts a broker on the file written, and says what session `clientId` gets (2 rows). */
 async function reopen(dir: string, clientId: string) {
-  const { b, port } = await durableBroker(dir, "batch");
+  const { b, port } = await durableBroker(dir, "batch", "--mqtt-queue-qos0");
   assert.match(b.stderr(), /Read 1 MQTT session\(s\) back with 2 message\(s\)/);
   return { b, got: await payloads(port, clientId) };
 }
@@ -104,7 +104,13 @@ Deno.test({
     const sizes: number[] = [];
     for (const clientId of ["i".repeat(1000), "s"]) {
       const dir = await Deno.makeTempDir({ prefix: "mqtt-journal-size-" });
-      let { b, port } = await durableBroker(dir, "batch", "--max-pending", String(PENDING));
+      let { b, port } = await durableBroker(
+        dir,
+        "batch",
+        "--mqtt-queue-qos0",
+        "--max-pending",
+        String(PENDING),
+      );
       const fresh = peakRss(b.child.pid);
       try {
         await away(port, clientId);
@@ -113,7 +119,13 @@ Deno.test({
         await b.stop();
         const disk = diskOf(dir);
         sizes.push(disk);
-        ({ b, port } = await durableBroker(dir, "batch", "--max-pending", String(PENDING)));
+        ({ b, port } = await durableBroker(
+          dir,
+          "batch",
+          "--mqtt-queue-qos0",
+          "--max-pending",
+          String(PENDING),
+        ));
         // Read back a page of keys at a time: the restart's peak is a fresh broker's, give or take.
         const restarted = peakRss(b.child.pid);
         // The file's pages beside the rows (sessions, free pages): a few dozen KiB.
@@ -137,7 +149,7 @@ Deno.test({
   ...opts,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "mqtt-journal-legacy-" });
-    let { b, port } = await durableBroker(dir, "batch");
+    let { b, port } = await durableBroker(dir, "batch", "--mqtt-queue-qos0");
     try {
       await away(port, "old");
       await sleep(300);
@@ -159,7 +171,7 @@ Deno.test({
   ...opts,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "mqtt-journal-moved-" });
-    let { b } = await durableBroker(dir, "batch");
+    let { b } = await durableBroker(dir, "batch", "--mqtt-queue-qos0");
     try {
       await b.stop();
       // A session whose rows were under 3, being moved to 7 when a broker from before the copies

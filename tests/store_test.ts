@@ -270,7 +270,9 @@ Deno.test("Store: under batch, commit(false) resolves once committed, before the
     const order: string[] = [];
     s.put("t", "k", "v");
     // What a PUBACK waits for (hostile review 40a T3: an fdatasync each, 75× slower).
-    const committed = s.commit(false).then(() => order.push(`committed, ${s.counters.syncs} syncs`));
+    const committed = s.commit(false).then(() =>
+      order.push(`committed, ${s.counters.syncs} syncs`)
+    );
     const synced = s.commit().then(() => order.push(`synced, ${s.counters.syncs} syncs`));
     await Promise.all([committed, synced]);
     assert.deepEqual(order, ["committed, 0 syncs", "synced, 1 syncs"]);

@@ -92,6 +92,12 @@ export const BROKER_OPTIONS = defineOptions({
     min: 0,
     metavar: "N",
   },
+  mqttQueueQos0: {
+    type: "boolean",
+    description: "Queue QoS 0 messages for away persistent MQTT sessions too (as Mosquitto's " +
+      "queue_qos0_messages); without it they are dropped, counted in away_qos0_dropped",
+    default: false,
+  },
   mqttSysInterval: {
     type: "duration",
     description: "How often MQTT's $SYS/broker/… statistics are published, when changed (0: never)",
@@ -302,6 +308,7 @@ async function mqttFront(
     connectTimeoutMs: 10_000,
     writeTimeoutMs: options.writeTimeout,
     sysIntervalMs: options.mqttSysInterval,
+    queueQos0: options.mqttQueueQos0,
     maxKeepAliveS: options.mqttMaxKeepalive,
   }, connSettings(options).authenticator);
 }

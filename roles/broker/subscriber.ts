@@ -203,6 +203,7 @@ export class Subscription {
   #enqueue(msg: Message): void {
     if (this.#latest === undefined) {
       const record = this.sink.encode(msg, this);
+      if (record.length === 0) return; // not to go (see Sink.encode)
       this.#fifo.push(record);
       this.#account(record.length + (this.sink.recordCost ?? 0));
     } else {

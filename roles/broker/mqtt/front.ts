@@ -59,6 +59,8 @@ export interface MqttLimits {
   maxUserSessions?: number;
   /** How often `$SYS/broker/…` statistics are published (0: never). */
   sysIntervalMs?: number;
+  /** Queue QoS 0 deliveries for away persistent sessions (else dropped, counted). */
+  queueQos0?: boolean;
   /**
    * Longest keep-alive an MQTT 5 client may have, in seconds (0: any): one
    * asking for more, or for none, is given this in CONNACK (Server Keep Alive).
@@ -117,6 +119,8 @@ export class MqttFront {
   undeliverable = 0;
   /** Deliveries not sent because their MQTT 5 Message Expiry ran out. */
   expired = 0;
+  /** QoS 0 deliveries to away persistent sessions, dropped (see MqttLimits.queueQos0). */
+  awayQos0Dropped = 0;
   takeovers = 0;
   /** Wills: published, waiting for their delay, cancelled. */
   readonly wills: Wills;
@@ -424,6 +428,7 @@ export class MqttFront {
       slow_consumers: this.slowConsumers,
       undeliverable: this.undeliverable,
       expired: this.expired + expiredRetained.count,
+      away_qos0_dropped: this.awayQos0Dropped,
       takeovers: this.takeovers,
       wills: this.wills.published,
       wills_delayed: this.wills.delayed,

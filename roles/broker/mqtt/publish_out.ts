@@ -187,19 +187,32 @@ function tooLarge(conn: MqttConnection): void {
 
 const NOTHING = new Uint8Array(0);
 
+/** Where QoS 0 deliveries to away sessions are counted, and whether they are queued. */
+interface AwayDrops {
+  limits: { queueQos0?: boolean };
+  awayQos0Dropped: number;
+}
+
 /**
  * A delivery to `session` as the PUBLISH packet it waits as (queued, kept
  * in flight, journaled), encoded into `scratch.buf` (grown as needed: the
  * caller copies it before the next); empty when it is not to be sent (no
- * MQTT topic, skipped by its subscription's options, expired), counted.
+ * MQTT topic, skipped by its subscription's options, expired; QoS 0 to an
+ * away session without `--mqtt-queue-qos0`, as Mosquitto's default: 50
+ * away sessions on `#` cut every QoS 0 flow 42 times and wrote 60 MB/s of
+ * rows, hostile review 40a T9), counted.
  */
 export function queuedRecord(
   session: MqttSession,
-  front: { undeliverable: number; expired: number },
+  front: AwayDrops & { undeliverable: number; expired: number },
   msg: Message,
   sub: Subscription,
   scratch: { buf: Uint8Array },
 ): Uint8Array {
+  if (session.kept && front.limits.queueQos0 !== true && qosOf(msg, sub) === 0) {
+    front.awayQos0Dropped++;
+    return NOTHING;
+  }
   const topic = mqttTopic(msg.topic);
   if (topic === null) {
     front.undeliverable++;
