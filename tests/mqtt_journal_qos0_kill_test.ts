@@ -79,7 +79,7 @@ Deno.test({
   ...opts,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "mqtt-journal-qos0-kill-" });
-    let { b, port } = await durableBroker(dir, "batch");
+    let { b, port } = await durableBroker(dir, "batch", "--mqtt-queue-qos0");
     try {
       const s = await RawMqtt.connect(port, { clientId: "z", clean: false });
       await s.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "z", qos: 0 }] });
@@ -91,7 +91,7 @@ Deno.test({
         await queue(port);
         await takeThenKill(port, b.child, N + 1);
         await b.stop();
-        ({ b, port } = await durableBroker(dir, "batch"));
+        ({ b, port } = await durableBroker(dir, "batch", "--mqtt-queue-qos0"));
         twice.push(await again(port));
       }
       assert.deepEqual(twice, Array(ROUNDS).fill(0), "deliveries sent again after the kill");
