@@ -28,15 +28,16 @@
  * next is dialed at once, and the request is sent again within its time,
  * not a number of tries ({@link ServiceSource.silent}). One that answers
  * its hello but holds a request (never answers, never hangs up: hostile39a
- * P7) is closed after a share of the request's time and then counts as one
- * that dropped (hold.ts).
+ * P7, hostile40a T7) is closed after a share of the request's time while it
+ * has answered none, or after {@link STUCK_AFTER} timeouts in a row, and
+ * then counts as one that dropped (hold.ts).
  */
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
 import { type AddressSource, DistError, type Peer, sleep } from "../../wire/mod.ts";
 import type { Instance } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
-import { HoldWatch } from "./hold.ts";
+import { HoldWatch, STUCK_AFTER } from "./hold.ts";
 import { dialBudget, DownReports, InstanceMemory } from "./memory.ts";
 import { Resolver } from "./resolver.ts";
 
@@ -91,7 +92,7 @@ export class ServiceSource implements AddressSource {
   /** Whether the instance dialed last is the search's last resort (not watched for holding). */
   #lastResort = false;
   /** Requests held by an instance not known to work (hold.ts). */
-  readonly holds: HoldWatch = new HoldWatch((peer) => this.silent(peer));
+  readonly holds: HoldWatch = new HoldWatch();
 
   /** The instances of `service`, found through `binders`. */
   readonly binders: BinderClient;
@@ -192,6 +193,8 @@ export class ServiceSource implements AddressSource {
     if (peer !== undefined) {
       this.#peer = peer;
       this.#upBytes.set(peer, peer.conn.bytesIn);
+      // A late answer is an answer: the instance is alive, if slow.
+      peer.onLateAnswer = () => this.holds.answered(peer);
       if (this.#lastResort) this.holds.exempt(peer);
     }
     this.memory.worked(instance);
@@ -208,14 +211,18 @@ export class ServiceSource implements AddressSource {
   }
 
   /**
-   * Whether `peer`, a connection of this source (that dropped, or is dropping),
-   * got nothing after its hello (or was closed for holding a request:
-   * hold.ts): it answered no request, so a
-   * request lost with it is sent again within its time, not a number of tries.
+   * Whether `peer`, a connection of this source (that dropped, or is
+   * dropping), answered none of the requests sent on it (heartbeats and
+   * other bytes do not count), got nothing at all after its hello before any
+   * was sent, or was closed for holding requests (hold.ts): a request lost
+   * with it is sent again within its time, not a number of tries.
    */
   silent(peer: Peer): boolean {
+    if (this.holds.cutFor(peer) !== undefined) return true;
+    if (this.holds.hasAnswered(peer)) return false;
+    if (this.holds.wasAsked(peer)) return true;
     const at = this.#upBytes.get(peer);
-    return (at !== undefined && peer.conn.bytesIn === at) || this.holds.heldFor(peer) !== undefined;
+    return at !== undefined && peer.conn.bytesIn === at;
   }
 
   /**
@@ -232,14 +239,16 @@ export class ServiceSource implements AddressSource {
       return false;
     }
     this.memory.failed(instance);
-    const held = wasUp && this.#peer !== undefined ? this.holds.heldFor(this.#peer) : undefined;
+    const held = wasUp && this.#peer !== undefined ? this.holds.cutFor(this.#peer) : undefined;
     if (wasUp && this.#peer !== undefined && this.silent(this.#peer)) {
-      // Hung up before answering anything (or held a request so: hold.ts): as good as a failed dial.
+      // Hung up before answering a request (or held them: hold.ts): as good as a failed dial.
       err = new DistError(
         "UNAVAILABLE",
         held === undefined
-          ? `dropped the connection before answering (${err.message})`
-          : `held a request ${Math.round(held)} ms without answering anything`,
+          ? `dropped the connection before answering a request (${err.message})`
+          : held.timeouts >= STUCK_AFTER
+          ? `${held.timeouts} requests in a row timed out without an answer`
+          : `held a request ${Math.round(held.ms)} ms without answering any`,
       );
       wasUp = false;
     }
