@@ -133,6 +133,7 @@ export class Connection {
       onConnect: async (peer) => {
         this.#service?.connected(peer); // first: what the hooks get answered counts (service.ts)
         for (const hook of this.#connectHooks) await hook(peer);
+        this.#service?.hooked(peer);
         this.#last = peer;
       },
       // A service's instances are named by the source's own lines (clients/discovery/service.ts).

@@ -211,6 +211,16 @@ export class ServiceSource implements AddressSource {
   }
 
   /**
+   * `peer`'s connect hooks (a resubscribe…) all succeeded: what came in
+   * while they ran answered their requests (one they sent unanswered would
+   * have failed them), so it counts as answering one (hold.ts).
+   */
+  hooked(peer: Peer): void {
+    const at = this.#upBytes.get(peer);
+    if (at !== undefined && peer.conn.bytesIn > at) this.holds.answered(peer);
+  }
+
+  /**
    * Whether `peer`, a connection of this source (that dropped, or is
    * dropping), answered none of the requests sent on it (heartbeats and
    * other bytes do not count), got nothing at all after its hello before any
