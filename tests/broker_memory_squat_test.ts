@@ -141,7 +141,7 @@ Deno.test({
 /** An away session as the guard sees it: `subs` bytes of subscriptions and row, `queued` of queue. */
 class FakeAway implements AwaySession {
   ended = false;
-  readonly spareUntil = 0;
+  readonly keptBytes = 0;
   constructor(
     readonly name: string,
     readonly source: string,
@@ -161,6 +161,9 @@ class FakeAway implements AwaySession {
   }
   evict(): void {
     this.ended = true;
+  }
+  spared(): number {
+    return 0;
   }
 }
 

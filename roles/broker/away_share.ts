@@ -2,7 +2,8 @@
  * What MQTT persistent sessions whose clients are away may hold of the
  * broker's max-memory ({@link AWAY_SHARE}), and how the memory guard
  * (memory.ts) holds them to it: the source holding the most gives first,
- * squats ended before any queue is trimmed (hostile review 39c R3).
+ * squats ended before any queue is trimmed (hostile review 39c R3), idle
+ * sessions and those with messages in flight after (hostile review 40b U1).
  */
 import { getLogger } from "@logtape/logtape";
 import type { BrokerCore } from "./core.ts";
@@ -30,16 +31,19 @@ export interface AwaySession {
   readonly heldBytes: number;
   /** What of it is queued deliveries (what {@link trim} may drop). */
   readonly queuedBytes: number;
+  /** What of it is kept in flight (sent, not acknowledged): messages too, not dropped here. */
+  readonly keptBytes: number;
   /** Drops its oldest queued deliveries (counted) until `bytes` are freed: the bytes freed. */
   trim(bytes: number): number;
   /** Ends it (its client's next CONNECT finds no session). */
   evict(why: string): void;
   /**
-   * Until when (performance.now()) it is left alone, though counted: a
+   * What of it is spared at `now` (performance.now()), though counted: a
    * session read back from disk, whose client may be on its way back after
-   * the restart ({@link READ_BACK_GRACE_MS}). 0: none.
+   * the restart ({@link READ_BACK_GRACE_MS}), keeps what it held when read
+   * back, not what it grew to since (hostile review 40b U2). 0: none.
    */
-  readonly spareUntil: number;
+  spared(now: number): number;
 }
 
 /**
@@ -75,11 +79,11 @@ export class AwayShare {
    * Holds what away sessions hold to {@link AWAY_SHARE} of the budget: while
    * they hold more, the source whose sessions hold the most gives first
    * (every loopback address one source, as in shares.ts). Within it, a
-   * session whose subscriptions and row are most of what it holds (a squat,
-   * hostile review 39c R3) is ended, the largest first; then queues are
-   * trimmed, the largest down to the next one's (drop-oldest, counted), and
-   * a session with nothing left to drop is ended. Looked at only while the
-   * broker counts more than the share in all.
+   * squat (hostile review 39c R3) is ended, the largest first; then queues
+   * are trimmed, the largest down to the next one's (drop-oldest, counted);
+   * then a session with nothing to drop is ended (see `rank`). A session
+   * read back gives only what it grew to since (hostile review 40b U2).
+   * Looked at only while the broker counts more than the share in all.
    */
   keep(core: BrokerCore, away: AwaySessions | undefined): void {
     const share = core.maxMemory * AWAY_SHARE;
@@ -94,15 +98,14 @@ export class AwayShare {
     this.#look = { memory, left: away.left, room: share - total, at: now };
     if (total <= share) return;
     const sources = new Map<string, Holder>();
+    const floor = Math.max(SQUAT_FLOOR, share / SQUAT_PART);
     for (const session of away.values()) {
-      if (session.spareUntil > now) continue;
-      const held = session.heldBytes;
+      const entry = rank(session, session.spared(now), floor);
+      if (entry === undefined) continue;
       let source = sources.get(session.source);
       if (source === undefined) sources.set(session.source, source = { rank: 0, sessions: [] });
-      source.rank += held;
-      // Its subscriptions and row the larger part: ended before any queue is trimmed.
-      const squat = 2 * session.queuedBytes < held;
-      source.sessions.push({ session, held, squat, rank: squat ? SQUAT + held : held });
+      source.rank += entry.held;
+      source.sessions.push(entry);
     }
     // Ascending: the one holding the most is last.
     const order = [...sources.values()].sort((a, b) => a.rank - b.rank);
@@ -113,20 +116,23 @@ export class AwayShare {
       const source = order.pop()!;
       const entry = source.sessions.pop()!;
       const { session, held } = entry;
-      if (entry.squat || session.queuedBytes === 0) {
+      let left = 0;
+      if (entry.room === 0) {
         session.evict("ended to keep away sessions within their share of max-memory");
         ended.push(session.name);
-        entry.held = 0;
       } else {
         // Down to the next one's (queues water-filled), in steps of at least an eighth of what is over.
         const next = source.sessions.at(-1)?.held ?? 0;
         const over = total - share;
-        trimmed += session.trim(Math.min(over, Math.max(held - next + 1, over / 8)));
-        entry.rank = entry.held = session.heldBytes;
-        placeBy(source.sessions, entry);
+        const freed = session.trim(Math.min(entry.room, over, Math.max(held - next + 1, over / 8)));
+        trimmed += freed;
+        left = session.heldBytes;
+        // Nothing more to drop: ranked anew (ended, or spared, once the queues are water-filled).
+        const again = rank(session, entry.spared, floor, freed === 0);
+        if (again !== undefined) placeBy(source.sessions, again);
       }
-      total -= held - entry.held;
-      source.rank -= held - entry.held;
+      total -= held - left;
+      source.rank -= held - left;
       if (source.sessions.length > 0) placeBy(order, source);
     }
     // Looked again at the next sample, from what is left.
@@ -155,19 +161,55 @@ export function awayBytes(away: AwaySessions | undefined): number {
   return n;
 }
 
-/** Added to the rank of a session whose subscriptions and row are most of what it holds. */
+/** Added to the rank of a squat; taken from the rank of a session with nothing left to drop. */
 const SQUAT = 2 ** 52;
+/**
+ * Least a squat's subscriptions and row hold (bytes; at least this part of
+ * the share): an honest idle session's few hundred bytes are not a squat
+ * (hostile review 40b U1), hostile review 39c R3's thousands of
+ * subscriptions are.
+ */
+const SQUAT_FLOOR = 64 * 1024;
+const SQUAT_PART = 256;
 /** Longest between two full looks at away sessions while the broker counts past their share (ms). */
 const AWAY_LOOK_MS = 1000;
 /** Most sessions trimmed or ended in one pass (the rest at the next sample). */
 const MOST_STEPS = 4096;
 
-/** A session as AwayShare.keep ranks it: squats first, then by what they hold. */
+/** A session as AwayShare.keep ranks it: squats first, then queues, then the rest (ended). */
 interface Entry {
   session: AwaySession;
   held: number;
-  squat: boolean;
+  /** What of `held` is spared (a session read back). */
+  spared: number;
+  /** What dropping its queued deliveries may free (0: ended when its turn comes). */
+  room: number;
   rank: number;
+}
+
+/**
+ * How `session` gives memory back, if it may. A squat (its subscriptions and
+ * row the larger part, and large: at least `floor`) is ended before any queue
+ * is trimmed; then queues are water-filled, the largest down to the next
+ * one's; a session with nothing to drop (idle, or its messages in flight) is
+ * ended only after that, the largest first (hostile review 40b U1). One read
+ * back (`spared`) gives only what it grew to since, and is not ended
+ * (undefined: nothing to give).
+ */
+function rank(
+  session: AwaySession,
+  spared: number,
+  floor: number,
+  stuck = false,
+): Entry | undefined {
+  const held = session.heldBytes, queued = session.queuedBytes;
+  const room = stuck ? 0 : Math.max(0, Math.min(queued, held - spared));
+  if (spared > 0) return room > 0 ? { session, held, spared, room, rank: held } : undefined;
+  const messages = queued + session.keptBytes;
+  if (held - messages > messages && held - messages >= floor) {
+    return { session, held, spared, room: 0, rank: SQUAT + held };
+  }
+  return { session, held, spared, room, rank: room > 0 ? held : held - SQUAT };
 }
 
 /** A source's away sessions, ascending by rank; the source ranked by what they hold. */

@@ -6,8 +6,9 @@
  * as it left: shares.ts shareSource; a session read back from disk, its
  * user's, else {@link READ_BACK}), and how it gives memory back (its oldest
  * queued deliveries dropped, or the session ended). One read back from disk
- * is spared for a minute (away_share.ts READ_BACK_GRACE_MS): its client was
- * perhaps connected when the broker stopped, and is on its way back.
+ * keeps for a minute what it held then (away_share.ts READ_BACK_GRACE_MS):
+ * its client was perhaps connected when the broker stopped, and is on its
+ * way back.
  */
 import { type AwaySession, type AwaySessions as Held, READ_BACK_GRACE_MS } from "../away_share.ts";
 import type { MqttSession } from "./session.ts";
@@ -22,8 +23,10 @@ export class AwaySessions implements Held {
 
   /** `session`'s client went (or it was read back from disk: `readBack`), from `source`. */
   leave(session: MqttSession, source: string, readBack = false): void {
-    const spareUntil = readBack ? performance.now() + READ_BACK_GRACE_MS : 0;
-    this.#away.set(session, new Away(session, source, spareUntil));
+    const away = new Away(session, source, readBack ? performance.now() + READ_BACK_GRACE_MS : 0);
+    this.#away.set(session, away);
+    // What it held read back: once its queues and what it had in flight are read too (this task).
+    if (readBack) queueMicrotask(() => away.readBack = away.heldBytes);
     this.left++;
   }
 
@@ -43,12 +46,15 @@ class Away implements AwaySession {
   /** Its subscriptions' counted bytes (they do not change while its client is away). */
   readonly #subs: number;
 
-  readonly spareUntil: number;
+  /** Until when (performance.now()) what it held read back is spared (0: not read back). */
+  readonly #spareUntil: number;
+  /** What it held when read back from disk. */
+  readBack = 0;
 
   constructor(session: MqttSession, source: string, spareUntil: number) {
     this.#session = session;
     this.source = source;
-    this.spareUntil = spareUntil;
+    this.#spareUntil = spareUntil;
     let n = 0;
     for (const sub of session.subs) n += sub.sourceBytes;
     this.#subs = n;
@@ -60,7 +66,15 @@ class Away implements AwaySession {
 
   get heldBytes(): number {
     const s = this.#session;
-    return s.counted + s.inflight.keptBytes + this.#subs + this.queuedBytes;
+    return s.counted + this.keptBytes + this.#subs + this.queuedBytes;
+  }
+
+  spared(now: number): number {
+    return now < this.#spareUntil ? Math.min(this.readBack, this.heldBytes) : 0;
+  }
+
+  get keptBytes(): number {
+    return this.#session.inflight.keptBytes;
   }
 
   get queuedBytes(): number {
