@@ -349,6 +349,7 @@ export function connectHasWill(packet: Uint8Array, head: number): boolean {
  */
 export function parseSlow(packet: Uint8Array, version: number): Packet {
   const parser = mqttPacket.parser({ protocolVersion: version });
+  strictStrings(parser as unknown as StringReader);
   let out: Packet | undefined;
   let error: Error | undefined;
   parser.on("packet", (p: Packet) => out ??= p);
@@ -357,6 +358,43 @@ export function parseSlow(packet: Uint8Array, version: number): Packet {
   if (error !== undefined) throw error;
   if (out === undefined) throw new Error("Incomplete packet");
   return out;
+}
+
+/** A string field that is not well-formed UTF-8: a Malformed Packet (MQTT 5 §1.5.4, 3.1.1 §1.5.3). */
+export class MalformedString extends Error {}
+
+/** What {@link strictStrings} uses of mqtt-packet's parser (9.0.2: every UTF-8 string field is read by `_parseString`). */
+interface StringReader {
+  _parseString(): string | null;
+  _list: { slice(from: number, to: number): Uint8Array };
+  _pos: number;
+}
+
+const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Makes `parser` refuse a UTF-8 string field that is not well-formed (client
+ * id, will topic, user name, filters, string properties): mqtt-packet reads
+ * them with Buffer's lossy decoder, which turns 0xFF, an overlong form or a
+ * lone surrogate into U+FFFD, so `dev\xff` and `dev\xfe` were one client id
+ * and `u/\xff` a filter on `u/U+FFFD` (hostile review 40b U5). Only a string
+ * holding U+FFFD is read again, strictly, from its bytes (a valid EF BF BD
+ * passes).
+ */
+function strictStrings(parser: StringReader): void {
+  const lossy = parser._parseString;
+  parser._parseString = function (this: StringReader) {
+    const at = this._pos + 2; // past the string's length
+    const text = lossy.call(this);
+    if (text !== null && text.includes("\uFFFD")) {
+      try {
+        fatal.decode(this._list.slice(at, this._pos));
+      } catch {
+        throw new MalformedString("a string that is not UTF-8");
+      }
+    }
+    return text;
+  };
 }
 
 /** Encodes a packet with mqtt-packet. */

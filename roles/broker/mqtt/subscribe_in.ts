@@ -18,7 +18,7 @@ import type { Subscription } from "../subscriber.ts";
 import { filterFromMqtt } from "./mapping.ts";
 import { shareSource } from "../shares.ts";
 import { NO_LOCAL, RETAIN_AS_PUBLISHED, SKIP_RETAINED, SUBSCRIPTION_ID } from "./delivery.ts";
-import { parseSlow, withIds } from "./packets.ts";
+import { MalformedString, parseSlow, withIds } from "./packets.ts";
 import type { MqttConnection } from "./connection.ts";
 import { CLOSED } from "./reader.ts";
 import type { TurnOwner } from "../costly_turns.ts";
@@ -99,7 +99,7 @@ export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void
   try {
     p = parseSlow(packet, c.version) as ISubscribePacket;
   } catch (err) {
-    return c.protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`);
+    return c.protocolError(`a malformed SUBSCRIBE (${(err as Error).message})`, malformedCode(err));
   }
   if (p.subscriptions.length === 0) return c.protocolError("a SUBSCRIBE with no filter");
   const id = p.properties?.subscriptionIdentifier;
@@ -129,7 +129,7 @@ export function onUnsubscribe(c: MqttConnection, packet: Uint8Array): Promise<vo
   try {
     p = parseSlow(packet, c.version) as IUnsubscribePacket;
   } catch (err) {
-    return c.protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`);
+    return c.protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`, malformedCode(err));
   }
   const filters = p.unsubscriptions;
   const codes: number[] = [];
@@ -198,4 +198,9 @@ function subscribe(
       );
     }
   }
+}
+
+/** MQTT 5's DISCONNECT reason for a packet that does not parse: 0x81 Malformed Packet for a string that is not UTF-8. */
+function malformedCode(err: unknown): number {
+  return err instanceof MalformedString ? 0x81 : 0x82;
 }
