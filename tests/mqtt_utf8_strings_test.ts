@@ -70,6 +70,14 @@ Deno.test(
           `user name with ${name}`,
         );
       }
+      // MQTT 5: CONNACK 0x80, then closed (a property length 0 after the keep-alive).
+      const v5 = await RawMqtt.open(b.mqttPort, 5);
+      await v5.write(
+        packet(0x10, [...str("MQTT"), 5, 0x02, 0, 60, 0, ...str([...ascii("d"), 0xff])]),
+      );
+      assert.equal((await v5.next("connack", 3000) as IConnackPacket).reasonCode, 0x80);
+      await v5.closedWithin(3000);
+      await v5.end();
       // Two ids that differ only in their invalid bytes: neither is a session, so no takeover.
       const first = await RawMqtt.open(b.mqttPort);
       await first.write(connect([...ascii("dev"), 0xff], 0));

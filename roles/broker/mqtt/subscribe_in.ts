@@ -129,7 +129,10 @@ export function onUnsubscribe(c: MqttConnection, packet: Uint8Array): Promise<vo
   try {
     p = parseSlow(packet, c.version) as IUnsubscribePacket;
   } catch (err) {
-    return c.protocolError(`a malformed UNSUBSCRIBE (${(err as Error).message})`, malformedCode(err));
+    return c.protocolError(
+      `a malformed UNSUBSCRIBE (${(err as Error).message})`,
+      malformedCode(err),
+    );
   }
   const filters = p.unsubscriptions;
   const codes: number[] = [];
