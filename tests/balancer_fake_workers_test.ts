@@ -231,3 +231,52 @@ Deno.test("a worker out for its answers, its connection alive, keeps its name: a
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("a client's non-idempotent requests are never a fake's trial while the server is proven: 20 fakes hold none of them (hostile40c V2)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "20s"]);
+  const [whost, wport] = lb.workerAddress.split(":");
+  const fakes: Peer[] = [];
+  let tasks = 0;
+  const client = await connectTo(lb.address);
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    for (let i = 0; i < 20; i++) {
+      const peer = await dial({ host: whost, port: Number(wport) }, {
+        role: "worker",
+        name: `fake${i}`,
+        onRequest: (method) => {
+          if (method === "sys.ping") return { pong: true };
+          tasks++;
+          return new Promise(() => {});
+        },
+      });
+      fakes.push(peer);
+      await peer.call("worker.register", { name: `fake${i}`, capacity: 16 });
+    }
+    // A closed loop of 8 non-idempotent calls for 3 s.
+    let answered = 0;
+    let slowest = 0;
+    const end = performance.now() + 3_000;
+    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+      for (let i = 0; performance.now() < end; i++) {
+        const t = performance.now();
+        const sum = await client.call("add", { a: i, b: k }, {
+          idempotent: false,
+          timeout: 25_000,
+        });
+        assert.equal(sum, i + k);
+        slowest = Math.max(slowest, performance.now() - t);
+        answered++;
+      }
+    }));
+    // Before: a fake took one each second and held it for --timeout (17, 0, 0, 0 … a second).
+    assert.equal(tasks, 0, `the fakes got ${tasks} non-idempotent requests`);
+    assert.ok(slowest < 1_000, `slowest answer ${Math.round(slowest)} ms`);
+    assert.ok(answered > 500, `${answered} answers in 3 s`);
+  } finally {
+    client.close();
+    for (const f of fakes) f.close();
+    await stopAll([lb, ...servers]);
+  }
+});

@@ -191,8 +191,15 @@ for (const name of ["round-robin", "least-loaded", "p2c", "random"] as const) {
     }
     const trials = 200 - (picks.get("p") ?? 0);
     assert.equal(trials, 1, `${trials} trials while one is in flight`);
-    // Past TRIAL_MS a trial no longer holds the gate; a retry is never one.
+    // A held trial keeps the slot past a second (hostile40c V4: fakes took one more request
+    // each second); a non-idempotent request is never a trial (V2).
     now += 1000;
+    for (let i = 0; i < 50; i++) {
+      assert.equal(policy.pick(list), proven, "a trial while one is held");
+    }
+    // Sent again (trials.ts), its slot frees: the next trial may start; a retry is never one.
+    for (const f of fakes) f.inflight = 0;
+    for (let i = 0; i < 50; i++) assert.equal(policy.pick(list, undefined, false), proven);
     const avoid = proven;
     const retry = policy.pick(list, avoid);
     assert.ok(retry === proven, `a retry went to ${retry?.name}`);

@@ -82,7 +82,9 @@ Deno.test("a trial is given as long as its method takes on proven backends: a wo
   try {
     // Fast calls keep the server's p99 low (600: up to 6 sleeps stay past it); its slow method takes 1.6 s.
     for (let i = 0; i < 600; i++) await client.call("add", { a: i, b: 1 });
-    assert.equal(await client.call("sleep", { ms: 1600 }), 1600);
+    // Three of them (one slow answer does not raise a method's bound: hostile40c V4).
+    const first = Array.from({ length: 3 }, () => client.call("sleep", { ms: 1600 }));
+    assert.deepEqual(await Promise.all(first), [1600, 1600, 1600]);
     worker = await startWorker(lb.workerAddress, ["--name", "slow1"]);
     // Pairs of sleeps until one is the worker's trial: it answers it itself, in 1.6 s.
     const by: string[] = [];

@@ -328,7 +328,7 @@ export class Dispatcher<J extends Job> {
     // A link that turns out to be down takes its backend out of rotation, so
     // each pass picks another; the bound only guards against a broken link.
     for (let tries = this.#pool.list.length; tries >= 0; tries--) {
-      let backend = this.#runs.pick(job.flow, avoid);
+      let backend = this.#runs.pick(job.flow, avoid, job.idempotent);
       if (backend === undefined) return false;
       // Small ones not behind a large request on its connection; large ones off one backend (shares.ts).
       const pacing = this.#shares.pacing;

@@ -43,8 +43,10 @@ export interface Policy {
   /**
    * An available backend of `list`, other than `avoid` unless it is the only
    * one; undefined when none is available. `list` may change between calls.
+   * `trial` false: the request may not be a trial ({@link Guarded}: a
+   * non-idempotent one goes to a proven backend while one is in rotation).
    */
-  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined;
+  pick<T extends Candidate>(list: readonly T[], avoid?: T, trial?: boolean): T | undefined;
 }
 
 /**
@@ -61,6 +63,12 @@ export function createPolicy(
 
 /** A trial unanswered this long no longer keeps another from starting (ms). */
 export const TRIAL_MS = 1_000;
+/**
+ * The longest a trial may be held (ms; trials.ts sends it again then, and
+ * its backend's slot frees): until then, and {@link TRIAL_MS} more, a held
+ * trial keeps the slot (hostile40c V4).
+ */
+export const TRIAL_MAX_MS = 4_000;
 
 /**
  * Proven first (hostile35 H4): while some backends are untried (see
@@ -93,7 +101,7 @@ class Guarded implements Policy {
     this.#now = now;
   }
 
-  pick<T extends Candidate>(list: readonly T[], avoid?: T): T | undefined {
+  pick<T extends Candidate>(list: readonly T[], avoid?: T, trial = true): T | undefined {
     const b = this.#all.pick(list, avoid);
     if (b === undefined || b.untried !== true) return b;
     const proven = this.#scratch as T[];
@@ -107,7 +115,7 @@ class Guarded implements Policy {
     // None has answered yet: every request is a trial.
     if (!inRotation) return leastTried(list, b, avoid);
     const now = this.#now();
-    if (avoid === undefined && this.#open(now)) {
+    if (avoid === undefined && trial && this.#open(now)) {
       proven.length = 0;
       this.#trialAt = now;
       return this.#trial = leastTried(list, b, avoid);
@@ -122,7 +130,7 @@ class Guarded implements Policy {
   #open(now: number): boolean {
     const t = this.#trial;
     return t === undefined || t.untried !== true || t.inflight === 0 ||
-      now - this.#trialAt >= TRIAL_MS;
+      now - this.#trialAt >= TRIAL_MAX_MS + TRIAL_MS;
   }
 }
 

@@ -61,21 +61,22 @@ export class Runs {
   /**
    * The backend for a request of `flow` (its client connection; undefined:
    * a pick of its own), other than `avoid` (a retry) unless it is the only
-   * one; undefined when none is available.
+   * one; undefined when none is available; `trial` false: not a trial
+   * (policies.ts `Guarded`).
    */
-  pick(flow: object | undefined, avoid: Backend | undefined): Backend | undefined {
+  pick(flow: object | undefined, avoid: Backend | undefined, trial = true): Backend | undefined {
     const list = this.#pool.list;
     if (flow === undefined || avoid !== undefined || list.length > RUN_POOL) {
-      return this.#policy.pick(list, avoid);
+      return this.#policy.pick(list, avoid, trial);
     }
     if (flow === this.#flow && this.#length < RUN_MAX) {
       const run = this.#backend!;
-      if (run.available && this.#idle(run) === undefined) {
+      if (run.available && (trial || !run.untried) && this.#idle(run) === undefined) {
         this.#length++;
         return run;
       }
     }
-    let backend = this.#policy.pick(list, undefined);
+    let backend = this.#policy.pick(list, undefined, trial);
     if (backend === undefined) return undefined;
     if (backend.inflight > 0) backend = this.#idle(backend) ?? backend;
     if (this.#flow === undefined) queueMicrotask(this.#end);

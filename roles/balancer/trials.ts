@@ -5,12 +5,14 @@
  * the proven ones first, and the untried get one trial request at a time
  * among them all (policies.ts `Guarded`).
  *
- * A trial request (an idempotent one; one that must not be sent twice
- * waits for `--timeout` as any request does) may be held by its backend
- * for the trial's bound: a second (places.ts HOLD_MS), or four times the slowest recent answer
- * of the same method by a proven backend (only answers of
- * {@link SLOW_MS} or more are remembered, the only ones that can raise
- * it), and `--timeout` at most. Held past it, the request is sent again to
+ * A trial request is an idempotent one (a non-idempotent one never is a
+ * trial while a proven backend is in rotation: policies.ts `Guarded`). It
+ * may be held by its backend for the trial's bound: a second (places.ts
+ * HOLD_MS), or four times the median of the method's recent slow answers
+ * by proven backends (only answers of {@link SLOW_MS} or more are
+ * remembered, the last {@link SAMPLES}, and at least {@link SAMPLES_MIN}
+ * of them count: one client's `sleep 3000` does not raise it, hostile40c
+ * V4), never more than policies.ts `TRIAL_MAX_MS` nor `--timeout`. Held past it, the request is sent again to
  * a proven backend (the client gets that answer; the untried backend's own
  * answer, if it comes, is a late one), and that answer is the verdict:
  * the same request answered there within the bound means the untried
@@ -32,12 +34,17 @@ import type { Backend, Outcome, Pool } from "./backends.ts";
 import type { Job } from "./dispatch_types.ts";
 import { backendLines } from "./log.ts";
 import { HOLD_MS } from "./places.ts";
+import { TRIAL_MAX_MS } from "./policies.ts";
 import { turnClock } from "../../wire/turn.ts";
 
 /** Answers this slow or slower (ms) are remembered by method (see the module comment). */
 export const SLOW_MS = HOLD_MS / 4;
 /** How long a method's slow answer speaks for it (ms). */
 export const METHOD_MEMORY_MS = 5 * 60_000;
+/** Slow answers remembered per method (the last ones). */
+export const SAMPLES = 7;
+/** Slow answers a method needs for its bound to rise above a second. */
+export const SAMPLES_MIN = 3;
 /** Most methods remembered at once (the oldest go first). */
 export const METHODS_MAX = 256;
 
@@ -61,8 +68,8 @@ export function provenUp(pool: Pool | undefined): boolean {
 
 export class Trials {
   #timeoutMs: number;
-  /** The slowest recent answer of each method by a proven backend, and when. */
-  #slow = new Map<string, { ms: number; at: number }>();
+  /** The last slow answers of each method by a proven backend (ms), and when the last was. */
+  #slow = new Map<string, { ms: number[]; at: number }>();
   #now = turnClock(() => performance.now());
 
   /** @param timeoutMs `--timeout` */
@@ -86,8 +93,12 @@ export class Trials {
   /** A trial's bound for `method` at `now` (ms), before `--timeout`. */
   bound(method: string, now: number): number {
     const slow = this.#slow.get(method);
-    const ms = slow !== undefined && now - slow.at < METHOD_MEMORY_MS ? slow.ms : 0;
-    return Math.max(HOLD_MS, 4 * ms);
+    if (slow === undefined || now - slow.at >= METHOD_MEMORY_MS || slow.ms.length < SAMPLES_MIN) {
+      return HOLD_MS;
+    }
+    const sorted = slow.ms.toSorted((a, b) => a - b);
+    const median = sorted[(sorted.length - 1) >> 1];
+    return Math.min(TRIAL_MAX_MS, Math.max(HOLD_MS, 4 * median));
   }
 
   /**
@@ -141,10 +152,13 @@ export class Trials {
 
   #noteSlow(method: string, ms: number, now: number): void {
     const slow = this.#slow;
-    const had = slow.get(method);
-    if (had !== undefined && now - had.at < METHOD_MEMORY_MS && had.ms >= ms) return;
+    let had = slow.get(method);
+    if (had === undefined || now - had.at >= METHOD_MEMORY_MS) had = { ms: [], at: now };
     slow.delete(method);
-    slow.set(method, { ms, at: now });
+    had.ms.push(ms);
+    if (had.ms.length > SAMPLES) had.ms.shift();
+    had.at = now;
+    slow.set(method, had);
     if (slow.size > METHODS_MAX) slow.delete(slow.keys().next().value!);
   }
 }
