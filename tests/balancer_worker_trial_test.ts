@@ -206,3 +206,39 @@ Deno.test("a trial answered with an error the balancer sends on to check (BAD_RE
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("a server's error answer to a trial sent on is no verdict: a worker serving a method the server lacks keeps its trials (hostile40c V5)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const [whost, wport] = lb.workerAddress.split(":");
+  const client = await connectTo(lb.address);
+  let renders = 0;
+  const worker = await dial({ host: whost, port: Number(wport) }, {
+    role: "worker",
+    name: "render1",
+    onRequest: async (method) => {
+      if (method === "sys.ping") return { pong: true };
+      if (method !== "render") throw new Error("unknown");
+      renders++;
+      await sleep(1_500);
+      return "rendered";
+    },
+  });
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    await worker.call("worker.register", { name: "render1" });
+    // Renders one after another for 4.5 s: each trial is held past its second and sent to the
+    // server, which answers UNKNOWN_METHOD in milliseconds.
+    const end = performance.now() + 4_500;
+    while (performance.now() < end) await client.call("render", {}).catch(() => 0);
+    // Before: that error was a verdict ("held a trial request render past 1000 ms, which … answered
+    // in 2 ms: no trial for 10 s"), and the worker ran 1 render in 4.5 s.
+    assert.doesNotMatch(lb.stderr(), /held a trial request render/);
+    assert.ok(renders >= 2, `the worker ran ${renders} renders in 4.5 s`);
+  } finally {
+    client.close();
+    worker.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});

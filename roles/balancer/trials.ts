@@ -115,13 +115,21 @@ export class Trials {
   }
 
   /**
-   * `job` ended on `backend` as `outcome` says, before the backend counts it:
-   * a proven one's slow answer is remembered for its method, and the answer
-   * to a trial sent again is the verdict on the backend that held it.
+   * `job` ended on `backend` as `outcome` says (`ok`: a result, not an
+   * error), before the backend counts it: a proven one's slow result is
+   * remembered for its method, and its result to a trial sent again is the
+   * verdict on the backend that held it. An error answer is none
+   * (hostile40c V5: a server's 2-ms UNKNOWN_METHOD failed every trial of a
+   * worker serving the method in 1.5 s).
    */
-  ended(job: Job & { readonly method: string }, backend: Backend, outcome: Outcome): void {
+  ended(
+    job: Job & { readonly method: string },
+    backend: Backend,
+    outcome: Outcome,
+    ok = outcome === "answered",
+  ): void {
     const trial = job.trial;
-    if (outcome !== "answered" || backend.untried) {
+    if (outcome !== "answered" || !ok || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
       return;
     }
