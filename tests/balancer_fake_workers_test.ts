@@ -16,6 +16,29 @@ import {
 } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
 
+/** `n` fakes registered at `address` into `fakes`: health checks answered, tasks never (`onTask`). */
+async function registerFakes(
+  address: string,
+  n: number,
+  fakes: Peer[],
+  onTask: () => void,
+): Promise<void> {
+  const [whost, wport] = address.split(":");
+  for (let i = 0; i < n; i++) {
+    const peer = await dial({ host: whost, port: Number(wport) }, {
+      role: "worker",
+      name: `fake${i}`,
+      onRequest: (method) => {
+        if (method === "sys.ping") return { pong: true };
+        onTask();
+        return new Promise(() => {});
+      },
+    });
+    fakes.push(peer);
+    await peer.call("worker.register", { name: `fake${i}`, capacity: 16 });
+  }
+}
+
 /**
  * `n` fakes, then a c=8 client for 4 s; `proven`: the server answered a
  * request before they came (past 16 backends, each request is a pick of its
@@ -33,20 +56,7 @@ async function fleet(proven: boolean, n: number): Promise<void> {
     // The server is proven first (it answers), as in any running cluster; or it has answered
     // nothing yet (a `--backends` server is in rotation all the same: trials go on).
     if (proven) assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
-    for (let i = 0; i < n; i++) {
-      const peer = await dial({ host: whost, port: Number(wport) }, {
-        role: "worker",
-        name: `fake${i}`,
-        // Health checks answered; tasks never.
-        onRequest: (method) => {
-          if (method === "sys.ping") return { pong: true };
-          tasks++;
-          return new Promise(() => {});
-        },
-      });
-      fakes.push(peer);
-      await peer.call("worker.register", { name: `fake${i}`, capacity: 16 });
-    }
+    await registerFakes(lb.workerAddress, n, fakes, () => tasks++);
     // A closed loop of 8 for 4 s.
     let answered = 0;
     let slowest = 0;
@@ -235,25 +245,12 @@ Deno.test("a worker out for its answers, its connection alive, keeps its name: a
 Deno.test("a client's non-idempotent requests are never a fake's trial while the server is proven: 20 fakes hold none of them (hostile40c V2)", async () => {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, ["--timeout", "20s"]);
-  const [whost, wport] = lb.workerAddress.split(":");
   const fakes: Peer[] = [];
   let tasks = 0;
   const client = await connectTo(lb.address);
   try {
     assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
-    for (let i = 0; i < 20; i++) {
-      const peer = await dial({ host: whost, port: Number(wport) }, {
-        role: "worker",
-        name: `fake${i}`,
-        onRequest: (method) => {
-          if (method === "sys.ping") return { pong: true };
-          tasks++;
-          return new Promise(() => {});
-        },
-      });
-      fakes.push(peer);
-      await peer.call("worker.register", { name: `fake${i}`, capacity: 16 });
-    }
+    await registerFakes(lb.workerAddress, 20, fakes, () => tasks++);
     // A closed loop of 8 non-idempotent calls for 3 s.
     let answered = 0;
     let slowest = 0;
