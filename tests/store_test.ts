@@ -290,3 +290,28 @@ Deno.test("Store: under batch, commit(false) resolves once committed, before the
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Store: a put never written, then its delete, leaves nothing pending (a committed row is still deleted)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const s = open(`${dir}/a.db`);
+    s.put("t", "old", "v");
+    await s.commit();
+    // Hostile review 40b U4: while commits fail these pairs were all kept, without bound.
+    for (let i = 0; i < 1000; i++) {
+      s.put("t", `k${i}`, "x".repeat(100));
+      s.delete("t", `k${i}`);
+    }
+    assert.equal(s.pending, 0, "put + delete of a key never written: nothing to write");
+    s.put("t", "old", "w");
+    s.delete("t", "old");
+    assert.equal(s.pending, 1, "the committed row's delete is kept");
+    await s.commit();
+    s.close();
+    const again = open(`${dir}/a.db`);
+    assert.deepEqual([...again.rows("t")], []);
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
