@@ -3,12 +3,15 @@
  * honest session whose PUBACKed messages are in flight, or that is idle, is
  * not ended before larger queues are trimmed (hostile review 40b U1); and a
  * session read back from disk keeps what it held then, not what it grew to
- * after the restart (hostile review 40b U2).
+ * after the restart (hostile review 40b U2); and its source (whose share it
+ * is in) is kept in its row and read back with it (hostile review 40b U7).
  */
 import assert from "node:assert/strict";
 import { mqttClient, mqttOpts, RawMqtt, startMqttBroker, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
+import { MAX_SOURCE_LENGTH, openSessionStore, SESSIONS } from "../roles/broker/mqtt/persist.ts";
+import { LOOPBACK } from "../roles/broker/shares.ts";
 
 const MIB = 1024 * 1024;
 
@@ -104,6 +107,59 @@ Deno.test({
       const back = await comeBack(port, "h2", 300, 10_000);
       assert.equal(back.present, true, "the honest session is still there (Session Present 1)");
       assert.deepEqual(back.numbers, [...Array(300).keys()], "every PUBACKed message delivered");
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** The `source` of each session row in `dir`'s mqtt.db (the broker stopped), or set one first. */
+function rowSources(dir: string, set?: [string, string]): Record<string, string | undefined> {
+  const store = openSessionStore(dir, { fsync: "always", moveCorruptAside: false, warn: () => {} });
+  try {
+    const sources: Record<string, string | undefined> = {};
+    for (const [id, text] of store.rows(SESSIONS)) {
+      const row = JSON.parse(text as string);
+      if (set?.[0] === id) store.put(SESSIONS, id, JSON.stringify({ ...row, source: set[1] }));
+      sources[id] = set?.[0] === id ? set[1] : row.source;
+    }
+    store.flush();
+    return sources;
+  } finally {
+    store.close();
+  }
+}
+
+Deno.test({
+  name:
+    "broker memory: an away session's source is kept in its row and read back with it, not one source for every session read back (hostile review 40b U7)",
+  ...mqttOpts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "away-source-" });
+    const options = { dataDir: dir, maxMemory: 16 * MIB, maxPending: 4 * MIB };
+    let b = await startMqttBroker(options);
+    try {
+      await leave(b.mqttPort, "a", "a/#");
+      await leave(b.mqttPort, "b", "b/#");
+      await sleep(300); // the rows' group commit
+      await b.stop();
+      // Every loopback address is one source (shares.ts).
+      assert.deepEqual(rowSources(dir), { a: LOOPBACK, b: LOOPBACK });
+      // As a broker reached from another address would have written it.
+      rowSources(dir, ["b", "192.0.2.7"]);
+      // Read back from the source its row kept, and written again with it, twice.
+      for (let i = 0; i < 2; i++) {
+        b = await startMqttBroker(options);
+        await sleep(300);
+        await b.stop();
+        assert.deepEqual(rowSources(dir), { a: LOOPBACK, b: "192.0.2.7" }, `restart ${i + 1}`);
+      }
+      // A source past its bound is not a session row (it is not read back).
+      rowSources(dir, ["b", "x".repeat(MAX_SOURCE_LENGTH + 1)]);
+      b = await startMqttBroker(options);
+      await b.stop();
+      assert.deepEqual(Object.keys(rowSources(dir)), ["a"]);
     } finally {
       await b.stop();
       await Deno.remove(dir, { recursive: true });

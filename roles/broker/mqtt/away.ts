@@ -3,8 +3,8 @@
  * holds them to their share of max-memory (memory.ts AWAY_SHARE): what each
  * holds (its row, its subscriptions and their pattern nodes, its queues at
  * their buffers, what it keeps in flight), whose it is (its client's source
- * as it left: shares.ts shareSource; a session read back from disk, its
- * user's, else {@link READ_BACK}), and how it gives memory back (its oldest
+ * as it left: shares.ts shareSource; a session read back from disk, the one
+ * its row kept, else its user's, else {@link READ_BACK}), and how it gives memory back (its oldest
  * queued deliveries dropped, or the session ended). One read back from disk
  * keeps for a minute what it held then (away_share.ts READ_BACK_GRACE_MS):
  * its client was perhaps connected when the broker stopped, and is on its
@@ -12,8 +12,10 @@
  */
 import { type AwaySession, type AwaySessions as Held, READ_BACK_GRACE_MS } from "../away_share.ts";
 import type { MqttSession } from "./session.ts";
+import { userSource } from "../../../auth/mod.ts";
+import { shareSource } from "../shares.ts";
 
-/** The source of a session read back from disk without a user (its client's address is not kept). */
+/** The source of a session read back from a row without one (an older broker's) and without a user. */
 export const READ_BACK = "read back";
 
 /** The away sessions, by session. */
@@ -28,6 +30,21 @@ export class AwaySessions implements Held {
     // What it held read back: once its queues and what it had in flight are read too (this task).
     if (readBack) queueMicrotask(() => away.readBack = away.heldBytes);
     this.left++;
+  }
+
+  /**
+   * `session` read back from disk, its client away: from the source its row
+   * kept (hostile review 40b U7: one source for every session read back let
+   * a single address's sessions outrank many honest ones), else its user's.
+   */
+  readBack(session: MqttSession, source: string | undefined): void {
+    this.leave(session, source ?? userSource(session.owner) ?? READ_BACK, true);
+  }
+
+  /** Whose `session` is, to keep in its row: its client's source, or the one it left from. */
+  sourceOf(session: MqttSession): string | undefined {
+    const conn = session.connection;
+    return conn !== undefined ? shareSource(conn.source) : this.#away.get(session)?.source;
   }
 
   /** `session`'s client is back, or the session ended. */

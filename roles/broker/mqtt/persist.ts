@@ -32,10 +32,17 @@ export const META = "meta";
 export const QUEUED = "queued";
 /** How often the broker's last sign of life is written (ms). */
 export const ALIVE_MS = 5_000;
+/** The longest source a row keeps (an address, or `user ` and a user's name). */
+export const MAX_SOURCE_LENGTH = 1024;
 
 /** A session's row, as written by MqttSession.row(). */
 export interface SessionRow {
   owner: string | null;
+  /**
+   * Whose it is for the away share (shares.ts shareSource of its client's
+   * address, or its user): none in a row of an older broker (away.ts READ_BACK).
+   */
+  source?: string;
   version: number;
   /** Seconds kept after its client goes. */
   expiry: number;
@@ -101,6 +108,8 @@ export function readRow(text: string): SessionRow {
   // session at once, an options value of 1e300 broke every PUBLISH to it, nothing logged; 40a T6:
   // a session number of 2^53 - 1 gave every later session one number).
   const ok = (row.owner === null || typeof row.owner === "string") &&
+    (row.source === undefined ||
+      typeof row.source === "string" && row.source.length <= MAX_SOURCE_LENGTH) &&
     (row.version === 4 || row.version === 5) && Number.isFinite(row.expiry) && row.expiry > 0 &&
     row.expiry <= MAX_SESSION_EXPIRY_S && (row.away === null || Number.isFinite(row.away)) &&
     Array.isArray(row.subs) &&

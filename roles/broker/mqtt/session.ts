@@ -17,7 +17,6 @@ import { type Message, PendingBudget, type Sink, type Subscription } from "../su
 import { SubsByFilter } from "./subs_by_filter.ts";
 import { userSource } from "../../../auth/mod.ts";
 import { shareSource } from "../shares.ts";
-import { READ_BACK } from "./away.ts";
 import { filterFromMqtt } from "./mapping.ts";
 import { PUBREL } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
@@ -137,6 +136,7 @@ export class MqttSession implements Sink {
     );
     return JSON.stringify({
       owner: this.owner ?? null,
+      source: this.#front.sessions.away.sourceOf(this),
       version: this.version,
       expiry: this.#expiry,
       away: this.#awayAt,
@@ -165,10 +165,10 @@ export class MqttSession implements Sink {
     sub.release();
   }
 
-  /** Read back from disk, its client away: it ends after `ms` unless the client comes back. */
-  awaitClient(ms: number, awayAt: number): void {
+  /** Read back from disk, its client away (from `source`): it ends after `ms` unless it comes back. */
+  awaitClient(ms: number, awayAt: number, source: string | undefined): void {
     this.#awayAt = awayAt;
-    this.#front.sessions.away.leave(this, userSource(this.owner) ?? READ_BACK, true);
+    this.#front.sessions.away.readBack(this, source);
     const timer = setTimeout(() => this.end("expired"), Math.max(0, ms));
     Deno.unrefTimer(timer);
     this.#timer = timer;

@@ -165,7 +165,7 @@ export class SessionTable {
       this.#restoring = true;
       // Away since it went, or (connected when the broker was killed) since its last sign of life.
       const away = row.away ?? Math.min(alive, now);
-      session.awaitClient(row.expiry * 1000 - (now - away), away);
+      session.awaitClient(row.expiry * 1000 - (now - away), away, row.source);
       this.restored++;
     }
     this.#restoring = false;
