@@ -110,25 +110,34 @@ Deno.test("a trial is given as long as its method takes on proven backends: a wo
   }
 });
 
-Deno.test("a worker that answered one task and holds the rest loses its name to a newcomer once silent 10 s, not for as long as it stays connected (hostile39c R2)", async () => {
+/**
+ * A fake w1 that answers its first task and holds the rest (answering one
+ * held task late every `dripMs`, if given), out for its timeouts; then the
+ * real w1 registers every half second until it takes the name.
+ */
+async function squat(dripMs?: number): Promise<void> {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, ["--timeout", "500ms"]);
   const client = await connectTo(lb.address);
   const [host, port] = lb.workerAddress.split(":");
   const peers: Peer[] = [];
+  let drip: ReturnType<typeof setInterval> | undefined;
   try {
     assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
     let tasks = 0;
+    const held: (() => void)[] = [];
     const fake = await dial({ host, port: Number(port) }, {
       role: "worker",
       name: "w1",
       onRequest: (method, params) => {
         if (method === "sys.ping") return { pong: true };
         const { a, b } = params as { a: number; b: number };
-        return tasks++ === 0 ? a + b : new Promise(() => {}); // passes its trial, holds the rest
+        if (tasks++ === 0) return a + b; // passes its trial, holds the rest
+        return new Promise((resolve) => held.push(() => resolve(a + b)));
       },
     });
     peers.push(fake);
+    if (dripMs !== undefined) drip = setInterval(() => held.shift()?.(), dripMs);
     await fake.call("worker.register", { name: "w1", capacity: 4 });
     // Client traffic until the fake is out for its timeouts.
     await eventually(
@@ -172,11 +181,20 @@ Deno.test("a worker that answered one task and holds the rest loses its name to 
     await eventually(() => Promise.resolve(!fake.canCall), 2_000, "the fake's connection closed");
     await untilServed(client, ["w1"]);
   } finally {
+    clearInterval(drip);
     client.close();
     for (const p of peers) p.close();
     await sleep(10);
     await stopAll([lb, ...servers]);
   }
+}
+
+Deno.test("a worker that answered one task and holds the rest loses its name to a newcomer once silent 10 s, not for as long as it stays connected (hostile39c R2)", async () => {
+  await squat();
+});
+
+Deno.test("late answers keep no name: a fake answering one held task late every 3 s loses it all the same (hostile40c V1)", async () => {
+  await squat(3_000);
 });
 
 Deno.test("a trial answered with an error the balancer sends on to check (BAD_REQUEST, verify.ts) is not a failed trial", async () => {

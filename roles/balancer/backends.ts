@@ -86,9 +86,9 @@ export class Backend {
   /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
   lateAnswers = 0;
   /**
-   * When it last answered anything: a request (in time or late, a result or
-   * an error); when it was added, before its first (workers.ts: whether a
-   * worker out of rotation still holds its name).
+   * When it last answered a request in time (a result or an error; late
+   * answers do not count); when it was added, before its first (workers.ts:
+   * whether a worker out of rotation still holds its name).
    */
   lastAnswerAt = performance.now();
   /** Its failed trials, and until when it has no other (trials.ts). */

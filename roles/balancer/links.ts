@@ -75,10 +75,9 @@ function closeOnStrays(
   report: LinkOptions["report"],
   closed?: () => void,
 ): void {
-  // Alive, if slow (verify.ts); it still answers (workers.ts: a name's holder).
+  // Alive, if slow (verify.ts); a late answer keeps no worker name (workers.ts, hostile40c V1).
   peer.onLateAnswer = () => {
     backend.lateAnswers++;
-    backend.lastAnswerAt = performance.now();
   };
   peer.onStrayAnswer = (bytes) => {
     const t = backend.onStray(bytes);

@@ -176,12 +176,13 @@ export const NAME_SILENCE_MS = BACKOFF_MS;
  * newcomer of its user at `now`. In rotation, it does. Out for missed
  * health checks, it does not: its connection died unnoticed. Out for its
  * answers (timeouts, failures), or back from that, it keeps it while idle
- * in rotation or while it answers anything, in time or late, within
- * {@link NAME_SILENCE_MS}: a client's slow requests can take a real worker
- * out, and it answers them late, so a newcomer must not evict it and be
- * evicted in turn (hostile39a P8). Silent that long, it loses it: a fake
- * that answered a task and holds the rest kept the name for as long as it
- * stayed connected (hostile39c R2). So does one that never served and
+ * in rotation or while it answers in time within {@link NAME_SILENCE_MS}:
+ * a client's slow requests can take a real worker out, so a newcomer must
+ * not evict it and be evicted in turn (hostile39a P8). Silent that long,
+ * it loses it: a fake that answered a task and holds the rest kept the
+ * name for as long as it stayed connected (hostile39c R2). Late answers
+ * count for nothing here: a fake answering one held task late every 9 s
+ * kept the name for good (hostile40c V1). So does one that never served and
  * failed a trial (trials.ts), which is never taken out.
  */
 function keepsName(held: Backend, now: number): boolean {
