@@ -16,7 +16,7 @@ import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 import { durableBroker, writeLegacy } from "./helpers/mqtt_durable.ts";
-import { distCommand } from "./helpers/dist.ts";
+import { spawnDist } from "./helpers/dist.ts";
 import { DatabaseSync } from "node:sqlite";
 import { MQTT_FILE } from "../roles/broker/mqtt/persist.ts";
 
@@ -39,28 +39,17 @@ const expected = Array.from({ length: N }, (_, i) => payload(i + 1));
  * (during the restore).
  */
 async function killAfter(dir: string, commits: number): Promise<boolean> {
-  const { exe, args } = distCommand([
+  const { child, stderr, read } = spawnDist([
     "broker",
     ...["--port", "0", "--mqtt-port", "0", "--data-dir", dir, "--fsync", "batch"],
   ]);
-  const child = new Deno.Command(exe, {
-    args,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let stderr = "";
-  const reading = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-  })();
   // Read-only: it never checkpoints, so the file stays as the broker left it.
   const db = new DatabaseSync(`${dir}/${MQTT_FILE}`, { readOnly: true });
   const version = db.prepare("PRAGMA data_version");
   let last = version.get()!.data_version;
   let seen = 0;
   const started = Date.now();
-  while (seen < commits && !/MQTT on/.test(stderr) && Date.now() - started < 20_000) {
+  while (seen < commits && !/MQTT on/.test(stderr()) && Date.now() - started < 20_000) {
     await sleep(1);
     const now = version.get()!.data_version;
     if (now !== last) seen++;
@@ -69,8 +58,8 @@ async function killAfter(dir: string, commits: number): Promise<boolean> {
   child.kill("SIGKILL");
   db.close();
   await child.status;
-  await reading;
-  return !/MQTT on/.test(stderr);
+  await read;
+  return !/MQTT on/.test(stderr());
 }
 
 /** What session `clientId` gets back (QoS 1 acknowledged as it comes), once 1 s passes with nothing. */

@@ -90,6 +90,20 @@ class Drain {
   }
 }
 
+/**
+ * Starts `dist ...args` without waiting for anything, its output read in the
+ * background: for a test that kills it at a moment of its own choosing.
+ */
+export function spawnDist(
+  args: string[],
+  opts: SpawnOptions = {},
+): { child: Deno.ChildProcess; stderr(): string; read: Promise<void> } {
+  const child = spawn(args, "null", opts);
+  const err = new Drain(child.stderr);
+  const out = new Drain(child.stdout);
+  return { child, stderr: () => err.text, read: Promise.all([err.done, out.done]).then(() => {}) };
+}
+
 /** A running `dist` process that listens on a port. */
 export interface DistProcess {
   /** The port it listens on (as logged). */
