@@ -12,13 +12,22 @@ import { UsageError } from "../config/mod.ts";
 
 const TABLES = ["t"];
 
+/** Runs `fn` in a new temporary directory, removed after. */
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 function open(path: string, extra: Partial<ConstructorParameters<typeof Store>[1]> = {}): Store {
   return new Store(path, { fsync: "batch", tables: TABLES, ...extra });
 }
 
-Deno.test("Store: what commit() acknowledged is there after reopening", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: what commit() acknowledged is there after reopening", () =>
+  withDir(async (dir) => {
     const s = open(`${dir}/a.db`);
     s.put("t", "k1", "v1");
     s.put("t", "k2", new Uint8Array([1, 2, 3]));
@@ -36,14 +45,10 @@ Deno.test("Store: what commit() acknowledged is there after reopening", async ()
       ]),
     );
     again.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: batch commits once per turn, always once per write", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: batch commits once per turn, always once per write", () =>
+  withDir(async (dir) => {
     const batch = open(`${dir}/b.db`);
     const acks = [];
     for (let i = 0; i < 100; i++) {
@@ -59,14 +64,10 @@ Deno.test("Store: batch commits once per turn, always once per write", async () 
     await always.commit();
     assert.equal(always.counters.commits, 10);
     always.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: batch syncs off the loop, groups what arrives meanwhile, keeps the WAL bounded", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: batch syncs off the loop, groups what arrives meanwhile, keeps the WAL bounded", () =>
+  withDir(async (dir) => {
     const s = open(`${dir}/w.db`);
     const big = "x".repeat(2000);
     const acks: Promise<void>[] = [];
@@ -87,14 +88,10 @@ Deno.test("Store: batch syncs off the loop, groups what arrives meanwhile, keeps
     assert.equal(rows.size, 50 * 20);
     assert.equal(String(rows.get("k49-19")).split(" ")[0], "599", "the last turn is there");
     again.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("DataDir: a second opener of one directory is refused, naming the holder", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("DataDir: a second opener of one directory is refused, naming the holder", () =>
+  withDir(async (dir) => {
     const first = DataDir.open(`${dir}/data`);
     assert.throws(() => DataDir.open(`${dir}/data`), (err) => {
       assert.ok(err instanceof UsageError);
@@ -107,14 +104,10 @@ Deno.test("DataDir: a second opener of one directory is refused, naming the hold
     });
     first.close();
     DataDir.open(`${dir}/data`).close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: a file that is not a database is refused, or moved aside on request", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: a file that is not a database is refused, or moved aside on request", () =>
+  withDir(async (dir) => {
     const path = `${dir}/x.db`;
     await Deno.writeTextFile(path, "this is not a database, it is a text file ".repeat(100));
     assert.throws(() => open(path), (err) => {
@@ -137,14 +130,10 @@ Deno.test("Store: a file that is not a database is refused, or moved aside on re
     );
     const names = [...Deno.readDirSync(dir)].map((e) => e.name);
     assert.ok(names.some((n) => n.startsWith("x.db.corrupt-")), names.join(", "));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: a truncated file is refused with what SQLite found", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: a truncated file is refused with what SQLite found", () =>
+  withDir(async (dir) => {
     const path = `${dir}/x.db`;
     const s = open(path);
     for (let i = 0; i < 5000; i++) s.put("t", `key-${i}`, "x".repeat(200));
@@ -157,27 +146,19 @@ Deno.test("Store: a truncated file is refused with what SQLite found", async () 
       assert.match(err.message, new RegExp(`^Cannot open ${path}: .+: move it away`));
       return true;
     });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: a file of another program is not taken for a data file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: a file of another program is not taken for a data file", () =>
+  withDir(async (dir) => {
     const { DatabaseSync } = await import("node:sqlite");
     const other = new DatabaseSync(`${dir}/o.db`);
     other.exec("CREATE TABLE notes (x)");
     other.close();
     assert.throws(() => open(`${dir}/o.db`), /: not a dist data file: /);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: after deleting most rows the file shrinks near the live data", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: after deleting most rows the file shrinks near the live data", () =>
+  withDir(async (dir) => {
     const s = open(`${dir}/v.db`, { fsync: "off" });
     const value = "x".repeat(1000);
     for (let i = 0; i < 4000; i++) s.put("t", `k${i}`, value);
@@ -191,22 +172,15 @@ Deno.test("Store: after deleting most rows the file shrinks near the live data",
     const after = Deno.statSync(`${dir}/v.db`).size;
     assert.ok(full > 4_000_000, `full: ${full}`);
     assert.ok(after < full / 4, `after deleting 97%: ${after} bytes of ${full}`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("openDataDir: the lock is released when the file cannot be opened", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("openDataDir: the lock is released when the file cannot be opened", () =>
+  withDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/s.db`, "garbage ".repeat(100));
     const opts = { tables: TABLES, fsync: "batch" as const, moveCorruptAside: false, warn() {} };
     assert.throws(() => openDataDir(dir, "s.db", opts), UsageError);
     openDataDir(dir, "s.db", { ...opts, moveCorruptAside: true }).close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("Store: a failed commit keeps what a deferred value was then, not the buffer its writer reuses", async () => {
   const dir = await Deno.makeTempDir();
@@ -263,9 +237,8 @@ Deno.test("Store: while commits fail, writes wait for the retry instead of each 
   }
 });
 
-Deno.test("Store: under batch, commit(false) resolves once committed, before the WAL's sync", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: under batch, commit(false) resolves once committed, before the WAL's sync", () =>
+  withDir(async (dir) => {
     const s = open(`${dir}/a.db`);
     const order: string[] = [];
     s.put("t", "k", "v");
@@ -286,14 +259,10 @@ Deno.test("Store: under batch, commit(false) resolves once committed, before the
     await always.commit(false);
     assert.equal(always.counters.commits, 1, "under always it waits for the synced commit");
     always.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("Store: a put never written, then its delete, leaves nothing pending (a committed row is still deleted)", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("Store: a put never written, then its delete, leaves nothing pending (a committed row is still deleted)", () =>
+  withDir(async (dir) => {
     const s = open(`${dir}/a.db`);
     s.put("t", "old", "v");
     await s.commit();
@@ -311,7 +280,4 @@ Deno.test("Store: a put never written, then its delete, leaves nothing pending (
     const again = open(`${dir}/a.db`);
     assert.deepEqual([...again.rows("t")], []);
     again.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
