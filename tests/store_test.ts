@@ -13,7 +13,7 @@ import { UsageError } from "../config/mod.ts";
 const TABLES = ["t"];
 
 /** Runs `fn` in a new temporary directory, removed after. */
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = await Deno.makeTempDir();
   try {
     await fn(dir);
@@ -91,7 +91,7 @@ Deno.test("Store: batch syncs off the loop, groups what arrives meanwhile, keeps
   }));
 
 Deno.test("DataDir: a second opener of one directory is refused, naming the holder", () =>
-  withDir(async (dir) => {
+  withDir((dir) => {
     const first = DataDir.open(`${dir}/data`);
     assert.throws(() => DataDir.open(`${dir}/data`), (err) => {
       assert.ok(err instanceof UsageError);
