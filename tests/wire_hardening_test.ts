@@ -311,10 +311,57 @@ Deno.test("MessagePack strings must be valid UTF-8, as in JSON", async () => {
       const answer = await mp.answer();
       assert.equal((answer?.error as { code: string }).code, "BAD_REQUEST");
       assert.match((answer?.error as { message: string }).message, /UTF-8/);
+      assert.equal(answer?.id, 1, "answered by its id: the caller need not wait for a timeout");
       await mp.send(mpEncode({ id: 2, method: "echo", params: ["héllo ✓"] }));
       assert.equal((await mp.answer())?.result, "héllo ✓", "valid UTF-8 still echoes");
     } finally {
       closeQuietly(mp.conn);
+    }
+  });
+});
+
+Deno.test("JSON text that is not UTF-8 is BAD_REQUEST by its id when the frame is otherwise readable", async () => {
+  await withServer({}, async (port) => {
+    const { conn, reader } = await rawConn(port);
+    try {
+      await rawHandshake(conn, reader);
+      const enc = new TextEncoder();
+      const send = async (...parts: (string | number[])[]) => {
+        const bytes = concat(
+          parts.map((p) => typeof p === "string" ? enc.encode(p) : new Uint8Array(p)),
+        );
+        await writeAll(conn, frame(bytes));
+        return await reader.json(2000);
+      };
+      // One read of several frames (decoded together) and a frame alone.
+      const inString = await send('{"id":5,"method":"echo","params":["a', [0xff], 'b"]}');
+      assert.equal(inString?.id, 5, "the id was readable: the refusal names it");
+      assert.equal((inString?.error as { code: string }).code, "BAD_REQUEST");
+      assert.match((inString?.error as { message: string }).message, /UTF-8/);
+      const inKey = await send('{"id":"k","method":"echo","params":{"', [0xc3, 0x28], '":1}}');
+      assert.equal(inKey?.id, "k", "keys too");
+      // A bad byte outside any string leaves no readable message: id null.
+      const garbage = await send('{"id":6,', [0xff], '"method":"echo"}');
+      assert.equal(garbage?.id, null);
+      assert.equal((garbage?.error as { code: string }).code, "BAD_REQUEST");
+      const two = concat([
+        frame(
+          concat([
+            enc.encode('{"id":7,"method":"echo","params":["'),
+            new Uint8Array([0xfe]),
+            enc.encode('"]}'),
+          ]),
+        ),
+        frame('{"id":8,"method":"echo","params":["ok"]}'),
+      ]);
+      await writeAll(conn, two);
+      const a7 = await reader.json(2000);
+      const a8 = await reader.json(2000);
+      assert.equal(a7?.id, 7);
+      assert.equal((a7?.error as { code: string }).code, "BAD_REQUEST");
+      assert.equal(a8?.result, "ok", "the frame beside it is served");
+    } finally {
+      closeQuietly(conn);
     }
   });
 });
