@@ -262,7 +262,11 @@ function setUpBalancer(
 }
 
 /** The balancer's part of `sys.stats`. */
-function balancerStats({ dispatcher, pool }: Forwarding, bound: Bound, workers: WorkerRegistry) {
+function balancerStats(
+  { dispatcher, pool, relay }: Forwarding,
+  bound: Bound,
+  workers: WorkerRegistry,
+) {
   return {
     connections: bound.peers.size,
     workers: workers.size,
@@ -274,6 +278,7 @@ function balancerStats({ dispatcher, pool }: Forwarding, bound: Bound, workers: 
     queued_bytes: dispatcher.queuedBytes,
     active_clients: dispatcher.activeClients,
     ...dispatcher.stats,
+    trials_sent_on: relay.trialsSentOn,
     // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.
     backends: pool.list.length,
   };

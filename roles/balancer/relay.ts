@@ -206,6 +206,11 @@ export class Relay implements DispatchHooks<ForwardJob> {
   #verify: Verifier;
   #trials: Trials;
 
+  /** Trials held past their bound and sent to another backend (trials.ts). */
+  get trialsSentOn(): number {
+    return this.#trials.sentOn;
+  }
+
   constructor(options: RelayOptions) {
     this.#options = options;
     this.#trials = new Trials(options.timeoutMs);

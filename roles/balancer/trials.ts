@@ -19,9 +19,20 @@
  * backend held what a proven one answers in time, and it failed its trial
  * — no trial for 10 s, twice that the next time, up to 5 min
  * (trial_backoff.ts); a `--service` instance is then dropped and
- * benched (places.ts). Answered slower there, or failed or timed out
- * there too, it says nothing: the method is slow everywhere, and the
- * untried one may have its next trial. Nothing is closed for a trial.
+ * benched (places.ts). A worker's failures also count for its source
+ * (its user, else its address: trial_backoff.ts SourceTrials): from its
+ * second, no worker of the source that has answered nothing gets a trial
+ * for 10 s, then 20 s …, whatever its name, and an untried worker losing a
+ * request with its connection counts as one (hostile40c V3). Answered
+ * slower there, or failed or timed out there too, it says nothing: the
+ * method is slow everywhere, and the untried one may have its next trial.
+ * Nothing is closed for a trial.
+ *
+ * A trial sent on is a hedge: the untried backend is not told to stop,
+ * so the request may run on both (hostile40c V7), at most twice, and only
+ * an idempotent one. The trial slot is held until it is sent on, so it
+ * happens at most once a bound (a second or more) pool-wide, less once
+ * sources fail; `sys.stats` counts them (`trials_sent_on`).
  *
  * Before (hostile39c R1), a worker that held its trial past a second, or
  * timed it out, was closed with every other untried worker of its address,
@@ -67,6 +78,11 @@ export function provenUp(pool: Pool | undefined): boolean {
 }
 
 export class Trials {
+  /**
+   * Trials held past their bound and sent again (`trials_sent_on` in
+   * `sys.stats`): each may have run on two backends (see the module comment).
+   */
+  sentOn = 0;
   #timeoutMs: number;
   /** The last slow answers of each method by a proven backend (ms), and when the last was. */
   #slow = new Map<string, { ms: number[]; at: number }>();
@@ -110,6 +126,7 @@ export class Trials {
     const trial = job.trial;
     if (trial?.from !== backend) return false;
     trial.held = true;
+    this.sentOn++;
     backend.trial.pause(performance.now() + trial.bound);
     return true;
   }
@@ -129,6 +146,7 @@ export class Trials {
     ok = outcome === "answered",
   ): void {
     const trial = job.trial;
+    if (outcome === "lost" && backend.untried) this.#lost(job, backend);
     if (outcome !== "answered" || !ok || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
       return;
@@ -144,7 +162,7 @@ export class Trials {
     const out = held.trial.fail(now);
     backendLines.warn(
       "Backend {backend} ({peer}) held a trial request {method} past {bound} ms, which {other} answered " +
-        "in {ms} ms: no trial for {seconds} s ({n} failed)",
+        "in {ms} ms: no trial for {seconds} s ({n} failed; {sourceN} by its source)",
       {
         backend: held.name,
         peer: held.peerName,
@@ -154,6 +172,31 @@ export class Trials {
         ms: Math.round(ms),
         seconds: Math.ceil(out / 1000),
         n: held.trial.failed,
+        sourceN: held.trial.source?.failed ?? held.trial.failed,
+      },
+    );
+  }
+
+  /**
+   * `backend`, untried, lost `job` with its connection: a failure of its
+   * source (trial_backoff.ts SourceTrials; hostile40c V3: fakes that drop a
+   * held request and register again under a new name failed a client's
+   * non-idempotent request each time while no proven backend was in rotation).
+   */
+  #lost(job: Job & { readonly method: string }, backend: Backend): void {
+    const source = backend.trial.source;
+    if (source === undefined) return;
+    const ms = source.fail(performance.now());
+    if (ms === 0) return;
+    backendLines.warn(
+      "Backend {backend} ({peer}) lost request {method} with its connection before it answered any: " +
+        "no trial for its source's workers that answered none for {seconds} s ({n} failed)",
+      {
+        backend: backend.name,
+        peer: backend.peerName,
+        method: job.method.slice(0, 64),
+        seconds: Math.ceil(ms / 1000),
+        n: source.failed,
       },
     );
   }

@@ -9,6 +9,7 @@ import { BACKOFF_MS, type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.t
 import { WorkerLink } from "./links.ts";
 import { workerLines } from "./log.ts";
 import { StrayBench } from "./stray_bench.ts";
+import { WorkerSources } from "./worker_sources.ts";
 import { clientSource } from "../../auth/mod.ts";
 import type { SourceOptions } from "./sources.ts";
 
@@ -32,6 +33,8 @@ export class WorkerRegistry {
   #gone = new Map<string, { outlier: Outlier; at: number }>();
   /** Sources whose worker was closed for answers to requests never sent (stray_bench.ts). */
   readonly #bench = new StrayBench();
+  /** Its workers by source: their failed trials, and the slots their untried ones hold. */
+  readonly #sources = new WorkerSources();
 
   constructor(options: SourceOptions) {
     this.#options = options;
@@ -67,7 +70,7 @@ export class WorkerRegistry {
     }
     const holder = this.#byName.get(name);
     const max = o.maxWorkers ?? Infinity;
-    if (holder === undefined && this.#byPeer.size >= max) {
+    if (holder === undefined && this.#byPeer.size >= max && !this.#displace(source, max, name)) {
       workerLines.warn(
         "Worker {name} from {addr} refused: {max} workers registered (--max-workers)",
         {
@@ -122,6 +125,7 @@ export class WorkerRegistry {
     backend.source = "worker port";
     this.#byPeer.set(peer, backend);
     this.#byName.set(name, peer);
+    this.#sources.join(source, backend);
     o.pool.add(backend);
     workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", {
       name,
@@ -144,6 +148,7 @@ export class WorkerRegistry {
     if (backend === undefined) return false;
     this.#byPeer.delete(peer);
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
+    this.#sources.leave(sourceOf(peer), backend);
     this.#options.pool.remove(backend);
     // A backoff is kept for the name of a worker that served: one that never did (a fake that
     // took the name while it was free) must not pass its backoff to the real one (hostile39a P8).
@@ -154,6 +159,28 @@ export class WorkerRegistry {
       if (gone.size > REMEMBER_MAX) gone.delete(gone.keys().next().value!);
     }
     return true;
+  }
+
+  /**
+   * With every slot taken, a newcomer `name` of `source` takes the place of
+   * the oldest untried worker of a source that holds more than its share
+   * (worker_sources.ts). @returns whether a place was freed
+   */
+  #displace(source: string, max: number, name: string): boolean {
+    const out = this.#sources.displaced(source, max);
+    if (out === undefined) return false;
+    for (const [peer, backend] of this.#byPeer) {
+      if (backend !== out) continue;
+      workerLines.warn(
+        "Worker {name} closed: the slots are full (--max-workers {max}), and its source holds more than " +
+          "its share of workers that answered nothing; {newcomer} takes its place",
+        { name: out.name, max, newcomer: name },
+      );
+      this.#forget(peer);
+      peer.close();
+      return true;
+    }
+    return false;
   }
 
   /** The backoff `name` left with, within REMEMBER_MS (undefined: a fresh start). */
@@ -182,12 +209,17 @@ export const NAME_SILENCE_MS = BACKOFF_MS;
  * it loses it: a fake that answered a task and holds the rest kept the
  * name for as long as it stayed connected (hostile39c R2). Late answers
  * count for nothing here: a fake answering one held task late every 9 s
- * kept the name for good (hostile40c V1). So does one that never served and
- * failed a trial (trials.ts), which is never taken out.
+ * kept the name for good (hostile40c V1). One that never served keeps it
+ * for as long from its registration, and after that only while it holds a
+ * trial it has not failed (trials.ts; it is never taken out): in a pool
+ * with no traffic, a fake that answers only health checks kept the name
+ * for good (hostile40c V8). Two workers of one user given one `--name`
+ * in a pool with no traffic then take it from each other at most every
+ * 10 s, until one serves.
  */
 function keepsName(held: Backend, now: number): boolean {
   const silent = now - held.lastAnswerAt >= NAME_SILENCE_MS;
-  if (held.served === 0 && held.trial.failed > 0) return !silent;
+  if (held.served === 0) return !silent || (held.inflight > 0 && held.trial.failed === 0);
   if (!held.outlier.backedOff) return held.state === "up";
   return (held.state === "up" && held.inflight === 0) || !silent;
 }

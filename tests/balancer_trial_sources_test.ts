@@ -1,0 +1,205 @@
+/**
+ * Workers on trial counted by their source, not their name (hostile40c V3,
+ * roles/balancer/trial_backoff.ts SourceTrials and worker_sources.ts), an
+ * idle untried worker's name (V8, workers.ts keepsName), and trials sent on
+ * counted (V7). V3: fakes that held their trial, dropped it and registered
+ * again under a new name had a fresh trial each time: a client request a
+ * second held for a second, for good; and fakes of one source could take
+ * every `--max-workers` slot. V8: in a pool with no traffic, a fake that
+ * answers only health checks kept a worker name for good.
+ */
+import assert from "node:assert/strict";
+import { dial, type DistError, type Peer } from "../wire/mod.ts";
+import { hashToken } from "../auth/mod.ts";
+import {
+  backendsOf,
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  stopAll,
+} from "./helpers/balancer.ts";
+import { sleep } from "./helpers/raw.ts";
+
+/** A worker at `address` answering health checks; tasks `answer`ed, or held (`onTask` told). */
+async function worker(
+  address: string,
+  name: string,
+  opts: { token?: string; answer?: boolean; onTask?: (peer: Peer) => void } = {},
+): Promise<Peer> {
+  const [host, port] = address.split(":");
+  const peer: Peer = await dial({ host, port: Number(port) }, {
+    role: "worker",
+    name,
+    credentials: opts.token === undefined ? undefined : { token: opts.token },
+    onRequest: (method, params) => {
+      if (method === "sys.ping") return { pong: true };
+      if (opts.answer === true) {
+        const { a, b } = params as { a: number; b: number };
+        return a + b;
+      }
+      opts.onTask?.(peer);
+      return new Promise(() => {});
+    },
+  });
+  try {
+    await peer.call("worker.register", { name, capacity: 16 });
+  } catch (e) {
+    peer.close();
+    throw e;
+  }
+  return peer;
+}
+
+Deno.test("fakes of one address that drop their trial and register again under new names get no fresh trial each time (hostile40c V3)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "20s"]);
+  const client = await connectTo(lb.address, 10_000);
+  const fakes: Peer[] = [];
+  let tasks = 0;
+  let names = 0;
+  let stop = false;
+  // Each fake holds the task it gets 1.2 s (its trial's bound is 1 s), then leaves and
+  // registers again under a new name (hostile40c's hold_then_drop:1100).
+  const spawn = async (): Promise<void> => {
+    if (stop) return;
+    fakes.push(
+      await worker(lb.workerAddress, `churn${names++}`, {
+        onTask: (peer) => {
+          tasks++;
+          setTimeout(() => {
+            peer.close();
+            spawn().catch(() => {});
+          }, 1_200);
+        },
+      }),
+    );
+  };
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    for (let i = 0; i < 8; i++) await spawn();
+    let slow = 0;
+    let answered = 0;
+    const end = performance.now() + 7_000;
+    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+      for (let i = 0; performance.now() < end; i++) {
+        const t = performance.now();
+        assert.equal(await client.call("add", { a: i, b: k }), i + k);
+        if (performance.now() - t >= 900) slow++;
+        answered++;
+      }
+    }));
+    // Before: a fresh trial each second (7 tasks in 7 s, 7 calls held a second). Now the
+    // second failure of the address holds every untried worker of it for 10 s.
+    assert.ok(tasks <= 3, `the fakes got ${tasks} tasks in 7 s`);
+    assert.ok(slow <= 3, `${slow} calls held 900 ms or more`);
+    assert.ok(answered > 1_000, `${answered} answers`);
+    assert.match(lb.stderr(), /no trial for 10 s \(1 failed; 2 by its source\)/);
+    // Each trial held past its bound was sent on to the server, and is counted (V7).
+    const stats = await client.call("sys.stats") as { trials_sent_on: number };
+    assert.equal(stats.trials_sent_on, tasks);
+  } finally {
+    stop = true;
+    client.close();
+    for (const f of fakes) f.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
+
+/** Users alice and mallory, both may register workers. */
+async function usersFile(): Promise<string> {
+  const file = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(
+    file,
+    ["alice", "mallory", "client"].map((u) =>
+      [
+        `[users.${u}]`,
+        `token = "${hashToken(`${u}-token-0123456789`)}"`,
+        u === "client" ? 'methods = ["*"]' : 'roles = ["worker"]\nmethods = ["sys.*"]',
+      ].join("\n")
+    ).join("\n"),
+  );
+  return file;
+}
+
+Deno.test("fakes of one source keep at most a quarter of --max-workers once it is full: another source's worker takes a fake's place (hostile40c V3)", async () => {
+  const servers = await startServers(1);
+  const file = await usersFile();
+  const lb = await startBalancer(servers, ["--users", file, "--max-workers", "8"]);
+  const [host, port] = lb.address.split(":");
+  const client = await dial({ host, port: Number(port) }, {
+    role: "client",
+    name: "client",
+    credentials: { token: "client-token-0123456789" },
+  });
+  const peers: Peer[] = [];
+  try {
+    for (let i = 0; i < 8; i++) {
+      peers.push(await worker(lb.workerAddress, `fake${i}`, { token: "mallory-token-0123456789" }));
+    }
+    // Before: "refused: 8 workers registered (--max-workers)".
+    const real = await worker(lb.workerAddress, "real", {
+      token: "alice-token-0123456789",
+      answer: true,
+    });
+    peers.push(real);
+    assert.match(lb.stderr(), /Worker fake0 closed: the slots are full/);
+    await eventually(() => Promise.resolve(!peers[0].canCall), 2_000, "fake0 closed");
+    // Mallory's next one finds no place: its source holds more than its share.
+    const more = await worker(lb.workerAddress, "fake8", { token: "mallory-token-0123456789" })
+      .catch((e) => e as DistError);
+    assert.equal((more as DistError).code, "OVERLOADED", String(more));
+    const names = (await backendsOf(client)).map((b) => b.name);
+    assert.ok(names.includes("real") && !names.includes("fake0"), names.join(","));
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("in a pool with no traffic, a worker that has answered nothing keeps its name 10 s, then a newcomer of its user takes it (hostile40c V8)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const client = await connectTo(lb.address);
+  const peers: Peer[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    const fake = await worker(lb.workerAddress, "w1");
+    peers.push(fake);
+    const first = await worker(lb.workerAddress, "w1", { answer: true }).catch((e) => e);
+    assert.equal((first as DistError).code, "BAD_REQUEST", "refused while the holder is new");
+    // Before: refused for as long as the fake stayed connected.
+    const t0 = performance.now();
+    let real: Peer | undefined;
+    await eventually(
+      async () => {
+        real = await worker(lb.workerAddress, "w1", { answer: true }).catch(() => undefined);
+        if (real === undefined) await sleep(250);
+        return real !== undefined;
+      },
+      14_000,
+      "the real w1 registered",
+    );
+    peers.push(real!);
+    assert.ok(performance.now() - t0 < 13_000);
+    await eventually(() => Promise.resolve(!fake.canCall), 2_000, "the fake's connection closed");
+    // And it serves once traffic comes.
+    await eventually(
+      async () => {
+        await Promise.all(Array.from({ length: 8 }, (_, i) => client.call("add", { a: i, b: 1 })));
+        return ((await backendsOf(client)).find((b) => b.name === "w1")?.served ?? 0) > 0;
+      },
+      3_000,
+      "w1 serving",
+    );
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
