@@ -20,6 +20,7 @@ import {
   jsonFrame,
   rawHandshake,
   RawReader,
+  sleep,
   within,
   writeAll,
 } from "./helpers/raw.ts";
@@ -140,6 +141,51 @@ Deno.test("a client that writes 70,000 small requests before reading gets every 
     );
     assert.equal(through.answered, 70_000);
   } finally {
+    await stop();
+  }
+});
+
+/**
+ * A client of `port` that pipelines 60 KB echoes and never reads, connecting
+ * again each time its connection is cut, until `until()` says stop.
+ */
+async function hog(port: number, until: () => boolean, conns: Deno.Conn[]): Promise<void> {
+  const request = jsonFrame({ id: 1, method: "echo", params: { text: "y".repeat(60_000) } });
+  while (!until()) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conns.push(conn);
+    try {
+      await rawHandshake(conn, new RawReader(conn));
+      while (!until()) await writeAll(conn, request);
+    } catch {
+      // Cut (its answers unread past the write timeout): again.
+    } finally {
+      closeQuietly(conn);
+    }
+  }
+}
+
+Deno.test("a client that writes all before reading gets every answer beside two non-readers of its address that reconnect when cut (hostile40c V6)", async () => {
+  const { balancer, stop } = await scene();
+  let done = false;
+  const conns: Deno.Conn[] = [];
+  const hogs = [hog(balancer, () => done, conns), hog(balancer, () => done, conns)];
+  try {
+    // The non-readers are refused first and spend their 8 MiB of output; each is cut after
+    // about 10 s of unread answers, and connects again.
+    await sleep(3_000);
+    // Before: their new connections spent the address's 8 MiB again each time, and this
+    // client was never read again (0 of 5,000 answers in 30 s). Now it waits only for the
+    // ones refused before it (until they are cut).
+    const through = await writeThenRead(balancer, 5000, 2000, 25_000);
+    console.log(
+      `beside 2 reconnecting non-readers: ${through.ms.toFixed(0)} ms, load ${Deno.loadavg()[0]}`,
+    );
+    assert.equal(through.answered, 5000);
+  } finally {
+    done = true;
+    for (const c of conns) closeQuietly(c);
+    await Promise.all(hogs);
     await stop();
   }
 });

@@ -89,8 +89,8 @@ export class Pressure {
   #held = new WeakSet<Peer>();
   /** Client connections told OVERLOADED that have not shown since that they take their answers. */
   #refused = new Map<Peer, Refused>();
-  /** Bytes of output those were given since they were refused, by source (as of their last look). */
-  #holds = new Map<unknown, number>();
+  /** Those by source, each source's in the order they were refused. */
+  #bySource = new Map<unknown, Set<Refused>>();
   #sourceOf: ((flow: object) => string | undefined) | undefined;
 
   /**
@@ -134,9 +134,10 @@ export class Pressure {
    *
    * Then, until it has taken every answer (none waits in the process nor
    * unacknowledged in its socket, wire's unsentBytes; looked at every
-   * OVERLOAD_BACKOFF_MS), it is read again only while the connections of
-   * its source so refused were given at most REFUSED_OUTPUT_BYTES of
-   * output together since they were refused. A refused request frees its
+   * OVERLOAD_BACKOFF_MS), it is read again only while it and the
+   * connections of its source refused before it (and not done since) were
+   * given at most REFUSED_OUTPUT_BYTES of output together since they were
+   * refused. A refused request frees its
    * slot for the next, so 40 connections that pipeline small requests and
    * never read were refused ~60,000 requests a second, each parsed and
    * answered into a socket nobody drains (hostile39a P9). Left unread until
@@ -148,6 +149,13 @@ export class Pressure {
    * non-readers of one source are refused that much together, then left
    * unread. Output given, not output unacknowledged: a client's kernel
    * acknowledges what fits its receive buffer unread (8 MiB with SO_RCVBUF).
+   * Counted in the order they were refused, not all together: two
+   * non-readers of one address that reconnect after each reset spent the
+   * source's 8 MiB again and again, and an honest write-all client of the
+   * same address refused before them was never read again (hostile40c V6:
+   * 0 of 5,000 answers in 30 s). A newer connection can no longer stop an
+   * older one; an older non-reader still stops the newer ones until it
+   * goes (its write timeout cuts it).
    */
   backOff(flow: Peer): void {
     if (flow.isClosed) return;
@@ -156,6 +164,9 @@ export class Pressure {
       const since = flow.conn.bytesOut + flow.conn.pendingBytes;
       r = { source: this.#sourceOf?.(flow) ?? flow, since, holds: 0, paused: false, pausedAt: 0 };
       this.#refused.set(flow, r);
+      const same = this.#bySource.get(r.source);
+      if (same === undefined) this.#bySource.set(r.source, new Set([r]));
+      else same.add(r);
       setTimeout(() => this.#look(flow), OVERLOAD_BACKOFF_MS);
     }
     if (r.paused) return;
@@ -168,18 +179,22 @@ export class Pressure {
   #look(flow: Peer): void {
     const r = this.#refused.get(flow)!;
     const conn = flow.conn;
-    const others = (this.#holds.get(r.source) ?? 0) - r.holds;
+    const same = this.#bySource.get(r.source)!;
     if (flow.isClosed || (conn.pendingBytes === 0 && unsentBytes(conn) === 0)) {
       // Gone, or it took every answer: read as any other.
       this.#refused.delete(flow);
-      if (others > 0) this.#holds.set(r.source, others);
-      else this.#holds.delete(r.source);
+      same.delete(r);
+      if (same.size === 0) this.#bySource.delete(r.source);
       if (r.paused && !flow.isClosed) conn.resumeReading();
       return;
     }
     r.holds = conn.bytesOut + conn.pendingBytes - r.since;
-    const total = others + r.holds;
-    this.#holds.set(r.source, total);
+    // Its own, and what those of its source refused before it hold (as of their last look).
+    let total = 0;
+    for (const o of same) {
+      total += o.holds;
+      if (o === r) break;
+    }
     if (
       r.paused && total <= REFUSED_OUTPUT_BYTES &&
       performance.now() - r.pausedAt >= OVERLOAD_BACKOFF_MS
