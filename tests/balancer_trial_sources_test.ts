@@ -9,7 +9,7 @@
  * answers only health checks kept a worker name for good.
  */
 import assert from "node:assert/strict";
-import { dial, type DistError, type Peer } from "../wire/mod.ts";
+import { dial, DistError, type ErrorCode, type Peer } from "../wire/mod.ts";
 import { hashToken } from "../auth/mod.ts";
 import {
   backendsOf,
@@ -21,11 +21,14 @@ import {
 } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
 
-/** A worker at `address` answering health checks; tasks `answer`ed, or held (`onTask` told). */
+/**
+ * A worker at `address` answering health checks; tasks `answer`ed, answered
+ * the error `fail`, or held (`onTask` told).
+ */
 async function worker(
   address: string,
   name: string,
-  opts: { token?: string; answer?: boolean; onTask?: (peer: Peer) => void } = {},
+  opts: { token?: string; answer?: boolean; fail?: ErrorCode; onTask?: (peer: Peer) => void } = {},
 ): Promise<Peer> {
   const [host, port] = address.split(":");
   const peer: Peer = await dial({ host, port: Number(port) }, {
@@ -34,6 +37,7 @@ async function worker(
     credentials: opts.token === undefined ? undefined : { token: opts.token },
     onRequest: (method, params) => {
       if (method === "sys.ping") return { pong: true };
+      if (opts.fail !== undefined) throw new DistError(opts.fail, "no");
       if (opts.answer === true) {
         const { a, b } = params as { a: number; b: number };
         return a + b;
@@ -197,6 +201,75 @@ Deno.test("in a pool with no traffic, a worker that has answered nothing keeps i
       "w1 serving",
     );
   } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a worker that refuses its trial at once fails it: beside one server, a fake answering every task UNAVAILABLE gets one, not hundreds (hostile41a W5)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const client = await connectTo(lb.address);
+  const peers: Peer[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    peers.push(await worker(lb.workerAddress, "refuser", { fail: "UNAVAILABLE" }));
+    let refused = 0;
+    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+      for (let i = 0; i < 100; i++) {
+        await client.call("add", { a: i, b: k }).catch((e) => {
+          assert.equal((e as DistError).code, "UNAVAILABLE");
+          refused++;
+        });
+      }
+    }));
+    // Before: tried again at once, each time (~9 % of the calls refused, for good).
+    assert.ok(refused <= 3, `${refused} of 800 calls refused`);
+    assert.match(lb.stderr(), /refuser \(refuser\) answered a trial request add refused: no trial/);
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a name holder answering every task with an error keeps the name 10 s at most: the real worker of its user then takes it (hostile41a W6)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const client = await connectTo(lb.address);
+  const peers: Peer[] = [];
+  let stop = false;
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    const fake = await worker(lb.workerAddress, "w1", { fail: "UNKNOWN_METHOD" });
+    peers.push(fake);
+    // Traffic all along: the fake answers its share at once, with an error.
+    const traffic = Promise.all(Array.from({ length: 4 }, async () => {
+      while (!stop) {
+        await client.call("add", { a: 1, b: 2 }).catch(() => 0);
+        await sleep(5);
+      }
+    }));
+    let real: Peer | undefined;
+    await eventually(
+      async () => {
+        real = await worker(lb.workerAddress, "w1", { answer: true }).catch(() => undefined);
+        if (real === undefined) await sleep(250);
+        return real !== undefined;
+      },
+      14_000,
+      "the real w1 registered",
+    );
+    peers.push(real!);
+    stop = true;
+    await traffic;
+    // Before: refused for as long as the fake stayed connected (never in 30 s).
+    await eventually(() => Promise.resolve(!fake.canCall), 2_000, "the fake's connection closed");
+  } finally {
+    stop = true;
     client.close();
     for (const p of peers) p.close();
     await sleep(10);

@@ -91,6 +91,8 @@ export class Backend {
    * whether a worker out of rotation still holds its name).
    */
   lastAnswerAt = performance.now();
+  /** When it last answered a request in time with a result (trials.ts); when it was added, before. */
+  lastResultAt = this.lastAnswerAt;
   /** Its failed trials, and until when it has no other (trials.ts). */
   readonly trial = new TrialBackoff();
   /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */

@@ -137,7 +137,11 @@ export class Trials {
    * remembered for its method, and its result to a trial sent again is the
    * verdict on the backend that held it. An error answer is none
    * (hostile40c V5: a server's 2-ms UNKNOWN_METHOD failed every trial of a
-   * worker serving the method in 1.5 s).
+   * worker serving the method in 1.5 s). A trial its own backend refused
+   * (UNAVAILABLE, OVERLOADED) or failed (INTERNAL) failed (hostile41a W5:
+   * a fake refusing every task at once freed the trial slot at once and was
+   * tried again, ~950 times a second beside one server); an untried
+   * worker's request lost with its connection counts for its source.
    */
   ended(
     job: Job & { readonly method: string },
@@ -146,9 +150,14 @@ export class Trials {
     ok = outcome === "answered",
   ): void {
     const trial = job.trial;
-    if (outcome === "lost" && backend.untried) this.#lost(job, backend);
+    if (outcome === "answered" && ok) backend.lastResultAt = performance.now();
     if (outcome !== "answered" || !ok || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
+      if (outcome === "refused" || outcome === "failed") {
+        if (trial?.from === backend) {
+          this.#failed(backend, `answered a trial request ${job.method.slice(0, 64)} ${outcome}`);
+        }
+      } else if (outcome === "lost" && backend.untried) this.#lost(job, backend);
       return;
     }
     const now = this.#now();
@@ -158,21 +167,25 @@ export class Trials {
     job.trial = undefined;
     // Answered by its backend, sent on for another reason (verify.ts); or slow here too: no verdict.
     if (!trial.held || ms >= trial.bound) return;
-    const held = trial.from;
-    const out = held.trial.fail(now);
+    this.#failed(
+      trial.from,
+      `held a trial request ${job.method.slice(0, 64)} past ${Math.round(trial.bound)} ms, ` +
+        `which ${backend.name} answered in ${Math.round(ms)} ms`,
+    );
+  }
+
+  /** `backend` failed a trial: it `did` so (for the log). */
+  #failed(backend: Backend, did: string): void {
+    const out = backend.trial.fail(performance.now());
     backendLines.warn(
-      "Backend {backend} ({peer}) held a trial request {method} past {bound} ms, which {other} answered " +
-        "in {ms} ms: no trial for {seconds} s ({n} failed; {sourceN} by its source)",
+      "Backend {backend} ({peer}) {did}: no trial for {seconds} s ({n} failed; {sourceN} by its source)",
       {
-        backend: held.name,
-        peer: held.peerName,
-        method: job.method.slice(0, 64),
-        bound: Math.round(trial.bound),
-        other: backend.name,
-        ms: Math.round(ms),
+        backend: backend.name,
+        peer: backend.peerName,
+        did,
         seconds: Math.ceil(out / 1000),
-        n: held.trial.failed,
-        sourceN: held.trial.source?.failed ?? held.trial.failed,
+        n: backend.trial.failed,
+        sourceN: backend.trial.source?.failed ?? backend.trial.failed,
       },
     );
   }

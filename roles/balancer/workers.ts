@@ -215,10 +215,17 @@ export const NAME_SILENCE_MS = BACKOFF_MS;
  * with no traffic, a fake that answers only health checks kept the name
  * for good (hostile40c V8). Two workers of one user given one `--name`
  * in a pool with no traffic then take it from each other at most every
- * 10 s, until one serves.
+ * 10 s, until one serves. A holder whose answers have been errors or
+ * refusals only for as long keeps it in no case (hostile41a W6: one that
+ * answered every task UNKNOWN_METHOD or UNAVAILABLE at once was never
+ * backed off, so never silent, and kept the name for good).
  */
 function keepsName(held: Backend, now: number): boolean {
   const silent = now - held.lastAnswerAt >= NAME_SILENCE_MS;
+  // Answering, but with no result for that long: errors and refusals keep no name.
+  if (held.lastAnswerAt > held.lastResultAt && now - held.lastResultAt >= NAME_SILENCE_MS) {
+    return false;
+  }
   if (held.served === 0) return !silent || (held.inflight > 0 && held.trial.failed === 0);
   if (!held.outlier.backedOff) return held.state === "up";
   return (held.state === "up" && held.inflight === 0) || !silent;
