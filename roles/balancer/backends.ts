@@ -86,12 +86,10 @@ export class Backend {
   /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
   lateAnswers = 0;
   /**
-   * When it last answered a request in time (a result or an error; late
-   * answers do not count); when it was added, before its first (workers.ts:
-   * whether a worker out of rotation still holds its name).
+   * When it last answered in time (late answers do not count; when added, before its first): with
+   * a result or error (workers.ts: does a worker out of rotation keep its name), with a result (trials.ts).
    */
   lastAnswerAt = performance.now();
-  /** When it last answered a request in time with a result (trials.ts); when it was added, before. */
   lastResultAt = this.lastAnswerAt;
   /** Its failed trials, and until when it has no other (trials.ts). */
   readonly trial = new TrialBackoff();
