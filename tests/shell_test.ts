@@ -197,7 +197,12 @@ Deno.test("a second SIGINT exits at once, saying what it abandons", async () => 
     const slow = await startDist(["server", "--port", "0", "--grace", "20s"]);
     const call = runDist(["client", "--connect", slow.address, "sleep", "10000"]);
     try {
-      await sleep(1500);
+      // Both requests in flight before any signal (a fixed sleep was not
+      // enough on a loaded machine: the slow server stopped with nothing to
+      // finish, exit 0).
+      await statsUntil(server.port, (s) => s.requests >= 1 && s.connections >= 1);
+      await statsUntil(slow.port, (s) => s.requests >= 1);
+      await sleep(300);
       client.kill("SIGINT");
       await sleep(300);
       client.kill("SIGINT");
@@ -224,6 +229,24 @@ Deno.test("a second SIGINT exits at once, saying what it abandons", async () => 
     }
   });
 });
+
+/** Polls `port`'s sys.stats (up to 10 s) until `done` says so; the probe itself is not counted. */
+async function statsUntil(
+  port: number,
+  done: (stats: { requests: number; connections: number }) => boolean,
+): Promise<void> {
+  const probe = await dial({ host: "127.0.0.1", port }, { role: "test", name: "t" });
+  try {
+    for (let i = 0; i < 1000; i++) {
+      const stats = await probe.call("sys.stats") as { requests: number; connections: number };
+      if (done({ requests: stats.requests - i - 1, connections: stats.connections - 1 })) return;
+      await sleep(10);
+    }
+    throw new Error(`port ${port}: sys.stats never showed the requests awaited`);
+  } finally {
+    probe.close();
+  }
+}
 
 Deno.test("a one-shot client interrupted before its answer says so, exit 130", async () => {
   await withServer(async (server) => {
