@@ -387,3 +387,70 @@ Deno.test("balancer --mode tcp: wrong flags are one dist: line and exit 2", asyn
   assert.equal(rpc.code, 2);
   assert.match(rpc.stderr, /^dist: --idle-timeout applies only with --mode tcp/);
 });
+
+/** Reads `conn` to its end slowly (16 KiB reads, a pause every 128 KiB): every byte it sent. */
+async function readSlowly(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buf = new Uint8Array(16 * 1024);
+  for (let n, i = 0; (n = await conn.read(buf)) !== null; i++) {
+    parts.push(buf.slice(0, n));
+    if (i % 8 === 7) await sleep(1);
+  }
+  return concat(parts);
+}
+
+Deno.test("balancer --mode tcp: both sides half-closed while one way is still backed up, every byte still passes (hostile41a W1: a truncated stream with a clean end)", async () => {
+  const SIZE = 8 * 1024 * 1024;
+  const body = pattern(SIZE, 41);
+  // Health checks connect too and hang up at once: only a connection that speaks is served.
+  let uploaded: Promise<Uint8Array> | undefined;
+  const backend = rawBackend(async (conn) => {
+    const first = new Uint8Array(1);
+    if (await conn.read(first) === null) return;
+    if (first[0] === 68) {
+      // "D": a download. The request to its end, then the answer, then close at once.
+      await readToEnd(conn);
+      await writeAll(conn, body);
+      return;
+    }
+    // An upload: "OK" and this side's end at once, then the upload read slowly.
+    await writeAll(conn, encoder.encode("OK"));
+    await conn.closeWrite();
+    uploaded = readSlowly(conn);
+    await uploaded;
+  });
+  const lb = await startTcpBalancer([backend.address]);
+  try {
+    for (let run = 0; run < 3; run++) {
+      // Download: the request and its end, then the answer read more slowly than it comes.
+      const down = await connect(lb.address);
+      try {
+        await writeAll(down, encoder.encode("D"));
+        await down.closeWrite();
+        const got = await within(readSlowly(down), 20_000, "the download");
+        assert.equal(got.length, SIZE, `run ${run}: bytes downloaded`);
+        assert.deepEqual(got, body, `run ${run}: the download's bytes`);
+      } finally {
+        closeQuietly(down);
+      }
+      // Upload: the body and its end; the backend ended its side first and reads slowly.
+      uploaded = undefined;
+      const up = await connect(lb.address);
+      try {
+        await writeAll(up, encoder.encode("U"));
+        await writeAll(up, body);
+        await up.closeWrite();
+        assert.equal(decoder.decode(await within(readToEnd(up), 20_000, "the OK")), "OK");
+        await waitFor(() => uploaded !== undefined, 5000, "the backend reading");
+        const got = await within(uploaded!, 20_000, "the upload");
+        assert.equal(got.length, SIZE, `run ${run}: bytes uploaded`);
+        assert.deepEqual(got, body, `run ${run}: the upload's bytes`);
+      } finally {
+        closeQuietly(up);
+      }
+    }
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});

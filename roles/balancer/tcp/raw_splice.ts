@@ -26,6 +26,9 @@ import { type Ended, EndReason, type IdleClock, type SpliceHooks } from "./splic
  */
 const READING = EPOLLIN | EPOLLRDHUP;
 
+/** A side's `events` while it is not in the poller at all (hung up, its bytes still to pass). */
+const UNWATCHED = -1;
+
 /** One side of a splice: what is read from it goes to `peer`. */
 class Side implements Handler, Later {
   tag = 0;
@@ -34,7 +37,7 @@ class Side implements Handler, Later {
   pending: Uint8Array | undefined;
   /** Its stream ended (read EOF). */
   eof = false;
-  /** The events registered for it. */
+  /** The events registered for it ({@link UNWATCHED}: none, and not in the poller). */
   events = READING;
 
   constructor(readonly splice: RawSplice, readonly conn: RawConn, readonly client: boolean) {}
@@ -113,7 +116,16 @@ export class RawSplice implements Spliced {
     }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) === 0) return;
     if (!side.eof && side.peer.pending === undefined) this.#read(side, events);
-    else if ((events & (EPOLLERR | EPOLLHUP)) !== 0) this.#broken(side);
+    else if ((events & (EPOLLERR | EPOLLHUP)) === 0) return;
+    else if ((events & EPOLLERR) !== 0 || side.eof || side.pending !== undefined) {
+      this.#broken(side);
+    } else {
+      // Hung up, not broken: its FIN came, and we ended our way to it (its peer's FIN), but
+      // what it sent before its FIN still waits to be read once its peer took what waits for it.
+      // A hang-up cannot be masked: it is unwatched till then (#interest watches it again).
+      this.#io.poller.remove(side.conn.fd);
+      side.events = UNWATCHED;
+    }
   }
 
   /** Reads `from` (ready for `events`) and passes what came to its peer. */
@@ -196,8 +208,11 @@ export class RawSplice implements Spliced {
     let events = !side.eof && side.peer.pending === undefined ? READING : 0;
     if (side.pending !== undefined) events |= EPOLLOUT;
     if (events === side.events) return;
+    const unwatched = side.events === UNWATCHED;
+    if (unwatched && events === 0) return;
     side.events = events;
-    this.#io.poller.modify(side.conn.fd, events, side.tag);
+    if (unwatched) this.#io.poller.add(side.conn.fd, events, side.tag);
+    else this.#io.poller.modify(side.conn.fd, events, side.tag);
   }
 
   #failed(side: Side, errno: number): void {
