@@ -48,6 +48,11 @@ export class TcpProxy {
   readonly #fdBudget: number;
   readonly #ticker: ReturnType<typeof setInterval>;
   readonly #io: L4Io;
+  /**
+   * Whether each connection's start and end are logged (debug), asked once: logging is set up
+   * before the role starts, and asking logtape made garbage twice a connection.
+   */
+  readonly #debug = log.isEnabledFor("debug");
 
   /** @param descriptorLimit the process's (`ulimit -n`; undefined: unknown) */
   constructor(options: TcpOptions, descriptorLimit: number | undefined, io: L4Io) {
@@ -230,7 +235,7 @@ export class TcpProxy {
       }
       return this.#broke(p, err);
     }
-    if (log.isEnabledFor("debug")) {
+    if (this.#debug) {
       log.debug("Connection from {remote} to {backend}", {
         remote: p.client.remote,
         backend: backend.name,
@@ -269,7 +274,7 @@ export class TcpProxy {
     p.backend!.inflight--;
     this.#fds--;
     this.#leave(p);
-    if (!log.isEnabledFor("debug")) return;
+    if (!this.#debug) return;
     log.debug(
       "Connection from {remote} to {backend} closed ({reason}{detail}): " +
         "{up} bytes up, {down} bytes down in {ms} ms",

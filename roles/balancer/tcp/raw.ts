@@ -201,7 +201,7 @@ export class RawIo implements L4Io {
   }
 
   splice(client: ClientConn, backend: BackendConn, hooks: SpliceHooks): Spliced {
-    return new RawSplice(this, { client: client as RawClient, backend: backend as RawConn }, hooks);
+    return new RawSplice(this, client as RawClient, backend as RawConn, hooks);
   }
 
   closeListener(): void {

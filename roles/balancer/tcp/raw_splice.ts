@@ -68,11 +68,7 @@ export class RawSplice implements Spliced {
   #done: Promise<Ended> | undefined;
   #resolve: ((ended: Ended) => void) | undefined;
 
-  constructor(
-    io: RawIo,
-    { client, backend }: { client: RawClient; backend: RawConn },
-    hooks: SpliceHooks,
-  ) {
+  constructor(io: RawIo, client: RawClient, backend: RawConn, hooks: SpliceHooks) {
     this.#io = io;
     this.#clock = hooks.clock;
     this.active = hooks.clock.tick;
