@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { type DistProcess, runDist } from "./helpers/dist.ts";
 import { type HttpBackend, startHttpBackend } from "./helpers/http_backend.ts";
 import { closeQuietly, concat, sleep, waitFor, within, writeAll } from "./helpers/raw.ts";
+import { EAGAIN, openRawTcp } from "../wire/raw_tcp.ts";
 import {
   countThenAnswer,
   drainCount,
@@ -449,6 +450,45 @@ Deno.test("balancer --mode tcp: both sides half-closed while one way is still ba
         closeQuietly(up);
       }
     }
+  } finally {
+    await lb.stop();
+    await backend.close();
+  }
+});
+
+Deno.test("balancer --mode tcp over libc: a client's reset reaches the backend as a reset, not a clean end (hostile41a W2: an aborted upload looked whole)", async () => {
+  let ended: string | undefined;
+  let got = 0;
+  // Health checks connect too and hang up at once: only a connection that speaks is followed.
+  const backend = rawBackend(async (conn) => {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (let n; (n = await conn.read(buf)) !== null;) got += n;
+      if (got > 0) ended = "a clean end (EOF)";
+    } catch (err) {
+      ended = err instanceof Deno.errors.ConnectionReset ? "reset" : String(err);
+    }
+  });
+  const lb = await startTcpBalancer([backend.address]);
+  // The client through libc: Deno's sockets cannot reset a connection (SO_LINGER 0).
+  const raw = openRawTcp()!;
+  const to = raw.address("127.0.0.1", Number(lb.address.split(":")[1]))!;
+  const fd = raw.connect(to);
+  try {
+    assert.ok(fd >= 0, `connect: ${raw.describe(fd)}`);
+    await waitFor(() => raw.connected(fd, to) === 1, 5000, "the connect");
+    const upload = new Uint8Array(100_000).fill(1);
+    for (let sent = 0; sent < upload.length;) {
+      const n = raw.send(fd, upload.subarray(sent));
+      if (n === -EAGAIN) await sleep(1);
+      else if (n < 0) throw new Error(raw.describe(n));
+      else sent += n;
+    }
+    await waitFor(() => got === upload.length, 5000, "the upload at the backend");
+    // Aborted: a reset, the upload was not whole.
+    raw.abort(fd);
+    await waitFor(() => ended !== undefined, 5000, "the backend's end");
+    assert.equal(ended, "reset");
   } finally {
     await lb.stop();
     await backend.close();

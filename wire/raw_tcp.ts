@@ -31,6 +31,7 @@ const SOCK_CLOEXEC = 0x80000;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
+const SO_LINGER = 13;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const MSG_NOSIGNAL = 0x4000;
@@ -125,6 +126,9 @@ export class RawTcp {
   readonly #errno: Deno.UnsafePointerView;
   readonly #int = new Int32Array(1);
   readonly #intBytes = new Uint8Array(this.#int.buffer);
+  /** `struct linger`: on, seconds. */
+  readonly #linger = new Int32Array(2);
+  readonly #lingerBytes = new Uint8Array(this.#linger.buffer);
   readonly #len = new Uint32Array(1);
   readonly #lenBytes = new Uint8Array(this.#len.buffer);
   readonly #peer = new Uint8Array(128);
@@ -317,6 +321,17 @@ export class RawTcp {
   }
 
   close(fd: number): void {
+    this.#c.close(fd);
+  }
+
+  /**
+   * Closes `fd` with a reset (RST, SO_LINGER 0): its peer sees the
+   * connection aborted, not ended, and what was not sent yet is dropped.
+   */
+  abort(fd: number): void {
+    this.#linger[0] = 1;
+    this.#linger[1] = 0;
+    this.#c.setsockopt(fd, SOL_SOCKET, SO_LINGER, this.#lingerBytes, 8);
     this.#c.close(fd);
   }
 

@@ -134,10 +134,11 @@ export class RawIo implements L4Io {
     else this.poller.add(fd, events, handler.tag);
   }
 
-  /** Closes `fd`: its events reach no one from now on. */
-  closeFd(fd: number): void {
+  /** Closes `fd` (with a reset: `abort`): its events reach no one from now on. */
+  closeFd(fd: number, abort = false): void {
     this.#handlers[fd] = undefined;
-    this.raw.close(fd);
+    if (abort) this.raw.abort(fd);
+    else this.raw.close(fd);
   }
 
   accept(take: (client: ClientConn) => void): Promise<void> {
@@ -339,10 +340,11 @@ export class RawConn implements BackendConn {
   /** `watched`: registered with the poller already (its connect was waited for). */
   constructor(readonly io: RawIo, readonly fd: number, readonly watched: boolean) {}
 
-  close(): void {
+  /** `abort`: with a reset, its peer told the connection was aborted (not a FIN). */
+  close(abort = false): void {
     if (this.closed) return;
     this.closed = true;
-    this.io.closeFd(this.fd);
+    this.io.closeFd(this.fd, abort);
   }
 }
 

@@ -228,7 +228,10 @@ export class RawSplice implements Spliced {
       ms: performance.now() - this.started,
     };
     this.#client.conn.close();
-    this.#backend.conn.close();
+    // A client that failed (reset, gone) is an aborted request or upload: the backend is told so
+    // with a reset, as HAProxy does, not a FIN that reads as its whole end (hostile41a W2). A
+    // backend that failed gives its client a FIN, as HAProxy's: what it sent is still delivered.
+    this.#backend.conn.close(reason === EndReason.ClientError);
     this.#resolve?.(this.#ended);
     this.#hooks.ended(this.#ended);
   }
