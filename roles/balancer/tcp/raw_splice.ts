@@ -52,9 +52,13 @@ class Side implements Handler, Later {
   }
 }
 
-export class RawSplice implements Spliced {
+/** A splice, and once it ended how (itself: no object made at its end). */
+export class RawSplice implements Spliced, Ended {
   up = 0;
   down = 0;
+  reason = EndReason.Closed;
+  detail = "";
+  ms = 0;
   active: number;
   readonly started = performance.now();
   readonly #io: RawIo;
@@ -63,7 +67,7 @@ export class RawSplice implements Spliced {
   readonly #backend: Side;
   readonly #hooks: SpliceHooks;
   #spoke = false;
-  #ended: Ended | undefined;
+  #ended = false;
   /** Made when asked for (a drain): most splices end with no one waiting. */
   #done: Promise<Ended> | undefined;
   #resolve: ((ended: Ended) => void) | undefined;
@@ -90,8 +94,8 @@ export class RawSplice implements Spliced {
 
   get done(): Promise<Ended> {
     if (this.#done === undefined) {
-      this.#done = this.#ended !== undefined
-        ? Promise.resolve(this.#ended)
+      this.#done = this.#ended
+        ? Promise.resolve<Ended>(this)
         : new Promise((resolve) => this.#resolve = resolve);
     }
     return this.#done;
@@ -108,7 +112,7 @@ export class RawSplice implements Spliced {
   ready(side: Side, events: number): void {
     if (side.pending !== undefined && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) !== 0) {
       this.#flush(side);
-      if (this.#ended !== undefined) return;
+      if (this.#ended) return;
     }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) === 0) return;
     if (!side.eof && side.peer.pending === undefined) this.#read(side, events);
@@ -184,7 +188,7 @@ export class RawSplice implements Spliced {
 
   /** The other side sees the end of the stream, and may still answer. */
   halfClose(from: Side): void {
-    if (this.#ended !== undefined) return;
+    if (this.#ended) return;
     const r = this.#io.raw.shutdownWrite(from.peer.conn.fd);
     if (r < 0 && r !== -ENOTCONN) return this.#failed(from.peer, r);
     this.#interest(from);
@@ -219,20 +223,17 @@ export class RawSplice implements Spliced {
   }
 
   #finish(reason: EndReason, detail: string): void {
-    if (this.#ended !== undefined) return;
-    this.#ended = {
-      reason,
-      detail,
-      up: this.up,
-      down: this.down,
-      ms: performance.now() - this.started,
-    };
+    if (this.#ended) return;
+    this.#ended = true;
+    this.reason = reason;
+    this.detail = detail;
+    this.ms = performance.now() - this.started;
     this.#client.conn.close();
     // A client that failed (reset, gone) is an aborted request or upload: the backend is told so
     // with a reset, as HAProxy does, not a FIN that reads as its whole end (hostile41a W2). A
     // backend that failed gives its client a FIN, as HAProxy's: what it sent is still delivered.
     this.#backend.conn.close(reason === EndReason.ClientError);
-    this.#resolve?.(this.#ended);
-    this.#hooks.ended(this.#ended);
+    this.#resolve?.(this);
+    this.#hooks.ended(this);
   }
 }
