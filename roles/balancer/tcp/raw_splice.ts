@@ -150,8 +150,9 @@ export class RawSplice implements Spliced, Ended {
     const last = (events & (EPOLLRDHUP | EPOLLERR)) === EPOLLRDHUP && n < buf.bytes.length;
     const w = io.raw.sendFrom(to.conn.fd, buf, n, last);
     if (w === n) {
-      // The shutdown or close this leads to sends them, with the FIN.
-      if (last) this.#eof(from);
+      // The shutdown or close this leads to sends them, with the FIN: at once, not after the
+      // batch (the kernel holds them till then; the other side cannot end before it has them).
+      if (last) this.#eof(from, true);
       return;
     }
     if (w < 0 && w !== -EAGAIN) return this.#failed(to, w);
@@ -176,13 +177,14 @@ export class RawSplice implements Spliced, Ended {
     this.#interest(to.peer);
   }
 
-  #eof(from: Side): void {
+  /** `corked`: its last bytes wait in the kernel for the shutdown (MSG_MORE). */
+  #eof(from: Side, corked = false): void {
     from.eof = true;
     // Both streams ended: closing both sends each side its FIN.
     if (from.peer.eof) return this.#finish(EndReason.Closed, "");
-    // After the batch: the other side's end may be in it too (a server closes, its client closes
-    // on reading the answer), and then closing both is all there is to do.
-    if (this.#io.dispatching) this.#io.later.push(from);
+    // After the batch: the other side's end may be in it too (both ends came at once), and then
+    // closing both is all there is to do.
+    if (this.#io.dispatching && !corked) this.#io.later.push(from);
     else this.halfClose(from);
   }
 
