@@ -78,15 +78,15 @@ class Slot implements KeptRead {
   bytes: Uint8Array = EMPTY_BYTES;
   /** How each byte may change (SAME, ANY_DIGIT, …): made at the first compare. */
   free: Uint8Array = EMPTY_BYTES;
-  /** `free` by word: 0xff where a byte may change, 0 where it may not. */
-  freeWords: Int32Array = EMPTY_WORDS;
-  freeBytes: Uint8Array = EMPTY_BYTES;
-  /** `free` by word: 0xff where a byte may be any digit (ANY_DIGIT), 0 elsewhere. */
-  digitWords: Int32Array = EMPTY_WORDS;
-  digitBytes: Uint8Array = EMPTY_BYTES;
-  /** `free` by word: 0xff where a change is checked byte by byte (not a digit nor ANY_BYTE). */
-  checkWords: Int32Array = EMPTY_WORDS;
-  checkBytes: Uint8Array = EMPTY_BYTES;
+  /**
+   * `free` by word, three masks side by side for word `w` (one array, read
+   * at `3w`, `3w + 1`, `3w + 2`): 0xff where a byte may change; where it may
+   * be any digit (ANY_DIGIT); where a change is checked byte by byte (not a
+   * digit nor ANY_BYTE). 0 elsewhere.
+   */
+  masks: Int32Array = EMPTY_WORDS;
+  /** `masks` as bytes: byte `k` of the frame is lane `k & 3` of word `k >> 2`'s masks. */
+  maskBytes: Uint8Array = EMPTY_BYTES;
   freeMade = false;
   /** The frame's length; -1 when none is kept. */
   length = -1;
@@ -114,12 +114,8 @@ class Slot implements KeptRead {
     this.words = new Int32Array(room >> 2);
     this.pairs = new Float64Array(this.words.buffer);
     this.bytes = new Uint8Array(this.words.buffer);
-    this.free =
-      this.freeBytes =
-      this.digitBytes =
-      this.checkBytes =
-        EMPTY_BYTES;
-    this.freeWords = this.digitWords = this.checkWords = EMPTY_WORDS;
+    this.free = this.maskBytes = EMPTY_BYTES;
+    this.masks = EMPTY_WORDS;
     return true;
   }
 
@@ -127,17 +123,13 @@ class Slot implements KeptRead {
   makeMasks(): boolean {
     const room = this.bytes.length;
     if (this.free.length === room) return true;
-    const cost = 4 * room + 7 * VIEW_BYTES + BUFFER_BYTES;
+    const cost = 4 * room + 3 * VIEW_BYTES + BUFFER_BYTES;
     if (!charge(cost)) return false;
     this.cost += cost;
     const buffer = new ArrayBuffer(4 * room);
     this.free = new Uint8Array(buffer, 0, room);
-    this.freeWords = new Int32Array(buffer, room, room >> 2);
-    this.freeBytes = new Uint8Array(buffer, room, room);
-    this.digitWords = new Int32Array(buffer, 2 * room, room >> 2);
-    this.digitBytes = new Uint8Array(buffer, 2 * room, room);
-    this.checkWords = new Int32Array(buffer, 3 * room, room >> 2);
-    this.checkBytes = new Uint8Array(buffer, 3 * room, room);
+    this.masks = new Int32Array(buffer, room, 3 * (room >> 2));
+    this.maskBytes = new Uint8Array(buffer, room, 3 * room);
     return true;
   }
 }
@@ -271,47 +263,59 @@ function mayBeFree(slot: Slot, kept: number): boolean {
  * Whether word `w` of a kept frame (`slot`) may be `x`, the frame `b`'s,
  * which differs from it: every byte that changed may change, a digit's
  * (ANY_DIGIT) to a digit (four at a time: each byte XOR "0" at most 9),
- * ANY_BYTE's to anything, any other's as `mayBe` says.
+ * ANY_BYTE's to anything, any other's as `mayBe` says. The word's three
+ * masks are side by side (one array: a differing word costs a few loads).
  */
 function wordMayBe(slot: Slot, b: Uint8Array, w: number, x: number): boolean {
   const kept = slot.words[w];
   const changed = x ^ kept;
+  if (!slot.freeMade && !changedMayBeFree(slot, changed, kept)) return false;
+  const masks = slot.masks;
+  const m = 3 * w;
+  if ((changed & ~masks[m]) !== 0) return false;
+  const digits = masks[m + 1];
+  if (digits !== 0) {
+    const y = (x ^ 0x30303030) & digits;
+    if ((y & 0xf0f0f0f0) !== 0 || ((y + 0x06060606) & 0x10101010) !== 0) return false;
+  }
+  const others = changed & masks[m + 2];
+  return others === 0 || othersMayBe(slot.free, b, w, others);
+}
+
+/** Before what may change is marked: whether each changed byte of `kept` may (see mayBeFree). */
+function changedMayBeFree(slot: Slot, changed: number, kept: number): boolean {
   for (let k = 0; k < 4 && !slot.freeMade; k++) {
     if (((changed >>> (8 * k)) & 0xff) !== 0 && !mayBeFree(slot, (kept >>> (8 * k)) & 0xff)) {
       return false;
     }
   }
-  if ((changed & ~slot.freeWords[w]) !== 0) return false;
-  const digits = slot.digitWords[w];
-  const others = changed & slot.checkWords[w];
-  if (digits !== 0) {
-    const y = (x ^ 0x30303030) & digits;
-    if ((y & 0xf0f0f0f0) !== 0 || ((y + 0x06060606) & 0x10101010) !== 0) return false;
-  }
-  if (others === 0) return true;
+  return true;
+}
+
+/** Whether the bytes of word `w` set in `others` may change as `b` has them (see mayBe). */
+function othersMayBe(free: Uint8Array, b: Uint8Array, w: number, others: number): boolean {
   for (let k = 0; k < 4; k++) {
-    if (((others >>> (8 * k)) & 0xff) !== 0 && !mayBe(slot.free, b, 4 * w + k)) return false;
+    if (((others >>> (8 * k)) & 0xff) !== 0 && !mayBe(free, b, 4 * w + k)) return false;
   }
   return true;
 }
 
 /** Marks the bytes of a kept frame's value that may change (see the module comment). */
 function makeFree(slot: Slot): void {
-  const { free, freeBytes, digitBytes, checkBytes, length: n, valueStart, valueEnd } = slot;
+  const { free, maskBytes, length: n, valueStart, valueEnd } = slot;
   const room = (n + 3) & ~3;
   free.fill(SAME, 0, n);
-  freeBytes.fill(0, 0, room);
-  digitBytes.fill(0, 0, room);
-  checkBytes.fill(0, 0, room);
+  maskBytes.fill(0, 0, 3 * room);
   if (slot.msgpack) freeMsgpack(slot.bytes, valueStart, valueEnd, free);
   else freeJson(slot.bytes, valueStart, valueEnd, free);
   // Only the value's bytes may be anything but SAME.
   for (let k = valueStart; k < valueEnd; k++) {
     const f = free[k];
     if (f === SAME) continue;
-    freeBytes[k] = 0xff;
-    if (f === ANY_DIGIT) digitBytes[k] = 0xff;
-    else if (f !== ANY_BYTE) checkBytes[k] = 0xff;
+    const at = 12 * (k >> 2) + (k & 3); // lane k & 3 of word k >> 2's first mask
+    maskBytes[at] = 0xff;
+    if (f === ANY_DIGIT) maskBytes[at + 4] = 0xff;
+    else if (f !== ANY_BYTE) maskBytes[at + 8] = 0xff;
   }
   slot.freeMade = true;
 }
