@@ -154,6 +154,7 @@ function hasParts(msg: Message, codec: CodecName): boolean {
   if (frame !== undefined && value.canonicalTopic === msg.topic) {
     partsFrame = frame;
     partsFrameEnd = value.frameEnd;
+    asDelivery(frame, json, partsFlags.length > 0);
     return true;
   }
   partsFrame = undefined;
@@ -216,7 +217,7 @@ export function writeDelivery(
   if (hasParts(msg, codec)) {
     if (partsFrame !== undefined) {
       const len = partsFrameEnd + partsFlags.length + tail.length;
-      if (len <= limit) writeFromFrame(out, codec, partsFrame, partsFlags, tail);
+      if (len <= limit) writeFromFrame(out, partsFrame, partsFlags, tail);
       return len;
     }
     const prefix = partsPrefix;
@@ -252,16 +253,30 @@ export function writeDelivery(
 const MESSAGE_WORD = DELIVERY_PREFIX.subarray(METHOD_WORD_AT, METHOD_WORD_AT + 7);
 
 /**
- * Appends a delivery made from a canonical publish frame (see partsFrame):
- * the whole frame is copied (what follows the value, at most
- * `,"retain":false}}` or MessagePack's `retain` pair, is then overwritten or
- * left past the end), the method's name changed (and in MessagePack the
- * params map's size: topic, value, sid and retained when it is there), then
- * the flags and the tail.
+ * Makes a canonical publish frame (see partsFrame) its message's delivery
+ * up to the value, in place, once per message rather than once per
+ * delivery: the method's name changed (and in MessagePack the params map's
+ * size: topic, value, sid and retained when it is there). The frame is the
+ * reader's, done with once its publish is handled (its reader kept what it
+ * keeps before), and the value's bytes lie past what changes.
+ */
+function asDelivery(frame: Uint8Array, json: boolean, retained: boolean): void {
+  if (json) copySmall(frame, MESSAGE_WORD, METHOD_WORD_AT);
+  else {
+    copySmall(frame, MP_MESSAGE_WORD, MP_METHOD_WORD_AT);
+    frame[MP_PARAMS_AT] = retained ? 0x84 : 0x83;
+  }
+}
+
+/**
+ * Appends a delivery made from a canonical publish frame (see partsFrame),
+ * made its delivery's first bytes by asDelivery: the whole frame is copied
+ * (what follows the value, at most `,"retain":false}}` or MessagePack's
+ * `retain` pair, is then overwritten or left past the end), then the flags
+ * and the tail.
  */
 function writeFromFrame(
   out: OutBuffer,
-  codec: CodecName,
   frame: Uint8Array,
   flags: Uint8Array,
   tail: Uint8Array,
@@ -273,11 +288,6 @@ function writeFromFrame(
   const b = out.bytes;
   out.setHeader(at, len);
   b.set(frame, at + HEADER);
-  if (codec === "json") copySmall(b, MESSAGE_WORD, at + HEADER + METHOD_WORD_AT);
-  else {
-    copySmall(b, MP_MESSAGE_WORD, at + HEADER + MP_METHOD_WORD_AT);
-    b[at + HEADER + MP_PARAMS_AT] = flags.length > 0 ? 0x84 : 0x83;
-  }
   if (flags.length > 0) copySmall(b, flags, at + HEADER + end);
   copySmall(b, tail, at + HEADER + end + flags.length);
   out.length = at + HEADER + len;
