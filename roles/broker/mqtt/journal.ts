@@ -11,8 +11,7 @@
  * the same bound as before.
  *
  * A row's key is `session/subscription/place`, numbers in base 36: the
- * session's number (its row in `sessions` holds it, and each
- * subscription's), the subscription's (0: in flight) and the row's place
+ * session's number (its row in `sessions` holds it), the subscription's (0: in flight) and the row's place
  * in its queue (zero-padded: the keys of a queue sort in its order). Before
  * (hostile review 39b Q4), a key was JSON `[client id, filter, n]`: with
  * a 1,000-byte client id 1 MiB of queued deliveries took 1.26 GB of disk
@@ -21,6 +20,15 @@
  * broker gives each session a new number: the rows read back are written
  * anew under it as they are queued again, and the old ones deleted once
  * every copy is written (journal_restore.ts).
+ *
+ * Each subscription is a row of table `subscriptions`, written when it is
+ * made and deleted when it goes (hostile review 39b Q14: the session's row
+ * listed them all and was written whole at each change, 3.9 MB a SUBSCRIBE
+ * beside 2,000 filters of 1,000 bytes): key `session/subscription` (base
+ * 36, the subscription's number zero-padded), value JSON `[filter,
+ * options]`. The session number there is the session's first
+ * ({@link SessionJournal.subsAt}, its row holds it): a restart does not
+ * write them again.
  *
  * A subscription's queue is a FIFO that only loses its oldest, so its rows
  * need no marks: the live ones are the last `sub.queued` numbered, and
@@ -33,6 +41,9 @@ import type { Subscription } from "../subscriber.ts";
 
 /** Where rows are (session number / subscription number / place: see the module comment). */
 export const DELIVERIES = "deliveries";
+
+/** Where subscriptions are (session number / subscription number: see the module comment). */
+export const SUBSCRIPTIONS = "subscriptions";
 
 /**
  * What a queued delivery's row costs on disk beyond the delivery's bytes
@@ -69,20 +80,39 @@ export function deliveryKey(session: number, sub: number, n: number): string {
   }`;
 }
 
+/** A subscription's key: the session's number, the subscription's (zero-padded), base 36. */
+export function subscriptionKey(session: number, sub: number): string {
+  return `${session.toString(36)}/${sub.toString(36).padStart(PLACE_DIGITS, "0")}`;
+}
+
+/** A subscription's key read back, or undefined when it is not one. */
+export function readSubscriptionKey(key: string): { session: number; sub: number } | undefined {
+  const numbers = readKey(key, 2);
+  return numbers === undefined || numbers[1] === 0
+    ? undefined
+    : { session: numbers[0], sub: numbers[1] };
+}
+
 /** A row's key read back, or undefined when it is not one. */
 export function readDeliveryKey(
   key: string,
 ): { session: number; sub: number; n: number } | undefined {
+  const numbers = readKey(key, 3);
+  return numbers === undefined
+    ? undefined
+    : { session: numbers[0], sub: numbers[1], n: numbers[2] };
+}
+
+/** The `count` numbers of a key (the last zero-padded), or undefined when it is not one. */
+function readKey(key: string, count: number): number[] | undefined {
   const parts = key.split("/");
-  if (parts.length !== 3 || parts[2].length !== PLACE_DIGITS) return undefined;
-  const [session, sub, n] = parts.map((p) => /^[0-9a-z]+$/.test(p) ? parseInt(p, 36) : NaN);
-  return isSessionNo(session) && Number.isSafeInteger(sub) && Number.isSafeInteger(n)
-    ? { session, sub, n }
-    : undefined;
+  if (parts.length !== count || parts[count - 1].length !== PLACE_DIGITS) return undefined;
+  const numbers = parts.map((p) => /^[0-9a-z]+$/.test(p) ? parseInt(p, 36) : NaN);
+  return isSessionNo(numbers[0]) && numbers.every(Number.isSafeInteger) ? numbers : undefined;
 }
 
 interface Range {
-  /** The subscription's number in the session's rows (its row on disk lists it). */
+  /** The subscription's number in the session's rows (its row in `subscriptions` has it). */
   sub: number;
   /** The first row still on disk, and the next to write: rows [head, tail). */
   head: number;
@@ -93,8 +123,13 @@ export class SessionJournal {
   readonly #store: Store;
   /** The session's number: its rows' keys begin with it (its row on disk holds it). */
   readonly no: number;
-  /** Told when a subscription got its number (the session's row is to be written again). */
-  readonly #numbered: () => void;
+  /** The filter of a subscription of the session (none: it has no such subscription). */
+  readonly #filterOf: (sub: Subscription) => string | undefined;
+  /**
+   * The session number its subscriptions' rows are under: its first (the
+   * session's row holds it), kept across restarts.
+   */
+  subsAt: number;
   #queues = new Map<Subscription, Range>();
   /** In flight: the row number of each packet id. */
   #inflight = new Map<number, number>();
@@ -112,32 +147,48 @@ export class SessionJournal {
   copying: number[] | undefined;
   copied: number[] | undefined;
 
-  constructor(store: Store, no: number, numbered: () => void) {
+  constructor(store: Store, no: number, filterOf: (sub: Subscription) => string | undefined) {
     this.#store = store;
-    this.no = no;
-    this.#numbered = numbered;
+    this.no = this.subsAt = no;
+    this.#filterOf = filterOf;
   }
 
   /**
-   * The number of `sub`'s rows, given now if it has none (the session's
-   * row lists it: written before any row of it, as it is at SUBSCRIBE).
+   * The number of `sub`'s rows, given now if it has none: its row (its
+   * filter, its options as they are now) is then written, before any row
+   * of its deliveries (at SUBSCRIBE).
    */
   numberOf(sub: Subscription): number {
     return this.#range(sub).sub;
   }
 
-  /** A subscription read back keeps its number (its rows read back name it). */
-  adopt(sub: Subscription, n: number): void {
+  /**
+   * A subscription read back keeps its number `n` (its rows read back name
+   * it; none: given one), its row written again when `write` (a row of
+   * an older broker listed it in the session's row).
+   */
+  adopt(sub: Subscription, n: number | undefined, write: boolean): void {
+    n ??= this.#nextSub;
     this.#queues.set(sub, { sub: n, head: 0, tail: 0 });
     this.#nextSub = Math.max(this.#nextSub, n + 1);
+    if (write) this.#writeSub(sub, n);
   }
 
   #range(sub: Subscription): Range {
     let range = this.#queues.get(sub);
     if (range === undefined) {
       this.#queues.set(sub, range = { sub: this.#nextSub++, head: 0, tail: 0 });
+      this.#writeSub(sub, range.sub);
     }
     return range;
+  }
+
+  /** `sub`'s row (numbered `n`): its filter and options. */
+  #writeSub(sub: Subscription, n: number): void {
+    const filter = this.#filterOf(sub);
+    if (filter === undefined) return;
+    const row = JSON.stringify([filter, sub.data as number]);
+    this.#store.put(SUBSCRIPTIONS, subscriptionKey(this.subsAt, n), row);
   }
 
   /**
@@ -145,12 +196,8 @@ export class SessionJournal {
    * taken as it is when `kept` (a row read back, which nothing changes).
    */
   queued(sub: Subscription, record: Uint8Array, kept = false): void {
-    let range = this.#queues.get(sub);
-    if (range === undefined) {
-      // Not in the session's row yet (rare: it is numbered when the row is written).
-      range = this.#range(sub);
-      this.#numbered();
-    }
+    // (Numbered at SUBSCRIBE: the rare one that is not is numbered, its row written, here.)
+    const range = this.#range(sub);
     this.#store.put(
       DELIVERIES,
       deliveryKey(this.no, range.sub, range.tail++),
@@ -197,10 +244,11 @@ export class SessionJournal {
     });
   }
 
-  /** `sub` is gone (unsubscribed, or its session ended): its rows go. */
+  /** `sub` is gone (unsubscribed, or its session ended): its row and its deliveries' go. */
   forget(sub: Subscription): void {
     const range = this.#queues.get(sub);
     if (range === undefined) return;
+    this.#store.delete(SUBSCRIPTIONS, subscriptionKey(this.subsAt, range.sub));
     range.tail = Math.max(range.tail, range.head);
     while (range.head < range.tail) {
       this.#store.delete(DELIVERIES, deliveryKey(this.no, range.sub, range.head++));

@@ -33,8 +33,15 @@ import type { Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
 import { Message, type Subscription } from "../subscriber.ts";
 import type { InflightWindow } from "./inflight.ts";
-import { DELIVERIES, isSessionNo, readDeliveryKey, type SessionJournal } from "./journal.ts";
-import { META, QUEUED, type SessionRow } from "./persist.ts";
+import {
+  DELIVERIES,
+  isSessionNo,
+  readDeliveryKey,
+  readSubscriptionKey,
+  type SessionJournal,
+  SUBSCRIPTIONS,
+} from "./journal.ts";
+import { META, QUEUED, readSubscription, type SessionRow } from "./persist.ts";
 import { keptPublishPasses } from "./properties.ts";
 
 /** Keys read at a time. */
@@ -57,6 +64,8 @@ export interface RestoringSession {
   /** Its protocol: 4 or 5. */
   readonly version: number;
   subscriptions(): { get(filter: string): Subscription | undefined };
+  /** Makes a subscription read back (filter, options). */
+  restore(filter: string, data: number): void;
   readonly inflight: InflightWindow;
   readonly journal: SessionJournal | undefined;
   /** Its row on disk is to be written again. */
@@ -113,16 +122,20 @@ export function numberedSession(
   return { session, journal, sources, leftovers, subs };
 }
 
-/** The session numbers the rows of `deliveries` are under (one key index lookup per session). */
-export function rowSessions(store: Store): number[] {
+/**
+ * The session numbers the rows of `table` (`deliveries`, `subscriptions`)
+ * are under (one key index lookup per session).
+ */
+export function rowSessions(store: Store, table = DELIVERIES): number[] {
+  const read = table === DELIVERIES ? readDeliveryKey : readSubscriptionKey;
   const numbers = new Set<number>();
   let after = "";
   for (;;) {
-    const [key] = store.reads.keysBetween(DELIVERIES, after, "~", 1);
+    const [key] = store.reads.keysBetween(table, after, "~", 1);
     if (key === undefined) return [...numbers];
-    const parsed = readDeliveryKey(key);
+    const parsed = read(key);
     if (parsed === undefined) {
-      store.delete(DELIVERIES, key); // counted by no one: not a row of ours
+      store.delete(table, key); // counted by no one: not a row of ours
       after = key;
       continue;
     }
@@ -187,25 +200,69 @@ export function restoreJournal(
   return { restored, dropped };
 }
 
-/** Calls `each` with every key of the rows under session number `no`, in order. */
-function forEachRow(store: Store, no: number, each: (key: string) => void): void {
+/** Calls `each` with every key of the rows of `table` under session number `no`, in order. */
+function forEachRow(
+  store: Store,
+  no: number,
+  each: (key: string) => void,
+  table = DELIVERIES,
+): void {
   const prefix = no.toString(36);
   for (let after = `${prefix}/`;;) {
-    const keys = store.reads.keysBetween(DELIVERIES, after, `${prefix}0`, KEYS_PAGE);
+    const keys = store.reads.keysBetween(table, after, `${prefix}0`, KEYS_PAGE);
     for (const key of keys) each(key);
     if (keys.length < KEYS_PAGE) return;
     after = keys[keys.length - 1];
   }
 }
 
-/** Deletes the rows under session number `no`; returns how many. */
-function deleteRows(store: Store, no: number): number {
+/** Deletes the rows of `table` under session number `no`; returns how many. */
+export function deleteRows(store: Store, no: number, table = DELIVERIES): number {
   let n = 0;
   forEachRow(store, no, (key) => {
-    store.delete(DELIVERIES, key);
+    store.delete(table, key);
     n++;
-  });
+  }, table);
   return n;
+}
+
+/**
+ * Puts back the subscriptions of `session` (read back from `row`), and
+ * returns the filter of each number. Those of its rows in `subscriptions`
+ * (under `row.subsAt`, a page of keys at a time); or, in a row of an older
+ * broker, those the row lists: each then written as a row (under the
+ * session's new number), before its row is written again without them (a
+ * kill between leaves rows of no session, deleted at the next start).
+ * A row that is not one, or names a filter again, is deleted.
+ * @throws {Error} when a subscription cannot be made again (its session is unreadable)
+ */
+export function restoreSubscriptions(
+  store: Store,
+  session: RestoringSession,
+  row: SessionRow,
+): Map<number, string> {
+  const subs = new Map<number, string>();
+  const journal = session.journal;
+  const restore = (filter: string, data: number, n: number | undefined, write: boolean) => {
+    session.restore(filter, data);
+    journal?.adopt(session.subscriptions().get(filter)!, n, write);
+    if (n !== undefined) subs.set(n, filter);
+  };
+  if (row.subs !== undefined) {
+    for (const [filter, data, n] of row.subs) restore(filter, data, n, true);
+    return subs;
+  }
+  const at = row.subsAt;
+  if (journal === undefined || at === undefined) return subs;
+  journal.subsAt = at;
+  forEachRow(store, at, (key) => {
+    const n = readSubscriptionKey(key)?.sub;
+    const sub = readSubscription(store.reads.read(SUBSCRIPTIONS, key));
+    if (n === undefined || sub === undefined || session.subscriptions().get(sub[0])) {
+      store.delete(SUBSCRIPTIONS, key);
+    } else restore(sub[0], sub[1], n, false);
+  }, SUBSCRIPTIONS);
+  return subs;
 }
 
 /** Puts one row back; false when it is dropped. */

@@ -2,10 +2,10 @@
  * MQTT persistent sessions on disk (`--data-dir`): `DIR/mqtt.db`, a file
  * of its own beside the broker's retained values (`broker.db`), in the
  * same locked directory. Table `sessions`: client id → the session's row
- * (owner, protocol version, expiry, since when its client is away, its
- * subscriptions with their options; see MqttSession.row), written as
- * sessions change (encoded when the store's group commit runs). Table
- * `deliveries`: the deliveries waiting in their queues or in flight
+ * (owner, protocol version, expiry, since when its client is away; see
+ * MqttSession.row), written as sessions change (encoded when the store's
+ * group commit runs). Table `subscriptions`: each subscription's filter
+ * and options, a row each (journal.ts). Table `deliveries`: the deliveries waiting in their queues or in flight
  * (journal.ts; `queued` holds those of a file from before they were
  * numbered, read back once: journal_restore.ts). Table `meta`: `alive`, the broker's last sign of life
  * (every few seconds while it has persistent sessions), and during a restart `copied` (every row
@@ -18,7 +18,7 @@
  */
 import { type FsyncMode, Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
-import { DELIVERIES, isSessionNo } from "./journal.ts";
+import { DELIVERIES, isSessionNo, SUBSCRIPTIONS } from "./journal.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { SUBSCRIPTION_ID } from "./delivery.ts";
 
@@ -48,8 +48,14 @@ export interface SessionRow {
   expiry: number;
   /** When its client went (ms since the epoch); null: connected when last written. */
   away: number | null;
-  /** Its subscriptions: MQTT filter, options (the subscription's `data`), number of its rows. */
-  subs: [string, number, number?][];
+  /**
+   * Written by a broker before subscriptions had rows of their own (read
+   * back, then written as rows): its subscriptions, MQTT filter, options
+   * (the subscription's `data`), number of its rows.
+   */
+  subs?: [string, number, number?][];
+  /** The session number its rows in `subscriptions` are under (journal.ts); none: it has none. */
+  subsAt?: number;
   /** The number its rows on disk are under (journal.ts); none: it has none. */
   no?: number;
   /**
@@ -80,11 +86,12 @@ export function openSessionStore(
   }
   return new Store(path, {
     // QUEUED: the rows of a file from before they were numbered (read back once).
-    tables: [SESSIONS, DELIVERIES, META, QUEUED],
+    tables: [SESSIONS, SUBSCRIPTIONS, DELIVERIES, META, QUEUED],
     // A publish writes a row per delivery: under always, one synced commit per turn, which its
     // PUBACK waits for (hostile review 39b Q3: 8,000 synced commits per publish stalled 17.7 s).
     // QUEUED: its rows are deleted at the restart that reads them back, not one synced commit each.
-    grouped: [DELIVERIES, QUEUED],
+    // SUBSCRIPTIONS: a SUBSCRIBE of many filters is one commit, which its SUBACK waits for.
+    grouped: [DELIVERIES, QUEUED, SUBSCRIPTIONS],
     ...options,
   });
 }
@@ -112,16 +119,35 @@ export function readRow(text: string): SessionRow {
       typeof row.source === "string" && row.source.length <= MAX_SOURCE_LENGTH) &&
     (row.version === 4 || row.version === 5) && Number.isFinite(row.expiry) && row.expiry > 0 &&
     row.expiry <= MAX_SESSION_EXPIRY_S && (row.away === null || Number.isFinite(row.away)) &&
-    Array.isArray(row.subs) &&
-    row.subs.every(([f, d, n]) =>
-      typeof f === "string" && Number.isInteger(d) && d >= 0 && d < OPTIONS_END &&
-      (n === undefined || Number.isSafeInteger(n))
-    ) && (row.no === undefined || isSessionNo(row.no)) &&
+    (row.subs === undefined || Array.isArray(row.subs) &&
+        row.subs.every(([f, d, n]) =>
+          isSubscription(f, d) && (n === undefined || Number.isSafeInteger(n))
+        )) &&
+    [row.no, row.subsAt].every((n) => n === undefined || isSessionNo(n)) &&
     [row.from, row.copying, row.copied].every((list) =>
       list === undefined || Array.isArray(list) && list.every(isSessionNo)
     );
   if (!ok) throw new Error("Not a session row");
   return row;
+}
+
+/** Whether `filter` and `options` are a subscription's (its options within what a SUBSCRIBE gives). */
+function isSubscription(filter: unknown, options: unknown): boolean {
+  return typeof filter === "string" && Number.isInteger(options) && (options as number) >= 0 &&
+    (options as number) < OPTIONS_END;
+}
+
+/** A subscription's row read back (journal.ts): its filter and options, or undefined when it is not one. */
+export function readSubscription(value: unknown): [string, number] | undefined {
+  if (typeof value !== "string") return undefined;
+  try {
+    const row = parseJson(value);
+    return Array.isArray(row) && row.length === 2 && isSubscription(row[0], row[1])
+      ? row as [string, number]
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The broker's last sign of life written by its previous run (ms since the epoch), if any. */

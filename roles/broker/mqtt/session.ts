@@ -122,25 +122,20 @@ export class MqttSession implements Sink {
   /**
    * The session as its row on disk (`--data-dir`: JSON text), or null when
    * it is not to be kept (ended, or not persistent): what a restarted
-   * broker needs to take the client back — its subscriptions with their
-   * options, its expiry and since when its client is away (not its deliveries).
+   * broker needs to take the client back — its expiry, since when its
+   * client is away, where its subscriptions' rows are (journal.ts), not its
+   * subscriptions nor its deliveries (rows of their own).
    */
   row(): string | null {
     if (this.#ended || this.#expiry === 0) return null;
     const journal = this.#journal;
-    // With the number of its rows on disk (journal.ts), when it has any.
-    const subs = [...this.#subs ?? []].map(([filter, sub]) =>
-      journal === undefined
-        ? [filter, sub.data as number]
-        : [filter, sub.data as number, journal.numberOf(sub)]
-    );
     return JSON.stringify({
       owner: this.owner ?? null,
       source: this.#front.sessions.away.sourceOf(this),
       version: this.version,
       expiry: this.#expiry,
       away: this.#awayAt,
-      subs,
+      subsAt: journal?.subsAt,
       no: journal?.no,
       copying: journal?.copying,
       copied: journal?.copied,
@@ -244,8 +239,9 @@ export class MqttSession implements Sink {
     // At shutdown what it holds stays on disk for the restarted broker.
     const journal = this.#journal;
     this.#journal = undefined;
-    if (why !== "shutdown") journal?.clear();
+    // Its row goes first (a kill between the commits then leaves rows of no session, not fewer).
     this.expiry = 0;
+    if (why !== "shutdown") journal?.clear();
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const sub of this.#subs?.values() ?? []) this.unsubscribe(sub);
@@ -301,7 +297,6 @@ export class MqttSession implements Sink {
 
   /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
   unsubscribeFilters(filters: readonly string[]): number[] {
-    this.save();
     return filters.map((filter) => {
       const sub = this.#subs?.get(filter);
       if (sub === undefined) return 0x11;

@@ -30,13 +30,15 @@ import { MqttSession } from "./session.ts";
 import { sessionBytes } from "./session_cost.ts";
 import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, type SessionRow, SESSIONS } from "./persist.ts";
-import { SessionJournal } from "./journal.ts";
+import { SessionJournal, SUBSCRIPTIONS } from "./journal.ts";
 import { AwaySessions } from "./away.ts";
 import {
   copiedMark,
+  deleteRows,
   type NumberedSession,
   numberedSession,
   restoreJournal,
+  restoreSubscriptions,
   rowSessions,
 } from "./journal_restore.ts";
 
@@ -118,6 +120,7 @@ export class SessionTable {
     // Each session takes a new number (its rows read back are written anew under it): past
     // every number of a row or a session on disk.
     const numbers = rowSessions(store);
+    const subsAt = rowSessions(store, SUBSCRIPTIONS);
     const mark = copiedMark(store);
     const rows: [string, SessionRow][] = [];
     for (const [clientId, text] of store.rows(SESSIONS)) {
@@ -125,14 +128,16 @@ export class SessionTable {
         if (typeof text !== "string") throw new Error("Not text");
         const row = readRow(text);
         rows.push([clientId, row]);
-        this.#nextNo = Math.max(this.#nextNo, (row.no ?? 0) + 1);
+        this.#nextNo = Math.max(this.#nextNo, (row.no ?? 0) + 1, (row.subsAt ?? 0) + 1);
       } catch {
         unreadable++;
         store.delete(SESSIONS, clientId);
       }
     }
     // (And past the mark's, if a restart died before deleting it: journal_restore.ts.)
-    for (const no of [...numbers, mark?.[1] ?? 0]) this.#nextNo = Math.max(this.#nextNo, no + 1);
+    for (const no of [...numbers, ...subsAt, mark?.[1] ?? 0]) {
+      this.#nextNo = Math.max(this.#nextNo, no + 1);
+    }
     const numbered: NumberedSession[] = [];
     this.#restoring = true;
     for (const [clientId, row] of rows) {
@@ -142,15 +147,10 @@ export class SessionTable {
         continue;
       }
       const session = this.start(clientId, row.owner ?? undefined, row.version);
-      const subs = new Map<number, string>();
+      let subs: Map<number, string>;
       try {
         session.expiry = row.expiry;
-        for (const [filter, data, n] of row.subs) {
-          session.restore(filter, data);
-          if (n === undefined) continue;
-          subs.set(n, filter);
-          session.journal?.adopt(session.subscriptions().get(filter)!, n);
-        }
+        subs = restoreSubscriptions(store, session, row);
       } catch {
         unreadable++;
         session.end("unreadable");
@@ -169,6 +169,9 @@ export class SessionTable {
       this.restored++;
     }
     this.#restoring = false;
+    // Subscriptions of no session (ended, unreadable, or a kill during their rows' first writing).
+    const live = new Set(numbered.map(({ journal }) => journal.subsAt));
+    for (const at of subsAt) if (!live.has(at)) deleteRows(store, at, SUBSCRIPTIONS);
     const { restored, dropped } = restoreJournal(store, numbers, numbered, mark);
     this.messagesRestored = restored;
     this.#front.undeliverable += dropped;
@@ -180,8 +183,12 @@ export class SessionTable {
   journal(session: MqttSession): SessionJournal | undefined {
     const store = this.#store;
     if (store === undefined) return undefined;
-    // A subscription numbered: the session's row (which lists the numbers) is written again.
-    return new SessionJournal(store, this.#nextNo++, () => session.save());
+    // A subscription's row is its filter (from the session) and options.
+    return new SessionJournal(
+      store,
+      this.#nextNo++,
+      (sub) => session.subscriptions().filterOf(sub),
+    );
   }
 
   /** A session changed: its row is written (or deleted) at the store's next commit. */

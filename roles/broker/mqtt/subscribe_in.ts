@@ -110,16 +110,13 @@ export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void
   const written = c.front.core.keeper?.written ?? 0;
   return inTurns(c, filters.length, (from, to) => {
     subscribe(c, filters.slice(from, to), id, codes, added);
-  }, () => {
-    if (added.length > 0) c.session.save();
-    return whenKept(c, written, () => {
+  }, () =>
+    whenKept(c, written, () => {
       c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
       // The SUBACK is queued: retained values and live messages follow it.
       for (const sub of added) sub.release();
-    });
-  }, () => {
+    }), () => {
     // Closed before its SUBACK: what it subscribed stays (a persistent session's), not held.
-    if (added.length > 0) c.session.save();
     for (const sub of added) sub.release();
   });
 }
@@ -190,6 +187,8 @@ function subscribe(
         (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
         (subscriptionId ?? 0) * SUBSCRIPTION_ID;
       subs.set(topic, sub);
+      // Its row on disk (a persistent session's, `--data-dir`), which SUBACK waits for.
+      session.journal?.numberOf(sub);
       added.push(sub);
       codes.push(granted);
     } catch (err) {
