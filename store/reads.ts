@@ -15,6 +15,7 @@ interface Statements {
   get?: StatementSync;
   range?: StatementSync;
   between?: StatementSync;
+  rowsBetween?: StatementSync;
 }
 
 /** Reads of the tables of one open data file. */
@@ -75,6 +76,20 @@ export class TableReads {
       `SELECT k FROM ${quoteName(table)} WHERE k > ? AND k < ? ORDER BY k LIMIT ?`,
     );
     return (s.between.all(after, before, limit) as { k: string }[]).map((r) => r.k);
+  }
+
+  /**
+   * Up to `limit` rows of `table` whose keys are between `after` and
+   * `before` (both excluded), in key order (a range read back a page at a
+   * time: pass the last row's key).
+   */
+  rowsBetween(table: string, after: string, before: string, limit: number): Row[] {
+    const s = this.#statements(table);
+    s.rowsBetween ??= arrays(this.#db.prepare(
+      `SELECT ${this.#columns.get(table)} FROM ${quoteName(table)} ` +
+        "WHERE k > ? AND k < ? ORDER BY k LIMIT ?",
+    ));
+    return s.rowsBetween.all(after, before, limit) as unknown as Row[];
   }
 
   /** The value of `key` in `table`, if any. */

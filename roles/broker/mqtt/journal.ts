@@ -85,6 +85,15 @@ export function subscriptionKey(session: number, sub: number): string {
   return `${session.toString(36)}/${sub.toString(36).padStart(PLACE_DIGITS, "0")}`;
 }
 
+/** The subscription number of a key of session number `session` (its base 36 and `/`), if it is one. */
+export function subscriptionNumber(key: string, session: string): number | undefined {
+  const tail = key.slice(session.length + 1);
+  const n = tail.length === PLACE_DIGITS && NUMBER.test(tail) ? parseInt(tail, 36) : 0;
+  return n > 0 && Number.isSafeInteger(n) && key.startsWith(`${session}/`) ? n : undefined;
+}
+
+const NUMBER = /^[0-9a-z]+$/;
+
 /** A subscription's key read back, or undefined when it is not one. */
 export function readSubscriptionKey(key: string): { session: number; sub: number } | undefined {
   const numbers = readKey(key, 2);
@@ -107,7 +116,7 @@ export function readDeliveryKey(
 function readKey(key: string, count: number): number[] | undefined {
   const parts = key.split("/");
   if (parts.length !== count || parts[count - 1].length !== PLACE_DIGITS) return undefined;
-  const numbers = parts.map((p) => /^[0-9a-z]+$/.test(p) ? parseInt(p, 36) : NaN);
+  const numbers = parts.map((p) => NUMBER.test(p) ? parseInt(p, 36) : NaN);
   return isSessionNo(numbers[0]) && numbers.every(Number.isSafeInteger) ? numbers : undefined;
 }
 
@@ -136,6 +145,8 @@ export class SessionJournal {
   #nextInflight = 0;
   #nextSub = 1;
   #trimQueued = false;
+  /** A subscription being replaced by one of its filter (see forget). */
+  #replaced: { sub: Subscription; filter: string } | undefined;
   /** Set while a hold of this task's output waits for its commit to be asked (sentOnce). */
   #holding = false;
   /**
@@ -176,10 +187,17 @@ export class SessionJournal {
 
   #range(sub: Subscription): Range {
     let range = this.#queues.get(sub);
-    if (range === undefined) {
-      this.#queues.set(sub, range = { sub: this.#nextSub++, head: 0, tail: 0 });
-      this.#writeSub(sub, range.sub);
-    }
+    if (range !== undefined) return range;
+    const replaced = this.#replaced;
+    this.#replaced = undefined;
+    const old = replaced === undefined ? undefined : this.#queues.get(replaced.sub);
+    if (old !== undefined && replaced!.filter === this.#filterOf(sub)) {
+      // In place of the one it replaced (forget): its number, its places after the old ones.
+      this.#queues.delete(replaced!.sub);
+      range = { sub: old.sub, head: old.tail, tail: old.tail };
+    } else range = { sub: this.#nextSub++, head: 0, tail: 0 };
+    this.#queues.set(sub, range);
+    this.#writeSub(sub, range.sub);
     return range;
   }
 
@@ -244,16 +262,23 @@ export class SessionJournal {
     });
   }
 
-  /** `sub` is gone (unsubscribed, or its session ended): its row and its deliveries' go. */
-  forget(sub: Subscription): void {
+  /**
+   * `sub` is gone (unsubscribed, or its session ended): its row and its
+   * deliveries' go. One still under its filter in the session (`keepRow`)
+   * is being replaced by a SUBSCRIBE of that filter: its row stays, written
+   * over by the new one's (a kill between a delete and a put would lose the
+   * subscription the client had).
+   */
+  forget(sub: Subscription, keepRow = this.#filterOf(sub) !== undefined): void {
     const range = this.#queues.get(sub);
     if (range === undefined) return;
-    this.#store.delete(SUBSCRIPTIONS, subscriptionKey(this.subsAt, range.sub));
+    if (keepRow) this.#replaced = { sub, filter: this.#filterOf(sub)! };
+    else this.#store.delete(SUBSCRIPTIONS, subscriptionKey(this.subsAt, range.sub));
     range.tail = Math.max(range.tail, range.head);
     while (range.head < range.tail) {
       this.#store.delete(DELIVERIES, deliveryKey(this.no, range.sub, range.head++));
     }
-    this.#queues.delete(sub);
+    if (!keepRow) this.#queues.delete(sub);
   }
 
   /**
@@ -278,7 +303,7 @@ export class SessionJournal {
 
   /** The session ended: every row it has goes. */
   clear(): void {
-    for (const sub of [...this.#queues.keys()]) this.forget(sub);
+    for (const sub of [...this.#queues.keys()]) this.forget(sub, false);
     for (const id of [...this.#inflight.keys()]) this.acked(id);
   }
 }

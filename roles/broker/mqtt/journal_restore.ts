@@ -39,6 +39,7 @@ import {
   readDeliveryKey,
   readSubscriptionKey,
   type SessionJournal,
+  subscriptionNumber,
   SUBSCRIPTIONS,
 } from "./journal.ts";
 import { META, QUEUED, readSubscription, type SessionRow } from "./persist.ts";
@@ -46,6 +47,8 @@ import { keptPublishPasses } from "./properties.ts";
 
 /** Keys read at a time. */
 const KEYS_PAGE = 1000;
+/** Subscriptions read at a time (a filter is at most 64 KiB). */
+const SUBS_PAGE = 256;
 
 /**
  * The mark in `meta` (JSON `[lo, hi]`): every copy of the restart that
@@ -255,13 +258,19 @@ export function restoreSubscriptions(
   const at = row.subsAt;
   if (journal === undefined || at === undefined) return subs;
   journal.subsAt = at;
-  forEachRow(store, at, (key) => {
-    const n = readSubscriptionKey(key)?.sub;
-    const sub = readSubscription(store.reads.read(SUBSCRIPTIONS, key));
-    if (n === undefined || sub === undefined || session.subscriptions().get(sub[0])) {
-      store.delete(SUBSCRIPTIONS, key);
-    } else restore(sub[0], sub[1], n, false);
-  }, SUBSCRIPTIONS);
+  const prefix = at.toString(36);
+  for (let after = `${prefix}/`;;) {
+    const rows = store.reads.rowsBetween(SUBSCRIPTIONS, after, `${prefix}0`, SUBS_PAGE);
+    for (const [, key, value] of rows) {
+      const n = subscriptionNumber(key, prefix);
+      const sub = readSubscription(value);
+      if (n === undefined || sub === undefined || session.subscriptions().get(sub[0])) {
+        store.delete(SUBSCRIPTIONS, key);
+      } else restore(sub[0], sub[1], n, false);
+    }
+    if (rows.length < SUBS_PAGE) break;
+    after = rows[rows.length - 1][1];
+  }
   return subs;
 }
 
