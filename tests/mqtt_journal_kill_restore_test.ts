@@ -15,10 +15,7 @@ import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-import { durableBroker, writeLegacy } from "./helpers/mqtt_durable.ts";
-import { spawnDist } from "./helpers/dist.ts";
-import { DatabaseSync } from "node:sqlite";
-import { MQTT_FILE } from "../roles/broker/mqtt/persist.ts";
+import { durableBroker, killAfter, writeLegacy } from "./helpers/mqtt_durable.ts";
 
 /** More than one store commit's worth (20,000 writes) of rows moved, twice over. */
 const N = 30_000;
@@ -31,36 +28,6 @@ const KILLS = [1, 2, 3];
 
 const payload = (i: number) => `m${String(i).padStart(6, "0")}`;
 const expected = Array.from({ length: N }, (_, i) => payload(i + 1));
-
-/**
- * Starts a broker on `dir` and SIGKILLs it as soon as `commits` commits of
- * its journal are seen (by a reader of the file: SQLite's data_version),
- * the next not yet: returns whether that was before its MQTT port opened
- * (during the restore).
- */
-async function killAfter(dir: string, commits: number): Promise<boolean> {
-  const { child, stderr, read } = spawnDist([
-    "broker",
-    ...["--port", "0", "--mqtt-port", "0", "--data-dir", dir, "--fsync", "batch"],
-  ]);
-  // Read-only: it never checkpoints, so the file stays as the broker left it.
-  const db = new DatabaseSync(`${dir}/${MQTT_FILE}`, { readOnly: true });
-  const version = db.prepare("PRAGMA data_version");
-  let last = version.get()!.data_version;
-  let seen = 0;
-  const started = Date.now();
-  while (seen < commits && !/MQTT on/.test(stderr()) && Date.now() - started < 20_000) {
-    await sleep(1);
-    const now = version.get()!.data_version;
-    if (now !== last) seen++;
-    last = now;
-  }
-  child.kill("SIGKILL");
-  db.close();
-  await child.status;
-  await read;
-  return !/MQTT on/.test(stderr());
-}
 
 /** What session `clientId` gets back (QoS 1 acknowledged as it comes), once 1 s passes with nothing. */
 async function backlog(port: number, clientId: string): Promise<string[]> {

@@ -11,8 +11,7 @@ import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { DatabaseSync } from "node:sqlite";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
-import { durableBroker } from "./helpers/mqtt_durable.ts";
-import { spawnDist } from "./helpers/dist.ts";
+import { durableBroker, killAfter } from "./helpers/mqtt_durable.ts";
 import { sleep, writeAll } from "./helpers/raw.ts";
 import { Store } from "../store/mod.ts";
 import { MQTT_FILE, SESSIONS } from "../roles/broker/mqtt/persist.ts";
@@ -189,34 +188,6 @@ Deno.test({
     }
   },
 });
-
-/**
- * Starts a broker on `dir` and SIGKILLs it as soon as `commits` commits of
- * its journal are seen (SQLite's data_version, read by another
- * connection); returns whether that was before its MQTT port opened.
- */
-async function killAfter(dir: string, commits: number): Promise<boolean> {
-  const { child, stderr, read } = spawnDist([
-    "broker",
-    ...["--port", "0", "--mqtt-port", "0", "--data-dir", dir, "--fsync", "batch"],
-  ]);
-  const db = new DatabaseSync(`${dir}/${MQTT_FILE}`, { readOnly: true });
-  const version = db.prepare("PRAGMA data_version");
-  let last = version.get()!.data_version;
-  let seen = 0;
-  const started = Date.now();
-  while (seen < commits && !/MQTT on/.test(stderr()) && Date.now() - started < 20_000) {
-    await sleep(1);
-    const now = version.get()!.data_version;
-    if (now !== last) seen++;
-    last = now;
-  }
-  child.kill("SIGKILL");
-  db.close();
-  await child.status;
-  await read;
-  return !/MQTT on/.test(stderr());
-}
 
 Deno.test({
   name:

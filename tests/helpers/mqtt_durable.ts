@@ -4,7 +4,9 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket, { type Packet } from "mqtt-packet";
-import { type DistProcess, startDist } from "./dist.ts";
+import { type DistProcess, spawnDist, startDist } from "./dist.ts";
+import { sleep } from "./raw.ts";
+import { DatabaseSync } from "node:sqlite";
 import { Store } from "../../store/mod.ts";
 import { MQTT_FILE, QUEUED, SESSIONS } from "../../roles/broker/mqtt/persist.ts";
 
@@ -50,4 +52,34 @@ export async function writeLegacy(
   });
   await store.commit();
   store.close();
+}
+
+/**
+ * Starts a broker on `dir` and SIGKILLs it as soon as `commits` commits of
+ * its journal are seen (by a reader of the file: SQLite's data_version),
+ * the next not yet: returns whether that was before its MQTT port opened
+ * (during the restore).
+ */
+export async function killAfter(dir: string, commits: number): Promise<boolean> {
+  const { child, stderr, read } = spawnDist([
+    "broker",
+    ...["--port", "0", "--mqtt-port", "0", "--data-dir", dir, "--fsync", "batch"],
+  ]);
+  // Read-only: it never checkpoints, so the file stays as the broker left it.
+  const db = new DatabaseSync(`${dir}/${MQTT_FILE}`, { readOnly: true });
+  const version = db.prepare("PRAGMA data_version");
+  let last = version.get()!.data_version;
+  let seen = 0;
+  const started = Date.now();
+  while (seen < commits && !/MQTT on/.test(stderr()) && Date.now() - started < 20_000) {
+    await sleep(1);
+    const now = version.get()!.data_version;
+    if (now !== last) seen++;
+    last = now;
+  }
+  child.kill("SIGKILL");
+  db.close();
+  await child.status;
+  await read;
+  return !/MQTT on/.test(stderr());
 }
