@@ -141,8 +141,7 @@ function isSubscription(filter: unknown, options: unknown): boolean {
 export function readSubscription(value: unknown): [string, number] | undefined {
   if (typeof value !== "string") return undefined;
   try {
-    // An array (no member names to take care of: parseJson).
-    const row = JSON.parse(value);
+    const row = parseJson(value);
     return Array.isArray(row) && row.length === 2 && isSubscription(row[0], row[1])
       ? row as [string, number]
       : undefined;
