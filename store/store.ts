@@ -30,7 +30,15 @@
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { openOrMoveAside, quoteName, sizeWithWal, syncDirectory, vacuum } from "./open.ts";
+import {
+  checkpointPast,
+  openOrMoveAside,
+  quoteName,
+  sizeWithWal,
+  syncDirectory,
+  vacuum,
+} from "./open.ts";
+import { SharedCommits } from "./shared_commits.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
 import { TableReads } from "./reads.ts";
@@ -41,8 +49,7 @@ type Written = Value | Owned | Deferred | null;
 
 /** Most writes in one batch: past this many a commit runs at once. */
 export const MAX_BATCH = 20_000;
-/** Under `batch`, the WAL size past which a synced checkpoint runs (after a sync). */
-export const CHECKPOINT_BYTES = 4 * 1024 * 1024;
+export { CHECKPOINT_BYTES } from "./open.ts";
 /** After a failed commit, how soon the pending writes are tried again (ms). */
 export const RETRY_MS = 1000;
 
@@ -106,6 +113,7 @@ export class Store {
   #lastSyncError: string | undefined;
   /** Set by close(): no more syncs off the loop (close syncs what is left itself). */
   #closing = false;
+  readonly #shared = new SharedCommits(this);
 
   /**
    * Opens (or creates) the file at `path` and checks it.
@@ -215,6 +223,17 @@ export class Store {
     this.#waiters.push({ upTo: this.#seq, synced, resolve, reject });
     this.#schedule();
     return promise;
+  }
+
+  /**
+   * Commits what was written since `since` (an earlier {@link written}), or
+   * nothing (undefined): as {@link commit}(`synced`), run in this turn when
+   * `now` ({@link flush}); one promise shared, marked handled (shared_commits.ts).
+   */
+  commitSince(since: number, synced = true, now = false): Promise<void> | undefined {
+    if (this.#seq === since) return undefined;
+    if (now) this.flush();
+    return this.#shared.commit(synced);
   }
 
   /** Commits what is pending now (at shutdown), then closes the file. */
@@ -389,28 +408,8 @@ export class Store {
     this.#lastSyncError = undefined;
     this.#done = Math.max(this.#done, upTo);
     this.#release(upTo, undefined);
-    this.#checkpoint();
+    checkpointPast(this.#db, this.#wal);
     this.#sync();
-  }
-
-  /**
-   * Under `batch`, once the WAL is past {@link CHECKPOINT_BYTES}: copies it
-   * into the file with both synced (as SQLite does on its own with
-   * `synchronous = FULL`), so the WAL can then be reused safely.
-   */
-  #checkpoint(): void {
-    try {
-      if (this.#wal === undefined || this.#wal.statSync().size < CHECKPOINT_BYTES) return;
-      this.#db.exec("PRAGMA synchronous = FULL");
-      try {
-        this.#db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get();
-      } finally {
-        this.#db.exec("PRAGMA synchronous = OFF");
-      }
-    } catch {
-      // A checkpoint can fail (full disk) and is tried again after the next sync; until one
-      // works, the WAL grows and is still replayed at open.
-    }
   }
 
   /** Rolls back, keeps the batch's writes pending (behind newer ones), and says why. */

@@ -63,12 +63,12 @@ export interface Keeper {
    * fsync mode says; with `synced` false, under `batch`, before its sync).
    */
   commit(synced?: boolean): Promise<void>;
-  /** Commits done and failed so far: while they are unchanged, the next commit covers every write. */
-  readonly counters: { readonly commits: number; readonly failed: number };
-  /** Writes not committed yet. */
-  readonly pending: number;
-  /** Commits what is pending now (in this turn, not waiting for the sync). */
-  flush(): void;
+  /**
+   * Commits what was written since `since` (an earlier `written`), or
+   * nothing (undefined): as `commit(synced)`, in this turn when `now`; the
+   * promise marked handled (see Store.commitSince).
+   */
+  commitSince(since: number, synced?: boolean, now?: boolean): Promise<void> | undefined;
 }
 
 export interface SubscribeRequest {

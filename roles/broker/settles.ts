@@ -19,9 +19,6 @@ import type { FanOut } from "./fanout.ts";
 import type { Keeper } from "./core_types.ts";
 
 export class Settles {
-  /** The keeper's commit promise, shared until a commit ran (its count when it was asked). */
-  #shared: { promise: Promise<void>; at: number } | undefined;
-
   /**
    * What the last publish's answer waits for (see PublishResult.settled):
    * `written` is the keeper's count of writes before it. Undefined: nothing.
@@ -35,22 +32,12 @@ export class Settles {
     if (later === undefined) {
       const made = fanOut.whenMade();
       if (made !== undefined) return observed(made.then(() => keeper.commit(false)));
-      return keeper.written === written ? undefined : this.#commit(keeper);
+      // One promise for the publishes until the next commit (it covers them all).
+      return keeper.commitSince(written, false);
     }
     // Its deliveries are being made once `later` resolves: those waiting then are made after.
     const made = () => fanOut.whenMade(true);
     return observed(later.then(made, made).then(() => keeper.commit(false)));
-  }
-
-  /** keeper.commit(false), one promise for the publishes until the next commit (it covers them all). */
-  #commit(keeper: Keeper): Promise<void> {
-    const at = keeper.counters.commits + keeper.counters.failed;
-    const shared = this.#shared;
-    if (shared !== undefined && shared.at === at) return shared.promise;
-    // Shared only while writes wait for it: the commit that takes them ends the sharing.
-    const promise = observed(keeper.commit(false));
-    this.#shared = keeper.pending > 0 ? { promise, at } : undefined;
-    return promise;
   }
 }
 

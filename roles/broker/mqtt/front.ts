@@ -377,7 +377,7 @@ export class MqttFront {
     // What this changed on disk (a persistent session ended or replaced, its expiry) is committed
     // before CONNACK says so: a SIGKILL then does not bring the old session back (hostile review
     // 40a T5: 6 rounds of 8 under batch). Committed now, in this turn, not waiting for the sync.
-    if (keeper !== undefined && keeper.written !== written) keeper.flush();
+    keeper?.commitSince(written!, false, true);
     return { session, present };
   }
 

@@ -87,9 +87,9 @@ function inTurns(
  * Q5: 12 of 12). A failed commit closes the connection unanswered.
  */
 function whenKept(c: MqttConnection, written: number, answer: () => void): Promise<void> | void {
-  const keeper = c.front.core.keeper;
-  if (keeper === undefined || keeper.written === written) return answer();
-  return keeper.commit().then(() => {
+  const kept = c.front.core.keeper?.commitSince(written);
+  if (kept === undefined) return answer();
+  return kept.then(() => {
     if (c.state() !== CLOSED) answer();
   }, (err) => c.failed(err as Error));
 }
