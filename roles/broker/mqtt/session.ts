@@ -415,7 +415,11 @@ export class MqttSession implements Sink {
   /** PUBREC: the client has the QoS 2 delivery, PUBREL is owed (false: not in flight). */
   received(id: number): boolean {
     if (!this.inflight.received(id)) return false;
-    this.#journal?.sent(id, undefined);
+    const journal = this.#journal;
+    journal?.sent(id, undefined);
+    // PUBREL goes once that row is committed: a kill brought the PUBLISH back (hostile41b X3).
+    const out = this.#conn?.out;
+    if (journal !== undefined && out !== undefined) journal.sentOnce(out);
     return true;
   }
 
