@@ -174,6 +174,13 @@ export function sizeWithWal(path: string): number {
   return total;
 }
 
+/**
+ * Most pages one vacuum gives back (8 MiB): the rest at the next. After a
+ * bulk drop, 60,000 rows' pages given back at once held the loop 0.7–0.8 s
+ * (hostile review 41b X4).
+ */
+const VACUUM_PAGES = 2048;
+
 /** Gives free pages back once they are a quarter of the file: how many. */
 export function vacuum(db: DatabaseSync): number {
   try {
@@ -182,8 +189,8 @@ export function vacuum(db: DatabaseSync): number {
     const pages = (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
     if (free < 256 || free * 4 < pages) return 0;
     // Stepped to the end (exec would free one page): each step frees a page.
-    db.prepare("PRAGMA incremental_vacuum").all();
-    return free;
+    db.prepare(`PRAGMA incremental_vacuum(${VACUUM_PAGES})`).all();
+    return Math.min(free, VACUUM_PAGES);
   } catch {
     // Vacuum is tidiness; a full disk can refuse it, and the next commit tells.
     return 0;

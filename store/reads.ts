@@ -19,6 +19,9 @@ interface Statements {
 }
 
 /** Reads of the tables of one open data file. */
+/** Rows (or keys) read at a time by allRows and allKeys. */
+const ROWS_PAGE = 10_000;
+
 export class TableReads {
   readonly #db: DatabaseSync;
   readonly #path: string;
@@ -125,6 +128,26 @@ export class TableReads {
     const s = this.#tables.get(table);
     if (s === undefined) throw new Error(`Store ${this.#path} has no table ${table}`);
     return s;
+  }
+
+  /** Every row of `table` as committed, in the order stored, a page at a time (memory stays bounded). */
+  *allRows(table: string): Generator<[string, Value]> {
+    for (let after = 0;;) {
+      const rows = this.page(table, after, ROWS_PAGE);
+      for (const row of rows) yield [row[1], row[2]];
+      if (rows.length < ROWS_PAGE) return;
+      after = rows[rows.length - 1][0];
+    }
+  }
+
+  /** Every key of `table` as committed, in the order stored, a page at a time. */
+  *allKeys(table: string): Generator<string> {
+    for (let after = 0;;) {
+      const keys = this.keys(table, after, ROWS_PAGE);
+      for (const row of keys) yield row[1];
+      if (keys.length < ROWS_PAGE) return;
+      after = keys[keys.length - 1][0];
+    }
   }
 }
 

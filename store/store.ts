@@ -26,30 +26,26 @@
  * replaced them) and are tried again after {@link RETRY_MS}, and only then
  * (writes meanwhile wait, a deferred value made at once: hostile review 40a
  * T10, past {@link MAX_BATCH} pending each write retried the whole backlog). Deletes leave free pages that incremental vacuum gives
- * back to the file system, so the file stays near the live data.
+ * back to the file system, so the file stays near the live data. A range
+ * of keys is deleted in the background, a bounded number of rows a commit
+ * (`deleteRange`, ranges.ts).
  */
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
-import {
-  checkpointPast,
-  openOrMoveAside,
-  quoteName,
-  sizeWithWal,
-  syncDirectory,
-  vacuum,
-} from "./open.ts";
+import { checkpointPast, openOrMoveAside, sizeWithWal, syncDirectory, vacuum } from "./open.ts";
 import { SharedCommits } from "./shared_commits.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
 import { TableReads } from "./reads.ts";
+import { dropPendingIn, RangeDeletes } from "./ranges.ts";
+import { kept, TableWrites, type Written } from "./writes.ts";
 import type { Deferred, FsyncMode, Owned, StoreCounters, StoreOptions, Value } from "./types.ts";
-
-/** A write as pending: a value (owned or not), one made at commit, or a delete (null). */
-type Written = Value | Owned | Deferred | null;
 
 /** Most writes in one batch: past this many a commit runs at once. */
 export const MAX_BATCH = 20_000;
 export { CHECKPOINT_BYTES } from "./open.ts";
+/** Between two commits of range deletes alone (ms): the loop's other work goes first. */
+const RANGE_GAP_MS = 20;
 /** After a failed commit, how soon the pending writes are tried again (ms). */
 export const RETRY_MS = 1000;
 
@@ -60,16 +56,6 @@ interface Waiter {
   resolve: () => void;
   reject: (err: Error) => void;
 }
-
-interface Statements {
-  put: StatementSync;
-  del: StatementSync;
-  /** A table with owners' put of a value and its owner. */
-  putOwned: StatementSync | undefined;
-}
-
-/** Rows read at a time by {@link Store.rows}. */
-const ROWS_PAGE = 10_000;
 
 /** A data file: see the module comment. */
 export class Store {
@@ -83,11 +69,13 @@ export class Store {
     syncs: 0,
   };
   #db: DatabaseSync;
-  #tables = new Map<string, Statements>();
+  #tables = new Map<string, TableWrites>();
   /** Tables whose writes are committed once per turn under `always` too (StoreOptions.grouped). */
   readonly #grouped: ReadonlySet<string>;
   /** Reads of what is committed (what is pending: {@link isPending}). */
   readonly reads: TableReads;
+  /** Ranges being deleted in the background ({@link deleteRange}). */
+  readonly #ranges: RangeDeletes;
   /** Pending writes by table and key (null: a delete), in the order first written. */
   #pending = new Map<string, Map<string, Written>>();
   #pendingCount = 0;
@@ -105,6 +93,7 @@ export class Store {
   #waiters: Waiter[] = [];
   #scheduled = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
+  #rangeTimer: ReturnType<typeof setTimeout> | undefined;
   #lastError: Error | undefined;
   #warn: (message: string) => void;
   #error: (message: string) => void;
@@ -128,44 +117,21 @@ export class Store {
     this.#db = openOrMoveAside(path, options, this.#warn);
     this.#grouped = new Set(options.grouped ?? []);
     for (const table of options.tables) {
-      const t = quoteName(table);
-      this.#tables.set(table, {
-        put: this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
-        del: this.#db.prepare(`DELETE FROM ${t} WHERE k = ?`),
-        putOwned: options.owned?.includes(table)
-          ? this.#db.prepare(`INSERT OR REPLACE INTO ${t} (k, v, owner) VALUES (?, ?, ?)`)
-          : undefined,
-      });
+      this.#tables.set(table, new TableWrites(this.#db, table, options.owned?.includes(table)));
       this.#pending.set(table, new Map());
     }
     this.reads = new TableReads(this.#db, path, options.tables, options.owned ?? []);
+    this.#ranges = new RangeDeletes(this.#db);
   }
 
   /** Every row of `table` as committed (pending writes are not seen), in the order stored. */
-  *rows(table: string): Generator<[string, Value]> {
-    let after = 0;
-    for (;;) {
-      // Pages by rowid (see reads.ts): memory stays bounded.
-      const rows = this.reads.page(table, after, ROWS_PAGE);
-      for (const row of rows) yield [row[1], row[2]];
-      if (rows.length < ROWS_PAGE) return;
-      after = rows[rows.length - 1][0];
-    }
+  rows(table: string): Generator<[string, Value]> {
+    return this.reads.allRows(table);
   }
 
-  /**
-   * Every key of `table` as committed, in the order stored: the values are
-   * then read one at a time (`reads.read`), when a table's rows are too
-   * big to hold at once.
-   */
-  *keys(table: string): Generator<string> {
-    let after = 0;
-    for (;;) {
-      const keys = this.reads.keys(table, after, ROWS_PAGE);
-      for (const row of keys) yield row[1];
-      if (keys.length < ROWS_PAGE) return;
-      after = keys[keys.length - 1][0];
-    }
+  /** Every key of `table` as committed, in the order stored (values read one at a time). */
+  keys(table: string): Generator<string> {
+    return this.reads.allKeys(table);
   }
 
   /** Whether `key` of `table` has a write not committed yet (what the file holds of it is stale). */
@@ -184,6 +150,23 @@ export class Store {
   /** Removes `key` of `table` (durable once {@link commit} resolves). */
   delete(table: string, key: string): void {
     this.#write(table, key, null);
+  }
+
+  /**
+   * Removes the rows of `table` whose keys are in [`from`, `to`), in the
+   * background: ranges.ts's bounded number of rows in each commit, from
+   * this turn's on. Pending writes in the range are dropped now; the caller
+   * writes no key of the range later. {@link commit} does not wait for it
+   * (a kill before it is over leaves the rows not deleted yet), nor does
+   * {@link isPending} see it; {@link close} finishes it.
+   */
+  deleteRange(table: string, from: string, to: string): void {
+    const ops = this.#pending.get(table);
+    if (ops === undefined) throw new Error(`Store ${this.path} has no table ${table}`);
+    if (this.#closed) throw new DistError("UNAVAILABLE", "Store closed");
+    if (ops.size > 0) this.#pendingCount -= dropPendingIn(ops, from, to);
+    this.#ranges.add(table, from, to);
+    this.#schedule();
   }
 
   /**
@@ -242,6 +225,8 @@ export class Store {
     clearTimeout(this.#retry);
     this.#closing = true;
     if (this.#pendingCount > 0 || this.#committed < this.#seq) this.#commitNow();
+    while (this.#ranges.pending && this.#lastError === undefined) this.#commitNow();
+    clearTimeout(this.#retry);
     this.#closed = true;
     this.#wal?.close();
     let synced = this.fsync !== "batch";
@@ -295,9 +280,23 @@ export class Store {
     // setImmediate runs after this turn's I/O callbacks: every frame read in this turn is in.
     setImmediate(() => {
       this.#scheduled = false;
-      if (this.#pendingCount > 0 || this.#committed < this.#seq) this.#commitNow();
-      else if (this.fsync === "batch") this.#sync(); // After a failed sync: try again.
+      if (this.#pendingCount > 0 || this.#committed < this.#seq || this.#ranges.pending) {
+        this.#commitNow();
+      } else if (this.fsync === "batch") this.#sync(); // After a failed sync: try again.
     });
+  }
+
+  /**
+   * The next rows of the range deletes, in a later turn: a timer, where
+   * setImmediate after setImmediate held the sockets out of every turn.
+   */
+  #later(): void {
+    if (this.#closed || this.#retry !== undefined || this.#rangeTimer !== undefined) return;
+    this.#rangeTimer = setTimeout(() => {
+      this.#rangeTimer = undefined;
+      if (!this.#scheduled) this.#commitNow();
+    }, RANGE_GAP_MS);
+    Deno.unrefTimer(this.#rangeTimer);
   }
 
   #commitNow(): void {
@@ -310,21 +309,15 @@ export class Store {
     this.#pending = new Map([...batch.keys()].map((t) => [t, new Map()]));
     this.#pendingCount = 0;
     let failure: Error | undefined;
-    if (count > 0) {
+    if (count > 0 || this.#ranges.pending) {
       try {
         this.#db.exec("BEGIN IMMEDIATE");
         for (const [table, ops] of batch) {
-          const s = this.#tables.get(table)!;
-          for (const [key, written] of ops) {
-            const value = typeof written === "function" ? written() : written;
-            if (value === null) s.del.run(key);
-            else if (typeof value === "string" || value instanceof Uint8Array) {
-              s.put.run(key, value);
-            } else if (s.putOwned !== undefined) s.putOwned.run(key, value.value, value.owner);
-            else s.put.run(key, value.value);
-          }
+          this.#tables.get(table)!.run(ops);
         }
+        const ranges = this.#ranges.run();
         this.#db.exec("COMMIT");
+        this.#ranges.done(ranges);
         this.counters.commits++;
         this.counters.written += count;
         if (this.#lastError !== undefined) this.#warn(`Writing to ${this.path} again`);
@@ -344,6 +337,7 @@ export class Store {
       this.#release(upTo, undefined, false);
       this.#sync();
     }
+    if (this.#ranges.pending && !this.#scheduled) this.#later();
   }
 
   /**
@@ -441,9 +435,4 @@ export class Store {
     Deno.unrefTimer(this.#retry);
     return error;
   }
-}
-
-/** A deferred value made: a copy (it may be a view of a buffer its writer uses again). */
-function kept(made: Value | Owned | null): Value | Owned | null {
-  return made instanceof Uint8Array ? made.slice() : made;
 }

@@ -3,14 +3,15 @@
  * `--mqtt-queue-qos0` (Mosquitto's `queue_qos0_messages false`): 50
  * anonymous away sessions on `#` cut every client's QoS 0 throughput 42
  * times and wrote 60 MB/s of journal rows (hostile review 40a T9). QoS 1
- * and 2 are queued as before.
+ * and 2 are queued as before. Nor is a QoS 0 delivery waiting behind a
+ * connected session's full window written to the journal (hostile 41b X1).
  */
 import assert from "node:assert/strict";
 import type mqttPacket from "mqtt-packet";
-import { durableBroker } from "./helpers/mqtt_durable.ts";
+import { durableBroker, journalRows } from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { startDist } from "./helpers/dist.ts";
-import { sleep } from "./helpers/raw.ts";
+import { sleep, waitFor } from "./helpers/raw.ts";
 
 /** Makes the away session `away` on `#`, sends 50 QoS 0 and one QoS 1, and returns what it gets back. */
 async function queuedWhileAway(port: number): Promise<string[]> {
@@ -56,3 +57,48 @@ Deno.test("mqtt away QoS 0: queued with --mqtt-queue-qos0", opts, async () => {
     await b.stop();
   }
 });
+
+Deno.test(
+  "mqtt QoS 0 behind a full window: kept in memory, no journal row (hostile 41b X1)",
+  opts,
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const { b, port } = await durableBroker(dir, "batch");
+    try {
+      // MQTT 5, Receive Maximum 1: one QoS 1 in flight, never acknowledged, fills its window.
+      const held = await RawMqtt.connect(port, {
+        clientId: "held",
+        clean: false,
+        properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
+      }, 5);
+      await held.send(
+        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] },
+        5,
+      );
+      await held.next("suback");
+      const pub = await RawMqtt.connect(port, { clientId: "pub" });
+      await pub.send(
+        { cmd: "publish", topic: "q1/t", payload: "one", qos: 1, messageId: 9 } as never,
+      );
+      await pub.next("puback");
+      const first = await held.next("publish") as mqttPacket.IPublishPacket;
+      for (let i = 0; i < 50; i++) {
+        await pub.send({ cmd: "publish", topic: "q0/t", payload: `zero ${i}`, qos: 0 } as never);
+      }
+      await sleep(500);
+      // The QoS 1 in flight only (main: 51, every QoS 0 put as a row as it was queued).
+      assert.equal(journalRows(dir), 1);
+      // Delivered once the window has room: they waited in memory.
+      await held.send({ cmd: "puback", messageId: first.messageId } as never, 5);
+      await waitFor(() => held.packets.filter((p) => p.cmd === "publish").length >= 50, 5000, "50");
+      const got = held.packets.filter((p) => p.cmd === "publish")
+        .map((p) => String((p as mqttPacket.IPublishPacket).payload));
+      assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `zero ${i}`));
+      await pub.end();
+      await held.end();
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { DataDir, openDataDir, Store } from "../store/mod.ts";
 import { RETRY_MS } from "../store/store.ts";
+import { RANGE_ROWS } from "../store/ranges.ts";
+import { waitFor } from "./helpers/raw.ts";
 import { UsageError } from "../config/mod.ts";
 
 const TABLES = ["t"];
@@ -44,6 +46,30 @@ Deno.test("Store: what commit() acknowledged is there after reopening", () =>
         ["k2", new Uint8Array([1, 2, 3])],
       ]),
     );
+    again.close();
+  }));
+
+Deno.test("Store: a range of keys is deleted in the background, a bounded number of rows a commit", () =>
+  withDir(async (dir) => {
+    const s = open(`${dir}/a.db`);
+    const key = (n: number) => `q/${String(n).padStart(6, "0")}`;
+    for (let n = 0; n < 2_600; n++) s.put("t", key(n), "x".repeat(100));
+    s.put("t", "r/1", "kept");
+    await s.commit();
+    s.put("t", key(2_600), "pending, in the range");
+    s.deleteRange("t", key(0), key(3_000));
+    s.put("t", key(3_000), "past the range");
+    const commits = s.counters.commits;
+    await s.commit();
+    const count = () => [...s.rows("t")].length;
+    // One commit takes at most RANGE_ROWS (500) of them: the loop is not held for them all.
+    assert.ok(count() > 2_600 - 2 * RANGE_ROWS, `${count()} rows left after the first commit`);
+    await waitFor(() => count() === 2, 10_000, "the range deleted");
+    assert.ok(s.counters.commits - commits >= 2_600 / RANGE_ROWS, `${s.counters.commits}`);
+    s.deleteRange("t", key(3_000), key(3_001));
+    s.close(); // finishes what is left of the ranges
+    const again = open(`${dir}/a.db`);
+    assert.deepEqual([...again.rows("t")], [["r/1", "kept"]]);
     again.close();
   }));
 

@@ -9,6 +9,7 @@ import { sleep } from "./raw.ts";
 import { DatabaseSync } from "node:sqlite";
 import { Store } from "../../store/mod.ts";
 import { MQTT_FILE, QUEUED, SESSIONS } from "../../roles/broker/mqtt/persist.ts";
+import { DELIVERIES } from "../../roles/broker/mqtt/journal.ts";
 
 /** A 14-level topic, and distinct filters that all match it (each level itself or `+`). */
 const LEVELS = ["k", ..."abcdefghijklm"];
@@ -82,4 +83,14 @@ export async function killAfter(dir: string, commits: number): Promise<boolean> 
   await child.status;
   await read;
   return !/MQTT on/.test(stderr());
+}
+
+/** Rows of `dir`'s journal (table `deliveries` of `mqtt.db`), as committed. */
+export function journalRows(dir: string): number {
+  const db = new DatabaseSync(`${dir}/${MQTT_FILE}`, { readOnly: true });
+  try {
+    return (db.prepare(`SELECT count(*) AS n FROM ${DELIVERIES}`).get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }

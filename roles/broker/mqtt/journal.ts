@@ -38,6 +38,7 @@
 import { setImmediate } from "node:timers";
 import type { Store } from "../../../store/mod.ts";
 import type { Subscription } from "../subscriber.ts";
+import { QueueRows } from "./queue_rows.ts";
 
 /** Where rows are (session number / subscription number / place: see the module comment). */
 export const DELIVERIES = "deliveries";
@@ -126,7 +127,17 @@ interface Range {
   /** The first row still on disk, and the next to write: rows [head, tail). */
   head: number;
   tail: number;
+  /** Which of its queued deliveries have a row (QoS 0 without `--mqtt-queue-qos0` has none). */
+  rows: QueueRows;
 }
+
+/**
+ * Rows of a queue that go at once past which they are deleted in the
+ * background (Store.deleteRange), when they were dropped in bulk (a trim,
+ * a subscription or session gone): one delete per row on the event loop
+ * held it 8–14 s for 180 MB (hostile review 41b X4).
+ */
+const RANGE_FROM = 64;
 
 export class SessionJournal {
   readonly #store: Store;
@@ -180,7 +191,7 @@ export class SessionJournal {
    */
   adopt(sub: Subscription, n: number | undefined, write: boolean): void {
     n ??= this.#nextSub;
-    this.#queues.set(sub, { sub: n, head: 0, tail: 0 });
+    this.#queues.set(sub, { sub: n, head: 0, tail: 0, rows: new QueueRows() });
     this.#nextSub = Math.max(this.#nextSub, n + 1);
     if (write) this.#writeSub(sub, n);
   }
@@ -194,8 +205,8 @@ export class SessionJournal {
     if (old !== undefined && replaced!.filter === this.#filterOf(sub)) {
       // In place of the one it replaced (forget): its number, its places after the old ones.
       this.#queues.delete(replaced!.sub);
-      range = { sub: old.sub, head: old.tail, tail: old.tail };
-    } else range = { sub: this.#nextSub++, head: 0, tail: 0 };
+      range = { sub: old.sub, head: old.tail, tail: old.tail, rows: new QueueRows() };
+    } else range = { sub: this.#nextSub++, head: 0, tail: 0, rows: new QueueRows() };
     this.#queues.set(sub, range);
     this.#writeSub(sub, range.sub);
     return range;
@@ -211,16 +222,20 @@ export class SessionJournal {
 
   /**
    * `record` was queued by `sub`: copied when it is the caller's scratch,
-   * taken as it is when `kept` (a row read back, which nothing changes).
+   * taken as it is when `kept` (a row read back, which nothing changes);
+   * with no row when not `row` (it waits in memory only: queue_rows.ts).
    */
-  queued(sub: Subscription, record: Uint8Array, kept = false): void {
+  queued(sub: Subscription, record: Uint8Array, kept = false, row = true): void {
     // (Numbered at SUBSCRIBE: the rare one that is not is numbered, its row written, here.)
     const range = this.#range(sub);
-    this.#store.put(
-      DELIVERIES,
-      deliveryKey(this.no, range.sub, range.tail++),
-      kept ? record : turnRows.copy(this.#store, record),
-    );
+    range.rows.push(row);
+    if (row) {
+      this.#store.put(
+        DELIVERIES,
+        deliveryKey(this.no, range.sub, range.tail++),
+        kept ? record : turnRows.copy(this.#store, record),
+      );
+    }
     if (!this.#trimQueued) {
       // Deliveries queued now may push the oldest out (drop-oldest): their rows go at the turn's end.
       this.#trimQueued = true;
@@ -233,12 +248,28 @@ export class SessionJournal {
     for (const sub of this.#queues.keys()) this.left(sub);
   };
 
-  /** Deliveries left `sub`'s queue (sent or dropped): their rows are deleted. */
-  left(sub: Subscription): void {
+  /**
+   * Deliveries left `sub`'s queue (sent or dropped): their rows are deleted
+   * (`bulk`: dropped by a trim, in the background when many). Returns
+   * whether the last to leave had a row.
+   */
+  left(sub: Subscription, bulk = false): boolean {
     const range = this.#queues.get(sub);
-    if (range === undefined) return;
-    const live = range.tail - (sub.cancelled ? 0 : sub.queued);
-    while (range.head < live) {
+    if (range === undefined) return false;
+    const gone = range.rows.count - (sub.cancelled ? 0 : sub.queued);
+    if (gone <= 0) return false;
+    this.#drop(range, range.head + range.rows.take(gone), bulk);
+    return range.rows.lastHadRow;
+  }
+
+  /** Deletes the rows of `range` before `to`: many dropped in `bulk`, in the background. */
+  #drop(range: Range, to: number, bulk: boolean): void {
+    if (bulk && to - range.head >= RANGE_FROM) {
+      const key = (n: number) => deliveryKey(this.no, range.sub, n);
+      this.#store.deleteRange(DELIVERIES, key(range.head), key(to));
+      range.head = to;
+    }
+    while (range.head < to) {
       this.#store.delete(DELIVERIES, deliveryKey(this.no, range.sub, range.head++));
     }
   }
@@ -275,9 +306,7 @@ export class SessionJournal {
     if (keepRow) this.#replaced = { sub, filter: this.#filterOf(sub)! };
     else this.#store.delete(SUBSCRIPTIONS, subscriptionKey(this.subsAt, range.sub));
     range.tail = Math.max(range.tail, range.head);
-    while (range.head < range.tail) {
-      this.#store.delete(DELIVERIES, deliveryKey(this.no, range.sub, range.head++));
-    }
+    this.#drop(range, range.tail, true);
     if (!keepRow) this.#queues.delete(sub);
   }
 

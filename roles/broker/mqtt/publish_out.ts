@@ -108,7 +108,12 @@ export function writeDelivery(
  * bytes): MQTT 5's Message Expiry made the seconds left (expired: not
  * sent), and a packet id for QoS 1 and 2.
  */
-export function writeQueued(session: MqttSession, conn: MqttConnection, bytes: Uint8Array): void {
+export function writeQueued(
+  session: MqttSession,
+  conn: MqttConnection,
+  bytes: Uint8Array,
+  hadRow = false,
+): void {
   if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
   if (bytes.length > conn.clientMaxPacket) return tooLarge(conn);
   const out = conn.out.buffer;
@@ -126,9 +131,10 @@ export function writeQueued(session: MqttSession, conn: MqttConnection, bytes: U
     }
   }
   out.length += bytes.length;
-  // QoS 0: sent once its row's delete is committed (sent again after a kill otherwise).
-  if (publishQos(bytes) === 0) session.journal?.sentOnce(conn.out);
-  else {
+  // QoS 0: sent once its row's delete (if it had one) is committed (sent again after a kill otherwise).
+  if (publishQos(bytes) === 0) {
+    if (hadRow) session.journal?.sentOnce(conn.out);
+  } else {
     const id = session.inflight.take();
     patchId(sent, id);
     if (session.expiry > 0) {

@@ -18,7 +18,7 @@ import { SubsByFilter } from "./subs_by_filter.ts";
 import { userSource } from "../../../auth/mod.ts";
 import { shareSource } from "../shares.ts";
 import { filterFromMqtt } from "./mapping.ts";
-import { PUBREL } from "./packets.ts";
+import { publishQos, PUBREL } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
 import { ROW_BYTES, type SessionJournal } from "./journal.ts";
 import { QueuedRecord } from "./journal_restore.ts";
@@ -365,7 +365,10 @@ export class MqttSession implements Sink {
       return msg.value.bytes;
     }
     const record = queuedRecord(this, this.#front, msg, sub, this.#scratch);
-    if (record.length > 0) this.#journal?.queued(sub, record);
+    if (record.length === 0 || this.#journal === undefined) return record;
+    // QoS 0 has no row unless --mqtt-queue-qos0: it may be lost at a kill (queue_rows.ts).
+    const row = publishQos(record) > 0 || this.#front.limits.queueQos0 === true;
+    this.#journal.queued(sub, record, false, row);
     return record;
   }
 
@@ -375,8 +378,7 @@ export class MqttSession implements Sink {
   }
 
   writeEncoded(bytes: Uint8Array, sub: Subscription): void {
-    this.#journal?.left(sub);
-    writeQueued(this, this.#conn!, bytes);
+    writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false);
   }
 
   whenDrained(bytes: number, fn: () => void): void {
