@@ -97,3 +97,67 @@ Deno.test({
     Deno.removeSync(disk!, { recursive: true });
   }
 });
+
+/** Fills the filesystem of `dir` with one file (ENOSPC ends it). */
+async function fill(dir: string): Promise<void> {
+  const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
+  const block = new Uint8Array(64 * 1024);
+  try {
+    while (true) await file.write(block);
+  } catch {
+    // Full.
+  } finally {
+    file.close();
+  }
+}
+
+Deno.test({
+  name:
+    "mqtt full disk: a QoS 2 PUBLISH whose commit failed is not acknowledged when sent again (hostile review 41b X2)",
+  ignore: disk === undefined,
+  ...opts,
+}, async () => {
+  const own = smallDisk()!;
+  const dir = `${own}/data`;
+  let b: DistProcess | undefined;
+  try {
+    const first = await broker(dir, "batch");
+    b = first.b;
+    // An away persistent session on `z/#`: a publish to z/x writes it a row.
+    const away = await RawMqtt.connect(first.port, { clientId: "q1", clean: false });
+    await away.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "z/#", qos: 2 }] });
+    await away.next("suback");
+    await away.send({ cmd: "disconnect" });
+    await away.end();
+    await fill(own);
+    const publish = (dup: boolean) =>
+      ({
+        cmd: "publish",
+        topic: "z/x",
+        payload: Buffer.alloc(300_000, 120),
+        qos: 2,
+        messageId: 7,
+        dup,
+      }) as mqttPacket.Packet;
+    // The commit fails: closed, no PUBREC (the client is to send it again).
+    const pub = await RawMqtt.connect(first.port, { clientId: "pp", clean: false });
+    await pub.send(publish(false));
+    await pub.closedWithin(10_000);
+    assert.ok(!pub.packets.some((p) => p.cmd === "pubrec"), "no PUBREC for what was not kept");
+    await pub.end();
+    // Sent again on a new connection, as MQTT says: not kept either, so no PUBREC.
+    const again = await RawMqtt.connect(first.port, { clientId: "pp", clean: false });
+    await again.send(publish(true));
+    await again.closedWithin(10_000);
+    assert.deepEqual(
+      again.packets.map((p) => p.cmd).filter((cmd) => cmd === "pubrec"),
+      [],
+      `the resend was acknowledged though nothing was kept: ${b.stderr()}`,
+    );
+    await again.end();
+  } finally {
+    await b?.stop();
+    run("umount", "-l", own);
+    Deno.removeSync(own, { recursive: true });
+  }
+});

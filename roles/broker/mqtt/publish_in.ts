@@ -54,7 +54,9 @@ export class Inbound {
     const { qos, id } = p;
     const session = c.session;
     if (qos === 2) {
-      if (session.qos2In?.has(id)) return this.#ack(c, PUBREC, id, undefined); // a resend
+      // A resend: PUBREC once the first's commit is done (hostile review 41b X2: answered at
+      // once, a resend after a failed commit got PUBREC, then PUBCOMP, for a message not kept).
+      if (session.qos2In?.has(id)) return this.#ack(c, PUBREC, id, session.qos2In.get(id));
       if ((session.qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
         return c.refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
       }
@@ -92,7 +94,10 @@ export class Inbound {
     }
     if (qos === 1) this.#ack(c, PUBACK, id, settled);
     else if (qos === 2) {
-      (session.qos2In ??= new Set()).add(id);
+      const pending = session.qos2In ??= new Map();
+      pending.set(id, settled);
+      // Not kept: the id is forgotten, so its resend is published anew, not acknowledged.
+      settled?.catch(() => pending.get(id) === settled && pending.delete(id));
       this.#ack(c, PUBREC, id, settled);
     }
   }

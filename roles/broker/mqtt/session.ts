@@ -60,8 +60,8 @@ export class MqttSession implements Sink {
    * counted 47 KB).
    */
   readonly inflight = new InflightWindow((delta) => this.#keptChanged(delta));
-  /** Packet ids of QoS 2 publishes received, PUBREC sent, PUBREL awaited. */
-  qos2In: Set<number> | undefined;
+  /** Packet ids of QoS 2 publishes received, PUBREL awaited, each with the commit its PUBREC waits for. */
+  qos2In: Map<number, Promise<void> | undefined> | undefined;
   #expiry = 0;
   /**
    * What it is counted at in max-memory beside what it keeps in flight: a
