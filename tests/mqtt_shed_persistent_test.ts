@@ -1,0 +1,125 @@
+/**
+ * The memory guard does not cut honest readers for what cut persistent
+ * sessions still hold (hostile review 41b X9): cutting a persistent
+ * session's connection frees nothing (its queue stays, now an away
+ * session's), so the same shed went on and cut two readers that kept up,
+ * with 64 KB pending each. What cut sessions hold is the away share's to
+ * trim.
+ */
+import assert from "node:assert/strict";
+import mqttPacket from "mqtt-packet";
+import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
+import { sleep, writeAll } from "./helpers/raw.ts";
+import { startDist } from "./helpers/dist.ts";
+
+const STALLED = 20;
+const BUDGET = 64 * 1024 * 1024;
+
+/** An MQTT 5 persistent session on `#` (QoS 1) with Receive Maximum 1 that never reads. */
+async function stalled(port: number, n: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const v5 = { protocolVersion: 5 } as const;
+  await writeAll(
+    conn,
+    new Uint8Array(Buffer.concat([
+      mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 5,
+        clientId: `st${n}`,
+        clean: false,
+        keepalive: 0,
+        properties: { sessionExpiryInterval: 86400, receiveMaximum: 1 },
+      }, v5),
+      mqttPacket.generate({
+        cmd: "subscribe",
+        messageId: 1,
+        subscriptions: [{ topic: "#", qos: 1 }],
+      } as mqttPacket.Packet, v5),
+    ])),
+  );
+  return conn;
+}
+
+Deno.test({
+  name:
+    "mqtt memory: cutting stalled persistent sessions does not go on to cut readers that keep up (hostile review 41b X9)",
+  ...opts,
+}, async () => {
+  const b = await startDist([
+    "broker",
+    ...["--port", "0", "--mqtt-port", "0", "--max-memory", String(BUDGET), "--log-level", "debug"],
+  ]);
+  const port = Number(b.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/)![1]);
+  const conns: Deno.Conn[] = [];
+  let honest: Deno.Conn | undefined;
+  let reading: Promise<void> | undefined;
+  try {
+    for (let i = 0; i < STALLED; i++) conns.push(await stalled(port, i));
+    await sleep(500);
+    // One QoS 1 each, never acknowledged: their windows are full from now on.
+    const seed = await RawMqtt.connect(port, { clientId: "seed" });
+    await seed.send(
+      { cmd: "publish", topic: "seed/x", payload: "s", qos: 1, messageId: 1 } as mqttPacket.Packet,
+    );
+    await seed.next("puback");
+    await seed.end();
+    // A reader that keeps up: it reads every byte as it comes, and parses nothing.
+    honest = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(
+      honest,
+      new Uint8Array(Buffer.concat([
+        mqttPacket.generate({
+          cmd: "connect",
+          protocolId: "MQTT",
+          protocolVersion: 4,
+          clientId: "honest",
+          clean: true,
+          keepalive: 0,
+        }),
+        mqttPacket.generate({
+          cmd: "subscribe",
+          messageId: 1,
+          subscriptions: [{ topic: "load/#", qos: 0 }],
+        } as mqttPacket.Packet),
+      ])),
+    );
+    let cut = false;
+    reading = (async () => {
+      const buf = new Uint8Array(1 << 20);
+      while ((await honest!.read(buf).catch(() => null)) !== null);
+      cut = true;
+    })();
+    await sleep(300);
+    // 1 KB QoS 0 publishes, 100 MB in all: each stalled session queues them all.
+    const pub = await RawMqtt.connect(port, { clientId: "pub" });
+    const one = mqttPacket.generate(
+      {
+        cmd: "publish",
+        topic: "load/x",
+        payload: Buffer.alloc(1000, 121),
+        qos: 0,
+      } as mqttPacket.Packet,
+    );
+    const batch = new Uint8Array(Buffer.concat(Array(100).fill(one)));
+    const until = performance.now() + 15_000;
+    for (let i = 0; i < 1000 && !pub.closed && performance.now() < until; i++) {
+      await pub.write(batch);
+    }
+    await pub.end();
+    await sleep(1000);
+    assert.match(b.stderr(), /Cutting off st\d+/, "the guard shed the stalled sessions");
+    assert.ok(
+      !cut,
+      `the reader that kept up was cut: ${
+        b.stderr().split("\n").filter((l) => /Cutting|held past|WRN/.test(l)).join("\n")
+      }`,
+    );
+    assert.doesNotMatch(b.stderr(), /Cutting off honest/);
+  } finally {
+    for (const c of conns) c.close();
+    honest?.close();
+    await reading;
+    await b.stop();
+  }
+});
