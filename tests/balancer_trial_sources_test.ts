@@ -276,3 +276,34 @@ Deno.test("a name holder answering every task with an error keeps the name 10 s 
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("an error answer proves no worker: beside one server, a fake answering every task UNKNOWN_METHOD at once stays on trial, a request a second at most (hostile41a W3)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, []);
+  const client = await connectTo(lb.address);
+  const peers: Peer[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    peers.push(await worker(lb.workerAddress, "liar", { fail: "UNKNOWN_METHOD" }));
+    let failed = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+      for (let i = 0; i < 100; i++) {
+        await client.call("add", { a: i, b: k }).catch(() => failed++);
+      }
+    }));
+    const seconds = (performance.now() - t0) / 1000;
+    // Before: proven by its first error, then half of the round-robin's requests (~400 of 800).
+    assert.ok(
+      failed <= 2 + 2 * seconds,
+      `${failed} of 800 calls failed in ${seconds.toFixed(1)} s`,
+    );
+    const liar = (await backendsOf(client)).find((b) => b.name === "liar");
+    assert.equal(liar?.served, 0);
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
