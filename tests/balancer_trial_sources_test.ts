@@ -307,3 +307,43 @@ Deno.test("an error answer proves no worker: beside one server, a fake answering
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("with no backend proven, fakes of one address that drop the requests they get and register again get one each at first, then their address waits (hostile40c V3)", async () => {
+  const lb = await startBalancer([], ["--timeout", "20s", "--queue-timeout", "3s"]);
+  const client = await connectTo(lb.address, 10_000);
+  const fakes: Peer[] = [];
+  let tasks = 0;
+  let names = 0;
+  let stop = false;
+  // Each holds what it gets 200 ms, then leaves and registers again under a new name.
+  const spawn = async (): Promise<void> => {
+    if (stop) return;
+    fakes.push(
+      await worker(lb.workerAddress, `drop${names++}`, {
+        onTask: (peer) => {
+          tasks++;
+          setTimeout(() => {
+            peer.close();
+            spawn().catch(() => {});
+          }, 200);
+        },
+      }),
+    );
+  };
+  try {
+    for (let i = 0; i < 4; i++) await spawn();
+    await Promise.all(
+      Array.from({ length: 4 }, (_, i) => client.call("add", { a: i, b: 1 }).catch(() => 0)),
+    );
+    // Before: each request lost, sent to the next fake, lost again … until it expired (12 here).
+    // Now the four at once, one each, then no more to the address.
+    assert.ok(tasks <= 5, `the fakes got ${tasks} requests`);
+    assert.match(lb.stderr(), /lost request add with its connection before it answered any/);
+  } finally {
+    stop = true;
+    client.close();
+    for (const f of fakes) f.close();
+    await sleep(10);
+    await stopAll([lb]);
+  }
+});
