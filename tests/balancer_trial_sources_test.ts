@@ -13,6 +13,7 @@ import { dial, DistError, type ErrorCode, type Peer } from "../wire/mod.ts";
 import { hashToken } from "../auth/mod.ts";
 import {
   backendsOf,
+  type BalancerProcess,
   connectTo,
   eventually,
   startBalancer,
@@ -55,33 +56,48 @@ async function worker(
   return peer;
 }
 
-Deno.test("fakes of one address that drop their trial and register again under new names get no fresh trial each time (hostile40c V3)", async () => {
-  const servers = await startServers(1);
-  const lb = await startBalancer(servers, ["--timeout", "20s"]);
-  const client = await connectTo(lb.address, 10_000);
+/**
+ * `n` fakes at `address`, each holding the task it gets `holdMs`, then
+ * leaving and registering again under a new name (hostile40c's
+ * hold_then_drop), until `stop()`.
+ */
+async function churning(address: string, n: number, holdMs: number) {
   const fakes: Peer[] = [];
-  let tasks = 0;
-  let names = 0;
-  let stop = false;
-  // Each fake holds the task it gets 1.2 s (its trial's bound is 1 s), then leaves and
-  // registers again under a new name (hostile40c's hold_then_drop:1100).
+  const seen = { tasks: 0, names: 0, stopped: false };
   const spawn = async (): Promise<void> => {
-    if (stop) return;
+    if (seen.stopped) return;
     fakes.push(
-      await worker(lb.workerAddress, `churn${names++}`, {
+      await worker(address, `churn${seen.names++}`, {
         onTask: (peer) => {
-          tasks++;
+          seen.tasks++;
           setTimeout(() => {
             peer.close();
             spawn().catch(() => {});
-          }, 1_200);
+          }, holdMs);
         },
       }),
     );
   };
+  for (let i = 0; i < n; i++) await spawn();
+  return {
+    seen,
+    stop: () => {
+      seen.stopped = true;
+      for (const f of fakes) f.close();
+    },
+  };
+}
+
+Deno.test("fakes of one address that drop their trial and register again under new names get no fresh trial each time (hostile40c V3)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--timeout", "20s"]);
+  const client = await connectTo(lb.address, 10_000);
+  let churn: Awaited<ReturnType<typeof churning>> | undefined;
   try {
     assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
-    for (let i = 0; i < 8; i++) await spawn();
+    // Each holds the task it gets 1.2 s (its trial's bound is 1 s).
+    churn = await churning(lb.workerAddress, 8, 1_200);
+    const { seen } = churn;
     let slow = 0;
     let answered = 0;
     const end = performance.now() + 7_000;
@@ -95,17 +111,16 @@ Deno.test("fakes of one address that drop their trial and register again under n
     }));
     // Before: a fresh trial each second (7 tasks in 7 s, 7 calls held a second). Now the
     // second failure of the address holds every untried worker of it for 10 s.
-    assert.ok(tasks <= 3, `the fakes got ${tasks} tasks in 7 s`);
+    assert.ok(seen.tasks <= 3, `the fakes got ${seen.tasks} tasks in 7 s`);
     assert.ok(slow <= 3, `${slow} calls held 900 ms or more`);
     assert.ok(answered > 1_000, `${answered} answers`);
     assert.match(lb.stderr(), /no trial for 10 s \(1 failed; 2 by its source\)/);
     // Each trial held past its bound was sent on to the server, and is counted (V7).
     const stats = await client.call("sys.stats") as { trials_sent_on: number };
-    assert.equal(stats.trials_sent_on, tasks);
+    assert.equal(stats.trials_sent_on, seen.tasks);
   } finally {
-    stop = true;
+    churn?.stop();
     client.close();
-    for (const f of fakes) f.close();
     await sleep(10);
     await stopAll([lb, ...servers]);
   }
@@ -165,30 +180,49 @@ Deno.test("fakes of one source keep at most a quarter of --max-workers once it i
   }
 });
 
-Deno.test("in a pool with no traffic, a worker that has answered nothing keeps its name 10 s, then a newcomer of its user takes it (hostile40c V8)", async () => {
+/** One server proven by a call, a balancer before it, a client: `body`'s `peers` are closed after. */
+async function provenPool(
+  body: (lb: BalancerProcess, client: Peer, peers: Peer[]) => Promise<void>,
+): Promise<void> {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, []);
   const client = await connectTo(lb.address);
   const peers: Peer[] = [];
   try {
     assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    await body(lb, client, peers);
+  } finally {
+    client.close();
+    for (const p of peers) p.close();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+}
+
+/** A worker named `name` that answers, registered once the balancer takes it (within `ms`). */
+async function registeredWithin(address: string, name: string, ms: number): Promise<Peer> {
+  let real: Peer | undefined;
+  await eventually(
+    async () => {
+      real = await worker(address, name, { answer: true }).catch(() => undefined);
+      if (real === undefined) await sleep(250);
+      return real !== undefined;
+    },
+    ms,
+    `the real ${name} registered`,
+  );
+  return real!;
+}
+
+Deno.test("in a pool with no traffic, a worker that has answered nothing keeps its name 10 s, then a newcomer of its user takes it (hostile40c V8)", async () => {
+  await provenPool(async (lb, client, peers) => {
     const fake = await worker(lb.workerAddress, "w1");
     peers.push(fake);
     const first = await worker(lb.workerAddress, "w1", { answer: true }).catch((e) => e);
     assert.equal((first as DistError).code, "BAD_REQUEST", "refused while the holder is new");
     // Before: refused for as long as the fake stayed connected.
     const t0 = performance.now();
-    let real: Peer | undefined;
-    await eventually(
-      async () => {
-        real = await worker(lb.workerAddress, "w1", { answer: true }).catch(() => undefined);
-        if (real === undefined) await sleep(250);
-        return real !== undefined;
-      },
-      14_000,
-      "the real w1 registered",
-    );
-    peers.push(real!);
+    peers.push(await registeredWithin(lb.workerAddress, "w1", 14_000));
     assert.ok(performance.now() - t0 < 13_000);
     await eventually(() => Promise.resolve(!fake.canCall), 2_000, "the fake's connection closed");
     // And it serves once traffic comes.
@@ -200,149 +234,83 @@ Deno.test("in a pool with no traffic, a worker that has answered nothing keeps i
       3_000,
       "w1 serving",
     );
-  } finally {
-    client.close();
-    for (const p of peers) p.close();
-    await sleep(10);
-    await stopAll([lb, ...servers]);
-  }
+  });
 });
 
+/** `failed` of 800 `add`s by a c=8 `client`, and how long they took (s). */
+async function eightHundred(client: Peer): Promise<{ failed: number; seconds: number }> {
+  let failed = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+    for (let i = 0; i < 100; i++) await client.call("add", { a: i, b: k }).catch(() => failed++);
+  }));
+  return { failed, seconds: (performance.now() - t0) / 1000 };
+}
+
 Deno.test("a worker that refuses its trial at once fails it: beside one server, a fake answering every task UNAVAILABLE gets one, not hundreds (hostile41a W5)", async () => {
-  const servers = await startServers(1);
-  const lb = await startBalancer(servers, []);
-  const client = await connectTo(lb.address);
-  const peers: Peer[] = [];
-  try {
-    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+  await provenPool(async (lb, client, peers) => {
     peers.push(await worker(lb.workerAddress, "refuser", { fail: "UNAVAILABLE" }));
-    let refused = 0;
-    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
-      for (let i = 0; i < 100; i++) {
-        await client.call("add", { a: i, b: k }).catch((e) => {
-          assert.equal((e as DistError).code, "UNAVAILABLE");
-          refused++;
-        });
-      }
-    }));
+    const { failed } = await eightHundred(client);
     // Before: tried again at once, each time (~9 % of the calls refused, for good).
-    assert.ok(refused <= 3, `${refused} of 800 calls refused`);
+    assert.ok(failed <= 3, `${failed} of 800 calls refused`);
     assert.match(lb.stderr(), /refuser \(refuser\) answered a trial request add refused: no trial/);
-  } finally {
-    client.close();
-    for (const p of peers) p.close();
-    await sleep(10);
-    await stopAll([lb, ...servers]);
-  }
+  });
 });
 
 Deno.test("a name holder answering every task with an error keeps the name 10 s at most: the real worker of its user then takes it (hostile41a W6)", async () => {
-  const servers = await startServers(1);
-  const lb = await startBalancer(servers, []);
-  const client = await connectTo(lb.address);
-  const peers: Peer[] = [];
-  let stop = false;
-  try {
-    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+  await provenPool(async (lb, client, peers) => {
     const fake = await worker(lb.workerAddress, "w1", { fail: "UNKNOWN_METHOD" });
     peers.push(fake);
     // Traffic all along: the fake answers its share at once, with an error.
+    let stop = false;
     const traffic = Promise.all(Array.from({ length: 4 }, async () => {
       while (!stop) {
         await client.call("add", { a: 1, b: 2 }).catch(() => 0);
         await sleep(5);
       }
     }));
-    let real: Peer | undefined;
-    await eventually(
-      async () => {
-        real = await worker(lb.workerAddress, "w1", { answer: true }).catch(() => undefined);
-        if (real === undefined) await sleep(250);
-        return real !== undefined;
-      },
-      14_000,
-      "the real w1 registered",
-    );
-    peers.push(real!);
-    stop = true;
-    await traffic;
-    // Before: refused for as long as the fake stayed connected (never in 30 s).
+    try {
+      // Before: refused for as long as the fake stayed connected (never in 30 s).
+      peers.push(await registeredWithin(lb.workerAddress, "w1", 14_000));
+    } finally {
+      stop = true;
+      await traffic;
+    }
     await eventually(() => Promise.resolve(!fake.canCall), 2_000, "the fake's connection closed");
-  } finally {
-    stop = true;
-    client.close();
-    for (const p of peers) p.close();
-    await sleep(10);
-    await stopAll([lb, ...servers]);
-  }
+  });
 });
 
 Deno.test("an error answer proves no worker: beside one server, a fake answering every task UNKNOWN_METHOD at once stays on trial, a request a second at most (hostile41a W3)", async () => {
-  const servers = await startServers(1);
-  const lb = await startBalancer(servers, []);
-  const client = await connectTo(lb.address);
-  const peers: Peer[] = [];
-  try {
-    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+  await provenPool(async (lb, client, peers) => {
     peers.push(await worker(lb.workerAddress, "liar", { fail: "UNKNOWN_METHOD" }));
-    let failed = 0;
-    const t0 = performance.now();
-    await Promise.all(Array.from({ length: 8 }, async (_, k) => {
-      for (let i = 0; i < 100; i++) {
-        await client.call("add", { a: i, b: k }).catch(() => failed++);
-      }
-    }));
-    const seconds = (performance.now() - t0) / 1000;
+    const { failed, seconds } = await eightHundred(client);
     // Before: proven by its first error, then half of the round-robin's requests (~400 of 800).
     assert.ok(
       failed <= 2 + 2 * seconds,
       `${failed} of 800 calls failed in ${seconds.toFixed(1)} s`,
     );
-    const liar = (await backendsOf(client)).find((b) => b.name === "liar");
-    assert.equal(liar?.served, 0);
-  } finally {
-    client.close();
-    for (const p of peers) p.close();
-    await sleep(10);
-    await stopAll([lb, ...servers]);
-  }
+    assert.equal((await backendsOf(client)).find((b) => b.name === "liar")?.served, 0);
+  });
 });
 
 Deno.test("with no backend proven, fakes of one address that drop the requests they get and register again get one each at first, then their address waits (hostile40c V3)", async () => {
   const lb = await startBalancer([], ["--timeout", "20s", "--queue-timeout", "3s"]);
   const client = await connectTo(lb.address, 10_000);
-  const fakes: Peer[] = [];
-  let tasks = 0;
-  let names = 0;
-  let stop = false;
-  // Each holds what it gets 200 ms, then leaves and registers again under a new name.
-  const spawn = async (): Promise<void> => {
-    if (stop) return;
-    fakes.push(
-      await worker(lb.workerAddress, `drop${names++}`, {
-        onTask: (peer) => {
-          tasks++;
-          setTimeout(() => {
-            peer.close();
-            spawn().catch(() => {});
-          }, 200);
-        },
-      }),
-    );
-  };
+  let churn: Awaited<ReturnType<typeof churning>> | undefined;
   try {
-    for (let i = 0; i < 4; i++) await spawn();
+    // Each holds what it gets 200 ms.
+    churn = await churning(lb.workerAddress, 4, 200);
+    const { seen } = churn;
     await Promise.all(
       Array.from({ length: 4 }, (_, i) => client.call("add", { a: i, b: 1 }).catch(() => 0)),
     );
     // Before: each request lost, sent to the next fake, lost again … until it expired (12 here).
     // Now the four at once, one each, then no more to the address.
-    assert.ok(tasks <= 5, `the fakes got ${tasks} requests`);
+    assert.ok(seen.tasks <= 5, `the fakes got ${seen.tasks} requests`);
     assert.match(lb.stderr(), /lost request add with its connection before it answered any/);
   } finally {
-    stop = true;
+    churn?.stop();
     client.close();
-    for (const f of fakes) f.close();
     await sleep(10);
     await stopAll([lb]);
   }
