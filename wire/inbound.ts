@@ -4,7 +4,8 @@
  * (backpressure) or while the owner pauses it, and keeps the stream's first
  * bytes until the handshake is over (see foreign.ts).
  */
-import { FrameDecoder } from "./frame.ts";
+import { DistError } from "./errors.ts";
+import { FrameDecoder, HEADER_BYTES } from "./frame.ts";
 import { HEAD_BYTES } from "./foreign.ts";
 import { drainTarget, type Outbound } from "./outbound.ts";
 import { pollTurn } from "./poll_turn.ts";
@@ -47,6 +48,19 @@ const FULL_READS_PER_TURN = 4;
  * FULL_READS_PER_TURN again.
  */
 const MAX_FULL_READS_PER_TURN = 16;
+/**
+ * Largest first frame (the handshake: a hello, or the welcome answering it)
+ * read, whatever the connection's frame limit. A hello is ~120 bytes, and
+ * its credentials (token, user, password) at most MAX_SECRET_LENGTH (4,096)
+ * characters each (credentials.ts): 16 KiB holds them all in ASCII. The
+ * first frame comes before any credential is checked and is parsed whole:
+ * at the 1 MiB frame limit, a hello of 62,000 escaped keys took the
+ * balancer's event loop ~200 ms each, a probe beside it waited up to 419 ms
+ * (hostile41a W9). Past it, the stream fails FRAME_TOO_LARGE before the
+ * frame is read (the listener answers it and closes).
+ */
+export const FIRST_FRAME_BYTES = 16 * 1024;
+
 /** Reads completed by every read loop of the process (see MAX_FULL_READS_PER_TURN). */
 let processReads = 0;
 
@@ -102,6 +116,8 @@ export class Inbound {
   #gate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
   #pauses = 0;
+  /** Whether the first frame's length was checked against FIRST_FRAME_BYTES. */
+  #firstChecked = false;
 
   constructor(
     conn: Deno.Conn,
@@ -222,6 +238,7 @@ export class Inbound {
         this.#received = true;
         processReads++;
         if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
+        if (!this.#firstChecked) this.#checkFirst();
         this.#bytesIn += n;
         decoder.push(buf.subarray(0, n));
         let frame: Uint8Array | null;
@@ -271,6 +288,25 @@ export class Inbound {
       }
     } catch (err) {
       if (!sink.isClosed()) sink.failed(err); // else a read cut short by our own close
+    }
+  }
+
+  /** Refuses a first frame longer than FIRST_FRAME_BYTES, once its length prefix is in. */
+  #checkFirst(): void {
+    const head = this.#head;
+    if (this.#framesIn > 0 || head === undefined) {
+      this.#firstChecked = true;
+      return;
+    }
+    if (head.length < HEADER_BYTES) return;
+    this.#firstChecked = true;
+    const len = new DataView(head.buffer, head.byteOffset).getUint32(0);
+    // Longer than the frame limit too: the decoder's own error says so.
+    if (len > FIRST_FRAME_BYTES && len <= this.#decoder.maxFrame) {
+      throw new DistError(
+        "FRAME_TOO_LARGE",
+        `First frame (the handshake) of ${len} bytes exceeds the limit of ${FIRST_FRAME_BYTES} bytes`,
+      );
     }
   }
 
