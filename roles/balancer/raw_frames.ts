@@ -142,10 +142,12 @@ const MOVE_AT_MOST = 1024;
 /**
  * Copies `whole[idEnd, whole.length)` to `dst` at `to` without making a
  * view: `whole` goes in with one set where its tail lands at `to` (its head
- * is then written over, from `base` on), or at `base` and the tail is moved
- * down (when its head is longer than what goes before `to`; a tail above
- * MOVE_AT_MOST bytes is copied through a view instead). `dst` has room up
- * to `base` + the larger of the frame and `whole`.
+ * is then written over: the frame's header from `base` − HEADER_BYTES, what
+ * is free past the buffer's frames, and the frame from `base`), or at
+ * `base` and the tail is moved down (when its head is longer than what goes
+ * before `to` and the header: ids that differ by more than four digits; a
+ * tail above MOVE_AT_MOST bytes is copied through a view instead). `dst`
+ * has room up to `base` + the larger of the frame and `whole`.
  */
 function placeTail(
   dst: Uint8Array,
@@ -155,7 +157,7 @@ function placeTail(
   idEnd: number,
 ): void {
   const start = to - idEnd;
-  if (start >= base) {
+  if (start >= base - HEADER_BYTES) {
     dst.set(whole, start);
   } else if (whole.length - idEnd <= MOVE_AT_MOST) {
     dst.set(whole, base);

@@ -47,6 +47,8 @@ export class Runs {
   #length = 0;
   /** Where the next look for an idle backend starts (see #idle). */
   #idleFrom = 0;
+  /** When the run's look for an idle backend last found none (NaN: not in this run). */
+  #busyAt = NaN;
   /** Ends the run at the end of the turn (one function for the picker's life). */
   #end = () => this.#flow = undefined;
 
@@ -71,7 +73,10 @@ export class Runs {
     }
     if (flow === this.#flow && this.#length < RUN_MAX) {
       const run = this.#backend!;
-      if (run.available && (trial || !run.untried) && this.#idle(run) === undefined) {
+      if (
+        run.available && (trial || !run.untried) &&
+        (this.#busyAt === this.#now() || this.#stillBusy(run))
+      ) {
         this.#length++;
         return run;
       }
@@ -83,23 +88,35 @@ export class Runs {
     this.#flow = flow;
     this.#backend = backend;
     this.#length = 1;
+    this.#busyAt = NaN;
     return backend;
   }
 
-  /** An available backend other than `not` idle for IDLE_MS, in turn. */
+  /** Whether no backend but `run` is idle now (remembered for this time: #busyAt). */
+  #stillBusy(run: Backend): boolean {
+    if (this.#idle(run) !== undefined) return false;
+    this.#busyAt = this.#now();
+    return true;
+  }
+
+  /**
+   * An available backend other than `not` idle for IDLE_MS, in turn. Once
+   * none is, none becomes so at the same time (a backend emptied now has
+   * been idle for no time), so the run's later requests do not look again
+   * until the clock moves (#busyAt): a look per read, not per request.
+   */
   #idle(not: Backend): Backend | undefined {
     const list = this.#pool.list;
     const n = list.length;
     let before = NaN;
     for (let k = 0; k < n; k++) {
       const b = list[(this.#idleFrom + k) % n];
+      if (b === not || b.inflight > 0) continue;
+      if (before !== before) before = this.#now() - IDLE_MS;
       // One failing lately (success_rate.ts) is idle because it fails at once: not a better pick.
-      if (b === not || b.inflight > 0 || !b.available || b.penalty > 0) continue;
-      if (Number.isNaN(before)) before = this.#now() - IDLE_MS;
-      if (b.idleSince <= before) {
-        this.#idleFrom = (this.#idleFrom + k + 1) % n;
-        return b;
-      }
+      if (b.idleSince > before || !b.available || b.penalty > 0) continue;
+      this.#idleFrom = (this.#idleFrom + k + 1) % n;
+      return b;
     }
     return undefined;
   }
