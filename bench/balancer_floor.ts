@@ -7,8 +7,8 @@
  *   (one read → one write per direction, one backend connection per client
  *   connection), at concurrency N = 16, 64 and 256 (4, 16, 64 requests per
  *   client read);
- * - `balancer_cN`: `dist balancer`, at 64 and 256;
- * - `haproxy_c64`, `haproxy_c256`: HAProxy `mode tcp` (one thread), when installed;
+ * - `balancer_cN`: `dist balancer`, at 16, 64 and 256;
+ * - `haproxy_cN`: HAProxy `mode tcp` (one thread), when installed, at 16, 64 and 256;
  * - `base_c64`, `base_c256`: with DIST_BASELINE=DIR, the balancer of that
  *   checkout (paired differences per round: `c64_cpu_minus_base_us` …).
  *
@@ -141,10 +141,12 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
     ["relay_c16", relay.address, relay.pid, 16],
     ["relay_c64", relay.address, relay.pid, 64],
     ["relay_c256", relay.address, relay.pid, 256],
+    ["balancer_c16", balancer.address, balancer.child.pid, 16],
     ["balancer_c64", balancer.address, balancer.child.pid, 64],
     ["balancer_c256", balancer.address, balancer.child.pid, 256],
   ];
   if (haproxy) {
+    rows.push(["haproxy_c16", haproxy.address, haproxy.pid, 16]);
     rows.push(["haproxy_c64", haproxy.address, haproxy.pid, 64]);
     rows.push(["haproxy_c256", haproxy.address, haproxy.pid, 256]);
   }
