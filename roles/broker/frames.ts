@@ -14,7 +14,13 @@
  * JSON.stringify's layout is not even cut out of its frame: the delivery is
  * the frame's bytes up to the end of the value with `publish` changed to
  * `message` (see FramePublish.canonical), then the tail. */
-import { type CodecName, DistError, type OutBuffer, toMsgpack } from "../../wire/mod.ts";
+import {
+  type CodecName,
+  DistError,
+  type FrameWriter,
+  type OutBuffer,
+  toMsgpack,
+} from "../../wire/mod.ts";
 // JSON has no bytes: binary values (from MessagePack) travel as base64 text,
 // by the wire's one rule (json_value.ts), which also refuses NaN and ±Infinity.
 import { jsonReplacer } from "../../wire/mod.ts";
@@ -130,9 +136,11 @@ let partsFlags = EMPTY;
  * is canonical (see FramePublish) and names the message's topic: the
  * delivery up to the end of the value is then the frame's first
  * `partsFrameEnd` bytes with the method's name changed (one copy, and no
- * view of the value made at all).
+ * view of the value made at all). The value, whose `canonicalFrame` that
+ * is: the frame itself, a young view, stored here would cost V8's write
+ * barrier on every message.
  */
-let partsFrame: Uint8Array | undefined;
+let partsFrame: RawJson | RawMsgpack | undefined;
 let partsFrameEnd = 0;
 
 /** Whether `msg` goes to `codec`'s subscribers as parts (see above); if so, they are set. */
@@ -152,7 +160,7 @@ function hasParts(msg: Message, codec: CodecName): boolean {
   partsFlags = msg.retained ? (json ? RETAINED_TRUE : MP_RETAINED_TRUE) : EMPTY;
   const frame = value.canonicalFrame;
   if (frame !== undefined && value.canonicalTopic === msg.topic) {
-    partsFrame = frame;
+    partsFrame = value;
     partsFrameEnd = value.frameEnd;
     asDelivery(frame, json, partsFlags.length > 0);
     return true;
@@ -178,8 +186,44 @@ export function forgetParts(): void {
     partsValue =
     partsCodec =
     partsFrame =
+    WRITER.msg =
       undefined;
   partsPrefix = partsSource = partsFlags = EMPTY;
+}
+
+/**
+ * Writes one delivery for `FramedConn.sendWith` (a FrameWriter: no closure
+ * per delivery), unless it is past the frame limit; `size` is then the
+ * payload bytes it wrote (or refused). One for the process, its message
+ * stored once per message: storing a young object (the message) in a
+ * long-lived one costs V8's write barrier, which was once per delivery.
+ */
+class DeliveryWriter implements FrameWriter {
+  msg: Message | undefined = undefined;
+  codec: CodecName = "json";
+  tail: Uint8Array = EMPTY;
+  limit = Infinity;
+  size = 0;
+
+  writeFrames(out: OutBuffer): void {
+    this.size = writeDelivery(out, this.msg!, this.codec, this.tail, this.limit);
+  }
+}
+const WRITER = new DeliveryWriter();
+
+/** The process's DeliveryWriter, set to write `msg` with `tail` in `codec` within `limit`. */
+export function deliveryWriter(
+  msg: Message,
+  codec: CodecName,
+  tail: Uint8Array,
+  limit: number,
+): DeliveryWriter {
+  const w = WRITER;
+  if (w.msg !== msg) w.msg = msg;
+  w.codec = codec;
+  w.tail = tail;
+  w.limit = limit;
+  return w;
 }
 
 /**
@@ -217,7 +261,7 @@ export function writeDelivery(
   if (hasParts(msg, codec)) {
     if (partsFrame !== undefined) {
       const len = partsFrameEnd + partsFlags.length + tail.length;
-      if (len <= limit) writeFromFrame(out, partsFrame, partsFlags, tail);
+      if (len <= limit) writeFromFrame(out, partsFrame.canonicalFrame!, partsFlags, tail);
       return len;
     }
     const prefix = partsPrefix;

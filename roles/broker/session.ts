@@ -18,7 +18,7 @@ import { pickBytes, refusedFrom } from "./group_delivery.ts";
 import type { ReadProof } from "./group_proof.ts";
 import { askPeer } from "../../wire/read_proof.ts";
 import { clientSource } from "../../auth/mod.ts";
-import { deliveryHead, holdMessage, writeDelivery } from "./frames.ts";
+import { deliveryHead, deliveryWriter, holdMessage, writeDelivery } from "./frames.ts";
 import { RawJson, RawMsgpack } from "./raw_json.ts";
 import { type Message, PendingBudget, type Sink, type Subscription } from "./subscriber.ts";
 
@@ -112,30 +112,20 @@ export class Session implements Sink, Publisher {
    * started once a turn for all of them (see Outbound.later).
    */
   write(msg: Message, sub: Subscription): void {
-    this.#msg = msg;
-    this.#tail = sub.data as Uint8Array;
+    // One writer for every connection: the message is stored once per message, not per delivery.
+    const writer = deliveryWriter(msg, this.codec, sub.data as Uint8Array, this.#frameLimit);
     let sent: boolean;
     try {
-      sent = this.peer.conn.sendWith(this, true);
+      sent = this.peer.conn.sendWith(writer, true);
     } catch (err) {
       return this.#unencodable(msg, err);
-    } finally {
-      this.#msg = undefined;
     }
-    const size = this.#size;
+    const size = writer.size;
     if (!sent || size <= this.#frameLimit) return;
     const bytes = pickBytes(msg); // 0: sized unknown, marks nothing
     const over = size - this.#frameLimit;
     if (bytes > 0) this.refusedBytes = Math.min(this.refusedBytes, refusedFrom(bytes, over));
     this.#undeliverable(sub, size, msg.topic);
-  }
-
-  /**
-   * Writes the delivery `write` set up (a FrameWriter: no closure per
-   * delivery), unless it is past the frame limit: its size is left in #size.
-   */
-  writeFrames(out: OutBuffer): void {
-    this.#size = writeDelivery(out, this.#msg!, this.codec, this.#tail, this.#frameLimit);
   }
 
   /** Scratch for `encode`: each delivery is copied out of it at once. */
@@ -199,12 +189,6 @@ export class Session implements Sink, Publisher {
       this.peer.notify("broker.undeliverable", topic === undefined ? notice : { ...notice, topic });
     }
   }
-
-  /** What `writeFrames` writes: set by `write` just before `sendWith` calls it. */
-  #msg: Message | undefined;
-  #tail: Uint8Array = new Uint8Array(0);
-  /** The payload bytes of the delivery `writeFrames` last wrote (or refused). */
-  #size = 0;
 
   whenDrained(bytes: number, fn: () => void): void {
     this.peer.conn.drained(bytes).then(fn);
