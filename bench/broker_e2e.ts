@@ -27,7 +27,9 @@
  * people publish; its keys start `mixed_`); `E2E_SHAPES=reading` or
  * `E2E_SHAPES=mixed` runs one of them only. With E2E_FLOOR=1 each round
  * also runs dist's publisher to a hand-written raw-socket subscriber: the
- * floor under the library's callback.
+ * floor under the library's callback. `E2E_WINDOW=2` lets both publishers
+ * keep two round trips in flight flat out (make the next 1,000 while the
+ * server routes the last); the default, 1, is the figures' history.
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, Rounds } from "./_common.ts";

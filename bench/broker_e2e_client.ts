@@ -47,6 +47,12 @@ const clock = () => performance.timeOrigin + performance.now();
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TOPIC = "e2e";
+/**
+ * Flat out, the publisher's round trips in flight at once (`E2E_WINDOW`,
+ * both systems): 1, the figures' history, waits for each 1,000's before
+ * making the next; 2 makes the next 1,000 while the server routes the last.
+ */
+const WINDOW = Math.max(1, Number(Deno.env.get("E2E_WINDOW") ?? "1") || 1);
 
 /**
  * The value sent: a sensor's reading, a small object (about 128 bytes as
@@ -109,10 +115,14 @@ let measured: ReturnType<typeof process.cpuUsage> | undefined;
  */
 let cpuAtLast: ReturnType<typeof process.cpuUsage> | undefined;
 
-/** Publishes `count` messages, paced at `rate` (in 1 ms steps) or flat out. */
+/**
+ * Publishes `count` messages, paced at `rate` (in 1 ms steps) or flat out
+ * (a round trip every 1,000, at most WINDOW of them in flight).
+ */
 async function publishAll(send: (n: number) => void, roundTrip: () => Promise<void>) {
   const t0 = clock();
   const skip = Math.min(task.skip ?? 0, task.count - 1);
+  const inFlight: Promise<void>[] = [];
   for (let n = 0; n < task.count;) {
     if (n >= skip && measured === undefined) measured = process.cpuUsage();
     if (task.rate > 0) {
@@ -121,9 +131,13 @@ async function publishAll(send: (n: number) => void, roundTrip: () => Promise<vo
       await new Promise((r) => setTimeout(r, 1));
     } else {
       send(n++);
-      if (n % 1000 === 0) await roundTrip();
+      if (n % 1000 === 0) {
+        inFlight.push(roundTrip());
+        if (inFlight.length >= WINDOW) await inFlight.shift();
+      }
     }
   }
+  await Promise.all(inFlight);
   await roundTrip();
   return { sent: task.count, seconds: (clock() - t0) / 1000 };
 }
