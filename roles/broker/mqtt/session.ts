@@ -122,9 +122,8 @@ export class MqttSession implements Sink {
   /**
    * The session as its row on disk (`--data-dir`: JSON text), or null when
    * it is not to be kept (ended, or not persistent): what a restarted
-   * broker needs to take the client back — its expiry, since when its
-   * client is away, where its subscriptions' rows are (journal.ts), not its
-   * subscriptions nor its deliveries (rows of their own).
+   * broker needs to take the client back — its expiry, since when its client is away, where its
+   * subscriptions' rows are (journal.ts), not its subscriptions nor its deliveries (rows of their own).
    */
   row(): string | null {
     if (this.#ended || this.#expiry === 0) return null;
