@@ -173,6 +173,7 @@ export class SessionTable {
     const live = new Set(numbered.map(({ journal }) => journal.subsAt));
     for (const at of subsAt) if (!live.has(at)) deleteRows(store, at, SUBSCRIPTIONS);
     const { restored, dropped } = restoreJournal(store, numbers, numbered, mark);
+    this.away.readBackDone();
     this.messagesRestored = restored;
     this.#front.undeliverable += dropped;
     this.#alive = keepAlive(store, () => this.#persistent.size > 0);
