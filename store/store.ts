@@ -184,6 +184,11 @@ export class Store {
     return this.#seq;
   }
 
+  /** Whether the last commit failed and writes wait for its retry (a full disk). */
+  get failing(): boolean {
+    return this.#lastError !== undefined && this.#pendingCount > 0;
+  }
+
   /** Writes not committed yet. */
   get pending(): number {
     return this.#pendingCount;

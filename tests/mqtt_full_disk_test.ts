@@ -161,3 +161,59 @@ Deno.test({
     Deno.removeSync(own, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "mqtt full disk: a Clean Start is refused (server unavailable) while its discard cannot be written (hostile review 41b X6)",
+  ignore: disk === undefined,
+  ...opts,
+}, async () => {
+  const own = smallDisk()!;
+  const dir = `${own}/data`;
+  let b: DistProcess | undefined;
+  try {
+    const first = await broker(dir, "batch");
+    b = first.b;
+    // An away persistent session with messages queued.
+    const cs = await RawMqtt.connect(first.port, { clientId: "cs", clean: false });
+    await cs.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "q/#", qos: 1 }] });
+    await cs.next("suback");
+    await cs.send({ cmd: "disconnect" });
+    await cs.end();
+    const pub = await RawMqtt.connect(first.port, { clientId: "p" });
+    for (let id = 1; id <= 5; id++) {
+      await pub.send(
+        { cmd: "publish", topic: "q/x", payload: `m${id}`, qos: 1, messageId: id } as never,
+      );
+      await pub.next("puback");
+    }
+    await fill(own);
+    // A publish whose rows cannot be written: the store's commits fail from now on.
+    await pub.send({
+      cmd: "publish",
+      topic: "q/x",
+      payload: Buffer.alloc(300_000, 120),
+      qos: 1,
+      messageId: 9,
+    } as never);
+    await pub.closedWithin(10_000);
+    await pub.end();
+    // Clean Start: its old session's discard would not be on disk, so no CONNACK 0.
+    const again = await RawMqtt.open(first.port);
+    await again.send({
+      cmd: "connect",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clientId: "cs",
+      clean: true,
+      keepalive: 0,
+    } as mqttPacket.Packet);
+    const ack = await again.next("connack") as mqttPacket.IConnackPacket;
+    assert.equal(ack.returnCode, 3, `refused, server unavailable: ${b.stderr()}`);
+    await again.end();
+  } finally {
+    await b?.stop();
+    run("umount", "-l", own);
+    Deno.removeSync(own, { recursive: true });
+  }
+});

@@ -69,6 +69,8 @@ export interface Keeper {
    * promise marked handled (see Store.commitSince).
    */
   commitSince(since: number, synced?: boolean, now?: boolean): Promise<void> | undefined;
+  /** Whether the last commit failed and writes wait for its retry (a full disk). */
+  readonly failing?: boolean;
 }
 
 export interface SubscribeRequest {

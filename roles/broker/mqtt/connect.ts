@@ -11,7 +11,6 @@ import { DistError } from "../../../wire/mod.ts";
 import { generate, readPublish } from "./packets.ts";
 import { PropertyFault, scanPublishProperties } from "./properties.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
-import type { SessionRefusal } from "./front.ts";
 
 /** Most QoS 2 publishes awaiting PUBREL per connection (MQTT 5: our Receive Maximum). */
 export const MAX_QOS2_PENDING = 1024;
@@ -129,6 +128,19 @@ export function keepAliveOf(
   return { keepAlive: serverKeepAlive ?? asked, serverKeepAlive };
 }
 
+/**
+ * Why a CONNECT is not given a session (MqttFront.register); "unstored": what
+ * it changed could not be committed (a full data directory), so no CONNACK
+ * says so (hostile review 41b X6: a Clean Start's discard came back after a kill).
+ */
+export type SessionRefusal =
+  | "owner"
+  | "ownerless"
+  | "sessions"
+  | "user sessions"
+  | "memory"
+  | "unstored";
+
 /** The CONNACK code refusing a session (front.ts's register), and why in words. */
 export function sessionRefused(
   why: SessionRefusal,
@@ -153,6 +165,9 @@ export function sessionRefused(
         v5 ? 0x97 : 3,
         "its session or will would pass their share of max-memory (or wills', or its user's)",
       ];
+    // 3.1.1: server unavailable; 5: server unavailable.
+    case "unstored":
+      return [v5 ? 0x88 : 3, "its session could not be written (the data directory is failing)"];
   }
 }
 

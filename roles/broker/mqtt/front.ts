@@ -20,7 +20,7 @@ import { expiredRetained } from "../values.ts";
 import { MqttConnection } from "./connection.ts";
 import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
-import type { Will } from "./connect.ts";
+import type { SessionRefusal, Will } from "./connect.ts";
 import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
@@ -68,8 +68,7 @@ export interface MqttLimits {
   maxKeepAliveS?: number;
 }
 
-/** Why a CONNECT is not given a session: see {@link MqttFront.register}. */
-export type SessionRefusal = "owner" | "ownerless" | "sessions" | "user sessions" | "memory";
+export type { SessionRefusal } from "./connect.ts";
 
 /** What a CONNECT asks of its session. */
 export interface SessionRequest {
@@ -378,6 +377,7 @@ export class MqttFront {
     // before CONNACK says so: a SIGKILL then does not bring the old session back (hostile review
     // 40a T5: 6 rounds of 8 under batch). Committed now, in this turn, not waiting for the sync.
     keeper?.commitSince(written!, false, true);
+    if (keeper?.failing === true && keeper.written !== written) return "unstored"; // 41b X6
     return { session, present };
   }
 
