@@ -129,7 +129,7 @@ Deno.test("balancer: a backend's huge error texts are cut in its log and in bala
       throw new DistError("INTERNAL", huge("P"));
     },
   });
-  // …and one refuses every handshake with a 500 KB error.
+  // …and one refuses every handshake with a 15 KB error (a handshake frame is at most 16 KiB).
   const refusing = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const serve = (async () => {
     for await (const conn of refusing) {
@@ -138,7 +138,7 @@ Deno.test("balancer: a backend's huge error texts are cut in its log and in bala
           await new RawReader(conn).frame(3000);
           await writeAll(
             conn,
-            jsonFrame({ op: "error", error: { code: "BAD_REQUEST", message: huge("H") } }),
+            jsonFrame({ op: "error", error: { code: "BAD_REQUEST", message: "H".repeat(15_000) } }),
           );
         } catch {
           // The balancer hung up first.
