@@ -283,19 +283,6 @@ Deno.test("a name holder answering every task with an error keeps the name 10 s 
   });
 });
 
-Deno.test("an error answer proves no worker: beside one server, a fake answering every task UNKNOWN_METHOD at once stays on trial, a request a second at most (hostile41a W3)", async () => {
-  await provenPool(async (lb, client, peers) => {
-    peers.push(await worker(lb.workerAddress, "liar", { fail: "UNKNOWN_METHOD" }));
-    const { failed, seconds } = await eightHundred(client);
-    // Before: proven by its first error, then half of the round-robin's requests (~400 of 800).
-    assert.ok(
-      failed <= 2 + 2 * seconds,
-      `${failed} of 800 calls failed in ${seconds.toFixed(1)} s`,
-    );
-    assert.equal((await backendsOf(client)).find((b) => b.name === "liar")?.served, 0);
-  });
-});
-
 Deno.test("with no backend proven, fakes of one address that drop the requests they get and register again get one each at first, then their address waits (hostile40c V3)", async () => {
   const lb = await startBalancer([], ["--timeout", "20s", "--queue-timeout", "3s"]);
   const client = await connectTo(lb.address, 10_000);

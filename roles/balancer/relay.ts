@@ -424,7 +424,8 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
     if (this.#options.logRequests) this.#log(job, backend, detail);
-    this.#options.finish(job, this.#trials.ended(job, backend, outcome, detail === "ok"));
+    this.#trials.ended(job, backend, outcome, detail === "ok");
+    this.#options.finish(job, outcome);
   }
 
   #log(job: ForwardJob, backend: Backend, detail: string): void {

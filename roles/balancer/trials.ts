@@ -141,28 +141,16 @@ export class Trials {
    * (UNAVAILABLE, OVERLOADED) or failed (INTERNAL) failed (hostile41a W5:
    * a fake refusing every task at once freed the trial slot at once and was
    * tried again, ~950 times a second beside one server); an untried
-   * worker's request lost with its connection counts for its source. An
-   * untried backend's error answer (a code, not a result) proves nothing: it
-   * stays untried, the answer counts against nobody ("excused", returned:
-   * what the backend counts it as), and its next trial waits a second
-   * (hostile41a W3: a fake answering its one trial UNKNOWN_METHOD in 1 ms
-   * was proven, took its round-robin share and failed half of a client's
-   * requests for good). @returns what the backend counts the end as
+   * worker's request lost with its connection counts for its source.
    */
   ended(
     job: Job & { readonly method: string },
     backend: Backend,
     outcome: Outcome,
     ok = outcome === "answered",
-  ): Outcome {
+  ): void {
     const trial = job.trial;
     if (outcome === "answered" && ok) backend.lastResultAt = performance.now();
-    if (outcome === "answered" && !ok && backend.untried) {
-      // No proof, and its next trial after HOLD_MS (hostile41a W3).
-      if (trial !== undefined && trial.from !== backend) job.trial = undefined;
-      backend.trial.pause(performance.now() + HOLD_MS);
-      return "excused";
-    }
     if (outcome !== "answered" || !ok || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
       if (outcome === "refused" || outcome === "failed") {
@@ -170,21 +158,20 @@ export class Trials {
           this.#failed(backend, `answered a trial request ${job.method.slice(0, 64)} ${outcome}`);
         }
       } else if (outcome === "lost" && backend.untried) this.#lost(job, backend);
-      return outcome;
+      return;
     }
     const now = this.#now();
     const ms = now - job.sentAt;
     if (ms >= SLOW_MS) this.#noteSlow(job.method, ms, now);
-    if (trial === undefined || trial.from === backend) return outcome;
+    if (trial === undefined || trial.from === backend) return;
     job.trial = undefined;
     // Answered by its backend, sent on for another reason (verify.ts); or slow here too: no verdict.
-    if (!trial.held || ms >= trial.bound) return outcome;
+    if (!trial.held || ms >= trial.bound) return;
     this.#failed(
       trial.from,
       `held a trial request ${job.method.slice(0, 64)} past ${Math.round(trial.bound)} ms, ` +
         `which ${backend.name} answered in ${Math.round(ms)} ms`,
     );
-    return outcome;
   }
 
   /** `backend` failed a trial: it `did` so (for the log). */
