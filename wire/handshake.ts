@@ -49,12 +49,24 @@ export function agreeHeartbeat(mine: number, theirs: unknown): number {
 export const MIN_HEARTBEAT_MS = 10;
 export const MAX_HEARTBEAT_MS = 24 * 60 * 60 * 1000;
 
+/** Whether a connection's reading is paused by its handshake (see firstFrame). */
+interface Gate {
+  paused: boolean;
+}
+
 /**
  * Waits for the first frame on a connection whose read loop is started.
  * What comes behind it (frames, a broken stream, EOF) is held for the Peer,
- * which handles it in order when it attaches.
+ * which handles it in order when it attaches. Once the first frame is in,
+ * reading pauses (`gate.paused`) until the caller's `reopen`: what a peer
+ * pipelines behind its hello waits in its socket while the hello is
+ * checked, not read whole into memory. A new connection was read at line
+ * rate until its Peer attached, and every request of those reads went to
+ * the balancer at once: 40 non-readers that dialed again once paused had
+ * ~200 requests each refused per connection, 13,000-23,000 a second
+ * (hostile41a W8); now one read's worth (1 KiB).
  */
-function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
+function firstFrame(conn: FramedConn, timeoutMs: number, gate: Gate): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new DistError("TIMEOUT", `No handshake within ${timeoutMs} ms`));
@@ -62,6 +74,8 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
     conn.attach({
       onFrames(frames) {
         clearTimeout(timer);
+        conn.pauseReading();
+        gate.paused = true;
         conn.hold(frames.slice(1));
         try {
           resolve(jsonCodec.decode(frames[0]));
@@ -82,6 +96,13 @@ function firstFrame(conn: FramedConn, timeoutMs: number): Promise<unknown> {
   });
 }
 
+/** Reads again after the handshake (see firstFrame). */
+function reopen(conn: FramedConn, gate: Gate): void {
+  if (!gate.paused) return;
+  gate.paused = false;
+  conn.resumeReading();
+}
+
 /**
  * The dialer's half: sends hello, waits for welcome.
  * @throws {DistError} the listener's error (e.g. OVERLOADED, BAD_REQUEST),
@@ -98,7 +119,20 @@ export async function handshakeDialer(
     credentials?: Credentials;
   },
 ): Promise<{ remote: PeerInfo; heartbeatMs: number }> {
-  const answer = firstFrame(conn, hello.timeoutMs);
+  const gate = { paused: false };
+  try {
+    return await dialerHandshake(conn, hello, firstFrame(conn, hello.timeoutMs, gate));
+  } finally {
+    reopen(conn, gate);
+  }
+}
+
+/** {@link handshakeDialer}, the welcome being `answer`. */
+async function dialerHandshake(
+  conn: FramedConn,
+  hello: Parameters<typeof handshakeDialer>[1],
+  answer: Promise<unknown>,
+): Promise<{ remote: PeerInfo; heartbeatMs: number }> {
   conn.send(
     jsonCodec,
     {
@@ -146,8 +180,9 @@ export async function handshakeListener(
   },
 ): Promise<{ codec: Codec; remote: PeerInfo; heartbeatMs: number; identity?: Identity }> {
   let msg: unknown;
+  const gate = { paused: false };
   try {
-    msg = await firstFrame(conn, self.timeoutMs);
+    msg = await firstFrame(conn, self.timeoutMs, gate);
     const hello = checkHello(msg);
     const identity = self.authenticator === undefined ? undefined : await self.authenticator
       .authenticate({
@@ -171,6 +206,7 @@ export async function handshakeListener(
       max_frame: conn.maxFrame,
     });
     conn.releaseHead();
+    reopen(conn, gate);
     const remote = withFrameLimit({ role: hello.role, name: hello.name }, hello.max_frame);
     if (identity === undefined) return { codec, remote, heartbeatMs };
     remote.user = identity.user;
