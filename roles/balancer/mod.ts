@@ -253,6 +253,7 @@ function setUpBalancer(
       "worker.register": () => misdialedWorker(bound.name, workersAt),
     }, { fallback: forward, wrap: control.wrap }),
     fast: options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
+    onPeer: (peer) => parts.relay.pressure.arrived(peer),
     stats: () => ({
       ...balancerStats(parts, bound, registry),
       ...(thread.count > 1 ? { thread: thread.index, threads: thread.count } : {}),
@@ -279,6 +280,7 @@ function balancerStats(
     active_clients: dispatcher.activeClients,
     ...dispatcher.stats,
     trials_sent_on: relay.trialsSentOn,
+    ...relay.pressure.stats,
     // A count: the list (balancer.backends) can outgrow a frame, and sys.stats must answer.
     backends: pool.list.length,
   };

@@ -211,6 +211,11 @@ export class Relay implements DispatchHooks<ForwardJob> {
     return this.#trials.sentOn;
   }
 
+  /** What each end may hold of the other's output (pressure.ts): its stats, new connections. */
+  get pressure(): Pressure {
+    return this.#pressure;
+  }
+
   constructor(options: RelayOptions) {
     this.#options = options;
     this.#trials = new Trials(options.timeoutMs);
