@@ -111,24 +111,43 @@ async function fill(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Runs `body` against a broker (`--fsync batch`) on a 4 MiB tmpfs of its own,
+ * with an away persistent session `clientId` subscribed to `filter`;
+ * unmounted afterwards.
+ */
+async function onSmallDisk(
+  clientId: string,
+  filter: string,
+  qos: 1 | 2,
+  body: (port: number, own: string, b: DistProcess) => Promise<void>,
+): Promise<void> {
+  const own = smallDisk()!;
+  let b: DistProcess | undefined;
+  try {
+    const first = await broker(`${own}/data`, "batch");
+    b = first.b;
+    const away = await RawMqtt.connect(first.port, { clientId, clean: false });
+    await away.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos }] });
+    await away.next("suback");
+    await away.send({ cmd: "disconnect" });
+    await away.end();
+    await body(first.port, own, b);
+  } finally {
+    await b?.stop();
+    run("umount", "-l", own);
+    Deno.removeSync(own, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "mqtt full disk: a QoS 2 PUBLISH whose commit failed is not acknowledged when sent again (hostile review 41b X2)",
   ignore: disk === undefined,
   ...opts,
 }, async () => {
-  const own = smallDisk()!;
-  const dir = `${own}/data`;
-  let b: DistProcess | undefined;
-  try {
-    const first = await broker(dir, "batch");
-    b = first.b;
-    // An away persistent session on `z/#`: a publish to z/x writes it a row.
-    const away = await RawMqtt.connect(first.port, { clientId: "q1", clean: false });
-    await away.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "z/#", qos: 2 }] });
-    await away.next("suback");
-    await away.send({ cmd: "disconnect" });
-    await away.end();
+  // An away persistent session on `z/#`: a publish to z/x writes it a row.
+  await onSmallDisk("q1", "z/#", 2, async (port, own, b) => {
     await fill(own);
     const publish = (dup: boolean) =>
       ({
@@ -140,13 +159,13 @@ Deno.test({
         dup,
       }) as mqttPacket.Packet;
     // The commit fails: closed, no PUBREC (the client is to send it again).
-    const pub = await RawMqtt.connect(first.port, { clientId: "pp", clean: false });
+    const pub = await RawMqtt.connect(port, { clientId: "pp", clean: false });
     await pub.send(publish(false));
     await pub.closedWithin(10_000);
     assert.ok(!pub.packets.some((p) => p.cmd === "pubrec"), "no PUBREC for what was not kept");
     await pub.end();
     // Sent again on a new connection, as MQTT says: not kept either, so no PUBREC.
-    const again = await RawMqtt.connect(first.port, { clientId: "pp", clean: false });
+    const again = await RawMqtt.connect(port, { clientId: "pp", clean: false });
     await again.send(publish(true));
     await again.closedWithin(10_000);
     assert.deepEqual(
@@ -155,11 +174,7 @@ Deno.test({
       `the resend was acknowledged though nothing was kept: ${b.stderr()}`,
     );
     await again.end();
-  } finally {
-    await b?.stop();
-    run("umount", "-l", own);
-    Deno.removeSync(own, { recursive: true });
-  }
+  });
 });
 
 Deno.test({
@@ -168,19 +183,9 @@ Deno.test({
   ignore: disk === undefined,
   ...opts,
 }, async () => {
-  const own = smallDisk()!;
-  const dir = `${own}/data`;
-  let b: DistProcess | undefined;
-  try {
-    const first = await broker(dir, "batch");
-    b = first.b;
-    // An away persistent session with messages queued.
-    const cs = await RawMqtt.connect(first.port, { clientId: "cs", clean: false });
-    await cs.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "q/#", qos: 1 }] });
-    await cs.next("suback");
-    await cs.send({ cmd: "disconnect" });
-    await cs.end();
-    const pub = await RawMqtt.connect(first.port, { clientId: "p" });
+  // An away persistent session with messages queued.
+  await onSmallDisk("cs", "q/#", 1, async (port, own, b) => {
+    const pub = await RawMqtt.connect(port, { clientId: "p" });
     for (let id = 1; id <= 5; id++) {
       await pub.send(
         { cmd: "publish", topic: "q/x", payload: `m${id}`, qos: 1, messageId: id } as never,
@@ -199,7 +204,7 @@ Deno.test({
     await pub.closedWithin(10_000);
     await pub.end();
     // Clean Start: its old session's discard would not be on disk, so no CONNACK 0.
-    const again = await RawMqtt.open(first.port);
+    const again = await RawMqtt.open(port);
     await again.send({
       cmd: "connect",
       protocolId: "MQTT",
@@ -211,9 +216,5 @@ Deno.test({
     const ack = await again.next("connack") as mqttPacket.IConnackPacket;
     assert.equal(ack.returnCode, 3, `refused, server unavailable: ${b.stderr()}`);
     await again.end();
-  } finally {
-    await b?.stop();
-    run("umount", "-l", own);
-    Deno.removeSync(own, { recursive: true });
-  }
+  });
 });
