@@ -276,7 +276,9 @@ export class MemoryGuard {
     this.#sample();
     this.#away.keep(this.#core, this.away);
     const cut = new Set<Sink>();
-    let movedAway = 0;
+    // What away sessions hold, and what cuts moved to them since (read once: a cut session is
+    // away only once its connection has closed, after this pass).
+    let awayHeld = -1;
     while (core.overBudget) {
       const [worst, most] = this.#worst(cut);
       const sub = worst === undefined ? undefined : core.subscriptionOf(worst);
@@ -302,8 +304,8 @@ export class MemoryGuard {
         // the away share's to trim once they are away (next sample), not paid for by cutting the
         // next reader (hostile review 41b X9: 100 stalled sessions cut, then two honest readers
         // with 64 KB pending each).
-        movedAway += most;
-        if (awayBytes(this.away) + movedAway > core.maxMemory * AWAY_SHARE) return;
+        awayHeld = (awayHeld < 0 ? awayBytes(this.away) : awayHeld) + most;
+        if (awayHeld > core.maxMemory * AWAY_SHARE) return;
       }
     }
   }
