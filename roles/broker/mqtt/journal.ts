@@ -212,6 +212,13 @@ export class SessionJournal {
     return range;
   }
 
+  /** `sub`'s options changed (a SUBSCRIBE of its filter again): its row written again. */
+  rewrite(sub: Subscription): void {
+    const range = this.#queues.get(sub);
+    if (range === undefined) this.#range(sub);
+    else this.#writeSub(sub, range.sub);
+  }
+
   /** `sub`'s row (numbered `n`): its filter and options. */
   #writeSub(sub: Subscription, n: number): void {
     const filter = this.#filterOf(sub);

@@ -14,7 +14,10 @@
  */
 import type { ISubscribePacket, ISubscription, IUnsubscribePacket } from "mqtt-packet";
 import { DistError } from "../../../wire/mod.ts";
-import type { Subscription } from "../subscriber.ts";
+import type { Snapshot, Subscription } from "../subscriber.ts";
+import type { BrokerCore } from "../core.ts";
+import { coverage, wholeTree } from "../snapshot.ts";
+import { placeUnder } from "../restore.ts";
 import { filterFromMqtt } from "./mapping.ts";
 import { shareSource } from "../shares.ts";
 import { NO_LOCAL, RETAIN_AS_PUBLISHED, SKIP_RETAINED, SUBSCRIPTION_ID } from "./delivery.ts";
@@ -169,6 +172,21 @@ function subscribe(
         codes.push(v5 ? 0x97 : 0x80);
         continue;
       }
+      const granted = Math.min(qos, MAX_QOS_OUT);
+      const data = (granted | (nl === true ? NO_LOCAL : 0) |
+        (rap === true ? RETAIN_AS_PUBLISHED : 0) |
+        (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
+        (subscriptionId ?? 0) * SUBSCRIPTION_ID;
+      if (old !== undefined && !old.cancelled) {
+        // The same filter again: its subscription takes the new options, its queue kept (replaced
+        // "without interrupting the flow", [MQTT-3.8.4-3]), its retained values after that queue.
+        old.data = data;
+        old.again((data & SKIP_RETAINED) === 0 ? retainedAgain(front.core, old) : undefined);
+        session.journal?.rewrite(old);
+        added.push(old);
+        codes.push(granted);
+        continue;
+      }
       if (old !== undefined) session.unsubscribe(old);
       const { sub } = front.core.subscribe(session, {
         topic: filter.pattern,
@@ -181,11 +199,7 @@ function subscribe(
         // MQTT never sends the covered topics' names.
         namesBytes: 0,
       });
-      const granted = Math.min(qos, MAX_QOS_OUT);
-      sub.data = (granted | (nl === true ? NO_LOCAL : 0) |
-        (rap === true ? RETAIN_AS_PUBLISHED : 0) |
-        (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
-        (subscriptionId ?? 0) * SUBSCRIPTION_ID;
+      sub.data = data;
       subs.set(topic, sub);
       // Its row on disk (a persistent session's, `--data-dir`), which SUBACK waits for.
       session.journal?.numberOf(sub);
@@ -200,6 +214,16 @@ function subscribe(
       );
     }
   }
+}
+
+/** The retained values `sub` covers, taken again as it takes them (none for a queue group's). */
+function retainedAgain(core: BrokerCore, sub: Subscription): Snapshot | undefined {
+  if (sub.group !== undefined) return undefined;
+  const { segments, exact } = sub;
+  core.topics.need(segments);
+  if (!wholeTree(core.topics, segments, exact)) placeUnder(core, segments);
+  const covered = coverage(core.topics, segments, { exact, namesBytes: 0 });
+  return covered.snapshot(core.messagesIn, () => void core.retainedSent++);
 }
 
 /** MQTT 5's DISCONNECT reason for a packet that does not parse: 0x81 Malformed Packet for a string that is not UTF-8. */
