@@ -15,6 +15,33 @@ import { PUBACK, PUBCOMP, type Publish, PUBREC, readPublish } from "./packets.ts
 import { PropertyFault, scanPublishProperties } from "./properties.ts";
 import { CLOSING } from "./reader.ts";
 
+/**
+ * A QoS 2 publish whose commit failed (a full disk) was routed all the
+ * same (live subscribers had it): its id stays, marked null, so that its
+ * resend is not routed again (hostile review 42b Z2: a live subscriber got
+ * a copy per resend, each a new PUBLISH, 9 in 8 s) but waits for the
+ * store's retry of the same rows ({@link retried}).
+ */
+function notKept(
+  pending: Map<number, Promise<void> | null | undefined>,
+  id: number,
+  wait: Promise<void> | undefined,
+): void {
+  wait?.catch(() => pending.get(id) === wait && pending.set(id, null));
+}
+
+/** The resend of a QoS 2 publish not kept: PUBREC once the store's retry commits its rows. */
+function retried(
+  c: PublishSide,
+  pending: Map<number, Promise<void> | null | undefined>,
+  id: number,
+): Promise<void> | undefined {
+  const again = c.front.core.keeper?.commit(false);
+  pending.set(id, again);
+  notKept(pending, id, again);
+  return again;
+}
+
 const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The connection, as its inbound PUBLISHes need it. */
@@ -56,7 +83,10 @@ export class Inbound {
     if (qos === 2) {
       // A resend: PUBREC once the first's commit is done (hostile review 41b X2: answered at
       // once, a resend after a failed commit got PUBREC, then PUBCOMP, for a message not kept).
-      if (session.qos2In?.has(id)) return this.#ack(c, PUBREC, id, session.qos2In.get(id));
+      const first = session.qos2In?.get(id);
+      if (first !== undefined || session.qos2In?.has(id)) {
+        return this.#ack(c, PUBREC, id, first === null ? retried(c, session.qos2In!, id) : first);
+      }
       if ((session.qos2In?.size ?? 0) >= MAX_QOS2_PENDING) {
         return c.refuse(0x93, "more QoS 2 publishes awaiting PUBREL than Receive Maximum");
       }
@@ -96,8 +126,7 @@ export class Inbound {
     else if (qos === 2) {
       const pending = session.qos2In ??= new Map();
       pending.set(id, settled);
-      // Not kept: the id is forgotten, so its resend is published anew, not acknowledged.
-      settled?.catch(() => pending.get(id) === settled && pending.delete(id));
+      notKept(pending, id, settled);
       this.#ack(c, PUBREC, id, settled);
     }
   }

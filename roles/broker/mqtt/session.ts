@@ -60,8 +60,8 @@ export class MqttSession implements Sink {
    * counted 47 KB).
    */
   readonly inflight = new InflightWindow((delta) => this.#keptChanged(delta));
-  /** Packet ids of QoS 2 publishes received, PUBREL awaited, each with the commit its PUBREC waits for. */
-  qos2In: Map<number, Promise<void> | undefined> | undefined;
+  /** Packet ids of QoS 2 publishes received, PUBREL awaited, each with the commit its PUBREC waits for (null: routed, its commit failed: publish_in.ts notKept). */
+  qos2In: Map<number, Promise<void> | null | undefined> | undefined;
   #expiry = 0;
   /**
    * What it is counted at in max-memory beside what it keeps in flight: a
