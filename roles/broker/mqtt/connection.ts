@@ -181,10 +181,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       case PUBREL: {
         const id = ackId(buf, body, e);
         if (first !== 0x62 || id < 0) return this.protocolError("a bad PUBREL");
-        this.#session!.qos2In?.delete(id);
-        if (this.#inbound === undefined) this.ack(PUBCOMP, id);
-        else this.#inbound.pubcomp(this, id);
-        return;
+        return (this.#inbound ??= new Inbound()).released(this, id);
       }
       case PINGREQ:
         if (first !== 0xc0) return this.protocolError("a bad PINGREQ");

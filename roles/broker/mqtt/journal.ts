@@ -47,6 +47,14 @@ export const DELIVERIES = "deliveries";
 export const SUBSCRIPTIONS = "subscriptions";
 
 /**
+ * The packet ids of a persistent session's QoS 2 publishes awaiting PUBREL
+ * (keys as {@link subscriptionKey}, under the session's `subsAt`, the id
+ * for the number; no value): read back at a restart, a resend of one is
+ * answered PUBREC, not routed again (hostile review 42b Z3).
+ */
+export const QOS2_IN = "qos2_in";
+
+/**
  * What a queued delivery's row costs on disk beyond the delivery's bytes
  * (its key in the table and in the key index, SQLite's cell and page
  * overhead: 51 bytes measured for 5-byte deliveries), counted in its queue
@@ -337,10 +345,29 @@ export class SessionJournal {
     this.#store.delete(DELIVERIES, deliveryKey(this.no, 0, n));
   }
 
+  /**
+   * A QoS 2 PUBLISH with packet `id` was taken, PUBREL awaited: its row,
+   * committed with its deliveries' rows before PUBREC goes (a SIGKILL
+   * then lost the id, and the client's resend was routed again: a copy
+   * twice to each subscriber, 103 of 52,277 over 8 kills with paho).
+   */
+  received(id: number): void {
+    this.#store.put(QOS2_IN, subscriptionKey(this.subsAt, id), "");
+  }
+
+  /** PUBREL of `id`: its row goes; the commit PUBCOMP waits for (a kill before it: PUBREC again). */
+  released(id: number): Promise<void> | undefined {
+    const before = this.#store.written;
+    this.#store.delete(QOS2_IN, subscriptionKey(this.subsAt, id));
+    return this.#store.commitSince(before, false);
+  }
+
   /** The session ended: every row it has goes. */
   clear(): void {
     for (const sub of [...this.#queues.keys()]) this.forget(sub, false);
     for (const id of [...this.#inflight.keys()]) this.acked(id);
+    const at = this.subsAt.toString(36);
+    this.#store.deleteRange(QOS2_IN, `${at}/`, `${at}0`);
   }
 }
 

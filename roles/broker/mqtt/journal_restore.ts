@@ -36,6 +36,7 @@ import type { InflightWindow } from "./inflight.ts";
 import {
   DELIVERIES,
   isSessionNo,
+  QOS2_IN,
   readDeliveryKey,
   readSubscriptionKey,
   type SessionJournal,
@@ -71,6 +72,7 @@ export interface RestoringSession {
   restore(filter: string, data: number): void;
   readonly inflight: InflightWindow;
   readonly journal: SessionJournal | undefined;
+  qos2In: Map<number, Promise<void> | null | undefined> | undefined;
   /** Its row on disk is to be written again. */
   save(): void;
 }
@@ -272,6 +274,21 @@ export function restoreSubscriptions(
     after = rows[rows.length - 1][1];
   }
   return subs;
+}
+
+/**
+ * The ids of `session`'s QoS 2 publishes awaiting PUBREL, read back (under
+ * its `subsAt`): a resend is answered PUBREC (journal.ts QOS2_IN).
+ */
+export function restoreQos2In(store: Store, session: RestoringSession): void {
+  const journal = session.journal;
+  if (journal === undefined) return;
+  const prefix = journal.subsAt.toString(36);
+  forEachRow(store, journal.subsAt, (key) => {
+    const id = subscriptionNumber(key, prefix) ?? 0;
+    if (id > 0 && id < 65_536) (session.qos2In ??= new Map()).set(id, undefined);
+    else store.delete(QOS2_IN, key);
+  }, QOS2_IN);
 }
 
 /** Puts one row back; false when it is dropped. */

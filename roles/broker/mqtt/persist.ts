@@ -6,7 +6,7 @@
  * MqttSession.row), written as sessions change (encoded when the store's
  * group commit runs). Table `subscriptions`: each subscription's filter
  * and options, a row each (journal.ts). Table `deliveries`: the deliveries waiting in their queues or in flight
- * (journal.ts; `queued` holds those of a file from before they were
+ * (journal.ts; `qos2_in`: the ids of QoS 2 publishes awaiting PUBREL; `queued` holds those of a file from before they were
  * numbered, read back once: journal_restore.ts). Table `meta`: `alive`, the broker's last sign of life
  * (every few seconds while it has persistent sessions), and during a restart `copied` (every row
  * read back is written anew: journal_restore.ts). All are read back
@@ -18,7 +18,7 @@
  */
 import { type FsyncMode, Store } from "../../../store/mod.ts";
 import { parseJson } from "../../../wire/mod.ts";
-import { DELIVERIES, isSessionNo, SUBSCRIPTIONS } from "./journal.ts";
+import { DELIVERIES, isSessionNo, QOS2_IN, SUBSCRIPTIONS } from "./journal.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { SUBSCRIPTION_ID } from "./delivery.ts";
 
@@ -86,12 +86,13 @@ export function openSessionStore(
   }
   return new Store(path, {
     // QUEUED: the rows of a file from before they were numbered (read back once).
-    tables: [SESSIONS, SUBSCRIPTIONS, DELIVERIES, META, QUEUED],
+    tables: [SESSIONS, SUBSCRIPTIONS, DELIVERIES, META, QUEUED, QOS2_IN],
     // A publish writes a row per delivery: under always, one synced commit per turn, which its
     // PUBACK waits for (hostile review 39b Q3: 8,000 synced commits per publish stalled 17.7 s).
     // QUEUED: its rows are deleted at the restart that reads them back, not one synced commit each.
     // SUBSCRIPTIONS: a SUBSCRIBE of many filters is one commit, which its SUBACK waits for.
-    grouped: [DELIVERIES, QUEUED, SUBSCRIPTIONS],
+    // QOS2_IN: a QoS 2 PUBLISH's id is committed with its deliveries, once a turn.
+    grouped: [DELIVERIES, QUEUED, SUBSCRIPTIONS, QOS2_IN],
     ...options,
   });
 }

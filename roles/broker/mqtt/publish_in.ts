@@ -104,8 +104,13 @@ export class Inbound {
       if (extras.expiry >= 0) value.expiresAt = Date.now() + extras.expiry * 1000;
     }
     let settled: Promise<void> | undefined;
+    // A persistent session's id awaiting PUBREL is kept on disk, in the commit PUBREC waits for.
+    const journal = qos === 2 ? session.journal : undefined;
+    const before = c.front.core.keeper?.written ?? 0;
+    journal?.received(id);
     try {
       settled = c.front.core.publish(topic, value, p.retain, qos, c, c.identity?.user).settled;
+      if (journal !== undefined) settled ??= c.front.core.keeper?.commitSince(before, false);
       c.front.messagesIn++;
       // A retained value's ack waits for its commit too, as a native publish's answer does
       // (hostile review 40a T4: a SIGKILL after the PUBACK lost it 7 times of 8).
@@ -117,6 +122,7 @@ export class Inbound {
       // A topic the core refuses: $SYS (not authorized), or too deep, spaces (our limit, not
       // the client's fault).
       this.#lastBytes = undefined;
+      journal?.released(id);
       const reason = err instanceof DistError && err.code === "UNAUTHORIZED" ? 0x87 : 0x90;
       return this.#refuse(c, qos, id, reason, (err as Error).message);
     } finally {
@@ -246,9 +252,16 @@ export class Inbound {
     this.#ack(c, qos === 1 ? PUBACK : PUBREC, id, undefined, reason);
   }
 
-  /** PUBCOMP for a PUBREL: after the PUBREC of the same id, when that waits for a commit. */
-  pubcomp(c: PublishSide, id: number): undefined {
-    this.#ack(c, PUBCOMP, id, undefined);
+  /**
+   * PUBREL of `id`: the id is free; PUBCOMP after the PUBREC of the same
+   * id (when that waits for a commit) and once a persistent session's row
+   * of the id is deleted (journal.ts QOS2_IN: a kill before would answer
+   * a new PUBLISH of the id PUBREC, not route it).
+   */
+  released(c: PublishSide, id: number): undefined {
+    const session = c.session;
+    const had = session.qos2In?.delete(id) === true;
+    return this.#ack(c, PUBCOMP, id, had ? session.journal?.released(id) : undefined);
   }
 }
 

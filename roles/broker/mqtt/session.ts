@@ -107,7 +107,7 @@ export class MqttSession implements Sink {
     }
     const changed = seconds !== this.#expiry;
     this.#expiry = seconds;
-    this.#recount();
+    this.recount();
     if (seconds > 0 && !this.#ended) this.#journal ??= this.#front.sessions.journal(this);
     if (changed) this.save();
   }
@@ -222,7 +222,7 @@ export class MqttSession implements Sink {
     this.#resends = NO_RESENDS;
     if (this.#expiry === 0 || this.#ended) return this.end("its connection closed");
     this.#awayAt = Date.now();
-    this.#recount(); // its QoS 2 ids awaiting PUBREL, as it leaves them
+    this.recount(); // its QoS 2 ids awaiting PUBREL, as it leaves them
     this.#front.sessions.away.leave(this, shareSource(conn.source));
     this.save();
     const timer = setTimeout(() => this.end("expired"), this.#expiry * 1000);
@@ -263,14 +263,14 @@ export class MqttSession implements Sink {
     return this.#subs?.values() ?? [];
   }
 
-  /** What it is counted at in max-memory beside what it keeps in flight (see #recount). */
+  /** What it is counted at in max-memory beside what it keeps in flight (see recount). */
   get counted(): number {
     return this.#counted;
   }
 
   /** Its subscriptions by MQTT filter (made at the first). */
   subscriptions(): SubsByFilter {
-    return this.#subs ??= new SubsByFilter(() => this.#recount());
+    return this.#subs ??= new SubsByFilter(() => this.recount());
   }
 
   /**
@@ -279,7 +279,7 @@ export class MqttSession implements Sink {
    * ids awaiting PUBREL, as its client left them); not persistent, or
    * ended, at nothing (what it keeps in flight: #keptChanged).
    */
-  #recount(): void {
+  recount(): void {
     const counted = this.#expiry > 0 && !this.#ended
       ? sessionBytes(this.clientId, this.#subs?.bytes ?? 0, this.qos2In?.size ?? 0)
       : 0;

@@ -30,7 +30,7 @@ import { MqttSession } from "./session.ts";
 import { sessionBytes } from "./session_cost.ts";
 import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, type SessionRow, SESSIONS } from "./persist.ts";
-import { SessionJournal, SUBSCRIPTIONS } from "./journal.ts";
+import { QOS2_IN, SessionJournal, SUBSCRIPTIONS } from "./journal.ts";
 import { AwaySessions } from "./away.ts";
 import {
   copiedMark,
@@ -38,6 +38,7 @@ import {
   type NumberedSession,
   numberedSession,
   restoreJournal,
+  restoreQos2In,
   restoreSubscriptions,
   rowSessions,
 } from "./journal_restore.ts";
@@ -151,6 +152,8 @@ export class SessionTable {
       try {
         session.expiry = row.expiry;
         subs = restoreSubscriptions(store, session, row);
+        restoreQos2In(store, session);
+        session.recount();
       } catch {
         unreadable++;
         session.end("unreadable");
@@ -172,6 +175,7 @@ export class SessionTable {
     // Subscriptions of no session (ended, unreadable, or a kill during their rows' first writing).
     const live = new Set(numbered.map(({ journal }) => journal.subsAt));
     for (const at of subsAt) if (!live.has(at)) deleteRows(store, at, SUBSCRIPTIONS);
+    for (const at of rowSessions(store, QOS2_IN)) if (!live.has(at)) deleteRows(store, at, QOS2_IN);
     const { restored, dropped } = restoreJournal(store, numbers, numbered, mark);
     this.away.readBackDone();
     this.messagesRestored = restored;
