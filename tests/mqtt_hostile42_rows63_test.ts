@@ -1,0 +1,76 @@
+/**
+ * hostile review 42b Z4: sessions that end together with 63 rows queued
+ * per subscription (one under journal.ts's RANGE_FROM) and many
+ * subscriptions each have every row deleted one by one on the event loop,
+ * as before 41b X4's background range deletes. 10 sessions × 1,300
+ * filters × 63 QoS 1 publishes (819,000 rows) expiring together: the
+ * longest PINGRESP 10.2 s (64 publishes: 78 ms).
+ */
+import assert from "node:assert/strict";
+import { DEEP_TOPIC, deepFilter, durableBroker, journalRows } from "./helpers/mqtt_durable.ts";
+import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
+import { sleep, waitFor } from "./helpers/raw.ts";
+
+const SESSIONS = 8;
+const FILTERS = 600;
+const MESSAGES = 63;
+const EXPIRY_S = 15;
+
+Deno.test(
+  "mqtt hostile42 Z4: sessions expiring with 63 rows in each of many subscriptions leave PINGREQ answered",
+  opts,
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const { b, port } = await durableBroker(dir, "batch");
+    try {
+      const left = performance.now();
+      for (let i = 0; i < SESSIONS; i++) {
+        const s = await RawMqtt.connect(port, {
+          clientId: `s${i}`,
+          clean: false,
+          properties: { sessionExpiryInterval: EXPIRY_S },
+        }, 5);
+        for (let base = 0; base < FILTERS; base += 100) {
+          const subscriptions = Array.from({ length: 100 }, (_, j) => ({
+            topic: deepFilter(base + j),
+            qos: 1 as const,
+          }));
+          await s.send({ cmd: "subscribe", messageId: 1 + base, subscriptions }, 5);
+          await s.next("suback");
+        }
+        await s.end();
+      }
+      const pub = await RawMqtt.connect(port, { clientId: "pub" });
+      for (let i = 1; i <= MESSAGES; i++) {
+        await pub.send(
+          { cmd: "publish", topic: DEEP_TOPIC, payload: "z", qos: 1, messageId: i } as never,
+        );
+      }
+      await waitFor(
+        () => pub.packets.filter((p) => p.cmd === "puback").length >= MESSAGES,
+        30_000,
+        "every PUBACK",
+      );
+      await pub.end();
+      assert.ok(performance.now() - left < (EXPIRY_S - 3) * 1000, "filled before they expire");
+      assert.equal(journalRows(dir), SESSIONS * FILTERS * MESSAGES);
+      const pinger = await RawMqtt.connect(port, { clientId: "pinger" });
+      let worst = 0;
+      const until = left + (EXPIRY_S + 4) * 1000;
+      while (performance.now() < until) {
+        const sent = performance.now();
+        await pinger.send({ cmd: "pingreq" });
+        await pinger.next("pingresp", 60_000);
+        worst = Math.max(worst, performance.now() - sent);
+        await sleep(20);
+      }
+      await pinger.end();
+      await waitFor(() => journalRows(dir) === 0, 60_000, "their rows deleted");
+      // main: 4.0 s (302,400 deletes, one per row, in one turn); with 64 rows each (ranges): passes.
+      assert.ok(worst < 1500, `PINGRESP took ${worst.toFixed(0)} ms`);
+    } finally {
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
