@@ -12,7 +12,7 @@ import {
   type Peer,
   type RawReply,
 } from "../../wire/mod.ts";
-import { blamesRequest, type Failure } from "./verify.ts";
+import type { Failure } from "./verify.ts";
 
 /** An error answered to a raw client as it is, without the INTERNAL log line of `answerError`. */
 export class ErrorReply implements RawReply {
@@ -31,9 +31,8 @@ const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
  * the protocol's (it becomes INTERNAL with its message cut: a server
  * failure), `"failed"` for the backend's own INTERNAL, `"refused"` for its
  * UNAVAILABLE or OVERLOADED (it could not serve: passed on as it is, judged
- * against the others: success_rate.ts), `"client"` for BAD_REQUEST and
- * NOT_FOUND (the request's fault unless another backend answers it:
- * verify.ts), or undefined for any other code (passed on, not counted)
+ * against the others: success_rate.ts), `"client"` for any other code
+ * (the request's fault unless another backend answers it: verify.ts)
  */
 export function errorKind(answer: Envelope): DistError | Failure | undefined {
   const span = answer.payload.subarray(answer.errorStart, answer.errorEnd);
@@ -48,11 +47,18 @@ export function errorKind(answer: Envelope): DistError | Failure | undefined {
   return kindOf(code);
 }
 
-/** What an error the backend answered with `code` says of it (see errorKind); TIMEOUT is no timeout of ours. */
+/**
+ * What an error the backend answered with `code` says of it (see
+ * errorKind). Every code but a failure or a refusal is `"client"`, the
+ * request's fault until another backend answers the request with a result:
+ * BAD_REQUEST and NOT_FOUND, and also UNKNOWN_METHOD, TIMEOUT (no timeout of
+ * ours), UNAUTHORIZED, FRAME_TOO_LARGE and SLOW_CONSUMER (hostile41a W3: a
+ * backend answering every request so was never out and failed its share
+ * of them for good).
+ */
 export function kindOf(code: string): Failure | undefined {
   if (code === "INTERNAL") return "failed";
-  if (code === "UNAVAILABLE" || code === "OVERLOADED") return "refused";
-  return blamesRequest(code) ? "client" : undefined;
+  return code === "UNAVAILABLE" || code === "OVERLOADED" ? "refused" : "client";
 }
 
 /** Whether a local call failure means the backend's connection died with the request. */

@@ -17,16 +17,24 @@ import { cut } from "./log.ts";
 import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
 import { TrialBackoff } from "./trial_backoff.ts";
+import { type Pool, provenUp } from "./pool.ts";
 
 export { LatencyWindow };
+export { Pool } from "./pool.ts";
 
 export type BackendKind = "server" | "worker";
 export type BackendState = "up" | "down";
 
 /** How a request sent to a backend ended. */
 export type Outcome =
-  /** The backend answered: a result, or an error that says the request was wrong (BAD_REQUEST, …). */
+  /** The backend answered with a result. */
   | "answered"
+  /**
+   * It answered an error no rule counts against it (none yet: the request's, unless another
+   * backend answers it with a result: verify.ts): alive, and proof of no backend on trial
+   * while a proven one is up (hostile41a W3). It counts neither way in its outcomes.
+   */
+  | "erred"
   /** The backend answered a server failure: INTERNAL, its own or a code outside the protocol's. */
   | "failed"
   /** The backend answered that it could not serve: UNAVAILABLE or OVERLOADED. */
@@ -35,7 +43,7 @@ export type Outcome =
   | "lost"
   /** No answer within the backend timeout (the request may still run). */
   | "timeout"
-  /** An error blaming the request (BAD_REQUEST, NOT_FOUND) another backend answered: counts as "failed". */
+  /** An error answer ("erred") another backend answered with a result: counts as "failed". */
   | "contradicted"
   /** A failure that counts against nobody (yet): the request's fault, or one under verify.ts's replay. */
   | "excused";
@@ -81,7 +89,7 @@ export class Backend {
   backlogged = false;
   /** When its last request in flight ended (performance.now() ms; the dispatcher's clock). */
   idleSince = -Infinity;
-  /** Requests answered (a result, or an error reply that is not a server failure). */
+  /** Requests answered: with a result, or an error that is not a failure once it is proven ("erred"). */
   served = 0;
   /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
   lateAnswers = 0;
@@ -234,7 +242,8 @@ export class Backend {
    * the pool at once, the last one up staying (without a pool: while
    * `othersUp()`). "refused" answers (UNAVAILABLE, OVERLOADED) count only
    * in that comparison. A failure neither ramps a slow start nor counts in
-   * the latencies.
+   * the latencies; an error no rule counts ("erred") counts in neither
+   * those nor its outcomes, and does not start the row again.
    * @returns the transition, if any
    */
   onAnswered(
@@ -251,6 +260,13 @@ export class Backend {
     }
     this.lastAnswerAt = now;
     this.#timeouts = 0;
+    if (outcome === "erred") {
+      // Alive, but no proof while a proven backend is up; a lone worker's errors prove it.
+      if (this.untried && provenUp(this.pool)) return undefined;
+      this.served++;
+      this.outlier.answered(now, this.capacity);
+      return undefined;
+    }
     if (outcome === "failed" || outcome === "contradicted") {
       return this.#failed(
         now,
@@ -391,59 +407,5 @@ export class Backend {
       checks_failed: this.checksFailed,
       latency_ms: this.latency.percentiles(),
     };
-  }
-}
-
-/**
- * The backends in rotation order. Policies read `list`; adding and removing
- * keep the order of the others, so round-robin stays a strict rotation.
- */
-export class Pool {
-  #list: Backend[] = [];
-  /**
-   * A `--service` has more instances than `--max-backends` places, so some
-   * of those dialed may be fakes that answer their handshake and health
-   * checks and no request (hostile35 H4): backends that have answered go
-   * first, the untried get trials (policies.ts), and a place is kept by
-   * serving (sources.ts). Set by the servers' set (sources.ts).
-   */
-  guarded = false;
-  /** Health checks missed by backends no longer here (a counter never goes back). */
-  #checksFailedGone = 0;
-
-  get list(): readonly Backend[] {
-    return this.#list;
-  }
-
-  add(backend: Backend): void {
-    this.#list = [...this.#list, backend];
-    backend.pool = this;
-  }
-
-  /** Told of each backend that leaves (reclaim.ts collects after many). */
-  onRemoved: (() => void) | undefined;
-
-  remove(backend: Backend): void {
-    const before = this.#list.length;
-    this.#list = this.#list.filter((b) => b !== backend);
-    if (this.#list.length < before) {
-      backend.pool = undefined;
-      this.#checksFailedGone += backend.checksFailed;
-      this.onRemoved?.();
-    }
-  }
-
-  /** Health checks missed, all time, by every backend there has been. */
-  get checksFailed(): number {
-    let n = this.#checksFailedGone;
-    for (const b of this.#list) n += b.checksFailed;
-    return n;
-  }
-
-  /** Backends in rotation. */
-  get healthy(): number {
-    let n = 0;
-    for (const b of this.#list) if (b.state === "up") n++;
-    return n;
   }
 }

@@ -430,7 +430,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
     if (this.#options.logRequests) this.#log(job, backend, detail);
     this.#trials.ended(job, backend, outcome, detail === "ok");
-    this.#options.finish(job, outcome);
+    this.#options.finish(job, outcome === "answered" && detail !== "ok" ? "erred" : outcome);
   }
 
   #log(job: ForwardJob, backend: Backend, detail: string): void {

@@ -41,12 +41,15 @@
  * task hold one request at a time for a second each, then wait their
  * trial backoff.
  */
-import type { Backend, Outcome, Pool } from "./backends.ts";
+import type { Backend, Outcome } from "./backends.ts";
 import type { Job } from "./dispatch_types.ts";
 import { backendLines } from "./log.ts";
 import { HOLD_MS } from "./places.ts";
 import { TRIAL_MAX_MS } from "./policies.ts";
 import { turnClock } from "../../wire/turn.ts";
+import { provenUp } from "./pool.ts";
+
+export { provenUp };
 
 /** Answers this slow or slower (ms) are remembered by method (see the module comment). */
 export const SLOW_MS = HOLD_MS / 4;
@@ -64,17 +67,6 @@ export interface Trial {
   readonly from: Backend;
   readonly bound: number;
   held: boolean;
-}
-
-/**
- * Whether a proven backend is in rotation in `pool`: one not untried (it
- * has answered, or it is a `--backends` server of an unguarded pool), as
- * policies.ts `Guarded` counts them when it gives trials.
- */
-export function provenUp(pool: Pool | undefined): boolean {
-  if (pool === undefined) return false;
-  for (const b of pool.list) if (!b.untried && b.state === "up") return true;
-  return false;
 }
 
 export class Trials {
@@ -141,7 +133,8 @@ export class Trials {
    * (UNAVAILABLE, OVERLOADED) or failed (INTERNAL) failed (hostile41a W5:
    * a fake refusing every task at once freed the trial slot at once and was
    * tried again, ~950 times a second beside one server); an untried
-   * worker's request lost with its connection counts for its source.
+   * worker's request lost with its connection counts for its source; an
+   * untried backend's error answer proves nothing ({@link erredUntried}).
    */
   ended(
     job: Job & { readonly method: string },
@@ -151,11 +144,12 @@ export class Trials {
   ): void {
     const trial = job.trial;
     if (outcome === "answered" && ok) backend.lastResultAt = performance.now();
+    else if (outcome === "answered") erredUntried(backend);
     if (outcome !== "answered" || !ok || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
       if (outcome === "refused" || outcome === "failed") {
         if (trial?.from === backend) {
-          this.#failed(backend, `answered a trial request ${job.method.slice(0, 64)} ${outcome}`);
+          failTrial(backend, `answered a trial request ${job.method.slice(0, 64)} ${outcome}`);
         }
       } else if (outcome === "lost" && backend.untried) this.#lost(job, backend);
       return;
@@ -167,26 +161,10 @@ export class Trials {
     job.trial = undefined;
     // Answered by its backend, sent on for another reason (verify.ts); or slow here too: no verdict.
     if (!trial.held || ms >= trial.bound) return;
-    this.#failed(
+    failTrial(
       trial.from,
       `held a trial request ${job.method.slice(0, 64)} past ${Math.round(trial.bound)} ms, ` +
         `which ${backend.name} answered in ${Math.round(ms)} ms`,
-    );
-  }
-
-  /** `backend` failed a trial: it `did` so (for the log). */
-  #failed(backend: Backend, did: string): void {
-    const out = backend.trial.fail(performance.now());
-    backendLines.warn(
-      "Backend {backend} ({peer}) {did}: no trial for {seconds} s ({n} failed; {sourceN} by its source)",
-      {
-        backend: backend.name,
-        peer: backend.peerName,
-        did,
-        seconds: Math.ceil(out / 1000),
-        n: backend.trial.failed,
-        sourceN: backend.trial.source?.failed ?? backend.trial.failed,
-      },
     );
   }
 
@@ -225,4 +203,32 @@ export class Trials {
     slow.set(method, had);
     if (slow.size > METHODS_MAX) slow.delete(slow.keys().next().value!);
   }
+}
+
+/**
+ * `backend` answered an error, no result: untried while a proven backend
+ * is up, it stays so (backends.ts "erred"), and its next trial comes
+ * {@link HOLD_MS} later (hostile41a W3: a fake answering its one trial
+ * UNKNOWN_METHOD in 1 ms was proven, took its round-robin share and failed
+ * half of a client's requests for good). A pool with no proven backend (a
+ * lone worker) takes its error answers as its peers': they prove it.
+ */
+export function erredUntried(backend: Backend): void {
+  if (backend.untried && provenUp(backend.pool)) backend.trial.pause(performance.now() + HOLD_MS);
+}
+
+/** `backend` failed a trial: it `did` so (for the log). */
+export function failTrial(backend: Backend, did: string): void {
+  const out = backend.trial.fail(performance.now());
+  backendLines.warn(
+    "Backend {backend} ({peer}) {did}: no trial for {seconds} s ({n} failed; {sourceN} by its source)",
+    {
+      backend: backend.name,
+      peer: backend.peerName,
+      did,
+      seconds: Math.ceil(out / 1000),
+      n: backend.trial.failed,
+      sourceN: backend.trial.source?.failed ?? backend.trial.failed,
+    },
+  );
 }

@@ -10,15 +10,17 @@
  * request (`BAD_REQUEST`, `NOT_FOUND`) were never counted, so a backend
  * answering every task so stayed in rotation. From one source a client's
  * bad input and a broken backend look alike, so the balancer asks another
- * backend: an idempotent request answered with a failure (a timeout,
- * `INTERNAL`, `UNAVAILABLE`, `OVERLOADED`, `BAD_REQUEST`, `NOT_FOUND`) is
- * sent once more, to another backend with room (Dispatcher.replay: a retry,
+ * backend: an idempotent request answered with a failure (a timeout, or
+ * any error: `INTERNAL`, `UNAVAILABLE`, `OVERLOADED`, or a code that blames
+ * the request until then, `BAD_REQUEST`, `NOT_FOUND`, `UNKNOWN_METHOD` and
+ * the rest: answers.ts kindOf) is sent once more, to another backend with room (Dispatcher.replay: a retry,
  * within `--retries` and the retry budget), and the client gets that
  * answer:
  *
  * - answered with a result there (a timeout: within half of `--timeout`),
- *   the first backend is guilty: its failure counts as before (and a
- *   `BAD_REQUEST`/`NOT_FOUND` counts as an `INTERNAL` does);
+ *   the first backend is guilty: its failure counts as before (and an
+ *   error that blamed the request counts as an `INTERNAL` does); on trial
+ *   (trials.ts), it failed its trial (hostile41a W3);
  * - a failure there too (or a slow answer to a timeout) is the request's
  *   fault: it counts against neither;
  * - no verdict (the replay's backend died, or it waited too long): the
@@ -34,7 +36,7 @@
  * backend. Failures with no verdict to be had — no other backend with
  * room, the budgets spent, another source's replay running — count as
  * before (timeouts, `INTERNAL`, `UNAVAILABLE`, `OVERLOADED`) or not at all
- * (`BAD_REQUEST`, `NOT_FOUND`), so one backend answering `UNAVAILABLE` at
+ * (the other codes), so one backend answering `UNAVAILABLE` at
  * once is still out from one source (hostile35 H3), and so is one that
  * times out on its first request after joining (no replay then: outlier.ts).
  *
@@ -52,12 +54,17 @@
  * one that has answered nothing for that long while that source's
  * requests time out is out as before (a fake that answers pings but no
  * request; so is one that never answered since it joined). `UNAVAILABLE`/
- * `OVERLOADED` count as before; `BAD_REQUEST`/`NOT_FOUND` not at all.
+ * `OVERLOADED` count as before; other codes only while a guilty verdict
+ * on that backend stands.
  */
 import type { Backend, Outcome, Transition } from "./backends.ts";
 import type { Job } from "./dispatch_types.ts";
+import { erredUntried, failTrial } from "./trials.ts";
 
-/** What a backend's failure was: a timeout, `INTERNAL`, `UNAVAILABLE`/`OVERLOADED`, or a code that blames the request. */
+/**
+ * What a backend's failure was: a timeout, `INTERNAL`, `UNAVAILABLE`/`OVERLOADED`, or any other
+ * code, which blames the request until another backend answers it (answers.ts kindOf).
+ */
 export type Failure = "timeout" | "failed" | "refused" | "client";
 
 /** At most one replay of a backend's failures of one class starts in this many ms. */
@@ -72,11 +79,6 @@ export const HELD_MAX = 64;
  * and class (ms).
  */
 export const UNREPLAYED_MS = 10_000;
-
-/** The codes of error answers that blame the request, counted only when another backend contradicts them. */
-export function blamesRequest(code: unknown): boolean {
-  return code === "BAD_REQUEST" || code === "NOT_FOUND";
-}
 
 /** One class of a backend's failures (timeouts, or answers) under verification. */
 class Check {
@@ -138,6 +140,7 @@ export class Verifier {
    */
   failed(job: Job, backend: Backend, failure: Failure): Outcome | "replayed" {
     const plain = failure === "client" ? "answered" : failure;
+    if (failure === "client") erredUntried(backend);
     if (job.attempts > 1) {
       const r = this.#replays.get(job);
       if (r !== undefined) {
@@ -155,7 +158,8 @@ export class Verifier {
     const flow = job.flow;
     const source = flow === undefined ? undefined : this.#options.sourceOf?.(flow);
     if (!job.idempotent) {
-      return unreplayed(check, failure, source, now, backend.served + backend.lateAnswers) ?? plain;
+      const judged = unreplayed(check, failure, source, now, backend.served + backend.lateAnswers);
+      return judged ?? plain;
     }
     if (check.source === source && (check.verifying || now - check.judgedAt < VERDICT_MS)) {
       if (check.verifying) {
@@ -217,6 +221,8 @@ export class Verifier {
       check.judgedAt = this.#now();
       check.guilty = guilty;
       if (!guilty) return;
+      // On trial, it failed what a proven backend answered (hostile41a W3): no trial for 10 s ….
+      if (r.from.untried) failTrial(r.from, "failed a trial request another backend answered");
     }
     this.#count(r.from, r.failure, guilty === true);
     for (const f of held) this.#count(r.from, f, guilty === true);
@@ -240,8 +246,9 @@ export class Verifier {
  * by the last verdict on its backend and class, else by another source's
  * failure there; one source's timeout alone counts only once the backend
  * has answered nothing (`answers`: in time or late) for
- * {@link UNREPLAYED_MS} of them (see the module comment).
- * @returns "excused", or undefined: it counts as before
+ * {@link UNREPLAYED_MS} of them (see the module comment). An error answer
+ * ("client") counts while a guilty verdict stands, else not at all.
+ * @returns "excused", "contradicted", or undefined: it counts as before
  */
 function unreplayed(
   check: Check,
@@ -249,7 +256,11 @@ function unreplayed(
   source: string | undefined,
   now: number,
   answers: number,
-): "excused" | undefined {
+): "excused" | "contradicted" | undefined {
+  if (failure === "client") {
+    // An error answer: counted only while a replay's verdict on its backend stands (hostile41a W3).
+    return now - check.judgedAt < UNREPLAYED_MS && check.guilty ? "contradicted" : undefined;
+  }
   if (failure !== "timeout" && failure !== "failed") return undefined;
   const last = check.unreplayed;
   check.unreplayed = { source, at: now };
