@@ -106,6 +106,18 @@ interface Replay {
   readonly from: Backend;
   readonly failure: Failure;
   readonly check: Check;
+  /** The request's method, for the log. */
+  readonly method: string;
+}
+
+/** What `r`'s backend, on trial, did (for the log; trials.ts words a refused one alike). */
+function trialFailure(r: Replay): string {
+  const m = r.method.slice(0, 64);
+  if (r.failure === "timeout") {
+    return `let a trial request ${m} time out that another backend answered`;
+  }
+  if (r.failure !== "client") return `answered a trial request ${m} ${r.failure}`;
+  return `answered a trial request ${m} with an error another backend answered with a result`;
 }
 
 export interface VerifyOptions {
@@ -170,7 +182,8 @@ export class Verifier {
       return failure === "client" ? "answered" : "excused";
     }
     if (check.verifying || now - check.startedAt < REPLAY_EVERY_MS) return plain;
-    const r: Replay = { from: backend, failure, check };
+    const method = (job as { method?: string }).method ?? "";
+    const r: Replay = { from: backend, failure, check, method };
     this.#replays.set(job, r);
     if (!this.#options.replay(job)) {
       this.#replays.delete(job);
@@ -222,7 +235,7 @@ export class Verifier {
       check.guilty = guilty;
       if (!guilty) return;
       // On trial, it failed what a proven backend answered (hostile41a W3): no trial for 10 s ….
-      if (r.from.untried) failTrial(r.from, "failed a trial request another backend answered");
+      if (r.from.untried) failTrial(r.from, trialFailure(r));
     }
     this.#count(r.from, r.failure, guilty === true);
     for (const f of held) this.#count(r.from, f, guilty === true);
