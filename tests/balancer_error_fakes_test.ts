@@ -12,7 +12,14 @@
  * answer a method with an error, and a lone worker, keep serving.
  */
 import assert from "node:assert/strict";
-import { dial, DistError, type ErrorCode, type Peer } from "../wire/mod.ts";
+import {
+  type Codec,
+  dial,
+  DistError,
+  type ErrorCode,
+  msgpackCodec,
+  type Peer,
+} from "../wire/mod.ts";
 import {
   backendsOf,
   connectTo,
@@ -38,8 +45,11 @@ async function adds(client: Peer, each = 50, method = "add"): Promise<Map<string
   return outcomes;
 }
 
-/** A fake worker answering its first `good` tasks with their sum, then every task the error `code`. */
-async function errorFakeBeside(code: ErrorCode, good = 0) {
+/**
+ * A fake worker answering its first `good` tasks with their sum, then every task the error `code`
+ * (in `codec`: MessagePack takes the balancer's decoded path).
+ */
+async function errorFakeBeside(code: ErrorCode, good = 0, codec?: Codec) {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, []);
   const client = await connectTo(lb.address);
@@ -51,6 +61,7 @@ async function errorFakeBeside(code: ErrorCode, good = 0) {
     fake = await dial({ host, port: Number(port) }, {
       role: "worker",
       name: "fake",
+      codec,
       onRequest: (method, params) => {
         if (method === "sys.ping") return { pong: true };
         if (tasks++ < good) {
@@ -101,6 +112,14 @@ for (const code of ["UNKNOWN_METHOD", "TIMEOUT", "UNAUTHORIZED"] as const) {
     assert.ok(tasks <= 20, `${tasks} tasks reached it; ${seen}`);
   });
 }
+
+Deno.test("a MessagePack worker answering UNKNOWN_METHOD, untried or proven, fails few of 400 calls (hostile41a W3)", async () => {
+  for (const good of [0, 20]) {
+    const { outcomes, tasks, seen } = await errorFakeBeside("UNKNOWN_METHOD", good, msgpackCodec);
+    assert.ok((outcomes.get("ok") ?? 0) >= 390, seen);
+    assert.ok(tasks <= 20, `${tasks} tasks reached it; ${seen}`);
+  }
+});
 
 Deno.test("a method every backend answers with an error keeps the pool serving: none out, the worker proven by its first result (hostile41a W3)", async () => {
   const servers = await startServers(1);
