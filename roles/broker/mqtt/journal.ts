@@ -304,7 +304,10 @@ export class SessionJournal {
     queueMicrotask(() => {
       this.#holding = false;
       // Every delete of this task is written by now: the commit asked for covers them all.
-      this.#store.commit().then(resolve, resolve);
+      // Committed, not synced, as a PUBACK waits (40a T3): a SIGKILL keeps what is committed, and
+      // under `always` every commit is synced. Waiting for the sync held each PUBREL round trip
+      // for an fdatasync: a window-1 QoS 2 drain 3.6 times slower (hostile review 42b Z6).
+      this.#store.commit(false).then(resolve, resolve);
     });
   }
 
