@@ -196,26 +196,3 @@ export function vacuum(db: DatabaseSync): number {
     return 0;
   }
 }
-
-/** Under `batch`, the WAL size past which a synced checkpoint runs (after a sync). */
-export const CHECKPOINT_BYTES = 4 * 1024 * 1024;
-
-/**
- * Under `batch`, once the WAL (`wal`, none before the first sync) is past
- * {@link CHECKPOINT_BYTES}: copies it into the file with both synced (as SQLite does on its
- * own with `synchronous = FULL`), so the WAL can then be reused safely.
- */
-export function checkpointPast(db: DatabaseSync, wal: Deno.FsFile | undefined): void {
-  try {
-    if (wal === undefined || wal.statSync().size < CHECKPOINT_BYTES) return;
-    db.exec("PRAGMA synchronous = FULL");
-    try {
-      db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get();
-    } finally {
-      db.exec("PRAGMA synchronous = OFF");
-    }
-  } catch {
-    // A checkpoint can fail (full disk) and is tried again after the next sync; until one
-    // works, the WAL grows and is still replayed at open.
-  }
-}

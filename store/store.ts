@@ -16,8 +16,8 @@
  *   written, and the next sync covers them all (group commit). SQLite's
  *   own checkpoints are off here (with `synchronous = OFF` they would copy
  *   the WAL into the file without syncing it, then reuse the WAL): the
- *   store checkpoints itself, synced, once the WAL passes
- *   {@link CHECKPOINT_BYTES};
+ *   store checkpoints itself, synced, on a thread of its own, once the WAL
+ *   passes {@link CHECKPOINT_BYTES} (checkpoints.ts);
  * - `off`: batches as `batch`, never synced: the operating system writes
  *   them when it likes.
  *
@@ -32,7 +32,8 @@
  */
 import type { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { checkpointPast, openOrMoveAside, sizeWithWal, syncDirectory, vacuum } from "./open.ts";
+import { openOrMoveAside, sizeWithWal, syncDirectory, vacuum } from "./open.ts";
+import { Checkpoints } from "./checkpoints.ts";
 import { SharedCommits } from "./shared_commits.ts";
 import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
@@ -43,7 +44,7 @@ import type { Deferred, FsyncMode, Owned, StoreCounters, StoreOptions, Value } f
 
 /** Most writes in one batch: past this many a commit runs at once. */
 export const MAX_BATCH = 20_000;
-export { CHECKPOINT_BYTES } from "./open.ts";
+export { CHECKPOINT_BYTES } from "./checkpoints.ts";
 /** Between two commits of range deletes alone (ms): the loop's other work goes first. */
 const RANGE_GAP_MS = 20;
 /** After a failed commit, how soon the pending writes are tried again (ms). */
@@ -103,6 +104,8 @@ export class Store {
   /** Set by close(): no more syncs off the loop (close syncs what is left itself). */
   #closing = false;
   readonly #shared = new SharedCommits(this);
+  /** Under `batch`: the synced checkpoints; no commit is scheduled while one runs. */
+  readonly #checkpoints: Checkpoints;
 
   /**
    * Opens (or creates) the file at `path` and checks it.
@@ -122,6 +125,7 @@ export class Store {
     }
     this.reads = new TableReads(this.#db, path, options.tables, options.owned ?? []);
     this.#ranges = new RangeDeletes(this.#db);
+    this.#checkpoints = new Checkpoints(this, this.#db, () => this.#schedule());
   }
 
   /** Every row of `table` as committed (pending writes are not seen), in the order stored. */
@@ -229,6 +233,7 @@ export class Store {
     if (this.#closed) return;
     clearTimeout(this.#retry);
     this.#closing = true;
+    this.#checkpoints.close();
     if (this.#pendingCount > 0 || this.#committed < this.#seq) this.#commitNow();
     while (this.#ranges.pending && this.#lastError === undefined) this.#commitNow();
     clearTimeout(this.#retry);
@@ -285,6 +290,7 @@ export class Store {
     // setImmediate runs after this turn's I/O callbacks: every frame read in this turn is in.
     setImmediate(() => {
       this.#scheduled = false;
+      if (this.#checkpoints.running) return; // Its end schedules (checkpoints.ts).
       if (this.#pendingCount > 0 || this.#committed < this.#seq || this.#ranges.pending) {
         this.#commitNow();
       } else if (this.fsync === "batch") this.#sync(); // After a failed sync: try again.
@@ -299,7 +305,7 @@ export class Store {
     if (this.#closed || this.#retry !== undefined || this.#rangeTimer !== undefined) return;
     this.#rangeTimer = setTimeout(() => {
       this.#rangeTimer = undefined;
-      if (!this.#scheduled) this.#commitNow();
+      if (!this.#scheduled && !this.#checkpoints.running) this.#commitNow();
     }, RANGE_GAP_MS);
     Deno.unrefTimer(this.#rangeTimer);
   }
@@ -407,7 +413,7 @@ export class Store {
     this.#lastSyncError = undefined;
     this.#done = Math.max(this.#done, upTo);
     this.#release(upTo, undefined);
-    checkpointPast(this.#db, this.#wal);
+    this.#checkpoints.after(this.#wal);
     this.#sync();
   }
 

@@ -92,11 +92,18 @@ Deno.test("Store: batch commits once per turn, always once per write", () =>
     always.close();
   }));
 
+/** Bytes the process's threads (or this one alone: the event loop's, read synchronously) wrote. */
+function written(thisThread = false): number {
+  const io = Deno.readTextFileSync(thisThread ? "/proc/thread-self/io" : "/proc/self/io");
+  return Number(io.match(/wchar: (\d+)/)![1]);
+}
+
 Deno.test("Store: batch syncs off the loop, groups what arrives meanwhile, keeps the WAL bounded", () =>
   withDir(async (dir) => {
     const s = open(`${dir}/w.db`);
     const big = "x".repeat(2000);
     const acks: Promise<void>[] = [];
+    const [all, loop] = [written(), written(true)];
     // 600 turns of 20 rows of 2 kB (24 MB), none waiting for the previous turn's answer.
     for (let turn = 0; turn < 600; turn++) {
       for (let i = 0; i < 20; i++) s.put("t", `k${turn % 50}-${i}`, `${turn} ${big}`);
@@ -104,7 +111,15 @@ Deno.test("Store: batch syncs off the loop, groups what arrives meanwhile, keeps
       await new Promise((resolve) => setTimeout(resolve, 0));
     }
     await Promise.all(acks);
-    assert.equal(s.counters.commits, 600, "a commit per turn");
+    // A commit per turn, but those of the turns a checkpoint took wait for its end, together.
+    assert.ok(
+      s.counters.commits <= 600 && s.counters.commits >= 300,
+      `${s.counters.commits} commits`,
+    );
+    // The checkpoints' copies of the WAL into the file are written by their thread, not the
+    // event loop's (hostile review 41b X4: 50-330 ms each on the loop; main: all of them, 1.00).
+    const share = (written(true) - loop) / (written() - all);
+    assert.ok(share < 0.75, `the event loop's thread wrote ${share.toFixed(2)} of the bytes`);
     assert.ok(s.counters.syncs >= 1 && s.counters.syncs <= 600, `${s.counters.syncs} syncs`);
     const wal = Deno.statSync(`${dir}/w.db-wal`).size;
     assert.ok(wal < 16 * 1024 * 1024, `WAL of ${wal} bytes after 24 MB written: checkpoints run`);
