@@ -227,12 +227,14 @@ export class MemoryGuard {
   /** One full collection when RSS has grown well past what is counted (see above). */
   #collect(): void {
     const counted = this.#core.memoryBytes;
-    if (counted < COLLECT_FROM || performance.now() < this.#nextCollect) return;
+    if (counted < COLLECT_FROM) return;
     const before = Deno.memoryUsage().rss - this.#baseRss;
-    // Past the count, and grown since the last collection left it (what that one kept is live).
+    if (before <= RSS_PER_COUNTED * counted) return;
+    // Past the count, and grown since the last collection left it (what that one kept is live);
+    // else the C heap's free pages at least go back (hostile review 41b X8).
     const kept = this.#keptRss;
-    if (before <= RSS_PER_COUNTED * counted || before <= kept + Math.max(16 * MIB, kept / 4)) {
-      return;
+    if (performance.now() < this.#nextCollect || before <= kept + Math.max(16 * MIB, kept / 4)) {
+      return trimNativeHeap();
     }
     const collect = gc();
     if (collect === null) return;

@@ -6,9 +6,14 @@
  * (X8) RSS stayed 100–280 MiB over what the broker counts, for good.
  */
 let trim: (() => void) | null | undefined;
+/** Shortest time between two trims (ms): one took up to 22 ms under a flood. */
+const GAP_MS = 1000;
+let last = -Infinity;
 
-/** malloc_trim(0), where it can be called. */
+/** malloc_trim(0), where it can be called, at most every GAP_MS. */
 export function trimNativeHeap(): void {
+  if (performance.now() - last < GAP_MS) return;
+  last = performance.now();
   if (trim === undefined) {
     trim = null;
     try {
