@@ -88,7 +88,7 @@ Deno.test(
       await sleep(500);
       // The QoS 1 in flight only (main: 51, every QoS 0 put as a row as it was queued).
       assert.equal(journalRows(dir), 1);
-      // Delivered once the window has room: they waited in memory.
+      // QoS 0 passes the full window (MQTT 5 §4.9): nothing waits, in memory or on disk.
       await held.send({ cmd: "puback", messageId: first.messageId } as never, 5);
       await waitFor(() => held.packets.filter((p) => p.cmd === "publish").length >= 50, 5000, "50");
       const got = held.packets.filter((p) => p.cmd === "publish")

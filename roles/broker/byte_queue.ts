@@ -158,6 +158,13 @@ export class ByteQueue {
     return len;
   }
 
+  /** The first byte of the oldest record (-1: none, or an empty record). */
+  first(): number {
+    if (this.#count === 0) return -1;
+    const b = this.#buf, s = this.#base + this.#start;
+    return (b[s] | b[s + 1] | b[s + 2] | b[s + 3]) === 0 ? -1 : b[s + RECORD_HEADER];
+  }
+
   /** Forgets every record and gives the buffer back. */
   clear(): void {
     this.#count = this.#bytes = 0;

@@ -141,9 +141,11 @@ export class FanOut {
     this.#startTurn();
     const idle = this.#head === this.#backlog.length;
     if ((idle && total <= this.#left) || total === 0) {
-      // The common case: all of it now, no record of it kept.
+      // The common case: all of it now, no record of it kept. A drop at once is not work.
       this.#left -= total;
-      for (let i = 0; i < plain.length; i++) plain[i].deliver(msg);
+      let dropped = 0;
+      for (let i = 0; i < plain.length; i++) if (plain[i].deliver(msg)) dropped++;
+      this.#left += dropped;
       for (let i = 0; i < groups.length; i++) {
         // A member cut off during this very loop may have emptied its group.
         if (groups[i].members.length > 0) deliverToGroup(groups[i], msg);
@@ -296,7 +298,7 @@ export class FanOut {
         }
         const sub = plain[at];
         sub.owed--;
-        sub.deliver(msg);
+        if (sub.deliver(msg)) this.#left++; // a drop at once is not work
       } else {
         // A member cut off meanwhile may have emptied its group.
         const group = groups[at - plain.length];

@@ -118,14 +118,27 @@ export interface Sink {
   readonly recordCost?: number;
   /** Puts a delivery `encode` produced on the transport. */
   writeEncoded(bytes: Uint8Array, sub: Subscription): void;
-  /** Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed). */
-  whenDrained(bytes: number, fn: () => void): void;
+  /**
+   * Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed);
+   * while it is {@link full}, only if `passes` says the next delivery may go.
+   */
+  whenDrained(bytes: number, fn: () => void, passes?: () => boolean): void;
   /**
    * The transport takes no more deliveries for now, whatever its bytes (an
    * MQTT in-flight window): they wait in the subscription's queue, and
    * `whenDrained` fires only once it has room again. Absent: never full.
+   * A {@link lossy} delivery is not held by it.
    */
   readonly full?: boolean;
+  /**
+   * A delivery it may lose (MQTT QoS 0) while connected: not held by
+   * {@link full} (MQTT 5 §4.9), written at once while its socket has room,
+   * dropped at once (counted, not encoded) by a drop-oldest subscription
+   * when it has none (subscriber.ts). Absent: none is.
+   */
+  lossy?(msg: Message, sub: Subscription): boolean;
+  /** The same of a queued delivery, by the first byte of what `encode` made. */
+  lossyRecord?(first: number): boolean;
   /**
    * The smallest delivery (its value's encoded bytes, {@link knownBytes},
    * with its topic's: group_delivery.ts pickBytes) it refused as larger than the

@@ -58,6 +58,9 @@ export const SNAPSHOT_VISITS_PER_TURN = 4096;
  */
 const LATEST_ENTRY_BYTES = 200;
 
+/** What #lossy did with a delivery. */
+const WRITTEN = 1, DROPPED = 2;
+
 interface Pending {
   msg: Message;
   bytes: number;
@@ -91,6 +94,8 @@ export class Subscription {
   #head = 0;
   /** Bytes queued here, in either queue (also counted in the sink's budget). */
   #bytes = 0;
+  /** Deliveries in the FIFO its sink may lose (Sink.lossyRecord): a lossy one does not pass them. */
+  #lossyQueued = 0;
   /** For `latest`: the pending delivery of each topic. */
   #latest: Map<string, Pending> | undefined;
   #snapshot: Snapshot | undefined;
@@ -180,15 +185,58 @@ export class Subscription {
       sink.pendingBytes < this.#directLimit && sink.full !== true;
   }
 
-  /** Delivers one message, or queues it, applying the policy when pending passes the limit. */
-  deliver(msg: Message): void {
-    if (this.#cancelled) return;
+  /**
+   * Delivers one message, or queues it, applying the policy when pending
+   * passes the limit. True when it was dropped at once, at the cost of a
+   * look (see #lossy; or not to go, Sink.encode: a QoS 0 to an away MQTT
+   * session): the fan-out does not count it in its turn's work.
+   */
+  deliver(msg: Message): boolean {
+    if (this.#cancelled) return true;
     if (this.ready) {
       this.sink.write(msg, this);
       this.delivered++;
-      return;
+      return false;
     }
-    this.#enqueue(msg);
+    const lossy = this.#lossy(msg);
+    return lossy === 0 ? this.#enqueue(msg) : lossy === DROPPED;
+  }
+
+  /**
+   * A delivery the connected sink may lose (MQTT QoS 0) that is not ready
+   * to go: written at once while the sink's socket has room and no such
+   * delivery waits here, whatever holds the rest (a full in-flight window:
+   * MQTT 5 §4.9); else, under drop-oldest, dropped at once, counted, never
+   * encoded nor queued (hostile review 41b X1: 50 connected sessions whose
+   * window was full took every QoS 0 of an honest flow into their queues,
+   * an encoding, a copy and a drop each, and cut it 40 times). 0: not done.
+   */
+  #lossy(msg: Message): number {
+    const sink = this.sink;
+    if (
+      sink.lossy === undefined || this.#held || this.#snapshot !== undefined ||
+      this.#latest !== undefined || !sink.lossy(msg, this)
+    ) return 0;
+    if (this.#lossyQueued === 0 && sink.pendingBytes < this.#directLimit) {
+      sink.write(msg, this);
+      this.delivered++;
+      return WRITTEN;
+    }
+    if (this.policy !== "drop-oldest") return 0;
+    this.dropped++;
+    return DROPPED;
+  }
+
+  /** Whether the oldest queued delivery may go while the sink is full (see Sink.lossy). */
+  readonly #passes = (): boolean =>
+    this.#lossyQueued > 0 && this.#snapshot === undefined &&
+    this.sink.lossyRecord?.(this.#fifo.first()) === true;
+
+  /** The oldest queued delivery leaves the FIFO: one lossy fewer if it was one. */
+  #leaving(): void {
+    if (this.#lossyQueued > 0 && this.sink.lossyRecord?.(this.#fifo.first()) === true) {
+      this.#lossyQueued--;
+    }
   }
 
   /** Stops all delivery and frees what is pending. */
@@ -200,6 +248,7 @@ export class Subscription {
     this.#queue = [];
     this.#head = 0;
     this.#fifo.clear();
+    this.#lossyQueued = 0;
     this.#latest?.clear();
     this.#account(-this.#bytes);
     const budget = this.sink.queued;
@@ -221,11 +270,13 @@ export class Subscription {
     return this.sink.queued.bytes + this.sink.pendingBytes;
   }
 
-  #enqueue(msg: Message): void {
+  /** Queues a delivery; true when it is not to go after all (see Sink.encode). */
+  #enqueue(msg: Message): boolean {
     if (this.#latest === undefined) {
       const record = this.sink.encode(msg, this);
-      if (record.length === 0) return; // not to go (see Sink.encode)
+      if (record.length === 0) return true; // not to go (see Sink.encode)
       this.#fifo.push(record);
+      if (this.sink.lossyRecord?.(record[0]) === true) this.#lossyQueued++;
       this.#account(record.length + (this.sink.recordCost ?? 0));
     } else {
       this.#enqueueLatest(msg);
@@ -244,11 +295,12 @@ export class Subscription {
               `${pending} bytes pending on its connection, more than max-pending ${this.maxPending}`,
           ),
         );
-        return;
+        return false;
       }
       this.#shed(largest);
     }
     this.#arm();
+    return false;
   }
 
   /**
@@ -291,6 +343,7 @@ export class Subscription {
   /** Drops the oldest pending delivery (counted); false when there is none. */
   #dropOldest(): boolean {
     if (this.#latest === undefined) {
+      this.#leaving();
       const length = this.#fifo.drop();
       if (length < 0) return false;
       this.#account(-length - (this.sink.recordCost ?? 0));
@@ -345,7 +398,7 @@ export class Subscription {
   #arm(): void {
     if (this.#waiting || this.#held || this.#cancelled) return;
     this.#waiting = true;
-    this.sink.whenDrained(this.#fillLimit >> 1, this.#resume);
+    this.sink.whenDrained(this.#fillLimit >> 1, this.#resume, this.#passes);
   }
 
   /** Pumps again after a wait (bound once: no closure per wait). */
@@ -360,7 +413,8 @@ export class Subscription {
     const sink = this.sink;
     const budget = { left: SNAPSHOT_VISITS_PER_TURN };
     while (
-      !this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit && sink.full !== true
+      !this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit &&
+      (sink.full !== true || this.#passes())
     ) {
       let msg: Message | null | undefined;
       if (this.#snapshot !== undefined) {
@@ -380,6 +434,7 @@ export class Subscription {
         this.#later = undefined;
         continue;
       } else if (this.#latest === undefined) {
+        this.#leaving();
         const bytes = this.#fifo.shift();
         if (bytes === undefined) return;
         this.#beforeLater--;

@@ -22,7 +22,8 @@ import { publishQos, PUBREL } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
 import { ROW_BYTES, type SessionJournal } from "./journal.ts";
 import { QueuedRecord } from "./journal_restore.ts";
-import { secondsLeft, SKIP_RETAINED } from "./delivery.ts";
+import { qosOf, secondsLeft, SKIP_RETAINED } from "./delivery.ts";
+import { DrainWaiters } from "./drain_waiters.ts";
 import { deliverySize, queuedRecord, writeDelivery, writeQueued } from "./publish_out.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { Outbound } from "../../../wire/outbound.ts";
@@ -79,11 +80,10 @@ export class MqttSession implements Sink {
   /** Whether it has a row on disk to keep up to date. */
   #stored = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #waiters: { bytes: number; fn: () => void }[] | undefined;
-  #drainArmed = false;
+  /** What its queues wait for (made at the first wait: an idle session's every byte counts). */
+  #drain: DrainWaiters | undefined;
   /** In flight before the client came back, not sent again yet: past its window, they wait for acks. */
   #resends: readonly { id: number; bytes: Uint8Array | undefined }[] = NO_RESENDS;
-  /** Scratch for `encode` (copied at once by the queue). */
   /** Where a queued delivery is encoded (publish_out.ts queuedRecord). */
   readonly #scratch = { buf: EMPTY };
   /** Its queues and deliveries in flight on disk (`--data-dir`, a persistent session). */
@@ -197,7 +197,7 @@ export class MqttSession implements Sink {
     // None (the usual): the shared empty list, not one of its own.
     this.#resends = publishes.length > 0 ? publishes : NO_RESENDS;
     this.#sendResends();
-    this.#wake();
+    this.#drain?.wake();
   }
 
   /** Sends again what was in flight, as far as the client's window goes (MQTT 5 §4.9). */
@@ -248,7 +248,7 @@ export class MqttSession implements Sink {
     this.inflight.clear();
     this.save();
     this.#front.sessions.ended(this, why);
-    this.#wake();
+    this.#drain?.wake();
   }
 
   /** Takes a subscription out of the core, keeping its drop count. */
@@ -380,9 +380,17 @@ export class MqttSession implements Sink {
     writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false);
   }
 
-  whenDrained(bytes: number, fn: () => void): void {
-    (this.#waiters ??= []).push({ bytes, fn });
-    this.#wake();
+  whenDrained(bytes: number, fn: () => void, passes?: () => boolean): void {
+    (this.#drain ??= new DrainWaiters(this)).add(bytes, fn, passes);
+  }
+
+  /** QoS 0 while connected: not held by a full window, never queued (Sink.lossy). */
+  lossy(msg: Message, sub: Subscription): boolean {
+    return this.#conn !== undefined && qosOf(msg, sub) === 0;
+  }
+
+  lossyRecord(first: number): boolean {
+    return this.#conn !== undefined && first >= 0 && (first & 0x06) === 0;
   }
 
   slow(_sub: Subscription, err: DistError): void {
@@ -410,7 +418,7 @@ export class MqttSession implements Sink {
     if (!this.inflight.done(id)) return;
     this.#journal?.acked(id);
     if (this.#resends.length > 0) this.#sendResends();
-    if (this.#waiters !== undefined) this.#wake();
+    this.#drain?.wake();
   }
 
   /** PUBREC: the client has the QoS 2 delivery, PUBREL is owed (false: not in flight). */
@@ -422,26 +430,6 @@ export class MqttSession implements Sink {
     const out = this.#conn?.out;
     if (journal !== undefined && out !== undefined) journal.sentOnce(out);
     return true;
-  }
-
-  /** Calls the drain waiters whose condition holds; arms a wait on the output for the rest. */
-  #wake(): void {
-    const waiters = this.#waiters;
-    if (waiters === undefined) return;
-    let keep: typeof waiters | undefined;
-    for (const w of waiters) {
-      if (this.#ended || (!this.full && this.pendingBytes <= w.bytes)) w.fn();
-      else (keep ??= []).push(w);
-    }
-    this.#waiters = keep;
-    const conn = this.#conn;
-    if (keep === undefined || this.#drainArmed || this.full || conn === undefined) return;
-    const least = Math.min(...keep.map((w) => w.bytes));
-    this.#drainArmed = true;
-    conn.out.drained(least).then(() => {
-      this.#drainArmed = false;
-      this.#wake();
-    });
   }
 }
 

@@ -1,0 +1,146 @@
+/**
+ * QoS 0 is not held by a full in-flight window (MQTT 5 §4.9, 3.1.1 likewise:
+ * Receive Maximum bounds QoS 1 and 2 only): it is written at once while the
+ * socket has room, and past that dropped at once, counted, never queued
+ * (hostile review 41b X1's rest: 50 connected sessions whose window was full
+ * took every QoS 0 of an honest flow into their queues, an encoding, a copy
+ * and a drop each, and cut the flow 40 times; their sockets held nothing, so
+ * the write deadline never cut them).
+ */
+import assert from "node:assert/strict";
+import mqttPacket from "mqtt-packet";
+import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep, waitFor, writeAll } from "./helpers/raw.ts";
+
+const MIB = 1024 * 1024;
+const v5 = { protocolVersion: 5 } as const;
+
+/** A persistent MQTT 5 session on `#` (QoS 1), Receive Maximum 1. */
+function heldSession(port: number, id: string): Promise<RawMqtt> {
+  return RawMqtt.connect(port, {
+    clientId: id,
+    clean: false,
+    properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
+  }, 5);
+}
+
+/** Payloads of the PUBLISH packets `c` received and no one took yet. */
+function payloads(c: RawMqtt): string[] {
+  return c.packets.filter((p) => p.cmd === "publish")
+    .map((p) => String((p as mqttPacket.IPublishPacket).payload));
+}
+
+Deno.test(
+  "mqtt QoS 0 passes a full in-flight window; QoS 1 waits for it (MQTT 5 §4.9)",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      const held = await heldSession(b.mqttPort, "held");
+      await held.send(
+        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] },
+        5,
+      );
+      await held.next("suback");
+      const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" });
+      const publish = async (payload: string, qos: number, messageId?: number) => {
+        await pub.send({ cmd: "publish", topic: "t/x", payload, qos, messageId } as never);
+        if (qos > 0) await pub.next("puback");
+      };
+      await publish("one", 1, 1);
+      const first = await held.next("publish") as mqttPacket.IPublishPacket;
+      assert.equal(String(first.payload), "one");
+      // Its window is full: a QoS 1 waits, QoS 0 goes (main: nothing until the PUBACK).
+      await publish("two", 1, 2);
+      for (let i = 0; i < 5; i++) await publish(`zero ${i}`, 0);
+      await waitFor(() => payloads(held).length >= 5, 3000, "the QoS 0 publishes");
+      await sleep(200);
+      assert.deepEqual(payloads(held), ["zero 0", "zero 1", "zero 2", "zero 3", "zero 4"]);
+      held.packets.length = 0;
+      await held.send({ cmd: "puback", messageId: first.messageId } as never, 5);
+      assert.equal(
+        String((await held.next("publish") as mqttPacket.IPublishPacket).payload),
+        "two",
+      );
+      await pub.end();
+      await held.end();
+    }),
+);
+
+/** A persistent MQTT 5 session on `#` (QoS 1), Receive Maximum 1, that never reads. */
+async function stalled(port: number, id: string): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(
+    conn,
+    new Uint8Array(Buffer.concat([
+      mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 5,
+        clientId: id,
+        clean: false,
+        keepalive: 0,
+        properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
+      }, v5),
+      mqttPacket.generate(
+        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] } as never,
+        v5,
+      ),
+    ])),
+  );
+  return conn;
+}
+
+Deno.test(
+  "mqtt QoS 0 to sessions stalled behind a full window: never queued, an honest reader gets it all, the write deadline cuts them (hostile review 41b X1)",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      const conns = [];
+      for (let i = 0; i < 4; i++) conns.push(await stalled(b.mqttPort, `st${i}`));
+      const honest = await RawMqtt.connect(b.mqttPort, { clientId: "honest" });
+      await honest.send({
+        cmd: "subscribe",
+        messageId: 1,
+        subscriptions: [{ topic: "load/#", qos: 0 }],
+      });
+      await honest.next("suback");
+      const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" });
+      // One QoS 1 each, never acknowledged (never read): their windows are full from now on.
+      await pub.send(
+        { cmd: "publish", topic: "seed", payload: "s", qos: 1, messageId: 1 } as never,
+      );
+      await pub.next("puback");
+      // 1 KB QoS 0, 12 MB in all: more than the kernel and their sockets hold.
+      const one = mqttPacket.generate(
+        { cmd: "publish", topic: "load/x", payload: Buffer.alloc(1000, 121), qos: 0 } as never,
+      );
+      const batch = new Uint8Array(Buffer.concat(Array(100).fill(one)));
+      let most = 0;
+      for (let i = 0; i < 120; i++) {
+        await pub.write(batch);
+        if (i % 10 === 9) {
+          const stats = await b.mqttStats();
+          most = Math.max(most, stats.session_queued_bytes);
+        }
+      }
+      const published = 12_000;
+      await waitFor(() => honest.packets.length >= published, 10_000, "the honest reader's all");
+      // Main: each queued them all up to max-pending (drop-oldest), 1 MiB each here.
+      assert(most < 64 * 1024, `the stalled sessions queued ${most} bytes`);
+      const stats = await b.mqttStats();
+      assert(stats.session_dropped > 0, "QoS 0 past their sockets' room dropped, counted");
+      // Their sockets are backed up: the write deadline (1 s) cuts them (main: never, nothing
+      // was written to them), and they wait away.
+      const until = performance.now() + 8000;
+      let after = await b.mqttStats();
+      while (after.sessions_away < 4 && performance.now() < until) {
+        await sleep(200);
+        after = await b.mqttStats();
+      }
+      assert.equal(after.sessions_away, 4, "the stalled sessions were cut, and wait away");
+      assert(after.slow_consumers >= 4, `slow consumers ${after.slow_consumers}`);
+      for (const c of conns) c.close();
+      await pub.end();
+      await honest.end();
+    }, { writeTimeout: 1000, maxPending: MIB }),
+);
