@@ -5,12 +5,14 @@
  * (hostile review 41b X1's rest: 50 connected sessions whose window was full
  * took every QoS 0 of an honest flow into their queues, an encoding, a copy
  * and a drop each, and cut the flow 40 times; their sockets held nothing, so
- * the write deadline never cut them).
+ * the write deadline never cut them). And an away session whose messages are
+ * all in flight gives them up to the away share before it is ended.
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep, waitFor, writeAll } from "./helpers/raw.ts";
+import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
 
 const MIB = 1024 * 1024;
 const v5 = { protocolVersion: 5 } as const;
@@ -143,4 +145,43 @@ Deno.test(
       await pub.end();
       await honest.end();
     }, { writeTimeout: 1000, maxPending: MIB }),
+);
+
+Deno.test(
+  "mqtt away sessions whose messages are all in flight give them up to the away share, not their sessions",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      // Five sessions each receive 300 x 5 KB QoS 1, acknowledge none (all kept in flight, 1.7 MB
+      // each: within max-pending's half), then leave: 8.3 MB, past half of 12 MiB together.
+      const clients = [];
+      for (let k = 0; k < 5; k++) {
+        const c = await RawMqtt.connect(b.mqttPort, { clientId: `inf${k}`, clean: false });
+        await c.send({
+          cmd: "subscribe",
+          messageId: 1,
+          subscriptions: [{ topic: `i/${k}`, qos: 1 }],
+        });
+        await c.next("suback");
+        clients.push(c);
+      }
+      for (let k = 0; k < 5; k++) {
+        await publishAll(b.mqttPort, `i/${k}`, 300, 5000);
+        for (let i = 0; i < 300; i++) await clients[k].next("publish");
+      }
+      for (const c of clients) await c.end();
+      await sleep(500);
+      const memory = (await b.stats()).memory as Record<string, number>;
+      assert(memory.away_bytes <= memory.budget / 2, `away sessions hold ${memory.away_bytes}`);
+      // Main: sessions ended whole, the largest first (Session Present 0, nothing back).
+      assert.equal(memory.away_ended, 0, "no session ended");
+      let back = 0;
+      for (let k = 0; k < 5; k++) {
+        const c = await comeBack(b.mqttPort, `inf${k}`, 300, 1500);
+        assert.equal(c.present, true, `inf${k} is still there`);
+        back += c.numbers.length;
+      }
+      // What fits in the half came back (its newest); the rest was given up.
+      assert(back >= 700 && back < 1500, `${back} sent again`);
+    }, { maxMemory: 12 * MIB, maxPending: 6 * MIB }),
 );

@@ -2,8 +2,8 @@
  * What MQTT persistent sessions whose clients are away may hold of the
  * broker's max-memory ({@link AWAY_SHARE}), and how the memory guard
  * (memory.ts) holds them to it: the source holding the most gives first,
- * squats ended before any queue is trimmed (hostile review 39c R3), idle
- * sessions and those with messages in flight after (hostile review 40b U1).
+ * squats ended before any queue is trimmed (hostile review 39c R3), what
+ * is kept in flight trimmed after, idle sessions ended last (hostile review 40b U1).
  */
 import { getLogger } from "@logtape/logtape";
 import type { BrokerCore } from "./core.ts";
@@ -31,9 +31,12 @@ export interface AwaySession {
   readonly heldBytes: number;
   /** What of it is queued deliveries (what {@link trim} may drop). */
   readonly queuedBytes: number;
-  /** What of it is kept in flight (sent, not acknowledged): messages too, not dropped here. */
+  /** What of it is kept in flight (sent, not acknowledged): messages too, dropped after the queued. */
   readonly keptBytes: number;
-  /** Drops its oldest queued deliveries (counted) until `bytes` are freed: the bytes freed. */
+  /**
+   * Drops its oldest queued deliveries (counted), then what it keeps in
+   * flight, until `bytes` are freed: the bytes freed.
+   */
   trim(bytes: number): number;
   /** Ends it (its client's next CONNECT finds no session). */
   evict(why: string): void;
@@ -191,10 +194,11 @@ interface Entry {
  * How `session` gives memory back, if it may. A squat (its subscriptions and
  * row the larger part, and large: at least `floor`) is ended before any queue
  * is trimmed; then queues are water-filled, the largest down to the next
- * one's; a session with nothing to drop (idle, or its messages in flight) is
- * ended only after that, the largest first (hostile review 40b U1). One read
- * back (`spared`) gives only what it grew to since, and is not ended
- * (undefined: nothing to give).
+ * one's; only after that what sessions keep in flight (sent once already),
+ * the largest first, and then a session with nothing to drop (idle) is
+ * ended (hostile review 40b U1; before, one whose messages were all in
+ * flight was ended whole). One read back (`spared`) gives only what it grew
+ * to since, and is not ended (undefined: nothing to give).
  */
 function rank(
   session: AwaySession,
@@ -203,13 +207,13 @@ function rank(
   stuck = false,
 ): Entry | undefined {
   const held = session.heldBytes, queued = session.queuedBytes;
-  const room = stuck ? 0 : Math.max(0, Math.min(queued, held - spared));
-  if (spared > 0) return room > 0 ? { session, held, spared, room, rank: held } : undefined;
   const messages = queued + session.keptBytes;
+  const room = stuck ? 0 : Math.max(0, Math.min(messages, held - spared));
+  if (spared > 0) return room > 0 ? { session, held, spared, room, rank: held } : undefined;
   if (held - messages > messages && held - messages >= floor) {
     return { session, held, spared, room: 0, rank: SQUAT + held };
   }
-  return { session, held, spared, room, rank: room > 0 ? held : held - SQUAT };
+  return { session, held, spared, room, rank: room > 0 && queued > 0 ? held : held - SQUAT };
 }
 
 /** A source's away sessions, ascending by rank; the source ranked by what they hold. */

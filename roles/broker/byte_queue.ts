@@ -110,6 +110,15 @@ export class ByteQueue {
     return this.#size;
   }
 
+  /** The capacity {@link tighten} leaves: its records' bytes (in a block, its power of two). */
+  get tight(): number {
+    const used = this.#end - this.#start;
+    if (used === 0 || used > BLOCK_MAX) return used;
+    let size = MIN_BYTES;
+    while (size < used) size *= 2;
+    return Math.min(size, this.#size);
+  }
+
   /** Appends a copy of `record`. */
   push(record: Uint8Array): void {
     const need = RECORD_HEADER + record.length;
@@ -190,9 +199,10 @@ export class ByteQueue {
    * Moves the records to a buffer of at least `n` bytes (a power of two
    * from MIN_BYTES, counted) and gives the old one back.
    */
-  #moveTo(n: number): void {
+  #moveTo(n: number, exact = false): void {
     let size = MIN_BYTES;
     while (size < n) size *= 2;
+    if (exact && size > BLOCK_MAX) size = n;
     const from = this.#buf, start = this.#base + this.#start, end = this.#base + this.#end;
     let to: Uint8Array, slab: Slab | undefined, base = 0;
     if (size > BLOCK_MAX) {
@@ -249,5 +259,18 @@ export class ByteQueue {
     const used = this.#end - this.#start;
     if (used === 0 || used * 4 >= this.#size || this.#size <= MIN_BYTES) return;
     this.#moveTo(used + (used >> 1)); // at most half the buffer it replaces
+  }
+
+  /**
+   * Moves the records to a buffer of their size (a block's at most twice
+   * that), when smaller than the one they are in: after the memory guard
+   * dropped some to free memory, what it freed is then gone from the count
+   * (fit() keeps a buffer until a quarter full: trimming 4 MB from an 8 MiB
+   * one freed nothing counted, and the guard went on until the queue was
+   * under 2 MiB, hostile review 40b's note).
+   */
+  tighten(): void {
+    const tight = this.tight;
+    if (tight > 0 && tight < this.#size) this.#moveTo(tight, true);
   }
 }

@@ -330,14 +330,21 @@ export class Subscription {
     return this.#fifo.capacity + (this.#latest === undefined ? 0 : this.#bytes);
   }
 
-  /** Drops the oldest pending deliveries (counted) until `bytes` are freed or none is left: the bytes freed. */
+  /**
+   * Drops the oldest pending deliveries (counted) until `bytes` of its
+   * {@link queueMemory} are freed or none is left; what is left moves to a
+   * buffer of its size. Returns the bytes of queueMemory freed.
+   */
   trim(bytes: number): number {
-    const before = this.#bytes;
-    while (before - this.#bytes < bytes && this.#dropOldest()) {
+    const before = this.queueMemory;
+    const latest = this.#latest !== undefined;
+    while (
+      this.#fifo.tight + (latest ? this.#bytes : 0) > before - bytes && this.#dropOldest()
+    ) {
       // Counted in `dropped`.
     }
-    this.#fifo.fit();
-    return before - this.#bytes;
+    this.#fifo.tighten();
+    return before - this.queueMemory;
   }
 
   /** Drops the oldest pending delivery (counted); false when there is none. */

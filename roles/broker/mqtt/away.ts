@@ -5,7 +5,7 @@
  * their buffers, what it keeps in flight), whose it is (its client's source
  * as it left: shares.ts shareSource; a session read back from disk, the one
  * its row kept, else its user's, else {@link READ_BACK}), and how it gives memory back (its oldest
- * queued deliveries dropped, or the session ended). One read back from disk
+ * queued deliveries dropped, then what it keeps in flight, or the session ended). One read back from disk
  * keeps for a minute what it held then (away_share.ts READ_BACK_GRACE_MS):
  * its client was perhaps connected when the broker stopped, and is on its
  * way back.
@@ -114,7 +114,15 @@ class Away implements AwaySession {
     const s = this.#session;
     // Each subscription trimmed: what left its queue leaves its rows on disk too, in the
     // background when many (Store.deleteRange: one delete per row held the loop 8-14 s, 41b X4).
-    return s.subscriptions().trim(bytes, (sub) => void s.journal?.left(sub, true));
+    const freed = s.subscriptions().trim(bytes, (sub) => void s.journal?.left(sub, true));
+    if (freed >= bytes || this.queuedBytes > 0) return freed;
+    // Then what it keeps in flight, the oldest first (it went out once already): its row goes,
+    // or says PUBREL is owed (a QoS 2 one).
+    const journal = s.journal;
+    return freed + s.inflight.trim(bytes - freed, (id, released) => {
+      if (released) journal?.sent(id, undefined);
+      else journal?.acked(id);
+    });
   }
 
   evict(why: string): void {

@@ -132,6 +132,27 @@ export class InflightWindow {
   }
 
   /**
+   * Gives up what it keeps of the oldest deliveries in flight until `bytes`
+   * are freed (the memory guard's trim of an away session, once its queues
+   * are empty): a QoS 1 one is not sent again (counted lost at the
+   * resend); for a QoS 2 one a PUBREL goes instead, which completes it if
+   * the client has it (answered 0x92 if not). `gone` is told of each
+   * (`released`: QoS 2). Returns the bytes freed.
+   */
+  trim(bytes: number, gone: (id: number, released: boolean) => void): number {
+    const before = this.#kept;
+    for (const [id, entry] of this.#map ?? []) {
+      if (before - this.#kept >= bytes) break;
+      if (entry.bytes === undefined) continue;
+      const released = (entry.bytes[0] & 0x06) === 0x04;
+      entry.released = released;
+      this.#set(entry, undefined);
+      gone(id, released);
+    }
+    return before - this.#kept;
+  }
+
+  /**
    * What the bytes kept for redelivery are counted at: their length, and
    * {@link KEPT_ENTRY_BYTES} per PUBLISH kept.
    */
