@@ -10,12 +10,11 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
-import { sleep, waitFor, writeAll } from "./helpers/raw.ts";
+import { mqttOpts as opts, RawMqtt, stalledSession, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep, waitFor } from "./helpers/raw.ts";
 import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
 
 const MIB = 1024 * 1024;
-const v5 = { protocolVersion: 5 } as const;
 
 /** A persistent MQTT 5 session on `#` (QoS 1), Receive Maximum 1. */
 function heldSession(port: number, id: string): Promise<RawMqtt> {
@@ -68,37 +67,13 @@ Deno.test(
     }),
 );
 
-/** A persistent MQTT 5 session on `#` (QoS 1), Receive Maximum 1, that never reads. */
-async function stalled(port: number, id: string): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await writeAll(
-    conn,
-    new Uint8Array(Buffer.concat([
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 5,
-        clientId: id,
-        clean: false,
-        keepalive: 0,
-        properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
-      }, v5),
-      mqttPacket.generate(
-        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] } as never,
-        v5,
-      ),
-    ])),
-  );
-  return conn;
-}
-
 Deno.test(
   "mqtt QoS 0 to sessions stalled behind a full window: never queued, an honest reader gets it all, the write deadline cuts them (hostile review 41b X1)",
   opts,
   () =>
     withMqttBroker(async (b) => {
       const conns = [];
-      for (let i = 0; i < 4; i++) conns.push(await stalled(b.mqttPort, `st${i}`));
+      for (let i = 0; i < 4; i++) conns.push(await stalledSession(b.mqttPort, `st${i}`));
       const honest = await RawMqtt.connect(b.mqttPort, { clientId: "honest" });
       await honest.send({
         cmd: "subscribe",

@@ -8,38 +8,12 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
+import { mqttOpts as opts, RawMqtt, stalledSession } from "./helpers/mqtt.ts";
 import { sleep, writeAll } from "./helpers/raw.ts";
 import { startDist } from "./helpers/dist.ts";
 
 const STALLED = 20;
 const BUDGET = 64 * 1024 * 1024;
-
-/** An MQTT 5 persistent session on `#` (QoS 1) with Receive Maximum 1 that never reads. */
-async function stalled(port: number, n: number): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const v5 = { protocolVersion: 5 } as const;
-  await writeAll(
-    conn,
-    new Uint8Array(Buffer.concat([
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 5,
-        clientId: `st${n}`,
-        clean: false,
-        keepalive: 0,
-        properties: { sessionExpiryInterval: 86400, receiveMaximum: 1 },
-      }, v5),
-      mqttPacket.generate({
-        cmd: "subscribe",
-        messageId: 1,
-        subscriptions: [{ topic: "#", qos: 1 }],
-      } as mqttPacket.Packet, v5),
-    ])),
-  );
-  return conn;
-}
 
 Deno.test({
   name:
@@ -55,7 +29,7 @@ Deno.test({
   let honest: Deno.Conn | undefined;
   let reading: Promise<void> | undefined;
   try {
-    for (let i = 0; i < STALLED; i++) conns.push(await stalled(port, i));
+    for (let i = 0; i < STALLED; i++) conns.push(await stalledSession(port, `st${i}`, 86400));
     await sleep(500);
     // One QoS 1 each, never acknowledged: their windows are full from now on.
     const seed = await RawMqtt.connect(port, { clientId: "seed" });

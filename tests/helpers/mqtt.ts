@@ -236,3 +236,36 @@ export class RawMqtt {
     await this.#reading;
   }
 }
+
+/**
+ * A persistent MQTT 5 session on `#` (QoS 1) with Receive Maximum 1 whose
+ * socket never reads (CONNECT and SUBSCRIBE written, nothing read back):
+ * one QoS 1 delivery fills its window for good.
+ */
+export async function stalledSession(
+  port: number,
+  clientId: string,
+  expiry = 3600,
+): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const v5 = { protocolVersion: 5 } as const;
+  await writeAll(
+    conn,
+    new Uint8Array(Buffer.concat([
+      mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 5,
+        clientId,
+        clean: false,
+        keepalive: 0,
+        properties: { sessionExpiryInterval: expiry, receiveMaximum: 1 },
+      }, v5),
+      mqttPacket.generate(
+        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] } as Packet,
+        v5,
+      ),
+    ])),
+  );
+  return conn;
+}
