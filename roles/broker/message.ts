@@ -137,7 +137,7 @@ export interface Sink {
    * when it has none (subscriber.ts). Absent: none is.
    */
   lossy?(msg: Message, sub: Subscription): boolean;
-  /** The same of a queued delivery, by the first byte of what `encode` made. */
+  /** Whether a queued delivery is one (connected or not), by the first byte of what `encode` made. */
   lossyRecord?(first: number): boolean;
   /**
    * The smallest delivery (its value's encoded bytes, {@link knownBytes},

@@ -206,7 +206,7 @@ export class Subscription {
    * A delivery the connected sink may lose (MQTT QoS 0) that is not ready
    * to go: written at once while the sink's socket has room and no such
    * delivery waits here, whatever holds the rest (a full in-flight window:
-   * MQTT 5 §4.9); else, under drop-oldest, dropped at once, counted, never
+   * MQTT 5 §4.9); else, under drop-oldest and in no queue group, dropped at once, counted, never
    * encoded nor queued (hostile review 41b X1: 50 connected sessions whose
    * window was full took every QoS 0 of an honest flow into their queues,
    * an encoding, a copy and a drop each, and cut it 40 times). 0: not done.
@@ -222,14 +222,15 @@ export class Subscription {
       this.delivered++;
       return WRITTEN;
     }
-    if (this.policy !== "drop-oldest") return 0;
+    // A queue group's delivery waits for the member picked: its load turns the next picks away.
+    if (this.policy !== "drop-oldest" || this.group !== undefined) return 0;
     this.dropped++;
     return DROPPED;
   }
 
-  /** Whether the oldest queued delivery may go while the sink is full (see Sink.lossy). */
+  /** Whether the oldest queued delivery may go while the connected sink is full (see Sink.lossy). */
   readonly #passes = (): boolean =>
-    this.#lossyQueued > 0 && this.#snapshot === undefined &&
+    this.#lossyQueued > 0 && this.#snapshot === undefined && this.sink.socket !== undefined &&
     this.sink.lossyRecord?.(this.#fifo.first()) === true;
 
   /** The oldest queued delivery leaves the FIFO: one lossy fewer if it was one. */

@@ -390,7 +390,7 @@ export class MqttSession implements Sink {
   }
 
   lossyRecord(first: number): boolean {
-    return this.#conn !== undefined && first >= 0 && (first & 0x06) === 0;
+    return first >= 0 && (first & 0x06) === 0;
   }
 
   slow(_sub: Subscription, err: DistError): void {
