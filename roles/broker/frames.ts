@@ -28,6 +28,14 @@ import { DELIVERY_PREFIX, METHOD_WORD_AT } from "../../wire/mod.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { msgpackOf, RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
 import { MP_METHOD_WORD_AT, MP_PARAMS_AT } from "./msgpack_publish.ts";
+import {
+  concat,
+  MP_MESSAGE_WORD,
+  MP_RETAINED_TRUE,
+  mpPrefix,
+  RETAINED_TRUE,
+  topicPrefix,
+} from "./delivery_prefix.ts";
 
 /** Index of a codec in `Message.encoded`. */
 export const CODEC_SLOT: Record<CodecName, number> = { json: 0, msgpack: 1 };
@@ -62,38 +70,7 @@ export function jsonBytes(value: unknown): Uint8Array {
   return scratch.subarray(0, written);
 }
 
-const VALUE_KEY = textEncoder.encode(',"value":');
-/** Between the value and the sid's tail of a retained value's delivery. */
-const RETAINED_TRUE = textEncoder.encode(',"retained":true');
 const EMPTY: Uint8Array = new Uint8Array(0);
-
-/**
- * A delivery's bytes up to its value, per topic:
- * `{"method":"broker.message","params":{"topic":"T","value":`. Kept, since
- * topics repeat (the map is emptied when it passes TOPIC_PREFIXES_KEPT).
- */
-const topicPrefixes = new Map<string, Uint8Array>();
-const TOPIC_PREFIXES_KEPT = 4096;
-
-/** The last topic asked for and its prefix: a publisher's run on one topic asks no map. */
-let lastTopic = "";
-let lastPrefix = EMPTY;
-
-function topicPrefix(topic: string): Uint8Array {
-  if (topic === lastTopic) return lastPrefix;
-  let prefix = topicPrefixes.get(topic);
-  if (prefix === undefined) {
-    if (topicPrefixes.size >= TOPIC_PREFIXES_KEPT) topicPrefixes.clear();
-    const text = textEncoder.encode(JSON.stringify(topic));
-    prefix = new Uint8Array(DELIVERY_PREFIX.length + text.length + VALUE_KEY.length);
-    prefix.set(DELIVERY_PREFIX, 0);
-    prefix.set(text, DELIVERY_PREFIX.length);
-    prefix.set(VALUE_KEY, DELIVERY_PREFIX.length + text.length);
-    topicPrefixes.set(topic, prefix);
-  }
-  lastTopic = topic;
-  return lastPrefix = prefix;
-}
 
 function jsonHead(msg: Message): Uint8Array {
   const prefix = topicPrefix(msg.topic);
@@ -111,13 +88,17 @@ function jsonHead(msg: Message): Uint8Array {
  * fast-path publish's JSON text to JSON subscribers, or its MessagePack to
  * MessagePack ones), for the message being fanned out: its deliveries are
  * written one after another, so the topic's prefix is looked up once per
- * message, not per delivery. Keyed by the message and its value (a held
- * message's value is replaced by its detached form), and forgotten when a
- * borrowed value is released. A value has parts in its own codec only, so
- * one set serves both.
+ * message, not per delivery. The parts are all a message's value, topic
+ * and retained flag make them, so those are the key (a held message's
+ * value is replaced by its detached form); they are forgotten when a
+ * borrowed value is released (its bytes change). Not the message itself: a
+ * message is young, and storing it here cost V8's write barrier on every
+ * message (the lent value, the topic's name and the flag are not). A value
+ * has parts in its own codec only, so one set serves both.
  */
-let partsMsg: Message | undefined;
 let partsValue: unknown;
+let partsTopic = "";
+let partsRetained = false;
 let partsCodec: CodecName | undefined;
 let partsPrefix = EMPTY;
 /**
@@ -146,15 +127,18 @@ let partsFrameEnd = 0;
 /** Whether `msg` goes to `codec`'s subscribers as parts (see above); if so, they are set. */
 function hasParts(msg: Message, codec: CodecName): boolean {
   const value = msg.value;
-  if (msg === partsMsg && value === partsValue) return codec === partsCodec;
+  if (value === partsValue && msg.topic === partsTopic && msg.retained === partsRetained) {
+    return codec === partsCodec;
+  }
   let own: CodecName;
   if (value instanceof RawJson) own = "json";
   else if (value instanceof RawMsgpack) own = "msgpack";
   else return false;
   // A head already made (for a delivery that waits) is copied instead.
   if (own !== codec || msg.encoded?.[CODEC_SLOT[own]] !== undefined) return false;
-  partsMsg = msg;
   partsValue = value;
+  partsTopic = msg.topic;
+  partsRetained = msg.retained;
   partsCodec = own;
   const json = own === "json";
   partsFlags = msg.retained ? (json ? RETAINED_TRUE : MP_RETAINED_TRUE) : EMPTY;
@@ -182,8 +166,7 @@ function hasParts(msg: Message, codec: CodecName): boolean {
 
 /** Drops the parts kept for the last message (its value's bytes are about to be reused). */
 export function forgetParts(): void {
-  partsMsg =
-    partsValue =
+  partsValue =
     partsCodec =
     partsFrame =
     WRITER.msg =
@@ -194,11 +177,13 @@ export function forgetParts(): void {
 /**
  * Writes one delivery for `FramedConn.sendWith` (a FrameWriter: no closure
  * per delivery), unless it is past the frame limit; `size` is then the
- * payload bytes it wrote (or refused). One for the process, its message
- * stored once per message: storing a young object (the message) in a
- * long-lived one costs V8's write barrier, which was once per delivery.
+ * payload bytes it wrote (or refused). One for the process. Storing a young
+ * object (the message) in a long-lived one costs V8's write barrier: a
+ * message written from its parts (see hasParts) is not stored at all, any
+ * other once per message.
  */
 class DeliveryWriter implements FrameWriter {
+  /** The message, unless it is written from the parts set for it (see deliveryWriter). */
   msg: Message | undefined = undefined;
   codec: CodecName = "json";
   tail: Uint8Array = EMPTY;
@@ -206,12 +191,19 @@ class DeliveryWriter implements FrameWriter {
   size = 0;
 
   writeFrames(out: OutBuffer): void {
-    this.size = writeDelivery(out, this.msg!, this.codec, this.tail, this.limit);
+    const msg = this.msg;
+    this.size = msg === undefined
+      ? writeParts(out, this.tail, this.limit)
+      : writeDelivery(out, msg, this.codec, this.tail, this.limit);
   }
 }
 const WRITER = new DeliveryWriter();
 
-/** The process's DeliveryWriter, set to write `msg` with `tail` in `codec` within `limit`. */
+/**
+ * The process's DeliveryWriter, set to write `msg` with `tail` in `codec`
+ * within `limit`; used at once (sendWith calls it before anything else can
+ * set other parts).
+ */
 export function deliveryWriter(
   msg: Message,
   codec: CodecName,
@@ -219,7 +211,9 @@ export function deliveryWriter(
   limit: number,
 ): DeliveryWriter {
   const w = WRITER;
-  if (w.msg !== msg) w.msg = msg;
+  if (hasParts(msg, codec)) {
+    if (w.msg !== undefined) w.msg = undefined;
+  } else if (w.msg !== msg) w.msg = msg;
   w.codec = codec;
   w.tail = tail;
   w.limit = limit;
@@ -257,31 +251,8 @@ export function writeDelivery(
   tail: Uint8Array,
   limit = Infinity,
 ): number {
+  if (hasParts(msg, codec)) return writeParts(out, tail, limit);
   const at = out.length;
-  if (hasParts(msg, codec)) {
-    if (partsFrame !== undefined) {
-      const len = partsFrameEnd + partsFlags.length + tail.length;
-      if (len <= limit) writeFromFrame(out, partsFrame.canonicalFrame!, partsFlags, tail);
-      return len;
-    }
-    const prefix = partsPrefix;
-    const source = partsSource;
-    const flags = partsFlags;
-    const valueAt = at + HEADER + prefix.length;
-    const valueEnd = valueAt + partsEnd - partsStart;
-    const len = valueEnd - at - HEADER + flags.length + tail.length;
-    if (len > limit) return len;
-    // The source goes where its value lands (its bytes around the value are then written over).
-    out.reserve(Math.max(HEADER + len, valueAt - at - partsStart + source.length));
-    const b = out.bytes;
-    b.set(source, valueAt - partsStart);
-    b.set(prefix, at + HEADER);
-    out.setHeader(at, len);
-    if (flags.length > 0) copySmall(b, flags, valueEnd);
-    copySmall(b, tail, valueEnd + flags.length);
-    out.length = at + HEADER + len;
-    return len;
-  }
   const head = deliveryHead(msg, codec);
   const len = head.length - HEADER + tail.length;
   if (len > limit) return len;
@@ -289,6 +260,33 @@ export function writeDelivery(
   out.bytes.set(head, at);
   copySmall(out.bytes, tail, at + head.length);
   out.setHeader(at, len);
+  out.length = at + HEADER + len;
+  return len;
+}
+
+/** writeDelivery of the message whose parts are set (see hasParts). */
+function writeParts(out: OutBuffer, tail: Uint8Array, limit: number): number {
+  if (partsFrame !== undefined) {
+    const len = partsFrameEnd + partsFlags.length + tail.length;
+    if (len <= limit) writeFromFrame(out, partsFrame.canonicalFrame!, partsFlags, tail);
+    return len;
+  }
+  const at = out.length;
+  const prefix = partsPrefix;
+  const source = partsSource;
+  const flags = partsFlags;
+  const valueAt = at + HEADER + prefix.length;
+  const valueEnd = valueAt + partsEnd - partsStart;
+  const len = valueEnd - at - HEADER + flags.length + tail.length;
+  if (len > limit) return len;
+  // The source goes where its value lands (its bytes around the value are then written over).
+  out.reserve(Math.max(HEADER + len, valueAt - at - partsStart + source.length));
+  const b = out.bytes;
+  b.set(source, valueAt - partsStart);
+  b.set(prefix, at + HEADER);
+  out.setHeader(at, len);
+  if (flags.length > 0) copySmall(b, flags, valueEnd);
+  copySmall(b, tail, valueEnd + flags.length);
   out.length = at + HEADER + len;
   return len;
 }
@@ -340,54 +338,6 @@ function writeFromFrame(
 /** Copies a few bytes (a sid's tail): a loop costs less than `set` below a few dozen. */
 function copySmall(to: Uint8Array, bytes: Uint8Array, at: number): void {
   for (let i = 0; i < bytes.length; i++) to[at + i] = bytes[i];
-}
-
-/**
- * MessagePack: a fixmap header, then key/value pairs; `sid` comes from the
- * tail. `params` has 3 members, or 4 with `retained` (only when true, as in JSON).
- */
-function mpHead(members: number): Uint8Array {
-  return concat([
-    Uint8Array.of(0x82),
-    toMsgpack("method"),
-    toMsgpack("broker.message"),
-    toMsgpack("params"),
-    Uint8Array.of(0x80 | members),
-    toMsgpack("topic"),
-  ]);
-}
-const MP_HEAD = mpHead(3);
-const MP_HEAD_RETAINED = mpHead(4);
-const MP_VALUE = toMsgpack("value");
-const MP_RETAINED_TRUE = concat([toMsgpack("retained"), Uint8Array.of(0xc3)]);
-/** `message` in MP_HEAD, where a canonical MessagePack publish has `publish`. */
-const MP_MESSAGE_WORD = MP_HEAD.subarray(MP_METHOD_WORD_AT, MP_METHOD_WORD_AT + 7);
-
-/** A MessagePack delivery's bytes up to its value, per topic and retained flag (as topicPrefixes for JSON). */
-const mpPrefixes = new Map<string, Uint8Array>();
-const mpRetainedPrefixes = new Map<string, Uint8Array>();
-
-function mpPrefix(topic: string, retained: boolean): Uint8Array {
-  const prefixes = retained ? mpRetainedPrefixes : mpPrefixes;
-  let prefix = prefixes.get(topic);
-  if (prefix === undefined) {
-    if (prefixes.size >= TOPIC_PREFIXES_KEPT) prefixes.clear();
-    prefix = concat([retained ? MP_HEAD_RETAINED : MP_HEAD, toMsgpack(topic), MP_VALUE]);
-    prefixes.set(topic, prefix);
-  }
-  return prefix;
-}
-
-function concat(parts: Uint8Array[], room = 0): Uint8Array {
-  let n = room;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = room;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /**
