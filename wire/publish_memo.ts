@@ -24,7 +24,7 @@
  * ±2^53) and everything else stay as they are.
  */
 
-import { frameView } from "./byte_words.ts";
+import { bufferView, frameView } from "./byte_words.ts";
 import { ANY_BYTE, ANY_DIGIT, freeJson, freeMsgpack, isDigit, mayBe, SAME } from "./memo_free.ts";
 
 /**
@@ -154,9 +154,10 @@ export class PublishMemo {
    * The kept frame that `b` is, or differs from only where its value may
    * change (see the module comment); undefined when none (or not tried: one frame in RETRY_EVERY
    * after as many misses in a row). Its value then lies at the same place (`valueStart`,
-   * `valueEnd`), to the same topic, with the same retain flag.
+   * `valueEnd`), to the same topic, with the same retain flag. `buffer`, when
+   * given, is `b.buffer` (see FrameDecoder.frameBuffer).
    */
-  match(b: Uint8Array): KeptRead | undefined {
+  match(b: Uint8Array, buffer?: ArrayBufferLike): KeptRead | undefined {
     const n = b.length, slots = this.#slots, run = this.#missRun;
     if (run > RETRY_EVERY && (run & (RETRY_EVERY - 1)) !== 0) return undefined;
     let slot: Slot | undefined;
@@ -166,7 +167,10 @@ export class PublishMemo {
         break;
       }
     }
-    if (slot === undefined || !matches(slot, b)) return undefined;
+    if (slot === undefined) return undefined;
+    if (!matches(slot, b, buffer === undefined ? frameView(b) : bufferView(buffer))) {
+      return undefined;
+    }
     slot.used = ++this.#reads;
     this.#missRun = 0;
     return slot;
@@ -216,13 +220,13 @@ export class PublishMemo {
 }
 
 /**
- * Whether `b` is `slot`'s frame but where its value may change (see the module comment): eight
- * bytes at a time as doubles (equal ones but ±0 have the same bits; a pair that differs, is zero
- * or NaN goes as two words), a word that differs checked against what may change there.
+ * Whether `b` (read through `dv`, its buffer's view) is `slot`'s frame but where its value may
+ * change (see the module comment): eight bytes at a time as doubles (equal ones but ±0 have the
+ * same bits; a pair that differs, is zero or NaN goes as two words), a word that differs checked
+ * against what may change there.
  */
-function matches(slot: Slot, b: Uint8Array): boolean {
+function matches(slot: Slot, b: Uint8Array, dv: DataView<ArrayBufferLike>): boolean {
   const n = slot.length;
-  const dv = frameView(b);
   const base = b.byteOffset;
   const { pairs, words, bytes } = slot;
   const wholePairs = n >> 3;

@@ -13,7 +13,7 @@
  * path is an optimisation, never a second protocol.
  */
 import { plainInteger, plainString, skipSpace, skipString, skipValue } from "./json_scan.ts";
-import { bytesAt, startsWith, WordRun } from "./byte_words.ts";
+import { bytesAt, knownFrame, startsWith, WordRun } from "./byte_words.ts";
 import type { TopicCache } from "./topic_cache.ts";
 
 const encoder = new TextEncoder();
@@ -161,13 +161,18 @@ const VALUE_DEPTH = 2;
  * handles or refuses it as it always does: another member, a member twice,
  * a non-string topic, an id that is not a plain integer or string, a value
  * it would refuse. The answer is one object reused for every frame: read
- * it at once.
+ * it at once. `buffer`, when given, is `frame.buffer` (known to the
+ * decoder: FrameDecoder.frameBuffer), which the readers then need not ask.
  */
-export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish | undefined {
+export function readPublish(
+  frame: Uint8Array,
+  topics: TopicCache,
+  buffer?: ArrayBufferLike,
+): FramePublish | undefined {
   const b = frame;
   PUBLISH.id = undefined;
   // A frame the publisher sent before but for its value's digits (see PublishMemo): read already.
-  const kept = topics.memo.match(b);
+  const kept = topics.memo.match(b, buffer);
   if (kept !== undefined) {
     PUBLISH.topic = kept.topic;
     PUBLISH.at(b, kept.valueStart, kept.valueEnd);
@@ -175,6 +180,8 @@ export function readPublish(frame: Uint8Array, topics: TopicCache): FramePublish
     PUBLISH.canonical = kept.canonical !== false;
     return PUBLISH;
   }
+  // Not on a memo's hit: storing the frame (young) costs V8's write barrier.
+  if (buffer !== undefined) knownFrame(b, buffer);
   PUBLISH.canonical = false;
   const head = topics.head(b);
   if (head > 0) {

@@ -12,7 +12,6 @@ import {
   DistError,
   type Handlers,
   jsonStringBytes,
-  knownFrame,
   type Peer,
   permit,
   type RawFrameHandler,
@@ -184,11 +183,11 @@ export class WireFront implements SessionOwner {
       // A read's frames come from one peer: its session is looked up once, not per frame.
       let session = this.#lastSession;
       if (session?.peer !== peer) session = this.#lastSession = this.#session(peer);
-      if (buffer !== undefined) knownFrame(frame, buffer); // its readers read words through it
+      // Its buffer, known to the decoder: its readers read words through it.
       const json = session.codec === "json";
       const publish = json
-        ? readPublish(frame, session.topics)
-        : readMsgpackPublish(frame, session.topics);
+        ? readPublish(frame, session.topics, buffer)
+        : readMsgpackPublish(frame, session.topics, buffer);
       if (publish === undefined) return false;
       const id = publish.id;
       if (id !== undefined) {

@@ -18,7 +18,7 @@ import {
   STR,
   strIs,
 } from "../../wire/msgpack_scan.ts";
-import { bytesAt, startsWith } from "../../wire/byte_words.ts";
+import { bytesAt, knownFrame, startsWith } from "../../wire/byte_words.ts";
 
 const encoder = new TextEncoder();
 const ID = encoder.encode("id");
@@ -79,10 +79,11 @@ function canonicalParams(b: Uint8Array, valueStart: number): boolean {
 export function readMsgpackPublish(
   frame: Uint8Array,
   topics: TopicCache,
+  buffer?: ArrayBufferLike,
 ): FramePublish | undefined {
   const b = frame;
   // A frame the publisher sent before but where its value may change (see PublishMemo): read already.
-  const kept = topics.memo.match(b);
+  const kept = topics.memo.match(b, buffer);
   if (kept !== undefined) {
     PUBLISH.id = undefined;
     PUBLISH.topic = kept.topic;
@@ -91,6 +92,7 @@ export function readMsgpackPublish(
     PUBLISH.canonical = true;
     return PUBLISH;
   }
+  if (buffer !== undefined) knownFrame(b, buffer); // (not on a hit: see readPublish)
   PUBLISH.canonical = false;
   const head = topics.head(b);
   if (head > 0 && readCanonicalValue(b, head, topics.headTopic)) {
