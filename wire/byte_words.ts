@@ -11,6 +11,17 @@ export function bytesAt(b: Uint8Array, at: number, word: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * A cheap first look for a fast path's `accepts`: the frame is long enough
+ * and has the bytes that tell `prefix` (ending in a method name) from any
+ * other message's start. The reader then checks the whole prefix
+ * (pubsub_json.ts).
+ */
+export function mayStartWith(frame: Uint8Array, prefix: Uint8Array): boolean {
+  return frame.length > prefix.length && frame[19] === prefix[19] && frame[22] === prefix[22] &&
+    frame[0] === prefix[0];
+}
+
 let viewBuffer: ArrayBufferLike | undefined;
 let view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 let viewFrame: Uint8Array | undefined;

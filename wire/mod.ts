@@ -141,7 +141,6 @@ export { type AddressSource, Redialer, type RedialOptions } from "./redial.ts";
 export {
   DELIVERY_PREFIX,
   type FramePublish,
-  mayStartWith,
   METHOD_WORD_AT,
   PUBLISH_PREFIX,
   PublishRead,
@@ -151,7 +150,7 @@ export {
 export { parseRawValue, type RawDelivery, readDelivery } from "./pubsub_delivery.ts";
 export { TopicCache } from "./topic_cache.ts";
 export { memoMemory } from "./publish_memo.ts";
-export { knownFrame } from "./byte_words.ts";
+export { knownFrame, mayStartWith } from "./byte_words.ts";
 export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
 export {
   any,

@@ -30,16 +30,6 @@ const BACKSLASH = 0x5c;
 const BRACE = 0x7d;
 
 /**
- * A cheap first look for a fast path's `accepts`: the frame is long enough
- * and has the bytes that tell `prefix` (ending in a method name) from any
- * other message's start. The reader then checks the whole prefix.
- */
-export function mayStartWith(frame: Uint8Array, prefix: Uint8Array): boolean {
-  return frame.length > prefix.length && frame[19] === prefix[19] && frame[22] === prefix[22] &&
-    frame[0] === prefix[0];
-}
-
-/**
  * Whether `frame` starts with PUBLISH_PREFIX, the cheapest tells first (a
  * delivery differs at 19, other methods at 18–25).
  */
