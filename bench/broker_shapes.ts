@@ -113,7 +113,7 @@ async function warmUp(
  * `count` confirmed publishes of the small object (each a request, at most
  * 64 in flight) to a topic nobody subscribes to: the broker's CPU per publish (µs).
  */
-async function confirmedRun(
+export async function confirmedRun(
   server: { port: number; pid: number },
   codec: string,
   count: number,
