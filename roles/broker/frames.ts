@@ -136,9 +136,8 @@ function hasParts(msg: Message, codec: CodecName): boolean {
   else return false;
   // A head already made (for a delivery that waits) is copied instead.
   if (own !== codec || msg.encoded?.[CODEC_SLOT[own]] !== undefined) return false;
-  partsValue = value;
-  partsTopic = msg.topic;
-  partsRetained = msg.retained;
+  // The key is set once the parts are (a value used after its release throws below).
+  partsValue = undefined;
   partsCodec = own;
   const json = own === "json";
   partsFlags = msg.retained ? (json ? RETAINED_TRUE : MP_RETAINED_TRUE) : EMPTY;
@@ -147,7 +146,7 @@ function hasParts(msg: Message, codec: CodecName): boolean {
     partsFrame = value;
     partsFrameEnd = value.frameEnd;
     asDelivery(frame, json, partsFlags.length > 0);
-    return true;
+    return partsFor(value, msg);
   }
   partsFrame = undefined;
   partsPrefix = json ? topicPrefix(msg.topic) : mpPrefix(msg.topic, msg.retained);
@@ -161,6 +160,14 @@ function hasParts(msg: Message, codec: CodecName): boolean {
     partsStart = 0;
     partsEnd = partsSource.length;
   }
+  return partsFor(value, msg);
+}
+
+/** Keys the parts just set by what made them (see partsValue); true. */
+function partsFor(value: unknown, msg: Message): boolean {
+  partsValue = value;
+  partsTopic = msg.topic;
+  partsRetained = msg.retained;
   return true;
 }
 
@@ -211,13 +218,26 @@ export function deliveryWriter(
   limit: number,
 ): DeliveryWriter {
   const w = WRITER;
-  if (hasParts(msg, codec)) {
+  if (partsOrNot(msg, codec)) {
     if (w.msg !== undefined) w.msg = undefined;
   } else if (w.msg !== msg) w.msg = msg;
   w.codec = codec;
   w.tail = tail;
   w.limit = limit;
   return w;
+}
+
+/**
+ * hasParts, or false when it throws (a value used after its release):
+ * writeDelivery then throws it again, inside the sender's `sendWith`,
+ * where a delivery that cannot be encoded is handled.
+ */
+function partsOrNot(msg: Message, codec: CodecName): boolean {
+  try {
+    return hasParts(msg, codec);
+  } catch {
+    return false;
+  }
 }
 
 /**
