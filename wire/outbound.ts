@@ -5,6 +5,7 @@
  * process.
  */
 import { OutBuffer } from "./frame.ts";
+import { NO_FD, rawSend } from "./raw_send.ts";
 
 /**
  * Output waiting to be written, across every connection of the process.
@@ -13,6 +14,9 @@ import { OutBuffer } from "./frame.ts";
  * more than OUTBOUND_SHARE pending stops reading until it has drained.
  */
 export const processOutbound = { pending: 0, highWater: 256 * 1024 * 1024 };
+/** errno: the send buffer is full. */
+const EAGAIN = 11;
+
 /** A connection's share of output above which the process-wide limit pauses it. */
 export const OUTBOUND_SHARE = 256 * 1024;
 
@@ -79,6 +83,10 @@ export class Outbound {
   #wrote = false;
   /** Holds not released yet (see `hold`): nothing is written while there are any. */
   #held = 0;
+  /** The socket's descriptor for wire/raw_send.ts: -1 not known yet, NO_FD never. */
+  #fd = -1;
+  /** Writes started through the op (until the descriptor is known). */
+  #flushes = 0;
 
   /** `onError` gets a failed write's error (the connection is then closed). */
   constructor(conn: Deno.Conn, highWater: number, onError: (err: unknown) => void) {
@@ -170,7 +178,33 @@ export class Outbound {
   flush(): void {
     this.#flushQueued = false;
     if (this.#writing || this.#held > 0 || this.#out.length === 0 || this.#closed) return;
-    this.#writeLoop();
+    if (rawSend === undefined || this.#fd === NO_FD) {
+      this.#writeLoop(0);
+      return;
+    }
+    if (this.#fd < 0) {
+      this.#fd = rawSend.fdOf(this.#conn, ++this.#flushes);
+      if (this.#fd < 0) {
+        this.#writeLoop(0);
+        return;
+      }
+    }
+    // One synchronous send; what it does not take goes on through the op.
+    const len = this.#out.length;
+    const n = rawSend.send(this.#fd, this.#out.bytes, len);
+    if (n === len) {
+      this.#bytesOut += n;
+      this.#wrote = true;
+      this.#out.reset();
+      this.#account();
+      this.#wake();
+      return;
+    }
+    if (n > 0) {
+      this.#bytesOut += n;
+      this.#wrote = true;
+    } else if (n !== -EAGAIN) this.#fd = NO_FD; // The op meets the error and says it.
+    this.#writeLoop(Math.max(0, n));
   }
 
   /**
@@ -225,7 +259,8 @@ export class Outbound {
     this.#accounted = now;
   }
 
-  async #writeLoop(): Promise<void> {
+  /** Writes what is queued through the op, the first buffer from `from`. */
+  async #writeLoop(from: number): Promise<void> {
     this.#writing = true;
     this.#wrote = true;
     try {
@@ -234,8 +269,9 @@ export class Outbound {
         this.#out = this.#spare;
         this.#spare = buf;
         const len = buf.length;
-        this.#inflight = len;
-        let off = 0;
+        let off = from;
+        from = 0;
+        this.#inflight = len - off;
         while (off < len) {
           const n = await this.#conn.write(buf.bytes.subarray(off, len));
           off += n;

@@ -36,6 +36,7 @@ const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_MORE = 0x8000;
+const MSG_DONTWAIT = 0x40;
 const SHUT_WR = 1;
 const EFD_NONBLOCK = 0x800;
 const EFD_CLOEXEC = 0x80000;
@@ -47,6 +48,7 @@ const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
@@ -290,6 +292,35 @@ export class RawTcp {
   send(fd: number, buf: Uint8Array, length = buf.length): number {
     const n = this.#c.send(fd, buf, sizeT(length), MSG_NOSIGNAL);
     return n < 0 ? this.#fail() : n;
+  }
+
+  /** {@link send} that never blocks, whatever the socket's mode (MSG_DONTWAIT). */
+  sendNow(fd: number, buf: Uint8Array, length: number): number {
+    const n = this.#c.send(fd, buf, sizeT(length), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n < 0 ? this.#fail() : n;
+  }
+
+  /**
+   * A connected TCP socket's ends as `LOCALPORT HOST:PORT` (the peer's host
+   * as inet_ntop writes it), or undefined for a descriptor that is not one.
+   */
+  ends(fd: number): string | undefined {
+    this.#len[0] = this.#peer.length;
+    if (this.#c.getsockname(fd, this.#peer, this.#lenBytes) < 0) return undefined;
+    const family = this.#peerView.getUint16(0, true);
+    if (family !== AF_INET && family !== AF_INET6) return undefined;
+    const local = this.#peerView.getUint16(2);
+    this.#len[0] = this.#peer.length;
+    if (this.#c.getpeername(fd, this.#peer, this.#lenBytes) < 0) return undefined;
+    const v4 = this.#peerView.getUint16(0, true) === AF_INET;
+    const p = this.#c.inet_ntop(
+      v4 ? AF_INET : AF_INET6,
+      this.#peer.subarray(v4 ? 4 : 8, v4 ? 8 : 24),
+      this.#text,
+      this.#text.length,
+    );
+    if (p === null) return undefined;
+    return `${local} ${Deno.UnsafePointerView.getCString(p)}:${this.#peerView.getUint16(2)}`;
   }
 
   /** A buffer {@link recvInto} and {@link sendFrom} read into and write from. */

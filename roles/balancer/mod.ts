@@ -29,6 +29,7 @@ import {
   setFlushAt,
 } from "../../wire/mod.ts";
 import { unread } from "./pressure.ts";
+import { useRawSend } from "../../wire/raw_send.ts";
 import { shareDescriptors } from "../../wire/descriptors.ts";
 import {
   balancer as balancerContract,
@@ -181,6 +182,8 @@ export function runBalancerThread(
   shareDescriptors(thread.count);
   // Batches go on whole (see setFlushAt; 64 KiB: a larger turn still starts early).
   setFlushAt(RELAY_FLUSH_AT);
+  // Writes by one libc send where it can (wire/raw_send.ts).
+  useRawSend();
   const parts = forwarding(options);
   if (ctx.metrics) parts.dispatcher.latency = forwardLatency(ctx.metrics.registry);
   return listening(ctx, {
