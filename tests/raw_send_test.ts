@@ -29,6 +29,27 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   return out.subarray(0, got);
 }
 
+/** An Outbound with raw send on over a fresh TCP pair: `out` writes `a`; errors collected. */
+async function withOutbound(
+  body: (out: Outbound, a: Deno.TcpConn, b: Deno.TcpConn, errors: unknown[]) => Promise<void>,
+): Promise<void> {
+  assert.ok(useRawSend(), "libc send available (Linux, --allow-ffi)");
+  const [a, b] = await tcpPair();
+  const errors: unknown[] = [];
+  const out = new Outbound(a, 64 * 1024 * 1024, (err) => errors.push(err));
+  try {
+    await body(out, a, b, errors);
+  } finally {
+    out.close();
+    a.close();
+    try {
+      b.close();
+    } catch {
+      // Closed by the test.
+    }
+  }
+}
+
 Deno.test("raw send: a connection's descriptor is found by its ends, and writes reach its peer", async () => {
   assert.ok(useRawSend(), "libc send available (Linux, --allow-ffi)");
   const [a, b] = await tcpPair();
@@ -49,12 +70,8 @@ Deno.test("raw send: a connection's descriptor is found by its ends, and writes 
 });
 
 Deno.test("raw send: 16 MiB queued to a peer that reads late arrive whole and in order", async () => {
-  assert.ok(useRawSend());
-  const [a, b] = await tcpPair();
-  const errors: unknown[] = [];
-  const out = new Outbound(a, 64 * 1024 * 1024, (err) => errors.push(err));
-  const total = 16 * 1024 * 1024;
-  try {
+  await withOutbound(async (out, _a, b, errors) => {
+    const total = 16 * 1024 * 1024;
     // Chunks of odd sizes, each byte its position mod 251, a flush each: the
     // first ones (drained one by one) go through the op until the descriptor
     // is known, then by send until the send buffer fills, then through the op.
@@ -80,19 +97,11 @@ Deno.test("raw send: 16 MiB queued to a peer that reads late arrive whole and in
     }
     assert.equal(out.bytesOut, total);
     assert.equal(out.pending, 0);
-  } finally {
-    out.close();
-    a.close();
-    b.close();
-  }
+  });
 });
 
 Deno.test("raw send: a write to a peer that is gone fails as the runtime's write does", async () => {
-  assert.ok(useRawSend());
-  const [a, b] = await tcpPair();
-  const errors: unknown[] = [];
-  const out = new Outbound(a, 64 * 1024 * 1024, (err) => errors.push(err));
-  try {
+  await withOutbound(async (out, a, b, errors) => {
     const write = async (n: number) => {
       out.buffer.reserve(n);
       out.buffer.length += n;
@@ -109,8 +118,5 @@ Deno.test("raw send: a write to a peer that is gone fails as the runtime's write
       await new Promise((r) => setTimeout(r, 5));
     }
     assert.equal(errors.length, 1, "the write error is reported once");
-  } finally {
-    out.close();
-    a.close();
-  }
+  });
 });
