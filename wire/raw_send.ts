@@ -20,6 +20,12 @@ import { openRawTcp, type RawTcp } from "./raw_tcp.ts";
 const LOOKUP_AFTER = 8;
 /** Least time between two reads of /proc/self/fd (ms). */
 const SCAN_EVERY_MS = 250;
+/**
+ * And at least this many times the last one's length: with tens of
+ * thousands of descriptors a scan takes tens of ms, and connections that
+ * come and go could otherwise have one every 250 ms (at most 5 % of the time).
+ */
+const SCAN_SHARE = 20;
 /** A connection given up on: it writes through the op. */
 export const NO_FD = -2;
 
@@ -28,6 +34,8 @@ export class RawSend {
   /** Descriptors by their ends, from the last scan. */
   #byEnds = new Map<string, number>();
   #scannedAt = -Infinity;
+  /** Time between scans (ms): SCAN_EVERY_MS, or more after a long one. */
+  #every = SCAN_EVERY_MS;
 
   constructor(raw: RawTcp) {
     this.#raw = raw;
@@ -47,7 +55,7 @@ export class RawSend {
     let fd = this.#byEnds.get(ends);
     if (fd === undefined) {
       const now = performance.now();
-      if (now - this.#scannedAt < SCAN_EVERY_MS) return flushes > 64 * LOOKUP_AFTER ? NO_FD : -1;
+      if (now - this.#scannedAt < this.#every) return flushes > 64 * LOOKUP_AFTER ? NO_FD : -1;
       this.#scan(now);
       fd = this.#byEnds.get(ends);
       if (fd === undefined) return NO_FD;
@@ -69,6 +77,7 @@ export class RawSend {
     } catch {
       // No /proc: every connection stays on the op.
     }
+    this.#every = Math.max(SCAN_EVERY_MS, SCAN_SHARE * (performance.now() - now));
   }
 
   /** Writes `buf`'s first `length` bytes: the count taken, or -errno (-11: none now). */
