@@ -32,7 +32,8 @@
  * they could run the process out of descriptors (hostile35, the sum of a
  * broker's native and MQTT ports).
  */
-import { DistError, truncate } from "./errors.ts";
+import { type DistError, truncate } from "./errors.ts";
+import { sharedError } from "./shared_error.ts";
 import { type Newcomer, Newcomers } from "./newcomers.ts";
 import type { Authenticator } from "./credentials.ts";
 import {
@@ -243,7 +244,7 @@ export class SourceTable implements DescriptorHolder {
         entry.leave();
         const why = this.#newcomerWhy ?? `${this.max} connections`;
         entry.close(
-          new DistError("OVERLOADED", `Connection closed to make room: no hello yet, ${why}`),
+          sharedError("OVERLOADED", `Connection closed to make room: no hello yet, ${why}`),
           false,
         );
       },
@@ -258,7 +259,7 @@ export class SourceTable implements DescriptorHolder {
     const n = this.held(key);
     if (this.perSource === 0 || n < this.perSource) return undefined;
     this.#refusedSource++;
-    return new DistError(
+    return sharedError(
       "OVERLOADED",
       `Connection limit of ${this.perSource} per source reached: ${name(key)} holds ${n}`,
     );
@@ -288,7 +289,7 @@ export class SourceTable implements DescriptorHolder {
         const held = most.count;
         newest.leave();
         newest.close(
-          new DistError(
+          sharedError(
             "OVERLOADED",
             `Connection closed to make room: ${this.max} connections (the limit), ${
               name(most.key)
@@ -302,11 +303,11 @@ export class SourceTable implements DescriptorHolder {
     }
     if (this.newcomers.makeRoom()) return undefined;
     this.#refusedFull++;
-    return new DistError("OVERLOADED", `Connection limit of ${this.max} reached`);
+    return sharedError("OVERLOADED", `Connection limit of ${this.max} reached`);
   }
 
   #shareError(key: string, n: number): DistError {
-    return new DistError(
+    return sharedError(
       "OVERLOADED",
       `Connection limit of ${this.max} reached, and ${name(key)} holds ${n}: ` +
         `one source may hold at most ${this.fullShare} while the limit is reached`,

@@ -13,6 +13,7 @@ import { FairQueue, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
 import { turnClock } from "../../wire/turn.ts";
+import { sharedError as refusal } from "../../wire/shared_error.ts";
 import { Admit, MAX_EARNED, Shares } from "./shares.ts";
 
 export { type Outcome, RetryBudget };
@@ -23,21 +24,6 @@ const turnNow = turnClock(() => performance.now());
 
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
-
-/** The last refusal made, given again while its words are the same (see {@link refusal}). */
-let lastRefusal: DistError | undefined;
-
-/**
- * A refusal for a client (a shed or refused request, a wait past the queue
- * timeout): the last one again when its words are the same. Making an Error
- * costs 1.4–2 µs here (more under load), and a flood of refused requests
- * made one each: a third of the balancer's CPU (hostile review 41a W8).
- */
-function refusal(code: "OVERLOADED" | "UNAVAILABLE", message: string): DistError {
-  const last = lastRefusal;
-  if (last !== undefined && last.code === code && last.message === message) return last;
-  return lastRefusal = new DistError(code, message);
-}
 
 /**
  * Sends requests to backends picked by the policy, queues what no backend
