@@ -79,6 +79,8 @@ export interface Served {
   /** Byte-level paths, given to the listener as they are. */
   fast?: FastHooks;
   onPeer?(peer: Peer): void;
+  /** Whether a source's new connections are taken at a pace now (wire/accept_pace.ts). */
+  paced?(source: string): boolean;
   /** Runs once `Listening on` is said (start background work, say more). */
   started?(): void;
   /** What a forced exit would abandon ("3 requests in flight"), if anything. */
@@ -120,6 +122,7 @@ export async function listening(ctx: RunContext, def: ShellDef): Promise<number>
     ...handlers.of(served.serve),
     ...checkedFast(served.fast),
     onPeer: handlers.onPeer(served.onPeer),
+    paced: served.paced,
   });
   const more = others.map((o) => o.port.start({ ...base, ...handlers.of(o.serve) }));
   announceListening(ctx, def.log, { addr: port.addr, name });

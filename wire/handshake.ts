@@ -76,6 +76,7 @@ function firstFrame(conn: FramedConn, timeoutMs: number, gate: Gate): Promise<un
         clearTimeout(timer);
         conn.pauseReading();
         gate.paused = true;
+        if (frames.length > 1) pipelined.add(conn);
         conn.hold(frames.slice(1));
         try {
           resolve(jsonCodec.decode(frames[0]));
@@ -94,6 +95,18 @@ function firstFrame(conn: FramedConn, timeoutMs: number, gate: Gate): Promise<un
       },
     });
   });
+}
+
+/** Connections whose first read held frames behind the hello (see {@link pipelinedHello}). */
+const pipelined = new WeakSet<FramedConn>();
+
+/**
+ * Whether the peer sent more frames behind its hello before it was
+ * welcomed (the first read held them): a dist client waits for its welcome,
+ * so this tells a flood written blind (hostile41a W8) from such a client.
+ */
+export function pipelinedHello(conn: FramedConn): boolean {
+  return pipelined.has(conn);
 }
 
 /** Reads again after the handshake (see firstFrame). */

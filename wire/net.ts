@@ -11,6 +11,7 @@ import { foreignBytes } from "./foreign.ts";
 import { sourceOf } from "./newcomers.ts";
 import { type SourceEntry, type SourceStats, SourceTable } from "./sources.ts";
 import { processAccount } from "./descriptors.ts";
+import { AcceptPace } from "./accept_pace.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import { logFailedHello, remoteOf } from "./listen_log.ts";
@@ -90,6 +91,8 @@ export interface ListenOptions extends ConnSettings {
   rawFrames?: RawFrameHandler;
   /** Called for each connection once its handshake is done. */
   onPeer?: (peer: Peer) => void;
+  /** Whether a source's new connections are taken at a bounded pace now (accept_pace.ts). */
+  paced?: (source: string) => boolean;
 }
 
 /** A running listener (see `listen()`). */
@@ -174,14 +177,19 @@ function accepting(
     source: options.source,
   });
   let stopping = false;
+  const pace = options.paced && new AcceptPace(options.paced, listensTls(tls));
 
   async function accept(raw: Deno.Conn): Promise<void> {
     const handshakeMs = options.handshakeMs ?? 5000;
+    const host = sourceOf(raw);
+    // A source marked by its owner waits for its turn here, unread (accept_pace.ts).
+    const go = pace && pace.admit(options.source?.(undefined, host) ?? host, raw);
+    if (go === false || (go instanceof Promise && !(await go))) return;
+    if (stopping) return raw.close();
     // A TLS handshake counts against the limit from accept, and is a newcomer: one that never
     // finishes is the first to make room (hostile review W2: uncounted, they ran the process out of
     // descriptors). Before TLS there is no way to say OVERLOADED: a refused one is just closed.
     let entry: SourceEntry | undefined;
-    const host = sourceOf(raw);
     if (listensTls(tls)) {
       const taken = sources.admit(host, () => raw.close(), { handshaking: true });
       if (taken instanceof DistError) {
@@ -323,7 +331,7 @@ function accepting(
     by: options.by,
     peers,
     done,
-    connectionStats: () => sources.stats(),
+    connectionStats: () => pace ? { ...sources.stats(), paced: pace.stats } : sources.stats(),
     async close(graceMs = 2000) {
       if (!stopping) {
         stopping = true;

@@ -36,6 +36,7 @@ import { type DistError, truncate } from "./errors.ts";
 import { sharedError } from "./shared_error.ts";
 import { type Newcomer, Newcomers } from "./newcomers.ts";
 import type { Authenticator } from "./credentials.ts";
+import type { PaceStats } from "./accept_pace.ts";
 import {
   type DescriptorAccount,
   type DescriptorHolder,
@@ -77,6 +78,8 @@ export interface SourceStats {
   closed_source: number;
   /** The process's descriptors for connections, every port's (descriptors.ts). */
   descriptors: DescriptorStats;
+  /** New connections of sources taken at a pace (accept_pace.ts), when the port paces any. */
+  paced?: PaceStats;
 }
 
 /** One source's connections. */

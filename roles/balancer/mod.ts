@@ -257,6 +257,7 @@ function setUpBalancer(
     }, { fallback: forward, wrap: control.wrap }),
     fast: options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
     onPeer: (peer) => parts.relay.pressure.arrived(peer),
+    paced: (source) => parts.relay.pressure.redialing(source),
     stats: () => ({
       ...balancerStats(parts, bound, registry),
       ...(thread.count > 1 ? { thread: thread.index, threads: thread.count } : {}),

@@ -16,9 +16,11 @@
  * keepReading, set by links.ts): their answers are what drain the clients.
  */
 import { drainTarget, type Peer, stalledLoad, unsentBytes } from "../../wire/mod.ts";
+import { pipelinedHello } from "../../wire/handshake.ts";
 import { askIfDue, askPeer, type ProofHolder, unanswered } from "../../wire/read_proof.ts";
 import type { Backend } from "./backends.ts";
 import { UNREAD_BYTES } from "./share_limits.ts";
+import { clientSource } from "../../auth/mod.ts";
 
 /** What each client connection's answers to the balancer's requests have shown (wire/read_proof.ts). */
 const proofs = new WeakMap<Peer, ProofHolder>();
@@ -116,6 +118,8 @@ interface Refused {
   unsent: number;
   /** Its requests refused since. */
   refusals: number;
+  /** Its address's source when its source is a user's. */
+  address: string | undefined;
 }
 
 /** What Pressure counts for `sys.stats`. */
@@ -169,19 +173,28 @@ export class Pressure {
 
   /**
    * A new client connection, its hello done and what it sent with it
-   * taken: one of a source that redials (see REDIALS) is not read further
-   * until its source has stopped, as if refused (see backOff).
+   * taken: one of a source that redials (see REDIALS) that wrote requests
+   * behind its hello before its welcome (no dist client does) is not read
+   * further until its source has stopped, as if refused (see backOff). Any
+   * other is read as usual (its first refusal pauses it likewise): an
+   * honest client behind the same address, once in (the listener takes
+   * such a source's new connections at a pace, wire/accept_pace.ts).
    */
   arrived(flow: Peer): void {
-    if (this.#redials.size === 0 || flow.isClosed) return;
+    if (this.#redials.size === 0 || flow.isClosed || !pipelinedHello(flow.conn)) return;
     const source = this.#sourceOf?.(flow);
-    if (source === undefined || !this.#redialing(source)) return;
+    if (source === undefined || !this.redialing(source)) return;
     this.backOff(flow);
     // One that goes before it is read again redials too.
     this.#refused.get(flow)!.refusals = REDIAL_REFUSALS;
   }
 
-  #redialing(source: unknown): boolean {
+  /**
+   * Whether `source` (a user's, or an address's: also counted for the
+   * address of a user's redialing connections) redials: the listener then
+   * takes its new connections at a pace (wire/accept_pace.ts).
+   */
+  redialing(source: unknown): boolean {
     return (this.#redials.get(source) ?? 0) > REDIALS;
   }
 
@@ -276,7 +289,10 @@ export class Pressure {
         lookEvery: 0,
         unsent: Infinity,
         refusals: 0,
+        address: undefined,
       };
+      const address = clientSource(undefined, flow.conn.remoteHost);
+      if (address !== r.source) r.address = address;
       this.#refused.set(flow, r);
       const same = this.#bySource.get(r.source);
       if (same === undefined) this.#bySource.set(r.source, new Set([r]));
@@ -318,7 +334,7 @@ export class Pressure {
       let closed: Refused[] | undefined;
       /** The closed one just before (none between it and this one). */
       let before: Refused | undefined;
-      const redialing = this.#redialing(source);
+      const redialing = this.redialing(source);
       for (const r of same) {
         const flow = r.flow;
         if (flow !== undefined && flow.isClosed) {
@@ -329,7 +345,9 @@ export class Pressure {
           if (source === flow) continue;
           if (r.refusals >= REDIAL_REFUSALS) {
             // Twice REDIALS at most: a source that stopped is read again within seconds.
-            this.#redials.set(source, Math.min(2 * REDIALS, (this.#redials.get(source) ?? 0) + 1));
+            for (const s of r.address === undefined ? [source] : [source, r.address]) {
+              this.#redials.set(s, Math.min(2 * REDIALS, (this.#redials.get(s) ?? 0) + 1));
+            }
           }
           // It counts for those refused after it closed, not before (see backOff).
           (closed ??= []).push(r);

@@ -1,0 +1,118 @@
+/**
+ * hostile41a W8's rest: once a source was seen redialing (its refused
+ * connections close and dial again), each of its new connections was still
+ * accepted and read (its hello and the requests behind it: 5,400-5,800
+ * refusals a second for 40 non-readers). Now the listener takes such a
+ * source's new connections at a pace (wire/accept_pace.ts), unread until
+ * their turn; an honest client behind the same address, which waits for its
+ * welcome before it writes (as dist clients do), still gets in and is read
+ * as any once in, and another address is taken at once.
+ */
+import assert from "node:assert/strict";
+import net from "node:net";
+import { Buffer } from "node:buffer";
+import { fileURLToPath } from "node:url";
+import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { HELLO, jsonFrame, sleep } from "./helpers/raw.ts";
+
+const REDIALERS = fileURLToPath(new URL("./helpers/redialers.ts", import.meta.url));
+
+/**
+ * One try of an honest client from `from`: hello, its welcome, then one
+ * `add` once welcomed. @returns the answer's result, or why not (within `ms`)
+ */
+function honestTry(port: number, from: string, ms: number): Promise<unknown> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+    let buf = Buffer.alloc(0);
+    let welcomed = false;
+    const done = (v: unknown) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(`no answer within ${ms} ms`), ms);
+    socket.on("error", (e) => done(`error ${e.message}`));
+    socket.on("close", () => done("closed"));
+    socket.on("connect", () => socket.write(jsonFrame({ ...HELLO, role: "client", name: "h" })));
+    socket.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const msg = JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString());
+        buf = buf.subarray(4 + buf.readUInt32BE(0));
+        if (!welcomed) {
+          if (msg.op !== "welcome") return done(`refused: ${JSON.stringify(msg.error)}`);
+          welcomed = true;
+          socket.write(jsonFrame({ id: 1, method: "add", params: { a: 40, b: 2 } }));
+        } else if (msg.id === 1) {
+          return done(msg.result ?? `error ${JSON.stringify(msg.error)}`);
+        }
+      }
+    });
+  });
+}
+
+Deno.test("a redialing source's new connections are taken at a pace: refusals stay low, an honest client of its address gets in", async () => {
+  const servers = await startServers(1);
+  const balancer = await startBalancer(servers, ["--queue", "1000"]);
+  const legit = await connectTo(balancer.address);
+  let attack: Deno.ChildProcess | undefined;
+  try {
+    attack = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", REDIALERS, String(balancer.port), "40", "127.0.0.2"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = attack.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    assert.match((await lines.read()).value ?? "", /ready/);
+    // deno-lint-ignore no-explicit-any
+    const stats = () => legit.call("sys.stats") as Promise<Record<string, any>>;
+    // The queue fills, the source is seen redialing.
+    await sleep(3000);
+    const before = await stats();
+    const t0 = performance.now();
+    // An honest client behind the attacker's address: tries until answered, 12 s at most.
+    const tries: unknown[] = [];
+    while (performance.now() - t0 < 12_000 && tries.at(-1) !== 42) {
+      tries.push(await honestTry(balancer.port, "127.0.0.2", 4000));
+    }
+    const answered = tries.at(-1) === 42 ? (performance.now() - t0) / 1000 : undefined;
+    // Another address's new connection, meanwhile: at once.
+    const t1 = performance.now();
+    const other = await connectTo(balancer.address);
+    assert.equal(await other.call("add", { a: 1, b: 2 }), 3);
+    const otherMs = performance.now() - t1;
+    other.close();
+    const after = await stats();
+    const seconds = (performance.now() - t0) / 1000;
+    await attack.stdin.close();
+    let out = "";
+    for (let r = await lines.read(); !r.done; r = await lines.read()) out += r.value;
+    await attack.status;
+    attack = undefined;
+    const refused = (after.overloaded - before.overloaded) / seconds;
+    const paced = after.connection_limits?.paced;
+    const summary = `refused ${refused.toFixed(0)}/s over ${seconds.toFixed(1)} s; ${out.trim()} ` +
+      `connections; paced ${JSON.stringify(paced)}; same-address client answered after ${
+        answered?.toFixed(1)
+      } s in ${tries.length} tries (${tries.slice(0, 3).join(" | ")}); other address ${
+        otherMs.toFixed(0)
+      } ms; load ${Deno.loadavg()[0]}`;
+    console.log(summary);
+    assert.ok(Number(out.match(/made (\d+)/)?.[1]) > 80, `they redialed (${summary})`);
+    // main: 5,400-5,800 a second.
+    assert.ok(refused < 1500, `refusals bounded (${summary})`);
+    assert.ok(paced?.paced_waited > 0, `the source was paced (${summary})`);
+    // Taken at the pace in turn with the attacker's dials, then read as any (it waits for its welcome).
+    assert.ok(answered !== undefined, `an honest client of that address got in (${summary})`);
+    assert.ok(otherMs < 1000, `another address is taken at once (${summary})`);
+  } finally {
+    legit.close();
+    if (attack !== undefined) {
+      await attack.stdin.close().catch(() => {});
+      await attack.status;
+    }
+    await stopAll([balancer, ...servers]);
+  }
+});
