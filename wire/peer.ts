@@ -237,7 +237,7 @@ export class Peer {
   }
 
   /** Ends a request taken by `onRawRequest` with an error. */
-  answerError(id: number | string, err: unknown): void {
+  answerError(id: number | string | null, err: unknown): void {
     this.#answers.error(id, err);
     this.#admission.handled();
   }

@@ -51,6 +51,7 @@ import { checkRpcFlags, runTcpBalancer, TCP_MODE_ROLE } from "./tcp/mod.ts";
 import { Reclaimer } from "./reclaim.ts";
 import { ControlTurns } from "./control_turns.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
+import { boundOwnFrames } from "./own_frames.ts";
 import { rawForwarding } from "./fast_paths.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
@@ -255,7 +256,10 @@ function setUpBalancer(
       "balancer.backends": backends,
       "worker.register": () => misdialedWorker(bound.name, workersAt),
     }, { fallback: forward, wrap: control.wrap }),
-    fast: options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
+    fast: boundOwnFrames(
+      options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
+      own,
+    ),
     onPeer: (peer) => parts.relay.pressure.arrived(peer),
     paced: (source) => parts.relay.pressure.redialing(source),
     stats: () => ({
