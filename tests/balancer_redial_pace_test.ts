@@ -11,11 +11,9 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { Buffer } from "node:buffer";
-import { fileURLToPath } from "node:url";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { HELLO, jsonFrame, sleep } from "./helpers/raw.ts";
-
-const REDIALERS = fileURLToPath(new URL("./helpers/redialers.ts", import.meta.url));
+import { type RedialAttack, startRedialers } from "./helpers/redial_attack.ts";
 
 /**
  * One try of an honest client from `from`: hello, its welcome, then one
@@ -56,16 +54,9 @@ Deno.test("a redialing source's new connections are taken at a pace: refusals st
   const servers = await startServers(1);
   const balancer = await startBalancer(servers, ["--queue", "1000"]);
   const legit = await connectTo(balancer.address);
-  let attack: Deno.ChildProcess | undefined;
+  let attack: RedialAttack | undefined;
   try {
-    attack = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", REDIALERS, String(balancer.port), "40", "127.0.0.2"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const lines = attack.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    assert.match((await lines.read()).value ?? "", /ready/);
+    attack = await startRedialers(balancer.port, 40, "127.0.0.2");
     // deno-lint-ignore no-explicit-any
     const stats = () => legit.call("sys.stats") as Promise<Record<string, any>>;
     // The queue fills, the source is seen redialing.
@@ -86,14 +77,11 @@ Deno.test("a redialing source's new connections are taken at a pace: refusals st
     other.close();
     const after = await stats();
     const seconds = (performance.now() - t0) / 1000;
-    await attack.stdin.close();
-    let out = "";
-    for (let r = await lines.read(); !r.done; r = await lines.read()) out += r.value;
-    await attack.status;
+    const out = await attack.stop();
     attack = undefined;
     const refused = (after.overloaded - before.overloaded) / seconds;
     const paced = after.connection_limits?.paced;
-    const summary = `refused ${refused.toFixed(0)}/s over ${seconds.toFixed(1)} s; ${out.trim()} ` +
+    const summary = `refused ${refused.toFixed(0)}/s over ${seconds.toFixed(1)} s; ${out} ` +
       `connections; paced ${JSON.stringify(paced)}; same-address client answered after ${
         answered?.toFixed(1)
       } s in ${tries.length} tries (${tries.slice(0, 3).join(" | ")}); other address ${
@@ -109,10 +97,7 @@ Deno.test("a redialing source's new connections are taken at a pace: refusals st
     assert.ok(otherMs < 1000, `another address is taken at once (${summary})`);
   } finally {
     legit.close();
-    if (attack !== undefined) {
-      await attack.stdin.close().catch(() => {});
-      await attack.status;
-    }
+    await attack?.stop();
     await stopAll([balancer, ...servers]);
   }
 });

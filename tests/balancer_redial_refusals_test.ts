@@ -9,12 +9,10 @@
  * connection of that source is left unread from its first refusal.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
+import { type RedialAttack, startRedialers } from "./helpers/redial_attack.ts";
 import type { Peer } from "../wire/mod.ts";
-
-const REDIALERS = fileURLToPath(new URL("./helpers/redialers.ts", import.meta.url));
 
 /** Calls answered in `ms` by `c` loops of `add` in turn on `peer`. */
 async function closedLoop(peer: Peer, c: number, ms: number): Promise<number> {
@@ -33,17 +31,10 @@ Deno.test("40 non-readers of one address that redial when paused: refusals stay 
   const servers = await startServers(1);
   const balancer = await startBalancer(servers, ["--queue", "1000"]);
   const legit = await connectTo(balancer.address);
-  let attack: Deno.ChildProcess | undefined;
+  let attack: RedialAttack | undefined;
   try {
     const alone = await closedLoop(legit, 4, 2000);
-    attack = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", REDIALERS, String(balancer.port), "40", "127.0.0.2"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const lines = attack.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    assert.match((await lines.read()).value ?? "", /ready/);
+    attack = await startRedialers(balancer.port, 40, "127.0.0.2");
     const stats = () => legit.call("sys.stats") as Promise<Record<string, number>>;
     // The queue fills and the first budget is spent.
     await sleep(3000);
@@ -52,17 +43,14 @@ Deno.test("40 non-readers of one address that redial when paused: refusals stay 
     const beside = await closedLoop(legit, 4, 4000);
     const after = await stats();
     const seconds = (performance.now() - t0) / 1000;
-    await attack.stdin.close();
-    let out = "";
-    for (let r = await lines.read(); !r.done; r = await lines.read()) out += r.value;
-    await attack.status;
+    const out = await attack.stop();
     attack = undefined;
     const refused = (after.overloaded - before.overloaded) / seconds;
     const summary = `legit ${alone.toFixed(0)} calls/s alone, ${
       beside.toFixed(0)
     } beside; refused ${
       refused.toFixed(0)
-    }/s; ${out.trim()} connections; watched ${after.refused_watched}, redialing ${after.redialing_sources}, looks ${after.refused_looks}; closed ones' bytes ${after.refused_closed_bytes}; load ${
+    }/s; ${out} connections; watched ${after.refused_watched}, redialing ${after.redialing_sources}, looks ${after.refused_looks}; closed ones' bytes ${after.refused_closed_bytes}; load ${
       Deno.loadavg()[0]
     }`;
     console.log(summary);
@@ -73,10 +61,7 @@ Deno.test("40 non-readers of one address that redial when paused: refusals stay 
     assert.ok(refused < 20_000, `refusals bounded (${summary})`);
   } finally {
     legit.close();
-    if (attack !== undefined) {
-      await attack.stdin.close().catch(() => {});
-      await attack.status;
-    }
+    await attack?.stop();
     await stopAll([balancer, ...servers]);
   }
 });
