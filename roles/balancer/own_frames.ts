@@ -73,9 +73,11 @@ export function boundOwnFrames(
           ? inner.handle(frame, peer, took, buffer)
           : false;
       }
-      // A MessagePack request the scanner does not read: the pass-through refuses it by id.
-      if (request === undefined && mp.problem !== "" && peer.codec === msgpackCodec && inner) {
-        return inner.handle(frame, peer, took, buffer);
+      // A MessagePack request the scanner does not read (an extension type in its params, say):
+      // the pass-through refuses it by id; without it, one to forward is decoded as before.
+      if (request === undefined && mp.problem !== "" && peer.codec === msgpackCodec) {
+        if (inner) return inner.handle(frame, peer, took, buffer);
+        if (mp.method !== undefined && !own(mp.method)) return false;
       }
       took();
       peer.answerError(request?.id ?? null, tooLarge(frame.length, request?.method));
