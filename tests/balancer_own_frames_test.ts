@@ -8,6 +8,7 @@
  * as before.
  */
 import assert from "node:assert/strict";
+import { dial, DistError, msgpackCodec } from "../wire/mod.ts";
 import { startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import {
   closeQuietly,
@@ -65,3 +66,26 @@ for (const passthrough of [true, false]) {
     }
   });
 }
+
+Deno.test("balancer: a MessagePack request over 64 KiB to its own methods is refused by its id, one forwarded is not", async () => {
+  const servers = await startServers(1);
+  const balancer = await startBalancer(servers);
+  const client = await dial({ host: "127.0.0.1", port: balancer.port }, {
+    role: "client",
+    name: "mp",
+    codec: msgpackCodec,
+  });
+  try {
+    const params = Object.fromEntries(Array.from({ length: 12_000 }, (_, i) => [`a${i}`, i]));
+    await assert.rejects(
+      client.call("sys.stats", params),
+      (err: DistError) => err.code === "FRAME_TOO_LARGE" && /65536/.test(err.message),
+    );
+    const text = "y".repeat(100_000);
+    assert.ok(JSON.stringify(await client.call("echo", { text })).includes(text), "echoed whole");
+    assert.equal(typeof await client.call("sys.ping"), "object");
+  } finally {
+    client.close();
+    await stopAll([balancer, ...servers]);
+  }
+});
