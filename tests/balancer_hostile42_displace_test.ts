@@ -1,0 +1,109 @@
+/**
+ * hostile42a Y2: once `--max-workers` are all registered, a newcomer of a
+ * source holding under a quarter of them takes the place of the oldest
+ * worker that has answered nothing of the source holding the most such
+ * (worker_sources.ts `displaced`, hostile40c V3). Workers that have answered
+ * nothing are also real ones in a pool with no traffic yet, or just
+ * restarted (every worker registers again, untried): fakes that answer only
+ * their hello, one from each of three other addresses, closed three of four
+ * real workers of one address, and these were then refused OVERLOADED for
+ * as long as the fakes stayed (before r41, febb941: the fakes were refused).
+ */
+import assert from "node:assert/strict";
+import net from "node:net";
+import { Buffer } from "node:buffer";
+import { dial, type Peer } from "../wire/mod.ts";
+import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { HELLO, jsonFrame, sleep } from "./helpers/raw.ts";
+
+/** A real worker from 127.0.0.1 that answers `add`. */
+async function realWorker(address: string, name: string): Promise<Peer> {
+  const [host, port] = address.split(":");
+  const peer = await dial({ host, port: Number(port) }, {
+    role: "worker",
+    name,
+    onRequest: (method, params) => {
+      if (method === "sys.ping") return { pong: true };
+      const { a, b } = params as { a: number; b: number };
+      return a + b;
+    },
+  });
+  await peer.call("worker.register", { name, capacity: 16 });
+  return peer;
+}
+
+/**
+ * A fake worker from `from` that sends its hello and `worker.register`,
+ * answers nothing else, and reads what comes: resolves with the
+ * registration's answer (its `result` or `error.code`).
+ */
+function fakeWorker(
+  address: string,
+  from: string,
+  name: string,
+  all: net.Socket[],
+): Promise<string> {
+  const [host, port] = address.split(":");
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port: Number(port), localAddress: from });
+    all.push(socket);
+    let buf = Buffer.alloc(0);
+    let welcomed = false;
+    socket.on("error", () => resolve("error"));
+    socket.on("close", () => resolve("closed"));
+    socket.on("connect", () => {
+      socket.write(jsonFrame({ ...HELLO, role: "worker", name, heartbeat: 60_000 }));
+    });
+    socket.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const msg = JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString());
+        buf = buf.subarray(4 + buf.readUInt32BE(0));
+        if (!welcomed) {
+          welcomed = true;
+          socket.write(
+            jsonFrame({ id: 1, method: "worker.register", params: { name, capacity: 16 } }),
+          );
+        } else if (msg.id === 1) {
+          resolve(msg.error === undefined ? "registered" : String(msg.error.code));
+        }
+      }
+    });
+  });
+}
+
+Deno.test("idle real workers of one address are not closed for fakes of other addresses once --max-workers is full (hostile42a Y2)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--max-workers", "4"]);
+  const client = await connectTo(lb.address);
+  const reals: Peer[] = [];
+  const fakes: net.Socket[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    for (let i = 1; i <= 4; i++) reals.push(await realWorker(lb.workerAddress, `real${i}`));
+    const answers: string[] = [];
+    for (let i = 2; i <= 4; i++) {
+      answers.push(await fakeWorker(lb.workerAddress, `127.0.0.${i}`, `fake${i}`, fakes));
+    }
+    await sleep(200);
+    const names = (await backendsOf(client)).map((b) => b.name).filter((n) =>
+      /^(real|fake)/.test(n)
+    );
+    const summary = `fakes: ${answers.join(", ")}; registered: ${names.sort().join(", ")}`;
+    console.log(summary);
+    // main: "registered, registered, registered; registered: fake2, fake3, fake4, real4".
+    assert.deepEqual(names.filter((n) => n.startsWith("real")).sort(), [
+      "real1",
+      "real2",
+      "real3",
+      "real4",
+    ], summary);
+    assert.ok(reals.every((r) => r.canCall), `every real worker's connection is open (${summary})`);
+  } finally {
+    client.close();
+    for (const r of reals) r.close();
+    for (const f of fakes) f.destroy();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
