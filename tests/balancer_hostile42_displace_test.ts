@@ -12,11 +12,11 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { Buffer } from "node:buffer";
-import { dial, type Peer } from "../wire/mod.ts";
+import { dial, DistError, type Peer } from "../wire/mod.ts";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { HELLO, jsonFrame, sleep } from "./helpers/raw.ts";
 
-/** A real worker from 127.0.0.1 that answers `add`. */
+/** A real worker from 127.0.0.1 that answers `add` and `sleep`, and UNKNOWN_METHOD to the rest. */
 async function realWorker(address: string, name: string): Promise<Peer> {
   const [host, port] = address.split(":");
   const peer = await dial({ host, port: Number(port) }, {
@@ -24,6 +24,11 @@ async function realWorker(address: string, name: string): Promise<Peer> {
     name,
     onRequest: (method, params) => {
       if (method === "sys.ping") return { pong: true };
+      if (method === "sleep") {
+        const { ms } = params as { ms: number };
+        return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
+      }
+      if (method !== "add") throw new DistError("UNKNOWN_METHOD", `No method ${method}`);
       const { a, b } = params as { a: number; b: number };
       return a + b;
     },
@@ -34,14 +39,16 @@ async function realWorker(address: string, name: string): Promise<Peer> {
 
 /**
  * A fake worker from `from` that sends its hello and `worker.register`,
- * answers nothing else, and reads what comes: resolves with the
- * registration's answer (its `result` or `error.code`).
+ * answers nothing else (health checks too if `pings`), and reads what
+ * comes: resolves with the registration's answer (its `result` or
+ * `error.code`).
  */
 function fakeWorker(
   address: string,
   from: string,
   name: string,
   all: net.Socket[],
+  pings = false,
 ): Promise<string> {
   const [host, port] = address.split(":");
   return new Promise((resolve) => {
@@ -66,6 +73,8 @@ function fakeWorker(
           );
         } else if (msg.id === 1) {
           resolve(msg.error === undefined ? "registered" : String(msg.error.code));
+        } else if (pings && msg.method === "sys.ping") {
+          socket.write(jsonFrame({ id: msg.id, result: { pong: true } }));
         }
       }
     });
@@ -105,5 +114,79 @@ Deno.test("idle real workers of one address are not closed for fakes of other ad
     for (const f of fakes) f.destroy();
     await sleep(10);
     await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("a client's slow and unknown requests give idle real workers no verdict: fakes of other addresses still find no slot (hostile42a Y2)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--max-workers", "4"]);
+  const client = await connectTo(lb.address, 10_000);
+  const reals: Peer[] = [];
+  const fakes: net.Socket[] = [];
+  try {
+    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
+    for (let i = 1; i <= 4; i++) reals.push(await realWorker(lb.workerAddress, `real${i}`));
+    // Trials the reals hold past their bound, as the server does (no verdict), and errors
+    // every backend answers alike: nothing a real worker is to blame for.
+    const slow = Array.from({ length: 4 }, () => client.call("sleep", { ms: 1_500 }));
+    const unknown = Array.from(
+      { length: 8 },
+      () => client.call("nosuch", {}).then(() => "ok", (e) => (e as DistError).code),
+    );
+    assert.deepEqual(await Promise.all(slow), [1_500, 1_500, 1_500, 1_500]);
+    assert.deepEqual(new Set(await Promise.all(unknown)), new Set(["UNKNOWN_METHOD"]));
+    const answers: string[] = [];
+    for (let i = 2; i <= 4; i++) {
+      answers.push(await fakeWorker(lb.workerAddress, `127.0.0.${i}`, `fake${i}`, fakes));
+    }
+    await sleep(200);
+    const names = (await backendsOf(client)).map((b) => b.name).filter((n) =>
+      /^(real|fake)/.test(n)
+    );
+    const summary = `fakes: ${answers.join(", ")}; registered: ${names.sort().join(", ")}`;
+    assert.deepEqual(answers, ["OVERLOADED", "OVERLOADED", "OVERLOADED"], summary);
+    assert.ok(reals.every((r) => r.canCall), `every real worker's connection is open (${summary})`);
+  } finally {
+    client.close();
+    for (const r of reals) r.close();
+    for (const f of fakes) f.destroy();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+});
+
+Deno.test("with no backend proven, fakes of one address filling --max-workers keep their slots until their tasks time out: then a real worker of another address takes one (hostile40c V3, hostile42a Y2)", async () => {
+  const lb = await startBalancer([], ["--max-workers", "4", "--timeout", "400ms"]);
+  const client = await connectTo(lb.address, 10_000);
+  const fakes: net.Socket[] = [];
+  let real: Peer | undefined;
+  try {
+    for (let i = 1; i <= 4; i++) {
+      assert.equal(
+        await fakeWorker(lb.workerAddress, "127.0.0.2", `fake${i}`, fakes, true),
+        "registered",
+      );
+    }
+    const early = await realWorker(lb.workerAddress, "real").catch((e) => e as DistError);
+    assert.equal((early as DistError).code, "OVERLOADED", String(early));
+    // Each fake holds the one task it gets as an untried worker, past --timeout.
+    const codes = await Promise.all(
+      Array.from(
+        { length: 4 },
+        (_, i) => client.call("add", { a: i, b: 1 }).then(() => "ok", (e) => (e as DistError).code),
+      ),
+    );
+    assert.ok(!codes.includes("ok"), codes.join(","));
+    real = await realWorker(lb.workerAddress, "real");
+    assert.match(lb.stderr(), /Worker fake\d closed: the slots are full/);
+    const names = (await backendsOf(client)).map((b) => b.name).sort();
+    assert.equal(names.filter((n) => n.startsWith("fake")).length, 3, names.join(","));
+    assert.ok(names.includes("real"), names.join(","));
+  } finally {
+    client.close();
+    real?.close();
+    for (const f of fakes) f.destroy();
+    await sleep(10);
+    await stopAll([lb]);
   }
 });

@@ -174,7 +174,7 @@ async function provenPool(
   }
 }
 
-Deno.test("fakes of one source keep at most a quarter of --max-workers once it is full: another source's worker takes a fake's place (hostile40c V3)", async () => {
+Deno.test("fakes of one source keep at most a quarter of --max-workers once it is full: another source's worker takes a fake's place once their trials fail (hostile40c V3, hostile42a Y2)", async () => {
   await provenPool(
     async (lb, client, peers) => {
       for (let i = 0; i < 8; i++) {
@@ -182,11 +182,32 @@ Deno.test("fakes of one source keep at most a quarter of --max-workers once it i
           await worker(lb.workerAddress, `fake${i}`, { token: "mallory-token-0123456789" }),
         );
       }
-      // Before: "refused: 8 workers registered (--max-workers)".
-      const real = await worker(lb.workerAddress, "real", {
-        token: "alice-token-0123456789",
-        answer: true,
-      });
+      const alice = () =>
+        worker(lb.workerAddress, "real", { token: "alice-token-0123456789", answer: true });
+      // No traffic yet: nothing tells the fakes from an operator's idle fleet, and they keep
+      // their slots (hostile42a Y2: real workers were closed for fakes of other sources).
+      const early = await alice().catch((e) => e as DistError);
+      assert.equal((early as DistError).code, "OVERLOADED", String(early));
+      assert.doesNotMatch(lb.stderr(), /closed: the slots are full/);
+      // Traffic: two fakes hold their trial past its bound (the client gets the server's answer)
+      // and their source waits; every one of its workers has now shown it does not serve.
+      let stop = false;
+      const traffic = Promise.all(Array.from({ length: 4 }, async (_, k) => {
+        for (let i = 0; !stop; i++) assert.equal(await client.call("add", { a: i, b: k }), i + k);
+      }));
+      try {
+        await eventually(
+          () =>
+            Promise.resolve(/no trial for 10 s \(1 failed; 2 by its source\)/.test(lb.stderr())),
+          5_000,
+          "the fakes' source's second failed trial",
+        );
+      } finally {
+        stop = true;
+        await traffic;
+      }
+      // Before hostile40c V3: "refused: 8 workers registered (--max-workers)" for good.
+      const real = await alice();
       peers.push(real);
       assert.match(lb.stderr(), /Worker fake0 closed: the slots are full/);
       await eventually(() => Promise.resolve(!peers[0].canCall), 2_000, "fake0 closed");

@@ -6,17 +6,37 @@
  */
 import type { Backend } from "./backends.ts";
 import { REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
-import { SourceTrials } from "./trial_backoff.ts";
+import { SOURCE_FREE_FAILURES, SourceTrials } from "./trial_backoff.ts";
 
 /**
  * The share of `--max-workers` one source's untried workers may keep once
  * the slots are full: a newcomer of a source holding less takes the place
- * of the oldest untried worker of the source holding the most (hostile40c
- * V3: fakes of one address could fill all 1,000 slots, and real workers
- * were refused OVERLOADED), as `--max-connections-per-source` gives a
- * source a quarter while full.
+ * of the oldest worker of the source holding the most untried ones that
+ * has shown it does not serve ({@link unproven}; hostile40c V3: fakes of
+ * one address could fill all 1,000 slots, and real workers were refused
+ * OVERLOADED), as `--max-connections-per-source` gives a source a quarter
+ * while full.
  */
 export const UNTRIED_SHARE = 4;
+
+/**
+ * Whether `b`, which has served nothing, has shown it does not serve: it
+ * failed a trial (held a request a proven backend answered in time, or
+ * refused or failed it), its source failed past its free failures (every
+ * untried worker of it waits a trial backoff: trial_backoff.ts), or a
+ * request it was sent timed out, failed or was lost. One that merely has
+ * not been sent anything yet has shown nothing: in a pool with no traffic
+ * yet, or just restarted, an operator's fleet registered from one source
+ * is untried too, and fakes answering only their hello from three other
+ * addresses closed three of its four (hostile42a Y2). Only these verdicts
+ * count, which a client cannot give a real worker: its slow or bad
+ * requests fail no trial (trials.ts).
+ */
+export function unproven(b: Backend): boolean {
+  return b.served === 0 &&
+    (b.trial.failed > 0 || b.failures > 0 ||
+      (b.trial.source?.failed ?? 0) > SOURCE_FREE_FAILURES);
+}
 
 interface Source {
   readonly trials: SourceTrials;
@@ -60,23 +80,27 @@ export class WorkerSources {
 
   /**
    * With every slot taken (`max`), the worker a newcomer of `source` may
-   * take the place of: the oldest untried one of the source holding the most
-   * untried workers, when that holds more than 1/{@link UNTRIED_SHARE} of
-   * `max` and `source` holds fewer. O(workers).
+   * take the place of: the oldest {@link unproven} one of the source
+   * holding the most untried workers among those that have one, when that
+   * holds more than 1/{@link UNTRIED_SHARE} of `max` and `source` holds
+   * fewer. Untried workers that have shown nothing keep their slots: the
+   * newcomer is refused until trials speak (hostile42a Y2). O(workers).
    */
   displaced(source: string, max: number): Backend | undefined {
     const share = Math.max(1, Math.floor(max / UNTRIED_SHARE));
-    let most: Source | undefined;
+    let out: Backend | undefined;
     let mostN = share;
-    let own = 0;
     for (const [key, s] of this.#sources) {
       let n = 0;
-      for (const b of s.workers) if (b.served === 0) n++;
-      if (key === source) own = n;
-      if (n > mostN) [most, mostN] = [s, n];
+      let first: Backend | undefined;
+      for (const b of s.workers) {
+        if (b.served > 0) continue;
+        n++;
+        if (first === undefined && unproven(b)) first = b;
+      }
+      if (key === source && n >= share) return undefined;
+      if (key !== source && first !== undefined && n > mostN) [out, mostN] = [first, n];
     }
-    if (most === undefined || own >= share || most === this.#sources.get(source)) return undefined;
-    for (const b of most.workers) if (b.served === 0) return b;
-    return undefined;
+    return out;
   }
 }

@@ -163,8 +163,10 @@ export class WorkerRegistry {
 
   /**
    * With every slot taken, a newcomer `name` of `source` takes the place of
-   * the oldest untried worker of a source that holds more than its share
-   * (worker_sources.ts). @returns whether a place was freed
+   * the oldest worker of a source that holds more than its share of untried
+   * ones, among those that failed a trial or a task (worker_sources.ts
+   * `unproven`; one not tried yet keeps its slot: hostile42a Y2).
+   * @returns whether a place was freed
    */
   #displace(source: string, max: number, name: string): boolean {
     const out = this.#sources.displaced(source, max);
@@ -173,7 +175,8 @@ export class WorkerRegistry {
       if (backend !== out) continue;
       workerLines.warn(
         "Worker {name} closed: the slots are full (--max-workers {max}), and its source holds more than " +
-          "its share of workers that answered nothing; {newcomer} takes its place",
+          "its share of workers that answered nothing, and it failed a trial or a task (or its source did); " +
+          "{newcomer} takes its place",
         { name: out.name, max, newcomer: name },
       );
       this.#forget(peer);
