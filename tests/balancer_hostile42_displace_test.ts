@@ -10,11 +10,11 @@
  * as long as the fakes stayed (before r41, febb941: the fakes were refused).
  */
 import assert from "node:assert/strict";
-import net from "node:net";
-import { Buffer } from "node:buffer";
+import type net from "node:net";
 import { dial, DistError, type Peer } from "../wire/mod.ts";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
-import { HELLO, jsonFrame, sleep } from "./helpers/raw.ts";
+import { sleep } from "./helpers/raw.ts";
+import { fakeWorker } from "./helpers/fake_worker.ts";
 
 /** A real worker from 127.0.0.1 that answers `add` and `sleep`, and UNKNOWN_METHOD to the rest. */
 async function realWorker(address: string, name: string): Promise<Peer> {
@@ -35,50 +35,6 @@ async function realWorker(address: string, name: string): Promise<Peer> {
   });
   await peer.call("worker.register", { name, capacity: 16 });
   return peer;
-}
-
-/**
- * A fake worker from `from` that sends its hello and `worker.register`,
- * answers nothing else (health checks too if `pings`), and reads what
- * comes: resolves with the registration's answer (its `result` or
- * `error.code`).
- */
-function fakeWorker(
-  address: string,
-  from: string,
-  name: string,
-  all: net.Socket[],
-  pings = false,
-): Promise<string> {
-  const [host, port] = address.split(":");
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port: Number(port), localAddress: from });
-    all.push(socket);
-    let buf = Buffer.alloc(0);
-    let welcomed = false;
-    socket.on("error", () => resolve("error"));
-    socket.on("close", () => resolve("closed"));
-    socket.on("connect", () => {
-      socket.write(jsonFrame({ ...HELLO, role: "worker", name, heartbeat: 60_000 }));
-    });
-    socket.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-        const msg = JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString());
-        buf = buf.subarray(4 + buf.readUInt32BE(0));
-        if (!welcomed) {
-          welcomed = true;
-          socket.write(
-            jsonFrame({ id: 1, method: "worker.register", params: { name, capacity: 16 } }),
-          );
-        } else if (msg.id === 1) {
-          resolve(msg.error === undefined ? "registered" : String(msg.error.code));
-        } else if (pings && msg.method === "sys.ping") {
-          socket.write(jsonFrame({ id: msg.id, result: { pong: true } }));
-        }
-      }
-    });
-  });
 }
 
 Deno.test("idle real workers of one address are not closed for fakes of other addresses once --max-workers is full (hostile42a Y2)", async () => {

@@ -16,7 +16,7 @@ import { LatencyWindow } from "./latency_window.ts";
 import { cut } from "./log.ts";
 import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
-import { TrialBackoff } from "./trial_backoff.ts";
+import { SOURCE_FREE_FAILURES, TrialBackoff } from "./trial_backoff.ts";
 import { type Pool, provenUp } from "./pool.ts";
 
 export { LatencyWindow };
@@ -178,6 +178,16 @@ export class Backend {
    */
   get untried(): boolean {
     return this.served === 0 && this.#guarded;
+  }
+
+  /**
+   * How far back its trial comes among untried backends (policies.ts
+   * `nextTrial`): its failed trials, or its source's past the free ones
+   * if more (trial_backoff.ts).
+   */
+  get trialRank(): number {
+    const source = this.trial.source?.failed ?? 0;
+    return Math.max(this.trial.failed, source - SOURCE_FREE_FAILURES);
   }
 
   get #guarded(): boolean {

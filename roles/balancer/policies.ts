@@ -28,6 +28,11 @@ export interface Candidate {
   readonly state?: string;
   /** Who registered it, as binders tell: untried ones are tried a registrant at a time. */
   readonly registrant?: string;
+  /**
+   * Untried, how far back its trial comes ({@link nextTrial}): its failed
+   * trials, its source's if more. Undefined counts as 0.
+   */
+  readonly trialRank?: number;
 }
 
 /** What least-loaded and p2c compare: requests in flight, and recent failures as many more. */
@@ -79,7 +84,8 @@ export const TRIAL_MAX_MS = 4_000;
  * (and an untried backend takes no more once one failed: backends.ts). A
  * fake that answers its handshake and health checks but no task thus holds
  * one request now and then, not a share of them all, and a new server
- * answers its trial in milliseconds and is proven. With none that has answered in rotation,
+ * answers its trial in milliseconds and is proven ({@link nextTrial} says
+ * which is tried next). With none that has answered in rotation,
  * every request goes to the untried ones, as the policy picks. With no
  * untried backend (the usual case) it is the policy alone: one look at the
  * backend picked.
@@ -118,7 +124,7 @@ class Guarded implements Policy {
     if (avoid === undefined && trial && this.#open(now)) {
       proven.length = 0;
       this.#trialAt = now;
-      return this.#trial = leastTried(list, b, avoid);
+      return this.#trial = nextTrial(list, b);
     }
     const p = this.#proven.pick(proven);
     proven.length = 0;
@@ -132,6 +138,30 @@ class Guarded implements Policy {
     return t === undefined || t.untried !== true || t.inflight === 0 ||
       now - this.#trialAt >= TRIAL_MAX_MS + TRIAL_MS;
   }
+}
+
+/**
+ * The untried backend a trial goes to: of the available ones with the
+ * lowest {@link Candidate.trialRank}, the newest (last in `list`; `b`, the
+ * policy's pick, if none). A backend that failed its trial (or whose
+ * source did) thus comes after every one that has not, once its backoff
+ * ends, and a newcomer has the next trial, not a ticket among fakes that
+ * registered before it (hostile41a W4: beside 200 fakes that answer checks
+ * and hold every task, a real worker waited over 57 s for its first task;
+ * each fake holds its trial for its bound, about a second). Fakes
+ * registered after it come first; each fails once, and its source's second
+ * failure holds every untried worker of it (trials.ts).
+ */
+function nextTrial<T extends Candidate>(list: readonly T[], b: T): T {
+  let best = b;
+  let rank = Infinity;
+  for (let i = list.length - 1; i >= 0; i--) {
+    const c = list[i];
+    if (c.untried !== true || !c.available) continue;
+    const r = c.trialRank ?? 0;
+    if (r < rank) [best, rank] = [c, r];
+  }
+  return best;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import type { Backend } from "./backends.ts";
 import { REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
-import { SOURCE_FREE_FAILURES, SourceTrials } from "./trial_backoff.ts";
+import { SourceTrials } from "./trial_backoff.ts";
 
 /**
  * The share of `--max-workers` one source's untried workers may keep once
@@ -33,9 +33,7 @@ export const UNTRIED_SHARE = 4;
  * requests fail no trial (trials.ts).
  */
 export function unproven(b: Backend): boolean {
-  return b.served === 0 &&
-    (b.trial.failed > 0 || b.failures > 0 ||
-      (b.trial.source?.failed ?? 0) > SOURCE_FREE_FAILURES);
+  return b.served === 0 && (b.trialRank > 0 || b.failures > 0);
 }
 
 interface Source {
