@@ -11,69 +11,21 @@
  */
 import assert from "node:assert/strict";
 import type net from "node:net";
-import { dial, DistError, type Peer } from "../wire/mod.ts";
+import type { DistError, Peer } from "../wire/mod.ts";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
-import { fakeWorker } from "./helpers/fake_worker.ts";
+import { fakeWorker, realWorker } from "./helpers/source_workers.ts";
 
-/** A real worker from 127.0.0.1 that answers `add` and `sleep`, and UNKNOWN_METHOD to the rest. */
-async function realWorker(address: string, name: string): Promise<Peer> {
-  const [host, port] = address.split(":");
-  const peer = await dial({ host, port: Number(port) }, {
-    role: "worker",
-    name,
-    onRequest: (method, params) => {
-      if (method === "sys.ping") return { pong: true };
-      if (method === "sleep") {
-        const { ms } = params as { ms: number };
-        return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
-      }
-      if (method !== "add") throw new DistError("UNKNOWN_METHOD", `No method ${method}`);
-      const { a, b } = params as { a: number; b: number };
-      return a + b;
-    },
-  });
-  await peer.call("worker.register", { name, capacity: 16 });
-  return peer;
-}
-
-Deno.test("idle real workers of one address are not closed for fakes of other addresses once --max-workers is full (hostile42a Y2)", async () => {
-  const servers = await startServers(1);
-  const lb = await startBalancer(servers, ["--max-workers", "4"]);
-  const client = await connectTo(lb.address);
-  const reals: Peer[] = [];
-  const fakes: net.Socket[] = [];
-  try {
-    assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
-    for (let i = 1; i <= 4; i++) reals.push(await realWorker(lb.workerAddress, `real${i}`));
-    const answers: string[] = [];
-    for (let i = 2; i <= 4; i++) {
-      answers.push(await fakeWorker(lb.workerAddress, `127.0.0.${i}`, `fake${i}`, fakes));
-    }
-    await sleep(200);
-    const names = (await backendsOf(client)).map((b) => b.name).filter((n) =>
-      /^(real|fake)/.test(n)
-    );
-    const summary = `fakes: ${answers.join(", ")}; registered: ${names.sort().join(", ")}`;
-    console.log(summary);
-    // main: "registered, registered, registered; registered: fake2, fake3, fake4, real4".
-    assert.deepEqual(names.filter((n) => n.startsWith("real")).sort(), [
-      "real1",
-      "real2",
-      "real3",
-      "real4",
-    ], summary);
-    assert.ok(reals.every((r) => r.canCall), `every real worker's connection is open (${summary})`);
-  } finally {
-    client.close();
-    for (const r of reals) r.close();
-    for (const f of fakes) f.destroy();
-    await sleep(10);
-    await stopAll([lb, ...servers]);
-  }
-});
-
-Deno.test("a client's slow and unknown requests give idle real workers no verdict: fakes of other addresses still find no slot (hostile42a Y2)", async () => {
+/**
+ * One server proven by a call, a balancer before it with `--max-workers 4`,
+ * 4 idle real workers from 127.0.0.1; then `before` (given the client), and
+ * 3 fakes from 127.0.0.2-4 that answer only their hello: their
+ * registrations' answers, the real and fake workers registered then, and
+ * whether every real worker's connection is still open.
+ */
+async function fleetThenFakes(
+  before: (client: Peer) => Promise<void> = () => Promise.resolve(),
+): Promise<{ answers: string[]; names: string[]; realsOpen: boolean; summary: string }> {
   const servers = await startServers(1);
   const lb = await startBalancer(servers, ["--max-workers", "4"]);
   const client = await connectTo(lb.address, 10_000);
@@ -82,6 +34,41 @@ Deno.test("a client's slow and unknown requests give idle real workers no verdic
   try {
     assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
     for (let i = 1; i <= 4; i++) reals.push(await realWorker(lb.workerAddress, `real${i}`));
+    await before(client);
+    const answers: string[] = [];
+    for (let i = 2; i <= 4; i++) {
+      answers.push(await fakeWorker(lb.workerAddress, `127.0.0.${i}`, `fake${i}`, fakes));
+    }
+    await sleep(200);
+    const names = (await backendsOf(client)).map((b) => b.name).filter((n) =>
+      /^(real|fake)/.test(n)
+    ).sort();
+    const summary = `fakes: ${answers.join(", ")}; registered: ${names.join(", ")}`;
+    console.log(summary);
+    return { answers, names, realsOpen: reals.every((r) => r.canCall), summary };
+  } finally {
+    client.close();
+    for (const r of reals) r.close();
+    for (const f of fakes) f.destroy();
+    await sleep(10);
+    await stopAll([lb, ...servers]);
+  }
+}
+
+Deno.test("idle real workers of one address are not closed for fakes of other addresses once --max-workers is full (hostile42a Y2)", async () => {
+  const { names, realsOpen, summary } = await fleetThenFakes();
+  // main: "registered, registered, registered; registered: fake2, fake3, fake4, real4".
+  assert.deepEqual(names.filter((n) => n.startsWith("real")), [
+    "real1",
+    "real2",
+    "real3",
+    "real4",
+  ], summary);
+  assert.ok(realsOpen, `every real worker's connection is open (${summary})`);
+});
+
+Deno.test("a client's slow and unknown requests give idle real workers no verdict: fakes of other addresses still find no slot (hostile42a Y2)", async () => {
+  const { answers, realsOpen, summary } = await fleetThenFakes(async (client) => {
     // Trials the reals hold past their bound, as the server does (no verdict), and errors
     // every backend answers alike: nothing a real worker is to blame for.
     const slow = Array.from({ length: 4 }, () => client.call("sleep", { ms: 1_500 }));
@@ -91,24 +78,9 @@ Deno.test("a client's slow and unknown requests give idle real workers no verdic
     );
     assert.deepEqual(await Promise.all(slow), [1_500, 1_500, 1_500, 1_500]);
     assert.deepEqual(new Set(await Promise.all(unknown)), new Set(["UNKNOWN_METHOD"]));
-    const answers: string[] = [];
-    for (let i = 2; i <= 4; i++) {
-      answers.push(await fakeWorker(lb.workerAddress, `127.0.0.${i}`, `fake${i}`, fakes));
-    }
-    await sleep(200);
-    const names = (await backendsOf(client)).map((b) => b.name).filter((n) =>
-      /^(real|fake)/.test(n)
-    );
-    const summary = `fakes: ${answers.join(", ")}; registered: ${names.sort().join(", ")}`;
-    assert.deepEqual(answers, ["OVERLOADED", "OVERLOADED", "OVERLOADED"], summary);
-    assert.ok(reals.every((r) => r.canCall), `every real worker's connection is open (${summary})`);
-  } finally {
-    client.close();
-    for (const r of reals) r.close();
-    for (const f of fakes) f.destroy();
-    await sleep(10);
-    await stopAll([lb, ...servers]);
-  }
+  });
+  assert.deepEqual(answers, ["OVERLOADED", "OVERLOADED", "OVERLOADED"], summary);
+  assert.ok(realsOpen, `every real worker's connection is open (${summary})`);
 });
 
 Deno.test("with no backend proven, fakes of one address filling --max-workers keep their slots until their tasks time out: then a real worker of another address takes one (hostile40c V3, hostile42a Y2)", async () => {

@@ -9,26 +9,10 @@
  */
 import assert from "node:assert/strict";
 import type net from "node:net";
-import { dial, type Peer } from "../wire/mod.ts";
+import type { Peer } from "../wire/mod.ts";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
-import { fakeWorker } from "./helpers/fake_worker.ts";
-
-/** A real worker from 127.0.0.1 answering `add`. */
-async function realWorker(address: string, name: string): Promise<Peer> {
-  const [host, port] = address.split(":");
-  const peer = await dial({ host, port: Number(port) }, {
-    role: "worker",
-    name,
-    onRequest: (method, params) => {
-      if (method === "sys.ping") return { pong: true };
-      const { a, b } = params as { a: number; b: number };
-      return a + b;
-    },
-  });
-  await peer.call("worker.register", { name, capacity: 16 });
-  return peer;
-}
+import { fakeWorker, realWorker } from "./helpers/source_workers.ts";
 
 Deno.test("a real worker joining beside 40 fakes of 40 sources has the next trial, not a ticket among them (hostile41a W4)", async () => {
   const servers = await startServers(1);

@@ -1,12 +1,35 @@
 /**
- * A fake worker over a raw socket, from a local address of choice (to be
- * another source than 127.0.0.1): it sends its hello and
- * `worker.register`, and answers nothing else but, with `pings`, health
- * checks. Tasks it gets are held for as long as it stays.
+ * Workers of chosen sources for the `--max-workers` and trial tests: a
+ * real one from 127.0.0.1 (through the library), and a fake one over a raw
+ * socket from a local address of choice (another source), which sends its
+ * hello and `worker.register` and answers nothing else but, with `pings`,
+ * health checks: tasks it gets are held for as long as it stays.
  */
 import net from "node:net";
 import { Buffer } from "node:buffer";
+import { dial, DistError, type Peer } from "../../wire/mod.ts";
 import { HELLO, jsonFrame } from "./raw.ts";
+
+/** A real worker from 127.0.0.1 that answers `add` and `sleep`, and UNKNOWN_METHOD to the rest. */
+export async function realWorker(address: string, name: string): Promise<Peer> {
+  const [host, port] = address.split(":");
+  const peer = await dial({ host, port: Number(port) }, {
+    role: "worker",
+    name,
+    onRequest: (method, params) => {
+      if (method === "sys.ping") return { pong: true };
+      if (method === "sleep") {
+        const { ms } = params as { ms: number };
+        return new Promise((resolve) => setTimeout(() => resolve(ms), ms));
+      }
+      if (method !== "add") throw new DistError("UNKNOWN_METHOD", `No method ${method}`);
+      const { a, b } = params as { a: number; b: number };
+      return a + b;
+    },
+  });
+  await peer.call("worker.register", { name, capacity: 16 });
+  return peer;
+}
 
 /**
  * A fake worker from `from` that sends its hello and `worker.register`,
