@@ -14,7 +14,7 @@ import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./h
 import { sleep } from "./helpers/raw.ts";
 import { fakeWorker, realWorker } from "./helpers/source_workers.ts";
 
-Deno.test("a real worker joining beside 40 fakes of 40 sources has the next trial, not a ticket among them (hostile41a W4)", async () => {
+Deno.test("a real worker joining beside 60 fakes of 60 sources has the next trial, not a ticket among them (hostile41a W4)", async () => {
   const servers = await startServers(1);
   const lb = await startBalancer(servers);
   const client = await connectTo(lb.address, 10_000);
@@ -24,7 +24,7 @@ Deno.test("a real worker joining beside 40 fakes of 40 sources has the next tria
   let traffic: Promise<unknown> | undefined;
   try {
     assert.equal(await client.call("add", { a: 1, b: 1 }), 2);
-    for (let i = 1; i <= 40; i++) {
+    for (let i = 1; i <= 60; i++) {
       assert.equal(
         await fakeWorker(lb.workerAddress, `127.0.4.${i}`, `fake${i}`, fakes, true),
         "registered",
@@ -33,7 +33,7 @@ Deno.test("a real worker joining beside 40 fakes of 40 sources has the next tria
     traffic = Promise.all(Array.from({ length: 8 }, async (_, k) => {
       for (let i = 0; !stop; i++) assert.equal(await client.call("add", { a: i, b: k }), i + k);
     }));
-    // Two fakes have had their trial by now; 38 have not.
+    // Two fakes have had their trial by now; 58 have not.
     await sleep(2_000);
     real = await realWorker(lb.workerAddress, "realw");
     const t0 = performance.now();
@@ -47,8 +47,8 @@ Deno.test("a real worker joining beside 40 fakes of 40 sources has the next tria
       await sleep(100);
     }
     console.log(`realw's first task after ${ms < 0 ? "more than 8,000" : Math.round(ms)} ms`);
-    // Before: one ticket among ~38 at a trial a second (11.8 s beside 50 in the reviewer's run).
-    assert.ok(ms >= 0 && ms < 3_000, `realw's first task after ${Math.round(ms)} ms`);
+    // Before: one ticket among ~58 at a trial a second (11.8 s beside 50 in the reviewer's run).
+    assert.ok(ms >= 0 && ms < 3_500, `realw's first task after ${Math.round(ms)} ms`);
   } finally {
     stop = true;
     await traffic;
