@@ -129,3 +129,50 @@ Deno.test("p2c: pick() rarely takes the most loaded of many", () => {
   for (let i = 0; i < 1000; i++) if (policy.pick(list) === list[3]) heaviest++;
   assert.equal(heaviest, 0, "the most loaded loses every pair it is in");
 });
+
+/** An untried backend (see Candidate.untried): its trial rank and when it joined. */
+class Untried extends Fake {
+  readonly untried = true;
+  constructor(name: string, readonly added: number, public trialRank = 0) {
+    super(name);
+  }
+}
+
+Deno.test("trials: the newest untried backend of the fewest failed trials has the next trial, the policy's pick if it joined since the last began (hostile41a W4)", () => {
+  let clock = 1_000;
+  const policy = createPolicy("round-robin", prng(42), () => clock);
+  const proven = new Fake("proven");
+  const old = [1, 2, 3, 4, 5].map((i) => new Untried(`fake${i}`, 0));
+  const list: Fake[] = [proven, ...old];
+  /** Picks until one is untried: the trial (the proven backend takes the rest). */
+  const trial = () => {
+    for (let i = 0; i < list.length; i++) {
+      const b = policy.pick(list)!;
+      if (b instanceof Untried) return b;
+    }
+    return undefined;
+  };
+  // The first trial: every one joined since (none began), so the rotation's pick.
+  const first = trial()!;
+  assert.equal(first.name, "fake1");
+  // It holds its trial and fails it: out for its backoff, then back with rank 1.
+  first.up = false;
+  first.trialRank = 1;
+  clock = 2_000;
+  const real = new Untried("real", 1_500);
+  list.push(real);
+  // By lot it would be fake2 (the rotation's next); the newcomer has it.
+  assert.equal(trial(), real);
+  // The newest of rank 0 before one that failed; a failed one after every other.
+  real.up = false;
+  first.up = true;
+  clock = 3_000;
+  assert.equal(trial()!.name, "fake5");
+  for (const f of old.slice(1)) f.trialRank = 1;
+  first.trialRank = 2;
+  clock = 4_000;
+  assert.equal(trial()!.name, "fake5", "rank 1, newest");
+  for (const f of old.slice(1)) f.up = false;
+  clock = 5_000;
+  assert.equal(trial(), first, "only the twice-failed one is left");
+});

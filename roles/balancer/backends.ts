@@ -108,6 +108,8 @@ export class Backend {
   /** Answers to requests it was never sent, all time, and their bytes (see onStray). */
   strays = 0;
   strayBytes = 0;
+  /** When it was made: joined its pool (performance.now() ms; policies.ts trial order). */
+  readonly added = performance.now();
   /** When the state last changed (performance.now()). */
   since = performance.now();
   /** Why it is in its state. */

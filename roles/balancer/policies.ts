@@ -33,6 +33,8 @@ export interface Candidate {
    * trials, its source's if more. Undefined counts as 0.
    */
   readonly trialRank?: number;
+  /** When it joined the pool (the trials' clock, ms; undefined counts as 0). */
+  readonly added?: number;
 }
 
 /** What least-loaded and p2c compare: requests in flight, and recent failures as many more. */
@@ -123,8 +125,9 @@ class Guarded implements Policy {
     const now = this.#now();
     if (avoid === undefined && trial && this.#open(now)) {
       proven.length = 0;
+      const since = this.#trialAt;
       this.#trialAt = now;
-      return this.#trial = nextTrial(list, b);
+      return this.#trial = nextTrial(list, b, since);
     }
     const p = this.#proven.pick(proven);
     proven.length = 0;
@@ -142,17 +145,19 @@ class Guarded implements Policy {
 
 /**
  * The untried backend a trial goes to: of the available ones with the
- * lowest {@link Candidate.trialRank}, the newest (last in `list`; `b`, the
- * policy's pick, if none). A backend that failed its trial (or whose
- * source did) thus comes after every one that has not, once its backoff
- * ends, and a newcomer has the next trial, not a ticket among fakes that
- * registered before it (hostile41a W4: beside 200 fakes that answer checks
- * and hold every task, a real worker waited over 57 s for its first task;
- * each fake holds its trial for its bound, about a second). Fakes
- * registered after it come first; each fails once, and its source's second
- * failure holds every untried worker of it (trials.ts).
+ * lowest {@link Candidate.trialRank}, the newest (last in `list`), unless
+ * `b`, the policy's pick, is among them and joined after the last trial
+ * began (`since`): it has waited behind none, and the rotation stays as
+ * the policy keeps it. A backend that failed its trial (or whose source
+ * did) thus comes after every one that has not, once its backoff ends,
+ * and a newcomer has the next trial, not a ticket among fakes that were
+ * there before it (hostile41a W4: beside 200 fakes that answer checks and
+ * hold every task, a real worker waited over 57 s for its first task; each
+ * fake holds its trial for its bound, about a second). Fakes registered
+ * after it come first; each fails once, and its source's second failure
+ * holds every untried worker of it (trials.ts).
  */
-function nextTrial<T extends Candidate>(list: readonly T[], b: T): T {
+function nextTrial<T extends Candidate>(list: readonly T[], b: T, since: number): T {
   let best = b;
   let rank = Infinity;
   for (let i = list.length - 1; i >= 0; i--) {
@@ -161,7 +166,7 @@ function nextTrial<T extends Candidate>(list: readonly T[], b: T): T {
     const r = c.trialRank ?? 0;
     if (r < rank) [best, rank] = [c, r];
   }
-  return best;
+  return (b.trialRank ?? 0) === rank && (b.added ?? 0) >= since ? b : best;
 }
 
 /**
