@@ -29,6 +29,7 @@
  */
 import { DistError } from "../../wire/mod.ts";
 import { ByteQueue, queueMemory } from "./byte_queue.ts";
+import { LatestQueue } from "./latest_queue.ts";
 import type { Message, Policy, Sink, Snapshot, SubscriptionOptions } from "./message.ts";
 
 // The delivery vocabulary lives in message.ts; importers of this module keep working.
@@ -52,19 +53,8 @@ const FILL_BYTES = 256 * 1024;
  */
 export const SNAPSHOT_VISITS_PER_TURN = 4096;
 
-/**
- * What a `latest` queue's entry costs beyond its delivery's bytes (the
- * entry, its map slot, the held message's objects), measured on V8.
- */
-const LATEST_ENTRY_BYTES = 200;
-
 /** What #lossy did with a delivery. */
 const WRITTEN = 1, DROPPED = 2;
-
-interface Pending {
-  msg: Message;
-  bytes: number;
-}
 
 export class Subscription {
   readonly sid: number;
@@ -89,15 +79,12 @@ export class Subscription {
 
   /** Pending deliveries of `disconnect` and `drop-oldest`, encoded: bytes, no objects. */
   #fifo = new ByteQueue();
-  /** Pending deliveries of `latest`, as messages (a newer one replaces one in place). */
-  #queue: Pending[] = [];
-  #head = 0;
   /** Bytes queued here, in either queue (also counted in the sink's budget). */
   #bytes = 0;
   /** Deliveries in the FIFO its sink may lose (Sink.lossyRecord): a lossy one does not pass them. */
   #lossyQueued = 0;
-  /** For `latest`: the pending delivery of each topic. */
-  #latest: Map<string, Pending> | undefined;
+  /** Pending deliveries of `latest`, as messages (a newer one replaces one in place). */
+  #latest: LatestQueue | undefined;
   #snapshot: Snapshot | undefined;
   /** Retained values to send again once the `#beforeLater` deliveries queued before them are gone. */
   #later: Snapshot | undefined;
@@ -122,7 +109,7 @@ export class Subscription {
     this.#fillLimit = Math.max(1, Math.min(FILL_BYTES, Math.floor(this.maxPending / 4)));
     // Cutting off needs no queue: the sink itself may hold up to the limit.
     this.#directLimit = this.policy === "disconnect" ? this.maxPending : this.#fillLimit;
-    if (this.policy === "latest") this.#latest = new Map();
+    if (this.policy === "latest") this.#latest = new LatestQueue();
   }
 
   /** Bytes waiting here (not counting the sink's). */
@@ -132,7 +119,7 @@ export class Subscription {
 
   /** Deliveries waiting here (not counting a snapshot's). */
   get queued(): number {
-    return this.#queue.length - this.#head + this.#fifo.length;
+    return (this.#latest?.length ?? 0) + this.#fifo.length;
   }
 
   /** Whether retained values of the snapshot may still be to deliver. */
@@ -180,7 +167,7 @@ export class Subscription {
   get ready(): boolean {
     const sink = this.sink;
     return !this.#cancelled && !this.#held && this.#fifo.length === 0 &&
-      this.#head === this.#queue.length && this.#snapshot === undefined &&
+      (this.#latest?.length ?? 0) === 0 && this.#snapshot === undefined &&
       this.#later === undefined &&
       sink.pendingBytes < this.#directLimit && sink.full !== true;
   }
@@ -243,11 +230,6 @@ export class Subscription {
   /** Stops all delivery and frees what is pending. */
   cancel(): void {
     this.#cancelled = true;
-    if (this.#latest !== undefined) {
-      queueMemory.bytes -= (this.#queue.length - this.#head) * LATEST_ENTRY_BYTES;
-    }
-    this.#queue = [];
-    this.#head = 0;
     this.#fifo.clear();
     this.#lossyQueued = 0;
     this.#latest?.clear();
@@ -364,21 +346,10 @@ export class Subscription {
   }
 
   #enqueueLatest(msg: Message): void {
-    const bytes = this.sink.sizeOf(msg, this);
-    const previous = this.#latest?.get(msg.topic);
-    if (previous !== undefined) {
-      // The subscriber has not seen the older value yet: it only needs the newest.
-      this.#account(bytes - previous.bytes);
-      previous.msg = msg;
-      previous.bytes = bytes;
-      this.dropped++;
-    } else {
-      const entry = { msg, bytes };
-      this.#queue.push(entry);
-      queueMemory.bytes += LATEST_ENTRY_BYTES;
-      this.#latest?.set(msg.topic, entry);
-      this.#account(bytes);
-    }
+    const { added, replaced } = this.#latest!.push(msg, this.sink.sizeOf(msg, this));
+    this.#account(added);
+    // The subscriber has not seen the older value yet: it only needs the newest.
+    if (replaced) this.dropped++;
     // A `latest` queue keeps one value per topic for as long as it takes,
     // so its entries must not pin buffers shared with newer messages.
     this.sink.hold(msg);
@@ -386,19 +357,9 @@ export class Subscription {
 
   /** Takes the oldest delivery off the `latest` queue; undefined when empty. */
   #shift(): Message | undefined {
-    if (this.#head === this.#queue.length) return undefined;
-    const entry = this.#queue[this.#head];
-    this.#queue[this.#head++] = undefined as unknown as Pending;
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
+    const entry = this.#latest?.shift();
+    if (entry === undefined) return undefined;
     this.#account(-entry.bytes);
-    queueMemory.bytes -= LATEST_ENTRY_BYTES;
-    if (this.#latest?.get(entry.msg.topic) === entry) this.#latest.delete(entry.msg.topic);
     return entry.msg;
   }
 
