@@ -30,7 +30,7 @@ export class WorkerRegistry {
   #byPeer = new Map<Peer, Backend>();
   #byName = new Map<string, Peer>();
   /** The backoff of workers that left backed off, by name, and when they left (outlier.ts). */
-  #gone = new Map<string, { outlier: Outlier; at: number }>();
+  #gone = new Map<string, { outlier: Outlier; at: number; source: string }>();
   /** Sources whose worker was closed for answers to requests never sent (stray_bench.ts). */
   readonly #bench = new StrayBench();
   /** Its workers by source: their failed trials, and the slots their untried ones hold. */
@@ -119,7 +119,7 @@ export class WorkerRegistry {
     const backend = new Backend("worker", peer.conn.remoteAddress, {
       capacity,
       rules: o.rules,
-      outlier: this.#kept(name),
+      outlier: this.#kept(name, source),
     });
     backend.name = name;
     backend.source = "worker port";
@@ -150,12 +150,18 @@ export class WorkerRegistry {
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
     this.#sources.leave(sourceOf(peer), backend);
     this.#options.pool.remove(backend);
-    // A backoff is kept for the name of a worker that served: one that never did (a fake that
-    // took the name while it was free) must not pass its backoff to the real one (hostile39a P8).
+    // A backoff is kept for the name of a worker that served, for its source's next worker of the
+    // name: one that never did (a fake that took the name while it was free) must not pass its
+    // backoff to the real one (hostile39a P8), nor one of another source that served a task
+    // first (hostile42a Y5: the real w1 then got no task for 10 s, 20 s …).
     if (backend.outlier.backedOff && backend.served > 0) {
       const gone = this.#gone;
       gone.delete(backend.name);
-      gone.set(backend.name, { outlier: backend.outlier, at: performance.now() });
+      gone.set(backend.name, {
+        outlier: backend.outlier,
+        at: performance.now(),
+        source: sourceOf(peer),
+      });
       if (gone.size > REMEMBER_MAX) gone.delete(gone.keys().next().value!);
     }
     return true;
@@ -186,12 +192,13 @@ export class WorkerRegistry {
     return false;
   }
 
-  /** The backoff `name` left with, within REMEMBER_MS (undefined: a fresh start). */
-  #kept(name: string): Outlier | undefined {
+  /** The backoff `name` left with, within REMEMBER_MS, for a worker of `source` (undefined: a fresh start). */
+  #kept(name: string, source: string): Outlier | undefined {
     const kept = this.#gone.get(name);
     if (kept === undefined) return undefined;
     this.#gone.delete(name);
-    return performance.now() - kept.at < REMEMBER_MS ? kept.outlier : undefined;
+    const recent = performance.now() - kept.at < REMEMBER_MS;
+    return recent && kept.source === source ? kept.outlier : undefined;
   }
 }
 

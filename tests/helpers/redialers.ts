@@ -4,7 +4,10 @@
  * `sleep 5000` requests a write and never read; one whose write has waited
  * 300 ms is closed and replaced by a new one.
  *
- *   deno run -A tests/helpers/redialers.ts PORT CONNS FROM
+ *   deno run -A tests/helpers/redialers.ts PORT CONNS FROM [SPREAD]
+ *
+ * With SPREAD (hostile42a Y1), each new connection binds the next of
+ * SPREAD addresses 127.0.1.1, 127.0.1.2 … instead of FROM.
  *
  * Prints "ready" once the first connections are open; when stdin closes,
  * prints "made N" (the connections opened) and exits.
@@ -15,6 +18,7 @@ import { HELLO, jsonFrame } from "./raw.ts";
 
 const [port, conns] = Deno.args.slice(0, 2).map(Number);
 const from = Deno.args[2] ?? "127.0.0.2";
+const spread = Number(Deno.args[3] ?? 0);
 const burst = Buffer.concat(
   Array.from(
     { length: 2000 },
@@ -29,7 +33,8 @@ let stopping = false;
 function open(): void {
   if (stopping) return;
   made++;
-  const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+  const localAddress = spread > 1 ? `127.0.1.${1 + made % Math.min(spread, 250)}` : from;
+  const socket = net.connect({ host: "127.0.0.1", port, localAddress });
   let waiting: ReturnType<typeof setTimeout> | undefined;
   let replaced = false;
   const replace = () => {
