@@ -80,7 +80,7 @@ export interface Served {
   fast?: FastHooks;
   onPeer?(peer: Peer): void;
   /** Whether a source's new connections are taken at a pace now (wire/accept_pace.ts). */
-  paced?(source: string): boolean;
+  paced?(source: string): string | undefined;
   /** Runs once `Listening on` is said (start background work, say more). */
   started?(): void;
   /** What a forced exit would abandon ("3 requests in flight"), if anything. */

@@ -60,7 +60,7 @@ export interface PaceStats {
 }
 
 export class AcceptPace {
-  readonly #paced: (source: string) => boolean;
+  readonly #paced: (source: string) => string | undefined;
   readonly #tls: boolean;
   readonly #buckets = new Map<string, Bucket>();
   #parked = 0;
@@ -71,10 +71,11 @@ export class AcceptPace {
   #frame: { err: DistError; bytes: Uint8Array } | undefined;
 
   /**
-   * @param paced whether a source's new connections are paced now
+   * @param paced what a source's new connections are paced as now (itself, or a group of
+   *   sources such as its network, whose bucket they share); undefined: not paced
    * @param tls whether the port speaks TLS (nothing can be said before its handshake: just closed)
    */
-  constructor(paced: (source: string) => boolean, tls: boolean) {
+  constructor(paced: (source: string) => string | undefined, tls: boolean) {
     this.#paced = paced;
     this.#tls = tls;
   }
@@ -92,10 +93,15 @@ export class AcceptPace {
   admit(source: string, raw: Deno.Conn): boolean | Promise<boolean> {
     let b = this.#buckets.get(source);
     if (b === undefined) {
-      if (!this.#paced(source)) return true;
-      b = { tokens: PACE_PER_S, at: performance.now(), line: [] };
-      this.#buckets.set(source, b);
-      this.#start();
+      const as = this.#paced(source);
+      if (as === undefined) return true;
+      source = as;
+      b = this.#buckets.get(as);
+      if (b === undefined) {
+        b = { tokens: PACE_PER_S, at: performance.now(), line: [] };
+        this.#buckets.set(as, b);
+        this.#start();
+      }
     }
     this.#fill(b, performance.now());
     if (b.line.length === 0 && b.tokens >= 1) {

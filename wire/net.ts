@@ -92,7 +92,7 @@ export interface ListenOptions extends ConnSettings {
   /** Called for each connection once its handshake is done. */
   onPeer?: (peer: Peer) => void;
   /** Whether a source's new connections are taken at a bounded pace now (accept_pace.ts). */
-  paced?: (source: string) => boolean;
+  paced?: (source: string) => string | undefined;
 }
 
 /** A running listener (see `listen()`). */

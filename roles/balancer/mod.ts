@@ -261,7 +261,7 @@ function setUpBalancer(
       own,
     ),
     onPeer: (peer) => parts.relay.pressure.arrived(peer),
-    paced: (source) => parts.relay.pressure.redialing(source),
+    paced: (source) => parts.relay.pressure.pacedAs(source),
     stats: () => ({
       ...balancerStats(parts, bound, registry),
       ...(thread.count > 1 ? { thread: thread.index, threads: thread.count } : {}),

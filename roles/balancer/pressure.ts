@@ -15,6 +15,13 @@
  * Backend connections themselves are read whatever output waits (wire
  * keepReading, set by links.ts): their answers are what drain the clients.
  */
+import {
+  countNetRedial,
+  REDIAL_FORGET_MS,
+  REDIAL_REFUSALS,
+  redialingNet,
+  REDIALS,
+} from "./redial_nets.ts";
 import { drainTarget, type Peer, stalledLoad, unsentBytes } from "../../wire/mod.ts";
 import { pipelinedHello } from "../../wire/handshake.ts";
 import { askIfDue, askPeer, type ProofHolder, unanswered } from "../../wire/read_proof.ts";
@@ -77,17 +84,6 @@ export const REFUSED_OUTPUT_BYTES = 8 * 1024 * 1024;
  * this time (see Pressure.backOff).
  */
 export const FORGET_MS = 10_000;
-
-/**
- * A source whose connections closed after being refused REDIAL_REFUSALS
- * times or more, more than REDIALS times (forgotten one per
- * REDIAL_FORGET_MS), redials: its refused connections are not read again,
- * and its new ones not past their first read, until it has not for a while
- * (see Pressure.backOff). A client refused once that goes is not one.
- */
-const REDIALS = 8;
-const REDIAL_REFUSALS = 4;
-const REDIAL_FORGET_MS = 1000;
 
 /** The refused connections are looked at this often (ms): a pause ends 100-125 ms after it began. */
 const SWEEP_MS = 25;
@@ -183,19 +179,24 @@ export class Pressure {
   arrived(flow: Peer): void {
     if (this.#redials.size === 0 || flow.isClosed || !pipelinedHello(flow.conn)) return;
     const source = this.#sourceOf?.(flow);
-    if (source === undefined || !this.redialing(source)) return;
+    if (source === undefined || this.pacedAs(source) === undefined) return;
     this.backOff(flow);
     // One that goes before it is read again redials too.
     this.#refused.get(flow)!.refusals = REDIAL_REFUSALS;
   }
 
   /**
-   * Whether `source` (a user's, or an address's: also counted for the
-   * address of a user's redialing connections) redials: the listener then
-   * takes its new connections at a pace (wire/accept_pace.ts).
+   * How the listener paces a redialing source (wire/accept_pace.ts): as itself or its network
+   * ({@link netOf}); undefined: it does not redial. (A user's redials count for its address too.)
    */
-  redialing(source: unknown): boolean {
-    return (this.#redials.get(source) ?? 0) > REDIALS;
+  pacedAs(source: unknown): string | undefined {
+    if ((this.#redials.get(source) ?? 0) > REDIALS) return String(source);
+    return this.netOf(source);
+  }
+
+  /** The network of `source` while that redials (redial_nets.ts). */
+  netOf(source: unknown): string | undefined {
+    return redialingNet(this.#redials, source);
   }
 
   /**
@@ -334,7 +335,7 @@ export class Pressure {
       let closed: Refused[] | undefined;
       /** The closed one just before (none between it and this one). */
       let before: Refused | undefined;
-      const redialing = this.redialing(source);
+      const redialing = this.pacedAs(source) !== undefined;
       for (const r of same) {
         const flow = r.flow;
         if (flow !== undefined && flow.isClosed) {
@@ -348,6 +349,7 @@ export class Pressure {
             for (const s of r.address === undefined ? [source] : [source, r.address]) {
               this.#redials.set(s, Math.min(2 * REDIALS, (this.#redials.get(s) ?? 0) + 1));
             }
+            countNetRedial(this.#redials, r.address ?? source);
           }
           // It counts for those refused after it closed, not before (see backOff).
           (closed ??= []).push(r);

@@ -1,0 +1,46 @@
+/**
+ * Redials (pressure.ts) counted by source and by network: an IPv4
+ * source's /24 (an IPv6 source is its /64 already: auth/gate.ts
+ * addressSource). hostile42a Y1: the same 40 reconnecting non-readers
+ * spread over 100 addresses of one /24 were never a "redialing" source
+ * (about one redial each a second) and cut another address's client from
+ * about 5,000 calls a second to 2. A network is redialing past
+ * {@link NET_REDIALS}: four sources' worth, so that a NAT's or a lab's few
+ * honest clients that each close a refused connection now and then are
+ * not; the listener then paces the whole network as one source.
+ */
+
+/**
+ * A source whose connections closed after being refused REDIAL_REFUSALS
+ * times or more, more than REDIALS times (forgotten one per
+ * REDIAL_FORGET_MS), redials: its refused connections are not read again,
+ * and its new ones not past their first read, until it has not for a while
+ * (see Pressure.backOff). A client refused once that goes is not one.
+ */
+export const REDIALS = 8;
+export const REDIAL_REFUSALS = 4;
+export const REDIAL_FORGET_MS = 1000;
+
+/** Redials past which a network redials (four sources' REDIALS). */
+const NET_REDIALS = 32;
+/** Most a network's count holds: it falls under NET_REDIALS within about 8 s of its last redial. */
+const NET_REDIALS_MOST = 40;
+
+/** The network key of an IPv4 source (`192.0.2.0/24`), or undefined for any other source. */
+export function networkOf(source: unknown): string | undefined {
+  if (typeof source !== "string") return undefined;
+  const m = /^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$/.exec(source);
+  return m === null ? undefined : `${m[1]}.0/24`;
+}
+
+/** Counts a redial of `source` for its network, if it has one (`redials`: pressure.ts's counts). */
+export function countNetRedial(redials: Map<unknown, number>, source: unknown): void {
+  const net = networkOf(source);
+  if (net !== undefined) redials.set(net, Math.min(NET_REDIALS_MOST, (redials.get(net) ?? 0) + 1));
+}
+
+/** `source`'s network when that redials, else undefined. */
+export function redialingNet(redials: Map<unknown, number>, source: unknown): string | undefined {
+  const net = networkOf(source);
+  return net !== undefined && (redials.get(net) ?? 0) > NET_REDIALS ? net : undefined;
+}
