@@ -201,7 +201,7 @@ export class Subscription {
   #lossy(msg: Message): number {
     const sink = this.sink;
     if (
-      sink.lossy === undefined || this.#held || this.#snapshot !== undefined ||
+      sink.lossy === undefined || this.#held || this.snapshotting ||
       this.#latest !== undefined || !sink.lossy(msg, this)
     ) return 0;
     if (this.#lossyQueued === 0 && sink.pendingBytes < this.#directLimit) {
