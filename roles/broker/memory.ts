@@ -31,7 +31,6 @@ import { CHILDREN_BYTES, NODE_BYTES, TOPIC_BYTES } from "./topics.ts";
 import { ENTRY_OVERHEAD } from "./retained.ts";
 import type { Sink } from "./subscriber.ts";
 import { AWAY_SHARE, awayBytes, type AwaySessions, AwayShare } from "./away_share.ts";
-import { trimNativeHeap } from "./native_heap.ts";
 
 export { AWAY_SHARE, type AwaySession, type AwaySessions } from "./away_share.ts";
 
@@ -227,20 +226,17 @@ export class MemoryGuard {
   /** One full collection when RSS has grown well past what is counted (see above). */
   #collect(): void {
     const counted = this.#core.memoryBytes;
-    if (counted < COLLECT_FROM) return;
+    if (counted < COLLECT_FROM || performance.now() < this.#nextCollect) return;
     const before = Deno.memoryUsage().rss - this.#baseRss;
-    if (before <= RSS_PER_COUNTED * counted) return;
-    // Past the count, and grown since the last collection left it (what that one kept is live);
-    // else the C heap's free pages at least go back (hostile review 41b X8).
+    // Past the count, and grown since the last collection left it (what that one kept is live).
     const kept = this.#keptRss;
-    if (performance.now() < this.#nextCollect || before <= kept + Math.max(16 * MIB, kept / 4)) {
-      return trimNativeHeap();
+    if (before <= RSS_PER_COUNTED * counted || before <= kept + Math.max(16 * MIB, kept / 4)) {
+      return;
     }
     const collect = gc();
     if (collect === null) return;
     const t0 = performance.now();
     collect({ type: "major", execution: "sync" });
-    trimNativeHeap(); // What the collection freed into the C heap (hostile review 41b X8).
     const t1 = performance.now();
     this.collections++;
     const after = Deno.memoryUsage().rss - this.#baseRss;
