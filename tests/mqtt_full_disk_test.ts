@@ -11,24 +11,9 @@ import mqttPacket from "mqtt-packet";
 import { durableBroker as broker } from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import type { DistProcess } from "./helpers/dist.ts";
+import { run, smallDisk } from "./helpers/small_disk.ts";
 
-function run(cmd: string, ...args: string[]): boolean {
-  try {
-    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-/** A 4 MiB tmpfs at a new directory, or undefined where mounting is not allowed. */
-function smallDisk(): string | undefined {
-  const dir = Deno.makeTempDirSync({ prefix: "dist-full-" });
-  if (run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir)) return dir;
-  Deno.removeSync(dir);
-  return undefined;
-}
-
-const disk = Deno.build.os === "linux" ? smallDisk() : undefined;
+const disk = Deno.build.os === "linux" ? smallDisk("dist-full-") : undefined;
 
 /** A QoS 0 PUBLISH `live/t` from a clean session reaches a clean subscriber (the broker serves). */
 async function serves(port: number): Promise<void> {
@@ -122,7 +107,7 @@ async function onSmallDisk(
   qos: 1 | 2,
   body: (port: number, own: string, b: DistProcess) => Promise<void>,
 ): Promise<void> {
-  const own = smallDisk()!;
+  const own = smallDisk("dist-full-")!;
   let b: DistProcess | undefined;
   try {
     const first = await broker(`${own}/data`, "batch");

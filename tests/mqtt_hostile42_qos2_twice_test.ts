@@ -12,24 +12,7 @@ import type mqttPacket from "mqtt-packet";
 import { durableBroker } from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-
-function run(cmd: string, ...args: string[]): boolean {
-  try {
-    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-/** A 4 MiB tmpfs, or undefined where mounting is not allowed. */
-function smallDisk(): string | undefined {
-  const dir = Deno.makeTempDirSync({ prefix: "dist-h42-" });
-  if (Deno.build.os === "linux" && run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir)) {
-    return dir;
-  }
-  Deno.removeSync(dir);
-  return undefined;
-}
+import { run, smallDisk } from "./helpers/small_disk.ts";
 
 async function fill(dir: string): Promise<void> {
   const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
@@ -44,7 +27,7 @@ async function fill(dir: string): Promise<void> {
 }
 
 const canMount = (() => {
-  const d = smallDisk();
+  const d = smallDisk("dist-h42-");
   if (d === undefined) return false;
   run("umount", "-l", d);
   Deno.removeSync(d, { recursive: true });
@@ -56,7 +39,7 @@ Deno.test({
   ignore: !canMount,
   ...opts,
 }, async () => {
-  const own = smallDisk()!;
+  const own = smallDisk("dist-h42-")!;
   const { b, port } = await durableBroker(`${own}/data`, "batch");
   try {
     // An away persistent session on z/#: a publish to z/x writes it a row (which cannot commit).

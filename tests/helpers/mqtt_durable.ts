@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { type DistProcess, spawnDist, startDist } from "./dist.ts";
 import { sleep } from "./raw.ts";
+import { RawMqtt } from "./mqtt.ts";
 import { DatabaseSync } from "node:sqlite";
 import { Store } from "../../store/mod.ts";
 import { MQTT_FILE, QUEUED, SESSIONS } from "../../roles/broker/mqtt/persist.ts";
@@ -93,4 +94,22 @@ export function journalRows(dir: string): number {
   } finally {
     db.close();
   }
+}
+
+/**
+ * The longest PINGRESP, in ms, of a client pinging `port` every 20 ms
+ * until `until` (performance.now()), each answer awaited up to `waitMs`.
+ */
+export async function longestPing(port: number, until: number, waitMs = 30_000): Promise<number> {
+  const pinger = await RawMqtt.connect(port, { clientId: "pinger" });
+  let worst = 0;
+  while (performance.now() < until) {
+    const sent = performance.now();
+    await pinger.send({ cmd: "pingreq" });
+    await pinger.next("pingresp", waitMs);
+    worst = Math.max(worst, performance.now() - sent);
+    await sleep(20);
+  }
+  await pinger.end();
+  return worst;
 }

@@ -1,0 +1,20 @@
+/** A small tmpfs for tests of a full data directory (mounting needs root: undefined without it). */
+
+/** Runs `cmd`: whether it succeeded (false when it cannot be run). */
+export function run(cmd: string, ...args: string[]): boolean {
+  try {
+    return new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** A 4 MiB tmpfs at a new directory, or undefined where mounting is not allowed. */
+export function smallDisk(prefix = "dist-disk-"): string | undefined {
+  const dir = Deno.makeTempDirSync({ prefix });
+  if (Deno.build.os === "linux" && run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir)) {
+    return dir;
+  }
+  Deno.removeSync(dir);
+  return undefined;
+}
