@@ -11,7 +11,7 @@ import mqttPacket from "mqtt-packet";
 import { durableBroker as broker } from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import type { DistProcess } from "./helpers/dist.ts";
-import { run, smallDisk } from "./helpers/small_disk.ts";
+import { fill, run, smallDisk } from "./helpers/small_disk.ts";
 
 const disk = Deno.build.os === "linux" ? smallDisk("dist-full-") : undefined;
 
@@ -82,19 +82,6 @@ Deno.test({
     Deno.removeSync(disk!, { recursive: true });
   }
 });
-
-/** Fills the filesystem of `dir` with one file (ENOSPC ends it). */
-async function fill(dir: string): Promise<void> {
-  const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
-  const block = new Uint8Array(64 * 1024);
-  try {
-    while (true) await file.write(block);
-  } catch {
-    // Full.
-  } finally {
-    file.close();
-  }
-}
 
 /**
  * Runs `body` against a broker (`--fsync batch`) on a 4 MiB tmpfs of its own,

@@ -12,19 +12,7 @@ import type mqttPacket from "mqtt-packet";
 import { durableBroker } from "./helpers/mqtt_durable.ts";
 import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-import { run, smallDisk } from "./helpers/small_disk.ts";
-
-async function fill(dir: string): Promise<void> {
-  const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
-  const block = new Uint8Array(64 * 1024);
-  try {
-    while (true) await file.write(block);
-  } catch {
-    // Full.
-  } finally {
-    file.close();
-  }
-}
+import { fill, run, smallDisk } from "./helpers/small_disk.ts";
 
 const canMount = (() => {
   const d = smallDisk("dist-h42-");

@@ -18,3 +18,16 @@ export function smallDisk(prefix = "dist-disk-"): string | undefined {
   Deno.removeSync(dir);
   return undefined;
 }
+
+/** Fills the filesystem of `dir` with one file (ENOSPC ends it). */
+export async function fill(dir: string): Promise<void> {
+  const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
+  const block = new Uint8Array(64 * 1024);
+  try {
+    while (true) await file.write(block);
+  } catch {
+    // Full.
+  } finally {
+    file.close();
+  }
+}

@@ -106,7 +106,7 @@ export class Inbound {
     let settled: Promise<void> | undefined;
     // A persistent session's id awaiting PUBREL is kept on disk, in the commit PUBREC waits for.
     const journal = qos === 2 ? session.journal : undefined;
-    const before = c.front.core.keeper?.written ?? 0;
+    const before = journal === undefined ? 0 : c.front.core.keeper?.written ?? 0;
     journal?.received(id);
     try {
       settled = c.front.core.publish(topic, value, p.retain, qos, c, c.identity?.user).settled;
