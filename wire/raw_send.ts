@@ -6,8 +6,8 @@
  * to learn it is done; one through `send` is the system call alone. What
  * `send` does not take at once (a full send buffer) goes on through the op.
  *
- * Deno does not give a socket's descriptor, so it is found by the ends of
- * the connection: the process's descriptors (/proc/self/fd) are read once
+ * Deno does not give a socket's descriptor, so it is found by the ends
+ * of the connection (both addresses and ports): the process's descriptors (/proc/self/fd) are read once
  * for all the connections not matched yet, each socket's ends taken with
  * getsockname/getpeername, and the one found checked again before use.
  * Only connections that keep writing look theirs up (see
@@ -51,7 +51,7 @@ export class RawSend {
     if (conn.constructor.name !== "TcpConn") return NO_FD;
     const local = conn.localAddr, remote = conn.remoteAddr;
     if (local.transport !== "tcp" || remote.transport !== "tcp") return NO_FD;
-    const ends = `${local.port} ${remote.hostname}:${remote.port}`;
+    const ends = `${local.hostname}:${local.port} ${remote.hostname}:${remote.port}`;
     let fd = this.#byEnds.get(ends);
     if (fd === undefined) {
       const now = performance.now();
@@ -62,7 +62,7 @@ export class RawSend {
     }
     this.#byEnds.delete(ends);
     // The scan may be old: the descriptor is taken only if it still has these ends.
-    return this.#raw.ends(fd) === ends ? fd : NO_FD;
+    return fd !== NO_FD && this.#raw.ends(fd) === ends ? fd : NO_FD;
   }
 
   #scan(now: number): void {
@@ -72,7 +72,8 @@ export class RawSend {
       for (const entry of Deno.readDirSync("/proc/self/fd")) {
         const fd = Number(entry.name);
         const ends = this.#raw.ends(fd);
-        if (ends !== undefined) this.#byEnds.set(ends, fd);
+        // Ends seen twice (sockets of two namespaces?) name no descriptor: NO_FD.
+        if (ends !== undefined) this.#byEnds.set(ends, this.#byEnds.has(ends) ? NO_FD : fd);
       }
     } catch {
       // No /proc: every connection stays on the op.

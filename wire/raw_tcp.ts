@@ -301,17 +301,26 @@ export class RawTcp {
   }
 
   /**
-   * A connected TCP socket's ends as `LOCALPORT HOST:PORT` (the peer's host
-   * as inet_ntop writes it), or undefined for a descriptor that is not one.
+   * A connected TCP socket's ends as `LOCALHOST:LOCALPORT HOST:PORT` (hosts
+   * as inet_ntop writes them), or undefined for a descriptor that is not one.
+   * Both addresses count: on a wildcard listener two clients behind one NAT
+   * may reach two of its addresses from the same address and port.
    */
   ends(fd: number): string | undefined {
     this.#len[0] = this.#peer.length;
     if (this.#c.getsockname(fd, this.#peer, this.#lenBytes) < 0) return undefined;
     const family = this.#peerView.getUint16(0, true);
     if (family !== AF_INET && family !== AF_INET6) return undefined;
-    const local = this.#peerView.getUint16(2);
+    const local = this.#address();
+    if (local === undefined) return undefined;
     this.#len[0] = this.#peer.length;
     if (this.#c.getpeername(fd, this.#peer, this.#lenBytes) < 0) return undefined;
+    const peer = this.#address();
+    return peer === undefined ? undefined : `${local} ${peer}`;
+  }
+
+  /** The address in the peer buffer as `HOST:PORT`, or undefined. */
+  #address(): string | undefined {
     const v4 = this.#peerView.getUint16(0, true) === AF_INET;
     const p = this.#c.inet_ntop(
       v4 ? AF_INET : AF_INET6,
@@ -320,7 +329,7 @@ export class RawTcp {
       this.#text.length,
     );
     if (p === null) return undefined;
-    return `${local} ${Deno.UnsafePointerView.getCString(p)}:${this.#peerView.getUint16(2)}`;
+    return `${Deno.UnsafePointerView.getCString(p)}:${this.#peerView.getUint16(2)}`;
   }
 
   /** A buffer {@link recvInto} and {@link sendFrom} read into and write from. */
