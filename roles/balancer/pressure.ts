@@ -17,6 +17,7 @@
  */
 import {
   countNetRedial,
+  forgetMembers,
   REDIAL_FORGET_MS,
   REDIAL_REFUSALS,
   redialingNet,
@@ -145,6 +146,8 @@ export class Pressure {
   #sweptAt = 0;
   /** Per source: its refused connections that closed owing answers (see REDIALS), as forgotten so far. */
   #redials = new Map<unknown, number>();
+  /** When each address last redialed, while it counts for its network (redial_nets.ts). */
+  #netMembers = new Map<unknown, number>();
   #looks = 0;
   #closedBytes = 0;
 
@@ -190,13 +193,13 @@ export class Pressure {
    * ({@link netOf}); undefined: it does not redial. (A user's redials count for its address too.)
    */
   pacedAs(source: unknown): string | undefined {
-    if ((this.#redials.get(source) ?? 0) > REDIALS) return String(source);
-    return this.netOf(source);
+    return this.netOf(source) ??
+      ((this.#redials.get(source) ?? 0) > REDIALS ? String(source) : undefined);
   }
 
-  /** The network of `source` while that redials (redial_nets.ts). */
+  /** The network of `source` while that redials and `source` with it (redial_nets.ts). */
   netOf(source: unknown): string | undefined {
-    return redialingNet(this.#redials, source);
+    return redialingNet(this.#redials, this.#netMembers, source, performance.now());
   }
 
   /**
@@ -328,6 +331,7 @@ export class Pressure {
       if (left > 0) this.#redials.set(source, left);
       else this.#redials.delete(source);
     }
+    forgetMembers(this.#netMembers, now);
     for (const [source, same] of this.#bySource) {
       let total = 0;
       let unforgotten = forget;
@@ -349,7 +353,7 @@ export class Pressure {
             for (const s of r.address === undefined ? [source] : [source, r.address]) {
               this.#redials.set(s, Math.min(2 * REDIALS, (this.#redials.get(s) ?? 0) + 1));
             }
-            countNetRedial(this.#redials, r.address ?? source);
+            countNetRedial(this.#redials, this.#netMembers, r.address ?? source, now);
           }
           // It counts for those refused after it closed, not before (see backOff).
           (closed ??= []).push(r);

@@ -7,7 +7,12 @@
  * about 5,000 calls a second to 2. A network is redialing past
  * {@link NET_REDIALS}: four sources' worth, so that a NAT's or a lab's few
  * honest clients that each close a refused connection now and then are
- * not; the listener then paces the whole network as one source.
+ * not; the listener then paces the network's redialing addresses as one
+ * source: those that redialed within {@link MEMBER_MS}, not the others
+ * (hostile43a A5: an attacker at 127.0.0.2 had 127.0.0.1's refused
+ * write-all client never read again, 0 of 5,000 answers in 15 s), and each
+ * of them in the network's bucket, not its own (A2: 20 addresses that each
+ * redialed got 20 buckets).
  */
 
 /**
@@ -33,14 +38,39 @@ export function networkOf(source: unknown): string | undefined {
   return m === null ? undefined : `${m[1]}.0/24`;
 }
 
-/** Counts a redial of `source` for its network, if it has one (`redials`: pressure.ts's counts). */
-export function countNetRedial(redials: Map<unknown, number>, source: unknown): void {
+/** How long an address is one of its network's redialers after its last redial (ms). */
+export const MEMBER_MS = 10_000;
+
+/**
+ * Counts a redial of `source` for its network, if it has one (`redials`:
+ * pressure.ts's counts; `members`: when each address last redialed).
+ */
+export function countNetRedial(
+  redials: Map<unknown, number>,
+  members: Map<unknown, number>,
+  source: unknown,
+  now: number,
+): void {
   const net = networkOf(source);
-  if (net !== undefined) redials.set(net, Math.min(NET_REDIALS_MOST, (redials.get(net) ?? 0) + 1));
+  if (net === undefined) return;
+  redials.set(net, Math.min(NET_REDIALS_MOST, (redials.get(net) ?? 0) + 1));
+  members.set(source, now);
 }
 
-/** `source`'s network when that redials, else undefined. */
-export function redialingNet(redials: Map<unknown, number>, source: unknown): string | undefined {
+/** `source`'s network when that redials and `source` redialed within MEMBER_MS, else undefined. */
+export function redialingNet(
+  redials: Map<unknown, number>,
+  members: Map<unknown, number>,
+  source: unknown,
+  now: number,
+): string | undefined {
+  const at = members.get(source);
+  if (at === undefined || now - at >= MEMBER_MS) return undefined;
   const net = networkOf(source);
   return net !== undefined && (redials.get(net) ?? 0) > NET_REDIALS ? net : undefined;
+}
+
+/** Forgets the addresses that have not redialed for MEMBER_MS. */
+export function forgetMembers(members: Map<unknown, number>, now: number): void {
+  for (const [source, at] of members) if (now - at >= MEMBER_MS) members.delete(source);
 }
