@@ -139,7 +139,13 @@ export function candidate(b: Judged, now: number): boolean {
  * {@link MAX_OUT_PART} of `pool` (at least one) are out for their answers,
  * and another backend is up. With `peers`, at least two others must have
  * {@link MIN_OUTCOMES} outcomes in the window (the rule of
- * {@link candidate}). @returns why not, or undefined when it may
+ * {@link candidate}). The cap and the others' share do not hold it in
+ * when another backend that is up, with {@link MIN_OUTCOMES} outcomes,
+ * fails at most 1/{@link RATIO} as much: hostile43a A4, four fakes that
+ * answered once and then held every task beside one server, two stayed in
+ * for good (the cap) and the clients got their TIMEOUTs; K7, a fleet of
+ * fakes failing alike, none out (the others' share). @returns why not, or
+ * undefined when it may
  */
 export function mayEject(
   b: Judged,
@@ -155,17 +161,22 @@ export function mayEject(
   let withData = 0;
   let out = 0;
   let up = 0;
+  let sound = false;
   for (const o of pool) {
     if (o.ejected) out++;
     if (o === b) continue;
     if (o.state === "up") up++;
     const on = o.outcomes.total(now);
+    const of = o.outcomes.failed(now);
     othersN += on;
-    othersF += o.outcomes.failed(now);
+    othersF += of;
     if (on >= MIN_OUTCOMES) withData++;
+    if (o.state === "up" && on >= MIN_OUTCOMES && of * RATIO * n <= f * on) sound = true;
   }
   if (up === 0) return "no other backend is up";
   if (options.peers && withData < 2) return "too few other backends to compare with";
+  // One that stays up and fails at most 1/RATIO as much: the failures are b's, however many fail alike.
+  if (sound && n > 0) return undefined;
   if (out >= Math.max(1, Math.floor(pool.length * MAX_OUT_PART))) {
     return `${out} backend(s) already out for their answers`;
   }

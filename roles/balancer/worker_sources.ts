@@ -6,6 +6,7 @@
  */
 import type { Backend } from "./backends.ts";
 import { REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
+import { WINDOW_MS } from "./success_rate.ts";
 import { SourceTrials } from "./trial_backoff.ts";
 
 /**
@@ -34,6 +35,20 @@ export const UNTRIED_SHARE = 4;
  */
 export function unproven(b: Backend): boolean {
   return b.served === 0 && (b.trialRank > 0 || b.failures > 0);
+}
+
+/**
+ * Whether `b` serves nobody now: untried, out for its answers (timeouts,
+ * failures: backends.ts `ejected`), or failing requests (in the success
+ * window) with no result for {@link WINDOW_MS}. Such workers count against their
+ * source's share of the slots, and those of them that served once, or are
+ * {@link unproven}, give theirs up: hostile43a A3, fakes that answered one
+ * task each and then held every task kept all `--max-workers` slots for
+ * good, and a real worker was refused OVERLOADED.
+ */
+function idle(b: Backend, now: number): boolean {
+  if (b.served === 0 || b.ejected) return true;
+  return now - b.lastResultAt >= WINDOW_MS && b.outcomes.failed(now) > 0;
 }
 
 interface Source {
@@ -78,13 +93,14 @@ export class WorkerSources {
 
   /**
    * With every slot taken (`max`), the worker a newcomer of `source` may
-   * take the place of: the oldest {@link unproven} one of the source
-   * holding the most untried workers among those that have one, when that
-   * holds more than 1/{@link UNTRIED_SHARE} of `max` and `source` holds
-   * fewer. Untried workers that have shown nothing keep their slots: the
-   * newcomer is refused until trials speak (hostile42a Y2). O(workers).
+   * take the place of: the oldest {@link unproven} or served-once idle one
+   * of the source holding the most idle workers (untried, out, or failing
+   * all) among those that have one, when that holds more than 1/{@link UNTRIED_SHARE} of `max`
+   * and `source` holds fewer. Untried workers that have shown nothing keep
+   * their slots: the newcomer is refused until trials speak (hostile42a
+   * Y2). O(workers).
    */
-  displaced(source: string, max: number): Backend | undefined {
+  displaced(source: string, max: number, now = performance.now()): Backend | undefined {
     const share = Math.max(1, Math.floor(max / UNTRIED_SHARE));
     let out: Backend | undefined;
     let mostN = share;
@@ -92,9 +108,9 @@ export class WorkerSources {
       let n = 0;
       let first: Backend | undefined;
       for (const b of s.workers) {
-        if (b.served > 0) continue;
+        if (!idle(b, now)) continue;
         n++;
-        if (first === undefined && unproven(b)) first = b;
+        if (first === undefined && (b.served > 0 || unproven(b))) first = b;
       }
       if (key === source && n >= share) return undefined;
       if (key !== source && first !== undefined && n > mostN) [out, mostN] = [first, n];

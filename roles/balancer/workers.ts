@@ -170,8 +170,9 @@ export class WorkerRegistry {
   /**
    * With every slot taken, a newcomer `name` of `source` takes the place of
    * the oldest worker of a source that holds more than its share of untried
-   * ones, among those that failed a trial or a task (worker_sources.ts
-   * `unproven`; one not tried yet keeps its slot: hostile42a Y2).
+   * or ejected ones, among those that failed a trial or a task or are out
+   * for their answers (worker_sources.ts `displaced`; one not tried yet
+   * keeps its slot: hostile42a Y2).
    * @returns whether a place was freed
    */
   #displace(source: string, max: number, name: string): boolean {
@@ -181,7 +182,8 @@ export class WorkerRegistry {
       if (backend !== out) continue;
       workerLines.warn(
         "Worker {name} closed: the slots are full (--max-workers {max}), and its source holds more than " +
-          "its share of workers that answered nothing, and it failed a trial or a task (or its source did); " +
+          "its share of workers that serve nobody, and it failed a trial or a task (or its source did) " +
+          "or is out for its answers; " +
           "{newcomer} takes its place",
         { name: out.name, max, newcomer: name },
       );
