@@ -39,7 +39,7 @@ import { setImmediate } from "node:timers";
 import { DistError } from "../wire/mod.ts";
 import { TableReads } from "./reads.ts";
 import { dropPendingIn, RangeDeletes } from "./ranges.ts";
-import { kept, TableWrites, type Written } from "./writes.ts";
+import { keepDeferred, kept, TableWrites, type Written } from "./writes.ts";
 import type { Deferred, FsyncMode, Owned, StoreCounters, StoreOptions, Value } from "./types.ts";
 
 /** Most writes in one batch: past this many a commit runs at once. */
@@ -290,7 +290,8 @@ export class Store {
     // setImmediate runs after this turn's I/O callbacks: every frame read in this turn is in.
     setImmediate(() => {
       this.#scheduled = false;
-      if (this.#checkpoints.running) return; // Its end schedules (checkpoints.ts).
+      // Its end schedules (checkpoints.ts); what waits for it may not stay views of a writer's buffer.
+      if (this.#checkpoints.running) return keepDeferred(this.#pending);
       if (this.#pendingCount > 0 || this.#committed < this.#seq || this.#ranges.pending) {
         this.#commitNow();
       } else if (this.fsync === "batch") this.#sync(); // After a failed sync: try again.

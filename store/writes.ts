@@ -39,3 +39,16 @@ export class TableWrites {
 export function kept(made: Value | Owned | null): Value | Owned | null {
   return made instanceof Uint8Array ? made.slice() : made;
 }
+
+/**
+ * Makes every deferred write of `pending` now, as {@link kept} copies: for
+ * a commit held past the turn (a checkpoint's pass, checkpoints.ts), since a
+ * deferred value is a view of its writer's buffer, reused after the turn
+ * (hostile43b B4: queued QoS 1 rows were written with the next turn's
+ * deliveries' bytes, and PUBACKed messages were missing after a restart).
+ */
+export function keepDeferred(pending: Map<string, Map<string, Written>>): void {
+  for (const ops of pending.values()) {
+    for (const [key, value] of ops) if (typeof value === "function") ops.set(key, kept(value()));
+  }
+}
