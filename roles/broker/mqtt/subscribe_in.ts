@@ -88,13 +88,26 @@ function inTurns(
  * Present 1 does not subscribe again, so a SUBACK sent before the session's
  * row was committed lost that subscription to a SIGKILL (hostile review 39b
  * Q5: 12 of 12). A failed commit closes the connection unanswered.
+ * `after()` runs in every case, once the answer is sent or not.
  */
-function whenKept(c: MqttConnection, written: number, answer: () => void): Promise<void> | void {
+function whenKept(
+  c: MqttConnection,
+  written: number,
+  answer: () => void,
+  after?: () => void,
+): Promise<void> | void {
   const kept = c.front.core.keeper?.commitSince(written);
-  if (kept === undefined) return answer();
+  if (kept === undefined) {
+    answer();
+    return after?.();
+  }
   return kept.then(() => {
     if (c.state() !== CLOSED) answer();
-  }, (err) => c.failed(err as Error));
+    after?.();
+  }, (err) => {
+    after?.();
+    c.failed(err as Error);
+  });
 }
 
 export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void> | undefined {
@@ -114,11 +127,17 @@ export function onSubscribe(c: MqttConnection, packet: Uint8Array): Promise<void
   return inTurns(c, filters.length, (from, to) => {
     subscribe(c, filters.slice(from, to), id, codes, added);
   }, () =>
-    whenKept(c, written, () => {
-      c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5));
-      // The SUBACK is queued: retained values and live messages follow it.
-      for (const sub of added) sub.release();
-    }), () => {
+    whenKept(
+      c,
+      written,
+      () => c.send(withIds(0x90, p.messageId ?? 0, codes, c.v5)),
+      // The SUBACK is queued: retained values and live messages follow it. Closed meanwhile (a
+      // takeover, a failed commit), the subscriptions are the session's all the same (hostile43b
+      // B2: held for good, a session taken over before its SUBACK got nothing).
+      () => {
+        for (const sub of added) sub.release();
+      },
+    ), () => {
     // Closed before its SUBACK: what it subscribed stays (a persistent session's), not held.
     for (const sub of added) sub.release();
   });
