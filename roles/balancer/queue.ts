@@ -110,7 +110,97 @@ export class Flow<T> {
   bytes = 0;
   /** Whether it is in the rotation (it may be, empty, until its turn comes). */
   inTurn = false;
+  /** Its place in the queue's heap by bytes (-1: not there). */
+  at = -1;
   constructor(readonly key: object) {}
+}
+
+/**
+ * The waiting flows by what they hold, so that a full queue finds the
+ * fattest in a few steps however many wait (a walk over every flow at each
+ * push cost 63 µs with 10,000 flows waiting, hostile42a Y4): by count, a
+ * set of flows per length and the longest length; by bytes, a max-heap.
+ */
+class Fatness<T> {
+  #byCount: (Set<Flow<T>> | undefined)[] = [];
+  #most = 0;
+  #heap: Flow<T>[] = [];
+
+  /** `flow`, which held `before` items, holds what it holds now. */
+  moved(flow: Flow<T>, before: number): void {
+    const after = flow.items.length;
+    if (before !== after) {
+      if (before > 0) this.#byCount[before]?.delete(flow);
+      if (after > 0) (this.#byCount[after] ??= new Set()).add(flow);
+      if (after > this.#most) this.#most = after;
+      while (this.#most > 0 && (this.#byCount[this.#most]?.size ?? 0) === 0) this.#most--;
+    }
+    if (after === 0) this.#remove(flow);
+    else if (flow.at < 0) {
+      flow.at = this.#heap.length;
+      this.#heap.push(flow);
+      this.#up(flow.at);
+    } else this.#down(this.#up(flow.at));
+  }
+
+  /** The flow holding the most items (or bytes), if any holds some. */
+  fattest(byBytes: boolean): Flow<T> | undefined {
+    if (!byBytes) {
+      const most = this.#byCount[this.#most];
+      return most === undefined ? undefined : most.values().next().value;
+    }
+    const top = this.#heap[0];
+    return top !== undefined && top.bytes > 0 ? top : undefined;
+  }
+
+  clear(): void {
+    for (const flow of this.#heap) flow.at = -1;
+    this.#byCount = [];
+    this.#most = 0;
+    this.#heap = [];
+  }
+
+  #remove(flow: Flow<T>): void {
+    const i = flow.at;
+    if (i < 0) return;
+    flow.at = -1;
+    const last = this.#heap.pop()!;
+    if (last === flow) return;
+    this.#heap[i] = last;
+    last.at = i;
+    this.#down(this.#up(i));
+  }
+
+  #up(i: number): number {
+    const heap = this.#heap;
+    const flow = heap[i];
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (heap[p].bytes >= flow.bytes) break;
+      heap[i] = heap[p];
+      heap[i].at = i;
+      i = p;
+    }
+    heap[i] = flow;
+    flow.at = i;
+    return i;
+  }
+
+  #down(i: number): void {
+    const heap = this.#heap;
+    const flow = heap[i];
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= heap.length) break;
+      if (c + 1 < heap.length && heap[c + 1].bytes > heap[c].bytes) c++;
+      if (heap[c].bytes <= flow.bytes) break;
+      heap[i] = heap[c];
+      heap[i].at = i;
+      i = c;
+    }
+    heap[i] = flow;
+    flow.at = i;
+  }
 }
 
 /** What waits ahead of a new item (see FairQueue.ahead). */
@@ -135,6 +225,7 @@ export class FairQueue<T extends FairItem> {
   #arrivals = new WaitQueue<T>(Infinity);
   #size = 0;
   #bytes = 0;
+  #fatness = new Fatness<T>();
 
   constructor(limit: number, byteLimit: number) {
     this.limit = limit;
@@ -171,7 +262,7 @@ export class FairQueue<T extends FairItem> {
     while (this.#size + 1 > limit || this.#bytes + item.queuedBytes > byteLimit) {
       const byBytes = this.#size + 1 <= limit;
       if (item.queuedBytes > byteLimit || limit === 0) return byBytes ? "bytes" : "count";
-      const fattest = this.#fattest(byBytes);
+      const fattest = this.#fatness.fattest(byBytes);
       const mine = byBytes ? (own?.bytes ?? 0) + item.queuedBytes : (own?.items.length ?? 0) + 1;
       const theirs = fattest === undefined ? 0 : byBytes ? fattest.bytes : fattest.items.length;
       if (fattest === undefined || fattest === own || theirs <= mine) {
@@ -188,6 +279,7 @@ export class FairQueue<T extends FairItem> {
     }
     flow.items.push(item);
     flow.bytes += item.queuedBytes;
+    this.#fatness.moved(flow, flow.items.length - 1);
     item.line = flow as Flow<FairItem>;
     this.#size++;
     this.#bytes += item.queuedBytes;
@@ -221,6 +313,18 @@ export class FairQueue<T extends FairItem> {
     else flow.inTurn = false;
     this.#trimArrivals();
     return item;
+  }
+
+  /**
+   * Takes `item`, the only item of its flow, out of turn (the dispatcher
+   * found every other flow unable to send: forward.ts). Its flow leaves the
+   * rotation at its turn.
+   */
+  takeAlone(item: T): void {
+    const flow = item.line as Flow<T>;
+    flow.items.shift();
+    this.#left(flow, item);
+    this.#trimArrivals();
   }
 
   /**
@@ -282,6 +386,7 @@ export class FairQueue<T extends FairItem> {
     }
     this.#flows.clear();
     this.#turns.drain();
+    this.#fatness.clear();
     return out;
   }
 
@@ -291,6 +396,7 @@ export class FairQueue<T extends FairItem> {
     flow.bytes -= item.queuedBytes;
     this.#size--;
     this.#bytes -= item.queuedBytes;
+    this.#fatness.moved(flow, flow.items.length + 1);
     if (flow.items.length === 0 && this.#flows.get(flow.key) === flow) this.#flows.delete(flow.key);
   }
 
@@ -304,19 +410,5 @@ export class FairQueue<T extends FairItem> {
     ) {
       arrivals.shift();
     }
-  }
-
-  /** The flow holding the most items (or bytes). */
-  #fattest(byBytes: boolean): Flow<T> | undefined {
-    let best: Flow<T> | undefined;
-    let most = 0;
-    for (const flow of this.#flows.values()) {
-      const n = byBytes ? flow.bytes : flow.items.length;
-      if (n > most) {
-        most = n;
-        best = flow;
-      }
-    }
-    return best;
   }
 }

@@ -78,6 +78,8 @@ const SHARED_KEY = {};
 
 export class Shares {
   readonly contended: number;
+  /** Requests `admit` refused for the bulk flows' allowance alone (forward.ts reads it). */
+  bulkRefused = 0;
   /** Requests on the backends, of every connection. */
   #inflight = 0;
   /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
@@ -234,7 +236,9 @@ export class Shares {
       if (source.inflight + source.waiting > SOURCE_DEPTH * this.contended) light = false;
     }
     if (light) return Admit.Light;
-    return this.#bulk(true, share);
+    const bulk = this.#bulk(true, share);
+    if (bulk === Admit.No) this.bulkRefused++;
+    return bulk;
   }
 
   /** Whether the source of `share` may take a slot now (slots.ts). */
