@@ -9,7 +9,7 @@ import { DistError } from "../../wire/mod.ts";
 import type { Backend, Outcome, Pool } from "./backends.ts";
 import type { DispatchHooks, DispatchOptions, DispatchStats, Job } from "./dispatch_types.ts";
 import type { Policy } from "./policies.ts";
-import { FairQueue, WaitQueue } from "./queue.ts";
+import { FairQueue, STALLED_STEPS, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
 import { turnClock } from "../../wire/turn.ts";
@@ -21,13 +21,6 @@ export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
 
 /** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
 const turnNow = turnClock(() => performance.now());
-
-/**
- * Heads a request looks at while no waiting request may go (see
- * Dispatcher.#stalled): the rotation still moves, and what closed
- * connections left waiting is dropped at about the pace requests come.
- */
-const STALLED_STEPS = 4;
 
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
@@ -59,9 +52,8 @@ export class Dispatcher<J extends Job> {
   /** Requests the queue sheds to make room (reused: one array, not one per request). */
   #shed: J[] = [];
   /**
-   * The last walk of the fair queue found no flow it could send (each over
-   * its share, or no backend with room), and no pump came since: until the
-   * next, a new request changes that only for its own flow (see submit).
+   * The last walk of the fair queue found no flow able to send, and no pump
+   * came since: a new request changes that only for its own flow (submit).
    */
   #stalled = false;
   /** Whether that walk refused a flow for the bulk flows' allowance alone (which sends may earn). */
@@ -196,18 +188,12 @@ export class Dispatcher<J extends Job> {
   }
 
   /**
-   * Sends `job`, the only request of its connection waiting, if it may go
-   * now: every other flow was found unable to send at the last walk, and
-   * nothing since made one able (that would have pumped), so a walk would
-   * pass them all and come to this one. A request behind others of its own
-   * connection waits like them. Walking every flow at each request was a
-   * third of the balancer's time with 856 connections waiting, over their
-   * share (hostile42a Y4).
+   * Sends `job`, its connection's only one waiting, if it may go: a walk
+   * would pass every other flow (see #stalled) and come to it. Walking them
+   * all at each request was a third of the balancer's time (hostile42a Y4).
    */
   #alone(job: J): void {
-    const abandoned = this.#hooks.abandoned;
-    if (abandoned !== undefined && abandoned(job)) return;
-    if (this.#hooks.held?.(job)) return;
+    if (this.#hooks.abandoned?.(job) || this.#hooks.held?.(job)) return;
     const admit = this.#shares.admit(job.share!, 1, job.bytes ?? 0);
     if (admit === Admit.No || !this.#dispatch(job, undefined, admit === Admit.Bulk)) return;
     this.#queue.takeAlone(job);

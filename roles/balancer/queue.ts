@@ -12,6 +12,13 @@
  * waiting loses its last request rather than another client being refused
  * (fq_codel's drop from the fattest flow).
  */
+/**
+ * Heads a new request looks at while no waiting request may go (forward.ts
+ * #stalled): the rotation still moves, and what closed connections left
+ * waiting is dropped at about the pace requests come.
+ */
+export const STALLED_STEPS = 4;
+
 /** Slots a {@link WaitQueue} starts with (it doubles when full). */
 const INITIAL_SLOTS = 8;
 
