@@ -92,6 +92,9 @@ export const TRIAL_MAX_MS = 4_000;
  * untried backend (the usual case) it is the policy alone: one look at the
  * backend picked.
  */
+/** How long {@link Guarded}'s list of backends that have answered is kept (ms). */
+const ANSWERED_MS = 100;
+
 class Guarded implements Policy {
   readonly name: PolicyName;
   #all: Policy;
@@ -101,6 +104,12 @@ class Guarded implements Policy {
   #scratch: Candidate[] = [];
   #trial: Candidate | undefined;
   #trialAt = -Infinity;
+  /** Those of {@link #listed} that had answered when it was read (see #answeredOf). */
+  #answered: Candidate[] = [];
+  #listed: readonly Candidate[] | undefined;
+  #listedAt = -Infinity;
+  /** No trial looked for before this (see pick). */
+  #noTrialUntil = -Infinity;
 
   constructor(all: Policy, proven: Policy, now: () => number) {
     this.name = all.name;
@@ -110,29 +119,57 @@ class Guarded implements Policy {
   }
 
   pick<T extends Candidate>(list: readonly T[], avoid?: T, trial = true): T | undefined {
-    const b = this.#all.pick(list, avoid);
-    if (b === undefined || b.untried !== true) return b;
+    const now = this.#now();
+    const answered = this.#answeredOf(list, now) as readonly T[];
+    if (answered.length === list.length) return this.#all.pick(list, avoid);
     const proven = this.#scratch as T[];
     proven.length = 0;
     let inRotation = false;
-    for (const c of list) {
+    for (const c of answered) {
       if (c.untried === true || c.state === "down") continue;
       inRotation = true;
       if (c.available && c !== avoid) proven.push(c);
     }
-    // None has answered yet: every request is a trial.
-    if (!inRotation) return leastTried(list, b, avoid);
-    const now = this.#now();
-    if (avoid === undefined && trial && this.#open(now)) {
+    if (!inRotation) {
+      // None has answered yet: every request is a trial.
       proven.length = 0;
-      const since = this.#trialAt;
-      this.#trialAt = now;
-      return this.#trial = nextTrial(list, b, since);
+      const b = this.#all.pick(list, avoid);
+      return b === undefined || b.untried !== true ? b : leastTried(list, b, avoid);
+    }
+    if (avoid === undefined && trial && now >= this.#noTrialUntil && this.#open(now)) {
+      // The policy's pick over all, as before: a walk of the pool once per trial, not per request.
+      const b = this.#all.pick(list);
+      if (b !== undefined && b.untried === true) {
+        proven.length = 0;
+        const since = this.#trialAt;
+        this.#trialAt = now;
+        return this.#trial = nextTrial(list, b, since);
+      }
+      // No untried one may take a request now (their trial backoffs): not looked for again soon.
+      if (!list.some((c) => c.untried === true && c.available)) {
+        this.#noTrialUntil = now + ANSWERED_MS;
+      }
     }
     const p = this.#proven.pick(proven);
     proven.length = 0;
     if (p !== undefined) return p;
     return avoid !== undefined && avoid.available && avoid.untried !== true ? avoid : undefined;
+  }
+
+  /**
+   * The backends of `list` that have answered, read again when the pool
+   * changes (a new list) and every {@link ANSWERED_MS}: not a walk of the
+   * whole pool per request (hostile43a A9: with 1,000 idle registered
+   * workers beside the servers, the policy's pick was nearly always
+   * untried, and each request walked them all: 3–5× less throughput). One
+   * that answered its first request meanwhile joins the rotation that late.
+   */
+  #answeredOf(list: readonly Candidate[], now: number): readonly Candidate[] {
+    if (list === this.#listed && now - this.#listedAt < ANSWERED_MS) return this.#answered;
+    this.#listed = list;
+    this.#listedAt = now;
+    this.#answered = list.filter((c) => c.untried !== true);
+    return this.#answered;
   }
 
   /** Whether a trial may start at `now`. */
