@@ -16,7 +16,7 @@ import { LatencyWindow } from "./latency_window.ts";
 import { cut } from "./log.ts";
 import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
-import { SOURCE_FREE_FAILURES, TrialBackoff } from "./trial_backoff.ts";
+import { TrialBackoff } from "./trial_backoff.ts";
 import { type Pool, provenUp } from "./pool.ts";
 
 export { LatencyWindow };
@@ -184,12 +184,11 @@ export class Backend {
 
   /**
    * How far back its trial comes among untried backends (policies.ts
-   * `nextTrial`): its failed trials, or its source's past the free ones
-   * if more (trial_backoff.ts).
+   * `nextTrial`): its failed trials, or its source's or its network's past
+   * their free ones if more (trial_backoff.ts).
    */
   get trialRank(): number {
-    const source = this.trial.source?.failed ?? 0;
-    return Math.max(this.trial.failed, source - SOURCE_FREE_FAILURES);
+    return this.trial.rank;
   }
 
   get #guarded(): boolean {

@@ -51,6 +51,39 @@ export class SourceTrials {
 /** Failures of a source's workers that cost only the worker that failed (see {@link SourceTrials}). */
 export const SOURCE_FREE_FAILURES = 1;
 
+/** Failed trials of a network's workers past which its untried workers' trials come later. */
+export const NET_FREE_FAILURES = 2;
+/** How long a network's failed trials count after its last (ms). */
+const NET_MEMORY_MS = 60_000;
+
+/**
+ * The failed trials of the workers of one network (an IPv4 address's /24:
+ * redial_nets.ts), as a rank only: past {@link NET_FREE_FAILURES}, its
+ * untried workers' trials come after those of networks that failed fewer
+ * (policies.ts nextTrial), no backoff. hostile43a A6: fakes registering
+ * from fresh addresses, each source's first failure free, were always the
+ * newest untried of rank 0 and took every trial, a second each, so real
+ * workers that joined before them never had one; a network's count ranks
+ * them behind a real worker of another network.
+ */
+export class NetTrials {
+  failed = 0;
+  lastAt = -Infinity;
+
+  fail(now: number): void {
+    if (now - this.lastAt >= NET_MEMORY_MS) this.failed = 0;
+    this.failed++;
+    this.lastAt = now;
+  }
+
+  /** How far back its untried workers' trials come. */
+  get rank(): number {
+    return turnNow() - this.lastAt < NET_MEMORY_MS
+      ? Math.max(0, this.failed - NET_FREE_FAILURES)
+      : 0;
+  }
+}
+
 export class TrialBackoff {
   /** Trials failed: held past their bound while a proven backend answered the same request within it. */
   failed = 0;
@@ -58,6 +91,18 @@ export class TrialBackoff {
   after = -Infinity;
   /** A worker's source, whose failures it shares (workers.ts). */
   source: SourceTrials | undefined;
+  /** A worker's network, whose failures rank it (worker_sources.ts). */
+  net: NetTrials | undefined;
+
+  /**
+   * How far back its trial comes among untried backends (policies.ts
+   * `nextTrial`): its failed trials, or its source's past the free ones,
+   * or its network's past its free ones, whichever is more.
+   */
+  get rank(): number {
+    const source = (this.source?.failed ?? 0) - SOURCE_FREE_FAILURES;
+    return Math.max(this.failed, source, this.net?.rank ?? 0);
+  }
 
   /** Whether it may have no trial now: its own backoff, or its source's. */
   get waiting(): boolean {
@@ -73,6 +118,7 @@ export class TrialBackoff {
   fail(now: number): number {
     const ms = backoffMs(++this.failed, 0);
     this.after = now + ms;
+    this.net?.fail(now);
     return Math.max(ms, this.source?.fail(now) ?? 0);
   }
 

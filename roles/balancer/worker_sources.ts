@@ -7,7 +7,8 @@
 import type { Backend } from "./backends.ts";
 import { REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { WINDOW_MS } from "./success_rate.ts";
-import { SourceTrials } from "./trial_backoff.ts";
+import { NetTrials, SourceTrials } from "./trial_backoff.ts";
+import { networkOf } from "./redial_nets.ts";
 
 /**
  * The share of `--max-workers` one source's untried workers may keep once
@@ -59,9 +60,24 @@ interface Source {
 
 export class WorkerSources {
   #sources = new Map<string, Source>();
+  /** Failed trials by network (an IPv4 /24), oldest first. */
+  #nets = new Map<string, NetTrials>();
 
-  /** `backend` registered from `source`: it shares the source's failed trials. */
-  join(source: string, backend: Backend, now = performance.now()): void {
+  /**
+   * `backend` registered from `source`: it shares the source's failed
+   * trials, and is ranked by its network's (`address`: its address's
+   * source, redial_nets.ts networkOf).
+   */
+  join(source: string, backend: Backend, address?: string, now = performance.now()): void {
+    const net = networkOf(address);
+    if (net !== undefined) {
+      let n = this.#nets.get(net);
+      if (n === undefined) {
+        if (this.#nets.size >= REMEMBER_MAX) this.#nets.delete(this.#nets.keys().next().value!);
+        this.#nets.set(net, n = new NetTrials());
+      }
+      backend.trial.net = n;
+    }
     let s = this.#sources.get(source);
     if (s !== undefined && s.workers.size === 0 && now - s.trials.lastAt >= REMEMBER_MS) {
       this.#sources.delete(source);

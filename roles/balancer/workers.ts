@@ -125,7 +125,7 @@ export class WorkerRegistry {
     backend.source = "worker port";
     this.#byPeer.set(peer, backend);
     this.#byName.set(name, peer);
-    this.#sources.join(source, backend);
+    this.#sources.join(source, backend, clientSource(undefined, peer.conn.remoteHost));
     o.pool.add(backend);
     workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", {
       name,
