@@ -1,6 +1,6 @@
 /**
  * Redials (pressure.ts) counted by source and by network: an IPv4
- * source's /24 (an IPv6 source is its /64 already: auth/gate.ts
+ * source's /24, an IPv6 source's /48 (the source is its /64: auth/gate.ts
  * addressSource). hostile42a Y1: the same 40 reconnecting non-readers
  * spread over 100 addresses of one /24 were never a "redialing" source
  * (about one redial each a second) and cut another address's client from
@@ -31,11 +31,18 @@ const NET_REDIALS = 32;
 /** Most a network's count holds: it falls under NET_REDIALS within about 8 s of its last redial. */
 const NET_REDIALS_MOST = 40;
 
-/** The network key of an IPv4 source (`192.0.2.0/24`), or undefined for any other source. */
+/**
+ * The network key of an address source: an IPv4 address's /24
+ * (`192.0.2.0/24`), an IPv6 /64's /48 (`2001:db8:1::/48`: a site's usual
+ * prefix; hostile43a A11, redialers spread over 100 /64s of one /48 were
+ * never paced), or undefined for any other source (a user).
+ */
 export function networkOf(source: unknown): string | undefined {
   if (typeof source !== "string") return undefined;
   const m = /^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$/.exec(source);
-  return m === null ? undefined : `${m[1]}.0/24`;
+  if (m !== null) return `${m[1]}.0/24`;
+  const v6 = /^([0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/.exec(source);
+  return v6 === null ? undefined : `${v6[1]}::/48`;
 }
 
 /** How long an address is one of its network's redialers after its last redial (ms). */
