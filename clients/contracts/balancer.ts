@@ -120,13 +120,26 @@ export const balancer: BalancerContract = {
   events: {},
 };
 
+/**
+ * C0, DEL and C1 controls: a name is shown in listings and logs, and JSON
+ * writes each as six bytes (hostile43a A10: 600 workers of 200 such
+ * characters made `balancer.backends` too large for a frame).
+ */
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+
 const registration: Parse<WorkerRegistration> = (params) => {
   if (params === null || typeof params !== "object" || Array.isArray(params)) {
     throw new DistError("BAD_REQUEST", "worker.register takes {name, capacity}");
   }
   const p = params as Record<string, unknown>;
-  if (typeof p.name !== "string" || p.name === "" || p.name.length > 200) {
-    throw new DistError("BAD_REQUEST", "worker.register: name must be a string of 1-200 chars");
+  if (
+    typeof p.name !== "string" || p.name === "" || p.name.length > 200 ||
+    CONTROL_CHARS.test(p.name)
+  ) {
+    throw new DistError(
+      "BAD_REQUEST",
+      "worker.register: name must be a string of 1-200 chars, none a control character",
+    );
   }
   const capacity = p.capacity ?? 1;
   if (
