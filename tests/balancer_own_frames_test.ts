@@ -2,7 +2,7 @@
  * hostile41a W9's rest: after the handshake, a frame the balancer parses
  * itself (a `sys.stats` whose params it never uses) could be `--max-frame`
  * (1 MiB) long, and one of keys written with escapes cost its event loop
- * ~200 ms. Now what the balancer reads for itself is bounded at 64 KiB
+ * ~200 ms. Now what the balancer reads for itself is bounded at 4 KiB
  * (roles/balancer/own_frames.ts): such a request is refused FRAME_TOO_LARGE
  * by its id, and a forwarded request of any size up to `--max-frame` goes
  * as before.
@@ -25,7 +25,7 @@ function escapedKeys(n: number): string {
 }
 
 for (const passthrough of [true, false]) {
-  Deno.test(`balancer: its own methods read frames of 64 KiB at most, forwarded ones --max-frame${passthrough ? "" : " (--no-passthrough)"}`, async () => {
+  Deno.test(`balancer: its own methods read frames of 4 KiB at most, forwarded ones --max-frame${passthrough ? "" : " (--no-passthrough)"}`, async () => {
     const servers = await startServers(1);
     const balancer = await startBalancer(servers, passthrough ? [] : ["--no-passthrough"]);
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: balancer.port });
@@ -39,7 +39,7 @@ for (const passthrough of [true, false]) {
       const ms = performance.now() - t0;
       assert.equal(refused?.id, 1, JSON.stringify(refused));
       assert.equal((refused?.error as { code: string })?.code, "FRAME_TOO_LARGE");
-      assert.match((refused?.error as { message: string }).message, /65536/);
+      assert.match((refused?.error as { message: string }).message, /4096/);
       // Members in another order: still refused by its id.
       await writeAll(conn, frame(`{"params":${big},"method":"balancer.backends","id":"b"}`));
       const second = await reader.json(5000);
@@ -67,7 +67,7 @@ for (const passthrough of [true, false]) {
   });
 }
 
-Deno.test("balancer: a MessagePack request over 64 KiB to its own methods is refused by its id, one forwarded is not", async () => {
+Deno.test("balancer: a MessagePack request over 4 KiB to its own methods is refused by its id, one forwarded is not", async () => {
   const servers = await startServers(1);
   const balancer = await startBalancer(servers);
   const client = await dial({ host: "127.0.0.1", port: balancer.port }, {
@@ -79,7 +79,7 @@ Deno.test("balancer: a MessagePack request over 64 KiB to its own methods is ref
     const params = Object.fromEntries(Array.from({ length: 12_000 }, (_, i) => [`a${i}`, i]));
     await assert.rejects(
       client.call("sys.stats", params),
-      (err: DistError) => err.code === "FRAME_TOO_LARGE" && /65536/.test(err.message),
+      (err: DistError) => err.code === "FRAME_TOO_LARGE" && /4096/.test(err.message),
     );
     const text = "y".repeat(100_000);
     assert.ok(JSON.stringify(await client.call("echo", { text })).includes(text), "echoed whole");
