@@ -106,12 +106,30 @@ Deno.test("slots: in the reserve, a source holds no more than it got back lately
   // Newcomers whose requests do not come back take one each: before, a source
   // holding n took slots while n/16 of the reserve stayed free, [13, 11, 8, 7]
   // here, and 20 or more addresses drained it (hostile33's review).
-  const late = Array.from({ length: 40 }, (_, i) => submit(conn(`10.0.2.${i}`), 16));
+  // (Of 40 networks: one /24's addresses leave the reserve free as one source does, below.)
+  const late = Array.from({ length: 40 }, (_, i) => submit(conn(`10.${i + 1}.2.1`), 16));
   assert.deepEqual(new Set(late.map(onBackends)), new Set([1]));
   // 24 free: one whose requests come back takes more, up to leaving n/16 of the reserve.
   const legit = submit(conn("10.0.0.1"), 8);
   for (let i = 0; i < 4; i++) answer(legit);
   assert.equal(onBackends(legit), 8, "a source whose requests come back finds slots");
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("slots: the addresses of one /24 leave the reserve free as one source holding as many does", () => {
+  // Two backends of 128 slots: 256, 64 of them the reserve.
+  const { dispatcher, conn, submit, onBackends, answer } = setup(2, 128);
+  for (let i = 0; i < 12; i++) submit(conn(`10.0.1.${i}`), 16);
+  // 100 addresses of one /24, each with slow requests (hostile42a Y1): before,
+  // each took one of the reserve, and 64 of them held all of it.
+  const spread = Array.from({ length: 100 }, (_, i) => submit(conn(`10.9.9.${i + 1}`), 16));
+  const theirs = spread.reduce((n, jobs) => n + onBackends(jobs), 0);
+  // Each new holder takes one while n ÷ 16 of the reserve stays free (n: the /24's holders): 13.
+  assert.equal(theirs, 13, `the /24 took ${theirs} of the reserve's 64`);
+  // A client of another network finds slots.
+  const legit = submit(conn("10.0.0.1"), 8);
+  for (let i = 0; i < 4; i++) answer(legit);
+  assert.equal(onBackends(legit), 8, "another network's client finds slots");
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 

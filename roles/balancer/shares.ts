@@ -244,13 +244,13 @@ export class Shares {
   /** Whether the source of `share` may take a slot now (slots.ts). */
   #slotFor(share: ClientShare): boolean {
     const source = share.source;
-    if (source === undefined || source.inflight === 0) return true;
+    if (source === undefined) return true;
+    const used = this.#inflight;
+    const capacity = this.#capacity();
+    if (!this.#sources.netRoom(source, used, capacity)) return false;
+    if (source.inflight === 0) return true;
     const mine = source.inflight + source.waiting > 0 ? 0 : 1;
-    return mayHold(source, this.#now(), {
-      used: this.#inflight,
-      capacity: this.#capacity(),
-      busy: this.#sources.busy + mine,
-    });
+    return mayHold(source, this.#now(), { used, capacity, busy: this.#sources.busy + mine });
   }
 
   /** Whether `share` has `shares` shares on the backends, stuck requests aside (slots.ts). */

@@ -115,11 +115,24 @@ export class Held {
 }
 
 /**
+ * The sources of one IPv4 /24 (redial_nets.ts networkOf) together: how
+ * many hold requests on the backends (source_book.ts netRoom).
+ */
+export class NetShare {
+  /** Its sources holding requests on the backends. */
+  holders = 0;
+  sources = 0;
+  constructor(readonly key: string) {}
+}
+
+/**
  * The requests of one source's connections (a peer address, or an
  * authenticated user) on the backends (`inflight`, long ones told apart:
  * slots.ts).
  */
 export class SourceShare extends Held {
+  /** Its network, when it is an IPv4 address (source_book.ts). */
+  net: NetShare | undefined;
   /** Its requests waiting in the queue. */
   waiting = 0;
   /** The bytes of its requests on the backends. */
@@ -133,8 +146,14 @@ export class SourceShare extends Held {
     super(LONG_MS);
   }
 
+  override took(now: number): void {
+    if (this.inflight === 0 && this.net !== undefined) this.net.holders++;
+    super.took(now);
+  }
+
   override gave(sentAt: number, now: number, n = 1): void {
     super.gave(sentAt, now, n);
+    if (this.inflight === 0 && this.net !== undefined) this.net.holders--;
     this.#rollBack(now);
     this.#back[0] += n;
   }

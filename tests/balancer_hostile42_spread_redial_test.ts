@@ -1,0 +1,63 @@
+/**
+ * hostile42a Y1: hostile41a W8's redialing non-readers (40 connections that
+ * pipeline `sleep 5000` requests, never read, and dial again once paused)
+ * are held back by pressure.ts's "redialing" rule only while one source
+ * closes more than about one refused connection a second: the rule counts
+ * closes per source (address, else user) and forgets one a second. Spread
+ * over 100 loopback addresses (every one of 127.0.0.0/8 is local), no
+ * source is ever redialing, and a client of another address fell from
+ * 36,000-38,000 calls in 5 s (the same attack from one address) to
+ * 218-4,663 (61,000 unattacked): W8 unmitigated.
+ */
+import assert from "node:assert/strict";
+import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { redialers } from "./helpers/hostile42.ts";
+import { sleep } from "./helpers/raw.ts";
+import { DistError, type Peer } from "../wire/mod.ts";
+
+/** Calls answered a second in `ms` by `c` loops of `add` in turn on `peer`, and the refusals among them. */
+async function closedLoop(peer: Peer, c: number, ms: number): Promise<[number, string[]]> {
+  let answered = 0;
+  const refused: string[] = [];
+  const end = performance.now() + ms;
+  await Promise.all(Array.from({ length: c }, async () => {
+    for (let i = 0; performance.now() < end; i++) {
+      try {
+        assert.equal(await peer.call("add", { a: i, b: 1 }, { timeout: 10_000 }), i + 1);
+        answered++;
+      } catch (e) {
+        if (!(e instanceof DistError)) throw e;
+        refused.push(`${e.code}: ${e.message}`);
+      }
+    }
+  }));
+  return [answered / (ms / 1000), refused];
+}
+
+Deno.test("40 non-readers that redial when paused, spread over 100 addresses: another address is still served (hostile42a Y1)", async () => {
+  const servers = await startServers(1);
+  const balancer = await startBalancer(servers, ["--queue", "1000"]);
+  const legit = await connectTo(balancer.address);
+  let stop: (() => Promise<number>) | undefined;
+  try {
+    const [alone] = await closedLoop(legit, 4, 2000);
+    stop = await redialers(balancer.port, 40, "127.0.0.2", 100);
+    await sleep(3000);
+    const [beside, refused] = await closedLoop(legit, 4, 4000);
+    const stats = await legit.call("sys.stats") as Record<string, number>;
+    const made = await stop();
+    const summary =
+      `legit ${alone.toFixed(0)} calls/s alone, ${beside.toFixed(0)} beside; made ${made} ` +
+      `connections; redialing sources ${stats.redialing_sources}; legit refused ${refused.length}` +
+      ` (${refused[0] ?? "-"}); load ${Deno.loadavg()[0]}`;
+    console.log(summary);
+    assert.ok(made > 80, `they redialed (${summary})`);
+    // As balancer_redial_refusals_test holds for one address; main: ~0.04-13 % here.
+    assert.ok(beside >= alone * 0.3, `the other address keeps its rate (${summary})`);
+    assert.equal(refused.length, 0, `the other address is refused nothing (${summary})`);
+  } finally {
+    legit.close();
+    await stop?.();
+    await stopAll([balancer, ...servers]);
+  }
+});
