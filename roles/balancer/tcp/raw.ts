@@ -3,13 +3,16 @@
  * non-blocking sockets, one event loop of our own inside Deno's.
  *
  * - While connections are busy the loop waits for them on this thread, at
- *   most {@link BUSY_WAIT_MS} at a time, woken by the kernel directly (the
- *   data path is callbacks: no promise, no allocation a request); Deno's
- *   event loop turns at least every {@link TURN_MS} (health checks, metrics,
- *   signals, timers and promises run then).
- *   After {@link QUIET_TURNS} empty waits in a row it waits on another
- *   thread instead, with no timeout but the next dial's (an eventfd wakes
- *   it to stop): an idle balancer takes no CPU.
+ *   most {@link WAIT_MS} at a time, woken by the kernel directly (the data
+ *   path is callbacks: no promise, no allocation a request); Deno's event
+ *   loop turns at least every {@link TURN_MS} while events come, and at
+ *   the latest after a wait (health checks, metrics, signals, timers and
+ *   promises run then). A wait with no event ends that: the next waits on
+ *   another thread, with no timeout but the next dial's (an eventfd wakes
+ *   it to stop): an idle balancer takes no CPU. A connection that sends a
+ *   byte every few ms costs one wake-up an event, as through HAProxy (stop
+ *   42's loop waited 1 ms at a time and stayed for 4 empty waits after each
+ *   event: 4 to 5 wake-ups an event, hostile39a P4).
  * - Connections are accepted up to {@link ACCEPT_BATCH} a readiness, dialed
  *   at once (over loopback the connect is mostly done when `connect`
  *   returns), and spliced (raw_splice.ts).
@@ -34,12 +37,13 @@ import type { BackendConn, ClientConn, DialHooks, L4Io, Spliced } from "./io.ts"
 import { MAX_BUFFER, type SpliceHooks } from "./splice.ts";
 import { RawSplice } from "./raw_splice.ts";
 
-/** Longest wait on this thread while connections are busy (ms). */
-const BUSY_WAIT_MS = 1;
-/** While busy, Deno's event loop turns at least this often (ms); promises settle then. */
+/**
+ * Longest wait on this thread (ms): Deno's event loop waits as long while
+ * connections are quiet but not idle.
+ */
+const WAIT_MS = 10;
+/** While events come, Deno's event loop turns at least this often (ms); promises settle then. */
 const TURN_MS = 1;
-/** Empty busy waits in a row after which the loop waits on another thread. */
-const QUIET_TURNS = 4;
 /** Ready descriptors taken per wait. */
 const MAX_EVENTS = 256;
 /** Connections accepted per readiness of the listener (the others' events come between). */
@@ -223,12 +227,11 @@ export class RawIo implements L4Io {
   }
 
   async #run(): Promise<void> {
-    let quiet = QUIET_TURNS;
+    let far = true;
     let turned = performance.now();
     while (!this.#stopped) {
-      const busy = quiet < QUIET_TURNS;
       let n: number;
-      if (busy) n = this.poller.poll(BUSY_WAIT_MS);
+      if (!far) n = this.poller.poll(WAIT_MS);
       else {
         this.#far = true;
         n = await this.poller.wait(this.#idleWait());
@@ -237,14 +240,12 @@ export class RawIo implements L4Io {
         turned = performance.now();
       }
       if (this.#dials.length > 0) this.#expire();
-      const ready = n > 0;
-      if (ready) {
-        quiet = 0;
-        this.#dispatch(n);
-        for (let i = 0; i < 4 && (n = this.poller.poll(0)) > 0; i++) this.#dispatch(n);
-      } else quiet++;
+      if (n > 0) this.#dispatch(n);
+      // A wait on this thread with no event: the next is on the other (awaited: Deno's turns).
+      far = n === 0;
+      if (far) continue;
       const now = performance.now();
-      if (busy && (!ready || now - turned >= TURN_MS)) {
+      if (now - turned >= TURN_MS) {
         turned = now;
         await turn();
       }
