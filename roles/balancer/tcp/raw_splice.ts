@@ -1,8 +1,9 @@
 /**
  * One proxied connection over libc's sockets (raw.ts): what is read from
  * a side goes to the other at once, from the loop's shared buffer; only
- * what that side did not take is kept (a copy), and the side it came from
- * is not read until it is taken (backpressure both ways). The end of one
+ * what that side did not take is kept (a copy: at most a read, splice.ts's
+ * MAX_BUFFER), and the side it came from is not read until it is taken
+ * (backpressure both ways). The end of one
  * side's stream shuts down the other's write half; both ended, or an error
  * either side, closes both (the reasons of splice.ts's {@link EndReason}).
  */
