@@ -92,11 +92,18 @@ export class Subscription implements AsyncIterable<Message> {
   undeliverable = 0;
   /** Deliveries read as bytes whose value turned out not to be JSON when taken: skipped. */
   invalid = 0;
-  /** Waiting messages; those read as bytes kept as such until taken (see {@link Held}). */
+  /**
+   * Waiting messages; those read as bytes kept as such until taken: a small
+   * value's message waits without it (its size in #sizes is then negative),
+   * a large one's as a {@link Held}.
+   */
   #queue: (Message | Held)[] = [];
-  /** The JSON bytes of the small values of Held entries of #queue, in the same order. */
+  /** The JSON bytes of the small values of #queue's messages waiting without them, in order. */
   #held = new HeldValues();
-  /** The size of each message of #queue (same indexes), and of those waiting together. */
+  /**
+   * The size of each message of #queue (same indexes): `-1 - size` for a
+   * message whose value waits in #held. And the size of those waiting together.
+   */
   #sizes: number[] = [];
   #bytes = 0;
   #head = 0;
@@ -186,19 +193,23 @@ export class Subscription implements AsyncIterable<Message> {
       return true;
     }
     // The frame is reused: a small value is copied with the others waiting,
-    // parsed with them a run at a time when taken (see HeldValues); a large
-    // one copied on its own.
-    let value: Uint8Array | null = null;
-    if (d.value.byteLength < LARGE) this.#held.add(d.value);
-    else value = d.value.slice();
-    this.#enqueue(new Held(d.topic, value, d.retained, d.sid), peer, bytes);
+    // parsed with them a run at a time when taken (see HeldValues), its
+    // message made now (one object a message, not two); a large one copied on its own.
+    if (d.value.byteLength < LARGE) {
+      this.#held.add(d.value);
+      const msg = { topic: d.topic, value: undefined, retained: d.retained, sid: d.sid };
+      this.#enqueue(msg, peer, -1 - bytes);
+    } else {
+      this.#enqueue(new Held(d.topic, d.value.slice(), d.retained, d.sid), peer, bytes);
+    }
     return true;
   }
 
-  #enqueue(entry: Message | Held, peer: Peer | undefined, bytes: number): void {
+  /** Queues `entry` of `size` bytes (`-1 - bytes` for a message whose value waits in #held). */
+  #enqueue(entry: Message | Held, peer: Peer | undefined, size: number): void {
     this.#queue.push(entry);
-    this.#sizes.push(bytes);
-    this.#bytes += bytes;
+    this.#sizes.push(size);
+    this.#bytes += size < 0 ? -1 - size : size;
     if (this.#paused !== undefined || peer === undefined) return;
     const waiting = this.waiting;
     if (
@@ -237,8 +248,13 @@ export class Subscription implements AsyncIterable<Message> {
   /** The next message; done once unsubscribed or closed. */
   next(): Promise<IteratorResult<Message>> {
     while (this.#head < this.#queue.length) {
+      const held = this.#sizes[this.#head] < 0;
       const entry = this.#take();
-      const value = entry instanceof Held ? this.#parse(entry) : entry;
+      const value = held
+        ? this.#heldValue(entry as Message)
+        : entry instanceof Held
+        ? this.#parse(entry)
+        : entry;
       if (value !== undefined) return Promise.resolve({ value, done: false });
     }
     if (this.#end === "done") return Promise.resolve({ value: undefined, done: true });
@@ -251,7 +267,8 @@ export class Subscription implements AsyncIterable<Message> {
 
   /** The first waiting entry, taken off the queue (reading resumed once half of it is). */
   #take(): Message | Held {
-    this.#bytes -= this.#sizes[this.#head];
+    const size = this.#sizes[this.#head];
+    this.#bytes -= size < 0 ? -1 - size : size;
     const entry = this.#queue[this.#head++];
     if (this.#head === this.#queue.length) {
       this.#queue.length =
@@ -275,17 +292,24 @@ export class Subscription implements AsyncIterable<Message> {
     return entry;
   }
 
-  /** A kept delivery's message; one whose value is not JSON (a broken broker's) is skipped. */
+  /** A kept large delivery's message; one whose value is not JSON (a broken broker's) is skipped. */
   #parse(held: Held): Message | undefined {
     try {
-      return {
-        topic: held.topic,
-        value: held.value === null ? this.#held.take() : parseJson(decoder.decode(held.value)),
-        retained: held.retained,
-        sid: held.sid,
-      };
+      const value = parseJson(decoder.decode(held.value));
+      return { topic: held.topic, value, retained: held.retained, sid: held.sid };
     } catch (err) {
       this.notJson(held.topic, err);
+      return undefined;
+    }
+  }
+
+  /** `msg` with its value, the next of #held; skipped (undefined) when that is not JSON. */
+  #heldValue(msg: Message): Message | undefined {
+    try {
+      msg.value = this.#held.take();
+      return msg;
+    } catch (err) {
+      this.notJson(msg.topic, err);
       return undefined;
     }
   }
@@ -359,14 +383,13 @@ export class Subscription implements AsyncIterable<Message> {
 const LARGE = 16 * 1024;
 
 /**
- * A delivery read as bytes, kept waiting: its value's JSON bytes on their
- * own, or null when they wait in the subscription's HeldValues (see
- * {@link Subscription.pushRaw}).
+ * A delivery of a large value read as bytes, kept waiting: its value's JSON
+ * bytes on their own (see {@link Subscription.pushRaw}).
  */
 class Held {
   constructor(
     readonly topic: string,
-    readonly value: Uint8Array | null,
+    readonly value: Uint8Array,
     readonly retained: boolean,
     readonly sid: number,
   ) {}
