@@ -198,6 +198,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
             rounds.add(`${key}_10k_msgs_per_s`, b.msgs_per_s);
             rounds.add(`${key}_10k_p50_ms`, b.p50_ms);
             rounds.add(`${key}_10k_p99_ms`, b.p99_ms);
+            rounds.add(`${key}_10k_stall_ms`, b.stall_ms);
           }
           if (style === "callback" && floor && shapes === "reading") {
             // The floor under the library (broker_e2e_client.ts, floorSubscriber), same publisher.
@@ -257,9 +258,9 @@ function summary(m: Record<string, number>, shapes: Shapes, style: Style): strin
       ms(n("flat_p50_ms"))
     }); at 10,000 msgs/s dist ${f(d("10k_msgs_per_s"))} delivered, p50 ${ms(d("10k_p50_ms"))} p99 ${
       ms(d("10k_p99_ms"))
-    }; nats ${f(n("10k_msgs_per_s"))}, p50 ${ms(n("10k_p50_ms"))} p99 ${
-      ms(n("10k_p99_ms"))
-    } (p99 ratio ${
+    }, longest silence ${ms(d("10k_stall_ms"))}; nats ${f(n("10k_msgs_per_s"))}, p50 ${
+      ms(n("10k_p50_ms"))
+    } p99 ${ms(n("10k_p99_ms"))}, longest silence ${ms(n("10k_stall_ms"))} (p99 ratio ${
       m[`${p}ratio_${s}_10k_p99`]?.toFixed(2) ?? "n/a"
     }); CPU per message flat out (subscriber / publisher / server process): dist ${
       us(d("flat_sub_cpu_us"))
