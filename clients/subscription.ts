@@ -230,13 +230,26 @@ export class Subscription implements AsyncIterable<Message> {
    * handling (a queue of 40,000 made a fifth of a subscriber's CPU). So
    * once CATCH_UP wait, reading pauses until the iterator has taken them
    * or a task of the event loop has run: a consumer that waits on other
-   * work (a timer, I/O) still gets its full `buffer`.
+   * work (a timer, I/O) still gets its full `buffer`. The timer that ends
+   * a pause is made only when none is pending: an iterator that keeps up
+   * ends its pauses itself, every few hundred messages, well within a
+   * timer's 1–4 ms here, and a pending one still fires after this pause
+   * began (a task ran since: it may end it).
    */
   #catchUp(peer: Peer): void {
     this.#soft = peer;
     peer.conn.pauseReading();
-    setTimeout(() => this.#endCatchUp(), 0);
+    if (this.#timerPending) return;
+    this.#timerPending = true;
+    setTimeout(this.#timerFired, 0);
   }
+
+  /** Whether a timer that ends a catch-up pause is pending (see #catchUp). */
+  #timerPending = false;
+  readonly #timerFired = (): void => {
+    this.#timerPending = false;
+    this.#endCatchUp();
+  };
 
   #endCatchUp(): void {
     const peer = this.#soft;
