@@ -232,7 +232,7 @@ export class BrokerCore {
     const tree = this.subscriptions;
     const targets = behind
       ? cachedTargets(tree, topic) ?? tree.later(topicSegments(topic.name))
-      : this.matches.targets(tree, topic);
+      : this.matches.targets(tree, topic, qos);
     if (targets instanceof Match || behind) {
       const msg = new Message(topic.name, value ?? null);
       msg.qos = qos;
@@ -421,7 +421,8 @@ export class BrokerCore {
 
   /** Deliveries dropped by policies, over all subscriptions past and present. */
   get dropped(): number {
-    let n = this.#droppedGone;
+    // With the QoS 0 deliveries parked subscriptions did not take (parking.ts).
+    let n = this.#droppedGone + this.matches.parkedDrops.stalled;
     for (const sub of this.#subs) n += sub.dropped;
     return n;
   }

@@ -31,6 +31,7 @@ import { DistError } from "../../wire/mod.ts";
 import { ByteQueue, queueMemory } from "./byte_queue.ts";
 import { LatestQueue } from "./latest_queue.ts";
 import type { Message, Policy, Sink, Snapshot, SubscriptionOptions } from "./message.ts";
+import { ALWAYS, NOT_PARKED, park, STALLED } from "./parking.ts";
 
 // The delivery vocabulary lives in message.ts; importers of this module keep working.
 export {
@@ -76,6 +77,8 @@ export class Subscription {
   /** Whose share of subscriptions it counts in, and at how many bytes (kept by the core: shares.ts). */
   source: string | undefined = undefined;
   sourceBytes = 0;
+  /** Left out of QoS 0 publishes' targets, and why (parking.ts). */
+  parked = NOT_PARKED;
 
   /** Pending deliveries of `disconnect` and `drop-oldest`, encoded: bytes, no objects. */
   #fifo = new ByteQueue();
@@ -212,6 +215,10 @@ export class Subscription {
     // A queue group's delivery waits for the member picked: its load turns the next picks away.
     if (this.policy !== "drop-oldest" || this.group !== undefined) return 0;
     this.dropped++;
+    // Its socket is backed up: out of QoS 0 targets until it drains to half (parking.ts).
+    if (sink.pendingBytes >= this.#directLimit) {
+      park(this, STALLED, { drained: this.#fillLimit >> 1, passes: ALWAYS });
+    }
     return DROPPED;
   }
 

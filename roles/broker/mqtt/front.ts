@@ -409,6 +409,8 @@ export class MqttFront {
   }
 
   stats(): Record<string, unknown> {
+    const queues = this.sessions.queues(); // with the QoS 0 parked subscriptions did not take:
+    queues.session_dropped += this.core.matches.parkedDrops.stalled; // parking.ts
     return {
       port: this.#listener?.addr.port,
       ws_port: this.#ws?.addr.port,
@@ -428,7 +430,7 @@ export class MqttFront {
       slow_consumers: this.slowConsumers,
       undeliverable: this.undeliverable,
       expired: this.expired + expiredRetained.count,
-      away_qos0_dropped: this.awayQos0Dropped,
+      away_qos0_dropped: this.awayQos0Dropped + this.core.matches.parkedDrops.away,
       takeovers: this.takeovers,
       wills: this.wills.published,
       wills_delayed: this.wills.delayed,
@@ -441,7 +443,7 @@ export class MqttFront {
       sessions_expired: this.sessions.expired,
       sessions_restored: this.sessions.restored,
       messages_restored: this.sessions.messagesRestored,
-      ...this.sessions.queues(),
+      ...queues,
       ...this.sessions.inflight(),
     };
   }
