@@ -31,6 +31,7 @@ import { Match, type SubscriptionTree, type Targets, type WalkBudget } from "./s
 import { topicSegments } from "../../clients/contracts/mod.ts";
 import type { Topic } from "./topics.ts";
 import { valueBytes } from "./values.ts";
+import { AWAY, NOT_PARKED, parking, STALLED } from "./parking.ts";
 
 /**
  * Node visits of matches per turn of the event loop: about 3 ms (0.36 µs a
@@ -73,6 +74,8 @@ export class MatchQueue {
   bytes = 0;
   /** Publishes that waited, so far. */
   deferred = 0;
+  /** QoS 0 deliveries to parked subscriptions dropped unmade, by kind (parking.ts). */
+  readonly parkedDrops = { stalled: 0, away: 0 };
   /** Holds a publisher back (true) or lets it go on (false). */
   readonly #hold: (from: Publisher, hold: boolean) => void;
 
@@ -99,14 +102,32 @@ export class MatchQueue {
   targets(
     tree: SubscriptionTree<Subscription>,
     topic: Topic,
+    qos = 2,
   ): Targets<Subscription> | Match<Subscription> {
     const cached = cachedTargets(tree, topic);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return qos === 0 ? this.#lossy(topic, cached) : cached;
     const budget = this.budget();
     const given = budget.left;
     const found = findTargets(tree, topic, budget);
     this.spent(budget, given);
     return found;
+  }
+
+  /**
+   * A QoS 0 publish's targets: the topic's without the parked subscriptions
+   * (parking.ts), each of which would drop it at once; their drops counted.
+   */
+  #lossy(topic: Topic, all: Targets<Subscription>): Targets<Subscription> {
+    let view = topic.lossy as LossyTargets | undefined;
+    if (view === undefined || view.of !== all || view.generation !== parking.generation) {
+      view = lossyTargets(all);
+      topic.lossy = view;
+    }
+    if (view.targets !== all) {
+      this.parkedDrops.stalled += view.stalled;
+      this.parkedDrops.away += view.away;
+    }
+    return view.targets;
   }
 
   /** Whether a publish of `from` must wait behind one of its own. */
@@ -261,6 +282,30 @@ export function findTargets(
   topic.cache = found;
   topic.cacheGeneration = generation;
   return found;
+}
+
+/** A topic's targets for QoS 0 publishes, as made from `of` at parking `generation`. */
+interface LossyTargets {
+  of: Targets<Subscription>;
+  generation: number;
+  /** `of` itself when none is parked. */
+  targets: Targets<Subscription>;
+  /** Parked subscriptions left out, by kind. */
+  stalled: number;
+  away: number;
+}
+
+/** `all` without its parked subscriptions (the groups as they are: their members are not parked). */
+function lossyTargets(all: Targets<Subscription>): LossyTargets {
+  const generation = parking.generation;
+  let stalled = 0, away = 0;
+  for (const sub of all.plain) {
+    if (sub.parked === STALLED) stalled++;
+    else if (sub.parked === AWAY) away++;
+  }
+  if (stalled + away === 0) return { of: all, generation, targets: all, stalled, away };
+  const plain = all.plain.filter((sub) => sub.parked === NOT_PARKED);
+  return { of: all, generation, targets: { plain, groups: all.groups }, stalled, away };
 }
 
 /** Targets without the subscriptions cut off meanwhile, and groups left empty (not counted). */

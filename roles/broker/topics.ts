@@ -71,6 +71,8 @@ export class Topic {
    */
   cache: unknown = undefined;
   cacheGeneration = -1;
+  /** Free for the broker: the cached targets of a QoS 0 publish (matching.ts). */
+  lossy: unknown = undefined;
   /** Neighbours in the activity order (least recent first). */
   older: Topic | undefined = undefined;
   newer: Topic | undefined = undefined;

@@ -6,6 +6,7 @@
  * delivery carries is delivery.ts's; the packet's layout packets.ts's.
  */
 import type { Message, Subscription } from "../subscriber.ts";
+import { AWAY, NOT_PARKED, park } from "../parking.ts";
 import { MqttPayload, payloadOf } from "./mapping.ts";
 import {
   ackId,
@@ -217,6 +218,10 @@ export function queuedRecord(
 ): Uint8Array {
   if (session.kept && front.limits.queueQos0 !== true && qosOf(msg, sub) === 0) {
     front.awayQos0Dropped++;
+    // Out of QoS 0 targets until its client is back (parking.ts).
+    if (sub.parked === NOT_PARKED) {
+      park(sub, AWAY, { drained: Infinity, passes: () => session.socket !== undefined });
+    }
     return NOTHING;
   }
   const topic = mqttTopic(msg.topic);
