@@ -11,12 +11,18 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import mqttPacket from "mqtt-packet";
 import { Buffer } from "node:buffer";
-import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
-import { sleep, waitFor, writeAll } from "./helpers/raw.ts";
+import {
+  byteReader,
+  type MqttBroker,
+  mqttOpts as opts,
+  RawMqtt,
+  stalledSession,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
+import { sleep, waitFor } from "./helpers/raw.ts";
 
 const MIB = 1024 * 1024;
 const TOPIC = "load/a/b/c/d";
-const v5 = { protocolVersion: 5 } as const;
 
 /** Every filter that matches TOPIC: each level itself or `+`, with or without `/#`, and `#`. */
 function filters(): string[] {
@@ -29,67 +35,42 @@ function filters(): string[] {
   return out;
 }
 
-/**
- * A persistent MQTT 5 session (Receive Maximum 1) subscribed at QoS 1 to
- * every filter matching TOPIC, on a socket nothing reads.
- */
-async function stalled(port: number, clientId: string): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const subscriptions = filters().map((topic) => ({ topic, qos: 1 as const }));
-  await writeAll(
-    conn,
-    new Uint8Array(Buffer.concat([
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 5,
-        clientId,
-        clean: false,
-        keepalive: 0,
-        properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
-      }, v5),
-      mqttPacket.generate({ cmd: "subscribe", messageId: 1, subscriptions } as never, v5),
-    ])),
-  );
-  return conn;
+/** Polls the async `cond` every 20 ms; throws if it is still false after `ms`. */
+async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
 }
 
-/** A clean 3.1.1 subscriber to `load/#` that counts the bytes it reads (no parsing). */
-async function counter(port: number): Promise<{ bytes: () => number; conn: Deno.Conn }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await writeAll(
-    conn,
-    new Uint8Array(Buffer.concat([
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 4,
-        clientId: "honest",
-        clean: true,
-        keepalive: 0,
-      }),
-      mqttPacket.generate(
-        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "load/#", qos: 0 }] } as never,
-      ),
-    ])),
+/**
+ * `n` stalled persistent sessions (helpers' stalledSession) on every filter
+ * matching TOPIC, subscribed; one QoS 1 each, never acknowledged: their
+ * windows are full from then on.
+ */
+async function stall(b: MqttBroker, pub: RawMqtt, n: number): Promise<Deno.Conn[]> {
+  const before = (await b.stats()).subscriptions as number;
+  const conns = [];
+  for (let i = 0; i < n; i++) {
+    conns.push(await stalledSession(b.mqttPort, `st${i}`, 3600, filters()));
+  }
+  await until(
+    async () => (await b.stats()).subscriptions as number >= before + n * 65,
+    5000,
+    "their subscriptions",
   );
-  let bytes = 0;
-  (async () => {
-    const buf = new Uint8Array(1 << 20);
-    try {
-      while (true) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        bytes += n;
-      }
-    } catch {
-      // Closed.
-    }
-  })();
+  await pub.send({ cmd: "publish", topic: "seed", payload: "s", qos: 1, messageId: 1 } as never);
+  await pub.next("puback");
+  return conns;
+}
+
+/** An honest subscriber to `load/#` (helpers' byteReader): the bytes it read past its SUBACK. */
+async function counter(port: number): Promise<{ bytes: () => number; conn: Deno.Conn }> {
+  const reader = await byteReader(port, "load/#");
   // CONNACK (4) and SUBACK (5).
-  await waitFor(() => bytes >= 9, 5000, "the honest subscriber's SUBACK");
-  const start = bytes;
-  return { bytes: () => bytes - start, conn };
+  await waitFor(() => reader.bytes() >= 9, 5000, "the honest subscriber's SUBACK");
+  return { bytes: () => reader.bytes() - 9, conn: reader.conn };
 }
 
 const ONE = mqttPacket.generate(
@@ -116,15 +97,6 @@ async function flow(pub: RawMqtt, honest: { bytes: () => number }, n: number): P
   return (cpu.user + cpu.system) / n;
 }
 
-/** Polls the async `cond` every 20 ms; throws if it is still false after `ms`. */
-async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = performance.now() + ms;
-  while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
@@ -141,18 +113,7 @@ Deno.test(
       await flow(pub, honest, 20_000); // warm
       const none = [];
       for (let i = 0; i < 3; i++) none.push(await flow(pub, honest, N));
-      const conns = [];
-      for (let i = 0; i < 4; i++) conns.push(await stalled(b.mqttPort, `st${i}`));
-      await until(
-        async () => (await b.stats()).subscriptions as number >= 4 * 65 + 1,
-        5000,
-        "their subscriptions",
-      );
-      // One QoS 1 each, never acknowledged: their windows are full from now on.
-      await pub.send(
-        { cmd: "publish", topic: "seed", payload: "s", qos: 1, messageId: 1 } as never,
-      );
-      await pub.next("puback");
+      const conns = await stall(b, pub, 4);
       // Their sockets fill (65 deliveries a message each) and they stall.
       await flow(pub, honest, 20_000);
       const stalledCost = [];
@@ -219,12 +180,7 @@ Deno.test(
     withMqttBroker(async (b) => {
       const honest = await counter(b.mqttPort);
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" });
-      const conn = await stalled(b.mqttPort, "st");
-      await until(
-        async () => (await b.stats()).subscriptions as number >= 66,
-        5000,
-        "its subscriptions",
-      );
+      const [conn] = await stall(b, pub, 1);
       // Past what its socket holds: it drops QoS 0 (and is left out of their targets).
       await flow(pub, honest, 20_000);
       assert((await b.mqttStats()).session_dropped > 0, "dropped while stalled");

@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, RawMqtt, stalledSession } from "./helpers/mqtt.ts";
-import { sleep, writeAll } from "./helpers/raw.ts";
+import { byteReader, mqttOpts as opts, RawMqtt, stalledSession } from "./helpers/mqtt.ts";
+import { sleep } from "./helpers/raw.ts";
 import { startDist } from "./helpers/dist.ts";
 
 const STALLED = 20;
@@ -39,31 +39,12 @@ Deno.test({
     await seed.next("puback");
     await seed.end();
     // A reader that keeps up: it reads every byte as it comes, and parses nothing.
-    honest = await Deno.connect({ hostname: "127.0.0.1", port });
-    await writeAll(
-      honest,
-      new Uint8Array(Buffer.concat([
-        mqttPacket.generate({
-          cmd: "connect",
-          protocolId: "MQTT",
-          protocolVersion: 4,
-          clientId: "honest",
-          clean: true,
-          keepalive: 0,
-        }),
-        mqttPacket.generate({
-          cmd: "subscribe",
-          messageId: 1,
-          subscriptions: [{ topic: "load/#", qos: 0 }],
-        } as mqttPacket.Packet),
-      ])),
-    );
+    const reader = await byteReader(port, "load/#");
+    honest = reader.conn;
     let cut = false;
-    reading = (async () => {
-      const buf = new Uint8Array(1 << 20);
-      while ((await honest!.read(buf).catch(() => null)) !== null);
+    reading = reader.ended.then(() => {
       cut = true;
-    })();
+    });
     await sleep(300);
     // 1 KB QoS 1 publishes, 100 MB in all: each stalled session queues them all (QoS 0 it
     // does not: not held by its window, dropped once its socket is backed up).

@@ -238,34 +238,74 @@ export class RawMqtt {
 }
 
 /**
- * A persistent MQTT 5 session on `#` (QoS 1) with Receive Maximum 1 whose
- * socket never reads (CONNECT and SUBSCRIBE written, nothing read back):
- * one QoS 1 delivery fills its window for good.
+ * A persistent MQTT 5 session on `#` (or `filters`, QoS 1) with Receive
+ * Maximum 1 whose socket never reads (CONNECT and SUBSCRIBE written,
+ * nothing read back): one QoS 1 delivery fills its window for good.
  */
-export async function stalledSession(
+export function stalledSession(
   port: number,
   clientId: string,
   expiry = 3600,
+  filters = ["#"],
+): Promise<Deno.Conn> {
+  return subscribedSocket(
+    port,
+    {
+      clientId,
+      clean: false,
+      properties: { sessionExpiryInterval: expiry, receiveMaximum: 1 },
+    },
+    filters.map((topic) => ({ topic, qos: 1 })),
+    5,
+  );
+}
+
+/** A TCP connection with a CONNECT (`fields`) and a SUBSCRIBE written, nothing read back. */
+async function subscribedSocket(
+  port: number,
+  fields: Record<string, unknown>,
+  subscriptions: { topic: string; qos: 0 | 1 | 2 }[],
+  protocolVersion: 4 | 5,
 ): Promise<Deno.Conn> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const v5 = { protocolVersion: 5 } as const;
+  const opts = { protocolVersion };
   await writeAll(
     conn,
     new Uint8Array(Buffer.concat([
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 5,
-        clientId,
-        clean: false,
-        keepalive: 0,
-        properties: { sessionExpiryInterval: expiry, receiveMaximum: 1 },
-      }, v5),
       mqttPacket.generate(
-        { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] } as Packet,
-        v5,
+        { cmd: "connect", protocolId: "MQTT", protocolVersion, keepalive: 0, ...fields } as Packet,
+        opts,
       ),
+      mqttPacket.generate({ cmd: "subscribe", messageId: 1, subscriptions } as Packet, opts),
     ])),
   );
   return conn;
+}
+
+/** A clean 3.1.1 subscriber to `filter` (QoS 0) that reads every byte as it comes and parses nothing. */
+export interface ByteReader {
+  conn: Deno.Conn;
+  /** Bytes read so far (its CONNACK and SUBACK included). */
+  bytes(): number;
+  /** Resolves when its connection ends (closed by either side). */
+  ended: Promise<void>;
+}
+
+export async function byteReader(port: number, filter: string): Promise<ByteReader> {
+  const conn = await subscribedSocket(
+    port,
+    { clientId: "honest", clean: true },
+    [{ topic: filter, qos: 0 }],
+    4,
+  );
+  let bytes = 0;
+  const ended = (async () => {
+    const buf = new Uint8Array(1 << 20);
+    while (true) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) return;
+      bytes += n;
+    }
+  })();
+  return { conn, bytes: () => bytes, ended };
 }
