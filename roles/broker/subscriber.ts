@@ -216,7 +216,7 @@ export class Subscription {
     if (this.policy !== "drop-oldest" || this.group !== undefined) return 0;
     this.dropped++;
     // Its socket is backed up: out of QoS 0 targets until it drains to half (parking.ts).
-    if (sink.pendingBytes >= this.#directLimit) {
+    if (this.parked === NOT_PARKED && sink.pendingBytes >= this.#directLimit) {
       park(this, STALLED, { drained: this.#fillLimit >> 1, passes: ALWAYS });
     }
     return DROPPED;
