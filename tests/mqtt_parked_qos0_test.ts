@@ -97,11 +97,6 @@ async function flow(pub: RawMqtt, honest: { bytes: () => number }, n: number): P
   return (cpu.user + cpu.system) / n;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
-}
-
 Deno.test(
   "mqtt QoS 0 publishes cost the same with 4 x 65 stalled or away subscriptions on their topic (hostile review 41b X1)",
   opts,
@@ -110,7 +105,7 @@ Deno.test(
       const honest = await counter(b.mqttPort);
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" });
       const N = 60_000;
-      await flow(pub, honest, 20_000); // warm
+      await flow(pub, honest, N); // warm
       const none = [];
       for (let i = 0; i < 3; i++) none.push(await flow(pub, honest, N));
       const conns = await stall(b, pub, 4);
@@ -131,9 +126,10 @@ Deno.test(
         stalledCost.map((x) => x.toFixed(2))
       }, away ${awayCost.map((x) => x.toFixed(2))}; load ${Deno.loadavg()[0]}`;
       console.log(summary);
-      // Main: about 7 times (a look at each of the 260 a message); here within noise of 1.
-      assert(median(stalledCost) < 2 * median(none), `stalled: ${summary}`);
-      assert(median(awayCost) < 2 * median(none), `away: ${summary}`);
+      // Main: 8-11 times (a look at each of the 260 a message); here within noise of 1.
+      // The least of three: what other load on the machine added least to.
+      assert(Math.min(...stalledCost) < 3 * Math.min(...none), `stalled: ${summary}`);
+      assert(Math.min(...awayCost) < 3 * Math.min(...none), `away: ${summary}`);
 
       // What they are owed at QoS 1 waits for them; and QoS 0 reaches them again once back.
       for (let i = 0; i < 5; i++) {
