@@ -143,7 +143,7 @@ export class Trials {
     ok = outcome === "answered",
   ): void {
     const trial = job.trial;
-    if (outcome === "answered" && ok) backend.lastResultAt = performance.now();
+    if (outcome === "answered" && ok) backend.lastResultAt = this.#now();
     else if (outcome === "answered") erredUntried(backend);
     if (outcome !== "answered" || !ok || backend.untried) {
       if (trial !== undefined && trial.from !== backend) job.trial = undefined;
