@@ -392,13 +392,14 @@ export class FramedConn {
     this.#closeReason = reason;
     ticker.delete(this);
     this.#tracker?.delete(this);
+    // First off raw_reads.ts's epoll, if there: the descriptor is closed next.
+    this.#inbound.close();
     try {
       this.conn.close();
     } catch {
       // Already closed by the runtime: nothing left to release.
     }
     this.#outbound.close();
-    this.#inbound.close();
     this.#input.handler.onClose(reason, err);
     this.#closedResolve?.(reason);
   }

@@ -9,6 +9,7 @@ import { FrameDecoder, HEADER_BYTES } from "./frame.ts";
 import { HEAD_BYTES } from "./foreign.ts";
 import { drainTarget, type Outbound } from "./outbound.ts";
 import { pollTurn } from "./poll_turn.ts";
+import { EAGAIN, rawReads, type RawSocket, type RawSocketHandler } from "./raw_reads.ts";
 
 /**
  * The read buffer starts small, doubles whenever a read fills it (up to
@@ -100,7 +101,7 @@ export interface InboundSink {
   failed(err: unknown): void;
 }
 
-export class Inbound {
+export class Inbound implements RawSocketHandler {
   #conn: Deno.Conn;
   #decoder: FrameDecoder;
   #outbound: Outbound;
@@ -118,6 +119,11 @@ export class Inbound {
   #pauses = 0;
   /** Whether the first frame's length was checked against FIRST_FRAME_BYTES. */
   #firstChecked = false;
+  /** A read's frames and their buffers (reused: see InboundSink.frames). */
+  readonly #batch: Uint8Array[] = [];
+  readonly #buffers: ArrayBufferLike[] = [];
+  /** Its socket on raw_reads.ts's epoll, once adopted there (then the read loop has ended). */
+  #socket: RawSocket | undefined;
 
   constructor(
     conn: Deno.Conn,
@@ -178,7 +184,9 @@ export class Inbound {
 
   /** Stops reading (after the read in progress) until as many `resume()`. */
   pause(): void {
-    if (this.#pauses++ === 0) this.#gate = new Promise((resolve) => this.#openGate = resolve);
+    if (this.#pauses++ > 0) return;
+    this.#gate = new Promise((resolve) => this.#openGate = resolve);
+    this.#socket?.read(false);
   }
 
   resume(): void {
@@ -186,9 +194,13 @@ export class Inbound {
     this.#open();
   }
 
-  /** The connection closed: a loop waiting at the gate goes on and ends. */
+  /**
+   * The connection closes: a loop waiting at the gate goes on and ends; an
+   * adopted socket leaves our epoll (before its descriptor is closed).
+   */
   close(): void {
     this.#pauses = 0;
+    this.#socket?.release();
     this.#open();
   }
 
@@ -196,6 +208,73 @@ export class Inbound {
     const open = this.#openGate;
     this.#gate = this.#openGate = undefined;
     open?.();
+    this.#readOn();
+  }
+
+  /** An adopted socket waits to read again, unless something else stops it. */
+  #readOn(): void {
+    const socket = this.#socket;
+    if (socket === undefined || this.#gate !== undefined || this.#backedUp || this.#ended) return;
+    if (!this.#sink.isClosed()) socket.read(true);
+  }
+
+  /**
+   * Moves the reading onto raw_reads.ts's epoll (see there) once the
+   * connection's descriptor is known (it has written through send) and no
+   * write of the runtime's is in flight: whether it did (the loop then ends).
+   */
+  #adopt(): boolean {
+    const out = this.#outbound;
+    if (out.fd < 0 || out.writing || rawReads === undefined) return false;
+    const socket = rawReads.adopt(out.fd, this);
+    if (socket === undefined) {
+      out.stayOnRuntime();
+      return false;
+    }
+    this.#socket = socket;
+    out.adopted(socket);
+    return true;
+  }
+
+  /** The adopted socket has input (or an end, or an error): one read. */
+  readable(): void {
+    const socket = this.#socket!;
+    const sink = this.#sink;
+    if (sink.isClosed()) return socket.release();
+    if (this.#gate !== undefined) return socket.read(false);
+    const out = this.#outbound;
+    const target = drainTarget(out.pending, this.#highWater);
+    if (target >= 0 && !keptReading.has(this.#conn)) {
+      this.#backedUp = true;
+      socket.read(false);
+      out.drained(target).then(() => {
+        this.#backedUp = false;
+        this.#readOn();
+      });
+      return;
+    }
+    const n = socket.recv();
+    if (n === -EAGAIN) return;
+    if (n <= 0) {
+      socket.read(false);
+      if (n === 0) {
+        this.#ended = true;
+        sink.end();
+      } else sink.failed(new Error(socket.reads.raw.describe(n)));
+      return;
+    }
+    processReads++;
+    try {
+      this.#took(socket.reads.buffer.bytes, n);
+    } catch (err) {
+      socket.read(false);
+      if (!sink.isClosed()) sink.failed(err);
+    }
+  }
+
+  /** The adopted socket takes output again. */
+  writable(): void {
+    this.#outbound.writable();
   }
 
   async run(): Promise<void> {
@@ -208,8 +287,6 @@ export class Inbound {
     const decoder = this.#decoder;
     const out = this.#outbound;
     const sink = this.#sink;
-    const batch: Uint8Array[] = [];
-    const buffers: ArrayBufferLike[] = [];
     try {
       while (!sink.isClosed()) {
         if (this.#gate !== undefined) {
@@ -226,6 +303,7 @@ export class Inbound {
           this.#backedUp = false;
           continue;
         }
+        if (this.#adopt()) return;
         const n = await this.#conn.read(buf);
         if (n === null) {
           if (sink.isClosed()) return;
@@ -235,28 +313,8 @@ export class Inbound {
           sink.end();
           return;
         }
-        this.#received = true;
         processReads++;
-        if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
-        if (!this.#firstChecked) this.#checkFirst();
-        this.#bytesIn += n;
-        decoder.push(buf.subarray(0, n));
-        let frame: Uint8Array | null;
-        let big = false;
-        try {
-          while ((frame = decoder.next()) !== null) {
-            batch.push(frame);
-            buffers.push(decoder.frameBuffer);
-            if (frame.length >= BIG_FRAME) big = true;
-          }
-        } finally {
-          // Frames before a broken length prefix are delivered before the error.
-          this.#framesIn += batch.length;
-          if (batch.length > 0 && !sink.isClosed()) sink.frames(batch, buffers);
-          // Nothing here keeps the frames (nor their buffers) while the next read waits.
-          batch.length = buffers.length = 0;
-          decoder.handedOver();
-        }
+        const big = this.#took(buf, n);
         if (n === buf.length) {
           smallReads = 0;
           if (grown > 0) {
@@ -289,6 +347,40 @@ export class Inbound {
     } catch (err) {
       if (!sink.isClosed()) sink.failed(err); // else a read cut short by our own close
     }
+  }
+
+  /**
+   * Takes the `n` bytes a read put at the start of `buf`: hands their
+   * complete frames over together. Whether one of them was large (BIG_FRAME).
+   * @throws {DistError} FRAME_TOO_LARGE (frames before it are handed over first)
+   */
+  #took(buf: Uint8Array, n: number): boolean {
+    const decoder = this.#decoder;
+    const sink = this.#sink;
+    const batch = this.#batch;
+    const buffers = this.#buffers;
+    this.#received = true;
+    if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
+    if (!this.#firstChecked) this.#checkFirst();
+    this.#bytesIn += n;
+    decoder.push(buf.subarray(0, n));
+    let frame: Uint8Array | null;
+    let big = false;
+    try {
+      while ((frame = decoder.next()) !== null) {
+        batch.push(frame);
+        buffers.push(decoder.frameBuffer);
+        if (frame.length >= BIG_FRAME) big = true;
+      }
+    } finally {
+      // Frames before a broken length prefix are delivered before the error.
+      this.#framesIn += batch.length;
+      if (batch.length > 0 && !sink.isClosed()) sink.frames(batch, buffers);
+      // Nothing here keeps the frames (nor their buffers) while the next read waits.
+      batch.length = buffers.length = 0;
+      decoder.handedOver();
+    }
+    return big;
   }
 
   /** Refuses a first frame longer than FIRST_FRAME_BYTES, once its length prefix is in. */

@@ -6,6 +6,7 @@
  */
 import { OutBuffer } from "./frame.ts";
 import { NO_FD, rawSend } from "./raw_send.ts";
+import type { RawSocket } from "./raw_reads.ts";
 
 /**
  * Output waiting to be written, across every connection of the process.
@@ -87,6 +88,13 @@ export class Outbound {
   #fd = -1;
   /** Writes started through the op (until the descriptor is known). */
   #flushes = 0;
+  /**
+   * Its socket on raw_reads.ts's epoll, once adopted: what `send` does not
+   * take waits there for the socket to be writable (never through the op).
+   */
+  #socket: RawSocket | undefined;
+  /** Where the buffer being written there (#spare) goes on from. */
+  #sentTo = 0;
 
   /** `onError` gets a failed write's error (the connection is then closed). */
   constructor(conn: Deno.Conn, highWater: number, onError: (err: unknown) => void) {
@@ -112,6 +120,21 @@ export class Outbound {
   /** The socket written to. */
   get conn(): Deno.Conn {
     return this.#conn;
+  }
+
+  /** The socket's descriptor once raw_send.ts knows it, else negative. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Its socket cannot go on raw_reads.ts's epoll: it writes through the op from now on. */
+  stayOnRuntime(): void {
+    this.#fd = NO_FD;
+  }
+
+  /** Its socket is on raw_reads.ts's epoll (no write is in flight): see #socket. */
+  adopted(socket: RawSocket): void {
+    this.#socket = socket;
   }
 
   /** Whether a write is in flight. */
@@ -200,11 +223,69 @@ export class Outbound {
       this.#wake();
       return;
     }
+    if (this.#socket !== undefined) return this.#rawRest(n);
     if (n > 0) {
       this.#bytesOut += n;
       this.#wrote = true;
     } else if (n !== -EAGAIN) this.#fd = NO_FD; // The op meets the error and says it.
     this.#writeLoop(Math.max(0, n));
+  }
+
+  /** An adopted socket took `n` of the buffer (or -errno): the rest waits for it to be writable. */
+  #rawRest(n: number): void {
+    if (n < 0 && n !== -EAGAIN) return this.#rawFailed(n);
+    const buf = this.#out;
+    this.#out = this.#spare;
+    this.#spare = buf;
+    this.#sentTo = Math.max(0, n);
+    this.#bytesOut += this.#sentTo;
+    this.#wrote = true;
+    this.#writing = true;
+    this.#inflight = buf.length - this.#sentTo;
+    this.#account();
+    this.#socket!.write(true);
+  }
+
+  /** The adopted socket takes output again: what waits goes on, as #writeLoop does through the op. */
+  writable(): void {
+    const socket = this.#socket;
+    if (!this.#writing || socket === undefined) return;
+    while (!this.#closed) {
+      const buf = this.#spare;
+      const len = buf.length;
+      const from = this.#sentTo;
+      if (from < len) {
+        const n = rawSend!.send(this.#fd, buf.bytes.subarray(from), len - from);
+        if (n === -EAGAIN) return;
+        if (n < 0) return this.#rawFailed(n);
+        this.#sentTo = from + n;
+        this.#bytesOut += n;
+        this.#wrote = true;
+        this.#inflight = len - this.#sentTo;
+        this.#account();
+        if (this.#sentTo < len) return;
+      }
+      buf.reset();
+      if (this.#drainWaiters !== undefined && this.pending <= this.#wakeAt) this.#wake();
+      if (this.#out.length === 0 || this.#held > 0) break;
+      // What was queued meanwhile goes next.
+      this.#spare = this.#out;
+      this.#out = buf;
+      this.#sentTo = 0;
+      this.#inflight = this.#spare.length;
+    }
+    this.#writing = false;
+    this.#inflight = 0;
+    socket.write(false);
+    this.#account();
+    if (this.#out.length === 0 || this.#closed) this.#wake();
+  }
+
+  #rawFailed(errno: number): void {
+    this.#writing = false;
+    this.#inflight = 0;
+    this.#socket!.write(false);
+    this.#onError(new Error(this.#socket!.reads.raw.describe(errno)));
   }
 
   /**

@@ -15,6 +15,7 @@
  * on the op for good.
  */
 import { openRawTcp, type RawTcp } from "./raw_tcp.ts";
+import { useRawReads } from "./raw_reads.ts";
 
 /** Flushes a connection makes through the op before it looks its descriptor up. */
 const LOOKUP_AFTER = 8;
@@ -97,6 +98,9 @@ export let rawSend: RawSend | undefined;
  */
 export function useRawSend(): boolean {
   const raw = openRawTcp();
-  if (raw !== undefined) rawSend ??= new RawSend(raw);
+  if (raw !== undefined && rawSend === undefined) {
+    rawSend = new RawSend(raw);
+    useRawReads(raw);
+  }
   return rawSend !== undefined;
 }

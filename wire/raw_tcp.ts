@@ -40,6 +40,7 @@ const MSG_DONTWAIT = 0x40;
 const SHUT_WR = 1;
 const EFD_NONBLOCK = 0x800;
 const EFD_CLOEXEC = 0x80000;
+const EPOLL_CTL_DEL = 2;
 /** The longest length {@link sizeT} keeps. */
 const MAX_CACHED = 65_536;
 
@@ -394,6 +395,14 @@ export class RawTcp {
   /** Makes an eventfd unreadable again. */
   drain(fd: number): void {
     this.#c.read(fd, this.#counterBytes, sizeT(8));
+  }
+
+  /**
+   * Takes `fd` off the epoll instance `ep` (another's: the runtime's, see
+   * raw_reads.ts): whether it was on it.
+   */
+  forget(ep: number, fd: number): boolean {
+    return this.#c.epoll_ctl(ep, EPOLL_CTL_DEL, fd, this.#peer) === 0;
   }
 
   /** A new epoll instance. */

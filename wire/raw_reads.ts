@@ -1,0 +1,289 @@
+/**
+ * Reads (and the writes `send` does not finish) of Deno's plain TCP
+ * sockets through an epoll instance of our own (Linux, FFI: raw_tcp.ts),
+ * for a process whose connections write with raw_send.ts (the balancer).
+ * A read through the runtime's op costs a promise, the op's dispatch and a
+ * turn of the event loop; here the main thread waits in `epoll_wait` for
+ * every adopted socket at once, woken by the kernel as the runtime itself
+ * is, and reads each ready one with one `recv` into a buffer they share.
+ *
+ * A socket is adopted between two reads, with no read or write of the
+ * runtime's in flight, once raw_send.ts knows its descriptor: it is taken
+ * off the runtime's epoll (tokio's, found by the descriptor in
+ * /proc/self/fdinfo) and put on ours, so the runtime never wakes for it; its
+ * Deno.Conn stays open, and closing it closes the socket (tokio's own
+ * removal then finds it gone, which it ignores).
+ *
+ * The runtime's epoll is itself on ours: while sockets are busy the loop
+ * waits on this thread at most {@link BUSY_WAIT_MS}, and whenever the
+ * runtime has something ready (a socket of its own, a timer's or another
+ * thread's wake-up), the loop lets it turn at once (poll_turn.ts). After
+ * {@link QUIET_WAITS} empty waits in a row the wait moves to another thread
+ * with no timeout (the runtime's epoll left out of it): an idle process
+ * takes no CPU, and its event loop runs as it does without this.
+ */
+import { setImmediate } from "node:timers";
+import {
+  EAGAIN,
+  EPOLLIN,
+  EPOLLOUT,
+  EPOLLRDHUP,
+  type FixedBuffer,
+  type Poller,
+  type RawTcp,
+} from "./raw_tcp.ts";
+import { pollTurn } from "./poll_turn.ts";
+import { LogBudget } from "./_log.ts";
+
+const faults = new LogBudget("raw reads");
+
+/** Longest wait on this thread while sockets are busy (ms): timers are that late at most. */
+const BUSY_WAIT_MS = 1;
+/** While sockets keep having input, the runtime's event loop turns at least this often (ms). */
+const TURN_MS = 1;
+/** Empty waits in a row after which the wait moves to another thread. */
+const QUIET_WAITS = 4;
+/** Ready descriptors taken per wait. */
+const MAX_EVENTS = 256;
+/** The shared read buffer: a read takes at most this much. */
+const READ_BYTES = 64 * 1024;
+/** The tag of the runtime's epoll on ours (a socket's is never 0). */
+const RUNTIME = 0;
+
+/** A socket on our epoll: what it waits for, and what is called when it is ready. */
+export interface RawSocketHandler {
+  /** Readable (or hung up, or in error): read it. */
+  readable(): void;
+  /** Writable (or in error): write what waits. */
+  writable(): void;
+}
+
+/** One adopted socket. */
+export class RawSocket {
+  tag = 0;
+  #reading = true;
+  #writing = false;
+  /** Whether it is on the epoll now (it is taken off while it waits for nothing). */
+  #watched = true;
+
+  constructor(
+    readonly reads: RawReads,
+    readonly fd: number,
+    readonly handler: RawSocketHandler,
+  ) {}
+
+  /** Whether it waits to read. */
+  get reading(): boolean {
+    return this.#reading;
+  }
+
+  /** Waits to read (`on`), or not: a paused or ended read side. */
+  read(on: boolean): void {
+    if (this.#reading === on) return;
+    this.#reading = on;
+    this.#interest();
+  }
+
+  /** Waits to write (`on`), or not. */
+  write(on: boolean): void {
+    if (this.#writing === on) return;
+    this.#writing = on;
+    this.#interest();
+  }
+
+  /**
+   * Off the epoll while it waits for nothing: a hang-up or error is
+   * reported whatever the interest, and would be again at every wait.
+   */
+  #interest(): void {
+    if (this.tag === 0) return;
+    const events = (this.#reading ? EPOLLIN | EPOLLRDHUP : 0) | (this.#writing ? EPOLLOUT : 0);
+    if (events === 0) {
+      if (this.#watched) this.reads.poller.remove(this.fd);
+      this.#watched = false;
+    } else if (this.#watched) this.reads.poller.modify(this.fd, events, this.tag);
+    else this.#watched = this.reads.poller.add(this.fd, events, this.tag);
+  }
+
+  ready(events: number): void {
+    if ((events & EPOLLOUT) !== 0 || (this.#writing && !this.#reading)) this.handler.writable();
+    if (this.#reading && this.tag !== 0) this.handler.readable();
+  }
+
+  /** Off our epoll for good (before its Deno.Conn closes the descriptor). */
+  release(): void {
+    if (this.tag === 0) return;
+    this.reads.release(this);
+    if (this.#watched) this.reads.poller.remove(this.fd);
+    this.tag = 0;
+    this.#watched = false;
+  }
+
+  /** Reads into the shared buffer: the count (0: end of stream), or -errno. */
+  recv(): number {
+    return this.reads.raw.recvInto(this.fd, this.reads.buffer);
+  }
+}
+
+export class RawReads {
+  readonly raw: RawTcp;
+  readonly poller: Poller;
+  /** The read buffer every socket shares (frames are handed over before the next read). */
+  readonly buffer: FixedBuffer;
+  readonly #sockets: (RawSocket | undefined)[] = [];
+  #tags = RUNTIME;
+  #count = 0;
+  #running = false;
+  /** The runtime's epoll (-1: not found yet; -2: none found, nothing is adopted). */
+  #runtime = -1;
+  /** Signalled to end a wait on the other thread early. */
+  readonly #wake: number;
+  #far = false;
+  #runtimeWatched = false;
+
+  constructor(raw: RawTcp) {
+    this.raw = raw;
+    this.poller = raw.poller(MAX_EVENTS);
+    this.buffer = raw.fixedBuffer(READ_BYTES);
+    this.#wake = raw.eventFd();
+    this.poller.add(this.#wake, EPOLLIN, RUNTIME);
+  }
+
+  /** Sockets adopted now. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /**
+   * Takes `fd` (a socket of the runtime's, with no read or write of its
+   * own in flight) off the runtime's epoll and onto ours, reading it from
+   * now on; undefined when it cannot be (it stays the runtime's).
+   */
+  adopt(fd: number, handler: RawSocketHandler): RawSocket | undefined {
+    if (this.#runtime === -1) this.#runtime = this.#findRuntime(fd);
+    if (this.#runtime < 0) return undefined;
+    const socket = new RawSocket(this, fd, handler);
+    socket.tag = this.#tags = (this.#tags + 1) >>> 0 || 1;
+    if (!this.poller.add(fd, EPOLLIN | EPOLLRDHUP, socket.tag)) return undefined;
+    if (!this.raw.forget(this.#runtime, fd)) {
+      this.poller.remove(fd);
+      return undefined;
+    }
+    this.#sockets[fd] = socket;
+    this.#count++;
+    this.#start();
+    return socket;
+  }
+
+  #start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#run().finally(() => {
+      this.#running = false;
+      if (this.#count > 0) this.#start(); // adopted while the loop was ending
+    });
+  }
+
+  release(socket: RawSocket): void {
+    if (this.#sockets[socket.fd] === socket) this.#sockets[socket.fd] = undefined;
+    // The last one: a wait on the other thread ends, and the loop with it.
+    if (--this.#count === 0 && this.#far) this.raw.signal(this.#wake);
+  }
+
+  /** The runtime's epoll: the one instance (not ours) that watches `fd`; -2 for none. */
+  #findRuntime(fd: number): number {
+    try {
+      const line = new RegExp(`^tfd:\\s+${fd}\\s`, "m");
+      for (const entry of Deno.readDirSync("/proc/self/fd")) {
+        const ep = Number(entry.name);
+        if (Deno.readLinkSync(`/proc/self/fd/${ep}`) !== "anon_inode:[eventpoll]") continue;
+        if (line.test(Deno.readTextFileSync(`/proc/self/fdinfo/${ep}`))) {
+          if (!this.poller.add(ep, 0, RUNTIME)) continue;
+          return ep;
+        }
+      }
+    } catch {
+      // No /proc: the runtime reads every socket.
+    }
+    return -2;
+  }
+
+  async #run(): Promise<void> {
+    let quiet = 0;
+    let turned = performance.now();
+    const poller = this.poller;
+    while (this.#count > 0) {
+      let n = poller.poll(0);
+      // Input all the time: the runtime's timers still run every TURN_MS.
+      if (n > 0 && performance.now() - turned >= TURN_MS) n = 0;
+      if (n === 0) {
+        turned = performance.now();
+        // Nothing ready now: every microtask and the runtime's due work run, then the wait.
+        await immediate();
+        if (this.#count === 0) break;
+        if (quiet < QUIET_WAITS) {
+          this.#watchRuntime(true);
+          n = poller.poll(BUSY_WAIT_MS);
+          if (n === 0) quiet++;
+        } else {
+          this.#watchRuntime(false);
+          this.#far = true;
+          n = await poller.wait(-1);
+          this.#far = false;
+        }
+      }
+      if (n === 0) continue;
+      quiet = 0;
+      if (this.#dispatch(n)) await pollTurn();
+      else await null; // the microtasks of what was read (flushes) run before the next wait
+    }
+  }
+
+  /** Puts the runtime's epoll on ours (`on`), or leaves it out (a wait on the other thread). */
+  #watchRuntime(on: boolean): void {
+    if (this.#runtimeWatched === on) return;
+    this.#runtimeWatched = on;
+    this.poller.modify(this.#runtime, on ? EPOLLIN : 0, RUNTIME);
+  }
+
+  /** Calls the ready sockets: whether the runtime has something ready too. */
+  #dispatch(n: number): boolean {
+    const poller = this.poller;
+    let runtime = false;
+    for (let i = 0; i < n; i++) {
+      const tag = poller.tag(i);
+      if (tag === RUNTIME) {
+        if (poller.fd(i) === this.#wake) this.raw.drain(this.#wake);
+        else runtime = true;
+        continue;
+      }
+      const socket = this.#sockets[poller.fd(i)];
+      if (socket === undefined || socket.tag !== tag) continue;
+      try {
+        socket.ready(poller.events(i));
+      } catch (err) {
+        // A fault of ours in one connection's handling: said, and the others go on.
+        faults.error("Reading a socket failed: {error}", { error: String(err) });
+      }
+    }
+    return runtime;
+  }
+}
+
+function immediate(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The process's reader, once raw_send.ts turned it on. */
+export let rawReads: RawReads | undefined;
+
+/**
+ * Reads this process's adopted sockets through our epoll from now on
+ * (`DIST_TCP_READS=runtime` keeps the runtime's reads).
+ */
+export function useRawReads(raw: RawTcp): void {
+  if (Deno.env.get("DIST_TCP_READS") === "runtime") return;
+  rawReads ??= new RawReads(raw);
+}
+
+export { EAGAIN };
