@@ -41,6 +41,7 @@ const SHUT_WR = 1;
 const EFD_NONBLOCK = 0x800;
 const EFD_CLOEXEC = 0x80000;
 const EPOLL_CTL_DEL = 2;
+const CLOCK_MONOTONIC = 1;
 /** The longest length {@link sizeT} keeps. */
 const MAX_CACHED = 65_536;
 
@@ -62,6 +63,8 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  timerfd_create: { parameters: ["i32", "i32"], result: "i32" },
+  timerfd_settime: { parameters: ["i32", "i32", "buffer", "pointer"], result: "i32" },
   // An eventfd's counter: 8 bytes, read or written whole.
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
@@ -139,6 +142,9 @@ export class RawTcp {
   readonly #text = new Uint8Array(64);
   readonly #counter = new BigUint64Array(1);
   readonly #counterBytes = new Uint8Array(this.#counter.buffer);
+  /** `struct itimerspec`: interval (s, ns), first expiry (s, ns). */
+  readonly #spec = new BigInt64Array(4);
+  readonly #specBytes = new Uint8Array(this.#spec.buffer);
   readonly #messages = new Map<number, string>();
   /** IPv4 client addresses as text, by their 32 bits. */
   readonly #hosts = new Map<number, string>();
@@ -386,13 +392,32 @@ export class RawTcp {
     return fd;
   }
 
+  /**
+   * A timer (non-blocking timerfd, monotonic clock): readable each time it
+   * fires (see {@link every}) until {@link drain}ed.
+   */
+  timerFd(): number {
+    const fd = this.#c.timerfd_create(CLOCK_MONOTONIC, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) throw new Error(`timerfd_create: ${this.describe(this.#fail())}`);
+    return fd;
+  }
+
+  /** Makes a timer fire every `ms` from now on (0: never again). */
+  every(fd: number, ms: number): void {
+    const ns = BigInt(Math.round(ms * 1e6));
+    const s = ns / 1_000_000_000n, rest = ns % 1_000_000_000n;
+    this.#spec[0] = this.#spec[2] = s;
+    this.#spec[1] = this.#spec[3] = rest;
+    this.#c.timerfd_settime(fd, 0, this.#specBytes, null);
+  }
+
   /** Makes an eventfd readable. */
   signal(fd: number): void {
     this.#counter[0] = 1n;
     this.#c.write(fd, this.#counterBytes, sizeT(8));
   }
 
-  /** Makes an eventfd unreadable again. */
+  /** Makes an eventfd (or a timerfd) unreadable again. */
   drain(fd: number): void {
     this.#c.read(fd, this.#counterBytes, sizeT(8));
   }
