@@ -10,16 +10,7 @@ import { FramedConn } from "../wire/conn.ts";
 import type { ConnHandler } from "../wire/handoff.ts";
 import { rawReads } from "../wire/raw_reads.ts";
 import { useRawSend } from "../wire/raw_send.ts";
-
-async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const [a, b] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
-    listener.accept(),
-  ]);
-  listener.close();
-  return [a, b];
-}
+import { tcpPair } from "./helpers/raw.ts";
 
 /** What a connection received: copies of its frames, whether it ended, why it closed. */
 class Taken implements ConnHandler {

@@ -7,16 +7,7 @@
 import assert from "node:assert/strict";
 import { Outbound } from "../wire/outbound.ts";
 import { NO_FD, rawSend, useRawSend } from "../wire/raw_send.ts";
-
-async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const [a, b] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
-    listener.accept(),
-  ]);
-  listener.close();
-  return [a, b];
-}
+import { tcpPair } from "./helpers/raw.ts";
 
 async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);

@@ -178,3 +178,14 @@ export async function closedWithin(conn: Deno.Conn, ms: number): Promise<boolean
   clearTimeout(timer);
   return result;
 }
+
+/** Two ends of a fresh loopback TCP connection: the dialer's, then the listener's. */
+export async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [a, b] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
+    listener.accept(),
+  ]);
+  listener.close();
+  return [a, b];
+}
