@@ -319,9 +319,8 @@ export class RawTcp {
     const family = this.#peerView.getUint16(0, true);
     if (family !== AF_INET && family !== AF_INET6) return undefined;
     const local = this.#address();
-    if (local === undefined) return undefined;
     this.#len[0] = this.#peer.length;
-    if (this.#c.getpeername(fd, this.#peer, this.#lenBytes) < 0) return undefined;
+    if (local === undefined || this.#c.getpeername(fd, this.#peer, this.#lenBytes) < 0) return;
     const peer = this.#address();
     return peer === undefined ? undefined : `${local} ${peer}`;
   }

@@ -125,6 +125,7 @@ export const balancer: BalancerContract = {
  * writes each as six bytes (hostile43a A10: 600 workers of 200 such
  * characters made `balancer.backends` too large for a frame).
  */
+// deno-lint-ignore no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const registration: Parse<WorkerRegistration> = (params) => {
