@@ -140,6 +140,7 @@ export class FanOut {
     const total = plain.length + groups.length;
     this.#startTurn();
     const idle = this.#head === this.#backlog.length;
+    msg.targets = targets; // for a sink that merges its overlapping subscriptions' copies
     if ((idle && total <= this.#left) || total === 0) {
       // The common case: all of it now, no record of it kept. A drop at once is not work.
       this.#left -= total;
@@ -152,6 +153,7 @@ export class FanOut {
       }
       if (t0 !== 0) this.#done(t0);
       this.#last = undefined;
+      msg.targets = undefined;
       return total;
     }
     const p: Pending = {
@@ -327,6 +329,7 @@ export class FanOut {
       this.#slowPass(p);
       if (p.at < p.plain.length + p.groups.length) break;
       this.bytes -= p.bytes;
+      p.msg.targets = undefined; // a queue may keep the message (`latest`), not its targets
       backlog[this.#head++] = undefined!;
       if (this.#last === p) this.#last = undefined;
       if (p.made !== undefined) { for (const resolve of p.made) resolve(); }

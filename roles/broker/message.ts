@@ -9,6 +9,7 @@
 import type { DistError } from "../../wire/mod.ts";
 import type { Subscription } from "./subscriber.ts";
 import type { ReadProof } from "./group_proof.ts";
+import type { Targets } from "./subscriptions.ts";
 
 export type Policy = "disconnect" | "drop-oldest" | "latest";
 export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
@@ -65,6 +66,13 @@ export class Message {
    * codec number the front end chooses), copied to every subscriber.
    */
   encoded: (Uint8Array | undefined)[] | undefined = undefined;
+  /**
+   * The subscriptions it goes to, while the fan-out makes its deliveries
+   * (undefined otherwise: a retained value, one read from a queue): a front
+   * end sends one copy to a client whose subscriptions overlap
+   * (mqtt/one_copy.ts).
+   */
+  targets: Targets<Subscription> | undefined = undefined;
 
   constructor(topic: string, value: unknown, retained = false) {
     this.topic = topic;
