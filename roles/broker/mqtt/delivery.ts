@@ -4,7 +4,7 @@
  * and (MQTT 5) its properties — the publisher's, the Message Expiry left and
  * the subscription's identifier. The session (session.ts) writes it.
  */
-import type { Message, Subscription } from "../subscriber.ts";
+import type { Message } from "../subscriber.ts";
 import { MqttPayload, topicToMqtt } from "./mapping.ts";
 import { expiryAt, NO_EXTRAS, patchExpiry, type PublishExtras, readExpiry } from "./packets.ts";
 
@@ -37,18 +37,30 @@ export const SKIP_RETAINED = 16;
  */
 export const SUBSCRIPTION_ID = 32;
 
-/** The MQTT 5 properties a delivery by `sub` carries: `extras` with its Subscription Identifier. */
-export function withSubscription(extras: PublishExtras, sub: Subscription): PublishExtras {
+/**
+ * What a delivery goes by: a subscription (its options in `data`), or the
+ * overlapping subscriptions of one client its one copy stands for
+ * (one_copy.ts): their options merged in `data`, their identifiers in `ids`.
+ */
+export interface By {
+  readonly data: unknown;
+  readonly ids?: readonly number[];
+}
+
+/** The MQTT 5 properties a delivery by `sub` carries: `extras` with its Subscription Identifier(s). */
+export function withSubscription(extras: PublishExtras, sub: By): PublishExtras {
+  const ids = sub.ids;
+  if (ids !== undefined) return ids.length === 0 ? extras : { ...extras, subscription: ids };
   const id = Math.floor((sub.data as number) / SUBSCRIPTION_ID);
   return id === 0 ? extras : { ...extras, subscription: id };
 }
 
-export function qosOf(msg: Message, sub: Subscription): number {
+export function qosOf(msg: Message, sub: By): number {
   return Math.min(msg.qos, (sub.data as number) & 3);
 }
 
 /** RETAIN: a retained value's, or with retain-as-published the publish's own flag. */
-export function retainOf(msg: Message, sub: Subscription): boolean {
+export function retainOf(msg: Message, sub: By): boolean {
   if (msg.retained) return true;
   const value = msg.value;
   return ((sub.data as number) & RETAIN_AS_PUBLISHED) !== 0 && value instanceof MqttPayload &&

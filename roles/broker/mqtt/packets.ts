@@ -141,8 +141,12 @@ export interface PublishExtras {
   properties: Uint8Array;
   /** Message Expiry: seconds left (written as property 0x02), or -1 for none. */
   expiry: number;
-  /** The Subscription Identifier of the subscription it goes by (written as 0x0B), 0: none. */
-  subscription?: number;
+  /**
+   * The Subscription Identifier of the subscription it goes by (written as
+   * 0x0B), 0: none; or those of a client's overlapping subscriptions its one
+   * copy goes by (MQTT-3.3.4-4), each written.
+   */
+  subscription?: number | readonly number[];
   /** Our Topic Alias for its topic on this connection (written as 0x23), 0: none. */
   alias?: number;
 }
@@ -158,8 +162,10 @@ function propertiesSize(extras: PublishExtras): number {
 /** Bytes of the properties we write (Message Expiry, Subscription Identifier). */
 function ownProperties(extras: PublishExtras): number {
   const sub = extras.subscription ?? 0;
-  return (extras.expiry >= 0 ? 5 : 0) + (sub > 0 ? 1 + lengthBytes(sub) : 0) +
-    ((extras.alias ?? 0) > 0 ? 3 : 0);
+  let ids = 0;
+  if (typeof sub === "number") ids = sub > 0 ? 1 + lengthBytes(sub) : 0;
+  else for (const id of sub) ids += 1 + lengthBytes(id);
+  return (extras.expiry >= 0 ? 5 : 0) + ids + ((extras.alias ?? 0) > 0 ? 3 : 0);
 }
 
 /** Bytes of a PUBLISH (fixed header included). */
@@ -227,7 +233,12 @@ export function writePublish(
       out[at++] = expiry & 0xff;
     }
     const sub = extras.subscription ?? 0;
-    if (sub > 0) {
+    if (typeof sub !== "number") {
+      for (const id of sub) {
+        out[at++] = 0x0b;
+        at = writeLength(out, at, id);
+      }
+    } else if (sub > 0) {
       out[at++] = 0x0b;
       at = writeLength(out, at, sub);
     }

@@ -32,6 +32,7 @@ import {
   SKIP_RETAINED,
   withSubscription,
 } from "./delivery.ts";
+import type { By } from "./delivery.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
 import { pickBytes, refusedFrom } from "../group_delivery.ts";
@@ -39,7 +40,7 @@ import { pickBytes, refusedFrom } from "../group_delivery.ts";
 const EMPTY = new Uint8Array(0);
 
 /** The bytes of a delivery, as the core's queues judge a message by them. */
-export function deliverySize(version: number, msg: Message, sub: Subscription): number {
+export function deliverySize(version: number, msg: Message, sub: By): number {
   const topic = mqttTopic(msg.topic);
   if (topic === null) return 0;
   const v5 = version === 5;
@@ -56,7 +57,7 @@ export function writeDelivery(
   session: MqttSession,
   conn: MqttConnection,
   msg: Message,
-  sub: Subscription,
+  sub: By,
 ): void {
   const topic = mqttTopic(msg.topic);
   if (topic === null) return void conn.front.undeliverable++;
@@ -148,7 +149,7 @@ export function writeQueued(
 }
 
 /** A delivery that MQTT says not to send: no-local (its own publish), retain handling. */
-export function skips(session: MqttSession, msg: Message, sub: Subscription): boolean {
+export function skips(session: MqttSession, msg: Message, sub: By): boolean {
   const flags = sub.data as number;
   if ((flags & SKIP_RETAINED) !== 0 && msg.retained) return true;
   if ((flags & NO_LOCAL) === 0) return false;
@@ -213,14 +214,17 @@ export function queuedRecord(
   session: MqttSession,
   front: AwayDrops & { undeliverable: number; expired: number },
   msg: Message,
-  sub: Subscription,
+  sub: By,
   scratch: { buf: Uint8Array },
 ): Uint8Array {
   if (session.kept && front.limits.queueQos0 !== true && qosOf(msg, sub) === 0) {
     front.awayQos0Dropped++;
-    // Out of QoS 0 targets until its client is back (parking.ts).
-    if (sub.parked === NOT_PARKED) {
-      park(sub, AWAY, { drained: Infinity, passes: () => session.socket !== undefined });
+    // Out of QoS 0 targets until its client is back (parking.ts); not a copy merged of several.
+    if ("parked" in sub && (sub as Subscription).parked === NOT_PARKED) {
+      park(sub as Subscription, AWAY, {
+        drained: Infinity,
+        passes: () => session.socket !== undefined,
+      });
     }
     return NOTHING;
   }
