@@ -180,7 +180,7 @@ Deno.test({
       try {
         const got = packets(sub);
         const got4 = packets(old);
-        // Two overlapping subscriptions: one copy each, each with its identifier.
+        // Two overlapping subscriptions: one copy, with both identifiers (MQTT-3.3.4-4).
         await sub.subscribeAsync("al/#", { qos: 1, properties: { subscriptionIdentifier: 7 } });
         await sub.subscribeAsync("al/+", { qos: 1, properties: { subscriptionIdentifier: 300 } });
         await old.subscribeAsync("al/#", { qos: 1 });
@@ -189,17 +189,16 @@ Deno.test({
         await pub.publishAsync("", "2", { qos: 1, properties: { topicAlias: 1 } });
         await pub.publishAsync("al/two/deep", "3", { qos: 1, properties: { topicAlias: 2 } });
         await pub.publishAsync("", "4", { qos: 1, properties: { topicAlias: 2 } });
-        await atLeast(got, 6);
+        await atLeast(got, 4);
         await atLeast(got4, 4);
         await sleep(100);
-        const seen = got.map((m) =>
-          `${m.topic} ${text(m.payload as Uint8Array)} ${m.properties?.subscriptionIdentifier}`
-        ).sort();
+        const seen = got.map((m) => {
+          const ids = [m.properties?.subscriptionIdentifier ?? []].flat().sort((a, b) => a - b);
+          return `${m.topic} ${text(m.payload as Uint8Array)} ${ids.join(",")}`;
+        }).sort();
         assert.deepEqual(seen, [
-          "al/one 1 300",
-          "al/one 1 7",
-          "al/one 2 300",
-          "al/one 2 7",
+          "al/one 1 7,300",
+          "al/one 2 7,300",
           "al/two/deep 3 7",
           "al/two/deep 4 7",
         ]);

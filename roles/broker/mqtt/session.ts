@@ -7,9 +7,8 @@
  * (the policy of a persistent session's subscriptions is drop-oldest:
  * past the bound the oldest go, counted in `dropped`, never silently).
  * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow) and sent
- * again, with DUP, when the client comes back. Under `--data-dir` the
- * session, what waits in its queues and what is in flight are on disk too
- * (persist.ts, journal.ts) and outlive a restart; publish_out.ts writes its PUBLISH packets.
+ * again, with DUP, when the client comes back. Under `--data-dir` it is on disk too, queues and
+ * in flight (persist.ts, journal.ts). publish_out.ts writes its PUBLISHes, one a publish (one_copy.ts).
  */
 import { DistError } from "../../../wire/mod.ts";
 import { holdMessage } from "../frames.ts";
@@ -23,6 +22,7 @@ import { InflightWindow } from "./inflight.ts";
 import { ROW_BYTES, type SessionJournal } from "./journal.ts";
 import { QueuedRecord } from "./journal_restore.ts";
 import { qosOf, secondsLeft, SKIP_RETAINED } from "./delivery.ts";
+import { byOf, type OneCopy } from "./one_copy.ts";
 import { DrainWaiters } from "./drain_waiters.ts";
 import { deliverySize, queuedRecord, writeDelivery, writeQueued } from "./publish_out.ts";
 import type { MqttConnection } from "./connection.ts";
@@ -88,6 +88,8 @@ export class MqttSession implements Sink {
   readonly #scratch = { buf: EMPTY };
   /** Its queues and deliveries in flight on disk (`--data-dir`, a persistent session). */
   #journal: SessionJournal | undefined;
+  /** Which of its subscriptions carries a publish several match (one_copy.ts; made at the first). */
+  oneCopy: OneCopy | undefined;
 
   constructor(front: MqttFront, clientId: string, owner: string | undefined, version: number) {
     this.#front = front;
@@ -345,12 +347,18 @@ export class MqttSession implements Sink {
       this.inflight.keptBytes >= this.#front.core.maxPending * KEPT_SHARE;
   }
 
+  /** Whether a publish may match several of its subscriptions: it takes one copy (one_copy.ts). */
+  get mergesCopies(): boolean {
+    return (this.#subs?.size ?? 0) > 1;
+  }
+
   sizeOf(msg: Message, sub: Subscription): number {
-    return deliverySize(this.version, msg, sub);
+    return deliverySize(this.version, msg, byOf(this, msg, sub) ?? sub); // (`latest` only: not ours)
   }
 
   write(msg: Message, sub: Subscription): void {
-    writeDelivery(this, this.#conn!, msg, sub);
+    const by = byOf(this, msg, sub);
+    if (by !== null) writeDelivery(this, this.#conn!, msg, by);
   }
 
   /**
@@ -363,7 +371,9 @@ export class MqttSession implements Sink {
       this.#journal?.queued(sub, msg.value.bytes, true);
       return msg.value.bytes;
     }
-    const record = queuedRecord(this, this.#front, msg, sub, this.#scratch);
+    const by = byOf(this, msg, sub);
+    if (by === null) return EMPTY;
+    const record = queuedRecord(this, this.#front, msg, by, this.#scratch);
     if (record.length === 0 || this.#journal === undefined) return record;
     // QoS 0 has no row unless --mqtt-queue-qos0: it may be lost at a kill (queue_rows.ts).
     const row = publishQos(record) > 0 || this.#front.limits.queueQos0 === true;
@@ -386,7 +396,8 @@ export class MqttSession implements Sink {
 
   /** QoS 0 while connected: not held by a full window, never queued (Sink.lossy). */
   lossy(msg: Message, sub: Subscription): boolean {
-    return this.#conn !== undefined && qosOf(msg, sub) === 0;
+    const by = byOf(this, msg, sub);
+    return this.#conn !== undefined && by !== null && qosOf(msg, by) === 0;
   }
 
   lossyRecord(first: number): boolean {
