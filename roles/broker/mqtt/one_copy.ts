@@ -20,7 +20,12 @@
  * RETAIN set by its publisher, one for the subscriptions with
  * Retain As Published and one for the others; a subscription with No Local
  * is left out of its own client's publishes. Shared subscriptions are not
- * merged (each group picks its member). What matched is read from the
+ * merged (each group picks its member). A QoS 0 publish goes a copy per
+ * subscription, as MQTT allows (MQTT-3.3.4-2: the Server MAY deliver
+ * further copies) and Mosquitto does for MQTT 5: it has no journal row, and
+ * a session that cannot take it is left out of its targets subscription by
+ * subscription (parking.ts), where a merged copy made each of a stalled
+ * session's other subscriptions queue it to drop it. What matched is read from the
  * publish's targets (Message.targets), indexed by session once per targets
  * list: no session walks its own filters.
  */
@@ -60,10 +65,18 @@ function matching(msg: Message, sink: Sink): Subscription[] | undefined {
 class Merged implements By {
   data: number;
   readonly ids: number[] = [];
+  /** The subscription the copy goes by. */
+  readonly carrier: Subscription;
 
-  constructor(rap: boolean) {
+  constructor(rap: boolean, carrier: Subscription) {
     this.data = rap ? RETAIN_AS_PUBLISHED : 0;
+    this.carrier = carrier;
   }
+}
+
+/** The subscription a delivery by `by` goes by: itself, or a merged copy's carrier. */
+export function carrierOf(by: By): Subscription {
+  return by instanceof Merged ? by.carrier : by as Subscription;
 }
 
 /** A session as one_copy.ts sees it. */
@@ -79,7 +92,9 @@ interface Session extends Sink {
  * their one copy, or null when another does.
  */
 export function byOf(session: Session, msg: Message, sub: Subscription): By | null {
-  if (msg.targets === undefined || sub.group !== undefined || !session.mergesCopies) return sub;
+  if (
+    msg.qos === 0 || msg.targets === undefined || sub.group !== undefined || !session.mergesCopies
+  ) return sub;
   return (session.oneCopy ??= new OneCopy(session, session.serial)).of(msg, sub);
 }
 
@@ -138,7 +153,7 @@ export class OneCopy {
       const k = this.#classOf(msg, sub);
       counts[k]++;
       carriers[k] ??= sub;
-      const m = merged[k] ??= new Merged(k === 1);
+      const m = merged[k] ??= new Merged(k === 1, sub);
       if ((flags & 3) > (m.data & 3)) m.data = (m.data & ~3) | (flags & 3);
       const id = Math.floor(flags / SUBSCRIPTION_ID);
       if (id > 0) m.ids.push(id);

@@ -5,7 +5,7 @@
  * client's acknowledgements of them (PUBACK, PUBREC, PUBCOMP). What the
  * delivery carries is delivery.ts's; the packet's layout packets.ts's.
  */
-import type { Message, Subscription } from "../subscriber.ts";
+import type { Message } from "../subscriber.ts";
 import { AWAY, NOT_PARKED, park } from "../parking.ts";
 import { MqttPayload, payloadOf } from "./mapping.ts";
 import {
@@ -33,6 +33,7 @@ import {
   withSubscription,
 } from "./delivery.ts";
 import type { By } from "./delivery.ts";
+import { carrierOf } from "./one_copy.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
 import { pickBytes, refusedFrom } from "../group_delivery.ts";
@@ -219,12 +220,11 @@ export function queuedRecord(
 ): Uint8Array {
   if (session.kept && front.limits.queueQos0 !== true && qosOf(msg, sub) === 0) {
     front.awayQos0Dropped++;
-    // Out of QoS 0 targets until its client is back (parking.ts); not a copy merged of several.
-    if ("parked" in sub && (sub as Subscription).parked === NOT_PARKED) {
-      park(sub as Subscription, AWAY, {
-        drained: Infinity,
-        passes: () => session.socket !== undefined,
-      });
+    // Out of QoS 0 targets until its client is back (parking.ts): a merged copy's carrier, and
+    // the next publish's carrier after it, until none of its subscriptions is left in them.
+    const own = carrierOf(sub);
+    if (own.parked === NOT_PARKED) {
+      park(own, AWAY, { drained: Infinity, passes: () => session.socket !== undefined });
     }
     return NOTHING;
   }
