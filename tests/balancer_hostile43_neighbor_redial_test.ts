@@ -84,7 +84,8 @@ Deno.test("a write-all client at 127.0.0.1 gets every answer beside non-readers 
     // The attacker's address (and so its /24) is seen redialing.
     await sleep(3000);
     const t0 = performance.now();
-    const answered = await writeThenRead(balancer.port, 5000, 15_000);
+    // 8.7-9.5 s beside an attacker of another /24 (a V6 wait: README Limits); on main, never.
+    const answered = await writeThenRead(balancer.port, 5000, 30_000);
     const summary = `${answered} of 5000 answered in ${
       ((performance.now() - t0) / 1000).toFixed(1)
     } s; load ${Deno.loadavg()[0]}`;
