@@ -112,7 +112,8 @@ export class WorkerSources {
    * take the place of: the oldest {@link unproven} or served-once idle one
    * of the source holding the most idle workers (untried, out, or failing
    * all) among those that have one, when that holds more than 1/{@link UNTRIED_SHARE} of `max`
-   * and `source` holds fewer. Untried workers that have shown nothing keep
+   * and `source` holds fewer; else the oldest that served and stopped of the
+   * source holding the most such. Untried workers that have shown nothing keep
    * their slots: the newcomer is refused until trials speak (hostile42a
    * Y2). O(workers).
    */
@@ -120,17 +121,23 @@ export class WorkerSources {
     const share = Math.max(1, Math.floor(max / UNTRIED_SHARE));
     let out: Backend | undefined;
     let mostN = share;
+    // Workers that served, then stopped (out, or failing with no result), go whatever their
+    // source's share (hostile43a A12: such fakes of 4 addresses, one slot each, kept all 4).
+    let gone: Backend | undefined;
+    let goneN = 0;
     for (const [key, s] of this.#sources) {
-      let n = 0;
-      let first: Backend | undefined;
+      let n = 0, stopped = 0;
+      let first: Backend | undefined, firstStopped: Backend | undefined;
       for (const b of s.workers) {
         if (!idle(b, now)) continue;
         n++;
         if (first === undefined && (b.served > 0 || unproven(b))) first = b;
+        if (b.served > 0 && stopped++ === 0) firstStopped = b;
       }
       if (key === source && n >= share) return undefined;
       if (key !== source && first !== undefined && n > mostN) [out, mostN] = [first, n];
+      if (key !== source && stopped > goneN) [gone, goneN] = [firstStopped, stopped];
     }
-    return out;
+    return out ?? gone;
   }
 }
