@@ -12,14 +12,8 @@
  */
 import assert from "node:assert/strict";
 import type mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
+import { mqttOpts as opts, payloads, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
-
-/** Payloads of the PUBLISH packets `c` received and no one took yet. */
-function payloads(c: RawMqtt): string[] {
-  return c.packets.filter((p) => p.cmd === "publish")
-    .map((p) => String((p as mqttPacket.IPublishPacket).payload));
-}
 
 Deno.test(
   "mqtt QoS 0 reaches a persistent subscriber whose socket is empty while QoS 1 waits for its window",

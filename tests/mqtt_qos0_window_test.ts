@@ -10,7 +10,13 @@
  */
 import assert from "node:assert/strict";
 import mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, RawMqtt, stalledSession, withMqttBroker } from "./helpers/mqtt.ts";
+import {
+  mqttOpts as opts,
+  payloads,
+  RawMqtt,
+  stalledSession,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
 import { comeBack, publishAll } from "./helpers/mqtt_away.ts";
 
@@ -23,12 +29,6 @@ function heldSession(port: number, id: string): Promise<RawMqtt> {
     clean: false,
     properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
   }, 5);
-}
-
-/** Payloads of the PUBLISH packets `c` received and no one took yet. */
-function payloads(c: RawMqtt): string[] {
-  return c.packets.filter((p) => p.cmd === "publish")
-    .map((p) => String((p as mqttPacket.IPublishPacket).payload));
 }
 
 Deno.test(

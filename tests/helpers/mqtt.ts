@@ -237,6 +237,12 @@ export class RawMqtt {
   }
 }
 
+/** Payloads of the PUBLISH packets `c` received and no one took yet. */
+export function payloads(c: RawMqtt): string[] {
+  return c.packets.filter((p) => p.cmd === "publish")
+    .map((p) => String((p as mqttPacket.IPublishPacket).payload));
+}
+
 /**
  * A persistent MQTT 5 session on `#` (or `filters`, QoS 1) with Receive
  * Maximum 1 whose socket never reads (CONNECT and SUBSCRIBE written,
