@@ -207,7 +207,10 @@ export class Subscription {
       sink.lossy === undefined || this.#held || this.snapshotting ||
       this.#latest !== undefined || !sink.lossy(msg, this)
     ) return 0;
-    if (this.#lossyQueued === 0 && sink.pendingBytes < this.#directLimit) {
+    if (sink.pendingBytes < this.#directLimit) {
+      // Its socket has room: behind a QoS 0 that waits here it waits too, not dropped (hostile43b
+      // B1: one QoS 0 queued behind a window's QoS 1 had every later one dropped, the socket empty).
+      if (this.#lossyQueued > 0) return 0;
       sink.write(msg, this);
       this.delivered++;
       return WRITTEN;
