@@ -199,8 +199,11 @@ function subscribe(
       if (old !== undefined && !old.cancelled) {
         // The same filter again: its subscription takes the new options, its queue kept (replaced
         // "without interrupting the flow", [MQTT-3.8.4-3]), its retained values after that queue.
-        old.data = data;
-        old.again((data & SKIP_RETAINED) === 0 ? retainedAgain(front.core, old) : undefined);
+        // Retain Handling says whether this SUBSCRIBE sends them, not whether what an earlier one
+        // is still sending goes on (hostile43b B5: RH 1 or 2 stopped it, 100 of 2,000 values).
+        const again = (data & SKIP_RETAINED) === 0;
+        old.data = again ? data : data - SKIP_RETAINED + ((old.data as number) & SKIP_RETAINED);
+        old.again(again ? retainedAgain(front.core, old) : undefined);
         session.journal?.rewrite(old);
         added.push(old);
         codes.push(granted);
