@@ -218,7 +218,9 @@ export class TcpProxy {
   dialed(p: Passage, conn: BackendConn): void {
     const backend = p.backend!;
     try {
-      backend.onAnswered(performance.now() - p.dialing, "answered");
+      const now = performance.now();
+      // `othersUp` given: its default is a closure made at each call.
+      backend.onAnswered(now - p.dialing, "answered", now, othersUp);
       const splice = this.#io.splice(p.client, conn, p);
       // Ended already (closed to make room while dialing): not kept.
       if (!p.released) {
@@ -357,6 +359,9 @@ class Passage implements DialHooks, SpliceHooks {
     this.proxy.ended(this, ended);
   }
 }
+
+/** {@link Backend.onAnswered}'s default, made once (a dial's outcome, "answered", never asks it). */
+const othersUp = () => true;
 
 /** Backends' addresses as dialed, parsed once each (a new connection dials one). */
 const parsed = new Map<string, { host: string; port: number }>();

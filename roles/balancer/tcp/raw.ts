@@ -112,6 +112,8 @@ export class RawIo implements L4Io {
   readonly #wake: number;
   /** Whether the loop waits on the other thread now. */
   #far = false;
+  /** Where the connection being accepted comes from (one object, read at each accept). */
+  readonly #peer: Peer = { host: "", port: 0 };
   /** Backends' socket addresses, by their parsed address (one object a backend: mod.ts). */
   readonly #addresses = new Map<{ host: string; port: number }, SocketAddress>();
 
@@ -158,7 +160,7 @@ export class RawIo implements L4Io {
   }
 
   #acceptSome(): void {
-    const peer: Peer = { host: "", port: 0 };
+    const peer = this.#peer;
     for (let i = 0; i < ACCEPT_BATCH && this.#listener >= 0; i++) {
       const fd = this.raw.accept(this.#listener, peer);
       if (fd === -EAGAIN) return;
