@@ -80,7 +80,8 @@ export class SourceBook {
    */
   netRoom(source: SourceShare, used: number, capacity: number): boolean {
     const net = source.net;
-    if (net === undefined || net.holders === 0) return true;
+    // Its own requests alone: what it holds is bounded as a source's (slots.ts).
+    if (net === undefined || net.holders <= (source.inflight > 0 ? 1 : 0)) return true;
     const reserve = Math.floor(capacity / RESERVE_PART);
     return capacity - used - 1 >=
       Math.floor(reserve * Math.min(net.holders, RESERVE_HOLD) / RESERVE_HOLD);
