@@ -115,8 +115,9 @@ export class Held {
 }
 
 /**
- * The sources of one IPv4 /24 (redial_nets.ts networkOf) together: how
- * many hold requests on the backends (source_book.ts netRoom).
+ * The sources of one network (an IPv4 /24, an IPv6 /48: redial_nets.ts
+ * networkOf) together: how many hold requests on the backends
+ * (source_book.ts netRoom).
  */
 export class NetShare {
   /** Its sources holding requests on the backends. */
