@@ -12,6 +12,9 @@
  */
 import { Buffer } from "node:buffer";
 import mqttPacket, { type Packet } from "mqtt-packet";
+import { checkStrictly } from "./strict.ts";
+
+export { PacketFault } from "./strict.ts";
 
 export const CONNECT = 1;
 export const CONNACK = 2;
@@ -356,7 +359,8 @@ export function connectHasWill(packet: Uint8Array, head: number): boolean {
 /**
  * Parses one whole packet with mqtt-packet (`version` 4 or 5: which
  * properties to read). Throws with the parser's reason when it is
- * malformed, or when it is not exactly one packet.
+ * malformed, or when it is not exactly one packet; a {@link PacketFault}
+ * for what the parser takes and MQTT refuses (strict.ts).
  */
 export function parseSlow(packet: Uint8Array, version: number): Packet {
   const parser = mqttPacket.parser({ protocolVersion: version });
@@ -368,6 +372,7 @@ export function parseSlow(packet: Uint8Array, version: number): Packet {
   parser.parse(Buffer.from(packet.buffer, packet.byteOffset, packet.length));
   if (error !== undefined) throw error;
   if (out === undefined) throw new Error("Incomplete packet");
+  checkStrictly(packet, version === 5);
   return out;
 }
 

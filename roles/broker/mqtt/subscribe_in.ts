@@ -21,7 +21,7 @@ import { placeUnder } from "../restore.ts";
 import { filterFromMqtt } from "./mapping.ts";
 import { shareSource } from "../shares.ts";
 import { NO_LOCAL, RETAIN_AS_PUBLISHED, SKIP_RETAINED, SUBSCRIPTION_ID } from "./delivery.ts";
-import { MalformedString, parseSlow, withIds } from "./packets.ts";
+import { MalformedString, PacketFault, parseSlow, withIds } from "./packets.ts";
 import type { MqttConnection } from "./connection.ts";
 import { CLOSED } from "./reader.ts";
 import type { TurnOwner } from "../costly_turns.ts";
@@ -248,7 +248,10 @@ function retainedAgain(core: BrokerCore, sub: Subscription): Snapshot | undefine
   return covered.snapshot(core.messagesIn, () => void core.retainedSent++);
 }
 
-/** MQTT 5's DISCONNECT reason for a packet that does not parse: 0x81 Malformed Packet for a string that is not UTF-8. */
+/**
+ * MQTT 5's DISCONNECT reason for a packet that does not parse: 0x81
+ * Malformed Packet for a string that is not UTF-8, a fault's own (strict.ts).
+ */
 function malformedCode(err: unknown): number {
-  return err instanceof MalformedString ? 0x81 : 0x82;
+  return err instanceof MalformedString ? 0x81 : err instanceof PacketFault ? err.code : 0x82;
 }
