@@ -33,6 +33,7 @@ import {
   connectLevel,
   DISCONNECT,
   generate,
+  PacketFault,
   parseSlow,
   PINGREQ,
   PINGRESP_BYTES,
@@ -241,7 +242,8 @@ export class MqttConnection implements PacketHost, PublishSide {
       p = parseSlow(packet, this.#version) as IConnectPacket;
     } catch (err) {
       this.front.badConnects++;
-      return this.refuse(0x80, `a malformed CONNECT (${(err as Error).message})`);
+      const code = err instanceof PacketFault ? err.code : 0x80; // (3.1.1: closed)
+      return this.refuse(code, `a malformed CONNECT (${(err as Error).message})`);
     }
     const badId = clientIdRefused(p, this.#v5);
     if (badId !== undefined) return this.#connack(...badId);
