@@ -261,7 +261,8 @@ export class Inbound {
   released(c: PublishSide, id: number): undefined {
     const session = c.session;
     const had = session.qos2In?.delete(id) === true;
-    return this.#ack(c, PUBCOMP, id, had ? session.journal?.released(id) : undefined);
+    if (!had) return this.#ack(c, PUBCOMP, id, undefined, c.v5 ? 0x92 : 0); // id not found
+    return this.#ack(c, PUBCOMP, id, session.journal?.released(id));
   }
 }
 
