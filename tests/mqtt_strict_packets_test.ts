@@ -207,6 +207,23 @@ for (const [what, make, code] of refusedAfter) {
   }
 }
 
+const REASON_STRING = (t: string) => [0x1f, ...str(t)];
+
+for (const [name, first] of [["PUBACK", 0x40], ["PUBREC", 0x50], ["PUBREL", 0x62]] as const) {
+  Deno.test(
+    `mqtt 5 ${name} with a duplicated Reason String: DISCONNECT 0x82`,
+    opts,
+    () =>
+      withMqttBroker(async (b) => {
+        const props = [...REASON_STRING("a"), ...REASON_STRING("b")];
+        const ack = packet(first, [0, 9, 0, props.length, ...props]);
+        const { got, closed } = await exchange(b.mqttPort, [connect(5), ack]);
+        assert.deepEqual(afterConnack(got).rest, [0xe0, 2, 0x82, 0]);
+        assert(closed, "closed");
+      }),
+  );
+}
+
 Deno.test(
   "mqtt 5 DISCONNECT with a duplicated Session Expiry Interval: a protocol error, its will published",
   opts,

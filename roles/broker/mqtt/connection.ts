@@ -180,7 +180,7 @@ export class MqttConnection implements PacketHost, PublishSide {
       case PUBREC:
         return onDeliveryAck(this, first, buf, body, e);
       case PUBREL: {
-        const id = ackId(buf, body, e);
+        const id = ackId(buf, body, e, this.#v5);
         if (first !== 0x62 || id < 0) return this.protocolError("a bad PUBREL");
         return (this.#inbound ??= new Inbound()).released(this, id);
       }

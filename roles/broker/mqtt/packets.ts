@@ -12,7 +12,7 @@
  */
 import { Buffer } from "node:buffer";
 import mqttPacket, { type Packet } from "mqtt-packet";
-import { checkStrictly } from "./strict.ts";
+import { ackRepeats, checkStrictly } from "./strict.ts";
 
 export { PacketFault } from "./strict.ts";
 
@@ -311,9 +311,13 @@ export function writeAck(out: Uint8Array, at: number, type: number, id: number):
   out[at + 3] = id & 0xff;
 }
 
-/** The packet id of an acknowledgement body at `buf[s..e)`, or -1 when it has none. */
-export function ackId(buf: Uint8Array, s: number, e: number): number {
-  return e - s >= 2 ? (buf[s] << 8) | buf[s + 1] : -1;
+/**
+ * The packet id of an acknowledgement body at `buf[s..e)`, or -1 when it
+ * has none, or (`v5`) has a property twice (strict.ts ackRepeats).
+ */
+export function ackId(buf: Uint8Array, s: number, e: number, v5 = false): number {
+  if (e - s < 2 || (v5 && ackRepeats(buf, s, e))) return -1;
+  return (buf[s] << 8) | buf[s + 1];
 }
 
 /** SUBACK or UNSUBACK: the packet id, (MQTT 5: no properties), the codes. */

@@ -170,7 +170,7 @@ export function onDeliveryAck(
   e: number,
 ): undefined {
   const type = first >> 4;
-  const id = ackId(buf, body, e);
+  const id = ackId(buf, body, e, c.v5);
   if (type !== PUBREC) {
     if ((first & 0x0f) !== 0 || id < 0) {
       return c.protocolError(`a bad ${type === PUBACK ? "PUBACK" : "PUBCOMP"}`);

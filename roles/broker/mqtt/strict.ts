@@ -8,6 +8,7 @@
  *   DISCONNECT (PUBLISH's are properties.ts's); mqtt-packet kept the last;
  * - a CONNECT with bytes after its payload (a Malformed Packet), or, before
  *   MQTT 5, a password without a user name ([MQTT-3.1.2-22]);
+ * - the same in PUBACK, PUBREC, PUBREL and PUBCOMP ({@link ackRepeats});
  * - packet identifier 0 in SUBSCRIBE or UNSUBSCRIBE ([MQTT-2.2.1-3]: a
  *   QoS 1 or 2 PUBLISH's is publish_in.ts's), an UNSUBSCRIBE with no
  *   filter ([MQTT-3.10.3-2]).
@@ -83,6 +84,21 @@ export function checkStrictly(b: Uint8Array, v5: boolean): void {
   if (type === DISCONNECT && v5 && length > 1) {
     c.at++; // its reason code
     properties(c, "DISCONNECT");
+  }
+}
+
+/**
+ * Whether the MQTT 5 acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) whose
+ * body is `b[body..end)` — its packet id, reason code and properties — has
+ * a property that may come once twice (a Protocol Error; mosquitto closes).
+ */
+export function ackRepeats(b: Uint8Array, body: number, end: number): boolean {
+  if (end - body <= 3) return false; // no properties
+  try {
+    properties({ b, at: body + 3 }, "acknowledgement");
+    return false;
+  } catch {
+    return true;
   }
 }
 
