@@ -159,7 +159,7 @@ for (const [what, bytes] of closedAtConnect) {
 }
 
 Deno.test(
-  "mqtt CONNECTs MQTT allows stay taken: MQTT 5 password alone, user properties twice",
+  "mqtt packets MQTT allows stay taken: MQTT 5 password alone, user properties twice",
   opts,
   () =>
     withMqttBroker(async (b) => {
@@ -170,6 +170,12 @@ Deno.test(
       const twice = await exchange(b.mqttPort, [connect(5, { props: [...user, ...user] })], 300);
       assert.equal(afterConnack(twice.got).code, 0);
       assert(!twice.closed);
+      // A PUBACK with a Reason String and user properties twice: taken (an unknown id is ignored).
+      const props = [0x1f, ...str("r"), ...user, ...user];
+      const ack = packet(0x40, [0, 9, 0, props.length, ...props]);
+      const acked = await exchange(b.mqttPort, [connect(5), ack], 300);
+      assert.deepEqual(afterConnack(acked.got).rest, []);
+      assert(!acked.closed);
     }),
 );
 
