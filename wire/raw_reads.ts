@@ -12,7 +12,9 @@
  * off the runtime's epoll (tokio's, found by the descriptor in
  * /proc/self/fdinfo) and put on ours, so the runtime never wakes for it; its
  * Deno.Conn stays open, and closing it closes the socket (tokio's own
- * removal then finds it gone, which it ignores).
+ * removal then finds it gone, which it ignores). Nothing but its FramedConn
+ * may read or write that Deno.Conn from then on: an op on it would wait for
+ * a readiness the runtime no longer hears of.
  *
  * The runtime's epoll is itself on ours: while sockets are busy the loop
  * waits on this thread, and whenever the runtime has something ready (a
