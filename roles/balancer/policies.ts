@@ -108,6 +108,8 @@ class Guarded implements Policy {
   #answered: Candidate[] = [];
   #listed: readonly Candidate[] | undefined;
   #listedAt = -Infinity;
+  /** The trial's backend as it was when {@link #answered} was read. */
+  #trialSeen: Candidate | undefined;
   /** No trial looked for before this (see pick). */
   #noTrialUntil = -Infinity;
 
@@ -122,6 +124,13 @@ class Guarded implements Policy {
     const now = this.#now();
     const answered = this.#answeredOf(list, now) as readonly T[];
     if (answered.length === list.length) return this.#all.pick(list, avoid);
+    // Mostly answered: the policy's pick over all first, its rotation as it keeps it (as before);
+    // mostly untried, not (each pick would walk past them).
+    let b: T | undefined;
+    if (2 * answered.length >= list.length) {
+      b = this.#all.pick(list, avoid);
+      if (b === undefined || b.untried !== true) return b;
+    }
     const proven = this.#scratch as T[];
     proven.length = 0;
     let inRotation = false;
@@ -133,12 +142,12 @@ class Guarded implements Policy {
     if (!inRotation) {
       // None has answered yet: every request is a trial.
       proven.length = 0;
-      const b = this.#all.pick(list, avoid);
+      b ??= this.#all.pick(list, avoid);
       return b === undefined || b.untried !== true ? b : leastTried(list, b, avoid);
     }
     if (avoid === undefined && trial && now >= this.#noTrialUntil && this.#open(now)) {
-      // The policy's pick over all, as before: a walk of the pool once per trial, not per request.
-      const b = this.#all.pick(list);
+      // The policy's pick over all: a walk of the pool once per trial, not per request.
+      b ??= this.#all.pick(list);
       if (b !== undefined && b.untried === true) {
         proven.length = 0;
         const since = this.#trialAt;
@@ -165,7 +174,13 @@ class Guarded implements Policy {
    * that answered its first request meanwhile joins the rotation that late.
    */
   #answeredOf(list: readonly Candidate[], now: number): readonly Candidate[] {
-    if (list === this.#listed && now - this.#listedAt < ANSWERED_MS) return this.#answered;
+    const t = this.#trial;
+    if (
+      list === this.#listed && now - this.#listedAt < ANSWERED_MS &&
+      (t === undefined || t.untried === true || t === this.#trialSeen)
+    ) return this.#answered;
+    // Read again at once when the last trial's backend has answered.
+    this.#trialSeen = t;
     this.#listed = list;
     this.#listedAt = now;
     this.#answered = list.filter((c) => c.untried !== true);
