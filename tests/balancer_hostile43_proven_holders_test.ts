@@ -57,7 +57,9 @@ Deno.test("fakes that answered once and now hold every task stop failing a clien
       JSON.stringify([...codes])
     }), ${late} of them in the last 6 s; load ${Deno.loadavg()[0]}`;
     console.log(summary);
-    assert.ok(late <= 4, `the client's calls stop failing (${summary})`);
+    // A fake whose backoff (10 s) ends in that window gets one request again and holds it: one
+    // failure each, two at most (main: 18).
+    assert.ok(late <= 8, `the client's calls stop failing (${summary})`);
   } finally {
     stop = true;
     client.close();
