@@ -119,7 +119,8 @@ Deno.test(
       const subscribe = async (topic: string, qos: number, id: number, more = {}) => {
         await sub.send({
           cmd: "subscribe",
-          messageId: id,
+          // A packet id is never 0 (MQTT-2.2.1-3: refused, as Mosquitto does).
+          messageId: id || 99,
           subscriptions: [{ topic, qos, ...more }],
           properties: id > 0 ? { subscriptionIdentifier: id } : undefined,
         } as mqttPacket.Packet, 5);
