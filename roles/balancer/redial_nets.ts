@@ -46,7 +46,7 @@ export function networkOf(source: unknown): string | undefined {
 }
 
 /** How long an address is one of its network's redialers after its last redial (ms). */
-export const MEMBER_MS = 10_000;
+const MEMBER_MS = 10_000;
 
 /**
  * Counts a redial of `source` for its network, if it has one (`redials`:

@@ -57,7 +57,7 @@ export const NET_FREE_FAILURES = 2;
 const NET_MEMORY_MS = 60_000;
 
 /**
- * The failed trials of the workers of one network (an IPv4 address's /24:
+ * The failed trials of the workers of one network (an IPv4 /24 or an IPv6 /48:
  * redial_nets.ts), as a rank only: past {@link NET_FREE_FAILURES}, its
  * untried workers' trials come after those of networks that failed fewer
  * (policies.ts nextTrial), no backoff. hostile43a A6: fakes registering

@@ -60,7 +60,7 @@ interface Source {
 
 export class WorkerSources {
   #sources = new Map<string, Source>();
-  /** Failed trials by network (an IPv4 /24), oldest first. */
+  /** Failed trials by network (an IPv4 /24, an IPv6 /48), oldest first. */
   #nets = new Map<string, NetTrials>();
 
   /**
