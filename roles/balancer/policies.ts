@@ -121,6 +121,11 @@ class Guarded implements Policy {
   }
 
   pick<T extends Candidate>(list: readonly T[], avoid?: T, trial = true): T | undefined {
+    // A pool whose every backend had answered when last read stays so (none goes back to
+    // untried): no clock read per request (performance.now() is an op).
+    if (list === this.#listed && this.#answered.length === list.length) {
+      return this.#all.pick(list, avoid);
+    }
     const now = this.#now();
     const answered = this.#answeredOf(list, now) as readonly T[];
     if (answered.length === list.length) return this.#all.pick(list, avoid);
