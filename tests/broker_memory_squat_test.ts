@@ -144,6 +144,7 @@ Deno.test({
 class FakeAway implements AwaySession {
   ended = false;
   readonly keptBytes = 0;
+  readonly keptQos2Bytes = 0;
   constructor(
     readonly name: string,
     readonly source: string,

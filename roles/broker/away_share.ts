@@ -33,6 +33,8 @@ export interface AwaySession {
   readonly queuedBytes: number;
   /** What of it is kept in flight (sent, not acknowledged): messages too, dropped after the queued. */
   readonly keptBytes: number;
+  /** What of `keptBytes` is QoS 2 (trimmed after every queue and QoS 1: its loss is unseen). */
+  readonly keptQos2Bytes: number;
   /**
    * Drops its oldest queued deliveries (counted), then what it keeps in
    * flight, until `bytes` are freed: the bytes freed.
@@ -164,8 +166,12 @@ export function awayBytes(away: AwaySessions | undefined): number {
   return n;
 }
 
-/** Added to the rank of a squat; taken from the rank of a session with nothing left to drop. */
-const SQUAT = 2 ** 52;
+/**
+ * A session's rank is its tier's multiple of this plus what it holds: a
+ * squat (4), queues (3), QoS 1 kept in flight (2), QoS 2 kept in flight
+ * (1), nothing left to drop (0, ended). Far above any byte count.
+ */
+const TIER = 2 ** 48;
 /**
  * Least a squat's subscriptions and row hold (bytes; at least this part of
  * the share): an honest idle session's few hundred bytes are not a squat
@@ -195,10 +201,12 @@ interface Entry {
  * row the larger part, and large: at least `floor`) is ended before any queue
  * is trimmed; then queues are water-filled, the largest down to the next
  * one's; only after that what sessions keep in flight (sent once already),
- * the largest first, and then a session with nothing to drop (idle) is
- * ended (hostile review 40b U1; before, one whose messages were all in
- * flight was ended whole). One read back (`spared`) gives only what it grew
- * to since, and is not ended (undefined: nothing to give).
+ * the largest first, QoS 1 before any QoS 2 (hostile review 43b B8: a client
+ * cannot tell a QoS 2 one is gone; its room then stops short of them), and
+ * then a session with nothing to drop (idle) is ended (hostile review 40b U1;
+ * before, one whose messages were all in flight was ended whole). One read
+ * back (`spared`) gives only what it grew to since, and is not ended
+ * (undefined: nothing to give).
  */
 function rank(
   session: AwaySession,
@@ -209,11 +217,16 @@ function rank(
   const held = session.heldBytes, queued = session.queuedBytes;
   const messages = queued + session.keptBytes;
   const room = stuck ? 0 : Math.max(0, Math.min(messages, held - spared));
-  if (spared > 0) return room > 0 ? { session, held, spared, room, rank: held } : undefined;
-  if (held - messages > messages && held - messages >= floor) {
-    return { session, held, spared, room: 0, rank: SQUAT + held };
+  if (spared === 0 && held - messages > messages && held - messages >= floor) {
+    return { session, held, spared, room: 0, rank: 4 * TIER + held };
   }
-  return { session, held, spared, room, rank: room > 0 && queued > 0 ? held : held - SQUAT };
+  if (room === 0) return spared > 0 ? undefined : { session, held, spared, room, rank: held };
+  // Queues and QoS 1 in flight first: QoS 2 only once none is left.
+  const first = Math.min(room, messages - session.keptQos2Bytes);
+  if (first > 0) {
+    return { session, held, spared, room: first, rank: (queued > 0 ? 3 : 2) * TIER + held };
+  }
+  return { session, held, spared, room, rank: TIER + held };
 }
 
 /** A source's away sessions, ascending by rank; the source ranked by what they hold. */

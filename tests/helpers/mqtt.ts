@@ -247,21 +247,23 @@ export function payloads(c: RawMqtt): string[] {
  * A persistent MQTT 5 session on `#` (or `filters`, QoS 1) with Receive
  * Maximum 1 whose socket never reads (CONNECT and SUBSCRIBE written,
  * nothing read back): one QoS 1 delivery fills its window for good.
+ * Another `qos` or `receiveMaximum` may be asked.
  */
 export function stalledSession(
   port: number,
   clientId: string,
   expiry = 3600,
   filters = ["#"],
+  { qos = 1, receiveMaximum = 1 }: { qos?: 0 | 1 | 2; receiveMaximum?: number } = {},
 ): Promise<Deno.Conn> {
   return subscribedSocket(
     port,
     {
       clientId,
       clean: false,
-      properties: { sessionExpiryInterval: expiry, receiveMaximum: 1 },
+      properties: { sessionExpiryInterval: expiry, receiveMaximum },
     },
-    filters.map((topic) => ({ topic, qos: 1 })),
+    filters.map((topic) => ({ topic, qos })),
     5,
   );
 }

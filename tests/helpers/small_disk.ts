@@ -31,3 +31,12 @@ export async function fill(dir: string): Promise<void> {
     file.close();
   }
 }
+
+/** Whether a small tmpfs can be mounted here (root on Linux): one is mounted and taken down to see. */
+export function canMount(prefix = "dist-disk-"): boolean {
+  const d = smallDisk(prefix);
+  if (d === undefined) return false;
+  run("umount", "-l", d);
+  Deno.removeSync(d, { recursive: true });
+  return true;
+}

@@ -21,6 +21,11 @@ function keptCost(bytes: Uint8Array | undefined): number {
   return bytes === undefined ? 0 : bytes.length + KEPT_ENTRY_BYTES;
 }
 
+/** Whether `bytes` (a PUBLISH) is QoS 2. */
+function isQos2(bytes: Uint8Array | undefined): boolean {
+  return bytes !== undefined && (bytes[0] & 0x06) === 0x04;
+}
+
 /** One delivery in flight. */
 interface Entry {
   /** The PUBLISH as sent (kept only when it may be sent again: a persistent session). */
@@ -35,6 +40,8 @@ export class InflightWindow {
   #nextId = 1;
   /** What the bytes kept for redelivery are counted at ({@link keptCost}). */
   #kept = 0;
+  /** What of {@link #kept} is QoS 2 PUBLISHes (trimmed last). */
+  #kept2 = 0;
   /** Told every change of that count (the session counts it in max-memory and max-pending). */
   readonly #onKept: (delta: number) => void;
 
@@ -81,9 +88,11 @@ export class InflightWindow {
   /** Sets what `entry` keeps, counted. */
   #set(entry: Entry, bytes: Uint8Array | undefined): void {
     const delta = keptCost(bytes) - keptCost(entry.bytes);
+    const qos2 = isQos2(bytes ?? entry.bytes);
     entry.bytes = bytes;
     if (delta === 0) return;
     this.#kept += delta;
+    if (qos2) this.#kept2 += delta;
     this.#onKept(delta);
   }
 
@@ -134,20 +143,24 @@ export class InflightWindow {
   /**
    * Gives up what it keeps of the oldest deliveries in flight until `bytes`
    * are freed (the memory guard's trim of an away session, once its queues
-   * are empty): a QoS 1 one is not sent again (counted lost at the
-   * resend); for a QoS 2 one a PUBREL goes instead, which completes it if
-   * the client has it (answered 0x92 if not). `gone` is told of each
-   * (`released`: QoS 2). Returns the bytes freed.
+   * are empty), QoS 1 ones first, QoS 2 ones only once no QoS 1 is left
+   * (hostile review 43b B8: a client cannot tell a QoS 2 one is gone). A
+   * QoS 1 one leaves the window (its id is free: not sent again); for a
+   * QoS 2 one a PUBREL goes instead, which completes it if the client has
+   * it (answered 0x92 if not). `gone` is told of each (`released`: QoS 2),
+   * to count it lost where it is lost. Returns the bytes freed.
    */
   trim(bytes: number, gone: (id: number, released: boolean) => void): number {
-    const before = this.#kept;
-    for (const [id, entry] of this.#map ?? []) {
-      if (before - this.#kept >= bytes) break;
-      if (entry.bytes === undefined) continue;
-      const released = (entry.bytes[0] & 0x06) === 0x04;
-      entry.released = released;
-      this.#set(entry, undefined);
-      gone(id, released);
+    const before = this.#kept, entries = this.#map;
+    for (const qos2 of [false, true]) {
+      for (const [id, entry] of entries ?? []) {
+        if (before - this.#kept >= bytes) return before - this.#kept;
+        if (entry.bytes === undefined || isQos2(entry.bytes) !== qos2) continue;
+        this.#set(entry, undefined);
+        if (qos2) entry.released = true;
+        else entries!.delete(id);
+        gone(id, qos2);
+      }
     }
     return before - this.#kept;
   }
@@ -160,10 +173,16 @@ export class InflightWindow {
     return this.#kept;
   }
 
+  /** What of {@link keptBytes} is QoS 2 PUBLISHes. */
+  get keptQos2Bytes(): number {
+    return this.#kept2;
+  }
+
   clear(): void {
     this.#map = undefined;
     const kept = this.#kept;
     this.#kept = 0;
+    this.#kept2 = 0;
     if (kept !== 0) this.#onKept(-kept);
   }
 }

@@ -66,7 +66,7 @@ export class SessionTable {
   /** What each owner's sessions are counted at (MqttSession.#recount, and what they keep in flight). */
   readonly #bytesBy = new Map<string, number>();
   /** Those whose clients are away, held to their share of max-memory by the memory guard. */
-  readonly away = new AwaySessions();
+  readonly away: AwaySessions;
   resumed = 0;
   expired = 0;
   restored = 0;
@@ -84,6 +84,7 @@ export class SessionTable {
 
   constructor(front: MqttFront) {
     this.#front = front;
+    this.away = new AwaySessions(front);
   }
 
   get(clientId: string): MqttSession | undefined {
