@@ -28,6 +28,7 @@ import { printableText } from "./roles/_printable.ts";
 import { loadCpuUsage, MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
 // The watch of a parent `dist up` alone: the launcher loads with `up` and `status`.
 import { watchLauncher } from "./launch/self.ts";
+import { startHeapTrim } from "./obs/heap_trim.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export const VERSION: string = denoJson.version;
@@ -116,6 +117,7 @@ export async function main(argv: string[]): Promise<number> {
   onStdoutClosed(() => stopper.stop());
   const unlisten = stopper.listen();
   const unwatch = watchLauncher(() => stopper.stop()); // Started by dist up: stop when it is gone.
+  const untrim = startHeapTrim();
   try {
     return await role.run(options, {
       signal: stopper.signal,
@@ -128,6 +130,7 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     unlisten();
     unwatch();
+    untrim();
     await metrics?.close();
     await closeLogging();
   }
