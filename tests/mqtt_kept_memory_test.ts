@@ -465,3 +465,50 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "mqtt kept memory: once sessions that kept 900 KB messages in flight end, RSS comes back within 40 MiB of where it was (the C heap's freed memory is given back, obs/heap_trim.ts)",
+  ...mqttOpts,
+  async fn() {
+    const b = await startBroker([
+      "--max-memory",
+      String(192 * MIB),
+      "--max-pending",
+      String(16 * MIB),
+    ]);
+    try {
+      const before = await keepInFlight(b, "ht", 120, 900_000);
+      const peak = rssOf(b.broker.child.pid);
+      for (let i = 0; i < 3; i++) {
+        const { conn, code } = await dialMqtt(b.port, connect(`ht-${i}`, { clean: true }));
+        assert.equal(code, 0);
+        closeQuietly(conn);
+      }
+      await waitUntil(
+        async () => (await b.stats()).memory.bytes < MIB,
+        "the sessions ended",
+        10_000,
+      );
+      // V8 collects the buffers when it will; the trim follows within a second or two of that.
+      let now = rssOf(b.broker.child.pid);
+      for (
+        const deadline = Date.now() + 20_000;
+        now > before + 40 * MIB && Date.now() < deadline;
+      ) {
+        await sleep(250);
+        now = rssOf(b.broker.child.pid);
+      }
+      assert.ok(
+        now <= before + 40 * MIB,
+        `RSS ${(before / MIB).toFixed(1)} MiB before, ${
+          (peak / MIB).toFixed(1)
+        } with the sessions, ` +
+          `${(now / MIB).toFixed(1)} 20 s after they ended`,
+      );
+    } finally {
+      b.native.close();
+      await b.broker.stop();
+    }
+  },
+});

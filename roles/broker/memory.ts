@@ -19,7 +19,9 @@
  * give little back (then what is held is live and a collection is no help);
  * again only once RSS has grown well past what the last one left, so a
  * broker whose live data is larger than counted is not collected over and
- * over.
+ * over. And once COLLECT_FROM of what was counted is gone (sessions ended,
+ * queues read), one collection, so what held it can go back to the system
+ * (with obs/heap_trim.ts for the C heap).
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -150,6 +152,8 @@ export class MemoryGuard {
   #nextCollect = 0;
   /** RSS growth the last collection left. */
   #keptRss = 0;
+  /** Most counted since the last collection: once COLLECT_FROM of it is gone, one collection. */
+  #peak = 0;
   #gap = MIN_GAP_MS;
   /**
    * What was counted when a shed last found nobody to cut (-1: none since the
@@ -226,13 +230,19 @@ export class MemoryGuard {
   /** One full collection when RSS has grown well past what is counted (see above). */
   #collect(): void {
     const counted = this.#core.memoryBytes;
-    if (counted < COLLECT_FROM || performance.now() < this.#nextCollect) return;
+    if (counted > this.#peak) this.#peak = counted;
+    if (performance.now() < this.#nextCollect) return;
+    if (counted < COLLECT_FROM && this.#peak - counted < COLLECT_FROM) return;
     const before = Deno.memoryUsage().rss - this.#baseRss;
+    // What was counted and is gone (sessions ended, queues read) is garbage until a collection.
+    const gone = this.#peak - counted >= COLLECT_FROM && before > counted + 16 * MIB;
     // Past the count, and grown since the last collection left it (what that one kept is live).
     const kept = this.#keptRss;
-    if (before <= RSS_PER_COUNTED * counted || before <= kept + Math.max(16 * MIB, kept / 4)) {
-      return;
-    }
+    if (
+      !gone &&
+      (before <= RSS_PER_COUNTED * counted || before <= kept + Math.max(16 * MIB, kept / 4))
+    ) return;
+    this.#peak = counted;
     const collect = gc();
     if (collect === null) return;
     const t0 = performance.now();
