@@ -94,3 +94,18 @@ export class Backoff {
     this.#next = this.min;
   }
 }
+
+/**
+ * Whether an accept failed because its connection was gone before it was
+ * taken (reset or aborted in the listen queue: Deno reads the peer's
+ * address after accept4, which then fails ENOTCONN). That is the client's
+ * business and used up only that connection, so the next accept goes at
+ * once: backing off on it let 50 resets a second hold every accept to one a
+ * second (hostile44c H-C1). The backoff is for the process's own limits
+ * (EMFILE, ENFILE, ENOBUFS).
+ */
+export function goneBeforeAccept(err: unknown): boolean {
+  return err instanceof Deno.errors.NotConnected ||
+    err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.ConnectionReset;
+}

@@ -151,7 +151,7 @@ export { parseRawValue, type RawDelivery, readDelivery } from "./pubsub_delivery
 export { TopicCache } from "./topic_cache.ts";
 export { memoMemory } from "./publish_memo.ts";
 export { knownFrame, mayStartWith } from "./byte_words.ts";
-export { Backoff, type BackoffOptions, Nap, sleep } from "./backoff.ts";
+export { Backoff, type BackoffOptions, goneBeforeAccept, Nap, sleep } from "./backoff.ts";
 export {
   any,
   arrayOf,

@@ -12,7 +12,7 @@ import { sourceOf } from "./newcomers.ts";
 import { type SourceEntry, type SourceStats, SourceTable } from "./sources.ts";
 import { processAccount } from "./descriptors.ts";
 import { AcceptPace } from "./accept_pace.ts";
-import { Backoff, sleep } from "./backoff.ts";
+import { Backoff, goneBeforeAccept, sleep } from "./backoff.ts";
 import { cut, log, warnPeer } from "./_log.ts";
 import { logFailedHello, remoteOf } from "./listen_log.ts";
 import type { Authenticator, Credentials } from "./credentials.ts";
@@ -307,6 +307,7 @@ function accepting(
         backoff.reset();
       } catch (err) {
         if (stopping || err instanceof Deno.errors.BadResource) break;
+        if (goneBeforeAccept(err)) continue; // The client reset it in the queue.
         // Out of file descriptors and the like: wait a little, don't spin.
         log.warn("Accept failed: {error}; retrying in {ms} ms", {
           error: String(err),

@@ -4,7 +4,7 @@
  * file). The proxy (mod.ts) sees connections, dials and splices only.
  */
 import { formatAddress } from "../../../config/mod.ts";
-import { Backoff, DistError, sleep } from "../../../wire/mod.ts";
+import { Backoff, DistError, goneBeforeAccept, sleep } from "../../../wire/mod.ts";
 import { bindPort, connectPort, type PortListener } from "../../../wire/transport.ts";
 import { openRawTcp } from "../../../wire/raw_tcp.ts";
 import { explainListenError } from "../../_listen.ts";
@@ -135,6 +135,7 @@ class DenoIo implements L4Io {
         backoff.reset();
       } catch (err) {
         if (this.#closed || err instanceof Deno.errors.BadResource) break;
+        if (goneBeforeAccept(err)) continue; // The client reset it in the queue.
         // Out of file descriptors and the like: wait a little, don't spin.
         log.warn("Accept failed: {error}; retrying in {ms} ms", {
           error: String(err),

@@ -7,7 +7,7 @@
  * connection.ts.
  */
 import { getLogger } from "@logtape/logtape";
-import { Backoff, sleep } from "../../../wire/backoff.ts";
+import { Backoff, goneBeforeAccept, sleep } from "../../../wire/backoff.ts";
 import { cut, warnPeer } from "../../../wire/_log.ts";
 import type { Authenticator, Credentials, Identity } from "../../../wire/credentials.ts";
 import { listensTls, type TlsSettings } from "../../../wire/tls.ts";
@@ -174,6 +174,7 @@ export class MqttFront {
         backoff.reset();
       } catch (err) {
         if (this.#closing || err instanceof Deno.errors.BadResource) return;
+        if (goneBeforeAccept(err)) continue; // The client reset it in the queue.
         // Out of file descriptors and the like: wait a little, don't spin, don't stop serving
         // (and leave the connections already open alone).
         log.warn("MQTT accept failed: {error}; retrying in {ms} ms", {
