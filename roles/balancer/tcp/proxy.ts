@@ -37,6 +37,8 @@ export class TcpProxy {
   readonly sources: SourceTable;
   #total = 0;
   #noBackend = 0;
+  /** Dials made while no backend was up (to one that is out, in turn). */
+  #panics = 0;
   #connectFailures = 0;
   #noDescriptor = 0;
   /**
@@ -190,7 +192,12 @@ export class TcpProxy {
     try {
       const all = this.pool.list;
       const tried = p.tried;
-      backend = this.policy.pick(tried === undefined ? all : all.filter((b) => !tried.has(b)));
+      const left = tried === undefined ? all : all.filter((b) => !tried.has(b));
+      backend = this.policy.pick(left);
+      // None up: those that are out are tried, each once, before the client is closed (a rolling
+      // restart took each out by one refused connect, and they accept again before --rise
+      // checks bring them back: hostile44c H-C2; Envoy's panic mode, HAProxy's redispatch).
+      if (backend === undefined && left.length > 0) backend = left[this.#panics++ % left.length];
       if (backend === undefined || this.stopping) {
         this.#noBackend++;
         connectionLines.warn("Connection from {remote} closed: no backend is up ({tried})", {
