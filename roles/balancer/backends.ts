@@ -93,6 +93,8 @@ export class Backend {
   served = 0;
   /** Answers it brought past --timeout, to requests already failed (verify.ts: it is alive). */
   lateAnswers = 0;
+  /** When it last brought such an answer (performance.now() ms; worker_sources.ts: alive). */
+  lateAt = -Infinity;
   /**
    * When it last answered in time (late answers do not count; when added, before its first): with
    * a result or error (workers.ts: does a worker out of rotation keep its name), with a result (trials.ts).

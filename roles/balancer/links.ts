@@ -78,6 +78,7 @@ function closeOnStrays(
   // Alive, if slow (verify.ts); a late answer keeps no worker name (workers.ts, hostile40c V1).
   peer.onLateAnswer = () => {
     backend.lateAnswers++;
+    backend.lateAt = performance.now();
   };
   peer.onStrayAnswer = (bytes) => {
     const t = backend.onStray(bytes);

@@ -117,6 +117,8 @@ export class Outcomes {
 
 /** What the judgement reads of a backend. */
 export interface Judged {
+  /** A server (named by the operator or a binder) or a worker that dialed in (anyone may). */
+  readonly kind?: "server" | "worker";
   readonly outcomes: Outcomes;
   readonly state: "up" | "down";
   /** Out for its answers (not for checks or its connection), until it is back up. */
@@ -140,7 +142,7 @@ export function candidate(b: Judged, now: number): boolean {
  * and another backend is up. With `peers`, at least two others must have
  * {@link MIN_OUTCOMES} outcomes in the window (the rule of
  * {@link candidate}). The cap and the others' share do not hold it in
- * when another backend that is up, with {@link MIN_OUTCOMES} outcomes,
+ * when another backend that is up, not a worker, with {@link MIN_OUTCOMES} outcomes,
  * fails at most 1/{@link RATIO} as much: hostile43a A4, four fakes that
  * answered once and then held every task beside one server, two stayed in
  * for good (the cap) and the clients got their TIMEOUTs; K7, a fleet of
@@ -171,7 +173,11 @@ export function mayEject(
     othersN += on;
     othersF += of;
     if (on >= MIN_OUTCOMES) withData++;
-    if (o.state === "up" && on >= MIN_OUTCOMES && of * RATIO * n <= f * on) sound = true;
+    // A worker is no such witness: one that answers every task at once (lying) would be the
+    // sound one whenever a client's requests outlast --timeout on the servers (hostile44a H-A2).
+    if (o.kind !== "worker" && o.state === "up" && on >= MIN_OUTCOMES && of * RATIO * n <= f * on) {
+      sound = true;
+    }
   }
   if (up === 0) return "no other backend is up";
   if (options.peers && withData < 2) return "too few other backends to compare with";

@@ -48,7 +48,11 @@ export function unproven(b: Backend): boolean {
  * good, and a real worker was refused OVERLOADED.
  */
 function idle(b: Backend, now: number): boolean {
-  if (b.served === 0 || b.ejected) return true;
+  if (b.served === 0) return true;
+  // Out, and no answer even late for the window: a worker that answers late is slow, not a holder
+  // (hostile44a H-A3: a client's requests past --timeout, replayed on fakes that answer at once,
+  // took the real workers out, and their slots went to the attacker's next fakes).
+  if (b.ejected) return now - Math.max(b.lastAnswerAt, b.lateAt) >= WINDOW_MS;
   return now - b.lastResultAt >= WINDOW_MS && b.outcomes.failed(now) > 0;
 }
 
