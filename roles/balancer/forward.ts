@@ -82,7 +82,7 @@ export class Dispatcher<J extends Job> {
     this.#hooks = hooks;
     this.#options = options;
     this.#now = options.now ?? turnNow;
-    this.#runs = new Runs(pool, policy, this.#now);
+    this.#runs = new Runs(pool, policy, this.#now, (b) => this.#shares.young(b));
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
     this.#shares = new Shares({
       contended: options.contendedShare,

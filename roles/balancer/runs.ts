@@ -13,7 +13,7 @@
  * backend reads and answers it in one go too.
  *
  * What stays: an idle backend (nothing in flight for IDLE_MS) takes a new
- * run before a busy one and ends a run, so requests still spread while a
+ * run before a busy one (requests sent to it lately: STUCK_MS) and ends a run, so requests still spread while a
  * backend is idle (two slow calls sent at once to idle backends run on two
  * of them). One that has just answered does not count: under load every
  * answered batch leaves its backend empty for a moment, and counting that
@@ -54,10 +54,14 @@ export class Runs {
 
   #now: () => number;
 
-  constructor(pool: Pool, policy: Policy, now: () => number) {
+  /** Requests on a backend sent lately (shares.ts young); those older it sits on. */
+  #young: (b: Backend) => number;
+
+  constructor(pool: Pool, policy: Policy, now: () => number, young: (b: Backend) => number) {
     this.#pool = pool;
     this.#policy = policy;
     this.#now = now;
+    this.#young = young;
   }
 
   /**
@@ -83,7 +87,10 @@ export class Runs {
     }
     let backend = this.#policy.pick(list, undefined, trial);
     if (backend === undefined) return undefined;
-    if (backend.inflight > 0) backend = this.#idle(backend) ?? backend;
+    // Busy with requests sent lately; one that only sits on old ones (a client's `sleep`) is not:
+    // one slow request on each server sent every other request to a worker answering at once
+    // (hostile44a H-A4: 100 % of an honest client's calls, nothing failed).
+    if (backend.inflight > 0 && this.#young(backend) > 0) backend = this.#idle(backend) ?? backend;
     if (this.#flow === undefined) queueMicrotask(this.#end);
     this.#flow = flow;
     this.#backend = backend;

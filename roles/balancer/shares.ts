@@ -317,6 +317,12 @@ export class Shares {
     return this.#sitting.stuck(held, this.#now());
   }
 
+  /** Requests on `backend` sent lately (Sitting.young): runs.ts's busy. */
+  young(backend: object): number {
+    if (this.#run.n > 0) this.#flush();
+    return this.#sitting.young(backend, this.#now());
+  }
+
   /** Where a request goes instead of `picked` when requests sit on it (Sitting.elsewhere). */
   unstuck<B extends { readonly available: boolean }>(picked: B, list: readonly B[], avoid?: B): B {
     if (this.#run.n > 0) this.#flush();

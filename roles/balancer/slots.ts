@@ -281,6 +281,12 @@ export class Sitting {
     return held;
   }
 
+  /** Requests on `backend` sent less than STUCK_MS (up to twice) ago: what it is working on. */
+  young(backend: object, now: number): number {
+    const held = this.#held(backend);
+    return held === undefined ? 0 : held.inflight - held.old(now);
+  }
+
   /** Whether requests on a backend for STUCK_MS are taken for stuck now. */
   #now(now: number): boolean {
     return this.#answers.ms * STUCK_FACTOR < STUCK_MS || this.#all.old(now) === this.#all.inflight;
