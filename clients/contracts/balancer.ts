@@ -4,7 +4,7 @@
  * dialed). Any other method sent to the client port is forwarded.
  */
 import { DistError } from "../../wire/errors.ts";
-import { any, arrayOf, count, finite, obj, oneOf, type Parse, str } from "../../wire/check.ts";
+import { arrayOf, count, finite, int, obj, oneOf, opt, type Parse, str } from "../../wire/check.ts";
 import { type Contract, type Method, method } from "../../wire/contract.ts";
 
 /** Most a worker may declare as its capacity. */
@@ -42,6 +42,20 @@ export interface BackendInfo {
   latency_ms: { p50: number; p90: number; p99: number; max: number };
 }
 
+/**
+ * `balancer.backends` params: none for every backend (refused
+ * `FRAME_TOO_LARGE` when they do not fit a frame), or a page: the backends
+ * from `offset` on (default 0), at most `limit`, as many as fit a frame; an
+ * empty page is the end. Texts are cut to a budget of bytes in either case
+ * (a name to 200 bytes of JSON, its head and tail kept).
+ */
+export interface BackendsPage {
+  /** The first backend listed (0 the first of all). */
+  offset?: number;
+  /** The most listed. */
+  limit?: number;
+}
+
 /** `worker.register` params: the worker's name and how many tasks it runs at once. */
 export interface WorkerRegistration {
   /** Unique among the balancer's workers. */
@@ -66,8 +80,8 @@ export interface BalancerContract extends Contract {
   readonly service: "balancer";
   /** Its methods, by short name. */
   readonly methods: {
-    /** Every backend with its health and load. */
-    readonly backends: Method<"balancer.backends", unknown, BackendInfo[]>;
+    /** Every backend with its health and load, or a page of them ({@link BackendsPage}). */
+    readonly backends: Method<"balancer.backends", BackendsPage | undefined, BackendInfo[]>;
   };
   /** It sends no events. */
   readonly events: Record<never, never>;
@@ -113,7 +127,10 @@ export const balancer: BalancerContract = {
   prefix: "balancer.",
   methods: {
     backends: method("balancer.backends", {
-      params: any,
+      params: obj({ offset: opt(count), limit: opt(int(1, Number.MAX_SAFE_INTEGER)) }, {
+        positional: true,
+        omittable: true,
+      }),
       result: arrayOf(backendInfo, 1_000_000),
     }),
   },

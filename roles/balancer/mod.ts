@@ -32,6 +32,7 @@ import { unread } from "./pressure.ts";
 import { useRawSend } from "../../wire/raw_send.ts";
 import { shareDescriptors } from "../../wire/descriptors.ts";
 import {
+  type BackendsPage,
   balancer as balancerContract,
   sys,
   worker as workerContract,
@@ -50,6 +51,7 @@ import { backendLines, log } from "./log.ts";
 import { checkRpcFlags, runTcpBalancer, TCP_MODE_ROLE } from "./tcp/mod.ts";
 import { Reclaimer } from "./reclaim.ts";
 import { ControlTurns } from "./control_turns.ts";
+import { listBackends } from "./listing.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
 import { boundOwnFrames } from "./own_frames.ts";
 import { rawForwarding } from "./fast_paths.ts";
@@ -214,7 +216,8 @@ function setUpBalancer(
   thread: ThreadInfo,
 ): Served {
   const { pool, report, forward } = parts;
-  const backends = () => pool.list.map((b) => b.describe());
+  const backends = (page: BackendsPage | undefined) =>
+    listBackends(pool.list, (b) => b.describe(), { page, maxFrame: options.maxFrame });
   const sources = {
     pool,
     rules: { rise: options.rise, fall: options.fall },
