@@ -12,6 +12,15 @@
  * the first trial after it joined). hostile41a W4's fakes were all there
  * before the real worker (balancer_trial_order_test.ts).
  *
+ * A14, A6 over networks: c43's A6 fix (ecb54e9) ranked an IPv4 /24's
+ * untried workers behind other networks' once it had failed more than two
+ * trials; fakes that each come from a fresh /24 (a botnet or a large cloud
+ * tenant in IPv4; /48s in IPv6) were again always the newest untried of
+ * rank 0, and took every trial: on c43 "realw1 none, realw2 none, realw3
+ * none; 211 fakes", then "realw1 none, realw2 2023 ms, realw3 1020 ms".
+ * Now the oldest of the lowest rank has the next trial, and a /16's
+ * failed trials rank its untried workers back too.
+ *
  * A user checks that each of three real workers registering among them
  * gets its first task within a few seconds.
  */
@@ -22,7 +31,8 @@ import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./h
 import { sleep } from "./helpers/raw.ts";
 import { fakeWorker, realWorker } from "./helpers/source_workers.ts";
 
-Deno.test("real workers get their first task while fakes from fresh addresses keep registering after them", async () => {
+/** Three real workers join 1 s apart among fakes registering every 50 ms, fake i from `from(i)`. */
+async function realAmongFakes(from: (i: number) => string) {
   const servers = await startServers(1);
   const lb = await startBalancer(servers);
   const client = await connectTo(lb.address, 10_000);
@@ -39,8 +49,7 @@ Deno.test("real workers get their first task while fakes from fresh addresses ke
     // A fresh fake every 50 ms, each of its own address, answering health checks only.
     flood = (async () => {
       for (let i = 1; !stop && i <= 400; i++) {
-        const from = `127.0.${5 + (i >> 8)}.${i & 255}`;
-        await fakeWorker(lb.workerAddress, from, `fake${i}`, fakes, true);
+        await fakeWorker(lb.workerAddress, from(i), `fake${i}`, fakes, true);
         await sleep(50);
       }
     })();
@@ -82,4 +91,10 @@ Deno.test("real workers get their first task while fakes from fresh addresses ke
     await sleep(10);
     await stopAll([lb, ...servers]);
   }
-});
+}
+
+Deno.test("real workers get their first task while fakes from fresh addresses keep registering after them", () =>
+  realAmongFakes((i) => `127.0.${5 + (i >> 8)}.${i & 255}`));
+
+Deno.test("real workers get their first task while fakes from fresh /24 networks keep registering after them (hostile43a A14)", () =>
+  realAmongFakes((i) => `127.${10 + (i >> 8)}.${i & 255}.1`));

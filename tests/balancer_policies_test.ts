@@ -138,11 +138,11 @@ class Untried extends Fake {
   }
 }
 
-Deno.test("trials: the newest untried backend of the fewest failed trials has the next trial, the policy's pick if it joined since the last began (hostile41a W4)", () => {
+Deno.test("trials: the untried backend of the fewest failed trials that joined first has the next trial; one that joined later waits its turn (hostile43a A6, A14)", () => {
   let clock = 1_000;
   const policy = createPolicy("round-robin", prng(42), () => clock);
   const proven = new Fake("proven");
-  const old = [1, 2, 3, 4, 5].map((i) => new Untried(`fake${i}`, 0));
+  const old = [1, 2, 3, 4, 5].map((i) => new Untried(`fake${i}`, i));
   const list: Fake[] = [proven, ...old];
   /** Picks until one is untried: the trial (the proven backend takes the rest). */
   const trial = () => {
@@ -152,7 +152,6 @@ Deno.test("trials: the newest untried backend of the fewest failed trials has th
     }
     return undefined;
   };
-  // The first trial: every one joined since (none began), so the rotation's pick.
   const first = trial()!;
   assert.equal(first.name, "fake1");
   // It holds its trial and fails it: out for its backoff, then back with rank 1.
@@ -161,18 +160,23 @@ Deno.test("trials: the newest untried backend of the fewest failed trials has th
   clock = 2_000;
   const real = new Untried("real", 1_500);
   list.push(real);
-  // By lot it would be fake2 (the rotation's next); the newcomer has it.
-  assert.equal(trial(), real);
-  // The newest of rank 0 before one that failed; a failed one after every other.
+  // Those that waited before the newcomer, in the order they joined (newest first, fakes
+  // joining after it took every trial).
+  assert.equal(trial()!.name, "fake2");
+  old[1].up = false;
+  clock = 3_000;
+  assert.equal(trial()!.name, "fake3");
+  // The fakes' rank grows (their source's or network's failures): the newcomer goes first.
+  for (const f of old.slice(3)) f.trialRank = 1;
+  old[2].up = false;
+  clock = 4_000;
+  assert.equal(trial(), real, "the only one of rank 0");
   real.up = false;
   first.up = true;
-  clock = 3_000;
-  assert.equal(trial()!.name, "fake5");
-  for (const f of old.slice(1)) f.trialRank = 1;
   first.trialRank = 2;
-  clock = 4_000;
-  assert.equal(trial()!.name, "fake5", "rank 1, newest");
-  for (const f of old.slice(1)) f.up = false;
   clock = 5_000;
+  assert.equal(trial()!.name, "fake4", "rank 1, joined first");
+  for (const f of old.slice(3)) f.up = false;
+  clock = 6_000;
   assert.equal(trial(), first, "only the twice-failed one is left");
 });

@@ -202,28 +202,30 @@ class Guarded implements Policy {
 
 /**
  * The untried backend a trial goes to: of the available ones with the
- * lowest {@link Candidate.trialRank}, the newest (last in `list`), unless
- * `b`, the policy's pick, is among them and joined after the last trial
- * began (`since`): it has waited behind none, and the rotation stays as
- * the policy keeps it. A backend that failed its trial (or whose source
- * did) thus comes after every one that has not, once its backoff ends,
- * and a newcomer has the next trial, not a ticket among fakes that were
- * there before it (hostile41a W4: beside 200 fakes that answer checks and
- * hold every task, a real worker waited over 57 s for its first task; each
- * fake holds its trial for its bound, about a second). Fakes registered
- * after it come first; each fails once, and its source's second failure
- * holds every untried worker of it (trials.ts).
+ * lowest {@link Candidate.trialRank}, the one that joined first (`b`, the
+ * policy's pick, on a tie; `since`, when the last trial began, is not
+ * read). A backend that failed its trial (or whose source or network did)
+ * thus comes after every one that has not, once its backoff ends, and one
+ * that has waited goes before those that joined after it: hostile43a A6
+ * and A14, fakes registering after a real worker from fresh addresses, or
+ * each from a fresh /24, were always the newest untried and took every
+ * trial, a second each, and the real worker never had one. Fakes that
+ * were there before it go first, a trial each; their source's second
+ * failure, their network's third, or their wider network's third put
+ * every one of them behind it (trial_backoff.ts; hostile41a W4, a real
+ * worker beside 200 fakes that hold every task).
  */
-function nextTrial<T extends Candidate>(list: readonly T[], b: T, since: number): T {
+function nextTrial<T extends Candidate>(list: readonly T[], b: T, _since: number): T {
   let best = b;
-  let rank = Infinity;
-  for (let i = list.length - 1; i >= 0; i--) {
-    const c = list[i];
+  let rank = b.untried === true && b.available ? b.trialRank ?? 0 : Infinity;
+  let added = b.added ?? 0;
+  for (const c of list) {
     if (c.untried !== true || !c.available) continue;
     const r = c.trialRank ?? 0;
-    if (r < rank) [best, rank] = [c, r];
+    const a = c.added ?? 0;
+    if (r < rank || (r === rank && a < added)) [best, rank, added] = [c, r, a];
   }
-  return (b.trialRank ?? 0) === rank && (b.added ?? 0) >= since ? b : best;
+  return best;
 }
 
 /**

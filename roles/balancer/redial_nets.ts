@@ -45,6 +45,21 @@ export function networkOf(source: unknown): string | undefined {
   return v6 === null ? undefined : `${v6[1]}::/48`;
 }
 
+/**
+ * The wider network of an address source, for the trials' rank only
+ * (worker_sources.ts): an IPv4 address's /16, an IPv6 /64's /32 (a
+ * provider's usual allocation), or undefined for any other source.
+ * hostile43a A14: fakes each from a fresh /24 were each their network's
+ * first, and took the trials before a real worker.
+ */
+export function wideNetworkOf(source: unknown): string | undefined {
+  if (typeof source !== "string") return undefined;
+  const m = /^(\d{1,3}\.\d{1,3})\.\d{1,3}\.\d{1,3}$/.exec(source);
+  if (m !== null) return `${m[1]}.0.0/16`;
+  const v6 = /^([0-9a-f]{1,4}:[0-9a-f]{1,4}):[0-9a-f]{1,4}:[0-9a-f]{1,4}::\/64$/.exec(source);
+  return v6 === null ? undefined : `${v6[1]}::/32`;
+}
+
 /** How long an address is one of its network's redialers after its last redial (ms). */
 const MEMBER_MS = 10_000;
 

@@ -69,6 +69,12 @@ const NET_MEMORY_MS = 60_000;
 export class NetTrials {
   failed = 0;
   lastAt = -Infinity;
+  readonly #free: number;
+
+  /** @param free failed trials that rank none of its workers back */
+  constructor(free = NET_FREE_FAILURES) {
+    this.#free = free;
+  }
 
   fail(now: number): void {
     if (now - this.lastAt >= NET_MEMORY_MS) this.failed = 0;
@@ -78,9 +84,7 @@ export class NetTrials {
 
   /** How far back its untried workers' trials come. */
   get rank(): number {
-    return turnNow() - this.lastAt < NET_MEMORY_MS
-      ? Math.max(0, this.failed - NET_FREE_FAILURES)
-      : 0;
+    return turnNow() - this.lastAt < NET_MEMORY_MS ? Math.max(0, this.failed - this.#free) : 0;
   }
 }
 
@@ -93,15 +97,19 @@ export class TrialBackoff {
   source: SourceTrials | undefined;
   /** A worker's network, whose failures rank it (worker_sources.ts). */
   net: NetTrials | undefined;
+  /** A worker's wider network (an IPv4 /16, an IPv6 /32), whose failures rank it too. */
+  wide: NetTrials | undefined;
 
   /**
    * How far back its trial comes among untried backends (policies.ts
    * `nextTrial`): its failed trials, or its source's past the free ones,
-   * or its network's past its free ones, whichever is more.
+   * or its network's past its free ones, whichever is more, and its wider
+   * network's past its free ones on top (hostile43a A14: fakes each from a
+   * fresh /24 of one /16 had a rank of 0 each).
    */
   get rank(): number {
     const source = (this.source?.failed ?? 0) - SOURCE_FREE_FAILURES;
-    return Math.max(this.failed, source, this.net?.rank ?? 0);
+    return Math.max(this.failed, source, this.net?.rank ?? 0) + (this.wide?.rank ?? 0);
   }
 
   /** Whether it may have no trial now: its own backoff, or its source's. */
@@ -119,6 +127,7 @@ export class TrialBackoff {
     const ms = backoffMs(++this.failed, 0);
     this.after = now + ms;
     this.net?.fail(now);
+    this.wide?.fail(now);
     return Math.max(ms, this.source?.fail(now) ?? 0);
   }
 

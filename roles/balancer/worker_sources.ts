@@ -8,7 +8,7 @@ import type { Backend } from "./backends.ts";
 import { REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
 import { WINDOW_MS } from "./success_rate.ts";
 import { NetTrials, SourceTrials } from "./trial_backoff.ts";
-import { networkOf } from "./redial_nets.ts";
+import { networkOf, wideNetworkOf } from "./redial_nets.ts";
 
 /**
  * The share of `--max-workers` one source's untried workers may keep once
@@ -64,7 +64,7 @@ interface Source {
 
 export class WorkerSources {
   #sources = new Map<string, Source>();
-  /** Failed trials by network (an IPv4 /24, an IPv6 /48), oldest first. */
+  /** Failed trials by network (an IPv4 /24 and /16, an IPv6 /48 and /32), oldest first. */
   #nets = new Map<string, NetTrials>();
 
   /**
@@ -73,15 +73,8 @@ export class WorkerSources {
    * source, redial_nets.ts networkOf).
    */
   join(source: string, backend: Backend, address?: string, now = performance.now()): void {
-    const net = networkOf(address);
-    if (net !== undefined) {
-      let n = this.#nets.get(net);
-      if (n === undefined) {
-        if (this.#nets.size >= REMEMBER_MAX) this.#nets.delete(this.#nets.keys().next().value!);
-        this.#nets.set(net, n = new NetTrials());
-      }
-      backend.trial.net = n;
-    }
+    backend.trial.net = this.#netOf(networkOf(address));
+    backend.trial.wide = this.#netOf(wideNetworkOf(address));
     let s = this.#sources.get(source);
     if (s !== undefined && s.workers.size === 0 && now - s.trials.lastAt >= REMEMBER_MS) {
       this.#sources.delete(source);
@@ -93,6 +86,17 @@ export class WorkerSources {
     }
     s.workers.add(backend);
     backend.trial.source = s.trials;
+  }
+
+  /** The failed trials of network `net` (an IPv4 /24 or /16, an IPv6 /48 or /32). */
+  #netOf(net: string | undefined): NetTrials | undefined {
+    if (net === undefined) return undefined;
+    let n = this.#nets.get(net);
+    if (n === undefined) {
+      if (this.#nets.size >= REMEMBER_MAX) this.#nets.delete(this.#nets.keys().next().value!);
+      this.#nets.set(net, n = new NetTrials());
+    }
+    return n;
   }
 
   /** `backend` of `source` left: a source whose workers never failed is forgotten with its last. */
