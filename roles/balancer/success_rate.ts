@@ -51,6 +51,15 @@ export const MAX_OUT_PART = 0.5;
 export const MIN_SHARE = 0.5;
 /** … among at least this many outcomes in the window (and as many on two others). */
 export const MIN_OUTCOMES = 20;
+/**
+ * Outcomes in the window, none failed, that make a backend that is up
+ * sound beside a candidate (see {@link mayEject}) at a low rate, where
+ * {@link MIN_OUTCOMES} are never reached, when they are also at least as
+ * many as the candidate's failures: hostile43a A13, one call every 0.3 s
+ * beside four fakes that answered once and then held every task, the
+ * server had a fifth of them.
+ */
+export const SOUND_FEW = 3;
 /** Outcomes remembered for the policies' penalty (a bit each). */
 export const RECENT = 16;
 
@@ -143,7 +152,8 @@ export function candidate(b: Judged, now: number): boolean {
  * {@link MIN_OUTCOMES} outcomes in the window (the rule of
  * {@link candidate}). The cap and the others' share do not hold it in
  * when another backend that is up, not a worker, with {@link MIN_OUTCOMES} outcomes,
- * fails at most 1/{@link RATIO} as much: hostile43a A4, four fakes that
+ * fails at most 1/{@link RATIO} as much, or with {@link SOUND_FEW} and
+ * as many as `b` failed fails none: hostile43a A4, four fakes that
  * answered once and then held every task beside one server, two stayed in
  * for good (the cap) and the clients got their TIMEOUTs; K7, a fleet of
  * fakes failing alike, none out (the others' share). @returns why not, or
@@ -173,9 +183,10 @@ export function mayEject(
     othersN += on;
     othersF += of;
     if (on >= MIN_OUTCOMES) withData++;
+    const least = of === 0 ? Math.min(MIN_OUTCOMES, Math.max(SOUND_FEW, f)) : MIN_OUTCOMES;
     // A worker is no such witness: one that answers every task at once (lying) would be the
     // sound one whenever a client's requests outlast --timeout on the servers (hostile44a H-A2).
-    if (o.kind !== "worker" && o.state === "up" && on >= MIN_OUTCOMES && of * RATIO * n <= f * on) {
+    if (o.kind !== "worker" && o.state === "up" && on >= least && of * RATIO * n <= f * on) {
       sound = true;
     }
   }

@@ -59,6 +59,7 @@
  */
 import type { Backend, Outcome, Transition } from "./backends.ts";
 import type { Job } from "./dispatch_types.ts";
+import { MIN_PART } from "./success_rate.ts";
 import { erredUntried, failTrial } from "./trials.ts";
 
 /**
@@ -108,6 +109,24 @@ interface Replay {
   readonly check: Check;
   /** The request's method, for the log. */
   readonly method: string;
+  /** When it was sent to `from`. */
+  readonly sentAt: number;
+  /** Its failure was counted already: the replay is for its client, no verdict. */
+  readonly counted?: boolean;
+}
+
+/**
+ * Whether `b` is known to answer requests now: it has answered one with a
+ * result in time since `since` (while the replayed request waited), and
+ * its failures in the window are under {@link MIN_PART} of its outcomes.
+ * Only such a backend's timeout on a replay makes a timeout the request's
+ * fault (hostile43a A13: fakes that answered once, then held every task,
+ * had each other's timeouts replayed on them and cleared each other).
+ */
+function answersSince(b: Backend, since: number): boolean {
+  if (b.lastResultAt < since || b.state !== "up") return false;
+  const now = performance.now();
+  return b.outcomes.failed(now) < MIN_PART * b.outcomes.total(now);
 }
 
 /** What `r`'s backend, on trial, did (for the log; trials.ts words a refused one alike). */
@@ -156,14 +175,28 @@ export class Verifier {
     if (job.attempts > 1) {
       const r = this.#replays.get(job);
       if (r !== undefined) {
-        // A replay failed too: the request's fault, no one's.
         this.#replays.delete(job);
+        const first = backend.pool !== undefined && backend.outlier.answeredNone;
+        if (failure === "timeout" && r.from !== backend && first) {
+          // Joined or back too, and its first request (two fakes back at once): sent on again.
+          this.#settle(r, undefined);
+          return this.#firstTimedOut(job, backend);
+        }
+        if (failure === "timeout" && r.from !== backend && !answersSince(backend, r.sentAt)) {
+          // Timed out on a backend no better known than the first (hostile43a A13): no verdict,
+          // both count as timeouts do.
+          this.#settle(r, undefined);
+          return plain;
+        }
+        // A replay failed too: the request's fault, no one's.
         this.#settle(r, r.from === backend ? undefined : false);
         return failure === "client" ? "answered" : "excused";
       }
     }
     if (backend.pool === undefined) return plain;
-    if (failure === "timeout" && backend.outlier.answeredNone) return plain;
+    if (failure === "timeout" && backend.outlier.answeredNone) {
+      return this.#firstTimedOut(job, backend);
+    }
     const checks = this.#checksOf(backend);
     const check = checks[failure === "timeout" ? 0 : 1];
     const now = this.#now();
@@ -183,7 +216,7 @@ export class Verifier {
     }
     if (check.verifying || now - check.startedAt < REPLAY_EVERY_MS) return plain;
     const method = (job as { method?: string }).method ?? "";
-    const r: Replay = { from: backend, failure, check, method };
+    const r: Replay = { from: backend, failure, check, method, sentAt: job.sentAt };
     this.#replays.set(job, r);
     if (!this.#options.replay(job)) {
       this.#replays.delete(job);
@@ -218,6 +251,30 @@ export class Verifier {
     this.#settle(r, undefined);
   }
 
+  /**
+   * `job` timed out on `backend`, its first request since it joined (again):
+   * counted at once (it is out: outlier.ts), and sent to another backend
+   * for its client's sake, whose answer judges nothing, and on again if
+   * that one too times it out as its first (hostile43a A13: a fake back
+   * from its backoff failed a client request each time, and two back at
+   * once took each other's; within `--retries`).
+   */
+  #firstTimedOut(job: Job, backend: Backend): Outcome | "replayed" {
+    this.#count(backend, "timeout", true);
+    const r: Replay = {
+      from: backend,
+      failure: "timeout",
+      check: new Check(),
+      method: "",
+      sentAt: job.sentAt,
+      counted: true,
+    };
+    this.#replays.set(job, r);
+    if (this.#options.replay(job)) return "replayed";
+    this.#replays.delete(job);
+    return "excused";
+  }
+
   #checksOf(backend: Backend): [Check, Check] {
     let c = this.#checks.get(backend);
     if (c === undefined) this.#checks.set(backend, c = [new Check(), new Check()]);
@@ -226,6 +283,7 @@ export class Verifier {
 
   /** The verdict on `r`'s backend (undefined: none), for its failure and those held. */
   #settle(r: Replay, guilty: boolean | undefined): void {
+    if (r.counted) return;
     const { check } = r;
     check.verifying = false;
     const held = check.held;
