@@ -20,9 +20,15 @@
  * - answered with a result there (a timeout: within half of `--timeout`),
  *   the first backend is guilty: its failure counts as before (and an
  *   error that blamed the request counts as an `INTERNAL` does); on trial
- *   (trials.ts), it failed its trial (hostile41a W3);
+ *   (trials.ts), it failed its trial (hostile41a W3). An error that blames
+ *   the request is an answer of a backend that serves, though: it is
+ *   guilty only when it has answered no request with a result since it
+ *   joined, or it is a dial-in worker and the other a server
+ *   ({@link mayContradict}; hostile43a A7);
  * - a failure there too (or a slow answer to a timeout) is the request's
- *   fault: it counts against neither;
+ *   fault: it counts against neither; but a timeout there says so only
+ *   from a backend known to answer ({@link answersSince}: hostile43a A13),
+ *   else it is no verdict and both timeouts count;
  * - no verdict (the replay's backend died, or it waited too long): the
  *   first failure counts as it did before verification.
  *
@@ -38,7 +44,8 @@
  * before (timeouts, `INTERNAL`, `UNAVAILABLE`, `OVERLOADED`) or not at all
  * (the other codes), so one backend answering `UNAVAILABLE` at
  * once is still out from one source (hostile35 H3), and so is one that
- * times out on its first request after joining (no replay then: outlier.ts).
+ * times out on its first request after joining (outlier.ts: counted at
+ * once; the request is sent on for its client, no verdict).
  *
  * A non-idempotent request is never sent twice, so its failure gets no
  * replay; counted as before, a lone client marking its failing requests
@@ -113,6 +120,21 @@ interface Replay {
   readonly sentAt: number;
   /** Its failure was counted already: the replay is for its client, no verdict. */
   readonly counted?: boolean;
+}
+
+/**
+ * Whether `by`'s result to a request `from` answered with an error that
+ * blames the request (BAD_REQUEST, NOT_FOUND, UNKNOWN_METHOD …) makes that
+ * error `from`'s fault: only when `from` has answered no request with a
+ * result since it joined (a fake answering every task so, or a worker on
+ * trial), or `by` is a server and `from` a dial-in worker (which anyone
+ * may register). A backend that serves is otherwise not judged by another
+ * one's word: hostile43a A7, a strict server refusing what a lenient or
+ * lying worker answered, or a method only the workers serve, was out after
+ * five such requests of one client, and the worker then had every call.
+ */
+function mayContradict(by: Backend, from: Backend): boolean {
+  return from.lastResultAt <= from.added || (by.kind === "server" && from.kind === "worker");
 }
 
 /**
@@ -240,7 +262,7 @@ export class Verifier {
     if (r.from === backend) return this.#settle(r, undefined);
     const inTime = r.failure !== "timeout" ||
       performance.now() - job.sentAt <= this.#options.timeoutMs / 2;
-    this.#settle(r, ok && inTime);
+    this.#settle(r, ok && inTime && (r.failure !== "client" || mayContradict(backend, r.from)));
   }
 
   /** `job` ends with no verdict: its replay's backend died with it, or it waited too long. */
