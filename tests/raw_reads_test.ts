@@ -77,14 +77,16 @@ async function adoptedPair(): Promise<{ a: FramedConn; b: FramedConn; ta: Taken;
   a.start();
   b.start();
   // Ping-pong: each side writes (and reads) until its socket is adopted (a
-  // descriptor is looked up after 8 writes, by a scan at most every 250 ms).
+  // descriptor is looked up after 8 writes, by a scan at most every 250 ms;
+  // only reads that come close together are adopted: a few at once, then a
+  // pause, as a connection that gives up on the scan after 512 writes would).
   const end = Date.now() + 5000;
   for (let i = 0; i < 40 || ((rawReads?.count ?? 0) < before + 2 && Date.now() < end); i++) {
     sendFrame(a, frame(i, 10));
     await tb.until(() => tb.frames.length > i);
     sendFrame(b, frame(i, 10));
     await ta.until(() => ta.frames.length > i);
-    if (i >= 40) await new Promise((r) => setTimeout(r, 10));
+    if (i >= 40 && i % 4 === 0) await new Promise((r) => setTimeout(r, 10));
   }
   assert.ok(rawReads !== undefined, "raw reads on");
   assert.equal(rawReads.count, before + 2, "both sockets read through our epoll");
@@ -179,5 +181,39 @@ Deno.test("raw reads: the runtime's sockets and timers go on while adopted socke
     b.close();
     x.close();
     y.close();
+  }
+});
+
+Deno.test("raw reads: a socket read now and then goes back to the runtime, and comes back when busy (hostile43c C1)", async () => {
+  const before = rawReads?.count ?? 0;
+  const { a, b, ta, tb } = await adoptedPair();
+  try {
+    // One exchange every 30 ms: each ends a wait on the other thread, and
+    // both sockets go back to the runtime's reads (which cost less then).
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 30));
+      sendFrame(a, frame(i, 50));
+      await tb.until(() => tb.frames.length > i);
+      sendFrame(b, frame(i, 50));
+      await ta.until(() => ta.frames.length > i);
+    }
+    assert.equal(rawReads!.count, before, "both back on the runtime's reads");
+    // Flat out again: back onto our epoll; nothing lost or reordered either way.
+    const end = Date.now() + 5000;
+    let i = 10;
+    for (; i < 400 && (rawReads!.count < before + 2 || i < 200) && Date.now() < end; i++) {
+      sendFrame(a, frame(i, 50));
+      await tb.until(() => tb.frames.length > i);
+      sendFrame(b, frame(i, 50));
+      await ta.until(() => ta.frames.length > i);
+    }
+    assert.equal(rawReads!.count, before + 2, "both read through our epoll again");
+    for (let k = 0; k < i; k++) {
+      sameFrame(ta.frames[k], k, 50);
+      sameFrame(tb.frames[k], k, 50);
+    }
+  } finally {
+    a.close();
+    b.close();
   }
 });

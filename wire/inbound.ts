@@ -227,6 +227,7 @@ export class Inbound implements RawSocketHandler {
     const out = this.#outbound;
     if (out.fd < 0 || out.writing || rawReads === undefined) return false;
     const socket = rawReads.adopt(out.fd, this);
+    if (socket === null) return false; // not now: reads are sparse
     if (socket === undefined) {
       out.stayOnRuntime();
       return false;
@@ -277,7 +278,15 @@ export class Inbound implements RawSocketHandler {
     this.#outbound.writable();
   }
 
-  async run(): Promise<void> {
+  /** The adopted socket went back to the runtime (reads there are sparse): the read loop goes on. */
+  returned(): void {
+    this.#socket = undefined;
+    this.#outbound.adopted(undefined);
+    this.run(false);
+  }
+
+  /** Reads until the end; `adopt` false: not onto raw_reads.ts's epoll before a first read of the runtime's. */
+  async run(adopt = true): Promise<void> {
     let buf = new Uint8Array(MIN_READ);
     /** The size the read buffer had before a burst's end shrank it (0: none). */
     let grown = 0;
@@ -303,7 +312,8 @@ export class Inbound implements RawSocketHandler {
           this.#backedUp = false;
           continue;
         }
-        if (this.#adopt()) return;
+        if (adopt && this.#adopt()) return;
+        adopt = true;
         const n = await this.#conn.read(buf);
         if (n === null) {
           if (sink.isClosed()) return;

@@ -132,8 +132,8 @@ export class Outbound {
     this.#fd = NO_FD;
   }
 
-  /** Its socket is on raw_reads.ts's epoll (no write is in flight): see #socket. */
-  adopted(socket: RawSocket): void {
+  /** Its socket is on raw_reads.ts's epoll (no write is in flight), or back on the runtime's: see #socket. */
+  adopted(socket: RawSocket | undefined): void {
     this.#socket = socket;
   }
 

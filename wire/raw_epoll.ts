@@ -66,6 +66,16 @@ export class Poller {
     this.#ctl(EPOLL_CTL_DEL, fd, 0, 0);
   }
 
+  /**
+   * Puts `fd` back on another epoll instance `ep` (the runtime's) as it was
+   * there: its events and data as that instance's fdinfo showed them.
+   */
+  restore(ep: number, fd: number, events: number, data: bigint): boolean {
+    this.#oneView.setUint32(0, events, true);
+    this.#oneView.setBigUint64(DATA_AT, data, true);
+    return this.#c.epoll_ctl(ep, EPOLL_CTL_ADD, fd, this.#one) === 0;
+  }
+
   /** Waits at most `ms` on this thread (blocking it): the number of ready descriptors. */
   poll(ms: number): number {
     return Math.max(0, this.#c.epoll_poll(this.#ep, this.#events, this.#max, ms));
@@ -95,5 +105,74 @@ export class Poller {
 
   close(): void {
     this.#c.close(this.#ep);
+  }
+}
+
+/** Another epoll's fdinfo is read again at most this share of the time (1/n). */
+const ENTRIES_SHARE = 20;
+/** A line of an epoll instance's fdinfo: descriptor, events, data, inode (hex). */
+const ENTRY =
+  /^tfd:\s+(\d+)\s+events:\s+([0-9a-f]+)\s+data:\s+([0-9a-f]+)\s+pos:\S+\s+ino:([0-9a-f]+)/gm;
+
+/** How another epoll instance (the runtime's) has a socket: its fdinfo line. */
+export interface RuntimeEntry {
+  readonly ino: number;
+  readonly events: number;
+  readonly data: bigint;
+}
+
+/**
+ * The entries of another epoll instance (the runtime's), read from its
+ * fdinfo, to put a socket taken off it back as it was (Poller.restore).
+ */
+export class EpollEntries {
+  readonly #ep: number;
+  readonly #entries = new Map<number, RuntimeEntry>();
+  #readAt = -Infinity;
+  #every = 0;
+
+  constructor(ep: number) {
+    this.#ep = ep;
+  }
+
+  /**
+   * How the instance has `fd`: from the last read of its fdinfo if that
+   * saw this very socket (same inode), else from a new read, at most
+   * 1/ENTRIES_SHARE of the time (null: not now); undefined when it is not there.
+   */
+  of(fd: number, now: number): RuntimeEntry | undefined | null {
+    let ino: number;
+    try {
+      const link = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+      ino = Number(link.slice(link.indexOf("[") + 1, -1));
+    } catch {
+      return undefined;
+    }
+    const known = this.#entries.get(fd);
+    if (known?.ino === ino) return known;
+    if (now - this.#readAt < this.#every) return null;
+    this.#entries.clear();
+    try {
+      const info = Deno.readTextFileSync(`/proc/self/fdinfo/${this.#ep}`);
+      for (const m of info.matchAll(ENTRY)) {
+        const entry = {
+          events: parseInt(m[2], 16),
+          data: BigInt(`0x${m[3]}`),
+          ino: parseInt(m[4], 16),
+        };
+        this.#entries.set(Number(m[1]), entry);
+      }
+    } catch {
+      // No fdinfo: nothing is found.
+    }
+    this.#readAt = now;
+    this.#every = ENTRIES_SHARE * (performance.now() - now);
+    const entry = this.#entries.get(fd);
+    return entry?.ino === ino ? entry : undefined;
+  }
+
+  /** `fd` is back on the instance (its line may change). */
+  forget(fd: number): void {
+    this.#entries.delete(fd);
   }
 }

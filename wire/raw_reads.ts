@@ -23,7 +23,10 @@
  * the runtime's timers run then too. After {@link QUIET_WAITS} of those
  * with no socket ready the wait moves to another thread with no timeout
  * (the runtime's epoll and the timer left out of it): an idle process takes
- * no CPU, and its event loop runs as it does without this.
+ * no CPU, and its event loop runs as it does without this. That wait costs
+ * a hop between threads each way, more than the runtime's own read: when
+ * traffic is sparse (see SPARSE_MS) the sockets that end it go back onto the
+ * runtime's epoll as they were there, until reads come close together again.
  */
 import { setImmediate } from "node:timers";
 import {
@@ -36,6 +39,7 @@ import {
   type RawTcp,
 } from "./raw_tcp.ts";
 import { pollTurn } from "./poll_turn.ts";
+import { EpollEntries, type RuntimeEntry } from "./raw_epoll.ts";
 import { LogBudget } from "./_log.ts";
 
 const faults = new LogBudget("raw reads");
@@ -44,10 +48,32 @@ const faults = new LogBudget("raw reads");
 const TURN_MS = 1;
 /** What a wait found ready (see #dispatch). */
 const SOCKETS = 1, RUNTIME_READY = 2, TICK = 4;
+/**
+ * Where the loop waits: on this thread for as long as sockets keep being
+ * ready (BUSY); on this thread for one more socket event (ONE: the answer
+ * to what a far wait brought in, likely soon); or on another thread (FAR).
+ */
+const BUSY = 0, ONE = 1, FAR = 2;
 /** Rounds of microtasks let run before a wait when nothing is ready. */
 const SETTLE_ROUNDS = 3;
 /** Ticks in a row with no socket ready after which the wait moves to another thread. */
 const QUIET_WAITS = 4;
+/**
+ * A far wait that a socket ends within this (ms) is dense traffic; after
+ * {@link DENSE_WAITS} of those in a row the wait moves back onto this thread.
+ */
+const DENSE_MS = 1;
+const DENSE_WAITS = 2;
+/**
+ * A socket that ends a far wait this long (ms) or longer goes back to the
+ * runtime (see RawSocket.giveBack), {@link CALM_MS} into the calm; reads asked for (adopt) at least
+ * {@link ADOPT_AFTER} times in a row within DENSE_MS of each other, or while
+ * the loop is busy, bring sockets back.
+ */
+const SPARSE_MS = 2;
+/** And only once the loop has been off its busy waits this long (ms): not for a lull in a busy spell. */
+const CALM_MS = 50;
+const ADOPT_AFTER = 2;
 /** Ready descriptors taken per wait. */
 const MAX_EVENTS = 256;
 /** The shared read buffer: a read takes at most this much. */
@@ -61,6 +87,8 @@ export interface RawSocketHandler {
   readable(): void;
   /** Writable (or in error): write what waits. */
   writable(): void;
+  /** Given back to the runtime (see RawSocket.giveBack): its reads and writes go through the ops again. */
+  returned(): void;
 }
 
 /** One adopted socket. */
@@ -75,6 +103,7 @@ export class RawSocket {
     readonly reads: RawReads,
     readonly fd: number,
     readonly handler: RawSocketHandler,
+    readonly entry: RuntimeEntry,
   ) {}
 
   /** Whether it waits to read. */
@@ -124,6 +153,21 @@ export class RawSocket {
     this.#watched = false;
   }
 
+  /**
+   * Back onto the runtime's epoll as it was there, if it waits to read and
+   * for nothing else (a sparse socket: see #run): whether it went. Its
+   * handler then reads and writes it through the runtime's ops.
+   */
+  giveBack(): boolean {
+    if (this.tag === 0 || !this.#reading || this.#writing || !this.reads.giveBack(this)) {
+      return false;
+    }
+    this.tag = 0;
+    this.#watched = false;
+    this.handler.returned();
+    return true;
+  }
+
   /** Reads into the shared buffer: the count (0: end of stream), or -errno. */
   recv(): number {
     return this.reads.raw.recvInto(this.fd, this.reads.buffer);
@@ -147,6 +191,13 @@ export class RawReads {
   readonly #tick: number;
   #far = false;
   #runtimeWatched = false;
+  /** Where the loop waits (BUSY, ONE, FAR: see #run). */
+  #mode = BUSY;
+  /** How the runtime's epoll has its sockets (see EpollEntries). */
+  #entries: EpollEntries | undefined;
+  /** Reads asked for in a row (adopt) within DENSE_MS of each other, and when the last was. */
+  #asks = 0;
+  #askedAt = -Infinity;
 
   constructor(raw: RawTcp) {
     this.raw = raw;
@@ -166,12 +217,21 @@ export class RawReads {
   /**
    * Takes `fd` (a socket of the runtime's, with no read or write of its
    * own in flight) off the runtime's epoll and onto ours, reading it from
-   * now on; undefined when it cannot be (it stays the runtime's).
+   * now on; null when not now (reads are sparse: the runtime's reads cost
+   * less then, see #run), undefined when it cannot be (it stays the
+   * runtime's).
    */
-  adopt(fd: number, handler: RawSocketHandler): RawSocket | undefined {
+  adopt(fd: number, handler: RawSocketHandler): RawSocket | undefined | null {
     if (this.#runtime === -1) this.#runtime = this.#findRuntime(fd);
     if (this.#runtime < 0) return undefined;
-    const socket = new RawSocket(this, fd, handler);
+    const now = performance.now();
+    this.#asks = now - this.#askedAt < DENSE_MS ? this.#asks + 1 : 0;
+    this.#askedAt = now;
+    if (this.#asks < ADOPT_AFTER && !(this.#running && this.#mode === BUSY)) return null;
+    this.#entries ??= new EpollEntries(this.#runtime);
+    const entry = this.#entries.of(fd, now);
+    if (entry === null || entry === undefined) return entry;
+    const socket = new RawSocket(this, fd, handler, entry);
     socket.tag = this.#tags = (this.#tags + 1) >>> 0 || 1;
     if (!this.poller.add(fd, EPOLLIN | EPOLLRDHUP, socket.tag)) return undefined;
     if (!this.raw.forget(this.#runtime, fd)) {
@@ -182,6 +242,19 @@ export class RawReads {
     this.#count++;
     this.#start();
     return socket;
+  }
+
+  /** Moves `socket` off our epoll and back onto the runtime's (see RawSocket.giveBack). */
+  giveBack(socket: RawSocket): boolean {
+    const { fd, entry } = socket;
+    this.poller.remove(fd);
+    if (!this.poller.restore(this.#runtime, fd, entry.events, entry.data)) {
+      this.poller.add(fd, EPOLLIN | EPOLLRDHUP, socket.tag);
+      return false;
+    }
+    this.#entries?.forget(fd);
+    this.release(socket);
+    return true;
   }
 
   #start(): void {
@@ -219,34 +292,76 @@ export class RawReads {
 
   async #run(): Promise<void> {
     await null; // not inside adopt(): its caller has not taken the socket yet
+    this.#mode = BUSY;
+    /** Ticks in a row with no socket ready. */
     let quiet = 0;
+    /** Far waits in a row that a socket ended within DENSE_MS. */
+    let dense = 0;
+    /** Whether the last wait was followed by a turn of the event loop. */
+    let turned = false;
+    /** When the loop last left its busy waits. */
+    let calmFrom = 0;
     const poller = this.poller;
     while (this.#count > 0) {
       let n: number;
-      if (quiet < QUIET_WAITS) {
+      let waited = 0, now = 0;
+      const mode = this.#mode;
+      if (mode !== FAR) {
         this.#busy(true);
         n = poller.poll(-1);
       } else {
-        // Everything settles before a wait on the other thread.
-        await immediate();
+        // The runtime's due work runs before a wait on the other thread.
+        if (!turned) await immediate();
         if (this.#count === 0) break;
         this.#busy(false);
         this.#far = true;
+        const from = performance.now();
         n = await poller.wait(-1);
         this.#far = false;
+        now = performance.now();
+        waited = now - from;
       }
       const ready = this.#dispatch(n);
-      if ((ready & SOCKETS) !== 0) quiet = 0;
-      else if ((ready & TICK) !== 0) quiet++;
+      turned = false;
+      if ((ready & SOCKETS) !== 0) {
+        quiet = 0;
+        if (mode === FAR) {
+          // A far wait costs a hop between threads each way: sparse
+          // sockets (a call now and then) go back to the runtime, whose
+          // reads cost less then; the answer to what came in is likely
+          // soon, and waited for here (ONE); dense traffic stays here.
+          if (waited >= SPARSE_MS && now - calmFrom >= CALM_MS) this.#giveBack(n);
+          dense = waited < DENSE_MS ? dense + 1 : 0;
+          this.#mode = dense >= DENSE_WAITS ? BUSY : ONE;
+        } else if (mode === ONE) {
+          this.#mode = FAR;
+          turned = true; // no turn is owed: the far wait does not hold the runtime up
+        }
+      } else if ((ready & TICK) !== 0 && ++quiet >= QUIET_WAITS) {
+        if (mode === BUSY) calmFrom = performance.now();
+        this.#mode = FAR;
+      }
       if ((ready & RUNTIME_READY) !== 0) await pollTurn();
-      else if ((ready & TICK) !== 0) await immediate(); // the runtime's timers and due work
-      else {
+      else if ((ready & TICK) !== 0) {
+        await immediate(); // the runtime's timers and due work
+        turned = true;
+      } else {
         // What was read started microtasks (a flush queued by a frame's
         // handler, and what that queues): they run before the next wait.
         for (let i = 0; i < SETTLE_ROUNDS; i++) await null;
       }
     }
     this.#busy(false);
+  }
+
+  /** Gives the sockets of the last wait back to the runtime where they can go. */
+  #giveBack(n: number): void {
+    const poller = this.poller;
+    for (let i = 0; i < n; i++) {
+      const tag = poller.tag(i);
+      const socket = tag === RUNTIME ? undefined : this.#sockets[poller.fd(i)];
+      if (socket?.tag === tag) socket.giveBack();
+    }
   }
 
   /**
