@@ -11,9 +11,8 @@
  * on the backends while requests wait; the rest wait in its line of the
  * fair queue. While none waits, a connection may have up to BULK_DEPTH
  * shares there (within that depth it is no bulk flow, below), so a read of
- * up to 64 requests goes on whole, in one write (a share split a client's
- * reads of 64 into writes of 16: about twice the CPU per request, README). A
- * client alone may use every slot.
+ * up to 64 requests goes on whole, in one write (a share split a client's reads
+ * of 64 into writes of 16: twice the CPU per request). A client alone may use every slot.
  *
  * A connection that holds more than {@link BULK_DEPTH} shares (on the
  * backends and waiting) is a bulk flow, and bulk flows yield to the others

@@ -175,8 +175,7 @@ export class MqttFront {
       } catch (err) {
         if (this.#closing || err instanceof Deno.errors.BadResource) return;
         if (goneBeforeAccept(err)) continue; // The client reset it in the queue.
-        // Out of file descriptors and the like: wait a little, don't spin, don't stop serving
-        // (and leave the connections already open alone).
+        // Out of descriptors and the like: wait a little, don't spin, leave those open alone.
         log.warn("MQTT accept failed: {error}; retrying in {ms} ms", {
           error: String(err),
           ms: backoff.current,
