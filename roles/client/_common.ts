@@ -4,7 +4,7 @@ import { type CallOptions, DistError, type PeerInfo, type Response } from "../..
 import { Connection, type ConnectOptions } from "../../clients/connection.ts";
 import type { Operation } from "../ops.ts";
 import { connSettings } from "../_flags.ts";
-import { formatValue, printableJson } from "../_printable.ts";
+import { formatValue, printableJson, printableText } from "../_printable.ts";
 
 /**
  * What the modes send requests through: a library Connection to one address,
@@ -185,11 +185,14 @@ export function outcomeJson(outcome: Outcome, extra?: Record<string, unknown>): 
   return printableJson({ ...extra, ...outcome });
 }
 
-/** Counts of `by` as `server-1 ×12, server-2 ×8`. */
+/**
+ * Counts of `by` as `server-1 ×12, server-2 ×8`. A `by` is the backend's own
+ * word (a worker may write anything there): printable only (hostile44a H-A5).
+ */
 export function formatBy(by: Map<string, number>): string {
   if (by.size === 0) return "none";
   // Most first; a tie in name order (server-2 before server-10), whatever answered first.
   return [...by]
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0], "en", { numeric: true }))
-    .map(([name, n]) => `${name} ×${n}`).join(", ");
+    .map(([name, n]) => `${printableText(name)} ×${n}`).join(", ");
 }

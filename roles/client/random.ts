@@ -1,5 +1,6 @@
 import { counted } from "../_role.ts";
 import { formatOperation, randomOperation } from "../ops.ts";
+import { printableText } from "../_printable.ts";
 import {
   type Caller,
   formatBy,
@@ -43,7 +44,9 @@ export async function runRandom(
     if (options.json) {
       options.out(outcomeJson(outcome, { op: shown }));
     } else if (outcome.ok) {
-      options.out(`${shown} = ${formatResult(outcome.result)}  (${outcome.by ?? "?"})`);
+      options.out(
+        `${shown} = ${formatResult(outcome.result)}  (${printableText(outcome.by ?? "?")})`,
+      );
     } else {
       options.out(`${shown} -> ${outcome.error!.code}: ${outcome.error!.message}`);
     }
