@@ -42,6 +42,7 @@ interface DecoderInternals {
   stateIsMapKey(): boolean;
 }
 interface EncoderInternals {
+  encodeNumber(value: number): void;
   encodeNumberAsFloat(value: number): void;
   encodeString(value: string): void;
 }
@@ -124,6 +125,13 @@ for (const decoder of [mpDecoder, protoDecoder]) {
   e.encodeNumberAsFloat = function (this: EncoderInternals, value: number) {
     if (!Number.isFinite(value)) throw nonFinite(value);
     float.call(this, value);
+  };
+  const number = e.encodeNumber;
+  // -0 is a safe integer, which the library writes as the integer 0: a float keeps its sign, as
+  // JSON's `-0` does (hostile44b H-B5).
+  e.encodeNumber = function (this: EncoderInternals, value: number) {
+    if (value === 0 && 1 / value < 0) this.encodeNumberAsFloat(value);
+    else number.call(this, value);
   };
 }
 

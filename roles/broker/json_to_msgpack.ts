@@ -139,7 +139,7 @@ const scratch = new DataView(new ArrayBuffer(8));
 function writeNumber(v: number): void {
   room(9);
   if (!Number.isFinite(v)) throw new Error("not a finite number");
-  if (!Number.isSafeInteger(v)) {
+  if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) { // -0 keeps its sign as a float
     out[at++] = 0xcb;
     scratch.setFloat64(0, v);
     for (let k = 0; k < 8; k++) out[at++] = scratch.getUint8(k);
@@ -202,7 +202,7 @@ function readNumber(b: Uint8Array, i: number, end: number): number {
       if (d < 0 || d > 9) break;
       v = v * 10 + d;
     }
-    if (k === end) return neg ? (v === 0 ? 0 : -v) : v;
+    if (k === end) return neg ? -v : v; // "-0" is -0, as JSON.parse reads it
   }
   return Number(decoder.decode(b.subarray(i, end)));
 }
