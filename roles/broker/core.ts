@@ -340,7 +340,7 @@ export class BrokerCore {
   readonly #retainedCounted = (): void => void this.retainedSent++;
 
   /** Removes a subscription and what it has pending; false when it was already gone. */
-  unsubscribe(sub: Subscription): boolean {
+  unsubscribe(sub: Subscription, drained?: () => void): boolean {
     if (!this.#subs.delete(sub)) return false;
     const held = this.#sinks.get(sub.sink)! - 1;
     if (held === 0) this.#sinks.delete(sub.sink);
@@ -348,7 +348,8 @@ export class BrokerCore {
     this.subscriptions.remove(sub);
     this.shares.remove(sub);
     this.#droppedGone += sub.dropped;
-    sub.cancel();
+    if (drained === undefined) sub.cancel();
+    else sub.cancelWhenDrained(drained); // what it queued goes first
     return true;
   }
 

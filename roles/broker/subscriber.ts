@@ -4,14 +4,11 @@
  * front end gives each subscription a {@link Sink}: the transport that
  * carries its deliveries (one connection may carry several subscriptions).
  *
- * While the subscriber keeps up, a delivery goes straight to the sink. Once
- * the sink holds more than the subscription lets it, deliveries wait in the
- * subscription's queue (as encoded bytes, or as messages for `latest`) and
- * move to the sink as it drains. Pending bytes are counted per CONNECTION:
- * the queues of all the subscriptions one sink carries (its
- * {@link PendingBudget}) plus what the sink itself holds, so that many
- * subscriptions on one connection share one `maxPending` instead of
- * multiplying it. Past it the policy of the subscription whose delivery
+ * While the subscriber keeps up, a delivery goes straight to the sink; once the sink holds more
+ * than the subscription lets it, deliveries wait in the subscription's queue (encoded bytes, or
+ * messages for `latest`) and move to the sink as it drains. Pending bytes are counted per
+ * CONNECTION: the queues of all its subscriptions (its {@link PendingBudget}) plus what the sink
+ * holds, so they share one `maxPending`. Past it the policy of the subscription whose delivery
  * went over decides:
  *
  * - `disconnect` (default): the subscriber is cut off with SLOW_CONSUMER;
@@ -21,11 +18,10 @@
  * - `latest`: only the newest pending value per topic is kept (a newer value
  *   replaces a pending one in place), then the oldest go as with drop-oldest.
  *
- * A subscription starts held: deliveries queue until `release()`, so the
- * front end can answer the subscribe first, and the retained snapshot goes
- * out before anything live. A snapshot is a cursor, not a copy: retained
- * values are read as the sink drains, a bounded amount of work per turn of
- * the event loop, and cost no pending bytes while they wait.
+ * A subscription starts held: deliveries queue until `release()`, so the front end can answer
+ * the subscribe first, and the retained snapshot goes out before anything live. A snapshot is a
+ * cursor, not a copy: retained values are read as the sink drains, a bounded amount of work per
+ * turn of the event loop, and cost no pending bytes while they wait.
  */
 import { DistError } from "../../wire/mod.ts";
 import { ByteQueue, queueMemory } from "./byte_queue.ts";
@@ -48,9 +44,8 @@ export {
 /** Most bytes the sink is filled to from the queue: the rest waits here, where it can be dropped. */
 const FILL_BYTES = 256 * 1024;
 /**
- * Node visits a snapshot may make per pump (a few hundred microseconds):
- * a cursor over a large tree, or a `+` level with many children, goes on in
- * a later turn instead of holding the event loop.
+ * Node visits a snapshot may make per pump (a few hundred microseconds): a cursor over a large
+ * tree, or a `+` level with many children, goes on in a later turn instead of holding the loop.
  */
 export const SNAPSHOT_VISITS_PER_TURN = 4096;
 
@@ -237,8 +232,22 @@ export class Subscription {
     }
   }
 
+  /** Called, and it cancelled, once its queue is empty (cancelWhenDrained). */
+  #whenDrained: (() => void) | undefined;
+
+  /** Delivers what its FIFO holds, then cancels and calls `done` (one_copy.ts: an UNSUBSCRIBE). */
+  cancelWhenDrained(done: () => void): void {
+    if (this.#fifo.length > 0 && this.#latest === undefined && this.#snapshot === undefined) {
+      this.#whenDrained = done;
+      return this.#arm();
+    }
+    this.cancel();
+    done();
+  }
+
   /** Stops all delivery and frees what is pending. */
   cancel(): void {
+    this.#whenDrained = undefined;
     this.#cancelled = true;
     this.#fifo.clear();
     this.#lossyQueued = 0;
@@ -415,7 +424,11 @@ export class Subscription {
       } else if (this.#latest === undefined) {
         this.#leaving();
         const bytes = this.#fifo.shift();
-        if (bytes === undefined) return;
+        if (bytes === undefined) {
+          const done = this.#whenDrained;
+          if (done !== undefined) [this.cancel(), done()];
+          return;
+        }
         this.#beforeLater--;
         this.#account(-bytes.length - (sink.recordCost ?? 0));
         sink.writeEncoded(bytes, this);

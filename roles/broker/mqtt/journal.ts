@@ -263,6 +263,14 @@ export class SessionJournal {
    * over by the new one's (a kill between a delete and a put would lose the
    * subscription the client had).
    */
+  /** `sub`, unsubscribed, drains what it queued (session.ts): its row goes now, its deliveries' later. */
+  unlist(sub: Subscription): void {
+    const range = this.#queues.get(sub);
+    if (range !== undefined) {
+      this.#store.delete(SUBSCRIPTIONS, subscriptionKey(this.subsAt, range.sub));
+    }
+  }
+
   forget(sub: Subscription, keepRow = this.#filterOf(sub) !== undefined): void {
     const range = this.#queues.get(sub);
     if (range === undefined) return;

@@ -13,9 +13,12 @@
  * both.
  *
  * The copy goes by one of the matching subscriptions, its carrier: the
- * first in the publish's targets (their order is the subscription tree's,
- * the same for every publish to the topic while the subscriptions stay, so
- * a topic's copies keep to one queue and their order). The others skip it.
+ * oldest (the lowest sid), so a topic's copies keep to one queue and their
+ * order when the session subscribes to another matching filter (the first
+ * in the publish's targets was the carrier before: a new `#` became the
+ * carrier of later publishes while earlier ones waited in the old one's
+ * queue, and the topic arrived out of order, hostile44b H-B2). The others
+ * skip it.
  * Two copies go where MQTT 5's options ask for different packets: with
  * RETAIN set by its publisher, one for the subscriptions with
  * Retain As Published and one for the others; a subscription with No Local
@@ -65,8 +68,8 @@ function matching(msg: Message, sink: Sink): Subscription[] | undefined {
 class Merged implements By {
   data: number;
   readonly ids: number[] = [];
-  /** The subscription the copy goes by. */
-  readonly carrier: Subscription;
+  /** The subscription the copy goes by: the oldest of those matching. */
+  carrier: Subscription;
 
   constructor(rap: boolean, carrier: Subscription) {
     this.data = rap ? RETAIN_AS_PUBLISHED : 0;
@@ -152,8 +155,9 @@ export class OneCopy {
       if (sub.cancelled || (own && (flags & NO_LOCAL) !== 0)) continue;
       const k = this.#classOf(msg, sub);
       counts[k]++;
-      carriers[k] ??= sub;
       const m = merged[k] ??= new Merged(k === 1, sub);
+      if (sub.sid < m.carrier.sid) m.carrier = sub;
+      carriers[k] = m.carrier;
       if ((flags & 3) > (m.data & 3)) m.data = (m.data & ~3) | (flags & 3);
       const id = Math.floor(flags / SUBSCRIPTION_ID);
       if (id > 0) m.ids.push(id);

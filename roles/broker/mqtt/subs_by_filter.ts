@@ -21,6 +21,8 @@ export class SubsByFilter {
   #filters: Map<Subscription, string> | undefined;
   /** What the filters' text takes, in all. */
   bytes = 0;
+  /** Unsubscribed ones still delivering what they queued (session.ts unsubscribeFilters). */
+  leaving: Set<Subscription> | undefined;
   /** Told when `bytes` changes. */
   readonly #onBytes: () => void;
 
@@ -31,6 +33,15 @@ export class SubsByFilter {
   #count(filter: string, sign: 1 | -1): void {
     this.bytes += sign * filterBytes(filter);
     this.#onBytes();
+  }
+
+  /** `sub`, deleted from these, delivers what it queued until `cut` is told it is cut; then `done`. */
+  drainOut(sub: Subscription, cut: (drained: () => void) => void, done: () => void): void {
+    (this.leaving ??= new Set()).add(sub);
+    cut(() => {
+      this.leaving!.delete(sub);
+      done();
+    });
   }
 
   get size(): number {

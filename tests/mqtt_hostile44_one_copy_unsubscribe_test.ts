@@ -1,0 +1,83 @@
+/**
+ * hostile review 44b H-B1: a QoS 1 publish that two filters of one MQTT
+ * session match goes once, queued in ONE of the two subscriptions' queues
+ * (its carrier: one_copy.ts). The client UNSUBSCRIBEs that filter and keeps
+ * the other, which matched every one of them: the carrier's queue goes with
+ * it (Subscription.cancel clears it, uncounted), so the queued messages are
+ * lost although a subscription that matched them is still held
+ * (MQTT-3.3.4-2: the Server MUST deliver the message to the Client). Before
+ * one copy, each subscription had a copy of its own. onecopy_unsub.py 20:
+ * dist 2 of 20 (the window), undeliverable 0, session_dropped 0; Mosquitto 2
+ * 20 of 20 (a copy per subscription).
+ */
+import assert from "node:assert/strict";
+import type mqttPacket from "mqtt-packet";
+import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep } from "./helpers/raw.ts";
+
+const N = 20;
+
+/** Payloads of the PUBLISHes `c` gets until none came for `quietMs`, each acknowledged. */
+async function drain(c: RawMqtt, quietMs: number): Promise<string[]> {
+  const out: string[] = [];
+  let last = Date.now();
+  while (Date.now() - last < quietMs) {
+    const got = c.packets.filter((p) => p.cmd === "publish") as mqttPacket.IPublishPacket[];
+    if (got.length === 0) {
+      await sleep(20);
+      continue;
+    }
+    c.packets.splice(0, c.packets.length, ...c.packets.filter((p) => p.cmd !== "publish"));
+    last = Date.now();
+    for (const p of got) {
+      out.push(String(p.payload));
+      if (p.qos > 0) await c.send({ cmd: "puback", messageId: p.messageId } as never, 5);
+    }
+  }
+  return out;
+}
+
+for (const gone of ["oc/#", "oc/t"]) {
+  Deno.test(
+    `mqtt one copy: UNSUBSCRIBE ${gone} of a session holding oc/# and oc/t keeps the queued QoS 1 that the other filter matched`,
+    opts,
+    () =>
+      withMqttBroker(async (b) => {
+        const session = { clientId: "s", clean: false, properties: { sessionExpiryInterval: 300 } };
+        const s = await RawMqtt.connect(b.mqttPort, session, 5);
+        await s.send({
+          cmd: "subscribe",
+          messageId: 1,
+          subscriptions: [{ topic: "oc/#", qos: 1 }, { topic: "oc/t", qos: 1 }],
+        } as never, 5);
+        await s.next("suback");
+        await s.end(); // away: what comes is queued
+        const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
+        for (let i = 0; i < N; i++) {
+          await pub.send(
+            { cmd: "publish", topic: "oc/t", payload: `m${i}`, qos: 1, messageId: i + 1 } as never,
+            5,
+          );
+        }
+        for (let i = 0; i < N; i++) await pub.next("puback");
+        // Back with a window of 2: the rest waits in the queue when the UNSUBSCRIBE comes.
+        const back = await RawMqtt.connect(b.mqttPort, {
+          ...session,
+          properties: { sessionExpiryInterval: 300, receiveMaximum: 2 },
+        }, 5);
+        await back.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: [gone] } as never, 5);
+        await back.next("unsuback");
+        const got = new Set(await drain(back, 1500));
+        const m = await b.mqttStats();
+        // main (unsubscribing the carrier): 2 of 20, none counted.
+        assert.equal(
+          got.size + m.undeliverable + m.session_dropped,
+          N,
+          `received ${got.size} of ${N}, counted lost ${m.undeliverable + m.session_dropped}`,
+        );
+        assert.equal(got.size, N, "every message matched a subscription the session still holds");
+        await pub.end();
+        await back.end();
+      }),
+  );
+}
