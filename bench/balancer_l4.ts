@@ -21,6 +21,8 @@
  *   checkout's balancer over the same backends (alternated with the rest).
  * - `BENCH_L4_RUNTIME=1`: one more side, `runtime`, this balancer on Deno's
  *   sockets (`DIST_TCP_IO=runtime`) rather than libc's.
+ * - `BENCH_L4_SIDES=dist,haproxy,base`: only these sides (of direct, dist,
+ *   base, runtime, haproxy, nginx): more rounds in a hold of the bench lock.
  */
 import type { BenchFlags } from "./_common.ts";
 import { onPath, round3, Rounds } from "./_common.ts";
@@ -41,6 +43,12 @@ const ALL_SHAPES = [
 const SHAPES = ALL_SHAPES.filter((s) =>
   (Deno.env.get("BENCH_L4_SHAPES") ?? "small,16k,close").split(",").includes(s.key)
 );
+
+/** Whether side `name` is measured (`BENCH_L4_SIDES`; every side by default). */
+function measured(name: string): boolean {
+  const only = Deno.env.get("BENCH_L4_SIDES");
+  return only === undefined || only.split(",").includes(name);
+}
 
 /** Where nginx keeps its module for `stream` on Debian. */
 const STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -304,6 +312,7 @@ export async function run(flags: BenchFlags): Promise<Record<string, number>> {
       console.log(`balancer-l4: nginx stream not available (${(err as Error).message}): skipped`);
     }
 
+    sides.splice(0, sides.length, ...sides.filter((s) => measured(s.name)));
     console.log(
       `balancer-l4: wrk -t1 -c${connections} -d${duration}, ${rounds} round(s), sides ` +
         `${sides.map((s) => s.name).join(", ")}; load average ${loadAverage()}`,
