@@ -28,8 +28,11 @@ export class TcpProxy {
   readonly checks: TcpChecks;
   readonly clock: IdleClock;
   stopping = false;
-  /** The connections spliced and not ended. */
-  readonly #passages = new Set<Passage>();
+  /**
+   * The connections spliced and not ended, each at its {@link Passage.at}
+   * (an array: a Set's add and delete rehashed its table as it grew and shrank).
+   */
+  readonly #passages: Passage[] = [];
   /**
    * Client connections accepted and not yet ended (connecting or spliced), by
    * source: those that sent no byte yet are the newcomers closed first to make room.
@@ -99,7 +102,7 @@ export class TcpProxy {
     while (this.open > 0 && performance.now() < deadline) {
       await sleep(Math.min(50, Math.max(1, deadline - performance.now())));
     }
-    const splices = [...this.#passages].map((p) => p.splice!);
+    const splices = this.#passages.map((p) => p.splice!);
     for (const s of splices) s.end(EndReason.Shutdown);
     await Promise.all(splices.map((s) => s.done));
     clearInterval(this.#ticker);
@@ -127,7 +130,12 @@ export class TcpProxy {
 
   #tick(): void {
     this.clock.tick++;
-    for (const p of this.#passages) if (p.splice!.idle) p.splice!.end(EndReason.Idle);
+    // From the last: an ended one's place takes the last one's, seen already.
+    const all = this.#passages;
+    for (let i = all.length - 1; i >= 0; i--) {
+      const p = all[i];
+      if (p !== undefined && p.splice!.idle) p.splice!.end(EndReason.Idle);
+    }
   }
 
   #report(t: Transition | undefined): void {
@@ -232,7 +240,7 @@ export class TcpProxy {
       // Ended already (closed to make room while dialing): not kept.
       if (!p.released) {
         p.splice = splice;
-        this.#passages.add(p);
+        p.at = this.#passages.push(p) - 1;
       }
     } catch (err) {
       if (p.splice === undefined && !p.released) {
@@ -279,7 +287,7 @@ export class TcpProxy {
   ended(p: Passage, ended: Ended): void {
     if (p.released) return;
     p.released = true;
-    this.#passages.delete(p);
+    this.#unlist(p);
     p.backend!.inflight--;
     this.#fds--;
     this.#leave(p);
@@ -297,6 +305,17 @@ export class TcpProxy {
         ms: Math.round(ended.ms),
       },
     );
+  }
+
+  /** Takes `p` out of {@link #passages}: the last one takes its place. */
+  #unlist(p: Passage): void {
+    if (p.at < 0) return;
+    const last = this.#passages.pop()!;
+    if (last !== p) {
+      this.#passages[p.at] = last;
+      last.at = p.at;
+    }
+    p.at = -1;
   }
 
   /** A fault of ours in `p`'s handling: said, and it is closed. */
@@ -337,6 +356,8 @@ class Passage implements DialHooks, SpliceHooks {
   /** Backends that refused it (made at the first refusal). */
   tried: Set<Backend> | undefined;
   splice: Spliced | undefined;
+  /** Its place among the proxy's spliced connections (-1: not there). */
+  at = -1;
   /** It was closed to make room. */
   evicted = false;
   /** Its splice ended and its backend was given back. */

@@ -92,6 +92,11 @@ export class RawIo implements L4Io {
   readonly poller: Poller;
   /** Whether a batch of events is being handled now. */
   dispatching = false;
+  /**
+   * When the batch being handled began (read once a batch: the clock is an
+   * op, and a new connection read it at its splice's start and end).
+   */
+  now = 0;
   /** What is to be done once the batch is handled. */
   later: Later[] = [];
   /** The same, while it is being done (two arrays, swapped: none made a batch). */
@@ -135,6 +140,11 @@ export class RawIo implements L4Io {
     this.#wake = raw.eventFd();
     this.register(this.#wake, { tag: 0, ready: () => raw.drain(this.#wake) }, EPOLLIN);
     this.#loop = this.#run();
+  }
+
+  /** The time: the batch's while one is handled (off by at most its length), else read now. */
+  clock(): number {
+    return this.dispatching ? this.now : performance.now();
   }
 
   /** Calls `handler` when `fd` is ready for `events` (`watched`: `fd` was registered before). */
@@ -202,7 +212,7 @@ export class RawIo implements L4Io {
       this,
       fd,
       formatAddress(address),
-      performance.now() + timeoutMs,
+      this.clock() + timeoutMs,
       timeoutMs,
     );
     dial.hooks = hooks;
@@ -235,7 +245,7 @@ export class RawIo implements L4Io {
 
   async #run(): Promise<void> {
     let far = true;
-    let turned = performance.now();
+    let turned = 0;
     while (!this.#stopped) {
       let n: number;
       if (!far) n = this.poller.poll(WAIT_MS);
@@ -243,15 +253,15 @@ export class RawIo implements L4Io {
         this.#far = true;
         n = await this.poller.wait(this.#idleWait());
         this.#far = false;
-        // Deno's event loop turned while this waited.
-        turned = performance.now();
       }
-      if (this.#dials.length > 0) this.#expire();
+      const now = this.now = performance.now();
+      // Deno's event loop turned while this waited on the other thread.
+      if (far) turned = now;
+      if (this.#dials.length > 0) this.#expire(now);
       if (n > 0) this.#dispatch(n);
       // A wait on this thread with no event: the next is on the other (awaited: Deno's turns).
       far = n === 0;
       if (far) continue;
-      const now = performance.now();
       if (now - turned >= TURN_MS) {
         turned = now;
         await turn();
@@ -297,9 +307,8 @@ export class RawIo implements L4Io {
     later.length = 0;
   }
 
-  /** Fails the dials past their time. */
-  #expire(): void {
-    const now = performance.now();
+  /** Fails the dials past their time at `now`. */
+  #expire(now: number): void {
     let i = 0;
     for (; i < this.#dials.length; i++) {
       const d = this.#dials[i];

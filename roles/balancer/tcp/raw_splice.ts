@@ -61,7 +61,7 @@ export class RawSplice implements Spliced, Ended {
   detail = "";
   ms = 0;
   active: number;
-  readonly started = performance.now();
+  readonly started: number;
   readonly #io: RawIo;
   readonly #clock: IdleClock;
   readonly #client: Side;
@@ -75,6 +75,7 @@ export class RawSplice implements Spliced, Ended {
 
   constructor(io: RawIo, client: RawClient, backend: RawConn, hooks: SpliceHooks) {
     this.#io = io;
+    this.started = io.clock();
     this.#clock = hooks.clock;
     this.active = hooks.clock.tick;
     this.#hooks = hooks;
@@ -230,7 +231,7 @@ export class RawSplice implements Spliced, Ended {
     this.#ended = true;
     this.reason = reason;
     this.detail = detail;
-    this.ms = performance.now() - this.started;
+    this.ms = this.#io.clock() - this.started;
     this.#client.conn.close();
     // A client that failed (reset, gone) is an aborted request or upload: the backend is told so
     // with a reset, as HAProxy does, not a FIN that reads as its whole end (hostile41a W2). A
