@@ -267,6 +267,11 @@ export function convertValue(
     case "duration": {
       const ms = tryDuration(raw);
       if (ms === undefined) return fail(`is not a duration (${DURATION_HINT})`);
+      if (def.min !== undefined && ms < def.min) {
+        throw new UsageError(
+          `${key}: must be at least ${formatDuration(def.min)}, got ${showValue(raw)}`,
+        );
+      }
       return ms <= MAX_DURATION_MS ? ms : fail("is too long: at most 24 days (2^31-1 ms)");
     }
     case "choice": {

@@ -48,6 +48,9 @@ export const BALANCER_OPTIONS = defineOptions({
     type: "duration",
     description: "Time between health checks (sys.ping) of each backend",
     default: 1000,
+    // 0 checked back to back: ~250 connects a second a backend, and RPC pings timed out at
+    // once took healthy servers out (hostile44c H-C7; HAProxy refuses `inter 0`).
+    min: 100,
   },
   rise: {
     type: "integer",

@@ -104,7 +104,7 @@ export class RawSplice implements Spliced, Ended {
   }
 
   get idle(): boolean {
-    return this.#clock.tick - this.active >= this.#clock.ticks;
+    return this.#clock.tick - this.active > this.#clock.ticks; // never early (H-C5)
   }
 
   end(reason: EndReason): void {

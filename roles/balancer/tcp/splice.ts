@@ -126,7 +126,7 @@ export class Splice {
 
   /** Whether no byte went either way for the idle timeout. */
   get idle(): boolean {
-    return this.#clock.tick - this.active >= this.#clock.ticks;
+    return this.#clock.tick - this.active > this.#clock.ticks; // never early (H-C5)
   }
 
   /** Ends it now (idle, shutdown): both connections closed. */
