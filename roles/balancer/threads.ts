@@ -19,6 +19,19 @@
 import type { RunContext } from "../_role.ts";
 import { reusePorts } from "../../wire/transport.ts";
 import { log } from "./log.ts";
+import { DistError } from "../../wire/mod.ts";
+import { explainListenError } from "../_listen.ts";
+
+/** Throws, as a bind without SO_REUSEPORT does, when `port` (not 0) is in use. */
+function refuseInUse(host: string, port: number, flag: string): void {
+  if (port === 0) return;
+  try {
+    Deno.listen({ hostname: host, port }).close();
+  } catch (err) {
+    const failed = new DistError("UNAVAILABLE", `Cannot listen on ${host}:${port}`, { cause: err });
+    throw explainListenError(failed, flag, host, port);
+  }
+}
 
 /** Which thread a balancer runs on, and how it tells thread 0 its worker port. */
 export interface ThreadInfo {
@@ -52,11 +65,17 @@ interface Thread {
  * Runs `options.threads` balancers on one port until `ctx.signal`.
  * @returns 0 after a clean stop, 1 when a thread failed (and the others were stopped)
  */
-export async function runThreads<O extends { threads: number; port: number; workerPort: number }>(
+export async function runThreads<
+  O extends { threads: number; host: string; port: number; workerPort: number },
+>(
   options: O,
   ctx: RunContext,
   runOne: RunOne<O>,
 ): Promise<number> {
+  // A port another process holds is refused as with one thread: with SO_REUSEPORT a second
+  // balancer joined the first's ports and took half its clients (hostile44c H-C6).
+  refuseInUse(options.host, options.port, "--port");
+  refuseInUse(options.host, options.workerPort, "--worker-port");
   reusePorts(true);
   const count = options.threads;
   const stop = new AbortController();
