@@ -23,7 +23,7 @@ import { type Ended, EndReason, type IdleClock, type SpliceHooks } from "./splic
 /**
  * What a side is watched for while it is read: its FIN is told apart from
  * data (EPOLLRDHUP), so the last bytes before it go on with a FIN of their
- * own, in one segment, and the read that would return 0 is not made.
+ * own, in one segment (the read that returns 0 is made at once after them).
  */
 const READING = EPOLLIN | EPOLLRDHUP;
 
@@ -131,13 +131,14 @@ export class RawSplice implements Spliced, Ended {
   }
 
   /** Reads `from` (ready for `events`) and passes what came to its peer. */
-  #read(from: Side, events: number): void {
+  /** `corked`: a read after bytes sent with MSG_MORE, which the FIN it may find sends at once. */
+  #read(from: Side, events: number, corked = false): void {
     const io = this.#io;
     const buf = io.buffer;
     const n = io.raw.recvInto(from.conn.fd, buf);
     if (n === -EAGAIN) return;
     if (n < 0) return this.#failed(from, n);
-    if (n === 0) return this.#eof(from);
+    if (n === 0) return this.#eof(from, corked);
     this.active = this.#clock.tick;
     if (from.client) {
       this.up += n;
@@ -152,9 +153,10 @@ export class RawSplice implements Spliced, Ended {
     const last = (events & (EPOLLRDHUP | EPOLLERR)) === EPOLLRDHUP && n < buf.bytes.length;
     const w = io.raw.sendFrom(to.conn.fd, buf, n, last);
     if (w === n) {
-      // The shutdown or close this leads to sends them, with the FIN: at once, not after the
-      // batch (the kernel holds them till then; the other side cannot end before it has them).
-      if (last) this.#eof(from, true);
+      // The shutdown or close this leads to sends them, with the FIN. A read stops short at TCP's
+      // urgent mark too, the bytes after it still queued: one more read says which (it was taken
+      // for the end, and 4,000 bytes after an urgent byte were lost, hostile44c H-C4).
+      if (last) this.#read(from, EPOLLIN, true);
       return;
     }
     if (w < 0 && w !== -EAGAIN) return this.#failed(to, w);
