@@ -108,6 +108,7 @@ export class BrokerCore {
     this.topicShares = new TopicShares(this.maxTopics, this.maxTopicBytes, this.maxMemory);
     this.topicShares.clearRetained = (topic) => this.retained.clear(topic);
     this.topicShares.onEvicted = () => this.topicsEvicted++;
+    this.topics.onCacheDropped = (bytes) => this.subscriptions.cacheBytes -= bytes;
     // Date.now() read once per turn of the event loop: a read's publishes share one instant.
     this.#now = options.now ?? turnClock();
   }
@@ -386,7 +387,8 @@ export class BrokerCore {
    * process's output has grown by since: a fan-out can fill them meanwhile).
    */
   get memoryBytes(): number {
-    return (this.topics.bytes + this.retained.bytes) * HEAP_HEADROOM +
+    return (this.topics.bytes + this.retained.bytes + this.subscriptions.cacheBytes) *
+        HEAP_HEADROOM +
       this.#subs.size * SUBSCRIPTION_BYTES +
       this.subscriptions.bytes + queueMemory.bytes + this.fanOut.bytes + this.matches.bytes +
       readBuffers.bytes + sessionMemory.bytes + memoMemory.bytes +

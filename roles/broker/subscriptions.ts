@@ -94,6 +94,8 @@ export class SubscriptionTree<S extends Subscribable> {
   /** The fixed prefix (`/a/b`, "" for none) of the pattern changed at each recent generation. */
   readonly #changes: string[] = new Array(CHANGES).fill("");
   #bytes = 0;
+  /** What the topics' cached targets take (matching.ts keep; part of memoryBytes: hostile44b H-B3). */
+  cacheBytes = 0;
   /** The largest sid added so far. */
   #lastSid = 0;
 

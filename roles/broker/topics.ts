@@ -71,6 +71,8 @@ export class Topic {
    */
   cache: unknown = undefined;
   cacheGeneration = -1;
+  /** What `cache` (and `lossy`) take, as counted (matching.ts). */
+  cacheCost = 0;
   /** Free for the broker: the cached targets of a QoS 0 publish (matching.ts). */
   lossy: unknown = undefined;
   /** Neighbours in the activity order (least recent first). */
@@ -143,6 +145,8 @@ export class TopicTree {
    */
   #unplaced = new Map<string, Topic[]>();
   #unplacedCount = 0;
+  /** Told what a forgotten topic's cached targets took (core.ts: off the subscription tree's count). */
+  onCacheDropped: (bytes: number) => void = () => {};
   /** Set while topics are still being read back from a data file (see the module comment). */
   source: TopicSource | undefined = undefined;
 
@@ -343,6 +347,8 @@ export class TopicTree {
     this.#index.delete(topic.name);
     this.#unlink(topic);
     this.#bytes -= TOPIC_BYTES + topic.name.length;
+    this.onCacheDropped(topic.cacheCost);
+    topic.cacheCost = 0;
     topic.cache = undefined;
     if (topic.node === undefined) return; // still unplaced: skipped when its turn comes
     this.#bytes += unplaceTopic(this.root, topic);

@@ -29,8 +29,8 @@
  * a session that cannot take it is left out of its targets subscription by
  * subscription (parking.ts), where a merged copy made each of a stalled
  * session's other subscriptions queue it to drop it. What matched is read from the
- * publish's targets (Message.targets), indexed by session once per targets
- * list: no session walks its own filters.
+ * publish's targets (Message.targets), indexed by session once per publish:
+ * no session walks its own filters.
  */
 import type { Message, Sink, Subscription } from "../subscriber.ts";
 import { MqttPayload } from "./mapping.ts";
@@ -41,14 +41,20 @@ interface Merging {
   readonly mergesCopies?: boolean;
 }
 
-/** Per targets list: the subscriptions in it of each session holding several (built at the first ask). */
-const indexes = new WeakMap<readonly Subscription[], Map<Sink, Subscription[]>>();
+/**
+ * Per publish: the subscriptions among its targets of each session holding
+ * several (built at the first ask, gone with the publish). Kept per targets
+ * list, which lives as long as its topic's cache, it held about 250 bytes a
+ * topic and session for every topic published at QoS 1 or 2: heap +237 MiB
+ * for 5,000 topics and 200 sessions on `#` and `+/#` (hostile44b H-B4).
+ */
+const indexes = new WeakMap<Message, Map<Sink, Subscription[]>>();
 
 /** `sink`'s subscriptions among `msg`'s targets (plain ones), when it merges them. */
 function matching(msg: Message, sink: Sink): Subscription[] | undefined {
   const plain = msg.targets?.plain;
   if (plain === undefined) return undefined;
-  let index = indexes.get(plain);
+  let index = indexes.get(msg);
   if (index === undefined) {
     index = new Map();
     for (let i = 0; i < plain.length; i++) {
@@ -59,7 +65,7 @@ function matching(msg: Message, sink: Sink): Subscription[] | undefined {
       if (list === undefined) index.set(s, [sub]);
       else list.push(sub);
     }
-    indexes.set(plain, index);
+    indexes.set(msg, index);
   }
   return index.get(sink);
 }
