@@ -3,9 +3,11 @@
  * loopback address of choice (Deno.connect cannot bind one), and a lying
  * worker's answers (everything at once, `sleep` included).
  */
+import assert from "node:assert/strict";
 import net from "node:net";
 import { Buffer } from "node:buffer";
 import { HELLO, jsonFrame } from "./raw.ts";
+import { DistError, type Peer } from "../../wire/mod.ts";
 
 /** A JSON peer on a node socket from `from` (it pings, and answers requests with `answer`). */
 export function rawPeer(
@@ -58,4 +60,71 @@ export function quick(method: string, p: Record<string, unknown>): unknown {
   if (method === "echo") return p.text;
   if (method === "sleep") return p.ms;
   return 0;
+}
+
+/**
+ * A lying worker from 127.0.0.9 on `workerAddress` ({@link quick}'s
+ * answers, with `by` on them) that asks to register as `name` (capacity
+ * 64): "registered", or the refusal's code.
+ */
+export async function registerLiar(
+  workerAddress: string,
+  name: string,
+  all: net.Socket[],
+  by = name,
+): Promise<string> {
+  const hello = { role: "worker", name: "liar" };
+  const register = await rawPeer(workerAddress, "127.0.0.9", hello, quick, all, by);
+  const reg = await register({ method: "worker.register", params: { name, capacity: 64 } });
+  return reg.error === undefined ? "registered" : String((reg.error as { code: string }).code);
+}
+
+/** A lying worker `name` ({@link registerLiar}), registered. */
+export async function lyingWorker(
+  workerAddress: string,
+  all: net.Socket[],
+  name = "quick",
+): Promise<void> {
+  const answer = await registerLiar(workerAddress, name, all);
+  if (answer !== "registered") throw new Error(`${name} not registered: ${answer}`);
+}
+
+/**
+ * Who answers a client of 127.0.3.7 calling `add` one at a time for `ms`:
+ * counts by each answer's `by` (an error's code when it failed).
+ */
+export async function answeredBy(
+  address: string,
+  ms: number,
+  all: net.Socket[],
+): Promise<Map<string, number>> {
+  const call = await rawPeer(address, "127.0.3.7", { role: "client", name: "honest" }, quick, all);
+  const by = new Map<string, number>();
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    const m = await call({ method: "add", params: { a: 2, b: 2 } });
+    const who = String(m.by ?? (m.error as { code?: string } | undefined)?.code);
+    by.set(who, (by.get(who) ?? 0) + 1);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return by;
+}
+
+/** Calls of `add` answered in `ms` by `c` loops on `peer`, and the refusals among them. */
+export async function closedLoop(peer: Peer, c: number, ms: number): Promise<[number, string[]]> {
+  let answered = 0;
+  const refused: string[] = [];
+  const end = performance.now() + ms;
+  await Promise.all(Array.from({ length: c }, async () => {
+    for (let i = 0; performance.now() < end; i++) {
+      try {
+        assert.equal(await peer.call("add", { a: i, b: 1 }, { timeout: 10_000 }), i + 1);
+        answered++;
+      } catch (e) {
+        if (!(e instanceof DistError)) throw e;
+        refused.push(`${e.code}: ${e.message}`);
+      }
+    }
+  }));
+  return [answered, refused];
 }
