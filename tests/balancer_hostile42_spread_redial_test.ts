@@ -13,24 +13,12 @@ import assert from "node:assert/strict";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { redialers } from "./helpers/hostile42.ts";
 import { sleep } from "./helpers/raw.ts";
-import { DistError, type Peer } from "../wire/mod.ts";
+import type { Peer } from "../wire/mod.ts";
+import { closedLoop } from "./helpers/hostile44.ts";
 
 /** Calls answered a second in `ms` by `c` loops of `add` in turn on `peer`, and the refusals among them. */
-async function closedLoop(peer: Peer, c: number, ms: number): Promise<[number, string[]]> {
-  let answered = 0;
-  const refused: string[] = [];
-  const end = performance.now() + ms;
-  await Promise.all(Array.from({ length: c }, async () => {
-    for (let i = 0; performance.now() < end; i++) {
-      try {
-        assert.equal(await peer.call("add", { a: i, b: 1 }, { timeout: 10_000 }), i + 1);
-        answered++;
-      } catch (e) {
-        if (!(e instanceof DistError)) throw e;
-        refused.push(`${e.code}: ${e.message}`);
-      }
-    }
-  }));
+async function closedLoopRate(peer: Peer, c: number, ms: number): Promise<[number, string[]]> {
+  const [answered, refused] = await closedLoop(peer, c, ms);
   return [answered / (ms / 1000), refused];
 }
 
@@ -40,10 +28,10 @@ Deno.test("40 non-readers that redial when paused, spread over 100 addresses: an
   const legit = await connectTo(balancer.address);
   let stop: (() => Promise<number>) | undefined;
   try {
-    const [alone] = await closedLoop(legit, 4, 2000);
+    const [alone] = await closedLoopRate(legit, 4, 2000);
     stop = await redialers(balancer.port, 40, "127.0.0.2", 100);
     await sleep(3000);
-    const [beside, refused] = await closedLoop(legit, 4, 4000);
+    const [beside, refused] = await closedLoopRate(legit, 4, 4000);
     const stats = await legit.call("sys.stats") as Record<string, number>;
     const made = await stop();
     const summary =

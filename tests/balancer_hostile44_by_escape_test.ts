@@ -18,32 +18,25 @@ import assert from "node:assert/strict";
 import type net from "node:net";
 import { startBalancer, stopAll } from "./helpers/balancer.ts";
 import { runDist } from "./helpers/dist.ts";
-import { quick, rawPeer } from "./helpers/hostile44.ts";
+import { registerLiar } from "./helpers/hostile44.ts";
 
 Deno.test("a worker's `by` does not reach a client's terminal raw (hostile44a H-A5)", async () => {
   const balancer = await startBalancer([]);
   const sockets: net.Socket[] = [];
   try {
-    const register = await rawPeer(
-      balancer.workerAddress,
-      "127.0.0.9",
-      { role: "worker", name: "forger" },
-      quick,
-      sockets,
-      "s1\u001b]0;PWNED\u0007\u001b[2J",
+    const forged = "s1\u001b]0;PWNED\u0007\u001b[2J";
+    assert.equal(
+      await registerLiar(balancer.workerAddress, "forger", sockets, forged),
+      "registered",
     );
-    const reg = await register({
-      method: "worker.register",
-      params: { name: "forger", capacity: 8 },
-    });
-    assert.equal(reg.error, undefined, JSON.stringify(reg));
     for (const args of [["--random", "4"], ["--bench", "--requests", "20"]]) {
       const run = await runDist(["client", "--connect", balancer.address, ...args], {
         timeoutMs: 20_000,
       });
       const out = run.stdout + run.stderr;
       console.log(`${args[0]}: ${JSON.stringify(out.slice(0, 300))}`);
-      assert.ok(!/[\u001b\u0007]/.test(out), `no escape from ${args[0]}: ${JSON.stringify(out)}`);
+      const raw = out.includes("\u001b") || out.includes("\u0007");
+      assert.ok(!raw, `no escape from ${args[0]}: ${JSON.stringify(out)}`);
     }
   } finally {
     for (const s of sockets) s.destroy();

@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import type net from "node:net";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
-import { quick, rawPeer } from "./helpers/hostile44.ts";
+import { answeredBy, lyingWorker } from "./helpers/hostile44.ts";
 import type { Peer } from "../wire/mod.ts";
 
 Deno.test("one slow request per server does not send every other client's request to an idle worker (hostile44a H-A4)", async () => {
@@ -27,18 +27,7 @@ Deno.test("one slow request per server does not send every other client's reques
   const sockets: net.Socket[] = [];
   let attacker: Peer | undefined;
   try {
-    const register = await rawPeer(
-      balancer.workerAddress,
-      "127.0.0.9",
-      { role: "worker", name: "quick" },
-      quick,
-      sockets,
-    );
-    const reg = await register({
-      method: "worker.register",
-      params: { name: "quick", capacity: 64 },
-    });
-    assert.equal(reg.error, undefined, JSON.stringify(reg));
+    await lyingWorker(balancer.workerAddress, sockets);
     attacker = await connectTo(balancer.address);
     for (let i = 0; i < 30; i++) await attacker.call("echo", { text: `x${i}` });
     // One slow request on each server: sent one at a time until each server holds one (those
@@ -50,21 +39,7 @@ Deno.test("one slow request per server does not send every other client's reques
       slow.push(attacker.call("sleep", { ms: 20_000 }, { timeout: 30_000 }).catch(() => {}));
       await sleep(50);
     }
-    const honest = await rawPeer(
-      balancer.address,
-      "127.0.3.7",
-      { role: "client", name: "honest" },
-      quick,
-      sockets,
-    );
-    const by = new Map<string, number>();
-    const end = performance.now() + 3000;
-    while (performance.now() < end) {
-      const m = await honest({ method: "add", params: { a: 2, b: 2 } });
-      const who = String(m.by ?? (m.error as { code?: string } | undefined)?.code);
-      by.set(who, (by.get(who) ?? 0) + 1);
-      await sleep(5);
-    }
+    const by = await answeredBy(balancer.address, 3000, sockets);
     const total = [...by.values()].reduce((s, n) => s + n, 0);
     const summary = `honest calls answered by ${JSON.stringify(Object.fromEntries(by))}; ` +
       `load ${Deno.loadavg()[0]}`;

@@ -15,26 +15,7 @@ import net from "node:net";
 import { Buffer } from "node:buffer";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 import { HELLO, jsonFrame, sleep } from "./helpers/raw.ts";
-import { DistError, type Peer } from "../wire/mod.ts";
-
-/** Calls of `add` answered in `ms` by `c` loops on `peer`, and the refusals among them. */
-async function closedLoop(peer: Peer, c: number, ms: number): Promise<[number, string[]]> {
-  let answered = 0;
-  const refused: string[] = [];
-  const end = performance.now() + ms;
-  await Promise.all(Array.from({ length: c }, async () => {
-    for (let i = 0; performance.now() < end; i++) {
-      try {
-        assert.equal(await peer.call("add", { a: i, b: 1 }, { timeout: 10_000 }), i + 1);
-        answered++;
-      } catch (e) {
-        if (!(e instanceof DistError)) throw e;
-        refused.push(`${e.code}: ${e.message}`);
-      }
-    }
-  }));
-  return [answered, refused];
-}
+import { closedLoop } from "./helpers/hostile44.ts";
 
 /** A slow client from `from`: keeps one `sleep ms` on the backends, reads its answers, pings. */
 function slowClient(port: number, from: string, ms: number, all: net.Socket[]): void {
