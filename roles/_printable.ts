@@ -2,14 +2,10 @@
  * What a peer sent, made safe to print: no value, result or message from
  * another process may drive the user's terminal or split into lines.
  */
-/**
- * Characters that must never reach a terminal or a line-based reader raw:
- * C0 and C1 controls (newlines, escapes), DEL, the line and paragraph
- * separators, and the bidirectional controls (which reorder what is shown).
- */
-const UNPRINTABLE_CLASS =
-  "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]";
-const UNPRINTABLE = new RegExp(UNPRINTABLE_CLASS);
+import { isPrintable, UNPRINTABLE_CLASS } from "../wire/check.ts";
+
+export { isPrintable };
+
 const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE_CLASS, "g");
 
 const escapeChar = (c: string) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
@@ -22,14 +18,9 @@ export function printableJson(value: unknown): string {
   return printableText(JSON.stringify(value) ?? "null");
 }
 
-/** Whether text may be printed as it is (no control, separator or bidi character). */
-export function isPrintable(text: string): boolean {
-  return !UNPRINTABLE.test(text);
-}
-
 /** Text with every character of UNPRINTABLE written as `\uXXXX` (a peer's error message, say). */
 export function printableText(text: string): string {
-  return UNPRINTABLE.test(text) ? text.replace(UNPRINTABLE_ALL, escapeChar) : text;
+  return isPrintable(text) ? text : text.replace(UNPRINTABLE_ALL, escapeChar);
 }
 
 /**

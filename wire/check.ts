@@ -222,3 +222,17 @@ export function refine<T>(parse: Parse<T>, test: (v: T) => boolean, what: string
     return x;
   };
 }
+
+/**
+ * Characters that must never reach a terminal or a line-based reader raw:
+ * C0 and C1 controls (newlines, escapes), DEL, the line and paragraph
+ * separators, and the bidirectional controls (which reorder what is shown).
+ */
+export const UNPRINTABLE_CLASS =
+  "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]";
+const UNPRINTABLE = new RegExp(UNPRINTABLE_CLASS);
+
+/** Whether `text` has no character of {@link UNPRINTABLE_CLASS}. */
+export function isPrintable(text: string): boolean {
+  return !UNPRINTABLE.test(text);
+}

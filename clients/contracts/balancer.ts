@@ -4,7 +4,18 @@
  * dialed). Any other method sent to the client port is forwarded.
  */
 import { DistError } from "../../wire/errors.ts";
-import { arrayOf, count, finite, int, obj, oneOf, opt, type Parse, str } from "../../wire/check.ts";
+import {
+  arrayOf,
+  count,
+  finite,
+  int,
+  isPrintable,
+  obj,
+  oneOf,
+  opt,
+  type Parse,
+  str,
+} from "../../wire/check.ts";
 import { type Contract, type Method, method } from "../../wire/contract.ts";
 
 /** Most a worker may declare as its capacity. */
@@ -142,8 +153,6 @@ export const balancer: BalancerContract = {
  * writes each as six bytes (hostile43a A10: 600 workers of 200 such
  * characters made `balancer.backends` too large for a frame).
  */
-// deno-lint-ignore no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const registration: Parse<WorkerRegistration> = (params) => {
   if (params === null || typeof params !== "object" || Array.isArray(params)) {
@@ -152,11 +161,11 @@ const registration: Parse<WorkerRegistration> = (params) => {
   const p = params as Record<string, unknown>;
   if (
     typeof p.name !== "string" || p.name === "" || p.name.length > 200 ||
-    CONTROL_CHARS.test(p.name)
+    !isPrintable(p.name)
   ) {
     throw new DistError(
       "BAD_REQUEST",
-      "worker.register: name must be a string of 1-200 chars, none a control character",
+      "worker.register: name must be a string of 1-200 chars, none a control, line separator or bidi character",
     );
   }
   const capacity = p.capacity ?? 1;
