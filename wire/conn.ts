@@ -92,8 +92,8 @@ export class FramedConn {
   readonly maxFrame: number;
   /** Pending output above which reading pauses. */
   readonly highWater: number;
-  /** Pending output above which the peer is cut off as a slow consumer. */
-  readonly maxOutbound: number;
+  /** Pending output above which the peer is cut off as a slow consumer (an owner may lower it). */
+  maxOutbound: number;
   /** Who the transport proved the peer is (see FramedConnOptions.peerIdentity). */
   readonly peerIdentity: string | undefined;
   /**

@@ -267,6 +267,10 @@ export class WorkerLink implements Link {
     backend.link = this;
     backend.peerName = peer.remote.name;
     keepReading(peer.conn.conn);
+    // What it is sent is bounded (tasks: its high-water mark and a frame), its own requests'
+    // answers not: four that pipelined sys.ping and never read held 64 MiB each (hostile44a H-A6).
+    const conn = peer.conn;
+    conn.maxOutbound = Math.min(conn.maxOutbound, 2 * conn.highWater + conn.maxFrame);
     closeOnStrays(backend, peer, options.report, options.onStrays);
     // Not logged: the registration is (sources.ts).
     options.report(backend.onConnected(), true);
