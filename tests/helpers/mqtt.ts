@@ -290,7 +290,11 @@ async function subscribedSocket(
   return conn;
 }
 
-/** A clean 3.1.1 subscriber to `filter` (QoS 0) that reads every byte as it comes and parses nothing. */
+/**
+ * A clean 3.1.1 subscriber to `filter` (QoS 0) that reads every byte as it
+ * comes and parses nothing; `chunk` bytes a read at most, `pauseMs` between
+ * reads (a reader slower than the broker, that keeps reading).
+ */
 export interface ByteReader {
   conn: Deno.Conn;
   /** Bytes read so far (its CONNACK and SUBACK included). */
@@ -299,7 +303,11 @@ export interface ByteReader {
   ended: Promise<void>;
 }
 
-export async function byteReader(port: number, filter: string): Promise<ByteReader> {
+export async function byteReader(
+  port: number,
+  filter: string,
+  { chunk = 1 << 20, pauseMs = 0 } = {},
+): Promise<ByteReader> {
   const conn = await subscribedSocket(
     port,
     { clientId: "honest", clean: true },
@@ -308,11 +316,12 @@ export async function byteReader(port: number, filter: string): Promise<ByteRead
   );
   let bytes = 0;
   const ended = (async () => {
-    const buf = new Uint8Array(1 << 20);
+    const buf = new Uint8Array(chunk);
     while (true) {
       const n = await conn.read(buf).catch(() => null);
       if (n === null) return;
       bytes += n;
+      if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   })();
   return { conn, bytes: () => bytes, ended };

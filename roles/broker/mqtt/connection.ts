@@ -173,8 +173,9 @@ export class MqttConnection implements PacketHost, PublishSide {
     }
     switch (type) {
       case PUBLISH:
-        // Held back by it: the read loop waits at the gate before the next packet.
-        return (this.#inbound ??= new Inbound()).publish(this, first, buf, body, e) ?? this.#gate;
+        // Held back by it, or paced (pace.ts): the read loop waits before the next packet.
+        return (this.#inbound ??= new Inbound()).publish(this, first, buf, body, e)
+          ?.then(() => this.#gate) ?? this.#gate;
       case PUBACK:
       case PUBCOMP:
       case PUBREC:

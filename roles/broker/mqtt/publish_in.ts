@@ -14,6 +14,7 @@ import { MAX_QOS2_PENDING, TOPIC_ALIAS_MAX } from "./connect.ts";
 import { PUBACK, PUBCOMP, type Publish, PUBREC, readPublish } from "./packets.ts";
 import { PropertyFault, scanPublishProperties } from "./properties.ts";
 import { CLOSING } from "./reader.ts";
+import { routeBegins, routed } from "./pace.ts";
 
 /**
  * A QoS 2 publish whose commit failed (a full disk) was routed all the
@@ -66,8 +67,18 @@ export class Inbound {
   /** The dist topics of the client's Topic Aliases (MQTT 5), by alias. */
   #aliases: string[] | undefined;
 
-  /** The PUBLISH whose body is `buf[body..e)`, first byte `first`. */
-  publish(c: PublishSide, first: number, buf: Uint8Array, body: number, e: number): undefined {
+  /**
+   * The PUBLISH whose body is `buf[body..e)`, first byte `first`: a promise
+   * when the client's next packet is to wait for the subscribers it fed
+   * (pace.ts).
+   */
+  publish(
+    c: PublishSide,
+    first: number,
+    buf: Uint8Array,
+    body: number,
+    e: number,
+  ): Promise<void> | undefined {
     const p = readPublish(first, buf, body, e, c.v5);
     if (typeof p === "string") return c.protocolError(p);
     const extras = p.properties.length > 0 ? scanPublishProperties(p.properties) : undefined;
@@ -108,6 +119,8 @@ export class Inbound {
     const journal = qos === 2 ? session.journal : undefined;
     const before = journal === undefined ? 0 : c.front.core.keeper?.written ?? 0;
     journal?.received(id);
+    let paced: Promise<void> | undefined;
+    routeBegins(c.front.core.maxPending);
     try {
       settled = c.front.core.publish(topic, value, p.retain, qos, c, c.identity?.user).settled;
       if (journal !== undefined) settled ??= c.front.core.keeper?.commitSince(before, false);
@@ -126,6 +139,7 @@ export class Inbound {
       const reason = err instanceof DistError && err.code === "UNAUTHORIZED" ? 0x87 : 0x90;
       return this.#refuse(c, qos, id, reason, (err as Error).message);
     } finally {
+      paced = routed();
       value.release();
     }
     if (qos === 1) this.#ack(c, PUBACK, id, settled);
@@ -135,6 +149,7 @@ export class Inbound {
       notKept(pending, id, settled);
       this.#ack(c, PUBREC, id, settled);
     }
+    return paced;
   }
 
   /** Acknowledgements waiting (see #ack), in order, each with what it waits for and its reason code. */

@@ -37,6 +37,7 @@ import { carrierOf } from "./one_copy.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
 import { pickBytes, refusedFrom } from "../group_delivery.ts";
+import { written } from "./pace.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -104,6 +105,7 @@ export function writeDelivery(
     session.journal?.sent(id, kept);
   }
   conn.queuedOut();
+  written(conn.out, conn);
 }
 
 /**

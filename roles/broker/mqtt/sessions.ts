@@ -32,6 +32,7 @@ import { CONNECTED } from "./reader.ts";
 import { keepAlive, lastAlive, readRow, type SessionRow, SESSIONS } from "./persist.ts";
 import { QOS2_IN, SessionJournal, SUBSCRIPTIONS } from "./journal.ts";
 import { AwaySessions } from "./away.ts";
+import { paced } from "./pace.ts";
 import {
   copiedMark,
   deleteRows,
@@ -353,6 +354,8 @@ export class SessionTable {
     session_queued_bytes: number;
     session_inflight_bytes: number;
     session_dropped: number;
+    publishers_paced: number;
+    subscribers_slow: number;
   } {
     let queued = 0;
     let kept = 0;
@@ -363,7 +366,14 @@ export class SessionTable {
       kept += session.inflight.keptBytes;
       dropped += session.dropped;
     }
-    return { session_queued_bytes: queued, session_inflight_bytes: kept, session_dropped: dropped };
+    return {
+      session_queued_bytes: queued,
+      session_inflight_bytes: kept,
+      session_dropped: dropped,
+      // Publishers' waits for the subscribers they fed, and those found not keeping up (pace.ts).
+      publishers_paced: paced.publishers,
+      subscribers_slow: paced.slow,
+    };
   }
 
   /** Deliveries awaiting their acknowledgement on the connections, and connections whose window is full. */
