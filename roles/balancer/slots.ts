@@ -123,8 +123,6 @@ export class NetShare {
   /** Its sources holding requests on the backends. */
   holders = 0;
   sources = 0;
-  /** What its sources that left had shown (SourceShare quick, slowAt), by source, the newest last. */
-  readonly left = new Map<string, [number, number]>();
   constructor(readonly key: string) {}
 }
 
@@ -142,10 +140,6 @@ export class SourceShare extends Held {
   bytes = 0;
   /** Its connections known to the shares (active within ACTIVE_MS). */
   connections = 0;
-  /** Requests it got back within LONG_MS since it last got back a longer one (source_book.ts netRoom). */
-  quick = 0;
-  /** When it last got back one held LONG_MS or more. */
-  slowAt = -Infinity;
   /** Requests it got back (answered, lost, timed out) in this LONG_MS and the last. */
   #back = [0, 0];
   #backEpoch = 0;
@@ -160,8 +154,6 @@ export class SourceShare extends Held {
 
   override gave(sentAt: number, now: number, n = 1): void {
     super.gave(sentAt, now, n);
-    if (now - sentAt >= LONG_MS) [this.slowAt, this.quick] = [now, 0];
-    else this.quick += n;
     if (this.inflight === 0 && this.net !== undefined) this.net.holders--;
     this.#rollBack(now);
     this.#back[0] += n;

@@ -9,13 +9,6 @@ import { LIGHT_GRACE_MS } from "./share_limits.ts";
 import { NetShare, RESERVE_HOLD, RESERVE_PART, SourceShare } from "./slots.ts";
 import { networkOf } from "./redial_nets.ts";
 
-/** Requests got back within LONG_MS in a row that make a source quick (netRoom). */
-const QUICK_RUN = 8;
-/** How long a source that got back a request held LONG_MS or more is not quick (ms). */
-const SLOW_MEMORY_MS = 60_000;
-/** Sources that left a network whose record it keeps (an IPv4 /24 has 256). */
-const LEFT_KEPT = 256;
-
 export class SourceBook {
   /** Sources with requests in the balancer (on the backends or waiting). */
   busy = 0;
@@ -47,9 +40,6 @@ export class SourceBook {
         if (net === undefined) this.#nets.set(key, net = new NetShare(key));
         net.sources++;
         source.net = net;
-        const was = net.left.get(name);
-        if (was !== undefined) [source.quick, source.slowAt] = was;
-        net.left.delete(name);
       }
     }
     source.connections++;
@@ -62,11 +52,6 @@ export class SourceBook {
     this.#sources.delete(source.key);
     const net = source.net;
     if (net !== undefined && --net.sources === 0) this.#nets.delete(net.key);
-    else if (net !== undefined && (source.quick > 0 || source.slowAt > -Infinity)) {
-      // Kept, so that reconnecting clears no record (a slow source would be quick again).
-      if (net.left.size >= LEFT_KEPT) net.left.delete(net.left.keys().next().value!);
-      net.left.set(source.key, [source.quick, source.slowAt]);
-    }
     const idle = this.#idle;
     if (idle[0] === source) idle[0] = undefined;
     if (idle[2] === source) idle[2] = undefined;
@@ -89,11 +74,7 @@ export class SourceBook {
    * addresses of one /24, each holding a `sleep 5000` or two, held all of
    * it, and a client of another address waited seconds for every request
    * (hostile42a Y1). So the many addresses of a network leave the reserve
-   * free as one source holding many does; a few (a neighbour) do not, nor
-   * does a quick source of that network (its last {@link QUICK_RUN} requests
-   * or more back within LONG_MS, none held longer for {@link SLOW_MEMORY_MS}:
-   * one of the holders that sends a few quick ones first takes one slot of
-   * the reserve, then waits a minute).
+   * free as one source holding many does; a few (a neighbour) do not.
    * @param used requests on the backends, of every source
    * @param capacity slots of the backends in rotation
    */
@@ -101,14 +82,6 @@ export class SourceBook {
     const net = source.net;
     // Its own requests alone: what it holds is bounded as a source's (slots.ts).
     if (net === undefined || net.holders <= (source.inflight > 0 ? 1 : 0)) return true;
-    // A quick client, not one of the network's holders: its last QUICK_RUN requests or more came
-    // back within LONG_MS, none held longer for SLOW_MEMORY_MS, none on a backend that long now
-    // (hostile44a H-A1: 100 addresses of 127.0.0.0/24 holding one `sleep 5000` each left
-    // 127.0.0.1's quick client refused every call).
-    const now = this.#now();
-    if (
-      source.quick >= QUICK_RUN && now - source.slowAt >= SLOW_MEMORY_MS && source.old(now) === 0
-    ) return true;
     const reserve = Math.floor(capacity / RESERVE_PART);
     return capacity - used - 1 >=
       Math.floor(reserve * Math.min(net.holders, RESERVE_HOLD) / RESERVE_HOLD);
