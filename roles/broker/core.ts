@@ -240,7 +240,10 @@ export class BrokerCore {
       const generation = tree.generation;
       const later = this.matches.add(from, targets, msg, (found) => {
         // Kept for the next publish (checked against what changed since it began).
-        if (targets instanceof Match) keepTargets(tree, topic, found, generation);
+        // Not for a topic forgotten meanwhile: its cost would stay counted (review44 R3).
+        if (targets instanceof Match && this.topics.get(topic.name) === topic) {
+          keepTargets(tree, topic, found, generation);
+        }
         if (created) this.#announce(found, topic.name);
         return this.#deliver(topic, found, msg, t0, from);
       });

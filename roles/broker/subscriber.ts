@@ -234,7 +234,6 @@ export class Subscription {
 
   /** Called, and it cancelled, once its queue is empty (cancelWhenDrained). */
   #whenDrained: (() => void) | undefined;
-
   /** Delivers what its FIFO holds, then cancels and calls `done` (one_copy.ts: an UNSUBSCRIBE). */
   cancelWhenDrained(done: () => void): void {
     if (this.#fifo.length > 0 && this.#latest === undefined && this.#snapshot === undefined) {
@@ -244,6 +243,9 @@ export class Subscription {
     this.cancel();
     done();
   }
+
+  /** Cancelled and told, when cancelWhenDrained asked for it. */
+  #drainedOut = (done = this.#whenDrained): void => void (done && [this.cancel(), done()]);
 
   /** Stops all delivery and frees what is pending. */
   cancel(): void {
@@ -424,15 +426,13 @@ export class Subscription {
       } else if (this.#latest === undefined) {
         this.#leaving();
         const bytes = this.#fifo.shift();
-        if (bytes === undefined) {
-          const done = this.#whenDrained;
-          if (done !== undefined) [this.cancel(), done()];
-          return;
-        }
+        if (bytes === undefined) return this.#drainedOut();
         this.#beforeLater--;
         this.#account(-bytes.length - (sink.recordCost ?? 0));
         sink.writeEncoded(bytes, this);
         this.delivered++;
+        // The last may fill the sink: it is cut now, not at a pump that may never come (review44 R1).
+        if (this.#whenDrained !== undefined && this.#fifo.length === 0) return this.#drainedOut();
         continue;
       } else {
         msg = this.#shift();

@@ -256,13 +256,6 @@ export class SessionJournal {
     });
   }
 
-  /**
-   * `sub` is gone (unsubscribed, or its session ended): its row and its
-   * deliveries' go. One still under its filter in the session (`keepRow`)
-   * is being replaced by a SUBSCRIBE of that filter: its row stays, written
-   * over by the new one's (a kill between a delete and a put would lose the
-   * subscription the client had).
-   */
   /** `sub`, unsubscribed, drains what it queued (session.ts): its row goes now, its deliveries' later. */
   unlist(sub: Subscription): void {
     const range = this.#queues.get(sub);
@@ -271,6 +264,13 @@ export class SessionJournal {
     }
   }
 
+  /**
+   * `sub` is gone (unsubscribed, or its session ended): its row and its
+   * deliveries' go. One still under its filter in the session (`keepRow`)
+   * is being replaced by a SUBSCRIBE of that filter: its row stays, written
+   * over by the new one's (a kill between a delete and a put would lose the
+   * subscription the client had).
+   */
   forget(sub: Subscription, keepRow = this.#filterOf(sub) !== undefined): void {
     const range = this.#queues.get(sub);
     if (range === undefined) return;
