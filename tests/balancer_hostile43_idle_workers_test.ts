@@ -56,7 +56,11 @@ Deno.test("1,000 idle registered workers do not cut a client's throughput throug
       beside.toFixed(0)
     } (${(beside / alone).toFixed(2)}x); load ${Deno.loadavg()[0]}`;
     console.log(summary);
-    assert.ok(beside >= 0.6 * alone, summary);
+    // Before A9's fix 0.21x (0.02x at load 12). Beside them a pick is made per request (a pool
+    // past 16 has no runs), so the ratio moves with how fast the client runs alone: at load
+    // 1.6-2.0, 0.75-0.91x on stop 43's code (alone 69-87k/s), 0.50-0.94x on stop 44's (alone
+    // 51-114k/s, beside 33-84k/s): 0.6 failed 1 CI run in 4 on either; the bound is 0.45.
+    assert.ok(beside >= 0.45 * alone, summary);
   } finally {
     client.close();
     for (const f of fakes) f.destroy();
