@@ -12,11 +12,10 @@
  * went over decides:
  *
  * - `disconnect` (default): the subscriber is cut off with SLOW_CONSUMER;
- * - `drop-oldest`: the oldest pending deliveries are dropped (counted), from
- *   the connection's largest queue first (when it is larger than this one),
- *   so that a busy subscription cannot starve a quiet one of the budget;
- * - `latest`: only the newest pending value per topic is kept (a newer value
- *   replaces a pending one in place), then the oldest go as with drop-oldest.
+ * - `drop-oldest`: the oldest pending deliveries are dropped (counted), from the connection's
+ *   largest queue first (when larger than this one): a busy subscription cannot starve a quiet one;
+ * - `latest`: only the newest pending value per topic is kept (a newer value replaces a pending
+ *   one in place), then the oldest go as with drop-oldest.
  *
  * A subscription starts held: deliveries queue until `release()`, so the front end can answer
  * the subscribe first, and the retained snapshot goes out before anything live. A snapshot is a
@@ -232,20 +231,22 @@ export class Subscription {
     }
   }
 
-  /** Called, and it cancelled, once its queue is empty (cancelWhenDrained). */
+  /** Told, it cancelled, once its queue is empty (cancelWhenDrained). */
   #whenDrained: (() => void) | undefined;
   /** Delivers what its FIFO holds, then cancels and calls `done` (one_copy.ts: an UNSUBSCRIBE). */
   cancelWhenDrained(done: () => void): void {
-    if (this.#fifo.length > 0 && this.#latest === undefined && this.#snapshot === undefined) {
-      this.#whenDrained = done;
-      return this.#arm();
-    }
+    this.#whenDrained = done;
+    const fifo = this.#latest === undefined && this.#snapshot === undefined;
+    if (fifo && this.#fifo.length > 0) this.#arm();
+    else this.#drainedOut();
+  }
+
+  /** Cancels it and tells whoever asked cancelWhenDrained (none asked: nothing). */
+  #drainedOut(done = this.#whenDrained): void {
+    if (done === undefined) return;
     this.cancel();
     done();
   }
-
-  /** Cancelled and told, when cancelWhenDrained asked for it. */
-  #drainedOut = (done = this.#whenDrained): void => void (done && [this.cancel(), done()]);
 
   /** Stops all delivery and frees what is pending. */
   cancel(): void {
@@ -431,8 +432,7 @@ export class Subscription {
         this.#account(-bytes.length - (sink.recordCost ?? 0));
         sink.writeEncoded(bytes, this);
         this.delivered++;
-        // The last may fill the sink: it is cut now, not at a pump that may never come (review44 R1).
-        if (this.#whenDrained !== undefined && this.#fifo.length === 0) return this.#drainedOut();
+        if (this.#fifo.length === 0) this.#drainedOut(); // the last may fill the sink (review44 R1)
         continue;
       } else {
         msg = this.#shift();
