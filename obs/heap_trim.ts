@@ -51,9 +51,6 @@ function loadHeap(): Heap | null {
   }
 }
 
-/** What the trimmer did, for tests: trims, and RSS they gave back. */
-export const heapTrims = { count: 0, freedBytes: 0 };
-
 /**
  * Starts the trimmer; returns what stops it. The timer is unref'd: it never
  * keeps a process alive.
@@ -74,8 +71,6 @@ export function startHeapTrim(): () => void {
     ticks = 0;
     last = leftRss = Deno.memoryUsage().rss;
     leftFree = heap.free();
-    heapTrims.count++;
-    heapTrims.freedBytes += Math.max(0, rss - leftRss);
   }, TICK_MS);
   Deno.unrefTimer(timer);
   return () => clearInterval(timer);
