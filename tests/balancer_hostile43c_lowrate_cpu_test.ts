@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { connectTo, startServers, stopAll } from "./helpers/balancer.ts";
-import { type DistProcess, startDist } from "./helpers/dist.ts";
+import { cpuSeconds, type DistProcess, startDist } from "./helpers/dist.ts";
 import { sleep } from "./helpers/raw.ts";
 
 /** Calls a second, one at a time, and how long each measured window lasts. */
@@ -18,13 +18,6 @@ const RATE = 50;
 const WINDOW_MS = 5_000;
 /** Most the raw reads may cost over the runtime's reads for the same calls. */
 const BOUND = 1.25;
-
-/** The process's CPU time so far (clock ticks: utime + stime). */
-function cpuTicks(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]);
-}
 
 function balancer(servers: DistProcess[], env: Record<string, string>): Promise<DistProcess> {
   return startDist([
@@ -56,14 +49,14 @@ Deno.test("at 50 calls a second the balancer takes no more CPU with raw reads th
     for (let round = 0; round < 4; round++) {
       const side = round % 2;
       const pid = [raw, runtime][side].child.pid;
-      const before = cpuTicks(pid);
+      const before = Math.round(cpuSeconds(pid) * 100);
       const start = performance.now();
       for (let i = 0; performance.now() - start < WINDOW_MS; i++) {
         assert.equal(await clients[side].call("add", { a: i, b: 1 }), i + 1);
         const next = start + ((i + 1) * 1000) / RATE;
         await sleep(Math.max(0, next - performance.now()));
       }
-      ticks[side].push(cpuTicks(pid) - before);
+      ticks[side].push(Math.round(cpuSeconds(pid) * 100) - before);
     }
     const [r, t] = [median(ticks[0]), median(ticks[1])];
     const summary = `balancer CPU ticks per ${WINDOW_MS} ms window at ${RATE}/s: raw reads ${

@@ -12,6 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { cpuSeconds } from "./helpers/dist.ts";
 import { nonreaders } from "./helpers/nonreaders.ts";
 import { sleep } from "./helpers/raw.ts";
 
@@ -19,12 +20,6 @@ const ATTACKERS = 40;
 
 function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) / 1024;
-}
-
-/** The process's CPU time so far (s). */
-function cpuSeconds(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 Deno.test("40 non-readers from one address past --queue: refusals stop, a sequential client is served", async () => {

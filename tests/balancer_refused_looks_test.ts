@@ -11,6 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { cpuSeconds } from "./helpers/dist.ts";
 import { sleep } from "./helpers/raw.ts";
 
 /**
@@ -45,12 +46,6 @@ for s in socks: s.close()
 `;
 
 const CONNS = 300;
-
-/** The process's CPU time so far (s). */
-function cpuSeconds(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 Deno.test("refused connections that keep a few KB unacknowledged are looked at less and less often", async () => {
   const servers = await startServers(1);

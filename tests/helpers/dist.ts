@@ -303,3 +303,10 @@ export function freePort(): number {
 export function lines(text: string): string[] {
   return text.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
 }
+
+/** CPU time (user + system) process `pid` has used so far, in seconds (from /proc, in clock ticks of 10 ms). */
+export function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
