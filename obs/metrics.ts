@@ -22,6 +22,23 @@ interface Family {
   render(out: string[]): void;
 }
 
+/** Sample lines (`name{labels} value`) by family name, as {@link Registry.samples} gives them. */
+export type SampleSet = Map<string, string[]>;
+
+/** `own` sample lines with those of `others`' family `name` added (same name and labels: summed). */
+function summed(own: readonly string[], others: readonly SampleSet[], name: string): string[] {
+  const sums = new Map<string, number>();
+  const add = (line: string) => {
+    const cut = line.lastIndexOf(" ");
+    const key = line.slice(0, cut), text = line.slice(cut + 1);
+    const v = text === "+Inf" ? Infinity : text === "-Inf" ? -Infinity : Number(text);
+    sums.set(key, (sums.get(key) ?? 0) + v);
+  };
+  for (const line of own) add(line);
+  for (const o of others) for (const line of o.get(name) ?? []) add(line);
+  return Array.from(sums, ([key, v]) => `${key} ${num(v)}`);
+}
+
 /** Bucket bounds (seconds) for request latencies: 100 µs to 10 s. */
 export const LATENCY_BUCKETS: readonly number[] = [
   0.0001,
@@ -274,8 +291,34 @@ export class Registry {
     return family;
   }
 
-  /** The text exposition format (version 0.0.4). */
-  render(): string {
+  /**
+   * Other registries' samples to add to this one's at each {@link scrape}
+   * (`balancer --threads`: every thread's, each thread's isolate counting its own).
+   */
+  joined: (() => Promise<readonly SampleSet[]>) | undefined;
+
+  /** Each family's sample lines now (for another registry to {@link render} with its own). */
+  samples(): SampleSet {
+    for (const fn of this.#beforeScrape) fn();
+    const out: SampleSet = new Map();
+    for (const f of this.#families.values()) {
+      const lines: string[] = [];
+      f.render(lines);
+      out.set(f.name, lines);
+    }
+    return out;
+  }
+
+  /** The text exposition format, {@link joined}'s samples added in. */
+  async scrape(): Promise<string> {
+    return this.render(this.joined === undefined ? [] : await this.joined());
+  }
+
+  /**
+   * The text exposition format (version 0.0.4); `others`' samples of this registry's families
+   * are added in: a sample of the same name and labels summed, others listed after its own.
+   */
+  render(others: readonly SampleSet[] = []): string {
     for (const fn of this.#beforeScrape) fn();
     const out: string[] = [];
     for (const f of this.#families.values()) {
@@ -283,7 +326,7 @@ export class Registry {
       f.render(samples);
       out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`);
       out.push(`# TYPE ${f.name} ${f.kind}`);
-      out.push(...samples);
+      out.push(...(others.length === 0 ? samples : summed(samples, others, f.name)));
     }
     return out.join("\n") + "\n";
   }

@@ -36,6 +36,7 @@ export {
   Registry,
   SAMPLE_GAP_MS,
   Sampler,
+  type SampleSet,
 } from "./metrics.ts";
 export { RpcMetrics } from "./rpc.ts";
 export { loadCpuUsage } from "./process.ts";
@@ -59,13 +60,24 @@ export class ProcessMetrics {
   readonly #stopLag: () => void;
   #server?: MetricsServer;
 
-  constructor(role: string, name: string) {
+  /**
+   * @param process with the process's own metrics (`process_*`, `dist_info`, the event loop's
+   *   lag): not for a `--threads` worker thread's, whose samples thread 0 adds to its own
+   */
+  constructor(role: string, name: string, process = true) {
     this.role = role;
     this.name = name;
-    this.#stopLag = processMetrics(
-      this.registry,
-      () => ({ role, name: this.name, version: denoJson.version }),
-    );
+    if (process) {
+      this.#stopLag = processMetrics(
+        this.registry,
+        () => ({ role, name: this.name, version: denoJson.version }),
+      );
+    } else {
+      // The samplers' nudge, as the lag sampler gives it (once a second).
+      const timer = setInterval(() => this.registry.nudge(), 1000);
+      Deno.unrefTimer(timer);
+      this.#stopLag = () => clearInterval(timer);
+    }
   }
 
   /**

@@ -2,9 +2,9 @@
  * The roles' own counters and gauges, as Prometheus metrics: read at scrape
  * time from the same object `sys.stats` answers (one snapshot per scrape),
  * so counting costs the roles nothing more. Only totals and sizes: no label
- * per topic, client or backend.
+ * per topic, client or backend, save the L4 balancer's backends (fixed by `--backends`).
  */
-import type { Reading, Registry } from "./metrics.ts";
+import type { Labels, Reading, Registry } from "./metrics.ts";
 
 type Snapshot = Record<string, unknown>;
 
@@ -19,7 +19,7 @@ interface StatMetric {
   scale?: number;
 }
 
-const c = (from: string, name: string, help: string): StatMetric => ({
+const c = (from: StatMetric["from"], name: string, help: string): StatMetric => ({
   from,
   kind: "counter",
   name,
@@ -111,13 +111,12 @@ const BALANCER: StatMetric[] = [
   g("workers", "dist_balancer_workers", "Workers registered now"),
   // By state, not by backend: workers come and go under new names, and up to
   // --max-workers of them would each leave a series behind (balancer.backends lists each).
+  // Under --threads, by thread too: each thread has its pool, the same servers in each.
   g(
-    (s) => {
-      if (typeof s.backends !== "number" || typeof s.healthy !== "number") return undefined;
-      return [[{ state: "up" }, s.healthy], [{ state: "down" }, s.backends - s.healthy]];
-    },
+    backendsByState,
     "dist_balancer_backends",
-    "Backends known (servers and workers), by state: up (in rotation) or down",
+    "Backends known (servers and workers), by state: up (in rotation) or down " +
+      "(under --threads, by thread: each has its own)",
   ),
   c("checks_failed", "dist_balancer_health_checks_failed_total", "Health checks missed (sys.ping)"),
   g("queued", "dist_balancer_queued_requests", "Requests waiting for a backend"),
@@ -129,10 +128,99 @@ const BALANCER: StatMetric[] = [
   c("lost", "dist_balancer_lost_total", "Requests lost with their backend"),
 ];
 
+/** `backends` by state (`healthy` of them up), per thread under `--threads` (each has its pool). */
+function backendsByState(s: Snapshot): Reading | undefined {
+  if (typeof s.backends !== "number" || typeof s.healthy !== "number") return undefined;
+  const thread: Labels = typeof s.thread === "number" ? { thread: String(s.thread) } : {};
+  return [
+    [{ state: "up", ...thread }, s.healthy],
+    [{ state: "down", ...thread }, s.backends - s.healthy],
+  ];
+}
+
+/** One figure of each backend of an L4 balancer (`servers`: fixed by --backends, so bounded). */
+function perServer(key: string): (s: Snapshot) => Reading | undefined {
+  return (s) => {
+    const list = s.servers as { address: string; [k: string]: unknown }[] | undefined;
+    if (!Array.isArray(list)) return undefined;
+    return list.map((b) => [{ backend: b.address }, Number(b[key])] as const);
+  };
+}
+
+/**
+ * The L4 mode's (`--mode tcp`, roles/balancer/tcp/proxy.ts stats()): client connections as
+ * the RPC ports count theirs (`dist_connections*`), and each backend's (after HAProxy's
+ * `haproxy_server_*` and Envoy's `upstream_cx_*`).
+ */
+const BALANCER_TCP: StatMetric[] = [
+  g("connections", "dist_connections", "Client connections open now (dialing or passing bytes)"),
+  c("connections_total", "dist_connections_opened_total", "Client connections accepted"),
+  c(
+    (s) => {
+      const l = s.connection_limits as Record<string, number> | undefined;
+      if (l === undefined) return undefined;
+      return [
+        [{ bound: "limit" }, l.refused_full],
+        [{ bound: "source" }, l.refused_source],
+        [{ bound: "descriptors" }, Number(s.refused_descriptors)],
+      ];
+    },
+    "dist_connections_refused_total",
+    "Client connections refused at accept, by bound: limit (--max-connections), source " +
+      "(--max-connections-per-source, or its share while full) or descriptors (ulimit -n)",
+  ),
+  c(
+    (s) => {
+      const l = s.connection_limits as Record<string, number> | undefined;
+      if (l === undefined) return undefined;
+      return [[{ why: "no_byte" }, l.closed_no_hello], [{ why: "source" }, l.closed_source]];
+    },
+    "dist_connections_closed_for_room_total",
+    "Client connections closed to make room for a new one at --max-connections, by why: " +
+      "no_byte (none sent yet) or source (of a source holding more than its share)",
+  ),
+  c(
+    (s) => [[{ why: "no_backend" }, Number(s.no_backend)], [{
+      why: "descriptors",
+    }, Number(s.no_dial_descriptor)]],
+    "dist_balancer_unserved_connections_total",
+    "Client connections closed without a backend, by why: no_backend (none up, and every " +
+      "one out refused it) or descriptors (none left to dial one)",
+  ),
+  c("connect_failures", "dist_balancer_connect_failures_total", "Backend connects that failed"),
+  c("received_bytes", "dist_received_bytes_total", "Bytes read from client connections"),
+  c("sent_bytes", "dist_sent_bytes_total", "Bytes written to client connections"),
+  g(backendsByState, "dist_balancer_backends", "Backends, by state: up (in rotation) or down"),
+  c("checks_failed", "dist_balancer_health_checks_failed_total", "Health checks failed (connects)"),
+  g(perServer("up"), "dist_balancer_backend_up", "1 while the backend is up (in rotation), else 0"),
+  g(
+    perServer("connections"),
+    "dist_balancer_backend_connections",
+    "Connections to the backend open now (dialing or passing bytes)",
+  ),
+  c(
+    perServer("connections_total"),
+    "dist_balancer_backend_connections_total",
+    "Connections made to the backend",
+  ),
+  c(
+    perServer("connect_failures"),
+    "dist_balancer_backend_connect_failures_total",
+    "Connects to the backend that failed (refused or timed out)",
+  ),
+  c(perServer("sent_bytes"), "dist_balancer_backend_sent_bytes_total", "Bytes sent to the backend"),
+  c(
+    perServer("received_bytes"),
+    "dist_balancer_backend_received_bytes_total",
+    "Bytes received from the backend",
+  ),
+];
+
 const BY_ROLE: Readonly<Record<string, readonly StatMetric[]>> = {
   broker: BROKER,
   binder: BINDER,
   balancer: BALANCER,
+  "balancer-tcp": BALANCER_TCP,
 };
 
 function at(snapshot: Snapshot, path: string): unknown {

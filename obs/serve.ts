@@ -53,7 +53,7 @@ export function serveMetrics(
   };
 }
 
-function answer(request: Request, registry: Registry): Response {
+async function answer(request: Request, registry: Registry): Promise<Response> {
   const path = new URL(request.url).pathname;
   if (path !== "/metrics") {
     return new Response("Not found: metrics are at /metrics\n", { status: 404 });
@@ -64,7 +64,7 @@ function answer(request: Request, registry: Registry): Response {
       headers: { allow: "GET, HEAD" },
     });
   }
-  const body = registry.render();
+  const body = await registry.scrape();
   return new Response(request.method === "HEAD" ? null : body, {
     headers: { "content-type": METRICS_CONTENT_TYPE },
   });

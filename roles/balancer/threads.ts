@@ -10,13 +10,16 @@
  * round-robin position), the queue, `--client-share`, `--max-inflight` per
  * server, dial-in workers (each registers with the thread that accepted
  * it) and `sys.stats` (answered by the thread that took the connection,
- * with its `thread` index).
+ * with its `thread` index). `--metrics` counts every thread's: thread 0
+ * serves its registry with the others' samples added (summed; the
+ * backends by thread, as each has its pool).
  *
  * Thread 0 owns the process: SIGINT/SIGTERM stop every thread with grace;
  * a thread that fails stops the others and the process exits 1, saying
  * which thread and why, rather than serving on with fewer threads.
  */
 import type { RunContext } from "../_role.ts";
+import type { SampleSet } from "../../obs/mod.ts";
 import { reusePorts } from "../../wire/transport.ts";
 import { log } from "./log.ts";
 import { DistError } from "../../wire/mod.ts";
@@ -43,13 +46,22 @@ export interface ThreadInfo {
 
 /** A message from thread 0 to a worker thread. */
 export type ToThread =
-  | { type: "start"; options: Record<string, unknown>; index: number; count: number }
+  | {
+    type: "start";
+    options: Record<string, unknown>;
+    index: number;
+    count: number;
+    /** Whether to count for `--metrics` (thread 0 serves them, the threads' added in). */
+    metrics: boolean;
+  }
+  | { type: "samples"; id: number }
   | { type: "stop" };
 
 /** A message from a worker thread to thread 0. */
 export type FromThread =
   | { type: "listening" }
   | { type: "exit"; code: number }
+  | { type: "samples"; id: number; samples: SampleSet }
   | { type: "failed"; message: string };
 
 /** Runs one balancer on this thread: the RPC balancer of mod.ts. */
@@ -59,7 +71,12 @@ export type RunOne<O> = (options: O, ctx: RunContext, thread: ThreadInfo) => Pro
 interface Thread {
   worker: Worker;
   exited: Promise<number>;
+  /** Its metrics' samples now (empty when it does not answer within a second). */
+  samples(): Promise<SampleSet>;
 }
+
+/** How long a scrape waits for a thread's samples. */
+const SAMPLES_WAIT_MS = 1000;
 
 /**
  * Runs `options.threads` balancers on one port until `ctx.signal`.
@@ -93,12 +110,15 @@ export async function runThreads<
   const listened = () => {
     if (++listening === count) log.info("Accepting on {count} threads", { count });
   };
+  const metrics = ctx.metrics !== undefined;
   const spawn = (port: number) => {
     const each = { ...options, port, workerPort, threads: 1 };
     for (let index = 1; index < count; index++) {
-      threads.push(startThread(each, { index, count, fail, listened }));
+      threads.push(startThread(each, { index, count, fail, listened, metrics }));
     }
   };
+  // /metrics is thread 0's registry with every thread's samples added (each isolate counts its own).
+  if (ctx.metrics) ctx.metrics.registry.joined = () => Promise.all(threads.map((t) => t.samples()));
   stop.signal.addEventListener("abort", () => {
     for (const t of threads) t.worker.postMessage({ type: "stop" } satisfies ToThread);
   }, { once: true });
@@ -135,16 +155,32 @@ interface ThreadHooks {
   fail: (index: number, why: string) => void;
   /** The thread accepts on the port. */
   listened: () => void;
+  metrics: boolean;
 }
 
 /** Starts a worker thread. */
 function startThread(options: Record<string, unknown>, hooks: ThreadHooks): Thread {
-  const { index, count, fail, listened } = hooks;
+  const { index, count, fail, listened, metrics } = hooks;
   const worker = new Worker(new URL("./threads_worker.ts", import.meta.url), { type: "module" });
+  const asked = new Map<number, (s: SampleSet) => void>();
+  let asks = 0;
+  const samples = () =>
+    new Promise<SampleSet>((resolve) => {
+      const id = ++asks;
+      const timer = setTimeout(() => answered(id, new Map()), SAMPLES_WAIT_MS);
+      asked.set(id, (s) => (clearTimeout(timer), resolve(s)));
+      worker.postMessage({ type: "samples", id } satisfies ToThread);
+    });
+  const answered = (id: number, s: SampleSet) => {
+    asked.get(id)?.(s);
+    asked.delete(id);
+  };
   const exited = new Promise<number>((resolve) => {
     worker.onmessage = (e: MessageEvent<FromThread>) => {
       const m = e.data;
-      if (m.type === "listening") {
+      if (m.type === "samples") {
+        answered(m.id, m.samples);
+      } else if (m.type === "listening") {
         listened();
       } else if (m.type === "failed") {
         fail(index, m.message);
@@ -161,6 +197,6 @@ function startThread(options: Record<string, unknown>, hooks: ThreadHooks): Thre
       resolve(1);
     };
   });
-  worker.postMessage({ type: "start", options, index, count } satisfies ToThread);
-  return { worker, exited };
+  worker.postMessage({ type: "start", options, index, count, metrics } satisfies ToThread);
+  return { worker, exited, samples };
 }

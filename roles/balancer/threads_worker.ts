@@ -6,6 +6,7 @@
 import { reusePorts } from "../../wire/transport.ts";
 import { closeLogging, setupLogging } from "../_logging.ts";
 import { runBalancerThread } from "./mod.ts";
+import { ProcessMetrics } from "../../obs/mod.ts";
 import type { FromThread, ToThread } from "./threads.ts";
 
 /** This worker's side of the channel to thread 0. */
@@ -15,9 +16,16 @@ const port = self as unknown as {
 };
 const stop = new AbortController();
 
+/** This thread's metrics (`--metrics`: thread 0 asks for their samples at each scrape). */
+let metrics: ProcessMetrics | undefined;
+
 port.onmessage = (e) => {
   const m = e.data;
   if (m.type === "stop") return stop.abort();
+  if (m.type === "samples") {
+    const samples = metrics?.registry.samples() ?? new Map();
+    return port.postMessage({ type: "samples", id: m.id, samples });
+  }
   run(m).then(
     (code) => port.postMessage({ type: "exit", code }),
     (err) => port.postMessage({ type: "failed", message: (err as Error)?.message ?? String(err) }),
@@ -37,12 +45,12 @@ async function run(m: Extract<ToThread, { type: "start" }>): Promise<number> {
   });
   reusePorts(true);
   const onListening = () => port.postMessage({ type: "listening" });
+  if (m.metrics) metrics = new ProcessMetrics("balancer", options.name ?? "", false);
+  const ctx = { signal: stop.signal, positionals: [], onListening, metrics };
   try {
-    return await runBalancerThread(options, { signal: stop.signal, positionals: [], onListening }, {
-      index: m.index,
-      count: m.count,
-    });
+    return await runBalancerThread(options, ctx, { index: m.index, count: m.count });
   } finally {
+    await metrics?.close();
     await closeLogging();
   }
 }

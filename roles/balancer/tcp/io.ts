@@ -37,6 +37,9 @@ export interface DialHooks {
 export interface Spliced {
   /** Resolves once both are closed and neither way reads or writes any more. */
   readonly done: Promise<Ended>;
+  /** Bytes passed so far: from the client to the backend (up), and back (down). */
+  readonly up: number;
+  readonly down: number;
   /** Whether no byte went either way for the idle timeout. */
   readonly idle: boolean;
   /** Ends it now: both connections closed. */

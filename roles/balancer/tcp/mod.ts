@@ -85,7 +85,7 @@ export async function runTcpBalancer(
   const proxy = new TcpProxy({ ...options, maxConnections: fit.max }, fit.limit, io);
   if (ctx.metrics) {
     ctx.metrics.name = name;
-    roleStatMetrics(ctx.metrics.registry, "balancer", () => proxy.stats());
+    roleStatMetrics(ctx.metrics.registry, "balancer-tcp", () => proxy.stats());
   }
   await proxy.checks.first(proxy.pool.list);
   proxy.checks.start(proxy.pool.list);

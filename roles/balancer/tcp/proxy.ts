@@ -43,7 +43,15 @@ export class TcpProxy {
   /** Dials made while no backend was up (to one that is out, in turn). */
   #panics = 0;
   #connectFailures = 0;
+  /** Client connections refused at accept for want of descriptors. */
   #noDescriptor = 0;
+  /** Client connections closed for want of a descriptor to dial their backend. */
+  #noDialDescriptor = 0;
+  /** Bytes of the connections ended: from clients (up) and to them (down). */
+  #up = 0;
+  #down = 0;
+  /** Each backend's figures, for `--metrics` (the backends are fixed: `--backends`). */
+  readonly tallies = new Map<Backend, BackendTally>();
   /**
    * Descriptors held for connections: a client's from its accept, its backend's from the dial,
    * both until the connection's end (a connection closed to make room may still be dialing).
@@ -76,9 +84,13 @@ export class TcpProxy {
       // No cap of its own: --max-connections bounds the client connections. (Not that, as a
       // connection closed to make room gives its backend connection back only once that closes.)
       const outlier = new ConnectionOutlier();
-      this.pool.add(
-        new Backend("server", address, { capacity: Number.MAX_SAFE_INTEGER, rules, outlier }),
-      );
+      const backend = new Backend("server", address, {
+        capacity: Number.MAX_SAFE_INTEGER,
+        rules,
+        outlier,
+      });
+      this.pool.add(backend);
+      this.tallies.set(backend, new BackendTally());
     }
     this.checks = new TcpChecks(options.checkInterval, (t) => this.#report(t));
     this.clock = new IdleClock(options.idleTimeout);
@@ -108,9 +120,21 @@ export class TcpProxy {
     clearInterval(this.#ticker);
   }
 
-  /** The balancer's figures (for `--metrics`; the names follow the RPC mode's `sys.stats`). */
+  /**
+   * The balancer's figures (for `--metrics`, obs/role_stats.ts; the names follow the RPC mode's
+   * `sys.stats`). Bytes count those of the connections open now too.
+   */
   stats() {
     const limits = this.sources.stats();
+    let up = this.#up, down = this.#down;
+    const live = new Map<Backend, { up: number; down: number }>();
+    for (const p of this.#passages) {
+      const s = p.splice!, b = live.get(p.backend!);
+      up += s.up;
+      down += s.down;
+      if (b === undefined) live.set(p.backend!, { up: s.up, down: s.down });
+      else (b.up += s.up, b.down += s.down);
+    }
     return {
       mode: "tcp",
       connections: this.open,
@@ -119,12 +143,28 @@ export class TcpProxy {
       evicted: limits.closed_no_hello + limits.closed_source,
       no_backend: this.#noBackend,
       connect_failures: this.#connectFailures,
-      no_descriptor: this.#noDescriptor,
+      no_descriptor: this.#noDescriptor + this.#noDialDescriptor,
+      refused_descriptors: this.#noDescriptor,
+      no_dial_descriptor: this.#noDialDescriptor,
+      received_bytes: up,
+      sent_bytes: down,
       connection_limits: limits,
       policy: this.policy.name,
       healthy: this.pool.healthy,
       backends: this.pool.list.length,
       checks_failed: this.pool.checksFailed,
+      servers: this.pool.list.map((b) => {
+        const t = this.tallies.get(b), l = live.get(b);
+        return {
+          address: b.address,
+          up: b.state === "up",
+          connections: b.inflight,
+          connections_total: t?.connections ?? 0,
+          connect_failures: t?.failures ?? 0,
+          sent_bytes: (t?.up ?? 0) + (l?.up ?? 0),
+          received_bytes: (t?.down ?? 0) + (l?.down ?? 0),
+        };
+      }),
     };
   }
 
@@ -234,6 +274,7 @@ export class TcpProxy {
     const backend = p.backend!;
     try {
       const now = performance.now();
+      this.tallies.get(backend)!.connections++;
       // `othersUp` given: its default is a closure made at each call.
       backend.onAnswered(now - p.dialing, "answered", now, othersUp);
       const splice = this.#io.splice(p.client, conn, p);
@@ -267,7 +308,7 @@ export class TcpProxy {
     this.#fds--;
     if (isDescriptorShortage(err)) {
       // This process is out of descriptors: no backend is to blame, and the next would fail too.
-      this.#noDescriptor++;
+      this.#noDialDescriptor++;
       connectionLines.warn(
         "Connection from {remote} closed: no file descriptor left to dial {backend} " +
           "({error}); the backend is not taken out",
@@ -276,6 +317,7 @@ export class TcpProxy {
       return this.#gone(p);
     }
     this.#connectFailures++;
+    this.tallies.get(backend)!.failures++;
     backend.failures++;
     const timedOut = err instanceof DistError && err.code === "TIMEOUT";
     this.#report(judge(backend, { ok: false, timedOut, reason: (err as Error).message }));
@@ -288,8 +330,14 @@ export class TcpProxy {
     if (p.released) return;
     p.released = true;
     this.#unlist(p);
-    p.backend!.inflight--;
+    const backend = p.backend!;
+    backend.inflight--;
     this.#fds--;
+    this.#up += ended.up;
+    this.#down += ended.down;
+    const t = this.tallies.get(backend)!;
+    t.up += ended.up;
+    t.down += ended.down;
     this.#leave(p);
     if (!this.#debug) return;
     log.debug(
@@ -341,6 +389,17 @@ export class TcpProxy {
     this.#fds--;
     p.entry!.leave();
   }
+}
+
+/** One backend's figures since the start. */
+class BackendTally {
+  /** Connections dialed and made. */
+  connections = 0;
+  /** Dials that failed (refused, timed out). */
+  failures = 0;
+  /** Bytes of its ended connections, to it (up) and from it (down). */
+  up = 0;
+  down = 0;
 }
 
 /**
