@@ -4,16 +4,19 @@
  * backend dialed (the next one if it refuses), then spliced.
  */
 import { parseAddress } from "../../../config/mod.ts";
-import { DistError, sleep, type SourceEntry, SourceTable } from "../../../wire/mod.ts";
+import { DistError, sleep, SourceTable } from "../../../wire/mod.ts";
 import { clientSource } from "../../../auth/mod.ts";
 import { isDescriptorShortage, RUNTIME_DESCRIPTORS } from "../../../wire/descriptors.ts";
 import { Backend, Pool, type Transition } from "../backends.ts";
 import { createPolicy, type Policy } from "../policies.ts";
 import { backendLines, log, LogBudget } from "../log.ts";
 import { CONNECT_TIMEOUT_MS, ConnectionOutlier, judge, TcpChecks } from "./health.ts";
-import { type Ended, EndReason, IdleClock, type SpliceHooks } from "./splice.ts";
-import type { BackendConn, ClientConn, DialHooks, L4Io, Spliced } from "./io.ts";
+import { type Ended, EndReason, IdleClock } from "./splice.ts";
+import type { BackendConn, ClientConn, L4Io } from "./io.ts";
 import type { TcpOptions } from "./mod.ts";
+import { backendFigures, BackendTally } from "./tally.ts";
+import { Passage } from "./passage.ts";
+import { PANIC_CONNECT_TIMEOUT_MS, type PanicHost, PanicRace } from "./panic.ts";
 
 /** Why a connection that sent nothing was closed to make room. */
 const NO_BYTE = "no byte sent yet";
@@ -40,8 +43,6 @@ export class TcpProxy {
   readonly sources: SourceTable;
   #total = 0;
   #noBackend = 0;
-  /** Dials made while no backend was up (to one that is out, in turn). */
-  #panics = 0;
   #connectFailures = 0;
   /** Client connections refused at accept for want of descriptors. */
   #noDescriptor = 0;
@@ -126,15 +127,7 @@ export class TcpProxy {
    */
   stats() {
     const limits = this.sources.stats();
-    let up = this.#up, down = this.#down;
-    const live = new Map<Backend, { up: number; down: number }>();
-    for (const p of this.#passages) {
-      const s = p.splice!, b = live.get(p.backend!);
-      up += s.up;
-      down += s.down;
-      if (b === undefined) live.set(p.backend!, { up: s.up, down: s.down });
-      else (b.up += s.up, b.down += s.down);
-    }
+    const { up, down, servers } = backendFigures(this.pool.list, this.tallies, this.#passages);
     return {
       mode: "tcp",
       connections: this.open,
@@ -146,25 +139,14 @@ export class TcpProxy {
       no_descriptor: this.#noDescriptor + this.#noDialDescriptor,
       refused_descriptors: this.#noDescriptor,
       no_dial_descriptor: this.#noDialDescriptor,
-      received_bytes: up,
-      sent_bytes: down,
+      received_bytes: this.#up + up,
+      sent_bytes: this.#down + down,
       connection_limits: limits,
       policy: this.policy.name,
       healthy: this.pool.healthy,
       backends: this.pool.list.length,
       checks_failed: this.pool.checksFailed,
-      servers: this.pool.list.map((b) => {
-        const t = this.tallies.get(b), l = live.get(b);
-        return {
-          address: b.address,
-          up: b.state === "up",
-          connections: b.inflight,
-          connections_total: t?.connections ?? 0,
-          connect_failures: t?.failures ?? 0,
-          sent_bytes: (t?.up ?? 0) + (l?.up ?? 0),
-          received_bytes: (t?.down ?? 0) + (l?.down ?? 0),
-        };
-      }),
+      servers,
     };
   }
 
@@ -242,10 +224,8 @@ export class TcpProxy {
       const tried = p.tried;
       const left = tried === undefined ? all : all.filter((b) => !tried.has(b));
       backend = this.policy.pick(left);
-      // None up: those that are out are tried, each once, before the client is closed (a rolling
-      // restart took each out by one refused connect, and they accept again before --rise
-      // checks bring them back: hostile44c H-C2; Envoy's panic mode, HAProxy's redispatch).
-      if (backend === undefined && left.length > 0) backend = left[this.#panics++ % left.length];
+      // None up: those that are out are tried, all at once, before the client is closed (panic.ts).
+      if (backend === undefined && left.length > 0 && !this.stopping) return this.#panic(p, left);
       if (backend === undefined || this.stopping) {
         this.#noBackend++;
         connectionLines.warn("Connection from {remote} closed: no backend is up ({tried})", {
@@ -268,6 +248,45 @@ export class TcpProxy {
       this.failed(p, err);
     }
   }
+
+  /** Dials `p` to every backend of `left` (all out) at once, as many as descriptors allow. */
+  #panic(p: Passage, left: readonly Backend[]): void {
+    const n = Math.max(1, Math.min(left.length, this.#fdBudget - this.#fds));
+    const race = new PanicRace(this.#panicHost, p, n);
+    for (let i = 0; i < n && !race.won; i++) {
+      const backend = left[i];
+      backend.inflight++;
+      this.#fds++;
+      const hooks = race.dial(backend);
+      try {
+        this.#io.dial(addressOf(backend.address), PANIC_CONNECT_TIMEOUT_MS, hooks);
+      } catch (err) {
+        hooks.failed(err);
+      }
+    }
+  }
+
+  /** What a panic dial's race tells the proxy (panic.ts). */
+  readonly #panicHost: PanicHost<Passage> = {
+    wants: (p) => !p.evicted && !this.stopping,
+    won: (p, backend, conn, startedAt) => {
+      p.backend = backend;
+      p.dialing = startedAt;
+      this.dialed(p, conn);
+    },
+    dropped: (backend, conn, err) => {
+      backend.inflight--;
+      this.#fds--;
+      conn?.close();
+      if (err === undefined || isDescriptorShortage(err)) return;
+      this.#connectFailures++;
+      this.tallies.get(backend)!.failures++;
+    },
+    none: (p, tried) => {
+      for (const b of tried) (p.tried ??= new Set()).add(b);
+      this.#forward(p);
+    },
+  };
 
   /** `p`'s dial is done: the bytes pass from now on. */
   dialed(p: Passage, conn: BackendConn): void {
@@ -388,62 +407,6 @@ export class TcpProxy {
     p.left = true;
     this.#fds--;
     p.entry!.leave();
-  }
-}
-
-/** One backend's figures since the start. */
-class BackendTally {
-  /** Connections dialed and made. */
-  connections = 0;
-  /** Dials that failed (refused, timed out). */
-  failures = 0;
-  /** Bytes of its ended connections, to it (up) and from it (down). */
-  up = 0;
-  down = 0;
-}
-
-/**
- * One client connection through the proxy: its entry among the sources,
- * the backend it was given and its splice. It is the dial's and the
- * splice's hooks (one object a connection, no closures).
- */
-class Passage implements DialHooks, SpliceHooks {
-  entry: SourceEntry | undefined;
-  backend: Backend | undefined;
-  /** When its current dial started. */
-  dialing = 0;
-  /** Backends that refused it (made at the first refusal). */
-  tried: Set<Backend> | undefined;
-  splice: Spliced | undefined;
-  /** Its place among the proxy's spliced connections (-1: not there). */
-  at = -1;
-  /** It was closed to make room. */
-  evicted = false;
-  /** Its splice ended and its backend was given back. */
-  released = false;
-  /** It no longer counts among its source's. */
-  left = false;
-
-  constructor(readonly proxy: TcpProxy, readonly client: ClientConn) {}
-
-  get clock(): IdleClock {
-    return this.proxy.clock;
-  }
-
-  dialed(conn: BackendConn): void {
-    this.proxy.dialed(this, conn);
-  }
-
-  failed(err: unknown): void {
-    this.proxy.failed(this, err);
-  }
-
-  spoke(): void {
-    this.entry!.settled();
-  }
-
-  ended(ended: Ended): void {
-    this.proxy.ended(this, ended);
   }
 }
 
