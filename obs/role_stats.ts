@@ -180,9 +180,10 @@ const BALANCER_TCP: StatMetric[] = [
       "no_byte (none sent yet) or source (of a source holding more than its share)",
   ),
   c(
-    (s) => [[{ why: "no_backend" }, Number(s.no_backend)], [{
-      why: "descriptors",
-    }, Number(s.no_dial_descriptor)]],
+    (s) => [
+      [{ why: "no_backend" }, Number(s.no_backend)],
+      [{ why: "descriptors" }, Number(s.no_dial_descriptor)],
+    ],
     "dist_balancer_unserved_connections_total",
     "Client connections closed without a backend, by why: no_backend (none up, and every " +
       "one out refused it) or descriptors (none left to dial one)",

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { closeQuietly, HELLO, jsonFrame, RawReader, writeAll } from "./helpers/raw.ts";
 import { rawBackend, startTcpBalancer } from "./helpers/tcp_backend.ts";
 import { eventually, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
-import { metricsUrl, scrape } from "./helpers/metrics.ts";
+import { metricsUrl, promtoolCheck, sample, scrape } from "./helpers/metrics.ts";
 
 /** The value of `dist_connections` (unlabelled), or undefined when the scrape has none. */
 function connectionsGauge(text: string): number | undefined {
@@ -71,7 +71,10 @@ Deno.test("balancer --threads 2 --metrics: dist_connections counts every thread'
       const c = await Deno.connect({ hostname: "127.0.0.1", port });
       conns.push(c);
       await writeAll(c, jsonFrame(HELLO));
-      assert.equal((await new RawReader(c).json())?.op, "welcome");
+      const reader = new RawReader(c);
+      assert.equal((await reader.json())?.op, "welcome");
+      await writeAll(c, jsonFrame({ op: "request", id: 1, method: "sys.ping", params: {} }));
+      assert.equal((await reader.json())?.id, 1);
     }
     let seen: number | undefined;
     // Scraped until it says so, 3 s at most (a thread's count may lag a turn).
@@ -80,6 +83,14 @@ Deno.test("balancer --threads 2 --metrics: dist_connections counts every thread'
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(seen, base + 32, `dist_connections ${seen} with ${base} + 32 open`);
+    // Every thread's requests summed, the backends by thread (each has its pool), promtool clean.
+    const text = await scrape(url);
+    assert.equal(sample(text, 'dist_requests_total{class="sys",code="OK"}'), 32, text);
+    for (const thread of ["0", "1"]) {
+      const up = sample(text, `dist_balancer_backends{state="up",thread="${thread}"}`);
+      assert.equal(up, 1, `thread ${thread}'s pool: its server up\n${text}`);
+    }
+    assert.equal(await promtoolCheck(text), "", text);
   } finally {
     for (const c of conns) closeQuietly(c);
     await stopAll([lb, ...servers]);
