@@ -1,0 +1,92 @@
+/**
+ * hostile45c K-C5 (regression of stop 44's H-C1 fix, 6d862f5): a
+ * connection its client resets before it is accepted makes Deno's `accept`
+ * fail (ENOTCONN). Stop 44 made every dist port go on to the next accept at
+ * once, but the HTTP ports — `--metrics` of every role and `dist up`'s
+ * dashboard, both served by obs/http_guarded.ts — still take it for a
+ * shortage of descriptors: a WARN line, then a pause of 100 ms doubling to
+ * 5 s with no success between to reset it. So 5 resets every 100 ms keep
+ * Prometheus from scraping.
+ */
+import assert from "node:assert/strict";
+import { openRawTcp } from "../wire/raw_tcp.ts";
+import { startDist } from "./helpers/dist.ts";
+import { sleep, within } from "./helpers/raw.ts";
+
+const ATTACK_MS = 4000;
+
+/** One scrape on a new connection (no pool): its status line. */
+async function scrape(port: number): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(
+      new TextEncoder().encode("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 200/);
+  } finally {
+    conn.close();
+  }
+}
+
+/** Every 100 ms, `burst` connects to `port`, each reset (SO_LINGER 0) as soon as it is made. */
+function resetter(port: number, burst: number): { stop: () => Promise<number> } {
+  const raw = openRawTcp()!;
+  const to = raw.address("127.0.0.1", port)!;
+  let on = true;
+  let sent = 0;
+  const done = (async () => {
+    while (on) {
+      for (let i = 0; i < burst; i++) {
+        const fd = raw.connect(to);
+        if (fd < 0) continue;
+        for (let t = 0; t < 50 && raw.connected(fd, to) === 0; t++) await sleep(1);
+        raw.abort(fd);
+        sent++;
+      }
+      await sleep(100);
+    }
+  })();
+  return {
+    stop: async () => {
+      on = false;
+      await done;
+      return sent;
+    },
+  };
+}
+
+Deno.test("hostile45c K-C5: clients that reset before the accept do not stop a --metrics port's scrapes", async () => {
+  const server = await startDist(["server", "--port", "0", "--metrics", "127.0.0.1:0"]);
+  try {
+    const m = server.stderr().match(/Metrics at http:\/\/127\.0\.0\.1:(\d+)\/metrics/);
+    assert.ok(m, server.stderr());
+    const port = Number(m[1]);
+    const attack = resetter(port, 5);
+    let answered = 0;
+    let failed = 0;
+    let slowest = 0;
+    const end = performance.now() + ATTACK_MS;
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      try {
+        await within(scrape(port), 2000, "a scrape");
+        answered++;
+      } catch {
+        failed++;
+      }
+      slowest = Math.max(slowest, performance.now() - t0);
+      await sleep(50);
+    }
+    const resets = await attack.stop();
+    const warned = server.stderr().split("\n").filter((l) => l.includes("cannot accept")).length;
+    assert.ok(
+      answered >= 15 && failed === 0 && slowest < 1500,
+      `${answered} scrapes answered, ${failed} failed, slowest ${Math.round(slowest)} ms, ` +
+        `beside ${resets} resets (${warned} "cannot accept" lines)`,
+    );
+  } finally {
+    await server.stop();
+  }
+});
