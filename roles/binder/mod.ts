@@ -298,7 +298,13 @@ function registryStats(
 
 /**
  * Whether an instance answers: connect, then `sys.ping`, within `timeoutMs`
- * in all. Any answer, even an error, means a process is there.
+ * in all. Any answer, even an error, means a process is there: so the
+ * probe dials with no credentials and claims no role but a client's (an
+ * instance with a users file or a token answers UNAUTHORIZED, alive). The
+ * address is the registrant's choice: a probe that said the binder's token
+ * handed it to whoever listens there (hostile45c K-C1: a user allowed to
+ * register one service read it, then evicted every other with a forged
+ * `binder.sync`).
  */
 async function probe(
   entry: Entry,
@@ -310,7 +316,8 @@ async function probe(
   try {
     peer = await dial({ host: entry.host, port: entry.port }, {
       ...connSettings(self.options),
-      role: "binder",
+      credentials: undefined,
+      role: "client",
       name: self.name,
       codec: self.codec,
       connectTimeoutMs: timeoutMs,
