@@ -10,6 +10,7 @@ import {
   type TextFormatter,
 } from "@logtape/logtape";
 import { getFileSink } from "@logtape/file";
+import { printableLine } from "./_printable.ts";
 
 export interface LoggingOptions {
   /** The instance name every line carries. */
@@ -38,11 +39,12 @@ export function setLogInstance(name: string): void {
  */
 export async function setupLogging(options: LoggingOptions): Promise<void> {
   instance = options.instance;
-  const formatter = options.json ? jsonFormatter() : getTextFormatter({
+  const format = options.json ? jsonFormatter() : getTextFormatter({
     timestamp: "rfc3339",
     category: () => instance,
     value: "bare",
   });
+  const formatter: TextFormatter = (record) => printableLine(format(record));
   const stderr: Sink = (record) => {
     try {
       const line = formatter(record);

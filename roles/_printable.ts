@@ -2,7 +2,7 @@
  * What a peer sent, made safe to print: no value, result or message from
  * another process may drive the user's terminal or split into lines.
  */
-import { isPrintable, UNPRINTABLE_CLASS } from "../wire/check.ts";
+import { isPrintable, UNPRINTABLE_BEYOND_C0, UNPRINTABLE_CLASS } from "../wire/check.ts";
 
 export { isPrintable };
 
@@ -21,6 +21,16 @@ export function printableJson(value: unknown): string {
 /** Text with every character of UNPRINTABLE written as `\uXXXX` (a peer's error message, say). */
 export function printableText(text: string): string {
   return isPrintable(text) ? text : text.replace(UNPRINTABLE_ALL, escapeChar);
+}
+
+/**
+ * A log line with the separators, bidi and C1 controls written as `\uXXXX`
+ * (the formatter escapes C0 controls in values itself): a name or message a
+ * peer chose cannot split a line or reorder what a terminal shows
+ * (hostile45a K-A3, hostile45c K-C6: hello names and health-check errors).
+ */
+export function printableLine(line: string): string {
+  return line.replace(UNPRINTABLE_BEYOND_C0, escapeChar);
 }
 
 /**

@@ -229,7 +229,16 @@ export function refine<T>(parse: Parse<T>, test: (v: T) => boolean, what: string
  * separators, and the bidirectional controls (which reorder what is shown).
  */
 export const UNPRINTABLE_CLASS =
-  "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]";
+  "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029" +
+  "\\u202a-\\u202e\\u2066-\\u2069]";
+/**
+ * Those of {@link UNPRINTABLE_CLASS} that a log formatter leaves as they are
+ * (it escapes C0 controls in values; a line ends with its own newline).
+ */
+export const UNPRINTABLE_BEYOND_C0 = new RegExp(
+  "[" + UNPRINTABLE_CLASS.slice("[\\u0000-\\u001f".length),
+  "g",
+);
 const UNPRINTABLE = new RegExp(UNPRINTABLE_CLASS);
 
 /** Whether `text` has no character of {@link UNPRINTABLE_CLASS}. */
