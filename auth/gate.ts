@@ -124,6 +124,19 @@ export function addressSource(host: string): string {
   return `${net.join(":")}::/64`;
 }
 
+/**
+ * The host a hello's failures and hash checks count against: its
+ * {@link addressSource}, with every loopback address one host (127.0.0.0/8
+ * and ::1 are this machine: any local process may dial from any of them,
+ * and 80 of them × 16 hellos naming a made-up user were 80 lanes of hash
+ * checks that kept a password user out, hostile45c K-C3).
+ */
+export function hostSource(host: string): string {
+  const h = host.startsWith("::ffff:") && host.includes(".") ? host.slice(7) : host;
+  if (h.startsWith("127.") || h === "::1") return "loopback";
+  return addressSource(h);
+}
+
 /** An address and claimed user with hellos in progress or recent failures. */
 interface AddressRecord {
   host: string;
@@ -239,7 +252,8 @@ export class Gate implements Authenticator {
   #recordKey(hello: HelloClaim): string {
     const user = hello.credentials.user;
     const known = user !== undefined && this.#users?.entries.has(user) === true;
-    return known ? `${hello.host}\u0000${user}` : hello.host;
+    const from = hostSource(hello.host);
+    return known ? `${from}\u0000${user}` : from;
   }
 
   /**
