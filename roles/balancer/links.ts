@@ -227,6 +227,14 @@ export class ServerLink implements Link {
       peer.close();
       return;
     }
+    if (peer.remote.role === "balancer" && this.backend.source !== "backends") {
+      // An instance of a service is a server: a balancer there (this one under another spelling of
+      // its address, or its pair) sends each request round again, and again (hostile45a K-A5: 16
+      // registrations of the balancer's own port cut its clients to 0.05x). `--backends` may name
+      // a balancer on purpose (tiers); a binder's instance, registered by anyone, may not.
+      peer.close();
+      throw new DistError("BAD_REQUEST", `${peer.remote.name} is a balancer, not a server`);
+    }
     this.#peer = peer;
     // Its answers drain the clients: never stop reading them (wire/inbound.ts).
     keepReading(peer.conn.conn);
