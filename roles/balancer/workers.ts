@@ -97,6 +97,23 @@ export class WorkerRegistry {
         });
         throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
       }
+      if (
+        holder.canCall && user === undefined && sourceOf(holder) !== source &&
+        !(held.state !== "up" && !held.outlier.backedOff)
+      ) {
+        // With no users, an address stands for one: a live worker's name is not another address's
+        // to take while its health checks pass, whatever its answers (hostile45a K-A4: a client's
+        // slow requests kept the real w1 out 10 s, and a stranger's registration closed it).
+        workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
+          name,
+          addr: peer.conn.remoteAddress,
+          holder: held.address,
+        });
+        throw new DistError(
+          "BAD_REQUEST",
+          `Worker name ${name} is taken by a live worker at another address (${held.address})`,
+        );
+      }
       if (holder.canCall && keepsName(held, performance.now())) {
         workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
           name,
