@@ -128,10 +128,17 @@ export class Outcomes {
 export interface Judged {
   /** A server (named by the operator or a binder) or a worker that dialed in (anyone may). */
   readonly kind?: "server" | "worker";
+  /** Where it came from: "backends" (the operator's list), a service's binders, the worker port. */
+  readonly source?: string;
   readonly outcomes: Outcomes;
   readonly state: "up" | "down";
   /** Out for its answers (not for checks or its connection), until it is back up. */
   readonly ejected: boolean;
+}
+
+/** A server of `--backends` (a judged backend of no stated source counts as one). */
+function vouched(o: Judged): boolean {
+  return o.kind !== "worker" && (o.source === undefined || o.source === "backends");
 }
 
 /**
@@ -151,7 +158,7 @@ export function candidate(b: Judged, now: number): boolean {
  * and another backend is up. With `peers`, at least two others must have
  * {@link MIN_OUTCOMES} outcomes in the window (the rule of
  * {@link candidate}). The cap and the others' share do not hold it in
- * when another backend that is up, not a worker, with {@link MIN_OUTCOMES} outcomes,
+ * when another backend that is up, a server of `--backends`, with {@link MIN_OUTCOMES} outcomes,
  * fails at most 1/{@link RATIO} as much, or with {@link SOUND_FEW} and
  * as many as `b` failed fails none: hostile43a A4, four fakes that
  * answered once and then held every task beside one server, two stayed in
@@ -184,9 +191,11 @@ export function mayEject(
     othersF += of;
     if (on >= MIN_OUTCOMES) withData++;
     const least = of === 0 ? Math.min(MIN_OUTCOMES, Math.max(SOUND_FEW, f)) : MIN_OUTCOMES;
-    // A worker is no such witness: one that answers every task at once (lying) would be the
-    // sound one whenever a client's requests outlast --timeout on the servers (hostile44a H-A2).
-    if (o.kind !== "worker" && o.state === "up" && on >= least && of * RATIO * n <= f * on) {
+    // Only a server the operator named is such a witness: a worker, or an instance anyone
+    // registered at an open binder, that answers every task at once (lying) would be the sound
+    // one whenever a client's requests outlast --timeout on the servers (hostile44a H-A2,
+    // hostile45a K-A2).
+    if (vouched(o) && o.state === "up" && on >= least && of * RATIO * n <= f * on) {
       sound = true;
     }
   }
