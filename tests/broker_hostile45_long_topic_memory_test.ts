@@ -1,0 +1,60 @@
+/**
+ * hostile review 45b K-B7: a native publisher's last topic is kept with its
+ * connection (wire/topic_cache.ts TopicCache: the topic's bytes and its
+ * string, so a run of publishes on one topic makes one string), read from
+ * the frame before the topic is checked, so a topic the broker refuses
+ * (over 1,024 characters: BAD_REQUEST) stays cached at any length up to
+ * --max-frame, counted nowhere. native_topic_mem.ts 200 connections, one
+ * refused publish of a 900,000-character topic each: heap 13 → 186 MiB and
+ * RSS 74 → 426 MiB after full collections while they stay connected,
+ * counted 0 (back to 14 MiB once they close). 10,000 connections: ~19 GB.
+ */
+import assert from "node:assert/strict";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { BrokerClient } from "./helpers/broker.ts";
+import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
+import { sleep } from "./helpers/raw.ts";
+
+const MIB = 1024 * 1024;
+const CONNECTIONS = 60;
+const LENGTH = 500_000;
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as (o: { type: "major"; execution: "sync" }) => void;
+
+async function liveHeap(): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    gc({ type: "major", execution: "sync" });
+    await sleep(50);
+  }
+  return Deno.memoryUsage().heapUsed;
+}
+
+Deno.test(
+  `broker: ${CONNECTIONS} native publishers of a refused ${LENGTH}-character topic hold nothing uncounted`,
+  mqttOpts,
+  () =>
+    withMqttBroker(async (b) => {
+      const counted = async () => ((await b.stats()).memory as Record<string, number>).bytes;
+      const heap0 = await liveHeap(), counted0 = await counted();
+      const clients: BrokerClient[] = [];
+      let refused = 0;
+      for (let k = 0; k < CONNECTIONS; k++) {
+        const c = await BrokerClient.connect(b.port, "json", `long-${k}`);
+        // A fresh string each time: the test keeps none of them.
+        await c.confirm(`/t${k}/`.padEnd(LENGTH, "x"), 1).catch(() => refused++);
+        clients.push(c);
+      }
+      await sleep(300);
+      const heap = (await liveHeap()) - heap0, count = (await counted()) - counted0;
+      const say = `${refused} of ${CONNECTIONS} refused; live heap +${
+        (heap / MIB).toFixed(1)
+      } MiB, counted +${(count / MIB).toFixed(2)} MiB`;
+      console.log(say);
+      for (const c of clients) c.close();
+      assert.equal(refused, CONNECTIONS, say);
+      // main: live heap +30.3 MiB, counted +0.00 MiB.
+      assert.ok(heap <= 1.5 * count + 8 * MIB, say);
+    }),
+);
