@@ -5,6 +5,7 @@
 import { WordRun } from "./byte_words.ts";
 import { charge, PublishMemo, runCost } from "./publish_memo.ts";
 import { LayoutMemo } from "./layout_memo.ts";
+import { MAX_TOPIC_LENGTH } from "../clients/contracts/broker.ts";
 
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
@@ -47,6 +48,10 @@ export class TopicCache {
       }
     }
     this.#repeated = false;
+    // Longer than any topic the broker takes (ASCII: a byte a character): read, not kept, since it
+    // is refused (hostile45b K-B7: 60 publishers' refused 500,000-character topics, each kept with
+    // its connection, held 30 MiB counted nowhere).
+    if (len > MAX_TOPIC_LENGTH) return decoder.decode(frame.subarray(from, to));
     this.#bytes = frame.slice(from, to);
     this.#topic = decoder.decode(this.#bytes);
     return this.#topic;

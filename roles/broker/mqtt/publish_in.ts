@@ -5,6 +5,7 @@
  * Made at a connection's first PUBLISH: a subscriber holds none of it.
  */
 import { DistError } from "../../../wire/mod.ts";
+import { MAX_TOPIC_LENGTH } from "../../../clients/contracts/mod.ts";
 import type { Identity } from "../../../wire/credentials.ts";
 import { MqttPayload, topicFromMqtt } from "./mapping.ts";
 import type { MqttSession } from "./session.ts";
@@ -251,6 +252,12 @@ export class Inbound {
         topic = topicFromMqtt(name);
       } catch (err) {
         return this.#refuse(c, p.qos, p.id, 0x90, (err as Error).message);
+      }
+      if (topic.length > MAX_TOPIC_LENGTH) {
+        // Refused before it is kept as the last topic or mapped to an alias (hostile45b K-B6: 64
+        // aliases of refused 65,000-character names a connection held 4 MiB, counted nowhere).
+        const why = `Topic is too long: ${topic.length} characters (at most ${MAX_TOPIC_LENGTH})`;
+        return this.#refuse(c, p.qos, p.id, 0x90, why);
       }
       this.#lastBytes = tb.slice();
       this.#lastTopic = topic;
