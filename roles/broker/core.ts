@@ -9,7 +9,7 @@ import { normalizeTopic, topicSegments } from "../../clients/contracts/mod.ts";
 import { RetainedStore } from "./retained.ts";
 import { queueMemory } from "./byte_queue.ts";
 import { FanOut, type Publisher } from "./fanout.ts";
-import { cachedTargets, keepTargets, MatchQueue } from "./matching.ts";
+import { cachedTargets, dropCaches, keepTargets, MatchQueue } from "./matching.ts";
 import {
   HEAP_HEADROOM,
   overloaded,
@@ -406,8 +406,7 @@ export class BrokerCore {
 
   /** One of a sink's subscriptions (to cut it off through), if it holds any. */
   subscriptionOf(sink: Sink): Subscription | undefined {
-    if (!this.#sinks.has(sink)) return undefined;
-    for (const sub of this.#subs) if (sub.sink === sink) return sub;
+    if (this.#sinks.has(sink)) { for (const sub of this.#subs) if (sub.sink === sink) return sub; }
     return undefined;
   }
 
@@ -417,12 +416,13 @@ export class BrokerCore {
   }
 
   /**
-   * Whether adding `cost` bytes would take `memoryBytes` past `maxMemory`:
-   * a subscription, topic or retained value is refused before it crosses
-   * the budget, not once it has (hostile review 39b Q2).
+   * Whether adding `cost` bytes would take `memoryBytes` past `maxMemory`, cached targets dropped
+   * (matching.ts): a subscription, topic or retained value is refused before it crosses the
+   * budget, not once it has (hostile review 39b Q2).
    */
   wouldCross(cost: number): boolean {
-    return this.maxMemory !== Infinity && cost > 0 && this.memoryBytes + cost > this.maxMemory;
+    const over = this.memoryBytes + cost - this.maxMemory;
+    return cost > 0 && over > 0 && dropCaches(this.topics, this.subscriptions, over) < over;
   }
 
   /** Deliveries dropped by policies, over all subscriptions past and present. */

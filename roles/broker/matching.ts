@@ -29,7 +29,8 @@ import { PENDING_BYTES, type Publisher } from "./fanout.ts";
 import { EncodedValue, type Message, type Subscription } from "./subscriber.ts";
 import { Match, type SubscriptionTree, type Targets, type WalkBudget } from "./subscriptions.ts";
 import { topicSegments } from "../../clients/contracts/mod.ts";
-import type { Topic } from "./topics.ts";
+import type { Topic, TopicTree } from "./topics.ts";
+import { HEAP_HEADROOM } from "./memory.ts";
 import { valueBytes } from "./values.ts";
 import { AWAY, NOT_PARKED, parking, STALLED } from "./parking.ts";
 
@@ -289,6 +290,34 @@ function keep(
   topic.cacheCost = cost;
   topic.cache = found;
   topic.cacheGeneration = generation;
+}
+
+/**
+ * Drops cached targets, least recently active topics first, until `want`
+ * counted bytes (of memoryBytes, where a cache counts HEAP_HEADROOM times)
+ * are freed, and at least half of what caches hold: they are derived, made
+ * again at a topic's next publish, so the memory guard and the budget's
+ * refusals take them before anyone's subscription, topic or connection
+ * (hostile45b K-B2: caches of topics published once kept the broker past
+ * --max-memory for good, every new topic was refused and honest
+ * subscribers were cut for bytes no cut could free). @returns counted bytes freed
+ */
+export function dropCaches(
+  topics: TopicTree,
+  tree: SubscriptionTree<Subscription>,
+  want: number,
+): number {
+  const goal = Math.max(want / HEAP_HEADROOM, tree.cacheBytes / 2);
+  let freed = 0;
+  for (let t = topics.oldest; t !== undefined && freed < goal && tree.cacheBytes > 0; t = t.newer) {
+    if (t.cache === undefined && t.lossy === undefined) continue;
+    freed += t.cacheCost;
+    tree.cacheBytes -= t.cacheCost;
+    t.cacheCost = 0;
+    t.cache = t.lossy = undefined;
+    t.cacheGeneration = -1;
+  }
+  return freed * HEAP_HEADROOM;
 }
 
 /** A topic's targets found within `budget` (and cached on it), else a Match to go on with. */

@@ -32,6 +32,7 @@ import { PATTERN_NODE_BYTES } from "./subscriptions.ts";
 import { CHILDREN_BYTES, NODE_BYTES, TOPIC_BYTES } from "./topics.ts";
 import { ENTRY_OVERHEAD } from "./retained.ts";
 import type { Sink } from "./subscriber.ts";
+import { dropCaches } from "./matching.ts";
 import { AWAY_SHARE, awayBytes, type AwaySessions, AwayShare } from "./away_share.ts";
 
 export { AWAY_SHARE, type AwaySession, type AwaySessions } from "./away_share.ts";
@@ -282,6 +283,10 @@ export class MemoryGuard {
    */
   #shed(): void {
     const core = this.#core;
+    // Cached targets first: derived, made again at a publish; no cut frees them (hostile45b K-B2).
+    if (dropCaches(core.topics, core.subscriptions, core.memoryBytes - core.maxMemory) > 0) {
+      if (!core.overBudget) return;
+    }
     if (this.#searchedAt >= 0 && core.memoryBytes <= this.#searchedAt) return;
     this.#sample();
     this.#away.keep(this.#core, this.away);

@@ -137,7 +137,9 @@ export class Inbound {
       // the client's fault).
       this.#lastBytes = undefined;
       journal?.released(id);
-      const reason = err instanceof DistError && err.code === "UNAUTHORIZED" ? 0x87 : 0x90;
+      const code = err instanceof DistError ? err.code : "";
+      // Past --max-memory, no new topics: Quota exceeded (hostile45b K-B2), not a bad name.
+      const reason = code === "UNAUTHORIZED" ? 0x87 : code === "OVERLOADED" ? 0x97 : 0x90;
       return this.#refuse(c, qos, id, reason, (err as Error).message);
     } finally {
       paced = routed();
