@@ -8,8 +8,12 @@
  * the same run is the steadier yardstick (about 4 minutes for 8 rounds of
  * every row).
  *
+ * Each round's ratios are printed as it ends. `AB_V8` gives B V8 flags
+ * (DENO_V8_FLAGS, comma-separated): with AB_BASE a script running this
+ * same checkout, the flags' A/B.
+ *
  *   AB_BASE=/path/to/old-dist [AB_ROWS=string,object] [AB_ROUNDS=8] \
- *     [AB_LIMIT_S=230] [AB_NATS=0] deno run -A bench/broker_ab.ts
+ *     [AB_LIMIT_S=230] [AB_NATS=0] [AB_V8=flags] deno run -A bench/broker_ab.ts
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { median } from "./_common.ts";
@@ -33,7 +37,11 @@ const t0 = performance.now();
 Deno.env.set("DIST_BIN", base);
 const a = await startDist(["broker", "--port", "0", "--heartbeat", "5000"]);
 Deno.env.delete("DIST_BIN");
-const b = await startDist(["broker", "--port", "0", "--heartbeat", "5000"]);
+const v8 = Deno.env.get("AB_V8");
+const b = await startDist(
+  ["broker", "--port", "0", "--heartbeat", "5000"],
+  v8 ? { env: { DENO_V8_FLAGS: v8 } } : {},
+);
 const nats = env("AB_NATS", "1") === "0" ? undefined : await startNats();
 const sides = [["old", a], ["new", b]] as const;
 const results: Record<string, number[]> = {};
@@ -71,8 +79,16 @@ try {
       add("nats 1to4", (await loadRun("nats", nats, 4, N4, opts)).serverCpuUs / 4);
     }
     const load = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+    // This round's new/old ratios now: a run its timeout ends still leaves them.
+    const ratios = rows.flatMap((row) =>
+      ["1to1", "1to4"].map((k) => {
+        const old = results[`${row.name} ${k} old`], now = results[`${row.name} ${k} new`];
+        return `${row.name} ${k} ${(now[r] / old[r]).toFixed(2)}`;
+      })
+    );
     console.log(
-      `round ${r + 1} at ${((performance.now() - t0) / 1000).toFixed(0)} s, load ${load}`,
+      `round ${r + 1} at ${((performance.now() - t0) / 1000).toFixed(0)} s, load ${load}: ` +
+        `new/old ${ratios.join(", ")}`,
     );
   }
 } finally {
