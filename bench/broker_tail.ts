@@ -7,7 +7,8 @@
  * library on either side, what is left between the two systems is the
  * server. `TAIL_BASE=/other/checkout` adds that checkout's broker as a third
  * side (A; this one is B), for an A/B; `TAIL_V8=flags` starts B with those
- * V8 flags (DENO_V8_FLAGS); `TAIL_NATS=0` leaves NATS out; `TAIL_GC=1` also traces B's collections and
+ * V8 flags (DENO_V8_FLAGS); `TAIL_SLICE_US=n` asks the scheduler for n µs
+ * slices for B's main thread (sched_setattr); `TAIL_NATS=0` leaves NATS out; `TAIL_GC=1` also traces B's collections and
  * prints, per run, how many scavenges and full collections it made and the
  * longest pause.
  *
@@ -58,6 +59,22 @@ function sched(pid: number): number[] {
   return sum;
 }
 
+/**
+ * Asks the scheduler for `us` µs slices for thread `tid` (sched_setattr, SCHED_OTHER with a
+ * runtime: Linux 6.12+'s EEVDF lets a task with a shorter slice preempt at its wakeup).
+ */
+function setSlice(tid: number, us: number): void {
+  const lib = Deno.dlopen("libc.so.6", {
+    syscall: { parameters: ["i64", "i64", "buffer", "i64"], result: "i64" },
+  });
+  const attr = new DataView(new ArrayBuffer(56));
+  attr.setUint32(0, 56, true); // size; policy 0 (SCHED_OTHER), flags 0, nice 0
+  attr.setBigUint64(24, BigInt(us * 1000), true); // sched_runtime (ns)
+  const r = lib.symbols.syscall(314n, BigInt(tid), new Uint8Array(attr.buffer), 0n);
+  lib.close();
+  if (r !== 0n) throw new Error(`sched_setattr ${tid}: ${r}`);
+}
+
 type Side = { name: string; system: "dist" | "nats"; server: { port: number; pid: number } };
 const mine = await startMine();
 
@@ -83,6 +100,8 @@ async function startMine(): Promise<DistProcess> {
     await Deno.remove(script);
   }
 }
+const sliceUs = Number(env("TAIL_SLICE_US", "0"));
+if (sliceUs > 0) setSlice(mine.child.pid, sliceUs);
 const other = base === undefined ? undefined : await startBase(base);
 const nats = env("TAIL_NATS", "1") === "1" ? await startNats() : undefined;
 const sides: Side[] = [{
