@@ -20,7 +20,7 @@
  * not installed.
  */
 import { dial } from "../wire/mod.ts";
-import { freePort, startDist } from "../tests/helpers/dist.ts";
+import { type DistProcess, freePort, startDist, type StartOptions } from "../tests/helpers/dist.ts";
 import { type BenchFlags, cpuUs, mib, onPath, Rounds, rssOf } from "./_common.ts";
 import type { Shape, WorkerReport, WorkerTask } from "./broker_worker.ts";
 import { shapeRound, shapeSummary } from "./broker_shapes.ts";
@@ -182,6 +182,31 @@ function quantile(sorted: number[], q: number): number {
   return sorted.length === 0
     ? NaN
     : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+/**
+ * `dist args` from a checkout's main.ts (`dir`: another one for an A/B), through a
+ * DIST_BIN script; `prefix` goes before deno on its command line (e.g. `stdbuf -oL`).
+ */
+export async function startCheckout(
+  dir: string,
+  args: string[],
+  opts: StartOptions = {},
+  prefix = "",
+): Promise<DistProcess> {
+  const script = await Deno.makeTempFile({ prefix: "dist-checkout-" });
+  await Deno.writeTextFile(
+    script,
+    `#!/bin/sh\nexec ${prefix} "${Deno.execPath()}" run -A "${dir}/main.ts" "$@"\n`,
+  );
+  await Deno.chmod(script, 0o755);
+  Deno.env.set("DIST_BIN", script);
+  try {
+    return await startDist(args, opts);
+  } finally {
+    Deno.env.delete("DIST_BIN");
+    await Deno.remove(script);
+  }
 }
 
 /** nats-server as a child on a free port, stopped by pid. */

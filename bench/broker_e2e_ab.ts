@@ -13,6 +13,7 @@
  */
 import { startDist } from "../tests/helpers/dist.ts";
 import { cpuUs, median } from "./_common.ts";
+import { startCheckout } from "./broker.ts";
 import { e2e } from "./broker_e2e.ts";
 
 const env = (name: string, fallback: string) => Deno.env.get(name) ?? fallback;
@@ -28,7 +29,7 @@ const SHAPES = env("E2E_SHAPES", "reading") === "mixed" ? "mixed" : "reading";
 const SKIP = COUNT / 5;
 const brokerArgs = ["broker", "--port", "0", "--max-pending", String(64 * 1024 * 1024)];
 
-const other = await startBase();
+const other = await startCheckout(base, brokerArgs);
 const mine = await startDist(brokerArgs);
 const sides = [
   ["A", other, `${base}/bench/broker_e2e_client.ts`],
@@ -36,22 +37,6 @@ const sides = [
 ] as const;
 const results: Record<string, number[]> = {};
 const add = (key: string, v: number) => (results[key] ??= []).push(v);
-
-/** Starts the other checkout's broker (its main.ts). */
-async function startBase() {
-  const script = await Deno.makeTempFile({ prefix: "dist-base-" });
-  await Deno.writeTextFile(
-    script,
-    `#!/bin/sh\nexec "${Deno.execPath()}" run -A "${base}/main.ts" "$@"\n`,
-  );
-  await Deno.chmod(script, 0o755);
-  Deno.env.set("DIST_BIN", script);
-  try {
-    return await startDist(brokerArgs);
-  } finally {
-    Deno.env.delete("DIST_BIN");
-  }
-}
 
 try {
   // A fresh broker's first run pays for its compiler warming up: one unmeasured run each.

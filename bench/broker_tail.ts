@@ -17,7 +17,7 @@
  */
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
 import { median } from "./_common.ts";
-import { loadRun, startNats } from "./broker.ts";
+import { loadRun, startCheckout, startNats } from "./broker.ts";
 
 const env = (name: string, fallback: string) => Deno.env.get(name) ?? fallback;
 const ROUNDS = Number(env("TAIL_ROUNDS", "8"));
@@ -27,23 +27,6 @@ const traceGc = Deno.env.get("TAIL_GC") === "1";
 const v8 = [env("TAIL_V8", ""), traceGc ? "--trace-gc" : ""].filter((f) => f !== "").join(",");
 const brokerArgs = ["broker", "--port", "0", "--heartbeat", "5000"];
 const QUANTILES = [["p50", 0.5], ["p90", 0.9], ["p99", 0.99], ["p999", 0.999]] as const;
-
-/** Another checkout's broker (its main.ts), through a DIST_BIN script. */
-async function startBase(dir: string): Promise<DistProcess> {
-  const script = await Deno.makeTempFile({ prefix: "dist-tail-base-" });
-  await Deno.writeTextFile(
-    script,
-    `#!/bin/sh\nexec "${Deno.execPath()}" run -A "${dir}/main.ts" "$@"\n`,
-  );
-  await Deno.chmod(script, 0o755);
-  Deno.env.set("DIST_BIN", script);
-  try {
-    return await startDist(brokerArgs);
-  } finally {
-    Deno.env.delete("DIST_BIN");
-    await Deno.remove(script);
-  }
-}
 
 /** A server's threads' scheduler counters (ns on CPU, ns runnable but waiting, slices). */
 function sched(pid: number): number[] {
@@ -82,27 +65,14 @@ const mine = await startMine();
  * This checkout's broker, with TAIL_V8's flags; traced through `stdbuf -oL`, or V8's trace
  * sits in stdout's buffer (4 KiB) and the end of it is lost when the broker stops.
  */
-async function startMine(): Promise<DistProcess> {
+function startMine(): Promise<DistProcess> {
   const opts = v8 === "" ? {} : { env: { DENO_V8_FLAGS: v8 } };
-  if (!traceGc) return await startDist(brokerArgs, opts);
-  const script = await Deno.makeTempFile({ prefix: "dist-tail-gc-" });
-  const main = new URL("../main.ts", import.meta.url).pathname;
-  await Deno.writeTextFile(
-    script,
-    `#!/bin/sh\nexec stdbuf -oL "${Deno.execPath()}" run -A "${main}" "$@"\n`,
-  );
-  await Deno.chmod(script, 0o755);
-  Deno.env.set("DIST_BIN", script);
-  try {
-    return await startDist(brokerArgs, opts);
-  } finally {
-    Deno.env.delete("DIST_BIN");
-    await Deno.remove(script);
-  }
+  if (!traceGc) return startDist(brokerArgs, opts);
+  return startCheckout(new URL("..", import.meta.url).pathname, brokerArgs, opts, "stdbuf -oL");
 }
 const sliceUs = Number(env("TAIL_SLICE_US", "0"));
 if (sliceUs > 0) setSlice(mine.child.pid, sliceUs);
-const other = base === undefined ? undefined : await startBase(base);
+const other = base === undefined ? undefined : await startCheckout(base, brokerArgs);
 const nats = env("TAIL_NATS", "1") === "1" ? await startNats() : undefined;
 const sides: Side[] = [{
   name: "B",
