@@ -236,8 +236,10 @@ export class Subscription {
   /** Delivers what its FIFO holds, then cancels and calls `done` (one_copy.ts: an UNSUBSCRIBE). */
   cancelWhenDrained(done: () => void): void {
     this.#whenDrained = done;
-    const fifo = this.#latest === undefined && this.#snapshot === undefined;
-    if (fifo && this.#fifo.length > 0) this.#arm();
+    // The retained values of a filter given up are not sent; its queue is (hostile45b K-B1: with a
+    // snapshot still walked, it was cancelled at once, and the copies it carried were lost).
+    this.#snapshot = this.#later = undefined;
+    if (this.#latest === undefined && this.#fifo.length > 0) this.#arm();
     else this.#drainedOut();
   }
 
