@@ -11,7 +11,7 @@
  * the client's business: the next connection is accepted at once.
  */
 import assert from "node:assert/strict";
-import { openRawTcp } from "../wire/raw_tcp.ts";
+import { resetter } from "./helpers/resetter.ts";
 import {
   closeQuietly,
   HELLO,
@@ -26,33 +26,6 @@ import { eventually, startBalancer, startServers, stopAll } from "./helpers/bala
 
 /** How long the attack lasts (ms). */
 const ATTACK_MS = 4000;
-
-/** Every 100 ms, `burst` connects to `port`, each reset (SO_LINGER 0) as soon as it is made. */
-function resetter(port: number, burst: number): { stop: () => Promise<number> } {
-  const raw = openRawTcp()!;
-  const to = raw.address("127.0.0.1", port)!;
-  let on = true;
-  let sent = 0;
-  const done = (async () => {
-    while (on) {
-      for (let i = 0; i < burst; i++) {
-        const fd = raw.connect(to);
-        if (fd < 0) continue;
-        for (let t = 0; t < 50 && raw.connected(fd, to) === 0; t++) await sleep(1);
-        raw.abort(fd);
-        sent++;
-      }
-      await sleep(100);
-    }
-  })();
-  return {
-    stop: async () => {
-      on = false;
-      await done;
-      return sent;
-    },
-  };
-}
 
 /**
  * New connections one after another for {@link ATTACK_MS}: `answered` is how many got their

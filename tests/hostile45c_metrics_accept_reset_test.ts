@@ -9,7 +9,7 @@
  * Prometheus from scraping.
  */
 import assert from "node:assert/strict";
-import { openRawTcp } from "../wire/raw_tcp.ts";
+import { resetter } from "./helpers/resetter.ts";
 import { startDist } from "./helpers/dist.ts";
 import { sleep, within } from "./helpers/raw.ts";
 
@@ -28,33 +28,6 @@ async function scrape(port: number): Promise<void> {
   } finally {
     conn.close();
   }
-}
-
-/** Every 100 ms, `burst` connects to `port`, each reset (SO_LINGER 0) as soon as it is made. */
-function resetter(port: number, burst: number): { stop: () => Promise<number> } {
-  const raw = openRawTcp()!;
-  const to = raw.address("127.0.0.1", port)!;
-  let on = true;
-  let sent = 0;
-  const done = (async () => {
-    while (on) {
-      for (let i = 0; i < burst; i++) {
-        const fd = raw.connect(to);
-        if (fd < 0) continue;
-        for (let t = 0; t < 50 && raw.connected(fd, to) === 0; t++) await sleep(1);
-        raw.abort(fd);
-        sent++;
-      }
-      await sleep(100);
-    }
-  })();
-  return {
-    stop: async () => {
-      on = false;
-      await done;
-      return sent;
-    },
-  };
 }
 
 Deno.test("hostile45c K-C5: clients that reset before the accept do not stop a --metrics port's scrapes", async () => {
