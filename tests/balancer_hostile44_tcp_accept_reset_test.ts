@@ -11,16 +11,8 @@
  * the client's business: the next connection is accepted at once.
  */
 import assert from "node:assert/strict";
-import { resetter } from "./helpers/resetter.ts";
-import {
-  closeQuietly,
-  HELLO,
-  jsonFrame,
-  RawReader,
-  sleep,
-  within,
-  writeAll,
-} from "./helpers/raw.ts";
+import { newConnections, resetter } from "./helpers/resetter.ts";
+import { closeQuietly, HELLO, jsonFrame, RawReader, writeAll } from "./helpers/raw.ts";
 import { rawBackend, startTcpBalancer } from "./helpers/tcp_backend.ts";
 import { eventually, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
 
@@ -28,35 +20,12 @@ import { eventually, startBalancer, startServers, stopAll } from "./helpers/bala
 const ATTACK_MS = 4000;
 
 /**
- * New connections one after another for {@link ATTACK_MS}: `answered` is how many got their
- * answer (`talk`) within 2 s, `slowest` the longest wait (ms), `failed` the others.
- */
-async function probe(talk: () => Promise<void>) {
-  let answered = 0;
-  let failed = 0;
-  let slowest = 0;
-  const end = performance.now() + ATTACK_MS;
-  while (performance.now() < end) {
-    const t0 = performance.now();
-    try {
-      await within(talk(), 2000, "a new connection's answer");
-      answered++;
-    } catch {
-      failed++;
-    }
-    slowest = Math.max(slowest, performance.now() - t0);
-    await sleep(50);
-  }
-  return { answered, failed, slowest: Math.round(slowest) };
-}
-
-/**
  * Resets at `port` (5 every 100 ms) while new connections `talk` one after another: at least 15
  * answered, none failed, none slower than 1.5 s.
  */
 async function servedUnderAttack(port: number, talk: () => Promise<void>, stderr: () => string) {
   const attack = resetter(port, 5);
-  const seen = await probe(talk);
+  const seen = await newConnections(talk, ATTACK_MS);
   const resets = await attack.stop();
   const failures = stderr().split("\n").filter((l) => l.includes("Accept failed")).length;
   assert.ok(

@@ -5,7 +5,7 @@
  * ENOTCONN for each.
  */
 import { openRawTcp } from "../../wire/raw_tcp.ts";
-import { sleep } from "./raw.ts";
+import { sleep, within } from "./raw.ts";
 
 /** Starts resetting at 127.0.0.1:`port`; `stop` resolves with how many were sent. */
 export function resetter(port: number, burst: number): { stop: () => Promise<number> } {
@@ -32,4 +32,28 @@ export function resetter(port: number, burst: number): { stop: () => Promise<num
       return sent;
     },
   };
+}
+
+/**
+ * New connections one after another for `ms`: `answered` is how many got
+ * their answer (`talk`) within 2 s, `slowest` the longest wait (ms),
+ * `failed` the others.
+ */
+export async function newConnections(talk: () => Promise<void>, ms: number) {
+  let answered = 0;
+  let failed = 0;
+  let slowest = 0;
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    const t0 = performance.now();
+    try {
+      await within(talk(), 2000, "a new connection's answer");
+      answered++;
+    } catch {
+      failed++;
+    }
+    slowest = Math.max(slowest, performance.now() - t0);
+    await sleep(50);
+  }
+  return { answered, failed, slowest: Math.round(slowest) };
 }
