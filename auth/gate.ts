@@ -351,7 +351,14 @@ export class Gate implements Authenticator {
   }
 
   #byCertificate(subject: string, role: string): Identity {
-    if (this.#users === undefined) return { user: subject };
+    if (this.#users === undefined) {
+      // With a token set, a certificate is not one: the CA signs every listener's certificate too,
+      // and a CA-signed one alone had every right, binder.sync included (hostile45c K-C10).
+      if (this.#token !== undefined) {
+        throw new Refused("This listener takes a token", "a certificate without the token");
+      }
+      return { user: subject };
+    }
     const entry = this.#users.entries.get(subject);
     if (entry === undefined) {
       throw new Refused(
