@@ -260,7 +260,8 @@ export class Supervisor {
    * Whether a port the instance listens on is held by another process: if
    * so it is said once and the instance is not started (starting it would
    * only fail, again and again). Before it was ever ready that stops `dist
-   * up`; after, it stays down and `dist up` will exit 1.
+   * up`; after, it counts as a failed start, restarted by its policy with
+   * the crash loop's backoff.
    */
   #portTaken(unit: Unit): boolean {
     const busy = busyPort(unit.plan.instance, {
@@ -271,6 +272,13 @@ export class Supervisor {
     const flag = busy.key === "port" ? "" : ` (its ${toSnake(busy.key)})`;
     const where = formatAddress({ host: busy.host, port: busy.port });
     const problem = `${unit.name} cannot listen on ${where}${flag}: ${busy.reason}`;
+    if (unit.everReady) {
+      // A failed start, restarted by its policy with the crash loop's backoff: a port held a
+      // moment at a restart took a restart = "always" instance out for good (hostile45c K-C7).
+      this.#options.output.say(`${problem}; not starting it now`);
+      this.#onExit(unit, { code: 1, signal: null, ranMs: 0 });
+      return true;
+    }
     this.#options.output.say(`${problem}; not starting it`);
     unit.state = "exited";
     this.#options.state?.update(unit.name, {
@@ -278,13 +286,7 @@ export class Supervisor {
       pid: undefined,
       last_exit: busy.reason,
     });
-    if (!unit.everReady) this.#fail(problem, `${unit.name} cannot listen on ${where}`);
-    else {
-      this.#failures.push(`${unit.name} (port ${busy.port} ${busy.reason})`);
-      if (this.#units.every((u) => u.state === "exited")) {
-        this.#requestStop("every instance has exited");
-      }
-    }
+    this.#fail(problem, `${unit.name} cannot listen on ${where}`);
     return true;
   }
 
