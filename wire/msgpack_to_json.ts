@@ -48,7 +48,8 @@ function writeAscii(s: string): void {
 
 function writeNumber(v: number): void {
   if (!Number.isFinite(v)) throw unsupported(String(v));
-  writeAscii(String(v));
+  // String(-0) is "0": JSON has -0, and a JSON publisher's reaches JSON subscribers (hostile45b K-B3).
+  writeAscii(Object.is(v, -0) ? "-0" : String(v));
 }
 
 const HEX = "0123456789abcdef";

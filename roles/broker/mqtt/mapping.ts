@@ -290,7 +290,8 @@ export function payloadOf(msg: Message): Uint8Array {
     if (v === null || v === undefined) bytes = EMPTY;
     else if (typeof v === "string") bytes = encoder.encode(v);
     else if (v instanceof Uint8Array) bytes = v;
-    else bytes = jsonBytes(v).slice();
+    // From its bytes when it came encoded: a MessagePack -0 stays -0 (hostile45b K-B3).
+    else bytes = jsonBytes(value).slice();
   }
   (msg.encoded ??= [])[MQTT_SLOT] = bytes;
   return bytes;
