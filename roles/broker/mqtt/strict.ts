@@ -106,8 +106,14 @@ function checkConnect(c: Cursor, v5: boolean, end: number): void {
   const b = c.b;
   c.at += counted(c); // the protocol name
   const flags = b[c.at + 1];
+  // Will QoS 3 (MQTT-3.1.2-14): malformed (hostile45b K-B4: served, the will sent at QoS 2).
+  if ((flags & 0x18) === 0x18) throw new PacketFault(0x81, "a CONNECT with Will QoS 3");
   c.at += 4; // level, flags, keep-alive
-  if (v5) properties(c, "CONNECT");
+  if (v5) {
+    const at = c.at;
+    properties(c, "CONNECT");
+    connectProperties(b, at, c.at);
+  }
   c.at += counted(c); // the client id
   if ((flags & 0x04) !== 0) {
     if (v5) properties(c, "will");
@@ -124,6 +130,37 @@ function checkConnect(c: Cursor, v5: boolean, end: number): void {
     throw new PacketFault(0x81, `a CONNECT with ${end - c.at} bytes after its payload`);
   }
 }
+
+/**
+ * Refuses a CONNECT property MQTT 5 calls a Protocol Error (§3.1.2.11): a
+ * Receive Maximum or Maximum Packet Size of 0, a Request Problem or Response
+ * Information past 1, a property CONNECT does not have (Payload Format
+ * Indicator…). `b[from, end)` is the list, its length first, read once by
+ * {@link properties} already (hostile45b K-B4: Mosquitto closes each).
+ */
+function connectProperties(b: Uint8Array, from: number, end: number): void {
+  const c = { b, at: from };
+  vbi(c);
+  while (c.at < end) {
+    const id = b[c.at++];
+    const size = FIXED[id];
+    let value = -1;
+    if (size !== undefined) value = 0;
+    for (let k = 0; k < (size ?? 0); k++) value = value * 256 + b[c.at + k];
+    const zero = (id === 0x21 || id === 0x27) && value === 0;
+    if (zero || ((id === 0x17 || id === 0x19) && value > 1) || !IN_CONNECT.has(id)) {
+      throw new PacketFault(0x82, `a CONNECT with property 0x${id.toString(16)} as it is`);
+    }
+    if (id === USER_PROPERTY) {
+      c.at += counted(c);
+      c.at += counted(c);
+    } else if (COUNTED.has(id)) c.at += counted(c);
+    else c.at += size ?? end;
+  }
+}
+
+/** The properties a CONNECT may have (MQTT 5 §3.1.2.11). */
+const IN_CONNECT = new Set([0x11, 0x21, 0x27, 0x22, 0x19, 0x17, USER_PROPERTY, 0x15, 0x16]);
 
 /** Reads a property list at the cursor (its length first), refusing one that comes twice. */
 function properties(c: Cursor, what: string): void {
