@@ -82,6 +82,15 @@ export interface SourceStats {
   paced?: PaceStats;
 }
 
+/**
+ * What hangs a connection up when it is closed to make room, told why and whether it is past its
+ * hello: a function, or an object with that method (the L4 proxy's connection: no closure made
+ * a connection).
+ */
+export type Closer =
+  | ((why: DistError, hello: boolean) => void)
+  | { closeForRoom(why: DistError, hello: boolean): void };
+
 /** One source's connections. */
 interface Source {
   readonly key: string;
@@ -106,7 +115,7 @@ export class SourceEntry {
    * Hangs the connection up with the error that says why, and whether it is
    * past its hello (settable: the connection changes hands).
    */
-  close: (why: DistError, hello: boolean) => void;
+  close: Closer;
   prev: SourceEntry | undefined;
   next: SourceEntry | undefined;
   #linked = false;
@@ -116,12 +125,19 @@ export class SourceEntry {
     table: SourceTable,
     host: string,
     source: Source,
-    close: (why: DistError, hello: boolean) => void,
+    close: Closer,
   ) {
     this.#table = table;
     this.host = host;
     this.source = source;
     this.close = close;
+  }
+
+  /** Hangs it up with `why` ({@link close}). */
+  closeForRoom(why: DistError, hello: boolean): void {
+    const close = this.close;
+    if (typeof close === "function") close(why, hello);
+    else close.closeForRoom(why, hello);
   }
 
   /** It is closed to make room while it has no hello yet (see {@link Newcomers.makeRoom}). */
@@ -234,7 +250,7 @@ export class SourceTable implements DescriptorHolder {
    */
   admit(
     host: string,
-    close: (why: DistError, hello: boolean) => void,
+    close: Closer,
     options: { handshaking?: boolean } = {},
   ): SourceEntry | DistError {
     const key = this.#sourceOf(undefined, host);
@@ -261,7 +277,7 @@ export class SourceTable implements DescriptorHolder {
     this.#account.closing();
     entry.leave();
     const why = this.#newcomerWhy ?? `${this.max} connections`;
-    entry.close(
+    entry.closeForRoom(
       sharedError("OVERLOADED", `Connection closed to make room: no hello yet, ${why}`),
       false,
     );
@@ -301,7 +317,7 @@ export class SourceTable implements DescriptorHolder {
         this.#account.closing();
         const held = most.count;
         newest.leave();
-        newest.close(
+        newest.closeForRoom(
           sharedError(
             "OVERLOADED",
             `Connection closed to make room: ${this.max} connections (the limit), ${
@@ -402,7 +418,7 @@ export class SourceTable implements DescriptorHolder {
     if (newest === undefined) return false;
     this.#account.closing();
     newest.leave();
-    newest.close(why, true);
+    newest.closeForRoom(why, true);
     return true;
   }
 

@@ -2,7 +2,7 @@
  * One client connection through the L4 mode's proxy (proxy.ts), and the
  * hooks of its dial and splice.
  */
-import type { SourceEntry } from "../../../wire/mod.ts";
+import type { DistError, SourceEntry } from "../../../wire/mod.ts";
 import type { Backend } from "../backends.ts";
 import type { BackendConn, ClientConn, DialHooks, Spliced } from "./io.ts";
 import type { TcpProxy } from "./proxy.ts";
@@ -10,8 +10,8 @@ import type { Ended, IdleClock, SpliceHooks } from "./splice.ts";
 
 /**
  * One client connection through the proxy: its entry among the sources,
- * the backend it was given and its splice. It is the dial's and the
- * splice's hooks (one object a connection, no closures).
+ * the backend it was given and its splice. It is the dial's, the splice's
+ * and its source entry's hooks (one object a connection, no closures).
  */
 export class Passage implements DialHooks, SpliceHooks {
   entry: SourceEntry | undefined;
@@ -42,6 +42,11 @@ export class Passage implements DialHooks, SpliceHooks {
 
   failed(err: unknown): void {
     this.proxy.failed(this, err);
+  }
+
+  /** Closed to make room for another connection (sources.ts; `spoke`: it sent a byte). */
+  closeForRoom(why: DistError, spoke: boolean): void {
+    this.proxy.evict(this, why, spoke);
   }
 
   spoke(): void {

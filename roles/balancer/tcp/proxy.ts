@@ -184,7 +184,7 @@ export class TcpProxy {
       return;
     }
     const p = new Passage(this, client);
-    const entry = this.sources.admit(client.host, (why, spoke) => this.#evict(p, why, spoke));
+    const entry = this.sources.admit(client.host, p);
     if (entry instanceof DistError) {
       connectionLines.warn("Connection from {remote} refused: {why}", {
         remote: client.remote,
@@ -200,7 +200,7 @@ export class TcpProxy {
   }
 
   /** Closes `p` to make room for another (sources.ts says why). */
-  #evict(p: Passage, why: DistError, spoke: boolean): void {
+  evict(p: Passage, why: DistError, spoke: boolean): void {
     connectionLines.warn("Connection from {remote} closed to make room: {why}", {
       remote: p.client.remote,
       why: spoke ? why.message.replace(/^Connection closed to make room: /, "") : NO_BYTE,
