@@ -13,12 +13,22 @@
  * implementation for the native port (net.ts), the MQTT ports and the L4
  * balancer.
  */
+import type { DistError } from "./errors.ts";
 
 /**
  * What hangs a connection up when it is closed to make room: a function, or an object with a
  * `hangUp` method (sources.ts's entry: no closure made a connection).
  */
 export type Hangup = (() => void) | { hangUp(): void };
+
+/**
+ * What hangs a connection of a source table (sources.ts) up when it is closed to make room, told
+ * why and whether it is past its hello: a function, or an object with that method (the L4 proxy's
+ * connection: no closure made a connection).
+ */
+export type Closer =
+  | ((why: DistError, hello: boolean) => void)
+  | { closeForRoom(why: DistError, hello: boolean): void };
 
 /** One connection waiting to prove itself: see {@link Newcomers}. */
 export class Newcomer {
