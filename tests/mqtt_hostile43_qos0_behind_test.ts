@@ -9,44 +9,72 @@
  * and 2 only): q0_mix.py 100 retained, QoS 1 80/s, QoS 0 400/s for 10 s,
  * Receive Maximum 20, 10 ms of work per QoS 1: dist 3,739 of 4,000 QoS 0,
  * Mosquitto 4,000.
+ *
+ * hostile review 44b H-B7 (second case): since B1's fix (119ef9e) those QoS
+ * 0 wait behind the QoS 1 the window holds; a QoS 0 flow then fills the
+ * queue to max-pending and drop-oldest drops the oldest: that QoS 1.
+ * q1_displaced.py 50 retained, QoS 1 30/s, QoS 0 1,000/s of 2 KB for 10 s,
+ * Receive Maximum 1, each PUBACK after 50 ms (the client reads everything at
+ * once): main QoS 1 252–263 of 300 (session_dropped 992), at 119ef9e~1 300
+ * (QoS 0 5,175–5,579 of 10,000: B1), Mosquitto 2 300 and 10,000. QoS 0 may
+ * be lost; a QoS 1 must not be lost for QoS 0 that came after it. A fix keeps
+ * both cases passing (QoS 0 in a lane of their own, or shed before QoS 1).
  */
 import assert from "node:assert/strict";
 import type mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, payloads, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
+import {
+  type MqttBroker,
+  mqttOpts as opts,
+  payloads,
+  RawMqtt,
+  withMqttBroker,
+} from "./helpers/mqtt.ts";
 import { sleep, waitFor } from "./helpers/raw.ts";
+
+/**
+ * A persistent subscriber (Receive Maximum 1) on `#` whose window holds a
+ * retained QoS 1 ("ret"); behind it "one", "two" (QoS 1) and `zeros` QoS 0
+ * ("zero i") queue; then "ret" is acknowledged and "one" fills the window,
+ * "two" waiting for it and the QoS 0 behind "two". Returns the subscriber
+ * and a publish function (QoS 1 and 2 wait for their PUBACK).
+ */
+async function behindWindow(b: MqttBroker, zeros: number) {
+  const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" });
+  let id = 1;
+  const publish = async (topic: string, payload: string, qos: number, retain = false) => {
+    const messageId = qos > 0 ? id++ : undefined;
+    await pub.send({ cmd: "publish", topic, payload, qos, retain, messageId } as never);
+    if (qos > 0) await pub.next("puback");
+  };
+  // A retained value: a new subscription sends it first.
+  await publish("r/x", "ret", 1, true);
+  const s = await RawMqtt.connect(b.mqttPort, {
+    clientId: "s",
+    clean: false,
+    properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
+  }, 5);
+  await s.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] }, 5);
+  await s.next("suback");
+  await waitFor(() => payloads(s).length === 1, 3000, "the retained value");
+  // Its window (1) is full with "ret": two QoS 1 and some QoS 0 wait behind it.
+  await publish("t/x", "one", 1);
+  await publish("t/x", "two", 1);
+  for (let i = 0; i < zeros; i++) await publish("z/x", `zero ${i}`, 0);
+  await sleep(200);
+  const ret = s.packets.find((p) => p.cmd === "publish") as mqttPacket.IPublishPacket;
+  s.packets.length = 0;
+  // PUBACK of "ret": "one" fills the window; "two" waits, and the QoS 0 behind it.
+  await s.send({ cmd: "puback", messageId: ret.messageId } as never, 5);
+  await waitFor(() => payloads(s).includes("one"), 3000, "one");
+  return { pub, publish, s };
+}
 
 Deno.test(
   "mqtt QoS 0 reaches a persistent subscriber whose socket is empty while QoS 1 waits for its window",
   opts,
   () =>
     withMqttBroker(async (b) => {
-      const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" });
-      let id = 1;
-      const publish = async (topic: string, payload: string, qos: number, retain = false) => {
-        const messageId = qos > 0 ? id++ : undefined;
-        await pub.send({ cmd: "publish", topic, payload, qos, retain, messageId } as never);
-        if (qos > 0) await pub.next("puback");
-      };
-      // A retained value: a new subscription sends it first.
-      await publish("r/x", "ret", 1, true);
-      const s = await RawMqtt.connect(b.mqttPort, {
-        clientId: "s",
-        clean: false,
-        properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 },
-      }, 5);
-      await s.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 1 }] }, 5);
-      await s.next("suback");
-      await waitFor(() => payloads(s).length === 1, 3000, "the retained value");
-      // Its window (1) is full with "ret": two QoS 1 and some QoS 0 wait behind it.
-      await publish("t/x", "one", 1);
-      await publish("t/x", "two", 1);
-      for (let i = 0; i < 3; i++) await publish("z/x", `zero ${i}`, 0);
-      await sleep(200);
-      const ret = s.packets.find((p) => p.cmd === "publish") as mqttPacket.IPublishPacket;
-      s.packets.length = 0;
-      // PUBACK of "ret": "one" fills the window; "two" waits, and the QoS 0 behind it.
-      await s.send({ cmd: "puback", messageId: ret.messageId } as never, 5);
-      await waitFor(() => payloads(s).includes("one"), 3000, "one");
+      const { pub, publish, s } = await behindWindow(b, 3);
       // The socket is empty: QoS 0 published now has room (main: dropped at once, never sent).
       for (let i = 0; i < 3; i++) await publish("z/x", `later ${i}`, 0);
       await sleep(300);
@@ -71,4 +99,45 @@ Deno.test(
       await pub.end();
       await s.end();
     }),
+);
+
+const MAX_PENDING = 64 * 1024;
+
+Deno.test(
+  "mqtt QoS 0 waiting behind a window-held QoS 1 does not push that QoS 1 out of a persistent session's queue (hostile44b H-B7)",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      const { pub, publish, s } = await behindWindow(b, 1);
+      // A QoS 0 flow, the socket empty: 200 of 1 KB, three times max-pending (64 KiB). Since
+      // 119ef9e each waits behind "zero 0" (before: dropped at once, "two" kept).
+      const kb = "z".repeat(1024);
+      for (let i = 0; i < 200; i++) await publish("z/x", `${i} ${kb}`, 0);
+      await sleep(300);
+      // Now the client acknowledges whatever comes, as it comes.
+      const acked = new Set<number>();
+      const got: string[] = [];
+      const end = Date.now() + 3000;
+      while (Date.now() < end && !got.includes("two")) {
+        for (const p of s.packets.splice(0) as mqttPacket.IPublishPacket[]) {
+          if (p.cmd !== "publish") continue;
+          got.push(String(p.payload).slice(0, 8));
+          if (p.qos > 0 && !acked.has(p.messageId!)) {
+            acked.add(p.messageId!);
+            await s.send({ cmd: "puback", messageId: p.messageId } as never, 5);
+          }
+        }
+        await sleep(20);
+      }
+      const m = await b.mqttStats();
+      // main: "two" dropped (session_dropped counts them with the QoS 0 shed).
+      assert.ok(
+        got.includes("two"),
+        `QoS 1 "two" (got ${got.length} publishes: ${
+          got.filter((g) => !/^\d/.test(g)).join(", ")
+        }; session_dropped ${m.session_dropped})`,
+      );
+      await pub.end();
+      await s.end();
+    }, { maxPending: MAX_PENDING }),
 );
