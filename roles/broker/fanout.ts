@@ -300,7 +300,7 @@ export class FanOut {
         }
         const sub = plain[at];
         sub.owed--;
-        if (sub.deliver(msg)) this.#left++; // a drop at once is not work
+        if (sub.deliver(msg)) this.#left++; // a drop at once is not work (a skip is: deliver)
       } else {
         // A member cut off meanwhile may have emptied its group.
         const group = groups[at - plain.length];

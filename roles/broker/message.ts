@@ -132,6 +132,18 @@ export interface Sink {
    */
   whenDrained(bytes: number, fn: () => void, passes?: () => boolean): void;
   /**
+   * Whether `sub`'s delivery of `msg` is not to go at all (an MQTT session's
+   * one copy: another of its subscriptions carries it), asked before it is
+   * queued: such a skip costs a look, not an encoding. Absent: every one goes.
+   */
+  skips?(msg: Message, sub: Subscription): boolean;
+  /**
+   * One of its subscriptions, cut, still delivers what it queued (an MQTT
+   * UNSUBSCRIBE): the others' deliveries wait behind it, in their queues,
+   * until it is done (Subscription.goOn). Absent: none does.
+   */
+  readonly draining?: boolean;
+  /**
    * The transport takes no more deliveries for now, whatever its bytes (an
    * MQTT in-flight window): they wait in the subscription's queue, and
    * `whenDrained` fires only once it has room again. Absent: never full.

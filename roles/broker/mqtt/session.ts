@@ -1,12 +1,10 @@
 /**
- * An MQTT session: what outlives one connection when the client asks
- * (3.1.1 clean session 0; MQTT 5 Clean Start 0 with a Session Expiry
- * Interval). It is the {@link Sink} of the client's subscriptions, so they
- * stay in the core while the client is away: deliveries then wait in the
- * subscriptions' queues, under the broker's max-pending for the session
- * (the policy of a persistent session's subscriptions is drop-oldest:
- * past the bound the oldest go, counted in `dropped`, never silently).
- * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow), sent again with DUP when the
+ * An MQTT session: what outlives one connection when the client asks (3.1.1 clean session 0;
+ * MQTT 5 Clean Start 0 with a Session Expiry Interval). It is the {@link Sink} of the client's
+ * subscriptions, so they stay in the core while the client is away: deliveries then wait in the
+ * subscriptions' queues, under the broker's max-pending for the session (the policy of a
+ * persistent session's subscriptions is drop-oldest: past the bound the oldest go, counted in
+ * `dropped`, never silently). Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow), sent again with DUP when the
  * client is back. With `--data-dir` on disk too (persist.ts, journal.ts); publish_out.ts writes.
  */
 import { DistError } from "../../../wire/mod.ts";
@@ -36,9 +34,8 @@ let serials = 0;
 
 export class MqttSession implements Sink {
   /**
-   * What its connection has pending for its client, beside what its socket
-   * holds: its subscriptions' queues and what it keeps of deliveries in
-   * flight (both within max-pending).
+   * What its connection has pending for its client, beside what its socket holds: its
+   * subscriptions' queues and what it keeps of deliveries in flight (both within max-pending).
    */
   readonly queued = new PendingBudget();
   /** A number of its own, for no-local (MqttPayload.origin): no other session has it. */
@@ -52,10 +49,7 @@ export class MqttSession implements Sink {
   readonly version: number;
   /** Subscriptions by their MQTT filter (made at the first). */
   #subs: SubsByFilter | undefined;
-  /**
-   * Its deliveries in flight: what a persistent session keeps of them is counted in max-pending,
-   * max-memory and its user's share (hostile38 L2: 650 MB held under 64 MiB, counted 47 KB).
-   */
+  /** Deliveries in flight: a persistent session's counted in max-pending and max-memory (38 L2). */
   readonly inflight = new InflightWindow((delta) => this.#keptChanged(delta));
   /** Packet ids of QoS 2 publishes received, PUBREL awaited, each with the commit its PUBREC waits for (null: routed, its commit failed: publish_in.ts notKept). */
   qos2In: Map<number, Promise<void> | null | undefined> | undefined;
@@ -114,10 +108,10 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * The session as its row on disk (`--data-dir`: JSON text), or null when
-   * it is not to be kept (ended, or not persistent): what a restarted
-   * broker needs to take the client back — its expiry, since when its client is away, where its
-   * subscriptions' rows are (journal.ts), not its subscriptions nor its deliveries (rows of their own).
+   * The session as its row on disk (`--data-dir`: JSON text), or null when it is not to be kept
+   * (ended, or not persistent): what a restarted broker needs to take the client back — its
+   * expiry, since when its client is away, where its subscriptions' rows are (journal.ts), not
+   * its subscriptions nor its deliveries (rows of their own).
    */
   row(): string | null {
     if (this.#ended || this.#expiry === 0) return null;
@@ -273,10 +267,9 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * Counts it in max-memory (and its user's share) at what it holds now: a
-   * persistent session at {@link sessionBytes} (its filters' text and QoS 2
-   * ids awaiting PUBREL, as its client left them); not persistent, or
-   * ended, at nothing (what it keeps in flight: #keptChanged).
+   * Counts it in max-memory (and its user's share) at what it holds now: a persistent session at
+   * {@link sessionBytes} (its filters' text and QoS 2 ids awaiting PUBREL, as its client left
+   * them); not persistent, or ended, at nothing (what it keeps in flight: #keptChanged).
    */
   recount(): void {
     const counted = this.#expiry > 0 && !this.#ended
@@ -299,17 +292,16 @@ export class MqttSession implements Sink {
       const sub = this.#subs?.get(filter);
       if (sub === undefined) return 0x11;
       this.#subs!.delete(filter);
-      // With another left, its queue may hold copies that one matched (one_copy.ts): they go first,
-      // as MQTT allows for what was buffered (hostile44b H-B1: 18 of 20 QoS 1 lost, uncounted).
+      // Its queue may hold copies others matched (one_copy.ts, H-B1): they go first (draining).
       this.unsubscribe(sub, this.#subs!.size > 0);
       return 0;
     });
   }
 
   /**
-   * Output not yet written. Deliveries in flight are not counted: the
-   * window bounds them by count ({@link full}), and a persistent session
-   * keeps their bytes (at most Receive Maximum packets) for a redelivery.
+   * Output not yet written. Deliveries in flight are not counted: the window bounds them by count
+   * ({@link full}), and a persistent session keeps their bytes (at most Receive Maximum packets)
+   * for a redelivery.
    */
   get pendingBytes(): number {
     return this.#conn?.out.pending ?? 0;
@@ -334,16 +326,25 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * Away, the window is full, or what it keeps of deliveries in flight has
-   * reached its part of max-pending ({@link KEPT_SHARE}): deliveries wait in
-   * the subscriptions' queues, whose bound counts what is kept (queued.bytes),
-   * so past max-pending they are dropped by the policy (drop-oldest for a
-   * persistent session), counted.
+   * Away, the window is full, or what it keeps of deliveries in flight has reached its part of
+   * max-pending ({@link KEPT_SHARE}): deliveries wait in the subscriptions' queues, whose bound
+   * counts what is kept (queued.bytes), so past max-pending they are dropped by the policy
+   * (drop-oldest for a persistent session), counted.
    */
   get full(): boolean {
     const conn = this.#conn;
     return conn === undefined || this.inflight.size >= conn.window ||
       this.inflight.keptBytes >= this.#front.core.maxPending * KEPT_SHARE;
+  }
+
+  /** Another of its subscriptions carries the one copy (one_copy.ts): not to queue. */
+  skips(msg: Message, sub: Subscription): boolean {
+    return byOf(this, msg, sub) === null;
+  }
+
+  /** An unsubscribed one delivers what it queued: the others wait (review44 R4). */
+  get draining(): boolean {
+    return this.#subs?.draining === true;
   }
 
   /** Whether a publish may match several of its subscriptions: it takes one copy (one_copy.ts). */
@@ -361,9 +362,8 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * The delivery as it waits in a queue; MQTT 5: a Message Expiry as the
-   * second it runs out at (since the epoch), made the seconds left when it
-   * goes out. Empty when it is not to go (no MQTT name, no-local, expired).
+   * The delivery as it waits in a queue; MQTT 5: a Message Expiry as the second it runs out at
+   * (since the epoch), made the seconds left when it goes out. Empty when it is not to go.
    */
   encode(msg: Message, sub: Subscription): Uint8Array {
     if (msg.value instanceof QueuedRecord) {

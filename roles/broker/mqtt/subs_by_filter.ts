@@ -41,7 +41,14 @@ export class SubsByFilter {
     cut(() => {
       this.leaving!.delete(sub);
       done();
+      // The others waited behind it (Sink.draining): they go on.
+      if (this.leaving!.size === 0) { for (const other of this.values()) other.goOn(); }
     });
+  }
+
+  /** Whether one of them, unsubscribed, still delivers what it queued (see drainOut). */
+  get draining(): boolean {
+    return (this.leaving?.size ?? 0) > 0;
   }
 
   get size(): number {
