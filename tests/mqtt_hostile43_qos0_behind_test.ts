@@ -141,3 +141,31 @@ Deno.test(
       await s.end();
     }, { maxPending: MAX_PENDING }),
 );
+
+Deno.test(
+  "mqtt QoS 0 queued behind a QoS 1 the window holds goes without waiting for that QoS 1's turn (MQTT 5 §4.9)",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      // The window holds "one"; queued: "two", "zero 0".
+      const { pub, publish, s } = await behindWindow(b, 1);
+      // Then "three" (QoS 1) and QoS 0 published while the socket is empty.
+      await publish("t/x", "three", 1);
+      for (let i = 0; i < 5; i++) await publish("z/x", `later ${i}`, 0);
+      await sleep(200);
+      // PUBACK of "one": "two" fills the window, "zero 0" passes it; "three" waits for "two".
+      const one = s.packets.find((p) => p.cmd === "publish") as mqttPacket.IPublishPacket;
+      s.packets.length = 0;
+      await s.send({ cmd: "puback", messageId: one.messageId } as never, 5);
+      await sleep(500);
+      const got = payloads(s);
+      // main: the later QoS 0 waited behind "three" in one queue, so behind "two"'s PUBACK too.
+      assert.deepEqual(
+        got,
+        ["two", "zero 0", "later 0", "later 1", "later 2", "later 3", "later 4"],
+        "QoS 0 not held by the window (MQTT 5 §4.9) once the QoS 0 before them went",
+      );
+      await pub.end();
+      await s.end();
+    }),
+);

@@ -115,9 +115,10 @@ export interface Sink {
   write(msg: Message, sub: Subscription): void;
   /**
    * The delivery as the bytes `writeEncoded` takes, to wait in a queue: a
-   * view valid until the next call (it is copied at once).
+   * view valid until the next call (it is copied at once); `lane`: in a
+   * lossy lane ({@link lossyLane}), kept nowhere else.
    */
-  encode(msg: Message, sub: Subscription): Uint8Array;
+  encode(msg: Message, sub: Subscription, lane?: boolean): Uint8Array;
   /**
    * What each delivery waiting in a queue costs beyond its encoded bytes,
    * counted in the queue (within max-pending): an MQTT persistent
@@ -157,6 +158,11 @@ export interface Sink {
    * when it has none (subscriber.ts). Absent: none is.
    */
   lossy?(msg: Message, sub: Subscription): boolean;
+  /**
+   * Whether a {@link lossy} delivery that must wait while the socket has room may wait in a lane
+   * of its own, not held by {@link full} (subscriber.ts; MQTT QoS 0 kept in memory only).
+   */
+  readonly lossyLane?: boolean;
   /** Whether a queued delivery is one (connected or not), by the first byte of what `encode` made. */
   lossyRecord?(first: number): boolean;
   /**

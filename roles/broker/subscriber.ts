@@ -23,11 +23,11 @@
  * turn of the event loop, and cost no pending bytes while they wait.
  */
 import { DistError } from "../../wire/mod.ts";
-import { ByteQueue, queueMemory } from "./byte_queue.ts";
+import { ByteQueue } from "./byte_queue.ts";
 import { LatestQueue } from "./latest_queue.ts";
 import type { Message, Sink, Snapshot, SubscriptionOptions } from "./message.ts";
 import { ALWAYS, NOT_PARKED, park, STALLED } from "./parking.ts";
-import { SubscriptionInfo } from "./subscription_info.ts";
+import { SubscriptionQueues } from "./subscription_queue.ts";
 
 // The delivery vocabulary lives in message.ts; importers of this module keep working.
 export * from "./message.ts";
@@ -43,20 +43,11 @@ export const SNAPSHOT_VISITS_PER_TURN = 4096;
 /** What #lossy did with a delivery. */
 const WRITTEN = 1, DROPPED = 2;
 
-/** A subscription: what it is (SubscriptionInfo) and how it delivers. */
-export class Subscription extends SubscriptionInfo {
-  /** Pending deliveries of `disconnect` and `drop-oldest`, encoded: bytes, no objects. */
-  #fifo = new ByteQueue();
-  /** Bytes queued here, in either queue (also counted in the sink's budget). */
-  #bytes = 0;
-  /** Deliveries in the FIFO its sink may lose (Sink.lossyRecord): a lossy one does not pass them. */
-  #lossyQueued = 0;
-  /** Pending deliveries of `latest`, as messages (a newer one replaces one in place). */
-  #latest: LatestQueue | undefined;
+/** A subscription: what it is (SubscriptionInfo), its queues (SubscriptionQueues), how it delivers. */
+export class Subscription extends SubscriptionQueues {
   #snapshot: Snapshot | undefined;
   /** Retained values to send again once the `#beforeLater` deliveries queued before them are gone. */
   #later: Snapshot | undefined;
-  #beforeLater = 0;
   #held = true;
   #waiting = false;
   #cancelled = false;
@@ -70,17 +61,7 @@ export class Subscription extends SubscriptionInfo {
     this.#fillLimit = Math.max(1, Math.min(FILL_BYTES, Math.floor(this.maxPending / 4)));
     // Cutting off needs no queue: the sink itself may hold up to the limit.
     this.#directLimit = this.policy === "disconnect" ? this.maxPending : this.#fillLimit;
-    if (this.policy === "latest") this.#latest = new LatestQueue();
-  }
-
-  /** Bytes waiting here (not counting the sink's). */
-  get queuedBytes(): number {
-    return this.#bytes;
-  }
-
-  /** Deliveries waiting here (not counting a snapshot's). */
-  get queued(): number {
-    return (this.#latest?.length ?? 0) + this.#fifo.length;
+    if (this.policy === "latest") this.latest = new LatestQueue();
   }
 
   /** Whether retained values of the snapshot may still be to deliver. */
@@ -114,7 +95,7 @@ export class Subscription extends SubscriptionInfo {
     this.#held = true;
     if (snapshot === undefined) return;
     this.#later = snapshot;
-    this.#beforeLater = this.queued;
+    this.beforeLater = this.queued;
   }
 
   /** Lets deliveries flow: the snapshot first, then what queued meanwhile. */
@@ -127,8 +108,9 @@ export class Subscription extends SubscriptionInfo {
   /** Whether a delivery now would go straight to the sink (it keeps up). */
   get ready(): boolean {
     const sink = this.sink;
-    return !this.#cancelled && !this.#held && this.#fifo.length === 0 &&
-      (this.#latest?.length ?? 0) === 0 && this.#snapshot === undefined &&
+    return !this.#cancelled && !this.#held && this.fifo.length === 0 &&
+      (this.lane === undefined || this.lane.length === 0) &&
+      (this.latest?.length ?? 0) === 0 && this.#snapshot === undefined &&
       this.#later === undefined &&
       sink.pendingBytes < this.#directLimit && sink.full !== true && !this.#behind;
   }
@@ -181,16 +163,20 @@ export class Subscription extends SubscriptionInfo {
     const sink = this.sink;
     if (
       sink.lossy === undefined || this.#held || this.snapshotting ||
-      this.#latest !== undefined || !sink.lossy(msg, this)
+      this.latest !== undefined || !sink.lossy(msg, this)
     ) return 0;
     if (sink.pendingBytes < this.#directLimit) {
       // Its socket has room: behind a QoS 0 that waits here it waits too, not dropped (hostile43b
       // B1: one QoS 0 queued behind a window's QoS 1 had every later one dropped, the socket empty),
       // up to half of max-pending while a delivery not to lose waits here too (see #crowds).
-      if (this.#lossyQueued === 0) {
+      const lane = this.lane;
+      if (this.lossyQueued === 0 && (lane === undefined || lane.length === 0)) {
         sink.write(msg, this);
         this.delivered++;
         return WRITTEN;
+      }
+      if (sink.lossyLane === true && this.policy === "drop-oldest" && this.group === undefined) {
+        return this.#toLane(msg);
       }
       if (!this.#crowds(msg)) return 0;
     }
@@ -213,22 +199,41 @@ export class Subscription extends SubscriptionInfo {
    */
   #crowds(msg: Message): boolean {
     const sink = this.sink;
-    return this.#fifo.length > this.#lossyQueued &&
-      this.#connectionPending() + sink.sizeOf(msg, this) + (sink.recordCost ?? 0) >
+    return this.fifo.length > this.lossyQueued &&
+      this.connectionPending() + sink.sizeOf(msg, this) + (sink.recordCost ?? 0) >
         this.maxPending / 2;
   }
 
-  /** Whether the oldest queued delivery may go while the connected sink is full (see Sink.lossy). */
-  readonly #passes = (): boolean =>
-    this.#lossyQueued > 0 && this.#snapshot === undefined && this.sink.socket !== undefined &&
-    this.sink.lossyRecord?.(this.#fifo.first()) === true;
-
-  /** The oldest queued delivery leaves the FIFO: one lossy fewer if it was one. */
-  #leaving(): void {
-    if (this.#lossyQueued > 0 && this.sink.lossyRecord?.(this.#fifo.first()) === true) {
-      this.#lossyQueued--;
+  /** Queues a lossy delivery in the lane (see #lane): WRITTEN, or DROPPED when it is not to go. */
+  #toLane(msg: Message): number {
+    const record = this.sink.encode(msg, this, true);
+    if (record.length === 0) return DROPPED;
+    (this.lane ??= new ByteQueue()).push(record);
+    this.account(record.length);
+    const budget = this.sink.queued;
+    if (budget.largest === undefined || budget.largest.bytesHere < this.bytesHere) {
+      budget.largest = this;
     }
+    if (this.connectionPending() > this.maxPending) this.shed(budget.largest);
+    this.#arm();
+    return WRITTEN;
   }
+
+  /** Whether the lane's oldest may go: no lossy delivery waits in the FIFO, the sink connected. */
+  #laneGoes(): boolean {
+    const lane = this.lane;
+    return lane !== undefined && lane.length > 0 && this.lossyQueued === 0 &&
+      this.sink.socket !== undefined;
+  }
+
+  /** Whether the oldest queued delivery may go while the connected sink is full (see Sink.lossy). */
+  #headPasses(): boolean {
+    return this.lossyQueued > 0 && this.#snapshot === undefined && this.sink.socket !== undefined &&
+      this.sink.lossyRecord?.(this.fifo.first()) === true;
+  }
+
+  /** Whether something queued may go while the connected sink is full: a drain waiter's test. */
+  readonly #passes = (): boolean => this.#headPasses() || this.#laneGoes();
 
   /** Told, it cancelled, once its queue is empty (cancelWhenDrained). */
   #whenDrained: (() => void) | undefined;
@@ -238,7 +243,7 @@ export class Subscription extends SubscriptionInfo {
     // The retained values of a filter given up are not sent; its queue is (hostile45b K-B1: with a
     // snapshot still walked, it was cancelled at once, and the copies it carried were lost).
     this.#snapshot = this.#later = undefined;
-    if (this.#latest === undefined && this.#fifo.length > 0) this.#arm();
+    if (this.latest === undefined && this.fifo.length > 0) this.#arm();
     else this.#drainedOut();
   }
 
@@ -253,46 +258,34 @@ export class Subscription extends SubscriptionInfo {
   cancel(): void {
     this.#whenDrained = undefined;
     this.#cancelled = true;
-    this.#fifo.clear();
-    this.#lossyQueued = 0;
-    this.#latest?.clear();
-    this.#account(-this.#bytes);
+    this.fifo.clear();
+    this.lane?.clear();
+    this.lossyQueued = 0;
+    this.latest?.clear();
+    this.account(-this.bytesHere);
     const budget = this.sink.queued;
     if (budget.largest === this) budget.largest = undefined;
     this.#snapshot = undefined;
     this.#later = undefined;
   }
 
-  /** Bytes in this subscription's queue changed by `delta`, and so did its connection's. */
-  #account(delta: number): void {
-    // A FIFO's buffer is counted by the queue itself; a `latest` queue's here.
-    if (this.#latest !== undefined) queueMemory.bytes += delta;
-    this.#bytes += delta;
-    this.sink.queued.bytes += delta;
-  }
-
-  /** Bytes pending on the connection: every queue of its subscriptions plus the sink's. */
-  #connectionPending(): number {
-    return this.sink.queued.bytes + this.sink.pendingBytes;
-  }
-
   /** Queues a delivery; true when it is not to go after all (see Sink.encode). */
   #enqueue(msg: Message): boolean {
-    if (this.#latest === undefined) {
+    if (this.latest === undefined) {
       const record = this.sink.encode(msg, this);
       if (record.length === 0) return true; // not to go (see Sink.encode)
-      this.#fifo.push(record);
-      if (this.sink.lossyRecord?.(record[0]) === true) this.#lossyQueued++;
-      this.#account(record.length + (this.sink.recordCost ?? 0));
+      this.fifo.push(record);
+      if (this.sink.lossyRecord?.(record[0]) === true) this.lossyQueued++;
+      this.account(record.length + (this.sink.recordCost ?? 0));
     } else {
       this.#enqueueLatest(msg);
     }
     const budget = this.sink.queued;
     const largest = budget.largest;
-    if (largest === undefined || largest.#bytes < this.#bytes) budget.largest = this;
-    if (this.#connectionPending() > this.maxPending) {
+    if (largest === undefined || largest.bytesHere < this.bytesHere) budget.largest = this;
+    if (this.connectionPending() > this.maxPending) {
       if (this.policy === "disconnect") {
-        const pending = this.#connectionPending();
+        const pending = this.connectionPending();
         this.sink.slow(
           this,
           new DistError(
@@ -303,87 +296,20 @@ export class Subscription extends SubscriptionInfo {
         );
         return false;
       }
-      this.#shed(largest);
+      this.shed(largest);
     }
     this.#arm();
     return false;
   }
 
-  /**
-   * Drops pending deliveries until the connection is within its budget:
-   * first from the connection's largest queue while it is larger than this
-   * one (a busy subscription must not keep a quiet one out), then the
-   * oldest of this one's own (the newest, just queued, last of all).
-   */
-  #shed(largest: Subscription | undefined): void {
-    if (largest !== undefined && largest !== this && !largest.#cancelled) {
-      while (
-        this.#connectionPending() > this.maxPending && largest.#bytes > this.#bytes &&
-        largest.#dropOldest()
-      ) {
-        // Dropped and counted on its own subscription.
-      }
-      largest.#fifo.fit();
-    }
-    while (this.#connectionPending() > this.maxPending && this.#dropOldest()) {
-      // Counted in `dropped`.
-    }
-    this.#fifo.fit();
-  }
-
-  /** What its queue takes in memory (its buffer, slack included; a `latest` queue's entries). */
-  get queueMemory(): number {
-    return this.#fifo.capacity + (this.#latest === undefined ? 0 : this.#bytes);
-  }
-
-  /**
-   * Drops the oldest pending deliveries (counted) until `bytes` of its
-   * {@link queueMemory} are freed or none is left; what is left moves to a
-   * buffer of its size. Returns the bytes of queueMemory freed.
-   */
-  trim(bytes: number): number {
-    const before = this.queueMemory;
-    const latest = this.#latest !== undefined;
-    while (
-      this.#fifo.tight + (latest ? this.#bytes : 0) > before - bytes && this.#dropOldest()
-    ) {
-      // Counted in `dropped`.
-    }
-    this.#fifo.tighten();
-    return before - this.queueMemory;
-  }
-
-  /** Drops the oldest pending delivery (counted); false when there is none. */
-  #dropOldest(): boolean {
-    if (this.#latest === undefined) {
-      this.#leaving();
-      const length = this.#fifo.drop();
-      if (length < 0) return false;
-      this.#account(-length - (this.sink.recordCost ?? 0));
-    } else if (this.#shift() === undefined) {
-      return false;
-    }
-    this.#beforeLater--;
-    this.dropped++;
-    return true;
-  }
-
   #enqueueLatest(msg: Message): void {
-    const { added, replaced } = this.#latest!.push(msg, this.sink.sizeOf(msg, this));
-    this.#account(added);
+    const { added, replaced } = this.latest!.push(msg, this.sink.sizeOf(msg, this));
+    this.account(added);
     // The subscriber has not seen the older value yet: it only needs the newest.
     if (replaced) this.dropped++;
     // A `latest` queue keeps one value per topic for as long as it takes,
     // so its entries must not pin buffers shared with newer messages.
     this.sink.hold(msg);
-  }
-
-  /** Takes the oldest delivery off the `latest` queue; undefined when empty. */
-  #shift(): Message | undefined {
-    const entry = this.#latest?.shift();
-    if (entry === undefined) return undefined;
-    this.#account(-entry.bytes);
-    return entry.msg;
   }
 
   /** Waits for the sink to drain, then pumps (once at a time). */
@@ -405,9 +331,15 @@ export class Subscription extends SubscriptionInfo {
     if (this.#held || this.#behind) return;
     const sink = this.sink;
     const budget = { left: SNAPSHOT_VISITS_PER_TURN };
+    while (!sink.closed && sink.pendingBytes < this.#fillLimit && this.#laneGoes()) {
+      const bytes = this.lane!.shift()!;
+      this.account(-bytes.length);
+      sink.writeEncoded(bytes, this);
+      this.delivered++;
+    }
     while (
       !this.#cancelled && !sink.closed && sink.pendingBytes < this.#fillLimit &&
-      (sink.full !== true || this.#passes())
+      (sink.full !== true || this.#headPasses())
     ) {
       let msg: Message | null | undefined;
       if (this.#snapshot !== undefined) {
@@ -422,30 +354,34 @@ export class Subscription extends SubscriptionInfo {
           this.#snapshot = undefined;
           continue;
         }
-      } else if (this.#later !== undefined && this.#beforeLater <= 0) {
+      } else if (this.#later !== undefined && this.beforeLater <= 0) {
         this.#snapshot = this.#later;
         this.#later = undefined;
         continue;
-      } else if (this.#latest === undefined) {
-        this.#leaving();
-        const bytes = this.#fifo.shift();
+      } else if (this.latest === undefined) {
+        this.leaving();
+        const bytes = this.fifo.shift();
         if (bytes === undefined) return this.#drainedOut();
-        this.#beforeLater--;
-        this.#account(-bytes.length - (sink.recordCost ?? 0));
+        this.beforeLater--;
+        this.account(-bytes.length - (sink.recordCost ?? 0));
         sink.writeEncoded(bytes, this);
         this.delivered++;
-        if (this.#fifo.length === 0) this.#drainedOut(); // the last may fill the sink (review44 R1)
+        if (this.fifo.length === 0) this.#drainedOut(); // the last may fill the sink (review44 R1)
         continue;
       } else {
-        msg = this.#shift();
+        msg = this.shiftLatest();
         if (msg === undefined) return;
-        this.#beforeLater--;
+        this.beforeLater--;
       }
       sink.write(msg, this);
       this.delivered++;
     }
-    if (!this.#cancelled && !sink.closed && (this.queued > 0 || this.snapshotting)) {
-      this.#fifo.fit(); // what went out need not keep its buffer
+    if (
+      !this.#cancelled && !sink.closed &&
+      (this.queued > 0 || this.snapshotting || (this.lane?.length ?? 0) > 0)
+    ) {
+      this.fifo.fit(); // what went out need not keep its buffer
+      this.lane?.fit();
       this.#arm();
     }
   }

@@ -298,11 +298,7 @@ export class MqttSession implements Sink {
     });
   }
 
-  /**
-   * Output not yet written. Deliveries in flight are not counted: the window bounds them by count
-   * ({@link full}), and a persistent session keeps their bytes (at most Receive Maximum packets)
-   * for a redelivery.
-   */
+  /** Output not yet written (not deliveries in flight: {@link full} bounds them by count). */
   get pendingBytes(): number {
     return this.#conn?.out.pending ?? 0;
   }
@@ -337,6 +333,11 @@ export class MqttSession implements Sink {
       this.inflight.keptBytes >= this.#front.core.maxPending * KEPT_SHARE;
   }
 
+  /** QoS 0 waits in memory only (not under --mqtt-queue-qos0 with a journal: rows keep it). */
+  get lossyLane(): boolean {
+    return this.#journal === undefined || this.#front.limits.queueQos0 !== true;
+  }
+
   /** Another of its subscriptions carries the one copy (one_copy.ts): not to queue. */
   skips(msg: Message, sub: Subscription): boolean {
     return byOf(this, msg, sub) === null;
@@ -365,7 +366,7 @@ export class MqttSession implements Sink {
    * The delivery as it waits in a queue; MQTT 5: a Message Expiry as the second it runs out at
    * (since the epoch), made the seconds left when it goes out. Empty when it is not to go.
    */
-  encode(msg: Message, sub: Subscription): Uint8Array {
+  encode(msg: Message, sub: Subscription, lane = false): Uint8Array {
     if (msg.value instanceof QueuedRecord) {
       this.#journal?.queued(sub, msg.value.bytes, true);
       return msg.value.bytes;
@@ -373,7 +374,7 @@ export class MqttSession implements Sink {
     const by = byOf(this, msg, sub);
     if (by === null) return EMPTY;
     const record = queuedRecord(this, this.#front, msg, by, this.#scratch);
-    if (record.length === 0 || this.#journal === undefined) return record;
+    if (record.length === 0 || this.#journal === undefined || lane) return record;
     // QoS 0 has no row unless --mqtt-queue-qos0: it may be lost at a kill (queue_rows.ts).
     const row = publishQos(record) > 0 || this.#front.limits.queueQos0 === true;
     this.#journal.queued(sub, record, false, row);
