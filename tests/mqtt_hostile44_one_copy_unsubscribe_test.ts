@@ -37,21 +37,27 @@ async function drain(c: RawMqtt, quietMs: number): Promise<string[]> {
   return out;
 }
 
+/** A persistent MQTT 5 session "s" that SUBSCRIBEs oc/# and oc/t (QoS 1) and goes away: its CONNECT options. */
+async function awayOnBoth(port: number) {
+  const session = { clientId: "s", clean: false, properties: { sessionExpiryInterval: 300 } };
+  const s = await RawMqtt.connect(port, session, 5);
+  await s.send({
+    cmd: "subscribe",
+    messageId: 1,
+    subscriptions: [{ topic: "oc/#", qos: 1 }, { topic: "oc/t", qos: 1 }],
+  } as never, 5);
+  await s.next("suback");
+  await s.end();
+  return session;
+}
+
 for (const gone of ["oc/#", "oc/t"]) {
   Deno.test(
     `mqtt one copy: UNSUBSCRIBE ${gone} of a session holding oc/# and oc/t keeps the queued QoS 1 that the other filter matched`,
     opts,
     () =>
       withMqttBroker(async (b) => {
-        const session = { clientId: "s", clean: false, properties: { sessionExpiryInterval: 300 } };
-        const s = await RawMqtt.connect(b.mqttPort, session, 5);
-        await s.send({
-          cmd: "subscribe",
-          messageId: 1,
-          subscriptions: [{ topic: "oc/#", qos: 1 }, { topic: "oc/t", qos: 1 }],
-        } as never, 5);
-        await s.next("suback");
-        await s.end(); // away: what comes is queued
+        const session = await awayOnBoth(b.mqttPort); // what comes is queued
         const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
         for (let i = 0; i < N; i++) {
           await pub.send(
@@ -94,15 +100,7 @@ Deno.test(
   opts,
   () =>
     withMqttBroker(async (b) => {
-      const session = { clientId: "s", clean: false, properties: { sessionExpiryInterval: 300 } };
-      const s = await RawMqtt.connect(b.mqttPort, session, 5);
-      await s.send({
-        cmd: "subscribe",
-        messageId: 1,
-        subscriptions: [{ topic: "oc/#", qos: 1 }, { topic: "oc/t", qos: 1 }],
-      } as never, 5);
-      await s.next("suback");
-      await s.end();
+      const session = await awayOnBoth(b.mqttPort);
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       const publish = async (from: number, to: number) => {
         for (let i = from; i < to; i++) {
