@@ -27,6 +27,7 @@ Deno.test("a client's sleeps longer than the window beside fakes do not evict th
   const reals: Peer[] = [];
   let attacker: Peer | undefined;
   let stop = false;
+  let loops: Promise<void>[] = [];
   const fake = async (name: string) => {
     const register = await rawPeer(
       balancer.workerAddress,
@@ -46,7 +47,7 @@ Deno.test("a client's sleeps longer than the window beside fakes do not evict th
     // Six loops of sleeps far past --timeout and past the 10 s window; a fresh fake tries for a
     // slot every 300 ms for 17 s.
     const a = attacker;
-    const loops = Array.from({ length: 6 }, async () => {
+    loops = Array.from({ length: 6 }, async () => {
       while (!stop) await a.call("sleep", { ms: 20_000 }, { timeout: 30_000 }).catch(() => {});
     });
     const tries: string[] = [];
@@ -67,6 +68,7 @@ Deno.test("a client's sleeps longer than the window beside fakes do not evict th
   } finally {
     stop = true;
     attacker?.close();
+    await Promise.all(loops); // their sleeps fail as the connection closes
     for (const r of reals) r.close();
     for (const s of sockets) s.destroy();
     await stopAll([balancer]);
