@@ -14,9 +14,8 @@
  */
 import assert from "node:assert/strict";
 import type net from "node:net";
-import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
-import { sleep } from "./helpers/raw.ts";
-import { answeredBy, lyingWorker } from "./helpers/hostile44.ts";
+import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { answeredBy, lyingWorker, outTogether, sleepLoops } from "./helpers/hostile44.ts";
 import type { Peer } from "../wire/mod.ts";
 
 Deno.test("a worker that answers sleeps at once, beside one client's sleeps past --timeout, does not take every server out (hostile44a H-A2)", async () => {
@@ -30,24 +29,15 @@ Deno.test("a worker that answers sleeps at once, beside one client's sleeps past
     attacker = await connectTo(balancer.address);
     for (let i = 0; i < 60; i++) await attacker.call("echo", { text: `x${i}` });
     // Six loops of sleeps that outlast --timeout, for 12 s.
-    const a = attacker;
-    const loops = Array.from({ length: 6 }, async () => {
-      while (!stop) await a.call("sleep", { ms: 1500 }, { timeout: 10_000 }).catch(() => {});
-    });
+    const loops = sleepLoops(attacker, 6, 1500, () => stop);
     // Which servers are out, looked at every 200 ms for 12 s.
-    let bothOut = 0;
-    let looks = 0;
-    const watch = await connectTo(balancer.address);
-    const until = performance.now() + 12_000;
-    while (performance.now() < until) {
-      const out = (await backendsOf(watch)).filter((b) => b.kind === "server" && b.state !== "up");
-      looks++;
-      if (out.length === 2) bothOut++;
-      await sleep(200);
-    }
-    watch.close();
+    const [bothOut, looks] = await outTogether(
+      balancer.address,
+      12_000,
+      (b) => b.kind === "server",
+    );
     stop = true;
-    await Promise.all(loops);
+    await loops;
     const by = await answeredBy(balancer.address, 4000, sockets);
     const summary = `both servers out in ${bothOut} of ${looks} looks; honest calls then ` +
       `answered by ${JSON.stringify(Object.fromEntries(by))}; load ${Deno.loadavg()[0]}`;

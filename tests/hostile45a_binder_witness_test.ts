@@ -17,10 +17,9 @@
 import assert from "node:assert/strict";
 import type net from "node:net";
 import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
-import { sleep } from "./helpers/raw.ts";
 import { startDist } from "./helpers/dist.ts";
 import { connectTo as binderConn } from "./helpers/binder.ts";
-import { answeredBy, quick } from "./helpers/hostile44.ts";
+import { answeredBy, outTogether, quick, sleepLoops } from "./helpers/hostile44.ts";
 import { listen, type Peer } from "../wire/mod.ts";
 
 Deno.test("a lying instance registered at an open binder does not take both --backends servers out (hostile45a K-A2)", async () => {
@@ -60,23 +59,10 @@ Deno.test("a lying instance registered at an open binder does not take both --ba
       const view = await backendsOf(attacker);
       if (i >= 60 && view.some((b) => b.peer === "quick" && b.served > 5)) break;
     }
-    const a = attacker;
-    const loops = Array.from({ length: 6 }, async () => {
-      while (!stop) await a.call("sleep", { ms: 1500 }, { timeout: 10_000 }).catch(() => {});
-    });
-    let bothOut = 0;
-    let looks = 0;
-    const watch = await connectTo(balancer.address);
-    const until = performance.now() + 12_000;
-    while (performance.now() < until) {
-      const out = (await backendsOf(watch)).filter((b) => b.peer !== "quick" && b.state !== "up");
-      looks++;
-      if (out.length === 2) bothOut++;
-      await sleep(200);
-    }
-    watch.close();
+    const loops = sleepLoops(attacker, 6, 1500, () => stop);
+    const [bothOut, looks] = await outTogether(balancer.address, 12_000, (b) => b.peer !== "quick");
     stop = true;
-    await Promise.all(loops);
+    await loops;
     const by = await answeredBy(balancer.address, 3000, sockets);
     const summary = `both --backends servers out in ${bothOut} of ${looks} looks; honest calls ` +
       `then answered by ${JSON.stringify(Object.fromEntries(by))}; load ${Deno.loadavg()[0]}`;

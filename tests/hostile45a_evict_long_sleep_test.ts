@@ -18,7 +18,7 @@ import type net from "node:net";
 import { backendsOf, connectTo, startBalancer, stopAll } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
 import { realWorker } from "./helpers/source_workers.ts";
-import { quick, rawPeer } from "./helpers/hostile44.ts";
+import { registerLiar, sleepLoops } from "./helpers/hostile44.ts";
 import type { Peer } from "../wire/mod.ts";
 
 Deno.test("a client's sleeps longer than the window beside fakes do not evict the real workers from --max-workers (hostile45a K-A1)", async () => {
@@ -27,18 +27,8 @@ Deno.test("a client's sleeps longer than the window beside fakes do not evict th
   const reals: Peer[] = [];
   let attacker: Peer | undefined;
   let stop = false;
-  let loops: Promise<void>[] = [];
-  const fake = async (name: string) => {
-    const register = await rawPeer(
-      balancer.workerAddress,
-      "127.0.0.9",
-      { role: "worker", name },
-      quick,
-      sockets,
-    );
-    const m = await register({ method: "worker.register", params: { name, capacity: 16 } });
-    return m.error === undefined ? "registered" : String((m.error as { code: string }).code);
-  };
+  let loops: Promise<void> | undefined;
+  const fake = (name: string) => registerLiar(balancer.workerAddress, name, sockets);
   try {
     for (const name of ["w1", "w2"]) reals.push(await realWorker(balancer.workerAddress, name));
     for (const name of ["q1", "q2"]) assert.equal(await fake(name), "registered");
@@ -46,10 +36,7 @@ Deno.test("a client's sleeps longer than the window beside fakes do not evict th
     for (let i = 0; i < 40; i++) assert.equal(await attacker.call("add", { a: i, b: 1 }), i + 1);
     // Six loops of sleeps far past --timeout and past the 10 s window; a fresh fake tries for a
     // slot every 300 ms for 17 s.
-    const a = attacker;
-    loops = Array.from({ length: 6 }, async () => {
-      while (!stop) await a.call("sleep", { ms: 20_000 }, { timeout: 30_000 }).catch(() => {});
-    });
+    loops = sleepLoops(attacker, 6, 20_000, () => stop);
     const tries: string[] = [];
     const end = performance.now() + 17_000;
     for (let k = 3; performance.now() < end && reals.every((r) => !r.isClosed); k++) {
@@ -68,7 +55,7 @@ Deno.test("a client's sleeps longer than the window beside fakes do not evict th
   } finally {
     stop = true;
     attacker?.close();
-    await Promise.all(loops); // their sleeps fail as the connection closes
+    await loops; // their sleeps fail as the connection closes
     for (const r of reals) r.close();
     for (const s of sockets) s.destroy();
     await stopAll([balancer]);

@@ -28,7 +28,7 @@ import {
   type WorkerProcess,
 } from "./helpers/balancer.ts";
 import { sleep } from "./helpers/raw.ts";
-import { registerLiar } from "./helpers/hostile44.ts";
+import { registerLiar, sleepLoops } from "./helpers/hostile44.ts";
 import type { Peer } from "../wire/mod.ts";
 
 Deno.test("another client's slow requests do not let a stranger take a real worker's name (hostile45a K-A4)", async () => {
@@ -42,10 +42,7 @@ Deno.test("another client's slow requests do not let a stranger take a real work
     assert.equal(await registerLiar(balancer.workerAddress, "q1", sockets), "registered");
     attacker = await connectTo(balancer.address);
     for (let i = 0; i < 40; i++) assert.equal(await attacker.call("add", { a: i, b: 1 }), i + 1);
-    const a = attacker;
-    const loops = Array.from({ length: 4 }, async () => {
-      while (!stop) await a.call("sleep", { ms: 1500 }, { timeout: 10_000 }).catch(() => {});
-    });
+    const loops = sleepLoops(attacker, 4, 1500, () => stop);
     // The attacker asks for the name every 500 ms, for up to 16 s.
     const tries: string[] = [];
     const end = performance.now() + 16_000;
@@ -56,7 +53,7 @@ Deno.test("another client's slow requests do not let a stranger take a real work
       await sleep(500);
     }
     stop = true;
-    await Promise.all(loops);
+    await loops;
     await sleep(3000);
     const realLog = real.stderr();
     const closed = /closed|refused|taken/i.test(realLog);

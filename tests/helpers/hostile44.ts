@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { Buffer } from "node:buffer";
 import { HELLO, jsonFrame } from "./raw.ts";
-import { DistError, type Peer } from "../../wire/mod.ts";
+import { dial, DistError, type Peer } from "../../wire/mod.ts";
 
 /** A JSON peer on a node socket from `from` (it pings, and answers requests with `answer`). */
 export function rawPeer(
@@ -127,4 +127,46 @@ export async function closedLoop(peer: Peer, c: number, ms: number): Promise<[nu
     }
   }));
   return [answered, refused];
+}
+
+/**
+ * `n` loops of `sleep ms` on `peer` (each past the balancer's `--timeout`
+ * in the attacks), until `stop()` says so; failures are the point.
+ */
+export function sleepLoops(peer: Peer, n: number, ms: number, stop: () => boolean): Promise<void> {
+  return Promise.all(Array.from({ length: n }, async () => {
+    while (!stop()) await peer.call("sleep", { ms }, { timeout: ms + 10_000 }).catch(() => {});
+  })).then(() => {});
+}
+
+/**
+ * How many of the looks at `balancer.backends` (every 200 ms for `ms`,
+ * on a connection of its own to `address`) found every backend `watched`
+ * picks (two of them) out together: [together, looks].
+ */
+export async function outTogether(
+  address: string,
+  ms: number,
+  watched: (b: { kind: string; peer: string }) => boolean,
+): Promise<[number, number]> {
+  const [host, port] = address.split(":");
+  const watch = await dial({ host, port: Number(port) }, { role: "client", name: "watch" });
+  let together = 0;
+  let looks = 0;
+  try {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {
+      const view = await watch.call("balancer.backends") as {
+        kind: string;
+        peer: string;
+        state: string;
+      }[];
+      looks++;
+      if (view.filter((b) => watched(b) && b.state !== "up").length === 2) together++;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    watch.close();
+  }
+  return [together, looks];
 }
