@@ -25,14 +25,8 @@ import { listen, type Peer } from "../wire/mod.ts";
 Deno.test("a lying instance registered at an open binder does not take both --backends servers out (hostile45a K-A2)", async () => {
   const binder = await startDist(["binder", "--port", "0"]);
   const servers = await startServers(2);
-  const balancer = await startBalancer(servers, [
-    "--service",
-    "compute",
-    "--binders",
-    binder.address,
-    "--timeout",
-    "1s",
-  ]);
+  const service = ["--service", "compute", "--binders", binder.address];
+  const balancer = await startBalancer(servers, [...service, "--timeout", "1s"]);
   // The attacker's "server": answers every request at once, sleep included.
   const liar = listen({
     port: 0,

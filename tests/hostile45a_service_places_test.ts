@@ -28,16 +28,8 @@ Deno.test("a stranger's instances do not take the real servers' places after a c
     await startService("compute", binder.address, ["--name", "s1"]),
     await startService("compute", binder.address, ["--name", "s2"]),
   ];
-  const lb = await startBalancer([], [
-    "--service",
-    "compute",
-    "--binders",
-    binder.address,
-    "--max-backends",
-    "4",
-    "--timeout",
-    "1s",
-  ]);
+  const service = ["--service", "compute", "--binders", binder.address];
+  const lb = await startBalancer([], [...service, "--max-backends", "4", "--timeout", "1s"]);
   const liars = Array.from({ length: 4 }, (_, i) =>
     listen({
       port: 0,
