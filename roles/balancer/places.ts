@@ -7,7 +7,8 @@
  *
  * While pressed, each instance dialed is judged ({@link judge}):
  * - one that has answered a request ("tried") keeps its place while it is
- *   in rotation; down for {@link ROTATE_MS}, it gives it to one waiting;
+ *   in rotation or out for its answers only; down (its connection, its
+ *   checks) for {@link ROTATE_MS}, it gives it to one waiting;
  * - one that has answered none ("untried") and failed a trial (trials.ts:
  *   it held a request past the trial's bound that a proven backend then
  *   answered within it), or answered its requests only with failures, or
@@ -61,7 +62,10 @@ export interface Held {
 export function judge(b: Backend, held: Held, now: number, hold: () => number): Verdict {
   if (b.served > 0) {
     held.holding = undefined;
-    return b.state !== "up" && now - b.since >= ROTATE_MS ? "stale" : "tried";
+    // Out for its answers, its connection and checks fine, it keeps its place: a client's slow
+    // requests take a real server out at will (hostile45a K-A6: then an instance a stranger
+    // registered took its place, and the server was dialed no more).
+    return b.state !== "up" && !b.ejected && now - b.since >= ROTATE_MS ? "stale" : "tried";
   }
   // Lost, timed out, or answered only INTERNAL, UNAVAILABLE, OVERLOADED; or failed a trial.
   if (b.failures > 0 || b.trial.failed > 0) return "bench";
