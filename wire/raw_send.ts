@@ -11,8 +11,9 @@
  * for all the connections not matched yet, each socket's ends taken with
  * getsockname/getpeername, and the one found checked again before use.
  * Only connections that keep writing look theirs up (see
- * {@link RawSend.fdOf}); a look-up that finds nothing leaves the connection
- * on the op for good.
+ * {@link RawSend.fdOf}); one opened since the last scan waits for the next
+ * (at most SCAN_EVERY_MS, or the longer time after a long scan), and a scan
+ * that does not find it leaves it on the op for good.
  */
 import { openRawTcp, type RawTcp } from "./raw_tcp.ts";
 import { useRawReads } from "./raw_reads.ts";
@@ -56,7 +57,10 @@ export class RawSend {
     let fd = this.#byEnds.get(ends);
     if (fd === undefined) {
       const now = performance.now();
-      if (now - this.#scannedAt < this.#every) return flushes > 64 * LOOKUP_AFTER ? NO_FD : -1;
+      // Opened since the last scan: the next one finds it, however much it
+      // writes meanwhile (a connection that wrote 512 times before it was
+      // given up on for good, and read and wrote through the ops from then on).
+      if (now - this.#scannedAt < this.#every) return -1;
       this.#scan(now);
       fd = this.#byEnds.get(ends);
       if (fd === undefined) return NO_FD;
