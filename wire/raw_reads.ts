@@ -44,8 +44,17 @@ import { LogBudget } from "./_log.ts";
 
 const faults = new LogBudget("raw reads");
 
-/** While busy the runtime's event loop turns at least this often (ms): its timers are that late at most. */
-const TURN_MS = 1;
+/**
+ * While busy the runtime's event loop turns at least this often (ms): its
+ * timers are that late at most (Deno's own fire 1-4 ms late: poll_turn.ts).
+ * A tick is a turn of the event loop, and 4 of them with no socket ready
+ * send the wait to another thread and back (a hop each way): at 1 ms, under
+ * load (gaps of a few ms between a client's bursts), the balancer took
+ * 1.79 µs a request more at c=16 (12.60 against 10.83, lower in 6 of 6
+ * rounds) and 0.34 more at c=64 (4.45 against 4.06, 5 of 6), 1.07-1.09x
+ * fewer requests a second (/tmp/b45/ab2.py, both restarted each round).
+ */
+const TURN_MS = 4;
 /** What a wait found ready (see #dispatch). */
 const SOCKETS = 1, RUNTIME_READY = 2, TICK = 4;
 /**
