@@ -15,6 +15,7 @@ import {
 } from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
 import { readSecurity, type TopologyTls } from "./_security.ts";
+import { hostsClash, LISTEN_ADDRESSES, listenHost, listensAt } from "./_listen.ts";
 import {
   formatAddress,
   isReferenceName,
@@ -23,29 +24,7 @@ import {
   roleSpec,
   toCamel,
   toSnake,
-  tryAddress,
 } from "./values.ts";
-
-/**
- * Address options an instance listens on beside its ports: on a replicated
- * entry their port counts up like a port option's (else every replica
- * would bind the same one), and they are checked for clashes alike.
- */
-const LISTEN_ADDRESSES = ["metrics"];
-
-/**
- * Where option `key` listens when on a fixed port: a port option's number,
- * or the host and port of a listening address (LISTEN_ADDRESSES); undefined
- * for port 0, no value, or one that is neither.
- */
-function listensAt(key: string, value: unknown): { host?: string; port: number } | undefined {
-  if (!LISTEN_ADDRESSES.includes(key)) {
-    return typeof value === "number" && value !== 0 ? { port: value } : undefined;
-  }
-  if (typeof value !== "string") return undefined;
-  const address = tryAddress(value, "127.0.0.1");
-  return typeof address === "string" || address.port === 0 ? undefined : address;
-}
 
 const RESTART: OptionDef = {
   type: "choice",
@@ -363,9 +342,9 @@ export class TopologyLoader {
     }
   }
 
-  /** No two listeners on one host share a non-zero port. */
+  /** No two listeners on one host share a non-zero port (a wildcard host takes every address of its family). */
   #checkPorts(instances: Instance[]): void {
-    const taken = new Map<string, { instance: Instance; key: string }>();
+    const taken = new Map<number, { instance: Instance; key: string; host: string }[]>();
     for (const instance of instances) {
       const entry = this.#entryOf.get(instance)!;
       const listens = [
@@ -378,14 +357,11 @@ export class TopologyLoader {
         const port = listen.port;
         // A value that was not valid fell back to the default: no clash to report for it.
         if (entry.invalid.has(key) || this.#invalidDefaults.has(key)) continue;
-        const host = (listen.host ?? instance.host).toLowerCase().replace(
-          /^localhost$/,
-          "127.0.0.1",
-        );
-        const address = `${host}:${port}`;
-        const other = taken.get(address);
+        const host = listenHost(listen.host ?? instance.host);
+        const claims = taken.get(port) ?? [];
+        const other = claims.find((claim) => hostsClash(claim.host, host));
         if (other === undefined) {
-          taken.set(address, { instance, key });
+          taken.set(port, [...claims, { instance, key, host }]);
           continue;
         }
         const users = other.instance === instance
@@ -398,10 +374,10 @@ export class TopologyLoader {
             toSnake(key)
           } ${port} is the built-in default: give ${instance.group} another, or 0)`
           : "";
-        this.#problems.add(
-          this.#lineOf(instance, key),
-          `${label}: ${address} is used ${users}${own}`,
-        );
+        const address = other.host === host
+          ? `${formatAddress({ host, port })} is`
+          : `port ${port} on ${other.host} and on ${host} (a wildcard host takes every address) is`;
+        this.#problems.add(this.#lineOf(instance, key), `${label}: ${address} used ${users}${own}`);
       }
     }
   }

@@ -122,6 +122,29 @@ Deno.test("parseTopology() rejects two instances on one host and port, naming bo
   load('[[server]]\nhost = "10.0.0.1"\n[[balancer]]\nhost = "10.0.0.2"\nport = 5557\n');
 });
 
+Deno.test("parseTopology() counts a wildcard host as every address of its family (hostile45c K-C8)", () => {
+  // 0.0.0.0 takes 127.0.0.1's port, for a worker_port as for a port.
+  throwsUsage(
+    () =>
+      load(
+        '[[server]]\nname = "a"\nport = 7000\n\n[[balancer]]\nhost = "0.0.0.0"\nport = 7001\nworker_port = 7000\n',
+      ),
+    /balancer\.worker_port: port 7000 on 127\.0\.0\.1 and on 0\.0\.0\.0 .* used by both a and balancer/,
+  );
+  // :: (dual stack) takes IPv4 addresses too: a metrics address on it clashes with a port.
+  throwsUsage(
+    () =>
+      load(
+        '[[balancer]]\nport = 7100\nworker_port = 7101\n\n[[server]]\nport = 7102\nmetrics = "[::]:7101"\n',
+      ),
+    /server\.metrics: port 7101 on 127\.0\.0\.1 and on :: .* used by both balancer and server/,
+  );
+  // 0.0.0.0 does not take an IPv6 address.
+  load(
+    '[[server]]\nname = "a"\nhost = "0.0.0.0"\nport = 7200\n[[server]]\nname = "b"\nhost = "::1"\nport = 7200\n',
+  );
+});
+
 Deno.test("parseTopology(): a replicated entry's metrics port counts up, and clashes are named", () => {
   // Found by a hostile-peer review: every replica was given one metrics address, and the second
   // crash-looped on it.
