@@ -32,6 +32,8 @@ export interface LauncherState {
   on?: string;
   pid: number;
   started_ms: number;
+  /** The launcher's start time in clock ticks since boot (/proc/PID/stat field 22), to tell it from a later holder of its pid. */
+  start_ticks?: number;
   /** Where its dashboard is (`http://127.0.0.1:8090/`), when it serves one. */
   dashboard?: string;
   instances: Record<string, InstanceState>;
@@ -127,16 +129,64 @@ export async function placeDataDirs(
   }
 }
 
-/** Whether process `pid` is alive (Linux: /proc; elsewhere assumed alive). */
-export function isAlive(pid: number): boolean {
-  if (Deno.build.os !== "linux") return true;
+/** Process `pid`'s /proc stat fields after its name (field 3 first), or undefined when it is gone. */
+function procStat(pid: number | "self"): string[] | undefined {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // A zombie has exited; only its parent's wait is missing.
-    return !/^\d+ \(.*\) Z /.test(stat);
+    // The name (field 2) may hold spaces and parentheses: it ends at the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/** Whether process `pid` is alive (Linux: /proc; elsewhere assumed alive). */
+function isAlive(pid: number): boolean {
+  if (Deno.build.os !== "linux") return true;
+  const fields = procStat(pid);
+  // A zombie has exited; only its parent's wait is missing.
+  return fields !== undefined && fields[0] !== "Z";
+}
+
+/** Process `pid`'s start time in clock ticks since boot (Linux), or undefined. */
+function startTicks(pid: number | "self"): number | undefined {
+  const ticks = Number(procStat(pid)?.[19]); // field 22
+  return Number.isSafeInteger(ticks) ? ticks : undefined;
+}
+
+/** Linux's USER_HZ, the unit of /proc's start times: 100 on every architecture dist runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** The boot time (ms since the epoch), from /proc/stat's btime (whole seconds). */
+function bootMs(): number | undefined {
+  try {
+    const btime = /^btime (\d+)$/m.exec(Deno.readTextFileSync("/proc/stat"))?.[1];
+    return btime === undefined ? undefined : Number(btime) * 1000;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the launcher that wrote `state` still runs: its pid is alive and is
+ * that launcher, not a later process given the same pid (a launcher killed
+ * outright leaves its file; pids wrap, and a reboot may keep $TMPDIR). The
+ * file's `start_ticks` must be the process's start time; a file without it
+ * is stale when the process started after the file's `started_ms` (a
+ * launcher writes that once running; 2 s for btime's whole seconds and clock
+ * granularity).
+ */
+export function launcherAlive(
+  state: Pick<LauncherState, "pid" | "started_ms" | "start_ticks">,
+): boolean {
+  if (!isAlive(state.pid)) return false;
+  if (Deno.build.os !== "linux") return true;
+  const ticks = startTicks(state.pid);
+  if (ticks === undefined) return true; // Cannot tell: as before.
+  if (typeof state.start_ticks === "number") return ticks === state.start_ticks;
+  const boot = bootMs();
+  if (boot === undefined || typeof state.started_ms !== "number") return true;
+  return boot + (ticks * 1000) / TICKS_PER_SECOND <= state.started_ms + 2_000;
 }
 
 /** Keeps one launcher's state file up to date; writes are coalesced. */
@@ -149,7 +199,13 @@ export class StateWriter {
   #listeners = new Set<(name: string, state: InstanceState) => void>();
 
   constructor(state: Omit<LauncherState, "version" | "pid" | "started_ms">) {
-    this.state = { version: 1, pid: Deno.pid, started_ms: Date.now(), ...state };
+    this.state = {
+      version: 1,
+      pid: Deno.pid,
+      started_ms: Date.now(),
+      start_ticks: Deno.build.os === "linux" ? startTicks("self") : undefined,
+      ...state,
+    };
   }
 
   /** Changes an instance's entry and schedules a write; listeners hear of it now. */
@@ -244,7 +300,7 @@ export async function readStates(file: string): Promise<LauncherState[]> {
       continue; // Being replaced, or not ours to read.
     }
     if (state.version !== 1 || typeof state.pid !== "number") continue;
-    if (!isAlive(state.pid)) {
+    if (!launcherAlive(state)) {
       await Deno.remove(path).catch(() => {});
       continue;
     }
