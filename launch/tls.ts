@@ -14,9 +14,9 @@
  * Dialers do not present certificates here (mutual TLS is by flags only):
  * a dialer with one dials through `Deno.connectTls`, which keeps Nagle on.
  */
-import { createHash, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { join, resolve } from "node:path";
-import type { Instance, RoleInfo, Topology } from "../config/mod.ts";
+import { type Instance, type RoleInfo, type Topology, UsageError } from "../config/mod.ts";
 import { type CertAndKey, certNames, readTlsFiles } from "../cert/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 import { listens } from "./plan.ts";
@@ -35,6 +35,18 @@ export function autoTlsDir(topology: Topology, key: string): string {
 }
 
 /**
+ * Where `tls = "auto"` keeps an instance's certificate and key: in the
+ * folder's `instances/`, apart from the CA's `ca.crt` and `ca.key`, so no
+ * instance name (`ca`) can be the CA's file.
+ */
+function instanceFiles(dir: string, name: string): { cert: string; key: string } {
+  return {
+    cert: join(dir, "instances", `${name}.crt`),
+    key: join(dir, "instances", `${name}.key`),
+  };
+}
+
+/**
  * Sets every instance's `--tls-*` options from `[security] tls` (nothing
  * without it). An option the instance set itself stays.
  * @param key the topology's state key (launch/state.ts topologyKey)
@@ -48,12 +60,18 @@ export function applyTls(topology: Topology, roles: Record<string, RoleInfo>, ke
     const o = instance.options;
     o.tlsCa ??= ca;
     if (!listens(instance, roles) || o.tlsCert !== undefined || o.tlsKey !== undefined) continue;
-    o.tlsCert = dir !== undefined
-      ? join(dir, `${instance.name}.crt`)
-      : resolve(tls.cert!.replaceAll("{name}", instance.name));
-    o.tlsKey = dir !== undefined
-      ? join(dir, `${instance.name}.key`)
-      : resolve(tls.key!.replaceAll("{name}", instance.name));
+    const files = dir !== undefined ? instanceFiles(dir, instance.name) : {
+      cert: resolve(tls.cert!.replaceAll("{name}", instance.name)),
+      key: resolve(tls.key!.replaceAll("{name}", instance.name)),
+    };
+    if (files.cert === ca) {
+      // `ca = "pki/ca.crt"`, `cert = "pki/{name}.crt"` and an instance named ca.
+      throw new UsageError(
+        `[security] tls: ${instance.name}'s certificate would be the CA's ${ca}: rename the instance or change cert`,
+      );
+    }
+    o.tlsCert = files.cert;
+    o.tlsKey = files.key;
   }
 }
 
@@ -87,12 +105,10 @@ export async function ensureTlsFiles(
   const said = madeCa === undefined ? [] : [madeCa];
   const { issueCert } = await import("../cert/mod.ts");
   const made: string[] = [];
+  await Deno.mkdir(join(dir, "instances"), { recursive: true, mode: 0o700 });
   for (const instance of topology.instances) {
     if (!listens(instance, roles)) continue;
-    const files = {
-      cert: join(dir, `${instance.name}.crt`),
-      key: join(dir, `${instance.name}.key`),
-    };
+    const files = instanceFiles(dir, instance.name);
     // Only the files this folder holds: an instance given its own keeps them.
     if (instance.options.tlsCert !== files.cert) continue;
     const hosts = hostsOf(instance);
@@ -118,7 +134,15 @@ export async function clusterCa(
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const caFiles = { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") };
   const ca = await readPair(caFiles);
-  if (ca !== undefined && current(ca.cert, [])) return { ca, dir };
+  if (ca !== undefined) {
+    const problem = notACa(ca);
+    if (problem !== undefined) {
+      throw new UsageError(
+        `${caFiles.cert} ${problem}: dist up signs with no other; remove ${caFiles.cert} and ${caFiles.key} to make a new CA (dialers then trust the new ca.crt)`,
+      );
+    }
+    if (current(ca.cert, [])) return { ca, dir };
+  }
   const { makeCa } = await import("../cert/mod.ts");
   const made = await makeCa({ name: `dist CA (${topology.file})`.slice(0, 64) });
   await writePair(caFiles, made);
@@ -127,6 +151,23 @@ export async function clusterCa(
     dir,
     made: `Made a cluster CA in ${dir} (dialers outside dist up trust ${caFiles.cert})`,
   };
+}
+
+/** Why a pair cannot sign certificates (not a CA, or a key not its own), or undefined. */
+function notACa(pair: CertAndKey): string | undefined {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pair.cert);
+  } catch {
+    return "is not a certificate";
+  }
+  if (!cert.ca) return "is not a CA certificate (basicConstraints CA:FALSE)";
+  try {
+    if (cert.checkPrivateKey(createPrivateKey(pair.key))) return undefined;
+  } catch {
+    // Not a key: said below.
+  }
+  return "does not match its key ca.key";
 }
 
 async function readPair(files: { cert: string; key: string }) {

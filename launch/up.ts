@@ -166,6 +166,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     await dashboard?.close();
     await metrics.close();
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    if (err instanceof UsageError) throw err; // A file of the user's to fix (a ca.crt that is no CA).
     throw new DistError("UNAVAILABLE", `Cannot make the TLS files: ${(err as Error).message}`);
   }
   if (metrics.addr !== undefined) {

@@ -147,3 +147,40 @@ Deno.test('[security] tls = "files" gives each instance its own files, {name} re
     await Deno.remove(file);
   }
 });
+
+Deno.test('tls = "auto" signs with no ca.crt that is not a CA, and "files" gives no instance the CA\'s files (hostile45c K-C4)', async () => {
+  const state = await Deno.makeTempDir({ prefix: "dist-tls-ca-" });
+  const dir = join(state, "pki");
+  await Deno.mkdir(dir);
+  const { issueCert, makeCa } = await import("../cert/mod.ts");
+  // A leaf where the CA should be (what an instance named "ca" once wrote there).
+  const leaf = await issueCert(await makeCa({ name: "other" }), {
+    name: "ca",
+    hosts: ["127.0.0.1"],
+  });
+  await Deno.writeTextFile(join(dir, "ca.crt"), leaf.cert);
+  await Deno.writeTextFile(join(dir, "ca.key"), leaf.key);
+  const auto = await topologyFile(
+    `[security]\ntls = "auto"\ndir = "${dir}"\n\n[[server]]\nname = "s"\nport = 0\n`,
+  );
+  const files = await topologyFile(
+    '[security]\ntls = "files"\nca = "pki/ca.crt"\ncert = "pki/{name}.crt"\n' +
+      'key = "pki/{name}.key"\n\n[[server]]\nname = "ca"\nport = 0\n',
+  );
+  try {
+    const r = await runDist(["up", auto, "--no-dashboard", "--duration", "2s"], {
+      env: { DIST_STATE_DIR: state },
+    });
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /ca\.crt is not a CA certificate/);
+    assert.equal(await Deno.readTextFile(join(dir, "ca.crt")), leaf.cert);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["ca.crt", "ca.key"]);
+    const dry = await runDist(["up", files, "--dry-run"]);
+    assert.equal(dry.code, 2, dry.stdout + dry.stderr);
+    assert.match(dry.stderr, /ca's certificate would be the CA's .*pki\/ca\.crt/);
+  } finally {
+    await Deno.remove(auto);
+    await Deno.remove(files);
+    await Deno.remove(state, { recursive: true });
+  }
+});
