@@ -17,7 +17,7 @@ import { LineSplitter, MAX_LINE, Output } from "../launch/output.ts";
 import { childArgs, makePlan, sameHost } from "../launch/plan.ts";
 import { backoffMs, decideRestart } from "../launch/restart.ts";
 import { runsFromSource, selfCommand } from "../launch/self.ts";
-import { readStates, StateWriter } from "../launch/state.ts";
+import { launcherAlive, readStates, StateWriter } from "../launch/state.ts";
 import { formatFigures, formatStatusTable, formatUptime } from "../launch/status.ts";
 import { ROLES as REAL_ROLES } from "../roles/mod.ts";
 import { Interrupts, readTopology, REPEAT_MS } from "../launch/up.ts";
@@ -476,6 +476,22 @@ Deno.test("StateWriter keeps a file that readStates() finds by topology, until r
     await writer.remove();
   }
   assert.deepEqual(await readStates(file), []);
+});
+
+Deno.test({
+  name:
+    "launcherAlive() takes a live pid as the file's launcher only if it started when the file says",
+  ignore: Deno.build.os !== "linux",
+  fn() {
+    const now = Date.now();
+    const self = new StateWriter({ file: "x", instances: {} }).state;
+    assert.ok(launcherAlive(self));
+    // Another process start (the same pid reused): not this launcher.
+    assert.ok(!launcherAlive({ ...self, start_ticks: self.start_ticks! + 1 }));
+    // A file without start_ticks: the process must have started by its started_ms.
+    assert.ok(launcherAlive({ pid: Deno.pid, started_ms: now }));
+    assert.ok(!launcherAlive({ pid: Deno.pid, started_ms: now - 3_600_000 }));
+  },
 });
 
 // ---- copies of this executable ----
