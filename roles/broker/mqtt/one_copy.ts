@@ -112,7 +112,12 @@ export class OneCopy {
   readonly #sink: Sink;
   /** The session's number, for No Local (MqttPayload.origin). */
   readonly #serial: number;
-  #msg: Message | undefined;
+  /**
+   * The publish decided for, held weakly: held, it kept its index (every
+   * session the publish reached) alive for as long as this session lasted
+   * (hostile45b K-B8: 40 sessions that stayed pinned 20,000 ended ones).
+   */
+  #msg: WeakRef<Message> | undefined;
   /** Its carrier by class (0: RETAIN cleared, 1: as published), and what it goes by; none: alone. */
   #carriers: (Subscription | undefined)[] = [undefined, undefined];
   #merged: (Merged | undefined)[] = [undefined, undefined];
@@ -128,7 +133,7 @@ export class OneCopy {
    * null when another does.
    */
   of(msg: Message, sub: Subscription): By | null {
-    if (msg !== this.#msg) this.#decide(msg);
+    if (msg !== this.#msg?.deref()) this.#decide(msg);
     const k = this.#classOf(msg, sub);
     const carrier = this.#carriers[k];
     if (carrier === undefined) return sub; // alone, or left out by No Local (skipped then)
@@ -145,7 +150,7 @@ export class OneCopy {
   }
 
   #decide(msg: Message): void {
-    this.#msg = msg;
+    this.#msg = new WeakRef(msg);
     const carriers = this.#carriers, merged = this.#merged;
     carriers[0] = carriers[1] = undefined;
     merged[0] = merged[1] = undefined;
