@@ -10,26 +10,14 @@
  * counted 0 (back to 14 MiB once they close). 10,000 connections: ~19 GB.
  */
 import assert from "node:assert/strict";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { BrokerClient } from "./helpers/broker.ts";
+import { liveHeap } from "./helpers/hostile45.ts";
 import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 
 const MIB = 1024 * 1024;
 const CONNECTIONS = 60;
 const LENGTH = 500_000;
-
-setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc") as (o: { type: "major"; execution: "sync" }) => void;
-
-async function liveHeap(): Promise<number> {
-  for (let i = 0; i < 3; i++) {
-    gc({ type: "major", execution: "sync" });
-    await sleep(50);
-  }
-  return Deno.memoryUsage().heapUsed;
-}
 
 Deno.test(
   `broker: ${CONNECTIONS} native publishers of a refused ${LENGTH}-character topic hold nothing uncounted`,

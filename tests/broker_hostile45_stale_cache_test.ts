@@ -11,8 +11,7 @@
  * it is in --max-memory. Mosquitto keeps no such list.
  */
 import assert from "node:assert/strict";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
+import { liveHeap } from "./helpers/hostile45.ts";
 import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { packet, str } from "./helpers/mqtt_bytes.ts";
 import { connect311, readBytes } from "./helpers/mqtt_pinger.ts";
@@ -21,18 +20,6 @@ import { sleep, writeAll } from "./helpers/raw.ts";
 const MIB = 1024 * 1024;
 const WAVES = 30;
 const PER_WAVE = 250;
-
-setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc") as (o: { type: "major"; execution: "sync" }) => void;
-
-/** The heap after full collections (what is live). */
-async function liveHeap(): Promise<number> {
-  for (let i = 0; i < 3; i++) {
-    gc({ type: "major", execution: "sync" });
-    await sleep(50);
-  }
-  return Deno.memoryUsage().heapUsed;
-}
 
 for (const sameTopic of [false, true]) {
   Deno.test(

@@ -10,8 +10,7 @@
  * 40 GiB.
  */
 import assert from "node:assert/strict";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
+import { liveHeap } from "./helpers/hostile45.ts";
 import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { packet, str } from "./helpers/mqtt_bytes.ts";
 import { readBytes } from "./helpers/mqtt_pinger.ts";
@@ -20,17 +19,6 @@ import { sleep, writeAll } from "./helpers/raw.ts";
 const MIB = 1024 * 1024;
 const CONNECTIONS = 16;
 const ALIASES = 64;
-
-setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc") as (o: { type: "major"; execution: "sync" }) => void;
-
-async function liveHeap(): Promise<number> {
-  for (let i = 0; i < 3; i++) {
-    gc({ type: "major", execution: "sync" });
-    await sleep(50);
-  }
-  return Deno.memoryUsage().heapUsed;
-}
 
 /** An MQTT 5 CONNECT (clean start, keep-alive 0). */
 function connect5(clientId: string): Uint8Array {

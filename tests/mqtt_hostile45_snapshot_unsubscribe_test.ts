@@ -11,31 +11,10 @@
  * Mosquitto 2 20 of 20.
  */
 import assert from "node:assert/strict";
-import type mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
-import { sleep } from "./helpers/raw.ts";
+import { drainAcking as drain } from "./helpers/hostile45.ts";
 
 const N = 20;
-
-/** Payloads of the PUBLISHes `c` gets until none came for `quietMs`, each acknowledged. */
-async function drain(c: RawMqtt, quietMs: number): Promise<string[]> {
-  const out: string[] = [];
-  let last = Date.now();
-  while (Date.now() - last < quietMs) {
-    const got = c.packets.filter((p) => p.cmd === "publish") as mqttPacket.IPublishPacket[];
-    if (got.length === 0) {
-      await sleep(20);
-      continue;
-    }
-    c.packets.splice(0, c.packets.length, ...c.packets.filter((p) => p.cmd !== "publish"));
-    last = Date.now();
-    for (const p of got) {
-      out.push(String(p.payload));
-      if (p.qos > 0) await c.send({ cmd: "puback", messageId: p.messageId } as never, 5);
-    }
-  }
-  return out;
-}
 
 for (const retained of [2, 0]) {
   Deno.test(
