@@ -11,9 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { BrokerClient } from "./helpers/broker.ts";
-import { liveHeap } from "./helpers/hostile45.ts";
+import { memoryMark } from "./helpers/hostile45.ts";
 import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
-import { sleep } from "./helpers/raw.ts";
 
 const MIB = 1024 * 1024;
 const CONNECTIONS = 60;
@@ -25,7 +24,7 @@ Deno.test(
   () =>
     withMqttBroker(async (b) => {
       const counted = async () => ((await b.stats()).memory as Record<string, number>).bytes;
-      const heap0 = await liveHeap(), counted0 = await counted();
+      const since = await memoryMark(counted);
       const clients: BrokerClient[] = [];
       let refused = 0;
       for (let k = 0; k < CONNECTIONS; k++) {
@@ -34,12 +33,8 @@ Deno.test(
         await c.confirm(`/t${k}/`.padEnd(LENGTH, "x"), 1).catch(() => refused++);
         clients.push(c);
       }
-      await sleep(300);
-      const heap = (await liveHeap()) - heap0, count = (await counted()) - counted0;
-      const say = `${refused} of ${CONNECTIONS} refused; live heap +${
-        (heap / MIB).toFixed(1)
-      } MiB, counted +${(count / MIB).toFixed(2)} MiB`;
-      console.log(say);
+      const { heap, count, say: grown } = await since();
+      const say = `${refused} of ${CONNECTIONS} refused; ${grown}`;
       for (const c of clients) c.close();
       assert.equal(refused, CONNECTIONS, say);
       // main: live heap +30.3 MiB, counted +0.00 MiB.

@@ -10,11 +10,11 @@
  * 40 GiB.
  */
 import assert from "node:assert/strict";
-import { liveHeap } from "./helpers/hostile45.ts";
+import { memoryMark } from "./helpers/hostile45.ts";
 import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { packet, str } from "./helpers/mqtt_bytes.ts";
 import { readBytes } from "./helpers/mqtt_pinger.ts";
-import { sleep, writeAll } from "./helpers/raw.ts";
+import { writeAll } from "./helpers/raw.ts";
 
 const MIB = 1024 * 1024;
 const CONNECTIONS = 16;
@@ -31,7 +31,7 @@ Deno.test(
   () =>
     withMqttBroker(async (b) => {
       const counted = async () => ((await b.stats()).memory as Record<string, number>).bytes;
-      const heap0 = await liveHeap(), counted0 = await counted();
+      const since = await memoryMark(counted);
       const conns: Deno.Conn[] = [];
       for (let k = 0; k < CONNECTIONS; k++) {
         const c = await Deno.connect({ hostname: "127.0.0.1", port: b.mqttPort });
@@ -45,12 +45,7 @@ Deno.test(
         await readBytes(c, 5 * ALIASES - 2); // the PUBACKs (0x90 each) are in
         conns.push(c);
       }
-      await sleep(300);
-      const heap = (await liveHeap()) - heap0, count = (await counted()) - counted0;
-      const say = `live heap +${(heap / MIB).toFixed(1)} MiB, counted +${
-        (count / MIB).toFixed(2)
-      } MiB`;
-      console.log(say);
+      const { heap, count, say } = await since();
       for (const c of conns) c.close();
       // main: live heap +71.7 MiB, counted +0.31 MiB.
       assert.ok(heap <= 1.5 * count + 16 * MIB, say);
