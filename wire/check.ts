@@ -228,14 +228,14 @@ export function refine<T>(parse: Parse<T>, test: (v: T) => boolean, what: string
  * C0 and C1 controls (newlines, escapes), DEL, the line and paragraph
  * separators, and the bidirectional controls (which reorder what is shown).
  */
-export const UNPRINTABLE_CLASS =
+export const UNPRINTABLE_CLASS: string =
   "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029" +
   "\\u202a-\\u202e\\u2066-\\u2069]";
 /**
  * Those of {@link UNPRINTABLE_CLASS} that a log formatter leaves as they are
  * (it escapes C0 controls in values; a line ends with its own newline).
  */
-export const UNPRINTABLE_BEYOND_C0 = new RegExp(
+export const UNPRINTABLE_BEYOND_C0: RegExp = new RegExp(
   "[" + UNPRINTABLE_CLASS.slice("[\\u0000-\\u001f".length),
   "g",
 );

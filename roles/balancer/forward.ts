@@ -12,6 +12,7 @@ import type { Policy } from "./policies.ts";
 import { FairQueue, STALLED_STEPS, WaitQueue } from "./queue.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
+import { SlotCount } from "./slot_count.ts";
 import { turnClock } from "../../wire/turn.ts";
 import { sharedError as refusal } from "../../wire/shared_error.ts";
 import { Admit, MAX_EARNED, Shares } from "./shares.ts";
@@ -24,8 +25,6 @@ const turnNow = turnClock(() => performance.now());
 
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
-/** How long a count of the backends' slots stands while the pool's list is the same (see #slots). */
-const SLOTS_MS = 1;
 
 /**
  * Sends requests to backends picked by the policy, queues what no backend
@@ -69,9 +68,7 @@ export class Dispatcher<J extends Job> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed: DistError | undefined;
-  #slotCount = 0;
-  #slotsAt = -Infinity;
-  #slotsOf: readonly Backend[] | undefined;
+  #slots: SlotCount;
   /** Picks backends for the policy, a client's batch at a time (runs.ts). */
   #runs: Runs;
   /** Whether a backend other than the one asking is up (the last one up is never taken out). */
@@ -86,6 +83,7 @@ export class Dispatcher<J extends Job> {
     this.#options = options;
     this.#now = options.now ?? turnNow;
     this.#runs = new Runs(pool, policy, this.#now, (b) => this.#shares.young(b));
+    this.#slots = new SlotCount(pool, this.#now);
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
     this.#shares = new Shares({
       contended: options.contendedShare,
@@ -95,29 +93,8 @@ export class Dispatcher<J extends Job> {
       sourceOf: options.sourceOf,
       unread: options.unread,
       backends: () => pool.healthy,
-      capacity: () => this.#slots(),
+      capacity: () => this.#slots.value,
     });
-  }
-
-  /**
-   * Slots of the backends in rotation (slots.ts), counted again when the
-   * pool's list changes and at most every SLOTS_MS: a count per turn walked 1,000
-   * idle registered workers once per read of a client (4x the balancer's
-   * CPU per call beside them, a third of the client's rate).
-   */
-  #slots(): number {
-    const now = this.#now();
-    const list = this.#pool.list;
-    if (now - this.#slotsAt >= SLOTS_MS || now < this.#slotsAt || list !== this.#slotsOf) {
-      this.#slotsAt = now;
-      this.#slotsOf = list;
-      let n = 0;
-      for (const b of this.#pool.list) {
-        if (b.state === "up") n += Math.min(b.capacity, b.outlier.ramp);
-      }
-      this.#slotCount = n;
-    }
-    return this.#slotCount;
   }
 
   /** Client connections active now (a request within the last second). */
