@@ -34,6 +34,8 @@ function setup(n: number, capacity: number, options: { share?: number; queueMs?:
   const sources = new Map<object, string>();
   const sent = new Set<TestJob>();
   const failed: TestJob[] = [];
+  // Waiting requests the dispatcher looked at (each head looked at is asked whether it was abandoned).
+  const looked = { n: 0 };
   const dispatcher: Dispatcher<TestJob> = new Dispatcher(pool, createPolicy("round-robin"), {
     send(job) {
       sent.add(job);
@@ -44,6 +46,7 @@ function setup(n: number, capacity: number, options: { share?: number; queueMs?:
       failed.push(job);
     },
     sizeOf: () => 100,
+    abandoned: () => (looked.n++, false),
   }, {
     queueLimit: 10_000,
     queueBytes: Infinity,
@@ -75,7 +78,7 @@ function setup(n: number, capacity: number, options: { share?: number; queueMs?:
       if (sent.delete(j)) dispatcher.finish(j, "answered");
     }
   };
-  return { dispatcher, backends, clock, conn, submit, onBackends, answer, failed };
+  return { dispatcher, backends, clock, conn, submit, onBackends, answer, failed, looked };
 }
 
 Deno.test("slots: one source's slow requests never hold every slot; another source is served, also after it left", () => {
@@ -228,5 +231,35 @@ Deno.test("slots: new requests go away from a backend that sits on its requests 
   );
   answer(next);
   assert.equal(b1.inflight, 8);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
+Deno.test("slots: an answer looks at the waiting requests that may go, not at every waiting connection (hostile44a H-A7)", () => {
+  // One backend of 128 slots (the default --max-inflight).
+  const { dispatcher, clock, conn, submit, onBackends, answer, looked } = setup(1, 128);
+  // 2,000 connections of one address keep 3 slow requests each: most wait for their source's slots.
+  const slow = Array.from({ length: 2000 }, () => submit(conn("10.0.5.2"), 3));
+  const waiting = dispatcher.queuedClients;
+  assert.ok(waiting > 1000, `${waiting} connections wait`);
+  // Another address's client, one call at a time: each goes at once, and each answer pumps the queue.
+  const legit = conn("10.0.3.3");
+  looked.n = 0;
+  for (let i = 0; i < 200; i++) {
+    const [job] = submit(legit, 1);
+    assert.equal(onBackends([job]), 1, "the other client's call goes at once");
+    answer([job]);
+  }
+  // Before: every answer walked every waiting connection, each refused for its source (~2,000 looks).
+  const perCall = looked.n / 200;
+  console.log(`${perCall} looked at per call, ${waiting} connections waiting`);
+  assert.ok(
+    perCall <= 8,
+    `${perCall} waiting requests looked at per call, ${waiting} connections wait`,
+  );
+  // The slow ones still go as their own answers come back (the other client gone quiet).
+  clock.advance(100);
+  const before = slow.reduce((n, jobs) => n + onBackends(jobs), 0);
+  answer(slow.flat().filter((j) => j.attempts > 0).slice(0, 10));
+  assert.equal(slow.reduce((n, jobs) => n + onBackends(jobs), 0), before + 10);
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });

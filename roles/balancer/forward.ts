@@ -9,10 +9,10 @@ import { DistError } from "../../wire/mod.ts";
 import type { Backend, Outcome, Pool } from "./backends.ts";
 import type { DispatchHooks, DispatchOptions, DispatchStats, Job } from "./dispatch_types.ts";
 import type { Policy } from "./policies.ts";
-import { FairQueue, STALLED_STEPS, WaitQueue } from "./queue.ts";
+import { FairQueue, STALLED_STEPS } from "./queue.ts";
+import { RetryLine } from "./retry_line.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
-import { SlotCount } from "./slot_count.ts";
 import { turnClock } from "../../wire/turn.ts";
 import { sharedError as refusal } from "../../wire/shared_error.ts";
 import { Admit, MAX_EARNED, Shares } from "./shares.ts";
@@ -22,6 +22,9 @@ export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
 
 /** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
 const turnNow = turnClock(() => performance.now());
+
+/** Parked groups (sources) of which one flow tries again at each pump (queue.ts park). */
+const PROBED_GROUPS = 2;
 
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
@@ -59,16 +62,11 @@ export class Dispatcher<J extends Job> {
   #stalled = false;
   /** Whether that walk refused a flow for the bulk flows' allowance alone (which sends may earn). */
   #stalledOnBulk = false;
-  /** Retried requests waiting for a backend: bounded by what was in flight. */
-  #retryQueue = new WaitQueue<J>(Infinity);
-  /** Bytes of the requests in the retries' line. */
-  #retryBytes = 0;
-
-  #avoid = new WeakMap<J, Backend>();
+  /** Retried requests waiting for a backend (retry_line.ts). */
+  #retryQueue = new RetryLine<J, Backend>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed: DistError | undefined;
-  #slots: SlotCount;
   /** Picks backends for the policy, a client's batch at a time (runs.ts). */
   #runs: Runs;
   /** Whether a backend other than the one asking is up (the last one up is never taken out). */
@@ -83,17 +81,20 @@ export class Dispatcher<J extends Job> {
     this.#options = options;
     this.#now = options.now ?? turnNow;
     this.#runs = new Runs(pool, policy, this.#now, (b) => this.#shares.young(b));
-    this.#slots = new SlotCount(pool, this.#now);
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
     this.#shares = new Shares({
       contended: options.contendedShare,
       now: this.#now,
       waiting: (key) => this.#queue.waiting(key),
       wake: () => this.pump(),
+      // A source got answers back: as many of its parked flows may send (see #pumpQueue).
+      freed: (source, n) => {
+        if (this.#queue.parkedGroups > 0) this.#queue.unpark(source, n);
+      },
       sourceOf: options.sourceOf,
       unread: options.unread,
       backends: () => pool.healthy,
-      capacity: () => this.#slots.value,
+      capacity: () => pool.slots(this.#now()),
     });
   }
 
@@ -109,7 +110,7 @@ export class Dispatcher<J extends Job> {
 
   /** Bytes of the requests waiting for a backend (as `sizeOf` counts them). */
   get queuedBytes(): number {
-    return this.#queue.bytes + this.#retryBytes;
+    return this.#queue.bytes + this.#retryQueue.bytes;
   }
 
   /** Client connections with requests waiting. */
@@ -247,7 +248,15 @@ export class Dispatcher<J extends Job> {
   pump(): void {
     this.#stalled = false;
     if (this.#retryQueue.length > 0 && !this.#pumpQueue(this.#retryQueue)) return;
-    if (this.#queue.length > 0) this.#pumpQueue(this.#queue);
+    const queue = this.#queue;
+    if (queue.length === 0) return;
+    // Parked flows wait for their source's answers (#parkedFor); others' answers may
+    // make room for them too (a slot, a source fewer busy): a few try at each.
+    if (queue.parkedGroups > 0) {
+      if (this.#shares.inflight === 0) queue.unparkAll();
+      else queue.probe(PROBED_GROUPS);
+    }
+    this.#pumpQueue(queue);
   }
 
   /**
@@ -255,7 +264,7 @@ export class Dispatcher<J extends Job> {
    * (those of a stalled queue: see #stalled). @returns false when a job
    * found no backend.
    */
-  #pumpQueue(queue: WaitQueue<J> | FairQueue<J>, steps = Infinity): boolean {
+  #pumpQueue(queue: RetryLine<J, Backend> | FairQueue<J>, steps = Infinity): boolean {
     const abandoned = this.#hooks.abandoned;
     // Flows passed in a row for want of their share: once all were, none can go.
     let passed = 0;
@@ -269,8 +278,7 @@ export class Dispatcher<J extends Job> {
       }
       if (abandoned !== undefined && abandoned(job)) {
         queue.shift();
-        if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
-        else this.#unqueued(job);
+        if (queue !== this.#retryQueue) this.#unqueued(job);
         job.queuedBytes = 0;
         this.stats.abandoned++;
         this.#hooks.reject(job, GONE);
@@ -279,11 +287,18 @@ export class Dispatcher<J extends Job> {
       let bulk = false;
       if (queue instanceof FairQueue) {
         this.#stalled = false;
-        const admit = this.#hooks.held?.(job)
+        const held = this.#hooks.held?.(job) === true;
+        const admit = held
           ? Admit.No
           : this.#shares.admit(job.share!, job.line!.items.length, job.bytes ?? 0);
         if (admit === Admit.No) {
-          if (++passed > queue.flows) {
+          // Refused for its source: parked until something of its source changes.
+          const group = held ? undefined : this.#shares.refusedFor;
+          if (group !== undefined) {
+            queue.park(group);
+            continue;
+          }
+          if (++passed > queue.turning) {
             this.#stalled = true;
             this.#stalledOnBulk = this.#shares.bulkRefused !== bulkRefused;
             return this.#shares.stalled();
@@ -294,17 +309,22 @@ export class Dispatcher<J extends Job> {
         bulk = admit === Admit.Bulk;
       }
       passed = 0;
-      if (!this.#dispatch(job, this.#avoid.get(job), bulk)) {
+      if (!this.#dispatch(job, this.#retryQueue.avoid(job), bulk)) {
         this.#stalled = queue instanceof FairQueue;
         this.#stalledOnBulk = true;
         return false;
       }
       queue.shift();
       sent = true;
-      if (queue === this.#retryQueue) this.#retryBytes -= job.queuedBytes;
-      else this.#unqueued(job);
+      if (queue instanceof RetryLine) continue;
+      this.#unqueued(job);
       job.queuedBytes = 0;
+      // Its source sends again: one more of its parked flows may (in turn).
+      const source = job.share?.source;
+      if (source !== undefined && queue.parkedGroups > 0) queue.unpark(source, 1);
     }
+    // Every flow left parked: they wait for answers, or for the wake (see `stalled`).
+    if (queue instanceof FairQueue && queue.length > 0) this.#shares.stalled();
     return true;
   }
 
@@ -319,7 +339,6 @@ export class Dispatcher<J extends Job> {
       job.queuedBytes = 0;
       this.#hooks.reject(job, err);
     }
-    this.#retryBytes = 0;
   }
 
   /** `job` left the queue of new requests (sent, expired, shed or dropped). */
@@ -348,13 +367,10 @@ export class Dispatcher<J extends Job> {
 
   /** Puts `job`, sent again, in the retries' line (no backend other than `backend` has room now). */
   #requeue(job: J, backend: Backend): void {
-    this.#avoid.set(job, backend);
     job.deadline = this.#now() + this.#options.queueTimeoutMs;
-    // Retries count against the budget, but are never refused for it:
-    // they are bounded by what was in flight.
+    // Retries count against the budget, but are never refused for it (retry_line.ts).
     job.queuedBytes = this.#hooks.sizeOf(job, Infinity);
-    this.#retryBytes += job.queuedBytes;
-    this.#retryQueue.push(job);
+    this.#retryQueue.add(job, backend);
     this.#arm(job.deadline);
   }
 
@@ -400,19 +416,9 @@ export class Dispatcher<J extends Job> {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = this.#now();
-    // Deadlines grow along the retries' line, so the expired ones are at its head.
     const retries = this.#retryQueue;
     const expired: J[] = [];
-    for (
-      let job = retries.peek();
-      job !== undefined && job.deadline <= now + 1;
-      job = retries.peek()
-    ) {
-      retries.shift();
-      this.#retryBytes -= job.queuedBytes;
-      job.queuedBytes = 0;
-      expired.push(job);
-    }
+    retries.expire(now + 1, expired);
     const retried = expired.length;
     this.#queue.expire(now + 1, expired);
     for (let i = retried; i < expired.length; i++) this.#unqueued(expired[i]);

@@ -10,94 +10,23 @@
  * request waits behind one request of each other client, not behind
  * another client's backlog; when it is full, the client with the most
  * waiting loses its last request rather than another client being refused
- * (fq_codel's drop from the fattest flow).
+ * (fq_codel's drop from the fattest flow). A flow that may not send for a
+ * reason it shares with other flows (its source has its slots: shares.ts)
+ * is parked out of the rotation until something of that reason changes,
+ * so a turn looks only at flows that may go (hostile44a H-A7: 2,000 slow
+ * connections of one address made every answer walk ~800 waiting flows).
  */
+import { Fatness, Flow } from "./fatness.ts";
+import { WaitQueue } from "./wait_queue.ts";
+
+export { Flow, WaitQueue };
+
 /**
  * Heads a new request looks at while no waiting request may go (forward.ts
  * #stalled): the rotation still moves, and what closed connections left
  * waiting is dropped at about the pace requests come.
  */
 export const STALLED_STEPS = 4;
-
-/** Slots a {@link WaitQueue} starts with (it doubles when full). */
-const INITIAL_SLOTS = 8;
-
-export class WaitQueue<T> {
-  readonly limit: number;
-  #items: (T | undefined)[];
-  #head = 0;
-  #size = 0;
-
-  constructor(limit: number) {
-    this.limit = limit;
-    // Small at first: a client's line is made each time it begins to wait (1,024 slots
-    // each time were 6 % of the balancer's time, and as much again in GC, under attack).
-    this.#items = new Array(Math.min(Math.max(limit, 1), INITIAL_SLOTS));
-  }
-
-  get length(): number {
-    return this.#size;
-  }
-
-  /** Appends at the tail. @returns false (and keeps nothing) when full. */
-  push(item: T): boolean {
-    if (this.#size >= this.limit) return false;
-    this.#grow();
-    this.#items[(this.#head + this.#size) % this.#items.length] = item;
-    this.#size++;
-    return true;
-  }
-
-  /** Puts an item back at the head, limit or not (see the module note). */
-  unshift(item: T): void {
-    this.#grow();
-    this.#head = (this.#head - 1 + this.#items.length) % this.#items.length;
-    this.#items[this.#head] = item;
-    this.#size++;
-  }
-
-  /** The head, without taking it. */
-  peek(): T | undefined {
-    return this.#size === 0 ? undefined : this.#items[this.#head];
-  }
-
-  /** Takes the head. */
-  shift(): T | undefined {
-    if (this.#size === 0) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head] = undefined;
-    this.#head = (this.#head + 1) % this.#items.length;
-    this.#size--;
-    return item;
-  }
-
-  /** Takes the tail. */
-  pop(): T | undefined {
-    if (this.#size === 0) return undefined;
-    const at = (this.#head + this.#size - 1) % this.#items.length;
-    const item = this.#items[at];
-    this.#items[at] = undefined;
-    this.#size--;
-    return item;
-  }
-
-  /** Takes every item, head first. */
-  drain(): T[] {
-    const out: T[] = [];
-    for (let item = this.shift(); item !== undefined; item = this.shift()) out.push(item);
-    return out;
-  }
-
-  /** Doubles the ring when full; the ring starts small and grows with use only. */
-  #grow(): void {
-    const items = this.#items;
-    if (this.#size < items.length) return;
-    const grown: (T | undefined)[] = new Array(items.length * 2);
-    for (let i = 0; i < this.#size; i++) grown[i] = items[(this.#head + i) % items.length];
-    this.#items = grown;
-    this.#head = 0;
-  }
-}
 
 /** What the fair queue needs of an item. */
 export interface FairItem {
@@ -109,105 +38,6 @@ export interface FairItem {
   queuedBytes: number;
   /** The line it waits in, while it does (the queue's own mark). */
   line?: Flow<FairItem>;
-}
-
-/** One client's waiting requests. */
-export class Flow<T> {
-  readonly items = new WaitQueue<T>(Infinity);
-  bytes = 0;
-  /** Whether it is in the rotation (it may be, empty, until its turn comes). */
-  inTurn = false;
-  /** Its place in the queue's heap by bytes (-1: not there). */
-  at = -1;
-  constructor(readonly key: object) {}
-}
-
-/**
- * The waiting flows by what they hold, so that a full queue finds the
- * fattest in a few steps however many wait (a walk over every flow at each
- * push cost 63 µs with 10,000 flows waiting, hostile42a Y4): by count, a
- * set of flows per length and the longest length; by bytes, a max-heap.
- */
-class Fatness<T> {
-  #byCount: (Set<Flow<T>> | undefined)[] = [];
-  #most = 0;
-  #heap: Flow<T>[] = [];
-
-  /** `flow`, which held `before` items, holds what it holds now. */
-  moved(flow: Flow<T>, before: number): void {
-    const after = flow.items.length;
-    if (before !== after) {
-      if (before > 0) this.#byCount[before]?.delete(flow);
-      if (after > 0) (this.#byCount[after] ??= new Set()).add(flow);
-      if (after > this.#most) this.#most = after;
-      while (this.#most > 0 && (this.#byCount[this.#most]?.size ?? 0) === 0) this.#most--;
-    }
-    if (after === 0) this.#remove(flow);
-    else if (flow.at < 0) {
-      flow.at = this.#heap.length;
-      this.#heap.push(flow);
-      this.#up(flow.at);
-    } else this.#down(this.#up(flow.at));
-  }
-
-  /** The flow holding the most items (or bytes), if any holds some. */
-  fattest(byBytes: boolean): Flow<T> | undefined {
-    if (!byBytes) {
-      const most = this.#byCount[this.#most];
-      return most === undefined ? undefined : most.values().next().value;
-    }
-    const top = this.#heap[0];
-    return top !== undefined && top.bytes > 0 ? top : undefined;
-  }
-
-  clear(): void {
-    for (const flow of this.#heap) flow.at = -1;
-    this.#byCount = [];
-    this.#most = 0;
-    this.#heap = [];
-  }
-
-  #remove(flow: Flow<T>): void {
-    const i = flow.at;
-    if (i < 0) return;
-    flow.at = -1;
-    const last = this.#heap.pop()!;
-    if (last === flow) return;
-    this.#heap[i] = last;
-    last.at = i;
-    this.#down(this.#up(i));
-  }
-
-  #up(i: number): number {
-    const heap = this.#heap;
-    const flow = heap[i];
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (heap[p].bytes >= flow.bytes) break;
-      heap[i] = heap[p];
-      heap[i].at = i;
-      i = p;
-    }
-    heap[i] = flow;
-    flow.at = i;
-    return i;
-  }
-
-  #down(i: number): void {
-    const heap = this.#heap;
-    const flow = heap[i];
-    for (;;) {
-      let c = 2 * i + 1;
-      if (c >= heap.length) break;
-      if (c + 1 < heap.length && heap[c + 1].bytes > heap[c].bytes) c++;
-      if (heap[c].bytes <= flow.bytes) break;
-      heap[i] = heap[c];
-      heap[i].at = i;
-      i = c;
-    }
-    heap[i] = flow;
-    flow.at = i;
-  }
 }
 
 /** What waits ahead of a new item (see FairQueue.ahead). */
@@ -233,6 +63,8 @@ export class FairQueue<T extends FairItem> {
   #size = 0;
   #bytes = 0;
   #fatness = new Fatness<T>();
+  /** Parked flows, by what they wait for (oldest first), the groups in probing order. */
+  #parked = new Map<object, WaitQueue<Flow<T>>>();
 
   constructor(limit: number, byteLimit: number) {
     this.limit = limit;
@@ -250,6 +82,74 @@ export class FairQueue<T extends FairItem> {
   /** Clients with requests waiting. */
   get flows(): number {
     return this.#flows.size;
+  }
+
+  /** Flows in the rotation (parked ones not; emptied ones until their turn). */
+  get turning(): number {
+    return this.#turns.length;
+  }
+
+  /** Groups with flows parked (see park). */
+  get parkedGroups(): number {
+    return this.#parked.size;
+  }
+
+  /**
+   * The flow whose turn it is leaves the rotation, keeping its items, until
+   * `unpark(group)` (their items still expire and are shed as others').
+   */
+  park(group: object): void {
+    if (this.peek() === undefined) return;
+    const flow = this.#turns.shift()!;
+    flow.parked = group;
+    let line = this.#parked.get(group);
+    if (line === undefined) this.#parked.set(group, line = new WaitQueue(Infinity));
+    line.push(flow);
+  }
+
+  /**
+   * Up to `n` flows parked for `group` (the oldest first) go back to the
+   * rotation's tail. @returns how many did
+   */
+  unpark(group: object, n = Infinity): number {
+    const line = this.#parked.get(group);
+    if (line === undefined) return 0;
+    let back = 0;
+    while (back < n) {
+      const flow = line.shift();
+      if (flow === undefined) break;
+      flow.parked = undefined;
+      // An emptied one was dropped from the queue meanwhile: a new item makes a new flow.
+      if (flow.items.length === 0) flow.inTurn = false;
+      else {
+        this.#turns.push(flow);
+        back++;
+      }
+    }
+    if (line.length === 0) this.#parked.delete(group);
+    return back;
+  }
+
+  /**
+   * One flow of each of up to `groups` parked groups, taken in turn, goes
+   * back to the rotation to try again (what it waits for may have changed
+   * with others' answers).
+   */
+  probe(groups: number): void {
+    for (const [group, line] of this.#parked) {
+      if (groups-- <= 0) return;
+      this.unpark(group, 1);
+      // To the end of the order, so that the next probe tries the next group.
+      if (line.length > 0) {
+        this.#parked.delete(group);
+        this.#parked.set(group, line);
+      }
+    }
+  }
+
+  /** Every parked flow goes back to the rotation. */
+  unparkAll(): void {
+    for (const group of [...this.#parked.keys()]) this.unpark(group);
   }
 
   /**
@@ -393,6 +293,7 @@ export class FairQueue<T extends FairItem> {
     }
     this.#flows.clear();
     this.#turns.drain();
+    this.#parked.clear();
     this.#fatness.clear();
     return out;
   }

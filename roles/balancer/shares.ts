@@ -56,6 +56,7 @@ import { AnswerRun } from "./answer_run.ts";
 import { SourceBook } from "./source_book.ts";
 import { Allowance } from "./allowance.ts";
 import { Pacing } from "./pacing.ts";
+import { Wake } from "./wake.ts";
 import type { Ahead } from "./queue.ts";
 
 import {
@@ -79,6 +80,8 @@ export class Shares {
   readonly contended: number;
   /** Requests `admit` refused for the bulk flows' allowance alone (forward.ts reads it). */
   bulkRefused = 0;
+  /** The source the last `admit` refused for (its slots), if that was why (forward.ts parks). */
+  refusedFor: SourceShare | undefined;
   /** Requests on the backends, of every connection. */
   #inflight = 0;
   /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
@@ -91,13 +94,8 @@ export class Shares {
   #capacity: () => number;
   /** What bulk flows may send while others are busy (allowance.ts). */
   readonly #allowance: Allowance;
-  /**
-   * The one timer that pumps the queue when nothing else may (see
-   * `#wakeIn`), and when it fires (Infinity: not set).
-   */
-  #wakeTimer: ReturnType<typeof setTimeout> | undefined;
-  #wakeAt = Infinity;
-  #wake: () => void;
+  /** The one timer that pumps the queue when nothing else may (wake.ts). */
+  #wake: Wake;
   /** Requests sitting on the backends (slots.ts). */
   #sitting = new Sitting(this.#answers);
   #byKey = new Map<object, ClientShare>();
@@ -109,6 +107,8 @@ export class Shares {
   #timer: ReturnType<typeof setInterval> | undefined;
   #now: () => number;
   #waiting: (key: object) => boolean;
+  /** Told when a source got `n` answers back (its parked flows may go: forward.ts). */
+  #freed: ((source: SourceShare, n: number) => void) | undefined;
 
   /**
    * @param waiting whether a connection has requests waiting (its share is
@@ -127,26 +127,28 @@ export class Shares {
       unread?: (key: object) => boolean;
       backends?: () => number;
       capacity?: () => number;
+      freed?: (source: SourceShare, n: number) => void;
     },
   ) {
+    this.#freed = options.freed;
     this.#pacing = new Pacing({
       now: options.now,
       backends: options.backends ?? (() => 1),
       inflight: () => this.#inflight,
       active: () => this.#byKey.size,
-      wakeIn: (ms) => this.#wakeIn(ms),
+      wakeIn: (ms) => this.#wake.in(ms),
       answers: this.#answers,
     });
     this.#capacity = options.capacity ?? (() => Infinity);
     this.contended = options.contended ?? CONTENDED_SHARE;
     this.#now = options.now;
     this.#waiting = options.waiting;
-    this.#wake = options.wake;
+    this.#wake = new Wake(options.now, options.wake);
     this.#sourceOf = options.sourceOf;
     this.#sources = new SourceBook(options.now);
     this.#allowance = new Allowance({
       now: options.now,
-      wakeIn: (ms) => this.#wakeIn(ms),
+      wakeIn: (ms) => this.#wake.in(ms),
       unread: options.unread,
     });
   }
@@ -225,13 +227,18 @@ export class Shares {
    */
   admit(share: ClientShare, waiting: number, bytes: number): Admit {
     if (this.#run.n > 0) this.#flush();
+    const source = share.source;
+    this.refusedFor = source;
     if (!this.#slotFor(share)) return Admit.No;
+    this.refusedFor = undefined;
     if (this.#byKey.size <= 1) return Admit.Light;
     if (this.#full(share) || !this.#roomFor(share, bytes)) return Admit.No;
     let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
-    const source = share.source;
     if (source !== undefined && source.connections > 1 && this.#sources.othersBusy(source)) {
-      if (!this.#sourceRoom(source, bytes)) return Admit.No;
+      if (!this.#sourceRoom(source, bytes)) {
+        this.refusedFor = source;
+        return Admit.No;
+      }
       if (source.inflight + source.waiting > SOURCE_DEPTH * this.contended) light = false;
     }
     if (light) return Admit.Light;
@@ -265,25 +272,6 @@ export class Shares {
   }
 
   /**
-   * Pumps the queue in `ms` (nothing else may, when nothing is on the
-   * backends), or sooner when the timer is set for sooner already. One set
-   * for later is set again: a paced request paid in 1 ms waited for the 50
-   * ms of a stall set before it (a 40 KB client beside hostile37 K5's
-   * attack: 0.63× its rate, p99 53 ms).
-   */
-  #wakeIn(ms: number): void {
-    const at = this.#now() + ms + 1;
-    if (at >= this.#wakeAt) return;
-    clearTimeout(this.#wakeTimer);
-    this.#wakeAt = at;
-    this.#wakeTimer = setTimeout(() => {
-      this.#wakeTimer = undefined;
-      this.#wakeAt = Infinity;
-      this.#wake();
-    }, ms + 1);
-  }
-
-  /**
    * Whether a request of a bulk flow may go now, as far as the bulk flows'
    * allowance goes (and a client that reads its answers has requests waiting).
    */
@@ -307,7 +295,7 @@ export class Shares {
    * the shares is freed only by their age: slots.ts).
    */
   stalled(): true {
-    if (this.inflight > 0) this.#wakeIn(STUCK_MS);
+    if (this.inflight > 0) this.#wake.in(STUCK_MS);
     return true;
   }
 
@@ -404,6 +392,7 @@ export class Shares {
       source.gave(sentAt, at, n);
       source.bytes -= bytes;
       if (source.inflight + source.waiting === 0) this.#sources.wentIdle(source, at);
+      this.#freed?.(source, n);
     }
     this.#allowance.gave(bulk, sentAt, at, now, n);
   }
@@ -429,9 +418,7 @@ export class Shares {
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    clearTimeout(this.#wakeTimer);
-    this.#wakeTimer = undefined;
-    this.#wakeAt = Infinity;
+    this.#wake.stop();
   }
 
   /** Forgets connections idle for ACTIVE_MS: nothing on backends, nothing waiting. */
