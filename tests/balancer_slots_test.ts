@@ -156,6 +156,29 @@ Deno.test("slots: addresses of one /24 that first send 8 quick requests still le
   dispatcher.close(new DistError("UNAVAILABLE", "test over"));
 });
 
+Deno.test("slots: a light address of that /24 is served beside its holders, and takes a bounded part (hostile44a H-A1)", () => {
+  // Two backends of 128 slots: 256, 64 of them the reserve.
+  const { dispatcher, conn, submit, onBackends, answer } = setup(2, 128);
+  const neighbour = conn("10.9.9.250");
+  for (let i = 0; i < 8; i++) answer(submit(neighbour, 1)); // its calls come back at once
+  for (let i = 0; i < 12; i++) submit(conn(`10.0.1.${i}`), 16);
+  const spread = Array.from({ length: 100 }, (_, i) => submit(conn(`10.9.9.${i + 1}`), 16));
+  const theirs = () => spread.reduce((n, jobs) => n + onBackends(jobs), 0);
+  assert.equal(theirs(), 13, "the /24's holders leave the reserve free as before");
+  // Before, the network's rule held it to what the holders are: none of its calls went.
+  const mine = submit(neighbour, 8);
+  assert.equal(onBackends(mine), 4, "past the rule, a /24's light sources hold reserve ÷ 16 at once");
+  for (let i = 0; i < 2; i++) answer(mine);
+  assert.equal(onBackends(mine), 8, "and the rest go as its answers come back");
+  answer(mine);
+  // Another network's client still finds its slots, and the holders took no more.
+  const other = submit(conn("10.0.0.1"), 8);
+  for (let i = 0; i < 4; i++) answer(other);
+  assert.equal(onBackends(other), 8);
+  assert.equal(theirs(), 13);
+  dispatcher.close(new DistError("UNAVAILABLE", "test over"));
+});
+
 Deno.test("slots: requests on a backend for a second or more count twice in what their source holds", () => {
   const run = (ageMs: number) => {
     const { dispatcher, clock, conn, submit, onBackends, answer } = setup(2, 32);

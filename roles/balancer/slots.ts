@@ -123,6 +123,10 @@ export class NetShare {
   /** Its sources holding requests on the backends. */
   holders = 0;
   sources = 0;
+  /** Requests its light sources took past the network's rule (source_book.ts netRoom). */
+  light = 0;
+  /** What its sources that left had shown (SourceShare quick, slowAt), by source, the newest last. */
+  readonly left = new Map<string, [number, number]>();
   constructor(readonly key: string) {}
 }
 
@@ -140,6 +144,14 @@ export class SourceShare extends Held {
   bytes = 0;
   /** Its connections known to the shares (active within ACTIVE_MS). */
   connections = 0;
+  /** Requests it got back within LONG_MS since it last got back a longer one (netRoom). */
+  quick = 0;
+  /** When it last got back one held LONG_MS or more. */
+  slowAt = -Infinity;
+  /** Of its requests on the backends, those taken past its network's rule, at most (netRoom). */
+  light = 0;
+  /** Whether its next request taken is one of those (netRoom let it go past the rule). */
+  lightNext = false;
   /** Requests it got back (answered, lost, timed out) in this LONG_MS and the last. */
   #back = [0, 0];
   #backEpoch = 0;
@@ -148,13 +160,32 @@ export class SourceShare extends Held {
   }
 
   override took(now: number): void {
-    if (this.inflight === 0 && this.net !== undefined) this.net.holders++;
+    const net = this.net;
+    if (this.inflight === 0 && net !== undefined) net.holders++;
     super.took(now);
+    if (this.lightNext && net !== undefined) {
+      this.lightNext = false;
+      this.light++;
+      net.light++;
+    }
   }
 
   override gave(sentAt: number, now: number, n = 1): void {
     super.gave(sentAt, now, n);
-    if (this.inflight === 0 && this.net !== undefined) this.net.holders--;
+    if (now - sentAt < LONG_MS) this.quick += n;
+    else {
+      this.slowAt = now;
+      this.quick = 0;
+    }
+    const net = this.net;
+    if (net !== undefined) {
+      if (this.inflight === 0) net.holders--;
+      // Those taken past the rule are counted as the last to come back (an upper bound).
+      if (this.light > this.inflight) {
+        net.light -= this.light - this.inflight;
+        this.light = this.inflight;
+      }
+    }
     this.#rollBack(now);
     this.#back[0] += n;
   }

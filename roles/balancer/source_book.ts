@@ -9,6 +9,13 @@ import { LIGHT_GRACE_MS } from "./share_limits.ts";
 import { NetShare, RESERVE_HOLD, RESERVE_PART, SourceShare } from "./slots.ts";
 import { networkOf } from "./redial_nets.ts";
 
+/** Requests got back within LONG_MS in a row that make a source quick (netRoom). */
+const QUICK_RUN = 8;
+/** How long a source that got back a request held LONG_MS or more is not light (ms). */
+const SLOW_MEMORY_MS = 60_000;
+/** Sources that left a network whose record it keeps (an IPv4 /24 has 256). */
+const LEFT_KEPT = 256;
+
 export class SourceBook {
   /** Sources with requests in the balancer (on the backends or waiting). */
   busy = 0;
@@ -40,6 +47,9 @@ export class SourceBook {
         if (net === undefined) this.#nets.set(key, net = new NetShare(key));
         net.sources++;
         source.net = net;
+        const was = net.left.get(name);
+        if (was !== undefined) [source.quick, source.slowAt] = was;
+        net.left.delete(name);
       }
     }
     source.connections++;
@@ -52,6 +62,11 @@ export class SourceBook {
     this.#sources.delete(source.key);
     const net = source.net;
     if (net !== undefined && --net.sources === 0) this.#nets.delete(net.key);
+    else if (net !== undefined && (source.quick > 0 || source.slowAt > -Infinity)) {
+      // Kept, so that reconnecting clears no record (a slow source would be light again).
+      if (net.left.size >= LEFT_KEPT) net.left.delete(net.left.keys().next().value!);
+      net.left.set(source.key, [source.quick, source.slowAt]);
+    }
     const idle = this.#idle;
     if (idle[0] === source) idle[0] = undefined;
     if (idle[2] === source) idle[2] = undefined;
@@ -75,16 +90,35 @@ export class SourceBook {
    * it, and a client of another address waited seconds for every request
    * (hostile42a Y1). So the many addresses of a network leave the reserve
    * free as one source holding many does; a few (a neighbour) do not.
+   *
+   * But a light source of the network goes past that rule, the network's
+   * light sources together holding at most reserve ÷ RESERVE_HOLD (one at
+   * least) so taken: the rule held every address of the /24 to what its
+   * holders are, and 100 slow addresses of 127.0.0.0/24 left a quick client
+   * at 127.0.0.1 refused every call (hostile44a H-A1). Light: its last
+   * {@link QUICK_RUN} requests or more came back within LONG_MS, none held
+   * longer for {@link SLOW_MEMORY_MS} (kept when it leaves and comes back),
+   * none on a backend that long now. Holders that warm up with quick
+   * requests take that part and no more (review44 R2: with no bound on what
+   * light sources hold, 100 warmed addresses took the reserve's 64 of 64).
    * @param used requests on the backends, of every source
    * @param capacity slots of the backends in rotation
    */
   netRoom(source: SourceShare, used: number, capacity: number): boolean {
     const net = source.net;
+    source.lightNext = false;
     // Its own requests alone: what it holds is bounded as a source's (slots.ts).
     if (net === undefined || net.holders <= (source.inflight > 0 ? 1 : 0)) return true;
     const reserve = Math.floor(capacity / RESERVE_PART);
-    return capacity - used - 1 >=
-      Math.floor(reserve * Math.min(net.holders, RESERVE_HOLD) / RESERVE_HOLD);
+    const free = capacity - used - 1;
+    if (free >= Math.floor(reserve * Math.min(net.holders, RESERVE_HOLD) / RESERVE_HOLD)) {
+      return true;
+    }
+    if (net.light >= Math.max(1, Math.floor(reserve / RESERVE_HOLD)) || free < 0) return false;
+    const now = this.#now();
+    source.lightNext = source.quick >= QUICK_RUN && now - source.slowAt >= SLOW_MEMORY_MS &&
+      source.old(now) === 0;
+    return source.lightNext;
   }
 
   /** `source` has nothing in the balancer since `now`. */
