@@ -134,11 +134,19 @@ export interface Judged {
   readonly state: "up" | "down";
   /** Out for its answers (not for checks or its connection), until it is back up. */
   readonly ejected: boolean;
+  /** When it joined the pool (performance.now()). */
+  readonly added?: number;
 }
 
-/** A server of `--backends` (a judged backend of no stated source counts as one). */
-function vouched(o: Judged): boolean {
-  return o.kind !== "worker" && (o.source === undefined || o.source === "backends");
+/**
+ * Whether `o` may witness against `b`: a server of `--backends` (a judged
+ * backend of no stated source counts as one), or an instance the binders
+ * named that joined before `b`, itself not of `--backends`.
+ */
+function vouched(o: Judged, b: Judged): boolean {
+  if (o.kind === "worker") return false;
+  if (o.source === undefined || o.source === "backends") return true;
+  return b.kind !== "worker" && b.source !== "backends" && (o.added ?? Infinity) < (b.added ?? 0);
 }
 
 /**
@@ -163,7 +171,9 @@ export function candidate(b: Judged, now: number): boolean {
  * as many as `b` failed fails none: hostile43a A4, four fakes that
  * answered once and then held every task beside one server, two stayed in
  * for good (the cap) and the clients got their TIMEOUTs; K7, a fleet of
- * fakes failing alike, none out (the others' share). @returns why not, or
+ * fakes failing alike, none out (the others' share). In a pool with no
+ * server, a worker is that witness for a candidate with at most
+ * {@link SOUND_FEW} outcomes not failed. @returns why not, or
  * undefined when it may
  */
 export function mayEject(
@@ -179,10 +189,15 @@ export function mayEject(
   let othersF = 0;
   let withData = 0;
   let out = 0;
+  let live = 0;
   let up = 0;
   let sound = false;
+  let soundWorker = false;
+  let servers = false;
   for (const o of pool) {
+    if (o.kind !== "worker") servers = true;
     if (o.ejected) out++;
+    if (o.ejected || o.state === "up") live++;
     if (o === b) continue;
     if (o.state === "up") up++;
     const on = o.outcomes.total(now);
@@ -191,19 +206,27 @@ export function mayEject(
     othersF += of;
     if (on >= MIN_OUTCOMES) withData++;
     const least = of === 0 ? Math.min(MIN_OUTCOMES, Math.max(SOUND_FEW, f)) : MIN_OUTCOMES;
-    // Only a server the operator named is such a witness: a worker, or an instance anyone
-    // registered at an open binder, that answers every task at once (lying) would be the sound
-    // one whenever a client's requests outlast --timeout on the servers (hostile44a H-A2,
-    // hostile45a K-A2).
-    if (vouched(o) && o.state === "up" && on >= least && of * RATIO * n <= f * on) {
-      sound = true;
+    // Only a server the operator named is such a witness (or, against a newer instance, one the
+    // binders named earlier): a worker, or an instance anyone registered at an open binder, that
+    // answers every task at once (lying) would be the sound one whenever a client's requests
+    // outlast --timeout on the servers (hostile44a H-A2, hostile45a K-A2; review45 R3: with no
+    // witness at all, a --service pool kept two fakes holding every task for good).
+    if (o.state === "up" && on >= least && of * RATIO * n <= f * on) {
+      if (vouched(o, b)) sound = true;
+      else if (o.kind === "worker") soundWorker = true;
     }
   }
+  // With no server in the pool, a worker witnesses for one that served (almost) nothing in the
+  // window: fakes that answered once, then held every task, stayed past the cap (review44 R6);
+  // a real worker that answers its other requests in time is not such a one (H-A2).
+  if (soundWorker && !servers && n - f <= SOUND_FEW) sound = true;
   if (up === 0) return "no other backend is up";
   if (options.peers && withData < 2) return "too few other backends to compare with";
   // One that stays up and fails at most 1/RATIO as much: the failures are b's, however many fail alike.
   if (sound && n > 0) return undefined;
-  if (out >= Math.max(1, Math.floor(pool.length * MAX_OUT_PART))) {
+  // Half of those up or out for their answers: backends down for their checks or connection
+  // (addresses where nothing listens, registered at an open binder) are no part of it (review45 R6).
+  if (out >= Math.max(1, Math.floor(live * MAX_OUT_PART))) {
     return `${out} backend(s) already out for their answers`;
   }
   // f/n >= RATIO × othersF/othersN, without dividing (othersN may be 0).

@@ -51,8 +51,13 @@ function idle(b: Backend, now: number): boolean {
   if (b.served === 0) return true;
   // Out, and no answer even late for the window: a worker that answers late is slow, not a holder
   // (hostile44a H-A3: a client's requests past --timeout, replayed on fakes that answer at once,
-  // took the real workers out, and their slots went to the attacker's next fakes).
-  if (b.ejected) return now - Math.max(b.lastAnswerAt, b.lateAt) >= WINDOW_MS;
+  // took the real workers out, and their slots went to the attacker's next fakes). Late answers
+  // are a sign of life from one that answers late at least half of what failed on it: a fake
+  // holding its tasks kept its slot answering one of them late every 10 s (review44 R8).
+  if (b.ejected) {
+    const late = b.lateAnswers * 2 >= b.failures ? b.lateAt : -Infinity;
+    return now - Math.max(b.lastAnswerAt, late) >= WINDOW_MS;
+  }
   return now - b.lastResultAt >= WINDOW_MS && b.outcomes.failed(now) > 0;
 }
 
