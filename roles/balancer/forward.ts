@@ -23,9 +23,6 @@ export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
 /** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
 const turnNow = turnClock(() => performance.now());
 
-/** Parked groups (sources) of which one flow tries again at each pump (queue.ts park). */
-const PROBED_GROUPS = 2;
-
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
 
@@ -87,9 +84,11 @@ export class Dispatcher<J extends Job> {
       now: this.#now,
       waiting: (key) => this.#queue.waiting(key),
       wake: () => this.pump(),
-      // A source got answers back: as many of its parked flows may send (see #pumpQueue).
+      // A source got answers back: as many of its (and its network's) parked flows may send.
       freed: (source, n) => {
-        if (this.#queue.parkedGroups > 0) this.#queue.unpark(source, n);
+        if (this.#queue.parkedGroups === 0) return;
+        this.#queue.unpark(source, n);
+        if (source.net !== undefined) this.#queue.unpark(source.net, n);
       },
       sourceOf: options.sourceOf,
       unread: options.unread,
@@ -167,6 +166,7 @@ export class Dispatcher<J extends Job> {
       return;
     }
     this.#arm(job.deadline);
+    this.#sweep();
     // Waiting only for its connection's share (backends may have room): its turn may be now.
     if (this.#retryQueue.length > 0) return;
     if (!this.#stalled) return void this.#pumpQueue(this.#queue);
@@ -248,15 +248,10 @@ export class Dispatcher<J extends Job> {
   pump(): void {
     this.#stalled = false;
     if (this.#retryQueue.length > 0 && !this.#pumpQueue(this.#retryQueue)) return;
-    const queue = this.#queue;
-    if (queue.length === 0) return;
-    // Parked flows wait for their source's answers (#parkedFor); others' answers may
-    // make room for them too (a slot, a source fewer busy): a few try at each.
-    if (queue.parkedGroups > 0) {
-      if (this.#shares.inflight === 0) queue.unparkAll();
-      else queue.probe(PROBED_GROUPS);
-    }
-    this.#pumpQueue(queue);
+    if (this.#queue.length === 0) return;
+    // Parked flows wait for their source's answers; others' answers may make room for them too.
+    if (this.#queue.parkedGroups > 0) this.#sweep(this.#shares.inflight === 0 ? "all" : "some");
+    this.#pumpQueue(this.#queue);
   }
 
   /**
@@ -328,6 +323,18 @@ export class Dispatcher<J extends Job> {
     return true;
   }
 
+  /** Drops what closed connections left in parked flows, and unparks `back` of them (queue.ts tend). */
+  #sweep(back?: "some" | "all"): void {
+    if (this.#queue.parkedGroups === 0) return;
+    this.#queue.tend(this.#hooks.abandoned ?? (() => false), this.#shed, back);
+    for (const job of this.#shed.splice(0)) {
+      this.#unqueued(job);
+      job.queuedBytes = 0;
+      this.stats.abandoned++;
+      this.#hooks.reject(job, GONE);
+    }
+  }
+
   /** Fails everything waiting with `err`, and every later request too. */
   close(err: DistError): void {
     this.#closed = err;
@@ -347,22 +354,20 @@ export class Dispatcher<J extends Job> {
   }
 
   #failover(job: J, backend: Backend): void {
-    const fail = (why: string) => {
-      this.stats.lost++;
-      this.#hooks.reject(
-        job,
-        new DistError("UNAVAILABLE", `Backend ${backend.name} failed with the request: ${why}`),
-      );
-    };
-    if (!job.idempotent) {
-      return fail("it may have run, and it is marked non-idempotent, so it was not sent again");
+    const { retries, budget } = this.#options;
+    let why = "it may have run, and it is marked non-idempotent, so it was not sent again";
+    if (job.idempotent) why = `tried ${job.attempts} times (--retries ${retries})`;
+    if (job.idempotent && job.attempts <= retries) {
+      if (budget.withdraw()) {
+        this.stats.retries++;
+        if (!this.#dispatch(job, backend)) this.#requeue(job, backend);
+        return;
+      }
+      why = "retry budget spent";
     }
-    if (job.attempts > this.#options.retries) {
-      return fail(`tried ${job.attempts} times (--retries ${this.#options.retries})`);
-    }
-    if (!this.#options.budget.withdraw()) return fail("retry budget spent");
-    this.stats.retries++;
-    if (!this.#dispatch(job, backend)) this.#requeue(job, backend);
+    this.stats.lost++;
+    const err = `Backend ${backend.name} failed with the request: ${why}`;
+    this.#hooks.reject(job, new DistError("UNAVAILABLE", err));
   }
 
   /** Puts `job`, sent again, in the retries' line (no backend other than `backend` has room now). */

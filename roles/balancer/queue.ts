@@ -48,6 +48,11 @@ export type Refusal = "count" | "bytes";
 
 const SHARED_FLOW = {};
 
+/** Parked groups of which one flow tries again at each `tend` (see park). */
+const PROBED_GROUPS = 2;
+/** Parked flows looked at for a closed connection at each `tend`. */
+const SWEPT_FLOWS = 4;
+
 export class FairQueue<T extends FairItem> {
   readonly limit: number;
   readonly byteLimit: number;
@@ -145,6 +150,44 @@ export class FairQueue<T extends FairItem> {
         this.#parked.set(group, line);
       }
     }
+  }
+
+  /**
+   * Looks at up to `n` parked flows (of the first group, which then goes
+   * last): one whose head is `gone` (its client left) gives up every item
+   * into `out`, and no turn was to come to drop them.
+   */
+  sweep(n: number, gone: (item: T) => boolean, out: T[]): void {
+    const first = this.#parked.entries().next().value;
+    if (first === undefined) return;
+    const [group, line] = first;
+    for (let i = Math.min(n, line.length); i > 0; i--) {
+      const flow = line.shift()!;
+      const head = flow.items.peek();
+      if (head !== undefined && !gone(head)) {
+        line.push(flow);
+        continue;
+      }
+      flow.parked = undefined;
+      flow.inTurn = false;
+      for (let item = flow.items.shift(); item !== undefined; item = flow.items.shift()) {
+        this.#left(flow, item);
+        out.push(item);
+      }
+    }
+    this.#parked.delete(group);
+    if (line.length > 0) this.#parked.set(group, line);
+  }
+
+  /**
+   * Drops into `out` the items of parked flows whose client left (a few
+   * looked at: `sweep`), then puts parked flows back in the rotation: one
+   * of each of a few groups (`probe`), or all.
+   */
+  tend(gone: (item: T) => boolean, out: T[], back?: "some" | "all"): void {
+    this.sweep(SWEPT_FLOWS, gone, out);
+    if (back === "all") this.unparkAll();
+    else if (back === "some") this.probe(PROBED_GROUPS);
   }
 
   /** Every parked flow goes back to the rotation. */

@@ -80,8 +80,12 @@ export class Shares {
   readonly contended: number;
   /** Requests `admit` refused for the bulk flows' allowance alone (forward.ts reads it). */
   bulkRefused = 0;
-  /** The source the last `admit` refused for (its slots), if that was why (forward.ts parks). */
-  refusedFor: SourceShare | undefined;
+  /**
+   * What the last `admit` refused for, if that was the slots of its source
+   * (the source) or its network's (the network: source_book.ts netRoom):
+   * forward.ts parks the connection until their answers come back.
+   */
+  refusedFor: object | undefined;
   /** Requests on the backends, of every connection. */
   #inflight = 0;
   /** Requests of PACED_BYTES or more: how they go, and where (pacing.ts). */
@@ -228,9 +232,8 @@ export class Shares {
   admit(share: ClientShare, waiting: number, bytes: number): Admit {
     if (this.#run.n > 0) this.#flush();
     const source = share.source;
-    this.refusedFor = source;
-    if (!this.#slotFor(share)) return Admit.No;
     this.refusedFor = undefined;
+    if (!this.#slotFor(share)) return Admit.No;
     if (this.#byKey.size <= 1) return Admit.Light;
     if (this.#full(share) || !this.#roomFor(share, bytes)) return Admit.No;
     let light = share.inflight + waiting <= BULK_DEPTH * this.contended;
@@ -253,10 +256,18 @@ export class Shares {
     if (source === undefined) return true;
     const used = this.#inflight;
     const capacity = this.#capacity();
-    if (!this.#sources.netRoom(source, used, capacity)) return false;
+    if (!this.#sources.netRoom(source, used, capacity)) {
+      // Its own answers may let it go (a light source: netRoom), else its network's.
+      this.refusedFor = source.inflight > 0 ? source : source.net;
+      return false;
+    }
     if (source.inflight === 0) return true;
     const mine = source.inflight + source.waiting > 0 ? 0 : 1;
-    return mayHold(source, this.#now(), { used, capacity, busy: this.#sources.busy + mine });
+    if (mayHold(source, this.#now(), { used, capacity, busy: this.#sources.busy + mine })) {
+      return true;
+    }
+    this.refusedFor = source;
+    return false;
   }
 
   /** Whether `share` has `shares` shares on the backends, stuck requests aside (slots.ts). */
