@@ -16,6 +16,7 @@ import { Runs } from "./runs.ts";
 import { turnClock } from "../../wire/turn.ts";
 import { sharedError as refusal } from "../../wire/shared_error.ts";
 import { Admit, MAX_EARNED, Shares } from "./shares.ts";
+import { holdsLittle } from "./slots.ts";
 
 export { type Outcome, RetryBudget };
 export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
@@ -52,10 +53,7 @@ export class Dispatcher<J extends Job> {
   #shares: Shares;
   /** Requests the queue sheds to make room (reused: one array, not one per request). */
   #shed: J[] = [];
-  /**
-   * The last walk of the fair queue found no flow able to send, and no pump
-   * came since: a new request changes that only for its own flow (submit).
-   */
+  /** The last walk of the fair queue found no flow able to send, and no pump came since (submit). */
   #stalled = false;
   /** Whether that walk refused a flow for the bulk flows' allowance alone (which sends may earn). */
   #stalledOnBulk = false;
@@ -204,7 +202,7 @@ export class Dispatcher<J extends Job> {
       this.latency?.observe((now - job.takenAt) / 1000);
     }
     if (outcome === "lost") this.#failover(job, backend);
-    this.pump();
+    this.pump(false);
   }
 
   /**
@@ -244,13 +242,18 @@ export class Dispatcher<J extends Job> {
     if (!this.#dispatch(job, from)) this.#requeue(job, from);
   }
 
-  /** Sends waiting requests while backends have room (after a slot frees or a backend comes up). */
-  pump(): void {
+  /**
+   * Sends waiting requests while backends have room (after a slot frees or a backend comes up).
+   * A few parked flows try again (`tend`); at an answer (`any` false) only of sources holding
+   * little (the heavy went at another client's pace: 190–250 µs a call of it, not 70–120).
+   */
+  pump(any = true): void {
     this.#stalled = false;
     if (this.#retryQueue.length > 0 && !this.#pumpQueue(this.#retryQueue)) return;
     if (this.#queue.length === 0) return;
-    // Parked flows wait for their source's answers; others' answers may make room for them too.
-    if (this.#queue.parkedGroups > 0) this.#sweep(this.#shares.inflight === 0 ? "all" : "some");
+    if (this.#queue.parkedGroups > 0) {
+      this.#sweep(this.#shares.inflight === 0 ? "all" : any ? "any" : holdsLittle);
+    }
     this.#pumpQueue(this.#queue);
   }
 
@@ -324,7 +327,7 @@ export class Dispatcher<J extends Job> {
   }
 
   /** Drops what closed connections left in parked flows, and unparks `back` of them (queue.ts tend). */
-  #sweep(back?: "some" | "all"): void {
+  #sweep(back: "all" | "any" | ((group: object) => boolean) = () => false): void {
     if (this.#queue.parkedGroups === 0) return;
     this.#queue.tend(this.#hooks.abandoned ?? (() => false), this.#shed, back);
     for (const job of this.#shed.splice(0)) {

@@ -136,14 +136,18 @@ export class FairQueue<T extends FairItem> {
   }
 
   /**
-   * One flow of each of up to `groups` parked groups, taken in turn, goes
-   * back to the rotation to try again (what it waits for may have changed
-   * with others' answers).
+   * One flow of each of up to `groups` parked groups that `may`, taken in
+   * turn (twice as many looked at, at most), goes back to the rotation to
+   * try again (what it waits for may have changed with others' answers).
    */
-  probe(groups: number): void {
+  probe(groups: number, may?: (group: object) => boolean): void {
+    let looked = 2 * groups;
     for (const [group, line] of this.#parked) {
-      if (groups-- <= 0) return;
-      this.unpark(group, 1);
+      if (groups <= 0 || looked-- <= 0) return;
+      if (may === undefined || may(group)) {
+        this.unpark(group, 1);
+        groups--;
+      }
       // To the end of the order, so that the next probe tries the next group.
       if (line.length > 0) {
         this.#parked.delete(group);
@@ -182,12 +186,12 @@ export class FairQueue<T extends FairItem> {
   /**
    * Drops into `out` the items of parked flows whose client left (a few
    * looked at: `sweep`), then puts parked flows back in the rotation: one
-   * of each of a few groups (`probe`), or all.
+   * of each of a few groups `back` lets (`probe`), or all.
    */
-  tend(gone: (item: T) => boolean, out: T[], back?: "some" | "all"): void {
+  tend(gone: (item: T) => boolean, out: T[], back: "all" | "any" | ((group: object) => boolean)) {
     this.sweep(SWEPT_FLOWS, gone, out);
     if (back === "all") this.unparkAll();
-    else if (back === "some") this.probe(PROBED_GROUPS);
+    else this.probe(PROBED_GROUPS, back === "any" ? undefined : back);
   }
 
   /** Every parked flow goes back to the rotation. */

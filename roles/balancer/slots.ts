@@ -349,6 +349,11 @@ export class Sitting {
   }
 }
 
+/** Whether `group` (of parked flows: forward.ts) is a source holding fewer than RESERVE_HOLD. */
+export function holdsLittle(group: object): boolean {
+  return group instanceof SourceShare && group.inflight < RESERVE_HOLD;
+}
+
 /** What a source holds, long requests counting LONG_WEIGHT times. */
 export function weighted(held: Held, now: number): number {
   return held.inflight + (LONG_WEIGHT - 1) * held.old(now);
