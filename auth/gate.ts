@@ -200,6 +200,13 @@ export class Gate implements Authenticator {
   }
 
   async authenticate(hello: HelloClaim): Promise<Identity> {
+    const { token, user, password } = hello.credentials;
+    if (token === undefined && user === undefined && password === undefined && !hello.certSubject) {
+      // Nothing guessed, nothing to slow down: refused at once, counted in no record. A binder's
+      // report_down check dials so, and a delay past --verify-timeout read as dead (review45 R1).
+      this.counters.refused++;
+      throw new DistError("UNAUTHORIZED", "Credentials required: a token, or a user and password");
+    }
     const key = this.#recordKey(hello);
     const r = this.#record(key, hello.host);
     if (r.failures > 0 && r.busy >= this.#delays.maxBusy) {
