@@ -205,6 +205,12 @@ export class Gate implements Authenticator {
       // Nothing guessed, nothing to slow down: refused at once, counted in no record. A binder's
       // report_down check dials so, and a delay past --verify-timeout read as dead (review45 R1).
       this.counters.refused++;
+      warnPeer("Refused a hello from {address} ({role} {name}): {why}", {
+        address: hello.address,
+        role: cut(hello.role, 40),
+        name: cut(hello.name, 60),
+        why: "no credentials",
+      });
       throw new DistError("UNAUTHORIZED", "Credentials required: a token, or a user and password");
     }
     const key = this.#recordKey(hello);
