@@ -422,7 +422,7 @@ export class BrokerCore {
    */
   wouldCross(cost: number): boolean {
     const over = this.memoryBytes + cost - this.maxMemory;
-    return cost > 0 && over > 0 && dropCaches(this.topics, this.subscriptions, over) < over;
+    return cost > 0 && over > 0 && dropCaches(this.topics, this.subscriptions, over, true) < over;
   }
 
   /** Deliveries dropped by policies, over all subscriptions past and present. */

@@ -292,6 +292,11 @@ function keep(
   topic.cacheGeneration = generation;
 }
 
+/** Least time between two drops of cached targets for refusals (ms; see dropCaches). */
+const DROP_EVERY_MS = 100;
+/** When each tree's caches were last dropped for a refusal. */
+const dropped = new WeakMap<object, number>();
+
 /**
  * Drops cached targets, least recently active topics first, until `want`
  * counted bytes (of memoryBytes, where a cache counts HEAP_HEADROOM times)
@@ -306,8 +311,22 @@ export function dropCaches(
   topics: TopicTree,
   tree: SubscriptionTree<Subscription>,
   want: number,
+  refusal = false,
 ): number {
-  const goal = Math.max(want / HEAP_HEADROOM, tree.cacheBytes / 2);
+  if (refusal) {
+    // For a refusal: only when the caches can make room, what it needs, at most every
+    // DROP_EVERY_MS: a stranger's refused publish before each honest one dropped the honest
+    // topic's cache each time, and every publish matched again, 500x slower (review45 R4).
+    const now = performance.now();
+    if (
+      tree.cacheBytes * HEAP_HEADROOM < want ||
+      now - (dropped.get(tree) ?? -Infinity) < DROP_EVERY_MS
+    ) {
+      return 0;
+    }
+    dropped.set(tree, now);
+  }
+  const goal = refusal ? want / HEAP_HEADROOM : Math.max(want / HEAP_HEADROOM, tree.cacheBytes / 2);
   let freed = 0;
   for (let t = topics.oldest; t !== undefined && freed < goal && tree.cacheBytes > 0; t = t.newer) {
     if (t.cache === undefined && t.lossy === undefined) continue;
