@@ -46,7 +46,7 @@ async function rate(
     }
   }));
   const seconds = (performance.now() - t0) / 1000;
-  const us = (cpuSeconds(pid) - cpu0 - idle * seconds) * 1e6 / ok;
+  const us = Math.max(0, cpuSeconds(pid) - cpu0 - idle * seconds) * 1e6 / ok;
   return { rate: ok / seconds, us };
 }
 
@@ -92,7 +92,11 @@ Deno.test("1,000 idle registered workers do not cut a client's throughput throug
     // Beside them a pick is made per request (a pool past 16 has no runs): at load 1.6-2.0 the
     // rate was 0.50-0.94x alone (0.6 failed 1 CI run in 4, 0.45 one in 8 on a slower machine),
     // the CPU a call 1.0-1.6x. Either within its bound says the calls are not walking the workers.
-    assert.ok(beside.rate >= 0.45 * alone.rate || beside.us <= 2.5 * alone.us, summary);
+    // The CPU clause only where the rate is not far off (review45 R8: health checks starved while
+    // the calls ran would make the idle figure too large and the CPU clause pass whatever).
+    const cpuHolds = beside.rate >= 0.2 * alone.rate && beside.us > 0 &&
+      beside.us <= 2.5 * alone.us;
+    assert.ok(beside.rate >= 0.45 * alone.rate || cpuHolds, summary);
   } finally {
     client.close();
     for (const f of fakes) f.destroy();
