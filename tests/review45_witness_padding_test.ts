@@ -7,7 +7,9 @@
  * port: down, "is a balancer"): the pool grows, half of it is more than
  * the two --backends servers, and one client's `sleep`s past `--timeout`
  * (replayed on the liar, which answers at once) take both servers out
- * together again: H-A2 / K-A2's outcome, through padding.
+ * together again: H-A2 / K-A2's outcome, through padding. c55e3dc counts
+ * the cap over backends up or out only: padding with instances that are
+ * up (four more liars answering at once, one process) does the same.
  */
 import assert from "node:assert/strict";
 import type net from "node:net";
@@ -15,9 +17,9 @@ import { backendsOf, connectTo, startBalancer, startServers, stopAll } from "./h
 import { startDist } from "./helpers/dist.ts";
 import { connectTo as binderConn } from "./helpers/binder.ts";
 import { answeredBy, outTogether, quick, sleepLoops } from "./helpers/hostile44.ts";
-import { listen, type Peer } from "../wire/mod.ts";
+import { listen, type Listener, type Peer } from "../wire/mod.ts";
 
-Deno.test("review45 R6: a lying instance and four dead ones registered at an open binder do not take both --backends servers out (K-A2 with padding)", async () => {
+Deno.test("review45 R6: five lying instances registered at an open binder do not take both --backends servers out (K-A2 with padding)", async () => {
   const binder = await startDist(["binder", "--port", "0"]);
   const servers = await startServers(2);
   const service = ["--service", "compute", "--binders", binder.address];
@@ -30,6 +32,7 @@ Deno.test("review45 R6: a lying instance and four dead ones registered at an ope
     onRequest: (method, params) => quick(method, (params ?? {}) as Record<string, unknown>),
   });
   const sockets: net.Socket[] = [];
+  const pads: Listener[] = [];
   let attacker: Peer | undefined;
   let stop = false;
   try {
@@ -40,11 +43,16 @@ Deno.test("review45 R6: a lying instance and four dead ones registered at an ope
       port: liar.addr.port,
       ttl_ms: 600_000,
     });
-    // The padding: four addresses where nothing listens.
+    // The padding: four more such instances (up, as the cap now counts only those up or out).
     for (let i = 0; i < 4; i++) {
-      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      const port = (l.addr as Deno.NetAddr).port;
-      l.close();
+      const pad = listen({
+        port: 0,
+        role: "server",
+        name: "quick",
+        onRequest: (method, params) => quick(method, (params ?? {}) as Record<string, unknown>),
+      });
+      pads.push(pad);
+      const port = pad.addr.port;
       await mallory.call("binder.register", {
         service: "compute",
         host: "127.0.0.1",
@@ -70,7 +78,7 @@ Deno.test("review45 R6: a lying instance and four dead ones registered at an ope
     await loops;
     const by = await answeredBy(balancer.address, 3000, sockets);
     const summary =
-      `both --backends servers out in ${bothOut} of ${looks} looks (pool padded with 4 dead instances); honest calls ` +
+      `both --backends servers out in ${bothOut} of ${looks} looks (pool padded with 4 more such instances); honest calls ` +
       `then answered by ${JSON.stringify(Object.fromEntries(by))}; load ${Deno.loadavg()[0]}`;
     console.log(summary);
     assert.equal(bothOut, 0, `the servers are never out together (${summary})`);
@@ -79,6 +87,7 @@ Deno.test("review45 R6: a lying instance and four dead ones registered at an ope
     attacker?.close();
     for (const s of sockets) s.destroy();
     await liar.close(0);
+    for (const p of pads) await p.close(0);
     await stopAll([balancer, ...servers, binder]);
   }
 });
