@@ -299,7 +299,7 @@ function registryStats(
 /**
  * Whether an instance answers: connect, then `sys.ping`, within `timeoutMs`
  * in all. Any answer, even an error, means a process is there: so the
- * probe dials with no credentials and claims no role but a client's (an
+ * probe dials with no credentials (no client certificate) and claims no role but a client's (an
  * instance with a users file or a token answers UNAUTHORIZED, alive). The
  * address is the registrant's choice: a probe that said the binder's token
  * handed it to whoever listens there (hostile45c K-C1: a user allowed to
@@ -313,9 +313,13 @@ async function probe(
 ): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
   let peer: Peer | undefined;
+  const settings = connSettings(self.options);
   try {
     peer = await dial({ host: entry.host, port: entry.port }, {
-      ...connSettings(self.options),
+      ...settings,
+      // No client certificate either: a --token listener refuses one without the token after
+      // the delay of a failure, past --verify-timeout (review45 R9).
+      tls: settings.tls === undefined ? undefined : { ca: settings.tls.ca },
       credentials: undefined,
       role: "client",
       name: self.name,
