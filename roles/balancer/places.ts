@@ -38,6 +38,8 @@ export const HOLD_MS = 1_000;
 export const DOWN_MS = 2_000;
 /** How long a tried instance out of rotation keeps its place while others wait (ms). */
 export const ROTATE_MS = 5_000;
+/** Requests a tried instance has served past which it keeps its place while out for its answers. */
+export const KEPT_SERVED = 16;
 /** Untried instances dialed at once while pressed (at least). */
 export const TRIALS = 16;
 /** How often a pressed service's places are looked at (ms). */
@@ -65,7 +67,9 @@ export function judge(b: Backend, held: Held, now: number, hold: () => number): 
     // Out for its answers, its connection and checks fine, it keeps its place: a client's slow
     // requests take a real server out at will (hostile45a K-A6: then an instance a stranger
     // registered took its place, and the server was dialed no more).
-    return b.state !== "up" && !b.ejected && now - b.since >= ROTATE_MS ? "stale" : "tried";
+    // ... one that served its first few only, then held them, is a fake and gives it (review45 R12).
+    const kept = b.ejected && b.served > KEPT_SERVED;
+    return b.state !== "up" && !kept && now - b.since >= ROTATE_MS ? "stale" : "tried";
   }
   // Lost, timed out, or answered only INTERNAL, UNAVAILABLE, OVERLOADED; or failed a trial.
   if (b.failures > 0 || b.trial.failed > 0) return "bench";

@@ -134,19 +134,13 @@ export interface Judged {
   readonly state: "up" | "down";
   /** Out for its answers (not for checks or its connection), until it is back up. */
   readonly ejected: boolean;
-  /** When it joined the pool (performance.now()). */
-  readonly added?: number;
+  /** Requests it answered with a result since it joined. */
+  readonly served?: number;
 }
 
-/**
- * Whether `o` may witness against `b`: a server of `--backends` (a judged
- * backend of no stated source counts as one), or an instance the binders
- * named that joined before `b`, itself not of `--backends`.
- */
-function vouched(o: Judged, b: Judged): boolean {
-  if (o.kind === "worker") return false;
-  if (o.source === undefined || o.source === "backends") return true;
-  return b.kind !== "worker" && b.source !== "backends" && (o.added ?? Infinity) < (b.added ?? 0);
+/** A server of `--backends` (a judged backend of no stated source counts as one). */
+function vouched(o: Judged): boolean {
+  return o.kind !== "worker" && (o.source === undefined || o.source === "backends");
 }
 
 /**
@@ -190,6 +184,8 @@ export function mayEject(
   let withData = 0;
   let out = 0;
   let live = 0;
+  let outVouched = 0;
+  let liveVouched = 0;
   let up = 0;
   let sound = false;
   let soundWorker = false;
@@ -198,6 +194,8 @@ export function mayEject(
     if (o.kind !== "worker") servers = true;
     if (o.ejected) out++;
     if (o.ejected || o.state === "up") live++;
+    if (vouched(o) && o.ejected) outVouched++;
+    if (vouched(o) && (o.ejected || o.state === "up")) liveVouched++;
     if (o === b) continue;
     if (o.state === "up") up++;
     const on = o.outcomes.total(now);
@@ -206,20 +204,21 @@ export function mayEject(
     othersF += of;
     if (on >= MIN_OUTCOMES) withData++;
     const least = of === 0 ? Math.min(MIN_OUTCOMES, Math.max(SOUND_FEW, f)) : MIN_OUTCOMES;
-    // Only a server the operator named is such a witness (or, against a newer instance, one the
-    // binders named earlier): a worker, or an instance anyone registered at an open binder, that
-    // answers every task at once (lying) would be the sound one whenever a client's requests
-    // outlast --timeout on the servers (hostile44a H-A2, hostile45a K-A2; review45 R3: with no
-    // witness at all, a --service pool kept two fakes holding every task for good).
+    // Only a server the operator named is such a witness: a worker, or an instance anyone
+    // registered at an open binder (whenever it joined: review45 R10), that answers every task at
+    // once (lying) would be the sound one whenever a client's requests outlast --timeout on the
+    // servers (hostile44a H-A2, hostile45a K-A2).
     if (o.state === "up" && on >= least && of * RATIO * n <= f * on) {
-      if (vouched(o, b)) sound = true;
+      if (vouched(o)) sound = true;
       else if (o.kind === "worker") soundWorker = true;
     }
   }
   // With no server in the pool, a worker witnesses for one that served (almost) nothing in the
   // window: fakes that answered once, then held every task, stayed past the cap (review44 R6);
   // a real worker that answers its other requests in time is not such a one (H-A2).
-  if (soundWorker && !servers && n - f <= SOUND_FEW) sound = true;
+  // One that served more than that in its life is no such fake (review45 R11: a real worker in a
+  // quiet pool, its window filled by one client's sleeps, was out beside the attacker's worker).
+  if (soundWorker && !servers && n - f <= SOUND_FEW && (b.served ?? 0) <= SOUND_FEW) sound = true;
   if (up === 0) return "no other backend is up";
   if (options.peers && withData < 2) return "too few other backends to compare with";
   // One that stays up and fails at most 1/RATIO as much: the failures are b's, however many fail alike.
@@ -228,6 +227,11 @@ export function mayEject(
   // (addresses where nothing listens, registered at an open binder) are no part of it (review45 R6).
   if (out >= Math.max(1, Math.floor(live * MAX_OUT_PART))) {
     return `${out} backend(s) already out for their answers`;
+  }
+  // And half of the operator's servers: anyone may add backends that are up to the pool, so a cap
+  // over the pool alone let both --backends servers out beside four liars (review45 R6).
+  if (vouched(b) && outVouched >= Math.max(1, Math.floor(liveVouched * MAX_OUT_PART))) {
+    return `${outVouched} of the --backends servers already out for their answers`;
   }
   // f/n >= RATIO × othersF/othersN, without dividing (othersN may be 0).
   if (n === 0 || f * othersN < RATIO * othersF * n) return "the others fail as much";
