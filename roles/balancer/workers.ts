@@ -97,27 +97,15 @@ export class WorkerRegistry {
         });
         throw new DistError("BAD_REQUEST", `Worker name ${name} is held by another user's worker`);
       }
-      if (
-        holder.canCall && user === undefined && sourceOf(holder) !== source && held.served > 1 &&
-        !(held.state !== "up" && !held.outlier.backedOff)
-      ) {
-        // With no users, an address stands for one: a live worker's name, once it has served, is
-        // not another address's to take while its health checks pass, whatever its answers
-        // (hostile45a K-A4: a client's slow requests kept the real w1 out 10 s, and a stranger's
-        // registration closed it). One that served its trial at most is not so kept: a squatter
-        // answering health checks only, or its trial and then holding every task, kept a real
-        // worker's name for good (review45 R2: hostile40c V8, hostile39c R2 from another address).
-        workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
-          name,
-          addr: peer.conn.remoteAddress,
-          holder: held.address,
-        });
-        throw new DistError(
-          "BAD_REQUEST",
-          `Worker name ${name} is taken by a live worker at another address (${held.address})`,
-        );
-      }
-      if (holder.canCall && keepsName(held, performance.now())) {
+      // With no users, an address stands for one: a live worker's name, once it has served, is not
+      // another address's to take while its health checks pass, whatever its answers (hostile45a
+      // K-A4: a client's slow requests kept the real w1 out 10 s, and a stranger's registration
+      // closed it). One that served its trial at most is not so kept: a squatter answering health
+      // checks only, or its trial and then holding every task, kept a real worker's name for good
+      // (review45 R2: hostile40c V8, hostile39c R2 from another address).
+      const elsewhere = user === undefined && sourceOf(holder) !== source && held.served > 1 &&
+        !(held.state !== "up" && !held.outlier.backedOff);
+      if (holder.canCall && (elsewhere || keepsName(held, performance.now()))) {
         workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
           name,
           addr: peer.conn.remoteAddress,
