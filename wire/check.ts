@@ -223,22 +223,26 @@ export function refine<T>(parse: Parse<T>, test: (v: T) => boolean, what: string
   };
 }
 
+/** Longest topic accepted, in UTF-16 units (the broker's contract). */
+export const MAX_TOPIC_LENGTH = 1024;
+
+/**
+ * The characters of {@link UNPRINTABLE_CLASS} past the C0 controls: DEL, C1,
+ * the line and paragraph separators and the bidirectional controls.
+ */
+const BEYOND_C0 = "\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029" +
+  "\\u202a-\\u202e\\u2066-\\u2069";
 /**
  * Characters that must never reach a terminal or a line-based reader raw:
  * C0 and C1 controls (newlines, escapes), DEL, the line and paragraph
  * separators, and the bidirectional controls (which reorder what is shown).
  */
-export const UNPRINTABLE_CLASS: string =
-  "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029" +
-  "\\u202a-\\u202e\\u2066-\\u2069]";
+export const UNPRINTABLE_CLASS: string = "[\\u0000-\\u001f" + BEYOND_C0 + "]";
 /**
  * Those of {@link UNPRINTABLE_CLASS} that a log formatter leaves as they are
  * (it escapes C0 controls in values; a line ends with its own newline).
  */
-export const UNPRINTABLE_BEYOND_C0: RegExp = new RegExp(
-  "[" + UNPRINTABLE_CLASS.slice("[\\u0000-\\u001f".length),
-  "g",
-);
+export const UNPRINTABLE_BEYOND_C0: RegExp = new RegExp("[" + BEYOND_C0 + "]", "g");
 const UNPRINTABLE = new RegExp(UNPRINTABLE_CLASS);
 
 /** Whether `text` has no character of {@link UNPRINTABLE_CLASS}. */

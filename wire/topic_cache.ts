@@ -5,7 +5,7 @@
 import { WordRun } from "./byte_words.ts";
 import { charge, PublishMemo, runCost } from "./publish_memo.ts";
 import { LayoutMemo } from "./layout_memo.ts";
-import { MAX_TOPIC_LENGTH } from "../clients/contracts/broker.ts";
+import { MAX_TOPIC_LENGTH } from "./check.ts";
 
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 

@@ -14,6 +14,7 @@ import {
   arrayOf,
   bool,
   count,
+  MAX_TOPIC_LENGTH,
   obj,
   type ObjectOptions,
   opt,
@@ -22,8 +23,7 @@ import {
 } from "../../wire/check.ts";
 import { type Contract, type Event, event, type Method, method } from "../../wire/contract.ts";
 
-/** Longest topic accepted, in UTF-16 units. */
-export const MAX_TOPIC_LENGTH = 1024;
+export { MAX_TOPIC_LENGTH };
 /** Deepest topic accepted, in segments (bounds every walk of the tree). */
 export const MAX_TOPIC_DEPTH = 64;
 

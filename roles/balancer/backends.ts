@@ -48,6 +48,12 @@ export type Outcome =
   /** A failure that counts against nobody (yet): the request's fault, or one under verify.ts's replay. */
   | "excused";
 
+/**
+ * Changes of any backend's state in this process, so that a pool counts the
+ * backends in rotation again only after one (Pool.healthy).
+ */
+export let stateChanges = 0;
+
 /** Why a backend changed state, for the log and `balancer.backends`. */
 export interface Transition {
   backend: Backend;
@@ -389,6 +395,7 @@ export class Backend {
     // Shown in lists and logs; the text may come from the backend.
     const reason = cut(why);
     this.state = state;
+    stateChanges++;
     this.reason = reason;
     this.since = performance.now();
     this.#successes = 0;
