@@ -11,31 +11,9 @@
  * 20 of 20 (a copy per subscription).
  */
 import assert from "node:assert/strict";
-import type mqttPacket from "mqtt-packet";
-import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
-import { sleep } from "./helpers/raw.ts";
+import { drainAcking, mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 
 const N = 20;
-
-/** Payloads of the PUBLISHes `c` gets until none came for `quietMs`, each acknowledged. */
-async function drain(c: RawMqtt, quietMs: number): Promise<string[]> {
-  const out: string[] = [];
-  let last = Date.now();
-  while (Date.now() - last < quietMs) {
-    const got = c.packets.filter((p) => p.cmd === "publish") as mqttPacket.IPublishPacket[];
-    if (got.length === 0) {
-      await sleep(20);
-      continue;
-    }
-    c.packets.splice(0, c.packets.length, ...c.packets.filter((p) => p.cmd !== "publish"));
-    last = Date.now();
-    for (const p of got) {
-      out.push(String(p.payload));
-      if (p.qos > 0) await c.send({ cmd: "puback", messageId: p.messageId } as never, 5);
-    }
-  }
-  return out;
-}
 
 /** A persistent MQTT 5 session "s" that SUBSCRIBEs oc/# and oc/t (QoS 1) and goes away: its CONNECT options. */
 async function awayOnBoth(port: number) {
@@ -73,7 +51,7 @@ for (const gone of ["oc/#", "oc/t"]) {
         }, 5);
         await back.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: [gone] } as never, 5);
         await back.next("unsuback");
-        const got = new Set(await drain(back, 1500));
+        const got = new Set(await drainAcking(back, 1500));
         const m = await b.mqttStats();
         // main (unsubscribing the carrier): 2 of 20, none counted.
         assert.equal(
@@ -119,7 +97,7 @@ Deno.test(
       await back.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["oc/#"] } as never, 5);
       await back.next("unsuback");
       await publish(N, 2 * N); // while the old carrier's queue drains
-      const got = (await drain(back, 1500)).map((p) => Number(p.slice(1)));
+      const got = (await drainAcking(back, 1500)).map((p) => Number(p.slice(1)));
       assert.equal(new Set(got).size, 2 * N, `received ${got.length}`);
       assert.deepEqual(got, [...got].sort((x, y) => x - y), `order: ${got.join(" ")}`);
       await pub.end();

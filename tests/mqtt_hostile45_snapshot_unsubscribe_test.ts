@@ -11,8 +11,7 @@
  * Mosquitto 2 20 of 20.
  */
 import assert from "node:assert/strict";
-import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
-import { drainAcking as drain } from "./helpers/hostile45.ts";
+import { drainAcking as drain, mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 
 const N = 20;
 

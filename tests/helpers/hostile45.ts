@@ -1,34 +1,10 @@
 /**
- * Helpers of hostile review 45b's tests: an MQTT client's deliveries read
- * and acknowledged until a quiet spell, and the live heap of this process
- * after full collections (for tests that compare it with what the broker
- * counts).
+ * Helpers of hostile review 45b's tests: the live heap of this process after
+ * full collections (for tests that compare it with what the broker counts).
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type mqttPacket from "mqtt-packet";
-import type { RawMqtt } from "./mqtt.ts";
 import { sleep } from "./raw.ts";
-
-/** Payloads of the PUBLISHes `c` gets until none came for `quietMs`, each acknowledged. */
-export async function drainAcking(c: RawMqtt, quietMs: number): Promise<string[]> {
-  const out: string[] = [];
-  let last = Date.now();
-  while (Date.now() - last < quietMs) {
-    const got = c.packets.filter((p) => p.cmd === "publish") as mqttPacket.IPublishPacket[];
-    if (got.length === 0) {
-      await sleep(20);
-      continue;
-    }
-    c.packets.splice(0, c.packets.length, ...c.packets.filter((p) => p.cmd !== "publish"));
-    last = Date.now();
-    for (const p of got) {
-      out.push(String(p.payload));
-      if (p.qos > 0) await c.send({ cmd: "puback", messageId: p.messageId } as never, 5);
-    }
-  }
-  return out;
-}
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as (o: { type: "major"; execution: "sync" }) => void;

@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
 import mqttPacket, { type IConnackPacket, type Packet } from "mqtt-packet";
 import { BrokerClient, startBroker } from "./broker.ts";
-import { waitFor, writeAll } from "./raw.ts";
+import { sleep, waitFor, writeAll } from "./raw.ts";
 
 /** MQTT.js leaves timers of its own behind after end(): not ours to sanitize. */
 export const mqttOpts = { sanitizeOps: false, sanitizeResources: false };
@@ -325,4 +325,24 @@ export async function byteReader(
     }
   })();
   return { conn, bytes: () => bytes, ended };
+}
+
+/** Payloads of the PUBLISHes `c` gets until none came for `quietMs`, each acknowledged. */
+export async function drainAcking(c: RawMqtt, quietMs: number): Promise<string[]> {
+  const out: string[] = [];
+  let last = Date.now();
+  while (Date.now() - last < quietMs) {
+    const got = c.packets.filter((p) => p.cmd === "publish") as mqttPacket.IPublishPacket[];
+    if (got.length === 0) {
+      await sleep(20);
+      continue;
+    }
+    c.packets.splice(0, c.packets.length, ...c.packets.filter((p) => p.cmd !== "publish"));
+    last = Date.now();
+    for (const p of got) {
+      out.push(String(p.payload));
+      if (p.qos > 0) await c.send({ cmd: "puback", messageId: p.messageId } as never, 5);
+    }
+  }
+  return out;
 }
