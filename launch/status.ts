@@ -13,6 +13,7 @@ import { writeStdoutQuietly } from "./output.ts";
 import { addressOf, listens } from "./plan.ts";
 import { rssOf } from "./observe/mod.ts";
 import { probe } from "./probe.ts";
+import { metricsUrl, scrapeFigures } from "./status_metrics.ts";
 import { type InstanceState, readStates, topologyKey } from "./state.ts";
 import { watchStatus } from "./status_watch.ts";
 import { readTopology } from "./up.ts";
@@ -67,7 +68,16 @@ export async function statusOf(
   const running = state?.pid !== undefined;
   if (running && state?.started_ms !== undefined) row.uptime_ms = Date.now() - state.started_ms;
   if (running) row.rss_bytes = rssOf(state!.pid);
-  if (!listens(instance, context.roles)) return row;
+  if (!listens(instance, context.roles)) {
+    // No dist on its port (a balancer in --mode tcp): its figures are its --metrics'.
+    const url = running ? metricsUrl(instance) : undefined;
+    const figures = url && await scrapeFigures(url, instance.role, context.timeoutMs);
+    if (figures) {
+      row.state = "up"; // It answered: as a sys.stats answer says.
+      row.figures = figures;
+    }
+    return row;
+  }
   if (address === undefined) {
     if (state === undefined) row.state = "down";
     return row;

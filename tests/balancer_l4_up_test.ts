@@ -5,7 +5,7 @@
  * backend), and what dials it waits for it; `dist --config` runs one.
  */
 import assert from "node:assert/strict";
-import { freePort, startDist } from "./helpers/dist.ts";
+import { freePort, runDist, startDist } from "./helpers/dist.ts";
 import { endsWith, linesOf, topologyFile, withUp } from "./helpers/up.ts";
 import { exportsOf, k8sObjects } from "./helpers/export.ts";
 
@@ -92,4 +92,36 @@ Deno.test("dist export of examples/l4.toml: the TCP balancer is probed by a TCP 
   const systemd = await text("systemd");
   const unit = systemd.slice(systemd.indexOf("dist balancer l4"));
   assert.match(unit, /answers no sys.ping|nothing to ask sys.ping/);
+});
+
+Deno.test("dist status shows a --mode tcp balancer's figures, read from its --metrics", async () => {
+  const l4 = freePort(), metrics = freePort();
+  const topology = [
+    "[[server]]",
+    'name = "s"',
+    "replicas = 2",
+    "port = 0",
+    "[[balancer]]",
+    'name = "l4"',
+    'mode = "tcp"',
+    `port = ${l4}`,
+    `metrics = "127.0.0.1:${metrics}"`,
+    'backends = ["s"]',
+  ].join("\n");
+  await withUp(topology, [], async (up, file) => {
+    await up.waitFor(/All 3 ready/);
+    const calls = await runDist(["client", "--connect", `127.0.0.1:${l4}`, "--random", "3"]);
+    assert.equal(calls.code, 0, calls.stderr);
+    const status = await runDist(["status", file, "--json"]);
+    assert.equal(status.code, 0, status.stderr);
+    const rows = status.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const row = rows.find((r) => r.instance === "l4");
+    assert.equal(row.state, "up", status.stdout);
+    // Both servers, both healthy, and the client's connection passed to one of them.
+    assert.equal(row.figures.backends, 2, status.stdout);
+    assert.equal(row.figures.healthy, 2, status.stdout);
+    assert.ok(row.figures.backend_connections >= 1, status.stdout);
+    const table = await runDist(["status", file]);
+    assert.match(table.stdout, /^l4 +balancer .*healthy=2 backends=2/m, table.stdout);
+  });
 });
