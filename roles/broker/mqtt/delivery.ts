@@ -137,4 +137,13 @@ export class OutAliases {
     this.#byTopic.set(topic, alias);
     return -alias;
   }
+
+  /**
+   * Takes back the alias `of` just gave `topic` as new, for a delivery not
+   * sent after all (past the client's Maximum Packet Size): a later one
+   * would otherwise carry an alias the client never got (hostile46b M-B1).
+   */
+  unsent(topic: string): void {
+    if (this.#byTopic.get(topic) === this.#byTopic.size) this.#byTopic.delete(topic);
+  }
 }

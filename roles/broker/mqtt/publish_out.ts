@@ -87,6 +87,7 @@ export function writeDelivery(
     const bytes = pickBytes(msg);
     const over = size - conn.clientMaxPacket;
     if (bytes > 0) session.refusedBytes = Math.min(session.refusedBytes, refusedFrom(bytes, over));
+    if (alias < 0) conn.aliases!.unsent(msg.topic);
     return tooLarge(conn);
   }
   const id = qos > 0 ? session.inflight.take() : 0;
