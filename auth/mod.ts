@@ -23,6 +23,7 @@ export {
   type DelayOptions,
   Gate,
   type GateOptions,
+  machineSource,
   TOKEN_USER,
   userSource,
 } from "./gate.ts";

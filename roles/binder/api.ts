@@ -8,7 +8,7 @@ import { type Codec, DistError, OutBuffer, type Peer } from "../../wire/mod.ts";
 import { binder, type Instance, MAX_LIST, type ReportAnswer } from "../../clients/contracts/mod.ts";
 import { instanceId, type Registry } from "./registry.ts";
 import type { SourceQuota } from "./quota.ts";
-import { clientSource } from "../../auth/mod.ts";
+import { machineSource } from "../../auth/mod.ts";
 import { registrationOf, toInstance } from "./records.ts";
 import type { Replicator } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
@@ -99,7 +99,7 @@ export function binderServing(parts: BinderParts): Serving {
     "binder.register": (p, peer) =>
       whenReady(() => {
         const reg = registrationOf(p, parts.defaultTtlMs);
-        const source = clientSource(peer.identity?.user, peer.conn.remoteHost);
+        const source = machineSource(peer.identity?.user, peer.conn.remoteHost);
         const id = instanceId(reg.service, reg.host, reg.port);
         const live = registry.get(id);
         if (live === undefined || !registry.isLive(live)) {
