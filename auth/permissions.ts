@@ -106,12 +106,18 @@ interface CompiledRule {
   denied: (subject: string) => string | undefined;
 }
 
+/** The name a request for every name (binder.list of every service) is checked as. */
+const EVERY_NAME = "*";
+
 function compileNames(rule: Rule): CompiledRule {
   const allow = rule.allow.map(glob);
   const deny = rule.deny.map((p) => ({ p, test: glob(p) }));
   return {
     allow: (s) => allow.some((t) => t(s)),
-    denied: (s) => deny.find((d) => d.test(s))?.p,
+    // EVERY_NAME (binder.list of every service) overlaps any deny at all: refused, as a
+    // subscription overlapping a denied topic is, never filtered (hostile46c F2: the deny
+    // globs were tested against the text "*", and `secret*` let it list secret-db).
+    denied: (s) => s === EVERY_NAME ? rule.deny[0] : deny.find((d) => d.test(s))?.p,
   };
 }
 
