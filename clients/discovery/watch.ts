@@ -9,7 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import { cut } from "../../wire/_log.ts";
 import { Backoff, call, DistError, type Peer, sleep } from "../../wire/mod.ts";
-import { binder, type Instance } from "../contracts/mod.ts";
+import { binder, type Instance, MAX_LIST } from "../contracts/mod.ts";
 import type { BinderClient } from "./binders.ts";
 
 const log = getLogger(["dist", "discovery"]);
@@ -19,6 +19,13 @@ export const LIST_POLL_MS = 3000;
 const TOO_LARGE = Symbol("too large");
 /** Most `binder.list` pages read for one list (a page holds up to 1,000 instances). */
 const MAX_PAGES = 200;
+/**
+ * Most characters of JSON (its instances as JSON) one list may take: 100,000
+ * instances of 300 characters. A hostile binder's pages of 4 KB metadata
+ * made of empty arrays were 200 MB read and over 1 GiB of heap for one list,
+ * every 3 s (hostile46c F3).
+ */
+const MAX_LIST_CHARS = 32 * 2 ** 20;
 
 /** A running watch. */
 export interface ServiceWatch {
@@ -80,7 +87,7 @@ export function watchService(
         { service, binder: address, ms: LIST_POLL_MS },
       );
     }
-    const list = await listAll(peer, service);
+    const list = await listAll(peer, service, abort.signal);
     if (list === undefined) return false;
     update(list);
     markAnswered();
@@ -179,28 +186,45 @@ export function watchService(
 
 /**
  * Every live instance of `service`, paged with `binder.list` from `peer`;
- * undefined past {@link MAX_PAGES} pages or when a page does not move on.
+ * undefined past {@link MAX_PAGES} pages or {@link MAX_LIST_CHARS}, when a
+ * page holds more than asked or does not move on, or once `signal` aborts.
  */
-async function listAll(peer: Peer, service: string): Promise<Instance[] | undefined> {
+async function listAll(
+  peer: Peer,
+  service: string,
+  signal: AbortSignal,
+): Promise<Instance[] | undefined> {
   const all: Instance[] = [];
   let after: string | undefined;
-  for (let pages = 0; pages < MAX_PAGES; pages++) {
+  let chars = 0;
+  for (let pages = 0; pages < MAX_PAGES && !signal.aborted; pages++) {
     const page = await call(
       peer,
       binder.methods.list,
-      after === undefined ? { service } : {
-        service,
-        after,
-      },
+      after === undefined ? { service, limit: MAX_LIST } : { service, after, limit: MAX_LIST },
     );
-    all.push(...page.instances.filter((i) => i.service === service));
+    if (page.instances.length > MAX_LIST) return undefined;
+    for (const i of page.instances) {
+      if (i.service !== service) continue;
+      chars += JSON.stringify(i).length;
+      all.push(i);
+    }
+    if (chars > MAX_LIST_CHARS) {
+      log.warn("The list of {service} runs past {mib} MiB; not taken", {
+        service,
+        mib: MAX_LIST_CHARS / 2 ** 20,
+      });
+      return undefined;
+    }
     if (page.next === undefined) return all;
     if (page.next === after) return undefined;
     after = page.next;
   }
-  log.warn("The list of {service} runs past {pages} pages; not taken", {
-    service,
-    pages: MAX_PAGES,
-  });
+  if (!signal.aborted) {
+    log.warn("The list of {service} runs past {pages} pages; not taken", {
+      service,
+      pages: MAX_PAGES,
+    });
+  }
   return undefined;
 }
