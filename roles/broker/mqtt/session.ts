@@ -2,9 +2,8 @@
  * An MQTT session: what outlives one connection when the client asks (3.1.1 clean session 0;
  * MQTT 5 Clean Start 0 with a Session Expiry Interval). It is the {@link Sink} of the client's
  * subscriptions, so they stay in the core while the client is away: deliveries then wait in the
- * subscriptions' queues, under the broker's max-pending for the session (the policy of a
- * persistent session's subscriptions is drop-oldest: past the bound the oldest go, counted in
- * `dropped`, never silently). Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow), sent again with DUP when the
+ * subscriptions' queues, within max-pending (drop-oldest, the dropped counted, never silently).
+ * Unacknowledged QoS 1 and 2 deliveries are kept (InflightWindow), sent again with DUP when the
  * client is back. With `--data-dir` on disk too (persist.ts, journal.ts); publish_out.ts writes.
  */
 import { DistError } from "../../../wire/mod.ts";
@@ -108,10 +107,9 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * The session as its row on disk (`--data-dir`: JSON text), or null when it is not to be kept
-   * (ended, or not persistent): what a restarted broker needs to take the client back — its
-   * expiry, since when its client is away, where its subscriptions' rows are (journal.ts), not
-   * its subscriptions nor its deliveries (rows of their own).
+   * Its row on disk (`--data-dir`: JSON text), or null when not kept (ended, not persistent): its
+   * expiry, when its client left, where its subscriptions' rows are (journal.ts); its
+   * subscriptions and deliveries are rows of their own.
    */
   row(): string | null {
     if (this.#ended || this.#expiry === 0) return null;
@@ -198,7 +196,13 @@ export class MqttSession implements Sink {
     while (i < resends.length && this.inflight.size - (resends.length - i) < conn.window) {
       const { id, bytes } = resends[i++];
       if (bytes === undefined) conn.ack(PUBREL, id);
-      else conn.send(this.version === 5 ? secondsLeft(bytes) : bytes);
+      else if (bytes.length <= conn.clientMaxPacket) {
+        conn.send(this.version === 5 ? secondsLeft(bytes) : bytes);
+      } else if (this.inflight.done(id)) {
+        // Past the Maximum Packet Size it came back with: given up, counted (hostile46b M-B2).
+        this.#front.undeliverable++;
+        this.#journal?.acked(id);
+      }
     }
     this.#resends = resends.slice(i);
   }
@@ -267,9 +271,8 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * Counts it in max-memory (and its user's share) at what it holds now: a persistent session at
-   * {@link sessionBytes} (its filters' text and QoS 2 ids awaiting PUBREL, as its client left
-   * them); not persistent, or ended, at nothing (what it keeps in flight: #keptChanged).
+   * Counts it in max-memory (and its user's share): persistent, at {@link sessionBytes} (filters'
+   * text, QoS 2 ids awaiting PUBREL); else at nothing (what it keeps in flight: #keptChanged).
    */
   recount(): void {
     const counted = this.#expiry > 0 && !this.#ended
@@ -322,10 +325,8 @@ export class MqttSession implements Sink {
   }
 
   /**
-   * Away, the window is full, or what it keeps of deliveries in flight has reached its part of
-   * max-pending ({@link KEPT_SHARE}): deliveries wait in the subscriptions' queues, whose bound
-   * counts what is kept (queued.bytes), so past max-pending they are dropped by the policy
-   * (drop-oldest for a persistent session), counted.
+   * Away, window full, or what it keeps in flight at its part of max-pending ({@link KEPT_SHARE}):
+   * deliveries wait in the queues, whose bound counts what is kept (queued.bytes), then drop-oldest.
    */
   get full(): boolean {
     const conn = this.#conn;

@@ -192,7 +192,11 @@ function subscribe(
         continue;
       }
       const granted = Math.min(qos, MAX_QOS_OUT);
-      const data = (granted | (nl === true ? NO_LOCAL : 0) |
+      // No Local on a shared subscription (a Protocol Error, MQTT-3.8.3-4) is ignored, as
+      // Mosquitto does: the group picked the publisher's own member, which skipped it, for half
+      // its publishes, lost uncounted (hostile46b M-B5).
+      const noLocal = nl === true && filter.group === undefined;
+      const data = (granted | (noLocal ? NO_LOCAL : 0) |
         (rap === true ? RETAIN_AS_PUBLISHED : 0) |
         (rh === 2 || (rh === 1 && old !== undefined) ? SKIP_RETAINED : 0)) +
         (subscriptionId ?? 0) * SUBSCRIPTION_ID;
