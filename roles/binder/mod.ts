@@ -331,8 +331,26 @@ async function probe(
     });
     return true;
   } catch (err) {
-    return err instanceof DistError && err.code !== "UNAVAILABLE" && err.code !== "TIMEOUT";
+    if (!(err instanceof DistError) || err.code === "TIMEOUT") return false;
+    if (err.code !== "UNAVAILABLE") return true;
+    // A TLS listener past its connection limits closes before the handshake, where it cannot
+    // say OVERLOADED: a connection it accepted is a live process (hostile46c F5: a server held
+    // at its per-source limit was removed on every report).
+    return settings.tls !== undefined && await accepts(entry, deadline);
   } finally {
     peer?.close();
   }
+}
+
+/** Whether a TCP connection to `entry` is accepted before `deadline`. */
+async function accepts(entry: Entry, deadline: number): Promise<boolean> {
+  const ms = deadline - performance.now();
+  if (ms <= 0) return false;
+  const conn = Deno.connect({ hostname: entry.host, port: entry.port });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(r, ms, undefined));
+  const got = await Promise.race([conn.catch(() => undefined), late]);
+  clearTimeout(timer);
+  conn.then((c) => c.close(), () => {});
+  return got !== undefined;
 }
