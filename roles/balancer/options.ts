@@ -133,6 +133,8 @@ export const BALANCER_OPTIONS = defineOptions({
     type: "duration",
     description: "Longest wait for a backend's answer",
     default: 30_000,
+    // 0 was a 0 ms wait: calls to idle, healthy servers failed TIMEOUT (hostile46a G3).
+    min: 1,
   },
   passthrough: {
     type: "boolean",
