@@ -1,17 +1,36 @@
 /**
- * hostile46a G2: under `dist balancer --threads N` a dial-in worker serves
- * the clients of every thread. A worker registers with the thread that
- * accepted its connection, and each thread forwarded only to its own
- * workers: with `--threads 2`, no `--backends` and one `dist worker`, every
- * call of the clients the kernel gave to the other thread failed
- * `UNAVAILABLE` (16 of 24 connections in one run) while the worker sat idle.
+ * hostile46a G2: under `dist balancer --threads N` a dial-in worker served
+ * only the thread that accepted its connection: with `--threads 2`, no
+ * `--backends` and one `dist worker`, every call of the clients the kernel
+ * gave to the other thread failed `UNAVAILABLE` (16 of 24 connections in one
+ * run) while the worker sat idle. Now thread 0 alone takes workers and
+ * `--threads` needs servers (`--backends` or `--service`) for the others'
+ * clients: without them it is refused (exit 2); with them, beside a dial-in
+ * worker, every client of both threads is served.
  */
 import assert from "node:assert/strict";
 import type { Peer } from "../wire/mod.ts";
-import { connectTo, eventually, startBalancer, startWorker, stopAll } from "./helpers/balancer.ts";
+import { runDist } from "./helpers/dist.ts";
+import {
+  connectTo,
+  eventually,
+  startBalancer,
+  startServers,
+  startWorker,
+  stopAll,
+} from "./helpers/balancer.ts";
 
-Deno.test("balancer --threads 2 with one dial-in worker: clients of both threads are served (hostile46a G2)", async () => {
-  const lb = await startBalancer([], ["--threads", "2", "--queue-timeout", "1s"]);
+Deno.test("balancer --threads 2 with no servers is refused: dial-in workers serve thread 0 only (hostile46a G2)", async () => {
+  const run = await runDist(["balancer", "--port", "0", "--worker-port", "0", "--threads", "2"], {
+    timeoutMs: 10_000,
+  });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^dist: --threads applies with --backends or --service/m);
+});
+
+Deno.test("balancer --threads 2 with a server and a dial-in worker: clients of both threads are served (hostile46a G2)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers, ["--threads", "2", "--queue-timeout", "1s"]);
   await eventually(
     () => Promise.resolve(lb.stderr().includes("Accepting on 2 threads")),
     10_000,
@@ -38,6 +57,6 @@ Deno.test("balancer --threads 2 with one dial-in worker: clients of both threads
   } finally {
     for (const p of peers) p.close();
     await worker.stop();
-    await stopAll([lb]);
+    await stopAll([lb, ...servers]);
   }
 });

@@ -15,6 +15,15 @@ import type { RawSocket } from "./raw_reads.ts";
  * more than OUTBOUND_SHARE pending stops reading until it has drained.
  */
 export const processOutbound = { pending: 0, highWater: 256 * 1024 * 1024 };
+
+/**
+ * This isolate's share of the process's output when `count` isolates of one
+ * process each count their own (a balancer's `--threads`: each took the
+ * whole 256 MiB, hostile46a G1).
+ */
+export function shareOutbound(count: number): void {
+  processOutbound.highWater = Math.ceil(256 * 1024 * 1024 / Math.max(1, count));
+}
 /** errno: the send buffer is full. */
 const EAGAIN = 11;
 

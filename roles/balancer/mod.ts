@@ -31,6 +31,7 @@ import {
 import { unread } from "./pressure.ts";
 import { useRawSend } from "../../wire/raw_send.ts";
 import { shareDescriptors } from "../../wire/descriptors.ts";
+import { shareOutbound } from "../../wire/outbound.ts";
 import {
   type BackendsPage,
   balancer as balancerContract,
@@ -170,7 +171,17 @@ function runBalancer(options: BalancerOptions, ctx: RunContext): Promise<number>
   // L4 mode (tcp/): connections of any TCP service, passed as bytes.
   if (options.mode === "tcp") return runTcpBalancer(options, ctx, BALANCER_OPTIONS);
   checkRpcFlags(options, BALANCER_OPTIONS);
-  if (options.threads > 1) return runThreads(options, ctx, runBalancerThread);
+  if (options.threads > 1) {
+    if (options.backends.length === 0 && serviceFrom(options) === undefined) {
+      // Each thread forwards to its own backends: a dial-in worker serves thread 0 alone, and
+      // the other threads' clients failed UNAVAILABLE beside it (hostile46a G2).
+      throw new UsageError(
+        "--threads applies with --backends or --service: dial-in workers serve thread 0's " +
+          "clients only",
+      );
+    }
+    return runThreads(options, ctx, runBalancerThread);
+  }
   return runBalancerThread(options, ctx, { index: 0, count: 1 });
 }
 
@@ -181,8 +192,10 @@ export function runBalancerThread(
   thread: ThreadInfo,
 ): Promise<number> {
   const service = serviceFrom(options);
-  // Each thread's isolate counts its own connections: a thread's share of the descriptors.
+  // Each thread's isolate counts its own connections: a thread's share of the descriptors and
+  // of the process's output.
   shareDescriptors(thread.count);
+  if (thread.count > 1) shareOutbound(thread.count);
   // Batches go on whole (see setFlushAt; 64 KiB: a larger turn still starts early).
   setFlushAt(RELAY_FLUSH_AT);
   // Writes by one libc send where it can (wire/raw_send.ts).
@@ -230,14 +243,18 @@ function setUpBalancer(
   const registry = new WorkerRegistry(sources);
   // balancer.backends and sys.stats take a few ms a turn, both ports together (control_turns.ts).
   const control = new ControlTurns();
-  const workerPort = bound.also(
-    options.workerPort,
-    "--worker-port",
-    serving([balancerContract, workerContract], {
-      "balancer.backends": backends,
-      "worker.register": (p, peer) => ({ ...registry.register(p, peer), balancer: bound.name }),
-    }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m), wrap: control.wrap }),
-  );
+  // Thread 0 alone takes workers, so --max-workers and a worker's name hold for the process
+  // (each thread took its own: hostile46a G1); the others' clients go to the servers.
+  const workerPort = thread.index > 0
+    ? { addr: { hostname: options.host, port: options.workerPort } }
+    : bound.also(
+      options.workerPort,
+      "--worker-port",
+      serving([balancerContract, workerContract], {
+        "balancer.backends": backends,
+        "worker.register": (p, peer) => ({ ...registry.register(p, peer), balancer: bound.name }),
+      }, { unknown: (m) => own(m) ? undefined : workerPortOnly(m), wrap: control.wrap }),
+    );
   thread.onWorkerPort?.(workerPort.addr.port);
   const servers = new ServerSet({
     ...sources,

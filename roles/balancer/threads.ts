@@ -112,7 +112,7 @@ export async function runThreads<
   };
   const metrics = ctx.metrics !== undefined;
   const spawn = (port: number) => {
-    const each = { ...options, port, workerPort, threads: 1 };
+    const each = { ...shared(options, count), port, workerPort, threads: 1 };
     for (let index = 1; index < count; index++) {
       threads.push(startThread(each, { index, count, fail, listened, metrics }));
     }
@@ -124,7 +124,7 @@ export async function runThreads<
   }, { once: true });
   let code: number;
   try {
-    code = await runOne({ ...options, threads: 1 }, {
+    code = await runOne({ ...shared(options, count), threads: 1 }, {
       ...ctx,
       signal: stop.signal,
       onListening: (addr) => {
@@ -145,6 +145,22 @@ export async function runThreads<
     return 1;
   }
   return code;
+}
+
+/**
+ * A thread's options: its share of the process's connection bounds, as of
+ * its descriptors (each isolate counts its own: N threads took N times
+ * `--max-connections`, hostile46a G1). The kernel spreads connections
+ * about evenly, so a thread may refuse a little before the process is full.
+ */
+function shared<O>(options: O, count: number): O {
+  const o = options as Record<string, unknown>;
+  const share = (n: unknown) => typeof n === "number" && n > 0 ? Math.ceil(n / count) : n;
+  return {
+    ...options,
+    maxConnections: share(o.maxConnections),
+    maxConnectionsPerSource: share(o.maxConnectionsPerSource),
+  };
 }
 
 /** What thread 0 hears from a worker thread. */
