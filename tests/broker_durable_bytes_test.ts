@@ -4,7 +4,8 @@
  * on `--data-dir` as before it: its members in their order, a float32 as a
  * float32 (hostile review 40a T8: read back decoded and encoded again,
  * `{b, a, "2"}` came back `{"2", b, a}` to JSON and MessagePack
- * subscribers alike).
+ * subscribers alike), and a number alone as it came (-0 came back 0,
+ * hostile46b M-B4).
  */
 import assert from "node:assert/strict";
 import { frame, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
@@ -21,6 +22,8 @@ const VALUES: Record<string, { bytes: Uint8Array; json: string }> = {
     json: '{"b":1,"a":2,"2":3}',
   },
   float32: { bytes: Uint8Array.of(0x91, 0xca, 0x3f, 0xc0, 0, 0), json: "[1.5]" },
+  // A number alone was read back decoded: -0 went out as 0 (hostile46b M-B4).
+  negativeZero: { bytes: Uint8Array.of(0xcb, 0x80, 0, 0, 0, 0, 0, 0, 0), json: "-0" },
 };
 
 /** A `broker.publish` notification with `value` as its bytes, retained. */

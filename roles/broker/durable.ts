@@ -363,13 +363,14 @@ export class DurableBroker implements TopicSource {
  * was kept as, which a fast-path value's are as it came: not encoded again
  * from the decoded form, which puts integer-like keys first and a float32 as
  * a float64 (hostile review 40a T8: `{b, a, "2"}` came back `{"2", b, a}`
- * after a restart). A number, boolean or null stays decoded, as keptForm has it.
+ * after a restart). A number too: decoded, -0 went out as `0` to JSON and MQTT
+ * subscribers and an int64 as a float64 (hostile46b M-B4). A boolean or null stays decoded.
  */
 function asStored(row: Uint8Array, decoded: unknown): unknown {
-  if (decoded === null || (typeof decoded !== "object" && typeof decoded !== "string")) {
+  if (decoded === null || typeof decoded === "boolean" || typeof decoded === "undefined") {
     return decoded;
   }
-  checkValue(decoded); // (what encoding it again refused)
+  if (typeof decoded !== "bigint") checkValue(decoded); // (what encoding it again refused)
   const at = numberBytes(row[1]);
   if (row[0] !== 0x92 || at < 0) throw new Error("not a [time, value] row");
   return RawMsgpack.kept(row.subarray(1 + at));
