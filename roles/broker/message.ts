@@ -113,6 +113,8 @@ export interface Sink {
   sizeOf(msg: Message, sub: Subscription): number;
   /** Puts one delivery on the transport. */
   write(msg: Message, sub: Subscription): void;
+  /** Where its subscriptions' rows are kept (an MQTT persistent session's), told as snapshots end. */
+  readonly journal?: { snapshotDone(sub: Subscription): void };
   /**
    * The delivery as the bytes `writeEncoded` takes, to wait in a queue: a
    * view valid until the next call (it is copied at once); `lane`: in a

@@ -352,6 +352,7 @@ export class Subscription extends SubscriptionQueues {
         }
         if (msg === undefined) {
           this.#snapshot = undefined;
+          if (this.#later === undefined) sink.journal?.snapshotDone(this);
           continue;
         }
       } else if (this.#later !== undefined && this.beforeLater <= 0) {

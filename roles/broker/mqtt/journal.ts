@@ -172,11 +172,22 @@ export class SessionJournal {
     else this.#writeSub(sub, range.sub);
   }
 
-  /** `sub`'s row (numbered `n`): its filter and options. */
+  /** `sub`'s retained values have all gone out: its row loses its mark (see #writeSub). */
+  snapshotDone(sub: Subscription): void {
+    const range = this.#queues.get(sub);
+    if (range !== undefined) this.#writeSub(sub, range.sub);
+  }
+
+  /**
+   * `sub`'s row (numbered `n`): its filter and options, and a mark (1) while its retained
+   * values are still going out, so that a restart sends them again (hostile46b M-B7: the rest
+   * of them was lost, 52 of 500 sent).
+   */
   #writeSub(sub: Subscription, n: number): void {
     const filter = this.#filterOf(sub);
     if (filter === undefined) return;
-    const row = JSON.stringify([filter, sub.data as number]);
+    const options = sub.data as number;
+    const row = JSON.stringify(sub.snapshotting ? [filter, options, 1] : [filter, options]);
     this.#store.put(SUBSCRIPTIONS, subscriptionKey(this.subsAt, n), row);
   }
 

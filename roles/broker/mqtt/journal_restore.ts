@@ -69,7 +69,7 @@ export interface RestoringSession {
   readonly version: number;
   subscriptions(): { get(filter: string): Subscription | undefined };
   /** Makes a subscription read back (filter, options). */
-  restore(filter: string, data: number): void;
+  restore(filter: string, data: number, snapshot?: boolean): void;
   readonly inflight: InflightWindow;
   readonly journal: SessionJournal | undefined;
   qos2In: Map<number, Promise<void> | null | undefined> | undefined;
@@ -248,8 +248,14 @@ export function restoreSubscriptions(
 ): Map<number, string> {
   const subs = new Map<number, string>();
   const journal = session.journal;
-  const restore = (filter: string, data: number, n: number | undefined, write: boolean) => {
-    session.restore(filter, data);
+  const restore = (
+    filter: string,
+    data: number,
+    n: number | undefined,
+    write: boolean,
+    again = false,
+  ) => {
+    session.restore(filter, data, again);
     journal?.adopt(session.subscriptions().get(filter)!, n, write);
     if (n !== undefined) subs.set(n, filter);
   };
@@ -268,7 +274,7 @@ export function restoreSubscriptions(
       const sub = readSubscription(value);
       if (n === undefined || sub === undefined || session.subscriptions().get(sub[0])) {
         store.delete(SUBSCRIPTIONS, key);
-      } else restore(sub[0], sub[1], n, false);
+      } else restore(sub[0], sub[1], n, false, sub[2]);
     }
     if (rows.length < SUBS_PAGE) break;
     after = rows[rows.length - 1][1];

@@ -138,14 +138,17 @@ function isSubscription(filter: unknown, options: unknown): boolean {
     (options as number) < OPTIONS_END;
 }
 
-/** A subscription's row read back (journal.ts): its filter and options, or undefined when it is not one. */
-export function readSubscription(value: unknown): [string, number] | undefined {
+/**
+ * A subscription's row read back (journal.ts): its filter, its options and whether its retained
+ * values were still going out (a third element, 1), or undefined when it is not one.
+ */
+export function readSubscription(value: unknown): [string, number, boolean] | undefined {
   if (typeof value !== "string") return undefined;
   try {
     const row = parseJson(value);
-    return Array.isArray(row) && row.length === 2 && isSubscription(row[0], row[1])
-      ? row as [string, number]
-      : undefined;
+    if (!Array.isArray(row) || !isSubscription(row[0], row[1])) return undefined;
+    if (row.length === 2) return [row[0], row[1], false];
+    return row.length === 3 && row[2] === 1 ? [row[0], row[1], true] : undefined;
   } catch {
     return undefined;
   }

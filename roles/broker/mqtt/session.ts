@@ -127,8 +127,8 @@ export class MqttSession implements Sink {
     });
   }
 
-  /** Read back from disk: a subscription as it was (no retained values come with it). */
-  restore(filter: string, data: number): void {
+  /** Read back from disk: a subscription as it was (its retained values again only if `snapshot`). */
+  restore(filter: string, data: number, snapshot = false): void {
     const f = filterFromMqtt(filter, this.version === 5);
     const { sub } = this.#front.core.subscribe(this, {
       topic: f.pattern,
@@ -139,8 +139,8 @@ export class MqttSession implements Sink {
       source: userSource(this.owner),
       restored: true,
     });
-    // Skipped: the snapshot a new subscription gets (its client had it before the restart).
-    sub.data = data + ((data & SKIP_RETAINED) === 0 ? SKIP_RETAINED : 0);
+    // Skipped: the snapshot a new subscription gets (its client had it), unless it was going out.
+    sub.data = data + ((data & SKIP_RETAINED) === 0 && !snapshot ? SKIP_RETAINED : 0);
     this.subscriptions().set(filter, sub);
     sub.release();
   }
