@@ -71,3 +71,58 @@ Deno.test("hostile46c F5: a TLS server at its per-source connection limit is ali
     await pki.remove();
   }
 });
+
+Deno.test("hostile46c F5b: a TLS binder without --tls-ca does not take a live TLS server for dead", async () => {
+  // A binder with no peers dials nothing but its checks, so its operator gives it a certificate
+  // and no --tls-ca; its check then dialed the TLS server in plain TCP, got a TLS alert (a live
+  // process) and removed it.
+  const pki = await makePki();
+  const binder = await startDist([
+    "binder",
+    "--port",
+    "0",
+    "--tls-cert",
+    pki.server.cert,
+    "--tls-key",
+    pki.server.key,
+  ]);
+  const server = await startDist([
+    "server",
+    "--port",
+    "0",
+    "--tls-cert",
+    pki.server.cert,
+    "--tls-key",
+    pki.server.key,
+  ]);
+  let client: Peer | undefined;
+  try {
+    const [host, port] = server.address.split(":");
+    const [bhost, bport] = binder.address.split(":");
+    client = await dial({ host: bhost, port: Number(bport) }, {
+      role: "client",
+      name: "t",
+      tls: { ca: pki.caPem },
+    });
+    const { id } = await client.call("binder.register", {
+      service: "compute",
+      host,
+      port: Number(port),
+      ttl_ms: 60_000,
+    }) as { id: string };
+    const answer = await client.call("binder.report_down", { id }, { timeout: 10_000 }) as {
+      alive: boolean;
+      removed: boolean;
+    };
+    assert.deepEqual(
+      { alive: answer.alive, removed: answer.removed },
+      { alive: true, removed: false },
+      "a live TLS server (it answered the check's plain hello with a TLS alert) was removed",
+    );
+  } finally {
+    client?.close();
+    await server.stop();
+    await binder.stop();
+    await pki.remove();
+  }
+});
