@@ -168,6 +168,9 @@ export class Connection {
         role: this.#options.role,
         codec: this.#options.codec,
         credentials: this.#options.credentials,
+        // The binders as the instances: in TLS when asked (hostile46c F8: in plain TCP, the
+        // token in clear, whoever answered as a binder choosing what the app dialed).
+        tls: this.#options.tls,
         wire: this.#options.wire,
       });
     }

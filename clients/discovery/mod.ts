@@ -20,7 +20,7 @@
  * - `watch.ts`: {@link watchService}, a service's live instances pushed to a
  *   callback, moving to another binder when one goes away.
  */
-import type { CodecName, ConnSettings, Credentials } from "../../wire/mod.ts";
+import type { CodecName, ConnSettings, Credentials, TlsSettings } from "../../wire/mod.ts";
 import { codecByName } from "../../wire/mod.ts";
 import type { Instance, Registration } from "../contracts/mod.ts";
 import { BinderClient } from "./binders.ts";
@@ -53,6 +53,11 @@ export interface BindersOptions {
    * (`--token`/`--users` on it): a token, or a user and password.
    */
   credentials?: Credentials;
+  /**
+   * TLS (PEM text): `ca` dials the binders in TLS, trusting only those whose
+   * certificate it signed; `cert` and `key` are shown to a binder that asks.
+   */
+  tls?: TlsSettings;
   /** Frame limit, heartbeat, liveness and write timeout of the connections. */
   wire?: ConnSettings;
 }
@@ -68,7 +73,11 @@ export function binders(addresses: readonly string[], options: BindersOptions = 
     role: options.role ?? "client",
     name: options.name ?? `client-${Deno.pid}`,
     codec: codecByName(options.codec ?? "json"),
-    conn: { ...options.wire, credentials: options.credentials ?? options.wire?.credentials },
+    conn: {
+      ...options.wire,
+      credentials: options.credentials ?? options.wire?.credentials,
+      tls: options.tls ?? options.wire?.tls,
+    },
     timeoutMs: options.timeout,
   });
 }
