@@ -333,10 +333,11 @@ async function probe(
   } catch (err) {
     if (!(err instanceof DistError) || err.code === "TIMEOUT") return false;
     if (err.code !== "UNAVAILABLE") return true;
-    // A TLS listener past its connection limits closes before the handshake, where it cannot
-    // say OVERLOADED: a connection it accepted is a live process (hostile46c F5: a server held
-    // at its per-source limit was removed on every report).
-    return settings.tls !== undefined && await accepts(entry, deadline);
+    // A connection closed at once after it was accepted is a live process too: a TLS listener
+    // past its connection limits closes before the handshake, where it cannot say OVERLOADED
+    // (hostile46c F5: a server held at its per-source limit was removed on every report), and a
+    // TLS server checked in plain TCP (a binder with no --tls-ca) answers with an alert (F5b).
+    return await accepts(entry, deadline);
   } finally {
     peer?.close();
   }
