@@ -86,6 +86,8 @@ export interface SubscribeRequest {
   restored?: boolean;
   /** Most bytes of names `topics` may list (default TOPIC_NAMES_BYTES; see snapshot.ts). */
   namesBytes?: number;
+  /** False: `topicCount` is not asked for (MQTT sends none), so the tree is not walked to count. */
+  count?: boolean;
 }
 
 export interface Subscribed {

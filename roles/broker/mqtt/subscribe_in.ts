@@ -224,6 +224,7 @@ function subscribe(
         source: shareSource(c.source),
         // MQTT never sends the covered topics' names.
         namesBytes: 0,
+        count: false,
       });
       sub.data = data;
       subs.set(topic, sub);
@@ -248,7 +249,7 @@ function retainedAgain(core: BrokerCore, sub: Subscription): Snapshot | undefine
   const { segments, exact } = sub;
   core.topics.need(segments);
   if (!wholeTree(core.topics, segments, exact)) placeUnder(core, segments);
-  const covered = coverage(core.topics, segments, { exact, namesBytes: 0 });
+  const covered = coverage(core.topics, segments, { exact, namesBytes: 0, count: false });
   return covered.snapshot(core.messagesIn, () => void core.retainedSent++);
 }
 
