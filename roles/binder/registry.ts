@@ -328,8 +328,18 @@ export class Registry {
       return false;
     }
     if (previous === undefined && this.#entries.size >= this.mergeLimit) {
-      this.counters.overflow++;
-      return false;
+      // A peer's live entry takes the place of the oldest tombstone, as a registration here does:
+      // one client's short leases left a minute's tombstones each, filled the peers, and hid
+      // every server registered elsewhere meanwhile (hostile46c F9).
+      const oldest = incoming.removed === undefined
+        ? this.#tombstones.values().next().value
+        : undefined;
+      if (oldest === undefined) {
+        this.counters.overflow++;
+        return false;
+      }
+      this.#collect(oldest);
+      this.counters.tombstones_evicted++;
     }
     const { leftMs, ...rest } = incoming;
     const entry: Entry = {
