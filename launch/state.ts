@@ -57,7 +57,15 @@ export function stateDir(): string {
  * the victim's that it then overwrites.
  */
 export function stateDirProblem(): string | undefined {
-  const dir = stateDir();
+  return dirProblem(stateDir());
+}
+
+/**
+ * Why folder `dir` may not hold what others must not read or plant
+ * (databases, keys): a link, not a folder, another user's, or one that
+ * others may write; undefined when it may (or does not exist yet).
+ */
+export function dirProblem(dir: string): string | undefined {
   let info: Deno.FileInfo;
   try {
     info = Deno.lstatSync(dir);

@@ -20,7 +20,7 @@ import { type Instance, type RoleInfo, type Topology, UsageError } from "../conf
 import { type CertAndKey, certNames, readTlsFiles } from "../cert/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 import { listens } from "./plan.ts";
-import { ownStateDir } from "./state.ts";
+import { dirProblem, ownStateDir } from "./state.ts";
 
 /** Host values that mean "every address": not a name a dialer uses. */
 const WILDCARDS = new Set(["0.0.0.0", "::", "[::]", ""]);
@@ -106,6 +106,7 @@ export async function ensureTlsFiles(
   const { issueCert } = await import("../cert/mod.ts");
   const made: string[] = [];
   await Deno.mkdir(join(dir, "instances"), { recursive: true, mode: 0o700 });
+  trustedDir(join(dir, "instances"));
   for (const instance of topology.instances) {
     if (!listens(instance, roles)) continue;
     const files = instanceFiles(dir, instance.name);
@@ -132,6 +133,7 @@ export async function clusterCa(
 ): Promise<{ ca: CertAndKey; dir: string; made?: string }> {
   const dir = autoTlsDir(topology, key);
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  trustedDir(dir);
   const caFiles = { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") };
   const ca = await readPair(caFiles);
   if (ca !== undefined) {
@@ -151,6 +153,21 @@ export async function clusterCa(
     dir,
     made: `Made a cluster CA in ${dir} (dialers outside dist up trust ${caFiles.cert})`,
   };
+}
+
+/**
+ * Refuses a TLS folder another user made or others may write, as the state
+ * directory is: it could hold their CA, which dist up signed with, or a link
+ * where a key is written, which dist up wrote through (hostile46c F7).
+ * @throws {UsageError} naming what is wrong
+ */
+function trustedDir(dir: string): void {
+  const problem = dirProblem(dir);
+  if (problem !== undefined) {
+    throw new UsageError(
+      `tls = "auto" keeps no keys where others may plant them: ${problem}; give a folder of your own`,
+    );
+  }
 }
 
 /** Why a pair cannot sign certificates (not a CA, or a key not its own), or undefined. */
