@@ -13,6 +13,7 @@
  * - `topology.ts`: the TOML topology file, validated in one pass and expanded
  *   into instances; `default_topology.ts` is the embedded default.
  * - `errors.ts`: {@link UsageError}, a user's mistake (exit 2).
+ * - `hosts.ts`: one spelling per address ({@link canonicalHost}), for keys.
  *
  * Precedence for one instance: built-in defaults < `[defaults]` < the
  * file's entry < command-line flags, i.e.
@@ -40,6 +41,7 @@ export {
   toSnake,
 } from "./values.ts";
 export { didYouMean, suggest } from "./_suggest.ts";
+export { canonicalHost } from "./hosts.ts";
 export { LineLocator } from "./_locate.ts";
 export { dialHost } from "./_resolve.ts";
 export {

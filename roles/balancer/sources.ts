@@ -6,7 +6,8 @@
  * - {@link WorkerRegistry}: workers that dial the worker port and call
  *   `worker.register {name, capacity}`.
  */
-import { type Address, parseAddress } from "../../config/mod.ts";
+import { type Address, formatAddress, parseAddress } from "../../config/mod.ts";
+import { canonical, instanceAddress, instanceKey } from "./addresses.ts";
 import type { DialOptions } from "../../wire/mod.ts";
 import { type BinderClient, type ServiceWatch, watchService } from "../../clients/discovery/mod.ts";
 import { binder } from "../../clients/contracts/mod.ts";
@@ -74,9 +75,8 @@ export class ServerSet {
    * @throws {UsageError} for an address that is not one
    */
   add(text: string, source: string): void {
-    const address = parseAddress(text);
-    const key = `${address.host}:${address.port}`;
-    this.#add({ key, address, registrant: "" }, source, performance.now());
+    const address = canonical(parseAddress(text));
+    this.#add({ key: formatAddress(address), address, registrant: "" }, source, performance.now());
   }
 
   #add({ key, address, registrant }: Wanted, source: string, now: number): void {
@@ -123,7 +123,7 @@ export class ServerSet {
       const text = addresses[i];
       let address: Address;
       try {
-        address = parseAddress(text);
+        address = canonical(parseAddress(text));
       } catch (err) {
         // One bad entry (a binder's data) must not keep the others out.
         backendLines.warn("Skipped {address} of {source}: {error}", {
@@ -133,8 +133,9 @@ export class ServerSet {
         });
         continue;
       }
-      const key = `${address.host}:${address.port}`;
-      wanted.set(key, { key, address, registrant: registrants[i] ?? "" });
+      const key = formatAddress(address);
+      // Spellings of one address are one backend (the first one's registrant): review45 R7.
+      if (!wanted.has(key)) wanted.set(key, { key, address, registrant: registrants[i] ?? "" });
     }
     const now = performance.now();
     const max = capped ? this.#options.maxBackends ?? Infinity : Infinity;
@@ -375,7 +376,7 @@ export class ServiceSource {
     };
     this.#binders = bindersFrom(options.binderOptions, { role: "balancer", name: options.name });
     this.#watch = watchService(this.#binders, service, (instances) => {
-      this.#latest = instances.map((i) => `${i?.host}:${i?.port}`);
+      this.#latest = instances.map(instanceAddress);
       this.#registrants = instances.map((i) =>
         typeof i?.registrant === "string" ? i.registrant : undefined
       );
@@ -410,7 +411,7 @@ export class ServiceSource {
    */
   #report(addresses: string[]): void {
     if (addresses.length === 0 || this.#reporting >= MAX_REPORTS) return;
-    const ids = new Map(this.#watch.instances.map((i) => [`${i?.host}:${i?.port}`, i?.id]));
+    const ids = new Map(this.#watch.instances.map((i) => [instanceKey(i), i?.id]));
     for (const address of addresses) {
       if (this.#reporting >= MAX_REPORTS) return;
       const id = ids.get(address);
