@@ -17,6 +17,7 @@ import { cut } from "./log.ts";
 import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
 import { TrialBackoff } from "./trial_backoff.ts";
+import { SlowMethods } from "./slow_methods.ts";
 import { type Pool, provenUp } from "./pool.ts";
 
 export { LatencyWindow };
@@ -107,6 +108,8 @@ export class Backend {
    */
   lastAnswerAt = performance.now();
   lastResultAt = this.lastAnswerAt;
+  /** Methods it answered in time, and until when it may still run one it timed out (K-A1). */
+  readonly slow = new SlowMethods();
   /** Its failed trials, and until when it has no other (trials.ts). */
   readonly trial = new TrialBackoff();
   /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */

@@ -398,6 +398,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
       this.#options.report(backend.onLost(e.message));
       this.#done(job, backend, "lost", "lost");
     } else if (e.code === "TIMEOUT") {
+      backend.slow.timedOut(job.method, job.sentAt);
       // Held past its trial's bound: sent again, judged by that answer (trials.ts).
       if (this.#trials.held(job, backend) && this.#options.resend?.(job)) {
         if (this.#options.logRequests) {
@@ -429,6 +430,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
     if (this.#options.logRequests) this.#log(job, backend, detail);
+    if (detail === "ok") backend.slow.resulted(job.method);
     this.#trials.ended(job, backend, outcome, detail === "ok");
     this.#options.finish(job, outcome === "answered" && detail !== "ok" ? "erred" : outcome);
   }

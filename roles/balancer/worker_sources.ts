@@ -41,24 +41,30 @@ export function unproven(b: Backend): boolean {
 /**
  * Whether `b` serves nobody now: untried, out for its answers (timeouts,
  * failures: backends.ts `ejected`), or failing requests (in the success
- * window) with no result for {@link WINDOW_MS}. Such workers count against their
+ * window) with no result for {@link WINDOW_MS}, counted from the latest time it
+ * may still be running a request of a method it never answered in time that
+ * timed out (slow_methods.ts: slow on it, maybe; hostile45a K-A1). Such workers count against their
  * source's share of the slots, and those of them that served once, or are
  * {@link unproven}, give theirs up: hostile43a A3, fakes that answered one
  * task each and then held every task kept all `--max-workers` slots for
  * good, and a real worker was refused OVERLOADED.
  */
-function idle(b: Backend, now: number): boolean {
+export function idle(b: Backend, now: number): boolean {
   if (b.served === 0) return true;
   // Out, and no answer even late for the window: a worker that answers late is slow, not a holder
   // (hostile44a H-A3: a client's requests past --timeout, replayed on fakes that answer at once,
   // took the real workers out, and their slots went to the attacker's next fakes). Late answers
   // are a sign of life from one that answers late at least half of what failed on it: a fake
   // holding its tasks kept its slot answering one of them late every 10 s (review44 R8).
+  // A request of a method it never answered in time that timed out may still run: slow on it,
+  // maybe, until the longest a built-in operation takes (slow_methods.ts; hostile45a K-A1: a
+  // client's sleeps over 10 s past --timeout left a real worker silent that long).
+  const running = b.slow.until;
   if (b.ejected) {
     const late = b.lateAnswers * 2 >= b.failures ? b.lateAt : -Infinity;
-    return now - Math.max(b.lastAnswerAt, late) >= WINDOW_MS;
+    return now - Math.max(b.lastAnswerAt, late, running) >= WINDOW_MS;
   }
-  return now - b.lastResultAt >= WINDOW_MS && b.outcomes.failed(now) > 0;
+  return now - Math.max(b.lastResultAt, running) >= WINDOW_MS && b.outcomes.failed(now) > 0;
 }
 
 interface Source {
