@@ -9,7 +9,7 @@ import { BACKOFF_MS, type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.t
 import { WorkerLink } from "./links.ts";
 import { workerLines } from "./log.ts";
 import { StrayBench } from "./stray_bench.ts";
-import { WorkerSources } from "./worker_sources.ts";
+import { idle, WorkerSources } from "./worker_sources.ts";
 import { clientSource } from "../../auth/mod.ts";
 import type { SourceOptions } from "./sources.ts";
 
@@ -103,8 +103,12 @@ export class WorkerRegistry {
       // closed it). One that served its trial at most is not so kept: a squatter answering health
       // checks only, or its trial and then holding every task, kept a real worker's name for good
       // (review45 R2: hostile40c V8, hostile39c R2 from another address).
+      // And only while it shows it serves (the review45 rest of K-A4's rule: a fake that served
+      // two tasks, then held every one, kept the name while connected): answers in time within
+      // 10 s, late ones to at least half of what failed on it, or a request of a method it never
+      // answered in time that may still run (worker_sources.ts idle, slow_methods.ts).
       const elsewhere = user === undefined && sourceOf(holder) !== source && held.served > 1 &&
-        !(held.state !== "up" && !held.outlier.backedOff);
+        !(held.state !== "up" && !held.outlier.backedOff) && serves(held, performance.now());
       if (holder.canCall && (elsewhere || keepsName(held, performance.now()))) {
         workerLines.warn("Worker {name} from {addr} refused: the name is held by {holder}", {
           name,
@@ -249,6 +253,19 @@ function keepsName(held: Backend, now: number): boolean {
   if (held.served === 0) return !silent || (held.inflight > 0 && held.trial.failed === 0);
   if (!held.outlier.backedOff) return held.state === "up";
   return (held.state === "up" && held.inflight === 0) || !silent;
+}
+
+/**
+ * Whether `held`, which served, shows it still serves: it is not idle
+ * (worker_sources.ts: an answer in time within the window, or a late one
+ * then from one that answers late, or a slow method's request that may
+ * still run), or it has answered late at least half of what failed on it
+ * (however long ago: a real worker a client's slow requests keep out
+ * for 20 s, 40 s … answers them all, late; a fake that holds its tasks
+ * answers none).
+ */
+function serves(held: Backend, now: number): boolean {
+  return !idle(held, now) || (held.lateAnswers > 0 && held.lateAnswers * 2 >= held.failures);
 }
 
 /** Whose a worker's connection is: its user once its hello proves one, else its address. */

@@ -8,13 +8,15 @@ import { HELLO, jsonFrame } from "./raw.ts";
 
 /**
  * A fake worker from `from`: registers, answers health checks and its first
- * `add` (correctly), then holds every other task for as long as it stays.
+ * `serves` (one unless told) `add`s (correctly), then holds every other task
+ * for as long as it stays.
  */
 export function provenThenHolding(
   address: string,
   from: string,
   name: string,
   all: net.Socket[],
+  serves = 1,
 ): Promise<string> {
   const [host, port] = address.split(":");
   return new Promise<string>((resolve) => {
@@ -42,7 +44,7 @@ export function provenThenHolding(
           resolve(msg.error === undefined ? "registered" : String(msg.error.code));
         } else if (msg.method === "sys.ping") {
           socket.write(jsonFrame({ id: msg.id, result: { pong: true } }));
-        } else if (msg.method === "add" && served === 0) {
+        } else if (msg.method === "add" && served < serves) {
           served++;
           const { a, b } = msg.params as { a: number; b: number };
           socket.write(jsonFrame({ id: msg.id, result: a + b, by: name }));
