@@ -18,6 +18,7 @@ import { Outlier, SERVER_ERRORS, STRAY_BYTES, STRAYS } from "./outlier.ts";
 import { candidate, mayEject, Outcomes } from "./success_rate.ts";
 import { TrialBackoff } from "./trial_backoff.ts";
 import { SlowMethods } from "./slow_methods.ts";
+import { SleepCheck } from "./sleep_check.ts";
 import { type Pool, provenUp } from "./pool.ts";
 
 export { LatencyWindow };
@@ -110,6 +111,8 @@ export class Backend {
   lastResultAt = this.lastAnswerAt;
   /** Methods it answered in time, and until when it may still run one it timed out (K-A1). */
   readonly slow = new SlowMethods();
+  /** Whether it runs `sleep` as asked (sleep_check.ts): a server so may witness (R3). */
+  readonly sleeps = new SleepCheck();
   /** Its failed trials, and until when it has no other (trials.ts). */
   readonly trial = new TrialBackoff();
   /** Requests lost with the connection, timed out, or answered INTERNAL, UNAVAILABLE or OVERLOADED. */
@@ -213,6 +216,11 @@ export class Backend {
   get penalty(): number {
     const p = this.outcomes.penalty;
     return this.untried ? p + 1 : p;
+  }
+
+  /** A server that runs `sleep` as asked: a witness against others (success_rate.ts; R3). */
+  get witness(): boolean {
+    return this.kind === "server" && this.sleeps.proven;
   }
 
   /** A connection is up. @returns the transition, if any. */

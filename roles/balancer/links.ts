@@ -18,6 +18,7 @@ import {
 import { isDescriptorShortage } from "../../wire/descriptors.ts";
 import type { Backend, Transition } from "./backends.ts";
 import { cut, dialLines } from "./log.ts";
+import { probeSleep } from "./sleep_check.ts";
 
 /** What forwarding needs of a backend's link. */
 export interface Link {
@@ -49,6 +50,8 @@ export const FAST_REDIAL_MS = 5_000;
  * the backoff, not at once (ms).
  */
 export const STABLE_MS = 1_000;
+/** A `sleep` probe of a binder's instance every this many health checks (sleep_check.ts). */
+const PROBE = 10;
 
 /**
  * One health check: `sys.ping` with the check interval as timeout.
@@ -116,6 +119,8 @@ export class ServerLink implements Link {
   #downSince = performance.now();
   /** Why the last connection dropped, when it did within STABLE_MS. */
   #shortDrop: string | undefined;
+  /** Health checks passed (every PROBE-th, from the first, brings a sleep probe). */
+  #checks = 0;
 
   constructor(backend: Backend, address: Address, options: LinkOptions & { dial: DialOptions }) {
     this.backend = backend;
@@ -180,6 +185,12 @@ export class ServerLink implements Link {
       if (peer === undefined || this.#stopped) continue;
       const miss = await ping(peer, interval);
       if (this.#peer !== peer) continue; // lost meanwhile: already reported
+      // An instance anyone may have registered shows now and then that it runs sleep as asked.
+      if (
+        miss === undefined && this.backend.source !== "backends" && this.#checks++ % PROBE === 0
+      ) {
+        probeSleep(peer, this.backend);
+      }
       this.#options.report(
         miss === undefined ? this.backend.onCheckPassed() : this.backend.onCheckFailed(miss),
       );

@@ -49,6 +49,7 @@ import type { BytesJob } from "./bytes_job.ts";
 import { connectionLost, errorKind, ErrorReply, kindOf } from "./answers.ts";
 import { type Failure, Verifier } from "./verify.ts";
 import { type Trial, Trials } from "./trials.ts";
+import { resulted } from "./sleep_check.ts";
 
 /**
  * A request decoded from a client, waiting for its answer: large params are
@@ -430,7 +431,7 @@ export class Relay implements DispatchHooks<ForwardJob> {
 
   #done(job: ForwardJob, backend: Backend, outcome: Outcome, detail: string): void {
     if (this.#options.logRequests) this.#log(job, backend, detail);
-    if (detail === "ok") backend.slow.resulted(job.method);
+    if (detail === "ok") resulted(backend, job);
     this.#trials.ended(job, backend, outcome, detail === "ok");
     this.#options.finish(job, outcome === "answered" && detail !== "ok" ? "erred" : outcome);
   }

@@ -136,6 +136,8 @@ export interface Judged {
   readonly ejected: boolean;
   /** Requests it answered with a result since it joined. */
   readonly served?: number;
+  /** A server that runs `sleep` as asked, and never answered one sooner (sleep_check.ts). */
+  readonly witness?: boolean;
 }
 
 /** A server of `--backends` (a judged backend of no stated source counts as one). */
@@ -160,7 +162,9 @@ export function candidate(b: Judged, now: number): boolean {
  * and another backend is up. With `peers`, at least two others must have
  * {@link MIN_OUTCOMES} outcomes in the window (the rule of
  * {@link candidate}). The cap and the others' share do not hold it in
- * when another backend that is up, a server of `--backends`, with {@link MIN_OUTCOMES} outcomes,
+ * when another backend that is up, a server of `--backends` or one that
+ * runs `sleep` as asked (sleep_check.ts: an instance a binder named, review45
+ * R3), with {@link MIN_OUTCOMES} outcomes,
  * fails at most 1/{@link RATIO} as much, or with {@link SOUND_FEW} and
  * as many as `b` failed fails none: hostile43a A4, four fakes that
  * answered once and then held every task beside one server, two stayed in
@@ -208,8 +212,10 @@ export function mayEject(
     // registered at an open binder (whenever it joined: review45 R10), that answers every task at
     // once (lying) would be the sound one whenever a client's requests outlast --timeout on the
     // servers (hostile44a H-A2, hostile45a K-A2).
+    // Nor one a binder named, unless it runs sleep as asked (review45 R3: then it is no liar that
+    // answers a client's slow requests at once, and fakes holding every task stayed past the cap).
     if (o.state === "up" && on >= least && of * RATIO * n <= f * on) {
-      if (vouched(o)) sound = true;
+      if (vouched(o) || o.witness === true) sound = true;
       else if (o.kind === "worker") soundWorker = true;
     }
   }
