@@ -65,7 +65,12 @@ export function resulted(backend: Backend, job: ForwardJob, now = performance.no
   backend.slow.resulted(job.method);
   // A trial held past its bound and sent on (trials.ts) has the later send's time.
   if (job.method !== "sleep" || job.backend !== backend) return;
-  const params = job.raw ? job.decodeParams() : heldParams(job);
+  let params: unknown;
+  try {
+    params = job.raw ? job.decodeParams() : heldParams(job);
+  } catch {
+    return; // passed as bytes and not decodable here: it proves nothing
+  }
   backend.sleeps.answered(sleepMs(params), job.sentAt, now);
 }
 
