@@ -128,3 +128,35 @@ Deno.test("--backends that name one server under several spellings dial it once 
     await stopAll([lb, s1, s2]);
   }
 });
+
+Deno.test("a host name that reaches a server that is a backend already is no second backend (review45 R7)", async () => {
+  const [s1, s2] = await startServers(2);
+  const p1 = portOf(s1.address);
+  const lb = await startBalancer([], [
+    "--backends",
+    [s1.address, `localhost:${p1}`, s2.address].join(","),
+    "--policy",
+    "round-robin",
+  ]);
+  const client = await connectTo(lb.address);
+  try {
+    await eventually(
+      async () => (await backendsOf(client)).filter((b) => b.state === "up").length >= 2,
+      5000,
+      "both servers up",
+    );
+    for (let i = 0; i < 100; i++) await client.call("add", { a: i, b: 1 });
+    const view = await backendsOf(client);
+    const summary = view.map((b) => `${b.name} (${b.peer}) ${b.state} ${b.reason}: ${b.served}`)
+      .join("; ");
+    const up = view.filter((b) => b.state === "up");
+    assert.equal(up.length, 2, `one backend per server (${summary})`);
+    assert.deepEqual(up.map((b) => b.peer).sort(), ["s1", "s2"], summary);
+    const dup = view.find((b) => b.name === `localhost:${p1}`);
+    assert.match(dup?.reason ?? "", /the same server as/, summary);
+    assert.ok(up.every((b) => b.served >= 40), `the calls spread evenly (${summary})`);
+  } finally {
+    client.close();
+    await stopAll([lb, s1, s2]);
+  }
+});

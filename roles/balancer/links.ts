@@ -4,7 +4,7 @@
  * {@link WorkerLink} health-checks a worker that dialed in. Both only
  * report what they see to the backend's health rules (backends.ts).
  */
-import type { Address } from "../../config/mod.ts";
+import { type Address, canonicalHost } from "../../config/mod.ts";
 import {
   Backoff,
   CloseReason,
@@ -122,11 +122,20 @@ export class ServerLink implements Link {
   /** Health checks passed (every PROBE-th, from the first, brings a sleep probe). */
   #checks = 0;
 
-  constructor(backend: Backend, address: Address, options: LinkOptions & { dial: DialOptions }) {
+  /** The servers connected, by the far end of their connections (shared by a ServerSet). */
+  #attached: Map<string, ServerLink> | undefined;
+
+  /** @param options `attached`: the links of one set by the address they reached (see #attach) */
+  constructor(
+    backend: Backend,
+    address: Address,
+    options: LinkOptions & { dial: DialOptions; attached?: Map<string, ServerLink> },
+  ) {
     this.backend = backend;
     this.address = address;
     this.#dial = options.dial;
     this.#options = options;
+    this.#attached = options.attached;
     const interval = options.checkIntervalMs;
     this.#backoff = new Backoff({ min: interval, max: Math.max(MAX_REDIAL_MS, interval) });
     backend.link = this;
@@ -233,6 +242,38 @@ export class ServerLink implements Link {
     await this.#nap.sleep(this.#options.checkIntervalMs);
   }
 
+  /**
+   * One server, one backend: the address its connection reached (in its one
+   * spelling) is held by one link at a time. Spellings of an address are
+   * one key already (addresses.ts), but host names resolve: `localhost`, or
+   * any name of an attacker's wildcard DNS, registered at an open binder,
+   * reached a server that was a backend already (review45 R7's rest).
+   * @throws {DistError} BAD_REQUEST (the connection closed) when another link holds it
+   */
+  #claim(peer: Peer): void {
+    const attached = this.#attached;
+    if (attached === undefined) return;
+    let a: Deno.NetAddr;
+    try {
+      a = peer.conn.conn.remoteAddr as Deno.NetAddr;
+    } catch {
+      return; // no address to say (the transport's): nothing to compare
+    }
+    if (typeof a?.hostname !== "string") return;
+    const at = `${canonicalHost(a.hostname)}:${a.port}`;
+    const holder = attached.get(at);
+    if (holder !== undefined && holder !== this && holder.#peer?.canCall === true) {
+      peer.close();
+      const why = `the same server as ${holder.backend.name}`;
+      if (this.backend.state === "down") this.backend.reason = why; // shown while it stays down
+      throw new DistError("BAD_REQUEST", why);
+    }
+    attached.set(at, this);
+    peer.closed.then(() => {
+      if (attached.get(at) === this) attached.delete(at);
+    });
+  }
+
   #attach(peer: Peer): void {
     if (this.#stopped) {
       peer.close();
@@ -246,6 +287,7 @@ export class ServerLink implements Link {
       peer.close();
       throw new DistError("BAD_REQUEST", `${peer.remote.name} is a balancer, not a server`);
     }
+    this.#claim(peer);
     this.#peer = peer;
     // Its answers drain the clients: never stop reading them (wire/inbound.ts).
     keepReading(peer.conn.conn);

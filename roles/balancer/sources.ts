@@ -61,6 +61,8 @@ export class ServerSet {
   #left = new Map<string, { count: number; logged: number }>();
   /** Instances that held requests they never answered while others waited (places.ts). */
   #bench = new Bench();
+  /** Its links by the address their connections reached: one server, one backend (links.ts). */
+  #attached = new Map<string, ServerLink>();
 
   constructor(options: SourceOptions & { dial: DialOptions }) {
     this.#options = options;
@@ -86,7 +88,7 @@ export class ServerSet {
     backend.source = source;
     backend.registrant = registrant;
     o.pool.add(backend);
-    const link = new ServerLink(backend, address, o);
+    const link = new ServerLink(backend, address, { ...o, attached: this.#attached });
     this.#links.set(key, { link, source, registrant, added: now });
     this.#bench.dialed(key, now);
     link.start();
