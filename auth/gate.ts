@@ -138,10 +138,8 @@ export function hostSource(host: string): string {
 }
 
 /**
- * Whose a registration is, for the binder's `--max-per-source` and its
- * `registrant` tags: the client's own user, else its {@link hostSource},
- * every loopback address one (one local process dialing from 127.0.0.2 …
- * 127.0.0.101 was 100 sources and filled a binder in 7 s, hostile46c F1).
+ * Whose a registration is (the binder's `--max-per-source`, `registrant`): its user, else its
+ * {@link hostSource} (127.0.0.2 … 127.0.0.101 were 100 sources, hostile46c F1).
  */
 export function machineSource(user: string | undefined, host: string): string {
   return userSource(user) ?? hostSource(host);

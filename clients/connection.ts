@@ -168,9 +168,7 @@ export class Connection {
         role: this.#options.role,
         codec: this.#options.codec,
         credentials: this.#options.credentials,
-        // The binders as the instances: in TLS when asked (hostile46c F8: in plain TCP, the
-        // token in clear, whoever answered as a binder choosing what the app dialed).
-        tls: this.#options.tls,
+        tls: this.#options.tls, // (hostile46c F8: binders were dialed in plain TCP, token in clear)
         wire: this.#options.wire,
       });
     }
