@@ -191,6 +191,19 @@ export class FanOut {
   }
 
   /**
+   * Takes `n` deliveries of this turn's budget for a publish delivered
+   * outside `send` (see lane.ts): false, and nothing taken, when publishes
+   * wait in the backlog or the turn has not that much left (it then goes
+   * through `send`, behind them).
+   */
+  takeNow(n: number): boolean {
+    this.#startTurn();
+    if (this.#head !== this.#backlog.length || this.#left < n) return false;
+    this.#left -= n;
+    return true;
+  }
+
+  /**
    * Resolves once every delivery of the last publish sent is made (`all`:
    * of every publish waiting now); undefined when they are made already.
    * An MQTT PUBACK waits for it (and for the journal's commit of the rows

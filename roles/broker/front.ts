@@ -25,6 +25,7 @@ import { Session, type SessionOwner } from "./session.ts";
 import type { BrokerCore, PublishResult } from "./core.ts";
 import { forgetParts, sidTail } from "./frames.ts";
 import { shareSource } from "./shares.ts";
+import { PublishLane } from "./lane.ts";
 import { TOPIC_NAMES_BYTES } from "./snapshot.ts";
 import { PAGE_BYTES } from "./topic_list.ts";
 import { COSTLY_METHODS, type CostlyTurns, costlyTurnsOf } from "./costly_turns.ts";
@@ -91,6 +92,8 @@ export class WireFront implements SessionOwner {
   readonly costly: CostlyTurns;
   /** The session of the last fast-path frame's peer (forgotten when it closes). */
   #lastSession: Session | undefined;
+  /** Runs of publishes to one topic, delivered from their frames (lane.ts). */
+  readonly lane: PublishLane;
 
   /** How long a cut-off consumer's queued bytes and its SLOW_CONSUMER error may take to go out. */
   cutOffFlushMs = CUT_OFF_FLUSH_MS;
@@ -98,6 +101,7 @@ export class WireFront implements SessionOwner {
   constructor(core: BrokerCore) {
     this.core = core;
     this.costly = costlyTurnsOf(core);
+    this.lane = new PublishLane(core);
   }
 
   readonly onPeer = (peer: Peer): void => void this.#session(peer);
@@ -133,6 +137,7 @@ export class WireFront implements SessionOwner {
     return serving([broker], handlers, {
       wrap: (handle) => {
         const checked: RequestHandler = (method, params, peer, meta) => {
+          this.lane.close(); // a subscribe, an answer: what the lane counted may change
           if (this.#session(peer).cutOff) {
             throw new DistError(
               "SLOW_CONSUMER",
@@ -150,6 +155,7 @@ export class WireFront implements SessionOwner {
         };
       },
       wrapNotification: (take) => (method, params, peer) => {
+        this.lane.close();
         if (!this.#session(peer).cutOff) take(method, params, peer);
       },
       onBadNotification: (method, err, peer) => this.#badNotification(peer, method, err),
@@ -188,13 +194,19 @@ export class WireFront implements SessionOwner {
       const publish = json
         ? readPublish(frame, session.topics, buffer)
         : readMsgpackPublish(frame, session.topics, buffer);
-      if (publish === undefined) return false;
+      const lane = this.lane;
+      if (publish === undefined) {
+        lane.close();
+        return false;
+      }
       const id = publish.id;
       if (id !== undefined) {
+        lane.close();
         // A request needs room to be taken (took); a cut-off connection's is refused by dispatch.
         if (took === undefined || session.cutOff) return false;
         took();
       } else if (session.cutOff) return true; // read and dropped
+      else if (lane.take(session, publish)) return true; // a run's next publish (lane.ts)
       const retain = publish.retain;
       // A canonical frame is delivered from (see frames.ts), to the topic it names.
       const canonical = publish.canonical ? publish.topic : undefined;
@@ -208,8 +220,12 @@ export class WireFront implements SessionOwner {
         // With --users, its topic's publish grant, checked as dispatch checks the decoded ones.
         if (peer.identity?.access !== undefined) permit(broker.methods.publish, publish, peer);
         // A notification's answer is not needed: route() makes none.
-        if (id === undefined) this.core.route(publish.topic, v, retain, 2, session, user);
-        else result = this.core.publish(publish.topic, v, retain, 2, session, user);
+        if (id !== undefined) {
+          result = this.core.publish(publish.topic, v, retain, 2, session, user);
+        } else {
+          this.core.route(publish.topic, v, retain, 2, session, user);
+          if (!retain) lane.routed(session, publish);
+        }
       } catch (err) {
         if (id === undefined) this.#badNotification(peer, "broker.publish", err);
         else peer.answerError(id, err);
@@ -311,6 +327,7 @@ export class WireFront implements SessionOwner {
       bad_publishes: this.badPublishes,
       unknown_notifications: this.unknownNotifications,
       undeliverable: this.undeliverable,
+      lane_publishes: this.lane.publishes,
       per_topic: perTopicWithin(core.topics.perTopic(100), PER_TOPIC_BYTES),
       subscription_shares: core.shares.stats(),
       queue_groups: {

@@ -77,6 +77,11 @@ export class Session implements Sink, Publisher {
     return this.peer.conn.pendingBytes;
   }
 
+  /** The largest delivery it is sent (frame payload bytes; see #frameLimit). */
+  get frameLimit(): number {
+    return this.#frameLimit;
+  }
+
   /** Its socket, for a queue group to see what its client has not taken (wire/send_queue.ts). */
   get socket(): FramedConn {
     return this.peer.conn;

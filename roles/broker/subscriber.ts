@@ -91,6 +91,11 @@ export class Subscription extends SubscriptionQueues {
     if (this.policy === "latest") this.latest = new LatestQueue();
   }
 
+  /** What its sink may hold before its deliveries queue here (see `ready`). */
+  get directLimit(): number {
+    return this.#directLimit;
+  }
+
   /** Whether retained values of the snapshot may still be to deliver. */
   get snapshotting(): boolean {
     return this.#snapshot !== undefined || this.#later !== undefined;
