@@ -8,7 +8,7 @@
  * a subscriber's frame limit, a retained publish, another topic).
  */
 import assert from "node:assert/strict";
-import { withBroker } from "./helpers/broker.ts";
+import { BrokerClient, withBroker } from "./helpers/broker.ts";
 import { concat, jsonFrame, rawHandshake, RawReader, writeAll } from "./helpers/raw.ts";
 
 const encoder = new TextEncoder();
@@ -192,5 +192,35 @@ Deno.test("a run's delivery past a subscriber's frame limit is refused to it alo
     assert.deepEqual(seen, values.filter((_, i) => i !== 30));
     assert.equal(notices, 1);
     for (const c of [small, big, pub]) c.conn.close();
+  });
+});
+
+Deno.test("a MessagePack run arrives equal and in order; a JSON subscriber beside it too", async () => {
+  await withBroker(async (b) => {
+    const mp1 = await BrokerClient.connect(b.port, "msgpack");
+    const mp2 = await BrokerClient.connect(b.port, "msgpack");
+    const json = await BrokerClient.connect(b.port, "json");
+    const sid1 = (await mp1.subscribe("/m/a")).sid;
+    const sid2 = (await mp2.subscribe("/m")).sid;
+    const sidJ = (await json.subscribe("/m/b")).sid;
+    const pub = await BrokerClient.connect(b.port, "msgpack");
+    const N = 400;
+    const values = Array.from({ length: N }, (_, i) => publish("/m", i).value);
+    // One synchronous loop: the client writes them together, the broker reads runs.
+    for (const v of values) pub.publish("/m/a", v, false);
+    for (const v of values) pub.publish("/m/b", v, false);
+    const one = await mp1.received(N, 10_000);
+    const two = await mp2.received(2 * N, 10_000);
+    const j = await json.received(N, 10_000);
+    const strip = (d: { sid: number; topic: string; value: unknown }) => [d.sid, d.topic, d.value];
+    assert.deepEqual(one.map(strip), values.map((v) => [sid1, "/m/a", v]));
+    assert.deepEqual(
+      two.map(strip),
+      [...values.map((v) => [sid2, "/m/a", v]), ...values.map((v) => [sid2, "/m/b", v])],
+    );
+    assert.deepEqual(j.map(strip), values.map((v) => [sidJ, "/m/b", v]));
+    const s = await pub.stats();
+    assert.ok((s.lane_publishes as number) > N / 2, `lane publishes: ${s.lane_publishes}`);
+    for (const c of [mp1, mp2, json, pub]) c.close();
   });
 });

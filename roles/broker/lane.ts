@@ -1,5 +1,5 @@
 /**
- * A run of fire-and-forget JSON publishes to one topic, delivered straight
+ * A run of fire-and-forget publishes to one topic, delivered straight
  * from their frames. A read of a publisher that keeps to one topic (a
  * sensor, a feed) holds hundreds of them; each went through the whole
  * route: the topic looked up and touched, its targets found, a message
@@ -23,8 +23,8 @@
  * bytes in the same order either way (tests/broker_lane_test.ts).
  *
  * Only plain subscriptions of wire connections (no queue group, no MQTT
- * session, each on a connection of its own, at most LANE_TARGETS), in
- * JSON, for a publisher in JSON.
+ * session, each on a connection of its own, at most LANE_TARGETS) in the
+ * publisher's codec, JSON or MessagePack (the value goes as it came).
  */
 import {
   DELIVERY_PREFIX,
@@ -35,7 +35,8 @@ import {
   type OutBuffer,
 } from "../../wire/mod.ts";
 import type { BrokerCore } from "./core.ts";
-import { topicPrefix } from "./delivery_prefix.ts";
+import { MP_MESSAGE_WORD, mpPrefix, topicPrefix } from "./delivery_prefix.ts";
+import { MP_METHOD_WORD_AT, MP_PARAMS_AT } from "./msgpack_publish.ts";
 import { Session } from "./session.ts";
 import type { Subscription } from "./subscriber.ts";
 import { Match } from "./subscriptions.ts";
@@ -103,6 +104,8 @@ export class PublishLane {
   #topic: Topic | undefined = undefined;
   #name = "";
   #prefix: Uint8Array = EMPTY;
+  /** The publisher's codec is JSON (else MessagePack); its subscribers' is the same. */
+  #json = true;
   #generation = -1;
   readonly #subs: Subscription[] = [];
   readonly #conns: FramedConn[] = [];
@@ -174,7 +177,12 @@ export class PublishLane {
     const t0 = timed === undefined ? 0 : timed.take();
     const frame = p.frame;
     // The frame becomes its delivery's first bytes (as frames.ts does once per message).
-    if (canonical) { for (let i = 0; i < 7; i++) frame[METHOD_WORD_AT + i] = MESSAGE_WORD[i]; }
+    if (canonical && this.#json) {
+      for (let i = 0; i < 7; i++) frame[METHOD_WORD_AT + i] = MESSAGE_WORD[i];
+    } else if (canonical) {
+      for (let i = 0; i < 7; i++) frame[MP_METHOD_WORD_AT + i] = MP_MESSAGE_WORD[i];
+      frame[MP_PARAMS_AT] = 0x83; // topic, value, sid
+    }
     w.frame = frame;
     w.canonical = canonical;
     w.prefix = this.#prefix;
@@ -220,7 +228,8 @@ export class PublishLane {
   #open(session: Session, name: string): void {
     const core = this.#core;
     if (this.#subs.length > 0) this.#clear();
-    if (session.codec !== "json" || core.matches.busy(session)) return;
+    if (core.matches.busy(session)) return;
+    const codec = session.codec;
     const topic = core.topics.get(name);
     if (topic === undefined || topic.name !== name) return;
     const tree = core.subscriptions;
@@ -231,7 +240,7 @@ export class PublishLane {
     for (let i = 0; i < plain.length; i++) {
       const sub = plain[i];
       const sink = sub.sink;
-      if (!(sink instanceof Session) || sink.codec !== "json" || !sub.ready) return;
+      if (!(sink instanceof Session) || sink.codec !== codec || !sub.ready) return;
       // One lane's subscriptions on one connection would share its room: not counted so.
       for (let j = 0; j < i; j++) if (plain[j].sink === sink) return;
     }
@@ -247,7 +256,8 @@ export class PublishLane {
     this.#session = session;
     this.#topic = topic;
     this.#name = name;
-    this.#prefix = topicPrefix(name);
+    this.#json = codec === "json";
+    this.#prefix = this.#json ? topicPrefix(name) : mpPrefix(name, false);
     this.#generation = tree.generation;
   }
 }
