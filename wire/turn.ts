@@ -25,6 +25,13 @@ export function turnClock(read: () => number = Date.now): () => number {
 }
 
 /**
+ * The monotonic clock (performance.now(), ms) read once per turn, one for
+ * the whole process: each clock of its own is an op and a microtask a turn
+ * more (the balancer's dispatcher, trials and trial backoff had three).
+ */
+export const turnMs: () => number = turnClock(() => performance.now());
+
+/**
  * Returns a function that runs `check` once at the end of the current turn
  * (a microtask), however often it is called in that turn: a read's publishes
  * share one check, and a publish costs a flag test.

@@ -13,7 +13,7 @@ import { FairQueue, STALLED_STEPS } from "./queue.ts";
 import { RetryLine } from "./retry_line.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import { Runs } from "./runs.ts";
-import { turnClock } from "../../wire/turn.ts";
+import { turnMs } from "../../wire/turn.ts";
 import { sharedError as refusal } from "../../wire/shared_error.ts";
 import { Admit, MAX_EARNED, Shares } from "./shares.ts";
 import { holdsLittle } from "./slots.ts";
@@ -22,7 +22,7 @@ export { type Outcome, RetryBudget };
 export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
 
 /** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
-const turnNow = turnClock(() => performance.now());
+const turnNow = turnMs;
 
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");

@@ -4,10 +4,10 @@
  * its source (workers.ts: {@link SourceTrials}).
  */
 import { BACKOFF_MAX_MS, BACKOFF_MS } from "./outlier.ts";
-import { turnClock } from "../../wire/turn.ts";
+import { turnMs } from "../../wire/turn.ts";
 
 /** Read once a turn: a policy asks every backend of a pick whether it is available. */
-const turnNow = turnClock(() => performance.now());
+const turnNow = turnMs;
 
 /** {@link BACKOFF_MS}, twice that for each failure past `free`, up to {@link BACKOFF_MAX_MS}. */
 function backoffMs(failed: number, free: number): number {

@@ -46,7 +46,7 @@ import type { Job } from "./dispatch_types.ts";
 import { backendLines } from "./log.ts";
 import { HOLD_MS } from "./places.ts";
 import { TRIAL_MAX_MS } from "./policies.ts";
-import { turnClock } from "../../wire/turn.ts";
+import { turnMs } from "../../wire/turn.ts";
 import { provenUp } from "./pool.ts";
 
 export { provenUp };
@@ -78,7 +78,7 @@ export class Trials {
   #timeoutMs: number;
   /** The last slow answers of each method by a proven backend (ms), and when the last was. */
   #slow = new Map<string, { ms: number[]; at: number }>();
-  #now = turnClock(() => performance.now());
+  #now = turnMs;
 
   /** @param timeoutMs `--timeout` */
   constructor(timeoutMs: number) {

@@ -74,6 +74,17 @@ class Line {
       this.last = undefined;
     }
   }
+
+  /** As made new (its `at` empty already): for the next backend's use. */
+  clear(): Line {
+    this.mark = -Infinity;
+    this.n = 0;
+    this.unread.bytes = this.unread.paced = this.unread.large = 0;
+    this.oldest = Infinity;
+    this.lastAt = NaN;
+    this.last = undefined;
+    return this;
+  }
 }
 
 export class Unread {
@@ -84,6 +95,8 @@ export class Unread {
   /** Unread large requests on every backend. */
   large = 0;
   #lines = new Map<object, Line>();
+  /** A line let go of with nothing in it, taken by the next line made (not one made per run). */
+  #spare: Line | undefined;
   /** The backend looked up last, and its line. */
   #lastOn: object | undefined;
   #last: Line | undefined;
@@ -124,7 +137,8 @@ export class Unread {
   took(bytes: number, backend: object, at: number): void {
     let line = this.#line(backend);
     if (line === undefined) {
-      this.#lines.set(backend, line = new Line());
+      this.#lines.set(backend, line = this.#spare ?? new Line());
+      this.#spare = undefined;
       this.#lastOn = backend;
       this.#last = line;
     }
@@ -165,6 +179,8 @@ export class Unread {
     if ((line.n -= n) <= 0) {
       this.#lines.delete(backend);
       if (backend === this.#lastOn) this.#lastOn = this.#last = undefined;
+      // Its next request (a backend's runs come and go: one a read) takes it again, cleared.
+      if (line.at.size === 0) this.#spare = line.clear();
       return;
     }
     // Counted one by one, each answer settled with the figure after it: the
