@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { jsonCodec } from "../wire/mod.ts";
-import { skipString, skipValue } from "../wire/json_scan.ts";
+import { PLAIN, plainEnd, skipString, skipValue } from "../wire/json_scan.ts";
 import { prng } from "./helpers/raw.ts";
 
 const encoder = new TextEncoder();
@@ -154,4 +154,28 @@ Deno.test("skipValue() and skipString() refuse what the decoder refuses at the e
   assert.ok(scannerTakes(encoder.encode("[".repeat(64) + "]".repeat(64))));
   assert.ok(!scannerTakes(encoder.encode("[".repeat(65) + "]".repeat(65))));
   assert.ok(!scannerTakes(encoder.encode('{"a":'.repeat(65) + "1" + "}".repeat(65))));
+});
+
+Deno.test("a long plain run read four bytes at a time ends where the byte loop ends, at any offset and alignment", () => {
+  const next = prng(46);
+  const pick = (n: number) => Math.floor(next() * n);
+  // Each byte that ends a run (or looks close to one), beside plain ones.
+  const specials = [0x22, 0x5c, 0x1f, 0x00, 0x7f, 0x80, 0xff, 0x20, 0x7e, 0x21, 0x23, 0x5b, 0xc3];
+  let words = 0;
+  for (let t = 0; t < 20_000; t++) {
+    // A fresh buffer most times, the same small one (its view kept) the others; one past 64 KiB now and then.
+    const size = t % 500 === 0 ? 70_000 : 200 + pick(400);
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i++) bytes[i] = 0x20 + pick(0x5f);
+    for (let k = pick(4); k > 0; k--) bytes[pick(size)] = specials[pick(specials.length)];
+    const off = pick(8);
+    const b = new Uint8Array(bytes.buffer, off, size - off - pick(8));
+    const from = pick(60);
+    let end = from;
+    while (PLAIN[b[end]] === 1) end++;
+    assert.equal(plainEnd(b, from), end, `offset ${off}, from ${from}`);
+    if (end - from > 100) words++;
+  }
+  // Long runs were there to read by words.
+  assert.ok(words > 1000, String(words));
 });
