@@ -1,13 +1,20 @@
 import { getLogger } from "@logtape/logtape";
 import { dialerCounters } from "../obs/mod.ts";
-import { defineOptions, formatAddress, parseAddress, type RoleOptions } from "../config/mod.ts";
+import {
+  defineOptions,
+  formatAddress,
+  parseAddress,
+  type RoleOptions,
+  UsageError,
+} from "../config/mod.ts";
 import { serve } from "../clients/mod.ts";
-import { ops } from "../clients/contracts/mod.ts";
+import { ops, worker as workerContract } from "../clients/contracts/mod.ts";
 import { OPERATION_HELP, OPERATIONS } from "./ops.ts";
 import { counted, defineRole, type RunContext, untilAborted } from "./_role.ts";
 import { setLogInstance } from "./_logging.ts";
 import { connSettings } from "./_flags.ts";
 import { loggedRequests } from "./_request_log.ts";
+import { printableJson } from "./_printable.ts";
 
 const log = getLogger(["dist", "worker"]);
 
@@ -64,6 +71,13 @@ export const worker = defineRole({
 
 async function runWorker(options: WorkerOptions, ctx: RunContext): Promise<number> {
   const name = options.name ?? `worker-${Deno.pid}`;
+  try {
+    // A name every balancer refuses is the user's mistake, said once: it retried for ever
+    // (hostile46a G4).
+    workerContract.methods.register.params({ name, capacity: options.capacity });
+  } catch (err) {
+    throw new UsageError(`--name ${printableJson(name)}: ${(err as Error).message}`);
+  }
   const address = parseAddress(options.balancer);
   setLogInstance(name);
   const worker = serve(address, { contracts: [ops], handlers: OPERATIONS }, {

@@ -228,10 +228,13 @@ export const MAX_TOPIC_LENGTH = 1024;
 
 /**
  * The characters of {@link UNPRINTABLE_CLASS} past the C0 controls: DEL, C1,
- * the line and paragraph separators and the bidirectional controls.
+ * the line and paragraph separators, the bidirectional controls, and the
+ * invisible format characters (soft hyphen, zero-width space and joiners,
+ * word joiner, BOM: `w1` + U+200B printed as `w1` beside the real one,
+ * hostile46a G6).
  */
-const BEYOND_C0 = "\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029" +
-  "\\u202a-\\u202e\\u2066-\\u2069";
+const BEYOND_C0 = "\\u007f-\\u009f\\u00ad\\u061c\\u200b-\\u200f\\u2028\\u2029" +
+  "\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff";
 /**
  * Characters that must never reach a terminal or a line-based reader raw:
  * C0 and C1 controls (newlines, escapes), DEL, the line and paragraph

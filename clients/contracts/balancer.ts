@@ -165,7 +165,7 @@ const registration: Parse<WorkerRegistration> = (params) => {
   ) {
     throw new DistError(
       "BAD_REQUEST",
-      "worker.register: name must be a string of 1-200 chars, none a control, line separator or bidi character",
+      "worker.register: name must be a string of 1-200 chars, none a control, line separator, bidi or invisible format character",
     );
   }
   const capacity = p.capacity ?? 1;
