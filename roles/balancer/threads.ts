@@ -180,10 +180,13 @@ function startThread(options: Record<string, unknown>, hooks: ThreadHooks): Thre
   const worker = new Worker(new URL("./threads_worker.ts", import.meta.url), { type: "module" });
   const asked = new Map<number, (s: SampleSet) => void>();
   let asks = 0;
+  // A thread that does not answer in time counts as its last answer: left out, every counter
+  // of the scrape went down, a reset to Prometheus (hostile46a G7).
+  let last: SampleSet = new Map();
   const samples = () =>
     new Promise<SampleSet>((resolve) => {
       const id = ++asks;
-      const timer = setTimeout(() => answered(id, new Map()), SAMPLES_WAIT_MS);
+      const timer = setTimeout(() => answered(id, last), SAMPLES_WAIT_MS);
       asked.set(id, (s) => (clearTimeout(timer), resolve(s)));
       worker.postMessage({ type: "samples", id } satisfies ToThread);
     });
@@ -195,6 +198,7 @@ function startThread(options: Record<string, unknown>, hooks: ThreadHooks): Thre
     worker.onmessage = (e: MessageEvent<FromThread>) => {
       const m = e.data;
       if (m.type === "samples") {
+        last = m.samples;
         answered(m.id, m.samples);
       } else if (m.type === "listening") {
         listened();
