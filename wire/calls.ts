@@ -4,7 +4,8 @@
  * failing them all when the connection goes.
  */
 import { DistError } from "./errors.ts";
-import { Envelope, scanJson } from "./json_envelope.ts";
+import type { Envelope } from "./json_envelope.ts";
+import { rawAnswer } from "./raw_answer.ts";
 import { cut } from "./_log.ts";
 
 /** Per-call options of `Peer.call` and `Peer.request`. */
@@ -420,20 +421,6 @@ function ignore(): void {}
 function fail(entry: Pending, err: DistError): void {
   if (entry.raw !== undefined) entry.raw.onAnswer(err);
   else entry.reject(err);
-}
-
-/**
- * The answer to a raw call that the scanner left to the decoder: encoded
- * again in a form it reads (only the members a response may carry).
- */
-function rawAnswer(sink: RawAnswerSink, answer: Answer): void {
-  const clean: Record<string, unknown> = { id: 0 };
-  if (answer.error !== undefined) clean.error = answer.error;
-  else clean.result = answer.result ?? null;
-  if (answer.by !== undefined) clean.by = answer.by;
-  const env = new Envelope();
-  if (scanJson(new TextEncoder().encode(JSON.stringify(clean)), env)) sink.onAnswer(env);
-  else sink.onAnswer(new DistError("INTERNAL", "Malformed response: cannot pass it through"));
 }
 
 /** Why an aborted call failed: the signal's DistError, TIMEOUT for a timeout, else UNAVAILABLE. */
