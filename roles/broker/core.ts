@@ -108,7 +108,7 @@ export class BrokerCore {
     this.topicShares = new TopicShares(this.maxTopics, this.maxTopicBytes, this.maxMemory);
     this.topicShares.clearRetained = (topic) => this.retained.clear(topic);
     this.topicShares.onEvicted = () => this.topicsEvicted++;
-    this.topics.onCacheDropped = (bytes) => this.subscriptions.cacheBytes -= bytes;
+    this.topics.onForgotten = (topic) => this.subscriptions.caches.drop(topic);
     // Date.now() read once per turn of the event loop: a read's publishes share one instant.
     this.#now = options.now ?? turnClock();
   }

@@ -23,7 +23,8 @@
  * were when it came that are still there when its deliveries are made, each
  * once (see Match.run). What a match found stays cached on its topic until
  * a subscription that may cover the topic comes or goes (see
- * SubscriptionTree.unchangedFor).
+ * SubscriptionTree.unchangedFor); when one goes, the caches that may hold it
+ * are dropped by a sweep in the turns after (cache_sweep.ts).
  */
 import { PENDING_BYTES, type Publisher } from "./fanout.ts";
 import { EncodedValue, type Message, type Subscription } from "./subscriber.ts";
@@ -259,14 +260,22 @@ export function cachedTargets(
   return topic.cache as Targets<Subscription>;
 }
 
-/** Keeps a topic's targets found by a match begun at `generation` (unless newer ones are kept). */
+/**
+ * Keeps a topic's targets found by a match begun at `generation` (unless
+ * newer ones are kept), if no subscription that may cover it came or went
+ * since: a match that went on over turns may hold one removed meanwhile,
+ * after the sweep of caches for it (cache_sweep.ts), and the next publish
+ * would not use them anyway.
+ */
 export function keepTargets(
   tree: SubscriptionTree<Subscription>,
   topic: Topic,
   found: Targets<Subscription>,
   generation: number,
 ): void {
-  if (cachedTargets(tree, topic) === undefined) keep(tree, topic, found, generation);
+  if (cachedTargets(tree, topic) === undefined && tree.unchangedFor(topic.name, generation)) {
+    keep(tree, topic, found, generation);
+  }
 }
 
 /** Bytes of a cached targets list beside 8 a target (its array; a QoS 0 view may copy it). */
@@ -289,7 +298,9 @@ function keep(
   tree.cacheBytes += cost - topic.cacheCost;
   topic.cacheCost = cost;
   topic.cache = found;
+  topic.lossy = undefined; // made of the cache replaced
   topic.cacheGeneration = generation;
+  tree.caches.kept(topic, n > 0);
 }
 
 /** Least time between two drops of cached targets for refusals (ms; see dropCaches). */
@@ -330,11 +341,7 @@ export function dropCaches(
   let freed = 0;
   for (let t = topics.oldest; t !== undefined && freed < goal && tree.cacheBytes > 0; t = t.newer) {
     if (t.cache === undefined && t.lossy === undefined) continue;
-    freed += t.cacheCost;
-    tree.cacheBytes -= t.cacheCost;
-    t.cacheCost = 0;
-    t.cache = t.lossy = undefined;
-    t.cacheGeneration = -1;
+    freed += tree.caches.drop(t);
   }
   return freed * HEAP_HEADROOM;
 }

@@ -27,6 +27,7 @@
 import { ONE_SEGMENT } from "../../clients/contracts/mod.ts";
 import { CHILDREN_BYTES } from "./topics.ts";
 import { Group } from "./group.ts";
+import { CacheSweep } from "./cache_sweep.ts";
 
 // The queue groups of a pattern (group.ts); importers of this module keep working.
 export { Group, PICK_WINDOW } from "./group.ts";
@@ -96,6 +97,8 @@ export class SubscriptionTree<S extends Subscribable> {
   #bytes = 0;
   /** What the topics' cached targets take (matching.ts keep; part of memoryBytes: hostile44b H-B3). */
   cacheBytes = 0;
+  /** The topics whose cached targets may hold a subscription, swept when one goes (cache_sweep.ts). */
+  readonly caches: CacheSweep = new CacheSweep(this);
   /** The largest sid added so far. */
   #lastSid = 0;
 
@@ -203,6 +206,7 @@ export class SubscriptionTree<S extends Subscribable> {
     }
     this.#count--;
     this.#changed(sub.segments);
+    this.caches.removed(this.#changes[this.#generation % CHANGES]);
     // Prune the branch back to the last node still in use.
     while (node.parent !== undefined && node.empty) {
       const parent: PatternNode<S> = node.parent;

@@ -145,8 +145,8 @@ export class TopicTree {
    */
   #unplaced = new Map<string, Topic[]>();
   #unplacedCount = 0;
-  /** Told what a forgotten topic's cached targets took (core.ts: off the subscription tree's count). */
-  onCacheDropped: (bytes: number) => void = () => {};
+  /** Told of a topic forgotten, to drop its cached targets (core.ts: off the subscription tree's count). */
+  onForgotten: (topic: Topic) => void = () => {};
   /** Set while topics are still being read back from a data file (see the module comment). */
   source: TopicSource | undefined = undefined;
 
@@ -347,9 +347,7 @@ export class TopicTree {
     this.#index.delete(topic.name);
     this.#unlink(topic);
     this.#bytes -= TOPIC_BYTES + topic.name.length;
-    this.onCacheDropped(topic.cacheCost);
-    topic.cacheCost = 0;
-    topic.cache = undefined;
+    this.onForgotten(topic);
     if (topic.node === undefined) return; // still unplaced: skipped when its turn comes
     this.#bytes += unplaceTopic(this.root, topic);
     topic.node = undefined;
