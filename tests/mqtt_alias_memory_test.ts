@@ -72,3 +72,71 @@ Deno.test(
       }
     }, { maxTopics: 100 }), // the topics are forgotten: the aliases alone hold the names
 );
+
+/** The reason codes of the next `n` PUBACKs on `c` (0: none given). */
+async function pubackReasons(c: Deno.Conn, n: number): Promise<number[]> {
+  const reasons: number[] = [];
+  let buf = new Uint8Array(0);
+  const chunk = new Uint8Array(4096);
+  while (reasons.length < n) {
+    while (buf.length >= 2 && buf.length >= 2 + buf[1] && reasons.length < n) {
+      assert.equal(buf[0], 0x40, "a PUBACK");
+      reasons.push(buf[1] > 2 ? buf[4] : 0);
+      buf = buf.subarray(2 + buf[1]);
+    }
+    if (reasons.length === n) break;
+    const r = await c.read(chunk);
+    if (r === null) break;
+    buf = Uint8Array.from([...buf, ...chunk.subarray(0, r)]);
+  }
+  return reasons;
+}
+
+Deno.test(
+  "mqtt: a Topic Alias that would take the broker past --max-memory is refused, 0x97",
+  mqttOpts,
+  () =>
+    withMqttBroker(async (b) => {
+      const memory = async () => (await b.stats()).memory as Record<string, number>;
+      const conns: Deno.Conn[] = [];
+      let refused = 0, accepted = 0;
+      try {
+        for (let k = 0; k < 400 && refused === 0; k++) {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port: b.mqttPort });
+          conns.push(c);
+          await writeAll(c, connect5(`budget-${k}`));
+          await readBytes(c, 3);
+          const all = [];
+          for (let a = 1; a <= ALIASES; a++) all.push(...aliased(name(k, a), a));
+          await writeAll(c, Uint8Array.from(all));
+          for (const reason of await pubackReasons(c, ALIASES)) {
+            if (reason === 0) accepted++;
+            else {
+              assert.equal(reason, 0x97, "Quota exceeded");
+              refused++;
+            }
+          }
+        }
+        assert.ok(refused > 0, `refused some (accepted ${accepted})`);
+        const m = await memory();
+        assert.ok(m.bytes <= m.budget * 1.05, `counted ${m.bytes} of ${m.budget}`);
+      } finally {
+        for (const c of conns) c.close();
+      }
+      // Given back with the connections: a new client's alias is taken again.
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: b.mqttPort });
+      try {
+        await writeAll(c, connect5("after"));
+        await readBytes(c, 3);
+        let reason = -1;
+        for (let i = 0; i < 50 && reason !== 0; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          await writeAll(c, aliased(name(9999, 1), 1));
+          [reason] = await pubackReasons(c, 1);
+        }
+        assert.equal(reason, 0, "an alias is taken once the connections are gone");
+      } finally {
+        c.close();
+      }
+    }, { maxTopics: 100, maxMemory: 8 * MIB }),
+);

@@ -383,7 +383,7 @@ export class BrokerCore {
    * What the broker's data takes in memory, as counted: topics and their
    * tree and retained values (V8's headroom included: HEAP_HEADROOM),
    * subscriptions and their tree, queued deliveries (their buffers, slack
-   * included), MQTT packets being received, MQTT sessions and wills, the
+   * included), MQTT packets being received and Topic Aliases, sessions, wills, the
    * publishers' memos of their last frames (wire/publish_memo.ts),
    * publishes in the fan-out's backlog or waiting for their matches and what
    * the transports hold (`outboundBytes` as last sampled, plus what the

@@ -98,8 +98,10 @@ export function retainedCost(bytes: number, was: number): number {
 
 /**
  * Bytes of MQTT read buffers beyond their idle size: packets being received
- * (up to --max-frame each). Counted in max-memory; past it a connection may
- * not grow its buffer for a large packet.
+ * (up to --max-frame each), and the names of the Topic Aliases clients set
+ * (up to 64 of 1,024 characters a connection: mqtt/publish_in.ts). Counted
+ * in max-memory; past it a connection may not grow its buffer for a large
+ * packet, nor set an alias.
  */
 export const readBuffers = { bytes: 0 };
 

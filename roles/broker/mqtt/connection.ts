@@ -371,6 +371,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     // Read before the session is detached (and, with expiry 0, ended).
     const expiry = this.#session?.expiry ?? 0;
     ticker.delete(this);
+    this.#inbound?.release();
     this.#out.close();
     try {
       this.#conn.close();
