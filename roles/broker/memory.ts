@@ -33,6 +33,7 @@ import { CHILDREN_BYTES, NODE_BYTES, TOPIC_BYTES } from "./topics.ts";
 import { ENTRY_OVERHEAD } from "./retained.ts";
 import type { Sink } from "./subscriber.ts";
 import { dropCaches } from "./matching.ts";
+import { releaseEmptySlabs } from "./byte_queue.ts";
 import { AWAY_SHARE, awayBytes, type AwaySessions, AwayShare } from "./away_share.ts";
 
 export { AWAY_SHARE, type AwaySession, type AwaySessions } from "./away_share.ts";
@@ -289,6 +290,8 @@ export class MemoryGuard {
     if (dropCaches(core.topics, core.subscriptions, core.memoryBytes - core.maxMemory) > 0) {
       if (!core.overBudget) return;
     }
+    // Then the queues' slabs that hold nothing (byte_queue.ts): memory no cut could free.
+    if (releaseEmptySlabs() > 0 && !core.overBudget) return;
     if (this.#searchedAt >= 0 && core.memoryBytes <= this.#searchedAt) return;
     this.#sample();
     this.#away.keep(this.#core, this.away);
