@@ -10,23 +10,24 @@
  * - `permissions.ts` allow and deny lists per kind (roles, methods, topics,
  *   services), deny beating allow, and the checks;
  * - `access.ts` those checks as the dispatch point asks them;
- * - `gate.ts` the listener's authenticator: tokens, passwords, certificate
- *   subjects, and the growing delay that makes guessing expensive;
+ * - `gate.ts` the listener's authenticator: proofs (the challenge hello),
+ *   tokens, passwords, certificate subjects; `records.ts` the failures per
+ *   host and user, and the growing delay that makes guessing expensive;
+ * - `sources.ts` whose a connection is (its user, or its address's source);
  * - `options.ts` the `--token`, `--user`, `--password`, `--users` options and
  *   what a role makes of them;
  * - `passwd.ts` `dist passwd`, which writes users file entries.
  */
 export { userAccess } from "./access.ts";
+export { DEFAULT_DELAYS, type DelayOptions, Gate, type GateOptions } from "./gate.ts";
 export {
+  addressSource,
   clientSource,
-  DEFAULT_DELAYS,
-  type DelayOptions,
-  Gate,
-  type GateOptions,
+  hostSource,
   machineSource,
   TOKEN_USER,
   userSource,
-} from "./gate.ts";
+} from "./sources.ts";
 export {
   DEFAULT_COST,
   hashPassword,

@@ -1,19 +1,36 @@
 /**
- * Passwords and tokens as a users file stores them, and how a hello's
- * secret is checked against them: scrypt for passwords (the parameters
- * travel with the hash, so they can be raised later), SHA-256 for tokens
- * (random and long: a slow hash adds nothing), and every comparison in
- * constant time.
+ * Passwords and tokens as a users file stores them, and how a secret is
+ * checked against them: never the secret nor what makes a proof, only the
+ * SCRAM keys (wire/scram.ts) of its SaltedKey: scrypt(password, salt) for
+ * a password (the parameters travel with the hash, so they can be raised
+ * later), SHA-256 of a token (random and long: a slow hash adds nothing).
+ * A stolen users file checks a proof but makes none: it is no password.
+ *
+ * - `$scrypt$ln=14,r=8,p=1$SALT$KEYS`: KEYS is StoredKey and ServerKey, 64
+ *   bytes. Written before the challenge hello, KEYS was the 32-byte
+ *   SaltedKey itself: still read (`legacy`), but such a file makes proofs:
+ *   `dist passwd` again replaces it.
+ * - `$sha256$KEYS`: the token's StoredKey and ServerKey (86 characters); the
+ *   token's bare SHA-256 (43, `legacy`) is still read, as above.
+ *
+ * Every comparison is constant-time.
  */
-import { createHash, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { DistError } from "../wire/mod.ts";
+import {
+  b64,
+  costProblem,
+  KEY_BYTES,
+  keysOf,
+  sameBytes,
+  type ScramKeys,
+  type ScryptCost,
+  scryptKey,
+  tokenKey,
+  unb64,
+} from "../wire/scram.ts";
 
-/** scrypt's cost parameters: N = 2^ln (memory 128·N·r bytes), r, p. */
-export interface ScryptCost {
-  ln: number;
-  r: number;
-  p: number;
-}
+export type { ScryptCost };
 
 /**
  * The default cost: N = 2^14, r = 8 (16 MiB, 100 to 300 ms on this project's
@@ -21,27 +38,48 @@ export interface ScryptCost {
  */
 export const DEFAULT_COST: ScryptCost = Object.freeze({ ln: 14, r: 8, p: 1 });
 
-/** Bounds of a cost read from a file: a hash must neither be free nor take minutes or GiBs. */
-const MIN_LN = 10;
-const MAX_LN = 20;
-const MAX_R = 32;
-const MAX_P = 16;
-const KEY_BYTES = 32;
 const SALT_BYTES = 16;
 
-/** A parsed `$scrypt$ln=14,r=8,p=1$SALT$HASH`. */
+/** A parsed `$scrypt$ln=14,r=8,p=1$SALT$KEYS`. */
 export interface PasswordHash {
   cost: ScryptCost;
   salt: Uint8Array;
-  hash: Uint8Array;
+  keys: ScramKeys;
+  /** Bytes of the SaltedKey (32, or a legacy hash's length). */
+  bytes: number;
+  /** Stored as the SaltedKey itself (before the challenge hello): it makes proofs. */
+  legacy: boolean;
+}
+
+/** A parsed `$sha256$KEYS`. */
+export interface TokenHash {
+  keys: ScramKeys;
+  /** Stored as the token's bare SHA-256: it makes proofs. */
+  legacy: boolean;
 }
 
 const HASH_RE =
   /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
-const TOKEN_RE = /^\$sha256\$([A-Za-z0-9+/]{43})$/;
+const TOKEN_RE = /^\$sha256\$([A-Za-z0-9+/]{43}|[A-Za-z0-9+/]{86})$/;
 
-const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/=+$/, "");
-const unb64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+/** StoredKey and ServerKey as one stored value. */
+function keysText(keys: ScramKeys): string {
+  const both = new Uint8Array(2 * KEY_BYTES);
+  both.set(keys.storedKey);
+  both.set(keys.serverKey, KEY_BYTES);
+  return b64(both);
+}
+
+/** Keys from a stored value: StoredKey and ServerKey (64 bytes), or a legacy SaltedKey. */
+function storedKeys(bytes: Uint8Array): { keys: ScramKeys; legacy: boolean } {
+  if (bytes.length === 2 * KEY_BYTES) {
+    return {
+      keys: { storedKey: bytes.slice(0, KEY_BYTES), serverKey: bytes.slice(KEY_BYTES) },
+      legacy: false,
+    };
+  }
+  return { keys: keysOf(bytes), legacy: true };
+}
 
 /**
  * Reads a stored password hash.
@@ -51,49 +89,39 @@ export function parsePasswordHash(text: string): PasswordHash | string {
   const m = HASH_RE.exec(text);
   if (m === null) return 'must be "$scrypt$ln=N,r=N,p=N$SALT$HASH" as dist passwd writes it';
   const cost = { ln: Number(m[1]), r: Number(m[2]), p: Number(m[3]) };
-  if (cost.ln < MIN_LN || cost.ln > MAX_LN) return `ln must be ${MIN_LN} to ${MAX_LN}`;
-  if (cost.r < 1 || cost.r > MAX_R || cost.p < 1 || cost.p > MAX_P) {
-    return `r must be 1 to ${MAX_R} and p 1 to ${MAX_P}`;
-  }
+  const problem = costProblem(cost);
+  if (problem !== undefined) return problem;
   try {
     const salt = unb64(m[4]);
     const hash = unb64(m[5]);
     if (salt.length < 8 || hash.length < 16) return "salt or hash too short";
-    return { cost, salt, hash };
+    return {
+      cost,
+      salt,
+      bytes: hash.length === 2 * KEY_BYTES ? KEY_BYTES : hash.length,
+      ...storedKeys(hash),
+    };
   } catch {
     return "salt and hash must be base64";
   }
 }
 
-/** scrypt off the event loop (node:crypto runs it on the thread pool). */
-function derive(password: string, salt: Uint8Array, cost: ScryptCost, bytes: number) {
-  const N = 2 ** cost.ln;
-  return new Promise<Uint8Array>((resolve, reject) => {
-    // maxmem: the default 32 MiB refuses N = 2^15 and above.
-    scrypt(
-      password,
-      salt,
-      bytes,
-      { N, r: cost.r, p: cost.p, maxmem: 256 * N * cost.r + (1 << 20) },
-      (
-        err,
-        key,
-      ) => err ? reject(err) : resolve(new Uint8Array(key)),
-    );
-  });
-}
-
-/** Hashes a password for a users file (`$scrypt$ln=14,r=8,p=1$SALT$HASH`). */
+/** Hashes a password for a users file (`$scrypt$ln=14,r=8,p=1$SALT$KEYS`). */
 export async function hashPassword(password: string, cost = DEFAULT_COST): Promise<string> {
   const salt = new Uint8Array(randomBytes(SALT_BYTES));
-  const hash = await derive(password, salt, cost, KEY_BYTES);
-  return `$scrypt$ln=${cost.ln},r=${cost.r},p=${cost.p}$${b64(salt)}$${b64(hash)}`;
+  const salted = await scryptKey(password, salt, cost);
+  return `$scrypt$ln=${cost.ln},r=${cost.r},p=${cost.p}$${b64(salt)}$${keysText(keysOf(salted))}`;
 }
 
 /** Whether `password` is the one `stored` was made from (constant-time comparison). */
 export async function verifyPassword(password: string, stored: PasswordHash): Promise<boolean> {
-  const got = await derive(password, stored.salt, stored.cost, stored.hash.length);
-  return timingSafeEqual(got, stored.hash);
+  const salted = await scryptKey(password, stored.salt, stored.cost, stored.bytes);
+  return sameBytes(keysOf(salted).storedKey, stored.keys.storedKey);
+}
+
+/** The keys of a token given in clear (what its stored keys are compared with). */
+export function tokenKeys(token: string): ScramKeys {
+  return keysOf(tokenKey(token));
 }
 
 /** SHA-256 of a secret: equal lengths whatever the inputs, for timingSafeEqual. */
@@ -103,22 +131,22 @@ export function digest(secret: string): Uint8Array {
 
 /** Whether two digests are equal, in constant time. */
 export function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
+  return sameBytes(a, b);
 }
 
-/** A token as a users file stores it: `$sha256$BASE64` of its SHA-256. */
+/** A token as a users file stores it: `$sha256$KEYS`, its SHA-256's StoredKey and ServerKey. */
 export function hashToken(token: string): string {
-  return `$sha256$${b64(digest(token))}`;
+  return `$sha256$${keysText(tokenKeys(token))}`;
 }
 
 /**
- * Reads a stored token digest.
- * @returns the digest, or a sentence saying what is wrong with it
+ * Reads a stored token.
+ * @returns its keys, or a sentence saying what is wrong with it
  */
-export function parseTokenHash(text: string): Uint8Array | string {
+export function parseTokenHash(text: string): TokenHash | string {
   const m = TOKEN_RE.exec(text);
   if (m === null) return 'must be "$sha256$DIGEST" as dist passwd --token writes it';
-  return unb64(m[1]);
+  return storedKeys(unb64(m[1]));
 }
 
 /** A new random token: 32 bytes, base64url (43 characters), not starting with "-". */

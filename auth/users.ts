@@ -8,7 +8,7 @@
  * subscribe = { allow = ["/telephony"], deny = ["/telephony/secret"] }
  *
  * [users.worker-7]
- * token = "$sha256$…"                     # dist passwd --token: the token's SHA-256
+ * token = "$sha256$…"                     # dist passwd --token: its SHA-256's keys
  * roles = ["worker"]
  * ```
  *
@@ -23,6 +23,7 @@ import {
   parseTokenHash,
   type PasswordHash,
   type ScryptCost,
+  type TokenHash,
 } from "./passwords.ts";
 import {
   checkPattern,
@@ -39,8 +40,8 @@ export interface UserEntry {
   /** The password's hash, and its text (part of the key of remembered successes). */
   password?: PasswordHash;
   passwordText?: string;
-  /** The SHA-256 of the user's token. */
-  token?: Uint8Array;
+  /** The keys of the user's token. */
+  token?: TokenHash;
   permissions: Permissions;
 }
 
@@ -50,6 +51,11 @@ export interface Users {
   entries: Map<string, UserEntry>;
   /** The cost of the first password in the file (an unknown user's check costs as much). */
   cost: ScryptCost;
+  /**
+   * Entries stored as before the challenge hello (`users.NAME.password`):
+   * they check a proof but, stolen, make one too (see passwords.ts).
+   */
+  legacy: string[];
 }
 
 /** The keys an entry may have. */
@@ -94,6 +100,7 @@ export function parseUsers(text: string, file: string): Users {
   const problems: TopologyProblem[] = [];
   const entries = new Map<string, UserEntry>();
   let cost: ScryptCost | undefined;
+  const legacy: string[] = [];
   for (const key of Object.keys(doc)) {
     if (key !== "users") {
       problems.push({
@@ -133,11 +140,15 @@ export function parseUsers(text: string, file: string): Users {
             entry.password = hash;
             entry.passwordText = value as string;
             cost ??= hash.cost;
+            if (hash.legacy) legacy.push(`${section}.${key}`);
           }
         } else if (key === "token") {
           const digest = typeof value === "string" ? parseTokenHash(value) : "must be a string";
           if (typeof digest === "string") problem(digest, key);
-          else entry.token = digest;
+          else {
+            entry.token = digest;
+            if (digest.legacy) legacy.push(`${section}.${key}`);
+          }
         } else if (key === "roles") {
           const roles = stringList(value);
           const bad = roles?.find((r) => !PRIVILEGED_ROLES.includes(r));
@@ -161,7 +172,7 @@ export function parseUsers(text: string, file: string): Users {
     }
   }
   throwProblems(file, problems);
-  return { file, entries, cost: cost ?? DEFAULT_COST };
+  return { file, entries, cost: cost ?? DEFAULT_COST, legacy };
 }
 
 /** `["a", "b"]` (an allow list) or `{allow = […], deny = […]}`, each pattern checked. */

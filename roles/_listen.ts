@@ -4,7 +4,7 @@
  * machine fails on `--worker-port`, a port the user may never have typed).
  */
 import { formatAddress } from "../config/mod.ts";
-import { clientSource } from "../auth/gate.ts";
+import { clientSource } from "../auth/sources.ts";
 import type { Registry } from "../obs/mod.ts";
 import {
   bind,

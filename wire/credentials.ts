@@ -1,10 +1,28 @@
 /**
- * Credentials in the handshake: what a dialer sends in its hello, and the
- * seam through which a listener decides who the dialer is. The deciding
- * (tokens, users file, delays) is auth/'s; the wire only carries the fields,
- * never logs them, and asks the listener's {@link Authenticator}.
+ * Credentials in the handshake: what a dialer proves who it is with, and
+ * the seam through which a listener decides who the dialer is. A dist
+ * dialer never sends its secret: it answers a challenge (challenge.ts,
+ * scram.ts) and the listener's {@link Authenticator} checks the proof. A
+ * hello may still carry a token or a user and password in clear (a dialer
+ * older than the challenge, a hand-written client; MQTT's CONNECT): those
+ * are checked as before. The deciding (tokens, users file, delays) is
+ * auth/'s; the wire only carries the fields and never logs them.
  */
 import { describe, DistError } from "./errors.ts";
+import type { SaltAndCost } from "./challenge.ts";
+import type { ScramKeys } from "./scram.ts";
+
+/**
+ * A dialer's answer to the challenge, as the authenticator checks it: it
+ * was made from a token (mech "token") or from `user`'s password.
+ */
+export interface Proof {
+  readonly mech: "token" | "password";
+  /** The user claimed (mech "password"). */
+  readonly user: string | undefined;
+  /** Whether the proof was made from the secret these keys were made from (constant time). */
+  matches(keys: ScramKeys): boolean;
+}
 
 /** What a dialer proves who it is with: a token, or a user and password. Never logged. */
 export interface Credentials {
@@ -22,8 +40,10 @@ export interface HelloClaim {
   role: string;
   /** The name the dialer gives. */
   name: string;
-  /** What it proves itself with (possibly nothing). */
+  /** What it sent in clear (possibly nothing): an older dialer's hello, MQTT's CONNECT. */
   credentials: Credentials;
+  /** Its answer to the challenge, when it asked for one (then `credentials` is empty). */
+  proof?: Proof;
   /** The dialer's host (the key of per-address limits). */
   host: string;
   /** The dialer's `host:port`, for log lines. */
@@ -73,6 +93,13 @@ export interface Authenticator {
    * OVERLOADED when too many hellos wait.
    */
   authenticate(hello: HelloClaim): Promise<Identity>;
+  /**
+   * The salt and cost `user`'s password is derived with, for the challenge
+   * (an unknown user gets a made-up salt that stays the same, so the
+   * challenge does not tell which users exist); undefined when this
+   * listener takes no passwords.
+   */
+  saltFor?(user: string): SaltAndCost | undefined;
   /** Its figures for `sys.stats` (hellos accepted, refused, …), if it keeps any. */
   stats?(): Record<string, number>;
 }

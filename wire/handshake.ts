@@ -4,11 +4,19 @@ import { CloseReason, type FramedConn } from "./conn.ts";
 import type { PeerInfo } from "./peer_options.ts";
 import {
   type Authenticator,
-  credentialFields,
   type Credentials,
   helloCredentials,
   type Identity,
 } from "./credentials.ts";
+import {
+  answerChallenge,
+  type ChallengeRequest,
+  challengeRequest,
+  checkVerifier,
+  ListenerChallenge,
+  parseChallengeRequest,
+} from "./challenge.ts";
+import { COST_BOUNDS, ProofCheck } from "./scram.ts";
 
 /** The wire protocol version this side speaks (`v` of the handshake). */
 export const PROTOCOL_VERSION = 1;
@@ -27,7 +35,9 @@ export interface Hello {
    * what the dialer would refuse. Left out, the listener's own limit.
    */
   max_frame?: number;
-  /** Credentials (see credentials.ts); never logged. */
+  /** Asks for a challenge (challenge.ts): how the dialer will prove who it is. */
+  auth?: ChallengeRequest;
+  /** Credentials in clear, from a dialer older than the challenge (credentials.ts); never logged. */
   token?: string;
   user?: string;
   password?: string;
@@ -66,17 +76,24 @@ interface Gate {
  * ~200 requests each refused per connection, 13,000-23,000 a second
  * (hostile41a W8); now one read's worth (1 KiB).
  */
-function firstFrame(conn: FramedConn, timeoutMs: number, gate: Gate): Promise<unknown> {
+function firstFrame(
+  conn: FramedConn,
+  timeoutMs: number,
+  gate: Gate,
+  first = true,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
+    let got = false;
     const timer = setTimeout(() => {
       reject(new DistError("TIMEOUT", `No handshake within ${timeoutMs} ms`));
     }, timeoutMs);
     conn.attach({
       onFrames(frames) {
+        got = true;
         clearTimeout(timer);
         conn.pauseReading();
         gate.paused = true;
-        if (frames.length > 1) pipelined.add(conn);
+        if (first && frames.length > 1) pipelined.add(conn);
         conn.hold(frames.slice(1));
         try {
           resolve(jsonCodec.decode(frames[0]));
@@ -94,6 +111,8 @@ function firstFrame(conn: FramedConn, timeoutMs: number, gate: Gate): Promise<un
         reject(new DistError("UNAVAILABLE", `Connection closed during handshake (${reason})`));
       },
     });
+    // A later frame (the challenge's answer): what was held is given above; else read on.
+    if (!got) reopen(conn, gate);
   });
 }
 
@@ -134,18 +153,20 @@ export async function handshakeDialer(
 ): Promise<{ remote: PeerInfo; heartbeatMs: number }> {
   const gate = { paused: false };
   try {
-    return await dialerHandshake(conn, hello, firstFrame(conn, hello.timeoutMs, gate));
+    return await dialerHandshake(conn, hello, gate);
   } finally {
     reopen(conn, gate);
   }
 }
 
-/** {@link handshakeDialer}, the welcome being `answer`. */
+/** {@link handshakeDialer}, reading through `gate`. */
 async function dialerHandshake(
   conn: FramedConn,
   hello: Parameters<typeof handshakeDialer>[1],
-  answer: Promise<unknown>,
+  gate: Gate,
 ): Promise<{ remote: PeerInfo; heartbeatMs: number }> {
+  const deadline = performance.now() + hello.timeoutMs;
+  const auth = challengeRequest(hello.credentials);
   conn.send(
     jsonCodec,
     {
@@ -156,14 +177,24 @@ async function dialerHandshake(
       name: hello.name,
       heartbeat: hello.heartbeatMs,
       max_frame: conn.maxFrame,
-      ...credentialFields(hello.credentials),
+      ...(auth === undefined ? {} : { auth }),
     } satisfies Hello,
   );
-  const msg = await answer as Record<string, unknown> | null;
+  let msg = await firstFrame(conn, hello.timeoutMs, gate) as Record<string, unknown> | null;
+  let verifier: Uint8Array | undefined;
+  if (auth !== undefined && msg && typeof msg === "object" && msg.op === "challenge") {
+    const answer = await answerChallenge(msg, auth, hello.credentials!, hello);
+    conn.send(jsonCodec, answer.proof);
+    verifier = answer.verifier;
+    const left = Math.max(1, deadline - performance.now());
+    msg = await firstFrame(conn, left, gate, false) as Record<string, unknown> | null;
+  }
   if (msg && typeof msg === "object" && msg.op === "welcome") {
     if (msg.codec !== hello.codec.name) {
       throw new DistError("BAD_REQUEST", `Listener chose codec ${describe(msg.codec)}`);
     }
+    // A listener that challenged must show it holds the keys (a squatter could welcome anyone).
+    if (verifier !== undefined) checkVerifier(msg, verifier);
     conn.releaseHead();
     return {
       remote: withFrameLimit({ role: peerText(msg.role), name: peerText(msg.name) }, msg.max_frame),
@@ -195,18 +226,33 @@ export async function handshakeListener(
   let msg: unknown;
   const gate = { paused: false };
   try {
+    const deadline = performance.now() + self.timeoutMs;
     msg = await firstFrame(conn, self.timeoutMs, gate);
     const hello = checkHello(msg);
-    const identity = self.authenticator === undefined ? undefined : await self.authenticator
-      .authenticate({
-        role: hello.role,
-        name: hello.name,
-        credentials: helloCredentials(msg as Record<string, unknown>),
-        host: conn.remoteHost,
-        address: conn.remoteAddress,
-        certSubject: conn.peerIdentity,
-        closed: conn.closed,
-      });
+    const m = msg as Record<string, unknown>;
+    const credentials = helloCredentials(m);
+    const request = parseChallengeRequest(m);
+    const authenticator = self.authenticator;
+    let proof: ProofCheck | undefined;
+    if (authenticator !== undefined && request !== undefined) {
+      const salt = request.mech === "password"
+        ? authenticator.saltFor?.(request.user!) ?? madeUpSalt()
+        : undefined;
+      const challenge = new ListenerChallenge(request, { role: m.role, name: m.name }, self, salt);
+      conn.send(jsonCodec, challenge.message);
+      const left = Math.max(1, deadline - performance.now());
+      proof = challenge.answer(await firstFrame(conn, left, gate, false));
+    }
+    const identity = authenticator === undefined ? undefined : await authenticator.authenticate({
+      role: hello.role,
+      name: hello.name,
+      credentials,
+      proof,
+      host: conn.remoteHost,
+      address: conn.remoteAddress,
+      certSubject: conn.peerIdentity,
+      closed: conn.closed,
+    });
     const codec = codecByName(hello.codec)!;
     const heartbeatMs = agreeHeartbeat(self.heartbeatMs, hello.heartbeat);
     conn.send(jsonCodec, {
@@ -217,6 +263,7 @@ export async function handshakeListener(
       name: self.name,
       heartbeat: heartbeatMs,
       max_frame: conn.maxFrame,
+      ...(proof?.verifier() === undefined ? {} : { verifier: proof.verifier() }),
     });
     conn.releaseHead();
     reopen(conn, gate);
@@ -281,4 +328,12 @@ function checkHello(msg: unknown): Hello {
 function withFrameLimit(info: PeerInfo, told: unknown): PeerInfo {
   if (typeof told === "number" && Number.isSafeInteger(told) && told > 0) info.maxFrame = told;
   return info;
+}
+
+/** A salt for an authenticator that gives none: the proof cannot match, the refusal is its. */
+function madeUpSalt(): { salt: Uint8Array; cost: { ln: number; r: number; p: number } } {
+  return {
+    salt: crypto.getRandomValues(new Uint8Array(16)),
+    cost: { ln: COST_BOUNDS.minLn, r: 8, p: 1 },
+  };
 }

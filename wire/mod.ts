@@ -101,6 +101,7 @@ export {
   type HelloClaim,
   type Identity,
   MAX_SECRET_LENGTH,
+  type Proof,
   type Resource,
 } from "./credentials.ts";
 export {

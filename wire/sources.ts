@@ -35,7 +35,7 @@
 import { type DistError, truncate } from "./errors.ts";
 import { sharedError } from "./shared_error.ts";
 import { type Closer, type Newcomer, Newcomers } from "./newcomers.ts";
-import type { Authenticator } from "./credentials.ts";
+import type { Authenticator, HelloClaim } from "./credentials.ts";
 import type { PaceStats } from "./accept_pace.ts";
 import {
   type DescriptorAccount,
@@ -154,13 +154,12 @@ export class SourceEntry {
 
   /** `inner`, after which the connection moves to its user's source ({@link hello}). */
   checking(inner: Authenticator): Authenticator {
-    return {
-      authenticate: async (claim) => {
-        const identity = await inner.authenticate(claim);
-        this.hello(identity.user);
-        return identity;
-      },
+    const authenticate = async (claim: HelloClaim) => {
+      const identity = await inner.authenticate(claim);
+      this.hello(identity.user);
+      return identity;
     };
+    return { authenticate, saltFor: inner.saltFor?.bind(inner) };
   }
 
   /** It is past its hello: no longer a newcomer, and closed to make room only as its source's. */

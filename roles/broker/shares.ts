@@ -17,7 +17,7 @@
  * clients there, and they share the machine with the broker anyway. With
  * `--users` they are held by their user as everyone else.
  */
-import { addressSource } from "../../auth/gate.ts";
+import { addressSource } from "../../auth/sources.ts";
 import { DistError } from "../../wire/mod.ts";
 
 /** The part of --max-subscriptions (and of --max-memory) one source may hold by default. */

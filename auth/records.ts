@@ -1,0 +1,130 @@
+/**
+ * The gate's memory of failures: per host and claimed user (a record), how
+ * many hellos failed lately and how many are being checked or held; per
+ * host, how many are held before their refusal; and the delay a failure
+ * costs (see gate.ts's module comment).
+ */
+
+/** How failures are slowed (see the module comment). */
+export interface DelayOptions {
+  baseMs: number;
+  maxDelayMs: number;
+  forgetMs: number;
+  maxBusy: number;
+  /** Hellos of one host held before their refusal, past which its records with failures go unchecked. */
+  maxHostHeld: number;
+  maxAddresses: number;
+}
+
+export const DEFAULT_DELAYS: DelayOptions = Object.freeze({
+  baseMs: 250,
+  maxDelayMs: 10_000,
+  forgetMs: 60_000,
+  maxBusy: 16,
+  maxHostHeld: 64,
+  maxAddresses: 10_000,
+});
+
+/** An address and claimed user with hellos in progress or recent failures. */
+export interface AddressRecord {
+  host: string;
+  failures: number;
+  last: number;
+  /** Its hellos being checked or held before their refusal. */
+  busy: number;
+}
+
+/** See the module comment. */
+export class FailureRecords {
+  #options: DelayOptions;
+  #now: () => number;
+  #map = new Map<string, AddressRecord>();
+  /** Hellos held before their refusal, by host. */
+  #held = new Map<string, number>();
+
+  constructor(options: Partial<DelayOptions> | undefined, now: () => number) {
+    this.#options = { ...DEFAULT_DELAYS, ...options };
+    this.#now = now;
+  }
+
+  /** Hosts with a record. */
+  hosts(): number {
+    const hosts = new Set<string>();
+    for (const r of this.#map.values()) hosts.add(r.host);
+    return hosts.size;
+  }
+
+  /** The delay before the next check of a record with `failures` failures (ms). */
+  delayAfter(failures: number): number {
+    if (failures <= 0) return 0;
+    return Math.min(this.#options.baseMs * 2 ** (failures - 1), this.#options.maxDelayMs);
+  }
+
+  /** Hellos of `host` held before their refusal. */
+  held(host: string): number {
+    return this.#held.get(host) ?? 0;
+  }
+
+  /**
+   * Whether a hello of record `r` (from `host`) gets only the checks a
+   * guess cannot pass: the record has failures, and it or its host holds
+   * too many hellos already. A record without failures is never flooded.
+   */
+  flooded(r: AddressRecord, host: string): boolean {
+    return r.failures > 0 &&
+      (r.busy >= this.#options.maxBusy || this.held(host) >= this.#options.maxHostHeld);
+  }
+
+  /** Holds a refused hello of `host` for `ms` (or until its connection closes), counted. */
+  async hold(host: string, ms: number, closed: Promise<unknown>): Promise<void> {
+    this.#held.set(host, this.held(host) + 1);
+    try {
+      await untilOrClosed(ms, closed);
+    } finally {
+      const left = this.held(host) - 1;
+      if (left > 0) this.#held.set(host, left);
+      else this.#held.delete(host);
+    }
+  }
+
+  /** Forgets record `key` once nothing is in progress and nothing failed. */
+  release(key: string, r: AddressRecord): void {
+    if (r.busy === 0 && r.failures === 0) this.#map.delete(key);
+  }
+
+  /** The record of an address and user (made if missing), its failures forgotten once stale. */
+  get(key: string, host: string): AddressRecord {
+    let r = this.#map.get(key);
+    if (r !== undefined && r.failures > 0 && this.#now() - r.last > this.#options.forgetMs) {
+      r.failures = 0;
+    }
+    if (r === undefined) {
+      r = { host, failures: 0, last: 0, busy: 0 };
+      this.#map.set(key, r);
+      if (this.#map.size > this.#options.maxAddresses) this.#evict();
+    }
+    return r;
+  }
+
+  /** Forgets the address idle longest (its record is dropped; it keeps what it holds). */
+  #evict(): void {
+    let oldest: string | undefined;
+    let at = Infinity;
+    for (const [key, r] of this.#map) {
+      if (r.busy === 0 && r.last < at) [oldest, at] = [key, r.last];
+    }
+    if (oldest !== undefined) this.#map.delete(oldest);
+  }
+}
+
+/** Waits `ms`, or less when `closed` resolves first (the dialer has gone: nobody to answer). */
+function untilOrClosed(ms: number, closed: Promise<unknown>): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    closed.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

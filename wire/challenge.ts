@@ -1,0 +1,224 @@
+/**
+ * The challenge-response hello (issue K-C2): a dialer with a token or a
+ * password never sends it. Its hello asks for a challenge:
+ *
+ *   dialer   → `{"op":"hello", …, "auth":{"mech":"token"|"password","user"?:…,"nonce":N1}}`
+ *   listener → `{"op":"challenge","nonce":N2,"role":…,"name":…,"salt"?:…,"cost"?:"ln=14,r=8,p=1"}`
+ *   dialer   → `{"op":"proof","proof":…}`
+ *   listener → `{"op":"welcome", …, "verifier":…}` or an error
+ *
+ * A listener without an authenticator answers the hello with a welcome at
+ * once, as before. The proof signs both nonces, the user, both roles and
+ * names and the salt and cost (scram.ts): a listener that is not the one
+ * dialed (a squatter on the port while it restarts) learns no secret and
+ * gets nothing it can replay to another connection. A dialer that gave a
+ * proof takes the welcome only with the verifier its keys make.
+ */
+import { describe, DistError } from "./errors.ts";
+import type { Credentials } from "./credentials.ts";
+import {
+  authMessage,
+  b64,
+  clientProof,
+  costProblem,
+  type Exchange,
+  KEY_BYTES,
+  keysOf,
+  newNonce,
+  passwordKey,
+  ProofCheck,
+  sameBytes,
+  type ScryptCost,
+  serverSignature,
+  tokenKey,
+  unb64,
+} from "./scram.ts";
+
+/** What a dialer's hello asks for (its `auth` field). */
+export interface ChallengeRequest {
+  mech: "token" | "password";
+  user?: string;
+  nonce: string;
+}
+
+/** Longest nonce, salt or proof field taken from a peer (base64 characters). */
+const MAX_FIELD = 256;
+
+/** The hello's `auth` field for these credentials, with a fresh nonce; undefined for none. */
+export function challengeRequest(
+  credentials: Credentials | undefined,
+): ChallengeRequest | undefined {
+  if (credentials === undefined) return undefined;
+  if (credentials.user !== undefined && credentials.password !== undefined) {
+    return { mech: "password", user: credentials.user, nonce: newNonce() };
+  }
+  if (credentials.token !== undefined) return { mech: "token", nonce: newNonce() };
+  return undefined;
+}
+
+/** A hello's `auth` field, checked (types and lengths); undefined when absent. */
+export function parseChallengeRequest(m: Record<string, unknown>): ChallengeRequest | undefined {
+  const auth = m.auth;
+  if (auth === undefined) return undefined;
+  if (m.token !== undefined || m.password !== undefined) {
+    throw new DistError("BAD_REQUEST", 'A hello with "auth" carries no "token" or "password"');
+  }
+  if (auth === null || typeof auth !== "object" || Array.isArray(auth)) {
+    throw new DistError("BAD_REQUEST", `Hello field "auth" must be an object`);
+  }
+  const a = auth as Record<string, unknown>;
+  if (a.mech !== "token" && a.mech !== "password") {
+    throw new DistError(
+      "BAD_REQUEST",
+      `Unsupported auth mech ${describe(a.mech)} (token, password)`,
+    );
+  }
+  const nonce = base64Field(a.nonce, "auth.nonce");
+  if (a.mech === "token") return { mech: "token", nonce };
+  if (typeof a.user !== "string" || a.user === "" || a.user.length > 128) {
+    throw new DistError("BAD_REQUEST", 'Hello field "auth.user" must be a user name');
+  }
+  return { mech: "password", user: a.user, nonce };
+}
+
+/** A base64 string of 16 to 256 characters from a peer, or BAD_REQUEST naming the field. */
+function base64Field(value: unknown, name: string): string {
+  if (
+    typeof value !== "string" || value.length < 16 || value.length > MAX_FIELD ||
+    !/^[A-Za-z0-9+/]+={0,2}$/.test(value)
+  ) {
+    throw new DistError("BAD_REQUEST", `Handshake field "${name}" must be base64`);
+  }
+  return value;
+}
+
+/** `ln=14,r=8,p=1` of a cost. */
+export function costText(cost: ScryptCost): string {
+  return `ln=${cost.ln},r=${cost.r},p=${cost.p}`;
+}
+
+function parseCost(text: unknown): ScryptCost {
+  const m = typeof text === "string" ? /^ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})$/.exec(text) : null;
+  const cost = m === null ? undefined : { ln: Number(m[1]), r: Number(m[2]), p: Number(m[3]) };
+  const problem = cost === undefined ? "must be ln=N,r=N,p=N" : costProblem(cost);
+  if (problem !== undefined) {
+    throw new DistError("BAD_REQUEST", `Challenge cost ${describe(text)}: ${problem}`);
+  }
+  return cost!;
+}
+
+/** What a listener asks a password's dialer to derive its key with. */
+export interface SaltAndCost {
+  salt: Uint8Array;
+  cost: ScryptCost;
+}
+
+/** The listener's half: its challenge, and the check of the proof that answers it. */
+export class ListenerChallenge {
+  readonly message: Record<string, unknown>;
+  #exchange: Exchange;
+
+  /** @param hello the dialer's role and name as sent (unknown when not strings) */
+  constructor(
+    request: ChallengeRequest,
+    hello: { role: unknown; name: unknown },
+    self: { role: string; name: string },
+    salt?: SaltAndCost,
+  ) {
+    const serverNonce = newNonce();
+    this.#exchange = {
+      mech: request.mech,
+      user: request.user ?? "",
+      dialerRole: typeof hello.role === "string" ? hello.role : "",
+      dialerName: typeof hello.name === "string" ? hello.name : "",
+      clientNonce: request.nonce,
+      serverNonce,
+      listenerRole: self.role,
+      listenerName: self.name,
+      salt: salt === undefined ? "" : b64(salt.salt),
+      cost: salt === undefined ? "" : costText(salt.cost),
+    };
+    this.message = {
+      op: "challenge",
+      nonce: serverNonce,
+      role: self.role,
+      name: self.name,
+      ...(salt === undefined ? {} : { salt: this.#exchange.salt, cost: this.#exchange.cost }),
+    };
+  }
+
+  /** The check of the dialer's answer. @throws {DistError} BAD_REQUEST for anything but a proof */
+  answer(msg: unknown): ProofCheck {
+    const m = msg as Record<string, unknown> | null;
+    if (m === null || typeof m !== "object" || m.op !== "proof") {
+      throw new DistError("BAD_REQUEST", 'A challenge is answered with op "proof"');
+    }
+    const proof = unb64(base64Field(m.proof, "proof"));
+    return new ProofCheck(this.#exchange, proof);
+  }
+}
+
+/**
+ * The dialer's half: the proof answering `msg` (a challenge), and the
+ * verifier the welcome must then carry.
+ * @throws {DistError} BAD_REQUEST for a challenge that is not well formed
+ */
+export async function answerChallenge(
+  msg: Record<string, unknown>,
+  request: ChallengeRequest,
+  credentials: Credentials,
+  hello: { role: string; name: string },
+): Promise<{ proof: Record<string, unknown>; verifier: Uint8Array }> {
+  if (typeof msg.role !== "string" || typeof msg.name !== "string") {
+    throw new DistError("BAD_REQUEST", "A challenge names the listener's role and name");
+  }
+  const exchange: Exchange = {
+    mech: request.mech,
+    user: request.user ?? "",
+    dialerRole: hello.role,
+    dialerName: hello.name,
+    clientNonce: request.nonce,
+    serverNonce: base64Field(msg.nonce, "nonce"),
+    listenerRole: msg.role,
+    listenerName: msg.name,
+    salt: "",
+    cost: "",
+  };
+  let salted: Uint8Array;
+  if (request.mech === "password") {
+    exchange.salt = base64Field(msg.salt, "salt");
+    const cost = parseCost(msg.cost);
+    exchange.cost = costText(cost);
+    salted = await passwordKey(credentials.password!, unb64(exchange.salt), cost);
+  } else {
+    salted = tokenKey(credentials.token!);
+  }
+  const message = authMessage(exchange);
+  const { serverKey } = keysOf(salted);
+  return {
+    proof: { op: "proof", proof: b64(clientProof(salted, message)) },
+    verifier: serverSignature(serverKey, message),
+  };
+}
+
+/**
+ * Whether a welcome's verifier is the one expected (the listener holds the
+ * user's keys).
+ * @throws {DistError} UNAUTHORIZED when it is missing or wrong
+ */
+export function checkVerifier(welcome: Record<string, unknown>, expected: Uint8Array): void {
+  const told = welcome.verifier;
+  let ok = false;
+  try {
+    ok = typeof told === "string" && told.length <= MAX_FIELD &&
+      sameBytes(unb64(told), expected) && expected.length === KEY_BYTES;
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new DistError(
+      "UNAUTHORIZED",
+      "The listener did not prove it holds this dialer's keys (a wrong or missing verifier)",
+    );
+  }
+}
