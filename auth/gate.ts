@@ -180,10 +180,12 @@ export class Gate implements Authenticator {
         `Too many failing hellos from ${hello.host}; retry later`,
       );
     }
+    // A record with no failure hashes in a lane of its own; one with failures in its host's one
+    // lane, whatever users it names (review45 R5). Asked again when a check's turn comes.
+    const lane = () => r.failures === 0 ? key : host;
     r.busy++;
     try {
-      // A record with failures hashes in its host's one lane, whatever user it names (review45 R5).
-      const identity = await this.#identify(hello, r.failures > 0 ? host : key);
+      const identity = await this.#identify(hello, lane);
       this.counters.accepted++;
       return identity;
     } catch (err) {
@@ -265,7 +267,7 @@ export class Gate implements Authenticator {
     this.#successes.set(key, this.#now() + SUCCESS_TTL_MS);
   }
 
-  async #identify(hello: HelloClaim, lane: string): Promise<Identity> {
+  async #identify(hello: HelloClaim, lane: () => string): Promise<Identity> {
     const { token, user, password } = hello.credentials;
     if (hello.proof !== undefined) {
       return hello.proof.mech === "token"
@@ -332,7 +334,7 @@ export class Gate implements Authenticator {
   async #byPassword(
     user: string,
     password: string,
-    { role, lane }: { role: string; lane: string },
+    { role, lane }: { role: string; lane: () => string },
   ): Promise<Identity> {
     const entry = this.#users?.entries.get(user);
     if (this.#users === undefined) {
@@ -343,13 +345,21 @@ export class Gate implements Authenticator {
     if (key !== undefined && this.#succeededLately(key)) return this.#as(entry!, role);
     const hash = stored ?? await this.#dummy;
     // Asked again once in a slot: a burst of one client's reconnects pays one hash, not one each.
-    const ok = hash !== undefined && await this.#slots.run(
-      () =>
-        key !== undefined && this.#succeededLately(key)
-          ? Promise.resolve(true)
-          : verifyPassword(password, hash),
-      lane,
-    );
+    const check = () =>
+      key !== undefined && this.#succeededLately(key)
+        ? Promise.resolve(true)
+        : verifyPassword(password, hash!);
+    let ok = false;
+    if (hash !== undefined) {
+      // The record failed while this check waited in its own lane: it waits again in its host's
+      // (a flood's 16 first guesses at a user are one hash in that lane, not 16).
+      const first = lane();
+      const got = await this.#slots.run<boolean | "moved">(
+        () => lane() === first ? check() : Promise.resolve("moved"),
+        first,
+      );
+      ok = got === "moved" ? await this.#slots.run(check, lane()) : got;
+    }
     if (!ok || stored === undefined) {
       throw new Refused(
         "Invalid credentials",
