@@ -54,7 +54,7 @@ import {
 import { hostSource, TOKEN_USER } from "./sources.ts";
 import { createHmac } from "node:crypto";
 import type { SaltAndCost } from "../wire/challenge.ts";
-import { sameBytes, type ScramKeys } from "../wire/scram.ts";
+import { sameBytes, type ScramKeys, tokenId } from "../wire/scram.ts";
 import { Grants } from "./permissions.ts";
 import type { UserEntry, Users } from "./users.ts";
 import { userAccess } from "./access.ts";
@@ -92,6 +92,8 @@ export class Gate implements Authenticator {
   #slots: HashSlots;
   #now: () => number;
   #records: FailureRecords;
+  /** The shared token's keys and each user's token keys, by token id (wire/scram.ts tokenId). */
+  #tokenIds = new Map<string, ScramKeys[]>();
   /** The key of made-up salts (unknown users): the same salt for a name each time it is asked. */
   #saltKey: Uint8Array;
   /** Password checks that succeeded: sha256(user, password, stored hash) → expiry. */
@@ -105,6 +107,16 @@ export class Gate implements Authenticator {
 
   constructor(options: GateOptions) {
     this.#token = options.token === undefined ? undefined : tokenKeys(options.token);
+    for (
+      const keys of [
+        this.#token,
+        ...[...options.users?.entries.values() ?? []].map((e) => e.token?.keys),
+      ]
+    ) {
+      if (keys === undefined) continue;
+      const id = tokenId(keys);
+      this.#tokenIds.set(id, [...this.#tokenIds.get(id) ?? [], keys]);
+    }
     this.#users = options.users;
     this.#slots = options.slots ?? new HashSlots();
     this.#now = options.now ?? (() => performance.now());
@@ -294,9 +306,11 @@ export class Gate implements Authenticator {
     return this.#byTokenKeys((keys) => sameBytes(storedKey, keys.storedKey), role);
   }
 
-  /** A proof made from a token: checked against the shared token's keys and each user's. */
+  /** A proof made from a token: checked against the keys of the token its id names. */
   #byTokenProof(proof: Proof, role: string): Identity {
-    return this.#byTokenKeys((keys) => proof.matches(keys), role);
+    const named = this.#tokenIds.get(proof.tokenId ?? "");
+    if (named === undefined) throw new Refused("Invalid credentials", "wrong token");
+    return this.#byTokenKeys((keys) => named.includes(keys) && proof.matches(keys), role);
   }
 
   #byTokenKeys(matches: (keys: ScramKeys) => boolean, role: string): Identity {

@@ -10,6 +10,7 @@ import { type AUTH_OPTIONS, type OptionsOf, UsageError } from "../config/mod.ts"
 import type { Credentials } from "../wire/mod.ts";
 import { Gate } from "./gate.ts";
 import { loadUsers } from "./users.ts";
+import { log } from "../wire/_log.ts";
 
 /** The options read here, as a role has them. */
 export type AuthOptions = OptionsOf<typeof AUTH_OPTIONS>;
@@ -82,6 +83,12 @@ export function authenticatorOf(
   const token = options.token ?? readSecretFile(options.tokenFile, "--token-file") ??
     env("DIST_TOKEN");
   const users = options.users === undefined ? undefined : loadUsers(options.users);
+  if (users !== undefined && users.legacy.length > 0) {
+    log.warn(
+      "{file}: {entries} stored as before the challenge hello: a copy of the file proves them; run dist passwd for each",
+      { file: users.file, entries: users.legacy.join(", ") },
+    );
+  }
   if (token === undefined && users === undefined) return undefined;
   return new Gate({ token, users });
 }

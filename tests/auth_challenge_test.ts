@@ -6,9 +6,11 @@
  * replay to the listener (or another), then or later.
  */
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { Gate, hashPassword, hashToken, parseUsers } from "../auth/mod.ts";
 import { dial, DistError, listen, type Listener } from "../wire/mod.ts";
 import { concat, jsonFrame, RawReader, writeAll } from "./helpers/raw.ts";
+import { hmacSha256 } from "../wire/scram.ts";
 
 const TOKEN = "shared-t0ken-never-on-the-wire";
 const BOT_TOKEN = "bot-t0ken-never-on-the-wire";
@@ -310,5 +312,17 @@ Deno.test("K-C2: a users file keeps keys that check a proof but make none: its s
     assert.deepEqual(old.legacy, ["users.old.password"]);
   } finally {
     await l.close();
+  }
+});
+
+Deno.test("hmacSha256() (two hashes) answers what node:crypto's createHmac does, for keys of every length", () => {
+  for (const length of [0, 1, 32, 63, 64, 65, 200]) {
+    const key = crypto.getRandomValues(new Uint8Array(length));
+    const data = crypto.getRandomValues(new Uint8Array(100));
+    assert.deepEqual(
+      hmacSha256(key, data),
+      new Uint8Array(createHmac("sha256", key).update(data).digest()),
+      `key of ${length} bytes`,
+    );
   }
 });

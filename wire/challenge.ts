@@ -15,7 +15,7 @@
  * proof takes the welcome only with the verifier its keys make.
  */
 import { describe, DistError } from "./errors.ts";
-import type { Credentials } from "./credentials.ts";
+import { type Credentials, MAX_SECRET_LENGTH } from "./credentials.ts";
 import {
   authMessage,
   b64,
@@ -30,6 +30,7 @@ import {
   sameBytes,
   type ScryptCost,
   serverSignature,
+  tokenId,
   tokenKey,
   unb64,
 } from "./scram.ts";
@@ -38,6 +39,8 @@ import {
 export interface ChallengeRequest {
   mech: "token" | "password";
   user?: string;
+  /** The token's id (scram.ts tokenId), for mech token. */
+  id?: string;
   nonce: string;
 }
 
@@ -52,7 +55,9 @@ export function challengeRequest(
   if (credentials.user !== undefined && credentials.password !== undefined) {
     return { mech: "password", user: credentials.user, nonce: newNonce() };
   }
-  if (credentials.token !== undefined) return { mech: "token", nonce: newNonce() };
+  if (credentials.token !== undefined) {
+    return { mech: "token", id: tokenId(keysOf(tokenKey(credentials.token))), nonce: newNonce() };
+  }
   return undefined;
 }
 
@@ -74,9 +79,12 @@ export function parseChallengeRequest(m: Record<string, unknown>): ChallengeRequ
     );
   }
   const nonce = base64Field(a.nonce, "auth.nonce");
-  if (a.mech === "token") return { mech: "token", nonce };
-  if (typeof a.user !== "string" || a.user === "" || a.user.length > 128) {
-    throw new DistError("BAD_REQUEST", 'Hello field "auth.user" must be a user name');
+  if (a.mech === "token") return { mech: "token", id: base64Field(a.id, "auth.id"), nonce };
+  if (typeof a.user !== "string" || a.user === "" || a.user.length > MAX_SECRET_LENGTH) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `Hello field "auth.user" must be a non-empty string of at most ${MAX_SECRET_LENGTH} characters`,
+    );
   }
   return { mech: "password", user: a.user, nonce };
 }
@@ -117,6 +125,7 @@ export interface SaltAndCost {
 export class ListenerChallenge {
   readonly message: Record<string, unknown>;
   #exchange: Exchange;
+  #tokenId: string | undefined;
 
   /** @param hello the dialer's role and name as sent (unknown when not strings) */
   constructor(
@@ -126,6 +135,7 @@ export class ListenerChallenge {
     salt?: SaltAndCost,
   ) {
     const serverNonce = newNonce();
+    this.#tokenId = request.id;
     this.#exchange = {
       mech: request.mech,
       user: request.user ?? "",
@@ -154,7 +164,7 @@ export class ListenerChallenge {
       throw new DistError("BAD_REQUEST", 'A challenge is answered with op "proof"');
     }
     const proof = unb64(base64Field(m.proof, "proof"));
-    return new ProofCheck(this.#exchange, proof);
+    return new ProofCheck(this.#exchange, proof, this.#tokenId);
   }
 }
 

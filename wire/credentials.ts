@@ -20,6 +20,8 @@ export interface Proof {
   readonly mech: "token" | "password";
   /** The user claimed (mech "password"). */
   readonly user: string | undefined;
+  /** Which token it claims to be made from (mech "token"): see wire/scram.ts tokenId. */
+  readonly tokenId: string | undefined;
   /** Whether the proof was made from the secret these keys were made from (constant time). */
   matches(keys: ScramKeys): boolean;
 }
