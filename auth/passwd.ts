@@ -36,8 +36,9 @@ export async function passwd(argv: string[]): Promise<number> {
     else if (a === "--cost" || a.startsWith("--cost=")) {
       const v = a === "--cost" ? argv[++i] : a.slice("--cost=".length);
       ln = Number(v);
-      if (!Number.isInteger(ln) || ln < 10 || ln > 20) {
-        throw new UsageError(`--cost must be a whole number from 10 to 20, not ${v}`);
+      // A dialer derives at most N = 2^17 (r = 8) for a challenge (wire/challenge.ts).
+      if (!Number.isInteger(ln) || ln < 10 || ln > 17) {
+        throw new UsageError(`--cost must be a whole number from 10 to 17, not ${v}`);
       }
     } else if (a.startsWith("-")) {
       throw new UsageError(`passwd: unknown flag ${a}\n${PASSWD_USAGE}`);

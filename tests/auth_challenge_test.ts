@@ -46,7 +46,7 @@ function squat(
   port: number,
   challenge: (hello: Record<string, unknown>) => Record<string, unknown>,
   then: "close" | "welcome",
-): { frames: Uint8Array[]; done: Promise<void>; close(): void } {
+): { port: number; frames: Uint8Array[]; done: Promise<void>; close(): void } {
   const server = Deno.listen({ hostname: "127.0.0.1", port });
   const frames: Uint8Array[] = [];
   const done = (async () => {
@@ -78,7 +78,7 @@ function squat(
       conn.close();
     }
   })();
-  return { frames, done, close: () => server.close() };
+  return { port: server.addr.port, frames, done, close: () => server.close() };
 }
 
 /** Sends `frames` as a dialer would (the hello, then the proof once challenged); the answer. */
@@ -324,5 +324,32 @@ Deno.test("hmacSha256() (two hashes) answers what node:crypto's createHmac does,
       new Uint8Array(createHmac("sha256", key).update(data).digest()),
       `key of ${length} bytes`,
     );
+  }
+});
+
+Deno.test("K-C2: a dialer derives no more scrypt than 256 MiB for a challenge, whatever cost the listener names", async () => {
+  const squatter = squat(0, () => ({
+    op: "challenge",
+    nonce: btoa("s".repeat(18)),
+    role: "server",
+    name: "srv",
+    salt: btoa("salt".repeat(4)),
+    cost: "ln=20,r=32,p=16",
+  }), "close");
+  try {
+    const t0 = performance.now();
+    await assert.rejects(
+      dial({ host: "127.0.0.1", port: squatter.port }, {
+        role: "client",
+        name: "c",
+        credentials: { user: "alice", password: PASSWORD },
+      }),
+      (e: DistError) =>
+        e.code === "BAD_REQUEST" && /asks more than 256 MiB of scrypt/.test(e.message),
+    );
+    assert.ok(performance.now() - t0 < 2000);
+  } finally {
+    squatter.close();
+    await squatter.done.catch(() => {});
   }
 });

@@ -100,6 +100,13 @@ function base64Field(value: unknown, name: string): string {
   return value;
 }
 
+/**
+ * The most scrypt a dialer derives for a challenge (128·N·r·p bytes: its
+ * memory, and its time over p): whoever answers the dialer names the cost,
+ * and 2^20 with r = 32 would be 4 GiB. 256 MiB is N = 2^17 at r = 8, p = 1.
+ */
+const MAX_DIALER_SCRYPT = 256 << 20;
+
 /** `ln=14,r=8,p=1` of a cost. */
 export function costText(cost: ScryptCost): string {
   return `ln=${cost.ln},r=${cost.r},p=${cost.p}`;
@@ -108,7 +115,11 @@ export function costText(cost: ScryptCost): string {
 function parseCost(text: unknown): ScryptCost {
   const m = typeof text === "string" ? /^ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})$/.exec(text) : null;
   const cost = m === null ? undefined : { ln: Number(m[1]), r: Number(m[2]), p: Number(m[3]) };
-  const problem = cost === undefined ? "must be ln=N,r=N,p=N" : costProblem(cost);
+  const problem = cost === undefined
+    ? "must be ln=N,r=N,p=N"
+    : costProblem(cost) ?? (128 * 2 ** cost.ln * cost.r * cost.p > MAX_DIALER_SCRYPT
+      ? `asks more than ${MAX_DIALER_SCRYPT >> 20} MiB of scrypt (128·N·r·p)`
+      : undefined);
   if (problem !== undefined) {
     throw new DistError("BAD_REQUEST", `Challenge cost ${describe(text)}: ${problem}`);
   }
