@@ -16,8 +16,8 @@ export const PASSWD_USAGE = [
   "Sets USER's password in the users file FILE (made if missing; other lines are kept).",
   "The password is asked twice on a terminal, or read as the first line of stdin.",
   "",
-  "  --token      Make USER a new random token instead: printed once, only its SHA-256 is stored",
-  `  --cost LN    scrypt cost, N = 2^LN (default ${DEFAULT_COST.ln}; each check takes 2^LN·1 KiB)`,
+  "  --token      Make USER a new random token instead: printed once, only keys made from it are stored",
+  `  --cost LN    scrypt cost, N = 2^LN, 10 to 17 (default ${DEFAULT_COST.ln}; each check takes 2^LN·1 KiB)`,
   "  -h, --help   This help",
 ].join("\n");
 
@@ -77,7 +77,9 @@ export async function passwd(argv: string[]): Promise<number> {
   if (token) {
     // The only time it is shown: the file keeps its digest.
     console.log(secret);
-    console.error(`dist passwd: ${user}'s new token is above (stored in ${file} as its SHA-256)`);
+    console.error(
+      `dist passwd: ${user}'s new token is above (stored in ${file} as keys that check it, not as the token)`,
+    );
   } else {
     console.error(`dist passwd: ${user}'s password set in ${file}`);
   }
