@@ -52,9 +52,8 @@ import {
   verifyPassword,
 } from "./passwords.ts";
 import { hostSource, TOKEN_USER } from "./sources.ts";
-import { createHmac } from "node:crypto";
 import type { SaltAndCost } from "../wire/challenge.ts";
-import { sameBytes, type ScramKeys, tokenId } from "../wire/scram.ts";
+import { hmacSha256, sameBytes, type ScramKeys, tokenId } from "../wire/scram.ts";
 import { Grants } from "./permissions.ts";
 import type { UserEntry, Users } from "./users.ts";
 import { userAccess } from "./access.ts";
@@ -137,11 +136,10 @@ export class Gate implements Authenticator {
   saltFor(user: string): SaltAndCost {
     const stored = this.#users?.entries.get(user)?.password;
     if (stored !== undefined) return { salt: stored.salt, cost: stored.cost };
-    const salt = new Uint8Array(createHmac("sha256", this.#saltKey).update(user).digest()).slice(
-      0,
-      16,
-    );
-    return { salt, cost: this.#users?.cost ?? DEFAULT_COST };
+    return {
+      salt: hmacSha256(this.#saltKey, user).slice(0, 16),
+      cost: this.#users?.cost ?? DEFAULT_COST,
+    };
   }
 
   /** For `sys.stats`: hellos accepted, refused, refused unchecked (throttled), addresses tracked. */

@@ -353,3 +353,18 @@ Deno.test("K-C2: a dialer derives no more scrypt than 256 MiB for a challenge, w
     await squatter.done.catch(() => {});
   }
 });
+
+Deno.test("K-C2: the challenge does not tell which users exist: a name that is no user gets a salt of its own, the same each time, and the file's cost", async () => {
+  const users = parseUsers(await usersText(), "users.toml");
+  const gate = new Gate({ users });
+  const alice = gate.saltFor("alice");
+  assert.deepEqual(alice.salt, users.entries.get("alice")!.password!.salt);
+  const ghost = gate.saltFor("ghost");
+  assert.equal(ghost.salt.length, alice.salt.length);
+  assert.deepEqual(ghost.cost, alice.cost);
+  assert.notDeepEqual(ghost.salt, alice.salt);
+  // Asked again, and by another listener of the same file (a restart): the same salt.
+  assert.deepEqual(gate.saltFor("ghost").salt, ghost.salt);
+  assert.deepEqual(new Gate({ users }).saltFor("ghost").salt, ghost.salt);
+  assert.notDeepEqual(gate.saltFor("ghost2").salt, ghost.salt);
+});
