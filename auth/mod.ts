@@ -1,11 +1,13 @@
 /**
  * @module
  * Authentication and authorisation (issue 15): who a dialer is and what it
- * may do. The wire carries credentials in the hello and asks a listener's
- * Authenticator (wire/credentials.ts); this folder decides.
+ * may do. The wire carries the dialer's proof (or, from older dialers and
+ * MQTT, its secret) and asks a listener's Authenticator
+ * (wire/credentials.ts); this folder decides.
  *
- * - `passwords.ts` scrypt hashes of passwords, SHA-256 of tokens, constant-time
- *   comparisons, and the bounded hashing slots;
+ * - `passwords.ts` what a users file keeps of a password or token (keys
+ *   that check a proof, wire/scram.ts), constant-time comparisons, and the
+ *   bounded hashing slots;
  * - `users.ts` the users file (`--users FILE`), checked line by line;
  * - `permissions.ts` allow and deny lists per kind (roles, methods, topics,
  *   services), deny beating allow, and the checks;

@@ -14,10 +14,12 @@
  *   process's one ticker in `heartbeat.ts`); input is handed over with
  *   `attach()`; `send_queue.ts` asks the kernel whether a socket's peer
  *   takes what it is sent (the broker's queue groups, the balancer's shares);
- * - `handshake.ts` agrees on the codec and heartbeat, and carries the
- *   dialer's credentials to the listener's authenticator (`credentials.ts`:
- *   the fields and the seam; the deciding is auth/'s); `foreign.ts` names a
- *   peer that does not speak dist by its first bytes;
+ * - `handshake.ts` agrees on the codec and heartbeat, and has the dialer
+ *   prove its credentials to the listener's authenticator without sending
+ *   them (`challenge.ts` the challenge and proof, `scram.ts` their
+ *   cryptography, `credentials.ts` the fields and the seam; the deciding is
+ *   auth/'s); `foreign.ts` names a peer that does not speak dist by its
+ *   first bytes;
  * - `peer.ts` the RPC endpoint, made of `calls.ts` (our calls: ids, timeouts,
  *   aborts), `admission.ts` (the peer's requests: limits, budget, held
  *   frames), `classify.ts` (what a message is), `answers.ts` (results and
