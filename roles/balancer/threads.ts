@@ -148,19 +148,19 @@ export async function runThreads<
 }
 
 /**
- * A thread's options: its share of the process's connection bounds, as of
- * its descriptors (each isolate counts its own: N threads took N times
- * `--max-connections`, hostile46a G1). The kernel spreads connections
- * about evenly, so a thread may refuse a little before the process is full.
+ * A thread's options: its share of `--max-connections`, as of its
+ * descriptors (each isolate counts its own: N threads took N times it,
+ * hostile46a G1). The kernel spreads many connections about evenly, so a
+ * thread may refuse a little before the process is full. Not a source's
+ * bound: the kernel spreads one source's few connections unevenly, and a
+ * share refused an honest source below it (review r46 R1), so that one
+ * stays each thread's.
  */
 function shared<O>(options: O, count: number): O {
-  const o = options as Record<string, unknown>;
-  const share = (n: unknown) => typeof n === "number" && n > 0 ? Math.ceil(n / count) : n;
-  return {
-    ...options,
-    maxConnections: share(o.maxConnections),
-    maxConnectionsPerSource: share(o.maxConnectionsPerSource),
-  };
+  const max = (options as { maxConnections?: unknown }).maxConnections;
+  return typeof max === "number" && max > 0
+    ? { ...options, maxConnections: Math.ceil(max / count) }
+    : options;
 }
 
 /** What thread 0 hears from a worker thread. */
