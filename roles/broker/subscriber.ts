@@ -43,15 +43,19 @@ export const SNAPSHOT_VISITS_PER_TURN = 4096;
 /**
  * The visits every snapshot together may make until the next walk turn: 500 snapshots walking
  * at once each took 4,096 a timer, back to back before any socket was read, and held every
- * client a second a round trip for 25 s (hostile46b M-B8). Those that find it spent wait in
- * turn (first come, first walked) for a walk turn, which refills it.
+ * client a second a round trip for 25 s (hostile46b M-B8). Those that find it spent wait for a
+ * walk turn, which refills it and takes them a connection at a time in rotation, each
+ * connection's in their order: one place in line per snapshot put an honest client's retained
+ * values behind another client's 1,000 walks (review r46 R2).
  */
 const walkBudget = { left: SNAPSHOT_VISITS_PER_TURN };
-const walkers: (() => void)[] = [];
+const walkers = new Map<Sink, (() => void)[]>();
 let walkTurnSet = false;
 
-function walkLater(resume: () => void): void {
-  walkers.push(resume);
+function walkLater(sink: Sink, resume: () => void): void {
+  const line = walkers.get(sink);
+  if (line === undefined) walkers.set(sink, [resume]);
+  else line.push(resume);
   if (walkTurnSet) return;
   walkTurnSet = true;
   setTimeout(walkTurn, 0);
@@ -60,8 +64,16 @@ function walkLater(resume: () => void): void {
 function walkTurn(): void {
   walkTurnSet = false;
   walkBudget.left = SNAPSHOT_VISITS_PER_TURN;
-  for (let n = walkers.length; n > 0 && walkBudget.left > 0; n--) walkers.shift()!();
-  if (walkers.length > 0 && !walkTurnSet) {
+  for (const sink of [...walkers.keys()]) {
+    if (walkBudget.left <= 0) break;
+    const line = walkers.get(sink)!;
+    const resume = line.shift()!;
+    // To the back of the rotation (its next walk, if any, after the other connections').
+    walkers.delete(sink);
+    if (line.length > 0) walkers.set(sink, line);
+    resume();
+  }
+  if (walkers.size > 0 && !walkTurnSet) {
     walkTurnSet = true;
     setTimeout(walkTurn, 0);
   }
@@ -379,7 +391,7 @@ export class Subscription extends SubscriptionQueues {
         if (msg === null) {
           // This turn's share of the walk is spent: go on in a later one.
           this.#waiting = true;
-          walkLater(this.#resume);
+          walkLater(sink, this.#resume);
           return;
         }
         if (msg === undefined) {
