@@ -20,12 +20,23 @@ const TOO_LARGE = Symbol("too large");
 /** Most `binder.list` pages read for one list (a page holds up to 1,000 instances). */
 const MAX_PAGES = 200;
 /**
- * Most characters of JSON (its instances as JSON) one list may take: 100,000
- * instances of 300 characters. A hostile binder's pages of 4 KB metadata
- * made of empty arrays were 200 MB read and over 1 GiB of heap for one list,
- * every 3 s (hostile46c F3).
+ * Most weight (see heapWeight) one list may take: 100,000 instances of 300
+ * characters. A hostile binder's pages of 4 KB metadata made of empty arrays
+ * were 200 MB read and over 1 GiB of heap for one list, every 3 s
+ * (hostile46c F3); counted in characters alone, still 521-844 MiB of heap
+ * (review r46 R3).
  */
 const MAX_LIST_CHARS = 32 * 2 ** 20;
+/** Most weight of one page (a binder writes up to a quarter of its frame, 256 KiB at 1 MiB). */
+const MAX_PAGE_WEIGHT = 4 * 2 ** 20;
+
+/** What an instance's JSON text costs once decoded: its characters, and 32 an array or object. */
+function heapWeight(text: string): number {
+  let containers = 0;
+  for (let i = text.indexOf("[", 1); i !== -1; i = text.indexOf("[", i + 1)) containers++;
+  for (let i = text.indexOf("{", 1); i !== -1; i = text.indexOf("{", i + 1)) containers++;
+  return text.length + 32 * containers;
+}
 
 /** A running watch. */
 export interface ServiceWatch {
@@ -204,11 +215,21 @@ async function listAll(
       after === undefined ? { service, limit: MAX_LIST } : { service, after, limit: MAX_LIST },
     );
     if (page.instances.length > MAX_LIST) return undefined;
+    let weight = 0;
     for (const i of page.instances) {
       if (i.service !== service) continue;
-      chars += JSON.stringify(i).length;
+      weight += heapWeight(JSON.stringify(i));
       all.push(i);
     }
+    // An honest page is a quarter of the binder's frame: one far past it is not paged on.
+    if (weight > MAX_PAGE_WEIGHT) {
+      log.warn("A page of the list of {service} weighs {mib} MiB; not taken", {
+        service,
+        mib: Math.round(weight / 2 ** 20),
+      });
+      return undefined;
+    }
+    chars += weight;
     if (chars > MAX_LIST_CHARS) {
       log.warn("The list of {service} runs past {mib} MiB; not taken", {
         service,
