@@ -66,6 +66,8 @@ export {
   type Resource,
   type ResultOf,
   type SaltAndCost,
+  type ScramKeys,
+  type ScryptCost,
   type ServiceHandlers,
   type TlsSettings,
   type TypedResponse,

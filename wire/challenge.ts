@@ -128,7 +128,9 @@ function parseCost(text: unknown): ScryptCost {
 
 /** What a listener asks a password's dialer to derive its key with. */
 export interface SaltAndCost {
+  /** The user's salt, as its users file entry keeps it. */
   salt: Uint8Array;
+  /** scrypt's cost parameters for that entry. */
   cost: ScryptCost;
 }
 

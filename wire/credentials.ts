@@ -17,6 +17,7 @@ import type { ScramKeys } from "./scram.ts";
  * was made from a token (mech "token") or from `user`'s password.
  */
 export interface Proof {
+  /** What the proof was made from: a token, or a user's password. */
   readonly mech: "token" | "password";
   /** The user claimed (mech "password"). */
   readonly user: string | undefined;

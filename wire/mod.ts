@@ -97,6 +97,7 @@ export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 export { SourceEntry, type SourceLimits, type SourceStats, SourceTable } from "./sources.ts";
 export { PROTOCOL_VERSION } from "./handshake.ts";
 export type { SaltAndCost } from "./challenge.ts";
+export type { ScramKeys, ScryptCost } from "./scram.ts";
 export {
   type Access,
   type Authenticator,

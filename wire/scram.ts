@@ -21,8 +21,11 @@ import { createHash, scrypt, timingSafeEqual } from "node:crypto";
 
 /** scrypt's cost parameters: N = 2^ln (memory 128·N·r bytes), r, p. */
 export interface ScryptCost {
+  /** log2 of N, scrypt's CPU and memory cost. */
   ln: number;
+  /** The block size. */
   r: number;
+  /** The parallelism. */
   p: number;
 }
 
@@ -46,7 +49,9 @@ export function costProblem(cost: ScryptCost): string | undefined {
 
 /** The keys a listener keeps for one secret (never the secret, nor what makes a proof). */
 export interface ScramKeys {
+  /** SHA-256 of the client key: checks a proof, cannot make one. */
   storedKey: Uint8Array;
+  /** What the listener proves itself with in its welcome. */
   serverKey: Uint8Array;
 }
 
