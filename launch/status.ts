@@ -72,8 +72,8 @@ export async function statusOf(
     // No dist on its port (a balancer in --mode tcp): its figures are its --metrics'.
     const url = running ? metricsUrl(instance) : undefined;
     const figures = url && await scrapeFigures(url, instance.role, context.timeoutMs);
-    if (figures) {
-      row.state = "up"; // It answered: as a sys.stats answer says.
+    if (figures && Object.keys(figures).length > 0) {
+      row.state = "up"; // It answered with its figures: as a sys.stats answer says.
       row.figures = figures;
     }
     return row;

@@ -37,7 +37,9 @@ export function figuresOf(text: string, role: string): Record<string, number> {
     const end = line.search(/[{ ]/);
     const name = line.slice(prefix.length, end < 0 ? undefined : end);
     if (/_(bucket|sum|count)$/.test(name) || !/^[a-z_]{1,64}$/.test(name)) continue;
-    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    // The value is the first field after the name and labels (a timestamp may follow).
+    const rest = line.slice(line.indexOf(" ", line.lastIndexOf("}") + 1) + 1).trim();
+    const value = Number(rest.split(/\s+/)[0]);
     if (!Number.isFinite(value)) continue;
     const key = SAME_AS_STATS[name] ?? name.replace(/_total$/, "");
     out[key] = (out[key] ?? 0) + value;
