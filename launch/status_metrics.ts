@@ -66,7 +66,10 @@ export async function scrapeFigures(
       if (size > MAX_BYTES) return undefined; // Leaving the loop cancels the body.
       chunks.push(chunk);
     }
-    return figuresOf(new TextDecoder().decode(concat(chunks, size)), role);
+    return figuresOf(
+      new TextDecoder("utf-8", { ignoreBOM: true }).decode(concat(chunks, size)),
+      role,
+    );
   } catch {
     return undefined;
   }
