@@ -25,7 +25,8 @@ import { TopicShares, userShare } from "./topic_shares.ts";
 import { oncePerTurn, turnClock } from "../../wire/turn.ts";
 import { coverage, wholeTree } from "./snapshot.ts";
 import { EncodedValue, Message, type Sink, Subscription } from "./subscriber.ts";
-import { type Group, Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
+import { Match, SubscriptionTree, type Targets } from "./subscriptions.ts";
+import { announce } from "./announce.ts";
 import { refuseSystemTopic, type Topic, TopicTree } from "./topics.ts";
 import { TopicLister, type TopicListing } from "./topic_list.ts";
 import { placeUnder } from "./restore.ts";
@@ -244,12 +245,12 @@ export class BrokerCore {
         if (targets instanceof Match && this.topics.get(topic.name) === topic) {
           keepTargets(tree, topic, found, generation);
         }
-        if (created) this.#announce(found, topic.name);
+        if (created) announce(found, topic.name);
         return this.#deliver(topic, found, msg, t0, from);
       });
       return this.#answered(topic.name, created, later, 0);
     }
-    if (created) this.#announce(targets, topic.name);
+    if (created) announce(targets, topic.name);
     let deliveries = 0;
     if (targets.plain.length + targets.groups.length > 0) {
       const msg = new Message(topic.name, value === undefined ? null : value);
@@ -417,8 +418,7 @@ export class BrokerCore {
 
   /**
    * Whether adding `cost` bytes would take `memoryBytes` past `maxMemory`, cached targets dropped
-   * (matching.ts): a subscription, topic or retained value is refused before it crosses the
-   * budget, not once it has (hostile review 39b Q2).
+   * (matching.ts): refused before it crosses the budget, not once it has (hostile review 39b Q2).
    */
   wouldCross(cost: number): boolean {
     const over = this.memoryBytes + cost - this.maxMemory;
@@ -438,13 +438,5 @@ export class BrokerCore {
     let n = 0;
     for (const sub of this.#subs) n += sub.queuedBytes;
     return n;
-  }
-
-  /** Tells every subscription that covers a new topic (each group member too). */
-  #announce(targets: Targets<Subscription>, topic: string): void {
-    for (const sub of targets.plain) if (!sub.cancelled) sub.sink.topicCreated(sub, topic);
-    for (const group of targets.groups as Group<Subscription>[]) {
-      for (const sub of group.members) sub.sink.topicCreated(sub, topic);
-    }
   }
 }
