@@ -59,6 +59,10 @@ export function binderTurns(
         return listMs(params, 8 * pageBytes); // twice the frame limit, as watchList weighs it
       case "binder.list":
         return listMs(params, pageBytes);
+      case "binder.diff":
+        // A page of records as large as a list page (hostile46c F4: 200 pipelined diffs held
+        // another client's ping 0.5-0.6 s at p90, untimed).
+        return Math.max(LEAST_MS, pageBytes / WEIGHT_PER_MS);
       case "sys.stats":
         return LEAST_MS;
       default:
