@@ -131,3 +131,55 @@ Deno.test("serve() under SIGKILL of the balancer: calls fail fast, it registers 
     await again?.stop();
   }
 });
+
+Deno.test("serve(): a balancer that sends past the worker's capacity gets OVERLOADED for the rest (hostile46c F6)", async () => {
+  let running = 0, most = 0;
+  const { listen } = await import("../wire/mod.ts");
+  const calls: Promise<unknown>[] = [];
+  let registered!: () => void;
+  const ready = new Promise<void>((r) => registered = r);
+  const fake = listen({
+    port: 0,
+    role: "balancer",
+    name: "greedy",
+    onRequest: (method, params) => {
+      if (method !== "worker.register") throw new DistError("UNKNOWN_METHOD", method);
+      registered();
+      return { registered: (params as { name: string }).name, capacity: 2, balancer: "greedy" };
+    },
+    onPeer: (peer) => {
+      ready.then(() => {
+        for (let i = 0; i < 10; i++) {
+          calls.push(
+            peer.call("tokens.take", { token: `t${i}`, ms: 200 }).then(
+              () => "ok",
+              (err: DistError) => err.code,
+            ),
+          );
+        }
+      });
+    },
+  });
+  const worker = serve(`127.0.0.1:${fake.addr.port}`, {
+    contracts: [tokens],
+    handlers: {
+      "tokens.take": async (p) => {
+        most = Math.max(most, ++running);
+        await new Promise((r) => setTimeout(r, p.ms));
+        running--;
+        return { token: p.token, by: "me" };
+      },
+    },
+  }, { capacity: 2, name: "capped" });
+  try {
+    await within(ready, 5000, "registered");
+    await waitFor(() => calls.length === 10, 5000, "the greedy balancer's 10 tasks");
+    const outcomes = await Promise.all(calls);
+    assert.equal(most, 2, `tasks at once in a worker of capacity 2: ${most}`);
+    assert.equal(outcomes.filter((o) => o === "ok").length, 2, JSON.stringify(outcomes));
+    assert.equal(outcomes.filter((o) => o === "OVERLOADED").length, 8, JSON.stringify(outcomes));
+  } finally {
+    await worker.stop();
+    await fake.close(0);
+  }
+});
