@@ -107,14 +107,16 @@ export function serve<const Cs extends readonly Contract[]>(
     "sys.ping": () => ({ pong: true, role: "worker", name }),
     "sys.stats": stats,
   } as unknown as Handlers<[typeof sys, ...Cs]>); // the caller's handlers were checked at this call
-  // Requests other than sys.* are tasks; one that fails at once counts as an error. Past its
-  // capacity a task is refused OVERLOADED: a balancer that ignored it (a squatter of its port, a
-  // bug) ran 2,000 at once in a worker of capacity 4 (hostile46c F6).
+  // Requests other than sys.* are tasks; one that fails at once counts as an error. Past twice
+  // its capacity and 16 a task is refused OVERLOADED: a balancer that ignored it (a squatter of
+  // its port, a bug) ran 2,000 at once in a worker of capacity 4 (hostile46c F6); an honest one
+  // may send more than the capacity when tasks outlive its timeout, so not at the capacity.
   let running = 0;
+  const most = 2 * capacity + 16;
   const counting: RequestHandler = (method, params, peer, meta) => {
     if (method.startsWith("sys.")) return d.onRequest(method, params, peer, meta);
-    if (running >= capacity) {
-      throw new DistError("OVERLOADED", `Worker ${name} runs at most ${capacity} tasks at once`);
+    if (running >= most) {
+      throw new DistError("OVERLOADED", `Worker ${name} runs at most ${most} tasks at once`);
     }
     counters.tasks++;
     running++;
