@@ -473,3 +473,24 @@ Deno.test({
       await zero.raw.end();
     }),
 });
+
+Deno.test(
+  "mqtt 5: a CONNECT with an Authentication Method is refused 0x8C, as no method is answered (hostile46b M-B11)",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      const raw = await RawMqtt.open(b.mqttPort, 5);
+      await raw.send({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 5,
+        clientId: "scram",
+        clean: true,
+        keepalive: 0,
+        properties: { authenticationMethod: "SCRAM-SHA-1" },
+      } as Packet);
+      const ack = await raw.next("connack") as { reasonCode?: number };
+      assert.equal(ack.reasonCode, 0x8c);
+      await raw.end().catch(() => {});
+    }),
+);

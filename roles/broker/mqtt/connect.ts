@@ -35,9 +35,13 @@ export const MAX_CLIENT_ID_BYTES = 1024;
  * The CONNACK code refusing a CONNECT's client id, and why in words: an
  * empty one without a clean session (3.1.1), or one past
  * {@link MAX_CLIENT_ID_BYTES}; undefined when it is taken (empty: the
- * broker assigns one).
+ * broker assigns one). Also an MQTT 5 Authentication Method, which no
+ * method here answers: 0x8C Bad authentication method, as Mosquitto says
+ * (hostile46b M-B11: it got a success CONNACK, unauthenticated).
  */
 export function clientIdRefused(p: IConnectPacket, v5: boolean): [number, string] | undefined {
+  const method = v5 ? p.properties?.authenticationMethod : undefined;
+  if (method !== undefined) return [0x8c, "an authentication method (none is supported)"];
   const id = p.clientId ?? "";
   if (id === "" && !v5 && p.clean === false) {
     return [2, "an empty client id without a clean session"];
