@@ -8,7 +8,9 @@
  * once: their timers run back to back, and another client's PINGRESP took
  * p50 0.7–1.0 s, max 2.3 s, for 25 s and more (quiet: p50 6.6 ms, load 16–17;
  * h46b-scripts/snapshot_walks.ts). A SUBSCRIBE's own work takes its costly
- * turns (4 ms a turn); the walks it starts do not.
+ * turns (4 ms a turn); the walks it starts do not. Here 1,000 such filters
+ * (one 13 KB packet), other client's PINGRESP p90 0.6–1.3 s, max 1.8–3.6 s,
+ * 28–34 pings in 8 s (quiet: p90 8–23 ms; load 8–10).
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -18,7 +20,7 @@ import { mqttOpts as opts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
 
 const TOPICS = 100_000;
-const FILTERS = 500;
+const FILTERS = 1000;
 
 /** PINGREQ → PINGRESP times (ms) of `c`, one every 20 ms, for `ms`. */
 async function pings(c: RawMqtt, ms: number): Promise<number[]> {
@@ -33,7 +35,7 @@ async function pings(c: RawMqtt, ms: number): Promise<number[]> {
   return times.sort((a, b) => a - b);
 }
 
-const median = (xs: number[]) => xs[xs.length >> 1];
+const median = (xs: number[]): number => xs[xs.length >> 1];
 
 Deno.test(
   "mqtt: a SUBSCRIBE of many filters walking a large tree does not hold other clients up",
@@ -74,12 +76,16 @@ Deno.test(
         ),
       } as never);
       const during = await pings(pinger, 8000);
-      const bound = Math.max(100, 5 * median(quiet));
+      const p90 = (xs: number[]) => xs[Math.floor(xs.length * 0.9)];
+      const bound = Math.max(100, 5 * median(quiet), 2 * p90(quiet));
       assert.ok(
-        median(during) < bound,
-        `PINGRESP p50 ${median(during).toFixed(1)} ms during the walks (quiet ${
-          median(quiet).toFixed(1)
-        } ms; ${during.length} pings in 8 s, max ${during[during.length - 1].toFixed(0)} ms)`,
+        p90(during) < bound,
+        `PINGRESP p90 ${p90(during).toFixed(0)} ms during the walks, bound ${
+          bound.toFixed(0)
+        } ms ` +
+          `(quiet p50 ${median(quiet).toFixed(1)}, p90 ${p90(quiet).toFixed(0)} ms; during p50 ${
+            median(during).toFixed(1)
+          } ms, max ${during[during.length - 1].toFixed(0)} ms, ${during.length} pings in 8 s)`,
       );
     } finally {
       for (const c of clients) await c.end();
