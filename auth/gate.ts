@@ -57,7 +57,12 @@ import { hmacSha256, sameBytes, type ScramKeys, tokenId } from "../wire/scram.ts
 import { Grants } from "./permissions.ts";
 import type { UserEntry, Users } from "./users.ts";
 import { userAccess } from "./access.ts";
-import { DEFAULT_DELAYS, type DelayOptions, FailureRecords } from "./records.ts";
+import {
+  type AddressRecord,
+  DEFAULT_DELAYS,
+  type DelayOptions,
+  FailureRecords,
+} from "./records.ts";
 
 export { DEFAULT_DELAYS, type DelayOptions };
 
@@ -175,7 +180,7 @@ export class Gate implements Authenticator {
     if (this.#records.flooded(r, host)) {
       // Flooded: the checks a guess cannot pass still let a right credential in (shared
       // hosts: every local process is 127.0.0.1), the rest go unchecked.
-      const known = this.#quick(hello);
+      const known = this.#quick(hello, r);
       if (known !== undefined) {
         this.counters.accepted++;
         return known;
@@ -234,23 +239,29 @@ export class Gate implements Authenticator {
    * check: a token, a certificate subject, or the password of a user who
    * succeeded lately. Undefined otherwise (wrong, or would need scrypt).
    */
-  #quick(hello: HelloClaim): Identity | undefined {
+  #quick(hello: HelloClaim, r: AddressRecord): Identity | undefined {
     const { token, user, password } = hello.credentials;
     const proof = hello.proof;
+    // A password is guessable: checked at most as often as held hellos would be, a wrong one a
+    // failure (the delay grows), and what succeeded lately renewed only by a right one (h46d D1).
+    const guess = (ok: boolean) => ok || (r.failures++, r.last = this.#now(), false);
     try {
       if (proof !== undefined) {
         if (proof.mech === "token") return this.#byTokenProof(proof, hello.role);
         const entry = this.#users?.entries.get(proof.user!);
-        if (entry?.password === undefined || !this.#succeededLately(proofKey(entry.name))) {
+        const key = proofKey(proof.user!);
+        if (entry?.password === undefined || !this.#lately(key) || !this.#records.mayGuess(r)) {
           return undefined;
         }
-        return proof.matches(entry.password.keys) ? this.#as(entry, hello.role) : undefined;
+        if (!guess(proof.matches(entry.password.keys))) return undefined;
+        this.#succeeded(key);
+        return this.#as(entry, hello.role);
       }
       if (token !== undefined) return this.#byToken(token, hello.role);
       if (user !== undefined && password !== undefined) {
         const entry = this.#users?.entries.get(user);
-        if (entry?.passwordText === undefined) return undefined;
-        return this.#succeededLately(successKey(user, password, entry.passwordText))
+        if (entry?.passwordText === undefined || !this.#records.mayGuess(r)) return undefined;
+        return guess(this.#succeededLately(successKey(user, password, entry.passwordText)))
           ? this.#as(entry, hello.role)
           : undefined;
       }
@@ -265,10 +276,14 @@ export class Gate implements Authenticator {
 
   /** Whether a password check by this key succeeded lately; if so its memory is renewed. */
   #succeededLately(key: string): boolean {
-    const now = this.#now();
-    if ((this.#successes.get(key) ?? 0) <= now) return false;
-    this.#successes.set(key, now + SUCCESS_TTL_MS);
+    if (!this.#lately(key)) return false;
+    this.#successes.set(key, this.#now() + SUCCESS_TTL_MS);
     return true;
+  }
+
+  /** Whether a password check by this key succeeded lately (its memory left as it is). */
+  #lately(key: string): boolean {
+    return (this.#successes.get(key) ?? 0) > this.#now();
   }
 
   /** Remembers a password check that succeeded. */

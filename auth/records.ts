@@ -32,6 +32,9 @@ export interface AddressRecord {
   last: number;
   /** Its hellos being checked or held before their refusal. */
   busy: number;
+  /** Guessable checks made while flooded (see FailureRecords.mayGuess), and since when. */
+  guesses?: number;
+  guessedAt?: number;
 }
 
 /** See the module comment. */
@@ -73,6 +76,21 @@ export class FailureRecords {
   flooded(r: AddressRecord, host: string): boolean {
     return r.failures > 0 &&
       (r.busy >= this.#options.maxBusy || this.held(host) >= this.#options.maxHostHeld);
+  }
+
+  /**
+   * Whether a flooded record may have one more check a guess could pass (a password that
+   * succeeded lately): at most maxBusy per delay of its failures, as held hellos would have
+   * (h46d D1: the flooded path answered every guess at once, 300 in 147 ms, the right one let in).
+   */
+  mayGuess(r: AddressRecord): boolean {
+    const now = this.#now();
+    if (now - (r.guessedAt ?? -Infinity) >= this.delayAfter(r.failures)) {
+      r.guessedAt = now;
+      r.guesses = 0;
+    }
+    r.guesses = (r.guesses ?? 0) + 1;
+    return r.guesses <= this.#options.maxBusy;
   }
 
   /** Holds a refused hello of `host` for `ms` (or until its connection closes), counted. */
