@@ -327,7 +327,7 @@ Deno.test("hmacSha256() (two hashes) answers what node:crypto's createHmac does,
   }
 });
 
-Deno.test("K-C2: a dialer derives no more scrypt than 256 MiB for a challenge, whatever cost the listener names", async () => {
+Deno.test("K-C2: a dialer derives no more scrypt than 128 MiB for a challenge, whatever cost the listener names (h46d D3)", async () => {
   const squatter = squat(0, () => ({
     op: "challenge",
     nonce: btoa("s".repeat(18)),
@@ -345,7 +345,7 @@ Deno.test("K-C2: a dialer derives no more scrypt than 256 MiB for a challenge, w
         credentials: { user: "alice", password: PASSWORD },
       }),
       (e: DistError) =>
-        e.code === "BAD_REQUEST" && /asks more than 256 MiB of scrypt/.test(e.message),
+        e.code === "BAD_REQUEST" && /asks more than 128 MiB of scrypt/.test(e.message),
     );
     assert.ok(performance.now() - t0 < 2000);
   } finally {

@@ -103,9 +103,17 @@ function base64Field(value: unknown, name: string): string {
 /**
  * The most scrypt a dialer derives for a challenge (128·N·r·p bytes: its
  * memory, and its time over p): whoever answers the dialer names the cost,
- * and 2^20 with r = 32 would be 4 GiB. 256 MiB is N = 2^17 at r = 8, p = 1.
+ * and 2^20 with r = 32 would be 4 GiB. 128 MiB is N = 2^17 at r = 8, p = 1,
+ * the most `dist passwd` writes (one derivation at a time: scram.ts
+ * passwordKey; 8 at once at 256 MiB each took a dialer to 2.3 GiB, h46d D3).
  */
-const MAX_DIALER_SCRYPT = 256 << 20;
+const MAX_DIALER_SCRYPT = 128 << 20;
+/**
+ * The least: N = 2^10 at r = 8, what `dist passwd --cost 10` writes. A
+ * squatter naming ln=10, r=1 (and a salt of its own) had proofs it could
+ * guess against at 0.59 ms a guess, one table for every dialer (h46d D2).
+ */
+const MIN_DIALER_SCRYPT = 1 << 20;
 
 /** `ln=14,r=8,p=1` of a cost. */
 export function costText(cost: ScryptCost): string {
@@ -119,6 +127,8 @@ function parseCost(text: unknown): ScryptCost {
     ? "must be ln=N,r=N,p=N"
     : costProblem(cost) ?? (128 * 2 ** cost.ln * cost.r * cost.p > MAX_DIALER_SCRYPT
       ? `asks more than ${MAX_DIALER_SCRYPT >> 20} MiB of scrypt (128·N·r·p)`
+      : 128 * 2 ** cost.ln * cost.r * cost.p < MIN_DIALER_SCRYPT
+      ? `asks less than ${MIN_DIALER_SCRYPT >> 20} MiB of scrypt (128·N·r·p): cheap to guess at`
       : undefined);
   if (problem !== undefined) {
     throw new DistError("BAD_REQUEST", `Challenge cost ${describe(text)}: ${problem}`);

@@ -241,11 +241,16 @@ export function passwordKey(password: string, salt: Uint8Array, cost: ScryptCost
   let found = derived.get(key);
   if (found === undefined) {
     if (derived.size >= MAX_DERIVED) derived.clear();
-    found = scryptKey(password, salt, cost);
+    // One derivation at a time in the process: each may take up to 128 MiB (h46d D3).
+    found = deriving.then(() => scryptKey(password, salt, cost));
+    deriving = found.catch(() => {});
     derived.set(key, found);
     found.catch(() => derived.delete(key));
   }
   return found;
 }
+
+/** The last derivation started by passwordKey: the next waits for it. */
+let deriving: Promise<unknown> = Promise.resolve();
 
 export { hmac as hmacSha256 };
