@@ -222,11 +222,7 @@ export class Gate implements Authenticator {
     }
   }
 
-  /**
-   * Which record a hello's failures count in: its host and claimed user
-   * when that user is in the users file, else the host's other record
-   * (so a flood of made-up names holds one record, not one per name).
-   */
+  /** Where failures count: host and user of the file, else the host's other (made-up names: one). */
   #recordKey(hello: HelloClaim): string {
     const user = hello.proof?.user ?? hello.credentials.user;
     const known = user !== undefined && this.#users?.entries.has(user) === true;
@@ -244,7 +240,10 @@ export class Gate implements Authenticator {
     const proof = hello.proof;
     // A password is guessable: checked at most as often as held hellos would be, a wrong one a
     // failure (the delay grows), and what succeeded lately renewed only by a right one (h46d D1).
-    const guess = (ok: boolean) => ok || (r.failures++, r.last = this.#now(), false);
+    const guess = (ok: boolean) => {
+      if (!ok) [r.failures, r.last] = [r.failures + 1, this.#now()];
+      return ok;
+    };
     try {
       if (proof !== undefined) {
         if (proof.mech === "token") return this.#byTokenProof(proof, hello.role);

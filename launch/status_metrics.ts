@@ -59,28 +59,16 @@ export async function scrapeFigures(
       await res.body?.cancel();
       return undefined;
     }
-    const chunks: Uint8Array[] = [];
+    const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+    let text = "";
     let size = 0;
     for await (const chunk of res.body) {
       size += chunk.byteLength;
       if (size > MAX_BYTES) return undefined; // Leaving the loop cancels the body.
-      chunks.push(chunk);
+      text += decoder.decode(chunk, { stream: true });
     }
-    return figuresOf(
-      new TextDecoder("utf-8", { ignoreBOM: true }).decode(concat(chunks, size)),
-      role,
-    );
+    return figuresOf(text + decoder.decode(), role);
   } catch {
     return undefined;
   }
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

@@ -8,6 +8,7 @@ import {
   MAX_DEPTH,
   nonFinite,
   RefusedMessage,
+  refuseNonFinite,
   textDecoder,
   tooDeep,
   tooLarge,
@@ -28,12 +29,6 @@ export {
   RefusedMessage,
   toMsgpack,
 };
-
-/** A JSON.stringify replacer that throws on NaN and ±Infinity instead of writing null. */
-function refuseNonFinite(_key: string, value: unknown): unknown {
-  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
-  return value;
-}
 
 /** Depth of JSON text `text[from, to)`; stops counting past MAX_DEPTH. */
 function jsonDepthExceeds(text: string, from: number, to: number): boolean {

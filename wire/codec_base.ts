@@ -48,6 +48,12 @@ export function nonFinite(value: number): DistError {
   return new DistError("BAD_REQUEST", `Result out of range: ${value} is not a finite number`);
 }
 
+/** A JSON.stringify replacer that throws on NaN and ±Infinity instead of writing null. */
+export function refuseNonFinite(_key: string, value: unknown): unknown {
+  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
+  return value;
+}
+
 /**
  * Deepest nesting of arrays and objects a message may have, in both codecs.
  * Checked before any object is built, so a frame of nested headers cannot

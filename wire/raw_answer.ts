@@ -4,7 +4,7 @@
  */
 import { DistError } from "./errors.ts";
 import { Envelope, scanJson } from "./json_envelope.ts";
-import { nonFinite } from "./codec_base.ts";
+import { refuseNonFinite } from "./codec_base.ts";
 import type { Answer, RawAnswerSink } from "./calls.ts";
 
 /**
@@ -20,16 +20,11 @@ export function rawAnswer(sink: RawAnswerSink, answer: Answer): void {
   try {
     // NaN and ±Infinity (a JSON 1e400, decoded) refused as a decoded answer is, not written as
     // null (hostile46a G9: a MessagePack client got nil through the pass-through).
-    text = JSON.stringify(clean, finiteOnly);
+    text = JSON.stringify(clean, refuseNonFinite);
   } catch (err) {
     return sink.onAnswer(DistError.from(err));
   }
   const env = new Envelope();
   if (scanJson(new TextEncoder().encode(text), env)) sink.onAnswer(env);
   else sink.onAnswer(new DistError("INTERNAL", "Malformed response: cannot pass it through"));
-}
-
-function finiteOnly(_key: string, value: unknown): unknown {
-  if (typeof value === "number" && !Number.isFinite(value)) throw nonFinite(value);
-  return value;
 }

@@ -32,14 +32,14 @@ const EMPTY = new Uint8Array(0);
 export const MAX_CLIENT_ID_BYTES = 1024;
 
 /**
- * The CONNACK code refusing a CONNECT's client id, and why in words: an
- * empty one without a clean session (3.1.1), or one past
- * {@link MAX_CLIENT_ID_BYTES}; undefined when it is taken (empty: the
- * broker assigns one). Also an MQTT 5 Authentication Method, which no
- * method here answers: 0x8C Bad authentication method, as Mosquitto says
- * (hostile46b M-B11: it got a success CONNACK, unauthenticated).
+ * The CONNACK code refusing a CONNECT, and why in words, or undefined when
+ * it is taken: an MQTT 5 Authentication Method, which no method here
+ * answers (0x8C Bad authentication method, as Mosquitto says; hostile46b
+ * M-B11: it got a success CONNACK, unauthenticated); a client id empty
+ * without a clean session (3.1.1), or past {@link MAX_CLIENT_ID_BYTES}
+ * (an empty one otherwise: the broker assigns one).
  */
-export function clientIdRefused(p: IConnectPacket, v5: boolean): [number, string] | undefined {
+export function connectRefused(p: IConnectPacket, v5: boolean): [number, string] | undefined {
   const method = v5 ? p.properties?.authenticationMethod : undefined;
   if (method !== undefined) return [0x8c, "an authentication method (none is supported)"];
   const id = p.clientId ?? "";

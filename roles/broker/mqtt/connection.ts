@@ -19,8 +19,8 @@ import { OutAliases } from "./delivery.ts";
 import { PropertyFault } from "./properties.ts";
 import { onDeliveryAck } from "./publish_out.ts";
 import {
-  clientIdRefused,
   connackOk,
+  connectRefused,
   keepAliveOf,
   sessionExpiryOf,
   sessionRefused,
@@ -246,8 +246,8 @@ export class MqttConnection implements PacketHost, PublishSide {
       const code = err instanceof PacketFault ? err.code : 0x80; // (3.1.1: closed)
       return this.refuse(code, `a malformed CONNECT (${(err as Error).message})`);
     }
-    const badId = clientIdRefused(p, this.#v5);
-    if (badId !== undefined) return this.#connack(...badId);
+    const refused = connectRefused(p, this.#v5);
+    if (refused !== undefined) return this.#connack(...refused);
     this.clientId = p.clientId || `dist-${crypto.randomUUID()}`;
     try {
       this.#will = willOf(p);
