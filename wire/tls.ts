@@ -135,25 +135,70 @@ async function startTlsOnce(): Promise<string | undefined> {
   }
 }
 
-/** What a dialer's failed TLS handshake means, in the words of dist's flags. */
-export function explainDialTls(where: string, err: unknown): string {
+/**
+ * How a dialer's TLS handshake failed: the listener speaks no TLS (`plain`), its certificate is
+ * not one --tls-ca vouches for (`untrusted`), not valid now (`expired`) or not for the address
+ * dialed (`name`), it wants a client certificate (`client-certificate`), or else (`handshake`).
+ */
+export type DialTlsFailure =
+  | "plain"
+  | "untrusted"
+  | "expired"
+  | "name"
+  | "client-certificate"
+  | "handshake";
+
+/** A dialer's failed TLS handshake, in the words of dist's flags, and what kind it was. */
+export function explainDialTls(
+  where: string,
+  err: unknown,
+): { text: string; failure: DialTlsFailure } {
   const text = (err as Error)?.message ?? String(err);
   if (/InvalidContentType|corrupt message|WrongVersion|wrong version/i.test(text)) {
-    return `${where} does not speak TLS (give no --tls-ca to dial it in plain TCP)`;
+    return {
+      text: `${where} does not speak TLS (give no --tls-ca to dial it in plain TCP)`,
+      failure: "plain",
+    };
   }
   if (/UnknownIssuer|unknown ca|self.signed|unable to (get|verify)/i.test(text)) {
-    return `The certificate of ${where} is not signed by a CA of --tls-ca (${short(text)})`;
+    return {
+      text: `The certificate of ${where} is not signed by a CA of --tls-ca (${short(text)})`,
+      failure: "untrusted",
+    };
   }
   if (/expired|NotValidYet|not yet valid/i.test(text)) {
-    return `The certificate of ${where} is not valid now (${short(text)})`;
+    return {
+      text: `The certificate of ${where} is not valid now (${short(text)})`,
+      failure: "expired",
+    };
   }
   if (/not valid for name|NotValidForName|altname/i.test(text)) {
-    return `The certificate of ${where} is not valid for its address (${short(text)})`;
+    return {
+      text: `The certificate of ${where} is not valid for its address (${short(text)})`,
+      failure: "name",
+    };
   }
   if (/CertificateRequired|certificate required/i.test(text)) {
-    return `${where} requires a client certificate: give --tls-cert and --tls-key`;
+    return {
+      text: `${where} requires a client certificate: give --tls-cert and --tls-key`,
+      failure: "client-certificate",
+    };
   }
-  return `TLS handshake with ${where} failed: ${short(text)}`;
+  if (/invalid peer certificate|certificate/i.test(text)) {
+    return {
+      text: `The certificate of ${where} is refused (${short(text)})`,
+      failure: "untrusted",
+    };
+  }
+  return { text: `TLS handshake with ${where} failed: ${short(text)}`, failure: "handshake" };
+}
+
+/** The kind of a dial's TLS failure `err` is, if it is one (see {@link explainDialTls}). */
+export function dialTlsFailure(err: unknown): DialTlsFailure | undefined {
+  const data = (err as { data?: unknown } | undefined)?.data;
+  if (data === null || typeof data !== "object") return undefined;
+  const failure = (data as { tls?: unknown }).tls;
+  return typeof failure === "string" ? failure as DialTlsFailure : undefined;
 }
 
 /**

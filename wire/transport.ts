@@ -175,7 +175,8 @@ export async function connectPort(
       // Closed by the failure.
     }
     if (err instanceof DistError) throw err;
-    throw new DistError("UNAVAILABLE", explainDialTls(where, err), { cause: err });
+    const { text, failure } = explainDialTls(where, err);
+    throw new DistError("UNAVAILABLE", text, { cause: err, data: { tls: failure } });
   }
 }
 

@@ -24,6 +24,7 @@ import {
   type RoleOptions,
 } from "../../config/mod.ts";
 import { codecByName, dial, DistError, type Peer } from "../../wire/mod.ts";
+import { dialTlsFailure } from "../../wire/tls.ts";
 import { cut } from "../../wire/_log.ts";
 import { defineRole, type RunContext } from "../_role.ts";
 import { connSettings } from "../_flags.ts";
@@ -333,9 +334,10 @@ async function probe(
   } catch (err) {
     if (!(err instanceof DistError) || err.code === "TIMEOUT") return false;
     if (err.code !== "UNAVAILABLE") return true;
-    // A certificate refused, or no TLS where TLS is due, is not the instance: another process
-    // holds its port (review r46 R4: one another CA vouched for kept a dead instance listed).
-    if (/certificate|does not speak TLS/i.test(err.message)) return false;
+    // A certificate refused, or no TLS where TLS is due (any TLS failure the dial names but a
+    // handshake cut for no stated reason), is not the instance: another process holds its port (review r46 R4: one another CA vouched for kept a dead instance listed).
+    const tls = dialTlsFailure(err);
+    if (tls !== undefined && tls !== "handshake") return false;
     // A connection closed at once after it was accepted is a live process too: a TLS listener
     // past its connection limits closes before the handshake, where it cannot say OVERLOADED
     // (hostile46c F5: a server held at its per-source limit was removed on every report), and a
