@@ -17,7 +17,7 @@
  * servers out.
  */
 import { DistError } from "../../wire/mod.ts";
-import { compareStamps, type HybridClock, type Stamp } from "./clock.ts";
+import { compareStamps, type HybridClock, MAX_LOGICAL, type Stamp } from "./clock.ts";
 import { Digest } from "./digest.ts";
 import { Rings } from "./rings.ts";
 
@@ -246,8 +246,14 @@ export class Registry {
   remove(id: string, reason: RemovalReason): Entry | undefined {
     const previous = this.#entries.get(id);
     if (previous === undefined || previous.removed !== undefined) return previous;
-    const { expiresAt: _, ...rest } = previous;
-    const entry: Entry = { ...rest, stamp: this.clock.now(), removed: reason, expiresAt: 0 };
+    const { expiresAt, ...rest } = previous;
+    // An expiry is versioned as of the lease's end, not of the sweep that found it: a binder
+    // that ran late (frozen, paused, its loop blocked) must not outdate the renewals its peers
+    // took meanwhile (hostile47 Q1: its tombstones removed live instances everywhere).
+    const stamp = reason === "expired"
+      ? this.#expiryStamp(previous.stamp, expiresAt)
+      : this.clock.now();
+    const entry: Entry = { ...rest, stamp, removed: reason, expiresAt: 0 };
     if (reason === "expired") this.counters.expirations++;
     else this.counters.removals++;
     this.#apply(entry, true);
@@ -395,6 +401,14 @@ export class Registry {
       }
     }
     return expired;
+  }
+
+  /** An expiry's version: the wall time its lease ended, yet newer than the entry's `last`. */
+  #expiryStamp(last: Stamp, expiresAt: number): Stamp {
+    const ended = Math.floor(this.#wallNow() - Math.max(0, this.#now() - expiresAt));
+    if (ended > last[0]) return [ended, 0, this.clock.node];
+    if (last[1] < MAX_LOGICAL) return [last[0], last[1] + 1, this.clock.node];
+    return [last[0] + 1, 0, this.clock.node];
   }
 
   /** Forgets a tombstone. */
