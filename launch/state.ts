@@ -102,9 +102,17 @@ export function ownStateDir(): string {
   return dir;
 }
 
-/** How a topology file is named in state files: its absolute path. */
+/**
+ * How a topology file is named in state files: its real path (one file reached through a symlink
+ * is the same topology: same data, CA and launcher guard; hostile47 Q5), else its absolute path.
+ */
 export function topologyKey(file: string | undefined): string {
-  return file === undefined ? DEFAULT_TOPOLOGY_FILE : resolve(file);
+  if (file === undefined) return DEFAULT_TOPOLOGY_FILE;
+  try {
+    return Deno.realPathSync(file);
+  } catch {
+    return resolve(file);
+  }
 }
 
 async function shortHash(value: unknown): Promise<string> {
