@@ -67,6 +67,11 @@ export class BinderClient {
     return this.addresses[this.#current];
   }
 
+  /** Each call's timeout, and connecting's (ms): `timeoutMs` as given, else 2000. */
+  get timeoutMs(): number {
+    return this.#options.timeoutMs ?? 2000;
+  }
+
   /** The binders, comma-separated, for messages. */
   get asked(): string {
     return this.addresses.join(", ");
@@ -84,7 +89,7 @@ export class BinderClient {
     options: CallOptions = {},
   ): Promise<R> {
     let last: DistError | undefined;
-    const timeout = options.timeout ?? this.#options.timeoutMs ?? 2000;
+    const timeout = options.timeout ?? this.timeoutMs;
     for (let i = 0; i < this.addresses.length; i++) {
       const index = (this.#current + i) % this.addresses.length;
       const address = this.addresses[index];
@@ -120,7 +125,7 @@ export class BinderClient {
    * @ignore
    */
   async connection(): Promise<{ peer: Peer; address: string }> {
-    const timeout = this.#options.timeoutMs ?? 2000;
+    const timeout = this.timeoutMs;
     for (let i = 0; i < this.addresses.length; i++) {
       const index = (this.#current + i) % this.addresses.length;
       try {
