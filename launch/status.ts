@@ -14,6 +14,7 @@ import { addressOf, listens } from "./plan.ts";
 import { rssOf } from "./observe/mod.ts";
 import { probe } from "./probe.ts";
 import { metricsUrl, scrapeFigures } from "./status_metrics.ts";
+import { holdsPort } from "./port_owner.ts";
 import { type InstanceState, readStates, topologyKey } from "./state.ts";
 import { watchStatus } from "./status_watch.ts";
 import { readTopology } from "./up.ts";
@@ -24,7 +25,8 @@ export interface StatusRow {
   role: string;
   address: string | null;
   /**
-   * up, down, taken (something else answers on its port), running, exited,
+   * up, down, taken (something else answers on its port), hung (its own process accepts on its
+   * port but does not answer), running, exited,
    * backoff, starting, waiting, stopped, unknown.
    */
   state: string;
@@ -96,9 +98,19 @@ export async function statusOf(
         `or DIST_USER and DIST_PASSWORD of a user allowed sys.stats)`;
       return row;
     }
+    const port = address.slice(address.lastIndexOf(":") + 1);
+    const pid = state?.pid;
+    if (
+      answer.answered && answer.name === undefined && pid !== undefined && holdsPort(pid, +port)
+    ) {
+      // Its own process accepts and says nothing: stopped or its loop blocked (hostile47 Q2).
+      row.state = "hung";
+      row.note = `${instance.name} (pid ${pid}) accepts on port ${port} but does not ` +
+        `answer (${cellText(answer.reason, 80)}): stopped, or its event loop blocked`;
+      return row;
+    }
     if (answer.answered) {
       // Another process holds the port: "down" would send the user looking in the wrong place.
-      const port = address.slice(address.lastIndexOf(":") + 1);
       row.state = "taken";
       row.note = answer.name !== undefined
         ? `port ${port} answers as ${cellText(answer.name)}, not as ${instance.name}`
