@@ -214,7 +214,15 @@ export class StateWriter {
   #closed = false;
   #listeners = new Set<(name: string, state: InstanceState) => void>();
 
-  constructor(state: Omit<LauncherState, "version" | "pid" | "started_ms">) {
+  #failing = false;
+  #warn?: (text: string) => void;
+
+  /** @param warn told once a spell when the state cannot be written */
+  constructor(
+    state: Omit<LauncherState, "version" | "pid" | "started_ms">,
+    warn?: (text: string) => void,
+  ) {
+    this.#warn = warn;
     this.state = {
       version: 1,
       pid: Deno.pid,
@@ -263,16 +271,27 @@ export class StateWriter {
   }
 
   async #write(): Promise<void> {
+    let temp: string | undefined;
     try {
       const path = await (this.#path ??= fileName(this.state));
       await Deno.mkdir(stateDir(), { recursive: true, mode: 0o700 });
       // Not in a directory someone else controls (dist up says so once).
       if (stateDirProblem() !== undefined) return;
-      const temp = `${path}.${Deno.pid}.tmp`;
+      temp = `${path}.${Deno.pid}.tmp`;
       await Deno.writeTextFile(temp, JSON.stringify(this.state));
       await Deno.rename(temp, path);
-    } catch {
-      // dist status loses its view of restarts; the cluster runs on regardless.
+      this.#failing = false;
+    } catch (err) {
+      // dist status loses its view of restarts; the cluster runs on regardless, and says so once
+      // a spell (hostile47 Q4: a full disk kept no state, silently, and left .tmp files).
+      if (temp !== undefined) await Deno.remove(temp).catch(() => {});
+      if (!this.#failing) {
+        this.#failing = true;
+        this.#warn?.(
+          `cannot write the launcher's state in ${stateDir()} (${(err as Error).message}): ` +
+            `dist status will not see this launcher's instances`,
+        );
+      }
     }
   }
 
@@ -294,6 +313,36 @@ export class StateWriter {
     }
   }
 }
+
+/**
+ * Takes the one-launcher lock of a topology (`file`, `on`) on this machine: an exclusive `flock`
+ * on a file beside the state files, which needs no free space and which the kernel drops when the
+ * launcher dies (hostile47 Q4: on a full disk no state file was written, and a second launcher
+ * ran). Held until the process ends.
+ * @returns false when another launcher holds it; true when taken, or when there is no state
+ *   directory of ours to lock in (the state files' own check then decides)
+ */
+export async function lockLauncher(file: string, on: string | undefined): Promise<boolean> {
+  if (stateDirProblem() !== undefined) return true;
+  let lock: Deno.FsFile;
+  try {
+    lock = await Deno.open(`${stateDir()}/up-${await shortHash([file, on ?? ""])}.lock`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: 0o600,
+    });
+  } catch {
+    return true;
+  }
+  if (await lock.tryLock(true)) {
+    launcherLocks.push(lock); // Kept open: closing it would release the lock.
+    return true;
+  }
+  lock.close();
+  return false;
+}
+const launcherLocks: Deno.FsFile[] = [];
 
 /** The state of every live launcher of `file` on this machine. */
 export async function readStates(file: string): Promise<LauncherState[]> {

@@ -19,7 +19,14 @@ import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
 import { DEFAULT_DASHBOARD, type OpenDashboard, openDashboard } from "./dashboard/mod.ts";
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
-import { placeDataDirs, readStates, stateDirProblem, StateWriter, topologyKey } from "./state.ts";
+import {
+  lockLauncher,
+  placeDataDirs,
+  readStates,
+  stateDirProblem,
+  StateWriter,
+  topologyKey,
+} from "./state.ts";
 import { applyTls, ensureTlsFiles } from "./tls.ts";
 import { DistError } from "../wire/mod.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -95,10 +102,12 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   // Two launchers of one topology on one machine would fight over its ports.
   const key = topologyKey(args.file);
   const twin = (await readStates(key)).find((s) => s.on === plan.on);
-  if (twin !== undefined) {
+  if (twin !== undefined || !await lockLauncher(key, plan.on)) {
     throw new UsageError(
       `dist up of ${topology.file}${plan.on ? ` --on ${plan.on}` : ""} already runs here ` +
-        `(pid ${twin.pid}): stop it first, or see it with dist status`,
+        `(${
+          twin ? `pid ${twin.pid}` : "its state not written"
+        }): stop it first, or see it with dist status`,
     );
   }
   const stop = new AbortController();
@@ -122,7 +131,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
       p.instance.name,
       { role: p.instance.role, state: "waiting", restarts: 0, address: addressOf(p.instance) },
     ])),
-  });
+  }, (text) => say(text));
   let dashboard: OpenDashboard | undefined;
   await loadCpuUsage();
   const metrics = launcherMetrics(state);
