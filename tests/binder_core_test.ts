@@ -212,10 +212,13 @@ Deno.test("Registry.merge() takes the lease left at the sender", () => {
   assert.throws(() => b.lookup("compute"), isCode("NOT_FOUND"));
 });
 
-Deno.test("Registry.sweep() collects tombstones after tombstoneMs; merge skips one that old", () => {
+Deno.test("Registry.sweep() collects tombstones after tombstoneMs and their lease; merge skips one that old", () => {
   const { registry, time } = fakeRegistry("a", { tombstoneMs: 1000 });
-  const x = registry.register(reg(5001));
+  const x = registry.register(reg(5001)); // a 3 s lease
   const dead = registry.remove(x.id, "deregistered")!;
+  time.wall += 2000;
+  registry.sweep();
+  assert.notEqual(registry.get(x.id), undefined, "kept while its lease would run");
   time.wall += 1001;
   registry.sweep();
   assert.equal(registry.get(x.id), undefined);
@@ -476,4 +479,46 @@ Deno.test("Verifier.verify() counts a probe that throws as dead and refuses beyo
   verifier.verify(b);
   const c = registry.register(reg(5003));
   assert.throws(() => verifier.verify(c), isCode("OVERLOADED"));
+});
+
+Deno.test("Registry: a tombstone is kept as long as the lease it ended, so a binder that missed the removal cannot bring the instance back (hostile47 Q6)", () => {
+  const { registry: a, time } = fakeRegistry("a");
+  const { registry: b } = fakeRegistry("b");
+  const x = a.register(reg(5001, "zombie", 600_000));
+  b.merge(incoming(x));
+  a.remove(x.id, "deregistered"); // b is away and misses it
+  time.wall += 65_000; // past the 60 s tombstones are kept at the least
+  time.now += 65_000;
+  a.sweep();
+  assert.equal(a.tombstoneCount, 1, "the tombstone outlives 60 s while its lease would still run");
+  // b returns with the instance live and sends it (its anti-entropy round): refused.
+  const [stale] = [...b.entries()];
+  assert.equal(a.merge(incoming(stale, 535_000)), false);
+  assert.throws(() => a.lookup("zombie"), isCode("NOT_FOUND"));
+  time.wall += 600_000; // past the lease: collected
+  time.now += 600_000;
+  a.sweep();
+  assert.equal(a.tombstoneCount, 0);
+});
+
+Deno.test("Registry: an expiry found late is versioned as of its lease's end, so renewals taken meanwhile elsewhere win (hostile47 Q1)", () => {
+  const { registry: frozen, time } = fakeRegistry("a");
+  const { registry: live, time: liveTime } = fakeRegistry("b");
+  const x = live.register(reg(5001, "compute", 3000));
+  frozen.merge(incoming(x));
+  // `frozen` sleeps 10 s; `live` takes a renewal every second meanwhile.
+  for (let i = 0; i < 10; i++) {
+    liveTime.wall += 1000;
+    liveTime.now += 1000;
+    live.renew(x.id);
+  }
+  time.wall += 10_000;
+  time.now += 10_000;
+  assert.equal(frozen.sweep(), 1); // it wakes and expires the lease it holds
+  const [tombstone] = [...frozen.entries()];
+  assert.equal(tombstone.stamp[0], 1_700_000_003_000, "stamped when the lease ended");
+  assert.equal(live.merge(incoming(tombstone)), false, "older than the renewals taken since");
+  assert.equal(live.lookup("compute").id, x.id);
+  const [renewed] = [...live.entries()];
+  assert.equal(frozen.merge(incoming(renewed)), true, "and the live version comes back");
 });

@@ -1,22 +1,20 @@
 /**
- * The registry proper, with no sockets: instances of services under leases,
- * cyclic lookup, versioned changes and tombstones, and the merge of changes
- * from other binders (last writer wins by {@link Stamp}).
+ * The registry proper, with no sockets: instances of services under leases, cyclic lookup,
+ * versioned changes and tombstones, and the merge of changes from other binders (last writer
+ * wins by {@link Stamp}).
  *
- * Every change of an entry gets a new stamp from the binder's hybrid logical
- * clock: a registration, a renewal (so a renewal made on one side of a
- * partition beats an expiry decided on the other side earlier), a
- * deregistration, an expiry, a verified failure. A removal leaves a tombstone,
- * so an older registration arriving late cannot bring the instance back; a
- * tombstone is collected after `tombstoneMs`, by which time every reachable
- * binder has it (and an instance that did come back with no one renewing it
- * would expire again on its own). When the registry is full, a registration
- * made here takes the place of the oldest tombstone: a server registering
- * counts for more than the memory of a removal, and a burst of short leases
- * (expired at once, each leaving a tombstone for a minute) cannot lock
- * servers out.
+ * Every change of an entry gets a new stamp from the binder's hybrid logical clock: a
+ * registration, a renewal (so a renewal made on one side of a partition beats an expiry decided
+ * on the other side earlier), a deregistration, an expiry (stamped as of its lease's end), a
+ * verified failure. A removal leaves a tombstone, so an older registration arriving late cannot
+ * bring the instance back; a tombstone is collected after `tombstoneMs` and its lease, by which
+ * time every reachable binder has it (and an instance that did come back with no one renewing it
+ * has expired on its own). When the registry is full, a registration made here takes the place of
+ * the oldest tombstone: a server registering counts for more than the memory of a removal, and a
+ * burst of short leases (each leaving a tombstone for a minute) cannot lock servers out.
  */
 import { DistError } from "../../wire/mod.ts";
+import { MAX_TTL_MS } from "../../clients/contracts/mod.ts";
 import { compareStamps, type HybridClock, MAX_LOGICAL, type Stamp } from "./clock.ts";
 import { Digest } from "./digest.ts";
 import { Rings } from "./rings.ts";
@@ -419,8 +417,10 @@ export class Registry {
     for (const listener of this.#collectListeners) listener(entry);
   }
 
-  #collectable(entry: { stamp: Stamp }): boolean {
-    return entry.stamp[0] + this.tombstoneMs < this.#wallNow();
+  /** Kept `tombstoneMs` and its lease (hostile47 Q6: a lease outlived its tombstone, came back). */
+  #collectable(entry: { stamp: Stamp; ttlMs: number }): boolean {
+    const keep = Math.max(this.tombstoneMs, Math.min(entry.ttlMs, MAX_TTL_MS));
+    return entry.stamp[0] + keep < this.#wallNow();
   }
 
   #apply(entry: Entry, local: boolean): void {
