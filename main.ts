@@ -27,7 +27,8 @@ import { DistError } from "./wire/mod.ts";
 import { printableText } from "./roles/_printable.ts";
 import { loadCpuUsage, MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
 // The watch of a parent `dist up` alone: the launcher loads with `up` and `status`.
-import { watchLauncher } from "./launch/self.ts";
+import { LAUNCHER_ENV, watchLauncher } from "./launch/self.ts";
+import { unblockStderr } from "./roles/_stderr.ts";
 import { startHeapTrim } from "./obs/heap_trim.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -82,6 +83,8 @@ export async function main(argv: string[]): Promise<number> {
   const options = parsed.resolved;
   const name = (options.name as string | undefined) ??
     (options.port !== undefined ? `${parsed.role}-${options.port}` : `${parsed.role}-${Deno.pid}`);
+  // Under dist up, a paused launcher must not freeze this process on its log lines.
+  unblockStderr(LAUNCHER_ENV);
   try {
     await setupLogging({
       instance: name,

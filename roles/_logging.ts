@@ -11,6 +11,7 @@ import {
 } from "@logtape/logtape";
 import { getFileSink } from "@logtape/file";
 import { printableLine } from "./_printable.ts";
+import { writeStderrLine } from "./_stderr.ts";
 
 export interface LoggingOptions {
   /** The instance name every line carries. */
@@ -22,7 +23,6 @@ export interface LoggingOptions {
   json?: boolean;
 }
 
-const encoder = new TextEncoder();
 let instance = "dist";
 
 /** Changes the name on log lines (a server learns its port only once bound). */
@@ -46,12 +46,8 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
   });
   const formatter: TextFormatter = (record) => printableLine(format(record));
   const stderr: Sink = (record) => {
-    try {
-      const line = formatter(record);
-      Deno.stderr.writeSync(encoder.encode(line.endsWith("\n") ? line : line + "\n"));
-    } catch {
-      // stderr is gone (closed pipe): nowhere left to report it.
-    }
+    const line = formatter(record);
+    writeStderrLine(line.endsWith("\n") ? line : line + "\n");
   };
   const sinks: Record<string, Sink> = { stderr };
   if (options.file) sinks.file = getFileSink(options.file, { formatter });
