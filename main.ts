@@ -61,6 +61,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     roles = await rolesFor(argv);
     parsed = await parseCommand(argv, roles);
+    if (parsed.instance !== undefined && parsed.resolved.dataDir === "auto") {
+      const { autoDataDir } = await import("./launch/state.ts");
+      parsed.resolved.dataDir = await autoDataDir(parsed.topology!.file, parsed.instance.name);
+    }
     if (parsed.version) {
       writeStdout(`dist ${VERSION} (deno ${Deno.version.deno})`);
       return 0;

@@ -24,6 +24,7 @@ import { dialHost, formatAddress, type Instance, roleSpec } from "../config/mod.
 import { type PlannedInstance, sameHost } from "../launch/mod.ts";
 import {
   advertised,
+  AUTO_DATA_ENV,
   checkFixedPorts,
   checkNames,
   commandOf,
@@ -178,6 +179,7 @@ function composeService(
     command: commandOf(instance, { roles, overrides: context.overrides }).map(escape),
     volumes: [`./${CONFIG_FILE}:${CONFIG_PATH}:ro`],
   };
+  if (instance.options.dataDir === "auto") service.environment = { ...AUTO_DATA_ENV };
   const ids = secrets.ids([instance.name]);
   if (ids.length > 0) service.secrets = ids;
   if (ports.size > 0) {

@@ -8,7 +8,7 @@ import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
 import type { IProbe } from "kubernetes-models/v1/Probe";
 import { toKebab } from "../config/mod.ts";
 import type { PlannedInstance } from "../launch/mod.ts";
-import { CONFIG_DIR, type Endpoint, type ExportInput, pingPort } from "./model.ts";
+import { AUTO_DATA_ENV, CONFIG_DIR, type Endpoint, type ExportInput, pingPort } from "./model.ts";
 
 /** The ConfigMap holding the topology. */
 export const TOPOLOGY_CONFIGMAP = "dist-topology";
@@ -76,13 +76,18 @@ export function podTemplate(members: PlannedInstance[], context: PodContext): IP
       timeoutSeconds: 5,
       failureThreshold: failures,
     };
+  const env = [
+    ...(context.single
+      ? []
+      : [{ name: NAME_VARIABLE, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }]),
+    ...Object.entries(members[0].instance.options.dataDir === "auto" ? AUTO_DATA_ENV : {})
+      .map(([name, value]) => ({ name, value })),
+  ];
   const container: IContainer = {
     name: "dist",
     image: input.image,
     args: context.args,
-    ...(context.single ? {} : {
-      env: [{ name: NAME_VARIABLE, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
-    }),
+    ...(env.length === 0 ? {} : { env }),
     ...(context.ports.size > 0
       ? {
         ports: [...context.ports].map(([key, port]) => ({

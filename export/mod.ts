@@ -43,7 +43,7 @@ import { exportCompose } from "./compose.ts";
 import { exportK8s, k8sDialNames } from "./k8s.ts";
 import { gatherSecrets, redactTopology } from "./secrets.ts";
 import { exportSystemd } from "./systemd.ts";
-import { type ExportFile, type ExportInput, Findings, isLoopback } from "./model.ts";
+import { AUTO_DATA_ENV, type ExportFile, type ExportInput, Findings, isLoopback } from "./model.ts";
 import { VERSION } from "./notes.ts";
 import { writeFiles } from "./files.ts";
 
@@ -142,6 +142,18 @@ export async function buildExport(
   }
   const findings = new Findings();
   const context = { topology: input.topology, roles: input.roles, findings, target };
+  const kept = input.topology.instances.filter((i) => typeof i.options.dataDir === "string");
+  if (target !== "systemd" && kept.length > 0) {
+    findings.note(
+      `data_dir (${kept.map((i) => i.name).slice(0, 4).join(", ")}${
+        kept.length > 4 ? ", …" : ""
+      }): "auto" is ${AUTO_DATA_ENV.STATE_DIRECTORY} in the ${
+        target === "k8s"
+          ? "pod's emptyDir, lost when the pod is deleted or moved"
+          : "container, lost when it is recreated"
+      }; mount a ${target === "k8s" ? "PersistentVolumeClaim" : "volume"} there to keep it`,
+    );
+  }
   // systemd without --on exports every host, each into a folder of its own (systemd.ts).
   const plan = target === "systemd" && input.on === undefined
     ? undefined

@@ -278,6 +278,7 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
     "WorkingDirectory=/var/log/dist",
     `ReadOnlyPaths=${CONFIG_DIR}`,
     ...logFilePaths(instance),
+    ...dataDirPaths(instance),
     ...HARDENING,
   );
   if ([...ports.values()].some((port) => port > 0 && port < 1024)) {
@@ -288,6 +289,30 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
     );
   } else lines.push("CapabilityBoundingSet=");
   return lines.join("\n") + "\n";
+}
+
+/**
+ * A `data_dir` must be writable under ProtectSystem=strict and outlive the unit (hostile47 Q7):
+ * `"auto"` is the unit's own StateDirectory (dist reads `$STATE_DIRECTORY`), one under /var/lib
+ * is made a StateDirectory too, any other absolute one is opened to writes (it must exist).
+ */
+function dataDirPaths(instance: Instance): string[] {
+  const dir = instance.options.dataDir;
+  if (typeof dir !== "string") return [];
+  if (dir === "auto") {
+    return [
+      `# data_dir = "auto": /var/lib/dist/${instance.name}`,
+      `StateDirectory=dist/${instance.name}`,
+    ];
+  }
+  const path = dir.replace(/(?<=.)\/+$/, "");
+  if (path.startsWith("/var/lib/") && path.length > "/var/lib/".length) {
+    return [`StateDirectory=${path.slice("/var/lib/".length)}`];
+  }
+  if (!path.startsWith("/")) {
+    return [`# data_dir ${dir} is in /var/log/dist (kept across restarts).`];
+  }
+  return [`# data_dir ${path} must exist, writable by the unit's user.`, `ReadWritePaths=-${path}`];
 }
 
 /** An absolute `--log-file` outside /var/log/dist must be writable. */

@@ -145,6 +145,20 @@ export async function placeDataDirs(
   }
 }
 
+/**
+ * Where `data_dir = "auto"` is for one instance run by `dist --config FILE --name NAME` (what
+ * every export runs): the unit's own `$STATE_DIRECTORY` under systemd (the export gives each
+ * unit `StateDirectory=dist/NAME`), else the directory `dist up` of that file gives it (hostile47
+ * Q7: it was a directory named `auto` in the working directory, shared by every instance there).
+ */
+export async function autoDataDir(file: string, name: string): Promise<string> {
+  const systemd = Deno.env.get("STATE_DIRECTORY")?.split(":")[0];
+  if (systemd) return systemd;
+  const one = { name, options: { dataDir: AUTO_DATA_DIR } as Record<string, unknown> };
+  await placeDataDirs([one], topologyKey(file));
+  return one.options.dataDir as string;
+}
+
 /** Process `pid`'s /proc stat fields after its name (field 3 first), or undefined when it is gone. */
 function procStat(pid: number | "self"): string[] | undefined {
   try {

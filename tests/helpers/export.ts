@@ -339,6 +339,10 @@ export function k8sProcesses(objects: Json[]): Launched[] {
       const pod = w.kind === "StatefulSet" ? `${w.metadata.name}-${start + k}` : w.metadata.name;
       const env = new Map<string, string>();
       for (const e of container.env ?? []) {
+        if (e.value !== undefined) {
+          env.set(e.name, e.value); // data_dir "auto": STATE_DIRECTORY
+          continue;
+        }
         assert.equal(e.valueFrom.fieldRef.fieldPath, "metadata.name");
         env.set(e.name, pod);
       }
