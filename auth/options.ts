@@ -69,6 +69,16 @@ export function credentialsOf(
 }
 
 /**
+ * Whether this instance's listeners check credentials (`--token`, its file
+ * or `DIST_TOKEN`, or `--users`): what {@link authenticatorOf} makes a
+ * Gate for, without reading the users file.
+ */
+export function checksCredentials(options: AuthOptions, env: EnvReader = processEnv): boolean {
+  return options.users !== undefined || options.token !== undefined ||
+    options.tokenFile !== undefined || env("DIST_TOKEN") !== undefined;
+}
+
+/**
  * The authenticator of this instance's listeners: with `--token`, every
  * dialer must send it (and has every right); with `--users`, a dialer must
  * be one of the file's users (or hold the token) and may do only what its

@@ -58,6 +58,7 @@ export {
   type Identity,
   type Method,
   type MethodsOf,
+  NOT_AUTHENTICATED,
   type ParamsOf,
   type Parse,
   parseJson,

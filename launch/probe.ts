@@ -3,7 +3,13 @@
  * `sys.stats` for `dist status`. Each probe is one short connection.
  */
 import { parseAddress } from "../config/mod.ts";
-import { type Credentials, dial, DistError, type TlsSettings } from "../wire/mod.ts";
+import {
+  type Credentials,
+  dial,
+  DistError,
+  NOT_AUTHENTICATED,
+  type TlsSettings,
+} from "../wire/mod.ts";
 
 /** What a probe got back. */
 export type ProbeResult =
@@ -74,7 +80,9 @@ export async function probe(
     }
   } catch (err) {
     const error = DistError.from(err);
-    const refused = error.code === "UNAUTHORIZED";
+    // Not a listener that did not authenticate ours (h46d D6): something else may hold the port.
+    const refused = error.code === "UNAUTHORIZED" &&
+      (error.data as { reason?: unknown } | undefined)?.reason !== NOT_AUTHENTICATED;
     return { ok: false, reason: error.message, answered: answered || connected(error), refused };
   }
 }

@@ -7,20 +7,29 @@
  */
 import { type Instance, type OptionSpec, type RoleInfo, roleSpec } from "../config/mod.ts";
 import type { Credentials } from "../wire/mod.ts";
-import { type AuthOptions, credentialsOf } from "../auth/options.ts";
+import { type AuthOptions, checksCredentials, credentialsOf } from "../auth/options.ts";
 
 /** Whether `key` of `spec` stays off command lines. */
 export function isSecret(spec: OptionSpec, key: string): boolean {
   return spec[key]?.secret === true;
 }
 
-/** The environment that hands an instance its secret options (`DIST_TOKEN=…`). */
+/**
+ * The environment that hands an instance its secret options (`DIST_TOKEN=…`).
+ * In a topology none of whose instances checks credentials (`secured`
+ * false: no `token`, `token_file` or `users`, no `DIST_TOKEN` the children
+ * inherit) the launcher's own `DIST_USER` and `DIST_PASSWORD` are not
+ * handed down (set empty: unset to the child): a dialer with credentials
+ * refuses a listener that does not authenticate (h46d D6), so they would
+ * keep such a topology from coming up.
+ */
 export function childEnv(
   instance: Instance,
   roles: Record<string, RoleInfo>,
+  secured = true,
 ): Record<string, string> {
   const spec = roleSpec(roles[instance.role]);
-  const env: Record<string, string> = {};
+  const env: Record<string, string> = secured ? {} : { DIST_USER: "", DIST_PASSWORD: "" };
   for (const [key, def] of Object.entries(spec)) {
     const value = instance.options[key];
     if (def.secret && def.env !== undefined && typeof value === "string") env[def.env] = value;
@@ -28,14 +37,27 @@ export function childEnv(
   return env;
 }
 
+/** Whether any of a topology's instances checks credentials when it listens (see childEnv). */
+export function checksAny(instances: Iterable<Instance>): boolean {
+  for (const instance of instances) {
+    if (checksCredentials(instance.options as AuthOptions)) return true;
+  }
+  return false;
+}
+
 /**
  * What the launcher dials `instance` with: the credentials the instance
  * itself dials with (a cluster's shared token is accepted where it is
- * sent), or the launcher's own `DIST_TOKEN`, `DIST_USER`/`DIST_PASSWORD`.
+ * sent), or the launcher's own `DIST_TOKEN`, `DIST_USER`/`DIST_PASSWORD`;
+ * none when the instance's listeners check none (a dialer with credentials
+ * refuses a listener that does not authenticate, h46d D6: a server that
+ * dials a binder with a password but takes no `--token` or `--users`).
  */
 export function launcherCredentials(instance: Instance | undefined): Credentials | undefined {
+  const options = (instance?.options ?? {}) as AuthOptions;
+  if (!checksCredentials(options)) return undefined;
   try {
-    return credentialsOf((instance?.options ?? {}) as AuthOptions);
+    return credentialsOf(options);
   } catch {
     return undefined; // A user without a password: that instance says so when it starts.
   }

@@ -10,7 +10,7 @@ import { formatAddress, formatDuration, type Instance, toSnake } from "../config
 import type { RoleInfo } from "../config/mod.ts";
 import type { Output } from "./output.ts";
 import { childArgs, type Plan, type RemoteDependency } from "./plan.ts";
-import { childEnv, launcherCredentials } from "./secrets.ts";
+import { checksAny, childEnv, launcherCredentials } from "./secrets.ts";
 import { launcherTls } from "./tls.ts";
 import { busyPort } from "./ports.ts";
 import { waitReady } from "./probe.ts";
@@ -70,6 +70,8 @@ export class Supervisor {
   #t0 = performance.now();
   /** What readiness.ts tells this supervisor (a process is ready, a port-0 port). */
   #readiness: ReadinessHooks;
+  /** Whether any instance of the topology checks credentials (secrets.ts childEnv). */
+  #secured: boolean;
 
   constructor(plan: Plan, options: SupervisorOptions) {
     this.#plan = plan;
@@ -84,6 +86,7 @@ export class Supervisor {
     this.#units = plan.instances.map((p) => new Unit(p));
     this.#byName = new Map(this.#units.map((u) => [u.name, u]));
     this.#command = options.command ?? selfCommand();
+    this.#secured = checksAny(options.byName.values());
   }
 
   /** Runs the plan; resolves with the exit code of `dist up`. */
@@ -212,7 +215,10 @@ export class Supervisor {
         // Its own process group: a Ctrl-C in the terminal reaches only the
         // launcher, which stops children in order.
         detached: true,
-        env: { [LAUNCHER_ENV]: String(Deno.pid), ...childEnv(unit.plan.instance, roles) },
+        env: {
+          [LAUNCHER_ENV]: String(Deno.pid),
+          ...childEnv(unit.plan.instance, roles, this.#secured),
+        },
       }).spawn();
     } catch (err) {
       this.#fail(`Cannot start ${unit.name}: ${(err as Error).message}`);

@@ -118,17 +118,37 @@ Deno.test("a user and password from a users file; the peer knows the user", asyn
   }
 });
 
-Deno.test("without an authenticator credentials are ignored, as before", async () => {
-  const listener = listen({ port: 0, role: "server", name: "srv", onRequest: () => 1 });
+Deno.test("a dialer with credentials refuses a listener that welcomes it without a challenge (h46d D6)", async () => {
+  let requests = 0;
+  const listener = listen({
+    port: 0,
+    role: "server",
+    name: "srv",
+    onRequest: () => {
+      requests++;
+      return 1;
+    },
+  });
+  const at = { host: "127.0.0.1", port: listener.addr.port };
   try {
-    const peer = await dial({ host: "127.0.0.1", port: listener.addr.port }, {
-      role: "client",
-      name: "c",
-      credentials: { token: "whatever" },
-    });
+    for (
+      const credentials of [{ token: "whatever" }, { user: "alice", password: "pa55word!" }]
+    ) {
+      await assert.rejects(
+        dial(at, { role: "client", name: "c", credentials }),
+        (e: DistError) =>
+          e.code === "UNAUTHORIZED" &&
+          e.message.startsWith(`127.0.0.1:${at.port} did not authenticate: `) &&
+          (e.data as { reason?: string }).reason === "listener_not_authenticated",
+      );
+    }
+    // Without credentials the open listener is dialed as before; a listener still takes a
+    // secret in clear from an older dialer (the token test above).
+    const peer = await dial(at, { role: "client", name: "c" });
     assert.equal(await peer.call("x"), 1);
     assert.equal(peer.identity, undefined);
     peer.close();
+    assert.equal(requests, 1, "the refused dialers sent no request");
   } finally {
     await listener.close();
   }

@@ -193,7 +193,9 @@ async function dialerHandshake(
     if (msg.codec !== hello.codec.name) {
       throw new DistError("BAD_REQUEST", `Listener chose codec ${describe(msg.codec)}`);
     }
-    // A listener that challenged must show it holds the keys (a squatter could welcome anyone).
+    // A listener that challenged must show it holds the keys (a squatter could welcome anyone);
+    // one that did not challenge a dialer with credentials proved nothing (h46d D6).
+    if (auth !== undefined && verifier === undefined) throw notAuthenticated();
     if (verifier !== undefined) checkVerifier(msg, verifier);
     conn.releaseHead();
     return {
@@ -205,6 +207,36 @@ async function dialerHandshake(
     throw DistError.fromBody(msg.error);
   }
   throw new DistError("BAD_REQUEST", "Unexpected handshake answer");
+}
+
+/** What {@link notAuthenticated}'s error carries in `data` (net.ts names the listener). */
+export const NOT_AUTHENTICATED = "listener_not_authenticated";
+
+/**
+ * The refusal of a welcome that answers a hello with credentials without a
+ * challenge: whatever welcomed the dialer (a listener without `--token` or
+ * `--users`, or another process on its port while it restarts) did not
+ * prove it knows the secret, so it gets no request (h46d D6: it took every
+ * call and publish). Nothing is sent after the hello.
+ */
+function notAuthenticated(): DistError {
+  const err = new DistError(
+    "UNAUTHORIZED",
+    "The listener did not authenticate: it welcomed a hello with credentials without a " +
+      "challenge, so it did not prove it knows the secret (a listener without --token or " +
+      "--users, or another process on its port); no request was sent to it",
+    { data: { reason: NOT_AUTHENTICATED } },
+  );
+  refusedWelcomes.add(err);
+  return err;
+}
+
+/** The errors notAuthenticated made here (a peer's error may carry any data). */
+const refusedWelcomes = new WeakSet<DistError>();
+
+/** Whether this dialer refused `err`'s welcome itself: the listener did not authenticate. */
+export function refusedWelcome(err: DistError): boolean {
+  return refusedWelcomes.has(err);
 }
 
 /**

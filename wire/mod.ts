@@ -95,7 +95,7 @@ export {
 export { keepReading } from "./inbound.ts";
 export { type Newcomer, Newcomers, sourceOf } from "./newcomers.ts";
 export { SourceEntry, type SourceLimits, type SourceStats, SourceTable } from "./sources.ts";
-export { PROTOCOL_VERSION } from "./handshake.ts";
+export { NOT_AUTHENTICATED, PROTOCOL_VERSION } from "./handshake.ts";
 export type { SaltAndCost } from "./challenge.ts";
 export type { ScramKeys, ScryptCost } from "./scram.ts";
 export {

@@ -1,7 +1,7 @@
 import { DistError } from "./errors.ts";
 import { type Codec, jsonCodec } from "./codec.ts";
 import { CloseReason, FramedConn } from "./conn.ts";
-import { handshakeDialer, handshakeListener, refusal } from "./handshake.ts";
+import { handshakeDialer, handshakeListener, refusal, refusedWelcome } from "./handshake.ts";
 import { DEFAULT_HEARTBEAT_MS, Peer } from "./peer.ts";
 import type { NotificationHandler, RequestCounter, RequestHandler } from "./peer_options.ts";
 import { DEFAULT_MAX_IN_FLIGHT_TOTAL, InFlightBudget } from "./admission.ts";
@@ -408,6 +408,12 @@ export async function dial(
   } catch (err) {
     framed.close(CloseReason.HandshakeFailed, err);
     const foreign = foreignBytes(framed.head, framed.maxFrame);
+    if (err instanceof DistError && refusedWelcome(err)) {
+      throw new DistError("UNAUTHORIZED", err.message.replace(/^The listener/, where), {
+        cause: err,
+        data: err.data,
+      });
+    }
     if (err instanceof DistError && err.code === "UNAUTHORIZED") {
       // Say who refused: a dialer of several listeners cannot tell otherwise.
       throw new DistError("UNAUTHORIZED", `${where} refused the hello: ${err.message}`, {
