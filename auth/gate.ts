@@ -19,11 +19,11 @@
  * the users file; every other name, a token and a certificate share the
  * host's other record): one warning line with the address (rate-limited
  * with the wire's other warnings about peers), then, after a delay that
- * grows with that record's recent failures (`base·2^(n-1)`, up to
- * `maxDelayMs`), UNAUTHORIZED and the connection closed. A record with
- * recent failures may have at most `maxBusy` hellos being checked or held
- * at once, and a host at most `maxHostHeld` held before their refusal
- * whatever users they name (review45 R5); past either, a hello of a record
+ * grows with the host's recent failures whatever names they claimed
+ * (`base·2^(n-1)`, up to `maxDelayMs`: a user and a name that is none are
+ * answered alike, h46d D5), UNAUTHORIZED and the connection closed. A record with recent failures may have at most `maxBusy` hellos
+ * being checked or held at once, and a host at most `maxHostHeld` held
+ * before their refusal whatever users they name (review45 R5); past either, a hello of a record
  * with failures gets only the checks a guess cannot pass (a token, a
  * certificate subject, the password of a user who succeeded lately) and
  * is otherwise refused at once (OVERLOADED). A record with no recent
@@ -42,7 +42,6 @@ import { DistError } from "../wire/mod.ts";
 import type { Authenticator, HelloClaim, Identity, Proof } from "../wire/mod.ts";
 import { cut, warnPeer } from "../wire/_log.ts";
 import {
-  DEFAULT_COST,
   digest,
   hashPassword,
   HashSlots,
@@ -53,7 +52,8 @@ import {
 } from "./passwords.ts";
 import { hostSource, TOKEN_USER } from "./sources.ts";
 import type { SaltAndCost } from "../wire/challenge.ts";
-import { hmacSha256, sameBytes, type ScramKeys, tokenId } from "../wire/scram.ts";
+import { sameBytes, type ScramKeys, tokenId } from "../wire/scram.ts";
+import { UnknownNames } from "./unknown_names.ts";
 import { Grants } from "./permissions.ts";
 import type { UserEntry, Users } from "./users.ts";
 import { userAccess } from "./access.ts";
@@ -98,8 +98,8 @@ export class Gate implements Authenticator {
   #records: FailureRecords;
   /** The shared token's keys and each user's token keys, by token id (wire/scram.ts tokenId). */
   #tokenIds = new Map<string, ScramKeys[]>();
-  /** The key of made-up salts (unknown users): the same salt for a name each time it is asked. */
-  #saltKey: Uint8Array;
+  /** The salts and costs of names that are no user (unknown_names.ts). */
+  #unknown: UnknownNames;
   /** Password checks that succeeded: sha256(user, password, stored hash) → expiry. */
   #successes = new Map<string, number>();
   /** A hash checked for unknown users, so they cost what known ones do. */
@@ -130,21 +130,13 @@ export class Gate implements Authenticator {
       : hashPassword(crypto.randomUUID(), this.#users.cost).then((h) =>
         parsePasswordHash(h) as PasswordHash
       );
-    // From the stored keys, so that an unknown name's salt stays the same across restarts too.
-    const stored = [...this.#users?.entries.values() ?? []].map((e) => e.passwordText ?? "");
-    this.#saltKey = stored.some((t) => t !== "")
-      ? digest(`dist-salt\u0000${stored.join("\u0000")}`)
-      : crypto.getRandomValues(new Uint8Array(32));
+    this.#unknown = new UnknownNames(this.#users);
   }
 
   /** The salt and cost of `user`'s password for a challenge; made up (and stable) for any other name. */
   saltFor(user: string): SaltAndCost {
     const stored = this.#users?.entries.get(user)?.password;
-    if (stored !== undefined) return { salt: stored.salt, cost: stored.cost };
-    return {
-      salt: hmacSha256(this.#saltKey, user).slice(0, 16),
-      cost: this.#users?.cost ?? DEFAULT_COST,
-    };
+    return stored === undefined ? this.#unknown.saltFor(user) : stored;
   }
 
   /** For `sys.stats`: hellos accepted, refused, refused unchecked (throttled), addresses tracked. */
@@ -206,15 +198,14 @@ export class Gate implements Authenticator {
     } catch (err) {
       if (!(err instanceof Refused)) throw err;
       this.counters.refused++;
-      r.failures++;
-      r.last = this.#now();
+      this.#records.failed(r, host);
       warnPeer("Refused a hello from {address} ({role} {name}): {why}", {
         address: hello.address,
         role: cut(hello.role, 40),
         name: cut(hello.name, 60),
         why: err.why,
       });
-      await this.#records.hold(host, this.delayAfter(r.failures), hello.closed);
+      await this.#records.hold(host, this.#records.hostDelay(host), hello.closed);
       throw new DistError("UNAUTHORIZED", err.answer);
     } finally {
       r.busy--;
@@ -241,7 +232,7 @@ export class Gate implements Authenticator {
     // A password is guessable: checked at most as often as held hellos would be, a wrong one a
     // failure (the delay grows), and what succeeded lately renewed only by a right one (h46d D1).
     const guess = (ok: boolean) => {
-      if (!ok) [r.failures, r.last] = [r.failures + 1, this.#now()];
+      if (!ok) this.#records.failed(r, hostSource(hello.host));
       return ok;
     };
     try {

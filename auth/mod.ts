@@ -15,6 +15,8 @@
  * - `gate.ts` the listener's authenticator: proofs (the challenge hello),
  *   tokens, passwords, certificate subjects; `records.ts` the failures per
  *   host and user, and the growing delay that makes guessing expensive;
+ * - `unknown_names.ts` the salt and cost a challenge gives a name that is
+ *   no user (told apart from a user's by neither);
  * - `sources.ts` whose a connection is (its user, or its address's source);
  * - `options.ts` the `--token`, `--user`, `--password`, `--users` options and
  *   what a role makes of them;

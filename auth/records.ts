@@ -44,6 +44,8 @@ export class FailureRecords {
   #map = new Map<string, AddressRecord>();
   /** Hellos held before their refusal, by host. */
   #held = new Map<string, number>();
+  /** Failures by host, whatever they claimed (see failed). */
+  #byHost = new Map<string, { failures: number; last: number }>();
 
   constructor(options: Partial<DelayOptions> | undefined, now: () => number) {
     this.#options = { ...DEFAULT_DELAYS, ...options };
@@ -91,6 +93,39 @@ export class FailureRecords {
     }
     r.guesses = (r.guesses ?? 0) + 1;
     return r.guesses <= this.#options.maxBusy;
+  }
+
+  /**
+   * Counts a failure of record `r`, from `host`: the record's own (its
+   * throttle) and the host's, whatever name it claimed (the delay:
+   * {@link hostDelay}). So a wrong password is answered after the same
+   * delay whether it names a user or a name that is none (h46d D5: a user's
+   * failures were counted apart from the host's other names', and the
+   * second wrong hello took 259 ms for a user, 512 for a non-user).
+   */
+  failed(r: AddressRecord, host: string): void {
+    const now = this.#now();
+    r.failures++;
+    r.last = now;
+    const failures = this.#hostFailures(host) + 1;
+    this.#byHost.delete(host); // Kept in order of last failure: the oldest goes first.
+    this.#byHost.set(host, { failures, last: now });
+    if (this.#byHost.size > this.#options.maxAddresses) {
+      this.#byHost.delete(this.#byHost.keys().next().value!);
+    }
+  }
+
+  /** The delay before a failed hello of `host` is answered: by the host's recent failures. */
+  hostDelay(host: string): number {
+    return this.delayAfter(this.#hostFailures(host));
+  }
+
+  /** Recent failures of hellos from `host`, whatever they claimed. */
+  #hostFailures(host: string): number {
+    const seen = this.#byHost.get(host);
+    return seen !== undefined && this.#now() - seen.last <= this.#options.forgetMs
+      ? seen.failures
+      : 0;
   }
 
   /** Holds a refused hello of `host` for `ms` (or until its connection closes), counted. */
