@@ -15,6 +15,7 @@ import {
 } from "./spec.ts";
 import type { Instance, ParseTopologyOptions, RestartPolicy, Topology } from "./topology.ts";
 import { readSecurity, type TopologyTls } from "./_security.ts";
+import { anchorOptions, anchorTls } from "./_paths.ts";
 import { hostsClash, LISTEN_ADDRESSES, listenHost, listensAt } from "./_listen.ts";
 import {
   formatAddress,
@@ -150,6 +151,10 @@ export class TopologyLoader {
     this.#checkPorts(instances);
     const names = nameTable(instances);
     for (const instance of instances) this.#resolve(instance, names);
+    const paths = this.#options.paths;
+    for (const instance of paths === undefined ? [] : instances) {
+      anchorOptions(instance.options, roleSpec(this.#roles[instance.role]), paths!);
+    }
     const topology = { file: this.#file, instances, ...this.#tlsPart() };
     for (const problem of this.#options.check?.(topology) ?? []) {
       this.#problems.add(problem.line, problem.text);
@@ -420,6 +425,8 @@ export class TopologyLoader {
   }
 
   #tlsPart(): { tls?: TopologyTls } {
-    return this.#tls === undefined ? {} : { tls: this.#tls };
+    const paths = this.#options.paths;
+    if (this.#tls === undefined) return {};
+    return { tls: paths === undefined ? this.#tls : anchorTls(this.#tls, paths) };
   }
 }

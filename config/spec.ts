@@ -50,6 +50,15 @@ export interface OptionDef {
   secret?: boolean;
   /** The environment variable read when the option is not given (`DIST_TOKEN`). */
   env?: string;
+  /**
+   * A file or folder: in a topology file a relative one is taken from the
+   * file's folder (config/_paths.ts). `read`: read when the instance starts
+   * (a users file, a certificate; `dist export` reads them too); `write`:
+   * where the instance writes (a data folder, a log file).
+   */
+  path?: "read" | "write";
+  /** Values of a `path` option that are words, not paths (`data_dir = "auto"`). */
+  keep?: readonly string[];
 }
 
 /** Keys are camelCase; the CLI flag is kebab-case, the topology key snake_case. */
@@ -148,6 +157,7 @@ export const AUTH_OPTIONS = defineOptions({
   },
   tokenFile: {
     type: "string",
+    path: "read",
     description:
       "Read --token from this file (a mounted secret: Kubernetes, compose, systemd credentials)",
     metavar: "FILE",
@@ -168,11 +178,13 @@ export const AUTH_OPTIONS = defineOptions({
   },
   passwordFile: {
     type: "string",
+    path: "read",
     description: "Read --password from this file (a mounted secret)",
     metavar: "FILE",
   },
   users: {
     type: "string",
+    path: "read",
     description:
       "Users file (dist passwd writes it): dialers must prove they are one of its users, who may do only what it grants",
     metavar: "FILE",
@@ -219,18 +231,26 @@ export const LISTENER_OPTIONS = defineOptions({
 export const TLS_OPTIONS = defineOptions({
   tlsCert: {
     type: "string",
+    path: "read",
     description: "TLS certificate (PEM): a listener speaks TLS with it; " +
       "a dialer shows it to listeners that require one",
     metavar: "FILE",
   },
-  tlsKey: { type: "string", description: "Private key of --tls-cert (PEM)", metavar: "FILE" },
+  tlsKey: {
+    type: "string",
+    path: "read",
+    description: "Private key of --tls-cert (PEM)",
+    metavar: "FILE",
+  },
   tlsCa: {
     type: "string",
+    path: "read",
     description: "Dial in TLS, trusting only listeners whose certificate this CA signed (PEM)",
     metavar: "FILE",
   },
   tlsClientCa: {
     type: "string",
+    path: "read",
     description: "Listen in mutual TLS: require a client certificate this CA signed (PEM)",
     metavar: "FILE",
   },
@@ -246,7 +266,12 @@ export const COMMON_OPTIONS = defineOptions({
     choices: ["trace", "debug", "info", "warning", "error", "fatal"],
     default: "info",
   },
-  logFile: { type: "string", description: "Also write logs to this file", metavar: "FILE" },
+  logFile: {
+    type: "string",
+    path: "write",
+    description: "Also write logs to this file",
+    metavar: "FILE",
+  },
   json: {
     type: "boolean",
     description: "For programs: results and log lines as JSON objects, one per line",

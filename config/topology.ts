@@ -21,6 +21,8 @@ import { type TopologyProblem, UsageError } from "./errors.ts";
 import type { Options, OptionSpec, RoleInfo } from "./spec.ts";
 import { toKebab } from "./values.ts";
 import type { TopologyTls } from "./_security.ts";
+import type { PathBase } from "./_paths.ts";
+import { dirname, resolve } from "node:path";
 export type { TopologyTls } from "./_security.ts";
 
 /** What `dist up` does when an instance exits. */
@@ -78,6 +80,11 @@ export interface ParseTopologyOptions {
    * is then left unresolved).
    */
   check?: (topology: Topology) => TopologyProblem[];
+  /**
+   * Where the file's relative paths are taken from (its folder: config/_paths.ts);
+   * left out, they stay as written.
+   */
+  paths?: PathBase;
 }
 
 /**
@@ -118,7 +125,12 @@ export async function loadTopology(
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`Cannot read topology file ${path}: ${reason}`, { cause: error });
   }
-  return parseTopology(text, { ...options, file: path, roles });
+  return parseTopology(text, {
+    ...options,
+    file: path,
+    roles,
+    paths: { folder: dirname(resolve(path)), written: true },
+  });
 }
 
 /**

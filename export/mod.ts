@@ -215,6 +215,7 @@ export async function exportCommand(
   const { topology, text } = await readTopology(args.file, roles, {
     maxInstances: o.maxInstances as number,
     applyTls: false,
+    writtenPaths: false, // data_dir and log_file name places on the target
   });
   const files = await buildExport(target, {
     topology,

@@ -9,8 +9,8 @@
  *   `--token-file`/`--password-file` instead.
  * - `[security] tls = "files"`, and an instance's own `tls_cert`,
  *   `tls_key`, `tls_ca`, `tls_client_ca` and `users`: the files are read at
- *   export time (relative to where `dist export` runs, as `dist up` reads
- *   them), and a listener's certificate must name what the target dials it
+ *   export time (a relative path from the topology file's folder, as
+ *   `dist up` reads them: config/_paths.ts), and a listener's certificate must name what the target dials it
  *   at, and 127.0.0.1 (the health checks ask it there).
  * - `tls = "auto"`: signed by the topology's cluster CA, the one `dist up`
  *   keeps (launch/tls.ts: made on first use; its key never leaves this

@@ -159,6 +159,27 @@ export async function autoDataDir(file: string, name: string): Promise<string> {
   return one.options.dataDir as string;
 }
 
+/**
+ * Refuses an explicit `data_dir` that others could read or plant in (F7):
+ * a link, not a folder, another user's, or one others may write (the
+ * checks of the state directory, dirProblem). One that does not exist yet
+ * is made by its instance.
+ * @throws {UsageError} naming the instance and the folder
+ */
+export function checkDataDirs(
+  instances: readonly { name: string; options: Record<string, unknown> }[],
+): void {
+  for (const instance of instances) {
+    const dir = instance.options.dataDir;
+    const problem = typeof dir === "string" ? dirProblem(dir) : undefined;
+    if (problem === undefined) continue;
+    throw new UsageError(
+      `${instance.name}: data_dir ${problem}: others could read or plant its data; ` +
+        `give it a folder of yours that nobody else may write`,
+    );
+  }
+}
+
 /** Process `pid`'s /proc stat fields after its name (field 3 first), or undefined when it is gone. */
 function procStat(pid: number | "self"): string[] | undefined {
   try {

@@ -20,6 +20,7 @@ import { DEFAULT_DASHBOARD, type OpenDashboard, openDashboard } from "./dashboar
 import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
 import {
+  checkDataDirs,
   lockLauncher,
   placeDataDirs,
   readStates,
@@ -29,6 +30,7 @@ import {
 } from "./state.ts";
 import { applyTls, ensureTlsFiles } from "./tls.ts";
 import { DistError } from "../wire/mod.ts";
+import { dirname, resolve } from "node:path";
 import { Supervisor } from "./supervisor.ts";
 
 /** A topology and its text (for line numbers in plan errors). */
@@ -47,7 +49,7 @@ export interface LoadedTopology {
 export async function readTopology(
   file: string | undefined,
   roles: Record<string, RoleInfo>,
-  options: { maxInstances?: number; applyTls?: boolean } = {},
+  options: { maxInstances?: number; applyTls?: boolean; writtenPaths?: boolean } = {},
 ): Promise<LoadedTopology> {
   let text = DEFAULT_TOPOLOGY;
   if (file !== undefined) {
@@ -63,6 +65,10 @@ export async function readTopology(
     roles,
     maxInstances: options.maxInstances,
     check: (t) => planProblems(t, { roles, text }),
+    // Relative paths from the file's folder (the built-in topology has none).
+    paths: file === undefined
+      ? undefined
+      : { folder: dirname(resolve(file)), written: options.writtenPaths !== false },
   });
   // [security] tls: every instance's --tls-* options (the files are made by up);
   // dist export carries them its own way (export/secrets.ts).
@@ -99,6 +105,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     }
     return 0;
   }
+  checkDataDirs(plan.instances.map((p) => p.instance));
   // Two launchers of one topology on one machine would fight over its ports.
   const key = topologyKey(args.file);
   const twin = (await readStates(key)).find((s) => s.on === plan.on);

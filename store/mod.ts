@@ -30,6 +30,8 @@ export {
 export const STORE_OPTIONS = defineOptions({
   dataDir: {
     type: "string",
+    path: "write",
+    keep: ["auto"],
     description: "Keep state in this directory (created if missing, locked while in use); " +
       "without it, state is in memory only",
     metavar: "DIR",

@@ -8,7 +8,7 @@
  * mistakes are named with file and line.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import mqtt from "mqtt";
 import { dial, DistError } from "../wire/mod.ts";
 import { linesOf, movedTopology, startUp, stopCleanly, topologyFile } from "./helpers/up.ts";
@@ -130,7 +130,8 @@ Deno.test('[security] tls = "files" gives each instance its own files, {name} re
   try {
     const r = await runDist(["up", file, "--dry-run"]);
     assert.equal(r.code, 0, r.stderr);
-    const pki = join(Deno.cwd(), "pki");
+    // Relative to the topology file's folder, not to where dist up runs (F7).
+    const pki = join(dirname(file), "pki");
     for (const name of ["server-1", "server-2"]) {
       assert.match(
         r.stdout,

@@ -66,6 +66,8 @@ export interface StartUpOptions {
   env?: Record<string, string>;
   /** A compiled `dist` to run (default: as tests/helpers/dist.ts runs dist). */
   bin?: string;
+  /** Its working directory (default: the test's). */
+  cwd?: string;
 }
 
 /** Starts `dist up …args` (with NO_COLOR) and reads its output as it comes. */
@@ -78,6 +80,7 @@ export function startUp(args: string[], options: StartUpOptions = {}): UpProcess
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    cwd: options.cwd,
     env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   let out = "";
