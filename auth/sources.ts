@@ -3,6 +3,7 @@
  * its address counts as (an IPv6 address by its /64, every loopback
  * address one host).
  */
+import { canonicalHost, parseIPv6 } from "../config/hosts.ts";
 
 /** The identity of the shared token's holders (every right). */
 export const TOKEN_USER = "token";
@@ -27,25 +28,19 @@ export function clientSource(user: string | undefined, host: string): string {
 
 /**
  * The source an address counts as: an IPv4 address itself (also written
- * IPv4-mapped, `::ffff:192.0.2.1`), an IPv6 one its /64, written
- * `2001:db8:0:1::/64` (a zone, `%eth0`, left out): one host or site usually
- * holds a whole /64, so one source per address would give it 2^64 (hostile33).
- * `::1` stays itself.
+ * IPv4-mapped, `::ffff:192.0.2.1` or `::ffff:c000:201`), an IPv6 one its
+ * /64, written `2001:db8:0:1::/64` (a zone, `%eth0`, left out): one host or
+ * site usually holds a whole /64, so one source per address would give it
+ * 2^64 (hostile33). `::1` (in any spelling) stays `::1`. The address is read
+ * by config/hosts.ts, as the binder's and the balancer's keys are (one
+ * parser, not a twin of it); what is no IPv6 address stays as it is.
  */
 export function addressSource(host: string): string {
-  if (!host.includes(":") || host === "::1" || host.endsWith("/64")) return host;
-  const address = host.split("%")[0].toLowerCase();
-  if (address.startsWith("::ffff:") && address.includes(".")) return address.slice(7);
-  const [head, tail] = address.split("::");
-  const first = head === "" ? [] : head.split(":");
-  const last = tail === undefined || tail === "" ? [] : tail.split(":");
-  const groups = [
-    ...first,
-    ...Array(Math.max(0, 8 - first.length - last.length)).fill("0"),
-    ...last,
-  ];
-  const net = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
-  return `${net.join(":")}::/64`;
+  if (!host.includes(":") || host.endsWith("/64")) return host;
+  const address = canonicalHost(host.split("%")[0]);
+  const groups = address.includes(":") ? parseIPv6(address) : undefined;
+  if (groups === undefined || address === "::1") return address;
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
 }
 
 /**
@@ -56,9 +51,8 @@ export function addressSource(host: string): string {
  * checks that kept a password user out, hostile45c K-C3).
  */
 export function hostSource(host: string): string {
-  const h = host.startsWith("::ffff:") && host.includes(".") ? host.slice(7) : host;
-  if (h.startsWith("127.") || h === "::1") return "loopback";
-  return addressSource(h);
+  const source = addressSource(host);
+  return source.startsWith("127.") || source === "::1" ? "loopback" : source;
 }
 
 /**
