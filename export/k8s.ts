@@ -245,7 +245,8 @@ function workload(
     ports,
     single,
     secret: secretIds.length === 0 ? undefined : `${name}-secrets`,
-    dial: input.secrets.dialFlags(first, SECRETS_DIR, self),
+    dial: input.secrets.dialFlags(first, SECRETS_DIR, self, "dependency"),
+    ping: input.secrets.dialFlags(first, SECRETS_DIR, self),
   });
   if (first.restart === "on-failure" && kind !== "job") context.onFailure.push(name);
   if ([...ports.values()].some((p) => p < 1024)) {

@@ -48,8 +48,10 @@ export interface PodContext {
   single: boolean;
   /** The workload's Secret, when it has one. */
   secret: string | undefined;
-  /** `dist client` flags to dial as the instance does. */
+  /** `dist client` flags to dial what the instance waits for, as the instance does. */
   dial: string[];
+  /** `dist client` flags to dial the instance itself (its probes): see ExportSecrets.dialFlags. */
+  ping: string[];
 }
 
 /**
@@ -70,7 +72,7 @@ export function podTemplate(members: PlannedInstance[], context: PodContext): IP
   const probe = (period: number, failures: number): IProbe | undefined =>
     main === undefined ? undefined : {
       ...(pings
-        ? { exec: { command: ping(`127.0.0.1:${main}`, context.dial) } }
+        ? { exec: { command: ping(`127.0.0.1:${main}`, context.ping) } }
         : { tcpSocket: { port: main } }),
       periodSeconds: period,
       timeoutSeconds: 5,

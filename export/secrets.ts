@@ -35,6 +35,7 @@ import {
 import { clusterCa, listens, topologyKey } from "../launch/mod.ts";
 import { certNames } from "../cert/mod.ts";
 import type { Findings } from "./model.ts";
+import { type AuthOptions, checksCredentials } from "../auth/options.ts";
 
 /** Values written in a topology that are secrets, and the flag that reads each from a file. */
 const VALUES: ReadonlyMap<string, string> = new Map([
@@ -115,14 +116,29 @@ export class ExportSecrets {
   /**
    * What a health check or a wait inside the instance's place dials with:
    * the instance's own trust and credentials, as flags of `dist client`.
+   * Dialing the instance itself (`to` "self"), its credentials only when
+   * its listeners check some: a dialer with credentials refuses a listener
+   * that does not (h46d D6), and a server that registers with a password
+   * but takes no `--users` would never be healthy. Waiting for what it
+   * dials (`to` "dependency"), always: it dials them so itself.
    */
-  dialFlags(instance: Instance, dir: string, self?: string): string[] {
+  dialFlags(
+    instance: Instance,
+    dir: string,
+    self?: string,
+    to: "self" | "dependency" = "self",
+  ): string[] {
     const o = this.options(instance.name, dir, self);
     const flags: string[] = [];
+    const credentials = to === "dependency" ||
+      checksCredentials(instance.options as AuthOptions, () => undefined);
     for (const key of ["tlsCa", "tlsCert", "tlsKey", "tokenFile"]) {
+      if (key === "tokenFile" && !credentials) continue;
       if (typeof o[key] === "string") flags.push(`--${kebab(key)}=${o[key]}`);
     }
-    if (typeof o.passwordFile === "string" && typeof instance.options.user === "string") {
+    if (
+      credentials && typeof o.passwordFile === "string" && typeof instance.options.user === "string"
+    ) {
       flags.push(`--user=${instance.options.user}`, `--password-file=${o.passwordFile}`);
     }
     return flags;

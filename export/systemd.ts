@@ -215,6 +215,7 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
   const deps = p.after.map(unitName);
   const ids = input.secrets.ids([instance.name]);
   const dial = input.secrets.dialFlags(instance, "%d");
+  const waitDial = input.secrets.dialFlags(instance, "%d", undefined, "dependency");
   const lines = [
     `# dist ${instance.role} ${instance.name} of ${topology.file} (restart ${instance.restart}):`,
     `# part of ${TARGET_UNIT}; edit the topology file and export again rather than this.`,
@@ -239,7 +240,7 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
     }
     const address = formatAddress({ host: dialHost(dep.host), port: dep.options.port as number });
     lines.push(`# ${name} runs on ${dep.host}: wait until it answers.`);
-    lines.push(`ExecStartPre=${probe(input.bin, address, dial)}`);
+    lines.push(`ExecStartPre=${probe(input.bin, address, waitDial)}`);
   }
   // Credential paths are safe words (ids are instance names and fixed names), and
   // `%d` must reach systemd as it is.

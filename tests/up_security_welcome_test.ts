@@ -8,6 +8,8 @@
  * without one.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
 import { runDist } from "./helpers/dist.ts";
 import { linesOf, withUp } from "./helpers/up.ts";
 
@@ -53,6 +55,49 @@ Deno.test("dist up: a server that registers with a password but checks none is r
       await up.waitFor(/^dist up: All 2 ready/m);
       assert.doesNotMatch(up.stdout() + up.stderr(), /did not authenticate/);
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dist export: an instance that dials with a password but checks none is probed without it (compose, systemd)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dist_export_welcome_" });
+  try {
+    await Deno.writeTextFile(join(dir, "users.toml"), '[users.compute]\nregister = ["compute"]\n');
+    const set = await runDist(["passwd", join(dir, "users.toml"), "compute", "--cost", "10"], {
+      stdin: "compute-pass\n",
+    });
+    assert.equal(set.code, 0, set.stderr);
+    const file = join(dir, "cluster.toml");
+    await Deno.writeTextFile(
+      file,
+      [
+        "[[binder]]",
+        "port = 7500",
+        'users = "users.toml"',
+        "[[server]]",
+        "port = 7501",
+        'service = "compute"',
+        'binders = ["binder"]',
+        'user = "compute"',
+        'password = "compute-pass"',
+      ].join("\n") + "\n",
+    );
+    const out = join(dir, "c");
+    const compose = await runDist(["export", "compose", file, "--out", out]);
+    assert.equal(compose.code, 0, compose.stderr);
+    const text = await Deno.readTextFile(join(out, "compose.yaml"));
+    // deno-lint-ignore no-explicit-any
+    const services = (parseYaml(text) as any).services;
+    const health = (services.server.healthcheck.test as string[]).join(" ");
+    assert.doesNotMatch(health, /--user|--password-file/, health);
+    const systemd = await runDist(["export", "systemd", file, "--out", join(dir, "u")]);
+    assert.equal(systemd.code, 0, systemd.stderr);
+    const units = [...Deno.readDirSync(join(dir, "u"))].map((e) => e.name);
+    const unit = units.find((n) => n.includes("server") && n.endsWith(".service"))!;
+    const serverUnit = await Deno.readTextFile(join(dir, "u", unit));
+    const post = serverUnit.split("\n").find((l) => l.startsWith("ExecStartPost="))!;
+    assert.doesNotMatch(post, /--user|--password-file/, post);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
