@@ -26,7 +26,7 @@ import {
 } from "../../wire/mod.ts";
 import type { Dispatcher } from "./forward.ts";
 import type { ForwardJob, Relay } from "./relay.ts";
-import { MsgpackJob } from "./msgpack_job.ts";
+import { MsgpackJob, type MsgpackRoute } from "./msgpack_job.ts";
 
 /**
  * A MessagePack request the scanner does not take (an extension type, a map
@@ -47,11 +47,13 @@ function mapHeader(frame: Uint8Array): boolean {
 /**
  * The fast paths of the client port.
  * @param own whether a method is the balancer's own (decoded and dispatched)
+ * @param route what a MessagePack request's params may take as JSON (msgpack_job.ts)
  */
 export function rawForwarding(
   dispatcher: Dispatcher<ForwardJob>,
   relay: Relay,
   own: (method: string) => boolean,
+  route: MsgpackRoute,
 ): FastHooks {
   // The last method forwarded: a connection mostly sends one name over and over.
   let forwarded = "";
@@ -106,9 +108,10 @@ export function rawForwarding(
         if (!admits(peer, mp.method!, mp.id!, took)) return true;
         let job: MsgpackJob;
         try {
-          job = new MsgpackJob(relay, mp, peer);
+          job = new MsgpackJob(relay, mp, peer, route);
         } catch (err) {
-          peer.answerError(mp.id!, err); // params the transcoder does not write
+          peer.answerError(mp.id!, err); // params the transcoder does not write, or too large as JSON
+          if ((err as DistError).code === "FRAME_TOO_LARGE") route.refused?.(peer);
           return true;
         }
         dispatcher.submit(job);

@@ -15,7 +15,8 @@
  * workers registering), `links.ts` (connections to backends and their
  * health checks), `relay.ts` (one request on a backend's connection,
  * decoded or passed through as bytes), `fast_paths.ts` (requests taken as
- * bytes: JSON, and MessagePack in `msgpack_job.ts`), `pressure.ts` (what
+ * bytes: JSON, and MessagePack in `msgpack_job.ts`; `tarpit.ts` pauses a
+ * client refused for its size as JSON), `pressure.ts` (what
  * clients and backends may hold of each other's output).
  */
 import { clientSource } from "../../auth/mod.ts";
@@ -23,6 +24,7 @@ import { formatAddress, UsageError } from "../../config/mod.ts";
 import {
   codecByName,
   DistError,
+  msgpackCodec,
   owns,
   type Peer,
   type RequestMeta,
@@ -56,6 +58,9 @@ import { listBackends } from "./listing.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
 import { boundOwnFrames } from "./own_frames.ts";
 import { rawForwarding } from "./fast_paths.ts";
+import type { MsgpackRoute } from "./msgpack_job.ts";
+import type { Link } from "./links.ts";
+import { Tarpit } from "./tarpit.ts";
 
 export { Backend, LatencyWindow, Pool } from "./backends.ts";
 export { Dispatcher, type DispatchHooks, type Job, RetryBudget } from "./forward.ts";
@@ -277,7 +282,9 @@ function setUpBalancer(
       "worker.register": () => misdialedWorker(bound.name, workersAt),
     }, { fallback: forward, wrap: control.wrap }),
     fast: boundOwnFrames(
-      options.passthrough ? rawForwarding(parts.dispatcher, parts.relay, own) : undefined,
+      options.passthrough
+        ? rawForwarding(parts.dispatcher, parts.relay, own, msgpackRoute(options, parts.pool))
+        : undefined,
       own,
     ),
     onPeer: (peer) => parts.relay.pressure.arrived(peer),
@@ -385,4 +392,22 @@ function serviceFrom(options: BalancerOptions): string | undefined {
     return undefined;
   }
   return serviceName(options.service);
+}
+
+/**
+ * What a MessagePack request's params may take as JSON: the frame, unless
+ * a backend speaks MessagePack (the servers dialed with `--codec msgpack`,
+ * or a worker that registered in it) and may take them decoded. A client
+ * refused for it is paused (tarpit.ts).
+ */
+function msgpackRoute(options: BalancerOptions, pool: Pool): MsgpackRoute {
+  const dialsMsgpack = codecByName(options.codec) === msgpackCodec;
+  const tarpit = new Tarpit();
+  return {
+    maxFrame: options.maxFrame,
+    refused: (client) => void tarpit.hold(client, sourceOf(client)),
+    decodes: () =>
+      dialsMsgpack ||
+      pool.list.some((b) => (b.link as Link | undefined)?.peer?.codec === msgpackCodec),
+  };
 }

@@ -1,11 +1,15 @@
 /**
  * A MessagePack client's request, forwarded as bytes (hostile34 Z7): its
  * envelope is read by wire/msgpack_scan.ts, its params checked and kept as
- * the bytes they came as, never built into objects. To a JSON backend
- * they are written as JSON text byte to byte (wire/msgpack_to_json.ts) at
- * each send; to a MessagePack backend they are decoded for the send. The
- * answer, a JSON backend's bytes, is decoded and written to the client in
- * MessagePack.
+ * the bytes they came as, never built into objects. Their size as JSON is
+ * counted when the request comes, up to the frame (wire/msgpack_json_size.ts;
+ * hostile46a G8: 900 KB of U+0001 is 5.4 MB of JSON, written whole twice and
+ * counted whole against the client's share until its queue timeout): one
+ * that does not fit a JSON backend's frame is refused FRAME_TOO_LARGE at
+ * once unless a MessagePack backend may take it. To a JSON backend they are
+ * written as JSON text byte to byte (wire/msgpack_to_json.ts) at each send;
+ * to a MessagePack backend they are decoded for the send. The answer, a JSON
+ * backend's bytes, is decoded and written to the client in MessagePack.
  */
 import {
   DistError,
@@ -20,6 +24,7 @@ import {
 } from "../../wire/mod.ts";
 import { HEADER_BYTES } from "../../wire/frame.ts";
 import { msgpackToJson } from "../../wire/msgpack_to_json.ts";
+import { msgpackJsonSize } from "../../wire/msgpack_json_size.ts";
 import type { Trial } from "./trials.ts";
 import type { Backend } from "./backends.ts";
 import type { BytesJob } from "./bytes_job.ts";
@@ -58,15 +63,32 @@ function put(out: OutBuffer, bytes: Uint8Array): void {
 
 /**
  * The size as JSON text of the MessagePack `params`, what they take on a
- * JSON backend's connection (hostile33 Y9), written once to measure it.
+ * JSON backend's connection (hostile33 Y9), counted without writing them;
+ * -1 past `atMost` (counted no further).
  * @throws {DistError} BAD_REQUEST for what the transcoder does not write
  */
-export function jsonSizeOf(params: Uint8Array): number {
+export function jsonSizeOf(params: Uint8Array, atMost = Infinity): number {
   try {
-    return msgpackToJson(params).length;
+    return msgpackJsonSize(params, atMost);
   } catch (err) {
     throw new DistError("BAD_REQUEST", `Cannot forward as JSON: ${(err as Error).message}`);
   }
+}
+
+/** The JSON request's bytes besides its params and the digits of its id. */
+function envelopeBytes(method: Uint8Array, idempotent: boolean): number {
+  return ID_OPEN.length + METHOD_MEMBER.length + method.length + PARAMS_MEMBER.length +
+    (idempotent ? 0 : IDEM_FALSE.length) + 1;
+}
+
+/** Where a MsgpackJob may go, as its client's request comes. */
+export interface MsgpackRoute {
+  /** The frame limit of the backends' connections (`--max-frame`). */
+  maxFrame: number;
+  /** Whether a backend of the pool speaks MessagePack (it takes params of any size as JSON). */
+  decodes: () => boolean;
+  /** Told of a request refused for its size as JSON (tarpit.ts), once it is answered. */
+  refused?: (client: Peer) => void;
 }
 
 /** A MessagePack client's request kept as bytes; its own RawCall and RawReply. */
@@ -96,12 +118,15 @@ export class MsgpackJob implements BytesJob, RawReply {
   #end = 0;
   #relay: Answered;
   #answer: Envelope | undefined;
+  /** The params' size as JSON text; -1 when that passes the frame (sent only to a MessagePack backend). */
+  #json = 0;
 
   /**
    * Keeps a copy of the params of `request` (read by scanMsgpackRequest).
-   * @throws {DistError} BAD_REQUEST when its params cannot be written as JSON
+   * @throws {DistError} BAD_REQUEST when its params cannot be written as JSON;
+   * FRAME_TOO_LARGE when as JSON they pass the frame and no backend decodes them
    */
-  constructor(relay: Answered, request: MsgpackRequest, client: Peer) {
+  constructor(relay: Answered, request: MsgpackRequest, client: Peer, route: MsgpackRoute) {
     this.#relay = relay;
     this.client = this.flow = client;
     this.method = request.method!;
@@ -110,8 +135,18 @@ export class MsgpackJob implements BytesJob, RawReply {
     let size = this.method.length + 32;
     if (request.paramsStart >= 0) {
       const params = request.payload.subarray(request.paramsStart, request.paramsEnd);
+      // What is left of the frame for them, with a one-digit id (the send checks its own).
+      const room = route.maxFrame - envelopeBytes(methodJson(this.method), this.idempotent) - 1;
+      const json = this.#json = jsonSizeOf(params, room);
+      if (json < 0 && !route.decodes()) {
+        throw new DistError(
+          "FRAME_TOO_LARGE",
+          `Params of ${params.length} bytes of MessagePack take more than ${room} bytes as ` +
+            `JSON, past the frame limit of ${route.maxFrame} bytes of a JSON backend`,
+        );
+      }
       // The larger of what it holds and what it takes as JSON on a backend's connection.
-      size += Math.max(params.length, jsonSizeOf(params));
+      size += Math.max(params.length, json < 0 ? room : json);
       this.#held = keep(params);
       this.#start = keptAt();
       this.#end = this.#start + params.length;
@@ -128,15 +163,27 @@ export class MsgpackJob implements BytesJob, RawReply {
   writeRequest(out: OutBuffer, id: number, maxFrame: number): void {
     const method = methodJson(this.method);
     const held = this.#params();
-    const params = held === undefined ? undefined : msgpackToJson(held);
     const idText = String(id);
-    const len = ID_OPEN.length + idText.length + METHOD_MEMBER.length + method.length +
-      (params === undefined ? 0 : PARAMS_MEMBER.length + params.length) +
-      (this.idempotent ? 0 : IDEM_FALSE.length) + 1;
-    if (len > maxFrame) {
+    // Its length is known before the params are written: written once, only if it fits.
+    const len = held === undefined
+      ? envelopeBytes(method, this.idempotent) - PARAMS_MEMBER.length + idText.length
+      : envelopeBytes(method, this.idempotent) + this.#json + idText.length;
+    if (len > maxFrame || this.#json < 0) {
       throw new DistError(
         "FRAME_TOO_LARGE",
-        `Message of ${len} bytes exceeds the frame limit of ${maxFrame} bytes`,
+        this.#json < 0
+          ? `Params of ${
+            held!.length
+          } bytes of MessagePack pass the frame limit of ${maxFrame} bytes as JSON`
+          : `Message of ${len} bytes exceeds the frame limit of ${maxFrame} bytes`,
+      );
+    }
+    const params = held === undefined ? undefined : msgpackToJson(held);
+    // The count and the text agree (tests/msgpack_json_size_test.ts); the frame is the text's.
+    if (params !== undefined && params.length !== this.#json) {
+      throw new DistError(
+        "INTERNAL",
+        `Params counted ${this.#json} bytes as JSON, written ${params.length}`,
       );
     }
     out.reserve(HEADER_BYTES + len);
