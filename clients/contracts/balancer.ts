@@ -69,7 +69,7 @@ export interface BackendsPage {
 
 /** `worker.register` params: the worker's name and how many tasks it runs at once. */
 export interface WorkerRegistration {
-  /** Unique among the balancer's workers. */
+  /** Unique among the balancer's workers: 1-200 printable characters, in Unicode NFKC form. */
   name: string;
   /** Default 1, at most MAX_WORKER_CAPACITY. */
   capacity?: number;
@@ -166,6 +166,18 @@ const registration: Parse<WorkerRegistration> = (params) => {
     throw new DistError(
       "BAD_REQUEST",
       "worker.register: name must be a string of 1-200 chars, none a control, line separator, bidi or invisible format character",
+    );
+  }
+  // One name, one look: a name is taken only in Unicode NFKC form, so no two names differ by a
+  // fullwidth letter, a no-break space or a ligature alone (hostile46a: `ｗ1` beside `w1`).
+  const folded = p.name.normalize("NFKC");
+  if (folded !== p.name) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `worker.register: name ${JSON.stringify(p.name)} is not in Unicode NFKC form ` +
+        `(compatibility characters such as fullwidth letters or U+00A0): register as ${
+          JSON.stringify(folded)
+        }`,
     );
   }
   const capacity = p.capacity ?? 1;
