@@ -124,8 +124,12 @@ export class Backend {
   strayBytes = 0;
   /** When it was made: joined its pool (performance.now() ms; policies.ts trial order). */
   readonly added = performance.now();
-  /** When the state last changed (performance.now()). */
+  /** When the state last changed, and when it last came into rotation (performance.now()). */
   since = performance.now();
+  upAt = -Infinity;
+  /** A worker's: its name's registrations that ended young (churn.ts), and why it is held out. */
+  churn = 0;
+  held = "";
   /** Why it is in its state. */
   reason = "not connected yet";
   readonly latency = new LatencyWindow();
@@ -233,7 +237,8 @@ export class Backend {
       const wait = this.outlier.outUntil - performance.now();
       if (wait <= 0) return this.#to("up", "connected");
       this.#everUp = true;
-      return this.#to("down", `back within its backoff: out for ${Math.ceil(wait / 1000)} s more`);
+      const why = this.held || "back within its backoff";
+      return this.#to("down", `${why}: out for ${Math.ceil(wait / 1000)} s more`);
     }
     return this.#success("reconnected");
   }
@@ -412,6 +417,7 @@ export class Backend {
     this.#successes = 0;
     this.#misses = 0;
     if (state === "up") {
+      this.upAt = this.since;
       this.ejected = false;
       // Slow start for a worker, and for any backend back after being out.
       if (this.#everUp || this.kind === "worker") this.outlier.joined();

@@ -108,3 +108,8 @@ export interface DispatchStats {
   /** Dropped while waiting: their client's connection closed first. */
   abandoned: number;
 }
+
+/** Counters at zero. */
+export function newDispatchStats(): DispatchStats {
+  return { requests: 0, retries: 0, replays: 0, overloaded: 0, expired: 0, lost: 0, abandoned: 0 };
+}

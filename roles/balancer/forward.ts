@@ -8,6 +8,8 @@
 import { DistError } from "../../wire/mod.ts";
 import type { Backend, Outcome, Pool } from "./backends.ts";
 import type { DispatchHooks, DispatchOptions, DispatchStats, Job } from "./dispatch_types.ts";
+import { newDispatchStats } from "./dispatch_types.ts";
+import { FreeResends, steadyBackend, unsteadyWorker } from "./redispatch.ts";
 import type { Policy } from "./policies.ts";
 import { FairQueue, STALLED_STEPS } from "./queue.ts";
 import { RetryLine } from "./retry_line.ts";
@@ -21,9 +23,6 @@ import { holdsLittle } from "./slots.ts";
 export { type Outcome, RetryBudget };
 export type { DispatchHooks, DispatchOptions, DispatchStats, Job };
 
-/** The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts). */
-const turnNow = turnMs;
-
 /** What an abandoned job is failed with (nobody reads it). */
 const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
 
@@ -35,15 +34,7 @@ const GONE = new DistError("UNAVAILABLE", "The client's connection closed");
  * holds the most; retries wait in their own line, served first.
  */
 export class Dispatcher<J extends Job> {
-  readonly stats: DispatchStats = {
-    requests: 0,
-    retries: 0,
-    replays: 0,
-    overloaded: 0,
-    expired: 0,
-    lost: 0,
-    abandoned: 0,
-  };
+  readonly stats: DispatchStats = newDispatchStats();
   #pool: Pool;
   #policy: Policy;
   #hooks: DispatchHooks<J>;
@@ -62,6 +53,8 @@ export class Dispatcher<J extends Job> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #closed: DistError | undefined;
+  /** Sends of each request lost on a backend not steady yet that were not counted (redispatch.ts). */
+  #free = new FreeResends();
   /** Picks backends for the policy, a client's batch at a time (runs.ts). */
   #runs: Runs;
   /** Whether a backend other than the one asking is up (the last one up is never taken out). */
@@ -74,7 +67,8 @@ export class Dispatcher<J extends Job> {
     this.#policy = policy;
     this.#hooks = hooks;
     this.#options = options;
-    this.#now = options.now ?? turnNow;
+    // The dispatchers' clock: performance.now() read once per turn (see wire/turn.ts).
+    this.#now = options.now ?? turnMs;
     this.#runs = new Runs(pool, policy, this.#now, (b) => this.#shares.young(b));
     this.#queue = new FairQueue(options.queueLimit, options.queueBytes);
     this.#shares = new Shares({
@@ -360,10 +354,16 @@ export class Dispatcher<J extends Job> {
     const { retries, budget } = this.#options;
     let why = "it may have run, and it is marked non-idempotent, so it was not sent again";
     if (job.idempotent) why = `tried ${job.attempts} times (--retries ${retries})`;
+    // Lost on a backend not steady yet (a flapping worker): not an attempt, sent to a steady one.
+    const now = this.#now();
+    const free = job.idempotent && unsteadyWorker(backend, now) && this.#free.take(job);
+    if (free) job.attempts--;
+    const to = free ? steadyBackend(this.#pool.list, backend, now) : undefined;
     if (job.idempotent && job.attempts <= retries) {
-      if (budget.withdraw()) {
+      // To a steady backend with room it hammers nobody: not from the budget either.
+      if (to !== undefined || budget.withdraw()) {
         this.stats.retries++;
-        if (!this.#dispatch(job, backend)) this.#requeue(job, backend);
+        if (!this.#dispatch(job, backend, false, to)) this.#requeue(job, backend);
         return;
       }
       why = "retry budget spent";
@@ -382,12 +382,12 @@ export class Dispatcher<J extends Job> {
     this.#arm(job.deadline);
   }
 
-  /** Sends `job` to a backend the policy picks. @returns false when none can take it. */
-  #dispatch(job: J, avoid: Backend | undefined, bulk = false): boolean {
+  /** Sends `job` to `to`, else a backend the policy picks. @returns false when none can take it. */
+  #dispatch(job: J, avoid: Backend | undefined, bulk = false, to?: Backend): boolean {
     // A link that turns out to be down takes its backend out of rotation, so
     // each pass picks another; the bound only guards against a broken link.
-    for (let tries = this.#pool.list.length; tries >= 0; tries--) {
-      let backend = this.#runs.pick(job.flow, avoid, job.idempotent);
+    for (let tries = this.#pool.list.length; tries >= 0; tries--, to = undefined) {
+      let backend = to ?? this.#runs.pick(job.flow, avoid, job.idempotent);
       if (backend === undefined) return false;
       // Small ones not behind a large request on its connection; large ones off one backend (shares.ts).
       const pacing = this.#shares.pacing;

@@ -5,7 +5,8 @@
 import { DistError, type Peer } from "../../wire/mod.ts";
 import type { WorkerRegistration } from "../../clients/contracts/mod.ts";
 import { Backend } from "./backends.ts";
-import { BACKOFF_MS, type Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
+import { BACKOFF_MS, Outlier, REMEMBER_MAX, REMEMBER_MS } from "./outlier.ts";
+import { Churn, CHURN_YOUNG_MS } from "./churn.ts";
 import { WorkerLink } from "./links.ts";
 import { workerLines } from "./log.ts";
 import { StrayBench } from "./stray_bench.ts";
@@ -35,6 +36,8 @@ export class WorkerRegistry {
   readonly #bench = new StrayBench();
   /** Its workers by source: their failed trials, and the slots their untried ones hold. */
   readonly #sources = new WorkerSources();
+  /** Registrations that ended young, by name: a name that flaps is held out (churn.ts). */
+  readonly #churn = new Churn();
 
   constructor(options: SourceOptions) {
     this.#options = options;
@@ -128,22 +131,33 @@ export class WorkerRegistry {
       this.#forget(holder);
       holder.close();
     }
+    const now = performance.now();
+    const outlier = this.#kept(name, source) ?? new Outlier();
+    const hold = this.#churn.hold(name, now);
+    if (hold > 0) outlier.outUntil = Math.max(outlier.outUntil, now + hold);
     const backend = new Backend("worker", peer.conn.remoteAddress, {
       capacity,
       rules: o.rules,
-      outlier: this.#kept(name, source),
+      outlier,
     });
+    backend.churn = this.#churn.youngEnds(name, now);
+    if (hold > 0) {
+      backend.held = `flapping: ${backend.churn} registrations in a row ended within ` +
+        `${CHURN_YOUNG_MS / 1000} s`;
+    }
     backend.name = name;
     backend.source = "worker port";
     this.#byPeer.set(peer, backend);
     this.#byName.set(name, peer);
     this.#sources.join(source, backend, clientSource(undefined, peer.conn.remoteHost));
     o.pool.add(backend);
-    workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", {
-      name,
-      addr: backend.address,
-      capacity,
-    });
+    const fields = { name, addr: backend.address, capacity, held: backend.held, s: hold / 1000 };
+    if (hold > 0) {
+      workerLines.warn(
+        "Worker {name} registered from {addr} (capacity {capacity}), out of rotation for {s} s: {held}",
+        fields,
+      );
+    } else workerLines.info("Worker {name} registered from {addr} (capacity {capacity})", fields);
     new WorkerLink(backend, peer, {
       ...o,
       onStrays: () => this.#bench.strayed(source, name),
@@ -162,6 +176,8 @@ export class WorkerRegistry {
     if (this.#byName.get(backend.name) === peer) this.#byName.delete(backend.name);
     this.#sources.leave(sourceOf(peer), backend);
     this.#options.pool.remove(backend);
+    const now = performance.now();
+    this.#churn.ended(backend.name, backend.upAt === -Infinity ? 0 : now - backend.upAt, now);
     // A backoff is kept for the name of a worker that served, for its source's next worker of the
     // name: one that never did (a fake that took the name while it was free) must not pass its
     // backoff to the real one (hostile39a P8), nor one of another source that served a task
