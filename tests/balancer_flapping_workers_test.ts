@@ -71,7 +71,8 @@ async function scenario(rotate: boolean, ms: number) {
   const failures: Record<string, number> = {};
   let ok = 0;
   try {
-    await sleep(500);
+    // The real worker steady (in rotation 2 s: redispatch.ts STEADY_MS) before the calls begin.
+    await sleep(2500);
     const end = performance.now() + ms;
     await Promise.all(Array.from({ length: 64 }, async (_, k) => {
       for (let i = 0; i < 5000 && performance.now() < end; i++) {
