@@ -352,6 +352,8 @@ export class BrokerCore {
     else this.#sinks.set(sub.sink, held);
     this.subscriptions.remove(sub);
     this.shares.remove(sub);
+    // A queue group member's queue is the group's loss (its client's own for a plain one).
+    if (sub.group !== undefined && drained === undefined) sub.dropped += sub.queued;
     this.#droppedGone += sub.dropped;
     if (drained === undefined) sub.cancel();
     else sub.cancelWhenDrained(drained); // what it queued goes first

@@ -333,6 +333,7 @@ export class WireFront implements SessionOwner {
       queue_groups: {
         passed_over: groupCounts.passedOver,
         rerouted: groupCounts.rerouted,
+        given_back: groupCounts.givenBack,
         ...sendQueueStats(),
       },
     };

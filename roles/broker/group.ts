@@ -138,6 +138,11 @@ export const groupCounts = {
    * that went to another member instead of being lost (hostile review 38 L4).
    */
   rerouted: 0,
+  /**
+   * Deliveries a member's MQTT session ended without taking (in flight
+   * unacknowledged, or queued) that went to another member (mqtt/give_back.ts).
+   */
+  givenBack: 0,
 };
 
 /**

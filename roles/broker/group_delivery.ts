@@ -128,13 +128,19 @@ const MAX_REROUTES = 2 * PICK_WINDOW;
  */
 export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
   const bytes = pickBytes(msg);
-  let member = group.pick(memberLoad, bytes);
+  let load = memberLoad;
+  let member = group.pick(load, bytes);
+  if (member.sink.names?.(msg.topic) === false) {
+    // A topic its protocol has no name for (MQTT: `/t/a#b`): a member that has one takes it.
+    load = namingLoad(msg.topic);
+    member = group.pick(load, bytes);
+  }
   for (let tries = 0;;) {
     const sink = member.sink, before = sink.refusedBytes;
     member.deliver(msg);
     if (sink.refusedBytes === before || ++tries > MAX_REROUTES) break;
     if (group.members.length === 0) return; // cut off meanwhile
-    member = group.pick(memberLoad, bytes);
+    member = group.pick(load, bytes);
     // Every member left has refused as large a delivery: it is lost (each refusal counted).
     if (bytes >= (member.sink.refusedBytes ?? Infinity)) return;
     groupCounts.rerouted++;
@@ -156,6 +162,18 @@ export function deliverToGroup(group: Group<Subscription>, msg: Message): void {
     if (back !== undefined) spent.delete(member);
     group.trial = Math.min(TRIAL_BURST, group.trial + (back ?? 0) + cost / TRIAL_SHARE);
   }
+}
+
+/**
+ * memberLoad, with a member whose sink has no name for `topic` (Sink.names)
+ * past every other (UNFIT: a pick looks past its window for one that has):
+ * hostile46b M-B6, in a group of native and MQTT members a native topic
+ * with no MQTT name given to an MQTT member was lost (counted), one pick in
+ * two. With no member that has one, it goes where it would have (counted).
+ */
+function namingLoad(topic: string): typeof memberLoad {
+  return (sub, bytes, group) =>
+    (sub.sink.names?.(topic) === false ? UNFIT : 0) + memberLoad(sub, bytes, group);
 }
 
 /** What each member on trial was given from its group's trial budget, until it is proven. */

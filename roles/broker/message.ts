@@ -168,6 +168,12 @@ export interface Sink {
   /** Whether a queued delivery is one (connected or not), by the first byte of what `encode` made. */
   lossyRecord?(first: number): boolean;
   /**
+   * Whether its protocol has a name for `topic` (MQTT none for `/` or a
+   * topic with `#` in it): a queue group gives such a delivery to a member
+   * whose sink has one (group_delivery.ts). Absent: every topic.
+   */
+  names?(topic: string): boolean;
+  /**
    * The smallest delivery (its value's encoded bytes, {@link knownBytes},
    * with its topic's: group_delivery.ts pickBytes) it refused as larger than the
    * frame (or MQTT packet) limit its client declared: a queue group passes

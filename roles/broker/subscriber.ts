@@ -298,6 +298,22 @@ export class Subscription extends SubscriptionQueues {
     done();
   }
 
+  /**
+   * What its FIFO holds, oldest first, each record a copy of its own, and
+   * the FIFO empty: what a queue group member that leaves had queued, to
+   * give another member (mqtt/give_back.ts). Called just before it is cut.
+   */
+  takeQueued(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const cost = this.sink.recordCost ?? 0;
+    for (let bytes = this.fifo.shift(); bytes !== undefined; bytes = this.fifo.shift()) {
+      out.push(bytes.slice());
+      this.account(-bytes.length - cost);
+    }
+    this.lossyQueued = 0;
+    return out;
+  }
+
   /** Stops all delivery and frees what is pending. */
   cancel(): void {
     this.#whenDrained = undefined;

@@ -180,6 +180,17 @@ export class SubscriptionTree<S extends Subscribable> {
     if (sub.sid > this.#lastSid) this.#lastSid = sub.sid;
   }
 
+  /** The queue group `sub` is (or would be) a member of, if it has members. */
+  groupOf(sub: S): Group<S> | undefined {
+    if (sub.group === undefined) return undefined;
+    let node: PatternNode<S> | undefined = this.#root;
+    for (const segment of sub.segments) {
+      node = node.children?.get(segment);
+      if (node === undefined) return undefined;
+    }
+    return (sub.exact === true ? node.exactGroups : node.groups)?.get(sub.group);
+  }
+
   /** Removes a subscription; returns false when it was not in the tree. */
   remove(sub: S): boolean {
     let node: PatternNode<S> | undefined = this.#root;

@@ -45,6 +45,8 @@ export const SUBSCRIPTION_ID = 32;
 export interface By {
   readonly data: unknown;
   readonly ids?: readonly number[];
+  /** Its queue group (a subscription's; a merged copy is never a group's: one_copy.ts byOf). */
+  readonly group?: string;
 }
 
 /** The MQTT 5 properties a delivery by `sub` carries: `extras` with its Subscription Identifier(s). */

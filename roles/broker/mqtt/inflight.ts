@@ -7,6 +7,7 @@
  * QoS 1: PUBLISH → PUBACK. QoS 2: PUBLISH → PUBREC, then PUBREL → PUBCOMP
  * (the id stays taken, and counts in the window, until PUBCOMP).
  */
+import type { Subscription } from "../subscriber.ts";
 
 /**
  * What a kept PUBLISH is counted at beside its bytes: its entry, its typed
@@ -32,6 +33,8 @@ interface Entry {
   bytes: Uint8Array | undefined;
   /** QoS 2 with PUBREC received: PUBREL sent, PUBCOMP awaited. */
   released: boolean;
+  /** The queue group member it went by: another member gets it if the session ends unacknowledged. */
+  by?: Subscription;
 }
 
 export class InflightWindow {
@@ -79,10 +82,32 @@ export class InflightWindow {
     this.#set(entry, bytes);
   }
 
-  /** Keeps the bytes of the PUBLISH sent with `id`, for a redelivery. */
-  keep(id: number, bytes: Uint8Array): void {
+  /**
+   * Keeps the bytes of the PUBLISH sent with `id`, for a redelivery (or,
+   * given by queue group member `by`, for another member: see {@link givenBack}).
+   */
+  keep(id: number, bytes: Uint8Array, by?: Subscription): void {
     const entry = this.#map?.get(id);
-    if (entry !== undefined) this.#set(entry, bytes);
+    if (entry === undefined) return;
+    this.#set(entry, bytes);
+    if (by !== undefined) entry.by = by;
+  }
+
+  /**
+   * The deliveries queue group members gave it that its client has neither
+   * acknowledged nor (QoS 2) received, in the order sent, each with the
+   * member it went by: what goes to another member of the group when the
+   * session ends (MQTT 5 §4.8.2). Taken: they are no longer kept here.
+   */
+  givenBack(): { by: Subscription; bytes: Uint8Array }[] {
+    const out: { by: Subscription; bytes: Uint8Array }[] = [];
+    for (const entry of this.#map?.values() ?? []) {
+      const { by, bytes } = entry;
+      if (by === undefined || bytes === undefined || entry.released) continue;
+      out.push({ by, bytes });
+      this.#set(entry, undefined);
+    }
+    return out;
   }
 
   /** Sets what `entry` keeps, counted. */

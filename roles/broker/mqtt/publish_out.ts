@@ -5,7 +5,7 @@
  * client's acknowledgements of them (PUBACK, PUBREC, PUBCOMP). What the
  * delivery carries is delivery.ts's; the packet's layout packets.ts's.
  */
-import type { Message } from "../subscriber.ts";
+import type { Message, Subscription } from "../subscriber.ts";
 import { AWAY, NOT_PARKED, park } from "../parking.ts";
 import { MqttPayload, payloadOf } from "./mapping.ts";
 import {
@@ -29,6 +29,7 @@ import {
   NO_LOCAL,
   qosOf,
   retainOf,
+  secondsLeft,
   SKIP_RETAINED,
   withSubscription,
 } from "./delivery.ts";
@@ -96,13 +97,14 @@ export function writeDelivery(
   const at = out.length;
   const retain = retainOf(msg, sub);
   out.length = writePublish(out.bytes, at, name, payload, qos, retain, id, v5, extras);
-  if (qos > 0 && session.expiry > 0) {
+  // Kept for a redelivery, or (a queue group's) for another member should the session end first.
+  if (qos > 0 && (session.expiry > 0 || sub.group !== undefined)) {
     // Kept with its topic and no alias: a redelivery goes on another connection.
     const kept = alias === 0 ? out.bytes.slice(at, out.length) : new Uint8Array(
       publishSize(topic, qos, v5, payload.length, full),
     );
     if (alias !== 0) writePublish(kept, 0, topic, payload, qos, retain, id, v5, full);
-    session.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept);
+    session.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept, groupOf(sub));
     session.journal?.sent(id, kept);
   }
   conn.queuedOut();
@@ -119,6 +121,7 @@ export function writeQueued(
   conn: MqttConnection,
   bytes: Uint8Array,
   hadRow = false,
+  sub?: Subscription,
 ): void {
   if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
   if (bytes.length > conn.clientMaxPacket) return tooLarge(conn);
@@ -143,13 +146,49 @@ export function writeQueued(
   } else {
     const id = session.inflight.take();
     patchId(sent, id);
-    if (session.expiry > 0) {
+    if (session.expiry > 0 || sub?.group !== undefined) {
       const kept = session.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
-      session.inflight.keep(id, kept);
+      session.inflight.keep(id, kept, sub?.group === undefined ? undefined : sub);
       session.journal?.sent(id, kept);
     }
   }
   conn.queuedOut();
+}
+
+/** A delivery in flight to send again: its PUBLISH, or none for a PUBREL (InflightWindow.resend). */
+export interface Resend {
+  readonly id: number;
+  readonly bytes: Uint8Array | undefined;
+}
+
+/**
+ * Sends again what was in flight when the client came back, as far as its
+ * window goes (MQTT 5 §4.9); returns what must wait for acks.
+ */
+export function writeResends(
+  session: MqttSession,
+  conn: MqttConnection,
+  resends: readonly Resend[],
+): readonly Resend[] {
+  let i = 0;
+  // In flight on this connection: the entries not waiting here.
+  while (i < resends.length && session.inflight.size - (resends.length - i) < conn.window) {
+    const { id, bytes } = resends[i++];
+    if (bytes === undefined) conn.ack(PUBREL, id);
+    else if (bytes.length <= conn.clientMaxPacket) {
+      conn.send(session.version === 5 ? secondsLeft(bytes) : bytes);
+    } else if (session.inflight.done(id)) {
+      // Past the Maximum Packet Size it came back with: given up, counted (hostile46b M-B2).
+      conn.front.undeliverable++;
+      session.journal?.acked(id);
+    }
+  }
+  return resends.slice(i);
+}
+
+/** The queue group member a delivery goes by (kept with it in flight), if it is one. */
+function groupOf(sub: By): Subscription | undefined {
+  return sub.group === undefined ? undefined : sub as Subscription;
 }
 
 /** A delivery that MQTT says not to send: no-local (its own publish), retain handling. */

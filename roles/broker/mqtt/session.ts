@@ -13,20 +13,28 @@ import { SubsByFilter } from "./subs_by_filter.ts";
 import { userSource } from "../../../auth/mod.ts";
 import { shareSource } from "../shares.ts";
 import { filterFromMqtt } from "./mapping.ts";
-import { publishQos, PUBREL } from "./packets.ts";
+import { publishQos } from "./packets.ts";
 import { InflightWindow } from "./inflight.ts";
 import { ROW_BYTES, type SessionJournal } from "./journal.ts";
 import { QueuedRecord } from "./journal_restore.ts";
-import { qosOf, secondsLeft, SKIP_RETAINED } from "./delivery.ts";
+import { mqttTopic, qosOf, SKIP_RETAINED } from "./delivery.ts";
 import { byOf, type OneCopy } from "./one_copy.ts";
 import { DrainWaiters } from "./drain_waiters.ts";
-import { deliverySize, queuedRecord, writeDelivery, writeQueued } from "./publish_out.ts";
+import {
+  deliverySize,
+  queuedRecord,
+  type Resend,
+  writeDelivery,
+  writeQueued,
+  writeResends,
+} from "./publish_out.ts";
 import type { MqttConnection } from "./connection.ts";
 import type { Outbound } from "../../../wire/outbound.ts";
 import type { MqttFront } from "./front.ts";
 import { askOver, WsStream } from "./ws.ts";
 import type { ReadProof } from "../group_proof.ts";
 import { KEPT_SHARE, sessionBytes } from "./session_cost.ts";
+import { giveBack, takeOwed } from "./give_back.ts";
 
 /** The last session serial given ({@link MqttSession.serial}). */
 let serials = 0;
@@ -68,7 +76,7 @@ export class MqttSession implements Sink {
   /** What its queues wait for (made at the first wait: an idle session's every byte counts). */
   #drain: DrainWaiters | undefined;
   /** In flight before the client came back, not sent again yet: past its window, they wait for acks. */
-  #resends: readonly { id: number; bytes: Uint8Array | undefined }[] = NO_RESENDS;
+  #resends: readonly Resend[] = NO_RESENDS;
   /** Where a queued delivery is encoded (publish_out.ts queuedRecord). */
   readonly #scratch = { buf: EMPTY };
   /** Its queues and deliveries in flight on disk (`--data-dir`, a persistent session). */
@@ -189,22 +197,9 @@ export class MqttSession implements Sink {
   /** Sends again what was in flight, as far as the client's window goes (MQTT 5 §4.9). */
   #sendResends(): void {
     const conn = this.#conn;
-    const resends = this.#resends;
-    if (conn === undefined || resends.length === 0) return;
-    let i = 0;
-    // In flight on this connection: the entries not waiting here.
-    while (i < resends.length && this.inflight.size - (resends.length - i) < conn.window) {
-      const { id, bytes } = resends[i++];
-      if (bytes === undefined) conn.ack(PUBREL, id);
-      else if (bytes.length <= conn.clientMaxPacket) {
-        conn.send(this.version === 5 ? secondsLeft(bytes) : bytes);
-      } else if (this.inflight.done(id)) {
-        // Past the Maximum Packet Size it came back with: given up, counted (hostile46b M-B2).
-        this.#front.undeliverable++;
-        this.#journal?.acked(id);
-      }
+    if (conn !== undefined && this.#resends.length > 0) {
+      this.#resends = writeResends(this, conn, this.#resends);
     }
-    this.#resends = resends.slice(i);
   }
 
   /** Its connection went: the session ends, or waits `expiry` seconds for the client. */
@@ -235,10 +230,14 @@ export class MqttSession implements Sink {
     if (why !== "shutdown") journal?.clear();
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    // What its queue groups gave it and it did not take goes to other members (give_back.ts).
+    const core = this.#front.core;
+    const owed = why === "shutdown" ? [] : takeOwed(this.subs, this.inflight, core);
     for (const sub of this.#subs?.values() ?? []) this.unsubscribe(sub);
     for (const sub of this.#subs?.leaving ?? []) sub.cancel();
     this.#subs = undefined;
     this.inflight.clear();
+    giveBack(owed, this.version === 5, core, this.#front);
     this.save();
     this.#front.sessions.ended(this, why);
     this.#drain?.wake();
@@ -289,16 +288,10 @@ export class MqttSession implements Sink {
     this.#front.sessions.charge(this.owner, delta);
   }
 
-  /** UNSUBSCRIBE's filters: the UNSUBACK codes (0x11: there was no such subscription). */
+  /** UNSUBSCRIBE's filters: the UNSUBACK codes (SubsByFilter.unsubscribe). */
   unsubscribeFilters(filters: readonly string[]): number[] {
-    return filters.map((filter) => {
-      const sub = this.#subs?.get(filter);
-      if (sub === undefined) return 0x11;
-      this.#subs!.delete(filter);
-      // Its queue may hold copies others matched (one_copy.ts, H-B1): they go first (draining).
-      this.unsubscribe(sub, this.#subs!.size > 0);
-      return 0;
-    });
+    const cut = (sub: Subscription, drain: boolean) => this.unsubscribe(sub, drain);
+    return this.#subs?.unsubscribe(filters, cut) ?? filters.map(() => 0x11);
   }
 
   /** Output not yet written (not deliveries in flight: {@link full} bounds them by count). */
@@ -354,6 +347,11 @@ export class MqttSession implements Sink {
     return (this.#subs?.size ?? 0) > 1;
   }
 
+  /** Whether `topic` has an MQTT name (a queue group gives it to a member that has, if not). */
+  names(topic: string): boolean {
+    return mqttTopic(topic) !== null;
+  }
+
   sizeOf(msg: Message, sub: Subscription): number {
     return deliverySize(this.version, msg, byOf(this, msg, sub) ?? sub); // (`latest` only: not ours)
   }
@@ -388,7 +386,7 @@ export class MqttSession implements Sink {
   }
 
   writeEncoded(bytes: Uint8Array, sub: Subscription): void {
-    writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false);
+    writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false, sub);
   }
 
   whenDrained(bytes: number, fn: () => void, passes?: () => boolean): void {
@@ -447,4 +445,4 @@ export class MqttSession implements Sink {
 
 // Shared by every session until it needs its own (an idle session's every byte counts).
 const EMPTY = new Uint8Array(0);
-const NO_RESENDS: readonly { id: number; bytes: Uint8Array | undefined }[] = [];
+const NO_RESENDS: readonly Resend[] = [];

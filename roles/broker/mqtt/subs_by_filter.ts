@@ -84,6 +84,24 @@ export class SubsByFilter {
     }
   }
 
+  /**
+   * UNSUBSCRIBE's filters: each one held is deleted and `cut` (`drain`:
+   * another is left, which its queue's copies may be for: one_copy.ts,
+   * H-B1). Returns the UNSUBACK codes (0x11: there was no such subscription).
+   */
+  unsubscribe(
+    filters: readonly string[],
+    cut: (sub: Subscription, drain: boolean) => void,
+  ): number[] {
+    return filters.map((filter) => {
+      const sub = this.get(filter);
+      if (sub === undefined) return 0x11;
+      this.delete(filter);
+      cut(sub, this.size > 0);
+      return 0;
+    });
+  }
+
   delete(filter: string): boolean {
     if (this.#map !== undefined) {
       const sub = this.#map.get(filter);
