@@ -5,10 +5,11 @@
  * (connection.ts) decides; this reads and writes.
  */
 import { Buffer } from "node:buffer";
-import type { IConnectPacket } from "mqtt-packet";
+import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
+import type { MqttConnection } from "./connection.ts";
 import { topicFromMqtt } from "./mapping.ts";
 import { DistError } from "../../../wire/mod.ts";
-import { generate, readPublish } from "./packets.ts";
+import { generate, parseSlow, readPublish } from "./packets.ts";
 import { PropertyFault, scanPublishProperties } from "./properties.ts";
 import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 
@@ -175,7 +176,13 @@ export function sessionRefused(
   }
 }
 
-/** The CONNACK accepting a connection. */
+/**
+ * The CONNACK accepting a connection, within the client's Maximum Packet
+ * Size (`clientMax`; MQTT-3.1.2-24): past it, without the properties whose
+ * absence means the same (retain, wildcard, subscription identifiers and
+ * shared subscriptions available), then without our Topic Alias Maximum
+ * (absent: the client sets no aliases); undefined if it is still too large.
+ */
 export function connackOk(
   v5: boolean,
   present: boolean,
@@ -185,24 +192,61 @@ export function connackOk(
     maxPacket: number;
     serverKeepAlive?: number;
   },
-): Uint8Array {
+  clientMax = Infinity,
+): Uint8Array | undefined {
   if (!v5) return Uint8Array.of(0x20, 2, present ? 1 : 0, 0);
-  return generate({
-    cmd: "connack",
-    sessionPresent: present,
-    reasonCode: 0,
-    properties: {
-      ...(o.assignedId === undefined ? {} : { assignedClientIdentifier: o.assignedId }),
-      ...(o.serverKeepAlive === undefined ? {} : { serverKeepAlive: o.serverKeepAlive }),
-      // Less than asked: the client is told what it has.
-      ...(o.expiry.given < o.expiry.asked ? { sessionExpiryInterval: o.expiry.given } : {}),
-      receiveMaximum: MAX_QOS2_PENDING,
-      retainAvailable: true,
-      maximumPacketSize: o.maxPacket + 5,
-      topicAliasMaximum: TOPIC_ALIAS_MAX,
-      wildcardSubscriptionAvailable: true,
-      subscriptionIdentifiersAvailable: true,
-      sharedSubscriptionAvailable: true,
-    },
-  }, 5);
+  const needed = {
+    ...(o.assignedId === undefined ? {} : { assignedClientIdentifier: o.assignedId }),
+    ...(o.serverKeepAlive === undefined ? {} : { serverKeepAlive: o.serverKeepAlive }),
+    // Less than asked: the client is told what it has.
+    ...(o.expiry.given < o.expiry.asked ? { sessionExpiryInterval: o.expiry.given } : {}),
+    receiveMaximum: MAX_QOS2_PENDING,
+    maximumPacketSize: o.maxPacket + 5,
+  };
+  const all = [
+    { ...needed, topicAliasMaximum: TOPIC_ALIAS_MAX, ...AVAILABLE },
+    { ...needed, topicAliasMaximum: TOPIC_ALIAS_MAX },
+    needed,
+  ];
+  for (const properties of all) {
+    const packet = generate(
+      { cmd: "connack", sessionPresent: present, reasonCode: 0, properties },
+      5,
+    );
+    if (packet.length <= clientMax) return packet;
+  }
+  return undefined;
+}
+
+/** What the broker has, said in CONNACK though absent means the same. */
+const AVAILABLE = {
+  retainAvailable: true,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifiersAvailable: true,
+  sharedSubscriptionAvailable: true,
+};
+
+/**
+ * DISCONNECT: the connection closes (MQTT 5 reason 0x04: with its will);
+ * MQTT 5 may change the Session Expiry Interval, though not from 0.
+ */
+export function onDisconnect(c: MqttConnection, packet: Uint8Array, length: number): undefined {
+  const reason = c.v5 && length > 0 ? packet[packet.length - length] : 0;
+  if (c.v5 && length > 1) {
+    let p: IDisconnectPacket;
+    try {
+      p = parseSlow(packet, 5) as IDisconnectPacket;
+    } catch (err) {
+      return c.protocolError(`a malformed DISCONNECT (${(err as Error).message})`);
+    }
+    const expiry = p.properties?.sessionExpiryInterval;
+    if (expiry !== undefined) {
+      const session = c.session;
+      if (session.expiry === 0 && expiry > 0) {
+        return c.protocolError("a Session Expiry Interval set by DISCONNECT after 0 at CONNECT");
+      }
+      session.expiry = Math.min(expiry, MAX_SESSION_EXPIRY_S);
+    }
+  }
+  c.close("DISCONNECT", reason === 0x04);
 }

@@ -10,11 +10,10 @@ import { DistError } from "../../../wire/mod.ts";
 import { Outbound } from "../../../wire/outbound.ts";
 import { ticker } from "../../../wire/heartbeat.ts";
 import type { Identity } from "../../../wire/credentials.ts";
-import type { IConnectPacket, IDisconnectPacket } from "mqtt-packet";
+import type { IConnectPacket } from "mqtt-packet";
 import { Inbound, type PublishSide } from "./publish_in.ts";
 import { onSubscribe, onUnsubscribe } from "./subscribe_in.ts";
 import type { MqttSession } from "./session.ts";
-import { MAX_SESSION_EXPIRY_S } from "./session_cost.ts";
 import { OutAliases } from "./delivery.ts";
 import { PropertyFault } from "./properties.ts";
 import { onDeliveryAck } from "./publish_out.ts";
@@ -22,6 +21,7 @@ import {
   connackOk,
   connectRefused,
   keepAliveOf,
+  onDisconnect,
   sessionExpiryOf,
   sessionRefused,
   type Will,
@@ -194,36 +194,12 @@ export class MqttConnection implements PacketHost, PublishSide {
       case UNSUBSCRIBE:
         return onUnsubscribe(this, buf.subarray(s, e));
       case DISCONNECT:
-        return this.#onDisconnect(buf.subarray(s, e), e - body);
+        return onDisconnect(this, buf.subarray(s, e), e - body);
       case CONNECT:
         return this.protocolError("a second CONNECT");
       default:
         return this.protocolError(`a packet of type ${type}, which a client does not send`);
     }
-  }
-
-  #onDisconnect(packet: Uint8Array, length: number): undefined {
-    // MQTT 5 reason 0x04: disconnect, but send the will.
-    const reason = this.#v5 && length > 0 ? packet[packet.length - length] : 0;
-    if (this.#v5 && length > 1) {
-      let p: IDisconnectPacket;
-      try {
-        p = parseSlow(packet, 5) as IDisconnectPacket;
-      } catch (err) {
-        return this.protocolError(`a malformed DISCONNECT (${(err as Error).message})`);
-      }
-      const expiry = p.properties?.sessionExpiryInterval;
-      if (expiry !== undefined) {
-        const session = this.#session!;
-        if (session.expiry === 0 && expiry > 0) {
-          return this.protocolError(
-            "a Session Expiry Interval set by DISCONNECT after 0 at CONNECT",
-          );
-        }
-        session.expiry = Math.min(expiry, MAX_SESSION_EXPIRY_S);
-      }
-    }
-    this.close("DISCONNECT", reason === 0x04);
   }
 
   async #onConnect(packet: Uint8Array, head: number): Promise<void> {
@@ -298,6 +274,20 @@ export class MqttConnection implements PacketHost, PublishSide {
       this.aliases = new OutAliases(props!.topicAliasMaximum!);
     }
     const expiry = sessionExpiryOf(p, this.#v5);
+    const maxPacket = this.front.limits.maxPacket;
+    const ack = {
+      assignedId: p.clientId ? undefined : this.clientId,
+      expiry,
+      serverKeepAlive,
+      maxPacket,
+    };
+    const fits = (present: boolean) => connackOk(this.#v5, present, ack, this.clientMaxPacket);
+    // Past its Maximum Packet Size even without what it may leave out: no CONNACK (as Mosquitto).
+    if (this.clientMaxPacket < Infinity && fits(false) === undefined) {
+      this.front.oversizeOut++;
+      this.close("a CONNACK past the client's Maximum Packet Size", false);
+      return;
+    }
     const taken = this.front.register(this, {
       clean: p.clean !== false,
       expiry: expiry.given,
@@ -312,12 +302,7 @@ export class MqttConnection implements PacketHost, PublishSide {
     this.#session = taken.session;
     this.#connected = true;
     this.front.wills.hold(this.#will);
-    this.send(connackOk(this.#v5, taken.present, {
-      assignedId: p.clientId ? undefined : this.clientId,
-      expiry,
-      maxPacket: this.front.limits.maxPacket,
-      serverKeepAlive,
-    }));
+    this.send(fits(taken.present)!);
     // After the CONNACK: what was in flight goes again, then what waited.
     taken.session.attach(this);
   }
@@ -433,11 +418,20 @@ export class MqttConnection implements PacketHost, PublishSide {
 
   send(packet: Uint8Array): void {
     if (this.#closed) return;
+    // MQTT-3.1.2-24: none past its Maximum Packet Size (a SUBACK of many filters: not sent, as EMQX).
+    if (packet.length > this.clientMaxPacket) return this.#tooLarge(packet);
     const out = this.#out.buffer;
     out.reserve(packet.length);
     out.bytes.set(packet, out.length);
     out.length += packet.length;
     this.queuedOut();
+  }
+
+  /** A packet past the client's Maximum Packet Size: not sent, counted, logged. */
+  #tooLarge(packet: Uint8Array): void {
+    this.front.oversizeOut++;
+    const what = PACKET_NAMES[packet[0] >> 4] ?? `type ${packet[0] >> 4}`;
+    this.front.warn(this, `Not sent: ${what} of ${packet.length} bytes, past its limit`);
   }
 
   /** Output was queued: past its bound the client does not read, and is closed. */
@@ -448,3 +442,6 @@ export class MqttConnection implements PacketHost, PublishSide {
     }
   }
 }
+
+/** Names of the packets the broker sends, for a log line. */
+const PACKET_NAMES: Record<number, string> = { 2: "a CONNACK", 9: "a SUBACK", 11: "an UNSUBACK" };

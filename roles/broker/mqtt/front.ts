@@ -20,7 +20,8 @@ import { expiredRetained } from "../values.ts";
 import { MqttConnection } from "./connection.ts";
 import { BUSY_RESPONSE, WsStream } from "./ws.ts";
 import type { MqttSession } from "./session.ts";
-import type { SessionRefusal, Will } from "./connect.ts";
+import type { SessionRefusal } from "./connect.ts";
+import type { MqttLimits, SessionRequest } from "./limits.ts";
 import { SessionTable } from "./sessions.ts";
 import { Wills } from "./wills.ts";
 import { SysTopics } from "./sys.ts";
@@ -31,59 +32,8 @@ import { sessionMemory } from "../memory.ts";
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
-/** The MQTT front end's limits. */
-export interface MqttLimits {
-  /** Largest packet accepted (remaining length), judged before it is buffered. */
-  maxPacket: number;
-  /** Output a connection may have queued before it is closed as not reading. */
-  maxOutbound: number;
-  /**
-   * Most connections at once; at it, a new one closes the oldest that has
-   * not been given CONNACK yet, or one of a source holding more than a
-   * quarter (slots.ts), else is closed at once.
-   */
-  maxConnections: number;
-  /** Most connections of one source, always (0 or absent: only its share while full). */
-  maxConnectionsPerSource?: number;
-  /** A connection must send CONNECT within this long. */
-  connectTimeoutMs: number;
-  /** A write that takes no bytes this long closes the connection. */
-  writeTimeoutMs: number;
-  /** Most persistent sessions (connected or away); one more is refused at CONNECT. */
-  maxSessions: number;
-  /**
-   * Most persistent sessions one authenticated user may hold (the shared
-   * token's holders and unauthenticated clients excepted), so that a user
-   * cannot take every session slot.
-   */
-  maxUserSessions?: number;
-  /** How often `$SYS/broker/…` statistics are published (0: never). */
-  sysIntervalMs?: number;
-  /** Queue QoS 0 deliveries for away persistent sessions (else dropped, counted). */
-  queueQos0?: boolean;
-  /**
-   * Longest keep-alive an MQTT 5 client may have, in seconds (0: any): one
-   * asking for more, or for none, is given this in CONNACK (Server Keep Alive).
-   */
-  maxKeepAliveS?: number;
-}
-
+export type { MqttLimits, SessionRequest } from "./limits.ts";
 export type { SessionRefusal } from "./connect.ts";
-
-/** What a CONNECT asks of its session. */
-export interface SessionRequest {
-  /** Clean session (3.1.1) or Clean Start (5): an existing session is discarded. */
-  clean: boolean;
-  /** Seconds the session is kept after the connection goes (capped already). */
-  expiry: number;
-  /** The authenticated user. */
-  owner: string | undefined;
-  version: number;
-  /** Its client id (counted with a persistent session: sessionBytes). */
-  clientId: string;
-  /** Its will, if it has one. */
-  will?: Will;
-}
 
 export class MqttFront {
   readonly core: BrokerCore;
@@ -114,6 +64,8 @@ export class MqttFront {
   protocolErrors = 0;
   refusedPublishes = 0;
   oversize = 0;
+  /** Packets not sent as past the client's Maximum Packet Size (a SUBACK of many filters). */
+  oversizeOut = 0;
   slowConsumers = 0;
   undeliverable = 0;
   /** Deliveries not sent because their MQTT 5 Message Expiry ran out. */
@@ -427,6 +379,7 @@ export class MqttFront {
       protocol_errors: this.protocolErrors,
       refused_publishes: this.refusedPublishes,
       oversize: this.oversize,
+      oversize_out: this.oversizeOut,
       slow_consumers: this.slowConsumers,
       undeliverable: this.undeliverable,
       expired: this.expired + expiredRetained.count,
