@@ -30,12 +30,31 @@ const MAX_LIST_CHARS = 32 * 2 ** 20;
 /** Most weight of one page (a binder writes up to a quarter of its frame, 256 KiB at 1 MiB). */
 const MAX_PAGE_WEIGHT = 4 * 2 ** 20;
 
-/** What an instance's JSON text costs once decoded: its characters, and 32 an array or object. */
-function heapWeight(text: string): number {
-  let containers = 0;
-  for (let i = text.indexOf("[", 1); i !== -1; i = text.indexOf("[", i + 1)) containers++;
-  for (let i = text.indexOf("{", 1); i !== -1; i = text.indexOf("{", i + 1)) containers++;
-  return text.length + 32 * containers;
+/**
+ * What a decoded instance costs on the heap, read from the value itself
+ * (not from its JSON made again): about its JSON's characters (strings as
+ * their length, not their escapes), and 32 each array or object within it.
+ */
+function heapWeight(instance: unknown): number {
+  let weight = -32; // (the instance itself: counted by its characters alone)
+  const stack: unknown[] = [instance];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === "string") weight += v.length + 2;
+    else if (typeof v === "number") weight += String(v).length;
+    else if (typeof v !== "object" || v === null) weight += 5; // true, false, null
+    else if (Array.isArray(v)) {
+      weight += 34 + v.length;
+      for (const x of v) stack.push(x);
+    } else {
+      weight += 34;
+      for (const k in v) {
+        weight += k.length + 4;
+        stack.push((v as Record<string, unknown>)[k]);
+      }
+    }
+  }
+  return weight;
 }
 
 /** A running watch. */
@@ -218,7 +237,7 @@ async function listAll(
     let weight = 0;
     for (const i of page.instances) {
       if (i.service !== service) continue;
-      weight += heapWeight(JSON.stringify(i));
+      weight += heapWeight(i);
       all.push(i);
     }
     // An honest page is a quarter of the binder's frame: one far past it is not paged on.
