@@ -34,7 +34,9 @@ interface Entry {
   /** QoS 2 with PUBREC received: PUBREL sent, PUBCOMP awaited. */
   released: boolean;
   /** The queue group member it went by: another member gets it if the session ends unacknowledged. */
-  by?: Subscription;
+  by: Subscription | undefined;
+  /** Kept only for that (a clean session's): not pending on its connection (see `onKept`). */
+  aside: boolean;
 }
 
 export class InflightWindow {
@@ -45,10 +47,18 @@ export class InflightWindow {
   #kept = 0;
   /** What of {@link #kept} is QoS 2 PUBLISHes (trimmed last). */
   #kept2 = 0;
+  /** What of {@link #kept} is kept aside (Entry.aside). */
+  #aside = 0;
   /** Told every change of that count (the session counts it in max-memory and max-pending). */
-  readonly #onKept: (delta: number) => void;
+  readonly #onKept: (delta: number, aside: boolean) => void;
 
-  constructor(onKept: (delta: number) => void = () => {}) {
+  /**
+   * `onKept` is told every change of what it keeps, and whether it is kept
+   * aside: for a queue group should the session end, not for a redelivery
+   * (a clean session's), so not pending on its connection (counted there, a
+   * member's in-flight copies made it look behind to its group's picks).
+   */
+  constructor(onKept: (delta: number, aside: boolean) => void = () => {}) {
     this.#onKept = onKept;
   }
 
@@ -68,7 +78,7 @@ export class InflightWindow {
     let id = this.#nextId;
     while (entries.has(id)) id = id === 65_535 ? 1 : id + 1;
     this.#nextId = id === 65_535 ? 1 : id + 1;
-    entries.set(id, { bytes: undefined, released: false });
+    entries.set(id, { bytes: undefined, released: false, by: undefined, aside: false });
     return id;
   }
 
@@ -77,20 +87,27 @@ export class InflightWindow {
     const entries = this.#map ??= new Map();
     const old = entries.get(id);
     if (old !== undefined) this.#set(old, undefined);
-    const entry: Entry = { bytes: undefined, released: bytes === undefined };
+    const entry: Entry = {
+      bytes: undefined,
+      released: bytes === undefined,
+      by: undefined,
+      aside: false,
+    };
     entries.set(id, entry);
     this.#set(entry, bytes);
   }
 
   /**
-   * Keeps the bytes of the PUBLISH sent with `id`, for a redelivery (or,
-   * given by queue group member `by`, for another member: see {@link givenBack}).
+   * Keeps the bytes of the PUBLISH sent with `id`, for a redelivery; given
+   * by queue group member `by`, for another member too (see {@link givenBack});
+   * `aside`: for that alone.
    */
-  keep(id: number, bytes: Uint8Array, by?: Subscription): void {
+  keep(id: number, bytes: Uint8Array, by?: Subscription, aside = false): void {
     const entry = this.#map?.get(id);
     if (entry === undefined) return;
+    entry.by = by;
+    entry.aside = aside;
     this.#set(entry, bytes);
-    if (by !== undefined) entry.by = by;
   }
 
   /**
@@ -118,7 +135,8 @@ export class InflightWindow {
     if (delta === 0) return;
     this.#kept += delta;
     if (qos2) this.#kept2 += delta;
-    this.#onKept(delta);
+    if (entry.aside) this.#aside += delta;
+    this.#onKept(delta, entry.aside);
   }
 
   /** PUBACK (QoS 1) or PUBCOMP (QoS 2): the id is free again. False for an unknown id. */
@@ -205,9 +223,9 @@ export class InflightWindow {
 
   clear(): void {
     this.#map = undefined;
-    const kept = this.#kept;
-    this.#kept = 0;
-    this.#kept2 = 0;
-    if (kept !== 0) this.#onKept(-kept);
+    const kept = this.#kept, aside = this.#aside;
+    this.#kept = this.#kept2 = this.#aside = 0;
+    if (kept !== aside) this.#onKept(aside - kept, false);
+    if (aside !== 0) this.#onKept(-aside, true);
   }
 }

@@ -104,7 +104,8 @@ export function writeDelivery(
       publishSize(topic, qos, v5, payload.length, full),
     );
     if (alias !== 0) writePublish(kept, 0, topic, payload, qos, retain, id, v5, full);
-    session.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept, groupOf(sub));
+    const aside = session.expiry === 0; // (for the group alone: see InflightWindow.keep)
+    session.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept, groupOf(sub), aside);
     session.journal?.sent(id, kept);
   }
   conn.queuedOut();
@@ -148,7 +149,8 @@ export function writeQueued(
     patchId(sent, id);
     if (session.expiry > 0 || sub?.group !== undefined) {
       const kept = session.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
-      session.inflight.keep(id, kept, sub?.group === undefined ? undefined : sub);
+      const by = sub?.group === undefined ? undefined : sub;
+      session.inflight.keep(id, kept, by, session.expiry === 0);
       session.journal?.sent(id, kept);
     }
   }

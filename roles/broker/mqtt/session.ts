@@ -57,7 +57,7 @@ export class MqttSession implements Sink {
   /** Subscriptions by their MQTT filter (made at the first). */
   #subs: SubsByFilter | undefined;
   /** Deliveries in flight: a persistent session's counted in max-pending and max-memory (38 L2). */
-  readonly inflight = new InflightWindow((delta) => this.#keptChanged(delta));
+  readonly inflight = new InflightWindow((delta, aside) => this.#keptChanged(delta, aside));
   /** Packet ids of QoS 2 publishes received, PUBREL awaited, each with the commit its PUBREC waits for (null: routed, its commit failed: publish_in.ts notKept). */
   qos2In: Map<number, Promise<void> | null | undefined> | undefined;
   #expiry = 0;
@@ -282,9 +282,9 @@ export class MqttSession implements Sink {
     this.#counted = counted;
   }
 
-  /** What it keeps of deliveries in flight changed by `delta`: pending on its connection, and held. */
-  #keptChanged(delta: number): void {
-    this.queued.bytes += delta;
+  /** What it keeps in flight changed by `delta`: held, and (not kept `aside`) pending on its connection. */
+  #keptChanged(delta: number, aside: boolean): void {
+    if (!aside) this.queued.bytes += delta;
     this.#front.sessions.charge(this.owner, delta);
   }
 
