@@ -14,10 +14,16 @@ import { drainAcking, mqttOpts as opts, RawMqtt, withMqttBroker } from "./helper
 import { waitFor } from "./helpers/raw.ts";
 
 /** A member of `$share/g/t/#` at QoS 1 that never acknowledges (window: `receiveMaximum`). */
-async function member(port: number, id: string, version: number, receiveMaximum = 65535) {
+async function member(
+  port: number,
+  id: string,
+  version: number,
+  receiveMaximum = 65535,
+  sessionExpiryInterval = 0,
+) {
   const c = await RawMqtt.connect(
     port,
-    { clientId: id, ...(version === 5 ? { properties: { receiveMaximum } } : {}) },
+    { clientId: id, clean: true, properties: { receiveMaximum, sessionExpiryInterval } },
     version,
   );
   await c.send(
@@ -129,6 +135,43 @@ Deno.test(
         assert.equal(stats.dropped, 0, "none dropped");
       } finally {
         await quitter.end();
+        await stayer.end();
+        await pub.end();
+      }
+    }),
+);
+
+Deno.test(
+  "mqtt: a persistent member's session that expires gives what it held and what waited for it to another member",
+  opts,
+  () =>
+    withMqttBroker(async (b) => {
+      const away = await member(b.mqttPort, "away", 5, 2, 1); // kept 1 s after it goes
+      const stayer = await member(b.mqttPort, "stayer", 5);
+      const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
+      try {
+        const publish = async (from: number, to: number) => {
+          for (let i = from; i < to; i++) {
+            await pub.send({
+              cmd: "publish",
+              topic: "t/x",
+              payload: Buffer.from(`m${i}`),
+              qos: 1,
+              messageId: i + 1,
+            } as never, 5);
+          }
+        };
+        await publish(0, 10);
+        await waitFor(() => publishes(away).length >= 2, 5000, "the away member's full window");
+        await away.end(); // its session waits a second for it, then expires
+        await publish(10, 20);
+        const got = new Set(await drainAcking(stayer, 2500));
+        assert.equal(got.size, 20, `the stayer got ${[...got].sort().join(",")}`);
+        const stats = await b.stats();
+        assert.ok((stats.queue_groups as Record<string, number>).given_back >= 2, "given back");
+        assert.equal(stats.dropped, 0, "none dropped");
+      } finally {
+        await away.end();
         await stayer.end();
         await pub.end();
       }
