@@ -258,7 +258,8 @@ export class Unread {
    */
   gave(bytes: number, backend: object, at: number, now: number, n = 1): void {
     const line = this.#line(backend);
-    if (line === undefined) return;
+    // None, or kept empty (below): nothing of it is on the backend.
+    if (line === undefined || line.n === 0) return;
     // Not there: taken out as read (settled).
     const t = line.tally(at);
     if (t !== undefined) {
@@ -269,10 +270,12 @@ export class Unread {
     }
     if (now > -Infinity && at > line.mark) line.mark = at;
     if ((line.n -= n) <= 0) {
+      // Kept, cleared, for its next request (a backend's runs come and go:
+      // one a read); settle() lets go of it (a Map entry made and dropped a
+      // run grew and shrank the Map's table in V8's runtime).
+      if (line.size === 0) return void line.clear();
       this.#lines.delete(backend);
       if (backend === this.#lastOn) this.#lastOn = this.#last = undefined;
-      // Its next request (a backend's runs come and go: one a read) takes it again, cleared.
-      if (line.size === 0) this.#spare = line.clear();
       return;
     }
     // Counted one by one, each answer settled with the figure after it: the
@@ -285,7 +288,14 @@ export class Unread {
   settle(now: number): void {
     if (now < this.#settledAt + 1) return;
     this.#settledAt = now;
-    for (const line of this.#lines.values()) this.#settle(line, now, this.#answers.ms);
+    for (const [backend, line] of this.#lines) {
+      if (line.n === 0 && line.size === 0) {
+        // Kept empty since its last answer (see gave): let go of now, the next line made takes it.
+        this.#lines.delete(backend);
+        if (backend === this.#lastOn) this.#lastOn = this.#last = undefined;
+        this.#spare = line;
+      } else this.#settle(line, now, this.#answers.ms);
+    }
   }
 
   /** Takes out of `line` what it read SIT_MS or more ago, the answers' time being `ms`. */
