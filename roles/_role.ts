@@ -15,6 +15,7 @@ import {
   type RoleOptions,
 } from "../config/mod.ts";
 import type { ProcessMetrics } from "../obs/mod.ts";
+import { concatBytes } from "../wire/byte_words.ts";
 
 /** What a role's `run` gets besides its options. */
 export interface RunContext {
@@ -140,7 +141,7 @@ export class StdoutLines {
 
   async #drain(): Promise<void> {
     while (this.#queue.length > 0 && !stdoutGone) {
-      const chunk = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue);
+      const chunk = this.#queue.length === 1 ? this.#queue[0] : concatBytes(this.#queue);
       this.#queue = [];
       try {
         for (let off = 0; off < chunk.length;) off += await Deno.stdout.write(chunk.subarray(off));
@@ -158,18 +159,6 @@ export class StdoutLines {
     this.#queue = [];
     this.#bytes = 0;
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const p of parts) size += p.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Runs `handler` once stdout's reader has gone (see {@link writeStdout}). */

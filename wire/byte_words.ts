@@ -1,8 +1,22 @@
 /**
  * Comparing a frame's bytes with a fixed word, for the readers that look at
  * frames as bytes (wire/pubsub_json.ts, the broker's MessagePack reader):
- * a byte at a time for a few bytes, four at a time for runs past a few dozen.
+ * a byte at a time for a few bytes, four at a time for runs past a few dozen;
+ * and joining byte arrays ({@link concatBytes}).
  */
+
+/** `parts` one after the other in a new array, after `room` bytes left free at its start. */
+export function concatBytes(parts: readonly Uint8Array[], room = 0): Uint8Array {
+  let n = room;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let off = room;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
 /** Whether `b` has `word` at `at`, a byte at a time (for a few bytes: see WordRun). */
 export function bytesAt(b: Uint8Array, at: number, word: Uint8Array): boolean {
   const n = word.length;

@@ -18,6 +18,7 @@
  * nonces, and the salt and cost the listener gave (see {@link authMessage}).
  */
 import { createHash, scrypt, timingSafeEqual } from "node:crypto";
+import { concatBytes } from "./byte_words.ts";
 
 /** scrypt's cost parameters: N = 2^ln (memory 128·N·r bytes), r, p. */
 export interface ScryptCost {
@@ -122,15 +123,8 @@ export function keysOf(salted: Uint8Array): ScramKeys {
  * token, nothing of the token.
  */
 export function tokenId(keys: ScramKeys): string {
-  return b64(sha256(concatBytes(new TextEncoder().encode("dist-token-id"), keys.storedKey)))
+  return b64(sha256(concatBytes([new TextEncoder().encode("dist-token-id"), keys.storedKey])))
     .slice(0, 16);
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** A fresh nonce: 18 random bytes, base64. */

@@ -16,6 +16,7 @@ import tls from "node:tls";
 import { Duplex } from "node:stream";
 import { X509Certificate } from "node:crypto";
 import { DistError } from "./errors.ts";
+import { concatBytes } from "./byte_words.ts";
 import type { TlsPeer, TlsSettings } from "./tls.ts";
 
 /** A secure context per settings object: made once, shared by its connections. */
@@ -226,7 +227,7 @@ function duplexOf(conn: Deno.TcpConn, seen: Seen, gate: ReadGate): Duplex {
     },
     // The TLS records of one write of ours come together: one socket write.
     writev(chunks: { chunk: Uint8Array }[], callback) {
-      const bytes = chunks.length === 1 ? chunks[0].chunk : concat(chunks.map((c) => c.chunk));
+      const bytes = chunks.length === 1 ? chunks[0].chunk : concatBytes(chunks.map((c) => c.chunk));
       writeAll(conn, bytes).then(() => callback(), callback);
     },
     final(callback) {
@@ -252,16 +253,6 @@ function duplexOf(conn: Deno.TcpConn, seen: Seen, gate: ReadGate): Duplex {
 
 /** A TLS record's most (16 KiB) plus its overhead. */
 const READ_BYTES = 17 * 1024;
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let off = 0;

@@ -4,6 +4,7 @@
  * value that is not written from its publish frame.
  */
 import { DELIVERY_PREFIX, toMsgpack } from "../../wire/mod.ts";
+import { concatBytes } from "../../wire/byte_words.ts";
 import { MP_METHOD_WORD_AT } from "./msgpack_publish.ts";
 
 const textEncoder = new TextEncoder();
@@ -45,7 +46,7 @@ export function topicPrefix(topic: string): Uint8Array {
  * tail. `params` has 3 members, or 4 with `retained` (only when true, as in JSON).
  */
 function mpHead(members: number): Uint8Array {
-  return concat([
+  return concatBytes([
     Uint8Array.of(0x82),
     toMsgpack("method"),
     toMsgpack("broker.message"),
@@ -57,7 +58,7 @@ function mpHead(members: number): Uint8Array {
 const MP_HEAD = mpHead(3);
 const MP_HEAD_RETAINED = mpHead(4);
 const MP_VALUE = toMsgpack("value");
-export const MP_RETAINED_TRUE = concat([toMsgpack("retained"), Uint8Array.of(0xc3)]);
+export const MP_RETAINED_TRUE = concatBytes([toMsgpack("retained"), Uint8Array.of(0xc3)]);
 /** `message` in MP_HEAD, where a canonical MessagePack publish has `publish`. */
 export const MP_MESSAGE_WORD = MP_HEAD.subarray(MP_METHOD_WORD_AT, MP_METHOD_WORD_AT + 7);
 
@@ -70,20 +71,8 @@ export function mpPrefix(topic: string, retained: boolean): Uint8Array {
   let prefix = prefixes.get(topic);
   if (prefix === undefined) {
     if (prefixes.size >= TOPIC_PREFIXES_KEPT) prefixes.clear();
-    prefix = concat([retained ? MP_HEAD_RETAINED : MP_HEAD, toMsgpack(topic), MP_VALUE]);
+    prefix = concatBytes([retained ? MP_HEAD_RETAINED : MP_HEAD, toMsgpack(topic), MP_VALUE]);
     prefixes.set(topic, prefix);
   }
   return prefix;
-}
-
-export function concat(parts: Uint8Array[], room = 0): Uint8Array {
-  let n = room;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = room;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }

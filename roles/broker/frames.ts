@@ -25,11 +25,11 @@ import {
 // by the wire's one rule (json_value.ts), which also refuses NaN and ±Infinity.
 import { jsonReplacer } from "../../wire/mod.ts";
 import { DELIVERY_PREFIX, METHOD_WORD_AT } from "../../wire/mod.ts";
+import { concatBytes } from "../../wire/byte_words.ts";
 import { EncodedValue, type Message } from "./subscriber.ts";
 import { msgpackOf, RawJson, RawMsgpack, slabAlloc } from "./raw_json.ts";
 import { MP_METHOD_WORD_AT, MP_PARAMS_AT } from "./msgpack_publish.ts";
 import {
-  concat,
   MP_MESSAGE_WORD,
   MP_RETAINED_TRUE,
   mpPrefix,
@@ -412,5 +412,5 @@ export function holdMessage(msg: Message): void {
 export function sidTail(sid: number, codec: CodecName): Uint8Array {
   return codec === "json"
     ? textEncoder.encode(`,"sid":${sid}}}`)
-    : concat([toMsgpack("sid"), toMsgpack(sid)]);
+    : concatBytes([toMsgpack("sid"), toMsgpack(sid)]);
 }
