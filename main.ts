@@ -28,7 +28,7 @@ import { printableText } from "./roles/_printable.ts";
 import { loadCpuUsage, MetricsBindError, ProcessMetrics } from "./obs/mod.ts";
 // The watch of a parent `dist up` alone: the launcher loads with `up` and `status`.
 import { LAUNCHER_ENV, watchLauncher } from "./launch/self.ts";
-import { unblockStderr } from "./roles/_stderr.ts";
+import { blockStderr, unblockStderr } from "./roles/_stderr.ts";
 import { startHeapTrim } from "./obs/heap_trim.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -150,6 +150,7 @@ async function allRoles(): Promise<Readonly<Record<string, Role>>> {
 
 /** Prints a failure the way users see it and picks the exit code. */
 function fail(err: unknown): number {
+  blockStderr(); // The process ends: its last lines wait for a paused launcher.
   if (err instanceof UsageError) {
     // Several problems (a topology file's) are several lines, each `dist: …`.
     for (const line of err.message.split("\n")) console.error(`dist: ${line}`);

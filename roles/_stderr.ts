@@ -29,14 +29,34 @@ export function unblockStderr(launcherEnv: string): boolean {
     const lib = Deno.dlopen("libc.so.6", {
       fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
     });
-    try {
-      const flags = lib.symbols.fcntl(2, F_GETFL, 0);
-      return flags >= 0 && lib.symbols.fcntl(2, F_SETFL, flags | O_NONBLOCK) === 0;
-    } finally {
+    const flags = lib.symbols.fcntl(2, F_GETFL, 0);
+    if (flags < 0 || lib.symbols.fcntl(2, F_SETFL, flags | O_NONBLOCK) !== 0) {
       lib.close();
+      return false;
     }
+    restore = () => {
+      restore = undefined;
+      lib.symbols.fcntl(2, F_SETFL, flags);
+      lib.close();
+    };
+    return true;
   } catch {
     return false;
+  }
+}
+
+let restore: (() => void) | undefined;
+
+/**
+ * Makes stderr blocking again (a no-op unless {@link unblockStderr} changed it): for the last
+ * lines of a process that is ending, which are worth waiting for the launcher to read (and
+ * which `console.error` would otherwise fail to write into a full pipe).
+ */
+export function blockStderr(): void {
+  try {
+    restore?.();
+  } catch {
+    // Nothing more to do: the lines may be lost.
   }
 }
 
