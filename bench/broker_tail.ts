@@ -10,20 +10,25 @@
  * V8 flags (DENO_V8_FLAGS); `TAIL_SLICE_US=n` asks the scheduler for n µs
  * slices for B's main thread (sched_setattr); `TAIL_NATS=0` leaves NATS out; `TAIL_GC=1` also traces B's collections and
  * prints, per run, how many scavenges and full collections it made and the
- * longest pause.
+ * longest pause. `TAIL_SCHED=1` records the scheduler's switches and
+ * wake-ups around each run (`perf`: see bench/sched_wakes.ts) and prints how
+ * long each server's threads waited for a core once woken by the clients,
+ * by their own threads, by anything else, and once preempted.
  *
- *   [TAIL_ROUNDS=8] [TAIL_SECONDS=3] [TAIL_BASE=…] [TAIL_V8=…] [TAIL_GC=1] \
+ *   [TAIL_ROUNDS=8] [TAIL_SECONDS=3] [TAIL_BASE=…] [TAIL_V8=…] [TAIL_GC=1] [TAIL_SCHED=1] \
  *     deno run -A bench/broker_tail.ts
  */
 import { type DistProcess, startDist } from "../tests/helpers/dist.ts";
 import { median } from "./_common.ts";
 import { loadRun, startCheckout, startNats } from "./broker.ts";
+import { quantile, startSchedTrace, type Waits, waitsOf } from "./sched_wakes.ts";
 
 const env = (name: string, fallback: string) => Deno.env.get(name) ?? fallback;
 const ROUNDS = Number(env("TAIL_ROUNDS", "8"));
 const SECONDS = Number(env("TAIL_SECONDS", "3"));
 const base = Deno.env.get("TAIL_BASE");
 const traceGc = Deno.env.get("TAIL_GC") === "1";
+const traceSched = Deno.env.get("TAIL_SCHED") === "1";
 const v8 = [env("TAIL_V8", ""), traceGc ? "--trace-gc" : ""].filter((f) => f !== "").join(",");
 const brokerArgs = ["broker", "--port", "0", "--heartbeat", "5000"];
 const QUANTILES = [["p50", 0.5], ["p90", 0.9], ["p99", 0.99], ["p999", 0.999]] as const;
@@ -56,6 +61,16 @@ function setSlice(tid: number, us: number): void {
   const r = lib.symbols.syscall(314n, BigInt(tid), new Uint8Array(attr.buffer), 0n);
   lib.close();
   if (r !== 0n) throw new Error(`sched_setattr ${tid}: ${r}`);
+}
+
+/** The voluntary context switches of a server's main thread so far: its sleeps, so its wake-ups. */
+function wakeUps(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/status`);
+    return Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
 }
 
 type Side = { name: string; system: "dist" | "nats"; server: { port: number; pid: number } };
@@ -103,6 +118,17 @@ function gcSince(): string {
   } ms`;
 }
 
+const WAIT_KINDS = ["client", "own", "other", "preempted"] as const;
+
+/** A run's waits for a core: how many of each kind, their p50 / p99 (ms). */
+function waitLine(w: Waits): string {
+  return WAIT_KINDS.map((k) =>
+    `${k === "preempted" ? k : `woken by ${k}`} ${w[k].length}× ${
+      quantile(w[k], 0.5).toFixed(3)
+    } / ${quantile(w[k], 0.99).toFixed(2)}`
+  ).join(", ");
+}
+
 try {
   const run = (s: Side, count: number) =>
     loadRun(s.system, s.server, 1, count, {
@@ -115,9 +141,18 @@ try {
     const order = r % 2 ? [...sides].reverse() : sides;
     const line: string[] = [];
     for (const s of order) {
-      const s0 = sched(s.server.pid);
+      const trace = traceSched
+        ? await startSchedTrace(`/tmp/broker_tail_sched_${Deno.pid}.data`)
+        : undefined;
+      const s0 = sched(s.server.pid), w0 = wakeUps(s.server.pid);
       const { delays } = await run(s, 10_000 * SECONDS);
       const [cpu, wait, slices] = sched(s.server.pid).map((v, i) => v - s0[i]);
+      const wakes = (wakeUps(s.server.pid) - w0) / SECONDS;
+      add(`${s.name} wakes_per_s`, wakes);
+      const waits = trace && waitsOf(await trace.stop(), s.server.pid, Deno.pid);
+      if (waits !== undefined) {
+        for (const k of WAIT_KINDS) add(`${s.name} ${k}_wait_p99`, quantile(waits[k], 0.99));
+      }
       add(`${s.name} cpu_us`, cpu / 1000 / (10_000 * SECONDS));
       add(`${s.name} wait_us`, wait / 1000 / slices);
       delays.sort((a, b) => a - b);
@@ -128,9 +163,11 @@ try {
       line.push(
         `${s.name} p50 ${q(0.5).toFixed(3)} p99 ${q(0.99).toFixed(3)} max ${
           delays[delays.length - 1].toFixed(1)
-        } cpu ${(cpu / 1e3 / (10_000 * SECONDS)).toFixed(2)} µs/msg, waits ${
-          (wait / 1e3 / slices).toFixed(0)
-        } µs${s.name === "B" && traceGc ? ` (${gcSince()})` : ""}`,
+        } cpu ${(cpu / 1e3 / (10_000 * SECONDS)).toFixed(2)} µs/msg, ${
+          wakes.toFixed(0)
+        } wake-ups/s, waits ${(wait / 1e3 / slices).toFixed(0)} µs${
+          s.name === "B" && traceGc ? ` (${gcSince()})` : ""
+        }${waits === undefined ? "" : `, ${waitLine(waits)}`}`,
       );
     }
     const load = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -145,9 +182,9 @@ try {
   await nats?.stop();
 }
 for (const s of sides) {
-  const cells = [...QUANTILES.map(([k]) => k), "max", "cpu_us", "wait_us"].map((k) =>
-    `${k} ${median(results[`${s.name} ${k}`]).toFixed(3)}`
-  );
+  const kinds = traceSched ? WAIT_KINDS.map((k) => `${k}_wait_p99`) : [];
+  const cells = [...QUANTILES.map(([k]) => k), "max", "cpu_us", "wakes_per_s", "wait_us", ...kinds]
+    .map((k) => `${k} ${median(results[`${s.name} ${k}`]).toFixed(3)}`);
   console.log(`${s.name}: medians of ${ROUNDS} runs of ${SECONDS} s (ms): ${cells.join(", ")}`);
 }
 if (nats !== undefined) {
