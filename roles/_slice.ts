@@ -11,9 +11,9 @@
  * slices; deliveries' p99 22.9 against 7.8 ms). Its share of the CPU stays
  * what it was, in smaller pieces: a thread that is busy most of the time
  * then switches more for nothing (flat out, about a tenth more CPU a
- * delivery), so past half its time on a CPU it goes back to the kernel's
- * default slice, and below a quarter asks for short ones again (checked
- * every CHECK_MS). Older kernels ignore the request; without FFI nothing is
+ * delivery), so once it wants a CPU (runs or waits to) more than half the
+ * time it goes back to the kernel's default slice, and under a quarter asks
+ * for short ones again (checked every CHECK_MS). Older kernels ignore the request; without FFI nothing is
  * asked. `DIST_SLICE_US=0` leaves the thread as it is.
  */
 
@@ -21,7 +21,7 @@
 const SLICE_US = 100;
 /** How often the thread's time on a CPU is read (ms). */
 const CHECK_MS = 250;
-/** Share of the time on a CPU past which the default slice comes back, and under which short ones do. */
+/** Share of the time wanting a CPU past which the default slice comes back, and under which short ones do. */
 const BUSY = 0.5, IDLE = 0.25;
 /** `sched_setattr`'s number by architecture. */
 const SYS_SCHED_SETATTR: Record<string, bigint> = { x86_64: 314n, aarch64: 274n };
@@ -53,9 +53,10 @@ function sliceSetter(): SetSlice | undefined {
   };
 }
 
-/** The calling thread's time on a CPU so far (ns). */
-function cpuNs(): number {
-  return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
+/** The calling thread's time on a CPU or waiting for one so far (ns): the time it wanted one. */
+function wantedNs(): number {
+  const [run, wait] = Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ");
+  return Number(run) + Number(wait);
 }
 
 /**
@@ -68,12 +69,12 @@ export function shortSlicesWhileIdle(): () => void {
     const us = Number(Deno.env.get("DIST_SLICE_US") ?? SLICE_US);
     set = us > 0 ? sliceSetter() : undefined;
     if (set === undefined || !set(us)) return () => {};
-    let short = true, cpu = cpuNs(), at = performance.now();
+    let short = true, wanted = wantedNs(), at = performance.now();
     const timer = setInterval(() => {
       try {
-        const nowCpu = cpuNs(), now = performance.now();
-        const busy = (nowCpu - cpu) / 1e6 / (now - at);
-        [cpu, at] = [nowCpu, now];
+        const nowWanted = wantedNs(), now = performance.now();
+        const busy = (nowWanted - wanted) / 1e6 / (now - at);
+        [wanted, at] = [nowWanted, now];
         if ((short ? busy > BUSY : busy < IDLE) && set!(short ? 0 : us)) short = !short;
       } catch {
         // /proc unreadable now (descriptors exhausted): the next check.
