@@ -38,7 +38,9 @@ export async function startSchedTrace(file: string): Promise<SchedTrace> {
       child.kill("SIGINT");
       const { code, stderr } = await child.output();
       if (code !== 0 && code !== 130 && code !== 2) {
-        throw new Error(`perf record: ${new TextDecoder().decode(stderr)}`);
+        throw new Error(
+          `perf record: ${new TextDecoder("utf-8", { ignoreBOM: true }).decode(stderr)}`,
+        );
       }
       const out = await new Deno.Command("perf", {
         args: ["script", "-i", file, "-F", "pid,tid,cpu,time,event,trace"],
@@ -46,7 +48,7 @@ export async function startSchedTrace(file: string): Promise<SchedTrace> {
         stderr: "null",
       }).output();
       await Deno.remove(file).catch(() => {});
-      return new TextDecoder().decode(out.stdout);
+      return new TextDecoder("utf-8", { ignoreBOM: true }).decode(out.stdout);
     },
   };
 }
