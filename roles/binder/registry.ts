@@ -5,7 +5,7 @@
  *
  * Every change of an entry gets a new stamp from the binder's hybrid logical clock: a
  * registration, a renewal (so a renewal made on one side of a partition beats an expiry decided
- * on the other side earlier), a deregistration, an expiry (stamped as of its lease's end), a
+ * on the other side earlier), a deregistration, an expiry (stamped just after the version it ended), a
  * verified failure. A removal leaves a tombstone, so an older registration arriving late cannot
  * bring the instance back; a tombstone is collected after `tombstoneMs` and its lease, by which
  * time every reachable binder has it (and an instance that did come back with no one renewing it
@@ -244,13 +244,11 @@ export class Registry {
   remove(id: string, reason: RemovalReason): Entry | undefined {
     const previous = this.#entries.get(id);
     if (previous === undefined || previous.removed !== undefined) return previous;
-    const { expiresAt, ...rest } = previous;
+    const { expiresAt: _, ...rest } = previous;
     // An expiry is versioned as of the lease's end, not of the sweep that found it: a binder
     // that ran late (frozen, paused, its loop blocked) must not outdate the renewals its peers
     // took meanwhile (hostile47 Q1: its tombstones removed live instances everywhere).
-    const stamp = reason === "expired"
-      ? this.#expiryStamp(previous.stamp, expiresAt)
-      : this.clock.now();
+    const stamp = reason === "expired" ? this.#expiryStamp(previous.stamp) : this.clock.now();
     const entry: Entry = { ...rest, stamp, removed: reason, expiresAt: 0 };
     if (reason === "expired") this.counters.expirations++;
     else this.counters.removals++;
@@ -401,10 +399,12 @@ export class Registry {
     return expired;
   }
 
-  /** An expiry's version: the wall time its lease ended, yet newer than the entry's `last`. */
-  #expiryStamp(last: Stamp, expiresAt: number): Stamp {
-    const ended = Math.floor(this.#wallNow() - Math.max(0, this.#now() - expiresAt));
-    if (ended > last[0]) return [ended, 0, this.clock.node];
+  /**
+   * An expiry's version: just after the version whose lease it ended, whatever the clocks (a
+   * binder that ran late, or whose clock runs ahead, cannot outdate renewals taken elsewhere
+   * since: hostile47 Q1, review r47 R1).
+   */
+  #expiryStamp(last: Stamp): Stamp {
     if (last[1] < MAX_LOGICAL) return [last[0], last[1] + 1, this.clock.node];
     return [last[0] + 1, 0, this.clock.node];
   }
@@ -417,10 +417,9 @@ export class Registry {
     for (const listener of this.#collectListeners) listener(entry);
   }
 
-  /** Kept `tombstoneMs` and its lease (hostile47 Q6: a lease outlived its tombstone, came back). */
+  /** Kept its lease and `tombstoneMs` past its version (hostile47 Q6: a lease outlived it). */
   #collectable(entry: { stamp: Stamp; ttlMs: number }): boolean {
-    const keep = Math.max(this.tombstoneMs, Math.min(entry.ttlMs, MAX_TTL_MS));
-    return entry.stamp[0] + keep < this.#wallNow();
+    return entry.stamp[0] + Math.min(entry.ttlMs, MAX_TTL_MS) + this.tombstoneMs < this.#wallNow();
   }
 
   #apply(entry: Entry, local: boolean): void {
