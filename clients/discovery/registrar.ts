@@ -99,14 +99,14 @@ export class Registrar {
           });
           for (const w of this.#waiters.splice(0)) w();
         } else {
-          // A binder that hangs is left while the lease still runs on the others: with several,
-          // each try waits a third of the lease (at least 500 ms; hostile47 Q3: 1 s + a 2 s
-          // timeout reached the next binder as the 3 s lease ended: registered again).
-          const several = this.#binders.addresses.length > 1;
+          // Binders that hang are left while the lease still runs on the others: with n, each
+          // try waits a third of the lease split over the n - 1 that may hang (hostile47 Q3: a
+          // 2 s timeout reached the next binder as the 3 s lease ended; r47 R2: two hung ones).
+          const n = this.#binders.addresses.length;
           await this.#binders.call(binder.methods.renew, { id: this.#id }, {
             signal: this.#stop.signal,
-            timeout: several
-              ? Math.min(this.#binders.timeoutMs, Math.max(500, period))
+            timeout: n > 1
+              ? Math.min(this.#binders.timeoutMs, Math.max(100, Math.floor(period / (n - 1))))
               : this.#binders.timeoutMs,
           });
         }
