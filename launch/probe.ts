@@ -26,6 +26,8 @@ export type ProbeResult =
     answered: boolean;
     /** A dist listener refused the launcher's credentials (or their absence) at the hello. */
     refused?: boolean;
+    /** It ended by a timeout (of the connect or of the hello), not by the peer closing. */
+    timedOut?: boolean;
   };
 
 /**
@@ -83,7 +85,13 @@ export async function probe(
     // Not a listener that did not authenticate ours (h46d D6): something else may hold the port.
     const refused = error.code === "UNAUTHORIZED" &&
       (error.data as { reason?: unknown } | undefined)?.reason !== NOT_AUTHENTICATED;
-    return { ok: false, reason: error.message, answered: answered || connected(error), refused };
+    return {
+      ok: false,
+      reason: error.message,
+      answered: answered || connected(error),
+      refused,
+      timedOut: error.code === "TIMEOUT",
+    };
   }
 }
 

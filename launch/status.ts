@@ -100,14 +100,24 @@ export async function statusOf(
     }
     const port = address.slice(address.lastIndexOf(":") + 1);
     const pid = state?.pid;
-    if (
-      answer.answered && answer.name === undefined && pid !== undefined && holdsPort(pid, +port)
-    ) {
-      // Its own process accepts and says nothing: stopped or its loop blocked (hostile47 Q2).
-      row.state = "hung";
-      row.note = `${instance.name} (pid ${pid}) accepts on port ${port} but does not ` +
-        `answer (${cellText(answer.reason, 80)}): stopped, or its event loop blocked`;
-      return row;
+    const settled = state !== undefined && ["ready", "running"].includes(state.state);
+    if (answer.name === undefined && pid !== undefined && (answer.answered || settled)) {
+      const ours = holdsPort(pid, +port);
+      if (ours && answer.answered && !answer.timedOut) {
+        // Its own process closes at once: at its connection limits (r47 R14), not someone else.
+        row.state = "up";
+        row.note = `${instance.name} (pid ${pid}) closed dist status's connection before its ` +
+          `hello (${cellText(answer.reason, 80)}): at its connection limits?`;
+        return row;
+      }
+      if (ours) {
+        // Its own process holds the port and says nothing, the kernel accepting for it or its
+        // backlog full: stopped or its loop blocked (hostile47 Q2, r47 R3).
+        row.state = "hung";
+        row.note = `${instance.name} (pid ${pid}) holds port ${port} but does not answer ` +
+          `(${cellText(answer.reason, 80)}): stopped, or its event loop blocked`;
+        return row;
+      }
     }
     if (answer.answered) {
       // Another process holds the port: "down" would send the user looking in the wrong place.
