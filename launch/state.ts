@@ -103,10 +103,16 @@ export function ownStateDir(): string {
 }
 
 /**
- * How a topology file is named in state files: its real path (one file reached through a symlink
- * is the same topology: same data, CA and launcher guard; hostile47 Q5), else its absolute path.
+ * How a topology file is named in state files, `data_dir = "auto"` and `tls = "auto"`: its
+ * absolute path as given, stable when a link on it is re-pointed (a deploy's `current`, a
+ * ConfigMap: review r47 R4). The one-launcher lock also takes its real path (hostile47 Q5).
  */
 export function topologyKey(file: string | undefined): string {
+  return file === undefined ? DEFAULT_TOPOLOGY_FILE : resolve(file);
+}
+
+/** The real path of a topology file (symlinks followed), or its key where it cannot be had. */
+export function realTopologyKey(file: string | undefined): string {
   if (file === undefined) return DEFAULT_TOPOLOGY_FILE;
   try {
     return Deno.realPathSync(file);
@@ -353,29 +359,39 @@ export class StateWriter {
  * Takes the one-launcher lock of a topology (`file`, `on`) on this machine: an exclusive `flock`
  * on a file beside the state files, which needs no free space and which the kernel drops when the
  * launcher dies (hostile47 Q4: on a full disk no state file was written, and a second launcher
- * ran). Held until the process ends.
+ * ran). Taken on the file's path as given and on its real path (one file through two names is
+ * one topology here: hostile47 Q5). Held until the process ends.
  * @returns false when another launcher holds it; true when taken, or when there is no state
  *   directory of ours to lock in (the state files' own check then decides)
  */
-export async function lockLauncher(file: string, on: string | undefined): Promise<boolean> {
-  if (stateDirProblem() !== undefined) return true;
-  let lock: Deno.FsFile;
+export async function lockLauncher(
+  keys: readonly string[],
+  on: string | undefined,
+): Promise<boolean> {
   try {
-    lock = await Deno.open(`${stateDir()}/up-${await shortHash([file, on ?? ""])}.lock`, {
-      read: true,
-      write: true,
-      create: true,
-      mode: 0o600,
-    });
+    ownStateDir(); // Made first: a fresh /tmp after a boot has none yet (review r47 R7).
   } catch {
-    return true;
+    return true; // Not ours (dist up says so): no state, no lock.
   }
-  if (await lock.tryLock(true)) {
+  for (const key of new Set(keys)) {
+    let lock: Deno.FsFile;
+    try {
+      lock = await Deno.open(`${stateDir()}/up-${await shortHash([key, on ?? ""])}.lock`, {
+        read: true,
+        write: true,
+        create: true,
+        mode: 0o600,
+      });
+    } catch {
+      continue;
+    }
+    if (!await lock.tryLock(true)) {
+      lock.close();
+      return false;
+    }
     launcherLocks.push(lock); // Kept open: closing it would release the lock.
-    return true;
   }
-  lock.close();
-  return false;
+  return true;
 }
 const launcherLocks: Deno.FsFile[] = [];
 

@@ -24,6 +24,7 @@ import {
   lockLauncher,
   placeDataDirs,
   readStates,
+  realTopologyKey,
   stateDirProblem,
   StateWriter,
   topologyKey,
@@ -109,7 +110,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   // Two launchers of one topology on one machine would fight over its ports.
   const key = topologyKey(args.file);
   const twin = (await readStates(key)).find((s) => s.on === plan.on);
-  if (twin !== undefined || !await lockLauncher(key, plan.on)) {
+  if (twin !== undefined || !await lockLauncher([key, realTopologyKey(args.file)], plan.on)) {
     throw new UsageError(
       `dist up of ${topology.file}${plan.on ? ` --on ${plan.on}` : ""} already runs here ` +
         `(${

@@ -1,51 +1,38 @@
 /**
- * Hostile review h47 Q5 (medium): `dist up` names a topology by
- * `path.resolve(file)` (launch/state.ts `topologyKey`), not by the file
- * itself, so one file reached by two paths (a symlinked project or home
- * directory, `cd` into a symlink and a relative path, where `getcwd` gives
- * the physical path while the user typed the logical one) is two
- * topologies: `data_dir = "auto"` gives the broker or binder another, empty
- * directory (a restarted cluster does not find its retained values or its
- * registry, and says nothing), `tls = "auto"` makes a second CA, the "one
- * launcher per file" guard and `dist status` do not see the other launcher.
+ * Hostile review h47 Q5 (medium): one topology file reached by two paths (a symlinked project or
+ * home directory) ran twice: the "one launcher per file" guard keyed by the path as named did not
+ * see the other launcher. The key of data and CA stays the path as named (review r47 R4: a
+ * re-pointed deploy link must keep its data); the guard takes the real path too.
  *
- * Expected: the same file gives the same data directory whichever path
- * names it (key by `Deno.realPath`, or by device and inode).
+ * Expected: a second `dist up` of the same file through a symlinked directory is refused while
+ * the first runs.
  */
 import assert from "node:assert/strict";
 import { runDist } from "./helpers/dist.ts";
+import { startUp } from "./helpers/up.ts";
 
-function dataDir(stdout: string): string | undefined {
-  const plan = JSON.parse(stdout.trim().split("\n")[0]) as { argv: string[] };
-  return plan.argv.find((a) => a.startsWith("--data-dir="));
-}
-
-Deno.test('h47 Q5: one topology file reached through a symlink keeps its data_dir = "auto" directory', async () => {
+Deno.test("h47 Q5: one topology file reached through a symlink cannot be launched twice", async () => {
   const root = await Deno.makeTempDir({ prefix: "dist-h47-q5-" });
   const state = await Deno.makeTempDir({ prefix: "dist-h47-q5-state-" });
   await Deno.chmod(state, 0o700);
+  const env = { DIST_STATE_DIR: state };
+  await Deno.mkdir(`${root}/real`);
+  await Deno.symlink(`${root}/real`, `${root}/link`);
+  await Deno.writeTextFile(`${root}/real/cluster.toml`, `[[server]]\nname = "srv"\nport = 0\n`);
+  const first = startUp([`${root}/real/cluster.toml`, "--no-dashboard"], { env });
   try {
-    await Deno.mkdir(`${root}/real`);
-    await Deno.symlink(`${root}/real`, `${root}/link`);
-    await Deno.writeTextFile(
-      `${root}/real/cluster.toml`,
-      `[[broker]]\nname = "broker"\nport = 0\ndata_dir = "auto"\n`,
+    await first.waitFor(/All 1 ready/);
+    const second = await runDist(
+      ["up", `${root}/link/cluster.toml`, "--no-dashboard", "--duration", "2s"],
+      { env, timeoutMs: 30_000 },
     );
-    const env = { DIST_STATE_DIR: state };
-    const viaReal = await runDist(["up", `${root}/real/cluster.toml`, "--dry-run", "--json"], {
-      env,
-    });
-    const viaLink = await runDist(["up", `${root}/link/cluster.toml`, "--dry-run", "--json"], {
-      env,
-    });
-    assert.equal(viaReal.code, 0, viaReal.stderr);
-    assert.equal(viaLink.code, 0, viaLink.stderr);
-    assert.equal(
-      dataDir(viaLink.stdout),
-      dataDir(viaReal.stdout),
-      "the same file through a symlinked directory gets another data directory",
+    assert.match(
+      second.stderr + second.stdout,
+      /already runs here/,
+      `the same file through a symlinked directory ran beside the first (exit ${second.code})`,
     );
   } finally {
+    await first.stop();
     await Deno.remove(root, { recursive: true });
     await Deno.remove(state, { recursive: true });
   }
