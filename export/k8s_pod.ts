@@ -141,8 +141,12 @@ export function podTemplate(members: PlannedInstance[], context: PodContext): IP
         runAsNonRoot: true,
         runAsUser: IMAGE_USER,
         runAsGroup: IMAGE_USER,
-        // The Secret's files belong to this group, readable by it only (defaultMode).
-        ...(context.secret === undefined ? {} : { fsGroup: IMAGE_USER }),
+        // The Secret's files (readable by it only: defaultMode), and a volume mounted for a
+        // data_dir (review r47 R5), belong to this group.
+        ...(context.secret === undefined &&
+            typeof members[0].instance.options.dataDir !== "string"
+          ? {}
+          : { fsGroup: IMAGE_USER }),
         seccompProfile: { type: "RuntimeDefault" },
       },
       ...(initContainers.length > 0 ? { initContainers } : {}),

@@ -144,14 +144,14 @@ export async function buildExport(
   const context = { topology: input.topology, roles: input.roles, findings, target };
   const kept = input.topology.instances.filter((i) => typeof i.options.dataDir === "string");
   if (target !== "systemd" && kept.length > 0) {
+    const names = kept.map((i) => i.name);
+    const shown = names.length > 4 ? `${names.slice(0, 4).join(", ")}, …` : names.join(", ");
+    const where = target === "k8s"
+      ? 'the pod\'s files (an emptyDir for "auto"), lost when the pod is deleted or moved; mount a PersistentVolumeClaim'
+      : "the container's files, lost when it is recreated; mount a volume";
     findings.note(
-      `data_dir (${kept.map((i) => i.name).slice(0, 4).join(", ")}${
-        kept.length > 4 ? ", …" : ""
-      }): "auto" is ${AUTO_DATA_ENV.STATE_DIRECTORY} in the ${
-        target === "k8s"
-          ? "pod's emptyDir, lost when the pod is deleted or moved"
-          : "container, lost when it is recreated"
-      }; mount a ${target === "k8s" ? "PersistentVolumeClaim" : "volume"} there to keep it`,
+      `data_dir (${shown}): "auto" is ${AUTO_DATA_ENV.STATE_DIRECTORY}, any other a path in the ` +
+        `container; either is in ${where} there to keep it`,
     );
   }
   // systemd without --on exports every host, each into a folder of its own (systemd.ts).

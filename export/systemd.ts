@@ -99,6 +99,7 @@ export function exportSystemd(input: ExportInput & { bin: string }): ExportFile[
   const { context } = input;
   const { topology, roles } = context;
   checkPortZero(context);
+  checkDataDirs(context);
   if (context.findings.problems.length > 0) return [];
   if (input.on !== undefined) {
     return hostFiles(input, { planned: input.planned, host: input.on, folder: "" });
@@ -113,6 +114,21 @@ export function exportSystemd(input: ExportInput & { bin: string }): ExportFile[
     const folder = hosts.length > 1 ? `${host}/` : "";
     return hostFiles(input, { planned: plan.instances, host, folder });
   });
+}
+
+/**
+ * A unit runs as a dynamic user, which can own nothing made before it runs: its data lives in a
+ * StateDirectory under /var/lib, or nowhere it can write (review r47 R6).
+ */
+function checkDataDirs(context: ExportContext): void {
+  for (const instance of context.topology.instances) {
+    const dir = instance.options.dataDir;
+    if (typeof dir !== "string" || !dir.startsWith("/") || dir.startsWith("/var/lib/")) continue;
+    context.findings.problem(
+      `${instance.role}.data_dir: ${dir}: a systemd unit runs as a dynamic user, which keeps ` +
+        `data under /var/lib only (a StateDirectory); use "auto" or a path under /var/lib`,
+    );
+  }
 }
 
 /** Port 0 works only where nobody needs to know the port: no reference, no probe. */
@@ -295,7 +311,7 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
 /**
  * A `data_dir` must be writable under ProtectSystem=strict and outlive the unit (hostile47 Q7):
  * `"auto"` is the unit's own StateDirectory (dist reads `$STATE_DIRECTORY`), one under /var/lib
- * is made a StateDirectory too, any other absolute one is opened to writes (it must exist).
+ * is made a StateDirectory too, a relative one lands in the logs directory.
  */
 function dataDirPaths(instance: Instance): string[] {
   const dir = instance.options.dataDir;
@@ -310,10 +326,8 @@ function dataDirPaths(instance: Instance): string[] {
   if (path.startsWith("/var/lib/") && path.length > "/var/lib/".length) {
     return [`StateDirectory=${path.slice("/var/lib/".length)}`];
   }
-  if (!path.startsWith("/")) {
-    return [`# data_dir ${dir} is in /var/log/dist (kept across restarts).`];
-  }
-  return [`# data_dir ${path} must exist, writable by the unit's user.`, `ReadWritePaths=-${path}`];
+  // Relative (an absolute one elsewhere is refused: checkDataDirs).
+  return [`# data_dir ${dir} is in /var/log/dist (kept across restarts).`];
 }
 
 /** An absolute `--log-file` outside /var/log/dist must be writable. */
