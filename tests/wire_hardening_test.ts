@@ -184,7 +184,9 @@ Deno.test("an answer too large to send becomes an error that fits", async () => 
 });
 
 Deno.test("a peer that never reads is cut off after --write-timeout, and it is logged", async () => {
-  const server = await startDist(["server", "--port", "0", "--write-timeout", "500ms"]);
+  // 3 s: the reader must still be connected when our writes are seen blocked (300 ms without
+  // progress) and sys.stats answers; at 500 ms a loaded parallel run (load 18) saw it cut already.
+  const server = await startDist(["server", "--port", "0", "--write-timeout", "3s"]);
   const { conn, reader } = await rawConn(server.port);
   const stats = await dial({ host: HOST, port: server.port }, { role: "test", name: "stats" });
   const connections = async () =>
@@ -203,7 +205,7 @@ Deno.test("a peer that never reads is cut off after --write-timeout, and it is l
       if (done !== true) break;
     }
     assert.equal(await connections(), 2, "the silent reader is still connected");
-    await waitFor(() => server.stderr().includes("slow_consumer"), 8000, "a slow_consumer log");
+    await waitFor(() => server.stderr().includes("slow_consumer"), 15_000, "a slow_consumer log");
     assert.match(server.stderr(), /WRN.*closed: slow_consumer.*took no bytes/);
     assert.equal(await connections(), 1, "only the stats connection is left");
   } finally {
