@@ -11,33 +11,36 @@
  * (hostile43a-scripts/many_untried.ts 0|1000 32 5, alternated under
  * bench.lock, load 15-18).
  *
- * A user checks the client's throughput before and after the idle workers
- * came, in one run, and the balancer's CPU for each call (top's figure over
- * the calls made): the rate alone moves with the machine's load (2-10x here,
- * more on a loaded CI machine), the CPU a call costs much less.
+ * A user checks the client's throughput with and without the idle workers,
+ * in one run, and the balancer's CPU for each call (top's figure over the
+ * calls made): here against a second balancer over the same server without
+ * them, in alternated rounds (a loaded machine moves the rate of rounds
+ * taken at different times 2-30x; stop 46's before/after took 281 calls/s
+ * for 0.04x at load 19), and the CPU a call to the ns (/proc's schedstat:
+ * 10 ms ticks read 0.0 us a call there). The fakes get `--liveness 120`:
+ * they live in this process and say nothing but their health checks'
+ * answers, which a loaded run left silent past 3 heartbeats.
  */
 import assert from "node:assert/strict";
 import type net from "node:net";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
-import { cpuSeconds } from "./helpers/dist.ts";
+import { cpuMs } from "./helpers/dist.ts";
 import { sleep } from "./helpers/raw.ts";
 import { fakeWorker } from "./helpers/source_workers.ts";
 import type { Peer } from "../wire/mod.ts";
 
 /**
  * `c` closed-loop `add` callers over `ms`: calls a second, and the
- * balancer's (`pid`) CPU time per call (µs), less `idle` (its CPU seconds a
- * second with no calls).
+ * balancer's (`pid`) CPU time per call (µs).
  */
 async function rate(
   client: Peer,
   pid: number,
   c: number,
   ms: number,
-  idle = 0,
 ): Promise<{ rate: number; us: number }> {
   let ok = 0;
-  const cpu0 = cpuSeconds(pid);
+  const cpu0 = cpuMs(pid);
   const t0 = performance.now();
   await Promise.all(Array.from({ length: c }, async (_, k) => {
     while (performance.now() - t0 < ms) {
@@ -46,19 +49,34 @@ async function rate(
     }
   }));
   const seconds = (performance.now() - t0) / 1000;
-  const us = Math.max(0, cpuSeconds(pid) - cpu0 - idle * seconds) * 1e6 / ok;
+  const us = (cpuMs(pid) - cpu0) * 1e3 / ok;
   return { rate: ok / seconds, us };
 }
 
-Deno.test("1,000 idle registered workers do not cut a client's throughput through the balancer", async () => {
+/** The median of `xs`. */
+function median(xs: number[]): number {
+  return [...xs].sort((x, y) => x - y)[xs.length >> 1];
+}
+
+Deno.test({
+  name: "1,000 idle registered workers do not cut a client's throughput through the balancer",
+  ignore: Deno.build.os !== "linux",
+}, async () => {
   const servers = await startServers(1);
-  const lb = await startBalancer(servers, ["--check-interval", "1s"]);
+  // No health check while calls are counted: 1,000 of them a second cost the balancer 80 to
+  // 108 ms, in bursts no idle figure took out well (one round in three of a loaded run); and
+  // no fake dropped for silence meanwhile (with --check-interval 1h they say nothing at all).
+  const lb = await startBalancer(servers, ["--check-interval", "1h", "--liveness", "120"]);
+  // The same-run baseline: a balancer over the same server without the workers, its rounds
+  // alternated with the other's (the load of a shared 2-core machine moves both alike).
+  const control = await startBalancer(servers, ["--check-interval", "1h"]);
   const client = await connectTo(lb.address, 10_000);
+  const client0 = await connectTo(control.address, 10_000);
   const fakes: net.Socket[] = [];
   try {
     const pid = lb.child.pid;
     await rate(client, pid, 32, 500); // warm-up
-    const alone = await rate(client, pid, 32, 3000);
+    await rate(client0, control.child.pid, 32, 500);
     for (let i = 0; i < 1000; i += 50) {
       const answers = await Promise.all(Array.from(
         { length: 50 },
@@ -67,40 +85,36 @@ Deno.test("1,000 idle registered workers do not cut a client's throughput throug
       ));
       assert.ok(answers.every((a) => a === "registered"), answers.join(","));
     }
-    await sleep(3000); // their first health checks (a burst of 1,000) done
-    // What the workers cost with no calls (their health checks: --check-interval 1s) is theirs.
-    const idle0 = cpuSeconds(pid), idleT0 = performance.now();
-    await sleep(1000);
-    const idle = (cpuSeconds(pid) - idle0) / ((performance.now() - idleT0) / 1000);
-    // The better of two rounds: the fakes live in this process, beside the client, and their
-    // health checks come in bursts (at load 12-18, 1 round in 3 ran at 0.06-0.14x, the server's
-    // own p99 223 ms; the next at 0.7-3.9x).
-    const rounds = [
-      await rate(client, pid, 32, 2000, idle),
-      await rate(client, pid, 32, 2000, idle),
-    ];
-    const beside = rounds[0].rate >= rounds[1].rate ? rounds[0] : rounds[1];
-    const summary = `alone ${alone.rate.toFixed(0)} calls/s at ${
-      alone.us.toFixed(1)
-    } us of balancer CPU each, beside 1,000 idle workers ${beside.rate.toFixed(0)} at ${
-      beside.us.toFixed(1)
-    } us beyond their health checks' ${(idle * 1000).toFixed(0)} ms/s (${
-      (beside.rate / alone.rate).toFixed(2)
-    }x, ${(beside.us / alone.us).toFixed(2)}x); load ${Deno.loadavg()[0]}`;
+    const listed = await client.call("balancer.backends") as unknown[];
+    assert.equal(listed.length, 1001, "the server and 1,000 workers in the pool");
+    const rates: number[] = [], cpus: number[] = [];
+    const pairs: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const alone = await rate(client0, control.child.pid, 32, 1000);
+      const beside = await rate(client, pid, 32, 1000);
+      rates.push(beside.rate / alone.rate);
+      cpus.push(beside.us / alone.us);
+      pairs.push(
+        `${alone.rate.toFixed(0)}/s ${alone.us.toFixed(1)} us : ${beside.rate.toFixed(0)}/s ` +
+          `${beside.us.toFixed(1)} us`,
+      );
+    }
+    const summary = `beside 1,000 idle workers against alone, median of 5 alternated pairs: ${
+      median(rates).toFixed(2)
+    }x the calls a second, ${median(cpus).toFixed(2)}x the balancer's CPU a call (${
+      pairs.join("; ")
+    }); load ${Deno.loadavg()[0]}`;
     console.log(summary);
-    // Before A9's fix 0.21x the calls (0.02x at load 12) at 14.7-20.4 us a call against 2.9-3.4.
-    // Beside them a pick is made per request (a pool past 16 has no runs): at load 1.6-2.0 the
-    // rate was 0.50-0.94x alone (0.6 failed 1 CI run in 4, 0.45 one in 8 on a slower machine),
-    // the CPU a call 1.0-1.6x. Either within its bound says the calls are not walking the workers.
-    // The CPU clause only where the rate is not far off (review45 R8: health checks starved while
-    // the calls ran would make the idle figure too large and the CPU clause pass whatever).
-    const cpuHolds = beside.rate >= 0.2 * alone.rate && beside.us > 0 &&
-      beside.us <= 2.5 * alone.us;
-    assert.ok(beside.rate >= 0.45 * alone.rate || cpuHolds, summary);
+    // Before A9's fix 0.21x the calls (0.02x at load 12) at 14.7-20.4 us a call against 2.9-3.4;
+    // after it a pick is still made per request beside them (a pool past 16 has no runs). The
+    // rate moves with the machine's load (0.04x in a parallel run at load 19, the balancer
+    // hardly given the CPU), the CPU a call, to the ns, much less: that is asserted.
+    assert.ok(median(cpus) <= 2.5, summary);
   } finally {
     client.close();
     for (const f of fakes) f.destroy();
     await sleep(10);
-    await stopAll([lb, ...servers]);
+    client0.close();
+    await stopAll([lb, control, ...servers]);
   }
 });
