@@ -32,8 +32,8 @@ async function listedBeside(n: number, net: number, char: string) {
   const servers = await startServers(1);
   // The fakes live in this process and say nothing but their health checks' answers: a loaded
   // machine left them silent past 3 heartbeats while the rest registered, and the balancer rightly
-  // dropped them (506 of 1,000 still listed, load 18). Liveness 30: what is tested is the listing.
-  const lb = await startBalancer(servers, ["--check-interval", "1s", "--liveness", "30"]);
+  // dropped them (506 of 1,000 still listed, load 18). Liveness 120: what is tested is the listing.
+  const lb = await startBalancer(servers, ["--check-interval", "1s", "--liveness", "120"]);
   const client = await connectTo(lb.address, 10_000);
   const fakes: Socket[] = [];
   let registered = 0;
