@@ -18,6 +18,7 @@
  */
 import assert from "node:assert/strict";
 import { connectTo, startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+import { cpuMs } from "./helpers/dist.ts";
 import { closeQuietly, frame, jsonFrame, RawReader, sleep, writeAll } from "./helpers/raw.ts";
 
 /** A MessagePack `{id, method: "sys.stats", params: [{} × m]}` of about 64,990 bytes. */
@@ -52,19 +53,6 @@ function statsOfMaps(id: number): Uint8Array {
   const body = new Uint8Array(head.length + method.length + params.length + m).fill(0x80);
   body.set([...head, ...method, ...params]);
   return frame(body);
-}
-
-/** CPU time of every thread of `pid` so far (ms). */
-function cpuMs(pid: number): number {
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return ns / 1e6;
 }
 
 /** One connection keeping `depth` such requests in flight until `stop()`. */

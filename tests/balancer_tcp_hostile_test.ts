@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { closeQuietly, within, writeAll } from "./helpers/raw.ts";
+import { cpuMs } from "./helpers/dist.ts";
 import { rawBackend, startTcpBalancer } from "./helpers/tcp_backend.ts";
 
 /** Voluntary context switches of every thread of `pid` so far (each sleep is one). */
@@ -69,19 +70,6 @@ Deno.test({
 /** The balancer's resident memory (KiB). */
 function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]);
-}
-
-/** CPU time of every thread of `pid` so far (ms). */
-function cpuMs(pid: number): number {
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return ns / 1e6;
 }
 
 /** Waits (at most `ms`) until `pid` takes under 10 ms of CPU in half a second. */
