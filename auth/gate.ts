@@ -21,13 +21,15 @@
  * with the wire's other warnings about peers), then, after a delay that
  * grows with the host's recent failures whatever names they claimed
  * (`base·2^(n-1)`, up to `maxDelayMs`: a user and a name that is none are
- * answered alike, h46d D5), UNAUTHORIZED and the connection closed. A record with recent failures may have at most `maxBusy` hellos
- * being checked or held at once, and a host at most `maxHostHeld` held
- * before their refusal whatever users they name (review45 R5); past either, a hello of a record
- * with failures gets only the checks a guess cannot pass (a token, a
- * certificate subject, the password of a user who succeeded lately) and
- * is otherwise refused at once (OVERLOADED). A record with no recent
- * failure (a user the flood does not name) is always checked. So a guesser
+ * answered alike, h46d D5), UNAUTHORIZED and the connection closed. A
+ * record with recent failures may have at most `maxBusy` hellos being
+ * checked or held at once, and a host at most `maxHostHeld` held before
+ * their refusal whatever users they name (review45 R5); past either, and
+ * for a delay after, a hello of a record with failures gets only the checks
+ * a guess cannot pass (a token, a certificate subject, the password of a
+ * user who succeeded lately), else is refused at once (OVERLOADED). A
+ * record with no recent failure (a user the flood does not name) is always
+ * checked. A guesser
  * gets at most `maxBusy` guesses at one user per delay whatever its
  * parallelism, and its flood holds a bounded number of connections.
  * Password hashing waits its turn by lane (HashSlots): a record with no

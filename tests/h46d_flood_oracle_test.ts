@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { Gate, hashPassword, parseUsers } from "../auth/mod.ts";
 import { dial, DistError, listen, type Listener } from "../wire/mod.ts";
-import { HELLO, jsonFrame, RawReader, sleep, writeAll } from "./helpers/raw.ts";
+import { HELLO, jsonFrame, RawReader, sleep, waitFor, writeAll } from "./helpers/raw.ts";
 
 const PASSWORD = "alice-real-pa55word";
 const CHEAP = { ln: 10, r: 8, p: 1 };
@@ -137,4 +137,54 @@ Deno.test("h46d D1: a flooded record is no oracle: the right proof after 100 wro
     await flood.stop();
     listener.close();
   }
+});
+
+Deno.test("h46d D1: a flood that lets one held hello go for a moment gets no check past the flooded path's budget (the right password stays out)", async () => {
+  // The network cases above hold 16 wrong hellos pending, each sent again once answered: under
+  // load one came back late, the record was below its cap for that moment, and the right proof
+  // took the ordinary check (let in, after 100 guesses answered in 514 ms). Here that moment is
+  // made on purpose: a clock moved by hand, and holds ended by closing their connections.
+  let clock = 1_000_000;
+  const users = parseUsers(
+    `[users.alice]\npassword = "${await hashPassword(PASSWORD, CHEAP)}"\nmethods = ["*"]\n`,
+    "users.toml",
+  );
+  const gate = new Gate({
+    users,
+    delays: { baseMs: 2000, maxDelayMs: 2000, maxBusy: 3 },
+    now: () => clock,
+  });
+  const hello = (password: string, closed: Promise<unknown> = new Promise(() => {})) =>
+    gate.authenticate({
+      address: "10.0.0.1:1234",
+      host: "10.0.0.1",
+      role: "client",
+      name: "c",
+      credentials: { user: "alice", password },
+      closed,
+    }).then(() => "welcome", (e: DistError) => e.code);
+  assert.equal(await hello(PASSWORD), "welcome"); // alice logged in lately
+  // The flood: 3 wrong hellos held (the cap), each until its connection closes.
+  const closers: (() => void)[] = [];
+  const held = Array.from(
+    { length: 3 },
+    (_, i) => hello(`wrong-${i}`, new Promise((resolve) => closers.push(() => resolve(undefined)))),
+  );
+  await waitFor(() => gate.stats().refused === 3, 10_000, "the 3 held hellos checked and failed");
+  // More guesses: the flooded path's budget (3 a delay), then nothing checked.
+  for (let i = 0; i < 10; i++) assert.equal(await hello(`guess-${i}`), "OVERLOADED");
+  // One held hello is answered (its dialer would send it again a moment later) …
+  closers[0]();
+  assert.equal(await held[0], "UNAUTHORIZED");
+  // … and in that moment the right password is no more checked than a guess would be.
+  assert.equal(
+    await hello(PASSWORD),
+    "OVERLOADED",
+    "the right password let in while the flood paused a moment",
+  );
+  closers.slice(1).forEach((close) => close());
+  await Promise.all(held);
+  // A delay of its failures later, nothing held, the record is checked again: alice gets in.
+  clock += 2000;
+  assert.equal(await hello(PASSWORD), "welcome");
 });
