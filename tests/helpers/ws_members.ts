@@ -40,7 +40,7 @@ function nextFrame(have: Uint8Array): { op: number; payload: Uint8Array; end: nu
 }
 
 /** Upgrades a connection to `port`, CONNECTs and SUBSCRIBEs (QoS 0); what was read past the SUBACK. */
-async function wsJoin(port: number, filter: string) {
+async function wsJoin(port: number, ...filters: string[]) {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
   await writeAll(
@@ -60,7 +60,11 @@ async function wsJoin(port: number, filter: string) {
   );
   await writeAll(
     conn,
-    packet({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }),
+    packet({
+      cmd: "subscribe",
+      messageId: 1,
+      subscriptions: filters.map((topic) => ({ topic, qos: 0 })),
+    }),
   );
   let have: Uint8Array = new Uint8Array(0);
   const more = async () => {
@@ -88,13 +92,19 @@ export async function wsThief(port: number, filter: string): Promise<Deno.Conn> 
   return (await wsJoin(port, filter)).conn;
 }
 
-/** A member of `filter` over WebSocket that reads, answers pings, and counts its PUBLISH packets. */
-export async function wsReader(port: number, filter: string) {
-  const { conn, rest } = await wsJoin(port, filter);
-  const state = { conn, count: 0, done: Promise.resolve() };
+/**
+ * A member of `filter` over WebSocket that reads, answers pings, and counts its PUBLISH packets;
+ * with `marker`, also subscribed to that topic, whose publishes it counts apart (`marks`): one
+ * read says it read all that came before it on its connection.
+ */
+export async function wsReader(port: number, filter: string, marker?: string) {
+  const { conn, rest } = await wsJoin(port, filter, ...marker === undefined ? [] : [marker]);
+  const state = { conn, count: 0, marks: 0, done: Promise.resolve() };
   const parser = mqttPacket.parser({ protocolVersion: 5 });
   parser.on("packet", (p: Packet) => {
-    if (p.cmd === "publish") state.count++;
+    if (p.cmd !== "publish") return;
+    if (p.topic === marker) state.marks++;
+    else state.count++;
   });
   state.done = (async () => {
     let have = rest;
