@@ -12,7 +12,11 @@ import { waitFor } from "./helpers/raw.ts";
 
 const SESSIONS = 40;
 const MESSAGES = 2_500;
-const EXPIRY_S = 12;
+/**
+ * Filling takes 3-5 s on an idle machine, 12-13 s at load 12-16 (two CPU hogs beside): at 12 s the
+ * sessions expired while it went on.
+ */
+const EXPIRY_S = 30;
 
 Deno.test(
   "mqtt journal: sessions expiring with 100,000 rows leave PINGREQ answered",
@@ -48,11 +52,20 @@ Deno.test(
       await pub.end();
       assert.ok(performance.now() - left < (EXPIRY_S - 2) * 1000, "filled before they expire");
       assert.equal(journalRows(dir), SESSIONS * MESSAGES);
-      // PINGREQ every 20 ms from before they expire until well after.
-      const worst = await longestPing(port, left + (EXPIRY_S + 4) * 1000, 30_000);
+      // PINGREQ every 20 ms until 2 s before they expire (the same run's noise: nothing else to
+      // do), then until well after.
+      const expiry = left + EXPIRY_S * 1000;
+      const quiet = await longestPing(port, expiry - 2000, 30_000);
+      const worst = await longestPing(port, expiry + 4000, 30_000);
       await waitFor(() => journalRows(dir) === 0, 30_000, "their rows deleted");
-      // Main: several seconds (100,000 deletes in one turn).
-      assert.ok(worst < 1500, `PINGRESP took ${worst.toFixed(0)} ms`);
+      console.log(
+        `longest PINGRESP ${worst.toFixed(0)} ms (before they expired ${quiet.toFixed(0)})`,
+      );
+      // Main: several seconds (100,000 deletes in one turn; 6.2 s in hostile review 41b X4).
+      assert.ok(
+        worst < 1500 + quiet,
+        `PINGRESP took ${worst.toFixed(0)} ms (${quiet.toFixed(0)} before they expired)`,
+      );
     } finally {
       await b.stop();
       await Deno.remove(dir, { recursive: true });
