@@ -14,6 +14,7 @@ import { parseAddress } from "../config/mod.ts";
 import { dial, DistError, type HelloClaim } from "../wire/mod.ts";
 import { startDist } from "./helpers/dist.ts";
 import { mqttOpts, RawMqtt } from "./helpers/mqtt.ts";
+import { closeQuietly, HELLO, jsonFrame, RawReader, waitFor, writeAll } from "./helpers/raw.ts";
 
 /** A cheap cost for tests (the default takes a tenth of a second a hash). */
 const CHEAP = { ln: 10, r: 8, p: 1 };
@@ -59,14 +60,16 @@ Deno.test("Gate: a flood guessing other users and made-up names from an address 
   const users = parseUsers(await usersFile(), "users.toml");
   const gate = new Gate({ users, delays: { baseMs: 2000, maxDelayMs: 2000, maxBusy: 3 } });
   // The flood: guesses at bob and at made-up names, each record full (3 held for 2 s), then more.
-  const flood = [];
-  for (let i = 0; i < 12; i++) {
+  // (Polled for, not slept for: 12 sent 5 ms apart and 150 ms of sleep asked their first
+  // hashes to be done by then, which a loaded machine did not always do.)
+  const flood: Promise<string>[] = [];
+  const guess = (i: number) => {
     const user = i % 2 === 0 ? "bob" : `nobody-${i}`;
     flood.push(answer(gate.authenticate(hello({ user, password: `guess-${i}` }))));
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  // Wait until the first guesses have failed (their records now have failures and are full).
-  await new Promise((r) => setTimeout(r, 150));
+  };
+  for (let i = 0; i < 6; i++) guess(i);
+  await waitFor(() => gate.stats().refused === 6, 10_000, "the first 3 guesses of each failed");
+  for (let i = 6; i < 12; i++) guess(i);
   const over = await answer(gate.authenticate(hello({ user: "bob", password: "guess-x" })));
   assert.equal(over, "OVERLOADED: Too many failing hellos from 10.0.0.1; retry later");
   // alice, never seen before, from the flooded address: checked and let in at once.
@@ -85,7 +88,7 @@ Deno.test("Gate: a flood guessing other users and made-up names from an address 
     { length: 3 },
     (_, i) => answer(gate.authenticate(hello({ user: "alice", password: `guess-${i}` }))),
   );
-  await new Promise((r) => setTimeout(r, 150));
+  await waitFor(() => gate.stats().refused === 9, 10_000, "alice's 3 guesses failed");
   assert.match(
     await answer(gate.authenticate(hello({ user: "alice", password: "guess-3" }))),
     /^OVERLOADED/,
@@ -150,6 +153,7 @@ Deno.test({
     ]);
     try {
       const mqttPort = Number(broker.stderr().match(/MQTT on 127\.0\.0\.1:(\d+)/)![1]);
+      const nativePort = parseAddress(broker.address).port;
       const native = (user: string, password: string, ms = 5000) =>
         dial(parseAddress(broker.address), {
           role: "client",
@@ -169,12 +173,22 @@ Deno.test({
           const n = guesses++;
           const user = k % 2 === 0 ? "bob" : `nobody-${n}`;
           if (k % 4 < 2) {
+            // In clear, as a hand-written client may: through the challenge each guess would be a
+            // derivation in this process, and a dialer derives one at a time (h46d D3), so alice's
+            // dial here waited behind the flood's (4.3 s at load 25), which no guesser elsewhere
+            // can make it do.
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port: nativePort });
             try {
-              (await native(user, `guess-${n}`, 15_000)).close();
-              admitted++;
-            } catch (err) {
-              const code = (err as DistError).code;
+              await writeAll(conn, jsonFrame({ ...HELLO, user, password: `guess-${n}` }));
+              const m = await new RawReader(conn).json(15_000);
+              if (m?.op === "welcome") admitted++;
+              const code = String((m?.error as { code?: string })?.code ?? m?.op);
               refusals[code] = (refusals[code] ?? 0) + 1;
+            } catch (err) {
+              const code = `closed ${(err as Error).message.slice(0, 40)}`;
+              refusals[code] = (refusals[code] ?? 0) + 1;
+            } finally {
+              closeQuietly(conn);
             }
           } else {
             const raw = await RawMqtt.open(mqttPort);
@@ -211,7 +225,9 @@ Deno.test({
           const peer = await native("alice", "pw-alice");
           await peer.call("sys.ping");
           peer.close();
-          assert.ok(performance.now() - t1 < 3000, `native ${performance.now() - t1} ms`);
+          const ms = Math.round(performance.now() - t1);
+          console.log(`alice over the native port: ${ms} ms`);
+          assert.ok(ms < 3000, `native ${ms} ms`);
         }
         const t2 = performance.now();
         const raw = await RawMqtt.open(mqttPort);
@@ -228,7 +244,9 @@ Deno.test({
           } as never);
           const ack = await raw.next("connack", 5000) as { returnCode: number };
           assert.equal(ack.returnCode, 0);
-          assert.ok(performance.now() - t2 < 3000, `MQTT ${performance.now() - t2} ms`);
+          const ms = Math.round(performance.now() - t2);
+          console.log(`alice over MQTT: ${ms} ms`);
+          assert.ok(ms < 3000, `MQTT ${ms} ms`);
         } finally {
           await raw.end();
         }
