@@ -12,8 +12,8 @@
  */
 import assert from "node:assert/strict";
 import { BrokerClient, rawSubscriber, statsUntil, withBroker } from "./helpers/broker.ts";
-import { closeQuietly, sleep, waitFor } from "./helpers/raw.ts";
-import { countFrames, publishKb } from "./helpers/groups.ts";
+import { closeQuietly, jsonFrame, sleep, waitFor, writeAll } from "./helpers/raw.ts";
+import { countFrames, publishKb, publishKbPaced } from "./helpers/groups.ts";
 import { mqttOpts, withMqttBroker } from "./helpers/mqtt.ts";
 import { wsReader } from "./helpers/ws_members.ts";
 
@@ -155,6 +155,18 @@ function startMembers(port: number, count: number, kind: "read" | "never" | "ws"
   };
 }
 
+/** A raw member of group g on /q, also subscribed to /mark (publishKbPaced's markers). */
+async function markedReader(port: number) {
+  const alice = await rawSubscriber(port, { topic: "/q", group: "g" });
+  await writeAll(
+    alice.conn,
+    jsonFrame({ id: 2, method: "broker.subscribe", params: { topic: "/mark" } }),
+  );
+  const answer = await alice.reader.json();
+  assert.equal(answer?.id, 2, `subscribed to /mark: ${JSON.stringify(answer)}`);
+  return alice;
+}
+
 /**
  * Waits until the reader (`got()` deliveries) has `share` of the `n` messages of 1 KB, then checks
  * that the members took less than `most` of their bytes.
@@ -175,13 +187,15 @@ async function readerGetsMost(
 Deno.test("broker queue group: a new reader beside ten members with an 8 MB receive buffer that never read gets most (hostile review 38b M1)", async () => {
   await withBroker(async (b) => {
     const pub = await BrokerClient.connect(b.port);
-    const alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
-    const got = countFrames(alice.conn);
+    const alice = await markedReader(b.port);
+    const got = countFrames(alice.conn, true, 1000, "/mark");
     const mallory = startMembers(b.port, 10, "never");
     try {
       assert.equal(await mallory.line(), "ready");
       const n = 30_000;
-      await publishKb(pub, n);
+      // Paced so that alice keeps up (at once, 1 run in 2 in parallel beside two CPU hogs she
+      // got 51 % in 30 s).
+      await publishKbPaced(pub, n, () => got.marks);
       // Before: no member was proven within 8.25 MiB here, so all eleven shared in rotation until
       // the ten were full: alice got 24 %. Now her answers prove her within 64 KiB, and they, who
       // answer nothing, share the trial budget and its ninth: she gets 76-85 % here.
@@ -210,10 +224,10 @@ Deno.test("broker queue group: members that read to be proven, then stop, take l
       await sleep(300); // read to the end
       await mallory.say("stop");
       assert.equal(await mallory.line(), "stopped");
-      alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
-      got = countFrames(alice.conn);
+      alice = await markedReader(b.port);
+      got = countFrames(alice.conn, true, 1000, "/mark");
       const n = 30_000;
-      await publishKb(pub, n);
+      await publishKbPaced(pub, n, () => got!.marks);
       // Before: each took what its 8 MB buffer holds, alice 45 %. Now each is stalled once it
       // leaves a request unanswered 25 ms: alice gets 87-97 % here.
       await readerGetsMost(mallory, () => got!.count, n, [0.75, 0.25]);
@@ -237,18 +251,9 @@ Deno.test(
       try {
         assert.equal(await mallory.line(), "ready");
         const n = 30_000;
-        // Alice keeps up, whatever the machine's load: 50 KB at a time, each time until she has
-        // read a marker published behind them (so never 64 KiB pending, nor 128 KiB unanswered).
-        // Published at once, at load 17 this test process missed her pongs' 25 ms now and then:
-        // no proven member kept up, and the members on trial took their turns (17 MB, 57 %), as
-        // README's Queue groups says they do then.
-        const value = "m".repeat(1000);
-        for (let i = 0; i < n; i += 50) {
-          for (let k = i; k < i + 50; k++) b.native.publish("/q/x", value);
-          b.native.publish("/mark", i);
-          const marks = i / 50 + 1;
-          await waitFor(() => alice.marks >= marks, 30_000, `alice's marker ${marks}`);
-        }
+        // Paced so that alice keeps up: at once, at load 17 this test process missed her pongs'
+        // 25 ms now and then, and the members on trial took 17 MB (57 %).
+        await publishKbPaced(b.native, n, () => alice.marks);
         // Before: they shared the group in rotation until full, alice 19 %. Now her pongs prove
         // her within 64 KiB: 77-84 % (78 % at load 10) here.
         await readerGetsMost(mallory, () => alice.count, n, [0.65, 0.3]);

@@ -3,20 +3,23 @@
  * it reads, and a publisher of 1 KB values to /q/x.
  */
 import type { BrokerClient } from "./broker.ts";
-import { jsonFrame, sleep, writeAll } from "./raw.ts";
+import { jsonFrame, sleep, waitFor, writeAll } from "./raw.ts";
 
 /**
  * Counts the deliveries (frames of `least` bytes or more: 1 KB values)
  * arriving on `conn`, reading as fast as it can, and answers each request the broker sends (its proof that a
  * queue group member reads: roles/broker/group_proof.ts) as a dist peer
- * does, with UNKNOWN_METHOD; with `answer` false it never answers.
+ * does, with UNKNOWN_METHOD; with `answer` false it never answers. Small
+ * deliveries of `marker` are counted apart (`marks`): one read says all
+ * before it on the connection was read.
  */
 export function countFrames(
   conn: Deno.Conn,
   answer = true,
   least = 1000,
-): { count: number; done: Promise<void> } {
-  const state = { count: 0, done: Promise.resolve() };
+  marker?: string,
+): { count: number; marks: number; done: Promise<void> } {
+  const state = { count: 0, marks: 0, done: Promise.resolve() };
   state.done = (async () => {
     const buf = new Uint8Array(256 * 1024), head = new Uint8Array(4);
     let have = 0, skip = 0;
@@ -33,7 +36,10 @@ export function countFrames(
             at += k;
             skip -= k;
             i += k;
-            if (skip === 0 && small !== undefined) await answerRequest(conn, small);
+            if (skip === 0 && small !== undefined) {
+              if (marker !== undefined && isDeliveryOf(small, marker)) state.marks++;
+              else if (answer) await answerRequest(conn, small);
+            }
             continue;
           }
           head[have++] = buf[i++];
@@ -41,7 +47,9 @@ export function countFrames(
             skip = new DataView(head.buffer).getUint32(0);
             have = 0;
             at = 0;
-            small = answer && skip < least ? new Uint8Array(skip) : undefined;
+            small = (answer || marker !== undefined) && skip < least
+              ? new Uint8Array(skip)
+              : undefined;
             if (skip >= least) state.count++; // a delivery, not a ping
           }
         }
@@ -51,6 +59,16 @@ export function countFrames(
     }
   })();
   return state;
+}
+
+/** Whether `frame` is a delivery (broker.message) of `topic`. */
+function isDeliveryOf(frame: Uint8Array, topic: string): boolean {
+  try {
+    const msg = JSON.parse(new TextDecoder().decode(frame));
+    return msg.method === "broker.message" && msg.params?.topic === topic;
+  } catch {
+    return false;
+  }
 }
 
 /** Answers `frame` if it is a request (an id and a method) with UNKNOWN_METHOD. */
@@ -64,6 +82,27 @@ async function answerRequest(conn: Deno.Conn, frame: Uint8Array): Promise<void> 
   if (msg.id === undefined || typeof msg.method !== "string") return;
   const error = { code: "UNKNOWN_METHOD", message: `Unknown method: ${msg.method}` };
   await writeAll(conn, jsonFrame({ id: msg.id, error }));
+}
+
+/**
+ * Publishes `n` values of 1 KB to /q/x, 50 at a time (52 KB: under the 64 KiB a member keeping up
+ * may have pending, and the 128 KiB past its last answer after which it may count as stalled),
+ * each time followed by a small value to /mark and waiting until `marks()` (a reader's count of
+ * /mark deliveries) says the reader has read it: so that reader keeps up whatever the machine's
+ * load. Published at once, a loaded machine made the reader now and then miss answering the
+ * broker's request within 25 ms, and no proven member kept up (README, Queue groups).
+ */
+export async function publishKbPaced(
+  pub: BrokerClient,
+  n: number,
+  marks: () => number,
+): Promise<void> {
+  const value = "m".repeat(1000);
+  for (let i = 0, mark = 1; i < n; i += 50, mark++) {
+    for (let k = i; k < Math.min(n, i + 50); k++) pub.publish("/q/x", value);
+    pub.publish("/mark", mark);
+    await waitFor(() => marks() >= mark, 30_000, `the reader's marker ${mark}`);
+  }
 }
 
 /** Publishes `n` values of 1 KB to /q/x, confirmed every 500 (then `paceMs` apart). */
