@@ -76,9 +76,11 @@ Deno.test(
       console.log(
         `longest PINGRESP ${worst.toFixed(0)} ms (before they expired ${quiet.toFixed(0)})`,
       );
-      // Main: several seconds (100,000 deletes in one turn; 6.2 s in hostile review 41b X4).
+      // Main: several seconds (100,000 deletes in one turn; 6.2 s in hostile review 41b X4, 8.2-8.4
+      // s with every range in one transaction here). Now 0.36-0.92 s at load 15-25, the same run's
+      // quiet 0.05-1.5 s: 2.5 s past it is 2.7 times the worst seen, a third of the bug's.
       assert.ok(
-        worst < 1500 + quiet,
+        worst < 2500 + quiet,
         `PINGRESP took ${worst.toFixed(0)} ms (${quiet.toFixed(0)} before they expired)`,
       );
     } finally {
