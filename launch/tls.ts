@@ -114,7 +114,7 @@ export async function ensureTlsFiles(
     if (instance.options.tlsCert !== files.cert) continue;
     const hosts = hostsOf(instance);
     const pair = await readPair(files);
-    if (pair !== undefined && current(pair.cert, hosts, ca.cert)) continue;
+    if (pair !== undefined && current(pair.cert, hosts, ca.cert) && ownKey(pair)) continue;
     await writePair(files, await issueCert(ca, { name: instance.name, hosts }));
     made.push(instance.name);
   }
@@ -187,22 +187,69 @@ function notACa(pair: CertAndKey): string | undefined {
   return "does not match its key ca.key";
 }
 
+/**
+ * A pair as kept, or undefined when there is none yet: no certificate, or an
+ * empty one beside its key (what a full disk or a kill left between the two
+ * plain writes of an older dist (h47 Q24): nobody can have been given it).
+ */
 async function readPair(files: { cert: string; key: string }) {
   try {
-    return { cert: await Deno.readTextFile(files.cert), key: await Deno.readTextFile(files.key) };
+    const cert = await Deno.readTextFile(files.cert);
+    if (cert.trim() === "") return undefined;
+    return { cert, key: await Deno.readTextFile(files.key) };
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
   }
 }
 
+/**
+ * Writes a pair as one (h47 Q24): both to `.new` names beside them, then the
+ * old certificate goes, the key is renamed, the certificate last. A pair
+ * counts only once its certificate exists (readPair), so a full disk or a
+ * kill at any step leaves the old pair, or none (made again at the next
+ * run), never a key beside a certificate that is not its own.
+ */
 async function writePair(
   files: { cert: string; key: string },
   pair: { cert: string; key: string },
 ) {
-  await Deno.writeTextFile(files.key, pair.key, { mode: 0o600 });
-  await Deno.chmod(files.key, 0o600); // mode applies only to a new file
-  await Deno.writeTextFile(files.cert, pair.cert, { mode: 0o644 });
+  const temp = { cert: `${files.cert}.new`, key: `${files.key}.new` };
+  try {
+    await writeNew(temp.key, pair.key, 0o600);
+    await writeNew(temp.cert, pair.cert, 0o644);
+  } catch (err) {
+    await removeIfThere(temp.key);
+    await removeIfThere(temp.cert);
+    throw err;
+  }
+  await removeIfThere(files.cert);
+  await Deno.rename(temp.key, files.key);
+  await Deno.rename(temp.cert, files.cert);
+}
+
+/** Writes a file that does not exist (a left-over one goes first: no write through a link). */
+async function writeNew(path: string, text: string, mode: number): Promise<void> {
+  await removeIfThere(path);
+  await Deno.writeTextFile(path, text, { mode, createNew: true });
+  await Deno.chmod(path, mode); // the umask may have taken bits
+}
+
+async function removeIfThere(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+/** Whether a pair's key is its certificate's (one torn by an older dist may not be). */
+function ownKey(pair: CertAndKey): boolean {
+  try {
+    return new X509Certificate(pair.cert).checkPrivateKey(createPrivateKey(pair.key));
+  } catch {
+    return false;
+  }
 }
 
 /** Whether a certificate is valid for a while yet, for every host, and signed by `caPem`. */
