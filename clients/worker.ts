@@ -7,6 +7,7 @@
  * heartbeats are the wire's).
  */
 import { getLogger } from "@logtape/logtape";
+import { cut } from "../wire/_log.ts";
 import type { Address } from "../config/values.ts";
 import {
   call,
@@ -21,7 +22,7 @@ import {
   type ServiceHandlers,
 } from "../wire/mod.ts";
 import { Connection } from "./connection.ts";
-import { type Stats, sys, worker } from "./contracts/mod.ts";
+import { MAX_WORKER_CAPACITY, type Stats, sys, worker } from "./contracts/mod.ts";
 
 const log = getLogger(["dist", "worker"]);
 
@@ -63,8 +64,12 @@ export interface Serving {
   readonly counters: { tasks: number; errors: number; registrations: number };
   /**
    * Resolves when serving ends: undefined after `stop()`, or why it gave up
-   * (what it dialed answered `worker.register` with UNKNOWN_METHOD: it is
-   * not a balancer's worker port, and dialing it again will not make it one).
+   * on a refusal that dialing again will not change (also logged once, as an
+   * error): UNKNOWN_METHOD (what it dialed answered `worker.register` so: it
+   * is not a balancer's worker port), BAD_REQUEST (the balancer refused its
+   * name or capacity), UNAUTHORIZED (its credentials were refused before it
+   * ever registered). A balancer that is down, restarts or refuses for now
+   * (a name a live worker holds, too many workers) is dialed again.
    */
   readonly ended: Promise<DistError | undefined>;
   /** Resolves once registered (true), or false after `timeoutMs`. */
@@ -78,7 +83,10 @@ export interface Serving {
 /**
  * Serves `service`'s contracts as a worker of the balancer at `balancer`
  * (its worker port): `sys.ping` and `sys.stats` are answered besides.
- * Dials until stopped; a balancer that is down or restarts is dialed again.
+ * Dials until stopped; a balancer that is down or restarts is dialed again
+ * (see {@link Serving.ended} for the refusals that end it).
+ * @throws {DistError} BAD_REQUEST, at once, for a capacity that is not an
+ * integer from 1 to 10,000 or a name no balancer takes
  */
 export function serve<const Cs extends readonly Contract[]>(
   balancer: string | Address,
@@ -88,6 +96,7 @@ export function serve<const Cs extends readonly Contract[]>(
   const started = performance.now();
   const name = options.name ?? `worker-${Deno.pid}`;
   const { capacity } = options;
+  checkServeOptions(name, capacity);
   const counters = { tasks: 0, errors: 0, registrations: 0 };
   const stats = (): Stats => ({
     role: "worker",
@@ -137,6 +146,26 @@ export function serve<const Cs extends readonly Contract[]>(
   let end!: (why: DistError | undefined) => void;
   const ended = new Promise<DistError | undefined>((resolve) => end = resolve);
   const where = (a: { host: string; port: number }) => `${a.host}:${a.port}`;
+  let failures = 0;
+  const giveUp = (why: DistError) => {
+    log.error("Worker {name} stops serving: {message}", { name, message: cut(why.message) });
+    conn.close();
+    end(why);
+  };
+  // Said here, not by the dialer: a refusal that dialing again cannot change ends serving.
+  const onDialError = (err: DistError) => {
+    failures++;
+    if (err.code === "UNAUTHORIZED" && counters.registrations === 0) {
+      // Its credentials never passed: the same ones will not next time (h47 Q22). Once they
+      // have, a refusal may be a rotation under way, and it dials on.
+      giveUp(new DistError("UNAUTHORIZED", `${where(conn.address)}: ${err.message}`));
+    } else if (failures === 1 || failures % 10 === 0) {
+      log.warn("Cannot register with {addr}: {error}; retrying", {
+        addr: where(conn.address),
+        error: cut(err.message),
+      });
+    }
+  };
   const conn = new Connection(balancer, {
     role: "worker",
     name,
@@ -148,26 +177,36 @@ export function serve<const Cs extends readonly Contract[]>(
   }, {
     by: name,
     onRequest,
+    onDialError,
     onNotification: d.onNotification,
     onConnect: async (peer) => {
-      // What the balancer took: it may cap a capacity above its own limit.
+      // What the balancer took: it caps a capacity above its --max-inflight.
       let taken = capacity;
       try {
         taken = (await call(peer, worker.methods.register, { name, capacity }, { timeout: 5000 }))
           .capacity;
       } catch (err) {
         if (err instanceof DistError && err.code === "UNKNOWN_METHOD") {
-          conn.close();
-          end(
+          giveUp(
             new DistError(
               "UNKNOWN_METHOD",
               `${where(conn.address)} is not a balancer's worker port: ${peer.remote.name} ` +
                 `(${peer.remote.role}) answered worker.register with: ${err.message}`,
             ),
           );
+        } else if (err instanceof DistError && err.code === "BAD_REQUEST" && paramsRefused(err)) {
+          // Its name or capacity, refused by this balancer's own limits: the same again next
+          // time (h47 Q22: it dialed and registered again for ever, saying why in a log line).
+          giveUp(
+            new DistError(
+              "BAD_REQUEST",
+              `${where(conn.address)} refused worker ${name}: ${err.message}`,
+            ),
+          );
         }
         throw err;
       }
+      failures = 0;
       counters.registrations++;
       log.info("Registered with {addr} as {name} (capacity {capacity})", {
         addr: where(conn.address),
@@ -204,4 +243,28 @@ export function serve<const Cs extends readonly Contract[]>(
       end(undefined);
     },
   };
+}
+
+/**
+ * Refuses options no balancer takes, at once (h47 Q22: a capacity of 0, -1
+ * or NaN was registered, refused and registered again for ever).
+ * @throws {DistError} BAD_REQUEST naming the option
+ */
+function checkServeOptions(name: string, capacity: number): void {
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_WORKER_CAPACITY) {
+    throw new DistError(
+      "BAD_REQUEST",
+      `serve(): capacity must be an integer from 1 to ${MAX_WORKER_CAPACITY}, got ${capacity}`,
+    );
+  }
+  try {
+    worker.methods.register.params({ name, capacity });
+  } catch (err) {
+    throw new DistError("BAD_REQUEST", `serve(): name: ${(err as Error).message}`);
+  }
+}
+
+/** Whether a BAD_REQUEST to `worker.register` is about its params (not a name held by another). */
+function paramsRefused(err: DistError): boolean {
+  return err.message.startsWith("worker.register");
 }

@@ -21,8 +21,8 @@
  *   callback, moving to another binder when one goes away.
  */
 import type { CodecName, ConnSettings, Credentials, TlsSettings } from "../../wire/mod.ts";
-import { codecByName } from "../../wire/mod.ts";
-import type { Instance, Registration } from "../contracts/mod.ts";
+import { codecByName, DistError } from "../../wire/mod.ts";
+import { binder, type Instance, type Registration } from "../contracts/mod.ts";
 import { BinderClient } from "./binders.ts";
 import { Registrar } from "./registrar.ts";
 import { Resolver } from "./resolver.ts";
@@ -85,9 +85,17 @@ export function binders(addresses: readonly string[], options: BindersOptions = 
 /**
  * Registers an instance and keeps it registered (renewing the lease every
  * third of `ttl_ms`, registering again when a binder forgot it) until
- * `stop()`, which deregisters it.
+ * `stop()`, which deregisters it. A refusal that trying again will not
+ * change ends it: see {@link Registrar.ended}.
+ * @throws {DistError} BAD_REQUEST, at once, for a registration no binder
+ *   takes (a service name, host, port, `ttl_ms` or `meta` out of bounds)
  */
 export function register(through: BinderClient, registration: Registration): Registrar {
+  try {
+    binder.methods.register.params(registration);
+  } catch (err) {
+    throw new DistError("BAD_REQUEST", `register(): ${(err as Error).message}`);
+  }
   return new Registrar(through, registration).start();
 }
 

@@ -24,7 +24,18 @@ export class Registrar {
   #id: string | undefined;
   #stop = new AbortController();
   #loop: Promise<void> | undefined;
-  #waiters: (() => void)[] = [];
+  #waiters: ((registered: boolean) => void)[] = [];
+  #registeredOnce = false;
+  #end!: (why: DistError | undefined) => void;
+  /**
+   * Resolves when registering ends: undefined after `stop()`, or the
+   * binder's refusal that trying again will not change (also logged once, as
+   * an error): BAD_REQUEST for the registration itself, UNAUTHORIZED for
+   * credentials refused before it was ever registered. Binders that are down,
+   * hang or are full are tried again.
+   */
+  readonly ended: Promise<DistError | undefined> = new Promise((resolve) => this.#end = resolve);
+  #gaveUp: DistError | undefined;
 
   /** A registration of `info` through `binders`; see {@link register}. @ignore */
   constructor(binders: BinderClient, info: Registration) {
@@ -43,14 +54,18 @@ export class Registrar {
     return this;
   }
 
-  /** Resolves once registered (at once if it is), or after `timeoutMs` with false. */
+  /**
+   * Resolves once registered (at once if it is), or with false after
+   * `timeoutMs`, or at once when registering has ended (see {@link ended}).
+   */
   registered(timeoutMs: number): Promise<boolean> {
     if (this.#id !== undefined) return Promise.resolve(true);
+    if (this.#gaveUp !== undefined) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
-      this.#waiters.push(() => {
+      this.#waiters.push((registered) => {
         clearTimeout(timer);
-        resolve(true);
+        resolve(registered);
       });
     });
   }
@@ -62,6 +77,7 @@ export class Registrar {
   async stop(deregister = true, timeoutMs = 1000): Promise<void> {
     this.#stop.abort();
     await this.#loop;
+    this.#end(undefined);
     const id = this.#id;
     if (deregister && id !== undefined) {
       try {
@@ -97,7 +113,8 @@ export class Registrar {
             binder: this.#binders.current,
             ttl: ttlMs,
           });
-          for (const w of this.#waiters.splice(0)) w();
+          this.#registeredOnce = true;
+          for (const w of this.#waiters.splice(0)) w(true);
         } else {
           // Binders that hang are left while the lease still runs on the others: with n, each
           // try waits a third of the lease split over the n - 1 that may hang (hostile47 Q3: a
@@ -124,6 +141,19 @@ export class Registrar {
           this.#id = undefined;
           continue;
         }
+        if (this.#id === undefined && !this.#registeredOnce && final(e)) {
+          // The same registration or credentials will be refused again (h47 Q22: retried every
+          // 200 ms-3.2 s for ever, saying why in a warning every tenth time).
+          this.#gaveUp = e;
+          log.error("Binder {binder} refused registering {service}: {message}; not trying again", {
+            binder: this.#binders.current,
+            service: cut(this.info.service),
+            message: cut(e.message),
+          });
+          for (const w of this.#waiters.splice(0)) w(false);
+          this.#end(e);
+          break;
+        }
         failures++;
         if (failures === 1 || failures % 10 === 0) {
           log.warn("Cannot {what} with any binder ({message}); retrying", {
@@ -136,4 +166,9 @@ export class Registrar {
       await sleep(wait, this.#stop.signal);
     }
   }
+}
+
+/** A refusal of a first registration that the same registration will meet again. */
+function final(e: DistError): boolean {
+  return e.code === "BAD_REQUEST" || e.code === "UNAUTHORIZED";
 }
