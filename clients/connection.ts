@@ -208,8 +208,8 @@ export class Connection {
       return this;
     } catch (err) {
       this.close();
-      // A service's dialer has no one address to name: say why its last dial failed.
-      throw this.#first ?? (this.#service !== undefined ? this.#lastDialError : undefined) ?? err;
+      // A service's dialer has no one address to name: why its last dial failed, or what it sought.
+      throw this.#first ?? this.#service?.whyNot(this.#lastDialError, wait, err) ?? err;
     }
   }
 

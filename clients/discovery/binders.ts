@@ -80,22 +80,36 @@ export class BinderClient {
   /**
    * Calls `method` (a binder contract's) on the current binder, then on the
    * next ones while a binder is unreachable, times out or is overloaded.
+   * With `until` (a `performance.now()` time) the whole call ends by then:
+   * each binder left gets its share of the time left (at least 500 ms, or
+   * what is left), so one that hangs does not take it all (h47 Q19).
    * @throws {DistError} the binder's own error (NOT_FOUND, BAD_REQUEST…),
-   *   UNAVAILABLE when no binder answered, INTERNAL for a malformed answer
+   *   UNAVAILABLE when no binder answered (in time), INTERNAL for a malformed answer
    */
   async call<N extends string, P, R>(
     method: Method<N, P, R>,
     params: NoInfer<P>,
-    options: CallOptions = {},
+    options: CallOptions & { until?: number } = {},
   ): Promise<R> {
     let last: DistError | undefined;
-    const timeout = options.timeout ?? this.timeoutMs;
-    for (let i = 0; i < this.addresses.length; i++) {
-      const index = (this.#current + i) % this.addresses.length;
+    const { until, ...callOptions } = options;
+    const n = this.addresses.length;
+    let late = "";
+    for (let i = 0; i < n; i++) {
+      const index = (this.#current + i) % n;
       const address = this.addresses[index];
+      let timeout = callOptions.timeout ?? this.timeoutMs;
+      if (until !== undefined) {
+        const left = until - performance.now();
+        if (left <= 0) {
+          late = " in time";
+          break;
+        }
+        timeout = Math.ceil(Math.min(timeout, Math.max(left / (n - i), Math.min(left, 500))));
+      }
       try {
         const peer = await this.#connect(address, timeout);
-        const r = await peer.request(method.name, params, { ...options, timeout });
+        const r = await peer.request(method.name, params, { ...callOptions, timeout });
         this.#moveTo(index);
         return checkResult(method, r.result, r.by);
       } catch (err) {
@@ -113,7 +127,7 @@ export class BinderClient {
         });
       }
     }
-    throw new DistError("UNAVAILABLE", `No binder answered (asked ${this.asked})`, {
+    throw new DistError("UNAVAILABLE", `No binder answered${late} (asked ${this.asked})`, {
       cause: last,
     });
   }

@@ -30,6 +30,11 @@ export interface ResolverOptions {
   waitMs: number;
   /** Stops a wait early. */
   signal?: AbortSignal;
+  /**
+   * When (a `performance.now()` time) each lookup's binder calls must have
+   * ended (a connection's first search: its `connectTimeout`, h47 Q19).
+   */
+  until?: () => number | undefined;
 }
 
 /** Resolves one service through binders. */
@@ -58,7 +63,9 @@ export class Resolver {
     for (;;) {
       let problem: DistError;
       try {
-        return await this.binders.call(binder.methods.lookup, { service: this.service });
+        return await this.binders.call(binder.methods.lookup, { service: this.service }, {
+          until: this.#options.until?.(),
+        });
       } catch (err) {
         problem = DistError.from(err);
         if (problem.code !== "NOT_FOUND" && problem.code !== "UNAVAILABLE") throw problem;
@@ -97,7 +104,9 @@ export class Resolver {
   async #knownServices(): Promise<string> {
     let names: string[];
     try {
-      const page = await this.binders.call(binder.methods.list, { limit: 1000 });
+      const page = await this.binders.call(binder.methods.list, { limit: 1000 }, {
+        until: this.#options.until?.(),
+      });
       names = [...new Set(page.instances.map((i) => i.service))].sort();
     } catch {
       return "";

@@ -100,11 +100,16 @@ export class ServiceSource implements AddressSource {
   #waitMs: number;
   #searchMs: number;
   #signal: AbortSignal | undefined;
+  #firstBy: number;
 
   /**
    * The instances of `service`, found through `binders`; each lookup waits up
    * to `waitMs` for one to appear (cut short by `signal`); a search for one
    * that can be dialed lasts `searchMs` (default 5 s) before {@link gaveUp}.
+   * Lookups before the first connection end within `waitMs` + `searchMs`
+   * from now, however the binders hang, as a first connection does (h47 Q19:
+   * 3 hung binders took 2 s each, past the connection's own wait); later ones
+   * take the binders' own timeouts.
    */
   constructor(
     binders: BinderClient,
@@ -116,6 +121,7 @@ export class ServiceSource implements AddressSource {
     this.#waitMs = options.waitMs ?? 0;
     this.#searchMs = options.searchMs ?? 5000;
     this.#signal = options.signal;
+    this.#firstBy = performance.now() + this.#waitMs + this.#searchMs;
     this.resolver = new Resolver(binders, service, { waitMs: 0 });
     this.memory = new InstanceMemory();
     this.#reports = new DownReports((i, quiet) => this.resolver.reportDown(i, { quiet }));
@@ -184,6 +190,20 @@ export class ServiceSource implements AddressSource {
         );
       }
     }
+  }
+
+  /**
+   * Why a first connection did not come within `ms`: its last dial's error,
+   * or, with none dialed, the service and binders asked (h47 Q19: it said
+   * "No connection to :0", an address never dialed).
+   */
+  whyNot(lastDial: DistError | undefined, ms: number, cause: unknown): DistError {
+    return lastDial ?? new DistError(
+      "TIMEOUT",
+      `No instance of service ${JSON.stringify(this.service)} within ${ms} ms ` +
+        `(asked ${this.binders.asked}: no answer in time)`,
+      { cause },
+    );
   }
 
   /** Tells it the dial of the instance `next()` gave succeeded (`peer`): the search is over. */
@@ -314,6 +334,8 @@ export class ServiceSource implements AddressSource {
       const instance = await new Resolver(this.binders, this.service, {
         waitMs: this.#waitMs,
         signal: waiting,
+        until: () =>
+          this.#peer === undefined && performance.now() < this.#firstBy ? this.#firstBy : undefined,
       }).resolve();
       this.#misses = 0;
       return instance;
