@@ -150,7 +150,7 @@ export async function buildExport(
       ? 'the pod\'s files (an emptyDir for "auto"), lost when the pod is deleted or moved; mount a PersistentVolumeClaim'
       : "the container's files, lost when it is recreated; mount a volume";
     findings.note(
-      `data_dir (${shown}): "auto" is ${AUTO_DATA_ENV.STATE_DIRECTORY}, any other a path in the ` +
+      `data_dir (${shown}): "auto" is ${AUTO_DATA_ENV.STATE_DIRECTORY}/NAME, any other a path in the ` +
         `container; either is in ${where} there to keep it`,
     );
   }

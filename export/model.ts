@@ -33,7 +33,7 @@ export const CONFIG_PATH = `${CONFIG_DIR}/${CONFIG_FILE}`;
 
 /**
  * What a container of an instance with `data_dir = "auto"` is given: dist places it in
- * `$STATE_DIRECTORY` (launch/state.ts autoDataDir), here under the image's working directory.
+^ * `$STATE_DIRECTORY/NAME` (launch/state.ts autoDataDir), here under the image's working directory.
  */
 export const AUTO_DATA_ENV: Readonly<Record<string, string>> = {
   STATE_DIRECTORY: "/var/lib/dist/data",

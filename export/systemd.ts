@@ -318,7 +318,7 @@ function dataDirPaths(instance: Instance): string[] {
   if (typeof dir !== "string") return [];
   if (dir === "auto") {
     return [
-      `# data_dir = "auto": /var/lib/dist/${instance.name}`,
+      `# data_dir = "auto": /var/lib/dist/${instance.name}/${instance.name}`,
       `StateDirectory=dist/${instance.name}`,
     ];
   }

@@ -153,13 +153,14 @@ export async function placeDataDirs(
 
 /**
  * Where `data_dir = "auto"` is for one instance run by `dist --config FILE --name NAME` (what
- * every export runs): the unit's own `$STATE_DIRECTORY` under systemd (the export gives each
- * unit `StateDirectory=dist/NAME`), else the directory `dist up` of that file gives it (hostile47
+ * every export runs): `$STATE_DIRECTORY/NAME` under systemd (the export gives each unit
+ * `StateDirectory=dist/NAME`) or a container (the exports set it), else the directory `dist up` of that file gives it (hostile47
  * Q7: it was a directory named `auto` in the working directory, shared by every instance there).
  */
 export async function autoDataDir(file: string, name: string): Promise<string> {
+  // One directory an instance inside it: a unit or a volume may be shared (review r47 R9).
   const systemd = Deno.env.get("STATE_DIRECTORY")?.split(":")[0];
-  if (systemd) return systemd;
+  if (systemd) return `${systemd.replace(/\/+$/, "")}/${name}`;
   const one = { name, options: { dataDir: AUTO_DATA_DIR } as Record<string, unknown> };
   await placeDataDirs([one], topologyKey(file));
   return one.options.dataDir as string;
