@@ -18,6 +18,7 @@ import { MAX_TTL_MS } from "../../clients/contracts/mod.ts";
 import { compareStamps, type HybridClock, MAX_LOGICAL, type Stamp } from "./clock.ts";
 import { Digest } from "./digest.ts";
 import { Rings } from "./rings.ts";
+import { Tombstones } from "./tombstones.ts";
 
 /** Why an instance left the registry. */
 export type RemovalReason = "deregistered" | "expired" | "down";
@@ -130,8 +131,7 @@ export class Registry {
   #now: () => number;
   #wallNow: () => number;
   #entries = new Map<string, Entry>();
-  /** The tombstones among the entries, oldest removal first. */
-  #tombstones = new Map<string, Entry>();
+  #tombstones: Tombstones;
   #rings = new Rings((id) => this.#entries.get(id)!);
   #digest = new Digest();
   #listeners: ChangeListener[] = [];
@@ -144,6 +144,7 @@ export class Registry {
     this.#now = options.now ?? (() => performance.now());
     this.#wallNow = options.wallNow ?? Date.now;
     this.tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS;
+    this.#tombstones = new Tombstones(this.tombstoneMs);
     this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
     this.mergeLimit = this.maxEntries - Math.max(1, Math.ceil(this.maxEntries / 10));
@@ -191,7 +192,7 @@ export class Registry {
     const id = instanceId(reg.service, reg.host, reg.port);
     const previous = this.#entries.get(id);
     if (previous === undefined && this.#entries.size >= this.maxEntries) {
-      const oldest = this.#tombstones.values().next().value;
+      const oldest = this.#tombstones.evictable();
       if (oldest === undefined) {
         throw new DistError("OVERLOADED", `Registry full: ${this.maxEntries} entries`);
       }
@@ -333,9 +334,7 @@ export class Registry {
       // A peer's live entry takes the place of the oldest tombstone, as a registration here does:
       // one client's short leases left a minute's tombstones each, filled the peers, and hid
       // every server registered elsewhere meanwhile (hostile46c F9).
-      const oldest = incoming.removed === undefined
-        ? this.#tombstones.values().next().value
-        : undefined;
+      const oldest = incoming.removed === undefined ? this.#tombstones.evictable() : undefined;
       if (oldest === undefined) {
         this.counters.overflow++;
         return false;
@@ -432,8 +431,7 @@ export class Registry {
     const wasLive = previous !== undefined && previous.removed === undefined;
     const isLive = entry.removed === undefined;
     // Kept in order of removal: a tombstone changed again moves to the end.
-    this.#tombstones.delete(entry.id);
-    if (!isLive) this.#tombstones.set(entry.id, entry);
+    this.#tombstones.set(entry.id, isLive ? undefined : entry);
     if (wasLive && !isLive) {
       this.#live--;
       this.#suspects.delete(entry.id);
