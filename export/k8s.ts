@@ -153,7 +153,9 @@ export function exportK8s(input: ExportInput): ExportFile[] {
       `certificates: keep this file out of version control, or make them yourself.`,
     ]),
   ]));
-  return [{ path: K8S_FILE, text: yamlText(docs) }];
+  // Its Secrets hold keys and tokens: readable by its owner only (hostile47 Q17).
+  const mode = input.secrets.empty ? undefined : 0o600;
+  return [{ path: K8S_FILE, text: yamlText(docs), ...(mode === undefined ? {} : { mode }) }];
 }
 
 /** The port of an entry's first replica: every pod of a StatefulSet listens on it. */

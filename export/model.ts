@@ -248,7 +248,10 @@ export interface ExportInput {
 export interface ExportFile {
   path: string;
   text: string;
-  /** A secret: written with this mode, in a folder only its owner may enter. */
+  /**
+   * A secret: written with this mode; in a subfolder of `--out`, a folder
+   * only its owner may enter.
+   */
   mode?: number;
 }
 

@@ -35,7 +35,7 @@ export { watchLauncher } from "./self.ts";
 // For `dist export` (export/): the plan and the command-line helpers it shares.
 export { listens, makePlan, type Plan, type PlannedInstance, sameHost } from "./plan.ts";
 export { clusterCa, hostsOf as tlsHostsOf } from "./tls.ts";
-export { topologyKey } from "./state.ts";
+export { dirProblem, topologyKey } from "./state.ts";
 export { readTopology } from "./up.ts";
 export { type CommandInfo, formatLauncherHelp, parseLauncherArgs } from "./args.ts";
 export { writeStdoutQuietly } from "./output.ts";
