@@ -44,6 +44,7 @@ export { didYouMean, suggest } from "./_suggest.ts";
 export { canonicalHost } from "./hosts.ts";
 export { LineLocator } from "./_locate.ts";
 export { dialHost } from "./_resolve.ts";
+export { LISTEN_ADDRESSES } from "./_listen.ts";
 export {
   type Command,
   optionsToArgv,

@@ -5,7 +5,8 @@
  * - `command`: `--config /etc/dist/topology.toml --name NAME`, then
  *   `--host 0.0.0.0` (the container's interfaces) and the addresses of the
  *   others rewritten to their service names (`server-1:5557`);
- * - `ports`: published on the file's host as the file says (`127.0.0.1:5557:5557`);
+ * - `ports`: published on the file's host as the file says (`127.0.0.1:5557:5557`),
+ *   and `metrics` (bound to 0.0.0.0 inside) on the host its address says;
  * - `healthcheck`: `dist client --connect 127.0.0.1:PORT sys.ping` inside it;
  * - `depends_on`: what `dist up` waits for, `service_healthy` where the
  *   dependency listens, `service_started` where it does not;
@@ -35,6 +36,7 @@ import {
   type ExportFile,
   type ExportInput,
   listeningPorts,
+  metricsListen,
   pingPort,
   rewrittenAddresses,
 } from "./model.ts";
@@ -56,8 +58,8 @@ function escape(word: string): string {
 }
 
 /** The host part of a published port: the file's host, or every interface for a wildcard. */
-function publishHost(instance: Instance): string {
-  const host = instance.host.toLowerCase();
+function publishHost(instance: Instance, at = instance.host): string {
+  const host = at.toLowerCase().replace(/^\[(.*)\]$/, "$1");
   if (["0.0.0.0", "::", "[::]", ""].includes(host)) return "";
   if (host === "localhost") return "127.0.0.1:";
   return host.includes(":") ? `[${host}]:` : `${host}:`;
@@ -100,10 +102,12 @@ export function exportCompose(input: ExportInput): ExportFile[] {
   const services: Record<string, unknown> = {};
   const comments = new Map<string, string[]>();
   for (const p of planned) {
+    const metrics = metricsListen(p.instance, findings);
     const { service, comment } = composeService(p, {
       input,
       overrides: {
         ...(roleSpec(roles[p.instance.role]).host !== undefined ? { host: "0.0.0.0" } : {}),
+        ...(metrics === undefined ? {} : { metrics: metrics.bind }),
         ...rewrittenAddresses(p.instance, {
           ...context,
           endpoints,
@@ -182,9 +186,12 @@ function composeService(
   if (instance.options.dataDir === "auto") service.environment = { ...AUTO_DATA_ENV };
   const ids = secrets.ids([instance.name]);
   if (ids.length > 0) service.secrets = ids;
-  if (ports.size > 0) {
-    service.ports = [...ports.values()].map((port) => `${publishHost(instance)}${port}:${port}`);
+  const published = [...ports.values()].map((port) => `${publishHost(instance)}${port}:${port}`);
+  const metrics = metricsListen(instance, context.input.context.findings);
+  if (metrics !== undefined && metrics.port !== 0) {
+    published.push(`${publishHost(instance, metrics.host)}${metrics.port}:${metrics.port}`);
   }
+  if (published.length > 0) service.ports = published;
   service.restart = instance.restart;
   const main = pingPort(instance, roles);
   if (main !== undefined) {

@@ -27,7 +27,7 @@ import type { IService } from "kubernetes-models/v1/Service";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IJob } from "kubernetes-models/batch/v1/Job";
-import { type Instance, roleSpec, toKebab, type Topology } from "../config/mod.ts";
+import { formatAddress, type Instance, roleSpec, toKebab, type Topology } from "../config/mod.ts";
 import type { PlannedInstance } from "../launch/mod.ts";
 import {
   advertised,
@@ -42,6 +42,7 @@ import {
   type ExportInput,
   isLoopback,
   listeningPorts,
+  metricsListen,
   rewrittenAddresses,
 } from "./model.ts";
 import { header, readyLineNote } from "./notes.ts";
@@ -232,6 +233,15 @@ function workload(
       )
       : {}),
   };
+  // metrics: bound in the pod on the entry's port, a containerPort and Service port "metrics".
+  const metrics = metricsListen(first, findings);
+  if (metrics !== undefined) {
+    const port = single || metrics.port === 0
+      ? metrics.port
+      : metrics.port - ((first.replica ?? 1) - 1);
+    Object.assign(overrides, { metrics: formatAddress({ host: "0.0.0.0", port }) });
+    if (port !== 0) ports.set("metrics", port);
+  }
   const self = single ? undefined : `$(${NAME_VARIABLE})`;
   Object.assign(overrides, input.secrets.options(first.name, SECRETS_DIR, self));
   const args = commandOf(first, {

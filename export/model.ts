@@ -10,7 +10,9 @@
  * target changes (where it listens, the addresses of the others).
  */
 import {
+  formatAddress,
   type Instance,
+  LISTEN_ADDRESSES,
   type OptionDef,
   type Options,
   optionsToArgv,
@@ -163,6 +165,8 @@ export function rewrittenAddresses(
   const spec = roleSpec(context.roles[instance.role]);
   const changed: Options = {};
   for (const [key, value] of Object.entries(instance.options)) {
+    // `metrics` is where the instance listens, not another instance (metricsListen).
+    if (LISTEN_ADDRESSES.includes(key)) continue;
     if (!isAddressOption(spec[key]) || value === undefined) continue;
     const items = Array.isArray(value) ? value.map(String) : [String(value)];
     // A built-in default nobody listens at is left alone: most likely unused (a
@@ -192,6 +196,29 @@ export function rewrittenAddresses(
     }
   }
   return changed;
+}
+
+/**
+ * Where an instance serves its metrics (`metrics = "HOST:PORT"`, a listen
+ * address like its port; hostile47 Q15): in a container it binds every
+ * interface (`bind`), on the same port, published where the file's host
+ * says as the instance's own ports are. Undefined without `metrics`; a
+ * note for port 0 (a free one, published nowhere).
+ */
+export function metricsListen(
+  instance: Instance,
+  findings: Findings,
+): { host: string; port: number; bind: string } | undefined {
+  const value = instance.options.metrics;
+  if (typeof value !== "string") return undefined;
+  const { host, port } = parseAddress(value);
+  if (port === 0) {
+    findings.note(
+      `${instance.name} serves metrics on port 0 (a free one): nothing publishes it; ` +
+        `give metrics a port to scrape it`,
+    );
+  }
+  return { host, port, bind: formatAddress({ host: "0.0.0.0", port }) };
 }
 
 /**

@@ -281,6 +281,43 @@ Deno.test("export's k8s objects: replicas as StatefulSets named as the file name
   assert.equal(job.spec.backoffLimit, 0);
 });
 
+Deno.test("export: metrics is where an instance listens, bound and published in a container", async () => {
+  // hostile47 Q15: it was taken for a reference to another instance and refused.
+  const source = {
+    file: "metrics.toml",
+    text: `[[broker]]\nname = "broker"\nport = 44700\nmetrics = "0.0.0.0:44703"\n\n` +
+      `[[server]]\nname = "s"\nreplicas = 2\nport = 44710\nmetrics = "127.0.0.1:44720"\n`,
+  };
+  const [{ files: composeFiles }] = await exportsOf("compose", source);
+  // deno-lint-ignore no-explicit-any
+  const services = (parseYaml(composeFiles[0].text) as any).services;
+  assert.ok(services.broker.command.includes("--metrics=0.0.0.0:44703"), services.broker.command);
+  // Each published where its own host says: the broker on the loopback, its metrics everywhere.
+  assert.deepEqual(services.broker.ports, ["127.0.0.1:44700:44700", "44703:44703"]);
+  assert.ok(services["s-2"].command.includes("--metrics=0.0.0.0:44721"), services["s-2"].command);
+  assert.deepEqual(services["s-2"].ports, ["127.0.0.1:44711:44711", "127.0.0.1:44721:44721"]);
+  const [{ files: k8sFiles }] = await exportsOf("k8s", source);
+  // deno-lint-ignore no-explicit-any
+  const objects = k8sObjects(k8sFiles[0].text) as any[];
+  const set = objects.find((o) => o.kind === "StatefulSet" && o.metadata.name === "s");
+  const container = set.spec.template.spec.containers[0];
+  assert.ok(container.args.includes("--metrics=0.0.0.0:44720"), container.args.join(" "));
+  assert.deepEqual(container.ports, [
+    { name: "port", containerPort: 44710 },
+    { name: "metrics", containerPort: 44720 },
+  ]);
+  const service = objects.find((o) => o.kind === "Service" && o.metadata.name === "broker");
+  assert.deepEqual(service.spec.ports.find((p: { name: string }) => p.name === "metrics"), {
+    name: "metrics",
+    port: 44703,
+    targetPort: 44703,
+  });
+  const [{ files: units }] = await exportsOf("systemd", source);
+  // systemd runs the file's own address: no override, no note of it.
+  assert.ok(units.every((f) => !f.text.includes("--metrics")));
+  assert.ok(units.every((f) => !/is given .*4470[0-9]/.test(f.text)));
+});
+
 Deno.test("dist export writes the files to --out, lists them on stdout without it, and says what is wrong", async () => {
   const dir = await Deno.makeTempDir();
   try {
