@@ -9,7 +9,7 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
-import { getFileSink } from "@logtape/file";
+import { logFileSink } from "./_log_file.ts";
 import { printableLine } from "./_printable.ts";
 import { writeStderrLine } from "./_stderr.ts";
 
@@ -50,7 +50,7 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     writeStderrLine(line.endsWith("\n") ? line : line + "\n");
   };
   const sinks: Record<string, Sink> = { stderr };
-  if (options.file) sinks.file = getFileSink(options.file, { formatter });
+  if (options.file) sinks.file = logFileSink(options.file, formatter, stderr);
   await configure({
     reset: true,
     sinks,
