@@ -127,3 +127,26 @@ export function canonicalHost(host: string): string {
   }
   return ipv6Text(v6) + zone;
 }
+
+/**
+ * Why no client could dial `host` as an instance's address, or undefined:
+ * an unspecified address (`0.0.0.0/8`, `::`: Linux dials the dialer's own
+ * machine), the IPv4 broadcast address, or a multicast one (224.0.0.0/4,
+ * ff00::/8). A name is never refused here. (hostile47 Q20: such addresses
+ * were registered, and a binder's down-check of one dialed its own machine.)
+ */
+export function undialableHost(host: string): string | undefined {
+  const canonical = canonicalHost(host);
+  const v4 = /^\d+\.\d+\.\d+\.\d+$/.test(canonical) ? parseIPv4(canonical) : undefined;
+  if (v4 !== undefined) {
+    if (v4 >>> 24 === 0) return "an unspecified address (0.0.0.0/8)";
+    if (v4 === 0xffff_ffff) return "the broadcast address";
+    if (v4 >>> 28 === 0xe) return "a multicast address (224.0.0.0/4)";
+    return undefined;
+  }
+  const v6 = parseIPv6(canonical.split("%")[0]);
+  if (v6 === undefined) return undefined;
+  if (v6.every((g) => g === 0)) return "the unspecified address (::)";
+  if (v6[0] >>> 8 === 0xff) return "a multicast address (ff00::/8)";
+  return undefined;
+}

@@ -41,7 +41,7 @@ export {
   toSnake,
 } from "./values.ts";
 export { didYouMean, suggest } from "./_suggest.ts";
-export { canonicalHost } from "./hosts.ts";
+export { canonicalHost, undialableHost } from "./hosts.ts";
 export { LineLocator } from "./_locate.ts";
 export { dialHost } from "./_resolve.ts";
 export { LISTEN_ADDRESSES } from "./_listen.ts";

@@ -16,6 +16,7 @@ import {
   parseAddress,
   type RoleOptions,
   toKebab,
+  undialableHost,
   UsageError,
 } from "../config/mod.ts";
 import { codecByName, type ConnSettings } from "../wire/mod.ts";
@@ -178,6 +179,13 @@ export function registrationFor(
   const advertise: Address | undefined = options.advertise === undefined
     ? undefined
     : parseAddress(options.advertise);
+  const undialable = advertise === undefined ? undefined : undialableHost(advertise.host);
+  if (undialable !== undefined) {
+    throw new UsageError(
+      `--advertise ${options.advertise}: ${advertise!.host} is ${undialable}, which no client ` +
+        `could dial: give the address clients should dial`,
+    );
+  }
   if (advertise === undefined && WILDCARDS.has(options.host)) {
     throw new UsageError(
       `--host ${options.host} listens on every interface: give --advertise HOST:PORT, ` +

@@ -89,6 +89,22 @@ Deno.test("server --service on a wildcard host needs --advertise; --advertise is
       "127.0.0.1:0",
     ]);
     assert.deepEqual(await ids(cluster.addresses[0]), [`compute@127.0.0.1:${server.port}`]);
+    // hostile47 Q20: an --advertise no client could dial is refused too.
+    for (const host of ["0.0.0.0", "[::]", "255.255.255.255", "224.0.0.1"]) {
+      const r = await runDist([
+        "server",
+        "--port",
+        "0",
+        "--service",
+        "compute",
+        "--binders",
+        cluster.list,
+        "--advertise",
+        `${host}:44821`,
+      ]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(lines(r.stderr).at(-1)!, /^dist: --advertise .*which no client could dial/);
+    }
     const bad = await runDist(["server", "--port", "0", "--service", "no spaces"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--service: "no spaces" is not a service name/);

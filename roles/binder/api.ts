@@ -9,7 +9,7 @@ import { binder, type Instance, MAX_LIST, type ReportAnswer } from "../../client
 import { instanceId, type Registry } from "./registry.ts";
 import type { SourceQuota } from "./quota.ts";
 import { machineSource } from "../../auth/mod.ts";
-import { canonicalHost } from "../../config/mod.ts";
+import { canonicalHost, undialableHost } from "../../config/mod.ts";
 import { registrationOf, toInstance } from "./records.ts";
 import type { Replicator } from "./replication.ts";
 import type { Verifier } from "./verify.ts";
@@ -99,6 +99,13 @@ export function binderServing(parts: BinderParts): Serving {
       }),
     "binder.register": (p, peer) =>
       whenReady(() => {
+        const undialable = undialableHost(p.host);
+        if (undialable !== undefined) {
+          throw new DistError(
+            "BAD_REQUEST",
+            `"host" ${p.host} is ${undialable}: no client could dial it; register the address clients dial`,
+          );
+        }
         // One spelling per address: `0x7f000001` is 127.0.0.1's instance, not one more (review45 R7).
         const reg = registrationOf({ ...p, host: canonicalHost(p.host) }, parts.defaultTtlMs);
         const source = machineSource(peer.identity?.user, peer.conn.remoteHost);
