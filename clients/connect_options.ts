@@ -3,16 +3,16 @@
  * through binders, the options of the connection, and what the library's
  * own parts (serve, pubsub) add to it.
  */
-import type {
-  CodecName,
-  ConnSettings,
-  Credentials,
+import {
+  type CodecName,
+  type ConnSettings,
+  type Credentials,
   DistError,
-  NotificationHandler,
-  Peer,
-  RawFrameHandler,
-  RequestHandler,
-  TlsSettings,
+  type NotificationHandler,
+  type Peer,
+  type RawFrameHandler,
+  type RequestHandler,
+  type TlsSettings,
 } from "../wire/mod.ts";
 import type { BinderClient } from "./discovery/binders.ts";
 
@@ -92,4 +92,73 @@ export interface LinkHooks {
   by?: string;
   /** Told of every failed dial, instead of the dialer's own log lines. */
   onDialError?: (err: DistError) => void;
+}
+
+/** The longest a timer waits (2^31-1 ms, about 24 days), as the CLI's durations. */
+const MAX_MS = 2 ** 31 - 1;
+
+/** Each number a connection may be given: its least and greatest value, and whether a whole one. */
+const NUMBERS: Record<string, { min: number; max: number; integer?: boolean; ms?: boolean }> = {
+  timeout: { min: 1, max: MAX_MS, ms: true },
+  connectTimeout: { min: 1, max: MAX_MS, ms: true },
+  wait: { min: 0, max: MAX_MS, ms: true },
+  "wire.maxFrame": { min: 64, max: 64 * 1024 * 1024, integer: true },
+  "wire.highWater": { min: 1, max: Number.MAX_SAFE_INTEGER, integer: true },
+  "wire.maxOutbound": { min: 1, max: Number.MAX_SAFE_INTEGER, integer: true },
+  "wire.heartbeatMs": { min: 0, max: MAX_MS, ms: true }, // 0: no heartbeats
+  "wire.liveness": { min: 1, max: 1000, integer: true },
+  "wire.timeoutMs": { min: 1, max: MAX_MS, ms: true },
+  "wire.handshakeMs": { min: 1, max: MAX_MS, ms: true },
+  "wire.maxInFlight": { min: 1, max: Number.MAX_SAFE_INTEGER, integer: true },
+  "wire.writeTimeoutMs": { min: 1, max: MAX_MS, ms: true },
+};
+
+/**
+ * Checks the options of `connect()`, `binders()` and `serve()` as the CLI
+ * checks its flags: the library's often come from an application's own
+ * configuration, where NaN, a negative number or a codec past the type gave
+ * misleading errors (`timed out after NaN ms`, `exceeds the frame limit of
+ * -1 bytes`) or none (`codec: "xml"` was JSON) (hostile47 Q23).
+ * @throws {DistError} BAD_REQUEST naming the option
+ */
+export function checkConnectOptions<O extends ConnectOptions>(
+  options: O,
+  what: string,
+  target?: unknown,
+): O {
+  const bad = (text: string) => new DistError("BAD_REQUEST", `${what}: ${text}`);
+  if (options === null || typeof options !== "object") throw bad("options must be an object");
+  const wait = typeof target === "object" && target !== null && "service" in target
+    ? (target as ServiceTarget).wait
+    : undefined;
+  if (options.codec !== undefined && options.codec !== "json" && options.codec !== "msgpack") {
+    throw bad(`codec must be "json" or "msgpack", got ${JSON.stringify(options.codec)}`);
+  }
+  for (const key of ["name", "role"] as const) {
+    const value = options[key];
+    if (value !== undefined && (typeof value !== "string" || value === "")) {
+      throw bad(`${key} must be a non-empty string, got ${JSON.stringify(value)}`);
+    }
+  }
+  const wire = (options.wire ?? {}) as Record<string, unknown>;
+  if (wire === null || typeof wire !== "object") throw bad("wire must be an object");
+  for (const [key, bounds] of Object.entries(NUMBERS)) {
+    const value = key.startsWith("wire.")
+      ? wire[key.slice(5)]
+      : key === "wait"
+      ? wait
+      : (options as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    const ok = typeof value === "number" && Number.isFinite(value) &&
+      value >= bounds.min && value <= bounds.max && (!bounds.integer || Number.isInteger(value));
+    if (!ok) {
+      const kind = bounds.ms
+        ? `a duration from ${bounds.min} ms to ${bounds.max} ms`
+        : `${bounds.integer ? "an integer" : "a number"} from ${bounds.min} to ${bounds.max}`;
+      throw bad(
+        `${key} must be ${kind}, got ${typeof value === "number" ? value : JSON.stringify(value)}`,
+      );
+    }
+  }
+  return options;
 }

@@ -35,7 +35,7 @@ import type { InstanceMemory } from "./discovery/memory.ts";
 import type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options.ts";
 import { Listeners } from "./listeners.ts";
 import { Resender } from "./resend.ts";
-
+import { checkConnectOptions } from "./connect_options.ts";
 export type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options.ts";
 
 /**
@@ -51,13 +51,13 @@ export type { ConnectOptions, LinkHooks, ServiceTarget } from "./connect_options
  * ```
  * @throws {DistError} UNAVAILABLE when it cannot connect (at once when refused, unless
  * `waitOnFirstConnect`), TIMEOUT when connecting takes longer than `connectTimeout`,
- * NOT_FOUND when the service has no instance (or no binder answers)
+ * NOT_FOUND when the service has no instance (or no binder answers), BAD_REQUEST for an option
  */
 export async function connect(
   target: string | Address | ServiceTarget,
   options: ConnectOptions = {},
 ): Promise<Connection> {
-  const conn = new Connection(target, options);
+  const conn = new Connection(target, checkConnectOptions(options, "connect()", target));
   await conn.ready();
   return conn;
 }

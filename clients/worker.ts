@@ -22,6 +22,7 @@ import {
   type ServiceHandlers,
 } from "../wire/mod.ts";
 import { Connection } from "./connection.ts";
+import { checkConnectOptions } from "./connect_options.ts";
 import { MAX_WORKER_CAPACITY, type Stats, sys, worker } from "./contracts/mod.ts";
 
 const log = getLogger(["dist", "worker"]);
@@ -86,13 +87,15 @@ export interface Serving {
  * Dials until stopped; a balancer that is down or restarts is dialed again
  * (see {@link Serving.ended} for the refusals that end it).
  * @throws {DistError} BAD_REQUEST, at once, for a capacity that is not an
- * integer from 1 to 10,000 or a name no balancer takes
+ * integer from 1 to 10,000, a name no balancer takes, or another option out
+ * of its range (`wire`, `codec`)
  */
 export function serve<const Cs extends readonly Contract[]>(
   balancer: string | Address,
   service: { contracts: Cs; handlers: NoInfer<ServiceHandlers<Cs>> },
   options: ServeOptions,
 ): Serving {
+  checkConnectOptions(options, "serve()");
   const started = performance.now();
   const name = options.name ?? `worker-${Deno.pid}`;
   const { capacity } = options;

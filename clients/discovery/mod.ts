@@ -24,6 +24,7 @@ import type { CodecName, ConnSettings, Credentials, TlsSettings } from "../../wi
 import { codecByName, DistError } from "../../wire/mod.ts";
 import { binder, type Instance, type Registration } from "../contracts/mod.ts";
 import { BinderClient } from "./binders.ts";
+import { checkConnectOptions } from "../connect_options.ts";
 import { Registrar } from "./registrar.ts";
 import { Resolver } from "./resolver.ts";
 
@@ -65,9 +66,10 @@ export interface BindersOptions {
 /**
  * A client of the binders at `addresses` ("host:port"): one is picked at
  * random and kept while it answers; the next is tried when it does not.
- * @throws {DistError} BAD_REQUEST for an empty list
+ * @throws {DistError} BAD_REQUEST for an empty list, or an option out of its range
  */
 export function binders(addresses: readonly string[], options: BindersOptions = {}): BinderClient {
+  checkConnectOptions(options, "binders()");
   return new BinderClient({
     binders: addresses,
     role: options.role ?? "client",
