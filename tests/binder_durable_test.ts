@@ -12,6 +12,7 @@ import { assertUserError } from "./helpers/cli.ts";
 import { canMountTmpfs, runTwiceOnTmpfs } from "./helpers/tmpfs.ts";
 import { isCode } from "./helpers/rpc.ts";
 import type { Peer } from "../wire/mod.ts";
+import { DatabaseSync } from "node:sqlite";
 
 const reg = (port: number, ttl_ms = 60_000, meta?: Record<string, unknown>) => ({
   service: "compute",
@@ -132,6 +133,50 @@ Deno.test("binder --data-dir: 20 SIGKILLs under load lose no acknowledged regist
       await b.stop();
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("binder --data-dir: an unreadable row is said, counted and kept until replaced", async () => {
+  // hostile47 Q10: a row that failed to parse was deleted with no word.
+  const dir = await Deno.makeTempDir();
+  let b = await binderAt(`${dir}/data`);
+  try {
+    const peer = await connectTo(b.address);
+    await peer.call("binder.register", reg(5001));
+    await peer.call("binder.register", reg(5009));
+    peer.close();
+    await b.stop();
+    const db = new DatabaseSync(`${dir}/data/binder.db`);
+    db.exec(`UPDATE entries SET v = substr(v, 1, 40) WHERE k = 'compute@127.0.0.1:5009'`);
+    db.close();
+    b = await binderAt(`${dir}/data`, b.port);
+    assert.match(
+      b.stderr(),
+      /\[WRN\] .*binder\.db row "compute@127\.0\.0\.1:5009": unreadable \(.*\), kept until/,
+    );
+    assert.match(b.stderr(), /1 unreadable row\(s\) in .*binder\.db: kept/);
+    assert.deepEqual(await ids(b.address), ["compute@127.0.0.1:5001"]);
+    const again = await connectTo(b.address);
+    try {
+      const stats = await again.call("sys.stats") as { store: { unreadable: number } };
+      assert.equal(stats.store.unreadable, 1);
+    } finally {
+      again.close();
+    }
+    await b.stop();
+    // Kept: the next start says it again. Then registered again, it is replaced for good.
+    b = await binderAt(`${dir}/data`, b.port);
+    assert.match(b.stderr(), /1 unreadable row\(s\)/);
+    const third = await connectTo(b.address);
+    await third.call("binder.register", reg(5009));
+    third.close();
+    await b.stop();
+    b = await binderAt(`${dir}/data`, b.port);
+    assert.doesNotMatch(b.stderr(), /unreadable/);
+    assert.deepEqual(await ids(b.address), ["compute@127.0.0.1:5001", "compute@127.0.0.1:5009"]);
+  } finally {
+    await b.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -29,11 +29,17 @@ export interface DurableStats extends StoreCounters {
   size_bytes: number;
   /** Entries read back at start (live leases and tombstones). */
   restored: number;
+  /** Rows that could not be read at start: warned of and kept (hostile47 Q10). */
+  unreadable: number;
 }
+
+/** Rows warned of one by one at start; the rest are counted. */
+const WARN_ROWS = 10;
 
 export class DurableRegistry {
   readonly #opened: Opened;
   #restored = 0;
+  #unreadable = 0;
 
   /**
    * Locks `dir`, opens its data file and reads it into `registry`, then
@@ -52,15 +58,28 @@ export class DurableRegistry {
       let incoming;
       try {
         const row = parseJson(String(value)) as { removed?: unknown; until: number };
+        if (row === null || typeof row !== "object") throw new Error("not an object");
+        if (row.removed === undefined && typeof row.until !== "number") {
+          throw new Error(`"until" is not a number`);
+        }
         const left = row.removed === undefined ? row.until - now : 0;
-        incoming = left > 0 || row.removed !== undefined
-          ? parseRecord({ ...row, left_ms: Math.max(0, left) })
-          : "lease ran out while the binder was down";
+        if (!(left > 0 || row.removed !== undefined)) {
+          store.delete(TABLE, id); // The lease ran out while the binder was down.
+          continue;
+        }
+        incoming = parseRecord({ ...row, left_ms: Math.max(0, left) });
       } catch (err) {
         incoming = (err as Error).message;
       }
       if (typeof incoming === "string") {
-        store.delete(TABLE, id);
+        // A damaged row (a bit flip, a foreign writer) is said, counted and kept: a newer
+        // version of its instance replaces it; deleting it lost the registration silently.
+        if (++this.#unreadable <= WARN_ROWS) {
+          options.warn(
+            `${BINDER_FILE} row ${JSON.stringify(id.slice(0, 100))}: unreadable (` +
+              `${incoming.slice(0, 200)}), kept until a newer version of it replaces it`,
+          );
+        }
         continue;
       }
       if (registry.restore(incoming)) this.#restored++;
@@ -82,6 +101,7 @@ export class DurableRegistry {
       pending: store.pending,
       size_bytes: store.sizeOnDisk(),
       restored: this.#restored,
+      unreadable: this.#unreadable,
       ...store.counters,
     };
   }

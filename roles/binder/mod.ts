@@ -241,8 +241,11 @@ function openRegistry(options: BinderOptions, node: string) {
     storeOptions(options, log),
   );
   if (durable !== undefined) {
-    const { restored, path } = durable.stats();
+    const { restored, unreadable, path } = durable.stats();
     log.info("Read {n} entr(ies) back from {path}", { n: restored, path });
+    if (unreadable > 0) {
+      log.warn("{n} unreadable row(s) in {path}: kept, not read back", { n: unreadable, path });
+    }
   }
   return { registry, durable };
 }
