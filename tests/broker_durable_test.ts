@@ -13,6 +13,7 @@ import { type DistProcess, freePort, runDist, startDist } from "./helpers/dist.t
 import { isCode } from "./helpers/rpc.ts";
 import { canMountTmpfs, runTwiceOnTmpfs } from "./helpers/tmpfs.ts";
 import { assertUserError } from "./helpers/cli.ts";
+import { DatabaseSync } from "node:sqlite";
 
 function brokerAt(dir: string, port = 0, extra: string[] = []): Promise<DistProcess> {
   // A loaded machine (the whole suite in parallel) can take many seconds to start deno.
@@ -170,6 +171,36 @@ Deno.test("broker --data-dir: the retained byte budget holds on disk across a re
     const there = await retainedUnder(b.port, "/big", before.retained.count);
     assert.ok(there.has("/big/999") && !there.has("/big/0"), [...there.keys()].join(" "));
     assert.ok(after.store.size_bytes < 1024 * 1024, `file ${after.store.size_bytes} bytes`);
+  } finally {
+    await b.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("broker --data-dir: a retained row that is not a publishable JSON value is dropped, said", async () => {
+  // hostile47 Q9: invalid JSON and 100,000 nested levels were read back and served as they were.
+  const dir = await Deno.makeTempDir();
+  let b = await brokerAt(`${dir}/data`);
+  try {
+    const peer = await connect(b.port);
+    await peer.call("broker.publish", { topic: "/c/ok", value: { a: [1] }, retain: true });
+    peer.close();
+    await b.stop();
+    const db = new DatabaseSync(`${dir}/data/broker.db`);
+    const at = Math.floor(Date.now() / 1000);
+    const put = db.prepare(`INSERT OR REPLACE INTO retained (k, v) VALUES (?, ?)`);
+    put.run("/c/badjson", `${at} {bad json`);
+    put.run("/c/deep", `${at} ${"[".repeat(100_000)}${"]".repeat(100_000)}`);
+    put.run("/c/trailing", `${at} 1 2`);
+    put.run("/c/edge", `${at} ${"[".repeat(62)}${"]".repeat(62)}`); // as deep as a publish may be
+    db.close();
+    b = await brokerAt(`${dir}/data`, b.port);
+    for (const topic of ["/c/badjson", "/c/deep", "/c/trailing"]) {
+      assert.match(b.stderr(), new RegExp(`retained ${topic}: an unreadable row, dropped`));
+    }
+    const seen = await retainedUnder(b.port, "/c", 2);
+    assert.deepEqual([...seen.keys()].sort(), ["/c/edge", "/c/ok"]);
+    assert.deepEqual(seen.get("/c/ok"), { a: [1] });
   } finally {
     await b.stop();
     await Deno.remove(dir, { recursive: true });
