@@ -25,6 +25,8 @@ export interface OptionDef {
   default?: unknown;
   /** One-letter alias on the CLI, e.g. "p" for `-p`. */
   short?: string;
+  /** For `string`: a host to listen on (an IP address or a name, no port). */
+  host?: boolean;
   /** For `choice`. */
   choices?: readonly string[];
   min?: number;
@@ -135,6 +137,7 @@ export interface RoleInfo {
  */
 export const HOST_OPTION = {
   type: "string",
+  host: true,
   description: "Address to listen on",
   default: "127.0.0.1",
   metavar: "HOST",

@@ -5,6 +5,7 @@
  */
 import { didYouMean } from "./_suggest.ts";
 import { UsageError } from "./errors.ts";
+import { parseIPv6 } from "./hosts.ts";
 import {
   COMMON_OPTIONS,
   type OptionDef,
@@ -154,11 +155,22 @@ export function speaksDist(info: RoleInfo, options: Options): boolean {
 export function showValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "bigint") return String(value);
+  // TOML's inf and nan (JSON.stringify wrote null, which the user never wrote: hostile47 Q11).
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    return Number.isNaN(value) ? "nan" : value > 0 ? "inf" : "-inf";
+  }
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
     return String(value);
   }
+}
+
+/** Whether `text` can be a host: a name or IPv4 address, or an IPv6 one (bracketed or not). */
+function isHostText(text: string): boolean {
+  if (/^[\w.-]+$/.test(text)) return true;
+  const bare = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+  return parseIPv6(bare.split("%")[0]) !== undefined;
 }
 
 /** A topology instance name, as kept by an address option with `ref`. */
@@ -237,7 +249,12 @@ export function convertValue(
   };
   switch (def.type) {
     case "string":
-      return typeof raw === "string" ? raw : fail("is not a string");
+      if (typeof raw !== "string") return fail("is not a string");
+      // hostile47 Q11: `host = "127.0.0.1:80"` was taken, and failed only at start.
+      if (def.host && raw !== "" && !isHostText(raw)) {
+        return fail(`is not a host (an IP address or a name, without a port)`);
+      }
+      return raw;
     case "integer":
     case "number": {
       const integer = def.type === "integer";

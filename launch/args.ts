@@ -64,6 +64,7 @@ export const UP: CommandInfo = {
       description:
         "How long an instance may take to be ready (answer sys.ping, log its ready line)",
       default: 15_000,
+      min: 1, // 0 could only fail (hostile47 Q11)
     },
     maxInstances: MAX_INSTANCES,
     dashboard: {
@@ -88,7 +89,12 @@ export const STATUS: CommandInfo = {
   usage: "dist status [FILE] [--json] [--timeout D] [--watch [--interval D]]",
   flags: {
     json: { type: "boolean", description: "One JSON object per instance" },
-    timeout: { type: "duration", description: "How long to wait for each answer", default: 2000 },
+    timeout: {
+      type: "duration",
+      description: "How long to wait for each answer",
+      default: 2000,
+      min: 1, // 0 showed every live instance down (hostile47 Q11)
+    },
     watch: {
       type: "boolean",
       description: "Refresh the table in place, with rates, until Ctrl-C",

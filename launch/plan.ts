@@ -179,6 +179,12 @@ function selectOnly(
   only: string[] | undefined,
 ): Set<string> {
   if (only === undefined) return new Set(topology.instances.map((i) => i.name));
+  if (only.length === 0) {
+    // `--only ""` or `--only ,` (hostile47 Q11: it said "placed on undefined").
+    throw new UsageError(
+      `--only: no instance named: give names or entries of ${topology.file}, comma-separated`,
+    );
+  }
   const selected = new Set<string>();
   const add = (name: string) => {
     if (selected.has(name)) return;

@@ -87,6 +87,27 @@ Deno.test("parseTopology() rejects a bad duration", () => {
   );
 });
 
+Deno.test("parseTopology(): inf and nan are named as written; a host with a port is refused", () => {
+  // hostile47 Q11: `heartbeat = inf` said "null is not a duration"; `host = "127.0.0.1:80"`
+  // was taken and failed only at start.
+  throwsUsage(
+    () => load("[[server]]\nport = 5557\nheartbeat = inf\n"),
+    /^Cannot load cluster\.toml: line 3: server\.heartbeat: inf is not a duration/,
+  );
+  throwsUsage(
+    () => load("[[server]]\nport = 5557\nmax_frame = nan\n"),
+    "Cannot load cluster.toml: line 3: server.max_frame: nan is not an integer",
+  );
+  throwsUsage(
+    () => load('[[server]]\nport = 5557\nhost = "127.0.0.1:80"\n'),
+    'Cannot load cluster.toml: line 3: server.host: "127.0.0.1:80" is not a host ' +
+      "(an IP address or a name, without a port)",
+  );
+  for (const host of ["::1", "[::1]", "0.0.0.0", "localhost", "fe80::1%eth0", "a_b.example"]) {
+    assert.equal(load(`[[server]]\nport = 5557\nhost = "${host}"\n`).instances[0].host, host);
+  }
+});
+
 Deno.test("parseTopology() rejects a bad choice with a suggestion", () => {
   throwsUsage(
     () => load('[[balancer]]\npolicy = "p2"\n'),

@@ -108,6 +108,20 @@ Deno.test("makePlan() --only keeps the named instances and what they depend on",
     () => names(["balancr"]),
     '--only: unknown instance "balancr" in cluster.toml (did you mean "balancer"?)',
   );
+  // `--only ""` or `--only ,` (hostile47 Q11: "No selected instance … is placed on undefined").
+  throwsUsage(
+    () => names([]),
+    "--only: no instance named: give names or entries of cluster.toml, comma-separated",
+  );
+  // A zero that can only fail is refused (hostile47 Q11).
+  throwsUsage(
+    () => parseLauncherArgs(["--ready-timeout", "0"], UP),
+    '--ready-timeout: must be at least 1ms, got "0"',
+  );
+  throwsUsage(
+    () => parseLauncherArgs(["--timeout", "0"], STATUS),
+    '--timeout: must be at least 1ms, got "0"',
+  );
 });
 
 const TWO_HOSTS = [
