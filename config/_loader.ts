@@ -38,6 +38,8 @@ const REPLICAS: OptionDef = { type: "integer", description: "How many copies", m
  * do not listen: it only places the instance on a machine.
  */
 const ENTRY_KEYS = ["name", "replicas", "restart", "host"];
+/** The longest name an entry may have. */
+const MAX_NAME = 63;
 /** Instances a topology may have unless the caller says otherwise (`dist up --max-instances`). */
 export const DEFAULT_MAX_INSTANCES = 256;
 const MAX_PORT = 65535;
@@ -222,7 +224,15 @@ export class TopologyLoader {
       const line = this.#problems.line(section, key);
       const camel = toCamel(key);
       if (key === "name") {
-        if (typeof raw === "string" && isReferenceName(raw)) entry.group = raw;
+        if (typeof raw === "string" && raw.length > MAX_NAME) {
+          // hostile47 Q12: a 20,000-character name never became ready, and nothing said why.
+          entry.badName = true;
+          this.#problems.add(
+            line,
+            `${label}: ${raw.length} characters, at most ${MAX_NAME} (a DNS label's limit: ` +
+              `exports name hosts after it)`,
+          );
+        } else if (typeof raw === "string" && isReferenceName(raw)) entry.group = raw;
         else {
           entry.badName = true;
           const problem = `is not a valid name (letters, digits, ".", "_", "-")`;

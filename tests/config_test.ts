@@ -108,6 +108,17 @@ Deno.test("parseTopology(): inf and nan are named as written; a host with a port
   }
 });
 
+Deno.test("parseTopology(): an entry's name is at most 63 characters", () => {
+  // hostile47 Q12: a 20,000-character name was started, never ready, and nothing said why.
+  throwsUsage(
+    () => load(`[[server]]\nname = "${"a".repeat(20_000)}"\nport = 5557\n`),
+    "Cannot load cluster.toml: line 2: server.name: 20000 characters, at most 63 " +
+      "(a DNS label's limit: exports name hosts after it)",
+  );
+  const name = "a".repeat(63);
+  assert.equal(load(`[[server]]\nname = "${name}"\nport = 5557\n`).instances[0].name, name);
+});
+
 Deno.test("parseTopology() rejects a bad choice with a suggestion", () => {
   throwsUsage(
     () => load('[[balancer]]\npolicy = "p2"\n'),
