@@ -72,18 +72,22 @@ function word(text: string): string {
  */
 function probe(bin: string, address: string, dial: string[]): string {
   const flags = dial.map((f) =>
-    f.startsWith("--user=")
-      ? `--user=${shellQuote(f.slice(7)).replaceAll("%", "%%").replaceAll("$", "$$$$")}`
-      : f
+    f.startsWith("--user=") ? `--user=${unitText(shellQuote(f.slice(7)))}` : f
   );
-  // `$$` is one `$` for the shell once systemd has read the line.
+  // `$$` is one `$` for the shell once systemd has read the line; `%%` one `%` (hostile47 Q21:
+  // a `%h` in --bin was expanded by systemd in the probe, not in ExecStart).
   const ping = [
-    `${shellQuote(bin)} client --connect ${address} --timeout 1s`,
+    `${unitText(shellQuote(bin))} client --connect ${unitText(address)} --timeout 1s`,
     ...flags,
     "sys.ping",
   ].join(" ");
   return `/bin/sh -c 'i=0; until ${ping} >/dev/null 2>&1; do i=$$((i+1)); ` +
     `[ $$i -lt ${PROBE_TRIES} ] || exit 1; sleep ${PROBE_PAUSE}; done'`;
+}
+
+/** Text of a shell line as systemd must be given it: its own `%` and `$` doubled. */
+function unitText(text: string): string {
+  return text.replaceAll("%", "%%").replaceAll("$", "$$$$");
 }
 
 function shellQuote(text: string): string {

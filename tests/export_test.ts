@@ -318,6 +318,26 @@ Deno.test("export: metrics is where an instance listens, bound and published in 
   assert.ok(units.every((f) => !/is given .*4470[0-9]/.test(f.text)));
 });
 
+Deno.test("export systemd: a % or $ in --bin is escaped in every command line, the probe's too", async () => {
+  // hostile47 Q21: ExecStartPost's probe left `%h` for systemd to expand into another path.
+  const source = SOURCES.find((s) => s.file === "examples/client_server.toml")!;
+  const [{ files }] = await exportsOf("systemd", source, { bin: "/opt/$HOME/%h/dist" });
+  const lines = files.flatMap((f) => f.text.split("\n")).filter((l) => /^Exec/.test(l));
+  assert.ok(lines.some((l) => l.startsWith("ExecStartPost=")), lines.join("\n"));
+  for (const line of lines) {
+    // What systemd would expand: a `%` specifier (but the credentials' %d) or a `$` not doubled.
+    const left = line.replaceAll("%%", "").replaceAll("$$", "").replaceAll("%d/", "");
+    assert.doesNotMatch(left, /[%$]/, line);
+    // Read as systemd reads it, the binary is the one given.
+    assert.ok(line.replaceAll("%%", "%").replaceAll("$$", "$").includes("/opt/"), line);
+  }
+  const post = lines.find((l) => l.startsWith("ExecStartPost="))!;
+  assert.ok(
+    post.replaceAll("%%", "%").replaceAll("$$", "$").includes(String.raw`"/opt/\$HOME/%h/dist"`),
+    post,
+  );
+});
+
 Deno.test("dist export writes the files to --out, lists them on stdout without it, and says what is wrong", async () => {
   const dir = await Deno.makeTempDir();
   try {
