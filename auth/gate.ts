@@ -15,13 +15,14 @@
  * - With neither, the subject of a verified TLS client certificate names
  *   the user.
  *
- * Failures are counted per host (hostSource) and claimed user (a user of
- * the users file; every other name, a token and a certificate share the
- * host's other record): one warning line with the address (rate-limited
- * with the wire's other warnings about peers), then, after a delay that
- * grows with the host's recent failures whatever names they claimed
- * (`base·2^(n-1)`, up to `maxDelayMs`: a user and a name that is none are
- * answered alike, h46d D5), UNAUTHORIZED and the connection closed. A
+ * Failures are counted per host (hostSource) and claimed name (a user of
+ * the users file or not; a token and a certificate share the host's other
+ * record): one warning line with the address (rate-limited with the wire's
+ * other warnings about peers), then, after a delay that grows with that
+ * record's recent failures (`base·2^(n-1)`, up to `maxDelayMs`: a user and
+ * a name that is none are answered alike, h46d D5, and an attacker's
+ * failures under other names do not slow a user's typo, h47b N5),
+ * UNAUTHORIZED and the connection closed. A
  * record with recent failures may have at most `maxBusy` hellos being
  * checked or held at once, and a host at most `maxHostHeld` held before
  * their refusal whatever users they name (review45 R5); past either, and
@@ -171,7 +172,10 @@ export class Gate implements Authenticator {
     const key = this.#recordKey(hello);
     const host = hostSource(hello.host);
     const r = this.#records.get(key, hello.host);
-    if (this.#records.flooded(r, host)) {
+    const aUser = this.#namesUser(hello);
+    // A made-up name is a record of its own, fresh at each new name: past the host's cap it is
+    // refused unchecked as a flooded record is (a flood of new names is no way around the cap).
+    if (this.#records.flooded(r, host) || (!aUser && this.#records.hostFlooded(host))) {
       // Flooded: the checks a guess cannot pass still let a right credential in (shared
       // hosts: every local process is 127.0.0.1), the rest go unchecked.
       const known = this.#quick(hello, r);
@@ -191,7 +195,7 @@ export class Gate implements Authenticator {
     }
     // A record with no failure hashes in a lane of its own; one with failures in its host's one
     // lane, whatever users it names (review45 R5). Asked again when a check's turn comes.
-    const lane = () => r.failures === 0 ? key : host;
+    const lane = () => r.failures === 0 && (aUser || !this.#records.hostFailing(host)) ? key : host;
     r.busy++;
     try {
       const identity = await this.#identify(hello, lane);
@@ -207,7 +211,7 @@ export class Gate implements Authenticator {
         name: cut(hello.name, 60),
         why: err.why,
       });
-      await this.#records.hold(host, this.#records.hostDelay(host), hello.closed);
+      await this.#records.hold(host, this.#records.delayAfter(r.failures), hello.closed);
       throw new DistError("UNAUTHORIZED", err.answer);
     } finally {
       r.busy--;
@@ -215,12 +219,21 @@ export class Gate implements Authenticator {
     }
   }
 
-  /** Where failures count: host and user of the file, else the host's other (made-up names: one). */
+  /**
+   * Where failures count: host and claimed name, a user of the file or not (h47b N5: names that
+   * are none shared the host's record, and their failures set every user's delay), else (a token,
+   * a certificate) the host's other record.
+   */
   #recordKey(hello: HelloClaim): string {
     const user = hello.proof?.user ?? hello.credentials.user;
-    const known = user !== undefined && this.#users?.entries.has(user) === true;
     const from = hostSource(hello.host);
-    return known ? `${from}\u0000${user}` : from;
+    return user !== undefined ? `${from}\u0000${user}` : from;
+  }
+
+  /** Whether `hello` names a user of the file. */
+  #namesUser(hello: HelloClaim): boolean {
+    const user = hello.proof?.user ?? hello.credentials.user;
+    return user !== undefined && this.#users?.entries.has(user) === true;
   }
 
   /**

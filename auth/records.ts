@@ -109,11 +109,8 @@ export class FailureRecords {
 
   /**
    * Counts a failure of record `r`, from `host`: the record's own (its
-   * throttle) and the host's, whatever name it claimed (the delay:
-   * {@link hostDelay}). So a wrong password is answered after the same
-   * delay whether it names a user or a name that is none (h46d D5: a user's
-   * failures were counted apart from the host's other names', and the
-   * second wrong hello took 259 ms for a user, 512 for a non-user).
+   * throttle and delay) and the host's, whatever name it claimed (which
+   * lane a made-up name hashes in: {@link hostFailing}).
    */
   failed(r: AddressRecord, host: string): void {
     const now = this.#now();
@@ -127,9 +124,14 @@ export class FailureRecords {
     }
   }
 
-  /** The delay before a failed hello of `host` is answered: by the host's recent failures. */
-  hostDelay(host: string): number {
-    return this.delayAfter(this.#hostFailures(host));
+  /** Whether `host` holds its most hellos before their refusal (its cap: maxHostHeld). */
+  hostFlooded(host: string): boolean {
+    return this.held(host) >= this.#options.maxHostHeld;
+  }
+
+  /** Whether hellos of `host` failed lately, whatever they claimed. */
+  hostFailing(host: string): boolean {
+    return this.#hostFailures(host) > 0;
   }
 
   /** Recent failures of hellos from `host`, whatever they claimed. */
