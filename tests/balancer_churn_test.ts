@@ -30,11 +30,12 @@ const RULES = { rise: 2, fall: 3 };
 
 Deno.test("Churn: a name's young ends hold its next registration out, longer each time; a long stay clears them", () => {
   const c = new Churn();
+  const a = "10.0.0.1";
   let now = 1_000_000;
   const holds: number[] = [];
   for (let i = 0; i < 12; i++) {
-    holds.push(c.hold("w1", now));
-    c.ended("w1", 200, now += 300);
+    holds.push(c.hold("w1", a, now));
+    c.ended("w1", a, 200, now += 300);
   }
   assert.equal(CHURN_FREE, 2);
   assert.deepEqual(holds.slice(0, 5), [
@@ -45,19 +46,40 @@ Deno.test("Churn: a name's young ends hold its next registration out, longer eac
     4 * CHURN_FIRST_MS,
   ]);
   assert.ok(holds.every((h, i) => i === 0 || h >= holds[i - 1]), "never shorter");
-  c.ended("w1", 0, now += 300); // never came into rotation: young too
-  for (let i = 0; i < 10; i++) c.ended("w1", 0, now);
-  assert.equal(c.hold("w1", now), CHURN_MAX_MS, "up to the longest");
+  for (let i = 0; i < 10; i++) c.ended("w1", a, 0, now);
+  assert.equal(c.hold("w1", a, now), CHURN_MAX_MS, "up to the longest");
   // Another name is not held for it.
-  assert.equal(c.hold("w2", now), 0);
+  assert.equal(c.hold("w2", a, now), 0);
   // A registration that stayed in rotation CHURN_YOUNG_MS clears the name.
-  c.ended("w1", CHURN_YOUNG_MS, now);
-  assert.equal(c.hold("w1", now), 0);
-  assert.equal(c.youngEnds("w1", now), 0);
+  c.ended("w1", a, CHURN_YOUNG_MS, now);
+  assert.equal(c.hold("w1", a, now), 0);
+  assert.equal(c.youngEnds("w1", a, now), 0);
   // Young ends are forgotten CHURN_FORGET_MS after the last.
-  for (let i = 0; i < 3; i++) c.ended("w3", 100, now);
-  assert.ok(c.hold("w3", now) > 0);
-  assert.equal(c.hold("w3", now + CHURN_FORGET_MS), 0);
+  for (let i = 0; i < 3; i++) c.ended("w3", a, 100, now);
+  assert.ok(c.hold("w3", a, now) > 0);
+  assert.equal(c.hold("w3", a, now + CHURN_FORGET_MS), 0);
+});
+
+Deno.test("Churn: ends are kept by name and source; one that never came into rotation adds none (hostile h47b N1)", () => {
+  const c = new Churn();
+  let now = 1_000_000;
+  // A stranger's registrations of w1, from another source, that ended young in rotation.
+  for (let i = 0; i < 8; i++) c.ended("w1", "user:mallory", 200, now += 300);
+  assert.ok(c.hold("w1", "user:mallory", now) > 0, "the stranger's own are held");
+  assert.equal(c.hold("w1", "user:ops", now), 0, "the real worker's source has a clean start");
+  assert.equal(c.hold("w1", "10.0.0.2", now), 0);
+  // Registrations that ended before they came into rotation served nobody: no record of their own.
+  for (let i = 0; i < 8; i++) c.ended("w2", "10.0.0.2", undefined, now += 30);
+  assert.equal(c.youngEnds("w2", "10.0.0.2", now), 0);
+  assert.equal(c.hold("w2", "10.0.0.2", now), 0);
+  // Nor do they add to a record: they keep it (a flapper held out keeps being held out).
+  for (let i = 0; i < 3; i++) c.ended("w3", "10.0.0.3", 100, now);
+  const held = c.hold("w3", "10.0.0.3", now);
+  assert.ok(held > 0);
+  now += CHURN_FORGET_MS - 1;
+  c.ended("w3", "10.0.0.3", undefined, now);
+  assert.equal(c.hold("w3", "10.0.0.3", now + CHURN_FORGET_MS - 1), held, "kept, not grown");
+  assert.equal(c.hold("w3", "10.0.0.3", now + CHURN_FORGET_MS), 0);
 });
 
 interface TestJob extends Job {

@@ -36,7 +36,7 @@ export class WorkerRegistry {
   readonly #bench = new StrayBench();
   /** Its workers by source: their failed trials, and the slots their untried ones hold. */
   readonly #sources = new WorkerSources();
-  /** Registrations that ended young, by name: a name that flaps is held out (churn.ts). */
+  /** Registrations that ended young, by name and source: a name that flaps is held out (churn.ts). */
   readonly #churn = new Churn();
 
   constructor(options: SourceOptions) {
@@ -133,14 +133,14 @@ export class WorkerRegistry {
     }
     const now = performance.now();
     const outlier = this.#kept(name, source) ?? new Outlier();
-    const hold = this.#churn.hold(name, now);
+    const hold = this.#churn.hold(name, source, now);
     if (hold > 0) outlier.outUntil = Math.max(outlier.outUntil, now + hold);
     const backend = new Backend("worker", peer.conn.remoteAddress, {
       capacity,
       rules: o.rules,
       outlier,
     });
-    backend.churn = this.#churn.youngEnds(name, now);
+    backend.churn = this.#churn.youngEnds(name, source, now);
     if (hold > 0) {
       backend.held = `flapping: ${backend.churn} registrations in a row ended within ` +
         `${CHURN_YOUNG_MS / 1000} s`;
@@ -177,7 +177,8 @@ export class WorkerRegistry {
     this.#sources.leave(sourceOf(peer), backend);
     this.#options.pool.remove(backend);
     const now = performance.now();
-    this.#churn.ended(backend.name, backend.upAt === -Infinity ? 0 : now - backend.upAt, now);
+    const lived = backend.upAt === -Infinity ? undefined : now - backend.upAt;
+    this.#churn.ended(backend.name, sourceOf(peer), lived, now);
     // A backoff is kept for the name of a worker that served, for its source's next worker of the
     // name: one that never did (a fake that took the name while it was free) must not pass its
     // backoff to the real one (hostile39a P8), nor one of another source that served a task
