@@ -3,14 +3,16 @@
  * the socket side, its options and its counters.
  */
 import type { DistError } from "../../wire/mod.ts";
+import { sharedError as refusal } from "../../wire/shared_error.ts";
 import type { Backend, Transition } from "./backends.ts";
 import type { FairItem } from "./queue.ts";
 import type { RetryBudget } from "./retry_budget.ts";
 import type { ClientShare } from "./shares.ts";
 import type { Trial } from "./trials.ts";
+import type { Restricted } from "./fitting.ts";
 
 /** One client request on its way through the balancer. */
-export interface Job extends FairItem {
+export interface Job extends FairItem, Restricted {
   /** False when the client marked it non-idempotent: it is never sent twice. */
   readonly idempotent: boolean;
   /** Times it has been sent to a backend. */
@@ -112,4 +114,11 @@ export interface DispatchStats {
 /** Counters at zero. */
 export function newDispatchStats(): DispatchStats {
   return { requests: 0, retries: 0, replays: 0, overloaded: 0, expired: 0, lost: 0, abandoned: 0 };
+}
+
+/** What a request that waited `ms` (the queue timeout) for a backend fails with. */
+export function waitedTooLong(healthy: number, ms: number): DistError {
+  return healthy === 0
+    ? refusal("UNAVAILABLE", `No healthy backend within ${ms} ms`)
+    : refusal("OVERLOADED", `Every backend was busy for ${ms} ms`);
 }

@@ -8,8 +8,9 @@
 import { DistError } from "../../wire/mod.ts";
 import type { Backend, Outcome, Pool } from "./backends.ts";
 import type { DispatchHooks, DispatchOptions, DispatchStats, Job } from "./dispatch_types.ts";
-import { newDispatchStats } from "./dispatch_types.ts";
+import { newDispatchStats, waitedTooLong } from "./dispatch_types.ts";
 import { FreeResends, steadyBackend, unsteadyWorker } from "./redispatch.ts";
+import { fitFor } from "./fitting.ts";
 import type { Policy } from "./policies.ts";
 import { FairQueue, STALLED_STEPS } from "./queue.ts";
 import { RetryLine } from "./retry_line.ts";
@@ -252,14 +253,13 @@ export class Dispatcher<J extends Job> {
   }
 
   /**
-   * Sends the jobs of `queue` in turn, looking at `steps` heads at most
-   * (those of a stalled queue: see #stalled). @returns false when a job
-   * found no backend.
+   * Sends the jobs of `queue` in turn, looking at `steps` heads at most (those of a stalled
+   * queue: see #stalled). @returns false when a job found no backend.
    */
   #pumpQueue(queue: RetryLine<J, Backend> | FairQueue<J>, steps = Infinity): boolean {
     const abandoned = this.#hooks.abandoned;
     // Flows passed in a row for want of their share: once all were, none can go.
-    let passed = 0;
+    let passed = 0, unfit = 0;
     const bulkRefused = this.#shares.bulkRefused;
     const stalled = this.#stalled;
     let sent = false;
@@ -302,6 +302,11 @@ export class Dispatcher<J extends Job> {
       }
       passed = 0;
       if (!this.#dispatch(job, this.#retryQueue.avoid(job), bulk)) {
+        // None of the backends it may go to has room: the other flows' turn, once each.
+        if (job.only !== undefined && queue instanceof FairQueue && ++unfit <= queue.turning) {
+          queue.pass();
+          continue;
+        }
         this.#stalled = queue instanceof FairQueue;
         this.#stalledOnBulk = true;
         return false;
@@ -394,7 +399,9 @@ export class Dispatcher<J extends Job> {
       if (pacing.paced > 0 || pacing.bound.spreading) {
         backend = pacing.place(backend, job, this.#pool.list, avoid);
       }
-      backend = this.#shares.unstuck(backend, this.#pool.list, avoid);
+      // One only some backends take (MessagePack params too large as JSON) goes to one of them.
+      backend = fitFor(job, this.#shares.unstuck(backend, this.#pool.list, avoid), this.#pool.list);
+      if (backend === undefined) return false;
       backend.inflight++;
       job.backend = backend;
       job.attempts++;
@@ -433,18 +440,11 @@ export class Dispatcher<J extends Job> {
     // Failing them lets their clients send more: only once the lines are settled.
     if (expired.length > 0) {
       this.stats.expired += expired.length;
-      const err = this.#waitedTooLong();
+      const err = waitedTooLong(this.#pool.healthy, this.#options.queueTimeoutMs);
       for (const job of expired) this.#hooks.reject(job, err);
     }
     const head = retries.peek();
     if (head !== undefined) this.#arm(head.deadline);
     this.#arm(this.#queue.nextDeadline);
-  }
-
-  #waitedTooLong(): DistError {
-    const ms = this.#options.queueTimeoutMs;
-    return this.#pool.healthy === 0
-      ? refusal("UNAVAILABLE", `No healthy backend within ${ms} ms`)
-      : refusal("OVERLOADED", `Every backend was busy for ${ms} ms`);
   }
 }

@@ -44,7 +44,7 @@ import { counted, defineRole, type RunContext } from "../_role.ts";
 import { forwardLatency } from "../../obs/mod.ts";
 import { connSettings, serviceName } from "../_flags.ts";
 import { type Bound, listening, type Served, serving } from "../_shell.ts";
-import { Pool, type Transition } from "./backends.ts";
+import { type Backend, Pool, type Transition } from "./backends.ts";
 import { Dispatcher, RetryBudget } from "./forward.ts";
 import { ServerSet, ServiceSource, WorkerRegistry } from "./sources.ts";
 import { createPolicy } from "./policies.ts";
@@ -397,17 +397,18 @@ function serviceFrom(options: BalancerOptions): string | undefined {
 /**
  * What a MessagePack request's params may take as JSON: the frame, unless
  * a backend speaks MessagePack (the servers dialed with `--codec msgpack`,
- * or a worker that registered in it) and may take them decoded. A client
- * refused for it is paused (tarpit.ts).
+ * or a worker that registered in it) and may take them decoded; such a
+ * request goes only to one of those (fitting.ts). A client refused for it
+ * is paused (tarpit.ts).
  */
 function msgpackRoute(options: BalancerOptions, pool: Pool): MsgpackRoute {
   const dialsMsgpack = codecByName(options.codec) === msgpackCodec;
   const tarpit = new Tarpit();
+  const decoder = (b: Backend) => (b.link as Link | undefined)?.peer?.codec === msgpackCodec;
   return {
     maxFrame: options.maxFrame,
     refused: (client) => void tarpit.hold(client, sourceOf(client)),
-    decodes: () =>
-      dialsMsgpack ||
-      pool.list.some((b) => (b.link as Link | undefined)?.peer?.codec === msgpackCodec),
+    decodes: () => dialsMsgpack || pool.list.some(decoder),
+    decoder: dialsMsgpack ? undefined : decoder,
   };
 }

@@ -87,6 +87,8 @@ export interface MsgpackRoute {
   maxFrame: number;
   /** Whether a backend of the pool speaks MessagePack (it takes params of any size as JSON). */
   decodes: () => boolean;
+  /** Whether `b` speaks MessagePack; undefined when every backend does (`--codec msgpack`). */
+  decoder?: (b: Backend) => boolean;
   /** Told of a request refused for its size as JSON (tarpit.ts), once it is answered. */
   refused?: (client: Peer) => void;
 }
@@ -112,6 +114,8 @@ export class MsgpackJob implements BytesJob, RawReply {
   share: ClientShare | undefined = undefined;
   line: Flow<FairItem> | undefined = undefined;
   trial: Trial | undefined = undefined;
+  /** The backends it may go to: those that speak MessagePack when its params pass the frame as JSON. */
+  only: ((b: Backend) => boolean) | undefined = undefined;
   /** The buffer holding a copy of the params (shared with other requests: see keep), and where. */
   #held: Uint8Array | undefined;
   #start = 0;
@@ -145,6 +149,7 @@ export class MsgpackJob implements BytesJob, RawReply {
             `JSON, past the frame limit of ${route.maxFrame} bytes of a JSON backend`,
         );
       }
+      if (json < 0) this.only = route.decoder;
       // The larger of what it holds and what it takes as JSON on a backend's connection.
       size += Math.max(params.length, json < 0 ? room : json);
       this.#held = keep(params);
