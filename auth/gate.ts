@@ -33,13 +33,11 @@
  * checked. A guesser
  * gets at most `maxBusy` guesses at one user per delay whatever its
  * parallelism, and its flood holds a bounded number of connections.
- * Password hashing waits its turn by lane (HashSlots): a record with no
- * failure has its own lane, every record of a host with failures shares
- * the host's one lane, so a flood naming many users from one host is one
- * lane once its first guesses failed, and never delays the check of a user
- * it does not name by more than one turn of each lane. A record's failures
- * are forgotten after `forgetMs` without one (at most `maxAddresses`
- * records are kept).
+ * Password hashing waits its turn by lane (HashSlots): a record with no failure has its own lane
+ * (a made-up name only while its host has none), every record of a host with failures shares the
+ * host's one lane, so a flood naming many users from one host is one lane once its first guesses
+ * failed, and never delays the check of a user it does not name by more than one turn of each
+ * lane. A record's failures are forgotten after `forgetMs` without one (at most `maxAddresses`).
  */
 import { DistError } from "../wire/mod.ts";
 import type { Authenticator, HelloClaim, Identity, Proof } from "../wire/mod.ts";
@@ -219,21 +217,15 @@ export class Gate implements Authenticator {
     }
   }
 
-  /**
-   * Where failures count: host and claimed name, a user of the file or not (h47b N5: names that
-   * are none shared the host's record, and their failures set every user's delay), else (a token,
-   * a certificate) the host's other record.
-   */
+  /** Where failures count: host and claimed name, user or not (h47b N5), else the host's. */
   #recordKey(hello: HelloClaim): string {
     const user = hello.proof?.user ?? hello.credentials.user;
     const from = hostSource(hello.host);
     return user !== undefined ? `${from}\u0000${user}` : from;
   }
 
-  /** Whether `hello` names a user of the file. */
   #namesUser(hello: HelloClaim): boolean {
-    const user = hello.proof?.user ?? hello.credentials.user;
-    return user !== undefined && this.#users?.entries.has(user) === true;
+    return this.#users?.entries.has(hello.proof?.user ?? hello.credentials.user ?? "") === true;
   }
 
   /**
