@@ -299,17 +299,15 @@ export class Subscription extends SubscriptionQueues {
   }
 
   /**
-   * What its FIFO holds, oldest first, each record a copy of its own, and
+   * What its FIFO holds, oldest first, taken as a whole (not record by
+   * record: 125,000 copies stopped the broker 110 ms, hostile h47b N3), and
    * the FIFO empty: what a queue group member that leaves had queued, to
    * give another member (mqtt/give_back.ts). Called just before it is cut.
    */
-  takeQueued(): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    const cost = this.sink.recordCost ?? 0;
-    for (let bytes = this.fifo.shift(); bytes !== undefined; bytes = this.fifo.shift()) {
-      out.push(bytes.slice());
-      this.account(-bytes.length - cost);
-    }
+  takeQueued(): ByteQueue {
+    const out = this.fifo;
+    this.fifo = new ByteQueue();
+    this.account(-out.bytes - out.length * (this.sink.recordCost ?? 0));
     this.lossyQueued = 0;
     return out;
   }

@@ -28,6 +28,7 @@ import { SysTopics } from "./sys.ts";
 import { MqttSlots } from "./slots.ts";
 import type { Store } from "../../../store/mod.ts";
 import { sessionMemory } from "../memory.ts";
+import { GiveBacks } from "./give_back.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
@@ -75,6 +76,8 @@ export class MqttFront {
   takeovers = 0;
   /** Wills: published, waiting for their delay, cancelled. */
   readonly wills: Wills;
+  /** What ended sessions' queue group subscriptions give back, a slice per turn. */
+  readonly giveBacks: GiveBacks;
 
   constructor(core: BrokerCore, limits: MqttLimits, authenticator?: Authenticator) {
     this.core = core;
@@ -83,6 +86,7 @@ export class MqttFront {
     this.#slots = new MqttSlots(limits);
     this.#authenticator = authenticator;
     this.wills = new Wills(core);
+    this.giveBacks = new GiveBacks(core, this);
     this.#sys = new SysTopics(this, core, limits.sysIntervalMs ?? 0);
   }
   readonly #sys: SysTopics;
@@ -225,6 +229,7 @@ export class MqttFront {
     for (const c of [...this.#connections]) c.close("shutdown", false);
     this.wills.clear();
     this.sessions.close();
+    this.giveBacks.close();
   }
 
   /**

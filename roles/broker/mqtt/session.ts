@@ -34,7 +34,7 @@ import type { MqttFront } from "./front.ts";
 import { askOver, WsStream } from "./ws.ts";
 import type { ReadProof } from "../group_proof.ts";
 import { KEPT_SHARE, sessionBytes } from "./session_cost.ts";
-import { giveBack, takeOwed } from "./give_back.ts";
+import { takeOwed } from "./give_back.ts";
 
 /** The last session serial given ({@link MqttSession.serial}). */
 let serials = 0;
@@ -237,7 +237,7 @@ export class MqttSession implements Sink {
     for (const sub of this.#subs?.leaving ?? []) sub.cancel();
     this.#subs = undefined;
     this.inflight.clear();
-    giveBack(owed, this.version === 5, core, this.#front);
+    this.#front.giveBacks.add(owed, this.version === 5);
     this.save();
     this.#front.sessions.ended(this, why);
     this.#drain?.wake();
