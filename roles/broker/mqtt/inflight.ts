@@ -82,15 +82,19 @@ export class InflightWindow {
     return id;
   }
 
-  /** Read back from disk: `id` in flight, its PUBLISH as sent (none: PUBREC came, PUBREL owed). */
-  restore(id: number, bytes: Uint8Array | undefined): void {
+  /**
+   * Read back from disk: `id` in flight, its PUBLISH as sent (none: PUBREC
+   * came, PUBREL owed); `by`: the queue group member it is taken to have
+   * gone by (see {@link givenBack}).
+   */
+  restore(id: number, bytes: Uint8Array | undefined, by?: Subscription): void {
     const entries = this.#map ??= new Map();
     const old = entries.get(id);
     if (old !== undefined) this.#set(old, undefined);
     const entry: Entry = {
       bytes: undefined,
       released: bytes === undefined,
-      by: undefined,
+      by: bytes === undefined ? undefined : by,
       aside: false,
     };
     entries.set(id, entry);
