@@ -73,7 +73,7 @@ export function takeOwed(
 /** Messages given back per turn of the event loop at most (as the fan-out: fanout.ts; hostile h47b N3). */
 export const GIVE_BACK_PER_TURN = 8192;
 /** Time given to giving back per turn of the event loop at most (ms). */
-const GIVE_BACK_TURN_MS = 10;
+const GIVE_BACK_TURN_MS = 5;
 
 /** One group subscription's messages still to give back, from `at`. */
 interface Giving extends Owed {
