@@ -68,10 +68,9 @@ export interface RestoringSession {
   readonly clientId: string;
   /** Its protocol: 4 or 5. */
   readonly version: number;
-  subscriptions(): {
-    get(filter: string): Subscription | undefined;
-    values(): Iterable<Subscription>;
-  };
+  subscriptions(): { get(filter: string): Subscription | undefined };
+  /** Its subscriptions (none made for asking). */
+  readonly subs: Iterable<Subscription>;
   /** Makes a subscription read back (filter, options). */
   restore(filter: string, data: number, snapshot?: boolean): void;
   readonly inflight: InflightWindow;
@@ -337,7 +336,7 @@ function groupMemberFor(session: RestoringSession, packet: Uint8Array): Subscrip
   const end = at + 2 + ((packet[at] << 8) | packet[at + 1]);
   if (end > packet.length) return undefined;
   const topic = topicDecoder.decode(packet.subarray(at + 2, end)).split("/");
-  for (const sub of session.subscriptions().values()) {
+  for (const sub of session.subs) {
     if (sub.group !== undefined && covers(sub.segments, sub.exact, topic)) return sub;
   }
   return undefined;
