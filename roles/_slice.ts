@@ -14,7 +14,7 @@
  * delivery), so once it wants a CPU (runs or waits to) more than half the
  * time it goes back to the kernel's default slice, and under a quarter asks
  * for short ones again (checked every CHECK_MS). Older kernels ignore the request; without FFI nothing is
- * asked. `DIST_SLICE_US=0` leaves the thread as it is.
+ * asked. `DIST_SLICE_US=0` sets the kernel's default (a slice is inherited).
  */
 
 /** The slice asked for while mostly idle (µs): the least the kernel takes. */
@@ -61,14 +61,20 @@ function wantedNs(): number {
 
 /**
  * Asks for short slices for the calling thread while it is mostly idle (see
- * above); returns what stops it (the slice stays as it was last set).
+ * above); returns what stops it (and sets the default slice again).
  */
 export function shortSlicesWhileIdle(): () => void {
   let set: SetSlice | undefined;
   try {
     const us = Number(Deno.env.get("DIST_SLICE_US") ?? SLICE_US);
-    set = us > 0 ? sliceSetter() : undefined;
-    if (set === undefined || !set(us)) return () => {};
+    set = sliceSetter();
+    if (set === undefined) return () => {};
+    // A slice is inherited by threads and processes started from this one: 0 sets the default.
+    if (!(us > 0)) {
+      set(0);
+      return () => {};
+    }
+    if (!set(us)) return () => {};
     let short = true, wanted = wantedNs(), at = performance.now();
     const timer = setInterval(() => {
       try {
@@ -82,7 +88,10 @@ export function shortSlicesWhileIdle(): () => void {
     }, CHECK_MS);
     // It never keeps a process alive.
     Deno.unrefTimer(timer);
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      set!(0); // The default again: what this thread starts later does not inherit 0.1 ms.
+    };
   } catch {
     return () => {}; // No libc.so.6 (musl), no /proc, or no such call.
   }

@@ -39,10 +39,10 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(sliceOf(short.child.pid), 100_000);
+      // The kernel's own default (0.7 ms or more), whatever slice the process that started it
+      // had (a slice is inherited: a broker run in this test process may have left one).
       const def = sliceOf(plain.child.pid);
-      assert.notEqual(def, 100_000);
-      // The kernel's own default (0.7 ms or more), as this test's process has it.
-      assert.equal(def, sliceOf(Deno.pid));
+      assert.ok(def !== undefined && def >= 700_000, `default slice ${def} ns`);
     } finally {
       await short.stop();
       await plain.stop();
