@@ -6,7 +6,7 @@
  * token and the password from a file (`--token-file`, `--password-file`:
  * what orchestrators mount secrets as; `dist export` passes them).
  */
-import { type AUTH_OPTIONS, type OptionsOf, UsageError } from "../config/mod.ts";
+import { type AUTH_OPTIONS, checkSecretFile, type OptionsOf, UsageError } from "../config/mod.ts";
 import type { Credentials } from "../wire/mod.ts";
 import { Gate } from "./gate.ts";
 import { loadUsers } from "./users.ts";
@@ -25,6 +25,7 @@ export type EnvReader = (name: string) => string | undefined;
  */
 function readSecretFile(file: string | undefined, flag: string): string | undefined {
   if (file === undefined) return undefined;
+  checkSecretFile(flag, file, { private: true }); // N9
   let text: string;
   try {
     text = Deno.readTextFileSync(file);

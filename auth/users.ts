@@ -16,7 +16,13 @@
  * nothing is half loaded.
  */
 import { parse as parseToml } from "smol-toml";
-import { LineLocator, throwProblems, type TopologyProblem, UsageError } from "../config/mod.ts";
+import {
+  checkSecretFile,
+  LineLocator,
+  throwProblems,
+  type TopologyProblem,
+  UsageError,
+} from "../config/mod.ts";
 import {
   DEFAULT_COST,
   parsePasswordHash,
@@ -75,6 +81,8 @@ export function isUserName(name: string): boolean {
  * @throws {UsageError} naming the file (and line and key) of every problem
  */
 export function loadUsers(file: string): Users {
+  // Whoever may write it picks the passwords (N9).
+  checkSecretFile("Users file", file, { private: false });
   let text: string;
   try {
     // Read once at start, before anything listens: synchronous is simplest.

@@ -10,7 +10,7 @@
  * ```
  */
 import { join } from "node:path";
-import { isReferenceName, UsageError } from "../config/mod.ts";
+import { checkSecretFile, isReferenceName, UsageError } from "../config/mod.ts";
 import {
   type CommandInfo,
   formatLauncherHelp,
@@ -123,6 +123,7 @@ async function issueCommand(argv: string[]): Promise<number> {
     cert: (o.ca as string | undefined) ?? join(dir, "ca.crt"),
     key: (o.caKey as string | undefined) ?? join(dir, "ca.key"),
   };
+  checkSecretFile("--ca-key", caFiles.key, { private: true }); // N9
   const ca = {
     cert: await readFile("--ca", caFiles.cert),
     key: await readFile("--ca-key", caFiles.key),

@@ -6,7 +6,7 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
-import { UsageError } from "../config/mod.ts";
+import { checkSecretFile, UsageError } from "../config/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 
 /** The TLS options every role takes (config/spec.ts, TLS_OPTIONS). */
@@ -51,6 +51,7 @@ function check(options: TlsFileOptions): TlsSettings | undefined {
   const settings: TlsSettings = {};
   if (tlsCert && tlsKey) {
     settings.cert = readPem("--tls-cert", tlsCert, "CERTIFICATE");
+    checkSecretFile("--tls-key", tlsKey, { private: true }); // N9
     settings.key = readPem("--tls-key", tlsKey, "PRIVATE KEY");
     checkPair(tlsCert, settings.cert, tlsKey, settings.key);
   }

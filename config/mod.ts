@@ -22,6 +22,7 @@
  */
 export * from "./spec.ts";
 export { UsageError } from "./errors.ts";
+export { checkSecretFile, ownerProblem, type OwnerRule } from "./owner.ts";
 export {
   type Address,
   type ConvertOptions,

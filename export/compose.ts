@@ -48,6 +48,8 @@ export const COMPOSE_FILE = "compose.yaml";
 
 /** Where Compose mounts a service's secrets. */
 const SECRETS_DIR = "/run/secrets";
+/** Its files are taken whatever their owner and mode (config/owner.ts). */
+const SECRETS_ENV = { DIST_SECRETS_DIR: SECRETS_DIR };
 
 /** How often compose asks each instance for `sys.ping`, and how long it waits at start. */
 const HEALTH = { interval: "5s", timeout: "5s", retries: 3, start_period: "15s" };
@@ -185,7 +187,11 @@ function composeService(
   };
   if (instance.options.dataDir === "auto") service.environment = { ...AUTO_DATA_ENV };
   const ids = secrets.ids([instance.name]);
-  if (ids.length > 0) service.secrets = ids;
+  if (ids.length > 0) {
+    service.secrets = ids;
+    // Mounted as the host's files, whose owner and mode compose cannot change (README, Security).
+    service.environment = { ...service.environment as Record<string, string>, ...SECRETS_ENV };
+  }
   const published = [...ports.values()].map((port) => `${publishHost(instance)}${port}:${port}`);
   const metrics = metricsListen(instance, context.input.context.findings);
   if (metrics !== undefined && metrics.port !== 0) {

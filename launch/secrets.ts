@@ -5,7 +5,13 @@
  * the credentials the launcher itself dials an instance with (its probes,
  * `dist status`, the dashboard's polls).
  */
-import { type Instance, type OptionSpec, type RoleInfo, roleSpec } from "../config/mod.ts";
+import {
+  checkSecretFile,
+  type Instance,
+  type OptionSpec,
+  type RoleInfo,
+  roleSpec,
+} from "../config/mod.ts";
 import type { Credentials } from "../wire/mod.ts";
 import { type AuthOptions, checksCredentials, credentialsOf } from "../auth/options.ts";
 
@@ -60,5 +66,29 @@ export function launcherCredentials(instance: Instance | undefined): Credentials
     return credentialsOf(options);
   } catch {
     return undefined; // A user without a password: that instance says so when it starts.
+  }
+}
+
+/** The secrets files an instance reads, and whether others may not read them either (N9). */
+const SECRET_FILES = [
+  ["users", "users", false],
+  ["tokenFile", "token_file", true],
+  ["passwordFile", "password_file", true],
+  ["tlsKey", "tls_key", true],
+] as const;
+
+/**
+ * Refuses, before anything starts, the secrets files of `instances` that
+ * others could plant or read (config/owner.ts): each instance would refuse
+ * its own at start, and restart into the same refusal.
+ * @throws {UsageError} naming the instance, the file and the fix
+ */
+export function checkSecretFiles(instances: readonly Instance[]): void {
+  for (const instance of instances) {
+    for (const [key, name, secret] of SECRET_FILES) {
+      const file = instance.options[key];
+      if (typeof file !== "string") continue;
+      checkSecretFile(`${instance.name}: ${name}`, file, { private: secret });
+    }
   }
 }

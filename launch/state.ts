@@ -6,7 +6,7 @@
  * gone is ignored (and cleaned up).
  */
 import { resolve } from "node:path";
-import { DEFAULT_TOPOLOGY_FILE, UsageError } from "../config/mod.ts";
+import { DEFAULT_TOPOLOGY_FILE, ownerProblem, UsageError } from "../config/mod.ts";
 import { parseJson } from "../wire/mod.ts";
 
 /** One instance as its launcher sees it. */
@@ -75,14 +75,7 @@ export function dirProblem(dir: string): string | undefined {
   }
   if (info.isSymlink) return `${dir} is a symbolic link`;
   if (!info.isDirectory) return `${dir} is not a directory`;
-  const uid = Deno.uid();
-  if (uid !== null && info.uid !== null && info.uid !== uid) {
-    return `${dir} belongs to another user (uid ${info.uid})`;
-  }
-  if (info.mode !== null && (info.mode & 0o022) !== 0) {
-    return `${dir} may be written by others (mode ${(info.mode & 0o777).toString(8)})`;
-  }
-  return undefined;
+  return ownerProblem(dir, info);
 }
 
 /**

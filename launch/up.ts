@@ -30,6 +30,7 @@ import {
   topologyKey,
 } from "./state.ts";
 import { applyTls, ensureTlsFiles } from "./tls.ts";
+import { checkSecretFiles } from "./secrets.ts";
 import { DistError } from "../wire/mod.ts";
 import { dirname, resolve } from "node:path";
 import { Supervisor } from "./supervisor.ts";
@@ -107,6 +108,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     return 0;
   }
   checkDataDirs(plan.instances.map((p) => p.instance));
+  checkSecretFiles(plan.instances.map((p) => p.instance));
   // Two launchers of one topology on one machine would fight over its ports.
   const key = topologyKey(args.file);
   const twin = (await readStates(key)).find((s) => s.on === plan.on);

@@ -44,7 +44,7 @@ async function denied(p: Promise<unknown>, message: string): Promise<void> {
 for (const passthrough of [true, false]) {
   Deno.test(`attack: a method denied is denied under its alias through a balancer${passthrough ? "" : " (--no-passthrough)"}`, async () => {
     const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
+    await Deno.writeTextFile(file, USERS, { mode: 0o600 });
     const server = await startDist(["server", "--port", "0", "--token", ADMIN]);
     const lb = await startBalancer([server], [
       "--users",
@@ -88,6 +88,7 @@ token = "${hashToken(SPY)}"
 publish = { allow = ["/"], deny = ["/secret"] }
 subscribe = { allow = ["/"], deny = ["/secret"] }
 `,
+    { mode: 0o600 },
   );
   const broker = await startDist(["broker", "--port", "0", "--users", file]);
   let spy: Peer | undefined;

@@ -40,7 +40,7 @@ const MQTT_LINE = /MQTT on [\d.]+:(\d+)/;
 /** A broker with the users file (and `extra` flags) and its MQTT port; `close` stops it. */
 async function usersBroker(extra: string[] = []) {
   const file = await Deno.makeTempFile({ suffix: ".toml" });
-  await Deno.writeTextFile(file, USERS);
+  await Deno.writeTextFile(file, USERS, { mode: 0o600 });
   return await mqttBroker(["--users", file, ...extra], () => Deno.remove(file));
 }
 
@@ -402,7 +402,9 @@ Deno.test({
     const file = await Deno.makeTempFile({ suffix: ".toml" });
     // mallory: a credential and no permission at all.
     const MALLORY = "mallory-token-0123456789";
-    await Deno.writeTextFile(file, `${USERS}\n[users.mallory]\ntoken = "${hashToken(MALLORY)}"\n`);
+    await Deno.writeTextFile(file, `${USERS}\n[users.mallory]\ntoken = "${hashToken(MALLORY)}"\n`, {
+      mode: 0o600,
+    });
     const open: RawMqtt[] = [];
     const connect = async (port: number, token: string, clientId: string, version: 4 | 5 = 4) => {
       const c = await RawMqtt.open(port, version);

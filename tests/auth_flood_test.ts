@@ -148,7 +148,7 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir();
     const users = `${dir}/users.toml`;
-    await Deno.writeTextFile(users, await usersFile());
+    await Deno.writeTextFile(users, await usersFile(), { mode: 0o600 });
     const broker = await startDist([
       "broker",
       ...["--port", "0", "--mqtt-port", "0", "--users", users],

@@ -137,6 +137,7 @@ Deno.test("3,000 fake workers and a lying worker are refused on a balancer's wor
       `token = "${hashToken("app-token-0123456789")}"`,
       'methods = ["add", "sys.*"]',
     ].join("\n"),
+    { mode: 0o600 },
   );
   const server = await startDist(["server", "--port", "0", "--users", users]);
   const lb = await startBalancer([server], ["--users", users, "--token", "lb-token-0123456789"]);
@@ -246,6 +247,7 @@ Deno.test("with --users a worker's name stays its user's: another worker user ca
       `token = "${hashToken("app-token-0123456789")}"`,
       'methods = ["add", "sleep", "sys.*", "balancer.backends"]',
     ].join("\n"),
+    { mode: 0o600 },
   );
   const lb = await startBalancer([], ["--users", users, "--timeout", "1s"]);
   const alice = await startWorker(lb.workerAddress, [

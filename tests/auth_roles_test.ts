@@ -53,7 +53,7 @@ roles = ["binder"]
 
 async function usersFile(): Promise<string> {
   const file = await Deno.makeTempFile({ suffix: ".toml" });
-  await Deno.writeTextFile(file, USERS);
+  await Deno.writeTextFile(file, USERS, { mode: 0o600 });
   return file;
 }
 
@@ -216,6 +216,7 @@ token = "${hashToken("tel-token-0123456789")}"
 publish = { allow = ["/telephony"], deny = ["/telephony/secret"] }
 subscribe = ["/telephony/+/calls"]
 `,
+    { mode: 0o600 },
   );
   const broker = await startDist(["broker", "--port", "0", "--users", file]);
   try {
@@ -231,7 +232,7 @@ subscribe = ["/telephony/+/calls"]
       reader.call("broker.subscribe", { topic: "/" }),
       'User "admin" may not subscribe / (not allowed)',
     );
-    await Deno.writeTextFile(file, ""); // Read once at start: editing it changes nothing.
+    await Deno.writeTextFile(file, "", { mode: 0o600 }); // Read once at start: editing it changes nothing.
     const errors: string[] = [];
     const tel = await dial(parseAddress(broker.address), {
       role: "client",

@@ -153,6 +153,7 @@ Deno.test("dist passwd writes a users file a server checks: right password or th
     await Deno.writeTextFile(
       file,
       '# who may do what\n[users.alice]\nmethods = ["add"]\n\n[users.bot]\nmethods = ["echo"]\n',
+      { mode: 0o600 },
     );
     const set = await runDist(["passwd", file, "alice", "--cost", "10"], { stdin: "s3cret!\n" });
     assert.equal(set.code, 0, set.stderr);
@@ -199,7 +200,7 @@ Deno.test("dist passwd writes a users file a server checks: right password or th
       await server.stop();
     }
     // A bad users file stops the role before it listens, naming the line.
-    await Deno.writeTextFile(file, '[users.alice]\npassword = "plain"\n');
+    await Deno.writeTextFile(file, '[users.alice]\npassword = "plain"\n', { mode: 0o600 });
     const bad = await runDist(["server", "--port", "0", "--users", file]);
     assert.equal(
       assertUserError(bad, 2, "bad users file"),
@@ -214,7 +215,11 @@ Deno.test("dist up with only a users file: instances dial with their user, and e
   const dir = await Deno.makeTempDir();
   const users = `${dir}/users.toml`;
   try {
-    await Deno.writeTextFile(users, '[users.app]\nmethods = ["add", "sub", "mul", "div", "sum"]\n');
+    await Deno.writeTextFile(
+      users,
+      '[users.app]\nmethods = ["add", "sub", "mul", "div", "sum"]\n',
+      { mode: 0o600 },
+    );
     const set = await runDist(["passwd", users, "app", "--cost", "10"], { stdin: "app-pass\n" });
     assert.equal(set.code, 0, set.stderr);
     const topology = [

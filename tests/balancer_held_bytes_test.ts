@@ -52,6 +52,7 @@ async function usersFile(): Promise<string> {
       `token = "${hashToken(MALLORY)}"`,
       'methods = ["nosuch.method"]',
     ].join("\n"),
+    { mode: 0o600 },
   );
   return file;
 }

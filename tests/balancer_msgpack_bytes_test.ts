@@ -109,6 +109,7 @@ Deno.test("under --users a MessagePack client's forwarded method is checked, its
       `token = "${hashToken(APP)}"`,
       'methods = ["echo.it"]',
     ].join("\n"),
+    { mode: 0o600 },
   );
   try {
     await withBalancer(["--users", file], { worker: WORKER, client: APP }, async (client) => {

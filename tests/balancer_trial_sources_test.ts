@@ -138,6 +138,7 @@ async function usersFile(): Promise<string> {
         u === "client" ? 'methods = ["*"]' : 'roles = ["worker"]\nmethods = ["sys.*"]',
       ].join("\n")
     ).join("\n"),
+    { mode: 0o600 },
   );
   return file;
 }

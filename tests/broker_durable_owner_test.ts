@@ -172,7 +172,7 @@ Deno.test({
       writeOldFile(path);
 
       const users = await Deno.makeTempFile({ suffix: ".toml" });
-      await Deno.writeTextFile(users, USERS);
+      await Deno.writeTextFile(users, USERS, { mode: 0o600 });
       const args = ["broker", "--port", "0", "--data-dir", dir, "--users", users];
       let broker = await startDist(args);
       const got = new Map<string, unknown>();

@@ -195,7 +195,7 @@ Deno.test({
   ...mqttOpts,
   async fn() {
     const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
+    await Deno.writeTextFile(file, USERS, { mode: 0o600 });
     // An eighth of 400: 50 per user.
     const b = await startBroker({ users: file, maxSubscriptions: 400, mqttPort: 0 });
     const peers: Peer[] = [];
@@ -283,7 +283,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const file = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(file, USERS);
+    await Deno.writeTextFile(file, USERS, { mode: 0o600 });
     const BUDGET = 64 * MIB;
     const broker = await startDist([
       "broker",

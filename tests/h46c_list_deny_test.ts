@@ -31,7 +31,7 @@ function as(address: string, token: string): Promise<Peer> {
 
 Deno.test("hostile46c F2: binder.list of every service does not hand out a service the user is denied", async () => {
   const file = await Deno.makeTempFile({ suffix: ".toml" });
-  await Deno.writeTextFile(file, USERS);
+  await Deno.writeTextFile(file, USERS, { mode: 0o600 });
   const binder = await startDist(["binder", "--port", "0", "--users", file]);
   const peers: Peer[] = [];
   try {

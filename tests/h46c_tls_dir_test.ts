@@ -16,7 +16,7 @@ Deno.test("hostile46c F7: dist up never writes a key through a link in a TLS fol
   const dir = await Deno.makeTempDir({ prefix: "h46c-tls-" });
   const victim = await Deno.makeTempFile({ prefix: "h46c-victim-" });
   try {
-    await Deno.writeTextFile(victim, "precious\n");
+    await Deno.writeTextFile(victim, "precious\n", { mode: 0o600 });
     const made = await runDist(["cert", "ca", "--dir", dir], { timeoutMs: 30_000 });
     assert.equal(made.code, 0, made.stderr);
     await Deno.mkdir(join(dir, "instances"));
@@ -28,6 +28,7 @@ Deno.test("hostile46c F7: dist up never writes a key through a link in a TLS fol
     await Deno.writeTextFile(
       file,
       `[security]\ntls = "auto"\ndir = "${dir}"\n\n[[server]]\nname = "server"\nport = 0\n`,
+      { mode: 0o600 },
     );
     const up = await runDist(["up", file, "--duration", "1s", "--no-dashboard"], {
       timeoutMs: 40_000,

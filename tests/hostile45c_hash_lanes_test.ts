@@ -53,6 +53,7 @@ Deno.test("hostile45c K-C3: a flood of made-up users from many loopback addresse
   await Deno.writeTextFile(
     file,
     `[users.alice]\npassword = "${await hashPassword("alice-pw")}"\nmethods = ["add"]\n`,
+    { mode: 0o600 },
   );
   const server = await startDist(["server", "--port", "0", "--users", file]);
   const port = parseAddress(server.address).port;

@@ -83,7 +83,7 @@ function squatter() {
 
 Deno.test("hostile45c K-C1: a registrant of its own service cannot learn a binder's credential by reporting its instance down, nor evict other services", async () => {
   const file = await Deno.makeTempFile({ suffix: ".toml" });
-  await Deno.writeTextFile(file, USERS);
+  await Deno.writeTextFile(file, USERS, { mode: 0o600 });
   // The binder dials (peers, checks) as the binders' user.
   const binder = await startDist(["binder", "--port", "0", "--users", file, "--token", T.peer]);
   const server = await startService("compute", binder.address, ["--token", T.srv]);

@@ -338,6 +338,7 @@ Deno.test({
       file,
       `[users.mallory]\ntoken = "${hashToken(MALLORY)}"\n${grants}\n` +
         `[users.alice]\ntoken = "${hashToken(ALICE)}"\n${grants}`,
+      { mode: 0o600 },
     );
     // Sessions and wills take at most half of 64 MiB, one user an eighth of that: 4 MiB. One
     // session may keep 8 MiB (half of max-pending).

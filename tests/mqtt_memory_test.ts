@@ -176,6 +176,7 @@ Deno.test({
       file,
       `[users.mallory]\ntoken = "${hashToken(MALLORY)}"\npublish = ["/m/will"]\n\n` +
         `[users.alice]\ntoken = "${hashToken(ALICE)}"\npublish = ["/a"]\nsubscribe = ["/a"]\n`,
+      { mode: 0o600 },
     );
     const broker = await startDist([
       "broker",

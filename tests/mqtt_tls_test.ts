@@ -167,6 +167,7 @@ Deno.test({
     await Deno.writeTextFile(
       users,
       `[users.alice]\npublish = ["/cert/ok"]\nsubscribe = ["/cert"]\n`,
+      { mode: 0o600 },
     );
     const broker = await startDist([
       "broker",

@@ -86,7 +86,7 @@ Deno.test("review45 R5: a flood from one address naming 80 users of the users fi
   ];
   lines.push("[users.ops]", `token = "${hashToken(OPS_TOKEN)}"`, 'methods = ["sys.*"]');
   for (let u = 0; u < 80; u++) lines.push(`[users.u${u}]`, `password = "${other}"`);
-  await Deno.writeTextFile(file, lines.join("\n") + "\n");
+  await Deno.writeTextFile(file, lines.join("\n") + "\n", { mode: 0o600 });
   const server = await startDist(["server", "--port", "0", "--users", file]);
   const port = parseAddress(server.address).port;
   const flood = new Deno.Command("python3", {

@@ -159,8 +159,8 @@ Deno.test('tls = "auto" signs with no ca.crt that is not a CA, and "files" gives
     name: "ca",
     hosts: ["127.0.0.1"],
   });
-  await Deno.writeTextFile(join(dir, "ca.crt"), leaf.cert);
-  await Deno.writeTextFile(join(dir, "ca.key"), leaf.key);
+  await Deno.writeTextFile(join(dir, "ca.crt"), leaf.cert, { mode: 0o600 });
+  await Deno.writeTextFile(join(dir, "ca.key"), leaf.key, { mode: 0o600 });
   const auto = await topologyFile(
     `[security]\ntls = "auto"\ndir = "${dir}"\n\n[[server]]\nname = "s"\nport = 0\n`,
   );

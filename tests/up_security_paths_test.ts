@@ -33,6 +33,7 @@ Deno.test("dist up --dry-run from another folder: the file's relative paths are 
         "port = 0",
         'data_dir = "/srv/dist/binder"',
       ].join("\n") + "\n",
+      { mode: 0o600 },
     );
     const r = await runDist(["up", file, "--dry-run"], { cwd: elsewhere });
     assert.equal(r.code, 0, r.stderr);
@@ -58,7 +59,11 @@ Deno.test("dist up from another folder: a server's relative users file is the on
   const elsewhere = await Deno.makeTempDir({ prefix: "dist_paths_cwd_" });
   try {
     const users = join(dir, "users.toml");
-    await Deno.writeTextFile(users, '[users.app]\nmethods = ["add", "sub", "mul", "div", "sum"]\n');
+    await Deno.writeTextFile(
+      users,
+      '[users.app]\nmethods = ["add", "sub", "mul", "div", "sum"]\n',
+      { mode: 0o600 },
+    );
     const set = await runDist(["passwd", users, "app", "--cost", "10"], { stdin: "app-pass\n" });
     assert.equal(set.code, 0, set.stderr);
     const file = join(dir, "cluster.toml");
@@ -76,6 +81,7 @@ Deno.test("dist up from another folder: a server's relative users file is the on
         "json = true",
         'restart = "no"',
       ].join("\n") + "\n",
+      { mode: 0o600 },
     );
     const up = startUp([file], { cwd: elsewhere });
     try {
@@ -100,7 +106,9 @@ Deno.test("dist up refuses an explicit data_dir others may write, or a link (F7)
     await Deno.symlink(open, join(dir, "link"));
     for (const [data, why] of [["open", /may be written by others/], ["link", /symbolic link/]]) {
       const file = join(dir, `${data}.toml`);
-      await Deno.writeTextFile(file, `[[broker]]\nport = 0\ndata_dir = "${data}"\n`);
+      await Deno.writeTextFile(file, `[[broker]]\nport = 0\ndata_dir = "${data}"\n`, {
+        mode: 0o600,
+      });
       const r = await runDist(["up", file, "--duration", "1s"], { timeoutMs: 20_000 });
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.match(r.stderr, /^dist: broker: data_dir \S+ /m);

@@ -35,7 +35,7 @@ Deno.test("dist up: a server that registers with a password but checks none is r
   const dir = await Deno.makeTempDir();
   const users = `${dir}/users.toml`;
   try {
-    await Deno.writeTextFile(users, '[users.compute]\nregister = ["compute"]\n');
+    await Deno.writeTextFile(users, '[users.compute]\nregister = ["compute"]\n', { mode: 0o600 });
     const set = await runDist(["passwd", users, "compute", "--cost", "10"], {
       stdin: "compute-pass\n",
     });
@@ -63,7 +63,9 @@ Deno.test("dist up: a server that registers with a password but checks none is r
 Deno.test("dist export: an instance that dials with a password but checks none is probed without it (compose, systemd)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dist_export_welcome_" });
   try {
-    await Deno.writeTextFile(join(dir, "users.toml"), '[users.compute]\nregister = ["compute"]\n');
+    await Deno.writeTextFile(join(dir, "users.toml"), '[users.compute]\nregister = ["compute"]\n', {
+      mode: 0o600,
+    });
     const set = await runDist(["passwd", join(dir, "users.toml"), "compute", "--cost", "10"], {
       stdin: "compute-pass\n",
     });
@@ -82,6 +84,7 @@ Deno.test("dist export: an instance that dials with a password but checks none i
         'user = "compute"',
         'password = "compute-pass"',
       ].join("\n") + "\n",
+      { mode: 0o600 },
     );
     const out = join(dir, "c");
     const compose = await runDist(["export", "compose", file, "--out", out]);

@@ -35,7 +35,7 @@ export interface UsersBroker {
 /** `dist broker --port 0 --users FILE ...flags`, FILE holding `users`. */
 export async function usersBroker(users: string, flags: string[]): Promise<UsersBroker> {
   const file = await Deno.makeTempFile({ suffix: ".toml" });
-  await Deno.writeTextFile(file, users);
+  await Deno.writeTextFile(file, users, { mode: 0o600 });
   const broker = await startDist(["broker", "--port", "0", "--users", file, ...flags]);
   const peers: Peer[] = [];
   const as = async (token: string, onNotification?: (m: string, p: unknown) => void) => {

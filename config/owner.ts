@@ -1,0 +1,89 @@
+/**
+ * Who may read or plant what dist keeps or reads: one check for the
+ * folders it keeps data and keys in (launch/state.ts `dirProblem`) and the
+ * secrets files it reads (N9: the users file, `--token-file`,
+ * `--password-file`, `--tls-key`, a CA's key), as ssh and PostgreSQL check
+ * theirs. A file or folder of another user's may be rewritten by them, one
+ * others may write may be replaced by them, and a private one (a key, a
+ * password, a token) others may read is theirs to use.
+ */
+import { resolve } from "node:path";
+import { UsageError } from "./errors.ts";
+
+/** What the check asks of a path. */
+export interface OwnerRule {
+  /** Owned by root is fine too (`/etc/dist/users.toml`, a Kubernetes Secret's files). */
+  root?: boolean;
+  /** Others may not read it either (group may: a Secret given to a pod's fsGroup). */
+  private?: boolean;
+}
+
+/**
+ * Why `path` (its `info`, from lstat or stat) may be read or planted by
+ * others under `rule`: another user's, writable by group or others, or
+ * (private) readable by others; undefined when it may be trusted, and where
+ * the system has no owners and modes (Windows).
+ */
+export function ownerProblem(
+  path: string,
+  info: Deno.FileInfo,
+  rule: OwnerRule = {},
+): string | undefined {
+  const uid = Deno.uid();
+  if (
+    uid !== null && info.uid !== null && info.uid !== uid && !(rule.root && info.uid === 0)
+  ) {
+    return `${path} belongs to another user (uid ${info.uid})`;
+  }
+  const mode = info.mode === null ? undefined : (info.mode & 0o777).toString(8);
+  if (info.mode !== null && (info.mode & 0o022) !== 0) {
+    return `${path} may be written by others (mode ${mode})`;
+  }
+  if (rule.private && info.mode !== null && (info.mode & 0o004) !== 0) {
+    return `${path} may be read by others (mode ${mode})`;
+  }
+  return undefined;
+}
+
+/**
+ * The folder whose files are taken whatever their owner and mode
+ * (`DIST_SECRETS_DIR`): docker compose mounts a secret file as it is on the
+ * host, its owner and mode unchangeable (compose issue 9648), so `dist
+ * export compose` sets it to its `/run/secrets`.
+ */
+function trustedFolder(): string | undefined {
+  try {
+    const dir = Deno.env.get("DIST_SECRETS_DIR");
+    return dir ? resolve(dir) : undefined;
+  } catch {
+    return undefined; // No --allow-env: none.
+  }
+}
+
+/**
+ * Refuses a secrets file others could plant or read: another user's (root's
+ * is fine), writable by group or others, or for a `private` one (a key, a
+ * password, a token) readable by others. A link is followed (a Kubernetes
+ * Secret's files are links); a file that cannot be found is left to its
+ * reader to say so.
+ * @param what how the user gave it (`--token-file`, `users file`)
+ * @throws {UsageError} naming the file and the fix
+ */
+export function checkSecretFile(what: string, path: string, rule: { private: boolean }): void {
+  const trusted = trustedFolder();
+  if (trusted !== undefined && resolve(path).startsWith(`${trusted}/`)) return;
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    return; // Its reader says why it cannot be read.
+  }
+  const problem = ownerProblem(path, info, { root: true, private: rule.private });
+  if (problem === undefined) return;
+  const fix = problem.includes("another user")
+    ? `make it yours (chown) and chmod 600 ${path}`
+    : `chmod 600 ${path}`;
+  throw new UsageError(
+    `${what} ${problem}: others could ${rule.private ? "read or replace" : "replace"} it; ${fix}`,
+  );
+}
