@@ -114,7 +114,8 @@ export function realTopologyKey(file: string | undefined): string {
   }
 }
 
-async function shortHash(value: unknown): Promise<string> {
+/** The first 8 bytes of the SHA-256 of `value` as JSON, in hex: names of state and lock files. */
+export async function shortHash(value: unknown): Promise<string> {
   const bytes = new TextEncoder().encode(JSON.stringify(value));
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -128,32 +129,34 @@ async function fileName(state: Pick<LauncherState, "file" | "on">): Promise<stri
 export const AUTO_DATA_DIR = "auto";
 
 /**
- * Gives each instance whose `data_dir` is `"auto"` a directory in the state
- * directory: `STATE/data/<topology hash>/<instance name>`, the same at every
- * run of the same file, so a restarted cluster finds its state again.
+ * Gives each instance whose `data_dir` is `"auto"` a directory of its own, the same at every run
+ * of the same file, so a restarted cluster finds its state again: `$STATE_DIRECTORY/NAME` under
+ * systemd (a unit's `StateDirectory=`; the exports set it in containers too), else
+ * `STATE/data/<topology hash>/NAME` in the state directory. One rule for `dist up` and for
+ * `dist --config FILE --name NAME` ({@link autoDataDir}; review R12: `dist up` run as a service
+ * put its data under `$TMPDIR`, which `PrivateTmp=yes` wipes at every restart).
  */
 export async function placeDataDirs(
   instances: readonly { name: string; options: Record<string, unknown> }[],
   topology: string,
 ): Promise<void> {
   const hash = await shortHash([topology]);
+  // One directory an instance inside it: a unit or a volume may be shared (review r47 R9).
+  const service = Deno.env.get("STATE_DIRECTORY")?.split(":")[0]?.replace(/\/+$/, "");
   for (const instance of instances) {
-    if (instance.options.dataDir === AUTO_DATA_DIR) {
-      instance.options.dataDir = `${ownStateDir()}/data/${hash}/${instance.name}`;
-    }
+    if (instance.options.dataDir !== AUTO_DATA_DIR) continue;
+    instance.options.dataDir = service
+      ? `${service}/${instance.name}`
+      : `${ownStateDir()}/data/${hash}/${instance.name}`;
   }
 }
 
 /**
  * Where `data_dir = "auto"` is for one instance run by `dist --config FILE --name NAME` (what
- * every export runs): `$STATE_DIRECTORY/NAME` under systemd (the export gives each unit
- * `StateDirectory=dist/NAME`) or a container (the exports set it), else the directory `dist up` of that file gives it (hostile47
- * Q7: it was a directory named `auto` in the working directory, shared by every instance there).
+ * every export runs): what `dist up` of that file gives it ({@link placeDataDirs}; hostile47 Q7:
+ * it was a directory named `auto` in the working directory, shared by every instance there).
  */
 export async function autoDataDir(file: string, name: string): Promise<string> {
-  // One directory an instance inside it: a unit or a volume may be shared (review r47 R9).
-  const systemd = Deno.env.get("STATE_DIRECTORY")?.split(":")[0];
-  if (systemd) return `${systemd.replace(/\/+$/, "")}/${name}`;
   const one = { name, options: { dataDir: AUTO_DATA_DIR } as Record<string, unknown> };
   await placeDataDirs([one], topologyKey(file));
   return one.options.dataDir as string;
@@ -348,46 +351,6 @@ export class StateWriter {
     }
   }
 }
-
-/**
- * Takes the one-launcher lock of a topology (`file`, `on`) on this machine: an exclusive `flock`
- * on a file beside the state files, which needs no free space and which the kernel drops when the
- * launcher dies (hostile47 Q4: on a full disk no state file was written, and a second launcher
- * ran). Taken on the file's path as given and on its real path (one file through two names is
- * one topology here: hostile47 Q5). Held until the process ends.
- * @returns false when another launcher holds it; true when taken, or when there is no state
- *   directory of ours to lock in (the state files' own check then decides)
- */
-export async function lockLauncher(
-  keys: readonly string[],
-  on: string | undefined,
-): Promise<boolean> {
-  try {
-    ownStateDir(); // Made first: a fresh /tmp after a boot has none yet (review r47 R7).
-  } catch {
-    return true; // Not ours (dist up says so): no state, no lock.
-  }
-  for (const key of new Set(keys)) {
-    let lock: Deno.FsFile;
-    try {
-      lock = await Deno.open(`${stateDir()}/up-${await shortHash([key, on ?? ""])}.lock`, {
-        read: true,
-        write: true,
-        create: true,
-        mode: 0o600,
-      });
-    } catch {
-      continue;
-    }
-    if (!await lock.tryLock(true)) {
-      lock.close();
-      return false;
-    }
-    launcherLocks.push(lock); // Kept open: closing it would release the lock.
-  }
-  return true;
-}
-const launcherLocks: Deno.FsFile[] = [];
 
 /** The state of every live launcher of `file` on this machine. */
 export async function readStates(file: string): Promise<LauncherState[]> {

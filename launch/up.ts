@@ -21,7 +21,6 @@ import { Output, wantsColour, writeStdoutQuietly } from "./output.ts";
 import { addressOf, childArgs, makePlan, type Plan, planProblems, shellWords } from "./plan.ts";
 import {
   checkDataDirs,
-  lockLauncher,
   placeDataDirs,
   readStates,
   realTopologyKey,
@@ -31,6 +30,7 @@ import {
 } from "./state.ts";
 import { applyTls, ensureTlsFiles } from "./tls.ts";
 import { checkSecretFiles } from "./secrets.ts";
+import { lockLauncher } from "./launcher_lock.ts";
 import { DistError } from "../wire/mod.ts";
 import { dirname, resolve } from "node:path";
 import { Supervisor } from "./supervisor.ts";
