@@ -1,12 +1,21 @@
 /**
  * A client connection whose request was refused at once for what it would
  * grow to (a MessagePack request past the frame as JSON, msgpack_job.ts) is
- * not read for a while, longer each time its source is refused so within
- * FORGET_MS: 100 ms, 200 ms … up to MAX_MS (HAProxy's tarpit holds a denied
- * request likewise). Refused at once and read again at once, 8 such clients
- * sent 115 frames of 900 KB a second, a third of the balancer's time, where
- * a request of that size that is forwarded waits for its share (hostile46a
- * G8). Only the refused connection is paused; its source's others are read.
+ * not read for a while, longer each time that connection is refused so
+ * within FORGET_MS: 100 ms, 200 ms … up to MAX_MS (HAProxy's tarpit holds a
+ * denied request likewise). Refused at once and read again at once, 8 such
+ * clients sent 115 frames of 900 KB a second, a third of the balancer's
+ * time, where a request of that size that is forwarded waits for its share
+ * (hostile46a G8). Only the refused connection is paused; its source's
+ * others are read.
+ *
+ * The growing pause is the connection's own (review N10: it was its
+ * source's, so a legit client sharing an attacker's address paid up to 3 s
+ * for one request too large as JSON): a fresh connection pays the first
+ * pause. A source holds at most HELD_PER_SOURCE paused connections: past
+ * that, the one refused most (the one just refused among equals) is closed, so
+ * opening connections to start each from the first pause ties up no more
+ * of the balancer than that.
  */
 import type { Peer } from "../../wire/mod.ts";
 
@@ -14,45 +23,90 @@ import type { Peer } from "../../wire/mod.ts";
 export const TARPIT_FIRST_MS = 100;
 /** The longest pause (ms): the default `--queue-timeout`, what a held request of that size waited. */
 export const TARPIT_MAX_MS = 3000;
-/** A source refused nothing for this long starts again from the first pause (ms). */
+/** A connection refused nothing for this long starts again from the first pause (ms). */
 const FORGET_MS = 10_000;
-/** Most sources remembered (the oldest refused is forgotten first). */
-const KEPT = 4096;
+/** Most connections of one source paused at once. */
+export const HELD_PER_SOURCE = 16;
 
-interface Record {
-  refusals: number;
+interface Refusals {
+  count: number;
   at: number;
 }
 
+interface Held {
+  peer: Peer;
+  refusals: Refusals;
+  since: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
 export class Tarpit {
-  #bySource = new Map<string, Record>();
+  #byPeer = new WeakMap<Peer, Refusals>();
+  #held = new Map<string, Set<Held>>();
   #now: () => number;
+  /** Connections closed for their source's cap (for tests and stats). */
+  closed = 0;
 
   constructor(now: () => number = () => performance.now()) {
     this.#now = now;
   }
 
   /**
-   * Pauses reading `peer`, of `source`, for its source's next pause.
+   * Pauses reading `peer`, of `source`, for its next pause.
    * @returns the pause (ms)
    */
   hold(peer: Peer, source: string): number {
     const now = this.#now();
-    let r = this.#bySource.get(source);
-    if (r !== undefined && now - r.at > FORGET_MS) r = undefined;
-    this.#bySource.delete(source); // kept in the order of their last refusal
-    if (r === undefined) r = { refusals: 0, at: now };
-    r.refusals++;
+    let r = this.#byPeer.get(peer);
+    if (r === undefined || now - r.at > FORGET_MS) {
+      r = { count: 0, at: now };
+      this.#byPeer.set(peer, r);
+    }
+    r.count++;
     r.at = now;
-    this.#bySource.set(source, r);
-    if (this.#bySource.size > KEPT) this.#bySource.delete(this.#bySource.keys().next().value!);
-    const ms = Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * 2 ** Math.min(r.refusals - 1, 16));
+    const ms = Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * 2 ** Math.min(r.count - 1, 16));
+    let held = this.#held.get(source);
+    if (held === undefined) this.#held.set(source, held = new Set());
+    for (const h of held) {
+      if (h.peer === peer) this.#release(source, h); // Refused again while held: one entry.
+    }
     const conn = peer.conn;
     conn.pauseReading();
-    const timer = setTimeout(() => {
+    const entry: Held = { peer, refusals: r, since: now };
+    entry.timer = setTimeout(() => {
+      this.#release(source, entry);
       if (!peer.isClosed) conn.resumeReading();
     }, ms);
-    Deno.unrefTimer(timer);
+    Deno.unrefTimer(entry.timer);
+    held.add(entry);
+    if (held.size > HELD_PER_SOURCE) this.#closeOne(source, held);
     return ms;
+  }
+
+  /** How many connections of `source` are paused now. */
+  heldOf(source: string): number {
+    return this.#held.get(source)?.size ?? 0;
+  }
+
+  #release(source: string, entry: Held): void {
+    clearTimeout(entry.timer);
+    const held = this.#held.get(source);
+    if (held === undefined) return;
+    held.delete(entry);
+    if (held.size === 0) this.#held.delete(source);
+  }
+
+  /** Closes the held connection refused most, the one held last among equals (a fresh attempt). */
+  #closeOne(source: string, held: Set<Held>): void {
+    let worst: Held | undefined;
+    for (const h of held) {
+      if (
+        worst === undefined || h.refusals.count > worst.refusals.count ||
+        (h.refusals.count === worst.refusals.count && h.since >= worst.since)
+      ) worst = h;
+    }
+    this.#release(source, worst!);
+    this.closed++;
+    worst!.peer.close();
   }
 }

@@ -1,0 +1,115 @@
+/**
+ * Review N10: the tarpit's growing pause (roles/balancer/tarpit.ts: a connection refused at once
+ * for a MessagePack request past the frame as JSON is not read for 100 ms, 200 ms … up to 3 s) was
+ * counted per source, so a legit client sharing an attacker's address (every local client: one
+ * loopback source) paid up to 3 s for its one request too large as JSON. Now it is counted per
+ * connection: a fresh connection pays the first pause, whatever its source's others did; and a
+ * source holds at most 16 paused connections (past that, the one refused most is closed), so
+ * fresh connections tie up no more of the balancer than that.
+ */
+import assert from "node:assert/strict";
+import { dial, DistError, msgpackCodec, type Peer } from "../wire/mod.ts";
+import {
+  HELD_PER_SOURCE,
+  Tarpit,
+  TARPIT_FIRST_MS,
+  TARPIT_MAX_MS,
+} from "../roles/balancer/tarpit.ts";
+import { startBalancer, startServers, stopAll } from "./helpers/balancer.ts";
+
+const GROWS = { text: "\u0001".repeat(900_000) };
+
+/** A peer as the tarpit sees it: its reads paused and resumed, closed once. */
+function fakePeer(): Peer & { paused: boolean; closedNow: boolean } {
+  const fake = {
+    paused: false,
+    closedNow: false,
+    get isClosed() {
+      return fake.closedNow;
+    },
+    conn: {
+      pauseReading: () => void (fake.paused = true),
+      resumeReading: () => void (fake.paused = false),
+    },
+    close: () => void (fake.closedNow = true),
+  };
+  return fake as unknown as Peer & { paused: boolean; closedNow: boolean };
+}
+
+Deno.test("tarpit: the growing pause is a connection's own; a fresh one of the same source pays the first", () => {
+  let now = 0;
+  const tarpit = new Tarpit(() => now);
+  const attacker = fakePeer();
+  const pauses: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    pauses.push(tarpit.hold(attacker, "127.0.0.1"));
+    now += 50;
+  }
+  assert.deepEqual(pauses, [100, 200, 400, 800, 1600, 3000, 3000, 3000]);
+  // Before: 3000 ms (the source's ninth refusal).
+  const legit = fakePeer();
+  assert.equal(tarpit.hold(legit, "127.0.0.1"), TARPIT_FIRST_MS);
+  assert.ok(legit.paused);
+  assert.equal(tarpit.hold(attacker, "127.0.0.1"), TARPIT_MAX_MS);
+});
+
+Deno.test("tarpit: a source holds at most 16 paused connections; the one refused most is closed first", () => {
+  const now = 0;
+  const tarpit = new Tarpit(() => now);
+  const peers = Array.from({ length: HELD_PER_SOURCE }, () => fakePeer());
+  tarpit.hold(peers[3], "10.0.0.9");
+  for (const p of peers) tarpit.hold(p, "10.0.0.9");
+  assert.equal(tarpit.heldOf("10.0.0.9"), HELD_PER_SOURCE);
+  assert.equal(peers.filter((p) => p.closedNow).length, 0);
+  // One more: the twice-refused one goes.
+  const fresh = fakePeer();
+  tarpit.hold(fresh, "10.0.0.9");
+  assert.deepEqual(peers.map((p, i) => p.closedNow ? i : -1).filter((i) => i >= 0), [3]);
+  assert.equal(tarpit.heldOf("10.0.0.9"), HELD_PER_SOURCE);
+  // Among equals, the one refused last (a fresh attempt) goes; another source is not counted.
+  const another = fakePeer();
+  tarpit.hold(another, "10.0.0.10");
+  const last = fakePeer();
+  tarpit.hold(last, "10.0.0.9");
+  assert.ok(last.closedNow && !fresh.closedNow && !another.closedNow);
+  assert.equal(tarpit.closed, 2);
+});
+
+async function client(address: string, name: string): Promise<Peer> {
+  const [host, port] = address.split(":");
+  return await dial({ host, port: Number(port) }, { role: "client", name, codec: msgpackCodec });
+}
+
+/** FRAME_TOO_LARGE for `GROWS` on `peer`. */
+async function refused(peer: Peer): Promise<void> {
+  await assert.rejects(
+    peer.call("echo", GROWS, { timeout: 20_000 }),
+    (e) => e instanceof DistError && e.code === "FRAME_TOO_LARGE",
+  );
+}
+
+Deno.test("balancer: a legit client beside one refused many times waits the first pause, not 3 s (N10)", async () => {
+  const servers = await startServers(1);
+  const lb = await startBalancer(servers);
+  const peers: Peer[] = [];
+  try {
+    const attacker = await client(lb.address, "attacker");
+    peers.push(attacker);
+    // Six refusals: the attacker's connection is now paused 3 s at each (100+200+400+800+1600 ms).
+    for (let i = 0; i < 6; i++) await refused(attacker);
+    const legit = await client(lb.address, "legit");
+    peers.push(legit);
+    assert.equal(await legit.call("echo", { text: "hi" }), "hi");
+    await refused(legit);
+    const started = performance.now();
+    // Read after its pause: 100 ms now, 3000 ms before (the source's seventh refusal).
+    assert.equal(await legit.call("echo", { text: "after" }, { timeout: 20_000 }), "after");
+    const waited = performance.now() - started;
+    console.log(`legit's next call after its refusal: ${waited.toFixed(0)} ms`);
+    // The first pause is 100 ms; the bound leaves 1.4 s for a loaded machine, half the old 3 s.
+    assert.ok(waited < 1500, `waited ${waited.toFixed(0)} ms (3000 before)`);
+  } finally {
+    for (const p of peers) p.close();
+    await stopAll([lb, ...servers]);
+  }
+});
