@@ -32,11 +32,15 @@ export const CHURN_MAX_MS = BACKOFF_MAX_MS;
 /** A name with no young end for this long starts again from none (ms). */
 export const CHURN_FORGET_MS = REMEMBER_MS;
 
+/** Most records of one source (its user, else its address): past that its lightest go first. */
+export const CHURN_PER_SOURCE = 256;
+
 interface Ends {
   /** Young ends in a row. */
   young: number;
   /** When the last was (performance.now() ms). */
   at: number;
+  source: string;
 }
 
 /** The record of `name` registered from `source`. */
@@ -44,8 +48,18 @@ function keyOf(name: string, source: string): string {
   return JSON.stringify([name, source]);
 }
 
+/**
+ * The records, kept so that a flood of made-up names cannot flush a held one (review N11: past
+ * REMEMBER_MAX records the oldest went first, so 10,000 names registered and dropped once each
+ * undid G5's hold of a flapping name): a source keeps at most {@link CHURN_PER_SOURCE} (past it,
+ * its record with the fewest young ends goes, the oldest among equals), and when all are full,
+ * a record that holds nothing (fewer than {@link CHURN_FREE} ends) goes before one that holds.
+ */
 export class Churn {
-  #byKey = new Map<string, Ends>();
+  /** Records that hold nothing yet, and those that hold, each in the order of their last end. */
+  #light = new Map<string, Ends>();
+  #holding = new Map<string, Ends>();
+  #bySource = new Map<string, Set<string>>();
 
   /**
    * A registration of `name` from `source` ended at `now`, `lived` ms after
@@ -54,21 +68,19 @@ export class Churn {
   ended(name: string, source: string, lived: number | undefined, now: number): void {
     const key = keyOf(name, source);
     if (lived !== undefined && lived >= CHURN_YOUNG_MS) {
-      this.#byKey.delete(key);
+      this.#delete(key);
       return;
     }
-    const ends = this.#byKey.get(key);
+    const ends = this.#get(key);
     const kept = ends !== undefined && now - ends.at < CHURN_FORGET_MS;
     if (lived === undefined && !kept) return;
     const young = kept ? ends.young + (lived === undefined ? 0 : 1) : 1;
-    this.#byKey.delete(key); // kept in the order of their last end: the oldest go first
-    this.#byKey.set(key, { young, at: now });
-    if (this.#byKey.size > REMEMBER_MAX) this.#byKey.delete(this.#byKey.keys().next().value!);
+    this.#set(key, { young, at: now, source });
   }
 
   /** Young ends of `name` from `source` in a row, as of `now` (0 once forgotten). */
   youngEnds(name: string, source: string, now: number): number {
-    const ends = this.#byKey.get(keyOf(name, source));
+    const ends = this.#get(keyOf(name, source));
     return ends === undefined || now - ends.at >= CHURN_FORGET_MS ? 0 : ends.young;
   }
 
@@ -77,5 +89,54 @@ export class Churn {
     const n = this.youngEnds(name, source, now);
     if (n < CHURN_FREE) return 0;
     return Math.min(CHURN_MAX_MS, CHURN_FIRST_MS * 2 ** Math.min(n - CHURN_FREE, 20));
+  }
+
+  /** How many records are kept (of `source`, or in all). */
+  size(source?: string): number {
+    if (source !== undefined) return this.#bySource.get(source)?.size ?? 0;
+    return this.#light.size + this.#holding.size;
+  }
+
+  #get(key: string): Ends | undefined {
+    return this.#light.get(key) ?? this.#holding.get(key);
+  }
+
+  #delete(key: string): void {
+    const ends = this.#get(key);
+    if (ends === undefined) return;
+    this.#light.delete(key);
+    this.#holding.delete(key);
+    const mine = this.#bySource.get(ends.source)!;
+    mine.delete(key);
+    if (mine.size === 0) this.#bySource.delete(ends.source);
+  }
+
+  #set(key: string, ends: Ends): void {
+    this.#delete(key); // Kept in the order of their last end.
+    (ends.young >= CHURN_FREE ? this.#holding : this.#light).set(key, ends);
+    let mine = this.#bySource.get(ends.source);
+    if (mine === undefined) this.#bySource.set(ends.source, mine = new Set());
+    mine.add(key);
+    if (mine.size > CHURN_PER_SOURCE) this.#delete(this.#lightest(mine));
+    if (this.size() > REMEMBER_MAX) {
+      this.#delete((this.#light.size > 0 ? this.#light : this.#holding).keys().next().value!);
+    }
+  }
+
+  /** Of `keys`, the record with the fewest young ends, the oldest among equals. */
+  #lightest(keys: Set<string>): string {
+    let best: string | undefined;
+    let bestEnds: Ends | undefined;
+    for (const key of keys) {
+      const ends = this.#get(key)!;
+      if (
+        bestEnds === undefined || ends.young < bestEnds.young ||
+        (ends.young === bestEnds.young && ends.at < bestEnds.at)
+      ) {
+        best = key;
+        bestEnds = ends;
+      }
+    }
+    return best!;
   }
 }
