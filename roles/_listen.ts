@@ -93,6 +93,16 @@ export function connectionMetrics(registry: Registry, listener: () => Listener |
   );
   registry.read(
     "counter",
+    "dist_connections_accepted_total",
+    "Connections taken and read (past every bound, a paced source's turn included): with " +
+      "dist_connections_refused_total, what the port took and turned away",
+    () => {
+      const s = stats();
+      return s === undefined ? [] : [[{}, s.accepted]];
+    },
+  );
+  registry.read(
+    "counter",
     "dist_connections_closed_for_room_total",
     "Connections closed to make room for a new one at --max-connections, by why: no_hello " +
       "(none yet), source (past it, of a source holding more than its share) or descriptors " +

@@ -40,6 +40,8 @@ Deno.test("broker --max-connections 8: an address holding all 8 past their hello
       closed_no_hello: 0,
       closed_source: 1,
       descriptors: undefined,
+      // The hog's 8, one closed to make room for the 9th, and this client's: every one taken.
+      accepted: 9,
     });
     await waitFor(() => hog.some((h) => h.closed), 2000, "one of the hog's connections closed");
     const told = hog.flatMap((h) => h.frames).filter((f) => f.error?.code === "OVERLOADED");
@@ -51,6 +53,7 @@ Deno.test("broker --max-connections 8: an address holding all 8 past their hello
     assert.match(broker.stderr(), /Connection closed to make room: .* \(from 127\.0\.0\.2:\d+\)/);
     const text = await scrape(await metricsUrl(broker.stderr));
     assert.equal(sample(text, 'dist_connections_closed_for_room_total{why="source"}'), 1);
+    assert.equal(sample(text, "dist_connections_accepted_total"), 9);
     assert.equal(sample(text, 'dist_connections_refused_total{bound="source"}'), 0);
     assert.equal(sample(text, 'dist_connections_refused_total{bound="descriptors"}'), 0);
     assert.equal(await promtoolCheck(text), "");

@@ -108,8 +108,8 @@ export interface Listener {
   by?: string;
   /** The connections open now (after their handshake). */
   readonly peers: ReadonlySet<Peer>;
-  /** Its connections by source: how many, and those refused or closed to make room. */
-  connectionStats(): SourceStats;
+  /** Its connections by source: how many, refused, closed to make room, and taken (`accepted`). */
+  connectionStats(): SourceStats & { accepted: number };
   /**
    * Stops accepting, lets requests in flight finish (up to `graceMs`),
    * then closes every connection.
@@ -177,6 +177,7 @@ function accepting(
     source: options.source,
   });
   let stopping = false;
+  let accepted = 0;
   const pace = options.paced && new AcceptPace(options.paced, listensTls(tls));
 
   async function accept(raw: Deno.Conn): Promise<void> {
@@ -264,6 +265,7 @@ function accepting(
       entry = taken;
     }
     const counted = entry;
+    accepted++;
     framed.closed.then(() => counted.leave());
     framed.start();
     let agreed: Awaited<ReturnType<typeof handshakeListener>>;
@@ -332,7 +334,7 @@ function accepting(
     by: options.by,
     peers,
     done,
-    connectionStats: () => pace ? { ...sources.stats(), paced: pace.stats } : sources.stats(),
+    connectionStats: () => ({ ...sources.stats(), accepted, ...pace && { paced: pace.stats } }),
     async close(graceMs = 2000) {
       if (!stopping) {
         stopping = true;
