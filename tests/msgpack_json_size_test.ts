@@ -82,3 +82,33 @@ Deno.test("msgpackJsonSize stops past its bound: 900 KB of U+0001 is 5.4 MB as J
   );
   assert.throws(() => msgpackJsonSize(new Uint8Array([0x92, 0x01]), Infinity), /truncated/);
 });
+
+Deno.test("both walkers refuse an array or map counting more values than bytes follow, at its head", () => {
+  for (
+    const head of [[0xdd, 0xff, 0xff, 0xff, 0xff], [0xdf, 0xff, 0xff, 0xff, 0xff], [0x83, 0x01]]
+  ) {
+    const bytes = new Uint8Array([...head, 0x01, 0x02]);
+    assert.throws(() => msgpackJsonSize(bytes, Infinity), /truncated/);
+    assert.throws(() => msgpackToJson(bytes), /truncated/);
+  }
+  // A map of one pair with a 64-bit negative key and a float32 value, as a decoder reads it.
+  const bytes = new Uint8Array([
+    0x81,
+    0xd3,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xfe,
+    0xca,
+    0x3f,
+    0xc0,
+    0,
+    0,
+  ]);
+  assert.equal(new TextDecoder().decode(msgpackToJson(bytes)), '{"-2":1.5}');
+  assert.equal(msgpackJsonSize(bytes, Infinity), 10);
+});

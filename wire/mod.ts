@@ -28,7 +28,8 @@
  *   and `passthrough.ts`; `msgpack_scan.ts` a MessagePack value checked
  *   as bytes, `msgpack_envelope.ts` a MessagePack request's envelope,
  *   `msgpack_to_json.ts` MessagePack written as JSON text undecoded,
- *   `msgpack_json_size.ts` that text's size counted, not written);
+ *   `msgpack_json_size.ts` that text's size counted, not written, both
+ *   walking with `msgpack_reader.ts`'s cursor);
  * - `check.ts` parsers of untrusted values, and `contract.ts` a service's
  *   methods defined once: `dispatch` serves them, `call`/`request` call them
  *   and check the answer (the contracts are in clients/contracts/);

@@ -13,22 +13,26 @@
  * throws here too.
  */
 
-let input: Uint8Array = new Uint8Array(0);
-let view: DataView = new DataView(input.buffer);
-let pos = 0;
+import {
+  ARRAY,
+  BINARY,
+  FALSE,
+  FLOAT,
+  INT,
+  MAP,
+  MsgpackReader,
+  NIL,
+  STRING,
+  TRUE,
+  unsupported,
+} from "./msgpack_reader.ts";
+
+const r = new MsgpackReader();
 let size = 0;
 let limit = 0;
 
 /** Thrown (and caught below) once the count passes the limit. */
 const PAST = Symbol("past the limit");
-
-function unsupported(what: string): Error {
-  return new Error(`not written as JSON here: ${what}`);
-}
-
-function need(n: number): void {
-  if (pos + n > input.length) throw new Error("truncated");
-}
 
 function add(n: number): void {
   size += n;
@@ -40,13 +44,19 @@ function numberText(v: number): number {
   return Object.is(v, -0) ? 2 : String(v).length;
 }
 
-/** A string of `n` bytes at `pos`: quotes, each byte, and escapes as JSON.stringify writes them. */
+/** An integer's digits (and sign), the small ones without writing them. */
+function intText(v: number): number {
+  if (v >= 0) return v < 10 ? 1 : v < 100 ? 2 : v < 1000 ? 3 : String(v).length;
+  return v > -10 ? 2 : v > -100 ? 3 : String(v).length;
+}
+
+/** A string of `n` bytes at the cursor: quotes, each byte, and escapes as JSON.stringify writes them. */
 function string(n: number): void {
-  need(n);
-  const end = pos + n;
+  const input = r.input;
+  const end = r.pos + n;
   let count = 2;
   // Checked a chunk at a time, so 900 KB of control characters stop at the limit, not at their end.
-  for (let i = pos; i < end;) {
+  for (let i = r.pos; i < end;) {
     const stop = Math.min(end, i + 4096);
     for (; i < stop; i++) {
       const c = input[i];
@@ -56,25 +66,8 @@ function string(n: number): void {
     }
     if (size + count > limit) throw PAST;
   }
-  pos = end;
+  r.pos = end;
   add(count);
-}
-
-function length(bytes: 1 | 2 | 4): number {
-  need(bytes);
-  const n = bytes === 1
-    ? view.getUint8(pos)
-    : bytes === 2
-    ? view.getUint16(pos)
-    : view.getUint32(pos);
-  pos += bytes;
-  return n;
-}
-
-function binary(n: number): void {
-  need(n);
-  pos += n;
-  add(2 + 4 * Math.ceil(n / 3));
 }
 
 function items(n: number, depth: number, keyed: boolean): void {
@@ -90,87 +83,35 @@ function items(n: number, depth: number, keyed: boolean): void {
 
 /** A map's key: a string, or an integer written as a string (its digits, quoted). */
 function key(): void {
-  need(1);
-  const c = input[pos];
-  if ((c >= 0xa0 && c <= 0xbf) || c === 0xd9 || c === 0xda || c === 0xdb) return value(0);
-  if (c < 0x80 || c >= 0xe0 || (c >= 0xcc && c <= 0xd3)) {
-    add(2);
-    return value(0);
-  }
-  throw unsupported(`a key of type 0x${c.toString(16)}`);
+  const kind = r.head();
+  if (kind === STRING) return string(r.n);
+  if (kind === INT) return add(2 + intText(r.number()));
+  throw unsupported(`a key of type 0x${r.tag.toString(16)}`);
 }
 
 function value(depth: number): void {
   if (depth > 64) throw unsupported("nesting");
-  need(1);
-  const c = input[pos++];
-  if (c < 0x80) return add(c < 10 ? 1 : c < 100 ? 2 : 3);
-  if (c >= 0xe0) return add(c - 0x100 > -10 ? 2 : 3);
-  if (c <= 0x8f) return items(c & 0x0f, depth, true);
-  if (c <= 0x9f) return items(c & 0x0f, depth, false);
-  if (c <= 0xbf) return string(c & 0x1f);
-  switch (c) {
-    case 0xc0:
+  switch (r.head()) {
+    case INT:
+      return add(intText(r.number()));
+    case STRING:
+      return string(r.n);
+    case MAP:
+      return items(r.n, depth, true);
+    case ARRAY:
+      return items(r.n, depth, false);
+    case NIL:
+    case TRUE:
       return add(4);
-    case 0xc2:
+    case FALSE:
       return add(5);
-    case 0xc3:
-      return add(4);
-    case 0xc4:
-      return binary(length(1));
-    case 0xc5:
-      return binary(length(2));
-    case 0xc6:
-      return binary(length(4));
-    case 0xca:
-      need(4);
-      pos += 4;
-      return add(numberText(view.getFloat32(pos - 4)));
-    case 0xcb:
-      need(8);
-      pos += 8;
-      return add(numberText(view.getFloat64(pos - 8)));
-    case 0xcc:
-      return add(String(length(1)).length);
-    case 0xcd:
-      return add(String(length(2)).length);
-    case 0xce:
-      return add(String(length(4)).length);
-    case 0xcf:
-      need(8);
-      pos += 8;
-      return add(numberText(view.getUint32(pos - 8) * 0x100000000 + view.getUint32(pos - 4)));
-    case 0xd0:
-      need(1);
-      return add(String(view.getInt8(pos++)).length);
-    case 0xd1:
-      need(2);
-      pos += 2;
-      return add(String(view.getInt16(pos - 2)).length);
-    case 0xd2:
-      need(4);
-      pos += 4;
-      return add(String(view.getInt32(pos - 4)).length);
-    case 0xd3:
-      need(8);
-      pos += 8;
-      return add(numberText(view.getInt32(pos - 8) * 0x100000000 + view.getUint32(pos - 4)));
-    case 0xd9:
-      return string(length(1));
-    case 0xda:
-      return string(length(2));
-    case 0xdb:
-      return string(length(4));
-    case 0xdc:
-      return items(length(2), depth, false);
-    case 0xdd:
-      return items(length(4), depth, false);
-    case 0xde:
-      return items(length(2), depth, true);
-    case 0xdf:
-      return items(length(4), depth, true);
+    case FLOAT:
+      return add(numberText(r.number()));
+    case BINARY:
+      r.pos += r.n;
+      return add(2 + 4 * Math.ceil(r.n / 3));
   }
-  throw unsupported(`type 0x${c.toString(16)}`);
+  throw unsupported(`type 0x${r.tag.toString(16)}`);
 }
 
 /**
@@ -179,20 +120,16 @@ function value(depth: number): void {
  * @throws {Error} for what the converter does not write (see the module comment)
  */
 export function msgpackJsonSize(bytes: Uint8Array, atMost: number): number {
-  input = bytes;
-  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  pos = 0;
+  r.start(bytes);
   size = 0;
   limit = atMost;
   try {
     value(0);
-    if (pos !== bytes.length) throw new Error("bytes after the value");
-    return size;
   } catch (err) {
+    r.end(false);
     if (err === PAST) return -1;
     throw err;
-  } finally {
-    input = new Uint8Array(0);
-    view = new DataView(input.buffer);
   }
+  r.end(true);
+  return size;
 }

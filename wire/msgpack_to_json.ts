@@ -14,15 +14,26 @@
  * JSON has not) throws, and the caller decodes the value instead.
  */
 import { base64Of } from "./json_value.ts";
+import {
+  ARRAY,
+  BINARY,
+  FALSE,
+  FLOAT,
+  INT,
+  MAP,
+  MsgpackReader,
+  NIL,
+  STRING,
+  TRUE,
+  unsupported,
+} from "./msgpack_reader.ts";
 
 const encoder = new TextEncoder();
 const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 let out = new Uint8Array(64 * 1024);
 let at = 0;
-let input: Uint8Array = new Uint8Array(0);
-let view: DataView = new DataView(input.buffer);
-let pos = 0;
+const r = new MsgpackReader();
 
 function room(n: number): void {
   if (at + n <= out.length) return;
@@ -31,14 +42,6 @@ function room(n: number): void {
   const bigger = new Uint8Array(size);
   bigger.set(out.subarray(0, at));
   out = bigger;
-}
-
-function unsupported(what: string): Error {
-  return new Error(`not written as JSON here: ${what}`);
-}
-
-function need(n: number): void {
-  if (pos + n > input.length) throw new Error("truncated");
 }
 
 function writeAscii(s: string): void {
@@ -54,10 +57,10 @@ function writeNumber(v: number): void {
 
 const HEX = "0123456789abcdef";
 
-/** The ASCII string in `input[start, start + n)` as JSON (quoted, escaped as JSON.stringify does). */
+/** The ASCII string in `r.input[start, start + n)` as JSON (quoted, escaped as JSON.stringify does). */
 function writeString(start: number, n: number): void {
+  const input = r.input;
   const end = start + n;
-  if (end > input.length) throw new Error("truncated");
   room(2 + n * 6);
   out[at++] = 0x22;
   for (let i = start; i < end; i++) {
@@ -86,7 +89,7 @@ function writeString(start: number, n: number): void {
 
 /** As writeString, for a string with non-ASCII text (checked as UTF-8): escaped by JSON.stringify itself. */
 function writeStringSlow(start: number, n: number): void {
-  const s = strict.decode(input.subarray(start, start + n));
+  const s = strict.decode(r.input.subarray(start, start + n));
   const text = encoder.encode(JSON.stringify(s));
   room(text.length);
   out.set(text, at);
@@ -94,37 +97,23 @@ function writeStringSlow(start: number, n: number): void {
 }
 
 function hasNonAscii(start: number, n: number): boolean {
+  const input = r.input;
   for (let i = start; i < start + n; i++) if (input[i] >= 0x80) return true;
   return false;
 }
 
+/** A string of `n` bytes at the cursor (there: head() checked). */
 function string(n: number): void {
-  need(n);
-  if (hasNonAscii(pos, n)) writeStringSlow(pos, n);
-  else writeString(pos, n);
-  pos += n;
+  const start = r.pos;
+  if (hasNonAscii(start, n)) writeStringSlow(start, n);
+  else writeString(start, n);
+  r.pos = start + n;
 }
 
-function u8(): number {
-  need(1);
-  return input[pos++];
-}
-
-function length(bytes: 1 | 2 | 4): number {
-  need(bytes);
-  const n = bytes === 1
-    ? view.getUint8(pos)
-    : bytes === 2
-    ? view.getUint16(pos)
-    : view.getUint32(pos);
-  pos += bytes;
-  return n;
-}
-
+/** A binary of `n` bytes at the cursor (there: head() checked), as base64 text. */
 function binary(n: number): void {
-  need(n);
-  const text = base64Of(input.subarray(pos, pos + n));
-  pos += n;
+  const text = base64Of(r.input.subarray(r.pos, r.pos + n));
+  r.pos += n;
   room(text.length + 2);
   out[at++] = 0x22;
   writeAscii(text);
@@ -164,95 +153,35 @@ function map(n: number, depth: number): void {
 
 /** A map's key: a string, or an integer (a decoder makes it a string). */
 function key(): void {
-  const c = u8();
-  let n: number;
-  if (c >= 0xa0 && c <= 0xbf) n = c & 0x1f;
-  else if (c === 0xd9) n = length(1);
-  else if (c === 0xda) n = length(2);
-  else if (c === 0xdb) n = length(4);
-  else if (c < 0x80 || c >= 0xe0 || (c >= 0xcc && c <= 0xd3)) {
-    pos--;
-    const start = at;
-    value(0);
-    const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(out.subarray(start, at));
-    at = start;
-    writeAscii(JSON.stringify(text));
-    return;
-  } else throw unsupported(`a key of type 0x${c.toString(16)}`);
-  need(n);
-  string(n);
+  const kind = r.head();
+  if (kind === STRING) return string(r.n);
+  if (kind === INT) return writeAscii(`"${r.number()}"`);
+  throw unsupported(`a key of type 0x${r.tag.toString(16)}`);
 }
 
 function value(depth: number): void {
   if (depth > 64) throw unsupported("nesting");
-  const c = u8();
-  if (c < 0x80) return writeAscii(String(c));
-  if (c >= 0xe0) return writeAscii(String(c - 0x100));
-  if (c <= 0x8f) return map(c & 0x0f, depth);
-  if (c <= 0x9f) return array(c & 0x0f, depth);
-  if (c <= 0xbf) return string(c & 0x1f);
-  switch (c) {
-    case 0xc0:
+  switch (r.head()) {
+    case INT:
+      return writeAscii(String(r.number()));
+    case STRING:
+      return string(r.n);
+    case MAP:
+      return map(r.n, depth);
+    case ARRAY:
+      return array(r.n, depth);
+    case NIL:
       return writeAscii("null");
-    case 0xc2:
+    case FALSE:
       return writeAscii("false");
-    case 0xc3:
+    case TRUE:
       return writeAscii("true");
-    case 0xc4:
-      return binary(length(1));
-    case 0xc5:
-      return binary(length(2));
-    case 0xc6:
-      return binary(length(4));
-    case 0xca:
-      need(4);
-      pos += 4;
-      return writeNumber(view.getFloat32(pos - 4));
-    case 0xcb:
-      need(8);
-      pos += 8;
-      return writeNumber(view.getFloat64(pos - 8));
-    case 0xcc:
-      return writeAscii(String(length(1)));
-    case 0xcd:
-      return writeAscii(String(length(2)));
-    case 0xce:
-      return writeAscii(String(length(4)));
-    case 0xcf:
-      need(8);
-      pos += 8;
-      return writeNumber(view.getUint32(pos - 8) * 0x100000000 + view.getUint32(pos - 4));
-    case 0xd0:
-      need(1);
-      return writeAscii(String(view.getInt8(pos++)));
-    case 0xd1:
-      need(2);
-      pos += 2;
-      return writeAscii(String(view.getInt16(pos - 2)));
-    case 0xd2:
-      need(4);
-      pos += 4;
-      return writeAscii(String(view.getInt32(pos - 4)));
-    case 0xd3:
-      need(8);
-      pos += 8;
-      return writeNumber(view.getInt32(pos - 8) * 0x100000000 + view.getUint32(pos - 4));
-    case 0xd9:
-      return string(length(1));
-    case 0xda:
-      return string(length(2));
-    case 0xdb:
-      return string(length(4));
-    case 0xdc:
-      return array(length(2), depth);
-    case 0xdd:
-      return array(length(4), depth);
-    case 0xde:
-      return map(length(2), depth);
-    case 0xdf:
-      return map(length(4), depth);
+    case FLOAT:
+      return writeNumber(r.number());
+    case BINARY:
+      return binary(r.n);
   }
-  throw unsupported(`type 0x${c.toString(16)}`);
+  throw unsupported(`type 0x${r.tag.toString(16)}`);
 }
 
 /**
@@ -263,16 +192,14 @@ function value(depth: number): void {
 export function msgpackToJson(bytes: Uint8Array): Uint8Array {
   // What one large value grew is not kept for long (its result is a view of it until now).
   if (out.length > 4 * 1024 * 1024) out = new Uint8Array(64 * 1024);
-  input = bytes;
-  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  pos = 0;
+  r.start(bytes);
   at = 0;
   try {
     value(0);
-    if (pos !== bytes.length) throw new Error("bytes after the value");
-    return out.subarray(0, at);
-  } finally {
-    input = new Uint8Array(0);
-    view = new DataView(input.buffer);
+  } catch (err) {
+    r.end(false);
+    throw err;
   }
+  r.end(true);
+  return out.subarray(0, at);
 }
