@@ -129,25 +129,30 @@ async function fileName(state: Pick<LauncherState, "file" | "on">): Promise<stri
 export const AUTO_DATA_DIR = "auto";
 
 /**
- * Gives each instance whose `data_dir` is `"auto"` a directory of its own, the same at every run
- * of the same file, so a restarted cluster finds its state again: `$STATE_DIRECTORY/NAME` under
- * systemd (a unit's `StateDirectory=`; the exports set it in containers too), else
- * `STATE/data/<topology hash>/NAME` in the state directory. One rule for `dist up` and for
- * `dist --config FILE --name NAME` ({@link autoDataDir}; review R12: `dist up` run as a service
- * put its data under `$TMPDIR`, which `PrivateTmp=yes` wipes at every restart).
+ * Where `data_dir = "auto"` puts instance `name` of a topology (named by topologyKey), the same
+ * at every run of the same file, so a restarted cluster finds its state again:
+ * `$STATE_DIRECTORY/NAME` under systemd (a unit's `StateDirectory=`; the exports set it in
+ * containers too), else `STATE/data/<topology hash>/NAME` in the state directory. One rule for
+ * `dist up` ({@link placeDataDirs}) and for `dist --config FILE --name NAME` ({@link autoDataDir};
+ * review R12: `dist up` run as a service put its data under `$TMPDIR`, which `PrivateTmp=yes`
+ * wipes at every restart).
  */
+async function autoDir(topology: string, name: string): Promise<string> {
+  // One directory an instance inside it: a unit or a volume may be shared (review r47 R9).
+  const service = Deno.env.get("STATE_DIRECTORY")?.split(":")[0]?.replace(/\/+$/, "");
+  if (service) return `${service}/${name}`;
+  return `${ownStateDir()}/data/${await shortHash([topology])}/${name}`;
+}
+
+/** Gives each instance whose `data_dir` is `"auto"` its autoDir. */
 export async function placeDataDirs(
   instances: readonly { name: string; options: Record<string, unknown> }[],
   topology: string,
 ): Promise<void> {
-  const hash = await shortHash([topology]);
-  // One directory an instance inside it: a unit or a volume may be shared (review r47 R9).
-  const service = Deno.env.get("STATE_DIRECTORY")?.split(":")[0]?.replace(/\/+$/, "");
   for (const instance of instances) {
-    if (instance.options.dataDir !== AUTO_DATA_DIR) continue;
-    instance.options.dataDir = service
-      ? `${service}/${instance.name}`
-      : `${ownStateDir()}/data/${hash}/${instance.name}`;
+    if (instance.options.dataDir === AUTO_DATA_DIR) {
+      instance.options.dataDir = await autoDir(topology, instance.name);
+    }
   }
 }
 
@@ -157,9 +162,7 @@ export async function placeDataDirs(
  * it was a directory named `auto` in the working directory, shared by every instance there).
  */
 export async function autoDataDir(file: string, name: string): Promise<string> {
-  const one = { name, options: { dataDir: AUTO_DATA_DIR } as Record<string, unknown> };
-  await placeDataDirs([one], topologyKey(file));
-  return one.options.dataDir as string;
+  return await autoDir(topologyKey(file), name);
 }
 
 /**
