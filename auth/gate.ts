@@ -167,10 +167,13 @@ export class Gate implements Authenticator {
       });
       throw new DistError("UNAUTHORIZED", "Credentials required: a token, or a user and password");
     }
-    const key = this.#recordKey(hello);
+    // The name claimed, read once. Failures count by host and claimed name, user or not (h47b
+    // N5), by host alone where no name is claimed.
+    const claimed = hello.proof?.user ?? hello.credentials.user;
     const host = hostSource(hello.host);
+    const key = claimed !== undefined ? `${host}\u0000${claimed}` : host;
     const r = this.#records.get(key, hello.host);
-    const aUser = this.#namesUser(hello);
+    const aUser = this.#users?.entries.has(claimed ?? "") === true;
     // A made-up name is a record of its own, fresh at each new name: past the host's cap it is
     // refused unchecked as a flooded record is (a flood of new names is no way around the cap).
     if (this.#records.flooded(r, host) || (!aUser && this.#records.hostFlooded(host))) {
@@ -215,17 +218,6 @@ export class Gate implements Authenticator {
       r.busy--;
       this.#records.release(key, r);
     }
-  }
-
-  /** Where failures count: host and claimed name, user or not (h47b N5), else the host's. */
-  #recordKey(hello: HelloClaim): string {
-    const user = hello.proof?.user ?? hello.credentials.user;
-    const from = hostSource(hello.host);
-    return user !== undefined ? `${from}\u0000${user}` : from;
-  }
-
-  #namesUser(hello: HelloClaim): boolean {
-    return this.#users?.entries.has(hello.proof?.user ?? hello.credentials.user ?? "") === true;
   }
 
   /**
