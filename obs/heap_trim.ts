@@ -14,6 +14,7 @@
  * Only on Linux with glibc 2.33+ and `--allow-ffi` (granted, never prompted
  * for); elsewhere it does nothing.
  */
+import { libc } from "../wire/libc.ts";
 
 const MIB = 1024 * 1024;
 /** How often the heap's free bytes are read (ms). */
@@ -26,29 +27,19 @@ const GROWN = 8 * MIB;
 const FREED = 16 * MIB;
 /** Ticks between two trims at least (2 s). */
 const GAP_TICKS = 4;
-/** `struct mallinfo2`: ten size_t; `fordblks` (free bytes in the arenas) is the ninth. */
-const MALLINFO2 = { struct: Array(10).fill("usize") } as const;
+/** `fordblks` (free bytes in the arenas): the ninth of `struct mallinfo2`'s ten size_t. */
 const FORDBLKS = 8;
-
-const SYMBOLS = {
-  malloc_trim: { parameters: ["usize"], result: "i32" },
-  mallinfo2: { parameters: [], result: MALLINFO2 },
-} as const;
 
 type Heap = { free(): number; trim(): void };
 
 function loadHeap(): Heap | null {
-  try {
-    if (Deno.build.os !== "linux") return null;
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    return {
-      free: () => Number(new BigUint64Array(lib.mallinfo2().buffer)[FORDBLKS]),
-      trim: () => void lib.malloc_trim(0n),
-    };
-  } catch {
-    return null; // Not glibc (musl has neither), or too old a glibc.
-  }
+  // Null where not glibc (musl has neither call), or too old a glibc.
+  const lib = libc("heap");
+  if (lib === null) return null;
+  return {
+    free: () => Number(new BigUint64Array(lib.mallinfo2().buffer)[FORDBLKS]),
+    trim: () => void lib.malloc_trim(0n),
+  };
 }
 
 /**

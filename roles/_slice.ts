@@ -16,6 +16,7 @@
  * for short ones again (checked every CHECK_MS). Older kernels ignore the request; without FFI nothing is
  * asked. `DIST_SLICE_US=0` sets the kernel's default (a slice is inherited).
  */
+import { libc } from "../wire/libc.ts";
 
 /** The slice asked for while mostly idle (µs): the least the kernel takes. */
 const SLICE_US = 100;
@@ -33,15 +34,12 @@ type SetSlice = (us: number) => boolean;
 
 function sliceSetter(): SetSlice | undefined {
   const nr = SYS_SCHED_SETATTR[Deno.build.arch];
-  if (Deno.build.os !== "linux" || nr === undefined) return undefined;
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+  const lib = libc("syscall");
+  if (nr === undefined || lib === null) return undefined;
   // The nice value is set again with the slice: the thread's own (field 19 of its stat).
   const stat = Deno.readTextFileSync("/proc/thread-self/stat");
   const nice = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
   if (!Number.isInteger(nice)) return undefined;
-  const lib = Deno.dlopen("libc.so.6", {
-    syscall: { parameters: ["i64", "i64", "buffer", "i64"], result: "i64" },
-  });
   const attr = new DataView(new ArrayBuffer(ATTR_SIZE));
   attr.setUint32(0, ATTR_SIZE, true);
   attr.setBigUint64(8, SCHED_FLAG_KEEP_POLICY, true);
@@ -49,7 +47,7 @@ function sliceSetter(): SetSlice | undefined {
   const bytes = new Uint8Array(attr.buffer);
   return (us) => {
     attr.setBigUint64(24, BigInt(Math.round(us * 1000)), true); // sched_runtime, ns
-    return lib.symbols.syscall(nr, 0n, bytes, 0n) === 0n;
+    return lib.syscall(nr, 0n, bytes, 0n) === 0n;
   };
 }
 

@@ -7,6 +7,7 @@
  * fits is preceded by how many were lost. Elsewhere (a terminal, a file, a pipe of the user's own)
  * stderr stays as it was: written synchronously, every line kept.
  */
+import { libc } from "../wire/libc.ts";
 
 const encoder = new TextEncoder();
 const F_GETFL = 3;
@@ -23,21 +24,14 @@ let broken = false;
  */
 export function unblockStderr(launcherEnv: string): boolean {
   try {
-    if (Deno.build.os !== "linux" || Deno.env.get(launcherEnv) === undefined) return false;
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
-    if (!Deno.statSync("/proc/self/fd/2").isFifo) return false;
-    const lib = Deno.dlopen("libc.so.6", {
-      fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
-    });
-    const flags = lib.symbols.fcntl(2, F_GETFL, 0);
-    if (flags < 0 || lib.symbols.fcntl(2, F_SETFL, flags | O_NONBLOCK) !== 0) {
-      lib.close();
-      return false;
-    }
+    if (Deno.env.get(launcherEnv) === undefined) return false;
+    const lib = libc("fcntl");
+    if (lib === null || !Deno.statSync("/proc/self/fd/2").isFifo) return false;
+    const flags = lib.fcntl(2, F_GETFL, 0);
+    if (flags < 0 || lib.fcntl(2, F_SETFL, flags | O_NONBLOCK) !== 0) return false;
     restore = () => {
       restore = undefined;
-      lib.symbols.fcntl(2, F_SETFL, flags);
-      lib.close();
+      lib.fcntl(2, F_SETFL, flags);
     };
     return true;
   } catch {

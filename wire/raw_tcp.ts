@@ -12,9 +12,12 @@
  * {@link openRawTcp} is undefined where this cannot work (another OS or
  * architecture, libc not loadable, FFI not permitted, `DIST_TCP_IO=runtime`).
  */
+import { type Libc as Calls, libc } from "./libc.ts";
 import { Poller } from "./raw_epoll.ts";
 
 export { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Poller } from "./raw_epoll.ts";
+/** The socket calls, for raw_epoll.ts. */
+export type Libc = Calls<"sockets">;
 
 /** errno values used by callers. */
 export const EAGAIN = 11;
@@ -44,45 +47,6 @@ const EPOLL_CTL_DEL = 2;
 const CLOCK_MONOTONIC = 1;
 /** The longest length {@link sizeT} keeps. */
 const MAX_CACHED = 65_536;
-
-const SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  listen: { parameters: ["i32", "i32"], result: "i32" },
-  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
-  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  // ssize_t read as its low 32 bits (counts here are at most 64 KiB): a 64-bit result is a
-  // BigInt, allocated per call. Every size_t is given as a BigInt (see sizeT).
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
-  shutdown: { parameters: ["i32", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  epoll_create1: { parameters: ["i32"], result: "i32" },
-  eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  timerfd_create: { parameters: ["i32", "i32"], result: "i32" },
-  timerfd_settime: { parameters: ["i32", "i32", "buffer", "pointer"], result: "i32" },
-  // An eventfd's counter: 8 bytes, read or written whole.
-  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
-  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
-  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
-  epoll_poll: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
-  epoll_wait: {
-    parameters: ["i32", "buffer", "i32", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-  inet_pton: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  inet_ntop: { parameters: ["i32", "buffer", "buffer", "u32"], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
-
-/** The symbols, for raw_epoll.ts. */
-export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** Lengths up to 64 KiB as BigInts, each made once. */
 const lengths: bigint[] = new Array(MAX_CACHED + 1);
@@ -115,14 +79,9 @@ export function openRawTcp(): RawTcp | undefined {
   if (Deno.build.os !== "linux") return undefined;
   if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") return undefined;
   if (Deno.env.get("DIST_TCP_IO") === "runtime") return undefined;
-  try {
-    // Asked, never prompted for: without --allow-ffi, Deno's sockets.
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-    return new RawTcp(Deno.dlopen("libc.so.6", SYMBOLS).symbols);
-  } catch {
-    // No libc by that name, or --allow-ffi not given: Deno's sockets then.
-    return undefined;
-  }
+  // Without --allow-ffi (asked, never prompted for) or libc: Deno's sockets.
+  const c = libc("sockets");
+  return c === null ? undefined : new RawTcp(c);
 }
 
 const encoder = new TextEncoder();

@@ -45,6 +45,7 @@
  * without addresses, no socket is stalled or on trial: the broker's own counts
  * alone, as before.
  */
+import { type Libc, libc } from "./libc.ts";
 
 /** The side of a connection a sink writes to: its socket and the bytes written to it. */
 export interface SocketSide {
@@ -143,13 +144,7 @@ function rmemMax(): number {
 /** Most bytes a reading's proven drain lets go out before the next reading. */
 const CREDIT_MAX = 256 * 1024;
 
-const SYMBOLS = {
-  ioctl: { parameters: ["i32", "u32", "buffer"], result: "i32" },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-} as const;
-
-let lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | null | undefined;
+let lib: Libc<"queue"> | null | undefined;
 const probes = new WeakMap<Deno.Conn, Probe>();
 /** Descriptors by their sockets' addresses, as of the last scan. */
 let fds = new Map<string, number>();
@@ -165,16 +160,13 @@ let pruneAt = 256;
 /** The threshold last asked about: a socket holding more counts as behind in stats. */
 let threshold = Infinity;
 
-/** The C library's calls, or null where they cannot be had (not Linux, not allowed). */
-function libc(): typeof lib {
+/** The C library's calls, or null where they cannot be had (libc.ts, or /proc/self/fd not readable). */
+function libcHere(): Libc<"queue"> | null {
   if (lib !== undefined) return lib;
   lib = null;
   try {
-    if (Deno.build.os !== "linux") return lib;
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return lib;
     const read = Deno.permissions.querySync({ name: "read", path: "/proc/self/fd" });
-    if (read.state !== "granted") return lib;
-    lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    if (read.state === "granted") lib = libc("queue");
   } catch {
     lib = null;
   }
@@ -252,7 +244,7 @@ function probeOf(side: SocketSide | undefined): Probe | undefined {
   if (side === undefined) return undefined;
   let p = probes.get(side.conn);
   if (p === undefined) {
-    if (libc() === null) return undefined;
+    if (libcHere() === null) return undefined;
     p = find(side);
     probes.set(side.conn, p);
   }
