@@ -31,10 +31,12 @@
  *   client request held until `--timeout` each time (hostile33's review).
  */
 
+import { WindowCounts } from "./window_counts.ts";
+
+export { WINDOW_MS } from "./window_counts.ts";
+
 /** Requests a joining backend may have at once before it answered any. */
 export const SLOW_START = 1;
-/** Timeouts and answers are counted over this to twice this (ms). */
-export const WINDOW_MS = 10_000;
 /** Out when at least one in this many of the window's outcomes timed out or failed (see above). */
 export const FAILURE_PART = 4;
 /**
@@ -62,6 +64,9 @@ export const REMEMBER_MS = 2 * BACKOFF_MAX_MS;
 /** Most names whose backoff is kept at once (the oldest go first). */
 export const REMEMBER_MAX = 10_000;
 
+/** What the window counts. */
+const ANSWERS = 0, TIMEOUTS = 1, FAILURES = 2;
+
 export class Outlier {
   /** Requests it may have at once (Infinity: no slow start). */
   ramp = Infinity;
@@ -71,13 +76,8 @@ export class Outlier {
   #answered = 0;
   /** Ejections since it last served a full ramp. */
   #ejections = 0;
-  /** The window's bucket (time ÷ WINDOW_MS), and this and the last one's counts. */
-  #epoch = 0;
-  /** The time of the last roll. */
-  #rolledAt = NaN;
-  #answers = [0, 0];
-  #timeouts = [0, 0];
-  #failures = [0, 0];
+  /** Answers, timeouts and failures over the window. */
+  readonly #window = new WindowCounts(3);
 
   /** It joined (again): slow start. */
   joined(): void {
@@ -87,8 +87,7 @@ export class Outlier {
 
   /** It answered a request at `now`; `capacity` ends the slow start. */
   answered(now: number, capacity: number): void {
-    this.#roll(now);
-    this.#answers[0]++;
+    this.#window.add(now, ANSWERS);
     if (++this.#answered >= capacity) this.#ejections = 0;
     if (this.ramp !== Infinity && ++this.ramp >= capacity) this.ramp = Infinity;
   }
@@ -98,12 +97,11 @@ export class Outlier {
    * undefined
    */
   timedOut(now: number, fall: number): string | undefined {
-    this.#roll(now);
-    const t = ++this.#timeouts[0] + this.#timeouts[1];
+    const t = this.#window.add(now, TIMEOUTS);
     if (this.ramp !== Infinity && this.#answered === 0) {
       return "no answer to its first request";
     }
-    return t < fall ? undefined : this.#tooMany();
+    return t < fall ? undefined : this.#tooMany(now);
   }
 
   /**
@@ -112,16 +110,15 @@ export class Outlier {
    * undefined
    */
   failed(now: number, least: number): string | undefined {
-    this.#roll(now);
-    const f = ++this.#failures[0] + this.#failures[1];
-    return f < least ? undefined : this.#tooMany();
+    const f = this.#window.add(now, FAILURES);
+    return f < least ? undefined : this.#tooMany(now);
   }
 
   /** Why it should be out when its timeouts and failures are too large a part of the window's outcomes. */
-  #tooMany(): string | undefined {
-    const t = this.#timeouts[0] + this.#timeouts[1];
-    const f = this.#failures[0] + this.#failures[1];
-    const n = t + f + this.#answers[0] + this.#answers[1];
+  #tooMany(now: number): string | undefined {
+    const t = this.#window.count(now, TIMEOUTS);
+    const f = this.#window.count(now, FAILURES);
+    const n = t + f + this.#window.count(now, ANSWERS);
     if ((t + f) * FAILURE_PART < n) return undefined;
     const what = f === 0
       ? "got no answer"
@@ -145,23 +142,7 @@ export class Outlier {
   ejected(now: number): number {
     const ms = Math.min(BACKOFF_MAX_MS, BACKOFF_MS * 2 ** this.#ejections++);
     this.outUntil = now + ms;
-    this.#timeouts[0] = this.#timeouts[1] = 0;
-    this.#failures[0] = this.#failures[1] = 0;
-    this.#answers[0] = this.#answers[1] = 0;
+    this.#window.clear();
     return ms;
-  }
-
-  #roll(now: number): void {
-    // Read many times a turn at one time (the turn clock): a compare, not a division.
-    if (now === this.#rolledAt) return;
-    this.#rolledAt = now;
-    const e = Math.floor(now / WINDOW_MS);
-    if (e === this.#epoch) return;
-    const next = e === this.#epoch + 1;
-    this.#answers[1] = next ? this.#answers[0] : 0;
-    this.#timeouts[1] = next ? this.#timeouts[0] : 0;
-    this.#failures[1] = next ? this.#failures[0] : 0;
-    this.#answers[0] = this.#timeouts[0] = this.#failures[0] = 0;
-    this.#epoch = e;
   }
 }

@@ -34,8 +34,11 @@
  * no longer looks the least loaded.
  */
 
+import { WindowCounts } from "./window_counts.ts";
+
 /** Outcomes are counted over this to twice this (ms), as outlier.ts's window. */
-export const WINDOW_MS = 10_000;
+export { WINDOW_MS } from "./window_counts.ts";
+
 /** A candidate fails at least this many times the others' share to be out. */
 export const RATIO = 2;
 /**
@@ -63,22 +66,20 @@ export const SOUND_FEW = 3;
 /** Outcomes remembered for the policies' penalty (a bit each). */
 export const RECENT = 16;
 
-/** Outcomes and failures over a window of two buckets (this and the last). */
+/** What the window counts. */
+const TOTAL = 0, FAILED = 1;
+
+/** Outcomes and failures over the window (window_counts.ts), and the last few outcomes. */
 export class Outcomes {
-  #epoch = 0;
-  /** The time of the last roll. */
-  #rolledAt = NaN;
-  readonly #total = [0, 0];
-  readonly #failed = [0, 0];
+  readonly #window = new WindowCounts(2);
   /** The last RECENT outcomes, a bit each (1: failed), and how many bits are set. */
   #recent = 0;
   #recentFailed = 0;
 
   /** Records an outcome at `now`. */
   add(now: number, failed: boolean): void {
-    this.#roll(now);
-    this.#total[0]++;
-    if (failed) this.#failed[0]++;
+    this.#window.add(now, TOTAL);
+    if (failed) this.#window.add(now, FAILED);
     const out = (this.#recent >>> (RECENT - 1)) & 1;
     this.#recent = ((this.#recent << 1) | (failed ? 1 : 0)) & ((1 << RECENT) - 1);
     this.#recentFailed += (failed ? 1 : 0) - out;
@@ -86,14 +87,12 @@ export class Outcomes {
 
   /** Outcomes in the window at `now`. */
   total(now: number): number {
-    this.#roll(now);
-    return this.#total[0] + this.#total[1];
+    return this.#window.count(now, TOTAL);
   }
 
   /** Failures in the window at `now`. */
   failed(now: number): number {
-    this.#roll(now);
-    return this.#failed[0] + this.#failed[1];
+    return this.#window.count(now, FAILED);
   }
 
   /** Failures among the last RECENT outcomes: what least-loaded adds to its requests in flight. */
@@ -103,24 +102,7 @@ export class Outcomes {
 
   /** Forgets the window (it was taken out: it starts again when back). */
   clear(): void {
-    this.#total[0] =
-      this.#total[1] =
-      this.#failed[0] =
-      this.#failed[1] =
-        0;
-  }
-
-  #roll(now: number): void {
-    // Read many times a turn at one time (the turn clock): a compare, not a division.
-    if (now === this.#rolledAt) return;
-    this.#rolledAt = now;
-    const e = Math.floor(now / WINDOW_MS);
-    if (e === this.#epoch) return;
-    const next = e === this.#epoch + 1;
-    this.#total[1] = next ? this.#total[0] : 0;
-    this.#failed[1] = next ? this.#failed[0] : 0;
-    this.#total[0] = this.#failed[0] = 0;
-    this.#epoch = e;
+    this.#window.clear();
   }
 }
 
