@@ -21,6 +21,7 @@ const GROWS = { text: "\u0001".repeat(900_000) };
 
 /** A peer as the tarpit sees it: its reads paused and resumed, closed once. */
 function fakePeer(): Peer & { paused: boolean; closedNow: boolean } {
+  let gone = () => {};
   const fake = {
     paused: false,
     closedNow: false,
@@ -31,7 +32,11 @@ function fakePeer(): Peer & { paused: boolean; closedNow: boolean } {
       pauseReading: () => void (fake.paused = true),
       resumeReading: () => void (fake.paused = false),
     },
-    close: () => void (fake.closedNow = true),
+    close: () => {
+      fake.closedNow = true;
+      gone();
+    },
+    closed: new Promise<void>((resolve) => gone = resolve),
   };
   return fake as unknown as Peer & { paused: boolean; closedNow: boolean };
 }
@@ -73,6 +78,19 @@ Deno.test("tarpit: a source holds at most 16 paused connections; the one refused
   tarpit.hold(last, "10.0.0.9");
   assert.ok(last.closedNow && !fresh.closedNow && !another.closedNow);
   assert.equal(tarpit.closed, 2);
+});
+
+Deno.test("tarpit: a paused connection that closes is no longer counted against its source", async () => {
+  const tarpit = new Tarpit(() => 0);
+  const peers = Array.from({ length: 3 }, () => fakePeer());
+  for (const p of peers) tarpit.hold(p, "10.0.0.9");
+  assert.equal(tarpit.heldOf("10.0.0.9"), 3);
+  peers[0].close();
+  await Promise.resolve();
+  assert.equal(tarpit.heldOf("10.0.0.9"), 2);
+  for (const p of peers) p.close(); // The timers go with them.
+  await Promise.resolve();
+  assert.equal(tarpit.heldOf("10.0.0.9"), 0);
 });
 
 async function client(address: string, name: string): Promise<Peer> {

@@ -79,6 +79,7 @@ export class Tarpit {
     }, ms);
     Deno.unrefTimer(entry.timer);
     held.add(entry);
+    void peer.closed.then(() => this.#release(source, entry)); // Gone: no longer held.
     if (held.size > HELD_PER_SOURCE) this.#closeOne(source, held);
     return ms;
   }
