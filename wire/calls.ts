@@ -5,6 +5,7 @@
  */
 import { DistError } from "./errors.ts";
 import type { Envelope } from "./json_envelope.ts";
+import { pollTurn } from "./poll_turn.ts";
 import { rawAnswer } from "./raw_answer.ts";
 import { cut } from "./_log.ts";
 
@@ -188,6 +189,8 @@ export class CallTable {
   onLate: (() => void) | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
+  /** The timer fired once at its time and was armed again for a turn (see #expire). */
+  #graced = false;
   /** The last error the peer reported about no request in particular. */
   #report: { err: DistError; at: number } | undefined;
 
@@ -383,8 +386,23 @@ export class CallTable {
   }
 
   #expire(): void {
+    const at = this.#timerAt;
     this.#timer = undefined;
     this.#timerAt = Infinity;
+    // What was read is taken first: a timer fired at resume, after this process did not run
+    // (stopped, a long GC, a blocked loop), may be due beside answers that came meanwhile and
+    // wait unread in the socket (setTimeout(0) came before them). The calls due fail after the
+    // runtime has polled its sockets once more, if still unanswered (hostile47 Q13); a cost per
+    // expiry, none per call. Meanwhile the expiry counts as armed for `at`.
+    if (!this.#graced) {
+      this.#graced = true;
+      this.#timerAt = at;
+      pollTurn().then(() => {
+        if (this.#graced && this.#timer === undefined) this.#expire();
+      });
+      return;
+    }
+    this.#graced = false;
     const now = performance.now();
     let next = Infinity;
     const raw = this.#raw;
