@@ -389,11 +389,9 @@ export class CallTable {
     const at = this.#timerAt;
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    // What was read is taken first: a timer fired at resume, after this process did not run
-    // (stopped, a long GC, a blocked loop), may be due beside answers that came meanwhile and
-    // wait unread in the socket (setTimeout(0) came before them). The calls due fail after the
-    // runtime has polled its sockets once more, if still unanswered (hostile47 Q13); a cost per
-    // expiry, none per call. Meanwhile the expiry counts as armed for `at`.
+    // A timer fired at resume, after this process did not run (stopped, a long GC), may be due
+    // beside answers unread in the socket: the calls due fail once the runtime polled its sockets
+    // again, if still unanswered (hostile47 Q13; a setTimeout(0) came first). Armed for `at` till.
     if (!this.#graced) {
       this.#graced = true;
       this.#timerAt = at;
