@@ -33,6 +33,7 @@ export {
   DEFAULT_TTL_MS,
   register,
   Registrar,
+  type RegistrarFailure,
   resolve,
   type ServiceWatch,
   watchService,

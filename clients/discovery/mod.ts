@@ -29,7 +29,7 @@ import { Registrar } from "./registrar.ts";
 import { Resolver } from "./resolver.ts";
 
 export { BinderClient, type BinderClientOptions, type BinderNotification } from "./binders.ts";
-export { DEFAULT_TTL_MS, Registrar } from "./registrar.ts";
+export { DEFAULT_TTL_MS, Registrar, type RegistrarFailure } from "./registrar.ts";
 export {
   Resolver,
   type ResolverOptions,

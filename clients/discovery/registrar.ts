@@ -16,6 +16,22 @@ const log = getLogger(["dist", "discovery"]);
 /** The lease when a registration names none (ms). */
 export const DEFAULT_TTL_MS = 3000;
 
+/** A try of a {@link Registrar} that failed and will be made again; see {@link Registrar.onFailure}. */
+export interface RegistrarFailure {
+  /** What was tried: registering (nothing held) or renewing the lease. */
+  readonly action: "register" | "renew";
+  /**
+   * Why: the binder's answer (NOT_FOUND to a renewal: it forgot the
+   * instance, which is registered again at once; OVERLOADED: it is full …),
+   * or UNAVAILABLE or TIMEOUT when no binder answered.
+   */
+  readonly error: DistError;
+  /** Tries failed in a row, this one included (a success starts again). */
+  readonly failures: number;
+  /** Milliseconds until the next try. */
+  readonly retryInMs: number;
+}
+
 /** Keeps one instance registered. See the module comment. */
 export class Registrar {
   /** What is registered. */
@@ -36,6 +52,7 @@ export class Registrar {
    */
   readonly ended: Promise<DistError | undefined> = new Promise((resolve) => this.#end = resolve);
   #gaveUp: DistError | undefined;
+  #onFailure = new Set<(failure: RegistrarFailure) => void>();
 
   /** A registration of `info` through `binders`; see {@link register}. @ignore */
   constructor(binders: BinderClient, info: Registration) {
@@ -46,6 +63,30 @@ export class Registrar {
   /** The instance id while registered. */
   get id(): string | undefined {
     return this.#id;
+  }
+
+  /**
+   * Calls `listener` at each try that failed and will be made again (a
+   * binder down, hung, full, or that forgot the instance): what
+   * {@link ended} does not say, since registering goes on. The log says the
+   * first and every tenth. A listener that throws is logged and kept.
+   * @returns a function that stops listening
+   */
+  onFailure(listener: (failure: RegistrarFailure) => void): () => void {
+    this.#onFailure.add(listener);
+    return () => this.#onFailure.delete(listener);
+  }
+
+  #failed(failure: RegistrarFailure): void {
+    for (const listener of this.#onFailure) {
+      try {
+        listener(failure);
+      } catch (err) {
+        log.warn("A Registrar's onFailure listener threw: {error}", {
+          error: cut((err as Error)?.message ?? String(err)),
+        });
+      }
+    }
   }
 
   /** Starts registering and renewing in the background. */
@@ -139,6 +180,7 @@ export class Registrar {
             message: cut(e.message),
           });
           this.#id = undefined;
+          this.#failed({ action: "renew", error: e, failures: failures + 1, retryInMs: 0 });
           continue;
         }
         if (this.#id === undefined && !this.#registeredOnce && final(e)) {
@@ -155,13 +197,15 @@ export class Registrar {
           break;
         }
         failures++;
+        const action = this.#id === undefined ? "register" : "renew";
         if (failures === 1 || failures % 10 === 0) {
           log.warn("Cannot {what} with any binder ({message}); retrying", {
-            what: this.#id === undefined ? "register" : "renew",
+            what: action,
             message: cut(e.message),
           });
         }
         wait = Math.min(period, backoff.next());
+        this.#failed({ action, error: e, failures, retryInMs: wait });
       }
       await sleep(wait, this.#stop.signal);
     }
