@@ -18,21 +18,10 @@ import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
+import { shareMember } from "./helpers/share_members.ts";
 
 /** A member of the attacker's group that reads nothing: a window of 1, the rest queued. */
-async function member(port: number, id: string) {
-  const c = await RawMqtt.connect(
-    port,
-    { clientId: id, clean: true, properties: { receiveMaximum: 1 } },
-    5,
-  );
-  await c.send(
-    { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/g/t/#", qos: 1 }] } as never,
-    5,
-  );
-  await c.next("suback");
-  return c;
-}
+const member = (port: number, id: string) => shareMember(port, id, { receiveMaximum: 1 });
 
 /** The longest gap between 5 ms ticks of this process's timers while `body` runs (ms). */
 async function longestGap(body: () => Promise<void>): Promise<number> {

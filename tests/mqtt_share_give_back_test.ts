@@ -8,34 +8,15 @@
  * `dist_broker_dropped_total` metric).
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import type { IPublishPacket } from "mqtt-packet";
 import { drainAcking, mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { waitFor } from "./helpers/raw.ts";
-
-/** A member of `$share/g/t/#` at QoS 1 that never acknowledges (window: `receiveMaximum`). */
-async function member(
-  port: number,
-  id: string,
-  version: number,
-  receiveMaximum = 65535,
-  sessionExpiryInterval = 0,
-) {
-  const c = await RawMqtt.connect(
-    port,
-    { clientId: id, clean: true, properties: { receiveMaximum, sessionExpiryInterval } },
-    version,
-  );
-  await c.send(
-    { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/g/t/#", qos: 1 }] } as never,
-    version,
-  );
-  await c.next("suback");
-  return c;
-}
-
-const publishes = (c: RawMqtt) =>
-  c.packets.filter((p) => p.cmd === "publish") as unknown as IPublishPacket[];
+import {
+  pubacks,
+  publishes,
+  publishNumbered,
+  shareMember as member,
+  windowFull,
+} from "./helpers/share_members.ts";
 
 {
   const version = 5; // (shared subscriptions are MQTT 5's)
@@ -45,21 +26,12 @@ const publishes = (c: RawMqtt) =>
     () =>
       withMqttBroker(async (b) => {
         // A window of 2: the rest go to the other member.
-        const quitter = await member(b.mqttPort, "quitter", version, 2);
-        const stayer = await member(b.mqttPort, "stayer", 5);
+        const quitter = await member(b.mqttPort, "quitter", { version, receiveMaximum: 2 });
+        const stayer = await member(b.mqttPort, "stayer");
         const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
         try {
           const n = 20;
-          for (let i = 0; i < n; i++) {
-            await pub.send({
-              cmd: "publish",
-              topic: "t/x",
-              payload: Buffer.from(`m${i}`),
-              qos: 1,
-              messageId: i + 1,
-              properties: { userProperties: { k: `v${i}` } },
-            } as never, 5);
-          }
+          await publishNumbered(pub, 0, n, (i) => ({ userProperties: { k: `v${i}` } }));
           await waitFor(
             () => publishes(quitter).length + publishes(stayer).length >= n,
             5000,
@@ -103,26 +75,14 @@ Deno.test(
   () =>
     withMqttBroker(async (b) => {
       // Both windows of 2 fill: the rest queue in the members (the least behind takes each).
-      const quitter = await member(b.mqttPort, "quitter", 5, 2);
-      const stayer = await member(b.mqttPort, "stayer", 5, 2);
+      const quitter = await member(b.mqttPort, "quitter", { receiveMaximum: 2 });
+      const stayer = await member(b.mqttPort, "stayer", { receiveMaximum: 2 });
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       try {
         const n = 12;
-        for (let i = 0; i < n; i++) {
-          await pub.send({
-            cmd: "publish",
-            topic: "t/x",
-            payload: Buffer.from(`m${i}`),
-            qos: 1,
-            messageId: i + 1,
-          } as never, 5);
-        }
-        await waitFor(
-          () => pub.packets.filter((p) => p.cmd === "puback").length >= n,
-          5000,
-          "PUBACKs",
-        );
-        await waitFor(() => publishes(quitter).length >= 2, 5000, "the quitter's full window");
+        await publishNumbered(pub, 0, n);
+        await pubacks(pub, n);
+        await windowFull(quitter, 2, "the quitter's full window");
         await quitter.end();
         // The stayer acknowledges what comes: it gets all, its own queue and the quitter's.
         const got = new Set(await drainAcking(stayer, 500));
@@ -146,25 +106,18 @@ Deno.test(
   opts,
   () =>
     withMqttBroker(async (b) => {
-      const away = await member(b.mqttPort, "away", 5, 2, 1); // kept 1 s after it goes
-      const stayer = await member(b.mqttPort, "stayer", 5);
+      // Kept 1 s after it goes.
+      const away = await member(b.mqttPort, "away", {
+        receiveMaximum: 2,
+        sessionExpiryInterval: 1,
+      });
+      const stayer = await member(b.mqttPort, "stayer");
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       try {
-        const publish = async (from: number, to: number) => {
-          for (let i = from; i < to; i++) {
-            await pub.send({
-              cmd: "publish",
-              topic: "t/x",
-              payload: Buffer.from(`m${i}`),
-              qos: 1,
-              messageId: i + 1,
-            } as never, 5);
-          }
-        };
-        await publish(0, 10);
-        await waitFor(() => publishes(away).length >= 2, 5000, "the away member's full window");
+        await publishNumbered(pub, 0, 10);
+        await windowFull(away, 2, "the away member's full window");
         await away.end(); // its session waits a second for it, then expires
-        await publish(10, 20);
+        await publishNumbered(pub, 10, 20);
         const got = new Set(await drainAcking(stayer, 2500));
         assert.equal(got.size, 20, `the stayer got ${[...got].sort().join(",")}`);
         const stats = await b.stats();
@@ -183,25 +136,13 @@ Deno.test(
   opts,
   () =>
     withMqttBroker(async (b) => {
-      const alone = await member(b.mqttPort, "alone", 5, 3);
+      const alone = await member(b.mqttPort, "alone", { receiveMaximum: 3 });
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       try {
         const n = 10;
-        for (let i = 0; i < n; i++) {
-          await pub.send({
-            cmd: "publish",
-            topic: "t/x",
-            payload: Buffer.from(`m${i}`),
-            qos: 1,
-            messageId: i + 1,
-          } as never, 5);
-        }
-        await waitFor(() => publishes(alone).length >= 3, 5000, "a full window");
-        await waitFor(
-          () => pub.packets.filter((p) => p.cmd === "puback").length >= n,
-          5000,
-          "PUBACKs",
-        );
+        await publishNumbered(pub, 0, n);
+        await windowFull(alone, 3, "a full window");
+        await pubacks(pub, n);
         await alone.end();
         // Three in flight, seven queued behind the window: all ten the group's loss, counted.
         let dropped = 0;
