@@ -13,8 +13,9 @@
  * as of the lease's end, older than the renewals, as after a partition).
  */
 import assert from "node:assert/strict";
-import { binder, binders, register, watchService } from "../clients/mod.ts";
+import { binders, register, watchService } from "../clients/mod.ts";
 import { startBinderProcs } from "./helpers/binder.ts";
+import { lookedUp, resume } from "./helpers/stuck_binders.ts";
 
 Deno.test("h47 Q1: a binder resuming from a freeze does not remove live instances from its peers", async () => {
   const cluster = await startBinderProcs(2);
@@ -28,16 +29,7 @@ Deno.test("h47 Q1: a binder resuming from a freeze does not remove live instance
   try {
     assert(await registrar.registered(10_000), "registered");
     // Replicated to the binder that will be frozen.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await other.call(binder.methods.lookup, { service: "frozen" });
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await lookedUp(other, "frozen");
     watch = watchService(watcher, "frozen", (list) => seen.push(list.length));
     assert(await watch.ready(5000), "watch answered");
     Deno.kill(frozen, "SIGSTOP");
@@ -50,9 +42,7 @@ Deno.test("h47 Q1: a binder resuming from a freeze does not remove live instance
         `resumed (lists seen: ${JSON.stringify(seen)})`,
     );
   } finally {
-    try {
-      Deno.kill(frozen, "SIGCONT");
-    } catch { /* gone */ }
+    resume([frozen]);
     await watch?.stop();
     await registrar.stop(false);
     watcher.close();

@@ -16,56 +16,16 @@
  * there: the live binder takes a renewal, not a new registration.
  */
 import assert from "node:assert/strict";
-import { binder, BinderClient, binders, register, sys } from "../clients/mod.ts";
-import { startBinderProcs } from "./helpers/binder.ts";
+import { failoverFromStuck } from "./helpers/stuck_binders.ts";
 
 Deno.test("h47 Q3: a server whose binder hangs moves to the next one before its lease runs out", async () => {
-  const cluster = await startBinderProcs(2);
-  const stuck = cluster.procs[0].child.pid;
-  // Starts with binder 0 (the one that will hang), as a server picking it at random would.
-  const through = new BinderClient({
-    binders: cluster.addresses,
-    role: "server",
-    name: "h47-q3",
-    random: () => 0,
-  });
-  const live = binders([cluster.addresses[1]]);
-  const registrar = register(through, { service: "stuck", host: "127.0.0.1", port: 9 });
-  try {
-    assert(await registrar.registered(10_000), "registered");
-    assert.equal(through.current, cluster.addresses[0]);
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await live.call(binder.methods.lookup, { service: "stuck" });
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    Deno.kill(stuck, "SIGSTOP");
-    await new Promise((r) => setTimeout(r, 6000));
-    assert.equal(through.current, cluster.addresses[1], "moved to the live binder");
-    await live.call(binder.methods.lookup, { service: "stuck" });
-    const stats = await live.call(sys.methods.stats, {}) as unknown as {
-      registrations: number;
-      renewals: number;
-    };
-    assert.equal(
-      stats.registrations,
-      0,
-      `the live binder had to take the instance as a new registration (its lease had run out ` +
-        `there): ${
-          JSON.stringify({ registrations: stats.registrations, renewals: stats.renewals })
-        }`,
-    );
-  } finally {
-    try {
-      Deno.kill(stuck, "SIGCONT");
-    } catch { /* gone */ }
-    await registrar.stop(false);
-    live.close();
-    await cluster.stop();
-  }
+  const seen = await failoverFromStuck(2, 1, "stuck", 6000);
+  assert.equal(seen.current, seen.live, "moved to the live binder");
+  assert.ok(seen.listed, "the live binder lists it");
+  assert.equal(
+    seen.registrations,
+    0,
+    `the live binder had to take the instance as a new registration (its lease had run out ` +
+      `there): ${JSON.stringify({ registrations: seen.registrations, renewals: seen.renewals })}`,
+  );
 });
