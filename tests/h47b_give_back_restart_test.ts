@@ -12,14 +12,7 @@
 import assert from "node:assert/strict";
 import { durableBroker } from "./helpers/mqtt_durable.ts";
 import { drainAcking, mqttOpts, RawMqtt } from "./helpers/mqtt.ts";
-import {
-  nativeStats,
-  pubacks,
-  publishes,
-  publishNumbered,
-  shareMember as member,
-  windowFull,
-} from "./helpers/share_members.ts";
+import * as share from "./helpers/share_members.ts";
 
 Deno.test({
   name:
@@ -30,24 +23,27 @@ Deno.test({
     try {
       let { b, port } = await durableBroker(dir, "always");
       // The only member: persistent (kept 3 s once away), a window of 2.
-      const away = await member(port, "away", { receiveMaximum: 2, sessionExpiryInterval: 3 });
+      const away = await share.member(port, "away", {
+        receiveMaximum: 2,
+        sessionExpiryInterval: 3,
+      });
       const pub = await RawMqtt.connect(port, { clientId: "pub" }, 5);
       const n = 4;
-      await publishNumbered(pub, 0, n);
-      await pubacks(pub, n);
-      await windowFull(away, 2);
-      const inFlight = publishes(away).map((p) => String(p.payload));
+      await share.publishNumbered(pub, 0, n);
+      await share.pubacks(pub, n);
+      await share.windowFull(away, 2);
+      const inFlight = share.publishes(away).map((p) => String(p.payload));
       await pub.end();
       await away.end();
       await b.stop();
       // Restarted: the member never comes back; another joins the group and stays.
       ({ b, port } = await durableBroker(dir, "always"));
       try {
-        const stayer = await member(port, "stayer");
+        const stayer = await share.member(port, "stayer");
         // The away session expires 3 s after the restart at most: its due goes to the stayer.
         const got = new Set(await drainAcking(stayer, 5000));
         await stayer.end();
-        const stats = await nativeStats(b.port, "h47b");
+        const stats = await share.nativeStats(b.port, "h47b");
         const dropped = stats.dropped as number;
         const lost = inFlight.filter((p) => !got.has(p));
         assert.ok(

@@ -18,10 +18,10 @@ import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import { mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-import { shareMember } from "./helpers/share_members.ts";
+import * as share from "./helpers/share_members.ts";
 
 /** A member of the attacker's group that reads nothing: a window of 1, the rest queued. */
-const member = (port: number, id: string) => shareMember(port, id, { receiveMaximum: 1 });
+const member = (port: number, id: string) => share.member(port, id, { receiveMaximum: 1 });
 
 /** The longest gap between 5 ms ticks of this process's timers while `body` runs (ms). */
 async function longestGap(body: () => Promise<void>): Promise<number> {

@@ -8,13 +8,7 @@ import assert from "node:assert/strict";
 import { durableBroker } from "./helpers/mqtt_durable.ts";
 import { mqttOpts, RawMqtt } from "./helpers/mqtt.ts";
 import { sleep } from "./helpers/raw.ts";
-import {
-  nativeStats,
-  pubacks,
-  publishNumbered,
-  shareMember as member,
-  windowFull,
-} from "./helpers/share_members.ts";
+import * as share from "./helpers/share_members.ts";
 
 Deno.test({
   name:
@@ -24,11 +18,14 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "dist-n47b-gb-" });
     try {
       let { b, port } = await durableBroker(dir, "always");
-      const away = await member(port, "away", { receiveMaximum: 2, sessionExpiryInterval: 2 });
+      const away = await share.member(port, "away", {
+        receiveMaximum: 2,
+        sessionExpiryInterval: 2,
+      });
       const pub = await RawMqtt.connect(port, { clientId: "pub" }, 5);
-      await publishNumbered(pub, 0, 4);
-      await pubacks(pub, 4);
-      await windowFull(away, 2);
+      await share.publishNumbered(pub, 0, 4);
+      await share.pubacks(pub, 4);
+      await share.windowFull(away, 2);
       await pub.end();
       await away.end();
       await b.stop();
@@ -39,7 +36,7 @@ Deno.test({
         const until = performance.now() + 10_000;
         while (dropped < 4 && performance.now() < until) {
           await sleep(250);
-          dropped = (await nativeStats(b.port, "n47b")).dropped as number;
+          dropped = (await share.nativeStats(b.port, "n47b")).dropped as number;
         }
         assert.equal(dropped, 4, "the 2 in flight and the 2 queued counted dropped");
       } finally {

@@ -10,13 +10,7 @@
 import assert from "node:assert/strict";
 import { drainAcking, mqttOpts as opts, RawMqtt, withMqttBroker } from "./helpers/mqtt.ts";
 import { waitFor } from "./helpers/raw.ts";
-import {
-  pubacks,
-  publishes,
-  publishNumbered,
-  shareMember as member,
-  windowFull,
-} from "./helpers/share_members.ts";
+import * as share from "./helpers/share_members.ts";
 
 {
   const version = 5; // (shared subscriptions are MQTT 5's)
@@ -26,29 +20,32 @@ import {
     () =>
       withMqttBroker(async (b) => {
         // A window of 2: the rest go to the other member.
-        const quitter = await member(b.mqttPort, "quitter", { version, receiveMaximum: 2 });
-        const stayer = await member(b.mqttPort, "stayer");
+        const quitter = await share.member(b.mqttPort, "quitter", {
+          version,
+          receiveMaximum: 2,
+        });
+        const stayer = await share.member(b.mqttPort, "stayer");
         const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
         try {
           const n = 20;
-          await publishNumbered(pub, 0, n, (i) => ({ userProperties: { k: `v${i}` } }));
+          await share.publishNumbered(pub, 0, n, (i) => ({ userProperties: { k: `v${i}` } }));
           await waitFor(
-            () => publishes(quitter).length + publishes(stayer).length >= n,
+            () => share.publishes(quitter).length + share.publishes(stayer).length >= n,
             5000,
             `${n} deliveries to the group`,
           );
-          const held = publishes(quitter).map((p) => String(p.payload));
+          const held = share.publishes(quitter).map((p) => String(p.payload));
           assert.ok(held.length > 0, "the quitter was given some");
           await quitter.end(); // no PUBACK for any
           await waitFor(
-            () => new Set(publishes(stayer).map((p) => String(p.payload))).size === n,
+            () => new Set(share.publishes(stayer).map((p) => String(p.payload))).size === n,
             5000,
-            `the stayer to have all ${n}: it has ${publishes(stayer).length}, the quitter held ${
-              held.join(",")
-            }`,
+            `the stayer to have all ${n}: it has ${
+              share.publishes(stayer).length
+            }, the quitter held ${held.join(",")}`,
           );
           // Given back as they went: the publisher's User Property with each.
-          for (const p of publishes(stayer)) {
+          for (const p of share.publishes(stayer)) {
             const k = String(p.payload).slice(1);
             assert.deepEqual(
               { ...p.properties?.userProperties },
@@ -75,14 +72,14 @@ Deno.test(
   () =>
     withMqttBroker(async (b) => {
       // Both windows of 2 fill: the rest queue in the members (the least behind takes each).
-      const quitter = await member(b.mqttPort, "quitter", { receiveMaximum: 2 });
-      const stayer = await member(b.mqttPort, "stayer", { receiveMaximum: 2 });
+      const quitter = await share.member(b.mqttPort, "quitter", { receiveMaximum: 2 });
+      const stayer = await share.member(b.mqttPort, "stayer", { receiveMaximum: 2 });
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       try {
         const n = 12;
-        await publishNumbered(pub, 0, n);
-        await pubacks(pub, n);
-        await windowFull(quitter, 2, "the quitter's full window");
+        await share.publishNumbered(pub, 0, n);
+        await share.pubacks(pub, n);
+        await share.windowFull(quitter, 2, "the quitter's full window");
         await quitter.end();
         // The stayer acknowledges what comes: it gets all, its own queue and the quitter's.
         const got = new Set(await drainAcking(stayer, 500));
@@ -107,17 +104,17 @@ Deno.test(
   () =>
     withMqttBroker(async (b) => {
       // Kept 1 s after it goes.
-      const away = await member(b.mqttPort, "away", {
+      const away = await share.member(b.mqttPort, "away", {
         receiveMaximum: 2,
         sessionExpiryInterval: 1,
       });
-      const stayer = await member(b.mqttPort, "stayer");
+      const stayer = await share.member(b.mqttPort, "stayer");
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       try {
-        await publishNumbered(pub, 0, 10);
-        await windowFull(away, 2, "the away member's full window");
+        await share.publishNumbered(pub, 0, 10);
+        await share.windowFull(away, 2, "the away member's full window");
         await away.end(); // its session waits a second for it, then expires
-        await publishNumbered(pub, 10, 20);
+        await share.publishNumbered(pub, 10, 20);
         const got = new Set(await drainAcking(stayer, 2500));
         assert.equal(got.size, 20, `the stayer got ${[...got].sort().join(",")}`);
         const stats = await b.stats();
@@ -136,13 +133,13 @@ Deno.test(
   opts,
   () =>
     withMqttBroker(async (b) => {
-      const alone = await member(b.mqttPort, "alone", { receiveMaximum: 3 });
+      const alone = await share.member(b.mqttPort, "alone", { receiveMaximum: 3 });
       const pub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
       try {
         const n = 10;
-        await publishNumbered(pub, 0, n);
-        await windowFull(alone, 3, "a full window");
-        await pubacks(pub, n);
+        await share.publishNumbered(pub, 0, n);
+        await share.windowFull(alone, 3, "a full window");
+        await share.pubacks(pub, n);
         await alone.end();
         // Three in flight, seven queued behind the window: all ten the group's loss, counted.
         let dropped = 0;

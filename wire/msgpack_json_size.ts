@@ -13,21 +13,9 @@
  * throws here too.
  */
 
-import {
-  ARRAY,
-  BINARY,
-  FALSE,
-  FLOAT,
-  INT,
-  MAP,
-  MsgpackReader,
-  NIL,
-  STRING,
-  TRUE,
-  unsupported,
-} from "./msgpack_reader.ts";
+import * as mp from "./msgpack_reader.ts";
 
-const r = new MsgpackReader();
+const r = new mp.MsgpackReader();
 let size = 0;
 let limit = 0;
 
@@ -40,7 +28,7 @@ function add(n: number): void {
 }
 
 function numberText(v: number): number {
-  if (!Number.isFinite(v)) throw unsupported(String(v));
+  if (!Number.isFinite(v)) throw mp.unsupported(String(v));
   return Object.is(v, -0) ? 2 : String(v).length;
 }
 
@@ -84,34 +72,34 @@ function items(n: number, depth: number, keyed: boolean): void {
 /** A map's key: a string, or an integer written as a string (its digits, quoted). */
 function key(): void {
   const kind = r.head();
-  if (kind === STRING) return string(r.n);
-  if (kind === INT) return add(2 + intText(r.number()));
-  throw unsupported(`a key of type 0x${r.tag.toString(16)}`);
+  if (kind === mp.STRING) return string(r.n);
+  if (kind === mp.INT) return add(2 + intText(r.number()));
+  throw mp.unsupported(`a key of type 0x${r.tag.toString(16)}`);
 }
 
 function value(depth: number): void {
-  if (depth > 64) throw unsupported("nesting");
+  if (depth > 64) throw mp.unsupported("nesting");
   switch (r.head()) {
-    case INT:
+    case mp.INT:
       return add(intText(r.number()));
-    case STRING:
+    case mp.STRING:
       return string(r.n);
-    case MAP:
+    case mp.MAP:
       return items(r.n, depth, true);
-    case ARRAY:
+    case mp.ARRAY:
       return items(r.n, depth, false);
-    case NIL:
-    case TRUE:
+    case mp.NIL:
+    case mp.TRUE:
       return add(4);
-    case FALSE:
+    case mp.FALSE:
       return add(5);
-    case FLOAT:
+    case mp.FLOAT:
       return add(numberText(r.number()));
-    case BINARY:
+    case mp.BINARY:
       r.pos += r.n;
       return add(2 + 4 * Math.ceil(r.n / 3));
   }
-  throw unsupported(`type 0x${r.tag.toString(16)}`);
+  throw mp.unsupported(`type 0x${r.tag.toString(16)}`);
 }
 
 /**

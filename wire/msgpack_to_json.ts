@@ -14,26 +14,14 @@
  * JSON has not) throws, and the caller decodes the value instead.
  */
 import { base64Of } from "./json_value.ts";
-import {
-  ARRAY,
-  BINARY,
-  FALSE,
-  FLOAT,
-  INT,
-  MAP,
-  MsgpackReader,
-  NIL,
-  STRING,
-  TRUE,
-  unsupported,
-} from "./msgpack_reader.ts";
+import * as mp from "./msgpack_reader.ts";
 
 const encoder = new TextEncoder();
 const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 let out = new Uint8Array(64 * 1024);
 let at = 0;
-const r = new MsgpackReader();
+const r = new mp.MsgpackReader();
 
 function room(n: number): void {
   if (at + n <= out.length) return;
@@ -50,7 +38,7 @@ function writeAscii(s: string): void {
 }
 
 function writeNumber(v: number): void {
-  if (!Number.isFinite(v)) throw unsupported(String(v));
+  if (!Number.isFinite(v)) throw mp.unsupported(String(v));
   // String(-0) is "0": JSON has -0, and a JSON publisher's reaches JSON subscribers (hostile45b K-B3).
   writeAscii(Object.is(v, -0) ? "-0" : String(v));
 }
@@ -154,34 +142,34 @@ function map(n: number, depth: number): void {
 /** A map's key: a string, or an integer (a decoder makes it a string). */
 function key(): void {
   const kind = r.head();
-  if (kind === STRING) return string(r.n);
-  if (kind === INT) return writeAscii(`"${r.number()}"`);
-  throw unsupported(`a key of type 0x${r.tag.toString(16)}`);
+  if (kind === mp.STRING) return string(r.n);
+  if (kind === mp.INT) return writeAscii(`"${r.number()}"`);
+  throw mp.unsupported(`a key of type 0x${r.tag.toString(16)}`);
 }
 
 function value(depth: number): void {
-  if (depth > 64) throw unsupported("nesting");
+  if (depth > 64) throw mp.unsupported("nesting");
   switch (r.head()) {
-    case INT:
+    case mp.INT:
       return writeAscii(String(r.number()));
-    case STRING:
+    case mp.STRING:
       return string(r.n);
-    case MAP:
+    case mp.MAP:
       return map(r.n, depth);
-    case ARRAY:
+    case mp.ARRAY:
       return array(r.n, depth);
-    case NIL:
+    case mp.NIL:
       return writeAscii("null");
-    case FALSE:
+    case mp.FALSE:
       return writeAscii("false");
-    case TRUE:
+    case mp.TRUE:
       return writeAscii("true");
-    case FLOAT:
+    case mp.FLOAT:
       return writeNumber(r.number());
-    case BINARY:
+    case mp.BINARY:
       return binary(r.n);
   }
-  throw unsupported(`type 0x${r.tag.toString(16)}`);
+  throw mp.unsupported(`type 0x${r.tag.toString(16)}`);
 }
 
 /**

@@ -20,7 +20,7 @@ export interface MemberOptions {
 }
 
 /** A member of `$share/g/t/#` at QoS 1 that never acknowledges, subscribed. */
-export async function shareMember(
+export async function member(
   port: number,
   id: string,
   { version = 5, receiveMaximum = 65535, sessionExpiryInterval = 0 }: MemberOptions = {},
