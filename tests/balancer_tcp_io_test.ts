@@ -39,6 +39,48 @@ for (
   });
 }
 
+for (
+  const [what, env, io] of [
+    ["by default", {}, "epoll \\(libc\\)"],
+    ["with DIST_TCP_IO=runtime", { DIST_TCP_IO: "runtime" }, "Deno's sockets"],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `balancer --mode tcp ${what}: its checks (dialed as clients are, stop 48) take a backend that stops listening out and bring it back, and it stops cleanly`,
+    ignore: io !== "Deno's sockets" && Deno.build.os !== "linux",
+  }, async () => {
+    const backend = rawBackend(countThenAnswer);
+    const lb = await startTcpBalancer([backend.address], [], { env });
+    let listener: Deno.Listener | undefined;
+    try {
+      await waitFor(() => new RegExp(`through ${io}`).test(lb.stderr()), 5000, "the sockets line");
+      await backend.close();
+      const where = backend.address.replaceAll(".", "\\.");
+      const down = new RegExp(
+        `Backend ${where} is down: Cannot connect to ${where}: Connection refused`,
+      );
+      await waitFor(() => down.test(lb.stderr()), 5000, "the backend out by a refused check");
+      // Listening again (a check needs only the handshake, which the kernel makes).
+      listener = Deno.listen({ hostname: "127.0.0.1", port: backend.port });
+      const accepting = (async () => {
+        for await (const conn of listener) closeQuietly(conn);
+      })().catch(() => {});
+      const up = new RegExp(`Backend ${where} is up: health checks pass`);
+      await waitFor(() => up.test(lb.stderr()), 5000, "the backend back by checks");
+      // No check's dial holds the stop up (they go through the sockets it closes last).
+      const { code, killed } = await lb.stop();
+      assert.equal(killed, false, lb.stderr());
+      assert.equal(code, 0, lb.stderr());
+      closeQuietly(listener);
+      await accepting;
+    } finally {
+      if (listener !== undefined) closeQuietly(listener);
+      await lb.stop();
+    }
+  });
+}
+
 /** A backend that answers "ok" to every read. */
 function okBackend() {
   return rawBackend(async (conn) => {

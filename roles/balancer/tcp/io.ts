@@ -57,8 +57,16 @@ export interface L4Io {
    * `freed` may ask to wait before the next accept (descriptors.ts).
    */
   accept(take: (client: ClientConn) => void, freed: () => Promise<void> | undefined): Promise<void>;
-  /** Dials `address`; `hooks` are told how it went. */
-  dial(address: { host: string; port: number }, timeoutMs: number, hooks: DialHooks): void;
+  /**
+   * Dials `address`; `hooks` are told how it went. `signal` (a check's)
+   * aborts it where the sockets are Deno's (libc's dials end at {@link close}).
+   */
+  dial(
+    address: { host: string; port: number },
+    timeoutMs: number,
+    hooks: DialHooks,
+    signal?: AbortSignal,
+  ): void;
   splice(client: ClientConn, backend: BackendConn, hooks: SpliceHooks): Spliced;
   closeListener(): void;
   /** Once every connection has ended. */
@@ -152,8 +160,13 @@ class DenoIo implements L4Io {
     }
   }
 
-  dial(address: { host: string; port: number }, timeoutMs: number, hooks: DialHooks): void {
-    connectPort(address, undefined, { timeoutMs }).then(
+  dial(
+    address: { host: string; port: number },
+    timeoutMs: number,
+    hooks: DialHooks,
+    signal?: AbortSignal,
+  ): void {
+    connectPort(address, undefined, { timeoutMs, signal }).then(
       (conn) => hooks.dialed(conn),
       (err) => hooks.failed(err),
     );

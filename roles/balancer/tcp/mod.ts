@@ -106,8 +106,9 @@ export async function runTcpBalancer(
   io.closeListener();
   await accepting;
   await proxy.drain(options.grace);
-  await io.close();
+  // Before the sockets close: a check dials through them.
   await proxy.checks.stop();
+  await io.close();
   log.info("Stopped after {n}", { n: counted(proxy.stats().connections_total, "connection") });
   return 0;
 }

@@ -93,7 +93,12 @@ export class TcpProxy {
       this.pool.add(backend);
       this.tallies.set(backend, new BackendTally());
     }
-    this.checks = new TcpChecks(options.checkInterval, (t) => this.#report(t));
+    this.checks = new TcpChecks(
+      options.checkInterval,
+      (t) => this.#report(t),
+      (backend, timeoutMs, hooks, signal) =>
+        io.dial(addressOf(backend.address), timeoutMs, hooks, signal),
+    );
     this.clock = new IdleClock(options.idleTimeout);
     // Idle connections are ended until the last one is (drain).
     this.#ticker = setInterval(() => this.#tick(), this.clock.tickMs);
