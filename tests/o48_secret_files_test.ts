@@ -127,3 +127,25 @@ Deno.test("DIST_SECRETS_DIR (what dist export compose sets): its files are taken
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("dist export compose sets DIST_SECRETS_DIR in the services that mount secrets, and only there", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dist_o48_compose_" });
+  try {
+    const file = join(dir, "t.toml");
+    await Deno.writeTextFile(
+      file,
+      '[[server]]\nname = "s"\nport = 5600\ntoken = "s3cret"\n[[broker]]\nname = "b"\nport = 5601\n',
+    );
+    const r = await runDist(["export", "compose", file]);
+    assert.equal(r.code, 0, r.stderr);
+    const service = (name: string) => {
+      const at = r.stdout.indexOf(`\n  ${name}:\n`);
+      const next = r.stdout.slice(at + 4).search(/\n {2}[a-z][\w-]*:\n|\n[a-z]/);
+      return r.stdout.slice(at, at + 4 + next);
+    };
+    assert.match(service("s"), /DIST_SECRETS_DIR: \/run\/secrets/, service("s"));
+    assert.doesNotMatch(service("b"), /DIST_SECRETS_DIR/, service("b"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
