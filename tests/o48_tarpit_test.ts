@@ -1,6 +1,6 @@
 /**
  * Review N10: the tarpit's growing pause (roles/balancer/tarpit.ts: a connection refused at once
- * for a MessagePack request past the frame as JSON is not read for 100 ms, 200 ms … up to 3 s) was
+ * for a MessagePack request past the frame as JSON is not read for 100 ms, then longer, up to 3 s) was
  * counted per source, so a legit client sharing an attacker's address (every local client: one
  * loopback source) paid up to 3 s for its one request too large as JSON. Now it is counted per
  * connection: a fresh connection pays the first pause, whatever its source's others did; and a
@@ -50,7 +50,7 @@ Deno.test("tarpit: the growing pause is a connection's own; a fresh one of the s
     pauses.push(tarpit.hold(attacker, "127.0.0.1"));
     now += 50;
   }
-  assert.deepEqual(pauses, [100, 200, 400, 800, 1600, 3000, 3000, 3000]);
+  assert.deepEqual(pauses, [100, 1000, 3000, 3000, 3000, 3000, 3000, 3000]);
   // Before: 3000 ms (the source's ninth refusal).
   const legit = fakePeer();
   assert.equal(tarpit.hold(legit, "127.0.0.1"), TARPIT_FIRST_MS);
@@ -111,16 +111,19 @@ Deno.test("balancer: a legit client beside one refused many times waits the firs
   const lb = await startBalancer(servers);
   const peers: Peer[] = [];
   try {
-    const attacker = await client(lb.address, "attacker");
-    peers.push(attacker);
-    // Six refusals: the attacker's connection is now paused 3 s at each (100+200+400+800+1600 ms).
-    for (let i = 0; i < 6; i++) await refused(attacker);
+    // Two connections of the source refused 3 and 2 times (5 in all: before, the source's next
+    // pause was 3 s); each is its own now (after 100 ms, 1 s).
+    const attackers = [await client(lb.address, "attacker"), await client(lb.address, "a2")];
+    peers.push(...attackers);
+    await Promise.all(attackers.map(async (a, n) => {
+      for (let i = 0; i < 3 - n; i++) await refused(a);
+    }));
     const legit = await client(lb.address, "legit");
     peers.push(legit);
     assert.equal(await legit.call("echo", { text: "hi" }), "hi");
     await refused(legit);
     const started = performance.now();
-    // Read after its pause: 100 ms now, 3000 ms before (the source's seventh refusal).
+    // Read after its pause: 100 ms now, 3000 ms before (the source's sixth refusal).
     assert.equal(await legit.call("echo", { text: "after" }, { timeout: 20_000 }), "after");
     const waited = performance.now() - started;
     console.log(`legit's next call after its refusal: ${waited.toFixed(0)} ms`);

@@ -2,7 +2,7 @@
  * A client connection whose request was refused at once for what it would
  * grow to (a MessagePack request past the frame as JSON, msgpack_job.ts) is
  * not read for a while, longer each time that connection is refused so
- * within FORGET_MS: 100 ms, 200 ms … up to MAX_MS (HAProxy's tarpit holds a
+ * within FORGET_MS: 100 ms, 1 s, then MAX_MS (HAProxy's tarpit holds a
  * denied request likewise). Refused at once and read again at once, 8 such
  * clients sent 115 frames of 900 KB a second, a third of the balancer's
  * time, where a request of that size that is forwarded waits for its share
@@ -21,6 +21,13 @@ import type { Peer } from "../../wire/mod.ts";
 
 /** The first pause (ms). */
 export const TARPIT_FIRST_MS = 100;
+/**
+ * Each pause of a connection is this many times its last: 100 ms, 1 s, 3 s. Counted a source, the
+ * 8 connections of one attacker shared one count (28 refusals in ~6 s); counted a connection and
+ * doubled, each climbed alone (56, and a legit client's p99 beside them 6-10× its own against
+ * 2-3×); a tenfold climb gives a legit connection's one refusal 100 ms and the 8 about 32.
+ */
+export const TARPIT_GROWTH = 10;
 /** The longest pause (ms): the default `--queue-timeout`, what a held request of that size waited. */
 export const TARPIT_MAX_MS = 3000;
 /** A connection refused nothing for this long starts again from the first pause (ms). */
@@ -64,7 +71,7 @@ export class Tarpit {
     }
     r.count++;
     r.at = now;
-    const ms = Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * 2 ** Math.min(r.count - 1, 16));
+    const ms = Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * TARPIT_GROWTH ** Math.min(r.count - 1, 8));
     let held = this.#held.get(source);
     if (held === undefined) this.#held.set(source, held = new Set());
     for (const h of held) {
