@@ -93,6 +93,8 @@ function checkPair(certPath: string, certPem: string, keyPath: string, keyPem: s
 
 /** A file of one or more CA certificates, each parsed and valid now. */
 function readCaBundle(flag: string, path: string): string {
+  // Whoever may write it picks whom this side trusts: a client CA planted is any user (N9).
+  checkSecretFile(flag, path, { private: false });
   const text = readPem(flag, path, "CERTIFICATE");
   for (const block of blocks(text, "CERTIFICATE")) {
     checkValidity(flag, path, parseCert(flag, path, block));

@@ -69,12 +69,14 @@ export function launcherCredentials(instance: Instance | undefined): Credentials
   }
 }
 
-/** The secrets files an instance reads, and whether others may not read them either (N9). */
+/** The secrets and trust files an instance reads, and whether others may not read them either (N9). */
 const SECRET_FILES = [
   ["users", "users", false],
   ["tokenFile", "token_file", true],
   ["passwordFile", "password_file", true],
   ["tlsKey", "tls_key", true],
+  ["tlsCa", "tls_ca", false],
+  ["tlsClientCa", "tls_client_ca", false],
 ] as const;
 
 /**

@@ -131,14 +131,14 @@ Deno.test('users files, passwords and tls = "files" are carried; certificates th
   const dir = await Deno.makeTempDir({ prefix: "dist_export_files_" });
   try {
     const ca = await makeCa();
-    await Deno.writeTextFile(join(dir, "ca.crt"), ca.cert);
+    await Deno.writeTextFile(join(dir, "ca.crt"), ca.cert, { mode: 0o644 });
     const write = async (name: string, hosts: string[]) => {
       const pair = await issueCert(ca, { name, hosts });
-      await Deno.writeTextFile(join(dir, `${name}.crt`), pair.cert);
-      await Deno.writeTextFile(join(dir, `${name}.key`), pair.key);
+      await Deno.writeTextFile(join(dir, `${name}.crt`), pair.cert, { mode: 0o644 });
+      await Deno.writeTextFile(join(dir, `${name}.key`), pair.key, { mode: 0o600 });
     };
     const users = '[users.app]\ntoken = "sha256:abc"\n';
-    await Deno.writeTextFile(join(dir, "users.toml"), users);
+    await Deno.writeTextFile(join(dir, "users.toml"), users, { mode: 0o600 });
     const text = `[security]\ntls = "files"\nca = "${dir}/ca.crt"\n` +
       `cert = "${dir}/{name}.crt"\nkey = "${dir}/{name}.key"\n\n` +
       `[[server]]\nname = "s"\nport = 5590\nusers = "${dir}/users.toml"\n\n` +

@@ -35,7 +35,7 @@ Deno.test('h47 Q24: tls = "auto" recovers from a CA pair a full disk left half w
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     await Deno.copyFile(`${state}/made/ca.key`, `${dir}/ca.key`);
     await Deno.chmod(`${dir}/ca.key`, 0o600);
-    await Deno.writeTextFile(`${dir}/ca.crt`, "");
+    await Deno.writeTextFile(`${dir}/ca.crt`, "", { mode: 0o644 });
     const r = await runDist(["up", file, "--no-dashboard", "--duration", "2s"], {
       env,
       timeoutMs: 40_000,

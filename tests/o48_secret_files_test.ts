@@ -90,6 +90,24 @@ Deno.test("a TLS key others may read is refused (dist up says so before starting
   }
 });
 
+Deno.test("a CA file others may write is refused (a client CA planted would make any user); 0644 is taken", async () => {
+  const pki = await makePki();
+  try {
+    const tls = ["--tls-cert", pki.server.cert, "--tls-key", pki.server.key];
+    await Deno.chmod(pki.ca, 0o664);
+    const r = await runDist(["server", "--port", "0", ...tls, "--tls-client-ca", pki.ca]);
+    const line = assertUserError(r, 2, "client CA 664");
+    assert.match(line, /^dist: --tls-client-ca .* may be written by others \(mode 664\)/, line);
+    assert.ok(line.includes(`chmod 600 ${pki.ca}`), line);
+    const d = await runDist(["client", "--connect", "127.0.0.1:1", "--tls-ca", pki.ca, "echo"]);
+    assert.match(assertUserError(d, 2, "dialer's CA 664"), /--tls-ca .* may be written by others/);
+    await Deno.chmod(pki.ca, 0o644); // A certificate is no secret: others may read it.
+    await starts([...tls, "--tls-client-ca", pki.ca]);
+  } finally {
+    await pki.remove();
+  }
+});
+
 Deno.test({
   name: "a users file of another user's is refused; root's is taken",
   ignore: Deno.uid() !== 0, // Only root can give a file away (and take root's).

@@ -41,7 +41,7 @@ export async function makePki(): Promise<Pki> {
   const dir = await Deno.makeTempDir({ prefix: "dist-pki-" });
   const write = async (name: string, pair: CertAndKey): Promise<Pair> => {
     const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
-    await Deno.writeTextFile(files.cert, pair.cert);
+    await Deno.writeTextFile(files.cert, pair.cert, { mode: 0o644 }); // Not group-writable (umask 002)
     await Deno.writeTextFile(files.key, pair.key, { mode: 0o600 });
     return { ...files, certPem: pair.cert, keyPem: pair.key };
   };
