@@ -59,7 +59,8 @@ export async function writeFiles(files: ExportFile[], out: string | undefined): 
  */
 async function ownFolder(dir: string, parents: boolean): Promise<void> {
   try {
-    await Deno.mkdir(dir, { recursive: parents });
+    // 0700: made with the umask's mode (0775 under a umask of 002) the check below refused it.
+    await Deno.mkdir(dir, { recursive: parents, mode: 0o700 });
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) {
       const reason = error instanceof Error ? error.message : String(error);

@@ -152,7 +152,7 @@ Deno.test('[security] tls = "files" gives each instance its own files, {name} re
 Deno.test('tls = "auto" signs with no ca.crt that is not a CA, and "files" gives no instance the CA\'s files (hostile45c K-C4)', async () => {
   const state = await Deno.makeTempDir({ prefix: "dist-tls-ca-" });
   const dir = join(state, "pki");
-  await Deno.mkdir(dir);
+  await Deno.mkdir(dir, { mode: 0o700 }); // Not group-writable under a umask of 002.
   const { issueCert, makeCa } = await import("../cert/mod.ts");
   // A leaf where the CA should be (what an instance named "ca" once wrote there).
   const leaf = await issueCert(await makeCa({ name: "other" }), {
