@@ -189,8 +189,7 @@ export class CallTable {
   onLate: (() => void) | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
-  /** The timer fired once at its time and was armed again for a turn (see #expire). */
-  #graced = false;
+  #graced = false; // The timer fired once and waits for a poll turn (see #expire).
   /** The last error the peer reported about no request in particular. */
   #report: { err: DistError; at: number } | undefined;
 
@@ -357,6 +356,7 @@ export class CallTable {
    */
   failAll(failure: DistError): void {
     failure = this.lastReport ?? failure;
+    this.#graced = false;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
