@@ -265,3 +265,37 @@ Deno.test(
     }, { mqttWsPort: 0 });
   },
 );
+
+Deno.test("broker queue group: a reader that answers late gets 90 % or more beside two members with an 8 MB receive buffer that never read (stop-47 Limits)", async () => {
+  await withBroker(async (b) => {
+    const pub = await BrokerClient.connect(b.port);
+    const alice = await rawSubscriber(b.port, { topic: "/q", group: "g" });
+    // She reads all as it comes and answers each request 60 ms late: never within the 25 ms a
+    // proven member may leave one unanswered (a loaded machine's reader, a GC pause).
+    const got = countFrames(alice.conn, true, 1000, undefined, 60);
+    // The group's reader: proven once an answer shows 64 KiB read (answers to requests every
+    // 16 KiB, the fifth past it), 50 KB at a time while she is its only member.
+    for (let i = 1; got.answers < 5 && i <= 200; i++) {
+      for (let k = 0; k < 50; k++) pub.publish("/q/x", "m".repeat(1000));
+      await waitFor(() => got.count === 50 * i, 10_000, `her ${50 * i}`);
+      await sleep(20);
+    }
+    assert.ok(got.answers >= 5, `her answers: ${got.answers}`);
+    const warm = got.count;
+    const mallory = startMembers(b.port, 2, "never");
+    try {
+      assert.equal(await mallory.line(), "ready");
+      const n = 30_000;
+      await publishKb(pub, n); // at once, as fast as the broker takes it
+      // Before: ranked before a proven member late to answer, they took what their buffers
+      // hold (alice got 60-70 % here). Now a pick goes by room: one that never answered is
+      // passed over once it holds more unread than she does.
+      await readerGetsMost(mallory, () => got.count - warm, n, [0.9, 0.1]);
+    } finally {
+      await mallory.close();
+      closeQuietly(alice.conn);
+      await got.done;
+      pub.close();
+    }
+  });
+});

@@ -41,10 +41,10 @@ Deno.test("broker queue group: ten connections that never read cannot take most 
       const stats = await statsUntil(pub, (s) => s.queued_bytes === 0, 5000);
       assert.equal(stats.dropped, 0);
       const groups = stats.queue_groups as Record<string, number>;
-      // A thief given less than 64 KiB before the others stalled is not stalled (yet): how many
-      // are when the stats are read depends on the run (4–10 of 10 seen); at least one is.
-      assert.ok(groups.stalled_sockets >= 1, `stalled members: ${JSON.stringify(groups)}`);
-      assert.ok(groups.stalled_bytes > 0 && groups.passed_over > 0, JSON.stringify(groups));
+      // Passed over: before stop 48 once their sockets stalled (4–10 of 10 were when the stats
+      // were read); now once they leave the broker's request unanswered 25 ms (group_proof.ts
+      // awaited), before their sockets fill.
+      assert.ok(groups.passed_over > 0, JSON.stringify(groups));
     } finally {
       for (const m of mallory) closeQuietly(m.conn);
       closeQuietly(alice.conn);

@@ -5,6 +5,8 @@
  * frames copied into its outbound buffer).
  */
 import { groupCounts } from "./group.ts";
+import { giveBacksOf, type Owed, takeQueue } from "./give_back.ts";
+import type { Subscription } from "./subscriber.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   CloseReason,
@@ -321,7 +323,7 @@ export class WireFront implements SessionOwner {
         too_large: core.retainedTooLarge,
       },
       topics_evicted: core.topicsEvicted,
-      dropped: core.dropped,
+      dropped: core.dropped + giveBacksOf(core).dropped,
       queued_bytes: core.queuedBytes,
       slow_consumers: this.slowConsumers,
       bad_publishes: this.badPublishes,
@@ -334,6 +336,7 @@ export class WireFront implements SessionOwner {
         passed_over: groupCounts.passedOver,
         rerouted: groupCounts.rerouted,
         given_back: groupCounts.givenBack,
+        given_up: groupCounts.givenUp,
         ...sendQueueStats(),
       },
     };
@@ -364,12 +367,26 @@ export class WireFront implements SessionOwner {
     return session;
   }
 
-  /** Removes every subscription of a session; returns how many there were. */
+  /**
+   * Removes every subscription of a session; returns how many there were.
+   * What its queue group members had queued goes to other members (give_back.ts).
+   */
   #drop(session: Session): number {
     const n = session.subs.size;
-    for (const sub of session.subs.values()) this.core.unsubscribe(sub);
+    this.#leave(session.subs.values());
     session.subs.clear();
     return n;
+  }
+
+  /** Cuts `subs`, then gives what their queue group members had queued to other members. */
+  #leave(subs: Iterable<Subscription>): void {
+    const owed: Owed[] = [];
+    for (const sub of subs) {
+      const o = takeQueue(sub, this.core, this);
+      if (o !== undefined) owed.push(o);
+      this.core.unsubscribe(sub);
+    }
+    if (owed.length > 0) giveBacksOf(this.core).add(owed);
   }
 
   #subscribe(session: Session, p: Subscribe): Subscribed {
@@ -420,7 +437,7 @@ export class WireFront implements SessionOwner {
       throw new DistError("NOT_FOUND", `No subscription ${describe(sid)} on this connection`);
     }
     session.subs.delete(sub.sid);
-    this.core.unsubscribe(sub);
+    this.#leave([sub]);
     return { sid: sub.sid, delivered: sub.delivered, dropped: sub.dropped };
   }
 }

@@ -139,10 +139,15 @@ export const groupCounts = {
    */
   rerouted: 0,
   /**
-   * Deliveries a member's MQTT session ended without taking (in flight
-   * unacknowledged, or queued) that went to another member (mqtt/give_back.ts).
+   * Deliveries a member left without taking (an MQTT session's in flight
+   * unacknowledged, or queued) that went to another member (give_back.ts).
    */
   givenBack: 0,
+  /**
+   * Deliveries given back MAX_GIVE_BACKS times already (kept.ts) that a
+   * member left with again: counted dropped, not given back once more.
+   */
+  givenUp: 0,
 };
 
 /**

@@ -9,8 +9,8 @@
 import type { Message, Subscription } from "./subscriber.ts";
 import { knownBytes } from "./message.ts";
 import { groupCounts, PICK_WINDOW, TRIAL_BURST, TRIAL_SHARE, UNFIT, UNPROVEN } from "./group.ts";
-import { ON_TRIAL as TRIAL } from "../../wire/send_queue.ts";
-import { askIfDue, lastStage, readLoad, stageOf } from "./group_proof.ts";
+import { ON_TRIAL as TRIAL, STALLED } from "../../wire/send_queue.ts";
+import { askIfDue, awaited, awaitedRank, lastStage, readLoad, stageOf } from "./group_proof.ts";
 import type { Group } from "./subscriptions.ts";
 
 /** A load past every byte count: a member whose next delivery would queue. */
@@ -35,6 +35,16 @@ const REFUSING = UNFIT;
 const ON_PROBATION = UNPROVEN, ON_TRIAL = 2 * UNPROVEN;
 
 /**
+ * A load past a stalled member's (STALLED, a proven one late to answer
+ * included) short of BEHIND: a member not proven that leaves a request to
+ * answer unanswered (group_proof.ts awaited), whatever its trial budget. A
+ * group's reader late to answer under load then still takes its messages
+ * (stop-47 Limits: members that never answered took 33–57 %); an honest
+ * new member is asked after 16 KiB and answers within a round trip.
+ */
+const AWAITED = STALLED + 2 ** 38;
+
+/**
  * Bytes pending on a member's connection that still count as nothing
  * pending (a few writes' worth): members below it share a group's messages
  * in plain rotation, whatever their socket's writes in flight.
@@ -55,7 +65,9 @@ export const KEEPING_UP = 64 * 1024;
  * (its client not yet shown to read: send_queue.ts onTrial), nothing past
  * its group's trial budget while a proven member keeps up (hostile review
  * 34 Z11: in plain rotation one that never read took half the group's
- * messages and, with `drop-oldest`, dropped them).
+ * messages and, with `drop-oldest`, dropped them). One not proven that
+ * leaves a request to answer unanswered ranks after all of these but the
+ * behind (AWAITED): after a proven member late to answer.
  */
 export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subscription>): number {
   const sink = sub.sink;
@@ -67,6 +79,7 @@ export function memberLoad(sub: Subscription, bytes: number, group?: Group<Subsc
   judgedTrial = lastStage();
   if (bytes >= (sink.refusedBytes ?? Infinity)) return REFUSING + pending;
   if (!sub.ready) return BEHIND + pending;
+  if (judgedTrial !== 0 && awaited(sink)) return AWAITED + awaitedRank(sink);
   if (pending >= KEEPING_UP) return pending;
   if (group === undefined) return 0;
   if (judgedTrial === 0) {

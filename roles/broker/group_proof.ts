@@ -77,6 +77,31 @@ export function readLoad(sink: Sink, past: number): number {
   return app > kernel ? app : kernel;
 }
 
+/**
+ * Whether `sink`'s client, not proven to read, leaves a request unanswered
+ * (one asked behind what it was given) past STALL_MS: a queue group then ranks it after
+ * every member that answers, a proven one late to answer included
+ * (group_delivery.ts memberLoad). Ranked by its stage, members that never
+ * answered took their group's messages whenever its reader was late to
+ * answer under load (past STALL_MS): two with 8 MB receive buffers took 55
+ * % of the group (stop-47 Limits). Absent where nothing can be asked.
+ */
+export function awaited(sink: Sink): boolean {
+  const p = sink.proof;
+  return sink.askRead !== undefined && p !== undefined && p.side === sink.socket &&
+    !p.proven && p.asked >= 0 && turnClock() - p.askedAt >= STALL_MS;
+}
+
+/**
+ * How a member {@link awaited} ranks among such members (0 to 2^38): one
+ * that answered before first (a reader not proven yet, late to answer),
+ * then the one given least past what it has shown read (the most room).
+ */
+export function awaitedRank(sink: Sink): number {
+  const read = sink.proof!.read, out = sink.socket?.bytesOut ?? 0;
+  return (read > 0 ? 0 : 2 ** 37) + Math.min(Math.max(0, out - read), 2 ** 36);
+}
+
 /** How far the client of the member readLoad last judged is from proven, as {@link stageOf}. */
 export function lastStage(): number {
   return stage;

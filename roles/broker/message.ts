@@ -127,8 +127,11 @@ export interface Sink {
    * session's row on disk (mqtt/journal.ts ROW_BYTES). Absent: nothing.
    */
   readonly recordCost?: number;
-  /** Puts a delivery `encode` produced on the transport. */
-  writeEncoded(bytes: Uint8Array, sub: Subscription): void;
+  /**
+   * Puts a delivery `encode` produced on the transport; `kept`: a queue
+   * group's, as published (kept.ts), should it go to another member.
+   */
+  writeEncoded(bytes: Uint8Array, sub: Subscription, kept?: Message): void;
   /**
    * Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed);
    * while it is {@link full}, only if `passes` says the next delivery may go.

@@ -22,6 +22,7 @@ import { BrokerCore } from "./core.ts";
 import { SOURCE_SHARE } from "./shares.ts";
 import { MemoryGuard } from "./memory.ts";
 import { WireFront } from "./front.ts";
+import { giveBacksOf } from "./give_back.ts";
 import { DurableBroker } from "./durable.ts";
 import { FSYNC_OPTION, STORE_OPTIONS, storeOptions } from "../../store/mod.ts";
 import type { MqttFront } from "./mqtt/front.ts";
@@ -267,6 +268,7 @@ async function runBroker(options: BrokerOptions, ctx: RunContext): Promise<numbe
             n: bound.peers.size + (mqtt?.connections ?? 0),
           });
           mqtt?.close();
+          giveBacksOf(core).close(); // what is not given back yet: counted undeliverable
         },
         stopped: () => {
           stopWatching();

@@ -7,6 +7,7 @@
 import { ByteQueue, queueMemory } from "./byte_queue.ts";
 import { LatestQueue } from "./latest_queue.ts";
 import type { Message } from "./message.ts";
+import type { KeptQueue } from "./kept.ts";
 import { SubscriptionInfo } from "./subscription_info.ts";
 
 export abstract class SubscriptionQueues extends SubscriptionInfo {
@@ -25,8 +26,29 @@ export abstract class SubscriptionQueues extends SubscriptionInfo {
   protected lane: ByteQueue | undefined;
   /** Pending deliveries of `latest`, as messages (a newer one replaces one in place). */
   protected latest: LatestQueue | undefined;
+  /**
+   * A queue group member's FIFO deliveries as published, one per record (kept.ts): what goes to
+   * another member should it leave (give_back.ts). Made at the first.
+   */
+  protected kept: KeptQueue | undefined;
   /** Deliveries queued before a snapshot to send again (Subscription.again) still to go. */
   protected beforeLater = 0;
+
+  /**
+   * What its FIFO holds, oldest first, taken as a whole (not record by
+   * record: 125,000 copies stopped the broker 110 ms, hostile h47b N3), and
+   * the FIFO empty, with each delivery as published (kept.ts): what a queue
+   * group member that leaves had queued, to give another member
+   * (give_back.ts). Called just before it is cut.
+   */
+  takeQueued(): { queue: ByteQueue; kept: KeptQueue | undefined } {
+    const queue = this.fifo, kept = this.kept;
+    this.fifo = new ByteQueue();
+    this.kept = undefined;
+    this.account(-queue.bytes - queue.length * (this.sink.recordCost ?? 0));
+    this.lossyQueued = 0;
+    return { queue, kept };
+  }
 
   /** Bytes waiting here (not counting the sink's). */
   get queuedBytes(): number {
@@ -85,7 +107,7 @@ export abstract class SubscriptionQueues extends SubscriptionInfo {
   /** What its queue takes in memory (its buffer, slack included; a `latest` queue's entries). */
   get queueMemory(): number {
     return this.fifo.capacity + (this.lane?.capacity ?? 0) +
-      (this.latest === undefined ? 0 : this.bytesHere);
+      (this.latest === undefined ? 0 : this.bytesHere) + (this.kept?.bytes ?? 0);
   }
 
   /**
@@ -97,7 +119,8 @@ export abstract class SubscriptionQueues extends SubscriptionInfo {
     const before = this.queueMemory;
     const latest = this.latest !== undefined;
     while (
-      this.fifo.tight + (this.lane?.tight ?? 0) + (latest ? this.bytesHere : 0) > before - bytes &&
+      this.fifo.tight + (this.lane?.tight ?? 0) + (latest ? this.bytesHere : 0) +
+            (this.kept?.bytes ?? 0) > before - bytes &&
       this.dropOldest()
     ) {
       // Counted in `dropped`.
@@ -119,6 +142,7 @@ export abstract class SubscriptionQueues extends SubscriptionInfo {
       this.leaving();
       const length = this.fifo.drop();
       if (length < 0) return false;
+      this.kept?.shift();
       this.account(-length - (this.sink.recordCost ?? 0));
     } else if (this.shiftLatest() === undefined) {
       return false;

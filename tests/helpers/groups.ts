@@ -11,15 +11,18 @@ import { jsonFrame, sleep, waitFor, writeAll } from "./raw.ts";
  * queue group member reads: roles/broker/group_proof.ts) as a dist peer
  * does, with UNKNOWN_METHOD; with `answer` false it never answers. Small
  * deliveries of `marker` are counted apart (`marks`): one read says all
- * before it on the connection was read.
+ * before it on the connection was read; `answers` counts the requests
+ * answered. `answerAfterMs`: each answer sent that late, reading going on
+ * meanwhile.
  */
 export function countFrames(
   conn: Deno.Conn,
   answer = true,
   least = 1000,
   marker?: string,
-): { count: number; marks: number; done: Promise<void> } {
-  const state = { count: 0, marks: 0, done: Promise.resolve() };
+  answerAfterMs = 0,
+): { count: number; marks: number; answers: number; done: Promise<void> } {
+  const state = { count: 0, marks: 0, answers: 0, done: Promise.resolve() };
   state.done = (async () => {
     const buf = new Uint8Array(256 * 1024), head = new Uint8Array(4);
     let have = 0, skip = 0;
@@ -38,7 +41,13 @@ export function countFrames(
             i += k;
             if (skip === 0 && small !== undefined) {
               if (marker !== undefined && isDeliveryOf(small, marker)) state.marks++;
-              else if (answer) await answerRequest(conn, small);
+              else if (answer && answerAfterMs > 0) {
+                // Late (a loaded machine's reader), reading on meanwhile.
+                const frame = small;
+                setTimeout(async () => {
+                  if (await answerRequest(conn, frame).catch(() => false)) state.answers++;
+                }, answerAfterMs);
+              } else if (answer && await answerRequest(conn, small)) state.answers++;
             }
             continue;
           }
@@ -71,17 +80,18 @@ function isDeliveryOf(frame: Uint8Array, topic: string): boolean {
   }
 }
 
-/** Answers `frame` if it is a request (an id and a method) with UNKNOWN_METHOD. */
-async function answerRequest(conn: Deno.Conn, frame: Uint8Array): Promise<void> {
+/** Answers `frame` if it is a request (an id and a method) with UNKNOWN_METHOD: whether it was. */
+async function answerRequest(conn: Deno.Conn, frame: Uint8Array): Promise<boolean> {
   let msg: { id?: unknown; method?: unknown };
   try {
     msg = JSON.parse(new TextDecoder().decode(frame));
   } catch {
-    return;
+    return false;
   }
-  if (msg.id === undefined || typeof msg.method !== "string") return;
+  if (msg.id === undefined || typeof msg.method !== "string") return false;
   const error = { code: "UNKNOWN_METHOD", message: `Unknown method: ${msg.method}` };
   await writeAll(conn, jsonFrame({ id: msg.id, error }));
+  return true;
 }
 
 /**

@@ -28,7 +28,7 @@ import { SysTopics } from "./sys.ts";
 import { MqttSlots } from "./slots.ts";
 import type { Store } from "../../../store/mod.ts";
 import { sessionMemory } from "../memory.ts";
-import { GiveBacks } from "./give_back.ts";
+import { type GiveBacks, giveBacksOf } from "../give_back.ts";
 
 const log = getLogger(["dist", "broker", "mqtt"]);
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
@@ -86,7 +86,7 @@ export class MqttFront {
     this.#slots = new MqttSlots(limits);
     this.#authenticator = authenticator;
     this.wills = new Wills(core);
-    this.giveBacks = new GiveBacks(core, this);
+    this.giveBacks = giveBacksOf(core);
     this.#sys = new SysTopics(this, core, limits.sysIntervalMs ?? 0);
   }
   readonly #sys: SysTopics;

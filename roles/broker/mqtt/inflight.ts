@@ -8,6 +8,7 @@
  * (the id stays taken, and counts in the window, until PUBCOMP).
  */
 import type { Subscription } from "../subscriber.ts";
+import { type Kept, keptCost as originCost } from "../kept.ts";
 
 /**
  * What a kept PUBLISH is counted at beside its bytes: its entry, its typed
@@ -37,6 +38,8 @@ interface Entry {
   by: Subscription | undefined;
   /** Kept only for that (a clean session's): not pending on its connection (see `onKept`). */
   aside: boolean;
+  /** A queue group's delivery as published (kept.ts), for that member; undefined: read from `bytes`. */
+  kept: Kept | undefined;
 }
 
 export class InflightWindow {
@@ -78,7 +81,13 @@ export class InflightWindow {
     let id = this.#nextId;
     while (entries.has(id)) id = id === 65_535 ? 1 : id + 1;
     this.#nextId = id === 65_535 ? 1 : id + 1;
-    entries.set(id, { bytes: undefined, released: false, by: undefined, aside: false });
+    entries.set(id, {
+      bytes: undefined,
+      released: false,
+      by: undefined,
+      aside: false,
+      kept: undefined,
+    });
     return id;
   }
 
@@ -96,6 +105,7 @@ export class InflightWindow {
       released: bytes === undefined,
       by: bytes === undefined ? undefined : by,
       aside: false,
+      kept: undefined,
     };
     entries.set(id, entry);
     this.#set(entry, bytes);
@@ -103,15 +113,15 @@ export class InflightWindow {
 
   /**
    * Keeps the bytes of the PUBLISH sent with `id`, for a redelivery; given
-   * by queue group member `by`, for another member too (see {@link givenBack});
-   * `aside`: for that alone.
+   * by queue group member `by`, for another member too (see {@link givenBack}),
+   * as it was published (`kept`); `aside`: for that alone.
    */
-  keep(id: number, bytes: Uint8Array, by?: Subscription, aside = false): void {
+  keep(id: number, bytes: Uint8Array, by?: Subscription, aside = false, kept?: Kept): void {
     const entry = this.#map?.get(id);
     if (entry === undefined) return;
     entry.by = by;
     entry.aside = aside;
-    this.#set(entry, bytes);
+    this.#set(entry, bytes, by === undefined ? undefined : kept);
   }
 
   /**
@@ -120,22 +130,24 @@ export class InflightWindow {
    * member it went by: what goes to another member of the group when the
    * session ends (MQTT 5 §4.8.2). Taken: they are no longer kept here.
    */
-  givenBack(): { by: Subscription; bytes: Uint8Array }[] {
-    const out: { by: Subscription; bytes: Uint8Array }[] = [];
+  givenBack(): { by: Subscription; bytes: Uint8Array; kept: Kept | undefined }[] {
+    const out: { by: Subscription; bytes: Uint8Array; kept: Kept | undefined }[] = [];
     for (const entry of this.#map?.values() ?? []) {
-      const { by, bytes } = entry;
+      const { by, bytes, kept } = entry;
       if (by === undefined || bytes === undefined || entry.released) continue;
-      out.push({ by, bytes });
+      out.push({ by, bytes, kept });
       this.#set(entry, undefined);
     }
     return out;
   }
 
-  /** Sets what `entry` keeps, counted. */
-  #set(entry: Entry, bytes: Uint8Array | undefined): void {
-    const delta = keptCost(bytes) - keptCost(entry.bytes);
+  /** Sets what `entry` keeps, counted (with none, nor its delivery as published). */
+  #set(entry: Entry, bytes: Uint8Array | undefined, kept?: Kept): void {
+    const delta = keptCost(bytes) + originCost(kept) - keptCost(entry.bytes) -
+      originCost(entry.kept);
     const qos2 = isQos2(bytes ?? entry.bytes);
     entry.bytes = bytes;
+    entry.kept = bytes === undefined ? undefined : kept;
     if (delta === 0) return;
     this.#kept += delta;
     if (qos2) this.#kept2 += delta;

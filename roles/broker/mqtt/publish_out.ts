@@ -39,6 +39,7 @@ import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
 import { pickBytes, refusedFrom } from "../group_delivery.ts";
 import { written } from "./pace.ts";
+import { keep } from "../kept.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -105,7 +106,9 @@ export function writeDelivery(
     );
     if (alias !== 0) writePublish(kept, 0, topic, payload, qos, retain, id, v5, full);
     const aside = session.expiry === 0; // (for the group alone: see InflightWindow.keep)
-    session.inflight.keep(id, v5 ? keptAbsolute(kept, extras.expiry) : kept, groupOf(sub), aside);
+    const by = groupOf(sub); // as published too: what goes to another member (give_back.ts)
+    const bytes = v5 ? keptAbsolute(kept, extras.expiry) : kept;
+    session.inflight.keep(id, bytes, by, aside, by === undefined ? undefined : keep(msg));
     session.journal?.sent(id, kept);
   }
   conn.queuedOut();
@@ -115,7 +118,8 @@ export function writeDelivery(
 /**
  * Writes a delivery that waited in a queue ({@link MqttSession.encode}'s
  * bytes): MQTT 5's Message Expiry made the seconds left (expired: not
- * sent), and a packet id for QoS 1 and 2.
+ * sent), and a packet id for QoS 1 and 2; `published`: a queue group's
+ * delivery as published (kept.ts).
  */
 export function writeQueued(
   session: MqttSession,
@@ -123,6 +127,7 @@ export function writeQueued(
   bytes: Uint8Array,
   hadRow = false,
   sub?: Subscription,
+  published?: Message,
 ): void {
   if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
   if (bytes.length > conn.clientMaxPacket) return tooLarge(conn);
@@ -150,7 +155,8 @@ export function writeQueued(
     if (session.expiry > 0 || sub?.group !== undefined) {
       const kept = session.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
       const by = sub?.group === undefined ? undefined : sub;
-      session.inflight.keep(id, kept, by, session.expiry === 0);
+      const asPublished = by === undefined || published === undefined ? undefined : keep(published);
+      session.inflight.keep(id, kept, by, session.expiry === 0, asPublished);
       session.journal?.sent(id, kept);
     }
   }

@@ -231,15 +231,14 @@ export class MqttSession implements Sink {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     // What its queue groups gave it and it did not take goes to other members (give_back.ts).
-    const core = this.#front.core;
-    const owed = why === "shutdown" ? [] : takeOwed(this.subs, this.inflight, core);
+    const front = this.#front, owed = why === "shutdown" ? [] : takeOwed(this, front);
     for (const sub of this.#subs?.values() ?? []) this.unsubscribe(sub);
     for (const sub of this.#subs?.leaving ?? []) sub.cancel();
     this.#subs = undefined;
     this.inflight.clear();
-    this.#front.giveBacks.add(owed, this.version === 5);
+    front.giveBacks.add(owed);
     this.save();
-    this.#front.sessions.ended(this, why);
+    front.sessions.ended(this, why);
     this.#drain?.wake();
   }
 
@@ -385,8 +384,8 @@ export class MqttSession implements Sink {
     return this.#journal === undefined ? 0 : ROW_BYTES;
   }
 
-  writeEncoded(bytes: Uint8Array, sub: Subscription): void {
-    writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false, sub);
+  writeEncoded(bytes: Uint8Array, sub: Subscription, kept?: Message): void {
+    writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false, sub, kept);
   }
 
   whenDrained(bytes: number, fn: () => void, passes?: () => boolean): void {
