@@ -67,34 +67,54 @@ Deno.test(
     }),
 );
 
-Deno.test(
-  "queue group: what an MQTT member at QoS 1 leaves goes to a member at QoS 2 at QoS 2",
-  opts,
-  () =>
-    withMqttBroker(async (b) => {
-      const quitter = await mqttMember(b.mqttPort, "quitter", 1);
-      const pub = await BrokerClient.connect(b.port, "json", "pub");
-      let stayer: RawMqtt | undefined;
-      try {
-        for (let i = 0; i < 3; i++) await pub.confirm("/t/x", `m${i}`, false); // (native: QoS 2)
-        await waitFor(() => publishes(quitter).length === 3, 5000, "the quitter's");
-        assert.deepEqual(publishes(quitter).map((p) => p.qos), [1, 1, 1]);
-        stayer = await mqttMember(b.mqttPort, "stayer", 2);
-        await quitter.end();
-        await waitFor(() => publishes(stayer!).length === 3, 5000, "the stayer's");
-        // Before: at the quitter's QoS 1, rebuilt from its packets.
-        assert.deepEqual(publishes(stayer).map((p) => [String(p.payload), p.qos]), [
-          ["m0", 2],
-          ["m1", 2],
-          ["m2", 2],
-        ]);
-      } finally {
-        await quitter.end();
-        await stayer?.end();
-        pub.close();
-      }
-    }),
-);
+for (const publisher of ["native", "MQTT"] as const) {
+  Deno.test(
+    `queue group: what an MQTT member at QoS 1 leaves goes to a member at QoS 2 at QoS 2 (${
+      publisher === "native" ? "a native" : "an MQTT"
+    } publish)`,
+    opts,
+    () =>
+      withMqttBroker(async (b) => {
+        const quitter = await mqttMember(b.mqttPort, "quitter", 1);
+        const pub = await BrokerClient.connect(b.port, "json", "pub");
+        const mqttPub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
+        let stayer: RawMqtt | undefined;
+        try {
+          for (let i = 0; i < 3; i++) {
+            if (publisher === "native") await pub.confirm("/t/x", `m${i}`, false); // (QoS 2)
+            else {
+              await mqttPub.send(
+                {
+                  cmd: "publish",
+                  topic: "t/x",
+                  payload: `m${i}`,
+                  qos: 2,
+                  messageId: i + 1,
+                } as never,
+                5,
+              );
+            }
+          }
+          await waitFor(() => publishes(quitter).length === 3, 5000, "the quitter's");
+          assert.deepEqual(publishes(quitter).map((p) => p.qos), [1, 1, 1]);
+          stayer = await mqttMember(b.mqttPort, "stayer", 2);
+          await quitter.end();
+          await waitFor(() => publishes(stayer!).length === 3, 5000, "the stayer's");
+          // Before: at the quitter's QoS 1, rebuilt from its packets.
+          assert.deepEqual(publishes(stayer).map((p) => [String(p.payload), p.qos]), [
+            ["m0", 2],
+            ["m1", 2],
+            ["m2", 2],
+          ]);
+        } finally {
+          await quitter.end();
+          await stayer?.end();
+          await mqttPub.end();
+          pub.close();
+        }
+      }),
+  );
+}
 
 Deno.test("queue group: what a native member had queued when it leaves goes to another member", async () => {
   await withBroker(async (b) => {
@@ -143,35 +163,47 @@ Deno.test("queue group: what a native member had queued when it leaves goes to a
   });
 });
 
-Deno.test(
-  "queue group: a delivery members keep leaving with is given back 3 times, then counted dropped",
-  opts,
-  () =>
-    withMqttBroker(async (b) => {
-      const pub = await BrokerClient.connect(b.port, "json", "pub");
-      let member = await mqttMember(b.mqttPort, "m0", 1);
-      try {
-        const givenBefore = await givenBack(pub);
-        const upBefore = ((await pub.stats()).queue_groups as Record<string, number>).given_up;
-        await pub.confirm("/t/x", "bounce", false);
-        for (let k = 1; k <= 4; k++) {
-          await waitFor(() => publishes(member).length === 1, 5000, `member ${k - 1}'s`);
-          const next = await mqttMember(b.mqttPort, `m${k}`, 1);
-          await member.end(); // unacknowledged: to the next
-          member = next;
+for (const publisher of ["native", "MQTT"] as const) {
+  Deno.test(
+    `queue group: a delivery members keep leaving with is given back 3 times, then counted dropped (${
+      publisher === "native" ? "a native" : "an MQTT"
+    } publish)`,
+    opts,
+    () =>
+      withMqttBroker(async (b) => {
+        const pub = await BrokerClient.connect(b.port, "json", "pub");
+        const mqttPub = await RawMqtt.connect(b.mqttPort, { clientId: "pub" }, 5);
+        let member = await mqttMember(b.mqttPort, "m0", 1);
+        try {
+          const givenBefore = await givenBack(pub);
+          const upBefore = ((await pub.stats()).queue_groups as Record<string, number>).given_up;
+          if (publisher === "native") await pub.confirm("/t/x", "bounce", false);
+          else {
+            await mqttPub.send(
+              { cmd: "publish", topic: "t/x", payload: "bounce", qos: 1, messageId: 1 } as never,
+              5,
+            );
+          }
+          for (let k = 1; k <= 4; k++) {
+            await waitFor(() => publishes(member).length === 1, 5000, `member ${k - 1}'s`);
+            const next = await mqttMember(b.mqttPort, `m${k}`, 1);
+            await member.end(); // unacknowledged: to the next
+            member = next;
+          }
+          // Given back to m1, m2, m3; m3 left with it too: m4 never gets it.
+          const stats = await statsUntil(
+            pub,
+            (s) => (s.queue_groups as Record<string, number>).given_up === upBefore + 1,
+            5000,
+          );
+          assert.equal(await givenBack(pub) - givenBefore, 3);
+          assert.equal(stats.dropped, 1, "counted dropped");
+          assert.equal(publishes(member).length, 0, "the fifth member was not given it");
+        } finally {
+          await member.end();
+          await mqttPub.end();
+          pub.close();
         }
-        // Given back to m1, m2, m3; m3 left with it too: m4 never gets it.
-        const stats = await statsUntil(
-          pub,
-          (s) => (s.queue_groups as Record<string, number>).given_up === upBefore + 1,
-          5000,
-        );
-        assert.equal(await givenBack(pub) - givenBefore, 3);
-        assert.equal(stats.dropped, 1, "counted dropped");
-        assert.equal(publishes(member).length, 0, "the fifth member was not given it");
-      } finally {
-        await member.end();
-        pub.close();
-      }
-    }),
-);
+      }),
+  );
+}

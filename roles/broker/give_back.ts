@@ -16,7 +16,7 @@ import type { ByteQueue } from "./byte_queue.ts";
 import type { BrokerCore } from "./core.ts";
 import { deliverToGroup } from "./group_delivery.ts";
 import { groupCounts } from "./group.ts";
-import { Kept, type KeptQueue, MAX_GIVE_BACKS } from "./kept.ts";
+import { Kept, type KeptForm, type KeptQueue, MAX_GIVE_BACKS } from "./kept.ts";
 
 /** What loses a delivery that cannot be given back (its group gone): a front end's counter. */
 export interface Loser {
@@ -31,10 +31,10 @@ export interface Loser {
 export interface Owed {
   readonly sub: Subscription;
   readonly packets: Uint8Array[];
-  readonly kept: (Kept | undefined)[];
+  readonly kept: KeptForm[];
   readonly queue?: ByteQueue;
   readonly queueKept?: KeptQueue;
-  /** The delivery a record with none kept carries (MQTT: read from the PUBLISH); absent: lost. */
+  /** The delivery a record carries, where none is kept (MQTT: read from the PUBLISH); absent: lost. */
   readonly rebuild?: (record: Uint8Array) => Message | undefined;
   /** Counts what its group can no longer take. */
   readonly lost: Loser;
@@ -138,7 +138,7 @@ export class GiveBacks {
       if (done >= GIVE_BACK_PER_TURN || (done % 64 === 63 && performance.now() > end)) break;
       done++;
       // In flight first, then the queue (a view of its buffer, read at once: rebuild copies).
-      let record: Uint8Array, kept: Kept | undefined;
+      let record: Uint8Array, kept: KeptForm;
       if (w.at < w.packets.length) {
         record = w.packets[w.at];
         kept = w.kept[w.at];
@@ -148,28 +148,35 @@ export class GiveBacks {
         record = w.queue!.shift()!;
         kept = w.queueKept?.shift();
       }
-      this.#give(w, kept ?? w.rebuild?.(record));
+      this.#give(w, typeof kept === "object" ? kept : w.rebuild?.(record), kept);
     }
     // A timeout, not setImmediate (see durable.ts #next): sockets are polled between slices.
     if (this.#work.length > 0) this.#timer = setTimeout(this.#slice, 0);
   };
 
-  /** Gives one delivery to another member of `w`'s group (see the class). */
-  #give(w: Giving, msg: Message | undefined): void {
+  /**
+   * Gives one delivery to another member of `w`'s group (see the class);
+   * `kept` a number: the publisher's QoS and its give-backs (kept.ts inRecord).
+   */
+  #give(w: Giving, msg: Message | undefined, kept: KeptForm): void {
     const group = this.#core.subscriptions.groupOf(w.sub);
     if (group === undefined || group.members.length === 0 || msg === undefined) {
       w.lost.undeliverable++;
       return;
     }
-    const kept = msg instanceof Kept ? msg : new Kept(msg.topic, msg.value, false, msg.qos);
-    if (kept.givenBack >= MAX_GIVE_BACKS) {
+    const out = msg instanceof Kept ? msg : new Kept(msg.topic, msg.value, false, msg.qos);
+    if (typeof kept === "number") {
+      out.qos = kept & 3;
+      out.givenBack = kept >> 2;
+    }
+    if (out.givenBack >= MAX_GIVE_BACKS) {
       this.dropped++;
       groupCounts.givenUp++;
       return;
     }
-    kept.givenBack++;
+    out.givenBack++;
     groupCounts.givenBack++;
-    deliverToGroup(group, kept.fresh());
+    deliverToGroup(group, out.fresh());
   }
 }
 

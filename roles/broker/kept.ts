@@ -18,6 +18,20 @@ export const MAX_GIVE_BACKS = 3;
 /** What a kept delivery is counted at beyond its value's and topic's bytes (its objects). */
 const KEPT_BYTES = 160;
 
+/**
+ * What is kept of a delivery beside its record: a {@link Kept}; or, where
+ * the record holds the value as published (an MQTT payload in an MQTT
+ * PUBLISH: the bytes that came), a number, the publisher's QoS and the
+ * give-backs so far ({@link inRecord}); undefined for a record read back
+ * from disk (read from the record, at the QoS it went at).
+ */
+export type KeptForm = Kept | number | undefined;
+
+/** The publisher's QoS and `msg`'s give-backs so far, for a record that holds its value as published. */
+export function inRecord(msg: Message): number {
+  return (msg instanceof Kept ? msg.givenBack << 2 : 0) | msg.qos;
+}
+
 /** A delivery as published, kept for a give-back. */
 export class Kept extends Message {
   /** Times it was given back to another member already. */
@@ -59,18 +73,18 @@ export function keep(msg: Message): Kept | undefined {
   return new Kept(msg.topic, value, msg.retained, msg.qos);
 }
 
-/** What a kept delivery is counted at in memory (0 for none). */
-export function keptCost(kept: Kept | undefined): number {
-  return kept === undefined ? 0 : kept.cost;
+/** What a kept delivery is counted at in memory (0 for none, or a number). */
+export function keptCost(kept: KeptForm): number {
+  return typeof kept === "object" ? kept.cost : 0;
 }
 
 /**
- * The kept deliveries of a queue group member's queue, one per record,
- * oldest first (undefined for a record read back from disk), counted in
+ * What is kept of the deliveries of a queue group member's queue
+ * ({@link KeptForm}), one per record, oldest first, counted in
  * {@link queueMemory} (so in `--max-memory`).
  */
 export class KeptQueue {
-  #items: (Kept | undefined)[] = [];
+  #items: KeptForm[] = [];
   #head = 0;
   /** What they are counted at. */
   bytes = 0;
@@ -79,13 +93,13 @@ export class KeptQueue {
     return this.#items.length - this.#head;
   }
 
-  push(kept: Kept | undefined): void {
+  push(kept: KeptForm): void {
     this.#items.push(kept);
     this.#count(keptCost(kept));
   }
 
   /** The oldest (undefined when none, or a record read back). */
-  shift(): Kept | undefined {
+  shift(): KeptForm {
     const items = this.#items;
     if (this.#head >= items.length) return undefined;
     const kept = items[this.#head];

@@ -10,6 +10,7 @@ import type { DistError } from "../../wire/mod.ts";
 import type { Subscription } from "./subscriber.ts";
 import type { ReadProof } from "./group_proof.ts";
 import type { Targets } from "./subscriptions.ts";
+import type { KeptForm } from "./kept.ts";
 
 export type Policy = "disconnect" | "drop-oldest" | "latest";
 export const POLICIES: readonly Policy[] = ["disconnect", "drop-oldest", "latest"];
@@ -131,7 +132,12 @@ export interface Sink {
    * Puts a delivery `encode` produced on the transport; `kept`: a queue
    * group's, as published (kept.ts), should it go to another member.
    */
-  writeEncoded(bytes: Uint8Array, sub: Subscription, kept?: Message): void;
+  writeEncoded(bytes: Uint8Array, sub: Subscription, kept?: KeptForm): void;
+  /**
+   * What to keep of a queue group's delivery beside its record (kept.ts);
+   * absent: the delivery as published (keep).
+   */
+  readonly keepOf?: (msg: Message) => KeptForm;
   /**
    * Calls `fn` once `pendingBytes` is at most `bytes` (or the sink closed);
    * while it is {@link full}, only if `passes` says the next delivery may go.

@@ -28,7 +28,7 @@ import { LatestQueue } from "./latest_queue.ts";
 import type { Message, Sink, Snapshot, SubscriptionOptions } from "./message.ts";
 import { ALWAYS, NOT_PARKED, park, STALLED } from "./parking.ts";
 import { SubscriptionQueues } from "./subscription_queue.ts";
-import { keep, type Kept, KeptQueue } from "./kept.ts";
+import { keep, type KeptForm, KeptQueue } from "./kept.ts";
 
 // The delivery vocabulary lives in message.ts; importers of this module keep working.
 export * from "./message.ts";
@@ -322,7 +322,9 @@ export class Subscription extends SubscriptionQueues {
       if (record.length === 0) return true; // not to go (see Sink.encode)
       this.fifo.push(record);
       // A queue group's: as published too, should it go to another member (give_back.ts).
-      if (this.group !== undefined) (this.kept ??= new KeptQueue()).push(keep(msg));
+      if (this.group !== undefined) {
+        (this.kept ??= new KeptQueue()).push((this.sink.keepOf ?? keep)(msg));
+      }
       if (this.sink.lossyRecord?.(record[0]) === true) this.lossyQueued++;
       this.account(record.length + (this.sink.recordCost ?? 0));
     } else {
@@ -411,7 +413,7 @@ export class Subscription extends SubscriptionQueues {
         this.leaving();
         const bytes = this.fifo.shift();
         if (bytes === undefined) return this.#drainedOut();
-        const kept: Kept | undefined = this.kept?.shift();
+        const kept: KeptForm = this.kept?.shift();
         this.beforeLater--;
         this.account(-bytes.length - (sink.recordCost ?? 0));
         sink.writeEncoded(bytes, this, kept);

@@ -12,7 +12,10 @@
 import type { Subscription } from "../subscriber.ts";
 import type { BrokerCore } from "../core.ts";
 import { type Loser, othersIn, type Owed } from "../give_back.ts";
-import { Kept, type KeptQueue } from "../kept.ts";
+import { inRecord, keep, Kept, type KeptForm, type KeptQueue } from "../kept.ts";
+import type { Message } from "../subscriber.ts";
+
+export type { KeptForm };
 import { MqttPayload } from "./mapping.ts";
 import { patchId, type Publish, publishQos, readPublish } from "./packets.ts";
 import type { InflightWindow } from "./inflight.ts";
@@ -37,7 +40,7 @@ export function takeOwed(
   front: Loser & { readonly core: BrokerCore },
 ): Owed[] {
   const { subs, inflight } = session, core = front.core, v5 = session.version === 5, lost = front;
-  const owed = new Map<Subscription, { packets: Uint8Array[]; kept: (Kept | undefined)[] }>();
+  const owed = new Map<Subscription, { packets: Uint8Array[]; kept: KeptForm[] }>();
   for (const { by, bytes, kept } of inflight.givenBack()) {
     const held = owed.get(by);
     if (held === undefined) owed.set(by, { packets: [bytes], kept: [kept] });
@@ -75,6 +78,17 @@ export function takeOwed(
     }
   }
   return out;
+}
+
+/**
+ * What an MQTT session keeps of a queue group's delivery beside its
+ * PUBLISH: of an MQTT payload, the publisher's QoS and the give-backs so
+ * far, the rest read back from the PUBLISH (the payload's bytes as they
+ * came, its properties, expiry and RETAIN flag); else the delivery as
+ * published (kept.ts).
+ */
+export function keptOf(msg: Message): KeptForm {
+  return msg.value instanceof MqttPayload ? inRecord(msg) : keep(msg);
 }
 
 /**

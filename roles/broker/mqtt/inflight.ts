@@ -8,7 +8,7 @@
  * (the id stays taken, and counts in the window, until PUBCOMP).
  */
 import type { Subscription } from "../subscriber.ts";
-import { type Kept, keptCost as originCost } from "../kept.ts";
+import { keptCost as originCost, type KeptForm } from "../kept.ts";
 
 /**
  * What a kept PUBLISH is counted at beside its bytes: its entry, its typed
@@ -38,8 +38,8 @@ interface Entry {
   by: Subscription | undefined;
   /** Kept only for that (a clean session's): not pending on its connection (see `onKept`). */
   aside: boolean;
-  /** A queue group's delivery as published (kept.ts), for that member; undefined: read from `bytes`. */
-  kept: Kept | undefined;
+  /** What is kept of a queue group's delivery (kept.ts), for that member. */
+  kept: KeptForm;
 }
 
 export class InflightWindow {
@@ -116,7 +116,7 @@ export class InflightWindow {
    * by queue group member `by`, for another member too (see {@link givenBack}),
    * as it was published (`kept`); `aside`: for that alone.
    */
-  keep(id: number, bytes: Uint8Array, by?: Subscription, aside = false, kept?: Kept): void {
+  keep(id: number, bytes: Uint8Array, by?: Subscription, aside = false, kept?: KeptForm): void {
     const entry = this.#map?.get(id);
     if (entry === undefined) return;
     entry.by = by;
@@ -130,8 +130,8 @@ export class InflightWindow {
    * member it went by: what goes to another member of the group when the
    * session ends (MQTT 5 §4.8.2). Taken: they are no longer kept here.
    */
-  givenBack(): { by: Subscription; bytes: Uint8Array; kept: Kept | undefined }[] {
-    const out: { by: Subscription; bytes: Uint8Array; kept: Kept | undefined }[] = [];
+  givenBack(): { by: Subscription; bytes: Uint8Array; kept: KeptForm }[] {
+    const out: { by: Subscription; bytes: Uint8Array; kept: KeptForm }[] = [];
     for (const entry of this.#map?.values() ?? []) {
       const { by, bytes, kept } = entry;
       if (by === undefined || bytes === undefined || entry.released) continue;
@@ -142,7 +142,7 @@ export class InflightWindow {
   }
 
   /** Sets what `entry` keeps, counted (with none, nor its delivery as published). */
-  #set(entry: Entry, bytes: Uint8Array | undefined, kept?: Kept): void {
+  #set(entry: Entry, bytes: Uint8Array | undefined, kept?: KeptForm): void {
     const delta = keptCost(bytes) + originCost(kept) - keptCost(entry.bytes) -
       originCost(entry.kept);
     const qos2 = isQos2(bytes ?? entry.bytes);

@@ -39,7 +39,8 @@ import type { MqttConnection } from "./connection.ts";
 import type { MqttSession } from "./session.ts";
 import { pickBytes, refusedFrom } from "../group_delivery.ts";
 import { written } from "./pace.ts";
-import { keep } from "../kept.ts";
+import type { KeptForm } from "../kept.ts";
+import { keptOf } from "./give_back.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -108,7 +109,7 @@ export function writeDelivery(
     const aside = session.expiry === 0; // (for the group alone: see InflightWindow.keep)
     const by = groupOf(sub); // as published too: what goes to another member (give_back.ts)
     const bytes = v5 ? keptAbsolute(kept, extras.expiry) : kept;
-    session.inflight.keep(id, bytes, by, aside, by === undefined ? undefined : keep(msg));
+    session.inflight.keep(id, bytes, by, aside, by === undefined ? undefined : keptOf(msg));
     session.journal?.sent(id, kept);
   }
   conn.queuedOut();
@@ -118,8 +119,8 @@ export function writeDelivery(
 /**
  * Writes a delivery that waited in a queue ({@link MqttSession.encode}'s
  * bytes): MQTT 5's Message Expiry made the seconds left (expired: not
- * sent), and a packet id for QoS 1 and 2; `published`: a queue group's
- * delivery as published (kept.ts).
+ * sent), and a packet id for QoS 1 and 2; `published`: what is kept of a
+ * queue group's delivery (kept.ts).
  */
 export function writeQueued(
   session: MqttSession,
@@ -127,7 +128,7 @@ export function writeQueued(
   bytes: Uint8Array,
   hadRow = false,
   sub?: Subscription,
-  published?: Message,
+  published?: KeptForm,
 ): void {
   if (bytes.length === 0) return; // Counted when it was encoded, if it is a loss.
   if (bytes.length > conn.clientMaxPacket) return tooLarge(conn);
@@ -155,8 +156,7 @@ export function writeQueued(
     if (session.expiry > 0 || sub?.group !== undefined) {
       const kept = session.version === 5 ? keptAbsolute(sent.slice(), -2, bytes) : sent.slice();
       const by = sub?.group === undefined ? undefined : sub;
-      const asPublished = by === undefined || published === undefined ? undefined : keep(published);
-      session.inflight.keep(id, kept, by, session.expiry === 0, asPublished);
+      session.inflight.keep(id, kept, by, session.expiry === 0, by && published);
       session.journal?.sent(id, kept);
     }
   }

@@ -34,7 +34,7 @@ import type { MqttFront } from "./front.ts";
 import { askOver, WsStream } from "./ws.ts";
 import type { ReadProof } from "../group_proof.ts";
 import { KEPT_SHARE, sessionBytes } from "./session_cost.ts";
-import { takeOwed } from "./give_back.ts";
+import { type KeptForm, keptOf, takeOwed } from "./give_back.ts";
 
 /** The last session serial given ({@link MqttSession.serial}). */
 let serials = 0;
@@ -384,7 +384,10 @@ export class MqttSession implements Sink {
     return this.#journal === undefined ? 0 : ROW_BYTES;
   }
 
-  writeEncoded(bytes: Uint8Array, sub: Subscription, kept?: Message): void {
+  /** A queue group's delivery of an MQTT payload is read back from its PUBLISH (give_back.ts). */
+  readonly keepOf = keptOf;
+
+  writeEncoded(bytes: Uint8Array, sub: Subscription, kept?: KeptForm): void {
     writeQueued(this, this.#conn!, bytes, this.#journal?.left(sub) ?? false, sub, kept);
   }
 
