@@ -92,6 +92,7 @@ export class GiveBacks {
   readonly #work: Giving[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #running = false;
   /** Deliveries dropped as given back too often (counted in `sys.stats` `dropped`). */
   dropped = 0;
 
@@ -113,7 +114,8 @@ export class GiveBacks {
       return;
     }
     for (const o of owed) this.#work.push({ ...o, at: 0 });
-    if (this.#timer === undefined && this.#work.length > 0) this.#slice();
+    // (Not from within a slice: a member a give-back cut off leaves meanwhile; that slice goes on.)
+    if (this.#timer === undefined && !this.#running && this.#work.length > 0) this.#slice();
   }
 
   /** At the broker's stop: what is not given back yet is counted undeliverable. */
@@ -127,6 +129,18 @@ export class GiveBacks {
 
   readonly #slice = (): void => {
     this.#timer = undefined;
+    this.#running = true;
+    try {
+      this.#run();
+    } finally {
+      this.#running = false;
+    }
+    // A timeout, not setImmediate (see durable.ts #next): sockets are polled between slices.
+    if (this.#work.length > 0 && !this.#closed) this.#timer = setTimeout(this.#slice, 0);
+  };
+
+  /** One slice's worth (see the class). */
+  #run(): void {
     const end = performance.now() + GIVE_BACK_TURN_MS;
     let done = 0;
     while (this.#work.length > 0) {
@@ -150,9 +164,7 @@ export class GiveBacks {
       }
       this.#give(w, typeof kept === "object" ? kept : w.rebuild?.(record), kept);
     }
-    // A timeout, not setImmediate (see durable.ts #next): sockets are polled between slices.
-    if (this.#work.length > 0) this.#timer = setTimeout(this.#slice, 0);
-  };
+  }
 
   /**
    * Gives one delivery to another member of `w`'s group (see the class);
