@@ -150,3 +150,38 @@ Deno.test("FrameDecoder.next() matches a reference decoder over random streams a
     assert.equal(d.buffered, 0);
   }
 });
+
+Deno.test("FrameDecoder.push(buffer, n) reads the first n bytes only, as push(buffer.subarray(0, n)) does", () => {
+  // Past n, the read buffer holds what earlier reads left: frame headers and bytes that would
+  // make frames, and a split frame's rest, if the decoder read them.
+  const stale = concat([frame(payload(3, 9)), frame(payload(0, 9)), frame(payload(9, 9))]);
+  for (let iter = 0; iter < 200; iter++) {
+    const rand = prng(9100 + iter);
+    const sizes = [0, 1, 4, 60, 150, 1500][iter % 6];
+    const frames: Uint8Array[] = [];
+    const count = 1 + Math.floor(rand() * 40);
+    for (let i = 0; i < count; i++) frames.push(payload(Math.floor(rand() * (sizes + 1)), i));
+    const stream = concat(frames.map(frame));
+    const d = new FrameDecoder();
+    const readBuf = new Uint8Array(8 * 1024);
+    let off = 0;
+    let i = 0;
+    while (off < stream.length) {
+      const n = Math.min(1 + Math.floor(rand() * [5, 90, 3000][iter % 3]), stream.length - off);
+      for (let k = n; k < readBuf.length; k += stale.length) {
+        readBuf.set(stale.subarray(0, readBuf.length - k), k);
+      }
+      readBuf.set(stream.subarray(off, off + n));
+      off += n;
+      d.push(readBuf, n);
+      assert.ok(d.buffered <= n + HELD_AT_MOST, `iteration ${iter}: ${d.buffered} buffered`);
+      for (const f of drain(d)) assert.deepEqual(f, frames[i++], `iteration ${iter}`);
+      readBuf.fill(0xaa); // the caller reuses its read buffer
+    }
+    assert.equal(i, frames.length, `iteration ${iter}`);
+    assert.equal(d.buffered, 0);
+  }
+});
+
+/** Most bytes a decoder holds besides a push: one split frame of the sizes above, with its header. */
+const HELD_AT_MOST = 1504;

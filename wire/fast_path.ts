@@ -135,7 +135,7 @@ export class FastPath {
    */
   process(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void {
     if (!this.#scan) return this.#decodeRest(frames, buffers);
-    frames = this.#passThrough(frames);
+    frames = this.#passThrough(frames, buffers);
     const tail = this.#tail;
     this.#tail = undefined;
     if (frames.length > 0) this.#decodeRest(frames);
@@ -206,22 +206,25 @@ export class FastPath {
 
   /**
    * Byte pass-through: hands requests to `onRawRequest` and answers to raw
-   * calls without decoding them. @returns the frames left to decode.
+   * calls without decoding them (`buffers`, when given, holds each frame's
+   * ArrayBuffer: see scanJson). @returns the frames left to decode.
    */
-  #passThrough(frames: Uint8Array[]): Uint8Array[] {
+  #passThrough(frames: Uint8Array[], buffers?: ArrayBufferLike[]): Uint8Array[] {
     const host = this.#host;
     const env = this.#envelope ??= new Envelope();
+    /** Once a frame was taken: the frames before it and those not taken since (made when one is). */
     let rest: Uint8Array[] | undefined;
+    let taking = false;
     for (let i = 0; i < frames.length && !this.#conn.isClosed; i++) {
       const frame = frames[i];
       let taken = false;
-      if (scanJson(frame, env)) {
+      if (scanJson(frame, env, buffers?.[i])) {
         if (env.isRequest) {
           if (!this.#admission.mayStart()) {
             // No room: this frame and all after it wait, undecoded and in
             // order, until there is (see process).
             this.#tail = frames.slice(i);
-            return rest ?? frames.slice(0, i);
+            return taking ? rest ?? NONE : frames.slice(0, i);
           }
           if (this.#requests !== undefined && this.#requests(host.peer, env)) {
             taken = true;
@@ -233,12 +236,18 @@ export class FastPath {
           taken = calls.settleRaw(env.id as number, env) || calls.stray(env.id, frame.length);
         }
       }
-      if (taken) rest ??= frames.slice(0, i);
-      else rest?.push(frame);
+      if (taken) {
+        // A read whose frames are all taken (the usual one) makes no array.
+        if (!taking && i > 0) rest = frames.slice(0, i);
+        taking = true;
+      } else if (taking) (rest ??= []).push(frame);
     }
-    return rest ?? frames;
+    return taking ? rest ?? NONE : frames;
   }
 }
+
+/** No frames (never written to: see #passThrough). */
+const NONE: Uint8Array[] = [];
 
 /**
  * Adapts a RawCall or RawReply to the FrameWriter that `conn.sendWith`

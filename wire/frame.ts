@@ -50,6 +50,8 @@ export class FrameDecoder {
    */
   #rest: Uint8Array | undefined;
   #restAt = 0;
+  /** Where the bytes pushed with #rest end in it. */
+  #restEnd = 0;
   #frameBuffer: ArrayBufferLike = EMPTY.buffer;
 
   constructor(maxFrame = DEFAULT_MAX_FRAME) {
@@ -77,17 +79,19 @@ export class FrameDecoder {
   /** Bytes received but not yet returned as frames. */
   get buffered(): number {
     const rest = this.#rest;
-    return this.#end - this.#start + (rest === undefined ? 0 : rest.length - this.#restAt);
+    return this.#end - this.#start + (rest === undefined ? 0 : this.#restEnd - this.#restAt);
   }
 
   /**
-   * Adds bytes from the stream. Precondition: `next()` returned null since
-   * the last push (all complete frames were taken).
+   * Adds bytes from the stream: the first `n` of `chunk` (all of it by
+   * default; a read buffer's count, so that no view of it is made a read).
+   * Precondition: `next()` returned null since the last push (all complete
+   * frames were taken).
    */
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
+  push(chunk: Uint8Array, n = chunk.length): void {
+    if (n === 0) return;
     if (this.#start === this.#end) {
-      this.#borrow(chunk, 0);
+      this.#borrow(chunk, 0, n);
       return;
     }
     // A partial frame is pending in the owned buffer: only what completes it is copied.
@@ -95,7 +99,7 @@ export class FrameDecoder {
     let pending = this.#end - this.#start;
     if (this.#buf !== this.#own) this.#ensureOwn(pending); // (next() keeps it there already)
     if (pending < HEADER_BYTES) {
-      at = Math.min(HEADER_BYTES - pending, chunk.length);
+      at = Math.min(HEADER_BYTES - pending, n);
       this.#append(chunk, 0, at);
       pending += at;
       if (pending < HEADER_BYTES) return;
@@ -105,11 +109,12 @@ export class FrameDecoder {
     const len = ((o[s] << 24) | (o[s + 1] << 16) | (o[s + 2] << 8) | o[s + 3]) >>> 0;
     // Past the limit: next() refuses it (nothing is allocated for it).
     const need = len > this.maxFrame ? 0 : HEADER_BYTES + len - pending;
-    const take = Math.min(need, chunk.length - at);
+    const take = Math.min(need, n - at);
     if (take > 0) this.#append(chunk, at, at + take);
-    if (at + take < chunk.length) {
+    if (at + take < n) {
       this.#rest = chunk;
       this.#restAt = at + take;
+      this.#restEnd = n;
     }
   }
 
@@ -150,13 +155,13 @@ export class FrameDecoder {
     return null;
   }
 
-  /** Frames are read from `chunk[at..]` (borrowed). */
-  #borrow(chunk: Uint8Array, at: number): void {
+  /** Frames are read from `chunk[at, end)` (borrowed). */
+  #borrow(chunk: Uint8Array, at: number, end: number): void {
     this.#buf = chunk;
     this.#ab = chunk.buffer;
     this.#base = chunk.byteOffset;
     this.#start = at;
-    this.#end = chunk.length;
+    this.#end = end;
     this.#borrowed = true;
   }
 
@@ -171,7 +176,7 @@ export class FrameDecoder {
       const used = this.#own;
       this.#own = this.#spare;
       this.#spare = used.length > KEEP_OWN_BYTES ? EMPTY : used;
-      this.#borrow(rest, this.#restAt);
+      this.#borrow(rest, this.#restAt, this.#restEnd);
       return;
     }
     // An idle connection does not keep a large frame's buffer (the frame

@@ -373,7 +373,7 @@ export class Inbound implements RawSocketHandler {
     if (this.#bytesIn < HEAD_BYTES && this.#framesIn === 0) this.#keepHead(buf, n);
     if (!this.#firstChecked) this.#checkFirst();
     this.#bytesIn += n;
-    decoder.push(buf.subarray(0, n));
+    decoder.push(buf, n);
     let frame: Uint8Array | null;
     let big = false;
     try {
