@@ -135,7 +135,7 @@ export class FastPath {
    */
   process(frames: Uint8Array[], buffers?: ArrayBufferLike[]): void {
     if (!this.#scan) return this.#decodeRest(frames, buffers);
-    frames = this.#passThrough(frames, buffers);
+    frames = this.#passThrough(frames);
     const tail = this.#tail;
     this.#tail = undefined;
     if (frames.length > 0) this.#decodeRest(frames);
@@ -206,10 +206,9 @@ export class FastPath {
 
   /**
    * Byte pass-through: hands requests to `onRawRequest` and answers to raw
-   * calls without decoding them (`buffers`, when given, holds each frame's
-   * ArrayBuffer: see scanJson). @returns the frames left to decode.
+   * calls without decoding them. @returns the frames left to decode.
    */
-  #passThrough(frames: Uint8Array[], buffers?: ArrayBufferLike[]): Uint8Array[] {
+  #passThrough(frames: Uint8Array[]): Uint8Array[] {
     const host = this.#host;
     const env = this.#envelope ??= new Envelope();
     /** Once a frame was taken: the frames before it and those not taken since (made when one is). */
@@ -218,7 +217,7 @@ export class FastPath {
     for (let i = 0; i < frames.length && !this.#conn.isClosed; i++) {
       const frame = frames[i];
       let taken = false;
-      if (scanJson(frame, env, buffers?.[i])) {
+      if (scanJson(frame, env)) {
         if (env.isRequest) {
           if (!this.#admission.mayStart()) {
             // No room: this frame and all after it wait, undecoded and in

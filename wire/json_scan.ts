@@ -5,9 +5,6 @@
  * json_envelope.ts).
  */
 import { MAX_DEPTH } from "./codec.ts";
-import { PLAIN, plainEnd } from "./plain_run.ts";
-
-export { PLAIN, plainEnd, wordsFor } from "./plain_run.ts";
 
 /** JSON's structural bytes, shared with json_envelope.ts. */
 export const QUOTE = 0x22;
@@ -45,6 +42,68 @@ function hexUnit(b: Uint8Array, i: number): number {
   const d3 = hexDigit(b[i + 3]);
   if ((d0 | d1 | d2 | d3) < 0) return -1;
   return (d0 << 12) | (d1 << 8) | (d2 << 4) | d3;
+}
+
+/** Bytes that stand for themselves in a JSON string: printable ASCII but `"` and `\`. */
+export const PLAIN: Uint8Array = new Uint8Array(256);
+for (let c = 0x20; c < 0x80; c++) PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 : 1;
+
+/** Plain bytes read one at a time before a string's run may go four at a time (see plainEnd). */
+const BYTES_FIRST = 24;
+/** Bytes that must be left in the frame past those for the four-at-a-time read. */
+const WORDS_FROM = 64;
+/** Buffers at most this large keep their word view for the next string (the read buffer). */
+const KEEP_VIEW_AT_MOST = 64 * 1024;
+let viewOf: ArrayBufferLike | undefined;
+let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
+
+/**
+ * The first byte at or after `j` that is not PLAIN (past the end: `b.length`).
+ * A long run (a 4 KB text) is read four bytes at a time, from an aligned
+ * Int32Array view of `b`'s buffer: a word passes when none of its bytes is
+ * 0x80 or more, below 0x20, `"` or `\` (the exact zero-byte and less-than
+ * tests on all four at once); the word that fails, and what is left, go a
+ * byte at a time. A short string (the first BYTES_FIRST bytes, or less than
+ * WORDS_FROM bytes left) never makes or looks up the view.
+ */
+export function plainEnd(b: Uint8Array, j: number): number {
+  const first = j + BYTES_FIRST;
+  while (j < first && PLAIN[b[j]] === 1) j++;
+  if (j === first && b.length - j >= WORDS_FROM) j = plainWords(b, j);
+  while (PLAIN[b[j]] === 1) j++;
+  return j;
+}
+
+/** plainEnd's words: where the run from `j` (plain so far) stops being plain, to a word. */
+function plainWords(b: Uint8Array, j: number): number {
+  const off = b.byteOffset;
+  while (((off + j) & 3) !== 0) {
+    if (PLAIN[b[j]] !== 1) return j;
+    j++;
+  }
+  const buffer = b.buffer;
+  let view = words;
+  if (buffer !== viewOf) {
+    view = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+    // A large frame's own buffer is not kept alive for later (nor looked up again: it is read once).
+    if (buffer.byteLength <= KEEP_VIEW_AT_MOST) {
+      viewOf = buffer;
+      words = view;
+    }
+  }
+  let w = (off + j) >>> 2;
+  const end = Math.min((off + b.length) >>> 2, view.length);
+  while (w < end) {
+    const x = view[w];
+    const q = x ^ 0x22222222;
+    const e = x ^ 0x5c5c5c5c;
+    // A byte of 0x80+ (x itself), below 0x20, `"` (a zero byte of q) or `\` (of e).
+    const bad = (((x - 0x20202020) | 0) & ~x) | x | (((q - 0x01010101) | 0) & ~q) |
+      (((e - 0x01010101) | 0) & ~e);
+    if ((bad & 0x80808080) !== 0) break;
+    w++;
+  }
+  return (w << 2) - off;
 }
 
 /**
@@ -230,12 +289,7 @@ for (const c of [0x20, 0x0a, 0x0d, 0x09]) STARTS[c] = SPACE;
  * value (in process, CPU time) object 134 → 115 ns, nested 230 → 197,
  * non-ASCII text with escapes 123 → 101, a plain string unchanged.
  */
-export function skipValue(
-  b: Uint8Array,
-  i: number,
-  depth: number,
-  buffer?: ArrayBufferLike,
-): number {
+export function skipValue(b: Uint8Array, i: number, depth: number): number {
   const room = MAX_DEPTH - depth;
   let top = 0;
   /** The byte that closes the innermost open container (0: none). */
@@ -247,7 +301,7 @@ export function skipValue(
     const c = b[j];
     if (c === QUOTE) {
       // A string, a key's or a value's (one place for both: stringRest is inlined once).
-      j = plainEnd(b, j + 1, buffer);
+      j = plainEnd(b, j + 1);
       if (b[j] === QUOTE) j++;
       else if ((j = stringRest(b, j)) < 0) return -1;
       if (key) {

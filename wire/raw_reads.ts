@@ -38,7 +38,6 @@ import {
   type Poller,
   type RawTcp,
 } from "./raw_tcp.ts";
-import { wordsFor } from "./plain_run.ts";
 import { pollTurn } from "./poll_turn.ts";
 import { EpollEntries, type RuntimeEntry } from "./raw_epoll.ts";
 import { LogBudget } from "./_log.ts";
@@ -189,7 +188,6 @@ export class RawReads {
   readonly poller: Poller;
   /** The read buffer every socket shares (frames are handed over before the next read). */
   readonly buffer: FixedBuffer;
-  readonly #shared: ArrayBufferLike;
   readonly #sockets: (RawSocket | undefined)[] = [];
   #tags = RUNTIME;
   #count = 0;
@@ -214,7 +212,6 @@ export class RawReads {
     this.raw = raw;
     this.poller = raw.poller(MAX_EVENTS);
     this.buffer = raw.fixedBuffer(READ_BYTES);
-    this.#shared = this.buffer.bytes.buffer;
     this.#wake = raw.eventFd();
     this.poller.add(this.#wake, EPOLLIN, RUNTIME);
     this.#tick = raw.timerFd();
@@ -394,8 +391,6 @@ export class RawReads {
   #dispatch(n: number): number {
     const poller = this.poller;
     let ready = 0;
-    // The scanner keeps the words of the buffer these reads share (json_scan.ts).
-    wordsFor(this.#shared);
     for (let i = 0; i < n; i++) {
       const tag = poller.tag(i);
       if (tag === RUNTIME) {
