@@ -10,7 +10,9 @@ import {
   formatRoleHelp,
   parseAddress,
   parseCommand,
+  prefetchUserFiles,
   UsageError,
+  userFilesOf,
 } from "./config/mod.ts";
 // Not roles/mod.ts: a process loads the one role it plays (roles/load.ts).
 import {
@@ -123,6 +125,14 @@ export async function main(argv: string[]): Promise<number> {
   const stopper = new Stopper();
   onStdoutClosed(() => stopper.stop());
   const unlisten = stopper.listen();
+  // The files the role's settings read (synchronously) are read here first,
+  // bounded and asynchronously: SIGTERM stops a read that blocks (h48 P1).
+  if (!await prefetchUserFiles(userFilesOf(options), stopper.signal)) {
+    unlisten();
+    await metrics?.close();
+    await closeLogging();
+    return fail(new UsageError("Interrupted while reading the files named"));
+  }
   const unwatch = watchLauncher(() => stopper.stop()); // Started by dist up: stop when it is gone.
   const untrim = startHeapTrim();
   try {

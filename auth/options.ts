@@ -6,7 +6,13 @@
  * token and the password from a file (`--token-file`, `--password-file`:
  * what orchestrators mount secrets as; `dist export` passes them).
  */
-import { type AUTH_OPTIONS, checkSecretFile, type OptionsOf, UsageError } from "../config/mod.ts";
+import {
+  type AUTH_OPTIONS,
+  type OptionsOf,
+  readUserFileSync,
+  SECRET_RULE,
+  UsageError,
+} from "../config/mod.ts";
 import type { Credentials } from "../wire/mod.ts";
 import { Gate } from "./gate.ts";
 import { loadUsers } from "./users.ts";
@@ -25,11 +31,11 @@ export type EnvReader = (name: string) => string | undefined;
  */
 function readSecretFile(file: string | undefined, flag: string): string | undefined {
   if (file === undefined) return undefined;
-  checkSecretFile(flag, file, { private: true }); // N9
   let text: string;
   try {
-    text = Deno.readTextFileSync(file);
+    text = readUserFileSync(flag, file, SECRET_RULE); // Bounded (h48 P1), checked (N9).
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`Cannot read ${flag} ${file}: ${(err as Error).message}`);
   }
   const value = text.replace(/\r?\n$/, "");

@@ -6,7 +6,7 @@
  * echo (asked twice), or as the first line of stdin when piped; it is
  * never taken from the command line, where `ps` would show it.
  */
-import { UsageError } from "../config/mod.ts";
+import { readUserFile, UsageError, USERS_RULE } from "../config/mod.ts";
 import { DEFAULT_COST, hashPassword, hashToken, newToken } from "./passwords.ts";
 import { isUserName, parseUsers } from "./users.ts";
 
@@ -53,8 +53,9 @@ export async function passwd(argv: string[]): Promise<number> {
   }
   let text = "";
   try {
-    text = await Deno.readTextFile(file);
+    text = await readUserFile("users file", file, { ...USERS_RULE, secret: undefined }); // Bounded (h48 P1).
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     if (!(err instanceof Deno.errors.NotFound)) {
       throw new UsageError(`Cannot read users file ${file}: ${(err as Error).message}`);
     }

@@ -17,11 +17,12 @@
  */
 import { parse as parseToml } from "smol-toml";
 import {
-  checkSecretFile,
   LineLocator,
+  readUserFileSync,
   throwProblems,
   type TopologyProblem,
   UsageError,
+  USERS_RULE,
 } from "../config/mod.ts";
 import {
   DEFAULT_COST,
@@ -82,12 +83,13 @@ export function isUserName(name: string): boolean {
  */
 export function loadUsers(file: string): Users {
   // Whoever may write it picks the passwords (N9).
-  checkSecretFile("Users file", file, { private: false });
   let text: string;
   try {
-    // Read once at start, before anything listens: synchronous is simplest.
-    text = Deno.readTextFileSync(file);
+    // Read once at start, before anything listens (main.ts reads it ahead,
+    // asynchronously); bounded (h48 P1).
+    text = readUserFileSync("Users file", file, USERS_RULE);
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`Cannot read users file ${file}: ${(err as Error).message}`);
   }
   return parseUsers(text, file);

@@ -10,7 +10,14 @@
  * ```
  */
 import { join } from "node:path";
-import { checkSecretFile, isReferenceName, UsageError } from "../config/mod.ts";
+import {
+  type FileRule,
+  isReferenceName,
+  KEY_RULE,
+  PEM_RULE,
+  readUserFile,
+  UsageError,
+} from "../config/mod.ts";
 import {
   type CommandInfo,
   formatLauncherHelp,
@@ -123,10 +130,9 @@ async function issueCommand(argv: string[]): Promise<number> {
     cert: (o.ca as string | undefined) ?? join(dir, "ca.crt"),
     key: (o.caKey as string | undefined) ?? join(dir, "ca.key"),
   };
-  checkSecretFile("--ca-key", caFiles.key, { private: true }); // N9
   const ca = {
-    cert: await readFile("--ca", caFiles.cert),
-    key: await readFile("--ca-key", caFiles.key),
+    cert: await readFile("--ca", caFiles.cert, PEM_RULE),
+    key: await readFile("--ca-key", caFiles.key, KEY_RULE), // Checked (N9).
   };
   const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   await refuseExisting(files, o.force === true);
@@ -151,10 +157,11 @@ function help(info: CommandInfo): number {
   return 0;
 }
 
-async function readFile(flag: string, path: string): Promise<string> {
+async function readFile(flag: string, path: string, rule: FileRule): Promise<string> {
   try {
-    return await Deno.readTextFile(path);
+    return await readUserFile(flag, path, rule); // Bounded (h48 P1).
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     const hint = err instanceof Deno.errors.NotFound ? " (make one with dist cert ca)" : "";
     throw new UsageError(`${flag} ${path}: cannot read it: ${(err as Error).message}${hint}`);
   }

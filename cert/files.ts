@@ -6,7 +6,7 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
-import { checkSecretFile, UsageError } from "../config/mod.ts";
+import { type FileRule, KEY_RULE, PEM_RULE, readUserFileSync, UsageError } from "../config/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 
 /** The TLS options every role takes (config/spec.ts, TLS_OPTIONS). */
@@ -51,8 +51,7 @@ function check(options: TlsFileOptions): TlsSettings | undefined {
   const settings: TlsSettings = {};
   if (tlsCert && tlsKey) {
     settings.cert = readPem("--tls-cert", tlsCert, "CERTIFICATE");
-    checkSecretFile("--tls-key", tlsKey, { private: true }); // N9
-    settings.key = readPem("--tls-key", tlsKey, "PRIVATE KEY");
+    settings.key = readPem("--tls-key", tlsKey, "PRIVATE KEY", KEY_RULE); // Checked (N9).
     checkPair(tlsCert, settings.cert, tlsKey, settings.key);
   }
   if (tlsCa) settings.ca = readCaBundle("--tls-ca", tlsCa);
@@ -61,11 +60,12 @@ function check(options: TlsFileOptions): TlsSettings | undefined {
 }
 
 /** A PEM file's text, with at least one block whose label ends with `label`. */
-function readPem(flag: string, path: string, label: string): string {
+function readPem(flag: string, path: string, label: string, rule: FileRule = PEM_RULE): string {
   let text: string;
   try {
-    text = Deno.readTextFileSync(path);
+    text = readUserFileSync(flag, path, rule); // Bounded (h48 P1).
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`${flag} ${path}: cannot read it: ${(err as Error).message}`, {
       cause: err,
     });

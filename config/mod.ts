@@ -24,6 +24,18 @@ export * from "./spec.ts";
 export { UsageError } from "./errors.ts";
 export { checkSecretFile, ownerProblem, type OwnerRule } from "./owner.ts";
 export {
+  type FileRule,
+  KEY_RULE,
+  PEM_RULE,
+  prefetchUserFiles,
+  readUserFile,
+  readUserFileSync,
+  SECRET_RULE,
+  TOPOLOGY_RULE,
+  userFilesOf,
+  USERS_RULE,
+} from "./user_files.ts";
+export {
   type Address,
   type ConvertOptions,
   convertValue,

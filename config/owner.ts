@@ -70,14 +70,28 @@ function trustedFolder(): string | undefined {
  * @throws {UsageError} naming the file and the fix
  */
 export function checkSecretFile(what: string, path: string, rule: { private: boolean }): void {
-  const trusted = trustedFolder();
-  if (trusted !== undefined && resolve(path).startsWith(`${trusted}/`)) return;
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);
   } catch {
     return; // Its reader says why it cannot be read.
   }
+  checkSecretInfo(what, path, info, rule);
+}
+
+/**
+ * {@link checkSecretFile} of a file already opened (`info` from its handle):
+ * what config/user_files.ts checks between opening and reading.
+ * @throws {UsageError} naming the file and the fix
+ */
+export function checkSecretInfo(
+  what: string,
+  path: string,
+  info: Deno.FileInfo,
+  rule: { private: boolean },
+): void {
+  const trusted = trustedFolder();
+  if (trusted !== undefined && resolve(path).startsWith(`${trusted}/`)) return;
   const problem = ownerProblem(path, info, { root: true, private: rule.private });
   if (problem === undefined) return;
   const fix = problem.includes("another user")

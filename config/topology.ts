@@ -18,6 +18,7 @@ export { throwProblems, type TopologyProblem } from "./errors.ts";
 import { nameTable, resolveValue } from "./_resolve.ts";
 import { didYouMean } from "./_suggest.ts";
 import { type TopologyProblem, UsageError } from "./errors.ts";
+import { readUserFile, TOPOLOGY_RULE } from "./user_files.ts";
 import type { Options, OptionSpec, RoleInfo } from "./spec.ts";
 import { toKebab } from "./values.ts";
 import type { TopologyTls } from "./_security.ts";
@@ -120,8 +121,9 @@ export async function loadTopology(
 ): Promise<Topology> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readUserFile("topology file", path, TOPOLOGY_RULE); // Bounded (h48 P1).
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`Cannot read topology file ${path}: ${reason}`, { cause: error });
   }

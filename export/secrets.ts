@@ -28,6 +28,7 @@ import {
   type Instance,
   type Options,
   parseTopology,
+  readUserFileSync,
   type RoleInfo,
   type Topology,
   toSnake,
@@ -219,7 +220,8 @@ function readFile(
   context: { instance: Instance; findings: Findings },
 ): string | undefined {
   try {
-    return Deno.readTextFileSync(path);
+    // Bounded (h48 P1): a secret the export carries is at most a users file.
+    return readUserFileSync(label, path, { max: 8 << 20, holds: "a secret the export carries" });
   } catch (err) {
     context.findings.problem(
       `${label}: cannot read ${path} for ${context.instance.name}, which the export carries ` +

@@ -11,8 +11,10 @@ import {
   type Instance,
   parseAddress,
   parseTopology,
+  readUserFile,
   type RoleInfo,
   type Topology,
+  TOPOLOGY_RULE,
   UsageError,
 } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
@@ -56,8 +58,9 @@ export async function readTopology(
   let text = DEFAULT_TOPOLOGY;
   if (file !== undefined) {
     try {
-      text = await Deno.readTextFile(file);
+      text = await readUserFile("topology file", file, TOPOLOGY_RULE); // Bounded (h48 P1).
     } catch (error) {
+      if (error instanceof UsageError) throw error;
       const reason = error instanceof Error ? error.message : String(error);
       throw new UsageError(`Cannot read topology file ${file}: ${reason}`, { cause: error });
     }

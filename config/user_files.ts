@@ -1,0 +1,209 @@
+/**
+ * One reader for every file a user names (h48 P1): `--token-file`,
+ * `--password-file`, `--users`, the `--tls-*` PEM files, `--config`, the
+ * topology of `dist up`/`export`/`status`, `dist passwd`'s users file and
+ * `dist cert`'s CA. It opens the file once, checks a secrets file's owner
+ * and mode on that handle (N9, config/owner.ts), and reads at most its
+ * bound + 1 bytes: a file past its bound (`/dev/zero`, a log file named by
+ * mistake, a pipe that never ends) is refused, `dist: …` and exit 2, where a
+ * whole read took the machine's memory. A pipe is a fair file
+ * (`--token-file <(pass show dist)`): not refused for not being regular;
+ * and since a pipe can be read once, what was read of one that is not a
+ * regular file (or why it could not be) is kept by path for the next reader
+ * in the process (the token is read by the dialer's and the listener's
+ * settings alike). A regular file is read afresh each time.
+ *
+ * {@link readUserFile} reads asynchronously, so that SIGTERM still stops a
+ * read that blocks (a FIFO without a writer); main.ts reads a role's files
+ * so before it runs ({@link prefetchUserFiles}), and the synchronous
+ * {@link readUserFileSync} of the role's settings then takes the text read.
+ * As HAProxy and Mosquitto bound what they read of their files.
+ */
+import { UsageError } from "./errors.ts";
+import { checkSecretInfo } from "./owner.ts";
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** How a named file is read. */
+export interface FileRule {
+  /** The most bytes it may hold. */
+  max: number;
+  /** What it holds, for the refusal: `a token or password`. */
+  holds: string;
+  /** A secrets file: its owner and mode are checked (N9); `private` for a key, token or password. */
+  secret?: { private: boolean };
+}
+
+/** A token or password (`--token-file`, `--password-file`): 64 KiB. */
+export const SECRET_RULE: FileRule = {
+  max: 64 * KIB,
+  holds: "a token or password",
+  secret: { private: true },
+};
+/** A users file (`--users`, `dist passwd`): 8 MiB (some 40,000 users). */
+export const USERS_RULE: FileRule = {
+  max: 8 * MIB,
+  holds: "a users file",
+  secret: { private: false },
+};
+/** A PEM certificate or CA bundle: 1 MiB (the system's bundle is some 200 KiB). */
+export const PEM_RULE: FileRule = { max: 1 * MIB, holds: "a PEM certificate file" };
+/** A PEM private key (`--tls-key`, `--ca-key`): 1 MiB, private. */
+export const KEY_RULE: FileRule = {
+  max: 1 * MIB,
+  holds: "a PEM key file",
+  secret: { private: true },
+};
+/** A topology (`--config`, `dist up FILE`): 4 MiB (256 instances take some 100 KiB). */
+export const TOPOLOGY_RULE: FileRule = { max: 4 * MIB, holds: "a topology" };
+
+/** What was read of a file that is not regular, by path: a pipe gives its text once. */
+const taken = new Map<string, { text: string } | { error: unknown }>();
+
+function sizeText(bytes: number): string {
+  return bytes >= MIB ? `${bytes / MIB} MiB` : `${bytes / KIB} KiB`;
+}
+
+function tooLarge(flag: string, path: string, rule: FileRule): UsageError {
+  return new UsageError(
+    `${flag} ${path}: more than ${sizeText(rule.max)}, more than ${rule.holds} holds ` +
+      "(is it the right file?)",
+  );
+}
+
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+function join(chunks: Uint8Array[], size: number): string {
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return decoder.decode(all);
+}
+
+/**
+ * The text of `path`, read asynchronously and at most `rule.max` bytes.
+ * @param flag how the user named it (`--token-file`, `topology file`)
+ * @throws {UsageError} for a file past its bound or (a secrets file) others could plant or read;
+ * Deno's error for a file that cannot be opened or read (the caller says which file)
+ */
+export async function readUserFile(flag: string, path: string, rule: FileRule): Promise<string> {
+  const kept = taken.get(path);
+  if (kept !== undefined) return keptText(kept);
+  const file = await Deno.open(path, { read: true });
+  let regular = true;
+  try {
+    const info = await file.stat();
+    regular = info.isFile;
+    if (rule.secret) checkSecretInfo(flag, path, info, rule.secret);
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    while (size <= rule.max) {
+      const buf = new Uint8Array(Math.min(64 * KIB, rule.max + 1 - size));
+      const n = await file.read(buf);
+      if (n === null) break;
+      chunks.push(buf.subarray(0, n));
+      size += n;
+    }
+    if (size > rule.max) throw tooLarge(flag, path, rule);
+    return keep(path, regular, { text: join(chunks, size) });
+  } catch (error) {
+    throw keep(path, regular, { error });
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * {@link readUserFile} without waiting: the text a prefetch read (or its
+ * error), else read now, synchronously, with the same bound and checks.
+ */
+export function readUserFileSync(flag: string, path: string, rule: FileRule): string {
+  const kept = taken.get(path);
+  if (kept !== undefined) return keptText(kept);
+  const file = Deno.openSync(path, { read: true });
+  let regular = true;
+  try {
+    const info = file.statSync();
+    regular = info.isFile;
+    if (rule.secret) checkSecretInfo(flag, path, info, rule.secret);
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    while (size <= rule.max) {
+      const buf = new Uint8Array(Math.min(64 * KIB, rule.max + 1 - size));
+      const n = file.readSync(buf);
+      if (n === null) break;
+      chunks.push(buf.subarray(0, n));
+      size += n;
+    }
+    if (size > rule.max) throw tooLarge(flag, path, rule);
+    return keep(path, regular, { text: join(chunks, size) });
+  } catch (error) {
+    throw keep(path, regular, { error });
+  } finally {
+    file.close();
+  }
+}
+
+function keptText(kept: { text: string } | { error: unknown }): string {
+  if ("error" in kept) throw kept.error;
+  return kept.text;
+}
+
+/** The text read (or the error, to throw), kept first when the file is not regular. */
+function keep(path: string, regular: boolean, read: { text: string }): string;
+function keep(path: string, regular: boolean, read: { error: unknown }): unknown;
+function keep(path: string, regular: boolean, read: { text: string } | { error: unknown }) {
+  if (!regular && !taken.has(path)) taken.set(path, read);
+  return "error" in read ? read.error : read.text;
+}
+
+/**
+ * Reads each file asynchronously, keeping a pipe's text (or why it could
+ * not be read) for {@link readUserFileSync}; gives up when `signal` is aborted
+ * (SIGTERM during a read that blocks), returning false.
+ */
+export async function prefetchUserFiles(
+  files: readonly { flag: string; path: string; rule: FileRule }[],
+  signal: AbortSignal,
+): Promise<boolean> {
+  const all = (async () => {
+    for (const { flag, path, rule } of files) {
+      try {
+        await readUserFile(flag, path, rule); // A pipe's is kept; a regular file is read again.
+      } catch {
+        // Said by the reader that needs it, in its order.
+      }
+    }
+  })();
+  const aborted = new Promise<void>((done) => {
+    if (signal.aborted) done();
+    signal.addEventListener("abort", () => done(), { once: true });
+  });
+  await Promise.race([all, aborted]);
+  return !signal.aborted;
+}
+
+/** A role's options that name files its settings read, with how each is read. */
+const FILE_OPTIONS: readonly { key: string; flag: string; rule: FileRule }[] = [
+  { key: "tokenFile", flag: "--token-file", rule: SECRET_RULE },
+  { key: "passwordFile", flag: "--password-file", rule: SECRET_RULE },
+  { key: "users", flag: "Users file", rule: USERS_RULE },
+  { key: "tlsCert", flag: "--tls-cert", rule: PEM_RULE },
+  { key: "tlsKey", flag: "--tls-key", rule: KEY_RULE },
+  { key: "tlsCa", flag: "--tls-ca", rule: PEM_RULE },
+  { key: "tlsClientCa", flag: "--tls-client-ca", rule: PEM_RULE },
+];
+
+/** The files a role's options name, for {@link prefetchUserFiles}. */
+export function userFilesOf(
+  options: Readonly<Record<string, unknown>>,
+): { flag: string; path: string; rule: FileRule }[] {
+  return FILE_OPTIONS.flatMap(({ key, flag, rule }) => {
+    const path = options[key];
+    return typeof path === "string" ? [{ flag, path, rule }] : [];
+  });
+}
