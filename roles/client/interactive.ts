@@ -2,7 +2,7 @@ import { createInterface, type Interface } from "node:readline";
 import { DistError } from "../../wire/mod.ts";
 import { OPERATION_HELP, parseOperation } from "../ops.ts";
 import { exitNow } from "../_role.ts";
-import { printableText } from "../_printable.ts";
+import { printableJson, printableText } from "../_printable.ts";
 import {
   formatResult,
   inFlight,
@@ -12,6 +12,7 @@ import {
   perform,
 } from "./_common.ts";
 import { runRandom } from "./random.ts";
+import { MAX_LINE_BYTES, type PipeLine, PipeLines } from "./pipe_lines.ts";
 
 const SHELL_HELP = [
   ...OPERATION_HELP,
@@ -64,7 +65,7 @@ class LineQueue {
   }
 
   /** The next line, or undefined once ended. */
-  async next(): Promise<string | undefined> {
+  async next(): Promise<PipeLine | undefined> {
     while (this.#lines.length === 0 && !this.#ended) {
       await new Promise<void>((resolve) => this.#wake = resolve);
       this.#wake = undefined;
@@ -74,7 +75,7 @@ class LineQueue {
       this.#paused = false;
       this.#rl.resume();
     }
-    return line;
+    return line === undefined ? undefined : { text: line };
   }
 }
 
@@ -94,26 +95,30 @@ class LineQueue {
  */
 export async function runInteractive(link: Link, options: ModeOptions): Promise<number> {
   const tty = Deno.stdin.isTerminal();
-  const rl = createInterface({
-    input: process.stdin,
-    output: tty ? process.stdout : undefined,
-    terminal: tty,
-    prompt: "dist> ",
-  });
-  const lines = new LineQueue(rl);
+  // A terminal's lines come through readline (prompt, editing, Ctrl-C); a
+  // pipe's through PipeLines, each line bounded (h48 P7).
+  const rl = tty
+    ? createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      terminal: true,
+      prompt: "dist> ",
+    })
+    : undefined;
+  const lines = rl ? new LineQueue(rl) : new PipeLines();
   let running: AbortController | undefined;
   let failures = 0;
   // Only a terminal sends this (raw mode turns Ctrl-C into a key, not a signal).
-  rl.on("SIGINT", () => {
+  rl?.on("SIGINT", () => {
     if (running?.signal.aborted) {
       exitNow(() => inFlight([link.caller]));
     } else if (running !== undefined) {
       running.abort();
-    } else if (rl.line !== "") {
+    } else if (rl!.line !== "") {
       // Drop what was typed, as a shell does (clearing it redraws the prompt).
       options.out("^C");
-      rl.write(null, { ctrl: true, name: "u" });
-      rl.write(null, { ctrl: true, name: "k" });
+      rl!.write(null, { ctrl: true, name: "u" });
+      rl!.write(null, { ctrl: true, name: "k" });
     } else {
       options.out("");
       lines.end();
@@ -121,15 +126,24 @@ export async function runInteractive(link: Link, options: ModeOptions): Promise<
   });
   const stop = () => lines.end();
   options.signal?.addEventListener("abort", stop, { once: true });
-  if (tty) {
+  if (rl) {
     options.out(
       `Connected to ${link.caller.remote?.name}. Type "help" for operations, "exit" to leave.`,
     );
     rl.prompt();
   }
   try {
-    for (let raw = await lines.next(); raw !== undefined; raw = await lines.next()) {
-      const words = raw.trim().split(/\s+/).filter((w) => w !== "");
+    for (let line = await lines.next(); line !== undefined; line = await lines.next()) {
+      if ("tooLong" in line) {
+        // Dropped as it streamed: it could never be sent in a frame.
+        failures += failLine(
+          options,
+          "BAD_REQUEST",
+          `line ${line.tooLong}: longer than ${MAX_LINE_BYTES >> 20} MiB, skipped`,
+        );
+        continue;
+      }
+      const words = line.text.trim().split(/\s+/).filter((w) => w !== "");
       if (words.length > 0 && !words[0].startsWith("#")) {
         if (words[0] === "exit" || words[0] === "quit") break;
         running = new AbortController();
@@ -140,26 +154,33 @@ export async function runInteractive(link: Link, options: ModeOptions): Promise<
         }
       }
       if (options.signal?.aborted) break;
-      if (tty) rl.prompt();
+      rl?.prompt();
     }
     // Ctrl-D leaves the cursor after the prompt.
     if (tty && !options.signal?.aborted) options.out("");
   } finally {
     options.signal?.removeEventListener("abort", stop);
-    rl.close();
+    rl?.close();
     link.close();
   }
   return failures;
 }
 
+/**
+ * Prints the client's own error for a line, its controls escaped as a
+ * server's are (h48 P4: `add 1 ESC[2J` cleared the terminal): the line is
+ * the user's file's, echoed back. Returns 1, a failed line.
+ */
+function failLine(options: ModeOptions, code: string, message: string): number {
+  if (options.json) options.out(printableJson({ ok: false, error: { code, message } }));
+  else options.out(`error ${code}: ${printableText(message)}`);
+  return 1;
+}
+
 /** Runs one line of the shell; resolves with 1 if it failed, else 0. */
 async function runLine(words: string[], link: Link, options: ModeOptions): Promise<number> {
   const [cmd, ...rest] = words;
-  const fail = (code: string, message: string) => {
-    if (options.json) options.out(JSON.stringify({ ok: false, error: { code, message } }));
-    else options.out(`error ${code}: ${message}`);
-    return 1;
-  };
+  const fail = (code: string, message: string) => failLine(options, code, message);
   if (cmd === "help") {
     for (const line of SHELL_HELP) options.out(line);
     return 0;
