@@ -21,6 +21,7 @@ import {
   type Role,
   rolesFor,
   setupLogging,
+  stdoutFailure,
   Stopper,
   writeStdout,
 } from "./roles/load.ts";
@@ -181,5 +182,12 @@ function fail(err: unknown): number {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  // Output lost to a failing stdout (a full disk, h48 P5): one line, exit 1.
+  const lost = stdoutFailure();
+  if (lost !== undefined) {
+    blockStderr();
+    console.error(`dist: ${lost}`);
+  }
+  Deno.exit(lost === undefined ? code : Math.max(code, 1));
 }

@@ -68,6 +68,31 @@ export function defineRole<const S extends OptionSpec>(
 const encoder = new TextEncoder();
 let stdoutGone = false;
 let onStdoutGone: (() => void) | undefined;
+/** Why stdout could not be written, other than its reader gone (a full disk). */
+let stdoutError: Error | undefined;
+
+/**
+ * A write to stdout failed: its reader gone (EPIPE: quietly), or anything
+ * else (ENOSPC, EIO: h48 P5, a full disk under `dist consumer > log` crashed
+ * the consumer): kept for {@link stdoutFailure}. Either way later output is
+ * dropped and the role is stopped as on SIGTERM.
+ */
+function stdoutFailed(err: unknown): void {
+  if (!(err instanceof Deno.errors.BrokenPipe)) {
+    stdoutError ??= err instanceof Error ? err : new Error(String(err));
+  }
+  stdoutGone = true;
+  onStdoutGone?.();
+}
+
+/**
+ * Why output was lost, as the one line main.ts prints (exit 1), as GNU
+ * tools say `write error: No space left on device`; undefined when nothing
+ * was, or only because the reader had gone (`| head`).
+ */
+export function stdoutFailure(): string | undefined {
+  return stdoutError && `cannot write to standard output: ${stdoutError.message}`;
+}
 
 /**
  * Writes one line to stdout synchronously (output is never lost at exit).
@@ -75,7 +100,9 @@ let onStdoutGone: (() => void) | undefined;
  * When the reader has gone (`dist client --random 2000 | head -2`), the line
  * is dropped, so are all later ones, and the handler given to
  * {@link onStdoutClosed} runs (main.ts stops the role as on SIGTERM): the
- * process ends quietly, as `cat` does, not with "Broken pipe".
+ * process ends quietly, as `cat` does, not with "Broken pipe". Any other
+ * failure (a full disk) stops the role too, and main.ts says it in one
+ * `dist:` line ({@link stdoutFailure}), exit 1.
  */
 export function writeStdout(line: string): void {
   if (stdoutGone) return;
@@ -84,9 +111,7 @@ export function writeStdout(line: string): void {
     let off = 0;
     while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
   } catch (err) {
-    if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
-    stdoutGone = true;
-    onStdoutGone?.();
+    stdoutFailed(err);
   }
 }
 
@@ -146,9 +171,7 @@ export class StdoutLines {
       try {
         for (let off = 0; off < chunk.length;) off += await Deno.stdout.write(chunk.subarray(off));
       } catch (err) {
-        if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
-        stdoutGone = true;
-        onStdoutGone?.();
+        stdoutFailed(err);
       }
       this.#bytes -= chunk.length;
       if (this.#backlogged && this.#bytes <= this.#highWater / 4) {

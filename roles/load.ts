@@ -8,7 +8,7 @@
 import type { Role } from "./_role.ts";
 
 export { closeLogging, setupLogging } from "./_logging.ts";
-export { onStdoutClosed, type Role, Stopper, writeStdout } from "./_role.ts";
+export { onStdoutClosed, type Role, stdoutFailure, Stopper, writeStdout } from "./_role.ts";
 
 /** Each role's module, loaded when asked (the same roles as mod.ts's table: a test holds it so). */
 export const ROLE_LOADERS: Readonly<Record<string, () => Promise<Role>>> = {
