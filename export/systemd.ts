@@ -85,6 +85,33 @@ function probe(bin: string, address: string, dial: string[]): string {
     `[ $$i -lt ${PROBE_TRIES} ] || exit 1; sleep ${PROBE_PAUSE}; done'`;
 }
 
+/**
+ * A comment's text (h48 P3): each control character, line separator or
+ * bidirectional control written `\xNN`/`\uXXXX`, and `\` doubled: a line
+ * break in the topology's path wrote unit lines of the file name's choosing.
+ */
+function commentText(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\\]/g,
+    (c) => {
+      const code = c.charCodeAt(0);
+      if (c === "\\") return "\\\\";
+      return code < 0x100
+        ? `\\x${code.toString(16).padStart(2, "0")}`
+        : `\\u${code.toString(16).padStart(4, "0")}`;
+    },
+  );
+}
+
+/**
+ * Text of a value that is no command (`Description=`): as a comment's, and
+ * `%` doubled (a specifier otherwise: `%h` is the home directory; h48 P3).
+ */
+function plainText(text: string): string {
+  return commentText(text).replaceAll("%", "%%");
+}
+
 /** Text of a shell line as systemd must be given it: its own `%` and `$` doubled. */
 function unitText(text: string): string {
   return text.replaceAll("%", "%%").replaceAll("$", "$$$$");
@@ -181,10 +208,10 @@ function hostFiles(
       `  systemctl daemon-reload && systemctl enable --now ${TARGET_UNIT}`,
       `Each unit runs \`dist --config ${CONFIG_PATH} --name NAME\`; logs go to the journal`,
       `(journalctl -u 'dist-*').`,
-    ]).map((l) => l === "" ? "#" : `# ${l}`),
+    ]).map((l) => l === "" ? "#" : `# ${commentText(l)}`),
     "",
     "[Unit]",
-    `Description=dist: ${input.context.topology.file} on ${host}`,
+    `Description=dist: ${plainText(input.context.topology.file)} on ${plainText(host)}`,
     `Wants=${planned.map((p) => unitName(p.instance.name)).join(" ")}`,
     "",
     "[Install]",
@@ -237,7 +264,9 @@ function unit(p: PlannedInstance, input: ExportInput & { bin: string }): string 
   const dial = input.secrets.dialFlags(instance, "%d");
   const waitDial = input.secrets.dialFlags(instance, "%d", undefined, "dependency");
   const lines = [
-    `# dist ${instance.role} ${instance.name} of ${topology.file} (restart ${instance.restart}):`,
+    `# dist ${instance.role} ${instance.name} of ${
+      commentText(topology.file)
+    } (restart ${instance.restart}):`,
     `# part of ${TARGET_UNIT}; edit the topology file and export again rather than this.`,
     "[Unit]",
     `Description=dist ${instance.role} ${instance.name}`,
