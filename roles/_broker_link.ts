@@ -3,7 +3,13 @@
  * `--broker` option, and a link that stays up across broker restarts.
  */
 import { getLogger } from "@logtape/logtape";
-import { defineOptions, formatAddress, formatDuration, parseAddress } from "../config/mod.ts";
+import {
+  defineOptions,
+  formatAddress,
+  formatDuration,
+  parseAddress,
+  UsageError,
+} from "../config/mod.ts";
 import { cut } from "../wire/_log.ts";
 import { DistError, parseJson, type Peer } from "../wire/mod.ts";
 import { Connection } from "../clients/connection.ts";
@@ -136,11 +142,59 @@ export async function firstConnection(conn: Connection, options: LinkFlags): Pro
   }
 }
 
-/** A value given on the command line: JSON when it parses as JSON, else the text itself. */
-export function parseValue(text: string): unknown {
+/**
+ * A value given on the command line: JSON when it parses as JSON, else the
+ * text itself. A JSON number a double cannot hold as written (past 2^53:
+ * `12345678901234567890`, or more digits than a double keeps) is refused
+ * rather than sent rounded (h48 P6: every subscriber got
+ * 12345678901234567000, retained): quoted, it is sent as text.
+ * @throws {UsageError} for a number that would be rounded
+ */
+export function parseValue(text: string, flag = "--value"): unknown {
+  let value: unknown;
   try {
-    return parseJson(text);
+    value = parseJson(text);
   } catch {
     return text;
   }
+  const rounded = roundedNumber(text);
+  if (rounded !== undefined) {
+    const example = rounded.source === text.trim() ? ` ('${JSON.stringify(rounded.source)}')` : "";
+    throw new UsageError(
+      `${flag} ${text}: the number ${rounded.source} would be rounded to ${rounded.value} ` +
+        `(a double keeps 15 to 17 digits, integers exactly to 2^53); quote it to send text${example}`,
+    );
+  }
+  return value;
+}
+
+/** The first number of JSON text `text` that its double does not hold as written, if any. */
+function roundedNumber(text: string): { source: string; value: number } | undefined {
+  if (!/\d/.test(text)) return undefined;
+  let found: { source: string; value: number } | undefined;
+  JSON.parse(text, (_key, value, context?: { source?: string }) => {
+    const source = context?.source;
+    if (
+      found === undefined && typeof value === "number" && source !== undefined &&
+      decimal(source) !== decimal(String(value))
+    ) {
+      found = { source, value };
+    }
+    return value;
+  });
+  return found;
+}
+
+/** A number's text as `digits e exponent`, without leading or trailing zeros: equal for equal values. */
+function decimal(text: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (m === null) return text; // Infinity: never equal to a number written
+  let digits = m[2] + (m[3] ?? "");
+  let exp = Number(m[4] ?? 0) - (m[3]?.length ?? 0);
+  digits = digits.replace(/^0+/, "");
+  if (digits === "") return "0";
+  const trailing = digits.length - digits.replace(/0+$/, "").length;
+  digits = digits.slice(0, digits.length - trailing);
+  exp += trailing;
+  return `${m[1]}${digits}e${exp}`;
 }
