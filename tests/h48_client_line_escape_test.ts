@@ -24,7 +24,7 @@ const UNPRINTABLE =
 const LINES = [
   "add 1 \u001b[2J", // Not a number
   "a.b \u001b[31mred", // Parameters of a.b must be JSON
-  "add 1 \u2028x", // a line separator
+  "add 1 \u0085x", // a C1 control (NEL; readline would split a line at U+2028)
   "sleep \u202eevil", // a bidi override
 ];
 
