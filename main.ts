@@ -127,12 +127,13 @@ export async function main(argv: string[]): Promise<number> {
   onStdoutClosed(() => stopper.stop());
   const unlisten = stopper.listen();
   // The files the role's settings read (synchronously) are read here first,
-  // bounded and asynchronously: SIGTERM stops a read that blocks (h48 P1).
+  // bounded and asynchronously: SIGTERM stops a read that blocks (h48 P1),
+  // a stop before the role started, exit 0.
   if (!await prefetchUserFiles(userFilesOf(options), stopper.signal)) {
     unlisten();
     await metrics?.close();
     await closeLogging();
-    return fail(new UsageError("Interrupted while reading the files named"));
+    return 0;
   }
   const unwatch = watchLauncher(() => stopper.stop()); // Started by dist up: stop when it is gone.
   const untrim = startHeapTrim();

@@ -15,7 +15,7 @@ import {
   UsageError,
   USERS_RULE,
 } from "../config/mod.ts";
-import { runDist } from "./helpers/dist.ts";
+import { distCommand, runDist } from "./helpers/dist.ts";
 
 Deno.test("a token file past 64 KiB is refused by its bound, one of 64 KiB read (h48 P1)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "f48-bounded-" });
@@ -61,6 +61,36 @@ Deno.test("a pipe named as a token file is read once and serves every reader (h4
     assert.equal(first, "tok-1\n");
     assert.equal(readUserFileSync("--token-file", fifo, SECRET_RULE), "tok-1\n");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Whether process `pid` catches SIGTERM (its SigCgt mask: Deno's listener is installed). */
+async function catchesTerm(pid: number): Promise<boolean> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+  const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return mask !== undefined && (BigInt(`0x${mask}`) & (1n << 14n)) !== 0n;
+}
+
+Deno.test("SIGTERM stops a role waiting for a FIFO's writer (h48 P1: a synchronous read ignored it)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "f48-fifo-term-" });
+  const fifo = join(dir, "token");
+  await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
+  const { exe, args } = distCommand(["server", "--port", "0", "--token-file", fifo]);
+  const child = new Deno.Command(exe, { args, stdout: "null", stderr: "null" }).spawn();
+  const kill = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  try {
+    // The listener is installed before the files are read: wait for it, bounded.
+    for (let i = 0; i < 200 && !await catchesTerm(child.pid); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(await catchesTerm(child.pid), "dist never listened for SIGTERM");
+    await new Promise((r) => setTimeout(r, 300)); // Now in the FIFO's open.
+    child.kill("SIGTERM");
+    const { code, signal } = await child.status;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, "not stopped by its SIGTERM");
+  } finally {
+    clearTimeout(kill);
     await Deno.remove(dir, { recursive: true });
   }
 });
