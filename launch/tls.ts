@@ -16,7 +16,15 @@
  */
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { join, resolve } from "node:path";
-import { type Instance, type RoleInfo, type Topology, UsageError } from "../config/mod.ts";
+import {
+  type Instance,
+  KEY_RULE,
+  PEM_RULE,
+  readUserFile,
+  type RoleInfo,
+  type Topology,
+  UsageError,
+} from "../config/mod.ts";
 import { type CertAndKey, certNames, readTlsFiles } from "../cert/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 import { listens } from "./plan.ts";
@@ -194,9 +202,10 @@ function notACa(pair: CertAndKey): string | undefined {
  */
 async function readPair(files: { cert: string; key: string }) {
   try {
-    const cert = await Deno.readTextFile(files.cert);
+    // Bounded (h48 P1): the state directory's files are checked, not their size.
+    const cert = await readUserFile("certificate", files.cert, PEM_RULE);
     if (cert.trim() === "") return undefined;
-    return { cert, key: await Deno.readTextFile(files.key) };
+    return { cert, key: await readUserFile("key", files.key, { ...KEY_RULE, secret: undefined }) };
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;

@@ -59,3 +59,10 @@ Deno.test("client line mode: a line past 1 MiB is refused as it streams, the nex
     await server.stop();
   }
 });
+
+Deno.test("PipeLines: end() while a read waits ends the lines (a stop while stdin sends nothing)", async () => {
+  const lines = new PipeLines(() => new Promise<number | null>(() => {}));
+  const next = lines.next();
+  lines.end();
+  assert.equal(await next, undefined);
+});

@@ -28,6 +28,9 @@ export class PipeLines {
   #number = 0;
   #eof = false;
   #ended = false;
+  #wake?: () => void;
+  /** Resolves with null when {@link end} is called: a read that waits is not waited for. */
+  #endedRead = new Promise<null>((resolve) => this.#wake = () => resolve(null));
 
   /** @param read reads into a buffer (stdin's by default); null at the end */
   constructor(
@@ -41,6 +44,7 @@ export class PipeLines {
   /** The session is over: no more lines. */
   end(): void {
     this.#ended = true;
+    this.#wake?.();
   }
 
   /** The next line (without its line break), or undefined at the end. */
@@ -56,7 +60,9 @@ export class PipeLines {
       this.#chunk = new Uint8Array(0);
       if (this.#eof) return this.#size > 0 || this.#tooLong ? this.#line() : undefined;
       const buf = new Uint8Array(64 * 1024);
-      const n = await this.#read(buf);
+      // A stop (SIGINT, SIGTERM) while stdin sends nothing ends the session.
+      const n = await Promise.race([this.#read(buf), this.#endedRead]);
+      if (this.#ended) break;
       if (n === null) this.#eof = true;
       else this.#chunk = buf.subarray(0, n);
     }
