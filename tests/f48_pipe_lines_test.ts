@@ -29,7 +29,7 @@ async function all(lines: PipeLines): Promise<PipeLine[]> {
 }
 
 Deno.test("PipeLines: a line past the bound is one tooLong, the others whole, a split character whole", async () => {
-  const text = `add 1 2\n${"x".repeat(50)}\nécho é\n\nlast`;
+  const text = `add 1 2\r\n${"x".repeat(50)}\nécho é\r\rlast`;
   for (const step of [1, 3, 7, 1000]) {
     const lines = new PipeLines(reader(new TextEncoder().encode(text), step), 20);
     assert.deepEqual(await all(lines), [

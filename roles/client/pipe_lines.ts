@@ -14,7 +14,8 @@ export const MAX_LINE_BYTES = 1 << 20;
 /** A line, or the number of one that was too long (1-based). */
 export type PipeLine = { text: string } | { tooLong: number };
 
-const NEWLINE = 0x0a;
+const LF = 0x0a;
+const CR = 0x0d;
 
 /** Lines of a byte stream, each at most `max` bytes. */
 export class PipeLines {
@@ -28,6 +29,8 @@ export class PipeLines {
   #number = 0;
   #eof = false;
   #ended = false;
+  /** The last line ended with CR: a LF right after it belongs to it (CRLF). */
+  #afterCr = false;
   #wake?: () => void;
   /** Resolves with null when {@link end} is called: a read that waits is not waited for. */
   #endedRead = new Promise<null>((resolve) => this.#wake = () => resolve(null));
@@ -47,11 +50,16 @@ export class PipeLines {
     this.#wake?.();
   }
 
-  /** The next line (without its line break), or undefined at the end. */
+  /** The next line (without its line break: LF, CRLF or CR, as readline), or undefined at the end. */
   async next(): Promise<PipeLine | undefined> {
     while (!this.#ended) {
-      const at = this.#chunk.indexOf(NEWLINE);
+      if (this.#afterCr && this.#chunk.length > 0) {
+        if (this.#chunk[0] === LF) this.#chunk = this.#chunk.subarray(1);
+        this.#afterCr = false;
+      }
+      const at = this.#chunk.findIndex((b) => b === LF || b === CR);
       if (at >= 0) {
+        this.#afterCr = this.#chunk[at] === CR;
         this.#take(this.#chunk.subarray(0, at));
         this.#chunk = this.#chunk.subarray(at + 1);
         return this.#line();
