@@ -6,7 +6,14 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
-import { type FileRule, KEY_RULE, PEM_RULE, readUserFileSync, UsageError } from "../config/mod.ts";
+import {
+  CA_RULE,
+  type FileRule,
+  KEY_RULE,
+  PEM_RULE,
+  readUserFileSync,
+  UsageError,
+} from "../config/mod.ts";
 import type { TlsSettings } from "../wire/mod.ts";
 
 /** The TLS options every role takes (config/spec.ts, TLS_OPTIONS). */
@@ -94,8 +101,7 @@ function checkPair(certPath: string, certPem: string, keyPath: string, keyPem: s
 /** A file of one or more CA certificates, each parsed and valid now. */
 function readCaBundle(flag: string, path: string): string {
   // Whoever may write it picks whom this side trusts: a client CA planted is any user (N9).
-  checkSecretFile(flag, path, { private: false });
-  const text = readPem(flag, path, "CERTIFICATE");
+  const text = readPem(flag, path, "CERTIFICATE", CA_RULE);
   for (const block of blocks(text, "CERTIFICATE")) {
     checkValidity(flag, path, parseCert(flag, path, block));
   }

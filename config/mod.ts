@@ -24,6 +24,7 @@ export * from "./spec.ts";
 export { UsageError } from "./errors.ts";
 export { checkSecretFile, ownerProblem, type OwnerRule } from "./owner.ts";
 export {
+  CA_RULE,
   type FileRule,
   KEY_RULE,
   PEM_RULE,

@@ -49,6 +49,11 @@ export const USERS_RULE: FileRule = {
 };
 /** A PEM certificate or CA bundle: 1 MiB (the system's bundle is some 200 KiB). */
 export const PEM_RULE: FileRule = { max: 1 * MIB, holds: "a PEM certificate file" };
+/**
+ * A CA bundle a side trusts (`--tls-ca`, `--tls-client-ca`): 1 MiB; owner and write checked, not
+ * read (a certificate is no secret, but whoever may write a listener's client CA makes any user, N9).
+ */
+export const CA_RULE: FileRule = { ...PEM_RULE, secret: { private: false } };
 /** A PEM private key (`--tls-key`, `--ca-key`): 1 MiB, private. */
 export const KEY_RULE: FileRule = {
   max: 1 * MIB,
@@ -194,8 +199,8 @@ const FILE_OPTIONS: readonly { key: string; flag: string; rule: FileRule }[] = [
   { key: "users", flag: "Users file", rule: USERS_RULE },
   { key: "tlsCert", flag: "--tls-cert", rule: PEM_RULE },
   { key: "tlsKey", flag: "--tls-key", rule: KEY_RULE },
-  { key: "tlsCa", flag: "--tls-ca", rule: PEM_RULE },
-  { key: "tlsClientCa", flag: "--tls-client-ca", rule: PEM_RULE },
+  { key: "tlsCa", flag: "--tls-ca", rule: CA_RULE },
+  { key: "tlsClientCa", flag: "--tls-client-ca", rule: CA_RULE },
 ];
 
 /** The files a role's options name, for {@link prefetchUserFiles}. */
