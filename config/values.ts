@@ -37,6 +37,22 @@ function tryDuration(value: unknown): number | undefined {
   return text.length > 0 ? Math.round(total * 1000) / 1000 : undefined;
 }
 
+/**
+ * The shortest call timeout taken (ms): `--timeout 1ms` made every call to a server fail
+ * `TIMEOUT`, as asked (r46 R5); a loopback round trip on a loaded machine takes a few.
+ */
+export const CALL_TIMEOUT_FLOOR_MS = 10;
+
+/**
+ * Whether the option named `key` (`--timeout`, `client.timeout`, `binder.verify_timeout`) is the
+ * timeout of a call: every role's `--timeout` (client, producer, consumer, balancer, `dist
+ * status`) and the binder's `--verify-timeout`.
+ */
+function isCallTimeout(key: string): boolean {
+  const name = key.replace(/^--/, "").split(".").pop()!.replace(/[-_]/g, "").toLowerCase();
+  return name === "timeout" || name === "verifytimeout";
+}
+
 /** The longest duration a timer can wait (2^31 - 1 ms, about 24.8 days). */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
@@ -284,6 +300,12 @@ export function convertValue(
     case "duration": {
       const ms = tryDuration(raw);
       if (ms === undefined) return fail(`is not a duration (${DURATION_HINT})`);
+      if (isCallTimeout(key) && ms < CALL_TIMEOUT_FLOOR_MS) {
+        throw new UsageError(
+          `${key}: must be at least ${CALL_TIMEOUT_FLOOR_MS}ms, got ${showValue(raw)}: ` +
+            "a call timeout under it fails every call TIMEOUT",
+        );
+      }
       if (def.min !== undefined && ms < def.min) {
         throw new UsageError(
           `${key}: must be at least ${formatDuration(def.min)}, got ${showValue(raw)}`,

@@ -120,7 +120,7 @@ Deno.test("makePlan() --only keeps the named instances and what they depend on",
   );
   throwsUsage(
     () => parseLauncherArgs(["--timeout", "0"], STATUS),
-    '--timeout: must be at least 1ms, got "0"',
+    '--timeout: must be at least 10ms, got "0": a call timeout under it fails every call TIMEOUT',
   );
 });
 
