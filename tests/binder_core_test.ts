@@ -247,32 +247,35 @@ Deno.test("Registry.merge() leaves a tenth of maxEntries to registrations made h
   // Newer versions of entries it holds are still taken when full.
   const removal = peer.remove(from[0].id, "deregistered")!;
   assert.ok(registry.merge(incoming(removal)));
-  // Registrations fill the reserve; the next takes the tombstone's place;
-  // beyond it they are OVERLOADED as before.
+  // Registrations fill the reserve; beyond it they are OVERLOADED as before. The tombstone is kept:
+  // tombstones count against no live-instance cap (r47 R11).
   registry.register(reg(5001));
   registry.register(reg(5002));
   registry.register(reg(5003));
-  assert.equal(registry.get(from[0].id), undefined);
+  assert.ok(registry.get(from[0].id)?.removed);
   assert.throws(() => registry.register(reg(5004)), isCode("OVERLOADED"));
 });
 
-Deno.test("Registry.register() when full takes the place of the oldest tombstone (a burst of short leases cannot lock servers out)", () => {
+Deno.test("Registry.register() is not refused for tombstones (a burst of short leases cannot lock servers out)", () => {
   const { registry, time } = fakeRegistry("a", { maxEntries: 100 });
   // 100 leases of 100 ms, expired at once: 100 tombstones kept for a minute.
   for (let i = 0; i < 100; i++) registry.register(reg(7000 + i, "junk", 100));
   time.now += 200;
   registry.sweep();
   assert.equal(registry.tombstoneCount, 100);
-  // A server registers within that minute: the oldest tombstone goes.
+  // Servers register within that minute: the tombstones are kept, on a budget of their own.
   const entry = registry.register(reg(5001));
   assert.equal(registry.lookup("compute").id, entry.id);
-  assert.equal(registry.get("junk@127.0.0.1:7000"), undefined);
-  assert.ok(registry.get("junk@127.0.0.1:7001")?.removed);
-  assert.equal(registry.counters.tombstones_evicted, 1);
-  // Live entries are never evicted: once the tombstones are gone, OVERLOADED.
   for (let i = 0; i < 99; i++) registry.register(reg(5100 + i));
-  assert.equal(registry.tombstoneCount, 0);
+  assert.equal(registry.tombstoneCount, 100);
+  assert.equal(registry.counters.tombstones_evicted, 0);
+  // Live entries are never evicted: with 100 live, OVERLOADED.
   assert.throws(() => registry.register(reg(5999)), isCode("OVERLOADED"));
+  // One more tombstone takes the place of the oldest.
+  registry.remove(entry.id, "deregistered");
+  assert.equal(registry.tombstoneCount, 100);
+  assert.equal(registry.get("junk@127.0.0.1:7000"), undefined);
+  assert.equal(registry.counters.tombstones_evicted, 1);
 });
 
 Deno.test("Registry.register() beyond maxEntries is OVERLOADED; refreshing an entry is not", () => {

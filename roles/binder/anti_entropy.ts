@@ -85,6 +85,11 @@ export interface Link extends PeerProofs {
   self: boolean;
   /** A round is running on it. */
   busy: boolean;
+  /**
+   * Tombstones sent to the peer (id → version) that it still lacked in the last round: not sent
+   * again while it lacks them (it collected them, as a binder before stop 48 does after 60 s).
+   */
+  sentTombstones?: Map<string, string>;
 }
 
 /** What a round needs of the replicator. */
@@ -110,8 +115,19 @@ export async function antiEntropyRound(host: RoundHost, link: Link, peer: Peer):
   const started = performance.now();
   link.busy = true;
   try {
+    const node = link.node;
     const { theirs, buckets, pulled, peerReady } = await pull(host, link, peer);
-    const missing = lackedBy(host.registry, theirs, buckets);
+    if (link.node !== node) link.sentTombstones = undefined; // another binder, or restarted
+    const sent = link.sentTombstones;
+    const kept = new Map<string, string>();
+    // A tombstone the peer lacked after we sent it was collected there: once is enough (r47 R11).
+    const missing = lackedBy(host.registry, theirs, buckets).filter((e) => {
+      if (e.removed === undefined || theirs.has(e.id)) return true;
+      const v = e.stamp.join(",");
+      if (sent?.get(e.id) !== v) return true;
+      kept.set(e.id, v);
+      return false;
+    });
     // Sent back only with the peer's key (it has dialed this binder); else
     // the peer pulls them in its own rounds.
     const key = host.trust.proofFor(link);
@@ -123,7 +139,9 @@ export async function antiEntropyRound(host: RoundHost, link: Link, peer: Peer):
         key ? { node: host.node, key, records } : { node: host.node, records },
         { timeout: host.timeoutMs },
       );
+      for (const e of chunk) if (e.removed !== undefined) kept.set(e.id, e.stamp.join(","));
     }
+    link.sentTombstones = kept;
     host.counted(pulled + missing.length);
     const first = !link.exchanged;
     link.exchanged = true;

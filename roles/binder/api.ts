@@ -117,7 +117,7 @@ export function binderServing(parts: BinderParts): Serving {
             return entry !== undefined && registry.isLive(entry);
           });
         }
-        const entry = registry.register(reg);
+        const entry = registry.register(reg, source);
         (parts.registrants ?? parts.quota)?.took(source, entry.id);
         return stored(parts, { id: entry.id, ttl_ms: entry.ttlMs });
       }),

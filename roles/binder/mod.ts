@@ -85,8 +85,8 @@ const BINDER_OPTIONS = defineOptions({
   },
   maxInstances: {
     type: "integer",
-    description: "Most entries (live and recently removed); when full, a registration takes the " +
-      "oldest removal's place, else is OVERLOADED; entries from peers fill 9/10 at most",
+    description: "Most live instances (more are OVERLOADED; peers' fill 9/10 at most), and as " +
+      "many removals kept apart (the source holding most loses its oldest first)",
     default: 100_000,
     min: 1,
   },

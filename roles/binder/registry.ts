@@ -9,16 +9,20 @@
  * verified failure. A removal leaves a tombstone, so an older registration arriving late cannot
  * bring the instance back; a tombstone is collected after `tombstoneMs` and its lease, by which
  * time every reachable binder has it (and an instance that did come back with no one renewing it
- * has expired on its own). When the registry is full, a registration made here takes the place of
- * the oldest tombstone: a server registering counts for more than the memory of a removal, and a
- * burst of short leases (each leaving a tombstone for a minute) cannot lock servers out.
+ * has expired on its own). Live instances and tombstones have budgets of their own (review r47
+ * R11): `maxEntries` live instances, `maxTombstones` tombstones, the latter shared between the
+ * sources that registered the instances (tombstones.ts), so a flood of registrations that
+ * deregister or expire forgets its own tombstones and cannot lock servers out.
  */
 import { DistError } from "../../wire/mod.ts";
 import { MAX_TTL_MS } from "../../clients/contracts/mod.ts";
 import { compareStamps, type HybridClock, MAX_LOGICAL, type Stamp } from "./clock.ts";
 import { Digest } from "./digest.ts";
 import { Rings } from "./rings.ts";
+import { newCounters, type RegistryCounters } from "./counters.ts";
 import { Tombstones } from "./tombstones.ts";
+
+export type { RegistryCounters };
 
 /** Why an instance left the registry. */
 export type RemovalReason = "deregistered" | "expired" | "down";
@@ -64,11 +68,16 @@ export interface RegistryOptions {
   /** How long a tombstone is kept (ms). */
   tombstoneMs?: number;
   /**
-   * Most entries (live and tombstones); a new registration beyond is
-   * OVERLOADED. Entries new to this binder that come from peers may fill it
-   * only up to `maxEntries` less a tenth (see {@link Registry.mergeLimit}).
+   * Most live instances; a new registration beyond is OVERLOADED. Live
+   * instances new to this binder that come from peers may fill it only up to
+   * `maxEntries` less a tenth (see {@link Registry.mergeLimit}).
    */
   maxEntries?: number;
+  /**
+   * Most tombstones (default `maxEntries`); one more takes the place of one
+   * of the source holding the most (tombstones.ts), counted `tombstones_evicted`.
+   */
+  maxTombstones?: number;
   /**
    * How far ahead of this machine's clock a peer's version may be (ms); a
    * version further ahead is refused, so one bad clock (or a forged version)
@@ -86,48 +95,21 @@ export function instanceId(service: string, host: string, port: number): string 
   return `${service}@${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** Counters for `sys.stats`. */
-export interface RegistryCounters {
-  registrations: number;
-  renewals: number;
-  removals: number;
-  expirations: number;
-  lookups: number;
-  merged: number;
-  stale: number;
-  /** Versions from peers refused for being too far ahead of this clock. */
-  skewed: number;
-  /** Entries new to this binder from peers, skipped because the registry was full. */
-  overflow: number;
-  /** Tombstones collected early to make room for a registration made here. */
-  tombstones_evicted: number;
-}
-
 /** A binder's registry. See the module comment. */
 export class Registry {
   readonly clock: HybridClock;
   readonly tombstoneMs: number;
   readonly maxEntries: number;
+  readonly maxTombstones: number;
   readonly maxSkewMs: number;
   /**
-   * Most entries that merging from peers may bring the registry to:
+   * Most live instances that merging from peers may bring the registry to:
    * `maxEntries` less a reserve of a tenth (at least one) that only
    * registrations made here can take. So peers (or anything that speaks as
    * one) can never lock servers out of registering with this binder.
    */
   readonly mergeLimit: number;
-  readonly counters: RegistryCounters = {
-    registrations: 0,
-    renewals: 0,
-    removals: 0,
-    expirations: 0,
-    lookups: 0,
-    merged: 0,
-    stale: 0,
-    skewed: 0,
-    overflow: 0,
-    tombstones_evicted: 0,
-  };
+  readonly counters: RegistryCounters = newCounters();
   #now: () => number;
   #wallNow: () => number;
   #entries = new Map<string, Entry>();
@@ -138,6 +120,8 @@ export class Registry {
   #collectListeners: ((tombstone: Entry) => void)[] = [];
   #suspects = new Set<string>();
   #live = 0;
+  /** Who registered each live instance (`peer:ADDRESS` for a peer's), charged its tombstone. */
+  #sourceOf = new Map<string, string>();
 
   constructor(options: RegistryOptions) {
     this.clock = options.clock;
@@ -146,6 +130,7 @@ export class Registry {
     this.tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS;
     this.#tombstones = new Tombstones(this.tombstoneMs);
     this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.maxTombstones = options.maxTombstones ?? this.maxEntries;
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
     this.mergeLimit = this.maxEntries - Math.max(1, Math.ceil(this.maxEntries / 10));
   }
@@ -170,7 +155,12 @@ export class Registry {
   }
 
   get tombstoneCount(): number {
-    return this.#entries.size - this.#live;
+    return this.#tombstones.size;
+  }
+
+  /** The source a tombstone is counted for (see tombstones.ts). */
+  tombstoneSource(id: string): string | undefined {
+    return this.#tombstones.sourceOf(id);
   }
 
   get serviceCount(): number {
@@ -187,18 +177,20 @@ export class Registry {
     return entry.removed === undefined && entry.expiresAt > this.#now();
   }
 
-  /** Registers an instance, or refreshes it (a new version, a new lease) when it exists. */
-  register(reg: Registration): Entry {
+  /**
+   * Registers an instance, or refreshes it (a new version, a new lease) when it exists.
+   * @param source who registers it (the tombstone it may leave is counted for them)
+   * @throws {DistError} OVERLOADED when `maxEntries` instances are live (tombstones count not)
+   */
+  register(reg: Registration, source = ""): Entry {
     const id = instanceId(reg.service, reg.host, reg.port);
     const previous = this.#entries.get(id);
-    if (previous === undefined && this.#entries.size >= this.maxEntries) {
-      const oldest = this.#tombstones.evictable();
-      if (oldest === undefined) {
-        throw new DistError("OVERLOADED", `Registry full: ${this.maxEntries} entries`);
-      }
-      this.#collect(oldest);
-      this.counters.tombstones_evicted++;
+    if (
+      (previous === undefined || previous.removed !== undefined) && this.#live >= this.maxEntries
+    ) {
+      throw new DistError("OVERLOADED", `Registry full: ${this.maxEntries} live instances`);
     }
+    if (previous === undefined || previous.removed !== undefined) this.#sourceOf.set(id, source);
     const entry: Entry = {
       id,
       service: reg.service,
@@ -315,7 +307,7 @@ export class Registry {
    * entries already.
    * @returns whether it changed the registry
    */
-  merge(incoming: Incoming): boolean {
+  merge(incoming: Incoming, from = "peer"): boolean {
     if (incoming.stamp[0] > this.#wallNow() + this.maxSkewMs) {
       this.counters.skewed++;
       return false;
@@ -330,17 +322,16 @@ export class Registry {
       // A tombstone so old that it would be collected at once; nothing to remove here.
       return false;
     }
-    if (previous === undefined && this.#entries.size >= this.mergeLimit) {
-      // A peer's live entry takes the place of the oldest tombstone, as a registration here does:
-      // one client's short leases left a minute's tombstones each, filled the peers, and hid
-      // every server registered elsewhere meanwhile (hostile46c F9).
-      const oldest = incoming.removed === undefined ? this.#tombstones.evictable() : undefined;
-      if (oldest === undefined) {
-        this.counters.overflow++;
-        return false;
-      }
-      this.#collect(oldest);
-      this.counters.tombstones_evicted++;
+    const wasLive = previous !== undefined && previous.removed === undefined;
+    if (incoming.removed === undefined && !wasLive && this.#live >= this.mergeLimit) {
+      // Tombstones count not: one client's short leases left a minute's tombstones each, filled
+      // the peers, and hid every server registered elsewhere meanwhile (hostile46c F9).
+      this.counters.overflow++;
+      return false;
+    }
+    // Counted for the peer: a tombstone new here, or a lease it may later leave one of.
+    if (previous === undefined || (incoming.removed === undefined && !wasLive)) {
+      this.#sourceOf.set(incoming.id, `peer:${from}`);
     }
     const { leftMs, ...rest } = incoming;
     const entry: Entry = {
@@ -410,6 +401,7 @@ export class Registry {
 
   /** Forgets a tombstone. */
   #collect(entry: Entry): void {
+    this.#sourceOf.delete(entry.id);
     this.#entries.delete(entry.id);
     this.#tombstones.delete(entry.id);
     this.#digest.remove(entry.id, entry.stamp, entry.removed);
@@ -430,8 +422,20 @@ export class Registry {
     this.#digest.add(entry.id, entry.stamp, entry.removed);
     const wasLive = previous !== undefined && previous.removed === undefined;
     const isLive = entry.removed === undefined;
-    // Kept in order of removal: a tombstone changed again moves to the end.
-    this.#tombstones.set(entry.id, isLive ? undefined : entry);
+    // Kept in order of removal: a tombstone changed again moves to the end. A new one past the
+    // budget takes the place of one of the source holding the most (perhaps its own).
+    if (!isLive && (previous === undefined || wasLive)) {
+      const source = this.#sourceOf.get(entry.id) ?? "";
+      this.#sourceOf.delete(entry.id);
+      if (this.#tombstones.size >= this.maxTombstones) {
+        const evicted = this.#tombstones.evictable();
+        if (evicted !== undefined) {
+          this.#collect(evicted);
+          this.counters.tombstones_evicted++;
+        }
+      }
+      this.#tombstones.set(entry.id, entry, source);
+    } else this.#tombstones.set(entry.id, isLive ? undefined : entry, "");
     if (wasLive && !isLive) {
       this.#live--;
       this.#suspects.delete(entry.id);

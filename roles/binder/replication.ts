@@ -362,7 +362,7 @@ export class Replicator {
         continue;
       }
       const skewed = this.#registry.counters.skewed;
-      if (this.#registry.merge(incoming)) {
+      if (this.#registry.merge(incoming, from)) {
         merged++;
         this.lag?.observe((Date.now() - incoming.stamp[0]) / 1000);
       } else if (this.#registry.counters.skewed > skewed && skewed < 3) {
