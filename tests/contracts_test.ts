@@ -216,7 +216,7 @@ run({
     {
       method: b.register,
       code: "OVERLOADED",
-      message: /Registry full: 1 entries/,
+      message: /Registry full: 1 live instances/,
       async call(ctx) {
         const full = await ctx.another({ maxInstances: 1, catchUp: 0 });
         await full.conn.request(b.register, at(1));
