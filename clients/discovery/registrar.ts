@@ -52,7 +52,7 @@ export class Registrar {
    */
   readonly ended: Promise<DistError | undefined> = new Promise((resolve) => this.#end = resolve);
   #gaveUp: DistError | undefined;
-  #onFailure = new Set<(failure: RegistrarFailure) => void>();
+  #onFailure = new Set<(failure: RegistrarFailure) => unknown>();
 
   /** A registration of `info` through `binders`; see {@link register}. @ignore */
   constructor(binders: BinderClient, info: Registration) {
@@ -69,22 +69,27 @@ export class Registrar {
    * Calls `listener` at each try that failed and will be made again (a
    * binder down, hung, full, or that forgot the instance): what
    * {@link ended} does not say, since registering goes on. The log says the
-   * first and every tenth. A listener that throws is logged and kept.
+   * first and every tenth. A listener that throws, or whose promise
+   * rejects, is logged and kept.
    * @returns a function that stops listening
    */
-  onFailure(listener: (failure: RegistrarFailure) => void): () => void {
+  onFailure(listener: (failure: RegistrarFailure) => unknown): () => void {
     this.#onFailure.add(listener);
     return () => this.#onFailure.delete(listener);
   }
 
   #failed(failure: RegistrarFailure): void {
+    const threw = (err: unknown) =>
+      log.warn("A Registrar's onFailure listener threw: {error}", {
+        error: cut((err as Error)?.message ?? String(err)),
+      });
     for (const listener of this.#onFailure) {
       try {
-        listener(failure);
+        // An async listener's rejection is its throw (review r48 R2: it ended the process).
+        const done: unknown = listener(failure);
+        if (done instanceof Promise) done.catch(threw);
       } catch (err) {
-        log.warn("A Registrar's onFailure listener threw: {error}", {
-          error: cut((err as Error)?.message ?? String(err)),
-        });
+        threw(err);
       }
     }
   }
