@@ -58,7 +58,7 @@ export { didYouMean, suggest } from "./_suggest.ts";
 export { canonicalHost, undialableHost } from "./hosts.ts";
 export { LineLocator } from "./_locate.ts";
 export { dialHost } from "./_resolve.ts";
-export { LISTEN_ADDRESSES } from "./_listen.ts";
+export { hostsClash, LISTEN_ADDRESSES, listenHost, listensAt } from "./_listen.ts";
 export {
   type Command,
   optionsToArgv,

@@ -8,13 +8,16 @@ import { launcherMetrics } from "./metrics.ts";
 import {
   DEFAULT_TOPOLOGY,
   DEFAULT_TOPOLOGY_FILE,
+  hostsClash,
   type Instance,
+  listenHost,
   parseAddress,
   parseTopology,
   readUserFile,
   type RoleInfo,
   type Topology,
   TOPOLOGY_RULE,
+  toSnake,
   UsageError,
 } from "../config/mod.ts";
 import { formatLauncherHelp, parseLauncherArgs, UP } from "./args.ts";
@@ -36,6 +39,7 @@ import { lockLauncher } from "./launcher_lock.ts";
 import { DistError } from "../wire/mod.ts";
 import { dirname, resolve } from "node:path";
 import { Supervisor } from "./supervisor.ts";
+import { listenerAt } from "./ports.ts";
 
 /** A topology and its text (for line numbers in plan errors). */
 export interface LoadedTopology {
@@ -82,6 +86,55 @@ export async function readTopology(
 }
 
 /**
+ * Checks `--dashboard` and `--metrics` against the listeners of the plan's
+ * instances (the launcher binds first, so the instance would fail on its own
+ * port: hostile h48 P8), and against each other; the default dashboard moves
+ * to a free port instead.
+ *
+ * @throws {UsageError} naming the flag and the instance
+ */
+function launcherAddresses(
+  o: Record<string, unknown>,
+  plan: Plan,
+  roles: Record<string, RoleInfo>,
+): { address: string; note?: string } {
+  const instances = plan.instances.map((p) => p.instance);
+  const at = (text: string) => {
+    try {
+      return parseAddress(text);
+    } catch {
+      return undefined; // Said when it is bound.
+    }
+  };
+  const flags = (["dashboard", "metrics"] as const).filter((flag) => o[flag] !== undefined);
+  for (const flag of flags) {
+    const address = at(o[flag] as string);
+    const clash = address && listenerAt(address, instances, roles);
+    if (clash) {
+      const what = clash.key === "port" ? "port" : `${toSnake(clash.key)} address`;
+      throw new UsageError(
+        `--${flag} ${o[flag]} is ${clash.instance.name}'s ${what} in ${plan.file}: ` +
+          `give another, or port 0 (a free one)`,
+      );
+    }
+  }
+  const [d, m] = [at(o.dashboard as string ?? ""), at(o.metrics as string ?? "")];
+  if (
+    d && m && d.port !== 0 && d.port === m.port &&
+    hostsClash(listenHost(d.host), listenHost(m.host))
+  ) {
+    throw new UsageError(`--dashboard ${o.dashboard} and --metrics ${o.metrics} are one address`);
+  }
+  if (o.dashboard !== undefined) return { address: o.dashboard as string };
+  const clash = listenerAt(parseAddress(DEFAULT_DASHBOARD), instances, roles);
+  if (clash === undefined) return { address: DEFAULT_DASHBOARD };
+  return {
+    address: "127.0.0.1:0",
+    note: `${DEFAULT_DASHBOARD} is ${clash.instance.name}'s: the dashboard takes a free port`,
+  };
+}
+
+/**
  * Runs `dist up` with the arguments after `up`; resolves with the exit code.
  *
  * @throws {UsageError} for bad flags or a bad topology (exit 2)
@@ -112,6 +165,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   }
   checkDataDirs(plan.instances.map((p) => p.instance));
   checkSecretFiles(plan.instances.map((p) => p.instance));
+  const dashboardAt = launcherAddresses(o, plan, roles);
   // Two launchers of one topology on one machine would fight over its ports.
   const key = topologyKey(args.file);
   const twin = (await readStates(key)).find((s) => s.on === plan.on);
@@ -160,7 +214,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
     }
     if (!o.noDashboard) {
       dashboard = openDashboard(plan, {
-        address: (o.dashboard as string | undefined) ?? DEFAULT_DASHBOARD,
+        address: dashboardAt.address,
         fallback: o.dashboard === undefined,
         byName,
         state,
@@ -179,6 +233,7 @@ export async function up(argv: string[], roles: Record<string, RoleInfo>): Promi
   if (unsafe !== undefined) {
     output.say(`Not keeping state: ${unsafe} (dist status will not see this launcher)`);
   }
+  if (dashboardAt.note !== undefined && dashboard !== undefined) output.say(dashboardAt.note);
   if (dashboard?.note) output.say(dashboard.note);
   let made: string[];
   try {
