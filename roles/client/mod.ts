@@ -20,6 +20,7 @@ import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
 import { OPERATION_HELP } from "../ops.ts";
 import { serviceConnector } from "../_flags.ts";
+import { checkConnections, openPeers } from "./peers.ts";
 import { BENCH_DEFAULTS, CLIENT_OPTIONS, type ClientOptions } from "./options.ts";
 
 /** The client: one shot, interactive shell, random batch or benchmark. */
@@ -71,7 +72,11 @@ async function runClient(options: ClientOptions, ctx: RunContext): Promise<numbe
       { signal: ctx.signal, rotate: options.random !== undefined },
     ) ?? (() => connect(options)),
   );
-  const peers = await Promise.all(Array.from({ length: connections }, open));
+  const peers = await openPeers(connections, open, ctx.signal);
+  if (peers === undefined) {
+    console.error(`dist: Interrupted while opening ${connections} connections`);
+    return FORCED_EXIT_CODE;
+  }
   const link = new Link(peers[0], open);
   ctx.onForcedExit?.(() => inFlight(bench ? peers : [link.caller]));
   try {
@@ -153,13 +158,21 @@ function benchPlan(options: ClientOptions) {
   const op = words[0] === "echo" && words.length === 1
     ? { method: "echo", params: { text: "x".repeat(payload) } }
     : asUsage(() => parseOperation(words));
+  const requests = options.requests ??
+    (options.duration === undefined ? BENCH_DEFAULTS.requests : undefined);
+  // No more loops than requests to send (h48 P10: ten million loops for ten requests).
+  const concurrency = Math.min(
+    options.concurrency ?? BENCH_DEFAULTS.concurrency,
+    requests ?? Infinity,
+  );
+  const connections = options.connections ?? BENCH_DEFAULTS.connections;
+  checkConnections(connections, concurrency);
   return {
     op,
-    requests: options.requests ??
-      (options.duration === undefined ? BENCH_DEFAULTS.requests : undefined),
+    requests,
     durationMs: options.duration,
-    concurrency: options.concurrency ?? BENCH_DEFAULTS.concurrency,
-    connections: options.connections ?? BENCH_DEFAULTS.connections,
+    concurrency,
+    connections,
     rate: options.rate,
     timeout: options.timeout,
   };

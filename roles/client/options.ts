@@ -41,15 +41,18 @@ export const CLIENT_OPTIONS = defineOptions({
   // --bench is seen (and refused); BENCH_DEFAULTS fills them in.
   concurrency: {
     type: "integer",
-    description: `Benchmark: requests in flight at once (default ${BENCH_DEFAULTS.concurrency})`,
+    description:
+      `Benchmark: requests in flight at once, at most --requests (default ${BENCH_DEFAULTS.concurrency})`,
     min: 1,
+    max: 100_000,
     metavar: "C",
   },
   connections: {
     type: "integer",
     description:
-      `Benchmark: connections the requests are spread over (default ${BENCH_DEFAULTS.connections})`,
+      `Benchmark: connections the requests are spread over, at most --concurrency (default ${BENCH_DEFAULTS.connections})`,
     min: 1,
+    max: 10_000,
     metavar: "N",
   },
   op: {
