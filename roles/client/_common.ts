@@ -185,14 +185,64 @@ export function outcomeJson(outcome: Outcome, extra?: Record<string, unknown>): 
   return printableJson({ ...extra, ...outcome });
 }
 
+/** Distinct `by` names a tally keeps; later ones count as `others` (hostile h48 P9). */
+export const BY_NAMES = 100;
+
+/** Characters of a `by` a tally keeps (a longer one is cut, with "…"). */
+export const BY_CHARS = 64;
+
+/** A `by` as a tally keeps it: its first {@link BY_CHARS} characters, a pair never split. */
+export function cutBy(by: string): string {
+  if (by.length <= BY_CHARS) return by;
+  const end = /[\uD800-\uDBFF]/.test(by[BY_CHARS - 1]) ? BY_CHARS - 1 : BY_CHARS;
+  return by.slice(0, end) + "…";
+}
+
 /**
- * Counts of `by` as `server-1 ×12, server-2 ×8`. A `by` is the backend's own
- * word (a worker may write anything there): printable only (hostile44a H-A5).
+ * Answers counted by their `by`, bounded: a backend that answers under a
+ * fresh name each time (a worker may write anything there) would otherwise
+ * grow the client and its report with every request (hostile h48 P9: 688 MB
+ * and a 42 MB `by:` line for 200,000 requests). The first {@link BY_NAMES}
+ * names are kept, each cut to {@link BY_CHARS} characters; the rest are
+ * counted as `others`.
  */
-export function formatBy(by: Map<string, number>): string {
-  if (by.size === 0) return "none";
+export class ByCount {
+  readonly names = new Map<string, number>();
+  others = 0;
+
+  add(by: string): void {
+    const n = this.names.get(by);
+    if (n !== undefined) {
+      this.names.set(by, n + 1);
+      return;
+    }
+    const key = cutBy(by);
+    const m = this.names.get(key);
+    if (m !== undefined) this.names.set(key, m + 1);
+    else if (this.names.size < BY_NAMES) this.names.set(key, 1);
+    else this.others++;
+  }
+
+  /** The `by` and `by_others` fields of a `--json` summary. */
+  toJson(): { by: Record<string, number>; by_others?: number } {
+    return {
+      by: Object.fromEntries(this.names),
+      ...(this.others > 0 ? { by_others: this.others } : {}),
+    };
+  }
+}
+
+/**
+ * Counts of `by` as `server-1 ×12, server-2 ×8` (then `others ×N`: those
+ * past {@link BY_NAMES}). A `by` is the backend's own word (a worker may
+ * write anything there): printable only (hostile44a H-A5).
+ */
+export function formatBy(by: Map<string, number>, others = 0): string {
+  if (by.size === 0 && others === 0) return "none";
   // Most first; a tie in name order (server-2 before server-10), whatever answered first.
-  return [...by]
+  const names = [...by]
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0], "en", { numeric: true }))
-    .map(([name, n]) => `${printableText(name)} ×${n}`).join(", ");
+    .map(([name, n]) => `${printableText(name)} ×${n}`);
+  if (others > 0) names.push(`others ×${others}`);
+  return names.join(", ");
 }

@@ -1,6 +1,6 @@
 import { counted } from "../_role.ts";
 import { type CallOptions, DistError } from "../../wire/mod.ts";
-import { type Caller, formatBy, round } from "./_common.ts";
+import { ByCount, type Caller, formatBy, round } from "./_common.ts";
 import type { Operation } from "../ops.ts";
 import { Ticker } from "./ticker.ts";
 
@@ -16,7 +16,10 @@ export interface BenchSummary {
   rps: number;
   /** Latency of successful requests only. */
   latency_ms: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
+  /** Answers by their `by`: at most 100 names, each cut to 64 characters. */
   by: Record<string, number>;
+  /** Answers under a `by` past the first 100 names. */
+  by_others?: number;
   concurrency: number;
   connections: number;
   /** `--rate`: the target arrival rate (req/s). */
@@ -83,7 +86,7 @@ class Tally {
   latencies: Samples;
   errors: Record<string, number> = {};
   failed = 0;
-  by = new Map<string, number>();
+  by = new ByCount();
   stopped?: string;
 
   constructor(expected: number) {
@@ -96,7 +99,7 @@ class Tally {
 
   ok(ms: number, by: string | undefined): void {
     this.latencies.push(ms);
-    if (by !== undefined) this.by.set(by, (this.by.get(by) ?? 0) + 1);
+    if (by !== undefined) this.by.add(by);
   }
 
   fail(err: unknown, peer: Caller, t0: number): void {
@@ -356,7 +359,7 @@ function summarize(
       max: round(count ? sorted[count - 1] : 0),
       mean: round(count ? sum / count : 0),
     },
-    by: Object.fromEntries(tally.by),
+    ...tally.by.toJson(),
     concurrency: plan.concurrency,
     connections: run.peers.length,
   };
@@ -395,7 +398,7 @@ export function formatSummary(s: BenchSummary): string[] {
     `latency ms${failed > 0 ? " (ok only)" : ""}: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  ` +
     `p99.9 ${l.p999}  max ${l.max}  mean ${l.mean}`,
     `errors: ${errs.length === 0 ? "none" : errs.map(([c, n]) => `${c} ${n}`).join(", ")}`,
-    `by: ${formatBy(new Map(Object.entries(s.by)))}`,
+    `by: ${formatBy(new Map(Object.entries(s.by)), s.by_others)}`,
   ];
   if (s.rate !== undefined) {
     const lag = s.start_lag_ms!;

@@ -20,6 +20,7 @@ import { runInteractive } from "./interactive.ts";
 import { formatSummary, progressLine, runBench } from "./bench.ts";
 import { OPERATION_HELP } from "../ops.ts";
 import { serviceConnector } from "../_flags.ts";
+import { printableJson } from "../_printable.ts";
 import { checkConnections, openPeers } from "./peers.ts";
 import { BENCH_DEFAULTS, CLIENT_OPTIONS, type ClientOptions } from "./options.ts";
 
@@ -197,7 +198,7 @@ async function runBenchMode(
       : undefined,
   });
   if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
-  if (o.json) o.out(JSON.stringify(summary));
+  if (o.json) o.out(printableJson(summary));
   else formatSummary(summary).forEach((l) => o.out(l));
   const lost = summary.stopped !== undefined && summary.stopped !== "interrupted";
   return summary.ok === summary.requests && !lost ? 0 : 1;

@@ -1,7 +1,8 @@
 import { counted } from "../_role.ts";
 import { formatOperation, randomOperation } from "../ops.ts";
-import { printableText } from "../_printable.ts";
+import { printableJson, printableText } from "../_printable.ts";
 import {
+  ByCount,
   type Caller,
   formatBy,
   formatResult,
@@ -23,7 +24,7 @@ export async function runRandom(
   count: number,
   options: ModeOptions,
 ): Promise<number> {
-  const by = new Map<string, number>();
+  const by = new ByCount();
   let ok = 0;
   let errors = 0;
   let sent = 0;
@@ -36,7 +37,7 @@ export async function runRandom(
     const shown = formatOperation(op);
     if (outcome.ok) {
       ok++;
-      if (outcome.by) by.set(outcome.by, (by.get(outcome.by) ?? 0) + 1);
+      if (outcome.by) by.add(outcome.by);
     } else {
       errors++;
       if (outcome.error!.code === "UNAVAILABLE") stopped = outcome.error;
@@ -56,13 +57,13 @@ export async function runRandom(
     const summary = {
       ok,
       errors,
-      by: Object.fromEntries(by),
+      ...by.toJson(),
       ...(interrupted ? { interrupted } : {}),
       ...(stopped
         ? { stopped: `${stopped.code}: ${stopped.message}`, not_sent: count - sent }
         : {}),
     };
-    options.out(JSON.stringify({ summary }));
+    options.out(printableJson({ summary }));
   } else {
     const why = stopped !== undefined
       ? ` (stopped at the first UNAVAILABLE: ${count - sent} not sent)`
@@ -71,7 +72,7 @@ export async function runRandom(
       : "";
     options.out(
       `${counted(sent, "request")}: ${ok} ok, ${counted(errors, "error")}; by: ${
-        formatBy(by)
+        formatBy(by.names, by.others)
       }${why}`,
     );
   }
