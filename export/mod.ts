@@ -46,6 +46,7 @@ import { exportSystemd } from "./systemd.ts";
 import { AUTO_DATA_ENV, type ExportFile, type ExportInput, Findings, isLoopback } from "./model.ts";
 import { VERSION } from "./notes.ts";
 import { writeFiles } from "./files.ts";
+import { checkBin, checkImage } from "./flags.ts";
 
 export { type ExportFile, type ExportInput, Findings } from "./model.ts";
 export { COMPOSE_FILE } from "./compose.ts";
@@ -225,6 +226,8 @@ export async function exportCommand(
     );
   }
   const o = args.options;
+  if (target === "systemd") checkBin(o.bin as string);
+  else checkImage(o.image as string);
   if (target === "k8s" && o.on !== undefined) {
     throw new UsageError(
       "--on is for compose and systemd: Kubernetes places pods on its nodes itself",
