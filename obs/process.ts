@@ -16,6 +16,8 @@ import type { Registry } from "./metrics.ts";
 
 /** How often the event loop's lag is sampled (ms). */
 const LAG_SAMPLE_MS = 100;
+/** The lag gauge's window: the worst lag of the last this many seconds (s). */
+const LAG_WINDOW_S = 60;
 /** Lag samples between two nudges of the registry's samplers (one a second). */
 const NUDGE_TICKS = 10;
 
@@ -52,10 +54,12 @@ export function processMetrics(
     "Start time of the process since the Unix epoch in seconds",
     () => Math.round(startSeconds),
   );
-  // The worst lag since the last scrape, and the one before it when no
-  // sample ran since (a scrape right after another still says something).
-  let worst = 0;
-  let last = 0;
+  // The worst lag of each of the last LAG_WINDOW_S seconds (a ring), and the sum of every lag:
+  // no scrape changes what the next one sees (hostile h48 P18: a scrape reset the worst, so a
+  // second scraper, or a curl, took a stall from the first).
+  const worst = new Float64Array(LAG_WINDOW_S);
+  const second = new Float64Array(LAG_WINDOW_S).fill(-1);
+  let total = 0;
   let expected = performance.now() + LAG_SAMPLE_MS;
   let ticks = 0;
   const timer = setInterval(() => {
@@ -64,17 +68,29 @@ export function processMetrics(
     const now = performance.now();
     const lag = Math.max(0, now - expected) / 1000;
     expected = now + LAG_SAMPLE_MS;
-    if (lag > worst) worst = lag;
+    total += lag;
+    const s = Math.floor(now / 1000);
+    const i = s % LAG_WINDOW_S;
+    if (second[i] !== s) [second[i], worst[i]] = [s, 0];
+    if (lag > worst[i]) worst[i] = lag;
   }, LAG_SAMPLE_MS);
   Deno.unrefTimer(timer);
   registry.read(
     "gauge",
     "dist_event_loop_lag_seconds",
-    `Longest delay of a ${LAG_SAMPLE_MS} ms timer since the last scrape, in seconds`,
+    `Longest delay of a ${LAG_SAMPLE_MS} ms timer in the last ${LAG_WINDOW_S} s, in seconds`,
     () => {
-      if (worst > 0) [last, worst] = [worst, 0];
-      return last;
+      const from = Math.floor(performance.now() / 1000) - LAG_WINDOW_S;
+      let max = 0;
+      for (let i = 0; i < LAG_WINDOW_S; i++) if (second[i] > from && worst[i] > max) max = worst[i];
+      return max;
     },
+  );
+  registry.read(
+    "counter",
+    "dist_event_loop_late_seconds_total",
+    `Sum of the delays of a ${LAG_SAMPLE_MS} ms timer, in seconds (its rate: the share of time late)`,
+    () => total,
   );
   return () => clearInterval(timer);
 }
