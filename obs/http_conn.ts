@@ -7,7 +7,6 @@
 /** Largest request header taken. */
 export const MAX_HEADER_BYTES = 32 * 1024;
 const MAX_HEADERS = 100;
-const CRLFCRLF = [13, 10, 13, 10];
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -76,10 +75,10 @@ export class Connection {
     try {
       let scanned = this.#start;
       for (;;) {
-        const at = indexOf(this.#buf, CRLFCRLF, Math.max(this.#start, scanned - 3), this.#end);
-        if (at >= 0) {
-          const head = this.#buf.slice(this.#start, at);
-          this.#start = at + 4;
+        const end = headerEnd(this.#buf, Math.max(this.#start, scanned - 3), this.#end);
+        if (end !== undefined) {
+          const head = this.#buf.slice(this.#start, end[0]);
+          this.#start = end[1];
           return head;
         }
         scanned = this.#end;
@@ -177,14 +176,21 @@ export class Connection {
   }
 }
 
-function indexOf(buf: Uint8Array, needle: number[], from: number, to: number): number {
-  for (let i = Math.max(0, from); i + needle.length <= to; i++) {
-    if (
-      buf[i] === needle[0] && buf[i + 1] === needle[1] && buf[i + 2] === needle[2] &&
-      buf[i + 3] === needle[3]
-    ) return i;
+/**
+ * Where a header ends in `buf[from, to)`: the index of its last line's end
+ * and the index after the blank line, or undefined. A line may end in CRLF or
+ * a bare LF (RFC 9112 2.2 lets a recipient take LF alone, as nginx and Go
+ * do: a `printf 'GET /metrics HTTP/1.0\n\n' | nc` scrape waited for the
+ * header timeout, hostile h48 P12).
+ */
+function headerEnd(buf: Uint8Array, from: number, to: number): [number, number] | undefined {
+  for (let i = Math.max(0, from); i < to; i++) {
+    if (buf[i] !== 10) continue;
+    let j = i + 1;
+    if (j < to && buf[j] === 13) j++;
+    if (j < to && buf[j] === 10) return [buf[i - 1] === 13 ? i - 1 : i, j + 1];
   }
-  return -1;
+  return undefined;
 }
 
 /** A parsed request header. */
@@ -206,7 +212,7 @@ export function parseHead(bytes: Uint8Array): Head | number {
   } catch {
     return 400;
   }
-  const lines = text.split("\r\n");
+  const lines = text.split(/\r?\n/);
   // A client may send blank lines before a request (RFC 9112 2.2).
   while (lines.length > 0 && lines[0] === "") lines.shift();
   const m = REQUEST_LINE.exec(lines[0] ?? "");

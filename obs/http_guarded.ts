@@ -198,6 +198,7 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
         // answer is not lost to a reset when the connection closes.
         if (head.bodyLength > 0) await c.discard(head.bodyLength, timeoutMs);
         let response: Response;
+        let keepAlive = true;
         if (FORBIDDEN_METHOD.test(head.method)) {
           await respond(c, plain(405, "Method not allowed"), { ...how(head), keepAlive: false });
           return;
@@ -219,9 +220,15 @@ export function serveGuarded(options: GuardedOptions, handler: GuardedHandler): 
             c.answering = false;
           }
         } catch {
+          // Closed after, as a malformed header is (and as nginx does after a 400: h48 P13).
           response = plain(400, "Bad request target");
+          keepAlive = false;
         }
-        const kept = await respond(c, response, how(head));
+        const kept = await respond(
+          c,
+          response,
+          keepAlive ? how(head) : { ...how(head), keepAlive: false },
+        );
         if (!kept) return;
       }
     } catch (err) {
