@@ -18,6 +18,7 @@ import {
   readUserFile,
   UsageError,
 } from "../config/mod.ts";
+import { hostProblem, quoted } from "./hosts.ts";
 import {
   type CommandInfo,
   formatLauncherHelp,
@@ -125,6 +126,11 @@ async function issueCommand(argv: string[]): Promise<number> {
     );
   }
   const o = args.options;
+  const hosts = (o.host as string[] | undefined) ?? [];
+  for (const host of hosts) {
+    const problem = hostProblem(host);
+    if (problem !== undefined) throw new UsageError(`--host ${quoted(host)} ${problem}`);
+  }
   const dir = o.dir as string;
   const caFiles = {
     cert: (o.ca as string | undefined) ?? join(dir, "ca.crt"),
@@ -136,7 +142,6 @@ async function issueCommand(argv: string[]): Promise<number> {
   };
   const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   await refuseExisting(files, o.force === true);
-  const hosts = (o.host as string[] | undefined) ?? [];
   let issued;
   try {
     issued = await issueCert(ca, { name, hosts, days: o.days as number });
