@@ -43,6 +43,13 @@ const GLOBAL_SHORT: Record<string, "help" | "version"> = { h: "help", V: "versio
 /** A token that is a negative number rather than a flag: `-4`, `-2.5`, `-1e3`. */
 const NEGATIVE = /^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 
+/**
+ * After a role's first positional (an operation), a token that starts as a
+ * number or an expression does (`-1+2`, `-1,2`, `-(3)`) is an argument, as a
+ * bare negative number is: no flag starts so (h48 P11).
+ */
+const NEGATIVE_ARGUMENT = /^-[\d.(]/;
+
 function isFlag(token: string): boolean {
   return token.startsWith("-") && token !== "-";
 }
@@ -210,6 +217,8 @@ class ArgvParser {
   #longs = new Map<string, string>();
   #shorts = new Map<string, string>();
   #names: boolean;
+  /** Whether a positional came before the token being parsed (an unknown flag's hint). */
+  #afterPositional = false;
 
   constructor(role: string | undefined, info: RoleInfo | undefined, options: { names: boolean }) {
     this.#role = role;
@@ -226,8 +235,9 @@ class ArgvParser {
     let flagsEnded = false;
     for (let i = 0; i < tokens.length; i++) {
       const token = tokens[i];
-      const negative = this.#info?.positionals && command.positionals.length > 0 &&
-        NEGATIVE.test(token);
+      this.#afterPositional = command.positionals.length > 0;
+      const negative = this.#info?.positionals && this.#afterPositional &&
+        NEGATIVE_ARGUMENT.test(token);
       if (flagsEnded || !isFlag(token) || negative) {
         this.#positional(token, command);
       } else if (token === "--") {
@@ -327,7 +337,10 @@ class ArgvParser {
           : `Unknown flag ${flag}: give a role first, as in dist <role> ${flag}`,
       );
     }
-    return new UsageError(`Unknown flag ${flag} for ${this.#role}${hint}`);
+    const dashes = this.#info?.positionals && this.#afterPositional && !hint
+      ? " (after an operation, write -- before an argument that starts with -)"
+      : "";
+    return new UsageError(`Unknown flag ${flag} for ${this.#role}${hint}${dashes}`);
   }
 }
 
