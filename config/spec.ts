@@ -290,6 +290,9 @@ export const COMMON_OPTIONS = defineOptions({
     type: "duration",
     description: "Send a ping after this much silence",
     default: 1000,
+    // A listener's heartbeat is every client's (the shorter wins): `--heartbeat 1` (a bare
+    // number is ms) gave them 30 ms to live, and a GC pause dropped them (h48 P15).
+    min: 100,
   },
   liveness: {
     type: "integer",

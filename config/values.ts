@@ -307,8 +307,14 @@ export function convertValue(
         );
       }
       if (def.min !== undefined && ms < def.min) {
+        // A bare number is milliseconds: one meant as seconds is said so (h48 P15).
+        const bare = (typeof raw === "number" || /^\s*\d+(\.\d+)?\s*$/.test(String(raw))) &&
+          Number(raw) * 1000 >= def.min;
+        const unit = bare
+          ? ` (a bare number is milliseconds: write ${String(raw).trim()}s for seconds)`
+          : "";
         throw new UsageError(
-          `${key}: must be at least ${formatDuration(def.min)}, got ${showValue(raw)}`,
+          `${key}: must be at least ${formatDuration(def.min)}, got ${showValue(raw)}${unit}`,
         );
       }
       return ms <= MAX_DURATION_MS ? ms : fail("is too long: at most 24 days (2^31-1 ms)");
