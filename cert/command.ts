@@ -15,10 +15,11 @@ import {
   isReferenceName,
   KEY_RULE,
   PEM_RULE,
+  quoted,
   readUserFile,
   UsageError,
 } from "../config/mod.ts";
-import { hostProblem, quoted } from "./hosts.ts";
+import { hostProblem } from "./hosts.ts";
 import {
   type CommandInfo,
   formatLauncherHelp,

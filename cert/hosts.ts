@@ -30,11 +30,3 @@ export function hostProblem(host: string): string | undefined {
   if (/^\d+$/.test(labels[labels.length - 1])) return "is neither an IP address nor a DNS name";
   return undefined;
 }
-
-/** `text` as a JSON string, C1, line-separator and bidi controls escaped too (no terminal tricks). */
-export function quoted(text: string): string {
-  return JSON.stringify(text).replace(
-    /[\u0080-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}

@@ -5,6 +5,7 @@
  */
 import { nameTable, resolveValue, type Target } from "./_resolve.ts";
 import { didYouMean } from "./_suggest.ts";
+import { keyText } from "./_quote.ts";
 import { INVALID, Problems } from "./_problems.ts";
 import {
   HOST_OPTION,
@@ -130,7 +131,7 @@ export class TopologyLoader {
           key,
           isEntryList ? roleNames : ["defaults", "security", ...roleNames],
         );
-        this.#problems.add(line, `${key}: ${what}${hint}`);
+        this.#problems.add(line, `${keyText(key)}: ${what}${hint}`);
       }
     }
     const { layers, restart } = this.#readDefaults();
@@ -220,7 +221,7 @@ export class TopologyLoader {
       invalid: new Set(),
     };
     for (const [key, raw] of Object.entries(table)) {
-      const label = `${role}.${key}`;
+      const label = `${role}.${keyText(key)}`;
       const line = this.#problems.line(section, key);
       const camel = toCamel(key);
       if (key === "name") {
@@ -267,7 +268,7 @@ export class TopologyLoader {
     const layers = new Map<string, Options>(Object.keys(this.#roles).map((role) => [role, {}]));
     let restart: RestartPolicy | undefined;
     for (const [key, raw] of Object.entries(this.#defaults)) {
-      const label = `defaults.${key}`;
+      const label = `defaults.${keyText(key)}`;
       const line = this.#problems.line("defaults", key);
       const camel = toCamel(key);
       const takers = Object.entries(this.#roles).filter(([, info]) =>

@@ -14,9 +14,35 @@ const KEY_LINE = new RegExp(String.raw`^\s*(${SEGMENT})(?:\s*\.\s*${SEGMENT})*\s
 const ARRAY_HEADER = /^\s*\[\[\s*(.+?)\s*\]\]/;
 const TABLE_HEADER = /^\s*\[\s*(.+?)\s*\]/;
 
-/** "server", ' "a" . b ' -> "a.b": a header path without quotes or spaces. */
+/**
+ * "server", ' "a" . b ' -> "a.b": a header path without quotes or spaces; a
+ * basic string's escapes decoded (`"\u001b"` is the key ESC, as the parser
+ * reads it: h48 P17 found such a key at its table's line).
+ */
 function normalisePath(path: string): string {
-  return path.split(".").map((part) => part.trim().replace(/^(["'])(.*)\1$/, "$2")).join(".");
+  return path.split(".").map((part) => {
+    const bare = part.trim();
+    if (bare.startsWith("'") && bare.endsWith("'") && bare.length >= 2) return bare.slice(1, -1);
+    if (!bare.startsWith('"') || !bare.endsWith('"') || bare.length < 2) return bare;
+    return unescapeBasic(bare.slice(1, -1));
+  }).join(".");
+}
+
+/** A TOML basic string's body with its escapes decoded (itself when they are not valid). */
+function unescapeBasic(body: string): string {
+  if (!body.includes("\\")) return body;
+  // \UXXXXXXXX and \e are TOML's, not JSON's.
+  const json = body
+    .replace(/\\U([0-9A-Fa-f]{8})/g, (_, hex: string) => {
+      const cp = parseInt(hex, 16);
+      return cp <= 0x10ffff ? JSON.stringify(String.fromCodePoint(cp)).slice(1, -1) : "?";
+    })
+    .replace(/\\e/g, "\\u001b");
+  try {
+    return JSON.parse(`"${json}"`);
+  } catch {
+    return body;
+  }
 }
 
 export class LineLocator {

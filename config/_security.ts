@@ -16,6 +16,7 @@
  * The launcher (launch/tls.ts) turns it into every instance's `--tls-*`
  * options; an instance's own `tls_cert`, `tls_key` or `tls_ca` wins.
  */
+import { keyText } from "./_quote.ts";
 
 /** The TLS settings of a topology. */
 export interface TopologyTls {
@@ -44,7 +45,7 @@ export function readSecurity(
   // Keys of the authentication half may join this table: only TLS's are read here.
   for (const key of Object.keys(table)) {
     if (!KEYS.includes(key)) {
-      problem(key, `security.${key}: unknown key (security takes ${KEYS.join(", ")})`);
+      problem(key, `security.${keyText(key)}: unknown key (security takes ${KEYS.join(", ")})`);
     }
   }
   const text = (key: string): string | undefined => {

@@ -55,6 +55,7 @@ export {
   toSnake,
 } from "./values.ts";
 export { didYouMean, suggest } from "./_suggest.ts";
+export { keyText, quoted } from "./_quote.ts";
 export { canonicalHost, undialableHost } from "./hosts.ts";
 export { LineLocator } from "./_locate.ts";
 export { dialHost } from "./_resolve.ts";
