@@ -130,7 +130,9 @@ function launcherAddresses(
   if (clash === undefined) return { address: DEFAULT_DASHBOARD };
   return {
     address: "127.0.0.1:0",
-    note: `${DEFAULT_DASHBOARD} is ${clash.instance.name}'s: the dashboard takes a free port`,
+    note: `${DEFAULT_DASHBOARD} is ${clash.instance.name}'s ${
+      clash.key === "port" ? "port" : `${toSnake(clash.key)} address`
+    }: the dashboard takes a free port`,
   };
 }
 
