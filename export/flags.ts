@@ -7,14 +7,25 @@
  */
 import { UsageError } from "../config/mod.ts";
 
+/** C0 and C1 controls, DEL, line and paragraph separators, bidirectional controls. */
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
 /**
- * Refuses a `--bin` systemd cannot run: empty, or a path that is not
- * absolute (`relative/dist`). A bare name (`dist`) is looked up in
- * systemd's own executable path, as ExecStart= allows.
+ * Refuses a `--bin` systemd cannot run: empty, a path that is not absolute
+ * (`relative/dist`), or one holding a control character (h48 P3: a line
+ * break wrote unit lines of its own; `%` and `$` are escaped where it is
+ * written). A bare name (`dist`) is looked up in systemd's own executable
+ * path, as ExecStart= allows.
  *
  * @throws {UsageError}
  */
 export function checkBin(bin: string): void {
+  if (CONTROL.test(bin)) {
+    throw new UsageError(
+      `--bin ${JSON.stringify(bin)}: a path holding a control character (a line break)`,
+    );
+  }
   if (bin === "") throw new UsageError("--bin is empty: give the path of dist on the hosts");
   if (bin.includes("/") && !bin.startsWith("/")) {
     throw new UsageError(

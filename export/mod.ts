@@ -120,23 +120,6 @@ const SECRETS_WHERE: ReadonlyMap<string, string> = new Map([
   ["k8s", "the Secret of each workload"],
 ]);
 
-/** C0 and C1 controls, DEL, line and paragraph separators, bidirectional controls. */
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
-
-/**
- * Refuses a `--bin` holding a control character (h48 P3: a line break
- * wrote unit lines of its own; `%` and `$` are escaped where it is written).
- * @throws {UsageError} naming the flag
- */
-function checkBin(bin: string): void {
-  if (CONTROL.test(bin)) {
-    throw new UsageError(
-      `--bin ${JSON.stringify(bin)}: a path holding a control character (a line break)`,
-    );
-  }
-}
-
 /**
  * Builds the files of one export of a loaded topology, with its security
  * material (read, or made for `tls = "auto"`: secrets.ts).
