@@ -358,11 +358,9 @@ export class FramedConn {
   }
 
   /**
-   * Stops reading from the peer (after the read in progress) until
-   * `resumeReading()`: the owner has as much work from this peer as it takes.
-   * Pauses are counted: each call needs its own resumeReading(), so two
-   * reasons to stop (a peer's own limit, a listener's budget) never undo
-   * each other.
+   * Stops reading from the peer (after the read in progress) until `resumeReading()`: the owner
+   * has as much work from this peer as it takes. Pauses are counted (each call needs its own
+   * resumeReading()), so two reasons to stop (a peer's limit, a listener's) never undo each other.
    */
   pauseReading(): void {
     this.#inbound.pause();
@@ -371,6 +369,11 @@ export class FramedConn {
   /** Undoes one `pauseReading()`; reading goes on once none is left. */
   resumeReading(): void {
     this.#inbound.resume();
+  }
+
+  /** Reads of up to 256 KiB rather than 64 KiB (see Inbound's WIDE_READ). */
+  set wideReads(on: boolean) {
+    this.#inbound.wideReads = on;
   }
 
   /** Whether reading is stopped, by backpressure or by `pauseReading()`. */

@@ -23,6 +23,15 @@ import { EAGAIN, rawReads, type RawSocket, type RawSocketHandler } from "./raw_r
  */
 const MIN_READ = 1024;
 const MAX_READ = 64 * 1024;
+/**
+ * The largest read of a connection set to `wideReads` (the broker's publisher whose run goes to one
+ * subscriber: stop 48): a quarter of the turns, lane openings, flushes and ops for the same bytes.
+ * Not for a fan-out (its turn's outputs would outgrow the CPU's cache), and for at most
+ * WIDE_CONNECTIONS at once (a flood of such publishers keeps 64 KiB each).
+ */
+const WIDE_READ = 256 * 1024;
+const WIDE_CONNECTIONS = 64;
+let wideConnections = 0;
 const SHRINK_AFTER = 8;
 const BIG_FRAME = MAX_READ / 2;
 
@@ -117,6 +126,8 @@ export class Inbound implements RawSocketHandler {
   #gate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
   #pauses = 0;
+  /** The largest read buffer: MAX_READ, or WIDE_READ (see wideReads). */
+  #maxRead = MAX_READ;
   /** Whether the first frame's length was checked against FIRST_FRAME_BYTES. */
   #firstChecked = false;
   /** A read's frames and their buffers (reused: see InboundSink.frames). */
@@ -182,6 +193,14 @@ export class Inbound implements RawSocketHandler {
     return this.#backedUp || this.#gate !== undefined;
   }
 
+  /** Reads of up to WIDE_READ rather than MAX_READ (from the next full read on). */
+  set wideReads(on: boolean) {
+    const full = wideConnections >= WIDE_CONNECTIONS || this.#sink.isClosed();
+    if (on === (this.#maxRead === WIDE_READ) || (on && full)) return;
+    wideConnections += on ? 1 : -1;
+    this.#maxRead = on ? WIDE_READ : MAX_READ;
+  }
+
   /** Stops reading (after the read in progress) until as many `resume()`. */
   pause(): void {
     if (this.#pauses++ > 0) return;
@@ -199,6 +218,7 @@ export class Inbound implements RawSocketHandler {
    * adopted socket leaves our epoll (before its descriptor is closed).
    */
   close(): void {
+    this.wideReads = false;
     this.#pauses = 0;
     this.#socket?.release();
     this.#open();
@@ -327,10 +347,12 @@ export class Inbound implements RawSocketHandler {
         const big = this.#took(buf, n);
         if (n === buf.length) {
           smallReads = 0;
+          const max = this.#maxRead;
           if (grown > 0) {
-            buf = new Uint8Array(grown);
+            buf = new Uint8Array(Math.min(grown, max));
             grown = 0;
-          } else if (buf.length < MAX_READ) buf = new Uint8Array(buf.length * 2);
+          } else if (buf.length < max) buf = new Uint8Array(Math.min(buf.length * 2, max));
+          else if (buf.length > max) buf = new Uint8Array(max);
           else if (++fullReads >= perTurn) {
             fullReads = 0;
             const before = processReads;

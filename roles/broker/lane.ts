@@ -253,6 +253,8 @@ export class PublishLane {
       this.#limits.push(sink.frameLimit);
       this.#room.push(sub.directLimit - sink.pendingBytes);
     }
+    // One subscriber: the publisher's reads may be larger (wire/inbound.ts, WIDE_READ).
+    session.peer.conn.wideReads = plain.length === 1;
     this.#session = session;
     this.#topic = topic;
     this.#name = name;
