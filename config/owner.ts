@@ -7,7 +7,7 @@
  * others may write may be replaced by them, and a private one (a key, a
  * password, a token) others may read is theirs to use.
  */
-import { resolve } from "node:path";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { UsageError } from "./errors.ts";
 
 /** What the check asks of a path. */
@@ -45,6 +45,16 @@ export function ownerProblem(
   return undefined;
 }
 
+/** The real path of `path` (links followed), or `path` where it cannot be had. */
+function realOr(path: string): string {
+  try {
+    const real = Deno.realPathSync(path);
+    return isAbsolute(real) ? real : path; // A pipe's "pipe:[N]" is no path.
+  } catch {
+    return path;
+  }
+}
+
 /**
  * The folder whose files are taken whatever their owner and mode
  * (`DIST_SECRETS_DIR`): docker compose mounts a secret file as it is on the
@@ -63,9 +73,10 @@ function trustedFolder(): string | undefined {
 /**
  * Refuses a secrets file others could plant or read: another user's (root's
  * is fine), writable by group or others, or for a `private` one (a key, a
- * password, a token) readable by others. A link is followed (a Kubernetes
- * Secret's files are links); a file that cannot be found is left to its
- * reader to say so.
+ * password, a token) readable by others; or in a folder others could plant
+ * it in ({@link folderProblem}). A link is followed (a Kubernetes Secret's
+ * files are links); a file that cannot be found is left to its reader to
+ * say so.
  * @param what how the user gave it (`--token-file`, `users file`)
  * @throws {UsageError} naming the file and the fix
  */
@@ -93,11 +104,58 @@ export function checkSecretInfo(
   const trusted = trustedFolder();
   if (trusted !== undefined && resolve(path).startsWith(`${trusted}/`)) return;
   const problem = ownerProblem(path, info, { root: true, private: rule.private });
-  if (problem === undefined) return;
-  const fix = problem.includes("another user")
-    ? `make it yours (chown) and chmod 600 ${path}`
-    : `chmod 600 ${path}`;
-  throw new UsageError(
-    `${what} ${problem}: others could ${rule.private ? "read or replace" : "replace"} it; ${fix}`,
-  );
+  if (problem !== undefined) {
+    const fix = problem.includes("another user")
+      ? `make it yours (chown) and chmod 600 ${path}`
+      : `chmod 600 ${path}`;
+    throw new UsageError(
+      `${what} ${problem}: others could ${rule.private ? "read or replace" : "replace"} it; ${fix}`,
+    );
+  }
+  const folder = folderProblem(path);
+  if (folder !== undefined) {
+    throw new UsageError(
+      `${what} ${path}: ${folder.problem}: others could replace it; ${folder.fix}`,
+    );
+  }
+}
+
+/**
+ * Why the folders that lead to a secrets file let others replace it (review
+ * r48 R1): each folder from the file up to `/`, on the path as given and on
+ * its real path, must be this user's or root's, and not writable by group or
+ * others unless sticky (`/tmp`, a Kubernetes Secret's volume): as ssh's
+ * StrictModes checks the folders above a key. Undefined when they may be
+ * trusted, or where the system has no owners (Windows).
+ */
+function folderProblem(path: string): { problem: string; fix: string } | undefined {
+  const uid = Deno.uid();
+  if (uid === null) return undefined;
+  const folders = new Set<string>();
+  for (const start of [resolve(path), realOr(resolve(path))]) {
+    for (let dir = dirname(start); !folders.has(dir); dir = dirname(dir)) folders.add(dir);
+  }
+  for (const dir of folders) {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(dir);
+    } catch {
+      continue; // The file was found through it: nothing to say.
+    }
+    if (info.uid !== null && info.uid !== uid && info.uid !== 0) {
+      return {
+        problem: `its folder ${dir} belongs to another user (uid ${info.uid})`,
+        fix: "move it to a folder of yours",
+      };
+    }
+    if (info.mode !== null && (info.mode & 0o022) !== 0 && (info.mode & 0o1000) === 0) {
+      return {
+        problem: `its folder ${dir} may be written by others (mode ${
+          (info.mode & 0o777).toString(8)
+        })`,
+        fix: `chmod go-w ${dir}, or move it to a folder of yours`,
+      };
+    }
+  }
+  return undefined;
 }
