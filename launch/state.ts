@@ -140,8 +140,40 @@ export const AUTO_DATA_DIR = "auto";
 async function autoDir(topology: string, name: string): Promise<string> {
   // One directory an instance inside it: a unit or a volume may be shared (review r47 R9).
   const service = Deno.env.get("STATE_DIRECTORY")?.split(":")[0]?.replace(/\/+$/, "");
-  if (service) return `${service}/${name}`;
+  if (service) return await keptDir(topology, `${service}/${name}`, name);
   return `${ownStateDir()}/data/${await shortHash([topology])}/${name}`;
+}
+
+/** The earlier places said (and kept) in this process, said once each. */
+const keptSaid = new Set<string>();
+
+/**
+ * Review r48 R3: before R12 `data_dir = "auto"` was `STATE/data/<hash>/NAME` under systemd too,
+ * and a unit that kept its data set DIST_STATE_DIR to a persistent folder. Where that directory
+ * exists (in a state directory that may be trusted) and `fresh` does not, the instance keeps it,
+ * and how to move it is said once; it is not moved (its instance may still run there).
+ */
+async function keptDir(topology: string, fresh: string, name: string): Promise<string> {
+  if (exists(fresh) || stateDirProblem() !== undefined) return fresh;
+  const old = `${stateDir()}/data/${await shortHash([topology])}/${name}`;
+  if (!exists(old) || dirProblem(old) !== undefined) return fresh;
+  if (!keptSaid.has(old)) {
+    keptSaid.add(old);
+    console.error(
+      `dist: ${name}: data_dir = "auto" stays at ${old}, where it was before $STATE_DIRECTORY was ` +
+        `read; to move it, stop dist and: mv ${old} ${fresh}`,
+    );
+  }
+  return old;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Gives each instance whose `data_dir` is `"auto"` its autoDir. */
