@@ -105,12 +105,7 @@ export function checkSecretInfo(
   if (trusted !== undefined && resolve(path).startsWith(`${trusted}/`)) return;
   const problem = ownerProblem(path, info, { root: true, private: rule.private });
   if (problem !== undefined) {
-    const fix = problem.includes("another user")
-      ? `make it yours (chown) and chmod 600 ${path}`
-      : `chmod 600 ${path}`;
-    throw new UsageError(
-      `${what} ${problem}: others could ${rule.private ? "read or replace" : "replace"} it; ${fix}`,
-    );
+    throw new UsageError(`${what} ${problem}: ${fixOf(path, info, problem, rule)}`);
   }
   const folder = folderProblem(path);
   if (folder !== undefined) {
@@ -118,6 +113,33 @@ export function checkSecretInfo(
       `${what} ${path}: ${folder.problem}: others could replace it; ${folder.fix}`,
     );
   }
+}
+
+const MOUNT_FIX = "on a read-only mount: the volume's mode (a Kubernetes Secret's " +
+  "defaultMode: 0440) or DIST_SECRETS_DIR (README Security)";
+
+/** Who could do what with a file refused for `problem`, and the fix that fits it (review r48 R5). */
+function fixOf(
+  path: string,
+  info: Deno.FileInfo,
+  problem: string,
+  rule: { private: boolean },
+): string {
+  const mode = rule.private ? "600" : "go-w";
+  if (problem.includes("another user")) {
+    return `its owner could ${rule.private ? "read or replace" : "replace"} it; ` +
+      `make it yours (chown) and chmod ${mode} ${path}, or root's`;
+  }
+  const rootsFile = info.uid === 0 && Deno.uid() !== 0;
+  const could = problem.includes("may be read")
+    ? "others could read it"
+    : "others could replace it";
+  const fix = rootsFile
+    ? `as root: chmod ${rule.private ? "640" : "go-w"} ${path}${
+      rule.private ? " (root and its group may read it)" : ""
+    }`
+    : `chmod ${mode} ${path}`;
+  return `${could}; ${fix}; ${MOUNT_FIX}`;
 }
 
 /**

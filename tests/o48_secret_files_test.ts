@@ -20,7 +20,7 @@ async function starts(args: string[], env?: Record<string, string>): Promise<voi
   await server.stop();
 }
 
-Deno.test("a users file others may write is refused, naming it and chmod 600; 0600 and 0644 are taken", async () => {
+Deno.test("a users file others may write is refused, naming it and chmod go-w; 0600 and 0644 are taken", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dist_o48_users_" });
   try {
     const users = join(dir, "users.toml");
@@ -30,7 +30,7 @@ Deno.test("a users file others may write is refused, naming it and chmod 600; 06
       const r = await runDist(["server", "--port", "0", "--users", users]);
       const line = assertUserError(r, 2, `users file mode ${mode.toString(8)}`);
       assert.match(line, /may be written by others/, line);
-      assert.ok(line.includes(users) && line.includes(`chmod 600 ${users}`), line);
+      assert.ok(line.includes(users) && line.includes(`chmod go-w ${users}`), line); // r48 R5
     }
     // Hashes only: others may read it (as /etc/passwd), not write it.
     await Deno.chmod(users, 0o644);
@@ -98,7 +98,7 @@ Deno.test("a CA file others may write is refused (a client CA planted would make
     const r = await runDist(["server", "--port", "0", ...tls, "--tls-client-ca", pki.ca]);
     const line = assertUserError(r, 2, "client CA 664");
     assert.match(line, /^dist: --tls-client-ca .* may be written by others \(mode 664\)/, line);
-    assert.ok(line.includes(`chmod 600 ${pki.ca}`), line);
+    assert.ok(line.includes(`chmod go-w ${pki.ca}`), line); // r48 R5: a CA stays readable
     const d = await runDist(["client", "--connect", "127.0.0.1:1", "--tls-ca", pki.ca, "echo"]);
     assert.match(assertUserError(d, 2, "dialer's CA 664"), /--tls-ca .* may be written by others/);
     await Deno.chmod(pki.ca, 0o644); // A certificate is no secret: others may read it.
@@ -120,7 +120,7 @@ Deno.test({
       const r = await runDist(["server", "--port", "0", "--users", users]);
       const line = assertUserError(r, 2, "another user's");
       assert.match(line, /belongs to another user \(uid 54321\)/, line);
-      assert.match(line, /make it yours \(chown\) and chmod 600/, line);
+      assert.match(line, /make it yours \(chown\) and chmod go-w/, line);
       await Deno.chown(users, 0, 0);
       await starts(["--users", users]);
     } finally {

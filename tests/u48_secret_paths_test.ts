@@ -72,3 +72,29 @@ Deno.test({
     });
   },
 });
+
+Deno.test("R5: a token others may read: chmod 600; a users file others may write: chmod go-w", async () => {
+  await inTemp(async (dir) => {
+    const token = join(dir, "token");
+    await Deno.writeTextFile(token, "s3cret\n", { mode: 0o600 });
+    await Deno.chmod(token, 0o644);
+    const t = assertUserError(
+      await runDist(["server", "--port", "0", "--token-file", token]),
+      2,
+      "token 644",
+    );
+    assert.ok(t.includes(`others could read it; chmod 600 ${token}`), t);
+    assert.doesNotMatch(t, /replace/, t); // Reading is the problem, not writing.
+    assert.match(t, /read-only mount: .*defaultMode: 0440.*DIST_SECRETS_DIR/, t);
+    const users = join(dir, "users.toml");
+    await Deno.writeTextFile(users, USERS, { mode: 0o600 });
+    await Deno.chmod(users, 0o664);
+    const u = assertUserError(
+      await runDist(["server", "--port", "0", "--users", users]),
+      2,
+      "users 664",
+    );
+    assert.ok(u.includes(`others could replace it; chmod go-w ${users}`), u);
+    assert.doesNotMatch(u, /chmod 600/, u);
+  });
+});
