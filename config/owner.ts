@@ -55,19 +55,43 @@ function realOr(path: string): string {
   }
 }
 
+let trustSaid = false;
+
 /**
  * The folder whose files are taken whatever their owner and mode
- * (`DIST_SECRETS_DIR`): docker compose mounts a secret file as it is on the
- * host, its owner and mode unchangeable (compose issue 9648), so `dist
- * export compose` sets it to its `/run/secrets`.
+ * (`DIST_SECRETS_DIR`, its real path): docker compose mounts a secret file
+ * as it is on the host, its owner and mode unchangeable (compose issue
+ * 9648), so `dist export compose` sets it to its `/run/secrets`. Said once
+ * on stderr when first in force (review r48 R6).
+ * @throws {UsageError} for a relative value (each process would resolve it
+ * against its own working directory) or `/` (every file)
  */
 function trustedFolder(): string | undefined {
+  let dir: string | undefined;
   try {
-    const dir = Deno.env.get("DIST_SECRETS_DIR");
-    return dir ? resolve(dir) : undefined;
+    dir = Deno.env.get("DIST_SECRETS_DIR");
   } catch {
     return undefined; // No --allow-env: none.
   }
+  if (!dir) return undefined;
+  if (!isAbsolute(dir)) {
+    throw new UsageError(
+      `DIST_SECRETS_DIR ${dir} is not an absolute path: name the folder the secrets are mounted in (/run/secrets)`,
+    );
+  }
+  const real = realOr(resolve(dir));
+  if (real === "/") {
+    throw new UsageError(
+      `DIST_SECRETS_DIR ${dir} would take every file whatever its owner and mode: name the folder the secrets are mounted in (/run/secrets)`,
+    );
+  }
+  if (!trustSaid) {
+    trustSaid = true;
+    console.error(
+      `dist: DIST_SECRETS_DIR ${real} is in force: secrets files in it are taken whatever their owner and mode`,
+    );
+  }
+  return real;
 }
 
 /**
@@ -102,7 +126,7 @@ export function checkSecretInfo(
   rule: { private: boolean },
 ): void {
   const trusted = trustedFolder();
-  if (trusted !== undefined && resolve(path).startsWith(`${trusted}/`)) return;
+  if (trusted !== undefined && realOr(resolve(path)).startsWith(`${trusted}/`)) return;
   const problem = ownerProblem(path, info, { root: true, private: rule.private });
   if (problem !== undefined) {
     throw new UsageError(`${what} ${problem}: ${fixOf(path, info, problem, rule)}`);

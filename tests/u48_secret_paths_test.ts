@@ -98,3 +98,35 @@ Deno.test("R5: a token others may read: chmod 600; a users file others may write
     assert.doesNotMatch(u, /chmod 600/, u);
   });
 });
+
+Deno.test("R6: DIST_SECRETS_DIR relative or / is refused; a link in it is judged where it points; said once", async () => {
+  await inTemp(async (dir) => {
+    const mounted = join(dir, "run");
+    await Deno.mkdir(mounted);
+    const token = join(mounted, "token");
+    await Deno.writeTextFile(token, "s3cret\n", { mode: 0o600 });
+    await Deno.chmod(token, 0o644);
+    const args = ["--token-file", token];
+    // The control: taken as mounted, and said once (the token is read by two settings).
+    const said = await starts(args, { DIST_SECRETS_DIR: mounted });
+    assert.equal(said.split("DIST_SECRETS_DIR").length - 1, 1, said);
+    assert.match(said, /^dist: DIST_SECRETS_DIR .*run is in force/m, said);
+    for (const value of ["run", "/"]) {
+      const r = await runDist(["server", "--port", "0", ...args], {
+        cwd: dir,
+        env: { DIST_SECRETS_DIR: value },
+      });
+      assert.match(assertUserError(r, 2, `DIST_SECRETS_DIR=${value}`), /^dist: DIST_SECRETS_DIR /);
+    }
+    const outside = join(dir, "token");
+    await Deno.writeTextFile(outside, "s3cret\n", { mode: 0o600 });
+    await Deno.chmod(outside, 0o644);
+    const link = join(mounted, "elsewhere");
+    await Deno.symlink(outside, link);
+    const r = await runDist(["server", "--port", "0", "--token-file", link], {
+      env: { DIST_SECRETS_DIR: mounted },
+    });
+    assert.match(assertUserError(r, 2, "a link out of DIST_SECRETS_DIR", 2), /in force/);
+    assert.match(r.stderr, /--token-file .*elsewhere may be read by others/, r.stderr);
+  });
+});
