@@ -13,9 +13,10 @@
  * source's, so a legit client sharing an attacker's address paid up to 3 s
  * for one request too large as JSON): a fresh connection pays the first
  * pause. A source holds at most HELD_PER_SOURCE paused connections: past
- * that, the one refused most (the one just refused among equals) is closed, so
- * opening connections to start each from the first pause ties up no more
- * of the balancer than that.
+ * that, the connection just refused is closed (never one paused for an
+ * earlier refusal: review h48b V2), so opening connections to start each
+ * from the first pause ties up no more of the balancer than that. A
+ * connection refused again while paused is paused once, for its new pause.
  */
 import type { Peer } from "../../wire/mod.ts";
 
@@ -42,13 +43,14 @@ interface Refusals {
 
 interface Held {
   peer: Peer;
-  refusals: Refusals;
-  since: number;
+  source: string;
   timer?: ReturnType<typeof setTimeout>;
 }
 
 export class Tarpit {
   #byPeer = new WeakMap<Peer, Refusals>();
+  /** A connection's pause while it is paused: one a connection (review h48b V1). */
+  #heldPeer = new WeakMap<Peer, Held>();
   #held = new Map<string, Set<Held>>();
   #now: () => number;
   /** Connections closed for their source's cap (for tests and stats). */
@@ -59,10 +61,13 @@ export class Tarpit {
   }
 
   /**
-   * Pauses reading `peer`, of `source`, for its next pause.
-   * @returns the pause (ms)
+   * Pauses reading `peer`, of `source`, for its next pause. Refused again while paused (two
+   * refused frames of one read), its one pause is extended, never paused twice: the reader
+   * counts its pauses, so a second would never be resumed (review h48b V1).
+   * @returns the pause (ms); 0 for a connection closed, or closed now for its source's cap
    */
   hold(peer: Peer, source: string): number {
+    if (peer.isClosed) return 0;
     const now = this.#now();
     let r = this.#byPeer.get(peer);
     if (r === undefined || now - r.at > FORGET_MS) {
@@ -72,22 +77,27 @@ export class Tarpit {
     r.count++;
     r.at = now;
     const ms = Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * TARPIT_GROWTH ** Math.min(r.count - 1, 8));
+    const paused = this.#heldPeer.get(peer);
+    if (paused !== undefined) {
+      clearTimeout(paused.timer); // Still in its source's set: counted once.
+      this.#arm(paused, ms);
+      return ms;
+    }
     let held = this.#held.get(source);
     if (held === undefined) this.#held.set(source, held = new Set());
-    for (const h of held) {
-      if (h.peer === peer) this.#release(source, h); // Refused again while held: one entry.
+    if (held.size >= HELD_PER_SOURCE) {
+      // Past the cap the connection just refused goes, never one paused for an earlier refusal
+      // (review h48b V2: an attacker's fresh refusals closed a legit paused connection).
+      this.closed++;
+      peer.close();
+      return 0;
     }
-    const conn = peer.conn;
-    conn.pauseReading();
-    const entry: Held = { peer, refusals: r, since: now };
-    entry.timer = setTimeout(() => {
-      this.#release(source, entry);
-      if (!peer.isClosed) conn.resumeReading();
-    }, ms);
-    Deno.unrefTimer(entry.timer);
+    const entry: Held = { peer, source };
+    peer.conn.pauseReading();
+    this.#heldPeer.set(peer, entry);
     held.add(entry);
-    void peer.closed.then(() => this.#release(source, entry)); // Gone: no longer held.
-    if (held.size > HELD_PER_SOURCE) this.#closeOne(source, held);
+    this.#arm(entry, ms);
+    void peer.closed.then(() => this.#release(entry)); // Gone: no longer held.
     return ms;
   }
 
@@ -96,25 +106,23 @@ export class Tarpit {
     return this.#held.get(source)?.size ?? 0;
   }
 
-  #release(source: string, entry: Held): void {
-    clearTimeout(entry.timer);
-    const held = this.#held.get(source);
-    if (held === undefined) return;
-    held.delete(entry);
-    if (held.size === 0) this.#held.delete(source);
+  /** Resumes `entry`'s connection after `ms`, once. */
+  #arm(entry: Held, ms: number): void {
+    entry.timer = setTimeout(() => {
+      if (!this.#release(entry)) return;
+      if (!entry.peer.isClosed) entry.peer.conn.resumeReading();
+    }, ms);
+    Deno.unrefTimer(entry.timer);
   }
 
-  /** Closes the held connection refused most, the one held last among equals (a fresh attempt). */
-  #closeOne(source: string, held: Set<Held>): void {
-    let worst: Held | undefined;
-    for (const h of held) {
-      if (
-        worst === undefined || h.refusals.count > worst.refusals.count ||
-        (h.refusals.count === worst.refusals.count && h.since >= worst.since)
-      ) worst = h;
-    }
-    this.#release(source, worst!);
-    this.closed++;
-    worst!.peer.close();
+  /** @returns whether `entry` was still held (then it is released now) */
+  #release(entry: Held): boolean {
+    clearTimeout(entry.timer);
+    if (this.#heldPeer.get(entry.peer) !== entry) return false;
+    this.#heldPeer.delete(entry.peer);
+    const held = this.#held.get(entry.source);
+    held?.delete(entry);
+    if (held?.size === 0) this.#held.delete(entry.source);
+    return true;
   }
 }
