@@ -139,3 +139,23 @@ Deno.test("balancer: a legit client beside one refused many times waits the firs
     await stopAll([lb, ...servers]);
   }
 });
+
+Deno.test("tarpit: a connection of a source refused lately is paused before a large frame's body (h48b V5)", () => {
+  let now = 0;
+  const tarpit = new Tarpit(() => now);
+  const first = fakePeer();
+  // No refusal of its source yet: read at once.
+  assert.equal(tarpit.early(first, "10.0.0.9"), 0);
+  assert.equal(tarpit.hold(first, "10.0.0.9"), TARPIT_FIRST_MS);
+  assert.equal(tarpit.early(first, "10.0.0.9"), 0, "paused already: not paused twice");
+  // A fresh connection of that source: paused by its source's count (1, 2 refusals: 100 ms, 1 s).
+  const fresh = fakePeer();
+  assert.equal(tarpit.early(fresh, "10.0.0.9"), TARPIT_FIRST_MS);
+  assert.ok(fresh.paused);
+  tarpit.hold(fakePeer(), "10.0.0.9");
+  assert.equal(tarpit.early(fakePeer(), "10.0.0.9"), 1000);
+  // Another source, and the same one 10 s after its last refusal: not paused.
+  assert.equal(tarpit.early(fakePeer(), "10.0.0.10"), 0);
+  now += 10_001;
+  assert.equal(tarpit.early(fakePeer(), "10.0.0.9"), 0);
+});

@@ -101,6 +101,8 @@ export class FramedConn {
    * listener's `--tls-client-ca` (mutual TLS); undefined otherwise.
    */
   readonly tlsPeer: TlsPeer | undefined;
+  /** Told a frame's length (its prefix) once it begins, not complete (not the handshake's). */
+  onFrameBegun?: (length: number) => void;
   /** Who takes the input now: until someone attaches, a broken stream or EOF closes. */
   #input = new InputHandoff({
     onFrames: noop,
@@ -142,6 +144,7 @@ export class FramedConn {
       isClosed: () => this.#closeReason !== undefined,
       frames: (batch, buffers) => this.#input.handler.onFrames(batch, buffers),
       end: () => this.#input.handler.onEnd(),
+      begun: (length) => this.onFrameBegun?.(length),
       failed: (err) => {
         if (err instanceof DistError) this.#input.handler.onStreamError(err);
         else this.close(CloseReason.ReadError, err);

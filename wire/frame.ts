@@ -76,6 +76,14 @@ export class FrameDecoder {
     this.#frameBuffer = EMPTY.buffer;
   }
 
+  /** What the prefix of the frame pending announces, once `next()` returned null; -1 before 4 bytes. */
+  get partialLength(): number {
+    const b = this.#buf;
+    const s = this.#start;
+    if (this.#end - s < HEADER_BYTES) return -1;
+    return ((b[s] << 24) | (b[s + 1] << 16) | (b[s + 2] << 8) | b[s + 3]) >>> 0;
+  }
+
   /** Bytes received but not yet returned as frames. */
   get buffered(): number {
     const rest = this.#rest;

@@ -108,6 +108,8 @@ export interface InboundSink {
   end(): void;
   /** The stream broke: a DistError from the decoder (FRAME_TOO_LARGE), else a read error. */
   failed(err: unknown): void;
+  /** A frame after the first begun, not complete: the `length` its prefix says (once a frame). */
+  begun?(length: number): void;
 }
 
 export class Inbound implements RawSocketHandler {
@@ -130,6 +132,8 @@ export class Inbound implements RawSocketHandler {
   #maxRead = MAX_READ;
   /** Whether the first frame's length was checked against FIRST_FRAME_BYTES. */
   #firstChecked = false;
+  /** The index of the last frame told `begun` (0: the handshake's is not). */
+  #begun = 0;
   /** A read's frames and their buffers (reused: see InboundSink.frames). */
   readonly #batch: Uint8Array[] = [];
   readonly #buffers: ArrayBufferLike[] = [];
@@ -411,6 +415,11 @@ export class Inbound implements RawSocketHandler {
       // Nothing here keeps the frames (nor their buffers) while the next read waits.
       batch.length = buffers.length = 0;
       decoder.handedOver();
+    }
+    const length = decoder.partialLength;
+    if (length >= 0 && this.#begun !== this.#framesIn && !sink.isClosed()) {
+      this.#begun = this.#framesIn;
+      sink.begun?.(length);
     }
     return big;
   }

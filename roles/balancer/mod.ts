@@ -57,7 +57,7 @@ import { ControlTurns } from "./control_turns.ts";
 import { listBackends } from "./listing.ts";
 import { runThreads, type ThreadInfo } from "./threads.ts";
 import { boundOwnFrames } from "./own_frames.ts";
-import { rawForwarding } from "./fast_paths.ts";
+import { DECODE_AT_MOST, rawForwarding } from "./fast_paths.ts";
 import type { MsgpackRoute } from "./msgpack_job.ts";
 import type { Link } from "./links.ts";
 import { Tarpit } from "./tarpit.ts";
@@ -276,18 +276,20 @@ function setUpBalancer(
     ? undefined
     : new ServiceSource(service, { servers, binderOptions: options, name: bound.name });
   const workersAt = formatAddress({ host: workerPort.addr.hostname, port: workerPort.addr.port });
+  const route = options.passthrough ? msgpackRoute(options, parts.pool) : undefined;
   return {
     serve: serving([balancerContract, workerContract], {
       "balancer.backends": backends,
       "worker.register": () => misdialedWorker(bound.name, workersAt),
     }, { fallback: forward, wrap: control.wrap }),
     fast: boundOwnFrames(
-      options.passthrough
-        ? rawForwarding(parts.dispatcher, parts.relay, own, msgpackRoute(options, parts.pool))
-        : undefined,
+      route && rawForwarding(parts.dispatcher, parts.relay, own, route),
       own,
     ),
-    onPeer: (peer) => parts.relay.pressure.arrived(peer),
+    onPeer: (peer) => {
+      parts.relay.pressure.arrived(peer);
+      route?.arrived?.(peer);
+    },
     paced: (source) => parts.relay.pressure.pacedAs(source),
     stats: () => ({
       ...balancerStats(parts, bound, registry),
@@ -408,6 +410,13 @@ function msgpackRoute(options: BalancerOptions, pool: Pool): MsgpackRoute {
   return {
     maxFrame: options.maxFrame,
     refused: (client) => void tarpit.hold(client, sourceOf(client)),
+    // A MessagePack frame past DECODE_AT_MOST may be refused: paused first if its source was.
+    arrived: (client) =>
+      client.conn.onFrameBegun = (length) => {
+        if (length > DECODE_AT_MOST && client.codec === msgpackCodec) {
+          tarpit.early(client, sourceOf(client));
+        }
+      },
     decodes: () => dialsMsgpack || pool.list.some(decoder),
     decoder: dialsMsgpack ? undefined : decoder,
   };

@@ -91,6 +91,8 @@ export interface MsgpackRoute {
   decoder?: (b: Backend) => boolean;
   /** Told of a request refused for its size as JSON (tarpit.ts), once it is answered. */
   refused?: (client: Peer) => void;
+  /** Told of each client connection (tarpit.ts pauses a large frame's body: early()). */
+  arrived?: (client: Peer) => void;
 }
 
 /** A MessagePack client's request kept as bytes; its own RawCall and RawReply. */

@@ -36,6 +36,14 @@ const FORGET_MS = 10_000;
 /** Most connections of one source paused at once. */
 export const HELD_PER_SOURCE = 16;
 
+/** Sources whose refusals are remembered at once, at most. */
+const SOURCES_KEPT = 4096;
+
+/** The pause after `count` refusals: 100 ms, 1 s, then 3 s. */
+function pauseAfter(count: number): number {
+  return Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * TARPIT_GROWTH ** Math.min(count - 1, 8));
+}
+
 interface Refusals {
   count: number;
   at: number;
@@ -52,6 +60,8 @@ export class Tarpit {
   /** A connection's pause while it is paused: one a connection (review h48b V1). */
   #heldPeer = new WeakMap<Peer, Held>();
   #held = new Map<string, Set<Held>>();
+  /** Each source's refusals (early()); forgotten FORGET_MS after its last. */
+  #bySource = new Map<string, Refusals>();
   #now: () => number;
   /** Connections closed for their source's cap (for tests and stats). */
   closed = 0;
@@ -76,13 +86,33 @@ export class Tarpit {
     }
     r.count++;
     r.at = now;
-    const ms = Math.min(TARPIT_MAX_MS, TARPIT_FIRST_MS * TARPIT_GROWTH ** Math.min(r.count - 1, 8));
+    const ms = pauseAfter(r.count);
+    this.#noteSource(source, now);
     const paused = this.#heldPeer.get(peer);
     if (paused !== undefined) {
       clearTimeout(paused.timer); // Still in its source's set: counted once.
       this.#arm(paused, ms);
       return ms;
     }
+    return this.#pause(peer, source, ms);
+  }
+
+  /**
+   * A connection of `source` begins a frame that may be refused (too large as JSON): when its
+   * source was refused within FORGET_MS, it is paused before the frame's body is read, for the
+   * pause of the source's refusals so far (review h48b V5: a client dialing afresh for each
+   * request was read at full speed, its pause coming after the refusal, when it had closed).
+   * @returns the pause (ms), 0 for none
+   */
+  early(peer: Peer, source: string): number {
+    const s = this.#bySource.get(source);
+    if (s === undefined || peer.isClosed || this.#heldPeer.has(peer)) return 0;
+    if (this.#now() - s.at > FORGET_MS) return 0;
+    return this.#pause(peer, source, pauseAfter(s.count));
+  }
+
+  /** Pauses `peer` (not paused now) for `ms`; past its source's cap, closes it. */
+  #pause(peer: Peer, source: string, ms: number): number {
     let held = this.#held.get(source);
     if (held === undefined) this.#held.set(source, held = new Set());
     if (held.size >= HELD_PER_SOURCE) {
@@ -104,6 +134,20 @@ export class Tarpit {
   /** How many connections of `source` are paused now. */
   heldOf(source: string): number {
     return this.#held.get(source)?.size ?? 0;
+  }
+
+  /** Counts a refusal of `source`; sources refused nothing for FORGET_MS are forgotten. */
+  #noteSource(source: string, now: number): void {
+    if (this.#bySource.size >= SOURCES_KEPT) {
+      for (const [k, v] of this.#bySource) if (now - v.at > FORGET_MS) this.#bySource.delete(k);
+    }
+    let s = this.#bySource.get(source);
+    if (s === undefined || now - s.at > FORGET_MS) {
+      if (this.#bySource.size >= SOURCES_KEPT) return; // A flood of sources: early() skips the new.
+      this.#bySource.set(source, s = { count: 0, at: now });
+    }
+    s.count++;
+    s.at = now;
   }
 
   /** Resumes `entry`'s connection after `ms`, once. */
