@@ -116,17 +116,21 @@ export function checkSecretFile(what: string, path: string, rule: { private: boo
 
 /**
  * {@link checkSecretFile} of a file already opened (`info` from its handle):
- * what config/user_files.ts checks between opening and reading.
+ * what config/user_files.ts checks between opening and reading. `mounted`: a
+ * file compose mounts from the host, as it is, outside DIST_SECRETS_DIR (the
+ * topology at /etc/dist): taken whatever its owner and mode when that is set.
  * @throws {UsageError} naming the file and the fix
  */
 export function checkSecretInfo(
   what: string,
   path: string,
   info: Deno.FileInfo,
-  rule: { private: boolean },
+  rule: { private: boolean; mounted?: boolean },
 ): void {
   const trusted = trustedFolder();
-  if (trusted !== undefined && realOr(resolve(path)).startsWith(`${trusted}/`)) return;
+  if (trusted !== undefined && (rule.mounted || realOr(resolve(path)).startsWith(`${trusted}/`))) {
+    return;
+  }
   const problem = ownerProblem(path, info, { root: true, private: rule.private });
   if (problem !== undefined) {
     throw new UsageError(`${what} ${problem}: ${fixOf(path, info, problem, rule)}`);

@@ -20,6 +20,7 @@
  * As HAProxy and Mosquitto bound what they read of their files.
  */
 import { UsageError } from "./errors.ts";
+import { parse } from "smol-toml";
 import { checkSecretInfo } from "./owner.ts";
 
 const KIB = 1024;
@@ -32,7 +33,9 @@ export interface FileRule {
   /** What it holds, for the refusal: `a token or password`. */
   holds: string;
   /** A secrets file: its owner and mode are checked (N9); `private` for a key, token or password. */
-  secret?: { private: boolean };
+  secret?: { private: boolean; mounted?: boolean };
+  /** The secret a text holds inline (`token`), if any: then others may not read it (h48b V4). */
+  inline?: (text: string) => string | undefined;
 }
 
 /** A token or password (`--token-file`, `--password-file`): 64 KiB. */
@@ -60,8 +63,58 @@ export const KEY_RULE: FileRule = {
   holds: "a PEM key file",
   secret: { private: true },
 };
-/** A topology (`--config`, `dist up FILE`): 4 MiB (256 instances take some 100 KiB). */
-export const TOPOLOGY_RULE: FileRule = { max: 4 * MIB, holds: "a topology" };
+/**
+ * A topology (`--config`, `dist up FILE`): 4 MiB (256 instances take some 100 KiB). Its owner and
+ * mode are checked as a users file's: it names every file N9 checks and may hold the token inline
+ * (h48b V4); holding a token or password inline, others may not read it either.
+ */
+export const TOPOLOGY_RULE: FileRule = {
+  max: 4 * MIB,
+  holds: "a topology",
+  secret: { private: false, mounted: true },
+  inline: inlineSecret,
+};
+
+/** Keys of a topology whose string value is a secret (spec.ts `secret`). */
+const SECRET_KEYS = new Set(["token", "password"]);
+
+/** The first secret key (`token`, `password`) of a TOML text's tables, if any. */
+function inlineSecret(text: string): string | undefined {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch {
+    return undefined; // Its parser says why.
+  }
+  const walk = (value: unknown, depth: number): string | undefined => {
+    if (typeof value !== "object" || value === null || depth > 32) return undefined;
+    for (const [key, v] of Object.entries(value)) {
+      if (SECRET_KEYS.has(key) && typeof v === "string" && v !== "") return key;
+      const found = walk(v, depth + 1);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  };
+  return walk(doc, 0);
+}
+
+/** Refuses a text holding a secret inline (`rule.inline`) that others may read. */
+function checkInline(
+  flag: string,
+  path: string,
+  info: Deno.FileInfo,
+  rule: FileRule,
+  text: string,
+) {
+  if (rule.inline === undefined || info.mode === null || (info.mode & 0o004) === 0) return;
+  const key = rule.inline(text);
+  if (key === undefined) return;
+  const mode = (info.mode & 0o777).toString(8);
+  throw new UsageError(
+    `${flag} ${path} holds a ${key} inline and may be read by others (mode ${mode}): ` +
+      `chmod 600 ${path}, or put the ${key} in a file of its own named by ${key}_file`,
+  );
+}
 
 /** What was read of a file that is not regular, by path: a pipe gives its text once. */
 const taken = new Map<string, { text: string } | { error: unknown }>();
@@ -114,7 +167,9 @@ export async function readUserFile(flag: string, path: string, rule: FileRule): 
       size += n;
     }
     if (size > rule.max) throw tooLarge(flag, path, rule);
-    return keep(path, regular, { text: join(chunks, size) });
+    const text = join(chunks, size);
+    checkInline(flag, path, info, rule, text);
+    return keep(path, regular, { text });
   } catch (error) {
     throw keep(path, regular, { error });
   } finally {
@@ -145,7 +200,9 @@ export function readUserFileSync(flag: string, path: string, rule: FileRule): st
       size += n;
     }
     if (size > rule.max) throw tooLarge(flag, path, rule);
-    return keep(path, regular, { text: join(chunks, size) });
+    const text = join(chunks, size);
+    checkInline(flag, path, info, rule, text);
+    return keep(path, regular, { text });
   } catch (error) {
     throw keep(path, regular, { error });
   } finally {

@@ -185,13 +185,14 @@ function composeService(
     command: commandOf(instance, { roles, overrides: context.overrides }).map(escape),
     volumes: [`./${CONFIG_FILE}:${CONFIG_PATH}:ro`],
   };
-  if (instance.options.dataDir === "auto") service.environment = { ...AUTO_DATA_ENV };
+  // Its topology.toml and secrets are mounted as the host's files, whose owner and mode compose
+  // cannot change (README, Security): the topology's owner is checked too (review h48b V4).
+  service.environment = {
+    ...(instance.options.dataDir === "auto" ? AUTO_DATA_ENV : {}),
+    ...SECRETS_ENV,
+  };
   const ids = secrets.ids([instance.name]);
-  if (ids.length > 0) {
-    service.secrets = ids;
-    // Mounted as the host's files, whose owner and mode compose cannot change (README, Security).
-    service.environment = { ...service.environment as Record<string, string>, ...SECRETS_ENV };
-  }
+  if (ids.length > 0) service.secrets = ids;
   const published = [...ports.values()].map((port) => `${publishHost(instance)}${port}:${port}`);
   const metrics = metricsListen(instance, context.input.context.findings);
   if (metrics !== undefined && metrics.port !== 0) {

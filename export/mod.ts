@@ -220,6 +220,7 @@ export async function exportCommand(
     maxInstances: o.maxInstances as number,
     applyTls: false,
     writtenPaths: false, // data_dir and log_file name places on the target
+    exported: true,
   });
   const files = await buildExport(target, {
     topology,

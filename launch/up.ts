@@ -57,12 +57,19 @@ export interface LoadedTopology {
 export async function readTopology(
   file: string | undefined,
   roles: Record<string, RoleInfo>,
-  options: { maxInstances?: number; applyTls?: boolean; writtenPaths?: boolean } = {},
+  options: {
+    maxInstances?: number;
+    applyTls?: boolean;
+    writtenPaths?: boolean;
+    /** Read to export it (its secrets go elsewhere): an inline secret others may read is no refusal. */
+    exported?: boolean;
+  } = {},
 ): Promise<LoadedTopology> {
   let text = DEFAULT_TOPOLOGY;
   if (file !== undefined) {
     try {
-      text = await readUserFile("topology file", file, TOPOLOGY_RULE); // Bounded (h48 P1).
+      const rule = options.exported ? { ...TOPOLOGY_RULE, inline: undefined } : TOPOLOGY_RULE;
+      text = await readUserFile("topology file", file, rule); // Bounded (h48 P1).
     } catch (error) {
       if (error instanceof UsageError) throw error;
       const reason = error instanceof Error ? error.message : String(error);

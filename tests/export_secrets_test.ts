@@ -64,7 +64,7 @@ Deno.test("the exported instances run with TLS and the token each export gives t
     const objects = k8sObjects((await build("k8s", text))[0].text);
     // deno-lint-ignore no-explicit-any
     const config = (objects.find((o) => o.kind === "ConfigMap") as any).data["topology.toml"];
-    await Deno.writeTextFile(topologyFile, config);
+    await Deno.writeTextFile(topologyFile, config, { mode: 0o600 }); // It holds the token.
     const pods = await readBack(k8sProcesses(objects), config);
     const pod = pods.find((p) => p.instance.name === "s")!;
     const k8sDir = join(dir, "k8s");
@@ -201,7 +201,7 @@ Deno.test("dist export --out writes secrets into a folder only its owner enters"
   const dir = await Deno.makeTempDir({ prefix: "dist_export_out_" });
   try {
     const file = join(dir, "t.toml");
-    await Deno.writeTextFile(file, topologyText(5591, join(dir, "pki")));
+    await Deno.writeTextFile(file, topologyText(5591, join(dir, "pki")), { mode: 0o600 });
     const compose = await runDist(["export", "compose", file, "--out", join(dir, "c")]);
     assert.equal(compose.code, 0, compose.stderr);
     assert.match(compose.stderr, /Wrote \d+ files to .*secrets\/ca\.crt.*secrets\/token/);

@@ -27,7 +27,7 @@ const SECURE =
 Deno.test("h47 Q17a: the k8s export's file of Secrets is readable by its owner only", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dist-h47-q17a-" });
   try {
-    await Deno.writeTextFile(`${dir}/t.toml`, SECURE);
+    await Deno.writeTextFile(`${dir}/t.toml`, SECURE, { mode: 0o600 }); // It holds the token.
     const r = await runDist(["export", "k8s", `${dir}/t.toml`, "--out", `${dir}/out`]);
     assert.equal(r.code, 0, r.stderr);
     const text = await Deno.readTextFile(`${dir}/out/dist.yaml`);
@@ -46,7 +46,7 @@ Deno.test("h47 Q17a: the k8s export's file of Secrets is readable by its owner o
 Deno.test("h47 Q17b: dist export --out does not write through a link planted in the folder", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dist-h47-q17b-" });
   try {
-    await Deno.writeTextFile(`${dir}/t.toml`, SECURE);
+    await Deno.writeTextFile(`${dir}/t.toml`, SECURE, { mode: 0o600 }); // It holds the token.
     await Deno.writeTextFile(`${dir}/victim`, "precious\n");
     await Deno.mkdir(`${dir}/out`);
     await Deno.symlink(`${dir}/victim`, `${dir}/out/compose.yaml`);
@@ -64,7 +64,7 @@ Deno.test("h47 Q17b: dist export --out does not write through a link planted in 
 Deno.test("h47 Q17b: --out refuses a folder others may write, and a planted secrets link", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dist-h47-q17c-" });
   try {
-    await Deno.writeTextFile(`${dir}/t.toml`, SECURE);
+    await Deno.writeTextFile(`${dir}/t.toml`, SECURE, { mode: 0o600 }); // It holds the token.
     // A link at compose.yaml is replaced by the file, its target untouched.
     await Deno.mkdir(`${dir}/out`);
     await Deno.writeTextFile(`${dir}/victim`, "precious\n");
