@@ -49,10 +49,17 @@ const HEX = "0123456789abcdef";
 function writeString(start: number, n: number): void {
   const input = r.input;
   const end = start + n;
-  room(2 + n * 6);
+  // Room for the plain text; the rest at worst (\u00XX) only from its first escape (review h48b L6:
+  // 6n up front grew the buffer to 64 MiB+ for a 10 MB plain string).
+  room(2 + n);
   out[at++] = 0x22;
+  let roomy = false;
   for (let i = start; i < end; i++) {
     const c = input[i];
+    if (!roomy && (c === 0x22 || c === 0x5c || c < 0x20)) {
+      room((end - i) * 6 + 1);
+      roomy = true;
+    }
     if (c === 0x22 || c === 0x5c) {
       out[at++] = 0x5c;
       out[at++] = c;
