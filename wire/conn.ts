@@ -70,20 +70,17 @@ export interface FramedConnOptions {
 }
 
 /**
- * A TCP or TLS connection carrying length-prefixed frames. Reads run in a loop that
- * hands the frames of each read to `onFrames`; writes queued in the same turn
- * of the event loop are coalesced into one write (started early at FLUSH_AT),
- * with one write in flight at a time.
+ * A TCP or TLS connection carrying length-prefixed frames. Reads run in a loop that hands the
+ * frames of each read to `onFrames`; writes queued in the same turn of the event loop are
+ * coalesced into one write (started early at FLUSH_AT), with one write in flight at a time.
  *
- * Outbound policy: above `highWater` pending bytes the read loop pauses
- * (so a peer that floods requests without reading answers is slowed by TCP);
- * above `maxOutbound`, or when a write makes no progress for
- * `writeTimeoutMs`, the connection is closed as a slow consumer.
+ * Outbound policy: above `highWater` pending bytes the read loop pauses (so a peer that floods
+ * requests without reading answers is slowed by TCP); above `maxOutbound`, or when a write makes
+ * no progress for `writeTimeoutMs`, the connection is closed as a slow consumer.
  *
- * Deadlines (checked by the process's one ticker, see heartbeat.ts): a frame
- * must complete within `frameTimeoutMs` of its first byte; with `keepAlive`,
- * a ping goes out after `heartbeat` of silence from this side and a peer
- * silent for heartbeat × liveness is dead.
+ * Deadlines (checked by the process's one ticker, see heartbeat.ts): a frame must complete within
+ * `frameTimeoutMs` of its first byte; with `keepAlive`, a ping goes out after `heartbeat` of
+ * silence from this side and a peer silent for heartbeat × liveness is dead.
  */
 export class FramedConn {
   /** The socket. */

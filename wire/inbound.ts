@@ -1,8 +1,7 @@
 /**
- * The read side of a connection: a loop that reads, splits frames and hands
- * each read's frames over together; it stops while output backs up
- * (backpressure) or while the owner pauses it, and keeps the stream's first
- * bytes until the handshake is over (see foreign.ts).
+ * The read side of a connection: a loop that reads, splits frames and hands each read's frames over
+ * together; it stops while output backs up (backpressure) or while the owner pauses it, and keeps
+ * the stream's first bytes until the handshake is over (see foreign.ts).
  */
 import { DistError } from "./errors.ts";
 import { FrameDecoder, HEADER_BYTES } from "./frame.ts";
@@ -12,14 +11,12 @@ import { pollTurn } from "./poll_turn.ts";
 import { EAGAIN, rawReads, type RawSocket, type RawSocketHandler } from "./raw_reads.ts";
 
 /**
- * The read buffer starts small, doubles whenever a read fills it (up to
- * MAX_READ) and halves after SHRINK_AFTER reads in a row that used less than
- * an eighth of it: an idle connection costs a few KiB, a busy one reads 64
- * KiB at a time. A read that ends a large frame (BIG_FRAME or more) and
- * leaves nothing partial is likely the last of a burst: the next read is
- * into MIN_READ, back to the grown size at once if it fills, so a
- * connection that sent one 1 MB frame and went idle does not wait with 64
- * KiB (hostile review 39b Q13).
+ * The read buffer starts small, doubles whenever a read fills it (up to MAX_READ) and halves after
+ * SHRINK_AFTER reads in a row that used less than an eighth of it: an idle connection costs a few
+ * KiB, a busy one reads 64 KiB at a time. A read that ends a large frame (BIG_FRAME or more) and
+ * leaves nothing partial is likely the last of a burst: the next read is into MIN_READ, back to the
+ * grown size at once if it fills, so a connection that sent one 1 MB frame and went idle does not
+ * wait with 64 KiB (hostile review 39b Q13).
  */
 const MIN_READ = 1024;
 const MAX_READ = 64 * 1024;
@@ -36,37 +33,31 @@ const SHRINK_AFTER = 8;
 const BIG_FRAME = MAX_READ / 2;
 
 /**
- * Reads in a row that filled the largest buffer (the peer sends faster than
- * this side reads) after which the read loop yields a turn of the event
- * loop (poll_turn.ts) before it reads again. A read that finds bytes waiting
- * completes at once, and a connection that always has them makes a chain
- * of such reads; with a few of those running (clients flooding 1 MB
- * requests) the runtime went hundreds of ms to seconds without taking up
- * other sockets' input: in a Deno process reading 8 flooding sockets, a
- * ping on another socket took 510 ms (median; 0.5 ms without the flood),
- * 1.8 ms with a yield every 4 full reads, at 2.5 GB of flood read in 5 s
- * instead of 6 (one yield per read: 0.9 ms and 0.7 GB). A balancer's
- * backends then went unread past their frame and heartbeat deadlines.
+ * Reads in a row that filled the largest buffer (the peer sends faster than this side reads) after
+ * which the read loop yields a turn of the event loop (poll_turn.ts) before it reads again. A read
+ * that finds bytes waiting completes at once, and a connection that always has them makes a chain
+ * of such reads; with a few of those running (clients flooding 1 MB requests) the runtime went
+ * hundreds of ms to seconds without taking up other sockets' input: in a Deno process reading 8
+ * flooding sockets, a ping on another socket took 510 ms (median; 0.5 ms without the flood), 1.8 ms
+ * with a yield every 4 full reads, at 2.5 GB of flood read in 5 s instead of 6 (one yield per read:
+ * 0.9 ms and 0.7 GB). A balancer's backends then went unread past their frame and heartbeat
+ * deadlines.
  */
 const FULL_READS_PER_TURN = 4;
 /**
- * The run of full reads between yields doubles, up to this, after each
- * yield during which no other connection of the process read anything:
- * nobody was waiting for that turn, and each one costs the process an idle
- * wake-up (~100 µs of CPU here, a quarter of a 64 KiB read's work in the
- * broker). Once another connection reads during one, it is
- * FULL_READS_PER_TURN again.
+ * The run of full reads between yields doubles, up to this, after each yield during which no other
+ * connection of the process read anything: nobody was waiting for that turn, and each one costs the
+ * process an idle wake-up (~100 µs of CPU here, a quarter of a 64 KiB read's work in the broker).
+ * Once another connection reads during one, it is FULL_READS_PER_TURN again.
  */
 const MAX_FULL_READS_PER_TURN = 16;
 /**
- * Largest first frame (the handshake: a hello, or the welcome answering it)
- * read, whatever the connection's frame limit. A hello is ~120 bytes, and
- * its credentials (token, user, password) at most MAX_SECRET_LENGTH (4,096)
- * characters each (credentials.ts): 16 KiB holds them all in ASCII. The
- * first frame comes before any credential is checked and is parsed whole:
- * at the 1 MiB frame limit, a hello of 62,000 escaped keys took the
- * balancer's event loop ~200 ms each, a probe beside it waited up to 419 ms
- * (hostile41a W9). Past it, the stream fails FRAME_TOO_LARGE before the
+ * Largest first frame (the handshake: a hello, or the welcome answering it) read, whatever the
+ * connection's frame limit. A hello is ~120 bytes, and its credentials (token, user, password) at
+ * most MAX_SECRET_LENGTH (4,096) characters each (credentials.ts): 16 KiB holds them all in ASCII.
+ * The first frame comes before any credential is checked and is parsed whole: at the 1 MiB frame
+ * limit, a hello of 62,000 escaped keys took the balancer's event loop ~200 ms each, a probe beside
+ * it waited up to 419 ms (hostile41a W9). Past it, the stream fails FRAME_TOO_LARGE before the
  * frame is read (the listener answers it and closes).
  */
 export const FIRST_FRAME_BYTES = 16 * 1024;
@@ -81,14 +72,12 @@ const nextTurn = pollTurn;
 const keptReading = new WeakSet<Deno.Conn>();
 
 /**
- * Marks a connection whose reading must never stop because output backs up,
- * on it or in the process: this side calls the peer, and the peer's answers
- * are what drains output (a balancer's backend: its answers go to the
- * clients; pausing it for the requests waiting to go to it, or for the
- * clients' unread answers, stops the very answers that would let them
- * drain, and the backend then stops reading requests too). What this side
- * sends it must be bounded by its owner (a balancer's in-flight slots and
- * output budget per backend); `pauseReading()` still stops it.
+ * Marks a connection whose reading must never stop because output backs up, on it or in the
+ * process: this side calls the peer, and the peer's answers are what drains output (a balancer's
+ * backend: its answers go to the clients; pausing it for the requests waiting to go to it, or for
+ * the clients' unread answers, stops the very answers that would let them drain, and the backend
+ * then stops reading requests too). What this side sends it must be bounded by its owner (a
+ * balancer's in-flight slots and output budget per backend); `pauseReading()` still stops it.
  * @param socket the connection's socket (`FramedConn.conn`)
  */
 export function keepReading(socket: Deno.Conn): void {
