@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runDist } from "./helpers/dist.ts";
+import { homeEnv } from "./helpers/home.ts";
 import { startUp, topologyFile } from "./helpers/up.ts";
 
 Deno.test({
@@ -66,12 +67,12 @@ Deno.test({
     const file = await topologyFile(`[[server]]\nname = "srv"\nport = 0\n`);
     // A login shell's session has $XDG_RUNTIME_DIR; a cron job or `sudo -u` of the same user not.
     const first = startUp([file, "--no-dashboard"], {
-      env: { TMPDIR: tmp, XDG_RUNTIME_DIR: runtime, HOME: home },
+      env: { TMPDIR: tmp, XDG_RUNTIME_DIR: runtime, ...await homeEnv(home) },
     });
     try {
       await first.waitFor(/All 1 ready/);
       const second = await runDist(["up", file, "--no-dashboard", "--duration", "3s"], {
-        env: { TMPDIR: tmp, XDG_RUNTIME_DIR: "", HOME: home },
+        env: { TMPDIR: tmp, XDG_RUNTIME_DIR: "", ...await homeEnv(home) },
         timeoutMs: 30_000,
       });
       assert.equal(second.code, 2, `second launcher ran: ${second.stdout}${second.stderr}`);

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runDist } from "./helpers/dist.ts";
+import { homeEnv } from "./helpers/home.ts";
 import { startUp, topologyFile } from "./helpers/up.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -97,15 +98,7 @@ Deno.test("R13, h48b V3: the lock's place is not the environment's: an unusable 
     const home = join(root, "home");
     await Deno.mkdir(join(home, ".cache", "dist"), { recursive: true });
     await Deno.chmod(join(home, ".cache", "dist"), 0o777);
-    // Deno's own cache stays where it is (it too is found from HOME).
-    const denoDir = Deno.env.get("DENO_DIR") ??
-      join(Deno.env.get("HOME") ?? "/root", ".cache", "deno");
-    const env = {
-      TMPDIR: await squatted(root),
-      XDG_RUNTIME_DIR: "",
-      HOME: home,
-      DENO_DIR: denoDir,
-    };
+    const env = { TMPDIR: await squatted(root), XDG_RUNTIME_DIR: "", ...await homeEnv(home) };
     const r = await runDist(["up", file, "--no-dashboard", "--duration", "2s"], { env });
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual([...Deno.readDirSync(join(home, ".cache", "dist"))], []);
