@@ -114,10 +114,19 @@ Deno.test("fakes of one address that drop their trial and register again under n
     assert.ok(seen.tasks <= 3, `the fakes got ${seen.tasks} tasks in 7 s`);
     assert.ok(slow <= 3, `${slow} calls held 900 ms or more`);
     assert.ok(answered > 1_000, `${answered} answers`);
-    assert.match(lb.stderr(), /no trial for 10 s \(1 failed; 2 by its source\)/);
-    // Each trial held past its bound was sent on to the server, and is counted (V7).
+    // The source's second failure held its workers' trials 10 s. Which fake failed it, and how,
+    // follows the order of their failures under load: one held its trial past the bound (seen
+    // by the trial's timer), or dropped it before that timer ran (lost with its connection).
+    assert.match(
+      lb.stderr(),
+      /no trial for 10 s \(\d+ failed; 2 by its source\)|no trial for its source's workers that answered none for 10 s \(2 failed\)/,
+    );
+    // Each trial held past its bound was sent on to the server, and is counted (V7): one the fake
+    // dropped before its bound was lost with its connection and sent again, not sent on.
+    const held = lb.stderr().match(/held a trial request add past/g)?.length ?? 0;
     const stats = await client.call("sys.stats") as { trials_sent_on: number };
-    assert.equal(stats.trials_sent_on, seen.tasks);
+    assert.equal(stats.trials_sent_on, held);
+    assert.ok(held <= seen.tasks, `${held} trials held of ${seen.tasks}`);
   } finally {
     churn?.stop();
     client.close();
