@@ -42,6 +42,19 @@ function churningThieves(port: number, k: number, holdMs: number) {
 }
 
 /**
+ * Waits until `count()` reaches `goal`, or has not risen for `stillMs`
+ * (its last value is then final), at most `capMs` in all.
+ */
+async function whileRising(count: () => number, goal: number, stillMs: number, capMs: number) {
+  const end = performance.now() + capMs;
+  let last = count(), since = performance.now();
+  while (count() < goal && performance.now() - since < stillMs && performance.now() < end) {
+    await sleep(50);
+    if (count() !== last) [last, since] = [count(), performance.now()];
+  }
+}
+
+/**
  * Alice reads group g on /q while `k` thieves rejoin every `holdMs`; 40,000 messages of 1 KB are
  * published: alice must get at least `share` of them, the thieves come back at least `joins` times.
  */
@@ -55,7 +68,24 @@ async function besideThieves(k: number, holdMs: number, share: number, joins: nu
       await sleep(200 + 2 * k);
       const n = 40_000;
       await publishKb(pub, n, 10);
-      await waitFor(() => got.count >= share * n, 20_000, `alice's deliveries (${got.count})`);
+      // Alice's deliveries end about a second after the last publish, later on a loaded machine:
+      // waited on while they go on (never more than 5 s without one), not for a fixed time.
+      await whileRising(() => got.count, share * n, 5_000, 120_000);
+      // None lost: each message went to a member (her or a thief, who drops it as it leaves).
+      const stats = await pub.stats();
+      const out = (stats.per_topic as Record<string, { out: number }>)["/q/x"]?.out;
+      assert.ok(
+        out >= n && stats.dropped === 0 && stats.undeliverable === 0,
+        `delivered ${out} of ${n}, dropped ${stats.dropped}, undeliverable ${stats.undeliverable}`,
+      );
+      console.log(`alice: ${got.count} of ${n}; the thieves joined ${mallory.joins} times`);
+      // Her share falls with the machine's load (stop 48, d48): a reader that now and then misses
+      // the broker's 25 ms keeps up less, and no proven member keeping up, thieves are given more
+      // (66-82 % at load 6-8, 62 % at 13, two to six busy loops beside; a CI run at ~15: 73 %).
+      // Paced so that she keeps up (publishKbPaced) it held, but no longer told M2's bug apart (84-85 %
+      // at 29b6d4d^ as at the fix): a product matter left open, not hidden by a lower bound. A
+      // reader answering each request 50 ms late (countFrames answerAfterMs) got 54-58 %.
+      assert.ok(got.count >= share * n, `alice got ${got.count} of ${n}, the thieves the rest`);
       assert.ok(mallory.joins >= joins, `the thieves came and went (${mallory.joins} joins)`);
     } finally {
       await mallory.stop();
