@@ -132,14 +132,39 @@ function tooLarge(flag: string, path: string, rule: FileRule): UsageError {
 
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
-function join(chunks: Uint8Array[], size: number): string {
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
+/** One bounded read of an opened file, fed by a sync or an async reader (one rule for both). */
+class Bounded {
+  readonly #chunks: Uint8Array[] = [];
+  #size = 0;
+  constructor(readonly flag: string, readonly path: string, readonly rule: FileRule) {}
+
+  /** The next buffer to read into; null once one byte past the bound is in. */
+  next(): Uint8Array | null {
+    const room = this.rule.max + 1 - this.#size;
+    return room > 0 ? new Uint8Array(Math.min(64 * KIB, room)) : null;
   }
-  return decoder.decode(all);
+
+  /** Keeps what a read put in `buf`; false at the file's end. */
+  took(buf: Uint8Array, n: number | null): boolean {
+    if (n === null) return false;
+    this.#chunks.push(buf.subarray(0, n));
+    this.#size += n;
+    return true;
+  }
+
+  /** The text read, checked against the bound and (a topology) its inline secrets. */
+  text(info: Deno.FileInfo): string {
+    if (this.#size > this.rule.max) throw tooLarge(this.flag, this.path, this.rule);
+    const all = new Uint8Array(this.#size);
+    let at = 0;
+    for (const chunk of this.#chunks) {
+      all.set(chunk, at);
+      at += chunk.length;
+    }
+    const text = decoder.decode(all);
+    checkInline(this.flag, this.path, info, this.rule, text);
+    return text;
+  }
 }
 
 /**
@@ -157,19 +182,11 @@ export async function readUserFile(flag: string, path: string, rule: FileRule): 
     const info = await file.stat();
     regular = info.isFile;
     if (rule.secret) checkSecretInfo(flag, path, info, rule.secret);
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    while (size <= rule.max) {
-      const buf = new Uint8Array(Math.min(64 * KIB, rule.max + 1 - size));
-      const n = await file.read(buf);
-      if (n === null) break;
-      chunks.push(buf.subarray(0, n));
-      size += n;
+    const read = new Bounded(flag, path, rule);
+    for (let buf = read.next(); buf !== null && read.took(buf, await file.read(buf));) {
+      buf = read.next();
     }
-    if (size > rule.max) throw tooLarge(flag, path, rule);
-    const text = join(chunks, size);
-    checkInline(flag, path, info, rule, text);
-    return keep(path, regular, { text });
+    return keep(path, regular, { text: read.text(info) });
   } catch (error) {
     throw keep(path, regular, { error });
   } finally {
@@ -190,19 +207,11 @@ export function readUserFileSync(flag: string, path: string, rule: FileRule): st
     const info = file.statSync();
     regular = info.isFile;
     if (rule.secret) checkSecretInfo(flag, path, info, rule.secret);
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    while (size <= rule.max) {
-      const buf = new Uint8Array(Math.min(64 * KIB, rule.max + 1 - size));
-      const n = file.readSync(buf);
-      if (n === null) break;
-      chunks.push(buf.subarray(0, n));
-      size += n;
+    const read = new Bounded(flag, path, rule);
+    for (let buf = read.next(); buf !== null && read.took(buf, file.readSync(buf));) {
+      buf = read.next();
     }
-    if (size > rule.max) throw tooLarge(flag, path, rule);
-    const text = join(chunks, size);
-    checkInline(flag, path, info, rule, text);
-    return keep(path, regular, { text });
+    return keep(path, regular, { text: read.text(info) });
   } catch (error) {
     throw keep(path, regular, { error });
   } finally {
