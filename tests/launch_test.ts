@@ -546,12 +546,22 @@ Deno.test("every topology in examples/ loads and plans, on each of its hosts", a
   const dir = fileURLToPath(new URL("../examples/", import.meta.url));
   const files = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".toml"));
   assert.ok(files.length >= 2);
+  const copies = await Deno.makeTempDir({ prefix: "dist-examples-" });
   for (const { name } of files) {
-    const { topology, text } = await readTopology(`${dir}${name}`, REAL_ROLES);
+    let path = `${dir}${name}`;
+    if (name === "secure.toml" && (Deno.statSync(path).mode! & 0o077) !== 0) {
+      // It holds its token inline, and git keeps no 0600: refused as checked out (README says to
+      // chmod 600 it first), then taken once only its owner may read it (h48b V4).
+      await assert.rejects(readTopology(path, REAL_ROLES), /holds a token inline.*chmod 600/);
+      path = `${copies}/${name}`;
+      await Deno.writeTextFile(path, await Deno.readTextFile(`${dir}${name}`), { mode: 0o600 });
+    }
+    const { topology, text } = await readTopology(path, REAL_ROLES);
     const hosts = new Set(topology.instances.map((i) => i.host));
     for (const on of hosts.size > 1 ? hosts : [undefined]) {
       const plan = makePlan(topology, { roles: REAL_ROLES, text, on });
       assert.ok(plan.instances.length > 0, `${name} on ${on}`);
     }
   }
+  await Deno.remove(copies, { recursive: true });
 });
